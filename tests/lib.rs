@@ -1,0 +1,1 @@
+//! Holds no code: the end-to-end suite lives in `api/`.
