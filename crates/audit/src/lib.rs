@@ -1,1 +1,62 @@
-//! audit
+//! # audit
+//!
+//! A complete, tamper-evident audit log for Axie Enterprise organizations.
+//!
+//! Every record goes into its organization's hash chain (see [`chain`]); signed
+//! [`Checkpoint`]s of the chain head catch truncation and wholesale rewrites.
+//! The crate also defines the [`Journal`] through which every state change in
+//! the other crates records its audit records and domain events, so the storage
+//! adapter can commit them in the same transaction as the change.
+//!
+//! It knows nothing about HTTP or SeaORM, and never reads the clock: times are
+//! arguments.
+//!
+//! ```
+//! # #[cfg(feature = "memory")] {
+//! use audit::{Actor, AuditAction, AuditStore, Journal, MemoryAuditStore, NewAuditEvent, Target};
+//! use chrono::Utc;
+//! use rbac_core::OrgId;
+//!
+//! # tokio_test_block_on(async {
+//! let store = MemoryAuditStore::new();
+//! let org = OrgId::new();
+//! let event = NewAuditEvent::new(org, Utc::now(), Actor::user("usr_1", "Sarah"),
+//!     AuditAction::ChatInterfaceCreated, Target::new("chat_interface", "res_1", "Customer Support"));
+//! store.append(Journal::record(event)).await.unwrap();
+//! let report = audit::verify_chain(&store, org, b"checkpoint key").await.unwrap().unwrap();
+//! assert_eq!(report.records, 1);
+//! # });
+//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+//! # }
+//! # }
+//! ```
+#![deny(missing_docs)]
+
+mod action;
+pub mod chain;
+#[cfg(feature = "memory")]
+pub mod contract;
+mod error;
+mod events;
+pub mod export;
+#[cfg(feature = "memory")]
+mod memory;
+mod model;
+mod query;
+mod render;
+mod store;
+
+pub use action::AuditAction;
+pub use chain::{ChainBreak, ChainVerifier, Checkpoint, VerifiedChain};
+pub use error::{AuditError, StoreError};
+pub use events::{DomainEvent, EventKind, Journal};
+#[cfg(feature = "memory")]
+pub use memory::MemoryAuditStore;
+pub use model::{
+    Actor, ActorKind, AuditEvent, ERASED, MAX_METADATA_BYTES, Metadata, NewAuditEvent, Outcome,
+    RequestContext, SCHEMA_VERSION, Target, erase_annotations, truncate_to_micros,
+};
+pub use query::{ActionFilter, AuditQuery, DatePreset, MAX_PAGE};
+pub use render::render_line;
+pub use store::{AuditStore, WALK_PAGE, take_checkpoint, verify_chain};

@@ -1,1 +1,241 @@
-//! billing-limits
+//! # billing-limits
+//!
+//! Plans and their limits (the enterprise guide's "What's Included" table) and
+//! the pure quota decision every creation goes through.
+//!
+//! ```
+//! use billing_limits::{check_quota, Limit, Plan, PlanLimits, QuotaDecision};
+//! let limits = PlanLimits::for_plan(Plan::Enterprise);
+//! assert_eq!(check_quota(&limits, Limit::Members, 19, 1), QuotaDecision::Allowed);
+//! assert!(matches!(check_quota(&limits, Limit::Members, 20, 1), QuotaDecision::Exceeded { .. }));
+//! ```
+#![deny(missing_docs)]
+
+use rbac_core::PlanFeatures;
+use serde::{Deserialize, Serialize};
+
+/// A subscription plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Plan {
+    /// One person, one of everything.
+    Free,
+    /// One person, more resources.
+    Pro,
+    /// Teams: 20 members, audit logs, RBAC, webhooks.
+    Enterprise,
+}
+
+impl Plan {
+    /// The wire name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Plan::Free => "free",
+            Plan::Pro => "pro",
+            Plan::Enterprise => "enterprise",
+        }
+    }
+
+    /// Parses the wire name.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        [Plan::Free, Plan::Pro, Plan::Enterprise].into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// Which permission-gating features the plan includes.
+    #[must_use]
+    pub const fn features(self) -> PlanFeatures {
+        match self {
+            Plan::Enterprise => PlanFeatures::ENTERPRISE,
+            Plan::Free | Plan::Pro => PlanFeatures::BASIC,
+        }
+    }
+}
+
+/// A countable thing a plan limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    /// Team members (including the Owner and pending invitations).
+    Members,
+    /// Chat interfaces.
+    ChatInterfaces,
+    /// Knowledge bases.
+    KnowledgeBases,
+    /// Documents.
+    Documents,
+    /// Active API keys.
+    ApiKeys,
+    /// Custom domains.
+    CustomDomains,
+    /// API calls per calendar month (UTC).
+    ApiCallsPerMonth,
+    /// Storage in bytes.
+    StorageBytes,
+}
+
+impl Limit {
+    /// The wire name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Limit::Members => "members",
+            Limit::ChatInterfaces => "chat_interfaces",
+            Limit::KnowledgeBases => "knowledge_bases",
+            Limit::Documents => "documents",
+            Limit::ApiKeys => "api_keys",
+            Limit::CustomDomains => "custom_domains",
+            Limit::ApiCallsPerMonth => "api_calls_per_month",
+            Limit::StorageBytes => "storage_bytes",
+        }
+    }
+}
+
+const GB: u64 = 1024 * 1024 * 1024;
+
+/// The limits that apply to one organization (`None` = unlimited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanLimits {
+    /// The plan the limits come from.
+    pub plan: Plan,
+    /// Team members.
+    pub members: Option<u64>,
+    /// Chat interfaces.
+    pub chat_interfaces: Option<u64>,
+    /// Knowledge bases.
+    pub knowledge_bases: Option<u64>,
+    /// Documents.
+    pub documents: Option<u64>,
+    /// API keys.
+    pub api_keys: Option<u64>,
+    /// Custom domains.
+    pub custom_domains: Option<u64>,
+    /// API calls per month.
+    pub api_calls_per_month: Option<u64>,
+    /// Storage in bytes.
+    pub storage_bytes: Option<u64>,
+}
+
+impl PlanLimits {
+    /// The guide's table. Enterprise's "increased limits" default to 10× Pro and are
+    /// configurable per deployment and per organization.
+    #[must_use]
+    pub const fn for_plan(plan: Plan) -> Self {
+        match plan {
+            Plan::Free => Self {
+                plan,
+                members: Some(1),
+                chat_interfaces: Some(1),
+                knowledge_bases: Some(1),
+                documents: Some(10),
+                api_keys: Some(1),
+                custom_domains: Some(0),
+                api_calls_per_month: Some(1_000),
+                storage_bytes: Some(GB),
+            },
+            Plan::Pro => Self {
+                plan,
+                members: Some(1),
+                chat_interfaces: Some(20),
+                knowledge_bases: Some(5),
+                documents: Some(100),
+                api_keys: Some(5),
+                custom_domains: Some(3),
+                api_calls_per_month: Some(10_000),
+                storage_bytes: Some(10 * GB),
+            },
+            Plan::Enterprise => Self {
+                plan,
+                members: Some(20),
+                chat_interfaces: Some(100),
+                knowledge_bases: Some(50),
+                documents: Some(1_000),
+                api_keys: Some(50),
+                custom_domains: None,
+                api_calls_per_month: Some(100_000),
+                storage_bytes: Some(100 * GB),
+            },
+        }
+    }
+
+    /// The limit for one countable, `None` if unlimited.
+    #[must_use]
+    pub const fn get(&self, limit: Limit) -> Option<u64> {
+        match limit {
+            Limit::Members => self.members,
+            Limit::ChatInterfaces => self.chat_interfaces,
+            Limit::KnowledgeBases => self.knowledge_bases,
+            Limit::Documents => self.documents,
+            Limit::ApiKeys => self.api_keys,
+            Limit::CustomDomains => self.custom_domains,
+            Limit::ApiCallsPerMonth => self.api_calls_per_month,
+            Limit::StorageBytes => self.storage_bytes,
+        }
+    }
+}
+
+/// The outcome of a quota check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum QuotaDecision {
+    /// Within the limit.
+    Allowed,
+    /// Would go over the limit.
+    Exceeded {
+        /// Which limit.
+        limit: Limit,
+        /// Its value.
+        max: u64,
+        /// Current use.
+        used: u64,
+        /// The plan.
+        plan: Plan,
+    },
+}
+
+/// Whether `used + adding` stays within the plan's limit.
+#[must_use]
+pub fn check_quota(limits: &PlanLimits, limit: Limit, used: u64, adding: u64) -> QuotaDecision {
+    match limits.get(limit) {
+        Some(max) if used.saturating_add(adding) > max => {
+            QuotaDecision::Exceeded { limit, max, used, plan: limits.plan }
+        }
+        _ => QuotaDecision::Allowed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guide_table_members() {
+        assert_eq!(PlanLimits::for_plan(Plan::Free).members, Some(1));
+        assert_eq!(PlanLimits::for_plan(Plan::Pro).members, Some(1));
+        assert_eq!(PlanLimits::for_plan(Plan::Enterprise).members, Some(20));
+        assert_eq!(PlanLimits::for_plan(Plan::Enterprise).custom_domains, None);
+        assert_eq!(PlanLimits::for_plan(Plan::Free).custom_domains, Some(0));
+    }
+
+    #[test]
+    fn quota_boundaries() {
+        let free = PlanLimits::for_plan(Plan::Free);
+        assert_eq!(check_quota(&free, Limit::Documents, 9, 1), QuotaDecision::Allowed);
+        assert_eq!(
+            check_quota(&free, Limit::Documents, 10, 1),
+            QuotaDecision::Exceeded { limit: Limit::Documents, max: 10, used: 10, plan: Plan::Free }
+        );
+        assert!(matches!(check_quota(&free, Limit::CustomDomains, 0, 1), QuotaDecision::Exceeded { .. }));
+        let ent = PlanLimits::for_plan(Plan::Enterprise);
+        assert_eq!(check_quota(&ent, Limit::CustomDomains, u64::MAX, 1), QuotaDecision::Allowed);
+    }
+
+    #[test]
+    fn only_enterprise_has_gated_features() {
+        assert!(Plan::Enterprise.features().audit_logs);
+        assert!(!Plan::Pro.features().webhooks);
+        assert_eq!(Plan::parse("pro"), Some(Plan::Pro));
+        assert_eq!(Plan::parse("gold"), None);
+    }
+}

@@ -158,7 +158,10 @@ mod tests {
         assert!("org_zz".parse::<OrgId>().is_err());
         assert!("".parse::<OrgId>().is_err());
         let hyphenated = format!("org_{}", uuid::Uuid::now_v7());
-        assert!(hyphenated.parse::<OrgId>().is_err(), "only the simple form is accepted");
+        assert!(
+            hyphenated.parse::<OrgId>().is_err(),
+            "only the simple form is accepted"
+        );
     }
 
     #[test]
@@ -167,6 +170,8 @@ mod tests {
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(json, format!("\"{id}\""));
         assert_eq!(serde_json::from_str::<UserId>(&json).unwrap(), id);
-        assert!(serde_json::from_str::<UserId>("\"org_00000000000000000000000000000000\"").is_err());
+        assert!(
+            serde_json::from_str::<UserId>("\"org_00000000000000000000000000000000\"").is_err()
+        );
     }
 }

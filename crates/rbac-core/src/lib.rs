@@ -48,14 +48,14 @@ mod ids;
 mod model;
 mod roles;
 
-pub use decide::{DenyReason, Decision, Grant, authorize};
+pub use decide::{Decision, DenyReason, Grant, authorize};
 pub use ids::{
     ApiKeyId, EndpointId, EventId, IdParseError, InvitationId, OrgId, ResourceId, SessionId,
     TeamId, UserId,
 };
 pub use model::{
-    Audience, Context, Credential, FeatureAccess, FeatureSetting, OrgRole, Permission,
-    PlanFeature, PlanFeatures, Resource, Subject, TeamRole,
+    Audience, Context, Credential, FeatureAccess, FeatureSetting, OrgRole, Permission, PlanFeature,
+    PlanFeatures, Resource, Subject, TeamRole,
 };
 pub use roles::{
     RoleRuleError, check_invite_role, check_ownership_transfer, check_removal, check_role_change,

@@ -33,7 +33,9 @@ impl OrgRole {
     /// Parses a wire name, case-insensitively.
     #[must_use]
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
     }
 
     /// Owner or Admin.
@@ -72,7 +74,9 @@ impl TeamRole {
     /// Parses a wire name, case-insensitively.
     #[must_use]
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
     }
 }
 
@@ -338,11 +342,17 @@ pub struct PlanFeatures {
 
 impl PlanFeatures {
     /// Everything enabled (the Enterprise plan).
-    pub const ENTERPRISE: PlanFeatures =
-        PlanFeatures { audit_logs: true, advanced_rbac: true, webhooks: true };
+    pub const ENTERPRISE: PlanFeatures = PlanFeatures {
+        audit_logs: true,
+        advanced_rbac: true,
+        webhooks: true,
+    };
     /// Nothing enabled (Free and Pro).
-    pub const BASIC: PlanFeatures =
-        PlanFeatures { audit_logs: false, advanced_rbac: false, webhooks: false };
+    pub const BASIC: PlanFeatures = PlanFeatures {
+        audit_logs: false,
+        advanced_rbac: false,
+        webhooks: false,
+    };
 }
 
 /// Names a plan feature, for deny reasons.
@@ -387,9 +397,16 @@ pub struct Subject {
 
 impl Subject {
     /// The caller's explicit role in `team`, if any.
+    ///
+    /// Should `teams` list the same team twice, the least privileged role wins,
+    /// so the answer never depends on the order of the vector.
     #[must_use]
     pub fn team_role(&self, team: TeamId) -> Option<TeamRole> {
-        self.teams.iter().find(|(t, _)| *t == team).map(|(_, r)| *r)
+        self.teams
+            .iter()
+            .filter(|(t, _)| *t == team)
+            .map(|(_, r)| *r)
+            .min()
     }
 }
 
@@ -408,19 +425,31 @@ impl Resource {
     /// An organization-level target (settings, members, audit log, billing).
     #[must_use]
     pub const fn org(org: OrgId) -> Self {
-        Self { org, team: None, creator: None }
+        Self {
+            org,
+            team: None,
+            creator: None,
+        }
     }
 
     /// A team-level target without a creator (for example "create in this team").
     #[must_use]
     pub const fn team(org: OrgId, team: TeamId) -> Self {
-        Self { org, team: Some(team), creator: None }
+        Self {
+            org,
+            team: Some(team),
+            creator: None,
+        }
     }
 
     /// An existing team resource with its creator.
     #[must_use]
     pub const fn owned(org: OrgId, team: TeamId, creator: UserId) -> Self {
-        Self { org, team: Some(team), creator: Some(creator) }
+        Self {
+            org,
+            team: Some(team),
+            creator: Some(creator),
+        }
     }
 }
 
@@ -437,7 +466,11 @@ impl Context {
     /// The settings that apply: without advanced RBAC on the plan, the defaults.
     #[must_use]
     pub fn effective_access(&self) -> FeatureAccess {
-        if self.plan.advanced_rbac { self.access } else { FeatureAccess::default() }
+        if self.plan.advanced_rbac {
+            self.access
+        } else {
+            FeatureAccess::default()
+        }
     }
 }
 

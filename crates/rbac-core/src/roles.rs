@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{OrgRole, Subject};
 use crate::ids::UserId;
+use crate::model::{OrgRole, Subject};
 
 /// Why a role change, removal or ownership transfer is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
@@ -131,7 +131,10 @@ mod tests {
     #[test]
     fn role_change_table() {
         use OrgRole::*;
-        let check = |actor: OrgRole, current: OrgRole, new: OrgRole, expected: Result<(), RoleRuleError>| {
+        let check = |actor: OrgRole,
+                     current: OrgRole,
+                     new: OrgRole,
+                     expected: Result<(), RoleRuleError>| {
             let a = subject(actor);
             assert_eq!(
                 check_role_change(&a, UserId::new(), current, new),
@@ -162,24 +165,48 @@ mod tests {
     fn removal_rules() {
         let owner = subject(OrgRole::Owner);
         let admin = subject(OrgRole::Admin);
-        assert_eq!(check_removal(&admin, owner.user, OrgRole::Owner), Err(RoleRuleError::TargetIsOwner));
-        assert_eq!(check_removal(&admin, admin.user, OrgRole::Admin), Err(RoleRuleError::RemoveSelf));
+        assert_eq!(
+            check_removal(&admin, owner.user, OrgRole::Owner),
+            Err(RoleRuleError::TargetIsOwner)
+        );
+        assert_eq!(
+            check_removal(&admin, admin.user, OrgRole::Admin),
+            Err(RoleRuleError::RemoveSelf)
+        );
         assert_eq!(check_removal(&owner, admin.user, OrgRole::Admin), Ok(()));
-        assert_eq!(check_removal(&subject(OrgRole::User), UserId::new(), OrgRole::User), Err(RoleRuleError::NotAnAdmin));
+        assert_eq!(
+            check_removal(&subject(OrgRole::User), UserId::new(), OrgRole::User),
+            Err(RoleRuleError::NotAnAdmin)
+        );
     }
 
     #[test]
     fn only_owner_transfers_to_someone_else() {
         let owner = subject(OrgRole::Owner);
         assert_eq!(check_ownership_transfer(&owner, UserId::new()), Ok(()));
-        assert_eq!(check_ownership_transfer(&owner, owner.user), Err(RoleRuleError::TransferToSelf));
-        assert_eq!(check_ownership_transfer(&subject(OrgRole::Admin), UserId::new()), Err(RoleRuleError::NotOwner));
+        assert_eq!(
+            check_ownership_transfer(&owner, owner.user),
+            Err(RoleRuleError::TransferToSelf)
+        );
+        assert_eq!(
+            check_ownership_transfer(&subject(OrgRole::Admin), UserId::new()),
+            Err(RoleRuleError::NotOwner)
+        );
     }
 
     #[test]
     fn invitations_never_create_owners() {
-        assert_eq!(check_invite_role(&subject(OrgRole::Owner), OrgRole::Owner), Err(RoleRuleError::OwnerViaTransferOnly));
-        assert_eq!(check_invite_role(&subject(OrgRole::Admin), OrgRole::Admin), Ok(()));
-        assert_eq!(check_invite_role(&subject(OrgRole::User), OrgRole::User), Err(RoleRuleError::NotAnAdmin));
+        assert_eq!(
+            check_invite_role(&subject(OrgRole::Owner), OrgRole::Owner),
+            Err(RoleRuleError::OwnerViaTransferOnly)
+        );
+        assert_eq!(
+            check_invite_role(&subject(OrgRole::Admin), OrgRole::Admin),
+            Ok(())
+        );
+        assert_eq!(
+            check_invite_role(&subject(OrgRole::User), OrgRole::User),
+            Err(RoleRuleError::NotAnAdmin)
+        );
     }
 }

@@ -1,1 +1,32 @@
-//! security-policy
+//! # security-policy
+//!
+//! The security rules of an Axie Enterprise organization, as pure functions:
+//! password policy and argon2id hashing ([`check_password`], [`PasswordHasher`]),
+//! opaque tokens stored only as hashes ([`mint`], [`hash_token`]), session
+//! lifetimes ([`check_session`]) and IP allowlists with trusted-proxy handling
+//! ([`check_ip`], [`client_ip`]).
+//!
+//! Nothing here reads the clock, the network or a database: times, addresses
+//! and stored values are arguments.
+//!
+//! ```
+//! use security_policy::{check_ip, parse_allowlist, IpDecision};
+//! let office = parse_allowlist(&["203.0.113.0/24".to_string()]).unwrap();
+//! assert_eq!(check_ip(&office, "203.0.113.10".parse().unwrap()), IpDecision::Allowed);
+//! assert_eq!(check_ip(&office, "198.51.100.1".parse().unwrap()), IpDecision::Denied);
+//! ```
+#![deny(missing_docs)]
+
+mod error;
+mod ip;
+mod password;
+mod session;
+mod token;
+
+pub use error::{PasswordError, SecurityError};
+pub use ip::{IpAllowlistEntry, IpDecision, check_ip, client_ip, normalize, parse_allowlist};
+pub use password::{
+    HashParams, PasswordHasher, PasswordPolicy, Verification, check_password, context_words,
+};
+pub use session::{SessionPolicy, SessionStatus, check_session, sessions_to_evict};
+pub use token::{MintedToken, constant_time_eq, hash_token, mint};

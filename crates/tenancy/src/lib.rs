@@ -1,1 +1,27 @@
-//! tenancy
+//! # tenancy
+//!
+//! Organizations (enterprises), their members and teams, accounts, sessions and
+//! API keys: the operations, with their rules, behind storage ports.
+//!
+//! Every operation takes a [`Caller`] (the authenticated principal resolved in
+//! one organization) and starts with a permission check through `rbac-core`;
+//! every state change hands its audit records and domain events to the store
+//! in a `Journal`, which commits them with the change. The crate knows nothing
+//! about HTTP or SeaORM and never reads the clock.
+#![deny(missing_docs)]
+
+pub mod accounts;
+pub mod api_keys;
+mod caller;
+mod error;
+mod model;
+pub mod orgs;
+mod store;
+
+pub use caller::{Caller, Principal};
+pub use error::{StoreError, TenancyError};
+pub use model::{
+    ApiKey, CompanyProfile, Email, Member, Membership, Organization, SecuritySettings, Session, Team,
+    User, valid_name,
+};
+pub use store::{AccountStore, ApiKeyStore, OrgStore, TenancyStore};

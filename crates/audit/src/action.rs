@@ -1,0 +1,166 @@
+//! The typed, dotted catalogue of audited actions.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! actions {
+    ($( $(#[$m:meta])* $variant:ident => $name:literal, $verb:literal; )*) => {
+        /// Every audited action. The wire form is the dotted name, for example `member.invited`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
+        pub enum AuditAction {
+            $( $(#[$m])* $variant, )*
+        }
+
+        impl AuditAction {
+            /// Every action in the catalogue.
+            pub const ALL: &'static [AuditAction] = &[$(AuditAction::$variant,)*];
+
+            /// The dotted name.
+            #[must_use]
+            pub const fn as_str(self) -> &'static str {
+                match self { $(AuditAction::$variant => $name,)* }
+            }
+
+            /// The past-tense verb used in the human-readable rendering.
+            #[must_use]
+            pub const fn verb(self) -> &'static str {
+                match self { $(AuditAction::$variant => $verb,)* }
+            }
+
+            /// Parses the dotted name.
+            #[must_use]
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($name => Some(AuditAction::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+actions! {
+    /// A successful login.
+    Login => "auth.login", "Logged in";
+    /// A logout.
+    Logout => "auth.logout", "Logged out";
+    /// A failed login (bad password, unknown account or throttled).
+    LoginFailed => "auth.login_failed", "Failed to log in";
+    /// A session ended by someone else or by policy.
+    SessionRevoked => "auth.session_revoked", "Ended session";
+    /// The organization was created.
+    OrgCreated => "org.created", "Created organization";
+    /// Company information changed.
+    SettingsUpdated => "settings.updated", "Updated settings";
+    /// Security policy changed.
+    SecurityPolicyUpdated => "security_policy.updated", "Updated security policy";
+    /// Feature-access settings changed.
+    FeatureAccessUpdated => "feature_access.updated", "Updated feature access";
+    /// A member was invited.
+    MemberInvited => "member.invited", "Invited";
+    /// An invitation was sent again with a new token.
+    InvitationResent => "invitation.resent", "Resent invitation to";
+    /// An invitation was revoked.
+    InvitationRevoked => "invitation.revoked", "Revoked invitation of";
+    /// A member joined.
+    MemberAdded => "member.added", "Added member";
+    /// A member was removed.
+    MemberRemoved => "member.removed", "Removed member";
+    /// A member's role changed.
+    RoleChanged => "member.role_changed", "Changed role of";
+    /// The Owner proposed handing over ownership.
+    OwnershipTransferProposed => "ownership.transfer_proposed", "Proposed ownership transfer to";
+    /// Ownership moved.
+    OwnershipTransferred => "ownership.transferred", "Transferred ownership to";
+    /// An API key was created.
+    ApiKeyCreated => "api_key.created", "Created API key";
+    /// An API key was revoked or deleted.
+    ApiKeyRevoked => "api_key.revoked", "Revoked API key";
+    /// A chat interface was created.
+    ChatInterfaceCreated => "chat_interface.created", "Created chat interface";
+    /// A chat interface was edited.
+    ChatInterfaceUpdated => "chat_interface.updated", "Edited chat interface";
+    /// A chat interface was deleted.
+    ChatInterfaceDeleted => "chat_interface.deleted", "Deleted chat interface";
+    /// A knowledge base was created.
+    KnowledgeBaseCreated => "knowledge_base.created", "Created knowledge base";
+    /// A document was uploaded.
+    DocumentUploaded => "document.uploaded", "Uploaded document";
+    /// A document was deleted.
+    DocumentDeleted => "document.deleted", "Deleted document";
+    /// Analytics were viewed.
+    AnalyticsViewed => "analytics.viewed", "Viewed analytics";
+    /// The audit log (or other data) was exported.
+    DataExported => "data.exported", "Exported";
+    /// The audit chain was verified.
+    AuditVerified => "audit.verified", "Verified audit log";
+    /// A team was created.
+    TeamCreated => "team.created", "Created team";
+    /// A team was changed (renamed, archived).
+    TeamUpdated => "team.updated", "Updated team";
+    /// A team was deleted.
+    TeamDeleted => "team.deleted", "Deleted team";
+    /// An asset moved between teams.
+    AssetTransferred => "asset.transferred", "Transferred";
+    /// A webhook endpoint was created, changed or removed.
+    WebhookEndpointChanged => "webhook.endpoint_changed", "Changed webhook endpoint";
+    /// An attempt on a protected route was refused.
+    AccessDenied => "access.denied", "Was denied";
+    /// Consent was granted or withdrawn.
+    ConsentChanged => "privacy.consent_changed", "Changed consent";
+    /// A person's personal data was exported or erased.
+    PersonalDataProcessed => "privacy.personal_data", "Processed personal data of";
+}
+
+impl AuditAction {
+    /// Whether the name matches `filter`: exact, or a prefix ending in `.` or `*` (`member.` / `member.*`).
+    #[must_use]
+    pub fn matches(self, filter: &str) -> bool {
+        let name = self.as_str();
+        match filter.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None if filter.ends_with('.') => name.starts_with(filter),
+            None => name == filter,
+        }
+    }
+}
+
+impl std::fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for AuditAction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for AuditAction {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        AuditAction::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown audit action `{s}`")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_dotted_and_round_trip() {
+        let mut seen = std::collections::HashSet::new();
+        for a in AuditAction::ALL {
+            assert!(a.as_str().contains('.'), "{a} is not dotted");
+            assert!(seen.insert(a.as_str()), "{a} is duplicated");
+            assert_eq!(AuditAction::parse(a.as_str()), Some(*a));
+        }
+    }
+
+    #[test]
+    fn prefix_filters() {
+        assert!(AuditAction::MemberInvited.matches("member.invited"));
+        assert!(AuditAction::MemberInvited.matches("member."));
+        assert!(AuditAction::MemberInvited.matches("member.*"));
+        assert!(!AuditAction::MemberInvited.matches("member"));
+        assert!(!AuditAction::Login.matches("member.*"));
+    }
+}

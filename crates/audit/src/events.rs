@@ -1,0 +1,148 @@
+//! Domain events and the journal every mutation writes through.
+//!
+//! A [`Journal`] is what a state change leaves behind: its audit records and the
+//! domain events that webhooks deliver. Store methods that change state take a
+//! `Journal` and commit it in the same transaction as the change, so there is no
+//! way to change state without recording it.
+
+use chrono::{DateTime, Utc};
+use rbac_core::{EventId, OrgId};
+use serde::{Deserialize, Serialize};
+
+use crate::model::NewAuditEvent;
+
+macro_rules! event_kinds {
+    ($( $(#[$m:meta])* $variant:ident => $name:literal; )*) => {
+        /// The catalogue of outgoing event types (the guide's, plus those it calls planned).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
+        pub enum EventKind {
+            $( $(#[$m])* $variant, )*
+        }
+
+        impl EventKind {
+            /// Every event type.
+            pub const ALL: &'static [EventKind] = &[$(EventKind::$variant,)*];
+
+            /// The dotted wire name, for example `user.created`.
+            #[must_use]
+            pub const fn as_str(self) -> &'static str {
+                match self { $(EventKind::$variant => $name,)* }
+            }
+
+            /// Parses the dotted wire name.
+            #[must_use]
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($name => Some(EventKind::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+event_kinds! {
+    /// New team member added.
+    UserCreated => "user.created";
+    /// Team member profile updated (also deactivation and reactivation).
+    UserUpdated => "user.updated";
+    /// Team member removed.
+    UserDeleted => "user.deleted";
+    /// Enterprise account created.
+    EnterpriseCreated => "enterprise.created";
+    /// Enterprise changed (plan, ownership).
+    EnterpriseUpdated => "enterprise.updated";
+    /// Team member role modified.
+    RoleChanged => "role.changed";
+    /// Enterprise settings updated.
+    SettingsUpdated => "settings.updated";
+    /// Chat interface created.
+    ChatInterfaceCreated => "chat_interface.created";
+    /// Chat interface updated.
+    ChatInterfaceUpdated => "chat_interface.updated";
+    /// Chat interface deleted.
+    ChatInterfaceDeleted => "chat_interface.deleted";
+    /// Document uploaded.
+    DocumentUploaded => "document.uploaded";
+    /// Document deleted.
+    DocumentDeleted => "document.deleted";
+    /// API key created.
+    ApiKeyCreated => "api_key.created";
+    /// API key revoked.
+    ApiKeyRevoked => "api_key.revoked";
+    /// Team created.
+    TeamCreated => "team.created";
+    /// Team updated.
+    TeamUpdated => "team.updated";
+    /// Team deleted.
+    TeamDeleted => "team.deleted";
+    /// Asset moved between teams.
+    AssetTransferred => "asset.transferred";
+    /// A test event sent on request.
+    WebhookTest => "webhook.test";
+}
+
+impl Serialize for EventKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for EventKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        EventKind::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown event `{s}`")))
+    }
+}
+
+/// Something that happened, to be delivered to the organization's webhooks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainEvent {
+    /// Stable id, sent as `X-Webhook-Id` on every attempt.
+    pub id: EventId,
+    /// The organization ("enterpriseId").
+    pub org: OrgId,
+    /// The event type.
+    pub kind: EventKind,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// The event's `data` object.
+    pub data: serde_json::Value,
+}
+
+impl DomainEvent {
+    /// A new event with a fresh id.
+    #[must_use]
+    pub fn new(org: OrgId, kind: EventKind, occurred_at: DateTime<Utc>, data: serde_json::Value) -> Self {
+        Self { id: EventId::new(), org, kind, occurred_at: crate::model::truncate_to_micros(occurred_at), data }
+    }
+}
+
+/// What one state change records: audit records and domain events, committed with the change.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Journal {
+    /// Audit records, appended to their organizations' chains in order.
+    pub records: Vec<NewAuditEvent>,
+    /// Events for the webhook outbox.
+    pub events: Vec<DomainEvent>,
+}
+
+impl Journal {
+    /// A journal with one audit record.
+    #[must_use]
+    pub fn record(event: NewAuditEvent) -> Self {
+        Self { records: vec![event], events: Vec::new() }
+    }
+
+    /// Adds another audit record.
+    #[must_use]
+    pub fn and_record(mut self, event: NewAuditEvent) -> Self {
+        self.records.push(event);
+        self
+    }
+
+    /// Adds a domain event.
+    #[must_use]
+    pub fn publish(mut self, event: DomainEvent) -> Self {
+        self.events.push(event);
+        self
+    }
+}

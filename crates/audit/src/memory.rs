@@ -1,0 +1,127 @@
+//! An in-memory [`AuditStore`] for unit tests of code that embeds this crate.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use rbac_core::OrgId;
+
+use crate::chain::{Checkpoint, GENESIS, seal};
+use crate::error::{AuditError, StoreError};
+use crate::events::{DomainEvent, Journal};
+use crate::model::AuditEvent;
+use crate::query::{ActionFilter, AuditQuery};
+use crate::store::AuditStore;
+
+#[derive(Debug, Default)]
+struct State {
+    chains: HashMap<OrgId, Vec<AuditEvent>>,
+    checkpoints: HashMap<OrgId, Vec<Checkpoint>>,
+    outbox: Vec<DomainEvent>,
+}
+
+/// Keeps everything in a mutex; appends are atomic per journal.
+#[derive(Debug, Default)]
+pub struct MemoryAuditStore {
+    state: Mutex<State>,
+}
+
+impl MemoryAuditStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, State>, AuditError> {
+        self.state.lock().map_err(|_| AuditError::Store(StoreError::msg("memory store poisoned")))
+    }
+
+    /// Events queued so far (what a webhook dispatcher would pick up).
+    ///
+    /// # Errors
+    /// When the mutex is poisoned.
+    pub fn outbox(&self) -> Result<Vec<DomainEvent>, AuditError> {
+        Ok(self.lock()?.outbox.clone())
+    }
+
+    /// Direct access to a chain, so tests can tamper with it.
+    ///
+    /// # Errors
+    /// When the mutex is poisoned.
+    pub fn with_chain<R>(&self, org: OrgId, f: impl FnOnce(&mut Vec<AuditEvent>) -> R) -> Result<R, AuditError> {
+        Ok(f(self.lock()?.chains.entry(org).or_default()))
+    }
+}
+
+fn matches(r: &AuditEvent, q: &AuditQuery) -> bool {
+    let e = &r.event;
+    q.before_seq.is_none_or(|b| r.seq < b)
+        && q.actor_id.as_ref().is_none_or(|a| &e.actor.id == a)
+        && q.action.as_ref().is_none_or(|f| match f {
+            ActionFilter::Exact(x) => e.action.as_str() == x,
+            ActionFilter::Prefix(p) => e.action.as_str().starts_with(p.as_str()),
+        })
+        && q.since.is_none_or(|s| e.occurred_at >= s)
+        && q.until.is_none_or(|u| e.occurred_at < u)
+        && q.target_kind.as_ref().is_none_or(|k| &e.target.kind == k)
+        && q.target_id.as_ref().is_none_or(|i| &e.target.id == i)
+        && q.outcome.as_ref().is_none_or(|o| e.outcome.status() == o)
+        && q.team.is_none_or(|t| e.team == Some(t))
+}
+
+#[async_trait]
+impl AuditStore for MemoryAuditStore {
+    async fn append(&self, journal: Journal) -> Result<Vec<AuditEvent>, AuditError> {
+        let mut state = self.lock()?;
+        let mut out = Vec::with_capacity(journal.records.len());
+        for e in journal.records {
+            let chain = state.chains.entry(e.org).or_default();
+            let (seq, prev) = chain.last().map_or((1, GENESIS), |l| (l.seq + 1, l.hash));
+            let rec = seal(e, seq, prev);
+            chain.push(rec.clone());
+            out.push(rec);
+        }
+        state.outbox.extend(journal.events);
+        Ok(out)
+    }
+
+    async fn search(&self, org: OrgId, query: &AuditQuery) -> Result<Vec<AuditEvent>, AuditError> {
+        query.validate()?;
+        let state = self.lock()?;
+        let Some(chain) = state.chains.get(&org) else { return Ok(Vec::new()) };
+        Ok(chain.iter().rev().filter(|r| matches(r, query)).take(query.limit as usize).cloned().collect())
+    }
+
+    async fn chain_page(&self, org: OrgId, after: i64, limit: u32) -> Result<Vec<AuditEvent>, AuditError> {
+        let state = self.lock()?;
+        let Some(chain) = state.chains.get(&org) else { return Ok(Vec::new()) };
+        Ok(chain.iter().filter(|r| r.seq > after).take(limit as usize).cloned().collect())
+    }
+
+    async fn head(&self, org: OrgId) -> Result<Option<(i64, [u8; 32])>, AuditError> {
+        Ok(self.lock()?.chains.get(&org).and_then(|c| c.last()).map(|l| (l.seq, l.hash)))
+    }
+
+    async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), AuditError> {
+        self.lock()?.checkpoints.entry(checkpoint.org).or_default().push(checkpoint.clone());
+        Ok(())
+    }
+
+    async fn latest_checkpoint(&self, org: OrgId) -> Result<Option<Checkpoint>, AuditError> {
+        Ok(self.lock()?.checkpoints.get(&org).and_then(|c| c.iter().max_by_key(|c| c.seq).cloned()))
+    }
+
+    async fn erase_personal_data(&self, org: OrgId, subject_id: &str) -> Result<u64, AuditError> {
+        let mut state = self.lock()?;
+        let mut n = 0;
+        for r in state.chains.entry(org).or_default() {
+            let e = &mut r.event;
+            if e.actor.id == subject_id || e.target.id == subject_id {
+                crate::model::erase_annotations(e, subject_id);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,310 @@
+//! Audit records: who did what to which target, when, from where, with what outcome.
+
+use chrono::{DateTime, Utc};
+use rbac_core::{OrgId, TeamId};
+use serde::{Deserialize, Serialize};
+
+use crate::action::AuditAction;
+use crate::error::AuditError;
+
+/// The current version of the record schema, stored with every record.
+pub const SCHEMA_VERSION: u16 = 1;
+
+/// Upper bound on the serialized size of [`Metadata`], in bytes.
+pub const MAX_METADATA_BYTES: usize = 4096;
+
+/// Who acted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    /// A person, through a session.
+    User,
+    /// An API key (its id is the actor id).
+    ApiKey,
+    /// The server itself (workers, bootstrap, SCIM jobs).
+    System,
+}
+
+impl ActorKind {
+    /// The wire name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ActorKind::User => "user",
+            ActorKind::ApiKey => "api_key",
+            ActorKind::System => "system",
+        }
+    }
+
+    /// Parses the wire name.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        [ActorKind::User, ActorKind::ApiKey, ActorKind::System].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// The acting party, with its display name at the time of the action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// What kind of party acted.
+    pub kind: ActorKind,
+    /// The pseudonymous id (`usr_…`, `key_…`), empty for the system or an unknown user.
+    pub id: String,
+    /// Display name at the time; personal data, kept out of the hash chain so it can be erased.
+    pub name: String,
+}
+
+impl Actor {
+    /// The server itself.
+    #[must_use]
+    pub fn system() -> Self {
+        Self { kind: ActorKind::System, id: String::new(), name: "system".to_owned() }
+    }
+
+    /// A person.
+    #[must_use]
+    pub fn user(id: impl ToString, name: impl Into<String>) -> Self {
+        Self { kind: ActorKind::User, id: id.to_string(), name: name.into() }
+    }
+}
+
+/// What was acted on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Target {
+    /// The kind of target, for example `chat_interface`, `member`, `api_key`.
+    pub kind: String,
+    /// Its id.
+    pub id: String,
+    /// Its name at the time (may be personal data; kept out of the hash chain).
+    pub name: String,
+}
+
+impl Target {
+    /// Builds a target.
+    #[must_use]
+    pub fn new(kind: &str, id: impl ToString, name: impl Into<String>) -> Self {
+        Self { kind: kind.to_owned(), id: id.to_string(), name: name.into() }
+    }
+}
+
+/// Where the request came from; personal data, kept out of the hash chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RequestContext {
+    /// Client IP address.
+    pub ip: String,
+    /// Client user agent, truncated.
+    pub user_agent: String,
+    /// The server's request id.
+    pub request_id: String,
+}
+
+/// Whether the action happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// It happened.
+    Success,
+    /// It was refused; `reason` is the authorization reason code.
+    Denied {
+        /// Stable reason code, for example `role_lacks_permission`.
+        reason: String,
+    },
+    /// It was attempted and failed (for example a failed login).
+    Failure {
+        /// Stable reason code, for example `bad_credentials`.
+        reason: String,
+    },
+}
+
+impl Outcome {
+    /// `success`, `denied` or `failure`.
+    #[must_use]
+    pub fn status(&self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Denied { .. } => "denied",
+            Outcome::Failure { .. } => "failure",
+        }
+    }
+
+    /// The reason code, empty on success.
+    #[must_use]
+    pub fn reason(&self) -> &str {
+        match self {
+            Outcome::Success => "",
+            Outcome::Denied { reason } | Outcome::Failure { reason } => reason,
+        }
+    }
+
+    /// Rebuilds an outcome from its stored status and reason.
+    #[must_use]
+    pub fn from_parts(status: &str, reason: &str) -> Option<Self> {
+        match status {
+            "success" => Some(Outcome::Success),
+            "denied" => Some(Outcome::Denied { reason: reason.to_owned() }),
+            "failure" => Some(Outcome::Failure { reason: reason.to_owned() }),
+            _ => None,
+        }
+    }
+}
+
+/// Bounded JSON metadata (an object of at most [`MAX_METADATA_BYTES`] serialized).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(transparent)]
+pub struct Metadata(serde_json::Map<String, serde_json::Value>);
+
+impl Metadata {
+    /// Validates the bound.
+    ///
+    /// # Errors
+    /// [`AuditError::Invalid`] when the serialized object is larger than [`MAX_METADATA_BYTES`].
+    pub fn new(map: serde_json::Map<String, serde_json::Value>) -> Result<Self, AuditError> {
+        let len = serde_json::to_string(&map).map(|s| s.len()).unwrap_or(usize::MAX);
+        if len > MAX_METADATA_BYTES {
+            return Err(AuditError::Invalid(format!(
+                "metadata is {len} bytes, more than the {MAX_METADATA_BYTES} allowed"
+            )));
+        }
+        Ok(Self(map))
+    }
+
+    /// Builds metadata from a `serde_json::json!({...})` object, truncating nothing.
+    ///
+    /// # Errors
+    /// [`AuditError::Invalid`] when the value is not an object or is too large.
+    pub fn from_value(value: serde_json::Value) -> Result<Self, AuditError> {
+        match value {
+            serde_json::Value::Object(map) => Self::new(map),
+            serde_json::Value::Null => Ok(Self::default()),
+            _ => Err(AuditError::Invalid("metadata must be a JSON object".to_owned())),
+        }
+    }
+
+    /// The object.
+    #[must_use]
+    pub fn as_map(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.0
+    }
+
+    /// Canonical JSON text (keys sorted, as `serde_json::Map` is a `BTreeMap`).
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.0).unwrap_or_else(|_| "{}".to_owned())
+    }
+}
+
+/// A record about to be appended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewAuditEvent {
+    /// The organization whose chain receives the record.
+    pub org: OrgId,
+    /// The team concerned, if any.
+    pub team: Option<TeamId>,
+    /// When it happened (UTC, microsecond precision is kept).
+    pub occurred_at: DateTime<Utc>,
+    /// Who acted.
+    pub actor: Actor,
+    /// What they did.
+    pub action: AuditAction,
+    /// What they did it to.
+    pub target: Target,
+    /// Where the request came from.
+    pub context: RequestContext,
+    /// Whether it happened.
+    pub outcome: Outcome,
+    /// Extra facts.
+    pub metadata: Metadata,
+}
+
+impl NewAuditEvent {
+    /// A successful action with empty context and metadata.
+    #[must_use]
+    pub fn new(org: OrgId, occurred_at: DateTime<Utc>, actor: Actor, action: AuditAction, target: Target) -> Self {
+        Self {
+            org,
+            team: None,
+            occurred_at: truncate_to_micros(occurred_at),
+            actor,
+            action,
+            target,
+            context: RequestContext::default(),
+            outcome: Outcome::Success,
+            metadata: Metadata::default(),
+        }
+    }
+
+    /// Sets the team.
+    #[must_use]
+    pub fn in_team(mut self, team: TeamId) -> Self {
+        self.team = Some(team);
+        self
+    }
+
+    /// Sets the request context.
+    #[must_use]
+    pub fn with_context(mut self, context: RequestContext) -> Self {
+        self.context = context;
+        self
+    }
+
+    /// Sets the outcome.
+    #[must_use]
+    pub fn with_outcome(mut self, outcome: Outcome) -> Self {
+        self.outcome = outcome;
+        self
+    }
+
+    /// Sets the metadata.
+    #[must_use]
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+}
+
+/// Drops sub-microsecond precision, which the stores do not keep.
+#[must_use]
+pub fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+/// A stored record: the new event plus its place in the organization's chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Position in the organization's chain, starting at 1.
+    pub seq: i64,
+    /// The record as appended.
+    #[serde(flatten)]
+    pub event: NewAuditEvent,
+    /// Schema version of the record.
+    pub schema_version: u16,
+    /// Hash of the previous record (all zeros for the first).
+    #[serde(with = "crate::chain::hex_bytes")]
+    pub prev_hash: [u8; 32],
+    /// This record's chain hash.
+    #[serde(with = "crate::chain::hex_bytes")]
+    pub hash: [u8; 32],
+}
+
+impl AuditEvent {
+    /// The public id of the record, `<org id>-<seq>`: unique and stable.
+    #[must_use]
+    pub fn id(&self) -> String {
+        format!("{}-{}", self.event.org, self.seq)
+    }
+}
+
+/// What erased annotations are replaced with.
+pub const ERASED: &str = "[erased]";
+
+/// Blanks the personal annotations of `e` that concern `subject_id`.
+pub fn erase_annotations(e: &mut NewAuditEvent, subject_id: &str) {
+    if e.actor.id == subject_id {
+        e.actor.name = ERASED.to_owned();
+        e.context.ip = String::new();
+        e.context.user_agent = String::new();
+    }
+    if e.target.id == subject_id {
+        e.target.name = ERASED.to_owned();
+    }
+}

@@ -1,0 +1,117 @@
+//! The audit log's storage port.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rbac_core::OrgId;
+
+use crate::chain::{ChainBreak, ChainVerifier, Checkpoint, VerifiedChain};
+use crate::error::AuditError;
+use crate::events::Journal;
+use crate::model::AuditEvent;
+use crate::query::AuditQuery;
+
+/// Storage for audit records and checkpoints.
+///
+/// Records are appended through a [`Journal`], which is also how every other
+/// store's mutating methods take their audit records: implementations append
+/// each record to its organization's chain (next `seq`, `prev_hash` = the
+/// current head) in the same transaction as the change.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends the journal's records (and queues its events) in one transaction.
+    ///
+    /// Used for facts that are not a state change of their own: failed logins,
+    /// denied attempts, views and exports.
+    ///
+    /// # Errors
+    /// [`AuditError::Store`] when the transaction fails; nothing is written then.
+    async fn append(&self, journal: Journal) -> Result<Vec<AuditEvent>, AuditError>;
+
+    /// One newest-first page of `org`'s records matching `query` (keyset on `seq`).
+    ///
+    /// # Errors
+    /// [`AuditError::Invalid`] when the query does not validate.
+    async fn search(&self, org: OrgId, query: &AuditQuery) -> Result<Vec<AuditEvent>, AuditError>;
+
+    /// Up to `limit` records of `org` with `seq > after`, oldest first, for verification and export.
+    ///
+    /// # Errors
+    /// [`AuditError::Store`] on storage failure.
+    async fn chain_page(&self, org: OrgId, after: i64, limit: u32) -> Result<Vec<AuditEvent>, AuditError>;
+
+    /// The chain head (`seq`, hash) as the store records it, or `None` for an empty log.
+    ///
+    /// # Errors
+    /// [`AuditError::Store`] on storage failure.
+    async fn head(&self, org: OrgId) -> Result<Option<(i64, [u8; 32])>, AuditError>;
+
+    /// Saves a signed checkpoint.
+    ///
+    /// # Errors
+    /// [`AuditError::Store`] on storage failure.
+    async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), AuditError>;
+
+    /// The newest checkpoint of `org`.
+    ///
+    /// # Errors
+    /// [`AuditError::Store`] on storage failure.
+    async fn latest_checkpoint(&self, org: OrgId) -> Result<Option<Checkpoint>, AuditError>;
+
+    /// Blanks the personal annotations (actor name, IP, user agent, target name)
+    /// of every record of `org` whose actor or target id is `subject_id`.
+    /// The hash chain is unaffected. Returns the number of records touched.
+    ///
+    /// # Errors
+    /// [`AuditError::Store`] on storage failure.
+    async fn erase_personal_data(&self, org: OrgId, subject_id: &str) -> Result<u64, AuditError>;
+}
+
+/// Page size used when walking a chain.
+pub const WALK_PAGE: u32 = 5_000;
+
+/// Walks `org`'s whole chain and checks it against its newest checkpoint.
+///
+/// # Errors
+/// The outer error is a storage failure; the inner one is the first broken link.
+pub async fn verify_chain(
+    store: &dyn AuditStore,
+    org: OrgId,
+    checkpoint_key: &[u8],
+) -> Result<Result<VerifiedChain, ChainBreak>, AuditError> {
+    let checkpoint = store.latest_checkpoint(org).await?;
+    let mut verifier = match &checkpoint {
+        Some(cp) => match ChainVerifier::with_checkpoint(cp, checkpoint_key) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        },
+        None => ChainVerifier::new(),
+    };
+    let mut after = 0;
+    loop {
+        let page = store.chain_page(org, after, WALK_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for r in &page {
+            if let Err(e) = verifier.push(r) {
+                return Ok(Err(e));
+            }
+        }
+    }
+    Ok(verifier.finish())
+}
+
+/// Signs and stores a checkpoint of `org`'s current head; `None` for an empty log.
+///
+/// # Errors
+/// [`AuditError::Store`] on storage failure.
+pub async fn take_checkpoint(
+    store: &dyn AuditStore,
+    org: OrgId,
+    key: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Option<Checkpoint>, AuditError> {
+    let Some((seq, head)) = store.head(org).await? else { return Ok(None) };
+    let cp = Checkpoint::sign(key, org, seq, head, now);
+    store.save_checkpoint(&cp).await?;
+    Ok(Some(cp))
+}

@@ -1,0 +1,193 @@
+//! IP allowlists and client-address resolution behind trusted proxies.
+
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+use serde::{Deserialize, Serialize};
+
+use crate::error::SecurityError;
+
+/// One allowlist entry: an IPv4 or IPv6 network in CIDR form (a bare address is a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpAllowlistEntry(IpNetwork);
+
+impl IpAllowlistEntry {
+    /// Parses `203.0.113.0/24`, `198.51.100.50` or `2001:db8::/32`.
+    ///
+    /// # Errors
+    /// [`SecurityError::Invalid`] naming the input.
+    pub fn parse(s: &str) -> Result<Self, SecurityError> {
+        let s = s.trim();
+        let net: IpNetwork = s.parse().map_err(|_| SecurityError::Invalid(format!("`{s}` is not an IP address or CIDR network")))?;
+        // Normalise IPv4-mapped IPv6 networks to IPv4.
+        let net = match net {
+            IpNetwork::V6(v6) if v6.ip().to_ipv4_mapped().is_some() && v6.prefix() >= 96 => {
+                let v4 = v6.ip().to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+                IpNetwork::new(IpAddr::V4(v4), v6.prefix() - 96)
+                    .map_err(|_| SecurityError::Invalid(format!("`{s}` is not a valid network")))?
+            }
+            other => other,
+        };
+        Ok(Self(net))
+    }
+
+    /// Whether `ip` is inside the network.
+    #[must_use]
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.contains(normalize(ip))
+    }
+
+    /// The network.
+    #[must_use]
+    pub fn network(&self) -> IpNetwork {
+        self.0
+    }
+}
+
+impl std::fmt::Display for IpAllowlistEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Serialize for IpAllowlistEntry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for IpAllowlistEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// IPv4-mapped IPv6 (`::ffff:192.0.2.1`) is treated as the IPv4 address.
+#[must_use]
+pub fn normalize(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The result of an allowlist check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IpDecision {
+    /// The list is empty: everyone is allowed.
+    AllowedNoList,
+    /// Inside an entry.
+    Allowed,
+    /// Outside every entry.
+    Denied,
+}
+
+impl IpDecision {
+    /// Whether the address may proceed.
+    #[must_use]
+    pub const fn is_allowed(self) -> bool {
+        !matches!(self, IpDecision::Denied)
+    }
+}
+
+/// Checks `ip` against `list`; an empty list allows everyone.
+#[must_use]
+pub fn check_ip(list: &[IpAllowlistEntry], ip: IpAddr) -> IpDecision {
+    if list.is_empty() {
+        IpDecision::AllowedNoList
+    } else if list.iter().any(|e| e.contains(ip)) {
+        IpDecision::Allowed
+    } else {
+        IpDecision::Denied
+    }
+}
+
+/// The client address: the socket peer, unless it is a trusted proxy, in which case
+/// the right-most `X-Forwarded-For` hop that is not itself a trusted proxy.
+#[must_use]
+pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted_proxies: &[IpAllowlistEntry]) -> IpAddr {
+    let peer = normalize(peer);
+    let trusted = |ip: IpAddr| trusted_proxies.iter().any(|p| p.contains(ip));
+    if !trusted(peer) {
+        return peer;
+    }
+    let Some(header) = forwarded_for else { return peer };
+    let mut last = peer;
+    for hop in header.rsplit(',') {
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else { return last };
+        let ip = normalize(ip);
+        if !trusted(ip) {
+            return ip;
+        }
+        last = ip;
+    }
+    last
+}
+
+/// Parses a whole allowlist, rejecting duplicates.
+///
+/// # Errors
+/// [`SecurityError::Invalid`] naming the first bad entry.
+pub fn parse_allowlist(entries: &[String]) -> Result<Vec<IpAllowlistEntry>, SecurityError> {
+    let mut out: Vec<IpAllowlistEntry> = Vec::with_capacity(entries.len());
+    for e in entries {
+        let parsed = IpAllowlistEntry::parse(e)?;
+        if out.contains(&parsed) {
+            return Err(SecurityError::Invalid(format!("`{}` is listed twice", e.trim())));
+        }
+        out.push(parsed);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn list(entries: &[&str]) -> Vec<IpAllowlistEntry> {
+        parse_allowlist(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn guide_example() {
+        let l = list(&["203.0.113.0/24", "198.51.100.50", "192.0.2.100"]);
+        assert_eq!(check_ip(&l, ip("203.0.113.77")), IpDecision::Allowed);
+        assert_eq!(check_ip(&l, ip("198.51.100.50")), IpDecision::Allowed);
+        assert_eq!(check_ip(&l, ip("198.51.100.51")), IpDecision::Denied);
+        assert_eq!(check_ip(&[], ip("8.8.8.8")), IpDecision::AllowedNoList);
+    }
+
+    #[test]
+    fn ipv6_and_mapped_addresses() {
+        let l = list(&["2001:db8::/32", "192.0.2.0/24"]);
+        assert!(check_ip(&l, ip("2001:db8::1")).is_allowed());
+        assert!(check_ip(&l, ip("::ffff:192.0.2.9")).is_allowed());
+        assert!(!check_ip(&l, ip("::ffff:192.0.3.9")).is_allowed());
+        let mapped = list(&["::ffff:10.0.0.0/104"]);
+        assert!(check_ip(&mapped, ip("10.1.2.3")).is_allowed());
+    }
+
+    #[test]
+    fn bad_entries_are_named() {
+        let err = parse_allowlist(&["10.0.0.0/33".to_string()]).unwrap_err();
+        assert!(err.to_string().contains("10.0.0.0/33"));
+        assert!(parse_allowlist(&["nonsense".to_string()]).is_err());
+        assert!(parse_allowlist(&["10.0.0.1".to_string(), "10.0.0.1/32".to_string()]).is_err());
+    }
+
+    #[test]
+    fn forwarded_for_only_from_trusted_proxies() {
+        let proxies = list(&["10.0.0.0/8"]);
+        assert_eq!(client_ip(ip("203.0.113.5"), Some("1.2.3.4"), &proxies), ip("203.0.113.5"));
+        assert_eq!(client_ip(ip("10.0.0.2"), Some("1.2.3.4, 198.51.100.7"), &proxies), ip("198.51.100.7"));
+        assert_eq!(client_ip(ip("10.0.0.2"), Some("1.2.3.4, 198.51.100.7, 10.0.0.9"), &proxies), ip("198.51.100.7"));
+        assert_eq!(client_ip(ip("10.0.0.2"), None, &proxies), ip("10.0.0.2"));
+        assert_eq!(client_ip(ip("10.0.0.2"), Some("garbage"), &proxies), ip("10.0.0.2"));
+    }
+}

@@ -1,0 +1,176 @@
+//! Login, logout and authentication of sessions and API keys.
+
+use audit::{Actor, AuditAction, AuditStore, Journal, NewAuditEvent, Outcome, RequestContext, Target};
+use chrono::{DateTime, Duration, Utc};
+use rbac_core::SessionId;
+use security_policy::{
+    MintedToken, PasswordHasher, SessionPolicy, SessionStatus, Verification, check_session, hash_token, mint,
+};
+
+use crate::caller::Principal;
+use crate::error::TenancyError;
+use crate::model::{Email, Session, User};
+use crate::store::TenancyStore;
+
+/// Passwords longer than this are refused before hashing (a denial-of-service guard).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Session activity is written at most this often, so reads stay reads.
+pub const TOUCH_INTERVAL_SECS: i64 = 15;
+
+/// Token prefix of session tokens.
+pub const SESSION_PREFIX: &str = "axs";
+/// Token prefix of API keys.
+pub const API_KEY_PREFIX: &str = "axk";
+
+/// A successful login.
+#[derive(Debug)]
+pub struct LoginOutcome {
+    /// The session token, to hand to the client once.
+    pub token: MintedToken,
+    /// The new session.
+    pub session: Session,
+    /// Who logged in.
+    pub user: User,
+    /// Older sessions ended by the concurrent-session limit.
+    pub ended: Vec<SessionId>,
+}
+
+/// The session policy that applies to a person: the strictest of their organizations'.
+async fn policy_for<S: TenancyStore + ?Sized>(store: &S, user: &User) -> Result<SessionPolicy, TenancyError> {
+    let mut policies = Vec::new();
+    for m in store.memberships(user.id).await? {
+        policies.push(store.get_org(m.org).await?.security.sessions);
+    }
+    Ok(SessionPolicy::strictest(policies))
+}
+
+/// Checks an email and password and opens a session.
+///
+/// Unknown emails cost the same argon2 work as wrong passwords. A failed login
+/// for a known account is audited in each of the person's organizations.
+///
+/// # Errors
+/// [`TenancyError::BadCredentials`] for a wrong email or password.
+pub async fn login<S: TenancyStore + ?Sized>(
+    store: &S,
+    audit_store: &dyn AuditStore,
+    hasher: &PasswordHasher,
+    email: &str,
+    password: &str,
+    request: RequestContext,
+    now: DateTime<Utc>,
+) -> Result<LoginOutcome, TenancyError> {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(TenancyError::BadCredentials);
+    }
+    let found = match Email::parse(email) {
+        Ok(e) => store.find_user_by_email(&e).await?,
+        Err(_) => None,
+    };
+    let (user, stored) = match found {
+        Some((u, h)) => (Some(u), h),
+        None => (None, None),
+    };
+    let verification = hasher.verify(stored.as_deref(), password);
+    let Some(user) = user else { return Err(TenancyError::BadCredentials) };
+    let memberships = store.memberships(user.id).await?;
+    let Verification::Match { needs_rehash } = verification else {
+        let mut journal = Journal::default();
+        for m in &memberships {
+            journal = journal.and_record(
+                NewAuditEvent::new(m.org, now, Actor::user(user.id, user.name.clone()), AuditAction::LoginFailed, Target::new("user", user.id, user.name.clone()))
+                    .with_context(request.clone())
+                    .with_outcome(Outcome::Failure { reason: "bad_credentials".into() }),
+            );
+        }
+        audit_store.append(journal).await?;
+        return Err(TenancyError::BadCredentials);
+    };
+    if needs_rehash {
+        if let Ok(h) = hasher.hash(password) {
+            store.set_password_hash(user.id, &h).await?;
+        }
+    }
+    let policy = policy_for(store, &user).await?;
+    let token = mint(SESSION_PREFIX, 32);
+    let session = Session {
+        id: SessionId::new(),
+        user: user.id,
+        created_at: now,
+        last_seen_at: now,
+        ip: request.ip.clone(),
+        user_agent: request.user_agent.clone(),
+    };
+    let mut journal = Journal::default();
+    for m in &memberships {
+        journal = journal.and_record(
+            NewAuditEvent::new(m.org, now, Actor::user(user.id, user.name.clone()), AuditAction::Login, Target::new("session", session.id, ""))
+                .with_context(request.clone()),
+        );
+    }
+    let ended = store.create_session(&session, &token.hash, policy.max_concurrent, journal).await?;
+    Ok(LoginOutcome { token, session, user, ended })
+}
+
+/// Ends the caller's own session.
+///
+/// # Errors
+/// [`TenancyError::NotFound`] when the session is already over.
+pub async fn logout<S: TenancyStore + ?Sized>(
+    store: &S,
+    user: &User,
+    session: SessionId,
+    request: RequestContext,
+    now: DateTime<Utc>,
+) -> Result<(), TenancyError> {
+    let mut journal = Journal::default();
+    for m in store.memberships(user.id).await? {
+        journal = journal.and_record(
+            NewAuditEvent::new(m.org, now, Actor::user(user.id, user.name.clone()), AuditAction::Logout, Target::new("session", session, ""))
+                .with_context(request.clone()),
+        );
+    }
+    store.end_session(user.id, session, now, journal).await
+}
+
+/// Resolves a bearer or cookie secret: a session token (`axs_…`) or an API key (`axk_…`).
+///
+/// Sessions past their absolute or idle timeout are ended and refused; the
+/// check runs against the current policy, so policy changes apply to existing sessions.
+///
+/// # Errors
+/// [`TenancyError::Unauthenticated`] for anything that is not a live credential.
+pub async fn authenticate<S: TenancyStore + ?Sized>(
+    store: &S,
+    secret: &str,
+    now: DateTime<Utc>,
+) -> Result<Principal, TenancyError> {
+    if secret.len() > 200 {
+        return Err(TenancyError::Unauthenticated);
+    }
+    let hash = hash_token(secret);
+    if secret.starts_with(API_KEY_PREFIX) {
+        let key = store.find_api_key(&hash).await?.ok_or(TenancyError::Unauthenticated)?;
+        let user = store.get_user(key.created_by).await?.ok_or(TenancyError::Unauthenticated)?;
+        if key.last_used_at.is_none_or(|t| now - t >= Duration::seconds(TOUCH_INTERVAL_SECS)) {
+            store.touch_api_key(key.id, now).await?;
+        }
+        return Ok(Principal::ApiKey { user, key });
+    }
+    let session = store.find_session(&hash).await?.ok_or(TenancyError::Unauthenticated)?;
+    let user = store.get_user(session.user).await?.ok_or(TenancyError::Unauthenticated)?;
+    let policy = policy_for(store, &user).await?;
+    match check_session(&policy, session.created_at, session.last_seen_at, now) {
+        SessionStatus::Active => {}
+        SessionStatus::Expired | SessionStatus::Idle => {
+            // Ending it is best effort: a concurrent request may already have done so.
+            let _ = store.end_session(user.id, session.id, now, Journal::default()).await;
+            return Err(TenancyError::Unauthenticated);
+        }
+    }
+    if now - session.last_seen_at >= Duration::seconds(TOUCH_INTERVAL_SECS) {
+        store.touch_session(session.id, now).await?;
+    }
+    Ok(Principal::Session { user, session: session.id })
+}

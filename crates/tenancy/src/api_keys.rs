@@ -1,0 +1,112 @@
+//! Creating, listing and revoking API keys.
+
+use audit::{AuditAction, DomainEvent, EventKind, Journal, Target};
+use billing_limits::{Limit, PlanLimits};
+use chrono::{DateTime, Utc};
+use rbac_core::{ApiKeyId, Permission, Resource, TeamId};
+use security_policy::{MintedToken, mint};
+use serde_json::json;
+
+use crate::accounts::API_KEY_PREFIX;
+use crate::caller::Caller;
+use crate::error::TenancyError;
+use crate::model::{ApiKey, valid_name};
+use crate::store::TenancyStore;
+
+/// A request to create a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateApiKeyRequest {
+    /// Display name.
+    pub name: String,
+    /// Team; the default team when `None`.
+    pub team: Option<TeamId>,
+}
+
+/// Creates a key; the secret is in the returned token and nowhere else.
+///
+/// # Errors
+/// [`TenancyError::Forbidden`] (Users when the setting reserves keys for Admins, API keys
+/// themselves), [`TenancyError::LimitReached`] at the plan's key limit, [`TenancyError::Invalid`].
+pub async fn create<S: TenancyStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    req: CreateApiKeyRequest,
+    now: DateTime<Utc>,
+) -> Result<(ApiKey, MintedToken), TenancyError> {
+    let name = valid_name("name", &req.name)?;
+    let team = match req.team {
+        Some(t) => t,
+        None => store.default_team(caller.org.id).await?.id,
+    };
+    caller.check(Permission::CreateApiKey, &Resource::team(caller.org.id, team))?;
+    let token = mint(API_KEY_PREFIX, 32);
+    let key = ApiKey {
+        id: ApiKeyId::new(),
+        org: caller.org.id,
+        team,
+        created_by: caller.user.id,
+        name,
+        prefix: token.display_prefix.clone(),
+        created_at: now,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    let limits = PlanLimits::for_plan(caller.org.plan);
+    let journal = Journal::record(caller.audit(now, AuditAction::ApiKeyCreated, Target::new("api_key", key.id, key.name.clone())).in_team(team))
+        .publish(DomainEvent::new(caller.org.id, EventKind::ApiKeyCreated, now, json!({
+            "apiKeyId": key.id, "name": key.name, "teamId": team, "createdBy": caller.user.id, "prefix": key.prefix,
+        })));
+    store
+        .create_api_key(&key, &token.hash, limits.get(Limit::ApiKeys), journal)
+        .await
+        .map_err(|e| match e {
+            TenancyError::LimitReached { limit, max, used, .. } => {
+                TenancyError::LimitReached { limit, max, used, plan: caller.org.plan }
+            }
+            other => other,
+        })?;
+    Ok((key, token))
+}
+
+/// Lists keys: all of the organization's for those who may see others' keys, else the caller's own.
+///
+/// # Errors
+/// [`TenancyError::Store`] on storage failure.
+pub async fn list<S: TenancyStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    after: Option<ApiKeyId>,
+    limit: u32,
+) -> Result<Vec<ApiKey>, TenancyError> {
+    // "May view a key someone else created" is the Limited cell's other branch.
+    let sees_all = caller.decide(Permission::ViewApiKey, &Resource { org: caller.org.id, team: None, creator: None }).is_allowed();
+    let only = if sees_all { None } else { Some(caller.user.id) };
+    let keys = store.list_api_keys(caller.org.id, only, after, limit).await?;
+    Ok(keys
+        .into_iter()
+        .filter(|k| caller.decide(Permission::ViewApiKey, &Resource::owned(k.org, k.team, k.created_by)).is_allowed())
+        .collect())
+}
+
+/// Revokes a key.
+///
+/// # Errors
+/// [`TenancyError::NotFound`] for unknown, hidden or already revoked keys;
+/// [`TenancyError::Forbidden`] for Users revoking others' keys.
+pub async fn revoke<S: TenancyStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    id: ApiKeyId,
+    now: DateTime<Utc>,
+) -> Result<(), TenancyError> {
+    let key = store.get_api_key(caller.org.id, id).await?.ok_or(TenancyError::NotFound("API key"))?;
+    caller.check(Permission::RevokeApiKey, &Resource::owned(key.org, key.team, key.created_by))?;
+    if key.revoked_at.is_some() {
+        return Err(TenancyError::NotFound("API key"));
+    }
+    let journal = Journal::record(caller.audit(now, AuditAction::ApiKeyRevoked, Target::new("api_key", key.id, key.name.clone())).in_team(key.team))
+        .publish(DomainEvent::new(caller.org.id, EventKind::ApiKeyRevoked, now, json!({
+            "apiKeyId": key.id, "name": key.name, "revokedBy": caller.user.id,
+        })));
+    store.revoke_api_key(caller.org.id, id, now, journal).await
+}

@@ -1,0 +1,127 @@
+//! The authenticated caller inside one organization, and the permission check every operation starts with.
+
+use audit::{Actor, ActorKind, AuditAction, NewAuditEvent, RequestContext, Target};
+use chrono::{DateTime, Utc};
+use rbac_core::{Context, Credential, Decision, Grant, OrgId, Permission, Resource, Subject, authorize};
+
+use crate::error::TenancyError;
+use crate::model::{ApiKey, Organization, User};
+use crate::store::TenancyStore;
+
+/// Who is calling and how, before an organization is chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A person with a login session.
+    Session {
+        /// The person.
+        user: User,
+        /// The session id, for logout.
+        session: rbac_core::SessionId,
+    },
+    /// An API key, acting with its creator's current rights.
+    ApiKey {
+        /// The key's creator.
+        user: User,
+        /// The key.
+        key: ApiKey,
+    },
+}
+
+impl Principal {
+    /// The person behind the credential.
+    #[must_use]
+    pub fn user(&self) -> &User {
+        match self {
+            Principal::Session { user, .. } | Principal::ApiKey { user, .. } => user,
+        }
+    }
+}
+
+/// A principal resolved inside one organization, loaded fresh for every request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The person (for an API key: its creator).
+    pub user: User,
+    /// The API key used, if any.
+    pub api_key: Option<ApiKey>,
+    /// The organization.
+    pub org: Organization,
+    /// The authorization subject.
+    pub subject: Subject,
+    /// Request details for audit records.
+    pub request: RequestContext,
+}
+
+impl Caller {
+    /// Resolves `principal` in `org`.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] when the person is not a member of `org`, or an API key
+    /// is used outside its organization (another tenant's organization does not exist for them).
+    pub async fn load<S: TenancyStore + ?Sized>(
+        store: &S,
+        principal: &Principal,
+        org: OrgId,
+        request: RequestContext,
+    ) -> Result<Self, TenancyError> {
+        let (user, api_key, credential) = match principal {
+            Principal::Session { user, .. } => (user.clone(), None, Credential::Session),
+            Principal::ApiKey { user, key } => {
+                if key.org != org {
+                    return Err(TenancyError::NotFound("organization"));
+                }
+                (user.clone(), Some(key.clone()), Credential::ApiKey)
+            }
+        };
+        let member = store.get_member(org, user.id).await?.ok_or(TenancyError::NotFound("organization"))?;
+        let organization = store.get_org(org).await?;
+        let teams = store.team_roles(org, user.id).await?;
+        let subject = Subject { user: user.id, org, role: member.role, teams, credential };
+        Ok(Self { user, api_key, org: organization, subject, request })
+    }
+
+    /// The organization-wide inputs of authorization.
+    #[must_use]
+    pub fn context(&self) -> Context {
+        Context { access: self.org.access, plan: self.org.plan.features() }
+    }
+
+    /// The raw decision for `action` on `resource`.
+    #[must_use]
+    pub fn decide(&self, action: Permission, resource: &Resource) -> Decision {
+        authorize(&self.subject, action, resource, &self.context())
+    }
+
+    /// Checks a permission; hidden resources answer `NotFound`, others `Forbidden`.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] or [`TenancyError::Forbidden`].
+    pub fn check(&self, action: Permission, resource: &Resource) -> Result<Grant, TenancyError> {
+        self.decide(action, resource).into_result().map_err(|reason| {
+            if reason.hides_existence() { TenancyError::NotFound("resource") } else { TenancyError::Forbidden(reason) }
+        })
+    }
+
+    /// Checks an organization-level permission.
+    ///
+    /// # Errors
+    /// As [`Caller::check`].
+    pub fn check_org(&self, action: Permission) -> Result<Grant, TenancyError> {
+        self.check(action, &Resource::org(self.org.id))
+    }
+
+    /// The acting party for audit records.
+    #[must_use]
+    pub fn actor(&self) -> Actor {
+        match &self.api_key {
+            Some(k) => Actor { kind: ActorKind::ApiKey, id: k.id.to_string(), name: format!("{} (API key of {})", k.name, self.user.name) },
+            None => Actor::user(self.user.id, self.user.name.clone()),
+        }
+    }
+
+    /// An audit record of this caller's action, with the request context.
+    #[must_use]
+    pub fn audit(&self, now: DateTime<Utc>, action: AuditAction, target: Target) -> NewAuditEvent {
+        NewAuditEvent::new(self.org.id, now, self.actor(), action, target).with_context(self.request.clone())
+    }
+}

@@ -1,0 +1,61 @@
+//! Errors of the tenancy crate.
+
+use billing_limits::{Limit, Plan};
+use rbac_core::{DenyReason, RoleRuleError};
+
+pub use audit::StoreError;
+
+/// Errors of organization, member, account, session and API-key operations.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TenancyError {
+    /// No valid credential.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// Wrong email or password (the same for unknown accounts).
+    #[error("the email or password is wrong")]
+    BadCredentials,
+    /// The thing does not exist, or belongs to another tenant.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Authorization refused it.
+    #[error("forbidden: {0}")]
+    Forbidden(DenyReason),
+    /// A role-management rule refused it.
+    #[error("{0}")]
+    RoleRule(#[from] RoleRuleError),
+    /// It clashes with existing state (duplicate email, second owner, …).
+    #[error("{0}")]
+    Conflict(String),
+    /// The input is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// A plan limit would be exceeded.
+    #[error("the {plan:?} plan allows {max} {}; {used} in use", limit.as_str())]
+    LimitReached {
+        /// Which limit.
+        limit: Limit,
+        /// Its value.
+        max: u64,
+        /// Current use.
+        used: u64,
+        /// The plan.
+        plan: Plan,
+    },
+    /// The password breaks the policy.
+    #[error(transparent)]
+    Password(#[from] security_policy::PasswordError),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<audit::AuditError> for TenancyError {
+    fn from(e: audit::AuditError) -> Self {
+        match e {
+            audit::AuditError::Invalid(m) => TenancyError::Invalid(m),
+            audit::AuditError::Store(s) => TenancyError::Store(s),
+            other => TenancyError::Store(StoreError::msg(other.to_string())),
+        }
+    }
+}

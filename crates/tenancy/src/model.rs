@@ -1,0 +1,229 @@
+//! Organizations, people, memberships, teams, sessions and API keys.
+
+use billing_limits::Plan;
+use chrono::{DateTime, Utc};
+use rbac_core::{ApiKeyId, FeatureAccess, OrgId, OrgRole, SessionId, TeamId, TeamRole, UserId};
+use security_policy::{IpAllowlistEntry, PasswordPolicy, SessionPolicy};
+use serde::{Deserialize, Serialize};
+
+use crate::error::TenancyError;
+
+/// A validated, lower-cased email address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    /// Validates the shape `local@domain.tld` and lower-cases it (matching is case-insensitive).
+    ///
+    /// # Errors
+    /// [`TenancyError::Invalid`] naming the input.
+    pub fn parse(s: &str) -> Result<Self, TenancyError> {
+        let s = s.trim();
+        let bad = || TenancyError::Invalid(format!("`{}` is not a valid email address", s.chars().take(100).collect::<String>()));
+        if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad());
+        }
+        let (local, domain) = s.rsplit_once('@').ok_or_else(bad)?;
+        if local.is_empty() || local.len() > 64 || local.contains('@') || domain.len() < 3 {
+            return Err(bad());
+        }
+        if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') || domain.contains("..") {
+            return Err(bad());
+        }
+        if !domain.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '.') {
+            return Err(bad());
+        }
+        Ok(Self(s.to_lowercase()))
+    }
+
+    /// The address.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Email {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Email::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::fmt::Display for Email {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The enterprise guide's "Company Information".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct CompanyProfile {
+    /// Company name.
+    pub company_name: String,
+    /// Contact email.
+    pub contact_email: Option<Email>,
+    /// Billing address (Owner-only to read).
+    pub billing_address: String,
+    /// Tax id (Owner-only to read).
+    pub tax_id: String,
+}
+
+/// An organization's security settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct SecuritySettings {
+    /// Session lifetimes and limits.
+    pub sessions: SessionPolicy,
+    /// Password rules.
+    pub passwords: PasswordPolicy,
+    /// Allowed client networks; empty means everyone.
+    pub ip_allowlist: Vec<IpAllowlistEntry>,
+}
+
+/// An organization (an enterprise account).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Organization {
+    /// Its id.
+    pub id: OrgId,
+    /// Display name.
+    pub name: String,
+    /// Subscription plan.
+    pub plan: Plan,
+    /// Company information.
+    pub profile: CompanyProfile,
+    /// Feature-access settings.
+    pub access: FeatureAccess,
+    /// Security settings.
+    pub security: SecuritySettings,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A person with an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Its id.
+    pub id: UserId,
+    /// Login email.
+    pub email: Email,
+    /// Display name.
+    pub name: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A person's membership of an organization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The organization.
+    pub org: OrgId,
+    /// The person.
+    pub user: User,
+    /// Their role.
+    pub role: OrgRole,
+    /// When they joined.
+    pub joined_at: DateTime<Utc>,
+}
+
+/// One of a person's memberships, with their team roles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    /// The organization.
+    pub org: OrgId,
+    /// Its name.
+    pub org_name: String,
+    /// The person's role.
+    pub role: OrgRole,
+    /// The person's team roles.
+    pub teams: Vec<(TeamId, TeamRole)>,
+}
+
+/// A team: an isolated workspace inside an organization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Team {
+    /// Its id.
+    pub id: TeamId,
+    /// Its organization.
+    pub org: OrgId,
+    /// Display name, unique in the organization.
+    pub name: String,
+    /// The workspace every member joins; a single-workspace enterprise has only this one.
+    pub is_default: bool,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A login session (the token itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Its id.
+    pub id: SessionId,
+    /// Whose session.
+    pub user: UserId,
+    /// Login time.
+    pub created_at: DateTime<Utc>,
+    /// Last request.
+    pub last_seen_at: DateTime<Utc>,
+    /// Client address at login.
+    pub ip: String,
+    /// Client user agent at login.
+    pub user_agent: String,
+}
+
+/// An API key (the secret itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// Its id.
+    pub id: ApiKeyId,
+    /// Its organization.
+    pub org: OrgId,
+    /// Its team.
+    pub team: TeamId,
+    /// Who created it; the key acts with this person's current rights.
+    pub created_by: UserId,
+    /// Display name ("Production API").
+    pub name: String,
+    /// Visible prefix of the secret.
+    pub prefix: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last use.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// When it was revoked or deactivated.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Validates a display name: 1..=100 characters after trimming, no control characters.
+///
+/// # Errors
+/// [`TenancyError::Invalid`] naming the field.
+pub fn valid_name(field: &str, s: &str) -> Result<String, TenancyError> {
+    let t = s.trim();
+    if t.is_empty() || t.chars().count() > 100 || t.chars().any(char::is_control) {
+        return Err(TenancyError::Invalid(format!("`{field}` must be 1 to 100 printable characters")));
+    }
+    Ok(t.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        assert_eq!(Email::parse(" Sarah@Company.COM ").unwrap().as_str(), "sarah@company.com");
+        for bad in ["", "sarah", "sarah@", "@company.com", "a@b", "a b@c.com", "a@.com", "a@com.", "a@b..com", "a@b_c.com"] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(valid_name("name", "  Production API ").unwrap(), "Production API");
+        assert!(valid_name("name", "   ").is_err());
+        assert!(valid_name("name", &"x".repeat(101)).is_err());
+        assert!(valid_name("name", "a\u{7}b").is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! Creating organizations and reading or changing their settings.
+
+use audit::{Actor, AuditAction, DomainEvent, EventKind, Journal, Metadata, NewAuditEvent, Target};
+use billing_limits::Plan;
+use chrono::{DateTime, Utc};
+use rbac_core::{FeatureAccess, OrgId, Permission, TeamId, UserId};
+use security_policy::{PasswordHasher, PasswordPolicy, check_password, context_words};
+use serde_json::json;
+
+use crate::caller::Caller;
+use crate::error::TenancyError;
+use crate::model::{CompanyProfile, Email, Member, Organization, SecuritySettings, Team, User, valid_name};
+use crate::store::TenancyStore;
+
+/// What is needed to create an organization with a new Owner.
+#[derive(Debug, Clone)]
+pub struct CreateOrgRequest {
+    /// Organization name.
+    pub name: String,
+    /// Plan.
+    pub plan: Plan,
+    /// The Owner's email.
+    pub owner_email: String,
+    /// The Owner's display name.
+    pub owner_name: String,
+    /// The Owner's password.
+    pub owner_password: String,
+}
+
+/// Creates an organization, its default team and its Owner (a new account), audited as done by the system.
+///
+/// # Errors
+/// [`TenancyError::Invalid`], [`TenancyError::Password`], or [`TenancyError::Conflict`] when the email is taken.
+pub async fn create_with_new_owner<S: TenancyStore + ?Sized>(
+    store: &S,
+    hasher: &PasswordHasher,
+    req: CreateOrgRequest,
+    now: DateTime<Utc>,
+) -> Result<(Organization, User), TenancyError> {
+    let name = valid_name("name", &req.name)?;
+    let email = Email::parse(&req.owner_email)?;
+    let owner_name = valid_name("owner_name", &req.owner_name)?;
+    check_password(&PasswordPolicy::default(), &req.owner_password, &context_words(email.as_str(), &name), false)?;
+    let hash = hasher.hash(&req.owner_password).map_err(|e| TenancyError::Invalid(e.to_string()))?;
+    let org = Organization {
+        id: OrgId::new(),
+        name: name.clone(),
+        plan: req.plan,
+        profile: CompanyProfile { company_name: name.clone(), ..CompanyProfile::default() },
+        access: FeatureAccess::default(),
+        security: SecuritySettings::default(),
+        created_at: now,
+    };
+    let team = Team { id: TeamId::new(), org: org.id, name: "Default".into(), is_default: true, created_at: now };
+    let owner = User { id: UserId::new(), email, name: owner_name, created_at: now };
+    let journal = Journal::record(NewAuditEvent::new(org.id, now, Actor::system(), AuditAction::OrgCreated, Target::new("organization", org.id, org.name.clone())))
+        .and_record(
+            NewAuditEvent::new(org.id, now, Actor::system(), AuditAction::MemberAdded, Target::new("member", owner.id, owner.name.clone()))
+                .with_metadata(Metadata::from_value(json!({"role": "owner"}))?),
+        )
+        .publish(DomainEvent::new(org.id, EventKind::EnterpriseCreated, now, json!({
+            "enterpriseId": org.id, "name": org.name, "plan": org.plan.as_str(), "ownerId": owner.id,
+        })));
+    store.create_org(&org, &team, &owner, Some(&hash), journal).await?;
+    Ok((org, owner))
+}
+
+/// The company profile as the caller may see it: billing address and tax id only for billing readers.
+#[must_use]
+pub fn visible_profile(caller: &Caller) -> CompanyProfile {
+    let mut p = caller.org.profile.clone();
+    if caller.check_org(Permission::ViewBilling).is_err() {
+        p.billing_address = String::new();
+        p.tax_id = String::new();
+    }
+    p
+}
+
+/// A partial update of the company profile; `None` leaves a field unchanged.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateProfileRequest {
+    /// New company name.
+    pub company_name: Option<String>,
+    /// New contact email (`Some(None)` clears it).
+    pub contact_email: Option<Option<String>>,
+    /// New billing address (Owner only).
+    pub billing_address: Option<String>,
+    /// New tax id (Owner only).
+    pub tax_id: Option<String>,
+}
+
+/// Updates the company profile. Billing fields need the billing permission (Owner).
+///
+/// # Errors
+/// [`TenancyError::Forbidden`], [`TenancyError::Invalid`].
+pub async fn update_profile<S: TenancyStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    req: UpdateProfileRequest,
+    now: DateTime<Utc>,
+) -> Result<CompanyProfile, TenancyError> {
+    caller.check_org(Permission::UpdateSettings)?;
+    if req.billing_address.is_some() || req.tax_id.is_some() {
+        caller.check_org(Permission::ManageBilling)?;
+    }
+    let mut p = caller.org.profile.clone();
+    let mut changed = Vec::new();
+    if let Some(n) = req.company_name {
+        p.company_name = valid_name("company_name", &n)?;
+        changed.push("company_name");
+    }
+    if let Some(e) = req.contact_email {
+        p.contact_email = e.as_deref().map(Email::parse).transpose()?;
+        changed.push("contact_email");
+    }
+    if let Some(a) = req.billing_address {
+        p.billing_address = bounded("billing_address", a, 500)?;
+        changed.push("billing_address");
+    }
+    if let Some(t) = req.tax_id {
+        p.tax_id = bounded("tax_id", t, 64)?;
+        changed.push("tax_id");
+    }
+    if changed.is_empty() {
+        return Err(TenancyError::Invalid("nothing to update".into()));
+    }
+    let journal = Journal::record(
+        caller
+            .audit(now, AuditAction::SettingsUpdated, Target::new("organization", caller.org.id, caller.org.name.clone()))
+            .with_metadata(Metadata::from_value(json!({ "fields": changed }))?),
+    )
+    .publish(DomainEvent::new(caller.org.id, EventKind::SettingsUpdated, now, json!({
+        "fields": changed, "updatedBy": caller.user.id,
+    })));
+    store.update_profile(caller.org.id, &p, journal).await?;
+    Ok(p)
+}
+
+fn bounded(field: &str, s: String, max: usize) -> Result<String, TenancyError> {
+    if s.chars().count() > max || s.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(TenancyError::Invalid(format!("`{field}` must be at most {max} printable characters")));
+    }
+    Ok(s.trim().to_owned())
+}
+
+/// Members of the caller's organization, one keyset page.
+///
+/// # Errors
+/// [`TenancyError::Forbidden`] without the view-members permission.
+pub async fn list_members<S: TenancyStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    after: Option<UserId>,
+    limit: u32,
+) -> Result<Vec<Member>, TenancyError> {
+    caller.check_org(Permission::ViewMembers)?;
+    store.list_members(caller.org.id, after, limit).await
+}

@@ -1,0 +1,198 @@
+//! Storage ports of the tenancy crate.
+//!
+//! Every tenant-scoped method takes the [`OrgId`], so scoping is part of the
+//! signature. Every method that changes state takes the [`Journal`] to commit
+//! with it, in the same transaction.
+
+use async_trait::async_trait;
+use audit::Journal;
+use chrono::{DateTime, Utc};
+use rbac_core::{ApiKeyId, FeatureAccess, OrgId, SessionId, TeamId, TeamRole, UserId};
+
+use crate::error::TenancyError;
+use crate::model::{ApiKey, CompanyProfile, Email, Member, Membership, Organization, SecuritySettings, Session, Team, User};
+
+/// Organizations and their members.
+#[async_trait]
+pub trait OrgStore: Send + Sync {
+    /// Creates an organization, its default team and its Owner's membership.
+    /// `owner` is created too when `owner_password_hash` is given; otherwise it must exist.
+    ///
+    /// # Errors
+    /// [`TenancyError::Conflict`] when a new owner's email is taken.
+    async fn create_org(
+        &self,
+        org: &Organization,
+        default_team: &Team,
+        owner: &User,
+        owner_password_hash: Option<&str>,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
+    /// Number of organizations (to know whether the server must bootstrap one).
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn count_orgs(&self) -> Result<u64, TenancyError>;
+
+    /// One organization.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] when it does not exist.
+    async fn get_org(&self, org: OrgId) -> Result<Organization, TenancyError>;
+
+    /// Replaces the company profile.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] when the organization does not exist.
+    async fn update_profile(&self, org: OrgId, profile: &CompanyProfile, journal: Journal) -> Result<(), TenancyError>;
+
+    /// Replaces the feature-access settings.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] when the organization does not exist.
+    async fn update_access(&self, org: OrgId, access: &FeatureAccess, journal: Journal) -> Result<(), TenancyError>;
+
+    /// Replaces the security settings.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] when the organization does not exist.
+    async fn update_security(&self, org: OrgId, security: &SecuritySettings, journal: Journal) -> Result<(), TenancyError>;
+
+    /// The default team.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] when the organization has none.
+    async fn default_team(&self, org: OrgId) -> Result<Team, TenancyError>;
+
+    /// Members ordered by user id, after the keyset cursor `after`.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn list_members(&self, org: OrgId, after: Option<UserId>, limit: u32) -> Result<Vec<Member>, TenancyError>;
+
+    /// One member, `None` when `user` is not in `org`.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn get_member(&self, org: OrgId, user: UserId) -> Result<Option<Member>, TenancyError>;
+
+    /// `user`'s team roles in `org`.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn team_roles(&self, org: OrgId, user: UserId) -> Result<Vec<(TeamId, TeamRole)>, TenancyError>;
+
+    /// Every organization `user` belongs to.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn memberships(&self, user: UserId) -> Result<Vec<Membership>, TenancyError>;
+}
+
+/// People, their passwords and sessions.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// A user and their password hash, by email (case-insensitive).
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn find_user_by_email(&self, email: &Email) -> Result<Option<(User, Option<String>)>, TenancyError>;
+
+    /// A user by id.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn get_user(&self, user: UserId) -> Result<Option<User>, TenancyError>;
+
+    /// Replaces a password hash (rehash on login, password change).
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] for an unknown user.
+    async fn set_password_hash(&self, user: UserId, hash: &str) -> Result<(), TenancyError>;
+
+    /// Stores a new session under `token_hash` and, in the same transaction, ends
+    /// the user's oldest live sessions so at most `max_live` remain (including the new one).
+    /// Returns the ended sessions.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure; nothing is written then.
+    async fn create_session(
+        &self,
+        session: &Session,
+        token_hash: &str,
+        max_live: u32,
+        journal: Journal,
+    ) -> Result<Vec<SessionId>, TenancyError>;
+
+    /// A live (not ended) session by token hash.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn find_session(&self, token_hash: &str) -> Result<Option<Session>, TenancyError>;
+
+    /// Records activity on a session.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn touch_session(&self, session: SessionId, now: DateTime<Utc>) -> Result<(), TenancyError>;
+
+    /// Ends a session of `user`.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] when it is not a live session of `user`.
+    async fn end_session(&self, user: UserId, session: SessionId, now: DateTime<Utc>, journal: Journal) -> Result<(), TenancyError>;
+
+    /// `user`'s live sessions, newest first.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn list_sessions(&self, user: UserId) -> Result<Vec<Session>, TenancyError>;
+}
+
+/// API keys.
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    /// Stores a key if the organization has fewer than `max_active` active keys
+    /// (`None` = unlimited), checked atomically with the insert.
+    ///
+    /// # Errors
+    /// [`TenancyError::LimitReached`] (with `max` and `used`; the plan is filled in by
+    /// the caller) when the limit is reached; nothing is written then.
+    async fn create_api_key(&self, key: &ApiKey, secret_hash: &str, max_active: Option<u64>, journal: Journal) -> Result<(), TenancyError>;
+
+    /// An active key by secret hash.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn find_api_key(&self, secret_hash: &str) -> Result<Option<ApiKey>, TenancyError>;
+
+    /// One key of `org` (active or not).
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn get_api_key(&self, org: OrgId, key: ApiKeyId) -> Result<Option<ApiKey>, TenancyError>;
+
+    /// Keys of `org` ordered by id after the cursor, optionally only `created_by`'s.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn list_api_keys(&self, org: OrgId, created_by: Option<UserId>, after: Option<ApiKeyId>, limit: u32) -> Result<Vec<ApiKey>, TenancyError>;
+
+    /// Revokes an active key.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] when `org` has no such active key.
+    async fn revoke_api_key(&self, org: OrgId, key: ApiKeyId, now: DateTime<Utc>, journal: Journal) -> Result<(), TenancyError>;
+
+    /// Records a use of a key.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn touch_api_key(&self, key: ApiKeyId, now: DateTime<Utc>) -> Result<(), TenancyError>;
+}
+
+/// Everything the tenancy services need, as one handle.
+pub trait TenancyStore: OrgStore + AccountStore + ApiKeyStore {}
+
+impl<T: OrgStore + AccountStore + ApiKeyStore> TenancyStore for T {}
