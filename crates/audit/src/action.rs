@@ -137,7 +137,8 @@ impl Serialize for AuditAction {
 impl<'de> Deserialize<'de> for AuditAction {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        AuditAction::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown audit action `{s}`")))
+        AuditAction::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown audit action `{s}`")))
     }
 }
 

@@ -19,6 +19,9 @@ use crate::model::{AuditEvent, NewAuditEvent, SCHEMA_VERSION};
 /// The hash before the first record.
 pub const GENESIS: [u8; 32] = [0; 32];
 
+/// [`GENESIS`] in hex, as stores keep it.
+pub const GENESIS_HEX: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
 const DOMAIN: &[u8] = b"axie-audit-v1";
 
 fn put(buf: &mut Vec<u8>, field: &[u8]) {
@@ -35,8 +38,18 @@ pub fn canonical_bytes(event: &NewAuditEvent, seq: i64, schema_version: u16) -> 
     put(&mut buf, &schema_version.to_be_bytes());
     put(&mut buf, event.org.to_string().as_bytes());
     put(&mut buf, &seq.to_be_bytes());
-    put(&mut buf, event.team.map(|t| t.to_string()).unwrap_or_default().as_bytes());
-    put(&mut buf, &event.occurred_at.timestamp_micros().to_be_bytes());
+    put(
+        &mut buf,
+        event
+            .team
+            .map(|t| t.to_string())
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    put(
+        &mut buf,
+        &event.occurred_at.timestamp_micros().to_be_bytes(),
+    );
     put(&mut buf, event.actor.kind.as_str().as_bytes());
     put(&mut buf, event.actor.id.as_bytes());
     put(&mut buf, event.action.as_str().as_bytes());
@@ -61,7 +74,13 @@ pub fn chain_hash(prev: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
 #[must_use]
 pub fn seal(event: NewAuditEvent, seq: i64, prev: [u8; 32]) -> AuditEvent {
     let hash = chain_hash(&prev, &canonical_bytes(&event, seq, SCHEMA_VERSION));
-    AuditEvent { seq, event, schema_version: SCHEMA_VERSION, prev_hash: prev, hash }
+    AuditEvent {
+        seq,
+        event,
+        schema_version: SCHEMA_VERSION,
+        prev_hash: prev,
+        hash,
+    }
 }
 
 /// A signed statement "the chain of `org` had `seq` records ending in `head`".
@@ -83,7 +102,13 @@ pub struct Checkpoint {
 
 type HmacSha256 = Hmac<Sha256>;
 
-fn checkpoint_mac(key: &[u8], org: OrgId, seq: i64, head: &[u8; 32], signed_at: DateTime<Utc>) -> HmacSha256 {
+fn checkpoint_mac(
+    key: &[u8],
+    org: OrgId,
+    seq: i64,
+    head: &[u8; 32],
+    signed_at: DateTime<Utc>,
+) -> HmacSha256 {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable_hmac());
     mac.update(b"axie-audit-checkpoint-v1");
@@ -94,7 +119,10 @@ fn checkpoint_mac(key: &[u8], org: OrgId, seq: i64, head: &[u8; 32], signed_at: 
     mac
 }
 
-#[allow(clippy::panic, reason = "HMAC-SHA256 takes keys of every length; this branch cannot run")]
+#[allow(
+    clippy::panic,
+    reason = "HMAC-SHA256 takes keys of every length; this branch cannot run"
+)]
 fn unreachable_hmac() -> HmacSha256 {
     panic!("HMAC rejected a key")
 }
@@ -102,16 +130,33 @@ fn unreachable_hmac() -> HmacSha256 {
 impl Checkpoint {
     /// Signs the chain head with `key`.
     #[must_use]
-    pub fn sign(key: &[u8], org: OrgId, seq: i64, head: [u8; 32], signed_at: DateTime<Utc>) -> Self {
+    pub fn sign(
+        key: &[u8],
+        org: OrgId,
+        seq: i64,
+        head: [u8; 32],
+        signed_at: DateTime<Utc>,
+    ) -> Self {
         let signed_at = crate::model::truncate_to_micros(signed_at);
-        let mac = checkpoint_mac(key, org, seq, &head, signed_at).finalize().into_bytes().into();
-        Self { org, seq, head, signed_at, mac }
+        let mac = checkpoint_mac(key, org, seq, &head, signed_at)
+            .finalize()
+            .into_bytes()
+            .into();
+        Self {
+            org,
+            seq,
+            head,
+            signed_at,
+            mac,
+        }
     }
 
     /// Checks the signature in constant time.
     #[must_use]
     pub fn is_authentic(&self, key: &[u8]) -> bool {
-        checkpoint_mac(key, self.org, self.seq, &self.head, self.signed_at).verify_slice(&self.mac).is_ok()
+        checkpoint_mac(key, self.org, self.seq, &self.head, self.signed_at)
+            .verify_slice(&self.mac)
+            .is_ok()
     }
 }
 
@@ -195,7 +240,12 @@ impl<'a> ChainVerifier<'a> {
     /// passed to [`ChainVerifier::with_checkpoint`].
     #[must_use]
     pub fn new() -> Self {
-        Self { expected: 1, prev: GENESIS, checkpoint: None, checkpoint_seen: false }
+        Self {
+            expected: 1,
+            prev: GENESIS,
+            checkpoint: None,
+            checkpoint_seen: false,
+        }
     }
 
     /// Also checks the chain against a signed checkpoint.
@@ -204,9 +254,14 @@ impl<'a> ChainVerifier<'a> {
     /// [`ChainBreak::ForgedCheckpoint`] when the checkpoint's signature does not verify under `key`.
     pub fn with_checkpoint(checkpoint: &'a Checkpoint, key: &[u8]) -> Result<Self, ChainBreak> {
         if !checkpoint.is_authentic(key) {
-            return Err(ChainBreak::ForgedCheckpoint { seq: checkpoint.seq });
+            return Err(ChainBreak::ForgedCheckpoint {
+                seq: checkpoint.seq,
+            });
         }
-        Ok(Self { checkpoint: Some(checkpoint), ..Self::new() })
+        Ok(Self {
+            checkpoint: Some(checkpoint),
+            ..Self::new()
+        })
     }
 
     /// Checks the next record.
@@ -215,10 +270,16 @@ impl<'a> ChainVerifier<'a> {
     /// The first [`ChainBreak`] found.
     pub fn push(&mut self, record: &AuditEvent) -> Result<(), ChainBreak> {
         if record.seq > self.expected {
-            return Err(ChainBreak::Missing { seq: record.seq, expected: self.expected });
+            return Err(ChainBreak::Missing {
+                seq: record.seq,
+                expected: self.expected,
+            });
         }
         if record.seq < self.expected {
-            return Err(ChainBreak::OutOfOrder { seq: record.seq, expected: self.expected });
+            return Err(ChainBreak::OutOfOrder {
+                seq: record.seq,
+                expected: self.expected,
+            });
         }
         let computed = chain_hash(
             &record.prev_hash,
@@ -251,7 +312,10 @@ impl<'a> ChainVerifier<'a> {
         let records = self.expected - 1;
         if let Some(cp) = self.checkpoint {
             if !self.checkpoint_seen && cp.seq > 0 {
-                return Err(ChainBreak::Truncated { last: records, checkpoint: cp.seq });
+                return Err(ChainBreak::Truncated {
+                    last: records,
+                    checkpoint: cp.seq,
+                });
             }
         }
         Ok(VerifiedChain {
@@ -278,7 +342,8 @@ pub(crate) mod hex_bytes {
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         let s = String::deserialize(d)?;
         let v = hex::decode(s).map_err(serde::de::Error::custom)?;
-        v.try_into().map_err(|_| serde::de::Error::custom("expected 32 bytes"))
+        v.try_into()
+            .map_err(|_| serde::de::Error::custom("expected 32 bytes"))
     }
 }
 
@@ -308,7 +373,10 @@ mod tests {
         (org, out)
     }
 
-    fn verify(records: &[AuditEvent], cp: Option<(&Checkpoint, &[u8])>) -> Result<VerifiedChain, ChainBreak> {
+    fn verify(
+        records: &[AuditEvent],
+        cp: Option<(&Checkpoint, &[u8])>,
+    ) -> Result<VerifiedChain, ChainBreak> {
         let mut v = match cp {
             Some((cp, key)) => ChainVerifier::with_checkpoint(cp, key)?,
             None => ChainVerifier::new(),
@@ -339,7 +407,10 @@ mod tests {
         let (_, mut records) = chain(5);
         records[2].event.target.id = "res_forged".into();
         records[2] = seal(records[2].event.clone(), 3, records[2].prev_hash);
-        assert_eq!(verify(&records, None), Err(ChainBreak::BrokenLink { seq: 4 }));
+        assert_eq!(
+            verify(&records, None),
+            Err(ChainBreak::BrokenLink { seq: 4 })
+        );
     }
 
     #[test]
@@ -347,16 +418,31 @@ mod tests {
         let (_, records) = chain(5);
         let mut deleted = records.clone();
         deleted.remove(1);
-        assert_eq!(verify(&deleted, None), Err(ChainBreak::Missing { seq: 3, expected: 2 }));
+        assert_eq!(
+            verify(&deleted, None),
+            Err(ChainBreak::Missing {
+                seq: 3,
+                expected: 2
+            })
+        );
         let mut swapped = records.clone();
         swapped.swap(1, 2);
-        assert_eq!(verify(&swapped, None), Err(ChainBreak::Missing { seq: 3, expected: 2 }));
+        assert_eq!(
+            verify(&swapped, None),
+            Err(ChainBreak::Missing {
+                seq: 3,
+                expected: 2
+            })
+        );
         // Swapping the seq numbers as well breaks the hashes.
         let mut renumbered = records;
         renumbered.swap(1, 2);
         renumbered[1].seq = 2;
         renumbered[2].seq = 3;
-        assert_eq!(verify(&renumbered, None), Err(ChainBreak::Modified { seq: 2 }));
+        assert_eq!(
+            verify(&renumbered, None),
+            Err(ChainBreak::Modified { seq: 2 })
+        );
     }
 
     #[test]
@@ -367,7 +453,10 @@ mod tests {
         assert!(verify(&records, Some((&cp, key))).is_ok());
         assert_eq!(
             verify(&records[..3], Some((&cp, key))),
-            Err(ChainBreak::Truncated { last: 3, checkpoint: 5 })
+            Err(ChainBreak::Truncated {
+                last: 3,
+                checkpoint: 5
+            })
         );
     }
 
@@ -376,9 +465,15 @@ mod tests {
         let key = b"checkpoint-key";
         let (org, records) = chain(3);
         let forged = Checkpoint::sign(b"other key", org, 3, records[2].hash, Utc::now());
-        assert_eq!(verify(&records, Some((&forged, key))), Err(ChainBreak::ForgedCheckpoint { seq: 3 }));
+        assert_eq!(
+            verify(&records, Some((&forged, key))),
+            Err(ChainBreak::ForgedCheckpoint { seq: 3 })
+        );
         let wrong_head = Checkpoint::sign(key, org, 2, records[2].hash, Utc::now());
-        assert_eq!(verify(&records, Some((&wrong_head, key))), Err(ChainBreak::CheckpointMismatch { seq: 2 }));
+        assert_eq!(
+            verify(&records, Some((&wrong_head, key))),
+            Err(ChainBreak::CheckpointMismatch { seq: 2 })
+        );
     }
 
     #[test]

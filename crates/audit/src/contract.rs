@@ -18,12 +18,27 @@ fn at(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_763_893_815 + secs, 123_456_000).unwrap_or_default()
 }
 
-fn event(org: OrgId, secs: i64, actor: &str, action: AuditAction, target_id: &str) -> NewAuditEvent {
-    NewAuditEvent::new(org, at(secs), Actor::user(actor, format!("name of {actor}")), action, Target::new("chat_interface", target_id, "Customer Support"))
+fn event(
+    org: OrgId,
+    secs: i64,
+    actor: &str,
+    action: AuditAction,
+    target_id: &str,
+) -> NewAuditEvent {
+    NewAuditEvent::new(
+        org,
+        at(secs),
+        Actor::user(actor, format!("name of {actor}")),
+        action,
+        Target::new("chat_interface", target_id, "Customer Support"),
+    )
 }
 
 fn query(limit: u32) -> AuditQuery {
-    AuditQuery { limit, ..AuditQuery::default() }
+    AuditQuery {
+        limit,
+        ..AuditQuery::default()
+    }
 }
 
 /// Runs every check; panics with a message on the first violation.
@@ -38,21 +53,52 @@ pub async fn run(store: &dyn AuditStore) {
 
 async fn appends_number_and_chain_records(store: &dyn AuditStore) {
     let org = OrgId::new();
-    assert_eq!(store.head(org).await.unwrap(), None, "empty log has no head");
+    assert_eq!(
+        store.head(org).await.unwrap(),
+        None,
+        "empty log has no head"
+    );
     let j = Journal::record(event(org, 0, "usr_a", AuditAction::Login, "x"))
-        .and_record(event(org, 1, "usr_a", AuditAction::ChatInterfaceCreated, "res_1"))
-        .publish(DomainEvent::new(org, EventKind::ChatInterfaceCreated, at(1), serde_json::json!({"id": "res_1"})));
+        .and_record(event(
+            org,
+            1,
+            "usr_a",
+            AuditAction::ChatInterfaceCreated,
+            "res_1",
+        ))
+        .publish(DomainEvent::new(
+            org,
+            EventKind::ChatInterfaceCreated,
+            at(1),
+            serde_json::json!({"id": "res_1"}),
+        ));
     let written = store.append(j).await.unwrap();
-    assert_eq!(written.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        written.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     assert_eq!(written[1].prev_hash, written[0].hash);
-    let again = store.append(Journal::record(event(org, 2, "usr_b", AuditAction::Logout, "x"))).await.unwrap();
+    let again = store
+        .append(Journal::record(event(
+            org,
+            2,
+            "usr_b",
+            AuditAction::Logout,
+            "x",
+        )))
+        .await
+        .unwrap();
     assert_eq!(again[0].seq, 3);
     assert_eq!(again[0].prev_hash, written[1].hash);
     assert_eq!(store.head(org).await.unwrap(), Some((3, again[0].hash)));
     let page = store.chain_page(org, 0, 10).await.unwrap();
     assert_eq!(page.len(), 3);
     assert_eq!(page[0], written[0], "records read back exactly as written");
-    assert_eq!(page[0].event.occurred_at, at(0), "microseconds survive storage");
+    assert_eq!(
+        page[0].event.occurred_at,
+        at(0),
+        "microseconds survive storage"
+    );
     let report = verify_chain(store, org, KEY).await.unwrap().unwrap();
     assert_eq!(report.records, 3);
 }
@@ -63,68 +109,167 @@ async fn search_filters_and_pages_newest_first(store: &dyn AuditStore) {
     let mut j = Journal::default();
     for i in 0..30 {
         let actor = if i % 3 == 0 { "usr_sarah" } else { "usr_mike" };
-        let action = if i % 2 == 0 { AuditAction::MemberInvited } else { AuditAction::ChatInterfaceCreated };
+        let action = if i % 2 == 0 {
+            AuditAction::MemberInvited
+        } else {
+            AuditAction::ChatInterfaceCreated
+        };
         let mut e = event(org, i * 3600, actor, action, &format!("res_{i}"));
         if i % 5 == 0 {
             e = e.in_team(team);
         }
         if i == 29 {
-            e = e.with_outcome(Outcome::Denied { reason: "role_lacks_permission".into() });
+            e = e.with_outcome(Outcome::Denied {
+                reason: "role_lacks_permission".into(),
+            });
         }
         j = j.and_record(e);
     }
     store.append(j).await.unwrap();
 
     let first = store.search(org, &query(7)).await.unwrap();
-    assert_eq!(first.iter().map(|r| r.seq).collect::<Vec<_>>(), (24..=30).rev().collect::<Vec<_>>());
-    let next = store.search(org, &AuditQuery { before_seq: Some(24), ..query(7) }).await.unwrap();
-    assert_eq!(next.first().map(|r| r.seq), Some(23), "keyset cursor continues below the last seq");
+    assert_eq!(
+        first.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (24..=30).rev().collect::<Vec<_>>()
+    );
+    let next = store
+        .search(
+            org,
+            &AuditQuery {
+                before_seq: Some(24),
+                ..query(7)
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        next.first().map(|r| r.seq),
+        Some(23),
+        "keyset cursor continues below the last seq"
+    );
 
-    let sarah = store.search(org, &AuditQuery { actor_id: Some("usr_sarah".into()), ..query(100) }).await.unwrap();
+    let sarah = store
+        .search(
+            org,
+            &AuditQuery {
+                actor_id: Some("usr_sarah".into()),
+                ..query(100)
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(sarah.len(), 10);
     assert!(sarah.iter().all(|r| r.event.actor.id == "usr_sarah"));
 
-    let exact = AuditQuery { action: Some(ActionFilter::Exact("member.invited".into())), ..query(100) };
+    let exact = AuditQuery {
+        action: Some(ActionFilter::Exact("member.invited".into())),
+        ..query(100)
+    };
     assert_eq!(store.search(org, &exact).await.unwrap().len(), 15);
-    let prefix = AuditQuery { action: Some(ActionFilter::Prefix("member.".into())), ..query(100) };
+    let prefix = AuditQuery {
+        action: Some(ActionFilter::Prefix("member.".into())),
+        ..query(100)
+    };
     assert_eq!(store.search(org, &prefix).await.unwrap().len(), 15);
-    let none = AuditQuery { action: Some(ActionFilter::Prefix("member.x".into())), ..query(100) };
+    let none = AuditQuery {
+        action: Some(ActionFilter::Prefix("member.x".into())),
+        ..query(100)
+    };
     assert!(store.search(org, &none).await.unwrap().is_empty());
 
-    let window = AuditQuery { since: Some(at(10 * 3600)), until: Some(at(20 * 3600)), ..query(100) };
+    let window = AuditQuery {
+        since: Some(at(10 * 3600)),
+        until: Some(at(20 * 3600)),
+        ..query(100)
+    };
     let w = store.search(org, &window).await.unwrap();
     assert_eq!(w.len(), 10, "since is inclusive, until exclusive");
 
-    let target = AuditQuery { target_kind: Some("chat_interface".into()), target_id: Some("res_7".into()), ..query(100) };
+    let target = AuditQuery {
+        target_kind: Some("chat_interface".into()),
+        target_id: Some("res_7".into()),
+        ..query(100)
+    };
     let t = store.search(org, &target).await.unwrap();
     assert_eq!(t.len(), 1);
     assert_eq!(t[0].event.target.id, "res_7");
 
-    let denied = AuditQuery { outcome: Some("denied".into()), ..query(100) };
+    let denied = AuditQuery {
+        outcome: Some("denied".into()),
+        ..query(100)
+    };
     assert_eq!(store.search(org, &denied).await.unwrap().len(), 1);
-    let in_team = AuditQuery { team: Some(team), ..query(100) };
+    let in_team = AuditQuery {
+        team: Some(team),
+        ..query(100)
+    };
     assert_eq!(store.search(org, &in_team).await.unwrap().len(), 6);
 }
 
 async fn chains_are_per_organization(store: &dyn AuditStore) {
     let a = OrgId::new();
     let b = OrgId::new();
-    store.append(Journal::record(event(a, 0, "usr_a", AuditAction::Login, "x"))).await.unwrap();
-    let rb = store.append(Journal::record(event(b, 0, "usr_b", AuditAction::Login, "x"))).await.unwrap();
+    store
+        .append(Journal::record(event(
+            a,
+            0,
+            "usr_a",
+            AuditAction::Login,
+            "x",
+        )))
+        .await
+        .unwrap();
+    let rb = store
+        .append(Journal::record(event(
+            b,
+            0,
+            "usr_b",
+            AuditAction::Login,
+            "x",
+        )))
+        .await
+        .unwrap();
     assert_eq!(rb[0].seq, 1, "each organization has its own chain");
     let seen = store.search(b, &query(100)).await.unwrap();
     assert_eq!(seen.len(), 1);
-    assert!(seen.iter().all(|r| r.event.org == b), "no cross-tenant records");
+    assert!(
+        seen.iter().all(|r| r.event.org == b),
+        "no cross-tenant records"
+    );
 }
 
 async fn checkpoints_round_trip_and_verify(store: &dyn AuditStore) {
     let org = OrgId::new();
     assert_eq!(take_checkpoint(store, org, KEY, at(0)).await.unwrap(), None);
-    store.append(Journal::record(event(org, 0, "usr_a", AuditAction::Login, "x"))).await.unwrap();
-    store.append(Journal::record(event(org, 1, "usr_a", AuditAction::Logout, "x"))).await.unwrap();
-    let cp = take_checkpoint(store, org, KEY, at(2)).await.unwrap().unwrap();
+    store
+        .append(Journal::record(event(
+            org,
+            0,
+            "usr_a",
+            AuditAction::Login,
+            "x",
+        )))
+        .await
+        .unwrap();
+    store
+        .append(Journal::record(event(
+            org,
+            1,
+            "usr_a",
+            AuditAction::Logout,
+            "x",
+        )))
+        .await
+        .unwrap();
+    let cp = take_checkpoint(store, org, KEY, at(2))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(cp.seq, 2);
-    assert_eq!(store.latest_checkpoint(org).await.unwrap(), Some(cp.clone()));
+    assert_eq!(
+        store.latest_checkpoint(org).await.unwrap(),
+        Some(cp.clone())
+    );
     let ok = verify_chain(store, org, KEY).await.unwrap().unwrap();
     assert_eq!(ok.checkpoint_seq, Some(2));
     let wrong_key = verify_chain(store, org, b"another key").await.unwrap();
@@ -136,7 +281,16 @@ async fn erasure_keeps_the_chain_valid(store: &dyn AuditStore) {
     let mut e = event(org, 0, "usr_gone", AuditAction::Login, "x");
     e.context.ip = "203.0.113.9".into();
     store.append(Journal::record(e)).await.unwrap();
-    store.append(Journal::record(event(org, 1, "usr_other", AuditAction::Login, "x"))).await.unwrap();
+    store
+        .append(Journal::record(event(
+            org,
+            1,
+            "usr_other",
+            AuditAction::Login,
+            "x",
+        )))
+        .await
+        .unwrap();
     assert_eq!(store.erase_personal_data(org, "usr_gone").await.unwrap(), 1);
     let page = store.chain_page(org, 0, 10).await.unwrap();
     assert_eq!(page[0].event.actor.name, crate::ERASED);
@@ -148,8 +302,17 @@ async fn erasure_keeps_the_chain_valid(store: &dyn AuditStore) {
 async fn rejects_invalid_queries(store: &dyn AuditStore) {
     let org = OrgId::new();
     assert!(store.search(org, &query(0)).await.is_err());
-    assert!(store.search(org, &query(crate::MAX_PAGE + 1)).await.is_err());
-    let inverted = AuditQuery { since: Some(at(10)), until: Some(at(0)), ..query(10) };
+    assert!(
+        store
+            .search(org, &query(crate::MAX_PAGE + 1))
+            .await
+            .is_err()
+    );
+    let inverted = AuditQuery {
+        since: Some(at(10)),
+        until: Some(at(0)),
+        ..query(10)
+    };
     assert!(store.search(org, &inverted).await.is_err());
 }
 

@@ -111,8 +111,19 @@ pub struct DomainEvent {
 impl DomainEvent {
     /// A new event with a fresh id.
     #[must_use]
-    pub fn new(org: OrgId, kind: EventKind, occurred_at: DateTime<Utc>, data: serde_json::Value) -> Self {
-        Self { id: EventId::new(), org, kind, occurred_at: crate::model::truncate_to_micros(occurred_at), data }
+    pub fn new(
+        org: OrgId,
+        kind: EventKind,
+        occurred_at: DateTime<Utc>,
+        data: serde_json::Value,
+    ) -> Self {
+        Self {
+            id: EventId::new(),
+            org,
+            kind,
+            occurred_at: crate::model::truncate_to_micros(occurred_at),
+            data,
+        }
     }
 }
 
@@ -129,7 +140,10 @@ impl Journal {
     /// A journal with one audit record.
     #[must_use]
     pub fn record(event: NewAuditEvent) -> Self {
-        Self { records: vec![event], events: Vec::new() }
+        Self {
+            records: vec![event],
+            events: Vec::new(),
+        }
     }
 
     /// Adds another audit record.

@@ -47,7 +47,9 @@ impl<W: Write> CsvExporter<W> {
     /// # Errors
     /// I/O errors of the writer.
     pub fn new(out: W) -> Result<Self, csv::Error> {
-        let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(out);
+        let mut writer = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::CRLF)
+            .from_writer(out);
         writer.write_record(CSV_HEADER)?;
         Ok(Self { writer })
     }
@@ -59,7 +61,9 @@ impl<W: Write> CsvExporter<W> {
     pub fn write(&mut self, r: &AuditEvent) -> Result<(), csv::Error> {
         let e = &r.event;
         let seq = r.seq.to_string();
-        let at = e.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let at = e
+            .occurred_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let org = e.org.to_string();
         let team = e.team.map(|t| t.to_string()).unwrap_or_default();
         let meta = e.metadata.to_json();
@@ -82,7 +86,8 @@ impl<W: Write> CsvExporter<W> {
             e.context.request_id.as_str(),
             meta.as_str(),
         ];
-        self.writer.write_record(cells.iter().map(|c| neutralize(c).into_owned()))
+        self.writer
+            .write_record(cells.iter().map(|c| neutralize(c).into_owned()))
     }
 
     /// Flushes and returns the writer.

@@ -48,7 +48,7 @@ mod render;
 mod store;
 
 pub use action::AuditAction;
-pub use chain::{ChainBreak, ChainVerifier, Checkpoint, VerifiedChain};
+pub use chain::{ChainBreak, ChainVerifier, Checkpoint, GENESIS_HEX, VerifiedChain};
 pub use error::{AuditError, StoreError};
 pub use events::{DomainEvent, EventKind, Journal};
 #[cfg(feature = "memory")]

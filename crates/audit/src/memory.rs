@@ -34,7 +34,9 @@ impl MemoryAuditStore {
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, State>, AuditError> {
-        self.state.lock().map_err(|_| AuditError::Store(StoreError::msg("memory store poisoned")))
+        self.state
+            .lock()
+            .map_err(|_| AuditError::Store(StoreError::msg("memory store poisoned")))
     }
 
     /// Events queued so far (what a webhook dispatcher would pick up).
@@ -49,7 +51,11 @@ impl MemoryAuditStore {
     ///
     /// # Errors
     /// When the mutex is poisoned.
-    pub fn with_chain<R>(&self, org: OrgId, f: impl FnOnce(&mut Vec<AuditEvent>) -> R) -> Result<R, AuditError> {
+    pub fn with_chain<R>(
+        &self,
+        org: OrgId,
+        f: impl FnOnce(&mut Vec<AuditEvent>) -> R,
+    ) -> Result<R, AuditError> {
         Ok(f(self.lock()?.chains.entry(org).or_default()))
     }
 }
@@ -89,27 +95,60 @@ impl AuditStore for MemoryAuditStore {
     async fn search(&self, org: OrgId, query: &AuditQuery) -> Result<Vec<AuditEvent>, AuditError> {
         query.validate()?;
         let state = self.lock()?;
-        let Some(chain) = state.chains.get(&org) else { return Ok(Vec::new()) };
-        Ok(chain.iter().rev().filter(|r| matches(r, query)).take(query.limit as usize).cloned().collect())
+        let Some(chain) = state.chains.get(&org) else {
+            return Ok(Vec::new());
+        };
+        Ok(chain
+            .iter()
+            .rev()
+            .filter(|r| matches(r, query))
+            .take(query.limit as usize)
+            .cloned()
+            .collect())
     }
 
-    async fn chain_page(&self, org: OrgId, after: i64, limit: u32) -> Result<Vec<AuditEvent>, AuditError> {
+    async fn chain_page(
+        &self,
+        org: OrgId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, AuditError> {
         let state = self.lock()?;
-        let Some(chain) = state.chains.get(&org) else { return Ok(Vec::new()) };
-        Ok(chain.iter().filter(|r| r.seq > after).take(limit as usize).cloned().collect())
+        let Some(chain) = state.chains.get(&org) else {
+            return Ok(Vec::new());
+        };
+        Ok(chain
+            .iter()
+            .filter(|r| r.seq > after)
+            .take(limit as usize)
+            .cloned()
+            .collect())
     }
 
     async fn head(&self, org: OrgId) -> Result<Option<(i64, [u8; 32])>, AuditError> {
-        Ok(self.lock()?.chains.get(&org).and_then(|c| c.last()).map(|l| (l.seq, l.hash)))
+        Ok(self
+            .lock()?
+            .chains
+            .get(&org)
+            .and_then(|c| c.last())
+            .map(|l| (l.seq, l.hash)))
     }
 
     async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), AuditError> {
-        self.lock()?.checkpoints.entry(checkpoint.org).or_default().push(checkpoint.clone());
+        self.lock()?
+            .checkpoints
+            .entry(checkpoint.org)
+            .or_default()
+            .push(checkpoint.clone());
         Ok(())
     }
 
     async fn latest_checkpoint(&self, org: OrgId) -> Result<Option<Checkpoint>, AuditError> {
-        Ok(self.lock()?.checkpoints.get(&org).and_then(|c| c.iter().max_by_key(|c| c.seq).cloned()))
+        Ok(self
+            .lock()?
+            .checkpoints
+            .get(&org)
+            .and_then(|c| c.iter().max_by_key(|c| c.seq).cloned()))
     }
 
     async fn erase_personal_data(&self, org: OrgId, subject_id: &str) -> Result<u64, AuditError> {

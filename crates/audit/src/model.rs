@@ -39,7 +39,9 @@ impl ActorKind {
     /// Parses the wire name.
     #[must_use]
     pub fn parse(s: &str) -> Option<Self> {
-        [ActorKind::User, ActorKind::ApiKey, ActorKind::System].into_iter().find(|k| k.as_str() == s)
+        [ActorKind::User, ActorKind::ApiKey, ActorKind::System]
+            .into_iter()
+            .find(|k| k.as_str() == s)
     }
 }
 
@@ -58,13 +60,21 @@ impl Actor {
     /// The server itself.
     #[must_use]
     pub fn system() -> Self {
-        Self { kind: ActorKind::System, id: String::new(), name: "system".to_owned() }
+        Self {
+            kind: ActorKind::System,
+            id: String::new(),
+            name: "system".to_owned(),
+        }
     }
 
     /// A person.
     #[must_use]
     pub fn user(id: impl ToString, name: impl Into<String>) -> Self {
-        Self { kind: ActorKind::User, id: id.to_string(), name: name.into() }
+        Self {
+            kind: ActorKind::User,
+            id: id.to_string(),
+            name: name.into(),
+        }
     }
 }
 
@@ -83,7 +93,11 @@ impl Target {
     /// Builds a target.
     #[must_use]
     pub fn new(kind: &str, id: impl ToString, name: impl Into<String>) -> Self {
-        Self { kind: kind.to_owned(), id: id.to_string(), name: name.into() }
+        Self {
+            kind: kind.to_owned(),
+            id: id.to_string(),
+            name: name.into(),
+        }
     }
 }
 
@@ -141,8 +155,12 @@ impl Outcome {
     pub fn from_parts(status: &str, reason: &str) -> Option<Self> {
         match status {
             "success" => Some(Outcome::Success),
-            "denied" => Some(Outcome::Denied { reason: reason.to_owned() }),
-            "failure" => Some(Outcome::Failure { reason: reason.to_owned() }),
+            "denied" => Some(Outcome::Denied {
+                reason: reason.to_owned(),
+            }),
+            "failure" => Some(Outcome::Failure {
+                reason: reason.to_owned(),
+            }),
             _ => None,
         }
     }
@@ -159,7 +177,9 @@ impl Metadata {
     /// # Errors
     /// [`AuditError::Invalid`] when the serialized object is larger than [`MAX_METADATA_BYTES`].
     pub fn new(map: serde_json::Map<String, serde_json::Value>) -> Result<Self, AuditError> {
-        let len = serde_json::to_string(&map).map(|s| s.len()).unwrap_or(usize::MAX);
+        let len = serde_json::to_string(&map)
+            .map(|s| s.len())
+            .unwrap_or(usize::MAX);
         if len > MAX_METADATA_BYTES {
             return Err(AuditError::Invalid(format!(
                 "metadata is {len} bytes, more than the {MAX_METADATA_BYTES} allowed"
@@ -176,7 +196,9 @@ impl Metadata {
         match value {
             serde_json::Value::Object(map) => Self::new(map),
             serde_json::Value::Null => Ok(Self::default()),
-            _ => Err(AuditError::Invalid("metadata must be a JSON object".to_owned())),
+            _ => Err(AuditError::Invalid(
+                "metadata must be a JSON object".to_owned(),
+            )),
         }
     }
 
@@ -219,7 +241,13 @@ pub struct NewAuditEvent {
 impl NewAuditEvent {
     /// A successful action with empty context and metadata.
     #[must_use]
-    pub fn new(org: OrgId, occurred_at: DateTime<Utc>, actor: Actor, action: AuditAction, target: Target) -> Self {
+    pub fn new(
+        org: OrgId,
+        occurred_at: DateTime<Utc>,
+        actor: Actor,
+        action: AuditAction,
+        target: Target,
+    ) -> Self {
         Self {
             org,
             team: None,

@@ -83,7 +83,9 @@ impl AuditQuery {
     /// [`AuditError::Invalid`] for an empty page, an inverted range or an unknown outcome.
     pub fn validate(&self) -> Result<(), AuditError> {
         if self.limit == 0 || self.limit > MAX_PAGE {
-            return Err(AuditError::Invalid(format!("`limit` must be between 1 and {MAX_PAGE}")));
+            return Err(AuditError::Invalid(format!(
+                "`limit` must be between 1 and {MAX_PAGE}"
+            )));
         }
         if let (Some(s), Some(u)) = (self.since, self.until) {
             if s > u {
@@ -96,7 +98,9 @@ impl AuditQuery {
             }
         }
         if self.target_id.is_some() && self.target_kind.is_none() {
-            return Err(AuditError::Invalid("`target_id` needs `target_type`".to_owned()));
+            return Err(AuditError::Invalid(
+                "`target_id` needs `target_type`".to_owned(),
+            ));
         }
         Ok(())
     }

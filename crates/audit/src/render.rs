@@ -7,11 +7,23 @@ use crate::model::AuditEvent;
 pub fn render_line(record: &AuditEvent) -> String {
     let e = &record.event;
     let when = e.occurred_at.format("%Y-%m-%d %H:%M:%S");
-    let who = if e.actor.name.is_empty() { e.actor.id.as_str() } else { e.actor.name.as_str() };
+    let who = if e.actor.name.is_empty() {
+        e.actor.id.as_str()
+    } else {
+        e.actor.name.as_str()
+    };
     let mut what = e.action.verb().to_owned();
     let kind = e.target.kind.replace('_', " ");
-    let needs_kind = !e.action.verb().to_lowercase().contains(&kind.to_lowercase());
-    if !e.target.kind.is_empty() && needs_kind && !e.action.verb().ends_with(" to") && !e.action.verb().ends_with(" of") {
+    let needs_kind = !e
+        .action
+        .verb()
+        .to_lowercase()
+        .contains(&kind.to_lowercase());
+    if !e.target.kind.is_empty()
+        && needs_kind
+        && !e.action.verb().ends_with(" to")
+        && !e.action.verb().ends_with(" of")
+    {
         what.push(' ');
         what.push_str(&kind);
     }
@@ -38,9 +50,17 @@ mod tests {
     use crate::model::{Actor, NewAuditEvent, Outcome, Target};
 
     fn line(action: AuditAction, target: Target, outcome: Outcome) -> String {
-        let at = DateTime::parse_from_rfc3339("2025-11-23T10:30:15Z").unwrap().to_utc();
-        let e = NewAuditEvent::new(OrgId::new(), at, Actor::user("usr_1", "Sarah"), action, target)
-            .with_outcome(outcome);
+        let at = DateTime::parse_from_rfc3339("2025-11-23T10:30:15Z")
+            .unwrap()
+            .to_utc();
+        let e = NewAuditEvent::new(
+            OrgId::new(),
+            at,
+            Actor::user("usr_1", "Sarah"),
+            action,
+            target,
+        )
+        .with_outcome(outcome);
         render_line(&seal(e, 1, GENESIS))
     }
 
@@ -55,11 +75,19 @@ mod tests {
             "2025-11-23 10:30:15 | Sarah | Created chat interface \"Customer Support\""
         );
         assert_eq!(
-            line(AuditAction::ApiKeyCreated, Target::new("api_key", "key_1", "Production API"), Outcome::Success),
+            line(
+                AuditAction::ApiKeyCreated,
+                Target::new("api_key", "key_1", "Production API"),
+                Outcome::Success
+            ),
             "2025-11-23 10:30:15 | Sarah | Created API key \"Production API\""
         );
         assert_eq!(
-            line(AuditAction::DocumentUploaded, Target::new("document", "res_2", "FAQ.pdf"), Outcome::Success),
+            line(
+                AuditAction::DocumentUploaded,
+                Target::new("document", "res_2", "FAQ.pdf"),
+                Outcome::Success
+            ),
             "2025-11-23 10:30:15 | Sarah | Uploaded document \"FAQ.pdf\""
         );
     }
@@ -70,7 +98,9 @@ mod tests {
             line(
                 AuditAction::AccessDenied,
                 Target::new("route", "view_billing", ""),
-                Outcome::Denied { reason: "role_lacks_permission".into() }
+                Outcome::Denied {
+                    reason: "role_lacks_permission".into()
+                }
             ),
             "2025-11-23 10:30:15 | Sarah | Was denied route view_billing (denied: role_lacks_permission)"
         );

@@ -37,7 +37,12 @@ pub trait AuditStore: Send + Sync {
     ///
     /// # Errors
     /// [`AuditError::Store`] on storage failure.
-    async fn chain_page(&self, org: OrgId, after: i64, limit: u32) -> Result<Vec<AuditEvent>, AuditError>;
+    async fn chain_page(
+        &self,
+        org: OrgId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, AuditError>;
 
     /// The chain head (`seq`, hash) as the store records it, or `None` for an empty log.
     ///
@@ -110,7 +115,9 @@ pub async fn take_checkpoint(
     key: &[u8],
     now: DateTime<Utc>,
 ) -> Result<Option<Checkpoint>, AuditError> {
-    let Some((seq, head)) = store.head(org).await? else { return Ok(None) };
+    let Some((seq, head)) = store.head(org).await? else {
+        return Ok(None);
+    };
     let cp = Checkpoint::sign(key, org, seq, head, now);
     store.save_checkpoint(&cp).await?;
     Ok(Some(cp))

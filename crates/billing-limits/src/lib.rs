@@ -40,7 +40,9 @@ impl Plan {
     /// Parses the wire name.
     #[must_use]
     pub fn parse(s: &str) -> Option<Self> {
-        [Plan::Free, Plan::Pro, Plan::Enterprise].into_iter().find(|p| p.as_str() == s)
+        [Plan::Free, Plan::Pro, Plan::Enterprise]
+            .into_iter()
+            .find(|p| p.as_str() == s)
     }
 
     /// Which permission-gating features the plan includes.
@@ -198,9 +200,12 @@ pub enum QuotaDecision {
 #[must_use]
 pub fn check_quota(limits: &PlanLimits, limit: Limit, used: u64, adding: u64) -> QuotaDecision {
     match limits.get(limit) {
-        Some(max) if used.saturating_add(adding) > max => {
-            QuotaDecision::Exceeded { limit, max, used, plan: limits.plan }
-        }
+        Some(max) if used.saturating_add(adding) > max => QuotaDecision::Exceeded {
+            limit,
+            max,
+            used,
+            plan: limits.plan,
+        },
         _ => QuotaDecision::Allowed,
     }
 }
@@ -221,14 +226,28 @@ mod tests {
     #[test]
     fn quota_boundaries() {
         let free = PlanLimits::for_plan(Plan::Free);
-        assert_eq!(check_quota(&free, Limit::Documents, 9, 1), QuotaDecision::Allowed);
+        assert_eq!(
+            check_quota(&free, Limit::Documents, 9, 1),
+            QuotaDecision::Allowed
+        );
         assert_eq!(
             check_quota(&free, Limit::Documents, 10, 1),
-            QuotaDecision::Exceeded { limit: Limit::Documents, max: 10, used: 10, plan: Plan::Free }
+            QuotaDecision::Exceeded {
+                limit: Limit::Documents,
+                max: 10,
+                used: 10,
+                plan: Plan::Free
+            }
         );
-        assert!(matches!(check_quota(&free, Limit::CustomDomains, 0, 1), QuotaDecision::Exceeded { .. }));
+        assert!(matches!(
+            check_quota(&free, Limit::CustomDomains, 0, 1),
+            QuotaDecision::Exceeded { .. }
+        ));
         let ent = PlanLimits::for_plan(Plan::Enterprise);
-        assert_eq!(check_quota(&ent, Limit::CustomDomains, u64::MAX, 1), QuotaDecision::Allowed);
+        assert_eq!(
+            check_quota(&ent, Limit::CustomDomains, u64::MAX, 1),
+            QuotaDecision::Allowed
+        );
     }
 
     #[test]

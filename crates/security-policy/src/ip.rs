@@ -18,11 +18,16 @@ impl IpAllowlistEntry {
     /// [`SecurityError::Invalid`] naming the input.
     pub fn parse(s: &str) -> Result<Self, SecurityError> {
         let s = s.trim();
-        let net: IpNetwork = s.parse().map_err(|_| SecurityError::Invalid(format!("`{s}` is not an IP address or CIDR network")))?;
+        let net: IpNetwork = s.parse().map_err(|_| {
+            SecurityError::Invalid(format!("`{s}` is not an IP address or CIDR network"))
+        })?;
         // Normalise IPv4-mapped IPv6 networks to IPv4.
         let net = match net {
             IpNetwork::V6(v6) if v6.ip().to_ipv4_mapped().is_some() && v6.prefix() >= 96 => {
-                let v4 = v6.ip().to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+                let v4 = v6
+                    .ip()
+                    .to_ipv4_mapped()
+                    .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
                 IpNetwork::new(IpAddr::V4(v4), v6.prefix() - 96)
                     .map_err(|_| SecurityError::Invalid(format!("`{s}` is not a valid network")))?
             }
@@ -107,16 +112,24 @@ pub fn check_ip(list: &[IpAllowlistEntry], ip: IpAddr) -> IpDecision {
 /// The client address: the socket peer, unless it is a trusted proxy, in which case
 /// the right-most `X-Forwarded-For` hop that is not itself a trusted proxy.
 #[must_use]
-pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted_proxies: &[IpAllowlistEntry]) -> IpAddr {
+pub fn client_ip(
+    peer: IpAddr,
+    forwarded_for: Option<&str>,
+    trusted_proxies: &[IpAllowlistEntry],
+) -> IpAddr {
     let peer = normalize(peer);
     let trusted = |ip: IpAddr| trusted_proxies.iter().any(|p| p.contains(ip));
     if !trusted(peer) {
         return peer;
     }
-    let Some(header) = forwarded_for else { return peer };
+    let Some(header) = forwarded_for else {
+        return peer;
+    };
     let mut last = peer;
     for hop in header.rsplit(',') {
-        let Ok(ip) = hop.trim().parse::<IpAddr>() else { return last };
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            return last;
+        };
         let ip = normalize(ip);
         if !trusted(ip) {
             return ip;
@@ -135,7 +148,10 @@ pub fn parse_allowlist(entries: &[String]) -> Result<Vec<IpAllowlistEntry>, Secu
     for e in entries {
         let parsed = IpAllowlistEntry::parse(e)?;
         if out.contains(&parsed) {
-            return Err(SecurityError::Invalid(format!("`{}` is listed twice", e.trim())));
+            return Err(SecurityError::Invalid(format!(
+                "`{}` is listed twice",
+                e.trim()
+            )));
         }
         out.push(parsed);
     }
@@ -184,10 +200,26 @@ mod tests {
     #[test]
     fn forwarded_for_only_from_trusted_proxies() {
         let proxies = list(&["10.0.0.0/8"]);
-        assert_eq!(client_ip(ip("203.0.113.5"), Some("1.2.3.4"), &proxies), ip("203.0.113.5"));
-        assert_eq!(client_ip(ip("10.0.0.2"), Some("1.2.3.4, 198.51.100.7"), &proxies), ip("198.51.100.7"));
-        assert_eq!(client_ip(ip("10.0.0.2"), Some("1.2.3.4, 198.51.100.7, 10.0.0.9"), &proxies), ip("198.51.100.7"));
+        assert_eq!(
+            client_ip(ip("203.0.113.5"), Some("1.2.3.4"), &proxies),
+            ip("203.0.113.5")
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), Some("1.2.3.4, 198.51.100.7"), &proxies),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_ip(
+                ip("10.0.0.2"),
+                Some("1.2.3.4, 198.51.100.7, 10.0.0.9"),
+                &proxies
+            ),
+            ip("198.51.100.7")
+        );
         assert_eq!(client_ip(ip("10.0.0.2"), None, &proxies), ip("10.0.0.2"));
-        assert_eq!(client_ip(ip("10.0.0.2"), Some("garbage"), &proxies), ip("10.0.0.2"));
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), Some("garbage"), &proxies),
+            ip("10.0.0.2")
+        );
     }
 }

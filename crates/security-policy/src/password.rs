@@ -1,6 +1,8 @@
 //! Password policy (after NIST SP 800-63B) and argon2id hashing.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString, rand_core::OsRng};
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString, rand_core::OsRng,
+};
 use argon2::{Algorithm, Argon2, Params, Version};
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +25,11 @@ pub struct PasswordPolicy {
 
 impl Default for PasswordPolicy {
     fn default() -> Self {
-        Self { min_length: 15, min_length_with_2fa: 8, max_length: 128 }
+        Self {
+            min_length: 15,
+            min_length_with_2fa: 8,
+            max_length: 128,
+        }
     }
 }
 
@@ -35,11 +41,14 @@ impl PasswordPolicy {
     pub fn validate(&self) -> Result<(), SecurityError> {
         if self.min_length_with_2fa < 8 || self.min_length < self.min_length_with_2fa {
             return Err(SecurityError::Invalid(
-                "minimum lengths must be at least 8 (with 2FA) and 15 is recommended without".into(),
+                "minimum lengths must be at least 8 (with 2FA) and 15 is recommended without"
+                    .into(),
             ));
         }
         if self.max_length < 64 || self.max_length > 1024 || self.max_length < self.min_length {
-            return Err(SecurityError::Invalid("`max_length` must be between 64 and 1024".into()));
+            return Err(SecurityError::Invalid(
+                "`max_length` must be between 64 and 1024".into(),
+            ));
         }
         Ok(())
     }
@@ -58,9 +67,15 @@ pub fn check_password(
 ) -> Result<(), PasswordError> {
     let len = password.chars().count();
     if len > policy.max_length {
-        return Err(PasswordError::TooLong { max: policy.max_length });
+        return Err(PasswordError::TooLong {
+            max: policy.max_length,
+        });
     }
-    let min = if has_second_factor { policy.min_length_with_2fa } else { policy.min_length };
+    let min = if has_second_factor {
+        policy.min_length_with_2fa
+    } else {
+        policy.min_length
+    };
     if len < min {
         return Err(PasswordError::TooShort { min });
     }
@@ -96,7 +111,11 @@ pub struct HashParams {
 
 impl Default for HashParams {
     fn default() -> Self {
-        Self { memory_kib: 19_456, iterations: 2, parallelism: 1 }
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
     }
 }
 
@@ -128,17 +147,28 @@ impl PasswordHasher {
     /// [`SecurityError::Invalid`] for parameters argon2 rejects or below OWASP's minimum.
     pub fn new(params: HashParams) -> Result<Self, SecurityError> {
         if params.memory_kib < 19_456 || params.iterations < 2 {
-            return Err(SecurityError::Invalid("argon2id parameters are below OWASP's minimum".into()));
+            return Err(SecurityError::Invalid(
+                "argon2id parameters are below OWASP's minimum".into(),
+            ));
         }
-        let p = Params::new(params.memory_kib, params.iterations, params.parallelism, None)
-            .map_err(|e| SecurityError::Invalid(format!("argon2 parameters: {e}")))?;
+        let p = Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            None,
+        )
+        .map_err(|e| SecurityError::Invalid(format!("argon2 parameters: {e}")))?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, p);
         let salt = SaltString::generate(&mut OsRng);
         let dummy = argon
             .hash_password(b"axie dummy password for timing", &salt)
             .map_err(|e| SecurityError::Invalid(e.to_string()))?
             .to_string();
-        Ok(Self { params, argon, dummy })
+        Ok(Self {
+            params,
+            argon,
+            dummy,
+        })
     }
 
     /// Hashes a password into a PHC string.
@@ -158,8 +188,13 @@ impl PasswordHasher {
     #[must_use]
     pub fn verify(&self, stored: Option<&str>, password: &str) -> Verification {
         let target = stored.unwrap_or(&self.dummy);
-        let Ok(parsed) = PasswordHash::new(target) else { return Verification::Mismatch };
-        let ok = self.argon.verify_password(password.as_bytes(), &parsed).is_ok();
+        let Ok(parsed) = PasswordHash::new(target) else {
+            return Verification::Mismatch;
+        };
+        let ok = self
+            .argon
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
         if !ok || stored.is_none() {
             return Verification::Mismatch;
         }
@@ -179,32 +214,66 @@ mod tests {
     use super::*;
 
     fn check(pw: &str, two_fa: bool) -> Result<(), PasswordError> {
-        check_password(&PasswordPolicy::default(), pw, &context_words("sarah.j@acme.example", "Acme Corp"), two_fa)
+        check_password(
+            &PasswordPolicy::default(),
+            pw,
+            &context_words("sarah.j@acme.example", "Acme Corp"),
+            two_fa,
+        )
     }
 
     #[test]
     fn nist_lengths() {
-        assert_eq!(check("fourteen chars", false), Err(PasswordError::TooShort { min: 15 }));
+        assert_eq!(
+            check("fourteen chars", false),
+            Err(PasswordError::TooShort { min: 15 })
+        );
         assert_eq!(check("fifteen chars!!", false), Ok(()));
         assert_eq!(check("eight ch", true), Ok(()));
-        assert_eq!(check("seven c", true), Err(PasswordError::TooShort { min: 8 }));
+        assert_eq!(
+            check("seven c", true),
+            Err(PasswordError::TooShort { min: 8 })
+        );
         assert_eq!(check(&"x".repeat(128), false), Ok(()));
-        assert_eq!(check(&"x".repeat(129), false), Err(PasswordError::TooLong { max: 128 }));
+        assert_eq!(
+            check(&"x".repeat(129), false),
+            Err(PasswordError::TooLong { max: 128 })
+        );
     }
 
     #[test]
     fn no_composition_rules_but_common_and_context_words_refused() {
         assert_eq!(check("all lower case words here", false), Ok(()));
         assert_eq!(check("Password1234567", false), Err(PasswordError::Common));
-        assert_eq!(check("my sarah.j password", false), Err(PasswordError::ContextWord));
-        assert_eq!(check("i work at ACME CORP ok", false), Err(PasswordError::ContextWord));
+        assert_eq!(
+            check("my sarah.j password", false),
+            Err(PasswordError::ContextWord)
+        );
+        assert_eq!(
+            check("i work at ACME CORP ok", false),
+            Err(PasswordError::ContextWord)
+        );
     }
 
     #[test]
     fn policy_bounds() {
         assert!(PasswordPolicy::default().validate().is_ok());
-        assert!(PasswordPolicy { min_length_with_2fa: 6, ..PasswordPolicy::default() }.validate().is_err());
-        assert!(PasswordPolicy { max_length: 32, ..PasswordPolicy::default() }.validate().is_err());
+        assert!(
+            PasswordPolicy {
+                min_length_with_2fa: 6,
+                ..PasswordPolicy::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            PasswordPolicy {
+                max_length: 32,
+                ..PasswordPolicy::default()
+            }
+            .validate()
+            .is_err()
+        );
     }
 
     #[test]
@@ -212,15 +281,33 @@ mod tests {
         let h = PasswordHasher::new(HashParams::default()).unwrap();
         let stored = h.hash("correct horse battery staple").unwrap();
         assert!(stored.starts_with("$argon2id$"));
-        assert_eq!(h.verify(Some(&stored), "correct horse battery staple"), Verification::Match { needs_rehash: false });
+        assert_eq!(
+            h.verify(Some(&stored), "correct horse battery staple"),
+            Verification::Match {
+                needs_rehash: false
+            }
+        );
         assert_eq!(h.verify(Some(&stored), "wrong"), Verification::Mismatch);
         assert_eq!(h.verify(None, "anything"), Verification::Mismatch);
-        let stronger = PasswordHasher::new(HashParams { iterations: 3, ..HashParams::default() }).unwrap();
-        assert_eq!(stronger.verify(Some(&stored), "correct horse battery staple"), Verification::Match { needs_rehash: true });
+        let stronger = PasswordHasher::new(HashParams {
+            iterations: 3,
+            ..HashParams::default()
+        })
+        .unwrap();
+        assert_eq!(
+            stronger.verify(Some(&stored), "correct horse battery staple"),
+            Verification::Match { needs_rehash: true }
+        );
     }
 
     #[test]
     fn weak_parameters_refused() {
-        assert!(PasswordHasher::new(HashParams { memory_kib: 1024, ..HashParams::default() }).is_err());
+        assert!(
+            PasswordHasher::new(HashParams {
+                memory_kib: 1024,
+                ..HashParams::default()
+            })
+            .is_err()
+        );
     }
 }

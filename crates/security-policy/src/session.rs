@@ -19,7 +19,11 @@ pub struct SessionPolicy {
 
 impl Default for SessionPolicy {
     fn default() -> Self {
-        Self { absolute_timeout_minutes: 8 * 60, idle_timeout_minutes: 30, max_concurrent: 3 }
+        Self {
+            absolute_timeout_minutes: 8 * 60,
+            idle_timeout_minutes: 30,
+            max_concurrent: 3,
+        }
     }
 }
 
@@ -30,15 +34,21 @@ impl SessionPolicy {
     /// [`SecurityError::Invalid`] for zero or absurd values, or an idle timeout above the absolute one.
     pub fn validate(&self) -> Result<(), SecurityError> {
         if self.absolute_timeout_minutes == 0 || self.absolute_timeout_minutes > 30 * 24 * 60 {
-            return Err(SecurityError::Invalid("`absolute_timeout_minutes` must be between 1 and 43200".into()));
+            return Err(SecurityError::Invalid(
+                "`absolute_timeout_minutes` must be between 1 and 43200".into(),
+            ));
         }
-        if self.idle_timeout_minutes == 0 || self.idle_timeout_minutes > self.absolute_timeout_minutes {
+        if self.idle_timeout_minutes == 0
+            || self.idle_timeout_minutes > self.absolute_timeout_minutes
+        {
             return Err(SecurityError::Invalid(
                 "`idle_timeout_minutes` must be at least 1 and at most the absolute timeout".into(),
             ));
         }
         if self.max_concurrent == 0 || self.max_concurrent > 100 {
-            return Err(SecurityError::Invalid("`max_concurrent` must be between 1 and 100".into()));
+            return Err(SecurityError::Invalid(
+                "`max_concurrent` must be between 1 and 100".into(),
+            ));
         }
         Ok(())
     }
@@ -47,11 +57,16 @@ impl SessionPolicy {
     /// organizations gets the shorter timeouts and the smaller limit).
     #[must_use]
     pub fn strictest(policies: impl IntoIterator<Item = SessionPolicy>) -> SessionPolicy {
-        policies.into_iter().reduce(|a, b| SessionPolicy {
-            absolute_timeout_minutes: a.absolute_timeout_minutes.min(b.absolute_timeout_minutes),
-            idle_timeout_minutes: a.idle_timeout_minutes.min(b.idle_timeout_minutes),
-            max_concurrent: a.max_concurrent.min(b.max_concurrent),
-        }).unwrap_or_default()
+        policies
+            .into_iter()
+            .reduce(|a, b| SessionPolicy {
+                absolute_timeout_minutes: a
+                    .absolute_timeout_minutes
+                    .min(b.absolute_timeout_minutes),
+                idle_timeout_minutes: a.idle_timeout_minutes.min(b.idle_timeout_minutes),
+                max_concurrent: a.max_concurrent.min(b.max_concurrent),
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -102,11 +117,23 @@ mod tests {
     fn boundaries() {
         let p = SessionPolicy::default();
         let start = t(0);
-        assert_eq!(check_session(&p, start, start, t(30 * 60 - 1)), SessionStatus::Active);
-        assert_eq!(check_session(&p, start, start, t(30 * 60)), SessionStatus::Idle);
+        assert_eq!(
+            check_session(&p, start, start, t(30 * 60 - 1)),
+            SessionStatus::Active
+        );
+        assert_eq!(
+            check_session(&p, start, start, t(30 * 60)),
+            SessionStatus::Idle
+        );
         let busy = t(8 * 3600 - 60);
-        assert_eq!(check_session(&p, start, busy, t(8 * 3600 - 1)), SessionStatus::Active);
-        assert_eq!(check_session(&p, start, busy, t(8 * 3600)), SessionStatus::Expired);
+        assert_eq!(
+            check_session(&p, start, busy, t(8 * 3600 - 1)),
+            SessionStatus::Active
+        );
+        assert_eq!(
+            check_session(&p, start, busy, t(8 * 3600)),
+            SessionStatus::Expired
+        );
     }
 
     #[test]
@@ -120,11 +147,23 @@ mod tests {
 
     #[test]
     fn strictest_combines() {
-        let a = SessionPolicy { absolute_timeout_minutes: 60, idle_timeout_minutes: 30, max_concurrent: 5 };
-        let b = SessionPolicy { absolute_timeout_minutes: 120, idle_timeout_minutes: 10, max_concurrent: 2 };
+        let a = SessionPolicy {
+            absolute_timeout_minutes: 60,
+            idle_timeout_minutes: 30,
+            max_concurrent: 5,
+        };
+        let b = SessionPolicy {
+            absolute_timeout_minutes: 120,
+            idle_timeout_minutes: 10,
+            max_concurrent: 2,
+        };
         assert_eq!(
             SessionPolicy::strictest([a, b]),
-            SessionPolicy { absolute_timeout_minutes: 60, idle_timeout_minutes: 10, max_concurrent: 2 }
+            SessionPolicy {
+                absolute_timeout_minutes: 60,
+                idle_timeout_minutes: 10,
+                max_concurrent: 2
+            }
         );
         assert_eq!(SessionPolicy::strictest([]), SessionPolicy::default());
     }
@@ -132,8 +171,29 @@ mod tests {
     #[test]
     fn validation() {
         assert!(SessionPolicy::default().validate().is_ok());
-        assert!(SessionPolicy { idle_timeout_minutes: 0, ..SessionPolicy::default() }.validate().is_err());
-        assert!(SessionPolicy { idle_timeout_minutes: 9 * 60, ..SessionPolicy::default() }.validate().is_err());
-        assert!(SessionPolicy { max_concurrent: 0, ..SessionPolicy::default() }.validate().is_err());
+        assert!(
+            SessionPolicy {
+                idle_timeout_minutes: 0,
+                ..SessionPolicy::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            SessionPolicy {
+                idle_timeout_minutes: 9 * 60,
+                ..SessionPolicy::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            SessionPolicy {
+                max_concurrent: 0,
+                ..SessionPolicy::default()
+            }
+            .validate()
+            .is_err()
+        );
     }
 }

@@ -17,7 +17,9 @@ pub struct MintedToken {
 
 impl std::fmt::Debug for MintedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MintedToken").field("display_prefix", &self.display_prefix).finish_non_exhaustive()
+        f.debug_struct("MintedToken")
+            .field("display_prefix", &self.display_prefix)
+            .finish_non_exhaustive()
     }
 }
 
@@ -28,7 +30,11 @@ pub fn mint(prefix: &str, bytes: usize) -> MintedToken {
     rand::rngs::OsRng.fill_bytes(&mut buf);
     let secret = format!("{prefix}_{}", hex::encode(&buf));
     let display_prefix = secret.chars().take(prefix.len() + 1 + 8).collect();
-    MintedToken { hash: hash_token(&secret), secret, display_prefix }
+    MintedToken {
+        hash: hash_token(&secret),
+        secret,
+        display_prefix,
+    }
 }
 
 /// The stored form of a token: hex SHA-256. Tokens carry 128+ bits of entropy, so a
@@ -57,7 +63,10 @@ mod tests {
         assert_eq!(a.secret.len(), 4 + 64);
         assert_eq!(hash_token(&a.secret), a.hash);
         assert!(a.secret.starts_with(&a.display_prefix));
-        assert!(!format!("{a:?}").contains(&a.secret), "Debug hides the secret");
+        assert!(
+            !format!("{a:?}").contains(&a.secret),
+            "Debug hides the secret"
+        );
     }
 
     #[test]

@@ -1,1 +1,149 @@
-//! store-sea
+//! # store-sea
+//!
+//! The one storage adapter of Axie Enterprise: SeaORM on SQLite (the embedded
+//! default) or PostgreSQL. It implements every storage port of the domain crates
+//! ([`audit::AuditStore`], [`tenancy::OrgStore`], [`tenancy::AccountStore`],
+//! [`tenancy::ApiKeyStore`]) on one [`SeaStore`] handle, owns the migrations,
+//! and is the only crate that imports `sea_orm`.
+//!
+//! Every mutating method opens one transaction, applies the change, appends the
+//! `Journal`'s audit records to the organization's hash chain and writes its
+//! domain events to the outbox, then commits: all or nothing.
+#![deny(missing_docs)]
+
+mod convert;
+#[allow(missing_docs, reason = "SeaORM's derives generate undocumented items")]
+pub mod entity;
+mod error;
+mod journal;
+pub mod migration;
+mod store;
+pub mod testing;
+mod url;
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+use sea_orm_migration::MigratorTrait;
+
+pub use error::db_err;
+pub use url::DatabaseUrl;
+
+use audit::StoreError;
+
+/// Pool settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOptions {
+    /// Maximum PostgreSQL connections (SQLite always uses one writer connection).
+    pub max_connections: u32,
+    /// How long to wait for a connection or a SQLite lock.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The SeaORM-backed store: one handle implementing every port.
+#[derive(Debug, Clone)]
+pub struct SeaStore {
+    db: DatabaseConnection,
+}
+
+impl SeaStore {
+    /// Connects. SQLite files are created if missing and run in WAL mode with one connection.
+    ///
+    /// # Errors
+    /// The connection error, with the URL's password redacted.
+    pub async fn connect(url: &DatabaseUrl, pool: PoolOptions) -> Result<Self, StoreError> {
+        let mut opts = ConnectOptions::new(url.expose());
+        opts.acquire_timeout(pool.acquire_timeout)
+            .sqlx_logging(false);
+        if url.is_sqlite() {
+            let busy = pool.acquire_timeout;
+            opts.max_connections(1)
+                .min_connections(1)
+                .map_sqlx_sqlite_opts(move |o| {
+                    o.create_if_missing(true)
+                        .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                        .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                        .foreign_keys(true)
+                        .busy_timeout(busy)
+                });
+        } else {
+            opts.max_connections(pool.max_connections)
+                .min_connections(1);
+        }
+        let db = Database::connect(opts).await.map_err(db_err)?;
+        Ok(Self { db })
+    }
+
+    /// Applies pending migrations.
+    ///
+    /// # Errors
+    /// The migration error.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        migration::Migrator::up(&self.db, None)
+            .await
+            .map_err(db_err)
+    }
+
+    /// Number of migrations not yet applied.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
+        Ok(migration::Migrator::get_pending_migrations(&self.db)
+            .await
+            .map_err(db_err)?
+            .len())
+    }
+
+    /// A trivial query, for readiness checks.
+    ///
+    /// # Errors
+    /// When the database does not answer.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db.ping().await.map_err(db_err)
+    }
+
+    /// `sqlite` or `postgres`.
+    #[must_use]
+    pub fn backend_name(&self) -> &'static str {
+        match self.db.get_database_backend() {
+            DbBackend::Sqlite => "sqlite",
+            DbBackend::Postgres => "postgres",
+            _ => "other",
+        }
+    }
+
+    /// Runs raw SQL. For operators' tools and for tests that tamper with rows; not used by the server.
+    ///
+    /// # Errors
+    /// The database error.
+    pub async fn execute_sql(&self, sql: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .db
+            .execute_unprepared(sql)
+            .await
+            .map_err(db_err)?
+            .rows_affected())
+    }
+
+    /// Closes the pool.
+    ///
+    /// # Errors
+    /// The database error.
+    pub async fn close(self) -> Result<(), StoreError> {
+        self.db.close().await.map_err(db_err)
+    }
+
+    pub(crate) fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+}

@@ -1,10 +1,13 @@
 //! Login, logout and authentication of sessions and API keys.
 
-use audit::{Actor, AuditAction, AuditStore, Journal, NewAuditEvent, Outcome, RequestContext, Target};
+use audit::{
+    Actor, AuditAction, AuditStore, Journal, NewAuditEvent, Outcome, RequestContext, Target,
+};
 use chrono::{DateTime, Duration, Utc};
 use rbac_core::SessionId;
 use security_policy::{
-    MintedToken, PasswordHasher, SessionPolicy, SessionStatus, Verification, check_session, hash_token, mint,
+    MintedToken, PasswordHasher, SessionPolicy, SessionStatus, Verification, check_session,
+    hash_token, mint,
 };
 
 use crate::caller::Principal;
@@ -37,7 +40,10 @@ pub struct LoginOutcome {
 }
 
 /// The session policy that applies to a person: the strictest of their organizations'.
-async fn policy_for<S: TenancyStore + ?Sized>(store: &S, user: &User) -> Result<SessionPolicy, TenancyError> {
+async fn policy_for<S: TenancyStore + ?Sized>(
+    store: &S,
+    user: &User,
+) -> Result<SessionPolicy, TenancyError> {
     let mut policies = Vec::new();
     for m in store.memberships(user.id).await? {
         policies.push(store.get_org(m.org).await?.security.sessions);
@@ -73,15 +79,25 @@ pub async fn login<S: TenancyStore + ?Sized>(
         None => (None, None),
     };
     let verification = hasher.verify(stored.as_deref(), password);
-    let Some(user) = user else { return Err(TenancyError::BadCredentials) };
+    let Some(user) = user else {
+        return Err(TenancyError::BadCredentials);
+    };
     let memberships = store.memberships(user.id).await?;
     let Verification::Match { needs_rehash } = verification else {
         let mut journal = Journal::default();
         for m in &memberships {
             journal = journal.and_record(
-                NewAuditEvent::new(m.org, now, Actor::user(user.id, user.name.clone()), AuditAction::LoginFailed, Target::new("user", user.id, user.name.clone()))
-                    .with_context(request.clone())
-                    .with_outcome(Outcome::Failure { reason: "bad_credentials".into() }),
+                NewAuditEvent::new(
+                    m.org,
+                    now,
+                    Actor::user(user.id, user.name.clone()),
+                    AuditAction::LoginFailed,
+                    Target::new("user", user.id, user.name.clone()),
+                )
+                .with_context(request.clone())
+                .with_outcome(Outcome::Failure {
+                    reason: "bad_credentials".into(),
+                }),
             );
         }
         audit_store.append(journal).await?;
@@ -105,12 +121,25 @@ pub async fn login<S: TenancyStore + ?Sized>(
     let mut journal = Journal::default();
     for m in &memberships {
         journal = journal.and_record(
-            NewAuditEvent::new(m.org, now, Actor::user(user.id, user.name.clone()), AuditAction::Login, Target::new("session", session.id, ""))
-                .with_context(request.clone()),
+            NewAuditEvent::new(
+                m.org,
+                now,
+                Actor::user(user.id, user.name.clone()),
+                AuditAction::Login,
+                Target::new("session", session.id, ""),
+            )
+            .with_context(request.clone()),
         );
     }
-    let ended = store.create_session(&session, &token.hash, policy.max_concurrent, journal).await?;
-    Ok(LoginOutcome { token, session, user, ended })
+    let ended = store
+        .create_session(&session, &token.hash, policy.max_concurrent, journal)
+        .await?;
+    Ok(LoginOutcome {
+        token,
+        session,
+        user,
+        ended,
+    })
 }
 
 /// Ends the caller's own session.
@@ -127,8 +156,14 @@ pub async fn logout<S: TenancyStore + ?Sized>(
     let mut journal = Journal::default();
     for m in store.memberships(user.id).await? {
         journal = journal.and_record(
-            NewAuditEvent::new(m.org, now, Actor::user(user.id, user.name.clone()), AuditAction::Logout, Target::new("session", session, ""))
-                .with_context(request.clone()),
+            NewAuditEvent::new(
+                m.org,
+                now,
+                Actor::user(user.id, user.name.clone()),
+                AuditAction::Logout,
+                Target::new("session", session, ""),
+            )
+            .with_context(request.clone()),
         );
     }
     store.end_session(user.id, session, now, journal).await
@@ -151,26 +186,46 @@ pub async fn authenticate<S: TenancyStore + ?Sized>(
     }
     let hash = hash_token(secret);
     if secret.starts_with(API_KEY_PREFIX) {
-        let key = store.find_api_key(&hash).await?.ok_or(TenancyError::Unauthenticated)?;
-        let user = store.get_user(key.created_by).await?.ok_or(TenancyError::Unauthenticated)?;
-        if key.last_used_at.is_none_or(|t| now - t >= Duration::seconds(TOUCH_INTERVAL_SECS)) {
+        let key = store
+            .find_api_key(&hash)
+            .await?
+            .ok_or(TenancyError::Unauthenticated)?;
+        let user = store
+            .get_user(key.created_by)
+            .await?
+            .ok_or(TenancyError::Unauthenticated)?;
+        if key
+            .last_used_at
+            .is_none_or(|t| now - t >= Duration::seconds(TOUCH_INTERVAL_SECS))
+        {
             store.touch_api_key(key.id, now).await?;
         }
         return Ok(Principal::ApiKey { user, key });
     }
-    let session = store.find_session(&hash).await?.ok_or(TenancyError::Unauthenticated)?;
-    let user = store.get_user(session.user).await?.ok_or(TenancyError::Unauthenticated)?;
+    let session = store
+        .find_session(&hash)
+        .await?
+        .ok_or(TenancyError::Unauthenticated)?;
+    let user = store
+        .get_user(session.user)
+        .await?
+        .ok_or(TenancyError::Unauthenticated)?;
     let policy = policy_for(store, &user).await?;
     match check_session(&policy, session.created_at, session.last_seen_at, now) {
         SessionStatus::Active => {}
         SessionStatus::Expired | SessionStatus::Idle => {
             // Ending it is best effort: a concurrent request may already have done so.
-            let _ = store.end_session(user.id, session.id, now, Journal::default()).await;
+            let _ = store
+                .end_session(user.id, session.id, now, Journal::default())
+                .await;
             return Err(TenancyError::Unauthenticated);
         }
     }
     if now - session.last_seen_at >= Duration::seconds(TOUCH_INTERVAL_SECS) {
         store.touch_session(session.id, now).await?;
     }
-    Ok(Principal::Session { user, session: session.id })
+    Ok(Principal::Session {
+        user,
+        session: session.id,
+    })
 }

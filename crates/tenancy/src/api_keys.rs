@@ -38,7 +38,10 @@ pub async fn create<S: TenancyStore + ?Sized>(
         Some(t) => t,
         None => store.default_team(caller.org.id).await?.id,
     };
-    caller.check(Permission::CreateApiKey, &Resource::team(caller.org.id, team))?;
+    caller.check(
+        Permission::CreateApiKey,
+        &Resource::team(caller.org.id, team),
+    )?;
     let token = mint(API_KEY_PREFIX, 32);
     let key = ApiKey {
         id: ApiKeyId::new(),
@@ -60,9 +63,14 @@ pub async fn create<S: TenancyStore + ?Sized>(
         .create_api_key(&key, &token.hash, limits.get(Limit::ApiKeys), journal)
         .await
         .map_err(|e| match e {
-            TenancyError::LimitReached { limit, max, used, .. } => {
-                TenancyError::LimitReached { limit, max, used, plan: caller.org.plan }
-            }
+            TenancyError::LimitReached {
+                limit, max, used, ..
+            } => TenancyError::LimitReached {
+                limit,
+                max,
+                used,
+                plan: caller.org.plan,
+            },
             other => other,
         })?;
     Ok((key, token))
@@ -79,12 +87,30 @@ pub async fn list<S: TenancyStore + ?Sized>(
     limit: u32,
 ) -> Result<Vec<ApiKey>, TenancyError> {
     // "May view a key someone else created" is the Limited cell's other branch.
-    let sees_all = caller.decide(Permission::ViewApiKey, &Resource { org: caller.org.id, team: None, creator: None }).is_allowed();
+    let sees_all = caller
+        .decide(
+            Permission::ViewApiKey,
+            &Resource {
+                org: caller.org.id,
+                team: None,
+                creator: None,
+            },
+        )
+        .is_allowed();
     let only = if sees_all { None } else { Some(caller.user.id) };
-    let keys = store.list_api_keys(caller.org.id, only, after, limit).await?;
+    let keys = store
+        .list_api_keys(caller.org.id, only, after, limit)
+        .await?;
     Ok(keys
         .into_iter()
-        .filter(|k| caller.decide(Permission::ViewApiKey, &Resource::owned(k.org, k.team, k.created_by)).is_allowed())
+        .filter(|k| {
+            caller
+                .decide(
+                    Permission::ViewApiKey,
+                    &Resource::owned(k.org, k.team, k.created_by),
+                )
+                .is_allowed()
+        })
         .collect())
 }
 
@@ -99,14 +125,33 @@ pub async fn revoke<S: TenancyStore + ?Sized>(
     id: ApiKeyId,
     now: DateTime<Utc>,
 ) -> Result<(), TenancyError> {
-    let key = store.get_api_key(caller.org.id, id).await?.ok_or(TenancyError::NotFound("API key"))?;
-    caller.check(Permission::RevokeApiKey, &Resource::owned(key.org, key.team, key.created_by))?;
+    let key = store
+        .get_api_key(caller.org.id, id)
+        .await?
+        .ok_or(TenancyError::NotFound("API key"))?;
+    caller.check(
+        Permission::RevokeApiKey,
+        &Resource::owned(key.org, key.team, key.created_by),
+    )?;
     if key.revoked_at.is_some() {
         return Err(TenancyError::NotFound("API key"));
     }
-    let journal = Journal::record(caller.audit(now, AuditAction::ApiKeyRevoked, Target::new("api_key", key.id, key.name.clone())).in_team(key.team))
-        .publish(DomainEvent::new(caller.org.id, EventKind::ApiKeyRevoked, now, json!({
+    let journal = Journal::record(
+        caller
+            .audit(
+                now,
+                AuditAction::ApiKeyRevoked,
+                Target::new("api_key", key.id, key.name.clone()),
+            )
+            .in_team(key.team),
+    )
+    .publish(DomainEvent::new(
+        caller.org.id,
+        EventKind::ApiKeyRevoked,
+        now,
+        json!({
             "apiKeyId": key.id, "name": key.name, "revokedBy": caller.user.id,
-        })));
+        }),
+    ));
     store.revoke_api_key(caller.org.id, id, now, journal).await
 }

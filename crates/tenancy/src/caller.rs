@@ -2,7 +2,9 @@
 
 use audit::{Actor, ActorKind, AuditAction, NewAuditEvent, RequestContext, Target};
 use chrono::{DateTime, Utc};
-use rbac_core::{Context, Credential, Decision, Grant, OrgId, Permission, Resource, Subject, authorize};
+use rbac_core::{
+    Context, Credential, Decision, Grant, OrgId, Permission, Resource, Subject, authorize,
+};
 
 use crate::error::TenancyError;
 use crate::model::{ApiKey, Organization, User};
@@ -73,17 +75,35 @@ impl Caller {
                 (user.clone(), Some(key.clone()), Credential::ApiKey)
             }
         };
-        let member = store.get_member(org, user.id).await?.ok_or(TenancyError::NotFound("organization"))?;
+        let member = store
+            .get_member(org, user.id)
+            .await?
+            .ok_or(TenancyError::NotFound("organization"))?;
         let organization = store.get_org(org).await?;
         let teams = store.team_roles(org, user.id).await?;
-        let subject = Subject { user: user.id, org, role: member.role, teams, credential };
-        Ok(Self { user, api_key, org: organization, subject, request })
+        let subject = Subject {
+            user: user.id,
+            org,
+            role: member.role,
+            teams,
+            credential,
+        };
+        Ok(Self {
+            user,
+            api_key,
+            org: organization,
+            subject,
+            request,
+        })
     }
 
     /// The organization-wide inputs of authorization.
     #[must_use]
     pub fn context(&self) -> Context {
-        Context { access: self.org.access, plan: self.org.plan.features() }
+        Context {
+            access: self.org.access,
+            plan: self.org.plan.features(),
+        }
     }
 
     /// The raw decision for `action` on `resource`.
@@ -97,9 +117,15 @@ impl Caller {
     /// # Errors
     /// [`TenancyError::NotFound`] or [`TenancyError::Forbidden`].
     pub fn check(&self, action: Permission, resource: &Resource) -> Result<Grant, TenancyError> {
-        self.decide(action, resource).into_result().map_err(|reason| {
-            if reason.hides_existence() { TenancyError::NotFound("resource") } else { TenancyError::Forbidden(reason) }
-        })
+        self.decide(action, resource)
+            .into_result()
+            .map_err(|reason| {
+                if reason.hides_existence() {
+                    TenancyError::NotFound("resource")
+                } else {
+                    TenancyError::Forbidden(reason)
+                }
+            })
     }
 
     /// Checks an organization-level permission.
@@ -114,7 +140,11 @@ impl Caller {
     #[must_use]
     pub fn actor(&self) -> Actor {
         match &self.api_key {
-            Some(k) => Actor { kind: ActorKind::ApiKey, id: k.id.to_string(), name: format!("{} (API key of {})", k.name, self.user.name) },
+            Some(k) => Actor {
+                kind: ActorKind::ApiKey,
+                id: k.id.to_string(),
+                name: format!("{} (API key of {})", k.name, self.user.name),
+            },
             None => Actor::user(self.user.id, self.user.name.clone()),
         }
     }
@@ -122,6 +152,7 @@ impl Caller {
     /// An audit record of this caller's action, with the request context.
     #[must_use]
     pub fn audit(&self, now: DateTime<Utc>, action: AuditAction, target: Target) -> NewAuditEvent {
-        NewAuditEvent::new(self.org.id, now, self.actor(), action, target).with_context(self.request.clone())
+        NewAuditEvent::new(self.org.id, now, self.actor(), action, target)
+            .with_context(self.request.clone())
     }
 }

@@ -21,7 +21,7 @@ mod store;
 pub use caller::{Caller, Principal};
 pub use error::{StoreError, TenancyError};
 pub use model::{
-    ApiKey, CompanyProfile, Email, Member, Membership, Organization, SecuritySettings, Session, Team,
-    User, valid_name,
+    ApiKey, CompanyProfile, Email, Member, Membership, Organization, SecuritySettings, Session,
+    Team, User, valid_name,
 };
 pub use store::{AccountStore, ApiKeyStore, OrgStore, TenancyStore};

@@ -20,7 +20,12 @@ impl Email {
     /// [`TenancyError::Invalid`] naming the input.
     pub fn parse(s: &str) -> Result<Self, TenancyError> {
         let s = s.trim();
-        let bad = || TenancyError::Invalid(format!("`{}` is not a valid email address", s.chars().take(100).collect::<String>()));
+        let bad = || {
+            TenancyError::Invalid(format!(
+                "`{}` is not a valid email address",
+                s.chars().take(100).collect::<String>()
+            ))
+        };
         if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad());
         }
@@ -28,10 +33,17 @@ impl Email {
         if local.is_empty() || local.len() > 64 || local.contains('@') || domain.len() < 3 {
             return Err(bad());
         }
-        if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') || domain.contains("..") {
+        if !domain.contains('.')
+            || domain.starts_with('.')
+            || domain.ends_with('.')
+            || domain.contains("..")
+        {
             return Err(bad());
         }
-        if !domain.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '.') {
+        if !domain
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '.')
+        {
             return Err(bad());
         }
         Ok(Self(s.to_lowercase()))
@@ -202,7 +214,9 @@ pub struct ApiKey {
 pub fn valid_name(field: &str, s: &str) -> Result<String, TenancyError> {
     let t = s.trim();
     if t.is_empty() || t.chars().count() > 100 || t.chars().any(char::is_control) {
-        return Err(TenancyError::Invalid(format!("`{field}` must be 1 to 100 printable characters")));
+        return Err(TenancyError::Invalid(format!(
+            "`{field}` must be 1 to 100 printable characters"
+        )));
     }
     Ok(t.to_owned())
 }
@@ -213,15 +227,32 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(Email::parse(" Sarah@Company.COM ").unwrap().as_str(), "sarah@company.com");
-        for bad in ["", "sarah", "sarah@", "@company.com", "a@b", "a b@c.com", "a@.com", "a@com.", "a@b..com", "a@b_c.com"] {
+        assert_eq!(
+            Email::parse(" Sarah@Company.COM ").unwrap().as_str(),
+            "sarah@company.com"
+        );
+        for bad in [
+            "",
+            "sarah",
+            "sarah@",
+            "@company.com",
+            "a@b",
+            "a b@c.com",
+            "a@.com",
+            "a@com.",
+            "a@b..com",
+            "a@b_c.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
 
     #[test]
     fn names() {
-        assert_eq!(valid_name("name", "  Production API ").unwrap(), "Production API");
+        assert_eq!(
+            valid_name("name", "  Production API ").unwrap(),
+            "Production API"
+        );
         assert!(valid_name("name", "   ").is_err());
         assert!(valid_name("name", &"x".repeat(101)).is_err());
         assert!(valid_name("name", "a\u{7}b").is_err());

@@ -9,7 +9,9 @@ use serde_json::json;
 
 use crate::caller::Caller;
 use crate::error::TenancyError;
-use crate::model::{CompanyProfile, Email, Member, Organization, SecuritySettings, Team, User, valid_name};
+use crate::model::{
+    CompanyProfile, Email, Member, Organization, SecuritySettings, Team, User, valid_name,
+};
 use crate::store::TenancyStore;
 
 /// What is needed to create an organization with a new Owner.
@@ -40,19 +42,40 @@ pub async fn create_with_new_owner<S: TenancyStore + ?Sized>(
     let name = valid_name("name", &req.name)?;
     let email = Email::parse(&req.owner_email)?;
     let owner_name = valid_name("owner_name", &req.owner_name)?;
-    check_password(&PasswordPolicy::default(), &req.owner_password, &context_words(email.as_str(), &name), false)?;
-    let hash = hasher.hash(&req.owner_password).map_err(|e| TenancyError::Invalid(e.to_string()))?;
+    check_password(
+        &PasswordPolicy::default(),
+        &req.owner_password,
+        &context_words(email.as_str(), &name),
+        false,
+    )?;
+    let hash = hasher
+        .hash(&req.owner_password)
+        .map_err(|e| TenancyError::Invalid(e.to_string()))?;
     let org = Organization {
         id: OrgId::new(),
         name: name.clone(),
         plan: req.plan,
-        profile: CompanyProfile { company_name: name.clone(), ..CompanyProfile::default() },
+        profile: CompanyProfile {
+            company_name: name.clone(),
+            ..CompanyProfile::default()
+        },
         access: FeatureAccess::default(),
         security: SecuritySettings::default(),
         created_at: now,
     };
-    let team = Team { id: TeamId::new(), org: org.id, name: "Default".into(), is_default: true, created_at: now };
-    let owner = User { id: UserId::new(), email, name: owner_name, created_at: now };
+    let team = Team {
+        id: TeamId::new(),
+        org: org.id,
+        name: "Default".into(),
+        is_default: true,
+        created_at: now,
+    };
+    let owner = User {
+        id: UserId::new(),
+        email,
+        name: owner_name,
+        created_at: now,
+    };
     let journal = Journal::record(NewAuditEvent::new(org.id, now, Actor::system(), AuditAction::OrgCreated, Target::new("organization", org.id, org.name.clone())))
         .and_record(
             NewAuditEvent::new(org.id, now, Actor::system(), AuditAction::MemberAdded, Target::new("member", owner.id, owner.name.clone()))
@@ -61,7 +84,9 @@ pub async fn create_with_new_owner<S: TenancyStore + ?Sized>(
         .publish(DomainEvent::new(org.id, EventKind::EnterpriseCreated, now, json!({
             "enterpriseId": org.id, "name": org.name, "plan": org.plan.as_str(), "ownerId": owner.id,
         })));
-    store.create_org(&org, &team, &owner, Some(&hash), journal).await?;
+    store
+        .create_org(&org, &team, &owner, Some(&hash), journal)
+        .await?;
     Ok((org, owner))
 }
 
@@ -126,19 +151,30 @@ pub async fn update_profile<S: TenancyStore + ?Sized>(
     }
     let journal = Journal::record(
         caller
-            .audit(now, AuditAction::SettingsUpdated, Target::new("organization", caller.org.id, caller.org.name.clone()))
+            .audit(
+                now,
+                AuditAction::SettingsUpdated,
+                Target::new("organization", caller.org.id, caller.org.name.clone()),
+            )
             .with_metadata(Metadata::from_value(json!({ "fields": changed }))?),
     )
-    .publish(DomainEvent::new(caller.org.id, EventKind::SettingsUpdated, now, json!({
-        "fields": changed, "updatedBy": caller.user.id,
-    })));
+    .publish(DomainEvent::new(
+        caller.org.id,
+        EventKind::SettingsUpdated,
+        now,
+        json!({
+            "fields": changed, "updatedBy": caller.user.id,
+        }),
+    ));
     store.update_profile(caller.org.id, &p, journal).await?;
     Ok(p)
 }
 
 fn bounded(field: &str, s: String, max: usize) -> Result<String, TenancyError> {
     if s.chars().count() > max || s.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(TenancyError::Invalid(format!("`{field}` must be at most {max} printable characters")));
+        return Err(TenancyError::Invalid(format!(
+            "`{field}` must be at most {max} printable characters"
+        )));
     }
     Ok(s.trim().to_owned())
 }

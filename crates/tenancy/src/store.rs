@@ -10,7 +10,10 @@ use chrono::{DateTime, Utc};
 use rbac_core::{ApiKeyId, FeatureAccess, OrgId, SessionId, TeamId, TeamRole, UserId};
 
 use crate::error::TenancyError;
-use crate::model::{ApiKey, CompanyProfile, Email, Member, Membership, Organization, SecuritySettings, Session, Team, User};
+use crate::model::{
+    ApiKey, CompanyProfile, Email, Member, Membership, Organization, SecuritySettings, Session,
+    Team, User,
+};
 
 /// Organizations and their members.
 #[async_trait]
@@ -45,19 +48,34 @@ pub trait OrgStore: Send + Sync {
     ///
     /// # Errors
     /// [`TenancyError::NotFound`] when the organization does not exist.
-    async fn update_profile(&self, org: OrgId, profile: &CompanyProfile, journal: Journal) -> Result<(), TenancyError>;
+    async fn update_profile(
+        &self,
+        org: OrgId,
+        profile: &CompanyProfile,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
 
     /// Replaces the feature-access settings.
     ///
     /// # Errors
     /// [`TenancyError::NotFound`] when the organization does not exist.
-    async fn update_access(&self, org: OrgId, access: &FeatureAccess, journal: Journal) -> Result<(), TenancyError>;
+    async fn update_access(
+        &self,
+        org: OrgId,
+        access: &FeatureAccess,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
 
     /// Replaces the security settings.
     ///
     /// # Errors
     /// [`TenancyError::NotFound`] when the organization does not exist.
-    async fn update_security(&self, org: OrgId, security: &SecuritySettings, journal: Journal) -> Result<(), TenancyError>;
+    async fn update_security(
+        &self,
+        org: OrgId,
+        security: &SecuritySettings,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
 
     /// The default team.
     ///
@@ -69,7 +87,12 @@ pub trait OrgStore: Send + Sync {
     ///
     /// # Errors
     /// [`TenancyError::Store`] on storage failure.
-    async fn list_members(&self, org: OrgId, after: Option<UserId>, limit: u32) -> Result<Vec<Member>, TenancyError>;
+    async fn list_members(
+        &self,
+        org: OrgId,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<Member>, TenancyError>;
 
     /// One member, `None` when `user` is not in `org`.
     ///
@@ -81,7 +104,11 @@ pub trait OrgStore: Send + Sync {
     ///
     /// # Errors
     /// [`TenancyError::Store`] on storage failure.
-    async fn team_roles(&self, org: OrgId, user: UserId) -> Result<Vec<(TeamId, TeamRole)>, TenancyError>;
+    async fn team_roles(
+        &self,
+        org: OrgId,
+        user: UserId,
+    ) -> Result<Vec<(TeamId, TeamRole)>, TenancyError>;
 
     /// Every organization `user` belongs to.
     ///
@@ -97,7 +124,10 @@ pub trait AccountStore: Send + Sync {
     ///
     /// # Errors
     /// [`TenancyError::Store`] on storage failure.
-    async fn find_user_by_email(&self, email: &Email) -> Result<Option<(User, Option<String>)>, TenancyError>;
+    async fn find_user_by_email(
+        &self,
+        email: &Email,
+    ) -> Result<Option<(User, Option<String>)>, TenancyError>;
 
     /// A user by id.
     ///
@@ -135,13 +165,23 @@ pub trait AccountStore: Send + Sync {
     ///
     /// # Errors
     /// [`TenancyError::Store`] on storage failure.
-    async fn touch_session(&self, session: SessionId, now: DateTime<Utc>) -> Result<(), TenancyError>;
+    async fn touch_session(
+        &self,
+        session: SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<(), TenancyError>;
 
     /// Ends a session of `user`.
     ///
     /// # Errors
     /// [`TenancyError::NotFound`] when it is not a live session of `user`.
-    async fn end_session(&self, user: UserId, session: SessionId, now: DateTime<Utc>, journal: Journal) -> Result<(), TenancyError>;
+    async fn end_session(
+        &self,
+        user: UserId,
+        session: SessionId,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
 
     /// `user`'s live sessions, newest first.
     ///
@@ -159,7 +199,13 @@ pub trait ApiKeyStore: Send + Sync {
     /// # Errors
     /// [`TenancyError::LimitReached`] (with `max` and `used`; the plan is filled in by
     /// the caller) when the limit is reached; nothing is written then.
-    async fn create_api_key(&self, key: &ApiKey, secret_hash: &str, max_active: Option<u64>, journal: Journal) -> Result<(), TenancyError>;
+    async fn create_api_key(
+        &self,
+        key: &ApiKey,
+        secret_hash: &str,
+        max_active: Option<u64>,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
 
     /// An active key by secret hash.
     ///
@@ -177,13 +223,25 @@ pub trait ApiKeyStore: Send + Sync {
     ///
     /// # Errors
     /// [`TenancyError::Store`] on storage failure.
-    async fn list_api_keys(&self, org: OrgId, created_by: Option<UserId>, after: Option<ApiKeyId>, limit: u32) -> Result<Vec<ApiKey>, TenancyError>;
+    async fn list_api_keys(
+        &self,
+        org: OrgId,
+        created_by: Option<UserId>,
+        after: Option<ApiKeyId>,
+        limit: u32,
+    ) -> Result<Vec<ApiKey>, TenancyError>;
 
     /// Revokes an active key.
     ///
     /// # Errors
     /// [`TenancyError::NotFound`] when `org` has no such active key.
-    async fn revoke_api_key(&self, org: OrgId, key: ApiKeyId, now: DateTime<Utc>, journal: Journal) -> Result<(), TenancyError>;
+    async fn revoke_api_key(
+        &self,
+        org: OrgId,
+        key: ApiKeyId,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
 
     /// Records a use of a key.
     ///

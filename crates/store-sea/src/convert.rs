@@ -1,0 +1,188 @@
+//! Conversions between entity models and domain types.
+
+use std::str::FromStr;
+
+use audit::{
+    Actor, ActorKind, AuditAction, AuditEvent, Metadata, NewAuditEvent, Outcome, RequestContext,
+    StoreError, Target,
+};
+use billing_limits::Plan;
+use chrono::{DateTime, Utc};
+use rbac_core::OrgRole;
+use tenancy::{ApiKey, Email, Organization, Session, Team, User};
+
+use crate::entity;
+
+pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub(crate) fn time(us: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(us).ok_or_else(|| corrupt("timestamp", &us.to_string()))
+}
+
+pub(crate) fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::msg(format!("stored {what} `{value}` is corrupt"))
+}
+
+pub(crate) fn id<T: FromStr>(what: &str, s: &str) -> Result<T, StoreError> {
+    s.parse().map_err(|_| corrupt(what, s))
+}
+
+pub(crate) fn json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|_| corrupt(what, s))
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(StoreError::new)
+}
+
+pub(crate) fn role(s: &str) -> Result<OrgRole, StoreError> {
+    OrgRole::parse(s).ok_or_else(|| corrupt("role", s))
+}
+
+pub(crate) fn hash32(what: &str, s: &str) -> Result<[u8; 32], StoreError> {
+    hex::decode(s)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| corrupt(what, s))
+}
+
+impl TryFrom<entity::organization::Model> for Organization {
+    type Error = StoreError;
+    fn try_from(m: entity::organization::Model) -> Result<Self, StoreError> {
+        Ok(Organization {
+            id: id("organization id", &m.id)?,
+            name: m.name,
+            plan: Plan::parse(&m.plan).ok_or_else(|| corrupt("plan", &m.plan))?,
+            profile: json("profile", &m.profile)?,
+            access: json("feature access", &m.access)?,
+            security: json("security settings", &m.security)?,
+            created_at: time(m.created_at)?,
+        })
+    }
+}
+
+impl TryFrom<entity::user::Model> for User {
+    type Error = StoreError;
+    fn try_from(m: entity::user::Model) -> Result<Self, StoreError> {
+        Ok(User {
+            id: id("user id", &m.id)?,
+            email: Email::parse(&m.email).map_err(|_| corrupt("email", &m.email))?,
+            name: m.name,
+            created_at: time(m.created_at)?,
+        })
+    }
+}
+
+impl TryFrom<entity::team::Model> for Team {
+    type Error = StoreError;
+    fn try_from(m: entity::team::Model) -> Result<Self, StoreError> {
+        Ok(Team {
+            id: id("team id", &m.id)?,
+            org: id("organization id", &m.org_id)?,
+            name: m.name,
+            is_default: m.is_default,
+            created_at: time(m.created_at)?,
+        })
+    }
+}
+
+impl TryFrom<entity::session::Model> for Session {
+    type Error = StoreError;
+    fn try_from(m: entity::session::Model) -> Result<Self, StoreError> {
+        Ok(Session {
+            id: id("session id", &m.id)?,
+            user: id("user id", &m.user_id)?,
+            created_at: time(m.created_at)?,
+            last_seen_at: time(m.last_seen_at)?,
+            ip: m.ip,
+            user_agent: m.user_agent,
+        })
+    }
+}
+
+impl TryFrom<entity::api_key::Model> for ApiKey {
+    type Error = StoreError;
+    fn try_from(m: entity::api_key::Model) -> Result<Self, StoreError> {
+        Ok(ApiKey {
+            id: id("api key id", &m.id)?,
+            org: id("organization id", &m.org_id)?,
+            team: id("team id", &m.team_id)?,
+            created_by: id("user id", &m.created_by)?,
+            name: m.name,
+            prefix: m.prefix,
+            created_at: time(m.created_at)?,
+            last_used_at: m.last_used_at.map(time).transpose()?,
+            revoked_at: m.revoked_at.map(time).transpose()?,
+        })
+    }
+}
+
+impl TryFrom<entity::audit_event::Model> for AuditEvent {
+    type Error = StoreError;
+    fn try_from(m: entity::audit_event::Model) -> Result<Self, StoreError> {
+        let metadata: serde_json::Value = json("audit metadata", &m.metadata)?;
+        Ok(AuditEvent {
+            seq: m.seq,
+            event: NewAuditEvent {
+                org: id("organization id", &m.org_id)?,
+                team: m.team_id.as_deref().map(|t| id("team id", t)).transpose()?,
+                occurred_at: time(m.occurred_at)?,
+                actor: Actor {
+                    kind: ActorKind::parse(&m.actor_type)
+                        .ok_or_else(|| corrupt("actor type", &m.actor_type))?,
+                    id: m.actor_id,
+                    name: m.actor_name,
+                },
+                action: AuditAction::parse(&m.action)
+                    .ok_or_else(|| corrupt("audit action", &m.action))?,
+                target: Target {
+                    kind: m.target_type,
+                    id: m.target_id,
+                    name: m.target_name,
+                },
+                context: RequestContext {
+                    ip: m.ip,
+                    user_agent: m.user_agent,
+                    request_id: m.request_id,
+                },
+                outcome: Outcome::from_parts(&m.outcome, &m.reason)
+                    .ok_or_else(|| corrupt("outcome", &m.outcome))?,
+                metadata: Metadata::from_value(metadata)
+                    .map_err(|_| corrupt("audit metadata", "…"))?,
+            },
+            schema_version: u16::try_from(m.schema_version)
+                .map_err(|_| corrupt("schema version", &m.schema_version.to_string()))?,
+            prev_hash: hash32("previous hash", &m.prev_hash)?,
+            hash: hash32("hash", &m.hash)?,
+        })
+    }
+}
+
+pub(crate) fn audit_model(r: &AuditEvent) -> entity::audit_event::ActiveModel {
+    use sea_orm::ActiveValue::Set;
+    let e = &r.event;
+    entity::audit_event::ActiveModel {
+        org_id: Set(e.org.to_string()),
+        seq: Set(r.seq),
+        team_id: Set(e.team.map(|t| t.to_string())),
+        occurred_at: Set(micros(e.occurred_at)),
+        actor_type: Set(e.actor.kind.as_str().to_owned()),
+        actor_id: Set(e.actor.id.clone()),
+        actor_name: Set(e.actor.name.clone()),
+        action: Set(e.action.as_str().to_owned()),
+        target_type: Set(e.target.kind.clone()),
+        target_id: Set(e.target.id.clone()),
+        target_name: Set(e.target.name.clone()),
+        ip: Set(e.context.ip.clone()),
+        user_agent: Set(e.context.user_agent.clone()),
+        request_id: Set(e.context.request_id.clone()),
+        outcome: Set(e.outcome.status().to_owned()),
+        reason: Set(e.outcome.reason().to_owned()),
+        metadata: Set(e.metadata.to_json()),
+        schema_version: Set(i32::from(r.schema_version)),
+        prev_hash: Set(hex::encode(r.prev_hash)),
+        hash: Set(hex::encode(r.hash)),
+    }
+}

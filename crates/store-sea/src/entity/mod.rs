@@ -1,0 +1,14 @@
+//! SeaORM entities, one file per table. Times are UTC microseconds since the epoch (`i64`),
+//! which round-trip exactly on SQLite and PostgreSQL; ids are their prefixed text form.
+
+pub mod api_key;
+pub mod audit_checkpoint;
+pub mod audit_event;
+pub mod audit_head;
+pub mod membership;
+pub mod organization;
+pub mod outbox_event;
+pub mod session;
+pub mod team;
+pub mod team_member;
+pub mod user;

@@ -1,0 +1,60 @@
+//! Schema migrations, written with the schema builder so the same code runs on SQLite and PostgreSQL.
+//! Migrations are forward-only and run at server start.
+
+use sea_orm_migration::prelude::*;
+
+#[allow(
+    elided_lifetimes_in_paths,
+    reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
+)]
+mod m20261125_000001_create_tenancy_tables;
+#[allow(
+    elided_lifetimes_in_paths,
+    reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
+)]
+mod m20261125_000002_create_credential_tables;
+#[allow(
+    elided_lifetimes_in_paths,
+    reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
+)]
+mod m20261125_000003_create_audit_tables;
+#[allow(
+    elided_lifetimes_in_paths,
+    reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
+)]
+mod m20261125_000004_create_outbox_events;
+
+/// Every migration, in order.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261125_000001_create_tenancy_tables::Migration),
+            Box::new(m20261125_000002_create_credential_tables::Migration),
+            Box::new(m20261125_000003_create_audit_tables::Migration),
+            Box::new(m20261125_000004_create_outbox_events::Migration),
+        ]
+    }
+}
+
+/// Creates a (possibly unique, possibly partial) index.
+pub(crate) async fn index(
+    manager: &SchemaManager<'_>,
+    name: &'static str,
+    table: &'static str,
+    cols: &[&'static str],
+    unique: bool,
+) -> Result<(), DbErr> {
+    let mut idx = Index::create();
+    idx.name(name).table(table);
+    for c in cols {
+        idx.col(*c);
+    }
+    if unique {
+        idx.unique();
+    }
+    manager.create_index(idx.to_owned()).await
+}

@@ -1,0 +1,4 @@
+//! Port implementations, one file per port family.
+
+mod audit;
+mod tenancy;

@@ -1,0 +1,653 @@
+//! [`OrgStore`], [`AccountStore`] and [`ApiKeyStore`] on SeaORM.
+
+use async_trait::async_trait;
+use audit::Journal;
+use chrono::{DateTime, Utc};
+use rbac_core::{ApiKeyId, FeatureAccess, OrgId, OrgRole, SessionId, TeamId, TeamRole, UserId};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+use tenancy::{
+    AccountStore, ApiKey, ApiKeyStore, CompanyProfile, Email, Member, Membership, OrgStore,
+    Organization, SecuritySettings, Session, Team, TenancyError, User,
+};
+
+use crate::SeaStore;
+use crate::convert::{id, micros, role, to_json};
+use crate::entity::{api_key, membership, organization, session, team, team_member, user};
+use crate::error::{db_err, is_unique_violation};
+use crate::journal::commit_journal;
+
+fn store(e: DbErr) -> TenancyError {
+    TenancyError::Store(db_err(e))
+}
+
+/// Takes the organization's write lock for the rest of the transaction (a row lock on
+/// PostgreSQL, the database write lock on SQLite), so count-then-insert limit checks are atomic.
+async fn lock_org(txn: &DatabaseTransaction, org: OrgId) -> Result<(), TenancyError> {
+    let res = organization::Entity::update_many()
+        .col_expr(
+            organization::Column::LockVersion,
+            Expr::col(organization::Column::LockVersion).add(1),
+        )
+        .filter(organization::Column::Id.eq(org.to_string()))
+        .exec(txn)
+        .await
+        .map_err(store)?;
+    if res.rows_affected == 0 {
+        return Err(TenancyError::NotFound("organization"));
+    }
+    Ok(())
+}
+
+async fn commit(txn: DatabaseTransaction, journal: Journal) -> Result<(), TenancyError> {
+    commit_journal(&txn, journal).await.map_err(store)?;
+    txn.commit().await.map_err(store)
+}
+
+async fn update_org_column<C: ConnectionTrait>(
+    db: &C,
+    org: OrgId,
+    col: organization::Column,
+    value: String,
+) -> Result<(), TenancyError> {
+    let res = organization::Entity::update_many()
+        .col_expr(col, Expr::value(value))
+        .filter(organization::Column::Id.eq(org.to_string()))
+        .exec(db)
+        .await
+        .map_err(store)?;
+    if res.rows_affected == 0 {
+        return Err(TenancyError::NotFound("organization"));
+    }
+    Ok(())
+}
+
+impl SeaStore {
+    async fn update_org_json(
+        &self,
+        org: OrgId,
+        col: organization::Column,
+        value: String,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        update_org_column(&txn, org, col, value).await?;
+        commit(txn, journal).await
+    }
+}
+
+#[async_trait]
+impl OrgStore for SeaStore {
+    async fn create_org(
+        &self,
+        org: &Organization,
+        default_team: &Team,
+        owner: &User,
+        owner_password_hash: Option<&str>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        if let Some(hash) = owner_password_hash {
+            let res = user::Entity::insert(user::ActiveModel {
+                id: Set(owner.id.to_string()),
+                email: Set(owner.email.as_str().to_owned()),
+                name: Set(owner.name.clone()),
+                password_hash: Set(Some(hash.to_owned())),
+                created_at: Set(micros(owner.created_at)),
+            })
+            .exec_without_returning(&txn)
+            .await;
+            if let Err(e) = res {
+                return Err(if is_unique_violation(&e) {
+                    TenancyError::Conflict(format!(
+                        "an account with the email `{}` exists",
+                        owner.email
+                    ))
+                } else {
+                    store(e)
+                });
+            }
+        }
+        organization::Entity::insert(organization::ActiveModel {
+            id: Set(org.id.to_string()),
+            name: Set(org.name.clone()),
+            plan: Set(org.plan.as_str().to_owned()),
+            profile: Set(to_json(&org.profile)?),
+            access: Set(to_json(&org.access)?),
+            security: Set(to_json(&org.security)?),
+            created_at: Set(micros(org.created_at)),
+            lock_version: Set(0),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store)?;
+        team::Entity::insert(team::ActiveModel {
+            id: Set(default_team.id.to_string()),
+            org_id: Set(org.id.to_string()),
+            name: Set(default_team.name.clone()),
+            is_default: Set(true),
+            created_at: Set(micros(default_team.created_at)),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store)?;
+        membership::Entity::insert(membership::ActiveModel {
+            org_id: Set(org.id.to_string()),
+            user_id: Set(owner.id.to_string()),
+            role: Set(OrgRole::Owner.as_str().to_owned()),
+            joined_at: Set(micros(org.created_at)),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store)?;
+        team_member::Entity::insert(team_member::ActiveModel {
+            team_id: Set(default_team.id.to_string()),
+            user_id: Set(owner.id.to_string()),
+            org_id: Set(org.id.to_string()),
+            role: Set(TeamRole::Admin.as_str().to_owned()),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store)?;
+        commit(txn, journal).await
+    }
+
+    async fn count_orgs(&self) -> Result<u64, TenancyError> {
+        organization::Entity::find()
+            .count(self.db())
+            .await
+            .map_err(store)
+    }
+
+    async fn get_org(&self, org: OrgId) -> Result<Organization, TenancyError> {
+        let m = organization::Entity::find_by_id(org.to_string())
+            .one(self.db())
+            .await
+            .map_err(store)?
+            .ok_or(TenancyError::NotFound("organization"))?;
+        Ok(Organization::try_from(m)?)
+    }
+
+    async fn update_profile(
+        &self,
+        org: OrgId,
+        profile: &CompanyProfile,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        self.update_org_json(
+            org,
+            organization::Column::Profile,
+            to_json(profile)?,
+            journal,
+        )
+        .await
+    }
+
+    async fn update_access(
+        &self,
+        org: OrgId,
+        access: &FeatureAccess,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        self.update_org_json(org, organization::Column::Access, to_json(access)?, journal)
+            .await
+    }
+
+    async fn update_security(
+        &self,
+        org: OrgId,
+        security: &SecuritySettings,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        self.update_org_json(
+            org,
+            organization::Column::Security,
+            to_json(security)?,
+            journal,
+        )
+        .await
+    }
+
+    async fn default_team(&self, org: OrgId) -> Result<Team, TenancyError> {
+        let m = team::Entity::find()
+            .filter(team::Column::OrgId.eq(org.to_string()))
+            .filter(team::Column::IsDefault.eq(true))
+            .one(self.db())
+            .await
+            .map_err(store)?
+            .ok_or(TenancyError::NotFound("team"))?;
+        Ok(Team::try_from(m)?)
+    }
+
+    async fn list_members(
+        &self,
+        org: OrgId,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<Member>, TenancyError> {
+        let mut q =
+            membership::Entity::find().filter(membership::Column::OrgId.eq(org.to_string()));
+        if let Some(a) = after {
+            q = q.filter(membership::Column::UserId.gt(a.to_string()));
+        }
+        let rows = q
+            .order_by_asc(membership::Column::UserId)
+            .limit(u64::from(limit))
+            .find_also_related_users(self.db())
+            .await?;
+        rows.into_iter()
+            .map(|(m, u)| {
+                Ok(Member {
+                    org,
+                    user: User::try_from(u)?,
+                    role: role(&m.role)?,
+                    joined_at: crate::convert::time(m.joined_at)?,
+                })
+            })
+            .collect::<Result<_, audit::StoreError>>()
+            .map_err(TenancyError::Store)
+    }
+
+    async fn get_member(
+        &self,
+        org: OrgId,
+        user_id: UserId,
+    ) -> Result<Option<Member>, TenancyError> {
+        let Some(m) = membership::Entity::find_by_id((org.to_string(), user_id.to_string()))
+            .one(self.db())
+            .await
+            .map_err(store)?
+        else {
+            return Ok(None);
+        };
+        let Some(u) = user::Entity::find_by_id(user_id.to_string())
+            .one(self.db())
+            .await
+            .map_err(store)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Member {
+            org,
+            user: User::try_from(u)?,
+            role: role(&m.role)?,
+            joined_at: crate::convert::time(m.joined_at)?,
+        }))
+    }
+
+    async fn team_roles(
+        &self,
+        org: OrgId,
+        user_id: UserId,
+    ) -> Result<Vec<(TeamId, TeamRole)>, TenancyError> {
+        let rows = team_member::Entity::find()
+            .filter(team_member::Column::OrgId.eq(org.to_string()))
+            .filter(team_member::Column::UserId.eq(user_id.to_string()))
+            .all(self.db())
+            .await
+            .map_err(store)?;
+        rows.into_iter()
+            .map(|r| {
+                let t = id("team id", &r.team_id)?;
+                let role = TeamRole::parse(&r.role)
+                    .ok_or_else(|| crate::convert::corrupt("team role", &r.role))?;
+                Ok((t, role))
+            })
+            .collect::<Result<_, audit::StoreError>>()
+            .map_err(TenancyError::Store)
+    }
+
+    async fn memberships(&self, user_id: UserId) -> Result<Vec<Membership>, TenancyError> {
+        let rows = membership::Entity::find()
+            .filter(membership::Column::UserId.eq(user_id.to_string()))
+            .order_by_asc(membership::Column::OrgId)
+            .all(self.db())
+            .await
+            .map_err(store)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for m in rows {
+            let org: OrgId = id("organization id", &m.org_id)?;
+            let name = organization::Entity::find_by_id(m.org_id.clone())
+                .one(self.db())
+                .await
+                .map_err(store)?
+                .map(|o| o.name)
+                .unwrap_or_default();
+            out.push(Membership {
+                org,
+                org_name: name,
+                role: role(&m.role)?,
+                teams: self.team_roles(org, user_id).await?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Joins memberships with users without declaring SeaORM relations on the entities.
+trait MembersWithUsers {
+    async fn find_also_related_users(
+        self,
+        db: &sea_orm::DatabaseConnection,
+    ) -> Result<Vec<(membership::Model, user::Model)>, TenancyError>;
+}
+
+impl MembersWithUsers for sea_orm::Select<membership::Entity> {
+    async fn find_also_related_users(
+        self,
+        db: &sea_orm::DatabaseConnection,
+    ) -> Result<Vec<(membership::Model, user::Model)>, TenancyError> {
+        let members = self.all(db).await.map_err(store)?;
+        let ids: Vec<String> = members.iter().map(|m| m.user_id.clone()).collect();
+        let users = user::Entity::find()
+            .filter(user::Column::Id.is_in(ids))
+            .all(db)
+            .await
+            .map_err(store)?;
+        let mut out = Vec::with_capacity(members.len());
+        for m in members {
+            if let Some(u) = users.iter().find(|u| u.id == m.user_id) {
+                out.push((m, u.clone()));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl AccountStore for SeaStore {
+    async fn find_user_by_email(
+        &self,
+        email: &Email,
+    ) -> Result<Option<(User, Option<String>)>, TenancyError> {
+        let Some(m) = user::Entity::find()
+            .filter(user::Column::Email.eq(email.as_str()))
+            .one(self.db())
+            .await
+            .map_err(store)?
+        else {
+            return Ok(None);
+        };
+        let hash = m.password_hash.clone();
+        Ok(Some((User::try_from(m)?, hash)))
+    }
+
+    async fn get_user(&self, user_id: UserId) -> Result<Option<User>, TenancyError> {
+        let m = user::Entity::find_by_id(user_id.to_string())
+            .one(self.db())
+            .await
+            .map_err(store)?;
+        m.map(User::try_from)
+            .transpose()
+            .map_err(TenancyError::Store)
+    }
+
+    async fn set_password_hash(&self, user_id: UserId, hash: &str) -> Result<(), TenancyError> {
+        let res = user::Entity::update_many()
+            .col_expr(user::Column::PasswordHash, Expr::value(hash))
+            .filter(user::Column::Id.eq(user_id.to_string()))
+            .exec(self.db())
+            .await
+            .map_err(store)?;
+        if res.rows_affected == 0 {
+            return Err(TenancyError::NotFound("user"));
+        }
+        Ok(())
+    }
+
+    async fn create_session(
+        &self,
+        s: &Session,
+        token_hash: &str,
+        max_live: u32,
+        journal: Journal,
+    ) -> Result<Vec<SessionId>, TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        // Serialise this person's logins: bump nothing but take the user row's lock.
+        user::Entity::update_many()
+            .col_expr(user::Column::Name, Expr::col(user::Column::Name))
+            .filter(user::Column::Id.eq(s.user.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        let live = session::Entity::find()
+            .filter(session::Column::UserId.eq(s.user.to_string()))
+            .filter(session::Column::EndedAt.is_null())
+            .order_by_asc(session::Column::CreatedAt)
+            .order_by_asc(session::Column::Id)
+            .all(&txn)
+            .await
+            .map_err(store)?;
+        let evict = security_policy::sessions_to_evict(
+            &security_policy::SessionPolicy {
+                max_concurrent: max_live,
+                ..Default::default()
+            },
+            live.len(),
+        );
+        let ended: Vec<String> = live.iter().take(evict).map(|m| m.id.clone()).collect();
+        if !ended.is_empty() {
+            session::Entity::update_many()
+                .col_expr(session::Column::EndedAt, Expr::value(micros(s.created_at)))
+                .filter(session::Column::Id.is_in(ended.clone()))
+                .exec(&txn)
+                .await
+                .map_err(store)?;
+        }
+        session::Entity::insert(session::ActiveModel {
+            id: Set(s.id.to_string()),
+            token_hash: Set(token_hash.to_owned()),
+            user_id: Set(s.user.to_string()),
+            created_at: Set(micros(s.created_at)),
+            last_seen_at: Set(micros(s.last_seen_at)),
+            ended_at: Set(None),
+            ip: Set(s.ip.clone()),
+            user_agent: Set(s.user_agent.clone()),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store)?;
+        commit(txn, journal).await?;
+        ended
+            .iter()
+            .map(|e| id("session id", e).map_err(TenancyError::Store))
+            .collect()
+    }
+
+    async fn find_session(&self, token_hash: &str) -> Result<Option<Session>, TenancyError> {
+        let m = session::Entity::find()
+            .filter(session::Column::TokenHash.eq(token_hash))
+            .filter(session::Column::EndedAt.is_null())
+            .one(self.db())
+            .await
+            .map_err(store)?;
+        m.map(Session::try_from)
+            .transpose()
+            .map_err(TenancyError::Store)
+    }
+
+    async fn touch_session(&self, s: SessionId, now: DateTime<Utc>) -> Result<(), TenancyError> {
+        session::Entity::update_many()
+            .col_expr(session::Column::LastSeenAt, Expr::value(micros(now)))
+            .filter(session::Column::Id.eq(s.to_string()))
+            .exec(self.db())
+            .await
+            .map_err(store)?;
+        Ok(())
+    }
+
+    async fn end_session(
+        &self,
+        user_id: UserId,
+        s: SessionId,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let res = session::Entity::update_many()
+            .col_expr(session::Column::EndedAt, Expr::value(micros(now)))
+            .filter(session::Column::Id.eq(s.to_string()))
+            .filter(session::Column::UserId.eq(user_id.to_string()))
+            .filter(session::Column::EndedAt.is_null())
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if res.rows_affected == 0 {
+            return Err(TenancyError::NotFound("session"));
+        }
+        commit(txn, journal).await
+    }
+
+    async fn list_sessions(&self, user_id: UserId) -> Result<Vec<Session>, TenancyError> {
+        let rows = session::Entity::find()
+            .filter(session::Column::UserId.eq(user_id.to_string()))
+            .filter(session::Column::EndedAt.is_null())
+            .order_by_desc(session::Column::CreatedAt)
+            .all(self.db())
+            .await
+            .map_err(store)?;
+        rows.into_iter()
+            .map(Session::try_from)
+            .collect::<Result<_, _>>()
+            .map_err(TenancyError::Store)
+    }
+}
+
+#[async_trait]
+impl ApiKeyStore for SeaStore {
+    async fn create_api_key(
+        &self,
+        key: &ApiKey,
+        secret_hash: &str,
+        max_active: Option<u64>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        lock_org(&txn, key.org).await?;
+        if let Some(max) = max_active {
+            let used = api_key::Entity::find()
+                .filter(api_key::Column::OrgId.eq(key.org.to_string()))
+                .filter(api_key::Column::RevokedAt.is_null())
+                .count(&txn)
+                .await
+                .map_err(store)?;
+            if used >= max {
+                return Err(TenancyError::LimitReached {
+                    limit: billing_limits::Limit::ApiKeys,
+                    max,
+                    used,
+                    plan: billing_limits::Plan::Free,
+                });
+            }
+        }
+        let belongs = team::Entity::find()
+            .filter(team::Column::Id.eq(key.team.to_string()))
+            .filter(team::Column::OrgId.eq(key.org.to_string()))
+            .count(&txn)
+            .await
+            .map_err(store)?;
+        if belongs == 0 {
+            return Err(TenancyError::NotFound("team"));
+        }
+        api_key::Entity::insert(api_key::ActiveModel {
+            id: Set(key.id.to_string()),
+            org_id: Set(key.org.to_string()),
+            team_id: Set(key.team.to_string()),
+            created_by: Set(key.created_by.to_string()),
+            name: Set(key.name.clone()),
+            prefix: Set(key.prefix.clone()),
+            secret_hash: Set(secret_hash.to_owned()),
+            created_at: Set(micros(key.created_at)),
+            last_used_at: Set(None),
+            revoked_at: Set(None),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store)?;
+        commit(txn, journal).await
+    }
+
+    async fn find_api_key(&self, secret_hash: &str) -> Result<Option<ApiKey>, TenancyError> {
+        let m = api_key::Entity::find()
+            .filter(api_key::Column::SecretHash.eq(secret_hash))
+            .filter(api_key::Column::RevokedAt.is_null())
+            .one(self.db())
+            .await
+            .map_err(store)?;
+        m.map(ApiKey::try_from)
+            .transpose()
+            .map_err(TenancyError::Store)
+    }
+
+    async fn get_api_key(&self, org: OrgId, key: ApiKeyId) -> Result<Option<ApiKey>, TenancyError> {
+        let m = api_key::Entity::find_by_id(key.to_string())
+            .filter(api_key::Column::OrgId.eq(org.to_string()))
+            .one(self.db())
+            .await
+            .map_err(store)?;
+        m.map(ApiKey::try_from)
+            .transpose()
+            .map_err(TenancyError::Store)
+    }
+
+    async fn list_api_keys(
+        &self,
+        org: OrgId,
+        created_by: Option<UserId>,
+        after: Option<ApiKeyId>,
+        limit: u32,
+    ) -> Result<Vec<ApiKey>, TenancyError> {
+        let mut q = api_key::Entity::find().filter(api_key::Column::OrgId.eq(org.to_string()));
+        if let Some(u) = created_by {
+            q = q.filter(api_key::Column::CreatedBy.eq(u.to_string()));
+        }
+        if let Some(a) = after {
+            q = q.filter(api_key::Column::Id.gt(a.to_string()));
+        }
+        let rows = q
+            .order_by_asc(api_key::Column::Id)
+            .limit(u64::from(limit))
+            .all(self.db())
+            .await
+            .map_err(store)?;
+        rows.into_iter()
+            .map(ApiKey::try_from)
+            .collect::<Result<_, _>>()
+            .map_err(TenancyError::Store)
+    }
+
+    async fn revoke_api_key(
+        &self,
+        org: OrgId,
+        key: ApiKeyId,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let res = api_key::Entity::update_many()
+            .col_expr(api_key::Column::RevokedAt, Expr::value(micros(now)))
+            .filter(api_key::Column::Id.eq(key.to_string()))
+            .filter(api_key::Column::OrgId.eq(org.to_string()))
+            .filter(api_key::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if res.rows_affected == 0 {
+            return Err(TenancyError::NotFound("API key"));
+        }
+        commit(txn, journal).await
+    }
+
+    async fn touch_api_key(&self, key: ApiKeyId, now: DateTime<Utc>) -> Result<(), TenancyError> {
+        api_key::Entity::update_many()
+            .col_expr(api_key::Column::LastUsedAt, Expr::value(micros(now)))
+            .filter(api_key::Column::Id.eq(key.to_string()))
+            .exec(self.db())
+            .await
+            .map_err(store)?;
+        Ok(())
+    }
+}
