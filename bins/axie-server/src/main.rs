@@ -1,1 +1,87 @@
-fn main() {}
+//! `axie-server`: run the server, or an operator command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use axie_server::{Application, Settings, bootstrap, routes, telemetry};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "axie-server",
+    version,
+    about = "Axie Enterprise reference server"
+)]
+struct Cli {
+    /// A TOML config file (else AXIE_CONFIG, else built-in defaults plus AXIE_* variables).
+    #[arg(long, global = true, env = "AXIE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (the default).
+    Serve,
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print the effective configuration with secrets redacted.
+    PrintConfig,
+}
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("axie-server: {e}");
+            let mut src = std::error::Error::source(&*e);
+            while let Some(s) = src {
+                eprintln!("  caused by: {s}");
+                src = s.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(Command::Openapi) = cli.command {
+        println!("{}", routes::openapi::json());
+        return Ok(());
+    }
+    let settings = Settings::load(cli.config.as_deref())?;
+    telemetry::init(&settings.log);
+    match cli.command {
+        Some(Command::PrintConfig) => {
+            println!("{}", settings.redacted_toml());
+            Ok(())
+        }
+        Some(Command::Migrate) => {
+            let url = settings.database_url()?;
+            if url.is_sqlite() {
+                std::fs::create_dir_all(&settings.server.data_dir)?;
+            }
+            let store =
+                store_sea::SeaStore::connect(&url, store_sea::PoolOptions::default()).await?;
+            store.migrate().await?;
+            println!("migrations applied to {url}");
+            Ok(())
+        }
+        Some(Command::Openapi) | Some(Command::Serve) | None => {
+            let app = Application::build(settings).await?;
+            let base = format!("http://{}:{}", app.state().settings.server.host, app.port());
+            if let Some(report) = app.bootstrap() {
+                println!("{}", bootstrap::banner(report, &base));
+            }
+            tracing::info!(%base, "listening");
+            println!("Axie Enterprise listening on {base} (Ctrl-C to stop)");
+            app.run_until_stopped().await?;
+            Ok(())
+        }
+    }
+}

@@ -91,6 +91,7 @@ async fn appends_number_and_chain_records(store: &dyn AuditStore) {
     assert_eq!(again[0].seq, 3);
     assert_eq!(again[0].prev_hash, written[1].hash);
     assert_eq!(store.head(org).await.unwrap(), Some((3, again[0].hash)));
+    assert!(store.organizations().await.unwrap().contains(&org));
     let page = store.chain_page(org, 0, 10).await.unwrap();
     assert_eq!(page.len(), 3);
     assert_eq!(page[0], written[0], "records read back exactly as written");

@@ -163,4 +163,14 @@ impl AuditStore for MemoryAuditStore {
         }
         Ok(n)
     }
+
+    async fn organizations(&self) -> Result<Vec<OrgId>, AuditError> {
+        Ok(self
+            .lock()?
+            .chains
+            .iter()
+            .filter(|(_, c)| !c.is_empty())
+            .map(|(o, _)| *o)
+            .collect())
+    }
 }

@@ -13,6 +13,15 @@ pub fn render_line(record: &AuditEvent) -> String {
         e.actor.name.as_str()
     };
     let mut what = e.action.verb().to_owned();
+    if matches!(
+        e.action,
+        crate::AuditAction::Login | crate::AuditAction::Logout | crate::AuditAction::LoginFailed
+    ) {
+        if let crate::model::Outcome::Failure { reason } = &e.outcome {
+            what.push_str(&format!(" ({reason})"));
+        }
+        return format!("{when} | {who} | {what}");
+    }
     let kind = e.target.kind.replace('_', " ");
     let needs_kind = !e
         .action

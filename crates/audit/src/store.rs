@@ -69,6 +69,12 @@ pub trait AuditStore: Send + Sync {
     /// # Errors
     /// [`AuditError::Store`] on storage failure.
     async fn erase_personal_data(&self, org: OrgId, subject_id: &str) -> Result<u64, AuditError>;
+
+    /// Every organization that has at least one record (for periodic checkpoints).
+    ///
+    /// # Errors
+    /// [`AuditError::Store`] on storage failure.
+    async fn organizations(&self) -> Result<Vec<OrgId>, AuditError>;
 }
 
 /// Page size used when walking a chain.

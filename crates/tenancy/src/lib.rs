@@ -14,6 +14,7 @@ pub mod accounts;
 pub mod api_keys;
 mod caller;
 mod error;
+pub mod me;
 mod model;
 pub mod orgs;
 mod store;

@@ -192,3 +192,102 @@ pub async fn list_members<S: TenancyStore + ?Sized>(
     caller.check_org(Permission::ViewMembers)?;
     store.list_members(caller.org.id, after, limit).await
 }
+
+/// A new account to add directly as a member (demo seeding, operator tools).
+#[derive(Debug, Clone)]
+pub struct NewMemberAccount {
+    /// Email.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Password.
+    pub password: String,
+    /// Organization role (Admin or User).
+    pub role: rbac_core::OrgRole,
+}
+
+/// Creates an account and adds it to `org` as the system, within the plan's member limit.
+///
+/// # Errors
+/// [`TenancyError::Invalid`] for an Owner role or bad input, [`TenancyError::Password`],
+/// [`TenancyError::LimitReached`], [`TenancyError::Conflict`].
+pub async fn add_new_member_as_system<S: TenancyStore + ?Sized>(
+    store: &S,
+    hasher: &PasswordHasher,
+    org: &Organization,
+    req: NewMemberAccount,
+    now: DateTime<Utc>,
+) -> Result<User, TenancyError> {
+    use rbac_core::{OrgRole, TeamRole};
+    if req.role == OrgRole::Owner {
+        return Err(TenancyError::Invalid(
+            "the owner role is handed over only by an ownership transfer".into(),
+        ));
+    }
+    let email = Email::parse(&req.email)?;
+    let name = valid_name("name", &req.name)?;
+    check_password(
+        &org.security.passwords,
+        &req.password,
+        &context_words(email.as_str(), &org.name),
+        false,
+    )?;
+    let hash = hasher
+        .hash(&req.password)
+        .map_err(|e| TenancyError::Invalid(e.to_string()))?;
+    let user = User {
+        id: UserId::new(),
+        email,
+        name,
+        created_at: now,
+    };
+    let team = store.default_team(org.id).await?;
+    let team_role = if req.role.is_admin() {
+        TeamRole::Admin
+    } else {
+        TeamRole::Member
+    };
+    let journal = Journal::record(
+        NewAuditEvent::new(
+            org.id,
+            now,
+            Actor::system(),
+            AuditAction::MemberAdded,
+            Target::new("member", user.id, user.name.clone()),
+        )
+        .with_metadata(Metadata::from_value(json!({ "role": req.role.as_str() }))?),
+    )
+    .publish(DomainEvent::new(
+        org.id,
+        EventKind::UserCreated,
+        now,
+        json!({
+            "userId": user.id, "email": user.email, "role": req.role.as_str(), "invitedBy": null,
+        }),
+    ));
+    let limits = billing_limits::PlanLimits::for_plan(org.plan);
+    store
+        .add_member(
+            org.id,
+            &user,
+            Some(&hash),
+            req.role,
+            team.id,
+            team_role,
+            limits.get(billing_limits::Limit::Members),
+            journal,
+        )
+        .await
+        .map_err(|e| match e {
+            TenancyError::LimitReached {
+                limit, max, used, ..
+            } => TenancyError::LimitReached {
+                limit,
+                max,
+                used,
+                plan: org.plan,
+            },
+            other => other,
+        })?;
+    Ok(user)
+}

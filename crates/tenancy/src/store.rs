@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use audit::Journal;
 use chrono::{DateTime, Utc};
-use rbac_core::{ApiKeyId, FeatureAccess, OrgId, SessionId, TeamId, TeamRole, UserId};
+use rbac_core::{ApiKeyId, FeatureAccess, OrgId, OrgRole, SessionId, TeamId, TeamRole, UserId};
 
 use crate::error::TenancyError;
 use crate::model::{
@@ -29,6 +29,29 @@ pub trait OrgStore: Send + Sync {
         default_team: &Team,
         owner: &User,
         owner_password_hash: Option<&str>,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
+    /// Adds `user` to `org` with `role` and to `team` with `team_role`, creating the account
+    /// first when `new_password_hash` is given, if `org` has fewer than `max_members`
+    /// members (`None` = unlimited). The seat check and the insert are atomic.
+    ///
+    /// # Errors
+    /// [`TenancyError::LimitReached`] at the limit (plan filled in by the caller);
+    /// [`TenancyError::Conflict`] when the person is already a member or a new account's email is taken.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one atomic operation; a struct would only rename the arguments"
+    )]
+    async fn add_member(
+        &self,
+        org: OrgId,
+        user: &User,
+        new_password_hash: Option<&str>,
+        role: OrgRole,
+        team: TeamId,
+        team_role: TeamRole,
+        max_members: Option<u64>,
         journal: Journal,
     ) -> Result<(), TenancyError>;
 

@@ -195,4 +195,16 @@ impl AuditStore for SeaStore {
         txn.commit().await.map_err(store)?;
         Ok(as_actor + as_target)
     }
+
+    async fn organizations(&self) -> Result<Vec<OrgId>, AuditError> {
+        let heads = audit_head::Entity::find()
+            .filter(audit_head::Column::Seq.gt(0))
+            .all(self.db())
+            .await
+            .map_err(store)?;
+        heads
+            .into_iter()
+            .map(|h| id("organization id", &h.org_id).map_err(AuditError::Store))
+            .collect()
+    }
 }

@@ -155,6 +155,91 @@ impl OrgStore for SeaStore {
         commit(txn, journal).await
     }
 
+    async fn add_member(
+        &self,
+        org: OrgId,
+        new: &User,
+        new_password_hash: Option<&str>,
+        org_role: OrgRole,
+        team_id: TeamId,
+        team_role: TeamRole,
+        max_members: Option<u64>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        lock_org(&txn, org).await?;
+        if let Some(max) = max_members {
+            let used = membership::Entity::find()
+                .filter(membership::Column::OrgId.eq(org.to_string()))
+                .count(&txn)
+                .await
+                .map_err(store)?;
+            if used >= max {
+                return Err(TenancyError::LimitReached {
+                    limit: billing_limits::Limit::Members,
+                    max,
+                    used,
+                    plan: billing_limits::Plan::Free,
+                });
+            }
+        }
+        if let Some(hash) = new_password_hash {
+            let res = user::Entity::insert(user::ActiveModel {
+                id: Set(new.id.to_string()),
+                email: Set(new.email.as_str().to_owned()),
+                name: Set(new.name.clone()),
+                password_hash: Set(Some(hash.to_owned())),
+                created_at: Set(micros(new.created_at)),
+            })
+            .exec_without_returning(&txn)
+            .await;
+            if let Err(e) = res {
+                return Err(if is_unique_violation(&e) {
+                    TenancyError::Conflict(format!(
+                        "an account with the email `{}` exists",
+                        new.email
+                    ))
+                } else {
+                    store(e)
+                });
+            }
+        }
+        let res = membership::Entity::insert(membership::ActiveModel {
+            org_id: Set(org.to_string()),
+            user_id: Set(new.id.to_string()),
+            role: Set(org_role.as_str().to_owned()),
+            joined_at: Set(micros(new.created_at)),
+        })
+        .exec_without_returning(&txn)
+        .await;
+        if let Err(e) = res {
+            return Err(if is_unique_violation(&e) {
+                TenancyError::Conflict(format!("`{}` is already a member", new.email))
+            } else {
+                store(e)
+            });
+        }
+        let in_org = team::Entity::find()
+            .filter(team::Column::Id.eq(team_id.to_string()))
+            .filter(team::Column::OrgId.eq(org.to_string()))
+            .count(&txn)
+            .await
+            .map_err(store)?;
+        if in_org == 0 {
+            return Err(TenancyError::NotFound("team"));
+        }
+        team_member::Entity::insert(team_member::ActiveModel {
+            team_id: Set(team_id.to_string()),
+            user_id: Set(new.id.to_string()),
+            org_id: Set(org.to_string()),
+            role: Set(team_role.as_str().to_owned()),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store)?;
+        commit(txn, journal).await
+    }
+
     async fn count_orgs(&self) -> Result<u64, TenancyError> {
         organization::Entity::find()
             .count(self.db())

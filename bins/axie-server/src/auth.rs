@@ -1,0 +1,186 @@
+//! Authentication and per-route authorization, as actix extractors.
+//!
+//! Every route is declared in [`crate::routes::ROUTES`] with its [`Access`]. The
+//! extractors look the matched route up there before the handler body runs, so a
+//! route that is not declared cannot authenticate anyone.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use audit::{AuditAction, AuditStore, Journal, Outcome, RequestContext, Target};
+use rbac_core::{OrgId, Permission};
+use tenancy::{Caller, Principal, accounts};
+
+use crate::error::ApiError;
+use crate::middleware::RequestId;
+use crate::routes::{Access, route_access};
+use crate::state::AppState;
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "axie_session";
+
+fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal(std::io::Error::other("application state missing")))
+}
+
+/// Client IP (socket peer, or X-Forwarded-For from a trusted proxy), user agent and request id.
+pub fn request_context(req: &HttpRequest, st: &AppState) -> RequestContext {
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    let xff = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let ip = security_policy::client_ip(peer, xff, &st.trusted_proxies);
+    let ua: String = req
+        .headers()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .chars()
+        .take(256)
+        .collect();
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    RequestContext {
+        ip: ip.to_string(),
+        user_agent: ua,
+        request_id,
+    }
+}
+
+/// The secret from `Authorization: Bearer …` or the session cookie.
+fn credential(req: &HttpRequest) -> Option<String> {
+    if let Some(h) = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+    {
+        let (scheme, token) = h.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned());
+    }
+    req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned())
+}
+
+/// An authenticated principal, not tied to an organization (`/me`, logout).
+#[derive(Debug)]
+pub struct Authenticated {
+    /// Who.
+    pub principal: Principal,
+    /// Request details for audit records.
+    pub request: RequestContext,
+}
+
+async fn authenticate(
+    req: &HttpRequest,
+) -> Result<(web::Data<AppState>, Principal, RequestContext, Access), ApiError> {
+    let access = route_access(req)?;
+    let st = state(req)?;
+    let secret = credential(req).ok_or_else(ApiError::unauthenticated)?;
+    let principal = accounts::authenticate(&*st.store, &secret, st.clock.now()).await?;
+    let ctx = request_context(req, &st);
+    Ok((st, principal, ctx, access))
+}
+
+impl FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let (_, principal, request, access) = authenticate(&req).await?;
+            if !matches!(access, Access::Authenticated) {
+                return Err(ApiError::internal(std::io::Error::other(
+                    "route declares org access but uses Authenticated",
+                )));
+            }
+            Ok(Authenticated { principal, request })
+        })
+    }
+}
+
+/// The caller resolved in the organization named by the `{org_id}` path segment,
+/// with the route's declared permission already checked (and denials audited).
+#[derive(Debug)]
+pub struct OrgCaller(pub Caller);
+
+impl FromRequest for OrgCaller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let (st, principal, request, access) = authenticate(&req).await?;
+            let org: OrgId = req
+                .match_info()
+                .get("org_id")
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| ApiError::not_found("organization"))?;
+            let caller = Caller::load(&*st.store, &principal, org, request).await?;
+            check_ip(&caller)?;
+            match access {
+                Access::Member => {}
+                Access::Org(perm) => enforce(&st, &caller, perm).await?,
+                Access::Public | Access::Authenticated => {
+                    return Err(ApiError::internal(std::io::Error::other(
+                        "route is not declared as organization-scoped",
+                    )));
+                }
+            }
+            Ok(OrgCaller(caller))
+        })
+    }
+}
+
+fn check_ip(caller: &Caller) -> Result<(), ApiError> {
+    let list = &caller.org.security.ip_allowlist;
+    let ip: std::net::IpAddr = caller
+        .request
+        .ip
+        .parse()
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    if security_policy::check_ip(list, ip).is_allowed() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "ip_not_allowed",
+            format!("requests from {ip} are not allowed by this organization's IP allowlist"),
+        ))
+    }
+}
+
+/// Checks an organization-level permission; a denial is written to the audit log.
+pub async fn enforce(st: &AppState, caller: &Caller, perm: Permission) -> Result<(), ApiError> {
+    match caller.check_org(perm) {
+        Ok(_) => Ok(()),
+        Err(tenancy::TenancyError::Forbidden(reason)) => {
+            let record = caller
+                .audit(
+                    st.clock.now(),
+                    AuditAction::AccessDenied,
+                    Target::new("permission", perm.as_str(), ""),
+                )
+                .with_outcome(Outcome::Denied {
+                    reason: reason.code().to_owned(),
+                });
+            AuditStore::append(&*st.store, Journal::record(record)).await?;
+            Err(tenancy::TenancyError::Forbidden(reason).into())
+        }
+        Err(other) => Err(other.into()),
+    }
+}

@@ -1,0 +1,226 @@
+//! Typed settings: embedded defaults, then an optional TOML file, then `AXIE_*` environment variables.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use store_sea::DatabaseUrl;
+
+/// The commented defaults, compiled in.
+pub const DEFAULTS: &str = include_str!("../config.default.toml");
+
+/// Everything the server reads.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// HTTP listener.
+    pub server: ServerSettings,
+    /// Database.
+    pub database: DatabaseSettings,
+    /// First-start organization and Owner.
+    pub bootstrap: BootstrapSettings,
+    /// Keys.
+    pub security: SecuritySettings,
+    /// Audit log.
+    pub audit: AuditSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// HTTP listener settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Listen address.
+    pub host: String,
+    /// Listen port (0 = any free port).
+    pub port: u16,
+    /// Request body limit in bytes.
+    pub body_limit_bytes: usize,
+    /// Trusted reverse-proxy networks.
+    pub trusted_proxies: Vec<String>,
+    /// Secure flag on the session cookie.
+    pub cookie_secure: bool,
+    /// Data directory.
+    pub data_dir: PathBuf,
+}
+
+/// Database settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Database URL; empty means the SQLite file in the data directory.
+    #[serde(serialize_with = "redact_url")]
+    pub url: String,
+    /// PostgreSQL pool size.
+    pub max_connections: u32,
+}
+
+/// First-start settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapSettings {
+    /// Organization name.
+    pub org_name: String,
+    /// Owner email.
+    pub owner_email: String,
+    /// Owner display name.
+    pub owner_name: String,
+    /// Owner password; empty = generated.
+    #[serde(serialize_with = "redact_secret")]
+    pub owner_password: SecretString,
+    /// Seed the guide's marketing-team demo.
+    pub demo: bool,
+}
+
+/// Key settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySettings {
+    /// Audit checkpoint signing key; empty = file in the data directory.
+    #[serde(serialize_with = "redact_secret")]
+    pub checkpoint_key: SecretString,
+}
+
+/// Audit settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Seconds between automatic checkpoints (0 = off).
+    pub checkpoint_interval_secs: u64,
+}
+
+/// Log settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `pretty` or `json`.
+    pub format: String,
+    /// tracing filter directive.
+    pub level: String,
+}
+
+fn redact_secret<S: serde::Serializer>(s: &SecretString, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(if s.expose_secret().is_empty() {
+        ""
+    } else {
+        "***"
+    })
+}
+
+fn redact_url<S: serde::Serializer>(s: &str, ser: S) -> Result<S::Ok, S::Error> {
+    match DatabaseUrl::parse(s) {
+        Ok(u) => ser.serialize_str(&u.redacted()),
+        Err(_) => ser.serialize_str(s),
+    }
+}
+
+/// A configuration problem, reported at start with the offending key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Settings {
+    /// Loads defaults, then `file` (if any), then the environment, and validates.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the key that is wrong.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::new().merge(Toml::string(DEFAULTS));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(ConfigError(format!(
+                    "config file `{}` does not exist",
+                    f.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig.merge(Env::prefixed("AXIE_").split("__").ignore(&["config"]));
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            if !url.trim().is_empty() {
+                fig = fig.merge(Serialized::default("database.url", url));
+            }
+        }
+        let settings: Settings = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.body_limit_bytes < 1024 {
+            return Err(ConfigError(
+                "`server.body_limit_bytes` must be at least 1024".into(),
+            ));
+        }
+        security_policy::parse_allowlist(&self.server.trusted_proxies)
+            .map_err(|e| ConfigError(format!("`server.trusted_proxies`: {e}")))?;
+        if !self.database.url.is_empty() {
+            DatabaseUrl::parse(&self.database.url)
+                .map_err(|e| ConfigError(format!("`database.url`: {e}")))?;
+        }
+        if !matches!(self.log.format.as_str(), "pretty" | "json") {
+            return Err(ConfigError(
+                "`log.format` must be `pretty` or `json`".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The database URL to use.
+    ///
+    /// # Errors
+    /// Never after validation; kept fallible for callers that build settings by hand.
+    pub fn database_url(&self) -> Result<DatabaseUrl, ConfigError> {
+        if self.database.url.is_empty() {
+            Ok(DatabaseUrl::sqlite_file(
+                &self.server.data_dir.join("axie.db"),
+            ))
+        } else {
+            DatabaseUrl::parse(&self.database.url).map_err(ConfigError)
+        }
+    }
+
+    /// The effective configuration as TOML with secrets redacted.
+    #[must_use]
+    pub fn redacted_toml(&self) -> String {
+        toml_string(self)
+    }
+}
+
+fn toml_string(s: &Settings) -> String {
+    // figment's TOML support is read-only; JSON is an exact, readable rendering too.
+    serde_json::to_string_pretty(s).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let s: Settings = Figment::new()
+            .merge(Toml::string(DEFAULTS))
+            .extract()
+            .unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.server.port, 8080);
+        assert!(s.database_url().unwrap().is_sqlite());
+    }
+
+    #[test]
+    fn printing_redacts_secrets() {
+        let mut s: Settings = Figment::new()
+            .merge(Toml::string(DEFAULTS))
+            .extract()
+            .unwrap();
+        s.database.url = "postgres://axie:hunter2@db/axie".into();
+        s.security.checkpoint_key = SecretString::from("topsecretkey");
+        let out = s.redacted_toml();
+        assert!(!out.contains("hunter2"));
+        assert!(!out.contains("topsecretkey"));
+        assert!(out.contains("***"));
+    }
+}

@@ -1,0 +1,227 @@
+//! The one place where domain errors become HTTP: RFC 9457 `application/problem+json`.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::ContentType;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::{Value, json};
+use tenancy::TenancyError;
+
+/// An error answer. 5xx bodies are generic; their cause goes to the log.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+    extra: Option<Value>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ApiError {
+    /// A 4xx with a stable code and a human detail.
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            extra: None,
+            source: None,
+        }
+    }
+
+    /// Adds machine-readable members to the problem document.
+    #[must_use]
+    pub fn with_extra(mut self, extra: Value) -> Self {
+        self.extra = Some(extra);
+        self
+    }
+
+    /// 400 `invalid_request`.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", detail)
+    }
+
+    /// 401 `unauthenticated`.
+    pub fn unauthenticated() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "a valid session or API key is required",
+        )
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
+    }
+
+    /// 500 with a logged cause.
+    pub fn internal(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            detail: "an internal error occurred; it has been logged".into(),
+            extra: None,
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.status, self.code, self.detail)?;
+        let mut src = self.source.as_deref().map(|e| e as &dyn std::error::Error);
+        while let Some(e) = src {
+            write!(f, "; caused by: {e}")?;
+            src = e.source();
+        }
+        Ok(())
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let mut body = json!({
+            "type": format!("urn:axie:problem:{}", self.code),
+            "title": self.status.canonical_reason().unwrap_or("Error"),
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+            "code": self.code,
+        });
+        if let (Some(Value::Object(extra)), Value::Object(map)) = (&self.extra, &mut body) {
+            for (k, v) in extra {
+                map.insert(k.clone(), v.clone());
+            }
+        }
+        let mut res = HttpResponse::build(self.status);
+        res.insert_header(ContentType(mime_problem()));
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        res.body(body.to_string())
+    }
+}
+
+fn mime_problem() -> actix_web::mime::Mime {
+    "application/problem+json"
+        .parse()
+        .unwrap_or(actix_web::mime::APPLICATION_JSON)
+}
+
+impl From<TenancyError> for ApiError {
+    fn from(e: TenancyError) -> Self {
+        match e {
+            TenancyError::Unauthenticated => ApiError::unauthenticated(),
+            TenancyError::BadCredentials => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "bad_credentials", e.to_string())
+            }
+            TenancyError::NotFound(what) => ApiError::not_found(what),
+            TenancyError::Forbidden(reason) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", reason.to_string())
+                    .with_extra(json!({ "reason": reason.code() }))
+            }
+            TenancyError::RoleRule(r) => {
+                ApiError::new(StatusCode::FORBIDDEN, "role_rule", r.to_string())
+                    .with_extra(json!({ "reason": r }))
+            }
+            TenancyError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            TenancyError::Invalid(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", m)
+            }
+            TenancyError::LimitReached {
+                limit,
+                max,
+                used,
+                plan,
+            } => ApiError::new(StatusCode::FORBIDDEN, "limit_reached", e.to_string()).with_extra(
+                json!({ "limit": limit.as_str(), "max": max, "used": used, "plan": plan.as_str() }),
+            ),
+            TenancyError::Password(p) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "weak_password",
+                p.to_string(),
+            ),
+            TenancyError::Store(s) => ApiError::internal(s),
+            other => ApiError::internal(std::io::Error::other(other.to_string())),
+        }
+    }
+}
+
+impl From<audit::AuditError> for ApiError {
+    fn from(e: audit::AuditError) -> Self {
+        match e {
+            audit::AuditError::Invalid(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", m)
+            }
+            audit::AuditError::Store(s) => ApiError::internal(s),
+            other => ApiError::internal(std::io::Error::other(other.to_string())),
+        }
+    }
+}
+
+/// Turns actix's body, query and path parse failures into problem documents.
+pub fn json_error(
+    err: actix_web::error::JsonPayloadError,
+    _req: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as J;
+    let e = match &err {
+        J::OverflowKnownLength { .. } | J::Overflow { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the request body is too large",
+        ),
+        J::ContentType => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send `Content-Type: application/json`",
+        ),
+        J::Deserialize(d) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("the JSON body is invalid: {d}"),
+        ),
+        other => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("the body could not be read: {other}"),
+        ),
+    };
+    e.into()
+}
+
+/// Query-string parse failures.
+pub fn query_error(
+    err: actix_web::error::QueryPayloadError,
+    _req: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+        format!("the query string is invalid: {err}"),
+    )
+    .into()
+}
+
+/// Path parse failures: an id that cannot exist is simply not found.
+pub fn path_error(
+    _err: actix_web::error::PathError,
+    _req: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    ApiError::not_found("resource").into()
+}

@@ -1,0 +1,25 @@
+//! # axie-server
+//!
+//! The reference server: it wires the domain crates to HTTP (actix-web) and to
+//! storage (`store-sea`). Handlers parse input into domain requests, call a
+//! crate, and map the result; the rules live in the crates.
+#![allow(
+    unreachable_pub,
+    reason = "a binary crate's library half; everything is internal"
+)]
+
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod middleware;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod workers;
+
+pub use config::Settings;
+pub use startup::{Application, StartupError};
+pub use state::Clock;

@@ -1,0 +1,386 @@
+//! The audit log: search, export, verification and checkpoints.
+
+use actix_web::{HttpResponse, web};
+use audit::{
+    ActionFilter, AuditAction, AuditEvent, AuditQuery, AuditStore, DatePreset, Journal, Metadata,
+    Target,
+    export::{CsvExporter, ndjson_line},
+    render_line, take_checkpoint, verify_chain,
+};
+use chrono::{DateTime, Utc};
+use rbac_core::Permission;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::{OrgCaller, enforce};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Audit log filters.
+#[derive(Debug, Deserialize, IntoParams, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFilter {
+    /// Only this actor (`usr_…` or `key_…`).
+    pub actor_id: Option<String>,
+    /// Exact action (`member.invited`) or prefix (`member.` / `member.*`).
+    pub action: Option<String>,
+    /// `last_7_days` or `last_30_days`.
+    pub period: Option<String>,
+    /// Custom range start (RFC 3339, inclusive).
+    pub since: Option<String>,
+    /// Custom range end (RFC 3339, exclusive).
+    pub until: Option<String>,
+    /// Resource type, for example `chat_interface`.
+    pub target_type: Option<String>,
+    /// Resource id (needs `target_type`).
+    pub target_id: Option<String>,
+    /// `success`, `denied` or `failure`.
+    pub outcome: Option<String>,
+    /// Only this team.
+    pub team_id: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<u32>,
+    /// The previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Export format: `csv` (default) or `ndjson`.
+    pub format: Option<String>,
+}
+
+fn time(field: &str, s: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.to_utc())
+        .map_err(|_| ApiError::bad_request(format!("`{field}` must be an RFC 3339 time")))
+}
+
+impl AuditFilter {
+    fn to_query(&self, now: DateTime<Utc>) -> Result<AuditQuery, ApiError> {
+        let mut since = self
+            .since
+            .as_deref()
+            .map(|s| time("since", s))
+            .transpose()?;
+        match self.period.as_deref() {
+            None => {}
+            Some("last_7_days") => since = Some(DatePreset::Last7Days.since(now)),
+            Some("last_30_days") => since = Some(DatePreset::Last30Days.since(now)),
+            Some(other) => return Err(ApiError::bad_request(format!("unknown period `{other}`"))),
+        }
+        Ok(AuditQuery {
+            actor_id: self.actor_id.clone(),
+            action: self.action.as_deref().map(ActionFilter::parse),
+            since,
+            until: self
+                .until
+                .as_deref()
+                .map(|s| time("until", s))
+                .transpose()?,
+            target_kind: self.target_type.clone(),
+            target_id: self.target_id.clone(),
+            outcome: self.outcome.clone(),
+            team: self
+                .team_id
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|_| ApiError::bad_request("`team_id` is not a team id"))?,
+            before_seq: self
+                .cursor
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|_| ApiError::bad_request("`cursor` is not valid"))?,
+            limit: self.limit.unwrap_or(50),
+        })
+    }
+}
+
+/// An audit record.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEventResponse {
+    /// Stable id (`<org>-<seq>`).
+    pub id: String,
+    /// Position in the organization's chain.
+    pub seq: i64,
+    /// When (RFC 3339, UTC).
+    pub occurred_at: String,
+    /// Team id.
+    pub team_id: Option<String>,
+    /// `user`, `api_key` or `system`.
+    pub actor_type: String,
+    /// Actor id.
+    pub actor_id: String,
+    /// Actor display name at the time.
+    pub actor_name: String,
+    /// Dotted action.
+    pub action: String,
+    /// Target type.
+    pub target_type: String,
+    /// Target id.
+    pub target_id: String,
+    /// Target name at the time.
+    pub target_name: String,
+    /// `success`, `denied` or `failure`.
+    pub outcome: String,
+    /// Reason code for denials and failures.
+    pub reason: String,
+    /// Client IP.
+    pub ip: String,
+    /// Client user agent.
+    pub user_agent: String,
+    /// Request id.
+    pub request_id: String,
+    /// Extra facts.
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    /// Human-readable line.
+    pub text: String,
+    /// Chain hash (hex).
+    pub hash: String,
+}
+
+impl From<&AuditEvent> for AuditEventResponse {
+    fn from(r: &AuditEvent) -> Self {
+        let e = &r.event;
+        Self {
+            id: r.id(),
+            seq: r.seq,
+            occurred_at: e
+                .occurred_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            team_id: e.team.map(|t| t.to_string()),
+            actor_type: e.actor.kind.as_str().to_owned(),
+            actor_id: e.actor.id.clone(),
+            actor_name: e.actor.name.clone(),
+            action: e.action.as_str().to_owned(),
+            target_type: e.target.kind.clone(),
+            target_id: e.target.id.clone(),
+            target_name: e.target.name.clone(),
+            outcome: e.outcome.status().to_owned(),
+            reason: e.outcome.reason().to_owned(),
+            ip: e.context.ip.clone(),
+            user_agent: e.context.user_agent.clone(),
+            request_id: e.context.request_id.clone(),
+            metadata: serde_json::Value::Object(e.metadata.as_map().clone()),
+            text: render_line(r),
+            hash: hex::encode(r.hash),
+        }
+    }
+}
+
+/// A page of audit records.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    /// Records, newest first.
+    pub items: Vec<AuditEventResponse>,
+    /// Pass as `cursor` for the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Searches the audit log, newest first.
+#[utoipa::path(get, path = "/api/v1/orgs/{org_id}/audit-events", tag = "audit",
+    params(("org_id" = String, Path, description = "Organization id"), AuditFilter),
+    responses(
+        (status = 200, description = "One page", body = AuditPage),
+        (status = 403, description = "Not allowed", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn search(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    q: web::Query<AuditFilter>,
+) -> Result<HttpResponse, ApiError> {
+    let query = q.to_query(st.clock.now())?;
+    let records = st.store.search(caller.org.id, &query).await?;
+    let next_cursor = (records.len() == query.limit as usize)
+        .then(|| records.last().map(|r| r.seq.to_string()))
+        .flatten();
+    Ok(HttpResponse::Ok().json(AuditPage {
+        items: records.iter().map(AuditEventResponse::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Exports every record matching the filter as CSV or NDJSON, streamed. The export itself is audited.
+#[utoipa::path(get, path = "/api/v1/orgs/{org_id}/audit-events/export", tag = "audit",
+    params(("org_id" = String, Path, description = "Organization id"), AuditFilter),
+    responses(
+        (status = 200, description = "The export", content_type = "text/csv"),
+        (status = 403, description = "Not allowed", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn export(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    q: web::Query<AuditFilter>,
+) -> Result<HttpResponse, ApiError> {
+    enforce(&st, &caller, Permission::ViewAuditLog).await?;
+    let format = q.format.clone().unwrap_or_else(|| "csv".to_owned());
+    if !matches!(format.as_str(), "csv" | "ndjson") {
+        return Err(ApiError::bad_request(format!(
+            "unknown format `{format}`; use `csv` or `ndjson`"
+        )));
+    }
+    let mut query = q.to_query(st.clock.now())?;
+    query.limit = audit::MAX_PAGE;
+    let record = caller
+        .audit(
+            st.clock.now(),
+            AuditAction::DataExported,
+            Target::new("audit_log", caller.org.id, "audit log"),
+        )
+        .with_metadata(Metadata::from_value(
+            json!({ "format": format, "filter": format!("{:?}", q.0) }).clone(),
+        )?);
+    st.store.append(Journal::record(record)).await?;
+
+    let store = st.store.clone();
+    let org = caller.org.id;
+    let csv = format == "csv";
+    let stream = futures::stream::unfold(Some((query, true)), move |state| {
+        let store = store.clone();
+        async move {
+            let (mut query, first) = state?;
+            let page = match store.search(org, &query).await {
+                Ok(p) => p,
+                Err(e) => return Some((Err(actix_web::error::ErrorInternalServerError(e)), None)),
+            };
+            let mut out = Vec::new();
+            if csv {
+                let mut x = match CsvExporter::new(Vec::new()) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        return Some((Err(actix_web::error::ErrorInternalServerError(e)), None));
+                    }
+                };
+                for r in &page {
+                    if let Err(e) = x.write(r) {
+                        return Some((Err(actix_web::error::ErrorInternalServerError(e)), None));
+                    }
+                }
+                let bytes = x.finish().unwrap_or_default();
+                // The exporter writes the header first; keep it only on the first chunk.
+                let body = if first {
+                    bytes
+                } else {
+                    bytes
+                        .splitn(2, |b| *b == b'\n')
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_vec()
+                };
+                out.extend_from_slice(&body);
+            } else {
+                for r in &page {
+                    out.extend_from_slice(ndjson_line(r).as_bytes());
+                }
+            }
+            let next = if page.len() == query.limit as usize {
+                query.before_seq = page.last().map(|r| r.seq);
+                Some((query, false))
+            } else {
+                None
+            };
+            Some((Ok::<_, actix_web::Error>(web::Bytes::from(out)), next))
+        }
+    });
+    let (content_type, ext) = if csv {
+        ("text/csv; charset=utf-8", "csv")
+    } else {
+        ("application/x-ndjson", "ndjson")
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((
+            "content-disposition",
+            format!("attachment; filename=\"audit-{org}.{ext}\""),
+        ))
+        .streaming(stream))
+}
+
+/// The verification result.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyResponse {
+    /// Whether the whole chain verified.
+    pub valid: bool,
+    /// Records checked (when valid).
+    pub records: Option<i64>,
+    /// Position of the checkpoint checked against.
+    pub checkpoint_seq: Option<i64>,
+    /// The first broken link (when invalid).
+    #[schema(value_type = Option<Object>)]
+    pub first_break: Option<audit::ChainBreak>,
+    /// A sentence for people.
+    pub detail: String,
+}
+
+/// Verifies the organization's audit chain and its latest signed checkpoint.
+#[utoipa::path(post, path = "/api/v1/orgs/{org_id}/audit-events/verify", tag = "audit",
+    params(("org_id" = String, Path, description = "Organization id")),
+    responses((status = 200, description = "The result", body = VerifyResponse)),
+    security(("bearer" = [])))]
+pub async fn verify(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+) -> Result<HttpResponse, ApiError> {
+    let result = verify_chain(&*st.store, caller.org.id, &st.checkpoint_key).await?;
+    let body = match result {
+        Ok(v) => VerifyResponse {
+            valid: true,
+            records: Some(v.records),
+            checkpoint_seq: v.checkpoint_seq,
+            first_break: None,
+            detail: format!("{} records verified", v.records),
+        },
+        Err(b) => VerifyResponse {
+            valid: false,
+            records: None,
+            checkpoint_seq: None,
+            detail: b.to_string(),
+            first_break: Some(b),
+        },
+    };
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// A signed checkpoint.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckpointResponse {
+    /// Records covered.
+    pub seq: i64,
+    /// Head hash (hex).
+    pub head: String,
+    /// Signing time (RFC 3339).
+    pub signed_at: String,
+}
+
+/// Signs the current chain head now.
+#[utoipa::path(post, path = "/api/v1/orgs/{org_id}/audit-events/checkpoints", tag = "audit",
+    params(("org_id" = String, Path, description = "Organization id")),
+    responses(
+        (status = 201, description = "Checkpoint taken", body = CheckpointResponse),
+        (status = 409, description = "The log is empty", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn checkpoint(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+) -> Result<HttpResponse, ApiError> {
+    let cp = take_checkpoint(
+        &*st.store,
+        caller.org.id,
+        &st.checkpoint_key,
+        st.clock.now(),
+    )
+    .await?
+    .ok_or_else(|| {
+        ApiError::new(
+            actix_web::http::StatusCode::CONFLICT,
+            "empty_log",
+            "the audit log is empty",
+        )
+    })?;
+    Ok(HttpResponse::Created().json(CheckpointResponse {
+        seq: cp.seq,
+        head: hex::encode(cp.head),
+        signed_at: cp.signed_at.to_rfc3339(),
+    }))
+}

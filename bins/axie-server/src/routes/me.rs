@@ -1,0 +1,185 @@
+//! The caller: who they are, where they belong, what they may do; their sessions.
+
+use actix_web::{HttpResponse, web};
+use rbac_core::{Permission, SessionId};
+use serde::Serialize;
+use tenancy::{AccountStore, Principal, Session, User, accounts, me};
+use utoipa::ToSchema;
+
+use crate::auth::Authenticated;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A person.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserResponse {
+    /// User id.
+    pub id: String,
+    /// Email.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+}
+
+impl From<&User> for UserResponse {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id.to_string(),
+            email: u.email.to_string(),
+            name: u.name.clone(),
+        }
+    }
+}
+
+/// A team role.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TeamRoleResponse {
+    /// Team id.
+    pub team_id: String,
+    /// `admin`, `member` or `viewer`.
+    pub role: String,
+}
+
+/// One membership and its effective permissions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MembershipResponse {
+    /// Organization id.
+    pub org_id: String,
+    /// Organization name.
+    pub org_name: String,
+    /// `owner`, `admin` or `user`.
+    pub role: String,
+    /// Team roles.
+    pub teams: Vec<TeamRoleResponse>,
+    /// Permissions on every resource.
+    pub permissions: Vec<String>,
+    /// Permissions only on resources the caller created.
+    pub limited_permissions: Vec<String>,
+}
+
+/// The caller.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeResponse {
+    /// Who.
+    pub user: UserResponse,
+    /// `session` or `api_key`.
+    pub credential: String,
+    /// The API key's id, when called with one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<String>,
+    /// Memberships (an API key sees only its organization).
+    pub memberships: Vec<MembershipResponse>,
+}
+
+fn names(p: &[Permission]) -> Vec<String> {
+    p.iter().map(|p| p.as_str().to_owned()).collect()
+}
+
+/// Who am I, and what may I do?
+#[utoipa::path(get, path = "/api/v1/me", tag = "me", responses(
+    (status = 200, description = "The caller", body = MeResponse),
+    (status = 401, description = "Not authenticated", content_type = "application/problem+json"),
+), security(("bearer" = [])))]
+pub async fn me(st: web::Data<AppState>, auth: Authenticated) -> Result<HttpResponse, ApiError> {
+    let views = me::memberships(&*st.store, &auth.principal).await?;
+    let (credential, api_key_id) = match &auth.principal {
+        Principal::Session { .. } => ("session", None),
+        Principal::ApiKey { key, .. } => ("api_key", Some(key.id.to_string())),
+    };
+    Ok(HttpResponse::Ok().json(MeResponse {
+        user: UserResponse::from(auth.principal.user()),
+        credential: credential.to_owned(),
+        api_key_id,
+        memberships: views
+            .into_iter()
+            .map(|v| MembershipResponse {
+                org_id: v.org.to_string(),
+                org_name: v.org_name,
+                role: v.role.as_str().to_owned(),
+                teams: v
+                    .teams
+                    .iter()
+                    .map(|(t, r)| TeamRoleResponse {
+                        team_id: t.to_string(),
+                        role: r.as_str().to_owned(),
+                    })
+                    .collect(),
+                permissions: names(&v.permissions),
+                limited_permissions: names(&v.limited),
+            })
+            .collect(),
+    }))
+}
+
+/// A live session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionResponse {
+    /// Session id.
+    pub id: String,
+    /// Login time (RFC 3339).
+    pub created_at: String,
+    /// Last activity (RFC 3339).
+    pub last_seen_at: String,
+    /// Address at login.
+    pub ip: String,
+    /// User agent at login.
+    pub user_agent: String,
+    /// Whether this is the session making the request.
+    pub current: bool,
+}
+
+fn session_response(s: &Session, current: Option<SessionId>) -> SessionResponse {
+    SessionResponse {
+        id: s.id.to_string(),
+        created_at: s.created_at.to_rfc3339(),
+        last_seen_at: s.last_seen_at.to_rfc3339(),
+        ip: s.ip.clone(),
+        user_agent: s.user_agent.clone(),
+        current: Some(s.id) == current,
+    }
+}
+
+/// My live sessions.
+#[utoipa::path(get, path = "/api/v1/me/sessions", tag = "me", responses(
+    (status = 200, description = "Live sessions, newest first", body = [SessionResponse]),
+    (status = 401, description = "Not authenticated", content_type = "application/problem+json"),
+), security(("bearer" = [])))]
+pub async fn sessions(
+    st: web::Data<AppState>,
+    auth: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let current = match &auth.principal {
+        Principal::Session { session, .. } => Some(*session),
+        Principal::ApiKey { .. } => None,
+    };
+    let list = st.store.list_sessions(auth.principal.user().id).await?;
+    Ok(HttpResponse::Ok().json(
+        list.iter()
+            .map(|s| session_response(s, current))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Ends one of my sessions.
+#[utoipa::path(delete, path = "/api/v1/me/sessions/{session_id}", tag = "me",
+    params(("session_id" = String, Path, description = "Session id")),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 404, description = "No such live session of mine", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn end_session(
+    st: web::Data<AppState>,
+    auth: Authenticated,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id: SessionId = path.parse().map_err(|_| ApiError::not_found("session"))?;
+    accounts::logout(
+        &*st.store,
+        auth.principal.user(),
+        id,
+        auth.request,
+        st.clock.now(),
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,240 @@
+//! Every route of the API, declared once with its access rule.
+//!
+//! [`ROUTES`] is the single source: the app registers exactly these routes, the
+//! auth extractors refuse to run on a route missing from it, and a test checks
+//! that the OpenAPI document covers the same set.
+
+use actix_web::http::Method;
+use actix_web::{HttpRequest, Resource, web};
+use rbac_core::Permission;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::error::ApiError;
+
+pub mod api_keys;
+pub mod audit_log;
+pub mod auth;
+pub mod health;
+pub mod me;
+pub mod members;
+pub mod openapi;
+pub mod orgs;
+
+/// Who may call a route, checked before the handler body runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone.
+    Public,
+    /// Any authenticated principal (session or API key), no organization.
+    Authenticated,
+    /// Any member of the path's organization; the domain crate checks the resource.
+    Member,
+    /// Members of the path's organization holding this organization-level permission.
+    Org(Permission),
+}
+
+/// One declared route.
+pub struct RouteSpec {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path pattern as actix matches it.
+    pub path: &'static str,
+    /// Access rule.
+    pub access: Access,
+    register: fn(Resource) -> Resource,
+}
+
+macro_rules! routes {
+    ($($method:ident $path:literal => $handler:path, $access:expr;)*) => {
+        /// Every route.
+        pub static ROUTES: &[RouteSpec] = &[
+            $(RouteSpec {
+                method: stringify!($method),
+                path: $path,
+                access: $access,
+                register: |r| r.route(web::method(Method::$method).to($handler)),
+            },)*
+        ];
+    };
+}
+
+use Access::{Authenticated, Member, Org, Public};
+use Permission as P;
+
+routes! {
+    GET "/healthz" => health::healthz, Public;
+    GET "/readyz" => health::readyz, Public;
+    GET "/api/v1/openapi.json" => openapi::document, Public;
+    POST "/api/v1/auth/login" => auth::login, Public;
+    POST "/api/v1/auth/logout" => auth::logout, Authenticated;
+    GET "/api/v1/me" => me::me, Authenticated;
+    GET "/api/v1/me/sessions" => me::sessions, Authenticated;
+    DELETE "/api/v1/me/sessions/{session_id}" => me::end_session, Authenticated;
+    GET "/api/v1/orgs/{org_id}" => orgs::get, Org(P::ViewSettings);
+    PATCH "/api/v1/orgs/{org_id}" => orgs::update, Org(P::UpdateSettings);
+    GET "/api/v1/orgs/{org_id}/explain" => orgs::explain, Member;
+    GET "/api/v1/orgs/{org_id}/members" => members::list, Org(P::ViewMembers);
+    GET "/api/v1/orgs/{org_id}/api-keys" => api_keys::list, Member;
+    POST "/api/v1/orgs/{org_id}/api-keys" => api_keys::create, Member;
+    DELETE "/api/v1/orgs/{org_id}/api-keys/{key_id}" => api_keys::revoke, Member;
+    GET "/api/v1/orgs/{org_id}/audit-events" => audit_log::search, Org(P::ViewAuditLog);
+    GET "/api/v1/orgs/{org_id}/audit-events/export" => audit_log::export, Org(P::ExportData);
+    POST "/api/v1/orgs/{org_id}/audit-events/verify" => audit_log::verify, Org(P::ViewAuditLog);
+    POST "/api/v1/orgs/{org_id}/audit-events/checkpoints" => audit_log::checkpoint, Org(P::ViewAuditLog);
+}
+
+/// Registers every route, grouping methods of one path into one resource.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let mut seen: Vec<&str> = Vec::new();
+    for spec in ROUTES {
+        if seen.contains(&spec.path) {
+            continue;
+        }
+        seen.push(spec.path);
+        let mut res = web::resource(spec.path);
+        for same in ROUTES.iter().filter(|r| r.path == spec.path) {
+            res = (same.register)(res);
+        }
+        cfg.service(res);
+    }
+}
+
+/// The declared access of the route that matched `req`.
+///
+/// # Errors
+/// A 500 when the route is not declared (a programming error the route test catches).
+pub fn route_access(req: &HttpRequest) -> Result<Access, ApiError> {
+    let pattern = req.match_pattern().unwrap_or_default();
+    ROUTES
+        .iter()
+        .find(|r| r.path == pattern && r.method == req.method().as_str())
+        .map(|r| r.access)
+        .ok_or_else(|| {
+            ApiError::internal(std::io::Error::other(format!(
+                "route `{pattern}` has no declared access"
+            )))
+        })
+}
+
+/// Keyset pagination parameters shared by every list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    /// The page size.
+    ///
+    /// # Errors
+    /// 400 when outside 1..=200.
+    pub fn limit(&self) -> Result<u32, ApiError> {
+        match self.limit.unwrap_or(50) {
+            l @ 1..=200 => Ok(l),
+            _ => Err(ApiError::bad_request("`limit` must be between 1 and 200")),
+        }
+    }
+
+    /// The cursor parsed as an id.
+    ///
+    /// # Errors
+    /// 400 for a malformed cursor.
+    pub fn cursor<T: std::str::FromStr>(&self) -> Result<Option<T>, ApiError> {
+        self.cursor
+            .as_deref()
+            .map(|c| {
+                c.parse()
+                    .map_err(|_| ApiError::bad_request("`cursor` is not valid"))
+            })
+            .transpose()
+    }
+}
+
+/// A page of results.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// Builds a page; a full page gets a cursor made from its last item.
+    pub fn new(items: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> String) -> Self {
+        let next_cursor = if items.len() == limit as usize {
+            items.last().map(cursor_of)
+        } else {
+            None
+        };
+        Self { items, next_cursor }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use utoipa::OpenApi;
+
+    #[test]
+    fn every_route_is_declared_once_and_documented() {
+        let declared: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|r| (r.method.to_lowercase(), r.path.to_owned()))
+            .collect();
+        assert_eq!(declared.len(), ROUTES.len(), "a route is declared twice");
+        let doc = openapi::ApiDoc::openapi();
+        let mut documented = BTreeSet::new();
+        for (path, item) in &doc.paths.paths {
+            for (method, op) in [
+                ("get", &item.get),
+                ("post", &item.post),
+                ("put", &item.put),
+                ("patch", &item.patch),
+                ("delete", &item.delete),
+            ] {
+                if op.is_some() {
+                    documented.insert((method.to_owned(), path.clone()));
+                }
+            }
+        }
+        assert_eq!(
+            declared, documented,
+            "ROUTES and the OpenAPI document disagree"
+        );
+    }
+
+    #[test]
+    fn only_health_docs_and_login_are_public() {
+        let public: Vec<_> = ROUTES
+            .iter()
+            .filter(|r| r.access == Access::Public)
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(
+            public,
+            [
+                "/healthz",
+                "/readyz",
+                "/api/v1/openapi.json",
+                "/api/v1/auth/login"
+            ]
+        );
+        for r in ROUTES {
+            let org_scoped = r.path.contains("{org_id}");
+            assert_eq!(
+                org_scoped,
+                matches!(r.access, Access::Member | Access::Org(_)),
+                "{} {}",
+                r.method,
+                r.path
+            );
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations.
+
+use actix_web::HttpResponse;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{api_keys, audit_log, auth, health, me, members, orgs};
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Axie Enterprise API", description = "Team management for AI chat interfaces: organizations, members, roles, API keys and a tamper-evident audit log. Errors are RFC 9457 problem documents."),
+    paths(
+        health::healthz, health::readyz, document,
+        auth::login, auth::logout,
+        me::me, me::sessions, me::end_session,
+        orgs::get, orgs::update, orgs::explain,
+        members::list,
+        api_keys::list, api_keys::create, api_keys::revoke,
+        audit_log::search, audit_log::export, audit_log::verify, audit_log::checkpoint,
+    ),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+/// The document as JSON text.
+pub fn json() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+}
+
+/// Serves the OpenAPI document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta", responses((status = 200, description = "OpenAPI 3.1 document")))]
+pub async fn document() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(json())
+}

@@ -1,0 +1,176 @@
+//! An organization's settings and the permission explainer.
+
+use actix_web::{HttpResponse, web};
+use rbac_core::{Decision, Permission, Resource};
+use serde::{Deserialize, Serialize};
+use tenancy::orgs::{self, UpdateProfileRequest};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::OrgCaller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Organization settings as the caller may see them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrgResponse {
+    /// Organization id ("enterpriseId").
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// `free`, `pro` or `enterprise`.
+    pub plan: String,
+    /// Company name.
+    pub company_name: String,
+    /// Contact email.
+    pub contact_email: Option<String>,
+    /// Billing address (empty unless the caller may see billing).
+    pub billing_address: String,
+    /// Tax id (empty unless the caller may see billing).
+    pub tax_id: String,
+    /// Feature-access settings.
+    #[schema(value_type = Object)]
+    pub feature_access: serde_json::Value,
+}
+
+fn response(caller: &tenancy::Caller, profile: &tenancy::CompanyProfile) -> OrgResponse {
+    OrgResponse {
+        id: caller.org.id.to_string(),
+        name: caller.org.name.clone(),
+        plan: caller.org.plan.as_str().to_owned(),
+        company_name: profile.company_name.clone(),
+        contact_email: profile.contact_email.as_ref().map(ToString::to_string),
+        billing_address: profile.billing_address.clone(),
+        tax_id: profile.tax_id.clone(),
+        feature_access: serde_json::to_value(caller.org.access).unwrap_or_default(),
+    }
+}
+
+/// Reads the organization's settings.
+#[utoipa::path(get, path = "/api/v1/orgs/{org_id}", tag = "organizations",
+    params(("org_id" = String, Path, description = "Organization id")),
+    responses(
+        (status = 200, description = "Settings", body = OrgResponse),
+        (status = 404, description = "No such organization for the caller", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn get(OrgCaller(caller): OrgCaller) -> HttpResponse {
+    HttpResponse::Ok().json(response(&caller, &orgs::visible_profile(&caller)))
+}
+
+/// A partial update of company information.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOrgBody {
+    /// Company name.
+    pub company_name: Option<String>,
+    /// Contact email; `null` clears it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub contact_email: Option<Option<String>>,
+    /// Billing address (Owner only).
+    pub billing_address: Option<String>,
+    /// Tax id (Owner only).
+    pub tax_id: Option<String>,
+}
+
+fn double_option<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// Updates company information.
+#[utoipa::path(patch, path = "/api/v1/orgs/{org_id}", tag = "organizations",
+    params(("org_id" = String, Path, description = "Organization id")),
+    request_body = UpdateOrgBody,
+    responses(
+        (status = 200, description = "Updated settings", body = OrgResponse),
+        (status = 403, description = "Not allowed", content_type = "application/problem+json"),
+        (status = 422, description = "Invalid value", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn update(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    body: web::Json<UpdateOrgBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let req = UpdateProfileRequest {
+        company_name: body.company_name,
+        contact_email: body.contact_email,
+        billing_address: body.billing_address,
+        tax_id: body.tax_id,
+    };
+    let mut profile = orgs::update_profile(&*st.store, &caller, req, st.clock.now()).await?;
+    if caller.check_org(Permission::ViewBilling).is_err() {
+        profile.billing_address.clear();
+        profile.tax_id.clear();
+    }
+    Ok(HttpResponse::Ok().json(response(&caller, &profile)))
+}
+
+/// What to explain.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainQuery {
+    /// A permission name, for example `create_api_key`.
+    pub permission: String,
+    /// The team of the resource (omit for organization-level actions).
+    pub team_id: Option<String>,
+    /// Who created the resource (for the Limited permissions).
+    pub creator_id: Option<String>,
+}
+
+/// The decision and its reason.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExplainResponse {
+    /// Whether it is allowed.
+    pub allowed: bool,
+    /// The decision with its typed reason.
+    #[schema(value_type = Object)]
+    pub decision: Decision,
+    /// A sentence for people.
+    pub explanation: String,
+}
+
+/// May I do this, and if not, why not?
+#[utoipa::path(get, path = "/api/v1/orgs/{org_id}/explain", tag = "organizations",
+    params(("org_id" = String, Path, description = "Organization id"), ExplainQuery),
+    responses(
+        (status = 200, description = "The decision", body = ExplainResponse),
+        (status = 400, description = "Unknown permission or id", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn explain(
+    OrgCaller(caller): OrgCaller,
+    q: web::Query<ExplainQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let perm = Permission::parse(&q.permission)
+        .ok_or_else(|| ApiError::bad_request(format!("unknown permission `{}`", q.permission)))?;
+    let team = q
+        .team_id
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|_| ApiError::bad_request("`team_id` is not a team id"))?;
+    let creator = q
+        .creator_id
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|_| ApiError::bad_request("`creator_id` is not a user id"))?;
+    let decision = caller.decide(
+        perm,
+        &Resource {
+            org: caller.org.id,
+            team,
+            creator,
+        },
+    );
+    let explanation = match decision {
+        Decision::Allow(g) => format!("allowed ({g:?})"),
+        Decision::Deny(r) => format!("denied: {r}"),
+    };
+    Ok(HttpResponse::Ok().json(ExplainResponse {
+        allowed: decision.is_allowed(),
+        decision,
+        explanation,
+    }))
+}

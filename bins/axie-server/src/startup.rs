@@ -1,0 +1,182 @@
+//! Builds the application: settings → database → bootstrap → HTTP server and workers.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use secrecy::ExposeSecret;
+use security_policy::{HashParams, PasswordHasher};
+use store_sea::{PoolOptions, SeaStore};
+
+use crate::bootstrap::{BootstrapReport, ensure_first_org};
+use crate::config::Settings;
+use crate::error::{json_error, path_error, query_error};
+use crate::state::{AppState, Clock};
+use crate::{middleware, routes, workers};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Database(#[source] audit::StoreError),
+    /// First-start bootstrap failed.
+    #[error("bootstrap: {0}")]
+    Bootstrap(#[source] tenancy::TenancyError),
+    /// Files or sockets.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// Crypto parameters.
+    #[error("security: {0}")]
+    Security(String),
+}
+
+/// A built, bound, not yet running server.
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    state: AppState,
+    bootstrap: Option<BootstrapReport>,
+}
+
+/// Reads or creates the checkpoint key file (hex, 32 random bytes).
+fn checkpoint_key(settings: &Settings) -> Result<Vec<u8>, StartupError> {
+    let configured = settings.security.checkpoint_key.expose_secret();
+    if !configured.is_empty() {
+        return Ok(configured.as_bytes().to_vec());
+    }
+    let path = settings.server.data_dir.join("checkpoint.key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return Ok(text.trim().as_bytes().to_vec());
+    }
+    std::fs::create_dir_all(&settings.server.data_dir)?;
+    let key = security_policy::mint("ck", 32).secret;
+    std::fs::write(&path, &key)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    tracing::warn!(path = %path.display(), "created a new audit checkpoint key; back it up and keep it outside the database");
+    Ok(key.into_bytes())
+}
+
+impl Application {
+    /// Opens the database, runs migrations, bootstraps, and binds the listener.
+    ///
+    /// # Errors
+    /// [`StartupError`] with the failing step.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with_clock(settings, Clock::default()).await
+    }
+
+    /// As [`Application::build`], with a given clock (tests move it).
+    ///
+    /// # Errors
+    /// [`StartupError`] with the failing step.
+    pub async fn build_with_clock(settings: Settings, clock: Clock) -> Result<Self, StartupError> {
+        let url = settings.database_url()?;
+        if url.is_sqlite() {
+            std::fs::create_dir_all(&settings.server.data_dir)?;
+        }
+        let pool = PoolOptions {
+            max_connections: settings.database.max_connections,
+            ..PoolOptions::default()
+        };
+        let store = SeaStore::connect(&url, pool)
+            .await
+            .map_err(StartupError::Database)?;
+        store.migrate().await.map_err(StartupError::Database)?;
+        tracing::info!(database = %url, "database ready");
+        let hasher = PasswordHasher::new(HashParams::default())
+            .map_err(|e| StartupError::Security(e.to_string()))?;
+        let bootstrap = ensure_first_org(&store, &hasher, &settings.bootstrap, &clock)
+            .await
+            .map_err(StartupError::Bootstrap)?;
+        if let (Some(report), true) = (&bootstrap, settings.bootstrap.demo) {
+            crate::demo::seed(&store, &hasher, &report.org, &clock)
+                .await
+                .map_err(StartupError::Bootstrap)?;
+        }
+        let trusted = security_policy::parse_allowlist(&settings.server.trusted_proxies)
+            .map_err(|e| StartupError::Security(e.to_string()))?;
+        let state = AppState {
+            checkpoint_key: Arc::new(checkpoint_key(&settings)?),
+            store: Arc::new(store),
+            hasher: Arc::new(hasher),
+            trusted_proxies: Arc::new(trusted),
+            settings: Arc::new(settings),
+            clock,
+        };
+        let listener = TcpListener::bind((
+            state.settings.server.host.as_str(),
+            state.settings.server.port,
+        ))?;
+        let port = listener.local_addr()?.port();
+        let data = web::Data::new(state.clone());
+        let limit = state.settings.server.body_limit_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(limit)
+                        .error_handler(json_error),
+                )
+                .app_data(web::QueryConfig::default().error_handler(query_error))
+                .app_data(web::PathConfig::default().error_handler(path_error))
+                .configure(routes::configure)
+                .default_service(web::to(not_found))
+                .wrap(from_fn(middleware::observe))
+        })
+        .listen(listener)?
+        .shutdown_timeout(10)
+        .run();
+        Ok(Self {
+            port,
+            server,
+            state,
+            bootstrap,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// What the first start created, if this start created it.
+    pub fn bootstrap(&self) -> Option<&BootstrapReport> {
+        self.bootstrap.as_ref()
+    }
+
+    /// The shared state (tests use its clock and store).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until the server stops (SIGINT/SIGTERM trigger a graceful shutdown).
+    ///
+    /// # Errors
+    /// I/O errors of the server.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let workers = workers::spawn(self.state.clone());
+        let result = self.server.await;
+        for w in workers {
+            w.abort();
+        }
+        result
+    }
+}
+
+async fn not_found() -> Result<actix_web::HttpResponse, crate::error::ApiError> {
+    Err(crate::error::ApiError::not_found("route"))
+}
+
+/// How often background workers wake up when idle.
+pub const WORKER_TICK: Duration = Duration::from_secs(1);

@@ -1,0 +1,46 @@
+//! Shared application state handed to every handler.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use chrono::{DateTime, Duration, Utc};
+use security_policy::{IpAllowlistEntry, PasswordHasher};
+use store_sea::SeaStore;
+
+use crate::config::Settings;
+
+/// The server's clock. Production reads the system time; tests shift it to cross timeouts.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    offset_ms: Arc<AtomicI64>,
+}
+
+impl Clock {
+    /// The current time.
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + Duration::milliseconds(self.offset_ms.load(Ordering::Relaxed))
+    }
+
+    /// Moves the clock forward (tests only call this).
+    pub fn advance(&self, by: Duration) {
+        self.offset_ms
+            .fetch_add(by.num_milliseconds(), Ordering::Relaxed);
+    }
+}
+
+/// Everything handlers need.
+#[derive(Clone)]
+pub struct AppState {
+    /// The storage adapter (all ports).
+    pub store: Arc<SeaStore>,
+    /// Password hashing.
+    pub hasher: Arc<PasswordHasher>,
+    /// Settings.
+    pub settings: Arc<Settings>,
+    /// Audit checkpoint signing key.
+    pub checkpoint_key: Arc<Vec<u8>>,
+    /// Parsed trusted proxy networks.
+    pub trusted_proxies: Arc<Vec<IpAllowlistEntry>>,
+    /// The clock.
+    pub clock: Clock,
+}

@@ -1,0 +1,40 @@
+//! Background workers: periodic signed checkpoints of every audit chain.
+
+use std::time::Duration;
+
+use audit::{AuditStore, take_checkpoint};
+use tokio::task::JoinHandle;
+
+use crate::state::AppState;
+
+/// Starts the workers; the caller aborts them at shutdown.
+pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
+    let mut out = Vec::new();
+    let every = state.settings.audit.checkpoint_interval_secs;
+    if every > 0 {
+        out.push(tokio::spawn(checkpoints(state, Duration::from_secs(every))));
+    }
+    out
+}
+
+async fn checkpoints(state: AppState, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let orgs = match state.store.organizations().await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "checkpoint worker: cannot list organizations");
+                continue;
+            }
+        };
+        for org in orgs {
+            if let Err(e) =
+                take_checkpoint(&*state.store, org, &state.checkpoint_key, state.clock.now()).await
+            {
+                tracing::warn!(error = %e, %org, "checkpoint worker: checkpoint failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! What a principal may do: their memberships with effective permissions.
+
+use rbac_core::{
+    Credential, OrgId, OrgRole, Permission, Resource, Subject, TeamId, TeamRole, authorize,
+};
+use serde::Serialize;
+
+use crate::caller::Principal;
+use crate::error::TenancyError;
+use crate::store::TenancyStore;
+
+/// One membership with what it allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MembershipView {
+    /// The organization.
+    pub org: OrgId,
+    /// Its name.
+    pub org_name: String,
+    /// The principal's role.
+    pub role: OrgRole,
+    /// The principal's team roles.
+    pub teams: Vec<(TeamId, TeamRole)>,
+    /// Permissions held on every resource (in the default team for workspace resources).
+    pub permissions: Vec<Permission>,
+    /// Permissions held only on resources the principal created (the "Limited" cells).
+    pub limited: Vec<Permission>,
+}
+
+/// The principal's memberships with effective permissions (an API key sees only its own organization).
+///
+/// # Errors
+/// [`TenancyError::Store`] on storage failure.
+pub async fn memberships<S: TenancyStore + ?Sized>(
+    store: &S,
+    principal: &Principal,
+) -> Result<Vec<MembershipView>, TenancyError> {
+    let user = principal.user();
+    let (credential, only_org) = match principal {
+        Principal::Session { .. } => (Credential::Session, None),
+        Principal::ApiKey { key, .. } => (Credential::ApiKey, Some(key.org)),
+    };
+    let mut out = Vec::new();
+    for m in store.memberships(user.id).await? {
+        if only_org.is_some_and(|o| o != m.org) {
+            continue;
+        }
+        let org = store.get_org(m.org).await?;
+        let team = store.default_team(m.org).await?.id;
+        let ctx = rbac_core::Context {
+            access: org.access,
+            plan: org.plan.features(),
+        };
+        let subject = Subject {
+            user: user.id,
+            org: m.org,
+            role: m.role,
+            teams: m.teams.clone(),
+            credential,
+        };
+        let mut permissions = Vec::new();
+        let mut limited = Vec::new();
+        for p in Permission::ALL {
+            let any = Resource {
+                org: m.org,
+                team: Some(team),
+                creator: None,
+            };
+            if authorize(&subject, p, &any, &ctx).is_allowed() {
+                permissions.push(p);
+            } else if authorize(&subject, p, &Resource::owned(m.org, team, user.id), &ctx)
+                .is_allowed()
+            {
+                limited.push(p);
+            }
+        }
+        out.push(MembershipView {
+            org: m.org,
+            org_name: m.org_name,
+            role: m.role,
+            teams: m.teams,
+            permissions,
+            limited,
+        });
+    }
+    Ok(out)
+}
