@@ -1,1 +1,12 @@
-fn main() {}
+//! End-to-end suite: each test starts the real server on a random port against a
+//! fresh database and drives it over HTTP. Every test runs on SQLite, and on
+//! PostgreSQL when `AXIE_TEST_POSTGRES_URL` is set (as `.ci/run` does).
+
+#![allow(unreachable_pub, reason = "helpers are shared between test modules")]
+
+mod helpers;
+
+mod api_keys;
+mod audit_log;
+mod authorization;
+mod foundation;

@@ -138,7 +138,13 @@ impl Settings {
             }
             fig = fig.merge(Toml::file(f));
         }
-        fig = fig.merge(Env::prefixed("AXIE_").split("__").ignore(&["config"]));
+        // Every setting sits in a section, so only `AXIE_<SECTION>__<KEY>` variables are settings;
+        // others such as `AXIE_CONFIG` or `AXIE_TEST_POSTGRES_URL` are left alone.
+        fig = fig.merge(
+            Env::prefixed("AXIE_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
         if let Ok(url) = std::env::var("DATABASE_URL") {
             if !url.trim().is_empty() {
                 fig = fig.merge(Serialized::default("database.url", url));

@@ -291,3 +291,37 @@ pub async fn add_new_member_as_system<S: TenancyStore + ?Sized>(
         })?;
     Ok(user)
 }
+
+/// Replaces the feature-access settings (Enterprise plan; Owner and Admins).
+///
+/// # Errors
+/// [`TenancyError::Forbidden`] without the permission or the plan feature.
+pub async fn update_access<S: TenancyStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    access: FeatureAccess,
+    now: DateTime<Utc>,
+) -> Result<FeatureAccess, TenancyError> {
+    caller.check_org(Permission::UpdateFeatureAccess)?;
+    let journal = Journal::record(
+        caller
+            .audit(
+                now,
+                AuditAction::FeatureAccessUpdated,
+                Target::new("organization", caller.org.id, caller.org.name.clone()),
+            )
+            .with_metadata(Metadata::from_value(
+                json!({ "before": caller.org.access, "after": access }),
+            )?),
+    )
+    .publish(DomainEvent::new(
+        caller.org.id,
+        EventKind::SettingsUpdated,
+        now,
+        json!({
+            "featureAccess": access, "updatedBy": caller.user.id,
+        }),
+    ));
+    store.update_access(caller.org.id, &access, journal).await?;
+    Ok(access)
+}

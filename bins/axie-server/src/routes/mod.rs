@@ -73,6 +73,7 @@ routes! {
     DELETE "/api/v1/me/sessions/{session_id}" => me::end_session, Authenticated;
     GET "/api/v1/orgs/{org_id}" => orgs::get, Org(P::ViewSettings);
     PATCH "/api/v1/orgs/{org_id}" => orgs::update, Org(P::UpdateSettings);
+    PUT "/api/v1/orgs/{org_id}/feature-access" => orgs::update_access, Org(P::UpdateFeatureAccess);
     GET "/api/v1/orgs/{org_id}/explain" => orgs::explain, Member;
     GET "/api/v1/orgs/{org_id}/members" => members::list, Org(P::ViewMembers);
     GET "/api/v1/orgs/{org_id}/api-keys" => api_keys::list, Member;

@@ -26,7 +26,7 @@ impl Modify for BearerAuth {
         health::healthz, health::readyz, document,
         auth::login, auth::logout,
         me::me, me::sessions, me::end_session,
-        orgs::get, orgs::update, orgs::explain,
+        orgs::get, orgs::update, orgs::update_access, orgs::explain,
         members::list,
         api_keys::list, api_keys::create, api_keys::revoke,
         audit_log::search, audit_log::export, audit_log::verify, audit_log::checkpoint,

@@ -174,3 +174,53 @@ pub async fn explain(
         explanation,
     }))
 }
+
+/// The feature-access settings ("who can …"): each `admins_only` or `admins_and_users`.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureAccessBody {
+    /// Who can create API keys.
+    pub create_api_keys: String,
+    /// Who can manage domains.
+    pub manage_domains: String,
+    /// Who can view audit logs.
+    pub view_audit_logs: String,
+    /// Who can export data.
+    pub export_data: String,
+}
+
+fn audience(field: &str, v: &str) -> Result<rbac_core::Audience, ApiError> {
+    match v {
+        "admins_only" => Ok(rbac_core::Audience::AdminsOnly),
+        "admins_and_users" => Ok(rbac_core::Audience::AdminsAndUsers),
+        other => Err(ApiError::new(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            format!("`{field}` must be `admins_only` or `admins_and_users`, not `{other}`"),
+        )),
+    }
+}
+
+/// Replaces the feature-access settings.
+#[utoipa::path(put, path = "/api/v1/orgs/{org_id}/feature-access", tag = "organizations",
+    params(("org_id" = String, Path, description = "Organization id")),
+    request_body = FeatureAccessBody,
+    responses(
+        (status = 200, description = "The new settings", body = FeatureAccessBody),
+        (status = 403, description = "Not allowed, or not on the Enterprise plan", content_type = "application/problem+json"),
+        (status = 422, description = "Invalid value", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn update_access(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    body: web::Json<FeatureAccessBody>,
+) -> Result<HttpResponse, ApiError> {
+    let access = rbac_core::FeatureAccess {
+        create_api_keys: audience("create_api_keys", &body.create_api_keys)?,
+        manage_domains: audience("manage_domains", &body.manage_domains)?,
+        view_audit_logs: audience("view_audit_logs", &body.view_audit_logs)?,
+        export_data: audience("export_data", &body.export_data)?,
+    };
+    orgs::update_access(&*st.store, &caller, access, st.clock.now()).await?;
+    Ok(HttpResponse::Ok().json(body.into_inner()))
+}

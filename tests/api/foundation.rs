@@ -1,0 +1,406 @@
+//! Health, login, sessions, `/me`, OpenAPI, and bad input answered with problem+json.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::*;
+
+both_backends!(health_and_readiness, |b| async move {
+    let t = spawn_app(b).await;
+    let h = json_of(t.client.get(t.url("/healthz")).send().await.unwrap()).await;
+    assert_eq!(h["status"], "ok");
+    let r = json_of(t.client.get(t.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(r["status"], "ready");
+    assert_eq!(
+        r["database"],
+        if b == Backend::Sqlite {
+            "sqlite"
+        } else {
+            "postgres"
+        }
+    );
+});
+
+both_backends!(
+    first_owner_logs_in_creates_a_key_and_calls_me_with_it,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let me = json_of(t.get(&t.url("/api/v1/me"), &t.owner_token).await).await;
+        assert_eq!(me["user"]["email"], OWNER_EMAIL);
+        assert_eq!(me["credential"], "session");
+        let m = &me["memberships"][0];
+        assert_eq!(m["org_id"], t.org_id.as_str());
+        assert_eq!(m["role"], "owner");
+        assert!(
+            m["permissions"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("manage_billing"))
+        );
+
+        let res = t
+            .post(
+                &t.org("/api-keys"),
+                &t.owner_token,
+                &json!({"name": "Production API"}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let key = res.json::<Value>().await.unwrap();
+        let secret = key["secret"].as_str().unwrap();
+        assert!(secret.starts_with(key["prefix"].as_str().unwrap()));
+        let via_key = json_of(t.get(&t.url("/api/v1/me"), secret).await).await;
+        assert_eq!(via_key["credential"], "api_key");
+        assert_eq!(via_key["api_key_id"], key["id"]);
+        // The secret is shown once: listing shows only the prefix.
+        let list = json_of(t.get(&t.org("/api-keys"), &t.owner_token).await).await;
+        assert!(!list.to_string().contains(secret));
+    }
+);
+
+both_backends!(
+    bad_credentials_look_the_same_for_known_and_unknown_emails,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let wrong = problem(
+            t.login_response(OWNER_EMAIL, "not the password at all")
+                .await,
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+        )
+        .await;
+        let unknown = problem(
+            t.login_response("nobody@acme.example", "not the password at all")
+                .await,
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+        )
+        .await;
+        assert_eq!(wrong["detail"], unknown["detail"]);
+        let failed = t.audit("action=auth.login_failed").await;
+        assert_eq!(failed.len(), 1, "the known account's failure is audited");
+        assert_eq!(failed[0]["outcome"], "failure");
+        problem(
+            t.login_response("not an email", "x").await,
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+        )
+        .await;
+    }
+);
+
+both_backends!(
+    logout_ends_the_session_on_the_next_request,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let token = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+        json_of(t.get(&t.url("/api/v1/me"), &token).await).await;
+        let res = t
+            .client
+            .post(t.url("/api/v1/auth/logout"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        problem(
+            t.get(&t.url("/api/v1/me"), &token).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        )
+        .await;
+        // The other session is untouched.
+        json_of(t.get(&t.url("/api/v1/me"), &t.owner_token).await).await;
+        assert_eq!(t.audit("action=auth.logout").await.len(), 1);
+    }
+);
+
+both_backends!(session_cookie_is_http_only_and_works, |b| async move {
+    let t = spawn_app(b).await;
+    let res = t.login_response(OWNER_EMAIL, OWNER_PASSWORD).await;
+    let cookie = res
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(cookie.starts_with("axie_session=axs_"));
+    assert!(cookie.contains("HttpOnly"));
+    assert!(cookie.contains("SameSite=Strict"));
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    let me = t
+        .client
+        .get(t.url("/api/v1/me"))
+        .header("cookie", pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    // A made-up cookie is never honoured.
+    let forged = t
+        .client
+        .get(t.url("/api/v1/me"))
+        .header("cookie", "axie_session=axs_forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+});
+
+both_backends!(sessions_are_listed_and_ended, |b| async move {
+    let t = spawn_app(b).await;
+    let second = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+    let list = json_of(t.get(&t.url("/api/v1/me/sessions"), &t.owner_token).await).await;
+    let sessions = list.as_array().unwrap();
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+    let other = sessions.iter().find(|s| s["current"] == false).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = t
+        .delete(
+            &t.url(&format!("/api/v1/me/sessions/{other}")),
+            &t.owner_token,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    problem(
+        t.get(&t.url("/api/v1/me"), &second).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await;
+    problem(
+        t.delete(
+            &t.url(&format!("/api/v1/me/sessions/{other}")),
+            &t.owner_token,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+});
+
+both_backends!(fourth_login_ends_the_oldest_session, |b| async move {
+    let t = spawn_app(b).await;
+    let s2 = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+    let s3 = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+    let s4 = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+    problem(
+        t.get(&t.url("/api/v1/me"), &t.owner_token).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await;
+    for s in [&s2, &s3, &s4] {
+        json_of(t.get(&t.url("/api/v1/me"), s).await).await;
+    }
+});
+
+both_backends!(idle_and_absolute_timeouts_end_sessions, |b| async move {
+    let t = spawn_app(b).await;
+    let token = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+    t.clock.advance(chrono::Duration::minutes(29));
+    json_of(t.get(&t.url("/api/v1/me"), &token).await).await;
+    t.clock.advance(chrono::Duration::minutes(31));
+    problem(
+        t.get(&t.url("/api/v1/me"), &token).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await;
+    let busy = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+    for _ in 0..17 {
+        t.clock.advance(chrono::Duration::minutes(28));
+        json_of(t.get(&t.url("/api/v1/me"), &busy).await).await;
+    }
+    // 17 × 28 min = 7 h 56 min of activity; 8 h after login the session ends though it is busy.
+    t.clock.advance(chrono::Duration::minutes(5));
+    problem(
+        t.get(&t.url("/api/v1/me"), &busy).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await;
+});
+
+both_backends!(
+    bad_input_gets_problem_json_and_changes_nothing,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let before = t.audit("limit=500").await.len();
+        let url = t.org("/api-keys");
+        let raw = |body: &'static str| {
+            t.client
+                .post(&url)
+                .bearer_auth(&t.owner_token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+        };
+        problem(
+            raw("{not json").await.unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        )
+        .await;
+        problem(
+            raw(r#"{"name": 42}"#).await.unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        )
+        .await;
+        problem(
+            raw(r#"{"name": "x", "scopes": ["all"]}"#).await.unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        )
+        .await;
+        problem(
+            raw(r#"{"name": "   "}"#).await.unwrap(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        let huge = json!({ "name": "x".repeat(2 * 1024 * 1024) });
+        problem(
+            t.post(&url, &t.owner_token, &huge).await,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+        )
+        .await;
+        let no_ct = t
+            .client
+            .post(&url)
+            .bearer_auth(&t.owner_token)
+            .body(r#"{"name":"x"}"#)
+            .send()
+            .await
+            .unwrap();
+        problem(
+            no_ct,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        )
+        .await;
+        problem(
+            t.get(&t.org("/members?limit=0"), &t.owner_token).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        )
+        .await;
+        problem(
+            t.get(&t.org("/members?bogus=1"), &t.owner_token).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        )
+        .await;
+        problem(
+            t.get(&t.url("/api/v1/nope"), &t.owner_token).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        problem(
+            t.patch(
+                &t.org(""),
+                &t.owner_token,
+                &json!({"contact_email": "not-an-email"}),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        problem(
+            t.get(&t.url("/api/v1/me"), "axk_wrong").await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        )
+        .await;
+        let keys = json_of(t.get(&url, &t.owner_token).await).await;
+        assert!(
+            keys["items"].as_array().unwrap().is_empty(),
+            "no key was created"
+        );
+        let after = t.audit("limit=500").await.len();
+        assert_eq!(
+            before, after,
+            "nothing was audited because nothing happened"
+        );
+    }
+);
+
+both_backends!(openapi_document_covers_the_api, |b| async move {
+    let t = spawn_app(b).await;
+    let doc = json_of(
+        t.client
+            .get(t.url("/api/v1/openapi.json"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in [
+        "/api/v1/auth/login",
+        "/api/v1/me",
+        "/api/v1/orgs/{org_id}/api-keys",
+        "/api/v1/orgs/{org_id}/audit-events",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+});
+
+both_backends!(
+    responses_carry_request_ids_and_security_headers,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let res = t
+            .client
+            .get(t.url("/healthz"))
+            .header("x-request-id", "trace-123")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["x-request-id"], "trace-123");
+        assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(res.headers()["x-frame-options"], "DENY");
+        let res = t.client.get(t.url("/healthz")).send().await.unwrap();
+        assert_eq!(res.headers()["x-request-id"].len(), 32);
+    }
+);
+
+both_backends!(
+    company_settings_update_and_billing_fields_are_owner_only,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let body = json!({"company_name": "Your Company Inc.", "contact_email": "Admin@YourCompany.com", "billing_address": "123 Business St", "tax_id": "SE123"});
+        let org = json_of(t.patch(&t.org(""), &t.owner_token, &body).await).await;
+        assert_eq!(org["company_name"], "Your Company Inc.");
+        assert_eq!(org["contact_email"], "admin@yourcompany.com");
+        assert_eq!(org["tax_id"], "SE123");
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        let seen = json_of(t.get(&t.org(""), &mike).await).await;
+        assert_eq!(seen["company_name"], "Your Company Inc.");
+        assert_eq!(seen["tax_id"], "", "admins do not see billing data");
+        json_of(
+            t.patch(&t.org(""), &mike, &json!({"company_name": "Renamed"}))
+                .await,
+        )
+        .await;
+        let denied = problem(
+            t.patch(&t.org(""), &mike, &json!({"tax_id": "X"})).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        assert_eq!(denied["reason"], "role_lacks_permission");
+        let updates = t.audit("action=settings.updated").await;
+        assert_eq!(updates.len(), 2);
+    }
+);

@@ -1,0 +1,259 @@
+//! `spawn_app`: the real server on a random port against a fresh database.
+
+use std::sync::OnceLock;
+
+use axie_server::{Application, Clock, Settings};
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+use store_sea::testing::{fresh_postgres, postgres_server};
+
+pub const OWNER_EMAIL: &str = "owner@acme.example";
+pub const OWNER_PASSWORD: &str = "tilted windmill at sunrise";
+pub const DEMO_PASSWORD: &str = axie_server::demo::DEMO_PASSWORD;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Defines `<name>_sqlite` and `<name>_postgres` tests from one async body taking a `Backend`.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                ($body)($crate::helpers::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::helpers::postgres_enabled() {
+                    ($body)($crate::helpers::Backend::Postgres).await;
+                }
+            }
+        }
+    };
+}
+
+pub fn postgres_enabled() -> bool {
+    static SAID: OnceLock<()> = OnceLock::new();
+    let on = postgres_server().is_some();
+    if !on {
+        SAID.get_or_init(|| store_sea::testing::say_postgres_skipped("end-to-end suite"));
+    }
+    on
+}
+
+fn init_tracing() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        if std::env::var("TEST_LOG").is_ok() {
+            axie_server::telemetry::init(&axie_server::config::LogSettings {
+                format: "pretty".into(),
+                level: "info".into(),
+            });
+        }
+    });
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: Client,
+    pub org_id: String,
+    pub owner_token: String,
+    pub clock: Clock,
+    pub store: std::sync::Arc<store_sea::SeaStore>,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Options {
+    pub demo: bool,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, Options { demo: true }).await
+}
+
+pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = Settings::load(None).expect("default settings load");
+    settings.server.port = 0;
+    settings.server.data_dir = dir.path().to_path_buf();
+    settings.database.url = match backend {
+        Backend::Sqlite => String::new(),
+        Backend::Postgres => {
+            let server = postgres_server().expect("postgres server url");
+            fresh_postgres(&server)
+                .await
+                .expect("fresh postgres database")
+                .expose()
+                .to_owned()
+        }
+    };
+    settings.database.max_connections = 5;
+    settings.bootstrap.org_name = "Acme Corp".into();
+    settings.bootstrap.owner_email = OWNER_EMAIL.into();
+    settings.bootstrap.owner_name = "Sarah Owner".into();
+    settings.bootstrap.owner_password = OWNER_PASSWORD.to_owned().into();
+    settings.bootstrap.demo = opts.demo;
+    settings.audit.checkpoint_interval_secs = 0;
+    let clock = Clock::default();
+    let app = Application::build_with_clock(settings, clock.clone())
+        .await
+        .expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let org_id = app
+        .bootstrap()
+        .expect("first start bootstraps")
+        .org
+        .id
+        .to_string();
+    let store = app.state().store.clone();
+    tokio::spawn(app.run_until_stopped());
+    let client = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let mut t = TestApp {
+        address,
+        client,
+        org_id,
+        owner_token: String::new(),
+        clock,
+        store,
+        _dir: dir,
+    };
+    t.owner_token = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+    t
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub fn org(&self, rest: &str) -> String {
+        self.url(&format!("/api/v1/orgs/{}{}", self.org_id, rest))
+    }
+
+    pub async fn login_response(&self, email: &str, password: &str) -> Response {
+        self.client
+            .post(self.url("/api/v1/auth/login"))
+            .json(&json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .expect("login request")
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let res = self.login_response(email, password).await;
+        assert_eq!(res.status(), StatusCode::OK, "login of {email} failed");
+        let body: Value = res.json().await.expect("login json");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    pub async fn get(&self, url: &str, token: &str) -> Response {
+        self.client
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    pub async fn post(&self, url: &str, token: &str, body: &Value) -> Response {
+        self.client
+            .post(url)
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn patch(&self, url: &str, token: &str, body: &Value) -> Response {
+        self.client
+            .patch(url)
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("PATCH")
+    }
+
+    pub async fn delete(&self, url: &str, token: &str) -> Response {
+        self.client
+            .delete(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("DELETE")
+    }
+
+    /// The user id of a member, by email, via the API.
+    pub async fn member_id(&self, email: &str) -> String {
+        let page = json_of(
+            self.get(&self.org("/members?limit=200"), &self.owner_token)
+                .await,
+        )
+        .await;
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|m| m["email"] == email)
+            .map(|m| m["user_id"].as_str().expect("id").to_owned())
+            .unwrap_or_else(|| panic!("{email} is not a member"))
+    }
+
+    /// Audit records of the organization, newest first.
+    pub async fn audit(&self, query: &str) -> Vec<Value> {
+        let res = self
+            .get(
+                &self.org(&format!("/audit-events?{query}")),
+                &self.owner_token,
+            )
+            .await;
+        let body = json_of(res).await;
+        body["items"].as_array().expect("items").clone()
+    }
+}
+
+/// Asserts a 2xx (or the given status) and returns the JSON body.
+pub async fn json_of(res: Response) -> Value {
+    let status = res.status();
+    let text = res.text().await.expect("body");
+    assert!(
+        status.is_success(),
+        "expected success, got {status}: {text}"
+    );
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+}
+
+/// Asserts a problem+json answer with `status` and `code`, and returns it.
+pub async fn problem(res: Response, status: StatusCode, code: &str) -> Value {
+    let got = res.status();
+    let ct = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let text = res.text().await.expect("body");
+    assert_eq!(got, status, "status for {text}");
+    assert_eq!(ct, "application/problem+json", "content type of {text}");
+    let v: Value = serde_json::from_str(&text).expect("problem json");
+    assert_eq!(v["code"], code, "problem code in {text}");
+    assert_eq!(v["status"], status.as_u16());
+    assert!(
+        v["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("urn:axie:problem:"))
+    );
+    assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    v
+}
