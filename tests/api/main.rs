@@ -3,6 +3,12 @@
 //! PostgreSQL when `AXIE_TEST_POSTGRES_URL` is set (as `.ci/run` does).
 
 #![allow(unreachable_pub, reason = "helpers are shared between test modules")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail loudly"
+)]
 
 mod helpers;
 

@@ -145,10 +145,10 @@ impl Settings {
                 .filter(|k| k.as_str().contains("__"))
                 .split("__"),
         );
-        if let Ok(url) = std::env::var("DATABASE_URL") {
-            if !url.trim().is_empty() {
-                fig = fig.merge(Serialized::default("database.url", url));
-            }
+        if let Ok(url) = std::env::var("DATABASE_URL")
+            && !url.trim().is_empty()
+        {
+            fig = fig.merge(Serialized::default("database.url", url));
         }
         let settings: Settings = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
         settings.validate()?;

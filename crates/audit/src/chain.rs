@@ -291,13 +291,13 @@ impl<'a> ChainVerifier<'a> {
         if record.prev_hash != self.prev {
             return Err(ChainBreak::BrokenLink { seq: record.seq });
         }
-        if let Some(cp) = self.checkpoint {
-            if cp.seq == record.seq {
-                if cp.head != record.hash {
-                    return Err(ChainBreak::CheckpointMismatch { seq: cp.seq });
-                }
-                self.checkpoint_seen = true;
+        if let Some(cp) = self.checkpoint
+            && cp.seq == record.seq
+        {
+            if cp.head != record.hash {
+                return Err(ChainBreak::CheckpointMismatch { seq: cp.seq });
             }
+            self.checkpoint_seen = true;
         }
         self.prev = record.hash;
         self.expected += 1;
@@ -310,13 +310,14 @@ impl<'a> ChainVerifier<'a> {
     /// [`ChainBreak::Truncated`] when a checkpoint covers more records than were seen.
     pub fn finish(self) -> Result<VerifiedChain, ChainBreak> {
         let records = self.expected - 1;
-        if let Some(cp) = self.checkpoint {
-            if !self.checkpoint_seen && cp.seq > 0 {
-                return Err(ChainBreak::Truncated {
-                    last: records,
-                    checkpoint: cp.seq,
-                });
-            }
+        if let Some(cp) = self.checkpoint
+            && !self.checkpoint_seen
+            && cp.seq > 0
+        {
+            return Err(ChainBreak::Truncated {
+                last: records,
+                checkpoint: cp.seq,
+            });
         }
         Ok(VerifiedChain {
             records,

@@ -4,6 +4,12 @@
 //! it in this crate. Each check uses fresh organization ids, so the suite can
 //! share a database with other tests.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test suite for store implementations: failing loudly is its job"
+)]
+
 use chrono::{DateTime, Utc};
 use rbac_core::{OrgId, TeamId};
 

@@ -87,15 +87,15 @@ impl AuditQuery {
                 "`limit` must be between 1 and {MAX_PAGE}"
             )));
         }
-        if let (Some(s), Some(u)) = (self.since, self.until) {
-            if s > u {
-                return Err(AuditError::Invalid("`since` is after `until`".to_owned()));
-            }
+        if let (Some(s), Some(u)) = (self.since, self.until)
+            && s > u
+        {
+            return Err(AuditError::Invalid("`since` is after `until`".to_owned()));
         }
-        if let Some(o) = &self.outcome {
-            if !matches!(o.as_str(), "success" | "denied" | "failure") {
-                return Err(AuditError::Invalid(format!("unknown outcome `{o}`")));
-            }
+        if let Some(o) = &self.outcome
+            && !matches!(o.as_str(), "success" | "denied" | "failure")
+        {
+            return Err(AuditError::Invalid(format!("unknown outcome `{o}`")));
         }
         if self.target_id.is_some() && self.target_kind.is_none() {
             return Err(AuditError::Invalid(

@@ -1,4 +1,9 @@
 //! The domain crates' store contracts, run against SQLite and (when configured) PostgreSQL.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail loudly"
+)]
 
 use store_sea::testing::{fresh_postgres, postgres_server, say_postgres_skipped};
 use store_sea::{DatabaseUrl, PoolOptions, SeaStore};

@@ -103,10 +103,8 @@ pub async fn login<S: TenancyStore + ?Sized>(
         audit_store.append(journal).await?;
         return Err(TenancyError::BadCredentials);
     };
-    if needs_rehash {
-        if let Ok(h) = hasher.hash(password) {
-            store.set_password_hash(user.id, &h).await?;
-        }
+    if needs_rehash && let Ok(h) = hasher.hash(password) {
+        store.set_password_hash(user.id, &h).await?;
     }
     let policy = policy_for(store, &user).await?;
     let token = mint(SESSION_PREFIX, 32);
