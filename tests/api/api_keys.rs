@@ -68,6 +68,10 @@ both_backends!(users_see_and_revoke_only_their_own_keys, |b| async move {
     assert_eq!(t.delete(&own, &lisa).await.status(), StatusCode::NO_CONTENT);
     let revoked = t.audit("action=api_key.revoked").await;
     assert_eq!(revoked.len(), 2);
+    let denied = t.audit("action=access.denied").await;
+    assert_eq!(denied.len(), 1, "Lisa's attempt on Tom's key is audited");
+    assert_eq!(denied[0]["reason"], "not_creator");
+    assert_eq!(denied[0]["target_id"], "revoke_api_key");
 });
 
 both_backends!(

@@ -53,3 +53,16 @@ async fn migrations_are_idempotent_and_complete() {
     store.migrate().await.unwrap();
     assert_eq!(store.backend_name(), "sqlite");
 }
+
+#[tokio::test]
+async fn tenancy_contract_on_sqlite() {
+    let (store, _dir) = sqlite().await;
+    tenancy::contract::run(&store).await;
+}
+
+#[tokio::test]
+async fn tenancy_contract_on_postgres() {
+    if let Some(store) = postgres().await {
+        tenancy::contract::run(&store).await;
+    }
+}

@@ -1,7 +1,7 @@
 //! Creating, listing and revoking API keys.
 
 use audit::{AuditAction, DomainEvent, EventKind, Journal, Target};
-use billing_limits::{Limit, PlanLimits};
+use billing_limits::PlanLimits;
 use chrono::{DateTime, Utc};
 use rbac_core::{ApiKeyId, Permission, Resource, TeamId};
 use security_policy::{MintedToken, mint};
@@ -60,19 +60,8 @@ pub async fn create<S: TenancyStore + ?Sized>(
             "apiKeyId": key.id, "name": key.name, "teamId": team, "createdBy": caller.user.id, "prefix": key.prefix,
         })));
     store
-        .create_api_key(&key, &token.hash, limits.get(Limit::ApiKeys), journal)
-        .await
-        .map_err(|e| match e {
-            TenancyError::LimitReached {
-                limit, max, used, ..
-            } => TenancyError::LimitReached {
-                limit,
-                max,
-                used,
-                plan: caller.org.plan,
-            },
-            other => other,
-        })?;
+        .create_api_key(&key, &token.hash, &limits, journal)
+        .await?;
     Ok((key, token))
 }
 

@@ -50,6 +50,28 @@ pub enum TenancyError {
     Store(#[from] StoreError),
 }
 
+/// Turns a quota decision into `Ok` or [`TenancyError::LimitReached`]; stores call it
+/// inside the transaction that counts and inserts.
+///
+/// # Errors
+/// [`TenancyError::LimitReached`] when the decision is `Exceeded`.
+pub fn enforce_quota(decision: billing_limits::QuotaDecision) -> Result<(), TenancyError> {
+    match decision {
+        billing_limits::QuotaDecision::Allowed => Ok(()),
+        billing_limits::QuotaDecision::Exceeded {
+            limit,
+            max,
+            used,
+            plan,
+        } => Err(TenancyError::LimitReached {
+            limit,
+            max,
+            used,
+            plan,
+        }),
+    }
+}
+
 impl From<audit::AuditError> for TenancyError {
     fn from(e: audit::AuditError) -> Self {
         match e {

@@ -13,14 +13,20 @@
 pub mod accounts;
 pub mod api_keys;
 mod caller;
+#[cfg(feature = "memory")]
+pub mod contract;
 mod error;
 pub mod me;
+#[cfg(feature = "memory")]
+mod memory;
 mod model;
 pub mod orgs;
 mod store;
 
 pub use caller::{Caller, Principal};
-pub use error::{StoreError, TenancyError};
+pub use error::{StoreError, TenancyError, enforce_quota};
+#[cfg(feature = "memory")]
+pub use memory::MemoryTenancyStore;
 pub use model::{
     ApiKey, CompanyProfile, Email, Member, Membership, Organization, SecuritySettings, Session,
     Team, User, valid_name,

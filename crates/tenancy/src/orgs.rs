@@ -274,21 +274,10 @@ pub async fn add_new_member_as_system<S: TenancyStore + ?Sized>(
             req.role,
             team.id,
             team_role,
-            limits.get(billing_limits::Limit::Members),
+            &limits,
             journal,
         )
-        .await
-        .map_err(|e| match e {
-            TenancyError::LimitReached {
-                limit, max, used, ..
-            } => TenancyError::LimitReached {
-                limit,
-                max,
-                used,
-                plan: org.plan,
-            },
-            other => other,
-        })?;
+        .await?;
     Ok(user)
 }
 

@@ -33,11 +33,11 @@ pub trait OrgStore: Send + Sync {
     ) -> Result<(), TenancyError>;
 
     /// Adds `user` to `org` with `role` and to `team` with `team_role`, creating the account
-    /// first when `new_password_hash` is given, if `org` has fewer than `max_members`
-    /// members (`None` = unlimited). The seat check and the insert are atomic.
+    /// first when `new_password_hash` is given, if the member count stays within
+    /// `limits` (checked with `billing_limits::check_quota`). The seat check and the insert are atomic.
     ///
     /// # Errors
-    /// [`TenancyError::LimitReached`] at the limit (plan filled in by the caller);
+    /// [`TenancyError::LimitReached`] at the limit;
     /// [`TenancyError::Conflict`] when the person is already a member or a new account's email is taken.
     #[allow(
         clippy::too_many_arguments,
@@ -51,7 +51,7 @@ pub trait OrgStore: Send + Sync {
         role: OrgRole,
         team: TeamId,
         team_role: TeamRole,
-        max_members: Option<u64>,
+        limits: &billing_limits::PlanLimits,
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
@@ -216,17 +216,16 @@ pub trait AccountStore: Send + Sync {
 /// API keys.
 #[async_trait]
 pub trait ApiKeyStore: Send + Sync {
-    /// Stores a key if the organization has fewer than `max_active` active keys
-    /// (`None` = unlimited), checked atomically with the insert.
+    /// Stores a key if the organization's active keys stay within `limits`
+    /// (checked with `billing_limits::check_quota`), atomically with the insert.
     ///
     /// # Errors
-    /// [`TenancyError::LimitReached`] (with `max` and `used`; the plan is filled in by
-    /// the caller) when the limit is reached; nothing is written then.
+    /// [`TenancyError::LimitReached`] when the limit is reached; nothing is written then.
     async fn create_api_key(
         &self,
         key: &ApiKey,
         secret_hash: &str,
-        max_active: Option<u64>,
+        limits: &billing_limits::PlanLimits,
         journal: Journal,
     ) -> Result<(), TenancyError>;
 

@@ -7,7 +7,7 @@ use tenancy::ApiKey;
 use tenancy::api_keys::{self, CreateApiKeyRequest};
 use utoipa::ToSchema;
 
-use crate::auth::OrgCaller;
+use crate::auth::{OrgCaller, audited};
 use crate::error::ApiError;
 use crate::routes::{Page, PageQuery};
 use crate::state::AppState;
@@ -135,6 +135,8 @@ pub async fn revoke(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let id: ApiKeyId = path.1.parse().map_err(|_| ApiError::not_found("API key"))?;
-    api_keys::revoke(&*st.store, &caller, id, st.clock.now()).await?;
+    if let Err(e) = api_keys::revoke(&*st.store, &caller, id, st.clock.now()).await {
+        return Err(audited(&st, &caller, "revoke_api_key", e).await);
+    }
     Ok(HttpResponse::NoContent().finish())
 }

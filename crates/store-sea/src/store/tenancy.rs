@@ -163,26 +163,22 @@ impl OrgStore for SeaStore {
         org_role: OrgRole,
         team_id: TeamId,
         team_role: TeamRole,
-        max_members: Option<u64>,
+        limits: &billing_limits::PlanLimits,
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         lock_org(&txn, org).await?;
-        if let Some(max) = max_members {
-            let used = membership::Entity::find()
-                .filter(membership::Column::OrgId.eq(org.to_string()))
-                .count(&txn)
-                .await
-                .map_err(store)?;
-            if used >= max {
-                return Err(TenancyError::LimitReached {
-                    limit: billing_limits::Limit::Members,
-                    max,
-                    used,
-                    plan: billing_limits::Plan::Free,
-                });
-            }
-        }
+        let used = membership::Entity::find()
+            .filter(membership::Column::OrgId.eq(org.to_string()))
+            .count(&txn)
+            .await
+            .map_err(store)?;
+        tenancy::enforce_quota(billing_limits::check_quota(
+            limits,
+            billing_limits::Limit::Members,
+            used,
+            1,
+        ))?;
         if let Some(hash) = new_password_hash {
             let res = user::Entity::insert(user::ActiveModel {
                 id: Set(new.id.to_string()),
@@ -607,27 +603,23 @@ impl ApiKeyStore for SeaStore {
         &self,
         key: &ApiKey,
         secret_hash: &str,
-        max_active: Option<u64>,
+        limits: &billing_limits::PlanLimits,
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         lock_org(&txn, key.org).await?;
-        if let Some(max) = max_active {
-            let used = api_key::Entity::find()
-                .filter(api_key::Column::OrgId.eq(key.org.to_string()))
-                .filter(api_key::Column::RevokedAt.is_null())
-                .count(&txn)
-                .await
-                .map_err(store)?;
-            if used >= max {
-                return Err(TenancyError::LimitReached {
-                    limit: billing_limits::Limit::ApiKeys,
-                    max,
-                    used,
-                    plan: billing_limits::Plan::Free,
-                });
-            }
-        }
+        let used = api_key::Entity::find()
+            .filter(api_key::Column::OrgId.eq(key.org.to_string()))
+            .filter(api_key::Column::RevokedAt.is_null())
+            .count(&txn)
+            .await
+            .map_err(store)?;
+        tenancy::enforce_quota(billing_limits::check_quota(
+            limits,
+            billing_limits::Limit::ApiKeys,
+            used,
+            1,
+        ))?;
         let belongs = team::Entity::find()
             .filter(team::Column::Id.eq(key.team.to_string()))
             .filter(team::Column::OrgId.eq(key.org.to_string()))

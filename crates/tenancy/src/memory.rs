@@ -1,0 +1,547 @@
+//! In-memory implementations of the tenancy ports, for embedders' unit tests.
+//!
+//! Journals go to an inner [`MemoryAuditStore`], so audit records and domain
+//! events can be inspected. Each change happens under one lock, and its journal is
+//! committed only when the change succeeded.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use audit::{AuditStore, Journal, MemoryAuditStore};
+use chrono::{DateTime, Utc};
+use rbac_core::{ApiKeyId, FeatureAccess, OrgId, OrgRole, SessionId, TeamId, TeamRole, UserId};
+
+use crate::error::{StoreError, TenancyError};
+use crate::model::{
+    ApiKey, CompanyProfile, Email, Member, Membership, Organization, SecuritySettings, Session,
+    Team, User,
+};
+use crate::store::{AccountStore, ApiKeyStore, OrgStore};
+
+#[derive(Debug, Default)]
+struct State {
+    orgs: HashMap<OrgId, Organization>,
+    users: HashMap<UserId, (User, Option<String>)>,
+    members: Vec<(OrgId, UserId, OrgRole, DateTime<Utc>)>,
+    teams: Vec<Team>,
+    team_members: Vec<(TeamId, UserId, OrgId, TeamRole)>,
+    sessions: Vec<(Session, String, Option<DateTime<Utc>>)>,
+    keys: Vec<(ApiKey, String)>,
+}
+
+/// All tenancy ports in memory.
+#[derive(Debug, Default)]
+pub struct MemoryTenancyStore {
+    state: Mutex<State>,
+    audit: MemoryAuditStore,
+}
+
+impl MemoryTenancyStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The audit store that receives every journal.
+    #[must_use]
+    pub fn audit(&self) -> &MemoryAuditStore {
+        &self.audit
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, State>, TenancyError> {
+        self.state
+            .lock()
+            .map_err(|_| TenancyError::Store(StoreError::msg("memory store poisoned")))
+    }
+
+    /// Commits a journal after a change succeeded; a refused change commits nothing.
+    async fn commit(&self, journal: Journal) -> Result<(), TenancyError> {
+        self.audit.append(journal).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AuditStore for MemoryTenancyStore {
+    async fn append(&self, journal: Journal) -> Result<Vec<audit::AuditEvent>, audit::AuditError> {
+        self.audit.append(journal).await
+    }
+    async fn search(
+        &self,
+        org: OrgId,
+        q: &audit::AuditQuery,
+    ) -> Result<Vec<audit::AuditEvent>, audit::AuditError> {
+        self.audit.search(org, q).await
+    }
+    async fn chain_page(
+        &self,
+        org: OrgId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<audit::AuditEvent>, audit::AuditError> {
+        self.audit.chain_page(org, after, limit).await
+    }
+    async fn head(&self, org: OrgId) -> Result<Option<(i64, [u8; 32])>, audit::AuditError> {
+        self.audit.head(org).await
+    }
+    async fn save_checkpoint(&self, cp: &audit::Checkpoint) -> Result<(), audit::AuditError> {
+        self.audit.save_checkpoint(cp).await
+    }
+    async fn latest_checkpoint(
+        &self,
+        org: OrgId,
+    ) -> Result<Option<audit::Checkpoint>, audit::AuditError> {
+        self.audit.latest_checkpoint(org).await
+    }
+    async fn erase_personal_data(
+        &self,
+        org: OrgId,
+        subject: &str,
+    ) -> Result<u64, audit::AuditError> {
+        self.audit.erase_personal_data(org, subject).await
+    }
+    async fn organizations(&self) -> Result<Vec<OrgId>, audit::AuditError> {
+        self.audit.organizations().await
+    }
+}
+
+fn email_taken(s: &State, email: &Email) -> bool {
+    s.users.values().any(|(u, _)| &u.email == email)
+}
+
+#[async_trait]
+impl OrgStore for MemoryTenancyStore {
+    async fn create_org(
+        &self,
+        org: &Organization,
+        team: &Team,
+        owner: &User,
+        hash: Option<&str>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            if let Some(h) = hash {
+                if email_taken(&s, &owner.email) {
+                    return Err(TenancyError::Conflict(format!(
+                        "an account with the email `{}` exists",
+                        owner.email
+                    )));
+                }
+                s.users
+                    .insert(owner.id, (owner.clone(), Some(h.to_owned())));
+            } else if !s.users.contains_key(&owner.id) {
+                return Err(TenancyError::NotFound("user"));
+            }
+            s.orgs.insert(org.id, org.clone());
+            s.teams.push(team.clone());
+            s.members
+                .push((org.id, owner.id, OrgRole::Owner, org.created_at));
+            s.team_members
+                .push((team.id, owner.id, org.id, TeamRole::Admin));
+        }
+        self.commit(journal).await
+    }
+
+    async fn add_member(
+        &self,
+        org: OrgId,
+        user: &User,
+        hash: Option<&str>,
+        role: OrgRole,
+        team: TeamId,
+        team_role: TeamRole,
+        limits: &billing_limits::PlanLimits,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            if !s.orgs.contains_key(&org) {
+                return Err(TenancyError::NotFound("organization"));
+            }
+            let used = s.members.iter().filter(|m| m.0 == org).count() as u64;
+            crate::enforce_quota(billing_limits::check_quota(
+                limits,
+                billing_limits::Limit::Members,
+                used,
+                1,
+            ))?;
+            if !s.teams.iter().any(|t| t.id == team && t.org == org) {
+                return Err(TenancyError::NotFound("team"));
+            }
+            if s.members.iter().any(|m| {
+                m.0 == org && (m.1 == user.id || (role == OrgRole::Owner && m.2 == OrgRole::Owner))
+            }) {
+                return Err(TenancyError::Conflict(format!(
+                    "`{}` is already a member, or the organization already has an owner",
+                    user.email
+                )));
+            }
+            if let Some(h) = hash {
+                if email_taken(&s, &user.email) {
+                    return Err(TenancyError::Conflict(format!(
+                        "an account with the email `{}` exists",
+                        user.email
+                    )));
+                }
+                s.users.insert(user.id, (user.clone(), Some(h.to_owned())));
+            }
+            s.members.push((org, user.id, role, user.created_at));
+            s.team_members.push((team, user.id, org, team_role));
+        }
+        self.commit(journal).await
+    }
+
+    async fn count_orgs(&self) -> Result<u64, TenancyError> {
+        Ok(self.lock()?.orgs.len() as u64)
+    }
+
+    async fn get_org(&self, org: OrgId) -> Result<Organization, TenancyError> {
+        self.lock()?
+            .orgs
+            .get(&org)
+            .cloned()
+            .ok_or(TenancyError::NotFound("organization"))
+    }
+
+    async fn update_profile(
+        &self,
+        org: OrgId,
+        profile: &CompanyProfile,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        self.lock()?
+            .orgs
+            .get_mut(&org)
+            .ok_or(TenancyError::NotFound("organization"))?
+            .profile = profile.clone();
+        self.commit(journal).await
+    }
+
+    async fn update_access(
+        &self,
+        org: OrgId,
+        access: &FeatureAccess,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        self.lock()?
+            .orgs
+            .get_mut(&org)
+            .ok_or(TenancyError::NotFound("organization"))?
+            .access = *access;
+        self.commit(journal).await
+    }
+
+    async fn update_security(
+        &self,
+        org: OrgId,
+        security: &SecuritySettings,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        self.lock()?
+            .orgs
+            .get_mut(&org)
+            .ok_or(TenancyError::NotFound("organization"))?
+            .security = security.clone();
+        self.commit(journal).await
+    }
+
+    async fn default_team(&self, org: OrgId) -> Result<Team, TenancyError> {
+        self.lock()?
+            .teams
+            .iter()
+            .find(|t| t.org == org && t.is_default)
+            .cloned()
+            .ok_or(TenancyError::NotFound("team"))
+    }
+
+    async fn list_members(
+        &self,
+        org: OrgId,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<Member>, TenancyError> {
+        let s = self.lock()?;
+        let mut out: Vec<Member> = s
+            .members
+            .iter()
+            .filter(|m| m.0 == org && after.is_none_or(|a| m.1.to_string() > a.to_string()))
+            .filter_map(|m| {
+                s.users.get(&m.1).map(|(u, _)| Member {
+                    org,
+                    user: u.clone(),
+                    role: m.2,
+                    joined_at: m.3,
+                })
+            })
+            .collect();
+        out.sort_by_key(|m| m.user.id.to_string());
+        out.truncate(limit as usize);
+        Ok(out)
+    }
+
+    async fn get_member(&self, org: OrgId, user: UserId) -> Result<Option<Member>, TenancyError> {
+        let s = self.lock()?;
+        Ok(s.members
+            .iter()
+            .find(|m| m.0 == org && m.1 == user)
+            .and_then(|m| {
+                s.users.get(&user).map(|(u, _)| Member {
+                    org,
+                    user: u.clone(),
+                    role: m.2,
+                    joined_at: m.3,
+                })
+            }))
+    }
+
+    async fn team_roles(
+        &self,
+        org: OrgId,
+        user: UserId,
+    ) -> Result<Vec<(TeamId, TeamRole)>, TenancyError> {
+        Ok(self
+            .lock()?
+            .team_members
+            .iter()
+            .filter(|t| t.2 == org && t.1 == user)
+            .map(|t| (t.0, t.3))
+            .collect())
+    }
+
+    async fn memberships(&self, user: UserId) -> Result<Vec<Membership>, TenancyError> {
+        let s = self.lock()?;
+        let mut out: Vec<Membership> = s
+            .members
+            .iter()
+            .filter(|m| m.1 == user)
+            .map(|m| Membership {
+                org: m.0,
+                org_name: s.orgs.get(&m.0).map(|o| o.name.clone()).unwrap_or_default(),
+                role: m.2,
+                teams: s
+                    .team_members
+                    .iter()
+                    .filter(|t| t.2 == m.0 && t.1 == user)
+                    .map(|t| (t.0, t.3))
+                    .collect(),
+            })
+            .collect();
+        out.sort_by_key(|m| m.org.to_string());
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl AccountStore for MemoryTenancyStore {
+    async fn find_user_by_email(
+        &self,
+        email: &Email,
+    ) -> Result<Option<(User, Option<String>)>, TenancyError> {
+        Ok(self
+            .lock()?
+            .users
+            .values()
+            .find(|(u, _)| &u.email == email)
+            .cloned())
+    }
+
+    async fn get_user(&self, user: UserId) -> Result<Option<User>, TenancyError> {
+        Ok(self.lock()?.users.get(&user).map(|(u, _)| u.clone()))
+    }
+
+    async fn set_password_hash(&self, user: UserId, hash: &str) -> Result<(), TenancyError> {
+        self.lock()?
+            .users
+            .get_mut(&user)
+            .ok_or(TenancyError::NotFound("user"))?
+            .1 = Some(hash.to_owned());
+        Ok(())
+    }
+
+    async fn create_session(
+        &self,
+        session: &Session,
+        token_hash: &str,
+        max_live: u32,
+        journal: Journal,
+    ) -> Result<Vec<SessionId>, TenancyError> {
+        let ended = {
+            let mut s = self.lock()?;
+            let mut live: Vec<usize> = (0..s.sessions.len())
+                .filter(|&i| s.sessions[i].0.user == session.user && s.sessions[i].2.is_none())
+                .collect();
+            live.sort_by_key(|&i| (s.sessions[i].0.created_at, s.sessions[i].0.id));
+            let policy = security_policy::SessionPolicy {
+                max_concurrent: max_live,
+                ..Default::default()
+            };
+            let evict = security_policy::sessions_to_evict(&policy, live.len());
+            let mut ended = Vec::new();
+            for &i in live.iter().take(evict) {
+                s.sessions[i].2 = Some(session.created_at);
+                ended.push(s.sessions[i].0.id);
+            }
+            s.sessions
+                .push((session.clone(), token_hash.to_owned(), None));
+            ended
+        };
+        self.commit(journal).await?;
+        Ok(ended)
+    }
+
+    async fn find_session(&self, token_hash: &str) -> Result<Option<Session>, TenancyError> {
+        Ok(self
+            .lock()?
+            .sessions
+            .iter()
+            .find(|s| s.1 == token_hash && s.2.is_none())
+            .map(|s| s.0.clone()))
+    }
+
+    async fn touch_session(
+        &self,
+        session: SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<(), TenancyError> {
+        if let Some(s) = self.lock()?.sessions.iter_mut().find(|s| s.0.id == session) {
+            s.0.last_seen_at = now;
+        }
+        Ok(())
+    }
+
+    async fn end_session(
+        &self,
+        user: UserId,
+        session: SessionId,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let row = s
+                .sessions
+                .iter_mut()
+                .find(|s| s.0.id == session && s.0.user == user && s.2.is_none())
+                .ok_or(TenancyError::NotFound("session"))?;
+            row.2 = Some(now);
+        }
+        self.commit(journal).await
+    }
+
+    async fn list_sessions(&self, user: UserId) -> Result<Vec<Session>, TenancyError> {
+        let mut out: Vec<Session> = self
+            .lock()?
+            .sessions
+            .iter()
+            .filter(|s| s.0.user == user && s.2.is_none())
+            .map(|s| s.0.clone())
+            .collect();
+        out.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl ApiKeyStore for MemoryTenancyStore {
+    async fn create_api_key(
+        &self,
+        key: &ApiKey,
+        hash: &str,
+        limits: &billing_limits::PlanLimits,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            if !s.orgs.contains_key(&key.org) {
+                return Err(TenancyError::NotFound("organization"));
+            }
+            let used = s
+                .keys
+                .iter()
+                .filter(|k| k.0.org == key.org && k.0.revoked_at.is_none())
+                .count() as u64;
+            crate::enforce_quota(billing_limits::check_quota(
+                limits,
+                billing_limits::Limit::ApiKeys,
+                used,
+                1,
+            ))?;
+            if !s.teams.iter().any(|t| t.id == key.team && t.org == key.org) {
+                return Err(TenancyError::NotFound("team"));
+            }
+            s.keys.push((key.clone(), hash.to_owned()));
+        }
+        self.commit(journal).await
+    }
+
+    async fn find_api_key(&self, hash: &str) -> Result<Option<ApiKey>, TenancyError> {
+        Ok(self
+            .lock()?
+            .keys
+            .iter()
+            .find(|k| k.1 == hash && k.0.revoked_at.is_none())
+            .map(|k| k.0.clone()))
+    }
+
+    async fn get_api_key(&self, org: OrgId, key: ApiKeyId) -> Result<Option<ApiKey>, TenancyError> {
+        Ok(self
+            .lock()?
+            .keys
+            .iter()
+            .find(|k| k.0.org == org && k.0.id == key)
+            .map(|k| k.0.clone()))
+    }
+
+    async fn list_api_keys(
+        &self,
+        org: OrgId,
+        created_by: Option<UserId>,
+        after: Option<ApiKeyId>,
+        limit: u32,
+    ) -> Result<Vec<ApiKey>, TenancyError> {
+        let mut out: Vec<ApiKey> = self
+            .lock()?
+            .keys
+            .iter()
+            .map(|k| &k.0)
+            .filter(|k| {
+                k.org == org
+                    && created_by.is_none_or(|c| k.created_by == c)
+                    && after.is_none_or(|a| k.id.to_string() > a.to_string())
+            })
+            .cloned()
+            .collect();
+        out.sort_by_key(|k| k.id.to_string());
+        out.truncate(limit as usize);
+        Ok(out)
+    }
+
+    async fn revoke_api_key(
+        &self,
+        org: OrgId,
+        key: ApiKeyId,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let k = s
+                .keys
+                .iter_mut()
+                .find(|k| k.0.org == org && k.0.id == key && k.0.revoked_at.is_none())
+                .ok_or(TenancyError::NotFound("API key"))?;
+            k.0.revoked_at = Some(now);
+        }
+        self.commit(journal).await
+    }
+
+    async fn touch_api_key(&self, key: ApiKeyId, now: DateTime<Utc>) -> Result<(), TenancyError> {
+        if let Some(k) = self.lock()?.keys.iter_mut().find(|k| k.0.id == key) {
+            k.0.last_used_at = Some(now);
+        }
+        Ok(())
+    }
+}
