@@ -168,19 +168,32 @@ fn check_ip(caller: &Caller) -> Result<(), ApiError> {
 pub async fn enforce(st: &AppState, caller: &Caller, perm: Permission) -> Result<(), ApiError> {
     match caller.check_org(perm) {
         Ok(_) => Ok(()),
-        Err(tenancy::TenancyError::Forbidden(reason)) => {
-            let record = caller
-                .audit(
-                    st.clock.now(),
-                    AuditAction::AccessDenied,
-                    Target::new("permission", perm.as_str(), ""),
-                )
-                .with_outcome(Outcome::Denied {
-                    reason: reason.code().to_owned(),
-                });
-            AuditStore::append(&*st.store, Journal::record(record)).await?;
-            Err(tenancy::TenancyError::Forbidden(reason).into())
-        }
-        Err(other) => Err(other.into()),
+        Err(e) => Err(audited(st, caller, perm.as_str(), e).await),
+    }
+}
+
+/// Maps a domain error to HTTP, first writing an `access.denied` record when it is an
+/// authorization denial, so denials decided inside the crates are audited like route-level ones.
+pub async fn audited(
+    st: &AppState,
+    caller: &Caller,
+    attempted: &str,
+    e: tenancy::TenancyError,
+) -> ApiError {
+    let reason = match &e {
+        tenancy::TenancyError::Forbidden(r) => r.code().to_owned(),
+        tenancy::TenancyError::RoleRule(r) => format!("{r:?}"),
+        _ => return e.into(),
+    };
+    let record = caller
+        .audit(
+            st.clock.now(),
+            AuditAction::AccessDenied,
+            Target::new("permission", attempted, ""),
+        )
+        .with_outcome(Outcome::Denied { reason });
+    match AuditStore::append(&*st.store, Journal::record(record)).await {
+        Ok(_) => e.into(),
+        Err(store) => store.into(),
     }
 }
