@@ -71,10 +71,19 @@ pub struct TestApp {
 
 pub struct Options {
     pub demo: bool,
+    /// Port of a local SMTP server to deliver mail to.
+    pub smtp_port: Option<u16>,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
-    spawn_app_with(backend, Options { demo: true }).await
+    spawn_app_with(
+        backend,
+        Options {
+            demo: true,
+            smtp_port: None,
+        },
+    )
+    .await
 }
 
 pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
@@ -101,6 +110,11 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
     settings.bootstrap.owner_password = OWNER_PASSWORD.to_owned().into();
     settings.bootstrap.demo = opts.demo;
     settings.audit.checkpoint_interval_secs = 0;
+    if let Some(port) = opts.smtp_port {
+        settings.smtp.host = "127.0.0.1".into();
+        settings.smtp.port = port;
+        settings.smtp.security = "none".into();
+    }
     let clock = Clock::default();
     let app = Application::build_with_clock(settings, clock.clone())
         .await
@@ -256,4 +270,108 @@ pub async fn problem(res: Response, status: StatusCode, code: &str) -> Value {
     );
     assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()));
     v
+}
+
+/// A real SMTP server (PyPI's aiosmtpd) on a free loopback port, storing mail in a Maildir.
+pub struct SmtpSink {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl SmtpSink {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("maildir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
+            .arg(dir.path().join("mail"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 -m aiosmtpd (pip install aiosmtpd)");
+        let sink = Self { port, dir, child };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "aiosmtpd did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        sink
+    }
+
+    /// Every message received so far, as raw RFC 5322 text.
+    pub fn messages(&self) -> Vec<String> {
+        let new = self.dir.path().join("mail").join("new");
+        let mut out: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(new)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| {
+                        (
+                            e.metadata()
+                                .and_then(|m| m.modified())
+                                .unwrap_or(std::time::UNIX_EPOCH),
+                            std::fs::read_to_string(e.path()).unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by_key(|m| m.0);
+        out.into_iter().map(|m| m.1).collect()
+    }
+
+    /// Waits (polling, with a timeout) until a message to `to` arrives, and returns it.
+    pub async fn wait_for(&self, to: &str, nth: usize) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let mine: Vec<String> = self
+                .messages()
+                .into_iter()
+                .filter(|m| {
+                    m.lines()
+                        .any(|l| l.to_lowercase().starts_with("to:") && l.contains(to))
+                })
+                .collect();
+            if mine.len() > nth {
+                return mine[nth].clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no mail #{nth} to {to} arrived"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The invitation token in a mail (plain or quoted-printable body).
+pub fn token_in(mail: &str) -> String {
+    let unfolded = mail.replace("=\r\n", "").replace("=\n", "");
+    let start = unfolded.find("axi_").expect("a token in the mail");
+    unfolded[start..start + 4 + 64].to_owned()
 }

@@ -16,3 +16,4 @@ mod api_keys;
 mod audit_log;
 mod authorization;
 mod foundation;
+mod team_management;

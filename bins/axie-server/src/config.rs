@@ -23,6 +23,10 @@ pub struct Settings {
     pub bootstrap: BootstrapSettings,
     /// Keys.
     pub security: SecuritySettings,
+    /// Invitations.
+    pub invitations: InvitationSettings,
+    /// Outgoing mail.
+    pub smtp: SmtpSettings,
     /// Audit log.
     pub audit: AuditSettings,
     /// Logging.
@@ -45,6 +49,39 @@ pub struct ServerSettings {
     pub cookie_secure: bool,
     /// Data directory.
     pub data_dir: PathBuf,
+    /// Public base URL for links in emails.
+    pub public_url: String,
+}
+
+/// Invitation settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvitationSettings {
+    /// Days a link stays valid.
+    pub expiry_days: u32,
+    /// Path of the accept page under `public_url`.
+    pub accept_path: String,
+}
+
+/// SMTP settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    /// Relay host; empty keeps mail in the outbox.
+    pub host: String,
+    /// Relay port.
+    pub port: u16,
+    /// `none`, `starttls` or `tls`.
+    pub security: String,
+    /// Login name (optional).
+    pub username: String,
+    /// Login password (optional).
+    #[serde(serialize_with = "redact_secret")]
+    pub password: SecretString,
+    /// Sender address.
+    pub from: String,
+    /// Send timeout in seconds.
+    pub timeout_secs: u64,
 }
 
 /// Database settings.
@@ -166,6 +203,23 @@ impl Settings {
         if !self.database.url.is_empty() {
             DatabaseUrl::parse(&self.database.url)
                 .map_err(|e| ConfigError(format!("`database.url`: {e}")))?;
+        }
+        if !matches!(self.smtp.security.as_str(), "none" | "starttls" | "tls") {
+            return Err(ConfigError(
+                "`smtp.security` must be `none`, `starttls` or `tls`".into(),
+            ));
+        }
+        if !self.smtp.host.is_empty() && self.smtp.from.parse::<lettre::message::Mailbox>().is_err()
+        {
+            return Err(ConfigError(format!(
+                "`smtp.from` is not a valid mailbox: `{}`",
+                self.smtp.from
+            )));
+        }
+        if self.invitations.expiry_days == 0 || self.invitations.expiry_days > 90 {
+            return Err(ConfigError(
+                "`invitations.expiry_days` must be between 1 and 90".into(),
+            ));
         }
         if !matches!(self.log.format.as_str(), "pretty" | "json") {
             return Err(ConfigError(

@@ -151,6 +151,15 @@ impl From<TenancyError> for ApiError {
             } => ApiError::new(StatusCode::FORBIDDEN, "limit_reached", e.to_string()).with_extra(
                 json!({ "limit": limit.as_str(), "max": max, "used": used, "plan": plan.as_str() }),
             ),
+            TenancyError::InvitationUnusable(status) => ApiError::new(
+                StatusCode::GONE,
+                match status {
+                    tenancy::invitations::InvitationStatus::Expired => "invitation_expired",
+                    tenancy::invitations::InvitationStatus::Revoked => "invitation_revoked",
+                    _ => "invitation_used",
+                },
+                e.to_string(),
+            ),
             TenancyError::Password(p) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "weak_password",

@@ -13,6 +13,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod mailer;
 pub mod middleware;
 pub mod routes;
 pub mod startup;

@@ -11,10 +11,27 @@ use crate::state::AppState;
 pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
     let mut out = Vec::new();
     let every = state.settings.audit.checkpoint_interval_secs;
+    match crate::mailer::Smtp::from_settings(&state.settings.smtp) {
+        Ok(Some(smtp)) => out.push(tokio::spawn(mail(state.clone(), smtp))),
+        Ok(None) => tracing::info!(
+            "SMTP is not configured: mail stays in the outbox (GET /api/v1/orgs/{{org_id}}/outbox)"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "SMTP settings are unusable: mail stays in the outbox")
+        }
+    }
     if every > 0 {
         out.push(tokio::spawn(checkpoints(state, Duration::from_secs(every))));
     }
     out
+}
+
+async fn mail(state: AppState, smtp: crate::mailer::Smtp) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        crate::mailer::deliver_due(&state, &smtp).await;
+    }
 }
 
 async fn checkpoints(state: AppState, every: Duration) {

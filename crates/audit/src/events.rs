@@ -134,6 +134,35 @@ pub struct Journal {
     pub records: Vec<NewAuditEvent>,
     /// Events for the webhook outbox.
     pub events: Vec<DomainEvent>,
+    /// Emails for the mail outbox (sent by a worker after the commit).
+    pub mails: Vec<OutboundMail>,
+}
+
+/// An email queued with the change that caused it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OutboundMail {
+    /// The organization it concerns (for the admins' outbox view).
+    pub org: OrgId,
+    /// Recipient address.
+    pub to: String,
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body (may contain a one-time link; it is removed once sent).
+    pub body: String,
+    /// What kind of mail, for example `invitation`.
+    pub kind: String,
+}
+
+impl std::fmt::Debug for OutboundMail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Bodies may hold one-time links: keep them out of logs.
+        f.debug_struct("OutboundMail")
+            .field("org", &self.org)
+            .field("to", &self.to)
+            .field("subject", &self.subject)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Journal {
@@ -143,7 +172,15 @@ impl Journal {
         Self {
             records: vec![event],
             events: Vec::new(),
+            mails: Vec::new(),
         }
+    }
+
+    /// Queues an email.
+    #[must_use]
+    pub fn mail(mut self, mail: OutboundMail) -> Self {
+        self.mails.push(mail);
+        self
     }
 
     /// Adds another audit record.

@@ -40,6 +40,7 @@ pub mod contract;
 mod error;
 mod events;
 pub mod export;
+mod mail;
 #[cfg(feature = "memory")]
 mod memory;
 mod model;
@@ -50,7 +51,8 @@ mod store;
 pub use action::AuditAction;
 pub use chain::{ChainBreak, ChainVerifier, Checkpoint, GENESIS_HEX, VerifiedChain};
 pub use error::{AuditError, StoreError};
-pub use events::{DomainEvent, EventKind, Journal};
+pub use events::{DomainEvent, EventKind, Journal, OutboundMail};
+pub use mail::{MailOutbox, QueuedMail};
 #[cfg(feature = "memory")]
 pub use memory::MemoryAuditStore;
 pub use model::{

@@ -9,6 +9,7 @@ use rbac_core::OrgId;
 use crate::chain::{Checkpoint, GENESIS, seal};
 use crate::error::{AuditError, StoreError};
 use crate::events::{DomainEvent, Journal};
+use crate::mail::{MailOutbox, QueuedMail};
 use crate::model::AuditEvent;
 use crate::query::{ActionFilter, AuditQuery};
 use crate::store::AuditStore;
@@ -18,6 +19,7 @@ struct State {
     chains: HashMap<OrgId, Vec<AuditEvent>>,
     checkpoints: HashMap<OrgId, Vec<Checkpoint>>,
     outbox: Vec<DomainEvent>,
+    mails: Vec<QueuedMail>,
 }
 
 /// Keeps everything in a mutex; appends are atomic per journal.
@@ -89,6 +91,23 @@ impl AuditStore for MemoryAuditStore {
             out.push(rec);
         }
         state.outbox.extend(journal.events);
+        for m in journal.mails {
+            let id = format!("mail_{}", state.mails.len() + 1);
+            state.mails.push(QueuedMail {
+                id,
+                org: m.org,
+                to: m.to,
+                subject: m.subject,
+                body: m.body,
+                kind: m.kind,
+                created_at: out
+                    .first()
+                    .map_or_else(chrono::Utc::now, |r| r.event.occurred_at),
+                sent_at: None,
+                attempts: 0,
+                last_error: None,
+            });
+        }
         Ok(out)
     }
 
@@ -171,6 +190,63 @@ impl AuditStore for MemoryAuditStore {
             .iter()
             .filter(|(_, c)| !c.is_empty())
             .map(|(o, _)| *o)
+            .collect())
+    }
+}
+
+/// Leases are not modelled: the memory store serves one process.
+#[async_trait]
+impl MailOutbox for MemoryAuditStore {
+    async fn claim_mails(
+        &self,
+        _now: chrono::DateTime<chrono::Utc>,
+        _lease: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<QueuedMail>, AuditError> {
+        Ok(self
+            .lock()?
+            .mails
+            .iter()
+            .filter(|m| m.sent_at.is_none())
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn mark_mail_sent(
+        &self,
+        id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), AuditError> {
+        if let Some(m) = self.lock()?.mails.iter_mut().find(|m| m.id == id) {
+            m.sent_at = Some(now);
+            m.body.clear();
+        }
+        Ok(())
+    }
+
+    async fn mark_mail_failed(
+        &self,
+        id: &str,
+        error: &str,
+        _retry_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), AuditError> {
+        if let Some(m) = self.lock()?.mails.iter_mut().find(|m| m.id == id) {
+            m.attempts += 1;
+            m.last_error = Some(error.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn list_mails(&self, org: OrgId, limit: u32) -> Result<Vec<QueuedMail>, AuditError> {
+        Ok(self
+            .lock()?
+            .mails
+            .iter()
+            .rev()
+            .filter(|m| m.org == org)
+            .take(limit as usize)
+            .cloned()
             .collect())
     }
 }

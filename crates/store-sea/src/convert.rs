@@ -186,3 +186,20 @@ pub(crate) fn audit_model(r: &AuditEvent) -> entity::audit_event::ActiveModel {
         hash: Set(hex::encode(r.hash)),
     }
 }
+
+impl TryFrom<entity::invitation::Model> for tenancy::invitations::Invitation {
+    type Error = StoreError;
+    fn try_from(m: entity::invitation::Model) -> Result<Self, StoreError> {
+        Ok(tenancy::invitations::Invitation {
+            id: id("invitation id", &m.id)?,
+            org: id("organization id", &m.org_id)?,
+            email: Email::parse(&m.email).map_err(|_| corrupt("email", &m.email))?,
+            role: role(&m.role)?,
+            invited_by: id("user id", &m.invited_by)?,
+            created_at: time(m.created_at)?,
+            expires_at: time(m.expires_at)?,
+            accepted_at: m.accepted_at.map(time).transpose()?,
+            revoked_at: m.revoked_at.map(time).transpose()?,
+        })
+    }
+}

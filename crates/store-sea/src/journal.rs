@@ -10,7 +10,7 @@ use sea_orm::{
 };
 
 use crate::convert::{audit_model, micros};
-use crate::entity::{audit_event, audit_head, outbox_event};
+use crate::entity::{audit_event, audit_head, mail, outbox_event};
 
 /// Appends every record to its organization's chain and writes every event to the outbox.
 ///
@@ -81,6 +81,25 @@ pub(crate) async fn commit_journal(
             created_at: Set(micros(now)),
         });
         outbox_event::Entity::insert_many(rows)
+            .exec_without_returning(txn)
+            .await?;
+    }
+    if !journal.mails.is_empty() {
+        let now = micros(chrono::Utc::now());
+        let rows = journal.mails.into_iter().map(|m| mail::ActiveModel {
+            id: Set(format!("mail_{}", uuid::Uuid::now_v7().simple())),
+            org_id: Set(m.org.to_string()),
+            to_addr: Set(m.to),
+            subject: Set(m.subject),
+            body: Set(m.body),
+            kind: Set(m.kind),
+            created_at: Set(now),
+            sent_at: Set(None),
+            attempts: Set(0),
+            last_error: Set(None),
+            available_at: Set(now),
+        });
+        mail::Entity::insert_many(rows)
             .exec_without_returning(txn)
             .await?;
     }

@@ -42,6 +42,9 @@ pub enum TenancyError {
         /// The plan.
         plan: Plan,
     },
+    /// The invitation was used, revoked or has expired.
+    #[error("the invitation is {}", .0.as_str())]
+    InvitationUnusable(crate::invitations::InvitationStatus),
     /// The password breaks the policy.
     #[error(transparent)]
     Password(#[from] security_policy::PasswordError),

@@ -16,6 +16,7 @@ mod caller;
 #[cfg(feature = "memory")]
 pub mod contract;
 mod error;
+pub mod invitations;
 pub mod me;
 #[cfg(feature = "memory")]
 mod memory;
@@ -31,4 +32,4 @@ pub use model::{
     ApiKey, CompanyProfile, Email, Member, Membership, Organization, SecuritySettings, Session,
     Team, User, valid_name,
 };
-pub use store::{AccountStore, ApiKeyStore, OrgStore, TenancyStore};
+pub use store::{AccountStore, ApiKeyStore, InvitationStore, OrgStore, TenancyStore};

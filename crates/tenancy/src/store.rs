@@ -7,7 +7,11 @@
 use async_trait::async_trait;
 use audit::Journal;
 use chrono::{DateTime, Utc};
-use rbac_core::{ApiKeyId, FeatureAccess, OrgId, OrgRole, SessionId, TeamId, TeamRole, UserId};
+use rbac_core::{
+    ApiKeyId, FeatureAccess, InvitationId, OrgId, OrgRole, SessionId, TeamId, TeamRole, UserId,
+};
+
+use crate::invitations::Invitation;
 
 use crate::error::TenancyError;
 use crate::model::{
@@ -270,6 +274,101 @@ pub trait ApiKeyStore: Send + Sync {
     /// # Errors
     /// [`TenancyError::Store`] on storage failure.
     async fn touch_api_key(&self, key: ApiKeyId, now: DateTime<Utc>) -> Result<(), TenancyError>;
+}
+
+/// Invitations.
+#[async_trait]
+pub trait InvitationStore: Send + Sync {
+    /// Stores a pending invitation. Atomically refuses an address that is already a member
+    /// or has a pending invitation, and refuses when members plus pending invitations
+    /// would exceed `limits`.
+    ///
+    /// # Errors
+    /// [`TenancyError::Conflict`], [`TenancyError::LimitReached`].
+    async fn create_invitation(
+        &self,
+        inv: &Invitation,
+        token_hash: &str,
+        limits: &billing_limits::PlanLimits,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
+    /// An invitation by token hash (the current token only).
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn find_invitation(&self, token_hash: &str) -> Result<Option<Invitation>, TenancyError>;
+
+    /// One invitation of `org`.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn get_invitation(
+        &self,
+        org: OrgId,
+        id: InvitationId,
+    ) -> Result<Option<Invitation>, TenancyError>;
+
+    /// Invitations of `org`, newest first, before the keyset cursor `after`.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn list_invitations(
+        &self,
+        org: OrgId,
+        after: Option<InvitationId>,
+        limit: u32,
+    ) -> Result<Vec<Invitation>, TenancyError>;
+
+    /// Replaces the token and the expiry of an unused, unrevoked invitation.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] when there is no such unused invitation.
+    async fn reissue_invitation(
+        &self,
+        org: OrgId,
+        id: InvitationId,
+        token_hash: &str,
+        sent_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
+    /// Revokes an unused invitation.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] when there is no such unused invitation.
+    async fn revoke_invitation(
+        &self,
+        org: OrgId,
+        id: InvitationId,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
+    /// In one transaction: marks the invitation accepted if `token_hash` is still its
+    /// token and it is pending at `now`, checks the seat limit, creates the account when
+    /// `new_password_hash` is given, and adds the membership.
+    ///
+    /// # Errors
+    /// [`TenancyError::InvitationUnusable`] when it was used, revoked, reissued or expired
+    /// (also when two acceptances race); [`TenancyError::LimitReached`]; [`TenancyError::Conflict`].
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one atomic operation; a struct would only rename the arguments"
+    )]
+    async fn accept_invitation(
+        &self,
+        inv: &Invitation,
+        token_hash: &str,
+        user: &User,
+        new_password_hash: Option<&str>,
+        team: TeamId,
+        team_role: TeamRole,
+        limits: &billing_limits::PlanLimits,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
 }
 
 /// Everything the tenancy services need, as one handle.

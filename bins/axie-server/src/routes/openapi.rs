@@ -4,7 +4,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api_keys, audit_log, auth, health, me, members, orgs};
+use super::{api_keys, audit_log, auth, health, invitations, me, members, orgs};
 
 struct BearerAuth;
 
@@ -28,6 +28,8 @@ impl Modify for BearerAuth {
         me::me, me::sessions, me::end_session,
         orgs::get, orgs::update, orgs::update_access, orgs::explain,
         members::list,
+        invitations::create, invitations::list, invitations::resend, invitations::revoke, invitations::outbox,
+        invitations::lookup, invitations::accept, invitations::signup,
         api_keys::list, api_keys::create, api_keys::revoke,
         audit_log::search, audit_log::export, audit_log::verify, audit_log::checkpoint,
     ),

@@ -5,6 +5,8 @@ pub mod api_key;
 pub mod audit_checkpoint;
 pub mod audit_event;
 pub mod audit_head;
+pub mod invitation;
+pub mod mail;
 pub mod membership;
 pub mod organization;
 pub mod outbox_event;

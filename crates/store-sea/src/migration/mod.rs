@@ -23,6 +23,16 @@ mod m20261125_000003_create_audit_tables;
     reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
 )]
 mod m20261125_000004_create_outbox_events;
+#[allow(
+    elided_lifetimes_in_paths,
+    reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
+)]
+mod m20261125_000005_create_mail_outbox;
+#[allow(
+    elided_lifetimes_in_paths,
+    reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
+)]
+mod m20261125_000006_create_invitations;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -36,6 +46,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_create_credential_tables::Migration),
             Box::new(m20261125_000003_create_audit_tables::Migration),
             Box::new(m20261125_000004_create_outbox_events::Migration),
+            Box::new(m20261125_000005_create_mail_outbox::Migration),
+            Box::new(m20261125_000006_create_invitations::Migration),
         ]
     }
 }

@@ -1,4 +1,6 @@
 //! Port implementations, one file per port family.
 
 mod audit;
+mod invitations;
+mod mail;
 mod tenancy;

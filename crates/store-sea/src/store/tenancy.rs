@@ -20,13 +20,13 @@ use crate::entity::{api_key, membership, organization, session, team, team_membe
 use crate::error::{db_err, is_unique_violation};
 use crate::journal::commit_journal;
 
-fn store(e: DbErr) -> TenancyError {
+pub(crate) fn store(e: DbErr) -> TenancyError {
     TenancyError::Store(db_err(e))
 }
 
 /// Takes the organization's write lock for the rest of the transaction (a row lock on
 /// PostgreSQL, the database write lock on SQLite), so count-then-insert limit checks are atomic.
-async fn lock_org(txn: &DatabaseTransaction, org: OrgId) -> Result<(), TenancyError> {
+pub(crate) async fn lock_org(txn: &DatabaseTransaction, org: OrgId) -> Result<(), TenancyError> {
     let res = organization::Entity::update_many()
         .col_expr(
             organization::Column::LockVersion,
@@ -42,7 +42,7 @@ async fn lock_org(txn: &DatabaseTransaction, org: OrgId) -> Result<(), TenancyEr
     Ok(())
 }
 
-async fn commit(txn: DatabaseTransaction, journal: Journal) -> Result<(), TenancyError> {
+pub(crate) async fn commit(txn: DatabaseTransaction, journal: Journal) -> Result<(), TenancyError> {
     commit_journal(&txn, journal).await.map_err(store)?;
     txn.commit().await.map_err(store)
 }

@@ -1,0 +1,99 @@
+//! Delivers the mail outbox over SMTP (lettre), or leaves it for operators when SMTP is off.
+
+use std::time::Duration;
+
+use audit::{MailOutbox, QueuedMail};
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::ExposeSecret;
+
+use crate::config::SmtpSettings;
+use crate::state::AppState;
+
+/// A configured SMTP relay.
+pub struct Smtp {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+impl Smtp {
+    /// Builds the transport, or `None` when no host is configured.
+    ///
+    /// # Errors
+    /// A message when the settings cannot make a transport.
+    pub fn from_settings(s: &SmtpSettings) -> Result<Option<Self>, String> {
+        if s.host.is_empty() {
+            return Ok(None);
+        }
+        let mut b = match s.security.as_str() {
+            "tls" => {
+                AsyncSmtpTransport::<Tokio1Executor>::relay(&s.host).map_err(|e| e.to_string())?
+            }
+            "starttls" => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&s.host)
+                .map_err(|e| e.to_string())?,
+            _ => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host),
+        };
+        b = b
+            .port(s.port)
+            .timeout(Some(Duration::from_secs(s.timeout_secs)));
+        if !s.username.is_empty() {
+            b = b.credentials(Credentials::new(
+                s.username.clone(),
+                s.password.expose_secret().to_owned(),
+            ));
+        }
+        let from = s.from.parse().map_err(|e| format!("`smtp.from`: {e}"))?;
+        Ok(Some(Self {
+            transport: b.build(),
+            from,
+        }))
+    }
+
+    async fn send(&self, m: &QueuedMail) -> Result<(), String> {
+        let to: Mailbox = m.to.parse().map_err(|e| format!("recipient: {e}"))?;
+        let msg = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(m.subject.clone())
+            .header(lettre::message::header::ContentType::TEXT_PLAIN)
+            .body(m.body.clone())
+            .map_err(|e| e.to_string())?;
+        self.transport
+            .send(msg)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Claims due mails and sends them; failures are retried with backoff (1 min × attempts).
+pub async fn deliver_due(state: &AppState, smtp: &Smtp) -> usize {
+    let now = state.clock.now();
+    let lease = now + chrono::Duration::seconds(60);
+    let mails = match state.store.claim_mails(now, lease, 20).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "mail worker: cannot claim mails");
+            return 0;
+        }
+    };
+    let mut sent = 0;
+    for m in mails {
+        match smtp.send(&m).await {
+            Ok(()) => {
+                sent += 1;
+                if let Err(e) = state.store.mark_mail_sent(&m.id, state.clock.now()).await {
+                    tracing::warn!(error = %e, mail = %m.id, "mail worker: sent but not marked");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, mail = %m.id, kind = %m.kind, "mail worker: send failed");
+                let retry =
+                    state.clock.now() + chrono::Duration::minutes(i64::from(m.attempts) + 1);
+                let _ = state.store.mark_mail_failed(&m.id, &err, retry).await;
+            }
+        }
+    }
+    sent
+}

@@ -1,0 +1,343 @@
+//! Invitations: invite, list, resend, revoke; and the invitee's side: look up, accept, sign up.
+//! Tokens travel in request bodies, never in URLs, so they stay out of access logs.
+
+use actix_web::{HttpResponse, web};
+use audit::MailOutbox;
+use rbac_core::{InvitationId, OrgRole};
+use serde::{Deserialize, Serialize};
+use tenancy::invitations::{self, Invitation, InvitationSettings, InviteRequest};
+use utoipa::ToSchema;
+
+use crate::auth::{Authenticated, OrgCaller, audited};
+use crate::error::ApiError;
+use crate::routes::me::UserResponse;
+use crate::routes::{Page, PageQuery};
+use crate::state::AppState;
+
+/// Whom to invite.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InviteBody {
+    /// Email address.
+    pub email: String,
+    /// `admin` or `user`.
+    pub role: String,
+}
+
+/// An invitation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvitationResponse {
+    /// Invitation id.
+    pub id: String,
+    /// Invited address.
+    pub email: String,
+    /// Role offered.
+    pub role: String,
+    /// `pending`, `accepted`, `revoked` or `expired`.
+    pub status: String,
+    /// Who invited.
+    pub invited_by: String,
+    /// When it was (last) sent (RFC 3339).
+    pub sent_at: String,
+    /// Expiry (RFC 3339).
+    pub expires_at: String,
+}
+
+fn response(i: &Invitation, now: chrono::DateTime<chrono::Utc>) -> InvitationResponse {
+    InvitationResponse {
+        id: i.id.to_string(),
+        email: i.email.to_string(),
+        role: i.role.as_str().to_owned(),
+        status: i.status(now).as_str().to_owned(),
+        invited_by: i.invited_by.to_string(),
+        sent_at: i.created_at.to_rfc3339(),
+        expires_at: i.expires_at.to_rfc3339(),
+    }
+}
+
+/// Invitation settings from configuration.
+pub fn settings(st: &AppState) -> InvitationSettings {
+    let s = &st.settings;
+    InvitationSettings {
+        expiry: chrono::Duration::days(i64::from(s.invitations.expiry_days)),
+        accept_url: format!(
+            "{}{}",
+            s.server.public_url.trim_end_matches('/'),
+            s.invitations.accept_path
+        ),
+    }
+}
+
+fn parse_role(s: &str) -> Result<OrgRole, ApiError> {
+    match OrgRole::parse(s) {
+        Some(r @ (OrgRole::Admin | OrgRole::User)) => Ok(r),
+        Some(OrgRole::Owner) => Err(ApiError::new(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            "nobody is invited as owner: ownership moves only by transfer",
+        )),
+        None => Err(ApiError::new(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            format!("unknown role `{s}`; use `admin` or `user`"),
+        )),
+    }
+}
+
+/// Invites someone by email; the email with the link is sent (or kept in the outbox).
+#[utoipa::path(post, path = "/api/v1/orgs/{org_id}/invitations", tag = "invitations",
+    params(("org_id" = String, Path, description = "Organization id")),
+    request_body = InviteBody,
+    responses(
+        (status = 201, description = "Invited", body = InvitationResponse),
+        (status = 403, description = "Not allowed, or the member limit is reached", content_type = "application/problem+json"),
+        (status = 409, description = "Already a member or already invited", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn create(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    body: web::Json<InviteBody>,
+) -> Result<HttpResponse, ApiError> {
+    let req = InviteRequest {
+        email: body.email.clone(),
+        role: parse_role(&body.role)?,
+    };
+    let now = st.clock.now();
+    match invitations::invite(&*st.store, &caller, req, &settings(&st), now).await {
+        Ok((inv, _token)) => Ok(HttpResponse::Created().json(response(&inv, now))),
+        Err(e) => Err(audited(&st, &caller, "invite_members", e).await),
+    }
+}
+
+/// Lists invitations, newest first.
+#[utoipa::path(get, path = "/api/v1/orgs/{org_id}/invitations", tag = "invitations",
+    params(("org_id" = String, Path, description = "Organization id"), PageQuery),
+    responses((status = 200, description = "One page", body = inline(Page<InvitationResponse>))),
+    security(("bearer" = [])))]
+pub async fn list(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    q: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = q.limit()?;
+    let after: Option<InvitationId> = q.cursor()?;
+    let now = st.clock.now();
+    let items: Vec<_> = invitations::list(&*st.store, &caller, after, limit)
+        .await?
+        .iter()
+        .map(|i| response(i, now))
+        .collect();
+    Ok(HttpResponse::Ok().json(Page::new(items, limit, |i| i.id.clone())))
+}
+
+fn invitation_id(path: &(String, String)) -> Result<InvitationId, ApiError> {
+    path.1
+        .parse()
+        .map_err(|_| ApiError::not_found("invitation"))
+}
+
+/// Sends the invitation again with a new link; the old link stops working.
+#[utoipa::path(post, path = "/api/v1/orgs/{org_id}/invitations/{invitation_id}/resend", tag = "invitations",
+    params(("org_id" = String, Path, description = "Organization id"), ("invitation_id" = String, Path, description = "Invitation id")),
+    responses(
+        (status = 200, description = "Sent again", body = InvitationResponse),
+        (status = 410, description = "Already accepted or revoked", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn resend(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let now = st.clock.now();
+    let (inv, _token) = invitations::resend(
+        &*st.store,
+        &caller,
+        invitation_id(&path)?,
+        &settings(&st),
+        now,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(response(&inv, now)))
+}
+
+/// Revokes a pending invitation.
+#[utoipa::path(delete, path = "/api/v1/orgs/{org_id}/invitations/{invitation_id}", tag = "invitations",
+    params(("org_id" = String, Path, description = "Organization id"), ("invitation_id" = String, Path, description = "Invitation id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 410, description = "Already accepted or revoked", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn revoke(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    invitations::revoke(&*st.store, &caller, invitation_id(&path)?, st.clock.now()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// An invitation token from the email.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBody {
+    /// The token from the link (`axi_…`).
+    pub token: String,
+}
+
+/// What the invitation page shows.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvitationPage {
+    /// Organization name.
+    pub organization: String,
+    /// Invited address.
+    pub email: String,
+    /// Role offered.
+    pub role: String,
+    /// Status.
+    pub status: String,
+    /// Expiry (RFC 3339).
+    pub expires_at: String,
+}
+
+/// Shows an invitation by its token (the same answer whether or not the invitee has an account).
+#[utoipa::path(post, path = "/api/v1/invitations/lookup", tag = "invitations", request_body = TokenBody,
+    responses(
+        (status = 200, description = "The invitation", body = InvitationPage),
+        (status = 404, description = "Unknown or superseded token", content_type = "application/problem+json"),
+    ))]
+pub async fn lookup(
+    st: web::Data<AppState>,
+    body: web::Json<TokenBody>,
+) -> Result<HttpResponse, ApiError> {
+    let v = invitations::lookup(&*st.store, &body.token, st.clock.now()).await?;
+    Ok(HttpResponse::Ok().json(InvitationPage {
+        organization: v.org_name,
+        email: v.email,
+        role: v.role.as_str().to_owned(),
+        status: v.status.as_str().to_owned(),
+        expires_at: v.expires_at.to_rfc3339(),
+    }))
+}
+
+/// The result of accepting.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AcceptedResponse {
+    /// The organization joined.
+    pub org_id: String,
+    /// The role.
+    pub role: String,
+    /// The member.
+    pub user: UserResponse,
+}
+
+/// Accepts an invitation as the signed-in person (the invitation's email must be theirs).
+#[utoipa::path(post, path = "/api/v1/invitations/accept", tag = "invitations", request_body = TokenBody,
+    responses(
+        (status = 200, description = "Joined", body = AcceptedResponse),
+        (status = 409, description = "Another email, or already a member", content_type = "application/problem+json"),
+        (status = 410, description = "Used, revoked or expired", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn accept(
+    st: web::Data<AppState>,
+    auth: Authenticated,
+    body: web::Json<TokenBody>,
+) -> Result<HttpResponse, ApiError> {
+    let user = auth.principal.user();
+    let inv = invitations::accept(&*st.store, user, &body.token, st.clock.now()).await?;
+    Ok(HttpResponse::Ok().json(AcceptedResponse {
+        org_id: inv.org.to_string(),
+        role: inv.role.as_str().to_owned(),
+        user: UserResponse::from(user),
+    }))
+}
+
+/// A new account through an invitation.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupBody {
+    /// The token from the link.
+    pub token: String,
+    /// Display name.
+    pub name: String,
+    /// Password (the organization's password rules apply).
+    pub password: String,
+}
+
+/// Creates an account through an invitation and joins the organization.
+#[utoipa::path(post, path = "/api/v1/invitations/signup", tag = "invitations", request_body = SignupBody,
+    responses(
+        (status = 201, description = "Account created and joined", body = AcceptedResponse),
+        (status = 409, description = "An account with this email exists", content_type = "application/problem+json"),
+        (status = 410, description = "Used, revoked or expired", content_type = "application/problem+json"),
+        (status = 422, description = "Weak password or bad name", content_type = "application/problem+json"),
+    ))]
+pub async fn signup(
+    st: web::Data<AppState>,
+    body: web::Json<SignupBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (inv, user) = invitations::accept_with_new_account(
+        &*st.store,
+        &st.hasher,
+        &body.token,
+        &body.name,
+        &body.password,
+        st.clock.now(),
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(AcceptedResponse {
+        org_id: inv.org.to_string(),
+        role: inv.role.as_str().to_owned(),
+        user: UserResponse::from(&user),
+    }))
+}
+
+/// A queued email.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MailResponse {
+    /// Outbox id.
+    pub id: String,
+    /// Recipient.
+    pub to: String,
+    /// Subject.
+    pub subject: String,
+    /// Body (empty once sent over SMTP).
+    pub body: String,
+    /// Kind (`invitation`, …).
+    pub kind: String,
+    /// Queued at (RFC 3339).
+    pub created_at: String,
+    /// Handed to SMTP at (RFC 3339).
+    pub sent_at: Option<String>,
+    /// Delivery attempts.
+    pub attempts: u32,
+    /// Last delivery error.
+    pub last_error: Option<String>,
+}
+
+/// The organization's mail outbox (what would be or was sent), newest first.
+#[utoipa::path(get, path = "/api/v1/orgs/{org_id}/outbox", tag = "invitations",
+    params(("org_id" = String, Path, description = "Organization id")),
+    responses((status = 200, description = "Queued and sent mail", body = [MailResponse])),
+    security(("bearer" = [])))]
+pub async fn outbox(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+) -> Result<HttpResponse, ApiError> {
+    let mails = st.store.list_mails(caller.org.id, 200).await?;
+    Ok(HttpResponse::Ok().json(
+        mails
+            .into_iter()
+            .map(|m| MailResponse {
+                id: m.id,
+                to: m.to,
+                subject: m.subject,
+                body: m.body,
+                kind: m.kind,
+                created_at: m.created_at.to_rfc3339(),
+                sent_at: m.sent_at.map(|t| t.to_rfc3339()),
+                attempts: m.attempts,
+                last_error: m.last_error,
+            })
+            .collect::<Vec<_>>(),
+    ))
+}

@@ -1,0 +1,72 @@
+//! The mail outbox port: emails committed with their change, delivered by a worker.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rbac_core::OrgId;
+use serde::Serialize;
+
+use crate::error::AuditError;
+
+/// An email in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueuedMail {
+    /// Outbox id.
+    pub id: String,
+    /// Organization.
+    pub org: OrgId,
+    /// Recipient.
+    pub to: String,
+    /// Subject.
+    pub subject: String,
+    /// Body; emptied once the mail was handed to SMTP.
+    pub body: String,
+    /// Kind, for example `invitation`.
+    pub kind: String,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
+    /// When SMTP accepted it.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// The last delivery error.
+    pub last_error: Option<String>,
+}
+
+/// Storage of queued emails.
+#[async_trait]
+pub trait MailOutbox: Send + Sync {
+    /// Claims up to `limit` unsent mails whose lease expired, leasing them until `lease_until`.
+    /// Several workers never hold the same mail at once.
+    ///
+    /// # Errors
+    /// [`AuditError::Store`] on storage failure.
+    async fn claim_mails(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<QueuedMail>, AuditError>;
+
+    /// Marks a mail sent and removes its body.
+    ///
+    /// # Errors
+    /// [`AuditError::Store`] on storage failure.
+    async fn mark_mail_sent(&self, id: &str, now: DateTime<Utc>) -> Result<(), AuditError>;
+
+    /// Records a failed attempt; the mail is retried after `retry_at`.
+    ///
+    /// # Errors
+    /// [`AuditError::Store`] on storage failure.
+    async fn mark_mail_failed(
+        &self,
+        id: &str,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<(), AuditError>;
+
+    /// The organization's mails, newest first (the outbox admins read when SMTP is off).
+    ///
+    /// # Errors
+    /// [`AuditError::Store`] on storage failure.
+    async fn list_mails(&self, org: OrgId, limit: u32) -> Result<Vec<QueuedMail>, AuditError>;
+}

@@ -1,0 +1,324 @@
+//! [`InvitationStore`] on SeaORM.
+
+use async_trait::async_trait;
+use audit::Journal;
+use chrono::{DateTime, Utc};
+use rbac_core::{InvitationId, OrgId, TeamId, TeamRole};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
+};
+use tenancy::invitations::Invitation;
+use tenancy::{InvitationStore, TenancyError, User};
+
+use super::tenancy::{commit, lock_org, store};
+use crate::SeaStore;
+use crate::convert::micros;
+use crate::entity::{invitation, membership, team, team_member, user};
+use crate::error::is_unique_violation;
+
+async fn is_member_by_email(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    email: &str,
+) -> Result<bool, TenancyError> {
+    let Some(u) = user::Entity::find()
+        .filter(user::Column::Email.eq(email))
+        .one(txn)
+        .await
+        .map_err(store)?
+    else {
+        return Ok(false);
+    };
+    Ok(membership::Entity::find_by_id((org.to_string(), u.id))
+        .one(txn)
+        .await
+        .map_err(store)?
+        .is_some())
+}
+
+fn pending(org: OrgId, now: DateTime<Utc>) -> sea_orm::Select<invitation::Entity> {
+    invitation::Entity::find()
+        .filter(invitation::Column::OrgId.eq(org.to_string()))
+        .filter(invitation::Column::AcceptedAt.is_null())
+        .filter(invitation::Column::RevokedAt.is_null())
+        .filter(invitation::Column::ExpiresAt.gt(micros(now)))
+}
+
+#[async_trait]
+impl InvitationStore for SeaStore {
+    async fn create_invitation(
+        &self,
+        inv: &Invitation,
+        token_hash: &str,
+        limits: &billing_limits::PlanLimits,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        lock_org(&txn, inv.org).await?;
+        if is_member_by_email(&txn, inv.org, inv.email.as_str()).await? {
+            return Err(TenancyError::Conflict(format!(
+                "`{}` is already a member",
+                inv.email
+            )));
+        }
+        let open = pending(inv.org, inv.created_at)
+            .count(&txn)
+            .await
+            .map_err(store)?;
+        let already = pending(inv.org, inv.created_at)
+            .filter(invitation::Column::Email.eq(inv.email.as_str()))
+            .count(&txn)
+            .await
+            .map_err(store)?;
+        if already > 0 {
+            return Err(TenancyError::Conflict(format!(
+                "`{}` already has a pending invitation",
+                inv.email
+            )));
+        }
+        let members = membership::Entity::find()
+            .filter(membership::Column::OrgId.eq(inv.org.to_string()))
+            .count(&txn)
+            .await
+            .map_err(store)?;
+        tenancy::enforce_quota(billing_limits::check_quota(
+            limits,
+            billing_limits::Limit::Members,
+            members + open,
+            1,
+        ))?;
+        invitation::Entity::insert(invitation::ActiveModel {
+            id: Set(inv.id.to_string()),
+            org_id: Set(inv.org.to_string()),
+            email: Set(inv.email.as_str().to_owned()),
+            role: Set(inv.role.as_str().to_owned()),
+            invited_by: Set(inv.invited_by.to_string()),
+            token_hash: Set(token_hash.to_owned()),
+            created_at: Set(micros(inv.created_at)),
+            expires_at: Set(micros(inv.expires_at)),
+            accepted_at: Set(None),
+            accepted_by: Set(None),
+            revoked_at: Set(None),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store)?;
+        commit(txn, journal).await
+    }
+
+    async fn find_invitation(&self, token_hash: &str) -> Result<Option<Invitation>, TenancyError> {
+        let m = invitation::Entity::find()
+            .filter(invitation::Column::TokenHash.eq(token_hash))
+            .one(self.db())
+            .await
+            .map_err(store)?;
+        m.map(Invitation::try_from)
+            .transpose()
+            .map_err(TenancyError::Store)
+    }
+
+    async fn get_invitation(
+        &self,
+        org: OrgId,
+        id: InvitationId,
+    ) -> Result<Option<Invitation>, TenancyError> {
+        let m = invitation::Entity::find_by_id(id.to_string())
+            .filter(invitation::Column::OrgId.eq(org.to_string()))
+            .one(self.db())
+            .await
+            .map_err(store)?;
+        m.map(Invitation::try_from)
+            .transpose()
+            .map_err(TenancyError::Store)
+    }
+
+    async fn list_invitations(
+        &self,
+        org: OrgId,
+        after: Option<InvitationId>,
+        limit: u32,
+    ) -> Result<Vec<Invitation>, TenancyError> {
+        let mut q =
+            invitation::Entity::find().filter(invitation::Column::OrgId.eq(org.to_string()));
+        if let Some(a) = after {
+            q = q.filter(invitation::Column::Id.lt(a.to_string()));
+        }
+        let rows = q
+            .order_by_desc(invitation::Column::Id)
+            .limit(u64::from(limit))
+            .all(self.db())
+            .await
+            .map_err(store)?;
+        rows.into_iter()
+            .map(Invitation::try_from)
+            .collect::<Result<_, _>>()
+            .map_err(TenancyError::Store)
+    }
+
+    async fn reissue_invitation(
+        &self,
+        org: OrgId,
+        id: InvitationId,
+        token_hash: &str,
+        sent_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let res = invitation::Entity::update_many()
+            .col_expr(invitation::Column::TokenHash, Expr::value(token_hash))
+            .col_expr(invitation::Column::CreatedAt, Expr::value(micros(sent_at)))
+            .col_expr(
+                invitation::Column::ExpiresAt,
+                Expr::value(micros(expires_at)),
+            )
+            .filter(invitation::Column::Id.eq(id.to_string()))
+            .filter(invitation::Column::OrgId.eq(org.to_string()))
+            .filter(invitation::Column::AcceptedAt.is_null())
+            .filter(invitation::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if res.rows_affected == 0 {
+            return Err(TenancyError::NotFound("invitation"));
+        }
+        commit(txn, journal).await
+    }
+
+    async fn revoke_invitation(
+        &self,
+        org: OrgId,
+        id: InvitationId,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let res = invitation::Entity::update_many()
+            .col_expr(invitation::Column::RevokedAt, Expr::value(micros(now)))
+            .filter(invitation::Column::Id.eq(id.to_string()))
+            .filter(invitation::Column::OrgId.eq(org.to_string()))
+            .filter(invitation::Column::AcceptedAt.is_null())
+            .filter(invitation::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if res.rows_affected == 0 {
+            return Err(TenancyError::NotFound("invitation"));
+        }
+        commit(txn, journal).await
+    }
+
+    async fn accept_invitation(
+        &self,
+        inv: &Invitation,
+        token_hash: &str,
+        new: &User,
+        new_password_hash: Option<&str>,
+        team_id: TeamId,
+        team_role: TeamRole,
+        limits: &billing_limits::PlanLimits,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        lock_org(&txn, inv.org).await?;
+        // The conditional update is the single-use guarantee: of two racing acceptances only one matches.
+        let res = invitation::Entity::update_many()
+            .col_expr(invitation::Column::AcceptedAt, Expr::value(micros(now)))
+            .col_expr(
+                invitation::Column::AcceptedBy,
+                Expr::value(new.id.to_string()),
+            )
+            .filter(invitation::Column::Id.eq(inv.id.to_string()))
+            .filter(invitation::Column::TokenHash.eq(token_hash))
+            .filter(invitation::Column::AcceptedAt.is_null())
+            .filter(invitation::Column::RevokedAt.is_null())
+            .filter(invitation::Column::ExpiresAt.gt(micros(now)))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if res.rows_affected == 0 {
+            txn.rollback().await.map_err(store)?;
+            let current = self
+                .find_invitation(token_hash)
+                .await?
+                .ok_or(TenancyError::NotFound("invitation"))?;
+            return Err(TenancyError::InvitationUnusable(
+                match current.status(now) {
+                    tenancy::invitations::InvitationStatus::Pending => {
+                        tenancy::invitations::InvitationStatus::Accepted
+                    }
+                    other => other,
+                },
+            ));
+        }
+        let members = membership::Entity::find()
+            .filter(membership::Column::OrgId.eq(inv.org.to_string()))
+            .count(&txn)
+            .await
+            .map_err(store)?;
+        tenancy::enforce_quota(billing_limits::check_quota(
+            limits,
+            billing_limits::Limit::Members,
+            members,
+            1,
+        ))?;
+        if let Some(hash) = new_password_hash {
+            let res = user::Entity::insert(user::ActiveModel {
+                id: Set(new.id.to_string()),
+                email: Set(new.email.as_str().to_owned()),
+                name: Set(new.name.clone()),
+                password_hash: Set(Some(hash.to_owned())),
+                created_at: Set(micros(new.created_at)),
+            })
+            .exec_without_returning(&txn)
+            .await;
+            if let Err(e) = res {
+                return Err(if is_unique_violation(&e) {
+                    TenancyError::Conflict(format!(
+                        "an account with the email `{}` exists: sign in and accept the invitation",
+                        new.email
+                    ))
+                } else {
+                    store(e)
+                });
+            }
+        }
+        let res = membership::Entity::insert(membership::ActiveModel {
+            org_id: Set(inv.org.to_string()),
+            user_id: Set(new.id.to_string()),
+            role: Set(inv.role.as_str().to_owned()),
+            joined_at: Set(micros(now)),
+        })
+        .exec_without_returning(&txn)
+        .await;
+        if let Err(e) = res {
+            return Err(if is_unique_violation(&e) {
+                TenancyError::Conflict(format!("`{}` is already a member", new.email))
+            } else {
+                store(e)
+            });
+        }
+        let in_org = team::Entity::find()
+            .filter(team::Column::Id.eq(team_id.to_string()))
+            .filter(team::Column::OrgId.eq(inv.org.to_string()))
+            .count(&txn)
+            .await
+            .map_err(store)?;
+        if in_org == 0 {
+            return Err(TenancyError::NotFound("team"));
+        }
+        team_member::Entity::insert(team_member::ActiveModel {
+            team_id: Set(team_id.to_string()),
+            user_id: Set(new.id.to_string()),
+            org_id: Set(inv.org.to_string()),
+            role: Set(team_role.as_str().to_owned()),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store)?;
+        commit(txn, journal).await
+    }
+}

@@ -1,0 +1,479 @@
+//! Invitations: invite by email with a role, resend, revoke, look up, accept.
+//!
+//! Tokens carry 256 bits of randomness, are stored only as SHA-256 hashes and work
+//! once. The email with the link is queued in the same transaction as the invitation.
+
+use audit::{AuditAction, DomainEvent, EventKind, Journal, Metadata, OutboundMail, Target};
+use billing_limits::PlanLimits;
+use chrono::{DateTime, Duration, Utc};
+use rbac_core::{InvitationId, OrgId, OrgRole, Permission, TeamRole, UserId, check_invite_role};
+use security_policy::{
+    MintedToken, PasswordHasher, check_password, context_words, hash_token, mint,
+};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::caller::Caller;
+use crate::error::TenancyError;
+use crate::model::{Email, User, valid_name};
+use crate::store::{InvitationStore, TenancyStore};
+
+/// Token prefix of invitation links.
+pub const INVITATION_PREFIX: &str = "axi";
+
+/// Where an invitation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvitationStatus {
+    /// Waiting for the invitee.
+    Pending,
+    /// Used.
+    Accepted,
+    /// Withdrawn by an admin.
+    Revoked,
+    /// Not used in time.
+    Expired,
+}
+
+impl InvitationStatus {
+    /// The wire name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            InvitationStatus::Pending => "pending",
+            InvitationStatus::Accepted => "accepted",
+            InvitationStatus::Revoked => "revoked",
+            InvitationStatus::Expired => "expired",
+        }
+    }
+}
+
+/// An invitation (its token is never stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Invitation {
+    /// Its id.
+    pub id: InvitationId,
+    /// The organization.
+    pub org: OrgId,
+    /// The invited address.
+    pub email: Email,
+    /// The role they join with.
+    pub role: OrgRole,
+    /// Who invited them.
+    pub invited_by: UserId,
+    /// When it was (last) sent.
+    pub created_at: DateTime<Utc>,
+    /// Valid strictly before this instant.
+    pub expires_at: DateTime<Utc>,
+    /// When it was accepted.
+    pub accepted_at: Option<DateTime<Utc>>,
+    /// When it was revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl Invitation {
+    /// The status at `now`.
+    #[must_use]
+    pub fn status(&self, now: DateTime<Utc>) -> InvitationStatus {
+        if self.accepted_at.is_some() {
+            InvitationStatus::Accepted
+        } else if self.revoked_at.is_some() {
+            InvitationStatus::Revoked
+        } else if now >= self.expires_at {
+            InvitationStatus::Expired
+        } else {
+            InvitationStatus::Pending
+        }
+    }
+
+    /// `Ok` when the invitation can be used at `now`.
+    ///
+    /// # Errors
+    /// [`TenancyError::InvitationUnusable`] with the status.
+    pub fn usable(&self, now: DateTime<Utc>) -> Result<(), TenancyError> {
+        match self.status(now) {
+            InvitationStatus::Pending => Ok(()),
+            other => Err(TenancyError::InvitationUnusable(other)),
+        }
+    }
+}
+
+/// Deployment settings for invitations.
+#[derive(Debug, Clone)]
+pub struct InvitationSettings {
+    /// How long a link stays valid (default 7 days).
+    pub expiry: Duration,
+    /// The page that accepts invitations; the token is appended as `#token=…`.
+    pub accept_url: String,
+}
+
+/// An invitation request.
+#[derive(Debug, Clone)]
+pub struct InviteRequest {
+    /// Address to invite.
+    pub email: String,
+    /// Role (Admin or User).
+    pub role: OrgRole,
+}
+
+fn mail(
+    caller: &Caller,
+    inv: &Invitation,
+    token: &MintedToken,
+    settings: &InvitationSettings,
+) -> OutboundMail {
+    let link = format!("{}#token={}", settings.accept_url, token.secret);
+    OutboundMail {
+        org: inv.org,
+        to: inv.email.to_string(),
+        subject: format!(
+            "{} invited you to {} on Axie Studio",
+            caller.user.name, caller.org.name
+        ),
+        body: format!(
+            "Hello,\n\n{inviter} ({inviter_email}) invited you to join {org} as {role}.\n\n\
+             Accept the invitation:\n{link}\n\n\
+             Your invitation token: {token}\n\n\
+             The link works once and expires on {expires} (UTC).\n\
+             If you did not expect this, ignore this email.\n",
+            inviter = caller.user.name,
+            inviter_email = caller.user.email,
+            org = caller.org.name,
+            role = inv.role.as_str(),
+            token = token.secret,
+            expires = inv.expires_at.format("%Y-%m-%d %H:%M"),
+        ),
+        kind: "invitation".into(),
+    }
+}
+
+/// Invites someone; the email with the one-time link is queued in the same transaction.
+///
+/// # Errors
+/// [`TenancyError::Forbidden`] / [`TenancyError::RoleRule`] for callers who may not invite
+/// with that role; [`TenancyError::Conflict`] for members and pending invitees;
+/// [`TenancyError::LimitReached`] when members plus pending invitations fill the plan.
+pub async fn invite<S: TenancyStore + InvitationStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    req: InviteRequest,
+    settings: &InvitationSettings,
+    now: DateTime<Utc>,
+) -> Result<(Invitation, MintedToken), TenancyError> {
+    caller.check_org(Permission::InviteMembers)?;
+    check_invite_role(&caller.subject, req.role)?;
+    let email = Email::parse(&req.email)?;
+    let token = mint(INVITATION_PREFIX, 32);
+    let inv = Invitation {
+        id: InvitationId::new(),
+        org: caller.org.id,
+        email,
+        role: req.role,
+        invited_by: caller.user.id,
+        created_at: now,
+        expires_at: now + settings.expiry,
+        accepted_at: None,
+        revoked_at: None,
+    };
+    let journal = Journal::record(
+        caller
+            .audit(
+                now,
+                AuditAction::MemberInvited,
+                Target::new("invitation", inv.id, inv.email.to_string()),
+            )
+            .with_metadata(Metadata::from_value(json!({ "role": inv.role.as_str() }))?),
+    )
+    .mail(mail(caller, &inv, &token, settings));
+    store
+        .create_invitation(
+            &inv,
+            &token.hash,
+            &PlanLimits::for_plan(caller.org.plan),
+            journal,
+        )
+        .await?;
+    Ok((inv, token))
+}
+
+/// Sends an invitation again with a new token (the old link stops working) and a new expiry.
+///
+/// # Errors
+/// [`TenancyError::NotFound`]; [`TenancyError::InvitationUnusable`] for accepted or revoked ones.
+pub async fn resend<S: TenancyStore + InvitationStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    id: InvitationId,
+    settings: &InvitationSettings,
+    now: DateTime<Utc>,
+) -> Result<(Invitation, MintedToken), TenancyError> {
+    caller.check_org(Permission::InviteMembers)?;
+    let mut inv = store
+        .get_invitation(caller.org.id, id)
+        .await?
+        .ok_or(TenancyError::NotFound("invitation"))?;
+    check_invite_role(&caller.subject, inv.role)?;
+    if let s @ (InvitationStatus::Accepted | InvitationStatus::Revoked) = inv.status(now) {
+        return Err(TenancyError::InvitationUnusable(s));
+    }
+    let token = mint(INVITATION_PREFIX, 32);
+    inv.created_at = now;
+    inv.expires_at = now + settings.expiry;
+    let journal = Journal::record(caller.audit(
+        now,
+        AuditAction::InvitationResent,
+        Target::new("invitation", inv.id, inv.email.to_string()),
+    ))
+    .mail(mail(caller, &inv, &token, settings));
+    store
+        .reissue_invitation(caller.org.id, id, &token.hash, now, inv.expires_at, journal)
+        .await?;
+    Ok((inv, token))
+}
+
+/// Withdraws a pending invitation.
+///
+/// # Errors
+/// [`TenancyError::NotFound`]; [`TenancyError::InvitationUnusable`] when already used or revoked.
+pub async fn revoke<S: TenancyStore + InvitationStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    id: InvitationId,
+    now: DateTime<Utc>,
+) -> Result<(), TenancyError> {
+    caller.check_org(Permission::InviteMembers)?;
+    let inv = store
+        .get_invitation(caller.org.id, id)
+        .await?
+        .ok_or(TenancyError::NotFound("invitation"))?;
+    if let s @ (InvitationStatus::Accepted | InvitationStatus::Revoked) = inv.status(now) {
+        return Err(TenancyError::InvitationUnusable(s));
+    }
+    let journal = Journal::record(caller.audit(
+        now,
+        AuditAction::InvitationRevoked,
+        Target::new("invitation", inv.id, inv.email.to_string()),
+    ));
+    store
+        .revoke_invitation(caller.org.id, id, now, journal)
+        .await
+}
+
+/// What the invitation page shows. It is the same whether or not the invitee has an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InvitationView {
+    /// The organization's name.
+    pub org_name: String,
+    /// The invited address.
+    pub email: String,
+    /// The role offered.
+    pub role: OrgRole,
+    /// Status now.
+    pub status: InvitationStatus,
+    /// Expiry.
+    pub expires_at: DateTime<Utc>,
+}
+
+async fn by_token<S: TenancyStore + InvitationStore + ?Sized>(
+    store: &S,
+    token: &str,
+) -> Result<Invitation, TenancyError> {
+    if !token.starts_with(INVITATION_PREFIX) || token.len() > 200 {
+        return Err(TenancyError::NotFound("invitation"));
+    }
+    store
+        .find_invitation(&hash_token(token))
+        .await?
+        .ok_or(TenancyError::NotFound("invitation"))
+}
+
+/// Looks an invitation up by its token.
+///
+/// # Errors
+/// [`TenancyError::NotFound`] for unknown (or superseded) tokens.
+pub async fn lookup<S: TenancyStore + InvitationStore + ?Sized>(
+    store: &S,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<InvitationView, TenancyError> {
+    let inv = by_token(store, token).await?;
+    let org = store.get_org(inv.org).await?;
+    Ok(InvitationView {
+        org_name: org.name,
+        email: inv.email.to_string(),
+        role: inv.role,
+        status: inv.status(now),
+        expires_at: inv.expires_at,
+    })
+}
+
+fn accepted_journal(
+    inv: &Invitation,
+    user: &User,
+    now: DateTime<Utc>,
+) -> Result<Journal, TenancyError> {
+    Ok(Journal::record(
+        audit::NewAuditEvent::new(inv.org, now, audit::Actor::user(user.id, user.name.clone()), AuditAction::MemberAdded, Target::new("member", user.id, user.name.clone()))
+            .with_metadata(Metadata::from_value(json!({ "role": inv.role.as_str(), "invitation": inv.id, "invited_by": inv.invited_by }))?),
+    )
+    .publish(DomainEvent::new(inv.org, EventKind::UserCreated, now, json!({
+        "userId": user.id, "email": user.email, "role": inv.role.as_str(), "invitedBy": inv.invited_by,
+    }))))
+}
+
+fn team_role_for(role: OrgRole) -> TeamRole {
+    if role.is_admin() {
+        TeamRole::Admin
+    } else {
+        TeamRole::Member
+    }
+}
+
+/// A signed-in person accepts an invitation addressed to their email (case-insensitive).
+///
+/// # Errors
+/// [`TenancyError::NotFound`]; [`TenancyError::InvitationUnusable`] (used, revoked, expired, also
+/// when two acceptances race); [`TenancyError::Forbidden`]-like [`TenancyError::Conflict`] when the
+/// email differs or they are already a member; [`TenancyError::LimitReached`] when the plan is full.
+pub async fn accept<S: TenancyStore + InvitationStore + ?Sized>(
+    store: &S,
+    user: &User,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<Invitation, TenancyError> {
+    let inv = by_token(store, token).await?;
+    inv.usable(now)?;
+    if inv.email != user.email {
+        return Err(TenancyError::Conflict(
+            "this invitation was sent to another email address".into(),
+        ));
+    }
+    let org = store.get_org(inv.org).await?;
+    let team = store.default_team(inv.org).await?;
+    let journal = accepted_journal(&inv, user, now)?;
+    store
+        .accept_invitation(
+            &inv,
+            &hash_token(token),
+            user,
+            None,
+            team.id,
+            team_role_for(inv.role),
+            &PlanLimits::for_plan(org.plan),
+            now,
+            journal,
+        )
+        .await?;
+    Ok(inv)
+}
+
+/// Someone without an account creates it through the link, under the organization's password rules.
+///
+/// # Errors
+/// As [`accept`], plus [`TenancyError::Password`] and [`TenancyError::Conflict`] when an account
+/// with the address exists (they sign in and accept instead).
+pub async fn accept_with_new_account<S: TenancyStore + InvitationStore + ?Sized>(
+    store: &S,
+    hasher: &PasswordHasher,
+    token: &str,
+    name: &str,
+    password: &str,
+    now: DateTime<Utc>,
+) -> Result<(Invitation, User), TenancyError> {
+    let inv = by_token(store, token).await?;
+    inv.usable(now)?;
+    let name = valid_name("name", name)?;
+    let org = store.get_org(inv.org).await?;
+    check_password(
+        &org.security.passwords,
+        password,
+        &context_words(inv.email.as_str(), &org.name),
+        false,
+    )?;
+    let hash = hasher
+        .hash(password)
+        .map_err(|e| TenancyError::Invalid(e.to_string()))?;
+    let user = User {
+        id: UserId::new(),
+        email: inv.email.clone(),
+        name,
+        created_at: now,
+    };
+    let team = store.default_team(inv.org).await?;
+    let journal = accepted_journal(&inv, &user, now)?;
+    store
+        .accept_invitation(
+            &inv,
+            &hash_token(token),
+            &user,
+            Some(&hash),
+            team.id,
+            team_role_for(inv.role),
+            &PlanLimits::for_plan(org.plan),
+            now,
+            journal,
+        )
+        .await?;
+    Ok((inv, user))
+}
+
+/// The organization's invitations, newest first by id.
+///
+/// # Errors
+/// [`TenancyError::Forbidden`] without the invite permission.
+pub async fn list<S: TenancyStore + InvitationStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    after: Option<InvitationId>,
+    limit: u32,
+) -> Result<Vec<Invitation>, TenancyError> {
+    caller.check_org(Permission::InviteMembers)?;
+    store.list_invitations(caller.org.id, after, limit).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inv(expires_in: i64) -> (Invitation, DateTime<Utc>) {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let i = Invitation {
+            id: InvitationId::new(),
+            org: OrgId::new(),
+            email: Email::parse("a@b.example").unwrap(),
+            role: OrgRole::User,
+            invited_by: UserId::new(),
+            created_at: now,
+            expires_at: now + Duration::seconds(expires_in),
+            accepted_at: None,
+            revoked_at: None,
+        };
+        (i, now)
+    }
+
+    #[test]
+    fn expiry_boundary() {
+        let (i, now) = inv(10);
+        assert_eq!(
+            i.status(now + Duration::seconds(9)),
+            InvitationStatus::Pending
+        );
+        assert_eq!(
+            i.status(now + Duration::seconds(10)),
+            InvitationStatus::Expired
+        );
+        assert!(i.usable(now + Duration::milliseconds(9_999)).is_ok());
+    }
+
+    #[test]
+    fn accepted_and_revoked_win_over_expiry() {
+        let (mut i, now) = inv(10);
+        i.revoked_at = Some(now);
+        assert_eq!(
+            i.status(now + Duration::days(30)),
+            InvitationStatus::Revoked
+        );
+        i.accepted_at = Some(now);
+        assert_eq!(i.status(now), InvitationStatus::Accepted);
+    }
+}

@@ -1,0 +1,409 @@
+//! Invitations end to end: real SMTP delivery, acceptance with and without an account,
+//! resend, revoke, expiry at the boundary, seat limits under concurrency.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::*;
+
+async fn invite(t: &TestApp, token: &str, email: &str, role: &str) -> reqwest::Response {
+    t.post(
+        &t.org("/invitations"),
+        token,
+        &json!({ "email": email, "role": role }),
+    )
+    .await
+}
+
+async fn invited(t: &TestApp, email: &str, role: &str) -> Value {
+    let res = invite(t, &t.owner_token, email, role).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    res.json().await.unwrap()
+}
+
+/// The token of the newest invitation mail to `email` in the outbox (SMTP off).
+async fn outbox_token(t: &TestApp, email: &str) -> String {
+    let mails = json_of(t.get(&t.org("/outbox"), &t.owner_token).await).await;
+    let mail = mails
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["to"] == email)
+        .expect("mail in outbox");
+    assert_eq!(mail["kind"], "invitation");
+    token_in(mail["body"].as_str().unwrap())
+}
+
+async fn lookup(t: &TestApp, token: &str) -> reqwest::Response {
+    t.client
+        .post(t.url("/api/v1/invitations/lookup"))
+        .json(&json!({ "token": token }))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn signup(t: &TestApp, token: &str, name: &str, password: &str) -> reqwest::Response {
+    t.client
+        .post(t.url("/api/v1/invitations/signup"))
+        .json(&json!({ "token": token, "name": name, "password": password }))
+        .send()
+        .await
+        .unwrap()
+}
+
+both_backends!(
+    invitation_email_goes_over_smtp_and_the_link_creates_an_account,
+    |b| async move {
+        let sink = SmtpSink::start().await;
+        let t = spawn_app_with(
+            b,
+            Options {
+                demo: true,
+                smtp_port: Some(sink.port),
+            },
+        )
+        .await;
+        let inv = invited(&t, "John@Company.com", "user").await;
+        assert_eq!(inv["email"], "john@company.com");
+        assert_eq!(inv["status"], "pending");
+        let mail = sink.wait_for("john@company.com", 0).await;
+        assert!(
+            mail.contains("Subject: Sarah Owner invited you to Acme Corp on Axie Studio"),
+            "{mail}"
+        );
+        assert!(
+            mail.contains("/invitations/accept#token=3Daxi_")
+                || mail.contains("/invitations/accept#token=axi_"),
+            "{mail}"
+        );
+        let token = token_in(&mail);
+        // Once sent, the outbox keeps no copy of the link.
+        let outbox = json_of(t.get(&t.org("/outbox"), &t.owner_token).await).await;
+        let entry = outbox
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["to"] == "john@company.com")
+            .unwrap()
+            .clone();
+        assert!(entry["sent_at"].is_string());
+        assert_eq!(entry["body"], "");
+
+        let page = json_of(lookup(&t, &token).await).await;
+        assert_eq!(
+            page,
+            json!({"organization": "Acme Corp", "email": "john@company.com", "role": "user", "status": "pending", "expires_at": page["expires_at"]})
+        );
+        problem(
+            signup(&t, &token, "John Smith", "short").await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "weak_password",
+        )
+        .await;
+        problem(
+            signup(&t, &token, "John Smith", "john@company.com is me ok").await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "weak_password",
+        )
+        .await;
+        let res = signup(&t, &token, "John Smith", "a sufficiently long passphrase").await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let john = t
+            .login("john@company.com", "a sufficiently long passphrase")
+            .await;
+        let me = json_of(t.get(&t.url("/api/v1/me"), &john).await).await;
+        assert_eq!(me["memberships"][0]["role"], "user");
+        assert_eq!(me["memberships"][0]["org_id"], t.org_id.as_str());
+        // Used once only.
+        problem(
+            signup(&t, &token, "John Again", "another long passphrase here").await,
+            StatusCode::GONE,
+            "invitation_used",
+        )
+        .await;
+        let accepted = t
+            .client
+            .post(t.url("/api/v1/invitations/accept"))
+            .bearer_auth(&john)
+            .json(&json!({"token": token}))
+            .send()
+            .await
+            .unwrap();
+        problem(accepted, StatusCode::GONE, "invitation_used").await;
+        assert_eq!(t.audit("action=member.invited").await.len(), 1);
+        let added = t.audit("action=member.added").await;
+        assert_eq!(added[0]["target_name"], "John Smith");
+    }
+);
+
+both_backends!(
+    an_existing_account_signs_in_and_accepts_its_own_invitation,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let (_, globex_owner) =
+            crate::api_keys::second_org(&t, billing_limits::Plan::Enterprise).await;
+        invited(&t, &globex_owner.to_uppercase(), "admin").await;
+        let token = outbox_token(&t, &globex_owner).await;
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let wrong = t
+            .client
+            .post(t.url("/api/v1/invitations/accept"))
+            .bearer_auth(&lisa)
+            .json(&json!({"token": token}))
+            .send()
+            .await
+            .unwrap();
+        problem(wrong, StatusCode::CONFLICT, "conflict").await;
+        problem(
+            signup(&t, &token, "Dup", "a sufficiently long passphrase").await,
+            StatusCode::CONFLICT,
+            "conflict",
+        )
+        .await;
+        let session = t.login(&globex_owner, OWNER_PASSWORD).await;
+        let ok = json_of(
+            t.client
+                .post(t.url("/api/v1/invitations/accept"))
+                .bearer_auth(&session)
+                .json(&json!({"token": token}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(ok["role"], "admin");
+        let me = json_of(t.get(&t.url("/api/v1/me"), &session).await).await;
+        assert_eq!(
+            me["memberships"].as_array().unwrap().len(),
+            2,
+            "member of Globex and Acme"
+        );
+        // As an Acme admin they see Acme's members at once.
+        json_of(t.get(&t.org("/members"), &session).await).await;
+    }
+);
+
+both_backends!(
+    resend_revoke_and_expiry_refuse_old_links_clearly,
+    |b| async move {
+        let mut t = spawn_app(b).await;
+        let inv = invited(&t, "sarah@company.com", "admin").await;
+        let first = outbox_token(&t, "sarah@company.com").await;
+        let id = inv["id"].as_str().unwrap();
+        let resent = json_of(
+            t.post(
+                &t.org(&format!("/invitations/{id}/resend")),
+                &t.owner_token,
+                &json!({}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(resent["status"], "pending");
+        let second = outbox_token(&t, "sarah@company.com").await;
+        assert_ne!(first, second);
+        problem(lookup(&t, &first).await, StatusCode::NOT_FOUND, "not_found").await;
+        problem(
+            signup(&t, &first, "Sarah", "a sufficiently long passphrase").await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+
+        // Expiry: valid until 7 days after the resend, not one second more.
+        t.clock
+            .advance(chrono::Duration::days(7) - chrono::Duration::seconds(2));
+        assert_eq!(
+            json_of(lookup(&t, &second).await).await["status"],
+            "pending"
+        );
+        t.clock.advance(chrono::Duration::seconds(2));
+        assert_eq!(
+            json_of(lookup(&t, &second).await).await["status"],
+            "expired"
+        );
+        problem(
+            signup(&t, &second, "Sarah", "a sufficiently long passphrase").await,
+            StatusCode::GONE,
+            "invitation_expired",
+        )
+        .await;
+
+        // A resend revives an expired invitation; a revoke ends it for good.
+        t.owner_token = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+        json_of(
+            t.post(
+                &t.org(&format!("/invitations/{id}/resend")),
+                &t.owner_token,
+                &json!({}),
+            )
+            .await,
+        )
+        .await;
+        let third = outbox_token(&t, "sarah@company.com").await;
+        let res = t
+            .delete(&t.org(&format!("/invitations/{id}")), &t.owner_token)
+            .await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        problem(
+            signup(&t, &third, "Sarah", "a sufficiently long passphrase").await,
+            StatusCode::GONE,
+            "invitation_revoked",
+        )
+        .await;
+        problem(
+            t.post(
+                &t.org(&format!("/invitations/{id}/resend")),
+                &t.owner_token,
+                &json!({}),
+            )
+            .await,
+            StatusCode::GONE,
+            "invitation_revoked",
+        )
+        .await;
+        let list = json_of(t.get(&t.org("/invitations"), &t.owner_token).await).await;
+        assert_eq!(list["items"][0]["status"], "revoked");
+        assert_eq!(t.audit("action=invitation.resent").await.len(), 2);
+        assert_eq!(t.audit("action=invitation.revoked").await.len(), 1);
+    }
+);
+
+both_backends!(invitation_rules_and_bad_input, |b| async move {
+    let t = spawn_app(b).await;
+    let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+    let p = problem(
+        invite(&t, &lisa, "x@company.com", "user").await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(p["reason"], "role_lacks_permission");
+    problem(
+        invite(&t, &t.owner_token, "x@company.com", "owner").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    )
+    .await;
+    problem(
+        invite(&t, &t.owner_token, "x@company.com", "superuser").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    )
+    .await;
+    problem(
+        invite(&t, &t.owner_token, "not-an-email", "user").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    )
+    .await;
+    problem(
+        invite(&t, &t.owner_token, "LISA@example.com", "user").await,
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
+    invited(&t, "x@company.com", "user").await;
+    problem(
+        invite(&t, &t.owner_token, "X@Company.com", "admin").await,
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
+    problem(
+        lookup(
+            &t,
+            "axi_0000000000000000000000000000000000000000000000000000000000000000",
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    problem(
+        lookup(&t, "garbage").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+    assert_eq!(
+        invite(&t, &mike, "y@company.com", "admin").await.status(),
+        StatusCode::CREATED,
+        "admins invite admins"
+    );
+});
+
+both_backends!(
+    seat_limit_holds_under_concurrent_invites_and_accepts,
+    |b| async move {
+        let t = spawn_app(b).await;
+        // Enterprise allows 20 members; the demo has 4, so 16 seats are left.
+        let sends = (0..25).map(|i| {
+            let (c, url, tok) = (
+                t.client.clone(),
+                t.org("/invitations"),
+                t.owner_token.clone(),
+            );
+            async move {
+                c.post(url)
+                    .bearer_auth(tok)
+                    .json(&json!({"email": format!("p{i}@company.com"), "role": "user"}))
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        });
+        let results = futures::future::join_all(sends).await;
+        let ok = results
+            .iter()
+            .filter(|r| r.status() == StatusCode::CREATED)
+            .count();
+        assert_eq!(
+            ok, 16,
+            "members plus pending invitations never exceed the plan"
+        );
+        let refused = results
+            .into_iter()
+            .find(|r| r.status() != StatusCode::CREATED)
+            .unwrap();
+        let p = problem(refused, StatusCode::FORBIDDEN, "limit_reached").await;
+        assert_eq!(p["max"], 20);
+
+        let mails = json_of(t.get(&t.org("/outbox"), &t.owner_token).await).await;
+        let tokens: Vec<(String, String)> = mails
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["to"].as_str().unwrap().to_owned(),
+                    token_in(m["body"].as_str().unwrap()),
+                )
+            })
+            .collect();
+        assert_eq!(tokens.len(), 16);
+        // Everyone accepts at once, and one token is also tried twice concurrently.
+        let (dup_to, dup_token) = tokens[0].clone();
+        let mut attempts: Vec<_> = tokens
+            .iter()
+            .map(|(to, tok)| (to.clone(), tok.clone()))
+            .collect();
+        attempts.push((dup_to, dup_token));
+        let accepts = attempts.into_iter().map(|(to, tok)| {
+        let (c, url) = (t.client.clone(), t.url("/api/v1/invitations/signup"));
+        async move { c.post(url).json(&json!({"token": tok, "name": to, "password": "a sufficiently long passphrase"})).send().await.unwrap() }
+    });
+        let results = futures::future::join_all(accepts).await;
+        let joined = results
+            .iter()
+            .filter(|r| r.status() == StatusCode::CREATED)
+            .count();
+        assert_eq!(joined, 16, "each invitation is used exactly once");
+        let members = json_of(t.get(&t.org("/members?limit=200"), &t.owner_token).await).await;
+        assert_eq!(members["items"].as_array().unwrap().len(), 20);
+        assert_eq!(t.audit("action=member.added&limit=500").await.len(), 4 + 16);
+    }
+);
