@@ -439,7 +439,7 @@ impl AccountStore for MemoryTenancyStore {
             .filter(|s| s.0.user == user && s.2.is_none())
             .map(|s| s.0.clone())
             .collect();
-        out.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        out.sort_by_key(|s| std::cmp::Reverse(s.created_at));
         Ok(out)
     }
 }
