@@ -34,3 +34,7 @@ bench:
 # Everything CI does.
 ci:
     bash .ci/run
+
+# rbac-core vs cedar-policy vs casbin; its own workspace, so neither engine is a product dependency.
+bench-rbac:
+    cd bench/rbac-bench && cargo bench

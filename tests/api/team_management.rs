@@ -407,3 +407,286 @@ both_backends!(
         assert_eq!(t.audit("action=member.added&limit=500").await.len(), 4 + 16);
     }
 );
+
+async fn set_role(t: &TestApp, token: &str, user: &str, role: &str) -> reqwest::Response {
+    t.patch(
+        &t.org(&format!("/members/{user}")),
+        token,
+        &json!({ "role": role }),
+    )
+    .await
+}
+
+both_backends!(
+    role_changes_apply_at_once_and_follow_the_rules,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        let (lisa_id, mike_id) = (
+            t.member_id("lisa@example.com").await,
+            t.member_id("mike@example.com").await,
+        );
+        let owner_id = t.member_id(OWNER_EMAIL).await;
+        problem(
+            t.get(&t.org("/audit-events"), &lisa).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        assert_eq!(
+            set_role(&t, &mike, &lisa_id, "admin").await.status(),
+            StatusCode::NO_CONTENT
+        );
+        json_of(t.get(&t.org("/audit-events"), &lisa).await).await;
+        assert_eq!(
+            set_role(&t, &t.owner_token, &lisa_id, "user")
+                .await
+                .status(),
+            StatusCode::NO_CONTENT
+        );
+        problem(
+            t.get(&t.org("/audit-events"), &lisa).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+
+        let owner_target = problem(
+            set_role(&t, &mike, &owner_id, "user").await,
+            StatusCode::FORBIDDEN,
+            "role_rule",
+        )
+        .await;
+        assert_eq!(owner_target["reason"], "target_is_owner");
+        let own = problem(
+            set_role(&t, &mike, &mike_id, "user").await,
+            StatusCode::FORBIDDEN,
+            "role_rule",
+        )
+        .await;
+        assert_eq!(own["reason"], "own_role");
+        let to_owner = problem(
+            set_role(&t, &t.owner_token, &lisa_id, "owner").await,
+            StatusCode::FORBIDDEN,
+            "role_rule",
+        )
+        .await;
+        assert_eq!(to_owner["reason"], "owner_via_transfer_only");
+        problem(
+            set_role(&t, &lisa, &mike_id, "user").await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        problem(
+            set_role(&t, &t.owner_token, &lisa_id, "root").await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        problem(
+            set_role(
+                &t,
+                &t.owner_token,
+                "usr_00000000000000000000000000000000",
+                "admin",
+            )
+            .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        let changes = t.audit("action=member.role_changed").await;
+        assert_eq!(changes.len(), 2);
+        assert_eq!(
+            changes[0]["metadata"],
+            json!({"from": "admin", "to": "user"})
+        );
+    }
+);
+
+both_backends!(
+    ownership_transfer_needs_both_parties_and_keeps_one_owner,
+    |b| async move {
+        let mut t = spawn_app(b).await;
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        let lisa_id = t.member_id("lisa@example.com").await;
+        let url = t.org("/ownership-transfer");
+        let confirm = t.org("/ownership-transfer/confirm");
+        problem(
+            t.post(&url, &mike, &json!({"to_user_id": lisa_id})).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        let res = t
+            .post(&url, &t.owner_token, &json!({"to_user_id": lisa_id}))
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        problem(
+            t.post(&confirm, &mike, &json!({})).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        // Lisa confirms twice at once: exactly one succeeds.
+        let empty = json!({});
+        let (a, b2) = tokio::join!(
+            t.post(&confirm, &lisa, &empty),
+            t.post(&confirm, &lisa, &empty)
+        );
+        let statuses = [a.status(), b2.status()];
+        assert_eq!(
+            statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+            1,
+            "{statuses:?}"
+        );
+        let members = json_of(t.get(&t.org("/members"), &lisa).await).await;
+        let owners: Vec<_> = members["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] == "owner")
+            .map(|m| m["email"].clone())
+            .collect();
+        assert_eq!(owners, vec![json!("lisa@example.com")]);
+        let old = members["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["email"] == OWNER_EMAIL)
+            .unwrap();
+        assert_eq!(old["role"], "admin");
+        // The old Owner lost billing on the next request; Lisa has it.
+        let billing = json_of(
+            t.get(&t.org("/explain?permission=manage_billing"), &t.owner_token)
+                .await,
+        )
+        .await;
+        assert_eq!(billing["allowed"], false);
+        let billing = json_of(
+            t.get(&t.org("/explain?permission=manage_billing"), &lisa)
+                .await,
+        )
+        .await;
+        assert_eq!(billing["allowed"], true);
+        t.owner_token = lisa.clone();
+        assert_eq!(t.audit("action=ownership.transfer_proposed").await.len(), 1);
+        assert_eq!(t.audit("action=ownership.transferred").await.len(), 1);
+
+        // An unconfirmed proposal expires.
+        let sarah_id = t.member_id(OWNER_EMAIL).await;
+        assert_eq!(
+            t.post(&url, &lisa, &json!({"to_user_id": sarah_id}))
+                .await
+                .status(),
+            StatusCode::CREATED
+        );
+        t.clock.advance(chrono::Duration::hours(72));
+        let sarah = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+        problem(
+            t.post(&confirm, &sarah, &json!({})).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+    }
+);
+
+both_backends!(
+    removal_revokes_access_keys_and_sessions_at_once,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
+        let key = t
+            .post(&t.org("/api-keys"), &tom, &json!({"name": "Tom's key"}))
+            .await
+            .json::<Value>()
+            .await
+            .unwrap();
+        let tom_key = key["secret"].as_str().unwrap().to_owned();
+        let (tom_id, lisa_id) = (
+            t.member_id("tom@example.com").await,
+            t.member_id("lisa@example.com").await,
+        );
+        let owner_id = t.member_id(OWNER_EMAIL).await;
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        let mike_id = t.member_id("mike@example.com").await;
+        let remove = |who: &str| t.org(&format!("/members/{who}/remove"));
+        problem(
+            t.post(&remove(&owner_id), &mike, &json!({"resources": "delete"}))
+                .await,
+            StatusCode::FORBIDDEN,
+            "role_rule",
+        )
+        .await;
+        problem(
+            t.post(&remove(&mike_id), &mike, &json!({"resources": "delete"}))
+                .await,
+            StatusCode::FORBIDDEN,
+            "role_rule",
+        )
+        .await;
+        problem(
+            t.post(
+                &remove(&tom_id),
+                &mike,
+                &json!({"resources": "transfer", "transfer_to": tom_id}),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        problem(
+            t.post(&remove(&tom_id), &mike, &json!({"resources": "keep"}))
+                .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        )
+        .await;
+        let report = json_of(
+            t.post(
+                &remove(&tom_id),
+                &mike,
+                &json!({"resources": "transfer", "transfer_to": lisa_id}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(report["api_keys_deactivated"], 1);
+        assert_eq!(report["sessions_ended"], 1);
+        problem(
+            t.get(&t.url("/api/v1/me"), &tom).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        )
+        .await;
+        problem(
+            t.get(&t.url("/api/v1/me"), &tom_key).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        )
+        .await;
+        problem(
+            t.post(&remove(&tom_id), &mike, &json!({"resources": "delete"}))
+                .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        let removed = t.audit("action=member.removed").await;
+        assert_eq!(removed.len(), 1);
+        assert_eq!(removed[0]["target_id"], tom_id.as_str());
+        // Tom's account still exists but belongs to no organization: he cannot get back in here.
+        let again = t.login("tom@example.com", DEMO_PASSWORD).await;
+        problem(
+            t.get(&t.org("/members"), &again).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+    }
+);

@@ -20,6 +20,8 @@ pub struct Agreement {
     pub by_kind: BTreeMap<String, (usize, usize)>,
     /// Per rbac-core deny reason code: requests.
     pub by_reason: BTreeMap<&'static str, usize>,
+    /// Cedar evaluation errors (policies skipped because evaluating them failed); expected 0.
+    pub cedar_errors: usize,
 }
 
 impl std::fmt::Display for Agreement {
@@ -31,6 +33,7 @@ impl std::fmt::Display for Agreement {
             self.allowed,
             self.checked - self.allowed
         )?;
+        writeln!(f, "  cedar evaluation errors: {}", self.cedar_errors)?;
         for (kind, (n, a)) in &self.by_kind {
             writeln!(f, "  {kind:<14} {n:>6} requests, {a:>6} allowed")?;
         }
@@ -59,7 +62,8 @@ pub fn assert_agreement(fx: &Fixture, cedar: &CedarEngine, casbin: &CasbinEngine
             &fx.contexts[r.tenant as usize],
         );
         let core = decision.is_allowed();
-        let ced = cedar.is_allowed(i);
+        let (ced, errors) = cedar.check(i);
+        report.cedar_errors += errors;
         let cas = casbin.decide(casbin_args[i]);
         if core != ced || core != cas {
             mismatches += 1;

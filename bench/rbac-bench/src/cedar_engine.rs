@@ -326,7 +326,20 @@ impl CedarEngine {
         response.decision() == Decision::Allow
     }
 
-    /// Evaluation errors of the `i`-th request (policies skipped because of an error).
+    /// Decides the `i`-th fixture request and counts evaluation errors
+    /// (policies cedar skipped because evaluating them failed).
+    #[must_use]
+    pub fn check(&self, i: usize) -> (bool, usize) {
+        let response =
+            self.authorizer
+                .is_authorized(&self.requests[i], &self.policies, &self.entities);
+        (
+            response.decision() == Decision::Allow,
+            response.diagnostics().errors().count(),
+        )
+    }
+
+    /// Evaluation errors of the `i`-th request.
     #[must_use]
     pub fn errors(&self, i: usize) -> Vec<String> {
         self.authorizer

@@ -182,7 +182,10 @@ pub async fn audited(
 ) -> ApiError {
     let reason = match &e {
         tenancy::TenancyError::Forbidden(r) => r.code().to_owned(),
-        tenancy::TenancyError::RoleRule(r) => format!("{r:?}"),
+        tenancy::TenancyError::RoleRule(r) => serde_json::to_value(r)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
         _ => return e.into(),
     };
     let record = caller

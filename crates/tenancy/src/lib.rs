@@ -18,6 +18,7 @@ pub mod contract;
 mod error;
 pub mod invitations;
 pub mod me;
+pub mod members;
 #[cfg(feature = "memory")]
 mod memory;
 mod model;
@@ -32,4 +33,6 @@ pub use model::{
     ApiKey, CompanyProfile, Email, Member, Membership, Organization, SecuritySettings, Session,
     Team, User, valid_name,
 };
-pub use store::{AccountStore, ApiKeyStore, InvitationStore, OrgStore, TenancyStore};
+pub use store::{
+    AccountStore, ApiKeyStore, InvitationStore, MembershipStore, OrgStore, TenancyStore,
+};

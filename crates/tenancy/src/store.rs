@@ -12,6 +12,7 @@ use rbac_core::{
 };
 
 use crate::invitations::Invitation;
+use crate::members::{Disposition, OwnershipTransfer, RemovalReport};
 
 use crate::error::TenancyError;
 use crate::model::{
@@ -369,6 +370,65 @@ pub trait InvitationStore: Send + Sync {
         now: DateTime<Utc>,
         journal: Journal,
     ) -> Result<(), TenancyError>;
+}
+
+/// Role changes, ownership transfers and removals.
+#[async_trait]
+pub trait MembershipStore: Send + Sync {
+    /// Sets `user`'s role to `to` if it is still `from` (and their default-team role to match).
+    ///
+    /// # Errors
+    /// [`TenancyError::Conflict`] when the role is no longer `from`.
+    async fn set_role(
+        &self,
+        org: OrgId,
+        user: UserId,
+        from: OrgRole,
+        to: OrgRole,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
+    /// Stores the organization's pending transfer, replacing an earlier one.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn save_transfer(
+        &self,
+        transfer: &OwnershipTransfer,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
+    /// The organization's pending transfer.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn pending_transfer(&self, org: OrgId)
+    -> Result<Option<OwnershipTransfer>, TenancyError>;
+
+    /// Atomically: `from` (still Owner) becomes Admin, `to` (still a member) becomes Owner,
+    /// the transfer is consumed. There is never zero or two Owners.
+    ///
+    /// # Errors
+    /// [`TenancyError::Conflict`] when either side changed meanwhile or the transfer was consumed.
+    async fn complete_transfer(
+        &self,
+        transfer: &OwnershipTransfer,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
+    /// Removes a member as described by [`crate::members::remove`].
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] when they are no longer a member.
+    async fn remove_member(
+        &self,
+        org: OrgId,
+        user: UserId,
+        disposition: Disposition,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<RemovalReport, TenancyError>;
 }
 
 /// Everything the tenancy services need, as one handle.

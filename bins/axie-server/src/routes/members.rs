@@ -51,3 +51,171 @@ pub async fn list(
         .collect();
     Ok(HttpResponse::Ok().json(Page::new(items, limit, |m| m.user_id.clone())))
 }
+
+/// A new role.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRoleBody {
+    /// `admin` or `user`.
+    pub role: String,
+}
+
+fn member_id(path: &(String, String)) -> Result<UserId, ApiError> {
+    path.1.parse().map_err(|_| ApiError::not_found("member"))
+}
+
+/// Promotes or demotes a member; the change applies to their next request.
+#[utoipa::path(patch, path = "/api/v1/orgs/{org_id}/members/{user_id}", tag = "members",
+    params(("org_id" = String, Path, description = "Organization id"), ("user_id" = String, Path, description = "Member's user id")),
+    request_body = ChangeRoleBody,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 403, description = "A role rule forbids it", content_type = "application/problem+json"),
+        (status = 409, description = "Changed concurrently", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn change_role(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    path: web::Path<(String, String)>,
+    body: web::Json<ChangeRoleBody>,
+) -> Result<HttpResponse, ApiError> {
+    let target = member_id(&path)?;
+    let role = rbac_core::OrgRole::parse(&body.role).ok_or_else(|| {
+        ApiError::new(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            format!("unknown role `{}`", body.role),
+        )
+    })?;
+    if let Err(e) =
+        tenancy::members::change_role(&*st.store, &caller, target, role, st.clock.now()).await
+    {
+        return Err(crate::auth::audited(&st, &caller, "change_roles", e).await);
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// What to do with a removed member's resources.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveBody {
+    /// `transfer` (recommended) or `delete`.
+    pub resources: String,
+    /// The member who receives the resources, with `transfer`.
+    pub transfer_to: Option<String>,
+}
+
+/// The removal's effects.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RemovalResponse {
+    /// Resources handed over.
+    pub transferred: u64,
+    /// Resources deleted.
+    pub deleted: u64,
+    /// API keys deactivated.
+    pub api_keys_deactivated: u64,
+    /// Sessions ended.
+    pub sessions_ended: u64,
+}
+
+/// Removes a member: access revoked at once, API keys deactivated, sessions ended.
+#[utoipa::path(post, path = "/api/v1/orgs/{org_id}/members/{user_id}/remove", tag = "members",
+    params(("org_id" = String, Path, description = "Organization id"), ("user_id" = String, Path, description = "Member's user id")),
+    request_body = RemoveBody,
+    responses(
+        (status = 200, description = "Removed", body = RemovalResponse),
+        (status = 403, description = "The Owner, or yourself", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn remove(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    path: web::Path<(String, String)>,
+    body: web::Json<RemoveBody>,
+) -> Result<HttpResponse, ApiError> {
+    use tenancy::members::Disposition;
+    let target = member_id(&path)?;
+    let disposition = match (body.resources.as_str(), body.transfer_to.as_deref()) {
+        ("delete", None) => Disposition::Delete,
+        ("transfer", Some(to)) => Disposition::TransferTo(
+            to.parse()
+                .map_err(|_| ApiError::bad_request("`transfer_to` is not a user id"))?,
+        ),
+        _ => {
+            return Err(ApiError::bad_request(
+                "use {\"resources\": \"delete\"} or {\"resources\": \"transfer\", \"transfer_to\": \"usr_…\"}",
+            ));
+        }
+    };
+    match tenancy::members::remove(&*st.store, &caller, target, disposition, st.clock.now()).await {
+        Ok(r) => Ok(HttpResponse::Ok().json(RemovalResponse {
+            transferred: r.transferred,
+            deleted: r.deleted,
+            api_keys_deactivated: r.api_keys_deactivated,
+            sessions_ended: r.sessions_ended,
+        })),
+        Err(e) => Err(crate::auth::audited(&st, &caller, "remove_members", e).await),
+    }
+}
+
+/// Whom to hand ownership to.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferBody {
+    /// The member who becomes Owner once they confirm.
+    pub to_user_id: String,
+}
+
+/// A pending transfer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransferResponse {
+    /// Current Owner.
+    pub from_user_id: String,
+    /// Proposed Owner.
+    pub to_user_id: String,
+    /// Confirmation deadline (RFC 3339).
+    pub expires_at: String,
+}
+
+/// The Owner proposes an ownership transfer (permanent once confirmed).
+#[utoipa::path(post, path = "/api/v1/orgs/{org_id}/ownership-transfer", tag = "members",
+    params(("org_id" = String, Path, description = "Organization id")),
+    request_body = TransferBody,
+    responses(
+        (status = 201, description = "Proposed; waits for the new Owner", body = TransferResponse),
+        (status = 403, description = "Only the Owner, to another member", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn propose_transfer(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    body: web::Json<TransferBody>,
+) -> Result<HttpResponse, ApiError> {
+    let to: UserId = body
+        .to_user_id
+        .parse()
+        .map_err(|_| ApiError::not_found("member"))?;
+    let t = tenancy::members::propose_transfer(&*st.store, &caller, to, st.clock.now()).await?;
+    Ok(HttpResponse::Created().json(TransferResponse {
+        from_user_id: t.from.to_string(),
+        to_user_id: t.to.to_string(),
+        expires_at: t.expires_at.to_rfc3339(),
+    }))
+}
+
+/// The proposed Owner confirms the transfer; the old Owner becomes Admin.
+#[utoipa::path(post, path = "/api/v1/orgs/{org_id}/ownership-transfer/confirm", tag = "members",
+    params(("org_id" = String, Path, description = "Organization id")),
+    responses(
+        (status = 200, description = "Ownership transferred", body = TransferResponse),
+        (status = 404, description = "No pending transfer to you", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn confirm_transfer(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+) -> Result<HttpResponse, ApiError> {
+    let t = tenancy::members::confirm_transfer(&*st.store, &caller, st.clock.now()).await?;
+    Ok(HttpResponse::Ok().json(TransferResponse {
+        from_user_id: t.from.to_string(),
+        to_user_id: t.to.to_string(),
+        expires_at: t.expires_at.to_rfc3339(),
+    }))
+}

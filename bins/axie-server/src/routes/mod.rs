@@ -77,6 +77,10 @@ routes! {
     PUT "/api/v1/orgs/{org_id}/feature-access" => orgs::update_access, Org(P::UpdateFeatureAccess);
     GET "/api/v1/orgs/{org_id}/explain" => orgs::explain, Member;
     GET "/api/v1/orgs/{org_id}/members" => members::list, Org(P::ViewMembers);
+    PATCH "/api/v1/orgs/{org_id}/members/{user_id}" => members::change_role, Org(P::ChangeRoles);
+    POST "/api/v1/orgs/{org_id}/members/{user_id}/remove" => members::remove, Org(P::RemoveMembers);
+    POST "/api/v1/orgs/{org_id}/ownership-transfer" => members::propose_transfer, Org(P::TransferOwnership);
+    POST "/api/v1/orgs/{org_id}/ownership-transfer/confirm" => members::confirm_transfer, Member;
     GET "/api/v1/orgs/{org_id}/invitations" => invitations::list, Org(P::InviteMembers);
     POST "/api/v1/orgs/{org_id}/invitations" => invitations::create, Org(P::InviteMembers);
     POST "/api/v1/orgs/{org_id}/invitations/{invitation_id}/resend" => invitations::resend, Org(P::InviteMembers);

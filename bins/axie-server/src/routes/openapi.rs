@@ -27,7 +27,7 @@ impl Modify for BearerAuth {
         auth::login, auth::logout,
         me::me, me::sessions, me::end_session,
         orgs::get, orgs::update, orgs::update_access, orgs::explain,
-        members::list,
+        members::list, members::change_role, members::remove, members::propose_transfer, members::confirm_transfer,
         invitations::create, invitations::list, invitations::resend, invitations::revoke, invitations::outbox,
         invitations::lookup, invitations::accept, invitations::signup,
         api_keys::list, api_keys::create, api_keys::revoke,

@@ -10,6 +10,7 @@ pub mod mail;
 pub mod membership;
 pub mod organization;
 pub mod outbox_event;
+pub mod ownership_transfer;
 pub mod session;
 pub mod team;
 pub mod team_member;

@@ -33,6 +33,11 @@ mod m20261125_000005_create_mail_outbox;
     reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
 )]
 mod m20261125_000006_create_invitations;
+#[allow(
+    elided_lifetimes_in_paths,
+    reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
+)]
+mod m20261125_000007_create_ownership_transfers;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -48,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_create_outbox_events::Migration),
             Box::new(m20261125_000005_create_mail_outbox::Migration),
             Box::new(m20261125_000006_create_invitations::Migration),
+            Box::new(m20261125_000007_create_ownership_transfers::Migration),
         ]
     }
 }

@@ -3,4 +3,5 @@
 mod audit;
 mod invitations;
 mod mail;
+mod members;
 mod tenancy;

@@ -1,0 +1,248 @@
+//! [`MembershipStore`] on SeaORM: role changes, ownership transfer, removal.
+
+use async_trait::async_trait;
+use audit::Journal;
+use chrono::{DateTime, Utc};
+use rbac_core::{OrgId, OrgRole, TeamRole, UserId};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait,
+};
+use tenancy::members::{Disposition, OwnershipTransfer, RemovalReport};
+use tenancy::{MembershipStore, TenancyError};
+
+use super::tenancy::{commit, lock_org, store};
+use crate::SeaStore;
+use crate::convert::{id, micros, time};
+use crate::entity::{api_key, membership, ownership_transfer, session, team, team_member};
+
+fn team_role_for(role: OrgRole) -> TeamRole {
+    if role.is_admin() {
+        TeamRole::Admin
+    } else {
+        TeamRole::Member
+    }
+}
+
+async fn set_default_team_role(
+    txn: &sea_orm::DatabaseTransaction,
+    org: OrgId,
+    user: UserId,
+    role: OrgRole,
+) -> Result<(), TenancyError> {
+    let Some(default) = team::Entity::find()
+        .filter(team::Column::OrgId.eq(org.to_string()))
+        .filter(team::Column::IsDefault.eq(true))
+        .one(txn)
+        .await
+        .map_err(store)?
+    else {
+        return Ok(());
+    };
+    team_member::Entity::update_many()
+        .col_expr(
+            team_member::Column::Role,
+            Expr::value(team_role_for(role).as_str()),
+        )
+        .filter(team_member::Column::TeamId.eq(default.id))
+        .filter(team_member::Column::UserId.eq(user.to_string()))
+        .exec(txn)
+        .await
+        .map_err(store)?;
+    Ok(())
+}
+
+async fn update_role(
+    txn: &sea_orm::DatabaseTransaction,
+    org: OrgId,
+    user: UserId,
+    from: OrgRole,
+    to: OrgRole,
+) -> Result<bool, TenancyError> {
+    let res = membership::Entity::update_many()
+        .col_expr(membership::Column::Role, Expr::value(to.as_str()))
+        .filter(membership::Column::OrgId.eq(org.to_string()))
+        .filter(membership::Column::UserId.eq(user.to_string()))
+        .filter(membership::Column::Role.eq(from.as_str()))
+        .exec(txn)
+        .await
+        .map_err(store)?;
+    Ok(res.rows_affected == 1)
+}
+
+#[async_trait]
+impl MembershipStore for SeaStore {
+    async fn set_role(
+        &self,
+        org: OrgId,
+        user: UserId,
+        from: OrgRole,
+        to: OrgRole,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        if !update_role(&txn, org, user, from, to).await? {
+            return Err(TenancyError::Conflict(
+                "the member's role changed meanwhile; reload and try again".into(),
+            ));
+        }
+        set_default_team_role(&txn, org, user, to).await?;
+        commit(txn, journal).await
+    }
+
+    async fn save_transfer(
+        &self,
+        t: &OwnershipTransfer,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        ownership_transfer::Entity::insert(ownership_transfer::ActiveModel {
+            org_id: Set(t.org.to_string()),
+            from_user: Set(t.from.to_string()),
+            to_user: Set(t.to.to_string()),
+            proposed_at: Set(micros(t.proposed_at)),
+            expires_at: Set(micros(t.expires_at)),
+        })
+        .on_conflict(
+            OnConflict::column(ownership_transfer::Column::OrgId)
+                .update_columns([
+                    ownership_transfer::Column::FromUser,
+                    ownership_transfer::Column::ToUser,
+                    ownership_transfer::Column::ProposedAt,
+                    ownership_transfer::Column::ExpiresAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store)?;
+        commit(txn, journal).await
+    }
+
+    async fn pending_transfer(
+        &self,
+        org: OrgId,
+    ) -> Result<Option<OwnershipTransfer>, TenancyError> {
+        let Some(m) = ownership_transfer::Entity::find_by_id(org.to_string())
+            .one(self.db())
+            .await
+            .map_err(store)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(OwnershipTransfer {
+            org,
+            from: id("user id", &m.from_user)?,
+            to: id("user id", &m.to_user)?,
+            proposed_at: time(m.proposed_at)?,
+            expires_at: time(m.expires_at)?,
+        }))
+    }
+
+    async fn complete_transfer(
+        &self,
+        t: &OwnershipTransfer,
+        _now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        lock_org(&txn, t.org).await?;
+        let consumed = ownership_transfer::Entity::delete_many()
+            .filter(ownership_transfer::Column::OrgId.eq(t.org.to_string()))
+            .filter(ownership_transfer::Column::ToUser.eq(t.to.to_string()))
+            .filter(ownership_transfer::Column::ProposedAt.eq(micros(t.proposed_at)))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        let conflict = || {
+            TenancyError::Conflict(
+                "ownership changed meanwhile; the transfer was not applied".into(),
+            )
+        };
+        if consumed.rows_affected != 1
+            || !update_role(&txn, t.org, t.from, OrgRole::Owner, OrgRole::Admin).await?
+        {
+            return Err(conflict());
+        }
+        // The old Owner is demoted first, so the one-owner unique index is never violated.
+        let promoted = membership::Entity::update_many()
+            .col_expr(
+                membership::Column::Role,
+                Expr::value(OrgRole::Owner.as_str()),
+            )
+            .filter(membership::Column::OrgId.eq(t.org.to_string()))
+            .filter(membership::Column::UserId.eq(t.to.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if promoted.rows_affected != 1 {
+            return Err(conflict());
+        }
+        set_default_team_role(&txn, t.org, t.from, OrgRole::Admin).await?;
+        set_default_team_role(&txn, t.org, t.to, OrgRole::Owner).await?;
+        commit(txn, journal).await
+    }
+
+    async fn remove_member(
+        &self,
+        org: OrgId,
+        user: UserId,
+        _disposition: Disposition,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<RemovalReport, TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let gone = membership::Entity::delete_many()
+            .filter(membership::Column::OrgId.eq(org.to_string()))
+            .filter(membership::Column::UserId.eq(user.to_string()))
+            .filter(membership::Column::Role.ne(OrgRole::Owner.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if gone.rows_affected == 0 {
+            return Err(TenancyError::NotFound("member"));
+        }
+        team_member::Entity::delete_many()
+            .filter(team_member::Column::OrgId.eq(org.to_string()))
+            .filter(team_member::Column::UserId.eq(user.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        let keys = api_key::Entity::update_many()
+            .col_expr(api_key::Column::RevokedAt, Expr::value(micros(now)))
+            .filter(api_key::Column::OrgId.eq(org.to_string()))
+            .filter(api_key::Column::CreatedBy.eq(user.to_string()))
+            .filter(api_key::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await
+            .map_err(store)?
+            .rows_affected;
+        // Sessions belong to the person, not to one organization: end them when this was
+        // their last organization. Otherwise losing the membership already locks them out here.
+        let other = membership::Entity::find()
+            .filter(membership::Column::UserId.eq(user.to_string()))
+            .count(&txn)
+            .await
+            .map_err(store)?;
+        let sessions = if other == 0 {
+            session::Entity::update_many()
+                .col_expr(session::Column::EndedAt, Expr::value(micros(now)))
+                .filter(session::Column::UserId.eq(user.to_string()))
+                .filter(session::Column::EndedAt.is_null())
+                .exec(&txn)
+                .await
+                .map_err(store)?
+                .rows_affected
+        } else {
+            0
+        };
+        commit(txn, journal).await?;
+        // Workspace resources (chat interfaces, knowledge bases) do not exist yet, so there is nothing to move.
+        Ok(RemovalReport {
+            transferred: 0,
+            deleted: 0,
+            api_keys_deactivated: keys,
+            sessions_ended: sessions,
+        })
+    }
+}

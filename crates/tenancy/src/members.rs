@@ -1,0 +1,217 @@
+//! Role changes, ownership transfer and member removal.
+
+use audit::{AuditAction, DomainEvent, EventKind, Journal, Metadata, Target};
+use chrono::{DateTime, Duration, Utc};
+use rbac_core::{
+    OrgRole, Permission, UserId, check_ownership_transfer, check_removal, check_role_change,
+};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::caller::Caller;
+use crate::error::TenancyError;
+use crate::store::{MembershipStore, TenancyStore};
+
+/// How long an ownership transfer waits for the new Owner's confirmation.
+pub const TRANSFER_EXPIRY_HOURS: i64 = 72;
+
+/// Promotes or demotes a member between Admin and User. Applies to their very next request.
+///
+/// # Errors
+/// [`TenancyError::NotFound`] for non-members; [`TenancyError::RoleRule`] for the role rules
+/// (own role, the Owner, above your own role, Owner only by transfer);
+/// [`TenancyError::Conflict`] when the role changed concurrently.
+pub async fn change_role<S: TenancyStore + MembershipStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    target: UserId,
+    new_role: OrgRole,
+    now: DateTime<Utc>,
+) -> Result<(), TenancyError> {
+    caller.check_org(Permission::ChangeRoles)?;
+    let member = store
+        .get_member(caller.org.id, target)
+        .await?
+        .ok_or(TenancyError::NotFound("member"))?;
+    check_role_change(&caller.subject, target, member.role, new_role)?;
+    if member.role == new_role {
+        return Ok(());
+    }
+    let journal = Journal::record(
+        caller
+            .audit(now, AuditAction::RoleChanged, Target::new("member", target, member.user.name.clone()))
+            .with_metadata(Metadata::from_value(json!({ "from": member.role.as_str(), "to": new_role.as_str() }))?),
+    )
+    .publish(DomainEvent::new(caller.org.id, EventKind::RoleChanged, now, json!({
+        "userId": target, "email": member.user.email, "previousRole": member.role.as_str(), "role": new_role.as_str(), "changedBy": caller.user.id,
+    })));
+    store
+        .set_role(caller.org.id, target, member.role, new_role, journal)
+        .await
+}
+
+/// A pending ownership transfer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OwnershipTransfer {
+    /// The organization.
+    pub org: rbac_core::OrgId,
+    /// The current Owner.
+    pub from: UserId,
+    /// The proposed Owner.
+    pub to: UserId,
+    /// When proposed.
+    pub proposed_at: DateTime<Utc>,
+    /// Confirmation must come strictly before this.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The Owner proposes handing ownership to a member; it waits for their confirmation.
+///
+/// # Errors
+/// [`TenancyError::RoleRule`] unless the caller is the Owner and the target someone else;
+/// [`TenancyError::NotFound`] when the target is not a member.
+pub async fn propose_transfer<S: TenancyStore + MembershipStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    to: UserId,
+    now: DateTime<Utc>,
+) -> Result<OwnershipTransfer, TenancyError> {
+    caller.check_org(Permission::TransferOwnership)?;
+    check_ownership_transfer(&caller.subject, to)?;
+    let target = store
+        .get_member(caller.org.id, to)
+        .await?
+        .ok_or(TenancyError::NotFound("member"))?;
+    let t = OwnershipTransfer {
+        org: caller.org.id,
+        from: caller.user.id,
+        to,
+        proposed_at: now,
+        expires_at: now + Duration::hours(TRANSFER_EXPIRY_HOURS),
+    };
+    let journal = Journal::record(caller.audit(
+        now,
+        AuditAction::OwnershipTransferProposed,
+        Target::new("member", to, target.user.name.clone()),
+    ));
+    store.save_transfer(&t, journal).await?;
+    Ok(t)
+}
+
+/// The proposed Owner confirms: they become Owner and the old Owner becomes Admin, atomically.
+///
+/// # Errors
+/// [`TenancyError::NotFound`] when no unexpired transfer to the caller is pending;
+/// [`TenancyError::Conflict`] when ownership changed meanwhile.
+pub async fn confirm_transfer<S: TenancyStore + MembershipStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    now: DateTime<Utc>,
+) -> Result<OwnershipTransfer, TenancyError> {
+    if caller.api_key.is_some() {
+        return Err(TenancyError::Forbidden(
+            rbac_core::DenyReason::InteractiveOnly,
+        ));
+    }
+    let t = store
+        .pending_transfer(caller.org.id)
+        .await?
+        .filter(|t| t.to == caller.user.id && now < t.expires_at)
+        .ok_or(TenancyError::NotFound("ownership transfer"))?;
+    let journal = Journal::record(
+        caller
+            .audit(
+                now,
+                AuditAction::OwnershipTransferred,
+                Target::new("member", caller.user.id, caller.user.name.clone()),
+            )
+            .with_metadata(Metadata::from_value(json!({ "from": t.from, "to": t.to }))?),
+    )
+    .publish(DomainEvent::new(
+        caller.org.id,
+        EventKind::EnterpriseUpdated,
+        now,
+        json!({
+            "ownerId": t.to, "previousOwnerId": t.from,
+        }),
+    ))
+    .publish(DomainEvent::new(
+        caller.org.id,
+        EventKind::RoleChanged,
+        now,
+        json!({ "userId": t.from, "previousRole": "owner", "role": "admin" }),
+    ))
+    .publish(DomainEvent::new(
+        caller.org.id,
+        EventKind::RoleChanged,
+        now,
+        json!({ "userId": t.to, "role": "owner" }),
+    ));
+    store.complete_transfer(&t, now, journal).await?;
+    Ok(t)
+}
+
+/// What happens to a removed member's resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Hand them to another active member.
+    TransferTo(UserId),
+    /// Delete them.
+    Delete,
+}
+
+/// What a removal did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub struct RemovalReport {
+    /// Resources handed over.
+    pub transferred: u64,
+    /// Resources deleted.
+    pub deleted: u64,
+    /// API keys deactivated.
+    pub api_keys_deactivated: u64,
+    /// Sessions ended.
+    pub sessions_ended: u64,
+}
+
+/// Removes a member: in one transaction their membership ends, their API keys in the
+/// organization are deactivated, their sessions end (when this was their only organization),
+/// their resources are transferred or deleted, and the audit record is written.
+///
+/// # Errors
+/// [`TenancyError::RoleRule`] (the Owner, yourself); [`TenancyError::NotFound`];
+/// [`TenancyError::Invalid`] for a transfer to a non-member or to the removed member.
+pub async fn remove<S: TenancyStore + MembershipStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    target: UserId,
+    disposition: Disposition,
+    now: DateTime<Utc>,
+) -> Result<RemovalReport, TenancyError> {
+    caller.check_org(Permission::RemoveMembers)?;
+    let member = store
+        .get_member(caller.org.id, target)
+        .await?
+        .ok_or(TenancyError::NotFound("member"))?;
+    check_removal(&caller.subject, target, member.role)?;
+    if let Disposition::TransferTo(to) = disposition {
+        if to == target || store.get_member(caller.org.id, to).await?.is_none() {
+            return Err(TenancyError::Invalid(
+                "resources can be transferred only to another member of the organization".into(),
+            ));
+        }
+    }
+    let journal = Journal::record(
+        caller
+            .audit(now, AuditAction::MemberRemoved, Target::new("member", target, member.user.name.clone()))
+            .with_metadata(Metadata::from_value(json!({
+                "role": member.role.as_str(),
+                "resources": match disposition { Disposition::TransferTo(u) => json!({"transfer_to": u}), Disposition::Delete => json!("delete") },
+            }))?),
+    )
+    .publish(DomainEvent::new(caller.org.id, EventKind::UserDeleted, now, json!({
+        "userId": target, "email": member.user.email, "role": member.role.as_str(), "removedBy": caller.user.id,
+    })));
+    store
+        .remove_member(caller.org.id, target, disposition, now, journal)
+        .await
+}
