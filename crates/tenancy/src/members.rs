@@ -193,12 +193,12 @@ pub async fn remove<S: TenancyStore + MembershipStore + ?Sized>(
         .await?
         .ok_or(TenancyError::NotFound("member"))?;
     check_removal(&caller.subject, target, member.role)?;
-    if let Disposition::TransferTo(to) = disposition {
-        if to == target || store.get_member(caller.org.id, to).await?.is_none() {
-            return Err(TenancyError::Invalid(
-                "resources can be transferred only to another member of the organization".into(),
-            ));
-        }
+    if let Disposition::TransferTo(to) = disposition
+        && (to == target || store.get_member(caller.org.id, to).await?.is_none())
+    {
+        return Err(TenancyError::Invalid(
+            "resources can be transferred only to another member of the organization".into(),
+        ));
     }
     let journal = Journal::record(
         caller
