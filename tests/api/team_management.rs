@@ -690,3 +690,141 @@ both_backends!(
         .await;
     }
 );
+
+async fn upload(t: &TestApp, csv: &[u8]) -> reqwest::Response {
+    t.client
+        .post(t.org("/invitations/bulk"))
+        .bearer_auth(&t.owner_token)
+        .header("content-type", "text/csv")
+        .body(csv.to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
+both_backends!(bulk_csv_preview_then_single_use_confirm, |b| async move {
+    let t = spawn_app(b).await;
+    invited(&t, "pending@company.com", "user").await;
+    let csv = "\u{feff}Name,ROLE,Email\nJohn Smith,user,john@company.com\nSarah Johnson,admin,sarah@company.com\nMike Davis,user,mike@company.com\n\
+               Bad,user,not-an-email\nBoss,owner,boss@company.com\nDup,user,JOHN@company.com\nLisa,user,lisa@example.com\nP,user,pending@company.com\nX,wizard,x@company.com\n";
+    let preview = json_of(upload(&t, csv.as_bytes()).await).await;
+    assert_eq!(preview["valid"], 3);
+    assert_eq!(preview["invalid"], 6);
+    assert_eq!(preview["fits_limit"], true);
+    assert_eq!(preview["seats_available"], 20 - 4 - 1);
+    let reasons: Vec<(u64, Value)> = preview["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["line"].as_u64().unwrap(), r["reason"].clone()))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (2, Value::Null),
+            (3, Value::Null),
+            (4, Value::Null),
+            (5, json!("bad_email")),
+            (6, json!("owner_not_allowed")),
+            (7, json!("duplicate_in_file")),
+            (8, json!("already_member")),
+            (9, json!("already_invited")),
+            (10, json!("unknown_role")),
+        ]
+    );
+    // The preview has no side effects.
+    assert_eq!(
+        json_of(t.get(&t.org("/invitations"), &t.owner_token).await).await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let id = preview["preview_id"].as_str().unwrap();
+    let confirm = t.org(&format!("/invitations/bulk/{id}/confirm"));
+    let done = t.post(&confirm, &t.owner_token, &json!({})).await;
+    assert_eq!(done.status(), StatusCode::CREATED);
+    assert_eq!(done.json::<Value>().await.unwrap()["invited"], 3);
+    problem(
+        t.post(&confirm, &t.owner_token, &json!({})).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let list = json_of(t.get(&t.org("/invitations"), &t.owner_token).await).await;
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        4,
+        "confirming twice adds nothing"
+    );
+    let mails = json_of(t.get(&t.org("/outbox"), &t.owner_token).await).await;
+    assert_eq!(mails.as_array().unwrap().len(), 4);
+    assert_eq!(t.audit("action=member.invited").await.len(), 4);
+});
+
+both_backends!(bulk_csv_refusals_are_clear, |b| async move {
+    let t = spawn_app(b).await;
+    let p = problem(
+        upload(&t, b"email,role\na@b.example,user\nc@d.ex\xffample,user\n").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("line 3"));
+    problem(
+        upload(&t, b"mail,role\nx,y\n").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    )
+    .await;
+    let many: String = std::iter::once("email,role\n".to_owned())
+        .chain((0..10_001).map(|i| format!("u{i}@company.com,user\n")))
+        .collect();
+    let p = problem(
+        upload(&t, many.as_bytes()).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("10000"));
+    let huge = vec![b'a'; 2 * 1024 * 1024];
+    problem(
+        upload(&t, &huge).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+    )
+    .await;
+    // More valid rows than seats: the preview says so and confirming is refused atomically.
+    let over: String = std::iter::once("email,role\n".to_owned())
+        .chain((0..17).map(|i| format!("u{i}@company.com,user\n")))
+        .collect();
+    let preview = json_of(upload(&t, over.as_bytes()).await).await;
+    assert_eq!(preview["fits_limit"], false);
+    let confirm = t.org(&format!(
+        "/invitations/bulk/{}/confirm",
+        preview["preview_id"].as_str().unwrap()
+    ));
+    problem(
+        t.post(&confirm, &t.owner_token, &json!({})).await,
+        StatusCode::FORBIDDEN,
+        "limit_reached",
+    )
+    .await;
+    assert!(
+        json_of(t.get(&t.org("/invitations"), &t.owner_token).await).await["items"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "nothing half-applied"
+    );
+    let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+    let denied = t
+        .client
+        .post(t.org("/invitations/bulk"))
+        .bearer_auth(&lisa)
+        .body("email,role\n")
+        .send()
+        .await
+        .unwrap();
+    problem(denied, StatusCode::FORBIDDEN, "forbidden").await;
+});

@@ -22,7 +22,7 @@ fn sane(id: &str) -> bool {
 /// Assigns a request id (or keeps a sane incoming one), logs the request, adds security headers.
 pub async fn observe(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let id = req
         .headers()
@@ -33,7 +33,8 @@ pub async fn observe(
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
     let started = std::time::Instant::now();
-    let mut res = next.call(req).instrument(span.clone()).await?;
+    let res = next.call(req).instrument(span.clone()).await?;
+    let mut res = as_problem(res.map_into_boxed_body());
     let status = res.status().as_u16();
     span.in_scope(|| {
         tracing::info!(
@@ -59,4 +60,34 @@ pub async fn observe(
         h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
     }
     Ok(res)
+}
+
+/// Errors produced by actix itself (payload limits, 405s, …) come as plain text: rewrite them
+/// as RFC 9457 problem documents so every error has the same shape.
+fn as_problem(
+    res: ServiceResponse<actix_web::body::BoxBody>,
+) -> ServiceResponse<actix_web::body::BoxBody> {
+    let status = res.status();
+    let is_problem = res
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return res;
+    }
+    let (code, detail) = match status.as_u16() {
+        413 => ("body_too_large", "the request body is too large"),
+        404 => ("not_found", "not found"),
+        405 => (
+            "method_not_allowed",
+            "this method is not allowed on this resource",
+        ),
+        408 => ("timeout", "the request took too long"),
+        s if s >= 500 => ("internal", "an internal error occurred; it has been logged"),
+        _ => ("invalid_request", "the request could not be processed"),
+    };
+    let err = crate::error::ApiError::new(status, code, detail);
+    let (req, _) = res.into_parts();
+    ServiceResponse::new(req, actix_web::ResponseError::error_response(&err))
 }

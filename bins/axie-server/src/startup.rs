@@ -128,6 +128,7 @@ impl Application {
                         .limit(limit)
                         .error_handler(json_error),
                 )
+                .app_data(web::PayloadConfig::new(limit))
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
                 .configure(routes::configure)

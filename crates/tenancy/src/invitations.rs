@@ -116,7 +116,8 @@ pub struct InviteRequest {
     pub role: OrgRole,
 }
 
-fn mail(
+/// The invitation email with its one-time link.
+pub(crate) fn invitation_mail(
     caller: &Caller,
     inv: &Invitation,
     token: &MintedToken,
@@ -184,7 +185,7 @@ pub async fn invite<S: TenancyStore + InvitationStore + ?Sized>(
             )
             .with_metadata(Metadata::from_value(json!({ "role": inv.role.as_str() }))?),
     )
-    .mail(mail(caller, &inv, &token, settings));
+    .mail(invitation_mail(caller, &inv, &token, settings));
     store
         .create_invitation(
             &inv,
@@ -224,7 +225,7 @@ pub async fn resend<S: TenancyStore + InvitationStore + ?Sized>(
         AuditAction::InvitationResent,
         Target::new("invitation", inv.id, inv.email.to_string()),
     ))
-    .mail(mail(caller, &inv, &token, settings));
+    .mail(invitation_mail(caller, &inv, &token, settings));
     store
         .reissue_invitation(caller.org.id, id, &token.hash, now, inv.expires_at, journal)
         .await?;

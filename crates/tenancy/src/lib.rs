@@ -12,6 +12,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod bulk;
 mod caller;
 #[cfg(feature = "memory")]
 pub mod contract;
@@ -34,5 +35,5 @@ pub use model::{
     Team, User, valid_name,
 };
 pub use store::{
-    AccountStore, ApiKeyStore, InvitationStore, MembershipStore, OrgStore, TenancyStore,
+    AccountStore, ApiKeyStore, BulkStore, InvitationStore, MembershipStore, OrgStore, TenancyStore,
 };

@@ -11,6 +11,7 @@ use rbac_core::{
     ApiKeyId, FeatureAccess, InvitationId, OrgId, OrgRole, SessionId, TeamId, TeamRole, UserId,
 };
 
+use crate::bulk::BulkPreview;
 use crate::invitations::Invitation;
 use crate::members::{Disposition, OwnershipTransfer, RemovalReport};
 
@@ -366,6 +367,53 @@ pub trait InvitationStore: Send + Sync {
         new_password_hash: Option<&str>,
         team: TeamId,
         team_role: TeamRole,
+        limits: &billing_limits::PlanLimits,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+}
+
+/// Bulk invitation previews.
+#[async_trait]
+pub trait BulkStore: Send + Sync {
+    /// Emails of `org`'s members and of its invitations pending at `now`.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn member_and_pending_emails(
+        &self,
+        org: OrgId,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<String>, Vec<String>), TenancyError>;
+
+    /// Stores a preview (not an audited change: nothing happened yet).
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn save_preview(&self, preview: &BulkPreview) -> Result<(), TenancyError>;
+
+    /// An unconfirmed preview of `org`.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn get_preview(
+        &self,
+        org: OrgId,
+        id: InvitationId,
+    ) -> Result<Option<BulkPreview>, TenancyError>;
+
+    /// In one transaction: consumes the preview (once), checks each address is still neither
+    /// a member nor invited, checks the seat limit for the whole batch, inserts every invitation
+    /// and commits the journal.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] when the preview is gone or used; [`TenancyError::Conflict`];
+    /// [`TenancyError::LimitReached`].
+    async fn confirm_preview(
+        &self,
+        org: OrgId,
+        id: InvitationId,
+        invitations: &[(Invitation, String)],
         limits: &billing_limits::PlanLimits,
         now: DateTime<Utc>,
         journal: Journal,

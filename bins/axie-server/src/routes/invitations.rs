@@ -341,3 +341,121 @@ pub async fn outbox(
             .collect::<Vec<_>>(),
     ))
 }
+
+/// One row of a bulk preview.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkRowResponse {
+    /// Line in the file (header = 1).
+    pub line: usize,
+    /// Email as written.
+    pub email: String,
+    /// Role as written.
+    pub role: String,
+    /// Name as written.
+    pub name: String,
+    /// `valid` or `invalid`.
+    pub status: String,
+    /// Why it is invalid (`bad_email`, `unknown_role`, `owner_not_allowed`, `role_not_allowed`,
+    /// `duplicate_in_file`, `already_member`, `already_invited`).
+    pub reason: Option<String>,
+    /// For duplicates: the earlier line.
+    pub first_line: Option<usize>,
+}
+
+/// A bulk preview: nothing has been sent yet.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkPreviewResponse {
+    /// Confirm with this id (once, before `expires_at`).
+    pub preview_id: String,
+    /// Expiry (RFC 3339).
+    pub expires_at: String,
+    /// Rows that would be invited.
+    pub valid: usize,
+    /// Rows that would not.
+    pub invalid: usize,
+    /// Seats left under the plan (absent when unlimited).
+    pub seats_available: Option<u64>,
+    /// Whether every valid row fits.
+    pub fits_limit: bool,
+    /// Every row.
+    pub rows: Vec<BulkRowResponse>,
+}
+
+/// Uploads a CSV (`email,role,name`) and previews it without side effects.
+#[utoipa::path(post, path = "/api/v1/orgs/{org_id}/invitations/bulk", tag = "invitations",
+    params(("org_id" = String, Path, description = "Organization id")),
+    request_body(content = String, content_type = "text/csv", description = "CSV with header `email,role,name` in any order or case"),
+    responses(
+        (status = 200, description = "The preview", body = BulkPreviewResponse),
+        (status = 422, description = "File too large, too many rows, not UTF-8, or no email/role columns", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn bulk_preview(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    use tenancy::bulk::RowProblem;
+    let p = tenancy::bulk::preview(&*st.store, &caller, &body, st.clock.now()).await?;
+    let rows = p
+        .rows
+        .iter()
+        .map(|r| {
+            let (reason, first_line) = match &r.problem {
+                None => (None, None),
+                Some(RowProblem::DuplicateInFile { first_line }) => {
+                    (Some("duplicate_in_file"), Some(*first_line))
+                }
+                Some(RowProblem::BadEmail) => (Some("bad_email"), None),
+                Some(RowProblem::UnknownRole { .. }) => (Some("unknown_role"), None),
+                Some(RowProblem::OwnerNotAllowed) => (Some("owner_not_allowed"), None),
+                Some(RowProblem::RoleNotAllowed) => (Some("role_not_allowed"), None),
+                Some(RowProblem::AlreadyMember) => (Some("already_member"), None),
+                Some(RowProblem::AlreadyInvited) => (Some("already_invited"), None),
+            };
+            BulkRowResponse {
+                line: r.line,
+                email: r.email.clone(),
+                role: r.role.clone(),
+                name: r.name.clone(),
+                status: if reason.is_none() { "valid" } else { "invalid" }.to_owned(),
+                reason: reason.map(str::to_owned),
+                first_line,
+            }
+        })
+        .collect::<Vec<_>>();
+    Ok(HttpResponse::Ok().json(BulkPreviewResponse {
+        preview_id: p.id.to_string(),
+        expires_at: p.expires_at.to_rfc3339(),
+        valid: p.valid(),
+        invalid: p.rows.len() - p.valid(),
+        seats_available: p.seats_available,
+        fits_limit: p.fits(),
+        rows,
+    }))
+}
+
+/// The result of a confirmed bulk import.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkConfirmResponse {
+    /// Invitations sent.
+    pub invited: usize,
+}
+
+/// Sends every valid invitation of a preview at once (single use).
+#[utoipa::path(post, path = "/api/v1/orgs/{org_id}/invitations/bulk/{preview_id}/confirm", tag = "invitations",
+    params(("org_id" = String, Path, description = "Organization id"), ("preview_id" = String, Path, description = "Preview id")),
+    responses(
+        (status = 201, description = "Sent", body = BulkConfirmResponse),
+        (status = 403, description = "The batch does not fit the member limit", content_type = "application/problem+json"),
+        (status = 404, description = "Unknown, expired or already confirmed preview", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn bulk_confirm(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let id: InvitationId = path.1.parse().map_err(|_| ApiError::not_found("preview"))?;
+    let invited =
+        tenancy::bulk::confirm(&*st.store, &caller, id, &settings(&st), st.clock.now()).await?;
+    Ok(HttpResponse::Created().json(BulkConfirmResponse { invited }))
+}

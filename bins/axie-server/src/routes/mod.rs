@@ -83,6 +83,8 @@ routes! {
     POST "/api/v1/orgs/{org_id}/ownership-transfer/confirm" => members::confirm_transfer, Member;
     GET "/api/v1/orgs/{org_id}/invitations" => invitations::list, Org(P::InviteMembers);
     POST "/api/v1/orgs/{org_id}/invitations" => invitations::create, Org(P::InviteMembers);
+    POST "/api/v1/orgs/{org_id}/invitations/bulk" => invitations::bulk_preview, Org(P::InviteMembers);
+    POST "/api/v1/orgs/{org_id}/invitations/bulk/{preview_id}/confirm" => invitations::bulk_confirm, Org(P::InviteMembers);
     POST "/api/v1/orgs/{org_id}/invitations/{invitation_id}/resend" => invitations::resend, Org(P::InviteMembers);
     DELETE "/api/v1/orgs/{org_id}/invitations/{invitation_id}" => invitations::revoke, Org(P::InviteMembers);
     GET "/api/v1/orgs/{org_id}/outbox" => invitations::outbox, Org(P::InviteMembers);

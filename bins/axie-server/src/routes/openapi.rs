@@ -28,7 +28,7 @@ impl Modify for BearerAuth {
         me::me, me::sessions, me::end_session,
         orgs::get, orgs::update, orgs::update_access, orgs::explain,
         members::list, members::change_role, members::remove, members::propose_transfer, members::confirm_transfer,
-        invitations::create, invitations::list, invitations::resend, invitations::revoke, invitations::outbox,
+        invitations::create, invitations::list, invitations::bulk_preview, invitations::bulk_confirm, invitations::resend, invitations::revoke, invitations::outbox,
         invitations::lookup, invitations::accept, invitations::signup,
         api_keys::list, api_keys::create, api_keys::revoke,
         audit_log::search, audit_log::export, audit_log::verify, audit_log::checkpoint,

@@ -5,6 +5,7 @@ pub mod api_key;
 pub mod audit_checkpoint;
 pub mod audit_event;
 pub mod audit_head;
+pub mod bulk_preview;
 pub mod invitation;
 pub mod mail;
 pub mod membership;

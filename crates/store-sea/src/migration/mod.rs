@@ -38,6 +38,11 @@ mod m20261125_000006_create_invitations;
     reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
 )]
 mod m20261125_000007_create_ownership_transfers;
+#[allow(
+    elided_lifetimes_in_paths,
+    reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
+)]
+mod m20261125_000008_create_bulk_previews;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -54,6 +59,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000005_create_mail_outbox::Migration),
             Box::new(m20261125_000006_create_invitations::Migration),
             Box::new(m20261125_000007_create_ownership_transfers::Migration),
+            Box::new(m20261125_000008_create_bulk_previews::Migration),
         ]
     }
 }

@@ -9,13 +9,14 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect, TransactionTrait,
 };
+use tenancy::bulk::BulkPreview;
 use tenancy::invitations::Invitation;
-use tenancy::{InvitationStore, TenancyError, User};
+use tenancy::{BulkStore, InvitationStore, TenancyError, User};
 
 use super::tenancy::{commit, lock_org, store};
 use crate::SeaStore;
-use crate::convert::micros;
-use crate::entity::{invitation, membership, team, team_member, user};
+use crate::convert::{json, micros, to_json};
+use crate::entity::{bulk_preview, invitation, membership, team, team_member, user};
 use crate::error::is_unique_violation;
 
 async fn is_member_by_email(
@@ -46,6 +47,65 @@ fn pending(org: OrgId, now: DateTime<Utc>) -> sea_orm::Select<invitation::Entity
         .filter(invitation::Column::ExpiresAt.gt(micros(now)))
 }
 
+/// Inserts a pending invitation unless the address is a member or already invited, or the
+/// seat limit (members plus pending invitations) is reached. Runs inside the caller's transaction.
+async fn insert_checked(
+    txn: &DatabaseTransaction,
+    inv: &Invitation,
+    token_hash: &str,
+    limits: &billing_limits::PlanLimits,
+) -> Result<(), TenancyError> {
+    if is_member_by_email(txn, inv.org, inv.email.as_str()).await? {
+        return Err(TenancyError::Conflict(format!(
+            "`{}` is already a member",
+            inv.email
+        )));
+    }
+    let open = pending(inv.org, inv.created_at)
+        .count(txn)
+        .await
+        .map_err(store)?;
+    let already = pending(inv.org, inv.created_at)
+        .filter(invitation::Column::Email.eq(inv.email.as_str()))
+        .count(txn)
+        .await
+        .map_err(store)?;
+    if already > 0 {
+        return Err(TenancyError::Conflict(format!(
+            "`{}` already has a pending invitation",
+            inv.email
+        )));
+    }
+    let members = membership::Entity::find()
+        .filter(membership::Column::OrgId.eq(inv.org.to_string()))
+        .count(txn)
+        .await
+        .map_err(store)?;
+    tenancy::enforce_quota(billing_limits::check_quota(
+        limits,
+        billing_limits::Limit::Members,
+        members + open,
+        1,
+    ))?;
+    invitation::Entity::insert(invitation::ActiveModel {
+        id: Set(inv.id.to_string()),
+        org_id: Set(inv.org.to_string()),
+        email: Set(inv.email.as_str().to_owned()),
+        role: Set(inv.role.as_str().to_owned()),
+        invited_by: Set(inv.invited_by.to_string()),
+        token_hash: Set(token_hash.to_owned()),
+        created_at: Set(micros(inv.created_at)),
+        expires_at: Set(micros(inv.expires_at)),
+        accepted_at: Set(None),
+        accepted_by: Set(None),
+        revoked_at: Set(None),
+    })
+    .exec_without_returning(txn)
+    .await
+    .map_err(store)?;
+    Ok(())
+}
+
 #[async_trait]
 impl InvitationStore for SeaStore {
     async fn create_invitation(
@@ -57,54 +117,7 @@ impl InvitationStore for SeaStore {
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         lock_org(&txn, inv.org).await?;
-        if is_member_by_email(&txn, inv.org, inv.email.as_str()).await? {
-            return Err(TenancyError::Conflict(format!(
-                "`{}` is already a member",
-                inv.email
-            )));
-        }
-        let open = pending(inv.org, inv.created_at)
-            .count(&txn)
-            .await
-            .map_err(store)?;
-        let already = pending(inv.org, inv.created_at)
-            .filter(invitation::Column::Email.eq(inv.email.as_str()))
-            .count(&txn)
-            .await
-            .map_err(store)?;
-        if already > 0 {
-            return Err(TenancyError::Conflict(format!(
-                "`{}` already has a pending invitation",
-                inv.email
-            )));
-        }
-        let members = membership::Entity::find()
-            .filter(membership::Column::OrgId.eq(inv.org.to_string()))
-            .count(&txn)
-            .await
-            .map_err(store)?;
-        tenancy::enforce_quota(billing_limits::check_quota(
-            limits,
-            billing_limits::Limit::Members,
-            members + open,
-            1,
-        ))?;
-        invitation::Entity::insert(invitation::ActiveModel {
-            id: Set(inv.id.to_string()),
-            org_id: Set(inv.org.to_string()),
-            email: Set(inv.email.as_str().to_owned()),
-            role: Set(inv.role.as_str().to_owned()),
-            invited_by: Set(inv.invited_by.to_string()),
-            token_hash: Set(token_hash.to_owned()),
-            created_at: Set(micros(inv.created_at)),
-            expires_at: Set(micros(inv.expires_at)),
-            accepted_at: Set(None),
-            accepted_by: Set(None),
-            revoked_at: Set(None),
-        })
-        .exec_without_returning(&txn)
-        .await
-        .map_err(store)?;
+        insert_checked(&txn, inv, token_hash, limits).await?;
         commit(txn, journal).await
     }
 
@@ -319,6 +332,100 @@ impl InvitationStore for SeaStore {
         .exec_without_returning(&txn)
         .await
         .map_err(store)?;
+        commit(txn, journal).await
+    }
+}
+
+#[async_trait]
+impl BulkStore for SeaStore {
+    async fn member_and_pending_emails(
+        &self,
+        org: OrgId,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<String>, Vec<String>), TenancyError> {
+        let ids: Vec<String> = membership::Entity::find()
+            .filter(membership::Column::OrgId.eq(org.to_string()))
+            .all(self.db())
+            .await
+            .map_err(store)?
+            .into_iter()
+            .map(|m| m.user_id)
+            .collect();
+        let members = user::Entity::find()
+            .filter(user::Column::Id.is_in(ids))
+            .all(self.db())
+            .await
+            .map_err(store)?
+            .into_iter()
+            .map(|u| u.email)
+            .collect();
+        let pending = pending(org, now)
+            .all(self.db())
+            .await
+            .map_err(store)?
+            .into_iter()
+            .map(|i| i.email)
+            .collect();
+        Ok((members, pending))
+    }
+
+    async fn save_preview(&self, p: &BulkPreview) -> Result<(), TenancyError> {
+        bulk_preview::Entity::insert(bulk_preview::ActiveModel {
+            id: Set(p.id.to_string()),
+            org_id: Set(p.org.to_string()),
+            created_by: Set(p.created_by.to_string()),
+            expires_at: Set(micros(p.expires_at)),
+            data: Set(to_json(p)?),
+            consumed_at: Set(None),
+        })
+        .exec_without_returning(self.db())
+        .await
+        .map_err(store)?;
+        Ok(())
+    }
+
+    async fn get_preview(
+        &self,
+        org: OrgId,
+        id: InvitationId,
+    ) -> Result<Option<BulkPreview>, TenancyError> {
+        let m = bulk_preview::Entity::find_by_id(id.to_string())
+            .filter(bulk_preview::Column::OrgId.eq(org.to_string()))
+            .filter(bulk_preview::Column::ConsumedAt.is_null())
+            .one(self.db())
+            .await
+            .map_err(store)?;
+        m.map(|m| json::<BulkPreview>("bulk preview", &m.data))
+            .transpose()
+            .map_err(TenancyError::Store)
+    }
+
+    async fn confirm_preview(
+        &self,
+        org: OrgId,
+        id: InvitationId,
+        invitations: &[(Invitation, String)],
+        limits: &billing_limits::PlanLimits,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        lock_org(&txn, org).await?;
+        let used = bulk_preview::Entity::update_many()
+            .col_expr(bulk_preview::Column::ConsumedAt, Expr::value(micros(now)))
+            .filter(bulk_preview::Column::Id.eq(id.to_string()))
+            .filter(bulk_preview::Column::OrgId.eq(org.to_string()))
+            .filter(bulk_preview::Column::ConsumedAt.is_null())
+            .filter(bulk_preview::Column::ExpiresAt.gt(micros(now)))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if used.rows_affected != 1 {
+            return Err(TenancyError::NotFound("preview"));
+        }
+        for (inv, hash) in invitations {
+            insert_checked(&txn, inv, hash, limits).await?;
+        }
         commit(txn, journal).await
     }
 }

@@ -1,0 +1,361 @@
+//! Bulk invitations from a CSV file `email,role,name`: a side-effect-free preview, then a
+//! single-use confirmation that sends every invitation in one transaction.
+
+use std::collections::{HashMap, HashSet};
+
+use audit::{AuditAction, Journal, Metadata, Target};
+use billing_limits::{Limit, PlanLimits};
+use chrono::{DateTime, Duration, Utc};
+use rbac_core::{InvitationId, OrgId, OrgRole, Permission, UserId, check_invite_role};
+use security_policy::{MintedToken, mint};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::caller::Caller;
+use crate::error::TenancyError;
+use crate::invitations::{INVITATION_PREFIX, Invitation, InvitationSettings};
+use crate::model::Email;
+use crate::store::{BulkStore, InvitationStore, TenancyStore};
+
+/// Largest file accepted, in bytes.
+pub const MAX_BYTES: usize = 1024 * 1024;
+/// Most data rows accepted.
+pub const MAX_ROWS: usize = 10_000;
+/// How long a preview can be confirmed.
+pub const PREVIEW_TTL_MINUTES: i64 = 30;
+
+/// Why a row cannot be invited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum RowProblem {
+    /// The email is missing or malformed.
+    BadEmail,
+    /// The role is not `admin` or `user`.
+    UnknownRole {
+        /// What was given.
+        role: String,
+    },
+    /// `owner` cannot be invited.
+    OwnerNotAllowed,
+    /// The caller may not grant this role.
+    RoleNotAllowed,
+    /// The same email appears earlier in the file.
+    DuplicateInFile {
+        /// The earlier line.
+        first_line: usize,
+    },
+    /// Already a member.
+    AlreadyMember,
+    /// Already has a pending invitation.
+    AlreadyInvited,
+}
+
+/// One parsed row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Row {
+    /// Line number in the file (the header is line 1).
+    pub line: usize,
+    /// The email as written.
+    pub email: String,
+    /// The role as written.
+    pub role: String,
+    /// The name as written.
+    pub name: String,
+    /// `None` when the row is valid.
+    pub problem: Option<RowProblem>,
+}
+
+/// Parses the CSV: header in any order and case, optional UTF-8 BOM, extra columns ignored.
+/// Checks each row on its own and against earlier rows; not against the organization.
+///
+/// # Errors
+/// [`TenancyError::Invalid`] for a file over [`MAX_BYTES`], more than [`MAX_ROWS`] rows,
+/// invalid UTF-8 (naming the line), a missing `email` or `role` column, or broken CSV.
+pub fn parse(bytes: &[u8]) -> Result<Vec<Row>, TenancyError> {
+    if bytes.len() > MAX_BYTES {
+        return Err(TenancyError::Invalid(format!(
+            "the file is {} bytes; the limit is {MAX_BYTES}",
+            bytes.len()
+        )));
+    }
+    if let Err(e) = std::str::from_utf8(bytes) {
+        let line = bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1;
+        return Err(TenancyError::Invalid(format!(
+            "the file is not UTF-8: line {line} has invalid bytes"
+        )));
+    }
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut rd = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(bytes);
+    let headers = rd
+        .headers()
+        .map_err(|e| TenancyError::Invalid(format!("the header cannot be read: {e}")))?
+        .clone();
+    let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let (Some(ei), Some(ri)) = (col("email"), col("role")) else {
+        return Err(TenancyError::Invalid(
+            "the header must name the columns `email` and `role` (and optionally `name`)".into(),
+        ));
+    };
+    let ni = col("name");
+    let mut rows = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, rec) in rd.records().enumerate() {
+        let line = i + 2;
+        let rec = rec.map_err(|e| TenancyError::Invalid(format!("line {line}: {e}")))?;
+        if rec.iter().all(str::is_empty) {
+            continue;
+        }
+        if rows.len() == MAX_ROWS {
+            return Err(TenancyError::Invalid(format!(
+                "the file has more than {MAX_ROWS} rows"
+            )));
+        }
+        let field = |i: Option<usize>| i.and_then(|i| rec.get(i)).unwrap_or("").to_owned();
+        let (email, role, name) = (field(Some(ei)), field(Some(ri)), field(ni));
+        let problem = match (Email::parse(&email), OrgRole::parse(&role)) {
+            (Err(_), _) => Some(RowProblem::BadEmail),
+            (_, None) => Some(RowProblem::UnknownRole { role: role.clone() }),
+            (_, Some(OrgRole::Owner)) => Some(RowProblem::OwnerNotAllowed),
+            (Ok(e), Some(_)) => match seen.get(e.as_str()) {
+                Some(&first_line) => Some(RowProblem::DuplicateInFile { first_line }),
+                None => {
+                    seen.insert(e.as_str().to_owned(), line);
+                    None
+                }
+            },
+        };
+        rows.push(Row {
+            line,
+            email,
+            role,
+            name,
+            problem,
+        });
+    }
+    Ok(rows)
+}
+
+/// A stored preview.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkPreview {
+    /// Its id, used to confirm.
+    pub id: InvitationId,
+    /// The organization.
+    pub org: OrgId,
+    /// Who uploaded it.
+    pub created_by: UserId,
+    /// Confirmable strictly before this.
+    pub expires_at: DateTime<Utc>,
+    /// Every row with its verdict.
+    pub rows: Vec<Row>,
+    /// Seats left (members plus pending invitations against the plan), `None` = unlimited.
+    pub seats_available: Option<u64>,
+}
+
+impl BulkPreview {
+    /// Rows that would be invited.
+    #[must_use]
+    pub fn valid(&self) -> usize {
+        self.rows.iter().filter(|r| r.problem.is_none()).count()
+    }
+
+    /// Whether all valid rows fit the member limit.
+    #[must_use]
+    pub fn fits(&self) -> bool {
+        self.seats_available
+            .is_none_or(|s| self.valid() as u64 <= s)
+    }
+}
+
+/// Checks a file against the organization and stores the preview; nothing is sent.
+///
+/// # Errors
+/// [`TenancyError::Forbidden`] without the invite permission; file errors from [`parse`].
+pub async fn preview<S: TenancyStore + InvitationStore + BulkStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    bytes: &[u8],
+    now: DateTime<Utc>,
+) -> Result<BulkPreview, TenancyError> {
+    caller.check_org(Permission::InviteMembers)?;
+    let mut rows = parse(bytes)?;
+    let (members, pending) = store.member_and_pending_emails(caller.org.id, now).await?;
+    let members: HashSet<String> = members.into_iter().collect();
+    let pending: HashSet<String> = pending.into_iter().collect();
+    for r in rows.iter_mut().filter(|r| r.problem.is_none()) {
+        let email = Email::parse(&r.email)?.to_string();
+        let role = OrgRole::parse(&r.role).unwrap_or(OrgRole::User);
+        r.problem = if members.contains(&email) {
+            Some(RowProblem::AlreadyMember)
+        } else if pending.contains(&email) {
+            Some(RowProblem::AlreadyInvited)
+        } else if check_invite_role(&caller.subject, role).is_err() {
+            Some(RowProblem::RoleNotAllowed)
+        } else {
+            None
+        };
+    }
+    let limits = PlanLimits::for_plan(caller.org.plan);
+    let used = (members.len() + pending.len()) as u64;
+    let seats_available = limits.get(Limit::Members).map(|m| m.saturating_sub(used));
+    let p = BulkPreview {
+        id: InvitationId::new(),
+        org: caller.org.id,
+        created_by: caller.user.id,
+        expires_at: now + Duration::minutes(PREVIEW_TTL_MINUTES),
+        rows,
+        seats_available,
+    };
+    store.save_preview(&p).await?;
+    Ok(p)
+}
+
+/// Sends every valid row's invitation in one transaction and consumes the preview.
+///
+/// # Errors
+/// [`TenancyError::NotFound`] for an unknown, expired or already confirmed preview;
+/// [`TenancyError::LimitReached`] when the batch does not fit; [`TenancyError::Conflict`] when
+/// a row became a member or was invited since the preview (nothing is sent then).
+pub async fn confirm<S: TenancyStore + InvitationStore + BulkStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    id: InvitationId,
+    settings: &InvitationSettings,
+    now: DateTime<Utc>,
+) -> Result<usize, TenancyError> {
+    caller.check_org(Permission::InviteMembers)?;
+    let p = store
+        .get_preview(caller.org.id, id)
+        .await?
+        .filter(|p| now < p.expires_at)
+        .ok_or(TenancyError::NotFound("preview"))?;
+    let mut batch: Vec<(Invitation, MintedToken)> = Vec::new();
+    let mut journal = Journal::default();
+    for r in p.rows.iter().filter(|r| r.problem.is_none()) {
+        let role = OrgRole::parse(&r.role).unwrap_or(OrgRole::User);
+        check_invite_role(&caller.subject, role)?;
+        let token = mint(INVITATION_PREFIX, 32);
+        let inv = Invitation {
+            id: InvitationId::new(),
+            org: caller.org.id,
+            email: Email::parse(&r.email)?,
+            role,
+            invited_by: caller.user.id,
+            created_at: now,
+            expires_at: now + settings.expiry,
+            accepted_at: None,
+            revoked_at: None,
+        };
+        journal = journal
+            .and_record(
+                caller
+                    .audit(
+                        now,
+                        AuditAction::MemberInvited,
+                        Target::new("invitation", inv.id, inv.email.to_string()),
+                    )
+                    .with_metadata(Metadata::from_value(
+                        json!({ "role": role.as_str(), "bulk_preview": p.id }),
+                    )?),
+            )
+            .mail(crate::invitations::invitation_mail(
+                caller, &inv, &token, settings,
+            ));
+        batch.push((inv, token));
+    }
+    let n = batch.len();
+    let hashed: Vec<(Invitation, String)> = batch.into_iter().map(|(i, t)| (i, t.hash)).collect();
+    store
+        .confirm_preview(
+            caller.org.id,
+            id,
+            &hashed,
+            &PlanLimits::for_plan(caller.org.plan),
+            now,
+            journal,
+        )
+        .await?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(csv: &str) -> Vec<(usize, Option<RowProblem>)> {
+        parse(csv.as_bytes())
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.line, r.problem))
+            .collect()
+    }
+
+    #[test]
+    fn guide_example_parses() {
+        let csv = "email,role,name\njohn@company.com,user,John Smith\nsarah@company.com,admin,Sarah Johnson\nmike@company.com,user,Mike Davis\n";
+        let rows = parse(csv.as_bytes()).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert!(rows.iter().all(|r| r.problem.is_none()));
+        assert_eq!(rows[1].name, "Sarah Johnson");
+    }
+
+    #[test]
+    fn header_any_order_and_case_with_bom() {
+        let csv = "\u{feff}Name,ROLE,Email\nJohn,User,John@Company.com\n";
+        let rows = parse(csv.as_bytes()).unwrap();
+        assert_eq!(rows[0].email, "John@Company.com");
+        assert_eq!(rows[0].problem, None);
+    }
+
+    #[test]
+    fn row_problems() {
+        let csv = "email,role\nnot-an-email,user\na@b.example,boss\nc@d.example,owner\ne@f.example,user\nE@F.example,admin\n,,\n";
+        assert_eq!(
+            problems(csv),
+            vec![
+                (2, Some(RowProblem::BadEmail)),
+                (
+                    3,
+                    Some(RowProblem::UnknownRole {
+                        role: "boss".into()
+                    })
+                ),
+                (4, Some(RowProblem::OwnerNotAllowed)),
+                (5, None),
+                (6, Some(RowProblem::DuplicateInFile { first_line: 5 })),
+            ]
+        );
+    }
+
+    #[test]
+    fn file_errors_are_clear() {
+        let err = parse(b"email,role\na@b.example,user\nc@d.ex\xffample,user\n").unwrap_err();
+        assert!(err.to_string().contains("line 3"), "{err}");
+        assert!(
+            parse(b"mail,role\nx,y\n")
+                .unwrap_err()
+                .to_string()
+                .contains("`email`")
+        );
+        let big = format!("email,role\n{}", "a@b.example,user\n".repeat(MAX_ROWS + 1));
+        assert!(
+            parse(big.as_bytes())
+                .unwrap_err()
+                .to_string()
+                .contains("more than")
+        );
+        assert!(
+            parse(&vec![b'a'; MAX_BYTES + 1])
+                .unwrap_err()
+                .to_string()
+                .contains("limit")
+        );
+    }
+}
