@@ -13,6 +13,9 @@ use crate::fixture::Fixture;
 
 /// The policy set. Deny is the default; `forbid` encodes the guards that beat every grant.
 ///
+/// Action groups are `Action` entities ([`ACTION_GROUPS`]), so `action in
+/// Action::"member"` is one ancestor lookup rather than a set built per request.
+///
 /// Entities: `Org` (`plan_*` and the raw stored `users_*` settings, true for
 /// "Admins + Users"), `User` (`org`, `role`; parents are `TeamGroup`s),
 /// `Team` (`org`, `admins`, `members`, `viewers` groups), `Resource` (`org`,
@@ -24,12 +27,7 @@ forbid (principal, action, resource) unless { principal.org == resource.org };
 
 // 3. API keys never perform interactive-only actions.
 @id("interactive_only")
-forbid (
-    principal,
-    action in [Action::"manage_billing", Action::"transfer_ownership",
-               Action::"delete_organization", Action::"create_api_key"],
-    resource
-) when { context.api_key };
+forbid (principal, action in Action::"interactive_only", resource) when { context.api_key };
 
 // 4. Plan gates, for every role.
 @id("plan_audit_logs")
@@ -50,16 +48,12 @@ permit (principal, action, resource) when { principal.role == "owner" };
 @id("admin")
 permit (principal, action, resource) when { principal.role == "admin" };
 @id("owner_only")
-forbid (
-    principal,
-    action in [Action::"view_billing", Action::"manage_billing",
-               Action::"transfer_ownership", Action::"delete_organization"],
-    resource
-) unless { principal.role == "owner" };
+forbid (principal, action in Action::"owner_only", resource)
+unless { principal.role == "owner" };
 
 // 7. Organization Users, organization-level permissions.
 @id("user_org")
-permit (principal, action in [Action::"view_members", Action::"view_settings"], resource)
+permit (principal, action in Action::"user_org", resource)
 when { principal.role == "user" };
 // Without advanced_rbac the defaults apply: view_audit_logs and export_data are Admins only.
 @id("user_view_audit_log")
@@ -74,13 +68,8 @@ when { principal.role == "user" && principal.org.plan_advanced_rbac && principal
 
 // Viewer.
 @id("viewer_read")
-permit (
-    principal,
-    action in [Action::"view_chat_interface", Action::"use_chat_interface",
-               Action::"view_knowledge_base", Action::"view_analytics",
-               Action::"view_domains", Action::"view_team"],
-    resource
-) when {
+permit (principal, action in Action::"viewer_read", resource)
+when {
     principal.role == "user" && resource has team && principal in resource.team.viewers
 };
 @id("viewer_own_api_key")
@@ -92,27 +81,16 @@ when {
 
 // Member.
 @id("member")
-permit (
-    principal,
-    action in [Action::"view_chat_interface", Action::"use_chat_interface",
-               Action::"create_chat_interface", Action::"edit_chat_interface",
-               Action::"view_knowledge_base", Action::"create_knowledge_base",
-               Action::"upload_document", Action::"view_analytics",
-               Action::"view_domains", Action::"view_team"],
-    resource
-) when {
+permit (principal, action in Action::"member", resource)
+when {
     principal.role == "user"
     && (if resource has team
         then principal in resource.team.members && !(principal in resource.team.viewers)
         else true)
 };
 @id("member_own")
-permit (
-    principal,
-    action in [Action::"manage_knowledge_base", Action::"delete_document",
-               Action::"view_api_key", Action::"revoke_api_key"],
-    resource
-) when {
+permit (principal, action in Action::"member_own", resource)
+when {
     principal.role == "user"
     && (if resource has team
         then principal in resource.team.members && !(principal in resource.team.viewers)
@@ -122,18 +100,8 @@ permit (
 
 // Team Admin.
 @id("team_admin")
-permit (
-    principal,
-    action in [Action::"view_chat_interface", Action::"use_chat_interface",
-               Action::"create_chat_interface", Action::"edit_chat_interface",
-               Action::"view_knowledge_base", Action::"create_knowledge_base",
-               Action::"manage_knowledge_base", Action::"upload_document",
-               Action::"delete_document", Action::"view_analytics",
-               Action::"view_api_key", Action::"revoke_api_key",
-               Action::"view_domains", Action::"view_team", Action::"manage_team",
-               Action::"manage_team_members", Action::"transfer_asset"],
-    resource
-) when {
+permit (principal, action in Action::"team_admin", resource)
+when {
     principal.role == "user" && resource has team
     && principal in resource.team.admins
     && !(principal in resource.team.members) && !(principal in resource.team.viewers)
@@ -162,6 +130,71 @@ when {
     && principal.org.plan_advanced_rbac && principal.org.users_manage_domains
 };
 "#;
+
+/// The action groups the policies name, loaded as `Action` entities.
+pub const ACTION_GROUPS: [(&str, &[&str]); 7] = [
+    (
+        "interactive_only",
+        &["manage_billing", "transfer_ownership", "delete_organization", "create_api_key"],
+    ),
+    (
+        "owner_only",
+        &["view_billing", "manage_billing", "transfer_ownership", "delete_organization"],
+    ),
+    ("user_org", &["view_members", "view_settings"]),
+    (
+        "viewer_read",
+        &[
+            "view_chat_interface",
+            "use_chat_interface",
+            "view_knowledge_base",
+            "view_analytics",
+            "view_domains",
+            "view_team",
+        ],
+    ),
+    (
+        "member",
+        &[
+            "view_chat_interface",
+            "use_chat_interface",
+            "create_chat_interface",
+            "edit_chat_interface",
+            "view_knowledge_base",
+            "create_knowledge_base",
+            "upload_document",
+            "view_analytics",
+            "view_domains",
+            "view_team",
+        ],
+    ),
+    (
+        "member_own",
+        &["manage_knowledge_base", "delete_document", "view_api_key", "revoke_api_key"],
+    ),
+    (
+        "team_admin",
+        &[
+            "view_chat_interface",
+            "use_chat_interface",
+            "create_chat_interface",
+            "edit_chat_interface",
+            "view_knowledge_base",
+            "create_knowledge_base",
+            "manage_knowledge_base",
+            "upload_document",
+            "delete_document",
+            "view_analytics",
+            "view_api_key",
+            "revoke_api_key",
+            "view_domains",
+            "view_team",
+            "manage_team",
+            "manage_team_members",
+            "transfer_asset",
+        ],
+    ),
+];
 
 /// cedar-policy with the fixture loaded as entities and every request prebuilt.
 pub struct CedarEngine {
@@ -201,6 +234,18 @@ impl CedarEngine {
     pub fn new(fx: &Fixture) -> Self {
         let policies = PolicySet::from_str(POLICIES).unwrap_or_else(|e| panic!("policies: {e:?}"));
         let mut entities = Vec::new();
+
+        for p in Permission::ALL {
+            let parents = ACTION_GROUPS
+                .iter()
+                .filter(|(_, members)| members.contains(&p.as_str()))
+                .map(|(group, _)| uid("Action", group))
+                .collect();
+            entities.push(Entity::new_no_attrs(uid("Action", p.as_str()), parents));
+        }
+        for (group, _) in ACTION_GROUPS {
+            entities.push(Entity::new_no_attrs(uid("Action", group), HashSet::new()));
+        }
 
         for t in &fx.tenants {
             let users = |a| a == Audience::AdminsAndUsers;

@@ -17,12 +17,14 @@
 //! ```
 #![deny(missing_docs)]
 
+mod cipher;
 mod error;
 mod ip;
 mod password;
 mod session;
 mod token;
 
+pub use cipher::Cipher;
 pub use error::{PasswordError, SecurityError};
 pub use ip::{IpAllowlistEntry, IpDecision, check_ip, client_ip, normalize, parse_allowlist};
 pub use password::{

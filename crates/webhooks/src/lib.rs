@@ -1,1 +1,36 @@
-//! webhooks
+//! # webhooks
+//!
+//! Signed, retried outgoing webhooks: the guide's payload shape and headers, HMAC-SHA256
+//! signatures over `{timestamp}.{body}` (plus Standard Webhooks signatures), the retry
+//! schedule (0, 2, 4, 8, 16 s), SSRF rules for destinations, endpoint management and the
+//! storage port of the delivery queue. A receiver-side [`verify`] is included for Rust users.
+//!
+//! The crate does no HTTP itself: the server's worker sends requests and reports outcomes.
+//!
+//! ```
+//! use webhooks::{SigningSecret, axie_signature, verify};
+//! let secret = SigningSecret::generate();
+//! let body = br#"{"event":"user.created"}"#;
+//! let sig = axie_signature(&secret, 1_732_294_800, body);
+//! assert!(verify(&[secret], "1732294800", &sig, body, 1_732_294_860).is_ok());
+//! ```
+#![deny(missing_docs)]
+
+mod error;
+mod model;
+mod policy;
+mod service;
+mod sign;
+mod store;
+
+pub use error::{StoreError, WebhookError};
+pub use model::{Attempt, Delivery, DeliveryStatus, Endpoint, payload};
+pub use policy::{AttemptVerdict, RetryPolicy, WebhookUrl, destination_allowed, judge};
+pub use service::{
+    Acting, EndpointInput, USER_AGENT, create, delete, headers, rotate, send_test, signing_secrets,
+    update,
+};
+pub use sign::{
+    SigningSecret, TOLERANCE_SECS, VerifyError, axie_signature, standard_signature, verify,
+};
+pub use store::{AttemptOutcome, StoredSecrets, WebhookStore};

@@ -1,0 +1,132 @@
+//! Endpoints, deliveries and attempts.
+
+use audit::{DomainEvent, EventKind};
+use chrono::{DateTime, Utc};
+use rbac_core::{EndpointId, EventId, OrgId};
+use serde::Serialize;
+
+use crate::policy::WebhookUrl;
+
+/// A customer's receiving endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    /// Its id.
+    pub id: EndpointId,
+    /// The organization.
+    pub org: OrgId,
+    /// Where deliveries go.
+    pub url: WebhookUrl,
+    /// Free text.
+    pub description: String,
+    /// Event types to send; empty means all.
+    pub events: Vec<EventKind>,
+    /// Whether deliveries are made.
+    pub enabled: bool,
+    /// Why it was disabled automatically (410, sustained failure), if so.
+    pub disabled_reason: Option<String>,
+    /// Failed deliveries in a row.
+    pub consecutive_failures: u32,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Endpoint {
+    /// Whether this endpoint subscribes to `kind` (test events always go to their endpoint).
+    #[must_use]
+    pub fn wants(&self, kind: EventKind) -> bool {
+        self.enabled && (self.events.is_empty() || self.events.contains(&kind))
+    }
+}
+
+/// The exact request body of an event, in the guide's shape:
+/// `{"event", "timestamp", "enterpriseId", "data"}` with an RFC 3339 UTC timestamp.
+#[must_use]
+pub fn payload(event: &DomainEvent) -> String {
+    serde_json::json!({
+        "event": event.kind.as_str(),
+        "timestamp": event.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "enterpriseId": event.org,
+        "data": event.data,
+    })
+    .to_string()
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt.
+    Pending,
+    /// A 2xx was received.
+    Delivered,
+    /// Every attempt failed (or the endpoint asked to be removed).
+    Failed,
+}
+
+impl DeliveryStatus {
+    /// The wire name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses the wire name.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            DeliveryStatus::Pending,
+            DeliveryStatus::Delivered,
+            DeliveryStatus::Failed,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == s)
+    }
+}
+
+/// One event for one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Delivery {
+    /// Delivery id.
+    pub id: String,
+    /// The organization.
+    pub org: OrgId,
+    /// The endpoint.
+    pub endpoint: EndpointId,
+    /// The event (sent as `X-Webhook-Id` on every attempt).
+    pub event_id: EventId,
+    /// The event type.
+    pub kind: EventKind,
+    /// The exact body.
+    pub payload: String,
+    /// Status.
+    pub status: DeliveryStatus,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the next attempt is due (or the lease of the worker holding it).
+    pub next_attempt_at: DateTime<Utc>,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
+}
+
+/// One HTTP attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    /// Delivery id.
+    pub delivery: String,
+    /// 1-based attempt number.
+    pub number: u32,
+    /// When it was made.
+    pub at: DateTime<Utc>,
+    /// Response status, if a response came.
+    pub status: Option<u16>,
+    /// Time to the response, in milliseconds.
+    pub duration_ms: u64,
+    /// Transport error, if any.
+    pub error: Option<String>,
+    /// The first kilobyte of the response body.
+    pub response_body: String,
+}

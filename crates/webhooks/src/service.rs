@@ -1,0 +1,286 @@
+//! Endpoint management and the pure parts of delivery (headers), for the server to call.
+
+use audit::{
+    Actor, AuditAction, DomainEvent, EventKind, Journal, NewAuditEvent, RequestContext, Target,
+};
+use chrono::{DateTime, Duration, Utc};
+use rbac_core::{EndpointId, OrgId};
+use security_policy::Cipher;
+use serde_json::json;
+
+use crate::error::WebhookError;
+use crate::model::Endpoint;
+use crate::policy::WebhookUrl;
+use crate::sign::{SigningSecret, axie_signature, standard_signature};
+use crate::store::{StoredSecrets, WebhookStore};
+
+/// Who acts, for audit records.
+#[derive(Debug, Clone)]
+pub struct Acting {
+    /// The actor.
+    pub actor: Actor,
+    /// Request details.
+    pub context: RequestContext,
+}
+
+impl Acting {
+    fn audit(&self, org: OrgId, now: DateTime<Utc>, what: &str, ep: &Endpoint) -> NewAuditEvent {
+        NewAuditEvent::new(
+            org,
+            now,
+            self.actor.clone(),
+            AuditAction::WebhookEndpointChanged,
+            Target::new("webhook_endpoint", ep.id, ep.url.as_str()),
+        )
+        .with_context(self.context.clone())
+        .with_metadata(audit::Metadata::from_value(json!({ "change": what })).unwrap_or_default())
+    }
+}
+
+/// Fields of a new or changed endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointInput {
+    /// URL.
+    pub url: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Event filter (dotted names); empty = all.
+    pub events: Option<Vec<String>>,
+    /// Enabled flag.
+    pub enabled: Option<bool>,
+}
+
+fn parse_events(names: &[String]) -> Result<Vec<EventKind>, WebhookError> {
+    names
+        .iter()
+        .map(|n| {
+            EventKind::parse(n)
+                .ok_or_else(|| WebhookError::Invalid(format!("unknown event type `{n}`")))
+        })
+        .collect()
+}
+
+fn description(s: &str) -> Result<String, WebhookError> {
+    if s.chars().count() > 500 {
+        return Err(WebhookError::Invalid(
+            "`description` is at most 500 characters".into(),
+        ));
+    }
+    Ok(s.trim().to_owned())
+}
+
+/// Creates an endpoint; returns it with its secret (to show once).
+///
+/// # Errors
+/// [`WebhookError::Invalid`] for a bad URL, filter or description.
+pub async fn create(
+    store: &dyn WebhookStore,
+    cipher: &Cipher,
+    acting: &Acting,
+    org: OrgId,
+    input: EndpointInput,
+    https_only: bool,
+    now: DateTime<Utc>,
+) -> Result<(Endpoint, SigningSecret), WebhookError> {
+    let url = WebhookUrl::parse(input.url.as_deref().unwrap_or(""), https_only)?;
+    let ep = Endpoint {
+        id: EndpointId::new(),
+        org,
+        url,
+        description: description(input.description.as_deref().unwrap_or(""))?,
+        events: parse_events(&input.events.unwrap_or_default())?,
+        enabled: input.enabled.unwrap_or(true),
+        disabled_reason: None,
+        consecutive_failures: 0,
+        created_at: now,
+    };
+    let secret = SigningSecret::generate();
+    let sealed = cipher
+        .encrypt(secret.as_bytes())
+        .map_err(|e| WebhookError::Invalid(e.to_string()))?;
+    store
+        .create_endpoint(
+            &ep,
+            &sealed,
+            Journal::record(acting.audit(org, now, "created", &ep)),
+        )
+        .await?;
+    Ok((ep, secret))
+}
+
+/// Changes an endpoint.
+///
+/// # Errors
+/// [`WebhookError::NotFound`], [`WebhookError::Invalid`].
+pub async fn update(
+    store: &dyn WebhookStore,
+    acting: &Acting,
+    org: OrgId,
+    id: EndpointId,
+    input: EndpointInput,
+    https_only: bool,
+    now: DateTime<Utc>,
+) -> Result<Endpoint, WebhookError> {
+    let mut ep = store.get_endpoint(org, id).await?;
+    if let Some(u) = &input.url {
+        ep.url = WebhookUrl::parse(u, https_only)?;
+    }
+    if let Some(d) = &input.description {
+        ep.description = description(d)?;
+    }
+    if let Some(e) = &input.events {
+        ep.events = parse_events(e)?;
+    }
+    if let Some(en) = input.enabled {
+        if en && !ep.enabled {
+            ep.disabled_reason = None;
+            ep.consecutive_failures = 0;
+        }
+        ep.enabled = en;
+    }
+    store
+        .update_endpoint(&ep, Journal::record(acting.audit(org, now, "updated", &ep)))
+        .await?;
+    Ok(ep)
+}
+
+/// Deletes an endpoint.
+///
+/// # Errors
+/// [`WebhookError::NotFound`].
+pub async fn delete(
+    store: &dyn WebhookStore,
+    acting: &Acting,
+    org: OrgId,
+    id: EndpointId,
+    now: DateTime<Utc>,
+) -> Result<(), WebhookError> {
+    let ep = store.get_endpoint(org, id).await?;
+    store
+        .delete_endpoint(
+            org,
+            id,
+            Journal::record(acting.audit(org, now, "deleted", &ep)),
+        )
+        .await
+}
+
+/// Rotates the secret; the old one stays valid (deliveries carry both signatures) for `grace`.
+///
+/// # Errors
+/// [`WebhookError::NotFound`].
+pub async fn rotate(
+    store: &dyn WebhookStore,
+    cipher: &Cipher,
+    acting: &Acting,
+    org: OrgId,
+    id: EndpointId,
+    grace: Duration,
+    now: DateTime<Utc>,
+) -> Result<SigningSecret, WebhookError> {
+    let ep = store.get_endpoint(org, id).await?;
+    let old = store.secrets(org, id).await?;
+    let secret = SigningSecret::generate();
+    let sealed = cipher
+        .encrypt(secret.as_bytes())
+        .map_err(|e| WebhookError::Invalid(e.to_string()))?;
+    let next = StoredSecrets {
+        current: sealed,
+        previous: (grace > Duration::zero()).then(|| (old.current, now + grace)),
+    };
+    store
+        .set_secrets(
+            org,
+            id,
+            &next,
+            Journal::record(acting.audit(org, now, "secret_rotated", &ep)),
+        )
+        .await?;
+    Ok(secret)
+}
+
+/// Queues a `webhook.test` event for one endpoint.
+///
+/// # Errors
+/// [`WebhookError::NotFound`].
+pub async fn send_test(
+    store: &dyn WebhookStore,
+    acting: &Acting,
+    org: OrgId,
+    id: EndpointId,
+    now: DateTime<Utc>,
+) -> Result<(), WebhookError> {
+    let ep = store.get_endpoint(org, id).await?;
+    let event = DomainEvent::new(
+        org,
+        EventKind::WebhookTest,
+        now,
+        json!({ "endpointId": id, "message": "This is a test event from Axie Studio." }),
+    );
+    store
+        .enqueue_direct(
+            org,
+            id,
+            Journal::record(acting.audit(org, now, "test_sent", &ep)).publish(event),
+        )
+        .await
+}
+
+/// The secrets to sign with now: the current one, and the previous one during its grace period.
+///
+/// # Errors
+/// [`WebhookError::Invalid`] when a stored secret cannot be decrypted (wrong key).
+pub fn signing_secrets(
+    cipher: &Cipher,
+    stored: &StoredSecrets,
+    now: DateTime<Utc>,
+) -> Result<Vec<SigningSecret>, WebhookError> {
+    let open = |s: &str| -> Result<SigningSecret, WebhookError> {
+        SigningSecret::from_bytes(cipher.decrypt(s).map_err(|_| {
+            WebhookError::Invalid(
+                "a stored signing secret cannot be decrypted with the configured key".into(),
+            )
+        })?)
+    };
+    let mut out = vec![open(&stored.current)?];
+    if let Some((prev, until)) = &stored.previous
+        && now < *until
+    {
+        out.push(open(prev)?);
+    }
+    Ok(out)
+}
+
+/// User agent of every delivery.
+pub const USER_AGENT: &str = "AxieStudio-Webhook/1.0";
+
+/// The headers of one attempt: the guide's, plus Standard Webhooks'. Several secrets give
+/// several space-separated signatures.
+#[must_use]
+pub fn headers(
+    event_id: &str,
+    kind: EventKind,
+    timestamp: i64,
+    body: &[u8],
+    secrets: &[SigningSecret],
+) -> Vec<(&'static str, String)> {
+    let axie: Vec<String> = secrets
+        .iter()
+        .map(|s| axie_signature(s, timestamp, body))
+        .collect();
+    let standard: Vec<String> = secrets
+        .iter()
+        .map(|s| standard_signature(s, event_id, timestamp, body))
+        .collect();
+    vec![
+        ("content-type", "application/json".to_owned()),
+        ("user-agent", USER_AGENT.to_owned()),
+        ("x-webhook-event", kind.as_str().to_owned()),
+        ("x-webhook-id", event_id.to_owned()),
+        ("x-webhook-timestamp", timestamp.to_string()),
+        ("x-webhook-signature", axie.join(" ")),
+        ("webhook-id", event_id.to_owned()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", standard.join(" ")),
+    ]
+}

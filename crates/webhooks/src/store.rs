@@ -1,0 +1,181 @@
+//! The webhooks storage port. Secrets cross it only encrypted.
+
+use async_trait::async_trait;
+use audit::Journal;
+use chrono::{DateTime, Utc};
+use rbac_core::{EndpointId, OrgId};
+
+use crate::error::WebhookError;
+use crate::model::{Attempt, Delivery, DeliveryStatus, Endpoint};
+
+/// An endpoint's secrets, encrypted at rest (opaque strings from `security_policy::Cipher`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSecrets {
+    /// The current secret.
+    pub current: String,
+    /// The previous secret and when it stops being used, during a rotation's grace period.
+    pub previous: Option<(String, DateTime<Utc>)>,
+}
+
+/// What the worker records after an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptOutcome {
+    /// The attempt.
+    pub attempt: Attempt,
+    /// The delivery's new status.
+    pub status: DeliveryStatus,
+    /// When to try again (with `Pending`).
+    pub next_attempt_at: DateTime<Utc>,
+    /// Disable the endpoint with this reason (410, sustained failure).
+    pub disable_endpoint: Option<String>,
+    /// Audit record for a disabled endpoint, committed with the outcome.
+    pub journal: Journal,
+}
+
+/// Endpoints, the delivery queue and its history.
+///
+/// Domain events become deliveries inside the adapter's journal commit: each event
+/// queues one delivery per enabled endpoint of its organization that [`Endpoint::wants`] it,
+/// in the same transaction as the change that caused it.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Stores a new endpoint with its encrypted secret.
+    ///
+    /// # Errors
+    /// [`WebhookError::Store`] on storage failure.
+    async fn create_endpoint(
+        &self,
+        endpoint: &Endpoint,
+        secret: &str,
+        journal: Journal,
+    ) -> Result<(), WebhookError>;
+
+    /// Endpoints of `org`.
+    ///
+    /// # Errors
+    /// [`WebhookError::Store`] on storage failure.
+    async fn list_endpoints(&self, org: OrgId) -> Result<Vec<Endpoint>, WebhookError>;
+
+    /// One endpoint of `org`.
+    ///
+    /// # Errors
+    /// [`WebhookError::NotFound`] when `org` has no such endpoint.
+    async fn get_endpoint(&self, org: OrgId, id: EndpointId) -> Result<Endpoint, WebhookError>;
+
+    /// Replaces url, description, filter and enabled flag (re-enabling clears the failure count).
+    ///
+    /// # Errors
+    /// [`WebhookError::NotFound`].
+    async fn update_endpoint(
+        &self,
+        endpoint: &Endpoint,
+        journal: Journal,
+    ) -> Result<(), WebhookError>;
+
+    /// Deletes an endpoint and its queue.
+    ///
+    /// # Errors
+    /// [`WebhookError::NotFound`].
+    async fn delete_endpoint(
+        &self,
+        org: OrgId,
+        id: EndpointId,
+        journal: Journal,
+    ) -> Result<(), WebhookError>;
+
+    /// The endpoint's encrypted secrets.
+    ///
+    /// # Errors
+    /// [`WebhookError::NotFound`].
+    async fn secrets(&self, org: OrgId, id: EndpointId) -> Result<StoredSecrets, WebhookError>;
+
+    /// Replaces the secrets (rotation).
+    ///
+    /// # Errors
+    /// [`WebhookError::NotFound`].
+    async fn set_secrets(
+        &self,
+        org: OrgId,
+        id: EndpointId,
+        secrets: &StoredSecrets,
+        journal: Journal,
+    ) -> Result<(), WebhookError>;
+
+    /// Queues one delivery of `journal`'s events directly to `endpoint` (test events), committing the journal.
+    ///
+    /// # Errors
+    /// [`WebhookError::NotFound`].
+    async fn enqueue_direct(
+        &self,
+        org: OrgId,
+        endpoint: EndpointId,
+        journal: Journal,
+    ) -> Result<(), WebhookError>;
+
+    /// Claims up to `limit` due pending deliveries of enabled endpoints, leasing each until
+    /// `lease_until` with a conditional update, so no two workers hold one at the same time.
+    ///
+    /// # Errors
+    /// [`WebhookError::Store`] on storage failure.
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(Delivery, Endpoint, StoredSecrets)>, WebhookError>;
+
+    /// Records an attempt and moves the delivery (and its endpoint's failure count) on, in one transaction.
+    ///
+    /// # Errors
+    /// [`WebhookError::Store`] on storage failure.
+    async fn record_attempt(
+        &self,
+        delivery: &Delivery,
+        outcome: AttemptOutcome,
+    ) -> Result<(), WebhookError>;
+
+    /// Deliveries of an endpoint, newest first, optionally by status, before the cursor.
+    ///
+    /// # Errors
+    /// [`WebhookError::NotFound`] for another organization's endpoint.
+    async fn list_deliveries(
+        &self,
+        org: OrgId,
+        endpoint: EndpointId,
+        status: Option<DeliveryStatus>,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, WebhookError>;
+
+    /// Attempts of one delivery, in order.
+    ///
+    /// # Errors
+    /// [`WebhookError::NotFound`] for another organization's delivery.
+    async fn list_attempts(&self, org: OrgId, delivery: &str)
+    -> Result<Vec<Attempt>, WebhookError>;
+
+    /// Puts deliveries back in the queue with a fresh attempt budget: one (`delivery`), or every
+    /// failed one of `endpoint` created since `since`. Returns how many.
+    ///
+    /// # Errors
+    /// [`WebhookError::NotFound`].
+    async fn requeue(
+        &self,
+        org: OrgId,
+        endpoint: EndpointId,
+        delivery: Option<&str>,
+        since: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<u64, WebhookError>;
+
+    /// Delivery counts of an endpoint by status.
+    ///
+    /// # Errors
+    /// [`WebhookError::NotFound`].
+    async fn delivery_counts(
+        &self,
+        org: OrgId,
+        endpoint: EndpointId,
+    ) -> Result<Vec<(DeliveryStatus, u64)>, WebhookError>;
+}
