@@ -110,6 +110,8 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
     settings.bootstrap.owner_password = OWNER_PASSWORD.to_owned().into();
     settings.bootstrap.demo = opts.demo;
     settings.audit.checkpoint_interval_secs = 0;
+    // Webhook tests deliver to a receiver on loopback, which is refused unless allowlisted.
+    settings.webhooks.allow_cidrs = vec!["127.0.0.1/32".into()];
     if let Some(port) = opts.smtp_port {
         settings.smtp.host = "127.0.0.1".into();
         settings.smtp.port = port;
@@ -374,4 +376,98 @@ pub fn token_in(mail: &str) -> String {
     let unfolded = mail.replace("=\r\n", "").replace("=\n", "");
     let start = unfolded.find("axi_").expect("a token in the mail");
     unfolded[start..start + 4 + 64].to_owned()
+}
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub body: String,
+    pub at: std::time::Instant,
+}
+
+/// A webhook receiver on loopback whose answers can be scripted (default 200).
+pub struct Receiver {
+    pub url: String,
+    got: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    script:
+        std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<(u16, Option<&'static str>)>>>,
+    _server: actix_web::dev::ServerHandle,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+        let got: std::sync::Arc<std::sync::Mutex<Vec<Received>>> = Default::default();
+        let script: std::sync::Arc<
+            std::sync::Mutex<std::collections::VecDeque<(u16, Option<&'static str>)>>,
+        > = Default::default();
+        let (g, s) = (got.clone(), script.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = HttpServer::new(move || {
+            let (g, s) = (g.clone(), s.clone());
+            App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+                let (g, s) = (g.clone(), s.clone());
+                async move {
+                    let headers = req
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                        .collect();
+                    g.lock().unwrap().push(Received {
+                        headers,
+                        body: String::from_utf8_lossy(&body).into_owned(),
+                        at: std::time::Instant::now(),
+                    });
+                    let (status, retry_after) =
+                        s.lock().unwrap().pop_front().unwrap_or((200, None));
+                    let mut res =
+                        HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
+                    if let Some(r) = retry_after {
+                        res.insert_header(("retry-after", r));
+                    }
+                    res.body("ok")
+                }
+            }))
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Self {
+            url: format!("http://127.0.0.1:{port}/hook"),
+            got,
+            script,
+            _server: handle,
+        }
+    }
+
+    /// The next answers, in order (status, Retry-After).
+    pub fn answer(&self, answers: &[(u16, Option<&'static str>)]) {
+        self.script.lock().unwrap().extend(answers.iter().copied());
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits (polling, with a timeout) for at least `n` requests.
+    pub async fn wait_for(&self, n: usize, timeout_secs: u64) -> Vec<Received> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout_secs);
+        loop {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} of {n} webhook requests arrived",
+                got.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }

@@ -17,3 +17,4 @@ mod audit_log;
 mod authorization;
 mod foundation;
 mod team_management;
+mod webhooks;

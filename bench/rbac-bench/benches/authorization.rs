@@ -14,7 +14,7 @@ use rbac_bench::casbin_engine::CasbinEngine;
 use rbac_bench::cedar_engine::CedarEngine;
 use rbac_bench::fixture::{Fixture, FixtureConfig};
 use rbac_bench::{REQUESTS, SEED, agreement};
-use rbac_core::authorize;
+use rbac_core::{Context, Permission, Resource, Subject, authorize};
 
 const SIZES: [usize; 2] = [100, 10_000];
 
@@ -66,6 +66,22 @@ fn rbac_core_all(fx: &Fixture) -> usize {
     allowed
 }
 
+/// The same inputs copied into one vector in request order, as a server holds
+/// the subject it has just built: no random lookups into the fixture.
+fn in_request_order(fx: &Fixture) -> Vec<(Subject, Permission, Resource, Context)> {
+    fx.requests
+        .iter()
+        .map(|r| {
+            (
+                fx.subjects[r.subject as usize].clone(),
+                r.perm,
+                fx.resources[r.target as usize],
+                fx.contexts[r.tenant as usize],
+            )
+        })
+        .collect()
+}
+
 fn benches(c: &mut Criterion) {
     let prepared: Vec<Prepared> = SIZES.into_iter().map(prepare).collect();
     let elements = Throughput::Elements(REQUESTS as u64);
@@ -79,6 +95,28 @@ fn benches(c: &mut Criterion) {
     for p in &prepared {
         group.bench_with_input(BenchmarkId::from_parameter(p.tenants), p, |b, p| {
             b.iter(|| rbac_core_all(&p.fx));
+        });
+    }
+    group.finish();
+
+    // Diagnostic, not a target figure: separates authorize's own cost from the
+    // cache misses of looking its inputs up in a large fixture.
+    let mut group = c.benchmark_group("rbac-core-sequential");
+    group
+        .throughput(elements.clone())
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    for p in &prepared {
+        let inputs = in_request_order(&p.fx);
+        group.bench_with_input(BenchmarkId::from_parameter(p.tenants), &inputs, |b, inputs| {
+            b.iter(|| {
+                let mut allowed = 0usize;
+                for (s, perm, r, ctx) in black_box(inputs) {
+                    allowed += usize::from(authorize(s, *perm, r, ctx).is_allowed());
+                }
+                allowed
+            });
         });
     }
     group.finish();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-const ENGINES: [&str; 3] = ["rbac-core", "cedar-policy", "casbin"];
+const ENGINES: [&str; 4] = ["rbac-core", "rbac-core-sequential", "cedar-policy", "casbin"];
 const SIZES: [&str; 2] = ["100", "10000"];
 
 fn read(path: &Path) -> Option<Value> {
@@ -53,10 +53,11 @@ fn main() {
             }
         }
     }
-    if let (Some(big), Some(small)) = (
-        medians.get(&("rbac-core", "10000")),
-        medians.get(&("rbac-core", "100")),
-    ) {
-        println!("rbac-core 10000 / 100 tenants: {:.2}x", big / small);
+    for engine in ["rbac-core", "rbac-core-sequential"] {
+        if let (Some(big), Some(small)) =
+            (medians.get(&(engine, "10000")), medians.get(&(engine, "100")))
+        {
+            println!("{engine} 10000 / 100 tenants: {:.2}x", big / small);
+        }
     }
 }

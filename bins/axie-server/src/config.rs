@@ -27,6 +27,8 @@ pub struct Settings {
     pub invitations: InvitationSettings,
     /// Outgoing mail.
     pub smtp: SmtpSettings,
+    /// Outgoing webhooks.
+    pub webhooks: WebhookSettings,
     /// Audit log.
     pub audit: AuditSettings,
     /// Logging.
@@ -119,6 +121,27 @@ pub struct SecuritySettings {
     /// Audit checkpoint signing key; empty = file in the data directory.
     #[serde(serialize_with = "redact_secret")]
     pub checkpoint_key: SecretString,
+    /// Encryption key for secrets at rest; empty = file in the data directory.
+    #[serde(serialize_with = "redact_secret")]
+    pub encryption_key: SecretString,
+}
+
+/// Webhook delivery settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Attempt timeout in seconds.
+    pub timeout_secs: u64,
+    /// Refuse http:// URLs.
+    pub https_only: bool,
+    /// Internal networks allowed as destinations.
+    pub allow_cidrs: Vec<String>,
+    /// Attempts per delivery.
+    pub max_attempts: u32,
+    /// First retry delay in milliseconds.
+    pub base_delay_ms: u64,
+    /// Failed deliveries in a row before an endpoint is disabled.
+    pub disable_after_failures: u32,
 }
 
 /// Audit settings.
@@ -219,6 +242,18 @@ impl Settings {
         if self.invitations.expiry_days == 0 || self.invitations.expiry_days > 90 {
             return Err(ConfigError(
                 "`invitations.expiry_days` must be between 1 and 90".into(),
+            ));
+        }
+        for c in &self.webhooks.allow_cidrs {
+            c.parse::<ipnetwork::IpNetwork>().map_err(|_| {
+                ConfigError(format!(
+                    "`webhooks.allow_cidrs`: `{c}` is not a CIDR network"
+                ))
+            })?;
+        }
+        if self.webhooks.max_attempts == 0 || self.webhooks.max_attempts > 20 {
+            return Err(ConfigError(
+                "`webhooks.max_attempts` must be between 1 and 20".into(),
             ));
         }
         if !matches!(self.log.format.as_str(), "pretty" | "json") {

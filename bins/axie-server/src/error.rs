@@ -234,3 +234,16 @@ pub fn path_error(
 ) -> actix_web::Error {
     ApiError::not_found("resource").into()
 }
+
+impl From<webhooks::WebhookError> for ApiError {
+    fn from(e: webhooks::WebhookError) -> Self {
+        match e {
+            webhooks::WebhookError::Invalid(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", m)
+            }
+            webhooks::WebhookError::NotFound(what) => ApiError::not_found(what),
+            webhooks::WebhookError::Store(s) => ApiError::internal(s),
+            other => ApiError::internal(std::io::Error::other(other.to_string())),
+        }
+    }
+}

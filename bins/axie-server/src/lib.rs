@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod bootstrap;
 pub mod config;
+pub mod deliver;
 pub mod demo;
 pub mod error;
 pub mod mailer;

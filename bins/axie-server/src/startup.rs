@@ -44,6 +44,33 @@ pub struct Application {
     bootstrap: Option<BootstrapReport>,
 }
 
+/// Reads the encryption key from settings, or reads or creates `<data_dir>/encryption.key`.
+fn encryption_key(settings: &Settings) -> Result<security_policy::Cipher, StartupError> {
+    let configured = settings.security.encryption_key.expose_secret();
+    let text = if configured.is_empty() {
+        let path = settings.server.data_dir.join("encryption.key");
+        match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(_) => {
+                std::fs::create_dir_all(&settings.server.data_dir)?;
+                let key = security_policy::Cipher::generate_key();
+                std::fs::write(&path, &key)?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+                }
+                tracing::warn!(path = %path.display(), "created a new encryption key for secrets at rest; back it up");
+                key
+            }
+        }
+    } else {
+        configured.to_owned()
+    };
+    security_policy::Cipher::from_text(&text)
+        .map_err(|e| StartupError::Security(format!("`security.encryption_key`: {e}")))
+}
+
 /// Reads or creates the checkpoint key file (hex, 32 random bytes).
 fn checkpoint_key(settings: &Settings) -> Result<Vec<u8>, StartupError> {
     let configured = settings.security.checkpoint_key.expose_secret();
@@ -110,6 +137,9 @@ impl Application {
             store: Arc::new(store),
             hasher: Arc::new(hasher),
             trusted_proxies: Arc::new(trusted),
+            cipher: Arc::new(encryption_key(&settings)?),
+            http: crate::deliver::client(&settings.webhooks)
+                .map_err(|e| StartupError::Security(e.to_string()))?,
             settings: Arc::new(settings),
             clock,
         };

@@ -43,4 +43,8 @@ pub struct AppState {
     pub trusted_proxies: Arc<Vec<IpAllowlistEntry>>,
     /// The clock.
     pub clock: Clock,
+    /// Encrypts secrets at rest.
+    pub cipher: Arc<security_policy::Cipher>,
+    /// HTTP client for webhook deliveries (no redirects, SSRF-guarded resolver).
+    pub http: reqwest::Client,
 }

@@ -20,6 +20,7 @@ pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
             tracing::error!(error = %e, "SMTP settings are unusable: mail stays in the outbox")
         }
     }
+    out.push(tokio::spawn(crate::deliver::run(state.clone())));
     if every > 0 {
         out.push(tokio::spawn(checkpoints(state, Duration::from_secs(every))));
     }

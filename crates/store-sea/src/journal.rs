@@ -71,6 +71,7 @@ pub(crate) async fn commit_journal(
             .await?;
     }
     if !journal.events.is_empty() {
+        crate::store::fan_out(txn, &journal.events, None).await?;
         let now = chrono::Utc::now();
         let rows = journal.events.iter().map(|e| outbox_event::ActiveModel {
             id: Set(e.id.to_string()),

@@ -21,6 +21,7 @@ pub mod me;
 pub mod members;
 pub mod openapi;
 pub mod orgs;
+pub mod webhooks;
 
 /// Who may call a route, checked before the handler body runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +95,16 @@ routes! {
     GET "/api/v1/orgs/{org_id}/api-keys" => api_keys::list, Member;
     POST "/api/v1/orgs/{org_id}/api-keys" => api_keys::create, Member;
     DELETE "/api/v1/orgs/{org_id}/api-keys/{key_id}" => api_keys::revoke, Member;
+    GET "/api/v1/orgs/{org_id}/webhooks" => webhooks::list, Org(P::ManageWebhooks);
+    POST "/api/v1/orgs/{org_id}/webhooks" => webhooks::create, Org(P::ManageWebhooks);
+    PATCH "/api/v1/orgs/{org_id}/webhooks/{endpoint_id}" => webhooks::update, Org(P::ManageWebhooks);
+    DELETE "/api/v1/orgs/{org_id}/webhooks/{endpoint_id}" => webhooks::delete, Org(P::ManageWebhooks);
+    POST "/api/v1/orgs/{org_id}/webhooks/{endpoint_id}/rotate-secret" => webhooks::rotate, Org(P::ManageWebhooks);
+    POST "/api/v1/orgs/{org_id}/webhooks/{endpoint_id}/test" => webhooks::test, Org(P::ManageWebhooks);
+    POST "/api/v1/orgs/{org_id}/webhooks/{endpoint_id}/recover" => webhooks::recover, Org(P::ManageWebhooks);
+    GET "/api/v1/orgs/{org_id}/webhooks/{endpoint_id}/deliveries" => webhooks::deliveries, Org(P::ManageWebhooks);
+    GET "/api/v1/orgs/{org_id}/webhooks/{endpoint_id}/deliveries/{delivery_id}/attempts" => webhooks::attempts, Org(P::ManageWebhooks);
+    POST "/api/v1/orgs/{org_id}/webhooks/{endpoint_id}/deliveries/{delivery_id}/resend" => webhooks::resend, Org(P::ManageWebhooks);
     GET "/api/v1/orgs/{org_id}/audit-events" => audit_log::search, Org(P::ViewAuditLog);
     GET "/api/v1/orgs/{org_id}/audit-events/export" => audit_log::export, Org(P::ExportData);
     POST "/api/v1/orgs/{org_id}/audit-events/verify" => audit_log::verify, Org(P::ViewAuditLog);

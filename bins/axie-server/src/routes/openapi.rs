@@ -4,7 +4,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api_keys, audit_log, auth, health, invitations, me, members, orgs};
+use super::{api_keys, audit_log, auth, health, invitations, me, members, orgs, webhooks};
 
 struct BearerAuth;
 
@@ -31,6 +31,8 @@ impl Modify for BearerAuth {
         invitations::create, invitations::list, invitations::bulk_preview, invitations::bulk_confirm, invitations::resend, invitations::revoke, invitations::outbox,
         invitations::lookup, invitations::accept, invitations::signup,
         api_keys::list, api_keys::create, api_keys::revoke,
+        webhooks::create, webhooks::list, webhooks::update, webhooks::delete, webhooks::rotate, webhooks::test,
+        webhooks::recover, webhooks::deliveries, webhooks::attempts, webhooks::resend,
         audit_log::search, audit_log::export, audit_log::verify, audit_log::checkpoint,
     ),
     modifiers(&BearerAuth),

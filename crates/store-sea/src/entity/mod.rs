@@ -16,3 +16,6 @@ pub mod session;
 pub mod team;
 pub mod team_member;
 pub mod user;
+pub mod webhook_attempt;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;

@@ -43,6 +43,11 @@ mod m20261125_000007_create_ownership_transfers;
     reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
 )]
 mod m20261125_000008_create_bulk_previews;
+#[allow(
+    elided_lifetimes_in_paths,
+    reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
+)]
+mod m20261125_000009_create_webhook_tables;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -60,6 +65,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000006_create_invitations::Migration),
             Box::new(m20261125_000007_create_ownership_transfers::Migration),
             Box::new(m20261125_000008_create_bulk_previews::Migration),
+            Box::new(m20261125_000009_create_webhook_tables::Migration),
         ]
     }
 }

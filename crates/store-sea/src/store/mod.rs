@@ -5,3 +5,6 @@ mod invitations;
 mod mail;
 mod members;
 mod tenancy;
+mod webhooks;
+
+pub(crate) use webhooks::fan_out;

@@ -1,0 +1,247 @@
+//! The webhook delivery worker: claims due deliveries, signs and sends them over HTTP,
+//! and records each attempt. Rules (schedule, verdicts, SSRF ranges) come from `webhooks`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use audit::{Actor, AuditAction, Journal, NewAuditEvent, Target};
+use ipnetwork::IpNetwork;
+use tokio::sync::Semaphore;
+use webhooks::{
+    Attempt, AttemptOutcome, AttemptVerdict, Delivery, DeliveryStatus, Endpoint, RetryPolicy,
+    StoredSecrets, WebhookStore,
+};
+
+use crate::config::WebhookSettings;
+use crate::state::AppState;
+
+/// Resolves names, then drops every address `webhooks::destination_allowed` refuses, so a
+/// hostname cannot smuggle a delivery to an internal address (checked at delivery time).
+struct GuardedResolver {
+    allow: Arc<Vec<IpNetwork>>,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow = self.allow.clone();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
+                .await?
+                .filter(|a| webhooks::destination_allowed(a.ip(), &allow))
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!(
+                    "`{}` resolves only to refused internal addresses",
+                    name.as_str()
+                )
+                .into());
+            }
+            let it: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(it)
+        })
+    }
+}
+
+/// Parsed allowlist of internal destinations.
+pub fn allow_list(s: &WebhookSettings) -> Vec<IpNetwork> {
+    s.allow_cidrs
+        .iter()
+        .filter_map(|c| c.parse().ok())
+        .collect()
+}
+
+/// The delivery client: no redirects, a timeout, the guarded resolver.
+///
+/// # Errors
+/// When reqwest cannot build a client.
+pub fn client(s: &WebhookSettings) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(s.timeout_secs))
+        .dns_resolver(Arc::new(GuardedResolver {
+            allow: Arc::new(allow_list(s)),
+        }))
+        .build()
+}
+
+fn policy(s: &WebhookSettings) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: s.max_attempts,
+        base_delay_ms: s.base_delay_ms,
+        disable_after_failures: s.disable_after_failures,
+    }
+}
+
+/// Runs forever: every 100 ms, claims due deliveries and sends each on its own task
+/// (at most 64 at once), so a slow endpoint does not hold up the others.
+pub async fn run(state: AppState) {
+    let permits = Arc::new(Semaphore::new(64));
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let now = state.clock.now();
+        let lease = now
+            + chrono::Duration::seconds(
+                i64::try_from(state.settings.webhooks.timeout_secs).unwrap_or(10) + 30,
+            );
+        let batch = match state.store.claim_deliveries(now, lease, 100).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook worker: cannot claim deliveries");
+                continue;
+            }
+        };
+        for (d, ep, secrets) in batch {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            let st = state.clone();
+            tokio::spawn(async move {
+                attempt(&st, d, ep, secrets).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+async fn attempt(state: &AppState, d: Delivery, ep: Endpoint, stored: StoredSecrets) {
+    let number = d.attempts + 1;
+    let started_at = state.clock.now();
+    let started = Instant::now();
+    let (status, retry_after, error, body) = send(state, &d, &ep, &stored).await;
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let now = state.clock.now();
+    let policy = policy(&state.settings.webhooks);
+    let verdict = webhooks::judge(&policy, number, status, retry_after, now);
+    let (next_status, next_at, mut disable) = match verdict {
+        AttemptVerdict::Delivered => (DeliveryStatus::Delivered, now, None),
+        AttemptVerdict::RetryAt { at } => (DeliveryStatus::Pending, at, None),
+        AttemptVerdict::GiveUp => (DeliveryStatus::Failed, now, None),
+        AttemptVerdict::DisableEndpoint => (
+            DeliveryStatus::Failed,
+            now,
+            Some("the receiver answered 410 Gone".to_owned()),
+        ),
+    };
+    if next_status == DeliveryStatus::Failed
+        && disable.is_none()
+        && ep.consecutive_failures + 1 >= policy.disable_after_failures
+    {
+        disable = Some(format!(
+            "{} deliveries in a row failed",
+            ep.consecutive_failures + 1
+        ));
+    }
+    let journal = match &disable {
+        Some(reason) => Journal::record(
+            NewAuditEvent::new(
+                ep.org,
+                now,
+                Actor::system(),
+                AuditAction::WebhookEndpointChanged,
+                Target::new("webhook_endpoint", ep.id, ep.url.as_str()),
+            )
+            .with_metadata(
+                audit::Metadata::from_value(
+                    serde_json::json!({ "change": "disabled", "reason": reason }),
+                )
+                .unwrap_or_default(),
+            ),
+        ),
+        None => Journal::default(),
+    };
+    if let Some(reason) = &disable {
+        tracing::warn!(endpoint = %ep.id, org = %ep.org, %reason, "webhook endpoint disabled");
+    }
+    let outcome = AttemptOutcome {
+        attempt: Attempt {
+            delivery: d.id.clone(),
+            number,
+            at: started_at,
+            status,
+            duration_ms,
+            error,
+            response_body: body,
+        },
+        status: next_status,
+        next_attempt_at: next_at,
+        disable_endpoint: disable,
+        journal,
+    };
+    if let Err(e) = state.store.record_attempt(&d, outcome).await {
+        tracing::error!(error = %e, delivery = %d.id, "webhook worker: attempt not recorded; it will be retried after the lease");
+    }
+}
+
+/// Sends one attempt: status, `Retry-After` seconds, transport error, first KiB of the body.
+async fn send(
+    state: &AppState,
+    d: &Delivery,
+    ep: &Endpoint,
+    stored: &StoredSecrets,
+) -> (Option<u16>, Option<u64>, Option<String>, String) {
+    let fail = |e: String| (None, None, Some(e), String::new());
+    let secrets = match webhooks::signing_secrets(&state.cipher, stored, state.clock.now()) {
+        Ok(s) => s,
+        Err(e) => return fail(e.to_string()),
+    };
+    let url = match reqwest::Url::parse(ep.url.as_str()) {
+        Ok(u) => u,
+        Err(e) => return fail(format!("bad URL: {e}")),
+    };
+    // IP literals never reach the resolver: check them here.
+    if let Some(host) = url.host_str() {
+        let literal = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .ok();
+        if let Some(ip) = literal
+            && !webhooks::destination_allowed(ip, &allow_list(&state.settings.webhooks))
+        {
+            return fail(format!(
+                "destination {ip} is an internal address and not allowlisted"
+            ));
+        }
+    }
+    let ts = state.clock.now().timestamp();
+    let mut req = state.http.post(url).body(d.payload.clone());
+    for (k, v) in webhooks::headers(
+        &d.event_id.to_string(),
+        d.kind,
+        ts,
+        d.payload.as_bytes(),
+        &secrets,
+    ) {
+        req = req.header(k, v);
+    }
+    match req.send().await {
+        Ok(res) => {
+            let status = res.status().as_u16();
+            let retry_after = res
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok());
+            let body = res
+                .text()
+                .await
+                .unwrap_or_default()
+                .chars()
+                .take(1024)
+                .collect();
+            (Some(status), retry_after, None, body)
+        }
+        Err(e) => {
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            fail(msg)
+        }
+    }
+}

@@ -1,0 +1,523 @@
+//! [`WebhookStore`] on SeaORM, and the fan-out of domain events into deliveries that
+//! runs inside every journal commit.
+
+use async_trait::async_trait;
+use audit::{DomainEvent, EventKind, Journal};
+use chrono::{DateTime, Utc};
+use rbac_core::{EndpointId, OrgId};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+use webhooks::{
+    Attempt, AttemptOutcome, Delivery, DeliveryStatus, Endpoint, StoredSecrets, WebhookError,
+    WebhookStore, WebhookUrl,
+};
+
+use crate::SeaStore;
+use crate::convert::{corrupt, id, micros, time};
+use crate::entity::{webhook_attempt, webhook_delivery, webhook_endpoint};
+use crate::error::db_err;
+use crate::journal::commit_journal;
+
+fn store(e: DbErr) -> WebhookError {
+    WebhookError::Store(db_err(e))
+}
+
+fn endpoint(m: &webhook_endpoint::Model) -> Result<Endpoint, WebhookError> {
+    let events: Vec<String> =
+        serde_json::from_str(&m.events).map_err(|_| corrupt("event filter", &m.events))?;
+    Ok(Endpoint {
+        id: id("endpoint id", &m.id)?,
+        org: id("organization id", &m.org_id)?,
+        url: WebhookUrl::parse(&m.url, false).map_err(|_| corrupt("webhook url", &m.url))?,
+        description: m.description.clone(),
+        events: events.iter().filter_map(|e| EventKind::parse(e)).collect(),
+        enabled: m.enabled,
+        disabled_reason: m.disabled_reason.clone(),
+        consecutive_failures: u32::try_from(m.consecutive_failures).unwrap_or(0),
+        created_at: time(m.created_at)?,
+    })
+}
+
+fn secrets(m: &webhook_endpoint::Model) -> Result<StoredSecrets, WebhookError> {
+    Ok(StoredSecrets {
+        current: m.secret.clone(),
+        previous: match (&m.previous_secret, m.previous_secret_until) {
+            (Some(s), Some(until)) => Some((s.clone(), time(until)?)),
+            _ => None,
+        },
+    })
+}
+
+fn delivery(m: webhook_delivery::Model) -> Result<Delivery, WebhookError> {
+    Ok(Delivery {
+        org: id("organization id", &m.org_id)?,
+        endpoint: id("endpoint id", &m.endpoint_id)?,
+        event_id: id("event id", &m.event_id)?,
+        kind: EventKind::parse(&m.kind).ok_or_else(|| corrupt("event kind", &m.kind))?,
+        status: DeliveryStatus::parse(&m.status)
+            .ok_or_else(|| corrupt("delivery status", &m.status))?,
+        attempts: u32::try_from(m.attempts).unwrap_or(0),
+        next_attempt_at: time(m.next_attempt_at)?,
+        created_at: time(m.created_at)?,
+        id: m.id,
+        payload: m.payload,
+    })
+}
+
+/// Queues each event for every enabled endpoint of its organization that wants it (or for
+/// `only` that endpoint). Test events are queued only for the endpoint they were sent to.
+pub(crate) async fn fan_out<C: ConnectionTrait>(
+    db: &C,
+    events: &[DomainEvent],
+    only: Option<EndpointId>,
+) -> Result<(), DbErr> {
+    for e in events {
+        if only.is_none() && e.kind == EventKind::WebhookTest {
+            continue;
+        }
+        let mut q = webhook_endpoint::Entity::find()
+            .filter(webhook_endpoint::Column::OrgId.eq(e.org.to_string()));
+        if let Some(ep) = only {
+            q = q.filter(webhook_endpoint::Column::Id.eq(ep.to_string()));
+        }
+        let body = webhooks::payload(e);
+        let mut rows = Vec::new();
+        for m in q.all(db).await? {
+            let Ok(ep) = endpoint(&m) else { continue };
+            if only.is_none() && !ep.wants(e.kind) {
+                continue;
+            }
+            rows.push(webhook_delivery::ActiveModel {
+                id: Set(format!("dlv_{}", uuid::Uuid::now_v7().simple())),
+                org_id: Set(e.org.to_string()),
+                endpoint_id: Set(m.id.clone()),
+                event_id: Set(e.id.to_string()),
+                kind: Set(e.kind.as_str().to_owned()),
+                payload: Set(body.clone()),
+                status: Set(DeliveryStatus::Pending.as_str().to_owned()),
+                attempts: Set(0),
+                next_attempt_at: Set(micros(e.occurred_at)),
+                created_at: Set(micros(e.occurred_at)),
+            });
+        }
+        if !rows.is_empty() {
+            webhook_delivery::Entity::insert_many(rows)
+                .exec_without_returning(db)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn commit(txn: DatabaseTransaction, journal: Journal) -> Result<(), WebhookError> {
+    commit_journal(&txn, journal).await.map_err(store)?;
+    txn.commit().await.map_err(store)
+}
+
+impl SeaStore {
+    async fn endpoint_row(
+        &self,
+        org: OrgId,
+        id: EndpointId,
+    ) -> Result<webhook_endpoint::Model, WebhookError> {
+        webhook_endpoint::Entity::find_by_id(id.to_string())
+            .filter(webhook_endpoint::Column::OrgId.eq(org.to_string()))
+            .one(self.db())
+            .await
+            .map_err(store)?
+            .ok_or(WebhookError::NotFound("webhook endpoint"))
+    }
+}
+
+fn events_json(ep: &Endpoint) -> String {
+    serde_json::to_string(&ep.events.iter().map(|e| e.as_str()).collect::<Vec<_>>())
+        .unwrap_or_else(|_| "[]".into())
+}
+
+#[async_trait]
+impl WebhookStore for SeaStore {
+    async fn create_endpoint(
+        &self,
+        ep: &Endpoint,
+        secret: &str,
+        journal: Journal,
+    ) -> Result<(), WebhookError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        webhook_endpoint::Entity::insert(webhook_endpoint::ActiveModel {
+            id: Set(ep.id.to_string()),
+            org_id: Set(ep.org.to_string()),
+            url: Set(ep.url.as_str().to_owned()),
+            description: Set(ep.description.clone()),
+            events: Set(events_json(ep)),
+            enabled: Set(ep.enabled),
+            disabled_reason: Set(None),
+            consecutive_failures: Set(0),
+            secret: Set(secret.to_owned()),
+            previous_secret: Set(None),
+            previous_secret_until: Set(None),
+            created_at: Set(micros(ep.created_at)),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store)?;
+        commit(txn, journal).await
+    }
+
+    async fn list_endpoints(&self, org: OrgId) -> Result<Vec<Endpoint>, WebhookError> {
+        let rows = webhook_endpoint::Entity::find()
+            .filter(webhook_endpoint::Column::OrgId.eq(org.to_string()))
+            .order_by_asc(webhook_endpoint::Column::Id)
+            .all(self.db())
+            .await
+            .map_err(store)?;
+        rows.iter().map(endpoint).collect()
+    }
+
+    async fn get_endpoint(&self, org: OrgId, id: EndpointId) -> Result<Endpoint, WebhookError> {
+        endpoint(&self.endpoint_row(org, id).await?)
+    }
+
+    async fn update_endpoint(&self, ep: &Endpoint, journal: Journal) -> Result<(), WebhookError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let res = webhook_endpoint::Entity::update_many()
+            .col_expr(webhook_endpoint::Column::Url, Expr::value(ep.url.as_str()))
+            .col_expr(
+                webhook_endpoint::Column::Description,
+                Expr::value(ep.description.as_str()),
+            )
+            .col_expr(
+                webhook_endpoint::Column::Events,
+                Expr::value(events_json(ep)),
+            )
+            .col_expr(webhook_endpoint::Column::Enabled, Expr::value(ep.enabled))
+            .col_expr(
+                webhook_endpoint::Column::DisabledReason,
+                Expr::value(ep.disabled_reason.clone()),
+            )
+            .col_expr(
+                webhook_endpoint::Column::ConsecutiveFailures,
+                Expr::value(i32::try_from(ep.consecutive_failures).unwrap_or(0)),
+            )
+            .filter(webhook_endpoint::Column::Id.eq(ep.id.to_string()))
+            .filter(webhook_endpoint::Column::OrgId.eq(ep.org.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if res.rows_affected == 0 {
+            return Err(WebhookError::NotFound("webhook endpoint"));
+        }
+        commit(txn, journal).await
+    }
+
+    async fn delete_endpoint(
+        &self,
+        org: OrgId,
+        id: EndpointId,
+        journal: Journal,
+    ) -> Result<(), WebhookError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let res = webhook_endpoint::Entity::delete_many()
+            .filter(webhook_endpoint::Column::Id.eq(id.to_string()))
+            .filter(webhook_endpoint::Column::OrgId.eq(org.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if res.rows_affected == 0 {
+            return Err(WebhookError::NotFound("webhook endpoint"));
+        }
+        webhook_delivery::Entity::delete_many()
+            .filter(webhook_delivery::Column::EndpointId.eq(id.to_string()))
+            .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        commit(txn, journal).await
+    }
+
+    async fn secrets(&self, org: OrgId, id: EndpointId) -> Result<StoredSecrets, WebhookError> {
+        secrets(&self.endpoint_row(org, id).await?)
+    }
+
+    async fn set_secrets(
+        &self,
+        org: OrgId,
+        id: EndpointId,
+        s: &StoredSecrets,
+        journal: Journal,
+    ) -> Result<(), WebhookError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let res = webhook_endpoint::Entity::update_many()
+            .col_expr(
+                webhook_endpoint::Column::Secret,
+                Expr::value(s.current.as_str()),
+            )
+            .col_expr(
+                webhook_endpoint::Column::PreviousSecret,
+                Expr::value(s.previous.as_ref().map(|p| p.0.clone())),
+            )
+            .col_expr(
+                webhook_endpoint::Column::PreviousSecretUntil,
+                Expr::value(s.previous.as_ref().map(|p| micros(p.1))),
+            )
+            .filter(webhook_endpoint::Column::Id.eq(id.to_string()))
+            .filter(webhook_endpoint::Column::OrgId.eq(org.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if res.rows_affected == 0 {
+            return Err(WebhookError::NotFound("webhook endpoint"));
+        }
+        commit(txn, journal).await
+    }
+
+    async fn enqueue_direct(
+        &self,
+        org: OrgId,
+        endpoint_id: EndpointId,
+        journal: Journal,
+    ) -> Result<(), WebhookError> {
+        self.endpoint_row(org, endpoint_id).await?;
+        let events = journal.events.clone();
+        let txn = self.db().begin().await.map_err(store)?;
+        commit_journal(&txn, journal).await.map_err(store)?;
+        fan_out(&txn, &events, Some(endpoint_id))
+            .await
+            .map_err(store)?;
+        txn.commit().await.map_err(store)
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(Delivery, Endpoint, StoredSecrets)>, WebhookError> {
+        let due = webhook_delivery::Entity::find()
+            .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+            .filter(webhook_delivery::Column::NextAttemptAt.lte(micros(now)))
+            .order_by_asc(webhook_delivery::Column::NextAttemptAt)
+            .limit(u64::from(limit))
+            .all(self.db())
+            .await
+            .map_err(store)?;
+        let mut out = Vec::new();
+        for d in due {
+            let Some(ep) = webhook_endpoint::Entity::find_by_id(d.endpoint_id.clone())
+                .one(self.db())
+                .await
+                .map_err(store)?
+            else {
+                continue;
+            };
+            if !ep.enabled {
+                continue;
+            }
+            // The conditional update is the lease: only one worker sees the old due time.
+            let res = webhook_delivery::Entity::update_many()
+                .col_expr(
+                    webhook_delivery::Column::NextAttemptAt,
+                    Expr::value(micros(lease_until)),
+                )
+                .filter(webhook_delivery::Column::Id.eq(d.id.as_str()))
+                .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+                .filter(webhook_delivery::Column::NextAttemptAt.eq(d.next_attempt_at))
+                .exec(self.db())
+                .await
+                .map_err(store)?;
+            if res.rows_affected == 1 {
+                out.push((delivery(d)?, endpoint(&ep)?, secrets(&ep)?));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn record_attempt(&self, d: &Delivery, o: AttemptOutcome) -> Result<(), WebhookError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        // History numbers keep counting across a resend; `attempts` on the delivery counts the current budget.
+        let previous = webhook_attempt::Entity::find()
+            .filter(webhook_attempt::Column::DeliveryId.eq(d.id.as_str()))
+            .order_by_desc(webhook_attempt::Column::Number)
+            .one(&txn)
+            .await
+            .map_err(store)?
+            .map_or(0, |a| a.number);
+        webhook_attempt::Entity::insert(webhook_attempt::ActiveModel {
+            delivery_id: Set(d.id.clone()),
+            number: Set(previous + 1),
+            at: Set(micros(o.attempt.at)),
+            status: Set(o.attempt.status.map(i32::from)),
+            duration_ms: Set(i64::try_from(o.attempt.duration_ms).unwrap_or(i64::MAX)),
+            error: Set(o.attempt.error.clone()),
+            response_body: Set(o.attempt.response_body.clone()),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store)?;
+        webhook_delivery::Entity::update_many()
+            .col_expr(
+                webhook_delivery::Column::Status,
+                Expr::value(o.status.as_str()),
+            )
+            .col_expr(
+                webhook_delivery::Column::Attempts,
+                Expr::value(i32::try_from(o.attempt.number).unwrap_or(i32::MAX)),
+            )
+            .col_expr(
+                webhook_delivery::Column::NextAttemptAt,
+                Expr::value(micros(o.next_attempt_at)),
+            )
+            .filter(webhook_delivery::Column::Id.eq(d.id.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        let ep = webhook_endpoint::Column::ConsecutiveFailures;
+        let mut upd = webhook_endpoint::Entity::update_many()
+            .filter(webhook_endpoint::Column::Id.eq(d.endpoint.to_string()));
+        upd = match o.status {
+            DeliveryStatus::Delivered => upd.col_expr(ep, Expr::value(0)),
+            DeliveryStatus::Failed => upd.col_expr(ep, Expr::col(ep).add(1)),
+            DeliveryStatus::Pending => upd.col_expr(ep, Expr::col(ep)),
+        };
+        if let Some(reason) = &o.disable_endpoint {
+            upd = upd
+                .col_expr(webhook_endpoint::Column::Enabled, Expr::value(false))
+                .col_expr(
+                    webhook_endpoint::Column::DisabledReason,
+                    Expr::value(reason.as_str()),
+                );
+        }
+        upd.exec(&txn).await.map_err(store)?;
+        commit(txn, o.journal).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        org: OrgId,
+        ep: EndpointId,
+        status: Option<DeliveryStatus>,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, WebhookError> {
+        self.endpoint_row(org, ep).await?;
+        let mut q = webhook_delivery::Entity::find()
+            .filter(webhook_delivery::Column::OrgId.eq(org.to_string()))
+            .filter(webhook_delivery::Column::EndpointId.eq(ep.to_string()));
+        if let Some(s) = status {
+            q = q.filter(webhook_delivery::Column::Status.eq(s.as_str()));
+        }
+        if let Some(b) = before {
+            q = q.filter(webhook_delivery::Column::Id.lt(b));
+        }
+        let rows = q
+            .order_by_desc(webhook_delivery::Column::Id)
+            .limit(u64::from(limit))
+            .all(self.db())
+            .await
+            .map_err(store)?;
+        rows.into_iter().map(delivery).collect()
+    }
+
+    async fn list_attempts(
+        &self,
+        org: OrgId,
+        delivery_id: &str,
+    ) -> Result<Vec<Attempt>, WebhookError> {
+        let owned = webhook_delivery::Entity::find_by_id(delivery_id.to_owned())
+            .filter(webhook_delivery::Column::OrgId.eq(org.to_string()))
+            .one(self.db())
+            .await
+            .map_err(store)?;
+        if owned.is_none() {
+            return Err(WebhookError::NotFound("delivery"));
+        }
+        let rows = webhook_attempt::Entity::find()
+            .filter(webhook_attempt::Column::DeliveryId.eq(delivery_id))
+            .order_by_asc(webhook_attempt::Column::Number)
+            .all(self.db())
+            .await
+            .map_err(store)?;
+        rows.into_iter()
+            .map(|m| {
+                Ok(Attempt {
+                    delivery: m.delivery_id,
+                    number: u32::try_from(m.number).unwrap_or(0),
+                    at: time(m.at)?,
+                    status: m.status.and_then(|s| u16::try_from(s).ok()),
+                    duration_ms: u64::try_from(m.duration_ms).unwrap_or(0),
+                    error: m.error,
+                    response_body: m.response_body,
+                })
+            })
+            .collect()
+    }
+
+    async fn requeue(
+        &self,
+        org: OrgId,
+        ep: EndpointId,
+        one: Option<&str>,
+        since: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<u64, WebhookError> {
+        self.endpoint_row(org, ep).await?;
+        let txn = self.db().begin().await.map_err(store)?;
+        let mut upd = webhook_delivery::Entity::update_many()
+            .col_expr(
+                webhook_delivery::Column::Status,
+                Expr::value(DeliveryStatus::Pending.as_str()),
+            )
+            .col_expr(webhook_delivery::Column::Attempts, Expr::value(0))
+            .col_expr(
+                webhook_delivery::Column::NextAttemptAt,
+                Expr::value(micros(now)),
+            )
+            .filter(webhook_delivery::Column::OrgId.eq(org.to_string()))
+            .filter(webhook_delivery::Column::EndpointId.eq(ep.to_string()));
+        match one {
+            Some(d) => {
+                upd = upd
+                    .filter(webhook_delivery::Column::Id.eq(d))
+                    .filter(webhook_delivery::Column::Status.ne(DeliveryStatus::Pending.as_str()))
+            }
+            None => {
+                upd = upd
+                    .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Failed.as_str()));
+                if let Some(s) = since {
+                    upd = upd.filter(webhook_delivery::Column::CreatedAt.gte(micros(s)));
+                }
+            }
+        }
+        let n = upd.exec(&txn).await.map_err(store)?.rows_affected;
+        commit(txn, journal).await?;
+        Ok(n)
+    }
+
+    async fn delivery_counts(
+        &self,
+        org: OrgId,
+        ep: EndpointId,
+    ) -> Result<Vec<(DeliveryStatus, u64)>, WebhookError> {
+        self.endpoint_row(org, ep).await?;
+        let mut out = Vec::new();
+        for s in [
+            DeliveryStatus::Pending,
+            DeliveryStatus::Delivered,
+            DeliveryStatus::Failed,
+        ] {
+            let n = sea_orm::PaginatorTrait::count(
+                webhook_delivery::Entity::find()
+                    .filter(webhook_delivery::Column::EndpointId.eq(ep.to_string()))
+                    .filter(webhook_delivery::Column::Status.eq(s.as_str())),
+                self.db(),
+            )
+            .await
+            .map_err(store)?;
+            out.push((s, n));
+        }
+        Ok(out)
+    }
+}

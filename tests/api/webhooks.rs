@@ -1,0 +1,451 @@
+//! Webhooks end to end: real HTTP to a loopback receiver, signatures checked with our
+//! verifier and with PyPI's `standardwebhooks`, retries on the guide's schedule.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::*;
+
+async fn endpoint(t: &TestApp, url: &str, events: Value) -> Value {
+    let res = t
+        .post(
+            &t.org("/webhooks"),
+            &t.owner_token,
+            &json!({ "url": url, "description": "tests", "events": events }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    res.json().await.unwrap()
+}
+
+async fn make_key(t: &TestApp, name: &str) {
+    assert_eq!(
+        t.post(&t.org("/api-keys"), &t.owner_token, &json!({"name": name}))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+}
+
+/// Verifies with the independent Standard Webhooks implementation from PyPI.
+fn standard_verify(secret: &str, r: &Received) -> bool {
+    let script = "import json,sys\nfrom standardwebhooks.webhooks import Webhook\nd=json.load(sys.stdin)\nWebhook(d['secret']).verify(d['body'], d['headers'])\nprint('verified')";
+    let input = json!({
+        "secret": secret,
+        "body": r.body,
+        "headers": {"webhook-id": r.headers["webhook-id"], "webhook-timestamp": r.headers["webhook-timestamp"], "webhook-signature": r.headers["webhook-signature"]},
+    });
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with standardwebhooks (pip install standardwebhooks)");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("verified")
+}
+
+fn our_verify(secret: &str, r: &Received) -> Result<(), webhooks::VerifyError> {
+    let s = webhooks::SigningSecret::from_whsec(secret).unwrap();
+    webhooks::verify(
+        &[s],
+        &r.headers["x-webhook-timestamp"],
+        &r.headers["x-webhook-signature"],
+        r.body.as_bytes(),
+        chrono::Utc::now().timestamp(),
+    )
+}
+
+both_backends!(
+    events_are_delivered_in_the_guides_shape_and_signed,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let rx = Receiver::start().await;
+        let ep = endpoint(&t, &rx.url, json!([])).await;
+        let secret = ep["secret"].as_str().unwrap().to_owned();
+        assert!(secret.starts_with("whsec_"));
+        make_key(&t, "Production API").await;
+        let got = rx.wait_for(1, 10).await;
+        let r = &got[0];
+        assert_eq!(r.headers["x-webhook-event"], "api_key.created");
+        assert_eq!(r.headers["user-agent"], "AxieStudio-Webhook/1.0");
+        assert_eq!(r.headers["content-type"], "application/json");
+        assert!(r.headers["x-webhook-signature"].starts_with("sha256="));
+        assert_eq!(r.headers["x-webhook-id"], r.headers["webhook-id"]);
+        let ts: i64 = r.headers["x-webhook-timestamp"].parse().unwrap();
+        assert!((chrono::Utc::now().timestamp() - ts).abs() < 30);
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["event"], "api_key.created");
+        assert_eq!(body["enterpriseId"], t.org_id.as_str());
+        assert!(chrono::DateTime::parse_from_rfc3339(body["timestamp"].as_str().unwrap()).is_ok());
+        assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(body["data"]["name"], "Production API");
+        assert_eq!(
+            body.as_object().unwrap().len(),
+            4,
+            "exactly the guide's keys"
+        );
+        our_verify(&secret, r).unwrap();
+        assert!(
+            standard_verify(&secret, r),
+            "standardwebhooks rejected the delivery"
+        );
+        // Tampering is caught by both.
+        let mut forged = r.clone();
+        forged.body = forged.body.replace("Production", "Forged");
+        assert!(our_verify(&secret, &forged).is_err());
+        assert!(!standard_verify(&secret, &forged));
+        let page = json_of(
+            t.get(
+                &t.org(&format!(
+                    "/webhooks/{}/deliveries",
+                    ep["id"].as_str().unwrap()
+                )),
+                &t.owner_token,
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(page["counts"]["delivered"], 1);
+        // Secrets are stored encrypted: the database never holds the whsec text or its bytes in the clear.
+        let list = json_of(t.get(&t.org("/webhooks"), &t.owner_token).await).await;
+        assert!(!list.to_string().contains("whsec_"));
+    }
+);
+
+both_backends!(
+    failures_are_retried_on_the_guides_schedule,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let rx = Receiver::start().await;
+        rx.answer(&[(500, None), (503, None), (500, None), (502, None)]);
+        let ep = endpoint(&t, &rx.url, json!(["api_key.created"])).await;
+        make_key(&t, "retry me").await;
+        let got = rx.wait_for(5, 45).await;
+        let ids: std::collections::BTreeSet<_> = got
+            .iter()
+            .map(|r| r.headers["x-webhook-id"].clone())
+            .collect();
+        assert_eq!(ids.len(), 1, "every attempt carries the same id");
+        let gaps: Vec<f64> = got
+            .windows(2)
+            .map(|w| (w[1].at - w[0].at).as_secs_f64())
+            .collect();
+        for (gap, expected) in gaps.iter().zip([2.0, 4.0, 8.0, 16.0]) {
+            assert!(
+                (gap - expected).abs() <= 0.25,
+                "gaps {gaps:?} are not 2/4/8/16 s ± 250 ms"
+            );
+        }
+        let eid = ep["id"].as_str().unwrap();
+        let page = json_of(
+            t.get(
+                &t.org(&format!("/webhooks/{eid}/deliveries")),
+                &t.owner_token,
+            )
+            .await,
+        )
+        .await;
+        let d = &page["items"][0];
+        assert_eq!(d["status"], "delivered");
+        assert_eq!(d["attempts"], 5);
+        let attempts = json_of(
+            t.get(
+                &t.org(&format!(
+                    "/webhooks/{eid}/deliveries/{}/attempts",
+                    d["id"].as_str().unwrap()
+                )),
+                &t.owner_token,
+            )
+            .await,
+        )
+        .await;
+        let statuses: Vec<_> = attempts
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["status"].clone())
+            .collect();
+        assert_eq!(
+            statuses,
+            vec![json!(500), json!(503), json!(500), json!(502), json!(200)]
+        );
+    }
+);
+
+both_backends!(
+    gone_disables_retry_after_is_honoured_and_recovery_resends,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let rx = Receiver::start().await;
+        rx.answer(&[(429, Some("1")), (410, None)]);
+        let ep = endpoint(&t, &rx.url, json!([])).await;
+        let eid = ep["id"].as_str().unwrap().to_owned();
+        make_key(&t, "one").await;
+        let got = rx.wait_for(2, 10).await;
+        let gap = (got[1].at - got[0].at).as_secs_f64();
+        assert!(
+            (gap - 1.0).abs() <= 0.25,
+            "Retry-After: 1 gave a {gap} s gap"
+        );
+        // 410 disables the endpoint; nothing more is sent while it is off.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let eps = json_of(t.get(&t.org("/webhooks"), &t.owner_token).await).await;
+            if eps[0]["enabled"] == false {
+                assert_eq!(eps[0]["disabled_reason"], "the receiver answered 410 Gone");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "endpoint not disabled"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // A disabled endpoint is not subscribed: events meanwhile are not queued for it.
+        make_key(&t, "while disabled").await;
+        let page = json_of(
+            t.get(
+                &t.org(&format!("/webhooks/{eid}/deliveries")),
+                &t.owner_token,
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(page["items"].as_array().unwrap().len(), 1);
+        assert_eq!(page["counts"]["failed"], 1);
+        // Re-enable, then recover everything that failed since before the test began.
+        json_of(
+            t.patch(
+                &t.org(&format!("/webhooks/{eid}")),
+                &t.owner_token,
+                &json!({"enabled": true}),
+            )
+            .await,
+        )
+        .await;
+        let since = (chrono::Utc::now() - chrono::Duration::minutes(5)).to_rfc3339();
+        let rec = json_of(
+            t.post(
+                &t.org(&format!("/webhooks/{eid}/recover")),
+                &t.owner_token,
+                &json!({"since": since}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(rec["requeued"], 1);
+        let got = rx.wait_for(3, 10).await;
+        assert_eq!(
+            got[2].headers["x-webhook-id"], got[0].headers["x-webhook-id"],
+            "the recovered delivery is the same event"
+        );
+        let page = json_of(
+            t.get(
+                &t.org(&format!("/webhooks/{eid}/deliveries")),
+                &t.owner_token,
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(page["counts"]["delivered"], 1);
+        make_key(&t, "after re-enabling").await;
+        let got = rx.wait_for(4, 10).await;
+        assert_eq!(
+            serde_json::from_str::<Value>(&got[3].body).unwrap()["data"]["name"],
+            "after re-enabling"
+        );
+        assert!(!t.audit("action=webhook.endpoint_changed").await.is_empty());
+    }
+);
+
+both_backends!(
+    filters_test_events_rotation_and_refused_destinations,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let rx = Receiver::start().await;
+        let ep = endpoint(&t, &rx.url, json!(["user.created"])).await;
+        let eid = ep["id"].as_str().unwrap().to_owned();
+        make_key(&t, "not subscribed").await;
+        assert_eq!(
+            t.post(
+                &t.org(&format!("/webhooks/{eid}/test")),
+                &t.owner_token,
+                &json!({})
+            )
+            .await
+            .status(),
+            StatusCode::ACCEPTED
+        );
+        let got = rx.wait_for(1, 10).await;
+        assert_eq!(
+            got[0].headers["x-webhook-event"], "webhook.test",
+            "the filtered api_key.created was not sent"
+        );
+        let old = ep["secret"].as_str().unwrap().to_owned();
+        let rotated = json_of(
+            t.post(
+                &t.org(&format!("/webhooks/{eid}/rotate-secret")),
+                &t.owner_token,
+                &json!({"grace_hours": 1}),
+            )
+            .await,
+        )
+        .await;
+        let new = rotated["secret"].as_str().unwrap().to_owned();
+        assert_ne!(old, new);
+        t.post(
+            &t.org(&format!("/webhooks/{eid}/test")),
+            &t.owner_token,
+            &json!({}),
+        )
+        .await;
+        let got = rx.wait_for(2, 10).await;
+        assert_eq!(
+            got[1].headers["x-webhook-signature"].split(' ').count(),
+            2,
+            "both signatures during the grace period"
+        );
+        our_verify(&old, &got[1]).unwrap();
+        our_verify(&new, &got[1]).unwrap();
+        assert!(standard_verify(&new, &got[1]) && standard_verify(&old, &got[1]));
+
+        for bad in [
+            "ftp://example.com/x",
+            "http://user:pw@example.com/",
+            "not a url",
+        ] {
+            problem(
+                t.post(&t.org("/webhooks"), &t.owner_token, &json!({"url": bad}))
+                    .await,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+            )
+            .await;
+        }
+        problem(
+            t.post(
+                &t.org("/webhooks"),
+                &t.owner_token,
+                &json!({"url": rx.url, "events": ["user.exploded"]}),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        // An internal address outside the allowlist is refused at delivery time.
+        let internal = endpoint(&t, "http://10.255.255.1/hook", json!([])).await;
+        let iid = internal["id"].as_str().unwrap();
+        t.post(
+            &t.org(&format!("/webhooks/{iid}/test")),
+            &t.owner_token,
+            &json!({}),
+        )
+        .await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let page = json_of(
+                t.get(
+                    &t.org(&format!("/webhooks/{iid}/deliveries")),
+                    &t.owner_token,
+                )
+                .await,
+            )
+            .await;
+            if let Some(d) = page["items"]
+                .as_array()
+                .unwrap()
+                .first()
+                .filter(|d| d["attempts"].as_u64() > Some(0))
+            {
+                let attempts = json_of(
+                    t.get(
+                        &t.org(&format!(
+                            "/webhooks/{iid}/deliveries/{}/attempts",
+                            d["id"].as_str().unwrap()
+                        )),
+                        &t.owner_token,
+                    )
+                    .await,
+                )
+                .await;
+                assert!(
+                    attempts[0]["error"]
+                        .as_str()
+                        .unwrap()
+                        .contains("internal address"),
+                    "{attempts}"
+                );
+                assert!(attempts[0]["status"].is_null());
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no attempt recorded");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+);
+
+both_backends!(
+    webhooks_are_an_enterprise_admin_feature_and_tenant_scoped,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let rx = Receiver::start().await;
+        let ep = endpoint(&t, &rx.url, json!([])).await;
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        problem(
+            t.get(&t.org("/webhooks"), &lisa).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        let (free_org, free_owner) =
+            crate::api_keys::second_org(&t, billing_limits::Plan::Free).await;
+        let token = t.login(&free_owner, OWNER_PASSWORD).await;
+        let p = problem(
+            t.post(
+                &t.url(&format!("/api/v1/orgs/{free_org}/webhooks")),
+                &token,
+                &json!({"url": rx.url}),
+            )
+            .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        assert_eq!(p["reason"], "plan_lacks_feature");
+        let (ent_org, ent_owner) =
+            crate::api_keys::second_org(&t, billing_limits::Plan::Enterprise).await;
+        let other = t.login(&ent_owner, OWNER_PASSWORD).await;
+        let eid = ep["id"].as_str().unwrap();
+        problem(
+            t.get(
+                &t.url(&format!("/api/v1/orgs/{ent_org}/webhooks/{eid}/deliveries")),
+                &other,
+            )
+            .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        problem(
+            t.delete(
+                &t.url(&format!("/api/v1/orgs/{ent_org}/webhooks/{eid}")),
+                &other,
+            )
+            .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+    }
+);
