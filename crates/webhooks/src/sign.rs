@@ -177,20 +177,44 @@ mod tests {
         let sig = axie_signature(&s, 1_732_294_800, body);
         assert!(sig.starts_with("sha256="));
         assert_eq!(
-            verify(&[s.clone()], "1732294800", &sig, body, 1_732_294_800 + 300),
+            verify(
+                std::slice::from_ref(&s),
+                "1732294800",
+                &sig,
+                body,
+                1_732_294_800 + 300
+            ),
             Ok(())
         );
         assert_eq!(
-            verify(&[s.clone()], "1732294800", &sig, body, 1_732_294_800 + 301),
+            verify(
+                std::slice::from_ref(&s),
+                "1732294800",
+                &sig,
+                body,
+                1_732_294_800 + 301
+            ),
             Err(VerifyError::Expired)
         );
         assert_eq!(
-            verify(&[s.clone()], "1732294801", &sig, body, 1_732_294_801),
+            verify(
+                std::slice::from_ref(&s),
+                "1732294801",
+                &sig,
+                body,
+                1_732_294_801
+            ),
             Err(VerifyError::BadSignature),
             "the timestamp is signed"
         );
         assert_eq!(
-            verify(&[s.clone()], "1732294800", &sig, b"{}", 1_732_294_800),
+            verify(
+                std::slice::from_ref(&s),
+                "1732294800",
+                &sig,
+                b"{}",
+                1_732_294_800
+            ),
             Err(VerifyError::BadSignature)
         );
         assert_eq!(
@@ -209,7 +233,10 @@ mod tests {
             axie_signature(&new, 10, body),
             axie_signature(&old, 10, body)
         );
-        assert_eq!(verify(&[old.clone()], "10", &header, body, 10), Ok(()));
+        assert_eq!(
+            verify(std::slice::from_ref(&old), "10", &header, body, 10),
+            Ok(())
+        );
         assert_eq!(verify(&[new], "10", &header, body, 10), Ok(()));
         assert_eq!(
             verify(&[SigningSecret::generate()], "10", &header, body, 10),
