@@ -386,12 +386,15 @@ pub struct Received {
     pub at: std::time::Instant,
 }
 
+/// Scripted answers of the receiver: (status, Retry-After).
+type Script =
+    std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<(u16, Option<&'static str>)>>>;
+
 /// A webhook receiver on loopback whose answers can be scripted (default 200).
 pub struct Receiver {
     pub url: String,
     got: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
-    script:
-        std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<(u16, Option<&'static str>)>>>,
+    script: Script,
     _server: actix_web::dev::ServerHandle,
 }
 
@@ -399,9 +402,7 @@ impl Receiver {
     pub async fn start() -> Self {
         use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
         let got: std::sync::Arc<std::sync::Mutex<Vec<Received>>> = Default::default();
-        let script: std::sync::Arc<
-            std::sync::Mutex<std::collections::VecDeque<(u16, Option<&'static str>)>>,
-        > = Default::default();
+        let script: Script = Default::default();
         let (g, s) = (got.clone(), script.clone());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
