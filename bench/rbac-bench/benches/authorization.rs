@@ -9,7 +9,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::{
+    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
 use rbac_bench::casbin_engine::CasbinEngine;
 use rbac_bench::cedar_engine::CedarEngine;
 use rbac_bench::fixture::{Fixture, FixtureConfig};
@@ -43,7 +45,10 @@ fn prepare(tenants: usize) -> Prepared {
     );
     let start = Instant::now();
     let report = agreement::assert_agreement(&fx, &cedar, &casbin);
-    eprintln!("agreement check, {tenants} tenants ({:.1?}): {report}", start.elapsed());
+    eprintln!(
+        "agreement check, {tenants} tenants ({:.1?}): {report}",
+        start.elapsed()
+    );
     Prepared {
         tenants,
         fx,
@@ -109,15 +114,19 @@ fn benches(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(5));
     for p in &prepared {
         let inputs = in_request_order(&p.fx);
-        group.bench_with_input(BenchmarkId::from_parameter(p.tenants), &inputs, |b, inputs| {
-            b.iter(|| {
-                let mut allowed = 0usize;
-                for (s, perm, r, ctx) in black_box(inputs) {
-                    allowed += usize::from(authorize(s, *perm, r, ctx).is_allowed());
-                }
-                allowed
-            });
-        });
+        group.bench_with_input(
+            BenchmarkId::from_parameter(p.tenants),
+            &inputs,
+            |b, inputs| {
+                b.iter(|| {
+                    let mut allowed = 0usize;
+                    for (s, perm, r, ctx) in black_box(inputs) {
+                        allowed += usize::from(authorize(s, *perm, r, ctx).is_allowed());
+                    }
+                    allowed
+                });
+            },
+        );
     }
     group.finish();
 

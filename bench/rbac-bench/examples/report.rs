@@ -7,7 +7,12 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-const ENGINES: [&str; 4] = ["rbac-core", "rbac-core-sequential", "cedar-policy", "casbin"];
+const ENGINES: [&str; 4] = [
+    "rbac-core",
+    "rbac-core-sequential",
+    "cedar-policy",
+    "casbin",
+];
 const SIZES: [&str; 2] = ["100", "10000"];
 
 fn read(path: &Path) -> Option<Value> {
@@ -48,15 +53,19 @@ fn main() {
     println!();
     for size in SIZES {
         for other in ["cedar-policy", "casbin"] {
-            if let (Some(o), Some(r)) = (medians.get(&(other, size)), medians.get(&("rbac-core", size))) {
+            if let (Some(o), Some(r)) = (
+                medians.get(&(other, size)),
+                medians.get(&("rbac-core", size)),
+            ) {
                 println!("{other} / rbac-core at {size} tenants: {:.0}x", o / r);
             }
         }
     }
     for engine in ["rbac-core", "rbac-core-sequential"] {
-        if let (Some(big), Some(small)) =
-            (medians.get(&(engine, "10000")), medians.get(&(engine, "100")))
-        {
+        if let (Some(big), Some(small)) = (
+            medians.get(&(engine, "10000")),
+            medians.get(&(engine, "100")),
+        ) {
             println!("{engine} 10000 / 100 tenants: {:.2}x", big / small);
         }
     }

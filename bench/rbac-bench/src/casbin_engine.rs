@@ -86,7 +86,11 @@ pub fn policy_lines() -> Vec<Vec<String>> {
     use Permission as P;
     let mut lines = Vec::new();
     let mut line = |scope: &str, role: &str, act: Permission, cond: &str| {
-        let sess = if interactive_only(act) { "session" } else { "-" };
+        let sess = if interactive_only(act) {
+            "session"
+        } else {
+            "-"
+        };
         lines.push(
             [scope, role, act.as_str(), cond, sess, plan_gate(act)]
                 .map(str::to_owned)
@@ -218,7 +222,11 @@ impl CasbinEngine {
                     OrgRole::Admin => "admin",
                     OrgRole::User => "user",
                 };
-                g.push(vec![u.key.clone(), role.into(), fx.tenants[u.tenant].key.clone()]);
+                g.push(vec![
+                    u.key.clone(),
+                    role.into(),
+                    fx.tenants[u.tenant].key.clone(),
+                ]);
                 for &(t, r) in &u.teams {
                     let r = match r {
                         TeamRole::Admin => "admin",
@@ -247,15 +255,22 @@ impl CasbinEngine {
             .map(|t| CasbinResource {
                 org: fx.tenants[t.tenant].key.clone(),
                 team: t.team.map(|x| fx.teams[x].key.clone()).unwrap_or_default(),
-                creator: t.creator.map(|u| fx.users[u].key.clone()).unwrap_or_default(),
+                creator: t
+                    .creator
+                    .map(|u| fx.users[u].key.clone())
+                    .unwrap_or_default(),
             })
             .collect();
         let envs = fx
             .tenants
             .iter()
             .flat_map(|t| {
-                let [create_api_keys, manage_domains, view_audit_logs, export_data] =
-                    effective(t.ctx.access, t.ctx.plan.advanced_rbac);
+                let [
+                    create_api_keys,
+                    manage_domains,
+                    view_audit_logs,
+                    export_data,
+                ] = effective(t.ctx.access, t.ctx.plan.advanced_rbac);
                 [false, true].map(|api_key| CasbinEnv {
                     api_key,
                     audit_logs: t.ctx.plan.audit_logs,

@@ -135,11 +135,21 @@ when {
 pub const ACTION_GROUPS: [(&str, &[&str]); 7] = [
     (
         "interactive_only",
-        &["manage_billing", "transfer_ownership", "delete_organization", "create_api_key"],
+        &[
+            "manage_billing",
+            "transfer_ownership",
+            "delete_organization",
+            "create_api_key",
+        ],
     ),
     (
         "owner_only",
-        &["view_billing", "manage_billing", "transfer_ownership", "delete_organization"],
+        &[
+            "view_billing",
+            "manage_billing",
+            "transfer_ownership",
+            "delete_organization",
+        ],
     ),
     ("user_org", &["view_members", "view_settings"]),
     (
@@ -170,7 +180,12 @@ pub const ACTION_GROUPS: [(&str, &[&str]); 7] = [
     ),
     (
         "member_own",
-        &["manage_knowledge_base", "delete_document", "view_api_key", "revoke_api_key"],
+        &[
+            "manage_knowledge_base",
+            "delete_document",
+            "view_api_key",
+            "revoke_api_key",
+        ],
     ),
     (
         "team_admin",
@@ -250,12 +265,18 @@ impl CedarEngine {
         for t in &fx.tenants {
             let users = |a| a == Audience::AdminsAndUsers;
             let attrs = HashMap::from([
-                ("plan_audit_logs".into(), RestrictedExpression::new_bool(t.ctx.plan.audit_logs)),
+                (
+                    "plan_audit_logs".into(),
+                    RestrictedExpression::new_bool(t.ctx.plan.audit_logs),
+                ),
                 (
                     "plan_advanced_rbac".into(),
                     RestrictedExpression::new_bool(t.ctx.plan.advanced_rbac),
                 ),
-                ("plan_webhooks".into(), RestrictedExpression::new_bool(t.ctx.plan.webhooks)),
+                (
+                    "plan_webhooks".into(),
+                    RestrictedExpression::new_bool(t.ctx.plan.webhooks),
+                ),
                 (
                     "users_create_api_keys".into(),
                     RestrictedExpression::new_bool(users(t.ctx.access.create_api_keys)),
@@ -285,7 +306,10 @@ impl CedarEngine {
                 ("viewers", TeamRole::Viewer),
             ] {
                 let group = team_group(&team.key, role);
-                attrs.insert(name.into(), RestrictedExpression::new_entity_uid(group.clone()));
+                attrs.insert(
+                    name.into(),
+                    RestrictedExpression::new_entity_uid(group.clone()),
+                );
                 entities.push(Entity::new_no_attrs(group, HashSet::new()));
             }
             entities.push(entity(uid("Team", &team.key), attrs, HashSet::new()));

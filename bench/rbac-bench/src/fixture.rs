@@ -300,7 +300,9 @@ impl Fixture {
             let r = b.request(kind);
             b.fx.requests.push(r);
         }
-        let Builder { mut rng, mut fx, .. } = b;
+        let Builder {
+            mut rng, mut fx, ..
+        } = b;
         rng.shuffle(&mut fx.requests);
         fx
     }
@@ -405,11 +407,8 @@ impl Builder {
         let fx = &mut self.fx;
         fx.subjects.reserve(fx.users.len() * 2);
         for u in &fx.users {
-            let teams: Vec<(TeamId, TeamRole)> = u
-                .teams
-                .iter()
-                .map(|&(t, r)| (fx.teams[t].id, r))
-                .collect();
+            let teams: Vec<(TeamId, TeamRole)> =
+                u.teams.iter().map(|&(t, r)| (fx.teams[t].id, r)).collect();
             for credential in [Credential::Session, Credential::ApiKey] {
                 fx.subjects.push(Subject {
                     user: u.id,
@@ -647,7 +646,11 @@ impl Builder {
         }
         let team = *self.rng.pick(&others);
         let perm = *self.rng.pick(&TEAM_PERMISSIONS);
-        let creator = if self.rng.chance(30) { Some(user) } else { None };
+        let creator = if self.rng.chance(30) {
+            Some(user)
+        } else {
+            None
+        };
         let target = self.target(tenant, Some(team), creator);
         (user, perm, target)
     }

@@ -11,9 +11,12 @@ use billing_limits::Plan;
 use chrono::{DateTime, Duration, Utc};
 use rbac_core::{ApiKeyId, FeatureAccess, OrgId, OrgRole, SessionId, TeamId, TeamRole, UserId};
 
+use crate::bulk::BulkPreview;
+use crate::invitations::{Invitation, InvitationStatus};
+use crate::members::{Disposition, OwnershipTransfer};
 use crate::{
-    ApiKey, CompanyProfile, Email, Organization, SecuritySettings, Session, Team, TenancyError,
-    TenancyStore, User,
+    ApiKey, BulkStore, CompanyProfile, Email, InvitationStore, MembershipStore, Organization,
+    SecuritySettings, Session, Team, TenancyError, TenancyStore, User,
 };
 
 fn now() -> DateTime<Utc> {
@@ -92,11 +95,18 @@ async fn new_org<S: TenancyStore + AuditStore + ?Sized>(s: &S) -> (Organization,
 }
 
 /// Runs every check; panics on the first violation.
-pub async fn run<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
+pub async fn run<
+    S: TenancyStore + AuditStore + InvitationStore + BulkStore + MembershipStore + ?Sized,
+>(
+    s: &S,
+) {
     orgs_round_trip(s).await;
     member_limit_and_single_owner(s).await;
     sessions_evict_oldest_and_end(s).await;
     api_keys_limit_scope_and_revoke(s).await;
+    invitations_are_single_use_and_counted(s).await;
+    bulk_previews_confirm_once_all_or_nothing(s).await;
+    roles_transfer_and_removal(s).await;
 }
 
 async fn orgs_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
@@ -444,6 +454,361 @@ async fn api_keys_limit_scope_and_revoke<S: TenancyStore + AuditStore + ?Sized>(
         s.find_api_key("kh3").await.unwrap().unwrap().last_used_at,
         Some(now())
     );
+}
+
+fn invitation(org: OrgId, by: UserId, tag: &str, days: i64) -> Invitation {
+    Invitation {
+        id: rbac_core::InvitationId::new(),
+        org,
+        email: Email::parse(&format!(
+            "{tag}-{}@invitee.example",
+            UserId::new().as_uuid().simple()
+        ))
+        .unwrap(),
+        role: OrgRole::User,
+        invited_by: by,
+        created_at: now(),
+        expires_at: now() + Duration::days(days),
+        accepted_at: None,
+        revoked_at: None,
+    }
+}
+
+async fn invitations_are_single_use_and_counted<
+    S: TenancyStore + AuditStore + InvitationStore + ?Sized,
+>(
+    s: &S,
+) {
+    let (org, team, owner) = new_org(s).await;
+    let a = invitation(org.id, owner.id, "a", 7);
+    s.create_invitation(&a, "ih-a", &limits(3), note(org.id, "inv a"))
+        .await
+        .unwrap();
+    let dup = Invitation {
+        id: rbac_core::InvitationId::new(),
+        ..a.clone()
+    };
+    assert!(matches!(
+        s.create_invitation(&dup, "ih-dup", &limits(9), note(org.id, "dup"))
+            .await,
+        Err(TenancyError::Conflict(_))
+    ));
+    let member = Invitation {
+        email: owner.email.clone(),
+        ..invitation(org.id, owner.id, "m", 7)
+    };
+    assert!(matches!(
+        s.create_invitation(&member, "ih-m", &limits(9), note(org.id, "m"))
+            .await,
+        Err(TenancyError::Conflict(_))
+    ));
+    let b = invitation(org.id, owner.id, "b", 7);
+    s.create_invitation(&b, "ih-b", &limits(3), note(org.id, "inv b"))
+        .await
+        .unwrap();
+    let c = invitation(org.id, owner.id, "c", 7);
+    assert!(
+        matches!(
+            s.create_invitation(&c, "ih-c", &limits(3), note(org.id, "c"))
+                .await,
+            Err(TenancyError::LimitReached { used: 3, .. })
+        ),
+        "owner + 2 pending fill 3 seats"
+    );
+    assert_eq!(s.find_invitation("ih-a").await.unwrap().unwrap(), a);
+    assert_eq!(s.list_invitations(org.id, None, 10).await.unwrap().len(), 2);
+    s.reissue_invitation(
+        org.id,
+        a.id,
+        "ih-a2",
+        now(),
+        now() + Duration::days(7),
+        note(org.id, "resend"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        s.find_invitation("ih-a").await.unwrap().is_none(),
+        "the old token stops working"
+    );
+    let a_user = User {
+        email: a.email.clone(),
+        ..user("a")
+    };
+    s.accept_invitation(
+        &a,
+        "ih-a2",
+        &a_user,
+        Some("h"),
+        team.id,
+        TeamRole::Member,
+        &limits(3),
+        now(),
+        note(org.id, "accept"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_member(org.id, a_user.id).await.unwrap().unwrap().role,
+        OrgRole::User
+    );
+    match s
+        .accept_invitation(
+            &a,
+            "ih-a2",
+            &a_user,
+            None,
+            team.id,
+            TeamRole::Member,
+            &limits(3),
+            now(),
+            note(org.id, "again"),
+        )
+        .await
+    {
+        Err(TenancyError::InvitationUnusable(InvitationStatus::Accepted)) => {}
+        other => panic!("second acceptance: {other:?}"),
+    }
+    s.revoke_invitation(org.id, b.id, now(), note(org.id, "revoke"))
+        .await
+        .unwrap();
+    let b_user = User {
+        email: b.email.clone(),
+        ..user("b")
+    };
+    assert!(matches!(
+        s.accept_invitation(
+            &b,
+            "ih-b",
+            &b_user,
+            Some("h"),
+            team.id,
+            TeamRole::Member,
+            &limits(9),
+            now(),
+            note(org.id, "b")
+        )
+        .await,
+        Err(TenancyError::InvitationUnusable(InvitationStatus::Revoked))
+    ));
+    let late = invitation(org.id, owner.id, "late", 1);
+    s.create_invitation(&late, "ih-late", &limits(9), note(org.id, "late"))
+        .await
+        .unwrap();
+    let late_user = User {
+        email: late.email.clone(),
+        ..user("late")
+    };
+    assert!(
+        matches!(
+            s.accept_invitation(
+                &late,
+                "ih-late",
+                &late_user,
+                Some("h"),
+                team.id,
+                TeamRole::Member,
+                &limits(9),
+                now() + Duration::days(1),
+                note(org.id, "late")
+            )
+            .await,
+            Err(TenancyError::InvitationUnusable(InvitationStatus::Expired))
+        ),
+        "expired exactly at expires_at"
+    );
+    assert!(
+        s.find_user_by_email(&late_user.email)
+            .await
+            .unwrap()
+            .is_none(),
+        "a refused acceptance creates no account"
+    );
+}
+
+async fn bulk_previews_confirm_once_all_or_nothing<
+    S: TenancyStore + AuditStore + InvitationStore + BulkStore + ?Sized,
+>(
+    s: &S,
+) {
+    let (org, _, owner) = new_org(s).await;
+    let preview = BulkPreview {
+        id: rbac_core::InvitationId::new(),
+        org: org.id,
+        created_by: owner.id,
+        expires_at: now() + Duration::minutes(30),
+        rows: vec![],
+        seats_available: Some(19),
+    };
+    s.save_preview(&preview).await.unwrap();
+    assert_eq!(
+        s.get_preview(org.id, preview.id).await.unwrap(),
+        Some(preview.clone())
+    );
+    assert!(
+        s.get_preview(OrgId::new(), preview.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let x = invitation(org.id, owner.id, "x", 7);
+    let clash = Invitation {
+        id: rbac_core::InvitationId::new(),
+        ..x.clone()
+    };
+    let before = head(s, org.id).await;
+    assert!(matches!(
+        s.confirm_preview(
+            org.id,
+            preview.id,
+            &[(x.clone(), "bh-x".into()), (clash, "bh-clash".into())],
+            &limits(20),
+            now(),
+            note(org.id, "bulk")
+        )
+        .await,
+        Err(TenancyError::Conflict(_))
+    ));
+    assert!(
+        s.find_invitation("bh-x").await.unwrap().is_none(),
+        "nothing half-applied"
+    );
+    assert_eq!(head(s, org.id).await, before);
+    let y = invitation(org.id, owner.id, "y", 7);
+    s.confirm_preview(
+        org.id,
+        preview.id,
+        &[(x, "bh-x".into()), (y, "bh-y".into())],
+        &limits(20),
+        now(),
+        note(org.id, "bulk"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.list_invitations(org.id, None, 10).await.unwrap().len(), 2);
+    assert!(matches!(
+        s.confirm_preview(
+            org.id,
+            preview.id,
+            &[],
+            &limits(20),
+            now(),
+            note(org.id, "again")
+        )
+        .await,
+        Err(TenancyError::NotFound(_))
+    ));
+}
+
+async fn roles_transfer_and_removal<S: TenancyStore + AuditStore + MembershipStore + ?Sized>(
+    s: &S,
+) {
+    let (org, team, owner) = new_org(s).await;
+    let m = user("m");
+    s.add_member(
+        org.id,
+        &m,
+        Some("h"),
+        OrgRole::User,
+        team.id,
+        TeamRole::Member,
+        &limits(9),
+        note(org.id, "m"),
+    )
+    .await
+    .unwrap();
+    s.set_role(
+        org.id,
+        m.id,
+        OrgRole::User,
+        OrgRole::Admin,
+        note(org.id, "promote"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.team_roles(org.id, m.id).await.unwrap(),
+        vec![(team.id, TeamRole::Admin)]
+    );
+    assert!(matches!(
+        s.set_role(
+            org.id,
+            m.id,
+            OrgRole::User,
+            OrgRole::Admin,
+            note(org.id, "stale")
+        )
+        .await,
+        Err(TenancyError::Conflict(_))
+    ));
+    let t = OwnershipTransfer {
+        org: org.id,
+        from: owner.id,
+        to: m.id,
+        proposed_at: now(),
+        expires_at: now() + Duration::hours(72),
+    };
+    s.save_transfer(&t, note(org.id, "propose")).await.unwrap();
+    assert_eq!(s.pending_transfer(org.id).await.unwrap(), Some(t.clone()));
+    s.complete_transfer(&t, now(), note(org.id, "confirm"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_member(org.id, m.id).await.unwrap().unwrap().role,
+        OrgRole::Owner
+    );
+    assert_eq!(
+        s.get_member(org.id, owner.id).await.unwrap().unwrap().role,
+        OrgRole::Admin
+    );
+    assert!(
+        matches!(
+            s.complete_transfer(&t, now(), note(org.id, "twice")).await,
+            Err(TenancyError::Conflict(_))
+        ),
+        "a transfer is consumed once"
+    );
+    assert!(
+        matches!(
+            s.remove_member(
+                org.id,
+                m.id,
+                Disposition::Delete,
+                now(),
+                note(org.id, "owner")
+            )
+            .await,
+            Err(TenancyError::NotFound(_))
+        ),
+        "the owner is never removed"
+    );
+    let key = ApiKey {
+        id: ApiKeyId::new(),
+        org: org.id,
+        team: team.id,
+        created_by: owner.id,
+        name: "k".into(),
+        prefix: "axk_1".into(),
+        created_at: now(),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    s.create_api_key(&key, "rk1", &keys(9), note(org.id, "key"))
+        .await
+        .unwrap();
+    let r = s
+        .remove_member(
+            org.id,
+            owner.id,
+            Disposition::TransferTo(m.id),
+            now(),
+            note(org.id, "remove"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.api_keys_deactivated, 1);
+    assert!(s.get_member(org.id, owner.id).await.unwrap().is_none());
+    assert!(s.find_api_key("rk1").await.unwrap().is_none());
 }
 
 #[cfg(test)]

@@ -10,14 +10,21 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use audit::{AuditStore, Journal, MemoryAuditStore};
 use chrono::{DateTime, Utc};
-use rbac_core::{ApiKeyId, FeatureAccess, OrgId, OrgRole, SessionId, TeamId, TeamRole, UserId};
+use rbac_core::{
+    ApiKeyId, FeatureAccess, InvitationId, OrgId, OrgRole, SessionId, TeamId, TeamRole, UserId,
+};
 
+use crate::bulk::BulkPreview;
 use crate::error::{StoreError, TenancyError};
+use crate::invitations::{Invitation, InvitationStatus};
+use crate::members::{Disposition, OwnershipTransfer, RemovalReport};
 use crate::model::{
     ApiKey, CompanyProfile, Email, Member, Membership, Organization, SecuritySettings, Session,
     Team, User,
 };
-use crate::store::{AccountStore, ApiKeyStore, OrgStore};
+use crate::store::{
+    AccountStore, ApiKeyStore, BulkStore, InvitationStore, MembershipStore, OrgStore,
+};
 
 #[derive(Debug, Default)]
 struct State {
@@ -28,6 +35,58 @@ struct State {
     team_members: Vec<(TeamId, UserId, OrgId, TeamRole)>,
     sessions: Vec<(Session, String, Option<DateTime<Utc>>)>,
     keys: Vec<(ApiKey, String)>,
+    invitations: Vec<(Invitation, String)>,
+    previews: Vec<(BulkPreview, bool)>,
+    transfers: HashMap<OrgId, OwnershipTransfer>,
+}
+
+impl State {
+    fn pending(&self, org: OrgId, now: DateTime<Utc>) -> impl Iterator<Item = &Invitation> {
+        self.invitations
+            .iter()
+            .map(|i| &i.0)
+            .filter(move |i| i.org == org && i.status(now) == InvitationStatus::Pending)
+    }
+
+    fn is_member_email(&self, org: OrgId, email: &Email) -> bool {
+        self.members
+            .iter()
+            .any(|m| m.0 == org && self.users.get(&m.1).is_some_and(|(u, _)| &u.email == email))
+    }
+
+    /// The checks and insert of one invitation (see [`InvitationStore::create_invitation`]).
+    fn insert_invitation(
+        &mut self,
+        inv: &Invitation,
+        hash: &str,
+        limits: &billing_limits::PlanLimits,
+    ) -> Result<(), TenancyError> {
+        if self.is_member_email(inv.org, &inv.email) {
+            return Err(TenancyError::Conflict(format!(
+                "`{}` is already a member",
+                inv.email
+            )));
+        }
+        if self
+            .pending(inv.org, inv.created_at)
+            .any(|p| p.email == inv.email)
+        {
+            return Err(TenancyError::Conflict(format!(
+                "`{}` already has a pending invitation",
+                inv.email
+            )));
+        }
+        let used = (self.members.iter().filter(|m| m.0 == inv.org).count()
+            + self.pending(inv.org, inv.created_at).count()) as u64;
+        crate::enforce_quota(billing_limits::check_quota(
+            limits,
+            billing_limits::Limit::Members,
+            used,
+            1,
+        ))?;
+        self.invitations.push((inv.clone(), hash.to_owned()));
+        Ok(())
+    }
 }
 
 /// All tenancy ports in memory.
@@ -543,5 +602,384 @@ impl ApiKeyStore for MemoryTenancyStore {
             k.0.last_used_at = Some(now);
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl InvitationStore for MemoryTenancyStore {
+    async fn create_invitation(
+        &self,
+        inv: &Invitation,
+        hash: &str,
+        limits: &billing_limits::PlanLimits,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        self.lock()?.insert_invitation(inv, hash, limits)?;
+        self.commit(journal).await
+    }
+
+    async fn find_invitation(&self, hash: &str) -> Result<Option<Invitation>, TenancyError> {
+        Ok(self
+            .lock()?
+            .invitations
+            .iter()
+            .find(|i| i.1 == hash)
+            .map(|i| i.0.clone()))
+    }
+
+    async fn get_invitation(
+        &self,
+        org: OrgId,
+        id: InvitationId,
+    ) -> Result<Option<Invitation>, TenancyError> {
+        Ok(self
+            .lock()?
+            .invitations
+            .iter()
+            .find(|i| i.0.org == org && i.0.id == id)
+            .map(|i| i.0.clone()))
+    }
+
+    async fn list_invitations(
+        &self,
+        org: OrgId,
+        after: Option<InvitationId>,
+        limit: u32,
+    ) -> Result<Vec<Invitation>, TenancyError> {
+        let mut out: Vec<Invitation> = self
+            .lock()?
+            .invitations
+            .iter()
+            .map(|i| i.0.clone())
+            .filter(|i| i.org == org && after.is_none_or(|a| i.id.to_string() < a.to_string()))
+            .collect();
+        out.sort_by_key(|i| std::cmp::Reverse(i.id.to_string()));
+        out.truncate(limit as usize);
+        Ok(out)
+    }
+
+    async fn reissue_invitation(
+        &self,
+        org: OrgId,
+        id: InvitationId,
+        hash: &str,
+        sent_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let row = s
+                .invitations
+                .iter_mut()
+                .find(|i| {
+                    i.0.org == org
+                        && i.0.id == id
+                        && i.0.accepted_at.is_none()
+                        && i.0.revoked_at.is_none()
+                })
+                .ok_or(TenancyError::NotFound("invitation"))?;
+            row.0.created_at = sent_at;
+            row.0.expires_at = expires_at;
+            row.1 = hash.to_owned();
+        }
+        self.commit(journal).await
+    }
+
+    async fn revoke_invitation(
+        &self,
+        org: OrgId,
+        id: InvitationId,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let row = s
+                .invitations
+                .iter_mut()
+                .find(|i| {
+                    i.0.org == org
+                        && i.0.id == id
+                        && i.0.accepted_at.is_none()
+                        && i.0.revoked_at.is_none()
+                })
+                .ok_or(TenancyError::NotFound("invitation"))?;
+            row.0.revoked_at = Some(now);
+        }
+        self.commit(journal).await
+    }
+
+    async fn accept_invitation(
+        &self,
+        inv: &Invitation,
+        hash: &str,
+        user: &User,
+        new_password_hash: Option<&str>,
+        team: TeamId,
+        team_role: TeamRole,
+        limits: &billing_limits::PlanLimits,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let Some(pos) = s
+                .invitations
+                .iter()
+                .position(|i| i.0.id == inv.id && i.1 == hash)
+            else {
+                return Err(TenancyError::NotFound("invitation"));
+            };
+            match s.invitations[pos].0.status(now) {
+                InvitationStatus::Pending => {}
+                other => return Err(TenancyError::InvitationUnusable(other)),
+            }
+            let used = s.members.iter().filter(|m| m.0 == inv.org).count() as u64;
+            crate::enforce_quota(billing_limits::check_quota(
+                limits,
+                billing_limits::Limit::Members,
+                used,
+                1,
+            ))?;
+            if new_password_hash.is_some() && email_taken(&s, &user.email) {
+                return Err(TenancyError::Conflict(format!(
+                    "an account with the email `{}` exists: sign in and accept the invitation",
+                    user.email
+                )));
+            }
+            if s.members.iter().any(|m| m.0 == inv.org && m.1 == user.id) {
+                return Err(TenancyError::Conflict(format!(
+                    "`{}` is already a member",
+                    user.email
+                )));
+            }
+            if let Some(h) = new_password_hash {
+                s.users.insert(user.id, (user.clone(), Some(h.to_owned())));
+            }
+            s.invitations[pos].0.accepted_at = Some(now);
+            s.members.push((inv.org, user.id, inv.role, now));
+            s.team_members.push((team, user.id, inv.org, team_role));
+        }
+        self.commit(journal).await
+    }
+}
+
+#[async_trait]
+impl BulkStore for MemoryTenancyStore {
+    async fn member_and_pending_emails(
+        &self,
+        org: OrgId,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<String>, Vec<String>), TenancyError> {
+        let s = self.lock()?;
+        let members = s
+            .members
+            .iter()
+            .filter(|m| m.0 == org)
+            .filter_map(|m| s.users.get(&m.1).map(|(u, _)| u.email.to_string()))
+            .collect();
+        let pending = s.pending(org, now).map(|i| i.email.to_string()).collect();
+        Ok((members, pending))
+    }
+
+    async fn save_preview(&self, preview: &BulkPreview) -> Result<(), TenancyError> {
+        self.lock()?.previews.push((preview.clone(), false));
+        Ok(())
+    }
+
+    async fn get_preview(
+        &self,
+        org: OrgId,
+        id: InvitationId,
+    ) -> Result<Option<BulkPreview>, TenancyError> {
+        Ok(self
+            .lock()?
+            .previews
+            .iter()
+            .find(|p| p.0.org == org && p.0.id == id && !p.1)
+            .map(|p| p.0.clone()))
+    }
+
+    async fn confirm_preview(
+        &self,
+        org: OrgId,
+        id: InvitationId,
+        invitations: &[(Invitation, String)],
+        limits: &billing_limits::PlanLimits,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let Some(pos) = s
+                .previews
+                .iter()
+                .position(|p| p.0.org == org && p.0.id == id && !p.1 && now < p.0.expires_at)
+            else {
+                return Err(TenancyError::NotFound("preview"));
+            };
+            // All or nothing: on the first refused row, drop the rows this batch added.
+            let before = s.invitations.len();
+            for (inv, hash) in invitations {
+                if let Err(e) = s.insert_invitation(inv, hash, limits) {
+                    s.invitations.truncate(before);
+                    return Err(e);
+                }
+            }
+            s.previews[pos].1 = true;
+        }
+        self.commit(journal).await
+    }
+}
+
+#[async_trait]
+impl MembershipStore for MemoryTenancyStore {
+    async fn set_role(
+        &self,
+        org: OrgId,
+        user: UserId,
+        from: OrgRole,
+        to: OrgRole,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let m = s
+                .members
+                .iter_mut()
+                .find(|m| m.0 == org && m.1 == user && m.2 == from)
+                .ok_or_else(|| {
+                    TenancyError::Conflict(
+                        "the member's role changed meanwhile; reload and try again".into(),
+                    )
+                })?;
+            m.2 = to;
+            set_default_team_role(&mut s, org, user, to);
+        }
+        self.commit(journal).await
+    }
+
+    async fn save_transfer(
+        &self,
+        t: &OwnershipTransfer,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        self.lock()?.transfers.insert(t.org, t.clone());
+        self.commit(journal).await
+    }
+
+    async fn pending_transfer(
+        &self,
+        org: OrgId,
+    ) -> Result<Option<OwnershipTransfer>, TenancyError> {
+        Ok(self.lock()?.transfers.get(&org).cloned())
+    }
+
+    async fn complete_transfer(
+        &self,
+        t: &OwnershipTransfer,
+        _now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let conflict = || {
+                TenancyError::Conflict(
+                    "ownership changed meanwhile; the transfer was not applied".into(),
+                )
+            };
+            if s.transfers.get(&t.org) != Some(t) {
+                return Err(conflict());
+            }
+            let owner = s
+                .members
+                .iter()
+                .position(|m| m.0 == t.org && m.1 == t.from && m.2 == OrgRole::Owner)
+                .ok_or_else(conflict)?;
+            let target = s
+                .members
+                .iter()
+                .position(|m| m.0 == t.org && m.1 == t.to)
+                .ok_or_else(conflict)?;
+            s.members[owner].2 = OrgRole::Admin;
+            s.members[target].2 = OrgRole::Owner;
+            s.transfers.remove(&t.org);
+            set_default_team_role(&mut s, t.org, t.from, OrgRole::Admin);
+            set_default_team_role(&mut s, t.org, t.to, OrgRole::Owner);
+        }
+        self.commit(journal).await
+    }
+
+    async fn remove_member(
+        &self,
+        org: OrgId,
+        user: UserId,
+        _disposition: Disposition,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<RemovalReport, TenancyError> {
+        let report =
+            {
+                let mut s = self.lock()?;
+                let Some(pos) = s
+                    .members
+                    .iter()
+                    .position(|m| m.0 == org && m.1 == user && m.2 != OrgRole::Owner)
+                else {
+                    return Err(TenancyError::NotFound("member"));
+                };
+                s.members.remove(pos);
+                s.team_members.retain(|t| !(t.2 == org && t.1 == user));
+                let mut keys = 0;
+                for k in s.keys.iter_mut().filter(|k| {
+                    k.0.org == org && k.0.created_by == user && k.0.revoked_at.is_none()
+                }) {
+                    k.0.revoked_at = Some(now);
+                    keys += 1;
+                }
+                let mut sessions = 0;
+                if !s.members.iter().any(|m| m.1 == user) {
+                    for row in s
+                        .sessions
+                        .iter_mut()
+                        .filter(|r| r.0.user == user && r.2.is_none())
+                    {
+                        row.2 = Some(now);
+                        sessions += 1;
+                    }
+                }
+                RemovalReport {
+                    transferred: 0,
+                    deleted: 0,
+                    api_keys_deactivated: keys,
+                    sessions_ended: sessions,
+                }
+            };
+        self.commit(journal).await?;
+        Ok(report)
+    }
+}
+
+fn set_default_team_role(s: &mut State, org: OrgId, user: UserId, role: OrgRole) {
+    let Some(default) = s
+        .teams
+        .iter()
+        .find(|t| t.org == org && t.is_default)
+        .map(|t| t.id)
+    else {
+        return;
+    };
+    let team_role = if role.is_admin() {
+        TeamRole::Admin
+    } else {
+        TeamRole::Member
+    };
+    for t in s
+        .team_members
+        .iter_mut()
+        .filter(|t| t.0 == default && t.1 == user)
+    {
+        t.3 = team_role;
     }
 }

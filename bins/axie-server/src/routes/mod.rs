@@ -238,7 +238,7 @@ mod tests {
     }
 
     #[test]
-    fn only_health_docs_and_login_are_public() {
+    fn only_health_docs_login_and_invitation_links_are_public() {
         let public: Vec<_> = ROUTES
             .iter()
             .filter(|r| r.access == Access::Public)
@@ -250,7 +250,9 @@ mod tests {
                 "/healthz",
                 "/readyz",
                 "/api/v1/openapi.json",
-                "/api/v1/auth/login"
+                "/api/v1/auth/login",
+                "/api/v1/invitations/lookup",
+                "/api/v1/invitations/signup"
             ]
         );
         for r in ROUTES {
