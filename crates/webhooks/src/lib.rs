@@ -17,6 +17,8 @@
 #![deny(missing_docs)]
 
 mod error;
+#[cfg(feature = "memory")]
+mod memory;
 mod model;
 mod policy;
 mod service;
@@ -24,6 +26,8 @@ mod sign;
 mod store;
 
 pub use error::{StoreError, WebhookError};
+#[cfg(feature = "memory")]
+pub use memory::MemoryWebhookStore;
 pub use model::{Attempt, Delivery, DeliveryStatus, Endpoint, payload};
 pub use policy::{AttemptVerdict, RetryPolicy, WebhookUrl, destination_allowed, judge};
 pub use service::{

@@ -1,0 +1,268 @@
+//! An in-memory [`WebhookStore`] for embedders' unit tests. Journals go to an inner
+//! [`MemoryAuditStore`]; [`MemoryWebhookStore::publish`] plays the adapter's fan-out.
+
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use audit::{AuditStore, DomainEvent, Journal, MemoryAuditStore};
+use chrono::{DateTime, Utc};
+use rbac_core::{EndpointId, OrgId};
+
+use crate::error::{StoreError, WebhookError};
+use crate::model::{Attempt, Delivery, DeliveryStatus, Endpoint, payload};
+use crate::store::{AttemptOutcome, StoredSecrets, WebhookStore};
+
+#[derive(Debug, Default)]
+struct State {
+    endpoints: Vec<(Endpoint, StoredSecrets)>,
+    deliveries: Vec<Delivery>,
+    attempts: Vec<Attempt>,
+    next_id: u64,
+}
+
+/// Endpoints, deliveries and attempts in memory.
+#[derive(Debug, Default)]
+pub struct MemoryWebhookStore {
+    state: Mutex<State>,
+    audit: MemoryAuditStore,
+}
+
+impl MemoryWebhookStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The audit store that receives every journal.
+    #[must_use]
+    pub fn audit(&self) -> &MemoryAuditStore {
+        &self.audit
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, State>, WebhookError> {
+        self.state.lock().map_err(|_| WebhookError::Store(StoreError::msg("memory store poisoned")))
+    }
+
+    fn queue(s: &mut State, e: &DomainEvent, ep: &Endpoint) {
+        s.next_id += 1;
+        s.deliveries.push(Delivery {
+            id: format!("dlv_{:020}", s.next_id),
+            org: e.org,
+            endpoint: ep.id,
+            event_id: e.id,
+            kind: e.kind,
+            payload: payload(e),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_attempt_at: e.occurred_at,
+            created_at: e.occurred_at,
+        });
+    }
+
+    /// Queues `events` for every endpoint that wants them, as the storage adapter does on commit.
+    ///
+    /// # Errors
+    /// When the mutex is poisoned.
+    pub fn publish(&self, events: &[DomainEvent]) -> Result<(), WebhookError> {
+        let mut s = self.lock()?;
+        for e in events {
+            let targets: Vec<Endpoint> = s.endpoints.iter().map(|(ep, _)| ep.clone()).filter(|ep| ep.org == e.org && ep.wants(e.kind)).collect();
+            for ep in &targets {
+                Self::queue(&mut s, e, ep);
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(&self, journal: Journal) -> Result<(), WebhookError> {
+        self.audit.append(journal).await?;
+        Ok(())
+    }
+}
+
+fn find<'a>(s: &'a mut State, org: OrgId, id: EndpointId) -> Result<&'a mut (Endpoint, StoredSecrets), WebhookError> {
+    s.endpoints.iter_mut().find(|(e, _)| e.org == org && e.id == id).ok_or(WebhookError::NotFound("webhook endpoint"))
+}
+
+#[async_trait]
+impl WebhookStore for MemoryWebhookStore {
+    async fn create_endpoint(&self, endpoint: &Endpoint, secret: &str, journal: Journal) -> Result<(), WebhookError> {
+        self.lock()?.endpoints.push((endpoint.clone(), StoredSecrets { current: secret.to_owned(), previous: None }));
+        self.commit(journal).await
+    }
+
+    async fn list_endpoints(&self, org: OrgId) -> Result<Vec<Endpoint>, WebhookError> {
+        Ok(self.lock()?.endpoints.iter().filter(|(e, _)| e.org == org).map(|(e, _)| e.clone()).collect())
+    }
+
+    async fn get_endpoint(&self, org: OrgId, id: EndpointId) -> Result<Endpoint, WebhookError> {
+        Ok(find(&mut *self.lock()?, org, id)?.0.clone())
+    }
+
+    async fn update_endpoint(&self, endpoint: &Endpoint, journal: Journal) -> Result<(), WebhookError> {
+        find(&mut *self.lock()?, endpoint.org, endpoint.id)?.0 = endpoint.clone();
+        self.commit(journal).await
+    }
+
+    async fn delete_endpoint(&self, org: OrgId, id: EndpointId, journal: Journal) -> Result<(), WebhookError> {
+        {
+            let mut s = self.lock()?;
+            find(&mut s, org, id)?;
+            s.endpoints.retain(|(e, _)| e.id != id);
+            s.deliveries.retain(|d| !(d.endpoint == id && d.status == DeliveryStatus::Pending));
+        }
+        self.commit(journal).await
+    }
+
+    async fn secrets(&self, org: OrgId, id: EndpointId) -> Result<StoredSecrets, WebhookError> {
+        Ok(find(&mut *self.lock()?, org, id)?.1.clone())
+    }
+
+    async fn set_secrets(&self, org: OrgId, id: EndpointId, secrets: &StoredSecrets, journal: Journal) -> Result<(), WebhookError> {
+        find(&mut *self.lock()?, org, id)?.1 = secrets.clone();
+        self.commit(journal).await
+    }
+
+    async fn enqueue_direct(&self, org: OrgId, endpoint: EndpointId, journal: Journal) -> Result<(), WebhookError> {
+        {
+            let mut s = self.lock()?;
+            let ep = find(&mut s, org, endpoint)?.0.clone();
+            for e in &journal.events {
+                Self::queue(&mut s, e, &ep);
+            }
+        }
+        self.commit(journal).await
+    }
+
+    async fn claim_deliveries(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: u32) -> Result<Vec<(Delivery, Endpoint, StoredSecrets)>, WebhookError> {
+        let mut s = self.lock()?;
+        let mut out = Vec::new();
+        let endpoints = s.endpoints.clone();
+        for d in s.deliveries.iter_mut().filter(|d| d.status == DeliveryStatus::Pending && d.next_attempt_at <= now) {
+            if out.len() == limit as usize {
+                break;
+            }
+            let Some((ep, sec)) = endpoints.iter().find(|(e, _)| e.id == d.endpoint && e.enabled) else { continue };
+            out.push((d.clone(), ep.clone(), sec.clone()));
+            d.next_attempt_at = lease_until;
+        }
+        Ok(out)
+    }
+
+    async fn record_attempt(&self, delivery: &Delivery, o: AttemptOutcome) -> Result<(), WebhookError> {
+        {
+            let mut s = self.lock()?;
+            let number = s.attempts.iter().filter(|a| a.delivery == delivery.id).count() as u32 + 1;
+            s.attempts.push(Attempt { number, ..o.attempt.clone() });
+            if let Some(d) = s.deliveries.iter_mut().find(|d| d.id == delivery.id) {
+                d.status = o.status;
+                d.attempts = o.attempt.number;
+                d.next_attempt_at = o.next_attempt_at;
+            }
+            if let Some((ep, _)) = s.endpoints.iter_mut().find(|(e, _)| e.id == delivery.endpoint) {
+                match o.status {
+                    DeliveryStatus::Delivered => ep.consecutive_failures = 0,
+                    DeliveryStatus::Failed => ep.consecutive_failures += 1,
+                    DeliveryStatus::Pending => {}
+                }
+                if let Some(reason) = &o.disable_endpoint {
+                    ep.enabled = false;
+                    ep.disabled_reason = Some(reason.clone());
+                }
+            }
+        }
+        self.commit(o.journal).await
+    }
+
+    async fn list_deliveries(&self, org: OrgId, endpoint: EndpointId, status: Option<DeliveryStatus>, before: Option<&str>, limit: u32) -> Result<Vec<Delivery>, WebhookError> {
+        let mut s = self.lock()?;
+        find(&mut s, org, endpoint)?;
+        let mut out: Vec<Delivery> = s
+            .deliveries
+            .iter()
+            .filter(|d| d.endpoint == endpoint && status.is_none_or(|st| d.status == st) && before.is_none_or(|b| d.id.as_str() < b))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| b.id.cmp(&a.id));
+        out.truncate(limit as usize);
+        Ok(out)
+    }
+
+    async fn list_attempts(&self, org: OrgId, delivery: &str) -> Result<Vec<Attempt>, WebhookError> {
+        let s = self.lock()?;
+        if !s.deliveries.iter().any(|d| d.org == org && d.id == delivery) {
+            return Err(WebhookError::NotFound("delivery"));
+        }
+        Ok(s.attempts.iter().filter(|a| a.delivery == delivery).cloned().collect())
+    }
+
+    async fn requeue(&self, org: OrgId, endpoint: EndpointId, delivery: Option<&str>, since: Option<DateTime<Utc>>, now: DateTime<Utc>, journal: Journal) -> Result<u64, WebhookError> {
+        let n = {
+            let mut s = self.lock()?;
+            find(&mut s, org, endpoint)?;
+            let mut n = 0;
+            for d in s.deliveries.iter_mut().filter(|d| d.endpoint == endpoint) {
+                let hit = match delivery {
+                    Some(id) => d.id == id && d.status != DeliveryStatus::Pending,
+                    None => d.status == DeliveryStatus::Failed && since.is_none_or(|t| d.created_at >= t),
+                };
+                if hit {
+                    d.status = DeliveryStatus::Pending;
+                    d.attempts = 0;
+                    d.next_attempt_at = now;
+                    n += 1;
+                }
+            }
+            n
+        };
+        self.commit(journal).await?;
+        Ok(n)
+    }
+
+    async fn delivery_counts(&self, org: OrgId, endpoint: EndpointId) -> Result<Vec<(DeliveryStatus, u64)>, WebhookError> {
+        let mut s = self.lock()?;
+        find(&mut s, org, endpoint)?;
+        Ok([DeliveryStatus::Pending, DeliveryStatus::Delivered, DeliveryStatus::Failed]
+            .into_iter()
+            .map(|st| (st, s.deliveries.iter().filter(|d| d.endpoint == endpoint && d.status == st).count() as u64))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use audit::{Actor, EventKind, RequestContext};
+    use security_policy::Cipher;
+
+    use super::*;
+    use crate::{Acting, EndpointInput, RetryPolicy, judge};
+
+    #[tokio::test]
+    async fn a_delivery_round_trip_through_the_port() {
+        let store = MemoryWebhookStore::new();
+        let cipher = Cipher::from_text(&Cipher::generate_key()).unwrap();
+        let acting = Acting { actor: Actor::system(), context: RequestContext::default() };
+        let org = OrgId::new();
+        let now = Utc::now();
+        let input = EndpointInput { url: Some("https://hooks.example.com/x".into()), events: Some(vec!["user.created".into()]), ..EndpointInput::default() };
+        let (ep, secret) = crate::create(&store, &cipher, &acting, org, input, true, now).await.unwrap();
+        store.publish(&[DomainEvent::new(org, EventKind::ApiKeyCreated, now, serde_json::json!({}))]).unwrap();
+        store.publish(&[DomainEvent::new(org, EventKind::UserCreated, now, serde_json::json!({"userId": "usr_1"}))]).unwrap();
+        let claimed = store.claim_deliveries(now, now + chrono::Duration::seconds(60), 10).await.unwrap();
+        assert_eq!(claimed.len(), 1, "only the subscribed event is queued");
+        assert!(store.claim_deliveries(now, now, 10).await.unwrap().is_empty(), "leased");
+        let (d, _, stored) = &claimed[0];
+        let secrets = crate::signing_secrets(&cipher, stored, now).unwrap();
+        assert_eq!(secrets, vec![secret]);
+        let verdict = judge(&RetryPolicy::default(), 1, Some(500), None, now);
+        let crate::AttemptVerdict::RetryAt { at } = verdict else { panic!("{verdict:?}") };
+        let attempt = Attempt { delivery: d.id.clone(), number: 1, at: now, status: Some(500), duration_ms: 3, error: None, response_body: String::new() };
+        store.record_attempt(d, AttemptOutcome { attempt, status: DeliveryStatus::Pending, next_attempt_at: at, disable_endpoint: None, journal: Journal::default() }).await.unwrap();
+        assert_eq!(store.list_attempts(org, &d.id).await.unwrap().len(), 1);
+        assert!(store.list_attempts(OrgId::new(), &d.id).await.is_err(), "scoped by organization");
+        assert_eq!(store.claim_deliveries(at, at, 10).await.unwrap().len(), 1, "due again after the backoff");
+        assert!(matches!(store.get_endpoint(OrgId::new(), ep.id).await, Err(WebhookError::NotFound(_))));
+        assert_eq!(store.audit().organizations().await.unwrap(), vec![org], "endpoint creation was audited");
+    }
+}
