@@ -2,13 +2,14 @@
 //!
 //! The one storage adapter of Axie Enterprise: SeaORM on SQLite (the embedded
 //! default) or PostgreSQL. It implements every storage port of the domain crates
-//! ([`audit::AuditStore`], [`tenancy::OrgStore`], [`tenancy::AccountStore`],
-//! [`tenancy::ApiKeyStore`]) on one [`SeaStore`] handle, owns the migrations,
-//! and is the only crate that imports `sea_orm`.
+//! (`audit::AuditStore` and `MailOutbox`; `tenancy`'s `OrgStore`, `AccountStore`,
+//! `ApiKeyStore`, `InvitationStore`, `BulkStore` and `MembershipStore`; `webhooks::WebhookStore`)
+//! on one [`SeaStore`] handle, owns the migrations, and is the only crate that imports `sea_orm`.
 //!
 //! Every mutating method opens one transaction, applies the change, appends the
-//! `Journal`'s audit records to the organization's hash chain and writes its
-//! domain events to the outbox, then commits: all or nothing.
+//! `Journal`'s audit records to the organization's hash chain, writes its domain
+//! events to the outbox (and as webhook deliveries) and its emails to the mail
+//! outbox, then commits: all or nothing.
 #![deny(missing_docs)]
 
 mod convert;

@@ -41,7 +41,9 @@ impl MemoryWebhookStore {
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, State>, WebhookError> {
-        self.state.lock().map_err(|_| WebhookError::Store(StoreError::msg("memory store poisoned")))
+        self.state
+            .lock()
+            .map_err(|_| WebhookError::Store(StoreError::msg("memory store poisoned")))
     }
 
     fn queue(s: &mut State, e: &DomainEvent, ep: &Endpoint) {
@@ -67,7 +69,12 @@ impl MemoryWebhookStore {
     pub fn publish(&self, events: &[DomainEvent]) -> Result<(), WebhookError> {
         let mut s = self.lock()?;
         for e in events {
-            let targets: Vec<Endpoint> = s.endpoints.iter().map(|(ep, _)| ep.clone()).filter(|ep| ep.org == e.org && ep.wants(e.kind)).collect();
+            let targets: Vec<Endpoint> = s
+                .endpoints
+                .iter()
+                .map(|(ep, _)| ep.clone())
+                .filter(|ep| ep.org == e.org && ep.wants(e.kind))
+                .collect();
             for ep in &targets {
                 Self::queue(&mut s, e, ep);
             }
@@ -81,36 +88,70 @@ impl MemoryWebhookStore {
     }
 }
 
-fn find<'a>(s: &'a mut State, org: OrgId, id: EndpointId) -> Result<&'a mut (Endpoint, StoredSecrets), WebhookError> {
-    s.endpoints.iter_mut().find(|(e, _)| e.org == org && e.id == id).ok_or(WebhookError::NotFound("webhook endpoint"))
+fn find<'a>(
+    s: &'a mut State,
+    org: OrgId,
+    id: EndpointId,
+) -> Result<&'a mut (Endpoint, StoredSecrets), WebhookError> {
+    s.endpoints
+        .iter_mut()
+        .find(|(e, _)| e.org == org && e.id == id)
+        .ok_or(WebhookError::NotFound("webhook endpoint"))
 }
 
 #[async_trait]
 impl WebhookStore for MemoryWebhookStore {
-    async fn create_endpoint(&self, endpoint: &Endpoint, secret: &str, journal: Journal) -> Result<(), WebhookError> {
-        self.lock()?.endpoints.push((endpoint.clone(), StoredSecrets { current: secret.to_owned(), previous: None }));
+    async fn create_endpoint(
+        &self,
+        endpoint: &Endpoint,
+        secret: &str,
+        journal: Journal,
+    ) -> Result<(), WebhookError> {
+        self.lock()?.endpoints.push((
+            endpoint.clone(),
+            StoredSecrets {
+                current: secret.to_owned(),
+                previous: None,
+            },
+        ));
         self.commit(journal).await
     }
 
     async fn list_endpoints(&self, org: OrgId) -> Result<Vec<Endpoint>, WebhookError> {
-        Ok(self.lock()?.endpoints.iter().filter(|(e, _)| e.org == org).map(|(e, _)| e.clone()).collect())
+        Ok(self
+            .lock()?
+            .endpoints
+            .iter()
+            .filter(|(e, _)| e.org == org)
+            .map(|(e, _)| e.clone())
+            .collect())
     }
 
     async fn get_endpoint(&self, org: OrgId, id: EndpointId) -> Result<Endpoint, WebhookError> {
         Ok(find(&mut *self.lock()?, org, id)?.0.clone())
     }
 
-    async fn update_endpoint(&self, endpoint: &Endpoint, journal: Journal) -> Result<(), WebhookError> {
+    async fn update_endpoint(
+        &self,
+        endpoint: &Endpoint,
+        journal: Journal,
+    ) -> Result<(), WebhookError> {
         find(&mut *self.lock()?, endpoint.org, endpoint.id)?.0 = endpoint.clone();
         self.commit(journal).await
     }
 
-    async fn delete_endpoint(&self, org: OrgId, id: EndpointId, journal: Journal) -> Result<(), WebhookError> {
+    async fn delete_endpoint(
+        &self,
+        org: OrgId,
+        id: EndpointId,
+        journal: Journal,
+    ) -> Result<(), WebhookError> {
         {
             let mut s = self.lock()?;
             find(&mut s, org, id)?;
             s.endpoints.retain(|(e, _)| e.id != id);
-            s.deliveries.retain(|d| !(d.endpoint == id && d.status == DeliveryStatus::Pending));
+            s.deliveries
+                .retain(|d| !(d.endpoint == id && d.status == DeliveryStatus::Pending));
         }
         self.commit(journal).await
     }
@@ -119,12 +160,23 @@ impl WebhookStore for MemoryWebhookStore {
         Ok(find(&mut *self.lock()?, org, id)?.1.clone())
     }
 
-    async fn set_secrets(&self, org: OrgId, id: EndpointId, secrets: &StoredSecrets, journal: Journal) -> Result<(), WebhookError> {
+    async fn set_secrets(
+        &self,
+        org: OrgId,
+        id: EndpointId,
+        secrets: &StoredSecrets,
+        journal: Journal,
+    ) -> Result<(), WebhookError> {
         find(&mut *self.lock()?, org, id)?.1 = secrets.clone();
         self.commit(journal).await
     }
 
-    async fn enqueue_direct(&self, org: OrgId, endpoint: EndpointId, journal: Journal) -> Result<(), WebhookError> {
+    async fn enqueue_direct(
+        &self,
+        org: OrgId,
+        endpoint: EndpointId,
+        journal: Journal,
+    ) -> Result<(), WebhookError> {
         {
             let mut s = self.lock()?;
             let ep = find(&mut s, org, endpoint)?.0.clone();
@@ -135,32 +187,62 @@ impl WebhookStore for MemoryWebhookStore {
         self.commit(journal).await
     }
 
-    async fn claim_deliveries(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: u32) -> Result<Vec<(Delivery, Endpoint, StoredSecrets)>, WebhookError> {
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(Delivery, Endpoint, StoredSecrets)>, WebhookError> {
         let mut s = self.lock()?;
         let mut out = Vec::new();
         let endpoints = s.endpoints.clone();
-        for d in s.deliveries.iter_mut().filter(|d| d.status == DeliveryStatus::Pending && d.next_attempt_at <= now) {
+        for d in s
+            .deliveries
+            .iter_mut()
+            .filter(|d| d.status == DeliveryStatus::Pending && d.next_attempt_at <= now)
+        {
             if out.len() == limit as usize {
                 break;
             }
-            let Some((ep, sec)) = endpoints.iter().find(|(e, _)| e.id == d.endpoint && e.enabled) else { continue };
+            let Some((ep, sec)) = endpoints
+                .iter()
+                .find(|(e, _)| e.id == d.endpoint && e.enabled)
+            else {
+                continue;
+            };
             out.push((d.clone(), ep.clone(), sec.clone()));
             d.next_attempt_at = lease_until;
         }
         Ok(out)
     }
 
-    async fn record_attempt(&self, delivery: &Delivery, o: AttemptOutcome) -> Result<(), WebhookError> {
+    async fn record_attempt(
+        &self,
+        delivery: &Delivery,
+        o: AttemptOutcome,
+    ) -> Result<(), WebhookError> {
         {
             let mut s = self.lock()?;
-            let number = s.attempts.iter().filter(|a| a.delivery == delivery.id).count() as u32 + 1;
-            s.attempts.push(Attempt { number, ..o.attempt.clone() });
+            let number = s
+                .attempts
+                .iter()
+                .filter(|a| a.delivery == delivery.id)
+                .count() as u32
+                + 1;
+            s.attempts.push(Attempt {
+                number,
+                ..o.attempt.clone()
+            });
             if let Some(d) = s.deliveries.iter_mut().find(|d| d.id == delivery.id) {
                 d.status = o.status;
                 d.attempts = o.attempt.number;
                 d.next_attempt_at = o.next_attempt_at;
             }
-            if let Some((ep, _)) = s.endpoints.iter_mut().find(|(e, _)| e.id == delivery.endpoint) {
+            if let Some((ep, _)) = s
+                .endpoints
+                .iter_mut()
+                .find(|(e, _)| e.id == delivery.endpoint)
+            {
                 match o.status {
                     DeliveryStatus::Delivered => ep.consecutive_failures = 0,
                     DeliveryStatus::Failed => ep.consecutive_failures += 1,
@@ -175,13 +257,24 @@ impl WebhookStore for MemoryWebhookStore {
         self.commit(o.journal).await
     }
 
-    async fn list_deliveries(&self, org: OrgId, endpoint: EndpointId, status: Option<DeliveryStatus>, before: Option<&str>, limit: u32) -> Result<Vec<Delivery>, WebhookError> {
+    async fn list_deliveries(
+        &self,
+        org: OrgId,
+        endpoint: EndpointId,
+        status: Option<DeliveryStatus>,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, WebhookError> {
         let mut s = self.lock()?;
         find(&mut s, org, endpoint)?;
         let mut out: Vec<Delivery> = s
             .deliveries
             .iter()
-            .filter(|d| d.endpoint == endpoint && status.is_none_or(|st| d.status == st) && before.is_none_or(|b| d.id.as_str() < b))
+            .filter(|d| {
+                d.endpoint == endpoint
+                    && status.is_none_or(|st| d.status == st)
+                    && before.is_none_or(|b| d.id.as_str() < b)
+            })
             .cloned()
             .collect();
         out.sort_by(|a, b| b.id.cmp(&a.id));
@@ -189,15 +282,35 @@ impl WebhookStore for MemoryWebhookStore {
         Ok(out)
     }
 
-    async fn list_attempts(&self, org: OrgId, delivery: &str) -> Result<Vec<Attempt>, WebhookError> {
+    async fn list_attempts(
+        &self,
+        org: OrgId,
+        delivery: &str,
+    ) -> Result<Vec<Attempt>, WebhookError> {
         let s = self.lock()?;
-        if !s.deliveries.iter().any(|d| d.org == org && d.id == delivery) {
+        if !s
+            .deliveries
+            .iter()
+            .any(|d| d.org == org && d.id == delivery)
+        {
             return Err(WebhookError::NotFound("delivery"));
         }
-        Ok(s.attempts.iter().filter(|a| a.delivery == delivery).cloned().collect())
+        Ok(s.attempts
+            .iter()
+            .filter(|a| a.delivery == delivery)
+            .cloned()
+            .collect())
     }
 
-    async fn requeue(&self, org: OrgId, endpoint: EndpointId, delivery: Option<&str>, since: Option<DateTime<Utc>>, now: DateTime<Utc>, journal: Journal) -> Result<u64, WebhookError> {
+    async fn requeue(
+        &self,
+        org: OrgId,
+        endpoint: EndpointId,
+        delivery: Option<&str>,
+        since: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<u64, WebhookError> {
         let n = {
             let mut s = self.lock()?;
             find(&mut s, org, endpoint)?;
@@ -205,7 +318,10 @@ impl WebhookStore for MemoryWebhookStore {
             for d in s.deliveries.iter_mut().filter(|d| d.endpoint == endpoint) {
                 let hit = match delivery {
                     Some(id) => d.id == id && d.status != DeliveryStatus::Pending,
-                    None => d.status == DeliveryStatus::Failed && since.is_none_or(|t| d.created_at >= t),
+                    None => {
+                        d.status == DeliveryStatus::Failed
+                            && since.is_none_or(|t| d.created_at >= t)
+                    }
                 };
                 if hit {
                     d.status = DeliveryStatus::Pending;
@@ -220,13 +336,29 @@ impl WebhookStore for MemoryWebhookStore {
         Ok(n)
     }
 
-    async fn delivery_counts(&self, org: OrgId, endpoint: EndpointId) -> Result<Vec<(DeliveryStatus, u64)>, WebhookError> {
+    async fn delivery_counts(
+        &self,
+        org: OrgId,
+        endpoint: EndpointId,
+    ) -> Result<Vec<(DeliveryStatus, u64)>, WebhookError> {
         let mut s = self.lock()?;
         find(&mut s, org, endpoint)?;
-        Ok([DeliveryStatus::Pending, DeliveryStatus::Delivered, DeliveryStatus::Failed]
-            .into_iter()
-            .map(|st| (st, s.deliveries.iter().filter(|d| d.endpoint == endpoint && d.status == st).count() as u64))
-            .collect())
+        Ok([
+            DeliveryStatus::Pending,
+            DeliveryStatus::Delivered,
+            DeliveryStatus::Failed,
+        ]
+        .into_iter()
+        .map(|st| {
+            (
+                st,
+                s.deliveries
+                    .iter()
+                    .filter(|d| d.endpoint == endpoint && d.status == st)
+                    .count() as u64,
+            )
+        })
+        .collect())
     }
 }
 
@@ -242,27 +374,96 @@ mod tests {
     async fn a_delivery_round_trip_through_the_port() {
         let store = MemoryWebhookStore::new();
         let cipher = Cipher::from_text(&Cipher::generate_key()).unwrap();
-        let acting = Acting { actor: Actor::system(), context: RequestContext::default() };
+        let acting = Acting {
+            actor: Actor::system(),
+            context: RequestContext::default(),
+        };
         let org = OrgId::new();
         let now = Utc::now();
-        let input = EndpointInput { url: Some("https://hooks.example.com/x".into()), events: Some(vec!["user.created".into()]), ..EndpointInput::default() };
-        let (ep, secret) = crate::create(&store, &cipher, &acting, org, input, true, now).await.unwrap();
-        store.publish(&[DomainEvent::new(org, EventKind::ApiKeyCreated, now, serde_json::json!({}))]).unwrap();
-        store.publish(&[DomainEvent::new(org, EventKind::UserCreated, now, serde_json::json!({"userId": "usr_1"}))]).unwrap();
-        let claimed = store.claim_deliveries(now, now + chrono::Duration::seconds(60), 10).await.unwrap();
+        let input = EndpointInput {
+            url: Some("https://hooks.example.com/x".into()),
+            events: Some(vec!["user.created".into()]),
+            ..EndpointInput::default()
+        };
+        let (ep, secret) = crate::create(&store, &cipher, &acting, org, input, true, now)
+            .await
+            .unwrap();
+        store
+            .publish(&[DomainEvent::new(
+                org,
+                EventKind::ApiKeyCreated,
+                now,
+                serde_json::json!({}),
+            )])
+            .unwrap();
+        store
+            .publish(&[DomainEvent::new(
+                org,
+                EventKind::UserCreated,
+                now,
+                serde_json::json!({"userId": "usr_1"}),
+            )])
+            .unwrap();
+        let claimed = store
+            .claim_deliveries(now, now + chrono::Duration::seconds(60), 10)
+            .await
+            .unwrap();
         assert_eq!(claimed.len(), 1, "only the subscribed event is queued");
-        assert!(store.claim_deliveries(now, now, 10).await.unwrap().is_empty(), "leased");
+        assert!(
+            store
+                .claim_deliveries(now, now, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "leased"
+        );
         let (d, _, stored) = &claimed[0];
         let secrets = crate::signing_secrets(&cipher, stored, now).unwrap();
         assert_eq!(secrets, vec![secret]);
         let verdict = judge(&RetryPolicy::default(), 1, Some(500), None, now);
-        let crate::AttemptVerdict::RetryAt { at } = verdict else { panic!("{verdict:?}") };
-        let attempt = Attempt { delivery: d.id.clone(), number: 1, at: now, status: Some(500), duration_ms: 3, error: None, response_body: String::new() };
-        store.record_attempt(d, AttemptOutcome { attempt, status: DeliveryStatus::Pending, next_attempt_at: at, disable_endpoint: None, journal: Journal::default() }).await.unwrap();
+        let crate::AttemptVerdict::RetryAt { at } = verdict else {
+            panic!("{verdict:?}")
+        };
+        let attempt = Attempt {
+            delivery: d.id.clone(),
+            number: 1,
+            at: now,
+            status: Some(500),
+            duration_ms: 3,
+            error: None,
+            response_body: String::new(),
+        };
+        store
+            .record_attempt(
+                d,
+                AttemptOutcome {
+                    attempt,
+                    status: DeliveryStatus::Pending,
+                    next_attempt_at: at,
+                    disable_endpoint: None,
+                    journal: Journal::default(),
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(store.list_attempts(org, &d.id).await.unwrap().len(), 1);
-        assert!(store.list_attempts(OrgId::new(), &d.id).await.is_err(), "scoped by organization");
-        assert_eq!(store.claim_deliveries(at, at, 10).await.unwrap().len(), 1, "due again after the backoff");
-        assert!(matches!(store.get_endpoint(OrgId::new(), ep.id).await, Err(WebhookError::NotFound(_))));
-        assert_eq!(store.audit().organizations().await.unwrap(), vec![org], "endpoint creation was audited");
+        assert!(
+            store.list_attempts(OrgId::new(), &d.id).await.is_err(),
+            "scoped by organization"
+        );
+        assert_eq!(
+            store.claim_deliveries(at, at, 10).await.unwrap().len(),
+            1,
+            "due again after the backoff"
+        );
+        assert!(matches!(
+            store.get_endpoint(OrgId::new(), ep.id).await,
+            Err(WebhookError::NotFound(_))
+        ));
+        assert_eq!(
+            store.audit().organizations().await.unwrap(),
+            vec![org],
+            "endpoint creation was audited"
+        );
     }
 }

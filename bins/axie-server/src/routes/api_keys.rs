@@ -88,16 +88,14 @@ pub async fn create(
         .map(str::parse)
         .transpose()
         .map_err(|_| ApiError::not_found("team"))?;
-    let (key, token) = api_keys::create(
-        &*st.store,
-        &caller,
-        CreateApiKeyRequest {
-            name: body.name,
-            team,
-        },
-        st.clock.now(),
-    )
-    .await?;
+    let req = CreateApiKeyRequest {
+        name: body.name,
+        team,
+    };
+    let (key, token) = match api_keys::create(&*st.store, &caller, req, st.clock.now()).await {
+        Ok(created) => created,
+        Err(e) => return Err(audited(&st, &caller, "create_api_key", e).await),
+    };
     Ok(HttpResponse::Created().json(CreatedApiKeyResponse {
         key: ApiKeyResponse::from(&key),
         secret: token.secret.clone(),
