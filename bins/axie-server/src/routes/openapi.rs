@@ -18,6 +18,37 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Handler names repeat across modules (`list`, `create`): prefix each operation id with its tag.
+struct UniqueOperationIds;
+
+impl Modify for UniqueOperationIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let tag = op
+                    .tags
+                    .as_ref()
+                    .and_then(|t| t.first())
+                    .cloned()
+                    .unwrap_or_default()
+                    .replace('-', "_");
+                if let Some(id) = &op.operation_id {
+                    op.operation_id = Some(format!("{tag}_{id}"));
+                }
+            }
+        }
+    }
+}
+
 /// The API description.
 #[derive(OpenApi)]
 #[openapi(
@@ -35,7 +66,7 @@ impl Modify for BearerAuth {
         webhooks::recover, webhooks::deliveries, webhooks::attempts, webhooks::resend,
         audit_log::search, audit_log::export, audit_log::verify, audit_log::checkpoint,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &UniqueOperationIds),
 )]
 pub struct ApiDoc;
 
