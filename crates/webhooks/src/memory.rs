@@ -88,11 +88,11 @@ impl MemoryWebhookStore {
     }
 }
 
-fn find<'a>(
-    s: &'a mut State,
+fn find(
+    s: &mut State,
     org: OrgId,
     id: EndpointId,
-) -> Result<&'a mut (Endpoint, StoredSecrets), WebhookError> {
+) -> Result<&mut (Endpoint, StoredSecrets), WebhookError> {
     s.endpoints
         .iter_mut()
         .find(|(e, _)| e.org == org && e.id == id)
