@@ -66,3 +66,44 @@ async fn tenancy_contract_on_postgres() {
         tenancy::contract::run(&store).await;
     }
 }
+
+/// An organization row for the adapter's foreign keys.
+async fn org(store: &SeaStore) -> rbac_core::OrgId {
+    let hasher =
+        security_policy::PasswordHasher::new(security_policy::HashParams::default()).unwrap();
+    let req = tenancy::orgs::CreateOrgRequest {
+        name: "Webhook Contract".into(),
+        plan: billing_limits::Plan::Enterprise,
+        owner_email: format!("o-{}@contract.example", uuid::Uuid::new_v4().simple()),
+        owner_name: "Owner".into(),
+        owner_password: "a long enough passphrase".into(),
+    };
+    tenancy::orgs::create_with_new_owner(store, &hasher, req, chrono::Utc::now())
+        .await
+        .unwrap()
+        .0
+        .id
+}
+
+async fn webhook_contract(store: &SeaStore) {
+    let o = org(store).await;
+    webhooks::contract::run(store, o).await;
+    let o = org(store).await;
+    webhooks::contract::fan_out_on_commit(store, o, |j| async move {
+        audit::AuditStore::append(store, j).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn webhook_contract_on_sqlite() {
+    let (store, _dir) = sqlite().await;
+    webhook_contract(&store).await;
+}
+
+#[tokio::test]
+async fn webhook_contract_on_postgres() {
+    if let Some(store) = postgres().await {
+        webhook_contract(&store).await;
+    }
+}

@@ -16,6 +16,8 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "memory")]
+pub mod contract;
 mod error;
 #[cfg(feature = "memory")]
 mod memory;

@@ -1,0 +1,240 @@
+//! The contract every [`WebhookStore`] must meet. Adapters also run
+//! [`fan_out_on_commit`] with a way to commit a journal, since fan-out is their job.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test suite for store implementations: failing loudly is its job"
+)]
+
+use audit::{Actor, AuditAction, DomainEvent, EventKind, Journal, NewAuditEvent, Target};
+use chrono::{DateTime, Duration, Utc};
+use rbac_core::{EndpointId, OrgId};
+
+use crate::{
+    Attempt, AttemptOutcome, DeliveryStatus, Endpoint, StoredSecrets, WebhookError, WebhookStore,
+    WebhookUrl,
+};
+
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_763_893_815, 0).unwrap()
+}
+
+fn note(org: OrgId) -> Journal {
+    Journal::record(NewAuditEvent::new(
+        org,
+        now(),
+        Actor::system(),
+        AuditAction::WebhookEndpointChanged,
+        Target::new("webhook_endpoint", "x", ""),
+    ))
+}
+
+fn endpoint(org: OrgId, events: Vec<EventKind>) -> Endpoint {
+    Endpoint {
+        id: EndpointId::new(),
+        org,
+        url: WebhookUrl::parse("https://hooks.example.com/a", true).unwrap(),
+        description: "contract".into(),
+        events,
+        enabled: true,
+        disabled_reason: None,
+        consecutive_failures: 0,
+        created_at: now(),
+    }
+}
+
+/// Runs the endpoint, queue and history checks. `org` must exist where the store needs it
+/// (the SQL adapter has a foreign key to organizations).
+pub async fn run(store: &dyn WebhookStore, org: OrgId) {
+    let ep = endpoint(org, vec![]);
+    store
+        .create_endpoint(&ep, "v1:secret", note(org))
+        .await
+        .unwrap();
+    assert_eq!(store.get_endpoint(org, ep.id).await.unwrap(), ep);
+    assert!(
+        matches!(
+            store.get_endpoint(OrgId::new(), ep.id).await,
+            Err(WebhookError::NotFound(_))
+        ),
+        "scoped by organization"
+    );
+    assert_eq!(
+        store.secrets(org, ep.id).await.unwrap(),
+        StoredSecrets {
+            current: "v1:secret".into(),
+            previous: None
+        }
+    );
+    let rotated = StoredSecrets {
+        current: "v1:new".into(),
+        previous: Some(("v1:secret".into(), now() + Duration::hours(1))),
+    };
+    store
+        .set_secrets(org, ep.id, &rotated, note(org))
+        .await
+        .unwrap();
+    assert_eq!(store.secrets(org, ep.id).await.unwrap(), rotated);
+
+    let test = DomainEvent::new(
+        org,
+        EventKind::WebhookTest,
+        now(),
+        serde_json::json!({"n": 1}),
+    );
+    store
+        .enqueue_direct(org, ep.id, Journal::default().publish(test.clone()))
+        .await
+        .unwrap();
+    let lease = now() + Duration::seconds(60);
+    let claimed = store.claim_deliveries(now(), lease, 10).await.unwrap();
+    let mine: Vec<_> = claimed.iter().filter(|c| c.1.id == ep.id).collect();
+    assert_eq!(mine.len(), 1);
+    let d = mine[0].0.clone();
+    assert_eq!(d.event_id, test.id);
+    assert_eq!(d.payload, crate::payload(&test));
+    assert!(
+        store
+            .claim_deliveries(now(), lease, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| c.0.id != d.id),
+        "a leased delivery is not claimed twice"
+    );
+    let attempt = |n: u32, status: u16| Attempt {
+        delivery: d.id.clone(),
+        number: n,
+        at: now(),
+        status: Some(status),
+        duration_ms: 5,
+        error: None,
+        response_body: "nope".into(),
+    };
+    store
+        .record_attempt(
+            &d,
+            AttemptOutcome {
+                attempt: attempt(1, 500),
+                status: DeliveryStatus::Pending,
+                next_attempt_at: now() + Duration::seconds(2),
+                disable_endpoint: None,
+                journal: Journal::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let again = store
+        .claim_deliveries(now() + Duration::seconds(2), lease, 10)
+        .await
+        .unwrap();
+    let d2 = again
+        .into_iter()
+        .find(|c| c.0.id == d.id)
+        .expect("due again")
+        .0;
+    assert_eq!(d2.attempts, 1);
+    store
+        .record_attempt(
+            &d2,
+            AttemptOutcome {
+                attempt: attempt(2, 410),
+                status: DeliveryStatus::Failed,
+                next_attempt_at: now(),
+                disable_endpoint: Some("gone".into()),
+                journal: note(org),
+            },
+        )
+        .await
+        .unwrap();
+    let off = store.get_endpoint(org, ep.id).await.unwrap();
+    assert!(!off.enabled);
+    assert_eq!(off.disabled_reason.as_deref(), Some("gone"));
+    assert_eq!(off.consecutive_failures, 1);
+    let history = store.list_attempts(org, &d.id).await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|a| (a.number, a.status))
+            .collect::<Vec<_>>(),
+        vec![(1, Some(500)), (2, Some(410))]
+    );
+    assert!(store.list_attempts(OrgId::new(), &d.id).await.is_err());
+    let failed = store
+        .list_deliveries(org, ep.id, Some(DeliveryStatus::Failed), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(
+        store
+            .requeue(
+                org,
+                ep.id,
+                None,
+                Some(now() - Duration::hours(1)),
+                now(),
+                note(org)
+            )
+            .await
+            .unwrap(),
+        1
+    );
+    let counts = store.delivery_counts(org, ep.id).await.unwrap();
+    assert!(counts.contains(&(DeliveryStatus::Pending, 1)));
+    assert!(
+        store
+            .claim_deliveries(now() + Duration::days(1), lease, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| c.1.id != ep.id),
+        "disabled endpoints are not served"
+    );
+    store.delete_endpoint(org, ep.id, note(org)).await.unwrap();
+    assert!(
+        store
+            .list_endpoints(org)
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| e.id != ep.id)
+    );
+}
+
+/// Checks the adapter's fan-out: `commit` must commit a journal the way the adapter's
+/// mutating methods do. Only enabled endpoints that want an event get a delivery.
+pub async fn fan_out_on_commit<F, Fut>(store: &dyn WebhookStore, org: OrgId, commit: F)
+where
+    F: Fn(Journal) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let all = endpoint(org, vec![]);
+    let users = endpoint(org, vec![EventKind::UserCreated]);
+    let off = Endpoint {
+        enabled: false,
+        ..endpoint(org, vec![])
+    };
+    for e in [&all, &users, &off] {
+        store.create_endpoint(e, "v1:s", note(org)).await.unwrap();
+    }
+    let user_created = DomainEvent::new(org, EventKind::UserCreated, now(), serde_json::json!({}));
+    let key_created = DomainEvent::new(org, EventKind::ApiKeyCreated, now(), serde_json::json!({}));
+    let test = DomainEvent::new(org, EventKind::WebhookTest, now(), serde_json::json!({}));
+    commit(
+        Journal::default()
+            .publish(user_created)
+            .publish(key_created)
+            .publish(test),
+    )
+    .await;
+    let count = |id| async move {
+        store
+            .list_deliveries(org, id, None, None, 100)
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(count(all.id).await, 2, "everything but test events");
+    assert_eq!(count(users.id).await, 1, "the filter holds");
+    assert_eq!(count(off.id).await, 0, "disabled endpoints get nothing");
+}
