@@ -2,6 +2,7 @@
 //! [`fan_out_on_commit`] with a way to commit a journal, since fan-out is their job.
 #![allow(
     clippy::unwrap_used,
+    clippy::expect_used,
     clippy::panic,
     reason = "a test suite for store implementations: failing loudly is its job"
 )]
