@@ -265,6 +265,18 @@ both_backends!(
             "after re-enabling"
         );
         assert!(!t.audit("action=webhook.endpoint_changed").await.is_empty());
+        let notices = json_of(t.get(&t.org("/outbox"), &t.owner_token).await).await;
+        let kinds: Vec<_> = notices
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["kind"] == "webhook_disabled")
+            .map(|m| m["to"].clone())
+            .collect();
+        assert!(
+            kinds.contains(&json!(OWNER_EMAIL)) && kinds.contains(&json!("mike@example.com")),
+            "admins are told: {kinds:?}"
+        );
     }
 );
 

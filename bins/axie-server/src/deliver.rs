@@ -135,21 +135,7 @@ async fn attempt(state: &AppState, d: Delivery, ep: Endpoint, stored: StoredSecr
         ));
     }
     let journal = match &disable {
-        Some(reason) => Journal::record(
-            NewAuditEvent::new(
-                ep.org,
-                now,
-                Actor::system(),
-                AuditAction::WebhookEndpointChanged,
-                Target::new("webhook_endpoint", ep.id, ep.url.as_str()),
-            )
-            .with_metadata(
-                audit::Metadata::from_value(
-                    serde_json::json!({ "change": "disabled", "reason": reason }),
-                )
-                .unwrap_or_default(),
-            ),
-        ),
+        Some(reason) => disabled_journal(state, &ep, reason, now).await,
         None => Journal::default(),
     };
     if let Some(reason) = &disable {
@@ -173,6 +159,52 @@ async fn attempt(state: &AppState, d: Delivery, ep: Endpoint, stored: StoredSecr
     if let Err(e) = state.store.record_attempt(&d, outcome).await {
         tracing::error!(error = %e, delivery = %d.id, "webhook worker: attempt not recorded; it will be retried after the lease");
     }
+}
+
+/// The audit record of an automatic disable, and a notice to the organization's Owner and Admins.
+async fn disabled_journal(
+    state: &AppState,
+    ep: &Endpoint,
+    reason: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Journal {
+    let mut journal = Journal::record(
+        NewAuditEvent::new(
+            ep.org,
+            now,
+            Actor::system(),
+            AuditAction::WebhookEndpointChanged,
+            Target::new("webhook_endpoint", ep.id, ep.url.as_str()),
+        )
+        .with_metadata(
+            audit::Metadata::from_value(
+                serde_json::json!({ "change": "disabled", "reason": reason }),
+            )
+            .unwrap_or_default(),
+        ),
+    );
+    let admins = tenancy::OrgStore::list_members(&*state.store, ep.org, None, 200)
+        .await
+        .unwrap_or_default();
+    for m in admins.iter().filter(|m| m.role.is_admin()) {
+        journal = journal.mail(audit::OutboundMail {
+            org: ep.org,
+            to: m.user.email.to_string(),
+            subject: "A webhook endpoint was disabled".into(),
+            body: format!(
+                "Hello {},\n\nThe webhook endpoint {} ({}) was disabled: {reason}.\n\
+                 Fix the receiver, re-enable the endpoint, and recover the failed deliveries\n\
+                 (POST /api/v1/orgs/{}/webhooks/{}/recover).\n",
+                m.user.name,
+                ep.id,
+                ep.url.as_str(),
+                ep.org,
+                ep.id
+            ),
+            kind: "webhook_disabled".into(),
+        });
+    }
+    journal
 }
 
 /// Sends one attempt: status, `Retry-After` seconds, transport error, first KiB of the body.

@@ -16,6 +16,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod catalogue;
 #[cfg(feature = "memory")]
 pub mod contract;
 mod error;
@@ -27,6 +28,7 @@ mod service;
 mod sign;
 mod store;
 
+pub use catalogue::{EventType, event_types};
 pub use error::{StoreError, WebhookError};
 #[cfg(feature = "memory")]
 pub use memory::MemoryWebhookStore;

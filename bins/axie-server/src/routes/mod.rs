@@ -95,6 +95,7 @@ routes! {
     GET "/api/v1/orgs/{org_id}/api-keys" => api_keys::list, Member;
     POST "/api/v1/orgs/{org_id}/api-keys" => api_keys::create, Member;
     DELETE "/api/v1/orgs/{org_id}/api-keys/{key_id}" => api_keys::revoke, Member;
+    GET "/api/v1/webhooks/event-types" => webhooks::event_types, Authenticated;
     GET "/api/v1/orgs/{org_id}/webhooks" => webhooks::list, Org(P::ManageWebhooks);
     POST "/api/v1/orgs/{org_id}/webhooks" => webhooks::create, Org(P::ManageWebhooks);
     PATCH "/api/v1/orgs/{org_id}/webhooks/{endpoint_id}" => webhooks::update, Org(P::ManageWebhooks);

@@ -63,7 +63,7 @@ impl Modify for UniqueOperationIds {
         invitations::lookup, invitations::accept, invitations::signup,
         api_keys::list, api_keys::create, api_keys::revoke,
         webhooks::create, webhooks::list, webhooks::update, webhooks::delete, webhooks::rotate, webhooks::test,
-        webhooks::recover, webhooks::deliveries, webhooks::attempts, webhooks::resend,
+        webhooks::recover, webhooks::deliveries, webhooks::attempts, webhooks::resend, webhooks::event_types,
         audit_log::search, audit_log::export, audit_log::verify, audit_log::checkpoint,
     ),
     modifiers(&BearerAuth, &UniqueOperationIds),

@@ -466,3 +466,34 @@ pub async fn recover(
     let n = requeue(&st, &caller, endpoint_id(&path.1)?, None, Some(since)).await?;
     Ok(HttpResponse::Accepted().json(RequeueResponse { requeued: n }))
 }
+
+/// One event type.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventTypeResponse {
+    /// Dotted name.
+    pub name: String,
+    /// Meaning.
+    pub description: String,
+    /// Whether the product emits it today.
+    pub emitted: bool,
+    /// JSON Schema (2020-12) of the request body.
+    #[schema(value_type = Object)]
+    pub schema: serde_json::Value,
+}
+
+/// Every webhook event type with the JSON Schema of its payload.
+#[utoipa::path(get, path = "/api/v1/webhooks/event-types", tag = "webhooks",
+    responses((status = 200, description = "The catalogue", body = [EventTypeResponse])), security(("bearer" = [])))]
+pub async fn event_types(_auth: crate::auth::Authenticated) -> HttpResponse {
+    HttpResponse::Ok().json(
+        webhooks::event_types()
+            .into_iter()
+            .map(|t| EventTypeResponse {
+                name: t.name.to_owned(),
+                description: t.description.to_owned(),
+                emitted: t.emitted,
+                schema: t.schema,
+            })
+            .collect::<Vec<_>>(),
+    )
+}

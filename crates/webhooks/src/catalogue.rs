@@ -1,0 +1,159 @@
+//! The event catalogue: every event type with its description and the JSON Schema of its payload.
+
+use audit::EventKind;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// One event type as documented to customers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventType {
+    /// Dotted name, the `event` field and the `X-Webhook-Event` header.
+    pub name: &'static str,
+    /// What it means.
+    pub description: &'static str,
+    /// Whether the product emits it today (the rest are reserved for resources still to come).
+    pub emitted: bool,
+    /// JSON Schema (draft 2020-12) of the whole request body.
+    pub schema: Value,
+}
+
+fn string(desc: &str) -> Value {
+    json!({"type": "string", "description": desc})
+}
+
+fn data_of(kind: EventKind) -> (&'static str, bool, Value, &'static [&'static str]) {
+    let id = |d: &str| string(d);
+    let role = json!({"type": "string", "enum": ["owner", "admin", "user"]});
+    match kind {
+        EventKind::UserCreated => (
+            "New team member added",
+            true,
+            json!({"userId": id("the member"), "email": string("their email"), "role": role, "invitedBy": {"type": ["string", "null"], "description": "user id of the inviter"}}),
+            &["userId", "email", "role"],
+        ),
+        EventKind::UserUpdated => (
+            "Team member profile updated",
+            false,
+            json!({"userId": id("the member")}),
+            &["userId"],
+        ),
+        EventKind::UserDeleted => (
+            "Team member removed",
+            true,
+            json!({"userId": id("the member"), "email": string("their email"), "role": role, "removedBy": id("who removed them")}),
+            &["userId", "role", "removedBy"],
+        ),
+        EventKind::EnterpriseCreated => (
+            "Enterprise account created",
+            true,
+            json!({"enterpriseId": id("the organization"), "name": string("its name"), "plan": {"type": "string", "enum": ["free", "pro", "enterprise"]}, "ownerId": id("the Owner")}),
+            &["enterpriseId", "name", "plan", "ownerId"],
+        ),
+        EventKind::EnterpriseUpdated => (
+            "Enterprise changed (ownership)",
+            true,
+            json!({"ownerId": id("the new Owner"), "previousOwnerId": id("the previous Owner")}),
+            &["ownerId"],
+        ),
+        EventKind::RoleChanged => (
+            "Team member role modified",
+            true,
+            json!({"userId": id("the member"), "email": string("their email"), "previousRole": role, "role": role, "changedBy": id("who changed it")}),
+            &["userId", "role"],
+        ),
+        EventKind::SettingsUpdated => (
+            "Enterprise settings updated",
+            true,
+            json!({"fields": {"type": "array", "items": {"type": "string"}}, "featureAccess": {"type": "object"}, "updatedBy": id("who changed them")}),
+            &["updatedBy"],
+        ),
+        EventKind::ApiKeyCreated => (
+            "API key created",
+            true,
+            json!({"apiKeyId": id("the key"), "name": string("its name"), "teamId": id("its team"), "createdBy": id("its creator"), "prefix": string("visible prefix of the secret")}),
+            &["apiKeyId", "name", "teamId", "createdBy", "prefix"],
+        ),
+        EventKind::ApiKeyRevoked => (
+            "API key revoked",
+            true,
+            json!({"apiKeyId": id("the key"), "name": string("its name"), "revokedBy": id("who revoked it")}),
+            &["apiKeyId", "revokedBy"],
+        ),
+        EventKind::WebhookTest => (
+            "A test event sent on request",
+            true,
+            json!({"endpointId": id("the endpoint"), "message": string("a fixed text")}),
+            &["endpointId", "message"],
+        ),
+        EventKind::ChatInterfaceCreated => ("Chat interface created", false, json!({}), &[]),
+        EventKind::ChatInterfaceUpdated => ("Chat interface updated", false, json!({}), &[]),
+        EventKind::ChatInterfaceDeleted => ("Chat interface deleted", false, json!({}), &[]),
+        EventKind::DocumentUploaded => ("Document uploaded", false, json!({}), &[]),
+        EventKind::DocumentDeleted => ("Document deleted", false, json!({}), &[]),
+        EventKind::TeamCreated => ("Team created", false, json!({}), &[]),
+        EventKind::TeamUpdated => ("Team updated", false, json!({}), &[]),
+        EventKind::TeamDeleted => ("Team deleted", false, json!({}), &[]),
+        EventKind::AssetTransferred => ("Asset moved between teams", false, json!({}), &[]),
+        _ => ("Reserved", false, json!({}), &[]),
+    }
+}
+
+/// The catalogue, in `EventKind::ALL` order.
+#[must_use]
+pub fn event_types() -> Vec<EventType> {
+    EventKind::ALL
+        .iter()
+        .map(|&kind| {
+            let (description, emitted, props, required) = data_of(kind);
+            let schema = json!({
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "title": kind.as_str(),
+                "type": "object",
+                "required": ["event", "timestamp", "enterpriseId", "data"],
+                "additionalProperties": false,
+                "properties": {
+                    "event": {"const": kind.as_str()},
+                    "timestamp": {"type": "string", "format": "date-time", "description": "RFC 3339, UTC"},
+                    "enterpriseId": {"type": "string", "pattern": "^org_[0-9a-f]{32}$"},
+                    "data": {"type": "object", "properties": props, "required": required},
+                },
+            });
+            EventType { name: kind.as_str(), description, emitted, schema }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_documented_and_payloads_have_the_schema_keys() {
+        let types = event_types();
+        assert_eq!(types.len(), EventKind::ALL.len());
+        for t in &types {
+            assert_ne!(t.description, "Reserved", "{} is undocumented", t.name);
+        }
+        let e = audit::DomainEvent::new(
+            rbac_core::OrgId::new(),
+            EventKind::ApiKeyCreated,
+            chrono::Utc::now(),
+            json!({"apiKeyId": "key_1", "name": "x", "teamId": "team_1", "createdBy": "usr_1", "prefix": "axk_1"}),
+        );
+        let body: Value = serde_json::from_str(&crate::payload(&e)).unwrap();
+        let schema = &types
+            .iter()
+            .find(|t| t.name == "api_key.created")
+            .unwrap()
+            .schema;
+        for key in schema["required"].as_array().unwrap() {
+            assert!(body.get(key.as_str().unwrap()).is_some(), "{key} missing");
+        }
+        for key in schema["properties"]["data"]["required"].as_array().unwrap() {
+            assert!(
+                body["data"].get(key.as_str().unwrap()).is_some(),
+                "data.{key} missing"
+            );
+        }
+    }
+}
