@@ -29,7 +29,7 @@ deny:
 
 # Benchmarks; figures go to docs/benchmarks.md.
 bench:
-    cargo bench -p rbac-core -p audit
+    cargo bench -p audit -p tenancy
 
 # Everything CI does.
 ci:

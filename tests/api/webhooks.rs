@@ -201,8 +201,11 @@ both_backends!(
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
             let eps = json_of(t.get(&t.org("/webhooks"), &t.owner_token).await).await;
-            if eps[0]["enabled"] == false {
-                assert_eq!(eps[0]["disabled_reason"], "the receiver answered 410 Gone");
+            if eps["items"][0]["enabled"] == false {
+                assert_eq!(
+                    eps["items"][0]["disabled_reason"],
+                    "the receiver answered 410 Gone"
+                );
                 break;
             }
             assert!(
@@ -266,7 +269,7 @@ both_backends!(
         );
         assert!(!t.audit("action=webhook.endpoint_changed").await.is_empty());
         let notices = json_of(t.get(&t.org("/outbox"), &t.owner_token).await).await;
-        let kinds: Vec<_> = notices
+        let kinds: Vec<_> = notices["items"]
             .as_array()
             .unwrap()
             .iter()

@@ -47,6 +47,90 @@ fn query(limit: u32) -> AuditQuery {
     }
 }
 
+/// The mail outbox contract: mails committed with a journal are claimed once per lease,
+/// marked sent (body removed) or failed (retried later), and listed per organization.
+pub async fn run_mail<S: AuditStore + crate::MailOutbox + ?Sized>(store: &S) {
+    let org = OrgId::new();
+    let mail = |to: &str| crate::OutboundMail {
+        org,
+        to: to.into(),
+        subject: "s".into(),
+        body: "secret link".into(),
+        kind: "invitation".into(),
+    };
+    store
+        .append(
+            Journal::default()
+                .mail(mail("a@x.example"))
+                .mail(mail("b@x.example")),
+        )
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    let later = now + chrono::Duration::seconds(60);
+    let claimed: Vec<_> = store
+        .claim_mails(now, later, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.org == org)
+        .collect();
+    assert_eq!(claimed.len(), 2);
+    assert!(
+        store
+            .claim_mails(now, later, 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|m| m.org != org),
+        "leased mails are not claimed twice"
+    );
+    store.mark_mail_sent(&claimed[0].id, now).await.unwrap();
+    store
+        .mark_mail_failed(
+            &claimed[1].id,
+            "421 try later",
+            now + chrono::Duration::seconds(5),
+        )
+        .await
+        .unwrap();
+    let listed = store.list_mails(org, None, 10).await.unwrap();
+    let sent = listed.iter().find(|m| m.id == claimed[0].id).unwrap();
+    assert!(sent.sent_at.is_some());
+    assert_eq!(sent.body, "", "a sent mail keeps no copy of its link");
+    let failed = listed.iter().find(|m| m.id == claimed[1].id).unwrap();
+    assert_eq!(failed.attempts, 1);
+    assert_eq!(failed.last_error.as_deref(), Some("421 try later"));
+    let retry: Vec<_> = store
+        .claim_mails(now + chrono::Duration::seconds(5), later, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.org == org)
+        .collect();
+    assert_eq!(
+        retry.iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
+        vec![claimed[1].id.clone()],
+        "only the failed one comes back, after its retry time"
+    );
+    assert!(
+        store
+            .list_mails(OrgId::new(), None, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "scoped by organization"
+    );
+    let first = store.list_mails(org, None, 1).await.unwrap();
+    let rest = store.list_mails(org, Some(&first[0].id), 10).await.unwrap();
+    assert_eq!(
+        first.len() + rest.len(),
+        2,
+        "keyset pages cover the outbox once"
+    );
+    assert!(rest.iter().all(|m| m.id < first[0].id));
+}
+
 /// Runs every check; panics with a message on the first violation.
 pub async fn run(store: &dyn AuditStore) {
     appends_number_and_chain_records(store).await;
@@ -328,5 +412,6 @@ mod tests {
     #[tokio::test]
     async fn memory_store_meets_the_contract() {
         super::run(&crate::MemoryAuditStore::new()).await;
+        super::run_mail(&crate::MemoryAuditStore::new()).await;
     }
 }

@@ -64,9 +64,15 @@ pub trait MailOutbox: Send + Sync {
         retry_at: DateTime<Utc>,
     ) -> Result<(), AuditError>;
 
-    /// The organization's mails, newest first (the outbox admins read when SMTP is off).
+    /// The organization's mails, newest first, with ids below the keyset cursor `before`
+    /// (the outbox admins read when SMTP is off).
     ///
     /// # Errors
     /// [`AuditError::Store`] on storage failure.
-    async fn list_mails(&self, org: OrgId, limit: u32) -> Result<Vec<QueuedMail>, AuditError>;
+    async fn list_mails(
+        &self,
+        org: OrgId,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<QueuedMail>, AuditError>;
 }

@@ -19,7 +19,8 @@ struct State {
     chains: HashMap<OrgId, Vec<AuditEvent>>,
     checkpoints: HashMap<OrgId, Vec<Checkpoint>>,
     outbox: Vec<DomainEvent>,
-    mails: Vec<QueuedMail>,
+    /// Each mail with the time it becomes available (its lease or retry time).
+    mails: Vec<(QueuedMail, chrono::DateTime<chrono::Utc>)>,
 }
 
 /// Keeps everything in a mutex; appends are atomic per journal.
@@ -92,21 +93,25 @@ impl AuditStore for MemoryAuditStore {
         }
         state.outbox.extend(journal.events);
         for m in journal.mails {
-            let id = format!("mail_{}", state.mails.len() + 1);
-            state.mails.push(QueuedMail {
-                id,
-                org: m.org,
-                to: m.to,
-                subject: m.subject,
-                body: m.body,
-                kind: m.kind,
-                created_at: out
-                    .first()
-                    .map_or_else(chrono::Utc::now, |r| r.event.occurred_at),
-                sent_at: None,
-                attempts: 0,
-                last_error: None,
-            });
+            let id = format!("mail_{:020}", state.mails.len() + 1);
+            let queued_at = out
+                .first()
+                .map_or_else(chrono::Utc::now, |r| r.event.occurred_at);
+            state.mails.push((
+                QueuedMail {
+                    id,
+                    org: m.org,
+                    to: m.to,
+                    subject: m.subject,
+                    body: m.body,
+                    kind: m.kind,
+                    created_at: queued_at,
+                    sent_at: None,
+                    attempts: 0,
+                    last_error: None,
+                },
+                chrono::DateTime::<chrono::Utc>::MIN_UTC,
+            ));
         }
         Ok(out)
     }
@@ -194,23 +199,27 @@ impl AuditStore for MemoryAuditStore {
     }
 }
 
-/// Leases are not modelled: the memory store serves one process.
+/// Leases and retry times are modelled as in the SQL adapter.
 #[async_trait]
 impl MailOutbox for MemoryAuditStore {
     async fn claim_mails(
         &self,
-        _now: chrono::DateTime<chrono::Utc>,
-        _lease: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+        lease: chrono::DateTime<chrono::Utc>,
         limit: u32,
     ) -> Result<Vec<QueuedMail>, AuditError> {
-        Ok(self
-            .lock()?
+        let mut state = self.lock()?;
+        let mut out = Vec::new();
+        for (m, available) in state
             .mails
-            .iter()
-            .filter(|m| m.sent_at.is_none())
+            .iter_mut()
+            .filter(|(m, a)| m.sent_at.is_none() && *a <= now)
             .take(limit as usize)
-            .cloned()
-            .collect())
+        {
+            *available = lease;
+            out.push(m.clone());
+        }
+        Ok(out)
     }
 
     async fn mark_mail_sent(
@@ -218,8 +227,9 @@ impl MailOutbox for MemoryAuditStore {
         id: &str,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), AuditError> {
-        if let Some(m) = self.lock()?.mails.iter_mut().find(|m| m.id == id) {
+        if let Some((m, _)) = self.lock()?.mails.iter_mut().find(|(m, _)| m.id == id) {
             m.sent_at = Some(now);
+            m.attempts += 1;
             m.body.clear();
         }
         Ok(())
@@ -229,24 +239,30 @@ impl MailOutbox for MemoryAuditStore {
         &self,
         id: &str,
         error: &str,
-        _retry_at: chrono::DateTime<chrono::Utc>,
+        retry_at: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), AuditError> {
-        if let Some(m) = self.lock()?.mails.iter_mut().find(|m| m.id == id) {
+        if let Some((m, available)) = self.lock()?.mails.iter_mut().find(|(m, _)| m.id == id) {
             m.attempts += 1;
             m.last_error = Some(error.to_owned());
+            *available = retry_at;
         }
         Ok(())
     }
 
-    async fn list_mails(&self, org: OrgId, limit: u32) -> Result<Vec<QueuedMail>, AuditError> {
+    async fn list_mails(
+        &self,
+        org: OrgId,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<QueuedMail>, AuditError> {
         Ok(self
             .lock()?
             .mails
             .iter()
             .rev()
-            .filter(|m| m.org == org)
+            .filter(|(m, _)| m.org == org && before.is_none_or(|b| m.id.as_str() < b))
             .take(limit as usize)
-            .cloned()
+            .map(|(m, _)| m.clone())
             .collect())
     }
 }

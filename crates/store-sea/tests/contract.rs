@@ -37,12 +37,14 @@ async fn postgres() -> Option<SeaStore> {
 async fn audit_contract_on_sqlite() {
     let (store, _dir) = sqlite().await;
     audit::contract::run(&store).await;
+    audit::contract::run_mail(&store).await;
 }
 
 #[tokio::test]
 async fn audit_contract_on_postgres() {
     if let Some(store) = postgres().await {
         audit::contract::run(&store).await;
+        audit::contract::run_mail(&store).await;
     }
 }
 

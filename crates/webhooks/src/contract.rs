@@ -194,7 +194,7 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
     store.delete_endpoint(org, ep.id, note(org)).await.unwrap();
     assert!(
         store
-            .list_endpoints(org)
+            .list_endpoints(org, None, 100)
             .await
             .unwrap()
             .iter()

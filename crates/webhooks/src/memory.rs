@@ -121,14 +121,22 @@ impl WebhookStore for MemoryWebhookStore {
         self.commit(journal).await
     }
 
-    async fn list_endpoints(&self, org: OrgId) -> Result<Vec<Endpoint>, WebhookError> {
-        Ok(self
+    async fn list_endpoints(
+        &self,
+        org: OrgId,
+        after: Option<EndpointId>,
+        limit: u32,
+    ) -> Result<Vec<Endpoint>, WebhookError> {
+        let mut out: Vec<Endpoint> = self
             .lock()?
             .endpoints
             .iter()
-            .filter(|(e, _)| e.org == org)
+            .filter(|(e, _)| e.org == org && after.is_none_or(|a| e.id > a))
             .map(|(e, _)| e.clone())
-            .collect())
+            .collect();
+        out.sort_by_key(|e| e.id);
+        out.truncate(limit as usize);
+        Ok(out)
     }
 
     async fn get_endpoint(&self, org: OrgId, id: EndpointId) -> Result<Endpoint, WebhookError> {

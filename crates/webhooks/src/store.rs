@@ -50,11 +50,16 @@ pub trait WebhookStore: Send + Sync {
         journal: Journal,
     ) -> Result<(), WebhookError>;
 
-    /// Endpoints of `org`.
+    /// Endpoints of `org` ordered by id, after the keyset cursor `after`.
     ///
     /// # Errors
     /// [`WebhookError::Store`] on storage failure.
-    async fn list_endpoints(&self, org: OrgId) -> Result<Vec<Endpoint>, WebhookError>;
+    async fn list_endpoints(
+        &self,
+        org: OrgId,
+        after: Option<EndpointId>,
+        limit: u32,
+    ) -> Result<Vec<Endpoint>, WebhookError>;
 
     /// One endpoint of `org`.
     ///

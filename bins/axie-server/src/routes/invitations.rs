@@ -316,30 +316,34 @@ pub struct MailResponse {
 
 /// The organization's mail outbox (what would be or was sent), newest first.
 #[utoipa::path(get, path = "/api/v1/orgs/{org_id}/outbox", tag = "invitations",
-    params(("org_id" = String, Path, description = "Organization id")),
-    responses((status = 200, description = "Queued and sent mail", body = [MailResponse])),
+    params(("org_id" = String, Path, description = "Organization id"), PageQuery),
+    responses((status = 200, description = "Queued and sent mail, newest first", body = inline(Page<MailResponse>))),
     security(("bearer" = [])))]
 pub async fn outbox(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
+    q: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let mails = st.store.list_mails(caller.org.id, 200).await?;
-    Ok(HttpResponse::Ok().json(
-        mails
-            .into_iter()
-            .map(|m| MailResponse {
-                id: m.id,
-                to: m.to,
-                subject: m.subject,
-                body: m.body,
-                kind: m.kind,
-                created_at: m.created_at.to_rfc3339(),
-                sent_at: m.sent_at.map(|t| t.to_rfc3339()),
-                attempts: m.attempts,
-                last_error: m.last_error,
-            })
-            .collect::<Vec<_>>(),
-    ))
+    let limit = q.limit()?;
+    let mails = st
+        .store
+        .list_mails(caller.org.id, q.cursor.as_deref(), limit)
+        .await?;
+    let items: Vec<MailResponse> = mails
+        .into_iter()
+        .map(|m| MailResponse {
+            id: m.id,
+            to: m.to,
+            subject: m.subject,
+            body: m.body,
+            kind: m.kind,
+            created_at: m.created_at.to_rfc3339(),
+            sent_at: m.sent_at.map(|t| t.to_rfc3339()),
+            attempts: m.attempts,
+            last_error: m.last_error,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(Page::new(items, limit, |m| m.id.clone())))
 }
 
 /// One row of a bulk preview.

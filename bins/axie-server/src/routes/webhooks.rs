@@ -126,14 +126,18 @@ pub async fn create(
 
 /// Lists endpoints.
 #[utoipa::path(get, path = "/api/v1/orgs/{org_id}/webhooks", tag = "webhooks",
-    params(("org_id" = String, Path, description = "Organization id")),
-    responses((status = 200, description = "Endpoints", body = [EndpointResponse])), security(("bearer" = [])))]
+    params(("org_id" = String, Path, description = "Organization id"), crate::routes::PageQuery),
+    responses((status = 200, description = "Endpoints ordered by id", body = inline(crate::routes::Page<EndpointResponse>))), security(("bearer" = [])))]
 pub async fn list(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
+    q: web::Query<crate::routes::PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let eps = st.store.list_endpoints(caller.org.id).await?;
-    Ok(HttpResponse::Ok().json(eps.iter().map(EndpointResponse::from).collect::<Vec<_>>()))
+    let limit = q.limit()?;
+    let after: Option<EndpointId> = q.cursor()?;
+    let eps = st.store.list_endpoints(caller.org.id, after, limit).await?;
+    let items: Vec<EndpointResponse> = eps.iter().map(EndpointResponse::from).collect();
+    Ok(HttpResponse::Ok().json(crate::routes::Page::new(items, limit, |e| e.id.clone())))
 }
 
 /// Changes an endpoint (re-enabling resets its failure count).

@@ -104,10 +104,17 @@ impl MailOutbox for SeaStore {
         Ok(())
     }
 
-    async fn list_mails(&self, org: OrgId, limit: u32) -> Result<Vec<QueuedMail>, AuditError> {
-        let rows = mail::Entity::find()
-            .filter(mail::Column::OrgId.eq(org.to_string()))
-            .order_by_desc(mail::Column::CreatedAt)
+    async fn list_mails(
+        &self,
+        org: OrgId,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<QueuedMail>, AuditError> {
+        let mut q = mail::Entity::find().filter(mail::Column::OrgId.eq(org.to_string()));
+        if let Some(b) = before {
+            q = q.filter(mail::Column::Id.lt(b));
+        }
+        let rows = q
             .order_by_desc(mail::Column::Id)
             .limit(u64::from(limit))
             .all(self.db())

@@ -166,10 +166,20 @@ impl WebhookStore for SeaStore {
         commit(txn, journal).await
     }
 
-    async fn list_endpoints(&self, org: OrgId) -> Result<Vec<Endpoint>, WebhookError> {
-        let rows = webhook_endpoint::Entity::find()
-            .filter(webhook_endpoint::Column::OrgId.eq(org.to_string()))
+    async fn list_endpoints(
+        &self,
+        org: OrgId,
+        after: Option<EndpointId>,
+        limit: u32,
+    ) -> Result<Vec<Endpoint>, WebhookError> {
+        let mut q = webhook_endpoint::Entity::find()
+            .filter(webhook_endpoint::Column::OrgId.eq(org.to_string()));
+        if let Some(a) = after {
+            q = q.filter(webhook_endpoint::Column::Id.gt(a.to_string()));
+        }
+        let rows = q
             .order_by_asc(webhook_endpoint::Column::Id)
+            .limit(u64::from(limit))
             .all(self.db())
             .await
             .map_err(store)?;
