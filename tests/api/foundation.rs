@@ -354,6 +354,23 @@ both_backends!(openapi_document_covers_the_api, |b| async move {
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
+    // An independent validator (PyPI's openapi-spec-validator) accepts the document.
+    ensure_python_checkers();
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", "import json,sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(sys.stdin))\nprint('valid')"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with openapi-spec-validator");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), doc.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("valid"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 });
 
 both_backends!(

@@ -283,6 +283,7 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub async fn start() -> Self {
+        ensure_python_checkers();
         let dir = tempfile::tempdir().expect("maildir");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -471,4 +472,24 @@ impl Receiver {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
+}
+
+/// The independent checkers this suite uses come from PyPI. `.ci/run` installs them; for
+/// `cargo test` on a fresh machine, install them once here if they are missing.
+pub fn ensure_python_checkers() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let have = std::process::Command::new("python3")
+            .args(["-c", "import aiosmtpd, standardwebhooks, openapi_spec_validator, jsonschema"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !have {
+            eprintln!("installing the test checkers from PyPI: aiosmtpd standardwebhooks openapi-spec-validator");
+            let ok = std::process::Command::new("python3")
+                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "aiosmtpd", "standardwebhooks", "openapi-spec-validator"])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "could not install the PyPI test checkers; run `pip install aiosmtpd standardwebhooks openapi-spec-validator`");
+        }
+    });
 }

@@ -30,6 +30,7 @@ async fn make_key(t: &TestApp, name: &str) {
 
 /// Verifies with the independent Standard Webhooks implementation from PyPI.
 fn standard_verify(secret: &str, r: &Received) -> bool {
+    ensure_python_checkers();
     let script = "import json,sys\nfrom standardwebhooks.webhooks import Webhook\nd=json.load(sys.stdin)\nWebhook(d['secret']).verify(d['body'], d['headers'])\nprint('verified')";
     let input = json!({
         "secret": secret,
@@ -116,6 +117,35 @@ both_backends!(
         )
         .await;
         assert_eq!(page["counts"]["delivered"], 1);
+        // The delivered body validates against the published JSON Schema (checked with PyPI's jsonschema).
+        ensure_python_checkers();
+        let types = json_of(
+            t.get(&t.url("/api/v1/webhooks/event-types"), &t.owner_token)
+                .await,
+        )
+        .await;
+        let schema = types
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "api_key.created")
+            .unwrap()["schema"]
+            .clone();
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", "import json,sys\nimport jsonschema\nd=json.load(sys.stdin)\njsonschema.validate(d['body'], d['schema'])\nprint('valid')"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let input = json!({"body": body, "schema": schema}).to_string();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("valid"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // Secrets are stored encrypted: the database never holds the whsec text or its bytes in the clear.
         let list = json_of(t.get(&t.org("/webhooks"), &t.owner_token).await).await;
         assert!(!list.to_string().contains("whsec_"));
