@@ -118,6 +118,45 @@ both_backends!(
         .await;
         assert_eq!(denied["reason"], "interactive_only");
         json_of(t.get(&t.org("/members"), secret).await).await;
+        // Nor can a key create or promote an account, and so obtain a login.
+        let invite = t
+            .post(
+                &t.org("/invitations"),
+                secret,
+                &json!({"email": "attacker@evil.example", "role": "admin"}),
+            )
+            .await;
+        assert_eq!(
+            problem(invite, StatusCode::FORBIDDEN, "forbidden").await["reason"],
+            "interactive_only"
+        );
+        let lisa = t.member_id("lisa@example.com").await;
+        let promote = t
+            .patch(
+                &t.org(&format!("/members/{lisa}")),
+                secret,
+                &json!({"role": "admin"}),
+            )
+            .await;
+        assert_eq!(
+            problem(promote, StatusCode::FORBIDDEN, "forbidden").await["reason"],
+            "interactive_only"
+        );
+        // Person-level actions need a session.
+        problem(
+            t.get(&t.url("/api/v1/me/sessions"), secret).await,
+            StatusCode::FORBIDDEN,
+            "interactive_only",
+        )
+        .await;
+        let accept = t
+            .post(
+                &t.url("/api/v1/invitations/accept"),
+                secret,
+                &json!({"token": "axi_x"}),
+            )
+            .await;
+        problem(accept, StatusCode::FORBIDDEN, "interactive_only").await;
     }
 );
 

@@ -231,18 +231,20 @@ both_backends!(
         )
         .await;
 
-        // A resend revives an expired invitation; a revoke ends it for good.
+        // An expired invitation is not revived (it holds no seat any more): invite again instead.
         t.owner_token = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
-        json_of(
+        problem(
             t.post(
                 &t.org(&format!("/invitations/{id}/resend")),
                 &t.owner_token,
                 &json!({}),
             )
             .await,
+            StatusCode::GONE,
+            "invitation_expired",
         )
         .await;
-        let third = outbox_token(&t, "sarah@company.com").await;
+        let third = second.clone();
         let res = t
             .delete(&t.org(&format!("/invitations/{id}")), &t.owner_token)
             .await;
@@ -266,7 +268,7 @@ both_backends!(
         .await;
         let list = json_of(t.get(&t.org("/invitations"), &t.owner_token).await).await;
         assert_eq!(list["items"][0]["status"], "revoked");
-        assert_eq!(t.audit("action=invitation.resent").await.len(), 2);
+        assert_eq!(t.audit("action=invitation.resent").await.len(), 1);
         assert_eq!(t.audit("action=invitation.revoked").await.len(), 1);
     }
 );

@@ -68,6 +68,8 @@ const fn interactive_only(p: Permission) -> bool {
             | Permission::TransferOwnership
             | Permission::DeleteOrganization
             | Permission::CreateApiKey
+            | Permission::InviteMembers
+            | Permission::ChangeRoles
     )
 }
 

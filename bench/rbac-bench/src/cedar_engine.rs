@@ -140,6 +140,8 @@ pub const ACTION_GROUPS: [(&str, &[&str]); 7] = [
             "transfer_ownership",
             "delete_organization",
             "create_api_key",
+            "invite_members",
+            "change_roles",
         ],
     ),
     (

@@ -83,6 +83,24 @@ pub struct Authenticated {
     pub request: RequestContext,
 }
 
+impl Authenticated {
+    /// Refuses API keys: for actions on the person's own account (their sessions, joining
+    /// another organization), which an organization-scoped key must not take.
+    ///
+    /// # Errors
+    /// 403 `interactive_only` for API keys.
+    pub fn require_session(&self) -> Result<(), ApiError> {
+        match self.principal {
+            Principal::Session { .. } => Ok(()),
+            Principal::ApiKey { .. } => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "interactive_only",
+                "API keys cannot perform this action; sign in",
+            )),
+        }
+    }
+}
+
 async fn authenticate(
     req: &HttpRequest,
 ) -> Result<(web::Data<AppState>, Principal, RequestContext, Access), ApiError> {

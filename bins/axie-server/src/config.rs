@@ -86,8 +86,8 @@ pub struct SmtpSettings {
     pub timeout_secs: u64,
 }
 
-/// Database settings.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// Database settings (`Debug` redacts the URL's password).
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// Database URL; empty means the SQLite file in the data directory.
@@ -251,6 +251,11 @@ impl Settings {
                 ))
             })?;
         }
+        if self.webhooks.timeout_secs == 0 || self.webhooks.timeout_secs > 300 {
+            return Err(ConfigError(
+                "`webhooks.timeout_secs` must be between 1 and 300".into(),
+            ));
+        }
         if self.webhooks.max_attempts == 0 || self.webhooks.max_attempts > 20 {
             return Err(ConfigError(
                 "`webhooks.max_attempts` must be between 1 and 20".into(),
@@ -288,6 +293,16 @@ impl Settings {
 fn toml_string(s: &Settings) -> String {
     // figment's TOML support is read-only; JSON is an exact, readable rendering too.
     serde_json::to_string_pretty(s).unwrap_or_default()
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = DatabaseUrl::parse(&self.url).map_or_else(|_| self.url.clone(), |u| u.redacted());
+        f.debug_struct("DatabaseSettings")
+            .field("url", &url)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
 }
 
 #[cfg(test)]

@@ -58,6 +58,8 @@ pub fn allow_list(s: &WebhookSettings) -> Vec<IpNetwork> {
 pub fn client(s: &WebhookSettings) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy would resolve names itself and bypass the guarded resolver.
+        .no_proxy()
         .timeout(Duration::from_secs(s.timeout_secs))
         .dns_resolver(Arc::new(GuardedResolver {
             allow: Arc::new(allow_list(s)),
@@ -174,7 +176,7 @@ async fn disabled_journal(
             now,
             Actor::system(),
             AuditAction::WebhookEndpointChanged,
-            Target::new("webhook_endpoint", ep.id, ep.url.as_str()),
+            Target::new("webhook_endpoint", ep.id, ep.url.host_label()),
         )
         .with_metadata(
             audit::Metadata::from_value(
@@ -197,7 +199,7 @@ async fn disabled_journal(
                  (POST /api/v1/orgs/{}/webhooks/{}/recover).\n",
                 m.user.name,
                 ep.id,
-                ep.url.as_str(),
+                ep.url.host_label(),
                 ep.org,
                 ep.id
             ),
@@ -257,16 +259,22 @@ async fn send(
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse().ok());
-            let body = res
-                .text()
-                .await
-                .unwrap_or_default()
-                .chars()
-                .take(1024)
-                .collect();
+            let mut res = res;
+            let mut bytes: Vec<u8> = Vec::new();
+            // Read at most 1 KiB: a receiver cannot make the worker buffer a large body.
+            while bytes.len() < 1024 {
+                match res.chunk().await {
+                    Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+                    _ => break,
+                }
+            }
+            bytes.truncate(1024);
+            let body = String::from_utf8_lossy(&bytes).into_owned();
             (Some(status), retry_after, None, body)
         }
         Err(e) => {
+            // Without the URL: it may carry a credential the customer put in the path.
+            let e = e.without_url();
             let mut msg = e.to_string();
             let mut src = std::error::Error::source(&e);
             while let Some(s) = src {

@@ -30,6 +30,12 @@ enum Command {
     Migrate,
     /// Print the effective configuration with secrets redacted.
     PrintConfig,
+    /// Verify an organization's audit chain against its newest signed checkpoint.
+    VerifyAudit {
+        /// The organization id (`org_…`).
+        #[arg(long)]
+        org: String,
+    },
 }
 
 #[actix_web::main]
@@ -71,6 +77,25 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             store.migrate().await?;
             println!("migrations applied to {url}");
             Ok(())
+        }
+        Some(Command::VerifyAudit { org }) => {
+            let org: rbac_core::OrgId = org.parse()?;
+            let store = store_sea::SeaStore::connect(
+                &settings.database_url()?,
+                store_sea::PoolOptions::default(),
+            )
+            .await?;
+            let key = axie_server::startup::checkpoint_key(&settings)?;
+            match audit::verify_chain(&store, org, &key).await? {
+                Ok(v) => {
+                    println!(
+                        "{org}: {} records verified; checkpoint at {:?}",
+                        v.records, v.checkpoint_seq
+                    );
+                    Ok(())
+                }
+                Err(b) => Err(format!("{org}: the audit chain is broken: {b}").into()),
+            }
         }
         Some(Command::Openapi) | Some(Command::Serve) | None => {
             let app = Application::build(settings).await?;

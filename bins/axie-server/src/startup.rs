@@ -44,6 +44,19 @@ pub struct Application {
     bootstrap: Option<BootstrapReport>,
 }
 
+/// Writes a new key file readable only by the owner, refusing to overwrite one.
+fn write_key_file(path: &std::path::Path, key: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)?.write_all(key.as_bytes())
+}
+
 /// Reads the encryption key from settings, or reads or creates `<data_dir>/encryption.key`.
 fn encryption_key(settings: &Settings) -> Result<security_policy::Cipher, StartupError> {
     let configured = settings.security.encryption_key.expose_secret();
@@ -54,12 +67,7 @@ fn encryption_key(settings: &Settings) -> Result<security_policy::Cipher, Startu
             Err(_) => {
                 std::fs::create_dir_all(&settings.server.data_dir)?;
                 let key = security_policy::Cipher::generate_key();
-                std::fs::write(&path, &key)?;
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-                }
+                write_key_file(&path, &key)?;
                 tracing::warn!(path = %path.display(), "created a new encryption key for secrets at rest; back it up");
                 key
             }
@@ -72,7 +80,10 @@ fn encryption_key(settings: &Settings) -> Result<security_policy::Cipher, Startu
 }
 
 /// Reads or creates the checkpoint key file (hex, 32 random bytes).
-fn checkpoint_key(settings: &Settings) -> Result<Vec<u8>, StartupError> {
+///
+/// # Errors
+/// File errors.
+pub fn checkpoint_key(settings: &Settings) -> Result<Vec<u8>, StartupError> {
     let configured = settings.security.checkpoint_key.expose_secret();
     if !configured.is_empty() {
         return Ok(configured.as_bytes().to_vec());
@@ -83,12 +94,7 @@ fn checkpoint_key(settings: &Settings) -> Result<Vec<u8>, StartupError> {
     }
     std::fs::create_dir_all(&settings.server.data_dir)?;
     let key = security_policy::mint("ck", 32).secret;
-    std::fs::write(&path, &key)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
+    write_key_file(&path, &key)?;
     tracing::warn!(path = %path.display(), "created a new audit checkpoint key; back it up and keep it outside the database");
     Ok(key.into_bytes())
 }

@@ -305,6 +305,43 @@ async fn crash_rounds(database_url: String) {
     }
     server.child.kill().unwrap();
     server.child.wait().unwrap();
+    // The operator's command agrees, and reports a broken link after tampering.
+    let verify = |dir: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_axie-server"))
+            .args(["verify-audit", "--org", &org])
+            .env("AXIE_SERVER__DATA_DIR", dir)
+            .env("AXIE_LOG__LEVEL", "warn")
+            .env("DATABASE_URL", &database_url)
+            .output()
+            .unwrap()
+    };
+    let out = verify(dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("records verified"));
+    let store = store_sea::SeaStore::connect(
+        &store_sea::DatabaseUrl::parse(&database_url).unwrap(),
+        store_sea::PoolOptions::default(),
+    )
+    .await
+    .unwrap();
+    store
+        .execute_sql(&format!(
+            "UPDATE audit_events SET action = 'auth.logout' WHERE org_id = '{org}' AND seq = 3"
+        ))
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    let out = verify(dir.path());
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("record 3 was modified"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     eprintln!(
         "crash test: {} acknowledged creates, {} revokes, {} audit records, {} deliveries",
         created.len(),

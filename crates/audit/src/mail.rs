@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use crate::error::AuditError;
 
-/// An email in the outbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// An email in the outbox (`Debug` leaves out the body, which may hold a one-time link).
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct QueuedMail {
     /// Outbox id.
     pub id: String,
@@ -75,4 +75,16 @@ pub trait MailOutbox: Send + Sync {
         before: Option<&str>,
         limit: u32,
     ) -> Result<Vec<QueuedMail>, AuditError>;
+}
+
+impl std::fmt::Debug for QueuedMail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueuedMail")
+            .field("id", &self.id)
+            .field("org", &self.org)
+            .field("to", &self.to)
+            .field("kind", &self.kind)
+            .field("sent_at", &self.sent_at)
+            .finish_non_exhaustive()
+    }
 }

@@ -238,6 +238,8 @@ const fn interactive_only(p: Permission) -> bool {
             | Permission::TransferOwnership
             | Permission::DeleteOrganization
             | Permission::CreateApiKey
+            | Permission::InviteMembers
+            | Permission::ChangeRoles
     )
 }
 
@@ -869,7 +871,11 @@ mod tests {
             (USER_KEY, P::RevokeApiKey, On::Mine, DEFAULTS, CREATOR_OK),
             (USER_KEY, P::RevokeApiKey, On::Theirs, DEFAULTS, NOT_CREATOR),
             (USER_KEY, P::UseChatInterface, On::Team, DEFAULTS, MEMBER_OK),
-            (USER_KEY, P::InviteMembers, On::Org, DEFAULTS, USER_NO),
+            (USER_KEY, P::UpdateSettings, On::Org, DEFAULTS, USER_NO),
+            // A key cannot create or promote an account (and so obtain a login).
+            (ADMIN_KEY, P::InviteMembers, On::Org, DEFAULTS, KEY_NO),
+            (ADMIN_KEY, P::ChangeRoles, On::Org, DEFAULTS, KEY_NO),
+            (USER_KEY, P::InviteMembers, On::Org, DEFAULTS, KEY_NO),
             // Hidden resources stay hidden: 404 reasons come before the 403 one.
             (OWNER_KEY, P::ManageBilling, On::ForeignOrg, DEFAULTS, CROSS_TENANT),
             (OUTSIDER_KEY, P::CreateApiKey, On::Team, ALL_OPEN, NOT_IN_TEAM),

@@ -96,11 +96,13 @@ const MATRIX: [Row; 35] = [
 ];
 
 /// Actions an API key may never perform.
-const INTERACTIVE_ONLY: [Permission; 4] = [
+const INTERACTIVE_ONLY: [Permission; 6] = [
     P::ManageBilling,
     P::TransferOwnership,
     P::DeleteOrganization,
     P::CreateApiKey,
+    P::InviteMembers,
+    P::ChangeRoles,
 ];
 
 /// The guide's default audience of each setting: only API keys are open to Users.

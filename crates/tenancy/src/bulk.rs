@@ -234,7 +234,7 @@ pub async fn confirm<S: TenancyStore + InvitationStore + BulkStore + ?Sized>(
     let p = store
         .get_preview(caller.org.id, id)
         .await?
-        .filter(|p| now < p.expires_at)
+        .filter(|p| now < p.expires_at && p.created_by == caller.user.id)
         .ok_or(TenancyError::NotFound("preview"))?;
     let mut batch: Vec<(Invitation, MintedToken)> = Vec::new();
     let mut journal = Journal::default();

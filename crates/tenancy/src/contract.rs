@@ -700,7 +700,9 @@ async fn bulk_previews_confirm_once_all_or_nothing<
     ));
 }
 
-async fn roles_transfer_and_removal<S: TenancyStore + AuditStore + MembershipStore + ?Sized>(
+async fn roles_transfer_and_removal<
+    S: TenancyStore + AuditStore + InvitationStore + MembershipStore + ?Sized,
+>(
     s: &S,
 ) {
     let (org, team, owner) = new_org(s).await;
@@ -796,6 +798,10 @@ async fn roles_transfer_and_removal<S: TenancyStore + AuditStore + MembershipSto
     s.create_api_key(&key, "rk1", &keys(9), note(org.id, "key"))
         .await
         .unwrap();
+    let pending = invitation(org.id, owner.id, "by-removed", 7);
+    s.create_invitation(&pending, "rk-inv", &limits(9), note(org.id, "inv"))
+        .await
+        .unwrap();
     let r = s
         .remove_member(
             org.id,
@@ -809,6 +815,12 @@ async fn roles_transfer_and_removal<S: TenancyStore + AuditStore + MembershipSto
     assert_eq!(r.api_keys_deactivated, 1);
     assert!(s.get_member(org.id, owner.id).await.unwrap().is_none());
     assert!(s.find_api_key("rk1").await.unwrap().is_none());
+    let inv = s.find_invitation("rk-inv").await.unwrap().unwrap();
+    assert_eq!(
+        inv.status(now()),
+        InvitationStatus::Revoked,
+        "a removed admin's pending invitations stop working"
+    );
 }
 
 #[cfg(test)]

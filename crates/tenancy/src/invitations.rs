@@ -197,7 +197,7 @@ pub async fn invite<S: TenancyStore + InvitationStore + ?Sized>(
     Ok((inv, token))
 }
 
-/// Sends an invitation again with a new token (the old link stops working) and a new expiry.
+/// Sends a pending invitation again with a new token (the old link stops working) and a new expiry.
 ///
 /// # Errors
 /// [`TenancyError::NotFound`]; [`TenancyError::InvitationUnusable`] for accepted or revoked ones.
@@ -214,7 +214,12 @@ pub async fn resend<S: TenancyStore + InvitationStore + ?Sized>(
         .await?
         .ok_or(TenancyError::NotFound("invitation"))?;
     check_invite_role(&caller.subject, inv.role)?;
-    if let s @ (InvitationStatus::Accepted | InvitationStatus::Revoked) = inv.status(now) {
+    // An expired invitation no longer holds a seat; reviving it would skip the seat and
+    // duplicate checks, so it is invited anew instead.
+    if let s
+    @ (InvitationStatus::Accepted | InvitationStatus::Revoked | InvitationStatus::Expired) =
+        inv.status(now)
+    {
         return Err(TenancyError::InvitationUnusable(s));
     }
     let token = mint(INVITATION_PREFIX, 32);

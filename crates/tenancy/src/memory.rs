@@ -856,6 +856,9 @@ impl MembershipStore for MemoryTenancyStore {
                 })?;
             m.2 = to;
             set_default_team_role(&mut s, org, user, to);
+            if !to.is_admin() {
+                withdraw_grants(&mut s, org, user, Utc::now());
+            }
         }
         self.commit(journal).await
     }
@@ -931,6 +934,7 @@ impl MembershipStore for MemoryTenancyStore {
                 };
                 s.members.remove(pos);
                 s.team_members.retain(|t| !(t.2 == org && t.1 == user));
+                withdraw_grants(&mut s, org, user, now);
                 let mut keys = 0;
                 for k in s.keys.iter_mut().filter(|k| {
                     k.0.org == org && k.0.created_by == user && k.0.revoked_at.is_none()
@@ -981,5 +985,17 @@ fn set_default_team_role(s: &mut State, org: OrgId, user: UserId, role: OrgRole)
         .filter(|t| t.0 == default && t.1 == user)
     {
         t.3 = team_role;
+    }
+}
+
+/// Revokes the person's pending invitations and drops transfers addressed to them.
+fn withdraw_grants(s: &mut State, org: OrgId, user: UserId, now: DateTime<Utc>) {
+    for (inv, _) in s.invitations.iter_mut().filter(|(i, _)| {
+        i.org == org && i.invited_by == user && i.accepted_at.is_none() && i.revoked_at.is_none()
+    }) {
+        inv.revoked_at = Some(now);
+    }
+    if s.transfers.get(&org).is_some_and(|t| t.to == user) {
+        s.transfers.remove(&org);
     }
 }

@@ -134,6 +134,17 @@ impl WebhookUrl {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// `scheme://host[:port]` only: for audit records and notices, since paths and queries
+    /// of webhook URLs often carry credentials.
+    #[must_use]
+    pub fn host_label(&self) -> String {
+        let (scheme, rest) = self.0.split_once("://").unwrap_or(("", &self.0));
+        format!(
+            "{scheme}://{}",
+            rest.split(['/', '?', '#']).next().unwrap_or("")
+        )
+    }
 }
 
 /// Networks never delivered to unless allowlisted: loopback, private, link-local, CGNAT,
@@ -152,6 +163,9 @@ const FORBIDDEN: &[&str] = &[
     "240.0.0.0/4",
     "::/128",
     "::1/128",
+    "::/96",
+    "64:ff9b::/96",
+    "2002::/16",
     "fc00::/7",
     "fe80::/10",
     "ff00::/8",
@@ -241,6 +255,15 @@ mod tests {
     #[test]
     fn urls() {
         assert!(WebhookUrl::parse("https://hooks.example.com/axie", true).is_ok());
+        assert_eq!(
+            WebhookUrl::parse(
+                "https://hooks.slack.com:8443/services/T0/B0/secret?x=1",
+                true
+            )
+            .unwrap()
+            .host_label(),
+            "https://hooks.slack.com:8443"
+        );
         assert!(WebhookUrl::parse("http://hooks.example.com/axie", true).is_err());
         assert!(WebhookUrl::parse("http://127.0.0.1:9000/x", false).is_ok());
         for bad in [
@@ -273,6 +296,12 @@ mod tests {
             );
         }
         assert!(destination_allowed("93.184.216.34".parse().unwrap(), &none));
+        for translated in ["64:ff9b::7f00:1", "2002:7f00:1::1", "::7f00:1"] {
+            assert!(
+                !destination_allowed(translated.parse().unwrap(), &none),
+                "{translated} embeds an IPv4 address"
+            );
+        }
         assert!(destination_allowed(
             "2606:2800:220:1::1".parse().unwrap(),
             &none

@@ -30,7 +30,7 @@ impl Acting {
             now,
             self.actor.clone(),
             AuditAction::WebhookEndpointChanged,
-            Target::new("webhook_endpoint", ep.id, ep.url.as_str()),
+            Target::new("webhook_endpoint", ep.id, ep.url.host_label()),
         )
         .with_context(self.context.clone())
         .with_metadata(audit::Metadata::from_value(json!({ "change": what })).unwrap_or_default())

@@ -12,7 +12,7 @@ use crate::routes::me::UserResponse;
 use crate::state::AppState;
 
 /// Email and password.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
     /// Login email.
@@ -92,4 +92,11 @@ pub async fn logout(
         .finish();
     gone.make_removal();
     Ok(HttpResponse::NoContent().cookie(gone).finish())
+}
+
+impl std::fmt::Debug for LoginBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Passwords and invitation tokens never reach logs.
+        f.write_str("LoginBody { … }")
+    }
 }

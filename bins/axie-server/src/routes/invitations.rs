@@ -177,7 +177,7 @@ pub async fn revoke(
 }
 
 /// An invitation token from the email.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenBody {
     /// The token from the link (`axi_…`).
@@ -242,6 +242,7 @@ pub async fn accept(
     auth: Authenticated,
     body: web::Json<TokenBody>,
 ) -> Result<HttpResponse, ApiError> {
+    auth.require_session()?;
     let user = auth.principal.user();
     let inv = invitations::accept(&*st.store, user, &body.token, st.clock.now()).await?;
     Ok(HttpResponse::Ok().json(AcceptedResponse {
@@ -252,7 +253,7 @@ pub async fn accept(
 }
 
 /// A new account through an invitation.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignupBody {
     /// The token from the link.
@@ -462,4 +463,18 @@ pub async fn bulk_confirm(
     let invited =
         tenancy::bulk::confirm(&*st.store, &caller, id, &settings(&st), st.clock.now()).await?;
     Ok(HttpResponse::Created().json(BulkConfirmResponse { invited }))
+}
+
+impl std::fmt::Debug for TokenBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Passwords and invitation tokens never reach logs.
+        f.write_str("TokenBody { … }")
+    }
+}
+
+impl std::fmt::Debug for SignupBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Passwords and invitation tokens never reach logs.
+        f.write_str("SignupBody { … }")
+    }
 }

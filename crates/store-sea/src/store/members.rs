@@ -14,7 +14,9 @@ use tenancy::{MembershipStore, TenancyError};
 use super::tenancy::{commit, lock_org, store};
 use crate::SeaStore;
 use crate::convert::{id, micros, time};
-use crate::entity::{api_key, membership, ownership_transfer, session, team, team_member};
+use crate::entity::{
+    api_key, invitation, membership, ownership_transfer, session, team, team_member,
+};
 
 fn team_role_for(role: OrgRole) -> TeamRole {
     if role.is_admin() {
@@ -70,6 +72,32 @@ async fn update_role(
     Ok(res.rows_affected == 1)
 }
 
+/// Withdraws what a person set in motion while they had admin rights: their pending
+/// invitations (which would otherwise still grant access) and transfers addressed to them.
+async fn withdraw_grants(
+    txn: &sea_orm::DatabaseTransaction,
+    org: OrgId,
+    user: UserId,
+    now: DateTime<Utc>,
+) -> Result<(), TenancyError> {
+    invitation::Entity::update_many()
+        .col_expr(invitation::Column::RevokedAt, Expr::value(micros(now)))
+        .filter(invitation::Column::OrgId.eq(org.to_string()))
+        .filter(invitation::Column::InvitedBy.eq(user.to_string()))
+        .filter(invitation::Column::AcceptedAt.is_null())
+        .filter(invitation::Column::RevokedAt.is_null())
+        .exec(txn)
+        .await
+        .map_err(store)?;
+    ownership_transfer::Entity::delete_many()
+        .filter(ownership_transfer::Column::OrgId.eq(org.to_string()))
+        .filter(ownership_transfer::Column::ToUser.eq(user.to_string()))
+        .exec(txn)
+        .await
+        .map_err(store)?;
+    Ok(())
+}
+
 #[async_trait]
 impl MembershipStore for SeaStore {
     async fn set_role(
@@ -87,6 +115,9 @@ impl MembershipStore for SeaStore {
             ));
         }
         set_default_team_role(&txn, org, user, to).await?;
+        if !to.is_admin() {
+            withdraw_grants(&txn, org, user, Utc::now()).await?;
+        }
         commit(txn, journal).await
     }
 
@@ -208,6 +239,7 @@ impl MembershipStore for SeaStore {
             .exec(&txn)
             .await
             .map_err(store)?;
+        withdraw_grants(&txn, org, user, now).await?;
         let keys = api_key::Entity::update_many()
             .col_expr(api_key::Column::RevokedAt, Expr::value(micros(now)))
             .filter(api_key::Column::OrgId.eq(org.to_string()))
