@@ -13,11 +13,10 @@ use tenancy::bulk::BulkPreview;
 use tenancy::invitations::Invitation;
 use tenancy::{BulkStore, InvitationStore, TenancyError, User};
 
-use super::tenancy::{commit, lock_org, store};
+use super::tenancy::{check_seat, commit, insert_membership, insert_user, lock_org, store};
 use crate::SeaStore;
 use crate::convert::{json, micros, to_json};
-use crate::entity::{bulk_preview, invitation, membership, team, team_member, user};
-use crate::error::is_unique_violation;
+use crate::entity::{bulk_preview, invitation, membership, user};
 
 async fn is_member_by_email(
     txn: &DatabaseTransaction,
@@ -267,71 +266,17 @@ impl InvitationStore for SeaStore {
                 },
             ));
         }
-        let members = membership::Entity::find()
-            .filter(membership::Column::OrgId.eq(inv.org.to_string()))
-            .count(&txn)
-            .await
-            .map_err(store)?;
-        tenancy::enforce_quota(billing_limits::check_quota(
-            limits,
-            billing_limits::Limit::Members,
-            members,
-            1,
-        ))?;
+        check_seat(&txn, inv.org, limits).await?;
         if let Some(hash) = new_password_hash {
-            let res = user::Entity::insert(user::ActiveModel {
-                id: Set(new.id.to_string()),
-                email: Set(new.email.as_str().to_owned()),
-                name: Set(new.name.clone()),
-                password_hash: Set(Some(hash.to_owned())),
-                created_at: Set(micros(new.created_at)),
-            })
-            .exec_without_returning(&txn)
-            .await;
-            if let Err(e) = res {
-                return Err(if is_unique_violation(&e) {
-                    TenancyError::Conflict(format!(
-                        "an account with the email `{}` exists: sign in and accept the invitation",
-                        new.email
-                    ))
-                } else {
-                    store(e)
-                });
-            }
+            insert_user(&txn, new, hash).await.map_err(|e| match e {
+                TenancyError::Conflict(_) => TenancyError::Conflict(format!(
+                    "an account with the email `{}` exists: sign in and accept the invitation",
+                    new.email
+                )),
+                other => other,
+            })?;
         }
-        let res = membership::Entity::insert(membership::ActiveModel {
-            org_id: Set(inv.org.to_string()),
-            user_id: Set(new.id.to_string()),
-            role: Set(inv.role.as_str().to_owned()),
-            joined_at: Set(micros(now)),
-        })
-        .exec_without_returning(&txn)
-        .await;
-        if let Err(e) = res {
-            return Err(if is_unique_violation(&e) {
-                TenancyError::Conflict(format!("`{}` is already a member", new.email))
-            } else {
-                store(e)
-            });
-        }
-        let in_org = team::Entity::find()
-            .filter(team::Column::Id.eq(team_id.to_string()))
-            .filter(team::Column::OrgId.eq(inv.org.to_string()))
-            .count(&txn)
-            .await
-            .map_err(store)?;
-        if in_org == 0 {
-            return Err(TenancyError::NotFound("team"));
-        }
-        team_member::Entity::insert(team_member::ActiveModel {
-            team_id: Set(team_id.to_string()),
-            user_id: Set(new.id.to_string()),
-            org_id: Set(inv.org.to_string()),
-            role: Set(team_role.as_str().to_owned()),
-        })
-        .exec_without_returning(&txn)
-        .await
-        .map_err(store)?;
+        insert_membership(&txn, inv.org, new, inv.role, team_id, team_role, now).await?;
         commit(txn, journal).await
     }
 }

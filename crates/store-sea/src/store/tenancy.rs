@@ -42,6 +42,103 @@ pub(crate) async fn lock_org(txn: &DatabaseTransaction, org: OrgId) -> Result<()
     Ok(())
 }
 
+/// Inserts a new account; a taken email is a `Conflict`. Runs in the caller's transaction.
+pub(crate) async fn insert_user(
+    txn: &DatabaseTransaction,
+    u: &User,
+    password_hash: &str,
+) -> Result<(), TenancyError> {
+    let res = user::Entity::insert(user::ActiveModel {
+        id: Set(u.id.to_string()),
+        email: Set(u.email.as_str().to_owned()),
+        name: Set(u.name.clone()),
+        password_hash: Set(Some(password_hash.to_owned())),
+        created_at: Set(micros(u.created_at)),
+    })
+    .exec_without_returning(txn)
+    .await;
+    match res {
+        Err(e) if is_unique_violation(&e) => Err(TenancyError::Conflict(format!(
+            "an account with the email `{}` exists",
+            u.email
+        ))),
+        Err(e) => Err(store(e)),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Counts `org`'s members and applies the plan's member limit for one more.
+pub(crate) async fn check_seat(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    limits: &billing_limits::PlanLimits,
+) -> Result<(), TenancyError> {
+    let used = membership::Entity::find()
+        .filter(membership::Column::OrgId.eq(org.to_string()))
+        .count(txn)
+        .await
+        .map_err(store)?;
+    tenancy::enforce_quota(billing_limits::check_quota(
+        limits,
+        billing_limits::Limit::Members,
+        used,
+        1,
+    ))
+}
+
+/// Adds the membership and the team role (the team must belong to `org`). Runs in the caller's transaction.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the columns of two rows written together"
+)]
+pub(crate) async fn insert_membership(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    u: &User,
+    role: OrgRole,
+    team_id: TeamId,
+    team_role: TeamRole,
+    joined_at: DateTime<Utc>,
+) -> Result<(), TenancyError> {
+    let res = membership::Entity::insert(membership::ActiveModel {
+        org_id: Set(org.to_string()),
+        user_id: Set(u.id.to_string()),
+        role: Set(role.as_str().to_owned()),
+        joined_at: Set(micros(joined_at)),
+    })
+    .exec_without_returning(txn)
+    .await;
+    match res {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(TenancyError::Conflict(format!(
+                "`{}` is already a member, or the organization already has an owner",
+                u.email
+            )));
+        }
+        Err(e) => return Err(store(e)),
+        Ok(_) => {}
+    }
+    let in_org = team::Entity::find()
+        .filter(team::Column::Id.eq(team_id.to_string()))
+        .filter(team::Column::OrgId.eq(org.to_string()))
+        .count(txn)
+        .await
+        .map_err(store)?;
+    if in_org == 0 {
+        return Err(TenancyError::NotFound("team"));
+    }
+    team_member::Entity::insert(team_member::ActiveModel {
+        team_id: Set(team_id.to_string()),
+        user_id: Set(u.id.to_string()),
+        org_id: Set(org.to_string()),
+        role: Set(team_role.as_str().to_owned()),
+    })
+    .exec_without_returning(txn)
+    .await
+    .map_err(store)?;
+    Ok(())
+}
+
 pub(crate) async fn commit(txn: DatabaseTransaction, journal: Journal) -> Result<(), TenancyError> {
     commit_journal(&txn, journal).await.map_err(store)?;
     txn.commit().await.map_err(store)
@@ -91,25 +188,7 @@ impl OrgStore for SeaStore {
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         if let Some(hash) = owner_password_hash {
-            let res = user::Entity::insert(user::ActiveModel {
-                id: Set(owner.id.to_string()),
-                email: Set(owner.email.as_str().to_owned()),
-                name: Set(owner.name.clone()),
-                password_hash: Set(Some(hash.to_owned())),
-                created_at: Set(micros(owner.created_at)),
-            })
-            .exec_without_returning(&txn)
-            .await;
-            if let Err(e) = res {
-                return Err(if is_unique_violation(&e) {
-                    TenancyError::Conflict(format!(
-                        "an account with the email `{}` exists",
-                        owner.email
-                    ))
-                } else {
-                    store(e)
-                });
-            }
+            insert_user(&txn, owner, hash).await?;
         }
         organization::Entity::insert(organization::ActiveModel {
             id: Set(org.id.to_string()),
@@ -134,24 +213,16 @@ impl OrgStore for SeaStore {
         .exec_without_returning(&txn)
         .await
         .map_err(store)?;
-        membership::Entity::insert(membership::ActiveModel {
-            org_id: Set(org.id.to_string()),
-            user_id: Set(owner.id.to_string()),
-            role: Set(OrgRole::Owner.as_str().to_owned()),
-            joined_at: Set(micros(org.created_at)),
-        })
-        .exec_without_returning(&txn)
-        .await
-        .map_err(store)?;
-        team_member::Entity::insert(team_member::ActiveModel {
-            team_id: Set(default_team.id.to_string()),
-            user_id: Set(owner.id.to_string()),
-            org_id: Set(org.id.to_string()),
-            role: Set(TeamRole::Admin.as_str().to_owned()),
-        })
-        .exec_without_returning(&txn)
-        .await
-        .map_err(store)?;
+        insert_membership(
+            &txn,
+            org.id,
+            owner,
+            OrgRole::Owner,
+            default_team.id,
+            TeamRole::Admin,
+            org.created_at,
+        )
+        .await?;
         commit(txn, journal).await
     }
 
@@ -168,71 +239,11 @@ impl OrgStore for SeaStore {
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         lock_org(&txn, org).await?;
-        let used = membership::Entity::find()
-            .filter(membership::Column::OrgId.eq(org.to_string()))
-            .count(&txn)
-            .await
-            .map_err(store)?;
-        tenancy::enforce_quota(billing_limits::check_quota(
-            limits,
-            billing_limits::Limit::Members,
-            used,
-            1,
-        ))?;
+        check_seat(&txn, org, limits).await?;
         if let Some(hash) = new_password_hash {
-            let res = user::Entity::insert(user::ActiveModel {
-                id: Set(new.id.to_string()),
-                email: Set(new.email.as_str().to_owned()),
-                name: Set(new.name.clone()),
-                password_hash: Set(Some(hash.to_owned())),
-                created_at: Set(micros(new.created_at)),
-            })
-            .exec_without_returning(&txn)
-            .await;
-            if let Err(e) = res {
-                return Err(if is_unique_violation(&e) {
-                    TenancyError::Conflict(format!(
-                        "an account with the email `{}` exists",
-                        new.email
-                    ))
-                } else {
-                    store(e)
-                });
-            }
+            insert_user(&txn, new, hash).await?;
         }
-        let res = membership::Entity::insert(membership::ActiveModel {
-            org_id: Set(org.to_string()),
-            user_id: Set(new.id.to_string()),
-            role: Set(org_role.as_str().to_owned()),
-            joined_at: Set(micros(new.created_at)),
-        })
-        .exec_without_returning(&txn)
-        .await;
-        if let Err(e) = res {
-            return Err(if is_unique_violation(&e) {
-                TenancyError::Conflict(format!("`{}` is already a member", new.email))
-            } else {
-                store(e)
-            });
-        }
-        let in_org = team::Entity::find()
-            .filter(team::Column::Id.eq(team_id.to_string()))
-            .filter(team::Column::OrgId.eq(org.to_string()))
-            .count(&txn)
-            .await
-            .map_err(store)?;
-        if in_org == 0 {
-            return Err(TenancyError::NotFound("team"));
-        }
-        team_member::Entity::insert(team_member::ActiveModel {
-            team_id: Set(team_id.to_string()),
-            user_id: Set(new.id.to_string()),
-            org_id: Set(org.to_string()),
-            role: Set(team_role.as_str().to_owned()),
-        })
-        .exec_without_returning(&txn)
-        .await
-        .map_err(store)?;
+        insert_membership(&txn, org, new, org_role, team_id, team_role, new.created_at).await?;
         commit(txn, journal).await
     }
 
