@@ -93,7 +93,10 @@ pub async fn create_with_new_owner<S: TenancyStore + ?Sized>(
 /// The company profile as the caller may see it: billing address and tax id only for billing readers.
 #[must_use]
 pub fn visible_profile(caller: &Caller) -> CompanyProfile {
-    let mut p = caller.org.profile.clone();
+    redact_billing(caller, caller.org.profile.clone())
+}
+
+fn redact_billing(caller: &Caller, mut p: CompanyProfile) -> CompanyProfile {
     if caller.check_org(Permission::ViewBilling).is_err() {
         p.billing_address = String::new();
         p.tax_id = String::new();
@@ -114,7 +117,8 @@ pub struct UpdateProfileRequest {
     pub tax_id: Option<String>,
 }
 
-/// Updates the company profile. Billing fields need the billing permission (Owner).
+/// Updates the company profile and returns it as the caller may see it. Billing fields need the
+/// billing permission (Owner).
 ///
 /// # Errors
 /// [`TenancyError::Forbidden`], [`TenancyError::Invalid`].
@@ -167,7 +171,7 @@ pub async fn update_profile<S: TenancyStore + ?Sized>(
         }),
     ));
     store.update_profile(caller.org.id, &p, journal).await?;
-    Ok(p)
+    Ok(redact_billing(caller, p))
 }
 
 fn bounded(field: &str, s: String, max: usize) -> Result<String, TenancyError> {

@@ -35,8 +35,8 @@ pub use memory::MemoryWebhookStore;
 pub use model::{Attempt, Delivery, DeliveryStatus, Endpoint, payload};
 pub use policy::{AttemptVerdict, RetryPolicy, WebhookUrl, destination_allowed, judge};
 pub use service::{
-    Acting, EndpointInput, USER_AGENT, create, delete, headers, rotate, send_test, signing_secrets,
-    update,
+    Acting, EndpointInput, USER_AGENT, create, delete, headers, requeue, rotate, send_test,
+    signing_secrets, update,
 };
 pub use sign::{
     SigningSecret, TOLERANCE_SECS, VerifyError, axie_signature, standard_signature, verify,

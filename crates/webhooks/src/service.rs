@@ -284,3 +284,32 @@ pub fn headers(
         ("webhook-signature", standard.join(" ")),
     ]
 }
+
+/// Puts one finished delivery (`delivery`), or every failed delivery since `since`, back in the
+/// queue with a fresh attempt budget, audited. Returns how many.
+///
+/// # Errors
+/// [`WebhookError::NotFound`] for an unknown endpoint, or a single delivery that is not finished.
+pub async fn requeue(
+    store: &dyn WebhookStore,
+    acting: &Acting,
+    org: OrgId,
+    id: EndpointId,
+    delivery: Option<&str>,
+    since: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<u64, WebhookError> {
+    let ep = store.get_endpoint(org, id).await?;
+    let mut record = acting.audit(org, now, "requeued", &ep);
+    record.metadata = audit::Metadata::from_value(
+        json!({ "change": "requeued", "delivery": delivery, "since": since }),
+    )
+    .unwrap_or_default();
+    let n = store
+        .requeue(org, id, delivery, since, now, Journal::record(record))
+        .await?;
+    if n == 0 && delivery.is_some() {
+        return Err(WebhookError::NotFound("finished delivery"));
+    }
+    Ok(n)
+}

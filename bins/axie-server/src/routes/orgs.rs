@@ -99,11 +99,7 @@ pub async fn update(
         billing_address: body.billing_address,
         tax_id: body.tax_id,
     };
-    let mut profile = orgs::update_profile(&*st.store, &caller, req, st.clock.now()).await?;
-    if caller.check_org(Permission::ViewBilling).is_err() {
-        profile.billing_address.clear();
-        profile.tax_id.clear();
-    }
+    let profile = orgs::update_profile(&*st.store, &caller, req, st.clock.now()).await?;
     Ok(HttpResponse::Ok().json(response(&caller, &profile)))
 }
 

@@ -1,7 +1,6 @@
 //! Webhook endpoints, test events, deliveries, attempts, resend and recovery.
 
 use actix_web::{HttpResponse, web};
-use audit::{Journal, Metadata, Target};
 use rbac_core::EndpointId;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -410,26 +409,16 @@ async fn requeue(
     one: Option<&str>,
     since: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<u64, ApiError> {
-    let now = st.clock.now();
-    let journal = Journal::record(
-        caller
-            .audit(
-                now,
-                audit::AuditAction::WebhookEndpointChanged,
-                Target::new("webhook_endpoint", ep, ""),
-            )
-            .with_metadata(Metadata::from_value(
-                serde_json::json!({ "change": "requeued", "delivery": one, "since": since }),
-            )?),
-    );
-    let n = st
-        .store
-        .requeue(caller.org.id, ep, one, since, now, journal)
-        .await?;
-    if n == 0 && one.is_some() {
-        return Err(ApiError::not_found("finished delivery"));
-    }
-    Ok(n)
+    Ok(webhooks::requeue(
+        &*st.store,
+        &acting(caller),
+        caller.org.id,
+        ep,
+        one,
+        since,
+        st.clock.now(),
+    )
+    .await?)
 }
 
 /// Sends one delivery again (with a fresh attempt budget).
