@@ -130,9 +130,21 @@ async fn orgs_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
 
     let mut profile = org.profile.clone();
     profile.tax_id = "SE1".into();
-    s.update_profile(org.id, &profile, note(org.id, "profile"))
+    s.update_profile(org.id, &org.profile, &profile, note(org.id, "profile"))
         .await
         .unwrap();
+    let stale = CompanyProfile {
+        company_name: "lost update".into(),
+        ..org.profile.clone()
+    };
+    assert!(
+        matches!(
+            s.update_profile(org.id, &org.profile, &stale, note(org.id, "stale"))
+                .await,
+            Err(TenancyError::Conflict(_))
+        ),
+        "an update based on a stale profile is refused"
+    );
     let access = FeatureAccess {
         view_audit_logs: rbac_core::Audience::AdminsAndUsers,
         ..FeatureAccess::default()
@@ -145,7 +157,7 @@ async fn orgs_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
     assert_eq!(got.access, access);
     assert_eq!(head(s, org.id).await, 3);
     assert!(matches!(
-        s.update_profile(OrgId::new(), &profile, note(org.id, "x"))
+        s.update_profile(OrgId::new(), &org.profile, &profile, note(org.id, "x"))
             .await,
         Err(TenancyError::NotFound(_))
     ));

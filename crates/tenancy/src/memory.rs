@@ -268,14 +268,23 @@ impl OrgStore for MemoryTenancyStore {
     async fn update_profile(
         &self,
         org: OrgId,
+        expected: &CompanyProfile,
         profile: &CompanyProfile,
         journal: Journal,
     ) -> Result<(), TenancyError> {
-        self.lock()?
-            .orgs
-            .get_mut(&org)
-            .ok_or(TenancyError::NotFound("organization"))?
-            .profile = profile.clone();
+        {
+            let mut s = self.lock()?;
+            let o = s
+                .orgs
+                .get_mut(&org)
+                .ok_or(TenancyError::NotFound("organization"))?;
+            if &o.profile != expected {
+                return Err(TenancyError::Conflict(
+                    "the company profile changed meanwhile; reload and try again".into(),
+                ));
+            }
+            o.profile = profile.clone();
+        }
         self.commit(journal).await
     }
 

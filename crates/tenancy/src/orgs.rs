@@ -170,7 +170,9 @@ pub async fn update_profile<S: TenancyStore + ?Sized>(
             "fields": changed, "updatedBy": caller.user.id,
         }),
     ));
-    store.update_profile(caller.org.id, &p, journal).await?;
+    store
+        .update_profile(caller.org.id, &caller.org.profile, &p, journal)
+        .await?;
     Ok(redact_billing(caller, p))
 }
 

@@ -73,13 +73,16 @@ pub trait OrgStore: Send + Sync {
     /// [`TenancyError::NotFound`] when it does not exist.
     async fn get_org(&self, org: OrgId) -> Result<Organization, TenancyError>;
 
-    /// Replaces the company profile.
+    /// Replaces the company profile if it is still `expected` (compare-and-swap, so two
+    /// concurrent partial updates cannot silently drop each other's fields).
     ///
     /// # Errors
-    /// [`TenancyError::NotFound`] when the organization does not exist.
+    /// [`TenancyError::NotFound`] when the organization does not exist;
+    /// [`TenancyError::Conflict`] when the profile changed since `expected` was read.
     async fn update_profile(
         &self,
         org: OrgId,
+        expected: &CompanyProfile,
         profile: &CompanyProfile,
         journal: Journal,
     ) -> Result<(), TenancyError>;

@@ -315,6 +315,18 @@ impl BulkStore for SeaStore {
     }
 
     async fn save_preview(&self, p: &BulkPreview) -> Result<(), TenancyError> {
+        // Previews live minutes: purge this organization's expired or used ones as new ones arrive.
+        let issued = p.expires_at - chrono::Duration::minutes(tenancy::bulk::PREVIEW_TTL_MINUTES);
+        bulk_preview::Entity::delete_many()
+            .filter(bulk_preview::Column::OrgId.eq(p.org.to_string()))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(bulk_preview::Column::ExpiresAt.lte(micros(issued)))
+                    .add(bulk_preview::Column::ConsumedAt.is_not_null()),
+            )
+            .exec(self.db())
+            .await
+            .map_err(store)?;
         bulk_preview::Entity::insert(bulk_preview::ActiveModel {
             id: Set(p.id.to_string()),
             org_id: Set(p.org.to_string()),

@@ -266,16 +266,29 @@ impl OrgStore for SeaStore {
     async fn update_profile(
         &self,
         org: OrgId,
+        expected: &CompanyProfile,
         profile: &CompanyProfile,
         journal: Journal,
     ) -> Result<(), TenancyError> {
-        self.update_org_json(
-            org,
-            organization::Column::Profile,
-            to_json(profile)?,
-            journal,
-        )
-        .await
+        let txn = self.db().begin().await.map_err(store)?;
+        let res = organization::Entity::update_many()
+            .col_expr(
+                organization::Column::Profile,
+                Expr::value(to_json(profile)?),
+            )
+            .filter(organization::Column::Id.eq(org.to_string()))
+            .filter(organization::Column::Profile.eq(to_json(expected)?))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if res.rows_affected == 0 {
+            txn.rollback().await.map_err(store)?;
+            self.get_org(org).await?;
+            return Err(TenancyError::Conflict(
+                "the company profile changed meanwhile; reload and try again".into(),
+            ));
+        }
+        commit(txn, journal).await
     }
 
     async fn update_access(
