@@ -421,3 +421,55 @@ both_backends!(
         assert_eq!(updates.len(), 2);
     }
 );
+
+both_backends!(
+    repeated_failed_logins_lock_the_account_for_a_while,
+    |b| async move {
+        let t = spawn_app(b).await;
+        for _ in 0..10 {
+            problem(
+                t.login_response("lisa@example.com", "wrong password guess")
+                    .await,
+                StatusCode::UNAUTHORIZED,
+                "bad_credentials",
+            )
+            .await;
+        }
+        // Locked: even the right password is refused, with a clear answer and Retry-After.
+        let res = t.login_response("lisa@example.com", DEMO_PASSWORD).await;
+        let retry: u64 = res.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=900).contains(&retry), "{retry}");
+        problem(res, StatusCode::TOO_MANY_REQUESTS, "login_throttled").await;
+        let throttled = t.audit("action=auth.login_failed&outcome=failure").await;
+        assert_eq!(
+            throttled
+                .iter()
+                .filter(|r| r["reason"] == "throttled")
+                .count(),
+            1
+        );
+        assert_eq!(
+            throttled
+                .iter()
+                .filter(|r| r["reason"] == "bad_credentials")
+                .count(),
+            10
+        );
+        // Other accounts are not affected.
+        t.login("tom@example.com", DEMO_PASSWORD).await;
+        t.clock.advance(chrono::Duration::minutes(15));
+        t.login("lisa@example.com", DEMO_PASSWORD).await;
+        // Success resets the count: one more mistake does not lock again.
+        problem(
+            t.login_response("lisa@example.com", "one more typo").await,
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+        )
+        .await;
+        t.login("lisa@example.com", DEMO_PASSWORD).await;
+    }
+);

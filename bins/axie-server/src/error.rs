@@ -13,6 +13,7 @@ pub struct ApiError {
     code: &'static str,
     detail: String,
     extra: Option<Value>,
+    retry_after: Option<u64>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -24,6 +25,7 @@ impl ApiError {
             code,
             detail: detail.into(),
             extra: None,
+            retry_after: None,
             source: None,
         }
     }
@@ -65,6 +67,7 @@ impl ApiError {
             code: "internal",
             detail: "an internal error occurred; it has been logged".into(),
             extra: None,
+            retry_after: None,
             source: Some(Box::new(source)),
         }
     }
@@ -110,6 +113,9 @@ impl ResponseError for ApiError {
         }
         let mut res = HttpResponse::build(self.status);
         res.insert_header(ContentType(mime_problem()));
+        if let Some(secs) = self.retry_after {
+            res.insert_header(("Retry-After", secs.to_string()));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             res.insert_header(("WWW-Authenticate", "Bearer"));
         }
@@ -151,6 +157,18 @@ impl From<TenancyError> for ApiError {
             } => ApiError::new(StatusCode::FORBIDDEN, "limit_reached", e.to_string()).with_extra(
                 json!({ "limit": limit.as_str(), "max": max, "used": used, "plan": plan.as_str() }),
             ),
+            TenancyError::Throttled(until) => {
+                let secs =
+                    u64::try_from((until - chrono::Utc::now()).num_seconds().max(1)).unwrap_or(1);
+                let mut err = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "login_throttled",
+                    e.to_string(),
+                )
+                .with_extra(json!({ "locked_until": until.to_rfc3339() }));
+                err.retry_after = Some(secs);
+                err
+            }
             TenancyError::InvitationUnusable(status) => ApiError::new(
                 StatusCode::GONE,
                 match status {

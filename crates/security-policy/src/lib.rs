@@ -22,6 +22,7 @@ mod error;
 mod ip;
 mod password;
 mod session;
+mod throttle;
 mod token;
 
 pub use cipher::Cipher;
@@ -31,4 +32,5 @@ pub use password::{
     HashParams, PasswordHasher, PasswordPolicy, Verification, check_password, context_words,
 };
 pub use session::{SessionPolicy, SessionStatus, check_session, sessions_to_evict};
+pub use throttle::{LoginThrottlePolicy, ThrottleState, after_failure, locked_until};
 pub use token::{MintedToken, constant_time_eq, hash_token, mint};

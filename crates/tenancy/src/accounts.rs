@@ -6,8 +6,8 @@ use audit::{
 use chrono::{DateTime, Duration, Utc};
 use rbac_core::SessionId;
 use security_policy::{
-    MintedToken, PasswordHasher, SessionPolicy, SessionStatus, Verification, check_session,
-    hash_token, mint,
+    LoginThrottlePolicy, MintedToken, PasswordHasher, SessionPolicy, SessionStatus, Verification,
+    after_failure, check_session, hash_token, locked_until, mint,
 };
 
 use crate::caller::Principal;
@@ -83,7 +83,7 @@ pub async fn login<S: TenancyStore + ?Sized>(
         return Err(TenancyError::BadCredentials);
     };
     let memberships = store.memberships(user.id).await?;
-    let Verification::Match { needs_rehash } = verification else {
+    let failed = |reason: &str| {
         let mut journal = Journal::default();
         for m in &memberships {
             journal = journal.and_record(
@@ -96,13 +96,27 @@ pub async fn login<S: TenancyStore + ?Sized>(
                 )
                 .with_context(request.clone())
                 .with_outcome(Outcome::Failure {
-                    reason: "bad_credentials".into(),
+                    reason: reason.into(),
                 }),
             );
         }
-        audit_store.append(journal).await?;
+        journal
+    };
+    // A locked account is refused even with the right password, after the same argon2 work.
+    let throttle = store.login_throttle(user.id).await?;
+    if let Some(until) = locked_until(throttle.as_ref(), now) {
+        audit_store.append(failed("throttled")).await?;
+        return Err(TenancyError::Throttled(until));
+    }
+    let Verification::Match { needs_rehash } = verification else {
+        let next = after_failure(&LoginThrottlePolicy::default(), throttle.as_ref(), now);
+        store.set_login_throttle(user.id, Some(&next)).await?;
+        audit_store.append(failed("bad_credentials")).await?;
         return Err(TenancyError::BadCredentials);
     };
+    if throttle.is_some() {
+        store.set_login_throttle(user.id, None).await?;
+    }
     if needs_rehash && let Ok(h) = hasher.hash(password) {
         store.set_password_hash(user.id, &h).await?;
     }

@@ -101,6 +101,7 @@ pub async fn run<
     s: &S,
 ) {
     orgs_round_trip(s).await;
+    login_throttle_round_trip(s).await;
     member_limit_and_single_owner(s).await;
     sessions_evict_oldest_and_end(s).await;
     api_keys_limit_scope_and_revoke(s).await;
@@ -466,6 +467,30 @@ async fn api_keys_limit_scope_and_revoke<S: TenancyStore + AuditStore + ?Sized>(
         s.find_api_key("kh3").await.unwrap().unwrap().last_used_at,
         Some(now())
     );
+}
+
+async fn login_throttle_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
+    let (_, _, owner) = new_org(s).await;
+    assert_eq!(s.login_throttle(owner.id).await.unwrap(), None);
+    let state = security_policy::ThrottleState {
+        failures: 3,
+        window_start: now(),
+        locked_until: Some(now() + Duration::minutes(15)),
+    };
+    s.set_login_throttle(owner.id, Some(&state)).await.unwrap();
+    assert_eq!(s.login_throttle(owner.id).await.unwrap(), Some(state));
+    let next = security_policy::ThrottleState {
+        failures: 4,
+        ..state
+    };
+    s.set_login_throttle(owner.id, Some(&next)).await.unwrap();
+    assert_eq!(
+        s.login_throttle(owner.id).await.unwrap(),
+        Some(next),
+        "replaced, not duplicated"
+    );
+    s.set_login_throttle(owner.id, None).await.unwrap();
+    assert_eq!(s.login_throttle(owner.id).await.unwrap(), None);
 }
 
 fn invitation(org: OrgId, by: UserId, tag: &str, days: i64) -> Invitation {

@@ -42,6 +42,9 @@ pub enum TenancyError {
         /// The plan.
         plan: Plan,
     },
+    /// Too many failed logins: password logins for the account are locked until then.
+    #[error("too many failed logins; try again after {0}")]
+    Throttled(chrono::DateTime<chrono::Utc>),
     /// The invitation was used, revoked or has expired.
     #[error("the invitation is {}", .0.as_str())]
     InvitationUnusable(crate::invitations::InvitationStatus),

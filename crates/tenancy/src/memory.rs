@@ -38,6 +38,7 @@ struct State {
     invitations: Vec<(Invitation, String)>,
     previews: Vec<(BulkPreview, bool)>,
     transfers: HashMap<OrgId, OwnershipTransfer>,
+    throttles: HashMap<UserId, security_policy::ThrottleState>,
 }
 
 impl State {
@@ -497,6 +498,26 @@ impl AccountStore for MemoryTenancyStore {
             row.2 = Some(now);
         }
         self.commit(journal).await
+    }
+
+    async fn login_throttle(
+        &self,
+        user: UserId,
+    ) -> Result<Option<security_policy::ThrottleState>, TenancyError> {
+        Ok(self.lock()?.throttles.get(&user).copied())
+    }
+
+    async fn set_login_throttle(
+        &self,
+        user: UserId,
+        state: Option<&security_policy::ThrottleState>,
+    ) -> Result<(), TenancyError> {
+        let mut s = self.lock()?;
+        match state {
+            Some(t) => s.throttles.insert(user, *t),
+            None => s.throttles.remove(&user),
+        };
+        Ok(())
     }
 
     async fn list_sessions(&self, user: UserId) -> Result<Vec<Session>, TenancyError> {

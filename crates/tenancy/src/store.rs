@@ -215,6 +215,25 @@ pub trait AccountStore: Send + Sync {
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
+    /// `user`'s login-throttling state.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn login_throttle(
+        &self,
+        user: UserId,
+    ) -> Result<Option<security_policy::ThrottleState>, TenancyError>;
+
+    /// Replaces (or with `None` clears) `user`'s login-throttling state.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn set_login_throttle(
+        &self,
+        user: UserId,
+        state: Option<&security_policy::ThrottleState>,
+    ) -> Result<(), TenancyError>;
+
     /// `user`'s live sessions, newest first.
     ///
     /// # Errors

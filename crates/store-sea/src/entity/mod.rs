@@ -7,6 +7,7 @@ pub mod audit_event;
 pub mod audit_head;
 pub mod bulk_preview;
 pub mod invitation;
+pub mod login_throttle;
 pub mod mail;
 pub mod membership;
 pub mod organization;

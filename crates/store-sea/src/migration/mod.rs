@@ -48,6 +48,11 @@ mod m20261125_000008_create_bulk_previews;
     reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
 )]
 mod m20261125_000009_create_webhook_tables;
+#[allow(
+    elided_lifetimes_in_paths,
+    reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
+)]
+mod m20261125_000010_create_login_throttle;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -66,6 +71,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000007_create_ownership_transfers::Migration),
             Box::new(m20261125_000008_create_bulk_previews::Migration),
             Box::new(m20261125_000009_create_webhook_tables::Migration),
+            Box::new(m20261125_000010_create_login_throttle::Migration),
         ]
     }
 }

@@ -16,7 +16,9 @@ use tenancy::{
 
 use crate::SeaStore;
 use crate::convert::{id, micros, role, to_json};
-use crate::entity::{api_key, membership, organization, session, team, team_member, user};
+use crate::entity::{
+    api_key, login_throttle, membership, organization, session, team, team_member, user,
+};
 use crate::error::{db_err, is_unique_violation};
 use crate::journal::commit_journal;
 
@@ -604,6 +606,57 @@ impl AccountStore for SeaStore {
             return Err(TenancyError::NotFound("session"));
         }
         commit(txn, journal).await
+    }
+
+    async fn login_throttle(
+        &self,
+        user_id: UserId,
+    ) -> Result<Option<security_policy::ThrottleState>, TenancyError> {
+        let Some(m) = login_throttle::Entity::find_by_id(user_id.to_string())
+            .one(self.db())
+            .await
+            .map_err(store)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(security_policy::ThrottleState {
+            failures: u32::try_from(m.failures).unwrap_or(0),
+            window_start: crate::convert::time(m.window_start)?,
+            locked_until: m.locked_until.map(crate::convert::time).transpose()?,
+        }))
+    }
+
+    async fn set_login_throttle(
+        &self,
+        user_id: UserId,
+        state: Option<&security_policy::ThrottleState>,
+    ) -> Result<(), TenancyError> {
+        let Some(t) = state else {
+            login_throttle::Entity::delete_by_id(user_id.to_string())
+                .exec(self.db())
+                .await
+                .map_err(store)?;
+            return Ok(());
+        };
+        login_throttle::Entity::insert(login_throttle::ActiveModel {
+            user_id: Set(user_id.to_string()),
+            failures: Set(i32::try_from(t.failures).unwrap_or(i32::MAX)),
+            window_start: Set(micros(t.window_start)),
+            locked_until: Set(t.locked_until.map(micros)),
+        })
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::column(login_throttle::Column::UserId)
+                .update_columns([
+                    login_throttle::Column::Failures,
+                    login_throttle::Column::WindowStart,
+                    login_throttle::Column::LockedUntil,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(self.db())
+        .await
+        .map_err(store)?;
+        Ok(())
     }
 
     async fn list_sessions(&self, user_id: UserId) -> Result<Vec<Session>, TenancyError> {
