@@ -2,7 +2,6 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
@@ -214,6 +213,3 @@ impl Application {
 async fn not_found() -> Result<actix_web::HttpResponse, crate::error::ApiError> {
     Err(crate::error::ApiError::not_found("route"))
 }
-
-/// How often background workers wake up when idle.
-pub const WORKER_TICK: Duration = Duration::from_secs(1);

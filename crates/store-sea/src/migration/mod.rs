@@ -1,57 +1,22 @@
 //! Schema migrations, written with the schema builder so the same code runs on SQLite and PostgreSQL.
 //! Migrations are forward-only and run at server start.
 
+#![allow(
+    elided_lifetimes_in_paths,
+    reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
+)]
+
 use sea_orm_migration::prelude::*;
 
-#[allow(
-    elided_lifetimes_in_paths,
-    reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
-)]
 mod m20261125_000001_create_tenancy_tables;
-#[allow(
-    elided_lifetimes_in_paths,
-    reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
-)]
 mod m20261125_000002_create_credential_tables;
-#[allow(
-    elided_lifetimes_in_paths,
-    reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
-)]
 mod m20261125_000003_create_audit_tables;
-#[allow(
-    elided_lifetimes_in_paths,
-    reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
-)]
 mod m20261125_000004_create_outbox_events;
-#[allow(
-    elided_lifetimes_in_paths,
-    reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
-)]
 mod m20261125_000005_create_mail_outbox;
-#[allow(
-    elided_lifetimes_in_paths,
-    reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
-)]
 mod m20261125_000006_create_invitations;
-#[allow(
-    elided_lifetimes_in_paths,
-    reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
-)]
 mod m20261125_000007_create_ownership_transfers;
-#[allow(
-    elided_lifetimes_in_paths,
-    reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
-)]
 mod m20261125_000008_create_bulk_previews;
-#[allow(
-    elided_lifetimes_in_paths,
-    reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
-)]
 mod m20261125_000009_create_webhook_tables;
-#[allow(
-    elided_lifetimes_in_paths,
-    reason = "MigrationTrait declares `&SchemaManager` without its lifetime"
-)]
 mod m20261125_000010_create_login_throttle;
 
 /// Every migration, in order.
