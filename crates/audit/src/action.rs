@@ -81,6 +81,16 @@ actions! {
     ChatInterfaceDeleted => "chat_interface.deleted", "Deleted chat interface";
     /// A knowledge base was created.
     KnowledgeBaseCreated => "knowledge_base.created", "Created knowledge base";
+    /// A knowledge base was renamed or edited.
+    KnowledgeBaseUpdated => "knowledge_base.updated", "Edited knowledge base";
+    /// A knowledge base and its documents were deleted.
+    KnowledgeBaseDeleted => "knowledge_base.deleted", "Deleted knowledge base";
+    /// A custom domain was added.
+    DomainAdded => "domain.added", "Added custom domain";
+    /// A custom domain's verification was checked.
+    DomainVerified => "domain.verified", "Verified custom domain";
+    /// A custom domain was removed.
+    DomainRemoved => "domain.removed", "Removed custom domain";
     /// A document was uploaded.
     DocumentUploaded => "document.uploaded", "Uploaded document";
     /// A document was deleted.

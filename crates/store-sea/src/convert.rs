@@ -84,6 +84,7 @@ impl TryFrom<entity::team::Model> for Team {
             name: m.name,
             is_default: m.is_default,
             created_at: time(m.created_at)?,
+            archived_at: m.archived_at.map(time).transpose()?,
         })
     }
 }

@@ -11,12 +11,13 @@ use billing_limits::Plan;
 use chrono::{DateTime, Duration, Utc};
 use rbac_core::{ApiKeyId, FeatureAccess, OrgId, OrgRole, SessionId, TeamId, TeamRole, UserId};
 
+use crate::assets::{Asset, AssetDetails, AssetFilter, AssetKind, AssetTransfer, UsageRecord};
 use crate::bulk::BulkPreview;
 use crate::invitations::{Invitation, InvitationStatus};
 use crate::members::{Disposition, OwnershipTransfer};
 use crate::{
     ApiKey, BulkStore, CompanyProfile, Email, InvitationStore, MembershipStore, Organization,
-    SecuritySettings, Session, Team, TenancyError, TenancyStore, User,
+    SecuritySettings, Session, Team, TenancyError, TenancyStore, User, WorkspaceStore,
 };
 
 fn now() -> DateTime<Utc> {
@@ -80,6 +81,7 @@ async fn new_org<S: TenancyStore + AuditStore + ?Sized>(s: &S) -> (Organization,
         name: "Default".into(),
         is_default: true,
         created_at: now(),
+        archived_at: None,
     };
     let owner = user("owner");
     s.create_org(
@@ -96,10 +98,20 @@ async fn new_org<S: TenancyStore + AuditStore + ?Sized>(s: &S) -> (Organization,
 
 /// Runs every check; panics on the first violation.
 pub async fn run<
-    S: TenancyStore + AuditStore + InvitationStore + BulkStore + MembershipStore + ?Sized,
+    S: TenancyStore
+        + AuditStore
+        + InvitationStore
+        + BulkStore
+        + MembershipStore
+        + WorkspaceStore
+        + ?Sized,
 >(
     s: &S,
 ) {
+    teams_round_trip(s).await;
+    assets_quota_scope_and_subtrees(s).await;
+    asset_transfers_and_removal_dispositions(s).await;
+    concurrent_creates_never_overshoot(s).await;
     orgs_round_trip(s).await;
     login_throttle_round_trip(s).await;
     member_limit_and_single_owner(s).await;
@@ -866,4 +878,679 @@ mod tests {
     async fn memory_store_meets_the_contract() {
         super::run(&crate::MemoryTenancyStore::new()).await;
     }
+}
+
+fn team_in(org: OrgId, name: &str) -> Team {
+    Team {
+        id: TeamId::new(),
+        org,
+        name: name.to_owned(),
+        is_default: false,
+        created_at: now(),
+        archived_at: None,
+    }
+}
+
+fn chat(org: OrgId, team: TeamId, by: UserId, name: &str) -> Asset {
+    Asset {
+        id: rbac_core::ResourceId::new(),
+        org,
+        team,
+        name: name.to_owned(),
+        parent: None,
+        created_by: by,
+        created_at: now(),
+        updated_at: now(),
+        size_bytes: 0,
+        details: AssetDetails::ChatInterface {
+            description: String::new(),
+            instructions: String::new(),
+        },
+    }
+}
+
+fn kb_under(parent: &Asset, by: UserId) -> Asset {
+    Asset {
+        id: rbac_core::ResourceId::new(),
+        parent: Some(parent.id),
+        created_by: by,
+        name: format!("{} knowledge", parent.name),
+        details: AssetDetails::KnowledgeBase {
+            description: String::new(),
+        },
+        ..parent.clone()
+    }
+}
+
+fn doc_in(kb: &Asset, by: UserId, bytes: u64) -> Asset {
+    Asset {
+        id: rbac_core::ResourceId::new(),
+        parent: Some(kb.id),
+        created_by: by,
+        name: "faq.md".into(),
+        size_bytes: bytes,
+        details: AssetDetails::Document {
+            content_type: "text/markdown".into(),
+            sha256: "00".repeat(32),
+        },
+        ..kb.clone()
+    }
+}
+
+fn enterprise() -> billing_limits::PlanLimits {
+    billing_limits::PlanLimits::for_plan(Plan::Enterprise)
+}
+
+async fn teams_round_trip<S: TenancyStore + AuditStore + WorkspaceStore + ?Sized>(s: &S) {
+    let (org, default, owner) = new_org(s).await;
+    let dev = team_in(org.id, "Development");
+    s.create_team(&dev, note(org.id, "dev")).await.unwrap();
+    let h = head(s, org.id).await;
+    let dup = team_in(org.id, "Development");
+    assert!(matches!(
+        s.create_team(&dup, note(org.id, "dup")).await,
+        Err(TenancyError::Conflict(_))
+    ));
+    assert_eq!(
+        head(s, org.id).await,
+        h,
+        "a refused create leaves no record"
+    );
+    // The same name in another organization is fine.
+    let (other, _, _) = new_org(s).await;
+    s.create_team(&team_in(other.id, "Development"), note(other.id, "dev"))
+        .await
+        .unwrap();
+    let names: Vec<String> = s
+        .list_teams(org.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, vec!["Default".to_owned(), "Development".to_owned()]);
+    assert_eq!(
+        s.get_team(other.id, dev.id).await.unwrap(),
+        None,
+        "teams are scoped to their organization"
+    );
+
+    // Compare-and-swap updates.
+    let archived = Team {
+        archived_at: Some(now()),
+        name: "Dev".into(),
+        ..dev.clone()
+    };
+    s.update_team(&dev, &archived, note(org.id, "archive"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.update_team(
+            &dev,
+            &Team {
+                name: "Stale".into(),
+                ..dev.clone()
+            },
+            note(org.id, "stale")
+        )
+        .await,
+        Err(TenancyError::Conflict(_))
+    ));
+    assert_eq!(
+        s.get_team(org.id, dev.id).await.unwrap(),
+        Some(archived.clone())
+    );
+    let dev = Team {
+        archived_at: None,
+        ..archived.clone()
+    };
+    s.update_team(&archived, &dev, note(org.id, "restore"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.update_team(
+            &dev,
+            &Team {
+                name: "Default".into(),
+                ..dev.clone()
+            },
+            note(org.id, "clash")
+        )
+        .await,
+        Err(TenancyError::Conflict(_))
+    ));
+
+    // Team roles: only for organization members.
+    let lisa = user("lisa");
+    s.add_member(
+        org.id,
+        &lisa,
+        Some("h"),
+        OrgRole::User,
+        default.id,
+        TeamRole::Member,
+        &enterprise(),
+        note(org.id, "lisa"),
+    )
+    .await
+    .unwrap();
+    s.set_team_member(
+        org.id,
+        dev.id,
+        lisa.id,
+        Some(TeamRole::Viewer),
+        note(org.id, "add"),
+    )
+    .await
+    .unwrap();
+    s.set_team_member(
+        org.id,
+        dev.id,
+        lisa.id,
+        Some(TeamRole::Admin),
+        note(org.id, "promote"),
+    )
+    .await
+    .unwrap();
+    let members = s.team_members(org.id, dev.id).await.unwrap();
+    assert_eq!(members.len(), 1);
+    assert_eq!(
+        (members[0].member.user.id, members[0].role),
+        (lisa.id, TeamRole::Admin)
+    );
+    assert!(
+        s.team_roles(org.id, lisa.id)
+            .await
+            .unwrap()
+            .contains(&(dev.id, TeamRole::Admin))
+    );
+    let stranger = user("stranger");
+    assert!(matches!(
+        s.set_team_member(
+            org.id,
+            dev.id,
+            stranger.id,
+            Some(TeamRole::Member),
+            note(org.id, "x")
+        )
+        .await,
+        Err(TenancyError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.set_team_member(
+            other.id,
+            dev.id,
+            owner.id,
+            Some(TeamRole::Member),
+            note(other.id, "x")
+        )
+        .await,
+        Err(TenancyError::NotFound(_))
+    ));
+
+    // A team holding a resource is not deleted; an empty one is, with its roles.
+    let ci = chat(org.id, dev.id, owner.id, "Agent");
+    s.create_asset(&ci, &enterprise(), note(org.id, "ci"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.delete_team(org.id, dev.id, note(org.id, "del")).await,
+        Err(TenancyError::Conflict(_))
+    ));
+    s.delete_asset(org.id, ci.id, note(org.id, "rm"))
+        .await
+        .unwrap();
+    s.delete_team(org.id, dev.id, note(org.id, "del"))
+        .await
+        .unwrap();
+    assert_eq!(s.get_team(org.id, dev.id).await.unwrap(), None);
+    assert!(s.team_members(org.id, dev.id).await.unwrap().is_empty());
+    assert!(matches!(
+        s.delete_team(org.id, default.id, note(org.id, "del")).await,
+        Err(TenancyError::NotFound(_))
+    ));
+    s.set_team_member(org.id, default.id, lisa.id, None, note(org.id, "out"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.set_team_member(org.id, default.id, lisa.id, None, note(org.id, "out"))
+            .await,
+        Err(TenancyError::NotFound(_))
+    ));
+}
+
+async fn assets_quota_scope_and_subtrees<S: TenancyStore + AuditStore + WorkspaceStore + ?Sized>(
+    s: &S,
+) {
+    let (org, default, owner) = new_org(s).await;
+    let other_team = team_in(org.id, "Other");
+    s.create_team(&other_team, note(org.id, "t")).await.unwrap();
+    let two = billing_limits::PlanLimits {
+        chat_interfaces: Some(2),
+        storage_bytes: Some(1000),
+        ..enterprise()
+    };
+    let a = chat(org.id, default.id, owner.id, "Customer Support");
+    let b = chat(org.id, other_team.id, owner.id, "Sales");
+    s.create_asset(&a, &two, note(org.id, "a")).await.unwrap();
+    s.create_asset(&b, &two, note(org.id, "b")).await.unwrap();
+    let h = head(s, org.id).await;
+    assert!(matches!(
+        s.create_asset(
+            &chat(org.id, default.id, owner.id, "Third"),
+            &two,
+            note(org.id, "c")
+        )
+        .await,
+        Err(TenancyError::LimitReached {
+            used: 2,
+            max: 2,
+            ..
+        })
+    ));
+    assert_eq!(
+        head(s, org.id).await,
+        h,
+        "a refused create leaves no record"
+    );
+    assert_eq!(s.get_asset(org.id, a.id).await.unwrap(), Some(a.clone()));
+    let (foreign, _, _) = new_org(s).await;
+    assert_eq!(
+        s.get_asset(foreign.id, a.id).await.unwrap(),
+        None,
+        "assets are scoped to their organization"
+    );
+
+    // Children must sit in their parent's team.
+    let kb = kb_under(&a, owner.id);
+    s.create_asset(&kb, &two, note(org.id, "kb")).await.unwrap();
+    let misplaced = Asset {
+        team: other_team.id,
+        ..kb_under(&a, owner.id)
+    };
+    assert!(matches!(
+        s.create_asset(&misplaced, &two, note(org.id, "x")).await,
+        Err(TenancyError::NotFound(_))
+    ));
+    // Storage is counted across the organization.
+    let d1 = doc_in(&kb, owner.id, 600);
+    s.create_asset(&d1, &two, note(org.id, "d1")).await.unwrap();
+    assert!(matches!(
+        s.create_asset(&doc_in(&kb, owner.id, 401), &two, note(org.id, "d2"))
+            .await,
+        Err(TenancyError::LimitReached {
+            limit: billing_limits::Limit::StorageBytes,
+            used: 600,
+            ..
+        })
+    ));
+    let d2 = doc_in(&kb, owner.id, 400);
+    s.create_asset(&d2, &two, note(org.id, "d2")).await.unwrap();
+    let storage = s.storage(org.id).await.unwrap();
+    assert_eq!(storage.len(), 1);
+    assert_eq!(
+        (storage[0].team, storage[0].documents, storage[0].bytes),
+        (default.id, 2, 1000)
+    );
+
+    // Listings filter by kind, team and parent, and page by id.
+    let all = AssetFilter {
+        kind: AssetKind::ChatInterface,
+        teams: None,
+        parent: None,
+    };
+    assert_eq!(
+        s.list_assets(org.id, &all, None, 10).await.unwrap().len(),
+        2
+    );
+    let mine = AssetFilter {
+        teams: Some(vec![default.id]),
+        ..all.clone()
+    };
+    assert_eq!(
+        s.list_assets(org.id, &mine, None, 10).await.unwrap(),
+        vec![a.clone()]
+    );
+    let none = AssetFilter {
+        teams: Some(vec![]),
+        ..all.clone()
+    };
+    assert!(
+        s.list_assets(org.id, &none, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let docs = AssetFilter {
+        kind: AssetKind::Document,
+        teams: None,
+        parent: Some(kb.id),
+    };
+    let page1 = s.list_assets(org.id, &docs, None, 1).await.unwrap();
+    let page2 = s
+        .list_assets(org.id, &docs, Some(page1[0].id), 1)
+        .await
+        .unwrap();
+    assert_eq!(page1.len() + page2.len(), 2);
+    assert_ne!(page1[0].id, page2[0].id);
+
+    // Updates are compare-and-swap.
+    let renamed = Asset {
+        name: "Support".into(),
+        updated_at: now() + Duration::seconds(1),
+        ..a.clone()
+    };
+    s.update_asset(&a, &renamed, note(org.id, "rename"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.update_asset(&a, &a, note(org.id, "stale")).await,
+        Err(TenancyError::Conflict(_))
+    ));
+
+    // Domains are unique per organization.
+    let domain = |host: &str| Asset {
+        id: rbac_core::ResourceId::new(),
+        name: host.to_owned(),
+        details: AssetDetails::Domain {
+            hostname: host.to_owned(),
+            verification_token: "t".into(),
+            verified_at: None,
+        },
+        ..a.clone()
+    };
+    s.create_asset(&domain("chat.example.com"), &two, note(org.id, "dom"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_asset(&domain("chat.example.com"), &two, note(org.id, "dom"))
+            .await,
+        Err(TenancyError::Conflict(_))
+    ));
+
+    // Archived teams take nothing new.
+    let archived = Team {
+        archived_at: Some(now()),
+        ..other_team.clone()
+    };
+    s.update_team(&other_team, &archived, note(org.id, "arch"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_asset(
+            &chat(org.id, other_team.id, owner.id, "Late"),
+            &enterprise(),
+            note(org.id, "late")
+        )
+        .await,
+        Err(TenancyError::Conflict(_))
+    ));
+
+    // Deleting removes the whole subtree and says what went.
+    let gone = s
+        .delete_asset(org.id, a.id, note(org.id, "rm"))
+        .await
+        .unwrap();
+    let mut ids: Vec<_> = gone.iter().map(|x| x.id).collect();
+    ids.sort();
+    let mut expected = vec![a.id, kb.id, d1.id, d2.id];
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert!(s.storage(org.id).await.unwrap().is_empty());
+    assert!(matches!(
+        s.delete_asset(org.id, a.id, note(org.id, "rm")).await,
+        Err(TenancyError::NotFound(_))
+    ));
+
+    // Usage counters add up per day, team and asset.
+    let day = now().date_naive();
+    for _ in 0..3 {
+        s.record_usage(
+            &UsageRecord {
+                team: default.id,
+                asset: Some(b.id),
+                metric: "messages".into(),
+                day,
+                count: 2,
+            },
+            org.id,
+        )
+        .await
+        .unwrap();
+    }
+    s.record_usage(
+        &UsageRecord {
+            team: default.id,
+            asset: None,
+            metric: "messages".into(),
+            day: day.succ_opt().unwrap(),
+            count: 1,
+        },
+        org.id,
+    )
+    .await
+    .unwrap();
+    let usage = s.usage(org.id, day, day).await.unwrap();
+    assert_eq!(usage.len(), 1);
+    assert_eq!(usage[0].count, 6);
+    assert_eq!(
+        s.usage(org.id, day, day.succ_opt().unwrap())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(s.usage(foreign.id, day, day).await.unwrap().is_empty());
+}
+
+async fn asset_transfers_and_removal_dispositions<
+    S: TenancyStore + AuditStore + MembershipStore + WorkspaceStore + ?Sized,
+>(
+    s: &S,
+) {
+    let (org, default, owner) = new_org(s).await;
+    let prod = team_in(org.id, "Production");
+    s.create_team(&prod, note(org.id, "prod")).await.unwrap();
+    let agent = chat(org.id, default.id, owner.id, "Agent - DEV");
+    let kb = kb_under(&agent, owner.id);
+    let doc = doc_in(&kb, owner.id, 10);
+    for x in [&agent, &kb, &doc] {
+        s.create_asset(x, &enterprise(), note(org.id, "x"))
+            .await
+            .unwrap();
+    }
+    let t = AssetTransfer {
+        asset: agent.id,
+        org: org.id,
+        from_team: default.id,
+        to_team: prod.id,
+        from_name: agent.name.clone(),
+        to_name: "Agent - PROD".into(),
+        by: owner.id,
+        at: now(),
+    };
+    s.transfer_asset(&t, note(org.id, "move")).await.unwrap();
+    for id in [agent.id, kb.id, doc.id] {
+        assert_eq!(
+            s.get_asset(org.id, id).await.unwrap().unwrap().team,
+            prod.id,
+            "the whole subtree moves"
+        );
+    }
+    assert_eq!(
+        s.get_asset(org.id, agent.id).await.unwrap().unwrap().name,
+        "Agent - PROD"
+    );
+    let h = head(s, org.id).await;
+    assert!(
+        matches!(
+            s.transfer_asset(&t, note(org.id, "again")).await,
+            Err(TenancyError::Conflict(_))
+        ),
+        "a stale move is refused"
+    );
+    assert_eq!(head(s, org.id).await, h);
+    assert_eq!(
+        s.transfers_of(org.id, agent.id).await.unwrap(),
+        vec![t.clone()]
+    );
+
+    // Removal: transfer keeps every asset, delete removes the member's with their subtrees.
+    let mike = user("mike");
+    let lisa = user("lisa");
+    for u in [&mike, &lisa] {
+        s.add_member(
+            org.id,
+            u,
+            Some("h"),
+            OrgRole::User,
+            default.id,
+            TeamRole::Member,
+            &enterprise(),
+            note(org.id, "m"),
+        )
+        .await
+        .unwrap();
+    }
+    let mikes = chat(org.id, default.id, mike.id, "Mike's agent");
+    let mikes_kb = kb_under(&mikes, mike.id);
+    let lisas_doc = doc_in(&mikes_kb, lisa.id, 5);
+    for x in [&mikes, &mikes_kb, &lisas_doc] {
+        s.create_asset(x, &enterprise(), note(org.id, "x"))
+            .await
+            .unwrap();
+    }
+    let before = total_assets(s, org.id).await;
+    let report = s
+        .remove_member(
+            org.id,
+            mike.id,
+            Disposition::TransferTo(lisa.id),
+            now(),
+            note(org.id, "rm"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.transferred, 2);
+    assert_eq!(
+        total_assets(s, org.id).await,
+        before,
+        "a transfer conserves every asset"
+    );
+    assert_eq!(
+        s.get_asset(org.id, mikes.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .created_by,
+        lisa.id
+    );
+
+    let toms = user("tom");
+    s.add_member(
+        org.id,
+        &toms,
+        Some("h"),
+        OrgRole::User,
+        default.id,
+        TeamRole::Member,
+        &enterprise(),
+        note(org.id, "m"),
+    )
+    .await
+    .unwrap();
+    let his = chat(org.id, default.id, toms.id, "Tom's agent");
+    let his_kb = kb_under(&his, toms.id);
+    let her_doc = doc_in(&his_kb, lisa.id, 5);
+    for x in [&his, &his_kb, &her_doc] {
+        s.create_asset(x, &enterprise(), note(org.id, "x"))
+            .await
+            .unwrap();
+    }
+    let before = total_assets(s, org.id).await;
+    let report = s
+        .remove_member(
+            org.id,
+            toms.id,
+            Disposition::Delete,
+            now(),
+            note(org.id, "rm"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        report.deleted, 3,
+        "what sits under a deleted asset goes with it"
+    );
+    assert_eq!(report.deleted_documents, vec![her_doc.id]);
+    assert_eq!(total_assets(s, org.id).await, before - 3);
+    assert!(
+        matches!(
+            s.remove_member(
+                org.id,
+                lisa.id,
+                Disposition::TransferTo(toms.id),
+                now(),
+                note(org.id, "rm")
+            )
+            .await,
+            Err(TenancyError::Invalid(_) | TenancyError::NotFound(_))
+        ),
+        "no transfer to someone who left"
+    );
+}
+
+async fn concurrent_creates_never_overshoot<
+    S: TenancyStore + AuditStore + WorkspaceStore + ?Sized,
+>(
+    s: &S,
+) {
+    let (org, default, owner) = new_org(s).await;
+    let limit = billing_limits::PlanLimits {
+        chat_interfaces: Some(20),
+        ..enterprise()
+    };
+    let attempts: Vec<_> = (0..50)
+        .map(|i| {
+            let a = chat(org.id, default.id, owner.id, &format!("Agent {i}"));
+            let limit = limit.clone();
+            async move { s.create_asset(&a, &limit, note(org.id, "race")).await }
+        })
+        .collect();
+    let results = futures::future::join_all(attempts).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 20, "exactly the limit succeeds");
+    assert!(
+        results
+            .iter()
+            .filter(|r| r.is_err())
+            .all(|r| matches!(r, Err(TenancyError::LimitReached { .. })))
+    );
+    let listed = s
+        .list_assets(
+            org.id,
+            &AssetFilter {
+                kind: AssetKind::ChatInterface,
+                teams: None,
+                parent: None,
+            },
+            None,
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 20);
+}
+
+async fn total_assets<S: WorkspaceStore + ?Sized>(s: &S, org: OrgId) -> usize {
+    let mut n = 0;
+    for kind in AssetKind::ALL {
+        let filter = AssetFilter {
+            kind,
+            teams: None,
+            parent: None,
+        };
+        n += s.list_assets(org, &filter, None, 1000).await.unwrap().len();
+    }
+    n
 }

@@ -12,6 +12,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod assets;
 pub mod bulk;
 mod caller;
 #[cfg(feature = "memory")]
@@ -25,6 +26,7 @@ mod memory;
 mod model;
 pub mod orgs;
 mod store;
+pub mod teams;
 
 pub use caller::{Caller, Principal};
 pub use error::{StoreError, TenancyError, enforce_quota};
@@ -36,4 +38,5 @@ pub use model::{
 };
 pub use store::{
     AccountStore, ApiKeyStore, BulkStore, InvitationStore, MembershipStore, OrgStore, TenancyStore,
+    WorkspaceStore,
 };

@@ -161,7 +161,7 @@ pub enum Disposition {
 }
 
 /// What a removal did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct RemovalReport {
     /// Resources handed over.
     pub transferred: u64,
@@ -171,6 +171,9 @@ pub struct RemovalReport {
     pub api_keys_deactivated: u64,
     /// Sessions ended.
     pub sessions_ended: u64,
+    /// Deleted documents, whose bytes the caller removes from the blob store after the commit.
+    #[serde(skip)]
+    pub deleted_documents: Vec<rbac_core::ResourceId>,
 }
 
 /// Removes a member: in one transaction their membership ends, their API keys in the

@@ -11,9 +11,11 @@ use async_trait::async_trait;
 use audit::{AuditStore, Journal, MemoryAuditStore};
 use chrono::{DateTime, Utc};
 use rbac_core::{
-    ApiKeyId, FeatureAccess, InvitationId, OrgId, OrgRole, SessionId, TeamId, TeamRole, UserId,
+    ApiKeyId, FeatureAccess, InvitationId, OrgId, OrgRole, ResourceId, SessionId, TeamId, TeamRole,
+    UserId,
 };
 
+use crate::assets::{Asset, AssetFilter, AssetKind, AssetTransfer, TeamStorage, UsageRecord};
 use crate::bulk::BulkPreview;
 use crate::error::{StoreError, TenancyError};
 use crate::invitations::{Invitation, InvitationStatus};
@@ -24,7 +26,9 @@ use crate::model::{
 };
 use crate::store::{
     AccountStore, ApiKeyStore, BulkStore, InvitationStore, MembershipStore, OrgStore,
+    WorkspaceStore,
 };
+use crate::teams::TeamMember;
 
 #[derive(Debug, Default)]
 struct State {
@@ -39,6 +43,9 @@ struct State {
     previews: Vec<(BulkPreview, bool)>,
     transfers: HashMap<OrgId, OwnershipTransfer>,
     throttles: HashMap<UserId, security_policy::ThrottleState>,
+    assets: Vec<Asset>,
+    asset_transfers: Vec<AssetTransfer>,
+    usage: Vec<(OrgId, UsageRecord)>,
 }
 
 impl State {
@@ -948,13 +955,21 @@ impl MembershipStore for MemoryTenancyStore {
         &self,
         org: OrgId,
         user: UserId,
-        _disposition: Disposition,
+        disposition: Disposition,
         now: DateTime<Utc>,
         journal: Journal,
     ) -> Result<RemovalReport, TenancyError> {
         let report =
             {
                 let mut s = self.lock()?;
+                if let Disposition::TransferTo(to) = disposition
+                    && (to == user || !s.members.iter().any(|m| m.0 == org && m.1 == to))
+                {
+                    return Err(TenancyError::Invalid(
+                        "resources can be transferred only to another member of the organization"
+                            .into(),
+                    ));
+                }
                 let Some(pos) = s
                     .members
                     .iter()
@@ -972,6 +987,7 @@ impl MembershipStore for MemoryTenancyStore {
                     k.0.revoked_at = Some(now);
                     keys += 1;
                 }
+                let (transferred, deleted) = dispose_assets(&mut s, org, user, disposition);
                 let mut sessions = 0;
                 if !s.members.iter().any(|m| m.1 == user) {
                     for row in s
@@ -984,10 +1000,15 @@ impl MembershipStore for MemoryTenancyStore {
                     }
                 }
                 RemovalReport {
-                    transferred: 0,
-                    deleted: 0,
+                    transferred: transferred.len() as u64,
+                    deleted: deleted.len() as u64,
                     api_keys_deactivated: keys,
                     sessions_ended: sessions,
+                    deleted_documents: deleted
+                        .iter()
+                        .filter(|a| a.kind() == AssetKind::Document)
+                        .map(|a| a.id)
+                        .collect(),
                 }
             };
         self.commit(journal).await?;
@@ -1027,5 +1048,484 @@ fn withdraw_grants(s: &mut State, org: OrgId, user: UserId, now: DateTime<Utc>) 
     }
     if s.transfers.get(&org).is_some_and(|t| t.to == user) {
         s.transfers.remove(&org);
+    }
+}
+
+/// Ids of `root` and everything under it.
+fn subtree(s: &State, org: OrgId, root: ResourceId) -> Vec<ResourceId> {
+    let mut ids = vec![root];
+    // Assets nest at most two levels (chat interface → knowledge base → document).
+    for _ in 0..2 {
+        let more: Vec<ResourceId> = s
+            .assets
+            .iter()
+            .filter(|a| {
+                a.org == org && a.parent.is_some_and(|p| ids.contains(&p)) && !ids.contains(&a.id)
+            })
+            .map(|a| a.id)
+            .collect();
+        ids.extend(more);
+    }
+    ids
+}
+
+/// Hands a removed member's assets to another member, or deletes them with what is under them.
+fn dispose_assets(
+    s: &mut State,
+    org: OrgId,
+    user: UserId,
+    disposition: Disposition,
+) -> (Vec<ResourceId>, Vec<Asset>) {
+    let theirs: Vec<ResourceId> = s
+        .assets
+        .iter()
+        .filter(|a| a.org == org && a.created_by == user)
+        .map(|a| a.id)
+        .collect();
+    match disposition {
+        Disposition::TransferTo(to) => {
+            for a in s.assets.iter_mut().filter(|a| theirs.contains(&a.id)) {
+                a.created_by = to;
+            }
+            (theirs, Vec::new())
+        }
+        Disposition::Delete => {
+            let mut doomed: Vec<ResourceId> = Vec::new();
+            for root in theirs {
+                for id in subtree(s, org, root) {
+                    if !doomed.contains(&id) {
+                        doomed.push(id);
+                    }
+                }
+            }
+            let (gone, kept): (Vec<Asset>, Vec<Asset>) = std::mem::take(&mut s.assets)
+                .into_iter()
+                .partition(|a| doomed.contains(&a.id));
+            s.assets = kept;
+            (Vec::new(), gone)
+        }
+    }
+}
+
+fn quota_use(s: &State, org: OrgId, kind: AssetKind) -> u64 {
+    s.assets
+        .iter()
+        .filter(|a| a.org == org && a.kind() == kind)
+        .count() as u64
+}
+
+#[async_trait]
+impl WorkspaceStore for MemoryTenancyStore {
+    async fn create_team(&self, team: &Team, journal: Journal) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            if !s.orgs.contains_key(&team.org) {
+                return Err(TenancyError::NotFound("organization"));
+            }
+            if s.teams
+                .iter()
+                .any(|t| t.org == team.org && t.name == team.name)
+            {
+                return Err(TenancyError::Conflict(format!(
+                    "a team named `{}` exists",
+                    team.name
+                )));
+            }
+            s.teams.push(team.clone());
+        }
+        self.commit(journal).await
+    }
+
+    async fn list_teams(&self, org: OrgId) -> Result<Vec<Team>, TenancyError> {
+        let mut teams: Vec<Team> = self
+            .lock()?
+            .teams
+            .iter()
+            .filter(|t| t.org == org)
+            .cloned()
+            .collect();
+        teams.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(teams)
+    }
+
+    async fn get_team(&self, org: OrgId, team: TeamId) -> Result<Option<Team>, TenancyError> {
+        Ok(self
+            .lock()?
+            .teams
+            .iter()
+            .find(|t| t.org == org && t.id == team)
+            .cloned())
+    }
+
+    async fn update_team(
+        &self,
+        before: &Team,
+        after: &Team,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            if s.teams
+                .iter()
+                .any(|t| t.org == after.org && t.id != after.id && t.name == after.name)
+            {
+                return Err(TenancyError::Conflict(format!(
+                    "a team named `{}` exists",
+                    after.name
+                )));
+            }
+            let Some(t) = s.teams.iter_mut().find(|t| *t == before) else {
+                return Err(TenancyError::Conflict("the team changed meanwhile".into()));
+            };
+            *t = after.clone();
+        }
+        self.commit(journal).await
+    }
+
+    async fn delete_team(
+        &self,
+        org: OrgId,
+        team: TeamId,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let Some(pos) = s
+                .teams
+                .iter()
+                .position(|t| t.org == org && t.id == team && !t.is_default)
+            else {
+                return Err(TenancyError::NotFound("team"));
+            };
+            let assets = s.assets.iter().filter(|a| a.team == team).count();
+            let keys = s
+                .keys
+                .iter()
+                .filter(|k| k.0.team == team && k.0.revoked_at.is_none())
+                .count();
+            if assets + keys > 0 {
+                return Err(TenancyError::Conflict(format!(
+                    "the team still holds {assets} resources and {keys} active API keys; transfer or delete them first"
+                )));
+            }
+            s.teams.remove(pos);
+            s.team_members.retain(|t| t.0 != team);
+        }
+        self.commit(journal).await
+    }
+
+    async fn team_members(
+        &self,
+        org: OrgId,
+        team: TeamId,
+    ) -> Result<Vec<TeamMember>, TenancyError> {
+        let s = self.lock()?;
+        let mut out: Vec<TeamMember> = s
+            .team_members
+            .iter()
+            .filter(|t| t.0 == team && t.2 == org)
+            .filter_map(|t| {
+                let m = s.members.iter().find(|m| m.0 == org && m.1 == t.1)?;
+                let (user, _) = s.users.get(&t.1)?;
+                Some(TeamMember {
+                    member: Member {
+                        org,
+                        user: user.clone(),
+                        role: m.2,
+                        joined_at: m.3,
+                    },
+                    role: t.3,
+                })
+            })
+            .collect();
+        out.sort_by_key(|m| m.member.user.id);
+        Ok(out)
+    }
+
+    async fn set_team_member(
+        &self,
+        org: OrgId,
+        team: TeamId,
+        user: UserId,
+        role: Option<TeamRole>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            if !s.teams.iter().any(|t| t.org == org && t.id == team) {
+                return Err(TenancyError::NotFound("team"));
+            }
+            if !s.members.iter().any(|m| m.0 == org && m.1 == user) {
+                return Err(TenancyError::NotFound("member"));
+            }
+            let pos = s
+                .team_members
+                .iter()
+                .position(|t| t.0 == team && t.1 == user);
+            match (pos, role) {
+                (Some(i), Some(r)) => s.team_members[i].3 = r,
+                (None, Some(r)) => s.team_members.push((team, user, org, r)),
+                (Some(i), None) => {
+                    s.team_members.remove(i);
+                }
+                (None, None) => return Err(TenancyError::NotFound("team member")),
+            }
+        }
+        self.commit(journal).await
+    }
+
+    async fn create_asset(
+        &self,
+        asset: &Asset,
+        limits: &billing_limits::PlanLimits,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let Some(team) = s
+                .teams
+                .iter()
+                .find(|t| t.org == asset.org && t.id == asset.team)
+            else {
+                return Err(TenancyError::NotFound("team"));
+            };
+            if team.archived_at.is_some() {
+                return Err(TenancyError::Conflict(format!(
+                    "the team `{}` is archived",
+                    team.name
+                )));
+            }
+            if let Some(p) = asset.parent
+                && !s
+                    .assets
+                    .iter()
+                    .any(|a| a.id == p && a.org == asset.org && a.team == asset.team)
+            {
+                return Err(TenancyError::NotFound("parent"));
+            }
+            let kind = asset.kind();
+            crate::enforce_quota(billing_limits::check_quota(
+                limits,
+                kind.limit(),
+                quota_use(&s, asset.org, kind),
+                1,
+            ))?;
+            if asset.size_bytes > 0 {
+                let used: u64 = s
+                    .assets
+                    .iter()
+                    .filter(|a| a.org == asset.org)
+                    .map(|a| a.size_bytes)
+                    .sum();
+                crate::enforce_quota(billing_limits::check_quota(
+                    limits,
+                    billing_limits::Limit::StorageBytes,
+                    used,
+                    asset.size_bytes,
+                ))?;
+            }
+            if let crate::assets::AssetDetails::Domain { hostname, .. } = &asset.details
+                && s.assets.iter().any(|a| {
+                    a.org == asset.org
+                        && matches!(&a.details, crate::assets::AssetDetails::Domain { hostname: h, .. } if h == hostname)
+                })
+            {
+                return Err(TenancyError::Conflict(format!("`{hostname}` is already added")));
+            }
+            s.assets.push(asset.clone());
+        }
+        self.commit(journal).await
+    }
+
+    async fn get_asset(&self, org: OrgId, id: ResourceId) -> Result<Option<Asset>, TenancyError> {
+        Ok(self
+            .lock()?
+            .assets
+            .iter()
+            .find(|a| a.org == org && a.id == id)
+            .cloned())
+    }
+
+    async fn list_assets(
+        &self,
+        org: OrgId,
+        filter: &AssetFilter,
+        after: Option<ResourceId>,
+        limit: u32,
+    ) -> Result<Vec<Asset>, TenancyError> {
+        let s = self.lock()?;
+        let mut out: Vec<Asset> = s
+            .assets
+            .iter()
+            .filter(|a| a.org == org && a.kind() == filter.kind)
+            .filter(|a| filter.teams.as_ref().is_none_or(|t| t.contains(&a.team)))
+            .filter(|a| filter.parent.is_none_or(|p| a.parent == Some(p)))
+            .filter(|a| after.is_none_or(|c| a.id > c))
+            .cloned()
+            .collect();
+        out.sort_by_key(|a| a.id);
+        out.truncate(limit as usize);
+        Ok(out)
+    }
+
+    async fn update_asset(
+        &self,
+        before: &Asset,
+        after: &Asset,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let Some(a) = s
+                .assets
+                .iter_mut()
+                .find(|a| a.org == before.org && a.id == before.id)
+            else {
+                return Err(TenancyError::NotFound(before.kind().label()));
+            };
+            if a.team != before.team || a.name != before.name || a.updated_at != before.updated_at {
+                return Err(TenancyError::Conflict(format!(
+                    "the {} changed meanwhile",
+                    before.kind().label()
+                )));
+            }
+            *a = after.clone();
+        }
+        self.commit(journal).await
+    }
+
+    async fn delete_asset(
+        &self,
+        org: OrgId,
+        id: ResourceId,
+        journal: Journal,
+    ) -> Result<Vec<Asset>, TenancyError> {
+        let gone = {
+            let mut s = self.lock()?;
+            if !s.assets.iter().any(|a| a.org == org && a.id == id) {
+                return Err(TenancyError::NotFound("asset"));
+            }
+            let ids = subtree(&s, org, id);
+            let (gone, kept): (Vec<Asset>, Vec<Asset>) = std::mem::take(&mut s.assets)
+                .into_iter()
+                .partition(|a| ids.contains(&a.id));
+            s.assets = kept;
+            gone
+        };
+        self.commit(journal).await?;
+        Ok(gone)
+    }
+
+    async fn transfer_asset(
+        &self,
+        t: &AssetTransfer,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            match s.teams.iter().find(|x| x.org == t.org && x.id == t.to_team) {
+                None => return Err(TenancyError::NotFound("team")),
+                Some(x) if x.archived_at.is_some() => {
+                    return Err(TenancyError::Conflict(format!(
+                        "the team `{}` is archived",
+                        x.name
+                    )));
+                }
+                Some(_) => {}
+            }
+            if !s
+                .assets
+                .iter()
+                .any(|a| a.org == t.org && a.id == t.asset && a.team == t.from_team)
+            {
+                return Err(TenancyError::Conflict("the asset moved meanwhile".into()));
+            }
+            let ids = subtree(&s, t.org, t.asset);
+            for a in s.assets.iter_mut().filter(|a| ids.contains(&a.id)) {
+                a.team = t.to_team;
+                if a.id == t.asset {
+                    a.name.clone_from(&t.to_name);
+                    a.updated_at = t.at;
+                }
+            }
+            s.asset_transfers.push(t.clone());
+        }
+        self.commit(journal).await
+    }
+
+    async fn transfers_of(
+        &self,
+        org: OrgId,
+        asset: ResourceId,
+    ) -> Result<Vec<AssetTransfer>, TenancyError> {
+        Ok(self
+            .lock()?
+            .asset_transfers
+            .iter()
+            .filter(|t| t.org == org && t.asset == asset)
+            .cloned()
+            .collect())
+    }
+
+    async fn record_usage(&self, usage: &UsageRecord, org: OrgId) -> Result<(), TenancyError> {
+        let mut s = self.lock()?;
+        match s.usage.iter_mut().find(|(o, u)| {
+            *o == org
+                && u.team == usage.team
+                && u.asset == usage.asset
+                && u.metric == usage.metric
+                && u.day == usage.day
+        }) {
+            Some((_, u)) => u.count += usage.count,
+            None => s.usage.push((org, usage.clone())),
+        }
+        Ok(())
+    }
+
+    async fn usage(
+        &self,
+        org: OrgId,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<UsageRecord>, TenancyError> {
+        let mut out: Vec<UsageRecord> = self
+            .lock()?
+            .usage
+            .iter()
+            .filter(|(o, u)| *o == org && u.day >= from && u.day <= to)
+            .map(|(_, u)| u.clone())
+            .collect();
+        out.sort_by(|a, b| {
+            (a.day, a.team, a.asset, &a.metric).cmp(&(b.day, b.team, b.asset, &b.metric))
+        });
+        Ok(out)
+    }
+
+    async fn storage(&self, org: OrgId) -> Result<Vec<TeamStorage>, TenancyError> {
+        let s = self.lock()?;
+        let mut out: Vec<TeamStorage> = Vec::new();
+        for a in s
+            .assets
+            .iter()
+            .filter(|a| a.org == org && a.kind() == AssetKind::Document)
+        {
+            match out.iter_mut().find(|t| t.team == a.team) {
+                Some(t) => {
+                    t.documents += 1;
+                    t.bytes += a.size_bytes;
+                }
+                None => out.push(TeamStorage {
+                    team: a.team,
+                    documents: 1,
+                    bytes: a.size_bytes,
+                }),
+            }
+        }
+        out.sort_by_key(|t| t.team);
+        Ok(out)
+    }
+
+    async fn record(&self, journal: Journal) -> Result<(), TenancyError> {
+        self.commit(journal).await
     }
 }

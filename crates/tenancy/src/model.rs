@@ -165,6 +165,8 @@ pub struct Team {
     pub is_default: bool,
     /// Creation time.
     pub created_at: DateTime<Utc>,
+    /// When archived: resources stay readable, nothing new is created in it.
+    pub archived_at: Option<DateTime<Utc>>,
 }
 
 /// A login session (the token itself is never stored).

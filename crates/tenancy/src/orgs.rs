@@ -69,6 +69,7 @@ pub async fn create_with_new_owner<S: TenancyStore + ?Sized>(
         name: "Default".into(),
         is_default: true,
         created_at: now,
+        archived_at: None,
     };
     let owner = User {
         id: UserId::new(),

@@ -8,12 +8,15 @@ use async_trait::async_trait;
 use audit::Journal;
 use chrono::{DateTime, Utc};
 use rbac_core::{
-    ApiKeyId, FeatureAccess, InvitationId, OrgId, OrgRole, SessionId, TeamId, TeamRole, UserId,
+    ApiKeyId, FeatureAccess, InvitationId, OrgId, OrgRole, ResourceId, SessionId, TeamId, TeamRole,
+    UserId,
 };
 
+use crate::assets::{Asset, AssetFilter, AssetTransfer, TeamStorage, UsageRecord};
 use crate::bulk::BulkPreview;
 use crate::invitations::Invitation;
 use crate::members::{Disposition, OwnershipTransfer, RemovalReport};
+use crate::teams::TeamMember;
 
 use crate::error::TenancyError;
 use crate::model::{
@@ -499,6 +502,174 @@ pub trait MembershipStore: Send + Sync {
         now: DateTime<Utc>,
         journal: Journal,
     ) -> Result<RemovalReport, TenancyError>;
+}
+
+/// Teams and workspace resources.
+#[async_trait]
+pub trait WorkspaceStore: Send + Sync {
+    /// Creates a team.
+    ///
+    /// # Errors
+    /// [`TenancyError::Conflict`] when the organization has a team of that name.
+    async fn create_team(&self, team: &Team, journal: Journal) -> Result<(), TenancyError>;
+
+    /// Teams of `org`, by name.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn list_teams(&self, org: OrgId) -> Result<Vec<Team>, TenancyError>;
+
+    /// One team of `org`.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn get_team(&self, org: OrgId, team: TeamId) -> Result<Option<Team>, TenancyError>;
+
+    /// Replaces name and archive state if the team is still `before`.
+    ///
+    /// # Errors
+    /// [`TenancyError::Conflict`] when the name is taken or the team changed meanwhile.
+    async fn update_team(
+        &self,
+        before: &Team,
+        after: &Team,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
+    /// Deletes a non-default team that holds no assets and no active API keys, with its
+    /// team roles, atomically with those checks.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`]; [`TenancyError::Conflict`] when it still holds something.
+    async fn delete_team(
+        &self,
+        org: OrgId,
+        team: TeamId,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
+    /// The team's members and their roles, by user id.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn team_members(&self, org: OrgId, team: TeamId)
+    -> Result<Vec<TeamMember>, TenancyError>;
+
+    /// Sets (or with `None` removes) `user`'s role in `team`; `user` must be a member of `org`.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] for a team or person outside `org` (or not in the team, on removal).
+    async fn set_team_member(
+        &self,
+        org: OrgId,
+        team: TeamId,
+        user: UserId,
+        role: Option<TeamRole>,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
+    /// Inserts an asset after checking, in the same transaction: its team is in the
+    /// organization and not archived, its parent (if any) is in the same team, and the plan's
+    /// limits for its kind (and, for documents, storage) stay within `limits`.
+    ///
+    /// # Errors
+    /// [`TenancyError::LimitReached`], [`TenancyError::NotFound`], [`TenancyError::Conflict`]
+    /// (archived team, a domain's host name already added in the organization).
+    async fn create_asset(
+        &self,
+        asset: &Asset,
+        limits: &billing_limits::PlanLimits,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
+    /// One asset of `org`.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn get_asset(&self, org: OrgId, id: ResourceId) -> Result<Option<Asset>, TenancyError>;
+
+    /// Assets of `org` matching `filter`, ordered by id after the cursor.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn list_assets(
+        &self,
+        org: OrgId,
+        filter: &AssetFilter,
+        after: Option<ResourceId>,
+        limit: u32,
+    ) -> Result<Vec<Asset>, TenancyError>;
+
+    /// Replaces an asset if it is still `before` (same team, name and update time).
+    ///
+    /// # Errors
+    /// [`TenancyError::Conflict`] when it changed or moved meanwhile; [`TenancyError::NotFound`].
+    async fn update_asset(
+        &self,
+        before: &Asset,
+        after: &Asset,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
+    /// Deletes an asset and everything under it; returns what was deleted.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] when it is already gone.
+    async fn delete_asset(
+        &self,
+        org: OrgId,
+        id: ResourceId,
+        journal: Journal,
+    ) -> Result<Vec<Asset>, TenancyError>;
+
+    /// Moves an asset and everything under it from `t.from_team` to `t.to_team` (renaming it
+    /// to `t.to_name`) if it is still in `t.from_team` and the target team exists, is not
+    /// archived and is in the same organization; keeps `t` in the history.
+    ///
+    /// # Errors
+    /// [`TenancyError::Conflict`] when it moved meanwhile or the target is archived;
+    /// [`TenancyError::NotFound`].
+    async fn transfer_asset(&self, t: &AssetTransfer, journal: Journal)
+    -> Result<(), TenancyError>;
+
+    /// The transfers of one asset, oldest first.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn transfers_of(
+        &self,
+        org: OrgId,
+        asset: ResourceId,
+    ) -> Result<Vec<AssetTransfer>, TenancyError>;
+
+    /// Adds `usage.count` to the day's counter (not audited: it is metering, not a change).
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn record_usage(&self, usage: &UsageRecord, org: OrgId) -> Result<(), TenancyError>;
+
+    /// Daily usage of `org` between two days, inclusive.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn usage(
+        &self,
+        org: OrgId,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<UsageRecord>, TenancyError>;
+
+    /// Documents and bytes per team.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn storage(&self, org: OrgId) -> Result<Vec<TeamStorage>, TenancyError>;
+
+    /// Commits a journal that records a read (viewing analytics, exports).
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn record(&self, journal: Journal) -> Result<(), TenancyError>;
 }
 
 /// Everything the tenancy services need, as one handle.

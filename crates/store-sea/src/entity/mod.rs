@@ -2,6 +2,8 @@
 //! which round-trip exactly on SQLite and PostgreSQL; ids are their prefixed text form.
 
 pub mod api_key;
+pub mod asset;
+pub mod asset_transfer;
 pub mod audit_checkpoint;
 pub mod audit_event;
 pub mod audit_head;
@@ -16,6 +18,7 @@ pub mod ownership_transfer;
 pub mod session;
 pub mod team;
 pub mod team_member;
+pub mod usage_daily;
 pub mod user;
 pub mod webhook_attempt;
 pub mod webhook_delivery;

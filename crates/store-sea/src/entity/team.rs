@@ -12,6 +12,7 @@ pub struct Model {
     pub name: String,
     pub is_default: bool,
     pub created_at: i64,
+    pub archived_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -218,11 +218,24 @@ impl MembershipStore for SeaStore {
         &self,
         org: OrgId,
         user: UserId,
-        _disposition: Disposition,
+        disposition: Disposition,
         now: DateTime<Utc>,
         journal: Journal,
     ) -> Result<RemovalReport, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
+        lock_org(&txn, org).await?;
+        if let Disposition::TransferTo(to) = disposition {
+            let present = membership::Entity::find_by_id((org.to_string(), to.to_string()))
+                .count(&txn)
+                .await
+                .map_err(store)?;
+            if present == 0 || to == user {
+                return Err(TenancyError::Invalid(
+                    "resources can be transferred only to another member of the organization"
+                        .into(),
+                ));
+            }
+        }
         let gone = membership::Entity::delete_many()
             .filter(membership::Column::OrgId.eq(org.to_string()))
             .filter(membership::Column::UserId.eq(user.to_string()))
@@ -240,6 +253,8 @@ impl MembershipStore for SeaStore {
             .await
             .map_err(store)?;
         withdraw_grants(&txn, org, user, now).await?;
+        let (transferred, deleted) =
+            super::workspace::dispose_assets(&txn, org, user, disposition).await?;
         let keys = api_key::Entity::update_many()
             .col_expr(api_key::Column::RevokedAt, Expr::value(micros(now)))
             .filter(api_key::Column::OrgId.eq(org.to_string()))
@@ -269,12 +284,16 @@ impl MembershipStore for SeaStore {
             0
         };
         commit(txn, journal).await?;
-        // Workspace resources (chat interfaces, knowledge bases) do not exist yet, so there is nothing to move.
         Ok(RemovalReport {
-            transferred: 0,
-            deleted: 0,
+            transferred,
+            deleted: deleted.len() as u64,
             api_keys_deactivated: keys,
             sessions_ended: sessions,
+            deleted_documents: deleted
+                .iter()
+                .filter(|a| a.kind() == tenancy::assets::AssetKind::Document)
+                .map(|a| a.id)
+                .collect(),
         })
     }
 }

@@ -6,5 +6,6 @@ mod mail;
 mod members;
 mod tenancy;
 mod webhooks;
+mod workspace;
 
 pub(crate) use webhooks::fan_out;

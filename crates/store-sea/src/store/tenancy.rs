@@ -211,6 +211,7 @@ impl OrgStore for SeaStore {
             name: Set(default_team.name.clone()),
             is_default: Set(true),
             created_at: Set(micros(default_team.created_at)),
+            archived_at: Set(None),
         })
         .exec_without_returning(&txn)
         .await

@@ -1,0 +1,752 @@
+//! [`WorkspaceStore`] on SeaORM: teams, team roles, assets, transfers, usage.
+
+use async_trait::async_trait;
+use audit::Journal;
+use chrono::NaiveDate;
+use rbac_core::{OrgId, ResourceId, TeamId, TeamRole, UserId};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
+};
+use tenancy::assets::{
+    Asset, AssetDetails, AssetFilter, AssetKind, AssetTransfer, TeamStorage, UsageRecord,
+};
+use tenancy::members::Disposition;
+use tenancy::teams::TeamMember;
+use tenancy::{Member, StoreError, Team, TenancyError, WorkspaceStore};
+
+use super::tenancy::{commit, lock_org, store};
+use crate::SeaStore;
+use crate::convert::{corrupt, id, json, micros, role, time, to_json};
+use crate::entity::{
+    api_key, asset, asset_transfer, membership, team, team_member, usage_daily, user,
+};
+use crate::error::is_unique_violation;
+
+impl TryFrom<asset::Model> for Asset {
+    type Error = StoreError;
+    fn try_from(m: asset::Model) -> Result<Self, StoreError> {
+        let details: AssetDetails = json("asset details", &m.details)?;
+        if details.kind().as_str() != m.kind {
+            return Err(corrupt("asset kind", &m.kind));
+        }
+        Ok(Asset {
+            id: id("asset id", &m.id)?,
+            org: id("organization id", &m.org_id)?,
+            team: id("team id", &m.team_id)?,
+            name: m.name,
+            parent: m
+                .parent_id
+                .as_deref()
+                .map(|p| id("asset id", p))
+                .transpose()?,
+            created_by: id("user id", &m.created_by)?,
+            created_at: time(m.created_at)?,
+            updated_at: time(m.updated_at)?,
+            size_bytes: u64::try_from(m.size_bytes)
+                .map_err(|_| corrupt("size", &m.size_bytes.to_string()))?,
+            details,
+        })
+    }
+}
+
+impl TryFrom<asset_transfer::Model> for AssetTransfer {
+    type Error = StoreError;
+    fn try_from(m: asset_transfer::Model) -> Result<Self, StoreError> {
+        Ok(AssetTransfer {
+            asset: id("asset id", &m.asset_id)?,
+            org: id("organization id", &m.org_id)?,
+            from_team: id("team id", &m.from_team)?,
+            to_team: id("team id", &m.to_team)?,
+            from_name: m.from_name,
+            to_name: m.to_name,
+            by: id("user id", &m.by_user)?,
+            at: time(m.at)?,
+        })
+    }
+}
+
+/// `CAST(SUM(size_bytes) AS BIGINT)`: PostgreSQL sums BIGINT into NUMERIC otherwise.
+fn total_bytes() -> sea_orm::sea_query::SimpleExpr {
+    sea_orm::sea_query::Func::cast_as(
+        sea_orm::sea_query::Func::sum(Expr::col(asset::Column::SizeBytes)),
+        "BIGINT",
+    )
+    .into()
+}
+
+fn hostname(a: &Asset) -> Option<String> {
+    match &a.details {
+        AssetDetails::Domain { hostname, .. } => Some(hostname.clone()),
+        _ => None,
+    }
+}
+
+fn size(a: &Asset) -> Result<i64, TenancyError> {
+    i64::try_from(a.size_bytes).map_err(|_| TenancyError::Invalid("the size is too large".into()))
+}
+
+async fn team_row(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    team_id: TeamId,
+) -> Result<Option<team::Model>, TenancyError> {
+    team::Entity::find_by_id(team_id.to_string())
+        .filter(team::Column::OrgId.eq(org.to_string()))
+        .one(txn)
+        .await
+        .map_err(store)
+}
+
+/// Ids of `roots` and everything under them (assets nest at most two levels).
+async fn subtree(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    roots: Vec<String>,
+) -> Result<Vec<String>, TenancyError> {
+    let mut all = roots.clone();
+    let mut frontier = roots;
+    for _ in 0..2 {
+        if frontier.is_empty() {
+            break;
+        }
+        let children: Vec<String> = asset::Entity::find()
+            .select_only()
+            .column(asset::Column::Id)
+            .filter(asset::Column::OrgId.eq(org.to_string()))
+            .filter(asset::Column::ParentId.is_in(frontier))
+            .into_tuple()
+            .all(txn)
+            .await
+            .map_err(store)?;
+        frontier = children.into_iter().filter(|c| !all.contains(c)).collect();
+        all.extend(frontier.iter().cloned());
+    }
+    Ok(all)
+}
+
+/// Deletes assets by id and returns them.
+async fn delete_ids(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    ids: Vec<String>,
+) -> Result<Vec<Asset>, TenancyError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = asset::Entity::find()
+        .filter(asset::Column::OrgId.eq(org.to_string()))
+        .filter(asset::Column::Id.is_in(ids.clone()))
+        .all(txn)
+        .await
+        .map_err(store)?;
+    asset::Entity::delete_many()
+        .filter(asset::Column::OrgId.eq(org.to_string()))
+        .filter(asset::Column::Id.is_in(ids))
+        .exec(txn)
+        .await
+        .map_err(store)?;
+    rows.into_iter()
+        .map(Asset::try_from)
+        .collect::<Result<_, _>>()
+        .map_err(TenancyError::Store)
+}
+
+/// A removed member's assets: handed to another member, or deleted with what is under them.
+/// Runs in the removal's transaction; returns (transferred count, deleted assets).
+pub(crate) async fn dispose_assets(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    user: UserId,
+    disposition: Disposition,
+) -> Result<(u64, Vec<Asset>), TenancyError> {
+    let theirs = asset::Entity::find()
+        .filter(asset::Column::OrgId.eq(org.to_string()))
+        .filter(asset::Column::CreatedBy.eq(user.to_string()));
+    match disposition {
+        Disposition::TransferTo(to) => {
+            let res = asset::Entity::update_many()
+                .col_expr(asset::Column::CreatedBy, Expr::value(to.to_string()))
+                .filter(asset::Column::OrgId.eq(org.to_string()))
+                .filter(asset::Column::CreatedBy.eq(user.to_string()))
+                .exec(txn)
+                .await
+                .map_err(store)?;
+            Ok((res.rows_affected, Vec::new()))
+        }
+        Disposition::Delete => {
+            let roots: Vec<String> = theirs
+                .select_only()
+                .column(asset::Column::Id)
+                .into_tuple()
+                .all(txn)
+                .await
+                .map_err(store)?;
+            let ids = subtree(txn, org, roots).await?;
+            Ok((0, delete_ids(txn, org, ids).await?))
+        }
+    }
+}
+
+fn team_conflict(name: &str) -> TenancyError {
+    TenancyError::Conflict(format!("a team named `{name}` exists"))
+}
+
+#[async_trait]
+impl WorkspaceStore for SeaStore {
+    async fn create_team(&self, t: &Team, journal: Journal) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        lock_org(&txn, t.org).await?;
+        let res = team::Entity::insert(team::ActiveModel {
+            id: Set(t.id.to_string()),
+            org_id: Set(t.org.to_string()),
+            name: Set(t.name.clone()),
+            is_default: Set(t.is_default),
+            created_at: Set(micros(t.created_at)),
+            archived_at: Set(t.archived_at.map(micros)),
+        })
+        .exec_without_returning(&txn)
+        .await;
+        match res {
+            Err(e) if is_unique_violation(&e) => return Err(team_conflict(&t.name)),
+            Err(e) => return Err(store(e)),
+            Ok(_) => {}
+        }
+        commit(txn, journal).await
+    }
+
+    async fn list_teams(&self, org: OrgId) -> Result<Vec<Team>, TenancyError> {
+        let rows = team::Entity::find()
+            .filter(team::Column::OrgId.eq(org.to_string()))
+            .order_by_asc(team::Column::Name)
+            .all(self.db())
+            .await
+            .map_err(store)?;
+        rows.into_iter()
+            .map(Team::try_from)
+            .collect::<Result<_, _>>()
+            .map_err(TenancyError::Store)
+    }
+
+    async fn get_team(&self, org: OrgId, t: TeamId) -> Result<Option<Team>, TenancyError> {
+        team::Entity::find_by_id(t.to_string())
+            .filter(team::Column::OrgId.eq(org.to_string()))
+            .one(self.db())
+            .await
+            .map_err(store)?
+            .map(Team::try_from)
+            .transpose()
+            .map_err(TenancyError::Store)
+    }
+
+    async fn update_team(
+        &self,
+        before: &Team,
+        after: &Team,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let res = team::Entity::update_many()
+            .col_expr(team::Column::Name, Expr::value(after.name.clone()))
+            .col_expr(
+                team::Column::ArchivedAt,
+                Expr::value(after.archived_at.map(micros)),
+            )
+            .filter(team::Column::Id.eq(before.id.to_string()))
+            .filter(team::Column::OrgId.eq(before.org.to_string()))
+            .filter(team::Column::Name.eq(before.name.clone()))
+            .filter(match before.archived_at {
+                Some(t) => team::Column::ArchivedAt.eq(micros(t)),
+                None => team::Column::ArchivedAt.is_null(),
+            })
+            .exec(&txn)
+            .await;
+        match res {
+            Err(e) if is_unique_violation(&e) => return Err(team_conflict(&after.name)),
+            Err(e) => return Err(store(e)),
+            Ok(r) if r.rows_affected == 0 => {
+                return Err(TenancyError::Conflict("the team changed meanwhile".into()));
+            }
+            Ok(_) => {}
+        }
+        commit(txn, journal).await
+    }
+
+    async fn delete_team(
+        &self,
+        org: OrgId,
+        t: TeamId,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        lock_org(&txn, org).await?;
+        match team_row(&txn, org, t).await? {
+            Some(row) if !row.is_default => {}
+            _ => return Err(TenancyError::NotFound("team")),
+        }
+        let assets = asset::Entity::find()
+            .filter(asset::Column::TeamId.eq(t.to_string()))
+            .count(&txn)
+            .await
+            .map_err(store)?;
+        let keys = api_key::Entity::find()
+            .filter(api_key::Column::TeamId.eq(t.to_string()))
+            .filter(api_key::Column::RevokedAt.is_null())
+            .count(&txn)
+            .await
+            .map_err(store)?;
+        if assets + keys > 0 {
+            return Err(TenancyError::Conflict(format!(
+                "the team still holds {assets} resources and {keys} active API keys; transfer or delete them first"
+            )));
+        }
+        team_member::Entity::delete_many()
+            .filter(team_member::Column::TeamId.eq(t.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        // Revoked keys keep their history row; it still names the team id.
+        team::Entity::delete_by_id(t.to_string())
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        commit(txn, journal).await
+    }
+
+    async fn team_members(&self, org: OrgId, t: TeamId) -> Result<Vec<TeamMember>, TenancyError> {
+        let rows = team_member::Entity::find()
+            .filter(team_member::Column::TeamId.eq(t.to_string()))
+            .filter(team_member::Column::OrgId.eq(org.to_string()))
+            .order_by_asc(team_member::Column::UserId)
+            .all(self.db())
+            .await
+            .map_err(store)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let Some(m) = membership::Entity::find_by_id((org.to_string(), r.user_id.clone()))
+                .one(self.db())
+                .await
+                .map_err(store)?
+            else {
+                continue;
+            };
+            let Some(u) = user::Entity::find_by_id(r.user_id.clone())
+                .one(self.db())
+                .await
+                .map_err(store)?
+            else {
+                continue;
+            };
+            out.push(TeamMember {
+                member: Member {
+                    org,
+                    user: tenancy::User::try_from(u)?,
+                    role: role(&m.role)?,
+                    joined_at: time(m.joined_at)?,
+                },
+                role: TeamRole::parse(&r.role).ok_or_else(|| corrupt("team role", &r.role))?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn set_team_member(
+        &self,
+        org: OrgId,
+        t: TeamId,
+        u: UserId,
+        r: Option<TeamRole>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        if team_row(&txn, org, t).await?.is_none() {
+            return Err(TenancyError::NotFound("team"));
+        }
+        let member = membership::Entity::find_by_id((org.to_string(), u.to_string()))
+            .one(&txn)
+            .await
+            .map_err(store)?;
+        if member.is_none() {
+            return Err(TenancyError::NotFound("member"));
+        }
+        match r {
+            Some(r) => {
+                team_member::Entity::insert(team_member::ActiveModel {
+                    team_id: Set(t.to_string()),
+                    user_id: Set(u.to_string()),
+                    org_id: Set(org.to_string()),
+                    role: Set(r.as_str().to_owned()),
+                })
+                .on_conflict(
+                    OnConflict::columns([team_member::Column::TeamId, team_member::Column::UserId])
+                        .update_column(team_member::Column::Role)
+                        .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await
+                .map_err(store)?;
+            }
+            None => {
+                let res = team_member::Entity::delete_many()
+                    .filter(team_member::Column::TeamId.eq(t.to_string()))
+                    .filter(team_member::Column::UserId.eq(u.to_string()))
+                    .exec(&txn)
+                    .await
+                    .map_err(store)?;
+                if res.rows_affected == 0 {
+                    return Err(TenancyError::NotFound("team member"));
+                }
+            }
+        }
+        commit(txn, journal).await
+    }
+
+    async fn create_asset(
+        &self,
+        a: &Asset,
+        limits: &billing_limits::PlanLimits,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        lock_org(&txn, a.org).await?;
+        let Some(t) = team_row(&txn, a.org, a.team).await? else {
+            return Err(TenancyError::NotFound("team"));
+        };
+        if t.archived_at.is_some() {
+            return Err(TenancyError::Conflict(format!(
+                "the team `{}` is archived",
+                t.name
+            )));
+        }
+        if let Some(p) = a.parent {
+            let found = asset::Entity::find_by_id(p.to_string())
+                .filter(asset::Column::OrgId.eq(a.org.to_string()))
+                .filter(asset::Column::TeamId.eq(a.team.to_string()))
+                .count(&txn)
+                .await
+                .map_err(store)?;
+            if found == 0 {
+                return Err(TenancyError::NotFound("parent"));
+            }
+        }
+        let kind = a.kind();
+        let used = asset::Entity::find()
+            .filter(asset::Column::OrgId.eq(a.org.to_string()))
+            .filter(asset::Column::Kind.eq(kind.as_str()))
+            .count(&txn)
+            .await
+            .map_err(store)?;
+        tenancy::enforce_quota(billing_limits::check_quota(limits, kind.limit(), used, 1))?;
+        if a.size_bytes > 0 {
+            let bytes: Option<i64> = asset::Entity::find()
+                .select_only()
+                .column_as(total_bytes(), "total")
+                .filter(asset::Column::OrgId.eq(a.org.to_string()))
+                .into_tuple::<Option<i64>>()
+                .one(&txn)
+                .await
+                .map_err(store)?
+                .flatten();
+            tenancy::enforce_quota(billing_limits::check_quota(
+                limits,
+                billing_limits::Limit::StorageBytes,
+                u64::try_from(bytes.unwrap_or(0)).unwrap_or(0),
+                a.size_bytes,
+            ))?;
+        }
+        let res = asset::Entity::insert(asset::ActiveModel {
+            id: Set(a.id.to_string()),
+            org_id: Set(a.org.to_string()),
+            team_id: Set(a.team.to_string()),
+            kind: Set(kind.as_str().to_owned()),
+            name: Set(a.name.clone()),
+            parent_id: Set(a.parent.map(|p| p.to_string())),
+            created_by: Set(a.created_by.to_string()),
+            created_at: Set(micros(a.created_at)),
+            updated_at: Set(micros(a.updated_at)),
+            size_bytes: Set(size(a)?),
+            hostname: Set(hostname(a)),
+            details: Set(to_json(&a.details)?),
+        })
+        .exec_without_returning(&txn)
+        .await;
+        match res {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(TenancyError::Conflict(format!(
+                    "`{}` is already added",
+                    hostname(a).unwrap_or_default()
+                )));
+            }
+            Err(e) => return Err(store(e)),
+            Ok(_) => {}
+        }
+        commit(txn, journal).await
+    }
+
+    async fn get_asset(&self, org: OrgId, aid: ResourceId) -> Result<Option<Asset>, TenancyError> {
+        asset::Entity::find_by_id(aid.to_string())
+            .filter(asset::Column::OrgId.eq(org.to_string()))
+            .one(self.db())
+            .await
+            .map_err(store)?
+            .map(Asset::try_from)
+            .transpose()
+            .map_err(TenancyError::Store)
+    }
+
+    async fn list_assets(
+        &self,
+        org: OrgId,
+        filter: &AssetFilter,
+        after: Option<ResourceId>,
+        limit: u32,
+    ) -> Result<Vec<Asset>, TenancyError> {
+        let mut q = asset::Entity::find()
+            .filter(asset::Column::OrgId.eq(org.to_string()))
+            .filter(asset::Column::Kind.eq(filter.kind.as_str()));
+        if let Some(teams) = &filter.teams {
+            if teams.is_empty() {
+                return Ok(Vec::new());
+            }
+            q = q.filter(asset::Column::TeamId.is_in(teams.iter().map(ToString::to_string)));
+        }
+        if let Some(p) = filter.parent {
+            q = q.filter(asset::Column::ParentId.eq(p.to_string()));
+        }
+        if let Some(a) = after {
+            q = q.filter(asset::Column::Id.gt(a.to_string()));
+        }
+        let rows = q
+            .order_by_asc(asset::Column::Id)
+            .limit(u64::from(limit))
+            .all(self.db())
+            .await
+            .map_err(store)?;
+        rows.into_iter()
+            .map(Asset::try_from)
+            .collect::<Result<_, _>>()
+            .map_err(TenancyError::Store)
+    }
+
+    async fn update_asset(
+        &self,
+        before: &Asset,
+        after: &Asset,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let res = asset::Entity::update_many()
+            .col_expr(asset::Column::Name, Expr::value(after.name.clone()))
+            .col_expr(
+                asset::Column::UpdatedAt,
+                Expr::value(micros(after.updated_at)),
+            )
+            .col_expr(
+                asset::Column::Details,
+                Expr::value(to_json(&after.details)?),
+            )
+            .filter(asset::Column::Id.eq(before.id.to_string()))
+            .filter(asset::Column::OrgId.eq(before.org.to_string()))
+            .filter(asset::Column::TeamId.eq(before.team.to_string()))
+            .filter(asset::Column::Name.eq(before.name.clone()))
+            .filter(asset::Column::UpdatedAt.eq(micros(before.updated_at)))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if res.rows_affected == 0 {
+            return Err(TenancyError::Conflict(format!(
+                "the {} changed meanwhile",
+                before.kind().label()
+            )));
+        }
+        commit(txn, journal).await
+    }
+
+    async fn delete_asset(
+        &self,
+        org: OrgId,
+        aid: ResourceId,
+        journal: Journal,
+    ) -> Result<Vec<Asset>, TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let ids = subtree(&txn, org, vec![aid.to_string()]).await?;
+        let gone = delete_ids(&txn, org, ids).await?;
+        if !gone.iter().any(|a| a.id == aid) {
+            return Err(TenancyError::NotFound("asset"));
+        }
+        commit(txn, journal).await?;
+        Ok(gone)
+    }
+
+    async fn transfer_asset(
+        &self,
+        t: &AssetTransfer,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        lock_org(&txn, t.org).await?;
+        match team_row(&txn, t.org, t.to_team).await? {
+            None => return Err(TenancyError::NotFound("team")),
+            Some(row) if row.archived_at.is_some() => {
+                return Err(TenancyError::Conflict(format!(
+                    "the team `{}` is archived",
+                    row.name
+                )));
+            }
+            Some(_) => {}
+        }
+        let moved = asset::Entity::update_many()
+            .col_expr(asset::Column::TeamId, Expr::value(t.to_team.to_string()))
+            .col_expr(asset::Column::Name, Expr::value(t.to_name.clone()))
+            .col_expr(asset::Column::UpdatedAt, Expr::value(micros(t.at)))
+            .filter(asset::Column::Id.eq(t.asset.to_string()))
+            .filter(asset::Column::OrgId.eq(t.org.to_string()))
+            .filter(asset::Column::TeamId.eq(t.from_team.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if moved.rows_affected != 1 {
+            return Err(TenancyError::Conflict("the asset moved meanwhile".into()));
+        }
+        let ids = subtree(&txn, t.org, vec![t.asset.to_string()]).await?;
+        asset::Entity::update_many()
+            .col_expr(asset::Column::TeamId, Expr::value(t.to_team.to_string()))
+            .filter(asset::Column::OrgId.eq(t.org.to_string()))
+            .filter(asset::Column::Id.is_in(ids))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        asset_transfer::Entity::insert(asset_transfer::ActiveModel {
+            seq: sea_orm::ActiveValue::NotSet,
+            org_id: Set(t.org.to_string()),
+            asset_id: Set(t.asset.to_string()),
+            from_team: Set(t.from_team.to_string()),
+            to_team: Set(t.to_team.to_string()),
+            from_name: Set(t.from_name.clone()),
+            to_name: Set(t.to_name.clone()),
+            by_user: Set(t.by.to_string()),
+            at: Set(micros(t.at)),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store)?;
+        commit(txn, journal).await
+    }
+
+    async fn transfers_of(
+        &self,
+        org: OrgId,
+        aid: ResourceId,
+    ) -> Result<Vec<AssetTransfer>, TenancyError> {
+        let rows = asset_transfer::Entity::find()
+            .filter(asset_transfer::Column::OrgId.eq(org.to_string()))
+            .filter(asset_transfer::Column::AssetId.eq(aid.to_string()))
+            .order_by_asc(asset_transfer::Column::Seq)
+            .all(self.db())
+            .await
+            .map_err(store)?;
+        rows.into_iter()
+            .map(AssetTransfer::try_from)
+            .collect::<Result<_, _>>()
+            .map_err(TenancyError::Store)
+    }
+
+    async fn record_usage(&self, u: &UsageRecord, org: OrgId) -> Result<(), TenancyError> {
+        let count = i64::try_from(u.count)
+            .map_err(|_| TenancyError::Invalid("the count is too large".into()))?;
+        usage_daily::Entity::insert(usage_daily::ActiveModel {
+            org_id: Set(org.to_string()),
+            day: Set(u.day.to_string()),
+            team_id: Set(u.team.to_string()),
+            asset_id: Set(u.asset.map(|a| a.to_string()).unwrap_or_default()),
+            metric: Set(u.metric.clone()),
+            count: Set(count),
+        })
+        .on_conflict(
+            OnConflict::columns([
+                usage_daily::Column::OrgId,
+                usage_daily::Column::Day,
+                usage_daily::Column::TeamId,
+                usage_daily::Column::AssetId,
+                usage_daily::Column::Metric,
+            ])
+            .value(
+                usage_daily::Column::Count,
+                Expr::col((usage_daily::Entity, usage_daily::Column::Count)).add(count),
+            )
+            .to_owned(),
+        )
+        .exec_without_returning(self.db())
+        .await
+        .map_err(store)?;
+        Ok(())
+    }
+
+    async fn usage(
+        &self,
+        org: OrgId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<UsageRecord>, TenancyError> {
+        let rows = usage_daily::Entity::find()
+            .filter(usage_daily::Column::OrgId.eq(org.to_string()))
+            .filter(usage_daily::Column::Day.gte(from.to_string()))
+            .filter(usage_daily::Column::Day.lte(to.to_string()))
+            .order_by_asc(usage_daily::Column::Day)
+            .order_by_asc(usage_daily::Column::TeamId)
+            .order_by_asc(usage_daily::Column::AssetId)
+            .order_by_asc(usage_daily::Column::Metric)
+            .all(self.db())
+            .await
+            .map_err(store)?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(UsageRecord {
+                    team: id("team id", &r.team_id)?,
+                    asset: if r.asset_id.is_empty() {
+                        None
+                    } else {
+                        Some(id("asset id", &r.asset_id)?)
+                    },
+                    metric: r.metric,
+                    day: r.day.parse().map_err(|_| corrupt("day", &r.day))?,
+                    count: u64::try_from(r.count)
+                        .map_err(|_| corrupt("count", &r.count.to_string()))?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()
+            .map_err(TenancyError::Store)
+    }
+
+    async fn storage(&self, org: OrgId) -> Result<Vec<TeamStorage>, TenancyError> {
+        let rows: Vec<(String, i64, Option<i64>)> = asset::Entity::find()
+            .select_only()
+            .column(asset::Column::TeamId)
+            .column_as(asset::Column::Id.count(), "documents")
+            .column_as(total_bytes(), "bytes")
+            .filter(asset::Column::OrgId.eq(org.to_string()))
+            .filter(asset::Column::Kind.eq(AssetKind::Document.as_str()))
+            .group_by(asset::Column::TeamId)
+            .order_by_asc(asset::Column::TeamId)
+            .into_tuple()
+            .all(self.db())
+            .await
+            .map_err(store)?;
+        rows.into_iter()
+            .map(|(t, n, b)| {
+                Ok(TeamStorage {
+                    team: id("team id", &t)?,
+                    documents: u64::try_from(n).unwrap_or(0),
+                    bytes: u64::try_from(b.unwrap_or(0)).unwrap_or(0),
+                })
+            })
+            .collect::<Result<_, StoreError>>()
+            .map_err(TenancyError::Store)
+    }
+
+    async fn record(&self, journal: Journal) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        commit(txn, journal).await
+    }
+}

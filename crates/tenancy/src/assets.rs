@@ -1,0 +1,1133 @@
+//! Workspace resources ("assets"): chat interfaces, knowledge bases and their documents,
+//! custom domains; their transfer between teams; usage analytics.
+//!
+//! Every asset belongs to exactly one team and records its creator, which drives the
+//! "Limited" cells of the permission table. Documents live in a knowledge base, and a
+//! knowledge base may belong to a chat interface; a transfer moves an asset with
+//! everything under it, atomically. Document bytes go to a [`BlobStore`]; domain
+//! ownership is checked through a [`DomainVerifier`].
+
+use async_trait::async_trait;
+use audit::{AuditAction, DomainEvent, EventKind, Journal, Metadata, Target};
+use billing_limits::{Limit, PlanLimits};
+use chrono::{DateTime, NaiveDate, Utc};
+use rbac_core::{Grant, Permission, Resource, ResourceId, TeamId, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::caller::Caller;
+use crate::error::{StoreError, TenancyError};
+use crate::model::{Team, valid_name};
+use crate::store::{TenancyStore, WorkspaceStore};
+use crate::teams;
+
+/// The kinds of workspace resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssetKind {
+    /// A chat interface (agent).
+    ChatInterface,
+    /// A knowledge base.
+    KnowledgeBase,
+    /// A document in a knowledge base.
+    Document,
+    /// A custom domain.
+    Domain,
+}
+
+impl AssetKind {
+    /// Every kind.
+    pub const ALL: [AssetKind; 4] = [
+        AssetKind::ChatInterface,
+        AssetKind::KnowledgeBase,
+        AssetKind::Document,
+        AssetKind::Domain,
+    ];
+
+    /// The wire and storage name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AssetKind::ChatInterface => "chat_interface",
+            AssetKind::KnowledgeBase => "knowledge_base",
+            AssetKind::Document => "document",
+            AssetKind::Domain => "domain",
+        }
+    }
+
+    /// Parses [`AssetKind::as_str`].
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Words for error messages ("chat interface not found").
+    #[must_use]
+    pub const fn label(self) -> &'static str {
+        match self {
+            AssetKind::ChatInterface => "chat interface",
+            AssetKind::KnowledgeBase => "knowledge base",
+            AssetKind::Document => "document",
+            AssetKind::Domain => "domain",
+        }
+    }
+
+    /// The plan limit counting this kind.
+    #[must_use]
+    pub const fn limit(self) -> Limit {
+        match self {
+            AssetKind::ChatInterface => Limit::ChatInterfaces,
+            AssetKind::KnowledgeBase => Limit::KnowledgeBases,
+            AssetKind::Document => Limit::Documents,
+            AssetKind::Domain => Limit::CustomDomains,
+        }
+    }
+
+    const fn view(self) -> Permission {
+        match self {
+            AssetKind::ChatInterface => Permission::ViewChatInterface,
+            AssetKind::KnowledgeBase | AssetKind::Document => Permission::ViewKnowledgeBase,
+            AssetKind::Domain => Permission::ViewDomains,
+        }
+    }
+
+    const fn create(self) -> Permission {
+        match self {
+            AssetKind::ChatInterface => Permission::CreateChatInterface,
+            AssetKind::KnowledgeBase => Permission::CreateKnowledgeBase,
+            AssetKind::Document => Permission::UploadDocument,
+            AssetKind::Domain => Permission::ManageDomains,
+        }
+    }
+
+    const fn edit(self) -> Permission {
+        match self {
+            AssetKind::ChatInterface => Permission::EditChatInterface,
+            AssetKind::KnowledgeBase => Permission::ManageKnowledgeBase,
+            AssetKind::Document => Permission::DeleteDocument,
+            AssetKind::Domain => Permission::ManageDomains,
+        }
+    }
+
+    /// The kind an asset of this kind may sit under, and whether it must.
+    const fn parent(self) -> (Option<AssetKind>, bool) {
+        match self {
+            AssetKind::KnowledgeBase => (Some(AssetKind::ChatInterface), false),
+            AssetKind::Document => (Some(AssetKind::KnowledgeBase), true),
+            AssetKind::ChatInterface | AssetKind::Domain => (None, false),
+        }
+    }
+}
+
+/// What each kind carries besides the common fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AssetDetails {
+    /// A chat interface.
+    ChatInterface {
+        /// What it is for.
+        description: String,
+        /// Its system instructions.
+        instructions: String,
+    },
+    /// A knowledge base.
+    KnowledgeBase {
+        /// What it holds.
+        description: String,
+    },
+    /// A document; the bytes are in the blob store under the document's id.
+    Document {
+        /// Media type as uploaded.
+        content_type: String,
+        /// SHA-256 of the bytes, hex.
+        sha256: String,
+    },
+    /// A custom domain.
+    Domain {
+        /// The host name, lower case.
+        hostname: String,
+        /// The value to publish in a TXT record at `_axie-verification.<hostname>`.
+        verification_token: String,
+        /// When ownership was last proven.
+        verified_at: Option<DateTime<Utc>>,
+    },
+}
+
+impl AssetDetails {
+    /// The kind these details belong to.
+    #[must_use]
+    pub const fn kind(&self) -> AssetKind {
+        match self {
+            AssetDetails::ChatInterface { .. } => AssetKind::ChatInterface,
+            AssetDetails::KnowledgeBase { .. } => AssetKind::KnowledgeBase,
+            AssetDetails::Document { .. } => AssetKind::Document,
+            AssetDetails::Domain { .. } => AssetKind::Domain,
+        }
+    }
+}
+
+/// One workspace resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Asset {
+    /// Its id.
+    pub id: ResourceId,
+    /// Its organization.
+    pub org: rbac_core::OrgId,
+    /// The one team it belongs to.
+    pub team: TeamId,
+    /// Display name.
+    pub name: String,
+    /// The asset it sits under (a document's knowledge base, a knowledge base's chat interface).
+    pub parent: Option<ResourceId>,
+    /// Its creator.
+    pub created_by: UserId,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// Bytes of storage it accounts for (documents).
+    pub size_bytes: u64,
+    /// Kind-specific fields.
+    pub details: AssetDetails,
+}
+
+impl Asset {
+    /// Its kind.
+    #[must_use]
+    pub const fn kind(&self) -> AssetKind {
+        self.details.kind()
+    }
+
+    /// The authorization target.
+    #[must_use]
+    pub const fn resource(&self) -> Resource {
+        Resource::owned(self.org, self.team, self.created_by)
+    }
+
+    fn target(&self) -> Target {
+        Target::new(self.kind().as_str(), self.id, self.name.clone())
+    }
+}
+
+/// Which assets a listing returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetFilter {
+    /// The kind.
+    pub kind: AssetKind,
+    /// Only these teams; `None` for every team.
+    pub teams: Option<Vec<TeamId>>,
+    /// Only those under this asset.
+    pub parent: Option<ResourceId>,
+}
+
+/// One move of an asset between teams.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssetTransfer {
+    /// The asset moved (its children moved with it).
+    pub asset: ResourceId,
+    /// The organization.
+    pub org: rbac_core::OrgId,
+    /// From this team.
+    pub from_team: TeamId,
+    /// To this team.
+    pub to_team: TeamId,
+    /// Name before.
+    pub from_name: String,
+    /// Name after.
+    pub to_name: String,
+    /// Who moved it.
+    pub by: UserId,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Usage of one metric on one day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    /// The team the usage was attributed to when it happened.
+    pub team: TeamId,
+    /// The asset, if the usage is of one.
+    pub asset: Option<ResourceId>,
+    /// What was counted (`messages`, …).
+    pub metric: String,
+    /// The UTC day.
+    pub day: NaiveDate,
+    /// How many.
+    pub count: u64,
+}
+
+/// Storage used by one team.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamStorage {
+    /// The team.
+    pub team: TeamId,
+    /// Number of documents.
+    pub documents: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// Where document bytes live (a local directory by default; object storage in production).
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Stores `bytes` under `key`, replacing nothing (keys are fresh ids).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the bytes could not be stored durably.
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    /// The bytes under `key`, `None` if absent.
+    ///
+    /// # Errors
+    /// [`StoreError`] on read failure.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Removes `key` (absent keys are fine).
+    ///
+    /// # Errors
+    /// [`StoreError`] on failure.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// Looks up the TXT records that prove a domain's ownership (DNS in production, a table in tests).
+#[async_trait]
+pub trait DomainVerifier: Send + Sync {
+    /// The TXT strings at `name`; empty when there are none.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the lookup itself failed (as opposed to finding nothing).
+    async fn txt_records(&self, name: &str) -> Result<Vec<String>, StoreError>;
+}
+
+/// The name a domain's verification TXT record goes under.
+#[must_use]
+pub fn verification_record_name(hostname: &str) -> String {
+    format!("_axie-verification.{hostname}")
+}
+
+/// Upload rules for documents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentRules {
+    /// Largest accepted document, in bytes.
+    pub max_bytes: u64,
+    /// Accepted media types (without parameters, lower case).
+    pub content_types: Vec<String>,
+}
+
+impl Default for DocumentRules {
+    fn default() -> Self {
+        Self {
+            max_bytes: 10 * 1024 * 1024,
+            content_types: [
+                "text/plain",
+                "text/markdown",
+                "text/csv",
+                "text/html",
+                "application/json",
+                "application/pdf",
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+/// A new asset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAsset {
+    /// Team; the parent's team when there is a parent, else the default team when `None`.
+    pub team: Option<TeamId>,
+    /// Display name.
+    pub name: String,
+    /// Parent asset.
+    pub parent: Option<ResourceId>,
+    /// Kind-specific fields; for domains the hostname is read and the token minted here.
+    pub details: AssetDetails,
+}
+
+/// What an edit may change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AssetUpdate {
+    /// New name.
+    pub name: Option<String>,
+    /// New description (chat interfaces, knowledge bases).
+    pub description: Option<String>,
+    /// New instructions (chat interfaces).
+    pub instructions: Option<String>,
+}
+
+const MAX_TEXT: usize = 10_000;
+
+fn valid_text(field: &str, s: &str) -> Result<String, TenancyError> {
+    if s.chars().count() > MAX_TEXT {
+        return Err(TenancyError::Invalid(format!(
+            "`{field}` is longer than {MAX_TEXT} characters"
+        )));
+    }
+    Ok(s.to_owned())
+}
+
+/// Lower-cases and checks a host name (RFC 1123 labels, at least two of them, no IP literals).
+///
+/// # Errors
+/// [`TenancyError::Invalid`].
+pub fn valid_hostname(s: &str) -> Result<String, TenancyError> {
+    let h = s.trim().trim_end_matches('.').to_ascii_lowercase();
+    let bad = || TenancyError::Invalid(format!("`{s}` is not a valid host name"));
+    if h.len() > 253 || !h.contains('.') || h.parse::<std::net::IpAddr>().is_ok() {
+        return Err(bad());
+    }
+    for label in h.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !ok {
+            return Err(bad());
+        }
+    }
+    if h.rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(bad());
+    }
+    Ok(h)
+}
+
+/// Loads an asset of `kind` the caller may see; anything else (other kinds, other teams,
+/// other tenants) answers 404.
+///
+/// # Errors
+/// [`TenancyError::NotFound`].
+pub async fn get<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    kind: AssetKind,
+    id: ResourceId,
+) -> Result<Asset, TenancyError> {
+    let a = store
+        .get_asset(caller.org.id, id)
+        .await?
+        .filter(|a| a.kind() == kind)
+        .ok_or(TenancyError::NotFound(kind.label()))?;
+    caller
+        .check(kind.view(), &a.resource())
+        .map_err(|e| match e {
+            TenancyError::NotFound(_) => TenancyError::NotFound(kind.label()),
+            other => other,
+        })?;
+    Ok(a)
+}
+
+/// The teams whose assets the caller may list; `None` means all of them.
+async fn visible_teams<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    team: Option<TeamId>,
+) -> Result<Option<Vec<TeamId>>, TenancyError> {
+    if let Some(t) = team {
+        teams::get(store, caller, t).await?;
+        return Ok(Some(vec![t]));
+    }
+    if caller.subject.role.is_admin() {
+        return Ok(None);
+    }
+    Ok(Some(caller.subject.teams.iter().map(|(t, _)| *t).collect()))
+}
+
+/// Lists the assets of `kind` the caller may see, optionally in one team or under one parent.
+///
+/// # Errors
+/// [`TenancyError::NotFound`] for a team or parent the caller may not see.
+pub async fn list<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    kind: AssetKind,
+    team: Option<TeamId>,
+    parent: Option<ResourceId>,
+    after: Option<ResourceId>,
+    limit: u32,
+) -> Result<Vec<Asset>, TenancyError> {
+    if let (Some(p), (Some(pk), _)) = (parent, kind.parent()) {
+        get(store, caller, pk, p).await?;
+    }
+    let filter = AssetFilter {
+        kind,
+        teams: visible_teams(store, caller, team).await?,
+        parent,
+    };
+    let assets = store
+        .list_assets(caller.org.id, &filter, after, limit)
+        .await?;
+    Ok(assets
+        .into_iter()
+        .filter(|a| caller.decide(kind.view(), &a.resource()).is_allowed())
+        .collect())
+}
+
+fn event_for(kind: AssetKind, action: &str) -> Option<EventKind> {
+    match (kind, action) {
+        (AssetKind::ChatInterface, "created") => Some(EventKind::ChatInterfaceCreated),
+        (AssetKind::ChatInterface, "updated") => Some(EventKind::ChatInterfaceUpdated),
+        (AssetKind::ChatInterface, "deleted") => Some(EventKind::ChatInterfaceDeleted),
+        (AssetKind::Document, "created") => Some(EventKind::DocumentUploaded),
+        (AssetKind::Document, "deleted") => Some(EventKind::DocumentDeleted),
+        _ => None,
+    }
+}
+
+fn audit_action(kind: AssetKind, action: &str) -> AuditAction {
+    match (kind, action) {
+        (AssetKind::ChatInterface, "created") => AuditAction::ChatInterfaceCreated,
+        (AssetKind::ChatInterface, "updated") => AuditAction::ChatInterfaceUpdated,
+        (AssetKind::ChatInterface, _) => AuditAction::ChatInterfaceDeleted,
+        (AssetKind::KnowledgeBase, "created") => AuditAction::KnowledgeBaseCreated,
+        (AssetKind::KnowledgeBase, "updated") => AuditAction::KnowledgeBaseUpdated,
+        (AssetKind::KnowledgeBase, _) => AuditAction::KnowledgeBaseDeleted,
+        (AssetKind::Document, "created") => AuditAction::DocumentUploaded,
+        (AssetKind::Document, _) => AuditAction::DocumentDeleted,
+        (AssetKind::Domain, "created") => AuditAction::DomainAdded,
+        (AssetKind::Domain, "updated") => AuditAction::DomainVerified,
+        (AssetKind::Domain, _) => AuditAction::DomainRemoved,
+    }
+}
+
+/// The audit record and domain event of `action` (`created`, `updated`, `deleted`) on `a`.
+fn journal(
+    caller: &Caller,
+    a: &Asset,
+    action: &str,
+    now: DateTime<Utc>,
+    extra: serde_json::Value,
+) -> Result<Journal, TenancyError> {
+    let kind = a.kind();
+    let mut record = caller
+        .audit(now, audit_action(kind, action), a.target())
+        .in_team(a.team);
+    if !extra.is_null() {
+        record = record.with_metadata(Metadata::from_value(extra)?);
+    }
+    let mut j = Journal::record(record);
+    if let Some(ev) = event_for(kind, action) {
+        let id_key = match kind {
+            AssetKind::Document => "documentId",
+            _ => "chatInterfaceId",
+        };
+        let mut data = json!({
+            id_key: a.id, "name": a.name, "teamId": a.team, "by": caller.user.id,
+        });
+        if let (AssetKind::Document, Some(kb), Some(obj)) = (kind, a.parent, data.as_object_mut()) {
+            obj.insert("knowledgeBaseId".into(), json!(kb));
+            obj.insert("sizeBytes".into(), json!(a.size_bytes));
+        }
+        j = j.publish(DomainEvent::new(caller.org.id, ev, now, data));
+    }
+    Ok(j)
+}
+
+/// Resolves where a new asset goes and checks the caller may create it there.
+async fn placement<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    kind: AssetKind,
+    team: Option<TeamId>,
+    parent: Option<ResourceId>,
+) -> Result<Team, TenancyError> {
+    let (parent_kind, required) = kind.parent();
+    let team = match (parent, parent_kind) {
+        (Some(p), Some(pk)) => {
+            let parent = get(store, caller, pk, p).await?;
+            if team.is_some_and(|t| t != parent.team) {
+                return Err(TenancyError::Invalid(format!(
+                    "a {} goes in its {}'s team",
+                    kind.label(),
+                    pk.label()
+                )));
+            }
+            parent.team
+        }
+        (Some(_), None) => {
+            return Err(TenancyError::Invalid(format!(
+                "a {} has no parent",
+                kind.label()
+            )));
+        }
+        (None, _) if required => {
+            return Err(TenancyError::Invalid(format!(
+                "a {} needs its {}",
+                kind.label(),
+                parent_kind.map_or("parent", AssetKind::label)
+            )));
+        }
+        (None, _) => match team {
+            Some(t) => t,
+            None => store.default_team(caller.org.id).await?.id,
+        },
+    };
+    let team = teams::get(store, caller, team).await?;
+    caller.check(kind.create(), &Resource::team(team.org, team.id))?;
+    if team.archived_at.is_some() {
+        return Err(TenancyError::Conflict(format!(
+            "the team `{}` is archived",
+            team.name
+        )));
+    }
+    Ok(team)
+}
+
+/// Creates a chat interface, knowledge base or domain (documents: [`upload_document`]).
+/// The plan's limit for the kind is checked atomically with the insert.
+///
+/// # Errors
+/// [`TenancyError::Forbidden`], [`TenancyError::NotFound`], [`TenancyError::Invalid`],
+/// [`TenancyError::Conflict`] (archived team, domain already added),
+/// [`TenancyError::LimitReached`].
+pub async fn create<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    new: NewAsset,
+    now: DateTime<Utc>,
+) -> Result<Asset, TenancyError> {
+    let kind = new.details.kind();
+    let details = match new.details {
+        AssetDetails::ChatInterface {
+            description,
+            instructions,
+        } => AssetDetails::ChatInterface {
+            description: valid_text("description", &description)?,
+            instructions: valid_text("instructions", &instructions)?,
+        },
+        AssetDetails::KnowledgeBase { description } => AssetDetails::KnowledgeBase {
+            description: valid_text("description", &description)?,
+        },
+        AssetDetails::Domain { hostname, .. } => AssetDetails::Domain {
+            hostname: valid_hostname(&hostname)?,
+            verification_token: security_policy::mint("axie-verify", 24).secret,
+            verified_at: None,
+        },
+        AssetDetails::Document { .. } => {
+            return Err(TenancyError::Invalid(
+                "documents are uploaded with their content".into(),
+            ));
+        }
+    };
+    let name = match &details {
+        AssetDetails::Domain { hostname, .. } if new.name.trim().is_empty() => hostname.clone(),
+        _ => valid_name("name", &new.name)?,
+    };
+    let team = placement(store, caller, kind, new.team, new.parent).await?;
+    let asset = Asset {
+        id: ResourceId::new(),
+        org: caller.org.id,
+        team: team.id,
+        name,
+        parent: new.parent,
+        created_by: caller.user.id,
+        created_at: now,
+        updated_at: now,
+        size_bytes: 0,
+        details,
+    };
+    let j = journal(caller, &asset, "created", now, json!({ "team": team.name }))?;
+    store
+        .create_asset(&asset, &PlanLimits::for_plan(caller.org.plan), j)
+        .await?;
+    Ok(asset)
+}
+
+fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Uploads a document into a knowledge base: the bytes go to `blobs` first, then the metadata,
+/// the document count and the storage total are checked and written with the audit record in
+/// one transaction; when that fails the bytes are removed again.
+///
+/// # Errors
+/// [`TenancyError::Invalid`] (empty, too large, type not accepted), [`TenancyError::LimitReached`]
+/// (documents or storage), and those of [`create`].
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the upload's parts arrive separately from HTTP"
+)]
+pub async fn upload_document<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    blobs: &dyn BlobStore,
+    rules: &DocumentRules,
+    caller: &Caller,
+    knowledge_base: ResourceId,
+    name: &str,
+    content_type: &str,
+    bytes: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Asset, TenancyError> {
+    let name = valid_name("name", name)?;
+    let media = media_type(content_type);
+    if !rules.content_types.iter().any(|t| *t == media) {
+        return Err(TenancyError::Invalid(format!(
+            "documents of type `{media}` are not accepted; accepted: {}",
+            rules.content_types.join(", ")
+        )));
+    }
+    if bytes.is_empty() {
+        return Err(TenancyError::Invalid("the document is empty".into()));
+    }
+    let size = bytes.len() as u64;
+    if size > rules.max_bytes {
+        return Err(TenancyError::Invalid(format!(
+            "the document is {size} bytes; the most accepted is {}",
+            rules.max_bytes
+        )));
+    }
+    let team = placement(
+        store,
+        caller,
+        AssetKind::Document,
+        None,
+        Some(knowledge_base),
+    )
+    .await?;
+    let asset = Asset {
+        id: ResourceId::new(),
+        org: caller.org.id,
+        team: team.id,
+        name,
+        parent: Some(knowledge_base),
+        created_by: caller.user.id,
+        created_at: now,
+        updated_at: now,
+        size_bytes: size,
+        details: AssetDetails::Document {
+            content_type: media,
+            sha256: hex::encode(Sha256::digest(bytes)),
+        },
+    };
+    let j = journal(
+        caller,
+        &asset,
+        "created",
+        now,
+        json!({ "size_bytes": size }),
+    )?;
+    let key = asset.id.to_string();
+    blobs.put(&key, bytes).await?;
+    if let Err(e) = store
+        .create_asset(&asset, &PlanLimits::for_plan(caller.org.plan), j)
+        .await
+    {
+        if let Err(cleanup) = blobs.delete(&key).await {
+            tracing::warn!(error = %cleanup, blob = %key, "could not remove the bytes of a refused upload");
+        }
+        return Err(e);
+    }
+    Ok(asset)
+}
+
+/// A document's bytes.
+///
+/// # Errors
+/// [`TenancyError::NotFound`] when the caller may not see it or its bytes are gone.
+pub async fn document_content<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    blobs: &dyn BlobStore,
+    caller: &Caller,
+    id: ResourceId,
+) -> Result<(Asset, Vec<u8>), TenancyError> {
+    let a = get(store, caller, AssetKind::Document, id).await?;
+    let bytes = blobs
+        .get(&a.id.to_string())
+        .await?
+        .ok_or(TenancyError::NotFound("document content"))?;
+    Ok((a, bytes))
+}
+
+/// Edits a chat interface or knowledge base.
+///
+/// # Errors
+/// [`TenancyError::NotFound`], [`TenancyError::Forbidden`], [`TenancyError::Invalid`],
+/// [`TenancyError::Conflict`] when it changed concurrently.
+pub async fn update<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    kind: AssetKind,
+    id: ResourceId,
+    change: AssetUpdate,
+    now: DateTime<Utc>,
+) -> Result<Asset, TenancyError> {
+    let before = get(store, caller, kind, id).await?;
+    caller.check(kind.edit(), &before.resource())?;
+    let mut after = before.clone();
+    if let Some(n) = &change.name {
+        after.name = valid_name("name", n)?;
+    }
+    match &mut after.details {
+        AssetDetails::ChatInterface {
+            description,
+            instructions,
+        } => {
+            if let Some(d) = &change.description {
+                *description = valid_text("description", d)?;
+            }
+            if let Some(i) = &change.instructions {
+                *instructions = valid_text("instructions", i)?;
+            }
+        }
+        AssetDetails::KnowledgeBase { description } => {
+            if let Some(d) = &change.description {
+                *description = valid_text("description", d)?;
+            }
+            if change.instructions.is_some() {
+                return Err(TenancyError::Invalid(
+                    "a knowledge base has no instructions".into(),
+                ));
+            }
+        }
+        AssetDetails::Document { .. } | AssetDetails::Domain { .. } => {
+            return Err(TenancyError::Invalid(format!(
+                "a {} cannot be edited",
+                kind.label()
+            )));
+        }
+    }
+    if after == before {
+        return Ok(after);
+    }
+    after.updated_at = now;
+    let fields: Vec<&str> = [
+        ("name", change.name.is_some()),
+        ("description", change.description.is_some()),
+        ("instructions", change.instructions.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(f, set)| set.then_some(f))
+    .collect();
+    let j = journal(caller, &after, "updated", now, json!({ "fields": fields }))?;
+    store.update_asset(&before, &after, j).await?;
+    Ok(after)
+}
+
+/// Deletes an asset with everything under it and removes the documents' bytes.
+/// Team Members may delete only what they created; their team's admins, the Owner and
+/// Admins may delete anything in it.
+///
+/// # Errors
+/// [`TenancyError::NotFound`], [`TenancyError::Forbidden`].
+pub async fn delete<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    blobs: &dyn BlobStore,
+    caller: &Caller,
+    kind: AssetKind,
+    id: ResourceId,
+    now: DateTime<Utc>,
+) -> Result<Vec<Asset>, TenancyError> {
+    let a = get(store, caller, kind, id).await?;
+    let grant = caller.check(kind.edit(), &a.resource())?;
+    if grant == Grant::TeamMember && a.created_by != caller.user.id {
+        return Err(TenancyError::Forbidden(rbac_core::DenyReason::NotCreator));
+    }
+    let j = journal(caller, &a, "deleted", now, serde_json::Value::Null)?;
+    let removed = store.delete_asset(caller.org.id, id, j).await?;
+    remove_blobs(blobs, &removed).await;
+    Ok(removed)
+}
+
+/// Removes the bytes of deleted documents (after the deletion committed; a failure
+/// leaves an orphan blob, never a document without bytes).
+pub async fn remove_blobs(blobs: &dyn BlobStore, removed: &[Asset]) {
+    for d in removed.iter().filter(|a| a.kind() == AssetKind::Document) {
+        if let Err(e) = blobs.delete(&d.id.to_string()).await {
+            tracing::warn!(error = %e, blob = %d.id, "could not remove a deleted document's bytes");
+        }
+    }
+}
+
+/// Checks a custom domain's TXT record and records the result.
+///
+/// # Errors
+/// [`TenancyError::NotFound`], [`TenancyError::Forbidden`], [`TenancyError::Conflict`] when
+/// the record is not (yet) published, [`TenancyError::Store`] when the lookup failed.
+pub async fn verify_domain<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    verifier: &dyn DomainVerifier,
+    caller: &Caller,
+    id: ResourceId,
+    now: DateTime<Utc>,
+) -> Result<Asset, TenancyError> {
+    let before = get(store, caller, AssetKind::Domain, id).await?;
+    caller.check(Permission::ManageDomains, &before.resource())?;
+    let AssetDetails::Domain {
+        hostname,
+        verification_token,
+        ..
+    } = &before.details
+    else {
+        return Err(TenancyError::NotFound("domain"));
+    };
+    let record = verification_record_name(hostname);
+    let found = verifier.txt_records(&record).await?;
+    if !found
+        .iter()
+        .any(|t| security_policy::constant_time_eq(t.trim(), verification_token))
+    {
+        return Err(TenancyError::Conflict(format!(
+            "no TXT record `{verification_token}` found at `{record}` yet"
+        )));
+    }
+    let mut after = before.clone();
+    if let AssetDetails::Domain { verified_at, .. } = &mut after.details {
+        *verified_at = Some(now);
+    }
+    after.updated_at = now;
+    let j = journal(caller, &after, "updated", now, json!({ "record": record }))?;
+    store.update_asset(&before, &after, j).await?;
+    Ok(after)
+}
+
+/// Moves an asset (with everything under it) to another team of the organization, optionally
+/// renaming it ("Customer Service Agent - PROD"). Needs the right to transfer assets in both
+/// teams; the move is atomic and kept in the asset's history.
+///
+/// # Errors
+/// [`TenancyError::NotFound`], [`TenancyError::Forbidden`], [`TenancyError::Invalid`] (same
+/// team, not a top-level asset), [`TenancyError::Conflict`] (archived target, concurrent move).
+pub async fn transfer<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    id: ResourceId,
+    to_team: TeamId,
+    rename: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(Asset, AssetTransfer), TenancyError> {
+    let a = store
+        .get_asset(caller.org.id, id)
+        .await?
+        .ok_or(TenancyError::NotFound("asset"))?;
+    get(store, caller, a.kind(), id).await?;
+    caller.check(Permission::TransferAsset, &Resource::team(a.org, a.team))?;
+    let to = teams::get(store, caller, to_team).await?;
+    caller.check(Permission::TransferAsset, &Resource::team(to.org, to.id))?;
+    if a.parent.is_some() {
+        return Err(TenancyError::Invalid(
+            "this asset moves with the asset it belongs to; transfer that one".into(),
+        ));
+    }
+    if to.id == a.team {
+        return Err(TenancyError::Invalid(
+            "the asset is already in that team".into(),
+        ));
+    }
+    if to.archived_at.is_some() {
+        return Err(TenancyError::Conflict(format!(
+            "the team `{}` is archived",
+            to.name
+        )));
+    }
+    let to_name = match rename {
+        Some(n) => valid_name("name", n)?,
+        None => a.name.clone(),
+    };
+    let t = AssetTransfer {
+        asset: a.id,
+        org: a.org,
+        from_team: a.team,
+        to_team: to.id,
+        from_name: a.name.clone(),
+        to_name: to_name.clone(),
+        by: caller.user.id,
+        at: now,
+    };
+    let mut moved = a.clone();
+    moved.team = to.id;
+    moved.name = to_name;
+    moved.updated_at = now;
+    let j = Journal::record(
+        caller
+            .audit(now, AuditAction::AssetTransferred, moved.target())
+            .in_team(to.id)
+            .with_metadata(Metadata::from_value(json!({
+                "kind": a.kind().as_str(), "from_team": t.from_team, "to_team": t.to_team,
+                "from_name": t.from_name, "to_name": t.to_name,
+            }))?),
+    )
+    .publish(DomainEvent::new(
+        caller.org.id,
+        EventKind::AssetTransferred,
+        now,
+        json!({
+            "assetId": a.id, "kind": a.kind().as_str(), "fromTeamId": t.from_team, "toTeamId": t.to_team,
+            "name": t.to_name, "previousName": t.from_name, "transferredBy": caller.user.id,
+        }),
+    ));
+    store.transfer_asset(&t, j).await?;
+    Ok((moved, t))
+}
+
+/// An asset's transfer history, oldest first.
+///
+/// # Errors
+/// [`TenancyError::NotFound`] when the caller may not see the asset.
+pub async fn history<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    id: ResourceId,
+) -> Result<Vec<AssetTransfer>, TenancyError> {
+    let a = store
+        .get_asset(caller.org.id, id)
+        .await?
+        .ok_or(TenancyError::NotFound("asset"))?;
+    get(store, caller, a.kind(), id).await?;
+    store.transfers_of(caller.org.id, id).await
+}
+
+/// Records one use of a chat interface (a conversation turn), counted for analytics.
+///
+/// # Errors
+/// [`TenancyError::NotFound`], [`TenancyError::Forbidden`].
+pub async fn use_chat_interface<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    id: ResourceId,
+    now: DateTime<Utc>,
+) -> Result<Asset, TenancyError> {
+    let a = get(store, caller, AssetKind::ChatInterface, id).await?;
+    caller.check(Permission::UseChatInterface, &a.resource())?;
+    store
+        .record_usage(
+            &UsageRecord {
+                team: a.team,
+                asset: Some(a.id),
+                metric: METRIC_MESSAGES.into(),
+                day: now.date_naive(),
+                count: 1,
+            },
+            a.org,
+        )
+        .await?;
+    Ok(a)
+}
+
+/// The metric counted when a chat interface is used.
+pub const METRIC_MESSAGES: &str = "messages";
+
+/// The analytics view: usage per resource and per team, and storage, for the teams the caller sees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Analytics {
+    /// First day included.
+    pub from: NaiveDate,
+    /// Last day included.
+    pub to: NaiveDate,
+    /// Daily usage rows.
+    pub usage: Vec<UsageRecord>,
+    /// Per-team totals of each metric.
+    pub teams: Vec<TeamUsage>,
+    /// Storage per team.
+    pub storage: Vec<TeamStorage>,
+}
+
+/// One team's totals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TeamUsage {
+    /// The team.
+    pub team: TeamId,
+    /// The metric.
+    pub metric: String,
+    /// The total over the period.
+    pub count: u64,
+}
+
+/// Usage analytics any member may view, limited to the teams they see; the viewing is audited
+/// (the guide's "Viewed analytics dashboard").
+///
+/// # Errors
+/// [`TenancyError::NotFound`] for a team the caller may not see; [`TenancyError::Invalid`]
+/// for a period longer than a year or reversed.
+pub async fn analytics<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    team: Option<TeamId>,
+    from: NaiveDate,
+    to: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<Analytics, TenancyError> {
+    if to < from || (to - from).num_days() > 366 {
+        return Err(TenancyError::Invalid(
+            "the period must run forward and span at most a year".into(),
+        ));
+    }
+    let target_team = match team {
+        Some(t) => Some(teams::get(store, caller, t).await?),
+        None => None,
+    };
+    let resource = match &target_team {
+        Some(t) => Resource::team(t.org, t.id),
+        None => Resource {
+            org: caller.org.id,
+            team: None,
+            creator: None,
+        },
+    };
+    caller.check(Permission::ViewAnalytics, &resource)?;
+    let visible = visible_teams(store, caller, team).await?;
+    let keep = |t: &TeamId| visible.as_ref().is_none_or(|v| v.contains(t));
+    let usage: Vec<UsageRecord> = store
+        .usage(caller.org.id, from, to)
+        .await?
+        .into_iter()
+        .filter(|u| keep(&u.team))
+        .collect();
+    let mut totals: Vec<TeamUsage> = Vec::new();
+    for u in &usage {
+        match totals
+            .iter_mut()
+            .find(|t| t.team == u.team && t.metric == u.metric)
+        {
+            Some(t) => t.count += u.count,
+            None => totals.push(TeamUsage {
+                team: u.team,
+                metric: u.metric.clone(),
+                count: u.count,
+            }),
+        }
+    }
+    let storage = store
+        .storage(caller.org.id)
+        .await?
+        .into_iter()
+        .filter(|s| keep(&s.team))
+        .collect();
+    let (kind, id, name) = match &target_team {
+        Some(t) => ("team", t.id.to_string(), t.name.clone()),
+        None => (
+            "organization",
+            caller.org.id.to_string(),
+            caller.org.name.clone(),
+        ),
+    };
+    let mut record = caller
+        .audit(
+            now,
+            AuditAction::AnalyticsViewed,
+            Target::new(kind, id, name),
+        )
+        .with_metadata(Metadata::from_value(json!({ "from": from, "to": to }))?);
+    if let Some(t) = &target_team {
+        record = record.in_team(t.id);
+    }
+    store.record(Journal::record(record)).await?;
+    Ok(Analytics {
+        from,
+        to,
+        usage,
+        teams: totals,
+        storage,
+    })
+}

@@ -1,0 +1,260 @@
+//! Teams: isolated workspaces inside an organization, and their members.
+//!
+//! Every organization has a default team that every member joins; further teams
+//! are created by the Owner or Admins, who administer every team. A User sees and
+//! uses only the teams they have a role in: another team's ids answer 404.
+
+use audit::{AuditAction, DomainEvent, EventKind, Journal, Metadata, Target};
+use chrono::{DateTime, Utc};
+use rbac_core::{Permission, Resource, TeamId, TeamRole, UserId};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::caller::Caller;
+use crate::error::TenancyError;
+use crate::model::{Member, Team, valid_name};
+use crate::store::{TenancyStore, WorkspaceStore};
+
+/// A member of one team.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TeamMember {
+    /// The organization member.
+    pub member: Member,
+    /// Their role in the team.
+    pub role: TeamRole,
+}
+
+/// Loads a team the caller may see (404 otherwise, also for other tenants' ids).
+///
+/// # Errors
+/// [`TenancyError::NotFound`].
+pub async fn get<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    team: TeamId,
+) -> Result<Team, TenancyError> {
+    let t = store
+        .get_team(caller.org.id, team)
+        .await?
+        .ok_or(TenancyError::NotFound("team"))?;
+    caller.check(Permission::ViewTeam, &Resource::team(t.org, t.id))?;
+    Ok(t)
+}
+
+/// The teams the caller may see: all of them for the Owner and Admins, else those they belong to.
+///
+/// # Errors
+/// [`TenancyError::Store`] on storage failure.
+pub async fn list<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+) -> Result<Vec<Team>, TenancyError> {
+    let teams = store.list_teams(caller.org.id).await?;
+    Ok(teams
+        .into_iter()
+        .filter(|t| {
+            caller
+                .decide(Permission::ViewTeam, &Resource::team(t.org, t.id))
+                .is_allowed()
+        })
+        .collect())
+}
+
+/// Creates a team (Owner and Admins).
+///
+/// # Errors
+/// [`TenancyError::Forbidden`]; [`TenancyError::Invalid`] for a bad name;
+/// [`TenancyError::Conflict`] when the name is taken in the organization.
+pub async fn create<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<Team, TenancyError> {
+    caller.check_org(Permission::CreateTeam)?;
+    let team = Team {
+        id: TeamId::new(),
+        org: caller.org.id,
+        name: valid_name("name", name)?,
+        is_default: false,
+        created_at: now,
+        archived_at: None,
+    };
+    let journal = Journal::record(
+        caller
+            .audit(
+                now,
+                AuditAction::TeamCreated,
+                Target::new("team", team.id, team.name.clone()),
+            )
+            .in_team(team.id),
+    )
+    .publish(DomainEvent::new(
+        caller.org.id,
+        EventKind::TeamCreated,
+        now,
+        json!({ "teamId": team.id, "name": team.name, "createdBy": caller.user.id }),
+    ));
+    store.create_team(&team, journal).await?;
+    Ok(team)
+}
+
+/// What to change on a team.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TeamUpdate {
+    /// New name.
+    pub name: Option<String>,
+    /// Archive (`true`) or restore (`false`).
+    pub archived: Option<bool>,
+}
+
+/// Renames, archives or restores a team (its admins, the Owner and Admins). The default
+/// team cannot be archived.
+///
+/// # Errors
+/// [`TenancyError::NotFound`], [`TenancyError::Forbidden`], [`TenancyError::Invalid`],
+/// [`TenancyError::Conflict`] (name taken, or the team changed concurrently).
+pub async fn update<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    team: TeamId,
+    change: TeamUpdate,
+    now: DateTime<Utc>,
+) -> Result<Team, TenancyError> {
+    let before = get(store, caller, team).await?;
+    caller.check(
+        Permission::ManageTeam,
+        &Resource::team(before.org, before.id),
+    )?;
+    let mut after = before.clone();
+    if let Some(name) = &change.name {
+        after.name = valid_name("name", name)?;
+    }
+    match change.archived {
+        Some(true) if before.is_default => {
+            return Err(TenancyError::Invalid(
+                "the default team cannot be archived".into(),
+            ));
+        }
+        Some(true) if before.archived_at.is_none() => after.archived_at = Some(now),
+        Some(false) => after.archived_at = None,
+        _ => {}
+    }
+    if after == before {
+        return Ok(after);
+    }
+    let journal = Journal::record(
+        caller
+            .audit(
+                now,
+                AuditAction::TeamUpdated,
+                Target::new("team", team, after.name.clone()),
+            )
+            .in_team(team)
+            .with_metadata(Metadata::from_value(json!({
+                "name": { "from": before.name, "to": after.name },
+                "archived": after.archived_at.is_some(),
+            }))?),
+    )
+    .publish(DomainEvent::new(
+        caller.org.id,
+        EventKind::TeamUpdated,
+        now,
+        json!({ "teamId": team, "name": after.name, "previousName": before.name, "archived": after.archived_at.is_some() }),
+    ));
+    store.update_team(&before, &after, journal).await?;
+    Ok(after)
+}
+
+/// Deletes a team that holds nothing (no resources, no active API keys). The default team stays.
+///
+/// # Errors
+/// [`TenancyError::NotFound`], [`TenancyError::Forbidden`], [`TenancyError::Invalid`]
+/// (default team), [`TenancyError::Conflict`] when it still holds resources or keys.
+pub async fn delete<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    team: TeamId,
+    now: DateTime<Utc>,
+) -> Result<(), TenancyError> {
+    let t = get(store, caller, team).await?;
+    caller.check(Permission::ManageTeam, &Resource::team(t.org, t.id))?;
+    if t.is_default {
+        return Err(TenancyError::Invalid(
+            "the default team cannot be deleted".into(),
+        ));
+    }
+    let journal = Journal::record(
+        caller
+            .audit(
+                now,
+                AuditAction::TeamDeleted,
+                Target::new("team", team, t.name.clone()),
+            )
+            .in_team(team),
+    )
+    .publish(DomainEvent::new(
+        caller.org.id,
+        EventKind::TeamDeleted,
+        now,
+        json!({ "teamId": team, "name": t.name, "deletedBy": caller.user.id }),
+    ));
+    store.delete_team(caller.org.id, team, journal).await
+}
+
+/// The team's members with their team roles.
+///
+/// # Errors
+/// [`TenancyError::NotFound`] when the caller may not see the team.
+pub async fn members<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    team: TeamId,
+) -> Result<Vec<TeamMember>, TenancyError> {
+    let t = get(store, caller, team).await?;
+    store.team_members(caller.org.id, t.id).await
+}
+
+/// Gives an organization member a role in the team, or with `None` takes them out of it.
+/// Team admins manage their team's members; the Owner and Admins manage every team.
+///
+/// # Errors
+/// [`TenancyError::NotFound`] (team, or the person is not a member of the organization);
+/// [`TenancyError::Forbidden`].
+pub async fn set_member<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    team: TeamId,
+    user: UserId,
+    role: Option<TeamRole>,
+    now: DateTime<Utc>,
+) -> Result<(), TenancyError> {
+    let t = get(store, caller, team).await?;
+    caller.check(Permission::ManageTeamMembers, &Resource::team(t.org, t.id))?;
+    let member = store
+        .get_member(caller.org.id, user)
+        .await?
+        .ok_or(TenancyError::NotFound("member"))?;
+    let journal = Journal::record(
+        caller
+            .audit(
+                now,
+                AuditAction::TeamUpdated,
+                Target::new("member", user, member.user.name.clone()),
+            )
+            .in_team(team)
+            .with_metadata(Metadata::from_value(json!({
+                "team": t.name,
+                "team_role": role.map(TeamRole::as_str),
+            }))?),
+    )
+    .publish(DomainEvent::new(
+        caller.org.id,
+        EventKind::TeamUpdated,
+        now,
+        json!({ "teamId": team, "userId": user, "teamRole": role.map(TeamRole::as_str) }),
+    ));
+    store
+        .set_team_member(caller.org.id, team, user, role, journal)
+        .await
+}
