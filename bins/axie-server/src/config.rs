@@ -29,6 +29,8 @@ pub struct Settings {
     pub smtp: SmtpSettings,
     /// Outgoing webhooks.
     pub webhooks: WebhookSettings,
+    /// Workspace resources.
+    pub workspace: WorkspaceSettings,
     /// Audit log.
     pub audit: AuditSettings,
     /// Logging.
@@ -142,6 +144,45 @@ pub struct WebhookSettings {
     pub base_delay_ms: u64,
     /// Failed deliveries in a row before an endpoint is disabled.
     pub disable_after_failures: u32,
+}
+
+/// Workspace resource settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceSettings {
+    /// Directory of document bytes (empty = `<data_dir>/blobs`).
+    pub blob_dir: PathBuf,
+    /// Largest document upload in bytes.
+    pub document_max_bytes: u64,
+    /// Accepted document media types.
+    pub document_types: Vec<String>,
+    /// DNS servers for domain verification (`host:port`), empty = system resolvers.
+    pub dns_servers: Vec<String>,
+}
+
+impl WorkspaceSettings {
+    /// The blob directory, resolved against the data directory.
+    #[must_use]
+    pub fn blob_dir(&self, data_dir: &Path) -> PathBuf {
+        if self.blob_dir.as_os_str().is_empty() {
+            data_dir.join("blobs")
+        } else {
+            self.blob_dir.clone()
+        }
+    }
+
+    /// The upload rules.
+    #[must_use]
+    pub fn document_rules(&self) -> tenancy::assets::DocumentRules {
+        tenancy::assets::DocumentRules {
+            max_bytes: self.document_max_bytes,
+            content_types: self
+                .document_types
+                .iter()
+                .map(|t| t.trim().to_ascii_lowercase())
+                .collect(),
+        }
+    }
 }
 
 /// Audit settings.

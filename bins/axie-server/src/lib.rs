@@ -21,6 +21,7 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod workers;
+pub mod workspace_io;
 
 pub use config::Settings;
 pub use startup::{Application, StartupError};

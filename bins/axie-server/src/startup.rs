@@ -145,6 +145,14 @@ impl Application {
             cipher: Arc::new(encryption_key(&settings)?),
             http: crate::deliver::client(&settings.webhooks)
                 .map_err(|e| StartupError::Security(e.to_string()))?,
+            blobs: Arc::new(
+                crate::workspace_io::FsBlobStore::open(
+                    &settings.workspace.blob_dir(&settings.server.data_dir),
+                )
+                .map_err(|e| StartupError::Security(format!("blob directory: {e}")))?,
+            ),
+            domains: Arc::new(dns_verifier(&settings)?),
+            documents: Arc::new(settings.workspace.document_rules()),
             settings: Arc::new(settings),
             clock,
         };
@@ -212,4 +220,21 @@ impl Application {
 
 async fn not_found() -> Result<actix_web::HttpResponse, crate::error::ApiError> {
     Err(crate::error::ApiError::not_found("route"))
+}
+
+fn dns_verifier(settings: &Settings) -> Result<crate::workspace_io::DnsVerifier, StartupError> {
+    let servers = settings
+        .workspace
+        .dns_servers
+        .iter()
+        .map(|s| {
+            s.parse::<std::net::SocketAddr>().map_err(|_| {
+                StartupError::Security(format!(
+                    "workspace.dns_servers: `{s}` is not an address like 127.0.0.1:53"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::workspace_io::DnsVerifier::new(&servers)
+        .map_err(|e| StartupError::Security(format!("DNS resolver: {e}")))
 }

@@ -47,4 +47,10 @@ pub struct AppState {
     pub cipher: Arc<security_policy::Cipher>,
     /// HTTP client for webhook deliveries (no redirects, SSRF-guarded resolver).
     pub http: reqwest::Client,
+    /// Where document bytes live.
+    pub blobs: Arc<dyn tenancy::assets::BlobStore>,
+    /// Checks custom domains' TXT records.
+    pub domains: Arc<dyn tenancy::assets::DomainVerifier>,
+    /// Document upload rules.
+    pub documents: Arc<tenancy::assets::DocumentRules>,
 }

@@ -147,12 +147,20 @@ pub async fn remove(
         }
     };
     match tenancy::members::remove(&*st.store, &caller, target, disposition, st.clock.now()).await {
-        Ok(r) => Ok(HttpResponse::Ok().json(RemovalResponse {
-            transferred: r.transferred,
-            deleted: r.deleted,
-            api_keys_deactivated: r.api_keys_deactivated,
-            sessions_ended: r.sessions_ended,
-        })),
+        Ok(r) => {
+            // The removal committed; the deleted documents' bytes go now (a failure only orphans bytes).
+            for doc in &r.deleted_documents {
+                if let Err(e) = st.blobs.delete(&doc.to_string()).await {
+                    tracing::warn!(error = %e, blob = %doc, "could not remove a deleted document's bytes");
+                }
+            }
+            Ok(HttpResponse::Ok().json(RemovalResponse {
+                transferred: r.transferred,
+                deleted: r.deleted,
+                api_keys_deactivated: r.api_keys_deactivated,
+                sessions_ended: r.sessions_ended,
+            }))
+        }
         Err(e) => Err(crate::auth::audited(&st, &caller, "remove_members", e).await),
     }
 }

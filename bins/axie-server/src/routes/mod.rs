@@ -21,7 +21,9 @@ pub mod me;
 pub mod members;
 pub mod openapi;
 pub mod orgs;
+pub mod teams;
 pub mod webhooks;
+pub mod workspace;
 
 /// Who may call a route, checked before the handler body runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +97,38 @@ routes! {
     GET "/api/v1/orgs/{org_id}/api-keys" => api_keys::list, Member;
     POST "/api/v1/orgs/{org_id}/api-keys" => api_keys::create, Member;
     DELETE "/api/v1/orgs/{org_id}/api-keys/{key_id}" => api_keys::revoke, Member;
+    GET "/api/v1/orgs/{org_id}/teams" => teams::list, Member;
+    POST "/api/v1/orgs/{org_id}/teams" => teams::create, Org(P::CreateTeam);
+    GET "/api/v1/orgs/{org_id}/teams/{team_id}" => teams::get, Member;
+    PATCH "/api/v1/orgs/{org_id}/teams/{team_id}" => teams::update, Member;
+    DELETE "/api/v1/orgs/{org_id}/teams/{team_id}" => teams::delete, Member;
+    GET "/api/v1/orgs/{org_id}/teams/{team_id}/members" => teams::members, Member;
+    PUT "/api/v1/orgs/{org_id}/teams/{team_id}/members/{user_id}" => teams::set_member, Member;
+    DELETE "/api/v1/orgs/{org_id}/teams/{team_id}/members/{user_id}" => teams::remove_member, Member;
+    GET "/api/v1/orgs/{org_id}/chat-interfaces" => workspace::list_chat_interfaces, Member;
+    POST "/api/v1/orgs/{org_id}/chat-interfaces" => workspace::create_chat_interface, Member;
+    GET "/api/v1/orgs/{org_id}/chat-interfaces/{asset_id}" => workspace::get_chat_interface, Member;
+    PATCH "/api/v1/orgs/{org_id}/chat-interfaces/{asset_id}" => workspace::update_chat_interface, Member;
+    DELETE "/api/v1/orgs/{org_id}/chat-interfaces/{asset_id}" => workspace::delete_chat_interface, Member;
+    POST "/api/v1/orgs/{org_id}/chat-interfaces/{asset_id}/use" => workspace::use_chat_interface, Member;
+    GET "/api/v1/orgs/{org_id}/knowledge-bases" => workspace::list_knowledge_bases, Member;
+    POST "/api/v1/orgs/{org_id}/knowledge-bases" => workspace::create_knowledge_base, Member;
+    GET "/api/v1/orgs/{org_id}/knowledge-bases/{asset_id}" => workspace::get_knowledge_base, Member;
+    PATCH "/api/v1/orgs/{org_id}/knowledge-bases/{asset_id}" => workspace::update_knowledge_base, Member;
+    DELETE "/api/v1/orgs/{org_id}/knowledge-bases/{asset_id}" => workspace::delete_knowledge_base, Member;
+    GET "/api/v1/orgs/{org_id}/knowledge-bases/{asset_id}/documents" => workspace::list_documents, Member;
+    POST "/api/v1/orgs/{org_id}/knowledge-bases/{asset_id}/documents" => workspace::upload_document, Member;
+    GET "/api/v1/orgs/{org_id}/documents/{asset_id}" => workspace::get_document, Member;
+    DELETE "/api/v1/orgs/{org_id}/documents/{asset_id}" => workspace::delete_document, Member;
+    GET "/api/v1/orgs/{org_id}/documents/{asset_id}/content" => workspace::document_content, Member;
+    GET "/api/v1/orgs/{org_id}/domains" => workspace::list_domains, Member;
+    POST "/api/v1/orgs/{org_id}/domains" => workspace::create_domain, Member;
+    GET "/api/v1/orgs/{org_id}/domains/{asset_id}" => workspace::get_domain, Member;
+    DELETE "/api/v1/orgs/{org_id}/domains/{asset_id}" => workspace::delete_domain, Member;
+    POST "/api/v1/orgs/{org_id}/domains/{asset_id}/verify" => workspace::verify_domain, Member;
+    POST "/api/v1/orgs/{org_id}/assets/{asset_id}/transfer" => workspace::transfer, Member;
+    GET "/api/v1/orgs/{org_id}/assets/{asset_id}/transfers" => workspace::transfers, Member;
+    GET "/api/v1/orgs/{org_id}/analytics" => workspace::analytics, Member;
     GET "/api/v1/webhooks/event-types" => webhooks::event_types, Authenticated;
     GET "/api/v1/orgs/{org_id}/webhooks" => webhooks::list, Org(P::ManageWebhooks);
     POST "/api/v1/orgs/{org_id}/webhooks" => webhooks::create, Org(P::ManageWebhooks);

@@ -4,7 +4,9 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api_keys, audit_log, auth, health, invitations, me, members, orgs, webhooks};
+use super::{
+    api_keys, audit_log, auth, health, invitations, me, members, orgs, teams, webhooks, workspace,
+};
 
 struct BearerAuth;
 
@@ -65,6 +67,14 @@ impl Modify for UniqueOperationIds {
         webhooks::create, webhooks::list, webhooks::update, webhooks::delete, webhooks::rotate, webhooks::test,
         webhooks::recover, webhooks::deliveries, webhooks::attempts, webhooks::resend, webhooks::event_types,
         audit_log::search, audit_log::export, audit_log::verify, audit_log::checkpoint,
+        teams::list, teams::create, teams::get, teams::update, teams::delete, teams::members, teams::set_member, teams::remove_member,
+        workspace::list_chat_interfaces, workspace::create_chat_interface, workspace::get_chat_interface, workspace::update_chat_interface,
+        workspace::delete_chat_interface, workspace::use_chat_interface,
+        workspace::list_knowledge_bases, workspace::create_knowledge_base, workspace::get_knowledge_base, workspace::update_knowledge_base,
+        workspace::delete_knowledge_base, workspace::list_documents, workspace::upload_document,
+        workspace::get_document, workspace::delete_document, workspace::document_content,
+        workspace::list_domains, workspace::create_domain, workspace::get_domain, workspace::delete_domain, workspace::verify_domain,
+        workspace::transfer, workspace::transfers, workspace::analytics,
     ),
     modifiers(&BearerAuth, &UniqueOperationIds),
 )]
