@@ -69,10 +69,13 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
 }
 
+#[derive(Default)]
 pub struct Options {
     pub demo: bool,
     /// Port of a local SMTP server to deliver mail to.
     pub smtp_port: Option<u16>,
+    /// Address of the DNS server that verifies custom domains.
+    pub dns: Option<std::net::SocketAddr>,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -80,7 +83,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         backend,
         Options {
             demo: true,
-            smtp_port: None,
+            ..Options::default()
         },
     )
     .await
@@ -116,6 +119,9 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
         settings.smtp.host = "127.0.0.1".into();
         settings.smtp.port = port;
         settings.smtp.security = "none".into();
+    }
+    if let Some(dns) = opts.dns {
+        settings.workspace.dns_servers = vec![dns.to_string()];
     }
     let clock = Clock::default();
     let app = Application::build_with_clock(settings, clock.clone())
@@ -199,6 +205,39 @@ impl TestApp {
             .send()
             .await
             .expect("PATCH")
+    }
+
+    pub async fn put(&self, url: &str, token: &str, body: &Value) -> Response {
+        self.client
+            .put(url)
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("PUT")
+    }
+
+    /// The server's data directory.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().to_path_buf()
+    }
+
+    /// Posts raw bytes with a media type (document uploads).
+    pub async fn upload(
+        &self,
+        url: &str,
+        token: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Response {
+        self.client
+            .post(url)
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(bytes)
+            .send()
+            .await
+            .expect("upload")
     }
 
     pub async fn delete(&self, url: &str, token: &str) -> Response {
@@ -492,4 +531,74 @@ pub fn ensure_python_checkers() {
             assert!(ok, "could not install the PyPI test checkers; run `pip install aiosmtpd standardwebhooks openapi-spec-validator`");
         }
     });
+}
+
+/// A DNS server on loopback (UDP) answering TXT queries from a table the test fills in;
+/// every other question gets an empty answer. Real DNS messages, so the server's resolver
+/// runs its production path.
+pub struct DnsStub {
+    pub addr: std::net::SocketAddr,
+    records: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl DnsStub {
+    pub async fn start() -> Self {
+        use hickory_proto::op::{Message, MessageType, ResponseCode};
+        use hickory_proto::rr::rdata::TXT;
+        use hickory_proto::rr::{RData, Record, RecordType};
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let records: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> = Default::default();
+        let table = records.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+                    return;
+                };
+                let Ok(query) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let mut reply = Message::new();
+                reply.set_id(query.id());
+                reply.set_message_type(MessageType::Response);
+                reply.set_op_code(query.op_code());
+                reply.set_recursion_desired(query.recursion_desired());
+                reply.set_recursion_available(true);
+                reply.set_authoritative(true);
+                reply.set_response_code(ResponseCode::NoError);
+                for q in query.queries() {
+                    reply.add_query(q.clone());
+                    if q.query_type() != RecordType::TXT {
+                        continue;
+                    }
+                    let name = q
+                        .name()
+                        .to_ascii()
+                        .trim_end_matches('.')
+                        .to_ascii_lowercase();
+                    for (n, v) in table.lock().unwrap().iter() {
+                        if *n == name {
+                            reply.add_answer(Record::from_rdata(
+                                q.name().clone(),
+                                1,
+                                RData::TXT(TXT::new(vec![v.clone()])),
+                            ));
+                        }
+                    }
+                }
+                if let Ok(bytes) = reply.to_vec() {
+                    let _ = socket.send_to(&bytes, peer).await;
+                }
+            }
+        });
+        Self { addr, records }
+    }
+
+    pub fn publish(&self, name: &str, value: &str) {
+        self.records
+            .lock()
+            .unwrap()
+            .push((name.to_owned(), value.to_owned()));
+    }
 }

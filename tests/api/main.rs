@@ -18,3 +18,4 @@ mod authorization;
 mod foundation;
 mod team_management;
 mod webhooks;
+mod workspace;

@@ -62,6 +62,7 @@ both_backends!(
             Options {
                 demo: true,
                 smtp_port: Some(sink.port),
+                ..Options::default()
             },
         )
         .await;

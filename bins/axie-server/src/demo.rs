@@ -34,8 +34,50 @@ pub async fn seed(
         };
         add_new_member_as_system(store, hasher, org, req, clock.now()).await?;
     }
+    // The guide's example: the Owner (Sarah in the guide) creates "Customer Support" with its
+    // knowledge base; everyone on the team sees and uses it at once.
+    let owner = tenancy::OrgStore::list_members(store, org.id, None, 200)
+        .await?
+        .into_iter()
+        .find(|m| m.role == OrgRole::Owner)
+        .ok_or(tenancy::TenancyError::NotFound("owner"))?;
+    let principal = tenancy::Principal::Session {
+        user: owner.user.clone(),
+        session: rbac_core::SessionId::new(),
+    };
+    let caller =
+        tenancy::Caller::load(store, &principal, org.id, audit::RequestContext::default()).await?;
+    let support = tenancy::assets::create(
+        store,
+        &caller,
+        tenancy::assets::NewAsset {
+            team: None,
+            name: "Customer Support".into(),
+            parent: None,
+            details: tenancy::assets::AssetDetails::ChatInterface {
+                description: "Answers customers' questions from the support knowledge base".into(),
+                instructions: "Be friendly and concise.".into(),
+            },
+        },
+        clock.now(),
+    )
+    .await?;
+    tenancy::assets::create(
+        store,
+        &caller,
+        tenancy::assets::NewAsset {
+            team: None,
+            name: "Customer Support knowledge".into(),
+            parent: Some(support.id),
+            details: tenancy::assets::AssetDetails::KnowledgeBase {
+                description: "FAQs and product documentation".into(),
+            },
+        },
+        clock.now(),
+    )
+    .await?;
     println!(
-        "Demo team seeded: mike@example.com (Admin), lisa@example.com and tom@example.com (Users), password \"{DEMO_PASSWORD}\"."
+        "Demo team seeded: mike@example.com (Admin), lisa@example.com and tom@example.com (Users), password \"{DEMO_PASSWORD}\"; the Owner's \"Customer Support\" chat interface is shared with them."
     );
     Ok(())
 }

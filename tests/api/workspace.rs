@@ -1,0 +1,1202 @@
+//! Shared workspace and teams: the guide's examples and scenarios end to end, document
+//! uploads, domain verification over DNS, and a randomized tenant/team isolation sweep.
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::api_keys::second_org;
+use crate::both_backends;
+use crate::helpers::*;
+
+async fn created(res: reqwest::Response) -> Value {
+    let status = res.status();
+    let body = res.text().await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_owned()
+}
+
+async fn new_team(t: &TestApp, token: &str, name: &str) -> String {
+    id(&created(
+        t.post(&t.org("/teams"), token, &json!({ "name": name }))
+            .await,
+    )
+    .await)
+}
+
+async fn set_team_role(t: &TestApp, team: &str, user: &str, role: &str) {
+    let res = t
+        .put(
+            &t.org(&format!("/teams/{team}/members/{user}")),
+            &t.owner_token,
+            &json!({ "role": role }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+}
+
+async fn default_team(t: &TestApp) -> String {
+    let teams = json_of(t.get(&t.org("/teams"), &t.owner_token).await).await;
+    teams["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["is_default"] == true)
+        .map(id)
+        .unwrap()
+}
+
+fn names(page: &Value) -> Vec<String> {
+    let mut n: Vec<String> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap().to_owned())
+        .collect();
+    n.sort();
+    n
+}
+
+both_backends!(the_guides_shared_workspace_example, |b| async move {
+    let t = spawn_app(b).await;
+    let (mike, lisa, tom) = (
+        t.login("mike@example.com", DEMO_PASSWORD).await,
+        t.login("lisa@example.com", DEMO_PASSWORD).await,
+        t.login("tom@example.com", DEMO_PASSWORD).await,
+    );
+    // The demo seed is the guide's example: Sarah (the Owner) created "Customer Support"
+    // with its knowledge base. Mike sees it at once and uses it.
+    let listed = json_of(t.get(&t.org("/chat-interfaces"), &mike).await).await;
+    let support = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "Customer Support")
+        .cloned()
+        .expect("Mike sees Customer Support");
+    assert_eq!(support["created_by"], t.member_id(OWNER_EMAIL).await);
+    let support_url = t.org(&format!("/chat-interfaces/{}", id(&support)));
+    let kbs = json_of(t.get(&t.org("/knowledge-bases"), &lisa).await).await;
+    let kb = kbs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["parent_id"] == support["id"])
+        .cloned()
+        .expect("Lisa sees its knowledge base");
+    assert_eq!(
+        kb["team_id"], support["team_id"],
+        "the knowledge base sits in its chat interface's team"
+    );
+    for _ in 0..3 {
+        let res = t
+            .post(&format!("{support_url}/use"), &mike, &json!({}))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+
+    // Lisa adds a document to its knowledge base; the bytes come back as uploaded.
+    let docs_url = t.org(&format!("/knowledge-bases/{}/documents", id(&kb)));
+    let faq = b"# FAQ\n\nQ: Do you ship abroad?\nA: Yes.\n".to_vec();
+    let doc = created(
+        t.upload(
+            &format!("{docs_url}?name=FAQ.md"),
+            &lisa,
+            "text/markdown; charset=utf-8",
+            faq.clone(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(doc["size_bytes"], faq.len());
+    assert_eq!(doc["content_type"], "text/markdown");
+    assert_eq!(doc["created_by"], t.member_id("lisa@example.com").await);
+    let content = t
+        .get(&t.org(&format!("/documents/{}/content", id(&doc))), &tom)
+        .await;
+    assert_eq!(content.status(), StatusCode::OK);
+    assert_eq!(content.headers()["content-type"], "text/markdown");
+    assert_eq!(content.bytes().await.unwrap().to_vec(), faq);
+
+    // Tom views analytics for all interfaces: Mike's three uses and Lisa's bytes are there.
+    let a = json_of(t.get(&t.org("/analytics"), &tom).await).await;
+    let uses = a["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource_id"] == support["id"])
+        .unwrap();
+    assert_eq!(uses["count"], 3);
+    assert_eq!(uses["metric"], "messages");
+    let storage = a["storage"].as_array().unwrap();
+    assert_eq!(storage.len(), 1);
+    assert_eq!(storage[0]["bytes"], faq.len());
+
+    // Tom may not delete Lisa's document; Lisa may, and the bytes go with it.
+    let doc_url = t.org(&format!("/documents/{}", id(&doc)));
+    let denied = problem(
+        t.delete(&doc_url, &tom).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(denied["reason"], "not_creator");
+    assert_eq!(
+        t.delete(&doc_url, &lisa).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    problem(
+        t.get(&format!("{doc_url}/content"), &tom).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+
+    // The audit log reads like the guide's.
+    let texts: Vec<String> = t
+        .audit("limit=200")
+        .await
+        .iter()
+        .map(|r| r["text"].as_str().unwrap().to_owned())
+        .collect();
+    for expected in [
+        "| Sarah Owner | Created chat interface \"Customer Support\"",
+        "| Lisa | Uploaded document \"FAQ.md\"",
+        "| Tom | Viewed analytics",
+        "| Lisa | Deleted document \"FAQ.md\"",
+    ] {
+        assert!(
+            texts.iter().any(|l| l.contains(expected)),
+            "no `{expected}` in {texts:#?}"
+        );
+    }
+});
+
+both_backends!(uploads_are_checked_and_limits_apply, |b| async move {
+    let t = spawn_app(b).await;
+    let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+    let kb = created(
+        t.post(
+            &t.org("/knowledge-bases"),
+            &lisa,
+            &json!({ "name": "Docs" }),
+        )
+        .await,
+    )
+    .await;
+    let url = t.org(&format!("/knowledge-bases/{}/documents?name=x", id(&kb)));
+    problem(
+        t.upload(&url, &lisa, "application/x-msdownload", b"MZ".to_vec())
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    )
+    .await;
+    problem(
+        t.upload(&url, &lisa, "text/plain", Vec::new()).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    )
+    .await;
+    let too_big = vec![b'a'; 10 * 1024 * 1024 + 1];
+    problem(
+        t.upload(&url, &lisa, "text/plain", too_big).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+    )
+    .await;
+    let ok = created(
+        t.upload(&url, &lisa, "text/plain", vec![b'a'; 10 * 1024 * 1024])
+            .await,
+    )
+    .await;
+    assert_eq!(ok["size_bytes"], 10 * 1024 * 1024);
+    let listed = json_of(
+        t.get(
+            &t.org(&format!("/knowledge-bases/{}/documents", id(&kb))),
+            &lisa,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        listed["items"].as_array().unwrap().len(),
+        1,
+        "refused uploads left nothing behind"
+    );
+
+    // Deleting the knowledge base takes its documents and their bytes.
+    assert_eq!(
+        t.delete(&t.org(&format!("/knowledge-bases/{}", id(&kb))), &lisa)
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    problem(
+        t.get(&t.org(&format!("/documents/{}", id(&ok))), &lisa)
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+
+    // A Free organization gets one chat interface; the refusal names limit, use and plan.
+    let (other_org, email) = second_org(&t, billing_limits::Plan::Free).await;
+    let owner = t.login(&email, OWNER_PASSWORD).await;
+    let url = t.url(&format!("/api/v1/orgs/{other_org}/chat-interfaces"));
+    created(t.post(&url, &owner, &json!({ "name": "One" })).await).await;
+    let p = problem(
+        t.post(&url, &owner, &json!({ "name": "Two" })).await,
+        StatusCode::FORBIDDEN,
+        "limit_reached",
+    )
+    .await;
+    assert_eq!(
+        (
+            p["limit"].as_str(),
+            p["used"].as_u64(),
+            p["max"].as_u64(),
+            p["plan"].as_str()
+        ),
+        (Some("chat_interfaces"), Some(1), Some(1), Some("free"))
+    );
+    let p = problem(
+        t.post(
+            &t.url(&format!("/api/v1/orgs/{other_org}/domains")),
+            &owner,
+            &json!({ "hostname": "chat.globex.example" }),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "limit_reached",
+    )
+    .await;
+    assert_eq!(p["limit"], "custom_domains");
+});
+
+both_backends!(
+    the_development_lifecycle_moves_an_agent_through_the_pipeline,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
+        let lisa_id = t.member_id("lisa@example.com").await;
+        let tom_id = t.member_id("tom@example.com").await;
+        let dev = new_team(&t, &t.owner_token, "Development").await;
+        let test = new_team(&t, &t.owner_token, "Testing").await;
+        let prod = new_team(&t, &t.owner_token, "Production").await;
+        // Lisa develops and tests; Tom watches production.
+        set_team_role(&t, &dev, &lisa_id, "admin").await;
+        set_team_role(&t, &test, &lisa_id, "admin").await;
+        set_team_role(&t, &prod, &tom_id, "viewer").await;
+
+        let agent = created(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &lisa,
+                &json!({ "name": "Customer Service Agent - DEV", "team_id": dev }),
+            )
+            .await,
+        )
+        .await;
+        let kb = created(
+            t.post(
+                &t.org("/knowledge-bases"),
+                &lisa,
+                &json!({ "name": "Answers", "chat_interface_id": id(&agent) }),
+            )
+            .await,
+        )
+        .await;
+        let transfer_url = t.org(&format!("/assets/{}/transfer", id(&agent)));
+
+        // Dev → Test by Lisa, admin of both.
+        let moved = json_of(
+            t.post(
+                &transfer_url,
+                &lisa,
+                &json!({ "team_id": test, "name": "Customer Service Agent - TEST" }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(moved["asset"]["team_id"], test);
+        assert_eq!(moved["asset"]["name"], "Customer Service Agent - TEST");
+        let kb_now = json_of(
+            t.get(&t.org(&format!("/knowledge-bases/{}", id(&kb))), &lisa)
+                .await,
+        )
+        .await;
+        assert_eq!(
+            kb_now["team_id"], test,
+            "the knowledge base moves with its agent"
+        );
+
+        // Test → Prod needs rights on Production, which Lisa lacks: she cannot even see it.
+        problem(
+            t.post(&transfer_url, &lisa, &json!({ "team_id": prod }))
+                .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        // Tom sees Production but is not its admin, and cannot see Testing.
+        problem(
+            t.post(&transfer_url, &tom, &json!({ "team_id": prod }))
+                .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        let moved = json_of(
+            t.post(
+                &transfer_url,
+                &t.owner_token,
+                &json!({ "team_id": prod, "name": "Customer Service Agent - PROD" }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(moved["asset"]["team_id"], prod);
+
+        // Now Lisa no longer sees it; Tom does, read-only.
+        let agent_url = t.org(&format!("/chat-interfaces/{}", id(&agent)));
+        problem(
+            t.get(&agent_url, &lisa).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        assert_eq!(
+            json_of(t.get(&agent_url, &tom).await).await["name"],
+            "Customer Service Agent - PROD"
+        );
+        problem(
+            t.patch(&agent_url, &tom, &json!({ "name": "x" })).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+
+        // The history is kept and audited.
+        let history = json_of(
+            t.get(
+                &t.org(&format!("/assets/{}/transfers", id(&agent))),
+                &t.owner_token,
+            )
+            .await,
+        )
+        .await;
+        let hops: Vec<(&str, &str)> = history
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["from_team_id"].as_str().unwrap(),
+                    h["to_team_id"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            hops,
+            vec![
+                (dev.as_str(), test.as_str()),
+                (test.as_str(), prod.as_str())
+            ]
+        );
+        assert_eq!(t.audit("action=asset.transferred").await.len(), 2);
+        // Moving to the team it is in, or moving a child on its own, is refused.
+        problem(
+            t.post(&transfer_url, &t.owner_token, &json!({ "team_id": prod }))
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        problem(
+            t.post(
+                &t.org(&format!("/assets/{}/transfer", id(&kb))),
+                &t.owner_token,
+                &json!({ "team_id": dev }),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+    }
+);
+
+both_backends!(
+    client_teams_are_separated_and_developers_administer_all,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
+        let tom_id = t.member_id("tom@example.com").await;
+        let client_a = new_team(&t, &mike, "Client A").await;
+        let client_b = new_team(&t, &mike, "Client B").await;
+        // Tom is Client A's stakeholder: only in Client A, as a viewer.
+        set_team_role(&t, &client_a, &tom_id, "viewer").await;
+        let default = default_team(&t).await;
+        assert_eq!(
+            t.delete(&t.org(&format!("/teams/{default}/members/{tom_id}")), &mike)
+                .await
+                .status(),
+            StatusCode::NO_CONTENT
+        );
+        let a_bot = created(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &mike,
+                &json!({ "name": "A bot", "team_id": client_a }),
+            )
+            .await,
+        )
+        .await;
+        let b_bot = created(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &mike,
+                &json!({ "name": "B bot", "team_id": client_b }),
+            )
+            .await,
+        )
+        .await;
+
+        let teams = json_of(t.get(&t.org("/teams"), &tom).await).await;
+        assert_eq!(names(&teams), vec!["Client A".to_owned()]);
+        assert_eq!(
+            names(&json_of(t.get(&t.org("/chat-interfaces"), &tom).await).await),
+            vec!["A bot".to_owned()]
+        );
+        problem(
+            t.get(&t.org(&format!("/chat-interfaces/{}", id(&b_bot))), &tom)
+                .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        problem(
+            t.get(&t.org(&format!("/teams/{client_b}")), &tom).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        problem(
+            t.get(
+                &t.org(&format!("/chat-interfaces?team_id={client_b}")),
+                &tom,
+            )
+            .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        problem(
+            t.get(&t.org(&format!("/analytics?team_id={client_b}")), &tom)
+                .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        // A viewer cannot change anything in their own team either.
+        problem(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &tom,
+                &json!({ "name": "x", "team_id": client_a }),
+            )
+            .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        // …but may use what is there (using changes nothing).
+        assert_eq!(
+            t.post(
+                &t.org(&format!("/chat-interfaces/{}/use", id(&a_bot))),
+                &tom,
+                &json!({}),
+            )
+            .await
+            .status(),
+            StatusCode::OK
+        );
+
+        // The agency's developers (Admins) see and administer every client.
+        let all = json_of(t.get(&t.org("/teams"), &mike).await).await;
+        assert_eq!(all["items"].as_array().unwrap().len(), 3);
+        assert_eq!(
+            names(&json_of(t.get(&t.org("/chat-interfaces"), &mike).await).await),
+            vec![
+                "A bot".to_owned(),
+                "B bot".to_owned(),
+                "Customer Support".to_owned()
+            ]
+        );
+        let renamed = json_of(
+            t.patch(
+                &t.org(&format!("/teams/{client_b}")),
+                &mike,
+                &json!({ "name": "Client B (Globex)" }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(renamed["name"], "Client B (Globex)");
+    }
+);
+
+both_backends!(
+    departments_are_segmented_and_teams_archive_and_delete,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
+        let lisa_id = t.member_id("lisa@example.com").await;
+        let tom_id = t.member_id("tom@example.com").await;
+        let marketing = new_team(&t, &t.owner_token, "Marketing").await;
+        let sales = new_team(&t, &t.owner_token, "Sales").await;
+        set_team_role(&t, &marketing, &lisa_id, "member").await;
+        set_team_role(&t, &sales, &tom_id, "member").await;
+        let campaign = created(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &lisa,
+                &json!({ "name": "Campaign helper", "team_id": marketing }),
+            )
+            .await,
+        )
+        .await;
+        created(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &tom,
+                &json!({ "name": "Deal desk", "team_id": sales }),
+            )
+            .await,
+        )
+        .await;
+        problem(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &lisa,
+                &json!({ "name": "x", "team_id": sales }),
+            )
+            .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        let lisa_sees = names(
+            &json_of(
+                t.get(
+                    &t.org(&format!("/chat-interfaces?team_id={marketing}")),
+                    &lisa,
+                )
+                .await,
+            )
+            .await,
+        );
+        assert_eq!(lisa_sees, vec!["Campaign helper".to_owned()]);
+        // Team members are listed with their team roles; a User cannot manage them.
+        let members = json_of(
+            t.get(&t.org(&format!("/teams/{marketing}/members")), &lisa)
+                .await,
+        )
+        .await;
+        assert_eq!(members.as_array().unwrap().len(), 1);
+        assert_eq!(members[0]["team_role"], "member");
+        problem(
+            t.put(
+                &t.org(&format!("/teams/{marketing}/members/{tom_id}")),
+                &lisa,
+                &json!({ "role": "member" }),
+            )
+            .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        problem(
+            t.post(&t.org("/teams"), &lisa, &json!({ "name": "Mine" }))
+                .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+
+        // Archived: readable, nothing new; restored: open again.
+        let team_url = t.org(&format!("/teams/{marketing}"));
+        let archived = json_of(
+            t.patch(&team_url, &t.owner_token, &json!({ "archived": true }))
+                .await,
+        )
+        .await;
+        assert!(archived["archived_at"].is_string());
+        problem(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &lisa,
+                &json!({ "name": "Late", "team_id": marketing }),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "conflict",
+        )
+        .await;
+        assert_eq!(
+            t.get(
+                &t.org(&format!("/chat-interfaces/{}", id(&campaign))),
+                &lisa
+            )
+            .await
+            .status(),
+            StatusCode::OK
+        );
+        t.patch(&team_url, &t.owner_token, &json!({ "archived": false }))
+            .await;
+        // A team holding resources is not deleted; once empty it is.
+        problem(
+            t.delete(&team_url, &t.owner_token).await,
+            StatusCode::CONFLICT,
+            "conflict",
+        )
+        .await;
+        assert_eq!(
+            t.delete(
+                &t.org(&format!("/chat-interfaces/{}", id(&campaign))),
+                &lisa
+            )
+            .await
+            .status(),
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            t.delete(&team_url, &t.owner_token).await.status(),
+            StatusCode::NO_CONTENT
+        );
+        problem(
+            t.get(&team_url, &t.owner_token).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        let default = default_team(&t).await;
+        problem(
+            t.delete(&t.org(&format!("/teams/{default}")), &t.owner_token)
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        problem(
+            t.post(
+                &t.org("/teams"),
+                &t.owner_token,
+                &json!({ "name": "Sales" }),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "conflict",
+        )
+        .await;
+        assert_eq!(t.audit("action=team.deleted").await.len(), 1);
+    }
+);
+
+both_backends!(
+    removing_a_member_hands_over_or_deletes_their_resources,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
+        let mike_id = t.member_id("mike@example.com").await;
+        let lisa_id = t.member_id("lisa@example.com").await;
+        let tom_id = t.member_id("tom@example.com").await;
+        let lisas = created(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &lisa,
+                &json!({ "name": "Lisa's bot" }),
+            )
+            .await,
+        )
+        .await;
+        let toms = created(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &tom,
+                &json!({ "name": "Tom's bot" }),
+            )
+            .await,
+        )
+        .await;
+        let toms_kb = created(
+            t.post(
+                &t.org("/knowledge-bases"),
+                &tom,
+                &json!({ "name": "Tom's notes", "chat_interface_id": id(&toms) }),
+            )
+            .await,
+        )
+        .await;
+        let doc = created(
+            t.upload(
+                &t.org(&format!(
+                    "/knowledge-bases/{}/documents?name=n.txt",
+                    id(&toms_kb)
+                )),
+                &tom,
+                "text/plain",
+                b"notes".to_vec(),
+            )
+            .await,
+        )
+        .await;
+        let count = |v: Value| v["items"].as_array().unwrap().len();
+        let before = count(json_of(t.get(&t.org("/chat-interfaces"), &t.owner_token).await).await);
+
+        let r = json_of(
+            t.post(
+                &t.org(&format!("/members/{lisa_id}/remove")),
+                &t.owner_token,
+                &json!({ "resources": "transfer", "transfer_to": mike_id }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(r["transferred"], 1);
+        assert_eq!(
+            count(json_of(t.get(&t.org("/chat-interfaces"), &t.owner_token).await).await),
+            before,
+            "nothing lost in a transfer"
+        );
+        let now_mikes = json_of(
+            t.get(
+                &t.org(&format!("/chat-interfaces/{}", id(&lisas))),
+                &t.owner_token,
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(now_mikes["created_by"], mike_id);
+
+        let r = json_of(
+            t.post(
+                &t.org(&format!("/members/{tom_id}/remove")),
+                &t.owner_token,
+                &json!({ "resources": "delete" }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(
+            r["deleted"], 3,
+            "the chat interface, its knowledge base and its document"
+        );
+        assert_eq!(
+            count(json_of(t.get(&t.org("/chat-interfaces"), &t.owner_token).await).await),
+            before - 1
+        );
+        problem(
+            t.get(&t.org(&format!("/documents/{}", id(&doc))), &t.owner_token)
+                .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        let dir = t.data_dir().join("blobs");
+        assert!(
+            !dir.join(id(&doc)).exists(),
+            "the document's bytes are gone"
+        );
+    }
+);
+
+both_backends!(custom_domains_are_verified_over_dns, |b| async move {
+    let dns = DnsStub::start().await;
+    let t = spawn_app_with(
+        b,
+        Options {
+            demo: true,
+            dns: Some(dns.addr),
+            ..Options::default()
+        },
+    )
+    .await;
+    let d = created(
+        t.post(
+            &t.org("/domains"),
+            &t.owner_token,
+            &json!({ "hostname": "Chat.Acme.Example." }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(d["hostname"], "chat.acme.example");
+    assert_eq!(
+        d["verification"]["record_name"],
+        "_axie-verification.chat.acme.example"
+    );
+    assert!(d["verification"]["verified_at"].is_null());
+    let verify = t.org(&format!("/domains/{}/verify", id(&d)));
+    problem(
+        t.post(&verify, &t.owner_token, &json!({})).await,
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
+    dns.publish("_axie-verification.chat.acme.example", "axie-verify_wrong");
+    problem(
+        t.post(&verify, &t.owner_token, &json!({})).await,
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
+    dns.publish(
+        "_axie-verification.chat.acme.example",
+        d["verification"]["record_value"].as_str().unwrap(),
+    );
+    let ok = json_of(t.post(&verify, &t.owner_token, &json!({})).await).await;
+    assert!(ok["verification"]["verified_at"].is_string());
+    for bad in [
+        "localhost",
+        "10.0.0.1",
+        "-bad-.example",
+        "a..example",
+        "ex ample.com",
+    ] {
+        problem(
+            t.post(
+                &t.org("/domains"),
+                &t.owner_token,
+                &json!({ "hostname": bad }),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+    }
+    problem(
+        t.post(
+            &t.org("/domains"),
+            &t.owner_token,
+            &json!({ "hostname": "chat.acme.example" }),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
+    // Users manage domains only when the feature-access setting opens it.
+    let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+    let denied = problem(
+        t.post(
+            &t.org("/domains"),
+            &lisa,
+            &json!({ "hostname": "lisa.acme.example" }),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(denied["reason"], "disabled_by_setting");
+    assert_eq!(t.audit("action=domain.verified").await.len(), 1);
+});
+
+/// Everything one tenant's team holds, by route.
+struct Holdings {
+    org: String,
+    team: String,
+    chat: String,
+    kb: String,
+    doc: String,
+    domain: String,
+}
+
+async fn fill(t: &TestApp, org: &str, token: &str, team: &str, tag: &str) -> Holdings {
+    let base = |rest: &str| t.url(&format!("/api/v1/orgs/{org}{rest}"));
+    let chat = id(&created(
+        t.post(
+            &base("/chat-interfaces"),
+            token,
+            &json!({ "name": format!("{tag} bot"), "team_id": team }),
+        )
+        .await,
+    )
+    .await);
+    let kb = id(&created(
+        t.post(
+            &base("/knowledge-bases"),
+            token,
+            &json!({ "name": format!("{tag} kb"), "chat_interface_id": chat }),
+        )
+        .await,
+    )
+    .await);
+    let doc = id(&created(
+        t.upload(
+            &base(&format!("/knowledge-bases/{kb}/documents?name=d.txt")),
+            token,
+            "text/plain",
+            tag.as_bytes().to_vec(),
+        )
+        .await,
+    )
+    .await);
+    let domain = id(&created(
+        t.post(
+            &base("/domains"),
+            token,
+            &json!({ "hostname": format!("{}.example", tag.to_lowercase()), "team_id": team }),
+        )
+        .await,
+    )
+    .await);
+    Holdings {
+        org: org.to_owned(),
+        team: team.to_owned(),
+        chat,
+        kb,
+        doc,
+        domain,
+    }
+}
+
+/// Every read and write of the workspace API aimed at `h`, from the URL prefix `org`
+/// (the attacker's own organization id, or the victim's).
+fn attacks(org: &str, h: &Holdings) -> Vec<(&'static str, String, Value)> {
+    let o = |rest: String| format!("/api/v1/orgs/{org}{rest}");
+    let (team, chat, kb, doc, domain) = (&h.team, &h.chat, &h.kb, &h.doc, &h.domain);
+    vec![
+        ("GET", o(format!("/teams/{team}")), json!(null)),
+        (
+            "PATCH",
+            o(format!("/teams/{team}")),
+            json!({ "name": "pwned" }),
+        ),
+        ("DELETE", o(format!("/teams/{team}")), json!(null)),
+        ("GET", o(format!("/teams/{team}/members")), json!(null)),
+        (
+            "GET",
+            o(format!("/chat-interfaces?team_id={team}")),
+            json!(null),
+        ),
+        (
+            "POST",
+            o("/chat-interfaces".into()),
+            json!({ "name": "x", "team_id": team }),
+        ),
+        ("GET", o(format!("/chat-interfaces/{chat}")), json!(null)),
+        (
+            "PATCH",
+            o(format!("/chat-interfaces/{chat}")),
+            json!({ "name": "pwned" }),
+        ),
+        ("DELETE", o(format!("/chat-interfaces/{chat}")), json!(null)),
+        ("POST", o(format!("/chat-interfaces/{chat}/use")), json!({})),
+        (
+            "POST",
+            o("/knowledge-bases".into()),
+            json!({ "name": "x", "chat_interface_id": chat }),
+        ),
+        ("GET", o(format!("/knowledge-bases/{kb}")), json!(null)),
+        (
+            "PATCH",
+            o(format!("/knowledge-bases/{kb}")),
+            json!({ "name": "pwned" }),
+        ),
+        ("DELETE", o(format!("/knowledge-bases/{kb}")), json!(null)),
+        (
+            "GET",
+            o(format!("/knowledge-bases/{kb}/documents")),
+            json!(null),
+        ),
+        (
+            "UPLOAD",
+            o(format!("/knowledge-bases/{kb}/documents?name=x.txt")),
+            json!(null),
+        ),
+        ("GET", o(format!("/documents/{doc}")), json!(null)),
+        ("GET", o(format!("/documents/{doc}/content")), json!(null)),
+        ("DELETE", o(format!("/documents/{doc}")), json!(null)),
+        ("GET", o(format!("/domains/{domain}")), json!(null)),
+        ("DELETE", o(format!("/domains/{domain}")), json!(null)),
+        ("POST", o(format!("/domains/{domain}/verify")), json!({})),
+        (
+            "POST",
+            o("/domains".into()),
+            json!({ "hostname": "x.evil.example", "team_id": team }),
+        ),
+        (
+            "POST",
+            o(format!("/assets/{chat}/transfer")),
+            json!({ "team_id": team }),
+        ),
+        ("GET", o(format!("/assets/{chat}/transfers")), json!(null)),
+        ("GET", o(format!("/analytics?team_id={team}")), json!(null)),
+    ]
+}
+
+async fn send(t: &TestApp, token: &str, method: &str, path: &str, body: &Value) -> StatusCode {
+    let url = t.url(path);
+    match method {
+        "GET" => t.get(&url, token).await,
+        "POST" => t.post(&url, token, body).await,
+        "PATCH" => t.patch(&url, token, body).await,
+        "DELETE" => t.delete(&url, token).await,
+        "UPLOAD" => t.upload(&url, token, "text/plain", b"x".to_vec()).await,
+        other => panic!("{other}"),
+    }
+    .status()
+}
+
+both_backends!(
+    randomized_isolation_sweep_finds_no_way_across_tenants_or_teams,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let seed: u64 = rand::thread_rng().r#gen();
+        println!("isolation sweep seed {seed}");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let lisa_id = t.member_id("lisa@example.com").await;
+
+        // Tenant A (the test organization) with a random number of teams; Lisa is in one of them.
+        let mut victims = Vec::new();
+        let n_teams = rng.gen_range(2..=3);
+        let mut lisas_team = String::new();
+        for i in 0..n_teams {
+            let team = new_team(&t, &t.owner_token, &format!("Team {i}")).await;
+            if i == 0 {
+                set_team_role(&t, &team, &lisa_id, "admin").await;
+                lisas_team = team.clone();
+            } else {
+                victims.push(fill(&t, &t.org_id, &t.owner_token, &team, &format!("A{i}")).await);
+            }
+        }
+        // Other tenants, each with its own teams and resources.
+        let mut outsiders = Vec::new();
+        for k in 0..rng.gen_range(2..=3) {
+            let (org, email) = second_org(&t, billing_limits::Plan::Enterprise).await;
+            let token = t.login(&email, OWNER_PASSWORD).await;
+            let teams = json_of(
+                t.get(&t.url(&format!("/api/v1/orgs/{org}/teams")), &token)
+                    .await,
+            )
+            .await;
+            let team = id(&teams["items"][0]);
+            victims.push(fill(&t, &org, &token, &team, &format!("B{k}")).await);
+            outsiders.push((org, token));
+        }
+
+        // Attackers: Tenant A's Owner and Lisa (a team admin in A), and each outsider's Owner.
+        let mut tries = Vec::new();
+        for v in &victims {
+            let cross_tenant = v.org != t.org_id;
+            let mut who: Vec<(&str, &str)> = vec![("lisa", lisa.as_str())];
+            if cross_tenant {
+                who.push(("owner A", t.owner_token.as_str()));
+            }
+            for (org, token) in &outsiders {
+                if *org != v.org {
+                    who.push(("outsider", token.as_str()));
+                }
+            }
+            for (name, token) in who {
+                let own_org = if name == "lisa" || name == "owner A" {
+                    t.org_id.clone()
+                } else {
+                    outsiders
+                        .iter()
+                        .find(|(_, tk)| tk == token)
+                        .map(|(o, _)| o.clone())
+                        .unwrap()
+                };
+                // Through the attacker's own organization path, and through the victim's.
+                for prefix in [own_org.as_str(), v.org.as_str()] {
+                    for (m, path, body) in attacks(prefix, v) {
+                        tries.push((name, token.to_owned(), m, path, body));
+                    }
+                }
+            }
+        }
+        tries.shuffle(&mut rng);
+        let mut breaches = Vec::new();
+        for (name, token, m, path, body) in &tries {
+            let status = send(&t, token, m, path, body).await;
+            if status != StatusCode::NOT_FOUND {
+                breaches.push(format!("{name}: {m} {path} -> {status}"));
+            }
+        }
+        assert!(
+            breaches.is_empty(),
+            "seed {seed}: {} of {} attempts did not answer 404:\n{}",
+            breaches.len(),
+            tries.len(),
+            breaches.join("\n")
+        );
+        assert!(
+            tries.len() > 300,
+            "the sweep tried {} operations",
+            tries.len()
+        );
+
+        // And everything is still there, untouched.
+        for v in &victims {
+            let owner = if v.org == t.org_id {
+                t.owner_token.clone()
+            } else {
+                outsiders
+                    .iter()
+                    .find(|(o, _)| *o == v.org)
+                    .unwrap()
+                    .1
+                    .clone()
+            };
+            let chat = json_of(
+                t.get(
+                    &t.url(&format!(
+                        "/api/v1/orgs/{}/chat-interfaces/{}",
+                        v.org, v.chat
+                    )),
+                    &owner,
+                )
+                .await,
+            )
+            .await;
+            assert!(chat["name"].as_str().unwrap().ends_with(" bot"));
+            let docs = json_of(
+                t.get(
+                    &t.url(&format!(
+                        "/api/v1/orgs/{}/knowledge-bases/{}/documents",
+                        v.org, v.kb
+                    )),
+                    &owner,
+                )
+                .await,
+            )
+            .await;
+            assert_eq!(docs["items"].as_array().unwrap().len(), 1);
+        }
+        // Lisa still works in her own team.
+        created(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &lisa,
+                &json!({ "name": "Mine", "team_id": lisas_team }),
+            )
+            .await,
+        )
+        .await;
+    }
+);
