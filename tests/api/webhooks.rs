@@ -55,6 +55,26 @@ fn standard_verify(secret: &str, r: &Received) -> bool {
     String::from_utf8_lossy(&out.stdout).contains("verified")
 }
 
+/// Validates a delivered body against its published JSON Schema with PyPI's jsonschema.
+fn assert_valid(schema: &Value, body: &Value) {
+    ensure_python_checkers();
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", "import json,sys\nimport jsonschema\nd=json.load(sys.stdin)\njsonschema.validate(d['body'], d['schema'])\nprint('valid')"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = json!({"body": body, "schema": schema}).to_string();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("valid"),
+        "{body}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn our_verify(secret: &str, r: &Received) -> Result<(), webhooks::VerifyError> {
     let s = webhooks::SigningSecret::from_whsec(secret).unwrap();
     webhooks::verify(
@@ -131,21 +151,7 @@ both_backends!(
             .find(|e| e["name"] == "api_key.created")
             .unwrap()["schema"]
             .clone();
-        let mut child = std::process::Command::new("python3")
-            .args(["-c", "import json,sys\nimport jsonschema\nd=json.load(sys.stdin)\njsonschema.validate(d['body'], d['schema'])\nprint('valid')"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let input = json!({"body": body, "schema": schema}).to_string();
-        std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains("valid"),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_valid(&schema, &body);
         // Secrets are stored encrypted: the database never holds the whsec text or its bytes in the clear.
         let list = json_of(t.get(&t.org("/webhooks"), &t.owner_token).await).await;
         assert!(!list.to_string().contains("whsec_"));
@@ -492,5 +498,127 @@ both_backends!(
             "not_found",
         )
         .await;
+    }
+);
+
+both_backends!(
+    workspace_events_are_delivered_and_match_their_schemas,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let rx = Receiver::start().await;
+        endpoint(
+            &t,
+            &rx.url,
+            json!([
+                "chat_interface.created",
+                "chat_interface.updated",
+                "chat_interface.deleted",
+                "document.uploaded",
+                "team.created",
+                "team.updated",
+                "asset.transferred"
+            ]),
+        )
+        .await;
+        let team = json_of(
+            t.post(
+                &t.org("/teams"),
+                &t.owner_token,
+                &json!({"name": "Production"}),
+            )
+            .await,
+        )
+        .await;
+        let bot = json_of(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &t.owner_token,
+                &json!({"name": "Agent - DEV"}),
+            )
+            .await,
+        )
+        .await;
+        let bot_id = bot["id"].as_str().unwrap();
+        t.patch(
+            &t.org(&format!("/chat-interfaces/{bot_id}")),
+            &t.owner_token,
+            &json!({"instructions": "Be brief."}),
+        )
+        .await;
+        let kb = json_of(
+            t.post(
+                &t.org("/knowledge-bases"),
+                &t.owner_token,
+                &json!({"name": "KB", "chat_interface_id": bot_id}),
+            )
+            .await,
+        )
+        .await;
+        let up = t
+            .upload(
+                &t.org(&format!(
+                    "/knowledge-bases/{}/documents?name=a.txt",
+                    kb["id"].as_str().unwrap()
+                )),
+                &t.owner_token,
+                "text/plain",
+                b"hello".to_vec(),
+            )
+            .await;
+        assert_eq!(up.status(), StatusCode::CREATED);
+        let moved = t
+            .post(
+                &t.org(&format!("/assets/{bot_id}/transfer")),
+                &t.owner_token,
+                &json!({"team_id": team["id"], "name": "Agent - PROD"}),
+            )
+            .await;
+        assert_eq!(moved.status(), StatusCode::OK);
+        t.patch(
+            &t.org(&format!("/teams/{}", team["id"].as_str().unwrap())),
+            &t.owner_token,
+            &json!({"archived": true}),
+        )
+        .await;
+
+        let got = rx.wait_for(6, 15).await;
+        let types = json_of(
+            t.get(&t.url("/api/v1/webhooks/event-types"), &t.owner_token)
+                .await,
+        )
+        .await;
+        let mut seen = Vec::new();
+        for r in &got {
+            let body: Value = serde_json::from_str(&r.body).unwrap();
+            let event = body["event"].as_str().unwrap().to_owned();
+            let ty = types
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == event.as_str())
+                .unwrap();
+            assert_eq!(ty["emitted"], true, "{event} is documented as emitted");
+            assert_valid(&ty["schema"], &body);
+            seen.push(event);
+        }
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                "asset.transferred",
+                "chat_interface.created",
+                "chat_interface.updated",
+                "document.uploaded",
+                "team.created",
+                "team.updated"
+            ]
+        );
+        let transfer = got
+            .iter()
+            .map(|r| serde_json::from_str::<Value>(&r.body).unwrap())
+            .find(|b| b["event"] == "asset.transferred")
+            .unwrap();
+        assert_eq!(transfer["data"]["toTeamId"], team["id"]);
+        assert_eq!(transfer["data"]["previousName"], "Agent - DEV");
     }
 );

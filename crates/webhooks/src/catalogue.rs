@@ -21,6 +21,15 @@ fn string(desc: &str) -> Value {
     json!({"type": "string", "description": desc})
 }
 
+fn chat_props() -> Value {
+    json!({"chatInterfaceId": string("the chat interface"), "name": string("its name"), "teamId": string("its team"), "by": string("who acted")})
+}
+
+fn document_props() -> Value {
+    json!({"documentId": string("the document"), "name": string("its name"), "teamId": string("its team"), "by": string("who acted"),
+        "knowledgeBaseId": string("its knowledge base"), "sizeBytes": {"type": "integer", "minimum": 0}})
+}
+
 fn data_of(kind: EventKind) -> (&'static str, bool, Value, &'static [&'static str]) {
     let id = |d: &str| string(d);
     let role = json!({"type": "string", "enum": ["owner", "admin", "user"]});
@@ -85,15 +94,78 @@ fn data_of(kind: EventKind) -> (&'static str, bool, Value, &'static [&'static st
             json!({"endpointId": id("the endpoint"), "message": string("a fixed text")}),
             &["endpointId", "message"],
         ),
-        EventKind::ChatInterfaceCreated => ("Chat interface created", false, json!({}), &[]),
-        EventKind::ChatInterfaceUpdated => ("Chat interface updated", false, json!({}), &[]),
-        EventKind::ChatInterfaceDeleted => ("Chat interface deleted", false, json!({}), &[]),
-        EventKind::DocumentUploaded => ("Document uploaded", false, json!({}), &[]),
-        EventKind::DocumentDeleted => ("Document deleted", false, json!({}), &[]),
-        EventKind::TeamCreated => ("Team created", false, json!({}), &[]),
-        EventKind::TeamUpdated => ("Team updated", false, json!({}), &[]),
-        EventKind::TeamDeleted => ("Team deleted", false, json!({}), &[]),
-        EventKind::AssetTransferred => ("Asset moved between teams", false, json!({}), &[]),
+        EventKind::ChatInterfaceCreated => (
+            "Chat interface created",
+            true,
+            chat_props(),
+            &["chatInterfaceId", "name", "teamId", "by"],
+        ),
+        EventKind::ChatInterfaceUpdated => (
+            "Chat interface edited",
+            true,
+            chat_props(),
+            &["chatInterfaceId", "name", "teamId", "by"],
+        ),
+        EventKind::ChatInterfaceDeleted => (
+            "Chat interface deleted (with its knowledge bases and documents)",
+            true,
+            chat_props(),
+            &["chatInterfaceId", "name", "teamId", "by"],
+        ),
+        EventKind::DocumentUploaded => (
+            "Document uploaded to a knowledge base",
+            true,
+            document_props(),
+            &[
+                "documentId",
+                "name",
+                "teamId",
+                "by",
+                "knowledgeBaseId",
+                "sizeBytes",
+            ],
+        ),
+        EventKind::DocumentDeleted => (
+            "Document deleted",
+            true,
+            document_props(),
+            &["documentId", "name", "teamId", "by"],
+        ),
+        EventKind::TeamCreated => (
+            "Team created",
+            true,
+            json!({"teamId": id("the team"), "name": string("its name"), "createdBy": id("who created it")}),
+            &["teamId", "name", "createdBy"],
+        ),
+        EventKind::TeamUpdated => (
+            "Team renamed, archived or restored, or a member's team role changed",
+            true,
+            json!({"teamId": id("the team"), "name": string("its name"), "previousName": string("the name before"),
+                "archived": {"type": "boolean"}, "userId": id("the member whose team role changed"),
+                "teamRole": {"type": ["string", "null"], "enum": ["admin", "member", "viewer", null], "description": "null when they left the team"}}),
+            &["teamId"],
+        ),
+        EventKind::TeamDeleted => (
+            "Team deleted",
+            true,
+            json!({"teamId": id("the team"), "name": string("its name"), "deletedBy": id("who deleted it")}),
+            &["teamId", "name", "deletedBy"],
+        ),
+        EventKind::AssetTransferred => (
+            "A resource moved to another team (with everything under it)",
+            true,
+            json!({"assetId": id("the resource"), "kind": {"type": "string", "enum": ["chat_interface", "knowledge_base", "domain"]},
+                "fromTeamId": id("the team it left"), "toTeamId": id("the team it joined"), "name": string("its name now"),
+                "previousName": string("its name before"), "transferredBy": id("who moved it")}),
+            &[
+                "assetId",
+                "kind",
+                "fromTeamId",
+                "toTeamId",
+                "name",
+                "transferredBy",
+            ],
+        ),
         _ => ("Reserved", false, json!({}), &[]),
     }
 }
