@@ -672,7 +672,7 @@ pub async fn upload_document<S: TenancyStore + WorkspaceStore + ?Sized>(
 ) -> Result<Asset, TenancyError> {
     let name = valid_name("name", name)?;
     let media = media_type(content_type);
-    if !rules.content_types.iter().any(|t| *t == media) {
+    if !rules.content_types.contains(&media) {
         return Err(TenancyError::Invalid(format!(
             "documents of type `{media}` are not accepted; accepted: {}",
             rules.content_types.join(", ")

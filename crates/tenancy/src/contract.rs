@@ -872,13 +872,6 @@ async fn roles_transfer_and_removal<
     );
 }
 
-#[cfg(test)]
-mod tests {
-    #[tokio::test]
-    async fn memory_store_meets_the_contract() {
-        super::run(&crate::MemoryTenancyStore::new()).await;
-    }
-}
 
 fn team_in(org: OrgId, name: &str) -> Team {
     Team {
@@ -1513,7 +1506,6 @@ async fn concurrent_creates_never_overshoot<
     let attempts: Vec<_> = (0..50)
         .map(|i| {
             let a = chat(org.id, default.id, owner.id, &format!("Agent {i}"));
-            let limit = limit.clone();
             async move { s.create_asset(&a, &limit, note(org.id, "race")).await }
         })
         .collect();
@@ -1553,4 +1545,12 @@ async fn total_assets<S: WorkspaceStore + ?Sized>(s: &S, org: OrgId) -> usize {
         n += s.list_assets(org, &filter, None, 1000).await.unwrap().len();
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn memory_store_meets_the_contract() {
+        super::run(&crate::MemoryTenancyStore::new()).await;
+    }
 }
