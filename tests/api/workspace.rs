@@ -922,6 +922,7 @@ struct Holdings {
     kb: String,
     doc: String,
     domain: String,
+    key: String,
 }
 
 async fn fill(t: &TestApp, org: &str, token: &str, team: &str, tag: &str) -> Holdings {
@@ -963,6 +964,15 @@ async fn fill(t: &TestApp, org: &str, token: &str, team: &str, tag: &str) -> Hol
         .await,
     )
     .await);
+    let key = id(&created(
+        t.post(
+            &base("/api-keys"),
+            token,
+            &json!({ "name": format!("{tag} key"), "team_id": team }),
+        )
+        .await,
+    )
+    .await);
     Holdings {
         org: org.to_owned(),
         team: team.to_owned(),
@@ -970,6 +980,7 @@ async fn fill(t: &TestApp, org: &str, token: &str, team: &str, tag: &str) -> Hol
         kb,
         doc,
         domain,
+        key,
     }
 }
 
@@ -977,7 +988,7 @@ async fn fill(t: &TestApp, org: &str, token: &str, team: &str, tag: &str) -> Hol
 /// (the attacker's own organization id, or the victim's).
 fn attacks(org: &str, h: &Holdings) -> Vec<(&'static str, String, Value)> {
     let o = |rest: String| format!("/api/v1/orgs/{org}{rest}");
-    let (team, chat, kb, doc, domain) = (&h.team, &h.chat, &h.kb, &h.doc, &h.domain);
+    let (team, chat, kb, doc, domain, key) = (&h.team, &h.chat, &h.kb, &h.doc, &h.domain, &h.key);
     vec![
         ("GET", o(format!("/teams/{team}")), json!(null)),
         (
@@ -1045,6 +1056,12 @@ fn attacks(org: &str, h: &Holdings) -> Vec<(&'static str, String, Value)> {
         ),
         ("GET", o(format!("/assets/{chat}/transfers")), json!(null)),
         ("GET", o(format!("/analytics?team_id={team}")), json!(null)),
+        ("DELETE", o(format!("/api-keys/{key}")), json!(null)),
+        (
+            "POST",
+            o("/api-keys".into()),
+            json!({ "name": "x", "team_id": team }),
+        ),
     ]
 }
 

@@ -872,7 +872,6 @@ async fn roles_transfer_and_removal<
     );
 }
 
-
 fn team_in(org: OrgId, name: &str) -> Team {
     Team {
         id: TeamId::new(),
