@@ -45,6 +45,18 @@ actions! {
     LoginFailed => "auth.login_failed", "Failed to log in";
     /// A session ended by someone else or by policy.
     SessionRevoked => "auth.session_revoked", "Ended session";
+    /// A second factor was turned on.
+    MfaEnabled => "auth.mfa_enabled", "Turned on two-factor authentication";
+    /// A second factor was turned off.
+    MfaDisabled => "auth.mfa_disabled", "Turned off two-factor authentication";
+    /// New recovery codes replaced the old ones.
+    RecoveryCodesRegenerated => "auth.recovery_codes_regenerated", "Regenerated recovery codes";
+    /// A recovery code was used to sign in.
+    RecoveryCodeUsed => "auth.recovery_code_used", "Signed in with a recovery code";
+    /// The SMS backup number was set or removed.
+    MfaPhoneChanged => "auth.mfa_phone_changed", "Changed the SMS backup number";
+    /// A password was changed.
+    PasswordChanged => "auth.password_changed", "Changed password";
     /// The organization was created.
     OrgCreated => "org.created", "Created organization";
     /// Company information changed.

@@ -20,6 +20,7 @@
 mod cipher;
 mod error;
 mod ip;
+mod mfa;
 mod password;
 mod session;
 mod throttle;
@@ -28,6 +29,12 @@ mod token;
 pub use cipher::Cipher;
 pub use error::{PasswordError, SecurityError};
 pub use ip::{IpAllowlistEntry, IpDecision, check_ip, client_ip, normalize, parse_allowlist};
+pub use mfa::{
+    MfaError, MfaRequirement, RECOVERY_CODES, SMS_CODE_MINUTES, SmsChallenge, TOTP_DIGITS,
+    TOTP_SECRET_BYTES, TOTP_STEP_SECS, mfa_requirement, new_recovery_codes, new_sms_code,
+    new_totp_secret, otpauth_uri, recovery_code_hash, secret_base32, sms_code_matches, totp_code,
+    verify_totp,
+};
 pub use password::{
     HashParams, PasswordHasher, PasswordPolicy, Verification, check_password, context_words,
 };

@@ -37,6 +37,23 @@ pub struct LoginOutcome {
     pub user: User,
     /// Older sessions ended by the concurrent-session limit.
     pub ended: Vec<SessionId>,
+    /// Recovery codes left, when one was used to sign in.
+    pub recovery_codes_left: Option<u32>,
+}
+
+/// The first step of a login.
+#[derive(Debug)]
+pub enum LoginResult {
+    /// The password was enough: here is the session.
+    Session(LoginOutcome),
+    /// The person has a second factor: complete the login with it and this challenge
+    /// (valid for a few minutes, once) through [`crate::mfa::complete_login`].
+    SecondFactor {
+        /// The challenge token, to hand to the client.
+        challenge: MintedToken,
+        /// Whether an SMS code can be requested.
+        sms_available: bool,
+    },
 }
 
 /// The session policy that applies to a person: the strictest of their organizations'.
@@ -51,22 +68,33 @@ async fn policy_for<S: TenancyStore + ?Sized>(
     Ok(SessionPolicy::strictest(policies))
 }
 
-/// Checks an email and password and opens a session.
+/// Checks an email and password and opens a session, or, for a person with a second
+/// factor, issues the challenge that the second step needs.
 ///
 /// Unknown emails cost the same argon2 work as wrong passwords. A failed login
 /// for a known account is audited in each of the person's organizations.
 ///
+/// `address_locked_until` is the caller's per-address throttling verdict (the server counts
+/// failures per client address); while it lies in the future every login from there is refused.
+///
 /// # Errors
-/// [`TenancyError::BadCredentials`] for a wrong email or password.
+/// [`TenancyError::BadCredentials`] for a wrong email or password;
+/// [`TenancyError::Throttled`] for a locked account or address.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the login's parts, as they arrive"
+)]
 pub async fn login<S: TenancyStore + ?Sized>(
     store: &S,
+    mfa_store: &dyn crate::mfa::MfaStore,
     audit_store: &dyn AuditStore,
     hasher: &PasswordHasher,
     email: &str,
     password: &str,
+    address_locked_until: Option<DateTime<Utc>>,
     request: RequestContext,
     now: DateTime<Utc>,
-) -> Result<LoginOutcome, TenancyError> {
+) -> Result<LoginResult, TenancyError> {
     if password.len() > MAX_PASSWORD_BYTES {
         return Err(TenancyError::BadCredentials);
     }
@@ -79,8 +107,13 @@ pub async fn login<S: TenancyStore + ?Sized>(
         None => (None, None),
     };
     let verification = hasher.verify(stored.as_deref(), password);
+    let address_lock = address_locked_until.filter(|u| now < *u);
     let Some(user) = user else {
-        return Err(TenancyError::BadCredentials);
+        // The same answer for unknown accounts, so a locked address learns nothing.
+        return Err(match address_lock {
+            Some(until) => TenancyError::Throttled(until),
+            None => TenancyError::BadCredentials,
+        });
     };
     let memberships = store.memberships(user.id).await?;
     let failed = |reason: &str| {
@@ -102,6 +135,11 @@ pub async fn login<S: TenancyStore + ?Sized>(
         }
         journal
     };
+    // An address that failed too often is refused for every account, after the same argon2 work.
+    if let Some(until) = address_lock {
+        audit_store.append(failed("address_throttled")).await?;
+        return Err(TenancyError::Throttled(until));
+    }
     // A locked account is refused even with the right password, after the same argon2 work.
     let throttle = store.login_throttle(user.id).await?;
     if let Some(until) = locked_until(throttle.as_ref(), now) {
@@ -118,9 +156,37 @@ pub async fn login<S: TenancyStore + ?Sized>(
         store.set_login_throttle(user.id, None).await?;
     }
     if needs_rehash && let Ok(h) = hasher.hash(password) {
-        store.set_password_hash(user.id, &h).await?;
+        store
+            .set_password_hash(user.id, &h, Journal::default())
+            .await?;
     }
-    let policy = policy_for(store, &user).await?;
+    if let Some(rec) = mfa_store.mfa(user.id).await?
+        && rec.enabled_at.is_some()
+    {
+        let challenge = crate::mfa::issue_challenge(mfa_store, user.id, now).await?;
+        return Ok(LoginResult::SecondFactor {
+            challenge,
+            sms_available: rec.phone.is_some(),
+        });
+    }
+    Ok(LoginResult::Session(
+        open_session(store, &user, request, now).await?,
+    ))
+}
+
+/// Opens a session for a person whose credentials were checked: a new session id and
+/// token, the concurrent-session limit applied, the login audited in each organization.
+///
+/// # Errors
+/// [`TenancyError::Store`].
+pub async fn open_session<S: TenancyStore + ?Sized>(
+    store: &S,
+    user: &User,
+    request: RequestContext,
+    now: DateTime<Utc>,
+) -> Result<LoginOutcome, TenancyError> {
+    let memberships = store.memberships(user.id).await?;
+    let policy = policy_for(store, user).await?;
     let token = mint(SESSION_PREFIX, 32);
     let session = Session {
         id: SessionId::new(),
@@ -149,8 +215,9 @@ pub async fn login<S: TenancyStore + ?Sized>(
     Ok(LoginOutcome {
         token,
         session,
-        user,
+        user: user.clone(),
         ended,
+        recovery_codes_left: None,
     })
 }
 

@@ -104,10 +104,13 @@ pub async fn run<
         + BulkStore
         + MembershipStore
         + WorkspaceStore
+        + crate::mfa::MfaStore
         + ?Sized,
 >(
     s: &S,
 ) {
+    mfa_steps_codes_and_challenges_are_used_once(s).await;
+    security_settings_are_compare_and_swap(s).await;
     teams_round_trip(s).await;
     assets_quota_scope_and_subtrees(s).await;
     asset_transfers_and_removal_dispositions(s).await;
@@ -204,7 +207,9 @@ async fn orgs_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
         Err(TenancyError::NotFound(_))
     ));
     assert_eq!(head(s, other.id).await, 0);
-    s.set_password_hash(owner.id, "new").await.unwrap();
+    s.set_password_hash(owner.id, "new", note(org.id, "pw"))
+        .await
+        .unwrap();
     assert_eq!(
         s.find_user_by_email(&owner.email)
             .await
@@ -1544,6 +1549,164 @@ async fn total_assets<S: WorkspaceStore + ?Sized>(s: &S, org: OrgId) -> usize {
         n += s.list_assets(org, &filter, None, 1000).await.unwrap().len();
     }
     n
+}
+
+async fn mfa_steps_codes_and_challenges_are_used_once<
+    S: TenancyStore + AuditStore + crate::mfa::MfaStore + ?Sized,
+>(
+    s: &S,
+) {
+    let (org, _, owner) = new_org(s).await;
+    let u = owner.id;
+    assert!(s.mfa(u).await.unwrap().is_none());
+    s.start_totp(u, "enc-1").await.unwrap();
+    s.start_totp(u, "enc-2").await.unwrap();
+    let pending = s.mfa(u).await.unwrap().unwrap();
+    assert_eq!(
+        (pending.secret_enc.as_str(), pending.enabled_at),
+        ("enc-2", None),
+        "a restart replaces the pending secret"
+    );
+    let h = head(s, org.id).await;
+    let codes: Vec<String> = ["h1", "h2", "h3"].map(String::from).to_vec();
+    s.activate_totp(u, 10, &codes, now(), note(org.id, "on"))
+        .await
+        .unwrap();
+    assert_eq!(
+        head(s, org.id).await,
+        h + 1,
+        "activation commits its audit record"
+    );
+    assert!(matches!(
+        s.activate_totp(u, 11, &codes, now(), note(org.id, "again"))
+            .await,
+        Err(TenancyError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.start_totp(u, "enc-3").await,
+        Err(TenancyError::Conflict(_))
+    ));
+    let rec = s.mfa(u).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.enabled_at, rec.last_step, rec.recovery_codes_left),
+        (Some(now()), Some(10), 3)
+    );
+
+    // A step is accepted once, and never one at or before the last.
+    assert!(!s.use_totp_step(u, 10).await.unwrap());
+    assert!(!s.use_totp_step(u, 9).await.unwrap());
+    let racers: Vec<_> = (0..10).map(|_| s.use_totp_step(u, 11)).collect();
+    let won = futures::future::join_all(racers)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
+    assert_eq!(won, 1, "racing submissions of one code: exactly one wins");
+
+    // Recovery codes work once.
+    let racers: Vec<_> = (0..5).map(|_| s.use_recovery_code(u, "h1")).collect();
+    let won = futures::future::join_all(racers)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
+    assert_eq!(won, 1);
+    assert!(!s.use_recovery_code(u, "nope").await.unwrap());
+    assert_eq!(s.mfa(u).await.unwrap().unwrap().recovery_codes_left, 2);
+    let fresh: Vec<String> = ["n1", "n2"].map(String::from).to_vec();
+    s.replace_recovery_codes(u, &fresh, note(org.id, "regen"))
+        .await
+        .unwrap();
+    assert!(
+        !s.use_recovery_code(u, "h2").await.unwrap(),
+        "old codes die with the regeneration"
+    );
+    assert!(s.use_recovery_code(u, "n2").await.unwrap());
+
+    // SMS codes: the pending one is taken once, only with its hash.
+    s.set_phone(u, Some("+15551234567"), note(org.id, "phone"))
+        .await
+        .unwrap();
+    let ch = security_policy::SmsChallenge {
+        code_hash: "c1".into(),
+        expires_at: now() + Duration::minutes(5),
+    };
+    s.set_sms_challenge(u, Some(&ch)).await.unwrap();
+    let rec = s.mfa(u).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.phone.as_deref(), rec.sms.as_ref()),
+        (Some("+15551234567"), Some(&ch))
+    );
+    assert!(!s.take_sms_challenge(u, "c2").await.unwrap());
+    assert!(s.take_sms_challenge(u, "c1").await.unwrap());
+    assert!(!s.take_sms_challenge(u, "c1").await.unwrap());
+
+    // Throttling state round-trips.
+    let t = security_policy::ThrottleState {
+        failures: 3,
+        window_start: now(),
+        locked_until: Some(now() + Duration::minutes(15)),
+    };
+    s.set_mfa_throttle(u, Some(&t)).await.unwrap();
+    assert_eq!(s.mfa(u).await.unwrap().unwrap().throttle, Some(t));
+    s.set_mfa_throttle(u, None).await.unwrap();
+    assert_eq!(s.mfa(u).await.unwrap().unwrap().throttle, None);
+
+    // Login challenges: stored by hash, consumed once.
+    s.save_login_challenge("ch-hash", u, now() + Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.login_challenge("ch-hash").await.unwrap(),
+        Some((u, now() + Duration::minutes(5)))
+    );
+    assert_eq!(s.login_challenge("other").await.unwrap(), None);
+    let racers: Vec<_> = (0..5)
+        .map(|_| s.consume_login_challenge("ch-hash"))
+        .collect();
+    let won = futures::future::join_all(racers)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
+    assert_eq!(won, 1);
+    assert_eq!(s.login_challenge("ch-hash").await.unwrap(), None);
+
+    s.disable_mfa(u, note(org.id, "off")).await.unwrap();
+    assert!(s.mfa(u).await.unwrap().is_none());
+    assert!(matches!(
+        s.disable_mfa(u, note(org.id, "off")).await,
+        Err(TenancyError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.set_phone(u, None, note(org.id, "x")).await,
+        Err(TenancyError::NotFound(_))
+    ));
+}
+
+async fn security_settings_are_compare_and_swap<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
+    let (org, _, _) = new_org(s).await;
+    let before = s.get_org(org.id).await.unwrap().security;
+    let mut a = before.clone();
+    a.mfa.required = true;
+    a.mfa.required_since = Some(now());
+    let mut b = before.clone();
+    b.ip_allowlist = security_policy::parse_allowlist(&["10.0.0.0/8".to_owned()]).unwrap();
+    s.update_security(org.id, &before, &a, note(org.id, "a"))
+        .await
+        .unwrap();
+    let h = head(s, org.id).await;
+    assert!(matches!(
+        s.update_security(org.id, &before, &b, note(org.id, "b"))
+            .await,
+        Err(TenancyError::Conflict(_))
+    ));
+    assert_eq!(head(s, org.id).await, h);
+    assert_eq!(
+        s.get_org(org.id).await.unwrap().security,
+        a,
+        "the first change is not lost"
+    );
 }
 
 #[cfg(test)]

@@ -23,8 +23,10 @@ pub mod me;
 pub mod members;
 #[cfg(feature = "memory")]
 mod memory;
+pub mod mfa;
 mod model;
 pub mod orgs;
+pub mod security;
 mod store;
 pub mod teams;
 

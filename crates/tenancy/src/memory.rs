@@ -20,6 +20,7 @@ use crate::bulk::BulkPreview;
 use crate::error::{StoreError, TenancyError};
 use crate::invitations::{Invitation, InvitationStatus};
 use crate::members::{Disposition, OwnershipTransfer, RemovalReport};
+use crate::mfa::{MfaRecord, MfaStore};
 use crate::model::{
     ApiKey, CompanyProfile, Email, Member, Membership, Organization, SecuritySettings, Session,
     Team, User,
@@ -46,6 +47,14 @@ struct State {
     assets: Vec<Asset>,
     asset_transfers: Vec<AssetTransfer>,
     usage: Vec<(OrgId, UsageRecord)>,
+    mfa: HashMap<UserId, MfaRow>,
+    challenges: HashMap<String, (UserId, DateTime<Utc>)>,
+}
+
+#[derive(Debug, Clone)]
+struct MfaRow {
+    record: MfaRecord,
+    recovery: Vec<String>,
 }
 
 impl State {
@@ -313,14 +322,23 @@ impl OrgStore for MemoryTenancyStore {
     async fn update_security(
         &self,
         org: OrgId,
+        expected: &SecuritySettings,
         security: &SecuritySettings,
         journal: Journal,
     ) -> Result<(), TenancyError> {
-        self.lock()?
-            .orgs
-            .get_mut(&org)
-            .ok_or(TenancyError::NotFound("organization"))?
-            .security = security.clone();
+        {
+            let mut s = self.lock()?;
+            let o = s
+                .orgs
+                .get_mut(&org)
+                .ok_or(TenancyError::NotFound("organization"))?;
+            if o.security != *expected {
+                return Err(TenancyError::Conflict(
+                    "the security settings changed meanwhile; reload and try again".into(),
+                ));
+            }
+            o.security = security.clone();
+        }
         self.commit(journal).await
     }
 
@@ -428,13 +446,18 @@ impl AccountStore for MemoryTenancyStore {
         Ok(self.lock()?.users.get(&user).map(|(u, _)| u.clone()))
     }
 
-    async fn set_password_hash(&self, user: UserId, hash: &str) -> Result<(), TenancyError> {
+    async fn set_password_hash(
+        &self,
+        user: UserId,
+        hash: &str,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
         self.lock()?
             .users
             .get_mut(&user)
             .ok_or(TenancyError::NotFound("user"))?
             .1 = Some(hash.to_owned());
-        Ok(())
+        self.commit(journal).await
     }
 
     async fn create_session(
@@ -1527,5 +1550,190 @@ impl WorkspaceStore for MemoryTenancyStore {
 
     async fn record(&self, journal: Journal) -> Result<(), TenancyError> {
         self.commit(journal).await
+    }
+}
+
+impl State {
+    fn active_mfa(&mut self, user: UserId) -> Result<&mut MfaRow, TenancyError> {
+        self.mfa
+            .get_mut(&user)
+            .filter(|r| r.record.enabled_at.is_some())
+            .ok_or(TenancyError::NotFound("second factor"))
+    }
+}
+
+#[async_trait]
+impl MfaStore for MemoryTenancyStore {
+    async fn mfa(&self, user: UserId) -> Result<Option<MfaRecord>, TenancyError> {
+        Ok(self.lock()?.mfa.get(&user).map(|r| MfaRecord {
+            recovery_codes_left: r.recovery.len() as u32,
+            ..r.record.clone()
+        }))
+    }
+
+    async fn start_totp(&self, user: UserId, secret_enc: &str) -> Result<(), TenancyError> {
+        let mut s = self.lock()?;
+        if s.mfa
+            .get(&user)
+            .is_some_and(|r| r.record.enabled_at.is_some())
+        {
+            return Err(TenancyError::Conflict(
+                "two-factor authentication is already on".into(),
+            ));
+        }
+        s.mfa.insert(
+            user,
+            MfaRow {
+                record: MfaRecord {
+                    user,
+                    secret_enc: secret_enc.to_owned(),
+                    enabled_at: None,
+                    last_step: None,
+                    phone: None,
+                    sms: None,
+                    throttle: None,
+                    recovery_codes_left: 0,
+                },
+                recovery: Vec::new(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn activate_totp(
+        &self,
+        user: UserId,
+        step: i64,
+        recovery_hashes: &[String],
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let Some(r) = s.mfa.get_mut(&user).filter(|r| {
+                r.record.enabled_at.is_none() && r.record.last_step.is_none_or(|l| l < step)
+            }) else {
+                return Err(TenancyError::Conflict(
+                    "the enrolment changed meanwhile".into(),
+                ));
+            };
+            r.record.enabled_at = Some(now);
+            r.record.last_step = Some(step);
+            r.recovery = recovery_hashes.to_vec();
+        }
+        self.commit(journal).await
+    }
+
+    async fn use_totp_step(&self, user: UserId, step: i64) -> Result<bool, TenancyError> {
+        let mut s = self.lock()?;
+        Ok(match s.mfa.get_mut(&user) {
+            Some(r) if r.record.last_step.is_none_or(|l| l < step) => {
+                r.record.last_step = Some(step);
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn use_recovery_code(&self, user: UserId, hash: &str) -> Result<bool, TenancyError> {
+        let mut s = self.lock()?;
+        let Some(r) = s.mfa.get_mut(&user) else {
+            return Ok(false);
+        };
+        let before = r.recovery.len();
+        r.recovery.retain(|h| h != hash);
+        Ok(r.recovery.len() < before)
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        user: UserId,
+        hashes: &[String],
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        self.lock()?.active_mfa(user)?.recovery = hashes.to_vec();
+        self.commit(journal).await
+    }
+
+    async fn set_phone(
+        &self,
+        user: UserId,
+        phone: Option<&str>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        self.lock()?.active_mfa(user)?.record.phone = phone.map(str::to_owned);
+        self.commit(journal).await
+    }
+
+    async fn set_sms_challenge(
+        &self,
+        user: UserId,
+        challenge: Option<&security_policy::SmsChallenge>,
+    ) -> Result<(), TenancyError> {
+        if let Some(r) = self.lock()?.mfa.get_mut(&user) {
+            r.record.sms = challenge.cloned();
+        }
+        Ok(())
+    }
+
+    async fn take_sms_challenge(
+        &self,
+        user: UserId,
+        code_hash: &str,
+    ) -> Result<bool, TenancyError> {
+        let mut s = self.lock()?;
+        Ok(match s.mfa.get_mut(&user) {
+            Some(r)
+                if r.record
+                    .sms
+                    .as_ref()
+                    .is_some_and(|c| c.code_hash == code_hash) =>
+            {
+                r.record.sms = None;
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn set_mfa_throttle(
+        &self,
+        user: UserId,
+        state: Option<&security_policy::ThrottleState>,
+    ) -> Result<(), TenancyError> {
+        if let Some(r) = self.lock()?.mfa.get_mut(&user) {
+            r.record.throttle = state.copied();
+        }
+        Ok(())
+    }
+
+    async fn disable_mfa(&self, user: UserId, journal: Journal) -> Result<(), TenancyError> {
+        if self.lock()?.mfa.remove(&user).is_none() {
+            return Err(TenancyError::NotFound("second factor"));
+        }
+        self.commit(journal).await
+    }
+
+    async fn save_login_challenge(
+        &self,
+        hash: &str,
+        user: UserId,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), TenancyError> {
+        self.lock()?
+            .challenges
+            .insert(hash.to_owned(), (user, expires_at));
+        Ok(())
+    }
+
+    async fn login_challenge(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(UserId, DateTime<Utc>)>, TenancyError> {
+        Ok(self.lock()?.challenges.get(hash).copied())
+    }
+
+    async fn consume_login_challenge(&self, hash: &str) -> Result<bool, TenancyError> {
+        Ok(self.lock()?.challenges.remove(hash).is_some())
     }
 }

@@ -92,6 +92,8 @@ pub struct SecuritySettings {
     pub passwords: PasswordPolicy,
     /// Allowed client networks; empty means everyone.
     pub ip_allowlist: Vec<IpAllowlistEntry>,
+    /// Two-factor authentication requirement.
+    pub mfa: crate::mfa::MfaPolicy,
 }
 
 /// An organization (an enterprise account).

@@ -101,13 +101,16 @@ pub trait OrgStore: Send + Sync {
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
-    /// Replaces the security settings.
+    /// Replaces the security settings if they are still `expected` (compare-and-swap, so two
+    /// administrators' concurrent changes cannot silently undo each other).
     ///
     /// # Errors
-    /// [`TenancyError::NotFound`] when the organization does not exist.
+    /// [`TenancyError::NotFound`] when the organization does not exist;
+    /// [`TenancyError::Conflict`] when the settings changed since `expected` was read.
     async fn update_security(
         &self,
         org: OrgId,
+        expected: &SecuritySettings,
         security: &SecuritySettings,
         journal: Journal,
     ) -> Result<(), TenancyError>;
@@ -170,11 +173,17 @@ pub trait AccountStore: Send + Sync {
     /// [`TenancyError::Store`] on storage failure.
     async fn get_user(&self, user: UserId) -> Result<Option<User>, TenancyError>;
 
-    /// Replaces a password hash (rehash on login, password change).
+    /// Replaces a password hash (rehash on login with an empty journal, password change with
+    /// its audit records).
     ///
     /// # Errors
     /// [`TenancyError::NotFound`] for an unknown user.
-    async fn set_password_hash(&self, user: UserId, hash: &str) -> Result<(), TenancyError>;
+    async fn set_password_hash(
+        &self,
+        user: UserId,
+        hash: &str,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
 
     /// Stores a new session under `token_hash` and, in the same transaction, ends
     /// the user's oldest live sessions so at most `max_live` remain (including the new one).

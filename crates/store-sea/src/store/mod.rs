@@ -4,6 +4,7 @@ mod audit;
 mod invitations;
 mod mail;
 mod members;
+mod mfa;
 mod tenancy;
 mod webhooks;
 mod workspace;

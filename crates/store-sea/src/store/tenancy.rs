@@ -307,16 +307,32 @@ impl OrgStore for SeaStore {
     async fn update_security(
         &self,
         org: OrgId,
+        expected: &SecuritySettings,
         security: &SecuritySettings,
         journal: Journal,
     ) -> Result<(), TenancyError> {
-        self.update_org_json(
+        let txn = self.db().begin().await.map_err(store)?;
+        lock_org(&txn, org).await?;
+        let row = organization::Entity::find_by_id(org.to_string())
+            .one(&txn)
+            .await
+            .map_err(store)?
+            .ok_or(TenancyError::NotFound("organization"))?;
+        // Compared as values, so settings stored by an older version still match.
+        let current: SecuritySettings = crate::convert::json("security settings", &row.security)?;
+        if current != *expected {
+            return Err(TenancyError::Conflict(
+                "the security settings changed meanwhile; reload and try again".into(),
+            ));
+        }
+        update_org_column(
+            &txn,
             org,
             organization::Column::Security,
             to_json(security)?,
-            journal,
         )
-        .await
+        .await?;
+        commit(txn, journal).await
     }
 
     async fn default_team(&self, org: OrgId) -> Result<Team, TenancyError> {
@@ -493,17 +509,23 @@ impl AccountStore for SeaStore {
             .map_err(TenancyError::Store)
     }
 
-    async fn set_password_hash(&self, user_id: UserId, hash: &str) -> Result<(), TenancyError> {
+    async fn set_password_hash(
+        &self,
+        user_id: UserId,
+        hash: &str,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
         let res = user::Entity::update_many()
             .col_expr(user::Column::PasswordHash, Expr::value(hash))
             .filter(user::Column::Id.eq(user_id.to_string()))
-            .exec(self.db())
+            .exec(&txn)
             .await
             .map_err(store)?;
         if res.rows_affected == 0 {
             return Err(TenancyError::NotFound("user"));
         }
-        Ok(())
+        commit(txn, journal).await
     }
 
     async fn create_session(

@@ -1,0 +1,361 @@
+//! [`MfaStore`] on SeaORM. Every "use once" is a conditional write whose affected-row count
+//! decides, so two racing requests cannot both succeed.
+
+use async_trait::async_trait;
+use audit::Journal;
+use chrono::{DateTime, Utc};
+use rbac_core::UserId;
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter,
+    TransactionTrait,
+};
+use security_policy::{SmsChallenge, ThrottleState};
+use tenancy::TenancyError;
+use tenancy::mfa::{MfaRecord, MfaStore};
+
+use super::tenancy::{commit, store};
+use crate::SeaStore;
+use crate::convert::{id, micros, time};
+use crate::entity::{login_challenge, recovery_code, user_mfa};
+
+fn uid(u: UserId) -> String {
+    u.to_string()
+}
+
+fn active(u: UserId) -> Condition {
+    Condition::all()
+        .add(user_mfa::Column::UserId.eq(uid(u)))
+        .add(user_mfa::Column::EnabledAt.is_not_null())
+}
+
+#[async_trait]
+impl MfaStore for SeaStore {
+    async fn mfa(&self, user: UserId) -> Result<Option<MfaRecord>, TenancyError> {
+        let Some(m) = user_mfa::Entity::find_by_id(uid(user))
+            .one(self.db())
+            .await
+            .map_err(store)?
+        else {
+            return Ok(None);
+        };
+        let left = recovery_code::Entity::find()
+            .filter(recovery_code::Column::UserId.eq(uid(user)))
+            .count(self.db())
+            .await
+            .map_err(store)?;
+        let sms = match (m.sms_code_hash, m.sms_expires_at) {
+            (Some(code_hash), Some(exp)) => Some(SmsChallenge {
+                code_hash,
+                expires_at: time(exp)?,
+            }),
+            _ => None,
+        };
+        let throttle = match m.window_start {
+            Some(ws) => Some(ThrottleState {
+                failures: u32::try_from(m.failures).unwrap_or(0),
+                window_start: time(ws)?,
+                locked_until: m.locked_until.map(time).transpose()?,
+            }),
+            None => None,
+        };
+        Ok(Some(MfaRecord {
+            user: id("user id", &m.user_id)?,
+            secret_enc: m.secret_enc,
+            enabled_at: m.enabled_at.map(time).transpose()?,
+            last_step: m.last_step,
+            phone: m.phone,
+            sms,
+            throttle,
+            recovery_codes_left: u32::try_from(left).unwrap_or(u32::MAX),
+        }))
+    }
+
+    async fn start_totp(&self, user: UserId, secret_enc: &str) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let existing = user_mfa::Entity::find_by_id(uid(user))
+            .one(&txn)
+            .await
+            .map_err(store)?;
+        if existing.as_ref().is_some_and(|m| m.enabled_at.is_some()) {
+            return Err(TenancyError::Conflict(
+                "two-factor authentication is already on".into(),
+            ));
+        }
+        user_mfa::Entity::delete_by_id(uid(user))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        user_mfa::Entity::insert(user_mfa::ActiveModel {
+            user_id: Set(uid(user)),
+            secret_enc: Set(secret_enc.to_owned()),
+            enabled_at: Set(None),
+            last_step: Set(None),
+            phone: Set(None),
+            sms_code_hash: Set(None),
+            sms_expires_at: Set(None),
+            failures: Set(0),
+            window_start: Set(None),
+            locked_until: Set(None),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store)?;
+        txn.commit().await.map_err(store)
+    }
+
+    async fn activate_totp(
+        &self,
+        user: UserId,
+        step: i64,
+        recovery_hashes: &[String],
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let res = user_mfa::Entity::update_many()
+            .col_expr(user_mfa::Column::EnabledAt, Expr::value(micros(now)))
+            .col_expr(user_mfa::Column::LastStep, Expr::value(step))
+            .filter(user_mfa::Column::UserId.eq(uid(user)))
+            .filter(user_mfa::Column::EnabledAt.is_null())
+            .filter(
+                Condition::any()
+                    .add(user_mfa::Column::LastStep.is_null())
+                    .add(user_mfa::Column::LastStep.lt(step)),
+            )
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if res.rows_affected != 1 {
+            return Err(TenancyError::Conflict(
+                "the enrolment changed meanwhile".into(),
+            ));
+        }
+        replace_codes(&txn, user, recovery_hashes).await?;
+        commit(txn, journal).await
+    }
+
+    async fn use_totp_step(&self, user: UserId, step: i64) -> Result<bool, TenancyError> {
+        let res = user_mfa::Entity::update_many()
+            .col_expr(user_mfa::Column::LastStep, Expr::value(step))
+            .filter(user_mfa::Column::UserId.eq(uid(user)))
+            .filter(
+                Condition::any()
+                    .add(user_mfa::Column::LastStep.is_null())
+                    .add(user_mfa::Column::LastStep.lt(step)),
+            )
+            .exec(self.db())
+            .await
+            .map_err(store)?;
+        Ok(res.rows_affected == 1)
+    }
+
+    async fn use_recovery_code(&self, user: UserId, hash: &str) -> Result<bool, TenancyError> {
+        let res = recovery_code::Entity::delete_many()
+            .filter(recovery_code::Column::UserId.eq(uid(user)))
+            .filter(recovery_code::Column::CodeHash.eq(hash))
+            .exec(self.db())
+            .await
+            .map_err(store)?;
+        Ok(res.rows_affected == 1)
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        user: UserId,
+        hashes: &[String],
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let n = user_mfa::Entity::find()
+            .filter(active(user))
+            .count(&txn)
+            .await
+            .map_err(store)?;
+        if n == 0 {
+            return Err(TenancyError::NotFound("second factor"));
+        }
+        replace_codes(&txn, user, hashes).await?;
+        commit(txn, journal).await
+    }
+
+    async fn set_phone(
+        &self,
+        user: UserId,
+        phone: Option<&str>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let res = user_mfa::Entity::update_many()
+            .col_expr(
+                user_mfa::Column::Phone,
+                Expr::value(phone.map(str::to_owned)),
+            )
+            .filter(active(user))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if res.rows_affected == 0 {
+            return Err(TenancyError::NotFound("second factor"));
+        }
+        commit(txn, journal).await
+    }
+
+    async fn set_sms_challenge(
+        &self,
+        user: UserId,
+        challenge: Option<&SmsChallenge>,
+    ) -> Result<(), TenancyError> {
+        user_mfa::Entity::update_many()
+            .col_expr(
+                user_mfa::Column::SmsCodeHash,
+                Expr::value(challenge.map(|c| c.code_hash.clone())),
+            )
+            .col_expr(
+                user_mfa::Column::SmsExpiresAt,
+                Expr::value(challenge.map(|c| micros(c.expires_at))),
+            )
+            .filter(user_mfa::Column::UserId.eq(uid(user)))
+            .exec(self.db())
+            .await
+            .map_err(store)?;
+        Ok(())
+    }
+
+    async fn take_sms_challenge(
+        &self,
+        user: UserId,
+        code_hash: &str,
+    ) -> Result<bool, TenancyError> {
+        let res = user_mfa::Entity::update_many()
+            .col_expr(
+                user_mfa::Column::SmsCodeHash,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                user_mfa::Column::SmsExpiresAt,
+                Expr::value(Option::<i64>::None),
+            )
+            .filter(user_mfa::Column::UserId.eq(uid(user)))
+            .filter(user_mfa::Column::SmsCodeHash.eq(code_hash))
+            .exec(self.db())
+            .await
+            .map_err(store)?;
+        Ok(res.rows_affected == 1)
+    }
+
+    async fn set_mfa_throttle(
+        &self,
+        user: UserId,
+        state: Option<&ThrottleState>,
+    ) -> Result<(), TenancyError> {
+        user_mfa::Entity::update_many()
+            .col_expr(
+                user_mfa::Column::Failures,
+                Expr::value(state.map_or(0, |s| i32::try_from(s.failures).unwrap_or(i32::MAX))),
+            )
+            .col_expr(
+                user_mfa::Column::WindowStart,
+                Expr::value(state.map(|s| micros(s.window_start))),
+            )
+            .col_expr(
+                user_mfa::Column::LockedUntil,
+                Expr::value(state.and_then(|s| s.locked_until).map(micros)),
+            )
+            .filter(user_mfa::Column::UserId.eq(uid(user)))
+            .exec(self.db())
+            .await
+            .map_err(store)?;
+        Ok(())
+    }
+
+    async fn disable_mfa(&self, user: UserId, journal: Journal) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        recovery_code::Entity::delete_many()
+            .filter(recovery_code::Column::UserId.eq(uid(user)))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        let res = user_mfa::Entity::delete_by_id(uid(user))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if res.rows_affected == 0 {
+            return Err(TenancyError::NotFound("second factor"));
+        }
+        commit(txn, journal).await
+    }
+
+    async fn save_login_challenge(
+        &self,
+        hash: &str,
+        user: UserId,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), TenancyError> {
+        // Expired challenges of anyone are swept on the way.
+        login_challenge::Entity::delete_many()
+            .filter(login_challenge::Column::ExpiresAt.lt(micros(expires_at) - 3_600_000_000))
+            .exec(self.db())
+            .await
+            .map_err(store)?;
+        login_challenge::Entity::insert(login_challenge::ActiveModel {
+            token_hash: Set(hash.to_owned()),
+            user_id: Set(uid(user)),
+            expires_at: Set(micros(expires_at)),
+        })
+        .on_conflict(
+            OnConflict::column(login_challenge::Column::TokenHash)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(self.db())
+        .await
+        .map_err(store)?;
+        Ok(())
+    }
+
+    async fn login_challenge(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(UserId, DateTime<Utc>)>, TenancyError> {
+        let Some(m) = login_challenge::Entity::find_by_id(hash.to_owned())
+            .one(self.db())
+            .await
+            .map_err(store)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some((id("user id", &m.user_id)?, time(m.expires_at)?)))
+    }
+
+    async fn consume_login_challenge(&self, hash: &str) -> Result<bool, TenancyError> {
+        let res = login_challenge::Entity::delete_by_id(hash.to_owned())
+            .exec(self.db())
+            .await
+            .map_err(store)?;
+        Ok(res.rows_affected == 1)
+    }
+}
+
+async fn replace_codes(
+    txn: &sea_orm::DatabaseTransaction,
+    user: UserId,
+    hashes: &[String],
+) -> Result<(), TenancyError> {
+    recovery_code::Entity::delete_many()
+        .filter(recovery_code::Column::UserId.eq(uid(user)))
+        .exec(txn)
+        .await
+        .map_err(store)?;
+    if hashes.is_empty() {
+        return Ok(());
+    }
+    recovery_code::Entity::insert_many(hashes.iter().map(|h| recovery_code::ActiveModel {
+        user_id: Set(uid(user)),
+        code_hash: Set(h.clone()),
+    }))
+    .exec_without_returning(txn)
+    .await
+    .map_err(store)?;
+    Ok(())
+}

@@ -1,0 +1,651 @@
+//! Two-factor authentication: TOTP enrolment and activation, recovery codes, SMS backup,
+//! the second step of a login, and the organization requirement with its grace period.
+//!
+//! Secrets that must be recoverable (the TOTP secret) are stored encrypted with the
+//! [`Cipher`]; recovery codes, SMS codes and login challenges are stored only as hashes.
+
+use async_trait::async_trait;
+use audit::{Actor, AuditAction, Journal, NewAuditEvent, Outcome, RequestContext, Target};
+use chrono::{DateTime, Duration, Utc};
+use rbac_core::UserId;
+use security_policy::{
+    Cipher, LoginThrottlePolicy, MfaError, MfaRequirement, MintedToken, SmsChallenge,
+    ThrottleState, after_failure, hash_token, locked_until, mint,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::accounts::{LoginOutcome, open_session};
+use crate::error::{StoreError, TenancyError};
+use crate::model::{Organization, User};
+use crate::store::TenancyStore;
+
+/// Token prefix of login challenges (the half-way state between password and second factor).
+pub const CHALLENGE_PREFIX: &str = "axm";
+/// Minutes a login challenge stays usable.
+pub const CHALLENGE_MINUTES: i64 = 5;
+
+/// The organization's 2FA rules, part of its security settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MfaPolicy {
+    /// Whether every member must use a second factor.
+    pub required: bool,
+    /// When the requirement was switched on (the grace period runs from here, or from joining).
+    pub required_since: Option<DateTime<Utc>>,
+    /// Days a member may work without a second factor once it is required.
+    pub grace_days: u32,
+    /// Methods members may use: `totp` always; `sms` as a backup when listed.
+    pub methods: Vec<MfaMethod>,
+}
+
+impl Default for MfaPolicy {
+    fn default() -> Self {
+        Self {
+            required: false,
+            required_since: None,
+            grace_days: 7,
+            methods: vec![MfaMethod::Totp, MfaMethod::Sms],
+        }
+    }
+}
+
+/// A second-factor method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MfaMethod {
+    /// Authenticator app codes (RFC 6238).
+    Totp,
+    /// Codes by text message, as a backup to TOTP.
+    Sms,
+}
+
+/// What is stored about a person's second factor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MfaRecord {
+    /// The person.
+    pub user: UserId,
+    /// The TOTP secret, encrypted.
+    pub secret_enc: String,
+    /// When TOTP was activated; `None` while enrolment is pending.
+    pub enabled_at: Option<DateTime<Utc>>,
+    /// The last TOTP time step accepted (codes of this step or earlier are refused).
+    pub last_step: Option<i64>,
+    /// The SMS backup number (E.164).
+    pub phone: Option<String>,
+    /// The SMS code waiting to be typed in.
+    pub sms: Option<SmsChallenge>,
+    /// Failed second-factor attempts.
+    pub throttle: Option<ThrottleState>,
+    /// Unused recovery codes left.
+    pub recovery_codes_left: u32,
+}
+
+/// Storage of second factors and login challenges.
+#[async_trait]
+pub trait MfaStore: Send + Sync {
+    /// The person's second-factor record.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn mfa(&self, user: UserId) -> Result<Option<MfaRecord>, TenancyError>;
+
+    /// Starts (or restarts) TOTP enrolment with a new encrypted secret.
+    ///
+    /// # Errors
+    /// [`TenancyError::Conflict`] when TOTP is already active.
+    async fn start_totp(&self, user: UserId, secret_enc: &str) -> Result<(), TenancyError>;
+
+    /// Activates the pending TOTP secret, recording `step` as used and storing the recovery
+    /// code hashes, if it is still pending and `step` is after the last used one.
+    ///
+    /// # Errors
+    /// [`TenancyError::Conflict`] when already active or the step was used meanwhile.
+    async fn activate_totp(
+        &self,
+        user: UserId,
+        step: i64,
+        recovery_hashes: &[String],
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
+    /// Records `step` as used if it is after the last used one; `false` when another request won.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn use_totp_step(&self, user: UserId, step: i64) -> Result<bool, TenancyError>;
+
+    /// Consumes an unused recovery code; `false` when there is no such unused code.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn use_recovery_code(&self, user: UserId, hash: &str) -> Result<bool, TenancyError>;
+
+    /// Replaces every recovery code.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] without an active second factor.
+    async fn replace_recovery_codes(
+        &self,
+        user: UserId,
+        hashes: &[String],
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
+    /// Sets or clears the SMS backup number.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] without an active second factor.
+    async fn set_phone(
+        &self,
+        user: UserId,
+        phone: Option<&str>,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
+    /// Stores (replacing) or clears the pending SMS code.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn set_sms_challenge(
+        &self,
+        user: UserId,
+        challenge: Option<&SmsChallenge>,
+    ) -> Result<(), TenancyError>;
+
+    /// Consumes the pending SMS code if its hash is still `code_hash`; `false` otherwise.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn take_sms_challenge(&self, user: UserId, code_hash: &str)
+    -> Result<bool, TenancyError>;
+
+    /// Replaces (or clears) the second-factor throttling state.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn set_mfa_throttle(
+        &self,
+        user: UserId,
+        state: Option<&ThrottleState>,
+    ) -> Result<(), TenancyError>;
+
+    /// Removes the second factor and its recovery codes.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] when there is none.
+    async fn disable_mfa(&self, user: UserId, journal: Journal) -> Result<(), TenancyError>;
+
+    /// Stores a login challenge by hash.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn save_login_challenge(
+        &self,
+        hash: &str,
+        user: UserId,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), TenancyError>;
+
+    /// A login challenge: whose, and until when.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn login_challenge(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(UserId, DateTime<Utc>)>, TenancyError>;
+
+    /// Consumes a login challenge; `false` when it was already consumed.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn consume_login_challenge(&self, hash: &str) -> Result<bool, TenancyError>;
+}
+
+/// Sends text messages (SMS codes).
+#[async_trait]
+pub trait SmsSender: Send + Sync {
+    /// Sends `text` to `to` (E.164).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the message could not be handed over.
+    async fn send(&self, to: &str, text: &str) -> Result<(), StoreError>;
+}
+
+/// Records of a personal security event, one in each of the person's organizations.
+async fn personal_journal<S: TenancyStore + ?Sized>(
+    store: &S,
+    user: &User,
+    action: AuditAction,
+    request: &RequestContext,
+    now: DateTime<Utc>,
+) -> Result<Journal, TenancyError> {
+    personal_journal_with(store, user, action, request, now, |r| r).await
+}
+
+async fn personal_journal_with<S: TenancyStore + ?Sized>(
+    store: &S,
+    user: &User,
+    action: AuditAction,
+    request: &RequestContext,
+    now: DateTime<Utc>,
+    adjust: impl Fn(NewAuditEvent) -> NewAuditEvent,
+) -> Result<Journal, TenancyError> {
+    let mut j = Journal::default();
+    for m in store.memberships(user.id).await? {
+        j = j.and_record(adjust(
+            NewAuditEvent::new(
+                m.org,
+                now,
+                Actor::user(user.id, user.name.clone()),
+                action,
+                Target::new("user", user.id, user.name.clone()),
+            )
+            .with_context(request.clone()),
+        ));
+    }
+    Ok(j)
+}
+
+fn mfa_err(e: MfaError) -> TenancyError {
+    match e {
+        MfaError::BadSecret => TenancyError::Store(StoreError::msg("stored TOTP secret unusable")),
+        other => TenancyError::Invalid(other.to_string()),
+    }
+}
+
+fn decrypt(cipher: &Cipher, enc: &str) -> Result<Vec<u8>, TenancyError> {
+    cipher
+        .decrypt(enc)
+        .map_err(|_| TenancyError::Store(StoreError::msg("TOTP secret cannot be decrypted")))
+}
+
+/// A started TOTP enrolment: what the authenticator app needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TotpEnrolment {
+    /// The secret in base32 (for typing in).
+    pub secret_base32: String,
+    /// The `otpauth://` URI (for the QR code).
+    pub otpauth_uri: String,
+}
+
+/// Starts TOTP enrolment: a new 160-bit secret, stored encrypted, pending until a valid code
+/// activates it.
+///
+/// # Errors
+/// [`TenancyError::Conflict`] when TOTP is already active.
+pub async fn begin_totp<S: MfaStore + ?Sized>(
+    store: &S,
+    cipher: &Cipher,
+    user: &User,
+    issuer: &str,
+) -> Result<TotpEnrolment, TenancyError> {
+    let secret = security_policy::new_totp_secret();
+    let enc = cipher
+        .encrypt(&secret)
+        .map_err(|e| TenancyError::Store(StoreError::new(e)))?;
+    store.start_totp(user.id, &enc).await?;
+    Ok(TotpEnrolment {
+        secret_base32: security_policy::secret_base32(&secret),
+        otpauth_uri: security_policy::otpauth_uri(&secret, issuer, user.email.as_str())
+            .map_err(mfa_err)?,
+    })
+}
+
+/// Activates TOTP with a valid code; returns the recovery codes, shown this once.
+///
+/// # Errors
+/// [`TenancyError::NotFound`] without a pending enrolment; [`TenancyError::Invalid`] for a
+/// wrong code; [`TenancyError::Conflict`] when already active.
+pub async fn activate_totp<S: TenancyStore + MfaStore + ?Sized>(
+    store: &S,
+    cipher: &Cipher,
+    user: &User,
+    code: &str,
+    request: &RequestContext,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, TenancyError> {
+    let rec = store
+        .mfa(user.id)
+        .await?
+        .ok_or(TenancyError::NotFound("pending TOTP enrolment"))?;
+    if rec.enabled_at.is_some() {
+        return Err(TenancyError::Conflict(
+            "two-factor authentication is already on".into(),
+        ));
+    }
+    let secret = decrypt(cipher, &rec.secret_enc)?;
+    let step = security_policy::verify_totp(&secret, code, now, rec.last_step).map_err(mfa_err)?;
+    let codes = security_policy::new_recovery_codes();
+    let hashes: Vec<String> = codes.iter().map(|c| c.1.clone()).collect();
+    let journal = personal_journal(store, user, AuditAction::MfaEnabled, request, now).await?;
+    store
+        .activate_totp(user.id, step, &hashes, now, journal)
+        .await?;
+    Ok(codes.into_iter().map(|c| c.0).collect())
+}
+
+/// A second factor as typed in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecondFactor {
+    /// A code from the authenticator app.
+    Totp(String),
+    /// A recovery code.
+    Recovery(String),
+    /// A code received by SMS.
+    Sms(String),
+}
+
+/// Checks a second factor for an enrolled person, with throttling and replay protection.
+/// Returns whether a recovery code was used.
+async fn check_factor<S: MfaStore + ?Sized>(
+    store: &S,
+    cipher: &Cipher,
+    user: UserId,
+    factor: &SecondFactor,
+    now: DateTime<Utc>,
+) -> Result<bool, TenancyError> {
+    let rec = store
+        .mfa(user)
+        .await?
+        .filter(|r| r.enabled_at.is_some())
+        .ok_or(TenancyError::NotFound("second factor"))?;
+    if let Some(until) = locked_until(rec.throttle.as_ref(), now) {
+        return Err(TenancyError::Throttled(until));
+    }
+    let ok = match factor {
+        SecondFactor::Totp(code) => {
+            let secret = decrypt(cipher, &rec.secret_enc)?;
+            match security_policy::verify_totp(&secret, code, now, rec.last_step) {
+                Ok(step) => store.use_totp_step(user, step).await?,
+                Err(MfaError::BadSecret) => return Err(mfa_err(MfaError::BadSecret)),
+                Err(_) => false,
+            }
+        }
+        SecondFactor::Recovery(code) => {
+            store
+                .use_recovery_code(user, &security_policy::recovery_code_hash(code))
+                .await?
+        }
+        SecondFactor::Sms(code) => match &rec.sms {
+            Some(ch) if security_policy::sms_code_matches(ch, &user.to_string(), code, now) => {
+                store.take_sms_challenge(user, &ch.code_hash).await?
+            }
+            _ => false,
+        },
+    };
+    if !ok {
+        let next = after_failure(&LoginThrottlePolicy::default(), rec.throttle.as_ref(), now);
+        store.set_mfa_throttle(user, Some(&next)).await?;
+        return Err(TenancyError::Invalid(
+            "the code is wrong, expired or already used".into(),
+        ));
+    }
+    if rec.throttle.is_some() {
+        store.set_mfa_throttle(user, None).await?;
+    }
+    Ok(matches!(factor, SecondFactor::Recovery(_)))
+}
+
+/// Issues the challenge that stands between a correct password and a session for a person
+/// with a second factor.
+///
+/// # Errors
+/// [`TenancyError::Store`].
+pub async fn issue_challenge<S: MfaStore + ?Sized>(
+    store: &S,
+    user: UserId,
+    now: DateTime<Utc>,
+) -> Result<MintedToken, TenancyError> {
+    let token = mint(CHALLENGE_PREFIX, 32);
+    store
+        .save_login_challenge(
+            &token.hash,
+            user,
+            now + Duration::minutes(CHALLENGE_MINUTES),
+        )
+        .await?;
+    Ok(token)
+}
+
+async fn challenge_user<S: TenancyStore + MfaStore + ?Sized>(
+    store: &S,
+    challenge: &str,
+    now: DateTime<Utc>,
+) -> Result<User, TenancyError> {
+    let (user, expires) = store
+        .login_challenge(&hash_token(challenge))
+        .await?
+        .ok_or(TenancyError::Unauthenticated)?;
+    if now >= expires {
+        return Err(TenancyError::Unauthenticated);
+    }
+    store
+        .get_user(user)
+        .await?
+        .ok_or(TenancyError::Unauthenticated)
+}
+
+/// Second step of a login: the challenge from the first step and a second factor open a
+/// session (a new session id; nothing from before the login is reused).
+///
+/// # Errors
+/// [`TenancyError::Unauthenticated`] for an unknown, used or expired challenge;
+/// [`TenancyError::Invalid`] for a wrong, expired or replayed code (audited as a failed login);
+/// [`TenancyError::Throttled`] after too many wrong codes.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the login's parts, as they arrive"
+)]
+pub async fn complete_login<S: TenancyStore + MfaStore + ?Sized>(
+    store: &S,
+    audit_store: &dyn audit::AuditStore,
+    cipher: &Cipher,
+    challenge: &str,
+    factor: &SecondFactor,
+    request: RequestContext,
+    now: DateTime<Utc>,
+) -> Result<LoginOutcome, TenancyError> {
+    let user = challenge_user(store, challenge, now).await?;
+    let used_recovery = match check_factor(store, cipher, user.id, factor, now).await {
+        Ok(r) => r,
+        Err(e @ (TenancyError::Invalid(_) | TenancyError::Throttled(_))) => {
+            let j =
+                personal_journal_with(store, &user, AuditAction::LoginFailed, &request, now, |r| {
+                    r.with_outcome(Outcome::Failure {
+                        reason: "bad_second_factor".into(),
+                    })
+                })
+                .await?;
+            audit_store.append(j).await?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    if !store
+        .consume_login_challenge(&hash_token(challenge))
+        .await?
+    {
+        return Err(TenancyError::Unauthenticated);
+    }
+    let mut outcome = open_session(store, &user, request.clone(), now).await?;
+    if used_recovery {
+        let left = store
+            .mfa(user.id)
+            .await?
+            .map_or(0, |r| r.recovery_codes_left);
+        let meta = audit::Metadata::from_value(serde_json::json!({ "left": left }))?;
+        let j = personal_journal_with(
+            store,
+            &user,
+            AuditAction::RecoveryCodeUsed,
+            &request,
+            now,
+            |r| r.with_metadata(meta.clone()),
+        )
+        .await?;
+        audit_store.append(j).await?;
+        outcome.recovery_codes_left = Some(left);
+    }
+    Ok(outcome)
+}
+
+/// Sends an SMS code for a pending login challenge to the person's backup number.
+///
+/// # Errors
+/// [`TenancyError::Unauthenticated`] for a bad challenge; [`TenancyError::NotFound`] without
+/// a backup number; [`TenancyError::Forbidden`]-like refusals as `Invalid` when an organization
+/// of theirs does not allow SMS.
+pub async fn send_login_sms<S: TenancyStore + MfaStore + ?Sized>(
+    store: &S,
+    sms: &dyn SmsSender,
+    challenge: &str,
+    now: DateTime<Utc>,
+) -> Result<(), TenancyError> {
+    let user = challenge_user(store, challenge, now).await?;
+    for m in store.memberships(user.id).await? {
+        let org = store.get_org(m.org).await?;
+        if !org.security.mfa.methods.contains(&MfaMethod::Sms) {
+            return Err(TenancyError::Invalid(format!(
+                "{} does not allow SMS codes",
+                org.name
+            )));
+        }
+    }
+    let rec = store
+        .mfa(user.id)
+        .await?
+        .filter(|r| r.enabled_at.is_some())
+        .ok_or(TenancyError::NotFound("second factor"))?;
+    if let Some(until) = locked_until(rec.throttle.as_ref(), now) {
+        return Err(TenancyError::Throttled(until));
+    }
+    let phone = rec
+        .phone
+        .ok_or(TenancyError::NotFound("SMS backup number"))?;
+    let (code, ch) = security_policy::new_sms_code(&user.id.to_string(), now);
+    store.set_sms_challenge(user.id, Some(&ch)).await?;
+    sms.send(
+        &phone,
+        &format!("Your Axie Studio sign-in code is {code}. It expires in 5 minutes."),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Checks `+` followed by 8 to 15 digits (E.164).
+///
+/// # Errors
+/// [`TenancyError::Invalid`].
+pub fn valid_phone(s: &str) -> Result<String, TenancyError> {
+    let t: String = s.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    let digits = t.strip_prefix('+').unwrap_or("");
+    if (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(t)
+    } else {
+        Err(TenancyError::Invalid(format!(
+            "`{s}` is not a phone number in international format (+15551234567)"
+        )))
+    }
+}
+
+/// Actions on one's own second factor that need a current code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Turn it off.
+    Disable,
+    /// Replace the recovery codes.
+    RegenerateRecoveryCodes,
+    /// Set or clear the SMS backup number.
+    SetPhone(Option<String>),
+}
+
+/// Changes one's own second factor after proving it with a current code. Turning it off is
+/// refused while an organization of theirs requires it.
+///
+/// # Errors
+/// [`TenancyError::Invalid`] (wrong code, bad number), [`TenancyError::Conflict`] (required),
+/// [`TenancyError::NotFound`] (not enrolled).
+pub async fn change<S: TenancyStore + MfaStore + ?Sized>(
+    store: &S,
+    cipher: &Cipher,
+    user: &User,
+    proof: &SecondFactor,
+    what: Change,
+    request: &RequestContext,
+    now: DateTime<Utc>,
+) -> Result<Option<Vec<String>>, TenancyError> {
+    if what == Change::Disable {
+        for m in store.memberships(user.id).await? {
+            let org = store.get_org(m.org).await?;
+            if org.security.mfa.required {
+                return Err(TenancyError::Conflict(format!(
+                    "{} requires two-factor authentication",
+                    org.name
+                )));
+            }
+        }
+    }
+    let phone = match &what {
+        Change::SetPhone(Some(p)) => Some(valid_phone(p)?),
+        _ => None,
+    };
+    check_factor(store, cipher, user.id, proof, now).await?;
+    match what {
+        Change::Disable => {
+            let j = personal_journal(store, user, AuditAction::MfaDisabled, request, now).await?;
+            store.disable_mfa(user.id, j).await?;
+            Ok(None)
+        }
+        Change::RegenerateRecoveryCodes => {
+            let codes = security_policy::new_recovery_codes();
+            let hashes: Vec<String> = codes.iter().map(|c| c.1.clone()).collect();
+            let j = personal_journal(
+                store,
+                user,
+                AuditAction::RecoveryCodesRegenerated,
+                request,
+                now,
+            )
+            .await?;
+            store.replace_recovery_codes(user.id, &hashes, j).await?;
+            Ok(Some(codes.into_iter().map(|c| c.0).collect()))
+        }
+        Change::SetPhone(_) => {
+            let j =
+                personal_journal(store, user, AuditAction::MfaPhoneChanged, request, now).await?;
+            store.set_phone(user.id, phone.as_deref(), j).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// Whether `user` has an active second factor.
+///
+/// # Errors
+/// [`TenancyError::Store`].
+pub async fn enrolled<S: MfaStore + ?Sized>(store: &S, user: UserId) -> Result<bool, TenancyError> {
+    Ok(store
+        .mfa(user)
+        .await?
+        .is_some_and(|r| r.enabled_at.is_some()))
+}
+
+/// The organization's 2FA requirement for a member who joined at `joined_at`.
+#[must_use]
+pub fn requirement(
+    org: &Organization,
+    joined_at: DateTime<Utc>,
+    enrolled: bool,
+    now: DateTime<Utc>,
+) -> MfaRequirement {
+    let p = &org.security.mfa;
+    security_policy::mfa_requirement(
+        p.required.then_some(p.required_since).flatten(),
+        p.grace_days,
+        joined_at,
+        enrolled,
+        now,
+    )
+}

@@ -1,0 +1,270 @@
+//! Editing an organization's security settings, checking addresses against its IP
+//! allowlist, changing one's password, and ending a member's sessions.
+
+use std::net::IpAddr;
+
+use audit::{AuditAction, DomainEvent, EventKind, Journal, Metadata, RequestContext, Target};
+use chrono::{DateTime, Utc};
+use rbac_core::{Permission, UserId};
+use security_policy::{
+    IpDecision, PasswordHasher, PasswordPolicy, SessionPolicy, check_ip, check_password,
+    context_words, parse_allowlist,
+};
+use serde_json::json;
+
+use crate::caller::Caller;
+use crate::error::TenancyError;
+use crate::mfa::{MfaMethod, MfaStore, enrolled};
+use crate::model::{SecuritySettings, User};
+use crate::store::TenancyStore;
+
+/// Largest grace period that can be set, in days.
+pub const MAX_GRACE_DAYS: u32 = 90;
+
+/// A change to the security settings; absent fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecurityUpdate {
+    /// Session timeouts and the concurrent-session limit.
+    pub sessions: Option<SessionPolicy>,
+    /// Password rules.
+    pub passwords: Option<PasswordPolicy>,
+    /// The IP allowlist as CIDR text (IPv4 and IPv6); empty allows everyone.
+    pub ip_allowlist: Option<Vec<String>>,
+    /// Require a second factor of every member.
+    pub mfa_required: Option<bool>,
+    /// Days members may work without one once required.
+    pub mfa_grace_days: Option<u32>,
+    /// Methods members may use (TOTP must be among them).
+    pub mfa_methods: Option<Vec<MfaMethod>>,
+}
+
+/// Applies a change to the security settings. An allowlist that would exclude the caller's own
+/// address is refused, so an administrator cannot lock themselves out. Every change is
+/// audited with the fields it touched, and takes effect on the next request of every session.
+///
+/// # Errors
+/// [`TenancyError::Forbidden`]; [`TenancyError::Invalid`] for bad values or a self-excluding
+/// allowlist; [`TenancyError::Conflict`] when the settings changed concurrently.
+pub async fn update<S: TenancyStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    change: SecurityUpdate,
+    client_ip: IpAddr,
+    now: DateTime<Utc>,
+) -> Result<SecuritySettings, TenancyError> {
+    caller.check_org(Permission::UpdateSecurityPolicy)?;
+    let before = caller.org.security.clone();
+    let mut after = before.clone();
+    let mut fields: Vec<&str> = Vec::new();
+    let invalid = |e: security_policy::SecurityError| TenancyError::Invalid(e.to_string());
+    if let Some(p) = change.sessions {
+        p.validate().map_err(invalid)?;
+        after.sessions = p;
+        fields.push("sessions");
+    }
+    if let Some(p) = change.passwords {
+        p.validate().map_err(invalid)?;
+        after.passwords = p;
+        fields.push("passwords");
+    }
+    if let Some(list) = &change.ip_allowlist {
+        let parsed = parse_allowlist(list).map_err(invalid)?;
+        if check_ip(&parsed, client_ip) == IpDecision::Denied {
+            return Err(TenancyError::Invalid(format!(
+                "this allowlist does not include your own address {client_ip}; saving it would lock you out"
+            )));
+        }
+        after.ip_allowlist = parsed;
+        fields.push("ip_allowlist");
+    }
+    if let Some(required) = change.mfa_required {
+        if required != before.mfa.required {
+            after.mfa.required = required;
+            after.mfa.required_since = required.then_some(now);
+        }
+        fields.push("mfa.required");
+    }
+    if let Some(days) = change.mfa_grace_days {
+        if days > MAX_GRACE_DAYS {
+            return Err(TenancyError::Invalid(format!(
+                "the grace period is at most {MAX_GRACE_DAYS} days"
+            )));
+        }
+        after.mfa.grace_days = days;
+        fields.push("mfa.grace_days");
+    }
+    if let Some(methods) = change.mfa_methods {
+        if !methods.contains(&MfaMethod::Totp) {
+            return Err(TenancyError::Invalid(
+                "authenticator apps (`totp`) must stay allowed; SMS is only a backup".into(),
+            ));
+        }
+        let mut m = methods;
+        m.dedup();
+        after.mfa.methods = m;
+        fields.push("mfa.methods");
+    }
+    if after == before {
+        return Ok(after);
+    }
+    let journal = Journal::record(
+        caller
+            .audit(
+                now,
+                AuditAction::SecurityPolicyUpdated,
+                Target::new("organization", caller.org.id, caller.org.name.clone()),
+            )
+            .with_metadata(Metadata::from_value(json!({
+                "fields": fields,
+                "ip_allowlist": after.ip_allowlist.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "mfa_required": after.mfa.required,
+            }))?),
+    )
+    .publish(DomainEvent::new(
+        caller.org.id,
+        EventKind::SettingsUpdated,
+        now,
+        json!({ "fields": fields, "updatedBy": caller.user.id }),
+    ));
+    store
+        .update_security(caller.org.id, &before, &after, journal)
+        .await?;
+    Ok(after)
+}
+
+/// Whether `ip` may reach the organization; `None` in the second place means the list is
+/// empty and everyone may.
+///
+/// # Errors
+/// [`TenancyError::Forbidden`] without the right to view settings.
+pub fn ip_check(caller: &Caller, ip: IpAddr) -> Result<(bool, bool), TenancyError> {
+    caller.check_org(Permission::ViewSettings)?;
+    let list = &caller.org.security.ip_allowlist;
+    Ok((check_ip(list, ip).is_allowed(), list.is_empty()))
+}
+
+/// Changes one's own password after checking the current one. The new one must meet the
+/// strictest password policy of the person's organizations (with the shorter minimum when a
+/// second factor is on); every other session of theirs ends.
+///
+/// # Errors
+/// [`TenancyError::BadCredentials`] for a wrong current password; [`TenancyError::Password`].
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the change's parts, as they arrive"
+)]
+pub async fn change_password<S: TenancyStore + MfaStore + ?Sized>(
+    store: &S,
+    hasher: &PasswordHasher,
+    user: &User,
+    current_session: Option<rbac_core::SessionId>,
+    current: &str,
+    new: &str,
+    request: &RequestContext,
+    now: DateTime<Utc>,
+) -> Result<u64, TenancyError> {
+    if current.len() > crate::accounts::MAX_PASSWORD_BYTES {
+        return Err(TenancyError::BadCredentials);
+    }
+    let (_, stored) = store
+        .find_user_by_email(&user.email)
+        .await?
+        .ok_or(TenancyError::BadCredentials)?;
+    if !matches!(
+        hasher.verify(stored.as_deref(), current),
+        security_policy::Verification::Match { .. }
+    ) {
+        return Err(TenancyError::BadCredentials);
+    }
+    let memberships = store.memberships(user.id).await?;
+    let has_2fa = enrolled(store, user.id).await?;
+    let mut orgs = Vec::new();
+    for m in &memberships {
+        orgs.push(store.get_org(m.org).await?);
+    }
+    for org in &orgs {
+        check_password(
+            &org.security.passwords,
+            new,
+            &context_words(user.email.as_str(), &org.name),
+            has_2fa,
+        )?;
+    }
+    if orgs.is_empty() {
+        check_password(
+            &PasswordPolicy::default(),
+            new,
+            &context_words(user.email.as_str(), ""),
+            has_2fa,
+        )?;
+    }
+    let hash = hasher
+        .hash(new)
+        .map_err(|e| TenancyError::Invalid(e.to_string()))?;
+    let mut j = Journal::default();
+    for org in &orgs {
+        j = j.and_record(
+            audit::NewAuditEvent::new(
+                org.id,
+                now,
+                audit::Actor::user(user.id, user.name.clone()),
+                AuditAction::PasswordChanged,
+                Target::new("user", user.id, user.name.clone()),
+            )
+            .with_context(request.clone()),
+        );
+    }
+    store.set_password_hash(user.id, &hash, j).await?;
+    // Anyone holding another session of this person is signed out with the old password.
+    let mut ended = 0;
+    for s in store.list_sessions(user.id).await? {
+        if Some(s.id) != current_session
+            && store
+                .end_session(user.id, s.id, now, Journal::default())
+                .await
+                .is_ok()
+        {
+            ended += 1;
+        }
+    }
+    Ok(ended)
+}
+
+/// Ends every live session of a member (the Owner and Admins, for example when a laptop is
+/// lost). Sessions belong to the person: this signs them out everywhere.
+///
+/// # Errors
+/// [`TenancyError::Forbidden`]; [`TenancyError::NotFound`] for non-members;
+/// [`TenancyError::RoleRule`]-like refusals as `Forbidden` for the Owner's sessions.
+pub async fn end_member_sessions<S: TenancyStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    target: UserId,
+    now: DateTime<Utc>,
+) -> Result<u64, TenancyError> {
+    caller.check_org(Permission::RemoveMembers)?;
+    let member = store
+        .get_member(caller.org.id, target)
+        .await?
+        .ok_or(TenancyError::NotFound("member"))?;
+    if member.role == rbac_core::OrgRole::Owner && caller.subject.role != rbac_core::OrgRole::Owner
+    {
+        return Err(TenancyError::Forbidden(
+            rbac_core::DenyReason::RoleLacksPermission {
+                role: caller.subject.role,
+            },
+        ));
+    }
+    let mut ended = 0;
+    for s in store.list_sessions(target).await? {
+        let j = Journal::record(caller.audit(
+            now,
+            AuditAction::SessionRevoked,
+            Target::new("member", target, member.user.name.clone()),
+        ));
+        if store.end_session(target, s.id, now, j).await.is_ok() {
+            ended += 1;
+        }
+    }
+    Ok(ended)
+}
