@@ -150,6 +150,7 @@ impl FromRequest for OrgCaller {
                 .ok_or_else(|| ApiError::not_found("organization"))?;
             let caller = Caller::load(&*st.store, &principal, org, request).await?;
             check_ip(&caller)?;
+            check_mfa(&st, &caller).await?;
             match access {
                 Access::Member => {}
                 Access::Org(perm) => enforce(&st, &caller, perm).await?,
@@ -161,6 +162,26 @@ impl FromRequest for OrgCaller {
             }
             Ok(OrgCaller(caller))
         })
+    }
+}
+
+/// After the grace period, members of an organization that requires 2FA and who have not
+/// enrolled reach nothing of it; the enrolment endpoints under `/api/v1/me/mfa` stay open.
+async fn check_mfa(st: &AppState, caller: &Caller) -> Result<(), ApiError> {
+    if !caller.org.security.mfa.required {
+        return Ok(());
+    }
+    let enrolled = tenancy::mfa::enrolled(&*st.store, caller.user.id).await?;
+    match tenancy::mfa::requirement(&caller.org, caller.member_since, enrolled, st.clock.now()) {
+        security_policy::MfaRequirement::EnrolmentRequired => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "mfa_enrollment_required",
+            format!(
+                "{} requires two-factor authentication and the grace period is over; set it up at /api/v1/me/mfa/totp",
+                caller.org.name
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Settings {
     pub invitations: InvitationSettings,
     /// Outgoing mail.
     pub smtp: SmtpSettings,
+    /// Outgoing text messages.
+    pub sms: SmsSettings,
     /// Outgoing webhooks.
     pub webhooks: WebhookSettings,
     /// Workspace resources.
@@ -126,6 +128,21 @@ pub struct SecuritySettings {
     /// Encryption key for secrets at rest; empty = file in the data directory.
     #[serde(serialize_with = "redact_secret")]
     pub encryption_key: SecretString,
+    /// Failed logins per client address (15-minute window) before the address is locked out.
+    pub address_login_failures: u32,
+    /// Issuer name in authenticator apps.
+    pub totp_issuer: String,
+}
+
+/// SMS gateway settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsSettings {
+    /// Gateway URL; empty keeps messages in the SMS outbox.
+    pub gateway_url: String,
+    /// Bearer token for the gateway.
+    #[serde(serialize_with = "redact_secret")]
+    pub gateway_token: SecretString,
 }
 
 /// Webhook delivery settings.

@@ -17,6 +17,7 @@ pub mod error;
 pub mod mailer;
 pub mod middleware;
 pub mod routes;
+pub mod sms;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

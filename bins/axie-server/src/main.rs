@@ -36,6 +36,12 @@ enum Command {
         #[arg(long)]
         org: String,
     },
+    /// Print the newest text messages kept in the SMS outbox (no SMS gateway configured).
+    SmsOutbox {
+        /// How many, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+    },
 }
 
 #[actix_web::main]
@@ -96,6 +102,17 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 }
                 Err(b) => Err(format!("{org}: the audit chain is broken: {b}").into()),
             }
+        }
+        Some(Command::SmsOutbox { limit }) => {
+            let store = store_sea::SeaStore::connect(
+                &settings.database_url()?,
+                store_sea::PoolOptions::default(),
+            )
+            .await?;
+            for (to, text, at) in store.sms_outbox(limit).await? {
+                println!("{} | {to} | {text}", at.format("%Y-%m-%d %H:%M:%S"));
+            }
+            Ok(())
         }
         Some(Command::Openapi) | Some(Command::Serve) | None => {
             let app = Application::build(settings).await?;

@@ -137,9 +137,10 @@ impl Application {
         }
         let trusted = security_policy::parse_allowlist(&settings.server.trusted_proxies)
             .map_err(|e| StartupError::Security(e.to_string()))?;
+        let store_handle = Arc::new(store);
         let state = AppState {
             checkpoint_key: Arc::new(checkpoint_key(&settings)?),
-            store: Arc::new(store),
+            store: store_handle.clone(),
             hasher: Arc::new(hasher),
             trusted_proxies: Arc::new(trusted),
             cipher: Arc::new(encryption_key(&settings)?),
@@ -153,6 +154,15 @@ impl Application {
             ),
             domains: Arc::new(dns_verifier(&settings)?),
             documents: Arc::new(settings.workspace.document_rules()),
+            sms: sms_sender(&settings, &store_handle),
+            address_throttle: Arc::new(security_policy::AddressThrottle::new(
+                security_policy::LoginThrottlePolicy {
+                    max_failures: settings.security.address_login_failures.max(1),
+                    window_minutes: 15,
+                    lockout_minutes: 15,
+                },
+                100_000,
+            )),
             settings: Arc::new(settings),
             clock,
         };
@@ -237,4 +247,16 @@ fn dns_verifier(settings: &Settings) -> Result<crate::workspace_io::DnsVerifier,
         .collect::<Result<Vec<_>, _>>()?;
     crate::workspace_io::DnsVerifier::new(&servers)
         .map_err(|e| StartupError::Security(format!("DNS resolver: {e}")))
+}
+
+fn sms_sender(settings: &Settings, store: &Arc<store_sea::SeaStore>) -> Arc<dyn tenancy::mfa::SmsSender> {
+    if settings.sms.gateway_url.trim().is_empty() {
+        store.clone()
+    } else {
+        Arc::new(crate::sms::HttpSms::new(
+            reqwest::Client::new(),
+            settings.sms.gateway_url.clone(),
+            settings.sms.gateway_token.clone(),
+        ))
+    }
 }

@@ -53,4 +53,8 @@ pub struct AppState {
     pub domains: Arc<dyn tenancy::assets::DomainVerifier>,
     /// Document upload rules.
     pub documents: Arc<tenancy::assets::DocumentRules>,
+    /// Sends text messages (2FA backup codes).
+    pub sms: Arc<dyn tenancy::mfa::SmsSender>,
+    /// Failed logins per client address.
+    pub address_throttle: Arc<security_policy::AddressThrottle>,
 }

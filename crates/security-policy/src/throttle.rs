@@ -113,3 +113,86 @@ mod tests {
         assert_eq!(locked_until(Some(&s), t(61)), None);
     }
 }
+
+/// Per-address login throttling kept in memory by one server instance: failures from one
+/// client address across all accounts. Bounded: at most `capacity` addresses are tracked, and
+/// entries whose window and lock have passed are dropped first.
+#[derive(Debug)]
+pub struct AddressThrottle {
+    policy: LoginThrottlePolicy,
+    capacity: usize,
+    state: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, ThrottleState>>,
+}
+
+impl AddressThrottle {
+    /// A throttle with `policy`, tracking at most `capacity` addresses.
+    #[must_use]
+    pub fn new(policy: LoginThrottlePolicy, capacity: usize) -> Self {
+        Self {
+            policy,
+            capacity: capacity.max(1),
+            state: std::sync::Mutex::default(),
+        }
+    }
+
+    /// When `ip` is locked at `now`, the instant the lock ends.
+    #[must_use]
+    pub fn locked_until(&self, ip: std::net::IpAddr, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let map = self.state.lock().ok()?;
+        locked_until(map.get(&crate::ip::normalize(ip)), now)
+    }
+
+    /// Counts one failed login from `ip` at `now`.
+    pub fn record_failure(&self, ip: std::net::IpAddr, now: DateTime<Utc>) {
+        let Ok(mut map) = self.state.lock() else {
+            return;
+        };
+        let ip = crate::ip::normalize(ip);
+        if map.len() >= self.capacity && !map.contains_key(&ip) {
+            let window = Duration::minutes(i64::from(self.policy.window_minutes));
+            map.retain(|_, s| {
+                s.window_start + window > now || s.locked_until.is_some_and(|u| u > now)
+            });
+            if map.len() >= self.capacity {
+                // Still full of live entries: forget the oldest window rather than grow.
+                if let Some(oldest) = map.iter().min_by_key(|(_, s)| s.window_start).map(|(k, _)| *k) {
+                    map.remove(&oldest);
+                }
+            }
+        }
+        let next = after_failure(&self.policy, map.get(&ip), now);
+        map.insert(ip, next);
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn an_address_is_locked_after_its_failures_and_only_that_address() {
+        let policy = LoginThrottlePolicy {
+            max_failures: 3,
+            window_minutes: 15,
+            lockout_minutes: 15,
+        };
+        let t = AddressThrottle::new(policy, 2);
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let a: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+        let mapped: std::net::IpAddr = "::ffff:203.0.113.7".parse().unwrap();
+        let b: std::net::IpAddr = "198.51.100.1".parse().unwrap();
+        for _ in 0..3 {
+            assert_eq!(t.locked_until(a, now), None);
+            t.record_failure(mapped, now);
+        }
+        let until = t.locked_until(a, now).unwrap();
+        assert_eq!(until, now + Duration::minutes(15));
+        assert_eq!(t.locked_until(b, now), None);
+        assert_eq!(t.locked_until(a, until), None, "the lock ends");
+        // Capacity is respected: a third address evicts rather than grows the map.
+        t.record_failure(b, now);
+        t.record_failure("192.0.2.1".parse().unwrap(), now);
+        assert!(t.state.lock().unwrap().len() <= 2);
+    }
+}

@@ -52,6 +52,8 @@ pub struct Caller {
     pub subject: Subject,
     /// Request details for audit records.
     pub request: RequestContext,
+    /// When the person joined the organization (the 2FA grace period runs from here at the earliest).
+    pub member_since: DateTime<Utc>,
 }
 
 impl Caller {
@@ -94,6 +96,7 @@ impl Caller {
             org: organization,
             subject,
             request,
+            member_since: member.joined_at,
         })
     }
 

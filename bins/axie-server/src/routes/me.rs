@@ -55,6 +55,23 @@ pub struct MembershipResponse {
     pub permissions: Vec<String>,
     /// Permissions only on resources the caller created.
     pub limited_permissions: Vec<String>,
+    /// This organization's two-factor requirement for the caller.
+    pub mfa: MfaRequirementResponse,
+}
+
+/// Where the caller stands with an organization's 2FA requirement.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MfaRequirementResponse {
+    /// Whether the organization requires a second factor.
+    pub required: bool,
+    /// `satisfied`, `grace` (works normally until the deadline) or `enrollment_required`.
+    pub status: String,
+    /// End of the grace period (RFC 3339), while in it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
+    /// Seconds left in the grace period.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds_left: Option<i64>,
 }
 
 /// The caller.
@@ -82,6 +99,34 @@ fn names(p: &[Permission]) -> Vec<String> {
 ), security(("bearer" = [])))]
 pub async fn me(st: web::Data<AppState>, auth: Authenticated) -> Result<HttpResponse, ApiError> {
     let views = me::memberships(&*st.store, &auth.principal).await?;
+    let now = st.clock.now();
+    let user_id = auth.principal.user().id;
+    let enrolled = tenancy::mfa::enrolled(&*st.store, user_id).await?;
+    let mut requirements = Vec::with_capacity(views.len());
+    for v in &views {
+        let org = tenancy::OrgStore::get_org(&*st.store, v.org).await?;
+        let joined = tenancy::OrgStore::get_member(&*st.store, v.org, user_id)
+            .await?
+            .map_or(now, |m| m.joined_at);
+        let r = tenancy::mfa::requirement(&org, joined, enrolled, now);
+        requirements.push(MfaRequirementResponse {
+            required: org.security.mfa.required,
+            status: match r {
+                security_policy::MfaRequirement::Satisfied => "satisfied",
+                security_policy::MfaRequirement::Grace { .. } => "grace",
+                security_policy::MfaRequirement::EnrolmentRequired => "enrollment_required",
+            }
+            .to_owned(),
+            deadline: match r {
+                security_policy::MfaRequirement::Grace { deadline } => Some(deadline.to_rfc3339()),
+                _ => None,
+            },
+            seconds_left: match r {
+                security_policy::MfaRequirement::Grace { deadline } => Some((deadline - now).num_seconds()),
+                _ => None,
+            },
+        });
+    }
     let (credential, api_key_id) = match &auth.principal {
         Principal::Session { .. } => ("session", None),
         Principal::ApiKey { key, .. } => ("api_key", Some(key.id.to_string())),
@@ -92,7 +137,8 @@ pub async fn me(st: web::Data<AppState>, auth: Authenticated) -> Result<HttpResp
         api_key_id,
         memberships: views
             .into_iter()
-            .map(|v| MembershipResponse {
+            .zip(requirements)
+            .map(|(v, mfa)| MembershipResponse {
                 org_id: v.org.to_string(),
                 org_name: v.org_name,
                 role: v.role.as_str().to_owned(),
@@ -106,6 +152,7 @@ pub async fn me(st: web::Data<AppState>, auth: Authenticated) -> Result<HttpResp
                     .collect(),
                 permissions: names(&v.permissions),
                 limited_permissions: names(&v.limited),
+                mfa,
             })
             .collect(),
     }))

@@ -20,6 +20,7 @@ pub mod invitations;
 pub mod me;
 pub mod members;
 pub mod openapi;
+pub mod security;
 pub mod orgs;
 pub mod teams;
 pub mod webhooks;
@@ -71,7 +72,16 @@ routes! {
     GET "/readyz" => health::readyz, Public;
     GET "/api/v1/openapi.json" => openapi::document, Public;
     POST "/api/v1/auth/login" => auth::login, Public;
+    POST "/api/v1/auth/login/verify" => auth::verify, Public;
+    POST "/api/v1/auth/login/sms" => auth::send_sms, Public;
     POST "/api/v1/auth/logout" => auth::logout, Authenticated;
+    GET "/api/v1/me/mfa" => security::status, Authenticated;
+    POST "/api/v1/me/mfa/totp" => security::begin_totp, Authenticated;
+    POST "/api/v1/me/mfa/totp/activate" => security::activate_totp, Authenticated;
+    POST "/api/v1/me/mfa/disable" => security::disable, Authenticated;
+    POST "/api/v1/me/mfa/recovery-codes" => security::regenerate, Authenticated;
+    PUT "/api/v1/me/mfa/phone" => security::set_phone, Authenticated;
+    POST "/api/v1/me/password" => security::change_password, Authenticated;
     GET "/api/v1/me" => me::me, Authenticated;
     GET "/api/v1/me/sessions" => me::sessions, Authenticated;
     DELETE "/api/v1/me/sessions/{session_id}" => me::end_session, Authenticated;
@@ -79,6 +89,10 @@ routes! {
     PATCH "/api/v1/orgs/{org_id}" => orgs::update, Org(P::UpdateSettings);
     PUT "/api/v1/orgs/{org_id}/feature-access" => orgs::update_access, Org(P::UpdateFeatureAccess);
     GET "/api/v1/orgs/{org_id}/explain" => orgs::explain, Member;
+    GET "/api/v1/orgs/{org_id}/security" => security::get, Org(P::ViewSettings);
+    PATCH "/api/v1/orgs/{org_id}/security" => security::update, Org(P::UpdateSecurityPolicy);
+    POST "/api/v1/orgs/{org_id}/security/ip-check" => security::ip_check, Org(P::ViewSettings);
+    DELETE "/api/v1/orgs/{org_id}/members/{user_id}/sessions" => security::end_member_sessions, Org(P::RemoveMembers);
     GET "/api/v1/orgs/{org_id}/members" => members::list, Org(P::ViewMembers);
     PATCH "/api/v1/orgs/{org_id}/members/{user_id}" => members::change_role, Org(P::ChangeRoles);
     POST "/api/v1/orgs/{org_id}/members/{user_id}/remove" => members::remove, Org(P::RemoveMembers);
@@ -286,6 +300,8 @@ mod tests {
                 "/readyz",
                 "/api/v1/openapi.json",
                 "/api/v1/auth/login",
+                "/api/v1/auth/login/verify",
+                "/api/v1/auth/login/sms",
                 "/api/v1/invitations/lookup",
                 "/api/v1/invitations/signup"
             ]

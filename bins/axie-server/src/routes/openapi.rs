@@ -5,7 +5,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    api_keys, audit_log, auth, health, invitations, me, members, orgs, teams, webhooks, workspace,
+    api_keys, audit_log, auth, health, invitations, me, members, orgs, security, teams, webhooks,
+    workspace,
 };
 
 struct BearerAuth;
@@ -57,7 +58,10 @@ impl Modify for UniqueOperationIds {
     info(title = "Axie Enterprise API", description = "Team management for AI chat interfaces: organizations, members, roles, API keys and a tamper-evident audit log. Errors are RFC 9457 problem documents."),
     paths(
         health::healthz, health::readyz, document,
-        auth::login, auth::logout,
+        auth::login, auth::verify, auth::send_sms, auth::logout,
+        security::status, security::begin_totp, security::activate_totp, security::disable, security::regenerate,
+        security::set_phone, security::change_password, security::get, security::update, security::ip_check,
+        security::end_member_sessions,
         me::me, me::sessions, me::end_session,
         orgs::get, orgs::update, orgs::update_access, orgs::explain,
         members::list, members::change_role, members::remove, members::propose_transfer, members::confirm_transfer,

@@ -18,6 +18,7 @@ pub mod outbox_event;
 pub mod ownership_transfer;
 pub mod recovery_code;
 pub mod session;
+pub mod sms_outbox;
 pub mod team;
 pub mod team_member;
 pub mod usage_daily;

@@ -66,6 +66,18 @@ impl MigrationTrait for Migration {
             &["expires_at"],
             false,
         )
-        .await
+        .await?;
+        // Text messages kept for the operator when no SMS gateway is configured.
+        manager
+            .create_table(
+                Table::create()
+                    .table("sms_outbox")
+                    .col(big_integer("seq").primary_key().auto_increment())
+                    .col(string("to_number"))
+                    .col(text("body"))
+                    .col(big_integer("created_at"))
+                    .to_owned(),
+            )
+            .await
     }
 }

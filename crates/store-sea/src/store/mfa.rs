@@ -17,7 +17,7 @@ use tenancy::mfa::{MfaRecord, MfaStore};
 use super::tenancy::{commit, store};
 use crate::SeaStore;
 use crate::convert::{id, micros, time};
-use crate::entity::{login_challenge, recovery_code, user_mfa};
+use crate::entity::{login_challenge, recovery_code, sms_outbox, user_mfa};
 
 fn uid(u: UserId) -> String {
     u.to_string()
@@ -358,4 +358,44 @@ async fn replace_codes(
     .await
     .map_err(store)?;
     Ok(())
+}
+
+/// The default SMS adapter: messages go to the `sms_outbox` table for the operator to read
+/// (`axie-server sms-outbox`), as mail does without SMTP.
+#[async_trait]
+impl tenancy::mfa::SmsSender for SeaStore {
+    async fn send(&self, to: &str, text: &str) -> Result<(), tenancy::StoreError> {
+        sms_outbox::Entity::insert(sms_outbox::ActiveModel {
+            seq: sea_orm::ActiveValue::NotSet,
+            to_number: Set(to.to_owned()),
+            body: Set(text.to_owned()),
+            created_at: Set(micros(Utc::now())),
+        })
+        .exec_without_returning(self.db())
+        .await
+        .map_err(crate::error::db_err)?;
+        Ok(())
+    }
+}
+
+impl SeaStore {
+    /// The newest text messages kept in the outbox: (recipient, text, time).
+    ///
+    /// # Errors
+    /// [`tenancy::StoreError`] on storage failure.
+    pub async fn sms_outbox(
+        &self,
+        limit: u64,
+    ) -> Result<Vec<(String, String, DateTime<Utc>)>, tenancy::StoreError> {
+        use sea_orm::{QueryOrder, QuerySelect};
+        let rows = sms_outbox::Entity::find()
+            .order_by_desc(sms_outbox::Column::Seq)
+            .limit(limit)
+            .all(self.db())
+            .await
+            .map_err(crate::error::db_err)?;
+        rows.into_iter()
+            .map(|r| Ok((r.to_number, r.body, time(r.created_at)?)))
+            .collect()
+    }
 }

@@ -1,0 +1,510 @@
+//! Security: one's own second factor and password; the organization's security settings,
+//! IP allowlist check, and ending a member's sessions. The rules are in `tenancy::mfa`,
+//! `tenancy::security` and `security-policy`.
+
+use actix_web::{HttpResponse, web};
+use rbac_core::UserId;
+use security_policy::{PasswordPolicy, SessionPolicy};
+use serde::{Deserialize, Serialize};
+use tenancy::mfa::{self, Change, MfaMethod, MfaStore};
+use tenancy::security::{self, SecurityUpdate};
+use tenancy::{Principal, SecuritySettings};
+use utoipa::ToSchema;
+
+use crate::auth::{Authenticated, OrgCaller, audited};
+use crate::error::ApiError;
+use crate::routes::auth::one_factor;
+use crate::state::AppState;
+
+/// My second factor.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MfaStatus {
+    /// Whether TOTP is active.
+    pub enabled: bool,
+    /// Whether an enrolment is waiting for its first code.
+    pub pending: bool,
+    /// The SMS backup number, partly hidden.
+    pub phone: Option<String>,
+    /// Unused recovery codes.
+    pub recovery_codes_left: u32,
+}
+
+/// A started enrolment.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TotpEnrolmentResponse {
+    /// The secret in base32, for typing into an app.
+    pub secret: String,
+    /// The `otpauth://` URI.
+    pub otpauth_uri: String,
+    /// The URI as a QR code (SVG image).
+    pub qr_svg: String,
+}
+
+/// A code from the authenticator app.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodeBody {
+    /// Six digits.
+    pub code: String,
+}
+
+/// Proof of the second factor for a change.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProofBody {
+    /// A code from the authenticator app.
+    pub code: Option<String>,
+    /// Or a recovery code.
+    pub recovery_code: Option<String>,
+}
+
+/// A new SMS backup number, with proof.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneBody {
+    /// International format (+15551234567); `null` removes it.
+    pub phone: Option<String>,
+    /// A code from the authenticator app.
+    pub code: String,
+}
+
+/// Recovery codes, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecoveryCodes {
+    /// Each works once; keep them somewhere safe.
+    pub recovery_codes: Vec<String>,
+}
+
+/// A password change.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordBody {
+    /// The current password.
+    pub current_password: String,
+    /// The new password.
+    pub new_password: String,
+}
+
+macro_rules! redacted_debug {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($t), " { … }"))
+            }
+        }
+    )*};
+}
+redacted_debug!(CodeBody, ProofBody, PhoneBody, PasswordBody);
+
+fn person(auth: &Authenticated) -> Result<&tenancy::User, ApiError> {
+    auth.require_session()?;
+    Ok(auth.principal.user())
+}
+
+fn mask(phone: &str) -> String {
+    let n = phone.chars().count();
+    phone
+        .chars()
+        .enumerate()
+        .map(|(i, c)| if i + 2 < n && i > 2 { '•' } else { c })
+        .collect()
+}
+
+/// My second-factor status.
+#[utoipa::path(get, path = "/api/v1/me/mfa", tag = "me", responses(
+    (status = 200, description = "Status", body = MfaStatus),
+), security(("bearer" = [])))]
+pub async fn status(st: web::Data<AppState>, auth: Authenticated) -> Result<HttpResponse, ApiError> {
+    let user = person(&auth)?;
+    let rec = st.store.mfa(user.id).await?;
+    Ok(HttpResponse::Ok().json(match rec {
+        Some(r) => MfaStatus {
+            enabled: r.enabled_at.is_some(),
+            pending: r.enabled_at.is_none(),
+            phone: r.phone.as_deref().map(mask),
+            recovery_codes_left: r.recovery_codes_left,
+        },
+        None => MfaStatus {
+            enabled: false,
+            pending: false,
+            phone: None,
+            recovery_codes_left: 0,
+        },
+    }))
+}
+
+/// Starts TOTP enrolment: scan the QR code (or type the secret), then activate with a code.
+#[utoipa::path(post, path = "/api/v1/me/mfa/totp", tag = "me", responses(
+    (status = 201, description = "Pending until activated", body = TotpEnrolmentResponse),
+    (status = 409, description = "Already on", content_type = "application/problem+json"),
+), security(("bearer" = [])))]
+pub async fn begin_totp(
+    st: web::Data<AppState>,
+    auth: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let user = person(&auth)?;
+    let e = mfa::begin_totp(&*st.store, &st.cipher, user, &st.settings.security.totp_issuer).await?;
+    let qr = qrcode::QrCode::new(e.otpauth_uri.as_bytes())
+        .map_err(|err| ApiError::internal(std::io::Error::other(err.to_string())))?;
+    let svg = qr
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .build();
+    Ok(HttpResponse::Created().json(TotpEnrolmentResponse {
+        secret: e.secret_base32,
+        otpauth_uri: e.otpauth_uri,
+        qr_svg: svg,
+    }))
+}
+
+/// Activates TOTP with a first code; answers the recovery codes, once.
+#[utoipa::path(post, path = "/api/v1/me/mfa/totp/activate", tag = "me", request_body = CodeBody, responses(
+    (status = 200, description = "On", body = RecoveryCodes),
+    (status = 404, description = "No pending enrolment", content_type = "application/problem+json"),
+    (status = 422, description = "Wrong code", content_type = "application/problem+json"),
+), security(("bearer" = [])))]
+pub async fn activate_totp(
+    st: web::Data<AppState>,
+    auth: Authenticated,
+    body: web::Json<CodeBody>,
+) -> Result<HttpResponse, ApiError> {
+    let user = person(&auth)?;
+    let codes = mfa::activate_totp(
+        &*st.store,
+        &st.cipher,
+        user,
+        &body.code,
+        &auth.request,
+        st.clock.now(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(RecoveryCodes {
+        recovery_codes: codes,
+    }))
+}
+
+async fn change(
+    st: &AppState,
+    auth: &Authenticated,
+    proof: &tenancy::mfa::SecondFactor,
+    what: Change,
+) -> Result<Option<Vec<String>>, ApiError> {
+    let user = person(auth)?;
+    Ok(mfa::change(&*st.store, &st.cipher, user, proof, what, &auth.request, st.clock.now()).await?)
+}
+
+/// Turns two-factor authentication off (refused while an organization requires it).
+#[utoipa::path(post, path = "/api/v1/me/mfa/disable", tag = "me", request_body = ProofBody, responses(
+    (status = 204, description = "Off"),
+    (status = 409, description = "Required by an organization", content_type = "application/problem+json"),
+    (status = 422, description = "Wrong code", content_type = "application/problem+json"),
+), security(("bearer" = [])))]
+pub async fn disable(
+    st: web::Data<AppState>,
+    auth: Authenticated,
+    body: web::Json<ProofBody>,
+) -> Result<HttpResponse, ApiError> {
+    let proof = one_factor(body.code.as_deref(), body.recovery_code.as_deref(), None)?;
+    change(&st, &auth, &proof, Change::Disable).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Replaces the recovery codes.
+#[utoipa::path(post, path = "/api/v1/me/mfa/recovery-codes", tag = "me", request_body = CodeBody, responses(
+    (status = 200, description = "New codes; the old ones no longer work", body = RecoveryCodes),
+    (status = 422, description = "Wrong code", content_type = "application/problem+json"),
+), security(("bearer" = [])))]
+pub async fn regenerate(
+    st: web::Data<AppState>,
+    auth: Authenticated,
+    body: web::Json<CodeBody>,
+) -> Result<HttpResponse, ApiError> {
+    let proof = tenancy::mfa::SecondFactor::Totp(body.code.clone());
+    let codes = change(&st, &auth, &proof, Change::RegenerateRecoveryCodes)
+        .await?
+        .unwrap_or_default();
+    Ok(HttpResponse::Ok().json(RecoveryCodes {
+        recovery_codes: codes,
+    }))
+}
+
+/// Sets or removes the SMS backup number.
+#[utoipa::path(put, path = "/api/v1/me/mfa/phone", tag = "me", request_body = PhoneBody, responses(
+    (status = 204, description = "Set"),
+    (status = 422, description = "Wrong code or not a phone number", content_type = "application/problem+json"),
+), security(("bearer" = [])))]
+pub async fn set_phone(
+    st: web::Data<AppState>,
+    auth: Authenticated,
+    body: web::Json<PhoneBody>,
+) -> Result<HttpResponse, ApiError> {
+    let proof = tenancy::mfa::SecondFactor::Totp(body.code.clone());
+    change(&st, &auth, &proof, Change::SetPhone(body.phone.clone())).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The password change's result.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PasswordChanged {
+    /// Other sessions of mine that were ended.
+    pub other_sessions_ended: u64,
+}
+
+/// Changes my password; my other sessions end.
+#[utoipa::path(post, path = "/api/v1/me/password", tag = "me", request_body = PasswordBody, responses(
+    (status = 200, description = "Changed", body = PasswordChanged),
+    (status = 401, description = "Wrong current password", content_type = "application/problem+json"),
+    (status = 422, description = "The new password breaks the policy", content_type = "application/problem+json"),
+), security(("bearer" = [])))]
+pub async fn change_password(
+    st: web::Data<AppState>,
+    auth: Authenticated,
+    body: web::Json<PasswordBody>,
+) -> Result<HttpResponse, ApiError> {
+    let user = person(&auth)?;
+    let current = match &auth.principal {
+        Principal::Session { session, .. } => Some(*session),
+        Principal::ApiKey { .. } => None,
+    };
+    let ended = security::change_password(
+        &*st.store,
+        &st.hasher,
+        user,
+        current,
+        &body.current_password,
+        &body.new_password,
+        &auth.request,
+        st.clock.now(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(PasswordChanged {
+        other_sessions_ended: ended,
+    }))
+}
+
+/// The organization's 2FA settings.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MfaSettings {
+    /// Every member must use a second factor.
+    pub required: bool,
+    /// Since when (RFC 3339).
+    pub required_since: Option<String>,
+    /// Days members may work without one once required.
+    pub grace_days: u32,
+    /// Allowed methods: `totp`, `sms`.
+    pub methods: Vec<String>,
+}
+
+/// Session settings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionSettings {
+    /// Minutes after login a session ends.
+    pub absolute_timeout_minutes: u32,
+    /// Minutes without a request after which a session ends.
+    pub idle_timeout_minutes: u32,
+    /// Live sessions per person; a further login ends the oldest.
+    pub max_concurrent: u32,
+}
+
+/// Password settings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PasswordSettings {
+    /// Minimum length without a second factor.
+    pub min_length: usize,
+    /// Minimum length with one.
+    pub min_length_with_2fa: usize,
+    /// Maximum length.
+    pub max_length: usize,
+}
+
+/// The security settings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecurityResponse {
+    /// Sessions.
+    pub sessions: SessionSettings,
+    /// Passwords.
+    pub passwords: PasswordSettings,
+    /// Allowed networks (CIDR).
+    pub ip_allowlist: Vec<String>,
+    /// `true` when the list is empty: requests from every address are allowed.
+    pub ip_allowlist_allows_everyone: bool,
+    /// Two-factor authentication.
+    pub mfa: MfaSettings,
+}
+
+fn method_name(m: MfaMethod) -> &'static str {
+    match m {
+        MfaMethod::Totp => "totp",
+        MfaMethod::Sms => "sms",
+    }
+}
+
+impl From<&SecuritySettings> for SecurityResponse {
+    fn from(s: &SecuritySettings) -> Self {
+        Self {
+            sessions: SessionSettings {
+                absolute_timeout_minutes: s.sessions.absolute_timeout_minutes,
+                idle_timeout_minutes: s.sessions.idle_timeout_minutes,
+                max_concurrent: s.sessions.max_concurrent,
+            },
+            passwords: PasswordSettings {
+                min_length: s.passwords.min_length,
+                min_length_with_2fa: s.passwords.min_length_with_2fa,
+                max_length: s.passwords.max_length,
+            },
+            ip_allowlist: s.ip_allowlist.iter().map(ToString::to_string).collect(),
+            ip_allowlist_allows_everyone: s.ip_allowlist.is_empty(),
+            mfa: MfaSettings {
+                required: s.mfa.required,
+                required_since: s.mfa.required_since.map(|t| t.to_rfc3339()),
+                grace_days: s.mfa.grace_days,
+                methods: s.mfa.methods.iter().map(|m| method_name(*m).to_owned()).collect(),
+            },
+        }
+    }
+}
+
+/// The organization's security settings.
+#[utoipa::path(get, path = "/api/v1/orgs/{org_id}/security", tag = "security",
+    params(("org_id" = String, Path, description = "Organization id")),
+    responses((status = 200, description = "Settings", body = SecurityResponse)),
+    security(("bearer" = [])))]
+pub async fn get(OrgCaller(caller): OrgCaller) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(SecurityResponse::from(&caller.org.security)))
+}
+
+/// A change to the security settings; absent fields stay.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityPatch {
+    /// `{absolute_timeout_minutes, idle_timeout_minutes, max_concurrent}`.
+    #[schema(value_type = Option<Object>)]
+    pub sessions: Option<SessionPolicy>,
+    /// `{min_length, min_length_with_2fa, max_length}`.
+    #[schema(value_type = Option<Object>)]
+    pub passwords: Option<PasswordPolicy>,
+    /// CIDRs (IPv4 and IPv6); `[]` allows everyone. A list that excludes your own address is refused.
+    pub ip_allowlist: Option<Vec<String>>,
+    /// Require a second factor of every member.
+    pub mfa_required: Option<bool>,
+    /// Grace period in days (default 7).
+    pub mfa_grace_days: Option<u32>,
+    /// Allowed methods (`totp` must stay).
+    pub mfa_methods: Option<Vec<String>>,
+}
+
+/// Changes the security settings (Owner and Admins); audited; applies to existing sessions at once.
+#[utoipa::path(patch, path = "/api/v1/orgs/{org_id}/security", tag = "security",
+    params(("org_id" = String, Path, description = "Organization id")),
+    request_body = SecurityPatch,
+    responses(
+        (status = 200, description = "Saved", body = SecurityResponse),
+        (status = 409, description = "Changed concurrently", content_type = "application/problem+json"),
+        (status = 422, description = "Invalid, or the allowlist would exclude you", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn update(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    body: web::Json<SecurityPatch>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let methods = body
+        .mfa_methods
+        .map(|ms| {
+            ms.iter()
+                .map(|m| match m.as_str() {
+                    "totp" => Ok(MfaMethod::Totp),
+                    "sms" => Ok(MfaMethod::Sms),
+                    other => Err(ApiError::bad_request(format!(
+                        "unknown 2FA method `{other}`; use `totp` or `sms`"
+                    ))),
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    let change = SecurityUpdate {
+        sessions: body.sessions,
+        passwords: body.passwords,
+        ip_allowlist: body.ip_allowlist,
+        mfa_required: body.mfa_required,
+        mfa_grace_days: body.mfa_grace_days,
+        mfa_methods: methods,
+    };
+    let ip = caller
+        .request
+        .ip
+        .parse()
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    match security::update(&*st.store, &caller, change, ip, st.clock.now()).await {
+        Ok(s) => Ok(HttpResponse::Ok().json(SecurityResponse::from(&s))),
+        Err(e) => Err(audited(&st, &caller, "update_security_policy", e).await),
+    }
+}
+
+/// An address to test.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IpCheckBody {
+    /// IPv4 or IPv6 address.
+    pub ip: String,
+}
+
+/// The answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IpCheckResponse {
+    /// The address as understood (IPv4-mapped IPv6 shown as IPv4).
+    pub ip: String,
+    /// Whether requests from it would be allowed.
+    pub allowed: bool,
+    /// `true` when the list is empty and everyone is allowed.
+    pub allowlist_empty: bool,
+}
+
+/// Tells whether an address would be allowed by the IP allowlist.
+#[utoipa::path(post, path = "/api/v1/orgs/{org_id}/security/ip-check", tag = "security",
+    params(("org_id" = String, Path, description = "Organization id")),
+    request_body = IpCheckBody,
+    responses((status = 200, description = "Verdict", body = IpCheckResponse)),
+    security(("bearer" = [])))]
+pub async fn ip_check(
+    OrgCaller(caller): OrgCaller,
+    body: web::Json<IpCheckBody>,
+) -> Result<HttpResponse, ApiError> {
+    let ip: std::net::IpAddr = body
+        .ip
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("`{}` is not an IP address", body.ip)))?;
+    let (allowed, empty) = security::ip_check(&caller, ip)?;
+    Ok(HttpResponse::Ok().json(IpCheckResponse {
+        ip: security_policy::normalize(ip).to_string(),
+        allowed,
+        allowlist_empty: empty,
+    }))
+}
+
+/// How many sessions ended.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionsEnded {
+    /// Count.
+    pub ended: u64,
+}
+
+/// Ends every session of a member (Owner and Admins).
+#[utoipa::path(delete, path = "/api/v1/orgs/{org_id}/members/{user_id}/sessions", tag = "security",
+    params(("org_id" = String, Path, description = "Organization id"), ("user_id" = String, Path, description = "User id")),
+    responses(
+        (status = 200, description = "Ended", body = SessionsEnded),
+        (status = 404, description = "No such member", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn end_member_sessions(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let user: UserId = path.1.parse().map_err(|_| ApiError::not_found("member"))?;
+    match security::end_member_sessions(&*st.store, &caller, user, st.clock.now()).await {
+        Ok(n) => Ok(HttpResponse::Ok().json(SessionsEnded { ended: n })),
+        Err(e) => Err(audited(&st, &caller, "end_member_sessions", e).await),
+    }
+}
