@@ -76,6 +76,10 @@ pub struct Options {
     pub smtp_port: Option<u16>,
     /// Address of the DNS server that verifies custom domains.
     pub dns: Option<std::net::SocketAddr>,
+    /// Trust X-Forwarded-For from loopback (to test client addresses).
+    pub trust_loopback_proxy: bool,
+    /// Failed logins per address before it is locked out.
+    pub address_login_failures: Option<u32>,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -119,6 +123,12 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
         settings.smtp.host = "127.0.0.1".into();
         settings.smtp.port = port;
         settings.smtp.security = "none".into();
+    }
+    if opts.trust_loopback_proxy {
+        settings.server.trusted_proxies = vec!["127.0.0.1/32".into()];
+    }
+    if let Some(n) = opts.address_login_failures {
+        settings.security.address_login_failures = n;
     }
     if let Some(dns) = opts.dns {
         settings.workspace.dns_servers = vec![dns.to_string()];
@@ -519,16 +529,16 @@ pub fn ensure_python_checkers() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         let have = std::process::Command::new("python3")
-            .args(["-c", "import aiosmtpd, standardwebhooks, openapi_spec_validator, jsonschema"])
+            .args(["-c", "import aiosmtpd, standardwebhooks, openapi_spec_validator, jsonschema, pyotp"])
             .status()
             .is_ok_and(|s| s.success());
         if !have {
-            eprintln!("installing the test checkers from PyPI: aiosmtpd standardwebhooks openapi-spec-validator");
+            eprintln!("installing the test checkers from PyPI: aiosmtpd standardwebhooks openapi-spec-validator pyotp");
             let ok = std::process::Command::new("python3")
-                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "aiosmtpd", "standardwebhooks", "openapi-spec-validator"])
+                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "aiosmtpd", "standardwebhooks", "openapi-spec-validator", "pyotp"])
                 .status()
                 .is_ok_and(|s| s.success());
-            assert!(ok, "could not install the PyPI test checkers; run `pip install aiosmtpd standardwebhooks openapi-spec-validator`");
+            assert!(ok, "could not install the PyPI test checkers; run `pip install aiosmtpd standardwebhooks openapi-spec-validator pyotp`");
         }
     });
 }
@@ -601,4 +611,25 @@ impl DnsStub {
             .unwrap()
             .push((name.to_owned(), value.to_owned()));
     }
+}
+
+/// A TOTP code computed by PyPI's pyotp from an `otpauth://` URI, for the given Unix time:
+/// an authenticator implementation independent of ours.
+pub fn pyotp_code(uri: &str, unix_time: i64) -> String {
+    ensure_python_checkers();
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, pyotp\nprint(pyotp.parse_uri(sys.argv[1]).at(int(sys.argv[2])))",
+            uri,
+            &unix_time.to_string(),
+        ])
+        .output()
+        .expect("python3 with pyotp");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }

@@ -249,7 +249,10 @@ fn dns_verifier(settings: &Settings) -> Result<crate::workspace_io::DnsVerifier,
         .map_err(|e| StartupError::Security(format!("DNS resolver: {e}")))
 }
 
-fn sms_sender(settings: &Settings, store: &Arc<store_sea::SeaStore>) -> Arc<dyn tenancy::mfa::SmsSender> {
+fn sms_sender(
+    settings: &Settings,
+    store: &Arc<store_sea::SeaStore>,
+) -> Arc<dyn tenancy::mfa::SmsSender> {
     if settings.sms.gateway_url.trim().is_empty() {
         store.clone()
     } else {

@@ -39,5 +39,7 @@ pub use password::{
     HashParams, PasswordHasher, PasswordPolicy, Verification, check_password, context_words,
 };
 pub use session::{SessionPolicy, SessionStatus, check_session, sessions_to_evict};
-pub use throttle::{AddressThrottle, LoginThrottlePolicy, ThrottleState, after_failure, locked_until};
+pub use throttle::{
+    AddressThrottle, LoginThrottlePolicy, ThrottleState, after_failure, locked_until,
+};
 pub use token::{MintedToken, constant_time_eq, hash_token, mint};

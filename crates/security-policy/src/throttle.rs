@@ -155,7 +155,11 @@ impl AddressThrottle {
             });
             if map.len() >= self.capacity {
                 // Still full of live entries: forget the oldest window rather than grow.
-                if let Some(oldest) = map.iter().min_by_key(|(_, s)| s.window_start).map(|(k, _)| *k) {
+                if let Some(oldest) = map
+                    .iter()
+                    .min_by_key(|(_, s)| s.window_start)
+                    .map(|(k, _)| *k)
+                {
                     map.remove(&oldest);
                 }
             }

@@ -65,7 +65,9 @@ fn session_answer(st: &AppState, out: &accounts::LoginOutcome) -> HttpResponse {
 }
 
 fn client_ip(ctx: &audit::RequestContext) -> std::net::IpAddr {
-    ctx.ip.parse().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]))
+    ctx.ip
+        .parse()
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]))
 }
 
 /// Logs in with email and password. People with a second factor get a challenge (202)

@@ -122,7 +122,9 @@ pub async fn me(st: web::Data<AppState>, auth: Authenticated) -> Result<HttpResp
                 _ => None,
             },
             seconds_left: match r {
-                security_policy::MfaRequirement::Grace { deadline } => Some((deadline - now).num_seconds()),
+                security_policy::MfaRequirement::Grace { deadline } => {
+                    Some((deadline - now).num_seconds())
+                }
                 _ => None,
             },
         });

@@ -114,7 +114,10 @@ fn mask(phone: &str) -> String {
 #[utoipa::path(get, path = "/api/v1/me/mfa", tag = "me", responses(
     (status = 200, description = "Status", body = MfaStatus),
 ), security(("bearer" = [])))]
-pub async fn status(st: web::Data<AppState>, auth: Authenticated) -> Result<HttpResponse, ApiError> {
+pub async fn status(
+    st: web::Data<AppState>,
+    auth: Authenticated,
+) -> Result<HttpResponse, ApiError> {
     let user = person(&auth)?;
     let rec = st.store.mfa(user.id).await?;
     Ok(HttpResponse::Ok().json(match rec {
@@ -143,7 +146,13 @@ pub async fn begin_totp(
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
     let user = person(&auth)?;
-    let e = mfa::begin_totp(&*st.store, &st.cipher, user, &st.settings.security.totp_issuer).await?;
+    let e = mfa::begin_totp(
+        &*st.store,
+        &st.cipher,
+        user,
+        &st.settings.security.totp_issuer,
+    )
+    .await?;
     let qr = qrcode::QrCode::new(e.otpauth_uri.as_bytes())
         .map_err(|err| ApiError::internal(std::io::Error::other(err.to_string())))?;
     let svg = qr
@@ -190,7 +199,16 @@ async fn change(
     what: Change,
 ) -> Result<Option<Vec<String>>, ApiError> {
     let user = person(auth)?;
-    Ok(mfa::change(&*st.store, &st.cipher, user, proof, what, &auth.request, st.clock.now()).await?)
+    Ok(mfa::change(
+        &*st.store,
+        &st.cipher,
+        user,
+        proof,
+        what,
+        &auth.request,
+        st.clock.now(),
+    )
+    .await?)
 }
 
 /// Turns two-factor authentication off (refused while an organization requires it).
@@ -358,7 +376,12 @@ impl From<&SecuritySettings> for SecurityResponse {
                 required: s.mfa.required,
                 required_since: s.mfa.required_since.map(|t| t.to_rfc3339()),
                 grace_days: s.mfa.grace_days,
-                methods: s.mfa.methods.iter().map(|m| method_name(*m).to_owned()).collect(),
+                methods: s
+                    .mfa
+                    .methods
+                    .iter()
+                    .map(|m| method_name(*m).to_owned())
+                    .collect(),
             },
         }
     }

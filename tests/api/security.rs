@@ -1,0 +1,786 @@
+//! Security policy end to end: TOTP with an independent authenticator (pyotp), replay and
+//! race protection, recovery and SMS codes, the 2FA requirement's grace period at its
+//! boundary, session rules, IP allowlists behind a trusted proxy, passwords, throttling.
+
+use chrono::Duration;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::*;
+
+/// Starts and activates TOTP for the holder of `token`; returns the otpauth URI and recovery codes.
+async fn enrol(t: &TestApp, token: &str) -> (String, Vec<String>) {
+    let res = t
+        .post(&t.url("/api/v1/me/mfa/totp"), token, &json!({}))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let e: Value = res.json().await.unwrap();
+    let uri = e["otpauth_uri"].as_str().unwrap().to_owned();
+    let code = pyotp_code(&uri, t.clock.now().timestamp());
+    let res = t
+        .post(
+            &t.url("/api/v1/me/mfa/totp/activate"),
+            token,
+            &json!({ "code": code }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    let codes = body["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    (uri, codes)
+}
+
+/// First login step for someone with 2FA: the challenge.
+async fn challenge(t: &TestApp, email: &str, password: &str) -> Value {
+    let res = t.login_response(email, password).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    res.json().await.unwrap()
+}
+
+async fn verify(t: &TestApp, challenge: &Value, factor: Value) -> reqwest::Response {
+    let mut body = factor;
+    body["challenge"] = challenge["challenge"].clone();
+    t.client
+        .post(t.url("/api/v1/auth/login/verify"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+both_backends!(
+    totp_works_with_an_independent_authenticator_and_never_twice,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let res = t
+            .post(&t.url("/api/v1/me/mfa/totp"), &lisa, &json!({}))
+            .await;
+        let e: Value = res.json().await.unwrap();
+        // 160 bits of secret are 32 base32 characters; the QR code is an SVG image of the URI.
+        assert_eq!(e["secret"].as_str().unwrap().len(), 32);
+        let uri = e["otpauth_uri"].as_str().unwrap().to_owned();
+        assert!(
+            uri.starts_with("otpauth://totp/Axie%20Studio:lisa%40example.com?"),
+            "{uri}"
+        );
+        assert!(e["qr_svg"].as_str().unwrap().contains("<svg"));
+        // Not active before a valid code; a wrong code does not activate it.
+        let status = json_of(t.get(&t.url("/api/v1/me/mfa"), &lisa).await).await;
+        assert_eq!(
+            (status["enabled"].as_bool(), status["pending"].as_bool()),
+            (Some(false), Some(true))
+        );
+        assert_eq!(
+            t.login_response("lisa@example.com", DEMO_PASSWORD)
+                .await
+                .status(),
+            StatusCode::OK
+        );
+        problem(
+            t.post(
+                &t.url("/api/v1/me/mfa/totp/activate"),
+                &lisa,
+                &json!({ "code": "000000" }),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        let code = pyotp_code(&uri, t.clock.now().timestamp());
+        let res = t
+            .post(
+                &t.url("/api/v1/me/mfa/totp/activate"),
+                &lisa,
+                &json!({ "code": code }),
+            )
+            .await;
+        let codes: Value = res.json().await.unwrap();
+        assert_eq!(codes["recovery_codes"].as_array().unwrap().len(), 10);
+
+        // Now a password alone opens no session: a challenge, which is no credential.
+        let ch = challenge(&t, "lisa@example.com", DEMO_PASSWORD).await;
+        assert_eq!(ch["methods"], json!(["totp", "recovery_code"]));
+        problem(
+            t.get(&t.url("/api/v1/me"), ch["challenge"].as_str().unwrap())
+                .await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        )
+        .await;
+        // The activation code's time step was used: the same code is refused (RFC 6238 §5.2).
+        problem(
+            verify(&t, &ch, json!({ "code": code })).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+
+        // The next step's code works, from pyotp at the server's time; the window is ±1 step.
+        t.clock.advance(Duration::seconds(30));
+        let now = t.clock.now().timestamp();
+        let two_back = pyotp_code(&uri, now - 60);
+        problem(
+            verify(&t, &ch, json!({ "code": two_back })).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        let ok = verify(&t, &ch, json!({ "code": pyotp_code(&uri, now + 30) })).await;
+        assert_eq!(
+            ok.status(),
+            StatusCode::OK,
+            "one step ahead is inside the window"
+        );
+        let session: Value = ok.json().await.unwrap();
+        assert_eq!(
+            json_of(
+                t.get(&t.url("/api/v1/me"), session["token"].as_str().unwrap())
+                    .await
+            )
+            .await["user"]["email"],
+            "lisa@example.com"
+        );
+        // The challenge is spent.
+        problem(
+            verify(&t, &ch, json!({ "code": pyotp_code(&uri, now + 30) })).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        )
+        .await;
+
+        // Two logins racing with one code: exactly one session.
+        t.clock.advance(Duration::seconds(90));
+        let code = pyotp_code(&uri, t.clock.now().timestamp());
+        let a = challenge(&t, "lisa@example.com", DEMO_PASSWORD).await;
+        let b2 = challenge(&t, "lisa@example.com", DEMO_PASSWORD).await;
+        let (ra, rb) = tokio::join!(
+            verify(&t, &a, json!({ "code": code })),
+            verify(&t, &b2, json!({ "code": code }))
+        );
+        let wins = [ra.status(), rb.status()]
+            .iter()
+            .filter(|s| **s == StatusCode::OK)
+            .count();
+        assert_eq!(
+            wins, 1,
+            "a code opens one session, also when two submissions race"
+        );
+
+        // Recovery codes work once each.
+        let rc = codes["recovery_codes"][0].as_str().unwrap();
+        let ch = challenge(&t, "lisa@example.com", DEMO_PASSWORD).await;
+        let res = verify(&t, &ch, json!({ "recovery_code": rc.to_uppercase() })).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.json::<Value>().await.unwrap()["recovery_codes_left"], 9);
+        let ch = challenge(&t, "lisa@example.com", DEMO_PASSWORD).await;
+        problem(
+            verify(&t, &ch, json!({ "recovery_code": rc })).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        problem(
+            verify(&t, &ch, json!({ "code": "1", "recovery_code": rc })).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        )
+        .await;
+
+        // Wrong codes are throttled per account (10 in 15 minutes), and audited.
+        for _ in 0..10 {
+            let r = verify(&t, &ch, json!({ "code": "000000" })).await;
+            if r.status() == StatusCode::TOO_MANY_REQUESTS {
+                break;
+            }
+            assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        }
+        let locked = verify(
+            &t,
+            &ch,
+            json!({ "code": pyotp_code(&uri, t.clock.now().timestamp()) }),
+        )
+        .await;
+        assert_eq!(
+            locked.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "even the right code waits out the lock"
+        );
+        let failed = t.audit("action=auth.login_failed&limit=50").await;
+        assert!(
+            failed
+                .iter()
+                .filter(|r| r["reason"] == "bad_second_factor")
+                .count()
+                >= 10
+        );
+        assert!(!t.audit("action=auth.mfa_enabled").await.is_empty());
+    }
+);
+
+both_backends!(sms_codes_are_a_single_use_backup, |b| async move {
+    let t = spawn_app(b).await;
+    let (uri, _) = enrol(&t, &t.owner_token).await;
+    t.clock.advance(Duration::seconds(30));
+    let code = pyotp_code(&uri, t.clock.now().timestamp());
+    problem(
+        t.put(
+            &t.url("/api/v1/me/mfa/phone"),
+            &t.owner_token,
+            &json!({ "phone": "555-1234", "code": code }),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    )
+    .await;
+    let res = t
+        .put(
+            &t.url("/api/v1/me/mfa/phone"),
+            &t.owner_token,
+            &json!({ "phone": "+1 555 010 9999", "code": code }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let status = json_of(t.get(&t.url("/api/v1/me/mfa"), &t.owner_token).await).await;
+    assert_eq!(status["phone"], "+15•••••••99");
+
+    let ch = challenge(&t, OWNER_EMAIL, OWNER_PASSWORD).await;
+    assert_eq!(ch["methods"], json!(["totp", "recovery_code", "sms"]));
+    let send = |ch: Value| {
+        let t = &t;
+        async move {
+            t.client
+                .post(t.url("/api/v1/auth/login/sms"))
+                .json(&json!({ "challenge": ch["challenge"] }))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(send(ch.clone()).await.status(), StatusCode::NO_CONTENT);
+    let sms = t.store.sms_outbox(1).await.unwrap();
+    assert_eq!(sms[0].0, "+15550109999");
+    let sms_code: String = sms[0]
+        .1
+        .chars()
+        .filter(char::is_ascii_digit)
+        .take(6)
+        .collect();
+    let res = verify(&t, &ch, json!({ "sms_code": sms_code })).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // The code is spent; an expired one fails too.
+    let ch = challenge(&t, OWNER_EMAIL, OWNER_PASSWORD).await;
+    problem(
+        verify(&t, &ch, json!({ "sms_code": sms_code })).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    )
+    .await;
+    send(ch.clone()).await;
+    let late: String = t.store.sms_outbox(1).await.unwrap()[0]
+        .1
+        .chars()
+        .filter(char::is_ascii_digit)
+        .take(6)
+        .collect();
+    t.clock.advance(Duration::minutes(5));
+    problem(
+        verify(&t, &ch, json!({ "sms_code": late })).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await;
+
+    // An organization that allows only authenticator apps refuses SMS.
+    let res = t
+        .patch(
+            &t.org("/security"),
+            &t.owner_token,
+            &json!({ "mfa_methods": ["totp"] }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    problem(
+        t.patch(
+            &t.org("/security"),
+            &t.owner_token,
+            &json!({ "mfa_methods": ["sms"] }),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    )
+    .await;
+    let ch = challenge(&t, OWNER_EMAIL, OWNER_PASSWORD).await;
+    problem(
+        send(ch).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    )
+    .await;
+});
+
+both_backends!(
+    required_2fa_has_a_grace_period_then_only_enrolment_answers,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let res = t
+            .patch(
+                &t.org("/security"),
+                &t.owner_token,
+                &json!({ "mfa_required": true, "mfa_grace_days": 7 }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let settings: Value = res.json().await.unwrap();
+        assert_eq!(settings["mfa"]["required"], true);
+        let since = chrono::DateTime::parse_from_rfc3339(
+            settings["mfa"]["required_since"].as_str().unwrap(),
+        )
+        .unwrap();
+        let deadline = since + Duration::days(7);
+
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let me = json_of(t.get(&t.url("/api/v1/me"), &lisa).await).await;
+        let m = &me["memberships"][0]["mfa"];
+        assert_eq!(m["status"], "grace");
+        let left = m["seconds_left"].as_i64().unwrap();
+        assert!((7 * 86_400 - 60..=7 * 86_400).contains(&left), "{left}");
+        assert_eq!(
+            t.get(&t.org("/chat-interfaces"), &lisa).await.status(),
+            StatusCode::OK
+        );
+
+        // One second before the deadline: still working (fresh login: 7 days outlive any session).
+        let to_deadline = deadline.with_timezone(&chrono::Utc) - t.clock.now();
+        t.clock.advance(to_deadline - Duration::seconds(1));
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        assert_eq!(
+            t.get(&t.org("/chat-interfaces"), &lisa).await.status(),
+            StatusCode::OK
+        );
+        let left = json_of(t.get(&t.url("/api/v1/me"), &lisa).await).await["memberships"][0]["mfa"]
+            ["seconds_left"]
+            .as_i64()
+            .unwrap();
+        assert!((0..=1).contains(&left), "{left}");
+        // One second after: only enrolment answers.
+        t.clock.advance(Duration::seconds(2));
+        problem(
+            t.get(&t.org("/chat-interfaces"), &lisa).await,
+            StatusCode::FORBIDDEN,
+            "mfa_enrollment_required",
+        )
+        .await;
+        problem(
+            t.get(&t.org("/members"), &lisa).await,
+            StatusCode::FORBIDDEN,
+            "mfa_enrollment_required",
+        )
+        .await;
+        assert_eq!(
+            json_of(t.get(&t.url("/api/v1/me"), &lisa).await).await["memberships"][0]["mfa"]["status"],
+            "enrollment_required"
+        );
+        let (_, _) = enrol(&t, &lisa).await;
+        assert_eq!(
+            t.get(&t.org("/chat-interfaces"), &lisa).await.status(),
+            StatusCode::OK,
+            "enrolling opens the door again"
+        );
+
+        // While required, 2FA cannot be turned off; Lisa joined before, so her deadline was the policy's.
+        let owner = t.login_response(OWNER_EMAIL, OWNER_PASSWORD).await;
+        assert_eq!(
+            owner.status(),
+            StatusCode::OK,
+            "the Owner has no second factor yet and logs in with a password"
+        );
+        let owner: Value = owner.json().await.unwrap();
+        problem(
+            t.get(&t.org("/members"), owner["token"].as_str().unwrap())
+                .await,
+            StatusCode::FORBIDDEN,
+            "mfa_enrollment_required",
+        )
+        .await;
+        t.clock.advance(Duration::seconds(30));
+        let lisa_uri_code = "000000";
+        problem(
+            t.post(
+                &t.url("/api/v1/me/mfa/disable"),
+                &lisa,
+                &json!({ "code": lisa_uri_code }),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "conflict",
+        )
+        .await;
+    }
+);
+
+both_backends!(
+    security_settings_ip_allowlist_and_sessions,
+    |b| async move {
+        let t = spawn_app_with(
+            b,
+            Options {
+                demo: true,
+                trust_loopback_proxy: true,
+                ..Options::default()
+            },
+        )
+        .await;
+        let tom_id = t.member_id("tom@example.com").await;
+        let s = json_of(t.get(&t.org("/security"), &t.owner_token).await).await;
+        assert_eq!(s["ip_allowlist_allows_everyone"], true);
+        assert_eq!(
+            (
+                s["sessions"]["absolute_timeout_minutes"].as_u64(),
+                s["sessions"]["idle_timeout_minutes"].as_u64(),
+                s["sessions"]["max_concurrent"].as_u64()
+            ),
+            (Some(480), Some(30), Some(3))
+        );
+        assert_eq!(s["passwords"]["min_length"], 15);
+
+        // A list that leaves out the caller's own address is refused.
+        let p = problem(
+            t.patch(
+                &t.org("/security"),
+                &t.owner_token,
+                &json!({ "ip_allowlist": ["10.0.0.0/8"] }),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        assert!(p["detail"].as_str().unwrap().contains("127.0.0.1"));
+        problem(
+            t.patch(
+                &t.org("/security"),
+                &t.owner_token,
+                &json!({ "ip_allowlist": ["not-a-cidr"] }),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        let saved = json_of(
+            t.patch(
+                &t.org("/security"),
+                &t.owner_token,
+                &json!({ "ip_allowlist": ["127.0.0.0/8", "2001:db8::/32"] }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(saved["ip_allowlist_allows_everyone"], false);
+        let check = |ip: &'static str| {
+            let t = &t;
+            async move {
+                json_of(
+                    t.post(
+                        &t.org("/security/ip-check"),
+                        &t.owner_token,
+                        &json!({ "ip": ip }),
+                    )
+                    .await,
+                )
+                .await
+            }
+        };
+        assert_eq!(check("10.1.2.3").await["allowed"], false);
+        let mapped = check("::ffff:127.0.0.9").await;
+        assert_eq!(
+            (mapped["ip"].as_str(), mapped["allowed"].as_bool()),
+            (Some("127.0.0.9"), Some(true))
+        );
+        assert_eq!(check("2001:db8::1").await["allowed"], true);
+
+        // Behind the trusted proxy, the right-most untrusted X-Forwarded-For hop is the client.
+        let key: Value = t
+            .post(&t.org("/api-keys"), &t.owner_token, &json!({ "name": "k" }))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let secret = key["secret"].as_str().unwrap();
+        for token in [t.owner_token.as_str(), secret] {
+            let far = t
+                .client
+                .get(t.org("/members"))
+                .bearer_auth(token)
+                .header("x-forwarded-for", "198.51.100.7")
+                .send()
+                .await
+                .unwrap();
+            problem(far, StatusCode::FORBIDDEN, "ip_not_allowed").await;
+            // A forged hop in front of the real one changes nothing.
+            let spoof = t
+                .client
+                .get(t.org("/members"))
+                .bearer_auth(token)
+                .header("x-forwarded-for", "127.0.0.5, 198.51.100.7")
+                .send()
+                .await
+                .unwrap();
+            problem(spoof, StatusCode::FORBIDDEN, "ip_not_allowed").await;
+            let near = t
+                .client
+                .get(t.org("/members"))
+                .bearer_auth(token)
+                .header("x-forwarded-for", "2001:db8::5")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(near.status(), StatusCode::OK);
+        }
+        // Saving from outside the new list is refused too.
+        let from_far = t
+            .client
+            .patch(t.org("/security"))
+            .bearer_auth(&t.owner_token)
+            .header("x-forwarded-for", "2001:db8::5")
+            .json(&json!({ "ip_allowlist": ["127.0.0.0/8"] }))
+            .send()
+            .await
+            .unwrap();
+        problem(from_far, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input").await;
+        let cleared = json_of(
+            t.patch(
+                &t.org("/security"),
+                &t.owner_token,
+                &json!({ "ip_allowlist": [] }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(cleared["ip_allowlist_allows_everyone"], true);
+        let changes = t.audit("action=security_policy.updated").await;
+        assert_eq!(changes.len(), 2);
+        assert_eq!(changes[0]["metadata"]["fields"], json!(["ip_allowlist"]));
+
+        // Policy changes apply to sessions that already exist.
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let users_cannot = problem(
+            t.patch(&t.org("/security"), &lisa, &json!({ "mfa_required": true }))
+                .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        assert_eq!(users_cannot["reason"], "role_lacks_permission");
+        let bad = problem(t.patch(&t.org("/security"), &t.owner_token, &json!({ "sessions": { "absolute_timeout_minutes": 60, "idle_timeout_minutes": 120, "max_concurrent": 3 } })).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input").await;
+        assert!(bad["detail"].as_str().unwrap().contains("idle"));
+        t.patch(&t.org("/security"), &t.owner_token, &json!({ "sessions": { "absolute_timeout_minutes": 60, "idle_timeout_minutes": 5, "max_concurrent": 3 } })).await;
+        assert_eq!(
+            t.get(&t.url("/api/v1/me"), &lisa).await.status(),
+            StatusCode::OK
+        );
+        t.clock.advance(Duration::minutes(5));
+        problem(
+            t.get(&t.url("/api/v1/me"), &lisa).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        )
+        .await;
+
+        // The concurrent-session limit holds when logins race.
+        let owner = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+        let logins: Vec<_> = (0..8)
+            .map(|_| t.login_response("tom@example.com", DEMO_PASSWORD))
+            .collect();
+        for r in futures::future::join_all(logins).await {
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+        let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
+        let live = json_of(t.get(&t.url("/api/v1/me/sessions"), &tom).await).await;
+        assert_eq!(
+            live.as_array().unwrap().len(),
+            3,
+            "the fourth login ends the oldest"
+        );
+        // An admin ends all of a member's sessions.
+        let ended = json_of(
+            t.delete(&t.org(&format!("/members/{tom_id}/sessions")), &owner)
+                .await,
+        )
+        .await;
+        assert_eq!(ended["ended"], 3);
+        problem(
+            t.get(&t.url("/api/v1/me"), &tom).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        )
+        .await;
+
+        // A session cookie the client made up is never honoured, and login mints a new one.
+        let res = t
+            .client
+            .post(t.url("/api/v1/auth/login"))
+            .header("cookie", "axie_session=axs_chosen_by_attacker")
+            .json(&json!({ "email": "tom@example.com", "password": DEMO_PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        let body: Value = res.json().await.unwrap();
+        assert_ne!(body["token"], "axs_chosen_by_attacker");
+        let fixed = t
+            .client
+            .get(t.url("/api/v1/me"))
+            .header("cookie", "axie_session=axs_chosen_by_attacker")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(fixed.status(), StatusCode::UNAUTHORIZED);
+    }
+);
+
+both_backends!(
+    passwords_follow_the_policy_and_changing_one_ends_other_sessions,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let other = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let change = |current: &str, new: &str| {
+            let (t, lisa) = (&t, &lisa);
+            let body = json!({ "current_password": current, "new_password": new });
+            async move { t.post(&t.url("/api/v1/me/password"), lisa, &body).await }
+        };
+        problem(
+            change("wrong password entirely", "a brand new long passphrase").await,
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+        )
+        .await;
+        for (bad, why) in [
+            ("short one", "too short"),
+            ("acme corp forever and ever", "organization name"),
+            ("lisa@example.com is my password", "email"),
+            (&"x".repeat(200)[..], "too long"),
+        ] {
+            let p = problem(
+                change(DEMO_PASSWORD, bad).await,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "weak_password",
+            )
+            .await;
+            assert!(p["detail"].is_string(), "{why}");
+        }
+        let res = change(DEMO_PASSWORD, "correct horse battery staple 42").await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(
+            res.json::<Value>().await.unwrap()["other_sessions_ended"],
+            1
+        );
+        problem(
+            t.get(&t.url("/api/v1/me"), &other).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        )
+        .await;
+        assert_eq!(
+            t.get(&t.url("/api/v1/me"), &lisa).await.status(),
+            StatusCode::OK,
+            "the current session stays"
+        );
+        assert_eq!(
+            t.login_response("lisa@example.com", DEMO_PASSWORD)
+                .await
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
+        t.login("lisa@example.com", "correct horse battery staple 42")
+            .await;
+        assert_eq!(t.audit("action=auth.password_changed").await.len(), 1);
+        // Over-long input is refused before any hashing.
+        let huge = "y".repeat(5000);
+        assert_eq!(
+            t.login_response("lisa@example.com", &huge).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+);
+
+both_backends!(failed_logins_are_throttled_per_address, |b| async move {
+    let t = spawn_app_with(
+        b,
+        Options {
+            demo: true,
+            trust_loopback_proxy: true,
+            address_login_failures: Some(5),
+            ..Options::default()
+        },
+    )
+    .await;
+    let from = |ip: &'static str, email: &'static str, password: &'static str| {
+        let t = &t;
+        async move {
+            t.client
+                .post(t.url("/api/v1/auth/login"))
+                .header("x-forwarded-for", ip)
+                .json(&json!({ "email": email, "password": password }))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // Spraying many accounts from one address: five failures, then the address is locked,
+    // even for a correct password, while another address is unaffected.
+    for email in [
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+        "mike@example.com",
+        "tom@example.com",
+    ] {
+        assert_eq!(
+            from("203.0.113.9", email, "guess guess guess guess")
+                .await
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let locked = from("203.0.113.9", "lisa@example.com", DEMO_PASSWORD).await;
+    assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(locked.headers().contains_key("retry-after"));
+    assert_eq!(
+        from("203.0.113.9", "nobody@example.com", "x")
+            .await
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "unknown accounts get the same answer"
+    );
+    assert_eq!(
+        from("198.51.100.2", "lisa@example.com", DEMO_PASSWORD)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let throttled = t.audit("action=auth.login_failed&limit=50").await;
+    assert!(
+        throttled
+            .iter()
+            .any(|r| r["reason"] == "address_throttled"),
+        "the refusal is audited"
+    );
+    t.clock.advance(Duration::minutes(15));
+    assert_eq!(
+        from("203.0.113.9", "lisa@example.com", DEMO_PASSWORD)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+});
