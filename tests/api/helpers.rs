@@ -80,6 +80,8 @@ pub struct Options {
     pub trust_loopback_proxy: bool,
     /// Failed logins per address before it is locked out.
     pub address_login_failures: Option<u32>,
+    /// Serve HTTPS with this PEM certificate and key (the client trusts the certificate).
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -127,6 +129,10 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
     if opts.trust_loopback_proxy {
         settings.server.trusted_proxies = vec!["127.0.0.1/32".into()];
     }
+    if let Some((cert, key)) = &opts.tls {
+        settings.server.tls_cert = cert.clone();
+        settings.server.tls_key = key.clone();
+    }
     if let Some(n) = opts.address_login_failures {
         settings.security.address_login_failures = n;
     }
@@ -137,7 +143,10 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
     let app = Application::build_with_clock(settings, clock.clone())
         .await
         .expect("app builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
+    let address = match &opts.tls {
+        Some(_) => format!("https://localhost:{}", app.port()),
+        None => format!("http://127.0.0.1:{}", app.port()),
+    };
     let org_id = app
         .bootstrap()
         .expect("first start bootstraps")
@@ -146,10 +155,14 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
         .to_string();
     let store = app.state().store.clone();
     tokio::spawn(app.run_until_stopped());
-    let client = Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let mut builder = Client::builder().redirect(reqwest::redirect::Policy::none());
+    if let Some((cert, _)) = &opts.tls {
+        let pem = std::fs::read(cert).expect("certificate");
+        builder = builder
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM certificate"))
+            .https_only(true);
+    }
+    let client = builder.build().expect("client");
     let mut t = TestApp {
         address,
         client,

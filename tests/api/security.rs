@@ -771,9 +771,7 @@ both_backends!(failed_logins_are_throttled_per_address, |b| async move {
     );
     let throttled = t.audit("action=auth.login_failed&limit=50").await;
     assert!(
-        throttled
-            .iter()
-            .any(|r| r["reason"] == "address_throttled"),
+        throttled.iter().any(|r| r["reason"] == "address_throttled"),
         "the refusal is audited"
     );
     t.clock.advance(Duration::minutes(15));
@@ -784,3 +782,61 @@ both_backends!(failed_logins_are_throttled_per_address, |b| async move {
         StatusCode::OK
     );
 });
+
+#[tokio::test]
+async fn the_server_terminates_tls_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let t = spawn_app_with(
+        Backend::Sqlite,
+        Options {
+            demo: true,
+            tls: Some((cert, key)),
+            ..Options::default()
+        },
+    )
+    .await;
+    assert!(t.address.starts_with("https://"));
+    let me = json_of(t.get(&t.url("/api/v1/me"), &t.owner_token).await).await;
+    assert_eq!(me["user"]["email"], OWNER_EMAIL);
+    let res = t.client.get(t.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    // Plain HTTP on the TLS port gets no answer of ours.
+    let port = t.address.rsplit(':').next().unwrap();
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+}

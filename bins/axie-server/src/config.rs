@@ -57,6 +57,10 @@ pub struct ServerSettings {
     pub data_dir: PathBuf,
     /// Public base URL for links in emails.
     pub public_url: String,
+    /// PEM certificate chain for TLS (empty = plain HTTP).
+    pub tls_cert: PathBuf,
+    /// PEM private key for TLS.
+    pub tls_key: PathBuf,
 }
 
 /// Invitation settings.

@@ -188,8 +188,11 @@ impl Application {
                 .default_service(web::to(not_found))
                 .wrap(from_fn(middleware::observe))
         })
-        .listen(listener)?
-        .shutdown_timeout(10)
+        .shutdown_timeout(10);
+        let server = match tls_config(&state.settings)? {
+            Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+            None => server.listen(listener)?,
+        }
         .run();
         Ok(Self {
             port,
@@ -262,4 +265,38 @@ fn sms_sender(
             settings.sms.gateway_token.clone(),
         ))
     }
+}
+
+/// The rustls configuration when `server.tls_cert` and `server.tls_key` are set.
+fn tls_config(settings: &Settings) -> Result<Option<rustls::ServerConfig>, StartupError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert, key) = (&settings.server.tls_cert, &settings.server.tls_key);
+    match (cert.as_os_str().is_empty(), key.as_os_str().is_empty()) {
+        (true, true) => return Ok(None),
+        (false, false) => {}
+        _ => {
+            return Err(StartupError::Security(
+                "server.tls_cert and server.tls_key must be set together".into(),
+            ));
+        }
+    }
+    let tls_err =
+        |what: &str, e: &dyn std::fmt::Display| StartupError::Security(format!("TLS {what}: {e}"));
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| tls_err("certificate", &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_err("certificate", &e))?;
+    if chain.is_empty() {
+        return Err(tls_err("certificate", &"no certificate in the file"));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| tls_err("key", &e))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_err("protocols", &e))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| tls_err("certificate and key", &e))?;
+    Ok(Some(config))
 }
