@@ -66,6 +66,8 @@ pub struct TestApp {
     pub owner_token: String,
     pub clock: Clock,
     pub store: std::sync::Arc<store_sea::SeaStore>,
+    /// The settings the server was started with (same data directory and database).
+    pub settings: Settings,
     _dir: tempfile::TempDir,
 }
 
@@ -140,6 +142,7 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
         settings.workspace.dns_servers = vec![dns.to_string()];
     }
     let clock = Clock::default();
+    let started_with = settings.clone();
     let app = Application::build_with_clock(settings, clock.clone())
         .await
         .expect("app builds");
@@ -170,6 +173,7 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
         owner_token: String::new(),
         clock,
         store,
+        settings: started_with,
         _dir: dir,
     };
     t.owner_token = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
@@ -238,6 +242,23 @@ impl TestApp {
             .send()
             .await
             .expect("PUT")
+    }
+
+    /// Another server on the same data directory and database (for restarts and scale-out):
+    /// it reads the key files and configuration afresh.
+    pub async fn another_instance(&self) -> String {
+        let mut settings = self.settings.clone();
+        settings.server.port = 0;
+        let app = Application::build_with_clock(settings, self.clock.clone())
+            .await
+            .expect("second instance builds");
+        assert!(
+            app.bootstrap().is_none(),
+            "an existing database is not bootstrapped again"
+        );
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        address
     }
 
     /// The server's data directory.

@@ -840,3 +840,100 @@ async fn the_server_terminates_tls_itself() {
         .await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
 }
+
+both_backends!(
+    keys_rotate_without_losing_a_secret_or_a_checkpoint,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let rx = Receiver::start().await;
+        let ep: Value = t
+            .post(
+                &t.org("/webhooks"),
+                &t.owner_token,
+                &json!({ "url": rx.url, "events": [] }),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let whsec = ep["secret"].as_str().unwrap().to_owned();
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let (uri, _) = enrol(&t, &lisa).await;
+        let dir = t.settings.server.data_dir.clone();
+        let before = std::fs::read_to_string(dir.join("encryption.key")).unwrap();
+
+        let report = axie_server::keys::rotate_encryption_key(&t.settings, &t.store, None)
+            .await
+            .unwrap();
+        assert!(report.starts_with("re-encrypted 2 secrets"), "{report}");
+        let after = std::fs::read_to_string(dir.join("encryption.key")).unwrap();
+        assert_ne!(before, after);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("encryption.key.old")).unwrap(),
+            before
+        );
+        // The webhook secret opens with the new key only, and is the one shown at creation.
+        let new = security_policy::Cipher::from_text(&after).unwrap();
+        let old = security_policy::Cipher::from_text(&before).unwrap();
+        let org: rbac_core::OrgId = t.org_id.parse().unwrap();
+        let id: rbac_core::EndpointId = ep["id"].as_str().unwrap().parse().unwrap();
+        let stored = webhooks::WebhookStore::secrets(&*t.store, org, id)
+            .await
+            .unwrap();
+        let opened = webhooks::signing_secrets(&new, &stored, chrono::Utc::now()).unwrap();
+        assert_eq!(opened[0].to_whsec(), whsec);
+        assert!(webhooks::signing_secrets(&old, &stored, chrono::Utc::now()).is_err());
+
+        // A server started afterwards reads the new key: Lisa's second factor still works.
+        let second = t.another_instance().await;
+        t.clock.advance(Duration::seconds(30));
+        let ch: Value = t
+            .client
+            .post(format!("{second}/api/v1/auth/login"))
+            .json(&json!({ "email": "lisa@example.com", "password": DEMO_PASSWORD }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let res = t
+        .client
+        .post(format!("{second}/api/v1/auth/login/verify"))
+        .json(&json!({ "challenge": ch["challenge"], "code": pyotp_code(&uri, t.clock.now().timestamp()) }))
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+
+        // The checkpoint key: chains verify with the old key, then checkpoints are signed with the new one.
+        let old_ck = std::fs::read_to_string(dir.join("checkpoint.key")).unwrap();
+        let report = axie_server::keys::rotate_checkpoint_key(&t.settings, &t.store, None)
+            .await
+            .unwrap();
+        assert!(report.starts_with("verified 1 audit chains"), "{report}");
+        let new_ck = std::fs::read_to_string(dir.join("checkpoint.key")).unwrap();
+        assert_ne!(old_ck, new_ck);
+        assert!(
+            audit::verify_chain(&*t.store, org, new_ck.trim().as_bytes())
+                .await
+                .unwrap()
+                .is_ok()
+        );
+        assert!(
+            audit::verify_chain(&*t.store, org, old_ck.trim().as_bytes())
+                .await
+                .unwrap()
+                .is_err(),
+            "the newest checkpoint is signed with the new key"
+        );
+        // A configured key cannot be replaced behind the operator's back.
+        let mut configured = t.settings.clone();
+        configured.security.encryption_key = after.clone().into();
+        assert!(
+            axie_server::keys::rotate_encryption_key(&configured, &t.store, None)
+                .await
+                .is_err()
+        );
+    }
+);

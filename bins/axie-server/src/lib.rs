@@ -14,6 +14,7 @@ pub mod config;
 pub mod deliver;
 pub mod demo;
 pub mod error;
+pub mod keys;
 pub mod mailer;
 pub mod middleware;
 pub mod routes;

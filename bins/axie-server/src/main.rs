@@ -36,6 +36,18 @@ enum Command {
         #[arg(long)]
         org: String,
     },
+    /// Re-encrypt stored secrets under a new key (stop the server first).
+    RotateEncryptionKey {
+        /// The new key (32 bytes, hex or base64); required when the key is set in the configuration.
+        #[arg(long)]
+        new_key: Option<String>,
+    },
+    /// Verify every audit chain, then sign fresh checkpoints with a new key (stop the server first).
+    RotateCheckpointKey {
+        /// The new key; required when the key is set in the configuration.
+        #[arg(long)]
+        new_key: Option<String>,
+    },
     /// Print the newest text messages kept in the SMS outbox (no SMS gateway configured).
     SmsOutbox {
         /// How many, newest first.
@@ -102,6 +114,30 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 }
                 Err(b) => Err(format!("{org}: the audit chain is broken: {b}").into()),
             }
+        }
+        Some(Command::RotateEncryptionKey { new_key }) => {
+            let store = store_sea::SeaStore::connect(
+                &settings.database_url()?,
+                store_sea::PoolOptions::default(),
+            )
+            .await?;
+            let report =
+                axie_server::keys::rotate_encryption_key(&settings, &store, new_key.as_deref())
+                    .await?;
+            println!("{report}");
+            Ok(())
+        }
+        Some(Command::RotateCheckpointKey { new_key }) => {
+            let store = store_sea::SeaStore::connect(
+                &settings.database_url()?,
+                store_sea::PoolOptions::default(),
+            )
+            .await?;
+            let report =
+                axie_server::keys::rotate_checkpoint_key(&settings, &store, new_key.as_deref())
+                    .await?;
+            println!("{report}");
+            Ok(())
         }
         Some(Command::SmsOutbox { limit }) => {
             let store = store_sea::SeaStore::connect(

@@ -44,7 +44,7 @@ pub struct Application {
 }
 
 /// Writes a new key file readable only by the owner, refusing to overwrite one.
-fn write_key_file(path: &std::path::Path, key: &str) -> std::io::Result<()> {
+pub(crate) fn write_key_file(path: &std::path::Path, key: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -57,7 +57,7 @@ fn write_key_file(path: &std::path::Path, key: &str) -> std::io::Result<()> {
 }
 
 /// Reads the encryption key from settings, or reads or creates `<data_dir>/encryption.key`.
-fn encryption_key(settings: &Settings) -> Result<security_policy::Cipher, StartupError> {
+pub(crate) fn encryption_key(settings: &Settings) -> Result<security_policy::Cipher, StartupError> {
     let configured = settings.security.encryption_key.expose_secret();
     let text = if configured.is_empty() {
         let path = settings.server.data_dir.join("encryption.key");

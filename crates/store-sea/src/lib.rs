@@ -28,6 +28,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbB
 use sea_orm_migration::MigratorTrait;
 
 pub use error::db_err;
+pub use store::ReencryptReport;
 pub use url::DatabaseUrl;
 
 use audit::StoreError;

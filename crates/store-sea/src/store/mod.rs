@@ -2,6 +2,7 @@
 
 mod audit;
 mod invitations;
+mod keys;
 mod mail;
 mod members;
 mod mfa;
@@ -9,4 +10,5 @@ mod tenancy;
 mod webhooks;
 mod workspace;
 
+pub use keys::ReencryptReport;
 pub(crate) use webhooks::fan_out;

@@ -1,0 +1,136 @@
+//! Key rotation, run by the operator with the server stopped (`axie-server rotate-encryption-key`,
+//! `axie-server rotate-checkpoint-key`).
+//!
+//! Keys kept in files under the data directory rotate in three steps, each safe to repeat: the
+//! new key is written next to the old one (`*.key.next`), the database is brought over to it in
+//! one transaction, and the files are renamed (the old key stays as `*.key.old`). Keys given in
+//! the configuration need the new key as an argument; the operator then puts it in the configuration.
+
+use std::path::Path;
+
+use secrecy::ExposeSecret;
+use store_sea::SeaStore;
+
+use crate::config::Settings;
+use crate::startup::{StartupError, checkpoint_key, encryption_key, write_key_file};
+
+type Failure = Box<dyn std::error::Error>;
+
+fn next_key(path: &Path, fresh: impl FnOnce() -> String) -> Result<String, Failure> {
+    match std::fs::read_to_string(path) {
+        Ok(k) => Ok(k.trim().to_owned()),
+        Err(_) => {
+            let k = fresh();
+            write_key_file(path, &k)?;
+            Ok(k)
+        }
+    }
+}
+
+fn promote(dir: &Path, name: &str) -> Result<(), Failure> {
+    let current = dir.join(name);
+    let old = dir.join(format!("{name}.old"));
+    let next = dir.join(format!("{name}.next"));
+    if current.exists() {
+        std::fs::rename(&current, &old)?;
+    }
+    std::fs::rename(&next, &current)?;
+    Ok(())
+}
+
+/// Re-encrypts every stored secret under a new AES-256-GCM key. Returns a report for the operator.
+///
+/// # Errors
+/// When a secret opens with neither key, the new key is malformed, or storage fails.
+pub async fn rotate_encryption_key(
+    settings: &Settings,
+    store: &SeaStore,
+    new_key: Option<&str>,
+) -> Result<String, Failure> {
+    let old = encryption_key(settings)?;
+    let configured = !settings.security.encryption_key.expose_secret().is_empty();
+    let dir = &settings.server.data_dir;
+    let text = match (configured, new_key) {
+        (_, Some(k)) => k.to_owned(),
+        (true, None) => {
+            return Err(Box::new(StartupError::Security(
+                "the encryption key comes from the configuration: pass --new-key (generate one with `openssl rand -hex 32`)".into(),
+            )));
+        }
+        (false, None) => next_key(
+            &dir.join("encryption.key.next"),
+            security_policy::Cipher::generate_key,
+        )?,
+    };
+    let new = security_policy::Cipher::from_text(&text)
+        .map_err(|e| StartupError::Security(format!("the new key: {e}")))?;
+    let report = store.reencrypt_secrets(&old, &new).await?;
+    let mut out = format!(
+        "re-encrypted {} secrets ({} were already under the new key)",
+        report.rewritten, report.already_new
+    );
+    if configured {
+        out.push_str("; now set security.encryption_key to the new key and start the server");
+    } else {
+        if new_key.is_some() {
+            let next = dir.join("encryption.key.next");
+            let _ = std::fs::remove_file(&next);
+            write_key_file(&next, &text)?;
+        }
+        promote(dir, "encryption.key")?;
+        out.push_str("; encryption.key replaced (the old one is encryption.key.old: delete it once backups no longer need it)");
+    }
+    Ok(out)
+}
+
+/// Verifies every organization's audit chain with the current checkpoint key, then signs a
+/// fresh checkpoint of each with a new key, which becomes the key.
+///
+/// # Errors
+/// When a chain does not verify (nothing is rotated then), or storage fails.
+pub async fn rotate_checkpoint_key(
+    settings: &Settings,
+    store: &SeaStore,
+    new_key: Option<&str>,
+) -> Result<String, Failure> {
+    let old = checkpoint_key(settings)?;
+    let configured = !settings.security.checkpoint_key.expose_secret().is_empty();
+    let dir = &settings.server.data_dir;
+    let orgs = audit::AuditStore::organizations(store).await?;
+    for org in &orgs {
+        if let Err(b) = audit::verify_chain(store, *org, &old).await? {
+            return Err(format!("{org}: the audit chain is broken ({b}); not rotating").into());
+        }
+    }
+    let text = match (configured, new_key) {
+        (_, Some(k)) => k.to_owned(),
+        (true, None) => {
+            return Err(Box::new(StartupError::Security(
+                "the checkpoint key comes from the configuration: pass --new-key".into(),
+            )));
+        }
+        (false, None) => next_key(&dir.join("checkpoint.key.next"), || {
+            security_policy::mint("ck", 32).secret
+        })?,
+    };
+    let now = chrono::Utc::now();
+    for org in &orgs {
+        audit::take_checkpoint(store, *org, text.as_bytes(), now).await?;
+    }
+    let mut out = format!(
+        "verified {} audit chains with the old key and signed a checkpoint of each with the new one",
+        orgs.len()
+    );
+    if configured {
+        out.push_str("; now set security.checkpoint_key to the new key and start the server");
+    } else {
+        if new_key.is_some() {
+            let next = dir.join("checkpoint.key.next");
+            let _ = std::fs::remove_file(&next);
+            write_key_file(&next, &text)?;
+        }
+        promote(dir, "checkpoint.key")?;
+        out.push_str("; checkpoint.key replaced (keep checkpoint.key.old to check checkpoints signed before)");
+    }
+    Ok(out)
+}
