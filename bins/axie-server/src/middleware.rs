@@ -31,6 +31,8 @@ pub async fn observe(
         .filter(|v| sane(v))
         .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
     req.extensions_mut().insert(RequestId(id.clone()));
+    // Only a TLS connection terminated here counts (a proxy's headers are not trusted for this).
+    let over_tls = req.app_config().secure();
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
     let started = std::time::Instant::now();
     let res = next.call(req).instrument(span.clone()).await?;
@@ -58,6 +60,12 @@ pub async fn observe(
         ("cache-control", "no-store"),
     ] {
         h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+    }
+    if over_tls {
+        h.insert(
+            HeaderName::from_static("strict-transport-security"),
+            HeaderValue::from_static("max-age=31536000"),
+        );
     }
     Ok(res)
 }

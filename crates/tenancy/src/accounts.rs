@@ -45,7 +45,7 @@ pub struct LoginOutcome {
 #[derive(Debug)]
 pub enum LoginResult {
     /// The password was enough: here is the session.
-    Session(LoginOutcome),
+    Session(Box<LoginOutcome>),
     /// The person has a second factor: complete the login with it and this challenge
     /// (valid for a few minutes, once) through [`crate::mfa::complete_login`].
     SecondFactor {
@@ -169,9 +169,9 @@ pub async fn login<S: TenancyStore + ?Sized>(
             sms_available: rec.phone.is_some(),
         });
     }
-    Ok(LoginResult::Session(
+    Ok(LoginResult::Session(Box::new(
         open_session(store, &user, request, now).await?,
-    ))
+    )))
 }
 
 /// Opens a session for a person whose credentials were checked: a new session id and
