@@ -832,7 +832,10 @@ async fn the_server_terminates_tls_itself() {
     assert_eq!(me["user"]["email"], OWNER_EMAIL);
     let res = t.client.get(t.url("/healthz")).send().await.unwrap();
     assert_eq!(res.headers()["x-content-type-options"], "nosniff");
-    assert_eq!(res.headers()["strict-transport-security"], "max-age=31536000");
+    assert_eq!(
+        res.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
     // Plain HTTP on the TLS port gets no answer of ours.
     let port = t.address.rsplit(':').next().unwrap();
     let plain = reqwest::Client::new()
