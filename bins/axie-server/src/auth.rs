@@ -149,8 +149,11 @@ impl FromRequest for OrgCaller {
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| ApiError::not_found("organization"))?;
             let caller = Caller::load(&*st.store, &principal, org, request).await?;
-            check_ip(&caller)?;
-            check_mfa(&st, &caller).await?;
+            tracing::Span::current().record("org", tracing::field::display(org));
+            check_ip(&caller).inspect_err(|_| crate::prom::denial("ip_not_allowed"))?;
+            check_mfa(&st, &caller)
+                .await
+                .inspect_err(|_| crate::prom::denial("mfa_enrollment_required"))?;
             match access {
                 Access::Member => {}
                 Access::Org(perm) => enforce(&st, &caller, perm).await?,
@@ -227,6 +230,7 @@ pub async fn audited(
             .unwrap_or_default(),
         _ => return e.into(),
     };
+    crate::prom::denial(&reason);
     let record = caller
         .audit(
             st.clock.now(),

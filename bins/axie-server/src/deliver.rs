@@ -84,6 +84,7 @@ pub async fn run(state: AppState) {
     loop {
         tick.tick().await;
         let now = state.clock.now();
+        state.health.beat("webhooks", now.timestamp());
         let lease = now
             + chrono::Duration::seconds(
                 i64::try_from(state.settings.webhooks.timeout_secs).unwrap_or(10) + 30,
@@ -117,6 +118,15 @@ async fn attempt(state: &AppState, d: Delivery, ep: Endpoint, stored: StoredSecr
     let now = state.clock.now();
     let policy = policy(&state.settings.webhooks);
     let verdict = webhooks::judge(&policy, number, status, retry_after, now);
+    crate::prom::webhook_attempt(
+        match verdict {
+            AttemptVerdict::Delivered => "delivered",
+            AttemptVerdict::RetryAt { .. } => "retry",
+            AttemptVerdict::GiveUp => "failed",
+            AttemptVerdict::DisableEndpoint => "disabled",
+        },
+        started.elapsed().as_secs_f64(),
+    );
     let (next_status, next_at, mut disable) = match verdict {
         AttemptVerdict::Delivered => (DeliveryStatus::Delivered, now, None),
         AttemptVerdict::RetryAt { at } => (DeliveryStatus::Pending, at, None),

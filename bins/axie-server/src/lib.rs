@@ -8,6 +8,7 @@
     reason = "a binary crate's library half; everything is internal"
 )]
 
+pub mod admin;
 pub mod auth;
 pub mod bootstrap;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod error;
 pub mod keys;
 pub mod mailer;
 pub mod middleware;
+pub mod prom;
 pub mod routes;
 pub mod sms;
 pub mod startup;

@@ -30,6 +30,8 @@ enum Command {
     Migrate,
     /// Print the effective configuration with secrets redacted.
     PrintConfig,
+    /// Print the configuration reference (docs/configuration.md) as Markdown.
+    ConfigReference,
     /// Verify an organization's audit chain against its newest signed checkpoint.
     VerifyAudit {
         /// The organization id (`org_…`).
@@ -47,6 +49,31 @@ enum Command {
         /// The new key; required when the key is set in the configuration.
         #[arg(long)]
         new_key: Option<String>,
+    },
+    /// Reset the Owner's access (their own email: new password, sessions ended, second factor
+    /// removed), or make another person the Owner (created when they have no account).
+    ResetOwner {
+        /// The organization id (`org_…`).
+        #[arg(long)]
+        org: String,
+        /// The Owner's email, or the new Owner's.
+        #[arg(long)]
+        email: String,
+        /// Display name for a new account.
+        #[arg(long)]
+        name: Option<String>,
+        /// The password; generated and printed when omitted.
+        #[arg(long, env = "AXIE_RESET_PASSWORD")]
+        password: Option<String>,
+    },
+    /// Write an organization's audit log (CSV or NDJSON) to standard output.
+    ExportAudit {
+        /// The organization id (`org_…`).
+        #[arg(long)]
+        org: String,
+        /// `csv` or `ndjson`.
+        #[arg(long, default_value = "csv")]
+        format: String,
     },
     /// Print the newest text messages kept in the SMS outbox (no SMS gateway configured).
     SmsOutbox {
@@ -81,6 +108,10 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let settings = Settings::load(cli.config.as_deref())?;
     telemetry::init(&settings.log);
     match cli.command {
+        Some(Command::ConfigReference) => {
+            print!("{}", axie_server::config::reference_markdown());
+            Ok(())
+        }
         Some(Command::PrintConfig) => {
             println!("{}", settings.redacted_toml());
             Ok(())
@@ -137,6 +168,39 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 axie_server::keys::rotate_checkpoint_key(&settings, &store, new_key.as_deref())
                     .await?;
             println!("{report}");
+            Ok(())
+        }
+        Some(Command::ResetOwner {
+            org,
+            email,
+            name,
+            password,
+        }) => {
+            let store = store_sea::SeaStore::connect(
+                &settings.database_url()?,
+                store_sea::PoolOptions::default(),
+            )
+            .await?;
+            let report = axie_server::admin::reset_owner(
+                &store,
+                org.parse()?,
+                &email,
+                name.as_deref(),
+                password.as_deref(),
+            )
+            .await?;
+            println!("{report}");
+            Ok(())
+        }
+        Some(Command::ExportAudit { org, format }) => {
+            let store = store_sea::SeaStore::connect(
+                &settings.database_url()?,
+                store_sea::PoolOptions::default(),
+            )
+            .await?;
+            let mut out = std::io::stdout().lock();
+            let n = axie_server::admin::export_audit(&store, org.parse()?, &format, &mut out).await?;
+            eprintln!("{n} records exported");
             Ok(())
         }
         Some(Command::SmsOutbox { limit }) => {

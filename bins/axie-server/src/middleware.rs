@@ -33,11 +33,17 @@ pub async fn observe(
     req.extensions_mut().insert(RequestId(id.clone()));
     // Only a TLS connection terminated here counts (a proxy's headers are not trusted for this).
     let over_tls = req.app_config().secure();
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    let method = req.method().to_string();
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path(), org = tracing::field::Empty);
     let started = std::time::Instant::now();
     let res = next.call(req).instrument(span.clone()).await?;
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     let mut res = as_problem(res.map_into_boxed_body());
     let status = res.status().as_u16();
+    crate::prom::request(&route, &method, status, started.elapsed().as_secs_f64());
     span.in_scope(|| {
         tracing::info!(
             status,

@@ -41,6 +41,7 @@ pub struct Application {
     server: actix_web::dev::Server,
     state: AppState,
     bootstrap: Option<BootstrapReport>,
+    metrics_server: Option<(u16, actix_web::dev::Server)>,
 }
 
 /// Writes a new key file readable only by the owner, refusing to overwrite one.
@@ -163,9 +164,11 @@ impl Application {
                 },
                 100_000,
             )),
+            health: Arc::default(),
             settings: Arc::new(settings),
             clock,
         };
+        crate::prom::install();
         let listener = TcpListener::bind((
             state.settings.server.host.as_str(),
             state.settings.server.port,
@@ -194,11 +197,13 @@ impl Application {
             None => server.listen(listener)?,
         }
         .run();
+        let metrics_server = metrics_listener(&state)?;
         Ok(Self {
             port,
             server,
             state,
             bootstrap,
+            metrics_server,
         })
     }
 
@@ -212,6 +217,11 @@ impl Application {
         self.bootstrap.as_ref()
     }
 
+    /// The port of the separate metrics listener, when configured.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_server.as_ref().map(|(p, _)| *p)
+    }
+
     /// The shared state (tests use its clock and store).
     pub fn state(&self) -> &AppState {
         &self.state
@@ -222,7 +232,14 @@ impl Application {
     /// # Errors
     /// I/O errors of the server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let workers = workers::spawn(self.state.clone());
+        let mut workers = workers::spawn(self.state.clone());
+        if let Some((_, m)) = self.metrics_server {
+            workers.push(tokio::spawn(async move {
+                if let Err(e) = m.await {
+                    tracing::error!(error = %e, "metrics listener stopped");
+                }
+            }));
+        }
         let result = self.server.await;
         for w in workers {
             w.abort();
@@ -299,4 +316,30 @@ fn tls_config(settings: &Settings) -> Result<Option<rustls::ServerConfig>, Start
         .with_single_cert(chain, key)
         .map_err(|e| tls_err("certificate and key", &e))?;
     Ok(Some(config))
+}
+
+/// The separate, unauthenticated `/metrics` listener, when `metrics.listen` is set.
+fn metrics_listener(
+    state: &AppState,
+) -> Result<Option<(u16, actix_web::dev::Server)>, StartupError> {
+    let addr = state.settings.metrics.listen.trim();
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    let listener = TcpListener::bind(addr)?;
+    let port = listener.local_addr()?.port();
+    let data = web::Data::new(state.clone());
+    let server = HttpServer::new(move || {
+        App::new().app_data(data.clone()).route(
+            "/metrics",
+            web::get().to(|st: web::Data<AppState>| async move {
+                crate::routes::health::scrape(&st).await
+            }),
+        )
+    })
+    .workers(1)
+    .listen(listener)?
+    .shutdown_timeout(5)
+    .run();
+    Ok(Some((port, server)))
 }

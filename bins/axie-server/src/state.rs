@@ -57,4 +57,6 @@ pub struct AppState {
     pub sms: Arc<dyn tenancy::mfa::SmsSender>,
     /// Failed logins per client address.
     pub address_throttle: Arc<security_policy::AddressThrottle>,
+    /// Background workers' heartbeats (for `/readyz` and metrics).
+    pub health: Arc<crate::prom::WorkerHealth>,
 }

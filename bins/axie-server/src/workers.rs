@@ -11,8 +11,12 @@ use crate::state::AppState;
 pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
     let mut out = Vec::new();
     let every = state.settings.audit.checkpoint_interval_secs;
+    let now = state.clock.now().timestamp();
     match crate::mailer::Smtp::from_settings(&state.settings.smtp) {
-        Ok(Some(smtp)) => out.push(tokio::spawn(mail(state.clone(), smtp))),
+        Ok(Some(smtp)) => {
+            state.health.register("mail", 30, now);
+            out.push(tokio::spawn(mail(state.clone(), smtp)));
+        }
         Ok(None) => tracing::info!(
             "SMTP is not configured: mail stays in the outbox (GET /api/v1/orgs/{{org_id}}/outbox)"
         ),
@@ -20,8 +24,12 @@ pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
             tracing::error!(error = %e, "SMTP settings are unusable: mail stays in the outbox")
         }
     }
+    state.health.register("webhooks", 30, now);
     out.push(tokio::spawn(crate::deliver::run(state.clone())));
     if every > 0 {
+        state
+            .health
+            .register("checkpoints", i64::try_from(every).unwrap_or(i64::MAX / 4) * 2 + 30, now);
         out.push(tokio::spawn(checkpoints(state, Duration::from_secs(every))));
     }
     out
@@ -31,6 +39,7 @@ async fn mail(state: AppState, smtp: crate::mailer::Smtp) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tick.tick().await;
+        state.health.beat("mail", state.clock.now().timestamp());
         crate::mailer::deliver_due(&state, &smtp).await;
     }
 }
@@ -40,6 +49,7 @@ async fn checkpoints(state: AppState, every: Duration) {
     tick.tick().await;
     loop {
         tick.tick().await;
+        state.health.beat("checkpoints", state.clock.now().timestamp());
         let orgs = match state.store.organizations().await {
             Ok(o) => o,
             Err(e) => {
@@ -47,12 +57,17 @@ async fn checkpoints(state: AppState, every: Duration) {
                 continue;
             }
         };
+        let mut all_ok = true;
         for org in orgs {
             if let Err(e) =
                 take_checkpoint(&*state.store, org, &state.checkpoint_key, state.clock.now()).await
             {
+                all_ok = false;
                 tracing::warn!(error = %e, %org, "checkpoint worker: checkpoint failed");
             }
+        }
+        if all_ok {
+            state.health.checkpointed(state.clock.now().timestamp());
         }
     }
 }

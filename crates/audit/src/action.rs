@@ -57,6 +57,8 @@ actions! {
     MfaPhoneChanged => "auth.mfa_phone_changed", "Changed the SMS backup number";
     /// A password was changed.
     PasswordChanged => "auth.password_changed", "Changed password";
+    /// An operator reset the Owner's access from the command line.
+    OwnerAccessReset => "auth.owner_access_reset", "Reset the Owner's access of";
     /// The organization was created.
     OrgCreated => "org.created", "Created organization";
     /// Company information changed.

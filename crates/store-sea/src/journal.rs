@@ -106,3 +106,11 @@ pub(crate) async fn commit_journal(
     }
     Ok(written)
 }
+
+/// Counts audit records that committed (`axie_audit_appends_total`, through the `metrics` facade:
+/// a no-op unless the embedding program installs a recorder).
+pub(crate) fn count_appends(n: usize) {
+    if n > 0 {
+        metrics::counter!("axie_audit_appends_total").increment(n as u64);
+    }
+}

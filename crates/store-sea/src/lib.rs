@@ -149,3 +149,34 @@ impl SeaStore {
         &self.db
     }
 }
+
+impl SeaStore {
+    /// Connections in the pool and how many of them are idle.
+    #[must_use]
+    pub fn pool_stats(&self) -> (u32, u32) {
+        match self.db.get_database_backend() {
+            DbBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                (pool.size(), u32::try_from(pool.num_idle()).unwrap_or(u32::MAX))
+            }
+            DbBackend::Sqlite => {
+                let pool = self.db.get_sqlite_connection_pool();
+                (pool.size(), u32::try_from(pool.num_idle()).unwrap_or(u32::MAX))
+            }
+            _ => (0, 0),
+        }
+    }
+
+    /// Webhook deliveries waiting to be sent (first attempt or retry).
+    ///
+    /// # Errors
+    /// [`StoreError`] on storage failure.
+    pub async fn webhook_queue_depth(&self) -> Result<u64, StoreError> {
+        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+        entity::webhook_delivery::Entity::find()
+            .filter(entity::webhook_delivery::Column::Status.eq("pending"))
+            .count(&self.db)
+            .await
+            .map_err(db_err)
+    }
+}

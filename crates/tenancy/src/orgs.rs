@@ -321,3 +321,147 @@ pub async fn update_access<S: TenancyStore + ?Sized>(
     store.update_access(caller.org.id, &access, journal).await?;
     Ok(access)
 }
+
+/// What an operator's owner reset did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnerReset {
+    /// The Owner's password was replaced, their sessions ended, their second factor and login
+    /// lock removed (lost access recovered).
+    AccessReset {
+        /// The Owner.
+        owner: User,
+        /// Sessions ended.
+        sessions_ended: u64,
+    },
+    /// Ownership passed to another person (an existing member, or a new account).
+    Transferred {
+        /// The new Owner.
+        to: User,
+        /// The previous Owner, now an Admin.
+        from: User,
+    },
+}
+
+/// The operator's recovery tool (`axie-server reset-owner`), acting as the system: for the
+/// Owner's own email it resets their access with a new password; for anyone else it makes them
+/// the Owner (creating their account first when needed) and the previous Owner an Admin.
+/// Audited in the organization.
+///
+/// # Errors
+/// [`TenancyError::NotFound`] (organization, or no Owner), [`TenancyError::Password`],
+/// [`TenancyError::Conflict`].
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the command line's arguments, as given"
+)]
+pub async fn reset_owner_as_system<S>(
+    store: &S,
+    hasher: &PasswordHasher,
+    org: OrgId,
+    email: &str,
+    name: &str,
+    password: &str,
+    now: DateTime<Utc>,
+) -> Result<OwnerReset, TenancyError>
+where
+    S: TenancyStore + crate::store::MembershipStore + crate::mfa::MfaStore + ?Sized,
+{
+    use audit::{Actor, AuditAction, Journal, NewAuditEvent, Target};
+    let organization = store.get_org(org).await?;
+    let email = Email::parse(email)?;
+    let mut owner = None;
+    let mut after = None;
+    loop {
+        let page = store.list_members(org, after, 200).await?;
+        after = page.last().map(|m| m.user.id);
+        if let Some(o) = page.iter().find(|m| m.role == rbac_core::OrgRole::Owner) {
+            owner = Some(o.clone());
+        }
+        if page.len() < 200 || owner.is_some() {
+            break;
+        }
+    }
+    let owner = owner.ok_or(TenancyError::NotFound("owner"))?;
+    let record = |action: AuditAction, who: &User| {
+        NewAuditEvent::new(
+            org,
+            now,
+            Actor::system(),
+            action,
+            Target::new("member", who.id, who.name.clone()),
+        )
+    };
+    if owner.user.email == email {
+        check_password(
+            &organization.security.passwords,
+            password,
+            &context_words(email.as_str(), &organization.name),
+            false,
+        )?;
+        let hash = hasher
+            .hash(password)
+            .map_err(|e| TenancyError::Invalid(e.to_string()))?;
+        let u = owner.user.clone();
+        store
+            .set_password_hash(u.id, &hash, Journal::record(record(AuditAction::OwnerAccessReset, &u)))
+            .await?;
+        store.set_login_throttle(u.id, None).await?;
+        if store.mfa(u.id).await?.is_some() {
+            store
+                .disable_mfa(u.id, Journal::record(record(AuditAction::MfaDisabled, &u)))
+                .await?;
+        }
+        let mut ended = 0;
+        for s in store.list_sessions(u.id).await? {
+            if store.end_session(u.id, s.id, now, Journal::default()).await.is_ok() {
+                ended += 1;
+            }
+        }
+        return Ok(OwnerReset::AccessReset {
+            owner: u,
+            sessions_ended: ended,
+        });
+    }
+    let target = match store.find_user_by_email(&email).await? {
+        Some((u, _)) if store.get_member(org, u.id).await?.is_some() => u,
+        Some(_) => {
+            return Err(TenancyError::Conflict(format!(
+                "`{email}` has an account but is not a member: invite them first"
+            )));
+        }
+        None => {
+            add_new_member_as_system(
+                store,
+                hasher,
+                &organization,
+                NewMemberAccount {
+                    email: email.as_str().to_owned(),
+                    name: name.to_owned(),
+                    password: password.to_owned(),
+                    role: rbac_core::OrgRole::Admin,
+                },
+                now,
+            )
+            .await?
+        }
+    };
+    let transfer = crate::members::OwnershipTransfer {
+        org,
+        from: owner.user.id,
+        to: target.id,
+        proposed_at: now,
+        expires_at: now + chrono::Duration::minutes(1),
+    };
+    store.save_transfer(&transfer, Journal::default()).await?;
+    store
+        .complete_transfer(
+            &transfer,
+            now,
+            Journal::record(record(AuditAction::OwnershipTransferred, &target)),
+        )
+        .await?;
+    Ok(OwnerReset::Transferred {
+        to: target,
+        from: owner.user,
+    })
+}

@@ -70,6 +70,7 @@ use Permission as P;
 routes! {
     GET "/healthz" => health::healthz, Public;
     GET "/readyz" => health::readyz, Public;
+    GET "/metrics" => health::metrics, Public;
     GET "/api/v1/openapi.json" => openapi::document, Public;
     POST "/api/v1/auth/login" => auth::login, Public;
     POST "/api/v1/auth/login/verify" => auth::verify, Public;
@@ -298,6 +299,7 @@ mod tests {
             [
                 "/healthz",
                 "/readyz",
+                "/metrics",
                 "/api/v1/openapi.json",
                 "/api/v1/auth/login",
                 "/api/v1/auth/login/verify",

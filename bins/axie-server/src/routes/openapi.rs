@@ -57,7 +57,7 @@ impl Modify for UniqueOperationIds {
 #[openapi(
     info(title = "Axie Enterprise API", description = "Team management for AI chat interfaces: organizations, members, roles, API keys and a tamper-evident audit log. Errors are RFC 9457 problem documents."),
     paths(
-        health::healthz, health::readyz, document,
+        health::healthz, health::readyz, health::metrics, document,
         auth::login, auth::verify, auth::send_sms, auth::logout,
         security::status, security::begin_totp, security::activate_totp, security::disable, security::regenerate,
         security::set_phone, security::change_password, security::get, security::update, security::ip_check,

@@ -32,6 +32,7 @@ impl AuditStore for SeaStore {
         let txn = self.db().begin().await.map_err(store)?;
         let written = commit_journal(&txn, journal).await.map_err(store)?;
         txn.commit().await.map_err(store)?;
+        crate::journal::count_appends(written.len());
         Ok(written)
     }
 

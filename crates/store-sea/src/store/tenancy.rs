@@ -142,8 +142,10 @@ pub(crate) async fn insert_membership(
 }
 
 pub(crate) async fn commit(txn: DatabaseTransaction, journal: Journal) -> Result<(), TenancyError> {
-    commit_journal(&txn, journal).await.map_err(store)?;
-    txn.commit().await.map_err(store)
+    let n = commit_journal(&txn, journal).await.map_err(store)?.len();
+    txn.commit().await.map_err(store)?;
+    crate::journal::count_appends(n);
+    Ok(())
 }
 
 async fn update_org_column<C: ConnectionTrait>(

@@ -113,8 +113,10 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
 }
 
 async fn commit(txn: DatabaseTransaction, journal: Journal) -> Result<(), WebhookError> {
-    commit_journal(&txn, journal).await.map_err(store)?;
-    txn.commit().await.map_err(store)
+    let n = commit_journal(&txn, journal).await.map_err(store)?.len();
+    txn.commit().await.map_err(store)?;
+    crate::journal::count_appends(n);
+    Ok(())
 }
 
 impl SeaStore {
@@ -292,11 +294,13 @@ impl WebhookStore for SeaStore {
         self.endpoint_row(org, endpoint_id).await?;
         let events = journal.events.clone();
         let txn = self.db().begin().await.map_err(store)?;
-        commit_journal(&txn, journal).await.map_err(store)?;
+        let n = commit_journal(&txn, journal).await.map_err(store)?.len();
         fan_out(&txn, &events, Some(endpoint_id))
             .await
             .map_err(store)?;
-        txn.commit().await.map_err(store)
+        txn.commit().await.map_err(store)?;
+        crate::journal::count_appends(n);
+        Ok(())
     }
 
     async fn claim_deliveries(

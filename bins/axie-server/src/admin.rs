@@ -1,0 +1,101 @@
+//! Operator commands that work on the database directly, without the API: resetting or
+//! replacing an organization's Owner, and exporting an audit log.
+
+use std::io::Write;
+
+use audit::export::{CsvExporter, ndjson_line};
+use audit::{AuditQuery, AuditStore};
+use rbac_core::OrgId;
+use store_sea::SeaStore;
+use tenancy::orgs::{OwnerReset, reset_owner_as_system};
+
+type Failure = Box<dyn std::error::Error>;
+
+/// Resets the Owner's access (their own email) or makes someone else the Owner; prints the
+/// password to use when it was generated.
+///
+/// # Errors
+/// The domain's refusal, or storage failure.
+pub async fn reset_owner(
+    store: &SeaStore,
+    org: OrgId,
+    email: &str,
+    name: Option<&str>,
+    password: Option<&str>,
+) -> Result<String, Failure> {
+    let hasher = security_policy::PasswordHasher::new(security_policy::HashParams::default())?;
+    let generated;
+    let password = match password {
+        Some(p) => p,
+        None => {
+            generated = security_policy::mint("", 16)
+                .secret
+                .trim_start_matches('_')
+                .to_owned();
+            &generated
+        }
+    };
+    let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or(email));
+    let done = reset_owner_as_system(store, &hasher, org, email, name, password, chrono::Utc::now())
+        .await?;
+    Ok(match done {
+        OwnerReset::AccessReset {
+            owner,
+            sessions_ended,
+        } => format!(
+            "reset the access of the Owner {} ({sessions_ended} sessions ended, second factor and login lock removed); sign in with password: {password}",
+            owner.email
+        ),
+        OwnerReset::Transferred { to, from } => format!(
+            "{} is now the Owner ({} is an Admin); if the account was created now, sign in with password: {password}",
+            to.email, from.email
+        ),
+    })
+}
+
+/// Writes an organization's whole audit log, newest first, as CSV or NDJSON.
+///
+/// # Errors
+/// Unknown format, storage or write failure.
+pub async fn export_audit(
+    store: &SeaStore,
+    org: OrgId,
+    format: &str,
+    out: &mut dyn Write,
+) -> Result<u64, Failure> {
+    let mut query = AuditQuery {
+        limit: 500,
+        ..AuditQuery::default()
+    };
+    let mut written = 0u64;
+    match format {
+        "csv" => {
+            let mut x = CsvExporter::new(Vec::new())?;
+            loop {
+                let page = store.search(org, &query).await?;
+                for r in &page {
+                    x.write(r)?;
+                }
+                written += page.len() as u64;
+                if page.len() < query.limit as usize {
+                    break;
+                }
+                query.before_seq = page.last().map(|r| r.seq);
+            }
+            out.write_all(&x.finish()?)?;
+        }
+        "ndjson" => loop {
+            let page = store.search(org, &query).await?;
+            for r in &page {
+                out.write_all(ndjson_line(r).as_bytes())?;
+            }
+            written += page.len() as u64;
+            if page.len() < query.limit as usize {
+                break;
+            }
+            query.before_seq = page.last().map(|r| r.seq);
+        },
+        other => return Err(format!("unknown format `{other}`; use csv or ndjson").into()),
+    }
+    Ok(written)
+}
