@@ -16,6 +16,7 @@ mod api_keys;
 mod audit_log;
 mod authorization;
 mod foundation;
+mod operations;
 mod security;
 mod team_management;
 mod webhooks;

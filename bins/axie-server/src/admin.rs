@@ -36,8 +36,16 @@ pub async fn reset_owner(
         }
     };
     let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or(email));
-    let done = reset_owner_as_system(store, &hasher, org, email, name, password, chrono::Utc::now())
-        .await?;
+    let done = reset_owner_as_system(
+        store,
+        &hasher,
+        org,
+        email,
+        name,
+        password,
+        chrono::Utc::now(),
+    )
+    .await?;
     Ok(match done {
         OwnerReset::AccessReset {
             owner,

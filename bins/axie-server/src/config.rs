@@ -423,7 +423,11 @@ pub fn reference_markdown() -> String {
             } else {
                 "integer"
             };
-            let shown = if value == "\"\"" { "(empty)".to_owned() } else { format!("`{value}`") };
+            let shown = if value == "\"\"" {
+                "(empty)".to_owned()
+            } else {
+                format!("`{value}`")
+            };
             out.push_str(&format!(
                 "| `{section}.{key}` | {kind} | {shown} | `AXIE_{}__{}` | {} |\n",
                 section.to_uppercase(),

@@ -75,6 +75,14 @@ enum Command {
         #[arg(long, default_value = "csv")]
         format: String,
     },
+    /// Write a consistent copy of the SQLite database while the server runs (PostgreSQL: use pg_dump).
+    Backup {
+        /// The new file to write.
+        #[arg(long)]
+        to: std::path::PathBuf,
+    },
+    /// Print the number of rows in every table.
+    Stats,
     /// Print the newest text messages kept in the SMS outbox (no SMS gateway configured).
     SmsOutbox {
         /// How many, newest first.
@@ -199,8 +207,38 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             )
             .await?;
             let mut out = std::io::stdout().lock();
-            let n = axie_server::admin::export_audit(&store, org.parse()?, &format, &mut out).await?;
+            let n =
+                axie_server::admin::export_audit(&store, org.parse()?, &format, &mut out).await?;
             eprintln!("{n} records exported");
+            Ok(())
+        }
+        Some(Command::Backup { to }) => {
+            let store = store_sea::SeaStore::connect(
+                &settings.database_url()?,
+                store_sea::PoolOptions::default(),
+            )
+            .await?;
+            store.backup_sqlite(&to).await?;
+            println!(
+                "wrote {}; back up {} (the keys) and {} (document bytes) with it",
+                to.display(),
+                settings.server.data_dir.join("*.key").display(),
+                settings
+                    .workspace
+                    .blob_dir(&settings.server.data_dir)
+                    .display()
+            );
+            Ok(())
+        }
+        Some(Command::Stats) => {
+            let store = store_sea::SeaStore::connect(
+                &settings.database_url()?,
+                store_sea::PoolOptions::default(),
+            )
+            .await?;
+            for (table, n) in store.row_counts().await? {
+                println!("{table:<22} {n}");
+            }
             Ok(())
         }
         Some(Command::SmsOutbox { limit }) => {

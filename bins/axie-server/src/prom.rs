@@ -16,7 +16,8 @@ pub fn install() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             let seconds = [
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
             ];
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("seconds".into()), &seconds)
@@ -98,7 +99,8 @@ impl WorkerHealth {
 
     /// When the last checkpoint round finished (0 = none since start).
     pub fn last_checkpoint(&self) -> i64 {
-        self.checkpoint_at.load(std::sync::atomic::Ordering::Relaxed)
+        self.checkpoint_at
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -114,7 +116,8 @@ pub async fn render(st: &AppState) -> String {
     let (size, idle) = st.store.pool_stats();
     metrics::gauge!("axie_db_pool_connections", "state" => "open").set(f64::from(size));
     metrics::gauge!("axie_db_pool_connections", "state" => "idle").set(f64::from(idle));
-    metrics::gauge!("axie_db_pool_connections", "state" => "in_use").set(f64::from(size.saturating_sub(idle)));
+    metrics::gauge!("axie_db_pool_connections", "state" => "in_use")
+        .set(f64::from(size.saturating_sub(idle)));
     let now = st.clock.now().timestamp();
     let last = st.health.last_checkpoint();
     if last > 0 {
@@ -122,4 +125,25 @@ pub async fn render(st: &AppState) -> String {
     }
     handle.run_upkeep();
     handle.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_that_stops_beating_is_reported() {
+        let h = WorkerHealth::default();
+        h.register("webhooks", 30, 1_000);
+        h.register("checkpoints", 630, 1_000);
+        assert!(h.stalled(1_030).is_empty());
+        assert_eq!(h.stalled(1_031), vec!["webhooks"]);
+        h.beat("webhooks", 1_031);
+        assert!(h.stalled(1_031).is_empty());
+        assert_eq!(h.stalled(1_700), vec!["checkpoints", "webhooks"]);
+        h.beat("unknown", 1_700);
+        assert_eq!(h.last_checkpoint(), 0);
+        h.checkpointed(1_650);
+        assert_eq!(h.last_checkpoint(), 1_650);
+    }
 }

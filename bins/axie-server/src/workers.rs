@@ -27,9 +27,11 @@ pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
     state.health.register("webhooks", 30, now);
     out.push(tokio::spawn(crate::deliver::run(state.clone())));
     if every > 0 {
-        state
-            .health
-            .register("checkpoints", i64::try_from(every).unwrap_or(i64::MAX / 4) * 2 + 30, now);
+        state.health.register(
+            "checkpoints",
+            i64::try_from(every).unwrap_or(i64::MAX / 4) * 2 + 30,
+            now,
+        );
         out.push(tokio::spawn(checkpoints(state, Duration::from_secs(every))));
     }
     out
@@ -49,7 +51,9 @@ async fn checkpoints(state: AppState, every: Duration) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        state.health.beat("checkpoints", state.clock.now().timestamp());
+        state
+            .health
+            .beat("checkpoints", state.clock.now().timestamp());
         let orgs = match state.store.organizations().await {
             Ok(o) => o,
             Err(e) => {

@@ -157,11 +157,17 @@ impl SeaStore {
         match self.db.get_database_backend() {
             DbBackend::Postgres => {
                 let pool = self.db.get_postgres_connection_pool();
-                (pool.size(), u32::try_from(pool.num_idle()).unwrap_or(u32::MAX))
+                (
+                    pool.size(),
+                    u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+                )
             }
             DbBackend::Sqlite => {
                 let pool = self.db.get_sqlite_connection_pool();
-                (pool.size(), u32::try_from(pool.num_idle()).unwrap_or(u32::MAX))
+                (
+                    pool.size(),
+                    u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+                )
             }
             _ => (0, 0),
         }
@@ -178,5 +184,82 @@ impl SeaStore {
             .count(&self.db)
             .await
             .map_err(db_err)
+    }
+}
+
+/// Every table the migrations create, in creation order.
+pub const TABLES: &[&str] = &[
+    "organizations",
+    "users",
+    "memberships",
+    "teams",
+    "team_members",
+    "sessions",
+    "api_keys",
+    "audit_events",
+    "audit_heads",
+    "audit_checkpoints",
+    "outbox_events",
+    "mail_outbox",
+    "invitations",
+    "ownership_transfers",
+    "bulk_previews",
+    "webhook_endpoints",
+    "webhook_deliveries",
+    "webhook_attempts",
+    "login_throttle",
+    "assets",
+    "asset_transfers",
+    "usage_daily",
+    "user_mfa",
+    "recovery_codes",
+    "login_challenges",
+    "sms_outbox",
+];
+
+impl SeaStore {
+    /// Rows per table (for operators and for backup checks).
+    ///
+    /// # Errors
+    /// [`StoreError`] on storage failure.
+    pub async fn row_counts(&self) -> Result<Vec<(&'static str, i64)>, StoreError> {
+        let backend = self.db.get_database_backend();
+        let mut out = Vec::with_capacity(TABLES.len());
+        for t in TABLES {
+            let row = self
+                .db
+                .query_one_raw(sea_orm::Statement::from_string(
+                    backend,
+                    format!("SELECT COUNT(*) AS n FROM {t}"),
+                ))
+                .await
+                .map_err(db_err)?
+                .ok_or_else(|| StoreError::msg(format!("no count for {t}")))?;
+            let n: i64 = row.try_get("", "n").map_err(db_err)?;
+            out.push((*t, n));
+        }
+        Ok(out)
+    }
+
+    /// Writes a consistent copy of a SQLite database to `path` while the server runs
+    /// (`VACUUM INTO`). PostgreSQL is backed up with `pg_dump` instead.
+    ///
+    /// # Errors
+    /// [`StoreError`] on PostgreSQL, when `path` exists, or on failure.
+    pub async fn backup_sqlite(&self, path: &std::path::Path) -> Result<(), StoreError> {
+        if self.db.get_database_backend() != DbBackend::Sqlite {
+            return Err(StoreError::msg(
+                "online backup here is for SQLite; back up PostgreSQL with pg_dump (see docs/deployment.md)",
+            ));
+        }
+        if path.exists() {
+            return Err(StoreError::msg(format!("{} exists", path.display())));
+        }
+        let target = path.to_string_lossy().replace('\'', "''");
+        self.db
+            .execute_unprepared(&format!("VACUUM INTO '{target}'"))
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
 }

@@ -403,7 +403,11 @@ where
             .map_err(|e| TenancyError::Invalid(e.to_string()))?;
         let u = owner.user.clone();
         store
-            .set_password_hash(u.id, &hash, Journal::record(record(AuditAction::OwnerAccessReset, &u)))
+            .set_password_hash(
+                u.id,
+                &hash,
+                Journal::record(record(AuditAction::OwnerAccessReset, &u)),
+            )
             .await?;
         store.set_login_throttle(u.id, None).await?;
         if store.mfa(u.id).await?.is_some() {
@@ -413,7 +417,11 @@ where
         }
         let mut ended = 0;
         for s in store.list_sessions(u.id).await? {
-            if store.end_session(u.id, s.id, now, Journal::default()).await.is_ok() {
+            if store
+                .end_session(u.id, s.id, now, Journal::default())
+                .await
+                .is_ok()
+            {
                 ended += 1;
             }
         }

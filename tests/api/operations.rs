@@ -1,0 +1,405 @@
+//! Operations: metrics, the operator's commands, backups restored into a fresh server.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::*;
+
+both_backends!(
+    metrics_are_protected_and_count_what_happens,
+    |b| async move {
+        let t = spawn_app(b).await;
+        // Not served without a configured token.
+        assert_eq!(
+            t.client
+                .get(t.url("/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::NOT_FOUND
+        );
+
+        let mut settings = t.settings.clone();
+        settings.metrics.token = "scrape-secret".to_owned().into();
+        settings.metrics.listen = "127.0.0.1:0".into();
+        settings.server.port = 0;
+        let app = axie_server::Application::build_with_clock(settings, t.clock.clone())
+            .await
+            .unwrap();
+        let main = format!("http://127.0.0.1:{}", app.port());
+        let side = format!("http://127.0.0.1:{}/metrics", app.metrics_port().unwrap());
+        tokio::spawn(app.run_until_stopped());
+
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let members = t
+            .client
+            .get(format!("{main}/api/v1/orgs/{}/members", t.org_id))
+            .bearer_auth(&t.owner_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(members.status(), StatusCode::OK);
+        let denied = t
+            .client
+            .patch(format!("{main}/api/v1/orgs/{}/security", t.org_id))
+            .bearer_auth(&lisa)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+
+        assert_eq!(
+            t.client
+                .get(format!("{main}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            t.client
+                .get(format!("{main}/metrics"))
+                .bearer_auth("wrong")
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
+        let res = t
+            .client
+            .get(format!("{main}/metrics"))
+            .bearer_auth("scrape-secret")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let text = res.text().await.unwrap();
+        for needle in [
+            "axie_http_requests_total{route=\"/api/v1/orgs/{org_id}/members\",method=\"GET\",status=\"200\"}",
+            "axie_http_request_duration_seconds_bucket{route=\"/api/v1/orgs/{org_id}/members\",method=\"GET\",le=\"0.005\"}",
+            "axie_authz_denials_total{reason=\"role_lacks_permission\"}",
+            "axie_audit_appends_total",
+            "axie_webhook_queue_depth",
+            "axie_db_pool_connections{state=\"open\"}",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+        // Paths are reported by route pattern, never with ids in them.
+        assert!(!text.contains(&t.org_id));
+        // The separate listener serves the same without a token.
+        let side = t.client.get(side).send().await.unwrap();
+        assert_eq!(side.status(), StatusCode::OK);
+        assert!(
+            side.text()
+                .await
+                .unwrap()
+                .contains("axie_http_requests_total")
+        );
+
+        let ready = json_of(t.client.get(format!("{main}/readyz")).send().await.unwrap()).await;
+        assert_eq!(ready["status"], "ready");
+    }
+);
+
+both_backends!(
+    operators_reset_the_owner_and_export_the_audit_log,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let org: rbac_core::OrgId = t.org_id.parse().unwrap();
+        // The Owner lost their password and their authenticator.
+        let res = t
+            .post(&t.url("/api/v1/me/mfa/totp"), &t.owner_token, &json!({}))
+            .await;
+        let uri = res.json::<Value>().await.unwrap()["otpauth_uri"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let code = pyotp_code(&uri, t.clock.now().timestamp());
+        t.post(
+            &t.url("/api/v1/me/mfa/totp/activate"),
+            &t.owner_token,
+            &json!({ "code": code }),
+        )
+        .await;
+        assert_eq!(
+            t.login_response(OWNER_EMAIL, OWNER_PASSWORD).await.status(),
+            StatusCode::ACCEPTED
+        );
+
+        let out = axie_server::admin::reset_owner(
+            &t.store,
+            org,
+            OWNER_EMAIL,
+            None,
+            Some("a fresh start for the chief"),
+        )
+        .await
+        .unwrap();
+        assert!(out.starts_with("reset the access of the Owner"), "{out}");
+        problem(
+            t.get(&t.url("/api/v1/me"), &t.owner_token).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        )
+        .await;
+        assert_eq!(
+            t.login_response(OWNER_EMAIL, OWNER_PASSWORD).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            t.login_response(OWNER_EMAIL, "a fresh start for the chief")
+                .await
+                .status(),
+            StatusCode::OK,
+            "a password alone again: the second factor was removed"
+        );
+        // Weak passwords are refused here too.
+        assert!(
+            axie_server::admin::reset_owner(&t.store, org, OWNER_EMAIL, None, Some("short"))
+                .await
+                .is_err()
+        );
+
+        // Handing the organization to someone who has no account yet.
+        let out = axie_server::admin::reset_owner(
+            &t.store,
+            org,
+            "newboss@acme.example",
+            Some("New Boss"),
+            Some("the new boss has arrived"),
+        )
+        .await
+        .unwrap();
+        assert!(
+            out.starts_with("newboss@acme.example is now the Owner"),
+            "{out}"
+        );
+        let boss = t
+            .login("newboss@acme.example", "the new boss has arrived")
+            .await;
+        let members = json_of(t.get(&t.org("/members"), &boss).await).await;
+        let role_of = |email: &str| {
+            members["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["email"] == email)
+                .unwrap()["role"]
+                .clone()
+        };
+        assert_eq!(role_of("newboss@acme.example"), "owner");
+        assert_eq!(role_of(OWNER_EMAIL), "admin");
+
+        // The whole log, as the API would export it.
+        let mut csv = Vec::new();
+        let n = axie_server::admin::export_audit(&t.store, org, "csv", &mut csv)
+            .await
+            .unwrap();
+        let text = String::from_utf8(csv).unwrap();
+        assert_eq!(
+            text.lines().count() as u64,
+            n + 1,
+            "a header and one line per record"
+        );
+        assert!(text.contains("auth.owner_access_reset"));
+        let mut nd = Vec::new();
+        let m = axie_server::admin::export_audit(&t.store, org, "ndjson", &mut nd)
+            .await
+            .unwrap();
+        assert_eq!(m, n);
+        for line in String::from_utf8(nd).unwrap().lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            assert!(v["action"].is_string());
+        }
+        assert!(
+            axie_server::admin::export_audit(&t.store, org, "xml", &mut Vec::new())
+                .await
+                .is_err()
+        );
+    }
+);
+
+both_backends!(
+    a_backup_restores_into_a_fresh_server_with_every_record,
+    |b| async move {
+        let t = spawn_app(b).await;
+        // Some of everything: a document, a webhook, an invitation, a team, a key, audit records.
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let kb: Value = t
+            .post(
+                &t.org("/knowledge-bases"),
+                &lisa,
+                &json!({ "name": "Docs" }),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let doc: Value = t
+            .upload(
+                &t.org(&format!(
+                    "/knowledge-bases/{}/documents?name=a.txt",
+                    kb["id"].as_str().unwrap()
+                )),
+                &lisa,
+                "text/plain",
+                b"kept bytes".to_vec(),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let hook: Value = t
+            .post(
+                &t.org("/webhooks"),
+                &t.owner_token,
+                &json!({ "url": "https://hooks.example.com/x", "events": ["enterprise.created"] }),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        t.post(
+            &t.org("/invitations"),
+            &t.owner_token,
+            &json!({ "email": "new@acme.example", "role": "user" }),
+        )
+        .await;
+        t.post(
+            &t.org("/teams"),
+            &t.owner_token,
+            &json!({ "name": "Research" }),
+        )
+        .await;
+        t.post(
+            &t.org("/api-keys"),
+            &t.owner_token,
+            &json!({ "name": "CI" }),
+        )
+        .await;
+        let before = t.store.row_counts().await.unwrap();
+
+        // Back up while the server runs, then restore into a new data directory and database.
+        let restored_dir = tempfile::tempdir().unwrap();
+        let mut settings = t.settings.clone();
+        settings.server.port = 0;
+        settings.server.data_dir = restored_dir.path().to_path_buf();
+        match b {
+            Backend::Sqlite => {
+                let copy = restored_dir.path().join("axie.db");
+                t.store.backup_sqlite(&copy).await.unwrap();
+                assert!(
+                    t.store.backup_sqlite(&copy).await.is_err(),
+                    "a backup never overwrites"
+                );
+                settings.database.url = String::new();
+            }
+            Backend::Postgres => {
+                assert!(
+                    t.store
+                        .backup_sqlite(&restored_dir.path().join("x.db"))
+                        .await
+                        .is_err()
+                );
+                let dump = restored_dir.path().join("axie.dump");
+                let src = t.settings.database.url.clone();
+                let ok = std::process::Command::new("pg_dump")
+                    .args(["--format=custom", "--no-owner", "--file"])
+                    .arg(&dump)
+                    .arg(&src)
+                    .status()
+                    .unwrap();
+                assert!(ok.success());
+                let server = store_sea::testing::postgres_server().unwrap();
+                let fresh = store_sea::testing::fresh_postgres(&server)
+                    .await
+                    .unwrap()
+                    .expose()
+                    .to_owned();
+                let ok = std::process::Command::new("pg_restore")
+                    .args(["--no-owner", "--exit-on-error", "--dbname"])
+                    .arg(&fresh)
+                    .arg(&dump)
+                    .status()
+                    .unwrap();
+                assert!(ok.success());
+                settings.database.url = fresh;
+            }
+        }
+        // The keys and the document bytes live outside the database and are backed up with it.
+        for key in ["encryption.key", "checkpoint.key"] {
+            std::fs::copy(t.data_dir().join(key), restored_dir.path().join(key)).unwrap();
+        }
+        let blobs = restored_dir.path().join("blobs");
+        std::fs::create_dir_all(&blobs).unwrap();
+        for f in std::fs::read_dir(t.data_dir().join("blobs")).unwrap() {
+            let f = f.unwrap();
+            std::fs::copy(f.path(), blobs.join(f.file_name())).unwrap();
+        }
+        let app = axie_server::Application::build_with_clock(settings, t.clock.clone())
+            .await
+            .unwrap();
+        assert!(app.bootstrap().is_none());
+        let restored_store = app.state().store.clone();
+        let addr = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+
+        assert_eq!(
+            restored_store.row_counts().await.unwrap(),
+            before,
+            "every table has every row"
+        );
+        let login: Value = t
+            .client
+            .post(format!("{addr}/api/v1/auth/login"))
+            .json(&json!({ "email": OWNER_EMAIL, "password": OWNER_PASSWORD }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = login["token"].as_str().unwrap();
+        let verify: Value = t
+            .client
+            .post(format!(
+                "{addr}/api/v1/orgs/{}/audit-events/verify",
+                t.org_id
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(verify["valid"], true, "{verify}");
+        let bytes = t
+            .client
+            .get(format!(
+                "{addr}/api/v1/orgs/{}/documents/{}/content",
+                t.org_id,
+                doc["id"].as_str().unwrap()
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bytes.bytes().await.unwrap().as_ref(), b"kept bytes");
+        // The webhook signing secret opens with the restored key.
+        let key = std::fs::read_to_string(restored_dir.path().join("encryption.key")).unwrap();
+        let cipher = security_policy::Cipher::from_text(&key).unwrap();
+        let org: rbac_core::OrgId = t.org_id.parse().unwrap();
+        let endpoint: rbac_core::EndpointId = hook["id"].as_str().unwrap().parse().unwrap();
+        let stored = webhooks::WebhookStore::secrets(&*restored_store, org, endpoint)
+            .await
+            .unwrap();
+        let opened = webhooks::signing_secrets(&cipher, &stored, chrono::Utc::now()).unwrap();
+        assert_eq!(opened[0].to_whsec(), hook["secret"].as_str().unwrap());
+    }
+);
