@@ -74,6 +74,8 @@ pub struct ServerSettings {
     pub tls_cert: PathBuf,
     /// PEM private key for TLS.
     pub tls_key: PathBuf,
+    /// Run the background workers in this process.
+    pub workers: bool,
 }
 
 /// Invitation settings.

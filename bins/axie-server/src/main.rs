@@ -24,6 +24,8 @@ struct Cli {
 enum Command {
     /// Run the HTTP server (the default).
     Serve,
+    /// Run only the background workers (webhook delivery, mail, checkpoints), no HTTP server.
+    Worker,
     /// Print the OpenAPI document.
     Openapi,
     /// Apply database migrations and exit.
@@ -116,6 +118,10 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let settings = Settings::load(cli.config.as_deref())?;
     telemetry::init(&settings.log);
     match cli.command {
+        Some(Command::Worker) => {
+            axie_server::startup::run_workers(settings).await?;
+            Ok(())
+        }
         Some(Command::ConfigReference) => {
             print!("{}", axie_server::config::reference_markdown());
             Ok(())

@@ -113,62 +113,7 @@ impl Application {
     /// # Errors
     /// [`StartupError`] with the failing step.
     pub async fn build_with_clock(settings: Settings, clock: Clock) -> Result<Self, StartupError> {
-        let url = settings.database_url()?;
-        if url.is_sqlite() {
-            std::fs::create_dir_all(&settings.server.data_dir)?;
-        }
-        let pool = PoolOptions {
-            max_connections: settings.database.max_connections,
-            ..PoolOptions::default()
-        };
-        let store = SeaStore::connect(&url, pool)
-            .await
-            .map_err(StartupError::Database)?;
-        store.migrate().await.map_err(StartupError::Database)?;
-        tracing::info!(database = %url, "database ready");
-        let hasher = PasswordHasher::new(HashParams::default())
-            .map_err(|e| StartupError::Security(e.to_string()))?;
-        let bootstrap = ensure_first_org(&store, &hasher, &settings.bootstrap, &clock)
-            .await
-            .map_err(StartupError::Bootstrap)?;
-        if let (Some(report), true) = (&bootstrap, settings.bootstrap.demo) {
-            crate::demo::seed(&store, &hasher, &report.org, &clock)
-                .await
-                .map_err(StartupError::Bootstrap)?;
-        }
-        let trusted = security_policy::parse_allowlist(&settings.server.trusted_proxies)
-            .map_err(|e| StartupError::Security(e.to_string()))?;
-        let store_handle = Arc::new(store);
-        let state = AppState {
-            checkpoint_key: Arc::new(checkpoint_key(&settings)?),
-            store: store_handle.clone(),
-            hasher: Arc::new(hasher),
-            trusted_proxies: Arc::new(trusted),
-            cipher: Arc::new(encryption_key(&settings)?),
-            http: crate::deliver::client(&settings.webhooks)
-                .map_err(|e| StartupError::Security(e.to_string()))?,
-            blobs: Arc::new(
-                crate::workspace_io::FsBlobStore::open(
-                    &settings.workspace.blob_dir(&settings.server.data_dir),
-                )
-                .map_err(|e| StartupError::Security(format!("blob directory: {e}")))?,
-            ),
-            domains: Arc::new(dns_verifier(&settings)?),
-            documents: Arc::new(settings.workspace.document_rules()),
-            sms: sms_sender(&settings, &store_handle),
-            address_throttle: Arc::new(security_policy::AddressThrottle::new(
-                security_policy::LoginThrottlePolicy {
-                    max_failures: settings.security.address_login_failures.max(1),
-                    window_minutes: 15,
-                    lockout_minutes: 15,
-                },
-                100_000,
-            )),
-            health: Arc::default(),
-            settings: Arc::new(settings),
-            clock,
-        };
-        crate::prom::install();
+        let (state, bootstrap) = prepare(settings, clock).await?;
         let listener = TcpListener::bind((
             state.settings.server.host.as_str(),
             state.settings.server.port,
@@ -232,7 +177,14 @@ impl Application {
     /// # Errors
     /// I/O errors of the server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let mut workers = workers::spawn(self.state.clone());
+        let mut workers = if self.state.settings.server.workers {
+            workers::spawn(self.state.clone())
+        } else {
+            tracing::info!(
+                "background workers are off here (server.workers = false): run `axie-server worker`"
+            );
+            Vec::new()
+        };
         if let Some((_, m)) = self.metrics_server {
             workers.push(tokio::spawn(async move {
                 if let Err(e) = m.await {
@@ -342,4 +294,89 @@ fn metrics_listener(
     .shutdown_timeout(5)
     .run();
     Ok(Some((port, server)))
+}
+
+/// Opens the database, runs migrations, bootstraps, and assembles the shared state.
+async fn prepare(
+    settings: Settings,
+    clock: Clock,
+) -> Result<(AppState, Option<BootstrapReport>), StartupError> {
+    let url = settings.database_url()?;
+    if url.is_sqlite() {
+        std::fs::create_dir_all(&settings.server.data_dir)?;
+    }
+    let pool = PoolOptions {
+        max_connections: settings.database.max_connections,
+        ..PoolOptions::default()
+    };
+    let store = SeaStore::connect(&url, pool)
+        .await
+        .map_err(StartupError::Database)?;
+    store.migrate().await.map_err(StartupError::Database)?;
+    tracing::info!(database = %url, "database ready");
+    let hasher = PasswordHasher::new(HashParams::default())
+        .map_err(|e| StartupError::Security(e.to_string()))?;
+    let bootstrap = ensure_first_org(&store, &hasher, &settings.bootstrap, &clock)
+        .await
+        .map_err(StartupError::Bootstrap)?;
+    if let (Some(report), true) = (&bootstrap, settings.bootstrap.demo) {
+        crate::demo::seed(&store, &hasher, &report.org, &clock)
+            .await
+            .map_err(StartupError::Bootstrap)?;
+    }
+    let trusted = security_policy::parse_allowlist(&settings.server.trusted_proxies)
+        .map_err(|e| StartupError::Security(e.to_string()))?;
+    let store_handle = Arc::new(store);
+    let state = AppState {
+        checkpoint_key: Arc::new(checkpoint_key(&settings)?),
+        store: store_handle.clone(),
+        hasher: Arc::new(hasher),
+        trusted_proxies: Arc::new(trusted),
+        cipher: Arc::new(encryption_key(&settings)?),
+        http: crate::deliver::client(&settings.webhooks)
+            .map_err(|e| StartupError::Security(e.to_string()))?,
+        blobs: Arc::new(
+            crate::workspace_io::FsBlobStore::open(
+                &settings.workspace.blob_dir(&settings.server.data_dir),
+            )
+            .map_err(|e| StartupError::Security(format!("blob directory: {e}")))?,
+        ),
+        domains: Arc::new(dns_verifier(&settings)?),
+        documents: Arc::new(settings.workspace.document_rules()),
+        sms: sms_sender(&settings, &store_handle),
+        address_throttle: Arc::new(security_policy::AddressThrottle::new(
+            security_policy::LoginThrottlePolicy {
+                max_failures: settings.security.address_login_failures.max(1),
+                window_minutes: 15,
+                lockout_minutes: 15,
+            },
+            100_000,
+        )),
+        health: Arc::default(),
+        settings: Arc::new(settings),
+        clock,
+    };
+    crate::prom::install();
+    Ok((state, bootstrap))
+}
+
+/// Runs only the background workers (webhook delivery, mail, checkpoints), without the HTTP
+/// server: `axie-server worker`, next to servers started with `server.workers = false`.
+/// Returns on SIGINT or SIGTERM.
+///
+/// # Errors
+/// [`StartupError`] with the failing step.
+pub async fn run_workers(settings: Settings) -> Result<(), StartupError> {
+    let (state, _) = prepare(settings, Clock::default()).await?;
+    let workers = workers::spawn(state);
+    tracing::info!(count = workers.len(), "workers running");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    for w in workers {
+        w.abort();
+    }
+    Ok(())
 }

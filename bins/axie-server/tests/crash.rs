@@ -370,3 +370,165 @@ async fn sigkill_during_writes_loses_nothing_acknowledged_on_postgres() {
     let url = store_sea::testing::fresh_postgres(&server).await.unwrap();
     crash_rounds(url.expose().to_owned()).await;
 }
+
+/// A receiver that records the `X-Webhook-Id` of every delivery and answers after `delay`.
+async fn id_receiver(delay: Duration) -> (String, Arc<Mutex<Vec<String>>>) {
+    use actix_web::{App, HttpRequest, HttpServer, web};
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let g = got.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = HttpServer::new(move || {
+        let g = g.clone();
+        App::new().default_service(web::to(move |req: HttpRequest| {
+            let g = g.clone();
+            async move {
+                tokio::time::sleep(delay).await;
+                if let Some(id) = req
+                    .headers()
+                    .get("x-webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                {
+                    g.lock().unwrap().push(id.to_owned());
+                }
+                actix_web::HttpResponse::Ok().finish()
+            }
+        }))
+    })
+    .workers(2)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    (format!("http://127.0.0.1:{port}/hook"), got)
+}
+
+fn start_worker(dir: &std::path::Path, database_url: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_axie-server"))
+        .arg("worker")
+        .env("AXIE_SERVER__DATA_DIR", dir)
+        .env("AXIE_WEBHOOKS__ALLOW_CIDRS", "[\"127.0.0.1/32\"]")
+        .env("AXIE_LOG__LEVEL", "warn")
+        .env("DATABASE_URL", database_url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start axie-server worker")
+}
+
+/// 1,000 events wait in the outbox of an API server that runs no workers; a separate worker
+/// process delivers them and is killed with SIGKILL mid-way, twice. Every event arrives at
+/// least once, and a repeated delivery carries the same `X-Webhook-Id`.
+async fn backlog_survives_worker_crashes(database_url: String) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let (hook, got) = id_receiver(Duration::from_millis(20)).await;
+    let mut api = Command::new(env!("CARGO_BIN_EXE_axie-server"));
+    api.env("AXIE_SERVER__PORT", port.to_string())
+        .env("AXIE_SERVER__DATA_DIR", dir.path())
+        .env("AXIE_SERVER__WORKERS", "false")
+        .env("AXIE_BOOTSTRAP__OWNER_EMAIL", "owner@crash.example")
+        .env("AXIE_BOOTSTRAP__OWNER_PASSWORD", PASSWORD)
+        .env("AXIE_WEBHOOKS__ALLOW_CIDRS", "[\"127.0.0.1/32\"]")
+        .env("AXIE_LOG__LEVEL", "warn")
+        .env("DATABASE_URL", &database_url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut server = Server {
+        child: api.spawn().unwrap(),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    wait_ready(&c, &server).await;
+    let (token, org) = login(&c, &server).await;
+    let ep: Value = c
+        .post(format!("{}/api/v1/orgs/{org}/webhooks", server.base))
+        .bearer_auth(&token)
+        .json(&json!({"url": hook, "events": ["webhook.test"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let test_url = format!(
+        "{}/api/v1/orgs/{org}/webhooks/{}/test",
+        server.base,
+        ep["id"].as_str().unwrap()
+    );
+    use futures::StreamExt;
+    let statuses: Vec<u16> = futures::stream::iter(0..1000)
+        .map(|_| {
+            let req = c.post(&test_url).bearer_auth(&token);
+            async move { req.send().await.map_or(0, |r| r.status().as_u16()) }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 202), "every event was accepted");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        got.lock().unwrap().is_empty(),
+        "the API server runs no workers"
+    );
+
+    for round in 0..2 {
+        let mut worker = start_worker(dir.path(), &database_url);
+        let target = 150 + 250 * round;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while got.lock().unwrap().len() < target {
+            assert!(Instant::now() < deadline, "the worker delivers nothing");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        worker.kill().unwrap(); // SIGKILL, with deliveries in flight
+        worker.wait().unwrap();
+    }
+    let mut worker = start_worker(dir.path(), &database_url);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let distinct: BTreeSet<String> = got.lock().unwrap().iter().cloned().collect();
+        if distinct.len() >= 1000 {
+            assert_eq!(distinct.len(), 1000, "no id appears that was never sent");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 1000 events were delivered",
+            distinct.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all = got.lock().unwrap().clone();
+    eprintln!(
+        "backlog crash test: 1000 events, {} deliveries ({} repeated after SIGKILL, same ids)",
+        all.len(),
+        all.len() - 1000
+    );
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_process_loses_no_event_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("backlog.db").display()
+    );
+    backlog_survives_worker_crashes(url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_process_loses_no_event_on_postgres() {
+    let Some(server) = store_sea::testing::postgres_server() else {
+        store_sea::testing::say_postgres_skipped("worker crash test");
+        return;
+    };
+    let url = store_sea::testing::fresh_postgres(&server).await.unwrap();
+    backlog_survives_worker_crashes(url.expose().to_owned()).await;
+}
