@@ -1,12 +1,14 @@
 //! The webhook delivery worker: claims due deliveries, signs and sends them over HTTP,
 //! and records each attempt. Rules (schedule, verdicts, SSRF ranges) come from `webhooks`.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use audit::{Actor, AuditAction, Journal, NewAuditEvent, Target};
 use ipnetwork::IpNetwork;
+use rbac_core::EndpointId;
 use tokio::sync::Semaphore;
 use webhooks::{
     Attempt, AttemptOutcome, AttemptVerdict, Delivery, DeliveryStatus, Endpoint, RetryPolicy,
@@ -75,35 +77,85 @@ fn policy(s: &WebhookSettings) -> RetryPolicy {
     }
 }
 
-/// Runs forever: every 100 ms, claims due deliveries and sends each on its own task
-/// (at most 64 at once), so a slow endpoint does not hold up the others.
+/// Most attempts in flight to one endpoint, so a slow or hanging receiver cannot take the
+/// worker's capacity from the others.
+pub const PER_ENDPOINT_IN_FLIGHT: usize = 8;
+
+/// Runs forever: every 50 ms (at once when the last batch was full), claims due deliveries
+/// and sends each on its own task, at most 64 at once and at most [`PER_ENDPOINT_IN_FLIGHT`]
+/// per endpoint; endpoints at their cap are not claimed from, so their deliveries wait in the
+/// database (not in memory) and a healthy endpoint keeps its throughput next to a hanging one.
 pub async fn run(state: AppState) {
-    let permits = Arc::new(Semaphore::new(64));
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    const WORKERS: usize = 64;
+    let permits = Arc::new(Semaphore::new(WORKERS));
+    let in_flight: Arc<std::sync::Mutex<HashMap<EndpointId, (Arc<Semaphore>, usize)>>> =
+        Arc::default();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut full = false;
     loop {
-        tick.tick().await;
+        if !full {
+            tick.tick().await;
+        }
         let now = state.clock.now();
         state.health.beat("webhooks", now.timestamp());
+        let free = permits.available_permits();
+        if free == 0 {
+            full = false;
+            continue;
+        }
+        let skip: Vec<EndpointId> = in_flight
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, (_, n))| *n >= PER_ENDPOINT_IN_FLIGHT)
+                    .map(|(id, _)| *id)
+                    .collect()
+            })
+            .unwrap_or_default();
         let lease = now
             + chrono::Duration::seconds(
                 i64::try_from(state.settings.webhooks.timeout_secs).unwrap_or(10) + 30,
             );
-        let batch = match state.store.claim_deliveries(now, lease, 100).await {
+        let limit = u32::try_from(free.min(100)).unwrap_or(100);
+        let batch = match state.store.claim_deliveries(now, lease, limit, &skip).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(error = %e, "webhook worker: cannot claim deliveries");
+                full = false;
                 continue;
             }
         };
+        full = batch.len() == limit as usize;
         for (d, ep, secrets) in batch {
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                return;
+            let endpoint_gate = match in_flight.lock() {
+                Ok(mut m) => {
+                    let e = m
+                        .entry(ep.id)
+                        .or_insert_with(|| (Arc::new(Semaphore::new(PER_ENDPOINT_IN_FLIGHT)), 0));
+                    e.1 += 1;
+                    e.0.clone()
+                }
+                Err(_) => return,
             };
-            let st = state.clone();
+            let (st, permits, in_flight) = (state.clone(), permits.clone(), in_flight.clone());
             tokio::spawn(async move {
-                attempt(&st, d, ep, secrets).await;
-                drop(permit);
+                let id = ep.id;
+                // The endpoint's own cap first, holding nothing shared while waiting.
+                if let (Ok(_gate), Ok(_permit)) = (
+                    endpoint_gate.acquire_owned().await,
+                    permits.acquire_owned().await,
+                ) {
+                    attempt(&st, d, ep, secrets).await;
+                }
+                if let Ok(mut m) = in_flight.lock()
+                    && let Some(e) = m.get_mut(&id)
+                {
+                    e.1 = e.1.saturating_sub(1);
+                    if e.1 == 0 {
+                        m.remove(&id);
+                    }
+                }
             });
         }
     }

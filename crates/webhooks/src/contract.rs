@@ -88,7 +88,13 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
         .await
         .unwrap();
     let lease = now() + Duration::seconds(60);
-    let claimed = store.claim_deliveries(now(), lease, 10).await.unwrap();
+    // A saturated endpoint's deliveries are left for later.
+    let skipped = store
+        .claim_deliveries(now(), lease, 10, &[ep.id])
+        .await
+        .unwrap();
+    assert!(skipped.iter().all(|c| c.1.id != ep.id));
+    let claimed = store.claim_deliveries(now(), lease, 10, &[]).await.unwrap();
     let mine: Vec<_> = claimed.iter().filter(|c| c.1.id == ep.id).collect();
     assert_eq!(mine.len(), 1);
     let d = mine[0].0.clone();
@@ -96,7 +102,7 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
     assert_eq!(d.payload, crate::payload(&test));
     assert!(
         store
-            .claim_deliveries(now(), lease, 10)
+            .claim_deliveries(now(), lease, 10, &[])
             .await
             .unwrap()
             .iter()
@@ -126,7 +132,7 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
         .await
         .unwrap();
     let again = store
-        .claim_deliveries(now() + Duration::seconds(2), lease, 10)
+        .claim_deliveries(now() + Duration::seconds(2), lease, 10, &[])
         .await
         .unwrap();
     let d2 = again
@@ -184,7 +190,7 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
     assert!(counts.contains(&(DeliveryStatus::Pending, 1)));
     assert!(
         store
-            .claim_deliveries(now() + Duration::days(1), lease, 10)
+            .claim_deliveries(now() + Duration::days(1), lease, 10, &[])
             .await
             .unwrap()
             .iter()

@@ -204,6 +204,7 @@ impl WebhookStore for MemoryWebhookStore {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
+        skip: &[EndpointId],
     ) -> Result<Vec<(Delivery, Endpoint, StoredSecrets)>, WebhookError> {
         let mut s = self.lock()?;
         let mut out = Vec::new();
@@ -211,7 +212,11 @@ impl WebhookStore for MemoryWebhookStore {
         for d in s
             .deliveries
             .iter_mut()
-            .filter(|d| d.status == DeliveryStatus::Pending && d.next_attempt_at <= now)
+            .filter(|d| {
+                d.status == DeliveryStatus::Pending
+                    && d.next_attempt_at <= now
+                    && !skip.contains(&d.endpoint)
+            })
         {
             if out.len() == limit as usize {
                 break;
@@ -430,13 +435,13 @@ mod tests {
             )])
             .unwrap();
         let claimed = store
-            .claim_deliveries(now, now + chrono::Duration::seconds(60), 10)
+            .claim_deliveries(now, now + chrono::Duration::seconds(60), 10, &[])
             .await
             .unwrap();
         assert_eq!(claimed.len(), 1, "only the subscribed event is queued");
         assert!(
             store
-                .claim_deliveries(now, now, 10)
+                .claim_deliveries(now, now, 10, &[])
                 .await
                 .unwrap()
                 .is_empty(),
@@ -477,7 +482,7 @@ mod tests {
             "scoped by organization"
         );
         assert_eq!(
-            store.claim_deliveries(at, at, 10).await.unwrap().len(),
+            store.claim_deliveries(at, at, 10, &[]).await.unwrap().len(),
             1,
             "due again after the backoff"
         );

@@ -117,7 +117,8 @@ pub trait WebhookStore: Send + Sync {
         journal: Journal,
     ) -> Result<(), WebhookError>;
 
-    /// Claims up to `limit` due pending deliveries of enabled endpoints, leasing each until
+    /// Claims up to `limit` due pending deliveries of enabled endpoints other than `skip`
+    /// (endpoints the worker already has enough in flight for), leasing each until
     /// `lease_until` with a conditional update, so no two workers hold one at the same time.
     ///
     /// # Errors
@@ -127,6 +128,7 @@ pub trait WebhookStore: Send + Sync {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
+        skip: &[EndpointId],
     ) -> Result<Vec<(Delivery, Endpoint, StoredSecrets)>, WebhookError>;
 
     /// Records an attempt and moves the delivery (and its endpoint's failure count) on, in one transaction.

@@ -308,10 +308,17 @@ impl WebhookStore for SeaStore {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
+        skip: &[EndpointId],
     ) -> Result<Vec<(Delivery, Endpoint, StoredSecrets)>, WebhookError> {
-        let due = webhook_delivery::Entity::find()
+        let mut due = webhook_delivery::Entity::find()
             .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
-            .filter(webhook_delivery::Column::NextAttemptAt.lte(micros(now)))
+            .filter(webhook_delivery::Column::NextAttemptAt.lte(micros(now)));
+        if !skip.is_empty() {
+            due = due.filter(
+                webhook_delivery::Column::EndpointId.is_not_in(skip.iter().map(ToString::to_string)),
+            );
+        }
+        let due = due
             .order_by_asc(webhook_delivery::Column::NextAttemptAt)
             .limit(u64::from(limit))
             .all(self.db())
