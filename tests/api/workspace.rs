@@ -754,7 +754,7 @@ both_backends!(
                     "/knowledge-bases/{}/documents?name=n.txt",
                     id(&toms_kb)
                 )),
-                &tom,
+                &t.owner_token,
                 "text/plain",
                 b"notes".to_vec(),
             )
@@ -799,8 +799,9 @@ both_backends!(
         )
         .await;
         assert_eq!(
-            r["deleted"], 3,
-            "the chat interface, its knowledge base and its document"
+            (r["deleted"].as_u64(), r["cascaded"].as_u64()),
+            (Some(2), Some(1)),
+            "transferred + deleted = Tom's resources (his chat interface and knowledge base); the Owner's document in his knowledge base went with them"
         );
         assert_eq!(
             count(json_of(t.get(&t.org("/chat-interfaces"), &t.owner_token).await).await),

@@ -468,7 +468,10 @@ async fn backlog_survives_worker_crashes(database_url: String) {
         .buffer_unordered(8)
         .collect()
         .await;
-    assert!(statuses.iter().all(|s| *s == 202), "every event was accepted");
+    assert!(
+        statuses.iter().all(|s| *s == 202),
+        "every event was accepted"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         got.lock().unwrap().is_empty(),

@@ -1476,8 +1476,9 @@ async fn asset_transfers_and_removal_dispositions<
         .await
         .unwrap();
     assert_eq!(
-        report.deleted, 3,
-        "what sits under a deleted asset goes with it"
+        (report.deleted, report.cascaded),
+        (2, 1),
+        "Tom's two resources, and Lisa's document inside his knowledge base"
     );
     assert_eq!(report.deleted_documents, vec![her_doc.id]);
     assert_eq!(total_assets(s, org.id).await, before - 3);

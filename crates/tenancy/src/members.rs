@@ -165,8 +165,10 @@ pub enum Disposition {
 pub struct RemovalReport {
     /// Resources handed over.
     pub transferred: u64,
-    /// Resources deleted.
+    /// The member's resources deleted (with `transferred`, every resource they created).
     pub deleted: u64,
+    /// Other people's resources inside deleted ones (documents in a deleted knowledge base).
+    pub cascaded: u64,
     /// API keys deactivated.
     pub api_keys_deactivated: u64,
     /// Sessions ended.

@@ -209,15 +209,11 @@ impl WebhookStore for MemoryWebhookStore {
         let mut s = self.lock()?;
         let mut out = Vec::new();
         let endpoints = s.endpoints.clone();
-        for d in s
-            .deliveries
-            .iter_mut()
-            .filter(|d| {
-                d.status == DeliveryStatus::Pending
-                    && d.next_attempt_at <= now
-                    && !skip.contains(&d.endpoint)
-            })
-        {
+        for d in s.deliveries.iter_mut().filter(|d| {
+            d.status == DeliveryStatus::Pending
+                && d.next_attempt_at <= now
+                && !skip.contains(&d.endpoint)
+        }) {
             if out.len() == limit as usize {
                 break;
             }

@@ -110,8 +110,10 @@ pub struct RemoveBody {
 pub struct RemovalResponse {
     /// Resources handed over.
     pub transferred: u64,
-    /// Resources deleted.
+    /// The member's resources deleted (transferred + deleted = every resource they created).
     pub deleted: u64,
+    /// Other people's resources deleted with them (documents inside a deleted knowledge base).
+    pub cascaded: u64,
     /// API keys deactivated.
     pub api_keys_deactivated: u64,
     /// Sessions ended.
@@ -156,6 +158,7 @@ pub async fn remove(
             }
             Ok(HttpResponse::Ok().json(RemovalResponse {
                 transferred: r.transferred,
+                cascaded: r.cascaded,
                 deleted: r.deleted,
                 api_keys_deactivated: r.api_keys_deactivated,
                 sessions_ended: r.sessions_ended,

@@ -286,7 +286,8 @@ impl MembershipStore for SeaStore {
         commit(txn, journal).await?;
         Ok(RemovalReport {
             transferred,
-            deleted: deleted.len() as u64,
+            deleted: deleted.iter().filter(|a| a.created_by == user).count() as u64,
+            cascaded: deleted.iter().filter(|a| a.created_by != user).count() as u64,
             api_keys_deactivated: keys,
             sessions_ended: sessions,
             deleted_documents: deleted

@@ -315,7 +315,8 @@ impl WebhookStore for SeaStore {
             .filter(webhook_delivery::Column::NextAttemptAt.lte(micros(now)));
         if !skip.is_empty() {
             due = due.filter(
-                webhook_delivery::Column::EndpointId.is_not_in(skip.iter().map(ToString::to_string)),
+                webhook_delivery::Column::EndpointId
+                    .is_not_in(skip.iter().map(ToString::to_string)),
             );
         }
         let due = due
@@ -324,13 +325,26 @@ impl WebhookStore for SeaStore {
             .all(self.db())
             .await
             .map_err(store)?;
+        // The endpoints of the whole batch in one query.
+        let mut ids: Vec<String> = due.iter().map(|d| d.endpoint_id.clone()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let endpoints: std::collections::HashMap<String, webhook_endpoint::Model> =
+            if ids.is_empty() {
+                std::collections::HashMap::new()
+            } else {
+                webhook_endpoint::Entity::find()
+                    .filter(webhook_endpoint::Column::Id.is_in(ids))
+                    .all(self.db())
+                    .await
+                    .map_err(store)?
+                    .into_iter()
+                    .map(|e| (e.id.clone(), e))
+                    .collect()
+            };
         let mut out = Vec::new();
         for d in due {
-            let Some(ep) = webhook_endpoint::Entity::find_by_id(d.endpoint_id.clone())
-                .one(self.db())
-                .await
-                .map_err(store)?
-            else {
+            let Some(ep) = endpoints.get(&d.endpoint_id) else {
                 continue;
             };
             if !ep.enabled {
@@ -349,7 +363,7 @@ impl WebhookStore for SeaStore {
                 .await
                 .map_err(store)?;
             if res.rows_affected == 1 {
-                out.push((delivery(d)?, endpoint(&ep)?, secrets(&ep)?));
+                out.push((delivery(d)?, endpoint(ep)?, secrets(ep)?));
             }
         }
         Ok(out)
@@ -397,10 +411,18 @@ impl WebhookStore for SeaStore {
         let ep = webhook_endpoint::Column::ConsecutiveFailures;
         let mut upd = webhook_endpoint::Entity::update_many()
             .filter(webhook_endpoint::Column::Id.eq(d.endpoint.to_string()));
+        let mut changes = o.disable_endpoint.is_some();
         upd = match o.status {
-            DeliveryStatus::Delivered => upd.col_expr(ep, Expr::value(0)),
-            DeliveryStatus::Failed => upd.col_expr(ep, Expr::col(ep).add(1)),
-            DeliveryStatus::Pending => upd.col_expr(ep, Expr::col(ep)),
+            // Only a streak of failures needs resetting; most successes change nothing.
+            DeliveryStatus::Delivered => {
+                changes = true;
+                upd.col_expr(ep, Expr::value(0)).filter(ep.ne(0))
+            }
+            DeliveryStatus::Failed => {
+                changes = true;
+                upd.col_expr(ep, Expr::col(ep).add(1))
+            }
+            DeliveryStatus::Pending => upd,
         };
         if let Some(reason) = &o.disable_endpoint {
             upd = upd
@@ -410,7 +432,9 @@ impl WebhookStore for SeaStore {
                     Expr::value(reason.as_str()),
                 );
         }
-        upd.exec(&txn).await.map_err(store)?;
+        if changes {
+            upd.exec(&txn).await.map_err(store)?;
+        }
         commit(txn, o.journal).await
     }
 
