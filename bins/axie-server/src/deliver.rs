@@ -77,6 +77,9 @@ fn policy(s: &WebhookSettings) -> RetryPolicy {
     }
 }
 
+/// Per endpoint: its gate and how many of its claimed deliveries are not finished.
+type InFlight = Arc<std::sync::Mutex<HashMap<EndpointId, (Arc<Semaphore>, usize)>>>;
+
 /// Most attempts in flight to one endpoint, so a slow or hanging receiver cannot take the
 /// worker's capacity from the others.
 pub const PER_ENDPOINT_IN_FLIGHT: usize = 8;
@@ -88,8 +91,7 @@ pub const PER_ENDPOINT_IN_FLIGHT: usize = 8;
 pub async fn run(state: AppState) {
     const WORKERS: usize = 64;
     let permits = Arc::new(Semaphore::new(WORKERS));
-    let in_flight: Arc<std::sync::Mutex<HashMap<EndpointId, (Arc<Semaphore>, usize)>>> =
-        Arc::default();
+    let in_flight: InFlight = Arc::default();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut full = false;
