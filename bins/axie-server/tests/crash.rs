@@ -30,6 +30,24 @@ struct Server {
     base: String,
 }
 
+/// A failing assertion must not leave servers running against the test database.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Kills a child process when dropped (a worker process of the backlog test).
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn start(dir: &std::path::Path, port: u16, database_url: &str) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_axie-server"))
         .env("AXIE_SERVER__PORT", port.to_string())
@@ -479,17 +497,17 @@ async fn backlog_survives_worker_crashes(database_url: String) {
     );
 
     for round in 0..2 {
-        let mut worker = start_worker(dir.path(), &database_url);
+        let mut worker = Reaped(start_worker(dir.path(), &database_url));
         let target = 150 + 250 * round;
         let deadline = Instant::now() + Duration::from_secs(60);
         while got.lock().unwrap().len() < target {
             assert!(Instant::now() < deadline, "the worker delivers nothing");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        worker.kill().unwrap(); // SIGKILL, with deliveries in flight
-        worker.wait().unwrap();
+        worker.0.kill().unwrap(); // SIGKILL, with deliveries in flight
+        worker.0.wait().unwrap();
     }
-    let mut worker = start_worker(dir.path(), &database_url);
+    let worker = Reaped(start_worker(dir.path(), &database_url));
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let distinct: BTreeSet<String> = got.lock().unwrap().iter().cloned().collect();
@@ -510,10 +528,8 @@ async fn backlog_survives_worker_crashes(database_url: String) {
         all.len(),
         all.len() - 1000
     );
-    worker.kill().unwrap();
-    worker.wait().unwrap();
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    drop(worker);
+    drop(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
