@@ -456,7 +456,7 @@ async fn backlog_survives_worker_crashes(database_url: String) {
         .env("DATABASE_URL", &database_url)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let mut server = Server {
+    let server = Server {
         child: api.spawn().unwrap(),
         base: format!("http://127.0.0.1:{port}"),
     };
