@@ -19,5 +19,6 @@ mod foundation;
 mod operations;
 mod security;
 mod team_management;
+mod usage;
 mod webhooks;
 mod workspace;

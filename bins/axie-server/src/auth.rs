@@ -163,6 +163,8 @@ impl FromRequest for OrgCaller {
                     )));
                 }
             }
+            // Programmatic calls (API keys) count against the plan's monthly API calls.
+            tenancy::metering::meter_api_call(&*st.store, &caller, st.clock.now()).await?;
             Ok(OrgCaller(caller))
         })
     }

@@ -150,6 +150,28 @@ impl From<TenancyError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", m)
             }
             TenancyError::LimitReached {
+                limit: billing_limits::Limit::ApiCallsPerMonth,
+                max,
+                used,
+                plan,
+            } => {
+                let now = chrono::Utc::now();
+                let reset = tenancy::metering::next_month_start(now);
+                let mut err = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "api_calls_exhausted",
+                    format!(
+                        "the {} plan includes {max} API calls a month and {used} were made; they start again at {}",
+                        plan.as_str(),
+                        reset.to_rfc3339()
+                    ),
+                )
+                .with_extra(json!({ "limit": "api_calls_per_month", "max": max, "used": used, "plan": plan.as_str(), "resets_at": reset.to_rfc3339() }));
+                err.retry_after =
+                    Some(u64::try_from((reset - now).num_seconds().max(1)).unwrap_or(1));
+                err
+            }
+            TenancyError::LimitReached {
                 limit,
                 max,
                 used,

@@ -211,6 +211,7 @@ pub const TABLES: &[&str] = &[
     "assets",
     "asset_transfers",
     "usage_daily",
+    "usage_monthly",
     "user_mfa",
     "recovery_codes",
     "login_challenges",

@@ -105,10 +105,12 @@ pub async fn run<
         + MembershipStore
         + WorkspaceStore
         + crate::mfa::MfaStore
+        + crate::metering::MeteringStore
         + ?Sized,
 >(
     s: &S,
 ) {
+    api_calls_never_overshoot_the_month(s).await;
     mfa_steps_codes_and_challenges_are_used_once(s).await;
     security_settings_are_compare_and_swap(s).await;
     teams_round_trip(s).await;
@@ -1708,6 +1710,56 @@ async fn security_settings_are_compare_and_swap<S: TenancyStore + AuditStore + ?
         a,
         "the first change is not lost"
     );
+}
+
+async fn api_calls_never_overshoot_the_month<
+    S: TenancyStore + AuditStore + WorkspaceStore + crate::metering::MeteringStore + ?Sized,
+>(
+    s: &S,
+) {
+    use crate::metering::METRIC_API_CALLS;
+    let (org, team, _) = new_org(s).await;
+    let day = now().date_naive();
+    let calls: Vec<_> = (0..50)
+        .map(|_| s.count_within(org.id, team.id, METRIC_API_CALLS, "2026-11", day, Some(20)))
+        .collect();
+    let results = futures::future::join_all(calls).await;
+    let counted = results.iter().filter(|r| r.as_ref().unwrap().0).count();
+    assert_eq!(
+        counted, 20,
+        "exactly the limit is counted, also concurrently"
+    );
+    assert!(results.iter().all(|r| r.as_ref().unwrap().1 <= 20));
+    assert_eq!(
+        s.monthly(org.id, METRIC_API_CALLS, "2026-11")
+            .await
+            .unwrap(),
+        20
+    );
+    // The next month starts from zero; no limit means every call counts.
+    assert_eq!(
+        s.count_within(org.id, team.id, METRIC_API_CALLS, "2026-12", day, Some(20))
+            .await
+            .unwrap(),
+        (true, 1)
+    );
+    for _ in 0..3 {
+        assert!(
+            s.count_within(org.id, team.id, "other", "2026-11", day, None)
+                .await
+                .unwrap()
+                .0
+        );
+    }
+    assert_eq!(s.monthly(org.id, "other", "2026-11").await.unwrap(), 3);
+    // Counted calls also land in the day's counters, by team.
+    let daily = s.usage(org.id, day, day).await.unwrap();
+    let api: u64 = daily
+        .iter()
+        .filter(|u| u.metric == METRIC_API_CALLS && u.team == team.id)
+        .map(|u| u.count)
+        .sum();
+    assert_eq!(api, 21);
 }
 
 #[cfg(test)]

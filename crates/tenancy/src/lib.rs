@@ -23,6 +23,7 @@ pub mod me;
 pub mod members;
 #[cfg(feature = "memory")]
 mod memory;
+pub mod metering;
 pub mod mfa;
 mod model;
 pub mod orgs;

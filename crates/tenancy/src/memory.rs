@@ -48,6 +48,7 @@ struct State {
     asset_transfers: Vec<AssetTransfer>,
     usage: Vec<(OrgId, UsageRecord)>,
     mfa: HashMap<UserId, MfaRow>,
+    monthly: HashMap<(OrgId, String, String), u64>,
     challenges: HashMap<String, (UserId, DateTime<Utc>)>,
 }
 
@@ -1736,5 +1737,52 @@ impl MfaStore for MemoryTenancyStore {
 
     async fn consume_login_challenge(&self, hash: &str) -> Result<bool, TenancyError> {
         Ok(self.lock()?.challenges.remove(hash).is_some())
+    }
+}
+
+#[async_trait]
+impl crate::metering::MeteringStore for MemoryTenancyStore {
+    async fn count_within(
+        &self,
+        org: OrgId,
+        team: TeamId,
+        metric: &str,
+        month: &str,
+        day: chrono::NaiveDate,
+        limit: Option<u64>,
+    ) -> Result<(bool, u64), TenancyError> {
+        let mut s = self.lock()?;
+        let n = s
+            .monthly
+            .entry((org, month.to_owned(), metric.to_owned()))
+            .or_insert(0);
+        if limit.is_some_and(|l| *n >= l) {
+            return Ok((false, *n));
+        }
+        *n += 1;
+        let used = *n;
+        let usage = UsageRecord {
+            team,
+            asset: None,
+            metric: metric.to_owned(),
+            day,
+            count: 1,
+        };
+        match s.usage.iter_mut().find(|(o, u)| {
+            *o == org && u.team == team && u.asset.is_none() && u.metric == metric && u.day == day
+        }) {
+            Some((_, u)) => u.count += 1,
+            None => s.usage.push((org, usage)),
+        }
+        Ok((true, used))
+    }
+
+    async fn monthly(&self, org: OrgId, metric: &str, month: &str) -> Result<u64, TenancyError> {
+        Ok(self
+            .lock()?
+            .monthly
+            .get(&(org, month.to_owned(), metric.to_owned()))
+            .copied()
+            .unwrap_or(0))
     }
 }

@@ -23,6 +23,7 @@ pub mod openapi;
 pub mod orgs;
 pub mod security;
 pub mod teams;
+pub mod usage;
 pub mod webhooks;
 pub mod workspace;
 
@@ -144,6 +145,7 @@ routes! {
     POST "/api/v1/orgs/{org_id}/assets/{asset_id}/transfer" => workspace::transfer, Member;
     GET "/api/v1/orgs/{org_id}/assets/{asset_id}/transfers" => workspace::transfers, Member;
     GET "/api/v1/orgs/{org_id}/analytics" => workspace::analytics, Member;
+    GET "/api/v1/orgs/{org_id}/usage" => usage::usage, Org(P::ViewBilling);
     GET "/api/v1/webhooks/event-types" => webhooks::event_types, Authenticated;
     GET "/api/v1/orgs/{org_id}/webhooks" => webhooks::list, Org(P::ManageWebhooks);
     POST "/api/v1/orgs/{org_id}/webhooks" => webhooks::create, Org(P::ManageWebhooks);

@@ -5,8 +5,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    api_keys, audit_log, auth, health, invitations, me, members, orgs, security, teams, webhooks,
-    workspace,
+    api_keys, audit_log, auth, health, invitations, me, members, orgs, security, teams, usage,
+    webhooks, workspace,
 };
 
 struct BearerAuth;
@@ -78,7 +78,7 @@ impl Modify for UniqueOperationIds {
         workspace::delete_knowledge_base, workspace::list_documents, workspace::upload_document,
         workspace::get_document, workspace::delete_document, workspace::document_content,
         workspace::list_domains, workspace::create_domain, workspace::get_domain, workspace::delete_domain, workspace::verify_domain,
-        workspace::transfer, workspace::transfers, workspace::analytics,
+        workspace::transfer, workspace::transfers, workspace::analytics, usage::usage,
     ),
     modifiers(&BearerAuth, &UniqueOperationIds),
 )]

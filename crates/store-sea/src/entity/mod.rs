@@ -22,6 +22,7 @@ pub mod sms_outbox;
 pub mod team;
 pub mod team_member;
 pub mod usage_daily;
+pub mod usage_monthly;
 pub mod user;
 pub mod user_mfa;
 pub mod webhook_attempt;

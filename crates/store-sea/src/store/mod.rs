@@ -5,6 +5,7 @@ mod invitations;
 mod keys;
 mod mail;
 mod members;
+mod metering;
 mod mfa;
 mod tenancy;
 mod webhooks;

@@ -1,0 +1,21 @@
+//! Monthly counters per organization.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "usage_monthly")]
+#[allow(missing_docs, reason = "columns are documented in the migration")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub org_id: String,
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub month: String,
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub metric: String,
+    pub count: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,103 @@
+//! [`MeteringStore`] on SeaORM: a conditional `UPDATE … SET count = count + 1 WHERE count < limit`
+//! is the check and the increment in one statement, so concurrent calls cannot overshoot.
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use rbac_core::{OrgId, TeamId};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use tenancy::TenancyError;
+use tenancy::metering::MeteringStore;
+
+use super::tenancy::store;
+use crate::SeaStore;
+use crate::entity::{usage_daily, usage_monthly};
+
+#[async_trait]
+impl MeteringStore for SeaStore {
+    async fn count_within(
+        &self,
+        org: OrgId,
+        team: TeamId,
+        metric: &str,
+        month: &str,
+        day: NaiveDate,
+        limit: Option<u64>,
+    ) -> Result<(bool, u64), TenancyError> {
+        let key = |q: sea_orm::UpdateMany<usage_monthly::Entity>| {
+            q.filter(usage_monthly::Column::OrgId.eq(org.to_string()))
+                .filter(usage_monthly::Column::Month.eq(month))
+                .filter(usage_monthly::Column::Metric.eq(metric))
+        };
+        let txn = self.db().begin().await.map_err(store)?;
+        usage_monthly::Entity::insert(usage_monthly::ActiveModel {
+            org_id: Set(org.to_string()),
+            month: Set(month.to_owned()),
+            metric: Set(metric.to_owned()),
+            count: Set(0),
+        })
+        .on_conflict_do_nothing()
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store)?;
+        let mut update = key(usage_monthly::Entity::update_many()).col_expr(
+            usage_monthly::Column::Count,
+            Expr::col(usage_monthly::Column::Count).add(1_i64),
+        );
+        if let Some(l) = limit {
+            update = update
+                .filter(usage_monthly::Column::Count.lt(i64::try_from(l).unwrap_or(i64::MAX)));
+        }
+        let counted = update.exec(&txn).await.map_err(store)?.rows_affected == 1;
+        let used = usage_monthly::Entity::find_by_id((
+            org.to_string(),
+            month.to_owned(),
+            metric.to_owned(),
+        ))
+        .one(&txn)
+        .await
+        .map_err(store)?
+        .map_or(0, |m| u64::try_from(m.count).unwrap_or(0));
+        if counted {
+            usage_daily::Entity::insert(usage_daily::ActiveModel {
+                org_id: Set(org.to_string()),
+                day: Set(day.to_string()),
+                team_id: Set(team.to_string()),
+                asset_id: Set(String::new()),
+                metric: Set(metric.to_owned()),
+                count: Set(1),
+            })
+            .on_conflict(
+                OnConflict::columns([
+                    usage_daily::Column::OrgId,
+                    usage_daily::Column::Day,
+                    usage_daily::Column::TeamId,
+                    usage_daily::Column::AssetId,
+                    usage_daily::Column::Metric,
+                ])
+                .value(
+                    usage_daily::Column::Count,
+                    Expr::col((usage_daily::Entity, usage_daily::Column::Count)).add(1_i64),
+                )
+                .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await
+            .map_err(store)?;
+        }
+        txn.commit().await.map_err(store)?;
+        Ok((counted, used))
+    }
+
+    async fn monthly(&self, org: OrgId, metric: &str, month: &str) -> Result<u64, TenancyError> {
+        Ok(usage_monthly::Entity::find_by_id((
+            org.to_string(),
+            month.to_owned(),
+            metric.to_owned(),
+        ))
+        .one(self.db())
+        .await
+        .map_err(store)?
+        .map_or(0, |m| u64::try_from(m.count).unwrap_or(0)))
+    }
+}

@@ -1,0 +1,303 @@
+//! Metering API calls against the plan's monthly limit, and the usage report.
+//!
+//! Months are UTC calendar months (`2026-11`): the counter of a month starts at zero on the
+//! first at 00:00 UTC. A call is counted and checked in one conditional write, so concurrent
+//! calls never take an organization past its limit.
+
+use async_trait::async_trait;
+use billing_limits::{Limit, PlanLimits};
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use rbac_core::{OrgId, Permission, TeamId};
+use serde::Serialize;
+
+use crate::assets::{AssetFilter, AssetKind, TeamStorage, UsageRecord};
+use crate::caller::Caller;
+use crate::error::TenancyError;
+use crate::store::{TenancyStore, WorkspaceStore};
+
+/// The metric name of API calls.
+pub const METRIC_API_CALLS: &str = "api_calls";
+
+/// Storage of monthly counters.
+#[async_trait]
+pub trait MeteringStore: Send + Sync {
+    /// Adds one to `metric` of `org` in `month` if the count stays within `limit` (`None`:
+    /// unlimited), in one conditional write; also adds one to the day's counter for `team`.
+    /// Returns whether it was counted, and the month's count after the attempt.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn count_within(
+        &self,
+        org: OrgId,
+        team: TeamId,
+        metric: &str,
+        month: &str,
+        day: NaiveDate,
+        limit: Option<u64>,
+    ) -> Result<(bool, u64), TenancyError>;
+
+    /// The month's count of `metric`.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn monthly(&self, org: OrgId, metric: &str, month: &str) -> Result<u64, TenancyError>;
+}
+
+/// The month a time falls in, as `YYYY-MM` (UTC).
+#[must_use]
+pub fn month_key(now: DateTime<Utc>) -> String {
+    format!("{:04}-{:02}", now.year(), now.month())
+}
+
+/// The first instant of the next UTC month, when the counter starts again.
+#[must_use]
+pub fn next_month_start(now: DateTime<Utc>) -> DateTime<Utc> {
+    let (y, m) = if now.month() == 12 {
+        (now.year() + 1, 1)
+    } else {
+        (now.year(), now.month() + 1)
+    };
+    Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(now)
+}
+
+/// Counts one API call (a request made with an API key) against the plan's monthly limit.
+///
+/// # Errors
+/// [`TenancyError::LimitReached`] with [`Limit::ApiCallsPerMonth`] when the month's calls are
+/// used up (the server answers 429 with `Retry-After` until the next month).
+pub async fn meter_api_call<S: MeteringStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    now: DateTime<Utc>,
+) -> Result<(), TenancyError> {
+    let Some(key) = &caller.api_key else {
+        return Ok(());
+    };
+    let limits = PlanLimits::for_plan(caller.org.plan);
+    let max = limits.get(Limit::ApiCallsPerMonth);
+    let (counted, used) = store
+        .count_within(
+            caller.org.id,
+            key.team,
+            METRIC_API_CALLS,
+            &month_key(now),
+            now.date_naive(),
+            max,
+        )
+        .await?;
+    if counted {
+        return Ok(());
+    }
+    Err(TenancyError::LimitReached {
+        limit: Limit::ApiCallsPerMonth,
+        max: max.unwrap_or(u64::MAX),
+        used,
+        plan: caller.org.plan,
+    })
+}
+
+/// One figure against its limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Figure {
+    /// What is counted (`api_calls_per_month`, `members`, …).
+    pub limit: &'static str,
+    /// Current use.
+    pub used: u64,
+    /// The plan's limit; `None` is unlimited.
+    pub max: Option<u64>,
+    /// Use as a percentage of the limit (rounded down), when limited.
+    pub percent: Option<u64>,
+}
+
+/// Per-team figures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TeamFigures {
+    /// The team.
+    pub team: TeamId,
+    /// Its name.
+    pub name: String,
+    /// Resources by kind.
+    pub chat_interfaces: u64,
+    /// Knowledge bases.
+    pub knowledge_bases: u64,
+    /// Documents and their bytes.
+    pub storage: TeamStorage,
+    /// API calls this month.
+    pub api_calls: u64,
+}
+
+/// This month's usage against the plan's limits, daily history and per-team breakdown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageReport {
+    /// `YYYY-MM`, UTC.
+    pub month: String,
+    /// When the month's counters start again.
+    pub resets_at: DateTime<Utc>,
+    /// The figures.
+    pub figures: Vec<Figure>,
+    /// Daily counters of this month (API calls, chat interface messages).
+    pub daily: Vec<UsageRecord>,
+    /// Per team.
+    pub teams: Vec<TeamFigures>,
+}
+
+fn figure(limit: Limit, used: u64, limits: &PlanLimits) -> Figure {
+    let max = limits.get(limit);
+    Figure {
+        limit: limit.as_str(),
+        used,
+        max,
+        // A limit of zero is always full.
+        percent: max.map(|m| used.saturating_mul(100).checked_div(m).unwrap_or(100)),
+    }
+}
+
+/// The usage report, part of billing: the Owner's (`view_billing`), as in the guide, where
+/// Admins "can't access billing".
+///
+/// # Errors
+/// [`TenancyError::Forbidden`] for everyone else.
+pub async fn usage<S: TenancyStore + WorkspaceStore + MeteringStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    now: DateTime<Utc>,
+) -> Result<UsageReport, TenancyError> {
+    caller.check_org(Permission::ViewBilling)?;
+    let org = caller.org.id;
+    let limits = PlanLimits::for_plan(caller.org.plan);
+    let month = month_key(now);
+    let first = NaiveDate::from_ymd_opt(now.year(), now.month(), 1).unwrap_or(now.date_naive());
+    let api_calls = store.monthly(org, METRIC_API_CALLS, &month).await?;
+    let mut members = 0u64;
+    let mut after = None;
+    loop {
+        let page = store.list_members(org, after, 200).await?;
+        members += page.len() as u64;
+        after = page.last().map(|m| m.user.id);
+        if page.len() < 200 {
+            break;
+        }
+    }
+    let mut by_kind = std::collections::HashMap::new();
+    let mut per_team: std::collections::HashMap<(TeamId, AssetKind), u64> =
+        std::collections::HashMap::new();
+    for kind in AssetKind::ALL {
+        let mut after = None;
+        loop {
+            let filter = AssetFilter {
+                kind,
+                teams: None,
+                parent: None,
+            };
+            let page = store.list_assets(org, &filter, after, 500).await?;
+            *by_kind.entry(kind).or_insert(0u64) += page.len() as u64;
+            for a in &page {
+                *per_team.entry((a.team, kind)).or_insert(0) += 1;
+            }
+            after = page.last().map(|a| a.id);
+            if page.len() < 500 {
+                break;
+            }
+        }
+    }
+    let storage = store.storage(org).await?;
+    let bytes: u64 = storage.iter().map(|s| s.bytes).sum();
+    let keys = store
+        .list_api_keys(org, None, None, 10_000)
+        .await?
+        .iter()
+        .filter(|k| k.revoked_at.is_none())
+        .count() as u64;
+    let daily = store.usage(org, first, now.date_naive()).await?;
+    let count = |k: AssetKind| by_kind.get(&k).copied().unwrap_or(0);
+    let figures = vec![
+        figure(Limit::ApiCallsPerMonth, api_calls, &limits),
+        figure(Limit::Members, members, &limits),
+        figure(
+            Limit::ChatInterfaces,
+            count(AssetKind::ChatInterface),
+            &limits,
+        ),
+        figure(
+            Limit::KnowledgeBases,
+            count(AssetKind::KnowledgeBase),
+            &limits,
+        ),
+        figure(Limit::Documents, count(AssetKind::Document), &limits),
+        figure(Limit::ApiKeys, keys, &limits),
+        figure(Limit::CustomDomains, count(AssetKind::Domain), &limits),
+        figure(Limit::StorageBytes, bytes, &limits),
+    ];
+    let mut teams = Vec::new();
+    for t in store.list_teams(org).await? {
+        let api: u64 = daily
+            .iter()
+            .filter(|u| u.team == t.id && u.metric == METRIC_API_CALLS)
+            .map(|u| u.count)
+            .sum();
+        teams.push(TeamFigures {
+            team: t.id,
+            name: t.name.clone(),
+            chat_interfaces: per_team
+                .get(&(t.id, AssetKind::ChatInterface))
+                .copied()
+                .unwrap_or(0),
+            knowledge_bases: per_team
+                .get(&(t.id, AssetKind::KnowledgeBase))
+                .copied()
+                .unwrap_or(0),
+            storage: storage
+                .iter()
+                .find(|s| s.team == t.id)
+                .copied()
+                .unwrap_or(TeamStorage {
+                    team: t.id,
+                    documents: 0,
+                    bytes: 0,
+                }),
+            api_calls: api,
+        });
+    }
+    Ok(UsageReport {
+        month,
+        resets_at: next_month_start(now),
+        figures,
+        daily,
+        teams,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn months_are_utc_calendar_months() {
+        let t = Utc.with_ymd_and_hms(2026, 12, 31, 23, 59, 59).unwrap();
+        assert_eq!(month_key(t), "2026-12");
+        assert_eq!(
+            next_month_start(t),
+            Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()
+        );
+        let t = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+        assert_eq!(month_key(t), "2026-11");
+        assert_eq!(
+            next_month_start(t),
+            Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap()
+        );
+    }
+
+    #[test]
+    fn percentages_round_down_and_zero_limits_are_full() {
+        let l = PlanLimits::for_plan(billing_limits::Plan::Free);
+        assert_eq!(figure(Limit::ApiCallsPerMonth, 799, &l).percent, Some(79));
+        assert_eq!(figure(Limit::ApiCallsPerMonth, 800, &l).percent, Some(80));
+        assert_eq!(figure(Limit::CustomDomains, 0, &l).percent, Some(100));
+        let e = PlanLimits::for_plan(billing_limits::Plan::Enterprise);
+        assert_eq!(figure(Limit::CustomDomains, 4, &e).percent, None);
+    }
+}

@@ -1,0 +1,125 @@
+//! Metering API calls against the monthly limit, and the usage report.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::api_keys::second_org;
+use crate::both_backends;
+use crate::helpers::*;
+
+both_backends!(
+    api_calls_are_metered_per_month_and_never_overshoot,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let (org, email) = second_org(&t, billing_limits::Plan::Free).await;
+        let owner = t.login(&email, OWNER_PASSWORD).await;
+        let key: Value = t
+            .post(
+                &t.url(&format!("/api/v1/orgs/{org}/api-keys")),
+                &owner,
+                &json!({ "name": "CI" }),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let secret = key["secret"].as_str().unwrap().to_owned();
+        let members = t.url(&format!("/api/v1/orgs/{org}/members"));
+        assert_eq!(t.get(&members, &secret).await.status(), StatusCode::OK);
+        // 995 of the Free plan's 1,000 calls used this month: of ten concurrent calls, five pass.
+        let month = tenancy::metering::month_key(t.clock.now());
+        t.store
+        .execute_sql(&format!(
+            "UPDATE usage_monthly SET count = 995 WHERE org_id = '{org}' AND month = '{month}' AND metric = 'api_calls'"
+        ))
+        .await
+        .unwrap();
+        let calls: Vec<_> = (0..10).map(|_| t.get(&members, &secret)).collect();
+        let answers = futures::future::join_all(calls).await;
+        let ok = answers
+            .iter()
+            .filter(|r| r.status() == StatusCode::OK)
+            .count();
+        assert_eq!(ok, 5, "exactly the remaining calls pass");
+        let refused = answers
+            .into_iter()
+            .find(|r| r.status() == StatusCode::TOO_MANY_REQUESTS)
+            .unwrap();
+        assert!(refused.headers().contains_key("retry-after"));
+        let p = problem(
+            refused,
+            StatusCode::TOO_MANY_REQUESTS,
+            "api_calls_exhausted",
+        )
+        .await;
+        assert_eq!(
+            (
+                p["limit"].as_str(),
+                p["max"].as_u64(),
+                p["used"].as_u64(),
+                p["plan"].as_str()
+            ),
+            (
+                Some("api_calls_per_month"),
+                Some(1000),
+                Some(1000),
+                Some("free")
+            )
+        );
+        // People signed in are not metered; the report shows the month against the limits.
+        let report = json_of(
+            t.get(&t.url(&format!("/api/v1/orgs/{org}/usage")), &owner)
+                .await,
+        )
+        .await;
+        assert_eq!(report["month"], month.as_str());
+        let fig = |name: &str| {
+            report["figures"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["limit"] == name)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(
+            (
+                fig("api_calls_per_month")["used"].as_u64(),
+                fig("api_calls_per_month")["percent"].as_u64()
+            ),
+            (Some(1000), Some(100))
+        );
+        assert_eq!(
+            (
+                fig("api_keys")["used"].as_u64(),
+                fig("api_keys")["max"].as_u64()
+            ),
+            (Some(1), Some(1))
+        );
+        assert_eq!(fig("members")["used"], 1);
+        let daily_calls: u64 = report["daily"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["metric"] == "api_calls")
+            .map(|d| d["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(daily_calls, 6, "the first call and the five that passed");
+        assert_eq!(report["teams"][0]["api_calls"], 6);
+        // A new month, a new allowance.
+        let reset =
+            chrono::DateTime::parse_from_rfc3339(report["resets_at"].as_str().unwrap()).unwrap();
+        t.clock.advance(
+            reset.with_timezone(&chrono::Utc) - t.clock.now() + chrono::Duration::seconds(1),
+        );
+        assert_eq!(t.get(&members, &secret).await.status(), StatusCode::OK);
+        // Billing is the Owner's: Admins cannot read usage.
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        problem(
+            t.get(&t.org("/usage"), &mike).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+    }
+);
