@@ -123,3 +123,87 @@ both_backends!(
         .await;
     }
 );
+
+both_backends!(
+    usage_alerts_go_out_once_per_threshold_by_mail_and_webhook,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let rx = Receiver::start().await;
+        let res = t
+            .post(
+                &t.org("/webhooks"),
+                &t.owner_token,
+                &json!({ "url": rx.url, "events": ["usage.threshold_reached"] }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let key: Value = t
+            .post(
+                &t.org("/api-keys"),
+                &t.owner_token,
+                &json!({ "name": "CI" }),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let secret = key["secret"].as_str().unwrap().to_owned();
+        let members = t.org("/members");
+        let month = tenancy::metering::month_key(t.clock.now());
+        let set = |n: u64| {
+            let (store, org, month) = (t.store.clone(), t.org_id.clone(), month.clone());
+            async move {
+                store
+                .execute_sql(&format!(
+                    "UPDATE usage_monthly SET count = {n} WHERE org_id = '{org}' AND month = '{month}' AND metric = 'api_calls'"
+                ))
+                .await
+                .unwrap();
+            }
+        };
+        assert_eq!(t.get(&members, &secret).await.status(), StatusCode::OK);
+        // Enterprise includes 100,000 calls: ten concurrent calls cross 80 % once.
+        set(79_995).await;
+        let calls: Vec<_> = (0..10).map(|_| t.get(&members, &secret)).collect();
+        for r in futures::future::join_all(calls).await {
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+        let got = rx.wait_for(1, 10).await;
+        let body: Value = serde_json::from_str(&got[0].body).unwrap();
+        assert_eq!(body["event"], "usage.threshold_reached");
+        assert_eq!(
+            (
+                body["data"]["threshold"].as_u64(),
+                body["data"]["limit"].as_str(),
+                body["data"]["max"].as_u64()
+            ),
+            (Some(80), Some("api_calls_per_month"), Some(100_000))
+        );
+        // Back under and over again in the same month: no second 80 % alert. Then 100 %, once.
+        set(79_999).await;
+        t.get(&members, &secret).await;
+        set(99_999).await;
+        assert_eq!(t.get(&members, &secret).await.status(), StatusCode::OK);
+        problem(
+            t.get(&members, &secret).await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "api_calls_exhausted",
+        )
+        .await;
+        let got = rx.wait_for(2, 10).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(rx.received().len(), 2, "one event per threshold");
+        let body: Value = serde_json::from_str(&got[1].body).unwrap();
+        assert_eq!(body["data"]["threshold"], 100);
+        let outbox = json_of(t.get(&t.org("/outbox"), &t.owner_token).await).await;
+        let alerts: Vec<&Value> = outbox["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["kind"] == "usage_alert")
+            .collect();
+        assert_eq!(alerts.len(), 2);
+        assert!(alerts.iter().all(|m| m["to"] == OWNER_EMAIL));
+        assert_eq!(t.audit("action=usage.alert_sent").await.len(), 2);
+    }
+);

@@ -59,6 +59,8 @@ actions! {
     PasswordChanged => "auth.password_changed", "Changed password";
     /// An operator reset the Owner's access from the command line.
     OwnerAccessReset => "auth.owner_access_reset", "Reset the Owner's access of";
+    /// A usage alert went out (80 % or 100 % of a plan limit).
+    UsageAlertSent => "usage.alert_sent", "Sent a usage alert for";
     /// The organization was created.
     OrgCreated => "org.created", "Created organization";
     /// Company information changed.

@@ -78,6 +78,8 @@ event_kinds! {
     AssetTransferred => "asset.transferred";
     /// A test event sent on request.
     WebhookTest => "webhook.test";
+    /// Usage reached 80 % or 100 % of a plan limit.
+    UsageThresholdReached => "usage.threshold_reached";
 }
 
 impl Serialize for EventKind {

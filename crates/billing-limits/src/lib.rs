@@ -210,9 +210,46 @@ pub fn check_quota(limits: &PlanLimits, limit: Limit, used: u64, adding: u64) ->
     }
 }
 
+/// Usage-alert thresholds, in percent of a limit (the guide's 80 % and 100 %).
+pub const ALERT_THRESHOLDS: [u64; 2] = [80, 100];
+
+/// The thresholds (percent of `max`) that a change of use from `before` to `after` crosses:
+/// every `t` with `before < t % of max <= after`. One change can cross several (70 % → 120 %
+/// crosses 80 and 100); an unlimited or zero limit has none.
+#[must_use]
+pub fn thresholds_crossed(before: u64, after: u64, max: u64, thresholds: &[u64]) -> Vec<u64> {
+    if max == 0 || after <= before {
+        return Vec::new();
+    }
+    let scaled = |v: u64| u128::from(v) * 100;
+    thresholds
+        .iter()
+        .copied()
+        .filter(|t| {
+            let line = u128::from(*t) * u128::from(max);
+            scaled(before) < line && line <= scaled(after)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thresholds_are_crossed_once_including_jumps() {
+        let t = &ALERT_THRESHOLDS;
+        assert_eq!(thresholds_crossed(799, 800, 1000, t), vec![80]);
+        assert_eq!(thresholds_crossed(800, 801, 1000, t), Vec::<u64>::new());
+        assert_eq!(thresholds_crossed(700, 1200, 1000, t), vec![80, 100]);
+        assert_eq!(thresholds_crossed(999, 1000, 1000, t), vec![100]);
+        assert_eq!(thresholds_crossed(1000, 1001, 1000, t), Vec::<u64>::new());
+        assert_eq!(thresholds_crossed(0, 5, 0, t), Vec::<u64>::new());
+        assert_eq!(thresholds_crossed(5, 3, 10, t), Vec::<u64>::new());
+        // 80 % of 3 is 2.4: reached at 3, not at 2.
+        assert_eq!(thresholds_crossed(1, 2, 3, t), Vec::<u64>::new());
+        assert_eq!(thresholds_crossed(2, 3, 3, t), vec![80, 100]);
+    }
 
     #[test]
     fn guide_table_members() {

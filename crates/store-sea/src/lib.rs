@@ -212,6 +212,7 @@ pub const TABLES: &[&str] = &[
     "asset_transfers",
     "usage_daily",
     "usage_monthly",
+    "usage_alerts",
     "user_mfa",
     "recovery_codes",
     "login_challenges",

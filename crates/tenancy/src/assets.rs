@@ -659,7 +659,9 @@ fn media_type(content_type: &str) -> String {
     clippy::too_many_arguments,
     reason = "the upload's parts arrive separately from HTTP"
 )]
-pub async fn upload_document<S: TenancyStore + WorkspaceStore + ?Sized>(
+pub async fn upload_document<
+    S: TenancyStore + WorkspaceStore + crate::metering::MeteringStore + ?Sized,
+>(
     store: &S,
     blobs: &dyn BlobStore,
     rules: &DocumentRules,
@@ -729,6 +731,22 @@ pub async fn upload_document<S: TenancyStore + WorkspaceStore + ?Sized>(
         }
         return Err(e);
     }
+    // Storage alerts: one upload can cross 80 % and 100 % at once.
+    let after: u64 = store
+        .storage(caller.org.id)
+        .await?
+        .iter()
+        .map(|t| t.bytes)
+        .sum();
+    crate::metering::alert_on_change(
+        store,
+        &caller.org,
+        billing_limits::Limit::StorageBytes,
+        after.saturating_sub(size),
+        after,
+        now,
+    )
+    .await?;
     Ok(asset)
 }
 

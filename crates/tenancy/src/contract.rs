@@ -1760,6 +1760,58 @@ async fn api_calls_never_overshoot_the_month<
         .map(|u| u.count)
         .sum();
     assert_eq!(api, 21);
+
+    // An alert is recorded once per threshold and period, also when callers race.
+    let h = head(s, org.id).await;
+    let racers: Vec<_> = (0..10)
+        .map(|_| {
+            s.record_alert(
+                org.id,
+                "api_calls_per_month",
+                "2026-11",
+                80,
+                note(org.id, "alert"),
+            )
+        })
+        .collect();
+    let won = futures::future::join_all(racers)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
+    assert_eq!(won, 1);
+    assert_eq!(
+        head(s, org.id).await,
+        h + 1,
+        "only the winner's journal is committed"
+    );
+    assert!(
+        s.record_alert(
+            org.id,
+            "api_calls_per_month",
+            "2026-11",
+            100,
+            note(org.id, "a")
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        s.record_alert(
+            org.id,
+            "api_calls_per_month",
+            "2026-12",
+            80,
+            note(org.id, "a")
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        s.record_alert(org.id, "storage_bytes", "2026-11", 80, note(org.id, "a"))
+            .await
+            .unwrap()
+    );
 }
 
 #[cfg(test)]

@@ -49,6 +49,7 @@ struct State {
     usage: Vec<(OrgId, UsageRecord)>,
     mfa: HashMap<UserId, MfaRow>,
     monthly: HashMap<(OrgId, String, String), u64>,
+    alerts: std::collections::HashSet<(OrgId, String, String, u64)>,
     challenges: HashMap<String, (UserId, DateTime<Utc>)>,
 }
 
@@ -1775,6 +1776,24 @@ impl crate::metering::MeteringStore for MemoryTenancyStore {
             None => s.usage.push((org, usage)),
         }
         Ok((true, used))
+    }
+
+    async fn record_alert(
+        &self,
+        org: OrgId,
+        limit: &str,
+        period: &str,
+        threshold: u64,
+        journal: Journal,
+    ) -> Result<bool, TenancyError> {
+        let fresh =
+            self.lock()?
+                .alerts
+                .insert((org, limit.to_owned(), period.to_owned(), threshold));
+        if fresh {
+            self.commit(journal).await?;
+        }
+        Ok(fresh)
     }
 
     async fn monthly(&self, org: OrgId, metric: &str, month: &str) -> Result<u64, TenancyError> {

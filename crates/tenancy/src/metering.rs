@@ -42,6 +42,111 @@ pub trait MeteringStore: Send + Sync {
     /// # Errors
     /// [`TenancyError::Store`].
     async fn monthly(&self, org: OrgId, metric: &str, month: &str) -> Result<u64, TenancyError>;
+    /// Records that the alert for `threshold` of `limit` in `period` went out, and commits
+    /// `journal` (its audit record, mail and webhook event) with it, unless it was recorded
+    /// before: then nothing is written and the answer is `false`. Concurrent callers get one `true`.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn record_alert(
+        &self,
+        org: OrgId,
+        limit: &str,
+        period: &str,
+        threshold: u64,
+        journal: audit::Journal,
+    ) -> Result<bool, TenancyError>;
+}
+
+/// Sends the usage alerts that a change of use from `before` to `after` triggers: for each
+/// threshold crossed (80 % and 100 %), once per period, an email to the Owner and a
+/// `usage.threshold_reached` webhook event, with an audit record, in one transaction.
+/// Returns the thresholds that went out now.
+///
+/// # Errors
+/// [`TenancyError::Store`].
+pub async fn alert_on_change<S: TenancyStore + MeteringStore + ?Sized>(
+    store: &S,
+    org: &crate::model::Organization,
+    limit: Limit,
+    before: u64,
+    after: u64,
+    now: DateTime<Utc>,
+) -> Result<Vec<u64>, TenancyError> {
+    use audit::{
+        Actor, AuditAction, DomainEvent, EventKind, Journal, Metadata, NewAuditEvent, OutboundMail,
+        Target,
+    };
+    let Some(max) = PlanLimits::for_plan(org.plan).get(limit) else {
+        return Ok(Vec::new());
+    };
+    let crossed =
+        billing_limits::thresholds_crossed(before, after, max, &billing_limits::ALERT_THRESHOLDS);
+    if crossed.is_empty() {
+        return Ok(crossed);
+    }
+    let mut owner = None;
+    let mut cursor = None;
+    while owner.is_none() {
+        let page = store.list_members(org.id, cursor, 200).await?;
+        owner = page
+            .iter()
+            .find(|m| m.role == rbac_core::OrgRole::Owner)
+            .map(|m| m.user.clone());
+        if page.len() < 200 {
+            break;
+        }
+        cursor = page.last().map(|m| m.user.id);
+    }
+    let period = month_key(now);
+    let mut sent = Vec::new();
+    for t in crossed {
+        let data = serde_json::json!({
+            "limit": limit.as_str(), "threshold": t, "used": after, "max": max, "period": period,
+        });
+        let mut journal = Journal::record(
+            NewAuditEvent::new(
+                org.id,
+                now,
+                Actor::system(),
+                AuditAction::UsageAlertSent,
+                Target::new(
+                    "limit",
+                    limit.as_str(),
+                    format!("{t} % of {}", limit.as_str()),
+                ),
+            )
+            .with_metadata(Metadata::from_value(data.clone())?),
+        )
+        .publish(DomainEvent::new(
+            org.id,
+            EventKind::UsageThresholdReached,
+            now,
+            data,
+        ));
+        if let Some(o) = &owner {
+            journal = journal.mail(OutboundMail {
+                org: org.id,
+                to: o.email.as_str().to_owned(),
+                subject: format!("{}: {t} % of your {} used", org.name, limit.as_str().replace('_', " ")),
+                body: format!(
+                    "{} has used {after} of the {max} {} its {} plan includes this month ({t} %).\n\nUpgrade, or wait for the counters to start again on {}.",
+                    org.name,
+                    limit.as_str().replace('_', " "),
+                    org.plan.as_str(),
+                    next_month_start(now).format("%Y-%m-%d")
+                ),
+                kind: "usage_alert".into(),
+            });
+        }
+        if store
+            .record_alert(org.id, limit.as_str(), &period, t, journal)
+            .await?
+        {
+            sent.push(t);
+        }
+    }
+    Ok(sent)
 }
 
 /// The month a time falls in, as `YYYY-MM` (UTC).
@@ -68,7 +173,7 @@ pub fn next_month_start(now: DateTime<Utc>) -> DateTime<Utc> {
 /// # Errors
 /// [`TenancyError::LimitReached`] with [`Limit::ApiCallsPerMonth`] when the month's calls are
 /// used up (the server answers 429 with `Retry-After` until the next month).
-pub async fn meter_api_call<S: MeteringStore + ?Sized>(
+pub async fn meter_api_call<S: TenancyStore + MeteringStore + ?Sized>(
     store: &S,
     caller: &Caller,
     now: DateTime<Utc>,
@@ -89,6 +194,25 @@ pub async fn meter_api_call<S: MeteringStore + ?Sized>(
         )
         .await?;
     if counted {
+        if let Some(m) = max
+            && !billing_limits::thresholds_crossed(
+                used - 1,
+                used,
+                m,
+                &billing_limits::ALERT_THRESHOLDS,
+            )
+            .is_empty()
+        {
+            alert_on_change(
+                store,
+                &caller.org,
+                Limit::ApiCallsPerMonth,
+                used - 1,
+                used,
+                now,
+            )
+            .await?;
+        }
         return Ok(());
     }
     Err(TenancyError::LimitReached {

@@ -166,6 +166,13 @@ fn data_of(kind: EventKind) -> (&'static str, bool, Value, &'static [&'static st
                 "transferredBy",
             ],
         ),
+        EventKind::UsageThresholdReached => (
+            "Usage reached 80 % or 100 % of a plan limit (once per threshold per month)",
+            true,
+            json!({"limit": string("which limit, for example api_calls_per_month"), "threshold": {"type": "integer", "enum": [80, 100]},
+                "used": {"type": "integer", "minimum": 0}, "max": {"type": "integer", "minimum": 0}, "period": string("YYYY-MM, UTC")}),
+            &["limit", "threshold", "used", "max", "period"],
+        ),
         _ => ("Reserved", false, json!({}), &[]),
     }
 }

@@ -21,6 +21,7 @@ pub mod session;
 pub mod sms_outbox;
 pub mod team;
 pub mod team_member;
+pub mod usage_alert;
 pub mod usage_daily;
 pub mod usage_monthly;
 pub mod user;

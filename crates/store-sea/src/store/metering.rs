@@ -11,7 +11,7 @@ use tenancy::metering::MeteringStore;
 
 use super::tenancy::store;
 use crate::SeaStore;
-use crate::entity::{usage_daily, usage_monthly};
+use crate::entity::{usage_alert, usage_daily, usage_monthly};
 
 #[async_trait]
 impl MeteringStore for SeaStore {
@@ -87,6 +87,33 @@ impl MeteringStore for SeaStore {
         }
         txn.commit().await.map_err(store)?;
         Ok((counted, used))
+    }
+
+    async fn record_alert(
+        &self,
+        org: OrgId,
+        limit: &str,
+        period: &str,
+        threshold: u64,
+        journal: audit::Journal,
+    ) -> Result<bool, TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let inserted = usage_alert::Entity::insert(usage_alert::ActiveModel {
+            org_id: Set(org.to_string()),
+            metric: Set(limit.to_owned()),
+            period: Set(period.to_owned()),
+            threshold: Set(i64::try_from(threshold).unwrap_or(i64::MAX)),
+        })
+        .on_conflict_do_nothing()
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store)?;
+        if !matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
+            return Ok(false);
+        }
+        super::tenancy::commit(txn, journal).await?;
+        metrics::counter!("axie_usage_alerts_sent_total", "limit" => limit.to_owned()).increment(1);
+        Ok(true)
     }
 
     async fn monthly(&self, org: OrgId, metric: &str, month: &str) -> Result<u64, TenancyError> {
