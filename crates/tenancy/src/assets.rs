@@ -731,22 +731,28 @@ pub async fn upload_document<
         }
         return Err(e);
     }
-    // Storage alerts: one upload can cross 80 % and 100 % at once.
-    let after: u64 = store
-        .storage(caller.org.id)
-        .await?
-        .iter()
-        .map(|t| t.bytes)
-        .sum();
-    crate::metering::alert_on_change(
-        store,
-        &caller.org,
-        billing_limits::Limit::StorageBytes,
-        after.saturating_sub(size),
-        after,
-        now,
-    )
-    .await?;
+    // Storage alerts: one upload can cross 80 % and 100 % at once. The upload is committed;
+    // an alert that cannot be written is logged, not turned into a failed upload.
+    let alert = async {
+        let after: u64 = store
+            .storage(caller.org.id)
+            .await?
+            .iter()
+            .map(|t| t.bytes)
+            .sum();
+        crate::metering::alert_on_change(
+            store,
+            &caller.org,
+            billing_limits::Limit::StorageBytes,
+            after.saturating_sub(size),
+            after,
+            now,
+        )
+        .await
+    };
+    if let Err(e) = alert.await {
+        tracing::warn!(error = %e, org = %caller.org.id, "storage alert not sent");
+    }
     Ok(asset)
 }
 

@@ -203,7 +203,8 @@ pub async fn meter_api_call<S: TenancyStore + MeteringStore + ?Sized>(
             )
             .is_empty()
         {
-            alert_on_change(
+            // The call is counted; an alert that cannot be written must not fail it.
+            if let Err(e) = alert_on_change(
                 store,
                 &caller.org,
                 Limit::ApiCallsPerMonth,
@@ -211,7 +212,10 @@ pub async fn meter_api_call<S: TenancyStore + MeteringStore + ?Sized>(
                 used,
                 now,
             )
-            .await?;
+            .await
+            {
+                tracing::warn!(error = %e, org = %caller.org.id, "usage alert not sent");
+            }
         }
         return Ok(());
     }
