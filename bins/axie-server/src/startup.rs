@@ -204,7 +204,12 @@ async fn not_found() -> Result<actix_web::HttpResponse, crate::error::ApiError> 
     Err(crate::error::ApiError::not_found("route"))
 }
 
-fn dns_verifier(settings: &Settings) -> Result<crate::workspace_io::DnsVerifier, StartupError> {
+/// The domain verifier: DNS through the configured servers (a bad address is a startup error),
+/// or the system's resolvers; when the system has none configured, verification answers
+/// with that reason instead of keeping the server from starting.
+fn dns_verifier(
+    settings: &Settings,
+) -> Result<Arc<dyn tenancy::assets::DomainVerifier>, StartupError> {
     let servers = settings
         .workspace
         .dns_servers
@@ -217,8 +222,14 @@ fn dns_verifier(settings: &Settings) -> Result<crate::workspace_io::DnsVerifier,
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    crate::workspace_io::DnsVerifier::new(&servers)
-        .map_err(|e| StartupError::Security(format!("DNS resolver: {e}")))
+    match crate::workspace_io::DnsVerifier::new(&servers) {
+        Ok(v) => Ok(Arc::new(v)),
+        Err(e) if servers.is_empty() => {
+            tracing::warn!(error = %e, "no system DNS configuration: custom domains cannot be verified until workspace.dns_servers is set");
+            Ok(Arc::new(crate::workspace_io::NoResolver(e.to_string())))
+        }
+        Err(e) => Err(StartupError::Security(format!("DNS resolver: {e}"))),
+    }
 }
 
 fn sms_sender(
@@ -341,7 +352,7 @@ async fn prepare(
             )
             .map_err(|e| StartupError::Security(format!("blob directory: {e}")))?,
         ),
-        domains: Arc::new(dns_verifier(&settings)?),
+        domains: dns_verifier(&settings)?,
         documents: Arc::new(settings.workspace.document_rules()),
         sms: sms_sender(&settings, &store_handle),
         address_throttle: Arc::new(security_policy::AddressThrottle::new(

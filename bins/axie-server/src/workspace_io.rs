@@ -137,6 +137,20 @@ impl DomainVerifier for DnsVerifier {
     }
 }
 
+/// Stands in when no resolver could be set up: every lookup fails with the reason.
+#[derive(Debug, Clone)]
+pub struct NoResolver(pub String);
+
+#[async_trait]
+impl DomainVerifier for NoResolver {
+    async fn txt_records(&self, _name: &str) -> Result<Vec<String>, StoreError> {
+        Err(StoreError::msg(format!(
+            "DNS is not available to this server ({}); set workspace.dns_servers",
+            self.0
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
