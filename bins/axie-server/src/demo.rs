@@ -36,11 +36,7 @@ pub async fn seed(
     }
     // The guide's example: the Owner (Sarah in the guide) creates "Customer Support" with its
     // knowledge base; everyone on the team sees and uses it at once.
-    let owner = tenancy::OrgStore::list_members(store, org.id, None, 200)
-        .await?
-        .into_iter()
-        .find(|m| m.role == OrgRole::Owner)
-        .ok_or(tenancy::TenancyError::NotFound("owner"))?;
+    let owner = tenancy::orgs::owner_of(store, org.id).await?;
     let principal = tenancy::Principal::Session {
         user: owner.user.clone(),
         session: rbac_core::SessionId::new(),

@@ -54,6 +54,29 @@ async fn migrations_are_idempotent_and_complete() {
     assert_eq!(store.pending_migrations().await.unwrap(), 0);
     store.migrate().await.unwrap();
     assert_eq!(store.backend_name(), "sqlite");
+    // `TABLES` (row counts, backup checks) names every table the migrations create, and no other.
+    let counts = store.row_counts().await.unwrap();
+    assert_eq!(counts.len(), store_sea::TABLES.len());
+    store
+        .execute_sql(
+            "CREATE TEMP TABLE listed AS SELECT name FROM sqlite_master \
+             WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'seaql_migrations'",
+        )
+        .await
+        .unwrap();
+    let listed = store_sea::TABLES
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let unlisted = store
+        .execute_sql(&format!("DELETE FROM listed WHERE name NOT IN ({listed})"))
+        .await
+        .unwrap();
+    assert_eq!(
+        unlisted, 0,
+        "a migrated table is missing from store_sea::TABLES"
+    );
 }
 
 #[tokio::test]

@@ -85,19 +85,11 @@ pub async fn alert_on_change<S: TenancyStore + MeteringStore + ?Sized>(
     if crossed.is_empty() {
         return Ok(crossed);
     }
-    let mut owner = None;
-    let mut cursor = None;
-    while owner.is_none() {
-        let page = store.list_members(org.id, cursor, 200).await?;
-        owner = page
-            .iter()
-            .find(|m| m.role == rbac_core::OrgRole::Owner)
-            .map(|m| m.user.clone());
-        if page.len() < 200 {
-            break;
-        }
-        cursor = page.last().map(|m| m.user.id);
-    }
+    let owner = match crate::orgs::owner_of(store, org.id).await {
+        Ok(m) => Some(m.user),
+        Err(TenancyError::NotFound(_)) => None,
+        Err(e) => return Err(e),
+    };
     let period = month_key(now);
     let mut sent = Vec::new();
     for t in crossed {

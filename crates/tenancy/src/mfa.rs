@@ -59,6 +59,25 @@ pub enum MfaMethod {
     Sms,
 }
 
+impl MfaMethod {
+    /// The wire name (`totp`, `sms`), as serialized.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MfaMethod::Totp => "totp",
+            MfaMethod::Sms => "sms",
+        }
+    }
+
+    /// Parses [`MfaMethod::as_str`].
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        [MfaMethod::Totp, MfaMethod::Sms]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
+}
+
 /// What is stored about a person's second factor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MfaRecord {

@@ -369,19 +369,7 @@ where
     use audit::{Actor, AuditAction, Journal, NewAuditEvent, Target};
     let organization = store.get_org(org).await?;
     let email = Email::parse(email)?;
-    let mut owner = None;
-    let mut after = None;
-    loop {
-        let page = store.list_members(org, after, 200).await?;
-        after = page.last().map(|m| m.user.id);
-        if let Some(o) = page.iter().find(|m| m.role == rbac_core::OrgRole::Owner) {
-            owner = Some(o.clone());
-        }
-        if page.len() < 200 || owner.is_some() {
-            break;
-        }
-    }
-    let owner = owner.ok_or(TenancyError::NotFound("owner"))?;
+    let owner = owner_of(store, org).await?;
     let record = |action: AuditAction, who: &User| {
         NewAuditEvent::new(
             org,
@@ -472,4 +460,25 @@ where
         to: target,
         from: owner.user,
     })
+}
+
+/// The organization's Owner (there is exactly one).
+///
+/// # Errors
+/// [`TenancyError::NotFound`] when there is none; [`TenancyError::Store`].
+pub async fn owner_of<S: TenancyStore + ?Sized>(
+    store: &S,
+    org: OrgId,
+) -> Result<Member, TenancyError> {
+    let mut after = None;
+    loop {
+        let page = store.list_members(org, after, 200).await?;
+        if let Some(o) = page.iter().find(|m| m.role == rbac_core::OrgRole::Owner) {
+            return Ok(o.clone());
+        }
+        if page.len() < 200 {
+            return Err(TenancyError::NotFound("owner"));
+        }
+        after = page.last().map(|m| m.user.id);
+    }
 }

@@ -350,13 +350,6 @@ pub struct SecurityResponse {
     pub mfa: MfaSettings,
 }
 
-fn method_name(m: MfaMethod) -> &'static str {
-    match m {
-        MfaMethod::Totp => "totp",
-        MfaMethod::Sms => "sms",
-    }
-}
-
 impl From<&SecuritySettings> for SecurityResponse {
     fn from(s: &SecuritySettings) -> Self {
         Self {
@@ -380,7 +373,7 @@ impl From<&SecuritySettings> for SecurityResponse {
                     .mfa
                     .methods
                     .iter()
-                    .map(|m| method_name(*m).to_owned())
+                    .map(|m| m.as_str().to_owned())
                     .collect(),
             },
         }
@@ -435,12 +428,12 @@ pub async fn update(
         .mfa_methods
         .map(|ms| {
             ms.iter()
-                .map(|m| match m.as_str() {
-                    "totp" => Ok(MfaMethod::Totp),
-                    "sms" => Ok(MfaMethod::Sms),
-                    other => Err(ApiError::bad_request(format!(
-                        "unknown 2FA method `{other}`; use `totp` or `sms`"
-                    ))),
+                .map(|m| {
+                    MfaMethod::parse(m).ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "unknown 2FA method `{m}`; use `totp` or `sms`"
+                        ))
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()
         })
