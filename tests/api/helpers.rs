@@ -51,10 +51,12 @@ fn init_tracing() {
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {
         if std::env::var("TEST_LOG").is_ok() {
-            axie_server::telemetry::init(&axie_server::config::LogSettings {
-                format: "pretty".into(),
-                level: "info".into(),
-            });
+            let settings = Settings::load(None).expect("default settings load");
+            // No trace export here, so the guard has nothing to flush.
+            drop(axie_server::telemetry::init(
+                &settings.log,
+                &settings.telemetry,
+            ));
         }
     });
 }

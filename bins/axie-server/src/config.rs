@@ -39,6 +39,22 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// Logging.
     pub log: LogSettings,
+    /// Trace export.
+    pub telemetry: TelemetrySettings,
+}
+
+/// OpenTelemetry trace export settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// OTLP/HTTP collector base URL (empty = no export).
+    pub otlp_endpoint: String,
+    /// `http/protobuf` or `http/json`.
+    pub otlp_protocol: String,
+    /// `service.name` of exported spans.
+    pub service_name: String,
+    /// Fraction of root spans sampled.
+    pub sample_ratio: f64,
 }
 
 /// Prometheus metrics settings.
@@ -315,6 +331,28 @@ impl Settings {
                 "`smtp.from` is not a valid mailbox: `{}`",
                 self.smtp.from
             )));
+        }
+        let endpoint = &self.telemetry.otlp_endpoint;
+        if !endpoint.is_empty()
+            && !endpoint.starts_with("http://")
+            && !endpoint.starts_with("https://")
+        {
+            return Err(ConfigError(
+                "`telemetry.otlp_endpoint` must be an http:// or https:// URL".into(),
+            ));
+        }
+        if !matches!(
+            self.telemetry.otlp_protocol.as_str(),
+            "http/protobuf" | "http/json"
+        ) {
+            return Err(ConfigError(
+                "`telemetry.otlp_protocol` must be `http/protobuf` or `http/json`".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.telemetry.sample_ratio) {
+            return Err(ConfigError(
+                "`telemetry.sample_ratio` must be between 0.0 and 1.0".into(),
+            ));
         }
         if self.invitations.expiry_days == 0 || self.invitations.expiry_days > 90 {
             return Err(ConfigError(

@@ -116,7 +116,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let settings = Settings::load(cli.config.as_deref())?;
-    telemetry::init(&settings.log);
+    let _telemetry = telemetry::init(&settings.log, &settings.telemetry)?;
     match cli.command {
         Some(Command::Worker) => {
             axie_server::startup::run_workers(settings).await?;

@@ -5,7 +5,9 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
+use opentelemetry::propagation::TextMapPropagator as _;
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// The request id, in request extensions and the `x-request-id` response header.
 #[derive(Debug, Clone)]
@@ -17,6 +19,22 @@ fn sane(id: &str) -> bool {
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Reads trace-context headers for the propagator.
+struct HeaderExtractor<'a>(&'a actix_web::http::header::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .keys()
+            .map(actix_web::http::header::HeaderName::as_str)
+            .collect()
+    }
 }
 
 /// Assigns a request id (or keeps a sane incoming one), logs the request, adds security headers.
@@ -34,7 +52,22 @@ pub async fn observe(
     // Only a TLS connection terminated here counts (a proxy's headers are not trusted for this).
     let over_tls = req.app_config().secure();
     let method = req.method().to_string();
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path(), org = tracing::field::Empty);
+    // Field names follow OpenTelemetry's HTTP semantic conventions, so exported traces read
+    // like any other service's.
+    let span = tracing::info_span!(
+        "request",
+        otel.kind = "server",
+        request_id = %id,
+        http.request.method = %req.method(),
+        url.path = %req.path(),
+        org = tracing::field::Empty,
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    // A caller's W3C `traceparent` makes this request part of its trace (a no-op without export).
+    let parent = opentelemetry_sdk::propagation::TraceContextPropagator::new()
+        .extract(&HeaderExtractor(req.headers()));
+    let _ = span.set_parent(parent);
     let started = std::time::Instant::now();
     let res = next.call(req).instrument(span.clone()).await?;
     let route = res
@@ -43,6 +76,8 @@ pub async fn observe(
         .unwrap_or_else(|| "unmatched".to_owned());
     let mut res = as_problem(res.map_into_boxed_body());
     let status = res.status().as_u16();
+    span.record("http.route", route.as_str());
+    span.record("http.response.status_code", i64::from(status));
     crate::prom::request(&route, &method, status, started.elapsed().as_secs_f64());
     span.in_scope(|| {
         tracing::info!(
