@@ -179,6 +179,11 @@ impl From<TenancyError> for ApiError {
             } => ApiError::new(StatusCode::FORBIDDEN, "limit_reached", e.to_string()).with_extra(
                 json!({ "limit": limit.as_str(), "max": max, "used": used, "plan": plan.as_str() }),
             ),
+            TenancyError::Deactivated => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "member_deactivated",
+                "your membership of this organization is deactivated",
+            ),
             TenancyError::Throttled(until) => {
                 let secs =
                     u64::try_from((until - chrono::Utc::now()).num_seconds().max(1)).unwrap_or(1);

@@ -20,6 +20,7 @@ pub mod mailer;
 pub mod middleware;
 pub mod prom;
 pub mod routes;
+pub mod scim;
 pub mod sms;
 pub mod startup;
 pub mod state;

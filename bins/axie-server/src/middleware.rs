@@ -121,7 +121,10 @@ fn as_problem(
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/problem+json"));
+        .is_some_and(|v| {
+            // SCIM answers with its own error documents.
+            v.starts_with("application/problem+json") || v.starts_with("application/scim+json")
+        });
     if !(status.is_client_error() || status.is_server_error()) || is_problem {
         return res;
     }

@@ -133,6 +133,7 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
                 .configure(routes::configure)
+                .service(crate::scim::scope())
                 .default_service(web::to(not_found))
                 .wrap(from_fn(middleware::observe))
         })

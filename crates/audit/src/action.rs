@@ -133,6 +133,16 @@ actions! {
     ConsentChanged => "privacy.consent_changed", "Changed consent";
     /// A person's personal data was exported or erased.
     PersonalDataProcessed => "privacy.personal_data", "Processed personal data of";
+    /// A member's profile (name, email, identity-provider attributes) changed.
+    MemberUpdated => "member.updated", "Updated member";
+    /// A member was deactivated: sessions ended, API keys deactivated, resources kept.
+    MemberDeactivated => "member.deactivated", "Deactivated member";
+    /// A deactivated member was restored.
+    MemberReactivated => "member.reactivated", "Reactivated member";
+    /// A SCIM provisioning token was created.
+    ScimTokenCreated => "scim.token_created", "Created SCIM token";
+    /// A SCIM provisioning token was revoked.
+    ScimTokenRevoked => "scim.token_revoked", "Revoked SCIM token";
 }
 
 impl AuditAction {

@@ -21,8 +21,10 @@ pub enum ActorKind {
     User,
     /// An API key (its id is the actor id).
     ApiKey,
-    /// The server itself (workers, bootstrap, SCIM jobs).
+    /// The server itself (workers, bootstrap).
     System,
+    /// A SCIM provisioning token (its id is the actor id).
+    ScimToken,
 }
 
 impl ActorKind {
@@ -33,15 +35,21 @@ impl ActorKind {
             ActorKind::User => "user",
             ActorKind::ApiKey => "api_key",
             ActorKind::System => "system",
+            ActorKind::ScimToken => "scim_token",
         }
     }
 
     /// Parses the wire name.
     #[must_use]
     pub fn parse(s: &str) -> Option<Self> {
-        [ActorKind::User, ActorKind::ApiKey, ActorKind::System]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            ActorKind::User,
+            ActorKind::ApiKey,
+            ActorKind::System,
+            ActorKind::ScimToken,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 

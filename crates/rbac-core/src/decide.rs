@@ -61,6 +61,8 @@ pub enum DenyReason {
     },
     /// The action needs an interactive session; API keys cannot perform it.
     InteractiveOnly,
+    /// A SCIM token may only provision members and teams.
+    OutsideScimScope,
 }
 
 impl DenyReason {
@@ -76,6 +78,7 @@ impl DenyReason {
             DenyReason::DisabledBySetting { .. } => "disabled_by_setting",
             DenyReason::PlanLacksFeature { .. } => "plan_lacks_feature",
             DenyReason::InteractiveOnly => "interactive_only",
+            DenyReason::OutsideScimScope => "outside_scim_scope",
         }
     }
 
@@ -119,6 +122,9 @@ impl std::fmt::Display for DenyReason {
                 write!(f, "the plan does not include `{}`", feature_name(*feature))
             }
             DenyReason::InteractiveOnly => f.write_str("API keys cannot perform this action"),
+            DenyReason::OutsideScimScope => {
+                f.write_str("SCIM tokens may only provision members and teams")
+            }
         }
     }
 }
@@ -137,6 +143,7 @@ fn feature_name(f: PlanFeature) -> &'static str {
         PlanFeature::AuditLogs => "audit_logs",
         PlanFeature::AdvancedRbac => "advanced_rbac",
         PlanFeature::Webhooks => "webhooks",
+        PlanFeature::Scim => "scim",
     }
 }
 
@@ -243,6 +250,21 @@ const fn interactive_only(p: Permission) -> bool {
     )
 }
 
+/// What a SCIM token may do: read and provision members and teams, nothing else.
+const fn provisioning(p: Permission) -> bool {
+    matches!(
+        p,
+        Permission::ViewMembers
+            | Permission::InviteMembers
+            | Permission::RemoveMembers
+            | Permission::ChangeRoles
+            | Permission::ViewTeam
+            | Permission::CreateTeam
+            | Permission::ManageTeam
+            | Permission::ManageTeamMembers
+    )
+}
+
 const fn plan_gate(p: Permission) -> Option<PlanFeature> {
     match p {
         Permission::ViewAuditLog => Some(PlanFeature::AuditLogs),
@@ -290,11 +312,15 @@ pub fn authorize(
     if subject.credential == Credential::ApiKey && interactive_only(action) {
         return Decision::Deny(DenyReason::InteractiveOnly);
     }
+    if subject.credential == Credential::Scim && !provisioning(action) {
+        return Decision::Deny(DenyReason::OutsideScimScope);
+    }
     if let Some(feature) = plan_gate(action) {
         let included = match feature {
             PlanFeature::AuditLogs => ctx.plan.audit_logs,
             PlanFeature::AdvancedRbac => ctx.plan.advanced_rbac,
             PlanFeature::Webhooks => ctx.plan.webhooks,
+            PlanFeature::Scim => ctx.plan.scim,
         };
         if !included {
             return Decision::Deny(DenyReason::PlanLacksFeature { feature });
@@ -513,6 +539,7 @@ mod tests {
             audit_logs: true,
             advanced_rbac: false,
             webhooks: false,
+            scim: false,
         },
     };
 
@@ -988,6 +1015,7 @@ mod tests {
             (R::DisabledBySetting { setting: EXPORT },       "disabled_by_setting",        false),
             (R::PlanLacksFeature { feature: webhooks },      "plan_lacks_feature",         false),
             (R::InteractiveOnly,                             "interactive_only",           false),
+            (R::OutsideScimScope,                            "outside_scim_scope",         false),
         ];
         for (reason, code, hides) in table {
             assert_eq!(reason.code(), code, "{reason:?}");

@@ -137,6 +137,10 @@ id_type!(
     /// Identifies an outgoing event (the same on every delivery attempt).
     EventId, "evt"
 );
+id_type!(
+    /// Identifies a SCIM provisioning token.
+    ScimTokenId, "stk"
+);
 
 #[cfg(test)]
 mod tests {

@@ -338,6 +338,8 @@ pub struct PlanFeatures {
     pub advanced_rbac: bool,
     /// Outgoing webhooks.
     pub webhooks: bool,
+    /// SCIM provisioning from an identity provider.
+    pub scim: bool,
 }
 
 impl PlanFeatures {
@@ -346,12 +348,14 @@ impl PlanFeatures {
         audit_logs: true,
         advanced_rbac: true,
         webhooks: true,
+        scim: true,
     };
     /// Nothing enabled (Free and Pro).
     pub const BASIC: PlanFeatures = PlanFeatures {
         audit_logs: false,
         advanced_rbac: false,
         webhooks: false,
+        scim: false,
     };
 }
 
@@ -365,6 +369,8 @@ pub enum PlanFeature {
     AdvancedRbac,
     /// Outgoing webhooks.
     Webhooks,
+    /// SCIM provisioning.
+    Scim,
 }
 
 /// How the caller authenticated.
@@ -375,6 +381,8 @@ pub enum Credential {
     Session,
     /// An API key; acts with its creator's current rights, minus the interactive-only actions.
     ApiKey,
+    /// A SCIM provisioning token: an Admin's rights, limited to provisioning members and teams.
+    Scim,
 }
 
 /// The caller, as far as authorization is concerned.

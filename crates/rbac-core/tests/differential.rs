@@ -324,6 +324,7 @@ fn authorize_matches_the_reference_table() {
                 audit_logs: req.audit_logs,
                 advanced_rbac: req.advanced_rbac,
                 webhooks: req.webhooks,
+                scim: false,
             },
         };
 

@@ -75,7 +75,11 @@ fn permission() -> impl Strategy<Value = Permission> {
 }
 
 fn credential() -> impl Strategy<Value = Credential> {
-    prop_oneof![Just(Credential::Session), Just(Credential::ApiKey)]
+    prop_oneof![
+        Just(Credential::Session),
+        Just(Credential::ApiKey),
+        Just(Credential::Scim)
+    ]
 }
 
 /// Team roles in this organization; the same team may appear more than once.
@@ -127,6 +131,7 @@ fn access() -> impl Strategy<Value = FeatureAccess> {
 fn plan() -> impl Strategy<Value = PlanFeatures> {
     (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
         |(audit_logs, advanced_rbac, webhooks)| PlanFeatures {
+            scim: webhooks,
             audit_logs,
             advanced_rbac,
             webhooks,
@@ -264,6 +269,30 @@ proptest! {
         let key = Subject { credential: Credential::ApiKey, ..s.clone() };
         let session = Subject { credential: Credential::Session, ..s };
         prop_assert!(!allowed(&key, p, &r, &ctx) || allowed(&session, p, &r, &ctx));
+    }
+
+    /// A SCIM token never does more than the same subject in a session, and only provisions
+    /// members and teams.
+    #[test]
+    fn scim_token_only_provisions(
+        s in subject(), p in permission(), r in own_resource(), ctx in context(),
+    ) {
+        let scim = Subject { credential: Credential::Scim, ..s.clone() };
+        let session = Subject { credential: Credential::Session, ..s };
+        if allowed(&scim, p, &r, &ctx) {
+            prop_assert!(allowed(&session, p, &r, &ctx));
+            prop_assert!(matches!(
+                p,
+                Permission::ViewMembers
+                    | Permission::InviteMembers
+                    | Permission::RemoveMembers
+                    | Permission::ChangeRoles
+                    | Permission::ViewTeam
+                    | Permission::CreateTeam
+                    | Permission::ManageTeam
+                    | Permission::ManageTeamMembers
+            ), "{p:?}");
+        }
     }
 
     /// In a session on the Enterprise plan, the Owner may do everything in their organization.

@@ -217,6 +217,9 @@ pub const TABLES: &[&str] = &[
     "recovery_codes",
     "login_challenges",
     "sms_outbox",
+    "scim_tokens",
+    "scim_users",
+    "scim_groups",
 ];
 
 impl SeaStore {

@@ -155,6 +155,11 @@ pub async fn login<S: TenancyStore + ?Sized>(
     if throttle.is_some() {
         store.set_login_throttle(user.id, None).await?;
     }
+    // Someone whose every membership is deactivated has nowhere to go: no session.
+    if !memberships.is_empty() && memberships.iter().all(|m| !m.active) {
+        audit_store.append(failed("deactivated")).await?;
+        return Err(TenancyError::Deactivated);
+    }
     if needs_rehash && let Ok(h) = hasher.hash(password) {
         store
             .set_password_hash(user.id, &h, Journal::default())

@@ -46,6 +46,8 @@ pub struct Caller {
     pub user: User,
     /// The API key used, if any.
     pub api_key: Option<ApiKey>,
+    /// The SCIM token acting (see `scim::authenticate`), if any; audit records name it.
+    pub scim_token: Option<Actor>,
     /// The organization.
     pub org: Organization,
     /// The authorization subject.
@@ -81,6 +83,9 @@ impl Caller {
             .get_member(org, user.id)
             .await?
             .ok_or(TenancyError::NotFound("organization"))?;
+        if member.deactivated_at.is_some() {
+            return Err(TenancyError::Deactivated);
+        }
         let organization = store.get_org(org).await?;
         let teams = store.team_roles(org, user.id).await?;
         let subject = Subject {
@@ -93,6 +98,7 @@ impl Caller {
         Ok(Self {
             user,
             api_key,
+            scim_token: None,
             org: organization,
             subject,
             request,
@@ -142,6 +148,9 @@ impl Caller {
     /// The acting party for audit records.
     #[must_use]
     pub fn actor(&self) -> Actor {
+        if let Some(token) = &self.scim_token {
+            return token.clone();
+        }
         match &self.api_key {
             Some(k) => Actor {
                 kind: ActorKind::ApiKey,

@@ -42,6 +42,9 @@ pub enum TenancyError {
         /// The plan.
         plan: Plan,
     },
+    /// The person's membership is deactivated (by an administrator or the identity provider).
+    #[error("your membership of this organization is deactivated")]
+    Deactivated,
     /// Too many failed logins: password logins for the account are locked until then.
     #[error("too many failed logins; try again after {0}")]
     Throttled(chrono::DateTime<chrono::Utc>),

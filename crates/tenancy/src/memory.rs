@@ -36,6 +36,7 @@ struct State {
     orgs: HashMap<OrgId, Organization>,
     users: HashMap<UserId, (User, Option<String>)>,
     members: Vec<(OrgId, UserId, OrgRole, DateTime<Utc>)>,
+    deactivated: HashMap<(OrgId, UserId), DateTime<Utc>>,
     teams: Vec<Team>,
     team_members: Vec<(TeamId, UserId, OrgId, TeamRole)>,
     sessions: Vec<(Session, String, Option<DateTime<Utc>>)>,
@@ -51,6 +52,9 @@ struct State {
     monthly: HashMap<(OrgId, String, String), u64>,
     alerts: std::collections::HashSet<(OrgId, String, String, u64)>,
     challenges: HashMap<String, (UserId, DateTime<Utc>)>,
+    scim_tokens: Vec<(crate::scim::ScimToken, String)>,
+    scim_users: HashMap<(OrgId, UserId), crate::scim::UserRecord>,
+    scim_groups: HashMap<(OrgId, TeamId), crate::scim::GroupRecord>,
 }
 
 #[derive(Debug, Clone)]
@@ -370,6 +374,7 @@ impl OrgStore for MemoryTenancyStore {
                     user: u.clone(),
                     role: m.2,
                     joined_at: m.3,
+                    deactivated_at: s.deactivated.get(&(org, m.1)).copied(),
                 })
             })
             .collect();
@@ -389,6 +394,7 @@ impl OrgStore for MemoryTenancyStore {
                     user: u.clone(),
                     role: m.2,
                     joined_at: m.3,
+                    deactivated_at: s.deactivated.get(&(org, m.1)).copied(),
                 })
             }))
     }
@@ -423,6 +429,7 @@ impl OrgStore for MemoryTenancyStore {
                     .filter(|t| t.2 == m.0 && t.1 == user)
                     .map(|t| (t.0, t.3))
                     .collect(),
+                active: !s.deactivated.contains_key(&(m.0, user)),
             })
             .collect();
         out.sort_by_key(|m| m.org.to_string());
@@ -1003,6 +1010,8 @@ impl MembershipStore for MemoryTenancyStore {
                     return Err(TenancyError::NotFound("member"));
                 };
                 s.members.remove(pos);
+                s.deactivated.remove(&(org, user));
+                s.scim_users.remove(&(org, user));
                 s.team_members.retain(|t| !(t.2 == org && t.1 == user));
                 withdraw_grants(&mut s, org, user, now);
                 let mut keys = 0;
@@ -1236,6 +1245,7 @@ impl WorkspaceStore for MemoryTenancyStore {
             }
             s.teams.remove(pos);
             s.team_members.retain(|t| t.0 != team);
+            s.scim_groups.remove(&(org, team));
         }
         self.commit(journal).await
     }
@@ -1259,6 +1269,7 @@ impl WorkspaceStore for MemoryTenancyStore {
                         user: user.clone(),
                         role: m.2,
                         joined_at: m.3,
+                        deactivated_at: s.deactivated.get(&(org, m.1)).copied(),
                     },
                     role: t.3,
                 })
@@ -1803,5 +1814,293 @@ impl crate::metering::MeteringStore for MemoryTenancyStore {
             .get(&(org, month.to_owned(), metric.to_owned()))
             .copied()
             .unwrap_or(0))
+    }
+}
+
+#[async_trait]
+impl crate::scim::ScimStore for MemoryTenancyStore {
+    async fn create_scim_token(
+        &self,
+        token: &crate::scim::ScimToken,
+        secret_hash: &str,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        self.lock()?
+            .scim_tokens
+            .push((token.clone(), secret_hash.to_owned()));
+        self.commit(journal).await
+    }
+
+    async fn find_scim_token(
+        &self,
+        secret_hash: &str,
+    ) -> Result<Option<crate::scim::ScimToken>, TenancyError> {
+        Ok(self
+            .lock()?
+            .scim_tokens
+            .iter()
+            .find(|(t, h)| h == secret_hash && t.revoked_at.is_none())
+            .map(|(t, _)| t.clone()))
+    }
+
+    async fn list_scim_tokens(
+        &self,
+        org: OrgId,
+    ) -> Result<Vec<crate::scim::ScimToken>, TenancyError> {
+        let mut out: Vec<_> = self
+            .lock()?
+            .scim_tokens
+            .iter()
+            .filter(|(t, _)| t.org == org)
+            .map(|(t, _)| t.clone())
+            .collect();
+        out.sort_by_key(|t| t.id.to_string());
+        Ok(out)
+    }
+
+    async fn revoke_scim_token(
+        &self,
+        org: OrgId,
+        token: rbac_core::ScimTokenId,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let t = s
+                .scim_tokens
+                .iter_mut()
+                .find(|(t, _)| t.id == token && t.org == org && t.revoked_at.is_none())
+                .ok_or(TenancyError::NotFound("SCIM token"))?;
+            t.0.revoked_at = Some(now);
+        }
+        self.commit(journal).await
+    }
+
+    async fn touch_scim_token(
+        &self,
+        token: rbac_core::ScimTokenId,
+        now: DateTime<Utc>,
+    ) -> Result<(), TenancyError> {
+        if let Some(t) = self
+            .lock()?
+            .scim_tokens
+            .iter_mut()
+            .find(|(t, _)| t.id == token)
+        {
+            t.0.last_used_at = Some(now);
+        }
+        Ok(())
+    }
+
+    async fn user_records(&self, org: OrgId) -> Result<Vec<crate::scim::UserRecord>, TenancyError> {
+        Ok(self
+            .lock()?
+            .scim_users
+            .iter()
+            .filter(|((o, _), _)| *o == org)
+            .map(|(_, r)| r.clone())
+            .collect())
+    }
+
+    async fn user_record(
+        &self,
+        org: OrgId,
+        user: UserId,
+    ) -> Result<Option<crate::scim::UserRecord>, TenancyError> {
+        Ok(self.lock()?.scim_users.get(&(org, user)).cloned())
+    }
+
+    async fn provision_member(
+        &self,
+        org: OrgId,
+        user: &User,
+        password_hash: Option<&str>,
+        record: &crate::scim::UserRecord,
+        role: OrgRole,
+        active: bool,
+        team: TeamId,
+        limits: &billing_limits::PlanLimits,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let used = s.members.iter().filter(|m| m.0 == org).count() as u64;
+            crate::enforce_quota(billing_limits::check_quota(
+                limits,
+                billing_limits::Limit::Members,
+                used,
+                1,
+            ))?;
+            if email_taken(&s, &user.email) {
+                return Err(TenancyError::Conflict(format!(
+                    "an account with the email `{}` exists",
+                    user.email
+                )));
+            }
+            let key = record.user_name.to_lowercase();
+            if s.scim_users
+                .iter()
+                .any(|((o, _), r)| *o == org && r.user_name.to_lowercase() == key)
+            {
+                return Err(TenancyError::Conflict(format!(
+                    "userName `{}` is already in use",
+                    record.user_name
+                )));
+            }
+            if !s.teams.iter().any(|t| t.id == team && t.org == org) {
+                return Err(TenancyError::NotFound("team"));
+            }
+            s.users
+                .insert(user.id, (user.clone(), password_hash.map(str::to_owned)));
+            s.members.push((org, user.id, role, user.created_at));
+            s.team_members.push((team, user.id, org, TeamRole::Member));
+            if !active {
+                s.deactivated.insert((org, user.id), user.created_at);
+            }
+            s.scim_users.insert((org, user.id), record.clone());
+        }
+        self.commit(journal).await
+    }
+
+    async fn write_member(
+        &self,
+        w: &crate::scim::MemberWrite,
+        journal: Journal,
+    ) -> Result<crate::scim::MemberWriteReport, TenancyError> {
+        let mut report = crate::scim::MemberWriteReport::default();
+        {
+            let mut s = self.lock()?;
+            let Some(pos) = s.members.iter().position(|m| m.0 == w.org && m.1 == w.user) else {
+                return Err(TenancyError::NotFound("User"));
+            };
+            let current = s.scim_users.get(&(w.org, w.user)).map(|r| r.version);
+            if current != w.expected_version {
+                return Err(TenancyError::Conflict(
+                    "the member changed meanwhile; read it again".into(),
+                ));
+            }
+            let key = w.record.user_name.to_lowercase();
+            if s.scim_users
+                .iter()
+                .any(|((o, u), r)| *o == w.org && *u != w.user && r.user_name.to_lowercase() == key)
+            {
+                return Err(TenancyError::Conflict(format!(
+                    "userName `{}` is already in use",
+                    w.record.user_name
+                )));
+            }
+            if s.users
+                .values()
+                .any(|(u, _)| u.id != w.user && u.email == w.email)
+            {
+                return Err(TenancyError::Conflict(format!(
+                    "the email `{}` belongs to another account",
+                    w.email
+                )));
+            }
+            if let Some((u, h)) = s.users.get_mut(&w.user) {
+                u.name.clone_from(&w.name);
+                u.email = w.email.clone();
+                if let Some(new) = &w.password_hash {
+                    *h = Some(new.clone());
+                }
+            }
+            if let Some(r) = w.role
+                && s.members[pos].2 != OrgRole::Owner
+            {
+                s.members[pos].2 = r;
+            }
+            match w.active {
+                Some(false) if !s.deactivated.contains_key(&(w.org, w.user)) => {
+                    s.deactivated.insert((w.org, w.user), w.now);
+                    for k in s.keys.iter_mut().filter(|k| {
+                        k.0.org == w.org && k.0.created_by == w.user && k.0.revoked_at.is_none()
+                    }) {
+                        k.0.revoked_at = Some(w.now);
+                        report.api_keys_deactivated += 1;
+                    }
+                    let elsewhere = s.members.iter().any(|m| {
+                        m.1 == w.user && m.0 != w.org && !s.deactivated.contains_key(&(m.0, w.user))
+                    });
+                    if !elsewhere {
+                        for sess in s
+                            .sessions
+                            .iter_mut()
+                            .filter(|x| x.0.user == w.user && x.2.is_none())
+                        {
+                            sess.2 = Some(w.now);
+                            report.sessions_ended += 1;
+                        }
+                    }
+                }
+                Some(true) => {
+                    s.deactivated.remove(&(w.org, w.user));
+                }
+                _ => {}
+            }
+            s.scim_users.insert((w.org, w.user), w.record.clone());
+        }
+        self.commit(journal).await?;
+        Ok(report)
+    }
+
+    async fn group_records(
+        &self,
+        org: OrgId,
+    ) -> Result<Vec<crate::scim::GroupRecord>, TenancyError> {
+        Ok(self
+            .lock()?
+            .scim_groups
+            .iter()
+            .filter(|((o, _), _)| *o == org)
+            .map(|(_, r)| r.clone())
+            .collect())
+    }
+
+    async fn write_group(
+        &self,
+        w: &crate::scim::GroupWrite,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let t = &w.team;
+            if s.teams
+                .iter()
+                .any(|x| x.org == t.org && x.id != t.id && x.name == t.name)
+            {
+                return Err(TenancyError::Conflict(format!(
+                    "a team named `{}` exists",
+                    t.name
+                )));
+            }
+            let current = s.scim_groups.get(&(t.org, t.id)).map(|r| r.version);
+            if current != w.expected_version {
+                return Err(TenancyError::Conflict(
+                    "the group changed meanwhile; read it again".into(),
+                ));
+            }
+            if w.create {
+                s.teams.push(t.clone());
+            } else {
+                let existing = s
+                    .teams
+                    .iter_mut()
+                    .find(|x| x.org == t.org && x.id == t.id)
+                    .ok_or(TenancyError::NotFound("Group"))?;
+                existing.name.clone_from(&t.name);
+            }
+            for u in &w.add {
+                if s.members.iter().any(|m| m.0 == t.org && m.1 == *u) {
+                    s.team_members.retain(|x| !(x.0 == t.id && x.1 == *u));
+                    s.team_members.push((t.id, *u, t.org, TeamRole::Member));
+                }
+            }
+            s.team_members
+                .retain(|x| !(x.0 == t.id && w.remove.contains(&x.1)));
+            s.scim_groups.insert((t.org, t.id), w.record.clone());
+        }
+        self.commit(journal).await
     }
 }

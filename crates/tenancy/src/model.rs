@@ -139,6 +139,10 @@ pub struct Member {
     pub role: OrgRole,
     /// When they joined.
     pub joined_at: DateTime<Utc>,
+    /// When they were deactivated (`None`: active). A deactivated member keeps membership and
+    /// resources but cannot act in the organization.
+    #[serde(default)]
+    pub deactivated_at: Option<DateTime<Utc>>,
 }
 
 /// One of a person's memberships, with their team roles.
@@ -152,6 +156,13 @@ pub struct Membership {
     pub role: OrgRole,
     /// The person's team roles.
     pub teams: Vec<(TeamId, TeamRole)>,
+    /// `false` while the membership is deactivated.
+    #[serde(default = "active")]
+    pub active: bool,
+}
+
+const fn active() -> bool {
+    true
 }
 
 /// A team: an isolated workspace inside an organization.

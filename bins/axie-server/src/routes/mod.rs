@@ -21,6 +21,7 @@ pub mod me;
 pub mod members;
 pub mod openapi;
 pub mod orgs;
+pub mod scim_tokens;
 pub mod security;
 pub mod teams;
 pub mod usage;
@@ -113,6 +114,9 @@ routes! {
     GET "/api/v1/orgs/{org_id}/api-keys" => api_keys::list, Member;
     POST "/api/v1/orgs/{org_id}/api-keys" => api_keys::create, Member;
     DELETE "/api/v1/orgs/{org_id}/api-keys/{key_id}" => api_keys::revoke, Member;
+    GET "/api/v1/orgs/{org_id}/scim-tokens" => scim_tokens::list, Org(P::UpdateSettings);
+    POST "/api/v1/orgs/{org_id}/scim-tokens" => scim_tokens::create, Org(P::UpdateSettings);
+    DELETE "/api/v1/orgs/{org_id}/scim-tokens/{token_id}" => scim_tokens::revoke, Org(P::UpdateSettings);
     GET "/api/v1/orgs/{org_id}/teams" => teams::list, Member;
     POST "/api/v1/orgs/{org_id}/teams" => teams::create, Org(P::CreateTeam);
     GET "/api/v1/orgs/{org_id}/teams/{team_id}" => teams::get, Member;

@@ -12,6 +12,7 @@ pub struct Model {
     pub user_id: String,
     pub role: String,
     pub joined_at: i64,
+    pub deactivated_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -253,6 +253,12 @@ impl MembershipStore for SeaStore {
             .await
             .map_err(store)?;
         withdraw_grants(&txn, org, user, now).await?;
+        crate::entity::scim_user::Entity::delete_many()
+            .filter(crate::entity::scim_user::Column::OrgId.eq(org.to_string()))
+            .filter(crate::entity::scim_user::Column::UserId.eq(user.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
         let (transferred, deleted) =
             super::workspace::dispose_assets(&txn, org, user, disposition).await?;
         let keys = api_key::Entity::update_many()

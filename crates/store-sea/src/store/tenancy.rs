@@ -107,6 +107,7 @@ pub(crate) async fn insert_membership(
         user_id: Set(u.id.to_string()),
         role: Set(role.as_str().to_owned()),
         joined_at: Set(micros(joined_at)),
+        deactivated_at: Set(None),
     })
     .exec_without_returning(txn)
     .await;
@@ -371,6 +372,7 @@ impl OrgStore for SeaStore {
                     user: User::try_from(u)?,
                     role: role(&m.role)?,
                     joined_at: crate::convert::time(m.joined_at)?,
+                    deactivated_at: m.deactivated_at.map(crate::convert::time).transpose()?,
                 })
             })
             .collect::<Result<_, audit::StoreError>>()
@@ -401,6 +403,7 @@ impl OrgStore for SeaStore {
             user: User::try_from(u)?,
             role: role(&m.role)?,
             joined_at: crate::convert::time(m.joined_at)?,
+            deactivated_at: m.deactivated_at.map(crate::convert::time).transpose()?,
         }))
     }
 
@@ -447,6 +450,7 @@ impl OrgStore for SeaStore {
                 org_name: name,
                 role: role(&m.role)?,
                 teams: self.team_roles(org, user_id).await?,
+                active: m.deactivated_at.is_none(),
             });
         }
         Ok(out)

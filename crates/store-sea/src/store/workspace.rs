@@ -306,6 +306,11 @@ impl WorkspaceStore for SeaStore {
             .exec(&txn)
             .await
             .map_err(store)?;
+        crate::entity::scim_group::Entity::delete_many()
+            .filter(crate::entity::scim_group::Column::TeamId.eq(t.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
         // Revoked keys keep their history row; it still names the team id.
         team::Entity::delete_by_id(t.to_string())
             .exec(&txn)
@@ -344,6 +349,7 @@ impl WorkspaceStore for SeaStore {
                     user: tenancy::User::try_from(u)?,
                     role: role(&m.role)?,
                     joined_at: time(m.joined_at)?,
+                    deactivated_at: m.deactivated_at.map(time).transpose()?,
                 },
                 role: TeamRole::parse(&r.role).ok_or_else(|| corrupt("team role", &r.role))?,
             });

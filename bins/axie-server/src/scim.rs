@@ -1,0 +1,673 @@
+//! The SCIM 2.0 service provider at `/scim/v2/{org_id}` (RFC 7644): authentication by SCIM
+//! bearer token, the IP allowlist, SCIM's own error documents and `application/scim+json`.
+//! The resources, schemas, filters and PATCH live in `tenancy::scim`; this file only speaks HTTP.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use serde_json::{Value, json};
+use tenancy::scim::{self, Filter, GROUP_SCHEMA, Page, ScimError, USER_SCHEMA};
+use tenancy::{Caller, TenancyError};
+
+use crate::auth::request_context;
+use crate::state::AppState;
+
+const CONTENT_TYPE: &str = "application/scim+json";
+const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+
+/// A SCIM error document.
+#[derive(Debug)]
+pub struct ScimFailure {
+    status: StatusCode,
+    scim_type: Option<&'static str>,
+    detail: String,
+}
+
+impl std::fmt::Display for ScimFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.detail)
+    }
+}
+
+fn fail(
+    status: StatusCode,
+    scim_type: Option<&'static str>,
+    detail: impl Into<String>,
+) -> ScimFailure {
+    ScimFailure {
+        status,
+        scim_type,
+        detail: detail.into(),
+    }
+}
+
+impl ResponseError for ScimFailure {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut body = json!({
+            "schemas": [ERROR_SCHEMA],
+            "status": self.status.as_u16().to_string(),
+            "detail": self.detail,
+        });
+        if let Some(t) = self.scim_type {
+            body["scimType"] = json!(t);
+        }
+        let mut res = HttpResponse::build(self.status);
+        res.insert_header((header::CONTENT_TYPE, CONTENT_TYPE));
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"scim\""));
+        }
+        res.body(body.to_string())
+    }
+}
+
+impl From<TenancyError> for ScimFailure {
+    fn from(e: TenancyError) -> Self {
+        use StatusCode as S;
+        match e {
+            TenancyError::Unauthenticated | TenancyError::BadCredentials => fail(
+                S::UNAUTHORIZED,
+                None,
+                "a valid SCIM bearer token is required",
+            ),
+            TenancyError::NotFound(what) => fail(S::NOT_FOUND, None, format!("{what} not found")),
+            TenancyError::Forbidden(reason) => {
+                crate::prom::denial(reason.code());
+                fail(S::FORBIDDEN, None, reason.to_string())
+            }
+            TenancyError::RoleRule(r) => fail(S::FORBIDDEN, Some("mutability"), r.to_string()),
+            TenancyError::Conflict(m) => fail(S::CONFLICT, Some("uniqueness"), m),
+            TenancyError::Invalid(m) => fail(S::BAD_REQUEST, Some("invalidValue"), m),
+            TenancyError::Password(p) => fail(S::BAD_REQUEST, Some("invalidValue"), p.to_string()),
+            e @ (TenancyError::LimitReached { .. } | TenancyError::Deactivated) => {
+                fail(S::FORBIDDEN, None, e.to_string())
+            }
+            other => {
+                tracing::error!(error = %other, "SCIM request failed");
+                fail(
+                    S::INTERNAL_SERVER_ERROR,
+                    None,
+                    "an internal error occurred; it has been logged",
+                )
+            }
+        }
+    }
+}
+
+impl From<ScimError> for ScimFailure {
+    fn from(e: ScimError) -> Self {
+        match e {
+            ScimError::Tenancy(t) => t.into(),
+            ScimError::BadRequest { scim_type, detail } => {
+                fail(StatusCode::BAD_REQUEST, Some(scim_type), detail)
+            }
+            ScimError::Uniqueness(m) => fail(StatusCode::CONFLICT, Some("uniqueness"), m),
+            ScimError::PreconditionFailed(v) => fail(
+                StatusCode::PRECONDITION_FAILED,
+                None,
+                format!("the resource changed; its version is {v}"),
+            ),
+        }
+    }
+}
+
+type Reply = Result<HttpResponse, ScimFailure>;
+
+/// The SCIM scope, registered before the API's fallback.
+pub fn scope() -> actix_web::Scope {
+    // Discovery documents are read-only: other methods answer 405.
+    web::scope("/scim/v2/{org_id}")
+        .service(
+            web::resource("/ServiceProviderConfig")
+                .route(web::get().to(service_provider_config))
+                .default_service(web::to(not_allowed)),
+        )
+        .service(
+            web::resource("/ResourceTypes")
+                .route(web::get().to(resource_types))
+                .default_service(web::to(not_allowed)),
+        )
+        .service(
+            web::resource("/ResourceTypes/{id}")
+                .route(web::get().to(resource_type))
+                .default_service(web::to(not_allowed)),
+        )
+        .service(
+            web::resource("/Schemas")
+                .route(web::get().to(schemas))
+                .default_service(web::to(not_allowed)),
+        )
+        .service(
+            web::resource("/Schemas/{id}")
+                .route(web::get().to(schema_by_id))
+                .default_service(web::to(not_allowed)),
+        )
+        .service(
+            web::resource("/Users")
+                .route(web::get().to(list_users))
+                .route(web::post().to(create_user)),
+        )
+        .service(web::resource("/Users/.search").route(web::post().to(search_users)))
+        .service(
+            web::resource("/Users/{id}")
+                .route(web::get().to(get_user))
+                .route(web::put().to(replace_user))
+                .route(web::patch().to(patch_user))
+                .route(web::delete().to(delete_user)),
+        )
+        .service(
+            web::resource("/Groups")
+                .route(web::get().to(list_groups))
+                .route(web::post().to(create_group)),
+        )
+        .service(web::resource("/Groups/.search").route(web::post().to(search_groups)))
+        .service(
+            web::resource("/Groups/{id}")
+                .route(web::get().to(get_group))
+                .route(web::put().to(replace_group))
+                .route(web::patch().to(patch_group))
+                .route(web::delete().to(delete_group)),
+        )
+        .service(web::resource("/.search").route(web::post().to(search_all)))
+        .default_service(web::to(scim_not_found))
+}
+
+async fn not_allowed() -> Reply {
+    Err(fail(
+        StatusCode::METHOD_NOT_ALLOWED,
+        None,
+        "this endpoint is read-only",
+    ))
+}
+
+async fn scim_not_found() -> Reply {
+    Err(fail(StatusCode::NOT_FOUND, None, "no such SCIM endpoint"))
+}
+
+fn org_id(req: &HttpRequest) -> Result<rbac_core::OrgId, ScimFailure> {
+    req.match_info()
+        .get("org_id")
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| fail(StatusCode::NOT_FOUND, None, "organization not found"))
+}
+
+fn base(st: &AppState, org: rbac_core::OrgId) -> String {
+    format!(
+        "{}/scim/v2/{org}",
+        st.settings.server.public_url.trim_end_matches('/')
+    )
+}
+
+/// The caller behind the bearer token, checked against the organization's IP allowlist.
+async fn caller(req: &HttpRequest, st: &AppState) -> Result<(Caller, String), ScimFailure> {
+    let org = org_id(req)?;
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        })
+        .ok_or_else(|| {
+            fail(
+                StatusCode::UNAUTHORIZED,
+                None,
+                "a SCIM bearer token is required",
+            )
+        })?;
+    let ctx = request_context(req, st);
+    let c = scim::authenticate(&*st.store, org, token, ctx, st.clock.now()).await?;
+    let ip: std::net::IpAddr = c
+        .request
+        .ip
+        .parse()
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    if !security_policy::check_ip(&c.org.security.ip_allowlist, ip).is_allowed() {
+        crate::prom::denial("ip_not_allowed");
+        return Err(fail(
+            StatusCode::FORBIDDEN,
+            None,
+            format!("requests from {ip} are not allowed by this organization's IP allowlist"),
+        ));
+    }
+    Ok((c, base(st, org)))
+}
+
+fn json_body(body: &[u8]) -> Result<Value, ScimFailure> {
+    serde_json::from_slice(body).map_err(|e| {
+        fail(
+            StatusCode::BAD_REQUEST,
+            Some("invalidSyntax"),
+            format!("the body is not JSON: {e}"),
+        )
+    })
+}
+
+fn reply(status: StatusCode, body: &Value) -> HttpResponse {
+    let mut res = HttpResponse::build(status);
+    res.insert_header((header::CONTENT_TYPE, CONTENT_TYPE));
+    if let Some(v) = body["meta"]["version"].as_str()
+        && let Ok(h) = HeaderValue::from_str(v)
+    {
+        res.insert_header((header::ETAG, h));
+    }
+    if status == StatusCode::CREATED
+        && let Some(l) = body["meta"]["location"].as_str()
+        && let Ok(h) = HeaderValue::from_str(l)
+    {
+        res.insert_header((header::LOCATION, h));
+    }
+    res.body(body.to_string())
+}
+
+fn if_match(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+// ---- discovery -------------------------------------------------------------------------------
+
+async fn service_provider_config(req: HttpRequest, st: web::Data<AppState>) -> Reply {
+    let (_, base) = caller(&req, &st).await?;
+    Ok(reply(
+        StatusCode::OK,
+        &json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+            "documentationUri": "https://github.com/axie/axie-enterprise/blob/main/docs/scim.md",
+            "patch": {"supported": true},
+            "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+            "filter": {"supported": true, "maxResults": scim::MAX_RESULTS},
+            "changePassword": {"supported": false},
+            "sort": {"supported": false},
+            "etag": {"supported": true},
+            "authenticationSchemes": [{
+                "type": "oauthbearertoken",
+                "name": "Bearer token",
+                "description": "A SCIM token created by the organization's Owner or an Admin (POST /api/v1/orgs/{org_id}/scim-tokens).",
+                "primary": true,
+            }],
+            "meta": {"resourceType": "ServiceProviderConfig", "location": format!("{base}/ServiceProviderConfig")},
+        }),
+    ))
+}
+
+fn resource_type_doc(base: &str, name: &str) -> Value {
+    let (endpoint, schema, description) = if name == "User" {
+        ("/Users", USER_SCHEMA, "An organization member")
+    } else {
+        ("/Groups", GROUP_SCHEMA, "A team of the organization")
+    };
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+        "id": name,
+        "name": name,
+        "endpoint": endpoint,
+        "description": description,
+        "schema": schema,
+        "meta": {"resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/{name}")},
+    })
+}
+
+async fn resource_types(req: HttpRequest, st: web::Data<AppState>) -> Reply {
+    let (_, base) = caller(&req, &st).await?;
+    let all = vec![
+        resource_type_doc(&base, "User"),
+        resource_type_doc(&base, "Group"),
+    ];
+    Ok(reply(
+        StatusCode::OK,
+        &scim::page(all, None, 1, scim::MAX_RESULTS).to_json(),
+    ))
+}
+
+async fn resource_type(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Reply {
+    let (_, base) = caller(&req, &st).await?;
+    match path.1.as_str() {
+        n @ ("User" | "Group") => Ok(reply(StatusCode::OK, &resource_type_doc(&base, n))),
+        _ => Err(fail(StatusCode::NOT_FOUND, None, "no such resource type")),
+    }
+}
+
+async fn schemas(req: HttpRequest, st: web::Data<AppState>) -> Reply {
+    let (_, base) = caller(&req, &st).await?;
+    let all = vec![
+        scim::schema::schema_resource(USER_SCHEMA, &base),
+        scim::schema::schema_resource(GROUP_SCHEMA, &base),
+    ];
+    Ok(reply(
+        StatusCode::OK,
+        &scim::page(all, None, 1, scim::MAX_RESULTS).to_json(),
+    ))
+}
+
+async fn schema_by_id(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Reply {
+    let (_, base) = caller(&req, &st).await?;
+    let id = path.1.as_str();
+    if id == USER_SCHEMA || id == GROUP_SCHEMA {
+        Ok(reply(
+            StatusCode::OK,
+            &scim::schema::schema_resource(id, &base),
+        ))
+    } else {
+        Err(fail(StatusCode::NOT_FOUND, None, "no such schema"))
+    }
+}
+
+// ---- queries ---------------------------------------------------------------------------------
+
+/// `filter`, `startIndex`, `count`, `attributes`, `excludedAttributes` from the query string or
+/// a `SearchRequest` body.
+struct Query {
+    filter: Option<Filter>,
+    start_index: usize,
+    count: usize,
+    attributes: Vec<String>,
+    excluded: Vec<String>,
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn number(v: Option<&str>, name: &str, default: usize) -> Result<usize, ScimFailure> {
+    match v {
+        None => Ok(default),
+        Some(s) => match s.trim().parse::<i64>() {
+            Ok(n) => Ok(usize::try_from(n.max(0)).unwrap_or(0)),
+            Err(_) => Err(fail(
+                StatusCode::BAD_REQUEST,
+                Some("invalidValue"),
+                format!("`{name}` must be an integer"),
+            )),
+        },
+    }
+}
+
+fn query_from_request(req: &HttpRequest) -> Result<Query, ScimFailure> {
+    let pairs: Vec<(String, String)> =
+        web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+            .map(web::Query::into_inner)
+            .map_err(|e| {
+                fail(
+                    StatusCode::BAD_REQUEST,
+                    Some("invalidSyntax"),
+                    e.to_string(),
+                )
+            })?;
+    let get = |k: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.as_str())
+    };
+    Ok(Query {
+        filter: get("filter")
+            .map(Filter::parse)
+            .transpose()
+            .map_err(ScimError::from)?,
+        start_index: number(get("startIndex"), "startIndex", 1)?,
+        count: number(get("count"), "count", scim::DEFAULT_COUNT)?,
+        attributes: get("attributes").map(split_list).unwrap_or_default(),
+        excluded: get("excludedAttributes")
+            .map(split_list)
+            .unwrap_or_default(),
+    })
+}
+
+fn query_from_body(body: &[u8]) -> Result<Query, ScimFailure> {
+    let v = json_body(body)?;
+    let list = |k: &str| -> Vec<String> {
+        match scim::filter::get_ci(&v, k) {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect(),
+            Some(Value::String(s)) => split_list(s),
+            _ => Vec::new(),
+        }
+    };
+    let num = |k: &str, d: usize| match scim::filter::get_ci(&v, k) {
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map_or(d, |n| usize::try_from(n.max(0)).unwrap_or(0)),
+        _ => d,
+    };
+    Ok(Query {
+        filter: scim::filter::get_ci(&v, "filter")
+            .and_then(Value::as_str)
+            .map(Filter::parse)
+            .transpose()
+            .map_err(ScimError::from)?,
+        start_index: num("startIndex", 1),
+        count: num("count", scim::DEFAULT_COUNT),
+        attributes: list("attributes"),
+        excluded: list("excludedAttributes"),
+    })
+}
+
+fn list_reply(all: Vec<Value>, q: &Query) -> HttpResponse {
+    let Page {
+        total,
+        start_index,
+        resources,
+    } = scim::page(all, q.filter.as_ref(), q.start_index, q.count);
+    let page = Page {
+        total,
+        start_index,
+        resources: resources
+            .into_iter()
+            .map(|r| scim::project(r, &q.attributes, &q.excluded))
+            .collect(),
+    };
+    reply(StatusCode::OK, &page.to_json())
+}
+
+fn single(
+    status: StatusCode,
+    resource: Value,
+    req: &HttpRequest,
+) -> Result<HttpResponse, ScimFailure> {
+    let q = query_from_request(req)?;
+    Ok(reply(
+        status,
+        &scim::project(resource, &q.attributes, &q.excluded),
+    ))
+}
+
+// ---- Users -----------------------------------------------------------------------------------
+
+async fn list_users(req: HttpRequest, st: web::Data<AppState>) -> Reply {
+    let (c, base) = caller(&req, &st).await?;
+    let q = query_from_request(&req)?;
+    let all = scim::list_users(&*st.store, &c, &base).await?;
+    Ok(list_reply(all, &q))
+}
+
+async fn search_users(req: HttpRequest, st: web::Data<AppState>, body: web::Bytes) -> Reply {
+    let (c, base) = caller(&req, &st).await?;
+    let q = query_from_body(&body)?;
+    let all = scim::list_users(&*st.store, &c, &base).await?;
+    Ok(list_reply(all, &q))
+}
+
+async fn get_user(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Reply {
+    let (c, base) = caller(&req, &st).await?;
+    let user = scim::get_user(&*st.store, &c, &base, &path.1).await?;
+    single(StatusCode::OK, user, &req)
+}
+
+async fn create_user(req: HttpRequest, st: web::Data<AppState>, body: web::Bytes) -> Reply {
+    let (c, base) = caller(&req, &st).await?;
+    let doc = json_body(&body)?;
+    let user = scim::create_user(&*st.store, &c, &st.hasher, &base, &doc, st.clock.now()).await?;
+    single(StatusCode::CREATED, user, &req)
+}
+
+async fn replace_user(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Reply {
+    let (c, base) = caller(&req, &st).await?;
+    let doc = json_body(&body)?;
+    let user = scim::replace_user(
+        &*st.store,
+        &c,
+        &st.hasher,
+        &base,
+        &path.1,
+        &doc,
+        if_match(&req).as_deref(),
+        st.clock.now(),
+    )
+    .await?;
+    single(StatusCode::OK, user, &req)
+}
+
+async fn patch_user(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Reply {
+    let (c, base) = caller(&req, &st).await?;
+    let doc = json_body(&body)?;
+    let user = scim::patch_user(
+        &*st.store,
+        &c,
+        &st.hasher,
+        &base,
+        &path.1,
+        &doc,
+        if_match(&req).as_deref(),
+        st.clock.now(),
+    )
+    .await?;
+    single(StatusCode::OK, user, &req)
+}
+
+async fn delete_user(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Reply {
+    let (c, _) = caller(&req, &st).await?;
+    scim::delete_user(&*st.store, &c, &path.1, st.clock.now()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+// ---- Groups ----------------------------------------------------------------------------------
+
+async fn list_groups(req: HttpRequest, st: web::Data<AppState>) -> Reply {
+    let (c, base) = caller(&req, &st).await?;
+    let q = query_from_request(&req)?;
+    let all = scim::list_groups(&*st.store, &c, &base).await?;
+    Ok(list_reply(all, &q))
+}
+
+async fn search_groups(req: HttpRequest, st: web::Data<AppState>, body: web::Bytes) -> Reply {
+    let (c, base) = caller(&req, &st).await?;
+    let q = query_from_body(&body)?;
+    let all = scim::list_groups(&*st.store, &c, &base).await?;
+    Ok(list_reply(all, &q))
+}
+
+async fn search_all(req: HttpRequest, st: web::Data<AppState>, body: web::Bytes) -> Reply {
+    let (c, base) = caller(&req, &st).await?;
+    let q = query_from_body(&body)?;
+    let mut all = scim::list_users(&*st.store, &c, &base).await?;
+    all.extend(scim::list_groups(&*st.store, &c, &base).await?);
+    Ok(list_reply(all, &q))
+}
+
+async fn get_group(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Reply {
+    let (c, base) = caller(&req, &st).await?;
+    let group = scim::get_group(&*st.store, &c, &base, &path.1).await?;
+    single(StatusCode::OK, group, &req)
+}
+
+async fn create_group(req: HttpRequest, st: web::Data<AppState>, body: web::Bytes) -> Reply {
+    let (c, base) = caller(&req, &st).await?;
+    let doc = json_body(&body)?;
+    let group = scim::create_group(&*st.store, &c, &base, &doc, st.clock.now()).await?;
+    single(StatusCode::CREATED, group, &req)
+}
+
+async fn replace_group(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Reply {
+    let (c, base) = caller(&req, &st).await?;
+    let doc = json_body(&body)?;
+    let group = scim::replace_group(
+        &*st.store,
+        &c,
+        &base,
+        &path.1,
+        &doc,
+        if_match(&req).as_deref(),
+        st.clock.now(),
+    )
+    .await?;
+    single(StatusCode::OK, group, &req)
+}
+
+async fn patch_group(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Reply {
+    let (c, base) = caller(&req, &st).await?;
+    let doc = json_body(&body)?;
+    let group = scim::patch_group(
+        &*st.store,
+        &c,
+        &base,
+        &path.1,
+        &doc,
+        if_match(&req).as_deref(),
+        st.clock.now(),
+    )
+    .await?;
+    single(StatusCode::OK, group, &req)
+}
+
+async fn delete_group(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Reply {
+    let (c, _) = caller(&req, &st).await?;
+    scim::delete_group(&*st.store, &c, &path.1, st.clock.now()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

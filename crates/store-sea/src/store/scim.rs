@@ -1,0 +1,524 @@
+//! [`ScimStore`] on SeaORM: tokens, member and team records, and the member and team changes
+//! SCIM makes, each in one transaction with its journal.
+
+use async_trait::async_trait;
+use audit::Journal;
+use chrono::{DateTime, Utc};
+use rbac_core::{OrgId, OrgRole, ScimTokenId, TeamId, TeamRole, UserId};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, TransactionTrait,
+};
+use tenancy::scim::{
+    GroupRecord, GroupWrite, MemberWrite, MemberWriteReport, ScimStore, ScimToken, UserRecord,
+};
+use tenancy::{TenancyError, User};
+
+use super::tenancy::{check_seat, commit, insert_membership, lock_org, store};
+use crate::SeaStore;
+use crate::convert::{id, json, micros, time, to_json};
+use crate::entity::{
+    api_key, membership, scim_group, scim_token, scim_user, session, team, team_member, user,
+};
+use crate::error::is_unique_violation;
+
+fn token(m: scim_token::Model) -> Result<ScimToken, TenancyError> {
+    Ok(ScimToken {
+        id: id("SCIM token id", &m.id)?,
+        org: id("organization id", &m.org_id)?,
+        name: m.name,
+        prefix: m.prefix,
+        created_by: id("user id", &m.created_by)?,
+        created_at: time(m.created_at)?,
+        last_used_at: m.last_used_at.map(time).transpose()?,
+        revoked_at: m.revoked_at.map(time).transpose()?,
+    })
+}
+
+fn user_record(m: scim_user::Model) -> Result<UserRecord, TenancyError> {
+    Ok(UserRecord {
+        user: id("user id", &m.user_id)?,
+        user_name: m.user_name,
+        external_id: m.external_id,
+        attributes: json("SCIM attributes", &m.attributes)?,
+        version: m.version,
+        updated_at: time(m.updated_at)?,
+    })
+}
+
+fn user_name_taken(name: &str) -> TenancyError {
+    TenancyError::Conflict(format!("userName `{name}` is already in use"))
+}
+
+/// Inserts or (compare-and-swap on `expected`) replaces a member's record.
+async fn put_user_record(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    r: &UserRecord,
+    expected: Option<i64>,
+) -> Result<(), TenancyError> {
+    let attributes = to_json(&r.attributes)?;
+    let res = match expected {
+        None => scim_user::Entity::insert(scim_user::ActiveModel {
+            org_id: Set(org.to_string()),
+            user_id: Set(r.user.to_string()),
+            user_name: Set(r.user_name.clone()),
+            user_name_key: Set(r.user_name.to_lowercase()),
+            external_id: Set(r.external_id.clone()),
+            attributes: Set(attributes),
+            version: Set(r.version),
+            updated_at: Set(micros(r.updated_at)),
+        })
+        .exec_without_returning(txn)
+        .await
+        .map(|_| 1),
+        Some(v) => scim_user::Entity::update_many()
+            .col_expr(
+                scim_user::Column::UserName,
+                Expr::value(r.user_name.clone()),
+            )
+            .col_expr(
+                scim_user::Column::UserNameKey,
+                Expr::value(r.user_name.to_lowercase()),
+            )
+            .col_expr(
+                scim_user::Column::ExternalId,
+                Expr::value(r.external_id.clone()),
+            )
+            .col_expr(scim_user::Column::Attributes, Expr::value(attributes))
+            .col_expr(scim_user::Column::Version, Expr::value(r.version))
+            .col_expr(
+                scim_user::Column::UpdatedAt,
+                Expr::value(micros(r.updated_at)),
+            )
+            .filter(scim_user::Column::OrgId.eq(org.to_string()))
+            .filter(scim_user::Column::UserId.eq(r.user.to_string()))
+            .filter(scim_user::Column::Version.eq(v))
+            .exec(txn)
+            .await
+            .map(|x| x.rows_affected),
+    };
+    match res {
+        Err(e) if is_unique_violation(&e) => Err(user_name_taken(&r.user_name)),
+        Err(e) => Err(store(e)),
+        Ok(0) => Err(TenancyError::Conflict(
+            "the member changed meanwhile; read it again".into(),
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
+#[async_trait]
+impl ScimStore for SeaStore {
+    async fn create_scim_token(
+        &self,
+        t: &ScimToken,
+        secret_hash: &str,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        scim_token::Entity::insert(scim_token::ActiveModel {
+            id: Set(t.id.to_string()),
+            org_id: Set(t.org.to_string()),
+            name: Set(t.name.clone()),
+            prefix: Set(t.prefix.clone()),
+            secret_hash: Set(secret_hash.to_owned()),
+            created_by: Set(t.created_by.to_string()),
+            created_at: Set(micros(t.created_at)),
+            revoked_at: Set(None),
+            last_used_at: Set(None),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store)?;
+        commit(txn, journal).await
+    }
+
+    async fn find_scim_token(&self, secret_hash: &str) -> Result<Option<ScimToken>, TenancyError> {
+        scim_token::Entity::find()
+            .filter(scim_token::Column::SecretHash.eq(secret_hash))
+            .filter(scim_token::Column::RevokedAt.is_null())
+            .one(self.db())
+            .await
+            .map_err(store)?
+            .map(token)
+            .transpose()
+    }
+
+    async fn list_scim_tokens(&self, org: OrgId) -> Result<Vec<ScimToken>, TenancyError> {
+        scim_token::Entity::find()
+            .filter(scim_token::Column::OrgId.eq(org.to_string()))
+            .order_by_asc(scim_token::Column::Id)
+            .all(self.db())
+            .await
+            .map_err(store)?
+            .into_iter()
+            .map(token)
+            .collect()
+    }
+
+    async fn revoke_scim_token(
+        &self,
+        org: OrgId,
+        t: ScimTokenId,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let res = scim_token::Entity::update_many()
+            .col_expr(scim_token::Column::RevokedAt, Expr::value(micros(now)))
+            .filter(scim_token::Column::Id.eq(t.to_string()))
+            .filter(scim_token::Column::OrgId.eq(org.to_string()))
+            .filter(scim_token::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if res.rows_affected == 0 {
+            return Err(TenancyError::NotFound("SCIM token"));
+        }
+        commit(txn, journal).await
+    }
+
+    async fn touch_scim_token(
+        &self,
+        t: ScimTokenId,
+        now: DateTime<Utc>,
+    ) -> Result<(), TenancyError> {
+        scim_token::Entity::update_many()
+            .col_expr(scim_token::Column::LastUsedAt, Expr::value(micros(now)))
+            .filter(scim_token::Column::Id.eq(t.to_string()))
+            .exec(self.db())
+            .await
+            .map_err(store)?;
+        Ok(())
+    }
+
+    async fn user_records(&self, org: OrgId) -> Result<Vec<UserRecord>, TenancyError> {
+        scim_user::Entity::find()
+            .filter(scim_user::Column::OrgId.eq(org.to_string()))
+            .all(self.db())
+            .await
+            .map_err(store)?
+            .into_iter()
+            .map(user_record)
+            .collect()
+    }
+
+    async fn user_record(&self, org: OrgId, u: UserId) -> Result<Option<UserRecord>, TenancyError> {
+        scim_user::Entity::find_by_id((org.to_string(), u.to_string()))
+            .one(self.db())
+            .await
+            .map_err(store)?
+            .map(user_record)
+            .transpose()
+    }
+
+    async fn provision_member(
+        &self,
+        org: OrgId,
+        u: &User,
+        password_hash: Option<&str>,
+        record: &UserRecord,
+        org_role: OrgRole,
+        active: bool,
+        team_id: TeamId,
+        limits: &billing_limits::PlanLimits,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        lock_org(&txn, org).await?;
+        check_seat(&txn, org, limits).await?;
+        let res = user::Entity::insert(user::ActiveModel {
+            id: Set(u.id.to_string()),
+            email: Set(u.email.as_str().to_owned()),
+            name: Set(u.name.clone()),
+            password_hash: Set(password_hash.map(str::to_owned)),
+            created_at: Set(micros(u.created_at)),
+        })
+        .exec_without_returning(&txn)
+        .await;
+        match res {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(TenancyError::Conflict(format!(
+                    "an account with the email `{}` exists",
+                    u.email
+                )));
+            }
+            Err(e) => return Err(store(e)),
+            Ok(_) => {}
+        }
+        insert_membership(
+            &txn,
+            org,
+            u,
+            org_role,
+            team_id,
+            TeamRole::Member,
+            u.created_at,
+        )
+        .await?;
+        if !active {
+            membership::Entity::update_many()
+                .col_expr(
+                    membership::Column::DeactivatedAt,
+                    Expr::value(micros(u.created_at)),
+                )
+                .filter(membership::Column::OrgId.eq(org.to_string()))
+                .filter(membership::Column::UserId.eq(u.id.to_string()))
+                .exec(&txn)
+                .await
+                .map_err(store)?;
+        }
+        put_user_record(&txn, org, record, None).await?;
+        commit(txn, journal).await
+    }
+
+    async fn write_member(
+        &self,
+        w: &MemberWrite,
+        journal: Journal,
+    ) -> Result<MemberWriteReport, TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        lock_org(&txn, w.org).await?;
+        let (org, uid) = (w.org.to_string(), w.user.to_string());
+        let present = membership::Entity::find_by_id((org.clone(), uid.clone()))
+            .one(&txn)
+            .await
+            .map_err(store)?
+            .ok_or(TenancyError::NotFound("User"))?;
+        put_user_record(&txn, w.org, &w.record, w.expected_version).await?;
+        let mut q = user::Entity::update_many()
+            .col_expr(user::Column::Name, Expr::value(w.name.clone()))
+            .col_expr(
+                user::Column::Email,
+                Expr::value(w.email.as_str().to_owned()),
+            );
+        if let Some(h) = &w.password_hash {
+            q = q.col_expr(user::Column::PasswordHash, Expr::value(Some(h.clone())));
+        }
+        match q.filter(user::Column::Id.eq(uid.clone())).exec(&txn).await {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(TenancyError::Conflict(format!(
+                    "the email `{}` belongs to another account",
+                    w.email
+                )));
+            }
+            Err(e) => return Err(store(e)),
+            Ok(_) => {}
+        }
+        if let Some(r) = w.role {
+            // Never the Owner's row (the domain refuses it; this keeps the store honest too).
+            membership::Entity::update_many()
+                .col_expr(membership::Column::Role, Expr::value(r.as_str()))
+                .filter(membership::Column::OrgId.eq(org.clone()))
+                .filter(membership::Column::UserId.eq(uid.clone()))
+                .filter(membership::Column::Role.ne(OrgRole::Owner.as_str()))
+                .exec(&txn)
+                .await
+                .map_err(store)?;
+        }
+        let mut report = MemberWriteReport::default();
+        match w.active {
+            Some(false) if present.deactivated_at.is_none() => {
+                membership::Entity::update_many()
+                    .col_expr(
+                        membership::Column::DeactivatedAt,
+                        Expr::value(micros(w.now)),
+                    )
+                    .filter(membership::Column::OrgId.eq(org.clone()))
+                    .filter(membership::Column::UserId.eq(uid.clone()))
+                    .filter(membership::Column::Role.ne(OrgRole::Owner.as_str()))
+                    .exec(&txn)
+                    .await
+                    .map_err(store)?;
+                report.api_keys_deactivated = api_key::Entity::update_many()
+                    .col_expr(api_key::Column::RevokedAt, Expr::value(micros(w.now)))
+                    .filter(api_key::Column::OrgId.eq(org.clone()))
+                    .filter(api_key::Column::CreatedBy.eq(uid.clone()))
+                    .filter(api_key::Column::RevokedAt.is_null())
+                    .exec(&txn)
+                    .await
+                    .map_err(store)?
+                    .rows_affected;
+                // Sessions belong to the person: end them unless another organization of
+                // theirs is still active.
+                let elsewhere = membership::Entity::find()
+                    .filter(membership::Column::UserId.eq(uid.clone()))
+                    .filter(membership::Column::OrgId.ne(org.clone()))
+                    .filter(membership::Column::DeactivatedAt.is_null())
+                    .count(&txn)
+                    .await
+                    .map_err(store)?;
+                if elsewhere == 0 {
+                    report.sessions_ended = session::Entity::update_many()
+                        .col_expr(session::Column::EndedAt, Expr::value(micros(w.now)))
+                        .filter(session::Column::UserId.eq(uid.clone()))
+                        .filter(session::Column::EndedAt.is_null())
+                        .exec(&txn)
+                        .await
+                        .map_err(store)?
+                        .rows_affected;
+                }
+            }
+            Some(true) => {
+                membership::Entity::update_many()
+                    .col_expr(
+                        membership::Column::DeactivatedAt,
+                        Expr::value(Option::<i64>::None),
+                    )
+                    .filter(membership::Column::OrgId.eq(org.clone()))
+                    .filter(membership::Column::UserId.eq(uid.clone()))
+                    .exec(&txn)
+                    .await
+                    .map_err(store)?;
+            }
+            _ => {}
+        }
+        commit(txn, journal).await?;
+        Ok(report)
+    }
+
+    async fn group_records(&self, org: OrgId) -> Result<Vec<GroupRecord>, TenancyError> {
+        scim_group::Entity::find()
+            .filter(scim_group::Column::OrgId.eq(org.to_string()))
+            .all(self.db())
+            .await
+            .map_err(store)?
+            .into_iter()
+            .map(|m| {
+                Ok(GroupRecord {
+                    team: id("team id", &m.team_id)?,
+                    external_id: m.external_id,
+                    members: json("SCIM members", &m.members)?,
+                    version: m.version,
+                    updated_at: time(m.updated_at)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn write_group(&self, w: &GroupWrite, journal: Journal) -> Result<(), TenancyError> {
+        let t = &w.team;
+        let (org, tid) = (t.org.to_string(), t.id.to_string());
+        let txn = self.db().begin().await.map_err(store)?;
+        lock_org(&txn, t.org).await?;
+        let conflict = || TenancyError::Conflict(format!("a team named `{}` exists", t.name));
+        if w.create {
+            match team::Entity::insert(team::ActiveModel {
+                id: Set(tid.clone()),
+                org_id: Set(org.clone()),
+                name: Set(t.name.clone()),
+                is_default: Set(false),
+                created_at: Set(micros(t.created_at)),
+                archived_at: Set(None),
+            })
+            .exec_without_returning(&txn)
+            .await
+            {
+                Err(e) if is_unique_violation(&e) => return Err(conflict()),
+                Err(e) => return Err(store(e)),
+                Ok(_) => {}
+            }
+        } else {
+            match team::Entity::update_many()
+                .col_expr(team::Column::Name, Expr::value(t.name.clone()))
+                .filter(team::Column::Id.eq(tid.clone()))
+                .filter(team::Column::OrgId.eq(org.clone()))
+                .exec(&txn)
+                .await
+            {
+                Err(e) if is_unique_violation(&e) => return Err(conflict()),
+                Err(e) => return Err(store(e)),
+                Ok(r) if r.rows_affected == 0 => return Err(TenancyError::NotFound("Group")),
+                Ok(_) => {}
+            }
+        }
+        let members = to_json(&w.record.members)?;
+        let updated = match w.expected_version {
+            Some(v) => {
+                scim_group::Entity::update_many()
+                    .col_expr(
+                        scim_group::Column::ExternalId,
+                        Expr::value(w.record.external_id.clone()),
+                    )
+                    .col_expr(scim_group::Column::Members, Expr::value(members.clone()))
+                    .col_expr(scim_group::Column::Version, Expr::value(w.record.version))
+                    .col_expr(
+                        scim_group::Column::UpdatedAt,
+                        Expr::value(micros(w.record.updated_at)),
+                    )
+                    .filter(scim_group::Column::OrgId.eq(org.clone()))
+                    .filter(scim_group::Column::TeamId.eq(tid.clone()))
+                    .filter(scim_group::Column::Version.eq(v))
+                    .exec(&txn)
+                    .await
+                    .map_err(store)?
+                    .rows_affected
+            }
+            None => {
+                scim_group::Entity::insert(scim_group::ActiveModel {
+                    org_id: Set(org.clone()),
+                    team_id: Set(tid.clone()),
+                    external_id: Set(w.record.external_id.clone()),
+                    members: Set(members),
+                    version: Set(w.record.version),
+                    updated_at: Set(micros(w.record.updated_at)),
+                })
+                .exec_without_returning(&txn)
+                .await
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        TenancyError::Conflict("the group changed meanwhile".into())
+                    } else {
+                        store(e)
+                    }
+                })?;
+                1
+            }
+        };
+        if updated == 0 {
+            return Err(TenancyError::Conflict(
+                "the group changed meanwhile; read it again".into(),
+            ));
+        }
+        for u in &w.add {
+            // Only people who are members of the organization (checked in this transaction).
+            let is_member = membership::Entity::find_by_id((org.clone(), u.to_string()))
+                .count(&txn)
+                .await
+                .map_err(store)?;
+            if is_member == 0 {
+                continue;
+            }
+            team_member::Entity::delete_many()
+                .filter(team_member::Column::TeamId.eq(tid.clone()))
+                .filter(team_member::Column::UserId.eq(u.to_string()))
+                .exec(&txn)
+                .await
+                .map_err(store)?;
+            team_member::Entity::insert(team_member::ActiveModel {
+                team_id: Set(tid.clone()),
+                user_id: Set(u.to_string()),
+                org_id: Set(org.clone()),
+                role: Set(TeamRole::Member.as_str().to_owned()),
+            })
+            .exec_without_returning(&txn)
+            .await
+            .map_err(store)?;
+        }
+        if !w.remove.is_empty() {
+            team_member::Entity::delete_many()
+                .filter(team_member::Column::TeamId.eq(tid.clone()))
+                .filter(team_member::Column::OrgId.eq(org.clone()))
+                .filter(
+                    team_member::Column::UserId
+                        .is_in(w.remove.iter().map(ToString::to_string).collect::<Vec<_>>()),
+                )
+                .exec(&txn)
+                .await
+                .map_err(store)?;
+        }
+        commit(txn, journal).await
+    }
+}
