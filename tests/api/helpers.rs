@@ -669,3 +669,66 @@ pub fn pyotp_code(uri: &str, unix_time: i64) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+/// The SCIM conformance tools (PyPI's scim2-tester with scim2-cli, and scim-sanity), pinned,
+/// in their own virtual environment under the target directory so their dependencies never
+/// meet the other checkers'. `.ci/run` creates it; a plain `cargo test` creates it on first use.
+pub fn scim_python() -> std::path::PathBuf {
+    static VENV: OnceLock<std::path::PathBuf> = OnceLock::new();
+    VENV.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root")
+            .to_path_buf();
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| root.join("target"), std::path::PathBuf::from);
+        let venv = target.join("scim-venv");
+        let python = venv.join("bin").join("python");
+        let ready = || {
+            std::process::Command::new(&python)
+                .args(["-c", "import scim2_tester, scim2_cli, scim_sanity"])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !ready() {
+            let lock = target.join("scim-venv.lock");
+            let _ = std::fs::create_dir_all(&target);
+            // Two test binaries may get here at once: the first one installs.
+            let file = std::fs::File::create(&lock).expect("lock file");
+            file.lock().expect("lock the venv install");
+            if !ready() {
+                eprintln!(
+                    "installing the SCIM conformance tools from PyPI into {}",
+                    venv.display()
+                );
+                let made = std::process::Command::new("python3")
+                    .args(["-m", "venv"])
+                    .arg(&venv)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(made, "could not create a Python virtual environment");
+                let ok = std::process::Command::new(&python)
+                    .args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--disable-pip-version-check",
+                    ])
+                    .args(SCIM_TOOLS)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(ok, "could not install {SCIM_TOOLS:?}");
+            }
+        }
+        python
+    })
+    .clone()
+}
+
+/// The pinned conformance tools (`.ci/run` installs the same list).
+pub const SCIM_TOOLS: [&str; 3] = [
+    "scim2-tester==0.5.2",
+    "scim2-cli==0.6.0",
+    "scim-sanity==0.7.4",
+];

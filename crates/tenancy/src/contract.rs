@@ -106,10 +106,13 @@ pub async fn run<
         + WorkspaceStore
         + crate::mfa::MfaStore
         + crate::metering::MeteringStore
+        + crate::scim::ScimStore
         + ?Sized,
 >(
     s: &S,
 ) {
+    scim_tokens_records_and_deactivation(s).await;
+    scim_groups_write_atomically(s).await;
     api_calls_never_overshoot_the_month(s).await;
     mfa_steps_codes_and_challenges_are_used_once(s).await;
     security_settings_are_compare_and_swap(s).await;
@@ -1820,4 +1823,318 @@ mod tests {
     async fn memory_store_meets_the_contract() {
         super::run(&crate::MemoryTenancyStore::new()).await;
     }
+}
+
+fn record(user: UserId, name: &str, version: i64) -> crate::scim::UserRecord {
+    crate::scim::UserRecord {
+        user,
+        user_name: name.to_owned(),
+        external_id: Some(format!("ext-{name}")),
+        attributes: serde_json::json!({"displayName": name, "active": true, "emails": [{"value": "x@y.z", "primary": false}]})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        version,
+        updated_at: now(),
+    }
+}
+
+async fn scim_tokens_records_and_deactivation<
+    S: TenancyStore + AuditStore + crate::scim::ScimStore + ?Sized,
+>(
+    s: &S,
+) {
+    use crate::scim::{MemberWrite, ScimToken};
+    let (org, team, owner) = new_org(s).await;
+    // Tokens: found by hash while live, listed, revoked once.
+    let token = ScimToken {
+        id: rbac_core::ScimTokenId::new(),
+        org: org.id,
+        name: "Okta".into(),
+        prefix: "axs_1234".into(),
+        created_by: owner.id,
+        created_at: now(),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    let before = head(s, org.id).await;
+    s.create_scim_token(&token, "sh1", note(org.id, "token"))
+        .await
+        .unwrap();
+    assert_eq!(head(s, org.id).await, before + 1, "audited with the insert");
+    assert_eq!(s.find_scim_token("sh1").await.unwrap(), Some(token.clone()));
+    assert_eq!(s.find_scim_token("other").await.unwrap(), None);
+    s.touch_scim_token(token.id, now()).await.unwrap();
+    s.revoke_scim_token(org.id, token.id, now(), note(org.id, "revoke"))
+        .await
+        .unwrap();
+    assert_eq!(s.find_scim_token("sh1").await.unwrap(), None);
+    assert!(matches!(
+        s.revoke_scim_token(org.id, token.id, now(), note(org.id, "again"))
+            .await,
+        Err(TenancyError::NotFound(_))
+    ));
+    let listed = s.list_scim_tokens(org.id).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].revoked_at, listed[0].last_used_at),
+        (Some(now()), Some(now()))
+    );
+
+    // Provisioning: the member limit holds, the record reads back verbatim, userName is unique
+    // without regard to case, and a refused provisioning writes nothing.
+    let jane = user("jane");
+    let rec = record(jane.id, "Jane@Example", 1);
+    s.provision_member(
+        org.id,
+        &jane,
+        Some("h"),
+        &rec,
+        OrgRole::User,
+        true,
+        team.id,
+        &limits(2),
+        note(org.id, "jane"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.user_record(org.id, jane.id).await.unwrap(),
+        Some(rec.clone())
+    );
+    let bob = user("bob");
+    let before = head(s, org.id).await;
+    let over = s
+        .provision_member(
+            org.id,
+            &bob,
+            None,
+            &record(bob.id, "bob", 1),
+            OrgRole::User,
+            true,
+            team.id,
+            &limits(2),
+            note(org.id, "bob"),
+        )
+        .await;
+    assert!(
+        matches!(over, Err(TenancyError::LimitReached { .. })),
+        "{over:?}"
+    );
+    assert_eq!(head(s, org.id).await, before, "nothing audited");
+    assert!(s.get_member(org.id, bob.id).await.unwrap().is_none());
+    let dup = s
+        .provision_member(
+            org.id,
+            &bob,
+            None,
+            &record(bob.id, "jane@example", 1),
+            OrgRole::User,
+            true,
+            team.id,
+            &limits(10),
+            note(org.id, "bob"),
+        )
+        .await;
+    assert!(matches!(dup, Err(TenancyError::Conflict(_))), "{dup:?}");
+    assert!(
+        s.get_member(org.id, bob.id).await.unwrap().is_none(),
+        "no half-made member"
+    );
+    assert!(
+        s.find_user_by_email(&bob.email).await.unwrap().is_none(),
+        "no half-made account"
+    );
+
+    // Deactivation ends sessions and API keys in one write; a stale version is refused.
+    let sess = session(jane.id, 0);
+    s.create_session(&sess, "jane-session", 3, Journal::default())
+        .await
+        .unwrap();
+    let key = ApiKey {
+        id: ApiKeyId::new(),
+        org: org.id,
+        team: team.id,
+        created_by: jane.id,
+        name: "k".into(),
+        prefix: "axk_0000".into(),
+        created_at: now(),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    s.create_api_key(&key, "jane-key", &keys(5), Journal::default())
+        .await
+        .unwrap();
+    let write = |expected: Option<i64>, version: i64, active: Option<bool>| MemberWrite {
+        org: org.id,
+        user: jane.id,
+        expected_version: expected,
+        record: record(jane.id, "jane@example", version),
+        name: "Jane D".into(),
+        email: jane.email.clone(),
+        password_hash: None,
+        role: Some(OrgRole::Admin),
+        active,
+        now: now(),
+    };
+    let report = s
+        .write_member(&write(Some(1), 2, Some(false)), note(org.id, "deactivate"))
+        .await
+        .unwrap();
+    assert_eq!((report.sessions_ended, report.api_keys_deactivated), (1, 1));
+    assert!(s.find_session("jane-session").await.unwrap().is_none());
+    assert!(s.find_api_key("jane-key").await.unwrap().is_none());
+    let m = s.get_member(org.id, jane.id).await.unwrap().unwrap();
+    assert_eq!(
+        (m.role, m.user.name.as_str(), m.deactivated_at),
+        (OrgRole::Admin, "Jane D", Some(now()))
+    );
+    assert!(!s.memberships(jane.id).await.unwrap()[0].active);
+    let before = head(s, org.id).await;
+    let stale = s
+        .write_member(&write(Some(1), 2, Some(true)), note(org.id, "stale"))
+        .await;
+    assert!(matches!(stale, Err(TenancyError::Conflict(_))), "{stale:?}");
+    assert_eq!(head(s, org.id).await, before);
+    assert!(
+        s.get_member(org.id, jane.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .deactivated_at
+            .is_some()
+    );
+    s.write_member(&write(Some(2), 3, Some(true)), note(org.id, "reactivate"))
+        .await
+        .unwrap();
+    assert!(
+        s.get_member(org.id, jane.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .deactivated_at
+            .is_none()
+    );
+    // The Owner's row is never demoted by the store either.
+    let mut owner_write = write(None, 1, None);
+    owner_write.user = owner.id;
+    owner_write.email = owner.email.clone();
+    owner_write.record = record(owner.id, "owner", 1);
+    s.write_member(&owner_write, note(org.id, "owner"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_member(org.id, owner.id).await.unwrap().unwrap().role,
+        OrgRole::Owner
+    );
+}
+
+async fn scim_groups_write_atomically<
+    S: TenancyStore + AuditStore + WorkspaceStore + crate::scim::ScimStore + ?Sized,
+>(
+    s: &S,
+) {
+    use crate::scim::{GroupRecord, GroupWrite};
+    let (org, default, owner) = new_org(s).await;
+    let outsider = UserId::new();
+    let team = Team {
+        id: TeamId::new(),
+        org: org.id,
+        name: "Design".into(),
+        is_default: false,
+        created_at: now(),
+        archived_at: None,
+    };
+    let rec = |v: i64| GroupRecord {
+        team: team.id,
+        external_id: Some("g1".into()),
+        members: vec![serde_json::json!({"value": owner.id.to_string(), "display": "O"})],
+        version: v,
+        updated_at: now(),
+    };
+    s.write_group(
+        &GroupWrite {
+            team: team.clone(),
+            create: true,
+            expected_version: None,
+            record: rec(1),
+            add: vec![owner.id, outsider],
+            remove: vec![],
+        },
+        note(org.id, "group"),
+    )
+    .await
+    .unwrap();
+    let members: Vec<UserId> = s
+        .team_members(org.id, team.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.member.user.id)
+        .collect();
+    assert_eq!(members, vec![owner.id], "only organization members join");
+    assert_eq!(s.group_records(org.id).await.unwrap(), vec![rec(1)]);
+    // A name taken by another team: nothing of the change is applied.
+    let before = head(s, org.id).await;
+    let clash = s
+        .write_group(
+            &GroupWrite {
+                team: Team {
+                    name: default.name.clone(),
+                    ..team.clone()
+                },
+                create: false,
+                expected_version: Some(1),
+                record: rec(2),
+                add: vec![],
+                remove: vec![owner.id],
+            },
+            note(org.id, "clash"),
+        )
+        .await;
+    assert!(matches!(clash, Err(TenancyError::Conflict(_))), "{clash:?}");
+    assert_eq!(head(s, org.id).await, before);
+    assert_eq!(s.team_members(org.id, team.id).await.unwrap().len(), 1);
+    assert_eq!(s.group_records(org.id).await.unwrap(), vec![rec(1)]);
+    // A stale version is refused; the current one applies rename and removal together.
+    let stale = s
+        .write_group(
+            &GroupWrite {
+                team: team.clone(),
+                create: false,
+                expected_version: Some(7),
+                record: rec(8),
+                add: vec![],
+                remove: vec![owner.id],
+            },
+            note(org.id, "stale"),
+        )
+        .await;
+    assert!(matches!(stale, Err(TenancyError::Conflict(_))), "{stale:?}");
+    s.write_group(
+        &GroupWrite {
+            team: Team {
+                name: "Brand".into(),
+                ..team.clone()
+            },
+            create: false,
+            expected_version: Some(1),
+            record: rec(2),
+            add: vec![],
+            remove: vec![owner.id],
+        },
+        note(org.id, "rename"),
+    )
+    .await
+    .unwrap();
+    assert!(s.team_members(org.id, team.id).await.unwrap().is_empty());
+    assert_eq!(
+        s.get_team(org.id, team.id).await.unwrap().unwrap().name,
+        "Brand"
+    );
+    // Deleting the team deletes its record.
+    s.delete_team(org.id, team.id, note(org.id, "delete"))
+        .await
+        .unwrap();
+    assert!(s.group_records(org.id).await.unwrap().is_empty());
 }

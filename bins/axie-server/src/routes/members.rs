@@ -24,6 +24,9 @@ pub struct MemberResponse {
     pub role: String,
     /// When they joined (RFC 3339).
     pub joined_at: String,
+    /// `false` while deactivated (by the identity provider through SCIM): the member keeps
+    /// their resources but cannot sign in to or act in the organization.
+    pub active: bool,
 }
 
 /// Lists members, ordered by user id.
@@ -47,6 +50,7 @@ pub async fn list(
             name: m.user.name.clone(),
             role: m.role.as_str().to_owned(),
             joined_at: m.joined_at.to_rfc3339(),
+            active: m.deactivated_at.is_none(),
         })
         .collect();
     Ok(HttpResponse::Ok().json(Page::new(items, limit, |m| m.user_id.clone())))

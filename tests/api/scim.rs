@@ -1,0 +1,778 @@
+//! SCIM 2.0 provisioning: the independent conformance tools against the real server, and the
+//! identity providers' flows (Okta's look-up-then-create, Entra's capitalised operations and
+//! string booleans, deactivate and reactivate, group membership pushed by PATCH).
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::*;
+
+const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+/// An identity provider's view of the test server: the SCIM base and a token for it.
+struct Idp {
+    base: String,
+    token: String,
+    token_id: String,
+    client: reqwest::Client,
+}
+
+impl Idp {
+    async fn connect(t: &TestApp) -> Self {
+        let res = t
+            .post(
+                &t.org("/scim-tokens"),
+                &t.owner_token,
+                &json!({"name": "Okta"}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let body: Value = res.json().await.unwrap();
+        assert!(body["secret"].as_str().unwrap().starts_with("axs_"));
+        Self {
+            // The test server's public URL is not its random port: use the address it listens on.
+            base: t.url(&format!("/scim/v2/{}", t.org_id)),
+            token: body["secret"].as_str().unwrap().to_owned(),
+            token_id: body["id"].as_str().unwrap().to_owned(),
+            client: t.client.clone(),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/scim+json")
+                .body(b.to_string());
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Sends and expects `status`, returning the body (SCIM JSON, or null for an empty body).
+    async fn expect(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        status: StatusCode,
+    ) -> Value {
+        let res = self.send(method.clone(), path, body).await;
+        let got = res.status();
+        let ct = res
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let text = res.text().await.unwrap();
+        assert_eq!(got, status, "{method} {path}: {text}");
+        if text.is_empty() {
+            return Value::Null;
+        }
+        assert_eq!(
+            ct.as_deref(),
+            Some("application/scim+json"),
+            "{method} {path}"
+        );
+        serde_json::from_str(&text).unwrap()
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.expect(reqwest::Method::GET, path, None, StatusCode::OK)
+            .await
+    }
+
+    async fn patch(&self, path: &str, ops: Value) -> Value {
+        self.expect(
+            reqwest::Method::PATCH,
+            path,
+            Some(&json!({"schemas": [PATCH_OP], "Operations": ops})),
+            StatusCode::OK,
+        )
+        .await
+    }
+}
+
+fn user_doc(user_name: &str, email: &str) -> Value {
+    json!({
+        "schemas": [USER],
+        "userName": user_name,
+        "externalId": format!("00u-{user_name}"),
+        "name": {"givenName": "Jane", "familyName": "Doe"},
+        "emails": [{"value": email, "type": "work", "primary": true}],
+        "active": true,
+        "password": "correct horse battery staple 42",
+    })
+}
+
+async fn member(t: &TestApp, id: &str) -> Option<Value> {
+    let page = json_of(t.get(&t.org("/members?limit=200"), &t.owner_token).await).await;
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["user_id"] == id)
+        .cloned()
+}
+
+both_backends!(
+    the_conformance_tools_pass_against_the_real_server,
+    |b| async move {
+        let t = spawn_app_with(b, Options::default()).await;
+        let idp = Idp::connect(&t).await;
+        let python = scim_python();
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scim/run_scim2_tester.py");
+        // PyPI's scim2-tester: its whole check suite.
+        let out = std::process::Command::new(&python)
+            .arg(&script)
+            .args([&idp.base, &idp.token])
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!(
+                "scim2-tester printed no report: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let results = report["results"].as_array().cloned().unwrap_or_default();
+        let failed: Vec<&Value> = results
+            .iter()
+            .filter(|r| r["status"] != "SUCCESS")
+            .collect();
+        assert!(
+            report["ok"] == true && failed.is_empty(),
+            "scim2-tester: {} of {} checks did not succeed: {failed:#?} {}",
+            failed.len(),
+            results.len(),
+            report["discovery_error"]
+        );
+        assert!(results.len() >= 80, "only {} checks ran", results.len());
+
+        // PyPI's scim-sanity: its probes, in strict mode.
+        let out = std::process::Command::new(python.parent().unwrap().join("scim-sanity"))
+            .args(["probe", &idp.base, "--token", &idp.token])
+            .args(["--i-accept-side-effects", "--strict", "--json-output"])
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!(
+                "scim-sanity printed no report: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let s = &report["summary"];
+        let bad: Vec<&Value> = report["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == "fail" || r["status"] == "error")
+            .collect();
+        assert!(
+            s["failed"] == 0 && s["errors"] == 0 && bad.is_empty(),
+            "scim-sanity (strict): {bad:#?}"
+        );
+        assert!(s["passed"].as_u64().unwrap() >= 28, "{s}");
+        assert!(out.status.success());
+    }
+);
+
+both_backends!(
+    okta_looks_up_creates_deactivates_and_reactivates,
+    |b| async move {
+        let t = spawn_app_with(b, Options::default()).await;
+        let hook = Receiver::start().await;
+        let res = t
+        .post(
+            &t.org("/webhooks"),
+            &t.owner_token,
+            &json!({"url": hook.url, "description": "idp", "events": ["user.created", "user.updated", "user.deleted"]}),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let idp = Idp::connect(&t).await;
+
+        // Okta first looks the person up; no match is an empty list, not a 404.
+        let filter = "/Users?filter=userName%20eq%20%22jane%40acme.example%22";
+        let found = idp.get(filter).await;
+        assert_eq!(
+            (found["totalResults"].as_u64(), found["Resources"].clone()),
+            (Some(0), json!([]))
+        );
+
+        // Then creates them: 201, Location = meta.location, ETag = meta.version, no password.
+        let res = idp
+            .send(
+                reqwest::Method::POST,
+                "/Users",
+                Some(&user_doc("jane@acme.example", "jane@acme.example")),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let location = res.headers()["location"].to_str().unwrap().to_owned();
+        let etag = res.headers()["etag"].to_str().unwrap().to_owned();
+        let jane: Value = res.json().await.unwrap();
+        assert_eq!(jane["meta"]["location"], location);
+        assert_eq!(jane["meta"]["version"], etag);
+        assert_eq!(jane["meta"]["resourceType"], "User");
+        assert!(jane.get("password").is_none());
+        assert_eq!(jane["externalId"], "00u-jane@acme.example");
+        let id = jane["id"].as_str().unwrap().to_owned();
+
+        // The lookup now finds them (also without regard to case), and userName stays unique.
+        let found = idp
+            .get("/Users?filter=userName%20eq%20%22JANE%40acme.example%22")
+            .await;
+        assert_eq!(found["totalResults"], 1);
+        assert_eq!(found["Resources"][0]["id"], id.as_str());
+        let dup = idp
+            .expect(
+                reqwest::Method::POST,
+                "/Users",
+                Some(&user_doc("Jane@ACME.example", "other@acme.example")),
+                StatusCode::CONFLICT,
+            )
+            .await;
+        assert_eq!(
+            (dup["scimType"].as_str(), dup["status"].as_str()),
+            (Some("uniqueness"), Some("409"))
+        );
+
+        // They are a member (User role) and can sign in with the password the IdP set.
+        let m = member(&t, &id).await.expect("a member");
+        assert_eq!(
+            (
+                m["role"].as_str(),
+                m["email"].as_str(),
+                m["name"].as_str(),
+                m["active"].as_bool()
+            ),
+            (
+                Some("user"),
+                Some("jane@acme.example"),
+                Some("Jane Doe"),
+                Some(true)
+            )
+        );
+        let session = t
+            .login("jane@acme.example", "correct horse battery staple 42")
+            .await;
+        let key: Value = json_of(
+            t.post(&t.org("/api-keys"), &session, &json!({"name": "laptop"}))
+                .await,
+        )
+        .await;
+        let key = key["secret"].as_str().unwrap().to_owned();
+        assert_eq!(
+            t.get(&t.url("/api/v1/me"), &key).await.status(),
+            StatusCode::OK
+        );
+
+        // Deactivation (Okta's PATCH without a path): sessions end, API keys stop, resources stay.
+        let after = idp
+            .patch(
+                &format!("/Users/{id}"),
+                json!([{"op": "replace", "value": {"active": false}}]),
+            )
+            .await;
+        assert_eq!(after["active"], false);
+        assert_ne!(after["meta"]["version"], jane["meta"]["version"]);
+        assert_eq!(
+            t.get(&t.url("/api/v1/me"), &session).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            t.get(&t.url("/api/v1/me"), &key).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        problem(
+            t.login_response("jane@acme.example", "correct horse battery staple 42")
+                .await,
+            StatusCode::FORBIDDEN,
+            "member_deactivated",
+        )
+        .await;
+        assert_eq!(member(&t, &id).await.unwrap()["active"], false);
+        let deactivated = t.audit("action=member.deactivated").await;
+        assert_eq!(deactivated.len(), 1);
+        assert_eq!(deactivated[0]["actor_type"], "scim_token");
+        assert_eq!(deactivated[0]["actor_id"], idp.token_id.as_str());
+
+        // Reactivation restores sign-in.
+        let back = idp
+            .patch(
+                &format!("/Users/{id}"),
+                json!([{"op": "replace", "path": "active", "value": true}]),
+            )
+            .await;
+        assert_eq!(back["active"], true);
+        t.login("jane@acme.example", "correct horse battery staple 42")
+            .await;
+
+        // A stale If-Match is refused; the current one is accepted.
+        let stale = idp
+            .client
+            .put(format!("{}/Users/{id}", idp.base))
+            .bearer_auth(&idp.token)
+            .header("if-match", etag.as_str())
+            .json(&user_doc("jane@acme.example", "jane@acme.example"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
+
+        // Removal: 204, then 404; the membership is gone.
+        idp.expect(
+            reqwest::Method::DELETE,
+            &format!("/Users/{id}"),
+            None,
+            StatusCode::NO_CONTENT,
+        )
+        .await;
+        let gone = idp
+            .expect(
+                reqwest::Method::GET,
+                &format!("/Users/{id}"),
+                None,
+                StatusCode::NOT_FOUND,
+            )
+            .await;
+        assert_eq!(
+            gone["schemas"],
+            json!(["urn:ietf:params:scim:api:messages:2.0:Error"])
+        );
+        assert!(member(&t, &id).await.is_none());
+
+        // The same webhooks as the API: created, updated (twice), deleted.
+        let got = hook.wait_for(4, 10).await;
+        // Deliveries run in parallel, so they may arrive in any order.
+        let mut kinds: Vec<String> = got
+            .iter()
+            .map(|r| {
+                serde_json::from_str::<Value>(&r.body).unwrap()["event"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            [
+                "user.created",
+                "user.deleted",
+                "user.updated",
+                "user.updated"
+            ]
+        );
+        let created = got
+            .iter()
+            .map(|r| serde_json::from_str::<Value>(&r.body).unwrap())
+            .find(|v| v["event"] == "user.created")
+            .unwrap();
+        assert_eq!(
+            (
+                created["data"]["userId"].as_str(),
+                created["data"]["email"].as_str(),
+                created["data"]["via"].as_str()
+            ),
+            (Some(id.as_str()), Some("jane@acme.example"), Some("scim"))
+        );
+    }
+);
+
+both_backends!(
+    entra_capitalised_operations_string_booleans_and_roles,
+    |b| async move {
+        let t = spawn_app_with(b, Options::default()).await;
+        let idp = Idp::connect(&t).await;
+        let jane = idp
+            .expect(
+                reqwest::Method::POST,
+                "/Users",
+                Some(&user_doc("jdoe", "jane@acme.example")),
+                StatusCode::CREATED,
+            )
+            .await;
+        let id = jane["id"].as_str().unwrap().to_owned();
+        let path = format!("/Users/{id}");
+
+        // Entra: "Replace", booleans as strings, a dotted attribute inside a path-less value.
+        let u = idp
+        .patch(&path, json!([
+            {"op": "Replace", "path": "active", "value": "False"},
+            {"op": "Replace", "value": {"displayName": "Jane D.", "name.familyName": "Dough"}}
+        ]))
+        .await;
+        assert_eq!(u["active"], false, "a JSON boolean comes back");
+        assert_eq!(
+            u["name"],
+            json!({"givenName": "Jane", "familyName": "Dough"})
+        );
+        let m = member(&t, &id).await.unwrap();
+        assert_eq!(
+            (m["active"].as_bool(), m["name"].as_str()),
+            (Some(false), Some("Jane D."))
+        );
+        let u = idp
+            .patch(
+                &path,
+                json!([{"op": "Replace", "value": {"active": "True"}}]),
+            )
+            .await;
+        assert_eq!(u["active"], true);
+
+        // A value-filtered path changes the work email, which is the login email.
+        idp.patch(&path, json!([
+        {"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "jane.doe@acme.example"}
+    ]))
+    .await;
+        assert_eq!(
+            member(&t, &id).await.unwrap()["email"],
+            "jane.doe@acme.example"
+        );
+
+        // The roles attribute sets the enterprise role.
+        idp.patch(
+            &path,
+            json!([{"op": "Add", "path": "roles", "value": [{"value": "admin"}]}]),
+        )
+        .await;
+        assert_eq!(member(&t, &id).await.unwrap()["role"], "admin");
+        let changed = t.audit("action=member.role_changed").await;
+        assert_eq!(changed[0]["actor_type"], "scim_token");
+        idp.patch(&path, json!([{"op": "Remove", "path": "roles"}]))
+            .await;
+        assert_eq!(member(&t, &id).await.unwrap()["role"], "user");
+
+        // Errors carry their scimType.
+        let e = idp
+        .expect(reqwest::Method::PATCH, &path,
+            Some(&json!({"schemas": [PATCH_OP], "Operations": [{"op": "Jump", "path": "active"}]})),
+            StatusCode::BAD_REQUEST)
+        .await;
+        assert_eq!(e["scimType"], "invalidSyntax");
+        let e = idp
+            .expect(
+                reqwest::Method::GET,
+                "/Users?filter=userName%20eq",
+                None,
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
+        assert_eq!(e["scimType"], "invalidFilter");
+        let e = idp
+            .expect(
+                reqwest::Method::POST,
+                "/Users",
+                Some(&json!({"schemas": [USER], "active": true})),
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
+        assert_eq!(e["scimType"], "invalidValue");
+
+        // Filters beyond equality, and paging.
+        for (filter, n) in [
+            ("userName sw \"jd\"", 1),
+            ("emails.value co \"doe@acme\"", 1),
+            ("displayName pr and active eq true", 2),
+            ("userName eq \"nobody\" or externalId eq \"00u-jdoe\"", 1),
+            ("not (userName eq \"jdoe\")", 1),
+        ] {
+            let q = format!("/Users?filter={}", urlencode(filter));
+            assert_eq!(idp.get(&q).await["totalResults"], n, "{filter}");
+        }
+        let page = idp.get("/Users?startIndex=2&count=1").await;
+        assert_eq!(
+            (
+                page["startIndex"].as_u64(),
+                page["itemsPerPage"].as_u64(),
+                page["totalResults"].as_u64()
+            ),
+            (Some(2), Some(1), Some(2))
+        );
+        let counted = idp.get("/Users?count=0").await;
+        assert_eq!(
+            (
+                counted["totalResults"].as_u64(),
+                counted["Resources"].clone()
+            ),
+            (Some(2), json!([]))
+        );
+    }
+);
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn team_members(t: &TestApp, team: &str) -> Vec<String> {
+    let page = json_of(
+        t.get(&t.org(&format!("/teams/{team}/members")), &t.owner_token)
+            .await,
+    )
+    .await;
+    let mut ids: Vec<String> = page
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["user_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+both_backends!(
+    groups_are_teams_and_membership_is_pushed_by_patch,
+    |b| async move {
+        let t = spawn_app_with(b, Options::default()).await;
+        let idp = Idp::connect(&t).await;
+        let mut ids = Vec::new();
+        for who in ["ann", "bob"] {
+            let u = idp
+            .expect(reqwest::Method::POST, "/Users",
+                Some(&json!({"schemas": [USER], "userName": who, "emails": [{"value": format!("{who}@acme.example"), "primary": true}]})),
+                StatusCode::CREATED)
+            .await;
+            ids.push(u["id"].as_str().unwrap().to_owned());
+        }
+        let (ann, bob) = (ids[0].clone(), ids[1].clone());
+        let g = idp
+        .expect(reqwest::Method::POST, "/Groups",
+            Some(&json!({"schemas": [GROUP], "displayName": "Design", "externalId": "grp-1", "members": [{"value": ann}]})),
+            StatusCode::CREATED)
+        .await;
+        let team = g["id"].as_str().unwrap().to_owned();
+        assert!(team.starts_with("team_"));
+        assert_eq!(team_members(&t, &team).await, vec![ann.clone()]);
+        let teams = json_of(t.get(&t.org("/teams"), &t.owner_token).await).await;
+        assert!(
+            teams["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["name"] == "Design")
+        );
+
+        let path = format!("/Groups/{team}");
+        idp.patch(
+            &path,
+            json!([{"op": "Add", "path": "members", "value": [{"value": bob}]}]),
+        )
+        .await;
+        let mut both = vec![ann.clone(), bob.clone()];
+        both.sort();
+        assert_eq!(team_members(&t, &team).await, both);
+        idp.patch(
+            &path,
+            json!([{"op": "remove", "path": format!("members[value eq \"{ann}\"]")}]),
+        )
+        .await;
+        assert_eq!(team_members(&t, &team).await, vec![bob.clone()]);
+        // Entra removes with a value list.
+        idp.patch(
+            &path,
+            json!([{"op": "Remove", "path": "members", "value": [{"value": bob}]}]),
+        )
+        .await;
+        assert!(team_members(&t, &team).await.is_empty());
+        // Someone who is not a member of the organization changes nothing, and is not an error.
+        idp.patch(&path, json!([{"op": "add", "path": "members", "value": [{"value": "usr_00000000000000000000000000000000"}]}])).await;
+        assert!(team_members(&t, &team).await.is_empty());
+
+        let renamed = idp
+            .patch(
+                &path,
+                json!([{"op": "replace", "path": "displayName", "value": "Brand"}]),
+            )
+            .await;
+        assert_eq!(
+            (
+                renamed["displayName"].as_str(),
+                renamed["externalId"].as_str()
+            ),
+            (Some("Brand"), Some("grp-1"))
+        );
+        let found = idp
+            .get("/Groups?filter=displayName%20eq%20%22brand%22")
+            .await;
+        assert_eq!(found["totalResults"], 1);
+        let updates = t.audit("action=team.updated").await;
+        assert!(updates.iter().all(|e| e["actor_type"] == "scim_token"));
+
+        idp.expect(reqwest::Method::DELETE, &path, None, StatusCode::NO_CONTENT)
+            .await;
+        idp.expect(reqwest::Method::GET, &path, None, StatusCode::NOT_FOUND)
+            .await;
+        // The default team is never deleted.
+        let default = idp
+            .get("/Groups?filter=displayName%20eq%20%22Default%22")
+            .await;
+        let default_id = default["Resources"][0]["id"].as_str().unwrap().to_owned();
+        idp.expect(
+            reqwest::Method::DELETE,
+            &format!("/Groups/{default_id}"),
+            None,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+);
+
+both_backends!(
+    the_owner_is_protected_and_tokens_are_scoped,
+    |b| async move {
+        let t = spawn_app_with(
+            b,
+            Options {
+                trust_loopback_proxy: true,
+                demo: true,
+                ..Options::default()
+            },
+        )
+        .await;
+        let idp = Idp::connect(&t).await;
+        let owner = t.member_id(OWNER_EMAIL).await;
+        let path = format!("/Users/{owner}");
+
+        // Never deactivated, deleted or demoted through SCIM.
+        let e = idp
+        .expect(reqwest::Method::PATCH, &path,
+            Some(&json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "active", "value": false}]})),
+            StatusCode::BAD_REQUEST)
+        .await;
+        assert_eq!(e["scimType"], "mutability");
+        idp.expect(reqwest::Method::DELETE, &path, None, StatusCode::FORBIDDEN)
+            .await;
+        idp.patch(
+            &path,
+            json!([{"op": "replace", "path": "roles", "value": [{"value": "user"}]}]),
+        )
+        .await;
+        assert_eq!(member(&t, &owner).await.unwrap()["role"], "owner");
+        t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+
+        // Tokens: a wrong one, one used on another organization, a revoked one.
+        let wrong = idp
+            .client
+            .get(format!("{}/Users", idp.base))
+            .bearer_auth("axs_nope")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+        assert!(wrong.headers().contains_key("www-authenticate"));
+        let (other, _) = crate::api_keys::second_org(&t, billing_limits::Plan::Enterprise).await;
+        let cross = idp
+            .client
+            .get(t.url(&format!("/scim/v2/{other}/Users")))
+            .bearer_auth(&idp.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(cross.status(), StatusCode::UNAUTHORIZED);
+
+        // Only the Owner and Admins, in a session, on the Enterprise plan, manage tokens.
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        assert_eq!(
+            t.post(&t.org("/scim-tokens"), &lisa, &json!({"name": "x"}))
+                .await
+                .status(),
+            StatusCode::FORBIDDEN
+        );
+        let (pro, pro_owner) = crate::api_keys::second_org(&t, billing_limits::Plan::Pro).await;
+        let pro_owner = t.login(&pro_owner, OWNER_PASSWORD).await;
+        let p = problem(
+            t.post(
+                &t.url(&format!("/api/v1/orgs/{pro}/scim-tokens")),
+                &pro_owner,
+                &json!({"name": "x"}),
+            )
+            .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        assert_eq!(p["reason"], "plan_lacks_feature");
+        let listed = json_of(t.get(&t.org("/scim-tokens"), &t.owner_token).await).await;
+        assert_eq!(listed[0]["id"], idp.token_id.as_str());
+        assert!(listed[0]["last_used_at"].is_string());
+        assert_eq!(listed[0].get("secret"), None);
+
+        // The IP allowlist applies to SCIM too.
+        let res = t
+            .client
+            .patch(t.org("/security"))
+            .bearer_auth(&t.owner_token)
+            .header("x-forwarded-for", "10.1.2.3")
+            .json(&json!({"ip_allowlist": ["10.0.0.0/8"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let blocked = idp.send(reqwest::Method::GET, "/Users", None).await;
+        assert_eq!(blocked.status(), StatusCode::FORBIDDEN);
+        let inside = idp
+            .client
+            .get(format!("{}/Users", idp.base))
+            .bearer_auth(&idp.token)
+            .header("x-forwarded-for", "10.9.9.9")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(inside.status(), StatusCode::OK);
+
+        // Revoked: the token stops working at once.
+        let res = t
+            .client
+            .delete(t.org(&format!("/scim-tokens/{}", idp.token_id)))
+            .bearer_auth(&t.owner_token)
+            .header("x-forwarded-for", "10.1.2.3")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        let revoked = idp
+            .client
+            .get(format!("{}/Users", idp.base))
+            .bearer_auth(&idp.token)
+            .header("x-forwarded-for", "10.9.9.9")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(revoked.status(), StatusCode::UNAUTHORIZED);
+        let res = t
+            .client
+            .patch(t.org("/security"))
+            .bearer_auth(&t.owner_token)
+            .header("x-forwarded-for", "10.1.2.3")
+            .json(&json!({"ip_allowlist": []}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let events: Vec<String> = t
+            .audit("action=scim.")
+            .await
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(events, ["scim.token_revoked", "scim.token_created"]);
+    }
+);
