@@ -1817,14 +1817,6 @@ async fn api_calls_never_overshoot_the_month<
     );
 }
 
-#[cfg(test)]
-mod tests {
-    #[tokio::test]
-    async fn memory_store_meets_the_contract() {
-        super::run(&crate::MemoryTenancyStore::new()).await;
-    }
-}
-
 fn record(user: UserId, name: &str, version: i64) -> crate::scim::UserRecord {
     crate::scim::UserRecord {
         user,
@@ -2137,4 +2129,12 @@ async fn scim_groups_write_atomically<
         .await
         .unwrap();
     assert!(s.group_records(org.id).await.unwrap().is_empty());
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn memory_store_meets_the_contract() {
+        super::run(&crate::MemoryTenancyStore::new()).await;
+    }
 }
