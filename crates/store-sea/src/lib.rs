@@ -220,6 +220,7 @@ pub const TABLES: &[&str] = &[
     "scim_tokens",
     "scim_users",
     "scim_groups",
+    "consents",
 ];
 
 impl SeaStore {

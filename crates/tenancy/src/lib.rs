@@ -27,6 +27,7 @@ pub mod metering;
 pub mod mfa;
 mod model;
 pub mod orgs;
+pub mod privacy;
 pub mod scim;
 pub mod security;
 mod store;

@@ -55,6 +55,7 @@ struct State {
     scim_tokens: Vec<(crate::scim::ScimToken, String)>,
     scim_users: HashMap<(OrgId, UserId), crate::scim::UserRecord>,
     scim_groups: HashMap<(OrgId, TeamId), crate::scim::GroupRecord>,
+    consents: Vec<crate::privacy::ConsentRecord>,
 }
 
 #[derive(Debug, Clone)]
@@ -2102,5 +2103,68 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
             s.scim_groups.insert((t.org, t.id), w.record.clone());
         }
         self.commit(journal).await
+    }
+}
+
+#[async_trait]
+impl crate::privacy::PrivacyStore for MemoryTenancyStore {
+    async fn record_consent(
+        &self,
+        consent: &crate::privacy::ConsentRecord,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        self.lock()?.consents.push(consent.clone());
+        self.commit(journal).await
+    }
+
+    async fn consents(
+        &self,
+        org: OrgId,
+        user: Option<UserId>,
+    ) -> Result<Vec<crate::privacy::ConsentRecord>, TenancyError> {
+        Ok(self
+            .lock()?
+            .consents
+            .iter()
+            .filter(|c| c.org == org && user.is_none_or(|u| c.user == u))
+            .cloned()
+            .collect())
+    }
+
+    async fn erase_member(
+        &self,
+        org: OrgId,
+        user: UserId,
+        transfer_to: UserId,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<crate::privacy::ErasureReport, TenancyError> {
+        let removal = self
+            .remove_member(org, user, Disposition::TransferTo(transfer_to), now, Journal::default())
+            .await?;
+        let audit_records_erased = self
+            .audit
+            .erase_personal_data(org, &user.to_string())
+            .await?;
+        let account_anonymized = {
+            let mut s = self.lock()?;
+            let elsewhere = s.members.iter().any(|m| m.1 == user);
+            if !elsewhere {
+                if let Some((u, hash)) = s.users.get_mut(&user) {
+                    u.email = Email::parse(&format!("erased-{}@erased.invalid", user.as_uuid().simple()))?;
+                    audit::ERASED.clone_into(&mut u.name);
+                    *hash = None;
+                }
+                s.mfa.remove(&user);
+                s.throttles.remove(&user);
+            }
+            !elsewhere
+        };
+        self.commit(journal).await?;
+        Ok(crate::privacy::ErasureReport {
+            removal,
+            audit_records_erased,
+            account_anonymized,
+        })
     }
 }

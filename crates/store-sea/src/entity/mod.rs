@@ -8,6 +8,7 @@ pub mod audit_checkpoint;
 pub mod audit_event;
 pub mod audit_head;
 pub mod bulk_preview;
+pub mod consent;
 pub mod invitation;
 pub mod login_challenge;
 pub mod login_throttle;

@@ -22,6 +22,7 @@ mod m20261128_000011_create_workspace_tables;
 mod m20261128_000012_create_mfa_tables;
 mod m20261128_000013_create_usage_monthly;
 mod m20261128_000014_create_scim_tables;
+mod m20261128_000015_create_consents;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000012_create_mfa_tables::Migration),
             Box::new(m20261128_000013_create_usage_monthly::Migration),
             Box::new(m20261128_000014_create_scim_tables::Migration),
+            Box::new(m20261128_000015_create_consents::Migration),
         ]
     }
 }

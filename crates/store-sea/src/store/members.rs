@@ -223,84 +223,95 @@ impl MembershipStore for SeaStore {
         journal: Journal,
     ) -> Result<RemovalReport, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
-        lock_org(&txn, org).await?;
-        if let Disposition::TransferTo(to) = disposition {
-            let present = membership::Entity::find_by_id((org.to_string(), to.to_string()))
-                .count(&txn)
-                .await
-                .map_err(store)?;
-            if present == 0 || to == user {
-                return Err(TenancyError::Invalid(
-                    "resources can be transferred only to another member of the organization"
-                        .into(),
-                ));
-            }
+        let report = remove_in(&txn, org, user, disposition, now).await?;
+        commit(txn, journal).await?;
+        Ok(report)
+    }
+}
+
+/// A member's removal inside the caller's transaction (see `MembershipStore::remove_member`).
+pub(crate) async fn remove_in(
+    txn: &sea_orm::DatabaseTransaction,
+    org: OrgId,
+    user: UserId,
+    disposition: Disposition,
+    now: DateTime<Utc>,
+) -> Result<RemovalReport, TenancyError> {
+    lock_org(txn, org).await?;
+    if let Disposition::TransferTo(to) = disposition {
+        let present = membership::Entity::find_by_id((org.to_string(), to.to_string()))
+            .count(txn)
+            .await
+            .map_err(store)?;
+        if present == 0 || to == user {
+            return Err(TenancyError::Invalid(
+                "resources can be transferred only to another member of the organization".into(),
+            ));
         }
-        let gone = membership::Entity::delete_many()
-            .filter(membership::Column::OrgId.eq(org.to_string()))
-            .filter(membership::Column::UserId.eq(user.to_string()))
-            .filter(membership::Column::Role.ne(OrgRole::Owner.as_str()))
-            .exec(&txn)
-            .await
-            .map_err(store)?;
-        if gone.rows_affected == 0 {
-            return Err(TenancyError::NotFound("member"));
-        }
-        team_member::Entity::delete_many()
-            .filter(team_member::Column::OrgId.eq(org.to_string()))
-            .filter(team_member::Column::UserId.eq(user.to_string()))
-            .exec(&txn)
-            .await
-            .map_err(store)?;
-        withdraw_grants(&txn, org, user, now).await?;
-        crate::entity::scim_user::Entity::delete_many()
-            .filter(crate::entity::scim_user::Column::OrgId.eq(org.to_string()))
-            .filter(crate::entity::scim_user::Column::UserId.eq(user.to_string()))
-            .exec(&txn)
-            .await
-            .map_err(store)?;
-        let (transferred, deleted) =
-            super::workspace::dispose_assets(&txn, org, user, disposition).await?;
-        let keys = api_key::Entity::update_many()
-            .col_expr(api_key::Column::RevokedAt, Expr::value(micros(now)))
-            .filter(api_key::Column::OrgId.eq(org.to_string()))
-            .filter(api_key::Column::CreatedBy.eq(user.to_string()))
-            .filter(api_key::Column::RevokedAt.is_null())
-            .exec(&txn)
+    }
+    let gone = membership::Entity::delete_many()
+        .filter(membership::Column::OrgId.eq(org.to_string()))
+        .filter(membership::Column::UserId.eq(user.to_string()))
+        .filter(membership::Column::Role.ne(OrgRole::Owner.as_str()))
+        .exec(txn)
+        .await
+        .map_err(store)?;
+    if gone.rows_affected == 0 {
+        return Err(TenancyError::NotFound("member"));
+    }
+    team_member::Entity::delete_many()
+        .filter(team_member::Column::OrgId.eq(org.to_string()))
+        .filter(team_member::Column::UserId.eq(user.to_string()))
+        .exec(txn)
+        .await
+        .map_err(store)?;
+    withdraw_grants(txn, org, user, now).await?;
+    crate::entity::scim_user::Entity::delete_many()
+        .filter(crate::entity::scim_user::Column::OrgId.eq(org.to_string()))
+        .filter(crate::entity::scim_user::Column::UserId.eq(user.to_string()))
+        .exec(txn)
+        .await
+        .map_err(store)?;
+    let (transferred, deleted) =
+        super::workspace::dispose_assets(txn, org, user, disposition).await?;
+    let keys = api_key::Entity::update_many()
+        .col_expr(api_key::Column::RevokedAt, Expr::value(micros(now)))
+        .filter(api_key::Column::OrgId.eq(org.to_string()))
+        .filter(api_key::Column::CreatedBy.eq(user.to_string()))
+        .filter(api_key::Column::RevokedAt.is_null())
+        .exec(txn)
+        .await
+        .map_err(store)?
+        .rows_affected;
+    // Sessions belong to the person, not to one organization: end them when this was
+    // their last organization. Otherwise losing the membership already locks them out here.
+    let other = membership::Entity::find()
+        .filter(membership::Column::UserId.eq(user.to_string()))
+        .count(txn)
+        .await
+        .map_err(store)?;
+    let sessions = if other == 0 {
+        session::Entity::update_many()
+            .col_expr(session::Column::EndedAt, Expr::value(micros(now)))
+            .filter(session::Column::UserId.eq(user.to_string()))
+            .filter(session::Column::EndedAt.is_null())
+            .exec(txn)
             .await
             .map_err(store)?
-            .rows_affected;
-        // Sessions belong to the person, not to one organization: end them when this was
-        // their last organization. Otherwise losing the membership already locks them out here.
-        let other = membership::Entity::find()
-            .filter(membership::Column::UserId.eq(user.to_string()))
-            .count(&txn)
-            .await
-            .map_err(store)?;
-        let sessions = if other == 0 {
-            session::Entity::update_many()
-                .col_expr(session::Column::EndedAt, Expr::value(micros(now)))
-                .filter(session::Column::UserId.eq(user.to_string()))
-                .filter(session::Column::EndedAt.is_null())
-                .exec(&txn)
-                .await
-                .map_err(store)?
-                .rows_affected
-        } else {
-            0
-        };
-        commit(txn, journal).await?;
-        Ok(RemovalReport {
-            transferred,
-            deleted: deleted.iter().filter(|a| a.created_by == user).count() as u64,
-            cascaded: deleted.iter().filter(|a| a.created_by != user).count() as u64,
-            api_keys_deactivated: keys,
-            sessions_ended: sessions,
-            deleted_documents: deleted
-                .iter()
-                .filter(|a| a.kind() == tenancy::assets::AssetKind::Document)
-                .map(|a| a.id)
-                .collect(),
-        })
-    }
+            .rows_affected
+    } else {
+        0
+    };
+    Ok(RemovalReport {
+        transferred,
+        deleted: deleted.iter().filter(|a| a.created_by == user).count() as u64,
+        cascaded: deleted.iter().filter(|a| a.created_by != user).count() as u64,
+        api_keys_deactivated: keys,
+        sessions_ended: sessions,
+        deleted_documents: deleted
+            .iter()
+            .filter(|a| a.kind() == tenancy::assets::AssetKind::Document)
+            .map(|a| a.id)
+            .collect(),
+    })
 }

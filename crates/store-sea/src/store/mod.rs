@@ -7,6 +7,7 @@ mod mail;
 mod members;
 mod metering;
 mod mfa;
+mod privacy;
 mod scim;
 mod tenancy;
 mod webhooks;

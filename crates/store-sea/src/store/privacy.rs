@@ -1,0 +1,184 @@
+//! [`PrivacyStore`] on SeaORM: consent records and the erasure transaction.
+
+use async_trait::async_trait;
+use audit::Journal;
+use chrono::{DateTime, Utc};
+use rbac_core::{OrgId, UserId};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    TransactionTrait,
+};
+use tenancy::TenancyError;
+use tenancy::members::Disposition;
+use tenancy::privacy::{ConsentRecord, ErasureReport, PrivacyStore};
+
+use super::members::remove_in;
+use super::tenancy::{commit, store};
+use crate::SeaStore;
+use crate::convert::{id, micros, time};
+use crate::entity::{
+    audit_event, consent, login_challenge, login_throttle, mail, membership, recovery_code, user,
+    user_mfa,
+};
+
+#[async_trait]
+impl PrivacyStore for SeaStore {
+    async fn record_consent(
+        &self,
+        c: &ConsentRecord,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        consent::Entity::insert(consent::ActiveModel {
+            id: Set(uuid::Uuid::now_v7().simple().to_string()),
+            org_id: Set(c.org.to_string()),
+            user_id: Set(c.user.to_string()),
+            purpose: Set(c.purpose.clone()),
+            granted: Set(c.granted),
+            at: Set(micros(c.at)),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store)?;
+        commit(txn, journal).await
+    }
+
+    async fn consents(
+        &self,
+        org: OrgId,
+        u: Option<UserId>,
+    ) -> Result<Vec<ConsentRecord>, TenancyError> {
+        let mut q = consent::Entity::find().filter(consent::Column::OrgId.eq(org.to_string()));
+        if let Some(u) = u {
+            q = q.filter(consent::Column::UserId.eq(u.to_string()));
+        }
+        q.order_by_asc(consent::Column::At)
+            .order_by_asc(consent::Column::Id)
+            .all(self.db())
+            .await
+            .map_err(store)?
+            .into_iter()
+            .map(|m| {
+                Ok(ConsentRecord {
+                    org,
+                    user: id("user id", &m.user_id)?,
+                    purpose: m.purpose,
+                    granted: m.granted,
+                    at: time(m.at)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn erase_member(
+        &self,
+        org: OrgId,
+        u: UserId,
+        transfer_to: UserId,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<ErasureReport, TenancyError> {
+        use audit_event::Column as A;
+        let txn = self.db().begin().await.map_err(store)?;
+        let account = user::Entity::find_by_id(u.to_string())
+            .one(&txn)
+            .await
+            .map_err(store)?
+            .ok_or(TenancyError::NotFound("member"))?;
+        let removal = remove_in(&txn, org, u, Disposition::TransferTo(transfer_to), now).await?;
+        let (o, uid) = (org.to_string(), u.to_string());
+        let erased = audit::ERASED;
+        // As actor: their name, address and user agent; as target, or named by their email
+        // (invitations): the target's name. The hashed fields are untouched.
+        let as_actor = audit_event::Entity::update_many()
+            .col_expr(A::ActorName, Expr::value(erased))
+            .col_expr(A::Ip, Expr::value(""))
+            .col_expr(A::UserAgent, Expr::value(""))
+            .filter(A::OrgId.eq(o.clone()))
+            .filter(A::ActorId.eq(uid.clone()))
+            .exec(&txn)
+            .await
+            .map_err(store)?
+            .rows_affected;
+        let as_target = audit_event::Entity::update_many()
+            .col_expr(A::TargetName, Expr::value(erased))
+            .filter(A::OrgId.eq(o.clone()))
+            .filter(
+                A::TargetId
+                    .eq(uid.clone())
+                    .or(A::TargetName.eq(account.email.clone())),
+            )
+            .filter(A::ActorId.ne(uid.clone()))
+            .exec(&txn)
+            .await
+            .map_err(store)?
+            .rows_affected;
+        audit_event::Entity::update_many()
+            .col_expr(A::TargetName, Expr::value(erased))
+            .filter(A::OrgId.eq(o.clone()))
+            .filter(A::ActorId.eq(uid.clone()))
+            .filter(
+                A::TargetId
+                    .eq(uid.clone())
+                    .or(A::TargetName.eq(account.email.clone())),
+            )
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        // Mail to them in this organization: the address goes, and any body still queued.
+        mail::Entity::update_many()
+            .col_expr(mail::Column::ToAddr, Expr::value(erased))
+            .col_expr(mail::Column::Body, Expr::value(""))
+            .filter(mail::Column::OrgId.eq(o.clone()))
+            .filter(mail::Column::ToAddr.eq(account.email.clone()))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        let elsewhere = membership::Entity::find()
+            .filter(membership::Column::UserId.eq(uid.clone()))
+            .count(&txn)
+            .await
+            .map_err(store)?;
+        let anonymize = elsewhere == 0;
+        if anonymize {
+            user::Entity::update_many()
+                .col_expr(
+                    user::Column::Email,
+                    Expr::value(format!("erased-{}@erased.invalid", u.as_uuid().simple())),
+                )
+                .col_expr(user::Column::Name, Expr::value(erased))
+                .col_expr(user::Column::PasswordHash, Expr::value(Option::<String>::None))
+                .filter(user::Column::Id.eq(uid.clone()))
+                .exec(&txn)
+                .await
+                .map_err(store)?;
+            user_mfa::Entity::delete_many()
+                .filter(user_mfa::Column::UserId.eq(uid.clone()))
+                .exec(&txn)
+                .await
+                .map_err(store)?;
+            recovery_code::Entity::delete_many()
+                .filter(recovery_code::Column::UserId.eq(uid.clone()))
+                .exec(&txn)
+                .await
+                .map_err(store)?;
+            login_challenge::Entity::delete_many()
+                .filter(login_challenge::Column::UserId.eq(uid.clone()))
+                .exec(&txn)
+                .await
+                .map_err(store)?;
+            login_throttle::Entity::delete_many()
+                .filter(login_throttle::Column::UserId.eq(uid.clone()))
+                .exec(&txn)
+                .await
+                .map_err(store)?;
+        }
+        commit(txn, journal).await?;
+        Ok(ErasureReport {
+            removal,
+            audit_records_erased: as_actor + as_target,
+            account_anonymized: anonymize,
+        })
+    }
+}

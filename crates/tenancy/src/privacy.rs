@@ -1,0 +1,344 @@
+//! GDPR: a person's personal data exported as JSON (right of access), erased (right to be
+//! forgotten) without breaking the audit chain, and consent records granted and withdrawn.
+//!
+//! The audit chain hashes only pseudonymous fields (ids, actions, times), so erasure blanks the
+//! names, addresses and user agents that identify the person and keeps every record: the chain
+//! still verifies and the history still says *that* something happened, not *who* did it.
+
+use async_trait::async_trait;
+use audit::{AuditAction, AuditQuery, AuditStore, DomainEvent, EventKind, Journal, Metadata, Target};
+use chrono::{DateTime, Utc};
+use rbac_core::{Credential, DenyReason, OrgId, OrgRole, Permission, UserId, check_removal};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::assets::{AssetFilter, AssetKind};
+use crate::caller::Caller;
+use crate::error::TenancyError;
+use crate::members::RemovalReport;
+use crate::store::{MembershipStore, TenancyStore, WorkspaceStore};
+
+/// Audit records at most included in one export (newest first; the export says when it is cut).
+pub const MAX_EXPORTED_AUDIT_RECORDS: usize = 10_000;
+
+/// One consent decision, kept forever (the current state is the newest per purpose).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsentRecord {
+    /// The organization asking.
+    pub org: OrgId,
+    /// The person deciding.
+    pub user: UserId,
+    /// What for, a slug such as `product_analytics` or `marketing_email`.
+    pub purpose: String,
+    /// Granted (`true`) or withdrawn (`false`).
+    pub granted: bool,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// What an erasure did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct ErasureReport {
+    /// The membership's removal (resources handed to the Owner, keys and sessions ended).
+    pub removal: RemovalReport,
+    /// Audit records whose personal annotations were blanked.
+    pub audit_records_erased: u64,
+    /// Whether the account itself was anonymized (the person had no other organization).
+    pub account_anonymized: bool,
+}
+
+/// Storage of consents and the erasure transaction.
+#[async_trait]
+pub trait PrivacyStore: Send + Sync {
+    /// Appends a consent decision with its audit record.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn record_consent(
+        &self,
+        consent: &ConsentRecord,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
+    /// Consent decisions of `org`, of one person or everyone, oldest first.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn consents(
+        &self,
+        org: OrgId,
+        user: Option<UserId>,
+    ) -> Result<Vec<ConsentRecord>, TenancyError>;
+
+    /// In one transaction: removes the member (their resources transferred to `transfer_to`,
+    /// API keys deactivated, sessions ended when it was their last organization, SCIM record
+    /// deleted), blanks the personal annotations of every audit record of `org` naming them
+    /// (as actor or target, or by their email), anonymizes the account when they belong to no
+    /// other organization (email, name, password, second factor), and commits `journal`.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`]; [`TenancyError::Invalid`] for a bad transfer target.
+    async fn erase_member(
+        &self,
+        org: OrgId,
+        user: UserId,
+        transfer_to: UserId,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<ErasureReport, TenancyError>;
+}
+
+fn valid_purpose(p: &str) -> Result<String, TenancyError> {
+    let ok = !p.is_empty()
+        && p.len() <= 64
+        && p.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if ok {
+        Ok(p.to_owned())
+    } else {
+        Err(TenancyError::Invalid(
+            "a consent purpose is 1 to 64 lower-case letters, digits, `_` or `-`".into(),
+        ))
+    }
+}
+
+/// Records the caller's own consent decision for `purpose` (a person decides for themselves,
+/// in a session).
+///
+/// # Errors
+/// [`TenancyError::Invalid`] for a bad purpose; [`TenancyError::Forbidden`] with an API key.
+pub async fn set_consent<S: PrivacyStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    purpose: &str,
+    granted: bool,
+    now: DateTime<Utc>,
+) -> Result<ConsentRecord, TenancyError> {
+    if caller.subject.credential != Credential::Session {
+        return Err(TenancyError::Forbidden(DenyReason::InteractiveOnly));
+    }
+    let record = ConsentRecord {
+        org: caller.org.id,
+        user: caller.user.id,
+        purpose: valid_purpose(purpose)?,
+        granted,
+        at: now,
+    };
+    let journal = Journal::record(
+        caller
+            .audit(
+                now,
+                AuditAction::ConsentChanged,
+                Target::new("user", caller.user.id, caller.user.name.clone()),
+            )
+            .with_metadata(Metadata::from_value(json!({
+                "purpose": record.purpose, "granted": granted,
+            }))?),
+    );
+    store.record_consent(&record, journal).await?;
+    Ok(record)
+}
+
+/// Consent decisions: one's own, or, for the Owner and Admins, anyone's in the organization.
+///
+/// # Errors
+/// [`TenancyError::Forbidden`] for a User asking about someone else.
+pub async fn consents<S: PrivacyStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    user: Option<UserId>,
+) -> Result<Vec<ConsentRecord>, TenancyError> {
+    if user != Some(caller.user.id) {
+        check_admin(caller)?;
+    }
+    store.consents(caller.org.id, user).await
+}
+
+fn check_admin(caller: &Caller) -> Result<(), TenancyError> {
+    caller.check_org(Permission::RemoveMembers)?;
+    if !caller.subject.role.is_admin() {
+        return Err(TenancyError::Forbidden(DenyReason::RoleLacksPermission {
+            role: caller.subject.role,
+        }));
+    }
+    Ok(())
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339()
+}
+
+/// Everything the organization holds about a member, as one JSON document (GDPR Art. 15):
+/// account, membership and teams, API keys, resources they created, consents, their SCIM
+/// record, and the audit records where they act or are the target. The person may export their
+/// own; the Owner and Admins anyone's. Sessions (person-level, across organizations) are
+/// included only in one's own export. The export is audited.
+///
+/// # Errors
+/// [`TenancyError::NotFound`] (not a member); [`TenancyError::Forbidden`].
+pub async fn export<S>(
+    store: &S,
+    caller: &Caller,
+    user: UserId,
+    now: DateTime<Utc>,
+) -> Result<Value, TenancyError>
+where
+    S: TenancyStore + WorkspaceStore + PrivacyStore + AuditStore + crate::scim::ScimStore + ?Sized,
+{
+    let own = user == caller.user.id && caller.scim_token.is_none();
+    if !own {
+        check_admin(caller)?;
+    }
+    let org = caller.org.id;
+    let m = store
+        .get_member(org, user)
+        .await?
+        .ok_or(TenancyError::NotFound("member"))?;
+    let teams = store.team_roles(org, user).await?;
+    let keys = store.list_api_keys(org, Some(user), None, 1000).await?;
+    let mut resources = Vec::new();
+    for kind in AssetKind::ALL {
+        let filter = AssetFilter {
+            kind,
+            teams: None,
+            parent: None,
+        };
+        let mut after = None;
+        loop {
+            let page = store.list_assets(org, &filter, after, 500).await?;
+            after = page.last().map(|a| a.id);
+            let done = page.len() < 500;
+            resources.extend(page.into_iter().filter(|a| a.created_by == user).map(|a| {
+                json!({"id": a.id, "kind": kind.as_str(), "name": a.name, "team_id": a.team,
+                       "created_at": time(a.created_at), "updated_at": time(a.updated_at)})
+            }));
+            if done {
+                break;
+            }
+        }
+    }
+    let (events, truncated) = audit_records(store, org, &user.to_string()).await?;
+    let consents = store.consents(org, Some(user)).await?;
+    let scim = store.user_record(org, user).await?.map(|r| {
+        json!({"userName": r.user_name, "externalId": r.external_id, "attributes": r.attributes})
+    });
+    let mut doc = json!({
+        "generated_at": time(now),
+        "organization": {"id": org, "name": caller.org.name},
+        "account": {"id": m.user.id, "email": m.user.email.as_str(), "name": m.user.name,
+                    "created_at": time(m.user.created_at)},
+        "membership": {"role": m.role.as_str(), "joined_at": time(m.joined_at),
+                       "active": m.deactivated_at.is_none(),
+                       "teams": teams.iter().map(|(t, r)| json!({"team_id": t, "role": r.as_str()})).collect::<Vec<_>>()},
+        "api_keys": keys.iter().map(|k| json!({"id": k.id, "name": k.name, "prefix": k.prefix,
+            "created_at": time(k.created_at), "last_used_at": k.last_used_at.map(time),
+            "revoked_at": k.revoked_at.map(time)})).collect::<Vec<_>>(),
+        "resources_created": resources,
+        "consents": consents.iter().map(|c| json!({"purpose": c.purpose, "granted": c.granted, "at": time(c.at)})).collect::<Vec<_>>(),
+        "scim": scim,
+        "audit_records": events,
+        "audit_records_truncated": truncated,
+    });
+    if own {
+        let sessions = store.list_sessions(user).await?;
+        doc["sessions"] = sessions
+            .iter()
+            .map(|s| json!({"created_at": time(s.created_at), "last_seen_at": time(s.last_seen_at),
+                            "ip": s.ip, "user_agent": s.user_agent}))
+            .collect();
+    }
+    let journal = Journal::record(
+        caller
+            .audit(now, AuditAction::PersonalDataProcessed, Target::new("user", user, m.user.name.clone()))
+            .with_metadata(Metadata::from_value(json!({"operation": "export", "own": own}))?),
+    );
+    store.append(journal).await?;
+    Ok(doc)
+}
+
+/// The audit records naming `subject` as actor or target, newest first, capped.
+async fn audit_records<S: AuditStore + ?Sized>(
+    store: &S,
+    org: OrgId,
+    subject: &str,
+) -> Result<(Vec<Value>, bool), TenancyError> {
+    let mut out: Vec<audit::AuditEvent> = Vec::new();
+    for by_actor in [true, false] {
+        let mut q = AuditQuery {
+            limit: audit::MAX_PAGE,
+            ..AuditQuery::default()
+        };
+        if by_actor {
+            q.actor_id = Some(subject.to_owned());
+        } else {
+            q.target_id = Some(subject.to_owned());
+        }
+        loop {
+            let page = store.search(org, &q).await?;
+            let full = page.len() == q.limit as usize;
+            q.before_seq = page.last().map(|e| e.seq);
+            out.extend(page);
+            if !full || out.len() > 2 * MAX_EXPORTED_AUDIT_RECORDS {
+                break;
+            }
+        }
+    }
+    out.sort_by_key(|e| std::cmp::Reverse(e.seq));
+    out.dedup_by_key(|e| e.seq);
+    let truncated = out.len() > MAX_EXPORTED_AUDIT_RECORDS;
+    out.truncate(MAX_EXPORTED_AUDIT_RECORDS);
+    Ok((
+        out.iter()
+            .map(|e| {
+                json!({"seq": e.seq, "occurred_at": time(e.event.occurred_at),
+                       "action": e.event.action.as_str(), "text": audit::render_line(e),
+                       "ip": e.event.context.ip, "user_agent": e.event.context.user_agent})
+            })
+            .collect(),
+        truncated,
+    ))
+}
+
+/// Erases a member (GDPR Art. 17): removed from the organization with their resources handed
+/// to the Owner, their name, email, addresses and user agents blanked in every audit record of
+/// the organization (the chain still verifies), and, when they belong to no other organization,
+/// their account anonymized. The Owner and Admins may erase others under the removal rules (never
+/// the Owner, never oneself). Audited with the person's id only.
+///
+/// # Errors
+/// [`TenancyError::NotFound`], [`TenancyError::Forbidden`], [`TenancyError::RoleRule`].
+pub async fn erase<S: TenancyStore + MembershipStore + PrivacyStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    user: UserId,
+    now: DateTime<Utc>,
+) -> Result<ErasureReport, TenancyError> {
+    check_admin(caller)?;
+    let m = store
+        .get_member(caller.org.id, user)
+        .await?
+        .ok_or(TenancyError::NotFound("member"))?;
+    check_removal(&caller.subject, user, m.role)?;
+    if m.role == OrgRole::Owner {
+        return Err(TenancyError::NotFound("member"));
+    }
+    let owner = crate::orgs::owner_of(store, caller.org.id).await?;
+    let journal = Journal::record(
+        caller
+            .audit(now, AuditAction::PersonalDataProcessed, Target::new("user", user, audit::ERASED))
+            .with_metadata(Metadata::from_value(json!({"operation": "erase"}))?),
+    )
+    .and_record(
+        caller
+            .audit(now, AuditAction::MemberRemoved, Target::new("member", user, audit::ERASED))
+            .with_metadata(Metadata::from_value(json!({
+                "role": m.role.as_str(), "resources": {"transfer_to": owner.user.id}, "erasure": true,
+            }))?),
+    )
+    .publish(DomainEvent::new(caller.org.id, EventKind::UserDeleted, now, json!({
+        "userId": user, "role": m.role.as_str(), "removedBy": caller.user.id, "erased": true,
+    })));
+    store
+        .erase_member(caller.org.id, user, owner.user.id, now, journal)
+        .await
+}
