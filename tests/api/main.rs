@@ -17,6 +17,7 @@ mod audit_log;
 mod authorization;
 mod foundation;
 mod operations;
+mod privacy;
 mod scim;
 mod security;
 mod team_management;

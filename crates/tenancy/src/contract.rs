@@ -2148,47 +2148,108 @@ async fn consents_and_erasure_keep_the_chain<
         (org.id, team.id, &bob, Some("h")),
         (other_org.id, other_team.id, &bob, None),
     ] {
-        s.add_member(o, u, h, OrgRole::User, t, TeamRole::Member, &limits(10), note(o, "add"))
-            .await
-            .unwrap();
+        s.add_member(
+            o,
+            u,
+            h,
+            OrgRole::User,
+            t,
+            TeamRole::Member,
+            &limits(10),
+            note(o, "add"),
+        )
+        .await
+        .unwrap();
     }
     // Consents are appended, never overwritten.
     for granted in [true, false] {
-        let c = ConsentRecord { org: org.id, user: ann.id, purpose: "marketing_email".into(), granted, at: now() };
+        let c = ConsentRecord {
+            org: org.id,
+            user: ann.id,
+            purpose: "marketing_email".into(),
+            granted,
+            at: now(),
+        };
         s.record_consent(&c, note(org.id, "consent")).await.unwrap();
     }
     let got = s.consents(org.id, Some(ann.id)).await.unwrap();
-    assert_eq!(got.iter().map(|c| c.granted).collect::<Vec<_>>(), vec![true, false]);
-    assert!(s.consents(other_org.id, None).await.unwrap().is_empty(), "per organization");
+    assert_eq!(
+        got.iter().map(|c| c.granted).collect::<Vec<_>>(),
+        vec![true, false]
+    );
+    assert!(
+        s.consents(other_org.id, None).await.unwrap().is_empty(),
+        "per organization"
+    );
 
     // Records naming Ann, as actor and as target.
-    let by_ann = NewAuditEvent::new(org.id, now(), Actor::user(ann.id, "Ann Example"), AuditAction::Login, Target::new("session", "ses_1", ""))
-        .with_context(audit::RequestContext { ip: "203.0.113.9".into(), user_agent: "Firefox".into(), request_id: "r".into() });
-    let about_ann = NewAuditEvent::new(org.id, now(), Actor::user(owner.id, "Owner"), AuditAction::RoleChanged, Target::new("member", ann.id, "Ann Example"));
-    s.append(Journal::record(by_ann).and_record(about_ann)).await.unwrap();
+    let by_ann = NewAuditEvent::new(
+        org.id,
+        now(),
+        Actor::user(ann.id, "Ann Example"),
+        AuditAction::Login,
+        Target::new("session", "ses_1", ""),
+    )
+    .with_context(audit::RequestContext {
+        ip: "203.0.113.9".into(),
+        user_agent: "Firefox".into(),
+        request_id: "r".into(),
+    });
+    let about_ann = NewAuditEvent::new(
+        org.id,
+        now(),
+        Actor::user(owner.id, "Owner"),
+        AuditAction::RoleChanged,
+        Target::new("member", ann.id, "Ann Example"),
+    );
+    s.append(Journal::record(by_ann).and_record(about_ann))
+        .await
+        .unwrap();
 
-    let report = s.erase_member(org.id, ann.id, owner.id, now(), note(org.id, "erase")).await.unwrap();
+    let report = s
+        .erase_member(org.id, ann.id, owner.id, now(), note(org.id, "erase"))
+        .await
+        .unwrap();
     assert!(report.audit_records_erased >= 2, "{report:?}");
     assert!(report.account_anonymized, "Ann had no other organization");
     assert!(s.get_member(org.id, ann.id).await.unwrap().is_none());
-    assert!(s.find_user_by_email(&ann.email).await.unwrap().is_none(), "her email is gone");
+    assert!(
+        s.find_user_by_email(&ann.email).await.unwrap().is_none(),
+        "her email is gone"
+    );
     let page = s.chain_page(org.id, 0, 1000).await.unwrap();
-    assert!(page.iter().all(|r| !r.event.actor.name.contains("Ann") && !r.event.target.name.contains("Ann")
+    assert!(page.iter().all(|r| !r.event.actor.name.contains("Ann")
+        && !r.event.target.name.contains("Ann")
         && r.event.context.ip != "203.0.113.9"));
-    assert!(page.iter().any(|r| r.event.actor.id == ann.id.to_string()), "the pseudonymous id stays");
+    assert!(
+        page.iter().any(|r| r.event.actor.id == ann.id.to_string()),
+        "the pseudonymous id stays"
+    );
     let mut verifier = audit::ChainVerifier::new();
     for r in &page {
-        verifier.push(r).unwrap_or_else(|e| panic!("the chain breaks after erasure: {e:?}"));
+        verifier
+            .push(r)
+            .unwrap_or_else(|e| panic!("the chain breaks after erasure: {e:?}"));
     }
-    assert!(verifier.finish().is_ok(), "the chain still verifies after erasure");
+    assert!(
+        verifier.finish().is_ok(),
+        "the chain still verifies after erasure"
+    );
 
     // Bob belongs to another organization too: removed and erased here, his account stays.
-    let report = s.erase_member(org.id, bob.id, owner.id, now(), note(org.id, "erase bob")).await.unwrap();
+    let report = s
+        .erase_member(org.id, bob.id, owner.id, now(), note(org.id, "erase bob"))
+        .await
+        .unwrap();
     assert!(!report.account_anonymized);
     assert!(s.find_user_by_email(&bob.email).await.unwrap().is_some());
     assert!(s.get_member(other_org.id, bob.id).await.unwrap().is_some());
     // The Owner is never erased by the store.
-    assert!(s.erase_member(org.id, owner.id, ann.id, now(), note(org.id, "x")).await.is_err());
+    assert!(
+        s.erase_member(org.id, owner.id, ann.id, now(), note(org.id, "x"))
+            .await
+            .is_err()
+    );
 }
 
 #[cfg(test)]

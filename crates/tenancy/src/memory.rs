@@ -2140,7 +2140,13 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
         journal: Journal,
     ) -> Result<crate::privacy::ErasureReport, TenancyError> {
         let removal = self
-            .remove_member(org, user, Disposition::TransferTo(transfer_to), now, Journal::default())
+            .remove_member(
+                org,
+                user,
+                Disposition::TransferTo(transfer_to),
+                now,
+                Journal::default(),
+            )
             .await?;
         let audit_records_erased = self
             .audit
@@ -2151,7 +2157,10 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
             let elsewhere = s.members.iter().any(|m| m.1 == user);
             if !elsewhere {
                 if let Some((u, hash)) = s.users.get_mut(&user) {
-                    u.email = Email::parse(&format!("erased-{}@erased.invalid", user.as_uuid().simple()))?;
+                    u.email = Email::parse(&format!(
+                        "erased-{}@erased.invalid",
+                        user.as_uuid().simple()
+                    ))?;
                     audit::ERASED.clone_into(&mut u.name);
                     *hash = None;
                 }

@@ -6,7 +6,9 @@
 //! still verifies and the history still says *that* something happened, not *who* did it.
 
 use async_trait::async_trait;
-use audit::{AuditAction, AuditQuery, AuditStore, DomainEvent, EventKind, Journal, Metadata, Target};
+use audit::{
+    AuditAction, AuditQuery, AuditStore, DomainEvent, EventKind, Journal, Metadata, Target,
+};
 use chrono::{DateTime, Utc};
 use rbac_core::{Credential, DenyReason, OrgId, OrgRole, Permission, UserId, check_removal};
 use serde::Serialize;
@@ -243,14 +245,22 @@ where
         let sessions = store.list_sessions(user).await?;
         doc["sessions"] = sessions
             .iter()
-            .map(|s| json!({"created_at": time(s.created_at), "last_seen_at": time(s.last_seen_at),
-                            "ip": s.ip, "user_agent": s.user_agent}))
+            .map(|s| {
+                json!({"created_at": time(s.created_at), "last_seen_at": time(s.last_seen_at),
+                            "ip": s.ip, "user_agent": s.user_agent})
+            })
             .collect();
     }
     let journal = Journal::record(
         caller
-            .audit(now, AuditAction::PersonalDataProcessed, Target::new("user", user, m.user.name.clone()))
-            .with_metadata(Metadata::from_value(json!({"operation": "export", "own": own}))?),
+            .audit(
+                now,
+                AuditAction::PersonalDataProcessed,
+                Target::new("user", user, m.user.name.clone()),
+            )
+            .with_metadata(Metadata::from_value(
+                json!({"operation": "export", "own": own}),
+            )?),
     );
     store.append(journal).await?;
     Ok(doc)
@@ -263,15 +273,18 @@ async fn audit_records<S: AuditStore + ?Sized>(
     subject: &str,
 ) -> Result<(Vec<Value>, bool), TenancyError> {
     let mut out: Vec<audit::AuditEvent> = Vec::new();
-    for by_actor in [true, false] {
+    // As the actor, and as the target under the kinds a person is recorded as.
+    for target_kind in [None, Some("member"), Some("user")] {
         let mut q = AuditQuery {
             limit: audit::MAX_PAGE,
             ..AuditQuery::default()
         };
-        if by_actor {
-            q.actor_id = Some(subject.to_owned());
-        } else {
-            q.target_id = Some(subject.to_owned());
+        match target_kind {
+            None => q.actor_id = Some(subject.to_owned()),
+            Some(kind) => {
+                q.target_kind = Some(kind.to_owned());
+                q.target_id = Some(subject.to_owned());
+            }
         }
         loop {
             let page = store.search(org, &q).await?;

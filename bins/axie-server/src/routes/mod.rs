@@ -21,6 +21,7 @@ pub mod me;
 pub mod members;
 pub mod openapi;
 pub mod orgs;
+pub mod privacy;
 pub mod scim_tokens;
 pub mod security;
 pub mod teams;
@@ -99,6 +100,10 @@ routes! {
     GET "/api/v1/orgs/{org_id}/members" => members::list, Org(P::ViewMembers);
     PATCH "/api/v1/orgs/{org_id}/members/{user_id}" => members::change_role, Org(P::ChangeRoles);
     POST "/api/v1/orgs/{org_id}/members/{user_id}/remove" => members::remove, Org(P::RemoveMembers);
+    GET "/api/v1/orgs/{org_id}/members/{user_id}/personal-data" => privacy::export, Member;
+    POST "/api/v1/orgs/{org_id}/members/{user_id}/erasure" => privacy::erase, Org(P::RemoveMembers);
+    GET "/api/v1/orgs/{org_id}/consents" => privacy::list, Member;
+    PUT "/api/v1/orgs/{org_id}/consents/{purpose}" => privacy::set, Member;
     POST "/api/v1/orgs/{org_id}/ownership-transfer" => members::propose_transfer, Org(P::TransferOwnership);
     POST "/api/v1/orgs/{org_id}/ownership-transfer/confirm" => members::confirm_transfer, Member;
     GET "/api/v1/orgs/{org_id}/invitations" => invitations::list, Org(P::InviteMembers);

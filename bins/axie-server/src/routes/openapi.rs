@@ -5,8 +5,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    api_keys, audit_log, auth, health, invitations, me, members, orgs, scim_tokens, security,
-    teams, usage, webhooks, workspace,
+    api_keys, audit_log, auth, health, invitations, me, members, orgs, privacy, scim_tokens,
+    security, teams, usage, webhooks, workspace,
 };
 
 struct BearerAuth;
@@ -69,6 +69,7 @@ impl Modify for UniqueOperationIds {
         invitations::lookup, invitations::accept, invitations::signup,
         api_keys::list, api_keys::create, api_keys::revoke,
         scim_tokens::list, scim_tokens::create, scim_tokens::revoke,
+        privacy::export, privacy::erase, privacy::list, privacy::set,
         webhooks::create, webhooks::list, webhooks::update, webhooks::delete, webhooks::rotate, webhooks::test,
         webhooks::recover, webhooks::deliveries, webhooks::attempts, webhooks::resend, webhooks::event_types,
         audit_log::search, audit_log::export, audit_log::verify, audit_log::checkpoint,

@@ -148,7 +148,10 @@ impl PrivacyStore for SeaStore {
                     Expr::value(format!("erased-{}@erased.invalid", u.as_uuid().simple())),
                 )
                 .col_expr(user::Column::Name, Expr::value(erased))
-                .col_expr(user::Column::PasswordHash, Expr::value(Option::<String>::None))
+                .col_expr(
+                    user::Column::PasswordHash,
+                    Expr::value(Option::<String>::None),
+                )
                 .filter(user::Column::Id.eq(uid.clone()))
                 .exec(&txn)
                 .await

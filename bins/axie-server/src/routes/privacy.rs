@@ -1,0 +1,171 @@
+//! GDPR: personal-data export, erasure, and consent records.
+
+use actix_web::{HttpResponse, web};
+use rbac_core::UserId;
+use serde::{Deserialize, Serialize};
+use tenancy::privacy::{self, ConsentRecord, ErasureReport};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::{OrgCaller, audited};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+fn user_id(s: &str) -> Result<UserId, ApiError> {
+    s.parse().map_err(|_| ApiError::not_found("member"))
+}
+
+/// Exports everything the organization holds about a member as JSON (the member themselves, or
+/// the Owner and Admins). The export is audited.
+#[utoipa::path(get, path = "/api/v1/orgs/{org_id}/members/{user_id}/personal-data", tag = "privacy",
+    params(("org_id" = String, Path, description = "Organization id"), ("user_id" = String, Path, description = "User id")),
+    responses(
+        (status = 200, description = "The personal data (account, membership, API keys, resources created, consents, SCIM record, audit records; sessions in one's own export)", body = Object),
+        (status = 403, description = "Not the person, the Owner or an Admin", content_type = "application/problem+json"),
+        (status = 404, description = "Not a member", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn export(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let user = user_id(&path.1)?;
+    match privacy::export(&*st.store, &caller, user, st.clock.now()).await {
+        Ok(doc) => Ok(HttpResponse::Ok()
+            .insert_header((
+                "content-disposition",
+                format!("attachment; filename=\"personal-data-{user}.json\""),
+            ))
+            .json(doc)),
+        Err(e) => Err(audited(&st, &caller, "export_personal_data", e).await),
+    }
+}
+
+/// What an erasure did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasureResponse {
+    /// Resources handed to the Owner.
+    pub resources_transferred: u64,
+    /// API keys deactivated.
+    pub api_keys_deactivated: u64,
+    /// Sessions ended.
+    pub sessions_ended: u64,
+    /// Audit records whose personal annotations were blanked (the chain still verifies).
+    pub audit_records_erased: u64,
+    /// Whether the account was anonymized (no other organization).
+    pub account_anonymized: bool,
+}
+
+impl From<&ErasureReport> for ErasureResponse {
+    fn from(r: &ErasureReport) -> Self {
+        Self {
+            resources_transferred: r.removal.transferred,
+            api_keys_deactivated: r.removal.api_keys_deactivated,
+            sessions_ended: r.removal.sessions_ended,
+            audit_records_erased: r.audit_records_erased,
+            account_anonymized: r.account_anonymized,
+        }
+    }
+}
+
+/// Erases a member (right to be forgotten): removed with their resources handed to the Owner,
+/// their name, email, addresses and user agents blanked in the audit log, their account
+/// anonymized when they belong to no other organization. Irreversible.
+#[utoipa::path(post, path = "/api/v1/orgs/{org_id}/members/{user_id}/erasure", tag = "privacy",
+    params(("org_id" = String, Path, description = "Organization id"), ("user_id" = String, Path, description = "User id")),
+    responses(
+        (status = 200, description = "Erased", body = ErasureResponse),
+        (status = 403, description = "Not allowed (the Owner and oneself cannot be erased)", content_type = "application/problem+json"),
+        (status = 404, description = "Not a member", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn erase(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let user = user_id(&path.1)?;
+    match privacy::erase(&*st.store, &caller, user, st.clock.now()).await {
+        Ok(r) => Ok(HttpResponse::Ok().json(ErasureResponse::from(&r))),
+        Err(e) => Err(audited(&st, &caller, "erase_member", e).await),
+    }
+}
+
+/// A consent decision.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsentResponse {
+    /// The person.
+    pub user_id: String,
+    /// What for.
+    pub purpose: String,
+    /// Granted or withdrawn.
+    pub granted: bool,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+impl From<&ConsentRecord> for ConsentResponse {
+    fn from(c: &ConsentRecord) -> Self {
+        Self {
+            user_id: c.user.to_string(),
+            purpose: c.purpose.clone(),
+            granted: c.granted,
+            at: c.at.to_rfc3339(),
+        }
+    }
+}
+
+/// Whose consents to list.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ConsentQuery {
+    /// One person (default: the caller). `all` lists everyone's (Owner and Admins).
+    pub user_id: Option<String>,
+}
+
+/// Lists consent decisions, oldest first: one's own, or (Owner and Admins) anyone's.
+#[utoipa::path(get, path = "/api/v1/orgs/{org_id}/consents", tag = "privacy",
+    params(("org_id" = String, Path, description = "Organization id"), ConsentQuery),
+    responses((status = 200, description = "The decisions", body = Vec<ConsentResponse>)),
+    security(("bearer" = [])))]
+pub async fn list(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    q: web::Query<ConsentQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let who = match q.user_id.as_deref() {
+        None => Some(caller.user.id),
+        Some("all") => None,
+        Some(id) => Some(user_id(id)?),
+    };
+    match privacy::consents(&*st.store, &caller, who).await {
+        Ok(list) => {
+            Ok(HttpResponse::Ok().json(list.iter().map(ConsentResponse::from).collect::<Vec<_>>()))
+        }
+        Err(e) => Err(audited(&st, &caller, "list_consents", e).await),
+    }
+}
+
+/// A decision.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentBody {
+    /// `true` grants, `false` withdraws.
+    pub granted: bool,
+}
+
+/// Grants or withdraws one's own consent for a purpose (in a session). Audited.
+#[utoipa::path(put, path = "/api/v1/orgs/{org_id}/consents/{purpose}", tag = "privacy",
+    params(("org_id" = String, Path, description = "Organization id"), ("purpose" = String, Path, description = "A slug, for example marketing_email")),
+    request_body = ConsentBody,
+    responses(
+        (status = 200, description = "Recorded", body = ConsentResponse),
+        (status = 422, description = "Bad purpose", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn set(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    path: web::Path<(String, String)>,
+    body: web::Json<ConsentBody>,
+) -> Result<HttpResponse, ApiError> {
+    let c =
+        privacy::set_consent(&*st.store, &caller, &path.1, body.granted, st.clock.now()).await?;
+    Ok(HttpResponse::Ok().json(ConsentResponse::from(&c)))
+}

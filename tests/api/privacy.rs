@@ -1,0 +1,176 @@
+//! GDPR over HTTP: consent records, personal-data export, and erasure that keeps the audit
+//! chain verifying.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::*;
+
+both_backends!(consents_are_recorded_and_listed, |b| async move {
+    let t = spawn_app(b).await;
+    let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+    for granted in [true, false] {
+        let c = json_of(
+            t.put(
+                &t.org("/consents/marketing_email"),
+                &lisa,
+                &json!({"granted": granted}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(
+            (c["purpose"].as_str(), c["granted"].as_bool()),
+            (Some("marketing_email"), Some(granted))
+        );
+    }
+    problem(
+        t.put(
+            &t.org("/consents/Not%20A%20Slug"),
+            &lisa,
+            &json!({"granted": true}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    )
+    .await;
+    let own = json_of(t.get(&t.org("/consents"), &lisa).await).await;
+    assert_eq!(
+        own.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["granted"].as_bool().unwrap())
+            .collect::<Vec<_>>(),
+        vec![true, false]
+    );
+    // A User sees only their own; the Owner sees everyone's.
+    assert_eq!(
+        t.get(&t.org("/consents?user_id=all"), &lisa).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let all = json_of(t.get(&t.org("/consents?user_id=all"), &t.owner_token).await).await;
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    let changes = t.audit("action=privacy.consent_changed").await;
+    assert_eq!(changes.len(), 2);
+    assert_eq!(
+        changes[0]["metadata"],
+        json!({"purpose": "marketing_email", "granted": false})
+    );
+});
+
+both_backends!(
+    personal_data_exports_and_erasure_keeps_the_chain,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let lisa_id = t.member_id("lisa@example.com").await;
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        t.put(
+            &t.org("/consents/product_analytics"),
+            &lisa,
+            &json!({"granted": true}),
+        )
+        .await;
+        let path = format!("/members/{lisa_id}/personal-data");
+
+        // Her own export: account, membership, consents, her audit records, and her sessions.
+        let res = t.get(&t.org(&path), &lisa).await;
+        assert_eq!(res.status(), StatusCode::OK, "{:?}", res.text().await);
+        assert!(
+            res.headers()["content-disposition"]
+                .to_str()
+                .unwrap()
+                .contains("attachment")
+        );
+        let own = json_of(res).await;
+        assert_eq!(own["account"]["email"], "lisa@example.com");
+        assert_eq!(own["membership"]["role"], "user");
+        assert_eq!(own["consents"][0]["purpose"], "product_analytics");
+        assert!(
+            own["audit_records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["action"] == "auth.login")
+        );
+        assert!(!own["sessions"].as_array().unwrap().is_empty());
+        // The Owner's export of her has no sessions (they span organizations); a User may not export hers.
+        let by_owner = json_of(t.get(&t.org(&path), &t.owner_token).await).await;
+        assert!(by_owner.get("sessions").is_none());
+        let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
+        assert_eq!(
+            t.get(&t.org(&path), &tom).await.status(),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(t.audit("action=privacy.personal_data").await.len(), 2);
+
+        // Erasure: removed, her annotations blanked, account anonymized, chain intact.
+        let report = json_of(
+            t.post(
+                &t.org(&format!("/members/{lisa_id}/erasure")),
+                &t.owner_token,
+                &json!({}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(report["account_anonymized"], true);
+        assert!(
+            report["audit_records_erased"].as_u64().unwrap() >= 2,
+            "{report}"
+        );
+        assert_eq!(
+            t.get(&t.url("/api/v1/me"), &lisa).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        problem(
+            t.login_response("lisa@example.com", DEMO_PASSWORD).await,
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+        )
+        .await;
+        let hers = t.audit(&format!("actor_id={lisa_id}")).await;
+        assert!(!hers.is_empty());
+        for r in &hers {
+            assert_eq!(r["actor_name"], "[erased]", "{r}");
+            assert_eq!(r["ip"], "");
+            assert!(!r["text"].as_str().unwrap().contains("Lisa"), "{r}");
+        }
+        let about: Vec<Value> = t
+            .audit(&format!("target_type=member&target_id={lisa_id}"))
+            .await;
+        assert!(
+            about.iter().all(|r| r["target_name"] == "[erased]"),
+            "{about:?}"
+        );
+        let verified = json_of(
+            t.client
+                .post(t.org("/audit-events/verify"))
+                .bearer_auth(&t.owner_token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(verified["valid"], true, "{verified}");
+        assert_eq!(
+            t.get(&t.org(&path), &t.owner_token).await.status(),
+            StatusCode::NOT_FOUND
+        );
+
+        // Never the Owner.
+        let owner_id = t.member_id(OWNER_EMAIL).await;
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        assert_eq!(
+            t.post(
+                &t.org(&format!("/members/{owner_id}/erasure")),
+                &mike,
+                &json!({})
+            )
+            .await
+            .status(),
+            StatusCode::FORBIDDEN
+        );
+    }
+);
