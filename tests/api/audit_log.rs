@@ -209,7 +209,7 @@ both_backends!(
         assert!(lines.iter().all(|l| l["action"] == "api_key.created"));
         assert_eq!(t.audit("action=data.exported").await.len(), 2);
         problem(
-            t.get(&t.org("/audit-events/export?format=pdf"), &t.owner_token)
+            t.get(&t.org("/audit-events/export?format=xlsx"), &t.owner_token)
                 .await,
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -217,6 +217,92 @@ both_backends!(
         .await;
     }
 );
+
+both_backends!(pdf_reports_read_back_with_pdftotext, |b| async move {
+    let t = spawn_app(b).await;
+    for name in ["Production API", "Staging API"] {
+        t.post(
+            &t.org("/api-keys"),
+            &t.owner_token,
+            &json!({ "name": name }),
+        )
+        .await;
+    }
+    let res = t
+        .get(
+            &t.org("/audit-events/export?format=pdf&action=api_key.&period=last_7_days"),
+            &t.owner_token,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "application/pdf");
+    let text = pdftotext(&res.bytes().await.unwrap());
+    for expected in [
+        "Audit log report",
+        "Organization: Acme Corp",
+        "action = api_key.",
+        "period = last_7_days",
+        "Events: 2, newest first",
+        "Page 1 of 1",
+        "api_key.created",
+        "Production API",
+        "Staging API",
+        "Sarah Owner",
+    ] {
+        assert!(
+            text.contains(expected),
+            "`{expected}` missing from:\n{text}"
+        );
+    }
+    assert!(!text.contains("auth.login"), "the filter applies");
+    // Many events take several numbered pages.
+    for i in 0..60 {
+        t.post(
+            &t.org("/api-keys"),
+            &t.owner_token,
+            &json!({ "name": format!("k{i}") }),
+        )
+        .await;
+        t.delete(&t.org("/api-keys/none"), &t.owner_token).await;
+    }
+    let all = t
+        .get(&t.org("/audit-events/export?format=pdf"), &t.owner_token)
+        .await;
+    let text = pdftotext(&all.bytes().await.unwrap());
+    assert!(
+        text.contains("Page 1 of ") && text.contains("Filters: none"),
+        "{text}"
+    );
+    let pages: usize = text
+        .split("Page 1 of ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(pages >= 2, "{pages}");
+    assert!(text.contains(&format!("Page {pages} of {pages}")));
+    let exported = t.audit("action=data.exported").await;
+    assert_eq!(exported[0]["metadata"]["format"], "pdf");
+});
+
+/// The text of a PDF as poppler's `pdftotext` reads it (an implementation independent of ours).
+fn pdftotext(pdf: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("report.pdf");
+    std::fs::write(&file, pdf).unwrap();
+    let out = std::process::Command::new("pdftotext")
+        .arg("-layout")
+        .arg(&file)
+        .arg("-")
+        .output()
+        .expect("pdftotext (Debian's poppler-utils; `.ci/run` installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
 
 both_backends!(large_exports_stream_across_pages, |b| async move {
     let t = spawn_app(b).await;

@@ -73,7 +73,7 @@ enum Command {
         /// The organization id (`org_…`).
         #[arg(long)]
         org: String,
-        /// `csv` or `ndjson`.
+        /// `csv`, `ndjson` or `pdf`.
         #[arg(long, default_value = "csv")]
         format: String,
     },

@@ -44,6 +44,7 @@ mod mail;
 #[cfg(feature = "memory")]
 mod memory;
 mod model;
+pub mod pdf;
 mod query;
 mod render;
 mod store;
