@@ -109,9 +109,20 @@ fn checkpoint_mac(
     head: &[u8; 32],
     signed_at: DateTime<Utc>,
 ) -> HmacSha256 {
+    tagged_mac(b"axie-audit-checkpoint-v1", key, org, seq, head, signed_at)
+}
+
+fn tagged_mac(
+    tag: &[u8],
+    key: &[u8],
+    org: OrgId,
+    seq: i64,
+    head: &[u8; 32],
+    signed_at: DateTime<Utc>,
+) -> HmacSha256 {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable_hmac());
-    mac.update(b"axie-audit-checkpoint-v1");
+    mac.update(tag);
     mac.update(org.to_string().as_bytes());
     mac.update(&seq.to_be_bytes());
     mac.update(head);
@@ -157,6 +168,66 @@ impl Checkpoint {
         checkpoint_mac(key, self.org, self.seq, &self.head, self.signed_at)
             .verify_slice(&self.mac)
             .is_ok()
+    }
+}
+
+/// A signed statement "records 1 to `seq` of `org`'s chain were removed under the retention
+/// policy; record `seq` had hash `hash`". Verification then starts after it, so a pruned prefix
+/// verifies while any other gap, edit or reordering still breaks the chain. Signed with the
+/// checkpoint key (outside the database) under its own tag, so a checkpoint cannot pass as one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anchor {
+    /// The organization.
+    pub org: OrgId,
+    /// The last removed record.
+    pub seq: i64,
+    /// Its hash (the `prev_hash` of the first record kept).
+    #[serde(with = "hex_bytes")]
+    pub hash: [u8; 32],
+    /// When the records were removed.
+    pub pruned_at: DateTime<Utc>,
+    /// HMAC-SHA256 over the fields above.
+    #[serde(with = "hex_bytes")]
+    pub mac: [u8; 32],
+}
+
+impl Anchor {
+    /// Signs an anchor with `key`.
+    #[must_use]
+    pub fn sign(
+        key: &[u8],
+        org: OrgId,
+        seq: i64,
+        hash: [u8; 32],
+        pruned_at: DateTime<Utc>,
+    ) -> Self {
+        let pruned_at = crate::model::truncate_to_micros(pruned_at);
+        let mac = tagged_mac(b"axie-audit-anchor-v1", key, org, seq, &hash, pruned_at)
+            .finalize()
+            .into_bytes()
+            .into();
+        Self {
+            org,
+            seq,
+            hash,
+            pruned_at,
+            mac,
+        }
+    }
+
+    /// Checks the signature in constant time.
+    #[must_use]
+    pub fn is_authentic(&self, key: &[u8]) -> bool {
+        tagged_mac(
+            b"axie-audit-anchor-v1",
+            key,
+            self.org,
+            self.seq,
+            &self.hash,
+            self.pruned_at,
+        )
+        .verify_slice(&self.mac)
+        .is_ok()
     }
 }
 
@@ -212,6 +283,12 @@ pub enum ChainBreak {
         /// The checkpoint's position.
         seq: i64,
     },
+    /// The retention anchor's signature is wrong (records were removed without the key).
+    #[error("the retention anchor at {seq} has an invalid signature")]
+    ForgedAnchor {
+        /// The anchor's position.
+        seq: i64,
+    },
 }
 
 /// The result of a successful verification.
@@ -262,6 +339,30 @@ impl<'a> ChainVerifier<'a> {
             checkpoint: Some(checkpoint),
             ..Self::new()
         })
+    }
+
+    /// Starts after a retention anchor instead of the genesis: records up to `anchor.seq` were
+    /// removed under the retention policy. A checkpoint at or before the anchor is covered by it
+    /// (at the anchor's position its head must be the anchor's hash).
+    ///
+    /// # Errors
+    /// [`ChainBreak::ForgedAnchor`] when the anchor's signature does not verify under `key`;
+    /// [`ChainBreak::CheckpointMismatch`] when a checkpoint at the anchor disagrees with it.
+    pub fn after_anchor(mut self, anchor: &Anchor, key: &[u8]) -> Result<Self, ChainBreak> {
+        if !anchor.is_authentic(key) {
+            return Err(ChainBreak::ForgedAnchor { seq: anchor.seq });
+        }
+        if let Some(cp) = self.checkpoint
+            && cp.seq <= anchor.seq
+        {
+            if cp.seq == anchor.seq && cp.head != anchor.hash {
+                return Err(ChainBreak::CheckpointMismatch { seq: cp.seq });
+            }
+            self.checkpoint_seen = true;
+        }
+        self.expected = anchor.seq + 1;
+        self.prev = anchor.hash;
+        Ok(self)
     }
 
     /// Checks the next record.

@@ -138,6 +138,7 @@ pub async fn run(store: &dyn AuditStore) {
     chains_are_per_organization(store).await;
     checkpoints_round_trip_and_verify(store).await;
     erasure_keeps_the_chain_valid(store).await;
+    retention_removes_a_prefix_under_a_signed_anchor(store).await;
     rejects_invalid_queries(store).await;
 }
 
@@ -387,6 +388,95 @@ async fn erasure_keeps_the_chain_valid(store: &dyn AuditStore) {
     assert_eq!(page[0].event.actor.name, crate::ERASED);
     assert_eq!(page[0].event.context.ip, "");
     assert_eq!(page[1].event.actor.name, "name of usr_other");
+    assert!(verify_chain(store, org, KEY).await.unwrap().is_ok());
+}
+
+async fn retention_removes_a_prefix_under_a_signed_anchor(store: &dyn AuditStore) {
+    let org = OrgId::new();
+    for i in 1..=10 {
+        store
+            .append(Journal::record(event(
+                org,
+                i * 60,
+                "usr_a",
+                AuditAction::Login,
+                "x",
+            )))
+            .await
+            .unwrap();
+    }
+    take_checkpoint(store, org, KEY, at(700)).await.unwrap();
+    assert!(
+        crate::prune_before(store, org, at(60), KEY, at(800))
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing before the first record"
+    );
+    // Records 1 to 5 occurred before minute 5½: they go, under an anchor at 5.
+    let (anchor, removed) = crate::prune_before(store, org, at(330), KEY, at(800))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((anchor.seq, removed), (5, 5));
+    assert_eq!(store.anchor(org).await.unwrap(), Some(anchor.clone()));
+    let left = store.chain_page(org, 0, 100).await.unwrap();
+    assert_eq!(
+        left.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![6, 7, 8, 9, 10]
+    );
+    let v = verify_chain(store, org, KEY).await.unwrap().unwrap();
+    assert_eq!((v.records, v.checkpoint_seq), (10, Some(10)));
+    // The chain goes on from the kept records; pruning again is idempotent.
+    store
+        .append(Journal::record(event(
+            org,
+            900,
+            "usr_a",
+            AuditAction::Logout,
+            "x",
+        )))
+        .await
+        .unwrap();
+    assert_eq!(store.head(org).await.unwrap().unwrap().0, 11);
+    assert!(
+        crate::prune_before(store, org, at(330), KEY, at(900))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(verify_chain(store, org, KEY).await.unwrap().is_ok());
+    // An anchor the key did not sign, or one naming a record that is not there, is refused.
+    assert!(matches!(
+        verify_chain(store, org, b"another key").await.unwrap(),
+        Err(ChainBreak::ForgedCheckpoint { .. } | ChainBreak::ForgedAnchor { .. })
+    ));
+    let wrong = crate::Anchor::sign(KEY, org, 7, [9; 32], at(900));
+    assert!(store.prune(&wrong).await.is_err());
+    assert_eq!(
+        store.chain_page(org, 0, 100).await.unwrap().len(),
+        6,
+        "nothing removed"
+    );
+    // Everything pruned: the head stays, and the next record continues the chain.
+    let last = store.head(org).await.unwrap().unwrap();
+    crate::prune_before(store, org, at(10_000), KEY, at(10_000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store.chain_page(org, 0, 100).await.unwrap().is_empty());
+    assert_eq!(store.head(org).await.unwrap(), Some(last));
+    store
+        .append(Journal::record(event(
+            org,
+            10_001,
+            "usr_a",
+            AuditAction::Login,
+            "x",
+        )))
+        .await
+        .unwrap();
+    assert_eq!(store.chain_page(org, 0, 10).await.unwrap()[0].seq, 12);
     assert!(verify_chain(store, org, KEY).await.unwrap().is_ok());
 }
 

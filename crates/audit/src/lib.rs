@@ -50,7 +50,7 @@ mod render;
 mod store;
 
 pub use action::AuditAction;
-pub use chain::{ChainBreak, ChainVerifier, Checkpoint, GENESIS_HEX, VerifiedChain};
+pub use chain::{Anchor, ChainBreak, ChainVerifier, Checkpoint, GENESIS_HEX, VerifiedChain};
 pub use error::{AuditError, StoreError};
 pub use events::{DomainEvent, EventKind, Journal, OutboundMail};
 pub use mail::{MailOutbox, QueuedMail};
@@ -62,4 +62,4 @@ pub use model::{
 };
 pub use query::{ActionFilter, AuditQuery, DatePreset, MAX_PAGE};
 pub use render::render_line;
-pub use store::{AuditStore, WALK_PAGE, take_checkpoint, verify_chain};
+pub use store::{AuditStore, WALK_PAGE, prune_before, take_checkpoint, verify_chain};

@@ -18,6 +18,7 @@ use crate::store::AuditStore;
 struct State {
     chains: HashMap<OrgId, Vec<AuditEvent>>,
     checkpoints: HashMap<OrgId, Vec<Checkpoint>>,
+    anchors: HashMap<OrgId, crate::chain::Anchor>,
     outbox: Vec<DomainEvent>,
     /// Each mail with the time it becomes available (its lease or retry time).
     mails: Vec<(QueuedMail, chrono::DateTime<chrono::Utc>)>,
@@ -85,8 +86,14 @@ impl AuditStore for MemoryAuditStore {
         let mut state = self.lock()?;
         let mut out = Vec::with_capacity(journal.records.len());
         for e in journal.records {
+            // After pruning everything, the chain continues from the retention anchor.
+            let anchored = state.anchors.get(&e.org).map(|a| (a.seq + 1, a.hash));
             let chain = state.chains.entry(e.org).or_default();
-            let (seq, prev) = chain.last().map_or((1, GENESIS), |l| (l.seq + 1, l.hash));
+            let (seq, prev) = chain
+                .last()
+                .map(|l| (l.seq + 1, l.hash))
+                .or(anchored)
+                .unwrap_or((1, GENESIS));
             let rec = seal(e, seq, prev);
             chain.push(rec.clone());
             out.push(rec);
@@ -150,12 +157,36 @@ impl AuditStore for MemoryAuditStore {
     }
 
     async fn head(&self, org: OrgId) -> Result<Option<(i64, [u8; 32])>, AuditError> {
-        Ok(self
-            .lock()?
+        let state = self.lock()?;
+        Ok(state
             .chains
             .get(&org)
             .and_then(|c| c.last())
-            .map(|l| (l.seq, l.hash)))
+            .map(|l| (l.seq, l.hash))
+            .or_else(|| state.anchors.get(&org).map(|a| (a.seq, a.hash))))
+    }
+
+    async fn anchor(&self, org: OrgId) -> Result<Option<crate::chain::Anchor>, AuditError> {
+        Ok(self.lock()?.anchors.get(&org).cloned())
+    }
+
+    async fn prune(&self, anchor: &crate::chain::Anchor) -> Result<u64, AuditError> {
+        let mut state = self.lock()?;
+        let chain = state.chains.entry(anchor.org).or_default();
+        if !chain
+            .iter()
+            .any(|r| r.seq == anchor.seq && r.hash == anchor.hash)
+        {
+            return Err(AuditError::Invalid(format!(
+                "record {} is not the one the anchor names",
+                anchor.seq
+            )));
+        }
+        let before = chain.len();
+        chain.retain(|r| r.seq > anchor.seq);
+        let removed = (before - chain.len()) as u64;
+        state.anchors.insert(anchor.org, anchor.clone());
+        Ok(removed)
     }
 
     async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), AuditError> {

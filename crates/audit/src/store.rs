@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rbac_core::OrgId;
 
-use crate::chain::{ChainBreak, ChainVerifier, Checkpoint, VerifiedChain};
+use crate::chain::{Anchor, ChainBreak, ChainVerifier, Checkpoint, VerifiedChain};
 use crate::error::AuditError;
 use crate::events::Journal;
 use crate::model::AuditEvent;
@@ -70,6 +70,20 @@ pub trait AuditStore: Send + Sync {
     /// [`AuditError::Store`] on storage failure.
     async fn erase_personal_data(&self, org: OrgId, subject_id: &str) -> Result<u64, AuditError>;
 
+    /// The retention anchor of `org`: the records up to it were removed.
+    ///
+    /// # Errors
+    /// [`AuditError::Store`] on storage failure.
+    async fn anchor(&self, org: OrgId) -> Result<Option<Anchor>, AuditError>;
+
+    /// Removes `anchor.org`'s records up to `anchor.seq` and stores the anchor, in one
+    /// transaction, after checking that record `anchor.seq` is still there with `anchor.hash`.
+    /// Returns the number of records removed.
+    ///
+    /// # Errors
+    /// [`AuditError::Invalid`] when the record at the anchor is missing or different.
+    async fn prune(&self, anchor: &Anchor) -> Result<u64, AuditError>;
+
     /// Every organization that has at least one record (for periodic checkpoints).
     ///
     /// # Errors
@@ -98,6 +112,14 @@ pub async fn verify_chain(
         None => ChainVerifier::new(),
     };
     let mut after = 0;
+    let anchor = store.anchor(org).await?;
+    if let Some(a) = &anchor {
+        verifier = match verifier.after_anchor(a, checkpoint_key) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        };
+        after = a.seq;
+    }
     loop {
         let page = store.chain_page(org, after, WALK_PAGE).await?;
         let Some(last) = page.last() else { break };
@@ -127,4 +149,38 @@ pub async fn take_checkpoint(
     let cp = Checkpoint::sign(key, org, seq, head, now);
     store.save_checkpoint(&cp).await?;
     Ok(Some(cp))
+}
+
+/// Applies a retention period: removes `org`'s records that occurred before `cutoff` (the
+/// prefix of the chain up to the newest such record) under a signed [`Anchor`], so the rest
+/// still verifies. Returns the anchor written, or `None` when nothing is old enough.
+///
+/// # Errors
+/// [`AuditError::Store`] on storage failure.
+pub async fn prune_before(
+    store: &dyn AuditStore,
+    org: OrgId,
+    cutoff: DateTime<Utc>,
+    key: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Option<(Anchor, u64)>, AuditError> {
+    let newest_old = store
+        .search(
+            org,
+            &AuditQuery {
+                until: Some(cutoff),
+                limit: 1,
+                ..AuditQuery::default()
+            },
+        )
+        .await?;
+    let Some(last) = newest_old.first() else {
+        return Ok(None);
+    };
+    if store.anchor(org).await?.is_some_and(|a| a.seq >= last.seq) {
+        return Ok(None);
+    }
+    let anchor = Anchor::sign(key, org, last.seq, last.hash, now);
+    let removed = store.prune(&anchor).await?;
+    Ok(Some((anchor, removed)))
 }

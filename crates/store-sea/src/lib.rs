@@ -221,6 +221,7 @@ pub const TABLES: &[&str] = &[
     "scim_users",
     "scim_groups",
     "consents",
+    "audit_anchors",
 ];
 
 impl SeaStore {

@@ -158,6 +158,12 @@ impl AuditStore for MemoryTenancyStore {
     ) -> Result<Vec<audit::AuditEvent>, audit::AuditError> {
         self.audit.search(org, q).await
     }
+    async fn anchor(&self, org: OrgId) -> Result<Option<audit::Anchor>, audit::AuditError> {
+        self.audit.anchor(org).await
+    }
+    async fn prune(&self, anchor: &audit::Anchor) -> Result<u64, audit::AuditError> {
+        self.audit.prune(anchor).await
+    }
     async fn chain_page(
         &self,
         org: OrgId,

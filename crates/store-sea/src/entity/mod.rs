@@ -4,6 +4,7 @@
 pub mod api_key;
 pub mod asset;
 pub mod asset_transfer;
+pub mod audit_anchor;
 pub mod audit_checkpoint;
 pub mod audit_event;
 pub mod audit_head;

@@ -23,6 +23,7 @@ mod m20261128_000012_create_mfa_tables;
 mod m20261128_000013_create_usage_monthly;
 mod m20261128_000014_create_scim_tables;
 mod m20261128_000015_create_consents;
+mod m20261128_000016_create_audit_anchors;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000013_create_usage_monthly::Migration),
             Box::new(m20261128_000014_create_scim_tables::Migration),
             Box::new(m20261128_000015_create_consents::Migration),
+            Box::new(m20261128_000016_create_audit_anchors::Migration),
         ]
     }
 }

@@ -11,7 +11,7 @@ use sea_orm::{
 
 use crate::SeaStore;
 use crate::convert::{hash32, id, micros, time};
-use crate::entity::{audit_checkpoint, audit_event, audit_head};
+use crate::entity::{audit_anchor, audit_checkpoint, audit_event, audit_head};
 use crate::error::db_err;
 use crate::journal::commit_journal;
 
@@ -160,6 +160,69 @@ impl AuditStore for SeaStore {
             signed_at: time(m.signed_at)?,
             mac: hash32("checkpoint mac", &m.mac)?,
         }))
+    }
+
+    async fn anchor(&self, org: OrgId) -> Result<Option<audit::Anchor>, AuditError> {
+        let Some(m) = audit_anchor::Entity::find_by_id(org.to_string())
+            .one(self.db())
+            .await
+            .map_err(store)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(audit::Anchor {
+            org,
+            seq: m.seq,
+            hash: hash32("anchor hash", &m.hash)?,
+            pruned_at: time(m.pruned_at)?,
+            mac: hash32("anchor mac", &m.mac)?,
+        }))
+    }
+
+    async fn prune(&self, a: &audit::Anchor) -> Result<u64, AuditError> {
+        let org = a.org.to_string();
+        let txn = self.db().begin().await.map_err(store)?;
+        let at = audit_event::Entity::find()
+            .filter(audit_event::Column::OrgId.eq(org.clone()))
+            .filter(audit_event::Column::Seq.eq(a.seq))
+            .one(&txn)
+            .await
+            .map_err(store)?;
+        if at.is_none_or(|r| r.hash != hex::encode(a.hash)) {
+            return Err(AuditError::Invalid(format!(
+                "record {} is not the one the anchor names",
+                a.seq
+            )));
+        }
+        let removed = audit_event::Entity::delete_many()
+            .filter(audit_event::Column::OrgId.eq(org.clone()))
+            .filter(audit_event::Column::Seq.lte(a.seq))
+            .exec(&txn)
+            .await
+            .map_err(store)?
+            .rows_affected;
+        audit_anchor::Entity::insert(audit_anchor::ActiveModel {
+            org_id: Set(org),
+            seq: Set(a.seq),
+            hash: Set(hex::encode(a.hash)),
+            pruned_at: Set(micros(a.pruned_at)),
+            mac: Set(hex::encode(a.mac)),
+        })
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::column(audit_anchor::Column::OrgId)
+                .update_columns([
+                    audit_anchor::Column::Seq,
+                    audit_anchor::Column::Hash,
+                    audit_anchor::Column::PrunedAt,
+                    audit_anchor::Column::Mac,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store)?;
+        txn.commit().await.map_err(store)?;
+        Ok(removed)
     }
 
     async fn erase_personal_data(&self, org: OrgId, subject_id: &str) -> Result<u64, AuditError> {
