@@ -420,3 +420,85 @@ both_backends!(
         }
     }
 );
+
+both_backends!(
+    retention_removes_old_records_and_the_chain_still_verifies,
+    |b| async move {
+        let mut t = spawn_app(b).await;
+        // Only the Owner sets it, within bounds.
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        assert_eq!(
+            t.patch(
+                &t.org("/security"),
+                &mike,
+                &json!({"audit_retention_days": 30})
+            )
+            .await
+            .status(),
+            StatusCode::FORBIDDEN
+        );
+        problem(
+            t.patch(
+                &t.org("/security"),
+                &t.owner_token,
+                &json!({"audit_retention_days": 7}),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        let s = json_of(
+            t.patch(
+                &t.org("/security"),
+                &t.owner_token,
+                &json!({"audit_retention_days": 30}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(s["audit_retention_days"], 30);
+        t.post(
+            &t.org("/api-keys"),
+            &t.owner_token,
+            &json!({"name": "old key"}),
+        )
+        .await;
+
+        // A month and a day later, new activity, then the retention pass.
+        t.clock.advance(chrono::Duration::days(31));
+        t.owner_token = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+        t.post(&t.org("/api-keys"), &t.owner_token, &json!({"name": "new key"}))
+            .await;
+        let key = axie_server::startup::checkpoint_key(&t.settings).unwrap();
+        let removed = axie_server::workers::apply_retention(&t.store, &key, t.clock.now())
+            .await
+            .unwrap();
+        assert!(removed > 5, "{removed}");
+        let again = axie_server::workers::apply_retention(&t.store, &key, t.clock.now())
+            .await
+            .unwrap();
+        assert_eq!(again, 0, "nothing more is old enough");
+
+        let keys: Vec<String> = t
+            .audit("action=api_key.created")
+            .await
+            .iter()
+            .map(|e| e["target_name"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(keys, ["new key"]);
+        let pruned = t.audit("action=audit.pruned").await;
+        assert_eq!(pruned.len(), 1);
+        assert_eq!(pruned[0]["actor_type"], "system");
+        assert_eq!(pruned[0]["metadata"]["removed"], removed);
+        assert_eq!(verify(&t).await["valid"], true);
+
+        // The anchor is signed: moving it (to hide a removed record) is detected.
+        t.store
+            .execute_sql("UPDATE audit_anchors SET seq = seq - 1")
+            .await
+            .unwrap();
+        let v = verify(&t).await;
+        assert_eq!(v["valid"], false, "{v}");
+    }
+);

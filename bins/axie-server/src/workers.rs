@@ -1,4 +1,5 @@
-//! Background workers: periodic signed checkpoints of every audit chain.
+//! Background workers: mail, webhook delivery, periodic signed checkpoints of every audit
+//! chain, and the audit retention periods.
 
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
     }
     state.health.register("webhooks", 30, now);
     out.push(tokio::spawn(crate::deliver::run(state.clone())));
+    state.health.register("retention", 2 * 3600 + 60, now);
+    out.push(tokio::spawn(retention(state.clone())));
     if every > 0 {
         state.health.register(
             "checkpoints",
@@ -73,5 +76,53 @@ async fn checkpoints(state: AppState, every: Duration) {
         if all_ok {
             state.health.checkpointed(state.clock.now().timestamp());
         }
+    }
+}
+
+/// Applies every organization's audit retention period, hourly.
+async fn retention(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        state
+            .health
+            .beat("retention", state.clock.now().timestamp());
+        if let Err(e) =
+            apply_retention(&state.store, &state.checkpoint_key, state.clock.now()).await
+        {
+            tracing::warn!(error = %e, "retention worker failed");
+        }
+    }
+}
+
+/// One pass of the retention worker over every organization with audit records; returns the
+/// records removed.
+///
+/// # Errors
+/// Storage errors (other organizations are still processed; the first error is returned).
+pub async fn apply_retention(
+    store: &store_sea::SeaStore,
+    checkpoint_key: &[u8],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, tenancy::TenancyError> {
+    let mut removed = 0;
+    let mut first_error = None;
+    for org in store.organizations().await? {
+        match tenancy::security::apply_audit_retention(store, org, checkpoint_key, now).await {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(%org, removed = n, "audit records past the retention period removed");
+                }
+                removed += n;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %org, "retention failed");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(removed),
     }
 }

@@ -143,6 +143,8 @@ actions! {
     ScimTokenCreated => "scim.token_created", "Created SCIM token";
     /// A SCIM provisioning token was revoked.
     ScimTokenRevoked => "scim.token_revoked", "Revoked SCIM token";
+    /// Records older than the retention period were removed.
+    AuditPruned => "audit.pruned", "Removed audit records older than the retention period of";
 }
 
 impl AuditAction {

@@ -94,6 +94,10 @@ pub struct SecuritySettings {
     pub ip_allowlist: Vec<IpAllowlistEntry>,
     /// Two-factor authentication requirement.
     pub mfa: crate::mfa::MfaPolicy,
+    /// Days audit records are kept (`None`: forever). Older ones are removed under a signed
+    /// retention anchor, so the rest of the chain still verifies.
+    #[serde(default)]
+    pub audit_retention_days: Option<u32>,
 }
 
 /// An organization (an enterprise account).

@@ -36,7 +36,15 @@ pub struct SecurityUpdate {
     pub mfa_grace_days: Option<u32>,
     /// Methods members may use (TOTP must be among them).
     pub mfa_methods: Option<Vec<MfaMethod>>,
+    /// Audit retention in days, [`MIN_RETENTION_DAYS`] to [`MAX_RETENTION_DAYS`]; `0` keeps
+    /// records forever. Only the Owner changes it.
+    pub audit_retention_days: Option<u32>,
 }
+
+/// The shortest audit retention period.
+pub const MIN_RETENTION_DAYS: u32 = 30;
+/// The longest audit retention period (ten years).
+pub const MAX_RETENTION_DAYS: u32 = 3650;
 
 /// Applies a change to the security settings. An allowlist that would exclude the caller's own
 /// address is refused, so an administrator cannot lock themselves out. Every change is
@@ -104,6 +112,22 @@ pub async fn update<S: TenancyStore + ?Sized>(
         after.mfa.methods = m;
         fields.push("mfa.methods");
     }
+    if let Some(days) = change.audit_retention_days {
+        if caller.subject.role != rbac_core::OrgRole::Owner {
+            return Err(TenancyError::Forbidden(
+                rbac_core::DenyReason::RoleLacksPermission {
+                    role: caller.subject.role,
+                },
+            ));
+        }
+        if days != 0 && !(MIN_RETENTION_DAYS..=MAX_RETENTION_DAYS).contains(&days) {
+            return Err(TenancyError::Invalid(format!(
+                "the audit retention is {MIN_RETENTION_DAYS} to {MAX_RETENTION_DAYS} days, or 0 to keep records forever"
+            )));
+        }
+        after.audit_retention_days = (days != 0).then_some(days);
+        fields.push("audit_retention_days");
+    }
     if after == before {
         return Ok(after);
     }
@@ -118,6 +142,7 @@ pub async fn update<S: TenancyStore + ?Sized>(
                 "fields": fields,
                 "ip_allowlist": after.ip_allowlist.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "mfa_required": after.mfa.required,
+                "audit_retention_days": after.audit_retention_days,
             }))?),
     )
     .publish(DomainEvent::new(
@@ -267,4 +292,46 @@ pub async fn end_member_sessions<S: TenancyStore + ?Sized>(
         }
     }
     Ok(ended)
+}
+
+/// Applies `org`'s audit retention period: records older than it are removed under a signed
+/// retention anchor (see `audit::prune_before`), the removal is itself recorded
+/// (`audit.pruned`, by the system), and a checkpoint of the new head is signed. Returns how
+/// many records were removed (`0` without a retention period or when nothing is old enough).
+///
+/// # Errors
+/// Storage errors.
+pub async fn apply_audit_retention<S: TenancyStore + audit::AuditStore>(
+    store: &S,
+    org: rbac_core::OrgId,
+    checkpoint_key: &[u8],
+    now: DateTime<Utc>,
+) -> Result<u64, TenancyError> {
+    let o = store.get_org(org).await?;
+    let Some(days) = o.security.audit_retention_days else {
+        return Ok(0);
+    };
+    let audit_store: &dyn audit::AuditStore = store;
+    let cutoff = now - chrono::Duration::days(i64::from(days));
+    let Some((anchor, removed)) =
+        audit::prune_before(audit_store, org, cutoff, checkpoint_key, now).await?
+    else {
+        return Ok(0);
+    };
+    store
+        .append(Journal::record(
+            audit::NewAuditEvent::new(
+                org,
+                now,
+                audit::Actor::system(),
+                AuditAction::AuditPruned,
+                Target::new("organization", org, o.name.clone()),
+            )
+            .with_metadata(Metadata::from_value(json!({
+                "retention_days": days, "removed": removed, "through_seq": anchor.seq,
+            }))?),
+        ))
+        .await?;
+    audit::take_checkpoint(audit_store, org, checkpoint_key, now).await?;
+    Ok(removed)
 }

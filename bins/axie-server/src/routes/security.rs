@@ -348,6 +348,8 @@ pub struct SecurityResponse {
     pub ip_allowlist_allows_everyone: bool,
     /// Two-factor authentication.
     pub mfa: MfaSettings,
+    /// Days audit records are kept; `null` keeps them forever.
+    pub audit_retention_days: Option<u32>,
 }
 
 impl From<&SecuritySettings> for SecurityResponse {
@@ -376,6 +378,7 @@ impl From<&SecuritySettings> for SecurityResponse {
                     .map(|m| m.as_str().to_owned())
                     .collect(),
             },
+            audit_retention_days: s.audit_retention_days,
         }
     }
 }
@@ -407,6 +410,8 @@ pub struct SecurityPatch {
     pub mfa_grace_days: Option<u32>,
     /// Allowed methods (`totp` must stay).
     pub mfa_methods: Option<Vec<String>>,
+    /// Audit retention in days (30 to 3650; `0` keeps records forever). Owner only.
+    pub audit_retention_days: Option<u32>,
 }
 
 /// Changes the security settings (Owner and Admins); audited; applies to existing sessions at once.
@@ -445,6 +450,7 @@ pub async fn update(
         mfa_required: body.mfa_required,
         mfa_grace_days: body.mfa_grace_days,
         mfa_methods: methods,
+        audit_retention_days: body.audit_retention_days,
     };
     let ip = caller
         .request
