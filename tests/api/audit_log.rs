@@ -468,8 +468,12 @@ both_backends!(
         // A month and a day later, new activity, then the retention pass.
         t.clock.advance(chrono::Duration::days(31));
         t.owner_token = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
-        t.post(&t.org("/api-keys"), &t.owner_token, &json!({"name": "new key"}))
-            .await;
+        t.post(
+            &t.org("/api-keys"),
+            &t.owner_token,
+            &json!({"name": "new key"}),
+        )
+        .await;
         let key = axie_server::startup::checkpoint_key(&t.settings).unwrap();
         let removed = axie_server::workers::apply_retention(&t.store, &key, t.clock.now())
             .await
@@ -500,5 +504,88 @@ both_backends!(
             .unwrap();
         let v = verify(&t).await;
         assert_eq!(v["valid"], false, "{v}");
+    }
+);
+
+both_backends!(
+    leaving_enterprise_archives_the_log_for_the_owner,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        assert_eq!(
+            t.put(&t.org("/plan"), &mike, &json!({"plan": "pro"}))
+                .await
+                .status(),
+            StatusCode::FORBIDDEN,
+            "only the Owner changes the plan"
+        );
+        let org = json_of(
+            t.put(&t.org("/plan"), &t.owner_token, &json!({"plan": "pro"}))
+                .await,
+        )
+        .await;
+        assert_eq!(org["plan"], "pro");
+        assert!(org["audit_archived_at"].is_string());
+
+        // The live log is an Enterprise feature; the archive stays readable by the Owner only.
+        let p = problem(
+            t.get(&t.org("/audit-events"), &t.owner_token).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        assert_eq!(p["reason"], "plan_lacks_feature");
+        let res = t
+            .get(
+                &t.org("/audit-archive/export?format=ndjson"),
+                &t.owner_token,
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let text = res.text().await.unwrap();
+        let actions: Vec<String> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["action"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(actions[0], "data.exported", "the export is audited first");
+        assert!(actions.contains(&"billing.plan_changed".to_owned()));
+        assert!(
+            actions.contains(&"auth.login".to_owned()),
+            "nothing was deleted"
+        );
+        assert_eq!(
+            t.get(&t.org("/audit-archive/export"), &mike).await.status(),
+            StatusCode::FORBIDDEN
+        );
+
+        // Upgrading again makes the log live; the archive export is then not the way.
+        let org = json_of(
+            t.put(
+                &t.org("/plan"),
+                &t.owner_token,
+                &json!({"plan": "enterprise"}),
+            )
+            .await,
+        )
+        .await;
+        assert!(org["audit_archived_at"].is_null());
+        let changes = t.audit("action=billing.plan_changed").await;
+        assert_eq!(changes.len(), 2);
+        assert_eq!(
+            changes[1]["metadata"],
+            json!({"from": "enterprise", "to": "pro", "audit_archived": true})
+        );
+        problem(
+            t.get(&t.org("/audit-archive/export"), &t.owner_token).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        assert_eq!(verify(&t).await["valid"], true);
     }
 );

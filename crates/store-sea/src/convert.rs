@@ -59,6 +59,7 @@ impl TryFrom<entity::organization::Model> for Organization {
             access: json("feature access", &m.access)?,
             security: json("security settings", &m.security)?,
             created_at: time(m.created_at)?,
+            audit_archived_at: m.audit_archived_at.map(time).transpose()?,
         })
     }
 }

@@ -74,6 +74,7 @@ async fn new_org<S: TenancyStore + AuditStore + ?Sized>(s: &S) -> (Organization,
         access: FeatureAccess::default(),
         security: SecuritySettings::default(),
         created_at: now(),
+        audit_archived_at: None,
     };
     let team = Team {
         id: TeamId::new(),

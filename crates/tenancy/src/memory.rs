@@ -355,6 +355,31 @@ impl OrgStore for MemoryTenancyStore {
         self.commit(journal).await
     }
 
+    async fn set_plan(
+        &self,
+        org: OrgId,
+        expected: billing_limits::Plan,
+        plan: billing_limits::Plan,
+        audit_archived_at: Option<DateTime<Utc>>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let o = s
+                .orgs
+                .get_mut(&org)
+                .ok_or(TenancyError::NotFound("organization"))?;
+            if o.plan != expected {
+                return Err(TenancyError::Conflict(
+                    "the plan changed meanwhile; reload and try again".into(),
+                ));
+            }
+            o.plan = plan;
+            o.audit_archived_at = audit_archived_at;
+        }
+        self.commit(journal).await
+    }
+
     async fn default_team(&self, org: OrgId) -> Result<Team, TenancyError> {
         self.lock()?
             .teams

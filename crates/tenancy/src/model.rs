@@ -115,6 +115,10 @@ pub struct Organization {
     pub access: FeatureAccess,
     /// Security settings.
     pub security: SecuritySettings,
+    /// Since when the audit log is archived: the organization left the Enterprise plan, so the
+    /// log is read-only and only the Owner may export it, until it upgrades again.
+    #[serde(default)]
+    pub audit_archived_at: Option<DateTime<Utc>>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
 }

@@ -3,7 +3,7 @@
 use audit::{Actor, AuditAction, DomainEvent, EventKind, Journal, Metadata, NewAuditEvent, Target};
 use billing_limits::Plan;
 use chrono::{DateTime, Utc};
-use rbac_core::{FeatureAccess, OrgId, Permission, TeamId, UserId};
+use rbac_core::{DenyReason, FeatureAccess, OrgId, OrgRole, Permission, TeamId, UserId};
 use security_policy::{PasswordHasher, PasswordPolicy, check_password, context_words};
 use serde_json::json;
 
@@ -62,6 +62,7 @@ pub async fn create_with_new_owner<S: TenancyStore + ?Sized>(
         access: FeatureAccess::default(),
         security: SecuritySettings::default(),
         created_at: now,
+        audit_archived_at: None,
     };
     let team = Team {
         id: TeamId::new(),
@@ -481,4 +482,80 @@ pub async fn owner_of<S: TenancyStore + ?Sized>(
         }
         after = page.last().map(|m| m.user.id);
     }
+}
+
+/// Changes the organization's plan (the Owner, in a session). Leaving the Enterprise plan
+/// archives the audit log (read-only; only the Owner may export it through the archive export,
+/// see [`check_audit_archive`]); returning to it makes the log live again. Resources stay;
+/// creation above the new plan's limits is refused by the usual limit checks. Audited and sent as
+/// an `enterprise.updated` webhook.
+///
+/// # Errors
+/// [`TenancyError::Forbidden`]; [`TenancyError::Conflict`] when the plan changed meanwhile.
+pub async fn change_plan<S: TenancyStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    plan: billing_limits::Plan,
+    now: DateTime<Utc>,
+) -> Result<Organization, TenancyError> {
+    caller.check_org(Permission::ManageBilling)?;
+    let before = caller.org.plan;
+    if before == plan {
+        return Ok(caller.org.clone());
+    }
+    let enterprise = billing_limits::Plan::Enterprise;
+    let archived = if plan == enterprise {
+        None
+    } else if before == enterprise {
+        Some(now)
+    } else {
+        caller.org.audit_archived_at
+    };
+    let journal = Journal::record(
+        caller
+            .audit(
+                now,
+                AuditAction::PlanChanged,
+                Target::new("organization", caller.org.id, caller.org.name.clone()),
+            )
+            .with_metadata(Metadata::from_value(serde_json::json!({
+                "from": before.as_str(), "to": plan.as_str(), "audit_archived": archived.is_some(),
+            }))?),
+    )
+    .publish(DomainEvent::new(
+        caller.org.id,
+        EventKind::EnterpriseUpdated,
+        now,
+        serde_json::json!({
+            "ownerId": caller.user.id, "plan": plan.as_str(), "previousPlan": before.as_str(),
+            "auditArchived": archived.is_some(),
+        }),
+    ));
+    store
+        .set_plan(caller.org.id, before, plan, archived, journal)
+        .await?;
+    Ok(Organization {
+        plan,
+        audit_archived_at: archived,
+        ..caller.org.clone()
+    })
+}
+
+/// The archived audit log may be read only by the Owner, and only while it is archived (on
+/// the Enterprise plan the regular audit-log routes apply).
+///
+/// # Errors
+/// [`TenancyError::Forbidden`] otherwise.
+pub fn check_audit_archive(caller: &Caller) -> Result<(), TenancyError> {
+    if caller.subject.role != OrgRole::Owner {
+        return Err(TenancyError::Forbidden(DenyReason::RoleLacksPermission {
+            role: caller.subject.role,
+        }));
+    }
+    if caller.org.audit_archived_at.is_none() {
+        return Err(TenancyError::Invalid(
+            "the audit log is not archived; use the audit-log export".into(),
+        ));
+    }
+    Ok(())
 }

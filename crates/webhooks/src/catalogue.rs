@@ -59,9 +59,11 @@ fn data_of(kind: EventKind) -> (&'static str, bool, Value, &'static [&'static st
             &["enterpriseId", "name", "plan", "ownerId"],
         ),
         EventKind::EnterpriseUpdated => (
-            "Enterprise changed (ownership)",
+            "Enterprise changed (ownership or plan)",
             true,
-            json!({"ownerId": id("the new Owner"), "previousOwnerId": id("the previous Owner")}),
+            json!({"ownerId": id("the Owner (the new one after a transfer)"), "previousOwnerId": id("the previous Owner"),
+                   "plan": string("the plan after a plan change"), "previousPlan": string("the plan before"),
+                   "auditArchived": {"type": "boolean", "description": "whether the audit log is archived (read-only) after the change"}}),
             &["ownerId"],
         ),
         EventKind::RoleChanged => (

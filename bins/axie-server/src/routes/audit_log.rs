@@ -234,6 +234,34 @@ pub async fn export(
     q: web::Query<AuditFilter>,
 ) -> Result<HttpResponse, ApiError> {
     enforce(&st, &caller, Permission::ViewAuditLog).await?;
+    export_body(&st, &caller, &q).await
+}
+
+/// Exports the archived audit log of an organization that left the Enterprise plan (the Owner
+/// only), with the same filters and formats as the live export. The export is audited.
+#[utoipa::path(get, path = "/api/v1/orgs/{org_id}/audit-archive/export", tag = "audit",
+    params(("org_id" = String, Path, description = "Organization id"), AuditFilter),
+    responses(
+        (status = 200, description = "The export: CSV, NDJSON, or a PDF report", content_type = "text/csv"),
+        (status = 403, description = "Not the Owner", content_type = "application/problem+json"),
+        (status = 422, description = "The log is not archived", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn export_archive(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    q: web::Query<AuditFilter>,
+) -> Result<HttpResponse, ApiError> {
+    if let Err(e) = tenancy::orgs::check_audit_archive(&caller) {
+        return Err(crate::auth::audited(&st, &caller, "export_audit_archive", e).await);
+    }
+    export_body(&st, &caller, &q).await
+}
+
+async fn export_body(
+    st: &web::Data<AppState>,
+    caller: &tenancy::Caller,
+    q: &web::Query<AuditFilter>,
+) -> Result<HttpResponse, ApiError> {
     let format = q.format.clone().unwrap_or_else(|| "csv".to_owned());
     if !matches!(format.as_str(), "csv" | "ndjson" | "pdf") {
         return Err(ApiError::bad_request(format!(
@@ -253,7 +281,7 @@ pub async fn export(
         )?);
     st.store.append(Journal::record(record)).await?;
     if format == "pdf" {
-        return pdf_report(&st, &caller, &q, query).await;
+        return pdf_report(st, caller, q, query).await;
     }
 
     let store = st.store.clone();

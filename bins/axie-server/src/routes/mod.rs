@@ -168,6 +168,8 @@ routes! {
     POST "/api/v1/orgs/{org_id}/webhooks/{endpoint_id}/deliveries/{delivery_id}/resend" => webhooks::resend, Org(P::ManageWebhooks);
     GET "/api/v1/orgs/{org_id}/audit-events" => audit_log::search, Org(P::ViewAuditLog);
     GET "/api/v1/orgs/{org_id}/audit-events/export" => audit_log::export, Org(P::ExportData);
+    GET "/api/v1/orgs/{org_id}/audit-archive/export" => audit_log::export_archive, Member;
+    PUT "/api/v1/orgs/{org_id}/plan" => orgs::change_plan, Org(P::ManageBilling);
     POST "/api/v1/orgs/{org_id}/audit-events/verify" => audit_log::verify, Org(P::ViewAuditLog);
     POST "/api/v1/orgs/{org_id}/audit-events/checkpoints" => audit_log::checkpoint, Org(P::ViewAuditLog);
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use tenancy::orgs::{self, UpdateProfileRequest};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::OrgCaller;
+use crate::auth::{OrgCaller, audited};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -30,6 +30,9 @@ pub struct OrgResponse {
     /// Feature-access settings.
     #[schema(value_type = Object)]
     pub feature_access: serde_json::Value,
+    /// Since when the audit log is archived (the organization left the Enterprise plan; the
+    /// Owner may export it at `/audit-archive/export`), RFC 3339.
+    pub audit_archived_at: Option<String>,
 }
 
 fn response(caller: &tenancy::Caller, profile: &tenancy::CompanyProfile) -> OrgResponse {
@@ -42,6 +45,7 @@ fn response(caller: &tenancy::Caller, profile: &tenancy::CompanyProfile) -> OrgR
         billing_address: profile.billing_address.clone(),
         tax_id: profile.tax_id.clone(),
         feature_access: serde_json::to_value(caller.org.access).unwrap_or_default(),
+        audit_archived_at: caller.org.audit_archived_at.map(|t| t.to_rfc3339()),
     }
 }
 
@@ -219,4 +223,42 @@ pub async fn update_access(
     };
     orgs::update_access(&*st.store, &caller, access, st.clock.now()).await?;
     Ok(HttpResponse::Ok().json(body.into_inner()))
+}
+
+/// A plan change.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanBody {
+    /// `free`, `pro` or `enterprise`.
+    pub plan: String,
+}
+
+/// Changes the plan (the Owner). Leaving Enterprise archives the audit log (read-only, the Owner
+/// may export it); returning to Enterprise makes it live again. Audited; `enterprise.updated`.
+#[utoipa::path(put, path = "/api/v1/orgs/{org_id}/plan", tag = "organizations",
+    params(("org_id" = String, Path, description = "Organization id")),
+    request_body = PlanBody,
+    responses(
+        (status = 200, description = "The organization on its new plan", body = OrgResponse),
+        (status = 400, description = "Unknown plan", content_type = "application/problem+json"),
+        (status = 403, description = "Not the Owner", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn change_plan(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    body: web::Json<PlanBody>,
+) -> Result<HttpResponse, ApiError> {
+    let plan = billing_limits::Plan::parse(&body.plan).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "unknown plan `{}`; use free, pro or enterprise",
+            body.plan
+        ))
+    })?;
+    let org = match orgs::change_plan(&*st.store, &caller, plan, st.clock.now()).await {
+        Ok(o) => o,
+        Err(e) => return Err(audited(&st, &caller, "change_plan", e).await),
+    };
+    let after = tenancy::Caller { org, ..caller };
+    let profile = after.org.profile.clone();
+    Ok(HttpResponse::Ok().json(response(&after, &profile)))
 }

@@ -15,6 +15,7 @@ pub struct Model {
     pub security: String,
     pub created_at: i64,
     pub lock_version: i64,
+    pub audit_archived_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

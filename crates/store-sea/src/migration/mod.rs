@@ -24,6 +24,7 @@ mod m20261128_000013_create_usage_monthly;
 mod m20261128_000014_create_scim_tables;
 mod m20261128_000015_create_consents;
 mod m20261128_000016_create_audit_anchors;
+mod m20261128_000017_add_audit_archived_at;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000014_create_scim_tables::Migration),
             Box::new(m20261128_000015_create_consents::Migration),
             Box::new(m20261128_000016_create_audit_anchors::Migration),
+            Box::new(m20261128_000017_add_audit_archived_at::Migration),
         ]
     }
 }
