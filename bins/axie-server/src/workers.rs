@@ -79,7 +79,8 @@ async fn checkpoints(state: AppState, every: Duration) {
     }
 }
 
-/// Applies every organization's audit retention period, hourly.
+/// Applies every organization's audit retention period and refreshes the planner statistics,
+/// hourly (the first pass right at start).
 async fn retention(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
@@ -87,6 +88,10 @@ async fn retention(state: AppState) {
         state
             .health
             .beat("retention", state.clock.now().timestamp());
+        // Fresh planner statistics keep filtered audit searches on their indexes.
+        if let Err(e) = state.store.optimize().await {
+            tracing::warn!(error = %e, "refreshing planner statistics failed");
+        }
         if let Err(e) =
             apply_retention(&state.store, &state.checkpoint_key, state.clock.now()).await
         {

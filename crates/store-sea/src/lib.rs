@@ -58,6 +58,22 @@ pub struct SeaStore {
 }
 
 impl SeaStore {
+    /// Refreshes the query planner's statistics: SQLite's `PRAGMA optimize` (cheap; the server
+    /// runs it at start and hourly); PostgreSQL's autovacuum does this on its own, so nothing.
+    ///
+    /// # Errors
+    /// [`StoreError`] on storage failure.
+    pub async fn optimize(&self) -> Result<(), StoreError> {
+        if self.db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite {
+            // Bounded sampling, over every table (not only those this connection used).
+            self.execute_sql("PRAGMA analysis_limit=1000").await?;
+            self.execute_sql("PRAGMA optimize=0x10002").await?;
+        }
+        Ok(())
+    }
+}
+
+impl SeaStore {
     /// Connects. SQLite files are created if missing and run in WAL mode with one connection.
     ///
     /// # Errors

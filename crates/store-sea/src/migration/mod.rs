@@ -25,6 +25,7 @@ mod m20261128_000014_create_scim_tables;
 mod m20261128_000015_create_consents;
 mod m20261128_000016_create_audit_anchors;
 mod m20261128_000017_add_audit_archived_at;
+mod m20261128_000018_index_audit_outcome;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000015_create_consents::Migration),
             Box::new(m20261128_000016_create_audit_anchors::Migration),
             Box::new(m20261128_000017_add_audit_archived_at::Migration),
+            Box::new(m20261128_000018_index_audit_outcome::Migration),
         ]
     }
 }

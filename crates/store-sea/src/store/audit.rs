@@ -1,7 +1,9 @@
 //! [`AuditStore`] on SeaORM.
 
 use async_trait::async_trait;
-use audit::{ActionFilter, AuditError, AuditEvent, AuditQuery, AuditStore, Checkpoint, Journal};
+use audit::{
+    ActionFilter, AuditAction, AuditError, AuditEvent, AuditQuery, AuditStore, Checkpoint, Journal,
+};
 use rbac_core::OrgId;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -26,19 +28,15 @@ fn records(models: Vec<audit_event::Model>) -> Result<Vec<AuditEvent>, AuditErro
         .collect()
 }
 
-#[async_trait]
-impl AuditStore for SeaStore {
-    async fn append(&self, journal: Journal) -> Result<Vec<AuditEvent>, AuditError> {
-        let txn = self.db().begin().await.map_err(store)?;
-        let written = commit_journal(&txn, journal).await.map_err(store)?;
-        txn.commit().await.map_err(store)?;
-        crate::journal::count_appends(written.len());
-        Ok(written)
-    }
-
-    async fn search(&self, org: OrgId, q: &AuditQuery) -> Result<Vec<AuditEvent>, AuditError> {
+impl SeaStore {
+    /// One query of [`AuditStore::search`] with at most one exact action.
+    async fn search_one(
+        &self,
+        org: OrgId,
+        q: &AuditQuery,
+        action: Option<&str>,
+    ) -> Result<Vec<AuditEvent>, AuditError> {
         use audit_event::Column as C;
-        q.validate()?;
         let mut cond = Condition::all().add(C::OrgId.eq(org.to_string()));
         if let Some(b) = q.before_seq {
             cond = cond.add(C::Seq.lt(b));
@@ -46,15 +44,8 @@ impl AuditStore for SeaStore {
         if let Some(a) = &q.actor_id {
             cond = cond.add(C::ActorId.eq(a.as_str()));
         }
-        match &q.action {
-            Some(ActionFilter::Exact(a)) => cond = cond.add(C::Action.eq(a.as_str())),
-            // A range instead of LIKE: index-friendly on both backends, no wildcard escaping.
-            Some(ActionFilter::Prefix(p)) => {
-                cond = cond
-                    .add(C::Action.gte(p.as_str()))
-                    .add(C::Action.lt(format!("{p}\u{10FFFF}")));
-            }
-            None => {}
+        if let Some(a) = action {
+            cond = cond.add(C::Action.eq(a));
         }
         if let Some(s) = q.since {
             cond = cond.add(C::OccurredAt.gte(micros(s)));
@@ -82,6 +73,41 @@ impl AuditStore for SeaStore {
             .await
             .map_err(store)?;
         records(models)
+    }
+}
+
+#[async_trait]
+impl AuditStore for SeaStore {
+    async fn append(&self, journal: Journal) -> Result<Vec<AuditEvent>, AuditError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let written = commit_journal(&txn, journal).await.map_err(store)?;
+        txn.commit().await.map_err(store)?;
+        crate::journal::count_appends(written.len());
+        Ok(written)
+    }
+
+    async fn search(&self, org: OrgId, q: &AuditQuery) -> Result<Vec<AuditEvent>, AuditError> {
+        q.validate()?;
+        match &q.action {
+            Some(ActionFilter::Exact(a)) => self.search_one(org, q, Some(a)).await,
+            None => self.search_one(org, q, None).await,
+            // A prefix names a set of catalogue actions: one index-ordered query per action,
+            // merged, so a first page stays a few index reads however large the log is.
+            Some(ActionFilter::Prefix(p)) => {
+                let names: Vec<&str> = AuditAction::ALL
+                    .iter()
+                    .map(|a| a.as_str())
+                    .filter(|n| n.starts_with(p.as_str()))
+                    .collect();
+                let mut all = Vec::new();
+                for n in names {
+                    all.extend(self.search_one(org, q, Some(n)).await?);
+                }
+                all.sort_by_key(|r| std::cmp::Reverse(r.seq));
+                all.truncate(q.limit as usize);
+                Ok(all)
+            }
+        }
     }
 
     async fn chain_page(
