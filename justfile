@@ -38,3 +38,27 @@ ci:
 # rbac-core vs cedar-policy vs casbin; its own workspace, so neither engine is a product dependency.
 bench-rbac:
     cd bench/rbac-bench && cargo bench
+
+# The audit log through the store at a million events (SQLite and PostgreSQL).
+bench-audit:
+    AXIE_BENCH_EVENTS=1000000 AXIE_TEST_POSTGRES_URL={{pg}} cargo bench -p store-sea --bench audit_store
+
+# A long schemathesis run (200 examples per operation) against a demo server on port 18777.
+# The short run is part of the test suite (tests/api/fuzzing.rs).
+fuzz-api:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    venv=target/schemathesis-venv
+    [ -x "$venv/bin/schemathesis" ] || { python3 -m venv "$venv"; "$venv/bin/pip" install --quiet schemathesis==4.32.5; }
+    dir=$(mktemp -d)
+    AXIE_SERVER__PORT=18777 AXIE_SERVER__DATA_DIR="$dir" AXIE_BOOTSTRAP__DEMO=true \
+      AXIE_BOOTSTRAP__OWNER_PASSWORD="fuzzing owner password" AXIE_LOG__LEVEL=warn cargo run -q &
+    server=$!
+    trap 'kill $server' EXIT
+    until curl -sf localhost:18777/readyz >/dev/null; do sleep 0.5; done
+    token=$(curl -s -X POST localhost:18777/api/v1/auth/login -H 'content-type: application/json' \
+      -d '{"email":"owner@example.com","password":"fuzzing owner password"}' | python3 -c 'import sys,json;print(json.load(sys.stdin)["token"])')
+    "$venv/bin/schemathesis" run http://127.0.0.1:18777/api/v1/openapi.json -H "Authorization: Bearer $token" \
+      --max-examples 200 --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance,response_headers_conformance,unsupported_method \
+      --exclude-path-regex '(logout|sessions|/plan|/security|erasure|ownership|/mfa|password|/remove|scim-tokens)' \
+      --phases coverage,fuzzing --request-timeout 10

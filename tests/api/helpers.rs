@@ -676,54 +676,74 @@ pub fn pyotp_code(uri: &str, unix_time: i64) -> String {
 pub fn scim_python() -> std::path::PathBuf {
     static VENV: OnceLock<std::path::PathBuf> = OnceLock::new();
     VENV.get_or_init(|| {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace root")
-            .to_path_buf();
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map_or_else(|| root.join("target"), std::path::PathBuf::from);
-        let venv = target.join("scim-venv");
-        let python = venv.join("bin").join("python");
-        let ready = || {
-            std::process::Command::new(&python)
-                .args(["-c", "import scim2_tester, scim2_cli, scim_sanity"])
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if !ready() {
-            let lock = target.join("scim-venv.lock");
-            let _ = std::fs::create_dir_all(&target);
-            // Two test binaries may get here at once: the first one installs.
-            let file = std::fs::File::create(&lock).expect("lock file");
-            file.lock().expect("lock the venv install");
-            if !ready() {
-                eprintln!(
-                    "installing the SCIM conformance tools from PyPI into {}",
-                    venv.display()
-                );
-                let made = std::process::Command::new("python3")
-                    .args(["-m", "venv"])
-                    .arg(&venv)
-                    .status()
-                    .is_ok_and(|s| s.success());
-                assert!(made, "could not create a Python virtual environment");
-                let ok = std::process::Command::new(&python)
-                    .args([
-                        "-m",
-                        "pip",
-                        "install",
-                        "--quiet",
-                        "--disable-pip-version-check",
-                    ])
-                    .args(SCIM_TOOLS)
-                    .status()
-                    .is_ok_and(|s| s.success());
-                assert!(ok, "could not install {SCIM_TOOLS:?}");
-            }
-        }
-        python
+        tool_venv(
+            "scim-venv",
+            &SCIM_TOOLS,
+            "import scim2_tester, scim2_cli, scim_sanity",
+        )
     })
     .clone()
+}
+
+/// PyPI's schemathesis, pinned, in its own virtual environment (see [`scim_python`]).
+pub fn schemathesis() -> std::path::PathBuf {
+    static VENV: OnceLock<std::path::PathBuf> = OnceLock::new();
+    VENV.get_or_init(|| {
+        tool_venv("schemathesis-venv", &[SCHEMATHESIS], "import schemathesis")
+            .parent()
+            .expect("venv bin")
+            .join("schemathesis")
+    })
+    .clone()
+}
+
+/// The pinned schemathesis (`.ci/run` installs the same).
+pub const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+
+/// A Python virtual environment `target/<name>` with `packages`, created when `probe` fails in
+/// it; returns its interpreter. A file lock keeps two test binaries from installing at once.
+fn tool_venv(name: &str, packages: &[&str], probe: &str) -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    let venv = target.join(name);
+    let python = venv.join("bin").join("python");
+    let ready = || {
+        std::process::Command::new(&python)
+            .args(["-c", probe])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !ready() {
+        let _ = std::fs::create_dir_all(&target);
+        let file = std::fs::File::create(target.join(format!("{name}.lock"))).expect("lock file");
+        file.lock().expect("lock the venv install");
+        if !ready() {
+            eprintln!("installing {packages:?} from PyPI into {}", venv.display());
+            let made = std::process::Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(made, "could not create a Python virtual environment");
+            let ok = std::process::Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
+                .args(packages)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "could not install {packages:?}");
+        }
+    }
+    python
 }
 
 /// The pinned conformance tools (`.ci/run` installs the same list).

@@ -16,6 +16,7 @@ mod api_keys;
 mod audit_log;
 mod authorization;
 mod foundation;
+mod fuzzing;
 mod operations;
 mod privacy;
 mod scim;

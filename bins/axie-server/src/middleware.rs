@@ -141,5 +141,17 @@ fn as_problem(
     };
     let err = crate::error::ApiError::new(status, code, detail);
     let (req, _) = res.into_parts();
-    ServiceResponse::new(req, actix_web::ResponseError::error_response(&err))
+    let mut answer = actix_web::ResponseError::error_response(&err);
+    if status == actix_web::http::StatusCode::METHOD_NOT_ALLOWED {
+        let allow = req
+            .match_pattern()
+            .map(|p| crate::routes::allowed_methods(&p))
+            .unwrap_or_default();
+        if let Ok(v) = HeaderValue::from_str(&allow) {
+            answer
+                .headers_mut()
+                .insert(actix_web::http::header::ALLOW, v);
+        }
+    }
+    ServiceResponse::new(req, answer)
 }

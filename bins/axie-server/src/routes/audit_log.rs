@@ -270,6 +270,8 @@ async fn export_body(
     }
     let mut query = q.to_query(st.clock.now())?;
     query.limit = audit::MAX_PAGE;
+    // Checked before anything is sent: a streamed body cannot turn into an error answer later.
+    query.validate()?;
     let record = caller
         .audit(
             st.clock.now(),

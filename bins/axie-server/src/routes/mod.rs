@@ -190,6 +190,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }
 }
 
+/// The methods declared for a path pattern, for the `Allow` header of a 405 (RFC 9110).
+#[must_use]
+pub fn allowed_methods(pattern: &str) -> String {
+    ROUTES
+        .iter()
+        .filter(|r| r.path == pattern)
+        .map(|r| r.method)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The declared access of the route that matched `req`.
 ///
 /// # Errors

@@ -52,6 +52,90 @@ impl Modify for UniqueOperationIds {
     }
 }
 
+/// An RFC 9457 problem document, the body of every error answer.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "describes the JSON built in error.rs")]
+pub struct Problem {
+    /// `urn:axie:problem:<code>`.
+    #[schema(rename = "type")]
+    r#type: String,
+    /// The HTTP reason phrase.
+    title: String,
+    /// The HTTP status.
+    status: u16,
+    /// What went wrong, for people.
+    detail: String,
+    /// A stable machine-readable code.
+    code: String,
+}
+
+/// Every operation documents the error answers any request can get, as problem documents:
+/// malformed input, authentication and authorization, missing resources, conflicts, limits,
+/// rate limits and server errors.
+struct ProblemResponses;
+
+impl Modify for ProblemResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        const COMMON: [(&str, &str); 11] = [
+            (
+                "400",
+                "Malformed request (bad JSON, query or path parameter)",
+            ),
+            ("401", "Not authenticated"),
+            (
+                "403",
+                "Not allowed (permission, plan, IP allowlist, 2FA requirement)",
+            ),
+            ("404", "No such resource (or another organization's)"),
+            ("405", "Method not allowed"),
+            ("409", "Conflicts with the current state"),
+            ("413", "Body too large"),
+            (
+                "415",
+                "Unsupported media type (send `Content-Type: application/json`)",
+            ),
+            ("422", "Invalid input"),
+            (
+                "429",
+                "Too many requests (login throttling, monthly API calls)",
+            ),
+            ("500", "Internal error (logged)"),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                for (status, description) in COMMON {
+                    op.responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| {
+                            RefOr::T(
+                                ResponseBuilder::new()
+                                    .description(description)
+                                    .content(
+                                        "application/problem+json",
+                                        ContentBuilder::new()
+                                            .schema(Some(Ref::from_schema_name("Problem")))
+                                            .build(),
+                                    )
+                                    .build(),
+                            )
+                        });
+                }
+            }
+        }
+    }
+}
+
 /// The API description.
 #[derive(OpenApi)]
 #[openapi(
@@ -83,7 +167,8 @@ impl Modify for UniqueOperationIds {
         workspace::list_domains, workspace::create_domain, workspace::get_domain, workspace::delete_domain, workspace::verify_domain,
         workspace::transfer, workspace::transfers, workspace::analytics, usage::usage,
     ),
-    modifiers(&BearerAuth, &UniqueOperationIds),
+    components(schemas(Problem)),
+    modifiers(&BearerAuth, &UniqueOperationIds, &ProblemResponses),
 )]
 pub struct ApiDoc;
 
