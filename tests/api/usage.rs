@@ -207,3 +207,82 @@ both_backends!(
         assert_eq!(t.audit("action=usage.alert_sent").await.len(), 2);
     }
 );
+
+both_backends!(
+    the_weekly_usage_report_goes_out_once_per_week,
+    |b| async move {
+        let mut t = spawn_app(b).await;
+        let reports = |t: &TestApp| {
+            let (url, token) = (t.org("/outbox"), t.owner_token.clone());
+            let client = t.client.clone();
+            async move {
+                let mails: Value = client
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                mails["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|m| m["kind"] == "usage_report")
+                    .cloned()
+                    .collect::<Vec<Value>>()
+            }
+        };
+        // Nothing for the week before the organization existed.
+        assert_eq!(
+            axie_server::workers::send_weekly_reports(&t.store, t.clock.now())
+                .await
+                .unwrap(),
+            0
+        );
+        // Eight days on: last week's report, once, however many passes run at the same time.
+        t.clock.advance(chrono::Duration::days(8));
+        let now = t.clock.now();
+        let passes = futures::future::join_all(
+            (0..4).map(|_| axie_server::workers::send_weekly_reports(&t.store, now)),
+        )
+        .await;
+        assert_eq!(passes.into_iter().map(Result::unwrap).sum::<u64>(), 1);
+        assert_eq!(
+            axie_server::workers::send_weekly_reports(&t.store, now)
+                .await
+                .unwrap(),
+            0
+        );
+        t.owner_token = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+        let sent = reports(&t).await;
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0]["to"], OWNER_EMAIL);
+        let week = tenancy::metering::week_key(now - chrono::Duration::days(7));
+        assert!(
+            sent[0]["subject"].as_str().unwrap().contains(&week),
+            "{}",
+            sent[0]
+        );
+        assert!(
+            sent[0]["body"]
+                .as_str()
+                .unwrap()
+                .contains("api_calls_per_month"),
+            "{}",
+            sent[0]
+        );
+        // The next week brings the next report.
+        t.clock.advance(chrono::Duration::days(7));
+        assert_eq!(
+            axie_server::workers::send_weekly_reports(&t.store, t.clock.now())
+                .await
+                .unwrap(),
+            1
+        );
+        t.owner_token = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+        assert_eq!(reports(&t).await.len(), 2);
+        assert_eq!(t.audit("action=usage.report_sent").await.len(), 2);
+    }
+);

@@ -79,8 +79,8 @@ async fn checkpoints(state: AppState, every: Duration) {
     }
 }
 
-/// Applies every organization's audit retention period and refreshes the planner statistics,
-/// hourly (the first pass right at start).
+/// Applies every organization's audit retention period, sends the weekly usage reports due and
+/// refreshes the planner statistics, hourly (the first pass right at start).
 async fn retention(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
@@ -91,6 +91,9 @@ async fn retention(state: AppState) {
         // Fresh planner statistics keep filtered audit searches on their indexes.
         if let Err(e) = state.store.optimize().await {
             tracing::warn!(error = %e, "refreshing planner statistics failed");
+        }
+        if let Err(e) = send_weekly_reports(&state.store, state.clock.now()).await {
+            tracing::warn!(error = %e, "weekly usage reports failed");
         }
         if let Err(e) =
             apply_retention(&state.store, &state.checkpoint_key, state.clock.now()).await
@@ -129,5 +132,37 @@ pub async fn apply_retention(
     match first_error {
         Some(e) => Err(e),
         None => Ok(removed),
+    }
+}
+
+/// Sends last week's usage report of every organization that has not had it yet (the hourly
+/// pass; each report goes out once however many passes or instances run). Returns how many
+/// went out.
+///
+/// # Errors
+/// Storage errors (other organizations are still processed; the first error is returned).
+pub async fn send_weekly_reports(
+    store: &store_sea::SeaStore,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, tenancy::TenancyError> {
+    let mut sent = 0;
+    let mut first_error = None;
+    for org in store.organizations().await? {
+        let result = match tenancy::OrgStore::get_org(store, org).await {
+            Ok(o) => tenancy::metering::weekly_report(store, &o, now).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(true) => sent += 1,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, %org, "weekly usage report failed");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(sent),
     }
 }

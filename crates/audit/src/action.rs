@@ -143,6 +143,8 @@ actions! {
     ScimTokenCreated => "scim.token_created", "Created SCIM token";
     /// A SCIM provisioning token was revoked.
     ScimTokenRevoked => "scim.token_revoked", "Revoked SCIM token";
+    /// The weekly usage report went to the Owner.
+    UsageReportSent => "usage.report_sent", "Sent the weekly usage report of";
     /// The subscription plan changed.
     PlanChanged => "billing.plan_changed", "Changed the plan of";
     /// Records older than the retention period were removed.

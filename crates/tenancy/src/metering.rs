@@ -286,8 +286,17 @@ pub async fn usage<S: TenancyStore + WorkspaceStore + MeteringStore + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<UsageReport, TenancyError> {
     caller.check_org(Permission::ViewBilling)?;
-    let org = caller.org.id;
-    let limits = PlanLimits::for_plan(caller.org.plan);
+    report_of(store, &caller.org, now).await
+}
+
+/// The usage report of `org`, without a permission check (the weekly report's source).
+async fn report_of<S: TenancyStore + WorkspaceStore + MeteringStore + ?Sized>(
+    store: &S,
+    organization: &crate::model::Organization,
+    now: DateTime<Utc>,
+) -> Result<UsageReport, TenancyError> {
+    let org = organization.id;
+    let limits = PlanLimits::for_plan(organization.plan);
     let month = month_key(now);
     let first = NaiveDate::from_ymd_opt(now.year(), now.month(), 1).unwrap_or(now.date_naive());
     let api_calls = store.monthly(org, METRIC_API_CALLS, &month).await?;
@@ -388,6 +397,78 @@ pub async fn usage<S: TenancyStore + WorkspaceStore + MeteringStore + ?Sized>(
         daily,
         teams,
     })
+}
+
+/// The ISO week a time falls in, as `YYYY-Www` (UTC).
+#[must_use]
+pub fn week_key(t: DateTime<Utc>) -> String {
+    let w = t.iso_week();
+    format!("{}-W{:02}", w.year(), w.week())
+}
+
+/// Sends the weekly usage report for the ISO week before `now` to the Owner: once per week
+/// and organization, however often it runs (the send is recorded by an insert only one caller
+/// wins, in the transaction of its mail and audit record). Returns whether it went out now.
+///
+/// # Errors
+/// Storage errors.
+pub async fn weekly_report<S: TenancyStore + WorkspaceStore + MeteringStore + ?Sized>(
+    store: &S,
+    org: &crate::model::Organization,
+    now: DateTime<Utc>,
+) -> Result<bool, TenancyError> {
+    use audit::{Actor, AuditAction, Journal, Metadata, NewAuditEvent, OutboundMail, Target};
+    let week = week_key(now - chrono::Duration::days(7));
+    // Only weeks the organization lived through: nothing before its first Monday.
+    let this_monday =
+        now.date_naive() - chrono::Duration::days(i64::from(now.weekday().num_days_from_monday()));
+    if org.created_at.date_naive() >= this_monday {
+        return Ok(false);
+    }
+    let owner = match crate::orgs::owner_of(store, org.id).await {
+        Ok(m) => m.user,
+        Err(TenancyError::NotFound(_)) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let report = report_of(store, org, now).await?;
+    let mut body = format!(
+        "Usage of {} ({} plan) this month ({}), as of {}:\n\n",
+        org.name,
+        org.plan.as_str(),
+        report.month,
+        now.format("%Y-%m-%d %H:%M UTC")
+    );
+    for f in &report.figures {
+        let of = f
+            .max
+            .map_or_else(|| "unlimited".to_owned(), |m| m.to_string());
+        let pct = f.percent.map_or_else(String::new, |p| format!(" ({p} %)"));
+        body.push_str(&format!("  {:<22} {} of {of}{pct}\n", f.limit, f.used));
+    }
+    body.push_str(&format!(
+        "\nMonthly counters start again on {}.\n",
+        report.resets_at.format("%Y-%m-%d")
+    ));
+    let journal = Journal::record(
+        NewAuditEvent::new(
+            org.id,
+            now,
+            Actor::system(),
+            AuditAction::UsageReportSent,
+            Target::new("organization", org.id, format!("week {week}")),
+        )
+        .with_metadata(Metadata::from_value(serde_json::json!({ "week": week }))?),
+    )
+    .mail(OutboundMail {
+        org: org.id,
+        to: owner.email.as_str().to_owned(),
+        subject: format!("{}: weekly usage report ({week})", org.name),
+        body,
+        kind: "usage_report".into(),
+    });
+    store
+        .record_alert(org.id, "weekly_report", &week, 0, journal)
+        .await
 }
 
 #[cfg(test)]
