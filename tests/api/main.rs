@@ -19,6 +19,7 @@ mod foundation;
 mod fuzzing;
 mod operations;
 mod privacy;
+mod scale_out;
 mod scim;
 mod security;
 mod team_management;
