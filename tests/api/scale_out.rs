@@ -64,7 +64,7 @@ both_backends!(
         // instances.
         let (pro, pro_owner) = crate::api_keys::second_org(&t, billing_limits::Plan::Pro).await;
         let pro_token = t.login(&pro_owner, OWNER_PASSWORD).await;
-        let keys = (0..12).map(|i| {
+        let keys = (0..12_u32).map(|i| {
             let url = if i.is_multiple_of(2) {
                 t.url(&format!("/api/v1/orgs/{pro}/api-keys"))
             } else {
@@ -138,7 +138,7 @@ both_backends!(
         ))
         .await
         .unwrap();
-        let calls = (0..10).map(|i| {
+        let calls = (0..10_u32).map(|i| {
             let url = if i.is_multiple_of(2) {
                 t.url(&members)
             } else {
