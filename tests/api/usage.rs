@@ -286,3 +286,94 @@ both_backends!(
         assert_eq!(t.audit("action=usage.report_sent").await.len(), 2);
     }
 );
+
+both_backends!(negotiated_limits_replace_the_plans, |b| async move {
+    let t = spawn_app(b).await;
+    let (org, email) = crate::api_keys::second_org(&t, billing_limits::Plan::Pro).await;
+    let owner = t.login(&email, OWNER_PASSWORD).await;
+    let keys = t.url(&format!("/api/v1/orgs/{org}/api-keys"));
+    let create = |n: u32| {
+        let (client, url, owner) = (t.client.clone(), keys.clone(), owner.clone());
+        async move {
+            client
+                .post(url)
+                .bearer_auth(owner)
+                .json(&json!({"name": format!("k{n}")}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for n in 0..5 {
+        assert_eq!(create(n).await.status(), StatusCode::CREATED);
+    }
+    assert_eq!(
+        create(5).await.status(),
+        StatusCode::FORBIDDEN,
+        "the Pro plan's 5"
+    );
+
+    // The operator's deal: 7 keys; the refusal names the new limit.
+    let org_id: rbac_core::OrgId = org.parse().unwrap();
+    let bad = axie_server::admin::set_limits(&t.store, org_id, &["api_keys=seven".into()]).await;
+    assert!(bad.is_err());
+    assert!(
+        axie_server::admin::set_limits(&t.store, org_id, &["keys=7".into()])
+            .await
+            .is_err()
+    );
+    let effective = axie_server::admin::set_limits(&t.store, org_id, &["api_keys=7".into()])
+        .await
+        .unwrap();
+    assert_eq!(effective.api_keys, Some(7));
+    assert_eq!(
+        effective.chat_interfaces,
+        Some(20),
+        "other limits stay the plan's"
+    );
+    assert_eq!(create(5).await.status(), StatusCode::CREATED);
+    assert_eq!(create(6).await.status(), StatusCode::CREATED);
+    let p = problem(create(7).await, StatusCode::FORBIDDEN, "limit_reached").await;
+    assert_eq!((p["max"].as_u64(), p["used"].as_u64()), (Some(7), Some(7)));
+    let usage = json_of(
+        t.get(&t.url(&format!("/api/v1/orgs/{org}/usage")), &owner)
+            .await,
+    )
+    .await;
+    let figure = usage["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["limit"] == "api_keys")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (figure["used"].as_u64(), figure["max"].as_u64()),
+        (Some(7), Some(7))
+    );
+
+    // Unlimited, then back to the plan.
+    axie_server::admin::set_limits(&t.store, org_id, &["api_keys=unlimited".into()])
+        .await
+        .unwrap();
+    assert_eq!(create(7).await.status(), StatusCode::CREATED);
+    let effective = axie_server::admin::set_limits(&t.store, org_id, &[])
+        .await
+        .unwrap();
+    assert_eq!(effective.api_keys, Some(5));
+    assert_eq!(create(8).await.status(), StatusCode::FORBIDDEN);
+    // Pro has no audit-log access over the API: read the records through the store.
+    let q = audit::AuditQuery {
+        action: Some(audit::ActionFilter::parse("billing.limits_changed")),
+        limit: 10,
+        ..audit::AuditQuery::default()
+    };
+    let changes: Vec<Value> = audit::AuditStore::search(&*t.store, org_id, &q)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| serde_json::to_value(e.event.metadata).unwrap())
+        .collect();
+    assert_eq!(changes.len(), 3);
+    assert_eq!(changes[2]["after"], json!({"api_keys": 7}));
+});

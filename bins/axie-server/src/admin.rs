@@ -137,3 +137,35 @@ pub async fn export_audit(
     }
     Ok(written)
 }
+
+/// Parses `limit=value` pairs (`value` a number or `unlimited`) and stores them as the
+/// organization's negotiated limits; returns the limits that now apply.
+///
+/// # Errors
+/// A malformed pair, an unknown limit, or storage failure.
+pub async fn set_limits(
+    store: &SeaStore,
+    org: OrgId,
+    pairs: &[String],
+) -> Result<billing_limits::PlanLimits, Failure> {
+    let mut overrides = billing_limits::LimitOverrides::default();
+    for pair in pairs {
+        let (name, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("`{pair}` is not `limit=value`"))?;
+        let limit = billing_limits::Limit::parse(name.trim())
+            .ok_or_else(|| format!("unknown limit `{name}`"))?;
+        let value = match value.trim() {
+            "unlimited" => None,
+            n => Some(
+                n.parse::<u64>()
+                    .map_err(|_| format!("`{n}` is not a number or `unlimited`"))?,
+            ),
+        };
+        overrides.0.insert(limit, value);
+    }
+    Ok(
+        tenancy::orgs::set_limit_overrides_as_system(store, org, overrides, chrono::Utc::now())
+            .await?,
+    )
+}

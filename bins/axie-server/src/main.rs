@@ -68,6 +68,17 @@ enum Command {
         #[arg(long, env = "AXIE_RESET_PASSWORD")]
         password: Option<String>,
     },
+    /// Set an organization's negotiated limits (custom enterprise deals) on top of its plan's.
+    SetLimits {
+        /// The organization id (`org_…`).
+        #[arg(long)]
+        org: String,
+        /// `limit=number` or `limit=unlimited`, repeatable (`members`, `chat_interfaces`,
+        /// `knowledge_bases`, `documents`, `api_keys`, `custom_domains`, `api_calls_per_month`,
+        /// `storage_bytes`). Limits not given return to the plan's.
+        #[arg(long = "limit")]
+        limits: Vec<String>,
+    },
     /// Write an organization's audit log (CSV or NDJSON) to standard output.
     ExportAudit {
         /// The organization id (`org_…`).
@@ -234,6 +245,17 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     .blob_dir(&settings.server.data_dir)
                     .display()
             );
+            Ok(())
+        }
+        Some(Command::SetLimits { org, limits }) => {
+            let store = store_sea::SeaStore::connect(
+                &settings.database_url()?,
+                store_sea::PoolOptions::default(),
+            )
+            .await?;
+            let org: rbac_core::OrgId = org.parse()?;
+            let effective = axie_server::admin::set_limits(&store, org, &limits).await?;
+            println!("{}", serde_json::to_string_pretty(&effective)?);
             Ok(())
         }
         Some(Command::Stats) => {

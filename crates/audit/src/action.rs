@@ -145,6 +145,8 @@ actions! {
     ScimTokenRevoked => "scim.token_revoked", "Revoked SCIM token";
     /// The weekly usage report went to the Owner.
     UsageReportSent => "usage.report_sent", "Sent the weekly usage report of";
+    /// The organization's negotiated limits changed.
+    LimitsChanged => "billing.limits_changed", "Changed the negotiated limits of";
     /// The subscription plan changed.
     PlanChanged => "billing.plan_changed", "Changed the plan of";
     /// Records older than the retention period were removed.

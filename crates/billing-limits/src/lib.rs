@@ -56,7 +56,7 @@ impl Plan {
 }
 
 /// A countable thing a plan limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Limit {
     /// Team members (including the Owner and pending invitations).
@@ -78,6 +78,24 @@ pub enum Limit {
 }
 
 impl Limit {
+    /// Every limit.
+    pub const ALL: [Limit; 8] = [
+        Limit::Members,
+        Limit::ChatInterfaces,
+        Limit::KnowledgeBases,
+        Limit::Documents,
+        Limit::ApiKeys,
+        Limit::CustomDomains,
+        Limit::ApiCallsPerMonth,
+        Limit::StorageBytes,
+    ];
+
+    /// Parses the wire name.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|l| l.as_str() == s)
+    }
+
     /// The wire name.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -117,6 +135,33 @@ pub struct PlanLimits {
     pub api_calls_per_month: Option<u64>,
     /// Storage in bytes.
     pub storage_bytes: Option<u64>,
+}
+
+/// An organization's negotiated limits ("custom enterprise deals"), on top of its plan's:
+/// each entry replaces one limit, `None` making it unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LimitOverrides(pub std::collections::BTreeMap<Limit, Option<u64>>);
+
+impl LimitOverrides {
+    /// `plan`'s limits with these overrides applied.
+    #[must_use]
+    pub fn apply(&self, mut limits: PlanLimits) -> PlanLimits {
+        for (limit, value) in &self.0 {
+            let slot = match limit {
+                Limit::Members => &mut limits.members,
+                Limit::ChatInterfaces => &mut limits.chat_interfaces,
+                Limit::KnowledgeBases => &mut limits.knowledge_bases,
+                Limit::Documents => &mut limits.documents,
+                Limit::ApiKeys => &mut limits.api_keys,
+                Limit::CustomDomains => &mut limits.custom_domains,
+                Limit::ApiCallsPerMonth => &mut limits.api_calls_per_month,
+                Limit::StorageBytes => &mut limits.storage_bytes,
+            };
+            *slot = *value;
+        }
+        limits
+    }
 }
 
 impl PlanLimits {

@@ -60,6 +60,12 @@ impl TryFrom<entity::organization::Model> for Organization {
             security: json("security settings", &m.security)?,
             created_at: time(m.created_at)?,
             audit_archived_at: m.audit_archived_at.map(time).transpose()?,
+            limit_overrides: m
+                .limit_overrides
+                .as_deref()
+                .map(|s| json("limit overrides", s))
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 }

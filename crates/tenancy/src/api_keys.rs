@@ -1,7 +1,7 @@
 //! Creating, listing and revoking API keys.
 
 use audit::{AuditAction, DomainEvent, EventKind, Journal, Target};
-use billing_limits::PlanLimits;
+
 use chrono::{DateTime, Utc};
 use rbac_core::{ApiKeyId, Permission, Resource, TeamId};
 use security_policy::{MintedToken, mint};
@@ -54,7 +54,7 @@ pub async fn create<S: TenancyStore + ?Sized>(
         last_used_at: None,
         revoked_at: None,
     };
-    let limits = PlanLimits::for_plan(caller.org.plan);
+    let limits = caller.org.limits();
     let journal = Journal::record(caller.audit(now, AuditAction::ApiKeyCreated, Target::new("api_key", key.id, key.name.clone())).in_team(team))
         .publish(DomainEvent::new(caller.org.id, EventKind::ApiKeyCreated, now, json!({
             "apiKeyId": key.id, "name": key.name, "teamId": team, "createdBy": caller.user.id, "prefix": key.prefix,

@@ -9,7 +9,7 @@
 
 use async_trait::async_trait;
 use audit::{AuditAction, DomainEvent, EventKind, Journal, Metadata, Target};
-use billing_limits::{Limit, PlanLimits};
+use billing_limits::Limit;
 use chrono::{DateTime, NaiveDate, Utc};
 use rbac_core::{Grant, Permission, Resource, ResourceId, TeamId, UserId};
 use serde::{Deserialize, Serialize};
@@ -633,9 +633,7 @@ pub async fn create<S: TenancyStore + WorkspaceStore + ?Sized>(
         details,
     };
     let j = journal(caller, &asset, "created", now, json!({ "team": team.name }))?;
-    store
-        .create_asset(&asset, &PlanLimits::for_plan(caller.org.plan), j)
-        .await?;
+    store.create_asset(&asset, &caller.org.limits(), j).await?;
     Ok(asset)
 }
 
@@ -722,10 +720,7 @@ pub async fn upload_document<
     )?;
     let key = asset.id.to_string();
     blobs.put(&key, bytes).await?;
-    if let Err(e) = store
-        .create_asset(&asset, &PlanLimits::for_plan(caller.org.plan), j)
-        .await
-    {
+    if let Err(e) = store.create_asset(&asset, &caller.org.limits(), j).await {
         if let Err(cleanup) = blobs.delete(&key).await {
             tracing::warn!(error = %cleanup, blob = %key, "could not remove the bytes of a refused upload");
         }

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use audit::{AuditAction, Journal, Metadata, Target};
-use billing_limits::{Limit, PlanLimits};
+use billing_limits::Limit;
 use chrono::{DateTime, Duration, Utc};
 use rbac_core::{InvitationId, OrgId, OrgRole, Permission, UserId, check_invite_role};
 use security_policy::{MintedToken, mint};
@@ -202,7 +202,7 @@ pub async fn preview<S: TenancyStore + InvitationStore + BulkStore + ?Sized>(
             None
         };
     }
-    let limits = PlanLimits::for_plan(caller.org.plan);
+    let limits = caller.org.limits();
     let used = (members.len() + pending.len()) as u64;
     let seats_available = limits.get(Limit::Members).map(|m| m.saturating_sub(used));
     let p = BulkPreview {
@@ -277,7 +277,7 @@ pub async fn confirm<S: TenancyStore + InvitationStore + BulkStore + ?Sized>(
             caller.org.id,
             id,
             &hashed,
-            &PlanLimits::for_plan(caller.org.plan),
+            &caller.org.limits(),
             now,
             journal,
         )

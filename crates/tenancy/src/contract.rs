@@ -75,6 +75,7 @@ async fn new_org<S: TenancyStore + AuditStore + ?Sized>(s: &S) -> (Organization,
         security: SecuritySettings::default(),
         created_at: now(),
         audit_archived_at: None,
+        limit_overrides: billing_limits::LimitOverrides::default(),
     };
     let team = Team {
         id: TeamId::new(),

@@ -4,7 +4,7 @@
 //! once. The email with the link is queued in the same transaction as the invitation.
 
 use audit::{AuditAction, DomainEvent, EventKind, Journal, Metadata, OutboundMail, Target};
-use billing_limits::PlanLimits;
+
 use chrono::{DateTime, Duration, Utc};
 use rbac_core::{InvitationId, OrgId, OrgRole, Permission, TeamRole, UserId, check_invite_role};
 use security_policy::{
@@ -187,12 +187,7 @@ pub async fn invite<S: TenancyStore + InvitationStore + ?Sized>(
     )
     .mail(invitation_mail(caller, &inv, &token, settings));
     store
-        .create_invitation(
-            &inv,
-            &token.hash,
-            &PlanLimits::for_plan(caller.org.plan),
-            journal,
-        )
+        .create_invitation(&inv, &token.hash, &caller.org.limits(), journal)
         .await?;
     Ok((inv, token))
 }
@@ -365,7 +360,7 @@ pub async fn accept<S: TenancyStore + InvitationStore + ?Sized>(
             None,
             team.id,
             team_role_for(inv.role),
-            &PlanLimits::for_plan(org.plan),
+            &org.limits(),
             now,
             journal,
         )
@@ -415,7 +410,7 @@ pub async fn accept_with_new_account<S: TenancyStore + InvitationStore + ?Sized>
             Some(&hash),
             team.id,
             team_role_for(inv.role),
-            &PlanLimits::for_plan(org.plan),
+            &org.limits(),
             now,
             journal,
         )

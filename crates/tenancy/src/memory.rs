@@ -380,6 +380,20 @@ impl OrgStore for MemoryTenancyStore {
         self.commit(journal).await
     }
 
+    async fn set_limit_overrides(
+        &self,
+        org: OrgId,
+        overrides: &billing_limits::LimitOverrides,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        self.lock()?
+            .orgs
+            .get_mut(&org)
+            .ok_or(TenancyError::NotFound("organization"))?
+            .limit_overrides = overrides.clone();
+        self.commit(journal).await
+    }
+
     async fn default_team(&self, org: OrgId) -> Result<Team, TenancyError> {
         self.lock()?
             .teams

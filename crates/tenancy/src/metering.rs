@@ -77,7 +77,7 @@ pub async fn alert_on_change<S: TenancyStore + MeteringStore + ?Sized>(
         Actor, AuditAction, DomainEvent, EventKind, Journal, Metadata, NewAuditEvent, OutboundMail,
         Target,
     };
-    let Some(max) = PlanLimits::for_plan(org.plan).get(limit) else {
+    let Some(max) = org.limits().get(limit) else {
         return Ok(Vec::new());
     };
     let crossed =
@@ -173,7 +173,7 @@ pub async fn meter_api_call<S: TenancyStore + MeteringStore + ?Sized>(
     let Some(key) = &caller.api_key else {
         return Ok(());
     };
-    let limits = PlanLimits::for_plan(caller.org.plan);
+    let limits = caller.org.limits();
     let max = limits.get(Limit::ApiCallsPerMonth);
     let (counted, used) = store
         .count_within(
@@ -296,7 +296,7 @@ async fn report_of<S: TenancyStore + WorkspaceStore + MeteringStore + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<UsageReport, TenancyError> {
     let org = organization.id;
-    let limits = PlanLimits::for_plan(organization.plan);
+    let limits = organization.limits();
     let month = month_key(now);
     let first = NaiveDate::from_ymd_opt(now.year(), now.month(), 1).unwrap_or(now.date_naive());
     let api_calls = store.monthly(org, METRIC_API_CALLS, &month).await?;

@@ -119,8 +119,20 @@ pub struct Organization {
     /// log is read-only and only the Owner may export it, until it upgrades again.
     #[serde(default)]
     pub audit_archived_at: Option<DateTime<Utc>>,
+    /// Negotiated limits replacing the plan's (set by the operator, `set-limits`).
+    #[serde(default)]
+    pub limit_overrides: billing_limits::LimitOverrides,
     /// Creation time.
     pub created_at: DateTime<Utc>,
+}
+
+impl Organization {
+    /// The limits that apply: the plan's, with the organization's negotiated overrides.
+    #[must_use]
+    pub fn limits(&self) -> billing_limits::PlanLimits {
+        self.limit_overrides
+            .apply(billing_limits::PlanLimits::for_plan(self.plan))
+    }
 }
 
 /// A person with an account.

@@ -63,6 +63,7 @@ pub async fn create_with_new_owner<S: TenancyStore + ?Sized>(
         security: SecuritySettings::default(),
         created_at: now,
         audit_archived_at: None,
+        limit_overrides: billing_limits::LimitOverrides::default(),
     };
     let team = Team {
         id: TeamId::new(),
@@ -273,7 +274,7 @@ pub async fn add_new_member_as_system<S: TenancyStore + ?Sized>(
             "userId": user.id, "email": user.email, "role": req.role.as_str(), "invitedBy": null,
         }),
     ));
-    let limits = billing_limits::PlanLimits::for_plan(org.plan);
+    let limits = org.limits();
     store
         .add_member(
             org.id,
@@ -558,4 +559,37 @@ pub fn check_audit_archive(caller: &Caller) -> Result<(), TenancyError> {
         ));
     }
     Ok(())
+}
+
+/// Sets an organization's negotiated limits (an operator's action, for custom enterprise
+/// deals; audited as the system). Each entry replaces one of the plan's limits, `None` making
+/// it unlimited; an empty set returns to the plan's limits.
+///
+/// # Errors
+/// [`TenancyError::NotFound`].
+pub async fn set_limit_overrides_as_system<S: TenancyStore + ?Sized>(
+    store: &S,
+    org: OrgId,
+    overrides: billing_limits::LimitOverrides,
+    now: DateTime<Utc>,
+) -> Result<billing_limits::PlanLimits, TenancyError> {
+    let o = store.get_org(org).await?;
+    let journal = Journal::record(
+        NewAuditEvent::new(
+            org,
+            now,
+            Actor::system(),
+            AuditAction::LimitsChanged,
+            Target::new("organization", org, o.name.clone()),
+        )
+        .with_metadata(Metadata::from_value(json!({
+            "before": o.limit_overrides, "after": overrides,
+        }))?),
+    );
+    store.set_limit_overrides(org, &overrides, journal).await?;
+    Ok(Organization {
+        limit_overrides: overrides,
+        ..o
+    }
+    .limits())
 }

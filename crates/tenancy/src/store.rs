@@ -129,6 +129,17 @@ pub trait OrgStore: Send + Sync {
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
+    /// Replaces the organization's negotiated limits (empty: the plan's).
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`].
+    async fn set_limit_overrides(
+        &self,
+        org: OrgId,
+        overrides: &billing_limits::LimitOverrides,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
     /// The default team.
     ///
     /// # Errors

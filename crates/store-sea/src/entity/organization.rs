@@ -16,6 +16,7 @@ pub struct Model {
     pub created_at: i64,
     pub lock_version: i64,
     pub audit_archived_at: Option<i64>,
+    pub limit_overrides: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

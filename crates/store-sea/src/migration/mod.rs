@@ -26,6 +26,7 @@ mod m20261128_000015_create_consents;
 mod m20261128_000016_create_audit_anchors;
 mod m20261128_000017_add_audit_archived_at;
 mod m20261128_000018_index_audit_outcome;
+mod m20261128_000019_add_limit_overrides;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000016_create_audit_anchors::Migration),
             Box::new(m20261128_000017_add_audit_archived_at::Migration),
             Box::new(m20261128_000018_index_audit_outcome::Migration),
+            Box::new(m20261128_000019_add_limit_overrides::Migration),
         ]
     }
 }

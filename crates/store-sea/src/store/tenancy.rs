@@ -205,6 +205,7 @@ impl OrgStore for SeaStore {
             created_at: Set(micros(org.created_at)),
             lock_version: Set(0),
             audit_archived_at: Set(None),
+            limit_overrides: Set(None),
         })
         .exec_without_returning(&txn)
         .await
@@ -365,6 +366,28 @@ impl OrgStore for SeaStore {
             return Err(TenancyError::Conflict(
                 "the plan changed meanwhile; reload and try again".into(),
             ));
+        }
+        commit(txn, journal).await
+    }
+
+    async fn set_limit_overrides(
+        &self,
+        org: OrgId,
+        overrides: &billing_limits::LimitOverrides,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let value = (!overrides.0.is_empty())
+            .then(|| to_json(overrides))
+            .transpose()?;
+        let res = organization::Entity::update_many()
+            .col_expr(organization::Column::LimitOverrides, Expr::value(value))
+            .filter(organization::Column::Id.eq(org.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if res.rows_affected == 0 {
+            return Err(TenancyError::NotFound("organization"));
         }
         commit(txn, journal).await
     }

@@ -1017,7 +1017,7 @@ pub async fn create_user<S: TenancyStore + ScimStore + ?Sized>(
         updated_at: now,
     };
     let team = store.default_team(caller.org.id).await?;
-    let limits = PlanLimits::for_plan(caller.org.plan);
+    let limits = caller.org.limits();
     let journal = Journal::record(
         caller
             .audit(now, AuditAction::MemberAdded, Target::new("member", id, name.clone()))
