@@ -21,9 +21,13 @@ both_backends!(
             t.url("/api/v1/openapi.json"),
             format!("Authorization: Bearer {}", t.owner_token),
         );
-        // The server runs on this runtime: wait for the tool on a blocking thread.
+        // The server runs on this runtime: wait for the tool on a blocking thread. It keeps a
+        // cache in its working directory: a temporary one.
+        let work = tempfile::tempdir().unwrap();
+        let cwd = work.path().to_path_buf();
         let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(&bin)
+            .current_dir(cwd)
             .arg("run")
             .arg(url)
             .args(["-H", &auth])
