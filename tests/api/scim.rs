@@ -450,8 +450,16 @@ both_backends!(
         assert_eq!(member(&t, &id).await.unwrap()["role"], "admin");
         let changed = t.audit("action=member.role_changed").await;
         assert_eq!(changed[0]["actor_type"], "scim_token");
+        // Without roles the role stays: an identity provider that does not manage roles never
+        // demotes anyone; a non-admin value does.
         idp.patch(&path, json!([{"op": "Remove", "path": "roles"}]))
             .await;
+        assert_eq!(member(&t, &id).await.unwrap()["role"], "admin");
+        idp.patch(
+            &path,
+            json!([{"op": "replace", "path": "roles", "value": [{"value": "user"}]}]),
+        )
+        .await;
         assert_eq!(member(&t, &id).await.unwrap()["role"], "user");
 
         // Errors carry their scimType.

@@ -7,7 +7,8 @@
 //! exactly as written; the parts the product acts on are derived from it:
 //! - the login email is the primary (else first) email, else `userName` when it is an email;
 //! - the display name is `displayName`, else `name.formatted`, else given and family name;
-//! - a `roles` value `admin` makes the member an Admin, anything else a User;
+//! - a `roles` value `admin` makes the member an Admin, other values a User (a document without
+//!   `roles` leaves the role as it is; new members are Users);
 //! - `active: false` deactivates the membership (sessions ended, API keys deactivated,
 //!   resources kept) and `active: true` restores it;
 //! - Group `members` that are members of the organization are the team's members.
@@ -869,7 +870,8 @@ fn check_schemas(body: &Value, want: &str) -> Result<(), ScimError> {
 }
 
 /// The product identity derived from a User document.
-fn derived(input: &UserInput, user: UserId) -> (String, Email, OrgRole, bool) {
+/// Name, login email, role (`None`: the document says nothing about it) and activation.
+fn derived(input: &UserInput, user: UserId) -> (String, Email, Option<OrgRole>, bool) {
     let a = &input.record_attrs;
     let emails: Vec<&str> = a
         .get("emails")
@@ -909,14 +911,20 @@ fn derived(input: &UserInput, user: UserId) -> (String, Email, OrgRole, bool) {
     } else {
         name
     };
-    let admin = a.get("roles").and_then(Value::as_array).is_some_and(|r| {
-        r.iter().any(|x| {
-            x["value"]
-                .as_str()
-                .is_some_and(|v| v.eq_ignore_ascii_case("admin"))
-        })
-    });
-    let role = if admin { OrgRole::Admin } else { OrgRole::User };
+    // Only a document that carries roles changes the role: an identity provider that does not
+    // manage roles never demotes anyone by leaving them out.
+    let role = a
+        .get("roles")
+        .and_then(Value::as_array)
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            let admin = r.iter().any(|x| {
+                x["value"]
+                    .as_str()
+                    .is_some_and(|v| v.eq_ignore_ascii_case("admin"))
+            });
+            if admin { OrgRole::Admin } else { OrgRole::User }
+        });
     let active = a.get("active").and_then(Value::as_bool).unwrap_or(true);
     (name, email, role, active)
 }
@@ -995,6 +1003,7 @@ pub async fn create_user<S: TenancyStore + ScimStore + ?Sized>(
     check_user_name_free(store, caller.org.id, &input.user_name, None).await?;
     let id = UserId::new();
     let (name, email, role, active) = derived(&input, id);
+    let role = role.unwrap_or(OrgRole::User);
     if store.find_user_by_email(&email).await?.is_some() {
         return Err(ScimError::Uniqueness(format!(
             "an account with the email {} exists; invite that person instead",
@@ -1125,7 +1134,8 @@ async fn write_user<S: TenancyStore + ScimStore + ?Sized>(
     caller.check_org(Permission::ViewMembers)?;
     let input = user_input(body, false)?;
     check_user_name_free(store, caller.org.id, &input.user_name, Some(m.user.id)).await?;
-    let (name, email, mut role, active) = derived(&input, m.user.id);
+    let (name, email, role, active) = derived(&input, m.user.id);
+    let mut role = role.unwrap_or(m.role);
     let is_owner = m.role == OrgRole::Owner;
     if is_owner {
         // The Owner is never demoted or deactivated from the identity provider.

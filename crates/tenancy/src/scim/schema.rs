@@ -214,7 +214,7 @@ pub const USER_ATTRS: &[Attr] = &[
         ..attr(
             "roles",
             Type::Complex,
-            "The enterprise role: a value admin makes the member an Admin, anything else a User (the Owner's role never changes through SCIM).",
+            "The enterprise role: a value admin makes the member an Admin, other values a User; without roles the role stays as it is (the Owner's never changes through SCIM).",
         )
     },
 ];
