@@ -95,22 +95,7 @@ pub async fn export_audit(
             x.finish()?;
         }
         "pdf" => {
-            let mut events = Vec::new();
-            let mut more = false;
-            loop {
-                let page = store.search(org, &query).await?;
-                let full = page.len() == query.limit as usize;
-                query.before_seq = page.last().map(|r| r.seq);
-                events.extend(page);
-                if events.len() > audit::pdf::PDF_MAX_ROWS {
-                    events.truncate(audit::pdf::PDF_MAX_ROWS);
-                    more = true;
-                    break;
-                }
-                if !full {
-                    break;
-                }
-            }
+            let (events, more) = audit::pdf::newest_events(store, org, query).await?;
             let o = tenancy::OrgStore::get_org(store, org).await?;
             let header = audit::pdf::ReportHeader {
                 organization: o.name,

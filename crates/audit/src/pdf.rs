@@ -10,6 +10,33 @@ use crate::model::{AuditEvent, Outcome};
 /// The most events one PDF holds.
 pub const PDF_MAX_ROWS: usize = 5_000;
 
+/// The newest events matching `query` for a report: at most [`PDF_MAX_ROWS`], read page by
+/// page from the store, and whether more matched.
+///
+/// # Errors
+/// Storage errors and invalid queries.
+pub async fn newest_events(
+    store: &dyn crate::AuditStore,
+    org: rbac_core::OrgId,
+    mut query: crate::AuditQuery,
+) -> Result<(Vec<AuditEvent>, bool), crate::AuditError> {
+    query.limit = crate::MAX_PAGE;
+    let mut events = Vec::new();
+    loop {
+        let page = store.search(org, &query).await?;
+        let full = page.len() == query.limit as usize;
+        query.before_seq = page.last().map(|r| r.seq);
+        events.extend(page);
+        if events.len() > PDF_MAX_ROWS {
+            events.truncate(PDF_MAX_ROWS);
+            return Ok((events, true));
+        }
+        if !full {
+            return Ok((events, false));
+        }
+    }
+}
+
 /// What the report is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportHeader {

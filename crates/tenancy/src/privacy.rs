@@ -10,7 +10,7 @@ use audit::{
     AuditAction, AuditQuery, AuditStore, DomainEvent, EventKind, Journal, Metadata, Target,
 };
 use chrono::{DateTime, Utc};
-use rbac_core::{Credential, DenyReason, OrgId, OrgRole, Permission, UserId, check_removal};
+use rbac_core::{Credential, DenyReason, OrgId, Permission, UserId, check_removal};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -331,10 +331,8 @@ pub async fn erase<S: TenancyStore + MembershipStore + PrivacyStore + ?Sized>(
         .get_member(caller.org.id, user)
         .await?
         .ok_or(TenancyError::NotFound("member"))?;
+    // Never the Owner, never oneself: the removal rules.
     check_removal(&caller.subject, user, m.role)?;
-    if m.role == OrgRole::Owner {
-        return Err(TenancyError::NotFound("member"));
-    }
     let owner = crate::orgs::owner_of(store, caller.org.id).await?;
     let journal = Journal::record(
         caller

@@ -355,26 +355,12 @@ async fn pdf_report(
     st: &AppState,
     caller: &tenancy::Caller,
     q: &AuditFilter,
-    mut query: AuditQuery,
+    query: AuditQuery,
 ) -> Result<HttpResponse, ApiError> {
-    let mut events = Vec::new();
-    let mut more = false;
-    loop {
-        let page = st.store.search(caller.org.id, &query).await?;
-        let full = page.len() == query.limit as usize;
-        query.before_seq = page.last().map(|r| r.seq);
-        events.extend(page);
-        if events.len() > audit::pdf::PDF_MAX_ROWS {
-            events.truncate(audit::pdf::PDF_MAX_ROWS);
-            more = true;
-            break;
-        }
-        if !full {
-            break;
-        }
-    }
+    let (since, until) = (query.since, query.until);
+    let (events, more) = audit::pdf::newest_events(&*st.store, caller.org.id, query).await?;
     let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
-    let period = match (query.since, query.until) {
+    let period = match (since, until) {
         (Some(a), Some(b)) => format!("{} to {}", fmt(a), fmt(b)),
         (Some(a), None) => format!("{} to now", fmt(a)),
         (None, Some(b)) => format!("everything before {}", fmt(b)),

@@ -252,38 +252,12 @@ impl AuditStore for SeaStore {
     }
 
     async fn erase_personal_data(&self, org: OrgId, subject_id: &str) -> Result<u64, AuditError> {
-        use audit_event::Column as C;
         let txn = self.db().begin().await.map_err(store)?;
-        let as_actor = audit_event::Entity::update_many()
-            .col_expr(C::ActorName, Expr::value(audit::ERASED))
-            .col_expr(C::Ip, Expr::value(""))
-            .col_expr(C::UserAgent, Expr::value(""))
-            .filter(C::OrgId.eq(org.to_string()))
-            .filter(C::ActorId.eq(subject_id))
-            .exec(&txn)
-            .await
-            .map_err(store)?
-            .rows_affected;
-        let as_target = audit_event::Entity::update_many()
-            .col_expr(C::TargetName, Expr::value(audit::ERASED))
-            .filter(C::OrgId.eq(org.to_string()))
-            .filter(C::TargetId.eq(subject_id))
-            .filter(C::ActorId.ne(subject_id))
-            .exec(&txn)
-            .await
-            .map_err(store)?
-            .rows_affected;
-        // Records where the person is both actor and target got the actor update; name the target too.
-        audit_event::Entity::update_many()
-            .col_expr(C::TargetName, Expr::value(audit::ERASED))
-            .filter(C::OrgId.eq(org.to_string()))
-            .filter(C::TargetId.eq(subject_id))
-            .filter(C::ActorId.eq(subject_id))
-            .exec(&txn)
+        let n = erase_annotations(&txn, org, subject_id, None)
             .await
             .map_err(store)?;
         txn.commit().await.map_err(store)?;
-        Ok(as_actor + as_target)
+        Ok(n)
     }
 
     async fn organizations(&self) -> Result<Vec<OrgId>, AuditError> {
@@ -297,4 +271,48 @@ impl AuditStore for SeaStore {
             .map(|h| id("organization id", &h.org_id).map_err(AuditError::Store))
             .collect()
     }
+}
+
+/// Blanks the personal annotations of `org`'s audit records that name `subject` (as actor: the
+/// name, address and user agent; as target, or by `also_named` as the target's name, such as
+/// an invitation's email: the target's name), in the caller's transaction. The hashed fields
+/// are untouched. Returns the records touched.
+pub(crate) async fn erase_annotations<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    org: OrgId,
+    subject: &str,
+    also_named: Option<&str>,
+) -> Result<u64, sea_orm::DbErr> {
+    use audit_event::Column as A;
+    let org = org.to_string();
+    let mut names_target = Condition::any().add(A::TargetId.eq(subject));
+    if let Some(name) = also_named {
+        names_target = names_target.add(A::TargetName.eq(name));
+    }
+    let as_actor = audit_event::Entity::update_many()
+        .col_expr(A::ActorName, Expr::value(audit::ERASED))
+        .col_expr(A::Ip, Expr::value(""))
+        .col_expr(A::UserAgent, Expr::value(""))
+        .filter(A::OrgId.eq(org.as_str()))
+        .filter(A::ActorId.eq(subject))
+        .exec(conn)
+        .await?
+        .rows_affected;
+    let as_target = audit_event::Entity::update_many()
+        .col_expr(A::TargetName, Expr::value(audit::ERASED))
+        .filter(A::OrgId.eq(org.as_str()))
+        .filter(names_target.clone())
+        .filter(A::ActorId.ne(subject))
+        .exec(conn)
+        .await?
+        .rows_affected;
+    // Records where the person is also the actor were counted above; name the target too.
+    audit_event::Entity::update_many()
+        .col_expr(A::TargetName, Expr::value(audit::ERASED))
+        .filter(A::OrgId.eq(org.as_str()))
+        .filter(names_target)
+        .filter(A::ActorId.eq(subject))
+        .exec(conn)
+        .await?;
+    Ok(as_actor + as_target)
 }

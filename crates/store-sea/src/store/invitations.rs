@@ -268,13 +268,15 @@ impl InvitationStore for SeaStore {
         }
         check_seat(&txn, inv.org, limits).await?;
         if let Some(hash) = new_password_hash {
-            insert_user(&txn, new, hash).await.map_err(|e| match e {
-                TenancyError::Conflict(_) => TenancyError::Conflict(format!(
-                    "an account with the email `{}` exists: sign in and accept the invitation",
-                    new.email
-                )),
-                other => other,
-            })?;
+            insert_user(&txn, new, Some(hash))
+                .await
+                .map_err(|e| match e {
+                    TenancyError::Conflict(_) => TenancyError::Conflict(format!(
+                        "an account with the email `{}` exists: sign in and accept the invitation",
+                        new.email
+                    )),
+                    other => other,
+                })?;
         }
         insert_membership(&txn, inv.org, new, inv.role, team_id, team_role, now).await?;
         commit(txn, journal).await

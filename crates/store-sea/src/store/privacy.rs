@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use audit::Journal;
 use chrono::{DateTime, Utc};
 use rbac_core::{OrgId, UserId};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     TransactionTrait,
@@ -18,8 +18,7 @@ use super::tenancy::{commit, store};
 use crate::SeaStore;
 use crate::convert::{id, micros, time};
 use crate::entity::{
-    audit_event, consent, login_challenge, login_throttle, mail, membership, recovery_code, user,
-    user_mfa,
+    consent, login_challenge, login_throttle, mail, membership, recovery_code, user, user_mfa,
 };
 
 #[async_trait]
@@ -79,7 +78,6 @@ impl PrivacyStore for SeaStore {
         now: DateTime<Utc>,
         journal: Journal,
     ) -> Result<ErasureReport, TenancyError> {
-        use audit_event::Column as A;
         let txn = self.db().begin().await.map_err(store)?;
         let account = user::Entity::find_by_id(u.to_string())
             .one(&txn)
@@ -89,43 +87,10 @@ impl PrivacyStore for SeaStore {
         let removal = remove_in(&txn, org, u, Disposition::TransferTo(transfer_to), now).await?;
         let (o, uid) = (org.to_string(), u.to_string());
         let erased = audit::ERASED;
-        // As actor: their name, address and user agent; as target, or named by their email
-        // (invitations): the target's name. The hashed fields are untouched.
-        let as_actor = audit_event::Entity::update_many()
-            .col_expr(A::ActorName, Expr::value(erased))
-            .col_expr(A::Ip, Expr::value(""))
-            .col_expr(A::UserAgent, Expr::value(""))
-            .filter(A::OrgId.eq(o.clone()))
-            .filter(A::ActorId.eq(uid.clone()))
-            .exec(&txn)
-            .await
-            .map_err(store)?
-            .rows_affected;
-        let as_target = audit_event::Entity::update_many()
-            .col_expr(A::TargetName, Expr::value(erased))
-            .filter(A::OrgId.eq(o.clone()))
-            .filter(
-                A::TargetId
-                    .eq(uid.clone())
-                    .or(A::TargetName.eq(account.email.clone())),
-            )
-            .filter(A::ActorId.ne(uid.clone()))
-            .exec(&txn)
-            .await
-            .map_err(store)?
-            .rows_affected;
-        audit_event::Entity::update_many()
-            .col_expr(A::TargetName, Expr::value(erased))
-            .filter(A::OrgId.eq(o.clone()))
-            .filter(A::ActorId.eq(uid.clone()))
-            .filter(
-                A::TargetId
-                    .eq(uid.clone())
-                    .or(A::TargetName.eq(account.email.clone())),
-            )
-            .exec(&txn)
-            .await
-            .map_err(store)?;
+        let audit_records_erased =
+            super::audit::erase_annotations(&txn, org, &uid, Some(&account.email))
+                .await
+                .map_err(store)?;
         // Mail to them in this organization: the address goes, and any body still queued.
         mail::Entity::update_many()
             .col_expr(mail::Column::ToAddr, Expr::value(erased))
@@ -180,7 +145,7 @@ impl PrivacyStore for SeaStore {
         commit(txn, journal).await?;
         Ok(ErasureReport {
             removal,
-            audit_records_erased: as_actor + as_target,
+            audit_records_erased,
             account_anonymized: anonymize,
         })
     }

@@ -15,7 +15,7 @@ use tenancy::scim::{
 };
 use tenancy::{TenancyError, User};
 
-use super::tenancy::{check_seat, commit, insert_membership, lock_org, store};
+use super::tenancy::{check_seat, commit, insert_membership, insert_user, lock_org, store};
 use crate::SeaStore;
 use crate::convert::{id, json, micros, time, to_json};
 use crate::entity::{
@@ -229,25 +229,7 @@ impl ScimStore for SeaStore {
         let txn = self.db().begin().await.map_err(store)?;
         lock_org(&txn, org).await?;
         check_seat(&txn, org, limits).await?;
-        let res = user::Entity::insert(user::ActiveModel {
-            id: Set(u.id.to_string()),
-            email: Set(u.email.as_str().to_owned()),
-            name: Set(u.name.clone()),
-            password_hash: Set(password_hash.map(str::to_owned)),
-            created_at: Set(micros(u.created_at)),
-        })
-        .exec_without_returning(&txn)
-        .await;
-        match res {
-            Err(e) if is_unique_violation(&e) => {
-                return Err(TenancyError::Conflict(format!(
-                    "an account with the email `{}` exists",
-                    u.email
-                )));
-            }
-            Err(e) => return Err(store(e)),
-            Ok(_) => {}
-        }
+        insert_user(&txn, u, password_hash).await?;
         insert_membership(
             &txn,
             org,

@@ -44,17 +44,18 @@ pub(crate) async fn lock_org(txn: &DatabaseTransaction, org: OrgId) -> Result<()
     Ok(())
 }
 
-/// Inserts a new account; a taken email is a `Conflict`. Runs in the caller's transaction.
+/// Inserts a new account (without a password hash it cannot sign in with a password); a taken
+/// email is a `Conflict`. Runs in the caller's transaction.
 pub(crate) async fn insert_user(
     txn: &DatabaseTransaction,
     u: &User,
-    password_hash: &str,
+    password_hash: Option<&str>,
 ) -> Result<(), TenancyError> {
     let res = user::Entity::insert(user::ActiveModel {
         id: Set(u.id.to_string()),
         email: Set(u.email.as_str().to_owned()),
         name: Set(u.name.clone()),
-        password_hash: Set(Some(password_hash.to_owned())),
+        password_hash: Set(password_hash.map(str::to_owned)),
         created_at: Set(micros(u.created_at)),
     })
     .exec_without_returning(txn)
@@ -193,7 +194,7 @@ impl OrgStore for SeaStore {
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         if let Some(hash) = owner_password_hash {
-            insert_user(&txn, owner, hash).await?;
+            insert_user(&txn, owner, Some(hash)).await?;
         }
         organization::Entity::insert(organization::ActiveModel {
             id: Set(org.id.to_string()),
@@ -249,7 +250,7 @@ impl OrgStore for SeaStore {
         lock_org(&txn, org).await?;
         check_seat(&txn, org, limits).await?;
         if let Some(hash) = new_password_hash {
-            insert_user(&txn, new, hash).await?;
+            insert_user(&txn, new, Some(hash)).await?;
         }
         insert_membership(&txn, org, new, org_role, team_id, team_role, new.created_at).await?;
         commit(txn, journal).await

@@ -821,16 +821,7 @@ fn user_input(body: &Value, require_schema: bool) -> Result<UserInput, ScimError
         Some(Value::String(p)) => Some(p),
         _ => None,
     };
-    let external_id = match filter::get_ci(body, "externalId") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.len() <= 256 => Some(s.clone()),
-        Some(_) => {
-            return Err(bad(
-                "invalidValue",
-                "`externalId` must be a string of at most 256 characters",
-            ));
-        }
-    };
+    let external_id = external_id(body)?;
     let primaries = attrs
         .get("emails")
         .and_then(Value::as_array)
@@ -850,6 +841,18 @@ fn user_input(body: &Value, require_schema: bool) -> Result<UserInput, ScimError
         external_id,
         password,
     })
+}
+
+/// `externalId`, common to every resource (not part of the declared schemas).
+fn external_id(body: &Value) -> Result<Option<String>, ScimError> {
+    match filter::get_ci(body, "externalId") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() <= 256 => Ok(Some(s.clone())),
+        Some(_) => Err(bad(
+            "invalidValue",
+            "`externalId` must be a string of at most 256 characters",
+        )),
+    }
 }
 
 fn check_schemas(body: &Value, want: &str) -> Result<(), ScimError> {
@@ -1371,11 +1374,7 @@ fn group_input(body: &Value, require_schema: bool) -> Result<GroupInput, ScimErr
         Some(Value::String(s)) => valid_name("displayName", &s)?,
         _ => return Err(bad("invalidValue", "`displayName` is required")),
     };
-    let external_id = match filter::get_ci(body, "externalId") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.len() <= 256 => Some(s.clone()),
-        Some(_) => return Err(bad("invalidValue", "`externalId` must be a string")),
-    };
+    let external_id = external_id(body)?;
     let members = match attrs.remove("members") {
         Some(Value::Array(m)) => m,
         _ => Vec::new(),
