@@ -585,9 +585,10 @@ both_backends!(
         assert!(org["audit_archived_at"].is_null());
         let changes = t.audit("action=billing.plan_changed").await;
         assert_eq!(changes.len(), 2);
+        let m = &changes[1]["metadata"];
         assert_eq!(
-            changes[1]["metadata"],
-            json!({"from": "enterprise", "to": "pro", "audit_archived": true})
+            (&m["from"], &m["to"], &m["audit_archived"]),
+            (&json!("enterprise"), &json!("pro"), &json!(true))
         );
         problem(
             t.get(&t.org("/audit-archive/export"), &t.owner_token).await,

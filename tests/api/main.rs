@@ -15,6 +15,7 @@ mod helpers;
 mod api_keys;
 mod audit_log;
 mod authorization;
+mod billing;
 mod foundation;
 mod fuzzing;
 mod operations;

@@ -56,7 +56,7 @@ fn standard_verify(secret: &str, r: &Received) -> bool {
 }
 
 /// Validates a delivered body against its published JSON Schema with PyPI's jsonschema.
-fn assert_valid(schema: &Value, body: &Value) {
+pub(crate) fn assert_valid(schema: &Value, body: &Value) {
     ensure_python_checkers();
     let mut child = std::process::Command::new("python3")
         .args(["-c", "import json,sys\nimport jsonschema\nd=json.load(sys.stdin)\njsonschema.validate(d['body'], d['schema'])\nprint('valid')"])

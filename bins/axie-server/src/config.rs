@@ -41,6 +41,37 @@ pub struct Settings {
     pub log: LogSettings,
     /// Trace export.
     pub telemetry: TelemetrySettings,
+    /// Prices and invoicing.
+    pub billing: BillingSettings,
+}
+
+/// Prices (in the currency's smallest unit) and the manual-invoice payment terms.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingSettings {
+    /// ISO 4217 currency code of every price.
+    pub currency: String,
+    /// Pro per month on monthly billing (annual is twelve months less 20 %).
+    pub pro_monthly_cents: u64,
+    /// Enterprise per month on monthly billing (negotiated per deployment).
+    pub enterprise_monthly_cents: u64,
+    /// One team credit.
+    pub credit_cents: u64,
+    /// Days to pay a manual invoice.
+    pub invoice_net_days: u32,
+}
+
+impl BillingSettings {
+    /// The price list.
+    #[must_use]
+    pub fn prices(&self) -> billing_limits::subscription::PriceList {
+        billing_limits::subscription::PriceList {
+            currency: self.currency.clone(),
+            pro_monthly_cents: self.pro_monthly_cents,
+            enterprise_monthly_cents: self.enterprise_monthly_cents,
+            credit_cents: self.credit_cents,
+        }
+    }
 }
 
 /// OpenTelemetry trace export settings.
@@ -352,6 +383,17 @@ impl Settings {
         if !(0.0..=1.0).contains(&self.telemetry.sample_ratio) {
             return Err(ConfigError(
                 "`telemetry.sample_ratio` must be between 0.0 and 1.0".into(),
+            ));
+        }
+        let currency = &self.billing.currency;
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(ConfigError(
+                "`billing.currency` must be an ISO 4217 code such as `EUR`".into(),
+            ));
+        }
+        if self.billing.invoice_net_days == 0 || self.billing.invoice_net_days > 365 {
+            return Err(ConfigError(
+                "`billing.invoice_net_days` must be between 1 and 365".into(),
             ));
         }
         if self.invitations.expiry_days == 0 || self.invitations.expiry_days > 90 {

@@ -210,6 +210,54 @@ impl From<TenancyError> for ApiError {
                 "weak_password",
                 p.to_string(),
             ),
+            TenancyError::PlanExcludesMembers(plan) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "plan_excludes_members",
+                e.to_string(),
+            )
+            .with_extra(json!({ "plan": plan.as_str() })),
+            TenancyError::Payment(p) => ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "payment_failed",
+                p.to_string(),
+            ),
+            TenancyError::Subscription(s) => {
+                use billing_limits::subscription::SubscriptionError as S;
+                let code = match s {
+                    S::Unchanged(_) => "plan_unchanged",
+                    S::TrialUsed => "trial_used",
+                    _ => "subscription_change_refused",
+                };
+                ApiError::new(StatusCode::CONFLICT, code, s.to_string())
+            }
+            TenancyError::Credit(c) => {
+                use billing_limits::credits::CreditError as C;
+                match c {
+                    C::Insufficient {
+                        account,
+                        balance,
+                        needed,
+                        overdraft,
+                    } => ApiError::new(StatusCode::CONFLICT, "insufficient_credits", c.to_string())
+                        .with_extra(json!({ "account": account, "balance": balance, "needed": needed, "overdraft": overdraft })),
+                    C::KeyReused(_) => ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "idempotency_key_reused",
+                        c.to_string(),
+                    ),
+                    C::OverAllocated(total) => ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "over_allocated",
+                        c.to_string(),
+                    )
+                    .with_extra(json!({ "total_percent": total })),
+                    _ => ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid_input",
+                        c.to_string(),
+                    ),
+                }
+            }
             TenancyError::Store(s) => ApiError::internal(s),
             other => ApiError::internal(std::io::Error::other(other.to_string())),
         }

@@ -356,6 +356,10 @@ async fn prepare(
         domains: dns_verifier(&settings)?,
         documents: Arc::new(settings.workspace.document_rules()),
         sms: sms_sender(&settings, &store_handle),
+        payments: Arc::new(billing_limits::payment::ManualInvoice {
+            net_days: settings.billing.invoice_net_days,
+        }),
+        prices: Arc::new(settings.billing.prices()),
         address_throttle: Arc::new(security_policy::AddressThrottle::new(
             security_policy::LoginThrottlePolicy {
                 max_failures: settings.security.address_login_failures.max(1),

@@ -15,6 +15,17 @@ pub struct Clock {
     offset_ms: Arc<AtomicI64>,
 }
 
+impl AppState {
+    /// The payment provider and prices, as the billing services take them.
+    #[must_use]
+    pub fn payments(&self) -> tenancy::billing::Payments<'_> {
+        tenancy::billing::Payments {
+            provider: &*self.payments,
+            prices: &self.prices,
+        }
+    }
+}
+
 impl Clock {
     /// The current time.
     pub fn now(&self) -> DateTime<Utc> {
@@ -55,6 +66,10 @@ pub struct AppState {
     pub documents: Arc<tenancy::assets::DocumentRules>,
     /// Sends text messages (2FA backup codes).
     pub sms: Arc<dyn tenancy::mfa::SmsSender>,
+    /// Takes payment (the manual-invoice adapter).
+    pub payments: Arc<dyn billing_limits::payment::PaymentProvider>,
+    /// The price list.
+    pub prices: Arc<billing_limits::subscription::PriceList>,
     /// Failed logins per client address.
     pub address_throttle: Arc<security_policy::AddressThrottle>,
     /// Background workers' heartbeats (for `/readyz` and metrics).

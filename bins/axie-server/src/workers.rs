@@ -1,5 +1,5 @@
 //! Background workers: mail, webhook delivery, periodic signed checkpoints of every audit
-//! chain, and the audit retention periods.
+//! chain, subscription renewals and trial ends, and the audit retention periods.
 
 use std::time::Duration;
 
@@ -27,6 +27,8 @@ pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
     }
     state.health.register("webhooks", 30, now);
     out.push(tokio::spawn(crate::deliver::run(state.clone())));
+    state.health.register("billing", 3 * 60, now);
+    out.push(tokio::spawn(billing(state.clone())));
     state.health.register("retention", 2 * 3600 + 60, now);
     out.push(tokio::spawn(retention(state.clone())));
     if every > 0 {
@@ -81,6 +83,41 @@ async fn checkpoints(state: AppState, every: Duration) {
 
 /// Applies every organization's audit retention period, sends the weekly usage reports due and
 /// refreshes the planner statistics, hourly (the first pass right at start).
+async fn billing(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        state.health.beat("billing", state.clock.now().timestamp());
+        if let Err(e) = run_billing(&state.store, state.payments(), state.clock.now()).await {
+            tracing::warn!(error = %e, "billing worker failed");
+        }
+    }
+}
+
+/// One pass of the billing worker: ends the Enterprise trials that are over and renews the
+/// paid periods that ended (an invoice each), for every organization due. Returns how many
+/// changes were made. Safe on several instances at once (each change is compare-and-swap).
+///
+/// # Errors
+/// Storage errors.
+pub async fn run_billing(
+    store: &store_sea::SeaStore,
+    payments: tenancy::billing::Payments<'_>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, tenancy::TenancyError> {
+    let mut total = 0;
+    loop {
+        let done = tenancy::billing::run_due(store, payments, now, 100).await?;
+        for (org, change) in &done {
+            tracing::info!(org = %org, change = change.as_str(), "subscription changed by the billing worker");
+        }
+        total += done.len();
+        if done.len() < 100 {
+            return Ok(total);
+        }
+    }
+}
+
 async fn retention(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {

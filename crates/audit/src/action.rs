@@ -149,6 +149,26 @@ actions! {
     LimitsChanged => "billing.limits_changed", "Changed the negotiated limits of";
     /// The subscription plan changed.
     PlanChanged => "billing.plan_changed", "Changed the plan of";
+    /// The subscription renewed for another period (an invoice was issued).
+    SubscriptionRenewed => "billing.renewed", "Renewed the subscription of";
+    /// The 14-day Enterprise trial started.
+    TrialStarted => "billing.trial_started", "Started the Enterprise trial of";
+    /// The Enterprise trial ended and the plan before it returned.
+    TrialEnded => "billing.trial_ended", "Ended the Enterprise trial of";
+    /// Credits were bought into the pool or a team's account.
+    CreditsPurchased => "credits.purchased", "Bought credits for";
+    /// A team used credits.
+    CreditsConsumed => "credits.consumed", "Used credits of";
+    /// Credits moved between accounts.
+    CreditsTransferred => "credits.transferred", "Transferred credits from";
+    /// A credit operation was cancelled by compensating entries.
+    CreditsReversed => "credits.reversed", "Reversed credit operation";
+    /// The allocation of purchased credits across teams changed.
+    CreditAllocationChanged => "credits.allocation_changed", "Changed the credit allocation of";
+    /// A credit account's overdraft or low-credit threshold changed.
+    CreditAccountUpdated => "credits.account_updated", "Changed the credit settings of";
+    /// A team's balance fell below its low-credit threshold and the alert went out.
+    CreditsLow => "credits.low", "Sent a low-credit alert for";
     /// Records older than the retention period were removed.
     AuditPruned => "audit.pruned", "Removed audit records older than the retention period of";
 }

@@ -80,6 +80,12 @@ event_kinds! {
     WebhookTest => "webhook.test";
     /// Usage reached 80 % or 100 % of a plan limit.
     UsageThresholdReached => "usage.threshold_reached";
+    /// The subscription changed: plan or cycle, trial started or ended, renewal.
+    SubscriptionUpdated => "subscription.updated";
+    /// Credits were bought.
+    CreditsPurchased => "credits.purchased";
+    /// A team's credit balance fell below its low-credit threshold.
+    CreditsLow => "credits.low";
 }
 
 impl Serialize for EventKind {

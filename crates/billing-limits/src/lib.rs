@@ -1,7 +1,8 @@
 //! # billing-limits
 //!
-//! Plans and their limits (the enterprise guide's "What's Included" table) and
-//! the pure quota decision every creation goes through.
+//! Plans and their limits (the enterprise guide's "What's Included" table), the pure quota
+//! decision every creation goes through, the subscription lifecycle ([`subscription`]), the
+//! payment port ([`payment`]) and the rules of team credits ([`credits`]).
 //!
 //! ```
 //! use billing_limits::{check_quota, Limit, Plan, PlanLimits, QuotaDecision};
@@ -10,6 +11,10 @@
 //! assert!(matches!(check_quota(&limits, Limit::Members, 20, 1), QuotaDecision::Exceeded { .. }));
 //! ```
 #![deny(missing_docs)]
+
+pub mod credits;
+pub mod payment;
+pub mod subscription;
 
 use rbac_core::PlanFeatures;
 use serde::{Deserialize, Serialize};

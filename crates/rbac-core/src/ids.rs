@@ -141,6 +141,10 @@ id_type!(
     /// Identifies a SCIM provisioning token.
     ScimTokenId, "stk"
 );
+id_type!(
+    /// Identifies one operation on team credits (its ledger entries share it).
+    CreditOperationId, "cop"
+);
 
 #[cfg(test)]
 mod tests {

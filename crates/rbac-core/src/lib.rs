@@ -50,8 +50,8 @@ mod roles;
 
 pub use decide::{Decision, DenyReason, Grant, authorize};
 pub use ids::{
-    ApiKeyId, EndpointId, EventId, IdParseError, InvitationId, OrgId, ResourceId, ScimTokenId,
-    SessionId, TeamId, UserId,
+    ApiKeyId, CreditOperationId, EndpointId, EventId, IdParseError, InvitationId, OrgId,
+    ResourceId, ScimTokenId, SessionId, TeamId, UserId,
 };
 pub use model::{
     Audience, Context, Credential, FeatureAccess, FeatureSetting, OrgRole, Permission, PlanFeature,

@@ -238,6 +238,11 @@ pub const TABLES: &[&str] = &[
     "scim_groups",
     "consents",
     "audit_anchors",
+    "subscriptions",
+    "invoices",
+    "credit_accounts",
+    "credit_operations",
+    "credit_entries",
 ];
 
 impl SeaStore {

@@ -87,6 +87,9 @@ impl Caller {
             return Err(TenancyError::Deactivated);
         }
         let organization = store.get_org(org).await?;
+        if member.role != rbac_core::OrgRole::Owner && !organization.admits_members() {
+            return Err(TenancyError::PlanExcludesMembers(organization.plan));
+        }
         let teams = store.team_roles(org, user.id).await?;
         let subject = Subject {
             user: user.id,

@@ -110,10 +110,14 @@ pub async fn run<
         + crate::metering::MeteringStore
         + crate::scim::ScimStore
         + crate::privacy::PrivacyStore
+        + crate::billing::BillingStore
+        + crate::credits::CreditStore
         + ?Sized,
 >(
     s: &S,
 ) {
+    credit_ledger_is_exact_under_concurrency(s).await;
+    subscriptions_are_compare_and_swap(s).await;
     consents_and_erasure_keep_the_chain(s).await;
     scim_tokens_records_and_deactivation(s).await;
     scim_groups_write_atomically(s).await;
@@ -2252,6 +2256,412 @@ async fn consents_and_erasure_keep_the_chain<
             .await
             .is_err()
     );
+}
+
+fn credit_op(
+    org: OrgId,
+    key: &str,
+    kind: billing_limits::credits::EntryKind,
+    postings: Vec<billing_limits::credits::Posting>,
+) -> crate::credits::NewOperation {
+    crate::credits::NewOperation {
+        id: rbac_core::CreditOperationId::new(),
+        org,
+        idempotency_key: key.to_owned(),
+        fingerprint: billing_limits::credits::fingerprint(kind.as_str(), &postings),
+        kind,
+        reverses: None,
+        postings,
+        description: "contract".into(),
+        actor: "contract".into(),
+        created_at: now(),
+    }
+}
+
+async fn balance_of<S: crate::credits::CreditStore + ?Sized>(
+    s: &S,
+    org: OrgId,
+    account: billing_limits::credits::Account,
+) -> i64 {
+    s.credit_accounts(org)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.account == account)
+        .map_or(0, |a| a.balance)
+}
+
+async fn credit_ledger_is_exact_under_concurrency<
+    S: TenancyStore + AuditStore + WorkspaceStore + crate::credits::CreditStore + ?Sized,
+>(
+    s: &S,
+) {
+    use crate::credits::Posted;
+    use billing_limits::credits::{self, Account, Allocation, CreditError, EntryKind};
+    let (org, team, _) = new_org(s).await;
+    let other = team_in(org.id, "Production");
+    s.create_team(&other, note(org.id, "team")).await.unwrap();
+    let (a, b) = (Account::Team(team.id), Account::Team(other.id));
+    let audit_before = head(s, org.id).await;
+
+    // Allocation 30 / 50: a pool purchase of 1,001 gives 300 and 500, the pool keeps 201.
+    s.set_allocations(
+        org.id,
+        &[Allocation::new(team.id, 30), Allocation::new(other.id, 50)],
+        note(org.id, "allocations"),
+    )
+    .await
+    .unwrap();
+    let plan = [Allocation::new(team.id, 30), Allocation::new(other.id, 50)];
+    let buy = credit_op(
+        org.id,
+        "buy-1",
+        EntryKind::Purchase,
+        credits::purchase(Account::Pool, 1_001, &plan).unwrap(),
+    );
+    let posted = s
+        .post_credits(&buy, None, note(org.id, "buy"))
+        .await
+        .unwrap();
+    assert!(matches!(posted, Posted::Applied(ref e) if e.len() == 5));
+    assert_eq!(balance_of(s, org.id, Account::Pool).await, 201);
+    assert_eq!(balance_of(s, org.id, a).await, 300);
+    assert_eq!(balance_of(s, org.id, b).await, 500);
+    // The same key again: replayed, nothing changes; with another amount: refused.
+    let again = s
+        .post_credits(&buy, None, note(org.id, "buy again"))
+        .await
+        .unwrap();
+    assert!(matches!(again, Posted::Replayed(ref e) if e == posted.entries()));
+    let other_amount = credit_op(
+        org.id,
+        "buy-1",
+        EntryKind::Purchase,
+        credits::purchase(Account::Pool, 5, &plan).unwrap(),
+    );
+    assert!(matches!(
+        s.post_credits(&other_amount, None, note(org.id, "x")).await,
+        Err(TenancyError::Credit(CreditError::KeyReused(_)))
+    ));
+    assert_eq!(balance_of(s, org.id, Account::Pool).await, 201);
+
+    // 40 concurrent consumptions of 10 from 300 with no overdraft: exactly 30 succeed.
+    let ops: Vec<_> = (0..40)
+        .map(|i| {
+            credit_op(
+                org.id,
+                &format!("use-{i}"),
+                EntryKind::Consumption,
+                credits::consume(team.id, 10).unwrap(),
+            )
+        })
+        .collect();
+    let results = futures::future::join_all(
+        ops.iter()
+            .map(|op| s.post_credits(op, None, note(org.id, "use"))),
+    )
+    .await;
+    let applied = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Posted::Applied(_))))
+        .count();
+    assert_eq!(applied, 30, "the balance is never overdrawn");
+    assert!(results.iter().all(|r| matches!(
+        r,
+        Ok(Posted::Applied(_)) | Err(TenancyError::Credit(CreditError::Insufficient { .. }))
+    )));
+    assert_eq!(balance_of(s, org.id, a).await, 0);
+
+    // One key sent 20 times at once applies once.
+    let same = credit_op(
+        org.id,
+        "same-key",
+        EntryKind::Consumption,
+        credits::consume(other.id, 7).unwrap(),
+    );
+    let results = futures::future::join_all(
+        (0..20).map(|_| s.post_credits(&same, None, note(org.id, "same"))),
+    )
+    .await;
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| matches!(r, Ok(Posted::Applied(_))))
+            .count(),
+        1
+    );
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    assert_eq!(balance_of(s, org.id, b).await, 493);
+
+    // An overdraft lets the balance go that far below zero, no further.
+    s.configure_credit_account(org.id, a, 25, Some(5), note(org.id, "overdraft"))
+        .await
+        .unwrap();
+    let over = credit_op(
+        org.id,
+        "over-1",
+        EntryKind::Consumption,
+        credits::consume(team.id, 20).unwrap(),
+    );
+    s.post_credits(&over, None, note(org.id, "over"))
+        .await
+        .unwrap();
+    let too_far = credit_op(
+        org.id,
+        "over-2",
+        EntryKind::Consumption,
+        credits::consume(team.id, 6).unwrap(),
+    );
+    assert!(matches!(
+        s.post_credits(&too_far, None, note(org.id, "x")).await,
+        Err(TenancyError::Credit(CreditError::Insufficient {
+            balance: -20,
+            needed: 6,
+            overdraft: 25,
+            ..
+        }))
+    ));
+    assert_eq!(balance_of(s, org.id, a).await, -20);
+
+    // Transfers conserve the total; a refused transfer moves nothing.
+    let before_total = total_credits(s, org.id).await;
+    let t = credit_op(
+        org.id,
+        "move-1",
+        EntryKind::Transfer,
+        credits::transfer(b, a, 100).unwrap(),
+    );
+    let moved = s
+        .post_credits(&t, None, note(org.id, "move"))
+        .await
+        .unwrap();
+    assert_eq!(total_credits(s, org.id).await, before_total);
+    assert_eq!(balance_of(s, org.id, a).await, 80);
+    let t = credit_op(
+        org.id,
+        "move-2",
+        EntryKind::Transfer,
+        credits::transfer(Account::Pool, a, 202).unwrap(),
+    );
+    assert!(s.post_credits(&t, None, note(org.id, "x")).await.is_err());
+    assert_eq!(balance_of(s, org.id, Account::Pool).await, 201);
+
+    // A reversal compensates once.
+    let moved_id = moved.entries()[0].operation;
+    let record = s.credit_operation(org.id, moved_id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.kind, record.reversed_by, record.entries.len()),
+        (EntryKind::Transfer, None, 2)
+    );
+    let postings: Vec<_> = record
+        .entries
+        .iter()
+        .map(|e| credits::Posting {
+            account: e.account,
+            amount: e.amount,
+            kind: e.kind,
+        })
+        .collect();
+    let mut rev = credit_op(
+        org.id,
+        "reverse-1",
+        EntryKind::Reversal,
+        credits::reversal_of(&postings),
+    );
+    rev.reverses = Some(moved_id);
+    s.post_credits(&rev, None, note(org.id, "reverse"))
+        .await
+        .unwrap();
+    assert_eq!(balance_of(s, org.id, a).await, -20);
+    assert_eq!(balance_of(s, org.id, b).await, 493);
+    assert_eq!(
+        s.credit_operation(org.id, moved_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .reversed_by,
+        Some(rev.id)
+    );
+    let mut twice = credit_op(
+        org.id,
+        "reverse-2",
+        EntryKind::Reversal,
+        credits::reversal_of(&postings),
+    );
+    twice.reverses = Some(moved_id);
+    assert!(matches!(
+        s.post_credits(&twice, None, note(org.id, "x")).await,
+        Err(TenancyError::Conflict(_))
+    ));
+
+    // History: newest first, per account, keyset; entries carry the balance after them and
+    // are consistent with the account's history.
+    let hist = s.credit_history(org.id, Some(a), None, 500).await.unwrap();
+    assert!(hist.windows(2).all(|w| w[0].seq > w[1].seq));
+    for w in hist.windows(2) {
+        assert_eq!(
+            w[1].balance_after + w[0].amount,
+            w[0].balance_after,
+            "{w:?}"
+        );
+    }
+    assert_eq!(hist[0].balance_after, -20);
+    let page = s
+        .credit_history(org.id, Some(a), Some(hist[1].seq), 1)
+        .await
+        .unwrap();
+    assert_eq!(page, vec![hist[2].clone()]);
+    let ledger = s
+        .credit_ledger(org.id, None, now() + Duration::seconds(1), 1_000)
+        .await
+        .unwrap();
+    assert!(ledger.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(
+        ledger.iter().map(|e| e.amount).sum::<i64>(),
+        total_credits(s, org.id).await
+    );
+    assert!(
+        s.credit_ledger(org.id, None, now(), 1_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "until is exclusive"
+    );
+    assert_eq!(
+        s.credit_operation_by_key(org.id, "same-key")
+            .await
+            .unwrap()
+            .unwrap()
+            .1
+            .len(),
+        1
+    );
+
+    // Allocations are replaced as a whole; other organizations see nothing of this one.
+    s.set_allocations(
+        org.id,
+        &[Allocation::new(other.id, 100)],
+        note(org.id, "allocations"),
+    )
+    .await
+    .unwrap();
+    let accounts = s.credit_accounts(org.id).await.unwrap();
+    assert_eq!(
+        accounts
+            .iter()
+            .find(|x| x.account == a)
+            .unwrap()
+            .allocation_percent,
+        0
+    );
+    assert_eq!(
+        accounts
+            .iter()
+            .find(|x| x.account == b)
+            .unwrap()
+            .allocation_percent,
+        100
+    );
+    let (stranger, _, _) = new_org(s).await;
+    assert!(s.credit_accounts(stranger.id).await.unwrap().is_empty());
+    assert!(
+        s.credit_history(stranger.id, None, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.credit_operation(stranger.id, moved_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Only the committed operations left audit records (refusals none).
+    let applied_ops = 1 + 30 + 1 + 1 + 1 + 1; // buy, uses, same key, overdraft, move, reverse
+    let notes = 2 + 1; // two allocations, the overdraft setting
+    assert_eq!(head(s, org.id).await - audit_before, applied_ops + notes);
+}
+
+async fn subscriptions_are_compare_and_swap<
+    S: TenancyStore + AuditStore + crate::billing::BillingStore + ?Sized,
+>(
+    s: &S,
+) {
+    use billing_limits::payment::ChargeStatus;
+    use billing_limits::subscription::{BillingCycle, Change, PriceList, transition};
+    let (org, _, _) = new_org(s).await;
+    let (sub, version) = s.subscription(org.id).await.unwrap();
+    assert_eq!((sub.plan, version), (Plan::Enterprise, 0));
+    let prices = PriceList::default();
+    let down = transition(
+        &sub,
+        Change::Subscribe {
+            plan: Plan::Pro,
+            cycle: BillingCycle::Monthly,
+        },
+        &prices,
+        now(),
+    )
+    .unwrap();
+    let invoice = crate::billing::Invoice {
+        number: "INV-1".into(),
+        org: org.id,
+        provider: "manual_invoice".into(),
+        description: down.description.clone(),
+        amount_cents: down.charge_cents.unwrap(),
+        currency: "EUR".into(),
+        status: ChargeStatus::Open,
+        created_at: now(),
+        due_at: Some(now() + Duration::days(30)),
+    };
+    s.apply_subscription(
+        org.id,
+        0,
+        &down.next,
+        Some(now()),
+        Some(&invoice),
+        note(org.id, "pro"),
+    )
+    .await
+    .unwrap();
+    let o = s.get_org(org.id).await.unwrap();
+    assert_eq!((o.plan, o.audit_archived_at), (Plan::Pro, Some(now())));
+    let (stored, v) = s.subscription(org.id).await.unwrap();
+    assert_eq!((stored.clone(), v), (down.next.clone(), 1));
+    // A second writer holding version 0 loses, and writes nothing.
+    let audit = head(s, org.id).await;
+    assert!(matches!(
+        s.apply_subscription(org.id, 0, &sub, None, Some(&invoice), note(org.id, "stale"))
+            .await,
+        Err(TenancyError::Conflict(_))
+    ));
+    assert_eq!(head(s, org.id).await, audit);
+    assert_eq!(s.invoices(org.id, 10).await.unwrap(), vec![invoice]);
+    // Due: the renewal at the period's end, not before.
+    let end = stored.period_end.unwrap();
+    assert!(
+        !s.due_subscriptions(end - Duration::seconds(1), 100)
+            .await
+            .unwrap()
+            .contains(&org.id)
+    );
+    assert!(
+        s.due_subscriptions(end, 100)
+            .await
+            .unwrap()
+            .contains(&org.id)
+    );
+    let (other, _, _) = new_org(s).await;
+    assert!(s.invoices(other.id, 10).await.unwrap().is_empty());
+}
+
+async fn total_credits<S: crate::credits::CreditStore + ?Sized>(s: &S, org: OrgId) -> i64 {
+    s.credit_accounts(org)
+        .await
+        .unwrap()
+        .iter()
+        .map(|x| x.balance)
+        .sum()
 }
 
 #[cfg(test)]

@@ -45,6 +45,19 @@ pub enum TenancyError {
     /// The person's membership is deactivated (by an administrator or the identity provider).
     #[error("your membership of this organization is deactivated")]
     Deactivated,
+    /// The organization's plan admits only its Owner (after a downgrade other members lose
+    /// access until it is upgraded again).
+    #[error("the {} plan admits only the Owner; ask the Owner to upgrade", .0.as_str())]
+    PlanExcludesMembers(Plan),
+    /// The payment provider refused the charge; nothing changed.
+    #[error(transparent)]
+    Payment(#[from] billing_limits::payment::PaymentError),
+    /// A subscription change is not possible.
+    #[error(transparent)]
+    Subscription(#[from] billing_limits::subscription::SubscriptionError),
+    /// A credit rule refused it (insufficient credits, allocation over 100 %, key reused).
+    #[error(transparent)]
+    Credit(#[from] billing_limits::credits::CreditError),
     /// Too many failed logins: password logins for the account are locked until then.
     #[error("too many failed logins; try again after {0}")]
     Throttled(chrono::DateTime<chrono::Utc>),

@@ -13,10 +13,12 @@
 pub mod accounts;
 pub mod api_keys;
 pub mod assets;
+pub mod billing;
 pub mod bulk;
 mod caller;
 #[cfg(feature = "memory")]
 pub mod contract;
+pub mod credits;
 mod error;
 pub mod invitations;
 pub mod me;

@@ -31,6 +31,8 @@ use crate::store::{
 };
 use crate::teams::TeamMember;
 
+mod billing;
+
 #[derive(Debug, Default)]
 struct State {
     orgs: HashMap<OrgId, Organization>,
@@ -56,6 +58,7 @@ struct State {
     scim_users: HashMap<(OrgId, UserId), crate::scim::UserRecord>,
     scim_groups: HashMap<(OrgId, TeamId), crate::scim::GroupRecord>,
     consents: Vec<crate::privacy::ConsentRecord>,
+    billing: billing::BillingState,
 }
 
 #[derive(Debug, Clone)]
@@ -351,31 +354,6 @@ impl OrgStore for MemoryTenancyStore {
                 ));
             }
             o.security = security.clone();
-        }
-        self.commit(journal).await
-    }
-
-    async fn set_plan(
-        &self,
-        org: OrgId,
-        expected: billing_limits::Plan,
-        plan: billing_limits::Plan,
-        audit_archived_at: Option<DateTime<Utc>>,
-        journal: Journal,
-    ) -> Result<(), TenancyError> {
-        {
-            let mut s = self.lock()?;
-            let o = s
-                .orgs
-                .get_mut(&org)
-                .ok_or(TenancyError::NotFound("organization"))?;
-            if o.plan != expected {
-                return Err(TenancyError::Conflict(
-                    "the plan changed meanwhile; reload and try again".into(),
-                ));
-            }
-            o.plan = plan;
-            o.audit_archived_at = audit_archived_at;
         }
         self.commit(journal).await
     }

@@ -133,6 +133,14 @@ impl Organization {
         self.limit_overrides
             .apply(billing_limits::PlanLimits::for_plan(self.plan))
     }
+
+    /// Whether members other than the Owner may use the organization: not when its member limit
+    /// is one (Free and Pro), as after a downgrade from Enterprise ("team members lose access,
+    /// except the owner"); upgrading again gives them access back.
+    #[must_use]
+    pub fn admits_members(&self) -> bool {
+        self.limits().members.is_none_or(|m| m > 1)
+    }
 }
 
 /// A person with an account.

@@ -485,63 +485,6 @@ pub async fn owner_of<S: TenancyStore + ?Sized>(
     }
 }
 
-/// Changes the organization's plan (the Owner, in a session). Leaving the Enterprise plan
-/// archives the audit log (read-only; only the Owner may export it through the archive export,
-/// see [`check_audit_archive`]); returning to it makes the log live again. Resources stay;
-/// creation above the new plan's limits is refused by the usual limit checks. Audited and sent as
-/// an `enterprise.updated` webhook.
-///
-/// # Errors
-/// [`TenancyError::Forbidden`]; [`TenancyError::Conflict`] when the plan changed meanwhile.
-pub async fn change_plan<S: TenancyStore + ?Sized>(
-    store: &S,
-    caller: &Caller,
-    plan: billing_limits::Plan,
-    now: DateTime<Utc>,
-) -> Result<Organization, TenancyError> {
-    caller.check_org(Permission::ManageBilling)?;
-    let before = caller.org.plan;
-    if before == plan {
-        return Ok(caller.org.clone());
-    }
-    let enterprise = billing_limits::Plan::Enterprise;
-    let archived = if plan == enterprise {
-        None
-    } else if before == enterprise {
-        Some(now)
-    } else {
-        caller.org.audit_archived_at
-    };
-    let journal = Journal::record(
-        caller
-            .audit(
-                now,
-                AuditAction::PlanChanged,
-                Target::new("organization", caller.org.id, caller.org.name.clone()),
-            )
-            .with_metadata(Metadata::from_value(serde_json::json!({
-                "from": before.as_str(), "to": plan.as_str(), "audit_archived": archived.is_some(),
-            }))?),
-    )
-    .publish(DomainEvent::new(
-        caller.org.id,
-        EventKind::EnterpriseUpdated,
-        now,
-        serde_json::json!({
-            "ownerId": caller.user.id, "plan": plan.as_str(), "previousPlan": before.as_str(),
-            "auditArchived": archived.is_some(),
-        }),
-    ));
-    store
-        .set_plan(caller.org.id, before, plan, archived, journal)
-        .await?;
-    Ok(Organization {
-        plan,
-        audit_archived_at: archived,
-        ..caller.org.clone()
-    })
-}
-
 /// The archived audit log may be read only by the Owner, and only while it is archived (on
 /// the Enterprise plan the regular audit-log routes apply).
 ///

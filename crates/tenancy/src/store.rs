@@ -115,20 +115,6 @@ pub trait OrgStore: Send + Sync {
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
-    /// Changes the plan if it is still `expected` (compare-and-swap) and sets when the audit
-    /// log was archived (`None`: live).
-    ///
-    /// # Errors
-    /// [`TenancyError::NotFound`]; [`TenancyError::Conflict`] when the plan changed meanwhile.
-    async fn set_plan(
-        &self,
-        org: OrgId,
-        expected: billing_limits::Plan,
-        plan: billing_limits::Plan,
-        audit_archived_at: Option<DateTime<Utc>>,
-        journal: Journal,
-    ) -> Result<(), TenancyError>;
-
     /// Replaces the organization's negotiated limits (empty: the plan's).
     ///
     /// # Errors

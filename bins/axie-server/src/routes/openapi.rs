@@ -5,8 +5,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    api_keys, audit_log, auth, health, invitations, me, members, orgs, privacy, scim_tokens,
-    security, teams, usage, webhooks, workspace,
+    api_keys, audit_log, auth, billing, credits, health, invitations, me, members, orgs, privacy,
+    scim_tokens, security, teams, usage, webhooks, workspace,
 };
 
 struct BearerAuth;
@@ -158,6 +158,9 @@ impl Modify for ProblemResponses {
         webhooks::recover, webhooks::deliveries, webhooks::attempts, webhooks::resend, webhooks::event_types,
         audit_log::search, audit_log::export, audit_log::export_archive, audit_log::verify, audit_log::checkpoint,
         orgs::change_plan,
+        billing::get, billing::subscribe, billing::start_trial, billing::invoices,
+        credits::list, credits::team, credits::purchase, credits::consume, credits::transfer, credits::reverse,
+        credits::set_allocations, credits::configure, credits::entries, credits::chargeback,
         teams::list, teams::create, teams::get, teams::update, teams::delete, teams::members, teams::set_member, teams::remove_member,
         workspace::list_chat_interfaces, workspace::create_chat_interface, workspace::get_chat_interface, workspace::update_chat_interface,
         workspace::delete_chat_interface, workspace::use_chat_interface,

@@ -231,6 +231,8 @@ pub async fn update_access(
 pub struct PlanBody {
     /// `free`, `pro` or `enterprise`.
     pub plan: String,
+    /// `monthly` (default) or `annual`; see `PUT /billing/subscription`.
+    pub cycle: Option<String>,
 }
 
 /// Changes the plan (the Owner). Leaving Enterprise archives the audit log (read-only, the Owner
@@ -248,15 +250,20 @@ pub async fn change_plan(
     OrgCaller(caller): OrgCaller,
     body: web::Json<PlanBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let plan = billing_limits::Plan::parse(&body.plan).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "unknown plan `{}`; use free, pro or enterprise",
-            body.plan
-        ))
-    })?;
-    let org = match orgs::change_plan(&*st.store, &caller, plan, st.clock.now()).await {
-        Ok(o) => o,
-        Err(e) => return Err(audited(&st, &caller, "change_plan", e).await),
+    let change = super::billing::parse_change(&body.plan, body.cycle.as_deref())?;
+    let unchanged = matches!(change, billing_limits::subscription::Change::Subscribe { plan, cycle: _ }
+        if plan == caller.org.plan && body.cycle.is_none());
+    let org = if unchanged {
+        caller.org.clone()
+    } else {
+        match tenancy::billing::change(&*st.store, st.payments(), &caller, change, st.clock.now())
+            .await
+        {
+            Ok(_) => tenancy::OrgStore::get_org(&*st.store, caller.org.id)
+                .await
+                .map_err(ApiError::from)?,
+            Err(e) => return Err(audited(&st, &caller, "change_plan", e).await),
+        }
     };
     let after = tenancy::Caller { org, ..caller };
     let profile = after.org.profile.clone();

@@ -27,6 +27,7 @@ mod m20261128_000016_create_audit_anchors;
 mod m20261128_000017_add_audit_archived_at;
 mod m20261128_000018_index_audit_outcome;
 mod m20261128_000019_add_limit_overrides;
+mod m20261128_000020_create_billing_tables;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -55,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000017_add_audit_archived_at::Migration),
             Box::new(m20261128_000018_index_audit_outcome::Migration),
             Box::new(m20261128_000019_add_limit_overrides::Migration),
+            Box::new(m20261128_000020_create_billing_tables::Migration),
         ]
     }
 }

@@ -1,6 +1,7 @@
 //! Port implementations, one file per port family.
 
 mod audit;
+mod billing;
 mod invitations;
 mod keys;
 mod mail;

@@ -341,36 +341,6 @@ impl OrgStore for SeaStore {
         commit(txn, journal).await
     }
 
-    async fn set_plan(
-        &self,
-        org: OrgId,
-        expected: billing_limits::Plan,
-        plan: billing_limits::Plan,
-        audit_archived_at: Option<DateTime<Utc>>,
-        journal: Journal,
-    ) -> Result<(), TenancyError> {
-        let txn = self.db().begin().await.map_err(store)?;
-        let res = organization::Entity::update_many()
-            .col_expr(organization::Column::Plan, Expr::value(plan.as_str()))
-            .col_expr(
-                organization::Column::AuditArchivedAt,
-                Expr::value(audit_archived_at.map(micros)),
-            )
-            .filter(organization::Column::Id.eq(org.to_string()))
-            .filter(organization::Column::Plan.eq(expected.as_str()))
-            .exec(&txn)
-            .await
-            .map_err(store)?;
-        if res.rows_affected == 0 {
-            txn.rollback().await.map_err(store)?;
-            self.get_org(org).await?;
-            return Err(TenancyError::Conflict(
-                "the plan changed meanwhile; reload and try again".into(),
-            ));
-        }
-        commit(txn, journal).await
-    }
-
     async fn set_limit_overrides(
         &self,
         org: OrgId,

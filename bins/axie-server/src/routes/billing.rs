@@ -1,0 +1,220 @@
+//! Billing & subscription: the plan and its cycle, the 14-day Enterprise trial, invoices
+//! (the Owner; rules in `tenancy::billing` and `billing_limits::subscription`).
+
+use actix_web::{HttpResponse, web};
+use billing_limits::Plan;
+use billing_limits::subscription::{BillingCycle, Change, Subscription};
+use serde::{Deserialize, Serialize};
+use tenancy::billing::{self, Invoice};
+use utoipa::ToSchema;
+
+use crate::auth::{OrgCaller, audited};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A subscription.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionResponse {
+    /// `free`, `pro` or `enterprise`.
+    pub plan: String,
+    /// `active` or `trialing`.
+    pub status: String,
+    /// `monthly` or `annual` (null on Free).
+    pub cycle: Option<String>,
+    /// When the paid period renews (RFC 3339).
+    pub period_end: Option<String>,
+    /// When the trial ends (RFC 3339).
+    pub trial_ends_at: Option<String>,
+    /// Whether the one trial was used.
+    pub trial_used: bool,
+}
+
+impl From<&Subscription> for SubscriptionResponse {
+    fn from(s: &Subscription) -> Self {
+        Self {
+            plan: s.plan.as_str().into(),
+            status: s.status.as_str().into(),
+            cycle: s.cycle.map(|c| c.as_str().into()),
+            period_end: s.period_end.map(|t| t.to_rfc3339()),
+            trial_ends_at: s.trial_ends_at.map(|t| t.to_rfc3339()),
+            trial_used: s.trial_used,
+        }
+    }
+}
+
+/// An invoice.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvoiceResponse {
+    /// Invoice number.
+    pub number: String,
+    /// Payment provider (`manual_invoice`).
+    pub provider: String,
+    /// The line.
+    pub description: String,
+    /// Amount in the smallest currency unit.
+    pub amount_cents: u64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// `open` or `paid`.
+    pub status: String,
+    /// Issued (RFC 3339).
+    pub created_at: String,
+    /// Due (RFC 3339).
+    pub due_at: Option<String>,
+}
+
+impl From<&Invoice> for InvoiceResponse {
+    fn from(i: &Invoice) -> Self {
+        Self {
+            number: i.number.clone(),
+            provider: i.provider.clone(),
+            description: i.description.clone(),
+            amount_cents: i.amount_cents,
+            currency: i.currency.clone(),
+            status: i.status.as_str().into(),
+            created_at: i.created_at.to_rfc3339(),
+            due_at: i.due_at.map(|t| t.to_rfc3339()),
+        }
+    }
+}
+
+/// The subscription, prices and limits.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BillingResponse {
+    /// The subscription.
+    pub subscription: SubscriptionResponse,
+    /// Prices: `currency`, `pro` and `enterprise` with `monthly_cents` and `annual_cents`, `credit_cents`.
+    #[schema(value_type = Object)]
+    pub prices: serde_json::Value,
+    /// The limits in force (`null`: unlimited).
+    #[schema(value_type = Object)]
+    pub limits: serde_json::Value,
+}
+
+/// The result of a subscription change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChangeResponse {
+    /// The subscription after it.
+    pub subscription: SubscriptionResponse,
+    /// The invoice issued for it, if any.
+    pub invoice: Option<InvoiceResponse>,
+}
+
+/// A plan and billing cycle to move to.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeBody {
+    /// `free`, `pro` or `enterprise`.
+    pub plan: String,
+    /// `monthly` (default) or `annual` (20 % cheaper); ignored for `free`.
+    pub cycle: Option<String>,
+}
+
+/// Parses a plan and cycle.
+///
+/// # Errors
+/// 400 for unknown names.
+pub fn parse_change(plan: &str, cycle: Option<&str>) -> Result<Change, ApiError> {
+    let plan = Plan::parse(plan).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "unknown plan `{plan}`; use free, pro or enterprise"
+        ))
+    })?;
+    let cycle = match cycle {
+        None => BillingCycle::Monthly,
+        Some(c) => BillingCycle::parse(c).ok_or_else(|| {
+            ApiError::bad_request(format!("unknown cycle `{c}`; use monthly or annual"))
+        })?,
+    };
+    Ok(Change::Subscribe { plan, cycle })
+}
+
+/// The subscription with prices and limits.
+#[utoipa::path(get, path = "/api/v1/orgs/{org_id}/billing", tag = "billing",
+    params(("org_id" = String, Path, description = "Organization id")),
+    responses((status = 200, description = "Subscription, prices, limits", body = BillingResponse)),
+    security(("bearer" = [])))]
+pub async fn get(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+) -> Result<HttpResponse, ApiError> {
+    let v = match billing::view(&*st.store, &caller, &st.prices).await {
+        Ok(v) => v,
+        Err(e) => return Err(audited(&st, &caller, "view_billing", e).await),
+    };
+    Ok(HttpResponse::Ok().json(BillingResponse {
+        subscription: SubscriptionResponse::from(&v.subscription),
+        prices: v.prices,
+        limits: serde_json::to_value(v.limits).map_err(ApiError::internal)?,
+    }))
+}
+
+async fn apply(
+    st: &AppState,
+    caller: &tenancy::Caller,
+    change: Change,
+) -> Result<HttpResponse, ApiError> {
+    let (sub, invoice) =
+        match billing::change(&*st.store, st.payments(), caller, change, st.clock.now()).await {
+            Ok(r) => r,
+            Err(e) => return Err(audited(st, caller, "change_subscription", e).await),
+        };
+    Ok(HttpResponse::Ok().json(ChangeResponse {
+        subscription: SubscriptionResponse::from(&sub),
+        invoice: invoice.as_ref().map(InvoiceResponse::from),
+    }))
+}
+
+/// Changes the plan or billing cycle (the Owner). A paid plan starts a new period now and is
+/// invoiced; leaving Enterprise archives the audit log and takes access from everyone but the
+/// Owner until the organization returns to Enterprise.
+#[utoipa::path(put, path = "/api/v1/orgs/{org_id}/billing/subscription", tag = "billing",
+    params(("org_id" = String, Path, description = "Organization id")),
+    request_body = SubscribeBody,
+    responses(
+        (status = 200, description = "Changed", body = ChangeResponse),
+        (status = 400, description = "Unknown plan or cycle", content_type = "application/problem+json"),
+        (status = 402, description = "The payment provider refused the charge", content_type = "application/problem+json"),
+        (status = 403, description = "Not the Owner", content_type = "application/problem+json"),
+        (status = 409, description = "Already on that plan and cycle, or changed meanwhile", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn subscribe(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    body: web::Json<SubscribeBody>,
+) -> Result<HttpResponse, ApiError> {
+    let change = parse_change(&body.plan, body.cycle.as_deref())?;
+    apply(&st, &caller, change).await
+}
+
+/// Starts the 14-day Enterprise trial (once per organization; the Owner). When it ends the
+/// organization returns to its plan before the trial.
+#[utoipa::path(post, path = "/api/v1/orgs/{org_id}/billing/trial", tag = "billing",
+    params(("org_id" = String, Path, description = "Organization id")),
+    responses(
+        (status = 200, description = "Trial started", body = ChangeResponse),
+        (status = 403, description = "Not the Owner", content_type = "application/problem+json"),
+        (status = 409, description = "The trial was used, or the organization is on Enterprise", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn start_trial(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+) -> Result<HttpResponse, ApiError> {
+    apply(&st, &caller, Change::StartTrial).await
+}
+
+/// The organization's invoices, newest first (the Owner).
+#[utoipa::path(get, path = "/api/v1/orgs/{org_id}/billing/invoices", tag = "billing",
+    params(("org_id" = String, Path, description = "Organization id")),
+    responses((status = 200, description = "Invoices", body = Vec<InvoiceResponse>)),
+    security(("bearer" = [])))]
+pub async fn invoices(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+) -> Result<HttpResponse, ApiError> {
+    let list = match billing::invoices(&*st.store, &caller).await {
+        Ok(l) => l,
+        Err(e) => return Err(audited(&st, &caller, "view_invoices", e).await),
+    };
+    Ok(HttpResponse::Ok().json(list.iter().map(InvoiceResponse::from).collect::<Vec<_>>()))
+}

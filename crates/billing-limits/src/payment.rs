@@ -1,0 +1,158 @@
+//! Taking payment: the [`PaymentProvider`] port and the [`ManualInvoice`] adapter (an invoice
+//! to be paid by bank transfer; no card processing).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use rbac_core::OrgId;
+use serde::{Deserialize, Serialize};
+
+/// A request to be paid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeRequest {
+    /// Who pays.
+    pub org: OrgId,
+    /// The organization's billing details as entered (company name, address, tax id).
+    pub bill_to: String,
+    /// Amount in the smallest currency unit.
+    pub amount_cents: u64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// The invoice line.
+    pub description: String,
+    /// Unique per charge: a provider must not charge twice for one key.
+    pub idempotency_key: String,
+    /// When.
+    pub now: DateTime<Utc>,
+}
+
+/// Whether the money arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChargeStatus {
+    /// Paid.
+    Paid,
+    /// Invoiced, to be paid by the due date.
+    Open,
+}
+
+impl ChargeStatus {
+    /// The wire name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ChargeStatus::Paid => "paid",
+            ChargeStatus::Open => "open",
+        }
+    }
+
+    /// Parses the wire name.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        [ChargeStatus::Paid, ChargeStatus::Open]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    }
+}
+
+/// What the provider did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    /// The provider's name.
+    pub provider: &'static str,
+    /// Its reference (invoice number, payment id).
+    pub reference: String,
+    /// Paid or open.
+    pub status: ChargeStatus,
+    /// When an open charge is due.
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+/// Why a charge failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("payment failed: {0}")]
+pub struct PaymentError(pub String);
+
+/// Takes payment for a charge. Implementations talk to a payment service; the domain only
+/// needs to know whether the charge is paid or invoiced.
+#[async_trait]
+pub trait PaymentProvider: Send + Sync {
+    /// Charges `req`.
+    ///
+    /// # Errors
+    /// [`PaymentError`] when the provider refuses it; nothing is changed then.
+    async fn charge(&self, req: &ChargeRequest) -> Result<Charge, PaymentError>;
+}
+
+/// Issues an invoice payable by bank transfer within `net_days`; the plan or credits take
+/// effect at once (the operator follows up unpaid invoices).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManualInvoice {
+    /// Payment term in days.
+    pub net_days: u32,
+}
+
+impl Default for ManualInvoice {
+    fn default() -> Self {
+        Self { net_days: 30 }
+    }
+}
+
+#[async_trait]
+impl PaymentProvider for ManualInvoice {
+    async fn charge(&self, req: &ChargeRequest) -> Result<Charge, PaymentError> {
+        if req.currency.len() != 3 || !req.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(PaymentError(format!(
+                "`{}` is not an ISO 4217 currency code",
+                req.currency
+            )));
+        }
+        // The invoice number follows from the charge's key, so a retried charge is the same invoice.
+        let tail: String = req
+            .idempotency_key
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .rev()
+            .take(12)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        Ok(Charge {
+            provider: "manual_invoice",
+            reference: format!("INV-{}-{}", req.now.format("%Y%m"), tail.to_uppercase()),
+            status: ChargeStatus::Open,
+            due_at: Some(req.now + Duration::days(i64::from(self.net_days))),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(key: &str) -> ChargeRequest {
+        ChargeRequest {
+            org: OrgId::new(),
+            bill_to: "Acme AB".into(),
+            amount_cents: 2_900,
+            currency: "EUR".into(),
+            description: "pro".into(),
+            idempotency_key: key.into(),
+            now: chrono::Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_manual_invoice_is_open_and_stable_per_key() {
+        let p = ManualInvoice::default();
+        let a = p.charge(&req("inv_0193abcdef12")).await.unwrap();
+        let b = p.charge(&req("inv_0193abcdef12")).await.unwrap();
+        assert_eq!(a.reference, b.reference);
+        assert!(a.reference.ends_with("0193ABCDEF12"), "{}", a.reference);
+        assert_eq!(a.status, ChargeStatus::Open);
+        assert!(a.due_at.unwrap() > req("x").now + Duration::days(29));
+        let mut bad = req("k");
+        bad.currency = "euro".into();
+        assert!(p.charge(&bad).await.is_err());
+    }
+}

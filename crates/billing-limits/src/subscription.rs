@@ -1,0 +1,511 @@
+//! The subscription lifecycle: billing cycles and prices, the 14-day Enterprise trial, upgrades,
+//! downgrades and renewals, decided as pure transitions (the caller charges and stores them).
+//!
+//! ```
+//! use billing_limits::subscription::{BillingCycle, Change, PriceList, Subscription, transition};
+//! use billing_limits::Plan;
+//! let now = chrono::Utc::now();
+//! let prices = PriceList::default();
+//! let t = transition(&Subscription::new(Plan::Free), Change::Subscribe { plan: Plan::Pro, cycle: BillingCycle::Annual }, &prices, now).unwrap();
+//! // Annual is 20 % cheaper than twelve months.
+//! assert_eq!(t.charge_cents, Some(prices.pro_monthly_cents * 12 * 8 / 10));
+//! assert_eq!(t.next.plan, Plan::Pro);
+//! ```
+
+use chrono::{DateTime, Duration, Months, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::Plan;
+
+/// How long the Enterprise trial lasts.
+pub const TRIAL_DAYS: i64 = 14;
+
+/// How often a paid plan is billed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BillingCycle {
+    /// Every calendar month; cancel anytime.
+    Monthly,
+    /// Every twelve months, 20 % cheaper than twelve monthly payments.
+    Annual,
+}
+
+impl BillingCycle {
+    /// The wire name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            BillingCycle::Monthly => "monthly",
+            BillingCycle::Annual => "annual",
+        }
+    }
+
+    /// Parses the wire name.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        [BillingCycle::Monthly, BillingCycle::Annual]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    }
+
+    /// The end of a period that starts at `start`.
+    #[must_use]
+    pub fn period_end(self, start: DateTime<Utc>) -> DateTime<Utc> {
+        let months = match self {
+            BillingCycle::Monthly => 1,
+            BillingCycle::Annual => 12,
+        };
+        start
+            .checked_add_months(Months::new(months))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+}
+
+/// The deployment's prices, in the smallest currency unit (cents). Enterprise pricing is
+/// negotiated, so operators set it per deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PriceList {
+    /// ISO 4217 currency code.
+    pub currency: String,
+    /// Pro, per month on the monthly cycle.
+    pub pro_monthly_cents: u64,
+    /// Enterprise, per month on the monthly cycle.
+    pub enterprise_monthly_cents: u64,
+    /// One team credit.
+    pub credit_cents: u64,
+}
+
+impl Default for PriceList {
+    fn default() -> Self {
+        Self {
+            currency: "EUR".into(),
+            pro_monthly_cents: 2_900,
+            enterprise_monthly_cents: 49_900,
+            credit_cents: 1,
+        }
+    }
+}
+
+impl PriceList {
+    /// What one period of `plan` on `cycle` costs: annual is twelve months less 20 %.
+    #[must_use]
+    pub fn price_cents(&self, plan: Plan, cycle: BillingCycle) -> u64 {
+        let monthly = match plan {
+            Plan::Free => 0,
+            Plan::Pro => self.pro_monthly_cents,
+            Plan::Enterprise => self.enterprise_monthly_cents,
+        };
+        match cycle {
+            BillingCycle::Monthly => monthly,
+            BillingCycle::Annual => monthly.saturating_mul(12).saturating_mul(8) / 10,
+        }
+    }
+
+    /// What `credits` team credits cost.
+    #[must_use]
+    pub fn credits_cents(&self, credits: u64) -> u64 {
+        credits.saturating_mul(self.credit_cents)
+    }
+}
+
+/// Whether the subscription is paid or a trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionStatus {
+    /// On the plan (Free, or paid for the current period).
+    Active,
+    /// On the Enterprise trial until `trial_ends_at`.
+    Trialing,
+}
+
+impl SubscriptionStatus {
+    /// The wire name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionStatus::Active => "active",
+            SubscriptionStatus::Trialing => "trialing",
+        }
+    }
+
+    /// Parses the wire name.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        [SubscriptionStatus::Active, SubscriptionStatus::Trialing]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    }
+}
+
+/// An organization's subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    /// The plan in force (Enterprise during a trial).
+    pub plan: Plan,
+    /// Active or trialing.
+    pub status: SubscriptionStatus,
+    /// The paid plan's billing cycle (`None` on Free).
+    pub cycle: Option<BillingCycle>,
+    /// When the paid period ends and renews (`None` on Free).
+    pub period_end: Option<DateTime<Utc>>,
+    /// When the trial ends (while trialing).
+    pub trial_ends_at: Option<DateTime<Utc>>,
+    /// Whether the organization has had its trial (one per organization).
+    pub trial_used: bool,
+    /// The plan to return to when the trial ends.
+    pub plan_before_trial: Option<Plan>,
+}
+
+impl Subscription {
+    /// A subscription to `plan` with nothing paid yet (a new organization, or one an operator set).
+    #[must_use]
+    pub const fn new(plan: Plan) -> Self {
+        Self {
+            plan,
+            status: SubscriptionStatus::Active,
+            cycle: None,
+            period_end: None,
+            trial_ends_at: None,
+            trial_used: false,
+            plan_before_trial: None,
+        }
+    }
+
+    /// The change that is due at `now`, if any: the end of a trial, or a renewal.
+    #[must_use]
+    pub fn due(&self, now: DateTime<Utc>) -> Option<Change> {
+        match self.status {
+            SubscriptionStatus::Trialing => self
+                .trial_ends_at
+                .filter(|t| *t <= now)
+                .map(|_| Change::EndTrial),
+            SubscriptionStatus::Active => match (self.cycle, self.period_end) {
+                (Some(_), Some(end)) if end <= now && self.plan != Plan::Free => {
+                    Some(Change::Renew)
+                }
+                _ => None,
+            },
+        }
+    }
+}
+
+/// A requested or due change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    /// Move to `plan` (Free cancels the paid plan; a paid plan starts a new period now).
+    Subscribe {
+        /// The plan.
+        plan: Plan,
+        /// Its billing cycle (ignored for Free).
+        cycle: BillingCycle,
+    },
+    /// Start the 14-day Enterprise trial.
+    StartTrial,
+    /// The trial ended: back to the plan before it.
+    EndTrial,
+    /// The paid period ended: bill the next one.
+    Renew,
+}
+
+impl Change {
+    /// The wire name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Change::Subscribe { .. } => "subscribe",
+            Change::StartTrial => "trial_started",
+            Change::EndTrial => "trial_ended",
+            Change::Renew => "renewed",
+        }
+    }
+}
+
+/// Why a change is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubscriptionError {
+    /// Already on this plan and cycle.
+    #[error("the organization is already on the {} plan", .0.as_str())]
+    Unchanged(Plan),
+    /// The organization had its trial.
+    #[error("the Enterprise trial can be used once per organization")]
+    TrialUsed,
+    /// A trial while on a paid Enterprise plan, or a due change that is not due.
+    #[error("{0}")]
+    NotApplicable(&'static str),
+}
+
+/// The result of a change: the next state, and what to charge for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// The subscription after the change.
+    pub next: Subscription,
+    /// The amount to charge now, if any.
+    pub charge_cents: Option<u64>,
+    /// What the charge is for (an invoice line).
+    pub description: String,
+}
+
+/// Decides `change` on `current` at `now`.
+///
+/// # Errors
+/// [`SubscriptionError`].
+pub fn transition(
+    current: &Subscription,
+    change: Change,
+    prices: &PriceList,
+    now: DateTime<Utc>,
+) -> Result<Transition, SubscriptionError> {
+    match change {
+        Change::Subscribe {
+            plan: Plan::Free, ..
+        } => {
+            if current.plan == Plan::Free {
+                return Err(SubscriptionError::Unchanged(Plan::Free));
+            }
+            Ok(Transition {
+                next: Subscription {
+                    trial_used: current.trial_used,
+                    ..Subscription::new(Plan::Free)
+                },
+                charge_cents: None,
+                description: "Downgrade to Free".into(),
+            })
+        }
+        Change::Subscribe { plan, cycle } => {
+            if current.status == SubscriptionStatus::Active
+                && current.plan == plan
+                && current.cycle == Some(cycle)
+            {
+                return Err(SubscriptionError::Unchanged(plan));
+            }
+            let end = cycle.period_end(now);
+            Ok(Transition {
+                next: Subscription {
+                    plan,
+                    status: SubscriptionStatus::Active,
+                    cycle: Some(cycle),
+                    period_end: Some(end),
+                    trial_ends_at: None,
+                    trial_used: current.trial_used,
+                    plan_before_trial: None,
+                },
+                charge_cents: Some(prices.price_cents(plan, cycle)),
+                description: line(plan, cycle, now, end),
+            })
+        }
+        Change::StartTrial => {
+            if current.trial_used {
+                return Err(SubscriptionError::TrialUsed);
+            }
+            if current.plan == Plan::Enterprise {
+                return Err(SubscriptionError::NotApplicable(
+                    "the organization is already on Enterprise",
+                ));
+            }
+            Ok(Transition {
+                next: Subscription {
+                    plan: Plan::Enterprise,
+                    status: SubscriptionStatus::Trialing,
+                    trial_ends_at: Some(now + Duration::days(TRIAL_DAYS)),
+                    trial_used: true,
+                    plan_before_trial: Some(current.plan),
+                    ..current.clone()
+                },
+                charge_cents: None,
+                description: format!("{TRIAL_DAYS}-day Enterprise trial"),
+            })
+        }
+        Change::EndTrial => {
+            if current.due(now) != Some(Change::EndTrial) {
+                return Err(SubscriptionError::NotApplicable("the trial has not ended"));
+            }
+            let plan = current.plan_before_trial.unwrap_or(Plan::Free);
+            Ok(Transition {
+                next: Subscription {
+                    plan,
+                    status: SubscriptionStatus::Active,
+                    trial_ends_at: None,
+                    plan_before_trial: None,
+                    ..current.clone()
+                },
+                charge_cents: None,
+                description: format!("End of the Enterprise trial, back to {}", plan.as_str()),
+            })
+        }
+        Change::Renew => {
+            let (Some(Change::Renew), Some(cycle), Some(start)) =
+                (current.due(now), current.cycle, current.period_end)
+            else {
+                return Err(SubscriptionError::NotApplicable("no renewal is due"));
+            };
+            let end = cycle.period_end(start);
+            Ok(Transition {
+                next: Subscription {
+                    period_end: Some(end),
+                    ..current.clone()
+                },
+                charge_cents: Some(prices.price_cents(current.plan, cycle)),
+                description: line(current.plan, cycle, start, end),
+            })
+        }
+    }
+}
+
+fn line(plan: Plan, cycle: BillingCycle, from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    format!(
+        "{} plan, {} billing, {} to {}",
+        plan.as_str(),
+        cycle.as_str(),
+        from.format("%Y-%m-%d"),
+        to.format("%Y-%m-%d")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(d: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, d, 12, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn annual_is_twenty_percent_cheaper() {
+        let p = PriceList::default();
+        for plan in [Plan::Pro, Plan::Enterprise] {
+            let monthly = p.price_cents(plan, BillingCycle::Monthly);
+            assert_eq!(
+                p.price_cents(plan, BillingCycle::Annual) * 10,
+                monthly * 12 * 8
+            );
+        }
+        assert_eq!(p.price_cents(Plan::Free, BillingCycle::Annual), 0);
+    }
+
+    #[test]
+    fn a_trial_lasts_fourteen_days_once_and_returns_to_the_plan_before() {
+        let p = PriceList::default();
+        let pro = transition(
+            &Subscription::new(Plan::Free),
+            Change::Subscribe {
+                plan: Plan::Pro,
+                cycle: BillingCycle::Monthly,
+            },
+            &p,
+            at(1),
+        )
+        .unwrap()
+        .next;
+        let trial = transition(&pro, Change::StartTrial, &p, at(2)).unwrap();
+        assert_eq!(trial.charge_cents, None);
+        assert_eq!(trial.next.plan, Plan::Enterprise);
+        assert_eq!(trial.next.trial_ends_at, Some(at(16)));
+        assert_eq!(trial.next.due(at(15)), None);
+        assert_eq!(trial.next.due(at(16)), Some(Change::EndTrial));
+        assert!(transition(&trial.next, Change::EndTrial, &p, at(15)).is_err());
+        let back = transition(&trial.next, Change::EndTrial, &p, at(16))
+            .unwrap()
+            .next;
+        assert_eq!(
+            (back.plan, back.status),
+            (Plan::Pro, SubscriptionStatus::Active)
+        );
+        assert_eq!(back.period_end, pro.period_end, "the Pro period is kept");
+        assert_eq!(
+            transition(&back, Change::StartTrial, &p, at(17)),
+            Err(SubscriptionError::TrialUsed)
+        );
+    }
+
+    #[test]
+    fn renewals_bill_the_next_period_from_the_end_of_the_last() {
+        let p = PriceList::default();
+        let s = transition(
+            &Subscription::new(Plan::Free),
+            Change::Subscribe {
+                plan: Plan::Enterprise,
+                cycle: BillingCycle::Monthly,
+            },
+            &p,
+            at(31),
+        )
+        .unwrap()
+        .next;
+        // 31 January + one month is 28 February.
+        let end = Utc.with_ymd_and_hms(2026, 2, 28, 12, 0, 0).unwrap();
+        assert_eq!(s.period_end, Some(end));
+        assert_eq!(s.due(end - Duration::seconds(1)), None);
+        let r = transition(&s, Change::Renew, &p, end).unwrap();
+        assert_eq!(r.charge_cents, Some(p.enterprise_monthly_cents));
+        assert_eq!(
+            r.next.period_end,
+            Some(Utc.with_ymd_and_hms(2026, 3, 28, 12, 0, 0).unwrap())
+        );
+        assert!(transition(&r.next, Change::Renew, &p, end).is_err());
+    }
+
+    #[test]
+    fn unchanged_and_downgrades() {
+        let p = PriceList::default();
+        assert_eq!(
+            transition(
+                &Subscription::new(Plan::Free),
+                Change::Subscribe {
+                    plan: Plan::Free,
+                    cycle: BillingCycle::Monthly
+                },
+                &p,
+                at(1)
+            ),
+            Err(SubscriptionError::Unchanged(Plan::Free))
+        );
+        let ent = Subscription {
+            trial_used: true,
+            ..Subscription::new(Plan::Enterprise)
+        };
+        let down = transition(
+            &ent,
+            Change::Subscribe {
+                plan: Plan::Free,
+                cycle: BillingCycle::Monthly,
+            },
+            &p,
+            at(1),
+        )
+        .unwrap();
+        assert_eq!(down.charge_cents, None);
+        assert_eq!(down.next.period_end, None);
+        assert!(
+            down.next.trial_used,
+            "a downgrade does not give a new trial"
+        );
+        // Switching the cycle of the same plan is a change.
+        let monthly = transition(
+            &ent,
+            Change::Subscribe {
+                plan: Plan::Enterprise,
+                cycle: BillingCycle::Monthly,
+            },
+            &p,
+            at(1),
+        )
+        .unwrap()
+        .next;
+        assert!(
+            transition(
+                &monthly,
+                Change::Subscribe {
+                    plan: Plan::Enterprise,
+                    cycle: BillingCycle::Annual
+                },
+                &p,
+                at(2)
+            )
+            .is_ok()
+        );
+    }
+}

@@ -1,0 +1,560 @@
+//! [`BillingStore`] and [`CreditStore`] on SeaORM.
+//!
+//! Credit balances change only through conditional updates
+//! (`balance = balance + d WHERE balance + overdraft + lowest >= 0`) inside the transaction that
+//! writes the entries, one per account in account order, so concurrent operations can neither
+//! overdraw an account nor deadlock each other on PostgreSQL; the idempotency key and the
+//! one-reversal rule are unique indexes, so concurrent duplicates lose at the insert.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use audit::Journal;
+use billing_limits::Plan;
+use billing_limits::credits::{Account, Allocation, CreditError, EntryKind};
+use billing_limits::payment::ChargeStatus;
+use billing_limits::subscription::{BillingCycle, Subscription, SubscriptionStatus};
+use chrono::{DateTime, Utc};
+use rbac_core::{CreditOperationId, OrgId};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
+};
+use tenancy::billing::{BillingStore, Invoice};
+use tenancy::credits::{
+    CreditAccountState, CreditEntry, CreditStore, NewOperation, OperationRecord, Posted,
+};
+use tenancy::{OrgStore, TenancyError};
+
+use super::tenancy::{commit, store};
+use crate::SeaStore;
+use crate::convert::{corrupt, id, micros, time};
+use crate::entity::{
+    credit_account, credit_entry, credit_operation, invoice, organization, subscription,
+};
+use crate::error::is_unique_violation;
+
+fn sub_of(plan: Plan, m: subscription::Model) -> Result<(Subscription, u64), TenancyError> {
+    let plan_of = |s: &str| Plan::parse(s).ok_or_else(|| corrupt("plan", s));
+    let sub = Subscription {
+        plan,
+        status: SubscriptionStatus::parse(&m.status)
+            .ok_or_else(|| corrupt("subscription status", &m.status))?,
+        cycle: m
+            .cycle
+            .as_deref()
+            .map(|c| BillingCycle::parse(c).ok_or_else(|| corrupt("billing cycle", c)))
+            .transpose()?,
+        period_end: m.period_end.map(time).transpose()?,
+        trial_ends_at: m.trial_ends_at.map(time).transpose()?,
+        trial_used: m.trial_used,
+        plan_before_trial: m.plan_before_trial.as_deref().map(plan_of).transpose()?,
+    };
+    Ok((sub, u64::try_from(m.version).unwrap_or(0)))
+}
+
+fn invoice_of(m: invoice::Model) -> Result<Invoice, TenancyError> {
+    Ok(Invoice {
+        org: id("organization id", &m.org_id)?,
+        status: ChargeStatus::parse(&m.status)
+            .ok_or_else(|| corrupt("invoice status", &m.status))?,
+        number: m.number,
+        provider: m.provider,
+        description: m.description,
+        amount_cents: u64::try_from(m.amount_cents).unwrap_or(0),
+        currency: m.currency,
+        created_at: time(m.created_at)?,
+        due_at: m.due_at.map(time).transpose()?,
+    })
+}
+
+async fn insert_invoice(txn: &DatabaseTransaction, i: &Invoice) -> Result<(), TenancyError> {
+    invoice::Entity::insert(invoice::ActiveModel {
+        org_id: Set(i.org.to_string()),
+        number: Set(i.number.clone()),
+        provider: Set(i.provider.clone()),
+        description: Set(i.description.clone()),
+        amount_cents: Set(i64::try_from(i.amount_cents).unwrap_or(i64::MAX)),
+        currency: Set(i.currency.clone()),
+        status: Set(i.status.as_str().to_owned()),
+        created_at: Set(micros(i.created_at)),
+        due_at: Set(i.due_at.map(micros)),
+    })
+    .exec_without_returning(txn)
+    .await
+    .map_err(store)?;
+    Ok(())
+}
+
+#[async_trait]
+impl BillingStore for SeaStore {
+    async fn subscription(&self, org: OrgId) -> Result<(Subscription, u64), TenancyError> {
+        let plan = self.get_org(org).await?.plan;
+        match subscription::Entity::find_by_id(org.to_string())
+            .one(self.db())
+            .await
+            .map_err(store)?
+        {
+            Some(m) => sub_of(plan, m),
+            None => Ok((Subscription::new(plan), 0)),
+        }
+    }
+
+    async fn apply_subscription(
+        &self,
+        org: OrgId,
+        version: u64,
+        next: &Subscription,
+        audit_archived_at: Option<DateTime<Utc>>,
+        invoice: Option<&Invoice>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let conflict = || {
+            TenancyError::Conflict(
+                "the subscription changed meanwhile; reload and try again".into(),
+            )
+        };
+        let version = i64::try_from(version).unwrap_or(i64::MAX);
+        let txn = self.db().begin().await.map_err(store)?;
+        let row = subscription::ActiveModel {
+            org_id: Set(org.to_string()),
+            status: Set(next.status.as_str().to_owned()),
+            cycle: Set(next.cycle.map(|c| c.as_str().to_owned())),
+            period_end: Set(next.period_end.map(micros)),
+            trial_ends_at: Set(next.trial_ends_at.map(micros)),
+            trial_used: Set(next.trial_used),
+            plan_before_trial: Set(next.plan_before_trial.map(|p| p.as_str().to_owned())),
+            version: Set(version + 1),
+        };
+        if version == 0 {
+            match subscription::Entity::insert(row)
+                .exec_without_returning(&txn)
+                .await
+            {
+                Err(e) if is_unique_violation(&e) => return Err(conflict()),
+                Err(e) => return Err(store(e)),
+                Ok(_) => {}
+            }
+        } else {
+            let res = subscription::Entity::update_many()
+                .set(row)
+                .filter(subscription::Column::OrgId.eq(org.to_string()))
+                .filter(subscription::Column::Version.eq(version))
+                .exec(&txn)
+                .await
+                .map_err(store)?;
+            if res.rows_affected == 0 {
+                return Err(conflict());
+            }
+        }
+        let res = organization::Entity::update_many()
+            .col_expr(organization::Column::Plan, Expr::value(next.plan.as_str()))
+            .col_expr(
+                organization::Column::AuditArchivedAt,
+                Expr::value(audit_archived_at.map(micros)),
+            )
+            .filter(organization::Column::Id.eq(org.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if res.rows_affected == 0 {
+            return Err(TenancyError::NotFound("organization"));
+        }
+        if let Some(i) = invoice {
+            insert_invoice(&txn, i).await?;
+        }
+        commit(txn, journal).await
+    }
+
+    async fn invoices(&self, org: OrgId, limit: u32) -> Result<Vec<Invoice>, TenancyError> {
+        invoice::Entity::find()
+            .filter(invoice::Column::OrgId.eq(org.to_string()))
+            .order_by_desc(invoice::Column::CreatedAt)
+            .order_by_desc(invoice::Column::Number)
+            .limit(u64::from(limit))
+            .all(self.db())
+            .await
+            .map_err(store)?
+            .into_iter()
+            .map(invoice_of)
+            .collect()
+    }
+
+    async fn due_subscriptions(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OrgId>, TenancyError> {
+        let now = micros(now);
+        let trial = Condition::all()
+            .add(subscription::Column::Status.eq(SubscriptionStatus::Trialing.as_str()))
+            .add(subscription::Column::TrialEndsAt.lte(now));
+        let renewal = Condition::all()
+            .add(subscription::Column::Status.eq(SubscriptionStatus::Active.as_str()))
+            .add(subscription::Column::Cycle.is_not_null())
+            .add(subscription::Column::PeriodEnd.lte(now));
+        subscription::Entity::find()
+            .filter(Condition::any().add(trial).add(renewal))
+            .limit(u64::from(limit))
+            .all(self.db())
+            .await
+            .map_err(store)?
+            .into_iter()
+            .map(|m| Ok(id("organization id", &m.org_id)?))
+            .collect()
+    }
+}
+
+fn account_state(m: credit_account::Model) -> Result<CreditAccountState, TenancyError> {
+    Ok(CreditAccountState {
+        account: Account::parse(&m.account).ok_or_else(|| corrupt("credit account", &m.account))?,
+        name: String::new(),
+        balance: m.balance,
+        overdraft: m.overdraft,
+        low_threshold: m.low_threshold,
+        allocation_percent: u8::try_from(m.allocation_percent).unwrap_or(0),
+    })
+}
+
+fn entry_of(m: credit_entry::Model) -> Result<CreditEntry, TenancyError> {
+    Ok(CreditEntry {
+        seq: m.seq,
+        operation: id("credit operation id", &m.operation_id)?,
+        account: Account::parse(&m.account).ok_or_else(|| corrupt("credit account", &m.account))?,
+        kind: EntryKind::parse(&m.kind).ok_or_else(|| corrupt("credit entry kind", &m.kind))?,
+        amount: m.amount,
+        balance_after: m.balance_after,
+        description: m.description,
+        actor: m.actor,
+        created_at: time(m.created_at)?,
+    })
+}
+
+async fn entries_of<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    op: &str,
+) -> Result<Vec<CreditEntry>, TenancyError> {
+    credit_entry::Entity::find()
+        .filter(credit_entry::Column::OperationId.eq(op))
+        .order_by_asc(credit_entry::Column::Seq)
+        .all(db)
+        .await
+        .map_err(store)?
+        .into_iter()
+        .map(entry_of)
+        .collect()
+}
+
+async fn ensure_account(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    account: Account,
+) -> Result<(), TenancyError> {
+    credit_account::Entity::insert(credit_account::ActiveModel {
+        org_id: Set(org.to_string()),
+        account: Set(account.key()),
+        balance: Set(0),
+        overdraft: Set(0),
+        low_threshold: Set(None),
+        allocation_percent: Set(0),
+    })
+    .on_conflict_do_nothing()
+    .exec_without_returning(txn)
+    .await
+    .map_err(store)?;
+    Ok(())
+}
+
+async fn account_row(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    account: Account,
+) -> Result<credit_account::Model, TenancyError> {
+    credit_account::Entity::find_by_id((org.to_string(), account.key()))
+        .one(txn)
+        .await
+        .map_err(store)?
+        .ok_or(TenancyError::NotFound("credit account"))
+}
+
+impl SeaStore {
+    /// The outcome for an operation whose insert hit a unique index: a replay, a reused key, or
+    /// a second reversal.
+    async fn after_duplicate(&self, op: &NewOperation) -> Result<Posted, TenancyError> {
+        match self
+            .credit_operation_by_key(op.org, &op.idempotency_key)
+            .await?
+        {
+            Some((f, entries)) if f == op.fingerprint => Ok(Posted::Replayed(entries)),
+            Some(_) => Err(CreditError::KeyReused(op.idempotency_key.clone()).into()),
+            None => Err(TenancyError::Conflict(
+                "the operation was reversed already".into(),
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl CreditStore for SeaStore {
+    async fn credit_accounts(&self, org: OrgId) -> Result<Vec<CreditAccountState>, TenancyError> {
+        credit_account::Entity::find()
+            .filter(credit_account::Column::OrgId.eq(org.to_string()))
+            .all(self.db())
+            .await
+            .map_err(store)?
+            .into_iter()
+            .map(account_state)
+            .collect()
+    }
+
+    async fn post_credits(
+        &self,
+        op: &NewOperation,
+        invoice: Option<&Invoice>,
+        journal: Journal,
+    ) -> Result<Posted, TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let inserted = credit_operation::Entity::insert(credit_operation::ActiveModel {
+            id: Set(op.id.to_string()),
+            org_id: Set(op.org.to_string()),
+            idempotency_key: Set(op.idempotency_key.clone()),
+            fingerprint: Set(op.fingerprint.clone()),
+            kind: Set(op.kind.as_str().to_owned()),
+            reverses: Set(op.reverses.map(|r| r.to_string())),
+            created_at: Set(micros(op.created_at)),
+        })
+        .exec_without_returning(&txn)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                txn.rollback().await.map_err(store)?;
+                return self.after_duplicate(op).await;
+            }
+            Err(e) => return Err(store(e)),
+            Ok(_) => {}
+        }
+        // Per account: the net change and the lowest point the postings reach on the way (the
+        // balance must stay above minus the overdraft at every step, not only at the end).
+        let mut per_account: BTreeMap<Account, (i64, i64)> = BTreeMap::new();
+        for p in &op.postings {
+            let (net, lowest) = per_account.entry(p.account).or_insert((0, 0));
+            *net += p.amount;
+            *lowest = Ord::min(*lowest, *net);
+        }
+        let mut finals = BTreeMap::new();
+        for (account, (net, lowest)) in &per_account {
+            ensure_account(&txn, op.org, *account).await?;
+            let mut update = credit_account::Entity::update_many()
+                .col_expr(
+                    credit_account::Column::Balance,
+                    Expr::col(credit_account::Column::Balance).add(*net),
+                )
+                .filter(credit_account::Column::OrgId.eq(op.org.to_string()))
+                .filter(credit_account::Column::Account.eq(account.key()));
+            if *lowest < 0 {
+                update = update.filter(
+                    Expr::col(credit_account::Column::Balance)
+                        .add(Expr::col(credit_account::Column::Overdraft))
+                        .gte(-*lowest),
+                );
+            }
+            let res = update.exec(&txn).await.map_err(store)?;
+            let row = account_row(&txn, op.org, *account).await?;
+            if res.rows_affected == 0 {
+                txn.rollback().await.map_err(store)?;
+                return Err(CreditError::Insufficient {
+                    account: *account,
+                    balance: row.balance,
+                    needed: -*lowest,
+                    overdraft: row.overdraft,
+                }
+                .into());
+            }
+            finals.insert(*account, row.balance);
+        }
+        // Walk the postings from each account's balance before the operation.
+        let mut running: BTreeMap<Account, i64> = finals
+            .iter()
+            .map(|(a, b)| (*a, b - per_account.get(a).map_or(0, |x| x.0)))
+            .collect();
+        let mut rows = Vec::with_capacity(op.postings.len());
+        for p in &op.postings {
+            let b = running.entry(p.account).or_insert(0);
+            *b += p.amount;
+            rows.push(credit_entry::ActiveModel {
+                seq: sea_orm::ActiveValue::NotSet,
+                org_id: Set(op.org.to_string()),
+                operation_id: Set(op.id.to_string()),
+                account: Set(p.account.key()),
+                kind: Set(p.kind.as_str().to_owned()),
+                amount: Set(p.amount),
+                balance_after: Set(*b),
+                description: Set(op.description.clone()),
+                actor: Set(op.actor.clone()),
+                created_at: Set(micros(op.created_at)),
+            });
+        }
+        credit_entry::Entity::insert_many(rows)
+            .exec_without_returning(&txn)
+            .await
+            .map_err(store)?;
+        if let Some(i) = invoice {
+            insert_invoice(&txn, i).await?;
+        }
+        let entries = entries_of(&txn, &op.id.to_string()).await?;
+        commit(txn, journal).await?;
+        metrics::counter!("axie_credit_operations_total", "kind" => op.kind.as_str()).increment(1);
+        Ok(Posted::Applied(entries))
+    }
+
+    async fn credit_operation_by_key(
+        &self,
+        org: OrgId,
+        key: &str,
+    ) -> Result<Option<(String, Vec<CreditEntry>)>, TenancyError> {
+        let Some(op) = credit_operation::Entity::find()
+            .filter(credit_operation::Column::OrgId.eq(org.to_string()))
+            .filter(credit_operation::Column::IdempotencyKey.eq(key))
+            .one(self.db())
+            .await
+            .map_err(store)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some((op.fingerprint, entries_of(self.db(), &op.id).await?)))
+    }
+
+    async fn credit_operation(
+        &self,
+        org: OrgId,
+        op_id: CreditOperationId,
+    ) -> Result<Option<OperationRecord>, TenancyError> {
+        let Some(op) = credit_operation::Entity::find_by_id(op_id.to_string())
+            .filter(credit_operation::Column::OrgId.eq(org.to_string()))
+            .one(self.db())
+            .await
+            .map_err(store)?
+        else {
+            return Ok(None);
+        };
+        let reversed_by = credit_operation::Entity::find()
+            .filter(credit_operation::Column::Reverses.eq(op_id.to_string()))
+            .one(self.db())
+            .await
+            .map_err(store)?
+            .map(|r| id("credit operation id", &r.id))
+            .transpose()?;
+        Ok(Some(OperationRecord {
+            kind: EntryKind::parse(&op.kind)
+                .ok_or_else(|| corrupt("credit operation kind", &op.kind))?,
+            reversed_by,
+            entries: entries_of(self.db(), &op.id).await?,
+        }))
+    }
+
+    async fn set_allocations(
+        &self,
+        org: OrgId,
+        plan: &[Allocation],
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        credit_account::Entity::update_many()
+            .col_expr(
+                credit_account::Column::AllocationPercent,
+                Expr::value(0_i16),
+            )
+            .filter(credit_account::Column::OrgId.eq(org.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        for a in plan {
+            let account = Account::Team(a.team);
+            ensure_account(&txn, org, account).await?;
+            credit_account::Entity::update_many()
+                .col_expr(
+                    credit_account::Column::AllocationPercent,
+                    Expr::value(i16::from(a.percent)),
+                )
+                .filter(credit_account::Column::OrgId.eq(org.to_string()))
+                .filter(credit_account::Column::Account.eq(account.key()))
+                .exec(&txn)
+                .await
+                .map_err(store)?;
+        }
+        commit(txn, journal).await
+    }
+
+    async fn configure_credit_account(
+        &self,
+        org: OrgId,
+        account: Account,
+        overdraft: i64,
+        low_threshold: Option<i64>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        ensure_account(&txn, org, account).await?;
+        credit_account::Entity::update_many()
+            .col_expr(credit_account::Column::Overdraft, Expr::value(overdraft))
+            .col_expr(
+                credit_account::Column::LowThreshold,
+                Expr::value(low_threshold),
+            )
+            .filter(credit_account::Column::OrgId.eq(org.to_string()))
+            .filter(credit_account::Column::Account.eq(account.key()))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        commit(txn, journal).await
+    }
+
+    async fn credit_history(
+        &self,
+        org: OrgId,
+        account: Option<Account>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<CreditEntry>, TenancyError> {
+        let mut q =
+            credit_entry::Entity::find().filter(credit_entry::Column::OrgId.eq(org.to_string()));
+        if let Some(a) = account {
+            q = q.filter(credit_entry::Column::Account.eq(a.key()));
+        }
+        if let Some(b) = before {
+            q = q.filter(credit_entry::Column::Seq.lt(b));
+        }
+        q.order_by_desc(credit_entry::Column::Seq)
+            .limit(u64::from(limit))
+            .all(self.db())
+            .await
+            .map_err(store)?
+            .into_iter()
+            .map(entry_of)
+            .collect()
+    }
+
+    async fn credit_ledger(
+        &self,
+        org: OrgId,
+        after: Option<i64>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<CreditEntry>, TenancyError> {
+        let mut q = credit_entry::Entity::find()
+            .filter(credit_entry::Column::OrgId.eq(org.to_string()))
+            .filter(credit_entry::Column::CreatedAt.lt(micros(until)));
+        if let Some(a) = after {
+            q = q.filter(credit_entry::Column::Seq.gt(a));
+        }
+        q.order_by_asc(credit_entry::Column::Seq)
+            .limit(u64::from(limit))
+            .all(self.db())
+            .await
+            .map_err(store)?
+            .into_iter()
+            .map(entry_of)
+            .collect()
+    }
+}

@@ -1,0 +1,396 @@
+//! The subscription lifecycle of an organization: upgrades and downgrades (monthly or annual),
+//! the 14-day Enterprise trial, renewals, and the invoices they issue.
+//!
+//! The rules are `billing_limits::subscription`'s; this module charges through a
+//! [`PaymentProvider`], and commits the new plan, the subscription, the invoice, the audit
+//! record, the `subscription.updated` webhook event (and `enterprise.updated` when the plan
+//! changes) and the invoice email in one transaction. Leaving Enterprise archives the audit log
+//! and takes access away from everyone but the Owner (see [`crate::Caller::load`]); both come
+//! back with Enterprise. Resources stay; creation above the new limits is refused by the usual
+//! limit checks.
+
+use async_trait::async_trait;
+use audit::{
+    Actor, AuditAction, DomainEvent, EventKind, Journal, Metadata, NewAuditEvent, OutboundMail,
+    Target,
+};
+use billing_limits::Plan;
+use billing_limits::payment::{ChargeRequest, ChargeStatus, PaymentProvider};
+use billing_limits::subscription::{Change, PriceList, Subscription, Transition, transition};
+use chrono::{DateTime, Utc};
+use rbac_core::{OrgId, Permission};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::caller::Caller;
+use crate::error::TenancyError;
+use crate::model::Organization;
+use crate::store::TenancyStore;
+
+/// An invoice issued for a plan period or a credit purchase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Invoice {
+    /// Invoice number (unique in the organization).
+    pub number: String,
+    /// The organization.
+    #[serde(skip)]
+    pub org: OrgId,
+    /// The payment provider that issued it.
+    pub provider: String,
+    /// The line.
+    pub description: String,
+    /// Amount in the smallest currency unit.
+    pub amount_cents: u64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Paid or open.
+    pub status: ChargeStatus,
+    /// When issued.
+    pub created_at: DateTime<Utc>,
+    /// When due, if open.
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+/// Storage of subscriptions and invoices.
+#[async_trait]
+pub trait BillingStore: Send + Sync {
+    /// The organization's subscription and its version (0 before the first change; a new
+    /// organization is on its plan with nothing paid).
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`], [`TenancyError::Store`].
+    async fn subscription(&self, org: OrgId) -> Result<(Subscription, u64), TenancyError>;
+
+    /// Stores `next` if the subscription is still at `version` (compare-and-swap), sets the
+    /// organization's plan and when its audit log was archived, inserts `invoice`, and commits
+    /// `journal`, in one transaction.
+    ///
+    /// # Errors
+    /// [`TenancyError::Conflict`] when the subscription changed meanwhile; [`TenancyError::Store`].
+    async fn apply_subscription(
+        &self,
+        org: OrgId,
+        version: u64,
+        next: &Subscription,
+        audit_archived_at: Option<DateTime<Utc>>,
+        invoice: Option<&Invoice>,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
+    /// The organization's invoices, newest first.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn invoices(&self, org: OrgId, limit: u32) -> Result<Vec<Invoice>, TenancyError>;
+
+    /// Organizations whose trial ended or whose period renews at or before `now`.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn due_subscriptions(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OrgId>, TenancyError>;
+}
+
+/// How the deployment takes payment: its provider and prices.
+#[derive(Clone, Copy)]
+pub struct Payments<'a> {
+    /// The payment provider.
+    pub provider: &'a dyn PaymentProvider,
+    /// The price list.
+    pub prices: &'a PriceList,
+}
+
+/// What the Owner sees of billing.
+#[derive(Debug, Clone, Serialize)]
+pub struct BillingView {
+    /// The subscription.
+    pub subscription: Subscription,
+    /// The price list (annual already discounted).
+    pub prices: serde_json::Value,
+    /// The limits in force.
+    pub limits: billing_limits::PlanLimits,
+}
+
+/// The subscription with the price list and limits (billing readers: the Owner).
+///
+/// # Errors
+/// [`TenancyError::Forbidden`].
+pub async fn view<S: BillingStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    prices: &PriceList,
+) -> Result<BillingView, TenancyError> {
+    use billing_limits::subscription::BillingCycle::{Annual, Monthly};
+    caller.check_org(Permission::ViewBilling)?;
+    let (subscription, _) = store.subscription(caller.org.id).await?;
+    let p = |plan| json!({"monthly_cents": prices.price_cents(plan, Monthly), "annual_cents": prices.price_cents(plan, Annual)});
+    Ok(BillingView {
+        subscription,
+        prices: json!({
+            "currency": prices.currency, "pro": p(Plan::Pro), "enterprise": p(Plan::Enterprise),
+            "credit_cents": prices.credit_cents,
+        }),
+        limits: caller.org.limits(),
+    })
+}
+
+/// The Owner changes the subscription: a plan and cycle, or the Enterprise trial. A paid plan
+/// is charged for a new period starting now.
+///
+/// # Errors
+/// [`TenancyError::Forbidden`]; [`TenancyError::Subscription`] (unchanged, trial used);
+/// [`TenancyError::Payment`] when the charge fails (nothing changes);
+/// [`TenancyError::Conflict`] on a concurrent change.
+pub async fn change<S: TenancyStore + BillingStore + ?Sized>(
+    store: &S,
+    payments: Payments<'_>,
+    caller: &Caller,
+    change: Change,
+    now: DateTime<Utc>,
+) -> Result<(Subscription, Option<Invoice>), TenancyError> {
+    caller.check_org(Permission::ManageBilling)?;
+    if matches!(change, Change::EndTrial | Change::Renew) {
+        return Err(TenancyError::Invalid(
+            "trial ends and renewals happen on their own".into(),
+        ));
+    }
+    let (current, version) = store.subscription(caller.org.id).await?;
+    let t = transition(&current, change, payments.prices, now)?;
+    let record = caller.audit(now, action_of(change), org_target(&caller.org));
+    commit(
+        store,
+        payments,
+        &caller.org,
+        record,
+        Some(caller.user.id.to_string()),
+        (&current, version),
+        t,
+        change,
+        now,
+    )
+    .await
+}
+
+/// Applies what is due at `now` (trial ends, renewals) for up to `limit` organizations, as the
+/// system. Returns what was done.
+///
+/// # Errors
+/// [`TenancyError::Store`]; a failed charge leaves that organization due for the next run.
+pub async fn run_due<S: TenancyStore + BillingStore + ?Sized>(
+    store: &S,
+    payments: Payments<'_>,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<(OrgId, Change)>, TenancyError> {
+    let mut done = Vec::new();
+    for org_id in store.due_subscriptions(now, limit).await? {
+        let org = store.get_org(org_id).await?;
+        let (current, version) = store.subscription(org_id).await?;
+        let Some(change) = current.due(now) else {
+            continue;
+        };
+        let t = transition(&current, change, payments.prices, now)?;
+        let record = NewAuditEvent::new(
+            org_id,
+            now,
+            Actor::system(),
+            action_of(change),
+            org_target(&org),
+        );
+        match commit(
+            store,
+            payments,
+            &org,
+            record,
+            None,
+            (&current, version),
+            t,
+            change,
+            now,
+        )
+        .await
+        {
+            Ok(_) => done.push((org_id, change)),
+            // Another instance did it first.
+            Err(TenancyError::Conflict(_)) => {}
+            Err(TenancyError::Payment(e)) => {
+                tracing::warn!(org = %org_id, error = %e, "renewal charge failed; retried on the next run");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+fn action_of(change: Change) -> AuditAction {
+    match change {
+        Change::Subscribe { .. } => AuditAction::PlanChanged,
+        Change::StartTrial => AuditAction::TrialStarted,
+        Change::EndTrial => AuditAction::TrialEnded,
+        Change::Renew => AuditAction::SubscriptionRenewed,
+    }
+}
+
+fn org_target(org: &Organization) -> Target {
+    Target::new("organization", org.id, org.name.clone())
+}
+
+/// Charges the organization through the provider and describes the invoice.
+///
+/// # Errors
+/// [`TenancyError::Payment`].
+pub(crate) async fn charge(
+    payments: Payments<'_>,
+    org: &Organization,
+    amount_cents: u64,
+    description: String,
+    key: String,
+    now: DateTime<Utc>,
+) -> Result<Invoice, TenancyError> {
+    let p = &org.profile;
+    let req = ChargeRequest {
+        org: org.id,
+        bill_to: [p.company_name.as_str(), &p.billing_address, &p.tax_id]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        amount_cents,
+        currency: payments.prices.currency.clone(),
+        description: description.clone(),
+        idempotency_key: key,
+        now,
+    };
+    let c = payments.provider.charge(&req).await?;
+    Ok(Invoice {
+        number: c.reference,
+        org: org.id,
+        provider: c.provider.to_owned(),
+        description,
+        amount_cents,
+        currency: req.currency,
+        status: c.status,
+        created_at: now,
+        due_at: c.due_at,
+    })
+}
+
+/// The email that carries an invoice to the Owner.
+pub(crate) fn invoice_mail(org: &Organization, to: &str, i: &Invoice) -> OutboundMail {
+    OutboundMail {
+        org: org.id,
+        to: to.to_owned(),
+        subject: format!("{}: invoice {}", org.name, i.number),
+        body: format!(
+            "Invoice {}\n\n{}\nAmount: {}.{:02} {}\nStatus: {}{}\n",
+            i.number,
+            i.description,
+            i.amount_cents / 100,
+            i.amount_cents % 100,
+            i.currency,
+            i.status.as_str(),
+            i.due_at
+                .map(|d| format!(", due {}", d.format("%Y-%m-%d")))
+                .unwrap_or_default(),
+        ),
+        kind: "invoice".into(),
+    }
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one transition with everything it records"
+)]
+async fn commit<S: TenancyStore + BillingStore + ?Sized>(
+    store: &S,
+    payments: Payments<'_>,
+    org: &Organization,
+    record: NewAuditEvent,
+    by: Option<String>,
+    (current, version): (&Subscription, u64),
+    t: Transition,
+    change: Change,
+    now: DateTime<Utc>,
+) -> Result<(Subscription, Option<Invoice>), TenancyError> {
+    let Transition {
+        next,
+        charge_cents,
+        description,
+    } = t;
+    let invoice = match charge_cents {
+        Some(cents) if cents > 0 => Some(
+            charge(
+                payments,
+                org,
+                cents,
+                description,
+                format!("{}-{:06}", org.id, version + 1),
+                now,
+            )
+            .await?,
+        ),
+        _ => None,
+    };
+    let enterprise = Plan::Enterprise;
+    let archived = if next.plan == enterprise {
+        None
+    } else if current.plan == enterprise {
+        Some(now)
+    } else {
+        org.audit_archived_at
+    };
+    let invoice_json = invoice.as_ref().map(|i| {
+        json!({"number": i.number, "amountCents": i.amount_cents, "currency": i.currency, "status": i.status.as_str()})
+    });
+    let mut journal = Journal::record(record.with_metadata(Metadata::from_value(json!({
+        "change": change.as_str(), "from": current.plan.as_str(), "to": next.plan.as_str(),
+        "status": next.status.as_str(), "cycle": next.cycle.map(|c| c.as_str()),
+        "invoice": invoice.as_ref().map(|i| &i.number), "amount_cents": invoice.as_ref().map(|i| i.amount_cents),
+        "audit_archived": archived.is_some(),
+    }))?))
+    .publish(DomainEvent::new(
+        org.id,
+        EventKind::SubscriptionUpdated,
+        now,
+        json!({
+            "change": change.as_str(), "plan": next.plan.as_str(), "previousPlan": current.plan.as_str(),
+            "status": next.status.as_str(), "cycle": next.cycle.map(|c| c.as_str()),
+            "periodEnd": next.period_end, "trialEndsAt": next.trial_ends_at, "invoice": invoice_json, "by": by,
+        }),
+    ));
+    if next.plan != current.plan {
+        let owner = crate::orgs::owner_of(store, org.id).await?;
+        journal = journal.publish(DomainEvent::new(
+            org.id,
+            EventKind::EnterpriseUpdated,
+            now,
+            json!({
+                "ownerId": owner.user.id, "plan": next.plan.as_str(), "previousPlan": current.plan.as_str(),
+                "auditArchived": archived.is_some(),
+            }),
+        ));
+    }
+    if let Some(i) = &invoice {
+        let owner = crate::orgs::owner_of(store, org.id).await?;
+        journal = journal.mail(invoice_mail(org, owner.user.email.as_str(), i));
+    }
+    store
+        .apply_subscription(org.id, version, &next, archived, invoice.as_ref(), journal)
+        .await?;
+    Ok((next, invoice))
+}
+
+/// The organization's invoices, newest first (billing readers).
+///
+/// # Errors
+/// [`TenancyError::Forbidden`].
+pub async fn invoices<S: BillingStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+) -> Result<Vec<Invoice>, TenancyError> {
+    caller.check_org(Permission::ViewBilling)?;
+    store.invoices(caller.org.id, 500).await
+}

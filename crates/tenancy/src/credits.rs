@@ -1,0 +1,867 @@
+//! Team credits: purchases (top-ups) and their allocation across teams, consumption with
+//! idempotency keys, transfers, reversals, low-credit alerts, history and the chargeback report.
+//!
+//! The ledger rules are `billing_limits::credits`'. Entries are never changed: a correction is
+//! a reversal (compensating entries). Every operation is applied by [`CreditStore::post_credits`]
+//! in one transaction with its audit record: the balances are checked and changed there with
+//! conditional updates, so concurrent operations never overdraw an account, and an idempotency
+//! key applies once however many times (and however concurrently) it is sent.
+//!
+//! Who may do what: the Owner (billing) buys, allocates, transfers, reverses, configures and
+//! reads everything; members who may use a team's chat interfaces consume its credits (also with
+//! an API key); anyone who sees a team sees its balance and history.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use audit::{
+    Actor, AuditAction, DomainEvent, EventKind, Journal, Metadata, NewAuditEvent, OutboundMail,
+    Target,
+};
+use billing_limits::credits::{
+    self, Account, Allocation, ChargebackLine, CreditError, EntryKind, Posting, ReportEntry,
+};
+use chrono::{DateTime, Utc};
+use rbac_core::{CreditOperationId, OrgId, Permission, Resource, TeamId};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::billing::{Invoice, Payments};
+use crate::caller::Caller;
+use crate::error::TenancyError;
+use crate::metering::MeteringStore;
+use crate::store::{TenancyStore, WorkspaceStore};
+
+/// One account's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CreditAccountState {
+    /// The account.
+    pub account: Account,
+    /// The team's name (empty for the pool).
+    pub name: String,
+    /// Its balance.
+    pub balance: i64,
+    /// How far below zero debits may take it.
+    pub overdraft: i64,
+    /// Below this balance a low-credit alert goes out.
+    pub low_threshold: Option<i64>,
+    /// The team's share of pool purchases, in percent.
+    pub allocation_percent: u8,
+}
+
+/// One immutable ledger entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CreditEntry {
+    /// Position in the organization's ledger.
+    pub seq: i64,
+    /// The operation it belongs to.
+    pub operation: CreditOperationId,
+    /// The account.
+    pub account: Account,
+    /// What it is.
+    pub kind: EntryKind,
+    /// Signed amount.
+    pub amount: i64,
+    /// The account's balance after it.
+    pub balance_after: i64,
+    /// The operation's description.
+    pub description: String,
+    /// Who did it (name at the time).
+    pub actor: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// An operation to apply.
+#[derive(Debug, Clone)]
+pub struct NewOperation {
+    /// Its id.
+    pub id: CreditOperationId,
+    /// The organization.
+    pub org: OrgId,
+    /// The caller's idempotency key.
+    pub idempotency_key: String,
+    /// The canonical description of the request ([`credits::fingerprint`]).
+    pub fingerprint: String,
+    /// `purchase`, `consumption`, `transfer` or `reversal`.
+    pub kind: EntryKind,
+    /// The operation it cancels (reversals; one reversal per operation).
+    pub reverses: Option<CreditOperationId>,
+    /// The postings, applied in order.
+    pub postings: Vec<Posting>,
+    /// A description for the history.
+    pub description: String,
+    /// Who (name at the time).
+    pub actor: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What [`CreditStore::post_credits`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Posted {
+    /// Applied now.
+    Applied(Vec<CreditEntry>),
+    /// The idempotency key was applied before: its entries, nothing changed.
+    Replayed(Vec<CreditEntry>),
+}
+
+impl Posted {
+    /// The entries.
+    #[must_use]
+    pub fn entries(&self) -> &[CreditEntry] {
+        match self {
+            Posted::Applied(e) | Posted::Replayed(e) => e,
+        }
+    }
+}
+
+/// An operation read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationRecord {
+    /// Its kind.
+    pub kind: EntryKind,
+    /// The reversal that cancelled it, if any.
+    pub reversed_by: Option<CreditOperationId>,
+    /// Its entries, in order.
+    pub entries: Vec<CreditEntry>,
+}
+
+/// Storage of the credit ledger.
+#[async_trait]
+pub trait CreditStore: Send + Sync {
+    /// The organization's accounts that have a row (pool and teams), unordered.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn credit_accounts(&self, org: OrgId) -> Result<Vec<CreditAccountState>, TenancyError>;
+
+    /// Applies `op` in one transaction: a key seen before answers [`Posted::Replayed`] with its
+    /// entries when the fingerprint matches and [`CreditError::KeyReused`] when not; otherwise each
+    /// posting changes its account's balance (creating the account at zero), a debit only if the
+    /// balance stays at or above minus the account's overdraft ([`CreditError::Insufficient`]
+    /// otherwise, and nothing is applied); entries are written with the balance after them; a
+    /// reversal is refused ([`TenancyError::Conflict`]) if its operation was reversed before. The
+    /// invoice and `journal` commit with it.
+    ///
+    /// # Errors
+    /// As above; [`TenancyError::Store`].
+    async fn post_credits(
+        &self,
+        op: &NewOperation,
+        invoice: Option<&Invoice>,
+        journal: Journal,
+    ) -> Result<Posted, TenancyError>;
+
+    /// The operation applied under `key`: its fingerprint and entries.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn credit_operation_by_key(
+        &self,
+        org: OrgId,
+        key: &str,
+    ) -> Result<Option<(String, Vec<CreditEntry>)>, TenancyError>;
+
+    /// One operation with its entries.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn credit_operation(
+        &self,
+        org: OrgId,
+        id: CreditOperationId,
+    ) -> Result<Option<OperationRecord>, TenancyError>;
+
+    /// Replaces the allocation: the listed teams get their percentage, every other team zero.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn set_allocations(
+        &self,
+        org: OrgId,
+        plan: &[Allocation],
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
+    /// Sets an account's overdraft and low-credit threshold (creating the account at zero).
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn configure_credit_account(
+        &self,
+        org: OrgId,
+        account: Account,
+        overdraft: i64,
+        low_threshold: Option<i64>,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
+    /// Entries newest first, of one account or all, before the keyset cursor `before` (a seq).
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn credit_history(
+        &self,
+        org: OrgId,
+        account: Option<Account>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<CreditEntry>, TenancyError>;
+
+    /// Entries oldest first after the cursor `after`, created before `until` (for reports).
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn credit_ledger(
+        &self,
+        org: OrgId,
+        after: Option<i64>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<CreditEntry>, TenancyError>;
+}
+
+/// Every account with its team's name: the pool and every team (zero when it has no entries).
+///
+/// # Errors
+/// [`TenancyError::Forbidden`] without the billing permission.
+pub async fn accounts<S: CreditStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+) -> Result<Vec<CreditAccountState>, TenancyError> {
+    caller.check_org(Permission::ViewBilling)?;
+    all_accounts(store, caller.org.id).await
+}
+
+async fn all_accounts<S: CreditStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    org: OrgId,
+) -> Result<Vec<CreditAccountState>, TenancyError> {
+    let mut rows: BTreeMap<Account, CreditAccountState> = store
+        .credit_accounts(org)
+        .await?
+        .into_iter()
+        .map(|a| (a.account, a))
+        .collect();
+    let blank = |account, name: String| CreditAccountState {
+        account,
+        name,
+        balance: 0,
+        overdraft: 0,
+        low_threshold: None,
+        allocation_percent: 0,
+    };
+    rows.entry(Account::Pool)
+        .or_insert_with(|| blank(Account::Pool, String::new()));
+    for t in store.list_teams(org).await? {
+        rows.entry(Account::Team(t.id))
+            .or_insert_with(|| blank(Account::Team(t.id), String::new()))
+            .name = t.name;
+    }
+    Ok(rows.into_values().collect())
+}
+
+/// One team's account and its latest entries (anyone who sees the team).
+///
+/// # Errors
+/// [`TenancyError::NotFound`] for a team the caller cannot see.
+pub async fn team_account<S: CreditStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    team: TeamId,
+) -> Result<CreditAccountState, TenancyError> {
+    let t = visible_team(store, caller, team).await?;
+    all_accounts(store, caller.org.id)
+        .await?
+        .into_iter()
+        .find(|a| a.account == Account::Team(t.id))
+        .ok_or(TenancyError::NotFound("team"))
+}
+
+async fn visible_team<S: WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    team: TeamId,
+) -> Result<crate::model::Team, TenancyError> {
+    let t = store
+        .get_team(caller.org.id, team)
+        .await?
+        .ok_or(TenancyError::NotFound("team"))?;
+    caller.check(Permission::ViewTeam, &Resource::team(t.org, t.id))?;
+    Ok(t)
+}
+
+/// Entries newest first: of one team (anyone who sees it), or of the pool or all accounts
+/// (billing readers).
+///
+/// # Errors
+/// [`TenancyError::Forbidden`], [`TenancyError::NotFound`].
+pub async fn history<S: CreditStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    account: Option<Account>,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<Vec<CreditEntry>, TenancyError> {
+    match account {
+        Some(Account::Team(t)) => {
+            visible_team(store, caller, t).await?;
+        }
+        _ => {
+            caller.check_org(Permission::ViewBilling)?;
+        }
+    }
+    store
+        .credit_history(caller.org.id, account, before, limit.clamp(1, 500))
+        .await
+}
+
+/// What a credit operation did, for the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OperationResult {
+    /// The operation.
+    pub operation: CreditOperationId,
+    /// Whether this request repeated an applied idempotency key (nothing changed now).
+    pub replayed: bool,
+    /// Its entries.
+    pub entries: Vec<CreditEntry>,
+    /// The invoice issued, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invoice: Option<Invoice>,
+}
+
+fn result_of(posted: Posted, invoice: Option<Invoice>) -> OperationResult {
+    let replayed = matches!(posted, Posted::Replayed(_));
+    let entries = posted.entries().to_vec();
+    OperationResult {
+        operation: entries
+            .first()
+            .map_or_else(CreditOperationId::new, |e| e.operation),
+        replayed,
+        invoice: if replayed { None } else { invoice },
+        entries,
+    }
+}
+
+/// The idempotency key to use: the caller's, or a fresh one (the request is then not retryable).
+fn key_or_fresh(key: Option<String>) -> Result<String, TenancyError> {
+    match key {
+        Some(k) => {
+            credits::check_idempotency_key(&k)?;
+            Ok(k)
+        }
+        None => Ok(CreditOperationId::new().to_string()),
+    }
+}
+
+async fn live_team<S: WorkspaceStore + ?Sized>(
+    store: &S,
+    org: OrgId,
+    account: Account,
+) -> Result<(), TenancyError> {
+    if let Account::Team(t) = account {
+        let team = store
+            .get_team(org, t)
+            .await?
+            .ok_or(TenancyError::NotFound("team"))?;
+        if team.archived_at.is_some() {
+            return Err(TenancyError::Invalid(format!(
+                "the team `{}` is archived",
+                team.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Replays an applied key without doing anything, or refuses a key reused for another request.
+async fn replay<S: CreditStore + ?Sized>(
+    store: &S,
+    org: OrgId,
+    key: &str,
+    fingerprint: &str,
+) -> Result<Option<OperationResult>, TenancyError> {
+    match store.credit_operation_by_key(org, key).await? {
+        Some((f, entries)) if f == fingerprint => {
+            Ok(Some(result_of(Posted::Replayed(entries), None)))
+        }
+        Some(_) => Err(CreditError::KeyReused(key.to_owned()).into()),
+        None => Ok(None),
+    }
+}
+
+/// The Owner buys `amount` credits into `account`. Bought into the pool, they are split by the
+/// allocation at once (what rounding leaves stays in the pool). Charged through the payment
+/// provider (an invoice) and applied once per idempotency key.
+///
+/// # Errors
+/// [`TenancyError::Forbidden`], [`TenancyError::Credit`], [`TenancyError::Payment`].
+pub async fn purchase<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    payments: Payments<'_>,
+    caller: &Caller,
+    account: Account,
+    amount: i64,
+    key: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<OperationResult, TenancyError> {
+    caller.check_org(Permission::ManageBilling)?;
+    live_team(store, caller.org.id, account).await?;
+    let key = key_or_fresh(key)?;
+    let plan: Vec<Allocation> = store
+        .credit_accounts(caller.org.id)
+        .await?
+        .into_iter()
+        .filter_map(|a| {
+            a.account
+                .team()
+                .filter(|_| a.allocation_percent > 0)
+                .map(|t| Allocation::new(t, a.allocation_percent))
+        })
+        .collect();
+    let postings = credits::purchase(account, amount, &plan)?;
+    let fingerprint = credits::fingerprint("purchase", &postings[..1]);
+    if let Some(r) = replay(store, caller.org.id, &key, &fingerprint).await? {
+        return Ok(r);
+    }
+    let id = CreditOperationId::new();
+    let cents = payments
+        .prices
+        .credits_cents(u64::try_from(amount).unwrap_or(0));
+    let invoice = crate::billing::charge(
+        payments,
+        &caller.org,
+        cents,
+        format!("{amount} team credits for {account}"),
+        id.to_string(),
+        now,
+    )
+    .await?;
+    let allocated: BTreeMap<String, i64> = postings
+        .iter()
+        .filter(|p| p.kind == EntryKind::Allocation && p.amount > 0)
+        .map(|p| (p.account.key(), p.amount))
+        .collect();
+    let data = json!({
+        "account": account, "amount": amount, "allocated": allocated, "invoice": invoice.number,
+        "by": caller.user.id,
+    });
+    let owner = crate::orgs::owner_of(store, caller.org.id).await?;
+    let journal = Journal::record(
+        caller
+            .audit(now, AuditAction::CreditsPurchased, account_target(account))
+            .with_metadata(Metadata::from_value(json!({
+                "amount": amount, "allocated": allocated, "invoice": invoice.number,
+                "amount_cents": invoice.amount_cents, "idempotency_key": key,
+            }))?),
+    )
+    .publish(DomainEvent::new(
+        caller.org.id,
+        EventKind::CreditsPurchased,
+        now,
+        data,
+    ))
+    .mail(crate::billing::invoice_mail(
+        &caller.org,
+        owner.user.email.as_str(),
+        &invoice,
+    ));
+    let op = NewOperation {
+        id,
+        org: caller.org.id,
+        idempotency_key: key,
+        fingerprint,
+        kind: EntryKind::Purchase,
+        reverses: None,
+        postings,
+        description: format!("Purchase of {amount} credits ({})", invoice.number),
+        actor: caller.actor().name,
+        created_at: now,
+    };
+    let posted = store.post_credits(&op, Some(&invoice), journal).await?;
+    Ok(result_of(posted, Some(invoice)))
+}
+
+fn account_target(account: Account) -> Target {
+    Target::new("credit_account", account.key(), account.key())
+}
+
+/// A team uses `amount` credits, once per idempotency key (the same key with another amount is
+/// refused). Members who may use the team's chat interfaces may consume. Below the team's
+/// low-credit threshold the alert goes out once per fall.
+///
+/// # Errors
+/// [`TenancyError::NotFound`] for a team the caller cannot see; [`TenancyError::Forbidden`];
+/// [`TenancyError::Credit`] (insufficient, key reused, bad amount).
+#[allow(clippy::too_many_arguments, reason = "the request's fields")]
+pub async fn consume<S: TenancyStore + CreditStore + WorkspaceStore + MeteringStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    team: TeamId,
+    amount: i64,
+    key: &str,
+    description: &str,
+    now: DateTime<Utc>,
+) -> Result<OperationResult, TenancyError> {
+    let t = visible_team(store, caller, team).await?;
+    caller.check(Permission::UseChatInterface, &Resource::team(t.org, t.id))?;
+    credits::check_idempotency_key(key)?;
+    let description = crate::model::valid_name("description", description)
+        .or_else(|_| Ok::<_, TenancyError>("Consumption".to_owned()))?;
+    let postings = credits::consume(team, amount)?;
+    let fingerprint = credits::fingerprint("consumption", &postings);
+    if let Some(r) = replay(store, caller.org.id, key, &fingerprint).await? {
+        return Ok(r);
+    }
+    let journal = Journal::record(
+        caller
+            .audit(
+                now,
+                AuditAction::CreditsConsumed,
+                Target::new("team", t.id, t.name.clone()),
+            )
+            .with_metadata(Metadata::from_value(json!({
+                "amount": amount, "idempotency_key": key, "description": description,
+            }))?),
+    );
+    let op = NewOperation {
+        id: CreditOperationId::new(),
+        org: caller.org.id,
+        idempotency_key: key.to_owned(),
+        fingerprint,
+        kind: EntryKind::Consumption,
+        reverses: None,
+        postings,
+        description,
+        actor: caller.actor().name,
+        created_at: now,
+    };
+    let posted = store.post_credits(&op, None, journal).await?;
+    if let Posted::Applied(entries) = &posted {
+        alert_low(store, &caller.org, entries, now).await?;
+    }
+    Ok(result_of(posted, None))
+}
+
+/// The Owner moves `amount` credits between two accounts (the total is conserved).
+///
+/// # Errors
+/// [`TenancyError::Forbidden`], [`TenancyError::Credit`].
+#[allow(clippy::too_many_arguments, reason = "the request's fields")]
+pub async fn transfer<S: TenancyStore + CreditStore + WorkspaceStore + MeteringStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    from: Account,
+    to: Account,
+    amount: i64,
+    key: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<OperationResult, TenancyError> {
+    caller.check_org(Permission::ManageBilling)?;
+    live_team(store, caller.org.id, from).await?;
+    live_team(store, caller.org.id, to).await?;
+    let key = key_or_fresh(key)?;
+    let postings = credits::transfer(from, to, amount)?;
+    let fingerprint = credits::fingerprint("transfer", &postings);
+    if let Some(r) = replay(store, caller.org.id, &key, &fingerprint).await? {
+        return Ok(r);
+    }
+    let journal = Journal::record(
+        caller
+            .audit(now, AuditAction::CreditsTransferred, account_target(from))
+            .with_metadata(Metadata::from_value(json!({
+                "from": from, "to": to, "amount": amount, "idempotency_key": key,
+            }))?),
+    );
+    let op = NewOperation {
+        id: CreditOperationId::new(),
+        org: caller.org.id,
+        idempotency_key: key,
+        fingerprint,
+        kind: EntryKind::Transfer,
+        reverses: None,
+        postings,
+        description: format!("Transfer of {amount} credits from {from} to {to}"),
+        actor: caller.actor().name,
+        created_at: now,
+    };
+    let posted = store.post_credits(&op, None, journal).await?;
+    if let Posted::Applied(entries) = &posted {
+        alert_low(store, &caller.org, entries, now).await?;
+    }
+    Ok(result_of(posted, None))
+}
+
+/// The Owner cancels an operation with compensating entries (once; a reversal itself cannot be
+/// reversed). Refused when a balance cannot carry it (credits bought and already used).
+///
+/// # Errors
+/// [`TenancyError::NotFound`], [`TenancyError::Conflict`] (already reversed),
+/// [`TenancyError::Credit`].
+pub async fn reverse<S: TenancyStore + CreditStore + WorkspaceStore + MeteringStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    operation: CreditOperationId,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<OperationResult, TenancyError> {
+    caller.check_org(Permission::ManageBilling)?;
+    let reason = crate::model::valid_name("reason", reason)?;
+    let original = store
+        .credit_operation(caller.org.id, operation)
+        .await?
+        .ok_or(TenancyError::NotFound("credit operation"))?;
+    if original.kind == EntryKind::Reversal {
+        return Err(TenancyError::Invalid(
+            "a reversal cannot be reversed; make a new operation instead".into(),
+        ));
+    }
+    if original.reversed_by.is_some() {
+        return Err(TenancyError::Conflict(
+            "the operation was reversed already".into(),
+        ));
+    }
+    let postings = credits::reversal_of(
+        &original
+            .entries
+            .iter()
+            .map(|e| Posting {
+                account: e.account,
+                amount: e.amount,
+                kind: e.kind,
+            })
+            .collect::<Vec<_>>(),
+    );
+    let key = format!("reversal:{operation}");
+    let journal = Journal::record(
+        caller
+            .audit(
+                now,
+                AuditAction::CreditsReversed,
+                Target::new("credit_operation", operation, original.kind.as_str()),
+            )
+            .with_metadata(Metadata::from_value(json!({ "reason": reason }))?),
+    );
+    let op = NewOperation {
+        id: CreditOperationId::new(),
+        org: caller.org.id,
+        fingerprint: credits::fingerprint("reversal", &postings),
+        idempotency_key: key,
+        kind: EntryKind::Reversal,
+        reverses: Some(operation),
+        postings,
+        description: format!("Reversal of {operation}: {reason}"),
+        actor: caller.actor().name,
+        created_at: now,
+    };
+    let posted = store.post_credits(&op, None, journal).await?;
+    if let Posted::Replayed(_) = posted {
+        return Err(TenancyError::Conflict(
+            "the operation was reversed already".into(),
+        ));
+    }
+    if let Posted::Applied(entries) = &posted {
+        alert_low(store, &caller.org, entries, now).await?;
+    }
+    Ok(result_of(posted, None))
+}
+
+/// The Owner sets how pool purchases are split across teams (at most 100 % in all; the rest
+/// stays in the pool). Teams not listed get no share.
+///
+/// # Errors
+/// [`TenancyError::Forbidden`], [`TenancyError::Credit`] (over 100 %, duplicates),
+/// [`TenancyError::NotFound`] for a team of another organization.
+pub async fn set_allocations<S: CreditStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    plan: Vec<Allocation>,
+    now: DateTime<Utc>,
+) -> Result<Vec<CreditAccountState>, TenancyError> {
+    caller.check_org(Permission::ManageBilling)?;
+    credits::validate_allocations(&plan)?;
+    for a in &plan {
+        live_team(store, caller.org.id, Account::Team(a.team)).await?;
+    }
+    let journal = Journal::record(
+        caller
+            .audit(
+                now,
+                AuditAction::CreditAllocationChanged,
+                Target::new("organization", caller.org.id, caller.org.name.clone()),
+            )
+            .with_metadata(Metadata::from_value(json!({ "allocations": plan }))?),
+    );
+    store.set_allocations(caller.org.id, &plan, journal).await?;
+    all_accounts(store, caller.org.id).await
+}
+
+/// The Owner sets an account's overdraft (team accounts only; the pool never goes below zero)
+/// and low-credit threshold (`None`: no alerts).
+///
+/// # Errors
+/// [`TenancyError::Forbidden`], [`TenancyError::Invalid`].
+pub async fn configure<S: CreditStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    account: Account,
+    overdraft: i64,
+    low_threshold: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<CreditAccountState, TenancyError> {
+    caller.check_org(Permission::ManageBilling)?;
+    live_team(store, caller.org.id, account).await?;
+    if !(0..=credits::MAX_AMOUNT).contains(&overdraft) {
+        return Err(TenancyError::Invalid(format!(
+            "`overdraft` must be between 0 and {}",
+            credits::MAX_AMOUNT
+        )));
+    }
+    if account == Account::Pool && overdraft != 0 {
+        return Err(TenancyError::Invalid(
+            "the pool cannot be overdrawn; set overdrafts on team accounts".into(),
+        ));
+    }
+    if low_threshold.is_some_and(|t| !(0..=credits::MAX_AMOUNT).contains(&t)) {
+        return Err(TenancyError::Invalid(format!(
+            "`low_threshold` must be between 0 and {}",
+            credits::MAX_AMOUNT
+        )));
+    }
+    let journal = Journal::record(
+        caller
+            .audit(
+                now,
+                AuditAction::CreditAccountUpdated,
+                account_target(account),
+            )
+            .with_metadata(Metadata::from_value(
+                json!({ "overdraft": overdraft, "low_threshold": low_threshold }),
+            )?),
+    );
+    store
+        .configure_credit_account(caller.org.id, account, overdraft, low_threshold, journal)
+        .await?;
+    all_accounts(store, caller.org.id)
+        .await?
+        .into_iter()
+        .find(|a| a.account == account)
+        .ok_or(TenancyError::NotFound("credit account"))
+}
+
+/// Sends the low-credit alerts the entries trigger: for each team debit that takes the balance
+/// from at or above the team's threshold to below it, an email to the Owner, a `credits.low`
+/// webhook event and an audit record, once per fall.
+async fn alert_low<S: TenancyStore + CreditStore + WorkspaceStore + MeteringStore + ?Sized>(
+    store: &S,
+    org: &crate::model::Organization,
+    entries: &[CreditEntry],
+    now: DateTime<Utc>,
+) -> Result<(), TenancyError> {
+    let debits: Vec<&CreditEntry> = entries
+        .iter()
+        .filter(|e| e.amount < 0 && e.account.team().is_some())
+        .collect();
+    if debits.is_empty() {
+        return Ok(());
+    }
+    let states: BTreeMap<Account, CreditAccountState> = store
+        .credit_accounts(org.id)
+        .await?
+        .into_iter()
+        .map(|a| (a.account, a))
+        .collect();
+    for e in debits {
+        let Some(threshold) = states.get(&e.account).and_then(|s| s.low_threshold) else {
+            continue;
+        };
+        if !credits::fell_below(e.balance_after - e.amount, e.balance_after, Some(threshold)) {
+            continue;
+        }
+        let Some(team) = e.account.team() else {
+            continue;
+        };
+        let name = store
+            .get_team(org.id, team)
+            .await?
+            .map(|t| t.name)
+            .unwrap_or_default();
+        let data = json!({ "teamId": team, "balance": e.balance_after, "threshold": threshold });
+        let mut journal = Journal::record(
+            NewAuditEvent::new(
+                org.id,
+                now,
+                Actor::system(),
+                AuditAction::CreditsLow,
+                Target::new("team", team, name.clone()),
+            )
+            .with_metadata(Metadata::from_value(data.clone())?),
+        )
+        .publish(DomainEvent::new(org.id, EventKind::CreditsLow, now, data));
+        if let Ok(owner) = crate::orgs::owner_of(store, org.id).await {
+            journal = journal.mail(OutboundMail {
+                org: org.id,
+                to: owner.user.email.as_str().to_owned(),
+                subject: format!("{}: team {name} is low on credits", org.name),
+                body: format!(
+                    "The team {name} has {} credits left, below its alert threshold of {threshold}.\n\nBuy credits for it, or transfer some from another team.",
+                    e.balance_after
+                ),
+                kind: "credits_low".into(),
+            });
+        }
+        let threshold = u64::try_from(threshold).unwrap_or(0);
+        store
+            .record_alert(
+                org.id,
+                &format!("credits_low:{team}"),
+                &e.seq.to_string(),
+                threshold,
+                journal,
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// The chargeback report: per account, what it received and used between `from` (inclusive)
+/// and `to` (exclusive), with opening and closing balances (billing readers).
+///
+/// # Errors
+/// [`TenancyError::Forbidden`]; [`TenancyError::Invalid`] for an empty period.
+pub async fn chargeback<S: CreditStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<ChargebackLine>, TenancyError> {
+    caller.check_org(Permission::ViewBilling)?;
+    if to <= from {
+        return Err(TenancyError::Invalid("`to` must be after `from`".into()));
+    }
+    let names: BTreeMap<Account, String> = all_accounts(store, caller.org.id)
+        .await?
+        .into_iter()
+        .map(|a| (a.account, a.name))
+        .collect();
+    let mut report = credits::Chargeback::default();
+    let mut after = None;
+    loop {
+        let page = store.credit_ledger(caller.org.id, after, to, 1_000).await?;
+        after = page.last().map(|e| e.seq);
+        for e in &page {
+            report.add(&ReportEntry {
+                account: e.account,
+                kind: e.kind,
+                amount: e.amount,
+                balance_after: e.balance_after,
+                in_period: e.created_at >= from,
+            });
+        }
+        if page.len() < 1_000 {
+            break;
+        }
+    }
+    Ok(report.finish(&names))
+}

@@ -1,0 +1,349 @@
+//! The memory store's subscriptions, invoices and credit ledger.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use audit::Journal;
+use billing_limits::credits::{self, Account, Allocation, CreditError};
+use billing_limits::subscription::Subscription;
+use chrono::{DateTime, Utc};
+use rbac_core::{CreditOperationId, OrgId};
+
+use super::MemoryTenancyStore;
+use crate::billing::{BillingStore, Invoice};
+use crate::credits::{
+    CreditAccountState, CreditEntry, CreditStore, NewOperation, OperationRecord, Posted,
+};
+use crate::error::TenancyError;
+use crate::store::OrgStore;
+
+#[derive(Debug, Default)]
+pub(super) struct BillingState {
+    subscriptions: HashMap<OrgId, (Subscription, u64)>,
+    invoices: Vec<Invoice>,
+    accounts: HashMap<(OrgId, Account), CreditAccountState>,
+    operations: Vec<Operation>,
+    entries: Vec<(OrgId, CreditEntry)>,
+    seq: i64,
+}
+
+#[derive(Debug, Clone)]
+struct Operation {
+    org: OrgId,
+    id: CreditOperationId,
+    key: String,
+    fingerprint: String,
+    kind: credits::EntryKind,
+    reverses: Option<CreditOperationId>,
+}
+
+fn blank(account: Account) -> CreditAccountState {
+    CreditAccountState {
+        account,
+        name: String::new(),
+        balance: 0,
+        overdraft: 0,
+        low_threshold: None,
+        allocation_percent: 0,
+    }
+}
+
+impl BillingState {
+    fn entries_of(&self, org: OrgId, op: CreditOperationId) -> Vec<CreditEntry> {
+        self.entries
+            .iter()
+            .filter(|(o, e)| *o == org && e.operation == op)
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl BillingStore for MemoryTenancyStore {
+    async fn subscription(&self, org: OrgId) -> Result<(Subscription, u64), TenancyError> {
+        let plan = self.get_org(org).await?.plan;
+        let s = self.lock()?;
+        Ok(match s.billing.subscriptions.get(&org) {
+            Some((sub, v)) => (
+                Subscription {
+                    plan,
+                    ..sub.clone()
+                },
+                *v,
+            ),
+            None => (Subscription::new(plan), 0),
+        })
+    }
+
+    async fn apply_subscription(
+        &self,
+        org: OrgId,
+        version: u64,
+        next: &Subscription,
+        audit_archived_at: Option<DateTime<Utc>>,
+        invoice: Option<&Invoice>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let current = s.billing.subscriptions.get(&org).map_or(0, |(_, v)| *v);
+            if current != version {
+                return Err(TenancyError::Conflict(
+                    "the subscription changed meanwhile; reload and try again".into(),
+                ));
+            }
+            let o = s
+                .orgs
+                .get_mut(&org)
+                .ok_or(TenancyError::NotFound("organization"))?;
+            o.plan = next.plan;
+            o.audit_archived_at = audit_archived_at;
+            s.billing
+                .subscriptions
+                .insert(org, (next.clone(), version + 1));
+            if let Some(i) = invoice {
+                s.billing.invoices.push(i.clone());
+            }
+        }
+        self.commit(journal).await
+    }
+
+    async fn invoices(&self, org: OrgId, limit: u32) -> Result<Vec<Invoice>, TenancyError> {
+        let s = self.lock()?;
+        Ok(s.billing
+            .invoices
+            .iter()
+            .rev()
+            .filter(|i| i.org == org)
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn due_subscriptions(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OrgId>, TenancyError> {
+        let s = self.lock()?;
+        Ok(s.billing
+            .subscriptions
+            .iter()
+            .filter(|(_, (sub, _))| sub.due(now).is_some())
+            .map(|(o, _)| *o)
+            .take(limit as usize)
+            .collect())
+    }
+}
+
+#[async_trait]
+impl CreditStore for MemoryTenancyStore {
+    async fn credit_accounts(&self, org: OrgId) -> Result<Vec<CreditAccountState>, TenancyError> {
+        let s = self.lock()?;
+        Ok(s.billing
+            .accounts
+            .iter()
+            .filter(|((o, _), _)| *o == org)
+            .map(|(_, a)| a.clone())
+            .collect())
+    }
+
+    async fn post_credits(
+        &self,
+        op: &NewOperation,
+        invoice: Option<&Invoice>,
+        journal: Journal,
+    ) -> Result<Posted, TenancyError> {
+        let entries = {
+            let mut s = self.lock()?;
+            let b = &mut s.billing;
+            if let Some(o) = b
+                .operations
+                .iter()
+                .find(|o| o.org == op.org && o.key == op.idempotency_key)
+            {
+                if o.fingerprint != op.fingerprint {
+                    return Err(CreditError::KeyReused(op.idempotency_key.clone()).into());
+                }
+                return Ok(Posted::Replayed(b.entries_of(op.org, o.id)));
+            }
+            if op.reverses.is_some_and(|r| {
+                b.operations
+                    .iter()
+                    .any(|o| o.org == op.org && o.reverses == Some(r))
+            }) {
+                return Err(TenancyError::Conflict(
+                    "the operation was reversed already".into(),
+                ));
+            }
+            // Check every posting against the balances first, so a refusal changes nothing.
+            let mut balances: HashMap<Account, i64> = HashMap::new();
+            let mut after = Vec::with_capacity(op.postings.len());
+            for p in &op.postings {
+                let row = b
+                    .accounts
+                    .get(&(op.org, p.account))
+                    .cloned()
+                    .unwrap_or_else(|| blank(p.account));
+                let balance = *balances.get(&p.account).unwrap_or(&row.balance);
+                let next = credits::apply(p.account, balance, p.amount, row.overdraft)?;
+                balances.insert(p.account, next);
+                after.push(next);
+            }
+            let mut entries = Vec::with_capacity(op.postings.len());
+            for (p, balance_after) in op.postings.iter().zip(after) {
+                b.accounts
+                    .entry((op.org, p.account))
+                    .or_insert_with(|| blank(p.account))
+                    .balance = balance_after;
+                b.seq += 1;
+                let e = CreditEntry {
+                    seq: b.seq,
+                    operation: op.id,
+                    account: p.account,
+                    kind: p.kind,
+                    amount: p.amount,
+                    balance_after,
+                    description: op.description.clone(),
+                    actor: op.actor.clone(),
+                    created_at: op.created_at,
+                };
+                b.entries.push((op.org, e.clone()));
+                entries.push(e);
+            }
+            b.operations.push(Operation {
+                org: op.org,
+                id: op.id,
+                key: op.idempotency_key.clone(),
+                fingerprint: op.fingerprint.clone(),
+                kind: op.kind,
+                reverses: op.reverses,
+            });
+            if let Some(i) = invoice {
+                b.invoices.push(i.clone());
+            }
+            entries
+        };
+        self.commit(journal).await?;
+        Ok(Posted::Applied(entries))
+    }
+
+    async fn credit_operation_by_key(
+        &self,
+        org: OrgId,
+        key: &str,
+    ) -> Result<Option<(String, Vec<CreditEntry>)>, TenancyError> {
+        let s = self.lock()?;
+        let b = &s.billing;
+        Ok(b.operations
+            .iter()
+            .find(|o| o.org == org && o.key == key)
+            .map(|o| (o.fingerprint.clone(), b.entries_of(org, o.id))))
+    }
+
+    async fn credit_operation(
+        &self,
+        org: OrgId,
+        id: CreditOperationId,
+    ) -> Result<Option<OperationRecord>, TenancyError> {
+        let s = self.lock()?;
+        let b = &s.billing;
+        Ok(b.operations
+            .iter()
+            .find(|o| o.org == org && o.id == id)
+            .map(|o| OperationRecord {
+                kind: o.kind,
+                reversed_by: b
+                    .operations
+                    .iter()
+                    .find(|r| r.org == org && r.reverses == Some(id))
+                    .map(|r| r.id),
+                entries: b.entries_of(org, id),
+            }))
+    }
+
+    async fn set_allocations(
+        &self,
+        org: OrgId,
+        plan: &[Allocation],
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let b = &mut s.billing;
+            for ((o, _), a) in &mut b.accounts {
+                if *o == org {
+                    a.allocation_percent = 0;
+                }
+            }
+            for a in plan {
+                let acc = Account::Team(a.team);
+                b.accounts
+                    .entry((org, acc))
+                    .or_insert_with(|| blank(acc))
+                    .allocation_percent = a.percent;
+            }
+        }
+        self.commit(journal).await
+    }
+
+    async fn configure_credit_account(
+        &self,
+        org: OrgId,
+        account: Account,
+        overdraft: i64,
+        low_threshold: Option<i64>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let a = s
+                .billing
+                .accounts
+                .entry((org, account))
+                .or_insert_with(|| blank(account));
+            a.overdraft = overdraft;
+            a.low_threshold = low_threshold;
+        }
+        self.commit(journal).await
+    }
+
+    async fn credit_history(
+        &self,
+        org: OrgId,
+        account: Option<Account>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<CreditEntry>, TenancyError> {
+        let s = self.lock()?;
+        Ok(s.billing
+            .entries
+            .iter()
+            .rev()
+            .filter(|(o, e)| {
+                *o == org
+                    && account.is_none_or(|a| a == e.account)
+                    && before.is_none_or(|b| e.seq < b)
+            })
+            .take(limit as usize)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+
+    async fn credit_ledger(
+        &self,
+        org: OrgId,
+        after: Option<i64>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<CreditEntry>, TenancyError> {
+        let s = self.lock()?;
+        Ok(s.billing
+            .entries
+            .iter()
+            .filter(|(o, e)| *o == org && after.is_none_or(|a| e.seq > a) && e.created_at < until)
+            .take(limit as usize)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+}

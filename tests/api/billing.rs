@@ -1,0 +1,644 @@
+//! The subscription lifecycle and team credits, end to end.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::*;
+use crate::webhooks::assert_valid;
+
+async fn new_team(t: &TestApp, name: &str) -> String {
+    let res = t
+        .post(&t.org("/teams"), &t.owner_token, &json!({ "name": name }))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    json_of(res).await["id"].as_str().unwrap().to_owned()
+}
+
+async fn schema_of(t: &TestApp, event: &str) -> Value {
+    let types = json_of(
+        t.get(&t.url("/api/v1/webhooks/event-types"), &t.owner_token)
+            .await,
+    )
+    .await;
+    types
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == event)
+        .unwrap()["schema"]
+        .clone()
+}
+
+async fn run_billing(t: &TestApp) -> usize {
+    let provider = billing_limits::payment::ManualInvoice::default();
+    let prices = t.settings.billing.prices();
+    axie_server::workers::run_billing(
+        &t.store,
+        tenancy::billing::Payments {
+            provider: &provider,
+            prices: &prices,
+        },
+        t.clock.now(),
+    )
+    .await
+    .unwrap()
+}
+
+both_backends!(
+    downgrade_trial_upgrade_and_renewal_follow_the_guide,
+    |b| async move {
+        let mut t = spawn_app(b).await;
+        let rx = Receiver::start().await;
+        let res = t
+            .post(
+                &t.org("/webhooks"),
+                &t.owner_token,
+                &json!({ "url": rx.url, "events": ["subscription.updated"] }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        let billing = json_of(t.get(&t.org("/billing"), &t.owner_token).await).await;
+        assert_eq!(billing["subscription"]["plan"], "enterprise");
+        let monthly = billing["prices"]["enterprise"]["monthly_cents"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(
+            billing["prices"]["enterprise"]["annual_cents"].as_u64(),
+            Some(monthly * 12 * 8 / 10),
+            "annual is 20 % cheaper"
+        );
+        problem(
+            t.put(
+                &t.org("/billing/subscription"),
+                &mike,
+                &json!({"plan": "free"}),
+            )
+            .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+
+        // Downgrade: members other than the Owner lose access; resources stay readable and
+        // deletable; creation above the Free limits is refused.
+        let down = json_of(
+            t.put(
+                &t.org("/billing/subscription"),
+                &t.owner_token,
+                &json!({"plan": "free"}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(down["subscription"]["plan"], "free");
+        assert!(down["invoice"].is_null());
+        let p = problem(
+            t.get(&t.org("/members"), &mike).await,
+            StatusCode::FORBIDDEN,
+            "plan_excludes_members",
+        )
+        .await;
+        assert_eq!(p["plan"], "free");
+        let chats = json_of(t.get(&t.org("/chat-interfaces"), &t.owner_token).await).await;
+        assert!(
+            !chats["items"].as_array().unwrap().is_empty(),
+            "resources remain"
+        );
+        problem(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &t.owner_token,
+                &json!({"name": "One too many"}),
+            )
+            .await,
+            StatusCode::FORBIDDEN,
+            "limit_reached",
+        )
+        .await;
+        problem(
+            t.get(&t.org("/audit-events"), &t.owner_token).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+
+        // The 14-day Enterprise trial gives everything back, once.
+        let trial = json_of(
+            t.post(&t.org("/billing/trial"), &t.owner_token, &json!({}))
+                .await,
+        )
+        .await;
+        assert_eq!(
+            (
+                trial["subscription"]["plan"].as_str(),
+                trial["subscription"]["status"].as_str()
+            ),
+            (Some("enterprise"), Some("trialing"))
+        );
+        let ends = chrono::DateTime::parse_from_rfc3339(
+            trial["subscription"]["trial_ends_at"].as_str().unwrap(),
+        )
+        .unwrap();
+        let days = (ends.with_timezone(&chrono::Utc) - t.clock.now()).num_hours();
+        assert!((335..=336).contains(&days), "{days} hours");
+        assert_eq!(
+            t.get(&t.org("/members"), &mike).await.status(),
+            StatusCode::OK
+        );
+        problem(
+            t.post(&t.org("/billing/trial"), &t.owner_token, &json!({}))
+                .await,
+            StatusCode::CONFLICT,
+            "trial_used",
+        )
+        .await;
+        assert_eq!(run_billing(&t).await, 0, "nothing is due yet");
+
+        // Fourteen days later the worker ends it: back to Free, by the system.
+        t.clock
+            .advance(chrono::Duration::days(14) + chrono::Duration::minutes(1));
+        t.owner_token = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        assert_eq!(run_billing(&t).await, 1);
+        assert_eq!(run_billing(&t).await, 0, "once");
+        let billing = json_of(t.get(&t.org("/billing"), &t.owner_token).await).await;
+        assert_eq!(billing["subscription"]["plan"], "free");
+        assert_eq!(billing["subscription"]["trial_used"], true);
+        problem(
+            t.get(&t.org("/members"), &mike).await,
+            StatusCode::FORBIDDEN,
+            "plan_excludes_members",
+        )
+        .await;
+
+        // Upgrade to Enterprise, annual: invoiced, emailed, access back, the log live again.
+        let up = json_of(
+            t.put(
+                &t.org("/billing/subscription"),
+                &t.owner_token,
+                &json!({"plan": "enterprise", "cycle": "annual"}),
+            )
+            .await,
+        )
+        .await;
+        let invoice = up["invoice"].clone();
+        assert_eq!(
+            invoice["amount_cents"].as_u64(),
+            Some(monthly * 12 * 8 / 10)
+        );
+        assert_eq!(
+            (invoice["status"].as_str(), invoice["currency"].as_str()),
+            (Some("open"), Some("EUR"))
+        );
+        let number = invoice["number"].as_str().unwrap().to_owned();
+        assert_eq!(
+            t.get(&t.org("/members"), &mike).await.status(),
+            StatusCode::OK
+        );
+        let outbox = json_of(t.get(&t.org("/outbox"), &t.owner_token).await).await;
+        assert!(
+            outbox["items"].as_array().unwrap().iter().any(|m| m["to"] == OWNER_EMAIL
+                && m["subject"].as_str().unwrap().contains(&number)),
+            "{outbox}"
+        );
+        problem(
+            t.put(
+                &t.org("/billing/subscription"),
+                &t.owner_token,
+                &json!({"plan": "enterprise", "cycle": "annual"}),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "plan_unchanged",
+        )
+        .await;
+
+        // A year later the period renews: a second invoice, once.
+        t.clock.advance(chrono::Duration::days(366));
+        t.owner_token = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+        assert_eq!(run_billing(&t).await, 1);
+        assert_eq!(run_billing(&t).await, 0);
+        let invoices = json_of(t.get(&t.org("/billing/invoices"), &t.owner_token).await).await;
+        let invoices = invoices.as_array().unwrap();
+        assert_eq!(invoices.len(), 2, "{invoices:?}");
+        assert_eq!(invoices[1]["number"], number.as_str(), "newest first");
+        assert_eq!(invoices[0]["amount_cents"], invoice["amount_cents"]);
+
+        // Every change is audited, and each went out as a webhook matching its schema.
+        let actions: Vec<String> = t
+            .audit("action=billing.")
+            .await
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}:{}",
+                    e["action"].as_str().unwrap(),
+                    e["actor_type"].as_str().unwrap()
+                )
+            })
+            .collect();
+        for expected in [
+            "billing.plan_changed:user",
+            "billing.trial_started:user",
+            "billing.trial_ended:system",
+            "billing.renewed:system",
+        ] {
+            assert!(
+                actions.contains(&expected.to_owned()),
+                "{expected} in {actions:?}"
+            );
+        }
+        // The upgrade and the renewal went out as webhooks matching the published schema.
+        let schema = schema_of(&t, "subscription.updated").await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let changes = loop {
+            let changes: Vec<String> = rx
+                .received()
+                .iter()
+                .map(|r| {
+                    let body: Value = serde_json::from_str(&r.body).unwrap();
+                    assert_valid(&schema, &body);
+                    format!(
+                        "{}:{}",
+                        body["data"]["change"].as_str().unwrap(),
+                        body["data"]["plan"].as_str().unwrap()
+                    )
+                })
+                .collect();
+            if changes.contains(&"renewed:enterprise".to_owned())
+                || std::time::Instant::now() > deadline
+            {
+                break changes;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        assert!(
+            changes.contains(&"subscribe:enterprise".to_owned()),
+            "{changes:?}"
+        );
+        assert!(
+            changes.contains(&"renewed:enterprise".to_owned()),
+            "{changes:?}"
+        );
+    }
+);
+
+both_backends!(
+    team_credits_are_allocated_consumed_once_and_reported,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let rx = Receiver::start().await;
+        let res = t
+            .post(
+                &t.org("/webhooks"),
+                &t.owner_token,
+                &json!({ "url": rx.url, "events": ["credits.low"] }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let (dev, test, prod) = (
+            new_team(&t, "Development").await,
+            new_team(&t, "Testing").await,
+            new_team(&t, "=Production").await,
+        );
+        let lisa_id = t.member_id("lisa@example.com").await;
+        let res = t
+            .put(
+                &t.org(&format!("/teams/{prod}/members/{lisa_id}")),
+                &t.owner_token,
+                &json!({"role": "member"}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+
+        // The guide's allocation: 30 / 20 / 50. More than 100 % is refused.
+        let over = json!({"allocations": [{"team_id": dev, "percent": 60}, {"team_id": prod, "percent": 50}]});
+        let p = problem(
+            t.put(&t.org("/credits/allocations"), &t.owner_token, &over)
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "over_allocated",
+        )
+        .await;
+        assert_eq!(p["total_percent"], 110);
+        let plan = json!({"allocations": [
+            {"team_id": dev, "percent": 30}, {"team_id": test, "percent": 20}, {"team_id": prod, "percent": 50}]});
+        let res = t
+            .put(&t.org("/credits/allocations"), &t.owner_token, &plan)
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        problem(
+            t.put(&t.org("/credits/allocations"), &lisa, &plan).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+
+        // A pool purchase is split at once; the same key again changes nothing.
+        let buy = |key: &'static str, amount: i64| {
+            t.client
+                .post(t.org("/credits/purchases"))
+                .bearer_auth(&t.owner_token)
+                .header("Idempotency-Key", key)
+                .json(&json!({"account": "pool", "amount": amount}))
+                .send()
+        };
+        let first = buy("order-1", 1_000).await.unwrap();
+        assert_eq!(first.status(), StatusCode::CREATED);
+        let first = json_of(first).await;
+        assert_eq!(first["invoice"]["amount_cents"], 1_000);
+        let again = buy("order-1", 1_000).await.unwrap();
+        assert_eq!(again.status(), StatusCode::OK);
+        assert_eq!(again.headers()["idempotent-replayed"], "true");
+        assert_eq!(json_of(again).await["operation_id"], first["operation_id"]);
+        problem(
+            buy("order-1", 5).await.unwrap(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+        )
+        .await;
+        let balances = |token: String| {
+            let t = &t;
+            async move {
+                let list = json_of(t.get(&t.org("/credits"), &token).await).await;
+                list.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| {
+                        (
+                            a["account"].as_str().unwrap().to_owned(),
+                            a["balance"].as_i64().unwrap(),
+                        )
+                    })
+                    .collect::<std::collections::BTreeMap<String, i64>>()
+            }
+        };
+        let b0 = balances(t.owner_token.clone()).await;
+        assert_eq!(
+            (b0["pool"], b0[&dev], b0[&test], b0[&prod]),
+            (0, 300, 200, 500)
+        );
+        problem(
+            t.get(&t.org("/credits"), &lisa).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+
+        // Lisa, a member of Production, uses its credits; one key sent 20 times at once applies once.
+        let res = t
+            .put(
+                &t.org(&format!("/credits/accounts/{prod}")),
+                &t.owner_token,
+                &json!({"overdraft": 0, "low_threshold": 450}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let consume = |token: String, team: String, key: String, amount: i64| {
+            let t = &t;
+            async move {
+                t.client
+                    .post(t.org(&format!("/teams/{team}/credits/consumptions")))
+                    .bearer_auth(token)
+                    .header("Idempotency-Key", key)
+                    .json(&json!({"amount": amount, "description": "Chat replies"}))
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        };
+        let res = consume(lisa.clone(), prod.clone(), "run-1".into(), 30).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let same: Vec<_> = (0..20)
+            .map(|_| consume(lisa.clone(), prod.clone(), "run-2".into(), 25))
+            .collect();
+        let answers = futures::future::join_all(same).await;
+        let statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 201).count(),
+            1,
+            "{statuses:?}"
+        );
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            19,
+            "{statuses:?}"
+        );
+        let team_view = json_of(
+            t.get(&t.org(&format!("/teams/{prod}/credits")), &lisa)
+                .await,
+        )
+        .await;
+        assert_eq!(team_view["balance"], 445);
+        // 470 → 445 fell below 450: one alert, by webhook and mail.
+        let got = rx.wait_for(1, 20).await;
+        let body: Value = serde_json::from_str(&got[0].body).unwrap();
+        assert_eq!(
+            (
+                body["data"]["balance"].as_i64(),
+                body["data"]["threshold"].as_i64()
+            ),
+            (Some(445), Some(450))
+        );
+        assert_valid(&schema_of(&t, "credits.low").await, &body);
+        consume(lisa.clone(), prod.clone(), "run-3".into(), 5).await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert_eq!(rx.received().len(), 1, "once per fall");
+        let outbox = json_of(t.get(&t.org("/outbox"), &t.owner_token).await).await;
+        assert!(
+            outbox["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["subject"].as_str().unwrap().contains("low on credits"))
+        );
+        // Lisa cannot see or use Development; a consumption needs a key.
+        problem(
+            consume(lisa.clone(), dev.clone(), "x".into(), 1).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        let res = t
+            .post(
+                &t.org(&format!("/teams/{prod}/credits/consumptions")),
+                &lisa,
+                &json!({"amount": 1}),
+            )
+            .await;
+        problem(res, StatusCode::BAD_REQUEST, "invalid_request").await;
+
+        // 30 concurrent uses of 10 from Testing's 200: exactly 20 pass, never below zero.
+        let uses: Vec<_> = (0..30)
+            .map(|i| consume(t.owner_token.clone(), test.clone(), format!("load-{i}"), 10))
+            .collect();
+        let answers = futures::future::join_all(uses).await;
+        let ok = answers
+            .iter()
+            .filter(|r| r.status() == StatusCode::CREATED)
+            .count();
+        assert_eq!(ok, 20);
+        let refused = answers
+            .into_iter()
+            .find(|r| r.status() == StatusCode::CONFLICT)
+            .unwrap();
+        let p = problem(refused, StatusCode::CONFLICT, "insufficient_credits").await;
+        assert_eq!(
+            (p["balance"].as_i64(), p["needed"].as_i64()),
+            (Some(0), Some(10))
+        );
+
+        // Transfers conserve the total; a reversal restores the balances, once.
+        let total = |m: &std::collections::BTreeMap<String, i64>| m.values().sum::<i64>();
+        let before = balances(t.owner_token.clone()).await;
+        let moved = json_of(
+            t.post(
+                &t.org("/credits/transfers"),
+                &t.owner_token,
+                &json!({"from": dev, "to": test, "amount": 100}),
+            )
+            .await,
+        )
+        .await;
+        let after = balances(t.owner_token.clone()).await;
+        assert_eq!(total(&after), total(&before));
+        assert_eq!((after[&dev], after[&test]), (200, 100));
+        let op = moved["operation_id"].as_str().unwrap();
+        let url = t.org(&format!("/credits/operations/{op}/reversal"));
+        let res = t
+            .post(&url, &t.owner_token, &json!({"reason": "wrong team"}))
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        assert_eq!(balances(t.owner_token.clone()).await, before);
+        problem(
+            t.post(&url, &t.owner_token, &json!({"reason": "again"}))
+                .await,
+            StatusCode::CONFLICT,
+            "conflict",
+        )
+        .await;
+
+        // History: Lisa sees Production's, not everything.
+        let hist = json_of(
+            t.get(&t.org(&format!("/credits/entries?account={prod}")), &lisa)
+                .await,
+        )
+        .await;
+        let kinds: Vec<&str> = hist
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["consumption", "consumption", "consumption", "allocation"]
+        );
+        problem(
+            t.get(&t.org("/credits/entries"), &lisa).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+
+        // The chargeback report reconciles per team, as JSON and as CSV.
+        let from = (t.clock.now() - chrono::Duration::hours(1))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let to = (t.clock.now() + chrono::Duration::hours(1))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let report = json_of(
+            t.get(
+                &t.org(&format!("/credits/chargeback?from={from}&to={to}")),
+                &t.owner_token,
+            )
+            .await,
+        )
+        .await;
+        let line = |acc: &str| {
+            report
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["account"] == acc)
+                .unwrap()
+                .clone()
+        };
+        let p = line(&prod);
+        assert_eq!(
+            (
+                p["allocated"].as_i64(),
+                p["consumed"].as_i64(),
+                p["closing_balance"].as_i64()
+            ),
+            (Some(500), Some(60), Some(440))
+        );
+        for l in report.as_array().unwrap() {
+            let n = |k: &str| l[k].as_i64().unwrap();
+            assert_eq!(
+                n("opening_balance") + n("purchased") + n("allocated") + n("transferred")
+                    - n("consumed")
+                    + n("reversed"),
+                n("closing_balance"),
+                "{l}"
+            );
+        }
+        let res = t
+            .get(
+                &t.org(&format!(
+                    "/credits/chargeback?from={from}&to={to}&format=csv"
+                )),
+                &t.owner_token,
+            )
+            .await;
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/csv")
+        );
+        let csv = res.text().await.unwrap();
+        assert!(csv.starts_with("account,name,opening_balance,purchased,allocated,transferred,consumed,reversed,closing_balance\n"), "{csv}");
+        assert!(
+            csv.contains(&format!("{prod},'=Production,0,0,500,0,60,0,440")),
+            "{csv}"
+        );
+        // A period before everything shows nothing moving.
+        let early = (t.clock.now() - chrono::Duration::days(2))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let report = json_of(
+            t.get(
+                &t.org(&format!("/credits/chargeback?from={early}&to={from}")),
+                &t.owner_token,
+            )
+            .await,
+        )
+        .await;
+        assert!(
+            report
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|l| l["closing_balance"] == 0 && l["consumed"] == 0)
+        );
+
+        // Everything is in the audit log.
+        let actions: Vec<String> = t
+            .audit("action=credits.&limit=200")
+            .await
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect();
+        let count = |a: &str| actions.iter().filter(|x| *x == a).count();
+        assert_eq!(count("credits.purchased"), 1);
+        assert_eq!(count("credits.consumed"), 1 + 1 + 1 + 20);
+        assert_eq!(count("credits.low"), 1);
+        assert_eq!(
+            (count("credits.transferred"), count("credits.reversed")),
+            (1, 1)
+        );
+        assert_eq!(count("credits.allocation_changed"), 1);
+    }
+);
