@@ -9,8 +9,7 @@ use crate::helpers::*;
 /// Operations left out because they end the caller's own session or lock the organization
 /// (logout, session ends, plan and security changes, erasure, ownership, 2FA, password), which
 /// would turn the rest of the run into 401s and 403s.
-pub const DISRUPTIVE: &str =
-    "(logout|sessions|/plan|/security|erasure|ownership|/mfa|password|/remove|scim-tokens)";
+pub const DISRUPTIVE: &str = "(logout|sessions|/plan|/billing/subscription|/billing/trial|/security|erasure|ownership|/mfa|password|/remove|scim-tokens)";
 
 both_backends!(
     generated_requests_get_documented_answers_and_no_server_errors,

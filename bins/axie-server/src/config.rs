@@ -43,6 +43,87 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// Prices and invoicing.
     pub billing: BillingSettings,
+    /// Deployment-wide plan limits and usage alerts.
+    pub plans: PlanSettings,
+}
+
+/// One limit's value in the configuration: a number, or `"unlimited"`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum LimitValue {
+    /// At most this many.
+    Count(u64),
+    /// `"unlimited"`.
+    Word(String),
+}
+
+/// The deployment's changes to the guide's plan table (each entry: a limit name and a number
+/// or `"unlimited"`), and the usage-alert thresholds.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanSettings {
+    /// Free plan changes.
+    pub free: std::collections::BTreeMap<String, LimitValue>,
+    /// Pro plan changes.
+    pub pro: std::collections::BTreeMap<String, LimitValue>,
+    /// Enterprise plan changes (its "higher" limits).
+    pub enterprise: std::collections::BTreeMap<String, LimitValue>,
+    /// Usage alerts go out when use reaches these percentages of a limit.
+    pub alert_thresholds: Vec<u64>,
+    /// Count requests made with API keys against the monthly API-call limit (false: no
+    /// counting, no 429 answers, no API-call figures).
+    pub meter_api_calls: bool,
+}
+
+impl PlanSettings {
+    /// The deployment these settings describe.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for an unknown limit name, a word other than `unlimited`, or a
+    /// threshold outside 1–100.
+    pub fn deployment(&self) -> Result<billing_limits::Deployment, ConfigError> {
+        use billing_limits::{Limit, LimitOverrides, Plan};
+        let mut plans = std::collections::BTreeMap::new();
+        for (plan, table) in [
+            (Plan::Free, &self.free),
+            (Plan::Pro, &self.pro),
+            (Plan::Enterprise, &self.enterprise),
+        ] {
+            let mut o = LimitOverrides::default();
+            for (name, value) in table {
+                let limit = Limit::parse(name).ok_or_else(|| {
+                    ConfigError(format!(
+                        "`plans.{}.{name}` is not a limit; use one of {}",
+                        plan.as_str(),
+                        Limit::ALL.map(Limit::as_str).join(", ")
+                    ))
+                })?;
+                let v = match value {
+                    LimitValue::Count(n) => Some(*n),
+                    LimitValue::Word(w) if w == "unlimited" => None,
+                    LimitValue::Word(w) => {
+                        return Err(ConfigError(format!(
+                            "`plans.{}.{name}` must be a number or \"unlimited\", not `{w}`",
+                            plan.as_str()
+                        )));
+                    }
+                };
+                o.0.insert(limit, v);
+            }
+            if !o.0.is_empty() {
+                plans.insert(plan, o);
+            }
+        }
+        if self.alert_thresholds.iter().any(|t| !(1..=100).contains(t)) {
+            return Err(ConfigError(
+                "`plans.alert_thresholds` must be percentages between 1 and 100".into(),
+            ));
+        }
+        Ok(billing_limits::Deployment {
+            plans,
+            alert_thresholds: self.alert_thresholds.clone(),
+        })
+    }
 }
 
 /// Prices (in the currency's smallest unit) and the manual-invoice payment terms.
@@ -385,6 +466,7 @@ impl Settings {
                 "`telemetry.sample_ratio` must be between 0.0 and 1.0".into(),
             ));
         }
+        self.plans.deployment()?;
         let currency = &self.billing.currency;
         if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(ConfigError(

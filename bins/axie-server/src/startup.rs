@@ -313,6 +313,7 @@ async fn prepare(
     settings: Settings,
     clock: Clock,
 ) -> Result<(AppState, Option<BootstrapReport>), StartupError> {
+    billing_limits::configure_deployment(settings.plans.deployment()?);
     let url = settings.database_url()?;
     if url.is_sqlite() {
         std::fs::create_dir_all(&settings.server.data_dir)?;

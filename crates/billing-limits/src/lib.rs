@@ -20,7 +20,7 @@ use rbac_core::PlanFeatures;
 use serde::{Deserialize, Serialize};
 
 /// A subscription plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Plan {
     /// One person, one of everything.
@@ -227,6 +227,67 @@ impl PlanLimits {
     }
 }
 
+impl PlanLimits {
+    /// `plan`'s limits in this deployment: the guide's table ([`PlanLimits::for_plan`]) with the
+    /// operator's changes ([`configure_deployment`]) applied.
+    #[must_use]
+    pub fn deployed(plan: Plan) -> Self {
+        let base = Self::for_plan(plan);
+        match deployment_lock().read() {
+            Ok(d) => d
+                .as_ref()
+                .and_then(|d| d.plans.get(&plan))
+                .map_or(base, |o| o.apply(base)),
+            Err(_) => base,
+        }
+    }
+}
+
+/// A deployment's changes to the guide's limits ("higher" limits are the operator's to set)
+/// and its usage-alert thresholds. Set once at start-up ([`configure_deployment`]); every
+/// limit check and alert reads it. Organizations' own negotiated limits
+/// ([`LimitOverrides`]) apply on top.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deployment {
+    /// Per plan, the limits that differ from the guide's table.
+    pub plans: std::collections::BTreeMap<Plan, LimitOverrides>,
+    /// Usage-alert thresholds in percent (empty: the guide's 80 % and 100 %).
+    pub alert_thresholds: Vec<u64>,
+}
+
+fn deployment_lock() -> &'static std::sync::RwLock<Option<Deployment>> {
+    static DEPLOYMENT: std::sync::OnceLock<std::sync::RwLock<Option<Deployment>>> =
+        std::sync::OnceLock::new();
+    DEPLOYMENT.get_or_init(|| std::sync::RwLock::new(None))
+}
+
+/// Sets this process's deployment limits and alert thresholds (the server does it from its
+/// configuration at start-up; an embedding service calls it once, or never for the guide's
+/// table).
+pub fn configure_deployment(d: Deployment) {
+    if let Ok(mut slot) = deployment_lock().write() {
+        *slot = Some(d);
+    }
+}
+
+/// The usage-alert thresholds in force, ascending.
+#[must_use]
+pub fn alert_thresholds() -> Vec<u64> {
+    let configured = deployment_lock()
+        .read()
+        .ok()
+        .and_then(|d| d.as_ref().map(|d| d.alert_thresholds.clone()))
+        .unwrap_or_default();
+    let mut t = if configured.is_empty() {
+        ALERT_THRESHOLDS.to_vec()
+    } else {
+        configured
+    };
+    t.sort_unstable();
+    t.dedup();
+    t
+}
+
 /// The outcome of a quota check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
@@ -335,6 +396,39 @@ mod tests {
             check_quota(&ent, Limit::CustomDomains, u64::MAX, 1),
             QuotaDecision::Allowed
         );
+    }
+
+    #[test]
+    fn deployment_limits_change_the_table_and_thresholds() {
+        // The only test in this crate that configures the process-wide deployment.
+        assert_eq!(
+            PlanLimits::deployed(Plan::Pro),
+            PlanLimits::for_plan(Plan::Pro)
+        );
+        assert_eq!(alert_thresholds(), vec![80, 100]);
+        let mut plans = std::collections::BTreeMap::new();
+        plans.insert(
+            Plan::Enterprise,
+            LimitOverrides([(Limit::Members, Some(50)), (Limit::Documents, None)].into()),
+        );
+        configure_deployment(Deployment {
+            plans,
+            alert_thresholds: vec![100, 50, 90],
+        });
+        let e = PlanLimits::deployed(Plan::Enterprise);
+        assert_eq!((e.members, e.documents), (Some(50), None));
+        assert_eq!(
+            e.chat_interfaces,
+            Some(100),
+            "others keep the guide's values"
+        );
+        assert_eq!(
+            PlanLimits::deployed(Plan::Free),
+            PlanLimits::for_plan(Plan::Free)
+        );
+        assert_eq!(alert_thresholds(), vec![50, 90, 100]);
+        configure_deployment(Deployment::default());
+        assert_eq!(alert_thresholds(), vec![80, 100]);
     }
 
     #[test]

@@ -27,7 +27,9 @@ pub struct CreateApiKeyRequest {
 /// # Errors
 /// [`TenancyError::Forbidden`] (Users when the setting reserves keys for Admins, API keys
 /// themselves), [`TenancyError::LimitReached`] at the plan's key limit, [`TenancyError::Invalid`].
-pub async fn create<S: TenancyStore + ?Sized>(
+pub async fn create<
+    S: TenancyStore + crate::WorkspaceStore + crate::metering::MeteringStore + ?Sized,
+>(
     store: &S,
     caller: &Caller,
     req: CreateApiKeyRequest,
@@ -62,6 +64,8 @@ pub async fn create<S: TenancyStore + ?Sized>(
     store
         .create_api_key(&key, &token.hash, &limits, journal)
         .await?;
+    crate::metering::alert_after_create(store, &caller.org, billing_limits::Limit::ApiKeys, now)
+        .await;
     Ok((key, token))
 }
 

@@ -586,7 +586,7 @@ async fn placement<S: TenancyStore + WorkspaceStore + ?Sized>(
 /// [`TenancyError::Forbidden`], [`TenancyError::NotFound`], [`TenancyError::Invalid`],
 /// [`TenancyError::Conflict`] (archived team, domain already added),
 /// [`TenancyError::LimitReached`].
-pub async fn create<S: TenancyStore + WorkspaceStore + ?Sized>(
+pub async fn create<S: TenancyStore + WorkspaceStore + crate::metering::MeteringStore + ?Sized>(
     store: &S,
     caller: &Caller,
     new: NewAsset,
@@ -634,6 +634,13 @@ pub async fn create<S: TenancyStore + WorkspaceStore + ?Sized>(
     };
     let j = journal(caller, &asset, "created", now, json!({ "team": team.name }))?;
     store.create_asset(&asset, &caller.org.limits(), j).await?;
+    let limit = match kind {
+        AssetKind::ChatInterface => billing_limits::Limit::ChatInterfaces,
+        AssetKind::KnowledgeBase => billing_limits::Limit::KnowledgeBases,
+        AssetKind::Document => billing_limits::Limit::Documents,
+        AssetKind::Domain => billing_limits::Limit::CustomDomains,
+    };
+    crate::metering::alert_after_create(store, &caller.org, limit, now).await;
     Ok(asset)
 }
 
@@ -748,6 +755,8 @@ pub async fn upload_document<
     if let Err(e) = alert.await {
         tracing::warn!(error = %e, org = %caller.org.id, "storage alert not sent");
     }
+    crate::metering::alert_after_create(store, &caller.org, billing_limits::Limit::Documents, now)
+        .await;
     Ok(asset)
 }
 

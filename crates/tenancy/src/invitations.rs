@@ -336,7 +336,13 @@ fn team_role_for(role: OrgRole) -> TeamRole {
 /// [`TenancyError::NotFound`]; [`TenancyError::InvitationUnusable`] (used, revoked, expired, also
 /// when two acceptances race); [`TenancyError::Forbidden`]-like [`TenancyError::Conflict`] when the
 /// email differs or they are already a member; [`TenancyError::LimitReached`] when the plan is full.
-pub async fn accept<S: TenancyStore + InvitationStore + ?Sized>(
+pub async fn accept<
+    S: TenancyStore
+        + InvitationStore
+        + crate::WorkspaceStore
+        + crate::metering::MeteringStore
+        + ?Sized,
+>(
     store: &S,
     user: &User,
     token: &str,
@@ -365,6 +371,7 @@ pub async fn accept<S: TenancyStore + InvitationStore + ?Sized>(
             journal,
         )
         .await?;
+    crate::metering::alert_after_create(store, &org, billing_limits::Limit::Members, now).await;
     Ok(inv)
 }
 
@@ -373,7 +380,13 @@ pub async fn accept<S: TenancyStore + InvitationStore + ?Sized>(
 /// # Errors
 /// As [`accept`], plus [`TenancyError::Password`] and [`TenancyError::Conflict`] when an account
 /// with the address exists (they sign in and accept instead).
-pub async fn accept_with_new_account<S: TenancyStore + InvitationStore + ?Sized>(
+pub async fn accept_with_new_account<
+    S: TenancyStore
+        + InvitationStore
+        + crate::WorkspaceStore
+        + crate::metering::MeteringStore
+        + ?Sized,
+>(
     store: &S,
     hasher: &PasswordHasher,
     token: &str,
@@ -415,6 +428,7 @@ pub async fn accept_with_new_account<S: TenancyStore + InvitationStore + ?Sized>
             journal,
         )
         .await?;
+    crate::metering::alert_after_create(store, &org, billing_limits::Limit::Members, now).await;
     Ok((inv, user))
 }
 

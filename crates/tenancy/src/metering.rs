@@ -81,7 +81,7 @@ pub async fn alert_on_change<S: TenancyStore + MeteringStore + ?Sized>(
         return Ok(Vec::new());
     };
     let crossed =
-        billing_limits::thresholds_crossed(before, after, max, &billing_limits::ALERT_THRESHOLDS);
+        billing_limits::thresholds_crossed(before, after, max, &billing_limits::alert_thresholds());
     if crossed.is_empty() {
         return Ok(crossed);
     }
@@ -141,6 +141,91 @@ pub async fn alert_on_change<S: TenancyStore + MeteringStore + ?Sized>(
     Ok(sent)
 }
 
+/// After a creation that counts against `limit` committed, sends the alerts its new use
+/// crosses (members, chat interfaces, knowledge bases, documents, API keys, custom domains).
+/// The creation stands whatever happens here: an alert that cannot be sent is logged.
+pub async fn alert_after_create<S: TenancyStore + WorkspaceStore + MeteringStore + ?Sized>(
+    store: &S,
+    org: &crate::model::Organization,
+    limit: Limit,
+    now: DateTime<Utc>,
+) {
+    let Some(max) = org.limits().get(limit) else {
+        return;
+    };
+    let run = async {
+        let used = count_of(store, org.id, limit).await?;
+        // Only a use that reaches a threshold needs the alert bookkeeping.
+        if billing_limits::thresholds_crossed(
+            used.saturating_sub(1),
+            used,
+            max,
+            &billing_limits::alert_thresholds(),
+        )
+        .is_empty()
+        {
+            return Ok(Vec::new());
+        }
+        alert_on_change(store, org, limit, used.saturating_sub(1), used, now).await
+    };
+    if let Err(e) = run.await {
+        tracing::warn!(error = %e, org = %org.id, limit = limit.as_str(), "usage alert not sent");
+    }
+}
+
+/// The current use of one countable limit.
+async fn count_of<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    org: OrgId,
+    limit: Limit,
+) -> Result<u64, TenancyError> {
+    let kind = match limit {
+        Limit::ChatInterfaces => AssetKind::ChatInterface,
+        Limit::KnowledgeBases => AssetKind::KnowledgeBase,
+        Limit::Documents => AssetKind::Document,
+        Limit::CustomDomains => AssetKind::Domain,
+        Limit::Members => {
+            let mut n = 0u64;
+            let mut after = None;
+            loop {
+                let page = store.list_members(org, after, 200).await?;
+                n += page.len() as u64;
+                after = page.last().map(|m| m.user.id);
+                if page.len() < 200 {
+                    return Ok(n);
+                }
+            }
+        }
+        Limit::ApiKeys => {
+            return Ok(store
+                .list_api_keys(org, None, None, 10_000)
+                .await?
+                .iter()
+                .filter(|k| k.revoked_at.is_none())
+                .count() as u64);
+        }
+        Limit::StorageBytes => {
+            return Ok(store.storage(org).await?.iter().map(|s| s.bytes).sum());
+        }
+        Limit::ApiCallsPerMonth => return Ok(0),
+    };
+    let mut n = 0u64;
+    let mut after = None;
+    loop {
+        let filter = AssetFilter {
+            kind,
+            teams: None,
+            parent: None,
+        };
+        let page = store.list_assets(org, &filter, after, 500).await?;
+        n += page.len() as u64;
+        after = page.last().map(|a| a.id);
+        if page.len() < 500 {
+            return Ok(n);
+        }
+    }
+}
+
 /// The month a time falls in, as `YYYY-MM` (UTC).
 #[must_use]
 pub fn month_key(now: DateTime<Utc>) -> String {
@@ -191,7 +276,7 @@ pub async fn meter_api_call<S: TenancyStore + MeteringStore + ?Sized>(
                 used - 1,
                 used,
                 m,
-                &billing_limits::ALERT_THRESHOLDS,
+                &billing_limits::alert_thresholds(),
             )
             .is_empty()
         {

@@ -131,7 +131,7 @@ impl Organization {
     #[must_use]
     pub fn limits(&self) -> billing_limits::PlanLimits {
         self.limit_overrides
-            .apply(billing_limits::PlanLimits::for_plan(self.plan))
+            .apply(billing_limits::PlanLimits::deployed(self.plan))
     }
 
     /// Whether members other than the Owner may use the organization: not when its member limit

@@ -169,9 +169,9 @@ fn data_of(kind: EventKind) -> (&'static str, bool, Value, &'static [&'static st
             ],
         ),
         EventKind::UsageThresholdReached => (
-            "Usage reached 80 % or 100 % of a plan limit (once per threshold per month)",
+            "Usage reached an alert threshold of a plan limit (80 % and 100 % unless the deployment sets others; once per threshold per month)",
             true,
-            json!({"limit": string("which limit, for example api_calls_per_month"), "threshold": {"type": "integer", "enum": [80, 100]},
+            json!({"limit": string("which limit, for example api_calls_per_month"), "threshold": {"type": "integer", "minimum": 1, "maximum": 100, "description": "percent of the limit"},
                 "used": {"type": "integer", "minimum": 0}, "max": {"type": "integer", "minimum": 0}, "period": string("YYYY-MM, UTC")}),
             &["limit", "threshold", "used", "max", "period"],
         ),
