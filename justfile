@@ -62,3 +62,24 @@ fuzz-api:
       --max-examples 200 --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance,response_headers_conformance,unsupported_method \
       --exclude-path-regex '(logout|sessions|/plan|/billing/subscription|/billing/trial|/security|erasure|ownership|/mfa|password|/remove|scim-tokens)' \
       --phases coverage,fuzzing --request-timeout 10
+
+# Load test: the release server on SQLite and PostgreSQL, 1,000 seeded organizations of 20
+# members, wrk at 256 connections for 60 s per run, a bare actix-web hello world as the baseline.
+load:
+    AXIE_TEST_POSTGRES_URL={{pg}} bash bench/load/run.sh
+
+# Quota check-and-increment and credit consumption through the store; metering overhead over HTTP.
+bench-quota:
+    AXIE_TEST_POSTGRES_URL={{pg}} cargo bench -p store-sea --bench quota
+    AXIE_TEST_POSTGRES_URL={{pg}} cargo bench -p axie-server --bench metering
+
+# Coverage-guided fuzzing, 10 minutes per target (needs a nightly toolchain and cargo-fuzz;
+# the corpora in fuzz/corpus grow as it runs).
+fuzz minutes="10":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    cd fuzz
+    for t in bulk_csv ip_allowlist webhook_verify audit_canonical; do
+      cargo +nightly fuzz run "$t" -- -max_total_time=$(( {{minutes}} * 60 ))
+    done

@@ -23,6 +23,9 @@ command -v wrk >/dev/null || {
 cargo build -q --release -p axie-server --bin axie-server --example hello --example load_seed
 target=${CARGO_TARGET_DIR:-target}/release
 work=$(mktemp -d)
+# wrk's full outputs (latency distributions, error breakdown) are kept here.
+keep=${CARGO_TARGET_DIR:-target}/load-$(date -u +%Y%m%dT%H%M%S)
+mkdir -p "$keep"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
@@ -36,7 +39,7 @@ mib() { awk -v v="$1" 'BEGIN {printf "%.1f", v/1024}'; }
 drive() {
   local url=$1 mode=$2 out
   out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/load/mix.lua "$url" -- "$work/tokens.tsv" "$work/logins.tsv" "$mode")
-  echo "$out" >"$work/wrk-$mode-$(date +%s%N).txt"
+  echo "$out" >"$keep/wrk-${label_now:-hello}-$mode.txt"
   local rps p50 p99 non2xx sock
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
@@ -61,6 +64,7 @@ echo "| — | hello world (bare actix-web) | $h_rps | 100 % | $h_p50 | $h_p99 | 
 
 run_db() {
   local label=$1 url=$2 dir port pid idle
+  label_now=$label
   dir=$(mktemp -d -p "$work")
   "$target/examples/load_seed" "$url" "$ORGS" "$work" 2>"$work/seed.log"
   port=$(free_port)
@@ -84,7 +88,7 @@ run_db() {
   echo "| $label | authorized reads | $r_rps | $ratio | $r_p50 | $r_p99 | $r_err | idle $(mib "$idle") MiB |"
   echo "| $label | mix: 89 % reads, 10 % audited edits with webhooks, 1 % logins | $m_rps | | $m_p50 | $m_p99 | $m_err | peak $(mib "$peak") MiB |"
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  echo "<!-- $label seeding: $(tail -1 "$work/seed.log") -->"
+  echo "<!-- $label seeding: $(tail -1 "$work/seed.log"); wrk outputs in $keep -->"
 }
 
 run_db "SQLite" "sqlite://$work/load.db?mode=rwc"

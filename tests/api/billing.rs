@@ -117,6 +117,15 @@ both_backends!(
             "limit_reached",
         )
         .await;
+        let first = chats["items"][0]["id"].as_str().unwrap().to_owned();
+        let res = t
+            .client
+            .delete(t.org(&format!("/chat-interfaces/{first}")))
+            .bearer_auth(&t.owner_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT, "and deletable");
         problem(
             t.get(&t.org("/audit-events"), &t.owner_token).await,
             StatusCode::FORBIDDEN,

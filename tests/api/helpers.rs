@@ -86,6 +86,9 @@ pub struct Options {
     pub address_login_failures: Option<u32>,
     /// Serve HTTPS with this PEM certificate and key (the client trusts the certificate).
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// `plans.api_call_block_max` (default here 1: every API call is written, so tests that set
+    /// the month's counter in the database see exact counts).
+    pub api_call_block_max: Option<u64>,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -137,6 +140,7 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
         settings.server.tls_cert = cert.clone();
         settings.server.tls_key = key.clone();
     }
+    settings.plans.api_call_block_max = opts.api_call_block_max.unwrap_or(1);
     if let Some(n) = opts.address_login_failures {
         settings.security.address_login_failures = n;
     }

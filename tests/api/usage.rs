@@ -377,3 +377,102 @@ both_backends!(negotiated_limits_replace_the_plans, |b| async move {
     assert_eq!(changes.len(), 3);
     assert_eq!(changes[2]["after"], json!({"api_keys": 7}));
 });
+
+both_backends!(
+    api_calls_are_reserved_in_blocks_and_never_overshoot_across_instances,
+    |b| async move {
+        let t = spawn_app_with(
+            b,
+            Options {
+                demo: true,
+                api_call_block_max: Some(100),
+                ..Options::default()
+            },
+        )
+        .await;
+        let second = t.another_instance().await;
+        let org: rbac_core::OrgId = t.org_id.parse().unwrap();
+        // A negotiated 5,000 calls a month: blocks of 5 (0.1 %).
+        let overrides = billing_limits::LimitOverrides(
+            [(billing_limits::Limit::ApiCallsPerMonth, Some(5_000))].into(),
+        );
+        tenancy::orgs::set_limit_overrides_as_system(&*t.store, org, overrides, t.clock.now())
+            .await
+            .unwrap();
+        let key = json_of(
+            t.post(
+                &t.org("/api-keys"),
+                &t.owner_token,
+                &json!({ "name": "CI" }),
+            )
+            .await,
+        )
+        .await;
+        let secret = key["secret"].as_str().unwrap().to_owned();
+        let members = format!("/api/v1/orgs/{}/members", t.org_id);
+        let month = tenancy::metering::month_key(t.clock.now());
+        let counted = || {
+            let (store, org, month) = (t.store.clone(), org, month.clone());
+            async move {
+                tenancy::metering::MeteringStore::monthly(&*store, org, "api_calls", &month)
+                    .await
+                    .unwrap()
+            }
+        };
+        // The first call reserves a block of five; the next four use it without a write.
+        for i in 0..5 {
+            assert_eq!(
+                t.get(&t.url(&members), &secret).await.status(),
+                StatusCode::OK
+            );
+            assert_eq!(counted().await, 5, "after call {i}");
+        }
+        assert_eq!(
+            t.get(&t.url(&members), &secret).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(counted().await, 10);
+        // Near the limit, two instances never hand out more than the month allows: 4,990
+        // reserved, this instance holds 4 unused calls, so 10 + 4 calls remain in all.
+        t.store
+            .execute_sql(&format!(
+                "UPDATE usage_monthly SET count = 4990 WHERE org_id = '{org}' AND month = '{month}' AND metric = 'api_calls'"
+            ))
+            .await
+            .unwrap();
+        let calls = (0..30_u32).map(|i| {
+            let url = if i.is_multiple_of(2) {
+                t.url(&members)
+            } else {
+                format!("{second}{members}")
+            };
+            let (client, secret) = (t.client.clone(), secret.clone());
+            async move {
+                client
+                    .get(url)
+                    .bearer_auth(secret)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        });
+        let answers = futures::future::join_all(calls).await;
+        let mut ok = answers.iter().filter(|s| **s == StatusCode::OK).count();
+        assert!(ok <= 14, "{answers:?}");
+        assert!(
+            answers
+                .iter()
+                .all(|s| *s == StatusCode::OK || *s == StatusCode::TOO_MANY_REQUESTS)
+        );
+        // Calls one at a time use up what either instance still holds, then both refuse:
+        // exactly the 14 calls the month had left, never one more.
+        for base in [t.address.clone(), second.clone()] {
+            while t.get(&format!("{base}{members}"), &secret).await.status() == StatusCode::OK {
+                ok += 1;
+            }
+        }
+        assert_eq!(ok, 14);
+        assert_eq!(counted().await, 5_000, "never past the limit");
+    }
+);

@@ -165,7 +165,8 @@ impl FromRequest for OrgCaller {
             }
             // Programmatic calls (API keys) count against the plan's monthly API calls.
             if st.settings.plans.meter_api_calls {
-                tenancy::metering::meter_api_call(&*st.store, &caller, st.clock.now()).await?;
+                tenancy::metering::meter_api_call(&*st.store, &st.meter, &caller, st.clock.now())
+                    .await?;
             }
             Ok(OrgCaller(caller))
         })

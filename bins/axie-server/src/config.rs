@@ -73,6 +73,9 @@ pub struct PlanSettings {
     /// Count requests made with API keys against the monthly API-call limit (false: no
     /// counting, no 429 answers, no API-call figures).
     pub meter_api_calls: bool,
+    /// The most API calls an instance reserves from the database at a time (blocks are 0.1 %
+    /// of the monthly limit, at least 1); 1 writes every call.
+    pub api_call_block_max: u64,
 }
 
 impl PlanSettings {

@@ -361,6 +361,9 @@ async fn prepare(
             net_days: settings.billing.invoice_net_days,
         }),
         prices: Arc::new(settings.billing.prices()),
+        meter: Arc::new(tenancy::metering::CallMeter::new(
+            settings.plans.api_call_block_max,
+        )),
         address_throttle: Arc::new(security_policy::AddressThrottle::new(
             security_policy::LoginThrottlePolicy {
                 max_failures: settings.security.address_login_failures.max(1),

@@ -70,6 +70,8 @@ pub struct AppState {
     pub payments: Arc<dyn billing_limits::payment::PaymentProvider>,
     /// The price list.
     pub prices: Arc<billing_limits::subscription::PriceList>,
+    /// API calls reserved in blocks and handed out in memory.
+    pub meter: Arc<tenancy::metering::CallMeter>,
     /// Failed logins per client address.
     pub address_throttle: Arc<security_policy::AddressThrottle>,
     /// Background workers' heartbeats (for `/readyz` and metrics).

@@ -91,6 +91,10 @@ async fn billing(state: AppState) {
         if let Err(e) = run_billing(&state.store, state.payments(), state.clock.now()).await {
             tracing::warn!(error = %e, "billing worker failed");
         }
+        // The API calls made since the last reservation, into the daily per-team counters.
+        if let Err(e) = state.meter.flush(&*state.store).await {
+            tracing::warn!(error = %e, "daily API-call counters not written; retried next minute");
+        }
     }
 }
 

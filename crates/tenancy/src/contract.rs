@@ -1732,13 +1732,13 @@ async fn api_calls_never_overshoot_the_month<
     let (org, team, _) = new_org(s).await;
     let day = now().date_naive();
     let calls: Vec<_> = (0..50)
-        .map(|_| s.count_within(org.id, team.id, METRIC_API_CALLS, "2026-11", day, Some(20)))
+        .map(|_| s.reserve_within(org.id, METRIC_API_CALLS, "2026-11", 1, Some(20)))
         .collect();
     let results = futures::future::join_all(calls).await;
-    let counted = results.iter().filter(|r| r.as_ref().unwrap().0).count();
+    let counted: u64 = results.iter().map(|r| r.as_ref().unwrap().0).sum();
     assert_eq!(
         counted, 20,
-        "exactly the limit is counted, also concurrently"
+        "exactly the limit is reserved, also concurrently"
     );
     assert!(results.iter().all(|r| r.as_ref().unwrap().1 <= 20));
     assert_eq!(
@@ -1747,23 +1747,43 @@ async fn api_calls_never_overshoot_the_month<
             .unwrap(),
         20
     );
-    // The next month starts from zero; no limit means every call counts.
+    // Blocks: whole while they fit, then one at a time up to the limit, then nothing; 40
+    // concurrent requests for blocks of 5 under a limit of 22 reserve exactly 22.
+    let blocks: Vec<_> = (0..40)
+        .map(|_| s.reserve_within(org.id, METRIC_API_CALLS, "2026-12", 5, Some(22)))
+        .collect();
+    let grants: Vec<u64> = futures::future::join_all(blocks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().0)
+        .collect();
+    assert_eq!(grants.iter().sum::<u64>(), 22, "{grants:?}");
+    assert!(grants.iter().all(|g| [0, 1, 5].contains(g)), "{grants:?}");
+    assert_eq!(grants.iter().filter(|g| **g == 5).count(), 4, "{grants:?}");
     assert_eq!(
-        s.count_within(org.id, team.id, METRIC_API_CALLS, "2026-12", day, Some(20))
+        s.reserve_within(org.id, METRIC_API_CALLS, "2026-12", 5, Some(22))
             .await
             .unwrap(),
-        (true, 1)
+        (0, 22)
     );
+    // No limit: every block is granted.
     for _ in 0..3 {
-        assert!(
-            s.count_within(org.id, team.id, "other", "2026-11", day, None)
+        assert_eq!(
+            s.reserve_within(org.id, "other", "2026-11", 7, None)
                 .await
                 .unwrap()
-                .0
+                .0,
+            7
         );
     }
-    assert_eq!(s.monthly(org.id, "other", "2026-11").await.unwrap(), 3);
-    // Counted calls also land in the day's counters, by team.
+    assert_eq!(s.monthly(org.id, "other", "2026-11").await.unwrap(), 21);
+    // Calls made are added to the day's counters, by team.
+    s.add_daily(org.id, team.id, METRIC_API_CALLS, day, 3)
+        .await
+        .unwrap();
+    s.add_daily(org.id, team.id, METRIC_API_CALLS, day, 18)
+        .await
+        .unwrap();
     let daily = s.usage(org.id, day, day).await.unwrap();
     let api: u64 = daily
         .iter()

@@ -1778,39 +1778,56 @@ impl MfaStore for MemoryTenancyStore {
 
 #[async_trait]
 impl crate::metering::MeteringStore for MemoryTenancyStore {
-    async fn count_within(
+    async fn reserve_within(
         &self,
         org: OrgId,
-        team: TeamId,
         metric: &str,
         month: &str,
-        day: chrono::NaiveDate,
+        want: u64,
         limit: Option<u64>,
-    ) -> Result<(bool, u64), TenancyError> {
+    ) -> Result<(u64, u64), TenancyError> {
         let mut s = self.lock()?;
         let n = s
             .monthly
             .entry((org, month.to_owned(), metric.to_owned()))
             .or_insert(0);
-        if limit.is_some_and(|l| *n >= l) {
-            return Ok((false, *n));
-        }
-        *n += 1;
-        let used = *n;
-        let usage = UsageRecord {
-            team,
-            asset: None,
-            metric: metric.to_owned(),
-            day,
-            count: 1,
+        let fits = |k: u64| limit.is_none_or(|l| n.saturating_add(k) <= l);
+        let granted = if fits(want.max(1)) {
+            want.max(1)
+        } else if fits(1) {
+            1
+        } else {
+            0
         };
+        *n += granted;
+        Ok((granted, *n))
+    }
+
+    async fn add_daily(
+        &self,
+        org: OrgId,
+        team: TeamId,
+        metric: &str,
+        day: chrono::NaiveDate,
+        n: u64,
+    ) -> Result<(), TenancyError> {
+        let mut s = self.lock()?;
         match s.usage.iter_mut().find(|(o, u)| {
             *o == org && u.team == team && u.asset.is_none() && u.metric == metric && u.day == day
         }) {
-            Some((_, u)) => u.count += 1,
-            None => s.usage.push((org, usage)),
+            Some((_, u)) => u.count += n,
+            None => s.usage.push((
+                org,
+                UsageRecord {
+                    team,
+                    asset: None,
+                    metric: metric.to_owned(),
+                    day,
+                    count: n,
+                },
+            )),
         }
-        Ok((true, used))
+        Ok(())
     }
 
     async fn record_alert(

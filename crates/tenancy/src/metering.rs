@@ -1,8 +1,14 @@
 //! Metering API calls against the plan's monthly limit, and the usage report.
 //!
 //! Months are UTC calendar months (`2026-11`): the counter of a month starts at zero on the
-//! first at 00:00 UTC. A call is counted and checked in one conditional write, so concurrent
-//! calls never take an organization past its limit.
+//! first at 00:00 UTC. Calls are reserved with conditional writes, so concurrent calls (also on
+//! several server instances) never take an organization past its limit. To keep that cheap, a
+//! [`CallMeter`] reserves calls in blocks of 0.1 % of the monthly limit (at most its
+//! `max_block`, one near the limit) and hands them out in memory: the month's counter is then at
+//! most one block per instance ahead of the calls made, and an instance that stops loses its
+//! unused block (an organization may get slightly fewer calls, never more). The per-team daily
+//! counters are added up in memory and written when a block is reserved and by
+//! [`CallMeter::flush`], which the server calls every minute.
 
 use async_trait::async_trait;
 use billing_limits::{Limit, PlanLimits};
@@ -21,21 +27,34 @@ pub const METRIC_API_CALLS: &str = "api_calls";
 /// Storage of monthly counters.
 #[async_trait]
 pub trait MeteringStore: Send + Sync {
-    /// Adds one to `metric` of `org` in `month` if the count stays within `limit` (`None`:
-    /// unlimited), in one conditional write; also adds one to the day's counter for `team`.
-    /// Returns whether it was counted, and the month's count after the attempt.
+    /// Adds `want` (at least one) to `metric` of `org` in `month` if the count stays within
+    /// `limit` (`None`: unlimited); if `want` does not fit, adds one if that fits; in one
+    /// conditional write per attempt, so concurrent callers never take the count past the
+    /// limit. Returns how much was added (`want`, 1 or 0) and the month's count after.
     ///
     /// # Errors
     /// [`TenancyError::Store`].
-    async fn count_within(
+    async fn reserve_within(
+        &self,
+        org: OrgId,
+        metric: &str,
+        month: &str,
+        want: u64,
+        limit: Option<u64>,
+    ) -> Result<(u64, u64), TenancyError>;
+
+    /// Adds `n` to the day's counter of `metric` for `team`.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn add_daily(
         &self,
         org: OrgId,
         team: TeamId,
         metric: &str,
-        month: &str,
         day: NaiveDate,
-        limit: Option<u64>,
-    ) -> Result<(bool, u64), TenancyError>;
+        n: u64,
+    ) -> Result<(), TenancyError>;
 
     /// The month's count of `metric`.
     ///
@@ -245,6 +264,97 @@ pub fn next_month_start(now: DateTime<Utc>) -> DateTime<Utc> {
         .unwrap_or(now)
 }
 
+/// Hands out API calls reserved from the database in blocks (see the module documentation).
+#[derive(Debug)]
+pub struct CallMeter {
+    max_block: u64,
+    state: std::sync::Mutex<MeterState>,
+}
+
+#[derive(Debug, Default)]
+struct MeterState {
+    /// Calls reserved and not yet made, per organization, for the month named.
+    leases: std::collections::HashMap<OrgId, (String, u64)>,
+    /// Calls made and not yet written to the daily counters.
+    daily: std::collections::HashMap<(OrgId, TeamId, NaiveDate), u64>,
+}
+
+impl CallMeter {
+    /// A meter reserving at most `max_block` calls at a time (1: every call is its own write).
+    #[must_use]
+    pub fn new(max_block: u64) -> Self {
+        Self {
+            max_block: max_block.max(1),
+            state: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The block to reserve under `limit`: 0.1 % of it, between 1 and `max_block`.
+    #[must_use]
+    pub fn block_for(&self, limit: Option<u64>) -> u64 {
+        limit.map_or(self.max_block, |l| (l / 1000).clamp(1, self.max_block))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MeterState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes one reserved call of `org` in `month`, if there is one, and counts it for the day.
+    fn take(&self, org: OrgId, team: TeamId, month: &str, day: NaiveDate) -> bool {
+        let mut s = self.lock();
+        let ok = match s.leases.get_mut(&org) {
+            Some((m, left)) if m == month && *left > 0 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        };
+        if ok {
+            *s.daily.entry((org, team, day)).or_insert(0) += 1;
+        }
+        ok
+    }
+
+    /// Records a reservation of `granted` calls, one of which is being made now.
+    fn granted(&self, org: OrgId, team: TeamId, month: &str, day: NaiveDate, granted: u64) {
+        let mut s = self.lock();
+        let lease = s.leases.entry(org).or_insert_with(|| (month.to_owned(), 0));
+        if lease.0 != month {
+            *lease = (month.to_owned(), 0);
+        }
+        lease.1 += granted.saturating_sub(1);
+        *s.daily.entry((org, team, day)).or_insert(0) += 1;
+    }
+
+    /// Calls reserved and not yet made, for `org` in `month`.
+    #[must_use]
+    pub fn unused(&self, org: OrgId, month: &str) -> u64 {
+        match self.lock().leases.get(&org) {
+            Some((m, left)) if m == month => *left,
+            _ => 0,
+        }
+    }
+
+    /// Writes the calls made since the last flush to the daily per-team counters. Counts that
+    /// cannot be written are kept for the next flush.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] (what was not written stays pending).
+    pub async fn flush<S: MeteringStore + ?Sized>(&self, store: &S) -> Result<(), TenancyError> {
+        let pending: Vec<_> = self.lock().daily.drain().collect();
+        let mut failed = None;
+        for ((org, team, day), n) in pending {
+            if let Err(e) = store.add_daily(org, team, METRIC_API_CALLS, day, n).await {
+                *self.lock().daily.entry((org, team, day)).or_insert(0) += n;
+                failed = Some(e);
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+}
+
 /// Counts one API call (a request made with an API key) against the plan's monthly limit.
 ///
 /// # Errors
@@ -252,56 +362,75 @@ pub fn next_month_start(now: DateTime<Utc>) -> DateTime<Utc> {
 /// used up (the server answers 429 with `Retry-After` until the next month).
 pub async fn meter_api_call<S: TenancyStore + MeteringStore + ?Sized>(
     store: &S,
+    meter: &CallMeter,
     caller: &Caller,
     now: DateTime<Utc>,
 ) -> Result<(), TenancyError> {
     let Some(key) = &caller.api_key else {
         return Ok(());
     };
-    let limits = caller.org.limits();
-    let max = limits.get(Limit::ApiCallsPerMonth);
-    let (counted, used) = store
-        .count_within(
-            caller.org.id,
-            key.team,
-            METRIC_API_CALLS,
-            &month_key(now),
-            now.date_naive(),
-            max,
-        )
-        .await?;
-    if counted {
-        if let Some(m) = max
-            && !billing_limits::thresholds_crossed(
-                used - 1,
-                used,
-                m,
-                &billing_limits::alert_thresholds(),
-            )
-            .is_empty()
-        {
-            // The call is counted; an alert that cannot be written must not fail it.
-            if let Err(e) = alert_on_change(
-                store,
-                &caller.org,
-                Limit::ApiCallsPerMonth,
-                used - 1,
-                used,
-                now,
-            )
-            .await
-            {
-                tracing::warn!(error = %e, org = %caller.org.id, "usage alert not sent");
-            }
-        }
+    meter_call(store, meter, &caller.org, key.team, now).await
+}
+
+/// Counts one API call of `team` in `org` (see [`meter_api_call`]).
+///
+/// # Errors
+/// As [`meter_api_call`].
+pub async fn meter_call<S: TenancyStore + MeteringStore + ?Sized>(
+    store: &S,
+    meter: &CallMeter,
+    org: &crate::model::Organization,
+    team: TeamId,
+    now: DateTime<Utc>,
+) -> Result<(), TenancyError> {
+    let month = month_key(now);
+    let day = now.date_naive();
+    if meter.take(org.id, team, &month, day) {
         return Ok(());
     }
-    Err(TenancyError::LimitReached {
-        limit: Limit::ApiCallsPerMonth,
-        max: max.unwrap_or(u64::MAX),
-        used,
-        plan: caller.org.plan,
-    })
+    let max = org.limits().get(Limit::ApiCallsPerMonth);
+    let want = meter.block_for(max);
+    let (granted, used) = store
+        .reserve_within(org.id, METRIC_API_CALLS, &month, want, max)
+        .await?;
+    // A concurrent request of this instance may have reserved a block meanwhile.
+    if granted == 0 && meter.take(org.id, team, &month, day) {
+        return Ok(());
+    }
+    if granted == 0 {
+        return Err(TenancyError::LimitReached {
+            limit: Limit::ApiCallsPerMonth,
+            max: max.unwrap_or(u64::MAX),
+            used,
+            plan: org.plan,
+        });
+    }
+    meter.granted(org.id, team, &month, day, granted);
+    // The call is counted; daily counters and alerts that cannot be written must not fail it.
+    if let Err(e) = meter.flush(store).await {
+        tracing::warn!(error = %e, "daily API-call counters not written yet");
+    }
+    if let Some(m) = max
+        && !billing_limits::thresholds_crossed(
+            used - granted,
+            used,
+            m,
+            &billing_limits::alert_thresholds(),
+        )
+        .is_empty()
+        && let Err(e) = alert_on_change(
+            store,
+            org,
+            Limit::ApiCallsPerMonth,
+            used - granted,
+            used,
+            now,
+        )
+        .await
+    {
+        tracing::warn!(error = %e, org = %org.id, "usage alert not sent");
+    }
+    Ok(())
 }
 
 /// One figure against its limit.
@@ -560,6 +689,80 @@ pub async fn weekly_report<S: TenancyStore + WorkspaceStore + MeteringStore + ?S
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
+
+    #[test]
+    fn blocks_are_a_thousandth_of_the_limit_within_bounds() {
+        let m = CallMeter::new(100);
+        assert_eq!(m.block_for(Some(1_000)), 1, "Free: every call is written");
+        assert_eq!(m.block_for(Some(10_000)), 10);
+        assert_eq!(m.block_for(Some(100_000)), 100);
+        assert_eq!(m.block_for(Some(10_000_000)), 100, "at most max_block");
+        assert_eq!(m.block_for(None), 100);
+        assert_eq!(m.block_for(Some(0)), 1);
+        assert_eq!(CallMeter::new(0).block_for(None), 1);
+    }
+
+    #[tokio::test]
+    async fn every_call_is_counted_once_in_blocks_and_by_day() {
+        use crate::store::OrgStore;
+        let store = crate::MemoryTenancyStore::new();
+        let hasher =
+            security_policy::PasswordHasher::new(security_policy::HashParams::default()).unwrap();
+        let (org, _) = crate::orgs::create_with_new_owner(
+            &store,
+            &hasher,
+            crate::orgs::CreateOrgRequest {
+                name: "Meter".into(),
+                plan: billing_limits::Plan::Enterprise,
+                owner_email: "owner@meter.example".into(),
+                owner_name: "Owner".into(),
+                owner_password: "tilted windmill at sunrise".into(),
+            },
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+        let org = store.get_org(org.id).await.unwrap();
+        let team = TeamId::new();
+        let now = Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap();
+        let meter = CallMeter::new(100);
+        for _ in 0..250 {
+            meter_call(&store, &meter, &org, team, now).await.unwrap();
+        }
+        // Enterprise's 100,000 calls: blocks of 100; 250 calls reserved 300, 50 unused.
+        assert_eq!(
+            store
+                .monthly(org.id, METRIC_API_CALLS, "2026-11")
+                .await
+                .unwrap(),
+            300
+        );
+        assert_eq!(meter.unused(org.id, "2026-11"), 50);
+        meter.flush(&store).await.unwrap();
+        let daily: u64 = store
+            .usage(org.id, now.date_naive(), now.date_naive())
+            .await
+            .unwrap()
+            .iter()
+            .filter(|u| u.team == team && u.metric == METRIC_API_CALLS)
+            .map(|u| u.count)
+            .sum();
+        assert_eq!(
+            daily, 250,
+            "the daily counters hold the calls made, not reserved"
+        );
+        // A new month starts with a new block; the old month's leftovers are not used for it.
+        let next = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+        meter_call(&store, &meter, &org, team, next).await.unwrap();
+        assert_eq!(
+            store
+                .monthly(org.id, METRIC_API_CALLS, "2026-12")
+                .await
+                .unwrap(),
+            100
+        );
+        assert_eq!(meter.unused(org.id, "2026-12"), 99);
+    }
 
     #[test]
     fn months_are_utc_calendar_months() {

@@ -1,5 +1,5 @@
-//! [`MeteringStore`] on SeaORM: a conditional `UPDATE … SET count = count + 1 WHERE count < limit`
-//! is the check and the increment in one statement, so concurrent calls cannot overshoot.
+//! [`MeteringStore`] on SeaORM: a conditional `UPDATE … SET count = count + k WHERE count <= limit - k`
+//! is the check and the reservation in one statement, so concurrent calls cannot overshoot.
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
@@ -15,20 +15,14 @@ use crate::entity::{usage_alert, usage_daily, usage_monthly};
 
 #[async_trait]
 impl MeteringStore for SeaStore {
-    async fn count_within(
+    async fn reserve_within(
         &self,
         org: OrgId,
-        team: TeamId,
         metric: &str,
         month: &str,
-        day: NaiveDate,
+        want: u64,
         limit: Option<u64>,
-    ) -> Result<(bool, u64), TenancyError> {
-        let key = |q: sea_orm::UpdateMany<usage_monthly::Entity>| {
-            q.filter(usage_monthly::Column::OrgId.eq(org.to_string()))
-                .filter(usage_monthly::Column::Month.eq(month))
-                .filter(usage_monthly::Column::Metric.eq(metric))
-        };
+    ) -> Result<(u64, u64), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         usage_monthly::Entity::insert(usage_monthly::ActiveModel {
             org_id: Set(org.to_string()),
@@ -40,15 +34,29 @@ impl MeteringStore for SeaStore {
         .exec_without_returning(&txn)
         .await
         .map_err(store)?;
-        let mut update = key(usage_monthly::Entity::update_many()).col_expr(
-            usage_monthly::Column::Count,
-            Expr::col(usage_monthly::Column::Count).add(1_i64),
-        );
-        if let Some(l) = limit {
-            update = update
-                .filter(usage_monthly::Column::Count.lt(i64::try_from(l).unwrap_or(i64::MAX)));
+        let mut granted = 0;
+        for k in [Ord::max(want, 1), 1] {
+            let add = i64::try_from(k).unwrap_or(i64::MAX);
+            let mut update = usage_monthly::Entity::update_many()
+                .col_expr(
+                    usage_monthly::Column::Count,
+                    Expr::col(usage_monthly::Column::Count).add(add),
+                )
+                .filter(usage_monthly::Column::OrgId.eq(org.to_string()))
+                .filter(usage_monthly::Column::Month.eq(month))
+                .filter(usage_monthly::Column::Metric.eq(metric));
+            if let Some(l) = limit {
+                let room = i64::try_from(l).unwrap_or(i64::MAX).saturating_sub(add);
+                update = update.filter(usage_monthly::Column::Count.lte(room));
+            }
+            if update.exec(&txn).await.map_err(store)?.rows_affected == 1 {
+                granted = k;
+                break;
+            }
+            if k == 1 {
+                break;
+            }
         }
-        let counted = update.exec(&txn).await.map_err(store)?.rows_affected == 1;
         let used = usage_monthly::Entity::find_by_id((
             org.to_string(),
             month.to_owned(),
@@ -58,35 +66,45 @@ impl MeteringStore for SeaStore {
         .await
         .map_err(store)?
         .map_or(0, |m| u64::try_from(m.count).unwrap_or(0));
-        if counted {
-            usage_daily::Entity::insert(usage_daily::ActiveModel {
-                org_id: Set(org.to_string()),
-                day: Set(day.to_string()),
-                team_id: Set(team.to_string()),
-                asset_id: Set(String::new()),
-                metric: Set(metric.to_owned()),
-                count: Set(1),
-            })
-            .on_conflict(
-                OnConflict::columns([
-                    usage_daily::Column::OrgId,
-                    usage_daily::Column::Day,
-                    usage_daily::Column::TeamId,
-                    usage_daily::Column::AssetId,
-                    usage_daily::Column::Metric,
-                ])
-                .value(
-                    usage_daily::Column::Count,
-                    Expr::col((usage_daily::Entity, usage_daily::Column::Count)).add(1_i64),
-                )
-                .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await
-            .map_err(store)?;
-        }
         txn.commit().await.map_err(store)?;
-        Ok((counted, used))
+        Ok((granted, used))
+    }
+
+    async fn add_daily(
+        &self,
+        org: OrgId,
+        team: TeamId,
+        metric: &str,
+        day: NaiveDate,
+        n: u64,
+    ) -> Result<(), TenancyError> {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        usage_daily::Entity::insert(usage_daily::ActiveModel {
+            org_id: Set(org.to_string()),
+            day: Set(day.to_string()),
+            team_id: Set(team.to_string()),
+            asset_id: Set(String::new()),
+            metric: Set(metric.to_owned()),
+            count: Set(n),
+        })
+        .on_conflict(
+            OnConflict::columns([
+                usage_daily::Column::OrgId,
+                usage_daily::Column::Day,
+                usage_daily::Column::TeamId,
+                usage_daily::Column::AssetId,
+                usage_daily::Column::Metric,
+            ])
+            .value(
+                usage_daily::Column::Count,
+                Expr::col((usage_daily::Entity, usage_daily::Column::Count)).add(n),
+            )
+            .to_owned(),
+        )
+        .exec_without_returning(self.db())
+        .await
+        .map_err(store)?;
+        Ok(())
     }
 
     async fn record_alert(
