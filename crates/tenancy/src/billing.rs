@@ -192,7 +192,13 @@ pub async fn run_due<S: TenancyStore + BillingStore + ?Sized>(
         let Some(change) = current.due(now) else {
             continue;
         };
-        let t = transition(&current, change, payments.prices, now)?;
+        let t = match transition(&current, change, payments.prices, now) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(org = %org_id, error = %e, "due subscription change not applicable");
+                continue;
+            }
+        };
         let record = NewAuditEvent::new(
             org_id,
             now,

@@ -507,8 +507,7 @@ pub async fn consume<S: TenancyStore + CreditStore + WorkspaceStore + MeteringSt
     let t = visible_team(store, caller, team).await?;
     caller.check(Permission::UseChatInterface, &Resource::team(t.org, t.id))?;
     credits::check_idempotency_key(key)?;
-    let description = crate::model::valid_name("description", description)
-        .or_else(|_| Ok::<_, TenancyError>("Consumption".to_owned()))?;
+    let description = crate::model::valid_name("description", description)?;
     let postings = credits::consume(team, amount)?;
     let fingerprint = credits::fingerprint("consumption", &postings);
     if let Some(r) = replay(store, caller.org.id, key, &fingerprint).await? {
