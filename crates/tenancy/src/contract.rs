@@ -1778,12 +1778,16 @@ async fn api_calls_never_overshoot_the_month<
     }
     assert_eq!(s.monthly(org.id, "other", "2026-11").await.unwrap(), 21);
     // Calls made are added to the day's counters, by team.
-    s.add_daily(org.id, team.id, METRIC_API_CALLS, day, 3)
-        .await
-        .unwrap();
-    s.add_daily(org.id, team.id, METRIC_API_CALLS, day, 18)
-        .await
-        .unwrap();
+    for n in [3, 18] {
+        let record = crate::assets::UsageRecord {
+            team: team.id,
+            asset: None,
+            metric: METRIC_API_CALLS.to_owned(),
+            day,
+            count: n,
+        };
+        s.record_usage(&record, org.id).await.unwrap();
+    }
     let daily = s.usage(org.id, day, day).await.unwrap();
     let api: u64 = daily
         .iter()

@@ -1803,33 +1803,6 @@ impl crate::metering::MeteringStore for MemoryTenancyStore {
         Ok((granted, *n))
     }
 
-    async fn add_daily(
-        &self,
-        org: OrgId,
-        team: TeamId,
-        metric: &str,
-        day: chrono::NaiveDate,
-        n: u64,
-    ) -> Result<(), TenancyError> {
-        let mut s = self.lock()?;
-        match s.usage.iter_mut().find(|(o, u)| {
-            *o == org && u.team == team && u.asset.is_none() && u.metric == metric && u.day == day
-        }) {
-            Some((_, u)) => u.count += n,
-            None => s.usage.push((
-                org,
-                UsageRecord {
-                    team,
-                    asset: None,
-                    metric: metric.to_owned(),
-                    day,
-                    count: n,
-                },
-            )),
-        }
-        Ok(())
-    }
-
     async fn record_alert(
         &self,
         org: OrgId,

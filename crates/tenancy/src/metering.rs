@@ -43,19 +43,6 @@ pub trait MeteringStore: Send + Sync {
         limit: Option<u64>,
     ) -> Result<(u64, u64), TenancyError>;
 
-    /// Adds `n` to the day's counter of `metric` for `team`.
-    ///
-    /// # Errors
-    /// [`TenancyError::Store`].
-    async fn add_daily(
-        &self,
-        org: OrgId,
-        team: TeamId,
-        metric: &str,
-        day: NaiveDate,
-        n: u64,
-    ) -> Result<(), TenancyError>;
-
     /// The month's count of `metric`.
     ///
     /// # Errors
@@ -342,11 +329,18 @@ impl CallMeter {
     ///
     /// # Errors
     /// [`TenancyError::Store`] (what was not written stays pending).
-    pub async fn flush<S: MeteringStore + ?Sized>(&self, store: &S) -> Result<(), TenancyError> {
+    pub async fn flush<S: WorkspaceStore + ?Sized>(&self, store: &S) -> Result<(), TenancyError> {
         let pending: Vec<_> = self.lock().daily.drain().collect();
         let mut failed = None;
         for ((org, team, day), n) in pending {
-            if let Err(e) = store.add_daily(org, team, METRIC_API_CALLS, day, n).await {
+            let record = UsageRecord {
+                team,
+                asset: None,
+                metric: METRIC_API_CALLS.to_owned(),
+                day,
+                count: n,
+            };
+            if let Err(e) = store.record_usage(&record, org).await {
                 *self.lock().daily.entry((org, team, day)).or_insert(0) += n;
                 failed = Some(e);
             }
@@ -360,7 +354,7 @@ impl CallMeter {
 /// # Errors
 /// [`TenancyError::LimitReached`] with [`Limit::ApiCallsPerMonth`] when the month's calls are
 /// used up (the server answers 429 with `Retry-After` until the next month).
-pub async fn meter_api_call<S: TenancyStore + MeteringStore + ?Sized>(
+pub async fn meter_api_call<S: TenancyStore + WorkspaceStore + MeteringStore + ?Sized>(
     store: &S,
     meter: &CallMeter,
     caller: &Caller,
@@ -376,7 +370,7 @@ pub async fn meter_api_call<S: TenancyStore + MeteringStore + ?Sized>(
 ///
 /// # Errors
 /// As [`meter_api_call`].
-pub async fn meter_call<S: TenancyStore + MeteringStore + ?Sized>(
+pub async fn meter_call<S: TenancyStore + WorkspaceStore + MeteringStore + ?Sized>(
     store: &S,
     meter: &CallMeter,
     org: &crate::model::Organization,

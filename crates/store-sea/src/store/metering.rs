@@ -2,16 +2,15 @@
 //! is the check and the reservation in one statement, so concurrent calls cannot overshoot.
 
 use async_trait::async_trait;
-use chrono::NaiveDate;
-use rbac_core::{OrgId, TeamId};
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use rbac_core::OrgId;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 use tenancy::TenancyError;
 use tenancy::metering::MeteringStore;
 
 use super::tenancy::store;
 use crate::SeaStore;
-use crate::entity::{usage_alert, usage_daily, usage_monthly};
+use crate::entity::{usage_alert, usage_monthly};
 
 #[async_trait]
 impl MeteringStore for SeaStore {
@@ -68,43 +67,6 @@ impl MeteringStore for SeaStore {
         .map_or(0, |m| u64::try_from(m.count).unwrap_or(0));
         txn.commit().await.map_err(store)?;
         Ok((granted, used))
-    }
-
-    async fn add_daily(
-        &self,
-        org: OrgId,
-        team: TeamId,
-        metric: &str,
-        day: NaiveDate,
-        n: u64,
-    ) -> Result<(), TenancyError> {
-        let n = i64::try_from(n).unwrap_or(i64::MAX);
-        usage_daily::Entity::insert(usage_daily::ActiveModel {
-            org_id: Set(org.to_string()),
-            day: Set(day.to_string()),
-            team_id: Set(team.to_string()),
-            asset_id: Set(String::new()),
-            metric: Set(metric.to_owned()),
-            count: Set(n),
-        })
-        .on_conflict(
-            OnConflict::columns([
-                usage_daily::Column::OrgId,
-                usage_daily::Column::Day,
-                usage_daily::Column::TeamId,
-                usage_daily::Column::AssetId,
-                usage_daily::Column::Metric,
-            ])
-            .value(
-                usage_daily::Column::Count,
-                Expr::col((usage_daily::Entity, usage_daily::Column::Count)).add(n),
-            )
-            .to_owned(),
-        )
-        .exec_without_returning(self.db())
-        .await
-        .map_err(store)?;
-        Ok(())
     }
 
     async fn record_alert(
