@@ -536,10 +536,7 @@ pub async fn consume<S: TenancyStore + CreditStore + WorkspaceStore + MeteringSt
         actor: caller.actor().name,
         created_at: now,
     };
-    let posted = store.post_credits(&op, None, journal).await?;
-    if let Posted::Applied(entries) = &posted {
-        alert_low(store, &caller.org, entries, now).await?;
-    }
+    let posted = post_debits(store, &caller.org, &op, journal, now).await?;
     Ok(result_of(posted, None))
 }
 
@@ -585,10 +582,7 @@ pub async fn transfer<S: TenancyStore + CreditStore + WorkspaceStore + MeteringS
         actor: caller.actor().name,
         created_at: now,
     };
-    let posted = store.post_credits(&op, None, journal).await?;
-    if let Posted::Applied(entries) = &posted {
-        alert_low(store, &caller.org, entries, now).await?;
-    }
+    let posted = post_debits(store, &caller.org, &op, journal, now).await?;
     Ok(result_of(posted, None))
 }
 
@@ -654,14 +648,11 @@ pub async fn reverse<S: TenancyStore + CreditStore + WorkspaceStore + MeteringSt
         actor: caller.actor().name,
         created_at: now,
     };
-    let posted = store.post_credits(&op, None, journal).await?;
+    let posted = post_debits(store, &caller.org, &op, journal, now).await?;
     if let Posted::Replayed(_) = posted {
         return Err(TenancyError::Conflict(
             "the operation was reversed already".into(),
         ));
-    }
-    if let Posted::Applied(entries) = &posted {
-        alert_low(store, &caller.org, entries, now).await?;
     }
     Ok(result_of(posted, None))
 }
@@ -747,6 +738,25 @@ pub async fn configure<S: CreditStore + WorkspaceStore + ?Sized>(
         .into_iter()
         .find(|a| a.account == account)
         .ok_or(TenancyError::NotFound("credit account"))
+}
+
+/// Applies an operation that may debit team accounts, then sends the low-credit alerts it
+/// triggers. The operation is committed first; an alert that cannot be sent is logged, never
+/// turned into a failed request for a committed operation.
+async fn post_debits<S: TenancyStore + CreditStore + WorkspaceStore + MeteringStore + ?Sized>(
+    store: &S,
+    org: &crate::model::Organization,
+    op: &NewOperation,
+    journal: Journal,
+    now: DateTime<Utc>,
+) -> Result<Posted, TenancyError> {
+    let posted = store.post_credits(op, None, journal).await?;
+    if let Posted::Applied(entries) = &posted
+        && let Err(e) = alert_low(store, org, entries, now).await
+    {
+        tracing::warn!(error = %e, org = %org.id, "low-credit alert not sent");
+    }
+    Ok(posted)
 }
 
 /// Sends the low-credit alerts the entries trigger: for each team debit that takes the balance
