@@ -84,20 +84,35 @@ type InFlight = Arc<std::sync::Mutex<HashMap<EndpointId, (Arc<Semaphore>, usize)
 /// worker's capacity from the others.
 pub const PER_ENDPOINT_IN_FLIGHT: usize = 8;
 
-/// Runs forever: every 50 ms (at once when the last batch was full), claims due deliveries
-/// and sends each on its own task, at most 64 at once and at most [`PER_ENDPOINT_IN_FLIGHT`]
-/// per endpoint; endpoints at their cap are not claimed from, so their deliveries wait in the
-/// database (not in memory) and a healthy endpoint keeps its throughput next to a hanging one.
+/// An endpoint with this many claimed deliveries not yet finished is not claimed from; when it
+/// falls below, the worker claims again at once, so a busy endpoint's queue never runs dry
+/// between polls.
+const CLAIM_AHEAD: usize = 2 * PER_ENDPOINT_IN_FLIGHT;
+
+/// Runs forever: every 50 ms, at once when a commit in this process queued deliveries, and at
+/// once when the last batch was full, claims due deliveries and sends each on its own task, at
+/// most 64 at once and at most [`PER_ENDPOINT_IN_FLIGHT`] per endpoint; endpoints with
+/// [`CLAIM_AHEAD`] claimed deliveries unfinished are not claimed from, so their deliveries wait in the database (not in memory) and a healthy
+/// endpoint keeps its throughput next to a hanging one. Outcomes are recorded in batches by a
+/// second task; until an outcome is recorded its delivery stays leased, so it is not sent again
+/// (unless the process dies first: then the lease runs out and it is retried, at least once).
 pub async fn run(state: AppState) {
     const WORKERS: usize = 64;
     let permits = Arc::new(Semaphore::new(WORKERS));
     let in_flight: InFlight = Arc::default();
+    let drained = Arc::new(tokio::sync::Notify::new());
+    let (outcomes, pending) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(record(state.clone(), pending));
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut full = false;
     loop {
         if !full {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = store_sea::deliveries_queued() => {}
+                () = drained.notified() => {}
+            }
         }
         let now = state.clock.now();
         state.health.beat("webhooks", now.timestamp());
@@ -110,7 +125,7 @@ pub async fn run(state: AppState) {
             .lock()
             .map(|m| {
                 m.iter()
-                    .filter(|(_, (_, n))| *n >= PER_ENDPOINT_IN_FLIGHT)
+                    .filter(|(_, (_, n))| *n >= CLAIM_AHEAD)
                     .map(|(id, _)| *id)
                     .collect()
             })
@@ -141,6 +156,8 @@ pub async fn run(state: AppState) {
                 Err(_) => return,
             };
             let (st, permits, in_flight) = (state.clone(), permits.clone(), in_flight.clone());
+            let drained = drained.clone();
+            let outcomes = outcomes.clone();
             tokio::spawn(async move {
                 let id = ep.id;
                 // The endpoint's own cap first, holding nothing shared while waiting.
@@ -148,12 +165,20 @@ pub async fn run(state: AppState) {
                     endpoint_gate.acquire_owned().await,
                     permits.acquire_owned().await,
                 ) {
-                    attempt(&st, d, ep, secrets).await;
+                    let outcome = attempt(&st, &d, ep, secrets).await;
+                    if outcomes.send((d, outcome)).is_err() {
+                        tracing::error!(
+                            "webhook worker: the recorder stopped; the attempt will be retried after the lease"
+                        );
+                    }
                 }
                 if let Ok(mut m) = in_flight.lock()
                     && let Some(e) = m.get_mut(&id)
                 {
                     e.1 = e.1.saturating_sub(1);
+                    if e.1 == CLAIM_AHEAD - 1 {
+                        drained.notify_one();
+                    }
                     if e.1 == 0 {
                         m.remove(&id);
                     }
@@ -163,11 +188,38 @@ pub async fn run(state: AppState) {
     }
 }
 
-async fn attempt(state: &AppState, d: Delivery, ep: Endpoint, stored: StoredSecrets) {
+/// Writes finished attempts in batches of whatever has arrived (at most 256), one transaction
+/// each; a batch that cannot be written is retried one outcome at a time, so one bad row does
+/// not hold back the others. An outcome that still cannot be written is logged, and its delivery
+/// is sent again after the lease.
+async fn record(
+    state: AppState,
+    mut pending: tokio::sync::mpsc::UnboundedReceiver<(Delivery, AttemptOutcome)>,
+) {
+    let mut batch = Vec::with_capacity(256);
+    while pending.recv_many(&mut batch, 256).await > 0 {
+        let items = std::mem::take(&mut batch);
+        if let Err(e) = state.store.record_attempts(items.clone()).await {
+            tracing::warn!(error = %e, n = items.len(), "webhook worker: batch of attempts not recorded; recording one by one");
+            for (d, o) in items {
+                if let Err(e) = state.store.record_attempt(&d, o).await {
+                    tracing::error!(error = %e, delivery = %d.id, "webhook worker: attempt not recorded; it will be retried after the lease");
+                }
+            }
+        }
+    }
+}
+
+async fn attempt(
+    state: &AppState,
+    d: &Delivery,
+    ep: Endpoint,
+    stored: StoredSecrets,
+) -> AttemptOutcome {
     let number = d.attempts + 1;
     let started_at = state.clock.now();
     let started = Instant::now();
-    let (status, retry_after, error, body) = send(state, &d, &ep, &stored).await;
+    let (status, retry_after, error, body) = send(state, d, &ep, &stored).await;
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let now = state.clock.now();
     let policy = policy(&state.settings.webhooks);
@@ -207,7 +259,7 @@ async fn attempt(state: &AppState, d: Delivery, ep: Endpoint, stored: StoredSecr
     if let Some(reason) = &disable {
         tracing::warn!(endpoint = %ep.id, org = %ep.org, %reason, "webhook endpoint disabled");
     }
-    let outcome = AttemptOutcome {
+    AttemptOutcome {
         attempt: Attempt {
             delivery: d.id.clone(),
             number,
@@ -221,9 +273,6 @@ async fn attempt(state: &AppState, d: Delivery, ep: Endpoint, stored: StoredSecr
         next_attempt_at: next_at,
         disable_endpoint: disable,
         journal,
-    };
-    if let Err(e) = state.store.record_attempt(&d, outcome).await {
-        tracing::error!(error = %e, delivery = %d.id, "webhook worker: attempt not recorded; it will be retried after the lease");
     }
 }
 

@@ -28,6 +28,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbB
 use sea_orm_migration::MigratorTrait;
 
 pub use error::db_err;
+pub use journal::deliveries_queued;
 pub use store::ReencryptReport;
 pub use url::DatabaseUrl;
 
@@ -36,7 +37,8 @@ use audit::StoreError;
 /// Pool settings.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolOptions {
-    /// Maximum PostgreSQL connections (SQLite always uses one writer connection).
+    /// Maximum PostgreSQL connections; on SQLite, the readers beside the one writer
+    /// (at most [`SQLITE_MAX_READERS`]).
     pub max_connections: u32,
     /// How long to wait for a connection or a SQLite lock.
     pub acquire_timeout: Duration,
@@ -51,10 +53,22 @@ impl Default for PoolOptions {
     }
 }
 
+/// Most SQLite reader connections: each is a thread of its own, and reads beyond what the
+/// cores can run only queue there instead of in the pool.
+pub const SQLITE_MAX_READERS: u32 = 4;
+
 /// The SeaORM-backed store: one handle implementing every port.
+///
+/// On SQLite, writes (every transaction) go through one connection, and reads that stand alone
+/// go through a small pool of read-only connections beside it (WAL lets them read while the
+/// writer writes); each read sees every transaction committed before it started. On PostgreSQL
+/// both are the same pool.
 #[derive(Debug, Clone)]
 pub struct SeaStore {
     db: DatabaseConnection,
+    read: DatabaseConnection,
+    /// `read` is a pool of its own (SQLite files), to be closed with the writer.
+    separate_reader: bool,
 }
 
 impl SeaStore {
@@ -74,7 +88,8 @@ impl SeaStore {
 }
 
 impl SeaStore {
-    /// Connects. SQLite files are created if missing and run in WAL mode with one connection.
+    /// Connects. SQLite files are created if missing and run in WAL mode with one writer
+    /// connection and up to [`SQLITE_MAX_READERS`] query-only reader connections.
     ///
     /// # Errors
     /// The connection error, with the URL's password redacted.
@@ -98,7 +113,29 @@ impl SeaStore {
                 .min_connections(1);
         }
         let db = Database::connect(opts).await.map_err(db_err)?;
-        Ok(Self { db })
+        let separate_reader = url.is_sqlite() && !url.expose().contains("memory");
+        let read = if separate_reader {
+            let mut opts = ConnectOptions::new(url.expose());
+            let busy = pool.acquire_timeout;
+            opts.acquire_timeout(pool.acquire_timeout)
+                .sqlx_logging(false)
+                .max_connections(pool.max_connections.clamp(1, SQLITE_MAX_READERS))
+                .min_connections(0)
+                .map_sqlx_sqlite_opts(move |o| {
+                    o.create_if_missing(false)
+                        .foreign_keys(true)
+                        .busy_timeout(busy)
+                        .pragma("query_only", "ON")
+                });
+            Database::connect(opts).await.map_err(db_err)?
+        } else {
+            db.clone()
+        };
+        Ok(Self {
+            db,
+            read,
+            separate_reader,
+        })
     }
 
     /// Applies pending migrations.
@@ -158,11 +195,21 @@ impl SeaStore {
     /// # Errors
     /// The database error.
     pub async fn close(self) -> Result<(), StoreError> {
+        if self.separate_reader {
+            self.read.close().await.map_err(db_err)?;
+        }
         self.db.close().await.map_err(db_err)
     }
 
+    /// The writer: every transaction, and reads that must see the writer's own state.
     pub(crate) fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// For reads outside any transaction, on the hot paths (authentication, caller resolution,
+    /// listings, audit search and export): the reader pool on SQLite, the one pool on PostgreSQL.
+    pub(crate) fn reader(&self) -> &DatabaseConnection {
+        &self.read
     }
 }
 

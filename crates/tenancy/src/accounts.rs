@@ -61,11 +61,10 @@ async fn policy_for<S: TenancyStore + ?Sized>(
     store: &S,
     user: &User,
 ) -> Result<SessionPolicy, TenancyError> {
-    let mut policies = Vec::new();
-    for m in store.memberships(user.id).await? {
-        policies.push(store.get_org(m.org).await?.security.sessions);
-    }
-    Ok(SessionPolicy::strictest(policies))
+    let orgs = store.member_orgs(user.id).await?;
+    Ok(SessionPolicy::strictest(
+        orgs.into_iter().map(|o| o.security.sessions),
+    ))
 }
 
 /// Checks an email and password and opens a session, or, for a person with a second

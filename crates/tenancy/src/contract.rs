@@ -152,6 +152,11 @@ async fn orgs_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
     let ms = s.memberships(owner.id).await.unwrap();
     assert_eq!(ms.len(), 1);
     assert_eq!(ms[0].org_name, "Contract Org");
+    assert_eq!(
+        s.member_orgs(owner.id).await.unwrap(),
+        vec![org.clone()],
+        "the organizations whose session policies apply to the owner"
+    );
     let (found, hash) = s.find_user_by_email(&owner.email).await.unwrap().unwrap();
     assert_eq!(found, owner);
     assert_eq!(hash.as_deref(), Some("$argon2id$fake"));

@@ -164,6 +164,20 @@ pub trait OrgStore: Send + Sync {
     /// # Errors
     /// [`TenancyError::Store`] on storage failure.
     async fn memberships(&self, user: UserId) -> Result<Vec<Membership>, TenancyError>;
+
+    /// The organizations `user` belongs to (deactivated memberships included), in id order.
+    /// Authentication reads their session policies on every request, so an adapter should
+    /// answer this in one query; the default asks [`Self::memberships`] and then each one.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn member_orgs(&self, user: UserId) -> Result<Vec<Organization>, TenancyError> {
+        let mut out = Vec::new();
+        for m in self.memberships(user).await? {
+            out.push(self.get_org(m.org).await?);
+        }
+        Ok(out)
+    }
 }
 
 /// People, their passwords and sessions.

@@ -141,6 +141,22 @@ pub trait WebhookStore: Send + Sync {
         outcome: AttemptOutcome,
     ) -> Result<(), WebhookError>;
 
+    /// Records several attempts (the worker batches the outcomes that finish together).
+    /// An adapter should commit the batch in one transaction, all or nothing; this default
+    /// records them one by one and stops at the first failure.
+    ///
+    /// # Errors
+    /// [`WebhookError::Store`] on storage failure.
+    async fn record_attempts(
+        &self,
+        batch: Vec<(Delivery, AttemptOutcome)>,
+    ) -> Result<(), WebhookError> {
+        for (delivery, outcome) in batch {
+            self.record_attempt(&delivery, outcome).await?;
+        }
+        Ok(())
+    }
+
     /// Deliveries of an endpoint, newest first, optionally by status, before the cursor.
     ///
     /// # Errors

@@ -15,7 +15,6 @@ use crate::SeaStore;
 use crate::convert::{hash32, id, micros, time};
 use crate::entity::{audit_anchor, audit_checkpoint, audit_event, audit_head};
 use crate::error::db_err;
-use crate::journal::commit_journal;
 
 fn store(e: sea_orm::DbErr) -> AuditError {
     AuditError::Store(db_err(e))
@@ -69,7 +68,7 @@ impl SeaStore {
             .filter(cond)
             .order_by_desc(C::Seq)
             .limit(u64::from(q.limit))
-            .all(self.db())
+            .all(self.reader())
             .await
             .map_err(store)?;
         records(models)
@@ -80,10 +79,7 @@ impl SeaStore {
 impl AuditStore for SeaStore {
     async fn append(&self, journal: Journal) -> Result<Vec<AuditEvent>, AuditError> {
         let txn = self.db().begin().await.map_err(store)?;
-        let written = commit_journal(&txn, journal).await.map_err(store)?;
-        txn.commit().await.map_err(store)?;
-        crate::journal::count_appends(written.len());
-        Ok(written)
+        crate::journal::finish(txn, journal, 0).await.map_err(store)
     }
 
     async fn search(&self, org: OrgId, q: &AuditQuery) -> Result<Vec<AuditEvent>, AuditError> {
@@ -122,7 +118,7 @@ impl AuditStore for SeaStore {
             .filter(C::Seq.gt(after))
             .order_by_asc(C::Seq)
             .limit(u64::from(limit))
-            .all(self.db())
+            .all(self.reader())
             .await
             .map_err(store)?;
         records(models)

@@ -20,7 +20,6 @@ use crate::entity::{
     api_key, login_throttle, membership, organization, session, team, team_member, user,
 };
 use crate::error::{db_err, is_unique_violation};
-use crate::journal::commit_journal;
 
 pub(crate) fn store(e: DbErr) -> TenancyError {
     TenancyError::Store(db_err(e))
@@ -144,9 +143,9 @@ pub(crate) async fn insert_membership(
 }
 
 pub(crate) async fn commit(txn: DatabaseTransaction, journal: Journal) -> Result<(), TenancyError> {
-    let n = commit_journal(&txn, journal).await.map_err(store)?.len();
-    txn.commit().await.map_err(store)?;
-    crate::journal::count_appends(n);
+    crate::journal::finish(txn, journal, 0)
+        .await
+        .map_err(store)?;
     Ok(())
 }
 
@@ -265,7 +264,7 @@ impl OrgStore for SeaStore {
 
     async fn get_org(&self, org: OrgId) -> Result<Organization, TenancyError> {
         let m = organization::Entity::find_by_id(org.to_string())
-            .one(self.db())
+            .one(self.reader())
             .await
             .map_err(store)?
             .ok_or(TenancyError::NotFound("organization"))?;
@@ -388,7 +387,7 @@ impl OrgStore for SeaStore {
         let rows = q
             .order_by_asc(membership::Column::UserId)
             .limit(u64::from(limit))
-            .find_also_related_users(self.db())
+            .find_also_related_users(self.reader())
             .await?;
         rows.into_iter()
             .map(|(m, u)| {
@@ -410,14 +409,14 @@ impl OrgStore for SeaStore {
         user_id: UserId,
     ) -> Result<Option<Member>, TenancyError> {
         let Some(m) = membership::Entity::find_by_id((org.to_string(), user_id.to_string()))
-            .one(self.db())
+            .one(self.reader())
             .await
             .map_err(store)?
         else {
             return Ok(None);
         };
         let Some(u) = user::Entity::find_by_id(user_id.to_string())
-            .one(self.db())
+            .one(self.reader())
             .await
             .map_err(store)?
         else {
@@ -440,7 +439,7 @@ impl OrgStore for SeaStore {
         let rows = team_member::Entity::find()
             .filter(team_member::Column::OrgId.eq(org.to_string()))
             .filter(team_member::Column::UserId.eq(user_id.to_string()))
-            .all(self.db())
+            .all(self.reader())
             .await
             .map_err(store)?;
         rows.into_iter()
@@ -458,14 +457,14 @@ impl OrgStore for SeaStore {
         let rows = membership::Entity::find()
             .filter(membership::Column::UserId.eq(user_id.to_string()))
             .order_by_asc(membership::Column::OrgId)
-            .all(self.db())
+            .all(self.reader())
             .await
             .map_err(store)?;
         let mut out = Vec::with_capacity(rows.len());
         for m in rows {
             let org: OrgId = id("organization id", &m.org_id)?;
             let name = organization::Entity::find_by_id(m.org_id.clone())
-                .one(self.db())
+                .one(self.reader())
                 .await
                 .map_err(store)?
                 .map(|o| o.name)
@@ -479,6 +478,23 @@ impl OrgStore for SeaStore {
             });
         }
         Ok(out)
+    }
+
+    async fn member_orgs(&self, user_id: UserId) -> Result<Vec<Organization>, TenancyError> {
+        let of_user = sea_orm::sea_query::Query::select()
+            .column(membership::Column::OrgId)
+            .from(membership::Entity)
+            .and_where(membership::Column::UserId.eq(user_id.to_string()))
+            .to_owned();
+        organization::Entity::find()
+            .filter(organization::Column::Id.in_subquery(of_user))
+            .order_by_asc(organization::Column::Id)
+            .all(self.reader())
+            .await
+            .map_err(store)?
+            .into_iter()
+            .map(|m| Organization::try_from(m).map_err(TenancyError::Store))
+            .collect()
     }
 }
 
@@ -532,7 +548,7 @@ impl AccountStore for SeaStore {
 
     async fn get_user(&self, user_id: UserId) -> Result<Option<User>, TenancyError> {
         let m = user::Entity::find_by_id(user_id.to_string())
-            .one(self.db())
+            .one(self.reader())
             .await
             .map_err(store)?;
         m.map(User::try_from)
@@ -622,7 +638,7 @@ impl AccountStore for SeaStore {
         let m = session::Entity::find()
             .filter(session::Column::TokenHash.eq(token_hash))
             .filter(session::Column::EndedAt.is_null())
-            .one(self.db())
+            .one(self.reader())
             .await
             .map_err(store)?;
         m.map(Session::try_from)
@@ -782,7 +798,7 @@ impl ApiKeyStore for SeaStore {
         let m = api_key::Entity::find()
             .filter(api_key::Column::SecretHash.eq(secret_hash))
             .filter(api_key::Column::RevokedAt.is_null())
-            .one(self.db())
+            .one(self.reader())
             .await
             .map_err(store)?;
         m.map(ApiKey::try_from)

@@ -19,7 +19,6 @@ use crate::SeaStore;
 use crate::convert::{corrupt, id, micros, time};
 use crate::entity::{webhook_attempt, webhook_delivery, webhook_endpoint};
 use crate::error::db_err;
-use crate::journal::commit_journal;
 
 fn store(e: DbErr) -> WebhookError {
     WebhookError::Store(db_err(e))
@@ -69,31 +68,44 @@ fn delivery(m: webhook_delivery::Model) -> Result<Delivery, WebhookError> {
 
 /// Queues each event for every enabled endpoint of its organization that wants it (or for
 /// `only` that endpoint). Test events are queued only for the endpoint they were sent to.
+/// Endpoints are read once per organization and the deliveries inserted in a few multi-row
+/// statements. Returns how many deliveries were queued.
 pub(crate) async fn fan_out<C: ConnectionTrait>(
     db: &C,
     events: &[DomainEvent],
     only: Option<EndpointId>,
-) -> Result<(), DbErr> {
+) -> Result<usize, DbErr> {
+    let mut endpoints: std::collections::HashMap<OrgId, Vec<(String, Endpoint)>> =
+        std::collections::HashMap::new();
+    let mut rows = Vec::new();
     for e in events {
         if only.is_none() && e.kind == EventKind::WebhookTest {
             continue;
         }
-        let mut q = webhook_endpoint::Entity::find()
-            .filter(webhook_endpoint::Column::OrgId.eq(e.org.to_string()));
-        if let Some(ep) = only {
-            q = q.filter(webhook_endpoint::Column::Id.eq(ep.to_string()));
+        if let std::collections::hash_map::Entry::Vacant(slot) = endpoints.entry(e.org) {
+            let mut q = webhook_endpoint::Entity::find()
+                .filter(webhook_endpoint::Column::OrgId.eq(e.org.to_string()));
+            if let Some(ep) = only {
+                q = q.filter(webhook_endpoint::Column::Id.eq(ep.to_string()));
+            }
+            let found = q
+                .all(db)
+                .await?
+                .into_iter()
+                .filter_map(|m| endpoint(&m).ok().map(|ep| (m.id, ep)))
+                .collect();
+            slot.insert(found);
         }
-        let body = webhooks::payload(e);
-        let mut rows = Vec::new();
-        for m in q.all(db).await? {
-            let Ok(ep) = endpoint(&m) else { continue };
+        let mut body = None;
+        for (id, ep) in endpoints.get(&e.org).into_iter().flatten() {
             if only.is_none() && !ep.wants(e.kind) {
                 continue;
             }
+            let body = body.get_or_insert_with(|| webhooks::payload(e));
             rows.push(webhook_delivery::ActiveModel {
                 id: Set(format!("dlv_{}", uuid::Uuid::now_v7().simple())),
                 org_id: Set(e.org.to_string()),
-                endpoint_id: Set(m.id.clone()),
+                endpoint_id: Set(id.clone()),
                 event_id: Set(e.id.to_string()),
                 kind: Set(e.kind.as_str().to_owned()),
                 payload: Set(body.clone()),
@@ -103,19 +115,94 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
                 created_at: Set(micros(e.occurred_at)),
             });
         }
-        if !rows.is_empty() {
-            webhook_delivery::Entity::insert_many(rows)
-                .exec_without_returning(db)
-                .await?;
-        }
     }
-    Ok(())
+    let queued = rows.len();
+    // Ten columns a row: 500 rows stay far below either database's bound on parameters.
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<_> = rows.by_ref().take(500).collect();
+        webhook_delivery::Entity::insert_many(chunk)
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(queued)
+}
+
+/// Writes one attempt and moves its delivery and endpoint on, inside `txn`; returns the
+/// outcome's journal for the caller to commit.
+async fn apply_attempt(
+    txn: &DatabaseTransaction,
+    d: &Delivery,
+    o: AttemptOutcome,
+) -> Result<Journal, DbErr> {
+    // History numbers keep counting across a resend; `attempts` on the delivery counts the current budget.
+    let previous = webhook_attempt::Entity::find()
+        .filter(webhook_attempt::Column::DeliveryId.eq(d.id.as_str()))
+        .order_by_desc(webhook_attempt::Column::Number)
+        .one(txn)
+        .await?
+        .map_or(0, |a| a.number);
+    webhook_attempt::Entity::insert(webhook_attempt::ActiveModel {
+        delivery_id: Set(d.id.clone()),
+        number: Set(previous + 1),
+        at: Set(micros(o.attempt.at)),
+        status: Set(o.attempt.status.map(i32::from)),
+        duration_ms: Set(i64::try_from(o.attempt.duration_ms).unwrap_or(i64::MAX)),
+        error: Set(o.attempt.error.clone()),
+        response_body: Set(o.attempt.response_body.clone()),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    webhook_delivery::Entity::update_many()
+        .col_expr(
+            webhook_delivery::Column::Status,
+            Expr::value(o.status.as_str()),
+        )
+        .col_expr(
+            webhook_delivery::Column::Attempts,
+            Expr::value(i32::try_from(o.attempt.number).unwrap_or(i32::MAX)),
+        )
+        .col_expr(
+            webhook_delivery::Column::NextAttemptAt,
+            Expr::value(micros(o.next_attempt_at)),
+        )
+        .filter(webhook_delivery::Column::Id.eq(d.id.as_str()))
+        .exec(txn)
+        .await?;
+    let ep = webhook_endpoint::Column::ConsecutiveFailures;
+    let mut upd = webhook_endpoint::Entity::update_many()
+        .filter(webhook_endpoint::Column::Id.eq(d.endpoint.to_string()));
+    let mut changes = o.disable_endpoint.is_some();
+    upd = match o.status {
+        // Only a streak of failures needs resetting; most successes change nothing.
+        DeliveryStatus::Delivered => {
+            changes = true;
+            upd.col_expr(ep, Expr::value(0)).filter(ep.ne(0))
+        }
+        DeliveryStatus::Failed => {
+            changes = true;
+            upd.col_expr(ep, Expr::col(ep).add(1))
+        }
+        DeliveryStatus::Pending => upd,
+    };
+    if let Some(reason) = &o.disable_endpoint {
+        upd = upd
+            .col_expr(webhook_endpoint::Column::Enabled, Expr::value(false))
+            .col_expr(
+                webhook_endpoint::Column::DisabledReason,
+                Expr::value(reason.as_str()),
+            );
+    }
+    if changes {
+        upd.exec(txn).await?;
+    }
+    Ok(o.journal)
 }
 
 async fn commit(txn: DatabaseTransaction, journal: Journal) -> Result<(), WebhookError> {
-    let n = commit_journal(&txn, journal).await.map_err(store)?.len();
-    txn.commit().await.map_err(store)?;
-    crate::journal::count_appends(n);
+    crate::journal::finish(txn, journal, 0)
+        .await
+        .map_err(store)?;
     Ok(())
 }
 
@@ -294,12 +381,12 @@ impl WebhookStore for SeaStore {
         self.endpoint_row(org, endpoint_id).await?;
         let events = journal.events.clone();
         let txn = self.db().begin().await.map_err(store)?;
-        let n = commit_journal(&txn, journal).await.map_err(store)?.len();
-        fan_out(&txn, &events, Some(endpoint_id))
+        let queued = fan_out(&txn, &events, Some(endpoint_id))
             .await
             .map_err(store)?;
-        txn.commit().await.map_err(store)?;
-        crate::journal::count_appends(n);
+        crate::journal::finish(txn, journal, queued)
+            .await
+            .map_err(store)?;
         Ok(())
     }
 
@@ -322,7 +409,7 @@ impl WebhookStore for SeaStore {
         let due = due
             .order_by_asc(webhook_delivery::Column::NextAttemptAt)
             .limit(u64::from(limit))
-            .all(self.db())
+            .all(self.reader())
             .await
             .map_err(store)?;
         // The endpoints of the whole batch in one query.
@@ -335,107 +422,68 @@ impl WebhookStore for SeaStore {
             } else {
                 webhook_endpoint::Entity::find()
                     .filter(webhook_endpoint::Column::Id.is_in(ids))
-                    .all(self.db())
+                    .all(self.reader())
                     .await
                     .map_err(store)?
                     .into_iter()
                     .map(|e| (e.id.clone(), e))
                     .collect()
             };
-        let mut out = Vec::new();
+        let wanted: Vec<String> = due
+            .iter()
+            .filter(|d| endpoints.get(&d.endpoint_id).is_some_and(|e| e.enabled))
+            .map(|d| d.id.clone())
+            .collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One conditional update is the lease for the whole batch: a row another worker leased
+        // meanwhile is due later than `now` (or no longer pending) and is not taken again.
+        let leased = webhook_delivery::Entity::update_many()
+            .col_expr(
+                webhook_delivery::Column::NextAttemptAt,
+                Expr::value(micros(lease_until)),
+            )
+            .filter(webhook_delivery::Column::Id.is_in(wanted))
+            .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+            .filter(webhook_delivery::Column::NextAttemptAt.lte(micros(now)))
+            .exec_with_returning(self.db())
+            .await
+            .map_err(store)?;
+        let mut leased: Vec<webhook_delivery::Model> = leased;
+        leased.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut out = Vec::with_capacity(leased.len());
         for d in due {
+            if leased.binary_search_by(|l| l.id.cmp(&d.id)).is_err() {
+                continue;
+            }
             let Some(ep) = endpoints.get(&d.endpoint_id) else {
                 continue;
             };
-            if !ep.enabled {
-                continue;
-            }
-            // The conditional update is the lease: only one worker sees the old due time.
-            let res = webhook_delivery::Entity::update_many()
-                .col_expr(
-                    webhook_delivery::Column::NextAttemptAt,
-                    Expr::value(micros(lease_until)),
-                )
-                .filter(webhook_delivery::Column::Id.eq(d.id.as_str()))
-                .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
-                .filter(webhook_delivery::Column::NextAttemptAt.eq(d.next_attempt_at))
-                .exec(self.db())
-                .await
-                .map_err(store)?;
-            if res.rows_affected == 1 {
-                out.push((delivery(d)?, endpoint(ep)?, secrets(ep)?));
-            }
+            out.push((delivery(d)?, endpoint(ep)?, secrets(ep)?));
         }
         Ok(out)
     }
 
     async fn record_attempt(&self, d: &Delivery, o: AttemptOutcome) -> Result<(), WebhookError> {
         let txn = self.db().begin().await.map_err(store)?;
-        // History numbers keep counting across a resend; `attempts` on the delivery counts the current budget.
-        let previous = webhook_attempt::Entity::find()
-            .filter(webhook_attempt::Column::DeliveryId.eq(d.id.as_str()))
-            .order_by_desc(webhook_attempt::Column::Number)
-            .one(&txn)
-            .await
-            .map_err(store)?
-            .map_or(0, |a| a.number);
-        webhook_attempt::Entity::insert(webhook_attempt::ActiveModel {
-            delivery_id: Set(d.id.clone()),
-            number: Set(previous + 1),
-            at: Set(micros(o.attempt.at)),
-            status: Set(o.attempt.status.map(i32::from)),
-            duration_ms: Set(i64::try_from(o.attempt.duration_ms).unwrap_or(i64::MAX)),
-            error: Set(o.attempt.error.clone()),
-            response_body: Set(o.attempt.response_body.clone()),
-        })
-        .exec_without_returning(&txn)
-        .await
-        .map_err(store)?;
-        webhook_delivery::Entity::update_many()
-            .col_expr(
-                webhook_delivery::Column::Status,
-                Expr::value(o.status.as_str()),
-            )
-            .col_expr(
-                webhook_delivery::Column::Attempts,
-                Expr::value(i32::try_from(o.attempt.number).unwrap_or(i32::MAX)),
-            )
-            .col_expr(
-                webhook_delivery::Column::NextAttemptAt,
-                Expr::value(micros(o.next_attempt_at)),
-            )
-            .filter(webhook_delivery::Column::Id.eq(d.id.as_str()))
-            .exec(&txn)
-            .await
-            .map_err(store)?;
-        let ep = webhook_endpoint::Column::ConsecutiveFailures;
-        let mut upd = webhook_endpoint::Entity::update_many()
-            .filter(webhook_endpoint::Column::Id.eq(d.endpoint.to_string()));
-        let mut changes = o.disable_endpoint.is_some();
-        upd = match o.status {
-            // Only a streak of failures needs resetting; most successes change nothing.
-            DeliveryStatus::Delivered => {
-                changes = true;
-                upd.col_expr(ep, Expr::value(0)).filter(ep.ne(0))
-            }
-            DeliveryStatus::Failed => {
-                changes = true;
-                upd.col_expr(ep, Expr::col(ep).add(1))
-            }
-            DeliveryStatus::Pending => upd,
-        };
-        if let Some(reason) = &o.disable_endpoint {
-            upd = upd
-                .col_expr(webhook_endpoint::Column::Enabled, Expr::value(false))
-                .col_expr(
-                    webhook_endpoint::Column::DisabledReason,
-                    Expr::value(reason.as_str()),
-                );
+        let journal = apply_attempt(&txn, d, o).await.map_err(store)?;
+        commit(txn, journal).await
+    }
+
+    async fn record_attempts(
+        &self,
+        batch: Vec<(Delivery, AttemptOutcome)>,
+    ) -> Result<(), WebhookError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let mut journal = Journal::default();
+        for (d, o) in batch {
+            let j = apply_attempt(&txn, &d, o).await.map_err(store)?;
+            journal.records.extend(j.records);
+            journal.events.extend(j.events);
+            journal.mails.extend(j.mails);
         }
-        if changes {
-            upd.exec(&txn).await.map_err(store)?;
-        }
-        commit(txn, o.journal).await
+        commit(txn, journal).await
     }
 
     async fn list_deliveries(

@@ -220,7 +220,7 @@ impl WorkspaceStore for SeaStore {
         let rows = team::Entity::find()
             .filter(team::Column::OrgId.eq(org.to_string()))
             .order_by_asc(team::Column::Name)
-            .all(self.db())
+            .all(self.reader())
             .await
             .map_err(store)?;
         rows.into_iter()
@@ -526,7 +526,7 @@ impl WorkspaceStore for SeaStore {
         let rows = q
             .order_by_asc(asset::Column::Id)
             .limit(u64::from(limit))
-            .all(self.db())
+            .all(self.reader())
             .await
             .map_err(store)?;
         rows.into_iter()
