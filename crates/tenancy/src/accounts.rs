@@ -285,12 +285,8 @@ pub async fn authenticate<S: TenancyStore + ?Sized>(
         }
         return Ok(Principal::ApiKey { user, key });
     }
-    let session = store
-        .find_session(&hash)
-        .await?
-        .ok_or(TenancyError::Unauthenticated)?;
-    let user = store
-        .get_user(session.user)
+    let (session, user) = store
+        .session_with_user(&hash)
         .await?
         .ok_or(TenancyError::Unauthenticated)?;
     let policy = policy_for(store, &user).await?;

@@ -79,14 +79,13 @@ impl Caller {
                 (user.clone(), Some(key.clone()), Credential::ApiKey)
             }
         };
-        let member = store
-            .get_member(org, user.id)
+        let (member, organization) = store
+            .member_with_org(org, user.id)
             .await?
             .ok_or(TenancyError::NotFound("organization"))?;
         if member.deactivated_at.is_some() {
             return Err(TenancyError::Deactivated);
         }
-        let organization = store.get_org(org).await?;
         if member.role != rbac_core::OrgRole::Owner && !organization.admits_members() {
             return Err(TenancyError::PlanExcludesMembers(organization.plan));
         }

@@ -145,6 +145,17 @@ async fn orgs_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
     assert!(s.count_orgs().await.unwrap() >= 1);
     let m = s.get_member(org.id, owner.id).await.unwrap().unwrap();
     assert_eq!(m.role, OrgRole::Owner);
+    assert_eq!(m.user, owner);
+    assert_eq!(
+        s.member_with_org(org.id, owner.id).await.unwrap(),
+        Some((m.clone(), org.clone()))
+    );
+    assert!(
+        s.member_with_org(org.id, UserId::new())
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(
         s.team_roles(org.id, owner.id).await.unwrap(),
         vec![(team.id, TeamRole::Admin)]
@@ -415,6 +426,12 @@ async fn sessions_evict_oldest_and_end<S: TenancyStore + AuditStore + ?Sized>(s:
         "only the owner of a session ends it"
     );
     assert!(s.find_session("h2").await.unwrap().is_none());
+    assert!(
+        s.session_with_user("h2").await.unwrap().is_none(),
+        "an ended session authenticates no one"
+    );
+    let (found, user) = s.session_with_user("h3").await.unwrap().unwrap();
+    assert_eq!((found.id, user), (s3.id, owner));
 }
 
 async fn api_keys_limit_scope_and_revoke<S: TenancyStore + AuditStore + ?Sized>(s: &S) {

@@ -149,6 +149,23 @@ pub trait OrgStore: Send + Sync {
     /// [`TenancyError::Store`] on storage failure.
     async fn get_member(&self, org: OrgId, user: UserId) -> Result<Option<Member>, TenancyError>;
 
+    /// A member with their organization: what resolving a caller needs. `None` when `user` is
+    /// not in `org`. An adapter should answer this in one query; the default asks
+    /// [`Self::get_member`] and [`Self::get_org`].
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn member_with_org(
+        &self,
+        org: OrgId,
+        user: UserId,
+    ) -> Result<Option<(Member, Organization)>, TenancyError> {
+        let Some(member) = self.get_member(org, user).await? else {
+            return Ok(None);
+        };
+        Ok(Some((member, self.get_org(org).await?)))
+    }
+
     /// `user`'s team roles in `org`.
     ///
     /// # Errors
@@ -229,6 +246,22 @@ pub trait AccountStore: Send + Sync {
     /// # Errors
     /// [`TenancyError::Store`] on storage failure.
     async fn find_session(&self, token_hash: &str) -> Result<Option<Session>, TenancyError>;
+
+    /// A live session by token hash with its account: what authenticating a request needs.
+    /// An adapter should answer this in one query; the default asks [`Self::find_session`]
+    /// and [`Self::get_user`].
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn session_with_user(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(Session, User)>, TenancyError> {
+        let Some(session) = self.find_session(token_hash).await? else {
+            return Ok(None);
+        };
+        Ok(self.get_user(session.user).await?.map(|u| (session, u)))
+    }
 
     /// Records activity on a session.
     ///

@@ -206,6 +206,123 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
             .iter()
             .all(|e| e.id != ep.id)
     );
+    batches_record_as_one_by_one(store, org).await;
+}
+
+/// A batch of outcomes leaves deliveries, history and the endpoint's failure streak as
+/// recording them one by one, in order, would.
+async fn batches_record_as_one_by_one(store: &dyn WebhookStore, org: OrgId) {
+    let ep = endpoint(org, vec![]);
+    store
+        .create_endpoint(&ep, "v1:secret", note(org))
+        .await
+        .unwrap();
+    let events: Vec<DomainEvent> = (0..4)
+        .map(|n| {
+            DomainEvent::new(
+                org,
+                EventKind::WebhookTest,
+                now(),
+                serde_json::json!({"n": n}),
+            )
+        })
+        .collect();
+    let journal = events
+        .iter()
+        .fold(Journal::default(), |j, e| j.publish(e.clone()));
+    store.enqueue_direct(org, ep.id, journal).await.unwrap();
+    let lease = now() + Duration::seconds(60);
+    let claimed = store
+        .claim_deliveries(now(), lease, 100, &[])
+        .await
+        .unwrap();
+    let mine = |event: usize| {
+        claimed
+            .iter()
+            .find(|c| c.0.event_id == events[event].id)
+            .expect("claimed")
+            .0
+            .clone()
+    };
+    let outcome = |n: u32, status: DeliveryStatus, code: u16, at: DateTime<Utc>| AttemptOutcome {
+        attempt: Attempt {
+            delivery: String::new(),
+            number: n,
+            at: now(),
+            status: Some(code),
+            duration_ms: 3,
+            error: None,
+            response_body: String::new(),
+        },
+        status,
+        next_attempt_at: at,
+        disable_endpoint: None,
+        journal: Journal::default(),
+    };
+    let retry_at = now() + Duration::seconds(2);
+    store
+        .record_attempts(vec![
+            (mine(0), outcome(1, DeliveryStatus::Delivered, 200, now())),
+            (mine(1), outcome(1, DeliveryStatus::Failed, 500, now())),
+            (mine(2), outcome(1, DeliveryStatus::Pending, 503, retry_at)),
+            (mine(3), outcome(1, DeliveryStatus::Failed, 500, now())),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_endpoint(org, ep.id)
+            .await
+            .unwrap()
+            .consecutive_failures,
+        2,
+        "the failures after the batch's last success"
+    );
+    let counts = store.delivery_counts(org, ep.id).await.unwrap();
+    for expected in [
+        (DeliveryStatus::Delivered, 1),
+        (DeliveryStatus::Failed, 2),
+        (DeliveryStatus::Pending, 1),
+    ] {
+        assert!(counts.contains(&expected), "{counts:?}");
+    }
+    let again = store
+        .claim_deliveries(retry_at, lease, 100, &[])
+        .await
+        .unwrap();
+    let d = again
+        .into_iter()
+        .find(|c| c.0.event_id == events[2].id)
+        .expect("the retried delivery is due again")
+        .0;
+    assert_eq!(d.attempts, 1);
+    store
+        .record_attempts(vec![(
+            d.clone(),
+            outcome(2, DeliveryStatus::Failed, 500, now()),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_endpoint(org, ep.id)
+            .await
+            .unwrap()
+            .consecutive_failures,
+        3,
+        "a batch without a success adds to the streak"
+    );
+    assert_eq!(
+        store
+            .list_attempts(org, &d.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|a| (a.number, a.status))
+            .collect::<Vec<_>>(),
+        vec![(1, Some(503)), (2, Some(500))]
+    );
+    store.delete_endpoint(org, ep.id, note(org)).await.unwrap();
 }
 
 /// Checks the adapter's fan-out: `commit` must commit a journal the way the adapter's

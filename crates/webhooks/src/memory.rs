@@ -243,6 +243,7 @@ impl WebhookStore for MemoryWebhookStore {
                 .count() as u32
                 + 1;
             s.attempts.push(Attempt {
+                delivery: delivery.id.clone(),
                 number,
                 ..o.attempt.clone()
             });

@@ -28,6 +28,7 @@ mod m20261128_000017_add_audit_archived_at;
 mod m20261128_000018_index_audit_outcome;
 mod m20261128_000019_add_limit_overrides;
 mod m20261128_000020_create_billing_tables;
+mod m20261128_000021_index_due_deliveries_by_endpoint;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -57,6 +58,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000018_index_audit_outcome::Migration),
             Box::new(m20261128_000019_add_limit_overrides::Migration),
             Box::new(m20261128_000020_create_billing_tables::Migration),
+            Box::new(m20261128_000021_index_due_deliveries_by_endpoint::Migration),
         ]
     }
 }

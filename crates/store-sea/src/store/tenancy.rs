@@ -390,15 +390,7 @@ impl OrgStore for SeaStore {
             .find_also_related_users(self.reader())
             .await?;
         rows.into_iter()
-            .map(|(m, u)| {
-                Ok(Member {
-                    org,
-                    user: User::try_from(u)?,
-                    role: role(&m.role)?,
-                    joined_at: crate::convert::time(m.joined_at)?,
-                    deactivated_at: m.deactivated_at.map(crate::convert::time).transpose()?,
-                })
-            })
+            .map(|(m, u)| member(org, &m, u))
             .collect::<Result<_, audit::StoreError>>()
             .map_err(TenancyError::Store)
     }
@@ -408,27 +400,32 @@ impl OrgStore for SeaStore {
         org: OrgId,
         user_id: UserId,
     ) -> Result<Option<Member>, TenancyError> {
-        let Some(m) = membership::Entity::find_by_id((org.to_string(), user_id.to_string()))
+        let row = membership::Entity::find_by_id((org.to_string(), user_id.to_string()))
+            .find_also_related(user::Entity)
             .one(self.reader())
             .await
-            .map_err(store)?
-        else {
+            .map_err(store)?;
+        let Some((m, Some(u))) = row else {
             return Ok(None);
         };
-        let Some(u) = user::Entity::find_by_id(user_id.to_string())
+        Ok(Some(member(org, &m, u)?))
+    }
+
+    async fn member_with_org(
+        &self,
+        org: OrgId,
+        user_id: UserId,
+    ) -> Result<Option<(Member, Organization)>, TenancyError> {
+        let row = membership::Entity::find_by_id((org.to_string(), user_id.to_string()))
+            .find_also_related(user::Entity)
+            .find_also_related(organization::Entity)
             .one(self.reader())
             .await
-            .map_err(store)?
-        else {
+            .map_err(store)?;
+        let Some((m, Some(u), Some(o))) = row else {
             return Ok(None);
         };
-        Ok(Some(Member {
-            org,
-            user: User::try_from(u)?,
-            role: role(&m.role)?,
-            joined_at: crate::convert::time(m.joined_at)?,
-            deactivated_at: m.deactivated_at.map(crate::convert::time).transpose()?,
-        }))
+        Ok(Some((member(org, &m, u)?, Organization::try_from(o)?)))
     }
 
     async fn team_roles(
@@ -498,7 +495,17 @@ impl OrgStore for SeaStore {
     }
 }
 
-/// Joins memberships with users without declaring SeaORM relations on the entities.
+fn member(org: OrgId, m: &membership::Model, u: user::Model) -> Result<Member, audit::StoreError> {
+    Ok(Member {
+        org,
+        user: User::try_from(u)?,
+        role: role(&m.role)?,
+        joined_at: crate::convert::time(m.joined_at)?,
+        deactivated_at: m.deactivated_at.map(crate::convert::time).transpose()?,
+    })
+}
+
+/// Joins memberships with users (two queries: the page of memberships, then their users).
 trait MembersWithUsers {
     async fn find_also_related_users(
         self,
@@ -644,6 +651,23 @@ impl AccountStore for SeaStore {
         m.map(Session::try_from)
             .transpose()
             .map_err(TenancyError::Store)
+    }
+
+    async fn session_with_user(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(Session, User)>, TenancyError> {
+        let row = session::Entity::find()
+            .filter(session::Column::TokenHash.eq(token_hash))
+            .filter(session::Column::EndedAt.is_null())
+            .find_also_related(user::Entity)
+            .one(self.reader())
+            .await
+            .map_err(store)?;
+        let Some((s, Some(u))) = row else {
+            return Ok(None);
+        };
+        Ok(Some((Session::try_from(s)?, User::try_from(u)?)))
     }
 
     async fn touch_session(&self, s: SessionId, now: DateTime<Utc>) -> Result<(), TenancyError> {
