@@ -268,6 +268,42 @@ async fn search_filters_and_pages_newest_first(store: &dyn AuditStore) {
         ..query(100)
     };
     assert!(store.search(org, &none).await.unwrap().is_empty());
+    // A prefix spanning several actions: merged newest first, cut at the limit, keyset-paged.
+    let mixed_org = OrgId::new();
+    let kinds = [
+        AuditAction::MemberInvited,
+        AuditAction::MemberAdded,
+        AuditAction::ChatInterfaceCreated,
+        AuditAction::RoleChanged,
+        AuditAction::MemberRemoved,
+    ];
+    let mut j = Journal::default();
+    for i in 0..10 {
+        j = j.and_record(event(
+            mixed_org,
+            i * 60,
+            "usr_sarah",
+            kinds[(i % 5) as usize],
+            &format!("res_{i}"),
+        ));
+    }
+    store.append(j).await.unwrap();
+    let members = |before: Option<i64>| AuditQuery {
+        action: Some(ActionFilter::Prefix("member.".into())),
+        before_seq: before,
+        ..query(3)
+    };
+    let page = store.search(mixed_org, &members(None)).await.unwrap();
+    assert_eq!(
+        page.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![10, 9, 7],
+        "seq 8 is a chat interface"
+    );
+    let page = store.search(mixed_org, &members(Some(7))).await.unwrap();
+    assert_eq!(
+        page.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![6, 5, 4]
+    );
 
     let window = AuditQuery {
         since: Some(at(10 * 3600)),

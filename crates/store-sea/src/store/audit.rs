@@ -28,51 +28,98 @@ fn records(models: Vec<audit_event::Model>) -> Result<Vec<AuditEvent>, AuditErro
 }
 
 impl SeaStore {
-    /// One query of [`AuditStore::search`] with at most one exact action.
+    /// [`AuditStore::search`] with at most one exact action.
     async fn search_one(
         &self,
         org: OrgId,
         q: &AuditQuery,
         action: Option<&str>,
     ) -> Result<Vec<AuditEvent>, AuditError> {
-        use audit_event::Column as C;
-        let mut cond = Condition::all().add(C::OrgId.eq(org.to_string()));
-        if let Some(b) = q.before_seq {
-            cond = cond.add(C::Seq.lt(b));
-        }
-        if let Some(a) = &q.actor_id {
-            cond = cond.add(C::ActorId.eq(a.as_str()));
-        }
-        if let Some(a) = action {
-            cond = cond.add(C::Action.eq(a));
-        }
-        if let Some(s) = q.since {
-            cond = cond.add(C::OccurredAt.gte(micros(s)));
-        }
-        if let Some(u) = q.until {
-            cond = cond.add(C::OccurredAt.lt(micros(u)));
-        }
-        if let Some(k) = &q.target_kind {
-            cond = cond.add(C::TargetType.eq(k.as_str()));
-        }
-        if let Some(i) = &q.target_id {
-            cond = cond.add(C::TargetId.eq(i.as_str()));
-        }
-        if let Some(o) = &q.outcome {
-            cond = cond.add(C::Outcome.eq(o.as_str()));
-        }
-        if let Some(t) = q.team {
-            cond = cond.add(C::TeamId.eq(t.to_string()));
-        }
-        let models = audit_event::Entity::find()
-            .filter(cond)
-            .order_by_desc(C::Seq)
-            .limit(u64::from(q.limit))
+        let models = search_query(org, q, action)
             .all(self.reader())
             .await
             .map_err(store)?;
         records(models)
     }
+
+    /// [`AuditStore::search`] for a set of exact actions (a prefix): each action's newest page
+    /// in index order, merged by the database in one statement, so a first page stays a few
+    /// index reads however large the log is and only the page's rows come back.
+    async fn search_any(
+        &self,
+        org: OrgId,
+        q: &AuditQuery,
+        actions: &[&str],
+    ) -> Result<Vec<AuditEvent>, AuditError> {
+        use sea_orm::sea_query::{Alias, Asterisk, Order, Query, UnionType};
+        use sea_orm::{FromQueryResult, QueryTrait};
+        let mut parts = actions.iter().enumerate().map(|(i, a)| {
+            Query::select()
+                .column(Asterisk)
+                .from_subquery(
+                    search_query(org, q, Some(a)).into_query(),
+                    Alias::new(format!("a{i}")),
+                )
+                .to_owned()
+        });
+        let Some(mut merged) = parts.next() else {
+            return Ok(Vec::new());
+        };
+        merged.unions(parts.map(|p| (UnionType::All, p)));
+        let page = Query::select()
+            .column(Asterisk)
+            .from_subquery(merged, Alias::new("merged"))
+            .order_by(Alias::new("seq"), Order::Desc)
+            .limit(u64::from(q.limit))
+            .to_owned();
+        let backend = self.reader().get_database_backend();
+        let models = audit_event::Model::find_by_statement(backend.build(&page))
+            .all(self.reader())
+            .await
+            .map_err(store)?;
+        records(models)
+    }
+}
+
+/// The newest page of `org`'s log matching `q`, with at most one exact action, in index order.
+fn search_query(
+    org: OrgId,
+    q: &AuditQuery,
+    action: Option<&str>,
+) -> sea_orm::Select<audit_event::Entity> {
+    use audit_event::Column as C;
+    let mut cond = Condition::all().add(C::OrgId.eq(org.to_string()));
+    if let Some(b) = q.before_seq {
+        cond = cond.add(C::Seq.lt(b));
+    }
+    if let Some(a) = &q.actor_id {
+        cond = cond.add(C::ActorId.eq(a.as_str()));
+    }
+    if let Some(a) = action {
+        cond = cond.add(C::Action.eq(a));
+    }
+    if let Some(s) = q.since {
+        cond = cond.add(C::OccurredAt.gte(micros(s)));
+    }
+    if let Some(u) = q.until {
+        cond = cond.add(C::OccurredAt.lt(micros(u)));
+    }
+    if let Some(k) = &q.target_kind {
+        cond = cond.add(C::TargetType.eq(k.as_str()));
+    }
+    if let Some(i) = &q.target_id {
+        cond = cond.add(C::TargetId.eq(i.as_str()));
+    }
+    if let Some(o) = &q.outcome {
+        cond = cond.add(C::Outcome.eq(o.as_str()));
+    }
+    if let Some(t) = q.team {
+        cond = cond.add(C::TeamId.eq(t.to_string()));
+    }
+    audit_event::Entity::find()
+        .filter(cond)
+        .order_by_desc(C::Seq)
+        .limit(u64::from(q.limit))
 }
 
 #[async_trait]
@@ -95,13 +142,7 @@ impl AuditStore for SeaStore {
                     .map(|a| a.as_str())
                     .filter(|n| n.starts_with(p.as_str()))
                     .collect();
-                let mut all = Vec::new();
-                for n in names {
-                    all.extend(self.search_one(org, q, Some(n)).await?);
-                }
-                all.sort_by_key(|r| std::cmp::Reverse(r.seq));
-                all.truncate(q.limit as usize);
-                Ok(all)
+                self.search_any(org, q, &names).await
             }
         }
     }
