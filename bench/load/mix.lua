@@ -43,3 +43,31 @@ function request()
   end
   return wrk.format("GET", "/api/v1/orgs/" .. r.org .. reads[math.random(#reads)] .. "?limit=20", auth)
 end
+
+-- Each thread counts its answers of 400 and above by status, so a run's errors can be told apart
+-- (the script keeps wrk's full output); the main thread prints the totals when the run ends.
+local threads = {}
+
+function setup(thread)
+  threads[#threads + 1] = thread
+end
+
+statuses = {}
+
+function response(status, headers, body)
+  if status >= 400 then
+    statuses[status] = (statuses[status] or 0) + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local total = {}
+  for _, t in ipairs(threads) do
+    for status, n in pairs(t:get("statuses") or {}) do
+      total[status] = (total[status] or 0) + n
+    end
+  end
+  for status, n in pairs(total) do
+    io.write(string.format("answers with status %d: %d\n", status, n))
+  end
+end

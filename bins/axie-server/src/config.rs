@@ -247,7 +247,7 @@ pub struct DatabaseSettings {
     /// Database URL; empty means the SQLite file in the data directory.
     #[serde(serialize_with = "redact_url")]
     pub url: String,
-    /// PostgreSQL pool size.
+    /// PostgreSQL pool size; on SQLite, the reader connections beside the one writer (at most 4).
     pub max_connections: u32,
 }
 
