@@ -92,10 +92,11 @@ const CLAIM_AHEAD: usize = 2 * PER_ENDPOINT_IN_FLIGHT;
 /// Runs forever: every 50 ms, at once when a commit in this process queued deliveries, and at
 /// once when the last batch was full, claims due deliveries and sends each on its own task, at
 /// most 64 at once and at most [`PER_ENDPOINT_IN_FLIGHT`] per endpoint; endpoints with
-/// [`CLAIM_AHEAD`] claimed deliveries unfinished are not claimed from, so their deliveries wait in the database (not in memory) and a healthy
-/// endpoint keeps its throughput next to a hanging one. Outcomes are recorded in batches by a
-/// second task; until an outcome is recorded its delivery stays leased, so it is not sent again
-/// (unless the process dies first: then the lease runs out and it is retried, at least once).
+/// [`CLAIM_AHEAD`] claimed deliveries unfinished are not claimed from, so their deliveries wait
+/// in the database (not in memory) and a healthy endpoint keeps its throughput next to a hanging
+/// one. Outcomes are recorded in batches by a second task; until an outcome is recorded its
+/// delivery stays leased, so it is not sent again (unless the process dies first: then the lease
+/// runs out and it is sent again, at least once in all).
 pub async fn run(state: AppState) {
     const WORKERS: usize = 64;
     let permits = Arc::new(Semaphore::new(WORKERS));
