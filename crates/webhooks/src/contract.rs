@@ -299,19 +299,23 @@ async fn batches_record_as_one_by_one(store: &dyn WebhookStore, org: OrgId) {
     store
         .record_attempts(vec![(
             d.clone(),
-            outcome(2, DeliveryStatus::Failed, 500, now()),
+            AttemptOutcome {
+                disable_endpoint: Some("gone".into()),
+                ..outcome(2, DeliveryStatus::Failed, 410, now())
+            },
         )])
         .await
         .unwrap();
+    let after = store.get_endpoint(org, ep.id).await.unwrap();
     assert_eq!(
-        store
-            .get_endpoint(org, ep.id)
-            .await
-            .unwrap()
-            .consecutive_failures,
-        3,
+        after.consecutive_failures, 3,
         "a batch without a success adds to the streak"
     );
+    assert!(
+        !after.enabled,
+        "an outcome in a batch disables its endpoint"
+    );
+    assert_eq!(after.disabled_reason.as_deref(), Some("gone"));
     assert_eq!(
         store
             .list_attempts(org, &d.id)
@@ -320,7 +324,7 @@ async fn batches_record_as_one_by_one(store: &dyn WebhookStore, org: OrgId) {
             .iter()
             .map(|a| (a.number, a.status))
             .collect::<Vec<_>>(),
-        vec![(1, Some(503)), (2, Some(500))]
+        vec![(1, Some(503)), (2, Some(410))]
     );
     store.delete_endpoint(org, ep.id, note(org)).await.unwrap();
 }

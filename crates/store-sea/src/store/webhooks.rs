@@ -128,16 +128,25 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
     Ok(queued)
 }
 
-/// [`apply_attempt`] for a batch that disables no endpoint and carries no journal (the usual
-/// case), with a few statements per batch instead of per attempt: the previous attempt numbers
-/// in one query, the attempts in multi-row inserts, then one update per delivery and one per
-/// endpoint whose failure streak changes. The endpoint's streak ends as applying the outcomes one
-/// by one, in order, would leave it: failures after the last success, or added to the old streak
-/// when nothing succeeded.
-async fn apply_plain_attempts(
+/// Writes a batch of attempts and moves their deliveries and endpoints on, inside `txn`, with a
+/// few statements per batch rather than per attempt: the previous attempt numbers (history keeps
+/// counting across a resend, while `attempts` on the delivery counts the current budget) in one
+/// query, the attempts in multi-row inserts, one update per delivery, and one per endpoint whose
+/// failure streak or state changes. Each endpoint ends as applying the outcomes one by one, in
+/// order, would leave it: its streak is the failures after the last success, or the old streak
+/// plus the failures when nothing succeeded; an outcome that disables it disables it. Returns the
+/// outcomes' journals, merged, for the caller to commit.
+async fn apply_attempts(
     txn: &DatabaseTransaction,
     batch: Vec<(Delivery, AttemptOutcome)>,
-) -> Result<(), DbErr> {
+) -> Result<Journal, DbErr> {
+    /// What a batch does to one endpoint.
+    #[derive(Default)]
+    struct EndpointChange {
+        succeeded: bool,
+        failures: i32,
+        disable: Option<String>,
+    }
     let ids: Vec<String> = batch.iter().map(|(d, _)| d.id.clone()).collect();
     let mut numbers: std::collections::HashMap<String, i32> = webhook_attempt::Entity::find()
         .select_only()
@@ -151,10 +160,10 @@ async fn apply_plain_attempts(
         .into_iter()
         .map(|(id, n)| (id, n.unwrap_or(0)))
         .collect();
-    // Per endpoint: whether an outcome succeeded, and the failures since the last success.
-    let mut streaks: std::collections::BTreeMap<String, (bool, i32)> =
+    let mut endpoints: std::collections::BTreeMap<String, EndpointChange> =
         std::collections::BTreeMap::new();
     let mut attempts = Vec::with_capacity(batch.len());
+    let mut journal = Journal::default();
     for (d, o) in &batch {
         let n = numbers.entry(d.id.clone()).or_insert(0);
         *n += 1;
@@ -167,11 +176,14 @@ async fn apply_plain_attempts(
             error: Set(o.attempt.error.clone()),
             response_body: Set(o.attempt.response_body.clone()),
         });
-        let streak = streaks.entry(d.endpoint.to_string()).or_default();
+        let change = endpoints.entry(d.endpoint.to_string()).or_default();
         match o.status {
-            DeliveryStatus::Delivered => *streak = (true, 0),
-            DeliveryStatus::Failed => streak.1 += 1,
+            DeliveryStatus::Delivered => (change.succeeded, change.failures) = (true, 0),
+            DeliveryStatus::Failed => change.failures += 1,
             DeliveryStatus::Pending => {}
+        }
+        if let Some(reason) = &o.disable_endpoint {
+            change.disable = Some(reason.clone());
         }
     }
     // Seven columns a row: 500 rows stay far below either database's bound on parameters.
@@ -182,7 +194,7 @@ async fn apply_plain_attempts(
             .exec_without_returning(txn)
             .await?;
     }
-    for (d, o) in &batch {
+    for (d, o) in batch {
         webhook_delivery::Entity::update_many()
             .col_expr(
                 webhook_delivery::Column::Status,
@@ -199,92 +211,33 @@ async fn apply_plain_attempts(
             .filter(webhook_delivery::Column::Id.eq(d.id.as_str()))
             .exec(txn)
             .await?;
+        journal.records.extend(o.journal.records);
+        journal.events.extend(o.journal.events);
+        journal.mails.extend(o.journal.mails);
     }
     let col = webhook_endpoint::Column::ConsecutiveFailures;
-    for (endpoint, (succeeded, failures)) in streaks {
-        let upd = webhook_endpoint::Entity::update_many()
+    for (endpoint, change) in endpoints {
+        let mut upd = webhook_endpoint::Entity::update_many()
             .filter(webhook_endpoint::Column::Id.eq(endpoint));
-        let upd = match (succeeded, failures) {
-            (false, 0) => continue,
+        upd = match (change.succeeded, change.failures, &change.disable) {
+            (false, 0, None) => continue,
+            (false, 0, Some(_)) => upd,
             // Most batches: successes only, and the streak is already 0.
-            (true, 0) => upd.col_expr(col, Expr::value(0)).filter(col.ne(0)),
-            (true, n) => upd.col_expr(col, Expr::value(n)),
-            (false, n) => upd.col_expr(col, Expr::col(col).add(n)),
+            (true, 0, None) => upd.col_expr(col, Expr::value(0)).filter(col.ne(0)),
+            (true, n, _) => upd.col_expr(col, Expr::value(n)),
+            (false, n, _) => upd.col_expr(col, Expr::col(col).add(n)),
         };
+        if let Some(reason) = change.disable {
+            upd = upd
+                .col_expr(webhook_endpoint::Column::Enabled, Expr::value(false))
+                .col_expr(
+                    webhook_endpoint::Column::DisabledReason,
+                    Expr::value(reason),
+                );
+        }
         upd.exec(txn).await?;
     }
-    Ok(())
-}
-
-/// Writes one attempt and moves its delivery and endpoint on, inside `txn`; returns the
-/// outcome's journal for the caller to commit.
-async fn apply_attempt(
-    txn: &DatabaseTransaction,
-    d: &Delivery,
-    o: AttemptOutcome,
-) -> Result<Journal, DbErr> {
-    // History numbers keep counting across a resend; `attempts` on the delivery counts the current budget.
-    let previous = webhook_attempt::Entity::find()
-        .filter(webhook_attempt::Column::DeliveryId.eq(d.id.as_str()))
-        .order_by_desc(webhook_attempt::Column::Number)
-        .one(txn)
-        .await?
-        .map_or(0, |a| a.number);
-    webhook_attempt::Entity::insert(webhook_attempt::ActiveModel {
-        delivery_id: Set(d.id.clone()),
-        number: Set(previous + 1),
-        at: Set(micros(o.attempt.at)),
-        status: Set(o.attempt.status.map(i32::from)),
-        duration_ms: Set(i64::try_from(o.attempt.duration_ms).unwrap_or(i64::MAX)),
-        error: Set(o.attempt.error.clone()),
-        response_body: Set(o.attempt.response_body.clone()),
-    })
-    .exec_without_returning(txn)
-    .await?;
-    webhook_delivery::Entity::update_many()
-        .col_expr(
-            webhook_delivery::Column::Status,
-            Expr::value(o.status.as_str()),
-        )
-        .col_expr(
-            webhook_delivery::Column::Attempts,
-            Expr::value(i32::try_from(o.attempt.number).unwrap_or(i32::MAX)),
-        )
-        .col_expr(
-            webhook_delivery::Column::NextAttemptAt,
-            Expr::value(micros(o.next_attempt_at)),
-        )
-        .filter(webhook_delivery::Column::Id.eq(d.id.as_str()))
-        .exec(txn)
-        .await?;
-    let ep = webhook_endpoint::Column::ConsecutiveFailures;
-    let mut upd = webhook_endpoint::Entity::update_many()
-        .filter(webhook_endpoint::Column::Id.eq(d.endpoint.to_string()));
-    let mut changes = o.disable_endpoint.is_some();
-    upd = match o.status {
-        // Only a streak of failures needs resetting; most successes change nothing.
-        DeliveryStatus::Delivered => {
-            changes = true;
-            upd.col_expr(ep, Expr::value(0)).filter(ep.ne(0))
-        }
-        DeliveryStatus::Failed => {
-            changes = true;
-            upd.col_expr(ep, Expr::col(ep).add(1))
-        }
-        DeliveryStatus::Pending => upd,
-    };
-    if let Some(reason) = &o.disable_endpoint {
-        upd = upd
-            .col_expr(webhook_endpoint::Column::Enabled, Expr::value(false))
-            .col_expr(
-                webhook_endpoint::Column::DisabledReason,
-                Expr::value(reason.as_str()),
-            );
-    }
-    if changes {
-        upd.exec(txn).await?;
-    }
-    Ok(o.journal)
+    Ok(journal)
 }
 
 async fn commit(txn: DatabaseTransaction, journal: Journal) -> Result<(), WebhookError> {
@@ -610,9 +563,7 @@ impl WebhookStore for SeaStore {
     }
 
     async fn record_attempt(&self, d: &Delivery, o: AttemptOutcome) -> Result<(), WebhookError> {
-        let txn = self.db().begin().await.map_err(store)?;
-        let journal = apply_attempt(&txn, d, o).await.map_err(store)?;
-        commit(txn, journal).await
+        self.record_attempts(vec![(d.clone(), o)]).await
     }
 
     async fn record_attempts(
@@ -620,23 +571,7 @@ impl WebhookStore for SeaStore {
         batch: Vec<(Delivery, AttemptOutcome)>,
     ) -> Result<(), WebhookError> {
         let txn = self.db().begin().await.map_err(store)?;
-        let plain = batch.iter().all(|(_, o)| {
-            o.disable_endpoint.is_none()
-                && o.journal.records.is_empty()
-                && o.journal.events.is_empty()
-                && o.journal.mails.is_empty()
-        });
-        if plain {
-            apply_plain_attempts(&txn, batch).await.map_err(store)?;
-            return commit(txn, Journal::default()).await;
-        }
-        let mut journal = Journal::default();
-        for (d, o) in batch {
-            let j = apply_attempt(&txn, &d, o).await.map_err(store)?;
-            journal.records.extend(j.records);
-            journal.events.extend(j.events);
-            journal.mails.extend(j.mails);
-        }
+        let journal = apply_attempts(&txn, batch).await.map_err(store)?;
         commit(txn, journal).await
     }
 
