@@ -312,6 +312,25 @@ async fn search_filters_and_pages_newest_first(store: &dyn AuditStore) {
     };
     let w = store.search(org, &window).await.unwrap();
     assert_eq!(w.len(), 10, "since is inclusive, until exclusive");
+    let open_ended = AuditQuery {
+        since: Some(at(25 * 3600)),
+        ..query(100)
+    };
+    assert_eq!(store.search(org, &open_ended).await.unwrap().len(), 5);
+    // Actor, action and period together (records 0, 6, 12, …: Sarah inviting).
+    let combined = AuditQuery {
+        actor_id: Some("usr_sarah".into()),
+        action: Some(ActionFilter::Exact("member.invited".into())),
+        since: Some(at(6 * 3600)),
+        until: Some(at(24 * 3600)),
+        ..query(100)
+    };
+    let c = store.search(org, &combined).await.unwrap();
+    assert_eq!(
+        c.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![19, 13, 7],
+        "records 18, 12 and 6, newest first"
+    );
 
     let target = AuditQuery {
         target_kind: Some("chat_interface".into()),

@@ -29,6 +29,7 @@ mod m20261128_000018_index_audit_outcome;
 mod m20261128_000019_add_limit_overrides;
 mod m20261128_000020_create_billing_tables;
 mod m20261128_000021_index_due_deliveries_by_endpoint;
+mod m20261129_000022_audit_actor_index_filters;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -59,6 +60,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000019_add_limit_overrides::Migration),
             Box::new(m20261128_000020_create_billing_tables::Migration),
             Box::new(m20261128_000021_index_due_deliveries_by_endpoint::Migration),
+            Box::new(m20261129_000022_audit_actor_index_filters::Migration),
         ]
     }
 }
