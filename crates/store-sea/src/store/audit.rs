@@ -49,9 +49,10 @@ impl SeaStore {
         records(models)
     }
 
-    /// [`AuditStore::search`] for a set of exact actions (a prefix): each action's newest page
-    /// in index order, merged by the database in one statement, so a first page stays a few
-    /// index reads however large the log is and only the page's rows come back.
+    /// [`AuditStore::search`] for a set of exact actions (a prefix), in one statement: each
+    /// action's newest sequence numbers in index order (read from the index alone where the
+    /// filters allow), merged and cut to the page by the database, then only the page's records
+    /// read from the table. A first page stays a few index reads however large the log is.
     async fn search_any(
         &self,
         org: OrgId,
@@ -64,7 +65,10 @@ impl SeaStore {
             Query::select()
                 .column(Asterisk)
                 .from_subquery(
-                    search_query(org, q, Some(a)).into_query(),
+                    search_query(org, q, Some(a))
+                        .select_only()
+                        .column(audit_event::Column::Seq)
+                        .into_query(),
                     Alias::new(format!("a{i}")),
                 )
                 .to_owned()
@@ -73,18 +77,33 @@ impl SeaStore {
             return Ok(Vec::new());
         };
         merged.unions(parts.map(|p| (UnionType::All, p)));
-        let page = Query::select()
-            .column(Asterisk)
+        let newest = Query::select()
+            .column(Alias::new("seq"))
             .from_subquery(merged, Alias::new("merged"))
             .order_by(Alias::new("seq"), Order::Desc)
             .limit(u64::from(q.limit))
             .to_owned();
         let backend = self.reader().get_database_backend();
-        let models =
-            audit_event::Model::find_by_statement(with_index(backend, q, backend.build(&page)))
-                .all(self.reader())
-                .await
-                .map_err(store)?;
+        let newest = with_index(backend, q, backend.build(&newest));
+        let mut values = newest.values.map(|v| v.0).unwrap_or_default();
+        values.push(org.to_string().into());
+        // The page's records by primary key; the alias keeps the walk's index hint off this read.
+        let org_param = match backend {
+            sea_orm::DatabaseBackend::Postgres => format!("${}", values.len()),
+            _ => "?".to_owned(),
+        };
+        let page = sea_orm::Statement::from_sql_and_values(
+            backend,
+            format!(
+                r#"SELECT "page".* FROM "audit_events" AS "page" WHERE "page"."seq" IN ({}) AND "page"."org_id" = {org_param} ORDER BY "page"."seq" DESC"#,
+                newest.sql
+            ),
+            values,
+        );
+        let models = audit_event::Model::find_by_statement(page)
+            .all(self.reader())
+            .await
+            .map_err(store)?;
         records(models)
     }
 }
