@@ -177,6 +177,63 @@ both_backends!(the_guides_shared_workspace_example, |b| async move {
     }
 });
 
+both_backends!(
+    concurrent_edits_of_one_chat_interface_all_apply,
+    |b| async move {
+        // Fourteen edits racing on one record (the service tries each up to 16 times, and every
+        // failed try means another edit committed): each names only the fields it sets, so each is
+        // applied to the record as the others left it. None is refused and no field is lost.
+        let t = spawn_app(b).await;
+        let listed = json_of(t.get(&t.org("/chat-interfaces"), &t.owner_token).await).await;
+        let support = listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "Customer Support")
+            .map(id)
+            .unwrap();
+        let url = t.org(&format!("/chat-interfaces/{support}"));
+        let mut bodies: Vec<Value> = (0..12)
+            .map(|i| json!({ "description": format!("edit {i}") }))
+            .collect();
+        bodies.push(json!({ "name": "Customer Support (EU)" }));
+        bodies.push(json!({ "instructions": "Answer in the customer's language." }));
+        let answers = futures::future::join_all(
+            bodies
+                .iter()
+                .map(|body| t.patch(&url, &t.owner_token, body)),
+        )
+        .await;
+        for res in answers {
+            let status = res.status();
+            assert_eq!(status, StatusCode::OK, "{}", res.text().await.unwrap());
+        }
+        let now = json_of(t.get(&url, &t.owner_token).await).await;
+        assert_eq!(now["name"], "Customer Support (EU)", "{now}");
+        assert_eq!(now["instructions"], "Answer in the customer's language.");
+        let description = now["description"].as_str().unwrap();
+        assert!(
+            description.starts_with("edit "),
+            "one of the edits' descriptions, not the seed's: {description}"
+        );
+        let audited = json_of(
+        t.get(
+            &t.org(&format!(
+                "/audit-events?action=chat_interface.updated&target_type=chat_interface&target_id={support}&limit=100"
+            )),
+            &t.owner_token,
+        )
+        .await,
+    )
+    .await;
+        assert_eq!(
+            audited["items"].as_array().unwrap().len(),
+            14,
+            "every edit committed with its own record"
+        );
+    }
+);
+
 both_backends!(uploads_are_checked_and_limits_apply, |b| async move {
     let t = spawn_app(b).await;
     let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;

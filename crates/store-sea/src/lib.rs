@@ -57,12 +57,6 @@ impl Default for PoolOptions {
 /// cores can run only queue there instead of in the pool.
 pub const SQLITE_MAX_READERS: u32 = 4;
 
-/// The SQLite writer's page cache (`PRAGMA cache_size`; negative: KiB), 32 MiB instead of the
-/// default 2 MiB. Appends insert into several indexes at scattered keys (actor, action,
-/// resource); with the default cache the writer re-reads evicted index pages from the file on
-/// every batch. Grows only as pages are used; readers keep the default.
-const SQLITE_WRITER_CACHE: &str = "-32768";
-
 /// The SeaORM-backed store: one handle implementing every port.
 ///
 /// On SQLite, writes (every transaction) go through one connection, and reads that stand alone
@@ -113,7 +107,6 @@ impl SeaStore {
                         .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                         .foreign_keys(true)
                         .busy_timeout(busy)
-                        .pragma("cache_size", SQLITE_WRITER_CACHE)
                 });
         } else {
             opts.max_connections(pool.max_connections)

@@ -778,11 +778,20 @@ pub async fn document_content<S: TenancyStore + WorkspaceStore + ?Sized>(
     Ok((a, bytes))
 }
 
+/// Tries of an edit against concurrent edits of the same asset. Each failed compare-and-swap
+/// means another edit committed, so with up to this many editors at once every edit applies.
+const EDIT_ATTEMPTS: u32 = 16;
+
 /// Edits a chat interface or knowledge base.
+///
+/// The change names only the fields it sets. The store writes it only if the asset is still as
+/// it was read (compare-and-swap); when a concurrent edit got there first, the change is applied
+/// again to the asset as it now is, so both edits' fields survive and neither caller sees a
+/// conflict for a race it could not have avoided (it sent no precondition).
 ///
 /// # Errors
 /// [`TenancyError::NotFound`], [`TenancyError::Forbidden`], [`TenancyError::Invalid`],
-/// [`TenancyError::Conflict`] when it changed concurrently.
+/// [`TenancyError::Conflict`] when it still changed concurrently after [`EDIT_ATTEMPTS`] tries.
 pub async fn update<S: TenancyStore + WorkspaceStore + ?Sized>(
     store: &S,
     caller: &Caller,
@@ -791,8 +800,38 @@ pub async fn update<S: TenancyStore + WorkspaceStore + ?Sized>(
     change: AssetUpdate,
     now: DateTime<Utc>,
 ) -> Result<Asset, TenancyError> {
-    let before = get(store, caller, kind, id).await?;
-    caller.check(kind.edit(), &before.resource())?;
+    let mut attempt = 1;
+    loop {
+        let before = get(store, caller, kind, id).await?;
+        caller.check(kind.edit(), &before.resource())?;
+        let after = edited(&before, kind, &change, now)?;
+        if after == before {
+            return Ok(after);
+        }
+        let fields: Vec<&str> = [
+            ("name", change.name.is_some()),
+            ("description", change.description.is_some()),
+            ("instructions", change.instructions.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(f, set)| set.then_some(f))
+        .collect();
+        let j = journal(caller, &after, "updated", now, json!({ "fields": fields }))?;
+        match store.update_asset(&before, &after, j).await {
+            Err(TenancyError::Conflict(_)) if attempt < EDIT_ATTEMPTS => attempt += 1,
+            Err(e) => return Err(e),
+            Ok(()) => return Ok(after),
+        }
+    }
+}
+
+/// `before` with `change` applied (unchanged when the change sets what is already there).
+fn edited(
+    before: &Asset,
+    kind: AssetKind,
+    change: &AssetUpdate,
+    now: DateTime<Utc>,
+) -> Result<Asset, TenancyError> {
     let mut after = before.clone();
     if let Some(n) = &change.name {
         after.name = valid_name("name", n)?;
@@ -826,20 +865,9 @@ pub async fn update<S: TenancyStore + WorkspaceStore + ?Sized>(
             )));
         }
     }
-    if after == before {
-        return Ok(after);
+    if after != *before {
+        after.updated_at = now;
     }
-    after.updated_at = now;
-    let fields: Vec<&str> = [
-        ("name", change.name.is_some()),
-        ("description", change.description.is_some()),
-        ("instructions", change.instructions.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(f, set)| set.then_some(f))
-    .collect();
-    let j = journal(caller, &after, "updated", now, json!({ "fields": fields }))?;
-    store.update_asset(&before, &after, j).await?;
     Ok(after)
 }
 
