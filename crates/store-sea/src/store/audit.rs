@@ -87,7 +87,7 @@ impl SeaStore {
         let newest = with_index(backend, q, backend.build(&newest));
         let mut values = newest.values.map(|v| v.0).unwrap_or_default();
         values.push(org.to_string().into());
-        // The page's records by primary key; the alias keeps the walk's index hint off this read.
+        // The page's records by primary key (the index hint above applies to the walks only).
         let org_param = match backend {
             sea_orm::DatabaseBackend::Postgres => format!("${}", values.len()),
             _ => "?".to_owned(),
