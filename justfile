@@ -40,7 +40,8 @@ bench-rbac:
     cd bench/rbac-bench && cargo bench
 
 # The audit log at a million events (SQLite and PostgreSQL): through the store, then over HTTP.
-# `just bench-audit 10000000` for ten million (about 40 minutes and 9 GB of disk per database).
+# `just bench-audit 10000000` for ten million: about 40 minutes for the store benchmark on both
+# databases (8–9 GB of disk each), and the HTTP one as long again.
 bench-audit events="1000000":
     AXIE_BENCH_EVENTS={{events}} AXIE_TEST_POSTGRES_URL={{pg}} cargo bench -p store-sea --bench audit_store
     AXIE_BENCH_EVENTS={{events}} AXIE_TEST_POSTGRES_URL={{pg}} cargo bench -p axie-server --bench audit_http
