@@ -151,7 +151,7 @@ async fn run(label: &str, url: DatabaseUrl, events: u64) {
     for w in writers {
         w.await.unwrap();
     }
-    let concurrent = n_single as f64 / t.elapsed().as_secs_f64();
+    let concurrent = (n_single / WRITERS * WRITERS) as f64 / t.elapsed().as_secs_f64();
     println!("| append | events/s | baseline (plain inserts, same row size) | ratio |");
     println!("|---|---:|---:|---:|");
     println!(
