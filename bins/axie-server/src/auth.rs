@@ -142,13 +142,22 @@ impl FromRequest for OrgCaller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let (st, principal, request, access) = authenticate(&req).await?;
-            let org: OrgId = req
+            let Some(org) = req
                 .match_info()
                 .get("org_id")
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| ApiError::not_found("organization"))?;
-            let caller = Caller::load(&*st.store, &principal, org, request).await?;
+                .and_then(|s| s.parse::<OrgId>().ok())
+            else {
+                // Anyone not signed in learns nothing more than that.
+                authenticate(&req).await?;
+                return Err(ApiError::not_found("organization"));
+            };
+            let access = route_access(&req)?;
+            let st = state(&req)?;
+            let secret = credential(&req).ok_or_else(ApiError::unauthenticated)?;
+            let request = request_context(&req, &st);
+            let caller =
+                accounts::authenticate_in(&*st.store, &secret, org, request, st.clock.now())
+                    .await?;
             tracing::Span::current().record("org", tracing::field::display(org));
             check_ip(&caller).inspect_err(|_| crate::prom::denial("ip_not_allowed"))?;
             check_mfa(&st, &caller)

@@ -57,6 +57,9 @@ impl Default for PoolOptions {
 /// cores can run only queue there instead of in the pool.
 pub const SQLITE_MAX_READERS: u32 = 4;
 
+/// PostgreSQL connections idle at least this long are pinged before they are handed out.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(30);
+
 /// The SeaORM-backed store: one handle implementing every port.
 ///
 /// On SQLite, writes (every transaction) go through one connection, and reads that stand alone
@@ -98,6 +101,10 @@ impl SeaStore {
         opts.acquire_timeout(pool.acquire_timeout)
             .sqlx_logging(false);
         if url.is_sqlite() {
+            // The pool pings a connection before every checkout unless told otherwise: for
+            // SQLite, a round trip to the connection's thread per statement that tests nothing
+            // (the database is in this process), so it is off.
+            opts.test_before_acquire(false);
             let busy = pool.acquire_timeout;
             opts.max_connections(1)
                 .min_connections(1)
@@ -109,8 +116,12 @@ impl SeaStore {
                         .busy_timeout(busy)
                 });
         } else {
+            // A network round trip per checkout would double every statement's latency; only
+            // connections idle long enough for a server, proxy or firewall to have dropped them
+            // are pinged.
             opts.max_connections(pool.max_connections)
-                .min_connections(1);
+                .min_connections(1)
+                .test_before_acquire_if_idle_for(PING_AFTER_IDLE);
         }
         let db = Database::connect(opts).await.map_err(db_err)?;
         let separate_reader = url.is_sqlite() && !url.expose().contains("memory");
@@ -121,6 +132,7 @@ impl SeaStore {
                 .sqlx_logging(false)
                 .max_connections(pool.max_connections.clamp(1, SQLITE_MAX_READERS))
                 .min_connections(0)
+                .test_before_acquire(false)
                 .map_sqlx_sqlite_opts(move |o| {
                     o.create_if_missing(false)
                         .foreign_keys(true)

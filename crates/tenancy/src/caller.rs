@@ -7,7 +7,7 @@ use rbac_core::{
 };
 
 use crate::error::TenancyError;
-use crate::model::{ApiKey, Organization, User};
+use crate::model::{ApiKey, CallerMembership, Organization, User};
 use crate::store::TenancyStore;
 
 /// Who is calling and how, before an organization is chosen.
@@ -70,41 +70,61 @@ impl Caller {
         org: OrgId,
         request: RequestContext,
     ) -> Result<Self, TenancyError> {
+        if let Principal::ApiKey { key, .. } = principal
+            && key.org != org
+        {
+            return Err(TenancyError::NotFound("organization"));
+        }
+        let membership = store
+            .caller_memberships(principal.user().id)
+            .await?
+            .into_iter()
+            .find(|m| m.org.id == org)
+            .ok_or(TenancyError::NotFound("organization"))?;
+        Self::in_membership(principal.clone(), membership, request)
+    }
+
+    /// Resolves `principal` in the organization of `membership` (the person's, as the store
+    /// gave it): the same checks as [`Self::load`] without reading anything.
+    ///
+    /// # Errors
+    /// As [`Self::load`].
+    pub fn in_membership(
+        principal: Principal,
+        membership: CallerMembership,
+        request: RequestContext,
+    ) -> Result<Self, TenancyError> {
+        let org = membership.org.id;
         let (user, api_key, credential) = match principal {
-            Principal::Session { user, .. } => (user.clone(), None, Credential::Session),
+            Principal::Session { user, .. } => (user, None, Credential::Session),
             Principal::ApiKey { user, key } => {
                 if key.org != org {
                     return Err(TenancyError::NotFound("organization"));
                 }
-                (user.clone(), Some(key.clone()), Credential::ApiKey)
+                (user, Some(key), Credential::ApiKey)
             }
         };
-        let (member, organization) = store
-            .member_with_org(org, user.id)
-            .await?
-            .ok_or(TenancyError::NotFound("organization"))?;
-        if member.deactivated_at.is_some() {
+        if membership.deactivated_at.is_some() {
             return Err(TenancyError::Deactivated);
         }
-        if member.role != rbac_core::OrgRole::Owner && !organization.admits_members() {
-            return Err(TenancyError::PlanExcludesMembers(organization.plan));
+        if membership.role != rbac_core::OrgRole::Owner && !membership.org.admits_members() {
+            return Err(TenancyError::PlanExcludesMembers(membership.org.plan));
         }
-        let teams = store.team_roles(org, user.id).await?;
         let subject = Subject {
             user: user.id,
             org,
-            role: member.role,
-            teams,
+            role: membership.role,
+            teams: membership.teams,
             credential,
         };
         Ok(Self {
             user,
             api_key,
             scim_token: None,
-            org: organization,
+            org: membership.org,
             subject,
             request,
-            member_since: member.joined_at,
+            member_since: membership.joined_at,
         })
     }
 

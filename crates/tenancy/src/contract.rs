@@ -125,6 +125,7 @@ pub async fn run<
     mfa_steps_codes_and_challenges_are_used_once(s).await;
     security_settings_are_compare_and_swap(s).await;
     teams_round_trip(s).await;
+    caller_memberships_gather_every_org_and_team(s).await;
     assets_quota_scope_and_subtrees(s).await;
     asset_transfers_and_removal_dispositions(s).await;
     concurrent_creates_never_overshoot(s).await;
@@ -1149,6 +1150,91 @@ async fn teams_round_trip<S: TenancyStore + AuditStore + WorkspaceStore + ?Sized
             .await,
         Err(TenancyError::NotFound(_))
     ));
+}
+
+/// One person in two organizations, with three team roles in the first and one in the second:
+/// [`TenancyStore::caller_memberships`] holds each organization once, with exactly its team
+/// roles, and agrees with the narrower reads it stands in for.
+async fn caller_memberships_gather_every_org_and_team<
+    S: TenancyStore + AuditStore + WorkspaceStore + ?Sized,
+>(
+    s: &S,
+) {
+    let (a, a_default, owner) = new_org(s).await;
+    let (b, b_default, _) = new_org(s).await;
+    s.add_member(
+        b.id,
+        &owner,
+        None,
+        OrgRole::Admin,
+        b_default.id,
+        TeamRole::Viewer,
+        &enterprise(),
+        note(b.id, "join"),
+    )
+    .await
+    .unwrap();
+    let mut extra = Vec::new();
+    for (name, role) in [("Research", TeamRole::Member), ("Ops", TeamRole::Viewer)] {
+        let t = team_in(a.id, name);
+        s.create_team(&t, note(a.id, "team")).await.unwrap();
+        s.set_team_member(a.id, t.id, owner.id, Some(role), note(a.id, "add"))
+            .await
+            .unwrap();
+        extra.push((t.id, role));
+    }
+    // Someone else's team role in the same organization is not the owner's.
+    let other = user("other");
+    s.add_member(
+        a.id,
+        &other,
+        Some("h"),
+        OrgRole::User,
+        a_default.id,
+        TeamRole::Member,
+        &enterprise(),
+        note(a.id, "other"),
+    )
+    .await
+    .unwrap();
+
+    let got = s.caller_memberships(owner.id).await.unwrap();
+    let mut want_a = vec![(a_default.id, TeamRole::Admin)];
+    want_a.extend(extra);
+    want_a.sort_by_key(|(t, _)| *t);
+    let mut want = vec![
+        (a.id, OrgRole::Owner, want_a),
+        (b.id, OrgRole::Admin, vec![(b_default.id, TeamRole::Viewer)]),
+    ];
+    want.sort_by_key(|(o, _, _)| o.to_string());
+    assert_eq!(
+        got.iter()
+            .map(|m| (m.org.id, m.role, m.teams.clone()))
+            .collect::<Vec<_>>(),
+        want
+    );
+    for m in &got {
+        let (member, org) = s
+            .member_with_org(m.org.id, owner.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.org, org);
+        assert_eq!((m.joined_at, m.deactivated_at), (member.joined_at, None));
+        let mut teams = s.team_roles(m.org.id, owner.id).await.unwrap();
+        teams.sort_by_key(|(t, _)| *t);
+        assert_eq!(m.teams, teams);
+    }
+    assert_eq!(
+        got.into_iter().map(|m| m.org).collect::<Vec<_>>(),
+        s.member_orgs(owner.id).await.unwrap()
+    );
+    assert!(
+        s.caller_memberships(UserId::new())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn assets_quota_scope_and_subtrees<S: TenancyStore + AuditStore + WorkspaceStore + ?Sized>(

@@ -40,8 +40,8 @@ pub use error::{StoreError, TenancyError, enforce_quota};
 #[cfg(feature = "memory")]
 pub use memory::MemoryTenancyStore;
 pub use model::{
-    ApiKey, CompanyProfile, Email, Member, Membership, Organization, SecuritySettings, Session,
-    Team, User, valid_name,
+    ApiKey, CallerMembership, CompanyProfile, Email, Member, Membership, Organization,
+    SecuritySettings, Session, Team, User, valid_name,
 };
 pub use store::{
     AccountStore, ApiKeyStore, BulkStore, InvitationStore, MembershipStore, OrgStore, TenancyStore,

@@ -189,6 +189,22 @@ pub struct Membership {
     pub active: bool,
 }
 
+/// One of a person's memberships with what resolving them as a caller there needs: the
+/// organization itself, their role, dates and team roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerMembership {
+    /// The organization.
+    pub org: Organization,
+    /// The person's role.
+    pub role: OrgRole,
+    /// When they joined.
+    pub joined_at: DateTime<Utc>,
+    /// When they were deactivated (`None`: active).
+    pub deactivated_at: Option<DateTime<Utc>>,
+    /// The person's team roles there, in team id order.
+    pub teams: Vec<(TeamId, TeamRole)>,
+}
+
 const fn active() -> bool {
     true
 }

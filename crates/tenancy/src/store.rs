@@ -20,8 +20,8 @@ use crate::teams::TeamMember;
 
 use crate::error::TenancyError;
 use crate::model::{
-    ApiKey, CompanyProfile, Email, Member, Membership, Organization, SecuritySettings, Session,
-    Team, User,
+    ApiKey, CallerMembership, CompanyProfile, Email, Member, Membership, Organization,
+    SecuritySettings, Session, Team, User,
 };
 
 /// Organizations and their members.
@@ -192,6 +192,37 @@ pub trait OrgStore: Send + Sync {
         let mut out = Vec::new();
         for m in self.memberships(user).await? {
             out.push(self.get_org(m.org).await?);
+        }
+        Ok(out)
+    }
+
+    /// Every membership of `user` (deactivated ones included) with its organization and the
+    /// person's team roles there, in organization id order: what authenticating a session and
+    /// resolving it in one organization need (the session policies of all of them, the
+    /// membership in one). Every organization-scoped request reads it, so an adapter should
+    /// answer it in one query; the default asks [`Self::member_orgs`], then
+    /// [`Self::get_member`] and [`Self::team_roles`] for each.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn caller_memberships(
+        &self,
+        user: UserId,
+    ) -> Result<Vec<CallerMembership>, TenancyError> {
+        let mut out = Vec::new();
+        for org in self.member_orgs(user).await? {
+            let Some(member) = self.get_member(org.id, user).await? else {
+                continue;
+            };
+            let mut teams = self.team_roles(org.id, user).await?;
+            teams.sort_by_key(|(t, _)| *t);
+            out.push(CallerMembership {
+                role: member.role,
+                joined_at: member.joined_at,
+                deactivated_at: member.deactivated_at,
+                teams,
+                org,
+            });
         }
         Ok(out)
     }

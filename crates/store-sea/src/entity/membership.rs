@@ -39,6 +39,20 @@ impl Related<super::user::Entity> for Entity {
     }
 }
 
+/// The member's team roles in the same organization (the team membership table's
+/// `(org_id, user_id)` against the membership's key).
+impl Related<super::team_member::Entity> for Entity {
+    fn to() -> RelationDef {
+        Entity::belongs_to(super::team_member::Entity)
+            .from((Column::OrgId, Column::UserId))
+            .to((
+                super::team_member::Column::OrgId,
+                super::team_member::Column::UserId,
+            ))
+            .into()
+    }
+}
+
 impl Related<super::organization::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::Organization.def()

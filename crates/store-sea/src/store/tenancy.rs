@@ -10,8 +10,8 @@ use sea_orm::{
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use tenancy::{
-    AccountStore, ApiKey, ApiKeyStore, CompanyProfile, Email, Member, Membership, OrgStore,
-    Organization, SecuritySettings, Session, Team, TenancyError, User,
+    AccountStore, ApiKey, ApiKeyStore, CallerMembership, CompanyProfile, Email, Member, Membership,
+    OrgStore, Organization, SecuritySettings, Session, Team, TenancyError, User,
 };
 
 use crate::SeaStore;
@@ -492,6 +492,55 @@ impl OrgStore for SeaStore {
             .into_iter()
             .map(|m| Organization::try_from(m).map_err(TenancyError::Store))
             .collect()
+    }
+
+    async fn caller_memberships(
+        &self,
+        user_id: UserId,
+    ) -> Result<Vec<CallerMembership>, TenancyError> {
+        // One row per (organization, team role), organizations without team roles once.
+        let rows = membership::Entity::find()
+            .filter(membership::Column::UserId.eq(user_id.to_string()))
+            .find_also_related(organization::Entity)
+            .find_also_related(team_member::Entity)
+            .order_by_asc(membership::Column::OrgId)
+            .all(self.reader())
+            .await
+            .map_err(store)?;
+        let mut out: Vec<CallerMembership> = Vec::new();
+        let mut current: Option<String> = None;
+        for (m, o, t) in rows {
+            let Some(o) = o else { continue };
+            let team = t
+                .map(|t| -> Result<_, audit::StoreError> {
+                    let role = TeamRole::parse(&t.role)
+                        .ok_or_else(|| crate::convert::corrupt("team role", &t.role))?;
+                    Ok((id("team id", &t.team_id)?, role))
+                })
+                .transpose()
+                .map_err(TenancyError::Store)?;
+            if current.as_deref() != Some(m.org_id.as_str()) {
+                current = Some(m.org_id.clone());
+                out.push(CallerMembership {
+                    org: Organization::try_from(o).map_err(TenancyError::Store)?,
+                    role: role(&m.role).map_err(TenancyError::Store)?,
+                    joined_at: crate::convert::time(m.joined_at).map_err(TenancyError::Store)?,
+                    deactivated_at: m
+                        .deactivated_at
+                        .map(crate::convert::time)
+                        .transpose()
+                        .map_err(TenancyError::Store)?,
+                    teams: Vec::new(),
+                });
+            }
+            if let (Some(team), Some(last)) = (team, out.last_mut()) {
+                last.teams.push(team);
+            }
+        }
+        for m in &mut out {
+            m.teams.sort_by_key(|(t, _)| *t);
+        }
+        Ok(out)
     }
 }
 
