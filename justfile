@@ -71,6 +71,10 @@ fuzz-api:
 load:
     AXIE_TEST_POSTGRES_URL={{pg}} bash bench/load/run.sh
 
+# A quick read-load run on SQLite with a perf profile (needs perf and wrk).
+profile-load:
+    bash bench/load/profile.sh
+
 # Quota check-and-increment and credit consumption through the store; metering overhead over HTTP.
 bench-quota:
     AXIE_TEST_POSTGRES_URL={{pg}} cargo bench -p store-sea --bench quota

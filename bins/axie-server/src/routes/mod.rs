@@ -378,7 +378,10 @@ mod tests {
                 "{} {path}",
                 r.method
             );
-            assert_ne!(res.status(), actix_web::http::StatusCode::METHOD_NOT_ALLOWED);
+            assert_ne!(
+                res.status(),
+                actix_web::http::StatusCode::METHOD_NOT_ALLOWED
+            );
         }
         let unknown = test::TestRequest::get()
             .uri("/api/v1/orgs/p1/no-such-thing")
