@@ -405,8 +405,7 @@ pub async fn accept_with_new_account<
         false,
     )?;
     let hash = hasher
-        .hash_off_thread(password)
-        .await
+        .hash(password)
         .map_err(|e| TenancyError::Invalid(e.to_string()))?;
     let user = User {
         id: UserId::new(),

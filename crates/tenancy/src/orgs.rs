@@ -49,8 +49,7 @@ pub async fn create_with_new_owner<S: TenancyStore + ?Sized>(
         false,
     )?;
     let hash = hasher
-        .hash_off_thread(&req.owner_password)
-        .await
+        .hash(&req.owner_password)
         .map_err(|e| TenancyError::Invalid(e.to_string()))?;
     let org = Organization {
         id: OrgId::new(),
@@ -243,8 +242,7 @@ pub async fn add_new_member_as_system<S: TenancyStore + ?Sized>(
         false,
     )?;
     let hash = hasher
-        .hash_off_thread(&req.password)
-        .await
+        .hash(&req.password)
         .map_err(|e| TenancyError::Invalid(e.to_string()))?;
     let user = User {
         id: UserId::new(),
@@ -391,8 +389,7 @@ where
             false,
         )?;
         let hash = hasher
-            .hash_off_thread(password)
-            .await
+            .hash(password)
             .map_err(|e| TenancyError::Invalid(e.to_string()))?;
         let u = owner.user.clone();
         store
