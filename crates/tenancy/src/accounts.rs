@@ -275,7 +275,7 @@ pub async fn authenticate<S: TenancyStore + ?Sized>(
 
 /// [`authenticate`] and then [`Caller::load`] in `org`, with fewer reads: a session's
 /// memberships, whose session policies decide whether it is still live, also hold the
-/// membership in `org` (two reads for a session where the two calls take four).
+/// membership in `org` (two reads for a session, where the two calls take three).
 ///
 /// # Errors
 /// As [`authenticate`], then as [`Caller::load`].
