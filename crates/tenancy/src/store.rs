@@ -149,8 +149,8 @@ pub trait OrgStore: Send + Sync {
     /// [`TenancyError::Store`] on storage failure.
     async fn get_member(&self, org: OrgId, user: UserId) -> Result<Option<Member>, TenancyError>;
 
-    /// A member with their organization: what resolving a caller needs. `None` when `user` is
-    /// not in `org`. An adapter should answer this in one query; the default asks
+    /// A member with their organization, `None` when `user` is not in `org`. (Resolving a
+    /// caller reads [`Self::caller_memberships`] instead.) The default asks
     /// [`Self::get_member`] and [`Self::get_org`].
     ///
     /// # Errors
