@@ -293,11 +293,7 @@ pub async fn authenticate_in<S: TenancyStore + ?Sized>(
             let policy =
                 SessionPolicy::strictest(memberships.iter().map(|m| m.org.security.sessions));
             let principal = live(store, &policy, &session, user, now).await?;
-            let membership = memberships
-                .into_iter()
-                .find(|m| m.org.id == org)
-                .ok_or(TenancyError::NotFound("organization"))?;
-            Caller::in_membership(principal, membership, request)
+            Caller::in_membership(principal, memberships, org, request)
         }
     }
 }

@@ -800,6 +800,14 @@ pub async fn update<S: TenancyStore + WorkspaceStore + ?Sized>(
     change: AssetUpdate,
     now: DateTime<Utc>,
 ) -> Result<Asset, TenancyError> {
+    let fields: Vec<&str> = [
+        ("name", change.name.is_some()),
+        ("description", change.description.is_some()),
+        ("instructions", change.instructions.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(f, set)| set.then_some(f))
+    .collect();
     let mut attempt = 1;
     loop {
         let before = get(store, caller, kind, id).await?;
@@ -808,14 +816,6 @@ pub async fn update<S: TenancyStore + WorkspaceStore + ?Sized>(
         if after == before {
             return Ok(after);
         }
-        let fields: Vec<&str> = [
-            ("name", change.name.is_some()),
-            ("description", change.description.is_some()),
-            ("instructions", change.instructions.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(f, set)| set.then_some(f))
-        .collect();
         let j = journal(caller, &after, "updated", now, json!({ "fields": fields }))?;
         match store.update_asset(&before, &after, j).await {
             Err(TenancyError::Conflict(_)) if attempt < EDIT_ATTEMPTS => attempt += 1,

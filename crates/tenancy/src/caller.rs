@@ -75,26 +75,25 @@ impl Caller {
         {
             return Err(TenancyError::NotFound("organization"));
         }
-        let membership = store
-            .caller_memberships(principal.user().id)
-            .await?
-            .into_iter()
-            .find(|m| m.org.id == org)
-            .ok_or(TenancyError::NotFound("organization"))?;
-        Self::in_membership(principal.clone(), membership, request)
+        let memberships = store.caller_memberships(principal.user().id).await?;
+        Self::in_membership(principal.clone(), memberships, org, request)
     }
 
-    /// Resolves `principal` in the organization of `membership` (the person's, as the store
-    /// gave it): the same checks as [`Self::load`] without reading anything.
+    /// Resolves `principal` in `org` from the person's `memberships` (as the store gave them):
+    /// the same checks as [`Self::load`] without reading anything.
     ///
     /// # Errors
     /// As [`Self::load`].
     pub fn in_membership(
         principal: Principal,
-        membership: CallerMembership,
+        memberships: Vec<CallerMembership>,
+        org: OrgId,
         request: RequestContext,
     ) -> Result<Self, TenancyError> {
-        let org = membership.org.id;
+        let membership = memberships
+            .into_iter()
+            .find(|m| m.org.id == org)
+            .ok_or(TenancyError::NotFound("organization"))?;
         let (user, api_key, credential) = match principal {
             Principal::Session { user, .. } => (user, None, Credential::Session),
             Principal::ApiKey { user, key } => {
