@@ -1,36 +1,55 @@
 #!/usr/bin/env bash
-# A quick look at the server under the read load, with a CPU profile: seeds ORGS organizations
-# on SQLite, starts the release server, drives it with wrk (authorized reads only, C connections
-# for D) while `perf record -g` samples it, and prints requests/s, p50/p99 and the server's memory.
+# A quick look at the server under load, with a CPU profile: seeds ORGS organizations on SQLite
+# (or on the PostgreSQL server at PG, in a new database dropped afterwards), starts the release
+# server, drives it with wrk (MODE=reads: authorized reads only; MODE=mix: the load run's mix;
+# C connections for D) while `perf record -g` samples it, and prints requests/s, p50/p99, the
+# server's memory and its largest anonymous mappings (glibc's per-thread heaps show there).
 # Needs perf and wrk; PERF=0 skips the profile. Read it with
 #   perf report -i target/profile.perf.data --no-children --sort comm,symbol
 #
-#   bash bench/load/profile.sh                 # ORGS=200 C=256 D=20s
+#   bash bench/load/profile.sh                 # ORGS=200 C=256 D=20s MODE=reads, SQLite
+#   PG=postgres://postgres@127.0.0.1:5432/test MODE=mix PERF=0 bash bench/load/profile.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ORGS=${ORGS:-200}
 C=${C:-256}
 D=${D:-20s}
+MODE=${MODE:-reads}
+PG=${PG:-}
 out=${CARGO_TARGET_DIR:-target}
 cargo build -q --release -p axie-server --bin axie-server --example load_seed
 work=$(mktemp -d)
 pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
+db=
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  [ -n "$db" ] && psql "$PG" -qc "DROP DATABASE $db" >/dev/null 2>&1
+  rm -rf "$work"
+}
 trap cleanup EXIT
-"$out/release/examples/load_seed" "sqlite://$work/load.db?mode=rwc" "$ORGS" "$work" 2>/dev/null
+url="sqlite://$work/load.db?mode=rwc"
+if [ -n "$PG" ]; then
+  db="profile_$(date +%s)"
+  psql "$PG" -qc "CREATE DATABASE $db" >/dev/null
+  url="${PG%/*}/$db"
+fi
+"$out/release/examples/load_seed" "$url" "$ORGS" "$work" 2>/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-AXIE_DATABASE__URL="sqlite://$work/load.db?mode=rwc" AXIE_SERVER__PORT=$port AXIE_SERVER__DATA_DIR="$work" \
+AXIE_DATABASE__URL="$url" AXIE_SERVER__PORT=$port AXIE_SERVER__DATA_DIR="$work" \
   AXIE_LOG__LEVEL=error AXIE_DATABASE__MAX_CONNECTIONS=16 \
   AXIE_BOOTSTRAP__OWNER_PASSWORD="unused because the database is seeded" \
   "$out/release/axie-server" & pid=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
-printf 'x\tx\n' >"$work/logins.tsv"
 echo "idle: $(grep VmRSS "/proc/$pid/status")"
 if [ "${PERF:-1}" = 1 ]; then
   perf record -F 499 -g -p "$pid" -o "$out/profile.perf.data" -- sleep "${D%s}" >/dev/null 2>&1 &
   perfpid=$!
 fi
-wrk -t2 -c"$C" -d"$D" --latency -s bench/load/mix.lua "http://127.0.0.1:$port" -- "$work/tokens.tsv" "$work/logins.tsv" reads |
+wrk -t2 -c"$C" -d"$D" --latency -s bench/load/mix.lua "http://127.0.0.1:$port" -- "$work/tokens.tsv" "$work/logins.tsv" "$MODE" |
   grep -E "Requests/sec|50%|99%|Non-2xx|Socket"
 if [ "${PERF:-1}" = 1 ]; then wait "$perfpid" || true; echo "profile: $out/profile.perf.data"; fi
 echo "peak: $(grep VmHWM "/proc/$pid/status")"
+echo "now: $(grep VmRSS "/proc/$pid/status")"
+echo "largest anonymous mappings (resident KiB, size KiB):"
+awk '/^[0-9a-f]+-[0-9a-f]+ / {anon = ($6 == "" || $6 ~ /heap/)} /^Size:/ {size=$2} /^Rss:/ && anon {print $2, size}' \
+  "/proc/$pid/smaps" | sort -rn | head -12

@@ -1,9 +1,13 @@
 //! Password policy (after NIST SP 800-63B) and argon2id hashing.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
+use argon2::password_hash::rand_core::{OsRng, RngCore as _};
 use argon2::password_hash::{
-    PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString, rand_core::OsRng,
+    Decimal, Ident, Output, ParamsString, PasswordHash, PasswordHasher as _, PasswordVerifier as _,
+    Salt, SaltString,
 };
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{PasswordError, SecurityError};
@@ -120,11 +124,19 @@ impl Default for HashParams {
 }
 
 /// Hashes and verifies passwords with argon2id.
+///
+/// Each hash works in `memory_kib` of memory (19 MiB by default). Rather than allocating and
+/// freeing it every time, the hasher keeps up to one working area per core and reuses them
+/// (clones share them): glibc serves a freed block that large from the freeing thread's heap
+/// afterwards, which other allocations then fragment, so every login grew the heaps. Under the
+/// load script's mix the server's peak memory was 140 MiB with allocated areas and 44 MiB with no
+/// logins at all (`bench/load/profile.sh`, see `docs/benchmarks.md`).
 #[derive(Debug, Clone)]
 pub struct PasswordHasher {
     params: HashParams,
-    argon: Argon2<'static>,
-    /// A hash of a random password, verified against for unknown accounts so they take as long.
+    argon: PooledArgon2,
+    /// A PHC string with these parameters, a random salt and a random output: verified against
+    /// for unknown accounts so they take as long, and matched by no password.
     dummy: String,
 }
 
@@ -158,15 +170,22 @@ impl PasswordHasher {
             None,
         )
         .map_err(|e| SecurityError::Invalid(format!("argon2 parameters: {e}")))?;
-        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, p);
+        let mut random = [0u8; 32];
+        OsRng.fill_bytes(&mut random);
         let salt = SaltString::generate(&mut OsRng);
-        let dummy = argon
-            .hash_password(b"axie dummy password for timing", &salt)
-            .map_err(|e| SecurityError::Invalid(e.to_string()))?
-            .to_string();
+        let dummy = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&p)
+                .map_err(|e| SecurityError::Invalid(e.to_string()))?,
+            salt: Some(salt.as_salt()),
+            hash: Some(Output::new(&random).map_err(|e| SecurityError::Invalid(e.to_string()))?),
+        }
+        .to_string();
+        let keep = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         Ok(Self {
             params,
-            argon,
+            argon: PooledArgon2::new(p, keep),
             dummy,
         })
     }
@@ -206,6 +225,126 @@ impl PasswordHasher {
                     || p.p_cost() != self.params.parallelism
             });
         Verification::Match { needs_rehash }
+    }
+}
+
+/// argon2 (the `argon2` crate's computation, PHC encoding and constant-time comparison through
+/// its `PasswordHasher` and `PasswordVerifier` traits) with the working memory taken from a pool.
+#[derive(Clone)]
+struct PooledArgon2 {
+    params: Params,
+    memory: Arc<MemoryPool>,
+}
+
+/// Working areas of `blocks` blocks, at most `keep` of them kept between hashes.
+struct MemoryPool {
+    free: Mutex<Vec<Vec<Block>>>,
+    keep: usize,
+    blocks: usize,
+}
+
+impl std::fmt::Debug for PooledArgon2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledArgon2")
+            .field("params", &self.params)
+            .field("keep", &self.memory.keep)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PooledArgon2 {
+    fn new(params: Params, keep: usize) -> Self {
+        let blocks = params.block_count();
+        Self {
+            params,
+            memory: Arc::new(MemoryPool {
+                free: Mutex::new(Vec::new()),
+                keep,
+                blocks,
+            }),
+        }
+    }
+}
+
+impl MemoryPool {
+    /// Runs `f` with a working area of at least `blocks` blocks: a kept one if there is one and
+    /// `blocks` fits the pool's size, else a new one, kept afterwards if it has the pool's size
+    /// and the pool has room.
+    fn with<T>(&self, blocks: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
+        let kept = if blocks <= self.blocks {
+            self.lock().pop()
+        } else {
+            None
+        };
+        let mut area = kept.unwrap_or_else(|| vec![Block::default(); blocks.max(self.blocks)]);
+        let out = f(&mut area);
+        if area.len() == self.blocks {
+            let mut free = self.lock();
+            if free.len() < self.keep {
+                free.push(area);
+            }
+        }
+        out
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<Block>>> {
+        // The areas hold no invariant a panicking hash could break.
+        self.free.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+impl argon2::password_hash::PasswordHasher for PooledArgon2 {
+    type Params = Params;
+
+    fn hash_password<'a>(
+        &self,
+        password: &[u8],
+        salt: impl Into<Salt<'a>>,
+    ) -> argon2::password_hash::Result<PasswordHash<'a>> {
+        self.hash_password_customized(password, None, None, self.params.clone(), salt)
+    }
+
+    /// What `Argon2`'s own implementation does, with a pooled working area: `verify_password`
+    /// (the trait's provided method) calls this with the stored hash's algorithm, version,
+    /// parameters and salt and compares the outputs in constant time.
+    fn hash_password_customized<'a>(
+        &self,
+        password: &[u8],
+        algorithm: Option<Ident<'a>>,
+        version: Option<Decimal>,
+        params: Params,
+        salt: impl Into<Salt<'a>>,
+    ) -> argon2::password_hash::Result<PasswordHash<'a>> {
+        let algorithm = algorithm
+            .map(Algorithm::try_from)
+            .transpose()?
+            .unwrap_or_default();
+        let version = version
+            .map(Version::try_from)
+            .transpose()?
+            .unwrap_or_default();
+        let salt = salt.into();
+        let mut salt_buf = [0u8; Salt::MAX_LENGTH];
+        let salt_bytes = salt.decode_b64(&mut salt_buf)?;
+        let argon = Argon2::new(algorithm, version, params.clone());
+        let len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+        let output = self.memory.with(params.block_count(), |area| {
+            Output::init_with(len, |out| {
+                Ok(argon.hash_password_into_with_memory(password, salt_bytes, out, area)?)
+            })
+        })?;
+        Ok(PasswordHash {
+            algorithm: algorithm.ident(),
+            version: Some(version.into()),
+            params: ParamsString::try_from(&params)?,
+            salt: Some(salt),
+            hash: Some(output),
+        })
     }
 }
 
@@ -298,6 +437,92 @@ mod tests {
             stronger.verify(Some(&stored), "correct horse battery staple"),
             Verification::Match { needs_rehash: true }
         );
+    }
+
+    #[test]
+    fn pooled_hashes_are_argon2_hashes() {
+        let h = PasswordHasher::new(HashParams::default()).unwrap();
+        let ours = h.hash("correct horse battery staple").unwrap();
+        let stock = Argon2::default();
+        assert!(
+            stock
+                .verify_password(
+                    b"correct horse battery staple",
+                    &PasswordHash::new(&ours).unwrap()
+                )
+                .is_ok()
+        );
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = stock
+            .hash_password(b"correct horse battery staple", &salt)
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            h.verify(Some(&theirs), "correct horse battery staple"),
+            Verification::Match {
+                needs_rehash: false
+            }
+        );
+        assert_eq!(
+            h.verify(Some(&theirs), "correct horse"),
+            Verification::Mismatch
+        );
+        // A stored hash that needs more memory than the pooled areas have.
+        let bigger = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(32_768, 2, 1, None).unwrap(),
+        )
+        .hash_password(b"correct horse battery staple", &salt)
+        .unwrap()
+        .to_string();
+        assert_eq!(
+            h.verify(Some(&bigger), "correct horse battery staple"),
+            Verification::Match { needs_rehash: true }
+        );
+        assert_eq!(
+            h.verify(Some(&bigger), "correct horse"),
+            Verification::Mismatch
+        );
+        // The unknown-account stand-in has the hasher's parameters and matches nothing.
+        let dummy = PasswordHash::new(&h.dummy).unwrap();
+        assert_eq!(Params::try_from(&dummy).unwrap().m_cost(), 19_456);
+        assert!(stock.verify_password(b"", &dummy).is_err());
+    }
+
+    #[test]
+    fn working_areas_are_reused_and_at_most_keep_are_kept() {
+        let small = Params::new(64, 2, 1, None).unwrap();
+        let argon = PooledArgon2::new(small, 2);
+        let salt = SaltString::generate(&mut OsRng);
+        let one = argon.hash_password(b"password", &salt).unwrap().to_string();
+        assert_eq!(argon.memory.kept(), 1);
+        assert_eq!(
+            argon.hash_password(b"password", &salt).unwrap().to_string(),
+            one,
+            "a reused area gives the same hash"
+        );
+        assert_eq!(argon.memory.kept(), 1);
+        std::thread::scope(|s| {
+            for _ in 0..6 {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        assert_eq!(
+                            argon.hash_password(b"password", &salt).unwrap().to_string(),
+                            one
+                        );
+                    }
+                });
+            }
+        });
+        let kept = argon.memory.kept();
+        assert!((1..=2).contains(&kept), "{kept} areas kept");
+        // A larger area (for a stored hash with more memory) is not kept.
+        let larger = Params::new(128, 2, 1, None).unwrap();
+        argon
+            .hash_password_customized(b"password", None, None, larger, &salt)
+            .unwrap();
+        assert_eq!(argon.memory.kept(), kept);
     }
 
     #[test]
