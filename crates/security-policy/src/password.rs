@@ -9,6 +9,7 @@ use argon2::password_hash::{
 };
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 
 use crate::error::{PasswordError, SecurityError};
 
@@ -138,6 +139,8 @@ pub struct PasswordHasher {
     /// A PHC string with these parameters, a random salt and a random output: verified against
     /// for unknown accounts so they take as long, and matched by no password.
     dummy: String,
+    /// Bounds the hashes running at once on the blocking pool to the working areas kept.
+    slots: Arc<Semaphore>,
 }
 
 /// The result of a verification.
@@ -182,12 +185,49 @@ impl PasswordHasher {
             hash: Some(Output::new(&random).map_err(|e| SecurityError::Invalid(e.to_string()))?),
         }
         .to_string();
-        let keep = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         Ok(Self {
             params,
-            argon: PooledArgon2::new(p, keep),
+            argon: PooledArgon2::new(p, cores),
             dummy,
+            slots: Arc::new(Semaphore::new(cores)),
         })
+    }
+
+    /// [`Self::hash`] on tokio's blocking pool, at most one hash per core at once, so a login
+    /// does not stall the other requests of the async worker it arrived on and a burst of them
+    /// holds at most `memory_kib` per core.
+    ///
+    /// # Errors
+    /// As [`Self::hash`]; [`SecurityError::Invalid`] if the runtime is shutting down.
+    pub async fn hash_off_thread(&self, password: &str) -> Result<String, SecurityError> {
+        let password = password.to_owned();
+        self.off_thread(move |h| h.hash(&password))
+            .await
+            .unwrap_or_else(|| {
+                Err(SecurityError::Invalid(
+                    "the hashing task was stopped".into(),
+                ))
+            })
+    }
+
+    /// [`Self::verify`] on tokio's blocking pool, bounded as [`Self::hash_off_thread`]. A task
+    /// stopped by the runtime's shutdown answers [`Verification::Mismatch`].
+    pub async fn verify_off_thread(&self, stored: Option<&str>, password: &str) -> Verification {
+        let (stored, password) = (stored.map(str::to_owned), password.to_owned());
+        self.off_thread(move |h| h.verify(stored.as_deref(), &password))
+            .await
+            .unwrap_or(Verification::Mismatch)
+    }
+
+    /// Runs `work` on the blocking pool once a slot is free; `None` if it did not complete.
+    async fn off_thread<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Self) -> T + Send + 'static,
+    ) -> Option<T> {
+        let _slot = self.slots.acquire().await.ok()?;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || work(&this)).await.ok()
     }
 
     /// Hashes a password into a PHC string.
@@ -351,6 +391,50 @@ impl argon2::password_hash::PasswordHasher for PooledArgon2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Off-thread hashing gives the same answers, and the async thread keeps running other
+    /// tasks meanwhile (on a one-thread runtime, an inline hash would stop the ticker).
+    #[tokio::test(flavor = "current_thread")]
+    async fn off_thread_hashing_answers_alike_and_leaves_the_runtime_free() {
+        let h = PasswordHasher::new(HashParams::default()).unwrap();
+        let ticks = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let ticker = tokio::spawn({
+            let ticks = ticks.clone();
+            async move {
+                loop {
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        // Inline, a hash holds the only thread: the ticker does not run.
+        let _ = h.hash("correct horse battery staple").unwrap();
+        assert_eq!(ticks.load(std::sync::atomic::Ordering::Relaxed), 0);
+        let stored = h
+            .hash_off_thread("correct horse battery staple")
+            .await
+            .unwrap();
+        assert!(
+            ticks.load(std::sync::atomic::Ordering::Relaxed) > 0,
+            "the runtime ran nothing while hashing off thread"
+        );
+        assert_eq!(
+            h.verify_off_thread(Some(&stored), "correct horse battery staple")
+                .await,
+            Verification::Match {
+                needs_rehash: false
+            }
+        );
+        assert_eq!(
+            h.verify_off_thread(Some(&stored), "wrong").await,
+            Verification::Mismatch
+        );
+        assert_eq!(
+            h.verify_off_thread(None, "anything").await,
+            Verification::Mismatch
+        );
+        ticker.abort();
+    }
 
     fn check(pw: &str, two_fa: bool) -> Result<(), PasswordError> {
         check_password(

@@ -105,7 +105,7 @@ pub async fn login<S: TenancyStore + ?Sized>(
         Some((u, h)) => (Some(u), h),
         None => (None, None),
     };
-    let verification = hasher.verify(stored.as_deref(), password);
+    let verification = hasher.verify_off_thread(stored.as_deref(), password).await;
     let address_lock = address_locked_until.filter(|u| now < *u);
     let Some(user) = user else {
         // The same answer for unknown accounts, so a locked address learns nothing.
@@ -159,7 +159,7 @@ pub async fn login<S: TenancyStore + ?Sized>(
         audit_store.append(failed("deactivated")).await?;
         return Err(TenancyError::Deactivated);
     }
-    if needs_rehash && let Ok(h) = hasher.hash(password) {
+    if needs_rehash && let Ok(h) = hasher.hash_off_thread(password).await {
         store
             .set_password_hash(user.id, &h, Journal::default())
             .await?;

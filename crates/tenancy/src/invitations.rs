@@ -405,7 +405,8 @@ pub async fn accept_with_new_account<
         false,
     )?;
     let hash = hasher
-        .hash(password)
+        .hash_off_thread(password)
+        .await
         .map_err(|e| TenancyError::Invalid(e.to_string()))?;
     let user = User {
         id: UserId::new(),

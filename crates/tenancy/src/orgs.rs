@@ -49,7 +49,8 @@ pub async fn create_with_new_owner<S: TenancyStore + ?Sized>(
         false,
     )?;
     let hash = hasher
-        .hash(&req.owner_password)
+        .hash_off_thread(&req.owner_password)
+        .await
         .map_err(|e| TenancyError::Invalid(e.to_string()))?;
     let org = Organization {
         id: OrgId::new(),
@@ -242,7 +243,8 @@ pub async fn add_new_member_as_system<S: TenancyStore + ?Sized>(
         false,
     )?;
     let hash = hasher
-        .hash(&req.password)
+        .hash_off_thread(&req.password)
+        .await
         .map_err(|e| TenancyError::Invalid(e.to_string()))?;
     let user = User {
         id: UserId::new(),
@@ -389,7 +391,8 @@ where
             false,
         )?;
         let hash = hasher
-            .hash(password)
+            .hash_off_thread(password)
+            .await
             .map_err(|e| TenancyError::Invalid(e.to_string()))?;
         let u = owner.user.clone();
         store

@@ -196,7 +196,7 @@ pub async fn change_password<S: TenancyStore + MfaStore + ?Sized>(
         .await?
         .ok_or(TenancyError::BadCredentials)?;
     if !matches!(
-        hasher.verify(stored.as_deref(), current),
+        hasher.verify_off_thread(stored.as_deref(), current).await,
         security_policy::Verification::Match { .. }
     ) {
         return Err(TenancyError::BadCredentials);
@@ -224,7 +224,8 @@ pub async fn change_password<S: TenancyStore + MfaStore + ?Sized>(
         )?;
     }
     let hash = hasher
-        .hash(new)
+        .hash_off_thread(new)
+        .await
         .map_err(|e| TenancyError::Invalid(e.to_string()))?;
     let mut j = Journal::default();
     for org in &orgs {
