@@ -84,7 +84,7 @@ run_db() {
   read -r m_rps m_p50 m_p99 m_err < <(drive "http://127.0.0.1:$port" mix)
   local peak ratio
   peak=$(kib "$pid" VmHWM)
-  ratio=$(awk -v a="$r_rps" -v b="$h_rps" 'BEGIN {printf "%.0f %%", 100*a/b}')
+  ratio=$(awk -v a="$r_rps" -v b="$h_rps" 'BEGIN {printf "%.1f %%", 100*a/b}')
   echo "| $label | authorized reads | $r_rps | $ratio | $r_p50 | $r_p99 | $r_err | idle $(mib "$idle") MiB |"
   echo "| $label | mix: 89 % reads, 10 % audited edits with webhooks, 1 % logins | $m_rps | | $m_p50 | $m_p99 | $m_err | peak $(mib "$peak") MiB |"
   kill "$pid"; wait "$pid" 2>/dev/null || true
