@@ -129,9 +129,9 @@ impl Default for HashParams {
 /// Each hash works in `memory_kib` of memory (19 MiB by default). Rather than allocating and
 /// freeing it every time, the hasher keeps up to one working area per core and reuses them
 /// (clones share them): glibc serves a freed block that large from the freeing thread's heap
-/// afterwards, which other allocations then fragment, so every login grew the heaps. Under the
-/// load script's mix the server's peak memory was 140 MiB with allocated areas and 44 MiB with no
-/// logins at all (`bench/load/profile.sh`, see `docs/benchmarks.md`).
+/// afterwards, which other allocations then fragment, so logins kept growing the heaps: under
+/// the load script's mix the server's peak memory was 137 MiB when each hash allocated its own
+/// area, 81 MiB with kept areas and 43 MiB without logins (`docs/benchmarks.md`, "Load", run I).
 #[derive(Debug, Clone)]
 pub struct PasswordHasher {
     params: HashParams,
