@@ -16,15 +16,17 @@
     reason = "a benchmark program"
 )]
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::time::{Duration, Instant};
 
 use audit::{Actor, AuditAction, AuditStore, Journal, NewAuditEvent, Outcome, Target};
-use axie_server::{Application, Settings};
+use axie_server::Application;
 use chrono::{DateTime, Utc};
 use rbac_core::OrgId;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-const PASSWORD: &str = "tilted windmill at sunrise";
 const RUNS: usize = 200;
 
 const ACTIONS: [AuditAction; 8] = [
@@ -97,23 +99,8 @@ async fn timed(c: &reqwest::Client, url: &str, token: Option<&str>) -> (f64, f64
 
 async fn run(label: &str, postgres: Option<&str>, events: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Settings::load(None).unwrap();
-    s.server.port = 0;
-    s.server.data_dir = dir.path().to_path_buf();
-    s.database.url = match postgres {
-        Some(server) => store_sea::testing::fresh_postgres(server)
-            .await
-            .unwrap()
-            .expose()
-            .to_owned(),
-        None => String::new(),
-    };
-    s.database.max_connections = 16;
-    s.bootstrap.owner_email = "owner@bench.example".into();
-    s.bootstrap.owner_password = PASSWORD.to_owned().into();
-    s.audit.checkpoint_interval_secs = 0;
+    let mut s = support::in_process(dir.path(), postgres).await;
     s.plans.meter_api_calls = false;
-    s.log.level = "error".into();
     let app = Application::build(s).await.unwrap();
     let org = app.bootstrap().unwrap().org.id;
     let store = app.state().store.clone();
@@ -139,16 +126,7 @@ async fn run(label: &str, postgres: Option<&str>, events: u64) {
     tokio::spawn(app.run_until_stopped());
 
     let c = reqwest::Client::new();
-    let login: Value = c
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"email": "owner@bench.example", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["token"].as_str().unwrap().to_owned();
+    let (token, _) = support::login(&c, &base, support::BENCH_OWNER).await;
     let tok = Some(token.as_str());
 
     println!("\n## {label}\n");

@@ -12,12 +12,14 @@
     reason = "a benchmark program"
 )]
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::time::{Duration, Instant};
 
-use axie_server::{Application, Settings};
+use axie_server::Application;
 use serde_json::{Value, json};
 
-const PASSWORD: &str = "tilted windmill at sunrise";
 const CONCURRENCY: usize = 32;
 const ROUND: Duration = Duration::from_secs(4);
 const ROUNDS: usize = 3;
@@ -30,22 +32,7 @@ struct Server {
 
 async fn server(postgres: Option<&str>, meter: bool, c: &reqwest::Client) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Settings::load(None).unwrap();
-    s.server.port = 0;
-    s.server.data_dir = dir.path().to_path_buf();
-    s.database.url = match postgres {
-        Some(server) => store_sea::testing::fresh_postgres(server)
-            .await
-            .unwrap()
-            .expose()
-            .to_owned(),
-        None => String::new(),
-    };
-    s.database.max_connections = 16;
-    s.bootstrap.owner_email = "owner@bench.example".into();
-    s.bootstrap.owner_password = PASSWORD.to_owned().into();
-    s.audit.checkpoint_interval_secs = 0;
-    s.log.level = "error".into();
+    let mut s = support::in_process(dir.path(), postgres).await;
     s.plans.meter_api_calls = meter;
     // Unlimited calls, so the metered server never answers 429.
     s.plans.enterprise.insert(
@@ -56,19 +43,10 @@ async fn server(postgres: Option<&str>, meter: bool, c: &reqwest::Client) -> Ser
     let org = app.bootstrap().unwrap().org.id;
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    let login: Value = c
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"email": "owner@bench.example", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["token"].as_str().unwrap();
+    let (token, _) = support::login(c, &base, support::BENCH_OWNER).await;
     let key: Value = c
         .post(format!("{base}/api/v1/orgs/{org}/api-keys"))
-        .bearer_auth(token)
+        .bearer_auth(&token)
         .json(&json!({"name": "bench"}))
         .send()
         .await

@@ -13,15 +13,16 @@
     reason = "a benchmark program"
 )]
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use audit::{AuditStore, DomainEvent, EventKind, Journal};
-use axie_server::{Application, Settings};
+use axie_server::Application;
 use serde_json::{Value, json};
-
-const PASSWORD: &str = "tilted windmill at sunrise";
 
 /// Events committed for each throughput measurement (a few seconds of delivery).
 const BACKLOG: u64 = 10_000;
@@ -73,24 +74,9 @@ struct Bench {
 
 async fn server(postgres: Option<&str>) -> Bench {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Settings::load(None).unwrap();
-    s.server.port = 0;
-    s.server.data_dir = dir.path().to_path_buf();
-    s.database.url = match postgres {
-        Some(server) => store_sea::testing::fresh_postgres(server)
-            .await
-            .unwrap()
-            .expose()
-            .to_owned(),
-        None => String::new(),
-    };
-    s.database.max_connections = 16;
-    s.bootstrap.owner_email = "owner@bench.example".into();
-    s.bootstrap.owner_password = PASSWORD.to_owned().into();
+    let mut s = support::in_process(dir.path(), postgres).await;
     s.webhooks.allow_cidrs = vec!["127.0.0.1/32".into()];
     s.webhooks.timeout_secs = 5;
-    s.audit.checkpoint_interval_secs = 0;
-    s.log.level = "error".into();
     let app = Application::build(s).await.unwrap();
     let org = app.bootstrap().unwrap().org.id;
     let store = app.state().store.clone();
@@ -111,16 +97,7 @@ impl Bench {
         if let Some(app) = self.app.take() {
             tokio::spawn(app.run_until_stopped());
         }
-        let res: Value = c
-            .post(format!("{}/api/v1/auth/login", self.base))
-            .json(&json!({"email": "owner@bench.example", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        self.token = res["token"].as_str().unwrap().to_owned();
+        self.token = support::login(c, &self.base, support::BENCH_OWNER).await.0;
     }
 
     async fn endpoint(&self, c: &reqwest::Client, url: &str) {

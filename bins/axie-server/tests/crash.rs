@@ -8,134 +8,69 @@
     reason = "test"
 )]
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::{Reaped, free_port, stand_in, wait_ready};
 
-const PASSWORD: &str = "tilted windmill at sunrise";
+const OWNER: &str = "owner@crash.example";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
+/// A server process and its base URL.
 struct Server {
-    child: Child,
+    process: Reaped,
     base: String,
 }
 
-/// A failing assertion must not leave servers running against the test database.
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Kills a child process when dropped (a worker process of the backlog test).
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(dir: &std::path::Path, port: u16, database_url: &str) -> Server {
-    let child = Command::new(env!("CARGO_BIN_EXE_axie-server"))
-        .env("AXIE_SERVER__PORT", port.to_string())
-        .env("AXIE_SERVER__DATA_DIR", dir)
-        .env("AXIE_BOOTSTRAP__OWNER_EMAIL", "owner@crash.example")
-        .env("AXIE_BOOTSTRAP__OWNER_PASSWORD", PASSWORD)
+/// The server binary on `port` and `database_url`, webhooks to loopback allowed; `configure`
+/// adds settings before it starts.
+fn start_with(
+    dir: &std::path::Path,
+    port: u16,
+    database_url: &str,
+    configure: impl FnOnce(&mut Command),
+) -> Server {
+    let mut command = support::server(dir, port, OWNER);
+    command
         .env("AXIE_WEBHOOKS__ALLOW_CIDRS", "[\"127.0.0.1/32\"]")
-        .env("AXIE_LOG__LEVEL", "warn")
-        .env("DATABASE_URL", database_url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start axie-server");
+        .env("DATABASE_URL", database_url);
+    configure(&mut command);
     Server {
-        child,
+        process: Reaped::spawn(&mut command),
         base: format!("http://127.0.0.1:{port}"),
     }
 }
 
-async fn wait_ready(c: &reqwest::Client, s: &Server) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !c
-        .get(format!("{}/readyz", s.base))
-        .send()
-        .await
-        .map(|r| r.status().is_success())
-        .unwrap_or(false)
-    {
-        assert!(Instant::now() < deadline, "server did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A receiver that records the `apiKeyId` of every delivered `api_key.created` event.
-async fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
-    use actix_web::{App, HttpServer, web};
-    let got: Arc<Mutex<Vec<String>>> = Arc::default();
-    let g = got.clone();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = HttpServer::new(move || {
-        let g = g.clone();
-        App::new().default_service(web::to(move |body: web::Bytes| {
-            let g = g.clone();
-            async move {
-                if let Ok(v) = serde_json::from_slice::<Value>(&body)
-                    && v["event"] == "api_key.created"
-                {
-                    g.lock()
-                        .unwrap()
-                        .push(v["data"]["apiKeyId"].as_str().unwrap_or("").to_owned());
-                }
-                actix_web::HttpResponse::Ok().finish()
-            }
-        }))
-    })
-    .workers(1)
-    .listen(listener)
-    .unwrap()
-    .run();
-    tokio::spawn(server);
-    (format!("http://127.0.0.1:{port}/hook"), got)
+fn start(dir: &std::path::Path, port: u16, database_url: &str) -> Server {
+    start_with(dir, port, database_url, |_| {})
 }
 
 async fn login(c: &reqwest::Client, s: &Server) -> (String, String) {
-    let res: Value = c
-        .post(format!("{}/api/v1/auth/login", s.base))
-        .json(&json!({"email": "owner@crash.example", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = res["token"].as_str().unwrap().to_owned();
-    let me: Value = c
-        .get(format!("{}/api/v1/me", s.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (
-        token,
-        me["memberships"][0]["org_id"].as_str().unwrap().to_owned(),
-    )
+    support::login(c, &s.base, OWNER).await
+}
+
+/// A receiver that records the `apiKeyId` of every delivered `api_key.created` event.
+fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let g = got.clone();
+    let base = stand_in(1, move |_, body: actix_web::web::Bytes| {
+        let g = g.clone();
+        async move {
+            if let Ok(v) = serde_json::from_slice::<Value>(&body)
+                && v["event"] == "api_key.created"
+            {
+                g.lock()
+                    .unwrap()
+                    .push(v["data"]["apiKeyId"].as_str().unwrap_or("").to_owned());
+            }
+            actix_web::HttpResponse::Ok().finish()
+        }
+    });
+    (format!("{base}/hook"), got)
 }
 
 async fn crash_rounds(database_url: String) {
@@ -145,9 +80,9 @@ async fn crash_rounds(database_url: String) {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let (hook, delivered) = receiver().await;
+    let (hook, delivered) = receiver();
     let mut server = start(dir.path(), port, &database_url);
-    wait_ready(&c, &server).await;
+    wait_ready(&c, &server.base).await;
     let (token, org) = login(&c, &server).await;
     let res = c
         .post(format!("{}/api/v1/orgs/{org}/webhooks", server.base))
@@ -202,13 +137,12 @@ async fn crash_rounds(database_url: String) {
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(400 + 150 * round)).await;
-        server.child.kill().unwrap(); // SIGKILL
-        server.child.wait().unwrap();
+        server.process.kill(); // SIGKILL
         for w in writers {
             let _ = w.await;
         }
         server = start(dir.path(), port, &database_url);
-        wait_ready(&c, &server).await;
+        wait_ready(&c, &server.base).await;
     }
 
     let (token, _) = login(&c, &server).await;
@@ -321,15 +255,13 @@ async fn crash_rounds(database_url: String) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.process.kill();
     // The operator's command agrees, and reports a broken link after tampering.
     let verify = |dir: &std::path::Path| {
-        Command::new(env!("CARGO_BIN_EXE_axie-server"))
-            .args(["verify-audit", "--org", &org])
-            .env("AXIE_SERVER__DATA_DIR", dir)
-            .env("AXIE_LOG__LEVEL", "warn")
+        support::binary(dir, &["verify-audit", "--org", &org])
             .env("DATABASE_URL", &database_url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .output()
             .unwrap()
     };
@@ -390,48 +322,32 @@ async fn sigkill_during_writes_loses_nothing_acknowledged_on_postgres() {
 }
 
 /// A receiver that records the `X-Webhook-Id` of every delivery and answers after `delay`.
-async fn id_receiver(delay: Duration) -> (String, Arc<Mutex<Vec<String>>>) {
-    use actix_web::{App, HttpRequest, HttpServer, web};
+fn id_receiver(delay: Duration) -> (String, Arc<Mutex<Vec<String>>>) {
     let got: Arc<Mutex<Vec<String>>> = Arc::default();
     let g = got.clone();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = HttpServer::new(move || {
+    let base = stand_in(2, move |req: actix_web::HttpRequest, _| {
         let g = g.clone();
-        App::new().default_service(web::to(move |req: HttpRequest| {
-            let g = g.clone();
-            async move {
-                tokio::time::sleep(delay).await;
-                if let Some(id) = req
-                    .headers()
-                    .get("x-webhook-id")
-                    .and_then(|v| v.to_str().ok())
-                {
-                    g.lock().unwrap().push(id.to_owned());
-                }
-                actix_web::HttpResponse::Ok().finish()
+        async move {
+            tokio::time::sleep(delay).await;
+            if let Some(id) = req
+                .headers()
+                .get("x-webhook-id")
+                .and_then(|v| v.to_str().ok())
+            {
+                g.lock().unwrap().push(id.to_owned());
             }
-        }))
-    })
-    .workers(2)
-    .listen(listener)
-    .unwrap()
-    .run();
-    tokio::spawn(server);
-    (format!("http://127.0.0.1:{port}/hook"), got)
+            actix_web::HttpResponse::Ok().finish()
+        }
+    });
+    (format!("{base}/hook"), got)
 }
 
-fn start_worker(dir: &std::path::Path, database_url: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_axie-server"))
-        .arg("worker")
-        .env("AXIE_SERVER__DATA_DIR", dir)
-        .env("AXIE_WEBHOOKS__ALLOW_CIDRS", "[\"127.0.0.1/32\"]")
-        .env("AXIE_LOG__LEVEL", "warn")
-        .env("DATABASE_URL", database_url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start axie-server worker")
+fn start_worker(dir: &std::path::Path, database_url: &str) -> Reaped {
+    Reaped::spawn(
+        support::binary(dir, &["worker"])
+            .env("AXIE_WEBHOOKS__ALLOW_CIDRS", "[\"127.0.0.1/32\"]")
+            .env("DATABASE_URL", database_url),
+    )
 }
 
 /// 1,000 events wait in the outbox of an API server that runs no workers; a separate worker
@@ -444,23 +360,11 @@ async fn backlog_survives_worker_crashes(database_url: String) {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let (hook, got) = id_receiver(Duration::from_millis(20)).await;
-    let mut api = Command::new(env!("CARGO_BIN_EXE_axie-server"));
-    api.env("AXIE_SERVER__PORT", port.to_string())
-        .env("AXIE_SERVER__DATA_DIR", dir.path())
-        .env("AXIE_SERVER__WORKERS", "false")
-        .env("AXIE_BOOTSTRAP__OWNER_EMAIL", "owner@crash.example")
-        .env("AXIE_BOOTSTRAP__OWNER_PASSWORD", PASSWORD)
-        .env("AXIE_WEBHOOKS__ALLOW_CIDRS", "[\"127.0.0.1/32\"]")
-        .env("AXIE_LOG__LEVEL", "warn")
-        .env("DATABASE_URL", &database_url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let server = Server {
-        child: api.spawn().unwrap(),
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    wait_ready(&c, &server).await;
+    let (hook, got) = id_receiver(Duration::from_millis(20));
+    let server = start_with(dir.path(), port, &database_url, |c| {
+        c.env("AXIE_SERVER__WORKERS", "false");
+    });
+    wait_ready(&c, &server.base).await;
     let (token, org) = login(&c, &server).await;
     let ep: Value = c
         .post(format!("{}/api/v1/orgs/{org}/webhooks", server.base))
@@ -497,17 +401,16 @@ async fn backlog_survives_worker_crashes(database_url: String) {
     );
 
     for round in 0..2 {
-        let mut worker = Reaped(start_worker(dir.path(), &database_url));
+        let mut worker = start_worker(dir.path(), &database_url);
         let target = 150 + 250 * round;
         let deadline = Instant::now() + Duration::from_secs(60);
         while got.lock().unwrap().len() < target {
             assert!(Instant::now() < deadline, "the worker delivers nothing");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        worker.0.kill().unwrap(); // SIGKILL, with deliveries in flight
-        worker.0.wait().unwrap();
+        worker.kill(); // SIGKILL, with deliveries in flight
     }
-    let worker = Reaped(start_worker(dir.path(), &database_url));
+    let worker = start_worker(dir.path(), &database_url);
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let distinct: BTreeSet<String> = got.lock().unwrap().iter().cloned().collect();

@@ -7,88 +7,29 @@
     reason = "test"
 )]
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
+
+use std::process::Stdio;
 
 use serde_json::{Value, json};
+use support::{Reaped, free_port, wait_ready};
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-const PASSWORD: &str = "tilted windmill at sunrise";
-
-fn command(dir: &std::path::Path, port: u16) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_axie-server"));
-    c.env("AXIE_SERVER__PORT", port.to_string())
-        .env("AXIE_SERVER__DATA_DIR", dir)
-        .env("AXIE_BOOTSTRAP__OWNER_EMAIL", "owner@limits.example")
-        .env("AXIE_BOOTSTRAP__OWNER_PASSWORD", PASSWORD)
-        .env("AXIE_LOG__LEVEL", "warn")
-        .env_remove("DATABASE_URL");
-    c
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+const OWNER: &str = "owner@limits.example";
 
 #[tokio::test]
 async fn the_operator_sets_higher_limits_and_thresholds() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let _server = Server(
-        command(dir.path(), port)
+    let _server = Reaped::spawn(
+        support::server(dir.path(), port, OWNER)
             .env("AXIE_PLANS__ENTERPRISE__CHAT_INTERFACES", "2")
             .env("AXIE_PLANS__ENTERPRISE__API_KEYS", "unlimited")
-            .env("AXIE_PLANS__ALERT_THRESHOLDS", "[50]")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start axie-server"),
+            .env("AXIE_PLANS__ALERT_THRESHOLDS", "[50]"),
     );
     let base = format!("http://127.0.0.1:{port}");
     let c = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !c
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status().is_success())
-        .unwrap_or(false)
-    {
-        assert!(Instant::now() < deadline, "server did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let login: Value = c
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"email": "owner@limits.example", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["token"].as_str().unwrap().to_owned();
-    let me: Value = c
-        .get(format!("{base}/api/v1/me"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let org = me["memberships"][0]["org_id"].as_str().unwrap().to_owned();
+    wait_ready(&c, &base).await;
+    let (token, org) = support::login(&c, &base, OWNER).await;
     let usage: Value = c
         .get(format!("{base}/api/v1/orgs/{org}/usage"))
         .bearer_auth(&token)
@@ -161,8 +102,10 @@ async fn the_operator_sets_higher_limits_and_thresholds() {
 #[test]
 fn an_unknown_limit_name_stops_the_server_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
-    let out = command(dir.path(), free_port())
+    let out = support::server(dir.path(), free_port(), OWNER)
         .env("AXIE_PLANS__ENTERPRISE__SEATS", "50")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .output()
         .expect("run axie-server");
     assert!(!out.status.success());

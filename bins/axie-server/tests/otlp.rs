@@ -8,33 +8,23 @@
     reason = "test"
 )]
 
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{PASSWORD, Reaped, free_port, stand_in, wait_ready};
 
 /// (path, content type, body) of every request the stand-in collector received.
 type Got = Arc<Mutex<Vec<(String, String, Vec<u8>)>>>;
 
-async fn collector() -> (String, Got) {
-    use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+fn collector() -> (String, Got) {
     let got: Got = Arc::default();
     let g = got.clone();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = HttpServer::new(move || {
-        let g = g.clone();
-        App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+    let base = stand_in(
+        1,
+        move |req: actix_web::HttpRequest, body: actix_web::web::Bytes| {
             let g = g.clone();
             async move {
                 let ct = req
@@ -46,73 +36,37 @@ async fn collector() -> (String, Got) {
                 g.lock()
                     .unwrap()
                     .push((req.path().to_owned(), ct, body.to_vec()));
-                HttpResponse::Ok().finish()
+                actix_web::HttpResponse::Ok().finish()
             }
-        }))
-    })
-    .workers(1)
-    .listen(listener)
-    .unwrap()
-    .run();
-    tokio::spawn(server);
-    (format!("http://127.0.0.1:{port}"), got)
+        },
+    );
+    (base, got)
 }
 
 /// The trace a caller's `traceparent` header puts the login in.
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts the server exporting with `protocol`, serves one login, and returns what the collector
 /// received once a batch naming the login route has arrived.
 async fn traced_login(protocol: &str) -> Vec<(String, String, Vec<u8>)> {
-    let (endpoint, got) = collector().await;
+    let (endpoint, got) = collector();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let _server = Server(
-        Command::new(env!("CARGO_BIN_EXE_axie-server"))
-            .env("AXIE_SERVER__PORT", port.to_string())
-            .env("AXIE_SERVER__DATA_DIR", dir.path())
-            .env("AXIE_BOOTSTRAP__OWNER_EMAIL", "owner@otlp.example")
-            .env(
-                "AXIE_BOOTSTRAP__OWNER_PASSWORD",
-                "tilted windmill at sunrise",
-            )
-            .env("AXIE_LOG__LEVEL", "warn")
+    let _server = Reaped::spawn(
+        support::server(dir.path(), port, "owner@otlp.example")
             .env("AXIE_TELEMETRY__OTLP_ENDPOINT", &endpoint)
             .env("AXIE_TELEMETRY__OTLP_PROTOCOL", protocol)
             .env("AXIE_TELEMETRY__SERVICE_NAME", "axie-under-test")
             // The SDK's batch delay (milliseconds), so the test need not wait the default 5 s.
-            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-            .env_remove("DATABASE_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start axie-server"),
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100"),
     );
     let base = format!("http://127.0.0.1:{port}");
     let c = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !c
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status().is_success())
-        .unwrap_or(false)
-    {
-        assert!(Instant::now() < deadline, "server did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_ready(&c, &base).await;
     let res = c
         .post(format!("{base}/api/v1/auth/login"))
         .header("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b7-01"))
-        .json(&serde_json::json!({"email": "owner@otlp.example", "password": "tilted windmill at sunrise"}))
+        .json(&serde_json::json!({"email": "owner@otlp.example", "password": PASSWORD}))
         .send()
         .await
         .unwrap();
