@@ -71,7 +71,8 @@ fuzz-api:
 load:
     AXIE_TEST_POSTGRES_URL={{pg}} bash bench/load/run.sh
 
-# A quick read-load run on SQLite with a perf profile (needs perf and wrk).
+# A quick read-load run on SQLite with a perf profile (needs perf and wrk); MODE=mix for the
+# load run's mix, PG=<url> for PostgreSQL, PERF=0 for memory figures only.
 profile-load:
     bash bench/load/profile.sh
 

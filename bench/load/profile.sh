@@ -22,8 +22,8 @@ work=$(mktemp -d)
 pid=
 db=
 cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  [ -n "$db" ] && psql "$PG" -qc "DROP DATABASE $db" >/dev/null 2>&1
+  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  if [ -n "$db" ]; then psql "$PG" -qc "DROP DATABASE $db" >/dev/null 2>&1 || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
