@@ -147,16 +147,7 @@ async fn orgs_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
     let m = s.get_member(org.id, owner.id).await.unwrap().unwrap();
     assert_eq!(m.role, OrgRole::Owner);
     assert_eq!(m.user, owner);
-    assert_eq!(
-        s.member_with_org(org.id, owner.id).await.unwrap(),
-        Some((m.clone(), org.clone()))
-    );
-    assert!(
-        s.member_with_org(org.id, UserId::new())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(s.get_member(org.id, UserId::new()).await.unwrap().is_none());
     assert_eq!(
         s.team_roles(org.id, owner.id).await.unwrap(),
         vec![(team.id, TeamRole::Admin)]
@@ -1214,12 +1205,8 @@ async fn caller_memberships_gather_every_org_and_team<
         want
     );
     for m in &got {
-        let (member, org) = s
-            .member_with_org(m.org.id, owner.id)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(m.org, org);
+        let member = s.get_member(m.org.id, owner.id).await.unwrap().unwrap();
+        assert_eq!(m.org, s.get_org(m.org.id).await.unwrap());
         assert_eq!((m.joined_at, m.deactivated_at), (member.joined_at, None));
         let mut teams = s.team_roles(m.org.id, owner.id).await.unwrap();
         teams.sort_by_key(|(t, _)| *t);

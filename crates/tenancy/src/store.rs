@@ -149,23 +149,6 @@ pub trait OrgStore: Send + Sync {
     /// [`TenancyError::Store`] on storage failure.
     async fn get_member(&self, org: OrgId, user: UserId) -> Result<Option<Member>, TenancyError>;
 
-    /// A member with their organization, `None` when `user` is not in `org`. (Resolving a
-    /// caller reads [`Self::caller_memberships`] instead.) The default asks
-    /// [`Self::get_member`] and [`Self::get_org`].
-    ///
-    /// # Errors
-    /// [`TenancyError::Store`] on storage failure.
-    async fn member_with_org(
-        &self,
-        org: OrgId,
-        user: UserId,
-    ) -> Result<Option<(Member, Organization)>, TenancyError> {
-        let Some(member) = self.get_member(org, user).await? else {
-            return Ok(None);
-        };
-        Ok(Some((member, self.get_org(org).await?)))
-    }
-
     /// `user`'s team roles in `org`.
     ///
     /// # Errors

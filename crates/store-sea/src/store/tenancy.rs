@@ -411,23 +411,6 @@ impl OrgStore for SeaStore {
         Ok(Some(member(org, &m, u)?))
     }
 
-    async fn member_with_org(
-        &self,
-        org: OrgId,
-        user_id: UserId,
-    ) -> Result<Option<(Member, Organization)>, TenancyError> {
-        let row = membership::Entity::find_by_id((org.to_string(), user_id.to_string()))
-            .find_also_related(user::Entity)
-            .find_also_related(organization::Entity)
-            .one(self.reader())
-            .await
-            .map_err(store)?;
-        let Some((m, Some(u), Some(o))) = row else {
-            return Ok(None);
-        };
-        Ok(Some((member(org, &m, u)?, Organization::try_from(o)?)))
-    }
-
     async fn team_roles(
         &self,
         org: OrgId,
