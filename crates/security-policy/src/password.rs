@@ -221,13 +221,21 @@ impl PasswordHasher {
     }
 
     /// Runs `work` on the blocking pool once a slot is free; `None` if it did not complete.
+    /// The slot goes with the work, not with this future: a caller that stops waiting (a client
+    /// that hangs up mid-login) frees it only when the hash is done, so abandoned logins cannot
+    /// start more hashes than there are slots.
     async fn off_thread<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Self) -> T + Send + 'static,
     ) -> Option<T> {
-        let _slot = self.slots.acquire().await.ok()?;
+        let slot = self.slots.clone().acquire_owned().await.ok()?;
         let this = self.clone();
-        tokio::task::spawn_blocking(move || work(&this)).await.ok()
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            work(&this)
+        })
+        .await
+        .ok()
     }
 
     /// Hashes a password into a PHC string.
@@ -434,6 +442,28 @@ mod tests {
             Verification::Mismatch
         );
         ticker.abort();
+    }
+
+    /// A caller that stops waiting does not free its slot before its hash is done.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn an_abandoned_hash_keeps_its_slot_until_it_is_done() {
+        let h = PasswordHasher::new(HashParams::default()).unwrap();
+        let slots = h.slots.available_permits();
+        let abandoned = tokio::time::timeout(
+            std::time::Duration::from_millis(1),
+            h.hash_off_thread("correct horse battery staple"),
+        )
+        .await;
+        assert!(abandoned.is_err(), "a hash took under a millisecond");
+        assert_eq!(h.slots.available_permits(), slots - 1);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while h.slots.available_permits() < slots {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the slot never came back"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     fn check(pw: &str, two_fa: bool) -> Result<(), PasswordError> {
