@@ -4,7 +4,8 @@
 # server, drives it with wrk (MODE=reads: authorized reads only; MODE=mix: the load run's mix;
 # C connections for D) while `perf record -g` samples it, and prints requests/s, p50/p99, the
 # server's memory and its largest anonymous mappings (glibc's per-thread heaps show there).
-# Needs perf and wrk; PERF=0 skips the profile. Read it with
+# Needs perf and wrk; PERF=0 skips the profile; BIN=<path> runs another build of the server
+# (an A/B comparison: copy the release binary aside, change the code, run both). Read it with
 #   perf report -i target/profile.perf.data --no-children --sort comm,symbol
 #
 #   bash bench/load/profile.sh                 # ORGS=200 C=256 D=20s MODE=reads, SQLite
@@ -17,6 +18,7 @@ D=${D:-20s}
 MODE=${MODE:-reads}
 PG=${PG:-}
 out=${CARGO_TARGET_DIR:-target}
+BIN=${BIN:-$out/release/axie-server}
 cargo build -q --release -p axie-server --bin axie-server --example load_seed
 work=$(mktemp -d)
 pid=
@@ -38,7 +40,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 AXIE_DATABASE__URL="$url" AXIE_SERVER__PORT=$port AXIE_SERVER__DATA_DIR="$work" \
   AXIE_LOG__LEVEL=error AXIE_DATABASE__MAX_CONNECTIONS=16 \
   AXIE_BOOTSTRAP__OWNER_PASSWORD="unused because the database is seeded" \
-  "$out/release/axie-server" & pid=$!
+  "$BIN" & pid=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
 echo "idle: $(grep VmRSS "/proc/$pid/status")"
 if [ "${PERF:-1}" = 1 ]; then

@@ -1222,6 +1222,31 @@ async fn caller_memberships_gather_every_org_and_team<
             .unwrap()
             .is_empty()
     );
+
+    // A session read with its person's memberships holds exactly what the two narrower reads
+    // give; an ended or unknown session gives nothing.
+    let owner_session = session(owner.id, 0);
+    s.create_session(&owner_session, "caller-memberships", 3, Journal::default())
+        .await
+        .unwrap();
+    let (found, person, memberships) = s
+        .session_caller("caller-memberships")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((found, &person), (owner_session.clone(), &owner));
+    assert_eq!(memberships, s.caller_memberships(owner.id).await.unwrap());
+    assert_eq!(memberships.len(), 2);
+    assert!(s.session_caller("no-such-session").await.unwrap().is_none());
+    s.end_session(owner.id, owner_session.id, now(), Journal::default())
+        .await
+        .unwrap();
+    assert!(
+        s.session_caller("caller-memberships")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn assets_quota_scope_and_subtrees<S: TenancyStore + AuditStore + WorkspaceStore + ?Sized>(

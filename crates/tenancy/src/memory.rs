@@ -26,7 +26,7 @@ use crate::model::{
     Team, User,
 };
 use crate::store::{
-    AccountStore, ApiKeyStore, BulkStore, InvitationStore, MembershipStore, OrgStore,
+    AccountStore, ApiKeyStore, BulkStore, InvitationStore, MembershipStore, OrgStore, TenancyStore,
     WorkspaceStore,
 };
 use crate::teams::TeamMember;
@@ -460,6 +460,9 @@ impl OrgStore for MemoryTenancyStore {
         Ok(out)
     }
 }
+
+/// The default: the session with its account, then the memberships (two reads of the maps).
+impl TenancyStore for MemoryTenancyStore {}
 
 #[async_trait]
 impl AccountStore for MemoryTenancyStore {

@@ -753,7 +753,27 @@ pub trait WorkspaceStore: Send + Sync {
     async fn record(&self, journal: Journal) -> Result<(), TenancyError>;
 }
 
-/// Everything the tenancy services need, as one handle.
-pub trait TenancyStore: OrgStore + AccountStore + ApiKeyStore {}
-
-impl<T: OrgStore + AccountStore + ApiKeyStore> TenancyStore for T {}
+/// Everything the tenancy services need, as one handle. Its own method combines the others
+/// and has a default, so an adapter implements it with an empty `impl` block unless it can
+/// answer in fewer reads.
+#[async_trait]
+pub trait TenancyStore: OrgStore + AccountStore + ApiKeyStore {
+    /// A live session by token hash, its account and every membership of the person (as
+    /// [`OrgStore::caller_memberships`]): all that resolving a session in an organization
+    /// reads, on every organization-scoped request. An adapter should answer it in one
+    /// query; the default asks [`AccountStore::session_with_user`], then
+    /// [`OrgStore::caller_memberships`].
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn session_caller(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(Session, User, Vec<CallerMembership>)>, TenancyError> {
+        let Some((session, user)) = self.session_with_user(token_hash).await? else {
+            return Ok(None);
+        };
+        let memberships = self.caller_memberships(user.id).await?;
+        Ok(Some((session, user, memberships)))
+    }
+}

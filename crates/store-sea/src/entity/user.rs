@@ -18,4 +18,12 @@ pub struct Model {
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
 
+/// The person's memberships (the reverse of the membership's account), for joins that read a
+/// session with everything about its person at once.
+impl Related<super::membership::Entity> for Entity {
+    fn to() -> RelationDef {
+        super::membership::Relation::User.def().rev()
+    }
+}
+
 impl ActiveModelBehavior for ActiveModel {}

@@ -11,7 +11,7 @@ use sea_orm::{
 };
 use tenancy::{
     AccountStore, ApiKey, ApiKeyStore, CallerMembership, CompanyProfile, Email, Member, Membership,
-    OrgStore, Organization, SecuritySettings, Session, Team, TenancyError, User,
+    OrgStore, Organization, SecuritySettings, Session, Team, TenancyError, TenancyStore, User,
 };
 
 use crate::SeaStore;
@@ -387,10 +387,14 @@ impl OrgStore for SeaStore {
         let rows = q
             .order_by_asc(membership::Column::UserId)
             .limit(u64::from(limit))
-            .find_also_related_users(self.reader())
-            .await?;
+            .find_also_related(user::Entity)
+            .all(self.reader())
+            .await
+            .map_err(store)?;
+        // The join is an inner one in effect: a membership's account always exists
+        // (foreign key), so a row without one is corrupt and left out like a missing account.
         rows.into_iter()
-            .map(|(m, u)| member(org, &m, u))
+            .filter_map(|(m, u)| u.map(|u| member(org, &m, u)))
             .collect::<Result<_, audit::StoreError>>()
             .map_err(TenancyError::Store)
     }
@@ -490,40 +494,87 @@ impl OrgStore for SeaStore {
             .all(self.reader())
             .await
             .map_err(store)?;
-        let mut out: Vec<CallerMembership> = Vec::new();
-        let mut current: Option<String> = None;
-        for (m, o, t) in rows {
-            let Some(o) = o else { continue };
-            let team = t
-                .map(|t| -> Result<_, audit::StoreError> {
-                    let role = TeamRole::parse(&t.role)
-                        .ok_or_else(|| crate::convert::corrupt("team role", &t.role))?;
-                    Ok((id("team id", &t.team_id)?, role))
-                })
-                .transpose()
-                .map_err(TenancyError::Store)?;
-            if current.as_deref() != Some(m.org_id.as_str()) {
-                current = Some(m.org_id.clone());
-                out.push(CallerMembership {
-                    org: Organization::try_from(o).map_err(TenancyError::Store)?,
-                    role: role(&m.role).map_err(TenancyError::Store)?,
-                    joined_at: crate::convert::time(m.joined_at).map_err(TenancyError::Store)?,
-                    deactivated_at: m
-                        .deactivated_at
-                        .map(crate::convert::time)
-                        .transpose()
-                        .map_err(TenancyError::Store)?,
-                    teams: Vec::new(),
-                });
-            }
-            if let (Some(team), Some(last)) = (team, out.last_mut()) {
-                last.teams.push(team);
-            }
+        caller_memberships(rows)
+    }
+}
+
+/// Folds rows of (membership, its organization, one of the person's team roles there), in
+/// organization order, into one [`CallerMembership`] per organization.
+fn caller_memberships(
+    rows: impl IntoIterator<
+        Item = (
+            membership::Model,
+            Option<organization::Model>,
+            Option<team_member::Model>,
+        ),
+    >,
+) -> Result<Vec<CallerMembership>, TenancyError> {
+    let mut out: Vec<CallerMembership> = Vec::new();
+    let mut current: Option<String> = None;
+    for (m, o, t) in rows {
+        let Some(o) = o else { continue };
+        let team = t
+            .map(|t| -> Result<_, audit::StoreError> {
+                let role = TeamRole::parse(&t.role)
+                    .ok_or_else(|| crate::convert::corrupt("team role", &t.role))?;
+                Ok((id("team id", &t.team_id)?, role))
+            })
+            .transpose()
+            .map_err(TenancyError::Store)?;
+        if current.as_deref() != Some(m.org_id.as_str()) {
+            current = Some(m.org_id.clone());
+            out.push(CallerMembership {
+                org: Organization::try_from(o).map_err(TenancyError::Store)?,
+                role: role(&m.role).map_err(TenancyError::Store)?,
+                joined_at: crate::convert::time(m.joined_at).map_err(TenancyError::Store)?,
+                deactivated_at: m
+                    .deactivated_at
+                    .map(crate::convert::time)
+                    .transpose()
+                    .map_err(TenancyError::Store)?,
+                teams: Vec::new(),
+            });
         }
-        for m in &mut out {
-            m.teams.sort_by_key(|(t, _)| *t);
+        if let (Some(team), Some(last)) = (team, out.last_mut()) {
+            last.teams.push(team);
         }
-        Ok(out)
+    }
+    for m in &mut out {
+        m.teams.sort_by_key(|(t, _)| *t);
+    }
+    Ok(out)
+}
+
+/// One query for a session and everything about its person that resolving a request reads.
+#[async_trait]
+impl TenancyStore for SeaStore {
+    async fn session_caller(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(Session, User, Vec<CallerMembership>)>, TenancyError> {
+        // One row per (membership, team role); one row with no membership for a person who
+        // belongs to no organization.
+        let rows = session::Entity::find()
+            .filter(session::Column::TokenHash.eq(token_hash))
+            .filter(session::Column::EndedAt.is_null())
+            .find_also_related(user::Entity)
+            .find_also(user::Entity, membership::Entity)
+            .find_also(membership::Entity, organization::Entity)
+            .find_also(membership::Entity, team_member::Entity)
+            .order_by_asc(membership::Column::OrgId)
+            .all(self.reader())
+            .await
+            .map_err(store)?;
+        let Some((s, Some(u), ..)) = rows.first() else {
+            return Ok(None);
+        };
+        let session = Session::try_from(s.clone())?;
+        let user = User::try_from(u.clone())?;
+        let memberships = caller_memberships(
+            rows.into_iter()
+                .filter_map(|(_, _, m, o, t)| m.map(|m| (m, o, t))),
+        )?;
+        Ok(Some((session, user, memberships)))
     }
 }
 
@@ -535,36 +586,6 @@ fn member(org: OrgId, m: &membership::Model, u: user::Model) -> Result<Member, a
         joined_at: crate::convert::time(m.joined_at)?,
         deactivated_at: m.deactivated_at.map(crate::convert::time).transpose()?,
     })
-}
-
-/// Joins memberships with users (two queries: the page of memberships, then their users).
-trait MembersWithUsers {
-    async fn find_also_related_users(
-        self,
-        db: &sea_orm::DatabaseConnection,
-    ) -> Result<Vec<(membership::Model, user::Model)>, TenancyError>;
-}
-
-impl MembersWithUsers for sea_orm::Select<membership::Entity> {
-    async fn find_also_related_users(
-        self,
-        db: &sea_orm::DatabaseConnection,
-    ) -> Result<Vec<(membership::Model, user::Model)>, TenancyError> {
-        let members = self.all(db).await.map_err(store)?;
-        let ids: Vec<String> = members.iter().map(|m| m.user_id.clone()).collect();
-        let users = user::Entity::find()
-            .filter(user::Column::Id.is_in(ids))
-            .all(db)
-            .await
-            .map_err(store)?;
-        let mut out = Vec::with_capacity(members.len());
-        for m in members {
-            if let Some(u) = users.iter().find(|u| u.id == m.user_id) {
-                out.push((m, u.clone()));
-            }
-        }
-        Ok(out)
-    }
 }
 
 #[async_trait]
