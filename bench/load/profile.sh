@@ -38,7 +38,7 @@ fi
 "$out/release/examples/load_seed" "$url" "$ORGS" "$work" 2>/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 AXIE_DATABASE__URL="$url" AXIE_SERVER__PORT=$port AXIE_SERVER__DATA_DIR="$work" \
-  AXIE_LOG__LEVEL=error AXIE_DATABASE__MAX_CONNECTIONS=16 \
+  AXIE_LOG__LEVEL=error AXIE_DATABASE__MAX_CONNECTIONS=${POOL:-16} \
   AXIE_BOOTSTRAP__OWNER_PASSWORD="unused because the database is seeded" \
   "$BIN" & pid=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done

@@ -30,6 +30,7 @@ mod m20261128_000019_add_limit_overrides;
 mod m20261128_000020_create_billing_tables;
 mod m20261128_000021_index_due_deliveries_by_endpoint;
 mod m20261129_000022_audit_actor_index_filters;
+mod m20261129_000023_audit_actor_action_index;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -61,6 +62,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000020_create_billing_tables::Migration),
             Box::new(m20261128_000021_index_due_deliveries_by_endpoint::Migration),
             Box::new(m20261129_000022_audit_actor_index_filters::Migration),
+            Box::new(m20261129_000023_audit_actor_action_index::Migration),
         ]
     }
 }

@@ -116,14 +116,17 @@ impl SeaStore {
 /// the time index and sorts the whole range for one page (80 ms at 200,000 events against
 /// 0.3 ms). Every search is "the organization, the filters, newest `seq` first", and each filter
 /// index ends in `seq`, so the right walk follows from which filters are set: the most selective
-/// equality (one resource, then one actor, whose index also carries the action and the time,
-/// then the action, then the outcome), else the log itself newest first when the period is open
+/// equality (one resource, then one actor and an action together, then one actor, whose index
+/// also carries the action and the time, then the action, then the outcome), else the log itself newest first when the period is open
 /// towards now. A bounded period alone is left to the planner (a walk from the newest record may
 /// pass many records newer than the period; the time index may sort many). PostgreSQL keeps its
 /// statistics current itself (autovacuum) and is not told.
 fn sqlite_index(q: &AuditQuery) -> Option<&'static str> {
     if q.target_kind.is_some() && q.target_id.is_some() {
         Some("idx_audit_target")
+    } else if q.actor_id.is_some() && q.action.is_some() {
+        // A prefix is one walk per exact action (`search_any`), each a seek here.
+        Some("idx_audit_actor_action")
     } else if q.actor_id.is_some() {
         Some("idx_audit_actor_filters")
     } else if q.action.is_some() {
@@ -468,6 +471,14 @@ mod tests {
                     q.action = Some(ActionFilter::parse("auth.login"));
                     q.since = Some(chrono::Utc::now());
                     q.until = Some(chrono::Utc::now());
+                }),
+                Some("idx_audit_actor_action"),
+            ),
+            (
+                q(|q| {
+                    q.actor_id = Some("usr_a".into());
+                    q.since = Some(chrono::Utc::now());
+                    q.outcome = Some("denied".into());
                 }),
                 Some("idx_audit_actor_filters"),
             ),
