@@ -229,6 +229,48 @@ both_backends!(idle_and_absolute_timeouts_end_sessions, |b| async move {
 });
 
 both_backends!(
+    session_activity_is_written_once_per_granularity,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let token = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+        let last_seen = || async {
+            let list = json_of(t.get(&t.url("/api/v1/me/sessions"), &token).await).await;
+            let current = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["current"] == true)
+                .unwrap()
+                .clone();
+            chrono::DateTime::parse_from_rfc3339(current["last_seen_at"].as_str().unwrap()).unwrap()
+        };
+        let login = last_seen().await;
+        // The default 30-minute idle timeout: activity is written once a minute, not per request.
+        t.clock.advance(chrono::Duration::seconds(45));
+        assert_eq!(last_seen().await, login);
+        t.clock.advance(chrono::Duration::seconds(20));
+        // The test clock runs on from real time: allow the test's own running time.
+        let written = |at: i64| {
+            let at = login + chrono::Duration::seconds(at);
+            move |seen| seen >= at && seen < at + chrono::Duration::seconds(5)
+        };
+        let seen = last_seen().await;
+        assert!(written(65)(seen), "{seen} (login {login})");
+        // A 1-minute idle timeout: within 3 seconds.
+        let strict = json!({ "sessions": { "absolute_timeout_minutes": 60, "idle_timeout_minutes": 1, "max_concurrent": 3 } });
+        assert_eq!(
+            t.patch(&t.org("/security"), &t.owner_token, &strict)
+                .await
+                .status(),
+            StatusCode::OK
+        );
+        t.clock.advance(chrono::Duration::seconds(4));
+        let seen = last_seen().await;
+        assert!(written(69)(seen), "{seen} (login {login})");
+    }
+);
+
+both_backends!(
     bad_input_gets_problem_json_and_changes_nothing,
     |b| async move {
         let t = spawn_app(b).await;

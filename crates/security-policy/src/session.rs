@@ -70,6 +70,17 @@ impl SessionPolicy {
     }
 }
 
+impl SessionPolicy {
+    /// How stale a session's recorded last activity may get before a request writes it again:
+    /// a twentieth of the idle timeout, at most a minute (3 s for a 1-minute timeout, 60 s for
+    /// the default 30 minutes). A session is then judged idle at most that much early, 5 % of
+    /// its idle timeout, and a busy session costs one write a minute, not one per request.
+    #[must_use]
+    pub fn activity_granularity(&self) -> Duration {
+        (Duration::minutes(i64::from(self.idle_timeout_minutes)) / 20).min(Duration::minutes(1))
+    }
+}
+
 /// Whether a session may still be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -134,6 +145,18 @@ mod tests {
             check_session(&p, start, busy, t(8 * 3600)),
             SessionStatus::Expired
         );
+    }
+
+    #[test]
+    fn activity_is_written_within_a_twentieth_of_the_idle_timeout_and_at_least_each_minute() {
+        let idle = |m| SessionPolicy {
+            idle_timeout_minutes: m,
+            ..SessionPolicy::default()
+        };
+        assert_eq!(idle(1).activity_granularity(), Duration::seconds(3));
+        assert_eq!(idle(10).activity_granularity(), Duration::seconds(30));
+        assert_eq!(idle(30).activity_granularity(), Duration::minutes(1));
+        assert_eq!(idle(8 * 60).activity_granularity(), Duration::minutes(1));
     }
 
     #[test]

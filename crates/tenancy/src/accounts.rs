@@ -18,13 +18,16 @@ use crate::store::TenancyStore;
 /// Passwords longer than this are refused before hashing (a denial-of-service guard).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
-/// Session activity is written at most this often, so reads stay reads.
+/// An API key's last use is written at most this often, so reads stay reads (a session's
+/// activity, at most every [`SessionPolicy::activity_granularity`]).
 pub const TOUCH_INTERVAL_SECS: i64 = 15;
 
 /// Token prefix of session tokens.
 pub const SESSION_PREFIX: &str = "axs";
 /// Token prefix of API keys.
 pub const API_KEY_PREFIX: &str = "axk";
+/// Longer secrets are refused before they are hashed: every token and key is far shorter.
+const MAX_SECRET_LEN: usize = 200;
 
 /// A successful login.
 #[derive(Debug)]
@@ -287,7 +290,10 @@ pub async fn authenticate_in<S: TenancyStore + ?Sized>(
     request: RequestContext,
     now: DateTime<Utc>,
 ) -> Result<Caller, TenancyError> {
-    if secret.len() > 200 || secret.starts_with(API_KEY_PREFIX) {
+    if secret.len() > MAX_SECRET_LEN {
+        return Err(TenancyError::Unauthenticated);
+    }
+    if secret.starts_with(API_KEY_PREFIX) {
         let principal = authenticate(store, secret, now).await?;
         return Caller::load(store, &principal, org, request).await;
     }
@@ -313,7 +319,7 @@ async fn lookup<S: TenancyStore + ?Sized>(
     secret: &str,
     now: DateTime<Utc>,
 ) -> Result<Found, TenancyError> {
-    if secret.len() > 200 {
+    if secret.len() > MAX_SECRET_LEN {
         return Err(TenancyError::Unauthenticated);
     }
     let hash = hash_token(secret);
@@ -342,7 +348,8 @@ async fn lookup<S: TenancyStore + ?Sized>(
 }
 
 /// Checks an open session against `policy`: one past its timeouts is ended and refused; a live
-/// one has its activity written (at most every [`TOUCH_INTERVAL_SECS`]).
+/// one has its activity written when the recorded one is older than the policy's
+/// [`SessionPolicy::activity_granularity`].
 async fn live<S: TenancyStore + ?Sized>(
     store: &S,
     policy: &SessionPolicy,
@@ -360,7 +367,7 @@ async fn live<S: TenancyStore + ?Sized>(
             return Err(TenancyError::Unauthenticated);
         }
     }
-    if now - session.last_seen_at >= Duration::seconds(TOUCH_INTERVAL_SECS) {
+    if now - session.last_seen_at >= policy.activity_granularity() {
         store.touch_session(session.id, now).await?;
     }
     Ok(Principal::Session {

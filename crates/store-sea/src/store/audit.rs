@@ -117,10 +117,11 @@ impl SeaStore {
 /// 0.3 ms). Every search is "the organization, the filters, newest `seq` first", and each filter
 /// index ends in `seq`, so the right walk follows from which filters are set: the most selective
 /// equality (one resource, then one actor and an action together, then one actor, whose index
-/// also carries the action and the time, then the action, then the outcome), else the log itself newest first when the period is open
-/// towards now. A bounded period alone is left to the planner (a walk from the newest record may
-/// pass many records newer than the period; the time index may sort many). PostgreSQL keeps its
-/// statistics current itself (autovacuum) and is not told.
+/// also carries the action and the time, then the action, then the outcome), else the log
+/// itself newest first when the period is open towards now. A bounded period alone is left to
+/// the planner (a walk from the newest record may pass many records newer than the period; the
+/// time index may sort many). PostgreSQL keeps its statistics current itself (autovacuum) and
+/// is not told.
 fn sqlite_index(q: &AuditQuery) -> Option<&'static str> {
     if q.target_kind.is_some() && q.target_id.is_some() {
         Some("idx_audit_target")

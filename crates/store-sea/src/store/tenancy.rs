@@ -391,8 +391,7 @@ impl OrgStore for SeaStore {
             .all(self.reader())
             .await
             .map_err(store)?;
-        // The join is an inner one in effect: a membership's account always exists
-        // (foreign key), so a row without one is corrupt and left out like a missing account.
+        // A membership always has its account (foreign key); one without would be left out.
         rows.into_iter()
             .filter_map(|(m, u)| u.map(|u| member(org, &m, u)))
             .collect::<Result<_, audit::StoreError>>()
