@@ -68,9 +68,7 @@ impl SessionPolicy {
             })
             .unwrap_or_default()
     }
-}
 
-impl SessionPolicy {
     /// How stale a session's recorded last activity may get before a request writes it again:
     /// a twentieth of the idle timeout, at most a minute (3 s for a 1-minute timeout, 60 s for
     /// the default 30 minutes). A session is then judged idle at most that much early, 5 % of
