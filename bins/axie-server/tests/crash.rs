@@ -163,15 +163,7 @@ async fn crash_rounds(database_url: String) {
             ),
             None => format!("{}/api/v1/orgs/{org}/api-keys?limit=200", server.base),
         };
-        let page: Value = c
-            .get(url)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = support::get_json(&c, url, &token).await;
         keys.extend(page["items"].as_array().unwrap().clone());
         match page["next_cursor"].as_str() {
             Some(n) => cursor = Some(n.to_owned()),
@@ -203,15 +195,7 @@ async fn crash_rounds(database_url: String) {
                 server.base
             ),
         };
-        let page: Value = c
-            .get(url)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = support::get_json(&c, url, &token).await;
         audited.extend(
             page["items"]
                 .as_array()

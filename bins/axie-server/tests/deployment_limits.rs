@@ -30,15 +30,7 @@ async fn the_operator_sets_higher_limits_and_thresholds() {
     let c = reqwest::Client::new();
     wait_ready(&c, &base).await;
     let (token, org) = support::login(&c, &base, OWNER).await;
-    let usage: Value = c
-        .get(format!("{base}/api/v1/orgs/{org}/usage"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let usage = support::get_json(&c, format!("{base}/api/v1/orgs/{org}/usage"), &token).await;
     let max = |limit: &str| {
         usage["figures"]
             .as_array()
@@ -76,15 +68,7 @@ async fn the_operator_sets_higher_limits_and_thresholds() {
     );
 
     // The configured 50 % threshold: the first chat interface (1 of 2) sent the alert, once.
-    let outbox: Value = c
-        .get(format!("{base}/api/v1/orgs/{org}/outbox"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let outbox = support::get_json(&c, format!("{base}/api/v1/orgs/{org}/outbox"), &token).await;
     let alerts: Vec<&Value> = outbox["items"]
         .as_array()
         .unwrap()

@@ -100,17 +100,21 @@ pub(crate) async fn login(c: &reqwest::Client, base: &str, email: &str) -> (Stri
         .as_str()
         .unwrap_or_else(|| panic!("login failed: {res}"))
         .to_owned();
-    let me: Value = c
-        .get(format!("{base}/api/v1/me"))
-        .bearer_auth(&token)
+    let me = get_json(c, format!("{base}/api/v1/me"), &token).await;
+    let org = me["memberships"][0]["org_id"].as_str().unwrap().to_owned();
+    (token, org)
+}
+
+/// GETs `url` as `token`'s bearer and reads the answer as JSON.
+pub(crate) async fn get_json(c: &reqwest::Client, url: String, token: &str) -> Value {
+    c.get(url)
+        .bearer_auth(token)
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
-    let org = me["memberships"][0]["org_id"].as_str().unwrap().to_owned();
-    (token, org)
+        .unwrap()
 }
 
 /// An HTTP server on a loopback port, with `workers` threads, answering every request with
