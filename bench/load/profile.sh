@@ -3,7 +3,8 @@
 # (or on the PostgreSQL server at PG, in a new database dropped afterwards), starts the release
 # server, drives it with wrk (MODE=reads: authorized reads only; MODE=mix: the load run's mix;
 # C connections for D) while `perf record -g` samples it, and prints requests/s, p50/p99, the
-# server's memory and its largest anonymous mappings (glibc's per-thread heaps show there).
+# server's memory, its CPU time per request and its largest anonymous mappings (glibc's
+# per-thread heaps show there).
 # Needs perf and wrk; PERF=0 skips the profile; BIN=<path> runs another build of the server
 # (an A/B comparison: copy the release binary aside, change the code, run both). Read it with
 #   perf report -i target/profile.perf.data --no-children --sort comm,symbol
@@ -47,8 +48,16 @@ if [ "${PERF:-1}" = 1 ]; then
   perf record -F 499 -g -p "$pid" -o "$out/profile.perf.data" -- sleep "${D%s}" >/dev/null 2>&1 &
   perfpid=$!
 fi
-wrk -t2 -c"$C" -d"$D" --latency -s bench/load/mix.lua "http://127.0.0.1:$port" -- "$work/tokens.tsv" "$work/logins.tsv" "$MODE" |
-  grep -E "Requests/sec|50%|99%|Non-2xx|Socket"
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+cpu0=$(cpu_ticks)
+wrk -t2 -c"$C" -d"$D" --latency -s bench/load/mix.lua "http://127.0.0.1:$port" -- "$work/tokens.tsv" "$work/logins.tsv" "$MODE" \
+  > "$work/wrk.out"
+cpu1=$(cpu_ticks)
+grep -E "Requests/sec|50%|99%|Non-2xx|Socket" "$work/wrk.out"
+# The server's CPU time per request (user + system), steadier than requests/s on a shared machine.
+requests=$(awk '/requests in/ {print $1}' "$work/wrk.out")
+awk -v t=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+  'BEGIN {printf "server CPU: %.1f s, %.0f µs per request\n", t / hz, t / hz * 1e6 / n}'
 if [ "${PERF:-1}" = 1 ]; then wait "$perfpid" || true; echo "profile: $out/profile.perf.data"; fi
 echo "peak: $(grep VmHWM "/proc/$pid/status")"
 echo "now: $(grep VmRSS "/proc/$pid/status")"
