@@ -72,6 +72,8 @@ pub struct SeaStore {
     read: DatabaseConnection,
     /// `read` is a pool of its own (SQLite files), to be closed with the writer.
     separate_reader: bool,
+    /// Audit appends waiting for a group commit.
+    appends: std::sync::Arc<journal::AppendGroup>,
 }
 
 impl SeaStore {
@@ -147,6 +149,7 @@ impl SeaStore {
             db,
             read,
             separate_reader,
+            appends: std::sync::Arc::default(),
         })
     }
 
@@ -216,6 +219,11 @@ impl SeaStore {
     /// The writer: every transaction, and reads that must see the writer's own state.
     pub(crate) fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Audit appends waiting for a group commit.
+    pub(crate) fn appends(&self) -> &journal::AppendGroup {
+        &self.appends
     }
 
     /// For reads outside any transaction, on the hot paths (authentication, caller resolution,

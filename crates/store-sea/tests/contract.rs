@@ -48,6 +48,106 @@ async fn audit_contract_on_postgres() {
     }
 }
 
+/// Concurrent appends are committed together (`AuditStore::append` groups what arrives while a
+/// commit runs): each caller gets exactly its own records, in its order and with consecutive
+/// numbers; every chain stays gapless and verifies; and a journal that cannot commit (its event
+/// id is taken by another journal of the same group) fails alone, with nothing of it written.
+async fn concurrent_appends_commit_together(store: SeaStore) {
+    use audit::{
+        Actor, AuditAction, AuditStore, DomainEvent, EventKind, Journal, NewAuditEvent, Target,
+    };
+    let store = std::sync::Arc::new(store);
+    let orgs: Vec<rbac_core::OrgId> = (0..4).map(|_| rbac_core::OrgId::new()).collect();
+    let now = chrono::Utc::now();
+    let shared = DomainEvent::new(
+        orgs[0],
+        EventKind::ChatInterfaceCreated,
+        now,
+        serde_json::json!({"id": "res_1"}),
+    );
+    // Spawned before any runs, so on this one-thread runtime all 40 wait for the first commit
+    // and the rest are committed as groups.
+    let tasks: Vec<_> = (0..40usize)
+        .map(|i| {
+            let mut j = Journal::default();
+            for k in 0..=(i % 3) {
+                j = j.and_record(NewAuditEvent::new(
+                    orgs[i % 4],
+                    now,
+                    Actor::user(format!("usr_{i}"), "Someone"),
+                    AuditAction::Login,
+                    Target::new("session", format!("t{i}_{k}"), ""),
+                ));
+            }
+            if i == 8 || i == 20 {
+                j = j.publish(shared.clone());
+            }
+            let store = store.clone();
+            tokio::spawn(async move { (i, store.append(j).await) })
+        })
+        .collect();
+    let mut failed = Vec::new();
+    let mut written = 0;
+    for t in tasks {
+        let (i, result) = t.await.unwrap();
+        let Ok(records) = result else {
+            failed.push(i);
+            continue;
+        };
+        let targets: Vec<_> = records.iter().map(|r| r.event.target.id.clone()).collect();
+        let expected: Vec<_> = (0..=(i % 3)).map(|k| format!("t{i}_{k}")).collect();
+        assert_eq!(
+            targets, expected,
+            "journal {i} got its own records, in order"
+        );
+        assert!(records.iter().all(|r| r.event.org == orgs[i % 4]));
+        assert!(
+            records
+                .windows(2)
+                .all(|w| w[1].seq == w[0].seq + 1 && w[1].prev_hash == w[0].hash),
+            "journal {i}'s records are consecutive links"
+        );
+        written += records.len();
+    }
+    assert_eq!(
+        failed.len(),
+        1,
+        "of the two journals with one event id exactly one fails: {failed:?}"
+    );
+    assert!(failed[0] == 8 || failed[0] == 20);
+    let mut verified = 0;
+    for org in &orgs {
+        let chain = audit::verify_chain(&*store, *org, b"key")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            store.head(*org).await.unwrap().map(|(seq, _)| seq),
+            Some(chain.records),
+            "the chain is gapless"
+        );
+        verified += chain.records;
+    }
+    assert_eq!(
+        verified,
+        i64::try_from(written).unwrap(),
+        "nothing of the failed journal was written"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_appends_commit_together_on_sqlite() {
+    let (store, _dir) = sqlite().await;
+    concurrent_appends_commit_together(store).await;
+}
+
+#[tokio::test]
+async fn concurrent_appends_commit_together_on_postgres() {
+    if let Some(store) = postgres().await {
+        concurrent_appends_commit_together(store).await;
+    }
+}
+
 #[tokio::test]
 async fn migrations_are_idempotent_and_complete() {
     let (store, _dir) = sqlite().await;

@@ -203,8 +203,7 @@ fn search_query(
 #[async_trait]
 impl AuditStore for SeaStore {
     async fn append(&self, journal: Journal) -> Result<Vec<AuditEvent>, AuditError> {
-        let txn = self.db().begin().await.map_err(store)?;
-        crate::journal::finish(txn, journal, 0).await.map_err(store)
+        self.append_grouped(journal).await.map_err(store)
     }
 
     async fn search(&self, org: OrgId, q: &AuditQuery) -> Result<Vec<AuditEvent>, AuditError> {
