@@ -551,18 +551,28 @@ impl TenancyStore for SeaStore {
         &self,
         token_hash: &str,
     ) -> Result<Option<(Session, User, Vec<CallerMembership>)>, TenancyError> {
-        // One row per (membership, team role); one row with no membership for a person who
-        // belongs to no organization.
-        let rows = session::Entity::find()
-            .filter(session::Column::TokenHash.eq(token_hash))
-            .filter(session::Column::EndedAt.is_null())
-            .find_also_related(user::Entity)
-            .find_also(user::Entity, membership::Entity)
-            .find_also(membership::Entity, organization::Entity)
-            .find_also(membership::Entity, team_member::Entity)
-            .order_by_asc(membership::Column::OrgId)
-            .all(self.reader())
+        use sea_orm::SelectorTrait;
+        type Row = sea_orm::SelectFiveModel<
+            session::Model,
+            user::Model,
+            membership::Model,
+            organization::Model,
+            team_member::Model,
+        >;
+        let backend = self.reader().get_database_backend();
+        let stmt = sea_orm::Statement::from_sql_and_values(
+            backend,
+            session_caller_sql(backend),
+            [token_hash.into()],
+        );
+        let rows = self
+            .reader()
+            .query_all_raw(stmt)
             .await
+            .map_err(store)?
+            .into_iter()
+            .map(Row::from_raw_query_result)
+            .collect::<Result<Vec<_>, DbErr>>()
             .map_err(store)?;
         let Some((s, Some(u), ..)) = rows.first() else {
             return Ok(None);
@@ -575,6 +585,37 @@ impl TenancyStore for SeaStore {
         )?;
         Ok(Some((session, user, memberships)))
     }
+}
+
+/// The SQL of [`TenancyStore::session_caller`]'s query for `backend`, built once: the session
+/// by token hash (its one parameter) with its account, and every membership of the person with
+/// its organization and team roles, one row per (membership, team role); a person in no
+/// organization gives one row without a membership. Building and dropping this five-table
+/// query's syntax tree on every request cost about 6 % of the server's CPU under a read load.
+fn session_caller_sql(backend: sea_orm::DatabaseBackend) -> String {
+    static SQL: [std::sync::OnceLock<String>; 2] =
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    let slot = usize::from(backend == sea_orm::DatabaseBackend::Postgres);
+    SQL[slot]
+        .get_or_init(|| session_caller_statement(backend, "").sql)
+        .clone()
+}
+
+/// [`session_caller_sql`]'s query, built for `token_hash`.
+fn session_caller_statement(
+    backend: sea_orm::DatabaseBackend,
+    token_hash: &str,
+) -> sea_orm::Statement {
+    use sea_orm::QueryTrait;
+    session::Entity::find()
+        .filter(session::Column::TokenHash.eq(token_hash))
+        .filter(session::Column::EndedAt.is_null())
+        .find_also_related(user::Entity)
+        .find_also(user::Entity, membership::Entity)
+        .find_also(membership::Entity, organization::Entity)
+        .find_also(membership::Entity, team_member::Entity)
+        .order_by_asc(membership::Column::OrgId)
+        .build(backend)
 }
 
 fn member(org: OrgId, m: &membership::Model, u: user::Model) -> Result<Member, audit::StoreError> {
@@ -949,5 +990,27 @@ impl ApiKeyStore for SeaStore {
             .await
             .map_err(store)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_caller_query_binds_only_the_token_hash() {
+        for backend in [
+            sea_orm::DatabaseBackend::Sqlite,
+            sea_orm::DatabaseBackend::Postgres,
+        ] {
+            let fresh = session_caller_statement(backend, "some hash");
+            assert_eq!(session_caller_sql(backend), fresh.sql);
+            let values = fresh.values.map(|v| v.0).unwrap_or_default();
+            assert_eq!(
+                values,
+                vec![sea_orm::Value::from("some hash")],
+                "the cached SQL is run with the token hash as its only value"
+            );
+        }
     }
 }
