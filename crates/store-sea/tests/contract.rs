@@ -65,8 +65,9 @@ async fn concurrent_appends_commit_together(store: SeaStore) {
         now,
         serde_json::json!({"id": "res_1"}),
     );
-    // Spawned before any runs, so on this one-thread runtime all 40 wait for the first commit
-    // and the rest are committed as groups.
+    // All spawned before any runs: on this one-thread runtime the 40 appends are queued before
+    // the committing task first runs, which takes them as one group; that group fails on the
+    // shared event id, and its journals are then committed one by one.
     let tasks: Vec<_> = (0..40usize)
         .map(|i| {
             let mut j = Journal::default();
