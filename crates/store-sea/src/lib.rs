@@ -12,6 +12,7 @@
 //! outbox, then commits: all or nothing.
 #![deny(missing_docs)]
 
+mod activity;
 mod convert;
 #[allow(missing_docs, reason = "SeaORM's derives generate undocumented items")]
 pub mod entity;
@@ -74,6 +75,8 @@ pub struct SeaStore {
     separate_reader: bool,
     /// Audit appends waiting for a group commit.
     appends: std::sync::Arc<journal::AppendGroup>,
+    /// Session activity waiting to be written.
+    activity: std::sync::Arc<activity::ActivityBuffer>,
 }
 
 impl SeaStore {
@@ -150,6 +153,7 @@ impl SeaStore {
             read,
             separate_reader,
             appends: std::sync::Arc::default(),
+            activity: std::sync::Arc::default(),
         })
     }
 
@@ -224,6 +228,11 @@ impl SeaStore {
     /// Audit appends waiting for a group commit.
     pub(crate) fn appends(&self) -> &journal::AppendGroup {
         &self.appends
+    }
+
+    /// Session activity waiting to be written.
+    pub(crate) fn activity(&self) -> &activity::ActivityBuffer {
+        &self.activity
     }
 
     /// For reads outside any transaction, on the hot paths (authentication, caller resolution,

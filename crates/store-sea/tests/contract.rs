@@ -149,6 +149,77 @@ async fn concurrent_appends_commit_together_on_postgres() {
     }
 }
 
+/// Noted session activity (`TenancyStore::note_activity`) returns at once and is written
+/// shortly after, each session with its own latest time, many sessions in one statement.
+async fn noted_activity_is_written_soon(store: SeaStore) {
+    use tenancy::{AccountStore, TenancyStore};
+    let hasher =
+        security_policy::PasswordHasher::new(security_policy::HashParams::default()).unwrap();
+    let req = tenancy::orgs::CreateOrgRequest {
+        name: "Activity".into(),
+        plan: billing_limits::Plan::Enterprise,
+        owner_email: format!("a-{}@contract.example", uuid::Uuid::new_v4().simple()),
+        owner_name: "Owner".into(),
+        owner_password: "a long enough passphrase".into(),
+    };
+    let start = chrono::DateTime::from_timestamp(1_760_000_000, 0).unwrap();
+    let (_org, owner) = tenancy::orgs::create_with_new_owner(&store, &hasher, req, start)
+        .await
+        .unwrap();
+    let mut sessions = Vec::new();
+    for i in 0..3 {
+        let s = tenancy::Session {
+            id: rbac_core::SessionId::new(),
+            user: owner.id,
+            created_at: start,
+            last_seen_at: start,
+            ip: "203.0.113.7".into(),
+            user_agent: "contract".into(),
+        };
+        store
+            .create_session(&s, &format!("hash-{i}"), 10, audit::Journal::default())
+            .await
+            .unwrap();
+        sessions.push(s);
+    }
+    // Session 0 twice (the later time wins), session 1 once, session 2 not at all.
+    let at = |m: i64| start + chrono::Duration::minutes(m);
+    store.note_activity(sessions[0].id, at(5)).await.unwrap();
+    store.note_activity(sessions[1].id, at(7)).await.unwrap();
+    store.note_activity(sessions[0].id, at(9)).await.unwrap();
+    let expected = [at(9), at(7), start];
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        seen.clear();
+        for i in 0..3 {
+            let s = store
+                .find_session(&format!("hash-{i}"))
+                .await
+                .unwrap()
+                .unwrap();
+            seen.push(s.last_seen_at);
+        }
+        if seen == expected {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(seen, expected, "activity not written within 5 s");
+}
+
+#[tokio::test]
+async fn noted_activity_is_written_soon_on_sqlite() {
+    let (store, _dir) = sqlite().await;
+    noted_activity_is_written_soon(store).await;
+}
+
+#[tokio::test]
+async fn noted_activity_is_written_soon_on_postgres() {
+    if let Some(store) = postgres().await {
+        noted_activity_is_written_soon(store).await;
+    }
+}
+
 #[tokio::test]
 async fn migrations_are_idempotent_and_complete() {
     let (store, _dir) = sqlite().await;

@@ -368,7 +368,7 @@ async fn live<S: TenancyStore + ?Sized>(
         }
     }
     if now - session.last_seen_at >= policy.activity_granularity() {
-        store.touch_session(session.id, now).await?;
+        store.note_activity(session.id, now).await?;
     }
     Ok(Principal::Session {
         user,

@@ -753,9 +753,9 @@ pub trait WorkspaceStore: Send + Sync {
     async fn record(&self, journal: Journal) -> Result<(), TenancyError>;
 }
 
-/// Everything the tenancy services need, as one handle. Its own method combines the others
-/// and has a default, so an adapter implements it with an empty `impl` block unless it can
-/// answer in fewer reads.
+/// Everything the tenancy services need, as one handle. Its own methods combine the others
+/// and have defaults, so an adapter implements it with an empty `impl` block unless it can
+/// answer in fewer reads or write off the request's path.
 #[async_trait]
 pub trait TenancyStore: OrgStore + AccountStore + ApiKeyStore {
     /// A live session by token hash, its account and every membership of the person (as
@@ -775,5 +775,21 @@ pub trait TenancyStore: OrgStore + AccountStore + ApiKeyStore {
         };
         let memberships = self.caller_memberships(user.id).await?;
         Ok(Some((session, user, memberships)))
+    }
+
+    /// Records activity on a session, as [`AccountStore::touch_session`] (the default), except
+    /// that an adapter may write it after returning: many sessions' activity gathered into one
+    /// write, so that a request does not wait for a write of its own. A crash may then lose the
+    /// activity of the last moments, which only makes those sessions look idle a little sooner.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure (an adapter that writes later logs its
+    /// failures instead).
+    async fn note_activity(
+        &self,
+        session: SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<(), TenancyError> {
+        self.touch_session(session, now).await
     }
 }

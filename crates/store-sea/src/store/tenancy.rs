@@ -547,6 +547,12 @@ fn caller_memberships(
 /// One query for a session and everything about its person that resolving a request reads.
 #[async_trait]
 impl TenancyStore for SeaStore {
+    /// Written shortly after, with other sessions' activity (`activity::ActivityBuffer`).
+    async fn note_activity(&self, s: SessionId, now: DateTime<Utc>) -> Result<(), TenancyError> {
+        self.note_session_activity(s, now);
+        Ok(())
+    }
+
     async fn session_caller(
         &self,
         token_hash: &str,

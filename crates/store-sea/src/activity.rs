@@ -1,0 +1,126 @@
+//! Session activity written off the request's path, many sessions in one statement.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rbac_core::SessionId;
+use sea_orm::sea_query::{CaseStatement, Expr};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+use crate::SeaStore;
+use crate::convert::micros;
+use crate::entity::session;
+
+/// Most sessions one statement updates (three parameters each).
+const BATCH: usize = 500;
+
+/// Activity noted on sessions and not yet written ([`tenancy::TenancyStore::note_activity`]).
+///
+/// A request that notes activity returns at once; one task, started by the first note while
+/// none runs, writes what has been noted (each session's latest time, in one `UPDATE … CASE`
+/// per [`BATCH`] sessions) until nothing is left. On SQLite that keeps reads from queueing for
+/// the one writer connection behind other transactions only to record that they happened.
+#[derive(Debug, Default)]
+pub(crate) struct ActivityBuffer {
+    state: std::sync::Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    noted: HashMap<SessionId, DateTime<Utc>>,
+    writing: bool,
+}
+
+impl ActivityBuffer {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // Inserts and takes only: a panic cannot leave the state half-changed.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Notes activity; returns whether the caller must start the writing task.
+    fn note(&self, session: SessionId, at: DateTime<Utc>) -> bool {
+        let mut s = self.state();
+        let latest = s.noted.entry(session).or_insert(at);
+        *latest = (*latest).max(at);
+        !std::mem::replace(&mut s.writing, true)
+    }
+
+    /// Up to [`BATCH`] noted sessions; none ends the writing task's turn.
+    fn take(&self) -> Vec<(SessionId, DateTime<Utc>)> {
+        let mut s = self.state();
+        let keys: Vec<SessionId> = s.noted.keys().take(BATCH).copied().collect();
+        if keys.is_empty() {
+            s.writing = false;
+        }
+        keys.into_iter()
+            .filter_map(|k| s.noted.remove(&k).map(|at| (k, at)))
+            .collect()
+    }
+}
+
+/// Ends the writing task's turn if it stops early (its runtime dropped it), so that the next
+/// note starts another; what was noted stays to be written then.
+struct Turn<'a> {
+    buffer: &'a ActivityBuffer,
+    ended: bool,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.buffer.state().writing = false;
+        }
+    }
+}
+
+impl SeaStore {
+    /// Notes activity on `session` at `at`, to be written shortly by a task of its own.
+    pub(crate) fn note_session_activity(&self, session: SessionId, at: DateTime<Utc>) {
+        if self.activity().note(session, at) {
+            let store = self.clone();
+            tokio::spawn(async move { store.write_noted_activity().await });
+        }
+    }
+
+    async fn write_noted_activity(&self) {
+        let buffer = self.activity();
+        let mut turn = Turn {
+            buffer,
+            ended: false,
+        };
+        loop {
+            let batch = buffer.take();
+            if batch.is_empty() {
+                turn.ended = true;
+                return;
+            }
+            if let Err(e) = self.write_activity(&batch).await {
+                // Lost activity only makes these sessions look idle sooner; the next request
+                // of each notes it again.
+                tracing::warn!(error = %e, sessions = batch.len(), "writing session activity failed");
+            }
+        }
+    }
+
+    async fn write_activity(
+        &self,
+        batch: &[(SessionId, DateTime<Utc>)],
+    ) -> Result<(), sea_orm::DbErr> {
+        let mut at = CaseStatement::new();
+        for (id, t) in batch {
+            at = at.case(
+                session::Column::Id.eq(id.to_string()),
+                Expr::value(micros(*t)),
+            );
+        }
+        let at = at.finally(Expr::col(session::Column::LastSeenAt));
+        session::Entity::update_many()
+            .col_expr(session::Column::LastSeenAt, at.into())
+            .filter(session::Column::Id.is_in(batch.iter().map(|(id, _)| id.to_string())))
+            .exec(self.db())
+            .await?;
+        Ok(())
+    }
+}
