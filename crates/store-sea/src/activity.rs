@@ -28,6 +28,8 @@ pub(crate) struct ActivityBuffer {
 #[derive(Debug, Default)]
 struct State {
     noted: HashMap<SessionId, DateTime<Utc>>,
+    /// Taken by the writing task and not yet written.
+    in_flight: HashMap<SessionId, DateTime<Utc>>,
     writing: bool,
 }
 
@@ -47,21 +49,44 @@ impl ActivityBuffer {
         !std::mem::replace(&mut s.writing, true)
     }
 
-    /// Up to [`BATCH`] noted sessions; none ends the writing task's turn.
+    /// Up to [`BATCH`] noted sessions, now in flight; none ends the writing task's turn.
     fn take(&self) -> Vec<(SessionId, DateTime<Utc>)> {
         let mut s = self.state();
         let keys: Vec<SessionId> = s.noted.keys().take(BATCH).copied().collect();
         if keys.is_empty() {
             s.writing = false;
         }
-        keys.into_iter()
+        let batch: Vec<_> = keys
+            .into_iter()
             .filter_map(|k| s.noted.remove(&k).map(|at| (k, at)))
-            .collect()
+            .collect();
+        s.in_flight.extend(batch.iter().copied());
+        batch
+    }
+
+    /// `batch` has been written (or given up).
+    fn written(&self, batch: &[(SessionId, DateTime<Utc>)]) {
+        let mut s = self.state();
+        for (id, at) in batch {
+            if s.in_flight.get(id) == Some(at) {
+                s.in_flight.remove(id);
+            }
+        }
+    }
+
+    /// `recorded` (a session's activity as read from the database) or the later activity this
+    /// process has noted and not yet written: a request sees the activity of the one before it.
+    pub(crate) fn latest(&self, session: SessionId, recorded: DateTime<Utc>) -> DateTime<Utc> {
+        let s = self.state();
+        [s.noted.get(&session), s.in_flight.get(&session)]
+            .into_iter()
+            .flatten()
+            .fold(recorded, |a, b| a.max(*b))
     }
 }
 
 /// Ends the writing task's turn if it stops early (its runtime dropped it), so that the next
-/// note starts another; what was noted stays to be written then.
+/// note starts another; what was noted or in flight stays to be written then.
 struct Turn<'a> {
     buffer: &'a ActivityBuffer,
     ended: bool,
@@ -70,12 +95,25 @@ struct Turn<'a> {
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
         if !self.ended {
-            self.buffer.state().writing = false;
+            let mut s = self.buffer.state();
+            s.writing = false;
+            // What was in flight goes back to be written by the next task.
+            let in_flight = std::mem::take(&mut s.in_flight);
+            for (id, at) in in_flight {
+                let latest = s.noted.entry(id).or_insert(at);
+                *latest = (*latest).max(at);
+            }
         }
     }
 }
 
 impl SeaStore {
+    /// `session` with the latest activity this process has noted for it.
+    pub(crate) fn with_noted_activity(&self, mut session: tenancy::Session) -> tenancy::Session {
+        session.last_seen_at = self.activity().latest(session.id, session.last_seen_at);
+        session
+    }
+
     /// Notes activity on `session` at `at`, to be written shortly by a task of its own.
     pub(crate) fn note_session_activity(&self, session: SessionId, at: DateTime<Utc>) {
         if self.activity().note(session, at) {
@@ -101,6 +139,7 @@ impl SeaStore {
                 // of each notes it again.
                 tracing::warn!(error = %e, sessions = batch.len(), "writing session activity failed");
             }
+            buffer.written(&batch);
         }
     }
 

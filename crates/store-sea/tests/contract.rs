@@ -149,9 +149,11 @@ async fn concurrent_appends_commit_together_on_postgres() {
     }
 }
 
-/// Noted session activity (`TenancyStore::note_activity`) returns at once and is written
-/// shortly after, each session with its own latest time, many sessions in one statement.
-async fn noted_activity_is_written_soon(store: SeaStore) {
+/// Noted session activity (`TenancyStore::note_activity`) returns at once; the noting store
+/// shows it at once, and it is written shortly after, each session with its own latest time,
+/// many sessions in one statement (`observer`, a second handle on the same database, sees
+/// only what was written).
+async fn noted_activity_is_written_soon(store: SeaStore, observer: SeaStore) {
     use tenancy::{AccountStore, TenancyStore};
     let hasher =
         security_policy::PasswordHasher::new(security_policy::HashParams::default()).unwrap();
@@ -189,10 +191,18 @@ async fn noted_activity_is_written_soon(store: SeaStore) {
     store.note_activity(sessions[0].id, at(9)).await.unwrap();
     let expected = [at(9), at(7), start];
     let mut seen = Vec::new();
+    for i in 0..3 {
+        let s = store.find_session(&format!("hash-{i}")).await.unwrap();
+        seen.push(s.unwrap().last_seen_at);
+    }
+    assert_eq!(
+        seen, expected,
+        "the noting store shows its noted activity at once"
+    );
     for _ in 0..200 {
         seen.clear();
         for i in 0..3 {
-            let s = store
+            let s = observer
                 .find_session(&format!("hash-{i}"))
                 .await
                 .unwrap()
@@ -209,15 +219,31 @@ async fn noted_activity_is_written_soon(store: SeaStore) {
 
 #[tokio::test]
 async fn noted_activity_is_written_soon_on_sqlite() {
-    let (store, _dir) = sqlite().await;
-    noted_activity_is_written_soon(store).await;
+    let (store, dir) = sqlite().await;
+    let observer = SeaStore::connect(
+        &DatabaseUrl::sqlite_file(&dir.path().join("t.db")),
+        PoolOptions::default(),
+    )
+    .await
+    .unwrap();
+    noted_activity_is_written_soon(store, observer).await;
 }
 
 #[tokio::test]
 async fn noted_activity_is_written_soon_on_postgres() {
-    if let Some(store) = postgres().await {
-        noted_activity_is_written_soon(store).await;
-    }
+    let Some(server) = postgres_server() else {
+        say_postgres_skipped("store-sea contract");
+        return;
+    };
+    let url = fresh_postgres(&server).await.unwrap();
+    let store = SeaStore::connect(&url, PoolOptions::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let observer = SeaStore::connect(&url, PoolOptions::default())
+        .await
+        .unwrap();
+    noted_activity_is_written_soon(store, observer).await;
 }
 
 #[tokio::test]

@@ -583,7 +583,7 @@ impl TenancyStore for SeaStore {
         let Some((s, Some(u), ..)) = rows.first() else {
             return Ok(None);
         };
-        let session = Session::try_from(s.clone())?;
+        let session = self.with_noted_activity(Session::try_from(s.clone())?);
         let user = User::try_from(u.clone())?;
         let memberships = caller_memberships(
             rows.into_iter()
@@ -747,7 +747,7 @@ impl AccountStore for SeaStore {
             .one(self.reader())
             .await
             .map_err(store)?;
-        m.map(Session::try_from)
+        m.map(|m| Session::try_from(m).map(|s| self.with_noted_activity(s)))
             .transpose()
             .map_err(TenancyError::Store)
     }
@@ -766,7 +766,10 @@ impl AccountStore for SeaStore {
         let Some((s, Some(u))) = row else {
             return Ok(None);
         };
-        Ok(Some((Session::try_from(s)?, User::try_from(u)?)))
+        Ok(Some((
+            self.with_noted_activity(Session::try_from(s)?),
+            User::try_from(u)?,
+        )))
     }
 
     async fn touch_session(&self, s: SessionId, now: DateTime<Utc>) -> Result<(), TenancyError> {
@@ -861,7 +864,7 @@ impl AccountStore for SeaStore {
             .await
             .map_err(store)?;
         rows.into_iter()
-            .map(Session::try_from)
+            .map(|m| Session::try_from(m).map(|s| self.with_noted_activity(s)))
             .collect::<Result<_, _>>()
             .map_err(TenancyError::Store)
     }
