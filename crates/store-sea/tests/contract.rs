@@ -8,29 +8,40 @@
 use store_sea::testing::{fresh_postgres, postgres_server, say_postgres_skipped};
 use store_sea::{DatabaseUrl, PoolOptions, SeaStore};
 
-async fn sqlite() -> (SeaStore, tempfile::TempDir) {
+async fn connect(url: &DatabaseUrl) -> SeaStore {
+    SeaStore::connect(url, PoolOptions::default())
+        .await
+        .unwrap()
+}
+
+/// A migrated store on a new SQLite file, and its URL (the file lives as long as the directory).
+async fn sqlite_with_url() -> (SeaStore, DatabaseUrl, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SeaStore::connect(
-        &DatabaseUrl::sqlite_file(&dir.path().join("t.db")),
-        PoolOptions::default(),
-    )
-    .await
-    .unwrap();
+    let url = DatabaseUrl::sqlite_file(&dir.path().join("t.db"));
+    let store = connect(&url).await;
     store.migrate().await.unwrap();
+    (store, url, dir)
+}
+
+async fn sqlite() -> (SeaStore, tempfile::TempDir) {
+    let (store, _, dir) = sqlite_with_url().await;
     (store, dir)
 }
 
-async fn postgres() -> Option<SeaStore> {
+/// A migrated store on a new PostgreSQL database, and its URL.
+async fn postgres_with_url() -> Option<(SeaStore, DatabaseUrl)> {
     let Some(server) = postgres_server() else {
         say_postgres_skipped("store-sea contract");
         return None;
     };
     let url = fresh_postgres(&server).await.unwrap();
-    let store = SeaStore::connect(&url, PoolOptions::default())
-        .await
-        .unwrap();
+    let store = connect(&url).await;
     store.migrate().await.unwrap();
-    Some(store)
+    Some((store, url))
+}
+
+async fn postgres() -> Option<SeaStore> {
+    postgres_with_url().await.map(|(store, _)| store)
 }
 
 #[tokio::test]
@@ -155,19 +166,8 @@ async fn concurrent_appends_commit_together_on_postgres() {
 /// only what was written).
 async fn noted_activity_is_written_soon(store: SeaStore, observer: SeaStore) {
     use tenancy::{AccountStore, TenancyStore};
-    let hasher =
-        security_policy::PasswordHasher::new(security_policy::HashParams::default()).unwrap();
-    let req = tenancy::orgs::CreateOrgRequest {
-        name: "Activity".into(),
-        plan: billing_limits::Plan::Enterprise,
-        owner_email: format!("a-{}@contract.example", uuid::Uuid::new_v4().simple()),
-        owner_name: "Owner".into(),
-        owner_password: "a long enough passphrase".into(),
-    };
     let start = chrono::DateTime::from_timestamp(1_760_000_000, 0).unwrap();
-    let (_org, owner) = tenancy::orgs::create_with_new_owner(&store, &hasher, req, start)
-        .await
-        .unwrap();
+    let (_org, owner) = org_with_owner(&store, start).await;
     let mut sessions = Vec::new();
     for i in 0..3 {
         let s = tenancy::Session {
@@ -219,31 +219,15 @@ async fn noted_activity_is_written_soon(store: SeaStore, observer: SeaStore) {
 
 #[tokio::test]
 async fn noted_activity_is_written_soon_on_sqlite() {
-    let (store, dir) = sqlite().await;
-    let observer = SeaStore::connect(
-        &DatabaseUrl::sqlite_file(&dir.path().join("t.db")),
-        PoolOptions::default(),
-    )
-    .await
-    .unwrap();
-    noted_activity_is_written_soon(store, observer).await;
+    let (store, url, _dir) = sqlite_with_url().await;
+    noted_activity_is_written_soon(store, connect(&url).await).await;
 }
 
 #[tokio::test]
 async fn noted_activity_is_written_soon_on_postgres() {
-    let Some(server) = postgres_server() else {
-        say_postgres_skipped("store-sea contract");
-        return;
-    };
-    let url = fresh_postgres(&server).await.unwrap();
-    let store = SeaStore::connect(&url, PoolOptions::default())
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    let observer = SeaStore::connect(&url, PoolOptions::default())
-        .await
-        .unwrap();
-    noted_activity_is_written_soon(store, observer).await;
+    if let Some((store, url)) = postgres_with_url().await {
+        noted_activity_is_written_soon(store, connect(&url).await).await;
+    }
 }
 
 #[tokio::test]
@@ -290,22 +274,28 @@ async fn tenancy_contract_on_postgres() {
     }
 }
 
-/// An organization row for the adapter's foreign keys.
-async fn org(store: &SeaStore) -> rbac_core::OrgId {
+/// An organization, created at `at` through the tenancy service, and its Owner.
+async fn org_with_owner(
+    store: &SeaStore,
+    at: chrono::DateTime<chrono::Utc>,
+) -> (tenancy::Organization, tenancy::User) {
     let hasher =
         security_policy::PasswordHasher::new(security_policy::HashParams::default()).unwrap();
     let req = tenancy::orgs::CreateOrgRequest {
-        name: "Webhook Contract".into(),
+        name: "Contract".into(),
         plan: billing_limits::Plan::Enterprise,
         owner_email: format!("o-{}@contract.example", uuid::Uuid::new_v4().simple()),
         owner_name: "Owner".into(),
         owner_password: "a long enough passphrase".into(),
     };
-    tenancy::orgs::create_with_new_owner(store, &hasher, req, chrono::Utc::now())
+    tenancy::orgs::create_with_new_owner(store, &hasher, req, at)
         .await
         .unwrap()
-        .0
-        .id
+}
+
+/// An organization row for the adapter's foreign keys.
+async fn org(store: &SeaStore) -> rbac_core::OrgId {
+    org_with_owner(store, chrono::Utc::now()).await.0.id
 }
 
 async fn webhook_contract(store: &SeaStore) {
