@@ -163,7 +163,20 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
         .id
         .to_string();
     let store = app.state().store.clone();
+    let health = app.state().health.clone();
     tokio::spawn(app.run_until_stopped());
+    // The periodic workers' first passes run at start, with the clock as it is then: let them
+    // finish before a test moves the clock and runs a pass itself, so the two never race.
+    for _ in 0..600 {
+        if health.passes("billing") > 0 && health.passes("retention") > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        health.passes("billing") > 0 && health.passes("retention") > 0,
+        "the periodic workers' first passes did not finish within 30 s"
+    );
     let mut builder = Client::builder().redirect(reqwest::redirect::Policy::none());
     if let Some((cert, _)) = &opts.tls {
         let pem = std::fs::read(cert).expect("certificate");

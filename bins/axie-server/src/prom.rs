@@ -55,6 +55,7 @@ pub fn webhook_attempt(outcome: &'static str, seconds: f64) {
 #[derive(Debug, Default)]
 pub struct WorkerHealth {
     beats: Mutex<HashMap<&'static str, (i64, i64)>>,
+    passes: Mutex<HashMap<&'static str, u64>>,
     checkpoint_at: std::sync::atomic::AtomicI64,
 }
 
@@ -73,6 +74,21 @@ impl WorkerHealth {
         {
             e.0 = now;
         }
+    }
+
+    /// A periodic worker finished a pass (whatever came of it).
+    pub fn finished(&self, name: &'static str) {
+        if let Ok(mut p) = self.passes.lock() {
+            *p.entry(name).or_default() += 1;
+        }
+    }
+
+    /// How many passes a periodic worker has finished since start (the first one runs at
+    /// start, with the clock as it is then).
+    pub fn passes(&self, name: &'static str) -> u64 {
+        self.passes
+            .lock()
+            .map_or(0, |p| p.get(name).copied().unwrap_or(0))
     }
 
     /// Workers silent for longer than they promised, at `now`.
@@ -145,5 +161,9 @@ mod tests {
         assert_eq!(h.last_checkpoint(), 0);
         h.checkpointed(1_650);
         assert_eq!(h.last_checkpoint(), 1_650);
+        assert_eq!(h.passes("billing"), 0);
+        h.finished("billing");
+        h.finished("billing");
+        assert_eq!((h.passes("billing"), h.passes("retention")), (2, 0));
     }
 }

@@ -81,8 +81,8 @@ async fn checkpoints(state: AppState, every: Duration) {
     }
 }
 
-/// Applies every organization's audit retention period, sends the weekly usage reports due and
-/// refreshes the planner statistics, hourly (the first pass right at start).
+/// Ends the trials that are over, renews the paid periods that ended and writes the API calls
+/// counted since the last pass, every minute (the first pass right at start).
 async fn billing(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -95,6 +95,7 @@ async fn billing(state: AppState) {
         if let Err(e) = state.meter.flush(&*state.store).await {
             tracing::warn!(error = %e, "daily API-call counters not written; retried next minute");
         }
+        state.health.finished("billing");
     }
 }
 
@@ -122,6 +123,8 @@ pub async fn run_billing(
     }
 }
 
+/// Refreshes the planner statistics, sends the weekly usage reports due and applies every
+/// organization's audit retention period, hourly (the first pass right at start).
 async fn retention(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
@@ -141,6 +144,7 @@ async fn retention(state: AppState) {
         {
             tracing::warn!(error = %e, "retention worker failed");
         }
+        state.health.finished("retention");
     }
 }
 

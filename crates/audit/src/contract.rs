@@ -461,6 +461,8 @@ async fn retention_removes_a_prefix_under_a_signed_anchor(store: &dyn AuditStore
             .unwrap();
     }
     take_checkpoint(store, org, KEY, at(700)).await.unwrap();
+    let third = store.chain_page(org, 2, 1).await.unwrap()[0].clone();
+    assert_eq!(third.seq, 3);
     assert!(
         crate::prune_before(store, org, at(60), KEY, at(800))
             .await
@@ -482,6 +484,13 @@ async fn retention_removes_a_prefix_under_a_signed_anchor(store: &dyn AuditStore
     );
     let v = verify_chain(store, org, KEY).await.unwrap().unwrap();
     assert_eq!((v.records, v.checkpoint_seq), (10, Some(10)));
+    // A pruner that comes late (its anchor at or before the stored one) changes nothing: the
+    // anchor never moves back over records already removed.
+    let late = crate::Anchor::sign(KEY, org, 3, third.hash, at(790));
+    assert_eq!(store.prune(&late).await.unwrap(), 0);
+    assert_eq!(store.prune(&anchor).await.unwrap(), 0);
+    assert_eq!(store.anchor(org).await.unwrap(), Some(anchor.clone()));
+    assert!(verify_chain(store, org, KEY).await.unwrap().is_ok());
     // The chain goes on from the kept records; pruning again is idempotent.
     store
         .append(Journal::record(event(

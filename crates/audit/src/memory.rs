@@ -172,6 +172,13 @@ impl AuditStore for MemoryAuditStore {
 
     async fn prune(&self, anchor: &crate::chain::Anchor) -> Result<u64, AuditError> {
         let mut state = self.lock()?;
+        if state
+            .anchors
+            .get(&anchor.org)
+            .is_some_and(|a| a.seq >= anchor.seq)
+        {
+            return Ok(0);
+        }
         let chain = state.chains.entry(anchor.org).or_default();
         if !chain
             .iter()

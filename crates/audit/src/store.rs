@@ -80,6 +80,11 @@ pub trait AuditStore: Send + Sync {
     /// transaction, after checking that record `anchor.seq` is still there with `anchor.hash`.
     /// Returns the number of records removed.
     ///
+    /// When an anchor at or past `anchor.seq` is already stored (another pruner, on this
+    /// instance or another, got there first), changes nothing and returns 0: the anchor never
+    /// moves back, which would leave removed records unaccounted for. Concurrent calls for one
+    /// organization must be serialized by the store so that exactly one of them removes.
+    ///
     /// # Errors
     /// [`AuditError::Invalid`] when the record at the anchor is missing or different.
     async fn prune(&self, anchor: &Anchor) -> Result<u64, AuditError>;
@@ -153,7 +158,8 @@ pub async fn take_checkpoint(
 
 /// Applies a retention period: removes `org`'s records that occurred before `cutoff` (the
 /// prefix of the chain up to the newest such record) under a signed [`Anchor`], so the rest
-/// still verifies. Returns the anchor written, or `None` when nothing is old enough.
+/// still verifies. Returns the anchor written, or `None` when nothing is old enough or a
+/// concurrent pass (another instance's retention worker) already removed it.
 ///
 /// # Errors
 /// [`AuditError::Store`] on storage failure.
@@ -181,6 +187,9 @@ pub async fn prune_before(
         return Ok(None);
     }
     let anchor = Anchor::sign(key, org, last.seq, last.hash, now);
-    let removed = store.prune(&anchor).await?;
-    Ok(Some((anchor, removed)))
+    match store.prune(&anchor).await? {
+        // A concurrent pass anchored at or past this record first.
+        0 => Ok(None),
+        removed => Ok(Some((anchor, removed))),
+    }
 }

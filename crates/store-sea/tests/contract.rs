@@ -160,6 +160,71 @@ async fn concurrent_appends_commit_together_on_postgres() {
     }
 }
 
+/// Retention passes running at once on two instances (two handles on one database), with
+/// different cutoffs: each record is removed exactly once, the anchor ends at the newest record
+/// any pass reached and never moves back over removed records, and the chain still verifies.
+async fn concurrent_retention_passes_remove_each_record_once(a: SeaStore, b: SeaStore) {
+    use audit::{Actor, AuditAction, AuditStore, Journal, NewAuditEvent, Target};
+    const KEY: &[u8] = b"contract checkpoint key";
+    let org = rbac_core::OrgId::new();
+    let start = chrono::DateTime::from_timestamp(1_760_000_000, 0).unwrap();
+    let minute = move |m: i64| start + chrono::Duration::minutes(m);
+    for m in 1..=40 {
+        a.append(Journal::record(NewAuditEvent::new(
+            org,
+            minute(m),
+            Actor::user("usr_a", "Someone"),
+            AuditAction::Login,
+            Target::new("session", format!("s{m}"), ""),
+        )))
+        .await
+        .unwrap();
+    }
+    let stores = [std::sync::Arc::new(a), std::sync::Arc::new(b)];
+    // Passes with cutoffs just after records 10, 14, …, 38, alternating between the instances.
+    let passes: Vec<_> = (0..8i64)
+        .map(|i| {
+            let store = stores[usize::try_from(i % 2).unwrap()].clone();
+            let cutoff = minute(10 + 4 * i) + chrono::Duration::seconds(30);
+            tokio::spawn(
+                async move { audit::prune_before(&*store, org, cutoff, KEY, minute(60)).await },
+            )
+        })
+        .collect();
+    let mut removed = 0;
+    for p in passes {
+        if let Some((_, n)) = p.await.unwrap().unwrap() {
+            removed += n;
+        }
+    }
+    assert_eq!(removed, 38, "records 1 to 38, each removed once");
+    let anchor = stores[1].anchor(org).await.unwrap().unwrap();
+    assert_eq!(anchor.seq, 38);
+    let left: Vec<i64> = stores[1]
+        .chain_page(org, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(left, [39, 40]);
+    let v = audit::verify_chain(&*stores[0], org, KEY).await.unwrap();
+    assert!(v.is_ok(), "{v:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_retention_passes_remove_each_record_once_on_sqlite() {
+    let (store, url, _dir) = sqlite_with_url().await;
+    concurrent_retention_passes_remove_each_record_once(store, connect(&url).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_retention_passes_remove_each_record_once_on_postgres() {
+    if let Some((store, url)) = postgres_with_url().await {
+        concurrent_retention_passes_remove_each_record_once(store, connect(&url).await).await;
+    }
+}
+
 /// Noted session activity (`TenancyStore::note_activity`) returns at once; the noting store
 /// shows it at once, and it is written shortly after, each session with its own latest time,
 /// many sessions in one statement (`observer`, a second handle on the same database, sees

@@ -322,27 +322,11 @@ impl AuditStore for SeaStore {
     async fn prune(&self, a: &audit::Anchor) -> Result<u64, AuditError> {
         let org = a.org.to_string();
         let txn = self.db().begin().await.map_err(store)?;
-        let at = audit_event::Entity::find()
-            .filter(audit_event::Column::OrgId.eq(org.clone()))
-            .filter(audit_event::Column::Seq.eq(a.seq))
-            .one(&txn)
-            .await
-            .map_err(store)?;
-        if at.is_none_or(|r| r.hash != hex::encode(a.hash)) {
-            return Err(AuditError::Invalid(format!(
-                "record {} is not the one the anchor names",
-                a.seq
-            )));
-        }
-        let removed = audit_event::Entity::delete_many()
-            .filter(audit_event::Column::OrgId.eq(org.clone()))
-            .filter(audit_event::Column::Seq.lte(a.seq))
-            .exec(&txn)
-            .await
-            .map_err(store)?
-            .rows_affected;
-        audit_anchor::Entity::insert(audit_anchor::ActiveModel {
-            org_id: Set(org),
+        // The anchor first, and only forward: the row lock (PostgreSQL) or the write lock
+        // (SQLite) it takes serializes concurrent pruners of this organization, and the one that
+        // comes second sees the first's anchor and changes nothing.
+        let moved = audit_anchor::Entity::insert(audit_anchor::ActiveModel {
+            org_id: Set(org.clone()),
             seq: Set(a.seq),
             hash: Set(hex::encode(a.hash)),
             pruned_at: Set(micros(a.pruned_at)),
@@ -356,11 +340,39 @@ impl AuditStore for SeaStore {
                     audit_anchor::Column::PrunedAt,
                     audit_anchor::Column::Mac,
                 ])
+                .action_and_where(sea_orm::ExprTrait::lt(
+                    Expr::col((audit_anchor::Entity, audit_anchor::Column::Seq)),
+                    a.seq,
+                ))
                 .to_owned(),
         )
         .exec_without_returning(&txn)
         .await
         .map_err(store)?;
+        if moved == 0 {
+            txn.rollback().await.map_err(store)?;
+            return Ok(0);
+        }
+        let at = audit_event::Entity::find()
+            .filter(audit_event::Column::OrgId.eq(org.clone()))
+            .filter(audit_event::Column::Seq.eq(a.seq))
+            .one(&txn)
+            .await
+            .map_err(store)?;
+        if at.is_none_or(|r| r.hash != hex::encode(a.hash)) {
+            txn.rollback().await.map_err(store)?;
+            return Err(AuditError::Invalid(format!(
+                "record {} is not the one the anchor names",
+                a.seq
+            )));
+        }
+        let removed = audit_event::Entity::delete_many()
+            .filter(audit_event::Column::OrgId.eq(org))
+            .filter(audit_event::Column::Seq.lte(a.seq))
+            .exec(&txn)
+            .await
+            .map_err(store)?
+            .rows_affected;
         txn.commit().await.map_err(store)?;
         Ok(removed)
     }
