@@ -139,6 +139,7 @@ pub async fn run(store: &dyn AuditStore) {
     checkpoints_round_trip_and_verify(store).await;
     erasure_keeps_the_chain_valid(store).await;
     retention_removes_a_prefix_under_a_signed_anchor(store).await;
+    retention_commits_its_record_with_the_removal(store).await;
     rejects_invalid_queries(store).await;
 }
 
@@ -446,6 +447,69 @@ async fn erasure_keeps_the_chain_valid(store: &dyn AuditStore) {
     assert!(verify_chain(store, org, KEY).await.unwrap().is_ok());
 }
 
+/// A retention pass that commits nothing with its removal.
+fn no_record(_: &crate::Anchor, _: u64) -> Result<Journal, crate::AuditError> {
+    Ok(Journal::default())
+}
+
+async fn retention_commits_its_record_with_the_removal(store: &dyn AuditStore) {
+    let org = OrgId::new();
+    for i in 1..=5 {
+        store
+            .append(Journal::record(event(
+                org,
+                i * 60,
+                "usr_a",
+                AuditAction::Login,
+                "x",
+            )))
+            .await
+            .unwrap();
+    }
+    // A journal that cannot be built fails the pass, and nothing is removed.
+    let failing = |_: &crate::Anchor, _: u64| -> Result<Journal, crate::AuditError> {
+        Err(crate::AuditError::Invalid("no record".into()))
+    };
+    assert!(
+        crate::prune_before(store, org, at(200), KEY, at(300), &failing)
+            .await
+            .is_err()
+    );
+    assert_eq!(store.chain_page(org, 0, 10).await.unwrap().len(), 5);
+    assert_eq!(store.anchor(org).await.unwrap(), None);
+    // Records 1 to 3 go, and the pass's record is appended in the same commit.
+    let record = |a: &crate::Anchor, removed: u64| -> Result<Journal, crate::AuditError> {
+        Ok(Journal::record(event(
+            org,
+            300,
+            "system",
+            AuditAction::AuditPruned,
+            &format!("{removed} through {}", a.seq),
+        )))
+    };
+    let (anchor, removed) = crate::prune_before(store, org, at(200), KEY, at(300), &record)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((anchor.seq, removed), (3, 3));
+    let left = store.chain_page(org, 0, 10).await.unwrap();
+    assert_eq!(
+        left.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![4, 5, 6]
+    );
+    assert_eq!(left[2].event.action, AuditAction::AuditPruned);
+    assert_eq!(left[2].event.target.id, "3 through 3");
+    assert!(verify_chain(store, org, KEY).await.unwrap().is_ok());
+    // A pass that finds nothing left to remove commits no record.
+    assert!(
+        crate::prune_before(store, org, at(200), KEY, at(400), &record)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.chain_page(org, 0, 10).await.unwrap().len(), 3);
+}
+
 async fn retention_removes_a_prefix_under_a_signed_anchor(store: &dyn AuditStore) {
     let org = OrgId::new();
     for i in 1..=10 {
@@ -464,14 +528,14 @@ async fn retention_removes_a_prefix_under_a_signed_anchor(store: &dyn AuditStore
     let third = store.chain_page(org, 2, 1).await.unwrap()[0].clone();
     assert_eq!(third.seq, 3);
     assert!(
-        crate::prune_before(store, org, at(60), KEY, at(800))
+        crate::prune_before(store, org, at(60), KEY, at(800), &no_record)
             .await
             .unwrap()
             .is_none(),
         "nothing before the first record"
     );
     // Records 1 to 5 occurred before minute 5½: they go, under an anchor at 5.
-    let (anchor, removed) = crate::prune_before(store, org, at(330), KEY, at(800))
+    let (anchor, removed) = crate::prune_before(store, org, at(330), KEY, at(800), &no_record)
         .await
         .unwrap()
         .unwrap();
@@ -487,8 +551,8 @@ async fn retention_removes_a_prefix_under_a_signed_anchor(store: &dyn AuditStore
     // A pruner that comes late (its anchor at or before the stored one) changes nothing: the
     // anchor never moves back over records already removed.
     let late = crate::Anchor::sign(KEY, org, 3, third.hash, at(790));
-    assert_eq!(store.prune(&late).await.unwrap(), 0);
-    assert_eq!(store.prune(&anchor).await.unwrap(), 0);
+    assert_eq!(store.prune(&late, &no_record).await.unwrap(), 0);
+    assert_eq!(store.prune(&anchor, &no_record).await.unwrap(), 0);
     assert_eq!(store.anchor(org).await.unwrap(), Some(anchor.clone()));
     assert!(verify_chain(store, org, KEY).await.unwrap().is_ok());
     // The chain goes on from the kept records; pruning again is idempotent.
@@ -504,7 +568,7 @@ async fn retention_removes_a_prefix_under_a_signed_anchor(store: &dyn AuditStore
         .unwrap();
     assert_eq!(store.head(org).await.unwrap().unwrap().0, 11);
     assert!(
-        crate::prune_before(store, org, at(330), KEY, at(900))
+        crate::prune_before(store, org, at(330), KEY, at(900), &no_record)
             .await
             .unwrap()
             .is_none()
@@ -516,7 +580,7 @@ async fn retention_removes_a_prefix_under_a_signed_anchor(store: &dyn AuditStore
         Err(ChainBreak::ForgedCheckpoint { .. } | ChainBreak::ForgedAnchor { .. })
     ));
     let wrong = crate::Anchor::sign(KEY, org, 7, [9; 32], at(900));
-    assert!(store.prune(&wrong).await.is_err());
+    assert!(store.prune(&wrong, &no_record).await.is_err());
     assert_eq!(
         store.chain_page(org, 0, 100).await.unwrap().len(),
         6,
@@ -524,7 +588,7 @@ async fn retention_removes_a_prefix_under_a_signed_anchor(store: &dyn AuditStore
     );
     // Everything pruned: the head stays, and the next record continues the chain.
     let last = store.head(org).await.unwrap().unwrap();
-    crate::prune_before(store, org, at(10_000), KEY, at(10_000))
+    crate::prune_before(store, org, at(10_000), KEY, at(10_000), &no_record)
         .await
         .unwrap()
         .unwrap();

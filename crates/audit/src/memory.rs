@@ -80,47 +80,52 @@ fn matches(r: &AuditEvent, q: &AuditQuery) -> bool {
         && q.team.is_none_or(|t| e.team == Some(t))
 }
 
+/// Appends `journal` to the chains and the outboxes (the caller holds the lock).
+fn append_locked(state: &mut State, journal: Journal) -> Vec<AuditEvent> {
+    let mut out = Vec::with_capacity(journal.records.len());
+    for e in journal.records {
+        // After pruning everything, the chain continues from the retention anchor.
+        let anchored = state.anchors.get(&e.org).map(|a| (a.seq + 1, a.hash));
+        let chain = state.chains.entry(e.org).or_default();
+        let (seq, prev) = chain
+            .last()
+            .map(|l| (l.seq + 1, l.hash))
+            .or(anchored)
+            .unwrap_or((1, GENESIS));
+        let rec = seal(e, seq, prev);
+        chain.push(rec.clone());
+        out.push(rec);
+    }
+    state.outbox.extend(journal.events);
+    for m in journal.mails {
+        let id = format!("mail_{:020}", state.mails.len() + 1);
+        let queued_at = out
+            .first()
+            .map_or_else(chrono::Utc::now, |r| r.event.occurred_at);
+        state.mails.push((
+            QueuedMail {
+                id,
+                org: m.org,
+                to: m.to,
+                subject: m.subject,
+                body: m.body,
+                kind: m.kind,
+                created_at: queued_at,
+                sent_at: None,
+                attempts: 0,
+                last_error: None,
+            },
+            chrono::DateTime::<chrono::Utc>::MIN_UTC,
+        ));
+    }
+    out
+}
+
 #[async_trait]
 impl AuditStore for MemoryAuditStore {
     async fn append(&self, journal: Journal) -> Result<Vec<AuditEvent>, AuditError> {
         let mut state = self.lock()?;
-        let mut out = Vec::with_capacity(journal.records.len());
-        for e in journal.records {
-            // After pruning everything, the chain continues from the retention anchor.
-            let anchored = state.anchors.get(&e.org).map(|a| (a.seq + 1, a.hash));
-            let chain = state.chains.entry(e.org).or_default();
-            let (seq, prev) = chain
-                .last()
-                .map(|l| (l.seq + 1, l.hash))
-                .or(anchored)
-                .unwrap_or((1, GENESIS));
-            let rec = seal(e, seq, prev);
-            chain.push(rec.clone());
-            out.push(rec);
-        }
-        state.outbox.extend(journal.events);
-        for m in journal.mails {
-            let id = format!("mail_{:020}", state.mails.len() + 1);
-            let queued_at = out
-                .first()
-                .map_or_else(chrono::Utc::now, |r| r.event.occurred_at);
-            state.mails.push((
-                QueuedMail {
-                    id,
-                    org: m.org,
-                    to: m.to,
-                    subject: m.subject,
-                    body: m.body,
-                    kind: m.kind,
-                    created_at: queued_at,
-                    sent_at: None,
-                    attempts: 0,
-                    last_error: None,
-                },
-                chrono::DateTime::<chrono::Utc>::MIN_UTC,
-            ));
-        }
-        Ok(out)
+        Ok(append_locked(&mut state, journal))
     }
 
     async fn search(&self, org: OrgId, query: &AuditQuery) -> Result<Vec<AuditEvent>, AuditError> {
@@ -170,7 +175,11 @@ impl AuditStore for MemoryAuditStore {
         Ok(self.lock()?.anchors.get(&org).cloned())
     }
 
-    async fn prune(&self, anchor: &crate::chain::Anchor) -> Result<u64, AuditError> {
+    async fn prune(
+        &self,
+        anchor: &crate::chain::Anchor,
+        journal: crate::PruneJournal<'_>,
+    ) -> Result<u64, AuditError> {
         let mut state = self.lock()?;
         if state
             .anchors
@@ -189,10 +198,11 @@ impl AuditStore for MemoryAuditStore {
                 anchor.seq
             )));
         }
-        let before = chain.len();
+        let removed = chain.iter().filter(|r| r.seq <= anchor.seq).count() as u64;
+        let journal = journal(anchor, removed)?;
         chain.retain(|r| r.seq > anchor.seq);
-        let removed = (before - chain.len()) as u64;
         state.anchors.insert(anchor.org, anchor.clone());
+        append_locked(&mut state, journal);
         Ok(removed)
     }
 

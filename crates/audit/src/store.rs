@@ -80,14 +80,18 @@ pub trait AuditStore: Send + Sync {
     /// transaction, after checking that record `anchor.seq` is still there with `anchor.hash`.
     /// Returns the number of records removed.
     ///
+    /// `journal`, given the anchor and how many records were removed, is what the removal commits with (its
+    /// audit record): in the same transaction, so a removal is never without its record.
+    ///
     /// When an anchor at or past `anchor.seq` is already stored (another pruner, on this
     /// instance or another, got there first), changes nothing and returns 0: the anchor never
     /// moves back, which would leave removed records unaccounted for. Concurrent calls for one
     /// organization must be serialized by the store so that exactly one of them removes.
     ///
     /// # Errors
-    /// [`AuditError::Invalid`] when the record at the anchor is missing or different.
-    async fn prune(&self, anchor: &Anchor) -> Result<u64, AuditError>;
+    /// [`AuditError::Invalid`] when the record at the anchor is missing or different; the
+    /// error of `journal`; either way nothing is removed.
+    async fn prune(&self, anchor: &Anchor, journal: PruneJournal<'_>) -> Result<u64, AuditError>;
 
     /// Every organization that has at least one record (for periodic checkpoints).
     ///
@@ -95,6 +99,11 @@ pub trait AuditStore: Send + Sync {
     /// [`AuditError::Store`] on storage failure.
     async fn organizations(&self) -> Result<Vec<OrgId>, AuditError>;
 }
+
+/// What a retention pass commits with its removal, given its anchor and how many records it
+/// removed: see
+/// [`AuditStore::prune`].
+pub type PruneJournal<'a> = &'a (dyn Fn(&Anchor, u64) -> Result<Journal, AuditError> + Send + Sync);
 
 /// Page size used when walking a chain.
 pub const WALK_PAGE: u32 = 5_000;
@@ -158,8 +167,9 @@ pub async fn take_checkpoint(
 
 /// Applies a retention period: removes `org`'s records that occurred before `cutoff` (the
 /// prefix of the chain up to the newest such record) under a signed [`Anchor`], so the rest
-/// still verifies. Returns the anchor written, or `None` when nothing is old enough or a
-/// concurrent pass (another instance's retention worker) already removed it.
+/// still verifies, committing `journal` (its audit record) with the removal. Returns the anchor
+/// written, or `None` when nothing is old enough or a concurrent pass (another instance's
+/// retention worker) already removed it.
 ///
 /// # Errors
 /// [`AuditError::Store`] on storage failure.
@@ -169,6 +179,7 @@ pub async fn prune_before(
     cutoff: DateTime<Utc>,
     key: &[u8],
     now: DateTime<Utc>,
+    journal: PruneJournal<'_>,
 ) -> Result<Option<(Anchor, u64)>, AuditError> {
     let newest_old = store
         .search(
@@ -187,7 +198,7 @@ pub async fn prune_before(
         return Ok(None);
     }
     let anchor = Anchor::sign(key, org, last.seq, last.hash, now);
-    match store.prune(&anchor).await? {
+    match store.prune(&anchor, journal).await? {
         // A concurrent pass anchored at or past this record first.
         0 => Ok(None),
         removed => Ok(Some((anchor, removed))),

@@ -186,9 +186,10 @@ async fn concurrent_retention_passes_remove_each_record_once(a: SeaStore, b: Sea
         .map(|i| {
             let store = stores[usize::try_from(i % 2).unwrap()].clone();
             let cutoff = minute(10 + 4 * i) + chrono::Duration::seconds(30);
-            tokio::spawn(
-                async move { audit::prune_before(&*store, org, cutoff, KEY, minute(60)).await },
-            )
+            tokio::spawn(async move {
+                let nothing = |_: &audit::Anchor, _: u64| Ok(audit::Journal::default());
+                audit::prune_before(&*store, org, cutoff, KEY, minute(60), &nothing).await
+            })
         })
         .collect();
     let mut removed = 0;

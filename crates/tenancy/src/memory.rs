@@ -164,8 +164,12 @@ impl AuditStore for MemoryTenancyStore {
     async fn anchor(&self, org: OrgId) -> Result<Option<audit::Anchor>, audit::AuditError> {
         self.audit.anchor(org).await
     }
-    async fn prune(&self, anchor: &audit::Anchor) -> Result<u64, audit::AuditError> {
-        self.audit.prune(anchor).await
+    async fn prune(
+        &self,
+        anchor: &audit::Anchor,
+        journal: audit::PruneJournal<'_>,
+    ) -> Result<u64, audit::AuditError> {
+        self.audit.prune(anchor, journal).await
     }
     async fn chain_page(
         &self,

@@ -297,7 +297,8 @@ pub async fn end_member_sessions<S: TenancyStore + ?Sized>(
 
 /// Applies `org`'s audit retention period: records older than it are removed under a signed
 /// retention anchor (see `audit::prune_before`), the removal is itself recorded
-/// (`audit.pruned`, by the system), and a checkpoint of the new head is signed. Returns how
+/// (`audit.pruned`, by the system, in the removal's transaction), and a checkpoint of the new
+/// head is signed. Returns how
 /// many records were removed (`0` without a retention period or when nothing is old enough).
 ///
 /// # Errors
@@ -314,13 +315,9 @@ pub async fn apply_audit_retention<S: TenancyStore + audit::AuditStore>(
     };
     let audit_store: &dyn audit::AuditStore = store;
     let cutoff = now - chrono::Duration::days(i64::from(days));
-    let Some((anchor, removed)) =
-        audit::prune_before(audit_store, org, cutoff, checkpoint_key, now).await?
-    else {
-        return Ok(0);
-    };
-    store
-        .append(Journal::record(
+    // Committed with the removal: how many records went, and through which one.
+    let record = |anchor: &audit::Anchor, removed: u64| -> Result<Journal, audit::AuditError> {
+        Ok(Journal::record(
             audit::NewAuditEvent::new(
                 org,
                 now,
@@ -332,7 +329,12 @@ pub async fn apply_audit_retention<S: TenancyStore + audit::AuditStore>(
                 "retention_days": days, "removed": removed, "through_seq": anchor.seq,
             }))?),
         ))
-        .await?;
+    };
+    let Some((_, removed)) =
+        audit::prune_before(audit_store, org, cutoff, checkpoint_key, now, &record).await?
+    else {
+        return Ok(0);
+    };
     audit::take_checkpoint(audit_store, org, checkpoint_key, now).await?;
     Ok(removed)
 }

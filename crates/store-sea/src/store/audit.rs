@@ -319,7 +319,11 @@ impl AuditStore for SeaStore {
         }))
     }
 
-    async fn prune(&self, a: &audit::Anchor) -> Result<u64, AuditError> {
+    async fn prune(
+        &self,
+        a: &audit::Anchor,
+        journal: audit::PruneJournal<'_>,
+    ) -> Result<u64, AuditError> {
         let org = a.org.to_string();
         let txn = self.db().begin().await.map_err(store)?;
         // The anchor first, and only forward: the row lock (PostgreSQL) or the write lock
@@ -373,7 +377,10 @@ impl AuditStore for SeaStore {
             .await
             .map_err(store)?
             .rows_affected;
-        txn.commit().await.map_err(store)?;
+        let journal = journal(a, removed)?;
+        crate::journal::finish(txn, journal, 0)
+            .await
+            .map_err(store)?;
         Ok(removed)
     }
 
