@@ -180,6 +180,9 @@ both_backends!(
         let res = verify(&t, &ch, json!({ "recovery_code": rc.to_uppercase() })).await;
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.json::<Value>().await.unwrap()["recovery_codes_left"], 9);
+        let used = t.audit("action=auth.recovery_code_used").await;
+        assert_eq!(used.len(), 1, "{used:?}");
+        assert_eq!(used[0]["metadata"]["left"], 9);
         let ch = challenge(&t, "lisa@example.com", DEMO_PASSWORD).await;
         problem(
             verify(&t, &ch, json!({ "recovery_code": rc })).await,
@@ -187,6 +190,11 @@ both_backends!(
             "invalid_input",
         )
         .await;
+        assert_eq!(
+            t.audit("action=auth.recovery_code_used").await.len(),
+            1,
+            "a refused code writes no use"
+        );
         problem(
             verify(&t, &ch, json!({ "code": "1", "recovery_code": rc })).await,
             StatusCode::BAD_REQUEST,

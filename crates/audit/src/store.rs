@@ -80,8 +80,9 @@ pub trait AuditStore: Send + Sync {
     /// transaction, after checking that record `anchor.seq` is still there with `anchor.hash`.
     /// Returns the number of records removed.
     ///
-    /// `journal`, given the anchor and how many records were removed, is what the removal commits with (its
-    /// audit record): in the same transaction, so a removal is never without its record.
+    /// `journal`, given the anchor and how many records were removed, is what the removal
+    /// commits with (its audit record), in the same transaction: a removal is never without
+    /// its record.
     ///
     /// When an anchor at or past `anchor.seq` is already stored (another pruner, on this
     /// instance or another, got there first), changes nothing and returns 0: the anchor never
@@ -101,8 +102,7 @@ pub trait AuditStore: Send + Sync {
 }
 
 /// What a retention pass commits with its removal, given its anchor and how many records it
-/// removed: see
-/// [`AuditStore::prune`].
+/// removed: see [`AuditStore::prune`].
 pub type PruneJournal<'a> = &'a (dyn Fn(&Anchor, u64) -> Result<Journal, AuditError> + Send + Sync);
 
 /// Page size used when walking a chain.

@@ -150,12 +150,15 @@ pub async fn login<S: TenancyStore + ?Sized>(
     }
     let Verification::Match { needs_rehash } = verification else {
         let next = after_failure(&LoginThrottlePolicy::default(), throttle.as_ref(), now);
-        store.set_login_throttle(user.id, Some(&next)).await?;
-        audit_store.append(failed("bad_credentials")).await?;
+        store
+            .set_login_throttle(user.id, Some(&next), failed("bad_credentials"))
+            .await?;
         return Err(TenancyError::BadCredentials);
     };
     if throttle.is_some() {
-        store.set_login_throttle(user.id, None).await?;
+        store
+            .set_login_throttle(user.id, None, Journal::default())
+            .await?;
     }
     // Someone whose every membership is deactivated has nowhere to go: no session.
     if !memberships.is_empty() && memberships.iter().all(|m| !m.active) {

@@ -514,26 +514,38 @@ async fn api_keys_limit_scope_and_revoke<S: TenancyStore + AuditStore + ?Sized>(
 }
 
 async fn login_throttle_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
-    let (_, _, owner) = new_org(s).await;
+    let (org, _, owner) = new_org(s).await;
     assert_eq!(s.login_throttle(owner.id).await.unwrap(), None);
     let state = security_policy::ThrottleState {
         failures: 3,
         window_start: now(),
         locked_until: Some(now() + Duration::minutes(15)),
     };
-    s.set_login_throttle(owner.id, Some(&state)).await.unwrap();
+    let h = head(s, org.id).await;
+    s.set_login_throttle(owner.id, Some(&state), note(org.id, "failed"))
+        .await
+        .unwrap();
     assert_eq!(s.login_throttle(owner.id).await.unwrap(), Some(state));
+    assert_eq!(
+        head(s, org.id).await,
+        h + 1,
+        "the failed login's record commits with the throttle"
+    );
     let next = security_policy::ThrottleState {
         failures: 4,
         ..state
     };
-    s.set_login_throttle(owner.id, Some(&next)).await.unwrap();
+    s.set_login_throttle(owner.id, Some(&next), Journal::default())
+        .await
+        .unwrap();
     assert_eq!(
         s.login_throttle(owner.id).await.unwrap(),
         Some(next),
         "replaced, not duplicated"
     );
-    s.set_login_throttle(owner.id, None).await.unwrap();
+    s.set_login_throttle(owner.id, None, Journal::default())
+        .await
+        .unwrap();
     assert_eq!(s.login_throttle(owner.id).await.unwrap(), None);
 }
 
@@ -1737,25 +1749,40 @@ async fn mfa_steps_codes_and_challenges_are_used_once<
         .count();
     assert_eq!(won, 1, "racing submissions of one code: exactly one wins");
 
-    // Recovery codes work once.
-    let racers: Vec<_> = (0..5).map(|_| s.use_recovery_code(u, "h1")).collect();
+    // Recovery codes work once, each use committing its record; a refused one writes nothing.
+    let h = head(s, org.id).await;
+    let racers: Vec<_> = (0..5)
+        .map(|_| s.use_recovery_code(u, "h1", note(org.id, "recovery")))
+        .collect();
     let won = futures::future::join_all(racers)
         .await
         .into_iter()
         .filter(|r| *r.as_ref().unwrap())
         .count();
     assert_eq!(won, 1);
-    assert!(!s.use_recovery_code(u, "nope").await.unwrap());
+    assert_eq!(head(s, org.id).await, h + 1, "one use, one record");
+    assert!(
+        !s.use_recovery_code(u, "nope", note(org.id, "nope"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(head(s, org.id).await, h + 1);
     assert_eq!(s.mfa(u).await.unwrap().unwrap().recovery_codes_left, 2);
     let fresh: Vec<String> = ["n1", "n2"].map(String::from).to_vec();
     s.replace_recovery_codes(u, &fresh, note(org.id, "regen"))
         .await
         .unwrap();
     assert!(
-        !s.use_recovery_code(u, "h2").await.unwrap(),
+        !s.use_recovery_code(u, "h2", Journal::default())
+            .await
+            .unwrap(),
         "old codes die with the regeneration"
     );
-    assert!(s.use_recovery_code(u, "n2").await.unwrap());
+    assert!(
+        s.use_recovery_code(u, "n2", Journal::default())
+            .await
+            .unwrap()
+    );
 
     // SMS codes: the pending one is taken once, only with its hash.
     s.set_phone(u, Some("+15551234567"), note(org.id, "phone"))
@@ -1781,9 +1808,15 @@ async fn mfa_steps_codes_and_challenges_are_used_once<
         window_start: now(),
         locked_until: Some(now() + Duration::minutes(15)),
     };
-    s.set_mfa_throttle(u, Some(&t)).await.unwrap();
+    let h = head(s, org.id).await;
+    s.set_mfa_throttle(u, Some(&t), note(org.id, "wrong code"))
+        .await
+        .unwrap();
     assert_eq!(s.mfa(u).await.unwrap().unwrap().throttle, Some(t));
-    s.set_mfa_throttle(u, None).await.unwrap();
+    assert_eq!(head(s, org.id).await, h + 1);
+    s.set_mfa_throttle(u, None, Journal::default())
+        .await
+        .unwrap();
     assert_eq!(s.mfa(u).await.unwrap().unwrap().throttle, None);
 
     // Login challenges: stored by hash, consumed once.

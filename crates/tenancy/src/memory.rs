@@ -581,13 +581,16 @@ impl AccountStore for MemoryTenancyStore {
         &self,
         user: UserId,
         state: Option<&security_policy::ThrottleState>,
+        journal: Journal,
     ) -> Result<(), TenancyError> {
-        let mut s = self.lock()?;
-        match state {
-            Some(t) => s.throttles.insert(user, *t),
-            None => s.throttles.remove(&user),
-        };
-        Ok(())
+        {
+            let mut s = self.lock()?;
+            match state {
+                Some(t) => s.throttles.insert(user, *t),
+                None => s.throttles.remove(&user),
+            };
+        }
+        self.commit(journal).await
     }
 
     async fn list_sessions(&self, user: UserId) -> Result<Vec<Session>, TenancyError> {
@@ -1680,14 +1683,25 @@ impl MfaStore for MemoryTenancyStore {
         })
     }
 
-    async fn use_recovery_code(&self, user: UserId, hash: &str) -> Result<bool, TenancyError> {
-        let mut s = self.lock()?;
-        let Some(r) = s.mfa.get_mut(&user) else {
-            return Ok(false);
+    async fn use_recovery_code(
+        &self,
+        user: UserId,
+        hash: &str,
+        journal: Journal,
+    ) -> Result<bool, TenancyError> {
+        let used = {
+            let mut s = self.lock()?;
+            let Some(r) = s.mfa.get_mut(&user) else {
+                return Ok(false);
+            };
+            let before = r.recovery.len();
+            r.recovery.retain(|h| h != hash);
+            r.recovery.len() < before
         };
-        let before = r.recovery.len();
-        r.recovery.retain(|h| h != hash);
-        Ok(r.recovery.len() < before)
+        if used {
+            self.commit(journal).await?;
+        }
+        Ok(used)
     }
 
     async fn replace_recovery_codes(
@@ -1745,11 +1759,12 @@ impl MfaStore for MemoryTenancyStore {
         &self,
         user: UserId,
         state: Option<&security_policy::ThrottleState>,
+        journal: Journal,
     ) -> Result<(), TenancyError> {
         if let Some(r) = self.lock()?.mfa.get_mut(&user) {
             r.record.throttle = state.copied();
         }
-        Ok(())
+        self.commit(journal).await
     }
 
     async fn disable_mfa(&self, user: UserId, journal: Journal) -> Result<(), TenancyError> {

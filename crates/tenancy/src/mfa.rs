@@ -134,11 +134,17 @@ pub trait MfaStore: Send + Sync {
     /// [`TenancyError::Store`].
     async fn use_totp_step(&self, user: UserId, step: i64) -> Result<bool, TenancyError>;
 
-    /// Consumes an unused recovery code; `false` when there is no such unused code.
+    /// Consumes an unused recovery code, with `journal` (its record) in the same transaction;
+    /// `false`, and nothing written, when there is no such unused code.
     ///
     /// # Errors
     /// [`TenancyError::Store`].
-    async fn use_recovery_code(&self, user: UserId, hash: &str) -> Result<bool, TenancyError>;
+    async fn use_recovery_code(
+        &self,
+        user: UserId,
+        hash: &str,
+        journal: Journal,
+    ) -> Result<bool, TenancyError>;
 
     /// Replaces every recovery code.
     ///
@@ -179,7 +185,8 @@ pub trait MfaStore: Send + Sync {
     async fn take_sms_challenge(&self, user: UserId, code_hash: &str)
     -> Result<bool, TenancyError>;
 
-    /// Replaces (or clears) the second-factor throttling state.
+    /// Replaces (or clears) the second-factor throttling state, with `journal` (the failed
+    /// attempt's record) in the same transaction.
     ///
     /// # Errors
     /// [`TenancyError::Store`].
@@ -187,6 +194,7 @@ pub trait MfaStore: Send + Sync {
         &self,
         user: UserId,
         state: Option<&ThrottleState>,
+        journal: Journal,
     ) -> Result<(), TenancyError>;
 
     /// Removes the second factor and its recovery codes.
@@ -356,6 +364,15 @@ pub enum SecondFactor {
     Sms(String),
 }
 
+/// What a second-factor check commits with the state it changes.
+#[derive(Debug, Default)]
+struct FactorRecords {
+    /// With the throttle's update after a wrong code.
+    failed: Journal,
+    /// With the use of a recovery code.
+    recovery_used: Journal,
+}
+
 /// Checks a second factor for an enrolled person, with throttling and replay protection.
 /// Returns whether a recovery code was used.
 async fn check_factor<S: MfaStore + ?Sized>(
@@ -364,6 +381,7 @@ async fn check_factor<S: MfaStore + ?Sized>(
     user: UserId,
     factor: &SecondFactor,
     now: DateTime<Utc>,
+    records: FactorRecords,
 ) -> Result<bool, TenancyError> {
     let rec = store
         .mfa(user)
@@ -383,8 +401,9 @@ async fn check_factor<S: MfaStore + ?Sized>(
             }
         }
         SecondFactor::Recovery(code) => {
+            let hash = security_policy::recovery_code_hash(code);
             store
-                .use_recovery_code(user, &security_policy::recovery_code_hash(code))
+                .use_recovery_code(user, &hash, records.recovery_used)
                 .await?
         }
         SecondFactor::Sms(code) => match &rec.sms {
@@ -396,13 +415,17 @@ async fn check_factor<S: MfaStore + ?Sized>(
     };
     if !ok {
         let next = after_failure(&LoginThrottlePolicy::default(), rec.throttle.as_ref(), now);
-        store.set_mfa_throttle(user, Some(&next)).await?;
+        store
+            .set_mfa_throttle(user, Some(&next), records.failed)
+            .await?;
         return Err(TenancyError::Invalid(
             "the code is wrong, expired or already used".into(),
         ));
     }
     if rec.throttle.is_some() {
-        store.set_mfa_throttle(user, None).await?;
+        store
+            .set_mfa_throttle(user, None, Journal::default())
+            .await?;
     }
     Ok(matches!(factor, SecondFactor::Recovery(_)))
 }
@@ -467,17 +490,43 @@ pub async fn complete_login<S: TenancyStore + MfaStore + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<LoginOutcome, TenancyError> {
     let user = challenge_user(store, challenge, now).await?;
-    let used_recovery = match check_factor(store, cipher, user.id, factor, now).await {
+    // The records are made ready first: each commits with the state it goes with (a wrong
+    // code's with the throttle's update, a recovery code's with its use).
+    let failed =
+        personal_journal_with(store, &user, AuditAction::LoginFailed, &request, now, |r| {
+            r.with_outcome(Outcome::Failure {
+                reason: "bad_second_factor".into(),
+            })
+        })
+        .await?;
+    let mut left = None;
+    let mut recovery_used = Journal::default();
+    if matches!(factor, SecondFactor::Recovery(_)) {
+        let after = store
+            .mfa(user.id)
+            .await?
+            .map_or(0, |r| r.recovery_codes_left.saturating_sub(1));
+        let meta = audit::Metadata::from_value(serde_json::json!({ "left": after }))?;
+        recovery_used = personal_journal_with(
+            store,
+            &user,
+            AuditAction::RecoveryCodeUsed,
+            &request,
+            now,
+            |r| r.with_metadata(meta.clone()),
+        )
+        .await?;
+        left = Some(after);
+    }
+    let records = FactorRecords {
+        failed: failed.clone(),
+        recovery_used,
+    };
+    let used_recovery = match check_factor(store, cipher, user.id, factor, now, records).await {
         Ok(r) => r,
-        Err(e @ (TenancyError::Invalid(_) | TenancyError::Throttled(_))) => {
-            let j =
-                personal_journal_with(store, &user, AuditAction::LoginFailed, &request, now, |r| {
-                    r.with_outcome(Outcome::Failure {
-                        reason: "bad_second_factor".into(),
-                    })
-                })
-                .await?;
-            audit_store.append(j).await?;
+        // Refused before any state changed: the record goes alone.
+        Err(e @ TenancyError::Throttled(_)) => {
+            audit_store.append(failed).await?;
             return Err(e);
         }
         Err(e) => return Err(e),
@@ -490,22 +539,7 @@ pub async fn complete_login<S: TenancyStore + MfaStore + ?Sized>(
     }
     let mut outcome = open_session(store, &user, request.clone(), now).await?;
     if used_recovery {
-        let left = store
-            .mfa(user.id)
-            .await?
-            .map_or(0, |r| r.recovery_codes_left);
-        let meta = audit::Metadata::from_value(serde_json::json!({ "left": left }))?;
-        let j = personal_journal_with(
-            store,
-            &user,
-            AuditAction::RecoveryCodeUsed,
-            &request,
-            now,
-            |r| r.with_metadata(meta.clone()),
-        )
-        .await?;
-        audit_store.append(j).await?;
-        outcome.recovery_codes_left = Some(left);
+        outcome.recovery_codes_left = left;
     }
     Ok(outcome)
 }
@@ -610,7 +644,7 @@ pub async fn change<S: TenancyStore + MfaStore + ?Sized>(
         Change::SetPhone(Some(p)) => Some(valid_phone(p)?),
         _ => None,
     };
-    check_factor(store, cipher, user.id, proof, now).await?;
+    check_factor(store, cipher, user.id, proof, now, FactorRecords::default()).await?;
     match what {
         Change::Disable => {
             let j = personal_journal(store, user, AuditAction::MfaDisabled, request, now).await?;

@@ -402,7 +402,9 @@ where
                 Journal::record(record(AuditAction::OwnerAccessReset, &u)),
             )
             .await?;
-        store.set_login_throttle(u.id, None).await?;
+        store
+            .set_login_throttle(u.id, None, Journal::default())
+            .await?;
         if store.mfa(u.id).await?.is_some() {
             store
                 .disable_mfa(u.id, Journal::record(record(AuditAction::MfaDisabled, &u)))

@@ -298,8 +298,8 @@ pub async fn end_member_sessions<S: TenancyStore + ?Sized>(
 /// Applies `org`'s audit retention period: records older than it are removed under a signed
 /// retention anchor (see `audit::prune_before`), the removal is itself recorded
 /// (`audit.pruned`, by the system, in the removal's transaction), and a checkpoint of the new
-/// head is signed. Returns how
-/// many records were removed (`0` without a retention period or when nothing is old enough).
+/// head is signed. Returns how many records were removed (`0` without a retention period or
+/// when nothing is old enough).
 ///
 /// # Errors
 /// Storage errors.

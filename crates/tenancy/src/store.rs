@@ -308,7 +308,8 @@ pub trait AccountStore: Send + Sync {
         user: UserId,
     ) -> Result<Option<security_policy::ThrottleState>, TenancyError>;
 
-    /// Replaces (or with `None` clears) `user`'s login-throttling state.
+    /// Replaces (or with `None` clears) `user`'s login-throttling state, with `journal` (the
+    /// failed login's record) in the same transaction.
     ///
     /// # Errors
     /// [`TenancyError::Store`] on storage failure.
@@ -316,6 +317,7 @@ pub trait AccountStore: Send + Sync {
         &self,
         user: UserId,
         state: Option<&security_policy::ThrottleState>,
+        journal: Journal,
     ) -> Result<(), TenancyError>;
 
     /// `user`'s live sessions, newest first.

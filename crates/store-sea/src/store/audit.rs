@@ -377,7 +377,13 @@ impl AuditStore for SeaStore {
             .await
             .map_err(store)?
             .rows_affected;
-        let journal = journal(a, removed)?;
+        let journal = match journal(a, removed) {
+            Ok(j) => j,
+            Err(e) => {
+                txn.rollback().await.map_err(store)?;
+                return Err(e);
+            }
+        };
         crate::journal::finish(txn, journal, 0)
             .await
             .map_err(store)?;

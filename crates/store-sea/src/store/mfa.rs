@@ -150,14 +150,25 @@ impl MfaStore for SeaStore {
         Ok(res.rows_affected == 1)
     }
 
-    async fn use_recovery_code(&self, user: UserId, hash: &str) -> Result<bool, TenancyError> {
+    async fn use_recovery_code(
+        &self,
+        user: UserId,
+        hash: &str,
+        journal: Journal,
+    ) -> Result<bool, TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
         let res = recovery_code::Entity::delete_many()
             .filter(recovery_code::Column::UserId.eq(uid(user)))
             .filter(recovery_code::Column::CodeHash.eq(hash))
-            .exec(self.db())
+            .exec(&txn)
             .await
             .map_err(store)?;
-        Ok(res.rows_affected == 1)
+        if res.rows_affected != 1 {
+            txn.rollback().await.map_err(store)?;
+            return Ok(false);
+        }
+        commit(txn, journal).await?;
+        Ok(true)
     }
 
     async fn replace_recovery_codes(
@@ -248,7 +259,9 @@ impl MfaStore for SeaStore {
         &self,
         user: UserId,
         state: Option<&ThrottleState>,
+        journal: Journal,
     ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
         user_mfa::Entity::update_many()
             .col_expr(
                 user_mfa::Column::Failures,
@@ -263,10 +276,10 @@ impl MfaStore for SeaStore {
                 Expr::value(state.and_then(|s| s.locked_until).map(micros)),
             )
             .filter(user_mfa::Column::UserId.eq(uid(user)))
-            .exec(self.db())
+            .exec(&txn)
             .await
             .map_err(store)?;
-        Ok(())
+        commit(txn, journal).await
     }
 
     async fn disable_mfa(&self, user: UserId, journal: Journal) -> Result<(), TenancyError> {

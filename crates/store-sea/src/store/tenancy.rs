@@ -826,13 +826,15 @@ impl AccountStore for SeaStore {
         &self,
         user_id: UserId,
         state: Option<&security_policy::ThrottleState>,
+        journal: Journal,
     ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
         let Some(t) = state else {
             login_throttle::Entity::delete_by_id(user_id.to_string())
-                .exec(self.db())
+                .exec(&txn)
                 .await
                 .map_err(store)?;
-            return Ok(());
+            return commit(txn, journal).await;
         };
         login_throttle::Entity::insert(login_throttle::ActiveModel {
             user_id: Set(user_id.to_string()),
@@ -849,10 +851,10 @@ impl AccountStore for SeaStore {
                 ])
                 .to_owned(),
         )
-        .exec_without_returning(self.db())
+        .exec_without_returning(&txn)
         .await
         .map_err(store)?;
-        Ok(())
+        commit(txn, journal).await
     }
 
     async fn list_sessions(&self, user_id: UserId) -> Result<Vec<Session>, TenancyError> {
