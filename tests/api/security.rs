@@ -233,6 +233,42 @@ both_backends!(
     }
 );
 
+both_backends!(
+    changing_the_second_factor_records_refusals_and_recovery_codes,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let (_, codes) = enrol(&t, &t.owner_token).await;
+        // A wrong proof is refused and recorded as a denied attempt.
+        problem(
+            t.post(
+                &t.url("/api/v1/me/mfa/disable"),
+                &t.owner_token,
+                &json!({ "code": "000000" }),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        let denied = t.audit("action=access.denied").await;
+        assert_eq!(denied.len(), 1, "{denied:?}");
+        assert_eq!(denied[0]["reason"], "bad_second_factor");
+        // A recovery code as proof is used up, and its use recorded with the change.
+        let res = t
+            .post(
+                &t.url("/api/v1/me/mfa/disable"),
+                &t.owner_token,
+                &json!({ "recovery_code": codes[0] }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        let used = t.audit("action=auth.recovery_code_used").await;
+        assert_eq!(used.len(), 1, "{used:?}");
+        assert_eq!(used[0]["metadata"]["left"], 9);
+        assert_eq!(t.audit("action=auth.mfa_disabled").await.len(), 1);
+    }
+);
+
 both_backends!(sms_codes_are_a_single_use_backup, |b| async move {
     let t = spawn_app(b).await;
     let (uri, _) = enrol(&t, &t.owner_token).await;
@@ -713,6 +749,12 @@ both_backends!(
         t.login("lisa@example.com", "correct horse battery staple 42")
             .await;
         assert_eq!(t.audit("action=auth.password_changed").await.len(), 1);
+        let revoked = t.audit("action=auth.session_revoked").await;
+        assert_eq!(revoked.len(), 1, "{revoked:?}");
+        assert_eq!(
+            revoked[0]["metadata"],
+            json!({"sessions": 1, "reason": "password_changed"})
+        );
         // Over-long input is refused before any hashing.
         let huge = "y".repeat(5000);
         assert_eq!(

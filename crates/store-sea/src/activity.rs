@@ -14,6 +14,10 @@ use crate::entity::session;
 /// Most sessions one statement updates (three parameters each).
 const BATCH: usize = 500;
 
+/// How long written activity is still overlaid on reads: a read whose statement began before
+/// the write committed returns the old time, and must still see the noted one.
+const KEEP_WRITTEN: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Activity noted on sessions and not yet written ([`tenancy::TenancyStore::note_activity`]).
 ///
 /// A request that notes activity returns at once; one task, started by the first note while
@@ -30,6 +34,8 @@ struct State {
     noted: HashMap<SessionId, DateTime<Utc>>,
     /// Taken by the writing task and not yet written.
     in_flight: HashMap<SessionId, DateTime<Utc>>,
+    /// Written lately, with when: see [`KEEP_WRITTEN`].
+    written: HashMap<SessionId, (DateTime<Utc>, std::time::Instant)>,
     writing: bool,
 }
 
@@ -67,21 +73,31 @@ impl ActivityBuffer {
     /// `batch` has been written (or given up).
     fn written(&self, batch: &[(SessionId, DateTime<Utc>)]) {
         let mut s = self.state();
+        let now = std::time::Instant::now();
+        s.written
+            .retain(|_, (_, when)| now.duration_since(*when) < KEEP_WRITTEN);
         for (id, at) in batch {
             if s.in_flight.get(id) == Some(at) {
                 s.in_flight.remove(id);
             }
+            let kept = s.written.entry(*id).or_insert((*at, now));
+            *kept = ((*at).max(kept.0), now);
         }
     }
 
     /// `recorded` (a session's activity as read from the database) or the later activity this
-    /// process has noted and not yet written: a request sees the activity of the one before it.
+    /// process has noted and not yet written (or written so lately that the read may have begun
+    /// before it): a request sees the activity of the one before it.
     pub(crate) fn latest(&self, session: SessionId, recorded: DateTime<Utc>) -> DateTime<Utc> {
         let s = self.state();
-        [s.noted.get(&session), s.in_flight.get(&session)]
-            .into_iter()
-            .flatten()
-            .fold(recorded, |a, b| a.max(*b))
+        [
+            s.noted.get(&session),
+            s.in_flight.get(&session),
+            s.written.get(&session).map(|(at, _)| at),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(recorded, |a, b| a.max(*b))
     }
 }
 
@@ -161,5 +177,36 @@ impl SeaStore {
             .exec(self.db())
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_see_noted_activity_until_well_after_it_is_written() {
+        let buffer = ActivityBuffer::default();
+        let id = SessionId::new();
+        let old = DateTime::from_timestamp(1_760_000_000, 0).unwrap_or_default();
+        let noted = old + chrono::Duration::minutes(5);
+        assert!(buffer.note(id, noted), "the first note starts the writer");
+        assert_eq!(buffer.latest(id, old), noted, "noted");
+        let batch = buffer.take();
+        assert_eq!(batch, [(id, noted)]);
+        assert_eq!(buffer.latest(id, old), noted, "in flight");
+        // A read whose statement began before the write committed still has the old time.
+        buffer.written(&batch);
+        assert_eq!(buffer.latest(id, old), noted, "written lately");
+        let later = noted + chrono::Duration::minutes(1);
+        assert_eq!(
+            buffer.latest(id, later),
+            later,
+            "the database's newer time wins"
+        );
+        assert!(
+            buffer.take().is_empty(),
+            "nothing left ends the writer's turn"
+        );
     }
 }

@@ -155,15 +155,22 @@ pub async fn login<S: TenancyStore + ?Sized>(
             .await?;
         return Err(TenancyError::BadCredentials);
     };
+    // Someone whose every membership is deactivated has nowhere to go: no session. The right
+    // password still clears the throttle, in the refusal's transaction.
+    if !memberships.is_empty() && memberships.iter().all(|m| !m.active) {
+        if throttle.is_some() {
+            store
+                .set_login_throttle(user.id, None, failed("deactivated"))
+                .await?;
+        } else {
+            audit_store.append(failed("deactivated")).await?;
+        }
+        return Err(TenancyError::Deactivated);
+    }
     if throttle.is_some() {
         store
             .set_login_throttle(user.id, None, Journal::default())
             .await?;
-    }
-    // Someone whose every membership is deactivated has nowhere to go: no session.
-    if !memberships.is_empty() && memberships.iter().all(|m| !m.active) {
-        audit_store.append(failed("deactivated")).await?;
-        return Err(TenancyError::Deactivated);
     }
     if needs_rehash && let Ok(h) = hasher.hash_off_thread(password).await {
         store

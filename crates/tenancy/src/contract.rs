@@ -131,6 +131,7 @@ pub async fn run<
     concurrent_creates_never_overshoot(s).await;
     orgs_round_trip(s).await;
     login_throttle_round_trip(s).await;
+    password_change_ends_other_sessions_in_its_transaction(s).await;
     member_limit_and_single_owner(s).await;
     sessions_evict_oldest_and_end(s).await;
     api_keys_limit_scope_and_revoke(s).await;
@@ -359,6 +360,75 @@ fn session(user: UserId, minutes: i64) -> Session {
         ip: "127.0.0.1".into(),
         user_agent: "contract".into(),
     }
+}
+
+async fn password_change_ends_other_sessions_in_its_transaction<
+    S: TenancyStore + AuditStore + ?Sized,
+>(
+    s: &S,
+) {
+    let (org, _, owner) = new_org(s).await;
+    let sessions: Vec<Session> = (0..3).map(|m| session(owner.id, m)).collect();
+    for (i, x) in sessions.iter().enumerate() {
+        s.create_session(x, &format!("pw-{i}"), 5, Journal::default())
+            .await
+            .unwrap();
+    }
+    let h = head(s, org.id).await;
+    let made = std::sync::Mutex::new(Vec::new());
+    let records = |ended: u64| {
+        made.lock().unwrap().push(ended);
+        note(org.id, "password changed").and_record(NewAuditEvent::new(
+            org.id,
+            now(),
+            Actor::system(),
+            AuditAction::SessionRevoked,
+            Target::new("contract", ended.to_string(), "sessions"),
+        ))
+    };
+    let ended = s
+        .change_password_hash(owner.id, "new-hash", Some(sessions[1].id), now(), &records)
+        .await
+        .unwrap();
+    assert_eq!(ended, 2);
+    assert_eq!(
+        *made.lock().unwrap(),
+        [2],
+        "the journal is made from the count"
+    );
+    assert_eq!(head(s, org.id).await, h + 2, "both records committed");
+    let live: Vec<SessionId> = s
+        .list_sessions(owner.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|x| x.id)
+        .collect();
+    assert_eq!(live, [sessions[1].id], "only the kept session lives");
+    assert_eq!(
+        s.find_user_by_email(&owner.email)
+            .await
+            .unwrap()
+            .unwrap()
+            .1
+            .as_deref(),
+        Some("new-hash")
+    );
+    // Without a session to keep, every one ends; an unknown person changes nothing.
+    assert_eq!(
+        s.change_password_hash(owner.id, "newer", None, now(), &|_| Journal::default())
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(s.list_sessions(owner.id).await.unwrap().is_empty());
+    let h = head(s, org.id).await;
+    assert!(matches!(
+        s.change_password_hash(UserId::new(), "x", None, now(), &records)
+            .await,
+        Err(TenancyError::NotFound(_))
+    ));
+    assert_eq!(head(s, org.id).await, h);
 }
 
 async fn sessions_evict_oldest_and_end<S: TenancyStore + AuditStore + ?Sized>(s: &S) {

@@ -44,6 +44,6 @@ pub use model::{
     SecuritySettings, Session, Team, User, valid_name,
 };
 pub use store::{
-    AccountStore, ApiKeyStore, BulkStore, InvitationStore, MembershipStore, OrgStore, TenancyStore,
-    WorkspaceStore,
+    AccountStore, ApiKeyStore, BulkStore, InvitationStore, MembershipStore, OrgStore,
+    SessionsEndedJournal, TenancyStore, WorkspaceStore,
 };

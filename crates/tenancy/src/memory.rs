@@ -500,6 +500,35 @@ impl AccountStore for MemoryTenancyStore {
         self.commit(journal).await
     }
 
+    async fn change_password_hash(
+        &self,
+        user: UserId,
+        hash: &str,
+        keep: Option<SessionId>,
+        now: DateTime<Utc>,
+        records: crate::SessionsEndedJournal<'_>,
+    ) -> Result<u64, TenancyError> {
+        let ended = {
+            let mut s = self.lock()?;
+            s.users
+                .get_mut(&user)
+                .ok_or(TenancyError::NotFound("user"))?
+                .1 = Some(hash.to_owned());
+            let mut ended = 0;
+            for row in s
+                .sessions
+                .iter_mut()
+                .filter(|r| r.0.user == user && r.2.is_none() && Some(r.0.id) != keep)
+            {
+                row.2 = Some(now);
+                ended += 1;
+            }
+            ended
+        };
+        self.commit(records(ended)).await?;
+        Ok(ended)
+    }
+
     async fn create_session(
         &self,
         session: &Session,

@@ -365,12 +365,57 @@ pub enum SecondFactor {
 }
 
 /// What a second-factor check commits with the state it changes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct FactorRecords {
     /// With the throttle's update after a wrong code.
     failed: Journal,
     /// With the use of a recovery code.
     recovery_used: Journal,
+}
+
+/// The records a check of `factor` commits with the state it changes: `failed` (outcome
+/// `bad_second_factor`) with the throttle's update after a wrong code, and a recovery code's
+/// use with its consumption; with the recovery codes left after that use.
+async fn factor_records<S: TenancyStore + MfaStore + ?Sized>(
+    store: &S,
+    user: &User,
+    factor: &SecondFactor,
+    failed: AuditAction,
+    request: &RequestContext,
+    now: DateTime<Utc>,
+) -> Result<(FactorRecords, Option<u32>), TenancyError> {
+    let failed = personal_journal_with(store, user, failed, request, now, |r| {
+        r.with_outcome(Outcome::Failure {
+            reason: "bad_second_factor".into(),
+        })
+    })
+    .await?;
+    let mut left = None;
+    let mut recovery_used = Journal::default();
+    if matches!(factor, SecondFactor::Recovery(_)) {
+        let after = store
+            .mfa(user.id)
+            .await?
+            .map_or(0, |r| r.recovery_codes_left.saturating_sub(1));
+        let meta = audit::Metadata::from_value(serde_json::json!({ "left": after }))?;
+        recovery_used = personal_journal_with(
+            store,
+            user,
+            AuditAction::RecoveryCodeUsed,
+            request,
+            now,
+            |r| r.with_metadata(meta.clone()),
+        )
+        .await?;
+        left = Some(after);
+    }
+    Ok((
+        FactorRecords {
+            failed,
+            recovery_used,
+        },
+        left,
+    ))
 }
 
 /// Checks a second factor for an enrolled person, with throttling and replay protection.
@@ -490,38 +535,16 @@ pub async fn complete_login<S: TenancyStore + MfaStore + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<LoginOutcome, TenancyError> {
     let user = challenge_user(store, challenge, now).await?;
-    // The records are made ready first: each commits with the state it goes with (a wrong
-    // code's with the throttle's update, a recovery code's with its use).
-    let failed =
-        personal_journal_with(store, &user, AuditAction::LoginFailed, &request, now, |r| {
-            r.with_outcome(Outcome::Failure {
-                reason: "bad_second_factor".into(),
-            })
-        })
-        .await?;
-    let mut left = None;
-    let mut recovery_used = Journal::default();
-    if matches!(factor, SecondFactor::Recovery(_)) {
-        let after = store
-            .mfa(user.id)
-            .await?
-            .map_or(0, |r| r.recovery_codes_left.saturating_sub(1));
-        let meta = audit::Metadata::from_value(serde_json::json!({ "left": after }))?;
-        recovery_used = personal_journal_with(
-            store,
-            &user,
-            AuditAction::RecoveryCodeUsed,
-            &request,
-            now,
-            |r| r.with_metadata(meta.clone()),
-        )
-        .await?;
-        left = Some(after);
-    }
-    let records = FactorRecords {
-        failed: failed.clone(),
-        recovery_used,
-    };
+    let (records, left) = factor_records(
+        store,
+        &user,
+        factor,
+        AuditAction::LoginFailed,
+        &request,
+        now,
+    )
+    .await?;
+    let failed = records.failed.clone();
     let used_recovery = match check_factor(store, cipher, user.id, factor, now, records).await {
         Ok(r) => r,
         // Refused before any state changed: the record goes alone.
@@ -620,7 +643,7 @@ pub enum Change {
 /// # Errors
 /// [`TenancyError::Invalid`] (wrong code, bad number), [`TenancyError::Conflict`] (required),
 /// [`TenancyError::NotFound`] (not enrolled).
-pub async fn change<S: TenancyStore + MfaStore + ?Sized>(
+pub async fn change<S: TenancyStore + MfaStore + audit::AuditStore + ?Sized>(
     store: &S,
     cipher: &Cipher,
     user: &User,
@@ -644,7 +667,17 @@ pub async fn change<S: TenancyStore + MfaStore + ?Sized>(
         Change::SetPhone(Some(p)) => Some(valid_phone(p)?),
         _ => None,
     };
-    check_factor(store, cipher, user.id, proof, now, FactorRecords::default()).await?;
+    // A wrong proof is a denied attempt, recorded with the throttle's update (or alone when
+    // refused by the throttle); a recovery code given as proof is used up, with its record.
+    let (records, _) =
+        factor_records(store, user, proof, AuditAction::AccessDenied, request, now).await?;
+    let denied = records.failed.clone();
+    if let Err(e) = check_factor(store, cipher, user.id, proof, now, records).await {
+        if matches!(e, TenancyError::Throttled(_)) {
+            store.append(denied).await?;
+        }
+        return Err(e);
+    }
     match what {
         Change::Disable => {
             let j = personal_journal(store, user, AuditAction::MfaDisabled, request, now).await?;

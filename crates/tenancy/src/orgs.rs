@@ -395,12 +395,16 @@ where
             .await
             .map_err(|e| TenancyError::Invalid(e.to_string()))?;
         let u = owner.user.clone();
-        store
-            .set_password_hash(
-                u.id,
-                &hash,
-                Journal::record(record(AuditAction::OwnerAccessReset, &u)),
-            )
+        // The new password and the end of every session commit together, with the record.
+        let records = |ended: u64| {
+            let mut r = record(AuditAction::OwnerAccessReset, &u);
+            if let Ok(m) = Metadata::from_value(json!({ "sessions_ended": ended })) {
+                r = r.with_metadata(m);
+            }
+            Journal::record(r)
+        };
+        let ended = store
+            .change_password_hash(u.id, &hash, None, now, &records)
             .await?;
         store
             .set_login_throttle(u.id, None, Journal::default())
@@ -409,16 +413,6 @@ where
             store
                 .disable_mfa(u.id, Journal::record(record(AuditAction::MfaDisabled, &u)))
                 .await?;
-        }
-        let mut ended = 0;
-        for s in store.list_sessions(u.id).await? {
-            if store
-                .end_session(u.id, s.id, now, Journal::default())
-                .await
-                .is_ok()
-            {
-                ended += 1;
-            }
         }
         return Ok(OwnerReset::AccessReset {
             owner: u,

@@ -227,33 +227,38 @@ pub async fn change_password<S: TenancyStore + MfaStore + ?Sized>(
         .hash_off_thread(new)
         .await
         .map_err(|e| TenancyError::Invalid(e.to_string()))?;
-    let mut j = Journal::default();
-    for org in &orgs {
-        j = j.and_record(
-            audit::NewAuditEvent::new(
-                org.id,
-                now,
-                audit::Actor::user(user.id, user.name.clone()),
-                AuditAction::PasswordChanged,
-                Target::new("user", user.id, user.name.clone()),
-            )
-            .with_context(request.clone()),
-        );
-    }
-    store.set_password_hash(user.id, &hash, j).await?;
-    // Anyone holding another session of this person is signed out with the old password.
-    let mut ended = 0;
-    for s in store.list_sessions(user.id).await? {
-        if Some(s.id) != current_session
-            && store
-                .end_session(user.id, s.id, now, Journal::default())
-                .await
-                .is_ok()
-        {
-            ended += 1;
+    // Anyone holding another session of this person is signed out with the old password, in
+    // the change's transaction; each organization's record says how many sessions ended.
+    let records = |ended: u64| {
+        let mut j = Journal::default();
+        for org in &orgs {
+            let event = |action| {
+                audit::NewAuditEvent::new(
+                    org.id,
+                    now,
+                    audit::Actor::user(user.id, user.name.clone()),
+                    action,
+                    Target::new("user", user.id, user.name.clone()),
+                )
+                .with_context(request.clone())
+            };
+            j = j.and_record(event(AuditAction::PasswordChanged));
+            if ended > 0 {
+                j = j.and_record(
+                    event(AuditAction::SessionRevoked).with_metadata(
+                        Metadata::from_value(
+                            json!({"sessions": ended, "reason": "password_changed"}),
+                        )
+                        .unwrap_or_default(),
+                    ),
+                );
+            }
         }
-    }
-    Ok(ended)
+        j
+    };
+    store
+        .change_password_hash(user.id, &hash, current_session, now, &records)
+        .await
 }
 
 /// Ends every live session of a member (the Owner and Admins, for example when a laptop is

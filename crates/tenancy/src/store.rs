@@ -241,6 +241,22 @@ pub trait AccountStore: Send + Sync {
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
+    /// Replaces `user`'s password hash and ends every live session of theirs but `keep`, with
+    /// the journal `records` makes from the number of sessions ended, in one transaction (so a
+    /// changed or reset password never leaves an old session alive, and both are recorded).
+    /// Returns how many sessions were ended.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] for an unknown user; nothing is changed then.
+    async fn change_password_hash(
+        &self,
+        user: UserId,
+        hash: &str,
+        keep: Option<SessionId>,
+        now: DateTime<Utc>,
+        records: SessionsEndedJournal<'_>,
+    ) -> Result<u64, TenancyError>;
+
     /// Stores a new session under `token_hash` and, in the same transaction, ends
     /// the user's oldest live sessions so at most `max_live` remain (including the new one).
     /// Returns the ended sessions.
@@ -754,6 +770,10 @@ pub trait WorkspaceStore: Send + Sync {
     /// [`TenancyError::Store`] on storage failure.
     async fn record(&self, journal: Journal) -> Result<(), TenancyError>;
 }
+
+/// The journal a password change commits, made from how many other sessions it ended: see
+/// [`TenancyStore::change_password_hash`].
+pub type SessionsEndedJournal<'a> = &'a (dyn Fn(u64) -> Journal + Send + Sync);
 
 /// Everything the tenancy services need, as one handle. Its own methods combine the others
 /// and have defaults, so an adapter implements it with an empty `impl` block unless it can

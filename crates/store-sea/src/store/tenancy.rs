@@ -681,6 +681,37 @@ impl AccountStore for SeaStore {
         commit(txn, journal).await
     }
 
+    async fn change_password_hash(
+        &self,
+        user_id: UserId,
+        hash: &str,
+        keep: Option<SessionId>,
+        now: DateTime<Utc>,
+        records: tenancy::SessionsEndedJournal<'_>,
+    ) -> Result<u64, TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let res = user::Entity::update_many()
+            .col_expr(user::Column::PasswordHash, Expr::value(hash))
+            .filter(user::Column::Id.eq(user_id.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if res.rows_affected == 0 {
+            txn.rollback().await.map_err(store)?;
+            return Err(TenancyError::NotFound("user"));
+        }
+        let mut end = session::Entity::update_many()
+            .col_expr(session::Column::EndedAt, Expr::value(micros(now)))
+            .filter(session::Column::UserId.eq(user_id.to_string()))
+            .filter(session::Column::EndedAt.is_null());
+        if let Some(k) = keep {
+            end = end.filter(session::Column::Id.ne(k.to_string()));
+        }
+        let ended = end.exec(&txn).await.map_err(store)?.rows_affected;
+        commit(txn, records(ended)).await?;
+        Ok(ended)
+    }
+
     async fn create_session(
         &self,
         s: &Session,
