@@ -612,6 +612,16 @@ both_backends!(
         )
         .await;
         assert_eq!(cleared["ip_allowlist_allows_everyone"], true);
+        // Each refusal by the allowlist is recorded (two addresses, two credentials).
+        let denied: Vec<Value> = t
+            .audit("action=access.denied&limit=50")
+            .await
+            .into_iter()
+            .filter(|r| r["reason"] == "ip_not_allowed")
+            .collect();
+        assert_eq!(denied.len(), 4, "{denied:?}");
+        assert_eq!(denied[0]["target_id"], "GET /api/v1/orgs/{org_id}/members");
+        assert_eq!(denied[0]["ip"], "198.51.100.7");
         let changes = t.audit("action=security_policy.updated").await;
         assert_eq!(changes.len(), 2);
         assert_eq!(changes[0]["metadata"]["fields"], json!(["ip_allowlist"]));

@@ -159,10 +159,12 @@ impl FromRequest for OrgCaller {
                 accounts::authenticate_in(&*st.store, &secret, org, request, st.clock.now())
                     .await?;
             tracing::Span::current().record("org", tracing::field::display(org));
-            check_ip(&caller).inspect_err(|_| crate::prom::denial("ip_not_allowed"))?;
-            check_mfa(&st, &caller)
-                .await
-                .inspect_err(|_| crate::prom::denial("mfa_enrollment_required"))?;
+            if let Err(e) = check_ip(&caller) {
+                return Err(policy_denied(&st, &caller, &req, "ip_not_allowed", e).await);
+            }
+            if let Err(e) = check_mfa(&st, &caller).await {
+                return Err(policy_denied(&st, &caller, &req, "mfa_enrollment_required", e).await);
+            }
             match access {
                 Access::Member => {}
                 Access::Org(perm) => enforce(&st, &caller, perm).await?,
@@ -230,6 +232,37 @@ pub async fn enforce(st: &AppState, caller: &Caller, perm: Permission) -> Result
 
 /// Maps a domain error to HTTP, first writing an `access.denied` record when it is an
 /// authorization denial, so denials decided inside the crates are audited like route-level ones.
+/// Records a refusal by the organization's security policy (its IP allowlist, its required
+/// 2FA) as `access.denied`, with the route that was refused, and returns the refusal (or the
+/// storage error when the record cannot be written).
+async fn policy_denied(
+    st: &AppState,
+    caller: &Caller,
+    req: &HttpRequest,
+    reason: &str,
+    refusal: ApiError,
+) -> ApiError {
+    crate::prom::denial(reason);
+    let route = format!(
+        "{} {}",
+        req.method(),
+        req.match_pattern().unwrap_or_else(|| req.path().to_owned())
+    );
+    let record = caller
+        .audit(
+            st.clock.now(),
+            AuditAction::AccessDenied,
+            Target::new("route", route, ""),
+        )
+        .with_outcome(Outcome::Denied {
+            reason: reason.to_owned(),
+        });
+    match AuditStore::append(&*st.store, Journal::record(record)).await {
+        Ok(_) => refusal,
+        Err(store) => store.into(),
+    }
+}
+
 pub async fn audited(
     st: &AppState,
     caller: &Caller,
