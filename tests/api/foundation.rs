@@ -461,6 +461,11 @@ both_backends!(
         assert_eq!(denied["reason"], "role_lacks_permission");
         let updates = t.audit("action=settings.updated").await;
         assert_eq!(updates.len(), 2);
+        let recorded = t.audit("action=access.denied").await;
+        assert_eq!(recorded.len(), 1, "{recorded:?}");
+        assert_eq!(recorded[0]["actor_type"], "user");
+        assert_eq!(recorded[0]["target_id"], "update_company_settings");
+        assert_eq!(recorded[0]["reason"], "role_lacks_permission");
     }
 );
 

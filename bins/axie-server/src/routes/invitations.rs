@@ -149,14 +149,18 @@ pub async fn resend(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let now = st.clock.now();
-    let (inv, _token) = invitations::resend(
+    let (inv, _token) = match invitations::resend(
         &*st.store,
         &caller,
         invitation_id(&path)?,
         &settings(&st),
         now,
     )
-    .await?;
+    .await
+    {
+        Ok(sent) => sent,
+        Err(e) => return Err(audited(&st, &caller, "resend_invitation", e).await),
+    };
     Ok(HttpResponse::Ok().json(response(&inv, now)))
 }
 
@@ -460,9 +464,10 @@ pub async fn bulk_confirm(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let id: InvitationId = path.1.parse().map_err(|_| ApiError::not_found("preview"))?;
-    let invited =
-        tenancy::bulk::confirm(&*st.store, &caller, id, &settings(&st), st.clock.now()).await?;
-    Ok(HttpResponse::Created().json(BulkConfirmResponse { invited }))
+    match tenancy::bulk::confirm(&*st.store, &caller, id, &settings(&st), st.clock.now()).await {
+        Ok(invited) => Ok(HttpResponse::Created().json(BulkConfirmResponse { invited })),
+        Err(e) => Err(audited(&st, &caller, "bulk_invite", e).await),
+    }
 }
 
 impl std::fmt::Debug for TokenBody {

@@ -208,7 +208,11 @@ pub async fn propose_transfer(
         .to_user_id
         .parse()
         .map_err(|_| ApiError::not_found("member"))?;
-    let t = tenancy::members::propose_transfer(&*st.store, &caller, to, st.clock.now()).await?;
+    let t = match tenancy::members::propose_transfer(&*st.store, &caller, to, st.clock.now()).await
+    {
+        Ok(t) => t,
+        Err(e) => return Err(crate::auth::audited(&st, &caller, "transfer_ownership", e).await),
+    };
     Ok(HttpResponse::Created().json(TransferResponse {
         from_user_id: t.from.to_string(),
         to_user_id: t.to.to_string(),
@@ -227,7 +231,12 @@ pub async fn confirm_transfer(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
 ) -> Result<HttpResponse, ApiError> {
-    let t = tenancy::members::confirm_transfer(&*st.store, &caller, st.clock.now()).await?;
+    let t = match tenancy::members::confirm_transfer(&*st.store, &caller, st.clock.now()).await {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(crate::auth::audited(&st, &caller, "confirm_ownership_transfer", e).await);
+        }
+    };
     Ok(HttpResponse::Ok().json(TransferResponse {
         from_user_id: t.from.to_string(),
         to_user_id: t.to.to_string(),

@@ -103,8 +103,10 @@ pub async fn update(
         billing_address: body.billing_address,
         tax_id: body.tax_id,
     };
-    let profile = orgs::update_profile(&*st.store, &caller, req, st.clock.now()).await?;
-    Ok(HttpResponse::Ok().json(response(&caller, &profile)))
+    match orgs::update_profile(&*st.store, &caller, req, st.clock.now()).await {
+        Ok(profile) => Ok(HttpResponse::Ok().json(response(&caller, &profile))),
+        Err(e) => Err(audited(&st, &caller, "update_company_settings", e).await),
+    }
 }
 
 /// What to explain.

@@ -165,7 +165,8 @@ pub async fn set(
     path: web::Path<(String, String)>,
     body: web::Json<ConsentBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let c =
-        privacy::set_consent(&*st.store, &caller, &path.1, body.granted, st.clock.now()).await?;
-    Ok(HttpResponse::Ok().json(ConsentResponse::from(&c)))
+    match privacy::set_consent(&*st.store, &caller, &path.1, body.granted, st.clock.now()).await {
+        Ok(c) => Ok(HttpResponse::Ok().json(ConsentResponse::from(&c))),
+        Err(e) => Err(audited(&st, &caller, "set_consent", e).await),
+    }
 }
