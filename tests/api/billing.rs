@@ -649,5 +649,14 @@ both_backends!(
             (1, 1)
         );
         assert_eq!(count("credits.allocation_changed"), 1);
+        // The chargeback reports (JSON, CSV, the early period) are exports of the ledger.
+        let formats: Vec<Value> = t
+            .audit("action=data.exported")
+            .await
+            .iter()
+            .filter(|e| e["target_type"] == "credit_ledger")
+            .map(|e| e["metadata"]["format"].clone())
+            .collect();
+        assert_eq!(formats, [json!("json"), json!("csv"), json!("json")]);
     }
 );

@@ -211,15 +211,31 @@ both_backends!(
         let m = axie_server::admin::export_audit(&t.store, org, "ndjson", &mut nd)
             .await
             .unwrap();
-        assert_eq!(m, n);
-        for line in String::from_utf8(nd).unwrap().lines() {
-            let v: Value = serde_json::from_str(line).unwrap();
-            assert!(v["action"].is_string());
-        }
+        assert_eq!(m, n + 1, "the first export's own record is in the second");
+        let lines: Vec<Value> = String::from_utf8(nd)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(lines.iter().all(|v| v["action"].is_string()));
+        // Newest first: the export just made, by the operator's command.
+        assert_eq!(lines[0]["action"], "data.exported");
+        assert_eq!(lines[0]["actor"]["kind"], "system");
+        assert_eq!(lines[0]["metadata"]["format"], "ndjson");
         assert!(
             axie_server::admin::export_audit(&t.store, org, "xml", &mut Vec::new())
                 .await
                 .is_err()
+        );
+        let exported = json_of(
+            t.get(&t.org("/audit-events?action=data.exported"), &boss)
+                .await,
+        )
+        .await;
+        assert_eq!(
+            exported["items"].as_array().unwrap().len(),
+            2,
+            "an unknown format exports nothing and records nothing"
         );
     }
 );

@@ -72,6 +72,21 @@ pub async fn export_audit(
     format: &str,
     out: &mut dyn Write,
 ) -> Result<u64, Failure> {
+    if !matches!(format, "csv" | "ndjson" | "pdf") {
+        return Err(format!("unknown format `{format}`; use csv, ndjson or pdf").into());
+    }
+    // The export is itself audited, as through the API; by the system (the operator's command).
+    let record = audit::NewAuditEvent::new(
+        org,
+        chrono::Utc::now(),
+        audit::Actor::system(),
+        audit::AuditAction::DataExported,
+        audit::Target::new("audit_log", org, "audit log"),
+    )
+    .with_metadata(audit::Metadata::from_value(
+        serde_json::json!({ "format": format, "by": "export-audit command" }),
+    )?);
+    store.append(audit::Journal::record(record)).await?;
     let mut query = AuditQuery {
         limit: 500,
         ..AuditQuery::default()

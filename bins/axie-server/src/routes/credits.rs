@@ -548,6 +548,18 @@ pub async fn chargeback(
         Ok(l) => l,
         Err(e) => return Err(audited(&st, &caller, "credit_chargeback", e).await),
     };
+    // The report is an export of the ledger: audited, in either format.
+    let record = caller
+        .audit(
+            st.clock.now(),
+            audit::AuditAction::DataExported,
+            audit::Target::new("credit_ledger", caller.org.id, "chargeback report"),
+        )
+        .with_metadata(audit::Metadata::from_value(serde_json::json!({
+            "format": if csv { "csv" } else { "json" },
+            "from": q.from, "to": q.to,
+        }))?);
+    audit::AuditStore::append(&*st.store, audit::Journal::record(record)).await?;
     if csv {
         let body = billing_limits::credits::chargeback_csv(&lines).map_err(ApiError::internal)?;
         return Ok(HttpResponse::Ok()
