@@ -230,8 +230,6 @@ pub async fn enforce(st: &AppState, caller: &Caller, perm: Permission) -> Result
     }
 }
 
-/// Maps a domain error to HTTP, first writing an `access.denied` record when it is an
-/// authorization denial, so denials decided inside the crates are audited like route-level ones.
 /// Records a refusal by the organization's security policy (its IP allowlist, its required
 /// 2FA) as `access.denied`, with the route that was refused, and returns the refusal (or the
 /// storage error when the record cannot be written).
@@ -263,6 +261,8 @@ async fn policy_denied(
     }
 }
 
+/// Maps a domain error to HTTP, first writing an `access.denied` record when it is an
+/// authorization denial, so denials decided inside the crates are audited like route-level ones.
 pub async fn audited(
     st: &AppState,
     caller: &Caller,
