@@ -142,6 +142,25 @@ pub(crate) async fn insert_membership(
     Ok(())
 }
 
+/// Replaces `user`'s password hash in `txn`; `NotFound` for an unknown user (the caller's
+/// transaction is then dropped, which rolls it back).
+async fn write_password_hash(
+    txn: &DatabaseTransaction,
+    user_id: UserId,
+    hash: &str,
+) -> Result<(), TenancyError> {
+    let res = user::Entity::update_many()
+        .col_expr(user::Column::PasswordHash, Expr::value(hash))
+        .filter(user::Column::Id.eq(user_id.to_string()))
+        .exec(txn)
+        .await
+        .map_err(store)?;
+    if res.rows_affected == 0 {
+        return Err(TenancyError::NotFound("user"));
+    }
+    Ok(())
+}
+
 pub(crate) async fn commit(txn: DatabaseTransaction, journal: Journal) -> Result<(), TenancyError> {
     crate::journal::finish(txn, journal, 0)
         .await
@@ -669,15 +688,7 @@ impl AccountStore for SeaStore {
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
-        let res = user::Entity::update_many()
-            .col_expr(user::Column::PasswordHash, Expr::value(hash))
-            .filter(user::Column::Id.eq(user_id.to_string()))
-            .exec(&txn)
-            .await
-            .map_err(store)?;
-        if res.rows_affected == 0 {
-            return Err(TenancyError::NotFound("user"));
-        }
+        write_password_hash(&txn, user_id, hash).await?;
         commit(txn, journal).await
     }
 
@@ -690,16 +701,7 @@ impl AccountStore for SeaStore {
         records: tenancy::SessionsEndedJournal<'_>,
     ) -> Result<u64, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
-        let res = user::Entity::update_many()
-            .col_expr(user::Column::PasswordHash, Expr::value(hash))
-            .filter(user::Column::Id.eq(user_id.to_string()))
-            .exec(&txn)
-            .await
-            .map_err(store)?;
-        if res.rows_affected == 0 {
-            txn.rollback().await.map_err(store)?;
-            return Err(TenancyError::NotFound("user"));
-        }
+        write_password_hash(&txn, user_id, hash).await?;
         let mut end = session::Entity::update_many()
             .col_expr(session::Column::EndedAt, Expr::value(micros(now)))
             .filter(session::Column::UserId.eq(user_id.to_string()))
