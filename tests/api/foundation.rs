@@ -199,6 +199,26 @@ both_backends!(fourth_login_ends_the_oldest_session, |b| async move {
     for s in [&s2, &s3, &s4] {
         json_of(t.get(&t.url("/api/v1/me"), s).await).await;
     }
+    // The eviction is recorded with the login that made it: the first session, by its owner.
+    let audit = |q: &'static str| {
+        let s4 = s4.clone();
+        let t = &t;
+        async move {
+            let page = json_of(t.get(&t.org(&format!("/audit-events?{q}")), &s4).await).await;
+            page["items"].as_array().unwrap().clone()
+        }
+    };
+    let revoked = audit("action=auth.session_revoked").await;
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert_eq!(revoked[0]["metadata"]["reason"], "session_limit");
+    assert_eq!(revoked[0]["actor_type"], "user");
+    let logins = audit("action=auth.login").await;
+    assert_eq!(
+        logins[0]["seq"].as_i64().unwrap() + 1,
+        revoked[0]["seq"].as_i64().unwrap()
+    );
+    let first_login = logins.last().unwrap();
+    assert_eq!(revoked[0]["target_id"], first_login["target_id"]);
 });
 
 both_backends!(idle_and_absolute_timeouts_end_sessions, |b| async move {
@@ -226,6 +246,35 @@ both_backends!(idle_and_absolute_timeouts_end_sessions, |b| async move {
         "unauthenticated",
     )
     .await;
+    // Each end is recorded once, by the system, with its reason; a second request with an
+    // ended session records nothing more.
+    problem(
+        t.get(&t.url("/api/v1/me"), &busy).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await;
+    let owner = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+    let revoked = json_of(
+        t.get(&t.org("/audit-events?action=auth.session_revoked"), &owner)
+            .await,
+    )
+    .await;
+    let reasons: Vec<(&str, &str)> = revoked["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["metadata"]["reason"].as_str().unwrap(),
+                e["actor_type"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [("absolute_timeout", "system"), ("idle_timeout", "system")]
+    );
 });
 
 both_backends!(

@@ -194,6 +194,30 @@ both_backends!(
         };
         assert_eq!(role_of("newboss@acme.example"), "owner");
         assert_eq!(role_of(OWNER_EMAIL), "admin");
+        let moved = json_of(
+            t.get(&t.org("/audit-events?action=ownership."), &boss)
+                .await,
+        )
+        .await;
+        let moved: Vec<(&str, &str)> = moved["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["action"].as_str().unwrap(),
+                    e["actor_type"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            moved,
+            [
+                ("ownership.transferred", "system"),
+                ("ownership.transfer_proposed", "system")
+            ],
+            "each step of the operator's hand-over is recorded"
+        );
 
         // The whole log, as the API would export it.
         let mut csv = Vec::new();

@@ -782,5 +782,30 @@ both_backends!(
             .map(|e| e["action"].as_str().unwrap().to_owned())
             .collect();
         assert_eq!(events, ["scim.token_revoked", "scim.token_created"]);
+
+        // Refusals are audited like the API's, in the token's name (this token's creator is the
+        // Owner, so removing the Owner is removing itself); a token that authenticates
+        // no one has no actor to record.
+        let denied = t.audit("action=access.denied&limit=50").await;
+        let refusals: Vec<(&str, &str, &str)> = denied
+            .iter()
+            .filter(|r| r["target_id"].as_str().unwrap().contains("/scim/v2/"))
+            .map(|r| {
+                (
+                    r["target_id"].as_str().unwrap(),
+                    r["reason"].as_str().unwrap(),
+                    r["actor_id"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        let token = idp.token_id.as_str();
+        assert_eq!(
+            refusals,
+            [
+                ("GET /scim/v2/{org_id}/Users", "ip_not_allowed", token),
+                ("DELETE /scim/v2/{org_id}/Users/{id}", "remove_self", token),
+            ],
+            "{denied:?}"
+        );
     }
 );

@@ -224,7 +224,7 @@ async fn seed_org(
             user_agent: "load".into(),
         };
         store
-            .create_session(&session, &token.hash, 100, Journal::default())
+            .create_session(&session, &token.hash, 100, &|_| Journal::default())
             .await
             .unwrap();
         out.send((

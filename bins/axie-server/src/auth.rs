@@ -230,6 +230,51 @@ pub async fn enforce(st: &AppState, caller: &Caller, perm: Permission) -> Result
     }
 }
 
+/// The route a request matched, as an audit target (`"GET /api/v1/orgs/{org_id}/members"`).
+pub fn route_target(req: &HttpRequest) -> Target {
+    let route = format!(
+        "{} {}",
+        req.method(),
+        req.match_pattern().unwrap_or_else(|| req.path().to_owned())
+    );
+    Target::new("route", route, "")
+}
+
+/// The reason an authorization refusal is recorded with, or `None` when the error is not one
+/// (a missing resource, bad input or a storage failure is not a refusal).
+pub fn refusal_reason(e: &tenancy::TenancyError) -> Option<String> {
+    match e {
+        tenancy::TenancyError::Forbidden(r) => Some(r.code().to_owned()),
+        tenancy::TenancyError::RoleRule(r) => Some(
+            serde_json::to_value(r)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+        ),
+        _ => None,
+    }
+}
+
+/// Counts a refusal of `caller` and writes it to the audit log as `access.denied`, naming what
+/// was refused and why.
+///
+/// # Errors
+/// The audit store's error when the record cannot be written.
+pub async fn record_refusal(
+    st: &AppState,
+    caller: &Caller,
+    refused: Target,
+    reason: String,
+) -> Result<(), audit::AuditError> {
+    crate::prom::denial(&reason);
+    let record = caller
+        .audit(st.clock.now(), AuditAction::AccessDenied, refused)
+        .with_outcome(Outcome::Denied { reason });
+    AuditStore::append(&*st.store, Journal::record(record))
+        .await
+        .map(drop)
+}
+
 /// Records a refusal by the organization's security policy (its IP allowlist, its required
 /// 2FA) as `access.denied`, with the route that was refused, and returns the refusal (or the
 /// storage error when the record cannot be written).
@@ -240,23 +285,8 @@ async fn policy_denied(
     reason: &str,
     refusal: ApiError,
 ) -> ApiError {
-    crate::prom::denial(reason);
-    let route = format!(
-        "{} {}",
-        req.method(),
-        req.match_pattern().unwrap_or_else(|| req.path().to_owned())
-    );
-    let record = caller
-        .audit(
-            st.clock.now(),
-            AuditAction::AccessDenied,
-            Target::new("route", route, ""),
-        )
-        .with_outcome(Outcome::Denied {
-            reason: reason.to_owned(),
-        });
-    match AuditStore::append(&*st.store, Journal::record(record)).await {
-        Ok(_) => refusal,
+    match record_refusal(st, caller, route_target(req), reason.to_owned()).await {
+        Ok(()) => refusal,
         Err(store) => store.into(),
     }
 }
@@ -269,24 +299,11 @@ pub async fn audited(
     attempted: &str,
     e: tenancy::TenancyError,
 ) -> ApiError {
-    let reason = match &e {
-        tenancy::TenancyError::Forbidden(r) => r.code().to_owned(),
-        tenancy::TenancyError::RoleRule(r) => serde_json::to_value(r)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default(),
-        _ => return e.into(),
+    let Some(reason) = refusal_reason(&e) else {
+        return e.into();
     };
-    crate::prom::denial(&reason);
-    let record = caller
-        .audit(
-            st.clock.now(),
-            AuditAction::AccessDenied,
-            Target::new("permission", attempted, ""),
-        )
-        .with_outcome(Outcome::Denied { reason });
-    match AuditStore::append(&*st.store, Journal::record(record)).await {
-        Ok(_) => e.into(),
+    match record_refusal(st, caller, Target::new("permission", attempted, ""), reason).await {
+        Ok(()) => e.into(),
         Err(store) => store.into(),
     }
 }

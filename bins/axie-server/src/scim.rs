@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tenancy::scim::{self, Filter, GROUP_SCHEMA, Page, ScimError, USER_SCHEMA};
 use tenancy::{Caller, TenancyError};
 
-use crate::auth::request_context;
+use crate::auth::{record_refusal, refusal_reason, request_context, route_target};
 use crate::state::AppState;
 
 const CONTENT_TYPE: &str = "application/scim+json";
@@ -74,10 +74,7 @@ impl From<TenancyError> for ScimFailure {
                 "a valid SCIM bearer token is required",
             ),
             TenancyError::NotFound(what) => fail(S::NOT_FOUND, None, format!("{what} not found")),
-            TenancyError::Forbidden(reason) => {
-                crate::prom::denial(reason.code());
-                fail(S::FORBIDDEN, None, reason.to_string())
-            }
+            TenancyError::Forbidden(reason) => fail(S::FORBIDDEN, None, reason.to_string()),
             TenancyError::RoleRule(r) => fail(S::FORBIDDEN, Some("mutability"), r.to_string()),
             TenancyError::Conflict(m) => fail(S::CONFLICT, Some("uniqueness"), m),
             TenancyError::Invalid(m) => fail(S::BAD_REQUEST, Some("invalidValue"), m),
@@ -220,14 +217,24 @@ async fn caller(req: &HttpRequest, st: &AppState) -> Result<(Caller, String), Sc
             )
         })?;
     let ctx = request_context(req, st);
-    let c = scim::authenticate(&*st.store, org, token, ctx, st.clock.now()).await?;
+    let c = scim::authenticate(&*st.store, org, token, ctx, st.clock.now())
+        .await
+        .inspect_err(|e| {
+            // A valid token of an organization whose plan lost SCIM: counted, but there is no
+            // caller to record it for.
+            if let TenancyError::Forbidden(r) = e {
+                crate::prom::denial(r.code());
+            }
+        })?;
     let ip: std::net::IpAddr = c
         .request
         .ip
         .parse()
         .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
     if !security_policy::check_ip(&c.org.security.ip_allowlist, ip).is_allowed() {
-        crate::prom::denial("ip_not_allowed");
+        record_refusal(st, &c, route_target(req), "ip_not_allowed".to_owned())
+            .await
+            .map_err(|e| ScimFailure::from(TenancyError::from(e)))?;
         return Err(fail(
             StatusCode::FORBIDDEN,
             None,
@@ -235,6 +242,27 @@ async fn caller(req: &HttpRequest, st: &AppState) -> Result<(Caller, String), Sc
         ));
     }
     Ok((c, base(st, org)))
+}
+
+/// Passes a SCIM operation's outcome through, first writing an `access.denied` record when the
+/// operation was refused (removing the Owner, a permission the token's creator lacks), so SCIM
+/// refusals are audited like the API's.
+async fn checked<T>(
+    st: &AppState,
+    c: &Caller,
+    req: &HttpRequest,
+    outcome: Result<T, impl Into<ScimError>>,
+) -> Result<T, ScimFailure> {
+    match outcome.map_err(Into::into) {
+        Err(ScimError::Tenancy(e)) => match refusal_reason(&e) {
+            Some(reason) => match record_refusal(st, c, route_target(req), reason).await {
+                Ok(()) => Err(e.into()),
+                Err(store) => Err(TenancyError::from(store).into()),
+            },
+            None => Err(e.into()),
+        },
+        other => other.map_err(Into::into),
+    }
 }
 
 fn json_body(body: &[u8]) -> Result<Value, ScimFailure> {
@@ -497,14 +525,14 @@ fn single(
 async fn list_users(req: HttpRequest, st: web::Data<AppState>) -> Reply {
     let (c, base) = caller(&req, &st).await?;
     let q = query_from_request(&req)?;
-    let all = scim::list_users(&*st.store, &c, &base).await?;
+    let all = checked(&st, &c, &req, scim::list_users(&*st.store, &c, &base).await).await?;
     Ok(list_reply(all, &q))
 }
 
 async fn search_users(req: HttpRequest, st: web::Data<AppState>, body: web::Bytes) -> Reply {
     let (c, base) = caller(&req, &st).await?;
     let q = query_from_body(&body)?;
-    let all = scim::list_users(&*st.store, &c, &base).await?;
+    let all = checked(&st, &c, &req, scim::list_users(&*st.store, &c, &base).await).await?;
     Ok(list_reply(all, &q))
 }
 
@@ -514,14 +542,26 @@ async fn get_user(
     path: web::Path<(String, String)>,
 ) -> Reply {
     let (c, base) = caller(&req, &st).await?;
-    let user = scim::get_user(&*st.store, &c, &base, &path.1).await?;
+    let user = checked(
+        &st,
+        &c,
+        &req,
+        scim::get_user(&*st.store, &c, &base, &path.1).await,
+    )
+    .await?;
     single(StatusCode::OK, user, &req)
 }
 
 async fn create_user(req: HttpRequest, st: web::Data<AppState>, body: web::Bytes) -> Reply {
     let (c, base) = caller(&req, &st).await?;
     let doc = json_body(&body)?;
-    let user = scim::create_user(&*st.store, &c, &st.hasher, &base, &doc, st.clock.now()).await?;
+    let user = checked(
+        &st,
+        &c,
+        &req,
+        scim::create_user(&*st.store, &c, &st.hasher, &base, &doc, st.clock.now()).await,
+    )
+    .await?;
     single(StatusCode::CREATED, user, &req)
 }
 
@@ -533,15 +573,21 @@ async fn replace_user(
 ) -> Reply {
     let (c, base) = caller(&req, &st).await?;
     let doc = json_body(&body)?;
-    let user = scim::replace_user(
-        &*st.store,
+    let user = checked(
+        &st,
         &c,
-        &st.hasher,
-        &base,
-        &path.1,
-        &doc,
-        if_match(&req).as_deref(),
-        st.clock.now(),
+        &req,
+        scim::replace_user(
+            &*st.store,
+            &c,
+            &st.hasher,
+            &base,
+            &path.1,
+            &doc,
+            if_match(&req).as_deref(),
+            st.clock.now(),
+        )
+        .await,
     )
     .await?;
     single(StatusCode::OK, user, &req)
@@ -555,15 +601,21 @@ async fn patch_user(
 ) -> Reply {
     let (c, base) = caller(&req, &st).await?;
     let doc = json_body(&body)?;
-    let user = scim::patch_user(
-        &*st.store,
+    let user = checked(
+        &st,
         &c,
-        &st.hasher,
-        &base,
-        &path.1,
-        &doc,
-        if_match(&req).as_deref(),
-        st.clock.now(),
+        &req,
+        scim::patch_user(
+            &*st.store,
+            &c,
+            &st.hasher,
+            &base,
+            &path.1,
+            &doc,
+            if_match(&req).as_deref(),
+            st.clock.now(),
+        )
+        .await,
     )
     .await?;
     single(StatusCode::OK, user, &req)
@@ -575,7 +627,13 @@ async fn delete_user(
     path: web::Path<(String, String)>,
 ) -> Reply {
     let (c, _) = caller(&req, &st).await?;
-    scim::delete_user(&*st.store, &c, &path.1, st.clock.now()).await?;
+    checked(
+        &st,
+        &c,
+        &req,
+        scim::delete_user(&*st.store, &c, &path.1, st.clock.now()).await,
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -584,22 +642,42 @@ async fn delete_user(
 async fn list_groups(req: HttpRequest, st: web::Data<AppState>) -> Reply {
     let (c, base) = caller(&req, &st).await?;
     let q = query_from_request(&req)?;
-    let all = scim::list_groups(&*st.store, &c, &base).await?;
+    let all = checked(
+        &st,
+        &c,
+        &req,
+        scim::list_groups(&*st.store, &c, &base).await,
+    )
+    .await?;
     Ok(list_reply(all, &q))
 }
 
 async fn search_groups(req: HttpRequest, st: web::Data<AppState>, body: web::Bytes) -> Reply {
     let (c, base) = caller(&req, &st).await?;
     let q = query_from_body(&body)?;
-    let all = scim::list_groups(&*st.store, &c, &base).await?;
+    let all = checked(
+        &st,
+        &c,
+        &req,
+        scim::list_groups(&*st.store, &c, &base).await,
+    )
+    .await?;
     Ok(list_reply(all, &q))
 }
 
 async fn search_all(req: HttpRequest, st: web::Data<AppState>, body: web::Bytes) -> Reply {
     let (c, base) = caller(&req, &st).await?;
     let q = query_from_body(&body)?;
-    let mut all = scim::list_users(&*st.store, &c, &base).await?;
-    all.extend(scim::list_groups(&*st.store, &c, &base).await?);
+    let mut all = checked(&st, &c, &req, scim::list_users(&*st.store, &c, &base).await).await?;
+    all.extend(
+        checked(
+            &st,
+            &c,
+            &req,
+            scim::list_groups(&*st.store, &c, &base).await,
+        )
+        .await?,
+    );
     Ok(list_reply(all, &q))
 }
 
@@ -609,14 +687,26 @@ async fn get_group(
     path: web::Path<(String, String)>,
 ) -> Reply {
     let (c, base) = caller(&req, &st).await?;
-    let group = scim::get_group(&*st.store, &c, &base, &path.1).await?;
+    let group = checked(
+        &st,
+        &c,
+        &req,
+        scim::get_group(&*st.store, &c, &base, &path.1).await,
+    )
+    .await?;
     single(StatusCode::OK, group, &req)
 }
 
 async fn create_group(req: HttpRequest, st: web::Data<AppState>, body: web::Bytes) -> Reply {
     let (c, base) = caller(&req, &st).await?;
     let doc = json_body(&body)?;
-    let group = scim::create_group(&*st.store, &c, &base, &doc, st.clock.now()).await?;
+    let group = checked(
+        &st,
+        &c,
+        &req,
+        scim::create_group(&*st.store, &c, &base, &doc, st.clock.now()).await,
+    )
+    .await?;
     single(StatusCode::CREATED, group, &req)
 }
 
@@ -628,14 +718,20 @@ async fn replace_group(
 ) -> Reply {
     let (c, base) = caller(&req, &st).await?;
     let doc = json_body(&body)?;
-    let group = scim::replace_group(
-        &*st.store,
+    let group = checked(
+        &st,
         &c,
-        &base,
-        &path.1,
-        &doc,
-        if_match(&req).as_deref(),
-        st.clock.now(),
+        &req,
+        scim::replace_group(
+            &*st.store,
+            &c,
+            &base,
+            &path.1,
+            &doc,
+            if_match(&req).as_deref(),
+            st.clock.now(),
+        )
+        .await,
     )
     .await?;
     single(StatusCode::OK, group, &req)
@@ -649,14 +745,20 @@ async fn patch_group(
 ) -> Reply {
     let (c, base) = caller(&req, &st).await?;
     let doc = json_body(&body)?;
-    let group = scim::patch_group(
-        &*st.store,
+    let group = checked(
+        &st,
         &c,
-        &base,
-        &path.1,
-        &doc,
-        if_match(&req).as_deref(),
-        st.clock.now(),
+        &req,
+        scim::patch_group(
+            &*st.store,
+            &c,
+            &base,
+            &path.1,
+            &doc,
+            if_match(&req).as_deref(),
+            st.clock.now(),
+        )
+        .await,
     )
     .await?;
     single(StatusCode::OK, group, &req)
@@ -668,6 +770,12 @@ async fn delete_group(
     path: web::Path<(String, String)>,
 ) -> Reply {
     let (c, _) = caller(&req, &st).await?;
-    scim::delete_group(&*st.store, &c, &path.1, st.clock.now()).await?;
+    checked(
+        &st,
+        &c,
+        &req,
+        scim::delete_group(&*st.store, &c, &path.1, st.clock.now()).await,
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }

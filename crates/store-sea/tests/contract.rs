@@ -245,7 +245,7 @@ async fn noted_activity_is_written_soon(store: SeaStore, observer: SeaStore) {
             user_agent: "contract".into(),
         };
         store
-            .create_session(&s, &format!("hash-{i}"), 10, audit::Journal::default())
+            .create_session(&s, &format!("hash-{i}"), 10, &|_| audit::Journal::default())
             .await
             .unwrap();
         sessions.push(s);

@@ -1,7 +1,8 @@
 //! Login, logout and authentication of sessions and API keys.
 
 use audit::{
-    Actor, AuditAction, AuditStore, Journal, NewAuditEvent, Outcome, RequestContext, Target,
+    Actor, AuditAction, AuditStore, Journal, Metadata, NewAuditEvent, Outcome, RequestContext,
+    Target,
 };
 use chrono::{DateTime, Duration, Utc};
 use rbac_core::SessionId;
@@ -9,6 +10,7 @@ use security_policy::{
     LoginThrottlePolicy, MintedToken, PasswordHasher, SessionPolicy, SessionStatus, Verification,
     after_failure, check_session, hash_token, locked_until, mint,
 };
+use serde_json::json;
 
 use crate::caller::{Caller, Principal};
 use crate::error::TenancyError;
@@ -213,21 +215,39 @@ pub async fn open_session<S: TenancyStore + ?Sized>(
         ip: request.ip.clone(),
         user_agent: request.user_agent.clone(),
     };
-    let mut journal = Journal::default();
-    for m in &memberships {
-        journal = journal.and_record(
-            NewAuditEvent::new(
-                m.org,
-                now,
-                Actor::user(user.id, user.name.clone()),
+    // The login, and each older session the concurrent-session limit ends, in every
+    // organization of the person's.
+    let records = |evicted: &[SessionId]| {
+        let mut journal = Journal::default();
+        for m in &memberships {
+            let event = |action, target| {
+                NewAuditEvent::new(
+                    m.org,
+                    now,
+                    Actor::user(user.id, user.name.clone()),
+                    action,
+                    target,
+                )
+                .with_context(request.clone())
+            };
+            journal = journal.and_record(event(
                 AuditAction::Login,
                 Target::new("session", session.id, ""),
-            )
-            .with_context(request.clone()),
-        );
-    }
+            ));
+            for e in evicted {
+                journal = journal.and_record(
+                    event(AuditAction::SessionRevoked, Target::new("session", e, ""))
+                        .with_metadata(
+                            Metadata::from_value(json!({"reason": "session_limit"}))
+                                .unwrap_or_default(),
+                        ),
+                );
+            }
+        }
+        journal
+    };
     let ended = store
-        .create_session(&session, &token.hash, policy.max_concurrent, journal)
+        .create_session(&session, &token.hash, policy.max_concurrent, &records)
         .await?;
     Ok(LoginOutcome {
         token,
@@ -369,11 +389,32 @@ async fn live<S: TenancyStore + ?Sized>(
 ) -> Result<Principal, TenancyError> {
     match check_session(policy, session.created_at, session.last_seen_at, now) {
         SessionStatus::Active => {}
-        SessionStatus::Expired | SessionStatus::Idle => {
-            // Ending it is best effort: a concurrent request may already have done so.
-            let _ = store
-                .end_session(user.id, session.id, now, Journal::default())
-                .await;
+        status @ (SessionStatus::Expired | SessionStatus::Idle) => {
+            let reason = if status == SessionStatus::Expired {
+                "absolute_timeout"
+            } else {
+                "idle_timeout"
+            };
+            // Ending it is best effort: a concurrent request may already have done so, and
+            // then its record was committed with that request's end.
+            if let Ok(memberships) = store.memberships(user.id).await {
+                let journal = memberships.iter().fold(Journal::default(), |j, m| {
+                    j.and_record(
+                        NewAuditEvent::new(
+                            m.org,
+                            now,
+                            Actor::system(),
+                            AuditAction::SessionRevoked,
+                            Target::new("session", session.id, ""),
+                        )
+                        .with_metadata(
+                            Metadata::from_value(json!({"reason": reason, "user": user.id}))
+                                .unwrap_or_default(),
+                        ),
+                    )
+                });
+                let _ = store.end_session(user.id, session.id, now, journal).await;
+            }
             return Err(TenancyError::Unauthenticated);
         }
     }

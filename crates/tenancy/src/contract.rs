@@ -370,10 +370,18 @@ async fn password_change_ends_other_sessions_in_its_transaction<
     let (org, _, owner) = new_org(s).await;
     let sessions: Vec<Session> = (0..3).map(|m| session(owner.id, m)).collect();
     for (i, x) in sessions.iter().enumerate() {
-        s.create_session(x, &format!("pw-{i}"), 5, Journal::default())
+        s.create_session(x, &format!("pw-{i}"), 5, &|_| Journal::default())
             .await
             .unwrap();
     }
+    let locked = security_policy::ThrottleState {
+        failures: 5,
+        window_start: now(),
+        locked_until: Some(now() + Duration::minutes(15)),
+    };
+    s.set_login_throttle(owner.id, Some(&locked), Journal::default())
+        .await
+        .unwrap();
     let h = head(s, org.id).await;
     let made = std::sync::Mutex::new(Vec::new());
     let records = |ended: u64| {
@@ -406,6 +414,11 @@ async fn password_change_ends_other_sessions_in_its_transaction<
         .collect();
     assert_eq!(live, [sessions[1].id], "only the kept session lives");
     assert_eq!(
+        s.login_throttle(owner.id).await.unwrap(),
+        None,
+        "the new password is not locked out by the old one's failures"
+    );
+    assert_eq!(
         s.find_user_by_email(&owner.email)
             .await
             .unwrap()
@@ -437,22 +450,37 @@ async fn sessions_evict_oldest_and_end<S: TenancyStore + AuditStore + ?Sized>(s:
     let s2 = session(owner.id, 1);
     let s3 = session(owner.id, 2);
     assert!(
-        s.create_session(&s1, "h1", 2, Journal::default())
+        s.create_session(&s1, "h1", 2, &|_| Journal::default())
             .await
             .unwrap()
             .is_empty()
     );
     assert!(
-        s.create_session(&s2, "h2", 2, Journal::default())
+        s.create_session(&s2, "h2", 2, &|_| Journal::default())
             .await
             .unwrap()
             .is_empty()
     );
+    let h = head(s, org.id).await;
+    let records = |ended: &[SessionId]| {
+        ended.iter().fold(note(org.id, "login"), |j, e| {
+            j.and_record(NewAuditEvent::new(
+                org.id,
+                now(),
+                Actor::system(),
+                AuditAction::SessionRevoked,
+                Target::new("session", e.to_string(), ""),
+            ))
+        })
+    };
     assert_eq!(
-        s.create_session(&s3, "h3", 2, note(org.id, "login"))
-            .await
-            .unwrap(),
+        s.create_session(&s3, "h3", 2, &records).await.unwrap(),
         vec![s1.id]
+    );
+    assert_eq!(
+        head(s, org.id).await,
+        h + 2,
+        "the login and the eviction it made are recorded together"
     );
     assert!(s.find_session("h1").await.unwrap().is_none(), "evicted");
     assert_eq!(s.find_session("h3").await.unwrap().unwrap(), s3);
@@ -1308,9 +1336,11 @@ async fn caller_memberships_gather_every_org_and_team<
     // A session read with its person's memberships holds exactly what the two narrower reads
     // give; an ended or unknown session gives nothing.
     let owner_session = session(owner.id, 0);
-    s.create_session(&owner_session, "caller-memberships", 3, Journal::default())
-        .await
-        .unwrap();
+    s.create_session(&owner_session, "caller-memberships", 3, &|_| {
+        Journal::default()
+    })
+    .await
+    .unwrap();
     let (found, person, memberships) = s
         .session_caller("caller-memberships")
         .await
@@ -2195,7 +2225,7 @@ async fn scim_tokens_records_and_deactivation<
 
     // Deactivation ends sessions and API keys in one write; a stale version is refused.
     let sess = session(jane.id, 0);
-    s.create_session(&sess, "jane-session", 3, Journal::default())
+    s.create_session(&sess, "jane-session", 3, &|_| Journal::default())
         .await
         .unwrap();
     let key = ApiKey {

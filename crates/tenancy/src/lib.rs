@@ -45,5 +45,5 @@ pub use model::{
 };
 pub use store::{
     AccountStore, ApiKeyStore, BulkStore, InvitationStore, MembershipStore, OrgStore,
-    SessionsEndedJournal, TenancyStore, WorkspaceStore,
+    SessionsEndedJournal, SessionsEvictedJournal, TenancyStore, WorkspaceStore,
 };

@@ -514,6 +514,7 @@ impl AccountStore for MemoryTenancyStore {
                 .get_mut(&user)
                 .ok_or(TenancyError::NotFound("user"))?
                 .1 = Some(hash.to_owned());
+            s.throttles.remove(&user);
             let mut ended = 0;
             for row in s
                 .sessions
@@ -534,7 +535,7 @@ impl AccountStore for MemoryTenancyStore {
         session: &Session,
         token_hash: &str,
         max_live: u32,
-        journal: Journal,
+        records: crate::SessionsEvictedJournal<'_>,
     ) -> Result<Vec<SessionId>, TenancyError> {
         let ended = {
             let mut s = self.lock()?;
@@ -556,7 +557,7 @@ impl AccountStore for MemoryTenancyStore {
                 .push((session.clone(), token_hash.to_owned(), None));
             ended
         };
-        self.commit(journal).await?;
+        self.commit(records(&ended)).await?;
         Ok(ended)
     }
 

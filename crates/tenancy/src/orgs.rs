@@ -395,7 +395,8 @@ where
             .await
             .map_err(|e| TenancyError::Invalid(e.to_string()))?;
         let u = owner.user.clone();
-        // The new password and the end of every session commit together, with the record.
+        // The new password, the cleared login throttle and the end of every session commit
+        // together, with the record.
         let records = |ended: u64| {
             let mut r = record(AuditAction::OwnerAccessReset, &u);
             if let Ok(m) = Metadata::from_value(json!({ "sessions_ended": ended })) {
@@ -405,9 +406,6 @@ where
         };
         let ended = store
             .change_password_hash(u.id, &hash, None, now, &records)
-            .await?;
-        store
-            .set_login_throttle(u.id, None, Journal::default())
             .await?;
         if store.mfa(u.id).await?.is_some() {
             store
@@ -449,7 +447,13 @@ where
         proposed_at: now,
         expires_at: now + chrono::Duration::minutes(1),
     };
-    store.save_transfer(&transfer, Journal::default()).await?;
+    // Proposed and completed at once; each step commits with its record.
+    store
+        .save_transfer(
+            &transfer,
+            Journal::record(record(AuditAction::OwnershipTransferProposed, &target)),
+        )
+        .await?;
     store
         .complete_transfer(
             &transfer,

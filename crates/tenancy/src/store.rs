@@ -241,10 +241,11 @@ pub trait AccountStore: Send + Sync {
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
-    /// Replaces `user`'s password hash and ends every live session of theirs but `keep`, with
-    /// the journal `records` makes from the number of sessions ended, in one transaction (so a
-    /// changed or reset password never leaves an old session alive, and both are recorded).
-    /// Returns how many sessions were ended.
+    /// Replaces `user`'s password hash, clears their login throttle (failures counted against
+    /// the old password no longer lock the new one out) and ends every live session of theirs
+    /// but `keep`, with the journal `records` makes from the number of sessions ended, in one
+    /// transaction (so a changed or reset password never leaves an old session alive, and all
+    /// of it is recorded). Returns how many sessions were ended.
     ///
     /// # Errors
     /// [`TenancyError::NotFound`] for an unknown user; nothing is changed then.
@@ -258,8 +259,9 @@ pub trait AccountStore: Send + Sync {
     ) -> Result<u64, TenancyError>;
 
     /// Stores a new session under `token_hash` and, in the same transaction, ends
-    /// the user's oldest live sessions so at most `max_live` remain (including the new one).
-    /// Returns the ended sessions.
+    /// the user's oldest live sessions so at most `max_live` remain (including the new one),
+    /// with the journal `records` makes from the sessions it ended (the login and each
+    /// eviction are recorded together). Returns the ended sessions.
     ///
     /// # Errors
     /// [`TenancyError::Store`] on storage failure; nothing is written then.
@@ -268,7 +270,7 @@ pub trait AccountStore: Send + Sync {
         session: &Session,
         token_hash: &str,
         max_live: u32,
-        journal: Journal,
+        records: SessionsEvictedJournal<'_>,
     ) -> Result<Vec<SessionId>, TenancyError>;
 
     /// A live (not ended) session by token hash.
@@ -774,6 +776,10 @@ pub trait WorkspaceStore: Send + Sync {
 /// The journal a password change commits, made from how many other sessions it ended: see
 /// [`TenancyStore::change_password_hash`].
 pub type SessionsEndedJournal<'a> = &'a (dyn Fn(u64) -> Journal + Send + Sync);
+
+/// The journal a login commits, made from the older sessions the concurrent-session limit
+/// ended: see [`TenancyStore::create_session`].
+pub type SessionsEvictedJournal<'a> = &'a (dyn Fn(&[SessionId]) -> Journal + Send + Sync);
 
 /// Everything the tenancy services need, as one handle. Its own methods combine the others
 /// and have defaults, so an adapter implements it with an empty `impl` block unless it can

@@ -702,6 +702,10 @@ impl AccountStore for SeaStore {
     ) -> Result<u64, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         write_password_hash(&txn, user_id, hash).await?;
+        login_throttle::Entity::delete_by_id(user_id.to_string())
+            .exec(&txn)
+            .await
+            .map_err(store)?;
         let mut end = session::Entity::update_many()
             .col_expr(session::Column::EndedAt, Expr::value(micros(now)))
             .filter(session::Column::UserId.eq(user_id.to_string()))
@@ -719,7 +723,7 @@ impl AccountStore for SeaStore {
         s: &Session,
         token_hash: &str,
         max_live: u32,
-        journal: Journal,
+        records: tenancy::SessionsEvictedJournal<'_>,
     ) -> Result<Vec<SessionId>, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         // Serialise this person's logins: bump nothing but take the user row's lock.
@@ -745,10 +749,15 @@ impl AccountStore for SeaStore {
             live.len(),
         );
         let ended: Vec<String> = live.iter().take(evict).map(|m| m.id.clone()).collect();
+        let ended_ids = ended
+            .iter()
+            .map(|e| id("session id", e))
+            .collect::<Result<Vec<SessionId>, _>>()
+            .map_err(TenancyError::Store)?;
         if !ended.is_empty() {
             session::Entity::update_many()
                 .col_expr(session::Column::EndedAt, Expr::value(micros(s.created_at)))
-                .filter(session::Column::Id.is_in(ended.clone()))
+                .filter(session::Column::Id.is_in(ended))
                 .exec(&txn)
                 .await
                 .map_err(store)?;
@@ -766,11 +775,8 @@ impl AccountStore for SeaStore {
         .exec_without_returning(&txn)
         .await
         .map_err(store)?;
-        commit(txn, journal).await?;
-        ended
-            .iter()
-            .map(|e| id("session id", e).map_err(TenancyError::Store))
-            .collect()
+        commit(txn, records(&ended_ids)).await?;
+        Ok(ended_ids)
     }
 
     async fn find_session(&self, token_hash: &str) -> Result<Option<Session>, TenancyError> {
