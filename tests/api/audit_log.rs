@@ -359,6 +359,20 @@ both_backends!(
         assert_eq!(v["valid"], false);
         assert_eq!(v["first_break"], json!({"kind": "modified", "seq": 5}));
         assert!(v["detail"].as_str().unwrap().contains("record 5"));
+        // Each verification is itself recorded, newest first, with what it found.
+        let found: Vec<Value> = t
+            .audit("action=audit.verified")
+            .await
+            .iter()
+            .map(|r| r["metadata"].clone())
+            .collect();
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(
+            found[0],
+            json!({"valid": false, "first_break": {"kind": "modified", "seq": 5}})
+        );
+        assert_eq!(found[2]["valid"], true);
+        assert_eq!(found[2]["checkpoint_seq"], cp["seq"]);
     }
 );
 

@@ -261,6 +261,27 @@ both_backends!(
             2,
             "an unknown format exports nothing and records nothing"
         );
+
+        // The operator's verification is recorded with what it found.
+        let key = axie_server::startup::checkpoint_key(&t.settings).unwrap();
+        let checked = axie_server::admin::verify_audit(&t.store, org, &key)
+            .await
+            .unwrap()
+            .unwrap();
+        let verified = json_of(
+            t.get(&t.org("/audit-events?action=audit.verified"), &boss)
+                .await,
+        )
+        .await;
+        let verified = &verified["items"][0];
+        assert_eq!(verified["actor_type"], "system");
+        assert_eq!(verified["metadata"]["valid"], true);
+        assert_eq!(verified["metadata"]["records"], checked.records);
+        assert_eq!(
+            verified["seq"].as_i64().unwrap(),
+            checked.records + 1,
+            "recorded after the walk it reports on"
+        );
     }
 );
 

@@ -61,6 +61,29 @@ pub async fn reset_owner(
     })
 }
 
+/// Verifies an organization's audit chain against its newest signed checkpoint, and records
+/// the verification (`audit.verified`, by the system) with what it found.
+///
+/// # Errors
+/// Storage failure (a broken chain is an `Ok(Err(..))`).
+pub async fn verify_audit(
+    store: &SeaStore,
+    org: OrgId,
+    checkpoint_key: &[u8],
+) -> Result<Result<audit::VerifiedChain, audit::ChainBreak>, Failure> {
+    let outcome = audit::verify_chain(store, org, checkpoint_key).await?;
+    let record = audit::NewAuditEvent::new(
+        org,
+        chrono::Utc::now(),
+        audit::Actor::system(),
+        audit::AuditAction::AuditVerified,
+        audit::Target::new("audit_log", org, "audit log"),
+    )
+    .with_metadata(audit::verification_metadata(&outcome));
+    store.append(audit::Journal::record(record)).await?;
+    Ok(outcome)
+}
+
 /// Writes an organization's whole audit log, newest first, as CSV or NDJSON (streamed), or a
 /// PDF report of the newest events.
 ///

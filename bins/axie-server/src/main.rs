@@ -160,7 +160,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             )
             .await?;
             let key = axie_server::startup::checkpoint_key(&settings)?;
-            match audit::verify_chain(&store, org, &key).await? {
+            match axie_server::admin::verify_audit(&store, org, &key).await? {
                 Ok(v) => {
                     println!(
                         "{org}: {} records verified; checkpoint at {:?}",

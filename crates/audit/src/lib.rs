@@ -62,4 +62,7 @@ pub use model::{
 };
 pub use query::{ActionFilter, AuditQuery, DatePreset, MAX_PAGE};
 pub use render::render_line;
-pub use store::{AuditStore, PruneJournal, WALK_PAGE, prune_before, take_checkpoint, verify_chain};
+pub use store::{
+    AuditStore, PruneJournal, WALK_PAGE, prune_before, take_checkpoint, verification_metadata,
+    verify_chain,
+};

@@ -7,7 +7,7 @@ use rbac_core::OrgId;
 use crate::chain::{Anchor, ChainBreak, ChainVerifier, Checkpoint, VerifiedChain};
 use crate::error::AuditError;
 use crate::events::Journal;
-use crate::model::AuditEvent;
+use crate::model::{AuditEvent, Metadata};
 use crate::query::AuditQuery;
 
 /// Storage for audit records and checkpoints.
@@ -145,6 +145,23 @@ pub async fn verify_chain(
         }
     }
     Ok(verifier.finish())
+}
+
+/// What a verification found, as the metadata of its `audit.verified` record (so the log
+/// shows who checked it, when, and with what result): `{"valid": true, "records": n,
+/// "checkpoint_seq": s}`, or `{"valid": false, "first_break": {"kind": …, …}}`.
+#[must_use]
+pub fn verification_metadata(outcome: &Result<VerifiedChain, ChainBreak>) -> Metadata {
+    let value = match outcome {
+        Ok(v) => serde_json::json!({
+            "valid": true,
+            "records": v.records,
+            "checkpoint_seq": v.checkpoint_seq,
+        }),
+        Err(b) => serde_json::json!({ "valid": false, "first_break": b }),
+    };
+    // A few small fields: always within the metadata bounds.
+    Metadata::from_value(value).unwrap_or_default()
 }
 
 /// Signs and stores a checkpoint of `org`'s current head; `None` for an empty log.

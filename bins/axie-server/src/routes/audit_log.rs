@@ -409,6 +409,15 @@ pub async fn verify(
     OrgCaller(caller): OrgCaller,
 ) -> Result<HttpResponse, ApiError> {
     let result = verify_chain(&*st.store, caller.org.id, &st.checkpoint_key).await?;
+    // Recorded after the walk, so the record is not part of what it reports on.
+    let record = caller
+        .audit(
+            st.clock.now(),
+            AuditAction::AuditVerified,
+            Target::new("audit_log", caller.org.id, "audit log"),
+        )
+        .with_metadata(audit::verification_metadata(&result));
+    st.store.append(Journal::record(record)).await?;
     let body = match result {
         Ok(v) => VerifyResponse {
             valid: true,
