@@ -110,27 +110,24 @@ pub async fn export_audit(
         serde_json::json!({ "format": format, "by": "export-audit command" }),
     )?);
     store.append(audit::Journal::record(record)).await?;
-    let mut query = AuditQuery {
-        limit: 500,
+    let query = AuditQuery {
+        limit: audit::MAX_PAGE,
         ..AuditQuery::default()
     };
-    let mut written = 0u64;
-    match format {
+    let written = match format {
         "csv" => {
-            // Rows go straight to `out`: memory stays bounded by one page.
+            // Rows go straight to `out`: memory stays bounded by two pages.
             let mut x = CsvExporter::new(&mut *out)?;
-            loop {
-                let page = store.search(org, &query).await?;
-                for r in &page {
-                    x.write(r)?;
-                }
-                written += page.len() as u64;
-                if page.len() < query.limit as usize {
-                    break;
-                }
-                query.before_seq = page.last().map(|r| r.seq);
-            }
+            let n = audit::for_each_page(store, org, query, |page| {
+                std::future::ready(
+                    page.iter()
+                        .try_for_each(|r| x.write(r))
+                        .map_err(Failure::from),
+                )
+            })
+            .await?;
             x.finish()?;
+            n
         }
         "pdf" => {
             let (events, more) = audit::pdf::newest_events(store, org, query).await?;
@@ -143,21 +140,20 @@ pub async fn export_audit(
                 generated_at: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
             };
             out.write_all(&audit::pdf::render_pdf(&header, &events, more))?;
-            written = events.len() as u64;
+            events.len() as u64
         }
-        "ndjson" => loop {
-            let page = store.search(org, &query).await?;
-            for r in &page {
-                out.write_all(ndjson_line(r).as_bytes())?;
-            }
-            written += page.len() as u64;
-            if page.len() < query.limit as usize {
-                break;
-            }
-            query.before_seq = page.last().map(|r| r.seq);
-        },
+        "ndjson" => {
+            audit::for_each_page(store, org, query, |page| {
+                std::future::ready(
+                    page.iter()
+                        .try_for_each(|r| out.write_all(ndjson_line(r).as_bytes()))
+                        .map_err(Failure::from),
+                )
+            })
+            .await?
+        }
         other => return Err(format!("unknown format `{other}`; use csv, ndjson or pdf").into()),
-    }
+    };
     Ok(written)
 }
 

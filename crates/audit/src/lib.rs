@@ -63,6 +63,6 @@ pub use model::{
 pub use query::{ActionFilter, AuditQuery, DatePreset, MAX_PAGE};
 pub use render::render_line;
 pub use store::{
-    AuditStore, PruneJournal, WALK_PAGE, prune_before, take_checkpoint, verification_metadata,
-    verify_chain,
+    AuditStore, PruneJournal, WALK_PAGE, for_each_page, prune_before, take_checkpoint,
+    verification_metadata, verify_chain,
 };

@@ -1,5 +1,7 @@
 //! The audit log's storage port.
 
+use std::task::Poll;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rbac_core::OrgId;
@@ -134,17 +136,71 @@ pub async fn verify_chain(
         };
         after = a.seq;
     }
-    loop {
-        let page = store.chain_page(org, after, WALK_PAGE).await?;
-        let Some(last) = page.last() else { break };
+    let mut page = store.chain_page(org, after, WALK_PAGE).await?;
+    while let Some(last) = page.last() {
         after = last.seq;
-        for r in &page {
-            if let Err(e) = verifier.push(r) {
-                return Ok(Err(e));
-            }
+        // The next page is read while this one is checked.
+        let (next, checked) = overlapped(store.chain_page(org, after, WALK_PAGE), || {
+            std::future::ready(page.iter().try_for_each(|r| verifier.push(r)))
+        })
+        .await;
+        if let Err(e) = checked {
+            return Ok(Err(e));
         }
+        page = next?;
     }
     Ok(verifier.finish())
+}
+
+/// Hands every record `query` matches to `write`, newest first, a page ([`AuditQuery::limit`]
+/// records) at a time, and returns how many there were. The next page is read while `write`
+/// handles this one, so an export streams at the pace of the slower of the two rather than of
+/// both added up (when the store reads off the calling thread, as `SeaStore` does).
+///
+/// # Errors
+/// The first error of the store (converted) or of `write`; nothing more is read then.
+pub async fn for_each_page<E, F, Fut>(
+    store: &dyn AuditStore,
+    org: OrgId,
+    mut query: AuditQuery,
+    mut write: F,
+) -> Result<u64, E>
+where
+    E: From<AuditError>,
+    F: FnMut(Vec<AuditEvent>) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+    let mut written = 0u64;
+    let mut page = store.search(org, &query).await?;
+    loop {
+        let full = page.len() == query.limit as usize;
+        query.before_seq = page.last().map(|r| r.seq);
+        let n = page.len() as u64;
+        if !full {
+            write(page).await?;
+            return Ok(written + n);
+        }
+        let (next, wrote) = overlapped(store.search(org, &query), || write(page)).await;
+        wrote?;
+        written += n;
+        page = next?;
+    }
+}
+
+/// Awaits `next` and the future `work` makes, polling `next` once before `work` is even made:
+/// a store that reads on another thread starts reading then, while this thread works.
+async fn overlapped<T, W, Fut: Future<Output = W>>(
+    next: impl Future<Output = T>,
+    work: impl FnOnce() -> Fut,
+) -> (T, W) {
+    let mut next = std::pin::pin!(next);
+    let early = std::future::poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await;
+    let done = work().await;
+    let read = match early {
+        Poll::Ready(t) => t,
+        Poll::Pending => next.await,
+    };
+    (read, done)
 }
 
 /// What a verification found, as the metadata of its `audit.verified` record (so the log

@@ -286,21 +286,16 @@ async fn run(label: &str, url: DatabaseUrl, events: u64) {
     let rss_before = rss_kib();
     let mut peak = rss_before;
     let t = Instant::now();
+    // As the server and the `export-audit` command do: the next page is read while this one
+    // is written.
     let mut x = audit::export::CsvExporter::new(std::io::sink()).unwrap();
-    let mut before = None;
-    let mut written = 0u64;
-    loop {
-        let p = store.search(big, &page(before)).await.unwrap();
-        for r in &p {
-            x.write(r).unwrap();
-        }
-        written += p.len() as u64;
-        before = p.last().map(|r| r.seq);
+    let written = audit::for_each_page(&*store, big, page(None), |p| {
+        let wrote = p.iter().try_for_each(|r| x.write(r));
         peak = peak.max(rss_kib());
-        if p.len() < audit::MAX_PAGE as usize {
-            break;
-        }
-    }
+        std::future::ready(wrote.map_err(|e| audit::AuditError::Store(audit::StoreError::new(e))))
+    })
+    .await
+    .unwrap();
     x.finish().unwrap();
     let csv_rate = written as f64 / t.elapsed().as_secs_f64();
     println!("\n| export of {written} rows | rows/s | resident memory growth |");

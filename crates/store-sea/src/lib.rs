@@ -19,6 +19,7 @@ pub mod entity;
 mod error;
 mod journal;
 pub mod migration;
+mod scan;
 mod store;
 pub mod testing;
 mod url;
@@ -77,6 +78,8 @@ pub struct SeaStore {
     appends: std::sync::Arc<journal::AppendGroup>,
     /// Session activity waiting to be written.
     activity: std::sync::Arc<activity::ActivityBuffer>,
+    /// Pages of audit records on a SQLite file, read without sqlx (`scan.rs`).
+    audit_scan: Option<std::sync::Arc<scan::AuditScanner>>,
 }
 
 impl SeaStore {
@@ -148,12 +151,30 @@ impl SeaStore {
         } else {
             db.clone()
         };
+        let audit_scan = if separate_reader {
+            // The file the writer opened, as SQLite resolved it.
+            let file = db
+                .query_one_raw(sea_orm::Statement::from_string(
+                    DbBackend::Sqlite,
+                    "SELECT file FROM pragma_database_list WHERE name = 'main'",
+                ))
+                .await
+                .map_err(db_err)?
+                .and_then(|r| r.try_get::<String>("", "file").ok())
+                .filter(|f| !f.is_empty());
+            file.map(|f| {
+                std::sync::Arc::new(scan::AuditScanner::new(f.into(), pool.acquire_timeout))
+            })
+        } else {
+            None
+        };
         Ok(Self {
             db,
             read,
             separate_reader,
             appends: std::sync::Arc::default(),
             activity: std::sync::Arc::default(),
+            audit_scan,
         })
     }
 
@@ -239,6 +260,22 @@ impl SeaStore {
     /// listings, audit search and export): the reader pool on SQLite, the one pool on PostgreSQL.
     pub(crate) fn reader(&self) -> &DatabaseConnection {
         &self.read
+    }
+
+    /// Runs a `SELECT` of whole `audit_events` rows on the readers: through rusqlite on a
+    /// SQLite file (`scan.rs`), else through SeaORM.
+    pub(crate) async fn audit_models(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> Result<Vec<entity::audit_event::Model>, StoreError> {
+        use sea_orm::FromQueryResult;
+        match &self.audit_scan {
+            Some(scan) => scan.models(stmt).await,
+            None => entity::audit_event::Model::find_by_statement(stmt)
+                .all(self.reader())
+                .await
+                .map_err(db_err),
+        }
     }
 }
 

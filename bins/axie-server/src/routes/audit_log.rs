@@ -289,52 +289,43 @@ async fn export_body(
     let store = st.store.clone();
     let org = caller.org.id;
     let csv = format == "csv";
-    let stream = futures::stream::unfold(Some((query, true)), move |state| {
-        let store = store.clone();
-        async move {
-            let (mut query, first) = state?;
-            let page = match store.search(org, &query).await {
-                Ok(p) => p,
-                Err(e) => return Some((Err(actix_web::error::ErrorInternalServerError(e)), None)),
-            };
-            let mut out = Vec::new();
-            if csv {
-                let mut x = match CsvExporter::new(Vec::new()) {
-                    Ok(x) => x,
-                    Err(e) => {
-                        return Some((Err(actix_web::error::ErrorInternalServerError(e)), None));
-                    }
-                };
-                for r in &page {
-                    if let Err(e) = x.write(r) {
-                        return Some((Err(actix_web::error::ErrorInternalServerError(e)), None));
-                    }
-                }
-                let bytes = x.finish().unwrap_or_default();
-                // The exporter writes the header first; keep it only on the first chunk.
-                let body = if first {
-                    bytes
-                } else {
-                    bytes
-                        .splitn(2, |b| *b == b'\n')
-                        .nth(1)
-                        .unwrap_or_default()
-                        .to_vec()
-                };
-                out.extend_from_slice(&body);
+    // A task reads the pages (the next while this one is formatted) and hands the formatted
+    // chunks to the body through a channel of two: memory stays bounded by a few pages, and
+    // a client that reads slowly slows the reading down.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, &'static str>>(2);
+    tokio::spawn(async move {
+        let mut first = true;
+        let sent = audit::for_each_page(&*store, org, query, |page| {
+            let chunk = if csv {
+                csv_chunk(&page, first)
             } else {
-                for r in &page {
-                    out.extend_from_slice(ndjson_line(r).as_bytes());
-                }
+                Ok(page
+                    .iter()
+                    .map(ndjson_line)
+                    .collect::<String>()
+                    .into_bytes())
+            };
+            first = false;
+            let tx = tx.clone();
+            async move {
+                let chunk = chunk.map_err(ExportStopped::Failed)?;
+                tx.send(Ok(web::Bytes::from(chunk)))
+                    .await
+                    .map_err(|_| ExportStopped::ClientGone)
             }
-            let next = if page.len() == query.limit as usize {
-                query.before_seq = page.last().map(|r| r.seq);
-                Some((query, false))
-            } else {
-                None
-            };
-            Some((Ok::<_, actix_web::Error>(web::Bytes::from(out)), next))
+        })
+        .await;
+        if let Err(ExportStopped::Failed(e)) = sent {
+            tracing::error!(error = %e, "audit export failed part-way");
+            let _ = tx.send(Err("the export failed part-way")).await;
         }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let chunk = rx.recv().await?;
+        Some((
+            chunk.map_err(actix_web::error::ErrorInternalServerError),
+            rx,
+        ))
     });
     let (content_type, ext) = if csv {
         ("text/csv; charset=utf-8", "csv")
@@ -348,6 +339,39 @@ async fn export_body(
             format!("attachment; filename=\"audit-{org}.{ext}\""),
         ))
         .streaming(stream))
+}
+
+/// Why an export's reading task stopped early.
+enum ExportStopped {
+    /// Reading or formatting failed.
+    Failed(String),
+    /// The client went away: nothing more to send.
+    ClientGone,
+}
+
+impl From<audit::AuditError> for ExportStopped {
+    fn from(e: audit::AuditError) -> Self {
+        Self::Failed(e.to_string())
+    }
+}
+
+/// One page as CSV; the header row only on the first.
+fn csv_chunk(page: &[AuditEvent], first: bool) -> Result<Vec<u8>, String> {
+    let mut x = CsvExporter::new(Vec::new()).map_err(|e| e.to_string())?;
+    for r in page {
+        x.write(r).map_err(|e| e.to_string())?;
+    }
+    let bytes = x.finish().map_err(|e| e.to_string())?;
+    // The exporter writes the header first; keep it only on the first chunk.
+    Ok(if first {
+        bytes
+    } else {
+        bytes
+            .splitn(2, |b| *b == b'\n')
+            .nth(1)
+            .unwrap_or_default()
+            .to_vec()
+    })
 }
 
 /// The PDF report: the newest matching events up to the cap, fetched page by page.

@@ -35,18 +35,14 @@ impl SeaStore {
         q: &AuditQuery,
         action: Option<&str>,
     ) -> Result<Vec<AuditEvent>, AuditError> {
-        use sea_orm::{FromQueryResult, QueryTrait};
+        use sea_orm::QueryTrait;
         let backend = self.reader().get_database_backend();
         let stmt = with_index(
             backend,
             q,
             backend.build(&search_query(org, q, action).into_query()),
         );
-        let models = audit_event::Model::find_by_statement(stmt)
-            .all(self.reader())
-            .await
-            .map_err(store)?;
-        records(models)
+        records(self.audit_models(stmt).await?)
     }
 
     /// [`AuditStore::search`] for a set of exact actions (a prefix), in one statement: each
@@ -59,8 +55,8 @@ impl SeaStore {
         q: &AuditQuery,
         actions: &[&str],
     ) -> Result<Vec<AuditEvent>, AuditError> {
+        use sea_orm::QueryTrait;
         use sea_orm::sea_query::{Alias, Asterisk, Order, Query, UnionType};
-        use sea_orm::{FromQueryResult, QueryTrait};
         let mut parts = actions.iter().enumerate().map(|(i, a)| {
             Query::select()
                 .column(Asterisk)
@@ -100,11 +96,7 @@ impl SeaStore {
             ),
             values,
         );
-        let models = audit_event::Model::find_by_statement(page)
-            .all(self.reader())
-            .await
-            .map_err(store)?;
-        records(models)
+        records(self.audit_models(page).await?)
     }
 }
 
@@ -231,15 +223,14 @@ impl AuditStore for SeaStore {
         limit: u32,
     ) -> Result<Vec<AuditEvent>, AuditError> {
         use audit_event::Column as C;
-        let models = audit_event::Entity::find()
+        use sea_orm::QueryTrait;
+        let page = audit_event::Entity::find()
             .filter(C::OrgId.eq(org.to_string()))
             .filter(C::Seq.gt(after))
             .order_by_asc(C::Seq)
             .limit(u64::from(limit))
-            .all(self.reader())
-            .await
-            .map_err(store)?;
-        records(models)
+            .build(self.reader().get_database_backend());
+        records(self.audit_models(page).await?)
     }
 
     async fn head(&self, org: OrgId) -> Result<Option<(i64, [u8; 32])>, AuditError> {

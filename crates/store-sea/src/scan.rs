@@ -1,0 +1,294 @@
+//! Reads of audit records on a SQLite file through rusqlite, on tokio's blocking pool.
+//!
+//! sqlx runs each SQLite connection on a thread of its own and hands every row to the reading
+//! task separately, copying each value into an allocation of its own on the way: at pages of a
+//! thousand records that hand-over, not SQLite, bounds an export or a verification walk
+//! (`docs/benchmarks.md`, "Audit log through the store"). Here the same statement (built by
+//! sea-query, as on the sqlx path) runs on a read-only connection in one blocking call, which
+//! reads the whole page into the entity's models and returns them at once.
+//!
+//! Only whole pages of audit records go this way; everything else, and every write, stays on
+//! SeaORM's connections. Both link the same SQLite (`libsqlite3-sys`), and WAL lets these
+//! connections read beside the writer like the sqlx readers do.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use audit::StoreError;
+use rusqlite::types::Value as Sql;
+use rusqlite::{Connection, OpenFlags};
+use sea_orm::{Statement, Value};
+
+use crate::entity::audit_event;
+
+/// Idle connections kept for the next page.
+const KEEP_IDLE: usize = 2;
+
+/// Read-only rusqlite connections to one SQLite file.
+#[derive(Debug)]
+pub(crate) struct AuditScanner {
+    path: PathBuf,
+    busy: Duration,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl AuditScanner {
+    /// Scans the database file at `path` (as SQLite's `pragma_database_list` names it).
+    pub(crate) fn new(path: PathBuf, busy: Duration) -> Self {
+        Self {
+            path,
+            busy,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `stmt`, a `SELECT` of whole `audit_events` rows, and returns its rows.
+    pub(crate) async fn models(
+        self: &std::sync::Arc<Self>,
+        stmt: Statement,
+    ) -> Result<Vec<audit_event::Model>, StoreError> {
+        let me = std::sync::Arc::clone(self);
+        tokio::task::spawn_blocking(move || me.run(&stmt))
+            .await
+            .map_err(|e| StoreError::msg(format!("audit scan stopped: {e}")))?
+    }
+
+    fn run(&self, stmt: &Statement) -> Result<Vec<audit_event::Model>, StoreError> {
+        let params = stmt
+            .values
+            .as_ref()
+            .map(|v| v.0.iter().map(sql_value).collect::<Result<Vec<_>, _>>())
+            .transpose()?
+            .unwrap_or_default();
+        let conn = match self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+            Some(c) => c,
+            None => self.open()?,
+        };
+        let rows = read(&conn, &stmt.sql, params).map_err(scan_err)?;
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < KEEP_IDLE
+        {
+            idle.push(conn);
+        }
+        Ok(rows)
+    }
+
+    fn open(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(scan_err)?;
+        conn.busy_timeout(self.busy).map_err(scan_err)?;
+        Ok(conn)
+    }
+}
+
+fn scan_err(e: rusqlite::Error) -> StoreError {
+    StoreError::msg(format!("audit scan: {e}"))
+}
+
+/// The rusqlite value of a bound sea-query value (the kinds audit queries bind).
+fn sql_value(v: &Value) -> Result<Sql, StoreError> {
+    let int = |i: Option<i64>| i.map_or(Sql::Null, Sql::Integer);
+    Ok(match v {
+        Value::Bool(b) => int(b.map(i64::from)),
+        Value::TinyInt(i) => int(i.map(i64::from)),
+        Value::SmallInt(i) => int(i.map(i64::from)),
+        Value::Int(i) => int(i.map(i64::from)),
+        Value::BigInt(i) => int(*i),
+        Value::TinyUnsigned(i) => int(i.map(i64::from)),
+        Value::SmallUnsigned(i) => int(i.map(i64::from)),
+        Value::Unsigned(i) => int(i.map(i64::from)),
+        Value::BigUnsigned(i) => match i {
+            Some(u) => Sql::Integer(
+                i64::try_from(*u).map_err(|_| StoreError::msg("audit scan: integer too large"))?,
+            ),
+            None => Sql::Null,
+        },
+        Value::String(s) => s.clone().map_or(Sql::Null, Sql::Text),
+        Value::Bytes(b) => b.clone().map_or(Sql::Null, Sql::Blob),
+        other => {
+            return Err(StoreError::msg(format!(
+                "audit scan: unsupported parameter {other:?}"
+            )));
+        }
+    })
+}
+
+/// Positions of the model's columns in a result row.
+struct Columns([usize; 20]);
+
+const NAMES: [&str; 20] = [
+    "org_id",
+    "seq",
+    "team_id",
+    "occurred_at",
+    "actor_type",
+    "actor_id",
+    "actor_name",
+    "action",
+    "target_type",
+    "target_id",
+    "target_name",
+    "ip",
+    "user_agent",
+    "request_id",
+    "outcome",
+    "reason",
+    "metadata",
+    "schema_version",
+    "prev_hash",
+    "hash",
+];
+
+fn read(
+    conn: &Connection,
+    sql: &str,
+    params: Vec<Sql>,
+) -> rusqlite::Result<Vec<audit_event::Model>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut ix = [0usize; 20];
+    for (slot, name) in ix.iter_mut().zip(NAMES) {
+        *slot = stmt.column_index(name)?;
+    }
+    let c = Columns(ix);
+    let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(model(r, &c)?);
+    }
+    Ok(out)
+}
+
+fn model(r: &rusqlite::Row<'_>, c: &Columns) -> rusqlite::Result<audit_event::Model> {
+    let i = &c.0;
+    Ok(audit_event::Model {
+        org_id: r.get(i[0])?,
+        seq: r.get(i[1])?,
+        team_id: r.get(i[2])?,
+        occurred_at: r.get(i[3])?,
+        actor_type: r.get(i[4])?,
+        actor_id: r.get(i[5])?,
+        actor_name: r.get(i[6])?,
+        action: r.get(i[7])?,
+        target_type: r.get(i[8])?,
+        target_id: r.get(i[9])?,
+        target_name: r.get(i[10])?,
+        ip: r.get(i[11])?,
+        user_agent: r.get(i[12])?,
+        request_id: r.get(i[13])?,
+        outcome: r.get(i[14])?,
+        reason: r.get(i[15])?,
+        metadata: r.get(i[16])?,
+        schema_version: r.get(i[17])?,
+        prev_hash: r.get(i[18])?,
+        hash: r.get(i[19])?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use audit::{
+        Actor, AuditAction, AuditStore, Journal, Metadata, NewAuditEvent, Outcome, RequestContext,
+        Target,
+    };
+    use rbac_core::{OrgId, TeamId, UserId};
+    use sea_orm::{
+        ColumnTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QueryTrait,
+    };
+
+    use crate::entity::audit_event;
+    use crate::{DatabaseUrl, PoolOptions, SeaStore};
+
+    #[tokio::test]
+    async fn pages_read_through_rusqlite_equal_seaorms() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::sqlite_file(&dir.path().join("scan.db"));
+        let store = SeaStore::connect(&url, PoolOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        assert!(
+            store.audit_scan.is_some(),
+            "a SQLite file's audit pages are read with rusqlite"
+        );
+        let org = OrgId::new();
+        let mut journal = Journal::default();
+        for i in 0..30u32 {
+            let mut e = NewAuditEvent::new(
+                org,
+                chrono::Utc::now(),
+                Actor::user(UserId::new(), format!("Person {i} «ü»")),
+                AuditAction::MemberInvited,
+                Target::new("member", i, "=cmd|' /C calc'!A0"),
+            )
+            .with_context(RequestContext {
+                ip: "2001:db8::1".into(),
+                user_agent: "agent\nwith newline".into(),
+                request_id: format!("req-{i}"),
+            });
+            if i % 3 == 0 {
+                e = e.in_team(TeamId::new());
+            }
+            if i % 4 == 0 {
+                e = e.with_outcome(Outcome::Denied {
+                    reason: "role_lacks_permission".into(),
+                });
+            }
+            if i % 5 == 0 {
+                e = e.with_metadata(
+                    Metadata::from_value(serde_json::json!({"n": i, "list": [1, 2]})).unwrap(),
+                );
+            }
+            journal = journal.and_record(e);
+        }
+        store.append(journal).await.unwrap();
+
+        let stmt = audit_event::Entity::find()
+            .filter(audit_event::Column::OrgId.eq(org.to_string()))
+            .filter(audit_event::Column::Seq.gt(2_i64))
+            .order_by_desc(audit_event::Column::Seq)
+            .limit(20_u64)
+            .build(DbBackend::Sqlite);
+        let fast = store.audit_models(stmt.clone()).await.unwrap();
+        let slow = audit_event::Model::find_by_statement(stmt)
+            .all(store.reader())
+            .await
+            .unwrap();
+        assert_eq!(fast.len(), 20);
+        assert_eq!(fast, slow);
+        assert!(fast.iter().any(|m| m.team_id.is_some()));
+        assert!(fast.iter().any(|m| m.team_id.is_none()));
+        // The connection is kept for the next page, which sees what was appended since.
+        let again = store
+            .audit_models(
+                audit_event::Entity::find()
+                    .filter(audit_event::Column::OrgId.eq(org.to_string()))
+                    .build(DbBackend::Sqlite),
+            )
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 30);
+        store
+            .append(Journal::record(NewAuditEvent::new(
+                org,
+                chrono::Utc::now(),
+                Actor::system(),
+                AuditAction::SettingsUpdated,
+                Target::new("org", org, ""),
+            )))
+            .await
+            .unwrap();
+        let after = store
+            .audit_models(
+                audit_event::Entity::find()
+                    .filter(audit_event::Column::OrgId.eq(org.to_string()))
+                    .build(DbBackend::Sqlite),
+            )
+            .await
+            .unwrap();
+        assert_eq!(after.len(), 31);
+    }
+}
