@@ -153,7 +153,8 @@ pub async fn verify_chain(
 }
 
 /// Hands every record `query` matches to `write`, newest first, a page ([`AuditQuery::limit`]
-/// records) at a time, and returns how many there were. The next page is read while `write`
+/// records) at a time, and returns how many there were. The first page is handed over even when
+/// it is empty; no later page is. The next page is read while `write`
 /// handles this one, so an export streams at the pace of the slower of the two rather than of
 /// both added up (when the store reads off the calling thread, as `SeaStore` does).
 ///
@@ -177,7 +178,10 @@ where
         query.before_seq = page.last().map(|r| r.seq);
         let n = page.len() as u64;
         if !full {
-            write(page).await?;
+            // The first page is handed over even when empty (an export still has its header).
+            if n > 0 || written == 0 {
+                write(page).await?;
+            }
             return Ok(written + n);
         }
         let (next, wrote) = overlapped(store.search(org, &query), || write(page)).await;
@@ -275,5 +279,83 @@ pub async fn prune_before(
         // A concurrent pass anchored at or past this record first.
         0 => Ok(None),
         removed => Ok(Some((anchor, removed))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Actor, AuditAction, MemoryAuditStore, NewAuditEvent, Target};
+
+    async fn store_with(org: OrgId, n: usize) -> MemoryAuditStore {
+        let store = MemoryAuditStore::default();
+        let mut j = Journal::default();
+        for i in 0..n {
+            j = j.and_record(NewAuditEvent::new(
+                org,
+                chrono::Utc::now(),
+                Actor::system(),
+                AuditAction::SettingsUpdated,
+                Target::new("n", i, ""),
+            ));
+        }
+        if n > 0 {
+            store.append(j).await.unwrap();
+        }
+        store
+    }
+
+    async fn pages(store: &MemoryAuditStore, org: OrgId, limit: u32) -> (u64, Vec<Vec<i64>>) {
+        let mut seen = Vec::new();
+        let query = AuditQuery {
+            limit,
+            ..AuditQuery::default()
+        };
+        let n = for_each_page(store, org, query, |p| {
+            seen.push(p.iter().map(|r| r.seq).collect::<Vec<_>>());
+            std::future::ready(Ok::<_, AuditError>(()))
+        })
+        .await
+        .unwrap();
+        (n, seen)
+    }
+
+    #[tokio::test]
+    async fn every_record_is_handed_over_once_newest_first() {
+        let org = OrgId::new();
+        let store = store_with(org, 23).await;
+        let (n, seen) = pages(&store, org, 10).await;
+        assert_eq!(n, 23);
+        assert_eq!(seen.iter().map(Vec::len).collect::<Vec<_>>(), [10, 10, 3]);
+        let all: Vec<i64> = seen.concat();
+        assert_eq!(all, (1..=23).rev().collect::<Vec<_>>());
+        // A log that fills its last page exactly ends without an empty page; an empty log is
+        // one empty page.
+        let store = store_with(org, 20).await;
+        assert_eq!(pages(&store, org, 10).await.1.len(), 2);
+        let empty = store_with(org, 0).await;
+        assert_eq!(pages(&empty, org, 10).await, (0, vec![Vec::new()]));
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_stops_the_walk() {
+        let org = OrgId::new();
+        let store = store_with(org, 35).await;
+        let mut calls = 0;
+        let query = AuditQuery {
+            limit: 10,
+            ..AuditQuery::default()
+        };
+        let r = for_each_page(&store, org, query, |_| {
+            calls += 1;
+            std::future::ready(if calls == 2 {
+                Err(AuditError::Invalid("disk full".into()))
+            } else {
+                Ok(())
+            })
+        })
+        .await;
+        assert!(matches!(r, Err(AuditError::Invalid(_))));
+        assert_eq!(calls, 2);
     }
 }

@@ -196,7 +196,8 @@ mod tests {
     };
     use rbac_core::{OrgId, TeamId, UserId};
     use sea_orm::{
-        ColumnTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QueryTrait,
+        ColumnTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
+        QueryTrait,
     };
 
     use crate::entity::audit_event;
