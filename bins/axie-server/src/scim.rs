@@ -565,32 +565,22 @@ async fn create_user(req: HttpRequest, st: web::Data<AppState>, body: web::Bytes
     single(StatusCode::CREATED, user, &req)
 }
 
+/// How a PUT or PATCH changes a resource.
+#[derive(Clone, Copy)]
+enum Change {
+    /// PUT: the document replaces the resource.
+    Replace,
+    /// PATCH: the document's operations apply to it.
+    Patch,
+}
+
 async fn replace_user(
     req: HttpRequest,
     st: web::Data<AppState>,
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> Reply {
-    let (c, base) = caller(&req, &st).await?;
-    let doc = json_body(&body)?;
-    let user = checked(
-        &st,
-        &c,
-        &req,
-        scim::replace_user(
-            &*st.store,
-            &c,
-            &st.hasher,
-            &base,
-            &path.1,
-            &doc,
-            if_match(&req).as_deref(),
-            st.clock.now(),
-        )
-        .await,
-    )
-    .await?;
-    single(StatusCode::OK, user, &req)
+    change_user(req, st, path, body, Change::Replace).await
 }
 
 async fn patch_user(
@@ -599,25 +589,29 @@ async fn patch_user(
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> Reply {
+    change_user(req, st, path, body, Change::Patch).await
+}
+
+async fn change_user(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    change: Change,
+) -> Reply {
     let (c, base) = caller(&req, &st).await?;
     let doc = json_body(&body)?;
-    let user = checked(
-        &st,
-        &c,
-        &req,
-        scim::patch_user(
-            &*st.store,
-            &c,
-            &st.hasher,
-            &base,
-            &path.1,
-            &doc,
-            if_match(&req).as_deref(),
-            st.clock.now(),
-        )
-        .await,
-    )
-    .await?;
+    let (store, id, version, now) = (&*st.store, &path.1, if_match(&req), st.clock.now());
+    let version = version.as_deref();
+    let outcome = match change {
+        Change::Replace => {
+            scim::replace_user(store, &c, &st.hasher, &base, id, &doc, version, now).await
+        }
+        Change::Patch => {
+            scim::patch_user(store, &c, &st.hasher, &base, id, &doc, version, now).await
+        }
+    };
+    let user = checked(&st, &c, &req, outcome).await?;
     single(StatusCode::OK, user, &req)
 }
 
@@ -716,25 +710,7 @@ async fn replace_group(
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> Reply {
-    let (c, base) = caller(&req, &st).await?;
-    let doc = json_body(&body)?;
-    let group = checked(
-        &st,
-        &c,
-        &req,
-        scim::replace_group(
-            &*st.store,
-            &c,
-            &base,
-            &path.1,
-            &doc,
-            if_match(&req).as_deref(),
-            st.clock.now(),
-        )
-        .await,
-    )
-    .await?;
-    single(StatusCode::OK, group, &req)
+    change_group(req, st, path, body, Change::Replace).await
 }
 
 async fn patch_group(
@@ -743,24 +719,25 @@ async fn patch_group(
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> Reply {
+    change_group(req, st, path, body, Change::Patch).await
+}
+
+async fn change_group(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    change: Change,
+) -> Reply {
     let (c, base) = caller(&req, &st).await?;
     let doc = json_body(&body)?;
-    let group = checked(
-        &st,
-        &c,
-        &req,
-        scim::patch_group(
-            &*st.store,
-            &c,
-            &base,
-            &path.1,
-            &doc,
-            if_match(&req).as_deref(),
-            st.clock.now(),
-        )
-        .await,
-    )
-    .await?;
+    let (store, id, version, now) = (&*st.store, &path.1, if_match(&req), st.clock.now());
+    let version = version.as_deref();
+    let outcome = match change {
+        Change::Replace => scim::replace_group(store, &c, &base, id, &doc, version, now).await,
+        Change::Patch => scim::patch_group(store, &c, &base, id, &doc, version, now).await,
+    };
+    let group = checked(&st, &c, &req, outcome).await?;
     single(StatusCode::OK, group, &req)
 }
 
