@@ -439,11 +439,26 @@ async fn erasure_keeps_the_chain_valid(store: &dyn AuditStore) {
         )))
         .await
         .unwrap();
-    assert_eq!(store.erase_personal_data(org, "usr_gone").await.unwrap(), 1);
+    let erased = event(
+        org,
+        2,
+        "operator",
+        AuditAction::PersonalDataProcessed,
+        "usr_gone",
+    );
+    assert_eq!(
+        store
+            .erase_personal_data(org, "usr_gone", Journal::record(erased))
+            .await
+            .unwrap(),
+        1
+    );
     let page = store.chain_page(org, 0, 10).await.unwrap();
     assert_eq!(page[0].event.actor.name, crate::ERASED);
     assert_eq!(page[0].event.context.ip, "");
     assert_eq!(page[1].event.actor.name, "name of usr_other");
+    assert_eq!(page.len(), 3, "the erasure's record is committed with it");
+    assert_eq!(page[2].event.action, AuditAction::PersonalDataProcessed);
     assert!(verify_chain(store, org, KEY).await.unwrap().is_ok());
 }
 

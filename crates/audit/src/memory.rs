@@ -223,7 +223,12 @@ impl AuditStore for MemoryAuditStore {
             .and_then(|c| c.iter().max_by_key(|c| c.seq).cloned()))
     }
 
-    async fn erase_personal_data(&self, org: OrgId, subject_id: &str) -> Result<u64, AuditError> {
+    async fn erase_personal_data(
+        &self,
+        org: OrgId,
+        subject_id: &str,
+        journal: Journal,
+    ) -> Result<u64, AuditError> {
         let mut state = self.lock()?;
         let mut n = 0;
         for r in state.chains.entry(org).or_default() {
@@ -233,6 +238,7 @@ impl AuditStore for MemoryAuditStore {
                 n += 1;
             }
         }
+        append_locked(&mut state, journal);
         Ok(n)
     }
 

@@ -65,12 +65,18 @@ pub trait AuditStore: Send + Sync {
     async fn latest_checkpoint(&self, org: OrgId) -> Result<Option<Checkpoint>, AuditError>;
 
     /// Blanks the personal annotations (actor name, IP, user agent, target name)
-    /// of every record of `org` whose actor or target id is `subject_id`.
+    /// of every record of `org` whose actor or target id is `subject_id`, and commits `journal`
+    /// (the erasure's own record) in the same transaction.
     /// The hash chain is unaffected. Returns the number of records touched.
     ///
     /// # Errors
-    /// [`AuditError::Store`] on storage failure.
-    async fn erase_personal_data(&self, org: OrgId, subject_id: &str) -> Result<u64, AuditError>;
+    /// [`AuditError::Store`] on storage failure; nothing is changed then.
+    async fn erase_personal_data(
+        &self,
+        org: OrgId,
+        subject_id: &str,
+        journal: Journal,
+    ) -> Result<u64, AuditError>;
 
     /// The retention anchor of `org`: the records up to it were removed.
     ///

@@ -25,12 +25,17 @@ use crate::entity::audit_event;
 /// Idle connections kept for the next page.
 const KEEP_IDLE: usize = 2;
 
+/// Pages read at once (each on a blocking thread with a connection of its own), like the sqlx
+/// reader pool's bound.
+const AT_ONCE: usize = crate::SQLITE_MAX_READERS as usize;
+
 /// Read-only rusqlite connections to one SQLite file.
 #[derive(Debug)]
 pub(crate) struct AuditScanner {
     path: PathBuf,
     busy: Duration,
     idle: Mutex<Vec<Connection>>,
+    permits: tokio::sync::Semaphore,
 }
 
 impl AuditScanner {
@@ -40,6 +45,7 @@ impl AuditScanner {
             path,
             busy,
             idle: Mutex::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(AT_ONCE),
         }
     }
 
@@ -48,6 +54,11 @@ impl AuditScanner {
         self: &std::sync::Arc<Self>,
         stmt: Statement,
     ) -> Result<Vec<audit_event::Model>, StoreError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| StoreError::msg(format!("audit scan closed: {e}")))?;
         let me = std::sync::Arc::clone(self);
         tokio::task::spawn_blocking(move || me.run(&stmt))
             .await

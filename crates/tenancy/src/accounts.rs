@@ -396,7 +396,8 @@ async fn live<S: TenancyStore + ?Sized>(
                 "idle_timeout"
             };
             // Ending it is best effort: a concurrent request may already have done so, and
-            // then its record was committed with that request's end.
+            // then its record was committed with that request's end. When the memberships
+            // cannot be read it stays open (and refused), for a later request to end.
             if let Ok(memberships) = store.memberships(user.id).await {
                 let journal = memberships.iter().fold(Journal::default(), |j, m| {
                     j.and_record(

@@ -195,8 +195,9 @@ impl AuditStore for MemoryTenancyStore {
         &self,
         org: OrgId,
         subject: &str,
+        journal: Journal,
     ) -> Result<u64, audit::AuditError> {
-        self.audit.erase_personal_data(org, subject).await
+        self.audit.erase_personal_data(org, subject, journal).await
     }
     async fn organizations(&self) -> Result<Vec<OrgId>, audit::AuditError> {
         self.audit.organizations().await
@@ -2215,7 +2216,7 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
             .await?;
         let audit_records_erased = self
             .audit
-            .erase_personal_data(org, &user.to_string())
+            .erase_personal_data(org, &user.to_string(), Journal::default())
             .await?;
         let account_anonymized = {
             let mut s = self.lock()?;

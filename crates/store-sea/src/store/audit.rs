@@ -381,12 +381,19 @@ impl AuditStore for SeaStore {
         Ok(removed)
     }
 
-    async fn erase_personal_data(&self, org: OrgId, subject_id: &str) -> Result<u64, AuditError> {
+    async fn erase_personal_data(
+        &self,
+        org: OrgId,
+        subject_id: &str,
+        journal: Journal,
+    ) -> Result<u64, AuditError> {
         let txn = self.db().begin().await.map_err(store)?;
         let n = erase_annotations(&txn, org, subject_id, None)
             .await
             .map_err(store)?;
-        txn.commit().await.map_err(store)?;
+        crate::journal::finish(txn, journal, 0)
+            .await
+            .map_err(store)?;
         Ok(n)
     }
 
