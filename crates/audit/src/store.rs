@@ -197,20 +197,43 @@ where
     }
 }
 
-/// Awaits `next` and the future `work` makes, polling `next` once before `work` is even made:
-/// a store that reads on another thread starts reading then, while this thread works.
+/// Runs `next` and the future `work` makes together and returns both outputs. `next` is polled
+/// once before `work` is even made, so a store that reads on another thread starts reading
+/// then, while this thread works; after that both are polled until each is done, so the read
+/// finishes (and gives back its connection) even while `work` waits, for example on a slow
+/// client.
 async fn overlapped<T, W, Fut: Future<Output = W>>(
     next: impl Future<Output = T>,
     work: impl FnOnce() -> Fut,
 ) -> (T, W) {
     let mut next = std::pin::pin!(next);
-    let early = std::future::poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await;
-    let done = work().await;
-    let read = match early {
-        Poll::Ready(t) => t,
-        Poll::Pending => next.await,
+    let mut read = match std::future::poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await {
+        Poll::Ready(t) => Some(t),
+        Poll::Pending => None,
     };
-    (read, done)
+    let mut work = std::pin::pin!(work());
+    let mut done = None;
+    std::future::poll_fn(|cx| {
+        if read.is_none()
+            && let Poll::Ready(t) = next.as_mut().poll(cx)
+        {
+            read = Some(t);
+        }
+        if done.is_none()
+            && let Poll::Ready(w) = work.as_mut().poll(cx)
+        {
+            done = Some(w);
+        }
+        match (read.take(), done.take()) {
+            (Some(t), Some(w)) => Poll::Ready((t, w)),
+            (t, w) => {
+                read = t;
+                done = w;
+                Poll::Pending
+            }
+        }
+    })
+    .await
 }
 
 /// What a verification found, as the metadata of its `audit.verified` record (so the log
@@ -341,6 +364,41 @@ mod tests {
         assert_eq!(pages(&store, org, 10).await.1.len(), 2);
         let empty = store_with(org, 0).await;
         assert_eq!(pages(&empty, org, 10).await, (0, vec![Vec::new()]));
+    }
+
+    #[tokio::test]
+    async fn the_next_read_finishes_while_the_work_waits() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let read_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&read_done);
+        let next = async move {
+            tokio::task::yield_now().await;
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            7
+        };
+        let seen = std::sync::Arc::clone(&read_done);
+        let joined = overlapped(next, || async move {
+            // The work waits for something only the test's other task gives, and that task
+            // gives it once the read has finished: with the read polled only after the work,
+            // this would never end.
+            let _ = rx.await;
+            seen.load(std::sync::atomic::Ordering::SeqCst)
+        });
+        let waker = tokio::spawn({
+            let read_done = std::sync::Arc::clone(&read_done);
+            async move {
+                while !read_done.load(std::sync::atomic::Ordering::SeqCst) {
+                    tokio::task::yield_now().await;
+                }
+                let _ = tx.send(());
+            }
+        });
+        let (read, work) = tokio::time::timeout(std::time::Duration::from_secs(5), joined)
+            .await
+            .expect("the read is polled while the work waits");
+        waker.await.unwrap();
+        assert_eq!(read, 7);
+        assert!(work, "the read had finished before the work's wait ended");
     }
 
     #[tokio::test]
