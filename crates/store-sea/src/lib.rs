@@ -4,7 +4,8 @@
 //! default) or PostgreSQL. It implements every storage port of the domain crates
 //! (`audit::AuditStore` and `MailOutbox`; `tenancy`'s `OrgStore`, `AccountStore`,
 //! `ApiKeyStore`, `InvitationStore`, `BulkStore` and `MembershipStore`; `webhooks::WebhookStore`)
-//! on one [`SeaStore`] handle, owns the migrations, and is the only crate that imports `sea_orm`.
+//! on one [`SeaStore`] handle, owns the migrations, and is the only crate that imports `sea_orm`
+//! (and `rusqlite`, with which it reads pages of audit records from SQLite files: `scan.rs`).
 //!
 //! Every mutating method opens one transaction, applies the change, appends the
 //! `Journal`'s audit records to the organization's hash chain, writes its domain
