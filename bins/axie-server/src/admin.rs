@@ -61,6 +61,17 @@ pub async fn reset_owner(
     })
 }
 
+/// A record of an operator's command about `org`'s audit log, by the system.
+fn about_the_log(org: OrgId, action: audit::AuditAction) -> audit::NewAuditEvent {
+    audit::NewAuditEvent::new(
+        org,
+        chrono::Utc::now(),
+        audit::Actor::system(),
+        action,
+        audit::Target::new("audit_log", org, "audit log"),
+    )
+}
+
 /// Verifies an organization's audit chain against its newest signed checkpoint, and records
 /// the verification (`audit.verified`, by the system) with what it found.
 ///
@@ -72,14 +83,8 @@ pub async fn verify_audit(
     checkpoint_key: &[u8],
 ) -> Result<Result<audit::VerifiedChain, audit::ChainBreak>, Failure> {
     let outcome = audit::verify_chain(store, org, checkpoint_key).await?;
-    let record = audit::NewAuditEvent::new(
-        org,
-        chrono::Utc::now(),
-        audit::Actor::system(),
-        audit::AuditAction::AuditVerified,
-        audit::Target::new("audit_log", org, "audit log"),
-    )
-    .with_metadata(audit::verification_metadata(&outcome));
+    let record = about_the_log(org, audit::AuditAction::AuditVerified)
+        .with_metadata(audit::verification_metadata(&outcome));
     store.append(audit::Journal::record(record)).await?;
     Ok(outcome)
 }
@@ -99,16 +104,11 @@ pub async fn export_audit(
         return Err(format!("unknown format `{format}`; use csv, ndjson or pdf").into());
     }
     // The export is itself audited, as through the API; by the system (the operator's command).
-    let record = audit::NewAuditEvent::new(
-        org,
-        chrono::Utc::now(),
-        audit::Actor::system(),
-        audit::AuditAction::DataExported,
-        audit::Target::new("audit_log", org, "audit log"),
-    )
-    .with_metadata(audit::Metadata::from_value(
-        serde_json::json!({ "format": format, "by": "export-audit command" }),
-    )?);
+    let record = about_the_log(org, audit::AuditAction::DataExported).with_metadata(
+        audit::Metadata::from_value(
+            serde_json::json!({ "format": format, "by": "export-audit command" }),
+        )?,
+    );
     store.append(audit::Journal::record(record)).await?;
     let query = AuditQuery {
         limit: audit::MAX_PAGE,

@@ -240,21 +240,6 @@ pub fn route_target(req: &HttpRequest) -> Target {
     Target::new("route", route, "")
 }
 
-/// The reason an authorization refusal is recorded with, or `None` when the error is not one
-/// (a missing resource, bad input or a storage failure is not a refusal).
-pub fn refusal_reason(e: &tenancy::TenancyError) -> Option<String> {
-    match e {
-        tenancy::TenancyError::Forbidden(r) => Some(r.code().to_owned()),
-        tenancy::TenancyError::RoleRule(r) => Some(
-            serde_json::to_value(r)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-        ),
-        _ => None,
-    }
-}
-
 /// Counts a refusal of `caller` and writes it to the audit log as `access.denied`, naming what
 /// was refused and why.
 ///
@@ -299,10 +284,17 @@ pub async fn audited(
     attempted: &str,
     e: tenancy::TenancyError,
 ) -> ApiError {
-    let Some(reason) = refusal_reason(&e) else {
+    let Some(reason) = e.refusal_reason() else {
         return e.into();
     };
-    match record_refusal(st, caller, Target::new("permission", attempted, ""), reason).await {
+    match record_refusal(
+        st,
+        caller,
+        Target::new("permission", attempted, ""),
+        reason.to_owned(),
+    )
+    .await
+    {
         Ok(()) => e.into(),
         Err(store) => store.into(),
     }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tenancy::scim::{self, Filter, GROUP_SCHEMA, Page, ScimError, USER_SCHEMA};
 use tenancy::{Caller, TenancyError};
 
-use crate::auth::{record_refusal, refusal_reason, request_context, route_target};
+use crate::auth::{record_refusal, request_context, route_target};
 use crate::state::AppState;
 
 const CONTENT_TYPE: &str = "application/scim+json";
@@ -254,8 +254,9 @@ async fn checked<T>(
     outcome: Result<T, impl Into<ScimError>>,
 ) -> Result<T, ScimFailure> {
     match outcome.map_err(Into::into) {
-        Err(ScimError::Tenancy(e)) => match refusal_reason(&e) {
-            Some(reason) => match record_refusal(st, c, route_target(req), reason).await {
+        Err(ScimError::Tenancy(e)) => match e.refusal_reason() {
+            Some(reason) => match record_refusal(st, c, route_target(req), reason.to_owned()).await
+            {
                 Ok(()) => Err(e.into()),
                 Err(store) => Err(TenancyError::from(store).into()),
             },

@@ -462,14 +462,9 @@ async fn erasure_keeps_the_chain_valid(store: &dyn AuditStore) {
     assert!(verify_chain(store, org, KEY).await.unwrap().is_ok());
 }
 
-/// A retention pass that commits nothing with its removal.
-fn no_record(_: &crate::Anchor, _: u64) -> Result<Journal, crate::AuditError> {
-    Ok(Journal::default())
-}
-
-async fn retention_commits_its_record_with_the_removal(store: &dyn AuditStore) {
-    let org = OrgId::new();
-    for i in 1..=5 {
+/// Appends `n` logins of `usr_a`, one a minute (records 1 to `n` at minutes 1 to `n`).
+async fn logins_a_minute_apart(store: &dyn AuditStore, org: OrgId, n: i64) {
+    for i in 1..=n {
         store
             .append(Journal::record(event(
                 org,
@@ -481,6 +476,16 @@ async fn retention_commits_its_record_with_the_removal(store: &dyn AuditStore) {
             .await
             .unwrap();
     }
+}
+
+/// A retention pass that commits nothing with its removal.
+fn no_record(_: &crate::Anchor, _: u64) -> Result<Journal, crate::AuditError> {
+    Ok(Journal::default())
+}
+
+async fn retention_commits_its_record_with_the_removal(store: &dyn AuditStore) {
+    let org = OrgId::new();
+    logins_a_minute_apart(store, org, 5).await;
     // A journal that cannot be built fails the pass, and nothing is removed.
     let failing = |_: &crate::Anchor, _: u64| -> Result<Journal, crate::AuditError> {
         Err(crate::AuditError::Invalid("no record".into()))
@@ -527,18 +532,7 @@ async fn retention_commits_its_record_with_the_removal(store: &dyn AuditStore) {
 
 async fn retention_removes_a_prefix_under_a_signed_anchor(store: &dyn AuditStore) {
     let org = OrgId::new();
-    for i in 1..=10 {
-        store
-            .append(Journal::record(event(
-                org,
-                i * 60,
-                "usr_a",
-                AuditAction::Login,
-                "x",
-            )))
-            .await
-            .unwrap();
-    }
+    logins_a_minute_apart(store, org, 10).await;
     take_checkpoint(store, org, KEY, at(700)).await.unwrap();
     let third = store.chain_page(org, 2, 1).await.unwrap()[0].clone();
     assert_eq!(third.seq, 3);

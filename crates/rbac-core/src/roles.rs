@@ -36,6 +36,23 @@ pub enum RoleRuleError {
     TransferToSelf,
 }
 
+impl RoleRuleError {
+    /// A stable machine-readable code (its serialized name), stored in the audit log.
+    #[must_use]
+    pub const fn code(&self) -> &'static str {
+        match self {
+            RoleRuleError::NotAnAdmin => "not_an_admin",
+            RoleRuleError::OwnRole => "own_role",
+            RoleRuleError::OwnerViaTransferOnly => "owner_via_transfer_only",
+            RoleRuleError::TargetIsOwner => "target_is_owner",
+            RoleRuleError::AboveOwnRole => "above_own_role",
+            RoleRuleError::RemoveSelf => "remove_self",
+            RoleRuleError::NotOwner => "not_owner",
+            RoleRuleError::TransferToSelf => "transfer_to_self",
+        }
+    }
+}
+
 /// Checks that `actor` may change `target` (currently `current`) to `new_role`.
 ///
 /// # Errors
@@ -125,6 +142,23 @@ mod tests {
             role,
             teams: vec![],
             credential: Credential::Session,
+        }
+    }
+
+    #[test]
+    fn codes_are_the_serialized_names() {
+        use RoleRuleError::*;
+        for e in [
+            NotAnAdmin,
+            OwnRole,
+            OwnerViaTransferOnly,
+            TargetIsOwner,
+            AboveOwnRole,
+            RemoveSelf,
+            NotOwner,
+            TransferToSelf,
+        ] {
+            assert_eq!(serde_json::to_value(e).unwrap(), e.code());
         }
     }
 

@@ -94,6 +94,19 @@ pub fn enforce_quota(decision: billing_limits::QuotaDecision) -> Result<(), Tena
     }
 }
 
+impl TenancyError {
+    /// The reason an authorization refusal is recorded with (`access.denied`), or `None` when
+    /// the error is not one (a missing resource, bad input or a storage failure is not).
+    #[must_use]
+    pub const fn refusal_reason(&self) -> Option<&'static str> {
+        match self {
+            TenancyError::Forbidden(r) => Some(r.code()),
+            TenancyError::RoleRule(r) => Some(r.code()),
+            _ => None,
+        }
+    }
+}
+
 impl From<audit::AuditError> for TenancyError {
     fn from(e: audit::AuditError) -> Self {
         match e {
