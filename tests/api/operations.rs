@@ -141,6 +141,31 @@ both_backends!(
         .await
         .unwrap();
         assert!(out.starts_with("reset the access of the Owner"), "{out}");
+        // The reset and the second factor's removal are both recorded, by the system (they
+        // commit in one transaction: the tenancy contract's `access_reset_is_one_transaction`).
+        let newest = audit::AuditStore::search(
+            &*t.store,
+            org,
+            &audit::AuditQuery {
+                action: Some(audit::ActionFilter::Prefix("auth.".into())),
+                limit: 2,
+                ..audit::AuditQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+        let reset: Vec<(&str, &str, i64)> = newest
+            .iter()
+            .map(|r| (r.event.action.as_str(), r.event.actor.kind.as_str(), r.seq))
+            .collect();
+        assert_eq!(
+            reset,
+            [
+                ("auth.mfa_disabled", "system", reset[1].2 + 1),
+                ("auth.owner_access_reset", "system", reset[1].2)
+            ],
+            "both recorded, in this order"
+        );
         problem(
             t.get(&t.url("/api/v1/me"), &t.owner_token).await,
             StatusCode::UNAUTHORIZED,

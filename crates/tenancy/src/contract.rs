@@ -123,6 +123,7 @@ pub async fn run<
     scim_groups_write_atomically(s).await;
     api_calls_never_overshoot_the_month(s).await;
     mfa_steps_codes_and_challenges_are_used_once(s).await;
+    access_reset_is_one_transaction(s).await;
     security_settings_are_compare_and_swap(s).await;
     teams_round_trip(s).await;
     caller_memberships_gather_every_org_and_team(s).await;
@@ -1949,6 +1950,101 @@ async fn mfa_steps_codes_and_challenges_are_used_once<
         s.set_phone(u, None, note(org.id, "x")).await,
         Err(TenancyError::NotFound(_))
     ));
+}
+
+async fn access_reset_is_one_transaction<
+    S: TenancyStore + AuditStore + crate::mfa::MfaStore + ?Sized,
+>(
+    s: &S,
+) {
+    use crate::mfa::AccessReset;
+    let (org, _, owner) = new_org(s).await;
+    let u = owner.id;
+    for i in 0..2 {
+        s.create_session(&session(u, i), &format!("reset-{i}"), 5, &|_| {
+            Journal::default()
+        })
+        .await
+        .unwrap();
+    }
+    let locked = security_policy::ThrottleState {
+        failures: 5,
+        window_start: now(),
+        locked_until: Some(now() + Duration::minutes(15)),
+    };
+    s.set_login_throttle(u, Some(&locked), Journal::default())
+        .await
+        .unwrap();
+    s.start_totp(u, "enc").await.unwrap();
+    s.activate_totp(u, 1, &["c1".to_owned()], now(), Journal::default())
+        .await
+        .unwrap();
+    let h = head(s, org.id).await;
+    let seen = std::sync::Mutex::new(Vec::new());
+    let records = |done: AccessReset| {
+        seen.lock().unwrap().push(done);
+        let j = note(org.id, "reset");
+        if done.second_factor_removed {
+            j.and_record(NewAuditEvent::new(
+                org.id,
+                now(),
+                Actor::system(),
+                AuditAction::MfaDisabled,
+                Target::new("contract", u, "second factor"),
+            ))
+        } else {
+            j
+        }
+    };
+    let done = s
+        .reset_access(u, "reset-hash", now(), &records)
+        .await
+        .unwrap();
+    let expected = AccessReset {
+        sessions_ended: 2,
+        second_factor_removed: true,
+    };
+    assert_eq!(done, expected);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [expected],
+        "the journal is made from what was done"
+    );
+    assert_eq!(
+        head(s, org.id).await,
+        h + 2,
+        "both records committed with the reset"
+    );
+    assert!(
+        s.mfa(u).await.unwrap().is_none(),
+        "the second factor is gone"
+    );
+    assert!(s.list_sessions(u).await.unwrap().is_empty());
+    assert_eq!(s.login_throttle(u).await.unwrap(), None);
+    assert_eq!(
+        s.find_user_by_email(&owner.email)
+            .await
+            .unwrap()
+            .unwrap()
+            .1
+            .as_deref(),
+        Some("reset-hash")
+    );
+    // Again, with nothing left to end or remove; an unknown person changes nothing.
+    let again = s.reset_access(u, "again", now(), &records).await.unwrap();
+    assert_eq!(
+        again,
+        AccessReset {
+            sessions_ended: 0,
+            second_factor_removed: false,
+        }
+    );
+    assert_eq!(head(s, org.id).await, h + 3);
+    assert!(matches!(
+        s.reset_access(UserId::new(), "x", now(), &records).await,
+        Err(TenancyError::NotFound(_))
+    ));
+    assert_eq!(head(s, org.id).await, h + 3);
 }
 
 async fn security_settings_are_compare_and_swap<S: TenancyStore + AuditStore + ?Sized>(s: &S) {

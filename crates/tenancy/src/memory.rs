@@ -1805,6 +1805,38 @@ impl MfaStore for MemoryTenancyStore {
         self.commit(journal).await
     }
 
+    async fn reset_access(
+        &self,
+        user: UserId,
+        hash: &str,
+        now: DateTime<Utc>,
+        records: crate::mfa::AccessResetJournal<'_>,
+    ) -> Result<crate::mfa::AccessReset, TenancyError> {
+        let done = {
+            let mut s = self.lock()?;
+            s.users
+                .get_mut(&user)
+                .ok_or(TenancyError::NotFound("user"))?
+                .1 = Some(hash.to_owned());
+            s.throttles.remove(&user);
+            let mut sessions_ended = 0;
+            for row in s
+                .sessions
+                .iter_mut()
+                .filter(|r| r.0.user == user && r.2.is_none())
+            {
+                row.2 = Some(now);
+                sessions_ended += 1;
+            }
+            crate::mfa::AccessReset {
+                sessions_ended,
+                second_factor_removed: s.mfa.remove(&user).is_some(),
+            }
+        };
+        self.commit(records(done)).await?;
+        Ok(done)
+    }
+
     async fn save_login_challenge(
         &self,
         hash: &str,

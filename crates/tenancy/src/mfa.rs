@@ -99,6 +99,18 @@ pub struct MfaRecord {
     pub recovery_codes_left: u32,
 }
 
+/// What [`MfaStore::reset_access`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessReset {
+    /// Live sessions ended.
+    pub sessions_ended: u64,
+    /// Whether a second factor (enabled or being enrolled) was removed.
+    pub second_factor_removed: bool,
+}
+
+/// The journal an access reset commits, made from what it did: see [`MfaStore::reset_access`].
+pub type AccessResetJournal<'a> = &'a (dyn Fn(AccessReset) -> Journal + Send + Sync);
+
 /// Storage of second factors and login challenges.
 #[async_trait]
 pub trait MfaStore: Send + Sync {
@@ -202,6 +214,21 @@ pub trait MfaStore: Send + Sync {
     /// # Errors
     /// [`TenancyError::NotFound`] when there is none.
     async fn disable_mfa(&self, user: UserId, journal: Journal) -> Result<(), TenancyError>;
+
+    /// An operator's reset of `user`'s access, in one transaction with the journal `records`
+    /// makes from what was done: the password hash replaced, the login throttle cleared, every
+    /// live session ended, and the second factor with its recovery codes removed if there is
+    /// one. A crash leaves either all of it or none of it.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] for an unknown user; nothing is changed then.
+    async fn reset_access(
+        &self,
+        user: UserId,
+        hash: &str,
+        now: DateTime<Utc>,
+        records: AccessResetJournal<'_>,
+    ) -> Result<AccessReset, TenancyError>;
 
     /// Stores a login challenge by hash.
     ///

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::caller::Caller;
 use crate::error::TenancyError;
+use crate::mfa::AccessReset;
 use crate::model::{
     CompanyProfile, Email, Member, Organization, SecuritySettings, Team, User, valid_name,
 };
@@ -395,26 +396,24 @@ where
             .await
             .map_err(|e| TenancyError::Invalid(e.to_string()))?;
         let u = owner.user.clone();
-        // The new password, the cleared login throttle and the end of every session commit
-        // together, with the record.
-        let records = |ended: u64| {
+        // The new password, the cleared login throttle, the end of every session and the
+        // removal of the second factor commit together, with their records.
+        let records = |done: AccessReset| {
             let mut r = record(AuditAction::OwnerAccessReset, &u);
-            if let Ok(m) = Metadata::from_value(json!({ "sessions_ended": ended })) {
+            if let Ok(m) = Metadata::from_value(json!({ "sessions_ended": done.sessions_ended })) {
                 r = r.with_metadata(m);
             }
-            Journal::record(r)
+            let j = Journal::record(r);
+            if done.second_factor_removed {
+                j.and_record(record(AuditAction::MfaDisabled, &u))
+            } else {
+                j
+            }
         };
-        let ended = store
-            .change_password_hash(u.id, &hash, None, now, &records)
-            .await?;
-        if store.mfa(u.id).await?.is_some() {
-            store
-                .disable_mfa(u.id, Journal::record(record(AuditAction::MfaDisabled, &u)))
-                .await?;
-        }
+        let done = store.reset_access(u.id, &hash, now, &records).await?;
         return Ok(OwnerReset::AccessReset {
             owner: u,
-            sessions_ended: ended,
+            sessions_ended: done.sessions_ended,
         });
     }
     let target = match store.find_user_by_email(&email).await? {

@@ -7,14 +7,14 @@ use chrono::{DateTime, Utc};
 use rbac_core::UserId;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, PaginatorTrait,
+    QueryFilter, TransactionTrait,
 };
 use security_policy::{SmsChallenge, ThrottleState};
 use tenancy::TenancyError;
-use tenancy::mfa::{MfaRecord, MfaStore};
+use tenancy::mfa::{AccessReset, AccessResetJournal, MfaRecord, MfaStore};
 
-use super::tenancy::{commit, store};
+use super::tenancy::{commit, replace_password, store};
 use crate::SeaStore;
 use crate::convert::{id, micros, time};
 use crate::entity::{login_challenge, recovery_code, sms_outbox, user_mfa};
@@ -27,6 +27,23 @@ fn active(u: UserId) -> Condition {
     Condition::all()
         .add(user_mfa::Column::UserId.eq(uid(u)))
         .add(user_mfa::Column::EnabledAt.is_not_null())
+}
+
+/// Deletes `user`'s second factor and recovery codes in `txn`; whether there was one.
+async fn remove_second_factor(
+    txn: &DatabaseTransaction,
+    user: UserId,
+) -> Result<bool, TenancyError> {
+    recovery_code::Entity::delete_many()
+        .filter(recovery_code::Column::UserId.eq(uid(user)))
+        .exec(txn)
+        .await
+        .map_err(store)?;
+    let res = user_mfa::Entity::delete_by_id(uid(user))
+        .exec(txn)
+        .await
+        .map_err(store)?;
+    Ok(res.rows_affected > 0)
 }
 
 #[async_trait]
@@ -284,19 +301,27 @@ impl MfaStore for SeaStore {
 
     async fn disable_mfa(&self, user: UserId, journal: Journal) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
-        recovery_code::Entity::delete_many()
-            .filter(recovery_code::Column::UserId.eq(uid(user)))
-            .exec(&txn)
-            .await
-            .map_err(store)?;
-        let res = user_mfa::Entity::delete_by_id(uid(user))
-            .exec(&txn)
-            .await
-            .map_err(store)?;
-        if res.rows_affected == 0 {
+        if !remove_second_factor(&txn, user).await? {
             return Err(TenancyError::NotFound("second factor"));
         }
         commit(txn, journal).await
+    }
+
+    async fn reset_access(
+        &self,
+        user: UserId,
+        hash: &str,
+        now: DateTime<Utc>,
+        records: AccessResetJournal<'_>,
+    ) -> Result<AccessReset, TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let sessions_ended = replace_password(&txn, user, hash, None, now).await?;
+        let done = AccessReset {
+            sessions_ended,
+            second_factor_removed: remove_second_factor(&txn, user).await?,
+        };
+        commit(txn, records(done)).await?;
+        Ok(done)
     }
 
     async fn save_login_challenge(

@@ -161,6 +161,31 @@ async fn write_password_hash(
     Ok(())
 }
 
+/// Replaces `user`'s password hash, clears their login throttle and ends every live session of
+/// theirs but `keep`, in `txn`; returns how many sessions it ended. `NotFound` for an unknown
+/// user.
+pub(super) async fn replace_password(
+    txn: &DatabaseTransaction,
+    user_id: UserId,
+    hash: &str,
+    keep: Option<SessionId>,
+    now: DateTime<Utc>,
+) -> Result<u64, TenancyError> {
+    write_password_hash(txn, user_id, hash).await?;
+    login_throttle::Entity::delete_by_id(user_id.to_string())
+        .exec(txn)
+        .await
+        .map_err(store)?;
+    let mut end = session::Entity::update_many()
+        .col_expr(session::Column::EndedAt, Expr::value(micros(now)))
+        .filter(session::Column::UserId.eq(user_id.to_string()))
+        .filter(session::Column::EndedAt.is_null());
+    if let Some(k) = keep {
+        end = end.filter(session::Column::Id.ne(k.to_string()));
+    }
+    Ok(end.exec(txn).await.map_err(store)?.rows_affected)
+}
+
 pub(crate) async fn commit(txn: DatabaseTransaction, journal: Journal) -> Result<(), TenancyError> {
     crate::journal::finish(txn, journal, 0)
         .await
@@ -701,19 +726,7 @@ impl AccountStore for SeaStore {
         records: tenancy::SessionsEndedJournal<'_>,
     ) -> Result<u64, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
-        write_password_hash(&txn, user_id, hash).await?;
-        login_throttle::Entity::delete_by_id(user_id.to_string())
-            .exec(&txn)
-            .await
-            .map_err(store)?;
-        let mut end = session::Entity::update_many()
-            .col_expr(session::Column::EndedAt, Expr::value(micros(now)))
-            .filter(session::Column::UserId.eq(user_id.to_string()))
-            .filter(session::Column::EndedAt.is_null());
-        if let Some(k) = keep {
-            end = end.filter(session::Column::Id.ne(k.to_string()));
-        }
-        let ended = end.exec(&txn).await.map_err(store)?.rows_affected;
+        let ended = replace_password(&txn, user_id, hash, keep, now).await?;
         commit(txn, records(ended)).await?;
         Ok(ended)
     }
