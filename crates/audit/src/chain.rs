@@ -30,35 +30,46 @@ fn put(buf: &mut Vec<u8>, field: &[u8]) {
     buf.extend_from_slice(field);
 }
 
+/// [`put`] for a value's `Display` text, written in place (no string of its own).
+fn put_display(buf: &mut Vec<u8>, value: &dyn std::fmt::Display) {
+    use std::io::Write as _;
+    let at = buf.len();
+    buf.extend_from_slice(&[0; 4]);
+    // Writing into a `Vec` cannot fail.
+    let _ = write!(buf, "{value}");
+    let len = u32::try_from(buf.len() - at - 4).unwrap_or(u32::MAX);
+    if let Some(prefix) = buf.get_mut(at..at + 4) {
+        prefix.copy_from_slice(&len.to_be_bytes());
+    }
+}
+
 /// The bytes that the chain hashes for `event` at position `seq`.
 #[must_use]
 pub fn canonical_bytes(event: &NewAuditEvent, seq: i64, schema_version: u16) -> Vec<u8> {
     let mut buf = Vec::with_capacity(256);
-    put(&mut buf, DOMAIN);
-    put(&mut buf, &schema_version.to_be_bytes());
-    put(&mut buf, event.org.to_string().as_bytes());
-    put(&mut buf, &seq.to_be_bytes());
-    put(
-        &mut buf,
-        event
-            .team
-            .map(|t| t.to_string())
-            .unwrap_or_default()
-            .as_bytes(),
-    );
-    put(
-        &mut buf,
-        &event.occurred_at.timestamp_micros().to_be_bytes(),
-    );
-    put(&mut buf, event.actor.kind.as_str().as_bytes());
-    put(&mut buf, event.actor.id.as_bytes());
-    put(&mut buf, event.action.as_str().as_bytes());
-    put(&mut buf, event.target.kind.as_bytes());
-    put(&mut buf, event.target.id.as_bytes());
-    put(&mut buf, event.outcome.status().as_bytes());
-    put(&mut buf, event.outcome.reason().as_bytes());
-    put(&mut buf, event.metadata.to_json().as_bytes());
+    write_canonical(&mut buf, event, seq, schema_version);
     buf
+}
+
+/// Appends [`canonical_bytes`] to `buf`.
+fn write_canonical(buf: &mut Vec<u8>, event: &NewAuditEvent, seq: i64, schema_version: u16) {
+    put(buf, DOMAIN);
+    put(buf, &schema_version.to_be_bytes());
+    put_display(buf, &event.org);
+    put(buf, &seq.to_be_bytes());
+    match &event.team {
+        Some(t) => put_display(buf, t),
+        None => put(buf, b""),
+    }
+    put(buf, &event.occurred_at.timestamp_micros().to_be_bytes());
+    put(buf, event.actor.kind.as_str().as_bytes());
+    put(buf, event.actor.id.as_bytes());
+    put(buf, event.action.as_str().as_bytes());
+    put(buf, event.target.kind.as_bytes());
+    put(buf, event.target.id.as_bytes());
+    put(buf, event.outcome.status().as_bytes());
+    put(buf, event.outcome.reason().as_bytes());
+    put(buf, event.metadata.as_json().as_bytes());
 }
 
 /// The chain hash of a record given its predecessor's hash.
@@ -306,6 +317,8 @@ pub struct VerifiedChain {
 /// Streams a chain through, record by record, in `seq` order.
 #[derive(Debug)]
 pub struct ChainVerifier<'a> {
+    /// The canonical encoding of the record being checked (reused from record to record).
+    buf: Vec<u8>,
     expected: i64,
     prev: [u8; 32],
     checkpoint: Option<&'a Checkpoint>,
@@ -318,6 +331,7 @@ impl<'a> ChainVerifier<'a> {
     #[must_use]
     pub fn new() -> Self {
         Self {
+            buf: Vec::with_capacity(256),
             expected: 1,
             prev: GENESIS,
             checkpoint: None,
@@ -382,10 +396,14 @@ impl<'a> ChainVerifier<'a> {
                 expected: self.expected,
             });
         }
-        let computed = chain_hash(
-            &record.prev_hash,
-            &canonical_bytes(&record.event, record.seq, record.schema_version),
+        self.buf.clear();
+        write_canonical(
+            &mut self.buf,
+            &record.event,
+            record.seq,
+            record.schema_version,
         );
+        let computed = chain_hash(&record.prev_hash, &self.buf);
         if computed != record.hash {
             return Err(ChainBreak::Modified { seq: record.seq });
         }
@@ -579,11 +597,57 @@ mod tests {
     }
 
     #[test]
+    fn stored_metadata_is_hashed_as_stored() {
+        let (_, mut records) = chain(2);
+        assert!(verify(&records, None).is_ok());
+        // The text a store read back, unchanged, verifies; the same object reformatted does not.
+        records[1].event.metadata =
+            crate::model::Metadata::from_json(records[1].event.metadata.as_json().to_owned())
+                .unwrap();
+        assert!(verify(&records, None).is_ok());
+        records[1].event.metadata = crate::model::Metadata::from_json("{ }".to_owned()).unwrap();
+        assert_eq!(verify(&records, None), Err(ChainBreak::Modified { seq: 2 }));
+    }
+
+    #[test]
     fn personal_fields_are_outside_the_hash() {
         let (_, mut records) = chain(2);
         records[0].event.actor.name = String::new();
         records[0].event.context.ip = String::new();
         records[0].event.target.name = "[erased]".into();
         assert!(verify(&records, None).is_ok());
+    }
+
+    /// The encoding of stored chains must never change by accident: a fixed record's hash,
+    /// as the first release computed it.
+    #[test]
+    fn the_canonical_encoding_is_stable() {
+        let org: OrgId = "org_0190f2a8c4e97d2b9a3e5f1c7d6b4a21".parse().unwrap();
+        let team: rbac_core::TeamId = "team_0190f2a8c4e97d2b9a3e5f1c7d6b4a22".parse().unwrap();
+        let mut e = NewAuditEvent::new(
+            org,
+            DateTime::from_timestamp(1_764_000_000, 123_456_000).unwrap(),
+            Actor::user("usr_0190f2a8c4e97d2b9a3e5f1c7d6b4a23", "Sarah"),
+            AuditAction::RoleChanged,
+            Target::new("member", "usr_0190f2a8c4e97d2b9a3e5f1c7d6b4a24", "Sam"),
+        )
+        .with_metadata(
+            crate::model::Metadata::from_value(
+                serde_json::json!({ "to": "admin", "from": "user" }),
+            )
+            .unwrap(),
+        )
+        .with_outcome(crate::model::Outcome::Denied {
+            reason: "role_lacks_permission".into(),
+        });
+        e.team = Some(team);
+        let sealed = seal(e, 7, [7; 32]);
+        assert_eq!(
+            hex::encode(sealed.hash),
+            "2881877b0295ee0e8da62e0af5a6d32a0d3f11e0ae0718209e76c119695724a3"
+        );
+        let mut untouched = sealed.event.clone();
+        untouched.team = None;
+        assert_ne!(seal(untouched, 7, [7; 32]).hash, sealed.hash);
     }
 }

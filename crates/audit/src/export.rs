@@ -66,7 +66,7 @@ impl<W: Write> CsvExporter<W> {
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let org = e.org.to_string();
         let team = e.team.map(|t| t.to_string()).unwrap_or_default();
-        let meta = e.metadata.to_json();
+        let meta = e.metadata.as_json();
         let cells = [
             seq.as_str(),
             at.as_str(),
@@ -84,7 +84,7 @@ impl<W: Write> CsvExporter<W> {
             e.context.ip.as_str(),
             e.context.user_agent.as_str(),
             e.context.request_id.as_str(),
-            meta.as_str(),
+            meta,
         ];
         self.writer
             .write_record(cells.iter().map(|c| neutralize(c).into_owned()))

@@ -174,10 +174,22 @@ impl Outcome {
     }
 }
 
-/// Bounded JSON metadata (an object of at most [`MAX_METADATA_BYTES`] serialized).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(transparent)]
-pub struct Metadata(serde_json::Map<String, serde_json::Value>);
+/// Bounded JSON metadata: an object of at most [`MAX_METADATA_BYTES`] serialized, kept as its
+/// JSON text.
+///
+/// Built from a value, the text is canonical (keys sorted, as `serde_json::Map` is a
+/// `BTreeMap`, no whitespace); read back from storage ([`Metadata::from_json`]) it is kept
+/// byte for byte as stored. The hash chain covers that text, so checking a stored record
+/// neither parses nor re-serializes it, and a stored record whose text was edited in any way,
+/// even into equivalent JSON, no longer verifies.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Metadata(String);
+
+impl Default for Metadata {
+    fn default() -> Self {
+        Self("{}".to_owned())
+    }
+}
 
 impl Metadata {
     /// Validates the bound.
@@ -185,15 +197,19 @@ impl Metadata {
     /// # Errors
     /// [`AuditError::Invalid`] when the serialized object is larger than [`MAX_METADATA_BYTES`].
     pub fn new(map: serde_json::Map<String, serde_json::Value>) -> Result<Self, AuditError> {
-        let len = serde_json::to_string(&map)
-            .map(|s| s.len())
-            .unwrap_or(usize::MAX);
-        if len > MAX_METADATA_BYTES {
+        let text = serde_json::to_string(&map)
+            .map_err(|e| AuditError::Invalid(format!("metadata does not serialize: {e}")))?;
+        Self::bounded(text)
+    }
+
+    fn bounded(text: String) -> Result<Self, AuditError> {
+        if text.len() > MAX_METADATA_BYTES {
             return Err(AuditError::Invalid(format!(
-                "metadata is {len} bytes, more than the {MAX_METADATA_BYTES} allowed"
+                "metadata is {} bytes, more than the {MAX_METADATA_BYTES} allowed",
+                text.len()
             )));
         }
-        Ok(Self(map))
+        Ok(Self(text))
     }
 
     /// Builds metadata from a `serde_json::json!({...})` object, truncating nothing.
@@ -210,16 +226,45 @@ impl Metadata {
         }
     }
 
-    /// The object.
-    #[must_use]
-    pub fn as_map(&self) -> &serde_json::Map<String, serde_json::Value> {
-        &self.0
+    /// Metadata as a store kept it: `text` must be a JSON object within the bound, and is kept
+    /// as it is (not re-serialized), so the chain hashes exactly what was stored.
+    ///
+    /// # Errors
+    /// [`AuditError::Invalid`] when `text` is not a JSON object or is too large.
+    pub fn from_json(text: String) -> Result<Self, AuditError> {
+        if !text.trim_start().starts_with('{') {
+            return Err(AuditError::Invalid(
+                "metadata must be a JSON object".to_owned(),
+            ));
+        }
+        serde_json::from_str::<serde::de::IgnoredAny>(&text)
+            .map_err(|e| AuditError::Invalid(format!("metadata is not JSON: {e}")))?;
+        Self::bounded(text)
     }
 
-    /// Canonical JSON text (keys sorted, as `serde_json::Map` is a `BTreeMap`).
+    /// The object, parsed.
     #[must_use]
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(&self.0).unwrap_or_else(|_| "{}".to_owned())
+    pub fn to_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::from_str(&self.0).unwrap_or_default()
+    }
+
+    /// The JSON text: canonical when built from a value, as stored when read back.
+    #[must_use]
+    pub fn as_json(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for Metadata {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_map().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Metadata {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = serde_json::Map::deserialize(deserializer)?;
+        Self::new(map).map_err(serde::de::Error::custom)
     }
 }
 
@@ -342,5 +387,39 @@ pub fn erase_annotations(e: &mut NewAuditEvent, subject_id: &str) {
     }
     if e.target.id == subject_id {
         e.target.name = ERASED.to_owned();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_is_canonical_when_built_and_verbatim_when_stored() {
+        let built =
+            Metadata::from_value(serde_json::json!({ "to": "admin", "from": "user" })).unwrap();
+        assert_eq!(built.as_json(), r#"{"from":"user","to":"admin"}"#);
+        assert_eq!(Metadata::default().as_json(), "{}");
+        // Serialized as the object it is, and read back through serde into the same text.
+        let v = serde_json::to_value(&built).unwrap();
+        assert_eq!(v, serde_json::json!({ "from": "user", "to": "admin" }));
+        let back: Metadata = serde_json::from_str(r#"{ "to" : "admin", "from":"user" }"#).unwrap();
+        assert_eq!(back, built, "deserialized metadata is canonical");
+
+        let stored = Metadata::from_json(r#"{ "to": "admin" }"#.to_owned()).unwrap();
+        assert_eq!(
+            stored.as_json(),
+            r#"{ "to": "admin" }"#,
+            "kept byte for byte"
+        );
+        assert_eq!(stored.to_map()["to"], "admin");
+        for bad in ["[1]", "\"x\"", "{\"open\":", "", "null"] {
+            assert!(Metadata::from_json(bad.to_owned()).is_err(), "{bad}");
+        }
+        let big = format!(r#"{{"x":"{}"}}"#, "a".repeat(MAX_METADATA_BYTES));
+        assert!(Metadata::from_json(big).is_err());
+        let mut too_big = serde_json::Map::new();
+        too_big.insert("x".into(), "a".repeat(MAX_METADATA_BYTES).into());
+        assert!(Metadata::new(too_big).is_err());
     }
 }

@@ -42,10 +42,9 @@ pub(crate) fn role(s: &str) -> Result<OrgRole, StoreError> {
 }
 
 pub(crate) fn hash32(what: &str, s: &str) -> Result<[u8; 32], StoreError> {
-    hex::decode(s)
-        .ok()
-        .and_then(|v| v.try_into().ok())
-        .ok_or_else(|| corrupt(what, s))
+    let mut out = [0; 32];
+    hex::decode_to_slice(s, &mut out).map_err(|_| corrupt(what, s))?;
+    Ok(out)
 }
 
 impl TryFrom<entity::organization::Model> for Organization {
@@ -130,7 +129,6 @@ impl TryFrom<entity::api_key::Model> for ApiKey {
 impl TryFrom<entity::audit_event::Model> for AuditEvent {
     type Error = StoreError;
     fn try_from(m: entity::audit_event::Model) -> Result<Self, StoreError> {
-        let metadata: serde_json::Value = json("audit metadata", &m.metadata)?;
         Ok(AuditEvent {
             seq: m.seq,
             event: NewAuditEvent {
@@ -157,7 +155,7 @@ impl TryFrom<entity::audit_event::Model> for AuditEvent {
                 },
                 outcome: Outcome::from_parts(&m.outcome, &m.reason)
                     .ok_or_else(|| corrupt("outcome", &m.outcome))?,
-                metadata: Metadata::from_value(metadata)
+                metadata: Metadata::from_json(m.metadata)
                     .map_err(|_| corrupt("audit metadata", "…"))?,
             },
             schema_version: u16::try_from(m.schema_version)
@@ -188,7 +186,7 @@ pub(crate) fn audit_model(r: &AuditEvent) -> entity::audit_event::ActiveModel {
         request_id: Set(e.context.request_id.clone()),
         outcome: Set(e.outcome.status().to_owned()),
         reason: Set(e.outcome.reason().to_owned()),
-        metadata: Set(e.metadata.to_json()),
+        metadata: Set(e.metadata.as_json().to_owned()),
         schema_version: Set(i32::from(r.schema_version)),
         prev_hash: Set(hex::encode(r.prev_hash)),
         hash: Set(hex::encode(r.hash)),

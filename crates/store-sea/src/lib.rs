@@ -263,19 +263,23 @@ impl SeaStore {
         &self.read
     }
 
-    /// Runs a `SELECT` of whole `audit_events` rows on the readers: through rusqlite on a
-    /// SQLite file (`scan.rs`), else through SeaORM.
-    pub(crate) async fn audit_models(
+    /// Runs a `SELECT` of whole `audit_events` rows on the readers and returns the records:
+    /// through rusqlite on a SQLite file (`scan.rs`, which also converts the rows off the
+    /// calling thread), else through SeaORM.
+    pub(crate) async fn audit_records(
         &self,
         stmt: sea_orm::Statement,
-    ) -> Result<Vec<entity::audit_event::Model>, StoreError> {
+    ) -> Result<Vec<audit::AuditEvent>, StoreError> {
         use sea_orm::FromQueryResult;
         match &self.audit_scan {
-            Some(scan) => scan.models(stmt).await,
+            Some(scan) => scan.records(stmt).await,
             None => entity::audit_event::Model::find_by_statement(stmt)
                 .all(self.reader())
                 .await
-                .map_err(db_err),
+                .map_err(db_err)?
+                .into_iter()
+                .map(audit::AuditEvent::try_from)
+                .collect(),
         }
     }
 }

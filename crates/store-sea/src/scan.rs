@@ -5,7 +5,8 @@
 //! thousand records that hand-over, not SQLite, bounds an export or a verification walk
 //! (`docs/benchmarks.md`, "Audit log through the store"). Here the same statement (built by
 //! sea-query, as on the sqlx path) runs on a read-only connection in one blocking call, which
-//! reads the whole page into the entity's models and returns them at once.
+//! reads the whole page, converts each row into a record there, and returns them at once: the
+//! calling task (an export writing CSV, a verification hashing) only receives finished records.
 //!
 //! Only whole pages of audit records go this way; everything else, and every write, stays on
 //! SeaORM's connections. Both link the same SQLite (`libsqlite3-sys`), and WAL lets these
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use audit::StoreError;
+use audit::{AuditEvent, StoreError};
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OpenFlags};
 use sea_orm::{IdenStatic, Iterable, Statement, Value};
@@ -49,11 +50,12 @@ impl AuditScanner {
         }
     }
 
-    /// Runs `stmt`, a `SELECT` of whole `audit_events` rows, and returns its rows.
-    pub(crate) async fn models(
+    /// Runs `stmt`, a `SELECT` of whole `audit_events` rows, and returns its records (converted
+    /// on the blocking thread too, so the caller only receives them).
+    pub(crate) async fn records(
         self: &std::sync::Arc<Self>,
         stmt: Statement,
-    ) -> Result<Vec<audit_event::Model>, StoreError> {
+    ) -> Result<Vec<AuditEvent>, StoreError> {
         let _permit = self
             .permits
             .acquire()
@@ -65,7 +67,7 @@ impl AuditScanner {
             .map_err(|e| StoreError::msg(format!("audit scan stopped: {e}")))?
     }
 
-    fn run(&self, stmt: &Statement) -> Result<Vec<audit_event::Model>, StoreError> {
+    fn run(&self, stmt: &Statement) -> Result<Vec<AuditEvent>, StoreError> {
         let params = stmt
             .values
             .as_ref()
@@ -76,7 +78,7 @@ impl AuditScanner {
             Some(c) => c,
             None => self.open()?,
         };
-        let rows = read(&conn, &stmt.sql, params).map_err(scan_err)?;
+        let rows = read(&conn, &stmt.sql, params)?;
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < KEEP_IDLE
         {
@@ -131,29 +133,28 @@ fn sql_value(v: &Value) -> Result<Sql, StoreError> {
 /// Positions of the model's columns (in the entity's declaration order) in a result row.
 struct Columns([usize; 20]);
 
-fn read(
-    conn: &Connection,
-    sql: &str,
-    params: Vec<Sql>,
-) -> rusqlite::Result<Vec<audit_event::Model>> {
-    let mut stmt = conn.prepare_cached(sql)?;
+/// Runs `sql` and converts each row to a record as it is read.
+fn read(conn: &Connection, sql: &str, params: Vec<Sql>) -> Result<Vec<AuditEvent>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(scan_err)?;
     let mut ix = [usize::MAX; 20];
     let mut columns = audit_event::Column::iter();
     for slot in &mut ix {
         if let Some(col) = columns.next() {
-            *slot = stmt.column_index(col.as_str())?;
+            *slot = stmt.column_index(col.as_str()).map_err(scan_err)?;
         }
     }
     if ix.contains(&usize::MAX) || columns.next().is_some() {
-        return Err(rusqlite::Error::InvalidColumnName(
-            "audit_events has not the 20 columns this reader knows".into(),
+        return Err(StoreError::msg(
+            "audit scan: audit_events has not the 20 columns this reader knows",
         ));
     }
     let c = Columns(ix);
-    let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(params))
+        .map_err(scan_err)?;
     let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        out.push(model(r, &c)?);
+    while let Some(r) = rows.next().map_err(scan_err)? {
+        out.push(AuditEvent::try_from(model(r, &c).map_err(scan_err)?)?);
     }
     Ok(out)
 }
@@ -187,8 +188,8 @@ fn model(r: &rusqlite::Row<'_>, c: &Columns) -> rusqlite::Result<audit_event::Mo
 #[cfg(test)]
 mod tests {
     use audit::{
-        Actor, AuditAction, AuditStore, Journal, Metadata, NewAuditEvent, Outcome, RequestContext,
-        Target,
+        Actor, AuditAction, AuditEvent, AuditStore, Journal, Metadata, NewAuditEvent, Outcome,
+        RequestContext, Target,
     };
     use rbac_core::{OrgId, TeamId, UserId};
     use sea_orm::{
@@ -249,18 +250,25 @@ mod tests {
             .order_by_desc(audit_event::Column::Seq)
             .limit(20_u64)
             .build(DbBackend::Sqlite);
-        let fast = store.audit_models(stmt.clone()).await.unwrap();
-        let slow = audit_event::Model::find_by_statement(stmt)
+        let fast = store.audit_records(stmt.clone()).await.unwrap();
+        let slow: Vec<AuditEvent> = audit_event::Model::find_by_statement(stmt)
             .all(store.reader())
             .await
-            .unwrap();
+            .unwrap()
+            .into_iter()
+            .map(|m| AuditEvent::try_from(m).unwrap())
+            .collect();
         assert_eq!(fast.len(), 20);
         assert_eq!(fast, slow);
-        assert!(fast.iter().any(|m| m.team_id.is_some()));
-        assert!(fast.iter().any(|m| m.team_id.is_none()));
+        assert!(fast.iter().any(|r| r.event.team.is_some()));
+        assert!(fast.iter().any(|r| r.event.team.is_none()));
+        assert!(
+            fast.iter()
+                .any(|r| r.event.metadata.as_json().contains("list"))
+        );
         // The connection is kept for the next page, which sees what was appended since.
         let whole_log = || {
-            store.audit_models(
+            store.audit_records(
                 audit_event::Entity::find()
                     .filter(audit_event::Column::OrgId.eq(org.to_string()))
                     .build(DbBackend::Sqlite),

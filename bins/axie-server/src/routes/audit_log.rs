@@ -181,7 +181,7 @@ impl From<&AuditEvent> for AuditEventResponse {
             ip: e.context.ip.clone(),
             user_agent: e.context.user_agent.clone(),
             request_id: e.context.request_id.clone(),
-            metadata: serde_json::Value::Object(e.metadata.as_map().clone()),
+            metadata: serde_json::Value::Object(e.metadata.to_map()),
             text: render_line(r),
             hash: hex::encode(r.hash),
         }

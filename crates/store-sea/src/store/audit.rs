@@ -20,13 +20,6 @@ fn store(e: sea_orm::DbErr) -> AuditError {
     AuditError::Store(db_err(e))
 }
 
-fn records(models: Vec<audit_event::Model>) -> Result<Vec<AuditEvent>, AuditError> {
-    models
-        .into_iter()
-        .map(|m| AuditEvent::try_from(m).map_err(AuditError::Store))
-        .collect()
-}
-
 impl SeaStore {
     /// [`AuditStore::search`] with at most one exact action.
     async fn search_one(
@@ -42,7 +35,7 @@ impl SeaStore {
             q,
             backend.build(&search_query(org, q, action).into_query()),
         );
-        records(self.audit_models(stmt).await?)
+        self.audit_records(stmt).await.map_err(AuditError::Store)
     }
 
     /// [`AuditStore::search`] for a set of exact actions (a prefix), in one statement: each
@@ -96,7 +89,7 @@ impl SeaStore {
             ),
             values,
         );
-        records(self.audit_models(page).await?)
+        self.audit_records(page).await.map_err(AuditError::Store)
     }
 }
 
@@ -230,7 +223,7 @@ impl AuditStore for SeaStore {
             .order_by_asc(C::Seq)
             .limit(u64::from(limit))
             .build(self.reader().get_database_backend());
-        records(self.audit_models(page).await?)
+        self.audit_records(page).await.map_err(AuditError::Store)
     }
 
     async fn head(&self, org: OrgId) -> Result<Option<(i64, [u8; 32])>, AuditError> {
