@@ -61,6 +61,15 @@ fn event(org: OrgId, i: u64, total: u64) -> NewAuditEvent {
     );
     e.context.ip = "203.0.113.7".into();
     e.context.user_agent = "bench".into();
+    // Records carry metadata, like the server's (a role, the fields an edit changed).
+    let role = if i.is_multiple_of(2) { "user" } else { "admin" };
+    e = e.with_metadata(
+        audit::Metadata::from_value(serde_json::json!({
+            "changes": ["name", "model"],
+            "role": role,
+        }))
+        .unwrap(),
+    );
     if i.is_multiple_of(50) {
         e = e.with_outcome(Outcome::Denied {
             reason: "role_lacks_permission".into(),
@@ -117,7 +126,7 @@ async fn run(label: &str, url: DatabaseUrl, events: u64) {
         .execute_sql("CREATE TABLE bench_rows (org_id VARCHAR(64), seq BIGINT, body TEXT)")
         .await
         .unwrap();
-    let body = "x".repeat(420);
+    let body = "x".repeat(460);
     let n_base = 100_000u64;
     let t = Instant::now();
     for chunk in 0..(n_base / 1000) {

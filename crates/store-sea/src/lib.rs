@@ -264,8 +264,10 @@ impl SeaStore {
     }
 
     /// Runs a `SELECT` of whole `audit_events` rows on the readers and returns the records:
-    /// through rusqlite on a SQLite file (`scan.rs`, which also converts the rows off the
-    /// calling thread), else through SeaORM.
+    /// through rusqlite on a SQLite file (`scan.rs`, which also converts the rows there, off the
+    /// calling task), else through SeaORM. (Reading PostgreSQL pages in a task of their own, so
+    /// that an export's next page decodes on the other thread, was measured and gave nothing
+    /// clear: `docs/benchmarks.md`, run R.)
     pub(crate) async fn audit_records(
         &self,
         stmt: sea_orm::Statement,
