@@ -125,6 +125,24 @@ pub async fn verify_chain(
     org: OrgId,
     checkpoint_key: &[u8],
 ) -> Result<Result<VerifiedChain, ChainBreak>, AuditError> {
+    verify_in_pages(store, org, checkpoint_key, WALK_PAGE).await
+}
+
+/// [`verify_chain`] with pages of `page` records.
+///
+/// It checks exactly the records, in exactly the order, that reading one page after the other
+/// (each starting after the last record of the one before) would, and reads two pages at once
+/// while it checks the ones before them: the page after the last record checked, and, betting
+/// that the chain has no gap, the page after the position `page` records further. The second
+/// is used only when the first ends at that very position, that is when it is the read the
+/// page-by-page walk would make next; otherwise it is dropped and the walk reads on from where
+/// the first page ended.
+async fn verify_in_pages(
+    store: &dyn AuditStore,
+    org: OrgId,
+    checkpoint_key: &[u8],
+    page: u32,
+) -> Result<Result<VerifiedChain, ChainBreak>, AuditError> {
     let checkpoint = store.latest_checkpoint(org).await?;
     let mut verifier = match &checkpoint {
         Some(cp) => match ChainVerifier::with_checkpoint(cp, checkpoint_key) {
@@ -142,18 +160,25 @@ pub async fn verify_chain(
         };
         after = a.seq;
     }
-    let mut page = store.chain_page(org, after, WALK_PAGE).await?;
-    while let Some(last) = page.last() {
+    let mut records = store.chain_page(org, after, page).await?;
+    while let Some(last) = records.last() {
         after = last.seq;
-        // The next page is read while this one is checked.
-        let (next, checked) = overlapped(store.chain_page(org, after, WALK_PAGE), || {
-            std::future::ready(page.iter().try_for_each(|r| verifier.push(r)))
+        let guess = after.saturating_add(i64::from(page));
+        // The next two pages are read while these records are checked.
+        let reads = overlapped(store.chain_page(org, after, page), || {
+            store.chain_page(org, guess, page)
+        });
+        let ((next, beyond), checked) = overlapped(reads, || {
+            std::future::ready(records.iter().try_for_each(|r| verifier.push(r)))
         })
         .await;
         if let Err(e) = checked {
             return Ok(Err(e));
         }
-        page = next?;
+        records = next?;
+        if records.last().is_some_and(|r| r.seq == guess) {
+            records.extend(beyond?);
+        }
     }
     Ok(verifier.finish())
 }
@@ -364,6 +389,158 @@ mod tests {
         assert_eq!(pages(&store, org, 10).await.1.len(), 2);
         let empty = store_with(org, 0).await;
         assert_eq!(pages(&empty, org, 10).await, (0, vec![Vec::new()]));
+    }
+
+    /// The walk one page after the other, each starting after the last record of the one
+    /// before: what [`verify_in_pages`] must agree with.
+    async fn page_by_page(
+        store: &MemoryAuditStore,
+        org: OrgId,
+        page: u32,
+    ) -> Result<VerifiedChain, ChainBreak> {
+        let mut v = ChainVerifier::new();
+        let mut after = 0;
+        loop {
+            let records = store.chain_page(org, after, page).await.unwrap();
+            let Some(last) = records.last() else { break };
+            after = last.seq;
+            for r in &records {
+                v.push(r)?;
+            }
+        }
+        v.finish()
+    }
+
+    #[tokio::test]
+    async fn reading_ahead_checks_what_a_page_by_page_walk_checks() {
+        let org = OrgId::new();
+        let n = 12;
+        type Tamper = Box<dyn Fn(&mut Vec<AuditEvent>)>;
+        let mut tampers: Vec<(String, Tamper)> = vec![("intact".into(), Box::new(|_| {}))];
+        for i in 0..n {
+            tampers.push((format!("delete {i}"), Box::new(move |c| drop(c.remove(i)))));
+            tampers.push((
+                format!("swap {i}"),
+                Box::new(move |c| c.swap(i, (i + 1) % n)),
+            ));
+            tampers.push((
+                format!("duplicate {i}"),
+                Box::new(move |c| c.insert(i, c[i].clone())),
+            ));
+            tampers.push((
+                format!("edit {i}"),
+                Box::new(move |c| c[i].event.target.id = "changed".into()),
+            ));
+            tampers.push((format!("cut at {i}"), Box::new(move |c| c.truncate(i))));
+        }
+        for (name, tamper) in &tampers {
+            for page in 1..=5 {
+                let store = store_with(org, n).await;
+                store.with_chain(org, |c| tamper(c)).unwrap();
+                let expected = page_by_page(&store, org, page).await;
+                // The cases are real: every edit and every deletion but the last breaks the chain.
+                if name.starts_with("edit") || (name.starts_with("delete") && name != "delete 11") {
+                    assert!(expected.is_err(), "{name}, pages of {page}");
+                }
+                assert_eq!(
+                    verify_in_pages(&store, org, b"k", page).await.unwrap(),
+                    expected,
+                    "{name}, pages of {page}"
+                );
+            }
+        }
+        let intact = verify_in_pages(&store_with(org, n).await, org, b"k", 5)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(intact.records, 12);
+    }
+
+    /// A log that grows while it is walked: records are appended just before the first read
+    /// that starts at or after `grow_at`.
+    struct Growing {
+        log: MemoryAuditStore,
+        org: OrgId,
+        grow_at: i64,
+        grown: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl AuditStore for Growing {
+        async fn append(&self, journal: Journal) -> Result<Vec<AuditEvent>, AuditError> {
+            self.log.append(journal).await
+        }
+        async fn search(&self, org: OrgId, q: &AuditQuery) -> Result<Vec<AuditEvent>, AuditError> {
+            self.log.search(org, q).await
+        }
+        async fn chain_page(
+            &self,
+            org: OrgId,
+            after: i64,
+            limit: u32,
+        ) -> Result<Vec<AuditEvent>, AuditError> {
+            if after >= self.grow_at && !self.grown.swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                let more = store_with(self.org, 8).await.with_chain(self.org, |c| {
+                    c.iter().map(|r| r.event.clone()).collect::<Vec<_>>()
+                })?;
+                self.log
+                    .append(
+                        more.into_iter()
+                            .fold(Journal::default(), Journal::and_record),
+                    )
+                    .await?;
+            }
+            self.log.chain_page(org, after, limit).await
+        }
+        async fn head(&self, org: OrgId) -> Result<Option<(i64, [u8; 32])>, AuditError> {
+            self.log.head(org).await
+        }
+        async fn save_checkpoint(&self, cp: &Checkpoint) -> Result<(), AuditError> {
+            self.log.save_checkpoint(cp).await
+        }
+        async fn latest_checkpoint(&self, org: OrgId) -> Result<Option<Checkpoint>, AuditError> {
+            self.log.latest_checkpoint(org).await
+        }
+        async fn erase_personal_data(
+            &self,
+            org: OrgId,
+            subject_id: &str,
+            journal: Journal,
+        ) -> Result<u64, AuditError> {
+            self.log.erase_personal_data(org, subject_id, journal).await
+        }
+        async fn anchor(&self, org: OrgId) -> Result<Option<Anchor>, AuditError> {
+            self.log.anchor(org).await
+        }
+        async fn prune(
+            &self,
+            anchor: &Anchor,
+            journal: PruneJournal<'_>,
+        ) -> Result<u64, AuditError> {
+            self.log.prune(anchor, journal).await
+        }
+        async fn organizations(&self) -> Result<Vec<OrgId>, AuditError> {
+            self.log.organizations().await
+        }
+    }
+
+    #[tokio::test]
+    async fn records_appended_during_the_walk_are_not_mistaken_for_a_gap() {
+        // 7 records in pages of 5: after the first page the walk reads after 5 (records 6 and
+        // 7) and, betting on a full page, after 10; the log grows to 15 just before that second
+        // read. The bet lost (the first read ended at 7), so its records 11 to 15 must not
+        // follow 7: the walk reads on after 7 and checks all 15.
+        let org = OrgId::new();
+        let store = Growing {
+            log: store_with(org, 7).await,
+            org,
+            grow_at: 10,
+            grown: std::sync::atomic::AtomicBool::new(false),
+        };
+        let v = verify_in_pages(&store, org, b"k", 5).await.unwrap();
+        assert!(store.grown.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(v.map(|v| v.records), Ok(15));
     }
 
     #[tokio::test]
