@@ -141,6 +141,20 @@ pub async fn run<
     roles_transfer_and_removal(s).await;
 }
 
+/// The password hash stored for `u`.
+async fn password_hash<S: TenancyStore + ?Sized>(s: &S, u: &User) -> Option<String> {
+    s.find_user_by_email(&u.email).await.unwrap().unwrap().1
+}
+
+/// A login throttle that has locked its person out for 15 minutes.
+fn locked_out() -> security_policy::ThrottleState {
+    security_policy::ThrottleState {
+        failures: 5,
+        window_start: now(),
+        locked_until: Some(now() + Duration::minutes(15)),
+    }
+}
+
 async fn orgs_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
     let (org, team, owner) = new_org(s).await;
     assert_eq!(s.get_org(org.id).await.unwrap(), org);
@@ -233,15 +247,7 @@ async fn orgs_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
     s.set_password_hash(owner.id, "new", note(org.id, "pw"))
         .await
         .unwrap();
-    assert_eq!(
-        s.find_user_by_email(&owner.email)
-            .await
-            .unwrap()
-            .unwrap()
-            .1
-            .as_deref(),
-        Some("new")
-    );
+    assert_eq!(password_hash(s, &owner).await.as_deref(), Some("new"));
 }
 
 async fn member_limit_and_single_owner<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
@@ -375,11 +381,7 @@ async fn password_change_ends_other_sessions_in_its_transaction<
             .await
             .unwrap();
     }
-    let locked = security_policy::ThrottleState {
-        failures: 5,
-        window_start: now(),
-        locked_until: Some(now() + Duration::minutes(15)),
-    };
+    let locked = locked_out();
     s.set_login_throttle(owner.id, Some(&locked), Journal::default())
         .await
         .unwrap();
@@ -419,15 +421,7 @@ async fn password_change_ends_other_sessions_in_its_transaction<
         None,
         "the new password is not locked out by the old one's failures"
     );
-    assert_eq!(
-        s.find_user_by_email(&owner.email)
-            .await
-            .unwrap()
-            .unwrap()
-            .1
-            .as_deref(),
-        Some("new-hash")
-    );
+    assert_eq!(password_hash(s, &owner).await.as_deref(), Some("new-hash"));
     // Without a session to keep, every one ends; an unknown person changes nothing.
     assert_eq!(
         s.change_password_hash(owner.id, "newer", None, now(), &|_| Journal::default())
@@ -1967,11 +1961,7 @@ async fn access_reset_is_one_transaction<
         .await
         .unwrap();
     }
-    let locked = security_policy::ThrottleState {
-        failures: 5,
-        window_start: now(),
-        locked_until: Some(now() + Duration::minutes(15)),
-    };
+    let locked = locked_out();
     s.set_login_throttle(u, Some(&locked), Journal::default())
         .await
         .unwrap();
@@ -2022,12 +2012,7 @@ async fn access_reset_is_one_transaction<
     assert!(s.list_sessions(u).await.unwrap().is_empty());
     assert_eq!(s.login_throttle(u).await.unwrap(), None);
     assert_eq!(
-        s.find_user_by_email(&owner.email)
-            .await
-            .unwrap()
-            .unwrap()
-            .1
-            .as_deref(),
+        password_hash(s, &owner).await.as_deref(),
         Some("reset-hash")
     );
     // Again, with nothing left to end or remove; an unknown person changes nothing.

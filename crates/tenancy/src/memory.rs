@@ -149,6 +149,33 @@ impl MemoryTenancyStore {
     }
 }
 
+/// Replaces `user`'s password hash, clears their login throttle and ends every live session of
+/// theirs but `keep`; returns how many sessions it ended. `NotFound` for an unknown user,
+/// before anything changes.
+fn replace_password(
+    s: &mut State,
+    user: UserId,
+    hash: &str,
+    keep: Option<SessionId>,
+    now: DateTime<Utc>,
+) -> Result<u64, TenancyError> {
+    s.users
+        .get_mut(&user)
+        .ok_or(TenancyError::NotFound("user"))?
+        .1 = Some(hash.to_owned());
+    s.throttles.remove(&user);
+    let mut ended = 0;
+    for row in s
+        .sessions
+        .iter_mut()
+        .filter(|r| r.0.user == user && r.2.is_none() && Some(r.0.id) != keep)
+    {
+        row.2 = Some(now);
+        ended += 1;
+    }
+    Ok(ended)
+}
+
 #[async_trait]
 impl AuditStore for MemoryTenancyStore {
     async fn append(&self, journal: Journal) -> Result<Vec<audit::AuditEvent>, audit::AuditError> {
@@ -509,24 +536,7 @@ impl AccountStore for MemoryTenancyStore {
         now: DateTime<Utc>,
         records: crate::SessionsEndedJournal<'_>,
     ) -> Result<u64, TenancyError> {
-        let ended = {
-            let mut s = self.lock()?;
-            s.users
-                .get_mut(&user)
-                .ok_or(TenancyError::NotFound("user"))?
-                .1 = Some(hash.to_owned());
-            s.throttles.remove(&user);
-            let mut ended = 0;
-            for row in s
-                .sessions
-                .iter_mut()
-                .filter(|r| r.0.user == user && r.2.is_none() && Some(r.0.id) != keep)
-            {
-                row.2 = Some(now);
-                ended += 1;
-            }
-            ended
-        };
+        let ended = replace_password(&mut *self.lock()?, user, hash, keep, now)?;
         self.commit(records(ended)).await?;
         Ok(ended)
     }
@@ -1814,22 +1824,8 @@ impl MfaStore for MemoryTenancyStore {
     ) -> Result<crate::mfa::AccessReset, TenancyError> {
         let done = {
             let mut s = self.lock()?;
-            s.users
-                .get_mut(&user)
-                .ok_or(TenancyError::NotFound("user"))?
-                .1 = Some(hash.to_owned());
-            s.throttles.remove(&user);
-            let mut sessions_ended = 0;
-            for row in s
-                .sessions
-                .iter_mut()
-                .filter(|r| r.0.user == user && r.2.is_none())
-            {
-                row.2 = Some(now);
-                sessions_ended += 1;
-            }
             crate::mfa::AccessReset {
-                sessions_ended,
+                sessions_ended: replace_password(&mut s, user, hash, None, now)?,
                 second_factor_removed: s.mfa.remove(&user).is_some(),
             }
         };
