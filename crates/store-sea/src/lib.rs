@@ -20,6 +20,7 @@ pub mod entity;
 mod error;
 mod journal;
 pub mod migration;
+mod rows;
 mod scan;
 mod store;
 pub mod testing;
@@ -27,7 +28,7 @@ mod url;
 
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
 use sea_orm_migration::MigratorTrait;
 
 pub use error::db_err;
@@ -79,8 +80,8 @@ pub struct SeaStore {
     appends: std::sync::Arc<journal::AppendGroup>,
     /// Session activity waiting to be written.
     activity: std::sync::Arc<activity::ActivityBuffer>,
-    /// Pages of audit records on a SQLite file, read without sqlx (`scan.rs`).
-    audit_scan: Option<std::sync::Arc<scan::AuditScanner>>,
+    /// Reads on a SQLite file without sqlx (`scan.rs`).
+    sqlite_reads: Option<std::sync::Arc<scan::SqliteReader>>,
 }
 
 impl SeaStore {
@@ -152,7 +153,7 @@ impl SeaStore {
         } else {
             db.clone()
         };
-        let audit_scan = if separate_reader {
+        let sqlite_reads = if separate_reader {
             // The file the writer opened, as SQLite resolved it.
             let file = db
                 .query_one_raw(sea_orm::Statement::from_string(
@@ -164,7 +165,7 @@ impl SeaStore {
                 .and_then(|r| r.try_get::<String>("", "file").ok())
                 .filter(|f| !f.is_empty());
             file.map(|f| {
-                std::sync::Arc::new(scan::AuditScanner::new(f.into(), pool.acquire_timeout))
+                std::sync::Arc::new(scan::SqliteReader::new(f.into(), pool.acquire_timeout))
             })
         } else {
             None
@@ -175,7 +176,7 @@ impl SeaStore {
             separate_reader,
             appends: std::sync::Arc::default(),
             activity: std::sync::Arc::default(),
-            audit_scan,
+            sqlite_reads,
         })
     }
 
@@ -273,7 +274,7 @@ impl SeaStore {
         stmt: sea_orm::Statement,
     ) -> Result<Vec<audit::AuditEvent>, StoreError> {
         use sea_orm::FromQueryResult;
-        match &self.audit_scan {
+        match &self.sqlite_reads {
             Some(scan) => scan.records(stmt).await,
             None => entity::audit_event::Model::find_by_statement(stmt)
                 .all(self.reader())
@@ -283,6 +284,38 @@ impl SeaStore {
                 .map(audit::AuditEvent::try_from)
                 .collect(),
         }
+    }
+}
+
+impl SeaStore {
+    /// Runs the read-only select `q` on the readers and returns its items, as `q.all(reader)`
+    /// would: on a SQLite file through rusqlite on the calling thread (`scan.rs`: most of a
+    /// small read's cost on sqlx is handing the statement and each row to the connection's
+    /// thread and back), else, or when that finds the database busy, through SeaORM.
+    pub(crate) async fn fetch_all<Q: rows::Fetch>(
+        &self,
+        q: Q,
+    ) -> Result<Vec<<Q::Rows as sea_orm::SelectorTrait>::Item>, DbErr> {
+        let stmt = q.build(self.read.get_database_backend());
+        self.fetch_rows::<Q::Rows>(stmt).await
+    }
+
+    /// [`Self::fetch_all`] of a statement built elsewhere, read as `S` reads.
+    pub(crate) async fn fetch_rows<S: rows::Rows>(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> Result<Vec<S::Item>, DbErr> {
+        if let Some(file) = &self.sqlite_reads
+            && let Some(items) = file.rows::<S>(&stmt)?
+        {
+            return Ok(items);
+        }
+        self.read
+            .query_all_raw(stmt)
+            .await?
+            .into_iter()
+            .map(S::from_raw_query_result)
+            .collect()
     }
 }
 

@@ -1,16 +1,26 @@
-//! Reads of audit records on a SQLite file through rusqlite, on tokio's blocking pool.
+//! Reads on a SQLite file through rusqlite: pages of audit records on tokio's blocking pool, and
+//! the small reads of a request on the calling thread.
 //!
-//! sqlx runs each SQLite connection on a thread of its own and hands every row to the reading
-//! task separately, copying each value into an allocation of its own on the way: at pages of a
-//! thousand records that hand-over, not SQLite, bounds an export or a verification walk
-//! (`docs/benchmarks.md`, "Audit log through the store"). Here the same statement (built by
-//! sea-query, as on the sqlx path) runs on a read-only connection in one blocking call, which
-//! reads the whole page, converts each row into a record there, and returns them at once: the
-//! calling task (an export writing CSV, a verification hashing) only receives finished records.
+//! sqlx runs each SQLite connection on a thread of its own and hands every statement and every
+//! row across to it and back, copying each value into an allocation of its own on the way. For
+//! pages of a thousand records that hand-over, not SQLite, bounds an export or a verification
+//! walk (`docs/benchmarks.md`, "Audit log through the store"); for a request's few small reads
+//! it is most of the request's cost: under a read load, a `perf record` of the server had about
+//! a third of its samples in the kernel's thread wake-ups and sqlx's channel ("Load").
 //!
-//! Only whole pages of audit records go this way; everything else, and every write, stays on
-//! SeaORM's connections. Both link the same SQLite (`libsqlite3-sys`), and WAL lets these
-//! connections read beside the writer like the sqlx readers do.
+//! - [`SqliteReader::records`]: the same statement as on the sqlx path (built by sea-query) runs
+//!   on a read-only connection in one blocking call, which reads the whole page, converts each
+//!   row into a record there, and returns them at once.
+//! - [`SqliteReader::rows`]: a SeaORM select runs on the calling thread, on a read-only
+//!   connection that never waits for a lock: a read that finds the database busy returns `None`
+//!   and the caller asks the sqlx readers instead. Reads of a WAL database do not wait for the
+//!   writer, so that happens only while SQLite recovers or resets the WAL; a read blocks its
+//!   thread only for SQLite's own work (tens of microseconds for an indexed read of cached
+//!   pages).
+//!
+//! Every write stays on SeaORM's writer. Both link the same SQLite (`libsqlite3-sys`), and WAL
+//! lets these connections read beside the writer like the sqlx readers do; each read sees every
+//! transaction committed before it started.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -18,34 +28,76 @@ use std::time::Duration;
 
 use audit::{AuditEvent, StoreError};
 use rusqlite::types::Value as Sql;
-use rusqlite::{Connection, OpenFlags};
-use sea_orm::{IdenStatic, Iterable, Statement, Value};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use sea_orm::{DbErr, IdenStatic, Iterable, Statement, Value};
 
 use crate::entity::audit_event;
+use crate::rows::{Rows, sqlite_err};
 
-/// Idle connections kept for the next page.
+/// Idle connections kept for the next page, and for the next small read.
 const KEEP_IDLE: usize = 2;
+const KEEP_IDLE_INLINE: usize = 4;
 
 /// Pages read at once (each on a blocking thread with a connection of its own), like the sqlx
 /// reader pool's bound.
 const AT_ONCE: usize = crate::SQLITE_MAX_READERS as usize;
 
+/// Read-only connections to one file, kept for reuse.
+#[derive(Debug)]
+struct Idle {
+    busy: Duration,
+    conns: Mutex<Vec<Connection>>,
+    keep: usize,
+}
+
+impl Idle {
+    fn take(&self, path: &std::path::Path) -> rusqlite::Result<Connection> {
+        if let Some(c) = self.conns.lock().ok().and_then(|mut idle| idle.pop()) {
+            return Ok(c);
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(self.busy)?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        if let Ok(mut idle) = self.conns.lock()
+            && idle.len() < self.keep
+        {
+            idle.push(conn);
+        }
+    }
+}
+
 /// Read-only rusqlite connections to one SQLite file.
 #[derive(Debug)]
-pub(crate) struct AuditScanner {
+pub(crate) struct SqliteReader {
     path: PathBuf,
-    busy: Duration,
-    idle: Mutex<Vec<Connection>>,
+    /// For pages of audit records: they wait for a lock up to the pool's acquire timeout.
+    scans: Idle,
+    /// For reads on the calling thread: they never wait.
+    inline: Idle,
     permits: tokio::sync::Semaphore,
 }
 
-impl AuditScanner {
-    /// Scans the database file at `path` (as SQLite's `pragma_database_list` names it).
+impl SqliteReader {
+    /// Reads the database file at `path` (as SQLite's `pragma_database_list` names it).
     pub(crate) fn new(path: PathBuf, busy: Duration) -> Self {
         Self {
             path,
-            busy,
-            idle: Mutex::new(Vec::new()),
+            scans: Idle {
+                busy,
+                conns: Mutex::default(),
+                keep: KEEP_IDLE,
+            },
+            inline: Idle {
+                busy: Duration::ZERO,
+                conns: Mutex::default(),
+                keep: KEEP_IDLE_INLINE,
+            },
             permits: tokio::sync::Semaphore::new(AT_ONCE),
         }
     }
@@ -68,42 +120,77 @@ impl AuditScanner {
     }
 
     fn run(&self, stmt: &Statement) -> Result<Vec<AuditEvent>, StoreError> {
-        let params = stmt
-            .values
-            .as_ref()
-            .map(|v| v.0.iter().map(sql_value).collect::<Result<Vec<_>, _>>())
-            .transpose()?
-            .unwrap_or_default();
-        let conn = match self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
-            Some(c) => c,
-            None => self.open()?,
-        };
+        let params = params(stmt).map_err(|e| StoreError::msg(format!("audit scan: {e}")))?;
+        let conn = self.scans.take(&self.path).map_err(scan_err)?;
         let rows = read(&conn, &stmt.sql, params)?;
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < KEEP_IDLE
-        {
-            idle.push(conn);
-        }
+        self.scans.give_back(conn);
         Ok(rows)
     }
 
-    fn open(&self) -> Result<Connection, StoreError> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(scan_err)?;
-        conn.busy_timeout(self.busy).map_err(scan_err)?;
-        Ok(conn)
+    /// Runs the SeaORM select `stmt` here, on the calling thread, and decodes its rows as `S`
+    /// would; `None` when the database was busy (the caller reads through sqlx instead).
+    pub(crate) fn rows<S: Rows>(&self, stmt: &Statement) -> Result<Option<Vec<S::Item>>, DbErr> {
+        let params = params(stmt)?;
+        let conn = self.inline.take(&self.path).map_err(sqlite_err)?;
+        let out = select::<S>(&conn, &stmt.sql, params);
+        self.inline.give_back(conn);
+        match out {
+            Err(e) if busy(&e) => Ok(None),
+            Err(e) => Err(sqlite_err(e)),
+            Ok(items) => items.map(Some),
+        }
     }
+}
+
+/// Runs `sql` and decodes its rows (the outer error is SQLite's, the inner the decoding's).
+#[allow(
+    clippy::type_complexity,
+    reason = "two layers of errors, told apart by the caller"
+)]
+fn select<S: Rows>(
+    conn: &Connection,
+    sql: &str,
+    params: Vec<Sql>,
+) -> rusqlite::Result<Result<Vec<S::Item>, DbErr>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let plan = S::plan(&stmt.column_names());
+    let plan = match plan {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        match S::decode(&plan, r) {
+            Ok(item) => out.push(item),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    Ok(Ok(out))
+}
+
+fn busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+fn params(stmt: &Statement) -> Result<Vec<Sql>, DbErr> {
+    Ok(stmt
+        .values
+        .as_ref()
+        .map(|v| v.0.iter().map(sql_value).collect::<Result<Vec<_>, _>>())
+        .transpose()?
+        .unwrap_or_default())
 }
 
 fn scan_err(e: rusqlite::Error) -> StoreError {
     StoreError::msg(format!("audit scan: {e}"))
 }
 
-/// The rusqlite value of a bound sea-query value (the kinds audit queries bind).
-fn sql_value(v: &Value) -> Result<Sql, StoreError> {
+/// The rusqlite value of a bound sea-query value (the kinds the store's queries bind).
+fn sql_value(v: &Value) -> Result<Sql, DbErr> {
     let int = |i: Option<i64>| i.map_or(Sql::Null, Sql::Integer);
     Ok(match v {
         Value::Bool(b) => int(b.map(i64::from)),
@@ -116,15 +203,16 @@ fn sql_value(v: &Value) -> Result<Sql, StoreError> {
         Value::Unsigned(i) => int(i.map(i64::from)),
         Value::BigUnsigned(i) => match i {
             Some(u) => Sql::Integer(
-                i64::try_from(*u).map_err(|_| StoreError::msg("audit scan: integer too large"))?,
+                i64::try_from(*u)
+                    .map_err(|_| DbErr::Type("integer too large for SQLite".into()))?,
             ),
             None => Sql::Null,
         },
         Value::String(s) => s.clone().map_or(Sql::Null, Sql::Text),
         Value::Bytes(b) => b.clone().map_or(Sql::Null, Sql::Blob),
         other => {
-            return Err(StoreError::msg(format!(
-                "audit scan: unsupported parameter {other:?}"
+            return Err(DbErr::Type(format!(
+                "no rusqlite binding for parameter {other:?}"
             )));
         }
     })
@@ -209,7 +297,7 @@ mod tests {
             .unwrap();
         store.migrate().await.unwrap();
         assert!(
-            store.audit_scan.is_some(),
+            store.sqlite_reads.is_some(),
             "a SQLite file's audit pages are read with rusqlite"
         );
         let org = OrgId::new();

@@ -15,4 +15,6 @@ mod webhooks;
 mod workspace;
 
 pub use keys::ReencryptReport;
+#[cfg(test)]
+pub(crate) use tenancy::session_caller_statement;
 pub(crate) use webhooks::fan_out;

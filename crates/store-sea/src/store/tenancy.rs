@@ -428,11 +428,12 @@ impl OrgStore for SeaStore {
         if let Some(a) = after {
             q = q.filter(membership::Column::UserId.gt(a.to_string()));
         }
-        let rows = q
-            .order_by_asc(membership::Column::UserId)
-            .limit(u64::from(limit))
-            .find_also_related(user::Entity)
-            .all(self.reader())
+        let rows = self
+            .fetch_all(
+                q.order_by_asc(membership::Column::UserId)
+                    .limit(u64::from(limit))
+                    .find_also_related(user::Entity),
+            )
             .await
             .map_err(store)?;
         // A membership always has its account (foreign key); one without would be left out.
@@ -601,7 +602,6 @@ impl TenancyStore for SeaStore {
         &self,
         token_hash: &str,
     ) -> Result<Option<(Session, User, Vec<CallerMembership>)>, TenancyError> {
-        use sea_orm::SelectorTrait;
         type Row = sea_orm::SelectFiveModel<
             session::Model,
             user::Model,
@@ -615,15 +615,7 @@ impl TenancyStore for SeaStore {
             session_caller_sql(backend),
             [token_hash.into()],
         );
-        let rows = self
-            .reader()
-            .query_all_raw(stmt)
-            .await
-            .map_err(store)?
-            .into_iter()
-            .map(Row::from_raw_query_result)
-            .collect::<Result<Vec<_>, DbErr>>()
-            .map_err(store)?;
+        let rows = self.fetch_rows::<Row>(stmt).await.map_err(store)?;
         let Some((s, Some(u), ..)) = rows.first() else {
             return Ok(None);
         };
@@ -652,7 +644,7 @@ fn session_caller_sql(backend: sea_orm::DatabaseBackend) -> String {
 }
 
 /// [`session_caller_sql`]'s query, built for `token_hash`.
-fn session_caller_statement(
+pub(crate) fn session_caller_statement(
     backend: sea_orm::DatabaseBackend,
     token_hash: &str,
 ) -> sea_orm::Statement {

@@ -217,10 +217,12 @@ impl WorkspaceStore for SeaStore {
     }
 
     async fn list_teams(&self, org: OrgId) -> Result<Vec<Team>, TenancyError> {
-        let rows = team::Entity::find()
-            .filter(team::Column::OrgId.eq(org.to_string()))
-            .order_by_asc(team::Column::Name)
-            .all(self.reader())
+        let rows = self
+            .fetch_all(
+                team::Entity::find()
+                    .filter(team::Column::OrgId.eq(org.to_string()))
+                    .order_by_asc(team::Column::Name),
+            )
             .await
             .map_err(store)?;
         rows.into_iter()
@@ -523,10 +525,8 @@ impl WorkspaceStore for SeaStore {
         if let Some(a) = after {
             q = q.filter(asset::Column::Id.gt(a.to_string()));
         }
-        let rows = q
-            .order_by_asc(asset::Column::Id)
-            .limit(u64::from(limit))
-            .all(self.reader())
+        let rows = self
+            .fetch_all(q.order_by_asc(asset::Column::Id).limit(u64::from(limit)))
             .await
             .map_err(store)?;
         rows.into_iter()

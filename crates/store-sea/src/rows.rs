@@ -1,0 +1,543 @@
+//! SeaORM models from rusqlite rows, for the reads a SQLite file answers on the calling thread
+//! (`scan::SqliteReader::rows`).
+//!
+//! A statement built by SeaORM selects each entity's columns in the entity's declaration order,
+//! aliased `A_<column>`, `B_<column>`, … when it selects more than one entity. A [`Rows`] plan
+//! checks the statement's column names against that layout once per read, then decodes each row
+//! by position into the models SeaORM's own selector would give (`SelectorTrait`), typed by each
+//! column's definition, so that the same query gives the same items on either path
+//! (`tests::both_paths_give_the_same_items`).
+
+use rusqlite::types::ValueRef;
+use sea_orm::sea_query::{ColumnType, Value};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, FromQueryResult, IdenStatic, Iterable,
+    ModelTrait, QueryTrait, Select, SelectFiveModel, SelectModel, SelectTwo, SelectTwoModel,
+    SelectorTrait, TryIntoModel,
+};
+
+/// A selector whose rows can be decoded from rusqlite rows.
+pub(crate) trait Rows: SelectorTrait {
+    /// Where each entity's columns are, checked against the statement's column names.
+    type Plan;
+
+    /// Checks that `names` are this selector's columns, in order.
+    fn plan(names: &[&str]) -> Result<Self::Plan, DbErr>;
+
+    /// The item of one row.
+    fn decode(plan: &Self::Plan, row: &rusqlite::Row<'_>) -> Result<Self::Item, DbErr>;
+}
+
+/// A query and the selector that reads its rows (what `.all()` would use).
+pub(crate) trait Fetch: QueryTrait {
+    /// The selector.
+    type Rows: Rows;
+}
+
+impl<E> Fetch for Select<E>
+where
+    E: EntityTrait,
+    E::ActiveModel: TryIntoModel<E::Model>,
+{
+    type Rows = SelectModel<E::Model>;
+}
+
+impl<E, F> Fetch for SelectTwo<E, F>
+where
+    E: EntityTrait,
+    E::ActiveModel: TryIntoModel<E::Model>,
+    F: EntityTrait,
+    F::ActiveModel: TryIntoModel<F::Model>,
+{
+    type Rows = SelectTwoModel<E::Model, F::Model>;
+}
+
+/// How a column's SQLite value becomes the value its model field takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    BigInt,
+    Int,
+    Bool,
+    Double,
+    Bytes,
+}
+
+impl Kind {
+    fn of(t: &ColumnType) -> Result<Self, DbErr> {
+        Ok(match t {
+            ColumnType::Char(_) | ColumnType::String(_) | ColumnType::Text => Self::Text,
+            ColumnType::BigInteger => Self::BigInt,
+            ColumnType::Integer => Self::Int,
+            ColumnType::Boolean => Self::Bool,
+            ColumnType::Double => Self::Double,
+            ColumnType::Blob | ColumnType::Binary(_) | ColumnType::VarBinary(_) => Self::Bytes,
+            other => {
+                return Err(DbErr::Type(format!(
+                    "no rusqlite decoding for column type {other:?}"
+                )));
+            }
+        })
+    }
+
+    fn null(self) -> Value {
+        match self {
+            Self::Text => Value::String(None),
+            Self::BigInt => Value::BigInt(None),
+            Self::Int => Value::Int(None),
+            Self::Bool => Value::Bool(None),
+            Self::Double => Value::Double(None),
+            Self::Bytes => Value::Bytes(None),
+        }
+    }
+
+    fn value(self, v: ValueRef<'_>) -> Result<Value, DbErr> {
+        let mismatch = || DbErr::Type(format!("a {self:?} column holds {:?}", v.data_type()));
+        Ok(match (self, v) {
+            (_, ValueRef::Null) => self.null(),
+            (Self::Text, ValueRef::Text(t)) => Value::String(Some(
+                std::str::from_utf8(t)
+                    .map_err(|e| DbErr::Type(e.to_string()))?
+                    .to_owned(),
+            )),
+            (Self::BigInt, ValueRef::Integer(i)) => Value::BigInt(Some(i)),
+            (Self::Int, ValueRef::Integer(i)) => {
+                Value::Int(Some(i32::try_from(i).map_err(|_| mismatch())?))
+            }
+            (Self::Bool, ValueRef::Integer(i)) => Value::Bool(Some(i != 0)),
+            (Self::Double, ValueRef::Real(f)) => Value::Double(Some(f)),
+            (Self::Double, ValueRef::Integer(i)) =>
+            {
+                #[allow(clippy::cast_precision_loss, reason = "SQLite's own REAL affinity")]
+                Value::Double(Some(i as f64))
+            }
+            (Self::Bytes, ValueRef::Blob(b)) => Value::Bytes(Some(b.to_vec())),
+            _ => return Err(mismatch()),
+        })
+    }
+}
+
+/// One entity's columns in a row: from position `at`, in declaration order.
+pub(crate) struct Part<E: EntityTrait> {
+    at: usize,
+    columns: Vec<(E::Column, Kind)>,
+}
+
+impl<E: EntityTrait> Part<E>
+where
+    E::ActiveModel: TryIntoModel<E::Model>,
+    E::Model: ModelTrait<Entity = E>,
+{
+    /// Checks that `names[at..]` starts with this entity's columns, prefixed with `prefix`.
+    fn plan(names: &[&str], at: usize, prefix: &str) -> Result<Self, DbErr> {
+        let mut columns = Vec::new();
+        for (i, col) in E::Column::iter().enumerate() {
+            let name = names.get(at + i).copied().unwrap_or_default();
+            if name.strip_prefix(prefix) != Some(col.as_str()) {
+                return Err(DbErr::Type(format!(
+                    "column {} is {name:?}, not {prefix}{}",
+                    at + i,
+                    col.as_str()
+                )));
+            }
+            columns.push((col, Kind::of(col.def().get_column_type())?));
+        }
+        Ok(Self { at, columns })
+    }
+
+    /// Position of the next entity's first column.
+    fn end(&self) -> usize {
+        self.at + self.columns.len()
+    }
+
+    /// The model, or `None` when every column is NULL (an outer join that matched nothing).
+    fn decode(&self, row: &rusqlite::Row<'_>) -> Result<Option<E::Model>, DbErr> {
+        let cell = |i: usize| row.get_ref(self.at + i).map_err(sqlite_err);
+        let mut all_null = true;
+        for i in 0..self.columns.len() {
+            if cell(i)? != ValueRef::Null {
+                all_null = false;
+                break;
+            }
+        }
+        if all_null {
+            return Ok(None);
+        }
+        let mut m = E::ActiveModel::default();
+        for (i, (col, kind)) in self.columns.iter().enumerate() {
+            m.try_set(*col, kind.value(cell(i)?)?)?;
+        }
+        m.try_into_model().map(Some)
+    }
+
+    fn required(&self, row: &rusqlite::Row<'_>) -> Result<E::Model, DbErr> {
+        self.decode(row)?
+            .ok_or_else(|| DbErr::Type("a row without its main entity".into()))
+    }
+}
+
+pub(crate) fn sqlite_err(e: rusqlite::Error) -> DbErr {
+    DbErr::Custom(format!("sqlite read: {e}"))
+}
+
+impl<M> Rows for SelectModel<M>
+where
+    M: ModelTrait + FromQueryResult,
+    M::Entity: EntityTrait<Model = M>,
+    <M::Entity as EntityTrait>::ActiveModel: TryIntoModel<M>,
+{
+    type Plan = Part<M::Entity>;
+
+    fn plan(names: &[&str]) -> Result<Self::Plan, DbErr> {
+        let p = Part::plan(names, 0, "")?;
+        exactly(names, p.end())?;
+        Ok(p)
+    }
+
+    fn decode(plan: &Self::Plan, row: &rusqlite::Row<'_>) -> Result<M, DbErr> {
+        plan.required(row)
+    }
+}
+
+impl<M, N> Rows for SelectTwoModel<M, N>
+where
+    M: ModelTrait + FromQueryResult,
+    M::Entity: EntityTrait<Model = M>,
+    <M::Entity as EntityTrait>::ActiveModel: TryIntoModel<M>,
+    N: ModelTrait + FromQueryResult,
+    N::Entity: EntityTrait<Model = N>,
+    <N::Entity as EntityTrait>::ActiveModel: TryIntoModel<N>,
+{
+    type Plan = (Part<M::Entity>, Part<N::Entity>);
+
+    fn plan(names: &[&str]) -> Result<Self::Plan, DbErr> {
+        let a = Part::plan(names, 0, "A_")?;
+        let b = Part::plan(names, a.end(), "B_")?;
+        exactly(names, b.end())?;
+        Ok((a, b))
+    }
+
+    fn decode(plan: &Self::Plan, row: &rusqlite::Row<'_>) -> Result<Self::Item, DbErr> {
+        Ok((plan.0.required(row)?, plan.1.decode(row)?))
+    }
+}
+
+impl<M, N, O, P, Q> Rows for SelectFiveModel<M, N, O, P, Q>
+where
+    M: ModelTrait + FromQueryResult,
+    M::Entity: EntityTrait<Model = M>,
+    <M::Entity as EntityTrait>::ActiveModel: TryIntoModel<M>,
+    N: ModelTrait + FromQueryResult,
+    N::Entity: EntityTrait<Model = N>,
+    <N::Entity as EntityTrait>::ActiveModel: TryIntoModel<N>,
+    O: ModelTrait + FromQueryResult,
+    O::Entity: EntityTrait<Model = O>,
+    <O::Entity as EntityTrait>::ActiveModel: TryIntoModel<O>,
+    P: ModelTrait + FromQueryResult,
+    P::Entity: EntityTrait<Model = P>,
+    <P::Entity as EntityTrait>::ActiveModel: TryIntoModel<P>,
+    Q: ModelTrait + FromQueryResult,
+    Q::Entity: EntityTrait<Model = Q>,
+    <Q::Entity as EntityTrait>::ActiveModel: TryIntoModel<Q>,
+{
+    type Plan = (
+        Part<M::Entity>,
+        Part<N::Entity>,
+        Part<O::Entity>,
+        Part<P::Entity>,
+        Part<Q::Entity>,
+    );
+
+    fn plan(names: &[&str]) -> Result<Self::Plan, DbErr> {
+        let a = Part::plan(names, 0, "A_")?;
+        let b = Part::plan(names, a.end(), "B_")?;
+        let c = Part::plan(names, b.end(), "C_")?;
+        let d = Part::plan(names, c.end(), "D_")?;
+        let e = Part::plan(names, d.end(), "E_")?;
+        exactly(names, e.end())?;
+        Ok((a, b, c, d, e))
+    }
+
+    fn decode(plan: &Self::Plan, row: &rusqlite::Row<'_>) -> Result<Self::Item, DbErr> {
+        Ok((
+            plan.0.required(row)?,
+            plan.1.decode(row)?,
+            plan.2.decode(row)?,
+            plan.3.decode(row)?,
+            plan.4.decode(row)?,
+        ))
+    }
+}
+
+fn exactly(names: &[&str], n: usize) -> Result<(), DbErr> {
+    if names.len() == n {
+        Ok(())
+    } else {
+        Err(DbErr::Type(format!(
+            "the statement selects {} columns where its models have {n}",
+            names.len()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{
+        ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel,
+        QueryFilter, QueryOrder, QuerySelect, QueryTrait, SelectFiveModel, SelectModel,
+    };
+
+    use super::Rows;
+    use crate::entity::{asset, membership, organization, session, team, team_member, user};
+    use crate::{DatabaseUrl, PoolOptions, SeaStore};
+
+    /// The items of `stmt` through sqlx, as SeaORM reads them.
+    async fn through_sqlx<S: Rows>(store: &SeaStore, stmt: sea_orm::Statement) -> Vec<S::Item> {
+        store
+            .reader()
+            .query_all_raw(stmt)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| S::from_raw_query_result(r).unwrap())
+            .collect()
+    }
+
+    fn org(id: &str) -> organization::Model {
+        organization::Model {
+            id: id.into(),
+            name: format!("Org {id} «ü»"),
+            plan: "enterprise".into(),
+            profile: "{}".into(),
+            access: "{}".into(),
+            security: "{\"x\":1}".into(),
+            created_at: 1_763_893_815,
+            lock_version: 3,
+            audit_archived_at: (id == "o2").then_some(-5),
+            limit_overrides: (id == "o1").then(|| "{}".into()),
+        }
+    }
+
+    async fn seeded() -> (tempfile::TempDir, SeaStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::sqlite_file(&dir.path().join("rows.db"));
+        let store = SeaStore::connect(&url, PoolOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let db = store.db();
+        for o in ["o1", "o2"] {
+            org(o).into_active_model().insert(db).await.unwrap();
+        }
+        for (id, hash) in [("u1", Some("$argon2id$h")), ("u2", None), ("u3", None)] {
+            user::Model {
+                id: id.into(),
+                email: format!("{id}@rows.example"),
+                name: format!("Person {id} \u{1F600}"),
+                password_hash: hash.map(Into::into),
+                created_at: i64::MAX,
+            }
+            .into_active_model()
+            .insert(db)
+            .await
+            .unwrap();
+        }
+        // u1 is in both organizations, u2 only in o1 (deactivated), u3 in none.
+        for (o, u, role, gone) in [
+            ("o1", "u1", "owner", None),
+            ("o2", "u1", "admin", None),
+            ("o1", "u2", "user", Some(42)),
+        ] {
+            membership::Model {
+                org_id: o.into(),
+                user_id: u.into(),
+                role: role.into(),
+                joined_at: 7,
+                deactivated_at: gone,
+            }
+            .into_active_model()
+            .insert(db)
+            .await
+            .unwrap();
+        }
+        for (id, o, name, default, archived) in [
+            ("t1", "o1", "Default", true, None),
+            ("t2", "o1", "Research", false, Some(9)),
+            ("t3", "o2", "Default", true, None),
+        ] {
+            team::Model {
+                id: id.into(),
+                org_id: o.into(),
+                name: name.into(),
+                is_default: default,
+                created_at: 0,
+                archived_at: archived,
+            }
+            .into_active_model()
+            .insert(db)
+            .await
+            .unwrap();
+        }
+        for (t, u, o, role) in [
+            ("t1", "u1", "o1", "admin"),
+            ("t2", "u1", "o1", "viewer"),
+            ("t1", "u2", "o1", "member"),
+        ] {
+            team_member::Model {
+                team_id: t.into(),
+                user_id: u.into(),
+                org_id: o.into(),
+                role: role.into(),
+            }
+            .into_active_model()
+            .insert(db)
+            .await
+            .unwrap();
+        }
+        for (id, parent, host) in [("a1", None, Some("chat.example")), ("a2", Some("a1"), None)] {
+            asset::Model {
+                id: id.into(),
+                org_id: "o1".into(),
+                team_id: "t1".into(),
+                kind: "chat_interface".into(),
+                name: format!("Asset {id}"),
+                parent_id: parent.map(Into::into),
+                created_by: "u1".into(),
+                created_at: 1,
+                updated_at: 2,
+                size_bytes: i64::MIN,
+                hostname: host.map(Into::into),
+                details: "{\"model\":\"m\"}".into(),
+            }
+            .into_active_model()
+            .insert(db)
+            .await
+            .unwrap();
+        }
+        for (id, u, ended) in [
+            ("s1", "u1", None),
+            ("s2", "u3", None),
+            ("s3", "u2", Some(5)),
+        ] {
+            session::Model {
+                id: id.into(),
+                token_hash: format!("hash-{id}"),
+                user_id: u.into(),
+                created_at: 1,
+                last_seen_at: 2,
+                ended_at: ended,
+                ip: "203.0.113.9".into(),
+                user_agent: "agent".into(),
+            }
+            .into_active_model()
+            .insert(db)
+            .await
+            .unwrap();
+        }
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn both_paths_give_the_same_items() {
+        let (_dir, store) = seeded().await;
+        assert!(store.sqlite_reads.is_some(), "a SQLite file is read inline");
+
+        // One entity: booleans both ways, an optional integer set and unset.
+        let teams = team::Entity::find().order_by_asc(team::Column::Id);
+        let fast = store.fetch_all(teams.clone()).await.unwrap();
+        assert_eq!(fast.len(), 3);
+        assert!(fast.iter().any(|t| t.is_default) && fast.iter().any(|t| !t.is_default));
+        assert_eq!(fast, teams.all(store.reader()).await.unwrap());
+
+        // Every column kind the models hold, with extreme integers.
+        let assets = asset::Entity::find()
+            .filter(asset::Column::OrgId.eq("o1"))
+            .order_by_asc(asset::Column::Id)
+            .limit(10);
+        let fast = store.fetch_all(assets.clone()).await.unwrap();
+        assert_eq!(fast.len(), 2);
+        assert_eq!(fast, assets.all(store.reader()).await.unwrap());
+
+        // Two entities joined.
+        let members = membership::Entity::find()
+            .order_by_asc(membership::Column::OrgId)
+            .order_by_asc(membership::Column::UserId)
+            .find_also_related(user::Entity);
+        let fast = store.fetch_all(members.clone()).await.unwrap();
+        assert_eq!(fast.len(), 3);
+        assert_eq!(fast, members.all(store.reader()).await.unwrap());
+
+        // Five entities, outer joins that match nothing included: a person in two
+        // organizations, one in none, an ended session, an unknown token.
+        type Five = SelectFiveModel<
+            session::Model,
+            user::Model,
+            membership::Model,
+            organization::Model,
+            team_member::Model,
+        >;
+        for (token, rows) in [("hash-s1", 3), ("hash-s2", 1), ("hash-s3", 0), ("nope", 0)] {
+            let stmt = crate::store::session_caller_statement(DbBackend::Sqlite, token);
+            let fast = store.fetch_rows::<Five>(stmt.clone()).await.unwrap();
+            assert_eq!(fast.len(), rows, "{token}");
+            assert_eq!(fast, through_sqlx::<Five>(&store, stmt).await, "{token}");
+            if token == "hash-s2" {
+                let (_, u, m, o, t) = &fast[0];
+                assert!(u.is_some() && m.is_none() && o.is_none() && t.is_none());
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_statement_that_does_not_match_its_models_is_refused() {
+        let (_dir, store) = seeded().await;
+        // The users table read as teams: refused by its column names, not decoded by position.
+        let stmt = user::Entity::find().build(DbBackend::Sqlite);
+        let err = store
+            .fetch_rows::<SelectModel<team::Model>>(stmt)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(r#"column 1 is "email", not org_id"#),
+            "{err}"
+        );
+        // A partial select of the right table: refused for its missing columns.
+        let stmt = team::Entity::find()
+            .select_only()
+            .column(team::Column::Id)
+            .column(team::Column::OrgId)
+            .build(DbBackend::Sqlite);
+        assert!(
+            store
+                .fetch_rows::<SelectModel<team::Model>>(stmt)
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_busy_database_is_left_to_the_sqlx_readers() {
+        let (dir, store) = seeded().await;
+        store.close().await.unwrap();
+        // A writer holding the file exclusively in rollback-journal mode keeps readers out
+        // (under WAL, as the store runs, only SQLite's recovery of the WAL does).
+        let path = dir.path().join("rows.db");
+        let holder = rusqlite::Connection::open(&path).unwrap();
+        holder
+            .execute_batch("PRAGMA journal_mode=DELETE; BEGIN EXCLUSIVE;")
+            .unwrap();
+        let reads = crate::scan::SqliteReader::new(path, std::time::Duration::from_secs(30));
+        let stmt = team::Entity::find().build(DbBackend::Sqlite);
+        let started = std::time::Instant::now();
+        let got = reads.rows::<SelectModel<team::Model>>(&stmt).unwrap();
+        assert!(got.is_none(), "busy: left to the caller's other path");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the read on the calling thread does not wait for the lock"
+        );
+        holder.execute_batch("COMMIT").unwrap();
+        let got = reads.rows::<SelectModel<team::Model>>(&stmt).unwrap();
+        assert_eq!(got.map(|t| t.len()), Some(3));
+    }
+}
