@@ -300,6 +300,14 @@ impl SeaStore {
         self.fetch_rows::<Q::Rows>(stmt).await
     }
 
+    /// [`Self::fetch_all`] of the first row (as `q.one(reader)`).
+    pub(crate) async fn fetch_one<Q: rows::Fetch + sea_orm::QuerySelect>(
+        &self,
+        q: Q,
+    ) -> Result<Option<<Q::Rows as sea_orm::SelectorTrait>::Item>, DbErr> {
+        Ok(self.fetch_all(q.limit(1)).await?.into_iter().next())
+    }
+
     /// [`Self::fetch_all`] of a statement built elsewhere, read as `S` reads.
     pub(crate) async fn fetch_rows<S: rows::Rows>(
         &self,

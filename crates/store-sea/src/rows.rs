@@ -12,8 +12,8 @@ use rusqlite::types::ValueRef;
 use sea_orm::sea_query::{ColumnType, Value};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, FromQueryResult, IdenStatic, Iterable,
-    ModelTrait, QueryTrait, Select, SelectFiveModel, SelectModel, SelectTwo, SelectTwoModel,
-    SelectorTrait, TryIntoModel,
+    ModelTrait, QueryTrait, Select, SelectFiveModel, SelectModel, SelectThree, SelectThreeModel,
+    SelectTwo, SelectTwoModel, SelectorTrait, TryIntoModel,
 };
 
 /// A selector whose rows can be decoded from rusqlite rows.
@@ -42,6 +42,19 @@ where
     type Rows = SelectModel<E::Model>;
 }
 
+impl<E, F, G, T> Fetch for SelectThree<E, F, G, T>
+where
+    E: EntityTrait,
+    E::ActiveModel: TryIntoModel<E::Model>,
+    F: EntityTrait,
+    F::ActiveModel: TryIntoModel<F::Model>,
+    G: EntityTrait,
+    G::ActiveModel: TryIntoModel<G::Model>,
+    T: sea_orm::Topology,
+{
+    type Rows = SelectThreeModel<E::Model, F::Model, G::Model>;
+}
+
 impl<E, F> Fetch for SelectTwo<E, F>
 where
     E: EntityTrait,
@@ -58,6 +71,7 @@ enum Kind {
     Text,
     BigInt,
     Int,
+    SmallInt,
     Bool,
     Double,
     Bytes,
@@ -69,6 +83,7 @@ impl Kind {
             ColumnType::Char(_) | ColumnType::String(_) | ColumnType::Text => Self::Text,
             ColumnType::BigInteger => Self::BigInt,
             ColumnType::Integer => Self::Int,
+            ColumnType::SmallInteger => Self::SmallInt,
             ColumnType::Boolean => Self::Bool,
             ColumnType::Double => Self::Double,
             ColumnType::Blob | ColumnType::Binary(_) | ColumnType::VarBinary(_) => Self::Bytes,
@@ -85,6 +100,7 @@ impl Kind {
             Self::Text => Value::String(None),
             Self::BigInt => Value::BigInt(None),
             Self::Int => Value::Int(None),
+            Self::SmallInt => Value::SmallInt(None),
             Self::Bool => Value::Bool(None),
             Self::Double => Value::Double(None),
             Self::Bytes => Value::Bytes(None),
@@ -103,6 +119,9 @@ impl Kind {
             (Self::BigInt, ValueRef::Integer(i)) => Value::BigInt(Some(i)),
             (Self::Int, ValueRef::Integer(i)) => {
                 Value::Int(Some(i32::try_from(i).map_err(|_| mismatch())?))
+            }
+            (Self::SmallInt, ValueRef::Integer(i)) => {
+                Value::SmallInt(Some(i16::try_from(i).map_err(|_| mismatch())?))
             }
             (Self::Bool, ValueRef::Integer(i)) => Value::Bool(Some(i != 0)),
             (Self::Double, ValueRef::Real(f)) => Value::Double(Some(f)),
@@ -219,6 +238,37 @@ where
 
     fn decode(plan: &Self::Plan, row: &rusqlite::Row<'_>) -> Result<Self::Item, DbErr> {
         Ok((plan.0.required(row)?, plan.1.decode(row)?))
+    }
+}
+
+impl<M, N, O> Rows for SelectThreeModel<M, N, O>
+where
+    M: ModelTrait + FromQueryResult,
+    M::Entity: EntityTrait<Model = M>,
+    <M::Entity as EntityTrait>::ActiveModel: TryIntoModel<M>,
+    N: ModelTrait + FromQueryResult,
+    N::Entity: EntityTrait<Model = N>,
+    <N::Entity as EntityTrait>::ActiveModel: TryIntoModel<N>,
+    O: ModelTrait + FromQueryResult,
+    O::Entity: EntityTrait<Model = O>,
+    <O::Entity as EntityTrait>::ActiveModel: TryIntoModel<O>,
+{
+    type Plan = (Part<M::Entity>, Part<N::Entity>, Part<O::Entity>);
+
+    fn plan(names: &[&str]) -> Result<Self::Plan, DbErr> {
+        let a = Part::plan(names, 0, "A_")?;
+        let b = Part::plan(names, a.end(), "B_")?;
+        let c = Part::plan(names, b.end(), "C_")?;
+        exactly(names, c.end())?;
+        Ok((a, b, c))
+    }
+
+    fn decode(plan: &Self::Plan, row: &rusqlite::Row<'_>) -> Result<Self::Item, DbErr> {
+        Ok((
+            plan.0.required(row)?,
+            plan.1.decode(row)?,
+            plan.2.decode(row)?,
+        ))
     }
 }
 
@@ -467,6 +517,18 @@ mod tests {
         assert_eq!(fast.len(), 3);
         assert_eq!(fast, members.all(store.reader()).await.unwrap());
 
+        // Three entities: memberships with their organizations and team roles.
+        let roles = membership::Entity::find()
+            .find_also_related(organization::Entity)
+            .find_also_related(team_member::Entity)
+            .order_by_asc(membership::Column::OrgId)
+            .order_by_asc(membership::Column::UserId)
+            .order_by_asc(team_member::Column::TeamId);
+        let fast = store.fetch_all(roles.clone()).await.unwrap();
+        assert_eq!(fast.len(), 4);
+        assert!(fast.iter().any(|(_, _, t)| t.is_none()), "o2 has no team role");
+        assert_eq!(fast, roles.all(store.reader()).await.unwrap());
+
         // Five entities, outer joins that match nothing included: a person in two
         // organizations, one in none, an ended session, an unknown token.
         type Five = SelectFiveModel<
@@ -485,6 +547,42 @@ mod tests {
                 let (_, u, m, o, t) = &fast[0];
                 assert!(u.is_some() && m.is_none() && o.is_none() && t.is_none());
             }
+        }
+    }
+
+    #[test]
+    fn each_kind_takes_its_sqlite_values_and_refuses_others() {
+        use super::Kind;
+        use rusqlite::types::ValueRef as R;
+        use sea_orm::Value as V;
+        let ok = [
+            (Kind::Text, R::Text("ü".as_bytes()), V::String(Some("ü".into()))),
+            (Kind::BigInt, R::Integer(i64::MIN), V::BigInt(Some(i64::MIN))),
+            (Kind::Int, R::Integer(-7), V::Int(Some(-7))),
+            (Kind::SmallInt, R::Integer(300), V::SmallInt(Some(300))),
+            (Kind::Bool, R::Integer(0), V::Bool(Some(false))),
+            (Kind::Bool, R::Integer(1), V::Bool(Some(true))),
+            (Kind::Double, R::Real(0.5), V::Double(Some(0.5))),
+            (Kind::Double, R::Integer(2), V::Double(Some(2.0))),
+            (Kind::Bytes, R::Blob(&[1, 2]), V::Bytes(Some(vec![1, 2]))),
+            (Kind::Int, R::Null, V::Int(None)),
+            (Kind::Text, R::Null, V::String(None)),
+        ];
+        for (kind, sql, want) in ok {
+            assert_eq!(kind.value(sql).unwrap(), want, "{kind:?}");
+        }
+        let refused = [
+            (Kind::Text, R::Integer(1)),
+            (Kind::Text, R::Blob(&[0xff])),
+            (Kind::Text, R::Text(&[0xff, 0xfe])),
+            (Kind::BigInt, R::Text(b"1")),
+            (Kind::Int, R::Integer(i64::from(i32::MAX) + 1)),
+            (Kind::SmallInt, R::Integer(40_000)),
+            (Kind::Bool, R::Real(1.0)),
+            (Kind::Bytes, R::Text(b"x")),
+        ];
+        for (kind, sql) in refused {
+            assert!(kind.value(sql).is_err(), "{kind:?} took {sql:?}");
         }
     }
 

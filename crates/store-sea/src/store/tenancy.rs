@@ -307,8 +307,8 @@ impl OrgStore for SeaStore {
     }
 
     async fn get_org(&self, org: OrgId) -> Result<Organization, TenancyError> {
-        let m = organization::Entity::find_by_id(org.to_string())
-            .one(self.reader())
+        let m = self
+            .fetch_one(organization::Entity::find_by_id(org.to_string()))
             .await
             .map_err(store)?
             .ok_or(TenancyError::NotFound("organization"))?;
@@ -448,9 +448,11 @@ impl OrgStore for SeaStore {
         org: OrgId,
         user_id: UserId,
     ) -> Result<Option<Member>, TenancyError> {
-        let row = membership::Entity::find_by_id((org.to_string(), user_id.to_string()))
-            .find_also_related(user::Entity)
-            .one(self.reader())
+        let row = self
+            .fetch_one(
+                membership::Entity::find_by_id((org.to_string(), user_id.to_string()))
+                    .find_also_related(user::Entity),
+            )
             .await
             .map_err(store)?;
         let Some((m, Some(u))) = row else {
@@ -464,10 +466,12 @@ impl OrgStore for SeaStore {
         org: OrgId,
         user_id: UserId,
     ) -> Result<Vec<(TeamId, TeamRole)>, TenancyError> {
-        let rows = team_member::Entity::find()
-            .filter(team_member::Column::OrgId.eq(org.to_string()))
-            .filter(team_member::Column::UserId.eq(user_id.to_string()))
-            .all(self.reader())
+        let rows = self
+            .fetch_all(
+                team_member::Entity::find()
+                    .filter(team_member::Column::OrgId.eq(org.to_string()))
+                    .filter(team_member::Column::UserId.eq(user_id.to_string())),
+            )
             .await
             .map_err(store)?;
         rows.into_iter()
@@ -482,17 +486,19 @@ impl OrgStore for SeaStore {
     }
 
     async fn memberships(&self, user_id: UserId) -> Result<Vec<Membership>, TenancyError> {
-        let rows = membership::Entity::find()
-            .filter(membership::Column::UserId.eq(user_id.to_string()))
-            .order_by_asc(membership::Column::OrgId)
-            .all(self.reader())
+        let rows = self
+            .fetch_all(
+                membership::Entity::find()
+                    .filter(membership::Column::UserId.eq(user_id.to_string()))
+                    .order_by_asc(membership::Column::OrgId),
+            )
             .await
             .map_err(store)?;
         let mut out = Vec::with_capacity(rows.len());
         for m in rows {
             let org: OrgId = id("organization id", &m.org_id)?;
-            let name = organization::Entity::find_by_id(m.org_id.clone())
-                .one(self.reader())
+            let name = self
+                .fetch_one(organization::Entity::find_by_id(m.org_id.clone()))
                 .await
                 .map_err(store)?
                 .map(|o| o.name)
@@ -514,15 +520,16 @@ impl OrgStore for SeaStore {
             .from(membership::Entity)
             .and_where(membership::Column::UserId.eq(user_id.to_string()))
             .to_owned();
-        organization::Entity::find()
-            .filter(organization::Column::Id.in_subquery(of_user))
-            .order_by_asc(organization::Column::Id)
-            .all(self.reader())
-            .await
-            .map_err(store)?
-            .into_iter()
-            .map(|m| Organization::try_from(m).map_err(TenancyError::Store))
-            .collect()
+        self.fetch_all(
+            organization::Entity::find()
+                .filter(organization::Column::Id.in_subquery(of_user))
+                .order_by_asc(organization::Column::Id),
+        )
+        .await
+        .map_err(store)?
+        .into_iter()
+        .map(|m| Organization::try_from(m).map_err(TenancyError::Store))
+        .collect()
     }
 
     async fn caller_memberships(
@@ -530,12 +537,14 @@ impl OrgStore for SeaStore {
         user_id: UserId,
     ) -> Result<Vec<CallerMembership>, TenancyError> {
         // One row per (organization, team role), organizations without team roles once.
-        let rows = membership::Entity::find()
-            .filter(membership::Column::UserId.eq(user_id.to_string()))
-            .find_also_related(organization::Entity)
-            .find_also_related(team_member::Entity)
-            .order_by_asc(membership::Column::OrgId)
-            .all(self.reader())
+        let rows = self
+            .fetch_all(
+                membership::Entity::find()
+                    .filter(membership::Column::UserId.eq(user_id.to_string()))
+                    .find_also_related(organization::Entity)
+                    .find_also_related(team_member::Entity)
+                    .order_by_asc(membership::Column::OrgId),
+            )
             .await
             .map_err(store)?;
         caller_memberships(rows)
@@ -689,8 +698,8 @@ impl AccountStore for SeaStore {
     }
 
     async fn get_user(&self, user_id: UserId) -> Result<Option<User>, TenancyError> {
-        let m = user::Entity::find_by_id(user_id.to_string())
-            .one(self.reader())
+        let m = self
+            .fetch_one(user::Entity::find_by_id(user_id.to_string()))
             .await
             .map_err(store)?;
         m.map(User::try_from)
@@ -785,10 +794,12 @@ impl AccountStore for SeaStore {
     }
 
     async fn find_session(&self, token_hash: &str) -> Result<Option<Session>, TenancyError> {
-        let m = session::Entity::find()
-            .filter(session::Column::TokenHash.eq(token_hash))
-            .filter(session::Column::EndedAt.is_null())
-            .one(self.reader())
+        let m = self
+            .fetch_one(
+                session::Entity::find()
+                    .filter(session::Column::TokenHash.eq(token_hash))
+                    .filter(session::Column::EndedAt.is_null()),
+            )
             .await
             .map_err(store)?;
         m.map(|m| Session::try_from(m).map(|s| self.with_noted_activity(s)))
@@ -800,11 +811,13 @@ impl AccountStore for SeaStore {
         &self,
         token_hash: &str,
     ) -> Result<Option<(Session, User)>, TenancyError> {
-        let row = session::Entity::find()
-            .filter(session::Column::TokenHash.eq(token_hash))
-            .filter(session::Column::EndedAt.is_null())
-            .find_also_related(user::Entity)
-            .one(self.reader())
+        let row = self
+            .fetch_one(
+                session::Entity::find()
+                    .filter(session::Column::TokenHash.eq(token_hash))
+                    .filter(session::Column::EndedAt.is_null())
+                    .find_also_related(user::Entity),
+            )
             .await
             .map_err(store)?;
         let Some((s, Some(u))) = row else {
@@ -967,10 +980,12 @@ impl ApiKeyStore for SeaStore {
     }
 
     async fn find_api_key(&self, secret_hash: &str) -> Result<Option<ApiKey>, TenancyError> {
-        let m = api_key::Entity::find()
-            .filter(api_key::Column::SecretHash.eq(secret_hash))
-            .filter(api_key::Column::RevokedAt.is_null())
-            .one(self.reader())
+        let m = self
+            .fetch_one(
+                api_key::Entity::find()
+                    .filter(api_key::Column::SecretHash.eq(secret_hash))
+                    .filter(api_key::Column::RevokedAt.is_null()),
+            )
             .await
             .map_err(store)?;
         m.map(ApiKey::try_from)

@@ -266,7 +266,7 @@ impl SeaStore {
                 .order_by_asc(webhook_delivery::Column::NextAttemptAt)
         };
         if skip.is_empty() {
-            return due().limit(u64::from(limit)).all(self.reader()).await;
+            return self.fetch_all(due().limit(u64::from(limit))).await;
         }
         const ENDPOINTS_PER_CLAIM: usize = 16;
         let backend = self.reader().get_database_backend();
@@ -306,11 +306,12 @@ impl SeaStore {
         let mut out = Vec::new();
         for ep in endpoints {
             out.extend(
-                due()
-                    .filter(webhook_delivery::Column::EndpointId.eq(ep))
-                    .limit(share)
-                    .all(self.reader())
-                    .await?,
+                self.fetch_all(
+                    due()
+                        .filter(webhook_delivery::Column::EndpointId.eq(ep))
+                        .limit(share),
+                )
+                .await?,
             );
         }
         out.sort_by_key(|d| d.next_attempt_at);
@@ -513,19 +514,20 @@ impl WebhookStore for SeaStore {
         let mut ids: Vec<String> = due.iter().map(|d| d.endpoint_id.clone()).collect();
         ids.sort_unstable();
         ids.dedup();
-        let endpoints: std::collections::HashMap<String, webhook_endpoint::Model> =
-            if ids.is_empty() {
-                std::collections::HashMap::new()
-            } else {
-                webhook_endpoint::Entity::find()
-                    .filter(webhook_endpoint::Column::Id.is_in(ids))
-                    .all(self.reader())
-                    .await
-                    .map_err(store)?
-                    .into_iter()
-                    .map(|e| (e.id.clone(), e))
-                    .collect()
-            };
+        let endpoints: std::collections::HashMap<String, webhook_endpoint::Model> = if ids
+            .is_empty()
+        {
+            std::collections::HashMap::new()
+        } else {
+            self.fetch_all(
+                webhook_endpoint::Entity::find().filter(webhook_endpoint::Column::Id.is_in(ids)),
+            )
+            .await
+            .map_err(store)?
+            .into_iter()
+            .map(|e| (e.id.clone(), e))
+            .collect()
+        };
         let wanted: Vec<String> = due
             .iter()
             .filter(|d| endpoints.get(&d.endpoint_id).is_some_and(|e| e.enabled))
