@@ -126,43 +126,102 @@ impl TryFrom<entity::api_key::Model> for ApiKey {
     }
 }
 
+/// The columns of a stored audit record that are parsed rather than kept: a reader can lend
+/// them (`scan.rs` lends SQLite's own text, so none is copied into a string of its own).
+pub(crate) struct AuditKeys<'a> {
+    pub(crate) org_id: &'a str,
+    pub(crate) team_id: Option<&'a str>,
+    pub(crate) actor_type: &'a str,
+    pub(crate) action: &'a str,
+    pub(crate) outcome: &'a str,
+    pub(crate) reason: &'a str,
+    pub(crate) prev_hash: &'a str,
+    pub(crate) hash: &'a str,
+}
+
+/// The columns of a stored audit record that the record keeps as they are.
+pub(crate) struct AuditValues {
+    pub(crate) seq: i64,
+    pub(crate) occurred_at: i64,
+    pub(crate) actor_id: String,
+    pub(crate) actor_name: String,
+    pub(crate) target_type: String,
+    pub(crate) target_id: String,
+    pub(crate) target_name: String,
+    pub(crate) ip: String,
+    pub(crate) user_agent: String,
+    pub(crate) request_id: String,
+    pub(crate) metadata: String,
+    pub(crate) schema_version: i32,
+}
+
+/// A stored audit record from its columns.
+pub(crate) fn audit_event(k: &AuditKeys<'_>, v: AuditValues) -> Result<AuditEvent, StoreError> {
+    Ok(AuditEvent {
+        seq: v.seq,
+        event: NewAuditEvent {
+            org: id("organization id", k.org_id)?,
+            team: k.team_id.map(|t| id("team id", t)).transpose()?,
+            occurred_at: time(v.occurred_at)?,
+            actor: Actor {
+                kind: ActorKind::parse(k.actor_type)
+                    .ok_or_else(|| corrupt("actor type", k.actor_type))?,
+                id: v.actor_id,
+                name: v.actor_name,
+            },
+            action: AuditAction::parse(k.action).ok_or_else(|| corrupt("audit action", k.action))?,
+            target: Target {
+                kind: v.target_type,
+                id: v.target_id,
+                name: v.target_name,
+            },
+            context: RequestContext {
+                ip: v.ip,
+                user_agent: v.user_agent,
+                request_id: v.request_id,
+            },
+            outcome: Outcome::from_parts(k.outcome, k.reason)
+                .ok_or_else(|| corrupt("outcome", k.outcome))?,
+            metadata: Metadata::from_json(v.metadata)
+                .map_err(|_| corrupt("audit metadata", "…"))?,
+        },
+        schema_version: u16::try_from(v.schema_version)
+            .map_err(|_| corrupt("schema version", &v.schema_version.to_string()))?,
+        prev_hash: hash32("previous hash", k.prev_hash)?,
+        hash: hash32("hash", k.hash)?,
+    })
+}
+
 impl TryFrom<entity::audit_event::Model> for AuditEvent {
     type Error = StoreError;
     fn try_from(m: entity::audit_event::Model) -> Result<Self, StoreError> {
-        Ok(AuditEvent {
-            seq: m.seq,
-            event: NewAuditEvent {
-                org: id("organization id", &m.org_id)?,
-                team: m.team_id.as_deref().map(|t| id("team id", t)).transpose()?,
-                occurred_at: time(m.occurred_at)?,
-                actor: Actor {
-                    kind: ActorKind::parse(&m.actor_type)
-                        .ok_or_else(|| corrupt("actor type", &m.actor_type))?,
-                    id: m.actor_id,
-                    name: m.actor_name,
-                },
-                action: AuditAction::parse(&m.action)
-                    .ok_or_else(|| corrupt("audit action", &m.action))?,
-                target: Target {
-                    kind: m.target_type,
-                    id: m.target_id,
-                    name: m.target_name,
-                },
-                context: RequestContext {
-                    ip: m.ip,
-                    user_agent: m.user_agent,
-                    request_id: m.request_id,
-                },
-                outcome: Outcome::from_parts(&m.outcome, &m.reason)
-                    .ok_or_else(|| corrupt("outcome", &m.outcome))?,
-                metadata: Metadata::from_json(m.metadata)
-                    .map_err(|_| corrupt("audit metadata", "…"))?,
+        let keys = AuditKeys {
+            org_id: &m.org_id,
+            team_id: m.team_id.as_deref(),
+            actor_type: &m.actor_type,
+            action: &m.action,
+            outcome: &m.outcome,
+            reason: &m.reason,
+            prev_hash: &m.prev_hash,
+            hash: &m.hash,
+        };
+        audit_event(
+            &keys,
+            AuditValues {
+                seq: m.seq,
+                occurred_at: m.occurred_at,
+                actor_id: m.actor_id,
+                actor_name: m.actor_name,
+                target_type: m.target_type,
+                target_id: m.target_id,
+                target_name: m.target_name,
+                ip: m.ip,
+                user_agent: m.user_agent,
+                request_id: m.request_id,
+                metadata: m.metadata,
+                schema_version: m.schema_version,
             },
-            schema_version: u16::try_from(m.schema_version)
-                .map_err(|_| corrupt("schema version", &m.schema_version.to_string()))?,
-            prev_hash: hash32("previous hash", &m.prev_hash)?,
-            hash: hash32("hash", &m.hash)?,
-        })
+        )
     }
 }
 

@@ -242,35 +242,50 @@ fn read(conn: &Connection, sql: &str, params: Vec<Sql>) -> Result<Vec<AuditEvent
         .map_err(scan_err)?;
     let mut out = Vec::new();
     while let Some(r) = rows.next().map_err(scan_err)? {
-        out.push(AuditEvent::try_from(model(r, &c).map_err(scan_err)?)?);
+        out.push(record(r, &c)?);
     }
     Ok(out)
 }
 
-fn model(r: &rusqlite::Row<'_>, c: &Columns) -> rusqlite::Result<audit_event::Model> {
+/// A record from its row: the columns it keeps are copied into strings of their own, those it
+/// parses (ids, kinds, hashes) are read in place.
+fn record(r: &rusqlite::Row<'_>, c: &Columns) -> Result<AuditEvent, StoreError> {
     let i = &c.0;
-    Ok(audit_event::Model {
-        org_id: r.get(i[0])?,
-        seq: r.get(i[1])?,
-        team_id: r.get(i[2])?,
-        occurred_at: r.get(i[3])?,
-        actor_type: r.get(i[4])?,
-        actor_id: r.get(i[5])?,
-        actor_name: r.get(i[6])?,
-        action: r.get(i[7])?,
-        target_type: r.get(i[8])?,
-        target_id: r.get(i[9])?,
-        target_name: r.get(i[10])?,
-        ip: r.get(i[11])?,
-        user_agent: r.get(i[12])?,
-        request_id: r.get(i[13])?,
-        outcome: r.get(i[14])?,
-        reason: r.get(i[15])?,
-        metadata: r.get(i[16])?,
-        schema_version: r.get(i[17])?,
-        prev_hash: r.get(i[18])?,
-        hash: r.get(i[19])?,
-    })
+    let text = |n: usize| -> Result<&str, StoreError> {
+        r.get_ref(i[n])
+            .and_then(|v| v.as_str().map_err(rusqlite::Error::from))
+            .map_err(scan_err)
+    };
+    let keys = crate::convert::AuditKeys {
+        org_id: text(0)?,
+        team_id: r
+            .get_ref(i[2])
+            .and_then(|v| v.as_str_or_null().map_err(rusqlite::Error::from))
+            .map_err(scan_err)?,
+        actor_type: text(4)?,
+        action: text(7)?,
+        outcome: text(14)?,
+        reason: text(15)?,
+        prev_hash: text(18)?,
+        hash: text(19)?,
+    };
+    let int = |n: usize| r.get::<_, i64>(i[n]).map_err(scan_err);
+    let owned = |n: usize| text(n).map(str::to_owned);
+    let values = crate::convert::AuditValues {
+        seq: int(1)?,
+        occurred_at: int(3)?,
+        actor_id: owned(5)?,
+        actor_name: owned(6)?,
+        target_type: owned(8)?,
+        target_id: owned(9)?,
+        target_name: owned(10)?,
+        ip: owned(11)?,
+        user_agent: owned(12)?,
+        request_id: owned(13)?,
+        metadata: owned(16)?,
+        schema_version: r.get(i[17]).map_err(scan_err)?,
+    };
+    crate::convert::audit_event(&keys, values)
 }
 
 #[cfg(test)]
