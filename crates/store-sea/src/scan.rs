@@ -34,9 +34,15 @@ use sea_orm::{DbErr, IdenStatic, Iterable, Statement, Value};
 use crate::entity::audit_event;
 use crate::rows::{Rows, sqlite_err};
 
-/// Idle connections kept for the next page, and for the next small read.
+/// Idle connections kept for the next page.
 const KEEP_IDLE: usize = 2;
-const KEEP_IDLE_INLINE: usize = 4;
+
+/// Idle connections kept for the next small read: as many as threads may read at once (the
+/// server's actix workers and tokio's, one of each per core), so that none is opened (and its
+/// schema read) per read. Each holds at most SQLite's default page cache, 2 MiB.
+fn keep_idle_inline() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| 2 * n.get())
+}
 
 /// Pages read at once (each on a blocking thread with a connection of its own), like the sqlx
 /// reader pool's bound.
@@ -96,7 +102,7 @@ impl SqliteReader {
             inline: Idle {
                 busy: Duration::ZERO,
                 conns: Mutex::default(),
-                keep: KEEP_IDLE_INLINE,
+                keep: keep_idle_inline(),
             },
             permits: tokio::sync::Semaphore::new(AT_ONCE),
         }
