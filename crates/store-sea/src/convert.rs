@@ -169,7 +169,8 @@ pub(crate) fn audit_event(k: &AuditKeys<'_>, v: AuditValues) -> Result<AuditEven
                 id: v.actor_id,
                 name: v.actor_name,
             },
-            action: AuditAction::parse(k.action).ok_or_else(|| corrupt("audit action", k.action))?,
+            action: AuditAction::parse(k.action)
+                .ok_or_else(|| corrupt("audit action", k.action))?,
             target: Target {
                 kind: v.target_type,
                 id: v.target_id,

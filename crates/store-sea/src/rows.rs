@@ -526,7 +526,10 @@ mod tests {
             .order_by_asc(team_member::Column::TeamId);
         let fast = store.fetch_all(roles.clone()).await.unwrap();
         assert_eq!(fast.len(), 4);
-        assert!(fast.iter().any(|(_, _, t)| t.is_none()), "o2 has no team role");
+        assert!(
+            fast.iter().any(|(_, _, t)| t.is_none()),
+            "o2 has no team role"
+        );
         assert_eq!(fast, roles.all(store.reader()).await.unwrap());
 
         // Five entities, outer joins that match nothing included: a person in two
@@ -556,8 +559,16 @@ mod tests {
         use rusqlite::types::ValueRef as R;
         use sea_orm::Value as V;
         let ok = [
-            (Kind::Text, R::Text("ü".as_bytes()), V::String(Some("ü".into()))),
-            (Kind::BigInt, R::Integer(i64::MIN), V::BigInt(Some(i64::MIN))),
+            (
+                Kind::Text,
+                R::Text("ü".as_bytes()),
+                V::String(Some("ü".into())),
+            ),
+            (
+                Kind::BigInt,
+                R::Integer(i64::MIN),
+                V::BigInt(Some(i64::MIN)),
+            ),
             (Kind::Int, R::Integer(-7), V::Int(Some(-7))),
             (Kind::SmallInt, R::Integer(300), V::SmallInt(Some(300))),
             (Kind::Bool, R::Integer(0), V::Bool(Some(false))),
@@ -611,6 +622,32 @@ mod tests {
                 .fetch_rows::<SelectModel<team::Model>>(stmt)
                 .await
                 .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_value_rusqlite_is_not_given_is_left_to_sqlx() {
+        let (_dir, store) = seeded().await;
+        let reads = store.sqlite_reads.clone().unwrap();
+        // A character: the inline reader binds integers, reals, text and bytes only.
+        let stmt = sea_orm::Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            r#"SELECT "teams"."id", "teams"."org_id", "teams"."name", "teams"."is_default", "teams"."created_at", "teams"."archived_at" FROM "teams" WHERE ? = 'a'"#,
+            [sea_orm::Value::Char(Some('a'))],
+        );
+        assert!(
+            reads
+                .rows::<SelectModel<team::Model>>(&stmt)
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            store
+                .fetch_rows::<SelectModel<team::Model>>(stmt)
+                .await
+                .unwrap()
+                .len(),
+            3
         );
     }
 

@@ -134,9 +134,12 @@ impl SqliteReader {
     }
 
     /// Runs the SeaORM select `stmt` here, on the calling thread, and decodes its rows as `S`
-    /// would; `None` when the database was busy (the caller reads through sqlx instead).
+    /// would; `None` when the database was busy or `stmt` binds a kind of value this reader
+    /// does not (the caller reads through sqlx instead).
     pub(crate) fn rows<S: Rows>(&self, stmt: &Statement) -> Result<Option<Vec<S::Item>>, DbErr> {
-        let params = params(stmt)?;
+        let Ok(params) = params(stmt) else {
+            return Ok(None);
+        };
         let conn = self.inline.take(&self.path).map_err(sqlite_err)?;
         let out = select::<S>(&conn, &stmt.sql, params);
         self.inline.give_back(conn);
@@ -214,6 +217,8 @@ fn sql_value(v: &Value) -> Result<Sql, DbErr> {
             ),
             None => Sql::Null,
         },
+        Value::Float(f) => f.map_or(Sql::Null, |f| Sql::Real(f64::from(f))),
+        Value::Double(f) => f.map_or(Sql::Null, Sql::Real),
         Value::String(s) => s.clone().map_or(Sql::Null, Sql::Text),
         Value::Bytes(b) => b.clone().map_or(Sql::Null, Sql::Blob),
         other => {
