@@ -37,7 +37,7 @@ pub(crate) trait Fetch: QueryTrait {
 impl<E> Fetch for Select<E>
 where
     E: EntityTrait,
-    E::ActiveModel: TryIntoModel<E::Model>,
+    E::Model: Decoded,
 {
     type Rows = SelectModel<E::Model>;
 }
@@ -45,11 +45,11 @@ where
 impl<E, F, G, T> Fetch for SelectThree<E, F, G, T>
 where
     E: EntityTrait,
-    E::ActiveModel: TryIntoModel<E::Model>,
+    E::Model: Decoded,
     F: EntityTrait,
-    F::ActiveModel: TryIntoModel<F::Model>,
+    F::Model: Decoded,
     G: EntityTrait,
-    G::ActiveModel: TryIntoModel<G::Model>,
+    G::Model: Decoded,
     T: sea_orm::Topology,
 {
     type Rows = SelectThreeModel<E::Model, F::Model, G::Model>;
@@ -58,9 +58,9 @@ where
 impl<E, F> Fetch for SelectTwo<E, F>
 where
     E: EntityTrait,
-    E::ActiveModel: TryIntoModel<E::Model>,
+    E::Model: Decoded,
     F: EntityTrait,
-    F::ActiveModel: TryIntoModel<F::Model>,
+    F::Model: Decoded,
 {
     type Rows = SelectTwoModel<E::Model, F::Model>;
 }
@@ -188,133 +188,121 @@ where
         }
         m.try_into_model().map(Some)
     }
-
-    fn required(&self, row: &rusqlite::Row<'_>) -> Result<E::Model, DbErr> {
-        self.decode(row)?
-            .ok_or_else(|| DbErr::Type("a row without its main entity".into()))
-    }
 }
 
 pub(crate) fn sqlite_err(e: rusqlite::Error) -> DbErr {
     DbErr::Custom(format!("sqlite read: {e}"))
 }
 
-impl<M> Rows for SelectModel<M>
-where
-    M: ModelTrait + FromQueryResult,
-    M::Entity: EntityTrait<Model = M>,
-    <M::Entity as EntityTrait>::ActiveModel: TryIntoModel<M>,
-{
-    type Plan = Part<M::Entity>;
+/// A model that [`Part`] decodes: every SeaORM model whose entity's active model builds it.
+/// (One bound for the selectors below instead of three per model.)
+pub(crate) trait Decoded: FromQueryResult + Sized {
+    /// Where its columns are.
+    type Part;
 
-    fn plan(names: &[&str]) -> Result<Self::Plan, DbErr> {
-        let p = Part::plan(names, 0, "")?;
-        exactly(names, p.end())?;
-        Ok(p)
-    }
+    /// Checks that `names[at..]` starts with its columns prefixed with `prefix`, and returns
+    /// where they are and where the next model's start.
+    fn part(names: &[&str], at: usize, prefix: &str) -> Result<(Self::Part, usize), DbErr>;
 
-    fn decode(plan: &Self::Plan, row: &rusqlite::Row<'_>) -> Result<M, DbErr> {
-        plan.required(row)
+    /// The model, or `None` when every one of its columns is NULL.
+    fn decode(part: &Self::Part, row: &rusqlite::Row<'_>) -> Result<Option<Self>, DbErr>;
+
+    /// The model, which the row must hold.
+    fn required(part: &Self::Part, row: &rusqlite::Row<'_>) -> Result<Self, DbErr> {
+        Self::decode(part, row)?.ok_or_else(|| DbErr::Type("a row without its main entity".into()))
     }
 }
 
-impl<M, N> Rows for SelectTwoModel<M, N>
+impl<M> Decoded for M
 where
     M: ModelTrait + FromQueryResult,
     M::Entity: EntityTrait<Model = M>,
     <M::Entity as EntityTrait>::ActiveModel: TryIntoModel<M>,
-    N: ModelTrait + FromQueryResult,
-    N::Entity: EntityTrait<Model = N>,
-    <N::Entity as EntityTrait>::ActiveModel: TryIntoModel<N>,
 {
-    type Plan = (Part<M::Entity>, Part<N::Entity>);
+    type Part = Part<M::Entity>;
+
+    fn part(names: &[&str], at: usize, prefix: &str) -> Result<(Self::Part, usize), DbErr> {
+        let p = Part::plan(names, at, prefix)?;
+        let end = p.end();
+        Ok((p, end))
+    }
+
+    fn decode(part: &Self::Part, row: &rusqlite::Row<'_>) -> Result<Option<M>, DbErr> {
+        part.decode(row)
+    }
+}
+
+impl<M: Decoded> Rows for SelectModel<M> {
+    type Plan = M::Part;
 
     fn plan(names: &[&str]) -> Result<Self::Plan, DbErr> {
-        let a = Part::plan(names, 0, "A_")?;
-        let b = Part::plan(names, a.end(), "B_")?;
-        exactly(names, b.end())?;
+        let (a, end) = M::part(names, 0, "")?;
+        exactly(names, end)?;
+        Ok(a)
+    }
+
+    fn decode(plan: &Self::Plan, row: &rusqlite::Row<'_>) -> Result<M, DbErr> {
+        M::required(plan, row)
+    }
+}
+
+impl<M: Decoded, N: Decoded> Rows for SelectTwoModel<M, N> {
+    type Plan = (M::Part, N::Part);
+
+    fn plan(names: &[&str]) -> Result<Self::Plan, DbErr> {
+        let (a, end) = M::part(names, 0, "A_")?;
+        let (b, end) = N::part(names, end, "B_")?;
+        exactly(names, end)?;
         Ok((a, b))
     }
 
     fn decode(plan: &Self::Plan, row: &rusqlite::Row<'_>) -> Result<Self::Item, DbErr> {
-        Ok((plan.0.required(row)?, plan.1.decode(row)?))
+        Ok((M::required(&plan.0, row)?, N::decode(&plan.1, row)?))
     }
 }
 
-impl<M, N, O> Rows for SelectThreeModel<M, N, O>
-where
-    M: ModelTrait + FromQueryResult,
-    M::Entity: EntityTrait<Model = M>,
-    <M::Entity as EntityTrait>::ActiveModel: TryIntoModel<M>,
-    N: ModelTrait + FromQueryResult,
-    N::Entity: EntityTrait<Model = N>,
-    <N::Entity as EntityTrait>::ActiveModel: TryIntoModel<N>,
-    O: ModelTrait + FromQueryResult,
-    O::Entity: EntityTrait<Model = O>,
-    <O::Entity as EntityTrait>::ActiveModel: TryIntoModel<O>,
-{
-    type Plan = (Part<M::Entity>, Part<N::Entity>, Part<O::Entity>);
+impl<M: Decoded, N: Decoded, O: Decoded> Rows for SelectThreeModel<M, N, O> {
+    type Plan = (M::Part, N::Part, O::Part);
 
     fn plan(names: &[&str]) -> Result<Self::Plan, DbErr> {
-        let a = Part::plan(names, 0, "A_")?;
-        let b = Part::plan(names, a.end(), "B_")?;
-        let c = Part::plan(names, b.end(), "C_")?;
-        exactly(names, c.end())?;
+        let (a, end) = M::part(names, 0, "A_")?;
+        let (b, end) = N::part(names, end, "B_")?;
+        let (c, end) = O::part(names, end, "C_")?;
+        exactly(names, end)?;
         Ok((a, b, c))
     }
 
     fn decode(plan: &Self::Plan, row: &rusqlite::Row<'_>) -> Result<Self::Item, DbErr> {
         Ok((
-            plan.0.required(row)?,
-            plan.1.decode(row)?,
-            plan.2.decode(row)?,
+            M::required(&plan.0, row)?,
+            N::decode(&plan.1, row)?,
+            O::decode(&plan.2, row)?,
         ))
     }
 }
 
-impl<M, N, O, P, Q> Rows for SelectFiveModel<M, N, O, P, Q>
-where
-    M: ModelTrait + FromQueryResult,
-    M::Entity: EntityTrait<Model = M>,
-    <M::Entity as EntityTrait>::ActiveModel: TryIntoModel<M>,
-    N: ModelTrait + FromQueryResult,
-    N::Entity: EntityTrait<Model = N>,
-    <N::Entity as EntityTrait>::ActiveModel: TryIntoModel<N>,
-    O: ModelTrait + FromQueryResult,
-    O::Entity: EntityTrait<Model = O>,
-    <O::Entity as EntityTrait>::ActiveModel: TryIntoModel<O>,
-    P: ModelTrait + FromQueryResult,
-    P::Entity: EntityTrait<Model = P>,
-    <P::Entity as EntityTrait>::ActiveModel: TryIntoModel<P>,
-    Q: ModelTrait + FromQueryResult,
-    Q::Entity: EntityTrait<Model = Q>,
-    <Q::Entity as EntityTrait>::ActiveModel: TryIntoModel<Q>,
+impl<M: Decoded, N: Decoded, O: Decoded, P: Decoded, Q: Decoded> Rows
+    for SelectFiveModel<M, N, O, P, Q>
 {
-    type Plan = (
-        Part<M::Entity>,
-        Part<N::Entity>,
-        Part<O::Entity>,
-        Part<P::Entity>,
-        Part<Q::Entity>,
-    );
+    type Plan = (M::Part, N::Part, O::Part, P::Part, Q::Part);
 
     fn plan(names: &[&str]) -> Result<Self::Plan, DbErr> {
-        let a = Part::plan(names, 0, "A_")?;
-        let b = Part::plan(names, a.end(), "B_")?;
-        let c = Part::plan(names, b.end(), "C_")?;
-        let d = Part::plan(names, c.end(), "D_")?;
-        let e = Part::plan(names, d.end(), "E_")?;
-        exactly(names, e.end())?;
+        let (a, end) = M::part(names, 0, "A_")?;
+        let (b, end) = N::part(names, end, "B_")?;
+        let (c, end) = O::part(names, end, "C_")?;
+        let (d, end) = P::part(names, end, "D_")?;
+        let (e, end) = Q::part(names, end, "E_")?;
+        exactly(names, end)?;
         Ok((a, b, c, d, e))
     }
 
     fn decode(plan: &Self::Plan, row: &rusqlite::Row<'_>) -> Result<Self::Item, DbErr> {
         Ok((
-            plan.0.required(row)?,
-            plan.1.decode(row)?,
-            plan.2.decode(row)?,
-            plan.3.decode(row)?,
-            plan.4.decode(row)?,
+            M::required(&plan.0, row)?,
+            N::decode(&plan.1, row)?,
+            O::decode(&plan.2, row)?,
+            P::decode(&plan.3, row)?,
+            Q::decode(&plan.4, row)?,
         ))
     }
 }
