@@ -65,8 +65,9 @@ pub const SQLITE_MAX_READERS: u32 = 4;
 /// (SQLite's default is 1,000, 4 MiB). A journal of a thousand audit records dirties about as
 /// many index pages (its actors and resources are scattered), so at the default nearly every
 /// batch ended in a checkpoint, which writes those pages again and syncs the file; at 10,000
-/// (40 MiB of log at most) the pages that batches after another dirty again are copied once:
-/// batched appends about 15 % faster (`docs/benchmarks.md`, "Audit log through the store").
+/// (a log of about 40 MiB, more while a long read keeps the checkpoint from finishing) the pages
+/// that batch after batch dirty again are copied once per ten batches: batched appends about
+/// 15 % faster (`docs/benchmarks.md`, "Audit log through the store", run U).
 const SQLITE_WAL_AUTOCHECKPOINT: u32 = 10_000;
 
 /// PostgreSQL connections idle at least this long are pinged before they are handed out.
