@@ -463,34 +463,36 @@ impl SeaStore {
     }
 }
 
+/// A migrated store on a SQLite file in a new temporary directory (kept alive by the caller).
+#[cfg(test)]
+pub(crate) async fn temp_sqlite_store() -> (tempfile::TempDir, SeaStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = DatabaseUrl::sqlite_file(&dir.path().join("store.db"));
+    let store = SeaStore::connect(&url, PoolOptions::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    (dir, store)
+}
+
 #[cfg(test)]
 mod tests {
     use sea_orm::ConnectionTrait;
 
-    use crate::{DatabaseUrl, PoolOptions, SeaStore};
-
     #[tokio::test]
     async fn a_sqlite_writer_checkpoints_its_log_at_ten_thousand_pages() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = DatabaseUrl::sqlite_file(&dir.path().join("wal.db"));
-        let store = SeaStore::connect(&url, PoolOptions::default())
+        let (_dir, store) = crate::temp_sqlite_store().await;
+        let pages = store
+            .db()
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "PRAGMA wal_autocheckpoint",
+            ))
             .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index::<i64>(0)
             .unwrap();
-        let pragma = |sql: &'static str| {
-            let db = store.db().clone();
-            async move {
-                db.query_one_raw(sea_orm::Statement::from_string(
-                    sea_orm::DbBackend::Sqlite,
-                    sql,
-                ))
-                .await
-                .unwrap()
-                .unwrap()
-                .try_get_by_index::<i64>(0)
-                .unwrap()
-            }
-        };
-        assert_eq!(pragma("PRAGMA wal_autocheckpoint").await, 10_000);
-        store.close().await.unwrap();
+        assert_eq!(pages, 10_000);
     }
 }

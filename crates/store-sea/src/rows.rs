@@ -326,8 +326,8 @@ mod tests {
     };
 
     use super::Rows;
+    use crate::SeaStore;
     use crate::entity::{asset, membership, organization, session, team, team_member, user};
-    use crate::{DatabaseUrl, PoolOptions, SeaStore};
 
     /// The items of `stmt` through sqlx, as SeaORM reads them.
     async fn through_sqlx<S: Rows>(store: &SeaStore, stmt: sea_orm::Statement) -> Vec<S::Item> {
@@ -357,12 +357,7 @@ mod tests {
     }
 
     async fn seeded() -> (tempfile::TempDir, SeaStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = DatabaseUrl::sqlite_file(&dir.path().join("rows.db"));
-        let store = SeaStore::connect(&url, PoolOptions::default())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
+        let (dir, store) = crate::temp_sqlite_store().await;
         let db = store.db();
         for o in ["o1", "o2"] {
             org(o).into_active_model().insert(db).await.unwrap();
@@ -645,7 +640,7 @@ mod tests {
         store.close().await.unwrap();
         // A writer holding the file exclusively in rollback-journal mode keeps readers out
         // (under WAL, as the store runs, only SQLite's recovery of the WAL does).
-        let path = dir.path().join("rows.db");
+        let path = dir.path().join("store.db");
         let holder = rusqlite::Connection::open(&path).unwrap();
         holder
             .execute_batch("PRAGMA journal_mode=DELETE; BEGIN EXCLUSIVE;")

@@ -312,16 +312,10 @@ mod tests {
     };
 
     use crate::entity::audit_event;
-    use crate::{DatabaseUrl, PoolOptions, SeaStore};
 
     #[tokio::test]
     async fn pages_read_through_rusqlite_equal_seaorms() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = DatabaseUrl::sqlite_file(&dir.path().join("scan.db"));
-        let store = SeaStore::connect(&url, PoolOptions::default())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
+        let (_dir, store) = crate::temp_sqlite_store().await;
         assert!(
             store.sqlite_reads.is_some(),
             "a SQLite file's audit pages are read with rusqlite"
