@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use audit::{AuditEvent, GENESIS_HEX, Journal, NewAuditEvent, chain::seal};
 use rbac_core::OrgId;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict};
-use sea_orm::{ActiveValue::Set, DatabaseTransaction, DbErr, EntityTrait};
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
+    QueryTrait,
+};
 
 use crate::convert::{audit_model, micros};
 use crate::entity::{audit_event, audit_head, mail, outbox_event};
@@ -109,10 +112,19 @@ pub(crate) async fn commit_journals(
             .exec_without_returning(txn)
             .await?;
         let mut models = models.into_iter().peekable();
+        let backend = txn.get_database_backend();
         while models.peek().is_some() {
-            audit_event::Entity::insert_many(models.by_ref().take(INSERT_ROWS))
-                .exec_without_returning(txn)
-                .await?;
+            let mut stmt =
+                audit_event::Entity::insert_many(models.by_ref().take(INSERT_ROWS)).build(backend);
+            if backend == DbBackend::Sqlite {
+                // SQLite keeps a statement journal (a copy of every page the statement changes,
+                // spilled to a temporary file past 64 KiB) so that a failing multi-row insert
+                // can undo its own rows and leave the transaction going. Nothing here goes on
+                // after a failed insert: the error drops the transaction, so `OR FAIL` (no
+                // statement journal) loses nothing.
+                stmt.sql = stmt.sql.replacen("INSERT INTO", "INSERT OR FAIL INTO", 1);
+            }
+            txn.execute_raw(stmt).await?;
         }
     }
     let mut queued = 0;

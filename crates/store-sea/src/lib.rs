@@ -134,6 +134,11 @@ impl SeaStore {
                         .foreign_keys(true)
                         .busy_timeout(busy)
                         .pragma("wal_autocheckpoint", SQLITE_WAL_AUTOCHECKPOINT.to_string())
+                        // A transaction's dirty pages stay in the writer's cache until it
+                        // commits, even past the cache's size, instead of being written to the
+                        // log mid-transaction and again at commit (a batch of audit records
+                        // dirties more pages than the default 2 MiB cache holds).
+                        .pragma("cache_spill", "off")
                 });
         } else {
             // A network round trip per checkout would double every statement's latency; only

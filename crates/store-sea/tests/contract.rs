@@ -160,6 +160,70 @@ async fn concurrent_appends_commit_together_on_postgres() {
     }
 }
 
+/// A journal whose records cannot all be inserted (a stray row already holds the position of
+/// its third record) fails, and leaves nothing: not its first two records, which the failed
+/// statement had inserted (SQLite runs the insert `OR FAIL`, keeping no statement journal, since
+/// the whole transaction is dropped anyway), nor a chain head. Once the stray row is gone, the
+/// same journal is written from position 1 and verifies.
+async fn an_append_that_fails_partway_leaves_nothing(store: SeaStore) {
+    use audit::{Actor, AuditAction, AuditStore, Journal, NewAuditEvent, Target};
+    let org = rbac_core::OrgId::new();
+    let journal = || {
+        (0..5).fold(Journal::default(), |j, k| {
+            j.and_record(NewAuditEvent::new(
+                org,
+                chrono::Utc::now(),
+                Actor::user("usr_1", "Someone"),
+                AuditAction::Login,
+                Target::new("session", format!("s{k}"), ""),
+            ))
+        })
+    };
+    store
+        .execute_sql(&format!(
+            "INSERT INTO audit_events (org_id, seq, team_id, occurred_at, actor_type, actor_id, \
+             actor_name, action, target_type, target_id, target_name, ip, user_agent, request_id, \
+             outcome, reason, metadata, schema_version, prev_hash, hash) VALUES ('{org}', 3, \
+             NULL, 0, 'user', 'usr_stray', '', 'auth.login', 'session', 'stray', '', '', '', '', \
+             'success', '', '{{}}', 1, '', '')"
+        ))
+        .await
+        .unwrap();
+    assert!(store.append(journal()).await.is_err());
+    assert_eq!(store.head(org).await.unwrap(), None, "no head was written");
+    assert_eq!(
+        store
+            .execute_sql(&format!("DELETE FROM audit_events WHERE org_id = '{org}'"))
+            .await
+            .unwrap(),
+        1,
+        "only the stray row was there"
+    );
+    let written = store.append(journal()).await.unwrap();
+    assert_eq!(
+        written.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    let chain = audit::verify_chain(&store, org, b"key")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(chain.records, 5);
+}
+
+#[tokio::test]
+async fn an_append_that_fails_partway_leaves_nothing_on_sqlite() {
+    let (store, _dir) = sqlite().await;
+    an_append_that_fails_partway_leaves_nothing(store).await;
+}
+
+#[tokio::test]
+async fn an_append_that_fails_partway_leaves_nothing_on_postgres() {
+    if let Some(store) = postgres().await {
+        an_append_that_fails_partway_leaves_nothing(store).await;
+    }
+}
+
 /// Retention passes running at once on two instances (two handles on one database), with
 /// different cutoffs: each record is removed exactly once, the anchor ends at the newest record
 /// any pass reached and never moves back over removed records, and the chain still verifies.
