@@ -114,17 +114,8 @@ pub(crate) async fn commit_journals(
         let mut models = models.into_iter().peekable();
         let backend = txn.get_database_backend();
         while models.peek().is_some() {
-            let mut stmt =
-                audit_event::Entity::insert_many(models.by_ref().take(INSERT_ROWS)).build(backend);
-            if backend == DbBackend::Sqlite {
-                // SQLite keeps a statement journal (a copy of every page the statement changes,
-                // spilled to a temporary file past 64 KiB) so that a failing multi-row insert
-                // can undo its own rows and leave the transaction going. Nothing here goes on
-                // after a failed insert: the error drops the transaction, so `OR FAIL` (no
-                // statement journal) loses nothing.
-                stmt.sql = stmt.sql.replacen("INSERT INTO", "INSERT OR FAIL INTO", 1);
-            }
-            txn.execute_raw(stmt).await?;
+            txn.execute_raw(insert_records(backend, models.by_ref().take(INSERT_ROWS)))
+                .await?;
         }
     }
     let mut queued = 0;
@@ -163,6 +154,23 @@ pub(crate) async fn commit_journals(
             .await?;
     }
     Ok((written, queued))
+}
+
+/// The insert of `rows` into the audit log. On SQLite it is `INSERT OR FAIL`: SQLite keeps a
+/// statement journal (the original of every page a statement changes, in a temporary file past
+/// 64 KiB) so that a multi-row insert that fails can undo its own rows and leave its transaction
+/// going; nothing here goes on after a failed insert (the error drops the whole transaction), so
+/// without the journal nothing is lost, and a journal of a thousand records no longer writes and
+/// reads back megabytes of temporary file.
+fn insert_records(
+    backend: DbBackend,
+    rows: impl IntoIterator<Item = audit_event::ActiveModel>,
+) -> sea_orm::Statement {
+    let mut stmt = audit_event::Entity::insert_many(rows).build(backend);
+    if backend == DbBackend::Sqlite {
+        stmt.sql = stmt.sql.replacen("INSERT INTO", "INSERT OR FAIL INTO", 1);
+    }
+    stmt
 }
 
 /// Writes `journal` in `txn` and commits; then counts the appends and, when deliveries were
@@ -373,5 +381,46 @@ pub async fn deliveries_queued() {
 pub(crate) fn count_appends(n: usize) {
     if n > 0 {
         metrics::counter!("axie_audit_appends_total").increment(n as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use audit::{Actor, AuditAction, NewAuditEvent, Target, chain::seal};
+    use sea_orm::DbBackend;
+
+    use crate::convert::audit_model;
+
+    #[test]
+    fn sqlite_inserts_records_without_a_statement_journal() {
+        let record = seal(
+            NewAuditEvent::new(
+                rbac_core::OrgId::new(),
+                chrono::Utc::now(),
+                Actor::user("usr_1", "Someone"),
+                AuditAction::Login,
+                Target::new("session", "s1", ""),
+            ),
+            1,
+            audit::chain::GENESIS,
+        );
+        let rows = || [audit_model(&record), audit_model(&record)];
+        let sqlite = super::insert_records(DbBackend::Sqlite, rows());
+        assert!(
+            sqlite
+                .sql
+                .starts_with(r#"INSERT OR FAIL INTO "audit_events""#),
+            "{}",
+            sqlite.sql
+        );
+        let postgres = super::insert_records(DbBackend::Postgres, rows());
+        assert!(
+            postgres.sql.starts_with(r#"INSERT INTO "audit_events""#),
+            "{}",
+            postgres.sql
+        );
+        for stmt in [sqlite, postgres] {
+            assert_eq!(stmt.values.map(|v| v.0.len()), Some(40), "two rows of 20");
+        }
     }
 }

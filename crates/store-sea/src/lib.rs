@@ -70,6 +70,16 @@ pub const SQLITE_MAX_READERS: u32 = 4;
 /// 15 % faster (`docs/benchmarks.md`, "Audit log through the store", run U).
 const SQLITE_WAL_AUTOCHECKPOINT: u32 = 10_000;
 
+/// Pages the SQLite writer's cache may grow to, past its size (SQLite's default, 2 MiB), before
+/// a transaction's dirty pages are written to the log ahead of its commit (`cache_spill`):
+/// about 31 MiB at 4 KiB pages. (Not a multiple of 256: SQLite reads the number as a boolean
+/// too, by its low byte, and a zero there turns spilling off altogether.) A journal of a thousand audit records dirties about 1,400 pages, so
+/// with SQLite's default (spill once the cache is full) each batch wrote most of its pages to
+/// the log twice, mid-transaction and at the commit. Past this bound a large transaction (a
+/// retention pass, an index built by a migration) still spills, so its memory stays bounded;
+/// pages beyond the cache's size are freed as the transaction ends.
+const SQLITE_CACHE_SPILL_PAGES: u32 = 8_000;
+
 /// PostgreSQL connections idle at least this long are pinged before they are handed out.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(30);
 
@@ -134,11 +144,7 @@ impl SeaStore {
                         .foreign_keys(true)
                         .busy_timeout(busy)
                         .pragma("wal_autocheckpoint", SQLITE_WAL_AUTOCHECKPOINT.to_string())
-                        // A transaction's dirty pages stay in the writer's cache until it
-                        // commits, even past the cache's size, instead of being written to the
-                        // log mid-transaction and again at commit (a batch of audit records
-                        // dirties more pages than the default 2 MiB cache holds).
-                        .pragma("cache_spill", "off")
+                        .pragma("cache_spill", SQLITE_CACHE_SPILL_PAGES.to_string())
                 });
         } else {
             // A network round trip per checkout would double every statement's latency; only
@@ -499,5 +505,31 @@ mod tests {
             .try_get_by_index::<i64>(0)
             .unwrap();
         assert_eq!(pages, 10_000);
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_writer_spills_a_transaction_past_eight_thousand_pages_only() {
+        let (_dir, store) = crate::temp_sqlite_store().await;
+        let read = |sql: &'static str| {
+            let db = store.db();
+            async move {
+                db.query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Sqlite,
+                    sql,
+                ))
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get_by_index::<i64>(0)
+                .unwrap()
+            }
+        };
+        // 0 would mean that spilling is off altogether.
+        assert_eq!(read("PRAGMA cache_spill").await, 8_000);
+        assert_eq!(
+            read("PRAGMA cache_size").await,
+            -2_000,
+            "the cache itself keeps SQLite's default size"
+        );
     }
 }
