@@ -21,6 +21,25 @@ fn store(e: sea_orm::DbErr) -> AuditError {
 }
 
 impl SeaStore {
+    /// Up to `limit` of `org`'s records after `after`, oldest first, as `select` selects them.
+    async fn chain_records(
+        &self,
+        select: sea_orm::Select<audit_event::Entity>,
+        org: OrgId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, AuditError> {
+        use audit_event::Column as C;
+        use sea_orm::QueryTrait;
+        let page = select
+            .filter(C::OrgId.eq(org.to_string()))
+            .filter(C::Seq.gt(after))
+            .order_by_asc(C::Seq)
+            .limit(u64::from(limit))
+            .build(self.reader().get_database_backend());
+        self.audit_records(page).await.map_err(AuditError::Store)
+    }
+
     /// [`AuditStore::search`] with at most one exact action.
     async fn search_one(
         &self,
@@ -215,15 +234,8 @@ impl AuditStore for SeaStore {
         after: i64,
         limit: u32,
     ) -> Result<Vec<AuditEvent>, AuditError> {
-        use audit_event::Column as C;
-        use sea_orm::QueryTrait;
-        let page = audit_event::Entity::find()
-            .filter(C::OrgId.eq(org.to_string()))
-            .filter(C::Seq.gt(after))
-            .order_by_asc(C::Seq)
-            .limit(u64::from(limit))
-            .build(self.reader().get_database_backend());
-        self.audit_records(page).await.map_err(AuditError::Store)
+        self.chain_records(audit_event::Entity::find(), org, after, limit)
+            .await
     }
 
     async fn chain_page_for_verification(
@@ -233,7 +245,7 @@ impl AuditStore for SeaStore {
         limit: u32,
     ) -> Result<Vec<AuditEvent>, AuditError> {
         use audit_event::Column as C;
-        use sea_orm::{ColumnTrait as _, IdenStatic as _, Iterable, QueryTrait};
+        use sea_orm::{IdenStatic as _, Iterable};
         // The columns outside the hash are selected as empty text, so that the rows keep the
         // model's shape and go through the same conversion as whole records.
         let outside = [
@@ -251,13 +263,7 @@ impl AuditStore for SeaStore {
                 page.column(c)
             };
         }
-        let page = page
-            .filter(C::OrgId.eq(org.to_string()))
-            .filter(C::Seq.gt(after))
-            .order_by_asc(C::Seq)
-            .limit(u64::from(limit))
-            .build(self.reader().get_database_backend());
-        self.audit_records(page).await.map_err(AuditError::Store)
+        self.chain_records(page, org, after, limit).await
     }
 
     async fn head(&self, org: OrgId) -> Result<Option<(i64, [u8; 32])>, AuditError> {
