@@ -72,12 +72,13 @@ const SQLITE_WAL_AUTOCHECKPOINT: u32 = 10_000;
 
 /// Pages the SQLite writer's cache may grow to, past its size (SQLite's default, 2 MiB), before
 /// a transaction's dirty pages are written to the log ahead of its commit (`cache_spill`):
-/// about 31 MiB at 4 KiB pages. (Not a multiple of 256: SQLite reads the number as a boolean
-/// too, by its low byte, and a zero there turns spilling off altogether.) A journal of a thousand audit records dirties about 1,400 pages, so
-/// with SQLite's default (spill once the cache is full) each batch wrote most of its pages to
-/// the log twice, mid-transaction and at the commit. Past this bound a large transaction (a
-/// retention pass, an index built by a migration) still spills, so its memory stays bounded;
-/// pages beyond the cache's size are freed as the transaction ends.
+/// about 31 MiB at 4 KiB pages. A journal of a thousand audit records dirties about 1,400
+/// pages, so with SQLite's default (spill once the cache is full) each batch wrote most of its
+/// pages to the log twice, mid-transaction and at the commit. Past this bound a large
+/// transaction (a retention pass, an index built by a migration) still spills, so its memory
+/// stays bounded; pages beyond the cache's size are freed as the transaction ends. Not a
+/// multiple of 256: SQLite also reads the number as a boolean, by its low byte, and a zero
+/// there turns spilling off altogether.
 const SQLITE_CACHE_SPILL_PAGES: u32 = 8_000;
 
 /// PostgreSQL connections idle at least this long are pinged before they are handed out.
