@@ -150,7 +150,13 @@ async fn appends_number_and_chain_records(store: &dyn AuditStore) {
         None,
         "empty log has no head"
     );
-    let j = Journal::record(event(org, 0, "usr_a", AuditAction::Login, "x"))
+    let mut login = event(org, 0, "usr_a", AuditAction::Login, "x");
+    login.context = crate::RequestContext {
+        ip: "203.0.113.7".into(),
+        user_agent: "contract".into(),
+        request_id: "req_1".into(),
+    };
+    let j = Journal::record(login)
         .and_record(event(
             org,
             1,

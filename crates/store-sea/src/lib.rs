@@ -491,44 +491,34 @@ pub(crate) async fn temp_sqlite_store() -> (tempfile::TempDir, SeaStore) {
 mod tests {
     use sea_orm::ConnectionTrait;
 
-    #[tokio::test]
-    async fn a_sqlite_writer_checkpoints_its_log_at_ten_thousand_pages() {
-        let (_dir, store) = crate::temp_sqlite_store().await;
-        let pages = store
+    /// The value of `pragma` on the store's writer.
+    async fn writer_pragma(store: &crate::SeaStore, pragma: &str) -> i64 {
+        store
             .db()
             .query_one_raw(sea_orm::Statement::from_string(
                 sea_orm::DbBackend::Sqlite,
-                "PRAGMA wal_autocheckpoint",
+                format!("PRAGMA {pragma}"),
             ))
             .await
             .unwrap()
             .unwrap()
             .try_get_by_index::<i64>(0)
-            .unwrap();
-        assert_eq!(pages, 10_000);
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_writer_checkpoints_its_log_at_ten_thousand_pages() {
+        let (_dir, store) = crate::temp_sqlite_store().await;
+        assert_eq!(writer_pragma(&store, "wal_autocheckpoint").await, 10_000);
     }
 
     #[tokio::test]
     async fn a_sqlite_writer_spills_a_transaction_past_eight_thousand_pages_only() {
         let (_dir, store) = crate::temp_sqlite_store().await;
-        let read = |sql: &'static str| {
-            let db = store.db();
-            async move {
-                db.query_one_raw(sea_orm::Statement::from_string(
-                    sea_orm::DbBackend::Sqlite,
-                    sql,
-                ))
-                .await
-                .unwrap()
-                .unwrap()
-                .try_get_by_index::<i64>(0)
-                .unwrap()
-            }
-        };
         // 0 would mean that spilling is off altogether.
-        assert_eq!(read("PRAGMA cache_spill").await, 8_000);
+        assert_eq!(writer_pragma(&store, "cache_spill").await, 8_000);
         assert_eq!(
-            read("PRAGMA cache_size").await,
+            writer_pragma(&store, "cache_size").await,
             -2_000,
             "the cache itself keeps SQLite's default size"
         );
