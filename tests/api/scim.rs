@@ -674,7 +674,62 @@ both_backends!(
         )
         .await;
         assert_eq!(member(&t, &owner).await.unwrap()["role"], "owner");
+        // Nor is the Owner's sign-in theirs to change: whoever holds a token would take the
+        // account over.
+        for op in [
+            json!({"op": "replace", "path": "password", "value": "an entirely new passphrase 9"}),
+            json!({"op": "replace", "path": "emails[type eq \"work\"].value", "value": "taken@over.example"}),
+        ] {
+            let e = idp
+                .expect(
+                    reqwest::Method::PATCH,
+                    &path,
+                    Some(&json!({"schemas": [PATCH_OP], "Operations": [op]})),
+                    StatusCode::BAD_REQUEST,
+                )
+                .await;
+            assert_eq!(e["scimType"], "mutability");
+        }
         t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+        // A member this organization alone holds gets the password the identity provider sets,
+        // and the sessions the old one opened end.
+        let lisa_id = t.member_id("lisa@example.com").await;
+        let old_session = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        idp.patch(
+            &format!("/Users/{lisa_id}"),
+            json!([{"op": "replace", "path": "password", "value": "the identity provider's passphrase 7"}]),
+        )
+        .await;
+        assert_eq!(
+            t.get(&t.url("/api/v1/me"), &old_session).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        t.login("lisa@example.com", "the identity provider's passphrase 7")
+            .await;
+        // One who also belongs to another organization keeps their own sign-in.
+        let (_, globex_owner) =
+            crate::api_keys::second_org(&t, billing_limits::Plan::Enterprise).await;
+        crate::team_management::invited(&t, &globex_owner, "user").await;
+        let token = crate::team_management::outbox_token(&t, &globex_owner).await;
+        let globex_session = t.login(&globex_owner, OWNER_PASSWORD).await;
+        let accepted = t
+            .client
+            .post(t.url("/api/v1/invitations/accept"))
+            .bearer_auth(&globex_session)
+            .json(&json!({"token": token}))
+            .send()
+            .await
+            .unwrap();
+        assert!(accepted.status().is_success(), "{}", accepted.status());
+        let globex_id = t.member_id(&globex_owner).await;
+        let e = idp
+            .expect(reqwest::Method::PATCH, &format!("/Users/{globex_id}"),
+                Some(&json!({"schemas": [PATCH_OP], "Operations": [
+                    {"op": "replace", "path": "password", "value": "an entirely new passphrase 9"}]})),
+                StatusCode::BAD_REQUEST)
+            .await;
+        assert_eq!(e["scimType"], "mutability");
+        t.login(&globex_owner, OWNER_PASSWORD).await;
 
         // Tokens: a wrong one, one used on another organization, a revoked one.
         let wrong = idp
@@ -697,7 +752,9 @@ both_backends!(
         assert_eq!(cross.status(), StatusCode::UNAUTHORIZED);
 
         // Only the Owner and Admins, in a session, on the Enterprise plan, manage tokens.
-        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let lisa = t
+            .login("lisa@example.com", "the identity provider's passphrase 7")
+            .await;
         assert_eq!(
             t.post(&t.org("/scim-tokens"), &lisa, &json!({"name": "x"}))
                 .await

@@ -376,6 +376,22 @@ both_backends!(
     required_2fa_has_a_grace_period_then_only_enrolment_answers,
     |b| async move {
         let t = spawn_app(b).await;
+        // A SCIM token acts for its creator (the Owner here), and is held to the same policy.
+        let scim: Value = json_of(
+            t.post(
+                &t.org("/scim-tokens"),
+                &t.owner_token,
+                &json!({"name": "Okta"}),
+            )
+            .await,
+        )
+        .await;
+        let scim_users = |t: &TestApp| {
+            t.client
+                .get(t.url(&format!("/scim/v2/{}/Users", t.org_id)))
+                .bearer_auth(scim["secret"].as_str().unwrap())
+                .send()
+        };
         let res = t
             .patch(
                 &t.org("/security"),
@@ -384,6 +400,7 @@ both_backends!(
             )
             .await;
         assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(scim_users(&t).await.unwrap().status(), StatusCode::OK);
         let settings: Value = res.json().await.unwrap();
         assert_eq!(settings["mfa"]["required"], true);
         let since = chrono::DateTime::parse_from_rfc3339(
@@ -456,6 +473,16 @@ both_backends!(
             "mfa_enrollment_required",
         )
         .await;
+        let refused = scim_users(&t).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        let body: Value = refused.json().await.unwrap();
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("two-factor authentication"),
+            "{body}"
+        );
         t.clock.advance(Duration::seconds(30));
         let lisa_uri_code = "000000";
         problem(

@@ -16,14 +16,14 @@ async fn invite(t: &TestApp, token: &str, email: &str, role: &str) -> reqwest::R
     .await
 }
 
-async fn invited(t: &TestApp, email: &str, role: &str) -> Value {
+pub(crate) async fn invited(t: &TestApp, email: &str, role: &str) -> Value {
     let res = invite(t, &t.owner_token, email, role).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     res.json().await.unwrap()
 }
 
 /// The token of the newest invitation mail to `email` in the outbox (SMTP off).
-async fn outbox_token(t: &TestApp, email: &str) -> String {
+pub(crate) async fn outbox_token(t: &TestApp, email: &str) -> String {
     let mails = json_of(t.get(&t.org("/outbox"), &t.owner_token).await).await;
     let mail = mails["items"]
         .as_array()
@@ -147,6 +147,21 @@ both_backends!(
             crate::api_keys::second_org(&t, billing_limits::Plan::Enterprise).await;
         invited(&t, &globex_owner.to_uppercase(), "admin").await;
         let token = outbox_token(&t, &globex_owner).await;
+        // An Admin sees the mail and its state, not its body: the link would let them sign up
+        // as the invitee.
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        let seen = json_of(t.get(&t.org("/outbox"), &mike).await).await;
+        let mail = seen["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["to"] == globex_owner.as_str())
+            .unwrap();
+        assert_eq!(
+            (&mail["kind"], &mail["body"]),
+            (&json!("invitation"), &json!(""))
+        );
+        assert!(!seen.to_string().contains(&token));
         let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
         let wrong = t
             .client

@@ -198,7 +198,8 @@ fn base(st: &AppState, org: rbac_core::OrgId) -> String {
     )
 }
 
-/// The caller behind the bearer token, checked against the organization's IP allowlist.
+/// The caller behind the bearer token, checked against the organization's IP allowlist and its
+/// required 2FA.
 async fn caller(req: &HttpRequest, st: &AppState) -> Result<(Caller, String), ScimFailure> {
     let org = org_id(req)?;
     let token = req
@@ -240,6 +241,34 @@ async fn caller(req: &HttpRequest, st: &AppState) -> Result<(Caller, String), Sc
             None,
             format!("requests from {ip} are not allowed by this organization's IP allowlist"),
         ));
+    }
+    // The token acts for its creator, so it is held to the 2FA the organization requires of
+    // them: once their grace period is over without 2FA, it stops working as their sessions and
+    // API keys do.
+    if c.org.security.mfa.required {
+        let enrolled = tenancy::mfa::enrolled(&*st.store, c.user.id).await?;
+        if matches!(
+            tenancy::mfa::requirement(&c.org, c.member_since, enrolled, st.clock.now()),
+            security_policy::MfaRequirement::EnrolmentRequired
+        ) {
+            record_refusal(
+                st,
+                &c,
+                route_target(req),
+                "mfa_enrollment_required".to_owned(),
+            )
+            .await
+            .map_err(|e| ScimFailure::from(TenancyError::from(e)))?;
+            return Err(fail(
+                StatusCode::FORBIDDEN,
+                None,
+                format!(
+                    "{} requires two-factor authentication, which the token's creator has not set \
+                     up, and the grace period is over",
+                    c.org.name
+                ),
+            ));
+        }
     }
     Ok((c, base(st, org)))
 }

@@ -2198,7 +2198,7 @@ fn record(user: UserId, name: &str, version: i64) -> crate::scim::UserRecord {
 }
 
 async fn scim_tokens_records_and_deactivation<
-    S: TenancyStore + AuditStore + crate::scim::ScimStore + ?Sized,
+    S: TenancyStore + AuditStore + InvitationStore + crate::scim::ScimStore + ?Sized,
 >(
     s: &S,
 ) {
@@ -2331,7 +2331,7 @@ async fn scim_tokens_records_and_deactivation<
         name: "Jane D".into(),
         email: jane.email.clone(),
         password_hash: None,
-        role: Some(OrgRole::Admin),
+        role: Some((OrgRole::User, OrgRole::Admin)),
         active,
         now: now(),
     };
@@ -2362,7 +2362,16 @@ async fn scim_tokens_records_and_deactivation<
             .deactivated_at
             .is_some()
     );
-    s.write_member(&write(Some(2), 3, Some(true)), note(org.id, "reactivate"))
+    // The role is now Admin: a write decided on her being a User is refused.
+    let before = head(s, org.id).await;
+    let stale = s
+        .write_member(&write(Some(2), 3, Some(true)), note(org.id, "stale role"))
+        .await;
+    assert!(matches!(stale, Err(TenancyError::Conflict(_))), "{stale:?}");
+    assert_eq!(head(s, org.id).await, before);
+    let mut reactivate = write(Some(2), 3, Some(true));
+    reactivate.role = None;
+    s.write_member(&reactivate, note(org.id, "reactivate"))
         .await
         .unwrap();
     assert!(
@@ -2373,14 +2382,67 @@ async fn scim_tokens_records_and_deactivation<
             .deactivated_at
             .is_none()
     );
+    // A promotion through SCIM gives the default team's Admin role, as through the API; a
+    // demotion takes it back and withdraws the invitations sent with admin rights.
+    assert!(
+        s.team_roles(org.id, jane.id)
+            .await
+            .unwrap()
+            .contains(&(team.id, TeamRole::Admin)),
+        "promoted: the default team's admin"
+    );
+    let sent = invitation(org.id, jane.id, "by-jane", 7);
+    s.create_invitation(&sent, "ih-jane", &limits(9), note(org.id, "jane invites"))
+        .await
+        .unwrap();
+    let mut demote = write(Some(3), 4, None);
+    demote.role = Some((OrgRole::Admin, OrgRole::User));
+    s.write_member(&demote, note(org.id, "demote"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_member(org.id, jane.id).await.unwrap().unwrap().role,
+        OrgRole::User
+    );
+    assert!(
+        s.team_roles(org.id, jane.id)
+            .await
+            .unwrap()
+            .contains(&(team.id, TeamRole::Member)),
+        "demoted: a member of the default team again"
+    );
+    assert!(
+        s.find_invitation("ih-jane")
+            .await
+            .unwrap()
+            .is_some_and(|i| i.revoked_at.is_some()),
+        "her pending invitation is withdrawn"
+    );
+    // A new password ends her sessions.
+    let sess = session(jane.id, 1);
+    s.create_session(&sess, "jane-session-2", 3, &|_| Journal::default())
+        .await
+        .unwrap();
+    let mut password = write(Some(4), 5, None);
+    password.role = None;
+    password.password_hash = Some("h2".into());
+    let report = s
+        .write_member(&password, note(org.id, "password"))
+        .await
+        .unwrap();
+    assert_eq!(report.sessions_ended, 1);
+    assert!(s.find_session("jane-session-2").await.unwrap().is_none());
     // The Owner's row is never demoted by the store either.
     let mut owner_write = write(None, 1, None);
     owner_write.user = owner.id;
     owner_write.email = owner.email.clone();
     owner_write.record = record(owner.id, "owner", 1);
-    s.write_member(&owner_write, note(org.id, "owner"))
-        .await
-        .unwrap();
+    owner_write.role = Some((OrgRole::Owner, OrgRole::Admin));
+    let refused = s.write_member(&owner_write, note(org.id, "owner")).await;
+    assert!(
+        matches!(refused, Err(TenancyError::Conflict(_))),
+        "{refused:?}"
+    );
     assert_eq!(
         s.get_member(org.id, owner.id).await.unwrap().unwrap().role,
         OrgRole::Owner

@@ -429,12 +429,14 @@ pub async fn purchase<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
     let cents = payments
         .prices
         .credits_cents(u64::try_from(amount).unwrap_or(0));
+    // Everything that can refuse the purchase is read before the provider is asked for money.
+    let owner = crate::orgs::owner_of(store, caller.org.id).await?;
     let invoice = crate::billing::charge(
         payments,
         &caller.org,
         cents,
         format!("{amount} team credits for {account}"),
-        id.to_string(),
+        charge_key(caller.org.id, &key),
         now,
     )
     .await?;
@@ -447,7 +449,6 @@ pub async fn purchase<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
         "account": account, "amount": amount, "allocated": allocated, "invoice": invoice.number,
         "by": caller.user.id,
     });
-    let owner = crate::orgs::owner_of(store, caller.org.id).await?;
     let journal = Journal::record(
         caller
             .audit(now, AuditAction::CreditsPurchased, account_target(account))
@@ -481,6 +482,15 @@ pub async fn purchase<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
     };
     let posted = store.post_credits(&op, Some(&invoice), journal).await?;
     Ok(result_of(posted, Some(invoice)))
+}
+
+/// The payment provider's idempotency key for a purchase: the same for every attempt with the
+/// client's key in this organization (two concurrent requests, or a retry after a failure past
+/// the charge, are one charge at the provider), and unlike any other organization's.
+fn charge_key(org: OrgId, key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("credits-purchase\n{org}\n{key}"));
+    format!("credits-{}", hex::encode(&digest[..16]))
 }
 
 fn account_target(account: Account) -> Target {
@@ -873,4 +883,19 @@ pub async fn chargeback<S: CreditStore + WorkspaceStore + ?Sized>(
         }
     }
     Ok(report.finish(&names))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_purchase_charges_once_per_key_and_organization() {
+        let (a, b) = (OrgId::new(), OrgId::new());
+        assert_eq!(charge_key(a, "order-17"), charge_key(a, "order-17"));
+        assert_ne!(charge_key(a, "order-17"), charge_key(a, "order-18"));
+        assert_ne!(charge_key(a, "order-17"), charge_key(b, "order-17"));
+        // Within what providers accept as a key, and the manual invoice's number stays distinct.
+        assert!(charge_key(a, &"k".repeat(128)).len() <= 64);
+    }
 }

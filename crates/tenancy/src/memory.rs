@@ -2075,6 +2075,18 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                     "the member changed meanwhile; read it again".into(),
                 ));
             }
+            if let Some((from, to)) = w.role {
+                if from == OrgRole::Owner || to == OrgRole::Owner {
+                    return Err(TenancyError::Conflict(
+                        "the Owner's role changes only through an ownership transfer".into(),
+                    ));
+                }
+                if s.members[pos].2 != from {
+                    return Err(TenancyError::Conflict(
+                        "the member's role changed meanwhile; reload and try again".into(),
+                    ));
+                }
+            }
             let key = w.record.user_name.to_lowercase();
             if s.scim_users
                 .iter()
@@ -2101,10 +2113,22 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                     *h = Some(new.clone());
                 }
             }
-            if let Some(r) = w.role
-                && s.members[pos].2 != OrgRole::Owner
-            {
-                s.members[pos].2 = r;
+            if let Some((_, to)) = w.role {
+                s.members[pos].2 = to;
+                set_default_team_role(&mut s, w.org, w.user, to);
+                if !to.is_admin() {
+                    withdraw_grants(&mut s, w.org, w.user, w.now);
+                }
+            }
+            if w.password_hash.is_some() {
+                for sess in s
+                    .sessions
+                    .iter_mut()
+                    .filter(|x| x.0.user == w.user && x.2.is_none())
+                {
+                    sess.2 = Some(w.now);
+                    report.sessions_ended += 1;
+                }
             }
             match w.active {
                 Some(false) if !s.deactivated.contains_key(&(w.org, w.user)) => {

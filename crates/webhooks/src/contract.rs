@@ -188,6 +188,13 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
     );
     let counts = store.delivery_counts(org, ep.id).await.unwrap();
     assert!(counts.contains(&(DeliveryStatus::Pending, 1)));
+    // Resending one delivery that is not there (or still pending) is refused, not recorded.
+    assert!(matches!(
+        store
+            .requeue(org, ep.id, Some("no-such-delivery"), None, now(), note(org))
+            .await,
+        Err(WebhookError::NotFound(_))
+    ));
     assert!(
         store
             .claim_deliveries(now() + Duration::days(1), lease, 10, &[])

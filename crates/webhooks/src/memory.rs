@@ -346,6 +346,9 @@ impl WebhookStore for MemoryWebhookStore {
             }
             n
         };
+        if delivery.is_some() && n == 0 {
+            return Err(WebhookError::NotFound("finished delivery"));
+        }
         self.commit(journal).await?;
         Ok(n)
     }

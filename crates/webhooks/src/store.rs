@@ -178,10 +178,12 @@ pub trait WebhookStore: Send + Sync {
     -> Result<Vec<Attempt>, WebhookError>;
 
     /// Puts deliveries back in the queue with a fresh attempt budget: one (`delivery`), or every
-    /// failed one of `endpoint` created since `since`. Returns how many.
+    /// failed one of `endpoint` created since `since`. Returns how many. `journal` commits with
+    /// the change, except when the one delivery named is not there to resend.
     ///
     /// # Errors
-    /// [`WebhookError::NotFound`].
+    /// [`WebhookError::NotFound`] for another organization's endpoint, or when `delivery` names
+    /// no finished delivery of the endpoint (nothing is changed or recorded then).
     async fn requeue(
         &self,
         org: OrgId,

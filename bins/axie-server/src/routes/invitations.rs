@@ -305,7 +305,8 @@ pub struct MailResponse {
     pub to: String,
     /// Subject.
     pub subject: String,
-    /// Body (empty once sent over SMTP).
+    /// Body: empty once sent over SMTP, and for anyone but the Owner (bodies carry invitation
+    /// links, whose tokens would let the reader sign up as the invitee, and billing mail).
     pub body: String,
     /// Kind (`invitation`, …).
     pub kind: String,
@@ -319,7 +320,8 @@ pub struct MailResponse {
     pub last_error: Option<String>,
 }
 
-/// The organization's mail outbox (what would be or was sent), newest first.
+/// The organization's mail outbox (what would be or was sent), newest first. Admins see each
+/// mail's recipient, subject and delivery state; only the Owner sees the bodies.
 #[utoipa::path(get, path = "/api/v1/orgs/{org_id}/outbox", tag = "invitations",
     params(("org_id" = String, Path, description = "Organization id"), PageQuery),
     responses((status = 200, description = "Queued and sent mail, newest first", body = inline(Page<MailResponse>))),
@@ -334,13 +336,14 @@ pub async fn outbox(
         .store
         .list_mails(caller.org.id, q.cursor.as_deref(), limit)
         .await?;
+    let bodies = caller.subject.role == rbac_core::OrgRole::Owner;
     let items: Vec<MailResponse> = mails
         .into_iter()
         .map(|m| MailResponse {
             id: m.id,
             to: m.to,
             subject: m.subject,
-            body: m.body,
+            body: if bodies { m.body } else { String::new() },
             kind: m.kind,
             created_at: m.created_at.to_rfc3339(),
             sent_at: m.sent_at.map(|t| t.to_rfc3339()),

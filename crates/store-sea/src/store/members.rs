@@ -98,6 +98,30 @@ async fn withdraw_grants(
     Ok(())
 }
 
+/// Changes a member's role from `from` to `to` with what follows from it: their role in the
+/// default team, and, when they lose admin rights, what they set in motion with them.
+///
+/// # Errors
+/// [`TenancyError::Conflict`] when the member no longer has the role `from`.
+pub(super) async fn change_role(
+    txn: &sea_orm::DatabaseTransaction,
+    org: OrgId,
+    user: UserId,
+    (from, to): (OrgRole, OrgRole),
+    now: DateTime<Utc>,
+) -> Result<(), TenancyError> {
+    if !update_role(txn, org, user, from, to).await? {
+        return Err(TenancyError::Conflict(
+            "the member's role changed meanwhile; reload and try again".into(),
+        ));
+    }
+    set_default_team_role(txn, org, user, to).await?;
+    if !to.is_admin() {
+        withdraw_grants(txn, org, user, now).await?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl MembershipStore for SeaStore {
     async fn set_role(
@@ -109,15 +133,7 @@ impl MembershipStore for SeaStore {
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
-        if !update_role(&txn, org, user, from, to).await? {
-            return Err(TenancyError::Conflict(
-                "the member's role changed meanwhile; reload and try again".into(),
-            ));
-        }
-        set_default_team_role(&txn, org, user, to).await?;
-        if !to.is_admin() {
-            withdraw_grants(&txn, org, user, Utc::now()).await?;
-        }
+        change_role(&txn, org, user, (from, to), Utc::now()).await?;
         commit(txn, journal).await
     }
 

@@ -109,6 +109,22 @@ async fn put_user_record(
     }
 }
 
+/// Ends every live session of the user `uid`; returns how many.
+async fn end_sessions(
+    txn: &sea_orm::DatabaseTransaction,
+    uid: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, TenancyError> {
+    Ok(session::Entity::update_many()
+        .col_expr(session::Column::EndedAt, Expr::value(micros(now)))
+        .filter(session::Column::UserId.eq(uid))
+        .filter(session::Column::EndedAt.is_null())
+        .exec(txn)
+        .await
+        .map_err(store)?
+        .rows_affected)
+}
+
 #[async_trait]
 impl ScimStore for SeaStore {
     async fn create_scim_token(
@@ -289,18 +305,20 @@ impl ScimStore for SeaStore {
             Err(e) => return Err(store(e)),
             Ok(_) => {}
         }
-        if let Some(r) = w.role {
+        if let Some((from, to)) = w.role {
             // Never the Owner's row (the domain refuses it; this keeps the store honest too).
-            membership::Entity::update_many()
-                .col_expr(membership::Column::Role, Expr::value(r.as_str()))
-                .filter(membership::Column::OrgId.eq(org.clone()))
-                .filter(membership::Column::UserId.eq(uid.clone()))
-                .filter(membership::Column::Role.ne(OrgRole::Owner.as_str()))
-                .exec(&txn)
-                .await
-                .map_err(store)?;
+            if from == OrgRole::Owner || to == OrgRole::Owner {
+                return Err(TenancyError::Conflict(
+                    "the Owner's role changes only through an ownership transfer".into(),
+                ));
+            }
+            super::members::change_role(&txn, w.org, w.user, (from, to), w.now).await?;
         }
         let mut report = MemberWriteReport::default();
+        if w.password_hash.is_some() {
+            // A new password ends the sessions the old one opened.
+            report.sessions_ended = end_sessions(&txn, &uid, w.now).await?;
+        }
         match w.active {
             Some(false) if present.deactivated_at.is_none() => {
                 membership::Entity::update_many()
@@ -333,14 +351,7 @@ impl ScimStore for SeaStore {
                     .await
                     .map_err(store)?;
                 if elsewhere == 0 {
-                    report.sessions_ended = session::Entity::update_many()
-                        .col_expr(session::Column::EndedAt, Expr::value(micros(w.now)))
-                        .filter(session::Column::UserId.eq(uid.clone()))
-                        .filter(session::Column::EndedAt.is_null())
-                        .exec(&txn)
-                        .await
-                        .map_err(store)?
-                        .rows_affected;
+                    report.sessions_ended += end_sessions(&txn, &uid, w.now).await?;
                 }
             }
             Some(true) => {

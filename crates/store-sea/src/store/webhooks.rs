@@ -676,6 +676,10 @@ impl WebhookStore for SeaStore {
             }
         }
         let n = upd.exec(&txn).await.map_err(store)?.rows_affected;
+        if one.is_some() && n == 0 {
+            // Nothing was resent, so nothing is recorded: the transaction is dropped.
+            return Err(WebhookError::NotFound("finished delivery"));
+        }
         commit(txn, journal).await?;
         Ok(n)
     }

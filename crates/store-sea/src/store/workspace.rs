@@ -576,6 +576,10 @@ impl WorkspaceStore for SeaStore {
         journal: Journal,
     ) -> Result<Vec<Asset>, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
+        // Serialized with `create_asset` (which takes the same lock): on PostgreSQL a document
+        // added to a knowledge base being deleted would otherwise commit beside the deletion
+        // and be left without its parent.
+        lock_org(&txn, org).await?;
         let ids = subtree(&txn, org, vec![aid.to_string()]).await?;
         let gone = delete_ids(&txn, org, ids).await?;
         if !gone.iter().any(|a| a.id == aid) {

@@ -122,15 +122,19 @@ pub struct MemberWrite {
     pub email: Email,
     /// New password hash, when one was sent.
     pub password_hash: Option<String>,
-    /// New role, when it changes.
-    pub role: Option<OrgRole>,
+    /// The role change, when there is one: `(from, to)`, `from` being the role the change was
+    /// decided on. The store refuses the write when the member no longer has it, and applies what
+    /// follows from the new role as a role change through the API does (the default team's role;
+    /// when admin rights are lost, the person's pending invitations withdrawn).
+    pub role: Option<(OrgRole, OrgRole)>,
     /// `Some(false)` deactivates, `Some(true)` reactivates, `None` leaves the state.
     pub active: Option<bool>,
     /// When.
     pub now: DateTime<Utc>,
 }
 
-/// What deactivating a member ended.
+/// What a member write ended: deactivation ends the person's API keys here and their sessions
+/// (unless another organization of theirs is active); a new password ends their sessions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MemberWriteReport {
     /// API keys deactivated.
@@ -1123,6 +1127,25 @@ pub async fn patch_user<S: TenancyStore + ScimStore + ?Sized>(
     write_user(store, caller, hasher, base, &m, rec, &doc, now).await
 }
 
+/// Whether the organization's identity provider may change `m`'s login email and password: the
+/// account is one global sign-in, so only when this organization is the only one it belongs to,
+/// and never the Owner's (whose account would otherwise be taken over by whoever holds a SCIM
+/// token).
+async fn credentials_are_the_orgs<S: TenancyStore + ?Sized>(
+    store: &S,
+    org: OrgId,
+    m: &Member,
+) -> Result<bool, ScimError> {
+    if m.role == OrgRole::Owner {
+        return Ok(false);
+    }
+    Ok(store
+        .memberships(m.user.id)
+        .await?
+        .iter()
+        .all(|ms| ms.org == org))
+}
+
 #[allow(clippy::too_many_arguments, reason = "the change's parts")]
 async fn write_user<S: TenancyStore + ScimStore + ?Sized>(
     store: &S,
@@ -1170,6 +1193,16 @@ async fn write_user<S: TenancyStore + ScimStore + ?Sized>(
             email.as_str()
         )));
     }
+    if (email != m.user.email || input.password.is_some())
+        && !credentials_are_the_orgs(store, caller.org.id, m).await?
+    {
+        return Err(bad(
+            "mutability",
+            "this account's email and password are the person's own (they are the Owner or belong \
+             to another organization too); SCIM may change them only for accounts this \
+             organization alone holds",
+        ));
+    }
     let hash = password_hash(caller, hasher, input.password.as_deref(), &email)?;
     let version = rec.as_ref().map_or(0, |r| r.version);
     let record = UserRecord {
@@ -1215,6 +1248,17 @@ async fn write_user<S: TenancyStore + ScimStore + ?Sized>(
         };
         journal = journal.and_record(caller.audit(now, action, target.clone()));
     }
+    if let Some(new) = role_change {
+        journal = journal.publish(DomainEvent::new(
+            caller.org.id,
+            EventKind::RoleChanged,
+            now,
+            json!({
+                "userId": m.user.id, "email": email.as_str(), "previousRole": m.role.as_str(),
+                "role": new.as_str(), "changedBy": caller.user.id, "via": "scim",
+            }),
+        ));
+    }
     let journal = journal.publish(DomainEvent::new(
         caller.org.id,
         EventKind::UserUpdated,
@@ -1232,7 +1276,7 @@ async fn write_user<S: TenancyStore + ScimStore + ?Sized>(
         name: name.clone(),
         email: email.clone(),
         password_hash: hash,
-        role: role_change,
+        role: role_change.map(|to| (m.role, to)),
         active: active_change,
         now,
     };
