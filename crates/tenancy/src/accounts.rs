@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use rbac_core::SessionId;
 use security_policy::{
     LoginThrottlePolicy, MintedToken, PasswordHasher, SessionPolicy, SessionStatus, Verification,
-    after_failure, check_session, hash_token, locked_until, mint,
+    check_session, hash_token, locked_until, mint,
 };
 use serde_json::json;
 
@@ -151,9 +151,13 @@ pub async fn login<S: TenancyStore + ?Sized>(
         return Err(TenancyError::Throttled(until));
     }
     let Verification::Match { needs_rehash } = verification else {
-        let next = after_failure(&LoginThrottlePolicy::default(), throttle.as_ref(), now);
         store
-            .set_login_throttle(user.id, Some(&next), failed("bad_credentials"))
+            .count_login_failure(
+                user.id,
+                &LoginThrottlePolicy::default(),
+                now,
+                failed("bad_credentials"),
+            )
             .await?;
         return Err(TenancyError::BadCredentials);
     };

@@ -640,6 +640,70 @@ async fn login_throttle_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S)
         .await
         .unwrap();
     assert_eq!(s.login_throttle(owner.id).await.unwrap(), None);
+
+    // Failures arriving at once each count: every one reads the count the one before it left.
+    let policy = security_policy::LoginThrottlePolicy {
+        max_failures: 6,
+        ..Default::default()
+    };
+    let h = head(s, org.id).await;
+    let counted = all_at_once(
+        (0..6)
+            .map(|i| {
+                s.count_login_failure(
+                    owner.id,
+                    &policy,
+                    now(),
+                    note(org.id, &format!("failed {i}")),
+                )
+            })
+            .collect(),
+    )
+    .await;
+    let mut seen: Vec<u32> = counted
+        .iter()
+        .map(|c| c.as_ref().unwrap().failures)
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, [1, 2, 3, 4, 5, 6]);
+    let stored = s.login_throttle(owner.id).await.unwrap().unwrap();
+    assert_eq!(stored.failures, 6);
+    assert_eq!(
+        stored.locked_until,
+        Some(now() + Duration::minutes(15)),
+        "the sixth failure locks"
+    );
+    assert_eq!(
+        head(s, org.id).await,
+        h + 6,
+        "each failure's record commits"
+    );
+}
+
+/// Runs `futures` concurrently (interleaved on this task; each store call may wait on its own
+/// connection) and returns their outputs in order.
+async fn all_at_once<T>(
+    futures: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + '_>>>,
+) -> Vec<T> {
+    let mut futures: Vec<_> = futures.into_iter().map(Some).collect();
+    let mut out: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (f, o) in futures.iter_mut().zip(out.iter_mut()) {
+            if let Some(fut) = f
+                && let std::task::Poll::Ready(v) = fut.as_mut().poll(cx)
+            {
+                *o = Some(v);
+                *f = None;
+            }
+        }
+        if futures.iter().all(Option::is_none) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
 }
 
 fn invitation(org: OrgId, by: UserId, tag: &str, days: i64) -> Invitation {
@@ -1913,6 +1977,37 @@ async fn mfa_steps_codes_and_challenges_are_used_once<
         .await
         .unwrap();
     assert_eq!(s.mfa(u).await.unwrap().unwrap().throttle, None);
+    // Wrong codes arriving at once each count.
+    let policy = security_policy::LoginThrottlePolicy::default();
+    let counted = all_at_once(
+        (0..4)
+            .map(|_| s.count_mfa_failure(u, &policy, now(), Journal::default()))
+            .collect(),
+    )
+    .await;
+    let mut seen: Vec<u32> = counted
+        .iter()
+        .map(|c| c.as_ref().unwrap().failures)
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, [1, 2, 3, 4]);
+    assert_eq!(
+        s.mfa(u)
+            .await
+            .unwrap()
+            .unwrap()
+            .throttle
+            .map(|t| t.failures),
+        Some(4)
+    );
+    assert!(matches!(
+        s.count_mfa_failure(UserId::new(), &policy, now(), Journal::default())
+            .await,
+        Err(TenancyError::NotFound(_))
+    ));
+    s.set_mfa_throttle(u, None, Journal::default())
+        .await
+        .unwrap();
 
     // Login challenges: stored by hash, consumed once.
     s.save_login_challenge("ch-hash", u, now() + Duration::minutes(5))

@@ -634,6 +634,23 @@ impl AccountStore for MemoryTenancyStore {
         self.commit(journal).await
     }
 
+    async fn count_login_failure(
+        &self,
+        user: UserId,
+        policy: &security_policy::LoginThrottlePolicy,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<security_policy::ThrottleState, TenancyError> {
+        let next = {
+            let mut s = self.lock()?;
+            let next = security_policy::after_failure(policy, s.throttles.get(&user), now);
+            s.throttles.insert(user, next);
+            next
+        };
+        self.commit(journal).await?;
+        Ok(next)
+    }
+
     async fn list_sessions(&self, user: UserId) -> Result<Vec<Session>, TenancyError> {
         let mut out: Vec<Session> = self
             .lock()?
@@ -1794,6 +1811,27 @@ impl MfaStore for MemoryTenancyStore {
             }
             _ => false,
         })
+    }
+
+    async fn count_mfa_failure(
+        &self,
+        user: UserId,
+        policy: &security_policy::LoginThrottlePolicy,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<security_policy::ThrottleState, TenancyError> {
+        let next = {
+            let mut s = self.lock()?;
+            let r = s
+                .mfa
+                .get_mut(&user)
+                .ok_or(TenancyError::NotFound("second factor"))?;
+            let next = security_policy::after_failure(policy, r.record.throttle.as_ref(), now);
+            r.record.throttle = Some(next);
+            next
+        };
+        self.commit(journal).await?;
+        Ok(next)
     }
 
     async fn set_mfa_throttle(

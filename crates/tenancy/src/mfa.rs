@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use rbac_core::UserId;
 use security_policy::{
     Cipher, LoginThrottlePolicy, MfaError, MfaRequirement, MintedToken, SmsChallenge,
-    ThrottleState, after_failure, hash_token, locked_until, mint,
+    ThrottleState, hash_token, locked_until, mint,
 };
 use serde::{Deserialize, Serialize};
 
@@ -196,6 +196,21 @@ pub trait MfaStore: Send + Sync {
     /// [`TenancyError::Store`].
     async fn take_sms_challenge(&self, user: UserId, code_hash: &str)
     -> Result<bool, TenancyError>;
+
+    /// Counts one more wrong second factor of `user`, committing `journal` (the failure's
+    /// records) with it, and returns the new state: [`security_policy::after_failure`] of the
+    /// state stored, read in the same transaction under a lock on the person's second-factor
+    /// record, so that wrong codes arriving at once each count.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] without a second factor; [`TenancyError::Store`].
+    async fn count_mfa_failure(
+        &self,
+        user: UserId,
+        policy: &LoginThrottlePolicy,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<ThrottleState, TenancyError>;
 
     /// Replaces (or clears) the second-factor throttling state, with `journal` (the failed
     /// attempt's record) in the same transaction.
@@ -486,9 +501,8 @@ async fn check_factor<S: MfaStore + ?Sized>(
         },
     };
     if !ok {
-        let next = after_failure(&LoginThrottlePolicy::default(), rec.throttle.as_ref(), now);
         store
-            .set_mfa_throttle(user, Some(&next), records.failed)
+            .count_mfa_failure(user, &LoginThrottlePolicy::default(), now, records.failed)
             .await?;
         return Err(TenancyError::Invalid(
             "the code is wrong, expired or already used".into(),

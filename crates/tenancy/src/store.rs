@@ -338,6 +338,21 @@ pub trait AccountStore: Send + Sync {
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
+    /// Counts one more failed login of `user`, committing `journal` (the failure's records)
+    /// with it, and returns the new state: [`security_policy::after_failure`] of the state
+    /// stored, read in the same transaction under a lock on the account, so that failures
+    /// arriving at once each count.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn count_login_failure(
+        &self,
+        user: UserId,
+        policy: &security_policy::LoginThrottlePolicy,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<security_policy::ThrottleState, TenancyError>;
+
     /// `user`'s live sessions, newest first.
     ///
     /// # Errors

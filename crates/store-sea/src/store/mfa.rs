@@ -8,9 +8,9 @@ use rbac_core::UserId;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, PaginatorTrait,
-    QueryFilter, TransactionTrait,
+    QueryFilter, QuerySelect, TransactionTrait,
 };
-use security_policy::{SmsChallenge, ThrottleState};
+use security_policy::{LoginThrottlePolicy, SmsChallenge, ThrottleState};
 use tenancy::TenancyError;
 use tenancy::mfa::{AccessReset, AccessResetJournal, MfaRecord, MfaStore};
 
@@ -46,6 +46,45 @@ async fn remove_second_factor(
     Ok(res.rows_affected > 0)
 }
 
+/// The throttling state kept in a second-factor record.
+fn throttle_of(m: &user_mfa::Model) -> Result<Option<ThrottleState>, TenancyError> {
+    let Some(ws) = m.window_start else {
+        return Ok(None);
+    };
+    Ok(Some(ThrottleState {
+        failures: u32::try_from(m.failures).unwrap_or(0),
+        window_start: time(ws)?,
+        locked_until: m.locked_until.map(time).transpose()?,
+    }))
+}
+
+/// Replaces (or with `None` clears) the throttling state of a second-factor record, in the
+/// caller's transaction.
+async fn put_throttle(
+    txn: &sea_orm::DatabaseTransaction,
+    user: UserId,
+    state: Option<&ThrottleState>,
+) -> Result<(), TenancyError> {
+    user_mfa::Entity::update_many()
+        .col_expr(
+            user_mfa::Column::Failures,
+            Expr::value(state.map_or(0, |s| i32::try_from(s.failures).unwrap_or(i32::MAX))),
+        )
+        .col_expr(
+            user_mfa::Column::WindowStart,
+            Expr::value(state.map(|s| micros(s.window_start))),
+        )
+        .col_expr(
+            user_mfa::Column::LockedUntil,
+            Expr::value(state.and_then(|s| s.locked_until).map(micros)),
+        )
+        .filter(user_mfa::Column::UserId.eq(uid(user)))
+        .exec(txn)
+        .await
+        .map_err(store)?;
+    Ok(())
+}
+
 #[async_trait]
 impl MfaStore for SeaStore {
     async fn mfa(&self, user: UserId) -> Result<Option<MfaRecord>, TenancyError> {
@@ -61,6 +100,7 @@ impl MfaStore for SeaStore {
             .count(self.db())
             .await
             .map_err(store)?;
+        let throttle = throttle_of(&m)?;
         let sms = match (m.sms_code_hash, m.sms_expires_at) {
             (Some(code_hash), Some(exp)) => Some(SmsChallenge {
                 code_hash,
@@ -68,14 +108,7 @@ impl MfaStore for SeaStore {
             }),
             _ => None,
         };
-        let throttle = match m.window_start {
-            Some(ws) => Some(ThrottleState {
-                failures: u32::try_from(m.failures).unwrap_or(0),
-                window_start: time(ws)?,
-                locked_until: m.locked_until.map(time).transpose()?,
-            }),
-            None => None,
-        };
+
         Ok(Some(MfaRecord {
             user: id("user id", &m.user_id)?,
             secret_enc: m.secret_enc,
@@ -272,6 +305,28 @@ impl MfaStore for SeaStore {
         Ok(res.rows_affected == 1)
     }
 
+    async fn count_mfa_failure(
+        &self,
+        user: UserId,
+        policy: &LoginThrottlePolicy,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<ThrottleState, TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        // The record's row lock (PostgreSQL; on SQLite the one writer runs transactions one
+        // after the other), so wrong codes arriving at once read each other's counts.
+        let m = user_mfa::Entity::find_by_id(uid(user))
+            .lock_exclusive()
+            .one(&txn)
+            .await
+            .map_err(store)?
+            .ok_or(TenancyError::NotFound("second factor"))?;
+        let next = security_policy::after_failure(policy, throttle_of(&m)?.as_ref(), now);
+        put_throttle(&txn, user, Some(&next)).await?;
+        commit(txn, journal).await?;
+        Ok(next)
+    }
+
     async fn set_mfa_throttle(
         &self,
         user: UserId,
@@ -279,23 +334,7 @@ impl MfaStore for SeaStore {
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
-        user_mfa::Entity::update_many()
-            .col_expr(
-                user_mfa::Column::Failures,
-                Expr::value(state.map_or(0, |s| i32::try_from(s.failures).unwrap_or(i32::MAX))),
-            )
-            .col_expr(
-                user_mfa::Column::WindowStart,
-                Expr::value(state.map(|s| micros(s.window_start))),
-            )
-            .col_expr(
-                user_mfa::Column::LockedUntil,
-                Expr::value(state.and_then(|s| s.locked_until).map(micros)),
-            )
-            .filter(user_mfa::Column::UserId.eq(uid(user)))
-            .exec(&txn)
-            .await
-            .map_err(store)?;
+        put_throttle(&txn, user, state).await?;
         commit(txn, journal).await
     }
 

@@ -43,6 +43,71 @@ pub(crate) async fn lock_org(txn: &DatabaseTransaction, org: OrgId) -> Result<()
     Ok(())
 }
 
+/// Serializes transactions about one account: changes nothing, but takes the user row's lock
+/// (PostgreSQL) until the transaction ends. On SQLite every transaction goes through the one
+/// writer connection, one after the other, so the lock is the transaction itself.
+pub(crate) async fn lock_user(txn: &DatabaseTransaction, user: UserId) -> Result<(), TenancyError> {
+    user::Entity::update_many()
+        .col_expr(user::Column::Name, Expr::col(user::Column::Name))
+        .filter(user::Column::Id.eq(user.to_string()))
+        .exec(txn)
+        .await
+        .map_err(store)?;
+    Ok(())
+}
+
+async fn read_login_throttle(
+    db: &impl sea_orm::ConnectionTrait,
+    user_id: UserId,
+) -> Result<Option<security_policy::ThrottleState>, TenancyError> {
+    let Some(m) = login_throttle::Entity::find_by_id(user_id.to_string())
+        .one(db)
+        .await
+        .map_err(store)?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(security_policy::ThrottleState {
+        failures: u32::try_from(m.failures).unwrap_or(0),
+        window_start: crate::convert::time(m.window_start)?,
+        locked_until: m.locked_until.map(crate::convert::time).transpose()?,
+    }))
+}
+
+/// Replaces (or with `None` clears) a login-throttling state, in the caller's transaction.
+async fn put_login_throttle(
+    txn: &DatabaseTransaction,
+    user_id: UserId,
+    state: Option<&security_policy::ThrottleState>,
+) -> Result<(), TenancyError> {
+    let Some(t) = state else {
+        login_throttle::Entity::delete_by_id(user_id.to_string())
+            .exec(txn)
+            .await
+            .map_err(store)?;
+        return Ok(());
+    };
+    login_throttle::Entity::insert(login_throttle::ActiveModel {
+        user_id: Set(user_id.to_string()),
+        failures: Set(i32::try_from(t.failures).unwrap_or(i32::MAX)),
+        window_start: Set(micros(t.window_start)),
+        locked_until: Set(t.locked_until.map(micros)),
+    })
+    .on_conflict(
+        sea_orm::sea_query::OnConflict::column(login_throttle::Column::UserId)
+            .update_columns([
+                login_throttle::Column::Failures,
+                login_throttle::Column::WindowStart,
+                login_throttle::Column::LockedUntil,
+            ])
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await
+    .map_err(store)?;
+    Ok(())
+}
+
 /// Inserts a new account (without a password hash it cannot sign in with a password); a taken
 /// email is a `Conflict`. Runs in the caller's transaction.
 pub(crate) async fn insert_user(
@@ -740,13 +805,7 @@ impl AccountStore for SeaStore {
         records: tenancy::SessionsEvictedJournal<'_>,
     ) -> Result<Vec<SessionId>, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
-        // Serialise this person's logins: bump nothing but take the user row's lock.
-        user::Entity::update_many()
-            .col_expr(user::Column::Name, Expr::col(user::Column::Name))
-            .filter(user::Column::Id.eq(s.user.to_string()))
-            .exec(&txn)
-            .await
-            .map_err(store)?;
+        lock_user(&txn, s.user).await?;
         let live = session::Entity::find()
             .filter(session::Column::UserId.eq(s.user.to_string()))
             .filter(session::Column::EndedAt.is_null())
@@ -865,18 +924,7 @@ impl AccountStore for SeaStore {
         &self,
         user_id: UserId,
     ) -> Result<Option<security_policy::ThrottleState>, TenancyError> {
-        let Some(m) = login_throttle::Entity::find_by_id(user_id.to_string())
-            .one(self.db())
-            .await
-            .map_err(store)?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(security_policy::ThrottleState {
-            failures: u32::try_from(m.failures).unwrap_or(0),
-            window_start: crate::convert::time(m.window_start)?,
-            locked_until: m.locked_until.map(crate::convert::time).transpose()?,
-        }))
+        read_login_throttle(self.db(), user_id).await
     }
 
     async fn set_login_throttle(
@@ -886,32 +934,24 @@ impl AccountStore for SeaStore {
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
-        let Some(t) = state else {
-            login_throttle::Entity::delete_by_id(user_id.to_string())
-                .exec(&txn)
-                .await
-                .map_err(store)?;
-            return commit(txn, journal).await;
-        };
-        login_throttle::Entity::insert(login_throttle::ActiveModel {
-            user_id: Set(user_id.to_string()),
-            failures: Set(i32::try_from(t.failures).unwrap_or(i32::MAX)),
-            window_start: Set(micros(t.window_start)),
-            locked_until: Set(t.locked_until.map(micros)),
-        })
-        .on_conflict(
-            sea_orm::sea_query::OnConflict::column(login_throttle::Column::UserId)
-                .update_columns([
-                    login_throttle::Column::Failures,
-                    login_throttle::Column::WindowStart,
-                    login_throttle::Column::LockedUntil,
-                ])
-                .to_owned(),
-        )
-        .exec_without_returning(&txn)
-        .await
-        .map_err(store)?;
+        put_login_throttle(&txn, user_id, state).await?;
         commit(txn, journal).await
+    }
+
+    async fn count_login_failure(
+        &self,
+        user_id: UserId,
+        policy: &security_policy::LoginThrottlePolicy,
+        now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<security_policy::ThrottleState, TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        lock_user(&txn, user_id).await?;
+        let current = read_login_throttle(&txn, user_id).await?;
+        let next = security_policy::after_failure(policy, current.as_ref(), now);
+        put_login_throttle(&txn, user_id, Some(&next)).await?;
+        commit(txn, journal).await?;
+        Ok(next)
     }
 
     async fn list_sessions(&self, user_id: UserId) -> Result<Vec<Session>, TenancyError> {
