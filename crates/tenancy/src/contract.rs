@@ -430,6 +430,34 @@ async fn password_change_ends_other_sessions_in_its_transaction<
         1
     );
     assert!(s.list_sessions(owner.id).await.unwrap().is_empty());
+    // Ending every session at once: one transaction with the journal made from the count.
+    for i in 10..13 {
+        s.create_session(&session(owner.id, i), &format!("all-{i}"), 10, &|_| {
+            Journal::default()
+        })
+        .await
+        .unwrap();
+    }
+    let h = head(s, org.id).await;
+    let ended = s
+        .end_sessions_of(owner.id, now(), &|n| {
+            let mut j = Journal::default();
+            for _ in 0..n {
+                j = j.and_record(NewAuditEvent::new(
+                    org.id,
+                    now(),
+                    Actor::system(),
+                    AuditAction::SessionRevoked,
+                    Target::new("contract", "all", "sessions"),
+                ));
+            }
+            j
+        })
+        .await
+        .unwrap();
+    assert_eq!(ended, 3);
+    assert_eq!(head(s, org.id).await, h + 3);
+    assert!(s.list_sessions(owner.id).await.unwrap().is_empty());
     let h = head(s, org.id).await;
     assert!(matches!(
         s.change_password_hash(UserId::new(), "x", None, now(), &records)

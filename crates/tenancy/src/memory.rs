@@ -541,6 +541,26 @@ impl AccountStore for MemoryTenancyStore {
         Ok(ended)
     }
 
+    async fn end_sessions_of(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+        records: crate::SessionsEndedJournal<'_>,
+    ) -> Result<u64, TenancyError> {
+        let mut ended = 0;
+        for x in self
+            .lock()?
+            .sessions
+            .iter_mut()
+            .filter(|x| x.0.user == user && x.2.is_none())
+        {
+            x.2 = Some(now);
+            ended += 1;
+        }
+        self.commit(records(ended)).await?;
+        Ok(ended)
+    }
+
     async fn create_session(
         &self,
         session: &Session,

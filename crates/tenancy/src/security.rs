@@ -286,18 +286,18 @@ pub async fn end_member_sessions<S: TenancyStore + ?Sized>(
             },
         ));
     }
-    let mut ended = 0;
-    for s in store.list_sessions(target).await? {
-        let j = Journal::record(caller.audit(
-            now,
-            AuditAction::SessionRevoked,
-            Target::new("member", target, member.user.name.clone()),
-        ));
-        if store.end_session(target, s.id, now, j).await.is_ok() {
-            ended += 1;
+    let records = |ended: u64| {
+        let mut j = Journal::default();
+        for _ in 0..ended {
+            j = j.and_record(caller.audit(
+                now,
+                AuditAction::SessionRevoked,
+                Target::new("member", target, member.user.name.clone()),
+            ));
         }
-    }
-    Ok(ended)
+        j
+    };
+    store.end_sessions_of(target, now, &records).await
 }
 
 /// Applies `org`'s audit retention period: records older than it are removed under a signed

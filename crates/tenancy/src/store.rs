@@ -305,6 +305,18 @@ pub trait AccountStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<(), TenancyError>;
 
+    /// Ends every live session of `user` in one transaction with the journal `records` makes
+    /// of how many there were. Returns how many.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure; then no session is ended.
+    async fn end_sessions_of(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+        records: SessionsEndedJournal<'_>,
+    ) -> Result<u64, TenancyError>;
+
     /// Ends a session of `user`.
     ///
     /// # Errors

@@ -158,6 +158,26 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
     assert!(!off.enabled);
     assert_eq!(off.disabled_reason.as_deref(), Some("gone"));
     assert_eq!(off.consecutive_failures, 1);
+    // An edit made from a copy read before the worker disabled the endpoint leaves the delivery
+    // state as the worker left it; one that sets the state writes it.
+    let mut edit = ep.clone();
+    edit.description = "edited".into();
+    store
+        .update_endpoint(&edit, false, note(org))
+        .await
+        .unwrap();
+    let kept = store.get_endpoint(org, ep.id).await.unwrap();
+    assert_eq!(
+        (
+            kept.description.as_str(),
+            kept.enabled,
+            kept.disabled_reason.as_deref(),
+            kept.consecutive_failures
+        ),
+        ("edited", false, Some("gone"), 1)
+    );
+    store.update_endpoint(&off, true, note(org)).await.unwrap();
+    assert_eq!(store.get_endpoint(org, ep.id).await.unwrap(), off);
     let history = store.list_attempts(org, &d.id).await.unwrap();
     assert_eq!(
         history

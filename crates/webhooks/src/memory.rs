@@ -146,9 +146,20 @@ impl WebhookStore for MemoryWebhookStore {
     async fn update_endpoint(
         &self,
         endpoint: &Endpoint,
+        with_state: bool,
         journal: Journal,
     ) -> Result<(), WebhookError> {
-        find(&mut *self.lock()?, endpoint.org, endpoint.id)?.0 = endpoint.clone();
+        {
+            let mut s = self.lock()?;
+            let stored = &mut find(&mut s, endpoint.org, endpoint.id)?.0;
+            let mut next = endpoint.clone();
+            if !with_state {
+                next.enabled = stored.enabled;
+                next.disabled_reason.clone_from(&stored.disabled_reason);
+                next.consecutive_failures = stored.consecutive_failures;
+            }
+            *stored = next;
+        }
         self.commit(journal).await
     }
 

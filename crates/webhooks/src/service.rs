@@ -139,9 +139,14 @@ pub async fn update(
         ep.enabled = en;
     }
     store
-        .update_endpoint(&ep, Journal::record(acting.audit(org, now, "updated", &ep)))
+        .update_endpoint(
+            &ep,
+            input.enabled.is_some(),
+            Journal::record(acting.audit(org, now, "updated", &ep)),
+        )
         .await?;
-    Ok(ep)
+    // As stored: without `enabled` in the change, the delivery state is the worker's latest.
+    store.get_endpoint(org, id).await
 }
 
 /// Deletes an endpoint.

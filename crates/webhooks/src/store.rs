@@ -67,13 +67,16 @@ pub trait WebhookStore: Send + Sync {
     /// [`WebhookError::NotFound`] when `org` has no such endpoint.
     async fn get_endpoint(&self, org: OrgId, id: EndpointId) -> Result<Endpoint, WebhookError>;
 
-    /// Replaces url, description, filter and enabled flag (re-enabling clears the failure count).
+    /// Replaces url, description and filter, and with `with_state` the delivery state too
+    /// (enabled flag, reason for being disabled, failure count). Without it, that state is left
+    /// as stored: the delivery worker may have disabled the endpoint since it was read.
     ///
     /// # Errors
     /// [`WebhookError::NotFound`].
     async fn update_endpoint(
         &self,
         endpoint: &Endpoint,
+        with_state: bool,
         journal: Journal,
     ) -> Result<(), WebhookError>;
 

@@ -15,11 +15,13 @@ use tenancy::scim::{
 };
 use tenancy::{TenancyError, User};
 
-use super::tenancy::{check_seat, commit, insert_membership, insert_user, lock_org, store};
+use super::tenancy::{
+    check_seat, commit, end_sessions, insert_membership, insert_user, lock_org, store,
+};
 use crate::SeaStore;
 use crate::convert::{id, json, micros, time, to_json};
 use crate::entity::{
-    api_key, membership, scim_group, scim_token, scim_user, session, team, team_member, user,
+    api_key, membership, scim_group, scim_token, scim_user, team, team_member, user,
 };
 use crate::error::is_unique_violation;
 
@@ -107,22 +109,6 @@ async fn put_user_record(
         )),
         Ok(_) => Ok(()),
     }
-}
-
-/// Ends every live session of the user `uid`; returns how many.
-async fn end_sessions(
-    txn: &sea_orm::DatabaseTransaction,
-    uid: &str,
-    now: DateTime<Utc>,
-) -> Result<u64, TenancyError> {
-    Ok(session::Entity::update_many()
-        .col_expr(session::Column::EndedAt, Expr::value(micros(now)))
-        .filter(session::Column::UserId.eq(uid))
-        .filter(session::Column::EndedAt.is_null())
-        .exec(txn)
-        .await
-        .map_err(store)?
-        .rows_affected)
 }
 
 #[async_trait]

@@ -108,6 +108,22 @@ async fn put_login_throttle(
     Ok(())
 }
 
+/// Ends every live session of the user `uid` in the caller's transaction; returns how many.
+pub(crate) async fn end_sessions(
+    txn: &DatabaseTransaction,
+    uid: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, TenancyError> {
+    Ok(session::Entity::update_many()
+        .col_expr(session::Column::EndedAt, Expr::value(micros(now)))
+        .filter(session::Column::UserId.eq(uid))
+        .filter(session::Column::EndedAt.is_null())
+        .exec(txn)
+        .await
+        .map_err(store)?
+        .rows_affected)
+}
+
 /// Inserts a new account (without a password hash it cannot sign in with a password); a taken
 /// email is a `Conflict`. Runs in the caller's transaction.
 pub(crate) async fn insert_user(
@@ -793,6 +809,18 @@ impl AccountStore for SeaStore {
     ) -> Result<u64, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         let ended = replace_password(&txn, user_id, hash, keep, now).await?;
+        commit(txn, records(ended)).await?;
+        Ok(ended)
+    }
+
+    async fn end_sessions_of(
+        &self,
+        user_id: UserId,
+        now: DateTime<Utc>,
+        records: tenancy::SessionsEndedJournal<'_>,
+    ) -> Result<u64, TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let ended = end_sessions(&txn, &user_id.to_string(), now).await?;
         commit(txn, records(ended)).await?;
         Ok(ended)
     }

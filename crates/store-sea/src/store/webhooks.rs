@@ -391,9 +391,14 @@ impl WebhookStore for SeaStore {
         endpoint(&self.endpoint_row(org, id).await?)
     }
 
-    async fn update_endpoint(&self, ep: &Endpoint, journal: Journal) -> Result<(), WebhookError> {
+    async fn update_endpoint(
+        &self,
+        ep: &Endpoint,
+        with_state: bool,
+        journal: Journal,
+    ) -> Result<(), WebhookError> {
         let txn = self.db().begin().await.map_err(store)?;
-        let res = webhook_endpoint::Entity::update_many()
+        let mut update = webhook_endpoint::Entity::update_many()
             .col_expr(webhook_endpoint::Column::Url, Expr::value(ep.url.as_str()))
             .col_expr(
                 webhook_endpoint::Column::Description,
@@ -402,16 +407,20 @@ impl WebhookStore for SeaStore {
             .col_expr(
                 webhook_endpoint::Column::Events,
                 Expr::value(events_json(ep)),
-            )
-            .col_expr(webhook_endpoint::Column::Enabled, Expr::value(ep.enabled))
-            .col_expr(
-                webhook_endpoint::Column::DisabledReason,
-                Expr::value(ep.disabled_reason.clone()),
-            )
-            .col_expr(
-                webhook_endpoint::Column::ConsecutiveFailures,
-                Expr::value(i32::try_from(ep.consecutive_failures).unwrap_or(0)),
-            )
+            );
+        if with_state {
+            update = update
+                .col_expr(webhook_endpoint::Column::Enabled, Expr::value(ep.enabled))
+                .col_expr(
+                    webhook_endpoint::Column::DisabledReason,
+                    Expr::value(ep.disabled_reason.clone()),
+                )
+                .col_expr(
+                    webhook_endpoint::Column::ConsecutiveFailures,
+                    Expr::value(i32::try_from(ep.consecutive_failures).unwrap_or(0)),
+                );
+        }
+        let res = update
             .filter(webhook_endpoint::Column::Id.eq(ep.id.to_string()))
             .filter(webhook_endpoint::Column::OrgId.eq(ep.org.to_string()))
             .exec(&txn)
