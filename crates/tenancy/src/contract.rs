@@ -2426,6 +2426,31 @@ async fn scim_tokens_records_and_deactivation<
         s.find_user_by_email(&bob.email).await.unwrap().is_none(),
         "no half-made account"
     );
+    // A pending invitation holds its invitee's seat against provisioning too.
+    let held = invitation(org.id, owner.id, "held-seat", 7);
+    s.create_invitation(&held, "ih-held", &limits(9), note(org.id, "held"))
+        .await
+        .unwrap();
+    let over = s
+        .provision_member(
+            org.id,
+            &bob,
+            None,
+            &record(bob.id, "bob", 1),
+            OrgRole::User,
+            true,
+            team.id,
+            &limits(3),
+            note(org.id, "bob"),
+        )
+        .await;
+    assert!(
+        matches!(over, Err(TenancyError::LimitReached { .. })),
+        "two members and one invitation fill three seats: {over:?}"
+    );
+    s.revoke_invitation(org.id, held.id, now(), note(org.id, "unheld"))
+        .await
+        .unwrap();
 
     // Deactivation ends sessions and API keys in one write; a stale version is refused.
     let sess = session(jane.id, 0);

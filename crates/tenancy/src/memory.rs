@@ -285,7 +285,8 @@ impl OrgStore for MemoryTenancyStore {
             if !s.orgs.contains_key(&org) {
                 return Err(TenancyError::NotFound("organization"));
             }
-            let used = s.members.iter().filter(|m| m.0 == org).count() as u64;
+            let used = (s.members.iter().filter(|m| m.0 == org).count()
+                + s.pending(org, user.created_at).count()) as u64;
             crate::enforce_quota(billing_limits::check_quota(
                 limits,
                 billing_limits::Limit::Members,
@@ -916,7 +917,9 @@ impl InvitationStore for MemoryTenancyStore {
                 InvitationStatus::Pending => {}
                 other => return Err(TenancyError::InvitationUnusable(other)),
             }
-            let used = s.members.iter().filter(|m| m.0 == inv.org).count() as u64;
+            // Members and the other pending invitations: this one's seat becomes the member's.
+            let used = (s.members.iter().filter(|m| m.0 == inv.org).count()
+                + s.pending(inv.org, now).count().saturating_sub(1)) as u64;
             crate::enforce_quota(billing_limits::check_quota(
                 limits,
                 billing_limits::Limit::Members,
@@ -2078,7 +2081,8 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
     ) -> Result<(), TenancyError> {
         {
             let mut s = self.lock()?;
-            let used = s.members.iter().filter(|m| m.0 == org).count() as u64;
+            let used = (s.members.iter().filter(|m| m.0 == org).count()
+                + s.pending(org, user.created_at).count()) as u64;
             crate::enforce_quota(billing_limits::check_quota(
                 limits,
                 billing_limits::Limit::Members,

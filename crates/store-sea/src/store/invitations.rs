@@ -13,7 +13,9 @@ use tenancy::bulk::BulkPreview;
 use tenancy::invitations::Invitation;
 use tenancy::{BulkStore, InvitationStore, TenancyError, User};
 
-use super::tenancy::{check_seat, commit, insert_membership, insert_user, lock_org, store};
+use super::tenancy::{
+    check_seat, commit, insert_membership, insert_user, lock_org, pending_invitations, store,
+};
 use crate::SeaStore;
 use crate::convert::{json, micros, to_json};
 use crate::entity::{bulk_preview, invitation, membership, user};
@@ -38,14 +40,6 @@ async fn is_member_by_email(
         .is_some())
 }
 
-fn pending(org: OrgId, now: DateTime<Utc>) -> sea_orm::Select<invitation::Entity> {
-    invitation::Entity::find()
-        .filter(invitation::Column::OrgId.eq(org.to_string()))
-        .filter(invitation::Column::AcceptedAt.is_null())
-        .filter(invitation::Column::RevokedAt.is_null())
-        .filter(invitation::Column::ExpiresAt.gt(micros(now)))
-}
-
 /// Inserts a pending invitation unless the address is a member or already invited, or the
 /// seat limit (members plus pending invitations) is reached. Runs inside the caller's transaction.
 async fn insert_checked(
@@ -60,11 +54,7 @@ async fn insert_checked(
             inv.email
         )));
     }
-    let open = pending(inv.org, inv.created_at)
-        .count(txn)
-        .await
-        .map_err(store)?;
-    let already = pending(inv.org, inv.created_at)
+    let already = pending_invitations(inv.org, inv.created_at)
         .filter(invitation::Column::Email.eq(inv.email.as_str()))
         .count(txn)
         .await
@@ -75,17 +65,7 @@ async fn insert_checked(
             inv.email
         )));
     }
-    let members = membership::Entity::find()
-        .filter(membership::Column::OrgId.eq(inv.org.to_string()))
-        .count(txn)
-        .await
-        .map_err(store)?;
-    tenancy::enforce_quota(billing_limits::check_quota(
-        limits,
-        billing_limits::Limit::Members,
-        members + open,
-        1,
-    ))?;
+    check_seat(txn, inv.org, limits, inv.created_at).await?;
     invitation::Entity::insert(invitation::ActiveModel {
         id: Set(inv.id.to_string()),
         org_id: Set(inv.org.to_string()),
@@ -266,7 +246,8 @@ impl InvitationStore for SeaStore {
                 },
             ));
         }
-        check_seat(&txn, inv.org, limits).await?;
+        // This invitation's seat: it is no longer pending, so counted once, as the member.
+        check_seat(&txn, inv.org, limits, now).await?;
         if let Some(hash) = new_password_hash {
             insert_user(&txn, new, Some(hash))
                 .await
@@ -306,7 +287,7 @@ impl BulkStore for SeaStore {
             .into_iter()
             .map(|u| u.email)
             .collect();
-        let pending = pending(org, now)
+        let pending = pending_invitations(org, now)
             .all(self.db())
             .await
             .map_err(store)?

@@ -155,18 +155,36 @@ pub(crate) async fn check_seat(
     txn: &DatabaseTransaction,
     org: OrgId,
     limits: &billing_limits::PlanLimits,
+    now: DateTime<Utc>,
 ) -> Result<(), TenancyError> {
-    let used = membership::Entity::find()
+    let members = membership::Entity::find()
         .filter(membership::Column::OrgId.eq(org.to_string()))
+        .count(txn)
+        .await
+        .map_err(store)?;
+    let invited = pending_invitations(org, now)
         .count(txn)
         .await
         .map_err(store)?;
     tenancy::enforce_quota(billing_limits::check_quota(
         limits,
         billing_limits::Limit::Members,
-        used,
+        members + invited,
         1,
     ))
+}
+
+/// `org`'s invitations still open at `now`.
+pub(crate) fn pending_invitations(
+    org: OrgId,
+    now: DateTime<Utc>,
+) -> sea_orm::Select<crate::entity::invitation::Entity> {
+    use crate::entity::invitation;
+    invitation::Entity::find()
+        .filter(invitation::Column::OrgId.eq(org.to_string()))
+        .filter(invitation::Column::AcceptedAt.is_null())
+        .filter(invitation::Column::RevokedAt.is_null())
+        .filter(invitation::Column::ExpiresAt.gt(micros(now)))
 }
 
 /// Adds the membership and the team role (the team must belong to `org`). Runs in the caller's transaction.
@@ -372,7 +390,7 @@ impl OrgStore for SeaStore {
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         lock_org(&txn, org).await?;
-        check_seat(&txn, org, limits).await?;
+        check_seat(&txn, org, limits, new.created_at).await?;
         if let Some(hash) = new_password_hash {
             insert_user(&txn, new, Some(hash)).await?;
         }
