@@ -569,3 +569,167 @@ both_backends!(
         t.login("lisa@example.com", DEMO_PASSWORD).await;
     }
 );
+
+both_backends!(
+    a_signed_in_person_founds_an_organization_and_owns_it,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let found = |token: &str, name: &str| {
+            let (t, token, body) = (&t, token.to_owned(), json!({ "name": name }));
+            async move { t.post(&t.url("/api/v1/orgs"), &token, &body).await }
+        };
+        let res = found(&lisa, "Lisa Labs").await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let location = res.headers()["location"].to_str().unwrap().to_owned();
+        let org: Value = res.json().await.unwrap();
+        assert_eq!(
+            (&org["name"], &org["plan"]),
+            (&json!("Lisa Labs"), &json!("free"))
+        );
+        let id = org["id"].as_str().unwrap().to_owned();
+        assert_eq!(location, format!("/api/v1/orgs/{id}"));
+
+        // She is its Owner, and its only member; it is hers alone.
+        let me = json_of(t.get(&t.url("/api/v1/me"), &lisa).await).await;
+        let mine = me["memberships"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["org_id"] == id.as_str())
+            .unwrap()
+            .clone();
+        assert_eq!(mine["role"], "owner");
+        let members = json_of(
+            t.get(&t.url(&format!("/api/v1/orgs/{id}/members")), &lisa)
+                .await,
+        )
+        .await;
+        let items = members["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0]["email"], "lisa@example.com");
+        assert_eq!(
+            t.get(&t.url(&format!("/api/v1/orgs/{id}")), &t.owner_token)
+                .await
+                .status(),
+            StatusCode::NOT_FOUND,
+            "another organization's Owner learns nothing of it"
+        );
+        // Its log starts with its founding, by her, from her request.
+        let log = audit::AuditStore::search(
+            &*t.store,
+            id.parse().unwrap(),
+            &audit::AuditQuery {
+                limit: 50,
+                ..audit::AuditQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+        let founding: Vec<(&str, &str, &str)> = log
+            .iter()
+            .rev()
+            .map(|r| {
+                (
+                    r.event.action.as_str(),
+                    r.event.actor.name.as_str(),
+                    r.event.context.ip.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            founding,
+            [
+                ("org.created", "Lisa", "127.0.0.1"),
+                ("member.added", "Lisa", "127.0.0.1")
+            ]
+        );
+
+        // Bad input, an API key and no credential are refused, and create nothing.
+        problem(
+            found(&lisa, "   ").await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        let extra = t
+            .post(
+                &t.url("/api/v1/orgs"),
+                &lisa,
+                &json!({"name": "X", "plan": "enterprise"}),
+            )
+            .await;
+        assert!(extra.status().is_client_error(), "{}", extra.status());
+        let key = json_of(
+            t.post(&t.org("/api-keys"), &t.owner_token, &json!({"name": "k"}))
+                .await,
+        )
+        .await;
+        problem(
+            found(key["secret"].as_str().unwrap(), "Keyed").await,
+            StatusCode::FORBIDDEN,
+            "interactive_only",
+        )
+        .await;
+        assert_eq!(
+            t.client
+                .post(t.url("/api/v1/orgs"))
+                .json(&json!({"name": "Anonymous"}))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
+        // One account founds at most ten.
+        for i in 2..=10 {
+            assert_eq!(
+                found(&lisa, &format!("Lisa Labs {i}")).await.status(),
+                StatusCode::CREATED
+            );
+        }
+        problem(
+            found(&lisa, "One too many").await,
+            StatusCode::CONFLICT,
+            "conflict",
+        )
+        .await;
+        let me = json_of(t.get(&t.url("/api/v1/me"), &lisa).await).await;
+        assert_eq!(me["memberships"].as_array().unwrap().len(), 11);
+
+        // The operator's command: a customer's organization with a new Owner, or an existing one.
+        let out = axie_server::admin::create_org(
+            &t.store,
+            "Globex",
+            "enterprise",
+            "hank@globex.example",
+            Some("Hank"),
+            Some("a long enough passphrase 12"),
+        )
+        .await
+        .unwrap();
+        assert!(out.contains("enterprise plan"), "{out}");
+        let hank = t
+            .login("hank@globex.example", "a long enough passphrase 12")
+            .await;
+        let me = json_of(t.get(&t.url("/api/v1/me"), &hank).await).await;
+        assert_eq!(me["memberships"][0]["role"], "owner");
+        axie_server::admin::create_org(
+            &t.store,
+            "Lisa Consulting",
+            "pro",
+            "lisa@example.com",
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+        let me = json_of(t.get(&t.url("/api/v1/me"), &lisa).await).await;
+        assert_eq!(me["memberships"].as_array().unwrap().len(), 12);
+        assert!(
+            axie_server::admin::create_org(&t.store, "X", "platinum", "x@example.com", None, None)
+                .await
+                .is_err()
+        );
+    }
+);

@@ -374,6 +374,27 @@ both_backends!(
                 "user.updated"
             ]
         );
+        // Each as the event catalogue documents it.
+        let types = json_of(
+            t.get(&t.url("/api/v1/webhooks/event-types"), &t.owner_token)
+                .await,
+        )
+        .await;
+        for r in &got {
+            let body: Value = serde_json::from_str(&r.body).unwrap();
+            let ty = types
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == body["event"])
+                .unwrap();
+            assert_eq!(
+                ty["emitted"], true,
+                "{} is documented as emitted",
+                body["event"]
+            );
+            crate::webhooks::assert_valid(&ty["schema"], &body);
+        }
         let created = got
             .iter()
             .map(|r| serde_json::from_str::<Value>(&r.body).unwrap())

@@ -785,7 +785,18 @@ both_backends!(
         );
         t.login("lisa@example.com", "correct horse battery staple 42")
             .await;
-        assert_eq!(t.audit("action=auth.password_changed").await.len(), 1);
+        let changes = t.audit("action=auth.password_changed").await;
+        assert_eq!(
+            changes
+                .iter()
+                .map(|r| (r["outcome"].as_str().unwrap(), r["reason"].as_str()))
+                .collect::<Vec<_>>(),
+            [
+                ("success", Some("")),
+                ("failure", Some("bad_current_password"))
+            ],
+            "the wrong current password is recorded too: {changes:?}"
+        );
         let revoked = t.audit("action=auth.session_revoked").await;
         assert_eq!(revoked.len(), 1, "{revoked:?}");
         assert_eq!(
@@ -797,6 +808,28 @@ both_backends!(
         assert_eq!(
             t.login_response("lisa@example.com", &huge).await.status(),
             StatusCode::UNAUTHORIZED
+        );
+        // Guessing the current password from a session meets the login's throttle (which the
+        // change above cleared): ten wrong guesses lock the account for both.
+        for _ in 0..10 {
+            let res = change("still not the password", "another long passphrase 1").await;
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        }
+        problem(
+            change(
+                "correct horse battery staple 42",
+                "another long passphrase 1",
+            )
+            .await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "login_throttled",
+        )
+        .await;
+        assert_eq!(
+            t.login_response("lisa@example.com", "correct horse battery staple 42")
+                .await
+                .status(),
+            StatusCode::TOO_MANY_REQUESTS
         );
     }
 );

@@ -1,5 +1,6 @@
-//! Operator commands that work on the database directly, without the API: resetting or
-//! replacing an organization's Owner, and exporting an audit log.
+//! Operator commands that work on the database directly, without the API: creating an
+//! organization for a customer, resetting or replacing an organization's Owner, and exporting
+//! an audit log.
 
 use std::io::Write;
 
@@ -59,6 +60,69 @@ pub async fn reset_owner(
             to.email, from.email
         ),
     })
+}
+
+/// Creates an organization for a customer on `plan`, owned by the account with `owner_email`:
+/// an existing one, or a new one (its password `password`, or generated and printed).
+///
+/// # Errors
+/// The domain's refusal (a bad name or email, a weak password), or storage failure.
+pub async fn create_org(
+    store: &SeaStore,
+    name: &str,
+    plan: &str,
+    owner_email: &str,
+    owner_name: Option<&str>,
+    password: Option<&str>,
+) -> Result<String, Failure> {
+    let plan = billing_limits::Plan::parse(plan)
+        .ok_or_else(|| format!("unknown plan `{plan}` (free, pro or enterprise)"))?;
+    let now = chrono::Utc::now();
+    let email = tenancy::Email::parse(owner_email)?;
+    if let Some((owner, _)) = tenancy::AccountStore::find_user_by_email(store, &email).await? {
+        let org = tenancy::orgs::create_as_system_for(store, &owner, name, plan, now).await?;
+        return Ok(format!(
+            "created {} ({}, {} plan); its Owner is the existing account {}",
+            org.name,
+            org.id,
+            org.plan.as_str(),
+            owner.email
+        ));
+    }
+    let hasher = security_policy::PasswordHasher::new(security_policy::HashParams::default())?;
+    let generated;
+    let password = match password {
+        Some(p) => p,
+        None => {
+            generated = security_policy::mint("", 16)
+                .secret
+                .trim_start_matches('_')
+                .to_owned();
+            &generated
+        }
+    };
+    let (org, owner) = tenancy::orgs::create_with_new_owner(
+        store,
+        &hasher,
+        tenancy::orgs::CreateOrgRequest {
+            name: name.to_owned(),
+            plan,
+            owner_email: owner_email.to_owned(),
+            owner_name: owner_name
+                .unwrap_or_else(|| owner_email.split('@').next().unwrap_or(owner_email))
+                .to_owned(),
+            owner_password: password.to_owned(),
+        },
+        now,
+    )
+    .await?;
+    Ok(format!(
+        "created {} ({}, {} plan); its Owner {} signs in with password: {password}",
+        org.name,
+        org.id,
+        org.plan.as_str(),
+        owner.email
+    ))
 }
 
 /// A record of an operator's command about `org`'s audit log, by the system.

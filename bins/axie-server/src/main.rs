@@ -52,6 +52,24 @@ enum Command {
         #[arg(long)]
         new_key: Option<String>,
     },
+    /// Create an organization for a customer, owned by an existing account or a new one.
+    CreateOrg {
+        /// The organization's name.
+        #[arg(long)]
+        name: String,
+        /// `free`, `pro` or `enterprise`.
+        #[arg(long, default_value = "enterprise")]
+        plan: String,
+        /// The Owner's email (an existing account becomes the Owner; otherwise one is created).
+        #[arg(long)]
+        owner_email: String,
+        /// Display name for a new account.
+        #[arg(long)]
+        owner_name: Option<String>,
+        /// A new account's password; generated and printed when omitted.
+        #[arg(long, env = "AXIE_OWNER_PASSWORD")]
+        password: Option<String>,
+    },
     /// Reset the Owner's access (their own email: new password, sessions ended, second factor
     /// removed), or make another person the Owner (created when they have no account).
     ResetOwner {
@@ -192,6 +210,31 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let report =
                 axie_server::keys::rotate_checkpoint_key(&settings, &store, new_key.as_deref())
                     .await?;
+            println!("{report}");
+            Ok(())
+        }
+        Some(Command::CreateOrg {
+            name,
+            plan,
+            owner_email,
+            owner_name,
+            password,
+        }) => {
+            let store = store_sea::SeaStore::connect(
+                &settings.database_url()?,
+                store_sea::PoolOptions::default(),
+            )
+            .await?;
+            store.migrate().await?;
+            let report = axie_server::admin::create_org(
+                &store,
+                &name,
+                &plan,
+                &owner_email,
+                owner_name.as_deref(),
+                password.as_deref(),
+            )
+            .await?;
             println!("{report}");
             Ok(())
         }

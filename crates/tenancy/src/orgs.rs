@@ -53,12 +53,104 @@ pub async fn create_with_new_owner<S: TenancyStore + ?Sized>(
         .hash_off_thread(&req.owner_password)
         .await
         .map_err(|e| TenancyError::Invalid(e.to_string()))?;
+    let owner = User {
+        id: UserId::new(),
+        email,
+        name: owner_name,
+        created_at: now,
+    };
+    let org = founded(
+        store,
+        &owner,
+        Some(&hash),
+        Actor::system(),
+        None,
+        name,
+        req.plan,
+        now,
+    )
+    .await?;
+    Ok((org, owner))
+}
+
+/// The most organizations one account may found through [`create_for_user`].
+pub const MAX_FOUNDED_ORGS: usize = 10;
+
+/// Creates an organization owned by `owner`, an existing account (the person signed in), on
+/// the Free plan: "Upgrade to Enterprise" is then the Owner's plan change. Recorded as done by
+/// them, with their request's context; sends `enterprise.created`. An account may own at most
+/// [`MAX_FOUNDED_ORGS`] organizations this way.
+///
+/// # Errors
+/// [`TenancyError::Invalid`] for a bad name; [`TenancyError::Conflict`] past the limit.
+pub async fn create_for_user<S: TenancyStore + ?Sized>(
+    store: &S,
+    owner: &User,
+    request: &audit::RequestContext,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<Organization, TenancyError> {
+    let name = valid_name("name", name)?;
+    let owned = store
+        .memberships(owner.id)
+        .await?
+        .iter()
+        .filter(|m| m.role == OrgRole::Owner)
+        .count();
+    if owned >= MAX_FOUNDED_ORGS {
+        return Err(TenancyError::Conflict(format!(
+            "this account already owns {owned} organizations, the most one account may create"
+        )));
+    }
+    let actor = Actor::user(owner.id, owner.name.clone());
+    founded(
+        store,
+        owner,
+        None,
+        actor,
+        Some(request),
+        name,
+        Plan::Free,
+        now,
+    )
+    .await
+}
+
+/// Creates an organization on `plan` owned by `owner`, an existing account, as the system
+/// does (an operator provisioning a customer): no limit on how many the account owns.
+///
+/// # Errors
+/// [`TenancyError::Invalid`] for a bad name.
+pub async fn create_as_system_for<S: TenancyStore + ?Sized>(
+    store: &S,
+    owner: &User,
+    name: &str,
+    plan: Plan,
+    now: DateTime<Utc>,
+) -> Result<Organization, TenancyError> {
+    let name = valid_name("name", name)?;
+    founded(store, owner, None, Actor::system(), None, name, plan, now).await
+}
+
+/// Writes a new organization with its default team and `owner`'s Owner membership (creating
+/// the account when `new_owner_hash` is given), its records and its `enterprise.created` event.
+#[allow(clippy::too_many_arguments, reason = "the founding's parts")]
+async fn founded<S: TenancyStore + ?Sized>(
+    store: &S,
+    owner: &User,
+    new_owner_hash: Option<&str>,
+    actor: Actor,
+    request: Option<&audit::RequestContext>,
+    name: String,
+    plan: Plan,
+    now: DateTime<Utc>,
+) -> Result<Organization, TenancyError> {
     let org = Organization {
         id: OrgId::new(),
         name: name.clone(),
-        plan: req.plan,
+        plan,
         profile: CompanyProfile {
-            company_name: name.clone(),
+            company_name: name,
             ..CompanyProfile::default()
         },
         access: FeatureAccess::default(),
@@ -75,24 +167,36 @@ pub async fn create_with_new_owner<S: TenancyStore + ?Sized>(
         created_at: now,
         archived_at: None,
     };
-    let owner = User {
-        id: UserId::new(),
-        email,
-        name: owner_name,
-        created_at: now,
+    let record = |action, target| {
+        let e = NewAuditEvent::new(org.id, now, actor.clone(), action, target);
+        match request {
+            Some(r) => e.with_context(r.clone()),
+            None => e,
+        }
     };
-    let journal = Journal::record(NewAuditEvent::new(org.id, now, Actor::system(), AuditAction::OrgCreated, Target::new("organization", org.id, org.name.clone())))
-        .and_record(
-            NewAuditEvent::new(org.id, now, Actor::system(), AuditAction::MemberAdded, Target::new("member", owner.id, owner.name.clone()))
-                .with_metadata(Metadata::from_value(json!({"role": "owner"}))?),
+    let journal = Journal::record(record(
+        AuditAction::OrgCreated,
+        Target::new("organization", org.id, org.name.clone()),
+    ))
+    .and_record(
+        record(
+            AuditAction::MemberAdded,
+            Target::new("member", owner.id, owner.name.clone()),
         )
-        .publish(DomainEvent::new(org.id, EventKind::EnterpriseCreated, now, json!({
+        .with_metadata(Metadata::from_value(json!({"role": "owner"}))?),
+    )
+    .publish(DomainEvent::new(
+        org.id,
+        EventKind::EnterpriseCreated,
+        now,
+        json!({
             "enterpriseId": org.id, "name": org.name, "plan": org.plan.as_str(), "ownerId": owner.id,
-        })));
+        }),
+    ));
     store
-        .create_org(&org, &team, &owner, Some(&hash), journal)
+        .create_org(&org, &team, owner, new_owner_hash, journal)
         .await?;
-    Ok((org, owner))
+    Ok(org)
 }
 
 /// The company profile as the caller may see it: billing address and tax id only for billing readers.

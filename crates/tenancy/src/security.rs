@@ -172,8 +172,12 @@ pub fn ip_check(caller: &Caller, ip: IpAddr) -> Result<(bool, bool), TenancyErro
 /// strictest password policy of the person's organizations (with the shorter minimum when a
 /// second factor is on); every other session of theirs ends.
 ///
+/// A wrong current password counts against the login throttle and is recorded as a failed
+/// password change in each of the person's organizations.
+///
 /// # Errors
-/// [`TenancyError::BadCredentials`] for a wrong current password; [`TenancyError::Password`].
+/// [`TenancyError::BadCredentials`] for a wrong current password; [`TenancyError::Throttled`]
+/// while the login throttle locks the account; [`TenancyError::Password`].
 #[allow(
     clippy::too_many_arguments,
     reason = "the change's parts, as they arrive"
@@ -195,13 +199,43 @@ pub async fn change_password<S: TenancyStore + MfaStore + ?Sized>(
         .find_user_by_email(&user.email)
         .await?
         .ok_or(TenancyError::BadCredentials)?;
+    // The current password is guessed against the login's own throttle: whoever holds a
+    // session cannot try more passwords here than at the sign-in page.
+    let throttle = store.login_throttle(user.id).await?;
+    if let Some(until) = security_policy::locked_until(throttle.as_ref(), now) {
+        return Err(TenancyError::Throttled(until));
+    }
+    let memberships = store.memberships(user.id).await?;
     if !matches!(
         hasher.verify_off_thread(stored.as_deref(), current).await,
         security_policy::Verification::Match { .. }
     ) {
+        let mut failed = Journal::default();
+        for m in &memberships {
+            failed = failed.and_record(
+                audit::NewAuditEvent::new(
+                    m.org,
+                    now,
+                    audit::Actor::user(user.id, user.name.clone()),
+                    AuditAction::PasswordChanged,
+                    Target::new("user", user.id, user.name.clone()),
+                )
+                .with_context(request.clone())
+                .with_outcome(audit::Outcome::Failure {
+                    reason: "bad_current_password".into(),
+                }),
+            );
+        }
+        store
+            .count_login_failure(
+                user.id,
+                &security_policy::LoginThrottlePolicy::default(),
+                now,
+                failed,
+            )
+            .await?;
         return Err(TenancyError::BadCredentials);
     }
-    let memberships = store.memberships(user.id).await?;
     let has_2fa = enrolled(store, user.id).await?;
     let mut orgs = Vec::new();
     for m in &memberships {

@@ -41,10 +41,13 @@ fn data_of(kind: EventKind) -> (&'static str, bool, Value, &'static [&'static st
             &["userId", "email", "role"],
         ),
         EventKind::UserUpdated => (
-            "Team member profile updated",
-            false,
-            json!({"userId": id("the member")}),
-            &["userId"],
+            "Team member profile updated (through SCIM: name, email, role, active)",
+            true,
+            json!({"userId": id("the member"), "email": string("their email"), "role": role,
+                "active": {"type": "boolean"},
+                "changed": {"type": "array", "items": {"type": "string"}, "description": "which of name, email, password changed"},
+                "via": {"type": "string", "enum": ["scim"]}}),
+            &["userId", "email", "role", "active", "changed"],
         ),
         EventKind::UserDeleted => (
             "Team member removed",

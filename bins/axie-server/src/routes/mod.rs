@@ -91,6 +91,7 @@ routes! {
     GET "/api/v1/me" => me::me, Authenticated;
     GET "/api/v1/me/sessions" => me::sessions, Authenticated;
     DELETE "/api/v1/me/sessions/{session_id}" => me::end_session, Authenticated;
+    POST "/api/v1/orgs" => orgs::create, Authenticated;
     GET "/api/v1/orgs/{org_id}" => orgs::get, Org(P::ViewSettings);
     PATCH "/api/v1/orgs/{org_id}" => orgs::update, Org(P::UpdateSettings);
     PUT "/api/v1/orgs/{org_id}/feature-access" => orgs::update_access, Org(P::UpdateFeatureAccess);

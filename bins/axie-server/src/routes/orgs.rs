@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use tenancy::orgs::{self, UpdateProfileRequest};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{OrgCaller, audited};
+use crate::auth::{Authenticated, OrgCaller, audited};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -47,6 +47,64 @@ fn response(caller: &tenancy::Caller, profile: &tenancy::CompanyProfile) -> OrgR
         feature_access: serde_json::to_value(caller.org.access).unwrap_or_default(),
         audit_archived_at: caller.org.audit_archived_at.map(|t| t.to_rfc3339()),
     }
+}
+
+/// A new organization.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrgBody {
+    /// Its name (also the company name, until changed).
+    pub name: String,
+}
+
+/// A new organization, as its Owner sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedOrgResponse {
+    /// Organization id ("enterpriseId").
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// `free`: upgrade with `PUT /api/v1/orgs/{org_id}/plan` or start a trial.
+    pub plan: String,
+    /// When (RFC 3339).
+    pub created_at: String,
+}
+
+/// Creates an organization with the signed-in person as its Owner, on the Free plan (a session
+/// is needed: API keys belong to one organization).
+#[utoipa::path(post, path = "/api/v1/orgs", tag = "organizations",
+    request_body = CreateOrgBody,
+    responses(
+        (status = 201, description = "Created; the caller is its Owner", body = CreatedOrgResponse),
+        (status = 403, description = "An API key", content_type = "application/problem+json"),
+        (status = 409, description = "The account owns the most organizations it may create", content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn create(
+    st: web::Data<AppState>,
+    auth: Authenticated,
+    body: web::Json<CreateOrgBody>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require_session()?;
+    let org = orgs::create_for_user(
+        &*st.store,
+        auth.principal.user(),
+        &auth.request,
+        &body.name,
+        st.clock.now(),
+    )
+    .await?;
+    Ok(HttpResponse::Created()
+        .insert_header((
+            actix_web::http::header::LOCATION,
+            format!("/api/v1/orgs/{}", org.id),
+        ))
+        .json(CreatedOrgResponse {
+            id: org.id.to_string(),
+            name: org.name,
+            plan: org.plan.as_str().to_owned(),
+            created_at: org.created_at.to_rfc3339(),
+        }))
 }
 
 /// Reads the organization's settings.
