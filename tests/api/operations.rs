@@ -190,7 +190,18 @@ both_backends!(
                 .is_err()
         );
 
-        // Handing the organization to someone who has no account yet.
+        // Handing the organization to someone who has no account yet; integrations hear of it
+        // as of an Owner's own transfer.
+        let rx = Receiver::start().await;
+        let owner_now = t.login(OWNER_EMAIL, "a fresh start for the chief").await;
+        let hook = t
+            .post(
+                &t.org("/webhooks"),
+                &owner_now,
+                &json!({ "url": rx.url, "events": ["enterprise.updated", "role.changed"] }),
+            )
+            .await;
+        assert_eq!(hook.status(), StatusCode::CREATED);
         let out = axie_server::admin::reset_owner(
             &t.store,
             org,
@@ -219,6 +230,22 @@ both_backends!(
         };
         assert_eq!(role_of("newboss@acme.example"), "owner");
         assert_eq!(role_of(OWNER_EMAIL), "admin");
+        let mut heard: Vec<String> = rx
+            .wait_for(3, 15)
+            .await
+            .iter()
+            .map(|r| {
+                serde_json::from_str::<Value>(&r.body).unwrap()["event"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        heard.sort();
+        assert_eq!(
+            heard,
+            ["enterprise.updated", "role.changed", "role.changed"]
+        );
         let moved = json_of(
             t.get(&t.org("/audit-events?action=ownership."), &boss)
                 .await,

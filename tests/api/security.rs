@@ -243,7 +243,7 @@ both_backends!(
             t.post(
                 &t.url("/api/v1/me/mfa/disable"),
                 &t.owner_token,
-                &json!({ "code": "000000" }),
+                &json!({ "code": "000000", "password": OWNER_PASSWORD }),
             )
             .await,
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -253,19 +253,80 @@ both_backends!(
         let denied = t.audit("action=access.denied").await;
         assert_eq!(denied.len(), 1, "{denied:?}");
         assert_eq!(denied[0]["reason"], "bad_second_factor");
+        // Turning it off also takes the current password, recorded when wrong.
+        problem(
+            t.post(
+                &t.url("/api/v1/me/mfa/disable"),
+                &t.owner_token,
+                &json!({ "recovery_code": codes[0], "password": "not my password at all" }),
+            )
+            .await,
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+        )
+        .await;
+        let failed = t.audit("action=auth.mfa_disabled").await;
+        assert_eq!(
+            (
+                failed.len(),
+                failed[0]["outcome"].as_str(),
+                failed[0]["reason"].as_str()
+            ),
+            (1, Some("failure"), Some("bad_current_password"))
+        );
+        // A password the policy allows only with 2FA must be changed before 2FA goes.
+        let res = t
+            .post(
+                &t.url("/api/v1/me/password"),
+                &t.owner_token,
+                &json!({ "current_password": OWNER_PASSWORD, "new_password": "eight ch" }),
+            )
+            .await;
+        assert_eq!(
+            res.status(),
+            StatusCode::OK,
+            "8 characters suffice with 2FA"
+        );
+        let p = problem(
+            t.post(
+                &t.url("/api/v1/me/mfa/disable"),
+                &t.owner_token,
+                &json!({ "recovery_code": codes[0], "password": "eight ch" }),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "conflict",
+        )
+        .await;
+        assert!(
+            p["detail"].as_str().unwrap().contains("change it first"),
+            "{p}"
+        );
+        let res = t
+            .post(
+                &t.url("/api/v1/me/password"),
+                &t.owner_token,
+                &json!({ "current_password": "eight ch", "new_password": OWNER_PASSWORD }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
         // A recovery code as proof is used up, and its use recorded with the change.
         let res = t
             .post(
                 &t.url("/api/v1/me/mfa/disable"),
                 &t.owner_token,
-                &json!({ "recovery_code": codes[0] }),
+                &json!({ "recovery_code": codes[0], "password": OWNER_PASSWORD }),
             )
             .await;
         assert_eq!(res.status(), StatusCode::NO_CONTENT);
         let used = t.audit("action=auth.recovery_code_used").await;
         assert_eq!(used.len(), 1, "{used:?}");
         assert_eq!(used[0]["metadata"]["left"], 9);
-        assert_eq!(t.audit("action=auth.mfa_disabled").await.len(), 1);
+        let off = t.audit("action=auth.mfa_disabled").await;
+        assert_eq!(
+            (off.len(), off[0]["outcome"].as_str()),
+            (2, Some("success"))
+        );
     }
 );
 
@@ -489,7 +550,7 @@ both_backends!(
             t.post(
                 &t.url("/api/v1/me/mfa/disable"),
                 &lisa,
-                &json!({ "code": lisa_uri_code }),
+                &json!({ "code": lisa_uri_code, "password": DEMO_PASSWORD }),
             )
             .await,
             StatusCode::CONFLICT,
@@ -894,12 +955,48 @@ both_backends!(failed_logins_are_throttled_per_address, |b| async move {
         throttled.iter().any(|r| r["reason"] == "address_throttled"),
         "the refusal is audited"
     );
+    // The second step answers a locked address the same way, before looking at the code.
+    let verify = t
+        .client
+        .post(t.url("/api/v1/auth/login/verify"))
+        .header("x-forwarded-for", "203.0.113.9")
+        .json(&json!({ "challenge": "axc_whatever", "code": "123456" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verify.status(), StatusCode::TOO_MANY_REQUESTS);
     t.clock.advance(Duration::minutes(15));
     assert_eq!(
         from("203.0.113.9", "lisa@example.com", DEMO_PASSWORD)
             .await
             .status(),
         StatusCode::OK
+    );
+    // Wrong codes at the second step count against the address too.
+    let enrolled = t.login("tom@example.com", DEMO_PASSWORD).await;
+    let _ = enrol(&t, &enrolled).await;
+    for _ in 0..5 {
+        let ch: Value = from("198.51.100.77", "tom@example.com", DEMO_PASSWORD)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let wrong = t
+            .client
+            .post(t.url("/api/v1/auth/login/verify"))
+            .header("x-forwarded-for", "198.51.100.77")
+            .json(&json!({ "challenge": ch["challenge"], "code": "000000" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    assert_eq!(
+        from("198.51.100.77", "lisa@example.com", DEMO_PASSWORD)
+            .await
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "five wrong codes lock the address"
     );
 });
 
@@ -983,6 +1080,59 @@ both_backends!(
         let whsec = ep["secret"].as_str().unwrap().to_owned();
         let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
         let (uri, _) = enrol(&t, &lisa).await;
+        // The monthly checklist: the Owner sees who has 2FA and who was last active when; a
+        // User sees neither about others.
+        let listed = json_of(t.get(&t.org("/members"), &t.owner_token).await).await;
+        let of = |email: &str| {
+            listed["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["email"] == email)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(of("lisa@example.com")["mfa_enabled"], true);
+        assert_eq!(of("tom@example.com")["mfa_enabled"], false);
+        assert!(of("lisa@example.com")["last_active_at"].is_string());
+        assert!(
+            of("tom@example.com")["last_active_at"].is_null(),
+            "Tom never signed in"
+        );
+        let as_user = json_of(t.get(&t.org("/members"), &lisa).await).await;
+        assert!(
+            as_user["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["mfa_enabled"].is_null() && m["last_active_at"].is_null())
+        );
+        // A document, sealed on disk under the key.
+        let kbs = json_of(t.get(&t.org("/knowledge-bases"), &lisa).await).await;
+        let kb = kbs["items"][0]["id"].as_str().unwrap().to_owned();
+        let secret_text = b"Q: the launch date?\nA: the 14th".to_vec();
+        let doc: Value = json_of(
+            t.upload(
+                &t.org(&format!("/knowledge-bases/{kb}/documents?name=plan.md")),
+                &lisa,
+                "text/markdown",
+                secret_text.clone(),
+            )
+            .await,
+        )
+        .await;
+        let doc_id = doc["id"].as_str().unwrap().to_owned();
+        let blob = t
+            .settings
+            .workspace
+            .blob_dir(&t.settings.server.data_dir)
+            .join(&doc_id);
+        let sealed = std::fs::read(&blob).unwrap();
+        assert!(sealed.starts_with(b"AXB1"));
+        assert!(
+            !sealed.windows(11).any(|w| w == b"launch date"),
+            "not in the clear on disk"
+        );
         let dir = t.settings.server.data_dir.clone();
         let before = std::fs::read_to_string(dir.join("encryption.key")).unwrap();
 
@@ -990,6 +1140,8 @@ both_backends!(
             .await
             .unwrap();
         assert!(report.starts_with("re-encrypted 2 secrets"), "{report}");
+        assert!(report.contains("and 1 documents"), "{report}");
+        assert_ne!(std::fs::read(&blob).unwrap(), sealed, "re-sealed");
         let after = std::fs::read_to_string(dir.join("encryption.key")).unwrap();
         assert_ne!(before, after);
         assert_eq!(
@@ -1029,6 +1181,20 @@ both_backends!(
         .await
         .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
+        // And the document reads back as uploaded through it.
+        let token: Value = res.json().await.unwrap();
+        let content = t
+            .client
+            .get(format!(
+                "{second}/api/v1/orgs/{}/documents/{doc_id}/content",
+                t.org_id
+            ))
+            .bearer_auth(token["token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(content.status(), StatusCode::OK);
+        assert_eq!(content.bytes().await.unwrap().to_vec(), secret_text);
 
         // The checkpoint key: chains verify with the old key, then checkpoints are signed with the new one.
         let old_ck = std::fs::read_to_string(dir.join("checkpoint.key")).unwrap();

@@ -122,6 +122,17 @@ both_backends!(the_guides_shared_workspace_example, |b| async move {
     assert_eq!(content.status(), StatusCode::OK);
     assert_eq!(content.headers()["content-type"], "text/markdown");
     assert_eq!(content.bytes().await.unwrap().to_vec(), faq);
+    // The download is on the record: who read which document.
+    let read = t.audit("action=document.downloaded").await;
+    assert_eq!(read.len(), 1, "{read:?}");
+    assert_eq!(
+        (
+            &read[0]["actor_name"],
+            &read[0]["target_id"],
+            &read[0]["metadata"]["bytes"]
+        ),
+        (&json!("Tom"), &doc["id"], &json!(faq.len()))
+    );
 
     // Tom views analytics for all interfaces: Mike's three uses and Lisa's bytes are there.
     let a = json_of(t.get(&t.org("/analytics"), &tom).await).await;
@@ -167,6 +178,7 @@ both_backends!(the_guides_shared_workspace_example, |b| async move {
     for expected in [
         "| Sarah Owner | Created chat interface \"Customer Support\"",
         "| Lisa | Uploaded document \"FAQ.md\"",
+        "| Tom | Downloaded document \"FAQ.md\"",
         "| Tom | Viewed analytics",
         "| Lisa | Deleted document \"FAQ.md\"",
     ] {

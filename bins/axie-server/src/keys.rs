@@ -65,8 +65,13 @@ pub async fn rotate_encryption_key(
     let new = security_policy::Cipher::from_text(&text)
         .map_err(|e| StartupError::Security(format!("the new key: {e}")))?;
     let report = store.reencrypt_secrets(&old, &new).await?;
+    let blobs = crate::workspace_io::FsBlobStore::open(
+        &settings.workspace.blob_dir(&settings.server.data_dir),
+        std::sync::Arc::new(old),
+    )?;
+    let documents = blobs.reseal_all(&new)?;
     let mut out = format!(
-        "re-encrypted {} secrets ({} were already under the new key)",
+        "re-encrypted {} secrets ({} were already under the new key) and {documents} documents",
         report.rewritten, report.already_new
     );
     if configured {

@@ -340,17 +340,19 @@ async fn prepare(
     let trusted = security_policy::parse_allowlist(&settings.server.trusted_proxies)
         .map_err(|e| StartupError::Security(e.to_string()))?;
     let store_handle = Arc::new(store);
+    let cipher = Arc::new(encryption_key(&settings)?);
     let state = AppState {
         checkpoint_key: Arc::new(checkpoint_key(&settings)?),
         store: store_handle.clone(),
         hasher: Arc::new(hasher),
         trusted_proxies: Arc::new(trusted),
-        cipher: Arc::new(encryption_key(&settings)?),
+        cipher: cipher.clone(),
         http: crate::deliver::client(&settings.webhooks)
             .map_err(|e| StartupError::Security(e.to_string()))?,
         blobs: Arc::new(
             crate::workspace_io::FsBlobStore::open(
                 &settings.workspace.blob_dir(&settings.server.data_dir),
+                cipher,
             )
             .map_err(|e| StartupError::Security(format!("blob directory: {e}")))?,
         ),

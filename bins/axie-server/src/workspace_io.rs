@@ -3,63 +3,117 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::{ResolveError, TokioResolver};
+use security_policy::{Cipher, SEALED_MAGIC};
 use tenancy::StoreError;
 use tenancy::assets::{BlobStore, DomainVerifier};
 
-/// Document bytes as files under one directory, written to a temporary name, synced, then
-/// renamed, so a crash never leaves a partial document under its real name.
+/// Document bytes as files under one directory, sealed with the server's encryption key
+/// (AES-256-GCM, bound to the document's id: `Cipher::seal`), written to a temporary name,
+/// synced, then renamed, so a crash never leaves a partial document under its real name.
+/// Files written before documents were encrypted (no `AXB1` header) are still read as they are.
 #[derive(Debug, Clone)]
 pub struct FsBlobStore {
     root: PathBuf,
+    cipher: Arc<Cipher>,
 }
 
 impl FsBlobStore {
-    /// A store rooted at `root` (created when missing).
+    /// A store rooted at `root` (created when missing), sealing with `cipher`.
     ///
     /// # Errors
     /// When the directory cannot be created.
-    pub fn open(root: &Path) -> std::io::Result<Self> {
+    pub fn open(root: &Path, cipher: Arc<Cipher>) -> std::io::Result<Self> {
         std::fs::create_dir_all(root)?;
         Ok(Self {
             root: root.to_path_buf(),
+            cipher,
         })
     }
 
     /// Keys are our own resource ids; anything else is refused rather than joined into a path.
     fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
-        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        if !valid_key(key) {
             return Err(StoreError::msg(format!("invalid blob key `{key}`")));
         }
         Ok(self.root.join(key))
     }
+
+    /// Re-seals every document under `new` (opening each with this store's key, or reading it
+    /// as it is when it predates encryption), each file replaced atomically. Returns how many.
+    /// A file that opens under neither key is left alone and reported as an error.
+    ///
+    /// # Errors
+    /// The first file that cannot be read, opened or written.
+    pub fn reseal_all(&self, new: &Cipher) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for entry in std::fs::read_dir(&self.root).map_err(StoreError::new)? {
+            let entry = entry.map_err(StoreError::new)?;
+            let name = entry.file_name();
+            let Some(key) = name.to_str().filter(|k| valid_key(k)) else {
+                continue;
+            };
+            let stored = std::fs::read(entry.path()).map_err(StoreError::new)?;
+            if stored.starts_with(SEALED_MAGIC) && new.open(&stored, key.as_bytes()).is_ok() {
+                continue;
+            }
+            let plain = self.unseal(key, stored)?;
+            write_atomically(&entry.path(), &seal(new, key, &plain)?).map_err(StoreError::new)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn unseal(&self, key: &str, stored: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        if !stored.starts_with(SEALED_MAGIC) {
+            return Ok(stored);
+        }
+        self.cipher.open(&stored, key.as_bytes()).map_err(|_| {
+            StoreError::msg(format!(
+                "document `{key}` does not open under the encryption key (tampered, or sealed under another key)"
+            ))
+        })
+    }
+}
+
+fn valid_key(key: &str) -> bool {
+    !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn seal(cipher: &Cipher, key: &str, plain: &[u8]) -> Result<Vec<u8>, StoreError> {
+    cipher
+        .seal(plain, key.as_bytes())
+        .map_err(|e| StoreError::msg(format!("sealing document `{key}`: {e}")))
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("partial");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 #[async_trait]
 impl BlobStore for FsBlobStore {
     async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let path = self.path(key)?;
-        let tmp = path.with_extension("partial");
-        let bytes = bytes.to_vec();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        })
-        .await
-        .map_err(StoreError::new)?
-        .map_err(StoreError::new)
+        let sealed = seal(&self.cipher, key, bytes)?;
+        tokio::task::spawn_blocking(move || write_atomically(&path, &sealed))
+            .await
+            .map_err(StoreError::new)?
+            .map_err(StoreError::new)
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match tokio::fs::read(self.path(key)?).await {
-            Ok(b) => Ok(Some(b)),
+            Ok(b) => self.unseal(key, b).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::new(e)),
         }
@@ -156,15 +210,29 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
 
+    fn cipher() -> Arc<Cipher> {
+        Arc::new(Cipher::from_text(&Cipher::generate_key()).unwrap())
+    }
+
     #[tokio::test]
-    async fn blobs_round_trip_and_refuse_path_keys() {
+    async fn blobs_round_trip_sealed_and_refuse_path_keys() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FsBlobStore::open(dir.path()).unwrap();
-        store.put("res_1", b"hello").await.unwrap();
+        let store = FsBlobStore::open(dir.path(), cipher()).unwrap();
+        store.put("res_1", b"hello secret world").await.unwrap();
         assert_eq!(
             store.get("res_1").await.unwrap().as_deref(),
-            Some(&b"hello"[..])
+            Some(&b"hello secret world"[..])
         );
+        let on_disk = std::fs::read(dir.path().join("res_1")).unwrap();
+        assert!(on_disk.starts_with(SEALED_MAGIC));
+        assert!(
+            !on_disk.windows(6).any(|w| w == b"secret"),
+            "sealed on disk"
+        );
+        // Swapped files are refused, not served as each other.
+        store.put("res_3", b"other").await.unwrap();
+        std::fs::copy(dir.path().join("res_1"), dir.path().join("res_3")).unwrap();
+        assert!(store.get("res_3").await.is_err());
         assert_eq!(store.get("res_2").await.unwrap(), None);
         store.delete("res_1").await.unwrap();
         store.delete("res_1").await.unwrap();
@@ -172,5 +240,40 @@ mod tests {
         for bad in ["../x", "a/b", "", "res.1"] {
             assert!(store.put(bad, b"x").await.is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn resealing_moves_every_document_to_the_new_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = FsBlobStore::open(dir.path(), cipher()).unwrap();
+        old.put("res_1", b"one").await.unwrap();
+        // A document written before encryption, as plain bytes.
+        std::fs::write(dir.path().join("res_2"), b"legacy").unwrap();
+        assert_eq!(
+            old.get("res_2").await.unwrap().as_deref(),
+            Some(&b"legacy"[..])
+        );
+        let key = cipher();
+        assert_eq!(old.reseal_all(&key).unwrap(), 2);
+        let new = FsBlobStore::open(dir.path(), key.clone()).unwrap();
+        assert_eq!(
+            new.get("res_1").await.unwrap().as_deref(),
+            Some(&b"one"[..])
+        );
+        assert_eq!(
+            new.get("res_2").await.unwrap().as_deref(),
+            Some(&b"legacy"[..])
+        );
+        assert!(
+            std::fs::read(dir.path().join("res_2"))
+                .unwrap()
+                .starts_with(SEALED_MAGIC)
+        );
+        assert!(
+            old.get("res_1").await.is_err(),
+            "the old key no longer opens it"
+        );
+        // Run again (an interrupted rotation resumed): what is already new is left as it is.
+        assert_eq!(old.reseal_all(&key).unwrap(), 0);
     }
 }

@@ -111,6 +111,8 @@ actions! {
     DocumentUploaded => "document.uploaded", "Uploaded document";
     /// A document was deleted.
     DocumentDeleted => "document.deleted", "Deleted document";
+    /// A document's content was downloaded (the guide's GDPR "audit trail: track all data access").
+    DocumentDownloaded => "document.downloaded", "Downloaded document";
     /// Analytics were viewed.
     AnalyticsViewed => "analytics.viewed", "Viewed analytics";
     /// The audit log (or other data) was exported.

@@ -1,6 +1,7 @@
-//! AES-256-GCM for secrets that must be recoverable (webhook signing secrets, TOTP secrets).
+//! AES-256-GCM for secrets that must be recoverable (webhook signing secrets, TOTP secrets)
+//! and for stored files (documents' bytes).
 
-use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -85,6 +86,52 @@ impl Cipher {
     }
 }
 
+/// The first bytes of a file sealed by [`Cipher::seal`].
+pub const SEALED_MAGIC: &[u8; 4] = b"AXB1";
+
+impl Cipher {
+    /// Seals `plain` as binary `AXB1 ‖ nonce ‖ ciphertext`, bound to `name` (authenticated as
+    /// associated data): a sealed file opens only under the name it was sealed for, so files
+    /// swapped on disk are refused, not served as each other.
+    ///
+    /// # Errors
+    /// [`SecurityError::Corrupt`] if the AEAD refuses (it does not for sane input sizes).
+    pub fn seal(&self, plain: &[u8], name: &[u8]) -> Result<Vec<u8>, SecurityError> {
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let ct = self
+            .0
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: name,
+                },
+            )
+            .map_err(|_| SecurityError::Corrupt)?;
+        let mut out = Vec::with_capacity(SEALED_MAGIC.len() + nonce.len() + ct.len());
+        out.extend_from_slice(SEALED_MAGIC);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// Opens what [`Cipher::seal`] sealed for `name`.
+    ///
+    /// # Errors
+    /// [`SecurityError::Corrupt`] for tampered or truncated data, another key or another name.
+    pub fn open(&self, sealed: &[u8], name: &[u8]) -> Result<Vec<u8>, SecurityError> {
+        let raw = sealed
+            .strip_prefix(SEALED_MAGIC.as_slice())
+            .filter(|r| r.len() >= 12 + 16)
+            .ok_or(SecurityError::Corrupt)?;
+        let (nonce, ct) = raw.split_at(12);
+        self.0
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: name })
+            .map_err(|_| SecurityError::Corrupt)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +150,28 @@ mod tests {
         let other = Cipher::from_text(&Cipher::generate_key()).unwrap();
         assert!(other.decrypt(&a).is_err());
         assert!(Cipher::from_text("short").is_err());
+    }
+
+    #[test]
+    fn sealed_files_open_only_under_their_key_and_name() {
+        let c = Cipher::from_text(&Cipher::generate_key()).unwrap();
+        let plain = b"# FAQ\nHow do I reset my password?".repeat(100);
+        let sealed = c.seal(&plain, b"res_1").unwrap();
+        assert!(sealed.starts_with(SEALED_MAGIC));
+        assert!(
+            !sealed.windows(6).any(|w| w == b"# FAQ\n"),
+            "the plaintext is not on disk"
+        );
+        assert_ne!(sealed, c.seal(&plain, b"res_1").unwrap(), "random nonces");
+        assert_eq!(c.open(&sealed, b"res_1").unwrap(), plain);
+        assert!(c.open(&sealed, b"res_2").is_err(), "bound to its name");
+        let mut flipped = sealed.clone();
+        let mid = flipped.len() / 2;
+        flipped[mid] ^= 1;
+        assert!(c.open(&flipped, b"res_1").is_err(), "tampering is detected");
+        assert!(c.open(&sealed[..30], b"res_1").is_err(), "truncation too");
+        let other = Cipher::from_text(&Cipher::generate_key()).unwrap();
+        assert!(other.open(&sealed, b"res_1").is_err());
+        assert_eq!(c.open(&c.seal(b"", b"e").unwrap(), b"e").unwrap(), b"");
     }
 }

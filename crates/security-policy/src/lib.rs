@@ -26,7 +26,7 @@ mod session;
 mod throttle;
 mod token;
 
-pub use cipher::Cipher;
+pub use cipher::{Cipher, SEALED_MAGIC};
 pub use error::{PasswordError, SecurityError};
 pub use ip::{IpAllowlistEntry, IpDecision, check_ip, client_ip, normalize, parse_allowlist};
 pub use mfa::{

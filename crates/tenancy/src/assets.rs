@@ -760,7 +760,7 @@ pub async fn upload_document<
     Ok(asset)
 }
 
-/// A document's bytes.
+/// A document's bytes, its download recorded (`document.downloaded`) first.
 ///
 /// # Errors
 /// [`TenancyError::NotFound`] when the caller may not see it or its bytes are gone.
@@ -769,12 +769,23 @@ pub async fn document_content<S: TenancyStore + WorkspaceStore + ?Sized>(
     blobs: &dyn BlobStore,
     caller: &Caller,
     id: ResourceId,
+    now: DateTime<Utc>,
 ) -> Result<(Asset, Vec<u8>), TenancyError> {
     let a = get(store, caller, AssetKind::Document, id).await?;
     let bytes = blobs
         .get(&a.id.to_string())
         .await?
         .ok_or(TenancyError::NotFound("document content"))?;
+    // Every read of a document's content is on the record, before it is handed out.
+    let record = caller
+        .audit(
+            now,
+            AuditAction::DocumentDownloaded,
+            Target::new("document", a.id, a.name.clone()),
+        )
+        .in_team(a.team)
+        .with_metadata(Metadata::from_value(json!({ "bytes": bytes.len() }))?);
+    store.record(Journal::record(record)).await?;
     Ok((a, bytes))
 }
 

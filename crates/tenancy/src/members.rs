@@ -118,37 +118,47 @@ pub async fn confirm_transfer<S: TenancyStore + MembershipStore + ?Sized>(
         .await?
         .filter(|t| t.to == caller.user.id && now < t.expires_at)
         .ok_or(TenancyError::NotFound("ownership transfer"))?;
-    let journal = Journal::record(
-        caller
-            .audit(
-                now,
-                AuditAction::OwnershipTransferred,
-                Target::new("member", caller.user.id, caller.user.name.clone()),
-            )
-            .with_metadata(Metadata::from_value(json!({ "from": t.from, "to": t.to }))?),
-    )
-    .publish(DomainEvent::new(
-        caller.org.id,
-        EventKind::EnterpriseUpdated,
+    let journal = transferred(
+        Journal::record(
+            caller
+                .audit(
+                    now,
+                    AuditAction::OwnershipTransferred,
+                    Target::new("member", caller.user.id, caller.user.name.clone()),
+                )
+                .with_metadata(Metadata::from_value(json!({ "from": t.from, "to": t.to }))?),
+        ),
+        &t,
         now,
-        json!({
-            "ownerId": t.to, "previousOwnerId": t.from,
-        }),
-    ))
-    .publish(DomainEvent::new(
-        caller.org.id,
-        EventKind::RoleChanged,
-        now,
-        json!({ "userId": t.from, "previousRole": "owner", "role": "admin" }),
-    ))
-    .publish(DomainEvent::new(
-        caller.org.id,
-        EventKind::RoleChanged,
-        now,
-        json!({ "userId": t.to, "role": "owner" }),
-    ));
+    );
     store.complete_transfer(&t, now, journal).await?;
     Ok(t)
+}
+
+/// `journal` with the webhook events of a completed ownership transfer: `enterprise.updated`
+/// and a `role.changed` for each of the two people.
+pub(crate) fn transferred(journal: Journal, t: &OwnershipTransfer, now: DateTime<Utc>) -> Journal {
+    journal
+        .publish(DomainEvent::new(
+            t.org,
+            EventKind::EnterpriseUpdated,
+            now,
+            json!({
+                "ownerId": t.to, "previousOwnerId": t.from,
+            }),
+        ))
+        .publish(DomainEvent::new(
+            t.org,
+            EventKind::RoleChanged,
+            now,
+            json!({ "userId": t.from, "previousRole": "owner", "role": "admin" }),
+        ))
+        .publish(DomainEvent::new(
+            t.org,
+            EventKind::RoleChanged,
+            now,
+            json!({ "userId": t.to, "role": "owner" }),
+        ))
 }
 
 /// What happens to a removed member's resources.

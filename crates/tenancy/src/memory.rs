@@ -672,6 +672,24 @@ impl AccountStore for MemoryTenancyStore {
         Ok(next)
     }
 
+    async fn last_active(
+        &self,
+        users: &[UserId],
+    ) -> Result<Vec<(UserId, DateTime<Utc>)>, TenancyError> {
+        let s = self.lock()?;
+        Ok(users
+            .iter()
+            .filter_map(|u| {
+                s.sessions
+                    .iter()
+                    .filter(|x| x.0.user == *u)
+                    .map(|x| x.0.last_seen_at)
+                    .max()
+                    .map(|t| (*u, t))
+            })
+            .collect())
+    }
+
     async fn list_sessions(&self, user: UserId) -> Result<Vec<Session>, TenancyError> {
         let mut out: Vec<Session> = self
             .lock()?

@@ -120,6 +120,21 @@ pub trait MfaStore: Send + Sync {
     /// [`TenancyError::Store`].
     async fn mfa(&self, user: UserId) -> Result<Option<MfaRecord>, TenancyError>;
 
+    /// Which of `users` have an active second factor. The default asks [`MfaStore::mfa`] for
+    /// each; adapters answer in one query.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn enrolled_among(&self, users: &[UserId]) -> Result<Vec<UserId>, TenancyError> {
+        let mut out = Vec::new();
+        for u in users {
+            if self.mfa(*u).await?.is_some_and(|r| r.enabled_at.is_some()) {
+                out.push(*u);
+            }
+        }
+        Ok(out)
+    }
+
     /// Starts (or restarts) TOTP enrolment with a new encrypted secret.
     ///
     /// # Errors
@@ -668,14 +683,28 @@ pub fn valid_phone(s: &str) -> Result<String, TenancyError> {
 }
 
 /// Actions on one's own second factor that need a current code.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Change {
-    /// Turn it off.
-    Disable,
+    /// Turn it off, confirmed with the current password, which must then meet every password
+    /// policy of the person's organizations without the shorter minimum a second factor allows.
+    Disable {
+        /// The current password.
+        password: String,
+    },
     /// Replace the recovery codes.
     RegenerateRecoveryCodes,
     /// Set or clear the SMS backup number.
     SetPhone(Option<String>),
+}
+
+impl std::fmt::Debug for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Disable { .. } => f.write_str("Disable { password: … }"),
+            Change::RegenerateRecoveryCodes => f.write_str("RegenerateRecoveryCodes"),
+            Change::SetPhone(p) => f.debug_tuple("SetPhone").field(p).finish(),
+        }
+    }
 }
 
 /// Changes one's own second factor after proving it with a current code. Turning it off is
@@ -684,16 +713,21 @@ pub enum Change {
 /// # Errors
 /// [`TenancyError::Invalid`] (wrong code, bad number), [`TenancyError::Conflict`] (required),
 /// [`TenancyError::NotFound`] (not enrolled).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the change's parts, as they arrive"
+)]
 pub async fn change<S: TenancyStore + MfaStore + audit::AuditStore + ?Sized>(
     store: &S,
     cipher: &Cipher,
+    hasher: &security_policy::PasswordHasher,
     user: &User,
     proof: &SecondFactor,
     what: Change,
     request: &RequestContext,
     now: DateTime<Utc>,
 ) -> Result<Option<Vec<String>>, TenancyError> {
-    if what == Change::Disable {
+    if let Change::Disable { password } = &what {
         for m in store.memberships(user.id).await? {
             let org = store.get_org(m.org).await?;
             if org.security.mfa.required {
@@ -703,6 +737,27 @@ pub async fn change<S: TenancyStore + MfaStore + audit::AuditStore + ?Sized>(
                 )));
             }
         }
+        crate::security::confirm_password(
+            store,
+            hasher,
+            user,
+            password,
+            AuditAction::MfaDisabled,
+            request,
+            now,
+        )
+        .await?;
+        // A password allowed only because of the second factor would be left guarding the
+        // account alone.
+        crate::security::check_against_policies(store, user, password, false)
+            .await
+            .map_err(|e| match e {
+                TenancyError::Password(p) => TenancyError::Conflict(format!(
+                    "your password is allowed only with two-factor authentication ({p}); \
+                     change it first"
+                )),
+                other => other,
+            })?;
     }
     let phone = match &what {
         Change::SetPhone(Some(p)) => Some(valid_phone(p)?),
@@ -720,7 +775,7 @@ pub async fn change<S: TenancyStore + MfaStore + audit::AuditStore + ?Sized>(
         return Err(e);
     }
     match what {
-        Change::Disable => {
+        Change::Disable { .. } => {
             let j = personal_journal(store, user, AuditAction::MfaDisabled, request, now).await?;
             store.disable_mfa(user.id, j).await?;
             Ok(None)

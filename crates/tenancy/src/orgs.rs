@@ -308,6 +308,46 @@ pub async fn list_members<S: TenancyStore + ?Sized>(
     store.list_members(caller.org.id, after, limit).await
 }
 
+/// What the guide's monthly checklist asks about a member: "check for inactive users",
+/// "verify 2FA is enabled for all".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberStatus {
+    /// Their latest sign-in activity (the latest use of a session of theirs), if any.
+    pub last_active_at: Option<DateTime<Utc>>,
+    /// Whether they have a second factor on.
+    pub mfa_enabled: bool,
+}
+
+/// The status of each of `members`, in their order, for a caller who manages members
+/// (`remove_members`: the Owner and Admins); `None` for anyone else, to whom another member's
+/// second factor and habits are none of their business.
+///
+/// # Errors
+/// [`TenancyError::Store`].
+pub async fn member_status<S: TenancyStore + crate::mfa::MfaStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    members: &[Member],
+) -> Result<Option<Vec<MemberStatus>>, TenancyError> {
+    if caller.check_org(Permission::RemoveMembers).is_err() {
+        return Ok(None);
+    }
+    let ids: Vec<UserId> = members.iter().map(|m| m.user.id).collect();
+    let seen: std::collections::HashMap<UserId, DateTime<Utc>> =
+        store.last_active(&ids).await?.into_iter().collect();
+    let enrolled: std::collections::HashSet<UserId> =
+        store.enrolled_among(&ids).await?.into_iter().collect();
+    Ok(Some(
+        members
+            .iter()
+            .map(|m| MemberStatus {
+                last_active_at: seen.get(&m.user.id).copied(),
+                mfa_enabled: enrolled.contains(&m.user.id),
+            })
+            .collect(),
+    ))
+}
+
 /// A new account to add directly as a member (demo seeding, operator tools).
 #[derive(Debug, Clone)]
 pub struct NewMemberAccount {
@@ -550,18 +590,29 @@ where
         proposed_at: now,
         expires_at: now + chrono::Duration::minutes(1),
     };
-    // Proposed and completed at once; each step commits with its record.
+    // Proposed and completed at once; each step commits with its record, the completion with
+    // the webhook events an Owner's transfer sends. A transfer the Owner had proposed is
+    // replaced, and its proposal's record says so. Should the completion fail (ownership
+    // changed meanwhile), running the command again finishes it: the person is a member then.
+    let mut proposed = record(AuditAction::OwnershipTransferProposed, &target);
+    if let Some(pending) = store.pending_transfer(org).await? {
+        proposed = proposed.with_metadata(Metadata::from_value(json!({
+            "replaces": { "to": pending.to, "proposed_at": pending.proposed_at },
+        }))?);
+    }
     store
-        .save_transfer(
-            &transfer,
-            Journal::record(record(AuditAction::OwnershipTransferProposed, &target)),
-        )
+        .save_transfer(&transfer, Journal::record(proposed))
         .await?;
+    let done = Journal::record(
+        record(AuditAction::OwnershipTransferred, &target).with_metadata(Metadata::from_value(
+            json!({ "from": owner.user.id, "to": target.id }),
+        )?),
+    );
     store
         .complete_transfer(
             &transfer,
             now,
-            Journal::record(record(AuditAction::OwnershipTransferred, &target)),
+            crate::members::transferred(done, &transfer, now),
         )
         .await?;
     Ok(OwnerReset::Transferred {

@@ -192,71 +192,18 @@ pub async fn change_password<S: TenancyStore + MfaStore + ?Sized>(
     request: &RequestContext,
     now: DateTime<Utc>,
 ) -> Result<u64, TenancyError> {
-    if current.len() > crate::accounts::MAX_PASSWORD_BYTES {
-        return Err(TenancyError::BadCredentials);
-    }
-    let (_, stored) = store
-        .find_user_by_email(&user.email)
-        .await?
-        .ok_or(TenancyError::BadCredentials)?;
-    // The current password is guessed against the login's own throttle: whoever holds a
-    // session cannot try more passwords here than at the sign-in page.
-    let throttle = store.login_throttle(user.id).await?;
-    if let Some(until) = security_policy::locked_until(throttle.as_ref(), now) {
-        return Err(TenancyError::Throttled(until));
-    }
-    let memberships = store.memberships(user.id).await?;
-    if !matches!(
-        hasher.verify_off_thread(stored.as_deref(), current).await,
-        security_policy::Verification::Match { .. }
-    ) {
-        let mut failed = Journal::default();
-        for m in &memberships {
-            failed = failed.and_record(
-                audit::NewAuditEvent::new(
-                    m.org,
-                    now,
-                    audit::Actor::user(user.id, user.name.clone()),
-                    AuditAction::PasswordChanged,
-                    Target::new("user", user.id, user.name.clone()),
-                )
-                .with_context(request.clone())
-                .with_outcome(audit::Outcome::Failure {
-                    reason: "bad_current_password".into(),
-                }),
-            );
-        }
-        store
-            .count_login_failure(
-                user.id,
-                &security_policy::LoginThrottlePolicy::default(),
-                now,
-                failed,
-            )
-            .await?;
-        return Err(TenancyError::BadCredentials);
-    }
+    confirm_password(
+        store,
+        hasher,
+        user,
+        current,
+        AuditAction::PasswordChanged,
+        request,
+        now,
+    )
+    .await?;
     let has_2fa = enrolled(store, user.id).await?;
-    let mut orgs = Vec::new();
-    for m in &memberships {
-        orgs.push(store.get_org(m.org).await?);
-    }
-    for org in &orgs {
-        check_password(
-            &org.security.passwords,
-            new,
-            &context_words(user.email.as_str(), &org.name),
-            has_2fa,
-        )?;
-    }
-    if orgs.is_empty() {
-        check_password(
-            &PasswordPolicy::default(),
-            new,
-            &context_words(user.email.as_str(), ""),
-            has_2fa,
-        )?;
-    }
+    let orgs = check_against_policies(store, user, new, has_2fa).await?;
     let hash = hasher
         .hash_off_thread(new)
         .await
@@ -293,6 +240,101 @@ pub async fn change_password<S: TenancyStore + MfaStore + ?Sized>(
     store
         .change_password_hash(user.id, &hash, current_session, now, &records)
         .await
+}
+
+/// Checks that `password` is the person's current one, against the login's own throttle:
+/// whoever holds a session cannot try more passwords this way than at the sign-in page. A
+/// wrong one counts as a failed login and is recorded as a failed `action` in each of the
+/// person's organizations.
+///
+/// # Errors
+/// [`TenancyError::BadCredentials`]; [`TenancyError::Throttled`] while the account is locked.
+pub(crate) async fn confirm_password<S: TenancyStore + ?Sized>(
+    store: &S,
+    hasher: &PasswordHasher,
+    user: &User,
+    password: &str,
+    action: AuditAction,
+    request: &RequestContext,
+    now: DateTime<Utc>,
+) -> Result<(), TenancyError> {
+    if password.len() > crate::accounts::MAX_PASSWORD_BYTES {
+        return Err(TenancyError::BadCredentials);
+    }
+    let (_, stored) = store
+        .find_user_by_email(&user.email)
+        .await?
+        .ok_or(TenancyError::BadCredentials)?;
+    let throttle = store.login_throttle(user.id).await?;
+    if let Some(until) = security_policy::locked_until(throttle.as_ref(), now) {
+        return Err(TenancyError::Throttled(until));
+    }
+    if matches!(
+        hasher.verify_off_thread(stored.as_deref(), password).await,
+        security_policy::Verification::Match { .. }
+    ) {
+        return Ok(());
+    }
+    let mut failed = Journal::default();
+    for m in store.memberships(user.id).await? {
+        failed = failed.and_record(
+            audit::NewAuditEvent::new(
+                m.org,
+                now,
+                audit::Actor::user(user.id, user.name.clone()),
+                action,
+                Target::new("user", user.id, user.name.clone()),
+            )
+            .with_context(request.clone())
+            .with_outcome(audit::Outcome::Failure {
+                reason: "bad_current_password".into(),
+            }),
+        );
+    }
+    store
+        .count_login_failure(
+            user.id,
+            &security_policy::LoginThrottlePolicy::default(),
+            now,
+            failed,
+        )
+        .await?;
+    Err(TenancyError::BadCredentials)
+}
+
+/// Checks `password` against the password policy of every organization of the person (the
+/// default policy when they have none), with the shorter minimum when `has_2fa`. Returns the
+/// organizations.
+///
+/// # Errors
+/// [`TenancyError::Password`] naming the first rule it breaks.
+pub(crate) async fn check_against_policies<S: TenancyStore + ?Sized>(
+    store: &S,
+    user: &User,
+    password: &str,
+    has_2fa: bool,
+) -> Result<Vec<crate::model::Organization>, TenancyError> {
+    let mut orgs = Vec::new();
+    for m in store.memberships(user.id).await? {
+        orgs.push(store.get_org(m.org).await?);
+    }
+    for org in &orgs {
+        check_password(
+            &org.security.passwords,
+            password,
+            &context_words(user.email.as_str(), &org.name),
+            has_2fa,
+        )?;
+    }
+    if orgs.is_empty() {
+        check_password(
+            &PasswordPolicy::default(),
+            password,
+            &context_words(user.email.as_str(), ""),
+            has_2fa,
+        )?;
+    }
+    Ok(orgs)
 }
 
 /// Ends every live session of a member (the Owner and Admins, for example when a laptop is

@@ -370,6 +370,16 @@ pub trait AccountStore: Send + Sync {
     /// # Errors
     /// [`TenancyError::Store`] on storage failure.
     async fn list_sessions(&self, user: UserId) -> Result<Vec<Session>, TenancyError>;
+
+    /// When each of `users` was last active: the latest use of any session of theirs, live or
+    /// ended. People never signed in are left out.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn last_active(
+        &self,
+        users: &[UserId],
+    ) -> Result<Vec<(UserId, DateTime<Utc>)>, TenancyError>;
 }
 
 /// API keys.

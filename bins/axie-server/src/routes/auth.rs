@@ -178,6 +178,13 @@ pub async fn verify(
         body.sms_code.as_deref(),
     )?;
     let ctx = request_context(&req, &st);
+    let now = st.clock.now();
+    // The address throttle of the first step holds here too: wrong codes from one address
+    // count with its wrong passwords, whichever accounts they are for.
+    let ip = client_ip(&ctx);
+    if let Some(until) = st.address_throttle.locked_until(ip, now) {
+        return Err(tenancy::TenancyError::Throttled(until).into());
+    }
     let out = tenancy::mfa::complete_login(
         &*st.store,
         &*st.store,
@@ -185,9 +192,14 @@ pub async fn verify(
         &body.challenge,
         &factor,
         ctx,
-        st.clock.now(),
+        now,
     )
-    .await?;
+    .await
+    .inspect_err(|e| {
+        if matches!(e, tenancy::TenancyError::Invalid(_)) {
+            st.address_throttle.record_failure(ip, now);
+        }
+    })?;
     Ok(session_answer(&st, &out))
 }
 

@@ -27,9 +27,16 @@ pub struct MemberResponse {
     /// `false` while deactivated (by the identity provider through SCIM): the member keeps
     /// their resources but cannot sign in to or act in the organization.
     pub active: bool,
+    /// Their latest sign-in activity (RFC 3339; `null` if never). Shown to the Owner and
+    /// Admins only, for the monthly check for inactive users.
+    pub last_active_at: Option<String>,
+    /// Whether they have two-factor authentication on; `null` for callers other than the
+    /// Owner and Admins.
+    pub mfa_enabled: Option<bool>,
 }
 
-/// Lists members, ordered by user id.
+/// Lists members, ordered by user id; to the Owner and Admins with each member's latest
+/// activity and 2FA status.
 #[utoipa::path(get, path = "/api/v1/orgs/{org_id}/members", tag = "members",
     params(("org_id" = String, Path, description = "Organization id"), PageQuery),
     responses((status = 200, description = "One page of members", body = inline(Page<MemberResponse>))),
@@ -42,15 +49,22 @@ pub async fn list(
     let limit = q.limit()?;
     let after: Option<UserId> = q.cursor()?;
     let members = orgs::list_members(&*st.store, &caller, after, limit).await?;
+    let status = orgs::member_status(&*st.store, &caller, &members).await?;
     let items: Vec<MemberResponse> = members
         .iter()
-        .map(|m| MemberResponse {
-            user_id: m.user.id.to_string(),
-            email: m.user.email.to_string(),
-            name: m.user.name.clone(),
-            role: m.role.as_str().to_owned(),
-            joined_at: m.joined_at.to_rfc3339(),
-            active: m.deactivated_at.is_none(),
+        .enumerate()
+        .map(|(i, m)| {
+            let s = status.as_ref().and_then(|s| s.get(i));
+            MemberResponse {
+                user_id: m.user.id.to_string(),
+                email: m.user.email.to_string(),
+                name: m.user.name.clone(),
+                role: m.role.as_str().to_owned(),
+                joined_at: m.joined_at.to_rfc3339(),
+                active: m.deactivated_at.is_none(),
+                last_active_at: s.and_then(|s| s.last_active_at).map(|t| t.to_rfc3339()),
+                mfa_enabled: s.map(|s| s.mfa_enabled),
+            }
         })
         .collect();
     Ok(HttpResponse::Ok().json(Page::new(items, limit, |m| m.user_id.clone())))

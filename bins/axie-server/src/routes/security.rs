@@ -94,7 +94,7 @@ macro_rules! redacted_debug {
         }
     )*};
 }
-redacted_debug!(CodeBody, ProofBody, PhoneBody, PasswordBody);
+redacted_debug!(CodeBody, ProofBody, PhoneBody, PasswordBody, DisableBody);
 
 fn person(auth: &Authenticated) -> Result<&tenancy::User, ApiError> {
     auth.require_session()?;
@@ -202,6 +202,7 @@ async fn change(
     Ok(mfa::change(
         &*st.store,
         &st.cipher,
+        &st.hasher,
         user,
         proof,
         what,
@@ -211,19 +212,37 @@ async fn change(
     .await?)
 }
 
-/// Turns two-factor authentication off (refused while an organization requires it).
-#[utoipa::path(post, path = "/api/v1/me/mfa/disable", tag = "me", request_body = ProofBody, responses(
+/// Proof for turning two-factor authentication off: a code and the current password.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DisableBody {
+    /// A code from the authenticator app.
+    pub code: Option<String>,
+    /// Or a recovery code.
+    pub recovery_code: Option<String>,
+    /// The current password.
+    pub password: String,
+}
+
+/// Turns two-factor authentication off, confirmed with a code and the current password
+/// (refused while an organization requires 2FA, or while the password is one its policy allows
+/// only with 2FA).
+#[utoipa::path(post, path = "/api/v1/me/mfa/disable", tag = "me", request_body = DisableBody, responses(
     (status = 204, description = "Off"),
-    (status = 409, description = "Required by an organization", content_type = "application/problem+json"),
+    (status = 401, description = "Wrong password", content_type = "application/problem+json"),
+    (status = 409, description = "Required by an organization, or the password is too short without 2FA", content_type = "application/problem+json"),
     (status = 422, description = "Wrong code", content_type = "application/problem+json"),
 ), security(("bearer" = [])))]
 pub async fn disable(
     st: web::Data<AppState>,
     auth: Authenticated,
-    body: web::Json<ProofBody>,
+    body: web::Json<DisableBody>,
 ) -> Result<HttpResponse, ApiError> {
     let proof = one_factor(body.code.as_deref(), body.recovery_code.as_deref(), None)?;
-    change(&st, &auth, &proof, Change::Disable).await?;
+    let what = Change::Disable {
+        password: body.password.clone(),
+    };
+    change(&st, &auth, &proof, what).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -613,7 +613,8 @@ pub async fn document_content(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let id = asset_id(AssetKind::Document, &path.1)?;
-    let (a, bytes) = assets::document_content(&*st.store, &*st.blobs, &caller, id).await?;
+    let (a, bytes) =
+        assets::document_content(&*st.store, &*st.blobs, &caller, id, st.clock.now()).await?;
     let media = match &a.details {
         AssetDetails::Document { content_type, .. } => content_type.clone(),
         _ => "application/octet-stream".to_owned(),

@@ -305,6 +305,24 @@ impl MfaStore for SeaStore {
         Ok(res.rows_affected == 1)
     }
 
+    async fn enrolled_among(&self, users: &[UserId]) -> Result<Vec<UserId>, TenancyError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        user_mfa::Entity::find()
+            .select_only()
+            .column(user_mfa::Column::UserId)
+            .filter(user_mfa::Column::UserId.is_in(users.iter().map(ToString::to_string)))
+            .filter(user_mfa::Column::EnabledAt.is_not_null())
+            .into_tuple::<String>()
+            .all(self.reader())
+            .await
+            .map_err(store)?
+            .iter()
+            .map(|u| Ok(id("user id", u)?))
+            .collect()
+    }
+
     async fn count_mfa_failure(
         &self,
         user: UserId,

@@ -1000,6 +1000,38 @@ impl AccountStore for SeaStore {
         Ok(next)
     }
 
+    async fn last_active(
+        &self,
+        users: &[UserId],
+    ) -> Result<Vec<(UserId, DateTime<Utc>)>, TenancyError> {
+        #[derive(sea_orm::FromQueryResult)]
+        struct Seen {
+            user_id: String,
+            seen: i64,
+        }
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        session::Entity::find()
+            .select_only()
+            .column(session::Column::UserId)
+            .column_as(session::Column::LastSeenAt.max(), "seen")
+            .filter(session::Column::UserId.is_in(users.iter().map(ToString::to_string)))
+            .group_by(session::Column::UserId)
+            .into_model::<Seen>()
+            .all(self.reader())
+            .await
+            .map_err(store)?
+            .into_iter()
+            .map(|r| {
+                Ok((
+                    crate::convert::id("user id", &r.user_id)?,
+                    crate::convert::time(r.seen)?,
+                ))
+            })
+            .collect()
+    }
+
     async fn list_sessions(&self, user_id: UserId) -> Result<Vec<Session>, TenancyError> {
         let rows = session::Entity::find()
             .filter(session::Column::UserId.eq(user_id.to_string()))
