@@ -458,6 +458,13 @@ async fn password_change_ends_other_sessions_in_its_transaction<
     assert_eq!(ended, 3);
     assert_eq!(head(s, org.id).await, h + 3);
     assert!(s.list_sessions(owner.id).await.unwrap().is_empty());
+    // Last activity counts ended sessions too; people never signed in are left out.
+    let never = UserId::new();
+    assert_eq!(
+        s.last_active(&[owner.id, never]).await.unwrap(),
+        [(owner.id, now() + Duration::minutes(12))]
+    );
+    assert!(s.last_active(&[]).await.unwrap().is_empty());
     let h = head(s, org.id).await;
     assert!(matches!(
         s.change_password_hash(UserId::new(), "x", None, now(), &records)
@@ -675,18 +682,14 @@ async fn login_throttle_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S)
         ..Default::default()
     };
     let h = head(s, org.id).await;
-    let counted = all_at_once(
-        (0..6)
-            .map(|i| {
-                s.count_login_failure(
-                    owner.id,
-                    &policy,
-                    now(),
-                    note(org.id, &format!("failed {i}")),
-                )
-            })
-            .collect(),
-    )
+    let counted = futures::future::join_all((0..6).map(|i| {
+        s.count_login_failure(
+            owner.id,
+            &policy,
+            now(),
+            note(org.id, &format!("failed {i}")),
+        )
+    }))
     .await;
     let mut seen: Vec<u32> = counted
         .iter()
@@ -706,32 +709,6 @@ async fn login_throttle_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S)
         h + 6,
         "each failure's record commits"
     );
-}
-
-/// Runs `futures` concurrently (interleaved on this task; each store call may wait on its own
-/// connection) and returns their outputs in order.
-async fn all_at_once<T>(
-    futures: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + '_>>>,
-) -> Vec<T> {
-    let mut futures: Vec<_> = futures.into_iter().map(Some).collect();
-    let mut out: Vec<Option<T>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        for (f, o) in futures.iter_mut().zip(out.iter_mut()) {
-            if let Some(fut) = f
-                && let std::task::Poll::Ready(v) = fut.as_mut().poll(cx)
-            {
-                *o = Some(v);
-                *f = None;
-            }
-        }
-        if futures.iter().all(Option::is_none) {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    out.into_iter().flatten().collect()
 }
 
 fn invitation(org: OrgId, by: UserId, tag: &str, days: i64) -> Invitation {
@@ -1900,6 +1877,10 @@ async fn mfa_steps_codes_and_challenges_are_used_once<
         ("enc-2", None),
         "a restart replaces the pending secret"
     );
+    assert!(
+        s.enrolled_among(&[u]).await.unwrap().is_empty(),
+        "a pending second factor is not on"
+    );
     let h = head(s, org.id).await;
     let codes: Vec<String> = ["h1", "h2", "h3"].map(String::from).to_vec();
     s.activate_totp(u, 10, &codes, now(), note(org.id, "on"))
@@ -1924,6 +1905,13 @@ async fn mfa_steps_codes_and_challenges_are_used_once<
         (rec.enabled_at, rec.last_step, rec.recovery_codes_left),
         (Some(now()), Some(10), 3)
     );
+    let someone_else = UserId::new();
+    assert_eq!(
+        s.enrolled_among(&[someone_else, u]).await.unwrap(),
+        [u],
+        "now on; someone without a record is not"
+    );
+    assert!(s.enrolled_among(&[]).await.unwrap().is_empty());
 
     // A step is accepted once, and never one at or before the last.
     assert!(!s.use_totp_step(u, 10).await.unwrap());
@@ -2007,10 +1995,8 @@ async fn mfa_steps_codes_and_challenges_are_used_once<
     assert_eq!(s.mfa(u).await.unwrap().unwrap().throttle, None);
     // Wrong codes arriving at once each count.
     let policy = security_policy::LoginThrottlePolicy::default();
-    let counted = all_at_once(
-        (0..4)
-            .map(|_| s.count_mfa_failure(u, &policy, now(), Journal::default()))
-            .collect(),
+    let counted = futures::future::join_all(
+        (0..4).map(|_| s.count_mfa_failure(u, &policy, now(), Journal::default())),
     )
     .await;
     let mut seen: Vec<u32> = counted
