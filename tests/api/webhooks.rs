@@ -630,3 +630,78 @@ both_backends!(
         assert_eq!(transfer["data"]["previousName"], "Agent - DEV");
     }
 );
+
+both_backends!(
+    a_message_template_posts_the_guides_slack_notification,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let rx = Receiver::start().await;
+        // The guide's example, as an endpoint.
+        let template = "🎉 New chat interface created by {{user}}: {{name}}";
+        let res = t
+            .post(
+                &t.org("/webhooks"),
+                &t.owner_token,
+                &json!({"url": rx.url, "events": ["chat_interface.created"], "message": template}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let ep: Value = res.json().await.unwrap();
+        assert_eq!(ep["message"], template);
+        let secret = ep["secret"].as_str().unwrap().to_owned();
+        let id = ep["id"].as_str().unwrap().to_owned();
+        t.post(
+            &t.org("/chat-interfaces"),
+            &t.owner_token,
+            &json!({"name": "Customer Support"}),
+        )
+        .await;
+        let got = rx.wait_for(1, 10).await;
+        assert_eq!(
+            serde_json::from_str::<Value>(&got[0].body).unwrap(),
+            json!({"text": "🎉 New chat interface created by Sarah Owner: Customer Support"})
+        );
+        // Signed like every delivery.
+        assert_eq!(got[0].headers["x-webhook-event"], "chat_interface.created");
+        our_verify(&secret, &got[0]).unwrap();
+
+        // Malformed templates are refused when saved; `null` returns to the event document.
+        let p = problem(
+            t.patch(
+                &t.org(&format!("/webhooks/{id}")),
+                &t.owner_token,
+                &json!({"message": "by {{user"}),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        assert!(p["detail"].as_str().unwrap().contains("placeholder"), "{p}");
+        let res = t
+            .patch(
+                &t.org(&format!("/webhooks/{id}")),
+                &t.owner_token,
+                &json!({"message": null}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(res.json::<Value>().await.unwrap()["message"].is_null());
+        t.post(
+            &t.org("/chat-interfaces"),
+            &t.owner_token,
+            &json!({"name": "Sales Bot"}),
+        )
+        .await;
+        let got = rx.wait_for(2, 10).await;
+        let doc: Value = serde_json::from_str(&got[1].body).unwrap();
+        assert_eq!(
+            (&doc["event"], &doc["data"]["name"], &doc["data"]["byName"]),
+            (
+                &json!("chat_interface.created"),
+                &json!("Sales Bot"),
+                &json!("Sarah Owner")
+            )
+        );
+    }
+);

@@ -519,6 +519,7 @@ fn journal(
         };
         let mut data = json!({
             id_key: a.id, "name": a.name, "teamId": a.team, "by": caller.user.id,
+            "byName": caller.user.name,
         });
         if let (AssetKind::Document, Some(kb), Some(obj)) = (kind, a.parent, data.as_object_mut()) {
             obj.insert("knowledgeBaseId".into(), json!(kb));

@@ -22,11 +22,11 @@ fn string(desc: &str) -> Value {
 }
 
 fn chat_props() -> Value {
-    json!({"chatInterfaceId": string("the chat interface"), "name": string("its name"), "teamId": string("its team"), "by": string("who acted")})
+    json!({"chatInterfaceId": string("the chat interface"), "name": string("its name"), "teamId": string("its team"), "by": string("who acted"), "byName": string("their display name")})
 }
 
 fn document_props() -> Value {
-    json!({"documentId": string("the document"), "name": string("its name"), "teamId": string("its team"), "by": string("who acted"),
+    json!({"documentId": string("the document"), "name": string("its name"), "teamId": string("its team"), "by": string("who acted"), "byName": string("their display name"),
         "knowledgeBaseId": string("its knowledge base"), "sizeBytes": {"type": "integer", "minimum": 0}})
 }
 

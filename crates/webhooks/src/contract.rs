@@ -40,6 +40,7 @@ fn endpoint(org: OrgId, events: Vec<EventKind>) -> Endpoint {
         enabled: true,
         disabled_reason: None,
         consecutive_failures: 0,
+        message: None,
         created_at: now(),
     }
 }
@@ -369,10 +370,20 @@ where
         enabled: false,
         ..endpoint(org, vec![])
     };
-    for e in [&all, &users, &off] {
+    let chat = Endpoint {
+        message: Some("{{event}} by {{user}}".into()),
+        ..endpoint(org, vec![EventKind::UserCreated])
+    };
+    for e in [&all, &users, &off, &chat] {
         store.create_endpoint(e, "v1:s", note(org)).await.unwrap();
     }
-    let user_created = DomainEvent::new(org, EventKind::UserCreated, now(), serde_json::json!({}));
+    assert_eq!(store.get_endpoint(org, chat.id).await.unwrap(), chat);
+    let user_created = DomainEvent::new(
+        org,
+        EventKind::UserCreated,
+        now(),
+        serde_json::json!({"by": "usr_1"}),
+    );
     let key_created = DomainEvent::new(org, EventKind::ApiKeyCreated, now(), serde_json::json!({}));
     let test = DomainEvent::new(org, EventKind::WebhookTest, now(), serde_json::json!({}));
     commit(
@@ -392,4 +403,24 @@ where
     assert_eq!(count(all.id).await, 2, "everything but test events");
     assert_eq!(count(users.id).await, 1, "the filter holds");
     assert_eq!(count(off.id).await, 0, "disabled endpoints get nothing");
+    // A templated endpoint gets its message; the others the event document.
+    let body = |id| async move {
+        store
+            .list_deliveries(org, id, None, None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|d| d.kind == EventKind::UserCreated)
+            .unwrap()
+            .payload
+    };
+    assert_eq!(body(chat.id).await, r#"{"text":"user.created by usr_1"}"#);
+    let document: serde_json::Value = serde_json::from_str(&body(all.id).await).unwrap();
+    assert_eq!(
+        (&document["event"], &document["data"]["by"]),
+        (
+            &serde_json::json!("user.created"),
+            &serde_json::json!("usr_1")
+        )
+    );
 }

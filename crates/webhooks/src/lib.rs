@@ -27,6 +27,7 @@ mod policy;
 mod service;
 mod sign;
 mod store;
+pub mod template;
 
 pub use catalogue::{EventType, event_types};
 pub use error::{StoreError, WebhookError};

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use rbac_core::{EndpointId, OrgId};
 
 use crate::error::{StoreError, WebhookError};
-use crate::model::{Attempt, Delivery, DeliveryStatus, Endpoint, payload};
+use crate::model::{Attempt, Delivery, DeliveryStatus, Endpoint};
 use crate::store::{AttemptOutcome, StoredSecrets, WebhookStore};
 
 #[derive(Debug, Default)]
@@ -54,7 +54,7 @@ impl MemoryWebhookStore {
             endpoint: ep.id,
             event_id: e.id,
             kind: e.kind,
-            payload: payload(e),
+            payload: ep.body_for(e),
             status: DeliveryStatus::Pending,
             attempts: 0,
             next_attempt_at: e.occurred_at,

@@ -26,6 +26,9 @@ pub struct Endpoint {
     pub disabled_reason: Option<String>,
     /// Failed deliveries in a row.
     pub consecutive_failures: u32,
+    /// A message template (`crate::template`): when set, deliveries are `{"text": …}` for a chat
+    /// tool's incoming webhook instead of the event document.
+    pub message: Option<String>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
 }
@@ -35,6 +38,16 @@ impl Endpoint {
     #[must_use]
     pub fn wants(&self, kind: EventKind) -> bool {
         self.enabled && (self.events.is_empty() || self.events.contains(&kind))
+    }
+
+    /// The request body this endpoint gets for `event`: the event document ([`payload`]), or
+    /// its message template filled in.
+    #[must_use]
+    pub fn body_for(&self, event: &DomainEvent) -> String {
+        match &self.message {
+            Some(t) => crate::template::body(t, event),
+            None => payload(event),
+        }
     }
 }
 

@@ -48,6 +48,16 @@ pub struct EndpointInput {
     pub events: Option<Vec<String>>,
     /// Enabled flag.
     pub enabled: Option<bool>,
+    /// Message template: `Some(Some(t))` sets it, `Some(None)` removes it (the event document
+    /// again), `None` leaves it.
+    pub message: Option<Option<String>>,
+}
+
+fn message(t: Option<String>) -> Result<Option<String>, WebhookError> {
+    if let Some(t) = &t {
+        crate::template::check(t)?;
+    }
+    Ok(t)
 }
 
 fn parse_events(names: &[String]) -> Result<Vec<EventKind>, WebhookError> {
@@ -92,6 +102,7 @@ pub async fn create(
         enabled: input.enabled.unwrap_or(true),
         disabled_reason: None,
         consecutive_failures: 0,
+        message: message(input.message.flatten())?,
         created_at: now,
     };
     let secret = SigningSecret::generate();
@@ -130,6 +141,9 @@ pub async fn update(
     }
     if let Some(e) = &input.events {
         ep.events = parse_events(e)?;
+    }
+    if let Some(m) = &input.message {
+        ep.message = message(m.clone())?;
     }
     if let Some(en) = input.enabled {
         if en && !ep.enabled {

@@ -29,6 +29,19 @@ pub struct EndpointBody {
     pub events: Option<Vec<String>>,
     /// Whether to deliver (default true).
     pub enabled: Option<bool>,
+    /// A message template for a chat tool's incoming webhook (Slack, Microsoft Teams): each
+    /// delivery is then `{"text": …}` with `{{user}}`, `{{name}}`, `{{event}}`, `{{timestamp}}`
+    /// or any text field of the event's `data` filled in, for example
+    /// `"🎉 New chat interface created by {{user}}: {{name}}"`. `null` removes it (the event
+    /// document again); omitted leaves it.
+    #[serde(default, deserialize_with = "some_value")]
+    #[schema(value_type = Option<String>)]
+    pub message: Option<Option<String>>,
+}
+
+/// A field that is present, `null` included, as `Some`.
+fn some_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 impl From<EndpointBody> for EndpointInput {
@@ -38,6 +51,7 @@ impl From<EndpointBody> for EndpointInput {
             description: b.description,
             events: b.events,
             enabled: b.enabled,
+            message: b.message,
         }
     }
 }
@@ -59,6 +73,8 @@ pub struct EndpointResponse {
     pub disabled_reason: Option<String>,
     /// Failed deliveries in a row.
     pub consecutive_failures: u32,
+    /// The message template, if deliveries are `{"text": …}` messages.
+    pub message: Option<String>,
     /// Creation time (RFC 3339).
     pub created_at: String,
 }
@@ -73,6 +89,7 @@ impl From<&Endpoint> for EndpointResponse {
             enabled: e.enabled,
             disabled_reason: e.disabled_reason.clone(),
             consecutive_failures: e.consecutive_failures,
+            message: e.message.clone(),
             created_at: e.created_at.to_rfc3339(),
         }
     }

@@ -18,6 +18,7 @@ pub struct Model {
     pub previous_secret: Option<String>,
     pub previous_secret_until: Option<i64>,
     pub created_at: i64,
+    pub message: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

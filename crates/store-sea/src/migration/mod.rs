@@ -31,6 +31,7 @@ mod m20261128_000020_create_billing_tables;
 mod m20261128_000021_index_due_deliveries_by_endpoint;
 mod m20261129_000022_audit_actor_index_filters;
 mod m20261129_000023_audit_actor_action_index;
+mod m20261130_000024_add_webhook_message;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -63,6 +64,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000021_index_due_deliveries_by_endpoint::Migration),
             Box::new(m20261129_000022_audit_actor_index_filters::Migration),
             Box::new(m20261129_000023_audit_actor_action_index::Migration),
+            Box::new(m20261130_000024_add_webhook_message::Migration),
         ]
     }
 }

@@ -36,6 +36,7 @@ fn endpoint(m: &webhook_endpoint::Model) -> Result<Endpoint, WebhookError> {
         enabled: m.enabled,
         disabled_reason: m.disabled_reason.clone(),
         consecutive_failures: u32::try_from(m.consecutive_failures).unwrap_or(0),
+        message: m.message.clone(),
         created_at: time(m.created_at)?,
     })
 }
@@ -96,12 +97,20 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
                 .collect();
             slot.insert(found);
         }
-        let mut body = None;
+        let mut document = None;
         for (id, ep) in endpoints.get(&e.org).into_iter().flatten() {
             if only.is_none() && !ep.wants(e.kind) {
                 continue;
             }
-            let body = body.get_or_insert_with(|| webhooks::payload(e));
+            // The event document is made once for the endpoints that take it; a templated
+            // endpoint gets its own message.
+            let templated;
+            let body = if ep.message.is_some() {
+                templated = ep.body_for(e);
+                &templated
+            } else {
+                &*document.get_or_insert_with(|| webhooks::payload(e))
+            };
             rows.push(webhook_delivery::ActiveModel {
                 id: Set(format!("dlv_{}", uuid::Uuid::now_v7().simple())),
                 org_id: Set(e.org.to_string()),
@@ -360,6 +369,7 @@ impl WebhookStore for SeaStore {
             previous_secret: Set(None),
             previous_secret_until: Set(None),
             created_at: Set(micros(ep.created_at)),
+            message: Set(ep.message.clone()),
         })
         .exec_without_returning(&txn)
         .await
@@ -407,6 +417,10 @@ impl WebhookStore for SeaStore {
             .col_expr(
                 webhook_endpoint::Column::Events,
                 Expr::value(events_json(ep)),
+            )
+            .col_expr(
+                webhook_endpoint::Column::Message,
+                Expr::value(ep.message.clone()),
             );
         if with_state {
             update = update
