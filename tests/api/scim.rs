@@ -266,6 +266,19 @@ both_backends!(
         let session = t
             .login("jane@acme.example", "correct horse battery staple 42")
             .await;
+        // An account the identity provider manages founds no organization of its own (owning
+        // one would take its sign-in out of the provider's hands).
+        problem(
+            t.post(
+                &t.url("/api/v1/orgs"),
+                &session,
+                &json!({"name": "Jane's side project"}),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "conflict",
+        )
+        .await;
         let key: Value = json_of(
             t.post(&t.org("/api-keys"), &session, &json!({"name": "laptop"}))
                 .await,

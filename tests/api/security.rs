@@ -1094,9 +1094,9 @@ both_backends!(
         };
         assert_eq!(of("lisa@example.com")["mfa_enabled"], true);
         assert_eq!(of("tom@example.com")["mfa_enabled"], false);
-        assert!(of("lisa@example.com")["last_active_at"].is_string());
+        assert!(of("lisa@example.com")["last_sign_in_at"].is_string());
         assert!(
-            of("tom@example.com")["last_active_at"].is_null(),
+            of("tom@example.com")["last_sign_in_at"].is_null(),
             "Tom never signed in"
         );
         let as_user = json_of(t.get(&t.org("/members"), &lisa).await).await;
@@ -1105,7 +1105,7 @@ both_backends!(
                 .as_array()
                 .unwrap()
                 .iter()
-                .all(|m| m["mfa_enabled"].is_null() && m["last_active_at"].is_null())
+                .all(|m| m["mfa_enabled"].is_null() && m["last_sign_in_at"].is_null())
         );
         // A document, sealed on disk under the key.
         let kbs = json_of(t.get(&t.org("/knowledge-bases"), &lisa).await).await;

@@ -64,16 +64,26 @@ pub async fn rotate_encryption_key(
     };
     let new = security_policy::Cipher::from_text(&text)
         .map_err(|e| StartupError::Security(format!("the new key: {e}")))?;
-    let report = store.reencrypt_secrets(&old, &new).await?;
+    // Documents first: resealing can be repeated and stops at nothing but an unlistable
+    // directory, so by the time the database's secrets move to the new key nothing else can
+    // keep the key file from following them.
     let blobs = crate::workspace_io::FsBlobStore::open(
         &settings.workspace.blob_dir(&settings.server.data_dir),
-        std::sync::Arc::new(old),
+        std::sync::Arc::new(old.clone()),
     )?;
-    let documents = blobs.reseal_all(&new)?;
+    let (documents, skipped) = blobs.reseal_all(&new)?;
+    let report = store.reencrypt_secrets(&old, &new).await?;
     let mut out = format!(
         "re-encrypted {} secrets ({} were already under the new key) and {documents} documents",
         report.rewritten, report.already_new
     );
+    if !skipped.is_empty() {
+        out.push_str(&format!(
+            "; {} files in the document directory open under neither key and were left as they are: {}",
+            skipped.len(),
+            skipped.join(", ")
+        ));
+    }
     if configured {
         out.push_str("; now set security.encryption_key to the new key and start the server");
     } else {

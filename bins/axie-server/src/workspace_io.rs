@@ -45,28 +45,40 @@ impl FsBlobStore {
     }
 
     /// Re-seals every document under `new` (opening each with this store's key, or reading it
-    /// as it is when it predates encryption), each file replaced atomically. Returns how many.
-    /// A file that opens under neither key is left alone and reported as an error.
+    /// as it is when it predates encryption), each file replaced atomically. Returns how many
+    /// were re-sealed and the names of those that could not be (not opening under either key,
+    /// unreadable, not a file), which are left as they are: they did not open before either.
     ///
     /// # Errors
-    /// The first file that cannot be read, opened or written.
-    pub fn reseal_all(&self, new: &Cipher) -> Result<u64, StoreError> {
+    /// When the directory cannot be listed.
+    pub fn reseal_all(&self, new: &Cipher) -> Result<(u64, Vec<String>), StoreError> {
         let mut n = 0;
+        let mut skipped = Vec::new();
         for entry in std::fs::read_dir(&self.root).map_err(StoreError::new)? {
             let entry = entry.map_err(StoreError::new)?;
             let name = entry.file_name();
             let Some(key) = name.to_str().filter(|k| valid_key(k)) else {
                 continue;
             };
-            let stored = std::fs::read(entry.path()).map_err(StoreError::new)?;
-            if stored.starts_with(SEALED_MAGIC) && new.open(&stored, key.as_bytes()).is_ok() {
-                continue;
+            let resealed = std::fs::read(entry.path())
+                .map_err(StoreError::new)
+                .and_then(|stored| {
+                    if stored.starts_with(SEALED_MAGIC) && new.open(&stored, key.as_bytes()).is_ok()
+                    {
+                        return Ok(false);
+                    }
+                    let plain = self.unseal(key, stored)?;
+                    write_atomically(&entry.path(), &seal(new, key, &plain)?)
+                        .map_err(StoreError::new)?;
+                    Ok(true)
+                });
+            match resealed {
+                Ok(true) => n += 1,
+                Ok(false) => {}
+                Err(_) => skipped.push(key.to_owned()),
             }
-            let plain = self.unseal(key, stored)?;
-            write_atomically(&entry.path(), &seal(new, key, &plain)?).map_err(StoreError::new)?;
-            n += 1;
         }
-        Ok(n)
+        Ok((n, skipped))
     }
 
     fn unseal(&self, key: &str, stored: Vec<u8>) -> Result<Vec<u8>, StoreError> {
@@ -254,7 +266,9 @@ mod tests {
             Some(&b"legacy"[..])
         );
         let key = cipher();
-        assert_eq!(old.reseal_all(&key).unwrap(), 2);
+        // A file that opens under no key is reported and left as it is.
+        std::fs::write(dir.path().join("res_3"), b"AXB1 not really sealed").unwrap();
+        assert_eq!(old.reseal_all(&key).unwrap(), (2, vec!["res_3".to_owned()]));
         let new = FsBlobStore::open(dir.path(), key.clone()).unwrap();
         assert_eq!(
             new.get("res_1").await.unwrap().as_deref(),
@@ -274,6 +288,6 @@ mod tests {
             "the old key no longer opens it"
         );
         // Run again (an interrupted rotation resumed): what is already new is left as it is.
-        assert_eq!(old.reseal_all(&key).unwrap(), 0);
+        assert_eq!(old.reseal_all(&key).unwrap(), (0, vec!["res_3".to_owned()]));
     }
 }

@@ -458,13 +458,13 @@ async fn password_change_ends_other_sessions_in_its_transaction<
     assert_eq!(ended, 3);
     assert_eq!(head(s, org.id).await, h + 3);
     assert!(s.list_sessions(owner.id).await.unwrap().is_empty());
-    // Last activity counts ended sessions too; people never signed in are left out.
+    // The last sign-in counts ended sessions too; people never signed in are left out.
     let never = UserId::new();
     assert_eq!(
-        s.last_active(&[owner.id, never]).await.unwrap(),
+        s.last_sign_in(&[owner.id, never]).await.unwrap(),
         [(owner.id, now() + Duration::minutes(12))]
     );
-    assert!(s.last_active(&[]).await.unwrap().is_empty());
+    assert!(s.last_sign_in(&[]).await.unwrap().is_empty());
     let h = head(s, org.id).await;
     assert!(matches!(
         s.change_password_hash(UserId::new(), "x", None, now(), &records)
@@ -2434,7 +2434,31 @@ async fn scim_tokens_records_and_deactivation<
         matches!(over, Err(TenancyError::LimitReached { .. })),
         "two members and one invitation fill three seats: {over:?}"
     );
+    // Except the newcomer's own invitation: that seat is theirs.
+    let bobs = Invitation {
+        email: bob.email.clone(),
+        ..invitation(org.id, owner.id, "bob", 7)
+    };
+    s.create_invitation(&bobs, "ih-bob", &limits(9), note(org.id, "bob invited"))
+        .await
+        .unwrap();
+    s.provision_member(
+        org.id,
+        &bob,
+        None,
+        &record(bob.id, "bob", 1),
+        OrgRole::User,
+        true,
+        team.id,
+        &limits(4),
+        note(org.id, "bob"),
+    )
+    .await
+    .unwrap(); // Two members, the other invitation and Bob fill four seats.
     s.revoke_invitation(org.id, held.id, now(), note(org.id, "unheld"))
+        .await
+        .unwrap();
+    s.revoke_invitation(org.id, bobs.id, now(), note(org.id, "unheld"))
         .await
         .unwrap();
 

@@ -286,7 +286,9 @@ impl OrgStore for MemoryTenancyStore {
                 return Err(TenancyError::NotFound("organization"));
             }
             let used = (s.members.iter().filter(|m| m.0 == org).count()
-                + s.pending(org, user.created_at).count()) as u64;
+                + s.pending(org, user.created_at)
+                    .filter(|i| i.email != user.email)
+                    .count()) as u64;
             crate::enforce_quota(billing_limits::check_quota(
                 limits,
                 billing_limits::Limit::Members,
@@ -672,7 +674,7 @@ impl AccountStore for MemoryTenancyStore {
         Ok(next)
     }
 
-    async fn last_active(
+    async fn last_sign_in(
         &self,
         users: &[UserId],
     ) -> Result<Vec<(UserId, DateTime<Utc>)>, TenancyError> {
@@ -683,7 +685,7 @@ impl AccountStore for MemoryTenancyStore {
                 s.sessions
                     .iter()
                     .filter(|x| x.0.user == *u)
-                    .map(|x| x.0.last_seen_at)
+                    .map(|x| x.0.created_at)
                     .max()
                     .map(|t| (*u, t))
             })
@@ -2100,7 +2102,9 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
         {
             let mut s = self.lock()?;
             let used = (s.members.iter().filter(|m| m.0 == org).count()
-                + s.pending(org, user.created_at).count()) as u64;
+                + s.pending(org, user.created_at)
+                    .filter(|i| i.email != user.email)
+                    .count()) as u64;
             crate::enforce_quota(billing_limits::check_quota(
                 limits,
                 billing_limits::Limit::Members,

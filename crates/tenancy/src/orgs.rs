@@ -79,11 +79,15 @@ pub const MAX_FOUNDED_ORGS: usize = 10;
 /// Creates an organization owned by `owner`, an existing account (the person signed in), on
 /// the Free plan: "Upgrade to Enterprise" is then the Owner's plan change. Recorded as done by
 /// them, with their request's context; sends `enterprise.created`. An account may own at most
-/// [`MAX_FOUNDED_ORGS`] organizations this way.
+/// [`MAX_FOUNDED_ORGS`] organizations this way (a limit against abuse, checked before the
+/// founding's transaction: requests racing each other may pass it together). An account an
+/// organization's identity provider manages (a SCIM record) founds none: owning an
+/// organization would take its sign-in out of that provider's hands (see `scim`).
 ///
 /// # Errors
-/// [`TenancyError::Invalid`] for a bad name; [`TenancyError::Conflict`] past the limit.
-pub async fn create_for_user<S: TenancyStore + ?Sized>(
+/// [`TenancyError::Invalid`] for a bad name; [`TenancyError::Conflict`] past the limit or for
+/// an account managed through SCIM.
+pub async fn create_for_user<S: TenancyStore + crate::scim::ScimStore + ?Sized>(
     store: &S,
     owner: &User,
     request: &audit::RequestContext,
@@ -91,9 +95,17 @@ pub async fn create_for_user<S: TenancyStore + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<Organization, TenancyError> {
     let name = valid_name("name", name)?;
-    let owned = store
-        .memberships(owner.id)
-        .await?
+    let memberships = store.memberships(owner.id).await?;
+    for m in &memberships {
+        if store.user_record(m.org, owner.id).await?.is_some() {
+            return Err(TenancyError::Conflict(format!(
+                "this account is managed by {}'s identity provider; sign up with a personal \
+                 account to found an organization",
+                m.org_name
+            )));
+        }
+    }
+    let owned = memberships
         .iter()
         .filter(|m| m.role == OrgRole::Owner)
         .count();
@@ -312,8 +324,10 @@ pub async fn list_members<S: TenancyStore + ?Sized>(
 /// "verify 2FA is enabled for all".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemberStatus {
-    /// Their latest sign-in activity (the latest use of a session of theirs), if any.
-    pub last_active_at: Option<DateTime<Utc>>,
+    /// When they last signed in, if ever. Sessions are the person's, not one organization's:
+    /// this is their latest sign-in anywhere, which each of their organizations' audit logs
+    /// records too (`auth.login`), and no more (not how long the session was used, nor where).
+    pub last_sign_in_at: Option<DateTime<Utc>>,
     /// Whether they have a second factor on.
     pub mfa_enabled: bool,
 }
@@ -334,14 +348,14 @@ pub async fn member_status<S: TenancyStore + crate::mfa::MfaStore + ?Sized>(
     }
     let ids: Vec<UserId> = members.iter().map(|m| m.user.id).collect();
     let seen: std::collections::HashMap<UserId, DateTime<Utc>> =
-        store.last_active(&ids).await?.into_iter().collect();
+        store.last_sign_in(&ids).await?.into_iter().collect();
     let enrolled: std::collections::HashSet<UserId> =
         store.enrolled_among(&ids).await?.into_iter().collect();
     Ok(Some(
         members
             .iter()
             .map(|m| MemberStatus {
-                last_active_at: seen.get(&m.user.id).copied(),
+                last_sign_in_at: seen.get(&m.user.id).copied(),
                 mfa_enabled: enrolled.contains(&m.user.id),
             })
             .collect(),

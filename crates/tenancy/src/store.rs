@@ -371,12 +371,12 @@ pub trait AccountStore: Send + Sync {
     /// [`TenancyError::Store`] on storage failure.
     async fn list_sessions(&self, user: UserId) -> Result<Vec<Session>, TenancyError>;
 
-    /// When each of `users` was last active: the latest use of any session of theirs, live or
-    /// ended. People never signed in are left out.
+    /// When each of `users` last signed in (their newest session, live or ended). People never
+    /// signed in are left out.
     ///
     /// # Errors
     /// [`TenancyError::Store`] on storage failure.
-    async fn last_active(
+    async fn last_sign_in(
         &self,
         users: &[UserId],
     ) -> Result<Vec<(UserId, DateTime<Utc>)>, TenancyError>;

@@ -6,6 +6,11 @@
 //! acted: the event's `byName`, else its `by`), or a key of the event's `data` whose value is
 //! text, a number or a boolean. Anything else is left empty, so a template never fails at
 //! delivery time; [`check`] refuses what cannot be a placeholder when the template is saved.
+//!
+//! Values are members' input (a chat interface's name), so they are escaped as Slack's message
+//! format requires (`&`, `<`, `>`): a name cannot ping `<!channel>` or hide a link as
+//! `<https://…|text>`. The template's own text is the Owner's or an Admin's, and is sent as
+//! written.
 
 use audit::DomainEvent;
 use serde_json::Value;
@@ -49,7 +54,7 @@ pub fn render(template: &str, event: &DomainEvent) -> String {
     for piece in pieces(template) {
         match piece {
             Piece::Text(t) | Piece::Bad(t) => out.push_str(t),
-            Piece::Key(k) => out.push_str(&value_of(k, event)),
+            Piece::Key(k) => escape_into(&mut out, &value_of(k, event)),
         }
     }
     out
@@ -59,6 +64,18 @@ pub fn render(template: &str, event: &DomainEvent) -> String {
 #[must_use]
 pub fn body(template: &str, event: &DomainEvent) -> String {
     serde_json::json!({ "text": render(template, event) }).to_string()
+}
+
+/// Appends `value` with Slack's three control characters escaped.
+fn escape_into(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
 }
 
 fn value_of(key: &str, event: &DomainEvent) -> String {
@@ -157,6 +174,16 @@ mod tests {
             render("by {{user}}", &e),
             "by usr_9",
             "the id without a name"
+        );
+    }
+
+    #[test]
+    fn values_cannot_ping_the_channel_or_disguise_a_link() {
+        let mut e = created();
+        e.data = json!({"name": "<!channel> <https://evil.example|Reset password> & co", "byName": "M<a>x"});
+        assert_eq!(
+            render("<!here> {{user}} made {{name}}", &e),
+            "<!here> M&lt;a&gt;x made &lt;!channel&gt; &lt;https://evil.example|Reset password&gt; &amp; co"
         );
     }
 

@@ -27,16 +27,16 @@ pub struct MemberResponse {
     /// `false` while deactivated (by the identity provider through SCIM): the member keeps
     /// their resources but cannot sign in to or act in the organization.
     pub active: bool,
-    /// Their latest sign-in activity (RFC 3339; `null` if never). Shown to the Owner and
-    /// Admins only, for the monthly check for inactive users.
-    pub last_active_at: Option<String>,
+    /// When they last signed in (RFC 3339; `null` if never). Shown to the Owner and Admins
+    /// only, for the monthly check for inactive users.
+    pub last_sign_in_at: Option<String>,
     /// Whether they have two-factor authentication on; `null` for callers other than the
     /// Owner and Admins.
     pub mfa_enabled: Option<bool>,
 }
 
-/// Lists members, ordered by user id; to the Owner and Admins with each member's latest
-/// activity and 2FA status.
+/// Lists members, ordered by user id; to the Owner and Admins with when each last signed in
+/// and whether they have 2FA on.
 #[utoipa::path(get, path = "/api/v1/orgs/{org_id}/members", tag = "members",
     params(("org_id" = String, Path, description = "Organization id"), PageQuery),
     responses((status = 200, description = "One page of members", body = inline(Page<MemberResponse>))),
@@ -62,7 +62,7 @@ pub async fn list(
                 role: m.role.as_str().to_owned(),
                 joined_at: m.joined_at.to_rfc3339(),
                 active: m.deactivated_at.is_none(),
-                last_active_at: s.and_then(|s| s.last_active_at).map(|t| t.to_rfc3339()),
+                last_sign_in_at: s.and_then(|s| s.last_sign_in_at).map(|t| t.to_rfc3339()),
                 mfa_enabled: s.map(|s| s.mfa_enabled),
             }
         })

@@ -65,7 +65,7 @@ async fn insert_checked(
             inv.email
         )));
     }
-    check_seat(txn, inv.org, limits, inv.created_at).await?;
+    check_seat(txn, inv.org, limits, inv.created_at, None).await?;
     invitation::Entity::insert(invitation::ActiveModel {
         id: Set(inv.id.to_string()),
         org_id: Set(inv.org.to_string()),
@@ -247,7 +247,7 @@ impl InvitationStore for SeaStore {
             ));
         }
         // This invitation's seat: it is no longer pending, so counted once, as the member.
-        check_seat(&txn, inv.org, limits, now).await?;
+        check_seat(&txn, inv.org, limits, now, None).await?;
         if let Some(hash) = new_password_hash {
             insert_user(&txn, new, Some(hash))
                 .await

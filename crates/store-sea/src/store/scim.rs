@@ -230,7 +230,7 @@ impl ScimStore for SeaStore {
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         lock_org(&txn, org).await?;
-        check_seat(&txn, org, limits, u.created_at).await?;
+        check_seat(&txn, org, limits, u.created_at, Some(&u.email)).await?;
         insert_user(&txn, u, password_hash).await?;
         insert_membership(
             &txn,

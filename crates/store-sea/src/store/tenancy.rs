@@ -150,22 +150,29 @@ pub(crate) async fn insert_user(
     }
 }
 
-/// Counts `org`'s members and applies the plan's member limit for one more.
+/// Applies the plan's member limit for one more person: the seats taken are the members and the
+/// invitations still open at `now` (each holds its invitee's seat), except `newcomer`'s own,
+/// whose seat they are taking. An invitation left open for someone who joined another way
+/// (SCIM, the operator) keeps holding a seat until it is revoked or expires: the count errs on
+/// the safe side, never past the limit.
 pub(crate) async fn check_seat(
     txn: &DatabaseTransaction,
     org: OrgId,
     limits: &billing_limits::PlanLimits,
     now: DateTime<Utc>,
+    newcomer: Option<&Email>,
 ) -> Result<(), TenancyError> {
     let members = membership::Entity::find()
         .filter(membership::Column::OrgId.eq(org.to_string()))
         .count(txn)
         .await
         .map_err(store)?;
-    let invited = pending_invitations(org, now)
-        .count(txn)
-        .await
-        .map_err(store)?;
+    let mut pending = pending_invitations(org, now);
+    if let Some(email) = newcomer {
+        // The newcomer's own invitation holds the seat they are taking.
+        pending = pending.filter(crate::entity::invitation::Column::Email.ne(email.as_str()));
+    }
+    let invited = pending.count(txn).await.map_err(store)?;
     tenancy::enforce_quota(billing_limits::check_quota(
         limits,
         billing_limits::Limit::Members,
@@ -390,7 +397,7 @@ impl OrgStore for SeaStore {
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         lock_org(&txn, org).await?;
-        check_seat(&txn, org, limits, new.created_at).await?;
+        check_seat(&txn, org, limits, new.created_at, Some(&new.email)).await?;
         if let Some(hash) = new_password_hash {
             insert_user(&txn, new, Some(hash)).await?;
         }
@@ -1000,7 +1007,7 @@ impl AccountStore for SeaStore {
         Ok(next)
     }
 
-    async fn last_active(
+    async fn last_sign_in(
         &self,
         users: &[UserId],
     ) -> Result<Vec<(UserId, DateTime<Utc>)>, TenancyError> {
@@ -1015,7 +1022,7 @@ impl AccountStore for SeaStore {
         session::Entity::find()
             .select_only()
             .column(session::Column::UserId)
-            .column_as(session::Column::LastSeenAt.max(), "seen")
+            .column_as(session::Column::CreatedAt.max(), "seen")
             .filter(session::Column::UserId.is_in(users.iter().map(ToString::to_string)))
             .group_by(session::Column::UserId)
             .into_model::<Seen>()
