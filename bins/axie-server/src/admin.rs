@@ -12,6 +12,14 @@ use tenancy::orgs::{OwnerReset, reset_owner_as_system};
 
 type Failure = Box<dyn std::error::Error>;
 
+/// A password for an operator to hand on, when they gave none: 16 random bytes as text.
+fn generated_password() -> String {
+    security_policy::mint("", 16)
+        .secret
+        .trim_start_matches('_')
+        .to_owned()
+}
+
 /// Resets the Owner's access (their own email) or makes someone else the Owner; prints the
 /// password to use when it was generated.
 ///
@@ -25,17 +33,7 @@ pub async fn reset_owner(
     password: Option<&str>,
 ) -> Result<String, Failure> {
     let hasher = security_policy::PasswordHasher::new(security_policy::HashParams::default())?;
-    let generated;
-    let password = match password {
-        Some(p) => p,
-        None => {
-            generated = security_policy::mint("", 16)
-                .secret
-                .trim_start_matches('_')
-                .to_owned();
-            &generated
-        }
-    };
+    let password = password.map_or_else(generated_password, str::to_owned);
     let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or(email));
     let done = reset_owner_as_system(
         store,
@@ -43,7 +41,7 @@ pub async fn reset_owner(
         org,
         email,
         name,
-        password,
+        &password,
         chrono::Utc::now(),
     )
     .await?;
@@ -90,17 +88,7 @@ pub async fn create_org(
         ));
     }
     let hasher = security_policy::PasswordHasher::new(security_policy::HashParams::default())?;
-    let generated;
-    let password = match password {
-        Some(p) => p,
-        None => {
-            generated = security_policy::mint("", 16)
-                .secret
-                .trim_start_matches('_')
-                .to_owned();
-            &generated
-        }
-    };
+    let password = password.map_or_else(generated_password, str::to_owned);
     let (org, owner) = tenancy::orgs::create_with_new_owner(
         store,
         &hasher,
@@ -111,7 +99,7 @@ pub async fn create_org(
             owner_name: owner_name
                 .unwrap_or_else(|| owner_email.split('@').next().unwrap_or(owner_email))
                 .to_owned(),
-            owner_password: password.to_owned(),
+            owner_password: password.clone(),
         },
         now,
     )
