@@ -52,8 +52,10 @@ async fn traced_login(protocol: &str) -> Vec<(String, String, Vec<u8>)> {
     let (endpoint, got) = collector();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
+    // Each test's own Owner: a login that reached another test's server would be refused.
+    let owner = format!("owner@{}.otlp.example", protocol.replace('/', "-"));
     let _server = Reaped::spawn(
-        support::server(dir.path(), port, "owner@otlp.example")
+        support::server(dir.path(), port, &owner)
             .env("AXIE_TELEMETRY__OTLP_ENDPOINT", &endpoint)
             .env("AXIE_TELEMETRY__OTLP_PROTOCOL", protocol)
             .env("AXIE_TELEMETRY__SERVICE_NAME", "axie-under-test")
@@ -66,7 +68,7 @@ async fn traced_login(protocol: &str) -> Vec<(String, String, Vec<u8>)> {
     let res = c
         .post(format!("{base}/api/v1/auth/login"))
         .header("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b7-01"))
-        .json(&serde_json::json!({"email": "owner@otlp.example", "password": PASSWORD}))
+        .json(&serde_json::json!({"email": owner, "password": PASSWORD}))
         .send()
         .await
         .unwrap();

@@ -17,11 +17,22 @@ pub(crate) const PASSWORD: &str = "tilted windmill at sunrise";
 
 /// A port on loopback that was free a moment ago.
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    // The port is free when asked, not when the server binds it: tests running side by side in
+    // this process must not be handed the same one (a second server would fail to bind, and its
+    // test would talk to the first one's server), so ports already given out are skipped.
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// The server binary (`args` first, e.g. `worker`) keeping its data in `dir`, logging warnings
