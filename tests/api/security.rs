@@ -998,6 +998,32 @@ both_backends!(failed_logins_are_throttled_per_address, |b| async move {
         StatusCode::TOO_MANY_REQUESTS,
         "five wrong codes lock the address"
     );
+    // A challenge opened elsewhere is refused from the locked address, and the refusal is
+    // recorded for its person.
+    let ch: Value = from("192.0.2.50", "tom@example.com", DEMO_PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let before = t.audit("action=auth.login_failed&limit=100").await.len();
+    let refused = t
+        .client
+        .post(t.url("/api/v1/auth/login/verify"))
+        .header("x-forwarded-for", "198.51.100.77")
+        .json(&json!({ "challenge": ch["challenge"], "code": "000000" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let failed = t.audit("action=auth.login_failed&limit=100").await;
+    assert_eq!(failed.len(), before + 1);
+    assert_eq!(
+        (
+            failed[0]["actor_name"].as_str(),
+            failed[0]["reason"].as_str()
+        ),
+        (Some("Tom"), Some("address_throttled"))
+    );
 });
 
 #[tokio::test]

@@ -433,6 +433,30 @@ pub async fn accept_with_new_account<
     Ok((inv, user))
 }
 
+/// The organization's mail outbox (what would be or was sent), newest first, a page of
+/// `limit` before the cursor `before`. The Owner sees each mail whole; everyone else who may
+/// invite sees recipients, subjects and delivery state with the bodies emptied: an
+/// invitation's link would let its reader sign up as the invitee, and billing mail is the
+/// Owner's.
+///
+/// # Errors
+/// [`TenancyError::Forbidden`] without `invite_members`; storage errors.
+pub async fn outbox<S: audit::MailOutbox + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    before: Option<&str>,
+    limit: u32,
+) -> Result<Vec<audit::QueuedMail>, TenancyError> {
+    caller.check_org(Permission::InviteMembers)?;
+    let mut mails = store.list_mails(caller.org.id, before, limit).await?;
+    if caller.subject.role != OrgRole::Owner {
+        for m in &mut mails {
+            m.body.clear();
+        }
+    }
+    Ok(mails)
+}
+
 /// The organization's invitations, newest first by id.
 ///
 /// # Errors

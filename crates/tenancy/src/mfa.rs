@@ -308,7 +308,8 @@ async fn personal_journal<S: TenancyStore + ?Sized>(
     personal_journal_with(store, user, action, request, now, |r| r).await
 }
 
-async fn personal_journal_with<S: TenancyStore + ?Sized>(
+/// A record of `action` by `user` in each of their organizations, with `adjust` applied.
+pub(crate) async fn personal_journal_with<S: TenancyStore + ?Sized>(
     store: &S,
     user: &User,
     action: AuditAction,
@@ -576,7 +577,8 @@ async fn challenge_user<S: TenancyStore + MfaStore + ?Sized>(
 /// # Errors
 /// [`TenancyError::Unauthenticated`] for an unknown, used or expired challenge;
 /// [`TenancyError::Invalid`] for a wrong, expired or replayed code (audited as a failed login);
-/// [`TenancyError::Throttled`] after too many wrong codes.
+/// [`TenancyError::Throttled`] after too many wrong codes, or while `address_locked_until`
+/// (the caller's per-address verdict, as for [`crate::accounts::login`]) lasts.
 #[allow(
     clippy::too_many_arguments,
     reason = "the login's parts, as they arrive"
@@ -587,9 +589,25 @@ pub async fn complete_login<S: TenancyStore + MfaStore + ?Sized>(
     cipher: &Cipher,
     challenge: &str,
     factor: &SecondFactor,
+    address_locked_until: Option<DateTime<Utc>>,
     request: RequestContext,
     now: DateTime<Utc>,
 ) -> Result<LoginOutcome, TenancyError> {
+    // The first step's address throttle holds here too, before the challenge is even looked
+    // at (an unknown challenge gets the same answer); a known one's person has it recorded.
+    if let Some(until) = address_locked_until.filter(|u| now < *u) {
+        if let Ok(user) = challenge_user(store, challenge, now).await {
+            let refused =
+                personal_journal_with(store, &user, AuditAction::LoginFailed, &request, now, |r| {
+                    r.with_outcome(Outcome::Failure {
+                        reason: "address_throttled".into(),
+                    })
+                })
+                .await?;
+            audit_store.append(refused).await?;
+        }
+        return Err(TenancyError::Throttled(until));
+    }
     let user = challenge_user(store, challenge, now).await?;
     let (records, left) = factor_records(
         store,

@@ -275,22 +275,12 @@ pub(crate) async fn confirm_password<S: TenancyStore + ?Sized>(
     ) {
         return Ok(());
     }
-    let mut failed = Journal::default();
-    for m in store.memberships(user.id).await? {
-        failed = failed.and_record(
-            audit::NewAuditEvent::new(
-                m.org,
-                now,
-                audit::Actor::user(user.id, user.name.clone()),
-                action,
-                Target::new("user", user.id, user.name.clone()),
-            )
-            .with_context(request.clone())
-            .with_outcome(audit::Outcome::Failure {
-                reason: "bad_current_password".into(),
-            }),
-        );
-    }
+    let failed = crate::mfa::personal_journal_with(store, user, action, request, now, |r| {
+        r.with_outcome(audit::Outcome::Failure {
+            reason: "bad_current_password".into(),
+        })
+    })
+    .await?;
     store
         .count_login_failure(
             user.id,

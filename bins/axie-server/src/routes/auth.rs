@@ -179,18 +179,16 @@ pub async fn verify(
     )?;
     let ctx = request_context(&req, &st);
     let now = st.clock.now();
-    // The address throttle of the first step holds here too: wrong codes from one address
-    // count with its wrong passwords, whichever accounts they are for.
+    // Wrong codes from one address count with its wrong passwords, whichever accounts they
+    // are for.
     let ip = client_ip(&ctx);
-    if let Some(until) = st.address_throttle.locked_until(ip, now) {
-        return Err(tenancy::TenancyError::Throttled(until).into());
-    }
     let out = tenancy::mfa::complete_login(
         &*st.store,
         &*st.store,
         &st.cipher,
         &body.challenge,
         &factor,
+        st.address_throttle.locked_until(ip, now),
         ctx,
         now,
     )

@@ -2,7 +2,6 @@
 //! Tokens travel in request bodies, never in URLs, so they stay out of access logs.
 
 use actix_web::{HttpResponse, web};
-use audit::MailOutbox;
 use rbac_core::{InvitationId, OrgRole};
 use serde::{Deserialize, Serialize};
 use tenancy::invitations::{self, Invitation, InvitationSettings, InviteRequest};
@@ -332,18 +331,15 @@ pub async fn outbox(
     q: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = q.limit()?;
-    let mails = st
-        .store
-        .list_mails(caller.org.id, q.cursor.as_deref(), limit)
-        .await?;
-    let bodies = caller.subject.role == rbac_core::OrgRole::Owner;
+    let mails =
+        tenancy::invitations::outbox(&*st.store, &caller, q.cursor.as_deref(), limit).await?;
     let items: Vec<MailResponse> = mails
         .into_iter()
         .map(|m| MailResponse {
             id: m.id,
             to: m.to,
             subject: m.subject,
-            body: if bodies { m.body } else { String::new() },
+            body: m.body,
             kind: m.kind,
             created_at: m.created_at.to_rfc3339(),
             sent_at: m.sent_at.map(|t| t.to_rfc3339()),
