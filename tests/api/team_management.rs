@@ -95,7 +95,7 @@ both_backends!(
         let page = json_of(lookup(&t, &token).await).await;
         assert_eq!(
             page,
-            json!({"organization": "Acme Corp", "email": "john@company.com", "role": "user", "status": "pending", "expires_at": page["expires_at"]})
+            json!({"organization": "Acme Corp", "email": "john@company.com", "role": "user", "team": null, "team_role": null, "status": "pending", "expires_at": page["expires_at"]})
         );
         problem(
             signup(&t, &token, "John Smith", "short").await,
@@ -846,3 +846,176 @@ both_backends!(bulk_csv_refusals_are_clear, |b| async move {
         .unwrap();
     problem(denied, StatusCode::FORBIDDEN, "forbidden").await;
 });
+
+both_backends!(
+    an_invitation_into_a_client_team_joins_that_team_alone,
+    |b| async move {
+        // The guide's client separation: "Client Stakeholders | Member (their team only)".
+        let t = spawn_app(b).await;
+        let owner = t.owner_token.clone();
+        let new_team = |name: &'static str| {
+            let t = &t;
+            let owner = owner.clone();
+            async move {
+                json_of(
+                    t.post(&t.org("/teams"), &owner, &json!({ "name": name }))
+                        .await,
+                )
+                .await["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            }
+        };
+        let client_a = new_team("Client A").await;
+        let bot = t
+            .post(
+                &t.org("/chat-interfaces"),
+                &owner,
+                &json!({ "name": "Acme support bot", "team_id": client_a }),
+            )
+            .await;
+        assert_eq!(bot.status(), StatusCode::CREATED);
+
+        // Bad requests name the field; another organization's or an unknown team is not found.
+        problem(
+            t.post(
+                &t.org("/invitations"),
+                &owner,
+                &json!({ "email": "x@client.example", "role": "user", "team_role": "viewer" }),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        )
+        .await;
+        problem(
+            t.post(
+                &t.org("/invitations"),
+                &owner,
+                &json!({ "email": "x@client.example", "role": "user", "team_id": client_a, "team_role": "boss" }),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        )
+        .await;
+        problem(
+            t.post(
+                &t.org("/invitations"),
+                &owner,
+                &json!({ "email": "x@client.example", "role": "user", "team_id": format!("team_{}", uuid::Uuid::new_v4().simple()) }),
+            )
+            .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+
+        let res = t
+            .post(
+                &t.org("/invitations"),
+                &owner,
+                &json!({ "email": "stakeholder@client.example", "role": "user", "team_id": client_a, "team_role": "viewer" }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let inv: Value = res.json().await.unwrap();
+        assert_eq!(inv["team_id"], client_a.as_str());
+        assert_eq!(inv["team_role"], "viewer");
+        let listed = json_of(t.get(&t.org("/invitations"), &owner).await).await;
+        assert_eq!(listed["items"][0]["team_id"], client_a.as_str());
+
+        let mails = json_of(t.get(&t.org("/outbox"), &owner).await).await;
+        let body = mails["items"][0]["body"].as_str().unwrap().to_owned();
+        assert!(
+            body.contains("to join Acme Corp as user, in the team Client A as viewer."),
+            "{body}"
+        );
+        let token = token_in(&body);
+        let page = json_of(lookup(&t, &token).await).await;
+        assert_eq!(page["team"], "Client A");
+        assert_eq!(page["team_role"], "viewer");
+        let res = signup(
+            &t,
+            &token,
+            "Stella Stakeholder",
+            "a sufficiently long passphrase",
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let stella = t
+            .login(
+                "stakeholder@client.example",
+                "a sufficiently long passphrase",
+            )
+            .await;
+
+        // Only their team: its bot, not the default team's "Customer Support".
+        let teams = json_of(t.get(&t.org("/teams"), &stella).await).await;
+        let names: Vec<&str> = teams["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, vec!["Client A"]);
+        let bots = json_of(t.get(&t.org("/chat-interfaces"), &stella).await).await;
+        let bot_names: Vec<&str> = bots["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(bot_names, vec!["Acme support bot"]);
+        // A viewer creates nothing there.
+        let res = t
+            .post(
+                &t.org("/chat-interfaces"),
+                &stella,
+                &json!({ "name": "mine", "team_id": client_a }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        let joined = t.audit("action=member.added").await;
+        assert_eq!(joined[0]["metadata"]["team"], client_a.as_str());
+
+        // The team goes before the next invitee signs up: refused, and nobody joins.
+        let client_b = new_team("Client B").await;
+        let res = t
+            .post(
+                &t.org("/invitations"),
+                &owner,
+                &json!({ "email": "late@client.example", "role": "user", "team_id": client_b }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let inv: Value = res.json().await.unwrap();
+        assert_eq!(inv["team_role"], "member", "the default team role");
+        let token = outbox_token(&t, "late@client.example").await;
+        let res = t
+            .delete(&t.org(&format!("/teams/{client_b}")), &owner)
+            .await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        let refused = problem(
+            signup(&t, &token, "Late Comer", "a sufficiently long passphrase").await,
+            StatusCode::CONFLICT,
+            "conflict",
+        )
+        .await;
+        assert!(
+            refused["detail"]
+                .as_str()
+                .unwrap()
+                .contains("no longer exists"),
+            "{refused}"
+        );
+        assert_eq!(
+            t.login_response("late@client.example", "a sufficiently long passphrase")
+                .await
+                .status(),
+            StatusCode::UNAUTHORIZED,
+            "no account was created"
+        );
+    }
+);

@@ -8,7 +8,7 @@ use audit::{
 };
 use billing_limits::Plan;
 use chrono::{DateTime, Utc};
-use rbac_core::OrgRole;
+use rbac_core::{OrgRole, TeamRole};
 use tenancy::{ApiKey, Email, Organization, Session, Team, User};
 
 use crate::entity;
@@ -266,6 +266,19 @@ impl TryFrom<entity::invitation::Model> for tenancy::invitations::Invitation {
             expires_at: time(m.expires_at)?,
             accepted_at: m.accepted_at.map(time).transpose()?,
             revoked_at: m.revoked_at.map(time).transpose()?,
+            team: match (m.team_id, m.team_role) {
+                (Some(t), Some(r)) => Some(tenancy::invitations::InvitedTeam {
+                    id: id("team id", &t)?,
+                    role: TeamRole::parse(&r).ok_or_else(|| corrupt("team role", &r))?,
+                }),
+                (None, None) => None,
+                (t, r) => {
+                    return Err(corrupt(
+                        "invitation team",
+                        &format!("{t:?} with role {r:?}"),
+                    ));
+                }
+            },
         })
     }
 }

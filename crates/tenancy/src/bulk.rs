@@ -252,6 +252,7 @@ pub async fn confirm<S: TenancyStore + InvitationStore + BulkStore + ?Sized>(
             expires_at: now + settings.expiry,
             accepted_at: None,
             revoked_at: None,
+            team: None,
         };
         journal = journal
             .and_record(
@@ -266,7 +267,7 @@ pub async fn confirm<S: TenancyStore + InvitationStore + BulkStore + ?Sized>(
                     )?),
             )
             .mail(crate::invitations::invitation_mail(
-                caller, &inv, &token, settings,
+                caller, &inv, None, &token, settings,
             ));
         batch.push((inv, token));
     }

@@ -137,6 +137,7 @@ pub async fn run<
     sessions_evict_oldest_and_end(s).await;
     api_keys_limit_scope_and_revoke(s).await;
     invitations_are_single_use_and_counted(s).await;
+    team_invitations_join_their_team_alone(s).await;
     bulk_previews_confirm_once_all_or_nothing(s).await;
     roles_transfer_and_removal(s).await;
 }
@@ -726,7 +727,123 @@ fn invitation(org: OrgId, by: UserId, tag: &str, days: i64) -> Invitation {
         expires_at: now() + Duration::days(days),
         accepted_at: None,
         revoked_at: None,
+        team: None,
     }
+}
+
+/// An invitation into one team joins that team alone, round-trips its team, and is refused
+/// with nothing written when the team was deleted after it was sent.
+async fn team_invitations_join_their_team_alone<
+    S: TenancyStore + AuditStore + InvitationStore + WorkspaceStore + ?Sized,
+>(
+    s: &S,
+) {
+    let (org, default, owner) = new_org(s).await;
+    let client = team_in(org.id, "Client A");
+    s.create_team(&client, note(org.id, "client"))
+        .await
+        .unwrap();
+    let inv = Invitation {
+        team: Some(crate::invitations::InvitedTeam {
+            id: client.id,
+            role: TeamRole::Viewer,
+        }),
+        ..invitation(org.id, owner.id, "client", 7)
+    };
+    s.create_invitation(&inv, "ih-team", &limits(9), note(org.id, "inv"))
+        .await
+        .unwrap();
+    assert_eq!(s.find_invitation("ih-team").await.unwrap().unwrap(), inv);
+    let stakeholder = User {
+        email: inv.email.clone(),
+        ..user("stakeholder")
+    };
+    s.accept_invitation(
+        &inv,
+        "ih-team",
+        &stakeholder,
+        Some("h"),
+        client.id,
+        TeamRole::Viewer,
+        &limits(9),
+        now(),
+        note(org.id, "accept"),
+    )
+    .await
+    .unwrap();
+    let in_client: Vec<_> = s
+        .team_members(org.id, client.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.member.user.id, m.role))
+        .collect();
+    assert_eq!(in_client, vec![(stakeholder.id, TeamRole::Viewer)]);
+    assert!(
+        !s.team_members(org.id, default.id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|m| m.member.user.id == stakeholder.id),
+        "not in the default team"
+    );
+
+    // The team goes before the next invitee accepts: refused, nothing written.
+    let gone = team_in(org.id, "Client B");
+    s.create_team(&gone, note(org.id, "client b"))
+        .await
+        .unwrap();
+    let late = Invitation {
+        team: Some(crate::invitations::InvitedTeam {
+            id: gone.id,
+            role: TeamRole::Member,
+        }),
+        ..invitation(org.id, owner.id, "late", 7)
+    };
+    s.create_invitation(&late, "ih-team-gone", &limits(9), note(org.id, "inv"))
+        .await
+        .unwrap();
+    s.delete_team(org.id, gone.id, note(org.id, "delete"))
+        .await
+        .unwrap();
+    let h = head(s, org.id).await;
+    let latecomer = User {
+        email: late.email.clone(),
+        ..user("late")
+    };
+    assert!(matches!(
+        s.accept_invitation(
+            &late,
+            "ih-team-gone",
+            &latecomer,
+            Some("h"),
+            gone.id,
+            TeamRole::Member,
+            &limits(9),
+            now(),
+            note(org.id, "accept"),
+        )
+        .await,
+        Err(TenancyError::Conflict(_))
+    ));
+    assert_eq!(
+        head(s, org.id).await,
+        h,
+        "no record for a refused acceptance"
+    );
+    assert_eq!(
+        s.find_invitation("ih-team-gone")
+            .await
+            .unwrap()
+            .unwrap()
+            .status(now()),
+        crate::invitations::InvitationStatus::Pending,
+        "still pending"
+    );
+    assert!(
+        s.get_member(org.id, latecomer.id).await.unwrap().is_none(),
+        "no membership"
+    );
 }
 
 async fn invitations_are_single_use_and_counted<

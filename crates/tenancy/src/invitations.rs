@@ -2,11 +2,17 @@
 //!
 //! Tokens carry 256 bits of randomness, are stored only as SHA-256 hashes and work
 //! once. The email with the link is queued in the same transaction as the invitation.
+//!
+//! An invitation brings its invitee into the default team, or, when it names a team, into
+//! that team alone (the guide's client stakeholders: "Member (their team only)"): they never
+//! see the default team's resources, not even between accepting and an admin's clean-up.
 
 use audit::{AuditAction, DomainEvent, EventKind, Journal, Metadata, OutboundMail, Target};
 
 use chrono::{DateTime, Duration, Utc};
-use rbac_core::{InvitationId, OrgId, OrgRole, Permission, TeamRole, UserId, check_invite_role};
+use rbac_core::{
+    InvitationId, OrgId, OrgRole, Permission, Resource, TeamId, TeamRole, UserId, check_invite_role,
+};
 use security_policy::{
     MintedToken, PasswordHasher, check_password, context_words, hash_token, mint,
 };
@@ -16,7 +22,7 @@ use serde_json::json;
 use crate::caller::Caller;
 use crate::error::TenancyError;
 use crate::model::{Email, User, valid_name};
-use crate::store::{InvitationStore, TenancyStore};
+use crate::store::{InvitationStore, TenancyStore, WorkspaceStore};
 
 /// Token prefix of invitation links.
 pub const INVITATION_PREFIX: &str = "axi";
@@ -69,6 +75,17 @@ pub struct Invitation {
     pub accepted_at: Option<DateTime<Utc>>,
     /// When it was revoked.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The one team the invitee joins instead of the default team.
+    pub team: Option<InvitedTeam>,
+}
+
+/// The team an invitation is for, and the invitee's role in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct InvitedTeam {
+    /// The team.
+    pub id: TeamId,
+    /// Their role in it.
+    pub role: TeamRole,
 }
 
 impl Invitation {
@@ -114,16 +131,28 @@ pub struct InviteRequest {
     pub email: String,
     /// Role (Admin or User).
     pub role: OrgRole,
+    /// The one team they join instead of the default team.
+    pub team: Option<InvitedTeam>,
 }
 
 /// The invitation email with its one-time link.
 pub(crate) fn invitation_mail(
     caller: &Caller,
     inv: &Invitation,
+    team: Option<&str>,
     token: &MintedToken,
     settings: &InvitationSettings,
 ) -> OutboundMail {
     let link = format!("{}#token={}", settings.accept_url, token.secret);
+    let place = match (team, inv.team) {
+        (Some(name), Some(t)) => format!(
+            "{} as {}, in the team {name} as {}",
+            caller.org.name,
+            inv.role.as_str(),
+            t.role.as_str()
+        ),
+        _ => format!("{} as {}", caller.org.name, inv.role.as_str()),
+    };
     OutboundMail {
         org: inv.org,
         to: inv.email.to_string(),
@@ -132,15 +161,13 @@ pub(crate) fn invitation_mail(
             caller.user.name, caller.org.name
         ),
         body: format!(
-            "Hello,\n\n{inviter} ({inviter_email}) invited you to join {org} as {role}.\n\n\
+            "Hello,\n\n{inviter} ({inviter_email}) invited you to join {place}.\n\n\
              Accept the invitation:\n{link}\n\n\
              Your invitation token: {token}\n\n\
              The link works once and expires on {expires} (UTC).\n\
              If you did not expect this, ignore this email.\n",
             inviter = caller.user.name,
             inviter_email = caller.user.email,
-            org = caller.org.name,
-            role = inv.role.as_str(),
             token = token.secret,
             expires = inv.expires_at.format("%Y-%m-%d %H:%M"),
         ),
@@ -149,12 +176,16 @@ pub(crate) fn invitation_mail(
 }
 
 /// Invites someone; the email with the one-time link is queued in the same transaction.
+/// With a team in the request, the invitee joins that team alone (not the default team);
+/// the caller must be able to manage that team's members.
 ///
 /// # Errors
 /// [`TenancyError::Forbidden`] / [`TenancyError::RoleRule`] for callers who may not invite
 /// with that role; [`TenancyError::Conflict`] for members and pending invitees;
-/// [`TenancyError::LimitReached`] when members plus pending invitations fill the plan.
-pub async fn invite<S: TenancyStore + InvitationStore + ?Sized>(
+/// [`TenancyError::LimitReached`] when members plus pending invitations fill the plan;
+/// [`TenancyError::NotFound`] for a team the caller cannot see; [`TenancyError::Invalid`] for
+/// an archived team.
+pub async fn invite<S: TenancyStore + InvitationStore + WorkspaceStore + ?Sized>(
     store: &S,
     caller: &Caller,
     req: InviteRequest,
@@ -164,6 +195,10 @@ pub async fn invite<S: TenancyStore + InvitationStore + ?Sized>(
     caller.check_org(Permission::InviteMembers)?;
     check_invite_role(&caller.subject, req.role)?;
     let email = Email::parse(&req.email)?;
+    let team = match req.team {
+        Some(t) => Some(invitable_team(store, caller, t.id).await?),
+        None => None,
+    };
     let token = mint(INVITATION_PREFIX, 32);
     let inv = Invitation {
         id: InvitationId::new(),
@@ -175,7 +210,12 @@ pub async fn invite<S: TenancyStore + InvitationStore + ?Sized>(
         expires_at: now + settings.expiry,
         accepted_at: None,
         revoked_at: None,
+        team: req.team,
     };
+    let mut meta = json!({ "role": inv.role.as_str() });
+    if let (Some(t), Some(invited)) = (&team, inv.team) {
+        meta["team"] = json!({ "id": t.id, "name": t.name, "role": invited.role.as_str() });
+    }
     let journal = Journal::record(
         caller
             .audit(
@@ -183,20 +223,61 @@ pub async fn invite<S: TenancyStore + InvitationStore + ?Sized>(
                 AuditAction::MemberInvited,
                 Target::new("invitation", inv.id, inv.email.to_string()),
             )
-            .with_metadata(Metadata::from_value(json!({ "role": inv.role.as_str() }))?),
+            .with_metadata(Metadata::from_value(meta)?),
     )
-    .mail(invitation_mail(caller, &inv, &token, settings));
+    .mail(invitation_mail(
+        caller,
+        &inv,
+        team.as_ref().map(|t| t.name.as_str()),
+        &token,
+        settings,
+    ));
     store
         .create_invitation(&inv, &token.hash, &caller.org.limits(), journal)
         .await?;
     Ok((inv, token))
 }
 
+/// The team an invitation may name: one of the organization's, not archived, whose members
+/// the caller manages. Another organization's team answers as unknown.
+async fn invitable_team<S: WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    id: TeamId,
+) -> Result<crate::model::Team, TenancyError> {
+    let team = store
+        .get_team(caller.org.id, id)
+        .await?
+        .ok_or(TenancyError::NotFound("team"))?;
+    caller.check(
+        Permission::ManageTeamMembers,
+        &Resource::team(team.org, team.id),
+    )?;
+    if team.archived_at.is_some() {
+        return Err(TenancyError::Invalid(format!(
+            "the team `{}` is archived; nobody joins it",
+            team.name
+        )));
+    }
+    Ok(team)
+}
+
+/// The name of the team an invitation names, if it still exists.
+async fn team_name<S: WorkspaceStore + ?Sized>(
+    store: &S,
+    inv: &Invitation,
+) -> Result<Option<String>, TenancyError> {
+    match inv.team {
+        Some(t) => Ok(store.get_team(inv.org, t.id).await?.map(|t| t.name)),
+        None => Ok(None),
+    }
+}
+
 /// Sends a pending invitation again with a new token (the old link stops working) and a new expiry.
 ///
 /// # Errors
 /// [`TenancyError::NotFound`]; [`TenancyError::InvitationUnusable`] for accepted or revoked ones.
-pub async fn resend<S: TenancyStore + InvitationStore + ?Sized>(
+pub async fn resend<S: TenancyStore + InvitationStore + WorkspaceStore + ?Sized>(
     store: &S,
     caller: &Caller,
     id: InvitationId,
@@ -217,6 +298,7 @@ pub async fn resend<S: TenancyStore + InvitationStore + ?Sized>(
     {
         return Err(TenancyError::InvitationUnusable(s));
     }
+    let team = team_name(store, &inv).await?;
     let token = mint(INVITATION_PREFIX, 32);
     inv.created_at = now;
     inv.expires_at = now + settings.expiry;
@@ -225,7 +307,13 @@ pub async fn resend<S: TenancyStore + InvitationStore + ?Sized>(
         AuditAction::InvitationResent,
         Target::new("invitation", inv.id, inv.email.to_string()),
     ))
-    .mail(invitation_mail(caller, &inv, &token, settings));
+    .mail(invitation_mail(
+        caller,
+        &inv,
+        team.as_deref(),
+        &token,
+        settings,
+    ));
     store
         .reissue_invitation(caller.org.id, id, &token.hash, now, inv.expires_at, journal)
         .await?;
@@ -269,6 +357,8 @@ pub struct InvitationView {
     pub email: String,
     /// The role offered.
     pub role: OrgRole,
+    /// The one team offered instead of the default team, by name, and the role in it.
+    pub team: Option<(String, TeamRole)>,
     /// Status now.
     pub status: InvitationStatus,
     /// Expiry.
@@ -292,17 +382,19 @@ async fn by_token<S: TenancyStore + InvitationStore + ?Sized>(
 ///
 /// # Errors
 /// [`TenancyError::NotFound`] for unknown (or superseded) tokens.
-pub async fn lookup<S: TenancyStore + InvitationStore + ?Sized>(
+pub async fn lookup<S: TenancyStore + InvitationStore + WorkspaceStore + ?Sized>(
     store: &S,
     token: &str,
     now: DateTime<Utc>,
 ) -> Result<InvitationView, TenancyError> {
     let inv = by_token(store, token).await?;
     let org = store.get_org(inv.org).await?;
+    let team = team_name(store, &inv).await?.zip(inv.team.map(|t| t.role));
     Ok(InvitationView {
         org_name: org.name,
         email: inv.email.to_string(),
         role: inv.role,
+        team,
         status: inv.status(now),
         expires_at: inv.expires_at,
     })
@@ -315,7 +407,7 @@ fn accepted_journal(
 ) -> Result<Journal, TenancyError> {
     Ok(Journal::record(
         audit::NewAuditEvent::new(inv.org, now, audit::Actor::user(user.id, user.name.clone()), AuditAction::MemberAdded, Target::new("member", user.id, user.name.clone()))
-            .with_metadata(Metadata::from_value(json!({ "role": inv.role.as_str(), "invitation": inv.id, "invited_by": inv.invited_by }))?),
+            .with_metadata(Metadata::from_value(json!({ "role": inv.role.as_str(), "invitation": inv.id, "invited_by": inv.invited_by, "team": inv.team.map(|t| t.id) }))?),
     )
     .publish(DomainEvent::new(inv.org, EventKind::UserCreated, now, json!({
         "userId": user.id, "email": user.email, "role": inv.role.as_str(), "invitedBy": inv.invited_by,
@@ -328,6 +420,34 @@ fn team_role_for(role: OrgRole) -> TeamRole {
     } else {
         TeamRole::Member
     }
+}
+
+/// The team an accepted invitation joins, and the role in it: the one it names, or the
+/// default team. The store checks again, in the acceptance's transaction, that the team exists.
+async fn joining<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    inv: &Invitation,
+) -> Result<(TeamId, TeamRole), TenancyError> {
+    match inv.team {
+        Some(t) => {
+            if store.get_team(inv.org, t.id).await?.is_none() {
+                return Err(gone_team());
+            }
+            Ok((t.id, t.role))
+        }
+        None => Ok((
+            store.default_team(inv.org).await?.id,
+            team_role_for(inv.role),
+        )),
+    }
+}
+
+/// The refusal of an invitation whose team was deleted after it was sent.
+#[must_use]
+pub fn gone_team() -> TenancyError {
+    TenancyError::Conflict(
+        "the team this invitation was for no longer exists; ask for a new invitation".into(),
+    )
 }
 
 /// A signed-in person accepts an invitation addressed to their email (case-insensitive).
@@ -356,7 +476,7 @@ pub async fn accept<
         ));
     }
     let org = store.get_org(inv.org).await?;
-    let team = store.default_team(inv.org).await?;
+    let (team, team_role) = joining(store, &inv).await?;
     let journal = accepted_journal(&inv, user, now)?;
     store
         .accept_invitation(
@@ -364,8 +484,8 @@ pub async fn accept<
             &hash_token(token),
             user,
             None,
-            team.id,
-            team_role_for(inv.role),
+            team,
+            team_role,
             &org.limits(),
             now,
             journal,
@@ -414,7 +534,7 @@ pub async fn accept_with_new_account<
         name,
         created_at: now,
     };
-    let team = store.default_team(inv.org).await?;
+    let (team, team_role) = joining(store, &inv).await?;
     let journal = accepted_journal(&inv, &user, now)?;
     store
         .accept_invitation(
@@ -422,8 +542,8 @@ pub async fn accept_with_new_account<
             &hash_token(token),
             &user,
             Some(&hash),
-            team.id,
-            team_role_for(inv.role),
+            team,
+            team_role,
             &org.limits(),
             now,
             journal,
@@ -487,6 +607,7 @@ mod tests {
             expires_at: now + Duration::seconds(expires_in),
             accepted_at: None,
             revoked_at: None,
+            team: None,
         };
         (i, now)
     }

@@ -958,6 +958,9 @@ impl InvitationStore for MemoryTenancyStore {
                     user.email
                 )));
             }
+            if !s.teams.iter().any(|t| t.org == inv.org && t.id == team) {
+                return Err(crate::invitations::gone_team());
+            }
             if let Some(h) = new_password_hash {
                 s.users.insert(user.id, (user.clone(), Some(h.to_owned())));
             }
@@ -2377,5 +2380,14 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
             audit_records_erased,
             account_anonymized,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The in-memory store keeps the same contract as the database stores.
+    #[tokio::test]
+    async fn the_memory_store_keeps_the_store_contract() {
+        crate::contract::run(&super::MemoryTenancyStore::new()).await;
     }
 }

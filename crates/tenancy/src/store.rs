@@ -513,11 +513,12 @@ pub trait InvitationStore: Send + Sync {
 
     /// In one transaction: marks the invitation accepted if `token_hash` is still its
     /// token and it is pending at `now`, checks the seat limit, creates the account when
-    /// `new_password_hash` is given, and adds the membership.
+    /// `new_password_hash` is given, and adds the membership with `team_role` in `team`.
     ///
     /// # Errors
     /// [`TenancyError::InvitationUnusable`] when it was used, revoked, reissued or expired
-    /// (also when two acceptances race); [`TenancyError::LimitReached`]; [`TenancyError::Conflict`].
+    /// (also when two acceptances race); [`TenancyError::LimitReached`]; [`TenancyError::Conflict`],
+    /// also ([`crate::invitations::gone_team`]) when `team` no longer exists.
     #[allow(
         clippy::too_many_arguments,
         reason = "one atomic operation; a struct would only rename the arguments"

@@ -2,9 +2,9 @@
 //! Tokens travel in request bodies, never in URLs, so they stay out of access logs.
 
 use actix_web::{HttpResponse, web};
-use rbac_core::{InvitationId, OrgRole};
+use rbac_core::{InvitationId, OrgRole, TeamRole};
 use serde::{Deserialize, Serialize};
-use tenancy::invitations::{self, Invitation, InvitationSettings, InviteRequest};
+use tenancy::invitations::{self, Invitation, InvitationSettings, InviteRequest, InvitedTeam};
 use utoipa::ToSchema;
 
 use crate::auth::{Authenticated, OrgCaller, audited};
@@ -21,6 +21,13 @@ pub struct InviteBody {
     pub email: String,
     /// `admin` or `user`.
     pub role: String,
+    /// The one team the invitee joins instead of the default team (for example a client's
+    /// team, whose members see nothing else). Omitted: the default team.
+    #[serde(default)]
+    pub team_id: Option<String>,
+    /// Their role in that team: `admin`, `member` (the default) or `viewer`. Only with `team_id`.
+    #[serde(default)]
+    pub team_role: Option<String>,
 }
 
 /// An invitation.
@@ -40,6 +47,10 @@ pub struct InvitationResponse {
     pub sent_at: String,
     /// Expiry (RFC 3339).
     pub expires_at: String,
+    /// The one team the invitee joins, or `null` for the default team.
+    pub team_id: Option<String>,
+    /// Their role in that team, or `null` for the default team.
+    pub team_role: Option<String>,
 }
 
 fn response(i: &Invitation, now: chrono::DateTime<chrono::Utc>) -> InvitationResponse {
@@ -51,7 +62,31 @@ fn response(i: &Invitation, now: chrono::DateTime<chrono::Utc>) -> InvitationRes
         invited_by: i.invited_by.to_string(),
         sent_at: i.created_at.to_rfc3339(),
         expires_at: i.expires_at.to_rfc3339(),
+        team_id: i.team.map(|t| t.id.to_string()),
+        team_role: i.team.map(|t| t.role.as_str().to_owned()),
     }
+}
+
+/// The team part of an invitation request.
+fn invited_team(body: &InviteBody) -> Result<Option<InvitedTeam>, ApiError> {
+    let Some(id) = &body.team_id else {
+        return match body.team_role {
+            Some(_) => Err(ApiError::bad_request("`team_role` goes with `team_id`")),
+            None => Ok(None),
+        };
+    };
+    let role = match body.team_role.as_deref() {
+        None => TeamRole::Member,
+        Some(r) => TeamRole::parse(r).ok_or_else(|| {
+            ApiError::bad_request("`team_role` must be `admin`, `member` or `viewer`")
+        })?,
+    };
+    Ok(Some(InvitedTeam {
+        id: id
+            .parse()
+            .map_err(|_| ApiError::bad_request("`team_id` is not a team id"))?,
+        role,
+    }))
 }
 
 /// Invitation settings from configuration.
@@ -100,6 +135,7 @@ pub async fn create(
     let req = InviteRequest {
         email: body.email.clone(),
         role: parse_role(&body.role)?,
+        team: invited_team(&body)?,
     };
     let now = st.clock.now();
     match invitations::invite(&*st.store, &caller, req, &settings(&st), now).await {
@@ -196,6 +232,10 @@ pub struct InvitationPage {
     pub email: String,
     /// Role offered.
     pub role: String,
+    /// The one team offered instead of the default team, by name, or `null`.
+    pub team: Option<String>,
+    /// The role in that team, or `null`.
+    pub team_role: Option<String>,
     /// Status.
     pub status: String,
     /// Expiry (RFC 3339).
@@ -217,6 +257,8 @@ pub async fn lookup(
         organization: v.org_name,
         email: v.email,
         role: v.role.as_str().to_owned(),
+        team: v.team.as_ref().map(|t| t.0.clone()),
+        team_role: v.team.map(|t| t.1.as_str().to_owned()),
         status: v.status.as_str().to_owned(),
         expires_at: v.expires_at.to_rfc3339(),
     }))

@@ -18,6 +18,9 @@ pub struct Model {
     pub accepted_at: Option<i64>,
     pub accepted_by: Option<String>,
     pub revoked_at: Option<i64>,
+    /// The one team the invitee joins (NULL: the default team), and the role in it.
+    pub team_id: Option<String>,
+    pub team_role: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

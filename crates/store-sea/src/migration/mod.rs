@@ -32,6 +32,7 @@ mod m20261128_000021_index_due_deliveries_by_endpoint;
 mod m20261129_000022_audit_actor_index_filters;
 mod m20261129_000023_audit_actor_action_index;
 mod m20261130_000024_add_webhook_message;
+mod m20261130_000025_add_invitation_team;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -65,6 +66,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000022_audit_actor_index_filters::Migration),
             Box::new(m20261129_000023_audit_actor_action_index::Migration),
             Box::new(m20261130_000024_add_webhook_message::Migration),
+            Box::new(m20261130_000025_add_invitation_team::Migration),
         ]
     }
 }

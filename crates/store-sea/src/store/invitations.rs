@@ -78,6 +78,8 @@ async fn insert_checked(
         accepted_at: Set(None),
         accepted_by: Set(None),
         revoked_at: Set(None),
+        team_id: Set(inv.team.map(|t| t.id.to_string())),
+        team_role: Set(inv.team.map(|t| t.role.as_str().to_owned())),
     })
     .exec_without_returning(txn)
     .await
@@ -248,6 +250,13 @@ impl InvitationStore for SeaStore {
         }
         // This invitation's seat: it is no longer pending, so counted once, as the member.
         check_seat(&txn, inv.org, limits, now, None).await?;
+        // Team deletion takes the organization's lock too, so the team cannot go after this.
+        if super::workspace::team_row(&txn, inv.org, team_id)
+            .await?
+            .is_none()
+        {
+            return Err(tenancy::invitations::gone_team());
+        }
         if let Some(hash) = new_password_hash {
             insert_user(&txn, new, Some(hash))
                 .await

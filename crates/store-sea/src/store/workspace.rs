@@ -87,7 +87,7 @@ fn size(a: &Asset) -> Result<i64, TenancyError> {
     i64::try_from(a.size_bytes).map_err(|_| TenancyError::Invalid("the size is too large".into()))
 }
 
-async fn team_row(
+pub(super) async fn team_row(
     txn: &DatabaseTransaction,
     org: OrgId,
     team_id: TeamId,
