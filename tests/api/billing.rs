@@ -321,6 +321,16 @@ both_backends!(
             )
             .await;
         assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        // Tom runs Production: its low-credit alerts reach him as well as the Owner.
+        let tom_id = t.member_id("tom@example.com").await;
+        let res = t
+            .put(
+                &t.org(&format!("/teams/{prod}/members/{tom_id}")),
+                &t.owner_token,
+                &json!({"role": "admin"}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
         let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
 
         // The guide's allocation: 30 / 20 / 50. More than 100 % is refused.
@@ -457,12 +467,18 @@ both_backends!(
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         assert_eq!(rx.received().len(), 1, "once per fall");
         let outbox = json_of(t.get(&t.org("/outbox"), &t.owner_token).await).await;
-        assert!(
-            outbox["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|m| m["subject"].as_str().unwrap().contains("low on credits"))
+        let mut alerted: Vec<&str> = outbox["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["subject"].as_str().unwrap().contains("low on credits"))
+            .map(|m| m["to"].as_str().unwrap())
+            .collect();
+        alerted.sort_unstable();
+        assert_eq!(
+            alerted,
+            vec![OWNER_EMAIL, "tom@example.com"],
+            "the Owner and the team's Admin, not its members"
         );
         // Lisa cannot see or use Development; a consumption needs a key.
         problem(

@@ -770,7 +770,8 @@ async fn post_debits<S: TenancyStore + CreditStore + WorkspaceStore + MeteringSt
 }
 
 /// Sends the low-credit alerts the entries trigger: for each team debit that takes the balance
-/// from at or above the team's threshold to below it, an email to the Owner, a `credits.low`
+/// from at or above the team's threshold to below it, an email to the Owner and to the team's
+/// Admins, a `credits.low`
 /// webhook event and an audit record, once per fall.
 async fn alert_low<S: TenancyStore + CreditStore + WorkspaceStore + MeteringStore + ?Sized>(
     store: &S,
@@ -818,10 +819,22 @@ async fn alert_low<S: TenancyStore + CreditStore + WorkspaceStore + MeteringStor
             .with_metadata(Metadata::from_value(data.clone())?),
         )
         .publish(DomainEvent::new(org.id, EventKind::CreditsLow, now, data));
+        // The Owner, who buys credits, and the team's own Admins, who run it ("set up low
+        // credit alerts for the production team").
+        let mut to: Vec<String> = Vec::new();
         if let Ok(owner) = crate::orgs::owner_of(store, org.id).await {
+            to.push(owner.user.email.as_str().to_owned());
+        }
+        for m in store.team_members(org.id, team).await? {
+            let email = m.member.user.email.as_str();
+            if m.role == rbac_core::TeamRole::Admin && !to.iter().any(|t| t == email) {
+                to.push(email.to_owned());
+            }
+        }
+        for to in to {
             journal = journal.mail(OutboundMail {
                 org: org.id,
-                to: owner.user.email.as_str().to_owned(),
+                to,
                 subject: format!("{}: team {name} is low on credits", org.name),
                 body: format!(
                     "The team {name} has {} credits left, below its alert threshold of {threshold}.\n\nBuy credits for it, or transfer some from another team.",
