@@ -1019,3 +1019,90 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    a_member_leaves_and_what_they_built_stays_with_the_owner,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let lisa_id = t.member_id("lisa@example.com").await;
+        let owner_id = t.member_id(OWNER_EMAIL).await;
+        let bot = json_of(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &lisa,
+                &json!({ "name": "Lisa's onboarding bot" }),
+            )
+            .await,
+        )
+        .await;
+        let key = json_of(
+            t.post(&t.org("/api-keys"), &lisa, &json!({"name": "Lisa's key"}))
+                .await,
+        )
+        .await;
+        let lisa_key = key["secret"].as_str().unwrap().to_owned();
+
+        // Not through an API key; the Owner hands over ownership first.
+        problem(
+            t.post(&t.org("/leave"), &lisa_key, &json!({})).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        let refused = problem(
+            t.post(&t.org("/leave"), &t.owner_token, &json!({})).await,
+            StatusCode::CONFLICT,
+            "conflict",
+        )
+        .await;
+        assert!(
+            refused["detail"]
+                .as_str()
+                .unwrap()
+                .contains("transfer ownership"),
+            "{refused}"
+        );
+
+        let is_member = |members: &Value| {
+            members["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["user_id"] == lisa_id.as_str())
+        };
+        assert!(is_member(
+            &json_of(t.get(&t.org("/members"), &t.owner_token).await).await
+        ));
+        let report = json_of(t.post(&t.org("/leave"), &lisa, &json!({})).await).await;
+        assert_eq!(report["api_keys_deactivated"], 1);
+        assert_eq!(report["sessions_ended"], 1, "her only organization");
+        assert!(report["transferred"].as_u64().unwrap() >= 1, "{report}");
+        problem(
+            t.get(&t.url("/api/v1/me"), &lisa).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        )
+        .await;
+        // The bot stays, now the Owner's.
+        let kept = json_of(
+            t.get(
+                &t.org(&format!("/chat-interfaces/{}", bot["id"].as_str().unwrap())),
+                &t.owner_token,
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(kept["created_by"], owner_id.as_str());
+        let members = json_of(t.get(&t.org("/members"), &t.owner_token).await).await;
+        assert!(!is_member(&members), "{members}");
+        let left = t.audit("action=member.left").await;
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0]["actor_id"], lisa_id.as_str());
+        assert_eq!(left[0]["target_id"], t.org_id.as_str());
+        assert_eq!(
+            left[0]["metadata"]["resources"]["transfer_to"],
+            owner_id.as_str()
+        );
+    }
+);

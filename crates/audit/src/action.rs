@@ -79,6 +79,8 @@ actions! {
     MemberAdded => "member.added", "Added member";
     /// A member was removed.
     MemberRemoved => "member.removed", "Removed member";
+    /// A member left the organization of their own accord.
+    MemberLeft => "member.left", "Left";
     /// A member's role changed.
     RoleChanged => "member.role_changed", "Changed role of";
     /// The Owner proposed handing over ownership.

@@ -230,3 +230,58 @@ pub async fn remove<S: TenancyStore + MembershipStore + ?Sized>(
         .remove_member(caller.org.id, target, disposition, now, journal)
         .await
 }
+
+/// A member leaves the organization of their own accord: as in [`remove`], in one transaction
+/// their membership ends, their API keys there are deactivated and their sessions end when it
+/// was their only organization; what they created stays with the organization, transferred to
+/// the Owner (the workspace is shared: others use it). The Owner hands over ownership first.
+///
+/// # Errors
+/// [`TenancyError::Forbidden`] through an API key or SCIM token (leaving is interactive);
+/// [`TenancyError::Conflict`] for the Owner.
+pub async fn leave<S: TenancyStore + MembershipStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    now: DateTime<Utc>,
+) -> Result<RemovalReport, TenancyError> {
+    if caller.api_key.is_some() || caller.scim_token.is_some() {
+        return Err(TenancyError::Forbidden(
+            rbac_core::DenyReason::InteractiveOnly,
+        ));
+    }
+    if caller.subject.role == OrgRole::Owner {
+        return Err(TenancyError::Conflict(
+            "the Owner cannot leave: transfer ownership to another member first".into(),
+        ));
+    }
+    let owner = crate::orgs::owner_of(store, caller.org.id).await?;
+    let journal = Journal::record(
+        caller
+            .audit(
+                now,
+                AuditAction::MemberLeft,
+                Target::new("organization", caller.org.id, caller.org.name.clone()),
+            )
+            .with_metadata(Metadata::from_value(json!({
+                "role": caller.subject.role.as_str(),
+                "resources": { "transfer_to": owner.user.id },
+            }))?),
+    )
+    .publish(DomainEvent::new(
+        caller.org.id,
+        EventKind::UserDeleted,
+        now,
+        json!({
+            "userId": caller.user.id, "email": caller.user.email, "role": caller.subject.role.as_str(), "removedBy": caller.user.id,
+        }),
+    ));
+    store
+        .remove_member(
+            caller.org.id,
+            caller.user.id,
+            Disposition::TransferTo(owner.user.id),
+            now,
+            journal,
+        )
+        .await
+}

@@ -186,6 +186,32 @@ pub async fn remove(
     }
 }
 
+/// Leaves the organization: access ends at once, your API keys there are deactivated, and
+/// what you created stays with the organization, handed to the Owner. The Owner transfers
+/// ownership first. Sessions only (not API keys).
+#[utoipa::path(post, path = "/api/v1/orgs/{org_id}/leave", tag = "members",
+    params(("org_id" = String, Path, description = "Organization id")),
+    responses(
+        (status = 200, description = "Left", body = RemovalResponse),
+        (status = 403, description = "Through an API key", content_type = "application/problem+json"),
+        (status = 409, description = "The Owner", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn leave(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+) -> Result<HttpResponse, ApiError> {
+    match tenancy::members::leave(&*st.store, &caller, st.clock.now()).await {
+        Ok(r) => Ok(HttpResponse::Ok().json(RemovalResponse {
+            transferred: r.transferred,
+            cascaded: r.cascaded,
+            deleted: r.deleted,
+            api_keys_deactivated: r.api_keys_deactivated,
+            sessions_ended: r.sessions_ended,
+        })),
+        Err(e) => Err(crate::auth::audited(&st, &caller, "leave", e).await),
+    }
+}
+
 /// Whom to hand ownership to.
 #[derive(Debug, serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

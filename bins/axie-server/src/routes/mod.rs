@@ -103,6 +103,7 @@ routes! {
     GET "/api/v1/orgs/{org_id}/members" => members::list, Org(P::ViewMembers);
     PATCH "/api/v1/orgs/{org_id}/members/{user_id}" => members::change_role, Org(P::ChangeRoles);
     POST "/api/v1/orgs/{org_id}/members/{user_id}/remove" => members::remove, Org(P::RemoveMembers);
+    POST "/api/v1/orgs/{org_id}/leave" => members::leave, Member;
     GET "/api/v1/orgs/{org_id}/members/{user_id}/personal-data" => privacy::export, Member;
     POST "/api/v1/orgs/{org_id}/members/{user_id}/erasure" => privacy::erase, Org(P::RemoveMembers);
     GET "/api/v1/orgs/{org_id}/consents" => privacy::list, Member;
