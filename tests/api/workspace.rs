@@ -1287,3 +1287,145 @@ both_backends!(
         .await;
     }
 );
+
+both_backends!(
+    an_unused_agent_is_archived_and_brought_back,
+    |b| async move {
+        // The guide: "Archive or delete old experimental agents in dev".
+        let t = spawn_app(b).await;
+        let (mike, lisa) = (
+            t.login("mike@example.com", DEMO_PASSWORD).await,
+            t.login("lisa@example.com", DEMO_PASSWORD).await,
+        );
+        let bot = created(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &mike,
+                &json!({ "name": "Experimental agent" }),
+            )
+            .await,
+        )
+        .await;
+        let url = t.org(&format!("/chat-interfaces/{}", id(&bot)));
+        let kb = created(
+            t.post(
+                &t.org("/knowledge-bases"),
+                &mike,
+                &json!({ "name": "Experiment notes", "chat_interface_id": id(&bot) }),
+            )
+            .await,
+        )
+        .await;
+        let listed = |archived: &'static str| {
+            let t = &t;
+            let mike = mike.clone();
+            async move {
+                names(
+                    &json_of(
+                        t.get(
+                            &t.org(&format!("/chat-interfaces?archived={archived}")),
+                            &mike,
+                        )
+                        .await,
+                    )
+                    .await,
+                )
+            }
+        };
+        assert!(
+            listed("false")
+                .await
+                .contains(&"Experimental agent".to_owned())
+        );
+
+        // A team Member archives only what they created; not together with an edit.
+        problem(
+            t.patch(&url, &lisa, &json!({ "archived": true })).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        problem(
+            t.patch(&url, &mike, &json!({ "archived": true, "name": "x" }))
+                .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        )
+        .await;
+        let archived = json_of(t.patch(&url, &mike, &json!({ "archived": true })).await).await;
+        assert!(archived["archived_at"].is_string(), "{archived}");
+        let h = t.audit("action=chat_interface.archived").await;
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0]["target_id"], bot["id"]);
+        // Again: nothing changes, nothing is recorded.
+        let again = json_of(t.patch(&url, &mike, &json!({ "archived": true })).await).await;
+        assert_eq!(again["archived_at"], archived["archived_at"]);
+        assert_eq!(t.audit("action=chat_interface.archived").await.len(), 1);
+
+        // Out of the default listing, in the archived one, still readable.
+        assert!(
+            !listed("false")
+                .await
+                .contains(&"Experimental agent".to_owned())
+        );
+        assert!(
+            listed("true")
+                .await
+                .contains(&"Experimental agent".to_owned())
+        );
+        let read = json_of(t.get(&url, &lisa).await).await;
+        assert_eq!(read["name"], "Experimental agent");
+        // Not edited, used or added to.
+        for res in [
+            t.patch(&url, &mike, &json!({ "description": "v2" })).await,
+            t.post(&format!("{url}/use"), &lisa, &json!({})).await,
+            t.post(
+                &t.org("/knowledge-bases"),
+                &mike,
+                &json!({ "name": "More notes", "chat_interface_id": id(&bot) }),
+            )
+            .await,
+        ] {
+            problem(res, StatusCode::CONFLICT, "conflict").await;
+        }
+        // Its knowledge base is not archived with it, and can be on its own.
+        let kb_url = t.org(&format!("/knowledge-bases/{}", id(&kb)));
+        let kb_archived =
+            json_of(t.patch(&kb_url, &mike, &json!({ "archived": true })).await).await;
+        assert!(kb_archived["archived_at"].is_string());
+        let upload = t
+            .upload(
+                &format!("{kb_url}/documents?name=notes.md"),
+                &mike,
+                "text/markdown",
+                b"# notes".to_vec(),
+            )
+            .await;
+        problem(upload, StatusCode::CONFLICT, "conflict").await;
+        problem(
+            t.patch(
+                &t.org(&format!("/knowledge-bases/{}", id(&kb))),
+                &mike,
+                &json!({ "archived": "yes" }),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        )
+        .await;
+
+        // Back in use: listed, edited and used again.
+        let back = json_of(t.patch(&url, &mike, &json!({ "archived": false })).await).await;
+        assert!(back.get("archived_at").is_none(), "{back}");
+        assert!(
+            listed("false")
+                .await
+                .contains(&"Experimental agent".to_owned())
+        );
+        let res = t.patch(&url, &mike, &json!({ "description": "v2" })).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let res = t.post(&format!("{url}/use"), &lisa, &json!({})).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(t.audit("action=chat_interface.unarchived").await.len(), 1);
+    }
+);

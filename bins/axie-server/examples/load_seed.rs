@@ -194,6 +194,7 @@ async fn seed_org(
             updated_at: now,
             size_bytes: 0,
             details,
+            archived_at: None,
         };
         store
             .create_asset(

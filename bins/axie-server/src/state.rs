@@ -27,9 +27,13 @@ impl AppState {
 }
 
 impl Clock {
-    /// The current time.
+    /// The current time, to the microsecond as the stores keep times, so that an answer shows
+    /// the time a later read returns.
     pub fn now(&self) -> DateTime<Utc> {
-        Utc::now() + Duration::milliseconds(self.offset_ms.load(Ordering::Relaxed))
+        chrono::SubsecRound::trunc_subsecs(
+            Utc::now() + Duration::milliseconds(self.offset_ms.load(Ordering::Relaxed)),
+            6,
+        )
     }
 
     /// Moves the clock forward (tests only call this).

@@ -95,12 +95,20 @@ actions! {
     ChatInterfaceCreated => "chat_interface.created", "Created chat interface";
     /// A chat interface was edited.
     ChatInterfaceUpdated => "chat_interface.updated", "Edited chat interface";
+    /// A chat interface was archived.
+    ChatInterfaceArchived => "chat_interface.archived", "Archived chat interface";
+    /// An archived chat interface was brought back.
+    ChatInterfaceUnarchived => "chat_interface.unarchived", "Unarchived chat interface";
     /// A chat interface was deleted.
     ChatInterfaceDeleted => "chat_interface.deleted", "Deleted chat interface";
     /// A knowledge base was created.
     KnowledgeBaseCreated => "knowledge_base.created", "Created knowledge base";
     /// A knowledge base was renamed or edited.
     KnowledgeBaseUpdated => "knowledge_base.updated", "Edited knowledge base";
+    /// A knowledge base was archived.
+    KnowledgeBaseArchived => "knowledge_base.archived", "Archived knowledge base";
+    /// An archived knowledge base was brought back.
+    KnowledgeBaseUnarchived => "knowledge_base.unarchived", "Unarchived knowledge base";
     /// A knowledge base and its documents were deleted.
     KnowledgeBaseDeleted => "knowledge_base.deleted", "Deleted knowledge base";
     /// A custom domain was added.

@@ -441,6 +441,7 @@ mod tests {
                 size_bytes: i64::MIN,
                 hostname: host.map(Into::into),
                 details: "{\"model\":\"m\"}".into(),
+                archived_at: parent.map(|_| 3),
             }
             .into_active_model()
             .insert(db)

@@ -190,6 +190,10 @@ pub struct Asset {
     pub size_bytes: u64,
     /// Kind-specific fields.
     pub details: AssetDetails,
+    /// When it was archived (chat interfaces and knowledge bases): it stays readable and can
+    /// be moved, unarchived or deleted, but is not edited, used or added to, and listings leave
+    /// it out unless asked for archived ones.
+    pub archived_at: Option<DateTime<Utc>>,
 }
 
 impl Asset {
@@ -219,6 +223,8 @@ pub struct AssetFilter {
     pub teams: Option<Vec<TeamId>>,
     /// Only those under this asset.
     pub parent: Option<ResourceId>,
+    /// `Some(false)`: only assets in use; `Some(true)`: only archived ones; `None`: both.
+    pub archived: Option<bool>,
 }
 
 /// One move of an asset between teams.
@@ -439,16 +445,22 @@ async fn visible_teams<S: TenancyStore + WorkspaceStore + ?Sized>(
     Ok(Some(caller.subject.teams.iter().map(|(t, _)| *t).collect()))
 }
 
-/// Lists the assets of `kind` the caller may see, optionally in one team or under one parent.
+/// Lists the assets of `kind` the caller may see, optionally in one team or under one parent;
+/// those in use, or with `archived` the archived ones.
 ///
 /// # Errors
 /// [`TenancyError::NotFound`] for a team or parent the caller may not see.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the listing's filters, each an API query parameter"
+)]
 pub async fn list<S: TenancyStore + WorkspaceStore + ?Sized>(
     store: &S,
     caller: &Caller,
     kind: AssetKind,
     team: Option<TeamId>,
     parent: Option<ResourceId>,
+    archived: bool,
     after: Option<ResourceId>,
     limit: u32,
 ) -> Result<Vec<Asset>, TenancyError> {
@@ -459,6 +471,7 @@ pub async fn list<S: TenancyStore + WorkspaceStore + ?Sized>(
         kind,
         teams: visible_teams(store, caller, team).await?,
         parent,
+        archived: Some(archived),
     };
     let assets = store
         .list_assets(caller.org.id, &filter, after, limit)
@@ -472,7 +485,9 @@ pub async fn list<S: TenancyStore + WorkspaceStore + ?Sized>(
 fn event_for(kind: AssetKind, action: &str) -> Option<EventKind> {
     match (kind, action) {
         (AssetKind::ChatInterface, "created") => Some(EventKind::ChatInterfaceCreated),
-        (AssetKind::ChatInterface, "updated") => Some(EventKind::ChatInterfaceUpdated),
+        (AssetKind::ChatInterface, "updated" | "archived" | "unarchived") => {
+            Some(EventKind::ChatInterfaceUpdated)
+        }
         (AssetKind::ChatInterface, "deleted") => Some(EventKind::ChatInterfaceDeleted),
         (AssetKind::Document, "created") => Some(EventKind::DocumentUploaded),
         (AssetKind::Document, "deleted") => Some(EventKind::DocumentDeleted),
@@ -484,9 +499,13 @@ fn audit_action(kind: AssetKind, action: &str) -> AuditAction {
     match (kind, action) {
         (AssetKind::ChatInterface, "created") => AuditAction::ChatInterfaceCreated,
         (AssetKind::ChatInterface, "updated") => AuditAction::ChatInterfaceUpdated,
+        (AssetKind::ChatInterface, "archived") => AuditAction::ChatInterfaceArchived,
+        (AssetKind::ChatInterface, "unarchived") => AuditAction::ChatInterfaceUnarchived,
         (AssetKind::ChatInterface, _) => AuditAction::ChatInterfaceDeleted,
         (AssetKind::KnowledgeBase, "created") => AuditAction::KnowledgeBaseCreated,
         (AssetKind::KnowledgeBase, "updated") => AuditAction::KnowledgeBaseUpdated,
+        (AssetKind::KnowledgeBase, "archived") => AuditAction::KnowledgeBaseArchived,
+        (AssetKind::KnowledgeBase, "unarchived") => AuditAction::KnowledgeBaseUnarchived,
         (AssetKind::KnowledgeBase, _) => AuditAction::KnowledgeBaseDeleted,
         (AssetKind::Document, "created") => AuditAction::DocumentUploaded,
         (AssetKind::Document, _) => AuditAction::DocumentDeleted,
@@ -521,6 +540,9 @@ fn journal(
             id_key: a.id, "name": a.name, "teamId": a.team, "by": caller.user.id,
             "byName": caller.user.name,
         });
+        if let ("archived" | "unarchived", Some(obj)) = (action, data.as_object_mut()) {
+            obj.insert("archived".into(), json!(action == "archived"));
+        }
         if let (AssetKind::Document, Some(kb), Some(obj)) = (kind, a.parent, data.as_object_mut()) {
             obj.insert("knowledgeBaseId".into(), json!(kb));
             obj.insert("sizeBytes".into(), json!(a.size_bytes));
@@ -542,6 +564,7 @@ async fn placement<S: TenancyStore + WorkspaceStore + ?Sized>(
     let team = match (parent, parent_kind) {
         (Some(p), Some(pk)) => {
             let parent = get(store, caller, pk, p).await?;
+            in_use(&parent)?;
             if team.is_some_and(|t| t != parent.team) {
                 return Err(TenancyError::Invalid(format!(
                     "a {} goes in its {}'s team",
@@ -632,6 +655,7 @@ pub async fn create<S: TenancyStore + WorkspaceStore + crate::metering::Metering
         updated_at: now,
         size_bytes: 0,
         details,
+        archived_at: None,
     };
     let j = journal(caller, &asset, "created", now, json!({ "team": team.name }))?;
     store.create_asset(&asset, &caller.org.limits(), j).await?;
@@ -718,6 +742,7 @@ pub async fn upload_document<
             content_type: media,
             sha256: hex::encode(Sha256::digest(bytes)),
         },
+        archived_at: None,
     };
     let j = journal(
         caller,
@@ -844,6 +869,7 @@ fn edited(
     change: &AssetUpdate,
     now: DateTime<Utc>,
 ) -> Result<Asset, TenancyError> {
+    in_use(before)?;
     let mut after = before.clone();
     if let Some(n) = &change.name {
         after.name = valid_name("name", n)?;
@@ -880,6 +906,58 @@ fn edited(
     if after != *before {
         after.updated_at = now;
     }
+    Ok(after)
+}
+
+/// Refuses work on an archived asset: editing, using, or adding to it.
+fn in_use(a: &Asset) -> Result<(), TenancyError> {
+    match a.archived_at {
+        None => Ok(()),
+        Some(_) => Err(TenancyError::Conflict(format!(
+            "the {} `{}` is archived; unarchive it first",
+            a.kind().label(),
+            a.name
+        ))),
+    }
+}
+
+/// Archives a chat interface or knowledge base (`archived`), or brings it back. Who may
+/// delete it may archive it: its team's admins, the Owner and Admins, and a team Member for
+/// what they created. Setting the state it already has changes nothing and records nothing.
+///
+/// # Errors
+/// [`TenancyError::NotFound`], [`TenancyError::Forbidden`], [`TenancyError::Invalid`] for
+/// documents and domains, [`TenancyError::Conflict`] when it changed meanwhile.
+pub async fn set_archived<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    kind: AssetKind,
+    id: ResourceId,
+    archived: bool,
+    now: DateTime<Utc>,
+) -> Result<Asset, TenancyError> {
+    if !matches!(kind, AssetKind::ChatInterface | AssetKind::KnowledgeBase) {
+        return Err(TenancyError::Invalid(format!(
+            "a {} is not archived: delete it instead",
+            kind.label()
+        )));
+    }
+    let before = get(store, caller, kind, id).await?;
+    let grant = caller.check(kind.edit(), &before.resource())?;
+    if grant == Grant::TeamMember && before.created_by != caller.user.id {
+        return Err(TenancyError::Forbidden(rbac_core::DenyReason::NotCreator));
+    }
+    if before.archived_at.is_some() == archived {
+        return Ok(before);
+    }
+    let after = Asset {
+        archived_at: archived.then_some(now),
+        updated_at: now,
+        ..before.clone()
+    };
+    let action = if archived { "archived" } else { "unarchived" };
+    let j = journal(caller, &after, action, now, serde_json::Value::Null)?;
+    store.update_asset(&before, &after, j).await?;
     Ok(after)
 }
 
@@ -1068,6 +1146,7 @@ pub async fn use_chat_interface<S: TenancyStore + WorkspaceStore + ?Sized>(
 ) -> Result<Asset, TenancyError> {
     let a = get(store, caller, AssetKind::ChatInterface, id).await?;
     caller.check(Permission::UseChatInterface, &a.resource())?;
+    in_use(&a)?;
     store
         .record_usage(
             &UsageRecord {

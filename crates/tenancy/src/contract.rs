@@ -1221,6 +1221,7 @@ fn chat(org: OrgId, team: TeamId, by: UserId, name: &str) -> Asset {
             description: String::new(),
             instructions: String::new(),
         },
+        archived_at: None,
     }
 }
 
@@ -1621,6 +1622,7 @@ async fn assets_quota_scope_and_subtrees<S: TenancyStore + AuditStore + Workspac
         kind: AssetKind::ChatInterface,
         teams: None,
         parent: None,
+        archived: None,
     };
     assert_eq!(
         s.list_assets(org.id, &all, None, 10).await.unwrap().len(),
@@ -1648,6 +1650,7 @@ async fn assets_quota_scope_and_subtrees<S: TenancyStore + AuditStore + Workspac
         kind: AssetKind::Document,
         teams: None,
         parent: Some(kb.id),
+        archived: None,
     };
     let page1 = s.list_assets(org.id, &docs, None, 1).await.unwrap();
     let page2 = s
@@ -1670,6 +1673,45 @@ async fn assets_quota_scope_and_subtrees<S: TenancyStore + AuditStore + Workspac
         s.update_asset(&a, &a, note(org.id, "stale")).await,
         Err(TenancyError::Conflict(_))
     ));
+
+    // Archiving is an update; listings choose archived ones, those in use, or both.
+    let archived = Asset {
+        archived_at: Some(now() + Duration::seconds(2)),
+        updated_at: now() + Duration::seconds(2),
+        ..renamed.clone()
+    };
+    s.update_asset(&renamed, &archived, note(org.id, "archive"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_asset(org.id, a.id).await.unwrap(),
+        Some(archived.clone())
+    );
+    let ids = |v: Vec<Asset>| v.into_iter().map(|x| x.id).collect::<Vec<_>>();
+    let only = |archived| AssetFilter {
+        archived,
+        ..all.clone()
+    };
+    assert_eq!(
+        ids(s
+            .list_assets(org.id, &only(Some(true)), None, 10)
+            .await
+            .unwrap()),
+        vec![a.id]
+    );
+    let in_use = ids(s
+        .list_assets(org.id, &only(Some(false)), None, 10)
+        .await
+        .unwrap());
+    assert_eq!(in_use.len(), 1);
+    assert!(!in_use.contains(&a.id));
+    assert_eq!(
+        s.list_assets(org.id, &only(None), None, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 
     // Domains are unique per organization.
     let domain = |host: &str| Asset {
@@ -1956,6 +1998,7 @@ async fn concurrent_creates_never_overshoot<
                 kind: AssetKind::ChatInterface,
                 teams: None,
                 parent: None,
+                archived: None,
             },
             None,
             100,
@@ -1972,6 +2015,7 @@ async fn total_assets<S: WorkspaceStore + ?Sized>(s: &S, org: OrgId) -> usize {
             kind,
             teams: None,
             parent: None,
+            archived: None,
         };
         n += s.list_assets(org, &filter, None, 1000).await.unwrap().len();
     }

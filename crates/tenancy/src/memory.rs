@@ -1535,6 +1535,11 @@ impl WorkspaceStore for MemoryTenancyStore {
             .filter(|a| a.org == org && a.kind() == filter.kind)
             .filter(|a| filter.teams.as_ref().is_none_or(|t| t.contains(&a.team)))
             .filter(|a| filter.parent.is_none_or(|p| a.parent == Some(p)))
+            .filter(|a| {
+                filter
+                    .archived
+                    .is_none_or(|archived| a.archived_at.is_some() == archived)
+            })
             .filter(|a| after.is_none_or(|c| a.id > c))
             .cloned()
             .collect();

@@ -222,6 +222,7 @@ async fn count_of<S: TenancyStore + WorkspaceStore + ?Sized>(
             kind,
             teams: None,
             parent: None,
+            archived: None,
         };
         let page = store.list_assets(org, &filter, after, 500).await?;
         n += page.len() as u64;
@@ -528,6 +529,7 @@ async fn report_of<S: TenancyStore + WorkspaceStore + MeteringStore + ?Sized>(
                 kind,
                 teams: None,
                 parent: None,
+                archived: None,
             };
             let page = store.list_assets(org, &filter, after, 500).await?;
             *by_kind.entry(kind).or_insert(0u64) += page.len() as u64;

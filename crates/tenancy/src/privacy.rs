@@ -204,6 +204,7 @@ where
             kind,
             teams: None,
             parent: None,
+            archived: None,
         };
         let mut after = None;
         loop {

@@ -22,7 +22,8 @@ fn string(desc: &str) -> Value {
 }
 
 fn chat_props() -> Value {
-    json!({"chatInterfaceId": string("the chat interface"), "name": string("its name"), "teamId": string("its team"), "by": string("who acted"), "byName": string("their display name")})
+    json!({"chatInterfaceId": string("the chat interface"), "name": string("its name"), "teamId": string("its team"), "by": string("who acted"), "byName": string("their display name"),
+        "archived": {"type": "boolean", "description": "on an update that archived (true) or unarchived (false) it; absent on edits"}})
 }
 
 fn document_props() -> Value {

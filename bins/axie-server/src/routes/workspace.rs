@@ -37,6 +37,9 @@ pub struct AssetResponse {
     pub created_at: String,
     /// Last change (RFC 3339).
     pub updated_at: String,
+    /// When it was archived (RFC 3339); absent while in use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archived_at: Option<String>,
     /// Description (chat interfaces, knowledge bases).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -82,6 +85,7 @@ impl From<&Asset> for AssetResponse {
             created_by: a.created_by.to_string(),
             created_at: a.created_at.to_rfc3339(),
             updated_at: a.updated_at.to_rfc3339(),
+            archived_at: a.archived_at.map(|t| t.to_rfc3339()),
             description: None,
             instructions: None,
             content_type: None,
@@ -132,6 +136,8 @@ impl From<&Asset> for AssetResponse {
 pub struct AssetListQuery {
     /// Only this team's.
     pub team_id: Option<String>,
+    /// `true` lists the archived ones instead of those in use (chat interfaces, knowledge bases).
+    pub archived: Option<bool>,
     /// Page size, 1 to 200 (default 50).
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
@@ -189,6 +195,9 @@ pub struct UpdateAssetBody {
     pub description: Option<String>,
     /// New instructions (chat interfaces).
     pub instructions: Option<String>,
+    /// `true` archives it (it stays readable, leaves the default listings, and is no longer
+    /// edited, used or added to), `false` brings it back. On its own: not with other fields.
+    pub archived: Option<bool>,
 }
 
 /// A transfer to another team.
@@ -265,7 +274,11 @@ async fn list_kind(
     let limit = page.limit()?;
     let after: Option<ResourceId> = page.cursor()?;
     let team = opt_team(q.team_id.as_deref())?;
-    let found = assets::list(&*st.store, caller, kind, team, parent, after, limit).await?;
+    let archived = q.archived.unwrap_or(false);
+    let found = assets::list(
+        &*st.store, caller, kind, team, parent, archived, after, limit,
+    )
+    .await?;
     let items: Vec<AssetResponse> = found.iter().map(AssetResponse::from).collect();
     Ok(HttpResponse::Ok().json(Page::new(items, limit, |a| a.id.clone())))
 }
@@ -299,6 +312,21 @@ async fn update_kind(
     id: &str,
     body: UpdateAssetBody,
 ) -> Result<HttpResponse, ApiError> {
+    if let Some(archived) = body.archived {
+        if body.name.is_some() || body.description.is_some() || body.instructions.is_some() {
+            return Err(ApiError::bad_request(
+                "`archived` goes on its own: archive or unarchive, then edit",
+            ));
+        }
+        let id = asset_id(kind, id)?;
+        let attempted = if archived { "archive" } else { "unarchive" };
+        return match assets::set_archived(&*st.store, caller, kind, id, archived, st.clock.now())
+            .await
+        {
+            Ok(a) => Ok(HttpResponse::Ok().json(AssetResponse::from(&a))),
+            Err(e) => Err(audited(st, caller, &format!("{attempted}_{}", kind.as_str()), e).await),
+        };
+    }
     let change = AssetUpdate {
         name: body.name,
         description: body.description,
@@ -341,14 +369,15 @@ macro_rules! item_routes {
             get_kind(&st, &caller, $kind, &path.1).await
         }
 
-        /// Edits the resource.
+        /// Edits the resource, or archives it or brings it back (`archived`).
         #[utoipa::path(patch, path = $path, tag = $tag,
             params(("org_id" = String, Path, description = "Organization id"), ("asset_id" = String, Path, description = "Resource id")),
             request_body = UpdateAssetBody,
             responses(
                 (status = 200, description = "Updated", body = AssetResponse),
+                (status = 400, description = "`archived` with other fields", content_type = "application/problem+json"),
                 (status = 403, description = "Not allowed", content_type = "application/problem+json"),
-                (status = 409, description = "Changed concurrently", content_type = "application/problem+json"),
+                (status = 409, description = "Changed concurrently, or archived (unarchive it first)", content_type = "application/problem+json"),
             ), security(("bearer" = [])))]
         pub async fn $update(
             st: web::Data<AppState>,
@@ -448,6 +477,7 @@ pub struct UseResponse {
     responses(
         (status = 200, description = "Counted", body = UseResponse),
         (status = 404, description = "No such chat interface", content_type = "application/problem+json"),
+        (status = 409, description = "Archived", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn use_chat_interface(
     st: web::Data<AppState>,
@@ -484,6 +514,7 @@ pub async fn list_knowledge_bases(
     responses(
         (status = 201, description = "Created", body = AssetResponse),
         (status = 403, description = "Not allowed or plan limit reached", content_type = "application/problem+json"),
+        (status = 409, description = "Its chat interface or team is archived", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn create_knowledge_base(
     st: web::Data<AppState>,
@@ -536,6 +567,7 @@ pub struct UploadQuery {
     responses(
         (status = 201, description = "Stored", body = AssetResponse),
         (status = 403, description = "Not allowed, or document/storage limit reached", content_type = "application/problem+json"),
+        (status = 409, description = "The knowledge base is archived", content_type = "application/problem+json"),
         (status = 413, description = "Larger than the upload limit", content_type = "application/problem+json"),
         (status = 422, description = "Empty or of a type not accepted", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]

@@ -19,6 +19,7 @@ pub struct Model {
     pub size_bytes: i64,
     pub hostname: Option<String>,
     pub details: String,
+    pub archived_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

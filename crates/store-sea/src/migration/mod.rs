@@ -33,6 +33,7 @@ mod m20261129_000022_audit_actor_index_filters;
 mod m20261129_000023_audit_actor_action_index;
 mod m20261130_000024_add_webhook_message;
 mod m20261130_000025_add_invitation_team;
+mod m20261130_000026_add_asset_archived_at;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -67,6 +68,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000023_audit_actor_action_index::Migration),
             Box::new(m20261130_000024_add_webhook_message::Migration),
             Box::new(m20261130_000025_add_invitation_team::Migration),
+            Box::new(m20261130_000026_add_asset_archived_at::Migration),
         ]
     }
 }

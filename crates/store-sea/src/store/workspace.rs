@@ -47,6 +47,7 @@ impl TryFrom<asset::Model> for Asset {
             size_bytes: u64::try_from(m.size_bytes)
                 .map_err(|_| corrupt("size", &m.size_bytes.to_string()))?,
             details,
+            archived_at: m.archived_at.map(time).transpose()?,
         })
     }
 }
@@ -476,6 +477,7 @@ impl WorkspaceStore for SeaStore {
             size_bytes: Set(size(a)?),
             hostname: Set(hostname(a)),
             details: Set(to_json(&a.details)?),
+            archived_at: Set(a.archived_at.map(micros)),
         })
         .exec_without_returning(&txn)
         .await;
@@ -522,6 +524,11 @@ impl WorkspaceStore for SeaStore {
         if let Some(p) = filter.parent {
             q = q.filter(asset::Column::ParentId.eq(p.to_string()));
         }
+        match filter.archived {
+            Some(true) => q = q.filter(asset::Column::ArchivedAt.is_not_null()),
+            Some(false) => q = q.filter(asset::Column::ArchivedAt.is_null()),
+            None => {}
+        }
         if let Some(a) = after {
             q = q.filter(asset::Column::Id.gt(a.to_string()));
         }
@@ -551,6 +558,10 @@ impl WorkspaceStore for SeaStore {
             .col_expr(
                 asset::Column::Details,
                 Expr::value(to_json(&after.details)?),
+            )
+            .col_expr(
+                asset::Column::ArchivedAt,
+                Expr::value(after.archived_at.map(micros)),
             )
             .filter(asset::Column::Id.eq(before.id.to_string()))
             .filter(asset::Column::OrgId.eq(before.org.to_string()))
