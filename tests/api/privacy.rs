@@ -174,3 +174,101 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    a_member_asks_to_be_forgotten_and_the_chain_still_verifies,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let tom_id = t.member_id("tom@example.com").await;
+        let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
+        let owner_id = t.member_id(OWNER_EMAIL).await;
+        let bot = json_of(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &tom,
+                &json!({ "name": "Tom's helper" }),
+            )
+            .await,
+        )
+        .await;
+        let key = json_of(
+            t.post(&t.org("/api-keys"), &tom, &json!({"name": "Tom's key"}))
+                .await,
+        )
+        .await;
+        let before = t.audit(&format!("actor_id={tom_id}")).await;
+        assert!(
+            before.iter().any(|r| r["actor_name"] != "[erased]"),
+            "{before:?}"
+        );
+
+        // Not through an API key; never the Owner.
+        problem(
+            t.post(
+                &t.org("/erasure"),
+                key["secret"].as_str().unwrap(),
+                &json!({}),
+            )
+            .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        problem(
+            t.post(&t.org("/erasure"), &t.owner_token, &json!({})).await,
+            StatusCode::CONFLICT,
+            "conflict",
+        )
+        .await;
+
+        let report = json_of(t.post(&t.org("/erasure"), &tom, &json!({})).await).await;
+        assert_eq!(report["account_anonymized"], true, "{report}");
+        assert_eq!(report["api_keys_deactivated"], 1);
+        assert!(report["resources_transferred"].as_u64().unwrap() >= 1);
+        problem(
+            t.login_response("tom@example.com", DEMO_PASSWORD).await,
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+        )
+        .await;
+
+        // Every record of his, the request's own included, names him by id only.
+        let hers = t.audit(&format!("actor_id={tom_id}")).await;
+        assert!(hers.len() > before.len(), "the request is recorded");
+        for r in &hers {
+            assert_eq!(r["actor_name"], "[erased]", "{r}");
+            assert_eq!(r["ip"], "", "{r}");
+            assert_eq!(r["user_agent"], "", "{r}");
+        }
+        let left = t.audit("action=member.left").await;
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0]["metadata"]["erasure"], true);
+        let all = t.audit("limit=200").await;
+        let dump = serde_json::to_string(&all).unwrap();
+        assert!(!dump.contains("tom@example.com"), "{dump}");
+        assert!(
+            !dump.contains("\"Tom\"") && !dump.contains("| Tom |"),
+            "{dump}"
+        );
+        // What he built stays, now the Owner's; the chain verifies.
+        let kept = json_of(
+            t.get(
+                &t.org(&format!("/chat-interfaces/{}", bot["id"].as_str().unwrap())),
+                &t.owner_token,
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(kept["created_by"], owner_id.as_str());
+        let verified = json_of(
+            t.client
+                .post(t.org("/audit-events/verify"))
+                .bearer_auth(&t.owner_token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(verified["valid"], true, "{verified}");
+    }
+);

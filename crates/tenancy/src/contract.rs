@@ -138,6 +138,7 @@ pub async fn run<
     api_keys_limit_scope_and_revoke(s).await;
     invitations_are_single_use_and_counted(s).await;
     team_invitations_join_their_team_alone(s).await;
+    a_direct_add_settles_the_invitation(s).await;
     bulk_previews_confirm_once_all_or_nothing(s).await;
     roles_transfer_and_removal(s).await;
 }
@@ -844,6 +845,64 @@ async fn team_invitations_join_their_team_alone<
         s.get_member(org.id, latecomer.id).await.unwrap().is_none(),
         "no membership"
     );
+}
+
+/// Someone added directly while invited: their invitation is settled (accepted by them) in the
+/// same transaction, so it holds no second seat.
+async fn a_direct_add_settles_the_invitation<
+    S: TenancyStore + AuditStore + InvitationStore + ?Sized,
+>(
+    s: &S,
+) {
+    let (org, team, owner) = new_org(s).await;
+    let inv = invitation(org.id, owner.id, "direct", 7);
+    s.create_invitation(&inv, "ih-direct", &limits(2), note(org.id, "inv"))
+        .await
+        .unwrap();
+    let other = invitation(org.id, owner.id, "other", 7);
+    assert!(
+        matches!(
+            s.create_invitation(&other, "ih-other", &limits(3), note(org.id, "other"))
+                .await,
+            Ok(())
+        ),
+        "owner + 2 pending fit 3 seats"
+    );
+    let joined = User {
+        email: inv.email.clone(),
+        ..user("direct")
+    };
+    s.add_member(
+        org.id,
+        &joined,
+        Some("h"),
+        OrgRole::User,
+        team.id,
+        TeamRole::Member,
+        &limits(3),
+        note(org.id, "add"),
+    )
+    .await
+    .unwrap();
+    let settled = s.find_invitation("ih-direct").await.unwrap().unwrap();
+    assert_eq!(
+        settled.status(now()),
+        crate::invitations::InvitationStatus::Accepted
+    );
+    assert_eq!(
+        s.find_invitation("ih-other")
+            .await
+            .unwrap()
+            .unwrap()
+            .status(now()),
+        crate::invitations::InvitationStatus::Pending,
+        "another person's invitation is untouched"
+    );
+    // Owner, the newcomer and one pending invitation: a fourth seat is free at a limit of 4.
+    let third = invitation(org.id, owner.id, "third", 7);
+    s.create_invitation(&third, "ih-third", &limits(4), note(org.id, "third"))
+        .await
+        .unwrap();
 }
 
 async fn invitations_are_single_use_and_counted<
@@ -2619,9 +2678,15 @@ async fn scim_tokens_records_and_deactivation<
     s.revoke_invitation(org.id, held.id, now(), note(org.id, "unheld"))
         .await
         .unwrap();
-    s.revoke_invitation(org.id, bobs.id, now(), note(org.id, "unheld"))
-        .await
-        .unwrap();
+    // Bob joined: his invitation is settled with it and holds no seat any more.
+    assert_eq!(
+        s.find_invitation("ih-bob")
+            .await
+            .unwrap()
+            .unwrap()
+            .status(now()),
+        crate::invitations::InvitationStatus::Accepted
+    );
 
     // Deactivation ends sessions and API keys in one write; a stale version is refused.
     let sess = session(jane.id, 0);

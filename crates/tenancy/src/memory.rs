@@ -75,6 +75,17 @@ impl State {
             .filter(move |i| i.org == org && i.status(now) == InvitationStatus::Pending)
     }
 
+    /// Marks `user`'s pending invitations to `org` accepted: they joined another way (an
+    /// admin's direct add, SCIM), so the invitation holds no seat any more.
+    fn settle_invitations(&mut self, org: OrgId, user: &User) {
+        let now = user.created_at;
+        for (i, _) in &mut self.invitations {
+            if i.org == org && i.email == user.email && i.status(now) == InvitationStatus::Pending {
+                i.accepted_at = Some(now);
+            }
+        }
+    }
+
     fn is_member_email(&self, org: OrgId, email: &Email) -> bool {
         self.members
             .iter()
@@ -317,6 +328,7 @@ impl OrgStore for MemoryTenancyStore {
             }
             s.members.push((org, user.id, role, user.created_at));
             s.team_members.push((team, user.id, org, team_role));
+            s.settle_invitations(org, user);
         }
         self.commit(journal).await
     }
@@ -2142,6 +2154,7 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                 .insert(user.id, (user.clone(), password_hash.map(str::to_owned)));
             s.members.push((org, user.id, role, user.created_at));
             s.team_members.push((team, user.id, org, TeamRole::Member));
+            s.settle_invitations(org, user);
             if !active {
                 s.deactivated.insert((org, user.id), user.created_at);
             }

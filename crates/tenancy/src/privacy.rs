@@ -354,3 +354,67 @@ pub async fn erase<S: TenancyStore + MembershipStore + PrivacyStore + ?Sized>(
         .erase_member(caller.org.id, user, owner.user.id, now, journal)
         .await
 }
+
+/// A member asks this organization to forget them (GDPR Art. 17, self-service): what [`erase`]
+/// does for an admin's request, for themselves. They leave, what they created goes to the
+/// Owner, their name, email, addresses and user agents are blanked in the organization's audit
+/// records (the chain still verifies), and their account is anonymized when they belong to no
+/// other organization. The records of the request name them by id only, without the request's
+/// address or user agent. The Owner hands over ownership first.
+///
+/// # Errors
+/// [`TenancyError::Forbidden`] through an API key or SCIM token; [`TenancyError::Conflict`]
+/// for the Owner.
+pub async fn erase_own<S: TenancyStore + MembershipStore + PrivacyStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    now: DateTime<Utc>,
+) -> Result<ErasureReport, TenancyError> {
+    if caller.api_key.is_some() || caller.scim_token.is_some() {
+        return Err(TenancyError::Forbidden(DenyReason::InteractiveOnly));
+    }
+    if caller.subject.role == rbac_core::OrgRole::Owner {
+        return Err(TenancyError::Conflict(
+            "the Owner cannot leave: transfer ownership to another member first".into(),
+        ));
+    }
+    let (org, user) = (caller.org.id, caller.user.id);
+    let owner = crate::orgs::owner_of(store, org).await?;
+    let actor = audit::Actor::user(user, audit::ERASED);
+    let role = caller.subject.role.as_str();
+    let journal = Journal::record(
+        audit::NewAuditEvent::new(
+            org,
+            now,
+            actor.clone(),
+            AuditAction::PersonalDataProcessed,
+            Target::new("user", user, audit::ERASED),
+        )
+        .with_metadata(Metadata::from_value(
+            json!({"operation": "erase", "requested_by": "self"}),
+        )?),
+    )
+    .and_record(
+        audit::NewAuditEvent::new(
+            org,
+            now,
+            actor,
+            AuditAction::MemberLeft,
+            Target::new("organization", org, caller.org.name.clone()),
+        )
+        .with_metadata(Metadata::from_value(json!({
+            "role": role, "resources": {"transfer_to": owner.user.id}, "erasure": true,
+        }))?),
+    )
+    .publish(DomainEvent::new(
+        org,
+        EventKind::UserDeleted,
+        now,
+        json!({
+            "userId": user, "role": role, "removedBy": user, "erased": true,
+        }),
+    ));
+    store
+        .erase_member(org, user, owner.user.id, now, journal)
+        .await
+}

@@ -106,6 +106,7 @@ routes! {
     POST "/api/v1/orgs/{org_id}/leave" => members::leave, Member;
     GET "/api/v1/orgs/{org_id}/members/{user_id}/personal-data" => privacy::export, Member;
     POST "/api/v1/orgs/{org_id}/members/{user_id}/erasure" => privacy::erase, Org(P::RemoveMembers);
+    POST "/api/v1/orgs/{org_id}/erasure" => privacy::erase_own, Member;
     GET "/api/v1/orgs/{org_id}/consents" => privacy::list, Member;
     PUT "/api/v1/orgs/{org_id}/consents/{purpose}" => privacy::set, Member;
     POST "/api/v1/orgs/{org_id}/ownership-transfer" => members::propose_transfer, Org(P::TransferOwnership);

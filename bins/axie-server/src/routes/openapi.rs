@@ -153,7 +153,7 @@ impl Modify for ProblemResponses {
         invitations::lookup, invitations::accept, invitations::signup,
         api_keys::list, api_keys::create, api_keys::revoke,
         scim_tokens::list, scim_tokens::create, scim_tokens::revoke,
-        privacy::export, privacy::erase, privacy::list, privacy::set,
+        privacy::export, privacy::erase, privacy::erase_own, privacy::list, privacy::set,
         webhooks::create, webhooks::list, webhooks::update, webhooks::delete, webhooks::rotate, webhooks::test,
         webhooks::recover, webhooks::deliveries, webhooks::attempts, webhooks::resend, webhooks::event_types,
         audit_log::search, audit_log::export, audit_log::export_archive, audit_log::verify, audit_log::checkpoint,

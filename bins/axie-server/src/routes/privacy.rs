@@ -89,6 +89,27 @@ pub async fn erase(
     }
 }
 
+/// Leaves the organization and asks it to forget you (right to be forgotten): what you created
+/// goes to the Owner, your name, email, addresses and user agents are blanked in its audit log,
+/// and your account is anonymized when you belong to no other organization. Irreversible.
+/// Sessions only; the Owner transfers ownership first.
+#[utoipa::path(post, path = "/api/v1/orgs/{org_id}/erasure", tag = "privacy",
+    params(("org_id" = String, Path, description = "Organization id")),
+    responses(
+        (status = 200, description = "Erased", body = ErasureResponse),
+        (status = 403, description = "Through an API key", content_type = "application/problem+json"),
+        (status = 409, description = "The Owner", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn erase_own(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+) -> Result<HttpResponse, ApiError> {
+    match privacy::erase_own(&*st.store, &caller, st.clock.now()).await {
+        Ok(r) => Ok(HttpResponse::Ok().json(ErasureResponse::from(&r))),
+        Err(e) => Err(audited(&st, &caller, "erase_own", e).await),
+    }
+}
+
 /// A consent decision.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConsentResponse {

@@ -242,6 +242,7 @@ impl ScimStore for SeaStore {
             u.created_at,
         )
         .await?;
+        super::tenancy::settle_invitations(&txn, org, u).await?;
         if !active {
             membership::Entity::update_many()
                 .col_expr(

@@ -181,6 +181,35 @@ pub(crate) async fn check_seat(
     ))
 }
 
+/// Marks `user`'s invitations to `org` that are still open accepted by them: they joined
+/// another way (an admin's direct add, SCIM), so no invitation keeps holding a seat for them.
+/// Runs in the joining transaction.
+pub(crate) async fn settle_invitations(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    user: &User,
+) -> Result<(), TenancyError> {
+    use crate::entity::invitation;
+    invitation::Entity::update_many()
+        .col_expr(
+            invitation::Column::AcceptedAt,
+            Expr::value(micros(user.created_at)),
+        )
+        .col_expr(
+            invitation::Column::AcceptedBy,
+            Expr::value(user.id.to_string()),
+        )
+        .filter(invitation::Column::OrgId.eq(org.to_string()))
+        .filter(invitation::Column::Email.eq(user.email.as_str()))
+        .filter(invitation::Column::AcceptedAt.is_null())
+        .filter(invitation::Column::RevokedAt.is_null())
+        .filter(invitation::Column::ExpiresAt.gt(micros(user.created_at)))
+        .exec(txn)
+        .await
+        .map_err(store)?;
+    Ok(())
+}
+
 /// `org`'s invitations still open at `now`.
 pub(crate) fn pending_invitations(
     org: OrgId,
@@ -402,6 +431,7 @@ impl OrgStore for SeaStore {
             insert_user(&txn, new, Some(hash)).await?;
         }
         insert_membership(&txn, org, new, org_role, team_id, team_role, new.created_at).await?;
+        settle_invitations(&txn, org, new).await?;
         commit(txn, journal).await
     }
 
