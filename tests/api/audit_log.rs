@@ -349,6 +349,16 @@ both_backends!(
         let ok = verify(&t).await;
         assert_eq!(ok["valid"], true, "{ok}");
         assert_eq!(ok["checkpoint_seq"], cp["seq"]);
+        // Who asked for the checkpoint is recorded, right after the head it signed.
+        let asked = t.audit("action=audit.checkpointed").await;
+        assert_eq!(asked.len(), 1);
+        assert_eq!(asked[0]["metadata"]["seq"], cp["seq"]);
+        assert_eq!(asked[0]["metadata"]["head"], cp["head"]);
+        assert_eq!(asked[0]["seq"], cp["seq"].as_i64().unwrap() + 1);
+        assert_eq!(
+            asked[0]["actor_id"],
+            t.member_id(OWNER_EMAIL).await.as_str()
+        );
         let org = &t.org_id;
         // Personal annotations are outside the hash: erasing them keeps the chain valid.
         t.store.execute_sql(&format!("UPDATE audit_events SET actor_name = '[erased]', ip = '' WHERE org_id = '{org}' AND seq = 3")).await.unwrap();

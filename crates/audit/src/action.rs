@@ -129,6 +129,8 @@ actions! {
     DataExported => "data.exported", "Exported";
     /// The audit chain was verified.
     AuditVerified => "audit.verified", "Verified audit log";
+    /// Someone had the chain head signed (a checkpoint on demand).
+    AuditCheckpointed => "audit.checkpointed", "Signed a checkpoint of";
     /// A team was created.
     TeamCreated => "team.created", "Created team";
     /// A team was changed (renamed, archived).

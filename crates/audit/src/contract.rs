@@ -461,6 +461,27 @@ async fn checkpoints_round_trip_and_verify(store: &dyn AuditStore) {
     assert_eq!(ok.checkpoint_seq, Some(2));
     let wrong_key = verify_chain(store, org, b"another key").await.unwrap();
     assert_eq!(wrong_key, Err(ChainBreak::ForgedCheckpoint { seq: 2 }));
+
+    // A checkpoint someone asked for commits its record with it, after the head it signs.
+    let asked = crate::take_checkpoint_recorded(store, org, KEY, at(3), |cp| {
+        Ok(Journal::record(event(
+            org,
+            3,
+            "usr_a",
+            AuditAction::AuditCheckpointed,
+            &cp.seq.to_string(),
+        )))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(asked.seq, 2, "the head before its own record");
+    assert_eq!(store.head(org).await.unwrap().map(|h| h.0), Some(3));
+    let page = store.chain_page(org, 2, 10).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].event.action, AuditAction::AuditCheckpointed);
+    let ok = verify_chain(store, org, KEY).await.unwrap().unwrap();
+    assert_eq!((ok.records, ok.checkpoint_seq), (3, Some(2)));
 }
 
 async fn erasure_keeps_the_chain_valid(store: &dyn AuditStore) {

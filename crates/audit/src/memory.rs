@@ -206,12 +206,18 @@ impl AuditStore for MemoryAuditStore {
         Ok(removed)
     }
 
-    async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), AuditError> {
-        self.lock()?
+    async fn save_checkpoint(
+        &self,
+        checkpoint: &Checkpoint,
+        journal: Journal,
+    ) -> Result<(), AuditError> {
+        let mut state = self.lock()?;
+        state
             .checkpoints
             .entry(checkpoint.org)
             .or_default()
             .push(checkpoint.clone());
+        append_locked(&mut state, journal);
         Ok(())
     }
 

@@ -69,11 +69,16 @@ pub trait AuditStore: Send + Sync {
     /// [`AuditError::Store`] on storage failure.
     async fn head(&self, org: OrgId) -> Result<Option<(i64, [u8; 32])>, AuditError>;
 
-    /// Saves a signed checkpoint.
+    /// Saves a signed checkpoint and commits `journal` (the audit record of a checkpoint someone
+    /// asked for; empty for the system's periodic ones) in the same transaction.
     ///
     /// # Errors
     /// [`AuditError::Store`] on storage failure.
-    async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), AuditError>;
+    async fn save_checkpoint(
+        &self,
+        checkpoint: &Checkpoint,
+        journal: Journal,
+    ) -> Result<(), AuditError>;
 
     /// The newest checkpoint of `org`.
     ///
@@ -295,7 +300,8 @@ pub fn verification_metadata(outcome: &Result<VerifiedChain, ChainBreak>) -> Met
     Metadata::from_value(value).unwrap_or_default()
 }
 
-/// Signs and stores a checkpoint of `org`'s current head; `None` for an empty log.
+/// Signs and stores a checkpoint of `org`'s current head, as the system (nothing recorded);
+/// `None` for an empty log.
 ///
 /// # Errors
 /// [`AuditError::Store`] on storage failure.
@@ -305,11 +311,28 @@ pub async fn take_checkpoint(
     key: &[u8],
     now: DateTime<Utc>,
 ) -> Result<Option<Checkpoint>, AuditError> {
+    take_checkpoint_recorded(store, org, key, now, |_| Ok(Journal::default())).await
+}
+
+/// [`take_checkpoint`] that someone asked for: `record` builds the audit record of the
+/// checkpoint it is given, which commits with the checkpoint (it follows the head the
+/// checkpoint signs, so the next checkpoint covers it).
+///
+/// # Errors
+/// [`AuditError::Store`] on storage failure; what `record` returns.
+pub async fn take_checkpoint_recorded(
+    store: &dyn AuditStore,
+    org: OrgId,
+    key: &[u8],
+    now: DateTime<Utc>,
+    record: impl FnOnce(&Checkpoint) -> Result<Journal, AuditError> + Send,
+) -> Result<Option<Checkpoint>, AuditError> {
     let Some((seq, head)) = store.head(org).await? else {
         return Ok(None);
     };
     let cp = Checkpoint::sign(key, org, seq, head, now);
-    store.save_checkpoint(&cp).await?;
+    let journal = record(&cp)?;
+    store.save_checkpoint(&cp, journal).await?;
     Ok(Some(cp))
 }
 
@@ -515,8 +538,8 @@ mod tests {
         async fn head(&self, org: OrgId) -> Result<Option<(i64, [u8; 32])>, AuditError> {
             self.log.head(org).await
         }
-        async fn save_checkpoint(&self, cp: &Checkpoint) -> Result<(), AuditError> {
-            self.log.save_checkpoint(cp).await
+        async fn save_checkpoint(&self, cp: &Checkpoint, j: Journal) -> Result<(), AuditError> {
+            self.log.save_checkpoint(cp, j).await
         }
         async fn latest_checkpoint(&self, org: OrgId) -> Result<Option<Checkpoint>, AuditError> {
             self.log.latest_checkpoint(org).await

@@ -220,8 +220,12 @@ impl AuditStore for MemoryTenancyStore {
     async fn head(&self, org: OrgId) -> Result<Option<(i64, [u8; 32])>, audit::AuditError> {
         self.audit.head(org).await
     }
-    async fn save_checkpoint(&self, cp: &audit::Checkpoint) -> Result<(), audit::AuditError> {
-        self.audit.save_checkpoint(cp).await
+    async fn save_checkpoint(
+        &self,
+        cp: &audit::Checkpoint,
+        journal: Journal,
+    ) -> Result<(), audit::AuditError> {
+        self.audit.save_checkpoint(cp, journal).await
     }
     async fn latest_checkpoint(
         &self,

@@ -5,7 +5,7 @@ use audit::{
     ActionFilter, AuditAction, AuditEvent, AuditQuery, AuditStore, DatePreset, Journal, Metadata,
     Target,
     export::{CsvExporter, ndjson_line},
-    render_line, take_checkpoint, verify_chain,
+    render_line, take_checkpoint_recorded, verify_chain,
 };
 use chrono::{DateTime, Utc};
 use rbac_core::Permission;
@@ -483,12 +483,19 @@ pub async fn checkpoint(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
 ) -> Result<HttpResponse, ApiError> {
-    let cp = take_checkpoint(
-        &*st.store,
-        caller.org.id,
-        &st.checkpoint_key,
-        st.clock.now(),
-    )
+    let now = st.clock.now();
+    let cp = take_checkpoint_recorded(&*st.store, caller.org.id, &st.checkpoint_key, now, |cp| {
+        let record = caller
+            .audit(
+                now,
+                AuditAction::AuditCheckpointed,
+                Target::new("audit_log", caller.org.id, "audit log"),
+            )
+            .with_metadata(audit::Metadata::from_value(serde_json::json!({
+                "seq": cp.seq, "head": hex::encode(cp.head),
+            }))?);
+        Ok(Journal::record(record))
+    })
     .await?
     .ok_or_else(|| {
         ApiError::new(

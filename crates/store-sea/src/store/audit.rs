@@ -280,7 +280,8 @@ impl AuditStore for SeaStore {
         Ok(Some((h.seq, hash32("audit head", &h.hash)?)))
     }
 
-    async fn save_checkpoint(&self, cp: &Checkpoint) -> Result<(), AuditError> {
+    async fn save_checkpoint(&self, cp: &Checkpoint, journal: Journal) -> Result<(), AuditError> {
+        let txn = self.db().begin().await.map_err(store)?;
         let model = audit_checkpoint::ActiveModel {
             org_id: Set(cp.org.to_string()),
             seq: Set(cp.seq),
@@ -301,7 +302,10 @@ impl AuditStore for SeaStore {
                 ])
                 .to_owned(),
             )
-            .exec_without_returning(self.db())
+            .exec_without_returning(&txn)
+            .await
+            .map_err(store)?;
+        crate::journal::finish(txn, journal, 0)
             .await
             .map_err(store)?;
         Ok(())
