@@ -138,6 +138,7 @@ async fn seed_org(
             &team,
             &owner,
             Some(hash),
+            None,
             record(org.id, AuditAction::OrgCreated, "org"),
         )
         .await

@@ -91,6 +91,7 @@ async fn new_org<S: TenancyStore + AuditStore + ?Sized>(s: &S) -> (Organization,
         &team,
         &owner,
         Some("$argon2id$fake"),
+        None,
         note(org.id, "created"),
     )
     .await
@@ -131,6 +132,7 @@ pub async fn run<
     asset_transfers_and_removal_dispositions(s).await;
     concurrent_creates_never_overshoot(s).await;
     orgs_round_trip(s).await;
+    concurrent_foundings_stay_within_the_bound(s).await;
     login_throttle_round_trip(s).await;
     password_change_ends_other_sessions_in_its_transaction(s).await;
     member_limit_and_single_owner(s).await;
@@ -141,6 +143,55 @@ pub async fn run<
     a_direct_add_settles_the_invitation(s).await;
     bulk_previews_confirm_once_all_or_nothing(s).await;
     roles_transfer_and_removal(s).await;
+}
+
+/// Foundings racing each other cannot pass the bound on organizations one account owns.
+async fn concurrent_foundings_stay_within_the_bound<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
+    let (_, _, owner) = new_org(s).await; // one owned already
+    let found = |i: usize| {
+        let org = Organization {
+            id: OrgId::new(),
+            name: format!("Venture {i}"),
+            plan: Plan::Free,
+            profile: CompanyProfile::default(),
+            access: FeatureAccess::default(),
+            security: SecuritySettings::default(),
+            created_at: now(),
+            audit_archived_at: None,
+            limit_overrides: billing_limits::LimitOverrides::default(),
+        };
+        let team = Team {
+            id: TeamId::new(),
+            org: org.id,
+            name: "Default".into(),
+            is_default: true,
+            created_at: now(),
+            archived_at: None,
+        };
+        let owner = owner.clone();
+        async move {
+            s.create_org(&org, &team, &owner, None, Some(3), note(org.id, "founded"))
+                .await
+        }
+    };
+    let results = futures::future::join_all((0..6).map(found)).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 2, "one owned plus two more reach three: {results:?}");
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, TenancyError::Conflict(_))),
+        "{results:?}"
+    );
+    let owned = s
+        .memberships(owner.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.role == OrgRole::Owner)
+        .count();
+    assert_eq!(owned, 3);
 }
 
 /// The password hash stored for `u`.
@@ -237,7 +288,7 @@ async fn orgs_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
         ..owner.clone()
     };
     assert!(matches!(
-        s.create_org(&other, &t2, &dup, Some("h"), note(other.id, "dup"))
+        s.create_org(&other, &t2, &dup, Some("h"), None, note(other.id, "dup"))
             .await,
         Err(TenancyError::Conflict(_))
     ));

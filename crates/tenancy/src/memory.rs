@@ -258,10 +258,19 @@ impl OrgStore for MemoryTenancyStore {
         team: &Team,
         owner: &User,
         hash: Option<&str>,
+        max_owned: Option<usize>,
         journal: Journal,
     ) -> Result<(), TenancyError> {
         {
             let mut s = self.lock()?;
+            let owned = s
+                .members
+                .iter()
+                .filter(|m| m.1 == owner.id && m.2 == OrgRole::Owner)
+                .count();
+            if max_owned.is_some_and(|max| owned >= max) {
+                return Err(crate::orgs::too_many_owned(owned));
+            }
             if let Some(h) = hash {
                 if email_taken(&s, &owner.email) {
                     return Err(TenancyError::Conflict(format!(

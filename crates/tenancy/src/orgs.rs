@@ -63,6 +63,7 @@ pub async fn create_with_new_owner<S: TenancyStore + ?Sized>(
         store,
         &owner,
         Some(&hash),
+        None,
         Actor::system(),
         None,
         name,
@@ -79,8 +80,9 @@ pub const MAX_FOUNDED_ORGS: usize = 10;
 /// Creates an organization owned by `owner`, an existing account (the person signed in), on
 /// the Free plan: "Upgrade to Enterprise" is then the Owner's plan change. Recorded as done by
 /// them, with their request's context; sends `enterprise.created`. An account may own at most
-/// [`MAX_FOUNDED_ORGS`] organizations this way (a limit against abuse, checked before the
-/// founding's transaction: requests racing each other may pass it together). An account an
+/// [`MAX_FOUNDED_ORGS`] organizations this way (a limit against abuse, counted by the store in
+/// the founding's transaction under the account's lock, so racing requests cannot pass it
+/// together). An account an
 /// organization's identity provider manages (a SCIM record) founds none: owning an
 /// organization would take its sign-in out of that provider's hands (see `scim`).
 ///
@@ -105,20 +107,12 @@ pub async fn create_for_user<S: TenancyStore + crate::scim::ScimStore + ?Sized>(
             )));
         }
     }
-    let owned = memberships
-        .iter()
-        .filter(|m| m.role == OrgRole::Owner)
-        .count();
-    if owned >= MAX_FOUNDED_ORGS {
-        return Err(TenancyError::Conflict(format!(
-            "this account already owns {owned} organizations, the most one account may create"
-        )));
-    }
     let actor = Actor::user(owner.id, owner.name.clone());
     founded(
         store,
         owner,
         None,
+        Some(MAX_FOUNDED_ORGS),
         actor,
         Some(request),
         name,
@@ -126,6 +120,14 @@ pub async fn create_for_user<S: TenancyStore + crate::scim::ScimStore + ?Sized>(
         now,
     )
     .await
+}
+
+/// The refusal of a founding by someone who owns `owned` organizations, the most allowed.
+#[must_use]
+pub fn too_many_owned(owned: usize) -> TenancyError {
+    TenancyError::Conflict(format!(
+        "this account already owns {owned} organizations, the most one account may create"
+    ))
 }
 
 /// Creates an organization on `plan` owned by `owner`, an existing account, as the system
@@ -141,7 +143,18 @@ pub async fn create_as_system_for<S: TenancyStore + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<Organization, TenancyError> {
     let name = valid_name("name", name)?;
-    founded(store, owner, None, Actor::system(), None, name, plan, now).await
+    founded(
+        store,
+        owner,
+        None,
+        None,
+        Actor::system(),
+        None,
+        name,
+        plan,
+        now,
+    )
+    .await
 }
 
 /// Writes a new organization with its default team and `owner`'s Owner membership (creating
@@ -151,6 +164,7 @@ async fn founded<S: TenancyStore + ?Sized>(
     store: &S,
     owner: &User,
     new_owner_hash: Option<&str>,
+    max_owned: Option<usize>,
     actor: Actor,
     request: Option<&audit::RequestContext>,
     name: String,
@@ -206,7 +220,7 @@ async fn founded<S: TenancyStore + ?Sized>(
         }),
     ));
     store
-        .create_org(&org, &team, owner, new_owner_hash, journal)
+        .create_org(&org, &team, owner, new_owner_hash, max_owned, journal)
         .await?;
     Ok(org)
 }

@@ -29,15 +29,20 @@ use crate::model::{
 pub trait OrgStore: Send + Sync {
     /// Creates an organization, its default team and its Owner's membership.
     /// `owner` is created too when `owner_password_hash` is given; otherwise it must exist.
+    /// With `max_owned`, an existing `owner` who already owns that many organizations is
+    /// refused, counted in the creating transaction under the account's lock, so that
+    /// concurrent foundings cannot pass the bound together.
     ///
     /// # Errors
-    /// [`TenancyError::Conflict`] when a new owner's email is taken.
+    /// [`TenancyError::Conflict`] when a new owner's email is taken, or the owner owns
+    /// `max_owned` organizations.
     async fn create_org(
         &self,
         org: &Organization,
         default_team: &Team,
         owner: &User,
         owner_password_hash: Option<&str>,
+        max_owned: Option<usize>,
         journal: Journal,
     ) -> Result<(), TenancyError>;
 

@@ -368,9 +368,23 @@ impl OrgStore for SeaStore {
         default_team: &Team,
         owner: &User,
         owner_password_hash: Option<&str>,
+        max_owned: Option<usize>,
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
+        if let Some(max) = max_owned {
+            lock_user(&txn, owner.id).await?;
+            let owned = membership::Entity::find()
+                .filter(membership::Column::UserId.eq(owner.id.to_string()))
+                .filter(membership::Column::Role.eq(OrgRole::Owner.as_str()))
+                .count(&txn)
+                .await
+                .map_err(store)?;
+            let owned = usize::try_from(owned).unwrap_or(usize::MAX);
+            if owned >= max {
+                return Err(tenancy::orgs::too_many_owned(owned));
+            }
+        }
         if let Some(hash) = owner_password_hash {
             insert_user(&txn, owner, Some(hash)).await?;
         }
