@@ -1429,3 +1429,135 @@ both_backends!(
         assert_eq!(t.audit("action=chat_interface.unarchived").await.len(), 1);
     }
 );
+
+both_backends!(
+    a_template_is_copied_into_a_client_team_with_its_documents,
+    |b| async move {
+        // The guide's template library: "Keep best agents in Internal Team for reuse".
+        let t = spawn_app(b).await;
+        let owner = t.owner_token.clone();
+        let internal = new_team(&t, &owner, "Internal").await;
+        let client = new_team(&t, &owner, "Client A").await;
+        let template = created(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &owner,
+                &json!({ "name": "Support template", "team_id": internal, "instructions": "Be kind." }),
+            )
+            .await,
+        )
+        .await;
+        let kb = created(
+            t.post(
+                &t.org("/knowledge-bases"),
+                &owner,
+                &json!({ "name": "Support FAQ", "chat_interface_id": id(&template) }),
+            )
+            .await,
+        )
+        .await;
+        let faq = b"# FAQ\n\nQ: Refunds?\nA: Within 30 days.\n".to_vec();
+        created(
+            t.upload(
+                &t.org(&format!(
+                    "/knowledge-bases/{}/documents?name=faq.md",
+                    id(&kb)
+                )),
+                &owner,
+                "text/markdown",
+                faq.clone(),
+            )
+            .await,
+        )
+        .await;
+
+        // Lisa, who is not in the Internal team, sees no template to copy.
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let copy_url = t.org(&format!("/assets/{}/copy", id(&template)));
+        problem(
+            t.post(&copy_url, &lisa, &json!({ "team_id": client }))
+                .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+
+        let copy = created(
+            t.post(&copy_url, &owner, &json!({ "team_id": client }))
+                .await,
+        )
+        .await;
+        assert_eq!(copy["name"], "Support template (copy)");
+        assert_eq!(copy["team_id"], client.as_str());
+        assert_eq!(copy["instructions"], "Be kind.");
+        assert_ne!(copy["id"], template["id"]);
+        let kbs = json_of(
+            t.get(
+                &t.org(&format!("/knowledge-bases?team_id={client}")),
+                &owner,
+            )
+            .await,
+        )
+        .await;
+        let kb_copy = kbs["items"][0].clone();
+        assert_eq!(kb_copy["name"], "Support FAQ");
+        assert_eq!(kb_copy["parent_id"], copy["id"]);
+        let docs = json_of(
+            t.get(
+                &t.org(&format!("/knowledge-bases/{}/documents", id(&kb_copy))),
+                &owner,
+            )
+            .await,
+        )
+        .await;
+        let doc_copy = docs["items"][0].clone();
+        assert_eq!(doc_copy["name"], "faq.md");
+        let bytes = t
+            .get(
+                &t.org(&format!("/documents/{}/content", id(&doc_copy))),
+                &owner,
+            )
+            .await
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(bytes.as_ref(), faq.as_slice(), "the bytes are copied");
+        // The template stays where it was; each copy is recorded with its source.
+        let original = json_of(
+            t.get(
+                &t.org(&format!("/chat-interfaces/{}", id(&template))),
+                &owner,
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(original["team_id"], internal.as_str());
+        let made = t.audit("action=chat_interface.created").await;
+        assert_eq!(made[0]["target_id"], copy["id"]);
+        assert_eq!(made[0]["metadata"]["copied_from"], template["id"]);
+        assert_eq!(
+            t.audit("action=document.uploaded").await[0]["metadata"]["copied_from"],
+            t.audit("action=document.uploaded").await[1]["target_id"]
+        );
+
+        // A named copy in the same team; a document alone is not copied.
+        let named = created(
+            t.post(&copy_url, &owner, &json!({ "name": "Support v2" }))
+                .await,
+        )
+        .await;
+        assert_eq!(named["team_id"], internal.as_str());
+        assert_eq!(named["name"], "Support v2");
+        problem(
+            t.post(
+                &t.org(&format!("/assets/{}/copy", id(&doc_copy))),
+                &owner,
+                &json!({}),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+    }
+);

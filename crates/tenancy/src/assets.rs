@@ -659,13 +659,7 @@ pub async fn create<S: TenancyStore + WorkspaceStore + crate::metering::Metering
     };
     let j = journal(caller, &asset, "created", now, json!({ "team": team.name }))?;
     store.create_asset(&asset, &caller.org.limits(), j).await?;
-    let limit = match kind {
-        AssetKind::ChatInterface => billing_limits::Limit::ChatInterfaces,
-        AssetKind::KnowledgeBase => billing_limits::Limit::KnowledgeBases,
-        AssetKind::Document => billing_limits::Limit::Documents,
-        AssetKind::Domain => billing_limits::Limit::CustomDomains,
-    };
-    crate::metering::alert_after_create(store, &caller.org, limit, now).await;
+    crate::metering::alert_after_create(store, &caller.org, limit_of(kind), now).await;
     Ok(asset)
 }
 
@@ -759,28 +753,7 @@ pub async fn upload_document<
         }
         return Err(e);
     }
-    // Storage alerts: one upload can cross 80 % and 100 % at once. The upload is committed;
-    // an alert that cannot be written is logged, not turned into a failed upload.
-    let alert = async {
-        let after: u64 = store
-            .storage(caller.org.id)
-            .await?
-            .iter()
-            .map(|t| t.bytes)
-            .sum();
-        crate::metering::alert_on_change(
-            store,
-            &caller.org,
-            billing_limits::Limit::StorageBytes,
-            after.saturating_sub(size),
-            after,
-            now,
-        )
-        .await
-    };
-    if let Err(e) = alert.await {
-        tracing::warn!(error = %e, org = %caller.org.id, "storage alert not sent");
-    }
+    storage_alert(store, caller, size, now).await;
     crate::metering::alert_after_create(store, &caller.org, billing_limits::Limit::Documents, now)
         .await;
     Ok(asset)
@@ -907,6 +880,204 @@ fn edited(
         after.updated_at = now;
     }
     Ok(after)
+}
+
+/// Storage alerts after `added` bytes were committed: one upload or copy can cross 80 % and
+/// 100 % at once. An alert that cannot be written is logged, not turned into a failed change.
+async fn storage_alert<
+    S: TenancyStore + WorkspaceStore + crate::metering::MeteringStore + ?Sized,
+>(
+    store: &S,
+    caller: &Caller,
+    added: u64,
+    now: DateTime<Utc>,
+) {
+    let alert = async {
+        let after: u64 = store
+            .storage(caller.org.id)
+            .await?
+            .iter()
+            .map(|t| t.bytes)
+            .sum();
+        crate::metering::alert_on_change(
+            store,
+            &caller.org,
+            billing_limits::Limit::StorageBytes,
+            after.saturating_sub(added),
+            after,
+            now,
+        )
+        .await
+    };
+    if let Err(e) = alert.await {
+        tracing::warn!(error = %e, org = %caller.org.id, "storage alert not sent");
+    }
+}
+
+/// The plan limit a kind of asset counts against.
+fn limit_of(kind: AssetKind) -> billing_limits::Limit {
+    match kind {
+        AssetKind::ChatInterface => billing_limits::Limit::ChatInterfaces,
+        AssetKind::KnowledgeBase => billing_limits::Limit::KnowledgeBases,
+        AssetKind::Document => billing_limits::Limit::Documents,
+        AssetKind::Domain => billing_limits::Limit::CustomDomains,
+    }
+}
+
+/// Copies a chat interface or knowledge base with everything under it (knowledge bases and
+/// their documents, bytes included) into `to_team` (the source's team when `None`), named
+/// `name` (the source's name with " (copy)" when `None`): the guide's template library,
+/// whose best agents stay in the internal team while client teams start from copies. The
+/// copies are the caller's, in use (not archived); a knowledge base copied on its own sits
+/// under nothing. The caller must see the source and may create in the team. Every copy is
+/// created, counted against the plan and recorded (with the asset it was copied from) in
+/// one transaction, or none is; documents' bytes are written first and removed again when
+/// that transaction is refused.
+///
+/// # Errors
+/// [`TenancyError::NotFound`] (source or team not visible), [`TenancyError::Forbidden`],
+/// [`TenancyError::Invalid`] (documents and domains, a bad name), [`TenancyError::Conflict`]
+/// (archived team), [`TenancyError::LimitReached`].
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the copy's source, destination and name arrive separately from HTTP"
+)]
+pub async fn copy<S: TenancyStore + WorkspaceStore + crate::metering::MeteringStore + ?Sized>(
+    store: &S,
+    blobs: &dyn BlobStore,
+    caller: &Caller,
+    id: ResourceId,
+    to_team: Option<TeamId>,
+    name: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Asset>, TenancyError> {
+    let kind = store
+        .get_asset(caller.org.id, id)
+        .await?
+        .ok_or(TenancyError::NotFound("asset"))?
+        .kind();
+    let source = get(store, caller, kind, id).await?;
+    if !matches!(kind, AssetKind::ChatInterface | AssetKind::KnowledgeBase) {
+        return Err(TenancyError::Invalid(format!(
+            "a {} is not copied on its own: copy its knowledge base or chat interface",
+            kind.label()
+        )));
+    }
+    let name = match name {
+        Some(n) => valid_name("name", n)?,
+        None => valid_name("name", &format!("{} (copy)", source.name))?,
+    };
+    let team = teams::get(store, caller, to_team.unwrap_or(source.team)).await?;
+    if team.archived_at.is_some() {
+        return Err(TenancyError::Conflict(format!(
+            "the team `{}` is archived",
+            team.name
+        )));
+    }
+    // The tree, each asset before those under it.
+    let mut tree = vec![source];
+    let mut next = 0;
+    while let Some(parent) = tree.get(next).map(|a| a.id) {
+        for child_kind in [AssetKind::KnowledgeBase, AssetKind::Document] {
+            let filter = AssetFilter {
+                kind: child_kind,
+                teams: None,
+                parent: Some(parent),
+                archived: None,
+            };
+            let mut after = None;
+            loop {
+                let page = store
+                    .list_assets(caller.org.id, &filter, after, 500)
+                    .await?;
+                after = page.last().map(|a| a.id);
+                let done = page.len() < 500;
+                tree.extend(page);
+                if done {
+                    break;
+                }
+            }
+        }
+        next += 1;
+    }
+    let mut kinds: Vec<AssetKind> = Vec::new();
+    for a in &tree {
+        if !kinds.contains(&a.kind()) {
+            kinds.push(a.kind());
+        }
+    }
+    for k in &kinds {
+        caller.check(k.create(), &Resource::team(team.org, team.id))?;
+    }
+    let mut new_ids = std::collections::HashMap::new();
+    let mut copies = Vec::with_capacity(tree.len());
+    for (n, a) in tree.iter().enumerate() {
+        let copy = Asset {
+            id: ResourceId::new(),
+            org: caller.org.id,
+            team: team.id,
+            name: if n == 0 { name.clone() } else { a.name.clone() },
+            parent: if n == 0 {
+                None
+            } else {
+                a.parent.and_then(|p| new_ids.get(&p).copied())
+            },
+            created_by: caller.user.id,
+            created_at: now,
+            updated_at: now,
+            size_bytes: a.size_bytes,
+            details: a.details.clone(),
+            archived_at: None,
+        };
+        new_ids.insert(a.id, copy.id);
+        copies.push(copy);
+    }
+    let mut j = Journal::default();
+    for (a, copy) in tree.iter().zip(&copies) {
+        let part = journal(
+            caller,
+            copy,
+            "created",
+            now,
+            json!({ "team": team.name, "copied_from": a.id }),
+        )?;
+        j.records.extend(part.records);
+        j.events.extend(part.events);
+    }
+    let mut written = Vec::new();
+    for (a, copy) in tree.iter().zip(&copies) {
+        if a.kind() != AssetKind::Document {
+            continue;
+        }
+        let bytes = match blobs.get(&a.id.to_string()).await {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                remove_blobs(blobs, &written).await;
+                return Err(TenancyError::NotFound("document content"));
+            }
+            Err(e) => {
+                remove_blobs(blobs, &written).await;
+                return Err(e.into());
+            }
+        };
+        if let Err(e) = blobs.put(&copy.id.to_string(), &bytes).await {
+            remove_blobs(blobs, &written).await;
+            return Err(e.into());
+        }
+        written.push(copy.clone());
+    }
+    if let Err(e) = store.create_assets(&copies, &caller.org.limits(), j).await {
+        remove_blobs(blobs, &written).await;
+        return Err(e);
+    }
+    for k in kinds {
+        crate::metering::alert_after_create(store, &caller.org, limit_of(k), now).await;
+    }
+    let bytes: u64 = written.iter().map(|d| d.size_bytes).sum();
+    if bytes > 0 {
+        storage_alert(store, caller, bytes, now).await;
+    }
+    Ok(copies)
 }
 
 /// Refuses work on an archived asset: editing, using, or adding to it.

@@ -129,6 +129,7 @@ pub async fn run<
     teams_round_trip(s).await;
     caller_memberships_gather_every_org_and_team(s).await;
     assets_quota_scope_and_subtrees(s).await;
+    assets_created_together_all_or_none(s).await;
     asset_transfers_and_removal_dispositions(s).await;
     concurrent_creates_never_overshoot(s).await;
     orgs_round_trip(s).await;
@@ -1651,6 +1652,53 @@ async fn caller_memberships_gather_every_org_and_team<
             .unwrap()
             .is_none()
     );
+}
+
+/// Assets created together (a copied tree) are all written with their journal, or, when one
+/// of them is refused, none is and nothing is recorded.
+async fn assets_created_together_all_or_none<
+    S: TenancyStore + AuditStore + WorkspaceStore + ?Sized,
+>(
+    s: &S,
+) {
+    let (org, default, owner) = new_org(s).await;
+    let small = billing_limits::PlanLimits {
+        knowledge_bases: Some(1),
+        ..enterprise()
+    };
+    let bot = chat(org.id, default.id, owner.id, "Template copy");
+    let first = kb_under(&bot, owner.id);
+    let second = kb_under(&bot, owner.id);
+    let h = head(s, org.id).await;
+    let all = [bot.clone(), first.clone(), second.clone()];
+    assert!(matches!(
+        s.create_assets(&all, &small, note(org.id, "copy")).await,
+        Err(TenancyError::LimitReached { .. })
+    ));
+    assert_eq!(head(s, org.id).await, h, "nothing recorded");
+    for a in &all {
+        assert_eq!(
+            s.get_asset(org.id, a.id).await.unwrap(),
+            None,
+            "none written"
+        );
+    }
+    s.create_assets(&all[..2], &small, note(org.id, "copy"))
+        .await
+        .unwrap();
+    assert_eq!(head(s, org.id).await, h + 1);
+    assert_eq!(s.get_asset(org.id, first.id).await.unwrap(), Some(first));
+    let (other, _, _) = new_org(s).await;
+    let foreign = Asset {
+        id: rbac_core::ResourceId::new(),
+        org: other.id,
+        ..bot.clone()
+    };
+    assert!(matches!(
+        s.create_assets(&[second, foreign], &enterprise(), note(org.id, "mixed"))
+            .await,
+        Err(TenancyError::Invalid(_))
+    ));
 }
 
 async fn assets_quota_scope_and_subtrees<S: TenancyStore + AuditStore + WorkspaceStore + ?Sized>(

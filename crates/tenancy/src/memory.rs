@@ -1312,6 +1312,66 @@ fn quota_use(s: &State, org: OrgId, kind: AssetKind) -> u64 {
         .count() as u64
 }
 
+/// Adds `asset` after the checks `WorkspaceStore::create_asset` names.
+fn insert_asset_checked(
+    s: &mut State,
+    asset: &Asset,
+    limits: &billing_limits::PlanLimits,
+) -> Result<(), TenancyError> {
+    let Some(team) = s
+        .teams
+        .iter()
+        .find(|t| t.org == asset.org && t.id == asset.team)
+    else {
+        return Err(TenancyError::NotFound("team"));
+    };
+    if team.archived_at.is_some() {
+        return Err(TenancyError::Conflict(format!(
+            "the team `{}` is archived",
+            team.name
+        )));
+    }
+    if let Some(p) = asset.parent
+        && !s
+            .assets
+            .iter()
+            .any(|a| a.id == p && a.org == asset.org && a.team == asset.team)
+    {
+        return Err(TenancyError::NotFound("parent"));
+    }
+    let kind = asset.kind();
+    crate::enforce_quota(billing_limits::check_quota(
+        limits,
+        kind.limit(),
+        quota_use(s, asset.org, kind),
+        1,
+    ))?;
+    if asset.size_bytes > 0 {
+        let used: u64 = s
+            .assets
+            .iter()
+            .filter(|a| a.org == asset.org)
+            .map(|a| a.size_bytes)
+            .sum();
+        crate::enforce_quota(billing_limits::check_quota(
+            limits,
+            billing_limits::Limit::StorageBytes,
+            used,
+            asset.size_bytes,
+        ))?;
+    }
+    if let crate::assets::AssetDetails::Domain { hostname, .. } = &asset.details
+            && s.assets.iter().any(|a| {
+                a.org == asset.org
+                    && matches!(&a.details, crate::assets::AssetDetails::Domain { hostname: h, .. } if h == hostname)
+            })
+        {
+            return Err(TenancyError::Conflict(format!("`{hostname}` is already added")));
+        }
+    s.assets.push(asset.clone());
+    Ok(())
+}
+
 #[async_trait]
 impl WorkspaceStore for MemoryTenancyStore {
     async fn create_team(&self, team: &Team, journal: Journal) -> Result<(), TenancyError> {
@@ -1480,59 +1540,30 @@ impl WorkspaceStore for MemoryTenancyStore {
         limits: &billing_limits::PlanLimits,
         journal: Journal,
     ) -> Result<(), TenancyError> {
+        self.create_assets(std::slice::from_ref(asset), limits, journal)
+            .await
+    }
+
+    async fn create_assets(
+        &self,
+        assets: &[Asset],
+        limits: &billing_limits::PlanLimits,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        if assets.windows(2).any(|w| w[0].org != w[1].org) {
+            return Err(TenancyError::Invalid(
+                "assets created together belong to one organization".into(),
+            ));
+        }
         {
             let mut s = self.lock()?;
-            let Some(team) = s
-                .teams
-                .iter()
-                .find(|t| t.org == asset.org && t.id == asset.team)
-            else {
-                return Err(TenancyError::NotFound("team"));
-            };
-            if team.archived_at.is_some() {
-                return Err(TenancyError::Conflict(format!(
-                    "the team `{}` is archived",
-                    team.name
-                )));
+            let before = s.assets.len();
+            for a in assets {
+                if let Err(e) = insert_asset_checked(&mut s, a, limits) {
+                    s.assets.truncate(before);
+                    return Err(e);
+                }
             }
-            if let Some(p) = asset.parent
-                && !s
-                    .assets
-                    .iter()
-                    .any(|a| a.id == p && a.org == asset.org && a.team == asset.team)
-            {
-                return Err(TenancyError::NotFound("parent"));
-            }
-            let kind = asset.kind();
-            crate::enforce_quota(billing_limits::check_quota(
-                limits,
-                kind.limit(),
-                quota_use(&s, asset.org, kind),
-                1,
-            ))?;
-            if asset.size_bytes > 0 {
-                let used: u64 = s
-                    .assets
-                    .iter()
-                    .filter(|a| a.org == asset.org)
-                    .map(|a| a.size_bytes)
-                    .sum();
-                crate::enforce_quota(billing_limits::check_quota(
-                    limits,
-                    billing_limits::Limit::StorageBytes,
-                    used,
-                    asset.size_bytes,
-                ))?;
-            }
-            if let crate::assets::AssetDetails::Domain { hostname, .. } = &asset.details
-                && s.assets.iter().any(|a| {
-                    a.org == asset.org
-                        && matches!(&a.details, crate::assets::AssetDetails::Domain { hostname: h, .. } if h == hostname)
-                })
-            {
-                return Err(TenancyError::Conflict(format!("`{hostname}` is already added")));
-            }
-            s.assets.push(asset.clone());
         }
         self.commit(journal).await
     }

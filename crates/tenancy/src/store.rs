@@ -726,6 +726,20 @@ pub trait WorkspaceStore: Send + Sync {
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
+    /// [`WorkspaceStore::create_asset`] for several assets of one organization in one
+    /// transaction, in order (a parent before what sits under it): all of them with
+    /// `journal`, or, when any check fails, none.
+    ///
+    /// # Errors
+    /// As [`WorkspaceStore::create_asset`]; [`TenancyError::Invalid`] for assets of several
+    /// organizations.
+    async fn create_assets(
+        &self,
+        assets: &[Asset],
+        limits: &billing_limits::PlanLimits,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
     /// One asset of `org`.
     ///
     /// # Errors

@@ -157,6 +157,7 @@ routes! {
     DELETE "/api/v1/orgs/{org_id}/domains/{asset_id}" => workspace::delete_domain, Member;
     POST "/api/v1/orgs/{org_id}/domains/{asset_id}/verify" => workspace::verify_domain, Member;
     POST "/api/v1/orgs/{org_id}/assets/{asset_id}/transfer" => workspace::transfer, Member;
+    POST "/api/v1/orgs/{org_id}/assets/{asset_id}/copy" => workspace::copy, Member;
     GET "/api/v1/orgs/{org_id}/assets/{asset_id}/transfers" => workspace::transfers, Member;
     GET "/api/v1/orgs/{org_id}/analytics" => workspace::analytics, Member;
     GET "/api/v1/orgs/{org_id}/usage" => usage::usage, Org(P::ViewBilling);

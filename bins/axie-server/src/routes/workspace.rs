@@ -798,6 +798,57 @@ pub async fn transfer(
     }
 }
 
+/// Where a copy goes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CopyBody {
+    /// The team that receives the copy; the source's team when omitted.
+    #[serde(default)]
+    pub team_id: Option<String>,
+    /// The copy's name; the source's name with " (copy)" when omitted.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// Copies a chat interface or knowledge base with everything under it (documents' bytes
+/// included) into a team: templates kept in one team, copied into others.
+#[utoipa::path(post, path = "/api/v1/orgs/{org_id}/assets/{asset_id}/copy", tag = "transfers",
+    params(("org_id" = String, Path, description = "Organization id"), ("asset_id" = String, Path, description = "Resource id")),
+    request_body = CopyBody,
+    responses(
+        (status = 201, description = "Copied: the copy of the resource asked for", body = AssetResponse),
+        (status = 403, description = "Not allowed to create in the team, or a plan limit reached", content_type = "application/problem+json"),
+        (status = 404, description = "No such resource or team", content_type = "application/problem+json"),
+        (status = 409, description = "The team is archived", content_type = "application/problem+json"),
+        (status = 422, description = "A document or domain, or a bad name", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn copy(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    path: web::Path<(String, String)>,
+    body: web::Json<CopyBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id: ResourceId = path.1.parse().map_err(|_| ApiError::not_found("asset"))?;
+    let to = opt_team(body.team_id.as_deref())?;
+    match assets::copy(
+        &*st.store,
+        &*st.blobs,
+        &caller,
+        id,
+        to,
+        body.name.as_deref(),
+        st.clock.now(),
+    )
+    .await
+    {
+        Ok(copies) => match copies.first() {
+            Some(top) => Ok(HttpResponse::Created().json(AssetResponse::from(top))),
+            None => Err(ApiError::not_found("asset")),
+        },
+        Err(e) => Err(audited(&st, &caller, "copy_asset", e).await),
+    }
+}
+
 /// A resource's transfer history, oldest first.
 #[utoipa::path(get, path = "/api/v1/orgs/{org_id}/assets/{asset_id}/transfers", tag = "transfers",
     params(("org_id" = String, Path, description = "Organization id"), ("asset_id" = String, Path, description = "Resource id")),

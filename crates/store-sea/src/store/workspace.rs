@@ -194,6 +194,87 @@ fn team_conflict(name: &str) -> TenancyError {
     TenancyError::Conflict(format!("a team named `{name}` exists"))
 }
 
+/// Inserts `a` after the checks [`WorkspaceStore::create_asset`] names, in `txn`.
+async fn insert_asset_checked(
+    txn: &DatabaseTransaction,
+    a: &Asset,
+    limits: &billing_limits::PlanLimits,
+) -> Result<(), TenancyError> {
+    let Some(t) = team_row(txn, a.org, a.team).await? else {
+        return Err(TenancyError::NotFound("team"));
+    };
+    if t.archived_at.is_some() {
+        return Err(TenancyError::Conflict(format!(
+            "the team `{}` is archived",
+            t.name
+        )));
+    }
+    if let Some(p) = a.parent {
+        let found = asset::Entity::find_by_id(p.to_string())
+            .filter(asset::Column::OrgId.eq(a.org.to_string()))
+            .filter(asset::Column::TeamId.eq(a.team.to_string()))
+            .count(txn)
+            .await
+            .map_err(store)?;
+        if found == 0 {
+            return Err(TenancyError::NotFound("parent"));
+        }
+    }
+    let kind = a.kind();
+    let used = asset::Entity::find()
+        .filter(asset::Column::OrgId.eq(a.org.to_string()))
+        .filter(asset::Column::Kind.eq(kind.as_str()))
+        .count(txn)
+        .await
+        .map_err(store)?;
+    tenancy::enforce_quota(billing_limits::check_quota(limits, kind.limit(), used, 1))?;
+    if a.size_bytes > 0 {
+        let bytes: Option<i64> = asset::Entity::find()
+            .select_only()
+            .column_as(total_bytes(), "total")
+            .filter(asset::Column::OrgId.eq(a.org.to_string()))
+            .into_tuple::<Option<i64>>()
+            .one(txn)
+            .await
+            .map_err(store)?
+            .flatten();
+        tenancy::enforce_quota(billing_limits::check_quota(
+            limits,
+            billing_limits::Limit::StorageBytes,
+            u64::try_from(bytes.unwrap_or(0)).unwrap_or(0),
+            a.size_bytes,
+        ))?;
+    }
+    let res = asset::Entity::insert(asset::ActiveModel {
+        id: Set(a.id.to_string()),
+        org_id: Set(a.org.to_string()),
+        team_id: Set(a.team.to_string()),
+        kind: Set(kind.as_str().to_owned()),
+        name: Set(a.name.clone()),
+        parent_id: Set(a.parent.map(|p| p.to_string())),
+        created_by: Set(a.created_by.to_string()),
+        created_at: Set(micros(a.created_at)),
+        updated_at: Set(micros(a.updated_at)),
+        size_bytes: Set(size(a)?),
+        hostname: Set(hostname(a)),
+        details: Set(to_json(&a.details)?),
+        archived_at: Set(a.archived_at.map(micros)),
+    })
+    .exec_without_returning(txn)
+    .await;
+    match res {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(TenancyError::Conflict(format!(
+                "`{}` is already added",
+                hostname(a).unwrap_or_default()
+            )));
+        }
+        Err(e) => return Err(store(e)),
+        Ok(_) => {}
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl WorkspaceStore for SeaStore {
     async fn create_team(&self, t: &Team, journal: Journal) -> Result<(), TenancyError> {
@@ -417,79 +498,28 @@ impl WorkspaceStore for SeaStore {
         limits: &billing_limits::PlanLimits,
         journal: Journal,
     ) -> Result<(), TenancyError> {
-        let txn = self.db().begin().await.map_err(store)?;
-        lock_org(&txn, a.org).await?;
-        let Some(t) = team_row(&txn, a.org, a.team).await? else {
-            return Err(TenancyError::NotFound("team"));
-        };
-        if t.archived_at.is_some() {
-            return Err(TenancyError::Conflict(format!(
-                "the team `{}` is archived",
-                t.name
-            )));
-        }
-        if let Some(p) = a.parent {
-            let found = asset::Entity::find_by_id(p.to_string())
-                .filter(asset::Column::OrgId.eq(a.org.to_string()))
-                .filter(asset::Column::TeamId.eq(a.team.to_string()))
-                .count(&txn)
-                .await
-                .map_err(store)?;
-            if found == 0 {
-                return Err(TenancyError::NotFound("parent"));
-            }
-        }
-        let kind = a.kind();
-        let used = asset::Entity::find()
-            .filter(asset::Column::OrgId.eq(a.org.to_string()))
-            .filter(asset::Column::Kind.eq(kind.as_str()))
-            .count(&txn)
+        self.create_assets(std::slice::from_ref(a), limits, journal)
             .await
-            .map_err(store)?;
-        tenancy::enforce_quota(billing_limits::check_quota(limits, kind.limit(), used, 1))?;
-        if a.size_bytes > 0 {
-            let bytes: Option<i64> = asset::Entity::find()
-                .select_only()
-                .column_as(total_bytes(), "total")
-                .filter(asset::Column::OrgId.eq(a.org.to_string()))
-                .into_tuple::<Option<i64>>()
-                .one(&txn)
-                .await
-                .map_err(store)?
-                .flatten();
-            tenancy::enforce_quota(billing_limits::check_quota(
-                limits,
-                billing_limits::Limit::StorageBytes,
-                u64::try_from(bytes.unwrap_or(0)).unwrap_or(0),
-                a.size_bytes,
-            ))?;
+    }
+
+    async fn create_assets(
+        &self,
+        assets: &[Asset],
+        limits: &billing_limits::PlanLimits,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let Some(first) = assets.first() else {
+            return Ok(());
+        };
+        if assets.iter().any(|a| a.org != first.org) {
+            return Err(TenancyError::Invalid(
+                "assets created together belong to one organization".into(),
+            ));
         }
-        let res = asset::Entity::insert(asset::ActiveModel {
-            id: Set(a.id.to_string()),
-            org_id: Set(a.org.to_string()),
-            team_id: Set(a.team.to_string()),
-            kind: Set(kind.as_str().to_owned()),
-            name: Set(a.name.clone()),
-            parent_id: Set(a.parent.map(|p| p.to_string())),
-            created_by: Set(a.created_by.to_string()),
-            created_at: Set(micros(a.created_at)),
-            updated_at: Set(micros(a.updated_at)),
-            size_bytes: Set(size(a)?),
-            hostname: Set(hostname(a)),
-            details: Set(to_json(&a.details)?),
-            archived_at: Set(a.archived_at.map(micros)),
-        })
-        .exec_without_returning(&txn)
-        .await;
-        match res {
-            Err(e) if is_unique_violation(&e) => {
-                return Err(TenancyError::Conflict(format!(
-                    "`{}` is already added",
-                    hostname(a).unwrap_or_default()
-                )));
-            }
-            Err(e) => return Err(store(e)),
-            Ok(_) => {}
+        let txn = self.db().begin().await.map_err(store)?;
+        lock_org(&txn, first.org).await?;
+        for a in assets {
+            insert_asset_checked(&txn, a, limits).await?;
         }
         commit(txn, journal).await
     }
