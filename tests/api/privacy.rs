@@ -178,29 +178,55 @@ both_backends!(
 both_backends!(
     a_member_asks_to_be_forgotten_and_the_chain_still_verifies,
     |b| async move {
+        use crate::team_management::{invited, outbox_token};
         let t = spawn_app(b).await;
-        let tom_id = t.member_id("tom@example.com").await;
-        let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
+        // Ivy joins through an invitation, then invites a guest herself.
+        invited(&t, "ivy@example.org", "admin").await;
+        let token = outbox_token(&t, "ivy@example.org").await;
+        let res = t
+            .client
+            .post(t.url("/api/v1/invitations/signup"))
+            .json(&json!({"token": token, "name": "Ivy Quill", "password": "a sufficiently long passphrase"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let ivy = t
+            .login("ivy@example.org", "a sufficiently long passphrase")
+            .await;
+        let ivy_id = t.member_id("ivy@example.org").await;
         let owner_id = t.member_id(OWNER_EMAIL).await;
+        let res = t
+            .post(
+                &t.org("/invitations"),
+                &ivy,
+                &json!({"email": "guest@example.org", "role": "user"}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
         let bot = json_of(
             t.post(
                 &t.org("/chat-interfaces"),
-                &tom,
-                &json!({ "name": "Tom's helper" }),
+                &ivy,
+                &json!({ "name": "Onboarding helper" }),
             )
             .await,
         )
         .await;
         let key = json_of(
-            t.post(&t.org("/api-keys"), &tom, &json!({"name": "Tom's key"}))
+            t.post(&t.org("/api-keys"), &ivy, &json!({"name": "Ivy's key"}))
                 .await,
         )
         .await;
-        let before = t.audit(&format!("actor_id={tom_id}")).await;
+        let before = t.audit(&format!("actor_id={ivy_id}")).await;
         assert!(
-            before.iter().any(|r| r["actor_name"] != "[erased]"),
+            before.iter().any(|r| r["actor_name"] == "Ivy Quill"),
             "{before:?}"
         );
+        let outbox =
+            serde_json::to_string(&json_of(t.get(&t.org("/outbox"), &t.owner_token).await).await)
+                .unwrap();
+        assert!(outbox.contains("ivy@example.org") && outbox.contains("Ivy Quill"));
 
         // Not through an API key; never the Owner.
         problem(
@@ -221,19 +247,20 @@ both_backends!(
         )
         .await;
 
-        let report = json_of(t.post(&t.org("/erasure"), &tom, &json!({})).await).await;
+        let report = json_of(t.post(&t.org("/erasure"), &ivy, &json!({})).await).await;
         assert_eq!(report["account_anonymized"], true, "{report}");
         assert_eq!(report["api_keys_deactivated"], 1);
         assert!(report["resources_transferred"].as_u64().unwrap() >= 1);
         problem(
-            t.login_response("tom@example.com", DEMO_PASSWORD).await,
+            t.login_response("ivy@example.org", "a sufficiently long passphrase")
+                .await,
             StatusCode::UNAUTHORIZED,
             "bad_credentials",
         )
         .await;
 
-        // Every record of his, the request's own included, names him by id only.
-        let hers = t.audit(&format!("actor_id={tom_id}")).await;
+        // Every record of hers, the request's own included, names her by id only.
+        let hers = t.audit(&format!("actor_id={ivy_id}")).await;
         assert!(hers.len() > before.len(), "the request is recorded");
         for r in &hers {
             assert_eq!(r["actor_name"], "[erased]", "{r}");
@@ -243,14 +270,21 @@ both_backends!(
         let left = t.audit("action=member.left").await;
         assert_eq!(left.len(), 1);
         assert_eq!(left[0]["metadata"]["erasure"], true);
-        let all = t.audit("limit=200").await;
-        let dump = serde_json::to_string(&all).unwrap();
-        assert!(!dump.contains("tom@example.com"), "{dump}");
-        assert!(
-            !dump.contains("\"Tom\"") && !dump.contains("| Tom |"),
-            "{dump}"
-        );
-        // What he built stays, now the Owner's; the chain verifies.
+        // Nowhere the organization keeps: audit log, invitations, outbox.
+        for place in [
+            "/audit-events?limit=200",
+            "/invitations?limit=200",
+            "/outbox?limit=200",
+        ] {
+            let dump =
+                serde_json::to_string(&json_of(t.get(&t.org(place), &t.owner_token).await).await)
+                    .unwrap();
+            assert!(
+                !dump.contains("ivy@example.org") && !dump.contains("Ivy Quill"),
+                "{place}: {dump}"
+            );
+        }
+        // What she built stays, now the Owner's; the chain verifies.
         let kept = json_of(
             t.get(
                 &t.org(&format!("/chat-interfaces/{}", bot["id"].as_str().unwrap())),

@@ -993,10 +993,15 @@ both_backends!(
         let inv: Value = res.json().await.unwrap();
         assert_eq!(inv["team_role"], "member", "the default team role");
         let token = outbox_token(&t, "late@client.example").await;
+        // Archived meanwhile: nobody joins it, and the invitation stays open.
         let res = t
-            .delete(&t.org(&format!("/teams/{client_b}")), &owner)
+            .patch(
+                &t.org(&format!("/teams/{client_b}")),
+                &owner,
+                &json!({ "archived": true }),
+            )
             .await;
-        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        assert_eq!(res.status(), StatusCode::OK);
         let refused = problem(
             signup(&t, &token, "Late Comer", "a sufficiently long passphrase").await,
             StatusCode::CONFLICT,
@@ -1004,12 +1009,20 @@ both_backends!(
         )
         .await;
         assert!(
-            refused["detail"]
-                .as_str()
-                .unwrap()
-                .contains("no longer exists"),
+            refused["detail"].as_str().unwrap().contains("is archived"),
             "{refused}"
         );
+        // Deleted: the invitation is revoked with the team and holds no seat.
+        let res = t
+            .delete(&t.org(&format!("/teams/{client_b}")), &owner)
+            .await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        problem(
+            signup(&t, &token, "Late Comer", "a sufficiently long passphrase").await,
+            StatusCode::GONE,
+            "invitation_revoked",
+        )
+        .await;
         assert_eq!(
             t.login_response("late@client.example", "a sufficiently long passphrase")
                 .await

@@ -1388,8 +1388,21 @@ both_backends!(
         ] {
             problem(res, StatusCode::CONFLICT, "conflict").await;
         }
-        // Its knowledge base is not archived with it, and can be on its own.
+        // Its knowledge base is not archived with it, but takes nothing new while it is.
         let kb_url = t.org(&format!("/knowledge-bases/{}", id(&kb)));
+        for res in [
+            t.upload(
+                &format!("{kb_url}/documents?name=early.md"),
+                &mike,
+                "text/markdown",
+                b"# early".to_vec(),
+            )
+            .await,
+            t.patch(&kb_url, &mike, &json!({ "description": "v2" }))
+                .await,
+        ] {
+            problem(res, StatusCode::CONFLICT, "conflict").await;
+        }
         let kb_archived =
             json_of(t.patch(&kb_url, &mike, &json!({ "archived": true })).await).await;
         assert!(kb_archived["archived_at"].is_string());
@@ -1539,6 +1552,15 @@ both_backends!(
             t.audit("action=document.uploaded").await[0]["metadata"]["copied_from"],
             t.audit("action=document.uploaded").await[1]["target_id"]
         );
+
+        // Reading the source's documents is on the source team's record.
+        let read = t.audit("action=document.downloaded").await;
+        let by_copy = read
+            .iter()
+            .find(|r| r["metadata"]["copied_to"].is_string())
+            .expect("the copy's read is recorded");
+        assert_eq!(by_copy["metadata"]["copied_to"], doc_copy["id"]);
+        assert_eq!(by_copy["team_id"], internal.as_str());
 
         // A named copy in the same team; a document alone is not copied.
         let named = created(

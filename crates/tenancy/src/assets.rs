@@ -564,7 +564,7 @@ async fn placement<S: TenancyStore + WorkspaceStore + ?Sized>(
     let team = match (parent, parent_kind) {
         (Some(p), Some(pk)) => {
             let parent = get(store, caller, pk, p).await?;
-            in_use(&parent)?;
+            in_use_with_ancestors(store, &parent).await?;
             if team.is_some_and(|t| t != parent.team) {
                 return Err(TenancyError::Invalid(format!(
                     "a {} goes in its {}'s team",
@@ -822,6 +822,7 @@ pub async fn update<S: TenancyStore + WorkspaceStore + ?Sized>(
     loop {
         let before = get(store, caller, kind, id).await?;
         caller.check(kind.edit(), &before.resource())?;
+        in_use_with_ancestors(store, &before).await?;
         let after = edited(&before, kind, &change, now)?;
         if after == before {
             return Ok(after);
@@ -1009,6 +1010,22 @@ pub async fn copy<S: TenancyStore + WorkspaceStore + crate::metering::MeteringSt
     for k in &kinds {
         caller.check(k.create(), &Resource::team(team.org, team.id))?;
     }
+    // Storage first: the documents' bytes are written before the transaction checks it.
+    let added: u64 = tree.iter().map(|a| a.size_bytes).sum();
+    if added > 0 {
+        let used: u64 = store
+            .storage(caller.org.id)
+            .await?
+            .iter()
+            .map(|t| t.bytes)
+            .sum();
+        crate::enforce_quota(billing_limits::check_quota(
+            &caller.org.limits(),
+            billing_limits::Limit::StorageBytes,
+            used,
+            added,
+        ))?;
+    }
     let mut new_ids = std::collections::HashMap::new();
     let mut copies = Vec::with_capacity(tree.len());
     for (n, a) in tree.iter().enumerate() {
@@ -1043,6 +1060,21 @@ pub async fn copy<S: TenancyStore + WorkspaceStore + crate::metering::MeteringSt
         )?;
         j.records.extend(part.records);
         j.events.extend(part.events);
+        // Reading a document's content is on the source team's record, as a download is.
+        if a.kind() == AssetKind::Document {
+            j.records.push(
+                caller
+                    .audit(
+                        now,
+                        AuditAction::DocumentDownloaded,
+                        Target::new("document", a.id, a.name.clone()),
+                    )
+                    .in_team(a.team)
+                    .with_metadata(Metadata::from_value(
+                        json!({ "bytes": a.size_bytes, "copied_to": copy.id }),
+                    )?),
+            );
+        }
     }
     let mut written = Vec::new();
     for (a, copy) in tree.iter().zip(&copies) {
@@ -1078,6 +1110,26 @@ pub async fn copy<S: TenancyStore + WorkspaceStore + crate::metering::MeteringSt
         storage_alert(store, caller, bytes, now).await;
     }
     Ok(copies)
+}
+
+/// Refuses work on an asset that is archived or sits under an archived one (a knowledge
+/// base of an archived chat interface, a document of such a knowledge base).
+async fn in_use_with_ancestors<S: WorkspaceStore + ?Sized>(
+    store: &S,
+    a: &Asset,
+) -> Result<(), TenancyError> {
+    in_use(a)?;
+    let mut up = a.parent;
+    // Assets nest at most two levels.
+    for _ in 0..2 {
+        let Some(p) = up else { break };
+        let Some(parent) = store.get_asset(a.org, p).await? else {
+            break;
+        };
+        in_use(&parent)?;
+        up = parent.parent;
+    }
+    Ok(())
 }
 
 /// Refuses work on an archived asset: editing, using, or adding to it.

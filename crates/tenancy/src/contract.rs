@@ -841,7 +841,8 @@ async fn team_invitations_join_their_team_alone<
         "not in the default team"
     );
 
-    // The team goes before the next invitee accepts: refused, nothing written.
+    // The team is archived before the next invitee accepts: refused, nothing written, and
+    // the invitation stays open; deleting the team then revokes it.
     let gone = team_in(org.id, "Client B");
     s.create_team(&gone, note(org.id, "client b"))
         .await
@@ -856,7 +857,11 @@ async fn team_invitations_join_their_team_alone<
     s.create_invitation(&late, "ih-team-gone", &limits(9), note(org.id, "inv"))
         .await
         .unwrap();
-    s.delete_team(org.id, gone.id, note(org.id, "delete"))
+    let archived = Team {
+        archived_at: Some(now()),
+        ..gone.clone()
+    };
+    s.update_team(&gone, &archived, note(org.id, "archive"))
         .await
         .unwrap();
     let h = head(s, org.id).await;
@@ -884,23 +889,31 @@ async fn team_invitations_join_their_team_alone<
         h,
         "no record for a refused acceptance"
     );
-    assert_eq!(
-        s.find_invitation("ih-team-gone")
-            .await
-            .unwrap()
-            .unwrap()
-            .status(now()),
-        crate::invitations::InvitationStatus::Pending,
-        "still pending"
-    );
     assert!(
         s.get_member(org.id, latecomer.id).await.unwrap().is_none(),
         "no membership"
     );
+    let status = || async {
+        s.find_invitation("ih-team-gone")
+            .await
+            .unwrap()
+            .unwrap()
+            .status(now())
+    };
+    assert_eq!(
+        status().await,
+        crate::invitations::InvitationStatus::Pending
+    );
+    s.delete_team(org.id, gone.id, now(), note(org.id, "delete"))
+        .await
+        .unwrap();
+    assert_eq!(
+        status().await,
+        crate::invitations::InvitationStatus::Revoked,
+        "a deleted team's invitations hold no seats"
+    );
 }
 
-/// Someone added directly while invited: their invitation is settled (accepted by them) in the
-/// same transaction, so it holds no second seat.
 async fn a_direct_add_settles_the_invitation<
     S: TenancyStore + AuditStore + InvitationStore + ?Sized,
 >(
@@ -1521,19 +1534,21 @@ async fn teams_round_trip<S: TenancyStore + AuditStore + WorkspaceStore + ?Sized
         .await
         .unwrap();
     assert!(matches!(
-        s.delete_team(org.id, dev.id, note(org.id, "del")).await,
+        s.delete_team(org.id, dev.id, now(), note(org.id, "del"))
+            .await,
         Err(TenancyError::Conflict(_))
     ));
     s.delete_asset(org.id, ci.id, note(org.id, "rm"))
         .await
         .unwrap();
-    s.delete_team(org.id, dev.id, note(org.id, "del"))
+    s.delete_team(org.id, dev.id, now(), note(org.id, "del"))
         .await
         .unwrap();
     assert_eq!(s.get_team(org.id, dev.id).await.unwrap(), None);
     assert!(s.team_members(org.id, dev.id).await.unwrap().is_empty());
     assert!(matches!(
-        s.delete_team(org.id, default.id, note(org.id, "del")).await,
+        s.delete_team(org.id, default.id, now(), note(org.id, "del"))
+            .await,
         Err(TenancyError::NotFound(_))
     ));
     s.set_team_member(org.id, default.id, lisa.id, None, note(org.id, "out"))
@@ -3036,7 +3051,7 @@ async fn scim_groups_write_atomically<
         "Brand"
     );
     // Deleting the team deletes its record.
-    s.delete_team(org.id, team.id, note(org.id, "delete"))
+    s.delete_team(org.id, team.id, now(), note(org.id, "delete"))
         .await
         .unwrap();
     assert!(s.group_records(org.id).await.unwrap().is_empty());

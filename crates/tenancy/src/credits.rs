@@ -825,10 +825,20 @@ async fn alert_low<S: TenancyStore + CreditStore + WorkspaceStore + MeteringStor
         if let Ok(owner) = crate::orgs::owner_of(store, org.id).await {
             to.push(owner.user.email.as_str().to_owned());
         }
-        for m in store.team_members(org.id, team).await? {
-            let email = m.member.user.email.as_str();
-            if m.role == rbac_core::TeamRole::Admin && !to.iter().any(|t| t == email) {
-                to.push(email.to_owned());
+        match store.team_members(org.id, team).await {
+            Ok(members) => {
+                for m in members {
+                    let email = m.member.user.email.as_str();
+                    if m.role == rbac_core::TeamRole::Admin
+                        && m.member.deactivated_at.is_none()
+                        && !to.iter().any(|t| t == email)
+                    {
+                        to.push(email.to_owned());
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, org = %org.id, %team, "team admins not alerted");
             }
         }
         for to in to {

@@ -299,6 +299,9 @@ pub async fn resend<S: TenancyStore + InvitationStore + WorkspaceStore + ?Sized>
         return Err(TenancyError::InvitationUnusable(s));
     }
     let team = team_name(store, &inv).await?;
+    if inv.team.is_some() && team.is_none() {
+        return Err(gone_team());
+    }
     let token = mint(INVITATION_PREFIX, 32);
     inv.created_at = now;
     inv.expires_at = now + settings.expiry;
@@ -430,8 +433,9 @@ async fn joining<S: TenancyStore + WorkspaceStore + ?Sized>(
 ) -> Result<(TeamId, TeamRole), TenancyError> {
     match inv.team {
         Some(t) => {
-            if store.get_team(inv.org, t.id).await?.is_none() {
-                return Err(gone_team());
+            match store.get_team(inv.org, t.id).await? {
+                Some(team) if team.archived_at.is_none() => {}
+                _ => return Err(gone_team()),
             }
             Ok((t.id, t.role))
         }
@@ -442,11 +446,12 @@ async fn joining<S: TenancyStore + WorkspaceStore + ?Sized>(
     }
 }
 
-/// The refusal of an invitation whose team was deleted after it was sent.
+/// The refusal of an invitation whose team was deleted or archived after it was sent.
 #[must_use]
 pub fn gone_team() -> TenancyError {
     TenancyError::Conflict(
-        "the team this invitation was for no longer exists; ask for a new invitation".into(),
+        "the team this invitation was for no longer exists or is archived; ask for a new invitation"
+            .into(),
     )
 }
 

@@ -983,7 +983,11 @@ impl InvitationStore for MemoryTenancyStore {
                     user.email
                 )));
             }
-            if !s.teams.iter().any(|t| t.org == inv.org && t.id == team) {
+            if !s
+                .teams
+                .iter()
+                .any(|t| t.org == inv.org && t.id == team && t.archived_at.is_none())
+            {
                 return Err(crate::invitations::gone_team());
             }
             if let Some(h) = new_password_hash {
@@ -1331,13 +1335,21 @@ fn insert_asset_checked(
             team.name
         )));
     }
-    if let Some(p) = asset.parent
-        && !s
+    if let Some(p) = asset.parent {
+        match s
             .assets
             .iter()
-            .any(|a| a.id == p && a.org == asset.org && a.team == asset.team)
-    {
-        return Err(TenancyError::NotFound("parent"));
+            .find(|a| a.id == p && a.org == asset.org && a.team == asset.team)
+        {
+            None => return Err(TenancyError::NotFound("parent")),
+            Some(parent) if parent.archived_at.is_some() => {
+                return Err(TenancyError::Conflict(format!(
+                    "`{}` is archived; unarchive it first",
+                    parent.name
+                )));
+            }
+            Some(_) => {}
+        }
     }
     let kind = asset.kind();
     crate::enforce_quota(billing_limits::check_quota(
@@ -1444,6 +1456,7 @@ impl WorkspaceStore for MemoryTenancyStore {
         &self,
         org: OrgId,
         team: TeamId,
+        now: DateTime<Utc>,
         journal: Journal,
     ) -> Result<(), TenancyError> {
         {
@@ -1469,6 +1482,14 @@ impl WorkspaceStore for MemoryTenancyStore {
             s.teams.remove(pos);
             s.team_members.retain(|t| t.0 != team);
             s.scim_groups.remove(&(org, team));
+            for (i, _) in &mut s.invitations {
+                if i.org == org
+                    && i.team.is_some_and(|t| t.id == team)
+                    && i.status(now) == InvitationStatus::Pending
+                {
+                    i.revoked_at = Some(now);
+                }
+            }
         }
         self.commit(journal).await
     }
@@ -1550,6 +1571,9 @@ impl WorkspaceStore for MemoryTenancyStore {
         limits: &billing_limits::PlanLimits,
         journal: Journal,
     ) -> Result<(), TenancyError> {
+        if assets.is_empty() {
+            return Err(TenancyError::Invalid("no assets to create".into()));
+        }
         if assets.windows(2).any(|w| w[0].org != w[1].org) {
             return Err(TenancyError::Invalid(
                 "assets created together belong to one organization".into(),
@@ -2415,12 +2439,36 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
                 Journal::default(),
             )
             .await?;
-        let audit_records_erased = self
+        let mut audit_records_erased = self
             .audit
             .erase_personal_data(org, &user.to_string(), Journal::default())
             .await?;
+        // Their API keys acted in their name.
+        let keys: Vec<String> = self
+            .lock()?
+            .keys
+            .iter()
+            .filter(|k| k.0.org == org && k.0.created_by == user)
+            .map(|k| k.0.id.to_string())
+            .collect();
+        for key in keys {
+            audit_records_erased += self
+                .audit
+                .erase_personal_data(org, &key, Journal::default())
+                .await?;
+        }
         let account_anonymized = {
             let mut s = self.lock()?;
+            // Invitations to them in this organization keep no address.
+            let email = s.users.get(&user).map(|(u, _)| u.email.clone());
+            for (i, _) in &mut s.invitations {
+                if i.org == org && Some(&i.email) == email.as_ref() {
+                    i.email = Email::parse(&format!(
+                        "erased-{}@erased.invalid",
+                        i.id.as_uuid().simple()
+                    ))?;
+                }
+            }
             let elsewhere = s.members.iter().any(|m| m.1 == user);
             if !elsewhere {
                 if let Some((u, hash)) = s.users.get_mut(&user) {

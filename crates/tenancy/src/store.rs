@@ -681,7 +681,8 @@ pub trait WorkspaceStore: Send + Sync {
     ) -> Result<(), TenancyError>;
 
     /// Deletes a non-default team that holds no assets and no active API keys, with its
-    /// team roles, atomically with those checks.
+    /// team roles, atomically with those checks; invitations into it still open at `now` are
+    /// revoked with it (they would hold seats for a team nobody can join).
     ///
     /// # Errors
     /// [`TenancyError::NotFound`]; [`TenancyError::Conflict`] when it still holds something.
@@ -689,6 +690,7 @@ pub trait WorkspaceStore: Send + Sync {
         &self,
         org: OrgId,
         team: TeamId,
+        now: DateTime<Utc>,
         journal: Journal,
     ) -> Result<(), TenancyError>;
 

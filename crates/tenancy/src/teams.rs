@@ -199,7 +199,7 @@ pub async fn delete<S: TenancyStore + WorkspaceStore + ?Sized>(
         now,
         json!({ "teamId": team, "name": t.name, "deletedBy": caller.user.id }),
     ));
-    store.delete_team(caller.org.id, team, journal).await
+    store.delete_team(caller.org.id, team, now, journal).await
 }
 
 /// The team's members with their team roles.

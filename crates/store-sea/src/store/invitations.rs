@@ -251,11 +251,9 @@ impl InvitationStore for SeaStore {
         // This invitation's seat: it is no longer pending, so counted once, as the member.
         check_seat(&txn, inv.org, limits, now, None).await?;
         // Team deletion takes the organization's lock too, so the team cannot go after this.
-        if super::workspace::team_row(&txn, inv.org, team_id)
-            .await?
-            .is_none()
-        {
-            return Err(tenancy::invitations::gone_team());
+        match super::workspace::team_row(&txn, inv.org, team_id).await? {
+            Some(t) if t.archived_at.is_none() => {}
+            _ => return Err(tenancy::invitations::gone_team()),
         }
         if let Some(hash) = new_password_hash {
             insert_user(&txn, new, Some(hash))

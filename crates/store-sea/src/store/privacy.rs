@@ -4,9 +4,9 @@ use async_trait::async_trait;
 use audit::Journal;
 use chrono::{DateTime, Utc};
 use rbac_core::{OrgId, UserId};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, LikeExpr};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     TransactionTrait,
 };
 use tenancy::TenancyError;
@@ -18,7 +18,8 @@ use super::tenancy::{commit, store};
 use crate::SeaStore;
 use crate::convert::{id, micros, time};
 use crate::entity::{
-    consent, login_challenge, login_throttle, mail, membership, recovery_code, user, user_mfa,
+    consent, invitation, login_challenge, login_throttle, mail, membership, recovery_code, user,
+    user_mfa,
 };
 
 #[async_trait]
@@ -87,10 +88,22 @@ impl PrivacyStore for SeaStore {
         let removal = remove_in(&txn, org, u, Disposition::TransferTo(transfer_to), now).await?;
         let (o, uid) = (org.to_string(), u.to_string());
         let erased = audit::ERASED;
-        let audit_records_erased =
+        let mut audit_records_erased =
             super::audit::erase_annotations(&txn, org, &uid, Some(&account.email))
                 .await
                 .map_err(store)?;
+        // Their API keys acted in their name: "Production key (API key of <name>)".
+        for key in crate::entity::api_key::Entity::find()
+            .filter(crate::entity::api_key::Column::OrgId.eq(o.clone()))
+            .filter(crate::entity::api_key::Column::CreatedBy.eq(uid.clone()))
+            .all(&txn)
+            .await
+            .map_err(store)?
+        {
+            audit_records_erased += super::audit::erase_annotations(&txn, org, &key.id, None)
+                .await
+                .map_err(store)?;
+        }
         // Mail to them in this organization: the address goes, and any body still queued.
         mail::Entity::update_many()
             .col_expr(mail::Column::ToAddr, Expr::value(erased))
@@ -100,6 +113,52 @@ impl PrivacyStore for SeaStore {
             .exec(&txn)
             .await
             .map_err(store)?;
+        // Mail about them: invitations they sent name them in the subject and the body.
+        let like = |s: &str| {
+            s.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        };
+        mail::Entity::update_many()
+            .col_expr(mail::Column::Subject, Expr::value(erased))
+            .col_expr(mail::Column::Body, Expr::value(""))
+            .filter(mail::Column::OrgId.eq(o.clone()))
+            .filter(
+                Condition::any()
+                    .add(
+                        mail::Column::Body.like(
+                            LikeExpr::new(format!("%{}%", like(&account.email))).escape('\\'),
+                        ),
+                    )
+                    .add(
+                        mail::Column::Subject.like(
+                            LikeExpr::new(format!("{} invited you to %", like(&account.name)))
+                                .escape('\\'),
+                        ),
+                    ),
+            )
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        // Invitations to them in this organization keep no address.
+        for inv in invitation::Entity::find()
+            .filter(invitation::Column::OrgId.eq(o.clone()))
+            .filter(invitation::Column::Email.eq(account.email.clone()))
+            .all(&txn)
+            .await
+            .map_err(store)?
+        {
+            let id = inv.id.clone();
+            invitation::Entity::update_many()
+                .col_expr(
+                    invitation::Column::Email,
+                    Expr::value(format!("erased-{}@erased.invalid", id.replace('_', "-"))),
+                )
+                .filter(invitation::Column::Id.eq(id))
+                .exec(&txn)
+                .await
+                .map_err(store)?;
+        }
         let elsewhere = membership::Entity::find()
             .filter(membership::Column::UserId.eq(uid.clone()))
             .count(&txn)

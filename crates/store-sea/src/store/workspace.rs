@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use audit::Journal;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use rbac_core::{OrgId, ResourceId, TeamId, TeamRole, UserId};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
@@ -210,14 +210,21 @@ async fn insert_asset_checked(
         )));
     }
     if let Some(p) = a.parent {
-        let found = asset::Entity::find_by_id(p.to_string())
+        let Some(parent) = asset::Entity::find_by_id(p.to_string())
             .filter(asset::Column::OrgId.eq(a.org.to_string()))
             .filter(asset::Column::TeamId.eq(a.team.to_string()))
-            .count(txn)
+            .one(txn)
             .await
-            .map_err(store)?;
-        if found == 0 {
+            .map_err(store)?
+        else {
             return Err(TenancyError::NotFound("parent"));
+        };
+        // Archiving takes no lock; checked here, a create racing it cannot add to it.
+        if parent.archived_at.is_some() {
+            return Err(TenancyError::Conflict(format!(
+                "`{}` is archived; unarchive it first",
+                parent.name
+            )));
         }
     }
     let kind = a.kind();
@@ -361,6 +368,7 @@ impl WorkspaceStore for SeaStore {
         &self,
         org: OrgId,
         t: TeamId,
+        now: DateTime<Utc>,
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
@@ -387,6 +395,18 @@ impl WorkspaceStore for SeaStore {
         }
         team_member::Entity::delete_many()
             .filter(team_member::Column::TeamId.eq(t.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        crate::entity::invitation::Entity::update_many()
+            .col_expr(
+                crate::entity::invitation::Column::RevokedAt,
+                Expr::value(micros(now)),
+            )
+            .filter(crate::entity::invitation::Column::OrgId.eq(org.to_string()))
+            .filter(crate::entity::invitation::Column::TeamId.eq(t.to_string()))
+            .filter(crate::entity::invitation::Column::AcceptedAt.is_null())
+            .filter(crate::entity::invitation::Column::RevokedAt.is_null())
             .exec(&txn)
             .await
             .map_err(store)?;
@@ -509,7 +529,7 @@ impl WorkspaceStore for SeaStore {
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let Some(first) = assets.first() else {
-            return Ok(());
+            return Err(TenancyError::Invalid("no assets to create".into()));
         };
         if assets.iter().any(|a| a.org != first.org) {
             return Err(TenancyError::Invalid(
