@@ -101,6 +101,21 @@ both_backends!(
         )
         .await;
         assert_eq!(p["plan"], "free");
+        // Locked out, a member may still leave (and so ask to be forgotten): GDPR rights do not
+        // depend on the organization's plan.
+        let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
+        let tom_id = t.member_id("tom@example.com").await;
+        let left = t.post(&t.org("/leave"), &tom, &json!({})).await;
+        assert_eq!(left.status(), StatusCode::OK, "{:?}", left.text().await);
+        let members = json_of(t.get(&t.org("/members"), &t.owner_token).await).await;
+        assert!(
+            !members["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["user_id"] == tom_id.as_str()),
+            "{members}"
+        );
         let chats = json_of(t.get(&t.org("/chat-interfaces"), &t.owner_token).await).await;
         assert!(
             !chats["items"].as_array().unwrap().is_empty(),

@@ -155,9 +155,12 @@ impl FromRequest for OrgCaller {
             let st = state(&req)?;
             let secret = credential(&req).ok_or_else(ApiError::unauthenticated)?;
             let request = request_context(&req, &st);
-            let caller =
-                accounts::authenticate_in(&*st.store, &secret, org, request, st.clock.now())
-                    .await?;
+            let caller = if access == Access::Leaving {
+                accounts::authenticate_to_leave(&*st.store, &secret, org, request, st.clock.now())
+                    .await?
+            } else {
+                accounts::authenticate_in(&*st.store, &secret, org, request, st.clock.now()).await?
+            };
             tracing::Span::current().record("org", tracing::field::display(org));
             if let Err(e) = check_ip(&caller) {
                 return Err(policy_denied(&st, &caller, &req, "ip_not_allowed", e).await);
@@ -166,7 +169,7 @@ impl FromRequest for OrgCaller {
                 return Err(policy_denied(&st, &caller, &req, "mfa_enrollment_required", e).await);
             }
             match access {
-                Access::Member => {}
+                Access::Member | Access::Leaving => {}
                 Access::Org(perm) => enforce(&st, &caller, perm).await?,
                 Access::Public | Access::Authenticated => {
                     return Err(ApiError::internal(std::io::Error::other(

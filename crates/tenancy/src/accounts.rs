@@ -324,6 +324,48 @@ pub async fn authenticate_in<S: TenancyStore + ?Sized>(
     request: RequestContext,
     now: DateTime<Utc>,
 ) -> Result<Caller, TenancyError> {
+    authenticate_for(store, secret, org, request, now, Caller::in_membership).await
+}
+
+/// [`authenticate_in`] for leaving the organization: a session is also resolved for a member
+/// whose organization's plan no longer admits members ([`Caller::in_membership_to_leave`]).
+/// An API key is resolved as by [`authenticate_in`] (leaving then refuses it, on the record).
+///
+/// # Errors
+/// As [`authenticate_in`].
+pub async fn authenticate_to_leave<S: TenancyStore + ?Sized>(
+    store: &S,
+    secret: &str,
+    org: rbac_core::OrgId,
+    request: RequestContext,
+    now: DateTime<Utc>,
+) -> Result<Caller, TenancyError> {
+    authenticate_for(
+        store,
+        secret,
+        org,
+        request,
+        now,
+        Caller::in_membership_to_leave,
+    )
+    .await
+}
+
+type Resolve = fn(
+    Principal,
+    Vec<crate::model::CallerMembership>,
+    rbac_core::OrgId,
+    RequestContext,
+) -> Result<Caller, TenancyError>;
+
+async fn authenticate_for<S: TenancyStore + ?Sized>(
+    store: &S,
+    secret: &str,
+    org: rbac_core::OrgId,
+    request: RequestContext,
+    now: DateTime<Utc>,
+    resolve: Resolve,
+) -> Result<Caller, TenancyError> {
     if secret.len() > MAX_SECRET_LEN {
         return Err(TenancyError::Unauthenticated);
     }
@@ -337,7 +379,7 @@ pub async fn authenticate_in<S: TenancyStore + ?Sized>(
         .ok_or(TenancyError::Unauthenticated)?;
     let policy = SessionPolicy::strictest(memberships.iter().map(|m| m.org.security.sessions));
     let principal = live(store, &policy, &session, user, now).await?;
-    Caller::in_membership(principal, memberships, org, request)
+    resolve(principal, memberships, org, request)
 }
 
 /// What a secret names, before its session (if it is one) is checked against the policy.

@@ -90,6 +90,31 @@ impl Caller {
         org: OrgId,
         request: RequestContext,
     ) -> Result<Self, TenancyError> {
+        Self::resolve(principal, memberships, org, request, false)
+    }
+
+    /// [`Self::in_membership`] for leaving the organization (`members::leave`,
+    /// `privacy::erase_own`): also for a member whose organization's plan no longer admits
+    /// members, who may still leave it and ask it to forget them.
+    ///
+    /// # Errors
+    /// As [`Self::load`], but for [`TenancyError::PlanExcludesMembers`].
+    pub fn in_membership_to_leave(
+        principal: Principal,
+        memberships: Vec<CallerMembership>,
+        org: OrgId,
+        request: RequestContext,
+    ) -> Result<Self, TenancyError> {
+        Self::resolve(principal, memberships, org, request, true)
+    }
+
+    fn resolve(
+        principal: Principal,
+        memberships: Vec<CallerMembership>,
+        org: OrgId,
+        request: RequestContext,
+        leaving: bool,
+    ) -> Result<Self, TenancyError> {
         let membership = memberships
             .into_iter()
             .find(|m| m.org.id == org)
@@ -106,7 +131,10 @@ impl Caller {
         if membership.deactivated_at.is_some() {
             return Err(TenancyError::Deactivated);
         }
-        if membership.role != rbac_core::OrgRole::Owner && !membership.org.admits_members() {
+        if !leaving
+            && membership.role != rbac_core::OrgRole::Owner
+            && !membership.org.admits_members()
+        {
             return Err(TenancyError::PlanExcludesMembers(membership.org.plan));
         }
         let subject = Subject {

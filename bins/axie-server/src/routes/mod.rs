@@ -40,6 +40,9 @@ pub enum Access {
     Authenticated,
     /// Any member of the path's organization; the domain crate checks the resource.
     Member,
+    /// A member leaving the path's organization: [`Access::Member`], and also a member whose
+    /// organization's plan no longer admits members (`accounts::authenticate_to_leave`).
+    Leaving,
     /// Members of the path's organization holding this organization-level permission.
     Org(Permission),
 }
@@ -69,7 +72,7 @@ macro_rules! routes {
     };
 }
 
-use Access::{Authenticated, Member, Org, Public};
+use Access::{Authenticated, Leaving, Member, Org, Public};
 use Permission as P;
 
 routes! {
@@ -103,10 +106,10 @@ routes! {
     GET "/api/v1/orgs/{org_id}/members" => members::list, Org(P::ViewMembers);
     PATCH "/api/v1/orgs/{org_id}/members/{user_id}" => members::change_role, Org(P::ChangeRoles);
     POST "/api/v1/orgs/{org_id}/members/{user_id}/remove" => members::remove, Org(P::RemoveMembers);
-    POST "/api/v1/orgs/{org_id}/leave" => members::leave, Member;
+    POST "/api/v1/orgs/{org_id}/leave" => members::leave, Leaving;
     GET "/api/v1/orgs/{org_id}/members/{user_id}/personal-data" => privacy::export, Member;
     POST "/api/v1/orgs/{org_id}/members/{user_id}/erasure" => privacy::erase, Org(P::RemoveMembers);
-    POST "/api/v1/orgs/{org_id}/erasure" => privacy::erase_own, Member;
+    POST "/api/v1/orgs/{org_id}/erasure" => privacy::erase_own, Leaving;
     GET "/api/v1/orgs/{org_id}/consents" => privacy::list, Member;
     PUT "/api/v1/orgs/{org_id}/consents/{purpose}" => privacy::set, Member;
     POST "/api/v1/orgs/{org_id}/ownership-transfer" => members::propose_transfer, Org(P::TransferOwnership);
@@ -450,7 +453,7 @@ mod tests {
             let org_scoped = r.path.contains("{org_id}");
             assert_eq!(
                 org_scoped,
-                matches!(r.access, Access::Member | Access::Org(_)),
+                matches!(r.access, Access::Member | Access::Leaving | Access::Org(_)),
                 "{} {}",
                 r.method,
                 r.path
