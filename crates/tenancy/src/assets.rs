@@ -978,8 +978,15 @@ pub async fn copy<S: TenancyStore + WorkspaceStore + crate::metering::MeteringSt
     // The tree, each asset before those under it.
     let mut tree = vec![source];
     let mut next = 0;
-    while let Some(parent) = tree.get(next).map(|a| a.id) {
-        for child_kind in [AssetKind::KnowledgeBase, AssetKind::Document] {
+    while let Some((parent, parent_kind)) = tree.get(next).map(|a| (a.id, a.kind())) {
+        // What can sit under each kind: knowledge bases under a chat interface, documents
+        // under a knowledge base.
+        let under: &[AssetKind] = match parent_kind {
+            AssetKind::ChatInterface => &[AssetKind::KnowledgeBase],
+            AssetKind::KnowledgeBase => &[AssetKind::Document],
+            AssetKind::Document | AssetKind::Domain => &[],
+        };
+        for &child_kind in under {
             let filter = AssetFilter {
                 kind: child_kind,
                 teams: None,

@@ -231,6 +231,25 @@ pub async fn remove<S: TenancyStore + MembershipStore + ?Sized>(
         .await
 }
 
+/// Who may leave (also with erasure): a person with a session, not an API key or SCIM token,
+/// and not the Owner, who hands over ownership first.
+///
+/// # Errors
+/// [`TenancyError::Forbidden`]; [`TenancyError::Conflict`] for the Owner.
+pub(crate) fn check_leaving(caller: &Caller) -> Result<(), TenancyError> {
+    if caller.api_key.is_some() || caller.scim_token.is_some() {
+        return Err(TenancyError::Forbidden(
+            rbac_core::DenyReason::InteractiveOnly,
+        ));
+    }
+    if caller.subject.role == OrgRole::Owner {
+        return Err(TenancyError::Conflict(
+            "the Owner cannot leave: transfer ownership to another member first".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// A member leaves the organization of their own accord: as in [`remove`], in one transaction
 /// their membership ends, their API keys there are deactivated and their sessions end when it
 /// was their only organization; what they created stays with the organization, transferred to
@@ -244,16 +263,7 @@ pub async fn leave<S: TenancyStore + MembershipStore + ?Sized>(
     caller: &Caller,
     now: DateTime<Utc>,
 ) -> Result<RemovalReport, TenancyError> {
-    if caller.api_key.is_some() || caller.scim_token.is_some() {
-        return Err(TenancyError::Forbidden(
-            rbac_core::DenyReason::InteractiveOnly,
-        ));
-    }
-    if caller.subject.role == OrgRole::Owner {
-        return Err(TenancyError::Conflict(
-            "the Owner cannot leave: transfer ownership to another member first".into(),
-        ));
-    }
+    check_leaving(caller)?;
     let owner = crate::orgs::owner_of(store, caller.org.id).await?;
     let journal = Journal::record(
         caller

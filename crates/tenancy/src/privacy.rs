@@ -370,14 +370,7 @@ pub async fn erase_own<S: TenancyStore + MembershipStore + PrivacyStore + ?Sized
     caller: &Caller,
     now: DateTime<Utc>,
 ) -> Result<ErasureReport, TenancyError> {
-    if caller.api_key.is_some() || caller.scim_token.is_some() {
-        return Err(TenancyError::Forbidden(DenyReason::InteractiveOnly));
-    }
-    if caller.subject.role == rbac_core::OrgRole::Owner {
-        return Err(TenancyError::Conflict(
-            "the Owner cannot leave: transfer ownership to another member first".into(),
-        ));
-    }
+    crate::members::check_leaving(caller)?;
     let (org, user) = (caller.org.id, caller.user.id);
     let owner = crate::orgs::owner_of(store, org).await?;
     let actor = audit::Actor::user(user, audit::ERASED);
