@@ -659,7 +659,7 @@ pub async fn create<S: TenancyStore + WorkspaceStore + crate::metering::Metering
     };
     let j = journal(caller, &asset, "created", now, json!({ "team": team.name }))?;
     store.create_asset(&asset, &caller.org.limits(), j).await?;
-    crate::metering::alert_after_create(store, &caller.org, limit_of(kind), now).await;
+    crate::metering::alert_after_create(store, &caller.org, kind.limit(), now).await;
     Ok(asset)
 }
 
@@ -915,16 +915,6 @@ async fn storage_alert<
     }
 }
 
-/// The plan limit a kind of asset counts against.
-fn limit_of(kind: AssetKind) -> billing_limits::Limit {
-    match kind {
-        AssetKind::ChatInterface => billing_limits::Limit::ChatInterfaces,
-        AssetKind::KnowledgeBase => billing_limits::Limit::KnowledgeBases,
-        AssetKind::Document => billing_limits::Limit::Documents,
-        AssetKind::Domain => billing_limits::Limit::CustomDomains,
-    }
-}
-
 /// Copies a chat interface or knowledge base with everything under it (knowledge bases and
 /// their documents, bytes included) into `to_team` (the source's team when `None`), named
 /// `name` (the source's name with " (copy)" when `None`): the guide's template library,
@@ -1110,7 +1100,7 @@ pub async fn copy<S: TenancyStore + WorkspaceStore + crate::metering::MeteringSt
         return Err(e);
     }
     for k in kinds {
-        crate::metering::alert_after_create(store, &caller.org, limit_of(k), now).await;
+        crate::metering::alert_after_create(store, &caller.org, k.limit(), now).await;
     }
     let bytes: u64 = written.iter().map(|d| d.size_bytes).sum();
     if bytes > 0 {

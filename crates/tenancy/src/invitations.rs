@@ -135,6 +135,13 @@ pub struct InviteRequest {
     pub team: Option<InvitedTeam>,
 }
 
+/// How an invitation email's subject begins: it names the inviter (erasure finds their
+/// invitations by it, `PrivacyStore::erase_member`).
+#[must_use]
+pub fn subject_prefix(inviter: &str) -> String {
+    format!("{inviter} invited you to ")
+}
+
 /// The invitation email with its one-time link.
 pub(crate) fn invitation_mail(
     caller: &Caller,
@@ -157,8 +164,9 @@ pub(crate) fn invitation_mail(
         org: inv.org,
         to: inv.email.to_string(),
         subject: format!(
-            "{} invited you to {} on Axie Studio",
-            caller.user.name, caller.org.name
+            "{}{} on Axie Studio",
+            subject_prefix(&caller.user.name),
+            caller.org.name
         ),
         body: format!(
             "Hello,\n\n{inviter} ({inviter_email}) invited you to join {place}.\n\n\

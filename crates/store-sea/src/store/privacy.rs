@@ -132,8 +132,11 @@ impl PrivacyStore for SeaStore {
                     )
                     .add(
                         mail::Column::Subject.like(
-                            LikeExpr::new(format!("{} invited you to %", like(&account.name)))
-                                .escape('\\'),
+                            LikeExpr::new(format!(
+                                "{}%",
+                                like(&tenancy::invitations::subject_prefix(&account.name))
+                            ))
+                            .escape('\\'),
                         ),
                     ),
             )
