@@ -180,6 +180,16 @@ both_backends!(
     |b| async move {
         use crate::team_management::{invited, outbox_token};
         let t = spawn_app(b).await;
+        // Every event goes to a webhook receiver, so deliveries keep what they carried.
+        let rx = Receiver::start().await;
+        let res = t
+            .post(
+                &t.org("/webhooks"),
+                &t.owner_token,
+                &json!({ "url": rx.url, "description": "all events", "events": [] }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
         // Ivy joins through an invitation, then invites a guest herself.
         invited(&t, "ivy@example.org", "admin").await;
         let token = outbox_token(&t, "ivy@example.org").await;
@@ -227,13 +237,44 @@ both_backends!(
             serde_json::to_string(&json_of(t.get(&t.org("/outbox"), &t.owner_token).await).await)
                 .unwrap();
         assert!(outbox.contains("ivy@example.org") && outbox.contains("Ivy Quill"));
+        // Webhook bodies name her: her email when she joined, her name on her chat interface.
+        let sent = rx.wait_for(3, 10).await;
+        assert!(
+            sent.iter().any(|r| r.body.contains("\"ivy@example.org\""))
+                && sent
+                    .iter()
+                    .any(|r| r.body.contains("\"byName\":\"Ivy Quill\"")),
+            "{sent:?}"
+        );
+        let stored_naming_her = |t: &TestApp| {
+            let store = t.store.clone();
+            async move {
+                let mut n = 0;
+                for (table, column) in
+                    [("webhook_deliveries", "payload"), ("outbox_events", "data")]
+                {
+                    for needle in ["ivy@example.org", "Ivy Quill"] {
+                        // A no-op update counts the rows that match, on both databases.
+                        n += store
+                            .execute_sql(&format!(
+                                "UPDATE {table} SET {column} = {column} WHERE {column} LIKE '%{needle}%'"
+                            ))
+                            .await
+                            .unwrap();
+                    }
+                }
+                n
+            }
+        };
+        assert!(stored_naming_her(&t).await >= 4);
 
-        // Not through an API key; never the Owner.
+        // Not through an API key; never the Owner; not without her password.
+        let confirm = json!({"password": "a sufficiently long passphrase"});
         problem(
             t.post(
                 &t.org("/erasure"),
                 key["secret"].as_str().unwrap(),
-                &json!({}),
+                &confirm,
             )
             .await,
             StatusCode::FORBIDDEN,
@@ -241,14 +282,53 @@ both_backends!(
         )
         .await;
         problem(
-            t.post(&t.org("/erasure"), &t.owner_token, &json!({})).await,
+            t.post(
+                &t.org("/erasure"),
+                &t.owner_token,
+                &json!({"password": DEMO_PASSWORD}),
+            )
+            .await,
             StatusCode::CONFLICT,
             "conflict",
         )
         .await;
+        assert_eq!(
+            t.post(&t.org("/erasure"), &ivy, &json!({})).await.status(),
+            StatusCode::BAD_REQUEST
+        );
+        problem(
+            t.post(
+                &t.org("/erasure"),
+                &ivy,
+                &json!({"password": "not her passphrase"}),
+            )
+            .await,
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+        )
+        .await;
+        let refused = t
+            .audit(&format!("action=privacy.personal_data&actor_id={ivy_id}"))
+            .await;
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused[0]["outcome"], "failure", "{refused:?}");
+        assert_eq!(
+            t.get(&t.url("/api/v1/me"), &ivy).await.status(),
+            StatusCode::OK,
+            "a wrong password erases nothing"
+        );
 
-        let report = json_of(t.post(&t.org("/erasure"), &ivy, &json!({})).await).await;
+        let report = json_of(t.post(&t.org("/erasure"), &ivy, &confirm).await).await;
         assert_eq!(report["account_anonymized"], true, "{report}");
+        assert!(
+            report["event_bodies_erased"].as_u64().unwrap() >= 2,
+            "{report}"
+        );
+        assert_eq!(
+            stored_naming_her(&t).await,
+            0,
+            "no stored event body names her"
+        );
         assert_eq!(report["api_keys_deactivated"], 1);
         assert!(report["resources_transferred"].as_u64().unwrap() >= 1);
         problem(

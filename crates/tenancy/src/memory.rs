@@ -2472,10 +2472,7 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
             let elsewhere = s.members.iter().any(|m| m.1 == user);
             if !elsewhere {
                 if let Some((u, hash)) = s.users.get_mut(&user) {
-                    u.email = Email::parse(&format!(
-                        "erased-{}@erased.invalid",
-                        user.as_uuid().simple()
-                    ))?;
+                    u.email = Email::parse(&crate::privacy::erased_address(user))?;
                     audit::ERASED.clone_into(&mut u.name);
                     *hash = None;
                 }
@@ -2489,6 +2486,8 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
             removal,
             audit_records_erased,
             account_anonymized,
+            // This store keeps no event bodies: its journal's events are not stored.
+            event_bodies_erased: 0,
         })
     }
 }

@@ -47,6 +47,46 @@ pub struct ErasureReport {
     pub audit_records_erased: u64,
     /// Whether the account itself was anonymized (the person had no other organization).
     pub account_anonymized: bool,
+    /// Stored event bodies that named them (webhook deliveries, queued or sent, and the
+    /// event outbox), rewritten by [`scrub_event_json`]. Zero for a store that keeps none.
+    pub event_bodies_erased: u64,
+}
+
+/// The address that replaces an erased person's email wherever it was kept: one per person,
+/// and never deliverable (`.invalid`, RFC 2606).
+#[must_use]
+pub fn erased_address(user: UserId) -> String {
+    format!("erased-{}@erased.invalid", user.as_uuid().simple())
+}
+
+/// An event body (a webhook payload, queued or already sent, or an outbox event's data) with a
+/// person's identity taken out: every JSON string that is exactly their `email` becomes
+/// [`erased_address`], and every `"byName"` that is exactly their `name` becomes
+/// [`audit::ERASED`]. The rest of the text is kept byte for byte. `None` when the body names
+/// neither.
+///
+/// The body is compact JSON as `serde_json` writes it. A quoted string can match only a whole
+/// string value, never part of a longer one: inside a string a quote is always escaped.
+#[must_use]
+pub fn scrub_event_json(body: &str, user: UserId, email: &str, name: &str) -> Option<String> {
+    let quoted = |s: &str| Value::from(s).to_string();
+    let email_token = quoted(email);
+    let name_field = format!("\"byName\":{}", quoted(name));
+    let (has_email, has_name) = (body.contains(&email_token), body.contains(&name_field));
+    if !has_email && !has_name {
+        return None;
+    }
+    let mut out = body.to_owned();
+    if has_email {
+        out = out.replace(&email_token, &quoted(&erased_address(user)));
+    }
+    if has_name {
+        out = out.replace(
+            &name_field,
+            &format!("\"byName\":{}", quoted(audit::ERASED)),
+        );
+    }
+    Some(out)
 }
 
 /// Storage of consents and the erasure transaction.
@@ -362,15 +402,33 @@ pub async fn erase<S: TenancyStore + MembershipStore + PrivacyStore + ?Sized>(
 /// other organization. The records of the request name them by id only, without the request's
 /// address or user agent. The Owner hands over ownership first.
 ///
+/// Being irreversible, it asks for the person's `password` again, as a password change does: a
+/// session left open on a shared machine cannot erase its owner. A wrong one counts against
+/// the login throttle and is recorded as a failed `privacy.personal_data` in each of
+/// the person's organizations.
+///
 /// # Errors
 /// [`TenancyError::Forbidden`] through an API key or SCIM token; [`TenancyError::Conflict`]
-/// for the Owner.
+/// for the Owner; [`TenancyError::BadCredentials`] for a wrong password;
+/// [`TenancyError::Throttled`] while the login throttle locks the account.
 pub async fn erase_own<S: TenancyStore + MembershipStore + PrivacyStore + ?Sized>(
     store: &S,
+    hasher: &security_policy::PasswordHasher,
     caller: &Caller,
+    password: &str,
     now: DateTime<Utc>,
 ) -> Result<ErasureReport, TenancyError> {
     crate::members::check_leaving(caller)?;
+    crate::security::confirm_password(
+        store,
+        hasher,
+        &caller.user,
+        password,
+        AuditAction::PersonalDataProcessed,
+        &caller.request,
+        now,
+    )
+    .await?;
     let (org, user) = (caller.org.id, caller.user.id);
     let owner = crate::orgs::owner_of(store, org).await?;
     let actor = audit::Actor::user(user, audit::ERASED);
@@ -410,4 +468,55 @@ pub async fn erase_own<S: TenancyStore + MembershipStore + PrivacyStore + ?Sized
     store
         .erase_member(org, user, owner.user.id, now, journal)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrubbing_takes_out_the_email_and_the_actor_name_and_keeps_the_rest() {
+        let ivy = UserId::new();
+        let body = json!({
+            "event": "chat_interface.updated",
+            "data": {"name": "Ivy Quill", "byName": "Ivy Quill", "email": "ivy@example.org",
+                     "note": "ask ivy@example.org", "invitedBy": "ivy@example.org"},
+        })
+        .to_string();
+        let out = scrub_event_json(&body, ivy, "ivy@example.org", "Ivy Quill").unwrap();
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["data"]["byName"], audit::ERASED);
+        assert_eq!(v["data"]["email"], erased_address(ivy).as_str());
+        assert_eq!(v["data"]["invitedBy"], erased_address(ivy).as_str());
+        // A resource that happens to carry the name, and text that merely mentions the
+        // address, are not the person's identity fields and stay.
+        assert_eq!(v["data"]["name"], "Ivy Quill");
+        assert_eq!(v["data"]["note"], "ask ivy@example.org");
+        assert_eq!(v["event"], "chat_interface.updated");
+        // Byte for byte apart from the two replacements.
+        let back = out
+            .replace(
+                &format!("\"{}\"", erased_address(ivy)),
+                "\"ivy@example.org\"",
+            )
+            .replace("\"byName\":\"[erased]\"", "\"byName\":\"Ivy Quill\"");
+        assert_eq!(back, body);
+    }
+
+    #[test]
+    fn a_body_that_does_not_name_them_is_left_alone() {
+        let body =
+            json!({"data": {"byName": "Ivy Quillon", "email": "ivy@example.org.uk"}}).to_string();
+        assert_eq!(
+            scrub_event_json(&body, UserId::new(), "ivy@example.org", "Ivy Quill"),
+            None
+        );
+    }
+
+    #[test]
+    fn names_with_quotes_are_matched_as_json_writes_them() {
+        let body = json!({"byName": "Ivy \"Q\" Quill"}).to_string();
+        let out = scrub_event_json(&body, UserId::new(), "x@example.org", "Ivy \"Q\" Quill");
+        assert_eq!(out.as_deref(), Some(r#"{"byName":"[erased]"}"#));
+    }
 }

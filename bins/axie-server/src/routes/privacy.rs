@@ -53,6 +53,23 @@ pub struct ErasureResponse {
     pub audit_records_erased: u64,
     /// Whether the account was anonymized (no other organization).
     pub account_anonymized: bool,
+    /// Stored webhook payloads and outbox events that named them, rewritten without them.
+    pub event_bodies_erased: u64,
+}
+
+/// The confirmation an erasure of oneself asks for.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureConfirmation {
+    /// The current password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for ErasureConfirmation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ErasureConfirmation")
+            .finish_non_exhaustive()
+    }
 }
 
 impl From<&ErasureReport> for ErasureResponse {
@@ -63,6 +80,7 @@ impl From<&ErasureReport> for ErasureResponse {
             sessions_ended: r.removal.sessions_ended,
             audit_records_erased: r.audit_records_erased,
             account_anonymized: r.account_anonymized,
+            event_bodies_erased: r.event_bodies_erased,
         }
     }
 }
@@ -95,16 +113,28 @@ pub async fn erase(
 /// Sessions only; the Owner transfers ownership first.
 #[utoipa::path(post, path = "/api/v1/orgs/{org_id}/erasure", tag = "privacy",
     params(("org_id" = String, Path, description = "Organization id")),
+    request_body = ErasureConfirmation,
     responses(
         (status = 200, description = "Erased", body = ErasureResponse),
+        (status = 401, description = "Wrong password", content_type = "application/problem+json"),
         (status = 403, description = "Through an API key", content_type = "application/problem+json"),
         (status = 409, description = "The Owner", content_type = "application/problem+json"),
+        (status = 429, description = "Too many wrong passwords", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn erase_own(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
+    body: web::Json<ErasureConfirmation>,
 ) -> Result<HttpResponse, ApiError> {
-    match privacy::erase_own(&*st.store, &caller, st.clock.now()).await {
+    match privacy::erase_own(
+        &*st.store,
+        &st.hasher,
+        &caller,
+        &body.password,
+        st.clock.now(),
+    )
+    .await
+    {
         Ok(r) => Ok(HttpResponse::Ok().json(ErasureResponse::from(&r))),
         Err(e) => Err(audited(&st, &caller, "erase_own", e).await),
     }

@@ -18,8 +18,8 @@ use super::tenancy::{commit, store};
 use crate::SeaStore;
 use crate::convert::{id, micros, time};
 use crate::entity::{
-    consent, invitation, login_challenge, login_throttle, mail, membership, recovery_code, user,
-    user_mfa,
+    consent, invitation, login_challenge, login_throttle, mail, membership, outbox_event,
+    recovery_code, sms_outbox, user, user_mfa, webhook_delivery,
 };
 
 #[async_trait]
@@ -114,11 +114,7 @@ impl PrivacyStore for SeaStore {
             .await
             .map_err(store)?;
         // Mail about them: invitations they sent name them in the subject and the body.
-        let like = |s: &str| {
-            s.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        };
+        let like = like_escaped;
         mail::Entity::update_many()
             .col_expr(mail::Column::Subject, Expr::value(erased))
             .col_expr(mail::Column::Body, Expr::value(""))
@@ -143,6 +139,8 @@ impl PrivacyStore for SeaStore {
             .exec(&txn)
             .await
             .map_err(store)?;
+        // Event bodies kept for webhooks (queued, retried or sent) and the event outbox.
+        let event_bodies_erased = scrub_event_bodies(&txn, &o, u, &account).await?;
         // Invitations to them in this organization keep no address.
         for inv in invitation::Entity::find()
             .filter(invitation::Column::OrgId.eq(o.clone()))
@@ -172,7 +170,7 @@ impl PrivacyStore for SeaStore {
             user::Entity::update_many()
                 .col_expr(
                     user::Column::Email,
-                    Expr::value(format!("erased-{}@erased.invalid", u.as_uuid().simple())),
+                    Expr::value(tenancy::privacy::erased_address(u)),
                 )
                 .col_expr(user::Column::Name, Expr::value(erased))
                 .col_expr(
@@ -183,6 +181,22 @@ impl PrivacyStore for SeaStore {
                 .exec(&txn)
                 .await
                 .map_err(store)?;
+            // Codes texted to their phone, in the SMS outbox the operator reads.
+            let phones: Vec<String> = user_mfa::Entity::find()
+                .filter(user_mfa::Column::UserId.eq(uid.clone()))
+                .all(&txn)
+                .await
+                .map_err(store)?
+                .into_iter()
+                .filter_map(|m| m.phone)
+                .collect();
+            if !phones.is_empty() {
+                sms_outbox::Entity::delete_many()
+                    .filter(sms_outbox::Column::ToNumber.is_in(phones))
+                    .exec(&txn)
+                    .await
+                    .map_err(store)?;
+            }
             user_mfa::Entity::delete_many()
                 .filter(user_mfa::Column::UserId.eq(uid.clone()))
                 .exec(&txn)
@@ -209,6 +223,72 @@ impl PrivacyStore for SeaStore {
             removal,
             audit_records_erased,
             account_anonymized: anonymize,
+            event_bodies_erased,
         })
     }
+}
+
+/// Rewrites, with [`tenancy::privacy::scrub_event_json`], every stored event body of `org`
+/// that names the person: webhook deliveries (queued ones then go out without them) and the
+/// event outbox. Returns how many bodies changed.
+async fn scrub_event_bodies(
+    txn: &sea_orm::DatabaseTransaction,
+    org: &str,
+    u: UserId,
+    account: &user::Model,
+) -> Result<u64, TenancyError> {
+    let token = |s: &str| serde_json::Value::from(s).to_string();
+    let needles = [token(&account.email), token(&account.name)];
+    let scrub =
+        |body: &str| tenancy::privacy::scrub_event_json(body, u, &account.email, &account.name);
+    let mut changed = 0;
+    for d in webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::OrgId.eq(org))
+        .filter(naming(webhook_delivery::Column::Payload, &needles))
+        .all(txn)
+        .await
+        .map_err(store)?
+    {
+        if let Some(payload) = scrub(&d.payload) {
+            webhook_delivery::Entity::update_many()
+                .col_expr(webhook_delivery::Column::Payload, Expr::value(payload))
+                .filter(webhook_delivery::Column::Id.eq(d.id))
+                .exec(txn)
+                .await
+                .map_err(store)?;
+            changed += 1;
+        }
+    }
+    for e in outbox_event::Entity::find()
+        .filter(outbox_event::Column::OrgId.eq(org))
+        .filter(naming(outbox_event::Column::Data, &needles))
+        .all(txn)
+        .await
+        .map_err(store)?
+    {
+        if let Some(data) = scrub(&e.data) {
+            outbox_event::Entity::update_many()
+                .col_expr(outbox_event::Column::Data, Expr::value(data))
+                .filter(outbox_event::Column::Id.eq(e.id))
+                .exec(txn)
+                .await
+                .map_err(store)?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
+/// Rows whose `column` contains any of `needles`.
+fn naming(column: impl ColumnTrait, needles: &[String]) -> Condition {
+    needles.iter().fold(Condition::any(), |c, n| {
+        c.add(column.like(LikeExpr::new(format!("%{}%", like_escaped(n))).escape('\\')))
+    })
+}
+
+/// `s` for a `LIKE` pattern escaped with `\`: its `%`, `_` and `\` match themselves.
+fn like_escaped(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
