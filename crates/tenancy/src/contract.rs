@@ -2137,6 +2137,84 @@ async fn asset_transfers_and_removal_dispositions<
         ),
         "no transfer to someone who left"
     );
+
+    // A handover to "the Owner" read before an ownership transfer goes nowhere: refused whole.
+    let lisas = chat(org.id, default.id, lisa.id, "Lisa's agent");
+    s.create_asset(&lisas, &enterprise(), note(org.id, "x"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            s.remove_member(
+                org.id,
+                lisa.id,
+                Disposition::TransferToOwner(mike.id),
+                now(),
+                note(org.id, "rm"),
+            )
+            .await,
+            Err(TenancyError::Invalid(_))
+        ),
+        "Mike left: not a member"
+    );
+    let ned = user("ned");
+    s.add_member(
+        org.id,
+        &ned,
+        Some("h"),
+        OrgRole::Admin,
+        default.id,
+        TeamRole::Member,
+        &enterprise(),
+        note(org.id, "m"),
+    )
+    .await
+    .unwrap();
+    let h = head(s, org.id).await;
+    assert!(
+        matches!(
+            s.remove_member(
+                org.id,
+                lisa.id,
+                Disposition::TransferToOwner(ned.id),
+                now(),
+                note(org.id, "rm"),
+            )
+            .await,
+            Err(TenancyError::Conflict(_))
+        ),
+        "Ned is a member but not the Owner"
+    );
+    assert!(s.get_member(org.id, lisa.id).await.unwrap().is_some());
+    assert_eq!(
+        s.get_asset(org.id, lisas.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .created_by,
+        lisa.id,
+        "nothing moved"
+    );
+    assert_eq!(head(s, org.id).await, h, "and nothing was recorded");
+    let report = s
+        .remove_member(
+            org.id,
+            lisa.id,
+            Disposition::TransferToOwner(owner.id),
+            now(),
+            note(org.id, "rm"),
+        )
+        .await
+        .unwrap();
+    assert!(report.transferred >= 1);
+    assert_eq!(
+        s.get_asset(org.id, lisas.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .created_by,
+        owner.id
+    );
 }
 
 async fn concurrent_creates_never_overshoot<
@@ -3130,8 +3208,29 @@ async fn consents_and_erasure_keep_the_chain<
         .await
         .unwrap();
 
+    assert!(
+        matches!(
+            s.erase_member(
+                org.id,
+                ann.id,
+                Disposition::TransferToOwner(bob.id),
+                now(),
+                note(org.id, "erase"),
+            )
+            .await,
+            Err(TenancyError::Conflict(_))
+        ),
+        "Bob is not the Owner"
+    );
+    assert!(s.get_member(org.id, ann.id).await.unwrap().is_some());
     let report = s
-        .erase_member(org.id, ann.id, owner.id, now(), note(org.id, "erase"))
+        .erase_member(
+            org.id,
+            ann.id,
+            Disposition::TransferToOwner(owner.id),
+            now(),
+            note(org.id, "erase"),
+        )
         .await
         .unwrap();
     assert!(report.audit_records_erased >= 2, "{report:?}");
@@ -3162,7 +3261,13 @@ async fn consents_and_erasure_keep_the_chain<
 
     // Bob belongs to another organization too: removed and erased here, his account stays.
     let report = s
-        .erase_member(org.id, bob.id, owner.id, now(), note(org.id, "erase bob"))
+        .erase_member(
+            org.id,
+            bob.id,
+            Disposition::TransferTo(owner.id),
+            now(),
+            note(org.id, "erase bob"),
+        )
         .await
         .unwrap();
     assert!(!report.account_anonymized);
@@ -3170,9 +3275,15 @@ async fn consents_and_erasure_keep_the_chain<
     assert!(s.get_member(other_org.id, bob.id).await.unwrap().is_some());
     // The Owner is never erased by the store.
     assert!(
-        s.erase_member(org.id, owner.id, ann.id, now(), note(org.id, "x"))
-            .await
-            .is_err()
+        s.erase_member(
+            org.id,
+            owner.id,
+            Disposition::TransferTo(ann.id),
+            now(),
+            note(org.id, "x")
+        )
+        .await
+        .is_err()
     );
 }
 

@@ -166,8 +166,41 @@ pub(crate) fn transferred(journal: Journal, t: &OwnershipTransfer, now: DateTime
 pub enum Disposition {
     /// Hand them to another active member.
     TransferTo(UserId),
+    /// Hand them to the organization's Owner, read before the removal. The store checks, under
+    /// the removal's lock, that this person is still the Owner, and refuses with
+    /// [`TenancyError::Conflict`] when ownership changed hands meanwhile: the resources never
+    /// go to a former Owner because a handover raced the removal.
+    TransferToOwner(UserId),
     /// Delete them.
     Delete,
+}
+
+impl Disposition {
+    /// The member the resources go to, if they are handed over.
+    #[must_use]
+    pub const fn recipient(self) -> Option<UserId> {
+        match self {
+            Self::TransferTo(to) | Self::TransferToOwner(to) => Some(to),
+            Self::Delete => None,
+        }
+    }
+
+    /// The audit record's `resources`: `{"transfer_to": id}` or `"delete"`.
+    #[must_use]
+    pub fn describe(self) -> serde_json::Value {
+        match self.recipient() {
+            Some(to) => json!({ "transfer_to": to }),
+            None => json!("delete"),
+        }
+    }
+}
+
+/// The refusal of a [`Disposition::TransferToOwner`] whose Owner is no longer the Owner.
+#[must_use]
+pub fn ownership_changed() -> TenancyError {
+    TenancyError::Conflict(
+        "the organization's ownership changed meanwhile; nothing was removed, try again".into(),
+    )
 }
 
 /// What a removal did.
@@ -208,7 +241,7 @@ pub async fn remove<S: TenancyStore + MembershipStore + ?Sized>(
         .await?
         .ok_or(TenancyError::NotFound("member"))?;
     check_removal(&caller.subject, target, member.role)?;
-    if let Disposition::TransferTo(to) = disposition
+    if let Some(to) = disposition.recipient()
         && (to == target || store.get_member(caller.org.id, to).await?.is_none())
     {
         return Err(TenancyError::Invalid(
@@ -220,7 +253,7 @@ pub async fn remove<S: TenancyStore + MembershipStore + ?Sized>(
             .audit(now, AuditAction::MemberRemoved, Target::new("member", target, member.user.name.clone()))
             .with_metadata(Metadata::from_value(json!({
                 "role": member.role.as_str(),
-                "resources": match disposition { Disposition::TransferTo(u) => json!({"transfer_to": u}), Disposition::Delete => json!("delete") },
+                "resources": disposition.describe(),
             }))?),
     )
     .publish(DomainEvent::new(caller.org.id, EventKind::UserDeleted, now, json!({
@@ -274,7 +307,7 @@ pub async fn leave<S: TenancyStore + MembershipStore + ?Sized>(
             )
             .with_metadata(Metadata::from_value(json!({
                 "role": caller.subject.role.as_str(),
-                "resources": { "transfer_to": owner.user.id },
+                "resources": Disposition::TransferToOwner(owner.user.id).describe(),
             }))?),
     )
     .publish(DomainEvent::new(
@@ -289,7 +322,7 @@ pub async fn leave<S: TenancyStore + MembershipStore + ?Sized>(
         .remove_member(
             caller.org.id,
             caller.user.id,
-            Disposition::TransferTo(owner.user.id),
+            Disposition::TransferToOwner(owner.user.id),
             now,
             journal,
         )

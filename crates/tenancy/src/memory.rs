@@ -1161,13 +1161,24 @@ impl MembershipStore for MemoryTenancyStore {
         let report =
             {
                 let mut s = self.lock()?;
-                if let Disposition::TransferTo(to) = disposition
-                    && (to == user || !s.members.iter().any(|m| m.0 == org && m.1 == to))
-                {
-                    return Err(TenancyError::Invalid(
-                        "resources can be transferred only to another member of the organization"
-                            .into(),
-                    ));
+                if let Some(to) = disposition.recipient() {
+                    let role = s
+                        .members
+                        .iter()
+                        .find(|m| m.0 == org && m.1 == to)
+                        .map(|m| m.2);
+                    if to == user || role.is_none() {
+                        return Err(TenancyError::Invalid(
+                            "resources can be transferred only to another member of the \
+                             organization"
+                                .into(),
+                        ));
+                    }
+                    if matches!(disposition, Disposition::TransferToOwner(_))
+                        && role != Some(OrgRole::Owner)
+                    {
+                        return Err(crate::members::ownership_changed());
+                    }
                 }
                 let Some(pos) = s
                     .members
@@ -1284,14 +1295,14 @@ fn dispose_assets(
         .filter(|a| a.org == org && a.created_by == user)
         .map(|a| a.id)
         .collect();
-    match disposition {
-        Disposition::TransferTo(to) => {
+    match disposition.recipient() {
+        Some(to) => {
             for a in s.assets.iter_mut().filter(|a| theirs.contains(&a.id)) {
                 a.created_by = to;
             }
             (theirs, Vec::new())
         }
-        Disposition::Delete => {
+        None => {
             let mut doomed: Vec<ResourceId> = Vec::new();
             for root in theirs {
                 for id in subtree(s, org, root) {
@@ -2426,18 +2437,12 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
         &self,
         org: OrgId,
         user: UserId,
-        transfer_to: UserId,
+        disposition: Disposition,
         now: DateTime<Utc>,
         journal: Journal,
     ) -> Result<crate::privacy::ErasureReport, TenancyError> {
         let removal = self
-            .remove_member(
-                org,
-                user,
-                Disposition::TransferTo(transfer_to),
-                now,
-                Journal::default(),
-            )
+            .remove_member(org, user, disposition, now, Journal::default())
             .await?;
         let mut audit_records_erased = self
             .audit

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::assets::{AssetFilter, AssetKind};
 use crate::caller::Caller;
 use crate::error::TenancyError;
-use crate::members::RemovalReport;
+use crate::members::{Disposition, RemovalReport};
 use crate::store::{MembershipStore, TenancyStore, WorkspaceStore};
 
 /// Audit records at most included in one export (newest first; the export says when it is cut).
@@ -112,19 +112,21 @@ pub trait PrivacyStore: Send + Sync {
         user: Option<UserId>,
     ) -> Result<Vec<ConsentRecord>, TenancyError>;
 
-    /// In one transaction: removes the member (their resources transferred to `transfer_to`,
+    /// In one transaction: removes the member (their resources disposed of as `disposition`
+    /// says, checked as [`MembershipStore::remove_member`] checks it,
     /// API keys deactivated, sessions ended when it was their last organization, SCIM record
     /// deleted), blanks the personal annotations of every audit record of `org` naming them
     /// (as actor or target, or by their email), anonymizes the account when they belong to no
     /// other organization (email, name, password, second factor), and commits `journal`.
     ///
     /// # Errors
-    /// [`TenancyError::NotFound`]; [`TenancyError::Invalid`] for a bad transfer target.
+    /// [`TenancyError::NotFound`]; [`TenancyError::Invalid`] for a bad transfer target;
+    /// [`TenancyError::Conflict`] for a [`Disposition::TransferToOwner`] to a former Owner.
     async fn erase_member(
         &self,
         org: OrgId,
         user: UserId,
-        transfer_to: UserId,
+        disposition: Disposition,
         now: DateTime<Utc>,
         journal: Journal,
     ) -> Result<ErasureReport, TenancyError>;
@@ -391,7 +393,13 @@ pub async fn erase<S: TenancyStore + MembershipStore + PrivacyStore + ?Sized>(
         "userId": user, "role": m.role.as_str(), "removedBy": caller.user.id, "erased": true,
     })));
     store
-        .erase_member(caller.org.id, user, owner.user.id, now, journal)
+        .erase_member(
+            caller.org.id,
+            user,
+            Disposition::TransferToOwner(owner.user.id),
+            now,
+            journal,
+        )
         .await
 }
 
@@ -466,7 +474,13 @@ pub async fn erase_own<S: TenancyStore + MembershipStore + PrivacyStore + ?Sized
         }),
     ));
     store
-        .erase_member(org, user, owner.user.id, now, journal)
+        .erase_member(
+            org,
+            user,
+            Disposition::TransferToOwner(owner.user.id),
+            now,
+            journal,
+        )
         .await
 }
 

@@ -634,10 +634,15 @@ pub trait MembershipStore: Send + Sync {
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
-    /// Removes a member as described by [`crate::members::remove`].
+    /// Removes a member as described by [`crate::members::remove`], under a lock that
+    /// serializes it with ownership transfers: a handover recipient that is no longer a
+    /// member, or the removed member, is [`TenancyError::Invalid`]; a
+    /// [`Disposition::TransferToOwner`](crate::members::Disposition::TransferToOwner) whose
+    /// person is no longer the Owner is [`crate::members::ownership_changed`].
     ///
     /// # Errors
-    /// [`TenancyError::NotFound`] when they are no longer a member.
+    /// [`TenancyError::NotFound`] when they are no longer a member; `Invalid` and `Conflict`
+    /// as above, with nothing changed.
     async fn remove_member(
         &self,
         org: OrgId,

@@ -254,15 +254,20 @@ pub(crate) async fn remove_in(
     now: DateTime<Utc>,
 ) -> Result<RemovalReport, TenancyError> {
     lock_org(txn, org).await?;
-    if let Disposition::TransferTo(to) = disposition {
-        let present = membership::Entity::find_by_id((org.to_string(), to.to_string()))
-            .count(txn)
+    if let Some(to) = disposition.recipient() {
+        let recipient = membership::Entity::find_by_id((org.to_string(), to.to_string()))
+            .one(txn)
             .await
             .map_err(store)?;
-        if present == 0 || to == user {
+        let Some(recipient) = recipient.filter(|_| to != user) else {
             return Err(TenancyError::Invalid(
                 "resources can be transferred only to another member of the organization".into(),
             ));
+        };
+        if matches!(disposition, Disposition::TransferToOwner(_))
+            && recipient.role != OrgRole::Owner.as_str()
+        {
+            return Err(tenancy::members::ownership_changed());
         }
     }
     let gone = membership::Entity::delete_many()

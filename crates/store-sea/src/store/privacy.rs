@@ -75,7 +75,7 @@ impl PrivacyStore for SeaStore {
         &self,
         org: OrgId,
         u: UserId,
-        transfer_to: UserId,
+        disposition: Disposition,
         now: DateTime<Utc>,
         journal: Journal,
     ) -> Result<ErasureReport, TenancyError> {
@@ -85,7 +85,7 @@ impl PrivacyStore for SeaStore {
             .await
             .map_err(store)?
             .ok_or(TenancyError::NotFound("member"))?;
-        let removal = remove_in(&txn, org, u, Disposition::TransferTo(transfer_to), now).await?;
+        let removal = remove_in(&txn, org, u, disposition, now).await?;
         let (o, uid) = (org.to_string(), u.to_string());
         let erased = audit::ERASED;
         let mut audit_records_erased =

@@ -165,8 +165,8 @@ pub(crate) async fn dispose_assets(
     let theirs = asset::Entity::find()
         .filter(asset::Column::OrgId.eq(org.to_string()))
         .filter(asset::Column::CreatedBy.eq(user.to_string()));
-    match disposition {
-        Disposition::TransferTo(to) => {
+    match disposition.recipient() {
+        Some(to) => {
             let res = asset::Entity::update_many()
                 .col_expr(asset::Column::CreatedBy, Expr::value(to.to_string()))
                 .filter(asset::Column::OrgId.eq(org.to_string()))
@@ -176,7 +176,7 @@ pub(crate) async fn dispose_assets(
                 .map_err(store)?;
             Ok((res.rows_affected, Vec::new()))
         }
-        Disposition::Delete => {
+        None => {
             let roots: Vec<String> = theirs
                 .select_only()
                 .column(asset::Column::Id)

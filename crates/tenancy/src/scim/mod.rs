@@ -1320,7 +1320,7 @@ pub async fn delete_user<S: TenancyStore + MembershipStore + ScimStore + ?Sized>
         store,
         caller,
         user,
-        Disposition::TransferTo(owner.user.id),
+        Disposition::TransferToOwner(owner.user.id),
         now,
     )
     .await
