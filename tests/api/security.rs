@@ -1253,3 +1253,135 @@ both_backends!(
         );
     }
 );
+
+/// The reset token in a mail (plain or quoted-printable body).
+fn reset_token_in(mail: &str) -> String {
+    let unfolded = mail.replace("=\r\n", "").replace("=\n", "");
+    let start = unfolded.find("axr_").expect("a reset token in the mail");
+    unfolded[start..start + 4 + 64].to_owned()
+}
+
+both_backends!(
+    a_forgotten_password_is_reset_through_an_emailed_link_once,
+    |b| async move {
+        let smtp = SmtpSink::start().await;
+        let t = spawn_app_with(
+            b,
+            Options {
+                demo: true,
+                smtp_port: Some(smtp.port),
+                ..Options::default()
+            },
+        )
+        .await;
+        let old_session = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let ask = |email: &'static str| {
+            t.client
+                .post(t.url("/api/v1/auth/password-reset"))
+                .json(&json!({ "email": email }))
+                .send()
+        };
+        let confirm = |token: String, password: &'static str| {
+            t.client
+                .post(t.url("/api/v1/auth/password-reset/confirm"))
+                .json(&json!({ "token": token, "new_password": password }))
+                .send()
+        };
+        // The same answer whether or not the address has an account.
+        let unknown = ask("nobody@example.com").await.unwrap();
+        assert_eq!(unknown.status(), StatusCode::ACCEPTED);
+        let known = ask("Lisa@Example.com").await.unwrap();
+        assert_eq!(known.status(), StatusCode::ACCEPTED);
+        assert_eq!(
+            unknown.json::<Value>().await.unwrap(),
+            known.json::<Value>().await.unwrap()
+        );
+        problem(
+            ask("not an address").await.unwrap(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        let mail = smtp.wait_for("lisa@example.com", 0).await;
+        assert!(
+            mail.replace("=\r\n", "")
+                .replace("=\n", "")
+                .contains("/reset-password#token=")
+                || mail.contains("/reset-password#token=3Daxr_"),
+            "{mail}"
+        );
+        let token = reset_token_in(&mail);
+        // Account mail: no organization's outbox shows it, not even the Owner's.
+        let outbox = serde_json::to_string(
+            &json_of(t.get(&t.org("/outbox?limit=200"), &t.owner_token).await).await,
+        )
+        .unwrap();
+        assert!(!outbox.contains("Reset your"), "{outbox}");
+
+        // A password the policy refuses leaves the link usable.
+        let weak = confirm(token.clone(), "short").await.unwrap();
+        assert_eq!(weak.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            t.get(&t.url("/api/v1/me"), &old_session).await.status(),
+            StatusCode::OK
+        );
+        let done = confirm(token.clone(), "a brand new passphrase 42")
+            .await
+            .unwrap();
+        assert_eq!(done.status(), StatusCode::OK);
+        let done: Value = done.json().await.unwrap();
+        assert!(done["sessions_ended"].as_u64().unwrap() >= 1, "{done}");
+        // Signed out everywhere; the old password is gone, the new one works.
+        assert_eq!(
+            t.get(&t.url("/api/v1/me"), &old_session).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        problem(
+            t.login_response("lisa@example.com", DEMO_PASSWORD).await,
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+        )
+        .await;
+        t.login("lisa@example.com", "a brand new passphrase 42")
+            .await;
+        // Once only.
+        let again = confirm(token, "yet another passphrase 43").await.unwrap();
+        assert_eq!(again.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        t.login("lisa@example.com", "a brand new passphrase 42")
+            .await;
+
+        // Recorded in her organization, with the request's address; nothing for the
+        // unknown address.
+        let asked = t.audit("action=auth.password_reset_requested").await;
+        assert_eq!(asked.len(), 1, "{asked:?}");
+        assert_eq!(asked[0]["actor_name"], "Lisa");
+        assert_eq!(asked[0]["ip"], "127.0.0.1");
+        let reset = t.audit("action=auth.password_reset").await;
+        assert_eq!(reset.len(), 1, "{reset:?}");
+        assert_eq!(
+            t.audit("action=auth.session_revoked").await[0]["metadata"]["reason"],
+            "password_reset"
+        );
+
+        // At most three links an hour: the fourth request sends nothing, and answers the same.
+        for _ in 0..3 {
+            assert_eq!(
+                ask("lisa@example.com").await.unwrap().status(),
+                StatusCode::ACCEPTED
+            );
+        }
+        smtp.wait_for("lisa@example.com", 2).await;
+        let kept = audit::MailOutbox::list_mails(&*t.store, None, None, 100)
+            .await
+            .unwrap();
+        assert_eq!(
+            kept.iter().filter(|m| m.to == "lisa@example.com").count(),
+            3,
+            "{kept:?}"
+        );
+        assert_eq!(
+            t.audit("action=auth.password_reset_requested").await.len(),
+            3
+        );
+    }
+);

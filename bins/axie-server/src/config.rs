@@ -25,6 +25,8 @@ pub struct Settings {
     pub security: SecuritySettings,
     /// Invitations.
     pub invitations: InvitationSettings,
+    /// Accounts: self-service password reset.
+    pub accounts: AccountSettings,
     /// Outgoing mail.
     pub smtp: SmtpSettings,
     /// Outgoing text messages.
@@ -217,6 +219,18 @@ pub struct InvitationSettings {
     pub expiry_days: u32,
     /// Path of the accept page under `public_url`.
     pub accept_path: String,
+}
+
+/// Account settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSettings {
+    /// Path of the page that sets a new password under `public_url`.
+    pub reset_path: String,
+    /// Minutes a password reset link stays valid.
+    pub reset_expiry_minutes: u32,
+    /// Reset links sent to one person in any hour, at most.
+    pub resets_per_hour: u32,
 }
 
 /// SMTP settings.
@@ -484,6 +498,16 @@ impl Settings {
         if self.invitations.expiry_days == 0 || self.invitations.expiry_days > 90 {
             return Err(ConfigError(
                 "`invitations.expiry_days` must be between 1 and 90".into(),
+            ));
+        }
+        if !(5..=1440).contains(&self.accounts.reset_expiry_minutes) {
+            return Err(ConfigError(
+                "`accounts.reset_expiry_minutes` must be between 5 and 1440".into(),
+            ));
+        }
+        if !(1..=20).contains(&self.accounts.resets_per_hour) {
+            return Err(ConfigError(
+                "`accounts.resets_per_hour` must be between 1 and 20".into(),
             ));
         }
         for c in &self.webhooks.allow_cidrs {

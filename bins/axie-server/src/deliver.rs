@@ -304,7 +304,7 @@ async fn disabled_journal(
         .unwrap_or_default();
     for m in admins.iter().filter(|m| m.role.is_admin()) {
         journal = journal.mail(audit::OutboundMail {
-            org: ep.org,
+            org: Some(ep.org),
             to: m.user.email.to_string(),
             subject: "A webhook endpoint was disabled".into(),
             body: format!(

@@ -114,6 +114,13 @@ enum Command {
     },
     /// Print the number of rows in every table.
     Stats,
+    /// Print the newest mail about accounts themselves (password reset links), kept in the
+    /// outbox while no SMTP relay is configured; no organization's outbox shows it.
+    AccountMail {
+        /// How many, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
     /// Print the newest text messages kept in the SMS outbox (no SMS gateway configured).
     SmsOutbox {
         /// How many, newest first.
@@ -309,6 +316,24 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             .await?;
             for (table, n) in store.row_counts().await? {
                 println!("{table:<22} {n}");
+            }
+            Ok(())
+        }
+        Some(Command::AccountMail { limit }) => {
+            let store = store_sea::SeaStore::connect(
+                &settings.database_url()?,
+                store_sea::PoolOptions::default(),
+            )
+            .await?;
+            for m in audit::MailOutbox::list_mails(&store, None, None, limit).await? {
+                let state = m.sent_at.map_or("queued", |_| "sent");
+                println!(
+                    "{} | {state} | {} | {}\n{}",
+                    m.created_at.format("%Y-%m-%d %H:%M:%S"),
+                    m.to,
+                    m.subject,
+                    m.body
+                );
             }
             Ok(())
         }

@@ -57,6 +57,10 @@ actions! {
     MfaPhoneChanged => "auth.mfa_phone_changed", "Changed the SMS backup number";
     /// A password was changed.
     PasswordChanged => "auth.password_changed", "Changed password";
+    /// A person asked for a password reset link by email.
+    PasswordResetRequested => "auth.password_reset_requested", "Asked for a password reset";
+    /// A person set a new password through a reset link.
+    PasswordReset => "auth.password_reset", "Reset password";
     /// An operator reset the Owner's access from the command line.
     OwnerAccessReset => "auth.owner_access_reset", "Reset the Owner's access of";
     /// A usage alert went out (80 % or 100 % of a plan limit).

@@ -52,7 +52,7 @@ fn query(limit: u32) -> AuditQuery {
 pub async fn run_mail<S: AuditStore + crate::MailOutbox + ?Sized>(store: &S) {
     let org = OrgId::new();
     let mail = |to: &str| crate::OutboundMail {
-        org,
+        org: Some(org),
         to: to.into(),
         subject: "s".into(),
         body: "secret link".into(),
@@ -73,7 +73,7 @@ pub async fn run_mail<S: AuditStore + crate::MailOutbox + ?Sized>(store: &S) {
         .await
         .unwrap()
         .into_iter()
-        .filter(|m| m.org == org)
+        .filter(|m| m.org == Some(org))
         .collect();
     assert_eq!(claimed.len(), 2);
     assert!(
@@ -82,7 +82,7 @@ pub async fn run_mail<S: AuditStore + crate::MailOutbox + ?Sized>(store: &S) {
             .await
             .unwrap()
             .iter()
-            .all(|m| m.org != org),
+            .all(|m| m.org != Some(org)),
         "leased mails are not claimed twice"
     );
     store.mark_mail_sent(&claimed[0].id, now).await.unwrap();
@@ -94,7 +94,7 @@ pub async fn run_mail<S: AuditStore + crate::MailOutbox + ?Sized>(store: &S) {
         )
         .await
         .unwrap();
-    let listed = store.list_mails(org, None, 10).await.unwrap();
+    let listed = store.list_mails(Some(org), None, 10).await.unwrap();
     let sent = listed.iter().find(|m| m.id == claimed[0].id).unwrap();
     assert!(sent.sent_at.is_some());
     assert_eq!(sent.body, "", "a sent mail keeps no copy of its link");
@@ -106,7 +106,7 @@ pub async fn run_mail<S: AuditStore + crate::MailOutbox + ?Sized>(store: &S) {
         .await
         .unwrap()
         .into_iter()
-        .filter(|m| m.org == org)
+        .filter(|m| m.org == Some(org))
         .collect();
     assert_eq!(
         retry.iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
@@ -115,20 +115,57 @@ pub async fn run_mail<S: AuditStore + crate::MailOutbox + ?Sized>(store: &S) {
     );
     assert!(
         store
-            .list_mails(OrgId::new(), None, 10)
+            .list_mails(Some(OrgId::new()), None, 10)
             .await
             .unwrap()
             .is_empty(),
         "scoped by organization"
     );
-    let first = store.list_mails(org, None, 1).await.unwrap();
-    let rest = store.list_mails(org, Some(&first[0].id), 10).await.unwrap();
+    let first = store.list_mails(Some(org), None, 1).await.unwrap();
+    let rest = store
+        .list_mails(Some(org), Some(&first[0].id), 10)
+        .await
+        .unwrap();
     assert_eq!(
         first.len() + rest.len(),
         2,
         "keyset pages cover the outbox once"
     );
     assert!(rest.iter().all(|m| m.id < first[0].id));
+
+    // Mail about an account (no organization) is delivered like any other and listed in no
+    // organization's outbox.
+    let to = format!("{}@account.example", OrgId::new());
+    store
+        .append(Journal::default().mail(crate::OutboundMail {
+            org: None,
+            ..mail(&to)
+        }))
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_mails(now + chrono::Duration::seconds(5), later, 1000)
+        .await
+        .unwrap();
+    let account = claimed.iter().find(|m| m.to == to).unwrap();
+    assert_eq!(account.org, None);
+    assert!(
+        store
+            .list_mails(Some(org), None, 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|m| m.to != to)
+    );
+    assert!(
+        store
+            .list_mails(None, None, 1000)
+            .await
+            .unwrap()
+            .iter()
+            .any(|m| m.to == to),
+        "the operator's list of account mail has it"
+    );
 }
 
 /// Runs every check; panics with a message on the first violation.

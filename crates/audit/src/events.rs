@@ -149,8 +149,9 @@ pub struct Journal {
 /// An email queued with the change that caused it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct OutboundMail {
-    /// The organization it concerns (for the admins' outbox view).
-    pub org: OrgId,
+    /// The organization it concerns (for the admins' outbox view); `None` for mail about the
+    /// account itself (a password reset), which no organization's outbox shows.
+    pub org: Option<OrgId>,
     /// Recipient address.
     pub to: String,
     /// Subject line.

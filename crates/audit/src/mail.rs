@@ -12,8 +12,8 @@ use crate::error::AuditError;
 pub struct QueuedMail {
     /// Outbox id.
     pub id: String,
-    /// Organization.
-    pub org: OrgId,
+    /// Organization; `None` for mail about the account itself, which only the operator sees.
+    pub org: Option<OrgId>,
     /// Recipient.
     pub to: String,
     /// Subject.
@@ -64,14 +64,15 @@ pub trait MailOutbox: Send + Sync {
         retry_at: DateTime<Utc>,
     ) -> Result<(), AuditError>;
 
-    /// The organization's mails, newest first, with ids below the keyset cursor `before`
-    /// (the outbox admins read when SMTP is off).
+    /// The organization's mails (with `None`, the mail about accounts themselves, which only
+    /// the operator reads), newest first, with ids below the keyset cursor `before` (the
+    /// outbox read when SMTP is off).
     ///
     /// # Errors
     /// [`AuditError::Store`] on storage failure.
     async fn list_mails(
         &self,
-        org: OrgId,
+        org: Option<OrgId>,
         before: Option<&str>,
         limit: u32,
     ) -> Result<Vec<QueuedMail>, AuditError>;

@@ -311,7 +311,7 @@ impl MailOutbox for MemoryAuditStore {
 
     async fn list_mails(
         &self,
-        org: OrgId,
+        org: Option<OrgId>,
         before: Option<&str>,
         limit: u32,
     ) -> Result<Vec<QueuedMail>, AuditError> {

@@ -138,7 +138,9 @@ pub(crate) async fn commit_journals(
         let now = micros(chrono::Utc::now());
         let rows = mails.into_iter().map(|m| mail::ActiveModel {
             id: Set(format!("mail_{}", uuid::Uuid::now_v7().simple())),
-            org_id: Set(m.org.to_string()),
+            // Account mail (no organization) is kept under the empty id, which no
+            // organization's outbox lists.
+            org_id: Set(m.org.map_or_else(String::new, |o| o.to_string())),
             to_addr: Set(m.to),
             subject: Set(m.subject),
             body: Set(m.body),

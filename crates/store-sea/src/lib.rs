@@ -426,6 +426,7 @@ pub const TABLES: &[&str] = &[
     "credit_accounts",
     "credit_operations",
     "credit_entries",
+    "password_resets",
 ];
 
 impl SeaStore {

@@ -287,7 +287,7 @@ pub(crate) async fn charge(
 /// The email that carries an invoice to the Owner.
 pub(crate) fn invoice_mail(org: &Organization, to: &str, i: &Invoice) -> OutboundMail {
     OutboundMail {
-        org: org.id,
+        org: Some(org.id),
         to: to.to_owned(),
         subject: format!("{}: invoice {}", org.name, i.number),
         body: format!(

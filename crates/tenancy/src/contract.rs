@@ -113,10 +113,12 @@ pub async fn run<
         + crate::privacy::PrivacyStore
         + crate::billing::BillingStore
         + crate::credits::CreditStore
+        + crate::password_reset::PasswordResetStore
         + ?Sized,
 >(
     s: &S,
 ) {
+    password_resets_are_capped_used_once_and_end_sessions(s).await;
     credit_ledger_is_exact_under_concurrency(s).await;
     subscriptions_are_compare_and_swap(s).await;
     consents_and_erasure_keep_the_chain(s).await;
@@ -421,6 +423,131 @@ fn session(user: UserId, minutes: i64) -> Session {
         ip: "127.0.0.1".into(),
         user_agent: "contract".into(),
     }
+}
+
+async fn password_resets_are_capped_used_once_and_end_sessions<
+    S: TenancyStore + AuditStore + crate::password_reset::PasswordResetStore + ?Sized,
+>(
+    s: &S,
+) {
+    use crate::password_reset::PasswordReset;
+    let (org, _, owner) = new_org(s).await;
+    let link = |n: u32, at: DateTime<Utc>| PasswordReset {
+        token_hash: format!("reset-{}-{n}", owner.id),
+        user: owner.id,
+        created_at: at,
+        expires_at: at + chrono::Duration::hours(1),
+        used_at: None,
+    };
+    let t0 = now();
+    // Two links an hour: the third is not stored, and its journal not committed.
+    let h = head(s, org.id).await;
+    for n in 0..3 {
+        let stored = s
+            .create_password_reset(
+                &link(n, t0),
+                t0 - chrono::Duration::hours(1),
+                2,
+                note(org.id, "asked"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(stored, n < 2, "link {n}");
+    }
+    assert_eq!(head(s, org.id).await, h + 2);
+    assert!(
+        s.find_password_reset(&link(2, t0).token_hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        s.find_password_reset(&link(0, t0).token_hash)
+            .await
+            .unwrap(),
+        Some(link(0, t0))
+    );
+    // An hour on, the window has room again.
+    let later = t0 + chrono::Duration::minutes(61);
+    assert!(
+        s.create_password_reset(
+            &link(3, later),
+            later - chrono::Duration::hours(1),
+            2,
+            Journal::default()
+        )
+        .await
+        .unwrap()
+    );
+
+    for i in 0..2 {
+        s.create_session(&session(owner.id, 40 + i), &format!("rs-{i}"), 5, &|_| {
+            Journal::default()
+        })
+        .await
+        .unwrap();
+    }
+    s.set_login_throttle(owner.id, Some(&locked_out()), Journal::default())
+        .await
+        .unwrap();
+    // Expired: refused, nothing changes.
+    let expired_at = t0 + chrono::Duration::hours(2);
+    let h = head(s, org.id).await;
+    assert!(matches!(
+        s.complete_password_reset(
+            &link(3, later).token_hash,
+            "h2",
+            expired_at + chrono::Duration::hours(1),
+            &|_| note(org.id, "x")
+        )
+        .await,
+        Err(TenancyError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.complete_password_reset("no-such-link", "h2", t0, &|_| note(org.id, "x"))
+            .await,
+        Err(TenancyError::Invalid(_))
+    ));
+    assert_eq!(head(s, org.id).await, h);
+    assert_eq!(s.list_sessions(owner.id).await.unwrap().len(), 2);
+    // Used: sessions end, the lockout clears, the password is the new one, in one commit.
+    let ended = s
+        .complete_password_reset(&link(0, t0).token_hash, "reset-hash", t0, &|n| {
+            note(org.id, &format!("reset, {n} sessions ended"))
+        })
+        .await
+        .unwrap();
+    assert_eq!(ended, 2);
+    assert_eq!(head(s, org.id).await, h + 1);
+    assert!(s.list_sessions(owner.id).await.unwrap().is_empty());
+    assert_eq!(s.login_throttle(owner.id).await.unwrap(), None);
+    assert_eq!(
+        password_hash(s, &owner).await.as_deref(),
+        Some("reset-hash")
+    );
+    let used = s
+        .find_password_reset(&link(0, t0).token_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(used.used_at, Some(t0));
+    // Once only, and the person's other open links are retired with it.
+    for n in [0, 1, 3] {
+        assert!(
+            matches!(
+                s.complete_password_reset(&link(n, t0).token_hash, "again", t0, &|_| {
+                    Journal::default()
+                })
+                .await,
+                Err(TenancyError::Invalid(_))
+            ),
+            "link {n} after the reset"
+        );
+    }
+    assert_eq!(
+        password_hash(s, &owner).await.as_deref(),
+        Some("reset-hash")
+    );
 }
 
 async fn password_change_ends_other_sessions_in_its_transaction<

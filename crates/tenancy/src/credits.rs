@@ -843,7 +843,7 @@ async fn alert_low<S: TenancyStore + CreditStore + WorkspaceStore + MeteringStor
         }
         for to in to {
             journal = journal.mail(OutboundMail {
-                org: org.id,
+                org: Some(org.id),
                 to,
                 subject: format!("{}: team {name} is low on credits", org.name),
                 body: format!(

@@ -161,7 +161,7 @@ pub(crate) fn invitation_mail(
         _ => format!("{} as {}", caller.org.name, inv.role.as_str()),
     };
     OutboundMail {
-        org: inv.org,
+        org: Some(inv.org),
         to: inv.email.to_string(),
         subject: format!(
             "{}{} on Axie Studio",
@@ -581,7 +581,7 @@ pub async fn outbox<S: audit::MailOutbox + ?Sized>(
     limit: u32,
 ) -> Result<Vec<audit::QueuedMail>, TenancyError> {
     caller.check_org(Permission::InviteMembers)?;
-    let mut mails = store.list_mails(caller.org.id, before, limit).await?;
+    let mut mails = store.list_mails(Some(caller.org.id), before, limit).await?;
     if caller.subject.role != OrgRole::Owner {
         for m in &mut mails {
             m.body.clear();

@@ -29,6 +29,7 @@ pub mod metering;
 pub mod mfa;
 mod model;
 pub mod orgs;
+pub mod password_reset;
 pub mod privacy;
 pub mod scim;
 pub mod security;

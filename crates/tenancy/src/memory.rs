@@ -58,6 +58,7 @@ struct State {
     scim_users: HashMap<(OrgId, UserId), crate::scim::UserRecord>,
     scim_groups: HashMap<(OrgId, TeamId), crate::scim::GroupRecord>,
     consents: Vec<crate::privacy::ConsentRecord>,
+    resets: Vec<crate::password_reset::PasswordReset>,
     billing: billing::BillingState,
 }
 
@@ -2483,6 +2484,7 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
                 }
                 s.mfa.remove(&user);
                 s.throttles.remove(&user);
+                s.resets.retain(|r| r.user != user);
             }
             !elsewhere
         };
@@ -2494,6 +2496,73 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
             // This store keeps no event bodies: its journal's events are not stored.
             event_bodies_erased: 0,
         })
+    }
+}
+
+#[async_trait]
+impl crate::password_reset::PasswordResetStore for MemoryTenancyStore {
+    async fn create_password_reset(
+        &self,
+        reset: &crate::password_reset::PasswordReset,
+        since: DateTime<Utc>,
+        max_recent: u32,
+        journal: Journal,
+    ) -> Result<bool, TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let recent = s
+                .resets
+                .iter()
+                .filter(|r| r.user == reset.user && r.created_at > since)
+                .count();
+            if recent >= max_recent as usize {
+                return Ok(false);
+            }
+            s.resets.push(reset.clone());
+        }
+        self.commit(journal).await?;
+        Ok(true)
+    }
+
+    async fn find_password_reset(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<crate::password_reset::PasswordReset>, TenancyError> {
+        Ok(self
+            .lock()?
+            .resets
+            .iter()
+            .find(|r| r.token_hash == token_hash)
+            .cloned())
+    }
+
+    async fn complete_password_reset(
+        &self,
+        token_hash: &str,
+        password_hash: &str,
+        now: DateTime<Utc>,
+        records: crate::SessionsEndedJournal<'_>,
+    ) -> Result<u64, TenancyError> {
+        let ended = {
+            let mut s = self.lock()?;
+            let user = s
+                .resets
+                .iter()
+                .find(|r| r.token_hash == token_hash && r.usable(now))
+                .map(|r| r.user)
+                .ok_or_else(crate::password_reset::unusable)?;
+            let ended = replace_password(&mut s, user, password_hash, None, now)?;
+            for r in s
+                .resets
+                .iter_mut()
+                .filter(|r| r.user == user && r.used_at.is_none())
+            {
+                r.used_at = Some(now);
+            }
+            ended
+        };
+        self.commit(records(ended)).await?;
+        Ok(ended)
     }
 }
 

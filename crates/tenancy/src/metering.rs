@@ -124,7 +124,7 @@ pub async fn alert_on_change<S: TenancyStore + MeteringStore + ?Sized>(
         ));
         if let Some(o) = &owner {
             journal = journal.mail(OutboundMail {
-                org: org.id,
+                org: Some(org.id),
                 to: o.email.as_str().to_owned(),
                 subject: format!("{}: {t} % of your {} used", org.name, limit.as_str().replace('_', " ")),
                 body: format!(
@@ -670,7 +670,7 @@ pub async fn weekly_report<S: TenancyStore + WorkspaceStore + MeteringStore + ?S
         .with_metadata(Metadata::from_value(serde_json::json!({ "week": week }))?),
     )
     .mail(OutboundMail {
-        org: org.id,
+        org: Some(org.id),
         to: owner.email.as_str().to_owned(),
         subject: format!("{}: weekly usage report ({week})", org.name),
         body,

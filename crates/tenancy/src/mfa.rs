@@ -298,7 +298,7 @@ pub trait SmsSender: Send + Sync {
 }
 
 /// Records of a personal security event, one in each of the person's organizations.
-async fn personal_journal<S: TenancyStore + ?Sized>(
+pub(crate) async fn personal_journal<S: TenancyStore + ?Sized>(
     store: &S,
     user: &User,
     action: AuditAction,

@@ -3,7 +3,7 @@
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use tenancy::{Principal, accounts};
+use tenancy::{Principal, accounts, password_reset};
 use utoipa::ToSchema;
 
 use crate::auth::{Authenticated, SESSION_COOKIE, request_context};
@@ -258,5 +258,109 @@ impl std::fmt::Debug for LoginBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Passwords and invitation tokens never reach logs.
         f.write_str("LoginBody { … }")
+    }
+}
+
+/// "Forgot password": the address to send a reset link to.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequestBody {
+    /// The account's email address.
+    pub email: String,
+}
+
+/// The same answer whether or not the address has an account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResetRequested {
+    /// What happens next.
+    pub message: String,
+}
+
+/// Asks for a password reset link by email. The answer never says whether the address has an
+/// account; a link, when sent, works once and expires (`accounts.reset_expiry_minutes`).
+#[utoipa::path(post, path = "/api/v1/auth/password-reset", tag = "auth", request_body = ResetRequestBody, responses(
+    (status = 202, description = "If the address has an account, a link is on its way", body = ResetRequested),
+    (status = 422, description = "Not an email address", content_type = "application/problem+json"),
+))]
+pub async fn request_password_reset(
+    st: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<ResetRequestBody>,
+) -> Result<HttpResponse, ApiError> {
+    let ctx = request_context(&req, &st);
+    password_reset::request(
+        &*st.store,
+        &body.email,
+        &reset_settings(&st),
+        &ctx,
+        st.clock.now(),
+    )
+    .await?;
+    Ok(HttpResponse::Accepted().json(ResetRequested {
+        message: "If an account uses this address, a link to set a new password is on its way."
+            .into(),
+    }))
+}
+
+/// The reset link's token and the new password.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetBody {
+    /// The token from the link.
+    pub token: String,
+    /// The new password (the password rules of every organization of the person apply).
+    pub new_password: String,
+}
+
+impl std::fmt::Debug for ResetBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResetBody").finish_non_exhaustive()
+    }
+}
+
+/// A password set through a reset link.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResetDone {
+    /// Sessions of the person that were ended.
+    pub sessions_ended: u64,
+}
+
+/// Sets a new password with a reset link's token. Every session of the person ends; a second
+/// factor, when enrolled, is still asked at the next sign-in.
+#[utoipa::path(post, path = "/api/v1/auth/password-reset/confirm", tag = "auth", request_body = ResetBody, responses(
+    (status = 200, description = "The new password is set", body = ResetDone),
+    (status = 422, description = "Unknown, used or expired link, or a password the policy refuses (the link then stays usable)", content_type = "application/problem+json"),
+))]
+pub async fn confirm_password_reset(
+    st: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<ResetBody>,
+) -> Result<HttpResponse, ApiError> {
+    let ctx = request_context(&req, &st);
+    let ended = password_reset::complete(
+        &*st.store,
+        &st.hasher,
+        &body.token,
+        &body.new_password,
+        &ctx,
+        st.clock.now(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(ResetDone {
+        sessions_ended: ended,
+    }))
+}
+
+/// Reset link settings from configuration.
+fn reset_settings(st: &AppState) -> password_reset::ResetSettings {
+    let s = &st.settings;
+    password_reset::ResetSettings {
+        expiry: chrono::Duration::minutes(i64::from(s.accounts.reset_expiry_minutes)),
+        reset_url: format!(
+            "{}{}",
+            s.server.public_url.trim_end_matches('/'),
+            s.accounts.reset_path
+        ),
+        max_per_hour: s.accounts.resets_per_hour,
     }
 }

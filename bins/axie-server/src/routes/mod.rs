@@ -83,6 +83,8 @@ routes! {
     POST "/api/v1/auth/login" => auth::login, Public;
     POST "/api/v1/auth/login/verify" => auth::verify, Public;
     POST "/api/v1/auth/login/sms" => auth::send_sms, Public;
+    POST "/api/v1/auth/password-reset" => auth::request_password_reset, Public;
+    POST "/api/v1/auth/password-reset/confirm" => auth::confirm_password_reset, Public;
     POST "/api/v1/auth/logout" => auth::logout, Authenticated;
     GET "/api/v1/me/mfa" => security::status, Authenticated;
     POST "/api/v1/me/mfa/totp" => security::begin_totp, Authenticated;
@@ -429,7 +431,7 @@ mod tests {
     }
 
     #[test]
-    fn only_health_docs_login_and_invitation_links_are_public() {
+    fn only_health_docs_login_password_reset_and_invitation_links_are_public() {
         let public: Vec<_> = ROUTES
             .iter()
             .filter(|r| r.access == Access::Public)
@@ -445,6 +447,8 @@ mod tests {
                 "/api/v1/auth/login",
                 "/api/v1/auth/login/verify",
                 "/api/v1/auth/login/sms",
+                "/api/v1/auth/password-reset",
+                "/api/v1/auth/password-reset/confirm",
                 "/api/v1/invitations/lookup",
                 "/api/v1/invitations/signup"
             ]

@@ -143,6 +143,7 @@ impl Modify for ProblemResponses {
     paths(
         health::healthz, health::readyz, health::metrics, document,
         auth::login, auth::verify, auth::send_sms, auth::logout,
+        auth::request_password_reset, auth::confirm_password_reset,
         security::status, security::begin_totp, security::activate_totp, security::disable, security::regenerate,
         security::set_phone, security::change_password, security::get, security::update, security::ip_check,
         security::end_member_sessions,

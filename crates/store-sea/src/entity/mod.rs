@@ -22,6 +22,7 @@ pub mod membership;
 pub mod organization;
 pub mod outbox_event;
 pub mod ownership_transfer;
+pub mod password_reset;
 pub mod recovery_code;
 pub mod scim_group;
 pub mod scim_token;

@@ -34,6 +34,7 @@ mod m20261129_000023_audit_actor_action_index;
 mod m20261130_000024_add_webhook_message;
 mod m20261130_000025_add_invitation_team;
 mod m20261130_000026_add_asset_archived_at;
+mod m20261130_000027_create_password_resets;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -69,6 +70,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000024_add_webhook_message::Migration),
             Box::new(m20261130_000025_add_invitation_team::Migration),
             Box::new(m20261130_000026_add_asset_archived_at::Migration),
+            Box::new(m20261130_000027_create_password_resets::Migration),
         ]
     }
 }

@@ -19,7 +19,11 @@ fn store(e: sea_orm::DbErr) -> AuditError {
 
 fn queued(m: mail::Model) -> Result<QueuedMail, AuditError> {
     Ok(QueuedMail {
-        org: id("organization id", &m.org_id)?,
+        org: if m.org_id.is_empty() {
+            None
+        } else {
+            Some(id("organization id", &m.org_id)?)
+        },
         created_at: time(m.created_at)?,
         sent_at: m.sent_at.map(time).transpose()?,
         attempts: u32::try_from(m.attempts).unwrap_or(0),
@@ -106,11 +110,13 @@ impl MailOutbox for SeaStore {
 
     async fn list_mails(
         &self,
-        org: OrgId,
+        org: Option<OrgId>,
         before: Option<&str>,
         limit: u32,
     ) -> Result<Vec<QueuedMail>, AuditError> {
-        let mut q = mail::Entity::find().filter(mail::Column::OrgId.eq(org.to_string()));
+        // Account mail is kept under the empty organization id (see `journal::finish`).
+        let org = org.map_or_else(String::new, |o| o.to_string());
+        let mut q = mail::Entity::find().filter(mail::Column::OrgId.eq(org));
         if let Some(b) = before {
             q = q.filter(mail::Column::Id.lt(b));
         }

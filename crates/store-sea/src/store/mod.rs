@@ -8,6 +8,7 @@ mod mail;
 mod members;
 mod metering;
 mod mfa;
+mod password_reset;
 mod privacy;
 mod scim;
 mod tenancy;

@@ -19,7 +19,7 @@ use crate::SeaStore;
 use crate::convert::{id, micros, time};
 use crate::entity::{
     consent, invitation, login_challenge, login_throttle, mail, membership, outbox_event,
-    recovery_code, sms_outbox, user, user_mfa, webhook_delivery,
+    password_reset, recovery_code, sms_outbox, user, user_mfa, webhook_delivery,
 };
 
 #[async_trait]
@@ -178,6 +178,21 @@ impl PrivacyStore for SeaStore {
                     Expr::value(Option::<String>::None),
                 )
                 .filter(user::Column::Id.eq(uid.clone()))
+                .exec(&txn)
+                .await
+                .map_err(store)?;
+            // Mail about the account itself (password resets) and its reset links.
+            mail::Entity::update_many()
+                .col_expr(mail::Column::ToAddr, Expr::value(erased))
+                .col_expr(mail::Column::Subject, Expr::value(erased))
+                .col_expr(mail::Column::Body, Expr::value(""))
+                .filter(mail::Column::OrgId.eq(""))
+                .filter(mail::Column::ToAddr.eq(account.email.clone()))
+                .exec(&txn)
+                .await
+                .map_err(store)?;
+            password_reset::Entity::delete_many()
+                .filter(password_reset::Column::UserId.eq(uid.clone()))
                 .exec(&txn)
                 .await
                 .map_err(store)?;

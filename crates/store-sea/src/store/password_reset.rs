@@ -1,0 +1,113 @@
+//! [`PasswordResetStore`] on SeaORM: reset links by the hash of their token.
+
+use async_trait::async_trait;
+use audit::Journal;
+use chrono::{DateTime, Utc};
+use rbac_core::UserId;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait,
+};
+use tenancy::TenancyError;
+use tenancy::password_reset::{PasswordReset, PasswordResetStore, unusable};
+
+use super::tenancy::{commit, lock_user, replace_password, store};
+use crate::SeaStore;
+use crate::convert::{id, micros, time};
+use crate::entity::password_reset;
+
+#[async_trait]
+impl PasswordResetStore for SeaStore {
+    async fn create_password_reset(
+        &self,
+        reset: &PasswordReset,
+        since: DateTime<Utc>,
+        max_recent: u32,
+        journal: Journal,
+    ) -> Result<bool, TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        // Two requests at once count each other.
+        lock_user(&txn, reset.user).await?;
+        let recent = password_reset::Entity::find()
+            .filter(password_reset::Column::UserId.eq(reset.user.to_string()))
+            .filter(password_reset::Column::CreatedAt.gt(micros(since)))
+            .count(&txn)
+            .await
+            .map_err(store)?;
+        if recent >= u64::from(max_recent) {
+            return Ok(false);
+        }
+        password_reset::Entity::insert(password_reset::ActiveModel {
+            token_hash: Set(reset.token_hash.clone()),
+            user_id: Set(reset.user.to_string()),
+            created_at: Set(micros(reset.created_at)),
+            expires_at: Set(micros(reset.expires_at)),
+            used_at: Set(reset.used_at.map(micros)),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store)?;
+        commit(txn, journal).await?;
+        Ok(true)
+    }
+
+    async fn find_password_reset(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<PasswordReset>, TenancyError> {
+        password_reset::Entity::find_by_id(token_hash.to_owned())
+            .one(self.db())
+            .await
+            .map_err(store)?
+            .map(|m| -> Result<PasswordReset, TenancyError> {
+                Ok(PasswordReset {
+                    user: id("user id", &m.user_id)?,
+                    token_hash: m.token_hash,
+                    created_at: time(m.created_at)?,
+                    expires_at: time(m.expires_at)?,
+                    used_at: m.used_at.map(time).transpose()?,
+                })
+            })
+            .transpose()
+    }
+
+    async fn complete_password_reset(
+        &self,
+        token_hash: &str,
+        password_hash: &str,
+        now: DateTime<Utc>,
+        records: tenancy::SessionsEndedJournal<'_>,
+    ) -> Result<u64, TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let Some(row) = password_reset::Entity::find_by_id(token_hash.to_owned())
+            .one(&txn)
+            .await
+            .map_err(store)?
+        else {
+            return Err(unusable());
+        };
+        let user: UserId = id("user id", &row.user_id)?;
+        // The use is a conditional update: of two uses at once, one finds it used.
+        let used = password_reset::Entity::update_many()
+            .col_expr(password_reset::Column::UsedAt, Expr::value(micros(now)))
+            .filter(password_reset::Column::TokenHash.eq(token_hash))
+            .filter(password_reset::Column::UsedAt.is_null())
+            .filter(password_reset::Column::ExpiresAt.gt(micros(now)))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if used.rows_affected == 0 {
+            return Err(unusable());
+        }
+        password_reset::Entity::update_many()
+            .col_expr(password_reset::Column::UsedAt, Expr::value(micros(now)))
+            .filter(password_reset::Column::UserId.eq(user.to_string()))
+            .filter(password_reset::Column::UsedAt.is_null())
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        let ended = replace_password(&txn, user, password_hash, None, now).await?;
+        commit(txn, records(ended)).await?;
+        Ok(ended)
+    }
+}
