@@ -1484,6 +1484,25 @@ both_backends!(
         )
         .await;
 
+        // A retired knowledge base, archived under the template, is left out of copies.
+        let retired = created(
+            t.post(
+                &t.org("/knowledge-bases"),
+                &owner,
+                &json!({ "name": "Old pricing", "chat_interface_id": id(&template) }),
+            )
+            .await,
+        )
+        .await;
+        let res = t
+            .patch(
+                &t.org(&format!("/knowledge-bases/{}", id(&retired))),
+                &owner,
+                &json!({ "archived": true }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+
         // Lisa, who is not in the Internal team, sees no template to copy.
         let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
         let copy_url = t.org(&format!("/assets/{}/copy", id(&template)));
@@ -1512,6 +1531,20 @@ both_backends!(
             .await,
         )
         .await;
+        assert_eq!(kbs["items"].as_array().unwrap().len(), 1, "{kbs}");
+        let archived_in_client = json_of(
+            t.get(
+                &t.org(&format!("/knowledge-bases?team_id={client}&archived=true")),
+                &owner,
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(
+            archived_in_client["items"].as_array().unwrap().len(),
+            0,
+            "the retired knowledge base is not copied: {archived_in_client}"
+        );
         let kb_copy = kbs["items"][0].clone();
         assert_eq!(kb_copy["name"], "Support FAQ");
         assert_eq!(kb_copy["parent_id"], copy["id"]);

@@ -919,8 +919,9 @@ async fn storage_alert<
 /// their documents, bytes included) into `to_team` (the source's team when `None`), named
 /// `name` (the source's name with " (copy)" when `None`): the guide's template library,
 /// whose best agents stay in the internal team while client teams start from copies. The
-/// copies are the caller's, in use (not archived); a knowledge base copied on its own sits
-/// under nothing. The caller must see the source and may create in the team. Every copy is
+/// copies are the caller's, in use (not archived); what is archived under the source (a
+/// retired knowledge base, with its documents) is left out; a knowledge base copied on its
+/// own sits under nothing. The caller must see the source and may create in the team. Every copy is
 /// created, counted against the plan and recorded (with the asset it was copied from) in
 /// one transaction, or none is; documents' bytes are written first and removed again when
 /// that transaction is refused.
@@ -981,7 +982,7 @@ pub async fn copy<S: TenancyStore + WorkspaceStore + crate::metering::MeteringSt
                 kind: child_kind,
                 teams: None,
                 parent: Some(parent),
-                archived: None,
+                archived: Some(false),
             };
             let mut after = None;
             loop {

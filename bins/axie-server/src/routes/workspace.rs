@@ -810,8 +810,9 @@ pub struct CopyBody {
     pub name: Option<String>,
 }
 
-/// Copies a chat interface or knowledge base with everything under it (documents' bytes
-/// included) into a team: templates kept in one team, copied into others.
+/// Copies a chat interface or knowledge base with everything in use under it (documents'
+/// bytes included; archived knowledge bases are left out) into a team: templates kept in one
+/// team, copied into others.
 #[utoipa::path(post, path = "/api/v1/orgs/{org_id}/assets/{asset_id}/copy", tag = "transfers",
     params(("org_id" = String, Path, description = "Organization id"), ("asset_id" = String, Path, description = "Resource id")),
     request_body = CopyBody,
