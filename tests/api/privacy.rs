@@ -190,6 +190,17 @@ both_backends!(
             )
             .await;
         assert_eq!(res.status(), StatusCode::CREATED);
+        // And a Slack-style message naming whoever created a chat interface.
+        let slack = Receiver::start().await;
+        let res = t
+            .post(
+                &t.org("/webhooks"),
+                &t.owner_token,
+                &json!({ "url": slack.url, "events": ["chat_interface.created"],
+                         "message": "New chat interface by {{user}}: {{name}}" }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
         // Ivy joins through an invitation, then invites a guest herself.
         invited(&t, "ivy@example.org", "admin").await;
         let token = outbox_token(&t, "ivy@example.org").await;
@@ -246,6 +257,38 @@ both_backends!(
                     .any(|r| r.body.contains("\"byName\":\"Ivy Quill\"")),
             "{sent:?}"
         );
+        let message = slack.wait_for(1, 10).await;
+        assert!(
+            message[0]
+                .body
+                .contains("New chat interface by Ivy Quill: Onboarding helper"),
+            "{message:?}"
+        );
+        // A reset link she asked for waits in the account mail (no SMTP here).
+        let res = t
+            .client
+            .post(t.url("/api/v1/auth/password-reset"))
+            .json(&json!({"email": "ivy@example.org"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        let account_mail_to_her = |t: &TestApp| {
+            let store = t.store.clone();
+            async move {
+                audit::MailOutbox::list_mails(&*store, None, None, 100)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .filter(|m| m.to == "ivy@example.org")
+                    .count()
+            }
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while account_mail_to_her(&t).await == 0 {
+            assert!(std::time::Instant::now() < deadline, "no reset mail queued");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         let stored_naming_her = |t: &TestApp| {
             let store = t.store.clone();
             async move {
@@ -329,6 +372,7 @@ both_backends!(
             0,
             "no stored event body names her"
         );
+        assert_eq!(account_mail_to_her(&t).await, 0, "her reset mail is gone");
         assert_eq!(report["api_keys_deactivated"], 1);
         assert!(report["resources_transferred"].as_u64().unwrap() >= 1);
         problem(

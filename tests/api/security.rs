@@ -1383,5 +1383,16 @@ both_backends!(
             t.audit("action=auth.password_reset_requested").await.len(),
             3
         );
+        // Ten requests from one address in 15 minutes, whatever their answers: the six above
+        // and four more; the eleventh is refused.
+        for _ in 0..4 {
+            assert_eq!(
+                ask("someone@example.com").await.unwrap().status(),
+                StatusCode::ACCEPTED
+            );
+        }
+        let refused = ask("someone@example.com").await.unwrap();
+        assert!(refused.headers().contains_key("retry-after"));
+        problem(refused, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await;
     }
 );

@@ -231,6 +231,8 @@ pub struct AccountSettings {
     pub reset_expiry_minutes: u32,
     /// Reset links sent to one person in any hour, at most.
     pub resets_per_hour: u32,
+    /// Reset requests from one client address in 15 minutes, at most (for any accounts).
+    pub reset_requests_per_address: u32,
 }
 
 /// SMTP settings.
@@ -503,6 +505,11 @@ impl Settings {
         if !(5..=1440).contains(&self.accounts.reset_expiry_minutes) {
             return Err(ConfigError(
                 "`accounts.reset_expiry_minutes` must be between 5 and 1440".into(),
+            ));
+        }
+        if self.accounts.reset_requests_per_address == 0 {
+            return Err(ConfigError(
+                "`accounts.reset_requests_per_address` must be at least 1".into(),
             ));
         }
         if !(1..=20).contains(&self.accounts.resets_per_hour) {

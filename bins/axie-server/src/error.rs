@@ -30,6 +30,13 @@ impl ApiError {
         }
     }
 
+    /// Adds a `Retry-After` header of `secs` seconds (at least one).
+    #[must_use]
+    pub fn with_retry_after(mut self, secs: i64) -> Self {
+        self.retry_after = Some(u64::try_from(secs.max(1)).unwrap_or(1));
+        self
+    }
+
     /// Adds machine-readable members to the problem document.
     #[must_use]
     pub fn with_extra(mut self, extra: Value) -> Self {

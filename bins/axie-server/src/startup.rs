@@ -374,6 +374,14 @@ async fn prepare(
             },
             100_000,
         )),
+        reset_throttle: Arc::new(security_policy::AddressThrottle::new(
+            security_policy::LoginThrottlePolicy {
+                max_failures: settings.accounts.reset_requests_per_address.max(1),
+                window_minutes: 15,
+                lockout_minutes: 15,
+            },
+            100_000,
+        )),
         health: Arc::default(),
         settings: Arc::new(settings),
         clock,

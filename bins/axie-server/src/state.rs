@@ -78,6 +78,8 @@ pub struct AppState {
     pub meter: Arc<tenancy::metering::CallMeter>,
     /// Failed logins per client address.
     pub address_throttle: Arc<security_policy::AddressThrottle>,
+    /// Password reset requests per client address (each request counts).
+    pub reset_throttle: Arc<security_policy::AddressThrottle>,
     /// Background workers' heartbeats (for `/readyz` and metrics).
     pub health: Arc<crate::prom::WorkerHealth>,
 }

@@ -440,21 +440,36 @@ async fn password_resets_are_capped_used_once_and_end_sessions<
         used_at: None,
     };
     let t0 = now();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let asked = |orgs: &[OrgId], _: u64| {
+        seen.lock().unwrap().push(orgs.to_vec());
+        let mut j = Journal::default();
+        for o in orgs {
+            j.records.extend(note(*o, "asked").records);
+        }
+        j
+    };
     // Two links an hour: the third is not stored, and its journal not committed.
     let h = head(s, org.id).await;
     for n in 0..3 {
         let stored = s
             .create_password_reset(
                 &link(n, t0),
+                &owner.email,
                 t0 - chrono::Duration::hours(1),
                 2,
-                note(org.id, "asked"),
+                &asked,
             )
             .await
             .unwrap();
         assert_eq!(stored, n < 2, "link {n}");
     }
     assert_eq!(head(s, org.id).await, h + 2);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![vec![org.id], vec![org.id]],
+        "the journal is made from the person's organizations, read in the transaction"
+    );
     assert!(
         s.find_password_reset(&link(2, t0).token_hash)
             .await
@@ -467,14 +482,34 @@ async fn password_resets_are_capped_used_once_and_end_sessions<
             .unwrap(),
         Some(link(0, t0))
     );
-    // An hour on, the window has room again.
+    // An hour on, the window has room again; not for an address that is no longer theirs
+    // (an erasure or a change committed between the lookup and the lock).
     let later = t0 + chrono::Duration::minutes(61);
+    let elsewhere = Email::parse("someone-else@contract.example").unwrap();
+    assert!(
+        !s.create_password_reset(
+            &link(4, later),
+            &elsewhere,
+            later - chrono::Duration::hours(1),
+            2,
+            &asked
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        s.find_password_reset(&link(4, later).token_hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(
         s.create_password_reset(
             &link(3, later),
+            &owner.email,
             later - chrono::Duration::hours(1),
             2,
-            Journal::default()
+            &|_, _| Journal::default()
         )
         .await
         .unwrap()
@@ -490,21 +525,20 @@ async fn password_resets_are_capped_used_once_and_end_sessions<
     s.set_login_throttle(owner.id, Some(&locked_out()), Journal::default())
         .await
         .unwrap();
-    // Expired: refused, nothing changes.
-    let expired_at = t0 + chrono::Duration::hours(2);
+    // Expired or unknown: refused, nothing changes.
     let h = head(s, org.id).await;
     assert!(matches!(
         s.complete_password_reset(
             &link(3, later).token_hash,
             "h2",
-            expired_at + chrono::Duration::hours(1),
-            &|_| note(org.id, "x")
+            later + chrono::Duration::hours(2),
+            &|_, _| note(org.id, "x")
         )
         .await,
         Err(TenancyError::Invalid(_))
     ));
     assert!(matches!(
-        s.complete_password_reset("no-such-link", "h2", t0, &|_| note(org.id, "x"))
+        s.complete_password_reset("no-such-link", "h2", t0, &|_, _| note(org.id, "x"))
             .await,
         Err(TenancyError::Invalid(_))
     ));
@@ -512,7 +546,8 @@ async fn password_resets_are_capped_used_once_and_end_sessions<
     assert_eq!(s.list_sessions(owner.id).await.unwrap().len(), 2);
     // Used: sessions end, the lockout clears, the password is the new one, in one commit.
     let ended = s
-        .complete_password_reset(&link(0, t0).token_hash, "reset-hash", t0, &|n| {
+        .complete_password_reset(&link(0, t0).token_hash, "reset-hash", t0, &|orgs, n| {
+            assert_eq!(orgs, [org.id]);
             note(org.id, &format!("reset, {n} sessions ended"))
         })
         .await
@@ -535,7 +570,7 @@ async fn password_resets_are_capped_used_once_and_end_sessions<
     for n in [0, 1, 3] {
         assert!(
             matches!(
-                s.complete_password_reset(&link(n, t0).token_hash, "again", t0, &|_| {
+                s.complete_password_reset(&link(n, t0).token_hash, "again", t0, &|_, _| {
                     Journal::default()
                 })
                 .await,
@@ -548,6 +583,33 @@ async fn password_resets_are_capped_used_once_and_end_sessions<
         password_hash(s, &owner).await.as_deref(),
         Some("reset-hash")
     );
+    // A password changed another way retires the open links too.
+    let t1 = t0 + chrono::Duration::hours(3);
+    assert!(
+        s.create_password_reset(
+            &link(5, t1),
+            &owner.email,
+            t1 - chrono::Duration::hours(1),
+            2,
+            &|_, _| Journal::default()
+        )
+        .await
+        .unwrap()
+    );
+    s.change_password_hash(owner.id, "changed", None, t1, &|_| Journal::default())
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            s.complete_password_reset(&link(5, t1).token_hash, "late", t1, &|_, _| {
+                Journal::default()
+            })
+            .await,
+            Err(TenancyError::Invalid(_))
+        ),
+        "a link from before the change"
+    );
+    assert_eq!(password_hash(s, &owner).await.as_deref(), Some("changed"));
 }
 
 async fn password_change_ends_other_sessions_in_its_transaction<

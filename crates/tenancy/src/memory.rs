@@ -176,6 +176,14 @@ fn replace_password(
         .ok_or(TenancyError::NotFound("user"))?
         .1 = Some(hash.to_owned());
     s.throttles.remove(&user);
+    // A new password retires every open reset link of theirs.
+    for r in s
+        .resets
+        .iter_mut()
+        .filter(|r| r.user == user && r.used_at.is_none())
+    {
+        r.used_at = Some(now);
+    }
     let mut ended = 0;
     for row in s
         .sessions
@@ -2493,10 +2501,20 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
             removal,
             audit_records_erased,
             account_anonymized,
-            // This store keeps no event bodies: its journal's events are not stored.
+            // Not done here: this store does not rewrite the events its audit store keeps
+            // (`MemoryAuditStore` has no webhook deliveries or outbox to read them from).
             event_bodies_erased: 0,
         })
     }
+}
+
+/// The organizations `user` belongs to.
+fn orgs_of(s: &State, user: UserId) -> Vec<OrgId> {
+    s.members
+        .iter()
+        .filter(|m| m.1 == user)
+        .map(|m| m.0)
+        .collect()
 }
 
 #[async_trait]
@@ -2504,12 +2522,16 @@ impl crate::password_reset::PasswordResetStore for MemoryTenancyStore {
     async fn create_password_reset(
         &self,
         reset: &crate::password_reset::PasswordReset,
+        email: &Email,
         since: DateTime<Utc>,
         max_recent: u32,
-        journal: Journal,
+        journal: crate::password_reset::ResetJournal<'_>,
     ) -> Result<bool, TenancyError> {
-        {
+        let orgs = {
             let mut s = self.lock()?;
+            if s.users.get(&reset.user).map(|u| &u.0.email) != Some(email) {
+                return Ok(false);
+            }
             let recent = s
                 .resets
                 .iter()
@@ -2519,8 +2541,9 @@ impl crate::password_reset::PasswordResetStore for MemoryTenancyStore {
                 return Ok(false);
             }
             s.resets.push(reset.clone());
-        }
-        self.commit(journal).await?;
+            orgs_of(&s, reset.user)
+        };
+        self.commit(journal(&orgs, 0)).await?;
         Ok(true)
     }
 
@@ -2541,9 +2564,9 @@ impl crate::password_reset::PasswordResetStore for MemoryTenancyStore {
         token_hash: &str,
         password_hash: &str,
         now: DateTime<Utc>,
-        records: crate::SessionsEndedJournal<'_>,
+        records: crate::password_reset::ResetJournal<'_>,
     ) -> Result<u64, TenancyError> {
-        let ended = {
+        let (orgs, ended) = {
             let mut s = self.lock()?;
             let user = s
                 .resets
@@ -2551,17 +2574,11 @@ impl crate::password_reset::PasswordResetStore for MemoryTenancyStore {
                 .find(|r| r.token_hash == token_hash && r.usable(now))
                 .map(|r| r.user)
                 .ok_or_else(crate::password_reset::unusable)?;
+            // Uses this link and retires the others with it.
             let ended = replace_password(&mut s, user, password_hash, None, now)?;
-            for r in s
-                .resets
-                .iter_mut()
-                .filter(|r| r.user == user && r.used_at.is_none())
-            {
-                r.used_at = Some(now);
-            }
-            ended
+            (orgs_of(&s, user), ended)
         };
-        self.commit(records(ended)).await?;
+        self.commit(records(&orgs, ended)).await?;
         Ok(ended)
     }
 }

@@ -11,13 +11,13 @@
 use async_trait::async_trait;
 use audit::{AuditAction, Journal, Metadata, OutboundMail, RequestContext};
 use chrono::{DateTime, Duration, Utc};
-use rbac_core::UserId;
+use rbac_core::{OrgId, UserId};
 use serde_json::json;
 
 use crate::error::TenancyError;
 use crate::mfa::MfaStore;
 use crate::model::{Email, User};
-use crate::store::{SessionsEndedJournal, TenancyStore};
+use crate::store::TenancyStore;
 
 /// A stored reset link: the hash of its token, never the token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,21 +66,29 @@ impl ResetSettings {
     }
 }
 
+/// The journal a reset step commits, made inside its transaction from the person's
+/// organizations as they are then (and, for a completed reset, how many sessions it ended), so
+/// an erasure or removal that commits first is never written into.
+pub type ResetJournal<'a> = &'a (dyn Fn(&[OrgId], u64) -> Journal + Send + Sync);
+
 /// Storage of reset links.
 #[async_trait]
 pub trait PasswordResetStore: Send + Sync {
-    /// Stores `reset` and commits `journal` (its email and audit records) in one transaction,
-    /// unless the person already has `max_recent` links created after `since`: then nothing
-    /// is stored and the answer is `false`. The count and the insert are serialized per person.
+    /// Under a lock on the person's account: unless their email is no longer `email` (an
+    /// erasure or a change committed meanwhile) or they already have `max_recent` links
+    /// created after `since`, stores `reset` and commits `journal(orgs, 0)` (its email and
+    /// audit records) in one transaction, and answers `true`; otherwise stores nothing and
+    /// answers `false`.
     ///
     /// # Errors
     /// [`TenancyError::Store`].
     async fn create_password_reset(
         &self,
         reset: &PasswordReset,
+        email: &Email,
         since: DateTime<Utc>,
         max_recent: u32,
-        journal: Journal,
+        journal: ResetJournal<'_>,
     ) -> Result<bool, TenancyError>;
 
     /// The link stored under `token_hash`, used or not.
@@ -92,9 +100,11 @@ pub trait PasswordResetStore: Send + Sync {
         token_hash: &str,
     ) -> Result<Option<PasswordReset>, TenancyError>;
 
-    /// In one transaction: uses the link (only while unused and unexpired at `now`), retires
-    /// the person's other open links, sets `password_hash`, clears their login throttle, ends
-    /// every live session of theirs and commits `records(ended)`. Returns the sessions ended.
+    /// In one transaction, under a lock on the person's account: uses the link (only while
+    /// unused and unexpired at `now`), retires the person's other open links, sets
+    /// `password_hash`, clears their login throttle, ends every live session of theirs and
+    /// commits `records(orgs, ended)`. Returns the sessions ended. Every other replacement of
+    /// the password hash (a change, an operator's reset) retires the open links too.
     ///
     /// # Errors
     /// [`unusable`] when the link is unknown, used or expired (a concurrent use loses here),
@@ -104,7 +114,7 @@ pub trait PasswordResetStore: Send + Sync {
         token_hash: &str,
         password_hash: &str,
         now: DateTime<Utc>,
-        records: SessionsEndedJournal<'_>,
+        records: ResetJournal<'_>,
     ) -> Result<u64, TenancyError>;
 }
 
@@ -133,6 +143,10 @@ pub async fn request<S: TenancyStore + PasswordResetStore + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<(), TenancyError> {
     let email = Email::parse(email)?;
+    // An erased account keeps a placeholder address that nobody receives.
+    if email.as_str().ends_with(crate::privacy::ERASED_DOMAIN) {
+        return Ok(());
+    }
     let Some((user, _)) = store.find_user_by_email(&email).await? else {
         return Ok(());
     };
@@ -144,24 +158,54 @@ pub async fn request<S: TenancyStore + PasswordResetStore + ?Sized>(
         expires_at: now + settings.expiry,
         used_at: None,
     };
-    let journal = crate::mfa::personal_journal(
-        store,
-        &user,
-        AuditAction::PasswordResetRequested,
-        request,
-        now,
-    )
-    .await?
-    .mail(reset_mail(&user, &reset, &token.secret, settings));
+    let mail = reset_mail(&user, &reset, &token.secret, settings);
+    // Anyone may ask: the records name the account as the one asked about, from the request's
+    // address, as a failed login for it does.
+    let journal = |orgs: &[OrgId], _: u64| {
+        let mut j = Journal::default().mail(mail.clone());
+        for org in orgs {
+            j = j.and_record(
+                personal_record(
+                    *org,
+                    &user,
+                    AuditAction::PasswordResetRequested,
+                    request,
+                    now,
+                )
+                .with_metadata(
+                    Metadata::from_value(json!({"signed_in": false})).unwrap_or_default(),
+                ),
+            );
+        }
+        j
+    };
     store
         .create_password_reset(
             &reset,
+            &email,
             now - Duration::hours(1),
             settings.max_per_hour,
-            journal,
+            &journal,
         )
         .await?;
     Ok(())
+}
+
+fn personal_record(
+    org: OrgId,
+    user: &User,
+    action: AuditAction,
+    request: &RequestContext,
+    now: DateTime<Utc>,
+) -> audit::NewAuditEvent {
+    audit::NewAuditEvent::new(
+        org,
+        now,
+        audit::Actor::user(user.id, user.name.clone()),
+        action,
+        audit::Target::new("user", user.id, user.name.clone()),
+    )
+    .with_context(request.clone())
 }
 
 fn reset_mail(user: &User, reset: &PasswordReset, token: &str, s: &ResetSettings) -> OutboundMail {
@@ -209,24 +253,15 @@ pub async fn complete<S: TenancyStore + MfaStore + PasswordResetStore + ?Sized>(
         .ok_or_else(unusable)?;
     let user = store.get_user(reset.user).await?.ok_or_else(unusable)?;
     let has_2fa = crate::mfa::enrolled(store, user.id).await?;
-    let orgs = crate::security::check_against_policies(store, &user, new_password, has_2fa).await?;
+    crate::security::check_against_policies(store, &user, new_password, has_2fa).await?;
     let hash = hasher
         .hash_off_thread(new_password)
         .await
-        .map_err(|e| TenancyError::Invalid(e.to_string()))?;
-    let records = |ended: u64| {
+        .map_err(|e| TenancyError::Store(crate::StoreError::msg(e.to_string())))?;
+    let records = |orgs: &[OrgId], ended: u64| {
         let mut j = Journal::default();
-        for org in &orgs {
-            let event = |action| {
-                audit::NewAuditEvent::new(
-                    org.id,
-                    now,
-                    audit::Actor::user(user.id, user.name.clone()),
-                    action,
-                    audit::Target::new("user", user.id, user.name.clone()),
-                )
-                .with_context(request.clone())
-            };
+        for org in orgs {
+            let event = |action| personal_record(*org, &user, action, request, now);
             j = j.and_record(event(AuditAction::PasswordReset));
             if ended > 0 {
                 j = j.and_record(

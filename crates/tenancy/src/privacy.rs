@@ -56,23 +56,29 @@ pub struct ErasureReport {
 /// and never deliverable (`.invalid`, RFC 2606).
 #[must_use]
 pub fn erased_address(user: UserId) -> String {
-    format!("erased-{}@erased.invalid", user.as_uuid().simple())
+    format!("erased-{}{ERASED_DOMAIN}", user.as_uuid().simple())
 }
+
+/// The domain of every [`erased_address`], with its `@`.
+pub const ERASED_DOMAIN: &str = "@erased.invalid";
 
 /// An event body (a webhook payload, queued or already sent, or an outbox event's data) with a
 /// person's identity taken out: every JSON string that is exactly their `email` becomes
-/// [`erased_address`], and every `"byName"` that is exactly their `name` becomes
-/// [`audit::ERASED`]. The rest of the text is kept byte for byte. `None` when the body names
-/// neither.
+/// [`erased_address`], and a `"byName"` that is exactly their `name` becomes
+/// [`audit::ERASED`] when the body's `"by"` is their id (so a namesake's events keep theirs).
+/// The rest of the text is kept byte for byte. `None` when the body names neither.
 ///
-/// The body is compact JSON as `serde_json` writes it. A quoted string can match only a whole
-/// string value, never part of a longer one: inside a string a quote is always escaped.
+/// The body is compact JSON as `serde_json` writes it, where every quote inside a string is
+/// escaped: a quoted token matches a whole string value, except after an escaped quote
+/// (`"\"ivy@example.org"`), which our event bodies never hold.
 #[must_use]
 pub fn scrub_event_json(body: &str, user: UserId, email: &str, name: &str) -> Option<String> {
     let quoted = |s: &str| Value::from(s).to_string();
     let email_token = quoted(email);
     let name_field = format!("\"byName\":{}", quoted(name));
-    let (has_email, has_name) = (body.contains(&email_token), body.contains(&name_field));
+    let by_them = format!("\"by\":{}", quoted(&user.to_string()));
+    let has_email = body.contains(&email_token);
+    let has_name = body.contains(&name_field) && body.contains(&by_them);
     if !has_email && !has_name {
         return None;
     }
@@ -484,6 +490,37 @@ pub async fn erase_own<S: TenancyStore + MembershipStore + PrivacyStore + ?Sized
         .await
 }
 
+/// A templated webhook body (`{"text": "…"}`, made by `webhooks::template::body` from an
+/// event that named the person) with their `email` and `name` replaced wherever they occur in
+/// the text, as the template wrote them (with `&`, `<` and `>` escaped). `None` when the body
+/// is not such a message or does not name them. Call it only for an event known to name
+/// them ([`scrub_event_json`] changed its data): a name is matched as text, not as a field.
+#[must_use]
+pub fn scrub_message_json(body: &str, user: UserId, email: &str, name: &str) -> Option<String> {
+    let Value::Object(map) = serde_json::from_str::<Value>(body).ok()? else {
+        return None;
+    };
+    let text = match (map.len(), map.get("text")) {
+        (1, Some(Value::String(t))) => t,
+        _ => return None,
+    };
+    let escaped = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let mut out = text.clone();
+    for (needle, with) in [
+        (escaped(email), erased_address(user)),
+        (escaped(name), audit::ERASED.to_owned()),
+    ] {
+        if !needle.is_empty() {
+            out = out.replace(&needle, &with);
+        }
+    }
+    (out != *text).then(|| json!({ "text": out }).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,7 +530,7 @@ mod tests {
         let ivy = UserId::new();
         let body = json!({
             "event": "chat_interface.updated",
-            "data": {"name": "Ivy Quill", "byName": "Ivy Quill", "email": "ivy@example.org",
+            "data": {"name": "Ivy Quill", "by": ivy, "byName": "Ivy Quill", "email": "ivy@example.org",
                      "note": "ask ivy@example.org", "invitedBy": "ivy@example.org"},
         })
         .to_string();
@@ -518,6 +555,35 @@ mod tests {
     }
 
     #[test]
+    fn a_namesakes_events_keep_their_name() {
+        let (ivy, other) = (UserId::new(), UserId::new());
+        let body = json!({"data": {"by": other, "byName": "Ivy Quill"}}).to_string();
+        assert_eq!(
+            scrub_event_json(&body, ivy, "ivy@example.org", "Ivy Quill"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_templated_message_loses_the_name_and_the_address_in_its_text() {
+        let ivy = UserId::new();
+        // The template escapes `<` in what it fills in.
+        let body =
+            json!({"text": "Ivy &lt;Q&gt; Quill (ivy@example.org) edited Support"}).to_string();
+        let out = scrub_message_json(&body, ivy, "ivy@example.org", "Ivy <Q> Quill").unwrap();
+        assert_eq!(
+            out,
+            json!({"text": format!("[erased] ({}) edited Support", erased_address(ivy))})
+                .to_string()
+        );
+        // Not a message body: left to `scrub_event_json`.
+        assert_eq!(
+            scrub_message_json(r#"{"text":"Ivy Quill","x":1}"#, ivy, "a@b.c", "Ivy Quill"),
+            None
+        );
+    }
+
+    #[test]
     fn a_body_that_does_not_name_them_is_left_alone() {
         let body =
             json!({"data": {"byName": "Ivy Quillon", "email": "ivy@example.org.uk"}}).to_string();
@@ -529,8 +595,12 @@ mod tests {
 
     #[test]
     fn names_with_quotes_are_matched_as_json_writes_them() {
-        let body = json!({"byName": "Ivy \"Q\" Quill"}).to_string();
-        let out = scrub_event_json(&body, UserId::new(), "x@example.org", "Ivy \"Q\" Quill");
-        assert_eq!(out.as_deref(), Some(r#"{"byName":"[erased]"}"#));
+        let ivy = UserId::new();
+        let body = json!({"by": ivy, "byName": "Ivy \"Q\" Quill"}).to_string();
+        let out = scrub_event_json(&body, ivy, "x@example.org", "Ivy \"Q\" Quill");
+        assert_eq!(
+            out,
+            Some(json!({"by": ivy, "byName": "[erased]"}).to_string())
+        );
     }
 }

@@ -281,6 +281,7 @@ pub struct ResetRequested {
 #[utoipa::path(post, path = "/api/v1/auth/password-reset", tag = "auth", request_body = ResetRequestBody, responses(
     (status = 202, description = "If the address has an account, a link is on its way", body = ResetRequested),
     (status = 422, description = "Not an email address", content_type = "application/problem+json"),
+    (status = 429, description = "Too many requests from this client address", content_type = "application/problem+json"),
 ))]
 pub async fn request_password_reset(
     st: web::Data<AppState>,
@@ -288,14 +289,30 @@ pub async fn request_password_reset(
     body: web::Json<ResetRequestBody>,
 ) -> Result<HttpResponse, ApiError> {
     let ctx = request_context(&req, &st);
-    password_reset::request(
-        &*st.store,
-        &body.email,
-        &reset_settings(&st),
-        &ctx,
-        st.clock.now(),
-    )
-    .await?;
+    let (ip, now) = (client_ip(&ctx), st.clock.now());
+    // Every request counts, whatever its answer: the cap per person stops an inbox being
+    // flooded, this one a client asking for many people's links.
+    if let Some(until) = st.reset_throttle.locked_until(ip, now) {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "too many password reset requests from this address; try again later",
+        )
+        .with_retry_after((until - now).num_seconds()));
+    }
+    st.reset_throttle.record_failure(ip, now);
+    tenancy::Email::parse(&body.email)?;
+    // The answer goes out before the lookup: its timing says nothing about the address.
+    let (store, settings, email) = (
+        st.store.clone(),
+        reset_settings(&st),
+        body.into_inner().email,
+    );
+    actix_web::rt::spawn(async move {
+        if let Err(e) = password_reset::request(&*store, &email, &settings, &ctx, now).await {
+            tracing::error!(error = %e, "a password reset request failed");
+        }
+    });
     Ok(HttpResponse::Accepted().json(ResetRequested {
         message: "If an account uses this address, a link to set a new password is on its way."
             .into(),

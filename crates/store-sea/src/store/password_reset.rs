@@ -1,33 +1,41 @@
 //! [`PasswordResetStore`] on SeaORM: reset links by the hash of their token.
 
 use async_trait::async_trait;
-use audit::Journal;
 use chrono::{DateTime, Utc};
-use rbac_core::UserId;
+use rbac_core::{OrgId, UserId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+    TransactionTrait,
 };
-use tenancy::TenancyError;
-use tenancy::password_reset::{PasswordReset, PasswordResetStore, unusable};
+use tenancy::password_reset::{PasswordReset, PasswordResetStore, ResetJournal, unusable};
+use tenancy::{Email, TenancyError};
 
 use super::tenancy::{commit, lock_user, replace_password, store};
 use crate::SeaStore;
 use crate::convert::{id, micros, time};
-use crate::entity::password_reset;
+use crate::entity::{membership, password_reset, user};
 
 #[async_trait]
 impl PasswordResetStore for SeaStore {
     async fn create_password_reset(
         &self,
         reset: &PasswordReset,
+        email: &Email,
         since: DateTime<Utc>,
         max_recent: u32,
-        journal: Journal,
+        journal: ResetJournal<'_>,
     ) -> Result<bool, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
-        // Two requests at once count each other.
+        // Two requests at once count each other, and an erasure commits before or after.
         lock_user(&txn, reset.user).await?;
+        let current = user::Entity::find_by_id(reset.user.to_string())
+            .one(&txn)
+            .await
+            .map_err(store)?;
+        if current.is_none_or(|u| u.email != email.as_str()) {
+            return Ok(false);
+        }
         let recent = password_reset::Entity::find()
             .filter(password_reset::Column::UserId.eq(reset.user.to_string()))
             .filter(password_reset::Column::CreatedAt.gt(micros(since)))
@@ -47,7 +55,8 @@ impl PasswordResetStore for SeaStore {
         .exec_without_returning(&txn)
         .await
         .map_err(store)?;
-        commit(txn, journal).await?;
+        let orgs = orgs_of(&txn, reset.user).await?;
+        commit(txn, journal(&orgs, 0)).await?;
         Ok(true)
     }
 
@@ -76,7 +85,7 @@ impl PasswordResetStore for SeaStore {
         token_hash: &str,
         password_hash: &str,
         now: DateTime<Utc>,
-        records: tenancy::SessionsEndedJournal<'_>,
+        records: ResetJournal<'_>,
     ) -> Result<u64, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         let Some(row) = password_reset::Entity::find_by_id(token_hash.to_owned())
@@ -87,6 +96,8 @@ impl PasswordResetStore for SeaStore {
             return Err(unusable());
         };
         let user: UserId = id("user id", &row.user_id)?;
+        // The account first, as an erasure takes it, so the two never wait on each other.
+        lock_user(&txn, user).await?;
         // The use is a conditional update: of two uses at once, one finds it used.
         let used = password_reset::Entity::update_many()
             .col_expr(password_reset::Column::UsedAt, Expr::value(micros(now)))
@@ -99,15 +110,38 @@ impl PasswordResetStore for SeaStore {
         if used.rows_affected == 0 {
             return Err(unusable());
         }
-        password_reset::Entity::update_many()
-            .col_expr(password_reset::Column::UsedAt, Expr::value(micros(now)))
-            .filter(password_reset::Column::UserId.eq(user.to_string()))
-            .filter(password_reset::Column::UsedAt.is_null())
-            .exec(&txn)
-            .await
-            .map_err(store)?;
+        // Retires the person's other links with it.
         let ended = replace_password(&txn, user, password_hash, None, now).await?;
-        commit(txn, records(ended)).await?;
+        let orgs = orgs_of(&txn, user).await?;
+        commit(txn, records(&orgs, ended)).await?;
         Ok(ended)
     }
+}
+
+/// The organizations `user` belongs to, read in `txn`.
+async fn orgs_of(txn: &DatabaseTransaction, user: UserId) -> Result<Vec<OrgId>, TenancyError> {
+    membership::Entity::find()
+        .filter(membership::Column::UserId.eq(user.to_string()))
+        .all(txn)
+        .await
+        .map_err(store)?
+        .iter()
+        .map(|m| Ok(id("organization id", &m.org_id)?))
+        .collect()
+}
+
+/// Retires every open reset link of `user` (a new password was set), in `txn`.
+pub(super) async fn retire_links(
+    txn: &DatabaseTransaction,
+    user: UserId,
+    now: DateTime<Utc>,
+) -> Result<(), TenancyError> {
+    password_reset::Entity::update_many()
+        .col_expr(password_reset::Column::UsedAt, Expr::value(micros(now)))
+        .filter(password_reset::Column::UserId.eq(user.to_string()))
+        .filter(password_reset::Column::UsedAt.is_null())
+        .exec(txn)
+        .await
+        .map_err(store)?;
+    Ok(())
 }

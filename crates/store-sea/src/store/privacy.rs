@@ -80,6 +80,10 @@ impl PrivacyStore for SeaStore {
         journal: Journal,
     ) -> Result<ErasureReport, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
+        // The account first (then the organization, in `remove_in`), as a password reset takes
+        // it: a reset that races the erasure commits wholly before it or finds the account
+        // changed.
+        super::tenancy::lock_user(&txn, u).await?;
         let account = user::Entity::find_by_id(u.to_string())
             .one(&txn)
             .await
@@ -181,11 +185,8 @@ impl PrivacyStore for SeaStore {
                 .exec(&txn)
                 .await
                 .map_err(store)?;
-            // Mail about the account itself (password resets) and its reset links.
-            mail::Entity::update_many()
-                .col_expr(mail::Column::ToAddr, Expr::value(erased))
-                .col_expr(mail::Column::Subject, Expr::value(erased))
-                .col_expr(mail::Column::Body, Expr::value(""))
+            // Mail about the account itself (password resets) and its reset links go.
+            mail::Entity::delete_many()
                 .filter(mail::Column::OrgId.eq(""))
                 .filter(mail::Column::ToAddr.eq(account.email.clone()))
                 .exec(&txn)
@@ -196,7 +197,8 @@ impl PrivacyStore for SeaStore {
                 .exec(&txn)
                 .await
                 .map_err(store)?;
-            // Codes texted to their phone, in the SMS outbox the operator reads.
+            // Codes texted to their phone, in the SMS outbox the operator reads (which keeps
+            // no account: a number someone else also uses is left alone).
             let phones: Vec<String> = user_mfa::Entity::find()
                 .filter(user_mfa::Column::UserId.eq(uid.clone()))
                 .all(&txn)
@@ -205,6 +207,16 @@ impl PrivacyStore for SeaStore {
                 .into_iter()
                 .filter_map(|m| m.phone)
                 .collect();
+            let shared: Vec<String> = user_mfa::Entity::find()
+                .filter(user_mfa::Column::UserId.ne(uid.clone()))
+                .filter(user_mfa::Column::Phone.is_in(phones.clone()))
+                .all(&txn)
+                .await
+                .map_err(store)?
+                .into_iter()
+                .filter_map(|m| m.phone)
+                .collect();
+            let phones: Vec<String> = phones.into_iter().filter(|p| !shared.contains(p)).collect();
             if !phones.is_empty() {
                 sms_outbox::Entity::delete_many()
                     .filter(sms_outbox::Column::ToNumber.is_in(phones))
@@ -243,37 +255,26 @@ impl PrivacyStore for SeaStore {
     }
 }
 
-/// Rewrites, with [`tenancy::privacy::scrub_event_json`], every stored event body of `org`
-/// that names the person: webhook deliveries (queued ones then go out without them) and the
-/// event outbox. Returns how many bodies changed.
+/// Rewrites every stored event body of `org` that names the person: the event outbox with
+/// [`tenancy::privacy::scrub_event_json`], then the webhook deliveries (queued ones then go
+/// out without them), each as its event was written, or, for an endpoint with a message
+/// template, with [`tenancy::privacy::scrub_message_json`] when its event named them. Returns
+/// how many bodies changed.
 async fn scrub_event_bodies(
     txn: &sea_orm::DatabaseTransaction,
     org: &str,
     u: UserId,
     account: &user::Model,
 ) -> Result<u64, TenancyError> {
-    let token = |s: &str| serde_json::Value::from(s).to_string();
-    let needles = [token(&account.email), token(&account.name)];
-    let scrub =
-        |body: &str| tenancy::privacy::scrub_event_json(body, u, &account.email, &account.name);
+    // As JSON writes them, without the quotes: whole values and text inside messages alike.
+    let bare = |s: &str| {
+        let q = serde_json::Value::from(s).to_string();
+        q[1..q.len() - 1].to_owned()
+    };
+    let needles = [bare(&account.email), bare(&account.name)];
+    let (email, name) = (account.email.as_str(), account.name.as_str());
     let mut changed = 0;
-    for d in webhook_delivery::Entity::find()
-        .filter(webhook_delivery::Column::OrgId.eq(org))
-        .filter(naming(webhook_delivery::Column::Payload, &needles))
-        .all(txn)
-        .await
-        .map_err(store)?
-    {
-        if let Some(payload) = scrub(&d.payload) {
-            webhook_delivery::Entity::update_many()
-                .col_expr(webhook_delivery::Column::Payload, Expr::value(payload))
-                .filter(webhook_delivery::Column::Id.eq(d.id))
-                .exec(txn)
-                .await
-                .map_err(store)?;
-            changed += 1;
-        }
-    }
+    let mut naming_events = std::collections::HashSet::new();
     for e in outbox_event::Entity::find()
         .filter(outbox_event::Column::OrgId.eq(org))
         .filter(naming(outbox_event::Column::Data, &needles))
@@ -281,10 +282,34 @@ async fn scrub_event_bodies(
         .await
         .map_err(store)?
     {
-        if let Some(data) = scrub(&e.data) {
+        if let Some(data) = tenancy::privacy::scrub_event_json(&e.data, u, email, name) {
             outbox_event::Entity::update_many()
                 .col_expr(outbox_event::Column::Data, Expr::value(data))
-                .filter(outbox_event::Column::Id.eq(e.id))
+                .filter(outbox_event::Column::Id.eq(e.id.clone()))
+                .exec(txn)
+                .await
+                .map_err(store)?;
+            naming_events.insert(e.id);
+            changed += 1;
+        }
+    }
+    for d in webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::OrgId.eq(org))
+        .filter(naming(webhook_delivery::Column::Payload, &needles))
+        .all(txn)
+        .await
+        .map_err(store)?
+    {
+        let scrubbed =
+            tenancy::privacy::scrub_event_json(&d.payload, u, email, name).or_else(|| {
+                naming_events
+                    .contains(&d.event_id)
+                    .then(|| tenancy::privacy::scrub_message_json(&d.payload, u, email, name))?
+            });
+        if let Some(payload) = scrubbed {
+            webhook_delivery::Entity::update_many()
+                .col_expr(webhook_delivery::Column::Payload, Expr::value(payload))
+                .filter(webhook_delivery::Column::Id.eq(d.id))
                 .exec(txn)
                 .await
                 .map_err(store)?;

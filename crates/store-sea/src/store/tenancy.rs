@@ -307,6 +307,7 @@ pub(super) async fn replace_password(
     now: DateTime<Utc>,
 ) -> Result<u64, TenancyError> {
     write_password_hash(txn, user_id, hash).await?;
+    super::password_reset::retire_links(txn, user_id, now).await?;
     login_throttle::Entity::delete_by_id(user_id.to_string())
         .exec(txn)
         .await
