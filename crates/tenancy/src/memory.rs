@@ -2299,11 +2299,23 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                     w.email
                 )));
             }
+            let mut retire = w.password_hash.is_some();
             if let Some((u, h)) = s.users.get_mut(&w.user) {
                 u.name.clone_from(&w.name);
+                retire |= u.email != w.email;
                 u.email = w.email.clone();
                 if let Some(new) = &w.password_hash {
                     *h = Some(new.clone());
+                }
+            }
+            // A new password or a new address retires the reset links sent before.
+            if retire {
+                for r in s
+                    .resets
+                    .iter_mut()
+                    .filter(|r| r.user == w.user && r.used_at.is_none())
+                {
+                    r.used_at = Some(w.now);
                 }
             }
             if let Some((_, to)) = w.role {

@@ -104,7 +104,8 @@ pub trait PasswordResetStore: Send + Sync {
     /// unused and unexpired at `now`), retires the person's other open links, sets
     /// `password_hash`, clears their login throttle, ends every live session of theirs and
     /// commits `records(orgs, ended)`. Returns the sessions ended. Every other replacement of
-    /// the password hash (a change, an operator's reset) retires the open links too.
+    /// the password hash (a change, an operator's reset, a SCIM write) and every change of the
+    /// address retires the open links too.
     ///
     /// # Errors
     /// [`unusable`] when the link is unknown, used or expired (a concurrent use loses here),

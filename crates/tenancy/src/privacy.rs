@@ -491,12 +491,18 @@ pub async fn erase_own<S: TenancyStore + MembershipStore + PrivacyStore + ?Sized
 }
 
 /// A templated webhook body (`{"text": "…"}`, made by `webhooks::template::body` from an
-/// event that named the person) with their `email` and `name` replaced wherever they occur in
-/// the text, as the template wrote them (with `&`, `<` and `>` escaped). `None` when the body
-/// is not such a message or does not name them. Call it only for an event known to name
-/// them ([`scrub_event_json`] changed its data): a name is matched as text, not as a field.
+/// event) with the person's `email` and `name` replaced wherever they occur in the text, as
+/// the template wrote them (with `&`, `<` and `>` escaped). `None` when the body is not such
+/// a message or does not name them. Pass only what the event itself carried of them (what
+/// [`scrub_event_json`] took out of its data): the name is matched as text, so it must be
+/// the name of the event's actor, not a namesake's or a resource's.
 #[must_use]
-pub fn scrub_message_json(body: &str, user: UserId, email: &str, name: &str) -> Option<String> {
+pub fn scrub_message_json(
+    body: &str,
+    user: UserId,
+    email: Option<&str>,
+    name: Option<&str>,
+) -> Option<String> {
     let Value::Object(map) = serde_json::from_str::<Value>(body).ok()? else {
         return None;
     };
@@ -511,10 +517,10 @@ pub fn scrub_message_json(body: &str, user: UserId, email: &str, name: &str) -> 
     };
     let mut out = text.clone();
     for (needle, with) in [
-        (escaped(email), erased_address(user)),
-        (escaped(name), audit::ERASED.to_owned()),
+        (email.map(escaped), erased_address(user)),
+        (name.map(escaped), audit::ERASED.to_owned()),
     ] {
-        if !needle.is_empty() {
+        if let Some(needle) = needle.filter(|n| !n.is_empty()) {
             out = out.replace(&needle, &with);
         }
     }
@@ -570,7 +576,8 @@ mod tests {
         // The template escapes `<` in what it fills in.
         let body =
             json!({"text": "Ivy &lt;Q&gt; Quill (ivy@example.org) edited Support"}).to_string();
-        let out = scrub_message_json(&body, ivy, "ivy@example.org", "Ivy <Q> Quill").unwrap();
+        let out =
+            scrub_message_json(&body, ivy, Some("ivy@example.org"), Some("Ivy <Q> Quill")).unwrap();
         assert_eq!(
             out,
             json!({"text": format!("[erased] ({}) edited Support", erased_address(ivy))})
@@ -578,8 +585,20 @@ mod tests {
         );
         // Not a message body: left to `scrub_event_json`.
         assert_eq!(
-            scrub_message_json(r#"{"text":"Ivy Quill","x":1}"#, ivy, "a@b.c", "Ivy Quill"),
+            scrub_message_json(
+                r#"{"text":"Ivy Quill","x":1}"#,
+                ivy,
+                None,
+                Some("Ivy Quill")
+            ),
             None
+        );
+        // Only what the event carried of them: an invitation naming her address, acted by
+        // someone else, keeps its actor's name.
+        let body = json!({"text": "Ivy Quill invited ivy@example.org"}).to_string();
+        assert_eq!(
+            scrub_message_json(&body, ivy, Some("ivy@example.org"), None),
+            Some(json!({"text": format!("Ivy Quill invited {}", erased_address(ivy))}).to_string())
         );
     }
 

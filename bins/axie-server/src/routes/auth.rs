@@ -308,11 +308,13 @@ pub async fn request_password_reset(
         reset_settings(&st),
         body.into_inner().email,
     );
-    actix_web::rt::spawn(async move {
+    let work = async move {
         if let Err(e) = password_reset::request(&*store, &email, &settings, &ctx, now).await {
             tracing::error!(error = %e, "a password reset request failed");
         }
-    });
+    };
+    // In the request's span, so its log lines keep the request id.
+    actix_web::rt::spawn(tracing::Instrument::in_current_span(work));
     Ok(HttpResponse::Accepted().json(ResetRequested {
         message: "If an account uses this address, a link to set a new password is on its way."
             .into(),

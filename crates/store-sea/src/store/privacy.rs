@@ -255,26 +255,25 @@ impl PrivacyStore for SeaStore {
     }
 }
 
-/// Rewrites every stored event body of `org` that names the person: the event outbox with
-/// [`tenancy::privacy::scrub_event_json`], then the webhook deliveries (queued ones then go
-/// out without them), each as its event was written, or, for an endpoint with a message
-/// template, with [`tenancy::privacy::scrub_message_json`] when its event named them. Returns
-/// how many bodies changed.
+/// Rewrites every stored event body of `org` that names the person: the event outbox and the
+/// webhook deliveries of the event document (queued ones then go out without them) with
+/// [`tenancy::privacy::scrub_event_json`], found by their email or their `byName` as JSON
+/// writes them; then the deliveries of those same events to endpoints with a message
+/// template, with [`tenancy::privacy::scrub_message_json`] given what each event carried of
+/// them. Returns how many bodies changed.
 async fn scrub_event_bodies(
     txn: &sea_orm::DatabaseTransaction,
     org: &str,
     u: UserId,
     account: &user::Model,
 ) -> Result<u64, TenancyError> {
-    // As JSON writes them, without the quotes: whole values and text inside messages alike.
-    let bare = |s: &str| {
-        let q = serde_json::Value::from(s).to_string();
-        q[1..q.len() - 1].to_owned()
-    };
-    let needles = [bare(&account.email), bare(&account.name)];
+    let quoted = |s: &str| serde_json::Value::from(s).to_string();
     let (email, name) = (account.email.as_str(), account.name.as_str());
+    let name_field = format!("\"byName\":{}", quoted(name));
+    let needles = [quoted(email), name_field.clone()];
     let mut changed = 0;
-    let mut naming_events = std::collections::HashSet::new();
+    // Each event that named them, with whether it carried their email and their name.
+    let mut naming_events = std::collections::HashMap::new();
     for e in outbox_event::Entity::find()
         .filter(outbox_event::Column::OrgId.eq(org))
         .filter(naming(outbox_event::Column::Data, &needles))
@@ -283,16 +282,30 @@ async fn scrub_event_bodies(
         .map_err(store)?
     {
         if let Some(data) = tenancy::privacy::scrub_event_json(&e.data, u, email, name) {
+            let carried = (
+                e.data.contains(&needles[0]),
+                e.data.contains(&name_field) && !data.contains(&name_field),
+            );
             outbox_event::Entity::update_many()
                 .col_expr(outbox_event::Column::Data, Expr::value(data))
                 .filter(outbox_event::Column::Id.eq(e.id.clone()))
                 .exec(txn)
                 .await
                 .map_err(store)?;
-            naming_events.insert(e.id);
+            naming_events.insert(e.id, carried);
             changed += 1;
         }
     }
+    let mut update = async |id: String, payload: String| -> Result<(), TenancyError> {
+        webhook_delivery::Entity::update_many()
+            .col_expr(webhook_delivery::Column::Payload, Expr::value(payload))
+            .filter(webhook_delivery::Column::Id.eq(id))
+            .exec(txn)
+            .await
+            .map_err(store)?;
+        changed += 1;
+        Ok(())
+    };
     for d in webhook_delivery::Entity::find()
         .filter(webhook_delivery::Column::OrgId.eq(org))
         .filter(naming(webhook_delivery::Column::Payload, &needles))
@@ -300,20 +313,30 @@ async fn scrub_event_bodies(
         .await
         .map_err(store)?
     {
-        let scrubbed =
-            tenancy::privacy::scrub_event_json(&d.payload, u, email, name).or_else(|| {
-                naming_events
-                    .contains(&d.event_id)
-                    .then(|| tenancy::privacy::scrub_message_json(&d.payload, u, email, name))?
-            });
-        if let Some(payload) = scrubbed {
-            webhook_delivery::Entity::update_many()
-                .col_expr(webhook_delivery::Column::Payload, Expr::value(payload))
-                .filter(webhook_delivery::Column::Id.eq(d.id))
-                .exec(txn)
-                .await
-                .map_err(store)?;
-            changed += 1;
+        if let Some(payload) = tenancy::privacy::scrub_event_json(&d.payload, u, email, name) {
+            update(d.id, payload).await?;
+        }
+    }
+    let events: Vec<&String> = naming_events.keys().collect();
+    for chunk in events.chunks(500) {
+        for d in webhook_delivery::Entity::find()
+            .filter(webhook_delivery::Column::OrgId.eq(org))
+            .filter(webhook_delivery::Column::EventId.is_in(chunk.iter().map(|e| e.as_str())))
+            .filter(webhook_delivery::Column::Payload.starts_with("{\"text\":"))
+            .all(txn)
+            .await
+            .map_err(store)?
+        {
+            let (had_email, had_name) = naming_events[&d.event_id];
+            let scrubbed = tenancy::privacy::scrub_message_json(
+                &d.payload,
+                u,
+                had_email.then_some(email),
+                had_name.then_some(name),
+            );
+            if let Some(payload) = scrubbed {
+                update(d.id, payload).await?;
+            }
         }
     }
     Ok(changed)

@@ -16,7 +16,7 @@ use tenancy::scim::{
 use tenancy::{TenancyError, User};
 
 use super::tenancy::{
-    check_seat, commit, end_sessions, insert_membership, insert_user, lock_org, store,
+    check_seat, commit, end_sessions, insert_membership, insert_user, lock_org, lock_user, store,
 };
 use crate::SeaStore;
 use crate::convert::{id, json, micros, time, to_json};
@@ -265,6 +265,8 @@ impl ScimStore for SeaStore {
         journal: Journal,
     ) -> Result<MemberWriteReport, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
+        // The account before the organization, as everywhere (see `lock_org`).
+        lock_user(&txn, w.user).await?;
         lock_org(&txn, w.org).await?;
         let (org, uid) = (w.org.to_string(), w.user.to_string());
         let present = membership::Entity::find_by_id((org.clone(), uid.clone()))
@@ -272,6 +274,11 @@ impl ScimStore for SeaStore {
             .await
             .map_err(store)?
             .ok_or(TenancyError::NotFound("User"))?;
+        let old_email = user::Entity::find_by_id(uid.clone())
+            .one(&txn)
+            .await
+            .map_err(store)?
+            .map(|u| u.email);
         put_user_record(&txn, w.org, &w.record, w.expected_version).await?;
         let mut q = user::Entity::update_many()
             .col_expr(user::Column::Name, Expr::value(w.name.clone()))
@@ -291,6 +298,10 @@ impl ScimStore for SeaStore {
             }
             Err(e) => return Err(store(e)),
             Ok(_) => {}
+        }
+        // A new password or a new address retires the reset links sent before.
+        if w.password_hash.is_some() || old_email.as_deref() != Some(w.email.as_str()) {
+            super::password_reset::retire_links(&txn, w.user, w.now).await?;
         }
         if let Some((from, to)) = w.role {
             // Never the Owner's row (the domain refuses it; this keeps the store honest too).

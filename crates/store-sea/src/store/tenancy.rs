@@ -27,6 +27,10 @@ pub(crate) fn store(e: DbErr) -> TenancyError {
 
 /// Takes the organization's write lock for the rest of the transaction (a row lock on
 /// PostgreSQL, the database write lock on SQLite), so count-then-insert limit checks are atomic.
+///
+/// Lock order: a transaction that locks (or updates) a person's account row and an
+/// organization takes the account first ([`lock_user`]), then the organization, so two of them
+/// never wait on each other (erasure, SCIM writes and password resets follow it).
 pub(crate) async fn lock_org(txn: &DatabaseTransaction, org: OrgId) -> Result<(), TenancyError> {
     let res = organization::Entity::update_many()
         .col_expr(
