@@ -2908,7 +2908,12 @@ fn record(user: UserId, name: &str, version: i64) -> crate::scim::UserRecord {
 }
 
 async fn scim_tokens_records_and_deactivation<
-    S: TenancyStore + AuditStore + InvitationStore + crate::scim::ScimStore + ?Sized,
+    S: TenancyStore
+        + AuditStore
+        + InvitationStore
+        + crate::scim::ScimStore
+        + crate::password_reset::PasswordResetStore
+        + ?Sized,
 >(
     s: &S,
 ) {
@@ -3183,11 +3188,29 @@ async fn scim_tokens_records_and_deactivation<
             .is_some_and(|i| i.revoked_at.is_some()),
         "her pending invitation is withdrawn"
     );
-    // A new password ends her sessions.
+    // A new password ends her sessions and retires the reset links sent before it.
     let sess = session(jane.id, 1);
     s.create_session(&sess, "jane-session-2", 3, &|_| Journal::default())
         .await
         .unwrap();
+    let link = crate::password_reset::PasswordReset {
+        token_hash: format!("scim-reset-{}", jane.id),
+        user: jane.id,
+        created_at: now(),
+        expires_at: now() + Duration::hours(1),
+        used_at: None,
+    };
+    assert!(
+        s.create_password_reset(
+            &link,
+            &jane.email,
+            now() - Duration::hours(1),
+            5,
+            &|_, _| { Journal::default() }
+        )
+        .await
+        .unwrap()
+    );
     let mut password = write(Some(4), 5, None);
     password.role = None;
     password.password_hash = Some("h2".into());
@@ -3197,6 +3220,14 @@ async fn scim_tokens_records_and_deactivation<
         .unwrap();
     assert_eq!(report.sessions_ended, 1);
     assert!(s.find_session("jane-session-2").await.unwrap().is_none());
+    assert_eq!(
+        s.find_password_reset(&link.token_hash)
+            .await
+            .unwrap()
+            .and_then(|l| l.used_at),
+        Some(now()),
+        "a link sent before a password set through SCIM no longer works"
+    );
     // The Owner's row is never demoted by the store either.
     let mut owner_write = write(None, 1, None);
     owner_write.user = owner.id;
