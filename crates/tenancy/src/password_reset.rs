@@ -183,7 +183,7 @@ pub async fn request<S: TenancyStore + PasswordResetStore + ?Sized>(
     store
         .create_password_reset(
             &reset,
-            &email,
+            &user.email,
             now - Duration::hours(1),
             settings.max_per_hour,
             &journal,

@@ -114,7 +114,7 @@ impl MailOutbox for SeaStore {
         before: Option<&str>,
         limit: u32,
     ) -> Result<Vec<QueuedMail>, AuditError> {
-        // Account mail is kept under the empty organization id (see `journal::finish`).
+        // Account mail is kept under the empty organization id (see `journal::commit_journals`).
         let org = org.map_or_else(String::new, |o| o.to_string());
         let mut q = mail::Entity::find().filter(mail::Column::OrgId.eq(org));
         if let Some(b) = before {
