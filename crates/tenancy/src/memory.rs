@@ -177,13 +177,7 @@ fn replace_password(
         .1 = Some(hash.to_owned());
     s.throttles.remove(&user);
     // A new password retires every open reset link of theirs.
-    for r in s
-        .resets
-        .iter_mut()
-        .filter(|r| r.user == user && r.used_at.is_none())
-    {
-        r.used_at = Some(now);
-    }
+    retire_links(s, user, now);
     let mut ended = 0;
     for row in s
         .sessions
@@ -2310,13 +2304,7 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
             }
             // A new password or a new address retires the reset links sent before.
             if retire {
-                for r in s
-                    .resets
-                    .iter_mut()
-                    .filter(|r| r.user == w.user && r.used_at.is_none())
-                {
-                    r.used_at = Some(w.now);
-                }
+                retire_links(&mut s, w.user, w.now);
             }
             if let Some((_, to)) = w.role {
                 s.members[pos].2 = to;
@@ -2517,6 +2505,17 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
             // (`MemoryAuditStore` has no webhook deliveries or outbox to read them from).
             event_bodies_erased: 0,
         })
+    }
+}
+
+/// Marks every open reset link of `user` used at `now`.
+fn retire_links(s: &mut State, user: UserId, now: DateTime<Utc>) {
+    for r in s
+        .resets
+        .iter_mut()
+        .filter(|r| r.user == user && r.used_at.is_none())
+    {
+        r.used_at = Some(now);
     }
 }
 

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use audit::{Actor, AuditAction, Journal, NewAuditEvent, Outcome, RequestContext, Target};
 use chrono::{DateTime, Duration, Utc};
-use rbac_core::UserId;
+use rbac_core::{OrgId, UserId};
 use security_policy::{
     Cipher, LoginThrottlePolicy, MfaError, MfaRequirement, MintedToken, SmsChallenge,
     ThrottleState, hash_token, locked_until, mint,
@@ -319,18 +319,28 @@ pub(crate) async fn personal_journal_with<S: TenancyStore + ?Sized>(
 ) -> Result<Journal, TenancyError> {
     let mut j = Journal::default();
     for m in store.memberships(user.id).await? {
-        j = j.and_record(adjust(
-            NewAuditEvent::new(
-                m.org,
-                now,
-                Actor::user(user.id, user.name.clone()),
-                action,
-                Target::new("user", user.id, user.name.clone()),
-            )
-            .with_context(request.clone()),
-        ));
+        j = j.and_record(adjust(personal_record(m.org, user, action, request, now)));
     }
     Ok(j)
+}
+
+/// A record in `org` of `action` by `user` about their own account, with the request's
+/// context.
+pub(crate) fn personal_record(
+    org: OrgId,
+    user: &User,
+    action: AuditAction,
+    request: &RequestContext,
+    now: DateTime<Utc>,
+) -> NewAuditEvent {
+    NewAuditEvent::new(
+        org,
+        now,
+        Actor::user(user.id, user.name.clone()),
+        action,
+        Target::new("user", user.id, user.name.clone()),
+    )
+    .with_context(request.clone())
 }
 
 fn mfa_err(e: MfaError) -> TenancyError {

@@ -15,7 +15,7 @@ use rbac_core::{OrgId, UserId};
 use serde_json::json;
 
 use crate::error::TenancyError;
-use crate::mfa::MfaStore;
+use crate::mfa::{MfaStore, personal_record};
 use crate::model::{Email, User};
 use crate::store::TenancyStore;
 
@@ -190,23 +190,6 @@ pub async fn request<S: TenancyStore + PasswordResetStore + ?Sized>(
         )
         .await?;
     Ok(())
-}
-
-fn personal_record(
-    org: OrgId,
-    user: &User,
-    action: AuditAction,
-    request: &RequestContext,
-    now: DateTime<Utc>,
-) -> audit::NewAuditEvent {
-    audit::NewAuditEvent::new(
-        org,
-        now,
-        audit::Actor::user(user.id, user.name.clone()),
-        action,
-        audit::Target::new("user", user.id, user.name.clone()),
-    )
-    .with_context(request.clone())
 }
 
 fn reset_mail(user: &User, reset: &PasswordReset, token: &str, s: &ResetSettings) -> OutboundMail {

@@ -72,27 +72,57 @@ pub const ERASED_DOMAIN: &str = "@erased.invalid";
 /// escaped: a quoted token matches a whole string value, except after an escaped quote
 /// (`"\"ivy@example.org"`), which our event bodies never hold.
 #[must_use]
-pub fn scrub_event_json(body: &str, user: UserId, email: &str, name: &str) -> Option<String> {
-    let quoted = |s: &str| Value::from(s).to_string();
-    let email_token = quoted(email);
-    let name_field = format!("\"byName\":{}", quoted(name));
-    let by_them = format!("\"by\":{}", quoted(&user.to_string()));
-    let has_email = body.contains(&email_token);
-    let has_name = body.contains(&name_field) && body.contains(&by_them);
-    if !has_email && !has_name {
+pub fn scrub_event_json(
+    body: &str,
+    user: UserId,
+    email: &str,
+    name: &str,
+) -> Option<ScrubbedEvent> {
+    let [email_token, name_field] = event_search_tokens(email, name);
+    let by_them = format!("\"by\":{}", Value::from(user.to_string()));
+    let had_email = body.contains(&email_token);
+    let had_name = body.contains(&name_field) && body.contains(&by_them);
+    if !had_email && !had_name {
         return None;
     }
     let mut out = body.to_owned();
-    if has_email {
-        out = out.replace(&email_token, &quoted(&erased_address(user)));
+    if had_email {
+        out = out.replace(&email_token, &Value::from(erased_address(user)).to_string());
     }
-    if has_name {
+    if had_name {
         out = out.replace(
             &name_field,
-            &format!("\"byName\":{}", quoted(audit::ERASED)),
+            &format!("\"byName\":{}", Value::from(audit::ERASED)),
         );
     }
-    Some(out)
+    Some(ScrubbedEvent {
+        body: out,
+        had_email,
+        had_name,
+    })
+}
+
+/// An event body [`scrub_event_json`] rewrote, and what of the person it carried (what a
+/// templated message made from the event can hold: [`scrub_message_json`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScrubbedEvent {
+    /// The body without them.
+    pub body: String,
+    /// It held their email.
+    pub had_email: bool,
+    /// It named them as its actor (`byName`).
+    pub had_name: bool,
+}
+
+/// The texts that find, among stored event bodies, those [`scrub_event_json`] may change:
+/// the person's email as a JSON string, and their `"byName"` field, as `serde_json` writes
+/// them (a store searches with these, then lets `scrub_event_json` decide).
+#[must_use]
+pub fn event_search_tokens(email: &str, name: &str) -> [String; 2] {
+    [
+        Value::from(email).to_string(),
+        format!("\"byName\":{}", Value::from(name)),
+    ]
 }
 
 /// Storage of consents and the erasure transaction.
@@ -540,7 +570,9 @@ mod tests {
                      "note": "ask ivy@example.org", "invitedBy": "ivy@example.org"},
         })
         .to_string();
-        let out = scrub_event_json(&body, ivy, "ivy@example.org", "Ivy Quill").unwrap();
+        let scrubbed = scrub_event_json(&body, ivy, "ivy@example.org", "Ivy Quill").unwrap();
+        assert!(scrubbed.had_email && scrubbed.had_name);
+        let out = scrubbed.body;
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["data"]["byName"], audit::ERASED);
         assert_eq!(v["data"]["email"], erased_address(ivy).as_str());
@@ -616,7 +648,7 @@ mod tests {
     fn names_with_quotes_are_matched_as_json_writes_them() {
         let ivy = UserId::new();
         let body = json!({"by": ivy, "byName": "Ivy \"Q\" Quill"}).to_string();
-        let out = scrub_event_json(&body, ivy, "x@example.org", "Ivy \"Q\" Quill");
+        let out = scrub_event_json(&body, ivy, "x@example.org", "Ivy \"Q\" Quill").map(|s| s.body);
         assert_eq!(
             out,
             Some(json!({"by": ivy, "byName": "[erased]"}).to_string())

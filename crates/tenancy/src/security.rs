@@ -213,16 +213,7 @@ pub async fn change_password<S: TenancyStore + MfaStore + ?Sized>(
     let records = |ended: u64| {
         let mut j = Journal::default();
         for org in &orgs {
-            let event = |action| {
-                audit::NewAuditEvent::new(
-                    org.id,
-                    now,
-                    audit::Actor::user(user.id, user.name.clone()),
-                    action,
-                    Target::new("user", user.id, user.name.clone()),
-                )
-                .with_context(request.clone())
-            };
+            let event = |action| crate::mfa::personal_record(org.id, user, action, request, now);
             j = j.and_record(event(AuditAction::PasswordChanged));
             if ended > 0 {
                 j = j.and_record(

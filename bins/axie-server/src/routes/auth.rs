@@ -331,11 +331,7 @@ pub struct ResetBody {
     pub new_password: String,
 }
 
-impl std::fmt::Debug for ResetBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResetBody").finish_non_exhaustive()
-    }
-}
+redacted_debug!(ResetBody);
 
 /// A password set through a reset link.
 #[derive(Debug, Serialize, ToSchema)]

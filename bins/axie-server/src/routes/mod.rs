@@ -12,6 +12,18 @@ use utoipa::IntoParams;
 
 use crate::error::ApiError;
 
+/// `Debug` that prints only the type's name, for request bodies holding passwords, codes or
+/// tokens (they may reach a log through an extractor's error).
+macro_rules! redacted_debug {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($t), " { … }"))
+            }
+        }
+    )*};
+}
+
 pub mod api_keys;
 pub mod audit_log;
 pub mod auth;

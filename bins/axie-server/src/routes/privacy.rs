@@ -65,12 +65,7 @@ pub struct ErasureConfirmation {
     pub password: String,
 }
 
-impl std::fmt::Debug for ErasureConfirmation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ErasureConfirmation")
-            .finish_non_exhaustive()
-    }
-}
+redacted_debug!(ErasureConfirmation);
 
 impl From<&ErasureReport> for ErasureResponse {
     fn from(r: &ErasureReport) -> Self {

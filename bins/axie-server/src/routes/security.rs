@@ -85,15 +85,6 @@ pub struct PasswordBody {
     pub new_password: String,
 }
 
-macro_rules! redacted_debug {
-    ($($t:ty),*) => {$(
-        impl std::fmt::Debug for $t {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(concat!(stringify!($t), " { … }"))
-            }
-        }
-    )*};
-}
 redacted_debug!(CodeBody, ProofBody, PhoneBody, PasswordBody, DisableBody);
 
 fn person(auth: &Authenticated) -> Result<&tenancy::User, ApiError> {

@@ -267,10 +267,8 @@ async fn scrub_event_bodies(
     u: UserId,
     account: &user::Model,
 ) -> Result<u64, TenancyError> {
-    let quoted = |s: &str| serde_json::Value::from(s).to_string();
     let (email, name) = (account.email.as_str(), account.name.as_str());
-    let name_field = format!("\"byName\":{}", quoted(name));
-    let needles = [quoted(email), name_field.clone()];
+    let needles = tenancy::privacy::event_search_tokens(email, name);
     let mut changed = 0;
     // Each event that named them, with whether it carried their email and their name.
     let mut naming_events = std::collections::HashMap::new();
@@ -281,13 +279,10 @@ async fn scrub_event_bodies(
         .await
         .map_err(store)?
     {
-        if let Some(data) = tenancy::privacy::scrub_event_json(&e.data, u, email, name) {
-            let carried = (
-                e.data.contains(&needles[0]),
-                e.data.contains(&name_field) && !data.contains(&name_field),
-            );
+        if let Some(scrubbed) = tenancy::privacy::scrub_event_json(&e.data, u, email, name) {
+            let carried = (scrubbed.had_email, scrubbed.had_name);
             outbox_event::Entity::update_many()
-                .col_expr(outbox_event::Column::Data, Expr::value(data))
+                .col_expr(outbox_event::Column::Data, Expr::value(scrubbed.body))
                 .filter(outbox_event::Column::Id.eq(e.id.clone()))
                 .exec(txn)
                 .await
@@ -313,8 +308,8 @@ async fn scrub_event_bodies(
         .await
         .map_err(store)?
     {
-        if let Some(payload) = tenancy::privacy::scrub_event_json(&d.payload, u, email, name) {
-            update(d.id, payload).await?;
+        if let Some(scrubbed) = tenancy::privacy::scrub_event_json(&d.payload, u, email, name) {
+            update(d.id, scrubbed.body).await?;
         }
     }
     let events: Vec<&String> = naming_events.keys().collect();
