@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 mod activity;
+mod checkpoint;
 mod convert;
 #[allow(missing_docs, reason = "SeaORM's derives generate undocumented items")]
 pub mod entity;
@@ -67,7 +68,8 @@ pub const SQLITE_MAX_READERS: u32 = 4;
 /// batch ended in a checkpoint, which writes those pages again and syncs the file; at 10,000
 /// (a log of about 40 MiB, more while a long read keeps the checkpoint from finishing) the pages
 /// that batch after batch dirty again are copied once per ten batches: batched appends about
-/// 15 % faster (`docs/benchmarks.md`, "Audit log through the store", run U).
+/// 15 % faster (`docs/benchmarks.md`, "Audit log through the store", run U). Normally the
+/// background thread (`checkpoint.rs`) copies the log back long before this.
 const SQLITE_WAL_AUTOCHECKPOINT: u32 = 10_000;
 
 /// Pages the SQLite writer's cache may grow to, past its size (SQLite's default, 2 MiB), before
@@ -102,6 +104,8 @@ pub struct SeaStore {
     activity: std::sync::Arc<activity::ActivityBuffer>,
     /// Reads on a SQLite file without sqlx (`scan.rs`).
     sqlite_reads: Option<std::sync::Arc<scan::SqliteReader>>,
+    /// Copies a SQLite file's write-ahead log back off the writer's path (`checkpoint.rs`).
+    checkpoints: Option<std::sync::Arc<checkpoint::Checkpointer>>,
 }
 
 impl SeaStore {
@@ -186,12 +190,19 @@ impl SeaStore {
                 .map_err(db_err)?
                 .and_then(|r| r.try_get::<String>("", "file").ok())
                 .filter(|f| !f.is_empty());
-            file.map(|f| {
-                std::sync::Arc::new(scan::SqliteReader::new(f.into(), pool.acquire_timeout))
-            })
+            file.map(std::path::PathBuf::from)
         } else {
             None
         };
+        let checkpoints = match &sqlite_reads {
+            Some(f) => Some(std::sync::Arc::new(
+                checkpoint::Checkpointer::start(f.clone())
+                    .map_err(|e| db_err(rows::sqlite_err(e)))?,
+            )),
+            None => None,
+        };
+        let sqlite_reads = sqlite_reads
+            .map(|f| std::sync::Arc::new(scan::SqliteReader::new(f, pool.acquire_timeout)));
         Ok(Self {
             db,
             read,
@@ -199,6 +210,7 @@ impl SeaStore {
             appends: std::sync::Arc::default(),
             activity: std::sync::Arc::default(),
             sqlite_reads,
+            checkpoints,
         })
     }
 
@@ -259,10 +271,23 @@ impl SeaStore {
     /// # Errors
     /// The database error.
     pub async fn close(self) -> Result<(), StoreError> {
+        if let Some(c) = self.checkpoints.clone() {
+            tokio::task::spawn_blocking(move || c.stop())
+                .await
+                .map_err(StoreError::new)?;
+        }
         if self.separate_reader {
             self.read.close().await.map_err(db_err)?;
         }
         self.db.close().await.map_err(db_err)
+    }
+
+    /// On a SQLite file, how many times the background thread has copied the write-ahead log
+    /// back into the database file, all of it, since the store connected (`None` elsewhere).
+    /// The writer copies it itself only when a burst outruns that thread (past 10,000 pages).
+    #[must_use]
+    pub fn background_checkpoints(&self) -> Option<u64> {
+        self.checkpoints.as_ref().map(|c| c.completed())
     }
 
     /// The writer: every transaction, and reads that must see the writer's own state.
@@ -511,6 +536,37 @@ mod tests {
     async fn a_sqlite_writer_checkpoints_its_log_at_ten_thousand_pages() {
         let (_dir, store) = crate::temp_sqlite_store().await;
         assert_eq!(writer_pragma(&store, "wal_autocheckpoint").await, 10_000);
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_files_log_is_copied_back_by_the_checkpoint_thread_not_the_writer() {
+        let (dir, store) = crate::temp_sqlite_store().await;
+        let checkpoints = store.checkpoints.clone().unwrap();
+        let before = store.background_checkpoints().unwrap();
+        // A few pages, far below the writer's own threshold of 10,000.
+        store
+            .execute_sql("CREATE TABLE probe (n INTEGER); INSERT INTO probe VALUES (1), (2), (3)")
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while store.background_checkpoints() == Some(before) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no background checkpoint within 10 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // The rows are in the database file itself: a copy of it without its log has them.
+        let copy = dir.path().join("copy.db");
+        std::fs::copy(dir.path().join("store.db"), &copy).unwrap();
+        let n: i64 = rusqlite::Connection::open(&copy)
+            .unwrap()
+            .query_row("SELECT count(*) FROM probe", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 3);
+        // Closing stops the thread.
+        store.close().await.unwrap();
+        assert!(checkpoints.thread.lock().unwrap().is_none());
     }
 
     #[tokio::test]

@@ -1,0 +1,124 @@
+//! Copies a SQLite file's write-ahead log into the database file on a thread of its own, so that
+//! the writer's commits seldom do it.
+//!
+//! SQLite copies the log back (a *checkpoint*) inside the commit that finds it past
+//! `wal_autocheckpoint` pages: that commit also writes every page the log holds into the
+//! database file and syncs it, while every other write waits behind it on the one writer. Here a
+//! thread with a connection of its own runs `PRAGMA wal_checkpoint(PASSIVE)` a few times a second
+//! while the log grows: a passive checkpoint copies what is committed without blocking the
+//! writer or the readers, and once it has copied everything, the writer's next transaction
+//! starts the log again from its beginning. The writer's own threshold stays as the bound for a
+//! burst that outruns this thread (in which case its checkpoint has less left to copy).
+//!
+//! With nothing new in the log the thread waits longer each time (up to [`IDLE_WAIT`]), so an
+//! idle server wakes it about once a second.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+/// Wait between checkpoints while the log grows.
+const BUSY_WAIT: Duration = Duration::from_millis(100);
+/// Longest wait between checks while nothing is written.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
+
+/// The checkpointing thread of one SQLite file; stops when dropped or [`Self::stop`]ped.
+#[derive(Debug)]
+pub(crate) struct Checkpointer {
+    stop: Mutex<Option<Sender<()>>>,
+    pub(crate) thread: Mutex<Option<JoinHandle<()>>>,
+    /// Checkpoints of this thread that found new pages and left the whole log copied.
+    completed: Arc<AtomicU64>,
+}
+
+impl Checkpointer {
+    /// Opens a connection to `path` (which must exist) and starts the thread.
+    pub(crate) fn start(path: PathBuf) -> Result<Self, rusqlite::Error> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // A checkpoint that finds another running (the writer's) skips its turn.
+        conn.busy_timeout(Duration::ZERO)?;
+        let (stop, stopped) = channel::<()>();
+        let completed = Arc::new(AtomicU64::new(0));
+        let count = Arc::clone(&completed);
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                let mut wait = BUSY_WAIT;
+                let mut last = (0, 0);
+                // A message or a dropped sender stops the thread.
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
+                    match passive_checkpoint(&conn) {
+                        Ok((log, done)) => {
+                            if (log, done) == last {
+                                wait = (wait * 2).min(IDLE_WAIT);
+                            } else {
+                                if log > 0 && done == log {
+                                    count.fetch_add(1, Ordering::Relaxed);
+                                    metrics::counter!("axie_sqlite_background_checkpoints_total")
+                                        .increment(1);
+                                }
+                                wait = BUSY_WAIT;
+                                last = (log, done);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "background WAL checkpoint failed");
+                            wait = IDLE_WAIT;
+                        }
+                    }
+                }
+            })
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Ok(Self {
+            stop: Mutex::new(Some(stop)),
+            thread: Mutex::new(Some(thread)),
+            completed,
+        })
+    }
+
+    /// Checkpoints of this thread so far that found new pages in the log and left all of it
+    /// copied into the database file.
+    pub(crate) fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Relaxed)
+    }
+
+    /// Stops the thread and waits for it (at most the end of a checkpoint in progress). Blocks.
+    pub(crate) fn stop(&self) {
+        drop(
+            self.stop
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = thread {
+            // A panic in the thread has nothing left to clean up.
+            let _ = t.join();
+        }
+    }
+}
+
+/// `(pages in the log, pages of it copied)` after a passive checkpoint.
+fn passive_checkpoint(conn: &Connection) -> Result<(u64, u64), rusqlite::Error> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        let log: i64 = r.get(1)?;
+        let done: i64 = r.get(2)?;
+        // Both are -1 when the database is not in WAL mode.
+        Ok((
+            u64::try_from(log).unwrap_or(0),
+            u64::try_from(done).unwrap_or(0),
+        ))
+    })
+}
