@@ -37,6 +37,8 @@ pub struct Settings {
     pub workspace: WorkspaceSettings,
     /// Audit log.
     pub audit: AuditSettings,
+    /// Removal of stale sessions, links, sent mail and delivery history.
+    pub housekeeping: HousekeepingSettings,
     /// Prometheus metrics.
     pub metrics: MetricsSettings,
     /// Logging.
@@ -233,6 +235,28 @@ pub struct AccountSettings {
     pub resets_per_hour: u32,
     /// Reset requests from one client address in 15 minutes, at most (for any accounts).
     pub reset_requests_per_address: u32,
+}
+
+/// Housekeeping settings (`tenancy::housekeeping`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HousekeepingSettings {
+    /// Days a sent email stays readable in the outbox.
+    pub sent_mail_days: u32,
+    /// Days a finished webhook delivery and its attempts stay in the delivery history, and a
+    /// domain event in the outbox table.
+    pub webhook_history_days: u32,
+}
+
+impl HousekeepingSettings {
+    /// The domain's settings.
+    #[must_use]
+    pub const fn policy(&self) -> tenancy::housekeeping::Housekeeping {
+        tenancy::housekeeping::Housekeeping {
+            sent_mail_days: self.sent_mail_days,
+            webhook_history_days: self.webhook_history_days,
+        }
+    }
 }
 
 /// SMTP settings.
@@ -507,6 +531,19 @@ impl Settings {
                 "`accounts.reset_expiry_minutes` must be between 5 and 1440".into(),
             ));
         }
+        for (name, days) in [
+            ("sent_mail_days", self.housekeeping.sent_mail_days),
+            (
+                "webhook_history_days",
+                self.housekeeping.webhook_history_days,
+            ),
+        ] {
+            if !(1..=3650).contains(&days) {
+                return Err(ConfigError(format!(
+                    "`housekeeping.{name}` must be between 1 and 3650"
+                )));
+            }
+        }
         if self.accounts.reset_requests_per_address == 0 {
             return Err(ConfigError(
                 "`accounts.reset_requests_per_address` must be at least 1".into(),
@@ -655,6 +692,24 @@ mod tests {
         s.validate().unwrap();
         assert_eq!(s.server.port, 8080);
         assert!(s.database_url().unwrap().is_sqlite());
+    }
+
+    #[test]
+    fn housekeeping_keeps_history_at_least_a_day() {
+        let mut s: Settings = Figment::new()
+            .merge(Toml::string(DEFAULTS))
+            .extract()
+            .unwrap();
+        assert_eq!(
+            s.housekeeping.policy(),
+            tenancy::housekeeping::Housekeeping::default()
+        );
+        s.housekeeping.sent_mail_days = 0;
+        let e = s.validate().unwrap_err();
+        assert!(e.0.contains("housekeeping.sent_mail_days"), "{}", e.0);
+        s.housekeeping.sent_mail_days = 1;
+        s.housekeeping.webhook_history_days = 3651;
+        assert!(s.validate().is_err());
     }
 
     #[test]

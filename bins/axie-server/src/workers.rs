@@ -1,5 +1,5 @@
 //! Background workers: mail, webhook delivery, periodic signed checkpoints of every audit
-//! chain, subscription renewals and trial ends, and the audit retention periods.
+//! chain, subscription renewals and trial ends, the audit retention periods and housekeeping.
 
 use std::time::Duration;
 
@@ -123,8 +123,9 @@ pub async fn run_billing(
     }
 }
 
-/// Refreshes the planner statistics, sends the weekly usage reports due and applies every
-/// organization's audit retention period, hourly (the first pass right at start).
+/// Refreshes the planner statistics, sends the weekly usage reports due, applies every
+/// organization's audit retention period and removes stale rows (`tenancy::housekeeping`),
+/// hourly (the first pass right at start).
 async fn retention(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
@@ -143,6 +144,22 @@ async fn retention(state: AppState) {
             apply_retention(&state.store, &state.checkpoint_key, state.clock.now()).await
         {
             tracing::warn!(error = %e, "retention worker failed");
+        }
+        let policy = state.settings.housekeeping.policy();
+        match tenancy::housekeeping::run(state.store.as_ref(), &policy, state.clock.now()).await {
+            Ok(r) if r.total() > 0 => tracing::info!(
+                sessions = r.sessions,
+                password_resets = r.password_resets,
+                login_challenges = r.login_challenges,
+                mails = r.mails,
+                sms = r.sms,
+                webhook_deliveries = r.webhook_deliveries,
+                webhook_attempts = r.webhook_attempts,
+                events = r.events,
+                "stale rows removed"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
         }
         state.health.finished("retention");
     }

@@ -38,8 +38,10 @@ pub use mfa::{
 pub use password::{
     HashParams, PasswordHasher, PasswordPolicy, Verification, check_password, context_words,
 };
-pub use session::{SessionPolicy, SessionStatus, check_session, sessions_to_evict};
+pub use session::{
+    MAX_ABSOLUTE_TIMEOUT_MINUTES, SessionPolicy, SessionStatus, check_session, sessions_to_evict,
+};
 pub use throttle::{
-    AddressThrottle, LoginThrottlePolicy, ThrottleState, after_failure, locked_until,
+    AddressThrottle, LoginThrottlePolicy, ThrottleState, after_failure, client_key, locked_until,
 };
 pub use token::{MintedToken, constant_time_eq, hash_token, mint};

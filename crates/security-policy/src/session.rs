@@ -27,13 +27,19 @@ impl Default for SessionPolicy {
     }
 }
 
+/// The longest absolute session timeout a policy may set: 30 days. No session created longer
+/// ago than this is usable under any policy.
+pub const MAX_ABSOLUTE_TIMEOUT_MINUTES: u32 = 30 * 24 * 60;
+
 impl SessionPolicy {
     /// Checks bounds.
     ///
     /// # Errors
     /// [`SecurityError::Invalid`] for zero or absurd values, or an idle timeout above the absolute one.
     pub fn validate(&self) -> Result<(), SecurityError> {
-        if self.absolute_timeout_minutes == 0 || self.absolute_timeout_minutes > 30 * 24 * 60 {
+        if self.absolute_timeout_minutes == 0
+            || self.absolute_timeout_minutes > MAX_ABSOLUTE_TIMEOUT_MINUTES
+        {
             return Err(SecurityError::Invalid(
                 "`absolute_timeout_minutes` must be between 1 and 43200".into(),
             ));

@@ -117,6 +117,10 @@ mod tests {
 /// Per-address login throttling kept in memory by one server instance: failures from one
 /// client address across all accounts. Bounded: at most `capacity` addresses are tracked, and
 /// entries whose window and lock have passed are dropped first.
+///
+/// An IPv6 client is counted by its /64 network ([`client_key`]): a home or office network gets
+/// at least a /64 and may pick any address in it, so counting single addresses would let one
+/// client rotate past the limit.
 #[derive(Debug)]
 pub struct AddressThrottle {
     policy: LoginThrottlePolicy,
@@ -139,7 +143,7 @@ impl AddressThrottle {
     #[must_use]
     pub fn locked_until(&self, ip: std::net::IpAddr, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let map = self.state.lock().ok()?;
-        locked_until(map.get(&crate::ip::normalize(ip)), now)
+        locked_until(map.get(&client_key(ip)), now)
     }
 
     /// Counts one failed login from `ip` at `now`.
@@ -147,7 +151,7 @@ impl AddressThrottle {
         let Ok(mut map) = self.state.lock() else {
             return;
         };
-        let ip = crate::ip::normalize(ip);
+        let ip = client_key(ip);
         if map.len() >= self.capacity && !map.contains_key(&ip) {
             let window = Duration::minutes(i64::from(self.policy.window_minutes));
             map.retain(|_, s| {
@@ -166,6 +170,18 @@ impl AddressThrottle {
         }
         let next = after_failure(&self.policy, map.get(&ip), now);
         map.insert(ip, next);
+    }
+}
+
+/// The key a client address is counted under: IPv4 (IPv4-mapped IPv6 included) as it is, IPv6
+/// as its /64 network.
+#[must_use]
+pub fn client_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match crate::ip::normalize(ip) {
+        std::net::IpAddr::V6(v6) => {
+            std::net::IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into())
+        }
+        v4 => v4,
     }
 }
 
@@ -198,5 +214,38 @@ mod address_tests {
         t.record_failure(b, now);
         t.record_failure("192.0.2.1".parse().unwrap(), now);
         assert!(t.state.lock().unwrap().len() <= 2);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64_network() {
+        let policy = LoginThrottlePolicy {
+            max_failures: 3,
+            window_minutes: 15,
+            lockout_minutes: 15,
+        };
+        let t = AddressThrottle::new(policy, 10);
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        // Three addresses of one /64, as a client picking a new one per request would.
+        for a in [
+            "2001:db8:1:2::1",
+            "2001:db8:1:2:aaaa::7",
+            "2001:db8:1:2:ffff:ffff:ffff:ffff",
+        ] {
+            assert_eq!(t.locked_until(a.parse().unwrap(), now), None);
+            t.record_failure(a.parse().unwrap(), now);
+        }
+        assert!(
+            t.locked_until("2001:db8:1:2::99".parse().unwrap(), now)
+                .is_some()
+        );
+        assert_eq!(
+            t.locked_until("2001:db8:1:3::1".parse().unwrap(), now),
+            None,
+            "the next /64 is another client"
+        );
+        assert_eq!(
+            client_key("::ffff:203.0.113.7".parse().unwrap()),
+            "203.0.113.7".parse::<std::net::IpAddr>().unwrap()
+        );
     }
 }

@@ -450,3 +450,153 @@ async fn webhook_contract_on_postgres() {
         webhook_contract(&store).await;
     }
 }
+
+/// A housekeeping pass removes each kind of stale row and keeps the rest: fresh rows, unsent
+/// mail and deliveries still pending, however old. Rows are written directly, with the ages
+/// each rule looks at.
+async fn housekeeping_removes_only_stale_rows(store: SeaStore) {
+    use tenancy::housekeeping::{Cutoffs, Housekeeping, HousekeepingReport, HousekeepingStore};
+    let now = chrono::Utc::now();
+    let (o, owner) = org_with_owner(&store, now).await;
+    let (org, uid) = (o.id.to_string(), owner.id.to_string());
+    let us = |d: chrono::Duration| (now - d).timestamp_micros();
+    let days = chrono::Duration::days;
+    let (d40, d2, h1) = (us(days(40)), us(days(2)), us(chrono::Duration::hours(1)));
+    let sql = [
+        // Sessions: created 40 days ago (past any policy), and an hour ago.
+        format!(
+            "INSERT INTO sessions (id, token_hash, user_id, created_at, last_seen_at, ended_at, ip, user_agent) VALUES \
+             ('ses_old', 'h_old', '{uid}', {d40}, {d40}, NULL, '', ''), ('ses_new', 'h_new', '{uid}', {h1}, {h1}, NULL, '', '')"
+        ),
+        // Reset links and sign-in challenges: expired two days ago, and an hour ago.
+        format!(
+            "INSERT INTO password_resets (token_hash, user_id, created_at, expires_at, used_at) VALUES \
+             ('r_old', '{uid}', {d2}, {d2}, NULL), ('r_new', '{uid}', {h1}, {h1}, {h1})"
+        ),
+        format!(
+            "INSERT INTO login_challenges (token_hash, user_id, expires_at) VALUES ('c_old', '{uid}', {d2}), ('c_new', '{uid}', {h1})"
+        ),
+        // Mail: sent 40 days ago, sent two days ago, and never sent (40 days old).
+        format!(
+            "INSERT INTO mail_outbox (id, org_id, to_addr, subject, body, kind, created_at, sent_at, attempts, last_error, available_at) VALUES \
+             ('m_old', '{org}', 'a@x.example', 's', 'b', 'k', {d40}, {d40}, 1, NULL, {d40}), \
+             ('m_new', '', 'a@x.example', 's', 'b', 'k', {d2}, {d2}, 1, NULL, {d2}), \
+             ('m_unsent', '{org}', 'a@x.example', 's', 'b', 'k', {d40}, NULL, 9, 'refused', {d40})"
+        ),
+        format!(
+            "INSERT INTO sms_outbox (seq, to_number, body, created_at) VALUES (1, '+15550100', 'code 1', {d2}), (2, '+15550100', 'code 2', {h1})"
+        ),
+        format!(
+            "INSERT INTO outbox_events (id, org_id, kind, occurred_at, data, created_at) VALUES \
+             ('evt_old', '{org}', 'member.added', {d40}, '{{}}', {d40}), ('evt_new', '{org}', 'member.added', {d2}, '{{}}', {d2})"
+        ),
+        // Deliveries: delivered and failed 40 days ago (with attempts), pending 40 days ago
+        // (with an attempt), delivered two days ago.
+        format!(
+            "INSERT INTO webhook_deliveries (id, org_id, endpoint_id, event_id, kind, payload, status, attempts, next_attempt_at, created_at) VALUES \
+             ('d_done', '{org}', 'ep', 'evt_old', 'member.added', '{{}}', 'delivered', 1, {d40}, {d40}), \
+             ('d_failed', '{org}', 'ep', 'evt_old', 'member.added', '{{}}', 'failed', 2, {d40}, {d40}), \
+             ('d_pending', '{org}', 'ep', 'evt_old', 'member.added', '{{}}', 'pending', 1, {h1}, {d40}), \
+             ('d_recent', '{org}', 'ep', 'evt_new', 'member.added', '{{}}', 'delivered', 1, {d2}, {d2})"
+        ),
+        format!(
+            "INSERT INTO webhook_attempts (delivery_id, number, at, status, duration_ms, error, response_body) VALUES \
+             ('d_done', 1, {d40}, 200, 5, NULL, ''), ('d_failed', 1, {d40}, 500, 5, NULL, ''), ('d_failed', 2, {d40}, 500, 5, NULL, ''), \
+             ('d_pending', 1, {d40}, 503, 5, NULL, ''), ('d_recent', 1, {d2}, 200, 5, NULL, '')"
+        ),
+    ];
+    for s in &sql {
+        store.execute_sql(s).await.unwrap();
+    }
+    // More than one batch of a kind (a batch is a thousand rows).
+    let bulk: Vec<String> = (0..2_500)
+        .map(|i| format!("('evt_bulk_{i}', '{org}', 'member.added', {d40}, '{{}}', {d40})"))
+        .collect();
+    store
+        .execute_sql(&format!(
+            "INSERT INTO outbox_events (id, org_id, kind, occurred_at, data, created_at) VALUES {}",
+            bulk.join(", ")
+        ))
+        .await
+        .unwrap();
+    let report = store
+        .prune_stale(&Cutoffs::at(now, &Housekeeping::default()))
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        HousekeepingReport {
+            sessions: 1,
+            password_resets: 1,
+            login_challenges: 1,
+            mails: 1,
+            sms: 1,
+            webhook_deliveries: 2,
+            webhook_attempts: 3,
+            events: 2_501,
+        }
+    );
+    // Exactly the stale rows went (the organization's creation wrote rows of its own, so rows
+    // are checked by key, not counted).
+    let present = |table: &'static str, key: &'static str, id: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .execute_sql(&format!(
+                    "UPDATE {table} SET {key} = {key} WHERE {key} = '{id}'"
+                ))
+                .await
+                .unwrap()
+                > 0
+        }
+    };
+    for (table, key, gone, kept) in [
+        ("sessions", "id", &["ses_old"][..], &["ses_new"][..]),
+        ("password_resets", "token_hash", &["r_old"], &["r_new"]),
+        ("login_challenges", "token_hash", &["c_old"], &["c_new"]),
+        ("mail_outbox", "id", &["m_old"], &["m_new", "m_unsent"]),
+        ("sms_outbox", "body", &["code 1"], &["code 2"]),
+        ("outbox_events", "id", &["evt_old"], &["evt_new"]),
+        (
+            "webhook_deliveries",
+            "id",
+            &["d_done", "d_failed"],
+            &["d_pending", "d_recent"],
+        ),
+        (
+            "webhook_attempts",
+            "delivery_id",
+            &["d_done", "d_failed"],
+            &["d_pending", "d_recent"],
+        ),
+    ] {
+        for id in gone {
+            assert!(!present(table, key, id).await, "{table} {id} is removed");
+        }
+        for id in kept {
+            assert!(present(table, key, id).await, "{table} {id} stays");
+        }
+    }
+    // A second pass finds nothing.
+    assert_eq!(
+        store
+            .prune_stale(&Cutoffs::at(now, &Housekeeping::default()))
+            .await
+            .unwrap()
+            .total(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn housekeeping_removes_only_stale_rows_on_sqlite() {
+    let (store, _dir) = sqlite().await;
+    housekeeping_removes_only_stale_rows(store).await;
+}
+
+#[tokio::test]
+async fn housekeeping_removes_only_stale_rows_on_postgres() {
+    if let Some(store) = postgres().await {
+        housekeeping_removes_only_stale_rows(store).await;
+    }
+}

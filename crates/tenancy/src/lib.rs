@@ -20,6 +20,7 @@ mod caller;
 pub mod contract;
 pub mod credits;
 mod error;
+pub mod housekeeping;
 pub mod invitations;
 pub mod me;
 pub mod members;

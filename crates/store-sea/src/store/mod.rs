@@ -2,6 +2,7 @@
 
 mod audit;
 mod billing;
+mod housekeeping;
 mod invitations;
 mod keys;
 mod mail;

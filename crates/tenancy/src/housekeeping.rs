@@ -1,0 +1,174 @@
+//! Housekeeping: removing what has served its purpose and only grows (sessions no policy can
+//! still honour, spent or expired reset links and sign-in challenges, sent mail, SMS codes,
+//! finished webhook deliveries and their attempts, outbox events).
+//!
+//! Each kind of row carries personal data (addresses, IP addresses, message bodies, links), so
+//! keeping it no longer than needed is also data minimisation. Pending work is never removed:
+//! unsent mail and deliveries still being retried stay whatever their age. The audit log is not
+//! touched here; its retention is each organization's setting (`security::apply_audit_retention`).
+//!
+//! The rules (which rows, how old) live here; [`HousekeepingStore::prune_stale`] removes what
+//! [`Cutoffs`] names, in one pass per kind.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+
+use crate::TenancyError;
+
+/// How long to keep what an operator or an organization may still want to look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Housekeeping {
+    /// Days a sent email stays readable in the outbox (`axie-server mail` / `account-mail`).
+    pub sent_mail_days: u32,
+    /// Days a finished webhook delivery (delivered, or failed for good) stays in the delivery
+    /// history with its attempts, and an outbox event stays stored.
+    pub webhook_history_days: u32,
+}
+
+impl Default for Housekeeping {
+    fn default() -> Self {
+        Self {
+            sent_mail_days: 30,
+            webhook_history_days: 30,
+        }
+    }
+}
+
+/// A reset link or sign-in challenge that expired longer ago than this is removed: no request
+/// can use it, and a day leaves its record for anyone investigating that day's sign-ins.
+const SPENT_TOKENS_KEPT: Duration = Duration::days(1);
+
+/// SMS codes live minutes; the outbox row an operator reads them from is kept a day.
+const SMS_KEPT: Duration = Duration::days(1);
+
+/// The oldest time of each kind of row to keep; older rows go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cutoffs {
+    /// Sessions created before this: past the longest absolute timeout any policy allows
+    /// ([`security_policy::MAX_ABSOLUTE_TIMEOUT_MINUTES`]), so no organization honours them,
+    /// whether they ended or not.
+    pub sessions_created_before: DateTime<Utc>,
+    /// Password reset links and sign-in challenges that expired before this (used or not).
+    pub tokens_expired_before: DateTime<Utc>,
+    /// Mail sent before this. Unsent mail stays.
+    pub mail_sent_before: DateTime<Utc>,
+    /// SMS outbox rows created before this.
+    pub sms_created_before: DateTime<Utc>,
+    /// Finished webhook deliveries (and their attempts) created before this, and outbox
+    /// events created before this. Pending deliveries stay.
+    pub history_created_before: DateTime<Utc>,
+}
+
+impl Cutoffs {
+    /// The cutoffs of a pass at `now` under `settings`.
+    #[must_use]
+    pub fn at(now: DateTime<Utc>, settings: &Housekeeping) -> Self {
+        Self {
+            sessions_created_before: now
+                - Duration::minutes(i64::from(security_policy::MAX_ABSOLUTE_TIMEOUT_MINUTES))
+                - SPENT_TOKENS_KEPT,
+            tokens_expired_before: now - SPENT_TOKENS_KEPT,
+            mail_sent_before: now - Duration::days(i64::from(settings.sent_mail_days)),
+            sms_created_before: now - SMS_KEPT,
+            history_created_before: now - Duration::days(i64::from(settings.webhook_history_days)),
+        }
+    }
+}
+
+/// What a pass removed, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HousekeepingReport {
+    /// Sessions.
+    pub sessions: u64,
+    /// Password reset links.
+    pub password_resets: u64,
+    /// Sign-in challenges (the step between password and second factor).
+    pub login_challenges: u64,
+    /// Sent emails.
+    pub mails: u64,
+    /// SMS outbox rows.
+    pub sms: u64,
+    /// Finished webhook deliveries.
+    pub webhook_deliveries: u64,
+    /// Their delivery attempts.
+    pub webhook_attempts: u64,
+    /// Outbox events.
+    pub events: u64,
+}
+
+impl HousekeepingReport {
+    /// Rows removed in all.
+    #[must_use]
+    pub const fn total(&self) -> u64 {
+        self.sessions
+            + self.password_resets
+            + self.login_challenges
+            + self.mails
+            + self.sms
+            + self.webhook_deliveries
+            + self.webhook_attempts
+            + self.events
+    }
+}
+
+/// The port: removes the rows [`Cutoffs`] names.
+#[async_trait]
+pub trait HousekeepingStore: Send + Sync {
+    /// Removes every row older than its kind's cutoff, and nothing else. Each kind goes in a
+    /// transaction of its own (a delivery with its attempts), so a failure part-way leaves
+    /// every row either kept or removed whole; running it again finishes the job.
+    ///
+    /// # Errors
+    /// Storage errors.
+    async fn prune_stale(&self, cutoffs: &Cutoffs) -> Result<HousekeepingReport, TenancyError>;
+}
+
+/// One housekeeping pass at `now`.
+///
+/// # Errors
+/// Storage errors.
+pub async fn run(
+    store: &dyn HousekeepingStore,
+    settings: &Housekeeping,
+    now: DateTime<Utc>,
+) -> Result<HousekeepingReport, TenancyError> {
+    store.prune_stale(&Cutoffs::at(now, settings)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_session_a_policy_still_honours_is_older_than_the_session_cutoff() {
+        let now = DateTime::from_timestamp(1_763_893_815, 0).unwrap_or_default();
+        let c = Cutoffs::at(now, &Housekeeping::default());
+        // The longest session any organization may allow, created the moment before the cutoff
+        // would have ended already.
+        let longest = security_policy::SessionPolicy {
+            absolute_timeout_minutes: security_policy::MAX_ABSOLUTE_TIMEOUT_MINUTES,
+            idle_timeout_minutes: security_policy::MAX_ABSOLUTE_TIMEOUT_MINUTES,
+            max_concurrent: 1,
+        };
+        assert!(longest.validate().is_ok());
+        let created = c.sessions_created_before - Duration::seconds(1);
+        assert_eq!(
+            security_policy::check_session(&longest, created, now, now),
+            security_policy::SessionStatus::Expired
+        );
+        // With a day to spare.
+        assert!(c.sessions_created_before < now - Duration::days(30));
+        assert_eq!(c.tokens_expired_before, now - Duration::days(1));
+        assert_eq!(c.mail_sent_before, now - Duration::days(30));
+        assert_eq!(c.history_created_before, now - Duration::days(30));
+        let short = Cutoffs::at(
+            now,
+            &Housekeeping {
+                sent_mail_days: 2,
+                webhook_history_days: 7,
+            },
+        );
+        assert_eq!(short.mail_sent_before, now - Duration::days(2));
+        assert_eq!(short.history_created_before, now - Duration::days(7));
+    }
+}
