@@ -241,10 +241,10 @@ pub struct AccountSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HousekeepingSettings {
-    /// Days a sent email stays readable in the outbox.
-    pub sent_mail_days: u32,
-    /// Days a finished webhook delivery and its attempts stay in the delivery history, and a
-    /// domain event in the outbox table.
+    /// Days an email stays in the outbox, sent or not.
+    pub mail_days: u32,
+    /// Days a finished webhook delivery and its attempts stay in the delivery history after its
+    /// last attempt, and a domain event in the outbox table once no delivery refers to it.
     pub webhook_history_days: u32,
 }
 
@@ -253,7 +253,7 @@ impl HousekeepingSettings {
     #[must_use]
     pub const fn policy(&self) -> tenancy::housekeeping::Housekeeping {
         tenancy::housekeeping::Housekeeping {
-            sent_mail_days: self.sent_mail_days,
+            mail_days: self.mail_days,
             webhook_history_days: self.webhook_history_days,
         }
     }
@@ -532,7 +532,7 @@ impl Settings {
             ));
         }
         for (name, days) in [
-            ("sent_mail_days", self.housekeeping.sent_mail_days),
+            ("mail_days", self.housekeeping.mail_days),
             (
                 "webhook_history_days",
                 self.housekeeping.webhook_history_days,
@@ -543,6 +543,12 @@ impl Settings {
                     "`housekeeping.{name}` must be between 1 and 3650"
                 )));
             }
+        }
+        // Without SMTP the outbox is where an invitation's link is read: it must outlive the link.
+        if self.housekeeping.mail_days < self.invitations.expiry_days {
+            return Err(ConfigError(
+                "`housekeeping.mail_days` must be at least `invitations.expiry_days`".into(),
+            ));
         }
         if self.accounts.reset_requests_per_address == 0 {
             return Err(ConfigError(
@@ -704,10 +710,14 @@ mod tests {
             s.housekeeping.policy(),
             tenancy::housekeeping::Housekeeping::default()
         );
-        s.housekeeping.sent_mail_days = 0;
+        s.housekeeping.mail_days = 0;
         let e = s.validate().unwrap_err();
-        assert!(e.0.contains("housekeeping.sent_mail_days"), "{}", e.0);
-        s.housekeeping.sent_mail_days = 1;
+        assert!(e.0.contains("housekeeping.mail_days"), "{}", e.0);
+        s.housekeeping.mail_days = 6;
+        let e = s.validate().unwrap_err();
+        assert!(e.0.contains("invitations.expiry_days"), "{}", e.0);
+        s.housekeeping.mail_days = 7;
+        s.validate().unwrap();
         s.housekeeping.webhook_history_days = 3651;
         assert!(s.validate().is_err());
     }

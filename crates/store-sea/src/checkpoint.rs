@@ -26,6 +26,8 @@ use rusqlite::{Connection, OpenFlags};
 const BUSY_WAIT: Duration = Duration::from_millis(100);
 /// Longest wait between checks while nothing is written.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// Wait after a failed checkpoint.
+const FAILING_WAIT: Duration = Duration::from_secs(60);
 
 /// The checkpointing thread of one SQLite file; stops when dropped or [`Self::stop`]ped.
 #[derive(Debug)]
@@ -38,13 +40,17 @@ pub(crate) struct Checkpointer {
 
 impl Checkpointer {
     /// Opens a connection to `path` (which must exist) and starts the thread.
-    pub(crate) fn start(path: PathBuf) -> Result<Self, rusqlite::Error> {
+    pub(crate) fn start(path: PathBuf) -> std::io::Result<Self> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        // A checkpoint that finds another running (the writer's) skips its turn.
-        conn.busy_timeout(Duration::ZERO)?;
+        )
+        .map_err(std::io::Error::other)?;
+        // A passive checkpoint never waits for a lock anyway; with no busy timeout, reloading the
+        // schema while a migration holds the write lock fails at once too, and the next round
+        // tries again.
+        conn.busy_timeout(Duration::ZERO)
+            .map_err(std::io::Error::other)?;
         let (stop, stopped) = channel::<()>();
         let completed = Arc::new(AtomicU64::new(0));
         let count = Arc::clone(&completed);
@@ -53,30 +59,39 @@ impl Checkpointer {
             .spawn(move || {
                 let mut wait = BUSY_WAIT;
                 let mut last = (0, 0);
+                let mut failing = false;
                 // A message or a dropped sender stops the thread.
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
                     match passive_checkpoint(&conn) {
-                        Ok((log, done)) => {
-                            if (log, done) == last {
+                        // Another checkpoint (the writer's) was running: try again soon.
+                        Ok(None) => wait = BUSY_WAIT,
+                        Ok(Some(state)) => {
+                            failing = false;
+                            if state == last {
                                 wait = (wait * 2).min(IDLE_WAIT);
                             } else {
+                                let (log, done) = state;
                                 if log > 0 && done == log {
                                     count.fetch_add(1, Ordering::Relaxed);
                                     metrics::counter!("axie_sqlite_background_checkpoints_total")
                                         .increment(1);
                                 }
                                 wait = BUSY_WAIT;
-                                last = (log, done);
+                                last = state;
                             }
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, "background WAL checkpoint failed");
-                            wait = IDLE_WAIT;
+                            // Once per streak of failures (a full disk, a replaced file), then
+                            // quietly, at most once a minute; the writer still checkpoints.
+                            if !failing {
+                                tracing::warn!(error = %e, "background WAL checkpoint failed");
+                            }
+                            failing = true;
+                            wait = FAILING_WAIT;
                         }
                     }
                 }
-            })
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            })?;
         Ok(Self {
             stop: Mutex::new(Some(stop)),
             thread: Mutex::new(Some(thread)),
@@ -110,15 +125,19 @@ impl Checkpointer {
     }
 }
 
-/// `(pages in the log, pages of it copied)` after a passive checkpoint.
-fn passive_checkpoint(conn: &Connection) -> Result<(u64, u64), rusqlite::Error> {
+/// `(pages in the log, pages of it copied)` after a passive checkpoint, or `None` when another
+/// checkpoint was running.
+fn passive_checkpoint(conn: &Connection) -> Result<Option<(u64, u64)>, rusqlite::Error> {
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        let busy: i64 = r.get(0)?;
         let log: i64 = r.get(1)?;
         let done: i64 = r.get(2)?;
-        // Both are -1 when the database is not in WAL mode.
-        Ok((
-            u64::try_from(log).unwrap_or(0),
-            u64::try_from(done).unwrap_or(0),
-        ))
+        // Both counts are -1 when the database is not in WAL mode.
+        Ok((busy == 0).then(|| {
+            (
+                u64::try_from(log).unwrap_or(0),
+                u64::try_from(done).unwrap_or(0),
+            )
+        }))
     })
 }

@@ -451,22 +451,30 @@ async fn webhook_contract_on_postgres() {
     }
 }
 
-/// A housekeeping pass removes each kind of stale row and keeps the rest: fresh rows, unsent
-/// mail and deliveries still pending, however old. Rows are written directly, with the ages
-/// each rule looks at.
+/// A housekeeping pass removes each kind of stale row and keeps the rest: fresh rows, each
+/// person's newest session, deliveries still pending however old, and the events they came
+/// from. Rows are written directly, with the ages each rule looks at.
 async fn housekeeping_removes_only_stale_rows(store: SeaStore) {
     use tenancy::housekeeping::{Cutoffs, Housekeeping, HousekeepingReport, HousekeepingStore};
     let now = chrono::Utc::now();
     let (o, owner) = org_with_owner(&store, now).await;
-    let (org, uid) = (o.id.to_string(), owner.id.to_string());
+    let (_, quiet) = org_with_owner(&store, now).await;
+    let (org, uid, quiet) = (o.id.to_string(), owner.id.to_string(), quiet.id.to_string());
     let us = |d: chrono::Duration| (now - d).timestamp_micros();
     let days = chrono::Duration::days;
-    let (d40, d2, h1) = (us(days(40)), us(days(2)), us(chrono::Duration::hours(1)));
+    let (d41, d40, d2, h1) = (
+        us(days(41)),
+        us(days(40)),
+        us(days(2)),
+        us(chrono::Duration::hours(1)),
+    );
     let sql = [
-        // Sessions: created 40 days ago (past any policy), and an hour ago.
+        // Sessions: the Owner's from 40 days ago (past any policy) and from an hour ago; another
+        // person's two from 41 and 40 days ago, the newer of which is their last sign-in.
         format!(
             "INSERT INTO sessions (id, token_hash, user_id, created_at, last_seen_at, ended_at, ip, user_agent) VALUES \
-             ('ses_old', 'h_old', '{uid}', {d40}, {d40}, NULL, '', ''), ('ses_new', 'h_new', '{uid}', {h1}, {h1}, NULL, '', '')"
+             ('ses_old', 'h_old', '{uid}', {d40}, {d40}, NULL, '', ''), ('ses_new', 'h_new', '{uid}', {h1}, {h1}, NULL, '', ''), \
+             ('ses_q1', 'h_q1', '{quiet}', {d41}, {d41}, {d41}, '', ''), ('ses_q2', 'h_q2', '{quiet}', {d40}, {d40}, NULL, '', '')"
         ),
         // Reset links and sign-in challenges: expired two days ago, and an hour ago.
         format!(
@@ -476,33 +484,39 @@ async fn housekeeping_removes_only_stale_rows(store: SeaStore) {
         format!(
             "INSERT INTO login_challenges (token_hash, user_id, expires_at) VALUES ('c_old', '{uid}', {d2}), ('c_new', '{uid}', {h1})"
         ),
-        // Mail: sent 40 days ago, sent two days ago, and never sent (40 days old).
+        // Mail: sent 40 days ago, never sent in 40 days, sent two days ago, and not sent yet.
         format!(
             "INSERT INTO mail_outbox (id, org_id, to_addr, subject, body, kind, created_at, sent_at, attempts, last_error, available_at) VALUES \
              ('m_old', '{org}', 'a@x.example', 's', 'b', 'k', {d40}, {d40}, 1, NULL, {d40}), \
+             ('m_unsent_old', '{org}', 'a@x.example', 's', 'b', 'k', {d40}, NULL, 9, 'refused', {d40}), \
              ('m_new', '', 'a@x.example', 's', 'b', 'k', {d2}, {d2}, 1, NULL, {d2}), \
-             ('m_unsent', '{org}', 'a@x.example', 's', 'b', 'k', {d40}, NULL, 9, 'refused', {d40})"
+             ('m_unsent', '{org}', 'a@x.example', 's', 'b', 'k', {d2}, NULL, 2, 'refused', {h1})"
         ),
         format!(
             "INSERT INTO sms_outbox (seq, to_number, body, created_at) VALUES (1, '+15550100', 'code 1', {d2}), (2, '+15550100', 'code 2', {h1})"
         ),
+        // Events: one 40 days old with only finished deliveries, one 40 days old that a pending
+        // delivery still comes from, one with no delivery, and a recent one.
         format!(
             "INSERT INTO outbox_events (id, org_id, kind, occurred_at, data, created_at) VALUES \
-             ('evt_old', '{org}', 'member.added', {d40}, '{{}}', {d40}), ('evt_new', '{org}', 'member.added', {d2}, '{{}}', {d2})"
+             ('evt_old', '{org}', 'member.added', {d40}, '{{}}', {d40}), ('evt_pending', '{org}', 'member.added', {d40}, '{{}}', {d40}), \
+             ('evt_alone', '{org}', 'member.added', {d40}, '{{}}', {d40}), ('evt_new', '{org}', 'member.added', {d2}, '{{}}', {d2})"
         ),
-        // Deliveries: delivered and failed 40 days ago (with attempts), pending 40 days ago
-        // (with an attempt), delivered two days ago.
+        // Deliveries: delivered and failed 40 days ago (with attempts), pending since 40 days
+        // ago (with an attempt), delivered two days ago, and one created 40 days ago whose last
+        // attempt (it was sent again) was two days ago.
         format!(
             "INSERT INTO webhook_deliveries (id, org_id, endpoint_id, event_id, kind, payload, status, attempts, next_attempt_at, created_at) VALUES \
              ('d_done', '{org}', 'ep', 'evt_old', 'member.added', '{{}}', 'delivered', 1, {d40}, {d40}), \
              ('d_failed', '{org}', 'ep', 'evt_old', 'member.added', '{{}}', 'failed', 2, {d40}, {d40}), \
-             ('d_pending', '{org}', 'ep', 'evt_old', 'member.added', '{{}}', 'pending', 1, {h1}, {d40}), \
-             ('d_recent', '{org}', 'ep', 'evt_new', 'member.added', '{{}}', 'delivered', 1, {d2}, {d2})"
+             ('d_pending', '{org}', 'ep', 'evt_pending', 'member.added', '{{}}', 'pending', 1, {h1}, {d40}), \
+             ('d_recent', '{org}', 'ep', 'evt_new', 'member.added', '{{}}', 'delivered', 1, {d2}, {d2}), \
+             ('d_resent', '{org}', 'ep', 'evt_new', 'member.added', '{{}}', 'failed', 3, {d2}, {d40})"
         ),
         format!(
             "INSERT INTO webhook_attempts (delivery_id, number, at, status, duration_ms, error, response_body) VALUES \
              ('d_done', 1, {d40}, 200, 5, NULL, ''), ('d_failed', 1, {d40}, 500, 5, NULL, ''), ('d_failed', 2, {d40}, 500, 5, NULL, ''), \
-             ('d_pending', 1, {d40}, 503, 5, NULL, ''), ('d_recent', 1, {d2}, 200, 5, NULL, '')"
+             ('d_pending', 1, {d40}, 503, 5, NULL, ''), ('d_recent', 1, {d2}, 200, 5, NULL, ''), ('d_resent', 3, {d2}, 500, 5, NULL, '')"
         ),
     ];
     for s in &sql {
@@ -526,17 +540,17 @@ async fn housekeeping_removes_only_stale_rows(store: SeaStore) {
     assert_eq!(
         report,
         HousekeepingReport {
-            sessions: 1,
+            sessions: 2,
             password_resets: 1,
             login_challenges: 1,
-            mails: 1,
+            mails: 2,
             sms: 1,
             webhook_deliveries: 2,
             webhook_attempts: 3,
-            events: 2_501,
+            events: 2_502,
         }
     );
-    // Exactly the stale rows went (the organization's creation wrote rows of its own, so rows
+    // Exactly the stale rows went (the organizations' creation wrote rows of their own, so rows
     // are checked by key, not counted).
     let present = |table: &'static str, key: &'static str, id: &'static str| {
         let store = store.clone();
@@ -551,23 +565,38 @@ async fn housekeeping_removes_only_stale_rows(store: SeaStore) {
         }
     };
     for (table, key, gone, kept) in [
-        ("sessions", "id", &["ses_old"][..], &["ses_new"][..]),
+        (
+            "sessions",
+            "id",
+            &["ses_old", "ses_q1"][..],
+            &["ses_new", "ses_q2"][..],
+        ),
         ("password_resets", "token_hash", &["r_old"], &["r_new"]),
         ("login_challenges", "token_hash", &["c_old"], &["c_new"]),
-        ("mail_outbox", "id", &["m_old"], &["m_new", "m_unsent"]),
+        (
+            "mail_outbox",
+            "id",
+            &["m_old", "m_unsent_old"],
+            &["m_new", "m_unsent"],
+        ),
         ("sms_outbox", "body", &["code 1"], &["code 2"]),
-        ("outbox_events", "id", &["evt_old"], &["evt_new"]),
+        (
+            "outbox_events",
+            "id",
+            &["evt_old", "evt_alone"],
+            &["evt_pending", "evt_new"],
+        ),
         (
             "webhook_deliveries",
             "id",
             &["d_done", "d_failed"],
-            &["d_pending", "d_recent"],
+            &["d_pending", "d_recent", "d_resent"],
         ),
         (
             "webhook_attempts",
             "delivery_id",
             &["d_done", "d_failed"],
-            &["d_pending", "d_recent"],
+            &["d_pending", "d_recent", "d_resent"],
         ),
     ] {
         for id in gone {

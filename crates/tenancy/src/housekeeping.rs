@@ -1,11 +1,13 @@
 //! Housekeeping: removing what has served its purpose and only grows (sessions no policy can
-//! still honour, spent or expired reset links and sign-in challenges, sent mail, SMS codes,
+//! still honour, spent or expired reset links and sign-in challenges, old mail, SMS codes,
 //! finished webhook deliveries and their attempts, outbox events).
 //!
 //! Each kind of row carries personal data (addresses, IP addresses, message bodies, links), so
-//! keeping it no longer than needed is also data minimisation. Pending work is never removed:
-//! unsent mail and deliveries still being retried stay whatever their age. The audit log is not
-//! touched here; its retention is each organization's setting (`security::apply_audit_retention`).
+//! keeping it no longer than needed is also data minimisation. Deliveries still being retried
+//! stay whatever their age, and so do the outbox events they came from (an erasure finds the
+//! deliveries that name a person through those events). Each person's newest session stays too:
+//! it is their "last sign-in". The audit log is not touched here; its retention is each
+//! organization's setting (`security::apply_audit_retention`).
 //!
 //! The rules (which rows, how old) live here; [`HousekeepingStore::prune_stale`] removes what
 //! [`Cutoffs`] names, in one pass per kind.
@@ -18,17 +20,19 @@ use crate::TenancyError;
 /// How long to keep what an operator or an organization may still want to look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Housekeeping {
-    /// Days a sent email stays readable in the outbox (`axie-server mail` / `account-mail`).
-    pub sent_mail_days: u32,
-    /// Days a finished webhook delivery (delivered, or failed for good) stays in the delivery
-    /// history with its attempts, and an outbox event stays stored.
+    /// Days an email stays in the outbox, sent or not (invitation links expire after 7 days,
+    /// reset links after at most one).
+    pub mail_days: u32,
+    /// Days a webhook delivery stays in the delivery history, with its attempts, after its last
+    /// attempt (delivered, or failed for good; a failed one can be sent again until then), and
+    /// an outbox event once no delivery refers to it.
     pub webhook_history_days: u32,
 }
 
 impl Default for Housekeeping {
     fn default() -> Self {
         Self {
-            sent_mail_days: 30,
+            mail_days: 30,
             webhook_history_days: 30,
         }
     }
@@ -46,17 +50,17 @@ const SMS_KEPT: Duration = Duration::days(1);
 pub struct Cutoffs {
     /// Sessions created before this: past the longest absolute timeout any policy allows
     /// ([`security_policy::MAX_ABSOLUTE_TIMEOUT_MINUTES`]), so no organization honours them,
-    /// whether they ended or not.
+    /// whether they ended or not. Each person's newest session stays (their last sign-in).
     pub sessions_created_before: DateTime<Utc>,
     /// Password reset links and sign-in challenges that expired before this (used or not).
     pub tokens_expired_before: DateTime<Utc>,
-    /// Mail sent before this. Unsent mail stays.
-    pub mail_sent_before: DateTime<Utc>,
+    /// Mail sent before this, and mail created before this and never sent.
+    pub mail_before: DateTime<Utc>,
     /// SMS outbox rows created before this.
     pub sms_created_before: DateTime<Utc>,
-    /// Finished webhook deliveries (and their attempts) created before this, and outbox
-    /// events created before this. Pending deliveries stay.
-    pub history_created_before: DateTime<Utc>,
+    /// Finished webhook deliveries (and their attempts) whose last attempt was before this, and
+    /// outbox events created before this that no delivery refers to. Pending deliveries stay.
+    pub history_before: DateTime<Utc>,
 }
 
 impl Cutoffs {
@@ -68,9 +72,9 @@ impl Cutoffs {
                 - Duration::minutes(i64::from(security_policy::MAX_ABSOLUTE_TIMEOUT_MINUTES))
                 - SPENT_TOKENS_KEPT,
             tokens_expired_before: now - SPENT_TOKENS_KEPT,
-            mail_sent_before: now - Duration::days(i64::from(settings.sent_mail_days)),
+            mail_before: now - Duration::days(i64::from(settings.mail_days)),
             sms_created_before: now - SMS_KEPT,
-            history_created_before: now - Duration::days(i64::from(settings.webhook_history_days)),
+            history_before: now - Duration::days(i64::from(settings.webhook_history_days)),
         }
     }
 }
@@ -84,7 +88,7 @@ pub struct HousekeepingReport {
     pub password_resets: u64,
     /// Sign-in challenges (the step between password and second factor).
     pub login_challenges: u64,
-    /// Sent emails.
+    /// Emails.
     pub mails: u64,
     /// SMS outbox rows.
     pub sms: u64,
@@ -114,9 +118,11 @@ impl HousekeepingReport {
 /// The port: removes the rows [`Cutoffs`] names.
 #[async_trait]
 pub trait HousekeepingStore: Send + Sync {
-    /// Removes every row older than its kind's cutoff, and nothing else. Each kind goes in a
-    /// transaction of its own (a delivery with its attempts), so a failure part-way leaves
-    /// every row either kept or removed whole; running it again finishes the job.
+    /// Removes every row older than its kind's cutoff, and nothing else, in batches (a delivery
+    /// with its attempts in one transaction), so a failure part-way leaves every row either
+    /// kept or removed whole; running it again finishes the job. Several instances may run it
+    /// at once: a row is removed once, and a delivery sent again meanwhile (pending again)
+    /// stays.
     ///
     /// # Errors
     /// Storage errors.
@@ -159,16 +165,16 @@ mod tests {
         // With a day to spare.
         assert!(c.sessions_created_before < now - Duration::days(30));
         assert_eq!(c.tokens_expired_before, now - Duration::days(1));
-        assert_eq!(c.mail_sent_before, now - Duration::days(30));
-        assert_eq!(c.history_created_before, now - Duration::days(30));
+        assert_eq!(c.mail_before, now - Duration::days(30));
+        assert_eq!(c.history_before, now - Duration::days(30));
         let short = Cutoffs::at(
             now,
             &Housekeeping {
-                sent_mail_days: 2,
+                mail_days: 2,
                 webhook_history_days: 7,
             },
         );
-        assert_eq!(short.mail_sent_before, now - Duration::days(2));
-        assert_eq!(short.history_created_before, now - Duration::days(7));
+        assert_eq!(short.mail_before, now - Duration::days(2));
+        assert_eq!(short.history_before, now - Duration::days(7));
     }
 }

@@ -35,6 +35,7 @@ mod m20261130_000024_add_webhook_message;
 mod m20261130_000025_add_invitation_team;
 mod m20261130_000026_add_asset_archived_at;
 mod m20261130_000027_create_password_resets;
+mod m20261130_000028_index_housekeeping;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -71,6 +72,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000025_add_invitation_team::Migration),
             Box::new(m20261130_000026_add_asset_archived_at::Migration),
             Box::new(m20261130_000027_create_password_resets::Migration),
+            Box::new(m20261130_000028_index_housekeeping::Migration),
         ]
     }
 }

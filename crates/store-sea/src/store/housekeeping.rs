@@ -1,10 +1,13 @@
-//! [`HousekeepingStore`] on SeaORM: stale rows removed a thousand at a time, so that no pass
-//! holds SQLite's one writer (or PostgreSQL's row locks) for long, however much it has to remove.
+//! [`HousekeepingStore`] on SeaORM: stale rows removed a thousand at a time, each batch found
+//! through an index on the time its rule looks at (migration `m20261130_000028`), so that no
+//! statement holds SQLite's one writer (or PostgreSQL's row locks) for long, however much a pass
+//! has to remove. On PostgreSQL a batch can come back short when another instance removed some
+//! of the same rows at the same moment; the pass then stops, and the next one takes the rest.
 
 use async_trait::async_trait;
-use sea_orm::sea_query::IntoCondition;
+use sea_orm::sea_query::{Expr, IntoCondition};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
     TransactionTrait,
 };
 use tenancy::TenancyError;
@@ -58,7 +61,13 @@ impl HousekeepingStore for SeaStore {
             sessions: delete_batched::<session::Entity>(
                 db,
                 session::Column::Id,
-                session::Column::CreatedAt.lt(micros(c.sessions_created_before)),
+                Condition::all()
+                    .add(session::Column::CreatedAt.lt(micros(c.sessions_created_before)))
+                    // Each person's newest session stays: it is their last sign-in.
+                    .add(Expr::cust(
+                        "created_at < (SELECT MAX(s2.created_at) FROM sessions s2 \
+                         WHERE s2.user_id = sessions.user_id)",
+                    )),
             )
             .await
             .map_err(store)?,
@@ -76,11 +85,16 @@ impl HousekeepingStore for SeaStore {
             )
             .await
             .map_err(store)?,
-            // Unsent mail (`sent_at` NULL) never matches.
             mails: delete_batched::<mail::Entity>(
                 db,
                 mail::Column::Id,
-                mail::Column::SentAt.lt(micros(c.mail_sent_before)),
+                Condition::any()
+                    .add(mail::Column::SentAt.lt(micros(c.mail_before)))
+                    .add(
+                        Condition::all()
+                            .add(mail::Column::SentAt.is_null())
+                            .add(mail::Column::CreatedAt.lt(micros(c.mail_before))),
+                    ),
             )
             .await
             .map_err(store)?,
@@ -91,23 +105,25 @@ impl HousekeepingStore for SeaStore {
             )
             .await
             .map_err(store)?,
-            events: delete_batched::<outbox_event::Entity>(
-                db,
-                outbox_event::Column::Id,
-                outbox_event::Column::CreatedAt.lt(micros(c.history_created_before)),
-            )
-            .await
-            .map_err(store)?,
             ..HousekeepingReport::default()
         };
-        // A delivery goes with its attempts, in one transaction.
+        let finished = [
+            DeliveryStatus::Delivered.as_str(),
+            DeliveryStatus::Failed.as_str(),
+        ];
+        // A delivery goes with its attempts, in one transaction. Its last attempt's time is
+        // `next_attempt_at` once it is finished.
         loop {
             let txn = db.begin().await.map_err(store)?;
+            let stale = || {
+                Condition::all()
+                    .add(webhook_delivery::Column::Status.is_in(finished))
+                    .add(webhook_delivery::Column::NextAttemptAt.lt(micros(c.history_before)))
+            };
             let ids: Vec<String> = webhook_delivery::Entity::find()
                 .select_only()
                 .column(webhook_delivery::Column::Id)
-                .filter(webhook_delivery::Column::Status.ne(DeliveryStatus::Pending.as_str()))
-                .filter(webhook_delivery::Column::CreatedAt.lt(micros(c.history_created_before)))
+                .filter(stale())
                 .limit(BATCH)
                 .into_tuple()
                 .all(&txn)
@@ -116,14 +132,19 @@ impl HousekeepingStore for SeaStore {
             if ids.is_empty() {
                 break;
             }
-            report.webhook_attempts += webhook_attempt::Entity::delete_many()
-                .filter(webhook_attempt::Column::DeliveryId.is_in(ids.clone()))
-                .exec(&txn)
+            // Checked again as they go: one sent again since (pending again) stays.
+            let gone: Vec<String> = webhook_delivery::Entity::delete_many()
+                .filter(webhook_delivery::Column::Id.is_in(ids.clone()))
+                .filter(stale())
+                .exec_with_returning(&txn)
                 .await
                 .map_err(store)?
-                .rows_affected;
-            report.webhook_deliveries += webhook_delivery::Entity::delete_many()
-                .filter(webhook_delivery::Column::Id.is_in(ids.clone()))
+                .into_iter()
+                .map(|d| d.id)
+                .collect();
+            report.webhook_deliveries += gone.len() as u64;
+            report.webhook_attempts += webhook_attempt::Entity::delete_many()
+                .filter(webhook_attempt::Column::DeliveryId.is_in(gone))
                 .exec(&txn)
                 .await
                 .map_err(store)?
@@ -133,6 +154,20 @@ impl HousekeepingStore for SeaStore {
                 break;
             }
         }
+        // After the deliveries: an event stays while a delivery refers to it, since an erasure
+        // finds the deliveries that name the person through their events.
+        report.events = delete_batched::<outbox_event::Entity>(
+            db,
+            outbox_event::Column::Id,
+            Condition::all()
+                .add(outbox_event::Column::CreatedAt.lt(micros(c.history_before)))
+                .add(Expr::cust(
+                    "NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+                     WHERE d.event_id = outbox_events.id)",
+                )),
+        )
+        .await
+        .map_err(store)?;
         Ok(report)
     }
 }
