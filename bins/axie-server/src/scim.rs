@@ -76,7 +76,10 @@ impl From<TenancyError> for ScimFailure {
             TenancyError::NotFound(what) => fail(S::NOT_FOUND, None, format!("{what} not found")),
             TenancyError::Forbidden(reason) => fail(S::FORBIDDEN, None, reason.to_string()),
             TenancyError::RoleRule(r) => fail(S::FORBIDDEN, Some("mutability"), r.to_string()),
-            TenancyError::Conflict(m) => fail(S::CONFLICT, Some("uniqueness"), m),
+            // A state conflict (the organization's ownership changed under a removal): 409, but
+            // not `uniqueness`, which RFC 7644 keeps for a duplicate value; the SCIM service
+            // turns its uniqueness conflicts into `ScimError::Uniqueness` itself.
+            TenancyError::Conflict(m) => fail(S::CONFLICT, None, m),
             TenancyError::Invalid(m) => fail(S::BAD_REQUEST, Some("invalidValue"), m),
             TenancyError::Password(p) => fail(S::BAD_REQUEST, Some("invalidValue"), p.to_string()),
             e @ (TenancyError::LimitReached { .. } | TenancyError::Deactivated) => {
@@ -785,4 +788,25 @@ async fn delete_group(
     )
     .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::StatusCode;
+    use tenancy::TenancyError;
+    use tenancy::scim::ScimError;
+
+    use super::ScimFailure;
+
+    #[test]
+    fn only_a_duplicate_value_is_a_uniqueness_conflict() {
+        let raced = ScimFailure::from(tenancy::members::ownership_changed());
+        assert_eq!(raced.status, StatusCode::CONFLICT);
+        assert_eq!(raced.scim_type, None);
+        let duplicate = ScimFailure::from(ScimError::Uniqueness("userName is taken".into()));
+        assert_eq!(duplicate.status, StatusCode::CONFLICT);
+        assert_eq!(duplicate.scim_type, Some("uniqueness"));
+        let wrapped = ScimFailure::from(ScimError::Tenancy(TenancyError::Conflict("x".into())));
+        assert_eq!(wrapped.scim_type, None);
+    }
 }

@@ -356,6 +356,28 @@ impl SeaStore {
     }
 
     /// [`Self::fetch_all`] of a statement built elsewhere, read as `S` reads.
+    /// Runs the read-only select `q`, whose rows are plain values (`rows::Values`: one column,
+    /// or a column and an aggregate), on the readers, like [`Self::fetch_all`]: through rusqlite
+    /// on the calling thread on a SQLite file, else (or when that finds the database busy)
+    /// through SeaORM.
+    pub(crate) async fn fetch_values<T: rows::Values>(
+        &self,
+        q: impl sea_orm::QueryTrait,
+    ) -> Result<Vec<T>, DbErr> {
+        let stmt = q.build(self.read.get_database_backend());
+        if let Some(file) = &self.sqlite_reads
+            && let Some(items) = file.values::<T>(&stmt)?
+        {
+            return Ok(items);
+        }
+        self.read
+            .query_all_raw(stmt)
+            .await?
+            .iter()
+            .map(T::from_query)
+            .collect()
+    }
+
     pub(crate) async fn fetch_rows<S: rows::Rows>(
         &self,
         stmt: sea_orm::Statement,

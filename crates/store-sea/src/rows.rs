@@ -28,6 +28,32 @@ pub(crate) trait Rows: SelectorTrait {
     fn decode(plan: &Self::Plan, row: &rusqlite::Row<'_>) -> Result<Self::Item, DbErr>;
 }
 
+/// A row of plain values (what `into_tuple` reads), from either path.
+pub(crate) trait Values: Sized {
+    /// From a rusqlite row, by position.
+    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+    /// From a SeaORM row, by position.
+    fn from_query(row: &sea_orm::QueryResult) -> Result<Self, DbErr>;
+}
+
+impl Values for String {
+    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        row.get(0)
+    }
+    fn from_query(row: &sea_orm::QueryResult) -> Result<Self, DbErr> {
+        row.try_get_by_index(0)
+    }
+}
+
+impl Values for (String, i64) {
+    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok((row.get(0)?, row.get(1)?))
+    }
+    fn from_query(row: &sea_orm::QueryResult) -> Result<Self, DbErr> {
+        Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?))
+    }
+}
+
 /// A query and the selector that reads its rows (what `.all()` would use).
 pub(crate) trait Fetch: QueryTrait {
     /// The selector.
@@ -491,6 +517,40 @@ mod tests {
         let fast = store.fetch_all(assets.clone()).await.unwrap();
         assert_eq!(fast.len(), 2);
         assert_eq!(fast, assets.all(store.reader()).await.unwrap());
+
+        // Plain values: a column, and a column with an aggregate.
+        let ids = session::Entity::find()
+            .select_only()
+            .column(session::Column::UserId)
+            .order_by_asc(session::Column::UserId);
+        let fast = store.fetch_values::<String>(ids.clone()).await.unwrap();
+        assert_eq!(fast, ["u1", "u2", "u3"]);
+        assert_eq!(
+            fast,
+            ids.into_tuple::<String>()
+                .all(store.reader())
+                .await
+                .unwrap()
+        );
+        let newest = session::Entity::find()
+            .select_only()
+            .column(session::Column::UserId)
+            .column_as(session::Column::CreatedAt.max(), "seen")
+            .group_by(session::Column::UserId)
+            .order_by_asc(session::Column::UserId);
+        let fast = store
+            .fetch_values::<(String, i64)>(newest.clone())
+            .await
+            .unwrap();
+        assert_eq!(fast, [("u1".into(), 1), ("u2".into(), 1), ("u3".into(), 1)]);
+        assert_eq!(
+            fast,
+            newest
+                .into_tuple::<(String, i64)>()
+                .all(store.reader())
+                .await
+                .unwrap()
+        );
 
         // Two entities joined.
         let members = membership::Entity::find()

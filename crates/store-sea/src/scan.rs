@@ -133,6 +133,29 @@ impl SqliteReader {
         Ok(rows)
     }
 
+    /// Runs the select `stmt`, whose rows are plain values (a column, an aggregate), here, on
+    /// the calling thread, decoding each row with `T`; `None` as for [`Self::rows`].
+    pub(crate) fn values<T: crate::rows::Values>(
+        &self,
+        stmt: &Statement,
+    ) -> Result<Option<Vec<T>>, DbErr> {
+        let Ok(params) = params(stmt) else {
+            return Ok(None);
+        };
+        let conn = self.inline.take(&self.path).map_err(sqlite_err)?;
+        let out = (|| {
+            let mut st = conn.prepare_cached(&stmt.sql)?;
+            let rows = st.query_map(rusqlite::params_from_iter(params), T::from_sqlite)?;
+            rows.collect::<rusqlite::Result<Vec<T>>>()
+        })();
+        self.inline.give_back(conn);
+        match out {
+            Err(e) if busy(&e) => Ok(None),
+            Err(e) => Err(sqlite_err(e)),
+            Ok(items) => Ok(Some(items)),
+        }
+    }
+
     /// Runs the SeaORM select `stmt` here, on the calling thread, and decodes its rows as `S`
     /// would; `None` when the database was busy or `stmt` binds a kind of value this reader
     /// does not (the caller reads through sqlx instead).

@@ -629,3 +629,80 @@ async fn housekeeping_removes_only_stale_rows_on_postgres() {
         housekeeping_removes_only_stale_rows(store).await;
     }
 }
+
+/// Erasing a person whose account goes with it deletes the codes texted to their phone from the
+/// SMS outbox, but not those of a phone another account also uses (the outbox keeps no account,
+/// so those rows may be the other person's).
+async fn erasure_keeps_the_sms_codes_of_a_shared_phone(store: SeaStore) {
+    use tenancy::privacy::PrivacyStore;
+    let now = chrono::Utc::now();
+    let (o, owner) = org_with_owner(&store, now).await;
+    let (org, t) = (o.id.to_string(), now.timestamp_micros());
+    let (ann, bob, cat) = (
+        rbac_core::UserId::new(),
+        rbac_core::UserId::new(),
+        rbac_core::UserId::new(),
+    );
+    // Ann's phone is hers alone; Cat's is also Bob's.
+    for (id, tag, phone) in [
+        (ann, "ann", "+15550100001"),
+        (bob, "bob", "+15550100002"),
+        (cat, "cat", "+15550100002"),
+    ] {
+        store
+            .execute_sql(&format!(
+                "INSERT INTO users (id, email, name, password_hash, created_at) VALUES \
+                 ('{id}', '{tag}-{}@contract.example', '{tag}', 'h', {t}); \
+                 INSERT INTO memberships (org_id, user_id, role, joined_at, deactivated_at) VALUES \
+                 ('{org}', '{id}', 'user', {t}, NULL); \
+                 INSERT INTO user_mfa (user_id, secret_enc, enabled_at, last_step, phone, sms_code_hash, sms_expires_at, failures, window_start, locked_until) VALUES \
+                 ('{id}', 'x', {t}, NULL, '{phone}', NULL, NULL, 0, NULL, NULL)",
+                id.as_uuid().simple()
+            ))
+            .await
+            .unwrap();
+    }
+    store
+        .execute_sql(&format!(
+            "INSERT INTO sms_outbox (seq, to_number, body, created_at) VALUES \
+             (1, '+15550100001', 'ann', {t}), (2, '+15550100002', 'bob or cat', {t}), \
+             (3, '+15550100003', 'someone else', {t}), (4, '+15550100001', 'ann again', {t})"
+        ))
+        .await
+        .unwrap();
+    for who in [ann, cat] {
+        let report = store
+            .erase_member(
+                o.id,
+                who,
+                tenancy::members::Disposition::TransferToOwner(owner.id),
+                now,
+                audit::Journal::default(),
+            )
+            .await
+            .unwrap();
+        assert!(report.account_anonymized, "{who} had no other organization");
+    }
+    let mut bodies: Vec<String> = store
+        .sms_outbox(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, body, _)| body)
+        .collect();
+    bodies.sort();
+    assert_eq!(bodies, ["bob or cat", "someone else"]);
+}
+
+#[tokio::test]
+async fn erasure_keeps_the_sms_codes_of_a_shared_phone_on_sqlite() {
+    let (store, _dir) = sqlite().await;
+    erasure_keeps_the_sms_codes_of_a_shared_phone(store).await;
+}
+
+#[tokio::test]
+async fn erasure_keeps_the_sms_codes_of_a_shared_phone_on_postgres() {
+    if let Some(store) = postgres().await {
+        erasure_keeps_the_sms_codes_of_a_shared_phone(store).await;
+    }
+}

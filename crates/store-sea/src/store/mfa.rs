@@ -309,18 +309,19 @@ impl MfaStore for SeaStore {
         if users.is_empty() {
             return Ok(Vec::new());
         }
-        user_mfa::Entity::find()
-            .select_only()
-            .column(user_mfa::Column::UserId)
-            .filter(user_mfa::Column::UserId.is_in(users.iter().map(ToString::to_string)))
-            .filter(user_mfa::Column::EnabledAt.is_not_null())
-            .into_tuple::<String>()
-            .all(self.reader())
-            .await
-            .map_err(store)?
-            .iter()
-            .map(|u| Ok(id("user id", u)?))
-            .collect()
+        // On the member list's path: read like the list itself, not through sqlx's readers.
+        self.fetch_values::<String>(
+            user_mfa::Entity::find()
+                .select_only()
+                .column(user_mfa::Column::UserId)
+                .filter(user_mfa::Column::UserId.is_in(users.iter().map(ToString::to_string)))
+                .filter(user_mfa::Column::EnabledAt.is_not_null()),
+        )
+        .await
+        .map_err(store)?
+        .iter()
+        .map(|u| Ok(id("user id", u)?))
+        .collect()
     }
 
     async fn count_mfa_failure(

@@ -1060,32 +1060,29 @@ impl AccountStore for SeaStore {
         &self,
         users: &[UserId],
     ) -> Result<Vec<(UserId, DateTime<Utc>)>, TenancyError> {
-        #[derive(sea_orm::FromQueryResult)]
-        struct Seen {
-            user_id: String,
-            seen: i64,
-        }
         if users.is_empty() {
             return Ok(Vec::new());
         }
-        session::Entity::find()
-            .select_only()
-            .column(session::Column::UserId)
-            .column_as(session::Column::CreatedAt.max(), "seen")
-            .filter(session::Column::UserId.is_in(users.iter().map(ToString::to_string)))
-            .group_by(session::Column::UserId)
-            .into_model::<Seen>()
-            .all(self.reader())
-            .await
-            .map_err(store)?
-            .into_iter()
-            .map(|r| {
-                Ok((
-                    crate::convert::id("user id", &r.user_id)?,
-                    crate::convert::time(r.seen)?,
-                ))
-            })
-            .collect()
+        // On the member list's path: read like the list itself (`fetch_values`), not through
+        // sqlx's reader pool.
+        self.fetch_values::<(String, i64)>(
+            session::Entity::find()
+                .select_only()
+                .column(session::Column::UserId)
+                .column_as(session::Column::CreatedAt.max(), "seen")
+                .filter(session::Column::UserId.is_in(users.iter().map(ToString::to_string)))
+                .group_by(session::Column::UserId),
+        )
+        .await
+        .map_err(store)?
+        .into_iter()
+        .map(|(user, seen)| {
+            Ok((
+                crate::convert::id("user id", &user)?,
+                crate::convert::time(seen)?,
+            ))
+        })
+        .collect()
     }
 
     async fn list_sessions(&self, user_id: UserId) -> Result<Vec<Session>, TenancyError> {
