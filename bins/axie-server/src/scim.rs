@@ -799,7 +799,7 @@ mod tests {
     use super::ScimFailure;
 
     #[test]
-    fn only_a_duplicate_value_is_a_uniqueness_conflict() {
+    fn a_state_conflict_outside_the_scim_service_is_not_a_uniqueness_conflict() {
         let raced = ScimFailure::from(tenancy::members::ownership_changed());
         assert_eq!(raced.status, StatusCode::CONFLICT);
         assert_eq!(raced.scim_type, None);

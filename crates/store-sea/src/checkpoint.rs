@@ -10,8 +10,9 @@
 //! starts the log again from its beginning. The writer's own threshold stays as the bound for a
 //! burst that outruns this thread (in which case its checkpoint has less left to copy).
 //!
-//! With nothing new in the log the thread waits longer each time (up to [`IDLE_WAIT`]), so an
-//! idle server wakes it about once a second.
+//! When nothing was committed since the log was last copied (`PRAGMA data_version` is
+//! unchanged) the thread waits longer each time (up to [`IDLE_WAIT`]), so an idle server wakes it
+//! about once a second; after a failure it waits a minute.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,7 +35,7 @@ const FAILING_WAIT: Duration = Duration::from_secs(60);
 pub(crate) struct Checkpointer {
     stop: Mutex<Option<Sender<()>>>,
     pub(crate) thread: Mutex<Option<JoinHandle<()>>>,
-    /// Checkpoints of this thread that found new pages and left the whole log copied.
+    /// Checkpoints of this thread that followed new commits and left the whole log copied.
     completed: Arc<AtomicU64>,
 }
 
@@ -47,8 +48,8 @@ impl Checkpointer {
         )
         .map_err(std::io::Error::other)?;
         // A passive checkpoint never waits for a lock anyway; with no busy timeout, reloading the
-        // schema while a migration holds the write lock fails at once too, and the next round
-        // tries again.
+        // schema while a migration holds the write lock fails at once too (`Round::Busy`), and
+        // the next round tries again.
         conn.busy_timeout(Duration::ZERO)
             .map_err(std::io::Error::other)?;
         let (stop, stopped) = channel::<()>();
@@ -58,31 +59,31 @@ impl Checkpointer {
             .name("sqlite-checkpoint".into())
             .spawn(move || {
                 let mut wait = BUSY_WAIT;
-                let mut last = (0, 0);
+                // The database's version when the last checkpoint left the whole log copied:
+                // `data_version` changes whenever another connection commits.
+                let mut copied_at = None;
                 let mut failing = false;
                 // A message or a dropped sender stops the thread.
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
-                    match passive_checkpoint(&conn) {
-                        // Another checkpoint (the writer's) was running: try again soon.
-                        Ok(None) => wait = BUSY_WAIT,
-                        Ok(Some(state)) => {
+                    match round(&conn, copied_at) {
+                        // Nothing committed since the log was last copied.
+                        Ok(Round::Idle) => wait = (wait * 2).min(IDLE_WAIT),
+                        // Another checkpoint (the writer's) was running, or the schema could not
+                        // be read just now: try again soon.
+                        Ok(Round::Busy) => wait = BUSY_WAIT,
+                        Ok(Round::Copied { version, all }) => {
                             failing = false;
-                            if state == last {
-                                wait = (wait * 2).min(IDLE_WAIT);
-                            } else {
-                                let (log, done) = state;
-                                if log > 0 && done == log {
-                                    count.fetch_add(1, Ordering::Relaxed);
-                                    metrics::counter!("axie_sqlite_background_checkpoints_total")
-                                        .increment(1);
-                                }
-                                wait = BUSY_WAIT;
-                                last = state;
+                            if all {
+                                copied_at = Some(version);
+                                count.fetch_add(1, Ordering::Relaxed);
+                                metrics::counter!("axie_sqlite_background_checkpoints_total")
+                                    .increment(1);
                             }
+                            wait = BUSY_WAIT;
                         }
                         Err(e) => {
                             // Once per streak of failures (a full disk, a replaced file), then
-                            // quietly, at most once a minute; the writer still checkpoints.
+                            // quietly, once a minute; the writer still checkpoints.
                             if !failing {
                                 tracing::warn!(error = %e, "background WAL checkpoint failed");
                             }
@@ -99,7 +100,7 @@ impl Checkpointer {
         })
     }
 
-    /// Checkpoints of this thread so far that found new pages in the log and left all of it
+    /// Checkpoints of this thread so far that followed new commits and left the whole log
     /// copied into the database file.
     pub(crate) fn completed(&self) -> u64 {
         self.completed.load(Ordering::Relaxed)
@@ -125,19 +126,46 @@ impl Checkpointer {
     }
 }
 
-/// `(pages in the log, pages of it copied)` after a passive checkpoint, or `None` when another
-/// checkpoint was running.
-fn passive_checkpoint(conn: &Connection) -> Result<Option<(u64, u64)>, rusqlite::Error> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-        let busy: i64 = r.get(0)?;
-        let log: i64 = r.get(1)?;
-        let done: i64 = r.get(2)?;
-        // Both counts are -1 when the database is not in WAL mode.
-        Ok((busy == 0).then(|| {
-            (
-                u64::try_from(log).unwrap_or(0),
-                u64::try_from(done).unwrap_or(0),
-            )
-        }))
-    })
+/// What a round did.
+enum Round {
+    /// Nothing was committed since the log was last copied whole.
+    Idle,
+    /// Another checkpoint was running, or SQLite was busy.
+    Busy,
+    /// A checkpoint ran at `version`; `all`: it left the whole log copied.
+    Copied { version: i64, all: bool },
+}
+
+/// One round: a passive checkpoint, unless nothing was committed since the last complete one.
+fn round(conn: &Connection, copied_at: Option<i64>) -> Result<Round, rusqlite::Error> {
+    let busy = |e: &rusqlite::Error| {
+        matches!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    };
+    let version: i64 = match conn.query_row("PRAGMA data_version", [], |r| r.get(0)) {
+        Err(e) if busy(&e) => return Ok(Round::Busy),
+        other => other?,
+    };
+    if copied_at == Some(version) {
+        return Ok(Round::Idle);
+    }
+    let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    });
+    match result {
+        Err(e) if busy(&e) => Ok(Round::Busy),
+        Err(e) => Err(e),
+        Ok((1, _, _)) => Ok(Round::Busy),
+        // The counts are -1 when the database is not in WAL mode.
+        Ok((_, log, done)) => Ok(Round::Copied {
+            version,
+            all: log >= 0 && done == log,
+        }),
+    }
 }

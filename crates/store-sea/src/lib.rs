@@ -355,7 +355,6 @@ impl SeaStore {
         Ok(self.fetch_all(q.limit(1)).await?.into_iter().next())
     }
 
-    /// [`Self::fetch_all`] of a statement built elsewhere, read as `S` reads.
     /// Runs the read-only select `q`, whose rows are plain values (`rows::Values`: one column,
     /// or a column and an aggregate), on the readers, like [`Self::fetch_all`]: through rusqlite
     /// on the calling thread on a SQLite file, else (or when that finds the database busy)
@@ -378,6 +377,7 @@ impl SeaStore {
             .collect()
     }
 
+    /// [`Self::fetch_all`] of a statement built elsewhere, read as `S` reads.
     pub(crate) async fn fetch_rows<S: rows::Rows>(
         &self,
         stmt: sea_orm::Statement,

@@ -20,8 +20,8 @@ use crate::TenancyError;
 /// How long to keep what an operator or an organization may still want to look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Housekeeping {
-    /// Days an email stays in the outbox, sent or not (invitation links expire after 7 days,
-    /// reset links after at most one).
+    /// Days an email stays in the outbox, sent or not (at least the invitation links' expiry,
+    /// `invitations.expiry_days`; reset links expire within a day).
     pub mail_days: u32,
     /// Days a webhook delivery stays in the delivery history, with its attempts, after its last
     /// attempt (delivered, or failed for good; a failed one can be sent again until then), and
