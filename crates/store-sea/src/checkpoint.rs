@@ -138,14 +138,8 @@ enum Round {
 
 /// One round: a passive checkpoint, unless nothing was committed since the last complete one.
 fn round(conn: &Connection, copied_at: Option<i64>) -> Result<Round, rusqlite::Error> {
-    let busy = |e: &rusqlite::Error| {
-        matches!(
-            e.sqlite_error_code(),
-            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-        )
-    };
     let version: i64 = match conn.query_row("PRAGMA data_version", [], |r| r.get(0)) {
-        Err(e) if busy(&e) => return Ok(Round::Busy),
+        Err(e) if crate::scan::busy(&e) => return Ok(Round::Busy),
         other => other?,
     };
     if copied_at == Some(version) {
@@ -159,7 +153,7 @@ fn round(conn: &Connection, copied_at: Option<i64>) -> Result<Round, rusqlite::E
         ))
     });
     match result {
-        Err(e) if busy(&e) => Ok(Round::Busy),
+        Err(e) if crate::scan::busy(&e) => Ok(Round::Busy),
         Err(e) => Err(e),
         Ok((1, _, _)) => Ok(Round::Busy),
         // The counts are -1 when the database is not in WAL mode.

@@ -139,32 +139,37 @@ impl SqliteReader {
         &self,
         stmt: &Statement,
     ) -> Result<Option<Vec<T>>, DbErr> {
-        let Ok(params) = params(stmt) else {
-            return Ok(None);
-        };
-        let conn = self.inline.take(&self.path).map_err(sqlite_err)?;
-        let out = (|| {
-            let mut st = conn.prepare_cached(&stmt.sql)?;
+        self.inline(stmt, |conn, sql, params| {
+            let mut st = conn.prepare_cached(sql)?;
             let rows = st.query_map(rusqlite::params_from_iter(params), T::from_sqlite)?;
-            rows.collect::<rusqlite::Result<Vec<T>>>()
-        })();
-        self.inline.give_back(conn);
-        match out {
-            Err(e) if busy(&e) => Ok(None),
-            Err(e) => Err(sqlite_err(e)),
-            Ok(items) => Ok(Some(items)),
-        }
+            rows.collect::<rusqlite::Result<Vec<T>>>().map(Ok)
+        })
     }
 
     /// Runs the SeaORM select `stmt` here, on the calling thread, and decodes its rows as `S`
     /// would; `None` when the database was busy or `stmt` binds a kind of value this reader
     /// does not (the caller reads through sqlx instead).
     pub(crate) fn rows<S: Rows>(&self, stmt: &Statement) -> Result<Option<Vec<S::Item>>, DbErr> {
+        self.inline(stmt, select::<S>)
+    }
+
+    /// Runs `read` with `stmt`'s SQL and parameters on an idle inline connection, which it gives
+    /// back; `None` when the database was busy or `stmt` binds a kind of value this reader does
+    /// not.
+    #[allow(
+        clippy::type_complexity,
+        reason = "two layers of errors, as `select` gives them"
+    )]
+    fn inline<R>(
+        &self,
+        stmt: &Statement,
+        read: impl FnOnce(&Connection, &str, Vec<Sql>) -> rusqlite::Result<Result<R, DbErr>>,
+    ) -> Result<Option<R>, DbErr> {
         let Ok(params) = params(stmt) else {
             return Ok(None);
         };
         let conn = self.inline.take(&self.path).map_err(sqlite_err)?;
-        let out = select::<S>(&conn, &stmt.sql, params);
+        let out = read(&conn, &stmt.sql, params);
         self.inline.give_back(conn);
         match out {
             Err(e) if busy(&e) => Ok(None),
@@ -201,7 +206,8 @@ fn select<S: Rows>(
     Ok(Ok(out))
 }
 
-fn busy(e: &rusqlite::Error) -> bool {
+/// Whether SQLite was busy or locked (the read, or the checkpoint, may be tried again).
+pub(crate) fn busy(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
