@@ -431,6 +431,15 @@ async fn org(store: &SeaStore) -> rbac_core::OrgId {
 async fn webhook_contract(store: &SeaStore) {
     let o = org(store).await;
     webhooks::contract::run(store, o).await;
+    // The contract deletes an endpoint while its deliveries are attempted: no attempt may
+    // outlive its delivery (a delete counts them).
+    let orphans = store
+        .execute_sql(
+            "DELETE FROM webhook_attempts WHERE delivery_id NOT IN (SELECT id FROM webhook_deliveries)",
+        )
+        .await
+        .unwrap();
+    assert_eq!(orphans, 0, "attempts left without their delivery");
     let o = org(store).await;
     webhooks::contract::fan_out_on_commit(store, o, |j| async move {
         audit::AuditStore::append(store, j).await.unwrap();

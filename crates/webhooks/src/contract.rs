@@ -12,8 +12,8 @@ use chrono::{DateTime, Duration, Utc};
 use rbac_core::{EndpointId, OrgId};
 
 use crate::{
-    Attempt, AttemptOutcome, DeliveryStatus, Endpoint, StoredSecrets, WebhookError, WebhookStore,
-    WebhookUrl,
+    Attempt, AttemptOutcome, Delivery, DeliveryStatus, Endpoint, StoredSecrets, WebhookError,
+    WebhookStore, WebhookUrl,
 };
 
 fn now() -> DateTime<Utc> {
@@ -235,6 +235,7 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
             .all(|e| e.id != ep.id)
     );
     batches_record_as_one_by_one(store, org).await;
+    an_endpoint_deleted_mid_attempt_keeps_nothing(store, org).await;
 }
 
 /// A batch of outcomes leaves deliveries, history and the endpoint's failure streak as
@@ -355,6 +356,94 @@ async fn batches_record_as_one_by_one(store: &dyn WebhookStore, org: OrgId) {
         vec![(1, Some(503)), (2, Some(410))]
     );
     store.delete_endpoint(org, ep.id, note(org)).await.unwrap();
+}
+
+/// An endpoint deleted while its deliveries are being attempted: its queue goes with the
+/// attempts already made, and outcomes that arrive afterwards are accepted and record nothing.
+/// (Adapters check in their own tests that no attempt row is left behind.)
+async fn an_endpoint_deleted_mid_attempt_keeps_nothing(store: &dyn WebhookStore, org: OrgId) {
+    let ep = endpoint(org, vec![]);
+    store
+        .create_endpoint(&ep, "v1:secret", note(org))
+        .await
+        .unwrap();
+    let events: Vec<DomainEvent> = (0..2)
+        .map(|n| {
+            DomainEvent::new(
+                org,
+                EventKind::WebhookTest,
+                now(),
+                serde_json::json!({"n": n}),
+            )
+        })
+        .collect();
+    let journal = events
+        .iter()
+        .fold(Journal::default(), |j, e| j.publish(e.clone()));
+    store.enqueue_direct(org, ep.id, journal).await.unwrap();
+    let claimed: Vec<Delivery> = store
+        .claim_deliveries(now(), now() + Duration::seconds(60), 100, &[])
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.1.id == ep.id)
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(claimed.len(), 2);
+    let outcome = |code: u16| AttemptOutcome {
+        attempt: Attempt {
+            delivery: String::new(),
+            number: 1,
+            at: now(),
+            status: Some(code),
+            duration_ms: 3,
+            error: None,
+            response_body: String::new(),
+        },
+        status: DeliveryStatus::Pending,
+        next_attempt_at: now() + Duration::seconds(5),
+        disable_endpoint: None,
+        journal: Journal::default(),
+    };
+    store
+        .record_attempt(&claimed[0], outcome(503))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .list_attempts(org, &claimed[0].id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    store.delete_endpoint(org, ep.id, note(org)).await.unwrap();
+    store
+        .record_attempts(vec![(claimed[1].clone(), outcome(500))])
+        .await
+        .expect("an outcome for a deleted delivery is not an error");
+    for d in &claimed {
+        assert!(
+            matches!(
+                store.list_attempts(org, &d.id).await,
+                Err(WebhookError::NotFound(_))
+            ),
+            "the queued delivery went with its endpoint"
+        );
+    }
+    assert!(
+        store
+            .claim_deliveries(
+                now() + Duration::hours(1),
+                now() + Duration::hours(2),
+                100,
+                &[]
+            )
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| c.1.id != ep.id)
+    );
 }
 
 /// Checks the adapter's fan-out: `commit` must commit a journal the way the adapter's

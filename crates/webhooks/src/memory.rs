@@ -173,8 +173,14 @@ impl WebhookStore for MemoryWebhookStore {
             let mut s = self.lock()?;
             find(&mut s, org, id)?;
             s.endpoints.retain(|(e, _)| e.id != id);
-            s.deliveries
-                .retain(|d| !(d.endpoint == id && d.status == DeliveryStatus::Pending));
+            let queued: Vec<String> = s
+                .deliveries
+                .iter()
+                .filter(|d| d.endpoint == id && d.status == DeliveryStatus::Pending)
+                .map(|d| d.id.clone())
+                .collect();
+            s.deliveries.retain(|d| !queued.contains(&d.id));
+            s.attempts.retain(|a| !queued.contains(&a.delivery));
         }
         self.commit(journal).await
     }
@@ -247,6 +253,10 @@ impl WebhookStore for MemoryWebhookStore {
     ) -> Result<(), WebhookError> {
         {
             let mut s = self.lock()?;
+            // Its endpoint was deleted while the attempt ran: nothing to record.
+            if !s.deliveries.iter().any(|d| d.id == delivery.id) {
+                return Ok(());
+            }
             let number = s
                 .attempts
                 .iter()

@@ -80,7 +80,8 @@ pub trait WebhookStore: Send + Sync {
         journal: Journal,
     ) -> Result<(), WebhookError>;
 
-    /// Deletes an endpoint and its queue.
+    /// Deletes an endpoint and its queue: its pending deliveries and their attempts. Finished
+    /// deliveries stay as history until housekeeping removes them.
     ///
     /// # Errors
     /// [`WebhookError::NotFound`].
@@ -135,6 +136,7 @@ pub trait WebhookStore: Send + Sync {
     ) -> Result<Vec<(Delivery, Endpoint, StoredSecrets)>, WebhookError>;
 
     /// Records an attempt and moves the delivery (and its endpoint's failure count) on, in one transaction.
+    /// A delivery deleted meanwhile (with its endpoint) records nothing, its journal included.
     ///
     /// # Errors
     /// [`WebhookError::Store`] on storage failure.

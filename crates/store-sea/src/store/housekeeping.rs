@@ -133,15 +133,12 @@ impl HousekeepingStore for SeaStore {
                 break;
             }
             // Checked again as they go: one sent again since (pending again) stays.
-            let gone: Vec<String> = webhook_delivery::Entity::delete_many()
-                .filter(webhook_delivery::Column::Id.is_in(ids.clone()))
-                .filter(stale())
-                .exec_with_returning(&txn)
-                .await
-                .map_err(store)?
-                .into_iter()
-                .map(|d| d.id)
-                .collect();
+            let gone = super::delete_deliveries_returning_ids(
+                &txn,
+                stale().add(webhook_delivery::Column::Id.is_in(ids.clone())),
+            )
+            .await
+            .map_err(store)?;
             report.webhook_deliveries += gone.len() as u64;
             report.webhook_attempts += webhook_attempt::Entity::delete_many()
                 .filter(webhook_attempt::Column::DeliveryId.is_in(gone))

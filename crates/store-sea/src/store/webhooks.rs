@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use rbac_core::{EndpointId, OrgId};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend,
+    DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
 use webhooks::{
     Attempt, AttemptOutcome, Delivery, DeliveryStatus, Endpoint, StoredSecrets, WebhookError,
@@ -144,7 +144,8 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
 /// failure streak or state changes. Each endpoint ends as applying the outcomes one by one, in
 /// order, would leave it: its streak is the failures after the last success, or the old streak
 /// plus the failures when nothing succeeded; an outcome that disables it disables it. Returns the
-/// outcomes' journals, merged, for the caller to commit.
+/// outcomes' journals, merged, for the caller to commit. An outcome whose delivery is gone (its
+/// endpoint was deleted while the attempt ran) is dropped.
 async fn apply_attempts(
     txn: &DatabaseTransaction,
     batch: Vec<(Delivery, AttemptOutcome)>,
@@ -156,7 +157,37 @@ async fn apply_attempts(
         failures: i32,
         disable: Option<String>,
     }
-    let ids: Vec<String> = batch.iter().map(|(d, _)| d.id.clone()).collect();
+    // The deliveries move on first: one deleted meanwhile with its endpoint updates no row, and
+    // its outcome is dropped, attempt and journal alike, rather than leaving an attempt behind
+    // that no delivery owns. (On PostgreSQL the update holds the row, so a deletion waits for
+    // this commit and then takes the attempts with it.)
+    let mut kept = Vec::with_capacity(batch.len());
+    for (d, o) in batch {
+        let moved = webhook_delivery::Entity::update_many()
+            .col_expr(
+                webhook_delivery::Column::Status,
+                Expr::value(o.status.as_str()),
+            )
+            .col_expr(
+                webhook_delivery::Column::Attempts,
+                Expr::value(i32::try_from(o.attempt.number).unwrap_or(i32::MAX)),
+            )
+            .col_expr(
+                webhook_delivery::Column::NextAttemptAt,
+                Expr::value(micros(o.next_attempt_at)),
+            )
+            .filter(webhook_delivery::Column::Id.eq(d.id.as_str()))
+            .exec(txn)
+            .await?;
+        if moved.rows_affected > 0 {
+            kept.push((d, o));
+        }
+    }
+    let mut journal = Journal::default();
+    if kept.is_empty() {
+        return Ok(journal);
+    }
+    let ids: Vec<String> = kept.iter().map(|(d, _)| d.id.clone()).collect();
     let mut numbers: std::collections::HashMap<String, i32> = webhook_attempt::Entity::find()
         .select_only()
         .column(webhook_attempt::Column::DeliveryId)
@@ -171,9 +202,8 @@ async fn apply_attempts(
         .collect();
     let mut endpoints: std::collections::BTreeMap<String, EndpointChange> =
         std::collections::BTreeMap::new();
-    let mut attempts = Vec::with_capacity(batch.len());
-    let mut journal = Journal::default();
-    for (d, o) in &batch {
+    let mut attempts = Vec::with_capacity(kept.len());
+    for (d, o) in kept {
         let n = numbers.entry(d.id.clone()).or_insert(0);
         *n += 1;
         attempts.push(webhook_attempt::ActiveModel {
@@ -194,6 +224,9 @@ async fn apply_attempts(
         if let Some(reason) = &o.disable_endpoint {
             change.disable = Some(reason.clone());
         }
+        journal.records.extend(o.journal.records);
+        journal.events.extend(o.journal.events);
+        journal.mails.extend(o.journal.mails);
     }
     // Seven columns a row: 500 rows stay far below either database's bound on parameters.
     let mut rows = attempts.into_iter().peekable();
@@ -202,27 +235,6 @@ async fn apply_attempts(
         webhook_attempt::Entity::insert_many(chunk)
             .exec_without_returning(txn)
             .await?;
-    }
-    for (d, o) in batch {
-        webhook_delivery::Entity::update_many()
-            .col_expr(
-                webhook_delivery::Column::Status,
-                Expr::value(o.status.as_str()),
-            )
-            .col_expr(
-                webhook_delivery::Column::Attempts,
-                Expr::value(i32::try_from(o.attempt.number).unwrap_or(i32::MAX)),
-            )
-            .col_expr(
-                webhook_delivery::Column::NextAttemptAt,
-                Expr::value(micros(o.next_attempt_at)),
-            )
-            .filter(webhook_delivery::Column::Id.eq(d.id.as_str()))
-            .exec(txn)
-            .await?;
-        journal.records.extend(o.journal.records);
-        journal.events.extend(o.journal.events);
-        journal.mails.extend(o.journal.mails);
     }
     let col = webhook_endpoint::Column::ConsecutiveFailures;
     for (endpoint, change) in endpoints {
@@ -462,12 +474,24 @@ impl WebhookStore for SeaStore {
         if res.rows_affected == 0 {
             return Err(WebhookError::NotFound("webhook endpoint"));
         }
-        webhook_delivery::Entity::delete_many()
-            .filter(webhook_delivery::Column::EndpointId.eq(id.to_string()))
-            .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
-            .exec(&txn)
-            .await
-            .map_err(store)?;
+        // The queued deliveries go with their attempts. The deliveries first: on PostgreSQL
+        // the delete waits for an attempt being recorded for one of them, so the attempts
+        // deleted after it include that one.
+        let queued = super::delete_deliveries_returning_ids(
+            &txn,
+            Condition::all()
+                .add(webhook_delivery::Column::EndpointId.eq(id.to_string()))
+                .add(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str())),
+        )
+        .await
+        .map_err(store)?;
+        for chunk in queued.chunks(500) {
+            webhook_attempt::Entity::delete_many()
+                .filter(webhook_attempt::Column::DeliveryId.is_in(chunk.iter().cloned()))
+                .exec(&txn)
+                .await
+                .map_err(store)?;
+        }
         commit(txn, journal).await
     }
 
