@@ -152,7 +152,9 @@ impl From<TenancyError> for ApiError {
                 ApiError::new(StatusCode::FORBIDDEN, "role_rule", r.to_string())
                     .with_extra(json!({ "reason": r }))
             }
-            TenancyError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            TenancyError::Conflict(m) | TenancyError::Changed(m) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", m)
+            }
             TenancyError::Invalid(m) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", m)
             }

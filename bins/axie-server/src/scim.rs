@@ -76,10 +76,11 @@ impl From<TenancyError> for ScimFailure {
             TenancyError::NotFound(what) => fail(S::NOT_FOUND, None, format!("{what} not found")),
             TenancyError::Forbidden(reason) => fail(S::FORBIDDEN, None, reason.to_string()),
             TenancyError::RoleRule(r) => fail(S::FORBIDDEN, Some("mutability"), r.to_string()),
-            // A state conflict (the organization's ownership changed under a removal): 409, but
-            // not `uniqueness`, which RFC 7644 keeps for a duplicate value; the SCIM service
-            // turns its uniqueness conflicts into `ScimError::Uniqueness` itself.
-            TenancyError::Conflict(m) => fail(S::CONFLICT, None, m),
+            // A state conflict (the organization's ownership changed under a removal) or a
+            // concurrent write (a version race): 409, but not `uniqueness`, which RFC 7644 keeps
+            // for a duplicate value; the SCIM service turns its uniqueness conflicts into
+            // `ScimError::Uniqueness` itself.
+            TenancyError::Conflict(m) | TenancyError::Changed(m) => fail(S::CONFLICT, None, m),
             TenancyError::Invalid(m) => fail(S::BAD_REQUEST, Some("invalidValue"), m),
             TenancyError::Password(p) => fail(S::BAD_REQUEST, Some("invalidValue"), p.to_string()),
             e @ (TenancyError::LimitReached { .. } | TenancyError::Deactivated) => {
@@ -808,5 +809,9 @@ mod tests {
         assert_eq!(duplicate.scim_type, Some("uniqueness"));
         let wrapped = ScimFailure::from(ScimError::Tenancy(TenancyError::Conflict("x".into())));
         assert_eq!(wrapped.scim_type, None);
+        // A version race in the store, passed through by the service's write paths.
+        let changed = ScimFailure::from(ScimError::Tenancy(TenancyError::Changed("x".into())));
+        assert_eq!(changed.status, StatusCode::CONFLICT);
+        assert_eq!(changed.scim_type, None);
     }
 }

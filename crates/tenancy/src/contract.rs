@@ -3122,7 +3122,10 @@ async fn scim_tokens_records_and_deactivation<
     let stale = s
         .write_member(&write(Some(1), 2, Some(true)), note(org.id, "stale"))
         .await;
-    assert!(matches!(stale, Err(TenancyError::Conflict(_))), "{stale:?}");
+    assert!(
+        matches!(stale, Err(TenancyError::Changed(_))),
+        "a version race, not a duplicate: {stale:?}"
+    );
     assert_eq!(head(s, org.id).await, before);
     assert!(
         s.get_member(org.id, jane.id)
@@ -3137,7 +3140,7 @@ async fn scim_tokens_records_and_deactivation<
     let stale = s
         .write_member(&write(Some(2), 3, Some(true)), note(org.id, "stale role"))
         .await;
-    assert!(matches!(stale, Err(TenancyError::Conflict(_))), "{stale:?}");
+    assert!(matches!(stale, Err(TenancyError::Changed(_))), "{stale:?}");
     assert_eq!(head(s, org.id).await, before);
     let mut reactivate = write(Some(2), 3, Some(true));
     reactivate.role = None;
@@ -3326,7 +3329,10 @@ async fn scim_groups_write_atomically<
             note(org.id, "stale"),
         )
         .await;
-    assert!(matches!(stale, Err(TenancyError::Conflict(_))), "{stale:?}");
+    assert!(
+        matches!(stale, Err(TenancyError::Changed(_))),
+        "a version race, not a duplicate: {stale:?}"
+    );
     s.write_group(
         &GroupWrite {
             team: Team {

@@ -27,6 +27,11 @@ pub enum TenancyError {
     /// It clashes with existing state (duplicate email, second owner, …).
     #[error("{0}")]
     Conflict(String),
+    /// A concurrent write changed the record between its read and this write (a version check
+    /// failed): reading it again and retrying may succeed. Unlike [`TenancyError::Conflict`],
+    /// never a duplicate value. Returned by the SCIM store's versioned writes.
+    #[error("{0}")]
+    Changed(String),
     /// The input is not acceptable.
     #[error("{0}")]
     Invalid(String),

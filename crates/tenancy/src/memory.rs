@@ -2258,7 +2258,7 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
             };
             let current = s.scim_users.get(&(w.org, w.user)).map(|r| r.version);
             if current != w.expected_version {
-                return Err(TenancyError::Conflict(
+                return Err(TenancyError::Changed(
                     "the member changed meanwhile; read it again".into(),
                 ));
             }
@@ -2269,7 +2269,7 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                     ));
                 }
                 if s.members[pos].2 != from {
-                    return Err(TenancyError::Conflict(
+                    return Err(TenancyError::Changed(
                         "the member's role changed meanwhile; reload and try again".into(),
                     ));
                 }
@@ -2389,7 +2389,7 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
             }
             let current = s.scim_groups.get(&(t.org, t.id)).map(|r| r.version);
             if current != w.expected_version {
-                return Err(TenancyError::Conflict(
+                return Err(TenancyError::Changed(
                     "the group changed meanwhile; read it again".into(),
                 ));
             }

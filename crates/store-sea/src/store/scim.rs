@@ -104,7 +104,7 @@ async fn put_user_record(
     match res {
         Err(e) if is_unique_violation(&e) => Err(user_name_taken(&r.user_name)),
         Err(e) => Err(store(e)),
-        Ok(0) => Err(TenancyError::Conflict(
+        Ok(0) => Err(TenancyError::Changed(
             "the member changed meanwhile; read it again".into(),
         )),
         Ok(_) => Ok(()),
@@ -310,7 +310,13 @@ impl ScimStore for SeaStore {
                     "the Owner's role changes only through an ownership transfer".into(),
                 ));
             }
-            super::members::change_role(&txn, w.org, w.user, (from, to), w.now).await?;
+            // Its role changed since the service read it: a race, not a duplicate.
+            super::members::change_role(&txn, w.org, w.user, (from, to), w.now)
+                .await
+                .map_err(|e| match e {
+                    TenancyError::Conflict(m) => TenancyError::Changed(m),
+                    other => other,
+                })?;
         }
         let mut report = MemberWriteReport::default();
         if w.password_hash.is_some() {
@@ -460,7 +466,7 @@ impl ScimStore for SeaStore {
                 .await
                 .map_err(|e| {
                     if is_unique_violation(&e) {
-                        TenancyError::Conflict("the group changed meanwhile".into())
+                        TenancyError::Changed("the group changed meanwhile".into())
                     } else {
                         store(e)
                     }
@@ -469,7 +475,7 @@ impl ScimStore for SeaStore {
             }
         };
         if updated == 0 {
-            return Err(TenancyError::Conflict(
+            return Err(TenancyError::Changed(
                 "the group changed meanwhile; read it again".into(),
             ));
         }

@@ -249,8 +249,8 @@ pub trait ScimStore: Send + Sync {
     /// their only active organization and deactivates their API keys in it).
     ///
     /// # Errors
-    /// [`TenancyError::NotFound`]; [`TenancyError::Conflict`] (changed meanwhile, email or
-    /// userName taken).
+    /// [`TenancyError::NotFound`]; [`TenancyError::Changed`] (the record's version or the
+    /// member's role changed meanwhile); [`TenancyError::Conflict`] (email or userName taken).
     async fn write_member(
         &self,
         write: &MemberWrite,
@@ -267,7 +267,8 @@ pub trait ScimStore: Send + Sync {
     /// transaction.
     ///
     /// # Errors
-    /// [`TenancyError::Conflict`] (name taken, changed meanwhile); [`TenancyError::NotFound`].
+    /// [`TenancyError::Conflict`] (name taken); [`TenancyError::Changed`] (the record's version
+    /// changed meanwhile); [`TenancyError::NotFound`].
     async fn write_group(&self, write: &GroupWrite, journal: Journal) -> Result<(), TenancyError>;
 }
 
@@ -1068,6 +1069,8 @@ pub async fn create_user<S: TenancyStore + ScimStore + ?Sized>(
     Ok(render_user(base, &m, Some(&record)))
 }
 
+/// The store's [`TenancyError::Conflict`] from a SCIM write is a duplicate value (its version
+/// races are [`TenancyError::Changed`], which stays a plain 409).
 fn conflict_is_uniqueness(e: TenancyError) -> ScimError {
     match e {
         TenancyError::Conflict(m) => ScimError::Uniqueness(m),
