@@ -42,6 +42,7 @@ pub use session::{
     MAX_ABSOLUTE_TIMEOUT_MINUTES, SessionPolicy, SessionStatus, check_session, sessions_to_evict,
 };
 pub use throttle::{
-    AddressThrottle, LoginThrottlePolicy, ThrottleState, after_failure, client_key, locked_until,
+    AddressThrottle, LoginThrottlePolicy, NETWORK_FACTOR, ThrottleState, after_failure, client_key,
+    locked_until,
 };
 pub use token::{MintedToken, constant_time_eq, hash_token, mint};

@@ -120,66 +120,119 @@ mod tests {
 ///
 /// An IPv6 client is counted by its /64 network ([`client_key`]): a home or office network gets
 /// at least a /64 and may pick any address in it, so counting single addresses would let one
-/// client rotate past the limit.
+/// client rotate past the limit. A site gets a /48 (or a /56) and could rotate across its /64s,
+/// so each /48 is counted too, with [`NETWORK_FACTOR`] times the failures allowed: enough for
+/// the many people of a large site, not for one client walking its networks.
 #[derive(Debug)]
 pub struct AddressThrottle {
     policy: LoginThrottlePolicy,
+    /// The policy of a /48: the same window and lock, more failures.
+    network_policy: LoginThrottlePolicy,
     capacity: usize,
-    state: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, ThrottleState>>,
+    state: std::sync::Mutex<Counters>,
+}
+
+/// The failures counted per client key and per IPv6 /48.
+#[derive(Debug, Default)]
+struct Counters {
+    clients: std::collections::HashMap<std::net::IpAddr, ThrottleState>,
+    networks: std::collections::HashMap<std::net::Ipv6Addr, ThrottleState>,
+}
+
+/// How many times a client's allowance of failures an IPv6 /48 gets.
+pub const NETWORK_FACTOR: u32 = 16;
+
+/// The /48 an IPv6 client key lies in; none for IPv4.
+fn network_key(key: std::net::IpAddr) -> Option<std::net::Ipv6Addr> {
+    match key {
+        std::net::IpAddr::V6(v6) => Some((u128::from(v6) & !(u128::MAX >> 48)).into()),
+        std::net::IpAddr::V4(_) => None,
+    }
+}
+
+/// Counts a failure at `now` under `key`, keeping at most `capacity` keys: entries whose window
+/// and lock have passed go first, then the oldest window.
+fn count<K: Copy + Eq + std::hash::Hash>(
+    map: &mut std::collections::HashMap<K, ThrottleState>,
+    key: K,
+    policy: &LoginThrottlePolicy,
+    capacity: usize,
+    now: DateTime<Utc>,
+) {
+    if map.len() >= capacity && !map.contains_key(&key) {
+        let window = Duration::minutes(i64::from(policy.window_minutes));
+        map.retain(|_, s| s.window_start + window > now || s.locked_until.is_some_and(|u| u > now));
+        if map.len() >= capacity {
+            // Still full of live entries: forget the oldest window rather than grow.
+            if let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, s)| s.window_start)
+                .map(|(k, _)| *k)
+            {
+                map.remove(&oldest);
+            }
+        }
+    }
+    let next = after_failure(policy, map.get(&key), now);
+    map.insert(key, next);
 }
 
 impl AddressThrottle {
-    /// A throttle with `policy`, tracking at most `capacity` addresses.
+    /// A throttle with `policy`, tracking at most `capacity` addresses (and as many /48s).
     #[must_use]
     pub fn new(policy: LoginThrottlePolicy, capacity: usize) -> Self {
+        let network_policy = LoginThrottlePolicy {
+            max_failures: policy.max_failures.saturating_mul(NETWORK_FACTOR),
+            ..policy
+        };
         Self {
             policy,
+            network_policy,
             capacity: capacity.max(1),
             state: std::sync::Mutex::default(),
         }
     }
 
-    /// When `ip` is locked at `now`, the instant the lock ends.
+    /// When `ip` is locked at `now` (its own key, or its /48), the instant the lock ends.
     #[must_use]
     pub fn locked_until(&self, ip: std::net::IpAddr, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let map = self.state.lock().ok()?;
-        locked_until(map.get(&client_key(ip)), now)
+        let c = self.state.lock().ok()?;
+        let key = client_key(ip);
+        let own = locked_until(c.clients.get(&key), now);
+        let network = network_key(key).and_then(|n| locked_until(c.networks.get(&n), now));
+        own.max(network)
     }
 
     /// Counts one failed login from `ip` at `now`.
     pub fn record_failure(&self, ip: std::net::IpAddr, now: DateTime<Utc>) {
-        let Ok(mut map) = self.state.lock() else {
+        let Ok(mut c) = self.state.lock() else {
             return;
         };
-        let ip = client_key(ip);
-        if map.len() >= self.capacity && !map.contains_key(&ip) {
-            let window = Duration::minutes(i64::from(self.policy.window_minutes));
-            map.retain(|_, s| {
-                s.window_start + window > now || s.locked_until.is_some_and(|u| u > now)
-            });
-            if map.len() >= self.capacity {
-                // Still full of live entries: forget the oldest window rather than grow.
-                if let Some(oldest) = map
-                    .iter()
-                    .min_by_key(|(_, s)| s.window_start)
-                    .map(|(k, _)| *k)
-                {
-                    map.remove(&oldest);
-                }
-            }
+        let key = client_key(ip);
+        count(&mut c.clients, key, &self.policy, self.capacity, now);
+        if let Some(n) = network_key(key) {
+            count(&mut c.networks, n, &self.network_policy, self.capacity, now);
         }
-        let next = after_failure(&self.policy, map.get(&ip), now);
-        map.insert(ip, next);
     }
 }
 
-/// The key a client address is counted under: IPv4 (IPv4-mapped IPv6 included) as it is, IPv6
-/// as its /64 network.
+/// The key a client address is counted under: IPv4 as it is, IPv6 as its /64 network. An
+/// IPv4 client seen through a NAT64 or SIIT translator (the well-known prefix `64:ff9b::/96`,
+/// RFC 6052) counts as its IPv4 address, as an IPv4-mapped address does: by /64, every IPv4
+/// client of a server behind such a translator would share one key, and one client's
+/// failures would lock out all of them.
 #[must_use]
 pub fn client_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    /// `64:ff9b::/96`: the top 96 bits.
+    const NAT64_WELL_KNOWN: u128 = 0x0064_ff9b_u128 << 96;
     match crate::ip::normalize(ip) {
         std::net::IpAddr::V6(v6) => {
-            std::net::IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into())
+            let bits = u128::from(v6);
+            if bits >> 32 == NAT64_WELL_KNOWN >> 32 {
+                #[allow(clippy::cast_possible_truncation, reason = "the low 32 bits")]
+                return std::net::IpAddr::V4((bits as u32).into());
+            }
+            std::net::IpAddr::V6((bits & !u128::from(u64::MAX)).into())
         }
         v4 => v4,
     }
@@ -213,7 +266,7 @@ mod address_tests {
         // Capacity is respected: a third address evicts rather than grows the map.
         t.record_failure(b, now);
         t.record_failure("192.0.2.1".parse().unwrap(), now);
-        assert!(t.state.lock().unwrap().len() <= 2);
+        assert!(t.state.lock().unwrap().clients.len() <= 2);
     }
 
     #[test]
@@ -246,6 +299,70 @@ mod address_tests {
         assert_eq!(
             client_key("::ffff:203.0.113.7".parse().unwrap()),
             "203.0.113.7".parse::<std::net::IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_client_rotating_across_the_64s_of_its_48_is_locked_too() {
+        let policy = LoginThrottlePolicy {
+            max_failures: 2,
+            window_minutes: 15,
+            lockout_minutes: 15,
+        };
+        let t = AddressThrottle::new(policy, 1_000);
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let in_48 =
+            |n: u32| -> std::net::IpAddr { format!("2001:db8:7:{n:x}::1").parse().unwrap() };
+        // One failure from each of its /64s: no /64 reaches its two.
+        for n in 0..(2 * NETWORK_FACTOR) {
+            assert_eq!(t.locked_until(in_48(n), now), None, "failure {n}");
+            t.record_failure(in_48(n), now);
+        }
+        assert!(
+            t.locked_until(in_48(0xbeef), now).is_some(),
+            "a fresh /64 of the same /48"
+        );
+        assert_eq!(
+            t.locked_until("2001:db8:8::1".parse().unwrap(), now),
+            None,
+            "the next /48 is another site"
+        );
+        assert_eq!(
+            t.locked_until("203.0.113.7".parse().unwrap(), now),
+            None,
+            "IPv4 has no /48"
+        );
+    }
+
+    #[test]
+    fn ipv4_clients_behind_a_nat64_translator_are_counted_apart() {
+        let policy = LoginThrottlePolicy {
+            max_failures: 2,
+            window_minutes: 15,
+            lockout_minutes: 15,
+        };
+        let t = AddressThrottle::new(policy, 16);
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let a: std::net::IpAddr = "64:ff9b::203.0.113.7".parse().unwrap();
+        let b: std::net::IpAddr = "64:ff9b::198.51.100.1".parse().unwrap();
+        assert_eq!(
+            client_key(a),
+            "203.0.113.7".parse::<std::net::IpAddr>().unwrap()
+        );
+        for _ in 0..2 {
+            t.record_failure(a, now);
+        }
+        assert!(t.locked_until(a, now).is_some());
+        assert!(
+            t.locked_until("203.0.113.7".parse().unwrap(), now)
+                .is_some(),
+            "the same IPv4 client, seen without the translator"
+        );
+        assert_eq!(t.locked_until(b, now), None, "another IPv4 client");
+        // Only the well-known /96: the rest of 64:ff9b::/64 is ordinary IPv6.
+        assert_eq!(
+            client_key("64:ff9b::1:0:0:1".parse().unwrap()),
+            "64:ff9b::".parse::<std::net::IpAddr>().unwrap()
         );
     }
 }
