@@ -44,7 +44,9 @@ pub fn locked_until(state: Option<&ThrottleState>, now: DateTime<Utc>) -> Option
         .filter(|until| now < *until)
 }
 
-/// The state after one more failure at `now`.
+/// The state after one more failure at `now`. A failure while a lock holds leaves the lock as
+/// it is: a request checked before the lock began (and finishing after it) neither lifts it
+/// nor extends it.
 #[must_use]
 pub fn after_failure(
     policy: &LoginThrottlePolicy,
@@ -58,6 +60,7 @@ pub fn after_failure(
         locked_until: None,
     };
     let mut s = match state {
+        Some(s) if locked_until(Some(s), now).is_some() => return *s,
         Some(s) if s.locked_until.is_none() && now < s.window_start + window => *s,
         _ => fresh,
     };
@@ -95,6 +98,13 @@ mod tests {
             locked_until(s.as_ref(), t(2 + 600)),
             None,
             "the lock ends exactly at its end"
+        );
+        // Failures of requests checked before the lock began, finishing while it holds.
+        let during = after_failure(&p, s.as_ref(), t(3));
+        assert_eq!(
+            locked_until(Some(&during), t(3)),
+            Some(t(602)),
+            "a failure during the lock neither lifts nor extends it"
         );
         let after = after_failure(&p, s.as_ref(), t(700));
         assert_eq!(after.failures, 1, "a new window starts after a lock");

@@ -431,15 +431,28 @@ async fn org(store: &SeaStore) -> rbac_core::OrgId {
 async fn webhook_contract(store: &SeaStore) {
     let o = org(store).await;
     webhooks::contract::run(store, o).await;
-    // The contract deletes an endpoint while its deliveries are attempted: no attempt may
-    // outlive its delivery (a delete counts them).
+    let dropped = webhooks::contract::an_endpoint_deleted_mid_attempt_keeps_nothing(store, o).await;
+    // No attempt outlives its delivery (an update that changes nothing counts them), and the
+    // outcome that came after the deletion committed nothing.
     let orphans = store
         .execute_sql(
-            "DELETE FROM webhook_attempts WHERE delivery_id NOT IN (SELECT id FROM webhook_deliveries)",
+            "UPDATE webhook_attempts SET number = number \
+             WHERE delivery_id NOT IN (SELECT id FROM webhook_deliveries)",
         )
         .await
         .unwrap();
     assert_eq!(orphans, 0, "attempts left without their delivery");
+    let published = store
+        .execute_sql(&format!(
+            "UPDATE outbox_events SET id = id WHERE id = '{}'",
+            dropped.id
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        published, 0,
+        "the dropped outcome's journal was not committed"
+    );
     let o = org(store).await;
     webhooks::contract::fan_out_on_commit(store, o, |j| async move {
         audit::AuditStore::append(store, j).await.unwrap();
@@ -468,6 +481,7 @@ async fn housekeeping_removes_only_stale_rows(store: SeaStore) {
     let now = chrono::Utc::now();
     let (o, owner) = org_with_owner(&store, now).await;
     let (_, quiet) = org_with_owner(&store, now).await;
+    let (_, dormant) = org_with_owner(&store, now).await;
     let (org, uid, quiet) = (o.id.to_string(), owner.id.to_string(), quiet.id.to_string());
     let us = |d: chrono::Duration| (now - d).timestamp_micros();
     let days = chrono::Duration::days;
@@ -542,6 +556,28 @@ async fn housekeeping_removes_only_stale_rows(store: SeaStore) {
         ))
         .await
         .unwrap();
+    // A dormant person's 2,500 old sessions, three to a microsecond (so a batch ends inside a
+    // group of equal creation times), and their newest, which stays.
+    let bulk: Vec<String> = (0..2_500i64)
+        .map(|i| {
+            let at = if i == 2_499 {
+                d41 + 10_000
+            } else {
+                d41 + i / 3
+            };
+            format!(
+                "('ses_bulk_{i}', 'h_bulk_{i}', '{dormant}', {at}, {at}, NULL, '', '')",
+                dormant = dormant.id
+            )
+        })
+        .collect();
+    store
+        .execute_sql(&format!(
+            "INSERT INTO sessions (id, token_hash, user_id, created_at, last_seen_at, ended_at, ip, user_agent) VALUES {}",
+            bulk.join(", ")
+        ))
+        .await
+        .unwrap();
     let report = store
         .prune_stale(&Cutoffs::at(now, &Housekeeping::default()))
         .await
@@ -549,7 +585,7 @@ async fn housekeeping_removes_only_stale_rows(store: SeaStore) {
     assert_eq!(
         report,
         HousekeepingReport {
-            sessions: 2,
+            sessions: 2 + 2_499,
             password_resets: 1,
             login_challenges: 1,
             mails: 2,
@@ -577,8 +613,14 @@ async fn housekeeping_removes_only_stale_rows(store: SeaStore) {
         (
             "sessions",
             "id",
-            &["ses_old", "ses_q1"][..],
-            &["ses_new", "ses_q2"][..],
+            &[
+                "ses_old",
+                "ses_q1",
+                "ses_bulk_0",
+                "ses_bulk_999",
+                "ses_bulk_2498",
+            ][..],
+            &["ses_new", "ses_q2", "ses_bulk_2499"][..],
         ),
         ("password_resets", "token_hash", &["r_old"], &["r_new"]),
         ("login_challenges", "token_hash", &["c_old"], &["c_new"]),

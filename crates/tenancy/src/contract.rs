@@ -3126,6 +3126,14 @@ async fn scim_tokens_records_and_deactivation<
         matches!(stale, Err(TenancyError::Changed(_))),
         "a version race, not a duplicate: {stale:?}"
     );
+    // A write decided on her having no record yet, when another write has made one.
+    let first = s
+        .write_member(&write(None, 1, Some(true)), note(org.id, "first"))
+        .await;
+    assert!(
+        matches!(first, Err(TenancyError::Changed(_))),
+        "a race to write the first record, not a duplicate: {first:?}"
+    );
     assert_eq!(head(s, org.id).await, before);
     assert!(
         s.get_member(org.id, jane.id)

@@ -173,7 +173,7 @@ impl WebhookStore for MemoryWebhookStore {
             let mut s = self.lock()?;
             find(&mut s, org, id)?;
             s.endpoints.retain(|(e, _)| e.id != id);
-            let queued: Vec<String> = s
+            let queued: std::collections::HashSet<String> = s
                 .deliveries
                 .iter()
                 .filter(|d| d.endpoint == id && d.status == DeliveryStatus::Pending)
@@ -406,6 +406,27 @@ mod tests {
     async fn memory_store_meets_the_contract() {
         let store = MemoryWebhookStore::new();
         crate::contract::run(&store, OrgId::new()).await;
+        let dropped =
+            crate::contract::an_endpoint_deleted_mid_attempt_keeps_nothing(&store, OrgId::new())
+                .await;
+        {
+            let s = store.lock().unwrap();
+            assert!(
+                s.attempts
+                    .iter()
+                    .all(|a| s.deliveries.iter().any(|d| d.id == a.delivery)),
+                "no attempt outlives its delivery"
+            );
+        }
+        assert!(
+            store
+                .audit
+                .outbox()
+                .unwrap()
+                .iter()
+                .all(|e| e.id != dropped.id),
+            "the dropped outcome's journal was not committed"
+        );
         let org = OrgId::new();
         crate::contract::fan_out_on_commit(&store, org, |j: Journal| {
             let events = j.events.clone();

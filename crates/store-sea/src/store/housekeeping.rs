@@ -7,8 +7,8 @@
 use async_trait::async_trait;
 use sea_orm::sea_query::{Expr, IntoCondition};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
-    TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, TransactionTrait,
 };
 use tenancy::TenancyError;
 use tenancy::housekeeping::{Cutoffs, HousekeepingReport, HousekeepingStore};
@@ -53,24 +53,63 @@ async fn delete_batched<E: EntityTrait>(
     }
 }
 
+/// Removes the sessions created before `before` (microseconds), except each person's newest,
+/// which is their last sign-in, [`BATCH`] at a time, oldest first. Each batch starts at the
+/// creation time where the last one ended: the sessions kept (a dormant person's newest) are
+/// passed over once, not again in every batch.
+async fn prune_sessions(db: &impl ConnectionTrait, before: i64) -> Result<u64, sea_orm::DbErr> {
+    let stale = || {
+        Condition::all()
+            .add(session::Column::CreatedAt.lt(before))
+            .add(Expr::cust(
+                "created_at < (SELECT MAX(s2.created_at) FROM sessions s2 \
+                 WHERE s2.user_id = sessions.user_id)",
+            ))
+    };
+    let mut from = i64::MIN;
+    let mut total = 0;
+    loop {
+        let batch: Vec<(String, i64)> = session::Entity::find()
+            .select_only()
+            .column(session::Column::Id)
+            .column(session::Column::CreatedAt)
+            .filter(stale())
+            .filter(session::Column::CreatedAt.gte(from))
+            .order_by_asc(session::Column::CreatedAt)
+            .limit(BATCH)
+            .into_tuple()
+            .all(db)
+            .await?;
+        let Some(&(_, last)) = batch.last() else {
+            return Ok(total);
+        };
+        let full = batch.len() as u64 == BATCH;
+        // Checked again as they go, like every rule here.
+        let n = session::Entity::delete_many()
+            .filter(session::Column::Id.is_in(batch.into_iter().map(|(id, _)| id)))
+            .filter(stale())
+            .exec(db)
+            .await?
+            .rows_affected;
+        total += n;
+        // Nothing went (all changed meanwhile): the next pass tries again, rather than this
+        // one reading the same batch forever.
+        if !full || n == 0 {
+            return Ok(total);
+        }
+        // `>=`: sessions created in the same microsecond as the last may remain.
+        from = last;
+    }
+}
+
 #[async_trait]
 impl HousekeepingStore for SeaStore {
     async fn prune_stale(&self, c: &Cutoffs) -> Result<HousekeepingReport, TenancyError> {
         let db = self.db();
         let mut report = HousekeepingReport {
-            sessions: delete_batched::<session::Entity>(
-                db,
-                session::Column::Id,
-                Condition::all()
-                    .add(session::Column::CreatedAt.lt(micros(c.sessions_created_before)))
-                    // Each person's newest session stays: it is their last sign-in.
-                    .add(Expr::cust(
-                        "created_at < (SELECT MAX(s2.created_at) FROM sessions s2 \
-                         WHERE s2.user_id = sessions.user_id)",
-                    )),
-            )
-            .await
-            .map_err(store)?,
+            sessions: prune_sessions(db, micros(c.sessions_created_before))
+                .await
+                .map_err(store)?,
             password_resets: delete_batched::<password_reset::Entity>(
                 db,
                 password_reset::Column::TokenHash,
@@ -133,7 +172,7 @@ impl HousekeepingStore for SeaStore {
                 break;
             }
             // Checked again as they go: one sent again since (pending again) stays.
-            let gone = super::delete_deliveries_returning_ids(
+            let gone = super::webhooks::delete_deliveries_returning_ids(
                 &txn,
                 stale().add(webhook_delivery::Column::Id.is_in(ids.clone())),
             )

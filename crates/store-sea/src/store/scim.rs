@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use audit::Journal;
 use chrono::{DateTime, Utc};
 use rbac_core::{OrgId, OrgRole, ScimTokenId, TeamId, TeamRole, UserId};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, TransactionTrait,
@@ -62,19 +62,27 @@ async fn put_user_record(
 ) -> Result<(), TenancyError> {
     let attributes = to_json(&r.attributes)?;
     let res = match expected {
-        None => scim_user::Entity::insert(scim_user::ActiveModel {
-            org_id: Set(org.to_string()),
-            user_id: Set(r.user.to_string()),
-            user_name: Set(r.user_name.clone()),
-            user_name_key: Set(r.user_name.to_lowercase()),
-            external_id: Set(r.external_id.clone()),
-            attributes: Set(attributes),
-            version: Set(r.version),
-            updated_at: Set(micros(r.updated_at)),
-        })
-        .exec_without_returning(txn)
-        .await
-        .map(|_| 1),
+        None => {
+            scim_user::Entity::insert(scim_user::ActiveModel {
+                org_id: Set(org.to_string()),
+                user_id: Set(r.user.to_string()),
+                user_name: Set(r.user_name.clone()),
+                user_name_key: Set(r.user_name.to_lowercase()),
+                external_id: Set(r.external_id.clone()),
+                attributes: Set(attributes),
+                version: Set(r.version),
+                updated_at: Set(micros(r.updated_at)),
+            })
+            // A record written meanwhile by another request (a race, not a duplicate userName: that
+            // is another unique key, and still an error here) inserts nothing: `Changed` below.
+            .on_conflict(
+                OnConflict::columns([scim_user::Column::OrgId, scim_user::Column::UserId])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await
+        }
         Some(v) => scim_user::Entity::update_many()
             .col_expr(
                 scim_user::Column::UserName,

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use audit::{DomainEvent, EventKind, Journal};
 use chrono::{DateTime, Utc};
 use rbac_core::{EndpointId, OrgId};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, LockType};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend,
     DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
@@ -157,10 +157,27 @@ async fn apply_attempts(
         failures: i32,
         disable: Option<String>,
     }
-    // The deliveries move on first: one deleted meanwhile with its endpoint updates no row, and
-    // its outcome is dropped, attempt and journal alike, rather than leaving an attempt behind
-    // that no delivery owns. (On PostgreSQL the update holds the row, so a deletion waits for
-    // this commit and then takes the attempts with it.)
+    // On PostgreSQL the batch's endpoints are locked first, in id order, as an endpoint's
+    // deletion locks its endpoint before its deliveries: with the deliveries first here, the
+    // two would take the same rows in opposite orders and could deadlock. Whichever comes
+    // second waits for the other's commit.
+    if txn.get_database_backend() == DbBackend::Postgres {
+        let mut ids: Vec<String> = batch.iter().map(|(d, _)| d.endpoint.to_string()).collect();
+        ids.sort();
+        ids.dedup();
+        webhook_endpoint::Entity::find()
+            .select_only()
+            .column(webhook_endpoint::Column::Id)
+            .filter(webhook_endpoint::Column::Id.is_in(ids))
+            .order_by_asc(webhook_endpoint::Column::Id)
+            .lock(LockType::NoKeyUpdate)
+            .into_tuple::<String>()
+            .all(txn)
+            .await?;
+    }
+    // Then the deliveries: one deleted with its endpoint (before this batch took the lock, or
+    // at any time on SQLite, whose writes take turns) updates no row, and its outcome is
+    // dropped, attempt and journal alike, rather than leaving an attempt that no delivery owns.
     let mut kept = Vec::with_capacity(batch.len());
     for (d, o) in batch {
         let moved = webhook_delivery::Entity::update_many()
@@ -259,6 +276,26 @@ async fn apply_attempts(
         upd.exec(txn).await?;
     }
     Ok(journal)
+}
+
+/// Deletes the deliveries `filter` selects, inside `txn`, and returns their ids only (a
+/// delivery's row holds its whole payload, which `exec_with_returning` would read back).
+pub(super) async fn delete_deliveries_returning_ids(
+    txn: &sea_orm::DatabaseTransaction,
+    filter: sea_orm::Condition,
+) -> Result<Vec<String>, sea_orm::DbErr> {
+    use sea_orm::sea_query::Query;
+    let stmt = Query::delete()
+        .from_table(webhook_delivery::Entity)
+        .cond_where(filter)
+        .returning_col(webhook_delivery::Column::Id)
+        .to_owned();
+    let backend = txn.get_database_backend();
+    txn.query_all_raw(backend.build(&stmt))
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String>("", "id"))
+        .collect()
 }
 
 async fn commit(txn: DatabaseTransaction, journal: Journal) -> Result<(), WebhookError> {
@@ -474,10 +511,11 @@ impl WebhookStore for SeaStore {
         if res.rows_affected == 0 {
             return Err(WebhookError::NotFound("webhook endpoint"));
         }
-        // The queued deliveries go with their attempts. The deliveries first: on PostgreSQL
-        // the delete waits for an attempt being recorded for one of them, so the attempts
-        // deleted after it include that one.
-        let queued = super::delete_deliveries_returning_ids(
+        // The queued deliveries go with their attempts. The endpoint's row is already held
+        // (its delete above), which a batch of attempts on PostgreSQL locks first too: a batch
+        // that took it earlier has committed by now, and the attempts it wrote are read by the
+        // delete of attempts below, a statement after it.
+        let queued = delete_deliveries_returning_ids(
             &txn,
             Condition::all()
                 .add(webhook_delivery::Column::EndpointId.eq(id.to_string()))

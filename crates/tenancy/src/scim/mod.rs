@@ -250,7 +250,8 @@ pub trait ScimStore: Send + Sync {
     ///
     /// # Errors
     /// [`TenancyError::NotFound`]; [`TenancyError::Changed`] (the record's version or the
-    /// member's role changed meanwhile); [`TenancyError::Conflict`] (email or userName taken).
+    /// member's role changed meanwhile); [`TenancyError::Conflict`] (email or userName taken,
+    /// or a role change to or from Owner, which the service never asks for).
     async fn write_member(
         &self,
         write: &MemberWrite,
@@ -1673,4 +1674,21 @@ pub async fn delete_group<S: TenancyStore + WorkspaceStore + ?Sized>(
         return Err(TenancyError::NotFound("Group"));
     }
     crate::teams::delete(store, caller, team, now).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_stores_conflict_is_a_uniqueness_conflict() {
+        assert!(matches!(
+            conflict_is_uniqueness(TenancyError::Conflict("userName taken".into())),
+            ScimError::Uniqueness(_)
+        ));
+        assert!(matches!(
+            conflict_is_uniqueness(TenancyError::Changed("changed meanwhile".into())),
+            ScimError::Tenancy(TenancyError::Changed(_))
+        ));
+    }
 }
