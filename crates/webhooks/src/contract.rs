@@ -235,6 +235,67 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
             .all(|e| e.id != ep.id)
     );
     batches_record_as_one_by_one(store, org).await;
+    a_disabled_endpoints_backlog_does_not_stall_claims(store, org).await;
+}
+
+/// A disabled endpoint keeps its queue (for when it is recovered), and older deliveries of it
+/// than anyone else's must not fill every claim: claims take only enabled endpoints' work.
+async fn a_disabled_endpoints_backlog_does_not_stall_claims(store: &dyn WebhookStore, org: OrgId) {
+    let (off, on) = (endpoint(org, vec![]), endpoint(org, vec![]));
+    for ep in [&off, &on] {
+        store
+            .create_endpoint(ep, "v1:secret", note(org))
+            .await
+            .unwrap();
+    }
+    let event = |at: DateTime<Utc>| {
+        DomainEvent::new(org, EventKind::WebhookTest, at, serde_json::json!({}))
+    };
+    // The disabled endpoint's three deliveries are the oldest due work in the store.
+    let backlog = (0..3).fold(Journal::default(), |j, n| {
+        j.publish(event(now() - Duration::days(1) + Duration::seconds(n)))
+    });
+    store.enqueue_direct(org, off.id, backlog).await.unwrap();
+    let fresh = event(now());
+    store
+        .enqueue_direct(org, on.id, Journal::default().publish(fresh.clone()))
+        .await
+        .unwrap();
+    let disabled = Endpoint {
+        enabled: false,
+        disabled_reason: Some("contract".into()),
+        ..off.clone()
+    };
+    store
+        .update_endpoint(&disabled, true, note(org))
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_deliveries(now(), now() + Duration::seconds(60), 2, &[])
+        .await
+        .unwrap();
+    assert!(
+        claimed.iter().all(|c| c.1.enabled),
+        "only enabled endpoints' deliveries are claimed"
+    );
+    assert!(
+        claimed.iter().any(|c| c.0.event_id == fresh.id),
+        "the enabled endpoint's delivery is claimed past the disabled one's backlog: {claimed:?}"
+    );
+    assert_eq!(
+        store
+            .delivery_counts(org, off.id)
+            .await
+            .unwrap()
+            .iter()
+            .find(|(s, _)| *s == DeliveryStatus::Pending)
+            .map(|(_, n)| *n),
+        Some(3),
+        "the disabled endpoint keeps its queue"
+    );
+    for ep in [&off, &on] {
+        store.delete_endpoint(org, ep.id, note(org)).await.unwrap();
+    }
 }
 
 /// A batch of outcomes leaves deliveries, history and the endpoint's failure streak as

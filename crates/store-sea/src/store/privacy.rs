@@ -291,16 +291,11 @@ async fn scrub_event_bodies(
             changed += 1;
         }
     }
-    let mut update = async |id: String, payload: String| -> Result<(), TenancyError> {
-        webhook_delivery::Entity::update_many()
-            .col_expr(webhook_delivery::Column::Payload, Expr::value(payload))
-            .filter(webhook_delivery::Column::Id.eq(id))
-            .exec(txn)
-            .await
-            .map_err(store)?;
-        changed += 1;
-        Ok(())
-    };
+    // The deliveries' new payloads, written after both passes in id order: a batch of attempts
+    // on another connection updates its deliveries in id order too, so on PostgreSQL the two
+    // never take the same rows in opposite orders.
+    let mut scrubbed_deliveries: std::collections::BTreeMap<String, String> =
+        std::collections::BTreeMap::new();
     for d in webhook_delivery::Entity::find()
         .filter(webhook_delivery::Column::OrgId.eq(org))
         .filter(naming(webhook_delivery::Column::Payload, &needles))
@@ -309,7 +304,8 @@ async fn scrub_event_bodies(
         .map_err(store)?
     {
         if let Some(scrubbed) = tenancy::privacy::scrub_event_json(&d.payload, u, email, name) {
-            update(d.id, scrubbed.body).await?;
+            scrubbed_deliveries.insert(d.id, scrubbed.body);
+            changed += 1;
         }
     }
     let events: Vec<&String> = naming_events.keys().collect();
@@ -323,16 +319,27 @@ async fn scrub_event_bodies(
             .map_err(store)?
         {
             let (had_email, had_name) = naming_events[&d.event_id];
+            // What the first pass made of it, if it changed it.
+            let current = scrubbed_deliveries.get(&d.id).unwrap_or(&d.payload);
             let scrubbed = tenancy::privacy::scrub_message_json(
-                &d.payload,
+                current,
                 u,
                 had_email.then_some(email),
                 had_name.then_some(name),
             );
             if let Some(payload) = scrubbed {
-                update(d.id, payload).await?;
+                scrubbed_deliveries.insert(d.id, payload);
+                changed += 1;
             }
         }
+    }
+    for (id, payload) in scrubbed_deliveries {
+        webhook_delivery::Entity::update_many()
+            .col_expr(webhook_delivery::Column::Payload, Expr::value(payload))
+            .filter(webhook_delivery::Column::Id.eq(id))
+            .exec(txn)
+            .await
+            .map_err(store)?;
     }
     Ok(changed)
 }

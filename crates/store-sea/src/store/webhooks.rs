@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use audit::{DomainEvent, EventKind, Journal};
 use chrono::{DateTime, Utc};
 use rbac_core::{EndpointId, OrgId};
-use sea_orm::sea_query::{Expr, ExprTrait, LockType};
+use sea_orm::sea_query::{Expr, ExprTrait, LockType, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend,
     DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
@@ -160,7 +160,8 @@ async fn apply_attempts(
     // On PostgreSQL the batch's endpoints are locked first, in id order, as an endpoint's
     // deletion locks its endpoint before its deliveries: with the deliveries first here, the
     // two would take the same rows in opposite orders and could deadlock. Whichever comes
-    // second waits for the other's commit.
+    // second waits for the other's commit. `KEY SHARE`, the weakest lock a deletion waits
+    // for, so batches of other workers for the same endpoint do not wait for each other.
     if txn.get_database_backend() == DbBackend::Postgres {
         let mut ids: Vec<String> = batch.iter().map(|(d, _)| d.endpoint.to_string()).collect();
         ids.sort();
@@ -170,7 +171,7 @@ async fn apply_attempts(
             .column(webhook_endpoint::Column::Id)
             .filter(webhook_endpoint::Column::Id.is_in(ids))
             .order_by_asc(webhook_endpoint::Column::Id)
-            .lock(LockType::NoKeyUpdate)
+            .lock(LockType::KeyShare)
             .into_tuple::<String>()
             .all(txn)
             .await?;
@@ -178,9 +179,14 @@ async fn apply_attempts(
     // Then the deliveries: one deleted with its endpoint (before this batch took the lock, or
     // at any time on SQLite, whose writes take turns) updates no row, and its outcome is
     // dropped, attempt and journal alike, rather than leaving an attempt that no delivery owns.
-    let mut kept = Vec::with_capacity(batch.len());
-    for (d, o) in batch {
-        let moved = webhook_delivery::Entity::update_many()
+    // In id order (an erasure updates deliveries in id order too); the outcomes keep theirs,
+    // which decides each endpoint's failure streak.
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    order.sort_by(|&a, &b| batch[a].0.id.cmp(&batch[b].0.id));
+    let mut moved = vec![false; batch.len()];
+    for i in order {
+        let (d, o) = &batch[i];
+        moved[i] = webhook_delivery::Entity::update_many()
             .col_expr(
                 webhook_delivery::Column::Status,
                 Expr::value(o.status.as_str()),
@@ -195,11 +201,15 @@ async fn apply_attempts(
             )
             .filter(webhook_delivery::Column::Id.eq(d.id.as_str()))
             .exec(txn)
-            .await?;
-        if moved.rows_affected > 0 {
-            kept.push((d, o));
-        }
+            .await?
+            .rows_affected
+            > 0;
     }
+    let kept: Vec<(Delivery, AttemptOutcome)> = batch
+        .into_iter()
+        .zip(moved)
+        .filter_map(|(outcome, moved)| moved.then_some(outcome))
+        .collect();
     let mut journal = Journal::default();
     if kept.is_empty() {
         return Ok(journal);
@@ -281,10 +291,9 @@ async fn apply_attempts(
 /// Deletes the deliveries `filter` selects, inside `txn`, and returns their ids only (a
 /// delivery's row holds its whole payload, which `exec_with_returning` would read back).
 pub(super) async fn delete_deliveries_returning_ids(
-    txn: &sea_orm::DatabaseTransaction,
-    filter: sea_orm::Condition,
-) -> Result<Vec<String>, sea_orm::DbErr> {
-    use sea_orm::sea_query::Query;
+    txn: &DatabaseTransaction,
+    filter: Condition,
+) -> Result<Vec<String>, DbErr> {
     let stmt = Query::delete()
         .from_table(webhook_delivery::Entity)
         .cond_where(filter)
@@ -324,7 +333,20 @@ impl SeaStore {
                 .order_by_asc(webhook_delivery::Column::NextAttemptAt)
         };
         if skip.is_empty() {
-            return self.fetch_all(due().limit(u64::from(limit))).await;
+            // Enabled endpoints' work only: a disabled endpoint keeps its queue until it is
+            // recovered, and its oldest deliveries would otherwise fill every claim.
+            let enabled = Query::select()
+                .column(webhook_endpoint::Column::Id)
+                .from(webhook_endpoint::Entity)
+                .and_where(webhook_endpoint::Column::Enabled.eq(true))
+                .to_owned();
+            return self
+                .fetch_all(
+                    due()
+                        .filter(webhook_delivery::Column::EndpointId.in_subquery(enabled))
+                        .limit(u64::from(limit)),
+                )
+                .await;
         }
         const ENDPOINTS_PER_CLAIM: usize = 16;
         let backend = self.reader().get_database_backend();
