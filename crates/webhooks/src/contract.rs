@@ -45,6 +45,34 @@ fn endpoint(org: OrgId, events: Vec<EventKind>) -> Endpoint {
     }
 }
 
+/// A new endpoint of `org` with `n` test events queued for it.
+async fn endpoint_with_tests(
+    store: &dyn WebhookStore,
+    org: OrgId,
+    n: u32,
+) -> (Endpoint, Vec<DomainEvent>) {
+    let ep = endpoint(org, vec![]);
+    store
+        .create_endpoint(&ep, "v1:secret", note(org))
+        .await
+        .unwrap();
+    let events: Vec<DomainEvent> = (0..n)
+        .map(|n| {
+            DomainEvent::new(
+                org,
+                EventKind::WebhookTest,
+                now(),
+                serde_json::json!({"n": n}),
+            )
+        })
+        .collect();
+    let journal = events
+        .iter()
+        .fold(Journal::default(), |j, e| j.publish(e.clone()));
+    store.enqueue_direct(org, ep.id, journal).await.unwrap();
+    (ep, events)
+}
+
 /// Runs the endpoint, queue and history checks. `org` must exist where the store needs it
 /// (the SQL adapter has a foreign key to organizations).
 pub async fn run(store: &dyn WebhookStore, org: OrgId) {
@@ -301,25 +329,7 @@ async fn a_disabled_endpoints_backlog_does_not_stall_claims(store: &dyn WebhookS
 /// A batch of outcomes leaves deliveries, history and the endpoint's failure streak as
 /// recording them one by one, in order, would.
 async fn batches_record_as_one_by_one(store: &dyn WebhookStore, org: OrgId) {
-    let ep = endpoint(org, vec![]);
-    store
-        .create_endpoint(&ep, "v1:secret", note(org))
-        .await
-        .unwrap();
-    let events: Vec<DomainEvent> = (0..4)
-        .map(|n| {
-            DomainEvent::new(
-                org,
-                EventKind::WebhookTest,
-                now(),
-                serde_json::json!({"n": n}),
-            )
-        })
-        .collect();
-    let journal = events
-        .iter()
-        .fold(Journal::default(), |j, e| j.publish(e.clone()));
-    store.enqueue_direct(org, ep.id, journal).await.unwrap();
+    let (ep, events) = endpoint_with_tests(store, org, 4).await;
     let lease = now() + Duration::seconds(60);
     let claimed = store
         .claim_deliveries(now(), lease, 100, &[])
@@ -426,25 +436,7 @@ pub async fn an_endpoint_deleted_mid_attempt_keeps_nothing(
     store: &dyn WebhookStore,
     org: OrgId,
 ) -> DomainEvent {
-    let ep = endpoint(org, vec![]);
-    store
-        .create_endpoint(&ep, "v1:secret", note(org))
-        .await
-        .unwrap();
-    let events: Vec<DomainEvent> = (0..2)
-        .map(|n| {
-            DomainEvent::new(
-                org,
-                EventKind::WebhookTest,
-                now(),
-                serde_json::json!({"n": n}),
-            )
-        })
-        .collect();
-    let journal = events
-        .iter()
-        .fold(Journal::default(), |j, e| j.publish(e.clone()));
-    store.enqueue_direct(org, ep.id, journal).await.unwrap();
+    let (ep, _) = endpoint_with_tests(store, org, 2).await;
     let claimed: Vec<Delivery> = store
         .claim_deliveries(now(), now() + Duration::seconds(60), 100, &[])
         .await

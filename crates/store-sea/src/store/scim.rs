@@ -73,8 +73,9 @@ async fn put_user_record(
                 version: Set(r.version),
                 updated_at: Set(micros(r.updated_at)),
             })
-            // A record written meanwhile by another request (a race, not a duplicate userName: that
-            // is another unique key, and still an error here) inserts nothing: `Changed` below.
+            // A record written meanwhile by another request (a race, not a duplicate userName:
+            // that is another unique key, and still an error here) inserts nothing: `Changed`
+            // below.
             .on_conflict(
                 OnConflict::columns([scim_user::Column::OrgId, scim_user::Column::UserId])
                     .do_nothing()
