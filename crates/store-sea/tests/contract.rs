@@ -442,17 +442,30 @@ async fn webhook_contract(store: &SeaStore) {
         .await
         .unwrap();
     assert_eq!(orphans, 0, "attempts left without their delivery");
-    let published = store
-        .execute_sql(&format!(
-            "UPDATE outbox_events SET id = id WHERE id = '{}'",
-            dropped.id
-        ))
-        .await
-        .unwrap();
+    let published = |id: rbac_core::EventId| async move {
+        store
+            .execute_sql(&format!(
+                "UPDATE outbox_events SET id = id WHERE id = '{id}'"
+            ))
+            .await
+            .unwrap()
+    };
     assert_eq!(
-        published, 0,
+        published(dropped.id).await,
+        0,
         "the dropped outcome's journal was not committed"
     );
+    // The same check finds an event that was committed.
+    let committed = audit::DomainEvent::new(
+        o,
+        audit::EventKind::WebhookTest,
+        chrono::Utc::now(),
+        serde_json::json!({}),
+    );
+    audit::AuditStore::append(store, audit::Journal::default().publish(committed.clone()))
+        .await
+        .unwrap();
+    assert_eq!(published(committed.id).await, 1);
     let o = org(store).await;
     webhooks::contract::fan_out_on_commit(store, o, |j| async move {
         audit::AuditStore::append(store, j).await.unwrap();
