@@ -770,3 +770,279 @@ async fn erasure_keeps_the_sms_codes_of_a_shared_phone_on_postgres() {
         erasure_keeps_the_sms_codes_of_a_shared_phone(store).await;
     }
 }
+
+/// Every writer of webhook deliveries at once, in one organization, for a few seconds: events
+/// fanned out to the endpoints by appends; claims and their attempts (delivered, failed, or to
+/// try again); endpoints created and deleted; failed deliveries requeued; finished ones pruned
+/// by housekeeping; members erased whose names the queued payloads carry. On PostgreSQL two
+/// of them taking the same rows in opposite orders fail with "deadlock detected": no call may
+/// fail, and at the end no queued delivery is left without its endpoint (finished ones stay
+/// as history) nor an attempt without its delivery.
+async fn webhook_writers_race_without_deadlocks_or_orphans(store: SeaStore) {
+    use audit::{AuditStore, DomainEvent, EventKind, Journal};
+    use rbac_core::EndpointId;
+    use std::sync::Arc;
+    use tenancy::housekeeping::{Cutoffs, HousekeepingStore};
+    use tenancy::privacy::PrivacyStore;
+    use webhooks::{
+        Attempt, AttemptOutcome, DeliveryStatus, Endpoint, WebhookError, WebhookStore, WebhookUrl,
+    };
+    const MEMBERS: usize = 12;
+    let now = chrono::Utc::now;
+    let (o, owner) = org_with_owner(&store, now()).await;
+    let (org, t) = (o.id, now().timestamp_micros());
+    let members: Vec<(rbac_core::UserId, String, String)> = (0..MEMBERS)
+        .map(|i| {
+            let id = rbac_core::UserId::new();
+            let email = format!("m{i}-{}@contract.example", id.as_uuid().simple());
+            (id, email, format!("Member {i}"))
+        })
+        .collect();
+    for (id, email, name) in &members {
+        store
+            .execute_sql(&format!(
+                "INSERT INTO users (id, email, name, password_hash, created_at) VALUES \
+                 ('{id}', '{email}', '{name}', 'h', {t}); \
+                 INSERT INTO memberships (org_id, user_id, role, joined_at, deactivated_at) VALUES \
+                 ('{org}', '{id}', 'user', {t}, NULL)"
+            ))
+            .await
+            .unwrap();
+    }
+    let new_endpoint = move || Endpoint {
+        id: EndpointId::new(),
+        org,
+        url: WebhookUrl::parse("https://hooks.example.com/race", true).unwrap(),
+        description: "race".into(),
+        events: vec![],
+        enabled: true,
+        disabled_reason: None,
+        consecutive_failures: 0,
+        message: None,
+        created_at: now(),
+    };
+    let endpoints = Arc::new(std::sync::Mutex::new(Vec::new()));
+    for _ in 0..4 {
+        let ep = new_endpoint();
+        store
+            .create_endpoint(&ep, "v1:secret", Journal::default())
+            .await
+            .unwrap();
+        endpoints.lock().unwrap().push(ep.id);
+    }
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    let running = move || std::time::Instant::now() < until;
+    let mut tasks: Vec<tokio::task::JoinHandle<Result<u32, String>>> = Vec::new();
+    // Events naming the members, fanned out to every endpoint.
+    for _ in 0..2 {
+        let (store, members) = (store.clone(), members.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            while running() {
+                let journal = members.iter().take(6).fold(Journal::default(), |j, m| {
+                    let who = &members[(n as usize + m.2.len()) % MEMBERS];
+                    j.publish(DomainEvent::new(
+                        org,
+                        EventKind::UserCreated,
+                        now(),
+                        serde_json::json!({"email": who.1, "byName": who.2}),
+                    ))
+                });
+                store.append(journal).await.map_err(|e| format!("{e:?}"))?;
+                n += 1;
+            }
+            Ok(n)
+        }));
+    }
+    // Workers claiming and recording attempts.
+    for _ in 0..2 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u32;
+            while running() {
+                let claimed = store
+                    .claim_deliveries(now(), now() + chrono::Duration::seconds(30), 40, &[])
+                    .await
+                    .map_err(|e| format!("{e:?}"))?;
+                let batch = claimed
+                    .into_iter()
+                    .map(|(d, _, _)| {
+                        n += 1;
+                        let status = [
+                            DeliveryStatus::Delivered,
+                            DeliveryStatus::Failed,
+                            DeliveryStatus::Pending,
+                        ][n as usize % 3];
+                        let outcome = AttemptOutcome {
+                            attempt: Attempt {
+                                delivery: d.id.clone(),
+                                number: d.attempts + 1,
+                                at: now(),
+                                status: Some(if status == DeliveryStatus::Delivered {
+                                    200
+                                } else {
+                                    503
+                                }),
+                                duration_ms: 1,
+                                error: None,
+                                response_body: String::new(),
+                            },
+                            status,
+                            next_attempt_at: now(),
+                            disable_endpoint: None,
+                            journal: Journal::default(),
+                        };
+                        (d, outcome)
+                    })
+                    .collect::<Vec<_>>();
+                if batch.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                } else {
+                    store
+                        .record_attempts(batch)
+                        .await
+                        .map_err(|e| format!("{e:?}"))?;
+                }
+            }
+            Ok(n)
+        }));
+    }
+    // Endpoints come and go; failed deliveries are sent again.
+    {
+        let (store, endpoints) = (store.clone(), endpoints.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            while running() {
+                let ep = new_endpoint();
+                store
+                    .create_endpoint(&ep, "v1:secret", Journal::default())
+                    .await
+                    .map_err(|e| format!("{e:?}"))?;
+                let gone = {
+                    let mut eps = endpoints.lock().unwrap();
+                    eps.push(ep.id);
+                    eps.remove(0)
+                };
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                store
+                    .delete_endpoint(org, gone, Journal::default())
+                    .await
+                    .map_err(|e| format!("{e:?}"))?;
+                n += 1;
+            }
+            Ok(n)
+        }));
+    }
+    {
+        let (store, endpoints) = (store.clone(), endpoints.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            while running() {
+                let eps = endpoints.lock().unwrap().clone();
+                for ep in eps {
+                    match store
+                        .requeue(org, ep, None, None, now(), Journal::default())
+                        .await
+                    {
+                        Ok(k) => n += u32::try_from(k).unwrap_or(u32::MAX),
+                        // Deleted meanwhile.
+                        Err(WebhookError::NotFound(_)) => {}
+                        Err(e) => return Err(format!("{e:?}")),
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Ok(n)
+        }));
+    }
+    // Housekeeping removes every finished delivery.
+    {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            let epoch = chrono::DateTime::UNIX_EPOCH;
+            while running() {
+                let cutoffs = Cutoffs {
+                    sessions_created_before: epoch,
+                    tokens_expired_before: epoch,
+                    mail_before: epoch,
+                    sms_created_before: epoch,
+                    history_before: now() + chrono::Duration::hours(1),
+                };
+                let report = store
+                    .prune_stale(&cutoffs)
+                    .await
+                    .map_err(|e| format!("{e:?}"))?;
+                n += u32::try_from(report.webhook_deliveries).unwrap_or(u32::MAX);
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Ok(n)
+        }));
+    }
+    // Members erased, one at a time, while their names are in the queue.
+    {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            for (id, _, _) in &members {
+                if !running() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                store
+                    .erase_member(
+                        org,
+                        *id,
+                        tenancy::members::Disposition::TransferToOwner(owner.id),
+                        now(),
+                        Journal::default(),
+                    )
+                    .await
+                    .map_err(|e| format!("erasing {id}: {e:?}"))?;
+                n += 1;
+            }
+            Ok(n)
+        }));
+    }
+    let mut done = Vec::new();
+    for task in tasks {
+        done.push(task.await.unwrap().expect("no writer fails"));
+    }
+    // Each writer did something, or the race raced nothing.
+    assert!(
+        done.iter().all(|&n| n > 0),
+        "work done per writer: {done:?}"
+    );
+    let orphan_deliveries = store
+        .execute_sql(
+            "UPDATE webhook_deliveries SET attempts = attempts WHERE status = 'pending' \
+             AND endpoint_id NOT IN (SELECT id FROM webhook_endpoints)",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        orphan_deliveries, 0,
+        "queued deliveries left without their endpoint (work done per writer: {done:?})"
+    );
+    let orphan_attempts = store
+        .execute_sql(
+            "UPDATE webhook_attempts SET number = number \
+             WHERE delivery_id NOT IN (SELECT id FROM webhook_deliveries)",
+        )
+        .await
+        .unwrap();
+    assert_eq!(orphan_attempts, 0, "attempts left without their delivery");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_writers_race_without_deadlocks_or_orphans_on_sqlite() {
+    let (store, _dir) = sqlite().await;
+    webhook_writers_race_without_deadlocks_or_orphans(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_writers_race_without_deadlocks_or_orphans_on_postgres() {
+    if let Some(store) = postgres().await {
+        webhook_writers_race_without_deadlocks_or_orphans(store).await;
+    }
+}

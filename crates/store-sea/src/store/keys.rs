@@ -1,8 +1,8 @@
 //! Re-encrypting the secrets stored encrypted (webhook signing secrets, TOTP secrets) under a
 //! new key, for key rotation. An operator utility of this adapter, not a domain port.
 
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::sea_query::{Expr, LockType};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 use security_policy::Cipher;
 use tenancy::StoreError;
 
@@ -53,7 +53,13 @@ impl SeaStore {
     ) -> Result<ReencryptReport, StoreError> {
         let mut report = ReencryptReport::default();
         let txn = self.db().begin().await.map_err(db_err)?;
+        // Each row is locked as it is read, in key order (PostgreSQL; SQLite's writes take
+        // turns), so a secret rotated by a running server meanwhile is not overwritten with
+        // the re-encrypted old one, and batches of attempts, which update endpoints in id
+        // order, cannot deadlock with this pass.
         for ep in webhook_endpoint::Entity::find()
+            .order_by_asc(webhook_endpoint::Column::Id)
+            .lock(LockType::NoKeyUpdate)
             .all(&txn)
             .await
             .map_err(db_err)?
@@ -73,7 +79,13 @@ impl SeaStore {
             }
             update.exec(&txn).await.map_err(db_err)?;
         }
-        for m in user_mfa::Entity::find().all(&txn).await.map_err(db_err)? {
+        for m in user_mfa::Entity::find()
+            .order_by_asc(user_mfa::Column::UserId)
+            .lock(LockType::NoKeyUpdate)
+            .all(&txn)
+            .await
+            .map_err(db_err)?
+        {
             if let Some(s) = rotate(old, new, &m.secret_enc, &mut report)? {
                 user_mfa::Entity::update_many()
                     .col_expr(user_mfa::Column::SecretEnc, Expr::value(s))

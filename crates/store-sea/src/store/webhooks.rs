@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use audit::{DomainEvent, EventKind, Journal};
 use chrono::{DateTime, Utc};
 use rbac_core::{EndpointId, OrgId};
-use sea_orm::sea_query::{Expr, ExprTrait, LockType, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend,
     DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
@@ -85,9 +85,18 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
         }
         if let std::collections::hash_map::Entry::Vacant(slot) = endpoints.entry(e.org) {
             let mut q = webhook_endpoint::Entity::find()
-                .filter(webhook_endpoint::Column::OrgId.eq(e.org.to_string()));
+                .filter(webhook_endpoint::Column::OrgId.eq(e.org.to_string()))
+                .order_by_asc(webhook_endpoint::Column::Id);
             if let Some(ep) = only {
                 q = q.filter(webhook_endpoint::Column::Id.eq(ep.to_string()));
+            }
+            // On PostgreSQL the endpoints are held (`KEY SHARE`, which only a deletion waits
+            // for) until this transaction commits, so an endpoint deleted meanwhile also loses
+            // the deliveries queued here: its deletion waits, then deletes them with the rest.
+            // One being deleted right now is skipped, not waited for: its deletion holds it
+            // and may wait for locks of this transaction's.
+            if db.get_database_backend() == DbBackend::Postgres {
+                q = q.lock_with_behavior(LockType::KeyShare, LockBehavior::SkipLocked);
             }
             let found = q
                 .all(db)
@@ -288,18 +297,50 @@ async fn apply_attempts(
     Ok(journal)
 }
 
-/// Deletes the deliveries `filter` selects, inside `txn`, and returns their ids only (a
-/// delivery's row holds its whole payload, which `exec_with_returning` would read back).
+/// The deliveries `filter` selects, as a condition that on PostgreSQL first locks them in id
+/// order (`SELECT id … ORDER BY id FOR UPDATE`, in a subquery of the same statement).
+///
+/// Every transaction that changes several deliveries takes them in id order: a multi-row
+/// `UPDATE` or `DELETE` otherwise locks its rows in the order its plan visits them, and two
+/// such statements (a claim and an endpoint's deletion, say, or an erasure's scrub) could each
+/// hold a row the other waits for. With `skip_locked` the rows another transaction holds are
+/// left out instead of waited for (a claim takes what is free). SQLite's writes take turns, so
+/// there the condition is `filter` itself.
+pub(super) fn deliveries_in_id_order(
+    backend: DbBackend,
+    filter: Condition,
+    skip_locked: bool,
+) -> Condition {
+    if backend != DbBackend::Postgres {
+        return filter;
+    }
+    let mut locked = Query::select();
+    locked
+        .column(webhook_delivery::Column::Id)
+        .from(webhook_delivery::Entity)
+        .cond_where(filter)
+        .order_by(webhook_delivery::Column::Id, sea_orm::Order::Asc);
+    if skip_locked {
+        locked.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    } else {
+        locked.lock(LockType::Update);
+    }
+    Condition::all().add(webhook_delivery::Column::Id.in_subquery(locked.to_owned()))
+}
+
+/// Deletes the deliveries `filter` selects, inside `txn`, taking them in id order (see
+/// [`deliveries_in_id_order`]), and returns their ids only (a delivery's row holds its whole
+/// payload, which `exec_with_returning` would read back).
 pub(super) async fn delete_deliveries_returning_ids(
     txn: &DatabaseTransaction,
     filter: Condition,
 ) -> Result<Vec<String>, DbErr> {
+    let backend = txn.get_database_backend();
     let stmt = Query::delete()
         .from_table(webhook_delivery::Entity)
-        .cond_where(filter)
+        .cond_where(deliveries_in_id_order(backend, filter, false))
         .returning_col(webhook_delivery::Column::Id)
         .to_owned();
-    let backend = txn.get_database_backend();
     txn.query_all_raw(backend.build(&stmt))
         .await?
         .iter()
@@ -644,15 +685,23 @@ impl WebhookStore for SeaStore {
             return Ok(Vec::new());
         }
         // One conditional update is the lease for the whole batch: a row another worker leased
-        // meanwhile is due later than `now` (or no longer pending) and is not taken again.
+        // meanwhile is due later than `now` (or no longer pending) and is not taken again. On
+        // PostgreSQL a row another transaction holds (an attempt being recorded, an erasure,
+        // an endpoint's deletion) is skipped, not waited for.
+        let leasable = Condition::all()
+            .add(webhook_delivery::Column::Id.is_in(wanted))
+            .add(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+            .add(webhook_delivery::Column::NextAttemptAt.lte(micros(now)));
         let leased = webhook_delivery::Entity::update_many()
             .col_expr(
                 webhook_delivery::Column::NextAttemptAt,
                 Expr::value(micros(lease_until)),
             )
-            .filter(webhook_delivery::Column::Id.is_in(wanted))
-            .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
-            .filter(webhook_delivery::Column::NextAttemptAt.lte(micros(now)))
+            .filter(deliveries_in_id_order(
+                self.db().get_database_backend(),
+                leasable,
+                true,
+            ))
             .exec_with_returning(self.db())
             .await
             .map_err(store)?;
@@ -754,9 +803,40 @@ impl WebhookStore for SeaStore {
         now: DateTime<Utc>,
         journal: Journal,
     ) -> Result<u64, WebhookError> {
-        self.endpoint_row(org, ep).await?;
         let txn = self.db().begin().await.map_err(store)?;
-        let mut upd = webhook_delivery::Entity::update_many()
+        // The endpoint is checked inside the transaction, and held on PostgreSQL (`KEY
+        // SHARE`): a deletion that commits first leaves nothing to resend (NotFound), one that
+        // comes later waits and then removes what this queued. Checked before the transaction,
+        // a failed delivery could be made pending again just after its endpoint's deletion
+        // removed the queue, and stay queued for an endpoint that no longer exists.
+        webhook_endpoint::Entity::find_by_id(ep.to_string())
+            .filter(webhook_endpoint::Column::OrgId.eq(org.to_string()))
+            .select_only()
+            .column(webhook_endpoint::Column::Id)
+            .lock(LockType::KeyShare)
+            .into_tuple::<String>()
+            .one(&txn)
+            .await
+            .map_err(store)?
+            .ok_or(WebhookError::NotFound("webhook endpoint"))?;
+        let mut which = Condition::all()
+            .add(webhook_delivery::Column::OrgId.eq(org.to_string()))
+            .add(webhook_delivery::Column::EndpointId.eq(ep.to_string()));
+        match one {
+            Some(d) => {
+                which = which
+                    .add(webhook_delivery::Column::Id.eq(d))
+                    .add(webhook_delivery::Column::Status.ne(DeliveryStatus::Pending.as_str()))
+            }
+            None => {
+                which =
+                    which.add(webhook_delivery::Column::Status.eq(DeliveryStatus::Failed.as_str()));
+                if let Some(s) = since {
+                    which = which.add(webhook_delivery::Column::CreatedAt.gte(micros(s)));
+                }
+            }
+        }
+        let n = webhook_delivery::Entity::update_many()
             .col_expr(
                 webhook_delivery::Column::Status,
                 Expr::value(DeliveryStatus::Pending.as_str()),
@@ -766,23 +846,15 @@ impl WebhookStore for SeaStore {
                 webhook_delivery::Column::NextAttemptAt,
                 Expr::value(micros(now)),
             )
-            .filter(webhook_delivery::Column::OrgId.eq(org.to_string()))
-            .filter(webhook_delivery::Column::EndpointId.eq(ep.to_string()));
-        match one {
-            Some(d) => {
-                upd = upd
-                    .filter(webhook_delivery::Column::Id.eq(d))
-                    .filter(webhook_delivery::Column::Status.ne(DeliveryStatus::Pending.as_str()))
-            }
-            None => {
-                upd = upd
-                    .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Failed.as_str()));
-                if let Some(s) = since {
-                    upd = upd.filter(webhook_delivery::Column::CreatedAt.gte(micros(s)));
-                }
-            }
-        }
-        let n = upd.exec(&txn).await.map_err(store)?.rows_affected;
+            .filter(deliveries_in_id_order(
+                txn.get_database_backend(),
+                which,
+                false,
+            ))
+            .exec(&txn)
+            .await
+            .map_err(store)?
+            .rows_affected;
         if one.is_some() && n == 0 {
             // Nothing was resent, so nothing is recorded: the transaction is dropped.
             return Err(WebhookError::NotFound("finished delivery"));
