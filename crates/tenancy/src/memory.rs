@@ -2264,8 +2264,8 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
             }
             if let Some((from, to)) = w.role {
                 if from == OrgRole::Owner || to == OrgRole::Owner {
-                    return Err(TenancyError::Conflict(
-                        "the Owner's role changes only through an ownership transfer".into(),
+                    return Err(TenancyError::RoleRule(
+                        rbac_core::RoleRuleError::OwnerViaTransferOnly,
                     ));
                 }
                 if s.members[pos].2 != from {

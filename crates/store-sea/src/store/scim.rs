@@ -315,8 +315,8 @@ impl ScimStore for SeaStore {
         if let Some((from, to)) = w.role {
             // Never the Owner's row (the domain refuses it; this keeps the store honest too).
             if from == OrgRole::Owner || to == OrgRole::Owner {
-                return Err(TenancyError::Conflict(
-                    "the Owner's role changes only through an ownership transfer".into(),
+                return Err(TenancyError::RoleRule(
+                    rbac_core::RoleRuleError::OwnerViaTransferOnly,
                 ));
             }
             // Its role changed since the service read it: a race, not a duplicate.

@@ -250,8 +250,9 @@ pub trait ScimStore: Send + Sync {
     ///
     /// # Errors
     /// [`TenancyError::NotFound`]; [`TenancyError::Changed`] (the record's version or the
-    /// member's role changed meanwhile); [`TenancyError::Conflict`] (email or userName taken,
-    /// or a role change to or from Owner, which the service never asks for).
+    /// member's role changed meanwhile); [`TenancyError::Conflict`] (email or userName taken);
+    /// [`TenancyError::RoleRule`] with [`rbac_core::RoleRuleError::OwnerViaTransferOnly`] for a role
+    /// change to or from Owner, which the service never asks for.
     async fn write_member(
         &self,
         write: &MemberWrite,
