@@ -51,6 +51,18 @@ impl MemoryAuditStore {
         Ok(self.lock()?.outbox.clone())
     }
 
+    /// Direct access to the event outbox, for an erasure that rewrites the events naming a
+    /// person (see `tenancy::privacy::scrub_event_json`).
+    ///
+    /// # Errors
+    /// When the mutex is poisoned.
+    pub fn with_outbox<R>(
+        &self,
+        f: impl FnOnce(&mut Vec<DomainEvent>) -> R,
+    ) -> Result<R, AuditError> {
+        Ok(f(&mut self.lock()?.outbox))
+    }
+
     /// Direct access to a chain, so tests can tamper with it.
     ///
     /// # Errors

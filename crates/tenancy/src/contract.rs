@@ -6,7 +6,9 @@
     reason = "a test suite for store implementations: failing loudly is its job"
 )]
 
-use audit::{Actor, AuditAction, AuditStore, Journal, NewAuditEvent, Target};
+use audit::{
+    Actor, AuditAction, AuditStore, DomainEvent, EventKind, Journal, NewAuditEvent, Target,
+};
 use billing_limits::Plan;
 use chrono::{DateTime, Duration, Utc};
 use rbac_core::{ApiKeyId, FeatureAccess, OrgId, OrgRole, SessionId, TeamId, TeamRole, UserId};
@@ -3443,9 +3445,23 @@ async fn consents_and_erasure_keep_the_chain<
         AuditAction::RoleChanged,
         Target::new("member", ann.id, "Ann Example"),
     );
-    s.append(Journal::record(by_ann).and_record(about_ann))
-        .await
-        .unwrap();
+    // An event naming her (queued for webhooks), and one about someone else.
+    let event = |email: &str, name: &str, by: UserId| {
+        DomainEvent::new(
+            org.id,
+            EventKind::UserCreated,
+            now(),
+            serde_json::json!({"email": email, "byName": name, "by": by}),
+        )
+    };
+    s.append(
+        Journal::record(by_ann)
+            .and_record(about_ann)
+            .publish(event(ann.email.as_str(), "Ann Example", ann.id))
+            .publish(event("someone@example.org", "Owner", owner.id)),
+    )
+    .await
+    .unwrap();
 
     assert!(
         matches!(
@@ -3473,6 +3489,10 @@ async fn consents_and_erasure_keep_the_chain<
         .await
         .unwrap();
     assert!(report.audit_records_erased >= 2, "{report:?}");
+    assert_eq!(
+        report.event_bodies_erased, 1,
+        "the event naming her is rewritten, the other one is not: {report:?}"
+    );
     assert!(report.account_anonymized, "Ann had no other organization");
     assert!(s.get_member(org.id, ann.id).await.unwrap().is_none());
     assert!(

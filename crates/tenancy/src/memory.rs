@@ -2450,9 +2450,31 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
         now: DateTime<Utc>,
         journal: Journal,
     ) -> Result<crate::privacy::ErasureReport, TenancyError> {
+        // Who they were, for the events that name them (the account is anonymized below).
+        let identity = self
+            .lock()?
+            .users
+            .get(&user)
+            .map(|(u, _)| (u.email.as_str().to_owned(), u.name.clone()));
         let removal = self
             .remove_member(org, user, disposition, now, Journal::default())
             .await?;
+        // The queued events that carry their email, or their name beside their id.
+        let event_bodies_erased = match identity {
+            Some((email, name)) => self.audit.with_outbox(|events| {
+                let mut n = 0;
+                for e in events.iter_mut().filter(|e| e.org == org) {
+                    let scrubbed =
+                        crate::privacy::scrub_event_json(&e.data.to_string(), user, &email, &name);
+                    if let Some(data) = scrubbed.and_then(|s| serde_json::from_str(&s.body).ok()) {
+                        e.data = data;
+                        n += 1;
+                    }
+                }
+                n
+            })?,
+            None => 0,
+        };
         let mut audit_records_erased = self
             .audit
             .erase_personal_data(org, &user.to_string(), Journal::default())
@@ -2501,9 +2523,7 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
             removal,
             audit_records_erased,
             account_anonymized,
-            // Not done here: this store does not rewrite the events its audit store keeps
-            // (`MemoryAuditStore` has no webhook deliveries or outbox to read them from).
-            event_bodies_erased: 0,
+            event_bodies_erased,
         })
     }
 }
