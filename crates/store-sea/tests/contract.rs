@@ -428,20 +428,29 @@ async fn org(store: &SeaStore) -> rbac_core::OrgId {
     org_with_owner(store, chrono::Utc::now()).await.0.id
 }
 
-async fn webhook_contract(store: &SeaStore) {
-    let o = org(store).await;
-    webhooks::contract::run(store, o).await;
-    let dropped = webhooks::contract::an_endpoint_deleted_mid_attempt_keeps_nothing(store, o).await;
-    // No attempt outlives its delivery (an update that changes nothing counts them), and the
-    // outcome that came after the deletion committed nothing.
-    let orphans = store
+/// How many webhook attempts are left without their delivery (an update that changes nothing
+/// counts them).
+async fn orphan_attempts(store: &SeaStore) -> u64 {
+    store
         .execute_sql(
             "UPDATE webhook_attempts SET number = number \
              WHERE delivery_id NOT IN (SELECT id FROM webhook_deliveries)",
         )
         .await
-        .unwrap();
-    assert_eq!(orphans, 0, "attempts left without their delivery");
+        .unwrap()
+}
+
+async fn webhook_contract(store: &SeaStore) {
+    let o = org(store).await;
+    webhooks::contract::run(store, o).await;
+    let dropped = webhooks::contract::an_endpoint_deleted_mid_attempt_keeps_nothing(store, o).await;
+    // No attempt outlives its delivery, and the outcome that came after the deletion committed
+    // nothing.
+    assert_eq!(
+        orphan_attempts(store).await,
+        0,
+        "attempts left without their delivery"
+    );
     let published = |id: rbac_core::EventId| async move {
         store
             .execute_sql(&format!(
@@ -1024,14 +1033,11 @@ async fn webhook_writers_race_without_deadlocks_or_orphans(store: SeaStore) {
         orphan_deliveries, 0,
         "queued deliveries left without their endpoint (work done per writer: {done:?})"
     );
-    let orphan_attempts = store
-        .execute_sql(
-            "UPDATE webhook_attempts SET number = number \
-             WHERE delivery_id NOT IN (SELECT id FROM webhook_deliveries)",
-        )
-        .await
-        .unwrap();
-    assert_eq!(orphan_attempts, 0, "attempts left without their delivery");
+    assert_eq!(
+        orphan_attempts(&store).await,
+        0,
+        "attempts left without their delivery"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
