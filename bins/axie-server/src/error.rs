@@ -344,6 +344,9 @@ impl From<webhooks::WebhookError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", m)
             }
             webhooks::WebhookError::NotFound(what) => ApiError::not_found(what),
+            webhooks::WebhookError::Changed(m) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", m)
+            }
             webhooks::WebhookError::Store(s) => ApiError::internal(s),
             other => ApiError::internal(std::io::Error::other(other.to_string())),
         }

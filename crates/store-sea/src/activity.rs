@@ -171,9 +171,20 @@ impl SeaStore {
             );
         }
         let at = at.finally(Expr::col(session::Column::LastSeenAt));
+        // On PostgreSQL the sessions another transaction holds (a sign-out, a removal ending
+        // them) are skipped, not waited for: this statement would otherwise take the batch's
+        // rows in the order of its plan against theirs, and either could deadlock the other.
+        // A skipped session's activity is the one thing lost, as when a write fails.
         session::Entity::update_many()
             .col_expr(session::Column::LastSeenAt, at.into())
-            .filter(session::Column::Id.is_in(batch.iter().map(|(id, _)| id.to_string())))
+            .filter(crate::store::in_key_order::<session::Entity>(
+                self.db().get_database_backend(),
+                session::Column::Id,
+                sea_orm::Condition::all()
+                    .add(session::Column::Id.is_in(batch.iter().map(|(id, _)| id.to_string()))),
+                true,
+                None,
+            ))
             .exec(self.db())
             .await?;
         Ok(())

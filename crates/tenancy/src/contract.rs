@@ -1204,6 +1204,19 @@ async fn invitations_are_single_use_and_counted<
     );
     assert_eq!(s.find_invitation("ih-a").await.unwrap().unwrap(), a);
     assert_eq!(s.list_invitations(org.id, None, 10).await.unwrap().len(), 2);
+    // One that has expired by the time it is sent again stays expired: its seat may be taken.
+    assert!(matches!(
+        s.reissue_invitation(
+            org.id,
+            a.id,
+            "ih-late",
+            a.expires_at,
+            a.expires_at + Duration::days(7),
+            note(org.id, "late resend"),
+        )
+        .await,
+        Err(TenancyError::NotFound(_))
+    ));
     s.reissue_invitation(
         org.id,
         a.id,
@@ -1437,6 +1450,33 @@ async fn roles_transfer_and_removal<
         proposed_at: now(),
         expires_at: now() + Duration::hours(72),
     };
+    // Checked with the write: the proposer must still be the Owner, the recipient a member.
+    for (stale, why) in [
+        (
+            OwnershipTransfer {
+                from: m.id,
+                ..t.clone()
+            },
+            "the proposer is not the Owner",
+        ),
+        (
+            OwnershipTransfer {
+                to: UserId::new(),
+                ..t.clone()
+            },
+            "the recipient is not a member",
+        ),
+    ] {
+        assert!(
+            matches!(
+                s.save_transfer(&stale, note(org.id, "stale proposal"))
+                    .await,
+                Err(TenancyError::Conflict(_) | TenancyError::NotFound(_))
+            ),
+            "{why}"
+        );
+        assert_eq!(s.pending_transfer(org.id).await.unwrap(), None, "{why}");
+    }
     s.save_transfer(&t, note(org.id, "propose")).await.unwrap();
     assert_eq!(s.pending_transfer(org.id).await.unwrap(), Some(t.clone()));
     s.complete_transfer(&t, now(), note(org.id, "confirm"))

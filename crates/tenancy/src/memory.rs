@@ -907,6 +907,7 @@ impl InvitationStore for MemoryTenancyStore {
                         && i.0.id == id
                         && i.0.accepted_at.is_none()
                         && i.0.revoked_at.is_none()
+                        && i.0.expires_at > sent_at
                 })
                 .ok_or(TenancyError::NotFound("invitation"))?;
             row.0.created_at = sent_at;
@@ -1107,7 +1108,24 @@ impl MembershipStore for MemoryTenancyStore {
         t: &OwnershipTransfer,
         journal: Journal,
     ) -> Result<(), TenancyError> {
-        self.lock()?.transfers.insert(t.org, t.clone());
+        {
+            let mut s = self.lock()?;
+            let role_of = |user: UserId| {
+                s.members
+                    .iter()
+                    .find(|m| m.0 == t.org && m.1 == user)
+                    .map(|m| m.2)
+            };
+            if role_of(t.from) != Some(OrgRole::Owner) {
+                return Err(TenancyError::Conflict(
+                    "ownership changed meanwhile; the transfer was not proposed".into(),
+                ));
+            }
+            if role_of(t.to).is_none() {
+                return Err(TenancyError::NotFound("member"));
+            }
+            s.transfers.insert(t.org, t.clone());
+        }
         self.commit(journal).await
     }
 

@@ -490,10 +490,11 @@ pub trait InvitationStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<Invitation>, TenancyError>;
 
-    /// Replaces the token and the expiry of an unused, unrevoked invitation.
+    /// Replaces the token and the expiry of an unused, unrevoked invitation that has not
+    /// expired by `sent_at` (an expired one no longer holds a seat, which may be taken).
     ///
     /// # Errors
-    /// [`TenancyError::NotFound`] when there is no such unused invitation.
+    /// [`TenancyError::NotFound`] when there is no such invitation.
     async fn reissue_invitation(
         &self,
         org: OrgId,
@@ -605,10 +606,13 @@ pub trait MembershipStore: Send + Sync {
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
-    /// Stores the organization's pending transfer, replacing an earlier one.
+    /// Stores the organization's pending transfer, replacing an earlier one, if `from` is
+    /// still the Owner and `to` still a member (checked with the write, so a removal or
+    /// ownership change committed since the service looked is not outlived by the proposal).
     ///
     /// # Errors
-    /// [`TenancyError::Store`] on storage failure.
+    /// [`TenancyError::Conflict`] when `from` is not the Owner; [`TenancyError::NotFound`]
+    /// when `to` is not a member; [`TenancyError::Store`] on storage failure.
     async fn save_transfer(
         &self,
         transfer: &OwnershipTransfer,

@@ -101,10 +101,28 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
         previous: Some(("v1:secret".into(), now() + Duration::hours(1))),
     };
     store
-        .set_secrets(org, ep.id, &rotated, note(org))
+        .set_secrets(org, ep.id, "v1:secret", &rotated, note(org))
         .await
         .unwrap();
     assert_eq!(store.secrets(org, ep.id).await.unwrap(), rotated);
+    // A second rotation computed from the same read loses: nothing is written.
+    let lost = StoredSecrets {
+        current: "v1:other".into(),
+        previous: Some(("v1:secret".into(), now() + Duration::hours(1))),
+    };
+    assert!(matches!(
+        store
+            .set_secrets(org, ep.id, "v1:secret", &lost, note(org))
+            .await,
+        Err(WebhookError::Changed(_))
+    ));
+    assert_eq!(store.secrets(org, ep.id).await.unwrap(), rotated);
+    assert!(matches!(
+        store
+            .set_secrets(org, EndpointId::new(), "v1:new", &lost, note(org))
+            .await,
+        Err(WebhookError::NotFound(_))
+    ));
 
     let test = DomainEvent::new(
         org,
@@ -377,6 +395,25 @@ async fn batches_record_as_one_by_one(store: &dyn WebhookStore, org: OrgId) {
         2,
         "the failures after the batch's last success"
     );
+    // An edit that sets `enabled` from a copy read before those failures: the endpoint was on,
+    // so the worker's streak stays.
+    let stale = Endpoint {
+        description: "renamed".into(),
+        ..ep.clone()
+    };
+    store
+        .update_endpoint(&stale, true, note(org))
+        .await
+        .unwrap();
+    let edited = store.get_endpoint(org, ep.id).await.unwrap();
+    assert_eq!(
+        (
+            edited.description.as_str(),
+            edited.enabled,
+            edited.consecutive_failures
+        ),
+        ("renamed", true, 2)
+    );
     let counts = store.delivery_counts(org, ep.id).await.unwrap();
     for expected in [
         (DeliveryStatus::Delivered, 1),
@@ -415,6 +452,20 @@ async fn batches_record_as_one_by_one(store: &dyn WebhookStore, org: OrgId) {
         "an outcome in a batch disables its endpoint"
     );
     assert_eq!(after.disabled_reason.as_deref(), Some("gone"));
+    // Turned on again (from the same stale copy): it starts afresh.
+    store
+        .update_endpoint(&stale, true, note(org))
+        .await
+        .unwrap();
+    let again = store.get_endpoint(org, ep.id).await.unwrap();
+    assert_eq!(
+        (
+            again.enabled,
+            again.disabled_reason,
+            again.consecutive_failures
+        ),
+        (true, None, 0)
+    );
     assert_eq!(
         store
             .list_attempts(org, &d.id)

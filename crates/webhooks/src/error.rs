@@ -12,9 +12,24 @@ pub enum WebhookError {
     /// No such endpoint or delivery in this organization.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The endpoint changed between the read a change was computed from and its write (a
+    /// concurrent rotation of its secret): nothing was written; read it again.
+    #[error("{0}")]
+    Changed(String),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl WebhookError {
+    /// The refusal of a secret rotation that lost to another (see
+    /// [`WebhookStore::set_secrets`](crate::WebhookStore::set_secrets)).
+    #[must_use]
+    pub fn secret_changed() -> Self {
+        WebhookError::Changed(
+            "the endpoint's secret was rotated meanwhile; nothing was changed".into(),
+        )
+    }
 }
 
 impl From<audit::AuditError> for WebhookError {

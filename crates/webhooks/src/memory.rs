@@ -155,6 +155,10 @@ impl WebhookStore for MemoryWebhookStore {
             let mut next = endpoint.clone();
             if !with_state {
                 next.enabled = stored.enabled;
+            }
+            // Only turning a disabled endpoint on starts it afresh; otherwise the reason and
+            // streak are the worker's, as stored.
+            if !(with_state && endpoint.enabled && !stored.enabled) {
                 next.disabled_reason.clone_from(&stored.disabled_reason);
                 next.consecutive_failures = stored.consecutive_failures;
             }
@@ -193,10 +197,18 @@ impl WebhookStore for MemoryWebhookStore {
         &self,
         org: OrgId,
         id: EndpointId,
+        replacing: &str,
         secrets: &StoredSecrets,
         journal: Journal,
     ) -> Result<(), WebhookError> {
-        find(&mut *self.lock()?, org, id)?.1 = secrets.clone();
+        {
+            let mut s = self.lock()?;
+            let stored = &mut find(&mut s, org, id)?.1;
+            if stored.current != replacing {
+                return Err(WebhookError::secret_changed());
+            }
+            *stored = secrets.clone();
+        }
         self.commit(journal).await
     }
 

@@ -203,6 +203,7 @@ pub async fn rotate(
     let sealed = cipher
         .encrypt(secret.as_bytes())
         .map_err(|e| WebhookError::Invalid(e.to_string()))?;
+    let replaced = old.current.clone();
     let next = StoredSecrets {
         current: sealed,
         previous: (grace > Duration::zero()).then(|| (old.current, now + grace)),
@@ -211,6 +212,7 @@ pub async fn rotate(
         .set_secrets(
             org,
             id,
+            &replaced,
             &next,
             Journal::record(acting.audit(org, now, "secret_rotated", &ep)),
         )

@@ -67,9 +67,10 @@ pub trait WebhookStore: Send + Sync {
     /// [`WebhookError::NotFound`] when `org` has no such endpoint.
     async fn get_endpoint(&self, org: OrgId, id: EndpointId) -> Result<Endpoint, WebhookError>;
 
-    /// Replaces url, description and filter, and with `with_state` the delivery state too
-    /// (enabled flag, reason for being disabled, failure count). Without it, that state is left
-    /// as stored: the delivery worker may have disabled the endpoint since it was read.
+    /// Replaces url, description and filter, and with `with_state` the enabled flag too.
+    /// Turning on an endpoint that is (as stored) disabled clears its reason and failure
+    /// streak; otherwise both are left as stored, as is the flag without `with_state`: the
+    /// delivery worker may have counted failures or disabled the endpoint since it was read.
     ///
     /// # Errors
     /// [`WebhookError::NotFound`].
@@ -98,14 +99,18 @@ pub trait WebhookStore: Send + Sync {
     /// [`WebhookError::NotFound`].
     async fn secrets(&self, org: OrgId, id: EndpointId) -> Result<StoredSecrets, WebhookError>;
 
-    /// Replaces the secrets (rotation).
+    /// Replaces the secrets (rotation), if the current secret is still `replacing` (the one the
+    /// rotation read): of two rotations at once, one is refused rather than both written, and
+    /// the secret shown for the refused one never in force.
     ///
     /// # Errors
-    /// [`WebhookError::NotFound`].
+    /// [`WebhookError::NotFound`]; [`WebhookError::Changed`] when the current secret is no
+    /// longer `replacing`.
     async fn set_secrets(
         &self,
         org: OrgId,
         id: EndpointId,
+        replacing: &str,
         secrets: &StoredSecrets,
         journal: Journal,
     ) -> Result<(), WebhookError>;

@@ -5,10 +5,10 @@ use audit::{
     ActionFilter, AuditAction, AuditError, AuditEvent, AuditQuery, AuditStore, Checkpoint, Journal,
 };
 use rbac_core::OrgId;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, LockType};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 
 use crate::SeaStore;
@@ -398,9 +398,19 @@ impl AuditStore for SeaStore {
                 a.seq
             )));
         }
+        // In sequence order on PostgreSQL, as an erasure locks the records it rewrites.
+        let backend = txn.get_database_backend();
         let removed = audit_event::Entity::delete_many()
-            .filter(audit_event::Column::OrgId.eq(org))
-            .filter(audit_event::Column::Seq.lte(a.seq))
+            .filter(audit_event::Column::OrgId.eq(org.clone()))
+            .filter(super::in_key_order::<audit_event::Entity>(
+                backend,
+                audit_event::Column::Seq,
+                Condition::all()
+                    .add(audit_event::Column::OrgId.eq(org))
+                    .add(audit_event::Column::Seq.lte(a.seq)),
+                false,
+                None,
+            ))
             .exec(&txn)
             .await
             .map_err(store)?
@@ -425,7 +435,7 @@ impl AuditStore for SeaStore {
         journal: Journal,
     ) -> Result<u64, AuditError> {
         let txn = self.db().begin().await.map_err(store)?;
-        let n = erase_annotations(&txn, org, subject_id, None)
+        let n = erase_annotations(&txn, org, &[subject_id.to_owned()], None)
             .await
             .map_err(store)?;
         crate::journal::finish(txn, journal, 0)
@@ -447,28 +457,51 @@ impl AuditStore for SeaStore {
     }
 }
 
-/// Blanks the personal annotations of `org`'s audit records that name `subject` (as actor: the
-/// name, address and user agent; as target, or by `also_named` as the target's name, such as
-/// an invitation's email: the target's name), in the caller's transaction. The hashed fields
-/// are untouched. Returns the records touched.
+/// Blanks the personal annotations of `org`'s audit records that name any of `subjects` (as
+/// actor: the name, address and user agent; as target, or by `also_named` as the target's
+/// name, such as an invitation's email: the target's name), in the caller's transaction. The
+/// hashed fields are untouched. Returns the records touched.
+///
+/// On PostgreSQL the records are locked first, all of them in sequence order, as a retention
+/// pass deletes them: changed by the three statements below in the order of their plans, an
+/// erasure and a prune of the same organization could each hold a record the other waits for.
 pub(crate) async fn erase_annotations<C: sea_orm::ConnectionTrait>(
     conn: &C,
     org: OrgId,
-    subject: &str,
+    subjects: &[String],
     also_named: Option<&str>,
 ) -> Result<u64, sea_orm::DbErr> {
     use audit_event::Column as A;
+    if subjects.is_empty() {
+        return Ok(0);
+    }
     let org = org.to_string();
-    let mut names_target = Condition::any().add(A::TargetId.eq(subject));
+    let mut names_target = Condition::any().add(A::TargetId.is_in(subjects));
     if let Some(name) = also_named {
         names_target = names_target.add(A::TargetName.eq(name));
+    }
+    if conn.get_database_backend() == DbBackend::Postgres {
+        audit_event::Entity::find()
+            .select_only()
+            .column(A::Seq)
+            .filter(A::OrgId.eq(org.as_str()))
+            .filter(
+                Condition::any()
+                    .add(A::ActorId.is_in(subjects))
+                    .add(names_target.clone()),
+            )
+            .order_by_asc(A::Seq)
+            .lock(LockType::Update)
+            .into_tuple::<i64>()
+            .all(conn)
+            .await?;
     }
     let as_actor = audit_event::Entity::update_many()
         .col_expr(A::ActorName, Expr::value(audit::ERASED))
         .col_expr(A::Ip, Expr::value(""))
         .col_expr(A::UserAgent, Expr::value(""))
         .filter(A::OrgId.eq(org.as_str()))
-        .filter(A::ActorId.eq(subject))
+        .filter(A::ActorId.is_in(subjects))
         .exec(conn)
         .await?
         .rows_affected;
@@ -476,16 +509,16 @@ pub(crate) async fn erase_annotations<C: sea_orm::ConnectionTrait>(
         .col_expr(A::TargetName, Expr::value(audit::ERASED))
         .filter(A::OrgId.eq(org.as_str()))
         .filter(names_target.clone())
-        .filter(A::ActorId.ne(subject))
+        .filter(A::ActorId.is_not_in(subjects))
         .exec(conn)
         .await?
         .rows_affected;
-    // Records where the person is also the actor were counted above; name the target too.
+    // Records where one of them is also the actor were counted above; name the target too.
     audit_event::Entity::update_many()
         .col_expr(A::TargetName, Expr::value(audit::ERASED))
         .filter(A::OrgId.eq(org.as_str()))
         .filter(names_target)
-        .filter(A::ActorId.eq(subject))
+        .filter(A::ActorId.is_in(subjects))
         .exec(conn)
         .await?;
     Ok(as_actor + as_target)

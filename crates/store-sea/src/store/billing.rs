@@ -16,7 +16,7 @@ use billing_limits::payment::ChargeStatus;
 use billing_limits::subscription::{BillingCycle, Subscription, SubscriptionStatus};
 use chrono::{DateTime, Utc};
 use rbac_core::{CreditOperationId, OrgId};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, LockType};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, TransactionTrait,
@@ -459,7 +459,29 @@ impl CreditStore for SeaStore {
         plan: &[Allocation],
         journal: Journal,
     ) -> Result<(), TenancyError> {
+        // The plan's accounts exist first, in a transaction of their own (empty accounts, which
+        // change nothing if the rest fails), so the one below inserts nothing: an insert would
+        // wait for a posting's insert of the same account while that posting waits for a row
+        // this transaction holds.
         let txn = self.db().begin().await.map_err(store)?;
+        for a in plan {
+            ensure_account(&txn, org, Account::Team(a.team)).await?;
+        }
+        txn.commit().await.map_err(store)?;
+        let txn = self.db().begin().await.map_err(store)?;
+        // Every account of the organization, locked in key order (PostgreSQL), as a posting
+        // takes its accounts in key order: the updates below, in the order of their plans and
+        // of `plan`, then wait for no row a posting holds while it waits for one of these.
+        credit_account::Entity::find()
+            .select_only()
+            .column(credit_account::Column::Account)
+            .filter(credit_account::Column::OrgId.eq(org.to_string()))
+            .order_by_asc(credit_account::Column::Account)
+            .lock(LockType::Update)
+            .into_tuple::<String>()
+            .all(&txn)
+            .await
+            .map_err(store)?;
         credit_account::Entity::update_many()
             .col_expr(
                 credit_account::Column::AllocationPercent,
@@ -471,7 +493,6 @@ impl CreditStore for SeaStore {
             .map_err(store)?;
         for a in plan {
             let account = Account::Team(a.team);
-            ensure_account(&txn, org, account).await?;
             credit_account::Entity::update_many()
                 .col_expr(
                     credit_account::Column::AllocationPercent,

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use sea_orm::sea_query::{Expr, IntoCondition};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    QueryTrait, TransactionTrait,
+    TransactionTrait,
 };
 use tenancy::TenancyError;
 use tenancy::housekeeping::{Cutoffs, HousekeepingReport, HousekeepingStore};
@@ -26,7 +26,9 @@ use crate::entity::{
 const BATCH: u64 = 1_000;
 
 /// Removes the rows of `E` that meet `cond`, [`BATCH`] at a time by primary key `pk`, each
-/// batch a statement of its own; returns how many went.
+/// batch a statement of its own; returns how many went. On PostgreSQL a batch skips the rows
+/// another transaction holds (an erasure rewriting them, say), which the next pass removes,
+/// so housekeeping never waits in a lock cycle.
 async fn delete_batched<E: EntityTrait>(
     db: &impl ConnectionTrait,
     pk: E::Column,
@@ -35,17 +37,14 @@ async fn delete_batched<E: EntityTrait>(
     let cond = cond.into_condition();
     let mut total = 0;
     loop {
-        let batch = E::find()
-            .select_only()
-            .column(pk)
-            .filter(cond.clone())
-            .limit(BATCH)
-            .into_query();
-        let n = E::delete_many()
-            .filter(pk.in_subquery(batch))
-            .exec(db)
-            .await?
-            .rows_affected;
+        let batch = super::in_key_order::<E>(
+            db.get_database_backend(),
+            pk,
+            cond.clone(),
+            true,
+            Some(BATCH),
+        );
+        let n = E::delete_many().filter(batch).exec(db).await?.rows_affected;
         total += n;
         if n < BATCH {
             return Ok(total);
@@ -86,8 +85,13 @@ async fn prune_sessions(db: &impl ConnectionTrait, before: i64) -> Result<u64, s
         let full = batch.len() as u64 == BATCH;
         // Checked again as they go, like every rule here.
         let n = session::Entity::delete_many()
-            .filter(session::Column::Id.is_in(batch.into_iter().map(|(id, _)| id)))
-            .filter(stale())
+            .filter(super::in_key_order::<session::Entity>(
+                db.get_database_backend(),
+                session::Column::Id,
+                stale().add(session::Column::Id.is_in(batch.into_iter().map(|(id, _)| id))),
+                true,
+                None,
+            ))
             .exec(db)
             .await?
             .rows_affected;

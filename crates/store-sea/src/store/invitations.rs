@@ -172,6 +172,8 @@ impl InvitationStore for SeaStore {
             .filter(invitation::Column::OrgId.eq(org.to_string()))
             .filter(invitation::Column::AcceptedAt.is_null())
             .filter(invitation::Column::RevokedAt.is_null())
+            // Expired since the service looked: its seat may be taken, so it stays expired.
+            .filter(invitation::Column::ExpiresAt.gt(micros(sent_at)))
             .exec(&txn)
             .await
             .map_err(store)?;
@@ -217,6 +219,9 @@ impl InvitationStore for SeaStore {
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
+        if new_password_hash.is_none() {
+            super::tenancy::lock_joining_account(&txn, new).await?;
+        }
         lock_org(&txn, inv.org).await?;
         // The conditional update is the single-use guarantee: of two racing acceptances only one matches.
         let res = invitation::Entity::update_many()

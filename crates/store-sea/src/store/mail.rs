@@ -54,17 +54,19 @@ impl MailOutbox for SeaStore {
             .map_err(store)?;
         let mut claimed = Vec::new();
         for m in due {
-            // Only the worker whose update still sees the old lease gets the mail.
-            let res = mail::Entity::update_many()
+            // Only the worker whose update still sees the old lease gets the mail, as the
+            // update leaves it (an erasure may have blanked its address and body since the
+            // read above).
+            let leased = mail::Entity::update_many()
                 .col_expr(mail::Column::AvailableAt, Expr::value(micros(lease_until)))
                 .filter(mail::Column::Id.eq(m.id.as_str()))
                 .filter(mail::Column::SentAt.is_null())
                 .filter(mail::Column::AvailableAt.eq(m.available_at))
-                .exec(self.db())
+                .exec_with_returning(self.db())
                 .await
                 .map_err(store)?;
-            if res.rows_affected == 1 {
-                claimed.push(queued(m)?);
+            for row in leased {
+                claimed.push(queued(row)?);
             }
         }
         Ok(claimed)

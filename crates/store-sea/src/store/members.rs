@@ -6,12 +6,13 @@ use chrono::{DateTime, Utc};
 use rbac_core::{OrgId, OrgRole, TeamRole, UserId};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
+    TransactionTrait,
 };
 use tenancy::members::{Disposition, OwnershipTransfer, RemovalReport};
 use tenancy::{MembershipStore, TenancyError};
 
-use super::tenancy::{commit, lock_org, store};
+use super::tenancy::{commit, lock_org, lock_user, store};
 use crate::SeaStore;
 use crate::convert::{id, micros, time};
 use crate::entity::{
@@ -133,6 +134,9 @@ impl MembershipStore for SeaStore {
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
+        // The organization first, as every other change of its members takes it: a transfer
+        // being confirmed, whose transfer row `change_role` may withdraw, holds it too.
+        lock_org(&txn, org).await?;
         change_role(&txn, org, user, (from, to), Utc::now()).await?;
         commit(txn, journal).await
     }
@@ -143,6 +147,25 @@ impl MembershipStore for SeaStore {
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
+        // Checked again under the organization's lock: a removal or demotion that committed
+        // since the service looked withdrew nothing (there was no transfer yet), so the
+        // proposal must not outlive it.
+        lock_org(&txn, t.org).await?;
+        let role_of = |user: UserId| {
+            membership::Entity::find_by_id((t.org.to_string(), user.to_string()))
+                .select_only()
+                .column(membership::Column::Role)
+                .into_tuple::<String>()
+                .one(&txn)
+        };
+        if role_of(t.from).await.map_err(store)?.as_deref() != Some(OrgRole::Owner.as_str()) {
+            return Err(TenancyError::Conflict(
+                "ownership changed meanwhile; the transfer was not proposed".into(),
+            ));
+        }
+        if role_of(t.to).await.map_err(store)?.is_none() {
+            return Err(TenancyError::NotFound("member"));
+        }
         ownership_transfer::Entity::insert(ownership_transfer::ActiveModel {
             org_id: Set(t.org.to_string()),
             from_user: Set(t.from.to_string()),
@@ -239,6 +262,10 @@ impl MembershipStore for SeaStore {
         journal: Journal,
     ) -> Result<RemovalReport, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
+        // The account, then the organization (as an erasure and a join take them): a removal
+        // from another organization at the same time waits, and whichever comes second sees
+        // that the person has no organization left and ends their sessions.
+        lock_user(&txn, user).await?;
         let report = remove_in(&txn, org, user, disposition, now).await?;
         commit(txn, journal).await?;
         Ok(report)

@@ -18,6 +18,7 @@ use super::tenancy::{commit, replace_password, store};
 use crate::SeaStore;
 use crate::convert::{id, micros, time};
 use crate::entity::{login_challenge, recovery_code, sms_outbox, user_mfa};
+use crate::error::is_unique_violation;
 
 fn uid(u: UserId) -> String {
     u.to_string()
@@ -29,11 +30,27 @@ fn active(u: UserId) -> Condition {
         .add(user_mfa::Column::EnabledAt.is_not_null())
 }
 
+/// Locks `user`'s second-factor record in `txn` (PostgreSQL; SQLite's writes take turns) and
+/// returns it. Every transaction that changes the factor or its recovery codes takes the record
+/// first, so none waits for the codes while holding the record against another that holds
+/// the codes, and a check of the record holds until the commit.
+async fn lock_factor(
+    txn: &DatabaseTransaction,
+    user: UserId,
+) -> Result<Option<user_mfa::Model>, TenancyError> {
+    user_mfa::Entity::find_by_id(uid(user))
+        .lock_exclusive()
+        .one(txn)
+        .await
+        .map_err(store)
+}
+
 /// Deletes `user`'s second factor and recovery codes in `txn`; whether there was one.
 async fn remove_second_factor(
     txn: &DatabaseTransaction,
     user: UserId,
 ) -> Result<bool, TenancyError> {
+    lock_factor(txn, user).await?;
     recovery_code::Entity::delete_many()
         .filter(recovery_code::Column::UserId.eq(uid(user)))
         .exec(txn)
@@ -123,20 +140,20 @@ impl MfaStore for SeaStore {
 
     async fn start_totp(&self, user: UserId, secret_enc: &str) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
-        let existing = user_mfa::Entity::find_by_id(uid(user))
-            .one(&txn)
-            .await
-            .map_err(store)?;
+        // Locked: an activation committed meanwhile is seen here, not deleted below.
+        let existing = lock_factor(&txn, user).await?;
         if existing.as_ref().is_some_and(|m| m.enabled_at.is_some()) {
             return Err(TenancyError::Conflict(
                 "two-factor authentication is already on".into(),
             ));
         }
-        user_mfa::Entity::delete_by_id(uid(user))
+        user_mfa::Entity::delete_many()
+            .filter(user_mfa::Column::UserId.eq(uid(user)))
+            .filter(user_mfa::Column::EnabledAt.is_null())
             .exec(&txn)
             .await
             .map_err(store)?;
-        user_mfa::Entity::insert(user_mfa::ActiveModel {
+        let inserted = user_mfa::Entity::insert(user_mfa::ActiveModel {
             user_id: Set(uid(user)),
             secret_enc: Set(secret_enc.to_owned()),
             enabled_at: Set(None),
@@ -149,9 +166,15 @@ impl MfaStore for SeaStore {
             locked_until: Set(None),
         })
         .exec_without_returning(&txn)
-        .await
-        .map_err(store)?;
-        txn.commit().await.map_err(store)
+        .await;
+        match inserted {
+            // Another setup of theirs inserted its record first (there was none to lock).
+            Err(e) if is_unique_violation(&e) => Err(TenancyError::Conflict(
+                "two-factor setup started again meanwhile; try again".into(),
+            )),
+            Err(e) => Err(store(e)),
+            Ok(_) => txn.commit().await.map_err(store),
+        }
     }
 
     async fn activate_totp(
@@ -228,12 +251,11 @@ impl MfaStore for SeaStore {
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
-        let n = user_mfa::Entity::find()
-            .filter(active(user))
-            .count(&txn)
-            .await
-            .map_err(store)?;
-        if n == 0 {
+        // Locked, so a factor turned off meanwhile does not leave these codes behind.
+        if lock_factor(&txn, user)
+            .await?
+            .is_none_or(|m| m.enabled_at.is_none())
+        {
             return Err(TenancyError::NotFound("second factor"));
         }
         replace_codes(&txn, user, hashes).await?;

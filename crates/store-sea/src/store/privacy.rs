@@ -7,7 +7,7 @@ use rbac_core::{OrgId, UserId};
 use sea_orm::sea_query::{Expr, LikeExpr};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    TransactionTrait,
+    QuerySelect, TransactionTrait,
 };
 use tenancy::TenancyError;
 use tenancy::members::Disposition;
@@ -92,22 +92,22 @@ impl PrivacyStore for SeaStore {
         let removal = remove_in(&txn, org, u, disposition, now).await?;
         let (o, uid) = (org.to_string(), u.to_string());
         let erased = audit::ERASED;
-        let mut audit_records_erased =
-            super::audit::erase_annotations(&txn, org, &uid, Some(&account.email))
-                .await
-                .map_err(store)?;
-        // Their API keys acted in their name: "Production key (API key of <name>)".
-        for key in crate::entity::api_key::Entity::find()
+        // They, and their API keys, which acted in their name ("Production key (API key of
+        // <name>)"), in one pass.
+        let mut subjects: Vec<String> = crate::entity::api_key::Entity::find()
+            .select_only()
+            .column(crate::entity::api_key::Column::Id)
             .filter(crate::entity::api_key::Column::OrgId.eq(o.clone()))
             .filter(crate::entity::api_key::Column::CreatedBy.eq(uid.clone()))
+            .into_tuple()
             .all(&txn)
             .await
-            .map_err(store)?
-        {
-            audit_records_erased += super::audit::erase_annotations(&txn, org, &key.id, None)
+            .map_err(store)?;
+        subjects.push(uid.clone());
+        let audit_records_erased =
+            super::audit::erase_annotations(&txn, org, &subjects, Some(&account.email))
                 .await
                 .map_err(store)?;
-        }
         // Mail to them in this organization: the address goes, and any body still queued.
         mail::Entity::update_many()
             .col_expr(mail::Column::ToAddr, Expr::value(erased))
@@ -272,9 +272,11 @@ async fn scrub_event_bodies(
     let mut changed = 0;
     // Each event that named them, with whether it carried their email and their name.
     let mut naming_events = std::collections::HashMap::new();
+    // In id order, as they are updated one by one (see `in_key_order`).
     for e in outbox_event::Entity::find()
         .filter(outbox_event::Column::OrgId.eq(org))
         .filter(naming(outbox_event::Column::Data, &needles))
+        .order_by_asc(outbox_event::Column::Id)
         .all(txn)
         .await
         .map_err(store)?

@@ -60,6 +60,31 @@ pub(crate) async fn lock_user(txn: &DatabaseTransaction, user: UserId) -> Result
     Ok(())
 }
 
+/// For an existing account joining an organization: takes the account's lock before the
+/// caller takes the organization's (the order an erasure and a removal follow), so a join and
+/// an erasure or removal elsewhere of the same person take turns, and checks that the account
+/// was not erased since the service found it (its email is then its erased address).
+///
+/// # Errors
+/// [`TenancyError::NotFound`] when the account is gone or erased.
+pub(crate) async fn lock_joining_account(
+    txn: &DatabaseTransaction,
+    u: &User,
+) -> Result<(), TenancyError> {
+    lock_user(txn, u.id).await?;
+    let email: Option<String> = user::Entity::find_by_id(u.id.to_string())
+        .select_only()
+        .column(user::Column::Email)
+        .into_tuple()
+        .one(txn)
+        .await
+        .map_err(store)?;
+    match email {
+        Some(e) if e != tenancy::privacy::erased_address(u.id) => Ok(()),
+        _ => Err(TenancyError::NotFound("account")),
+    }
+}
+
 async fn read_login_throttle(
     db: &impl sea_orm::ConnectionTrait,
     user_id: UserId,
@@ -444,6 +469,9 @@ impl OrgStore for SeaStore {
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
+        if new_password_hash.is_none() {
+            lock_joining_account(&txn, new).await?;
+        }
         lock_org(&txn, org).await?;
         check_seat(&txn, org, limits, new.created_at, Some(&new.email)).await?;
         if let Some(hash) = new_password_hash {

@@ -8,7 +8,8 @@ use rbac_core::{EndpointId, OrgId};
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend,
-    DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+    DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+    TransactionTrait,
 };
 use webhooks::{
     Attempt, AttemptOutcome, Delivery, DeliveryStatus, Endpoint, StoredSecrets, WebhookError,
@@ -297,35 +298,21 @@ async fn apply_attempts(
     Ok(journal)
 }
 
-/// The deliveries `filter` selects, as a condition that on PostgreSQL first locks them in id
-/// order (`SELECT id … ORDER BY id FOR UPDATE`, in a subquery of the same statement).
-///
-/// Every transaction that changes several deliveries takes them in id order: a multi-row
-/// `UPDATE` or `DELETE` otherwise locks its rows in the order its plan visits them, and two
-/// such statements (a claim and an endpoint's deletion, say, or an erasure's scrub) could each
-/// hold a row the other waits for. With `skip_locked` the rows another transaction holds are
-/// left out instead of waited for (a claim takes what is free). SQLite's writes take turns, so
-/// there the condition is `filter` itself.
+/// The deliveries `filter` selects, locked in id order on PostgreSQL (see
+/// [`super::in_key_order`]). Every transaction that changes several deliveries takes them in
+/// id order (a batch of attempts and an erasure's scrub update them one by one in id order).
 pub(super) fn deliveries_in_id_order(
     backend: DbBackend,
     filter: Condition,
     skip_locked: bool,
 ) -> Condition {
-    if backend != DbBackend::Postgres {
-        return filter;
-    }
-    let mut locked = Query::select();
-    locked
-        .column(webhook_delivery::Column::Id)
-        .from(webhook_delivery::Entity)
-        .cond_where(filter)
-        .order_by(webhook_delivery::Column::Id, sea_orm::Order::Asc);
-    if skip_locked {
-        locked.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-    } else {
-        locked.lock(LockType::Update);
-    }
-    Condition::all().add(webhook_delivery::Column::Id.in_subquery(locked.to_owned()))
+    super::in_key_order::<webhook_delivery::Entity>(
+        backend,
+        webhook_delivery::Column::Id,
+        filter,
+        skip_locked,
+        None,
+    )
 }
 
 /// Deletes the deliveries `filter` selects, inside `txn`, taking them in id order (see
@@ -346,6 +333,28 @@ pub(super) async fn delete_deliveries_returning_ids(
         .iter()
         .map(|r| r.try_get::<String>("", "id"))
         .collect()
+}
+
+/// Checks inside `txn` that `org` has the endpoint `id`, and on PostgreSQL holds it (`KEY
+/// SHARE`, which only a deletion waits for) until the commit: a deletion that commits first
+/// leaves nothing to act on (NotFound); one that comes later waits, then removes what this
+/// transaction queued with the rest.
+async fn hold_endpoint(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    id: EndpointId,
+) -> Result<(), WebhookError> {
+    webhook_endpoint::Entity::find_by_id(id.to_string())
+        .filter(webhook_endpoint::Column::OrgId.eq(org.to_string()))
+        .select_only()
+        .column(webhook_endpoint::Column::Id)
+        .lock(LockType::KeyShare)
+        .into_tuple::<String>()
+        .one(txn)
+        .await
+        .map_err(store)?
+        .ok_or(WebhookError::NotFound("webhook endpoint"))?;
+    Ok(())
 }
 
 async fn commit(txn: DatabaseTransaction, journal: Journal) -> Result<(), WebhookError> {
@@ -535,16 +544,21 @@ impl WebhookStore for SeaStore {
                 Expr::value(ep.message.clone()),
             );
         if with_state {
-            update = update
-                .col_expr(webhook_endpoint::Column::Enabled, Expr::value(ep.enabled))
-                .col_expr(
-                    webhook_endpoint::Column::DisabledReason,
-                    Expr::value(ep.disabled_reason.clone()),
-                )
-                .col_expr(
-                    webhook_endpoint::Column::ConsecutiveFailures,
-                    Expr::value(i32::try_from(ep.consecutive_failures).unwrap_or(0)),
-                );
+            update = update.col_expr(webhook_endpoint::Column::Enabled, Expr::value(ep.enabled));
+            if ep.enabled {
+                // Decided by the row as it is when written, not as the service read it: an
+                // endpoint that was off starts afresh; one that was on keeps the failure
+                // streak the worker may have added to since.
+                update = update
+                    .col_expr(
+                        webhook_endpoint::Column::DisabledReason,
+                        Expr::cust("CASE WHEN enabled THEN disabled_reason ELSE NULL END"),
+                    )
+                    .col_expr(
+                        webhook_endpoint::Column::ConsecutiveFailures,
+                        Expr::cust("CASE WHEN enabled THEN consecutive_failures ELSE 0 END"),
+                    );
+            }
         }
         let res = update
             .filter(webhook_endpoint::Column::Id.eq(ep.id.to_string()))
@@ -604,6 +618,7 @@ impl WebhookStore for SeaStore {
         &self,
         org: OrgId,
         id: EndpointId,
+        replacing: &str,
         s: &StoredSecrets,
         journal: Journal,
     ) -> Result<(), WebhookError> {
@@ -623,11 +638,23 @@ impl WebhookStore for SeaStore {
             )
             .filter(webhook_endpoint::Column::Id.eq(id.to_string()))
             .filter(webhook_endpoint::Column::OrgId.eq(org.to_string()))
+            .filter(webhook_endpoint::Column::Secret.eq(replacing))
             .exec(&txn)
             .await
             .map_err(store)?;
         if res.rows_affected == 0 {
-            return Err(WebhookError::NotFound("webhook endpoint"));
+            // Gone, or rotated (or re-encrypted) since the rotation read it. Asked in the
+            // transaction: on SQLite it holds the one writer connection.
+            let exists = webhook_endpoint::Entity::find_by_id(id.to_string())
+                .filter(webhook_endpoint::Column::OrgId.eq(org.to_string()))
+                .count(&txn)
+                .await
+                .map_err(store)?;
+            return Err(if exists == 0 {
+                WebhookError::NotFound("webhook endpoint")
+            } else {
+                WebhookError::secret_changed()
+            });
         }
         commit(txn, journal).await
     }
@@ -638,9 +665,9 @@ impl WebhookStore for SeaStore {
         endpoint_id: EndpointId,
         journal: Journal,
     ) -> Result<(), WebhookError> {
-        self.endpoint_row(org, endpoint_id).await?;
         let events = journal.events.clone();
         let txn = self.db().begin().await.map_err(store)?;
+        hold_endpoint(&txn, org, endpoint_id).await?;
         let queued = fan_out(&txn, &events, Some(endpoint_id))
             .await
             .map_err(store)?;
@@ -705,17 +732,20 @@ impl WebhookStore for SeaStore {
             .exec_with_returning(self.db())
             .await
             .map_err(store)?;
-        let mut leased: Vec<webhook_delivery::Model> = leased;
-        leased.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut leased: std::collections::HashMap<String, webhook_delivery::Model> =
+            leased.into_iter().map(|l| (l.id.clone(), l)).collect();
         let mut out = Vec::with_capacity(leased.len());
         for d in due {
-            if leased.binary_search_by(|l| l.id.cmp(&d.id)).is_err() {
-                continue;
-            }
-            let Some(ep) = endpoints.get(&d.endpoint_id) else {
+            // The row as the lease left it, not as `due` read it: an erasure may have
+            // rewritten its payload in between, and the old one must not go out.
+            let Some(mut row) = leased.remove(&d.id) else {
                 continue;
             };
-            out.push((delivery(d)?, endpoint(ep)?, secrets(ep)?));
+            row.next_attempt_at = d.next_attempt_at;
+            let Some(ep) = endpoints.get(&row.endpoint_id) else {
+                continue;
+            };
+            out.push((delivery(row)?, endpoint(ep)?, secrets(ep)?));
         }
         Ok(out)
     }
@@ -804,21 +834,10 @@ impl WebhookStore for SeaStore {
         journal: Journal,
     ) -> Result<u64, WebhookError> {
         let txn = self.db().begin().await.map_err(store)?;
-        // The endpoint is checked inside the transaction, and held on PostgreSQL (`KEY
-        // SHARE`): a deletion that commits first leaves nothing to resend (NotFound), one that
-        // comes later waits and then removes what this queued. Checked before the transaction,
-        // a failed delivery could be made pending again just after its endpoint's deletion
-        // removed the queue, and stay queued for an endpoint that no longer exists.
-        webhook_endpoint::Entity::find_by_id(ep.to_string())
-            .filter(webhook_endpoint::Column::OrgId.eq(org.to_string()))
-            .select_only()
-            .column(webhook_endpoint::Column::Id)
-            .lock(LockType::KeyShare)
-            .into_tuple::<String>()
-            .one(&txn)
-            .await
-            .map_err(store)?
-            .ok_or(WebhookError::NotFound("webhook endpoint"))?;
+        // Checked before the transaction, a failed delivery could be made pending again just
+        // after its endpoint's deletion removed the queue, and stay queued for an endpoint that
+        // no longer exists.
+        hold_endpoint(&txn, org, ep).await?;
         let mut which = Condition::all()
             .add(webhook_delivery::Column::OrgId.eq(org.to_string()))
             .add(webhook_delivery::Column::EndpointId.eq(ep.to_string()));

@@ -95,6 +95,10 @@ pub(super) async fn team_row(
 ) -> Result<Option<team::Model>, TenancyError> {
     team::Entity::find_by_id(team_id.to_string())
         .filter(team::Column::OrgId.eq(org.to_string()))
+        // Held until the commit (PostgreSQL; SQLite's writes take turns): archiving the team
+        // (an update without the organization's lock) waits, so what this transaction adds
+        // to it cannot land in a team archived since this read.
+        .lock_shared()
         .one(txn)
         .await
         .map_err(store)
@@ -213,13 +217,15 @@ async fn insert_asset_checked(
         let Some(parent) = asset::Entity::find_by_id(p.to_string())
             .filter(asset::Column::OrgId.eq(a.org.to_string()))
             .filter(asset::Column::TeamId.eq(a.team.to_string()))
+            // Held until the commit, as the team is (see `team_row`): archiving the parent
+            // waits, and a create that comes after it sees it archived.
+            .lock_shared()
             .one(txn)
             .await
             .map_err(store)?
         else {
             return Err(TenancyError::NotFound("parent"));
         };
-        // Archiving takes no lock; checked here, a create racing it cannot add to it.
         if parent.archived_at.is_some() {
             return Err(TenancyError::Conflict(format!(
                 "`{}` is archived; unarchive it first",
@@ -470,6 +476,10 @@ impl WorkspaceStore for SeaStore {
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
+        // The organization's lock, as a member's removal takes it: the membership checked
+        // below cannot be removed before this commits (a team role for someone no longer in
+        // the organization would come back if they rejoined).
+        lock_org(&txn, org).await?;
         if team_row(&txn, org, t).await?.is_none() {
             return Err(TenancyError::NotFound("team"));
         }
