@@ -1052,3 +1052,214 @@ async fn webhook_writers_race_without_deadlocks_or_orphans_on_postgres() {
         webhook_writers_race_without_deadlocks_or_orphans(store).await;
     }
 }
+
+/// Pairs of tenancy writes that reviews found could interleave badly on PostgreSQL, each pair
+/// run at once for a number of rounds: a person removed from both of their organizations at
+/// the same moment (their sessions must end: each removal alone saw the other membership); a
+/// person erased from their only organization while their account is added to another (never
+/// a member whose account is erased); a second 2FA setup racing the activation of the first (an activation that succeeded must
+/// stay active); a demotion racing the confirmation of an ownership transfer to the same
+/// member (one may refuse the other, but neither may fail with a deadlock); a purchase shared
+/// out to the teams' credit accounts while the shares change (no deadlock either).
+async fn tenancy_writers_race_without_deadlocks_or_lost_changes(store: SeaStore) {
+    use tenancy::credits::CreditStore;
+    use tenancy::members::{Disposition, OwnershipTransfer};
+    use tenancy::mfa::MfaStore;
+    use tenancy::privacy::PrivacyStore;
+    use tenancy::{AccountStore, MembershipStore, OrgStore, TenancyError};
+    const ROUNDS: usize = 25;
+    let now = chrono::Utc::now;
+    let t = now().timestamp_micros();
+    let (a, owner_a) = org_with_owner(&store, now()).await;
+    let (b, owner_b) = org_with_owner(&store, now()).await;
+    let person = |orgs: Vec<(rbac_core::OrgId, &'static str)>| {
+        let store = store.clone();
+        async move {
+            let id = rbac_core::UserId::new();
+            let mut sql = format!(
+                "INSERT INTO users (id, email, name, password_hash, created_at) VALUES \
+                 ('{id}', 'p-{}@contract.example', 'P', 'h', {t}); \
+                 INSERT INTO sessions (id, token_hash, user_id, created_at, last_seen_at, ended_at, ip, user_agent) VALUES \
+                 ('ses_{}', 'th-{}', '{id}', {t}, {t}, NULL, '', '')",
+                id.as_uuid().simple(),
+                id.as_uuid().simple(),
+                id.as_uuid().simple()
+            );
+            for (org, role) in orgs {
+                sql.push_str(&format!(
+                    "; INSERT INTO memberships (org_id, user_id, role, joined_at, deactivated_at) \
+                     VALUES ('{org}', '{id}', '{role}', {t}, NULL)"
+                ));
+            }
+            store.execute_sql(&sql).await.unwrap();
+            id
+        }
+    };
+    let not_a_deadlock = |what: &str, r: &Result<(), TenancyError>| {
+        assert!(
+            !matches!(r, Err(TenancyError::Store(_))),
+            "{what} failed in the store: {r:?}"
+        );
+    };
+    // Two teams with credit accounts (and shares) already.
+    let teams = [rbac_core::TeamId::new(), rbac_core::TeamId::new()];
+    store
+        .set_allocations(
+            a.id,
+            &teams.map(|t| billing_limits::credits::Allocation::new(t, 50)),
+            audit::Journal::default(),
+        )
+        .await
+        .unwrap();
+    for round in 0..ROUNDS {
+        // Removed from both organizations at once.
+        let p = person(vec![(a.id, "user"), (b.id, "user")]).await;
+        let (ra, rb) = tokio::join!(
+            store.remove_member(
+                a.id,
+                p,
+                Disposition::TransferToOwner(owner_a.id),
+                now(),
+                audit::Journal::default()
+            ),
+            store.remove_member(
+                b.id,
+                p,
+                Disposition::TransferToOwner(owner_b.id),
+                now(),
+                audit::Journal::default()
+            ),
+        );
+        ra.unwrap();
+        rb.unwrap();
+        assert_eq!(
+            store.list_sessions(p).await.unwrap(),
+            [],
+            "round {round}: in no organization any more, so signed out"
+        );
+
+        // Erased from their only organization while an admin adds the account to another:
+        // either the erasure sees the new membership and keeps the account, or the account is
+        // erased and the join refused; never a member with an erased account.
+        let e = person(vec![(a.id, "user")]).await;
+        let account = store.get_user(e).await.unwrap().expect("the account");
+        let team_b = store.default_team(b.id).await.unwrap();
+        let limits_b = b.limits();
+        let (erased, joined) = tokio::join!(
+            store.erase_member(
+                a.id,
+                e,
+                Disposition::TransferToOwner(owner_a.id),
+                now(),
+                audit::Journal::default()
+            ),
+            store.add_member(
+                b.id,
+                &account,
+                None,
+                rbac_core::OrgRole::User,
+                team_b.id,
+                rbac_core::TeamRole::Member,
+                &limits_b,
+                audit::Journal::default()
+            ),
+        );
+        let erased = erased.unwrap();
+        not_a_deadlock("the join", &joined);
+        assert_eq!(
+            erased.account_anonymized,
+            joined.is_err(),
+            "round {round}: erased {erased:?}, joined {joined:?}"
+        );
+        assert_eq!(
+            store.get_member(b.id, e).await.unwrap().is_some(),
+            joined.is_ok(),
+            "round {round}"
+        );
+
+        // A second setup while the first is being activated.
+        let q = person(vec![(a.id, "user")]).await;
+        store.start_totp(q, "v1:first").await.unwrap();
+        let codes = ["code".to_owned()];
+        let (setup, activation) = tokio::join!(
+            store.start_totp(q, "v1:second"),
+            store.activate_totp(q, 1, &codes, now(), audit::Journal::default()),
+        );
+        not_a_deadlock("the second setup", &setup);
+        not_a_deadlock("the activation", &activation);
+        let record = store.mfa(q).await.unwrap().expect("a factor record");
+        if activation.is_ok() {
+            assert!(
+                record.enabled_at.is_some(),
+                "round {round}: an activation that succeeded stays active ({setup:?})"
+            );
+        }
+
+        // A demotion while the transfer to the same member is confirmed.
+        let (o, owner) = org_with_owner(&store, now()).await;
+        let m = person(vec![(o.id, "admin")]).await;
+        let transfer = OwnershipTransfer {
+            org: o.id,
+            from: owner.id,
+            to: m,
+            proposed_at: now(),
+            expires_at: now() + chrono::Duration::hours(72),
+        };
+        store
+            .save_transfer(&transfer, audit::Journal::default())
+            .await
+            .unwrap();
+        let (confirmed, demoted) = tokio::join!(
+            store.complete_transfer(&transfer, now(), audit::Journal::default()),
+            store.set_role(
+                o.id,
+                m,
+                rbac_core::OrgRole::Admin,
+                rbac_core::OrgRole::User,
+                audit::Journal::default()
+            ),
+        );
+        not_a_deadlock("the confirmation", &confirmed);
+        not_a_deadlock("the demotion", &demoted);
+
+        // A purchase shared out to the teams while the shares change.
+        let plan = [
+            billing_limits::credits::Allocation::new(teams[1], 60),
+            billing_limits::credits::Allocation::new(teams[0], 40),
+        ];
+        let postings =
+            billing_limits::credits::purchase(billing_limits::credits::Account::Pool, 100, &plan)
+                .unwrap();
+        let buy = tenancy::credits::NewOperation {
+            id: rbac_core::CreditOperationId::new(),
+            org: a.id,
+            idempotency_key: format!("race-{round}"),
+            fingerprint: billing_limits::credits::fingerprint("purchase", &postings),
+            kind: billing_limits::credits::EntryKind::Purchase,
+            reverses: None,
+            postings,
+            description: "race".into(),
+            actor: "contract".into(),
+            created_at: now(),
+        };
+        let (posted, shared) = tokio::join!(
+            store.post_credits(&buy, None, audit::Journal::default()),
+            store.set_allocations(a.id, &plan, audit::Journal::default()),
+        );
+        not_a_deadlock("the purchase", &posted.map(|_| ()));
+        not_a_deadlock("the new shares", &shared);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenancy_writers_race_without_deadlocks_or_lost_changes_on_sqlite() {
+    let (store, _dir) = sqlite().await;
+    tenancy_writers_race_without_deadlocks_or_lost_changes(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenancy_writers_race_without_deadlocks_or_lost_changes_on_postgres() {
+    if let Some(store) = postgres().await {
+        tenancy_writers_race_without_deadlocks_or_lost_changes(store).await;
+    }
+}
