@@ -1221,6 +1221,23 @@ async fn tenancy_writers_race_without_deadlocks_or_lost_changes(store: SeaStore)
         );
         not_a_deadlock("the confirmation", &confirmed);
         not_a_deadlock("the demotion", &demoted);
+        // One of them wins: the demotion withdraws the transfer, the confirmation changes the
+        // role the demotion was decided on.
+        let role = store.get_member(o.id, m).await.unwrap().unwrap().role;
+        let expected = match (&confirmed, &demoted) {
+            (Ok(()), Err(_)) => rbac_core::OrgRole::Owner,
+            (Err(_), Ok(())) => rbac_core::OrgRole::User,
+            _ => panic!("round {round}: exactly one wins: {confirmed:?} / {demoted:?}"),
+        };
+        assert_eq!(role, expected, "round {round}");
+        let owners = store
+            .list_members(o.id, None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|x| x.role == rbac_core::OrgRole::Owner)
+            .count();
+        assert_eq!(owners, 1, "round {round}: one Owner");
 
         // A purchase shared out to the teams while the shares change.
         let plan = [

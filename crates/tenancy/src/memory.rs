@@ -249,6 +249,15 @@ impl AuditStore for MemoryTenancyStore {
     }
 }
 
+/// An existing account joining an organization must still exist and not have been erased
+/// since the service read it (its email is then its erased address).
+fn joining_account(s: &State, user: &User) -> Result<(), TenancyError> {
+    match s.users.get(&user.id) {
+        Some((u, _)) if u.email.as_str() != crate::privacy::erased_address(user.id) => Ok(()),
+        _ => Err(TenancyError::NotFound("account")),
+    }
+}
+
 fn email_taken(s: &State, email: &Email) -> bool {
     s.users.values().any(|(u, _)| &u.email == email)
 }
@@ -309,6 +318,9 @@ impl OrgStore for MemoryTenancyStore {
     ) -> Result<(), TenancyError> {
         {
             let mut s = self.lock()?;
+            if hash.is_none() {
+                joining_account(&s, user)?;
+            }
             if !s.orgs.contains_key(&org) {
                 return Err(TenancyError::NotFound("organization"));
             }
@@ -955,6 +967,9 @@ impl InvitationStore for MemoryTenancyStore {
     ) -> Result<(), TenancyError> {
         {
             let mut s = self.lock()?;
+            if new_password_hash.is_none() {
+                joining_account(&s, user)?;
+            }
             let Some(pos) = s
                 .invitations
                 .iter()
@@ -2493,24 +2508,30 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
             })?,
             None => 0,
         };
-        let mut audit_records_erased = self
-            .audit
-            .erase_personal_data(org, &user.to_string(), Journal::default())
-            .await?;
-        // Their API keys acted in their name.
-        let keys: Vec<String> = self
+        // They, and their API keys, which acted in their name; each record counted once.
+        let mut subjects: Vec<String> = self
             .lock()?
             .keys
             .iter()
             .filter(|k| k.0.org == org && k.0.created_by == user)
             .map(|k| k.0.id.to_string())
             .collect();
-        for key in keys {
-            audit_records_erased += self
-                .audit
-                .erase_personal_data(org, &key, Journal::default())
-                .await?;
-        }
+        subjects.push(user.to_string());
+        let audit_records_erased = self.audit.with_chain(org, |chain| {
+            let mut n = 0;
+            for r in chain.iter_mut() {
+                let e = &mut r.event;
+                let named: Vec<&String> = subjects
+                    .iter()
+                    .filter(|s| e.actor.id == **s || e.target.id == **s)
+                    .collect();
+                for s in &named {
+                    audit::erase_annotations(e, s);
+                }
+                n += u64::from(!named.is_empty());
+            }
+            n
+        })?;
         let account_anonymized = {
             let mut s = self.lock()?;
             // Invitations to them in this organization keep no address.

@@ -399,6 +399,8 @@ async fn batches_record_as_one_by_one(store: &dyn WebhookStore, org: OrgId) {
     // so the worker's streak stays.
     let stale = Endpoint {
         description: "renamed".into(),
+        disabled_reason: Some("stale".into()),
+        consecutive_failures: 7,
         ..ep.clone()
     };
     store
@@ -410,9 +412,10 @@ async fn batches_record_as_one_by_one(store: &dyn WebhookStore, org: OrgId) {
         (
             edited.description.as_str(),
             edited.enabled,
+            edited.disabled_reason,
             edited.consecutive_failures
         ),
-        ("renamed", true, 2)
+        ("renamed", true, None, 2)
     );
     let counts = store.delivery_counts(org, ep.id).await.unwrap();
     for expected in [

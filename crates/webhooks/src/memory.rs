@@ -158,7 +158,10 @@ impl WebhookStore for MemoryWebhookStore {
             }
             // Only turning a disabled endpoint on starts it afresh; otherwise the reason and
             // streak are the worker's, as stored.
-            if !(with_state && endpoint.enabled && !stored.enabled) {
+            if with_state && endpoint.enabled && !stored.enabled {
+                next.disabled_reason = None;
+                next.consecutive_failures = 0;
+            } else {
                 next.disabled_reason.clone_from(&stored.disabled_reason);
                 next.consecutive_failures = stored.consecutive_failures;
             }

@@ -187,7 +187,8 @@ pub async fn delete(
 /// Rotates the secret; the old one stays valid (deliveries carry both signatures) for `grace`.
 ///
 /// # Errors
-/// [`WebhookError::NotFound`].
+/// [`WebhookError::NotFound`]; [`WebhookError::Changed`] when another rotation (or a key
+/// rotation) replaced the secret after this one read it: nothing is changed.
 pub async fn rotate(
     store: &dyn WebhookStore,
     cipher: &Cipher,

@@ -219,7 +219,9 @@ pub struct SecretResponse {
 #[utoipa::path(post, path = "/api/v1/orgs/{org_id}/webhooks/{endpoint_id}/rotate-secret", tag = "webhooks",
     params(("org_id" = String, Path, description = "Organization id"), ("endpoint_id" = String, Path, description = "Endpoint id")),
     request_body = RotateBody,
-    responses((status = 200, description = "Rotated", body = SecretResponse)), security(("bearer" = [])))]
+    responses((status = 200, description = "Rotated", body = SecretResponse),
+        (status = 409, description = "Rotated by another request meanwhile; nothing was changed", content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub async fn rotate(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,

@@ -54,9 +54,10 @@ impl SeaStore {
         let mut report = ReencryptReport::default();
         let txn = self.db().begin().await.map_err(db_err)?;
         // Each row is locked as it is read, in key order (PostgreSQL; SQLite's writes take
-        // turns), so a secret rotated by a running server meanwhile is not overwritten with
-        // the re-encrypted old one, and batches of attempts, which update endpoints in id
-        // order, cannot deadlock with this pass.
+        // turns). The documented procedure stops the servers first; should one still be
+        // running, a secret it rotates meanwhile is not overwritten with the re-encrypted old
+        // one (its compare-and-set fails instead), and its batches of attempts, which update
+        // endpoints in id order, cannot deadlock with this pass.
         for ep in webhook_endpoint::Entity::find()
             .order_by_asc(webhook_endpoint::Column::Id)
             .lock(LockType::NoKeyUpdate)

@@ -95,7 +95,9 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
             // for) until this transaction commits, so an endpoint deleted meanwhile also loses
             // the deliveries queued here: its deletion waits, then deletes them with the rest.
             // One being deleted right now is skipped, not waited for: its deletion holds it
-            // and may wait for locks of this transaction's.
+            // and may wait for locks of this transaction's. (Should that deletion then roll
+            // back, the endpoint misses this transaction's events: the price of never waiting
+            // here, for a deletion that fails, which only a database error makes it do.)
             if db.get_database_backend() == DbBackend::Postgres {
                 q = q.lock_with_behavior(LockType::KeyShare, LockBehavior::SkipLocked);
             }
