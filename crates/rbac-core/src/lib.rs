@@ -58,5 +58,6 @@ pub use model::{
     PlanFeatures, Resource, Subject, TeamRole,
 };
 pub use roles::{
-    RoleRuleError, check_invite_role, check_ownership_transfer, check_removal, check_role_change,
+    RoleRuleError, check_invite_role, check_invite_role_of, check_ownership_transfer,
+    check_removal, check_role_change,
 };

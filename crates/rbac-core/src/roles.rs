@@ -86,13 +86,22 @@ pub fn check_role_change(
 /// # Errors
 /// Returns the rule the invitation breaks.
 pub fn check_invite_role(actor: &Subject, role: OrgRole) -> Result<(), RoleRuleError> {
-    if !actor.role.is_admin() {
+    check_invite_role_of(actor.role, role)
+}
+
+/// [`check_invite_role`] for an inviter known by their organization role only (what a store
+/// reads again when it writes the invitation).
+///
+/// # Errors
+/// Returns the first rule the invitation breaks.
+pub fn check_invite_role_of(inviter: OrgRole, role: OrgRole) -> Result<(), RoleRuleError> {
+    if !inviter.is_admin() {
         return Err(RoleRuleError::NotAnAdmin);
     }
     if role == OrgRole::Owner {
         return Err(RoleRuleError::OwnerViaTransferOnly);
     }
-    if role > actor.role {
+    if role > inviter {
         return Err(RoleRuleError::AboveOwnRole);
     }
     Ok(())

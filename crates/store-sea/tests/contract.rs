@@ -1060,13 +1060,14 @@ async fn webhook_writers_race_without_deadlocks_or_orphans_on_postgres() {
 /// a member whose account is erased); a second 2FA setup racing the activation of the first (an activation that succeeded must
 /// stay active); a demotion racing the confirmation of an ownership transfer to the same
 /// member (one may refuse the other, but neither may fail with a deadlock); a purchase shared
-/// out to the teams' credit accounts while the shares change (no deadlock either).
+/// out to the teams' credit accounts while the shares change (no deadlock either); an admin
+/// demoted while inviting (no invitation of theirs outlives the demotion).
 async fn tenancy_writers_race_without_deadlocks_or_lost_changes(store: SeaStore) {
     use tenancy::credits::CreditStore;
     use tenancy::members::{Disposition, OwnershipTransfer};
     use tenancy::mfa::MfaStore;
     use tenancy::privacy::PrivacyStore;
-    use tenancy::{AccountStore, MembershipStore, OrgStore, TenancyError};
+    use tenancy::{AccountStore, InvitationStore, MembershipStore, OrgStore, TenancyError};
     const ROUNDS: usize = 25;
     let now = chrono::Utc::now;
     let t = now().timestamp_micros();
@@ -1242,6 +1243,48 @@ async fn tenancy_writers_race_without_deadlocks_or_lost_changes(store: SeaStore)
             .filter(|x| x.role == rbac_core::OrgRole::Owner)
             .count();
         assert_eq!(owners, 1, "round {round}: one Owner");
+
+        // An admin demoted while they invite someone as an Admin: the demotion withdraws
+        // their pending invitations, and the new one must not outlive it.
+        let inviter = person(vec![(a.id, "admin")]).await;
+        let invitation = tenancy::invitations::Invitation {
+            id: rbac_core::InvitationId::new(),
+            org: a.id,
+            email: tenancy::Email::parse(&format!("inv-{round}-{inviter}@contract.example"))
+                .unwrap(),
+            role: rbac_core::OrgRole::Admin,
+            invited_by: inviter,
+            created_at: now(),
+            expires_at: now() + chrono::Duration::days(7),
+            accepted_at: None,
+            revoked_at: None,
+            team: None,
+        };
+        let limits_a = a.limits();
+        let token = format!("race-token-{round}");
+        let (demoted, invited) = tokio::join!(
+            store.set_role(
+                a.id,
+                inviter,
+                rbac_core::OrgRole::Admin,
+                rbac_core::OrgRole::User,
+                audit::Journal::default()
+            ),
+            store.create_invitation(&invitation, &token, &limits_a, audit::Journal::default()),
+        );
+        demoted.unwrap();
+        not_a_deadlock("the invitation", &invited);
+        let open = store
+            .list_invitations(a.id, None, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.invited_by == inviter && i.revoked_at.is_none())
+            .count();
+        assert_eq!(
+            open, 0,
+            "round {round}: a demoted admin's invitation outlived the demotion ({invited:?})"
+        );
 
         // A purchase shared out to the teams while the shares change.
         let plan = [

@@ -1202,6 +1202,17 @@ async fn invitations_are_single_use_and_counted<
         ),
         "owner + 2 pending fill 3 seats"
     );
+    // The inviter's rights are checked with the write: someone no longer an admin member
+    // (demoted or removed since the service checked) invites nobody.
+    let by_outsider = Invitation {
+        invited_by: UserId::new(),
+        ..invitation(org.id, owner.id, "d", 7)
+    };
+    assert!(matches!(
+        s.create_invitation(&by_outsider, "ih-d", &limits(10), note(org.id, "d"))
+            .await,
+        Err(TenancyError::RoleRule(rbac_core::RoleRuleError::NotAnAdmin))
+    ));
     assert_eq!(s.find_invitation("ih-a").await.unwrap().unwrap(), a);
     assert_eq!(s.list_invitations(org.id, None, 10).await.unwrap().len(), 2);
     // One that has expired by the time it is sent again stays expired: its seat may be taken.
@@ -3273,6 +3284,23 @@ async fn scim_tokens_records_and_deactivation<
             .and_then(|l| l.used_at),
         Some(now()),
         "a link sent before a password set through SCIM no longer works"
+    );
+    // Nor is the Owner's sign-in changed: the service refuses it, and the store checks again.
+    let mut owner_password = write(None, 1, None);
+    owner_password.user = owner.id;
+    owner_password.email = owner.email.clone();
+    owner_password.record = record(owner.id, "owner", 1);
+    owner_password.password_hash = Some("taken over".into());
+    let refused = s
+        .write_member(&owner_password, note(org.id, "owner password"))
+        .await;
+    assert!(
+        matches!(refused, Err(TenancyError::Changed(_))),
+        "{refused:?}"
+    );
+    assert_ne!(
+        password_hash(s, &owner).await.as_deref(),
+        Some("taken over")
     );
     // The Owner's row is never demoted by the store either.
     let mut owner_write = write(None, 1, None);

@@ -454,6 +454,18 @@ async fn joining<S: TenancyStore + WorkspaceStore + ?Sized>(
     }
 }
 
+/// The check a store makes when it writes an invitation: the inviter's role in the
+/// organization as it is now (`None` when they are no longer an active member) still lets them
+/// invite with `role` ([`rbac_core::check_invite_role_of`]). A demotion or removal withdraws
+/// the person's pending invitations; one being written at the same moment must not outlive it.
+///
+/// # Errors
+/// [`TenancyError::RoleRule`].
+pub fn check_inviter(inviter: Option<OrgRole>, role: OrgRole) -> Result<(), TenancyError> {
+    let inviter = inviter.ok_or(rbac_core::RoleRuleError::NotAnAdmin)?;
+    Ok(rbac_core::check_invite_role_of(inviter, role)?)
+}
+
 /// The refusal of an invitation whose team was deleted or archived after it was sent.
 #[must_use]
 pub fn gone_team() -> TenancyError {

@@ -100,6 +100,13 @@ impl State {
         hash: &str,
         limits: &billing_limits::PlanLimits,
     ) -> Result<(), TenancyError> {
+        let inviter = self
+            .members
+            .iter()
+            .find(|m| m.0 == inv.org && m.1 == inv.invited_by)
+            .filter(|m| !self.deactivated.contains_key(&(m.0, m.1)))
+            .map(|m| m.2);
+        crate::invitations::check_inviter(inviter, inv.role)?;
         if self.is_member_email(inv.org, &inv.email) {
             return Err(TenancyError::Conflict(format!(
                 "`{}` is already a member",
@@ -2306,6 +2313,13 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                         "the member's role changed meanwhile; reload and try again".into(),
                     ));
                 }
+            }
+            let old_email = s.users.get(&w.user).map(|(u, _)| u.email.clone());
+            if (old_email.as_ref() != Some(&w.email) || w.password_hash.is_some())
+                && (s.members[pos].2 == OrgRole::Owner
+                    || s.members.iter().any(|m| m.1 == w.user && m.0 != w.org))
+            {
+                return Err(crate::scim::credentials_changed_hands());
             }
             let key = w.record.user_name.to_lowercase();
             if s.scim_users

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use audit::Journal;
 use chrono::{DateTime, Utc};
-use rbac_core::{InvitationId, OrgId, TeamId, TeamRole};
+use rbac_core::{InvitationId, OrgId, OrgRole, TeamId, TeamRole};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
@@ -41,13 +41,24 @@ async fn is_member_by_email(
 }
 
 /// Inserts a pending invitation unless the address is a member or already invited, or the
-/// seat limit (members plus pending invitations) is reached. Runs inside the caller's transaction.
+/// seat limit (members plus pending invitations) is reached, or the inviter no longer may
+/// invite with its role. Runs inside the caller's transaction, after `lock_org`.
 async fn insert_checked(
     txn: &DatabaseTransaction,
     inv: &Invitation,
     token_hash: &str,
     limits: &billing_limits::PlanLimits,
 ) -> Result<(), TenancyError> {
+    // The inviter's rights, as they are now: a demotion or removal that committed since the
+    // service checked them withdrew the invitations that existed then, and must not be
+    // outlived by this one.
+    let inviter = membership::Entity::find_by_id((inv.org.to_string(), inv.invited_by.to_string()))
+        .one(txn)
+        .await
+        .map_err(store)?
+        .filter(|m| m.deactivated_at.is_none())
+        .and_then(|m| OrgRole::parse(&m.role));
+    tenancy::invitations::check_inviter(inviter, inv.role)?;
     if is_member_by_email(txn, inv.org, inv.email.as_str()).await? {
         return Err(TenancyError::Conflict(format!(
             "`{}` is already a member",

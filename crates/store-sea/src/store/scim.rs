@@ -288,6 +288,21 @@ impl ScimStore for SeaStore {
             .await
             .map_err(store)?
             .map(|u| u.email);
+        // The sign-in is the organization's to change only while it alone holds the account
+        // and the person is not its Owner: checked again under the locks a join, a founding
+        // and an ownership transfer take too, so one that committed since the service looked
+        // is seen here.
+        if old_email.as_deref() != Some(w.email.as_str()) || w.password_hash.is_some() {
+            let elsewhere = membership::Entity::find()
+                .filter(membership::Column::UserId.eq(uid.clone()))
+                .filter(membership::Column::OrgId.ne(org.clone()))
+                .count(&txn)
+                .await
+                .map_err(store)?;
+            if elsewhere > 0 || present.role == OrgRole::Owner.as_str() {
+                return Err(tenancy::scim::credentials_changed_hands());
+            }
+        }
         put_user_record(&txn, w.org, &w.record, w.expected_version).await?;
         let mut q = user::Entity::update_many()
             .col_expr(user::Column::Name, Expr::value(w.name.clone()))

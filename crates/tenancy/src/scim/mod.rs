@@ -250,7 +250,9 @@ pub trait ScimStore: Send + Sync {
     ///
     /// # Errors
     /// [`TenancyError::NotFound`]; [`TenancyError::Changed`] (the record's version or the
-    /// member's role changed meanwhile); [`TenancyError::Conflict`] (email or userName taken);
+    /// member's role changed meanwhile, or, when the email or password changes, the account
+    /// joined another organization or its person became the Owner:
+    /// [`credentials_changed_hands`]); [`TenancyError::Conflict`] (email or userName taken);
     /// [`TenancyError::RoleRule`] with [`rbac_core::RoleRuleError::OwnerViaTransferOnly`] for a role
     /// change to or from Owner, which the service never asks for.
     async fn write_member(
@@ -1130,6 +1132,18 @@ pub async fn patch_user<S: TenancyStore + ScimStore + ?Sized>(
     let mut doc = render_user(base, &m, rec.as_ref());
     patch::apply(&mut doc, body)?;
     write_user(store, caller, hasher, base, &m, rec, &doc, now).await
+}
+
+/// The store's refusal of a SCIM write of a sign-in (email or password) whose account joined
+/// another organization, or whose person became the Owner, after the service checked
+/// [`credentials_are_the_orgs`]: nothing is written; read the member again.
+#[must_use]
+pub fn credentials_changed_hands() -> TenancyError {
+    TenancyError::Changed(
+        "the account now belongs to another organization too, or its person is the Owner; \
+         its email and password are no longer this organization's to change"
+            .into(),
+    )
 }
 
 /// Whether the organization's identity provider may change `m`'s login email and password: the
