@@ -131,10 +131,10 @@ pub async fn run(state: AppState) {
                     .collect()
             })
             .unwrap_or_default();
-        let lease = now
-            + chrono::Duration::seconds(
-                i64::try_from(state.settings.webhooks.timeout_secs).unwrap_or(10) + 30,
-            );
+        let timeout = chrono::Duration::seconds(
+            i64::try_from(state.settings.webhooks.timeout_secs).unwrap_or(10),
+        );
+        let lease = now + timeout + chrono::Duration::seconds(30);
         let limit = u32::try_from(free.min(100)).unwrap_or(100);
         let batch = match state.store.claim_deliveries(now, lease, limit, &skip).await {
             Ok(b) => b,
@@ -166,11 +166,19 @@ pub async fn run(state: AppState) {
                     endpoint_gate.acquire_owned().await,
                     permits.acquire_owned().await,
                 ) {
-                    let outcome = attempt(&st, &d, ep, secrets).await;
-                    if outcomes.send((d, outcome)).is_err() {
-                        tracing::error!(
-                            "webhook worker: the recorder stopped; the attempt will be retried after the lease"
-                        );
+                    // Waiting behind its endpoint's other deliveries may have taken most of
+                    // the lease: an attempt that could outlast it is not made, since another
+                    // instance may claim the delivery once it runs out and send it too. The
+                    // delivery stays leased until then, and is claimed again.
+                    if st.clock.now() + timeout >= lease {
+                        tracing::debug!(delivery = %d.id, "webhook worker: lease too short left; claimed again later");
+                    } else {
+                        let outcome = attempt(&st, &d, ep, secrets).await;
+                        if outcomes.send((d, outcome)).is_err() {
+                            tracing::error!(
+                                "webhook worker: the recorder stopped; the attempt will be retried after the lease"
+                            );
+                        }
                     }
                 }
                 if let Ok(mut m) = in_flight.lock()

@@ -15,6 +15,8 @@ use crate::state::AppState;
 pub struct Smtp {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
+    /// Longest one message may take to send.
+    send_limit: Duration,
 }
 
 impl Smtp {
@@ -47,6 +49,9 @@ impl Smtp {
         Ok(Some(Self {
             transport: b.build(),
             from,
+            // The transport's timeout bounds each exchange with the relay; a whole message
+            // is a few of them.
+            send_limit: Duration::from_secs(s.timeout_secs.saturating_mul(3).max(1)),
         }))
     }
 
@@ -59,18 +64,24 @@ impl Smtp {
             .header(lettre::message::header::ContentType::TEXT_PLAIN)
             .body(m.body.clone())
             .map_err(|e| e.to_string())?;
-        self.transport
-            .send(msg)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        match tokio::time::timeout(self.send_limit, self.transport.send(msg)).await {
+            Ok(sent) => sent.map(|_| ()).map_err(|e| e.to_string()),
+            Err(_) => Err(format!(
+                "the relay took longer than {} s",
+                self.send_limit.as_secs()
+            )),
+        }
     }
 }
 
 /// Claims due mails and sends them; failures are retried with backoff (1 min × attempts).
 pub async fn deliver_due(state: &AppState, smtp: &Smtp) -> usize {
     let now = state.clock.now();
-    let lease = now + chrono::Duration::seconds(60);
+    // Long enough for two sends at their limit, and at least a minute.
+    let lease = now
+        + chrono::Duration::from_std(smtp.send_limit.saturating_mul(2))
+            .unwrap_or_default()
+            .max(chrono::Duration::seconds(60));
     let mails = match state.store.claim_mails(now, lease, 20).await {
         Ok(m) => m,
         Err(e) => {
@@ -80,6 +91,12 @@ pub async fn deliver_due(state: &AppState, smtp: &Smtp) -> usize {
     };
     let mut sent = 0;
     for m in mails {
+        // A send starts only while the lease outlasts it: past the lease another instance
+        // may claim the mail and send it too. The rest are claimed again when it runs out.
+        let left = (lease - state.clock.now()).to_std().unwrap_or_default();
+        if left < smtp.send_limit {
+            break;
+        }
         match smtp.send(&m).await {
             Ok(()) => {
                 sent += 1;
