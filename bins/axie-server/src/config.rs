@@ -276,7 +276,8 @@ pub struct SmtpSettings {
     pub password: SecretString,
     /// Sender address.
     pub from: String,
-    /// Send timeout in seconds.
+    /// Seconds each exchange with the relay may take (1 to 300); a whole message is cut off
+    /// at three times this.
     pub timeout_secs: u64,
 }
 
@@ -474,6 +475,11 @@ impl Settings {
         if !self.database.url.is_empty() {
             DatabaseUrl::parse(&self.database.url)
                 .map_err(|e| ConfigError(format!("`database.url`: {e}")))?;
+        }
+        if self.smtp.timeout_secs == 0 || self.smtp.timeout_secs > 300 {
+            return Err(ConfigError(
+                "`smtp.timeout_secs` must be between 1 and 300".into(),
+            ));
         }
         if !matches!(self.smtp.security.as_str(), "none" | "starttls" | "tls") {
             return Err(ConfigError(

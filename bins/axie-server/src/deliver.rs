@@ -134,7 +134,9 @@ pub async fn run(state: AppState) {
         let timeout = chrono::Duration::seconds(
             i64::try_from(state.settings.webhooks.timeout_secs).unwrap_or(10),
         );
-        let lease = now + timeout + chrono::Duration::seconds(30);
+        // Two timeouts: one for waiting behind the endpoint's deliveries in flight (it claims
+        // twice as many ahead as it sends at once), one for the attempt itself.
+        let lease = now + timeout * 2 + chrono::Duration::seconds(30);
         let limit = u32::try_from(free.min(100)).unwrap_or(100);
         let batch = match state.store.claim_deliveries(now, lease, limit, &skip).await {
             Ok(b) => b,
@@ -167,11 +169,12 @@ pub async fn run(state: AppState) {
                     permits.acquire_owned().await,
                 ) {
                     // Waiting behind its endpoint's other deliveries may have taken most of
-                    // the lease: an attempt that could outlast it is not made, since another
-                    // instance may claim the delivery once it runs out and send it too. The
-                    // delivery stays leased until then, and is claimed again.
-                    if st.clock.now() + timeout >= lease {
-                        tracing::debug!(delivery = %d.id, "webhook worker: lease too short left; claimed again later");
+                    // the lease: an attempt that could outlast it (with the recording of its
+                    // outcome) is not made, since another instance may claim the delivery
+                    // once it runs out and send it too. It stays leased until then, and is
+                    // claimed again.
+                    if st.clock.now() + timeout + chrono::Duration::seconds(5) >= lease {
+                        tracing::info!(delivery = %d.id, "webhook worker: too little of the lease left to attempt; claimed again later");
                     } else {
                         let outcome = attempt(&st, &d, ep, secrets).await;
                         if outcomes.send((d, outcome)).is_err() {

@@ -51,7 +51,7 @@ impl Smtp {
             from,
             // The transport's timeout bounds each exchange with the relay; a whole message
             // is a few of them.
-            send_limit: Duration::from_secs(s.timeout_secs.saturating_mul(3).max(1)),
+            send_limit: Duration::from_secs(s.timeout_secs.clamp(1, 300) * 3),
         }))
     }
 
@@ -74,14 +74,15 @@ impl Smtp {
     }
 }
 
+/// Time left in a lease, after a send at its limit, for recording the outcome.
+const RECORD_MARGIN: chrono::Duration = chrono::Duration::seconds(5);
+
 /// Claims due mails and sends them; failures are retried with backoff (1 min × attempts).
 pub async fn deliver_due(state: &AppState, smtp: &Smtp) -> usize {
     let now = state.clock.now();
-    // Long enough for two sends at their limit, and at least a minute.
-    let lease = now
-        + chrono::Duration::from_std(smtp.send_limit.saturating_mul(2))
-            .unwrap_or_default()
-            .max(chrono::Duration::seconds(60));
+    // Long enough for two sends at their limit with their records, and at least a minute.
+    let send_limit = chrono::Duration::from_std(smtp.send_limit).unwrap_or_default();
+    let lease = now + (send_limit * 2 + RECORD_MARGIN * 2).max(chrono::Duration::seconds(60));
     let mails = match state.store.claim_mails(now, lease, 20).await {
         Ok(m) => m,
         Err(e) => {
@@ -91,10 +92,10 @@ pub async fn deliver_due(state: &AppState, smtp: &Smtp) -> usize {
     };
     let mut sent = 0;
     for m in mails {
-        // A send starts only while the lease outlasts it: past the lease another instance
-        // may claim the mail and send it too. The rest are claimed again when it runs out.
-        let left = (lease - state.clock.now()).to_std().unwrap_or_default();
-        if left < smtp.send_limit {
+        // A send starts only while the lease outlasts it and its record: past the lease
+        // another instance may claim the mail and send it too. The rest are claimed again
+        // when it runs out.
+        if state.clock.now() + send_limit + RECORD_MARGIN >= lease {
             break;
         }
         match smtp.send(&m).await {

@@ -3291,17 +3291,53 @@ async fn scim_tokens_records_and_deactivation<
     owner_password.email = owner.email.clone();
     owner_password.record = record(owner.id, "owner", 1);
     owner_password.password_hash = Some("taken over".into());
+    owner_password.role = None;
+    let handed = crate::scim::credentials_changed_hands().to_string();
     let refused = s
         .write_member(&owner_password, note(org.id, "owner password"))
         .await;
     assert!(
-        matches!(refused, Err(TenancyError::Changed(_))),
+        matches!(&refused, Err(e @ TenancyError::Changed(_)) if e.to_string() == handed),
         "{refused:?}"
     );
     assert_ne!(
         password_hash(s, &owner).await.as_deref(),
         Some("taken over")
     );
+    // Nor the sign-in of an account that (since the service looked) belongs to another
+    // organization too.
+    let (elsewhere, elsewhere_team, _) = new_org(s).await;
+    s.add_member(
+        elsewhere.id,
+        &bob,
+        None,
+        OrgRole::User,
+        elsewhere_team.id,
+        TeamRole::Member,
+        &limits(10),
+        note(elsewhere.id, "bob joins"),
+    )
+    .await
+    .unwrap();
+    let bob_password = MemberWrite {
+        user: bob.id,
+        expected_version: Some(1),
+        record: record(bob.id, "bob", 2),
+        name: bob.name.clone(),
+        email: bob.email.clone(),
+        password_hash: Some("taken over".into()),
+        role: None,
+        active: None,
+        ..write(None, 1, None)
+    };
+    let refused = s
+        .write_member(&bob_password, note(org.id, "bob password"))
+        .await;
+    assert!(
+        matches!(&refused, Err(e @ TenancyError::Changed(_)) if e.to_string() == handed),
+        "{refused:?}"
+    );
+    assert_ne!(password_hash(s, &bob).await.as_deref(), Some("taken over"));
     // The Owner's row is never demoted by the store either.
     let mut owner_write = write(None, 1, None);
     owner_write.user = owner.id;
