@@ -813,7 +813,31 @@ async fn api_keys_limit_scope_and_revoke<S: TenancyStore + AuditStore + ?Sized>(
         revoked_at: None,
     };
     let k1 = key("one", owner.id);
-    let k2 = key("two", UserId::new());
+    let colleague = user("colleague");
+    s.add_member(
+        org.id,
+        &colleague,
+        Some("h"),
+        OrgRole::User,
+        team.id,
+        TeamRole::Member,
+        &limits(10),
+        note(org.id, "colleague"),
+    )
+    .await
+    .unwrap();
+    let k2 = key("two", colleague.id);
+    // Someone no longer a member (removed since the service looked) creates no key.
+    assert!(matches!(
+        s.create_api_key(
+            &key("stray", UserId::new()),
+            "kh-stray",
+            &keys(9),
+            note(org.id, "stray")
+        )
+        .await,
+        Err(TenancyError::NotFound("member"))
+    ));
     s.create_api_key(&k1, "kh1", &keys(2), note(org.id, "k1"))
         .await
         .unwrap();
@@ -2957,6 +2981,7 @@ async fn scim_tokens_records_and_deactivation<
     S: TenancyStore
         + AuditStore
         + InvitationStore
+        + MembershipStore
         + crate::scim::ScimStore
         + crate::password_reset::PasswordResetStore
         + ?Sized,
@@ -3151,11 +3176,27 @@ async fn scim_tokens_records_and_deactivation<
         active,
         now: now(),
     };
+    // A transfer proposed to her goes with her deactivation, as with a removal.
+    let to_jane = OwnershipTransfer {
+        org: org.id,
+        from: owner.id,
+        to: jane.id,
+        proposed_at: now(),
+        expires_at: now() + Duration::hours(72),
+    };
+    s.save_transfer(&to_jane, note(org.id, "propose"))
+        .await
+        .unwrap();
     let report = s
         .write_member(&write(Some(1), 2, Some(false)), note(org.id, "deactivate"))
         .await
         .unwrap();
     assert_eq!((report.sessions_ended, report.api_keys_deactivated), (1, 1));
+    assert_eq!(
+        s.pending_transfer(org.id).await.unwrap(),
+        None,
+        "a deactivated member's grants are withdrawn"
+    );
     assert!(s.find_session("jane-session").await.unwrap().is_none());
     assert!(s.find_api_key("jane-key").await.unwrap().is_none());
     let m = s.get_member(org.id, jane.id).await.unwrap().unwrap();

@@ -780,6 +780,15 @@ impl ApiKeyStore for MemoryTenancyStore {
             if !s.teams.iter().any(|t| t.id == key.team && t.org == key.org) {
                 return Err(TenancyError::NotFound("team"));
             }
+            // Its creator is still an active member (a removal revokes the keys it finds).
+            if !s
+                .members
+                .iter()
+                .any(|m| m.0 == key.org && m.1 == key.created_by)
+                || s.deactivated.contains_key(&(key.org, key.created_by))
+            {
+                return Err(TenancyError::NotFound("member"));
+            }
             s.keys.push((key.clone(), hash.to_owned()));
         }
         self.commit(journal).await
@@ -2373,6 +2382,7 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
             match w.active {
                 Some(false) if !s.deactivated.contains_key(&(w.org, w.user)) => {
                     s.deactivated.insert((w.org, w.user), w.now);
+                    withdraw_grants(&mut s, w.org, w.user, w.now);
                     for k in s.keys.iter_mut().filter(|k| {
                         k.0.org == w.org && k.0.created_by == w.user && k.0.revoked_at.is_none()
                     }) {

@@ -75,7 +75,7 @@ async fn update_role(
 
 /// Withdraws what a person set in motion while they had admin rights: their pending
 /// invitations (which would otherwise still grant access) and transfers addressed to them.
-async fn withdraw_grants(
+pub(super) async fn withdraw_grants(
     txn: &sea_orm::DatabaseTransaction,
     org: OrgId,
     user: UserId,

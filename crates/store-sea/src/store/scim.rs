@@ -349,6 +349,9 @@ impl ScimStore for SeaStore {
         }
         match w.active {
             Some(false) if present.deactivated_at.is_none() => {
+                // A deactivated admin's pending invitations and a transfer to them go, as
+                // with a demotion or removal.
+                super::members::withdraw_grants(&txn, w.org, w.user, w.now).await?;
                 membership::Entity::update_many()
                     .col_expr(
                         membership::Column::DeactivatedAt,

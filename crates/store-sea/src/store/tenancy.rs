@@ -1160,6 +1160,16 @@ impl ApiKeyStore for SeaStore {
         if belongs == 0 {
             return Err(TenancyError::NotFound("team"));
         }
+        // Its creator is still an active member: a removal or deactivation that committed since
+        // the service looked revoked the keys it found, and must not be outlived by this one.
+        let creator =
+            membership::Entity::find_by_id((key.org.to_string(), key.created_by.to_string()))
+                .one(&txn)
+                .await
+                .map_err(store)?;
+        if creator.is_none_or(|m| m.deactivated_at.is_some()) {
+            return Err(TenancyError::NotFound("member"));
+        }
         api_key::Entity::insert(api_key::ActiveModel {
             id: Set(key.id.to_string()),
             org_id: Set(key.org.to_string()),

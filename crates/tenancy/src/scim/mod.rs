@@ -246,7 +246,8 @@ pub trait ScimStore: Send + Sync {
 
     /// Applies a member change: record (compare-and-swap on its version), name, email,
     /// password, role and activation (deactivating ends the person's sessions when this is
-    /// their only active organization and deactivates their API keys in it).
+    /// their only active organization, deactivates their API keys in it, and withdraws their
+    /// pending invitations and a transfer of ownership to them).
     ///
     /// # Errors
     /// [`TenancyError::NotFound`]; [`TenancyError::Changed`] (the record's version or the
