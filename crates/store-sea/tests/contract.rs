@@ -1184,7 +1184,7 @@ async fn tenancy_writers_race_without_deadlocks_or_lost_changes(store: SeaStore)
         let codes = ["code".to_owned()];
         let (setup, activation) = tokio::join!(
             store.start_totp(q, "v1:second"),
-            store.activate_totp(q, 1, &codes, now(), audit::Journal::default()),
+            store.activate_totp(q, "v1:first", 1, &codes, now(), audit::Journal::default()),
         );
         not_a_deadlock("the second setup", &setup);
         not_a_deadlock("the activation", &activation);

@@ -2554,7 +2554,14 @@ async fn mfa_steps_codes_and_challenges_are_used_once<
     );
     let h = head(s, org.id).await;
     let codes: Vec<String> = ["h1", "h2", "h3"].map(String::from).to_vec();
-    s.activate_totp(u, 10, &codes, now(), note(org.id, "on"))
+    // A code checked against the secret the restart replaced activates nothing.
+    assert!(matches!(
+        s.activate_totp(u, "enc-1", 10, &codes, now(), note(org.id, "stale"))
+            .await,
+        Err(TenancyError::Conflict(_))
+    ));
+    assert_eq!(s.mfa(u).await.unwrap().unwrap().enabled_at, None);
+    s.activate_totp(u, "enc-2", 10, &codes, now(), note(org.id, "on"))
         .await
         .unwrap();
     assert_eq!(
@@ -2563,7 +2570,7 @@ async fn mfa_steps_codes_and_challenges_are_used_once<
         "activation commits its audit record"
     );
     assert!(matches!(
-        s.activate_totp(u, 11, &codes, now(), note(org.id, "again"))
+        s.activate_totp(u, "enc-2", 11, &codes, now(), note(org.id, "again"))
             .await,
         Err(TenancyError::Conflict(_))
     ));
@@ -2746,7 +2753,7 @@ async fn access_reset_is_one_transaction<
         .await
         .unwrap();
     s.start_totp(u, "enc").await.unwrap();
-    s.activate_totp(u, 1, &["c1".to_owned()], now(), Journal::default())
+    s.activate_totp(u, "enc", 1, &["c1".to_owned()], now(), Journal::default())
         .await
         .unwrap();
     let h = head(s, org.id).await;

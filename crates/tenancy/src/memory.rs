@@ -1903,6 +1903,7 @@ impl MfaStore for MemoryTenancyStore {
     async fn activate_totp(
         &self,
         user: UserId,
+        secret_enc: &str,
         step: i64,
         recovery_hashes: &[String],
         now: DateTime<Utc>,
@@ -1911,7 +1912,9 @@ impl MfaStore for MemoryTenancyStore {
         {
             let mut s = self.lock()?;
             let Some(r) = s.mfa.get_mut(&user).filter(|r| {
-                r.record.enabled_at.is_none() && r.record.last_step.is_none_or(|l| l < step)
+                r.record.enabled_at.is_none()
+                    && r.record.secret_enc == secret_enc
+                    && r.record.last_step.is_none_or(|l| l < step)
             }) else {
                 return Err(TenancyError::Conflict(
                     "the enrolment changed meanwhile".into(),

@@ -142,13 +142,17 @@ pub trait MfaStore: Send + Sync {
     async fn start_totp(&self, user: UserId, secret_enc: &str) -> Result<(), TenancyError>;
 
     /// Activates the pending TOTP secret, recording `step` as used and storing the recovery
-    /// code hashes, if it is still pending and `step` is after the last used one.
+    /// code hashes, if it is still pending, still the secret `secret_enc` the code was checked
+    /// against (a setup started again meanwhile replaced it), and `step` is after the last used
+    /// one.
     ///
     /// # Errors
-    /// [`TenancyError::Conflict`] when already active or the step was used meanwhile.
+    /// [`TenancyError::Conflict`] when already active, restarted, or the step was used
+    /// meanwhile.
     async fn activate_totp(
         &self,
         user: UserId,
+        secret_enc: &str,
         step: i64,
         recovery_hashes: &[String],
         now: DateTime<Utc>,
@@ -416,7 +420,7 @@ pub async fn activate_totp<S: TenancyStore + MfaStore + ?Sized>(
     let hashes: Vec<String> = codes.iter().map(|c| c.1.clone()).collect();
     let journal = personal_journal(store, user, AuditAction::MfaEnabled, request, now).await?;
     store
-        .activate_totp(user.id, step, &hashes, now, journal)
+        .activate_totp(user.id, &rec.secret_enc, step, &hashes, now, journal)
         .await?;
     Ok(codes.into_iter().map(|c| c.0).collect())
 }

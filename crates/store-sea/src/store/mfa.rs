@@ -180,6 +180,7 @@ impl MfaStore for SeaStore {
     async fn activate_totp(
         &self,
         user: UserId,
+        secret_enc: &str,
         step: i64,
         recovery_hashes: &[String],
         now: DateTime<Utc>,
@@ -191,6 +192,7 @@ impl MfaStore for SeaStore {
             .col_expr(user_mfa::Column::LastStep, Expr::value(step))
             .filter(user_mfa::Column::UserId.eq(uid(user)))
             .filter(user_mfa::Column::EnabledAt.is_null())
+            .filter(user_mfa::Column::SecretEnc.eq(secret_enc))
             .filter(
                 Condition::any()
                     .add(user_mfa::Column::LastStep.is_null())
