@@ -11,8 +11,8 @@ use ipnetwork::IpNetwork;
 use rbac_core::EndpointId;
 use tokio::sync::Semaphore;
 use webhooks::{
-    Attempt, AttemptOutcome, AttemptVerdict, Delivery, DeliveryStatus, Endpoint, RetryPolicy,
-    StoredSecrets, WebhookStore,
+    Attempt, AttemptOutcome, AttemptVerdict, Delivery, DeliveryStatus, DisableRule, Endpoint,
+    RetryPolicy, StoredSecrets, WebhookStore,
 };
 
 use crate::config::WebhookSettings;
@@ -245,32 +245,26 @@ async fn attempt(
         },
         started.elapsed().as_secs_f64(),
     );
-    let (next_status, next_at, mut disable) = match verdict {
-        AttemptVerdict::Delivered => (DeliveryStatus::Delivered, now, None),
-        AttemptVerdict::RetryAt { at } => (DeliveryStatus::Pending, at, None),
-        AttemptVerdict::GiveUp => (DeliveryStatus::Failed, now, None),
-        AttemptVerdict::DisableEndpoint => (
-            DeliveryStatus::Failed,
-            now,
-            Some("the receiver answered 410 Gone".to_owned()),
-        ),
+    let (next_status, next_at) = match verdict {
+        AttemptVerdict::Delivered => (DeliveryStatus::Delivered, now),
+        AttemptVerdict::RetryAt { at } => (DeliveryStatus::Pending, at),
+        AttemptVerdict::GiveUp | AttemptVerdict::DisableEndpoint => (DeliveryStatus::Failed, now),
     };
-    if next_status == DeliveryStatus::Failed
-        && disable.is_none()
-        && ep.consecutive_failures + 1 >= policy.disable_after_failures
-    {
-        disable = Some(format!(
-            "{} deliveries in a row failed",
-            ep.consecutive_failures + 1
-        ));
-    }
-    let journal = match &disable {
-        Some(reason) => disabled_journal(state, &ep, reason, now).await,
-        None => Journal::default(),
+    // Whether a failure disables the endpoint is the store's decision, from the streak as it
+    // stands when the outcome is recorded (other deliveries' outcomes, and an admin turning the
+    // endpoint back on, may have changed it since the claim); the notice is written here in
+    // case it does, and committed only then.
+    let disable = if next_status == DeliveryStatus::Failed {
+        let mut rule = DisableRule {
+            after_failures: policy.disable_after_failures,
+            gone: verdict == AttemptVerdict::DisableEndpoint,
+            notice: Journal::default(),
+        };
+        rule.notice = disabled_journal(state, &ep, &rule.reason(), now).await;
+        Some(rule)
+    } else {
+        None
     };
-    if let Some(reason) = &disable {
-        tracing::warn!(endpoint = %ep.id, org = %ep.org, %reason, "webhook endpoint disabled");
-    }
     AttemptOutcome {
         attempt: Attempt {
             delivery: d.id.clone(),
@@ -283,8 +277,7 @@ async fn attempt(
         },
         status: next_status,
         next_attempt_at: next_at,
-        disable_endpoint: disable,
-        journal,
+        disable,
     }
 }
 

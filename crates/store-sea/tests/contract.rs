@@ -444,6 +444,7 @@ async fn webhook_contract(store: &SeaStore) {
     let o = org(store).await;
     webhooks::contract::run(store, o).await;
     let dropped = webhooks::contract::an_endpoint_deleted_mid_attempt_keeps_nothing(store, o).await;
+    let notices = webhooks::contract::outcomes_apply_to_the_state_as_stored(store, o).await;
     // No attempt outlives its delivery, and the outcome that came after the deletion committed
     // nothing.
     assert_eq!(
@@ -475,6 +476,12 @@ async fn webhook_contract(store: &SeaStore) {
         .await
         .unwrap();
     assert_eq!(published(committed.id).await, 1);
+    for n in &notices.committed {
+        assert_eq!(published(n.id).await, 1, "committed: {n:?}");
+    }
+    for n in &notices.dropped {
+        assert_eq!(published(n.id).await, 0, "dropped: {n:?}");
+    }
     let o = org(store).await;
     webhooks::contract::fan_out_on_commit(store, o, |j| async move {
         audit::AuditStore::append(store, j).await.unwrap();
@@ -898,8 +905,7 @@ async fn webhook_writers_race_without_deadlocks_or_orphans(store: SeaStore) {
                             },
                             status,
                             next_attempt_at: now(),
-                            disable_endpoint: None,
-                            journal: Journal::default(),
+                            disable: None,
                         };
                         (d, outcome)
                     })

@@ -12,8 +12,8 @@ use chrono::{DateTime, Duration, Utc};
 use rbac_core::{EndpointId, OrgId};
 
 use crate::{
-    Attempt, AttemptOutcome, Delivery, DeliveryStatus, Endpoint, StoredSecrets, WebhookError,
-    WebhookStore, WebhookUrl,
+    Attempt, AttemptOutcome, Delivery, DeliveryStatus, DisableRule, Endpoint, StoredSecrets,
+    WebhookError, WebhookStore, WebhookUrl,
 };
 
 fn now() -> DateTime<Utc> {
@@ -28,6 +28,17 @@ fn note(org: OrgId) -> Journal {
         AuditAction::WebhookEndpointChanged,
         Target::new("webhook_endpoint", "x", ""),
     ))
+}
+
+const GONE: &str = "the receiver answered 410 Gone";
+
+/// A 410's rule, whose notice is an audit record.
+fn gone(org: OrgId) -> DisableRule {
+    DisableRule {
+        after_failures: 20,
+        gone: true,
+        notice: note(org),
+    }
 }
 
 fn endpoint(org: OrgId, events: Vec<EventKind>) -> Endpoint {
@@ -172,8 +183,7 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
                 attempt: attempt(1, 500),
                 status: DeliveryStatus::Pending,
                 next_attempt_at: now() + Duration::seconds(2),
-                disable_endpoint: None,
-                journal: Journal::default(),
+                disable: None,
             },
         )
         .await
@@ -195,15 +205,14 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
                 attempt: attempt(2, 410),
                 status: DeliveryStatus::Failed,
                 next_attempt_at: now(),
-                disable_endpoint: Some("gone".into()),
-                journal: note(org),
+                disable: Some(gone(org)),
             },
         )
         .await
         .unwrap();
     let off = store.get_endpoint(org, ep.id).await.unwrap();
     assert!(!off.enabled);
-    assert_eq!(off.disabled_reason.as_deref(), Some("gone"));
+    assert_eq!(off.disabled_reason.as_deref(), Some(GONE));
     assert_eq!(off.consecutive_failures, 1);
     // An edit made from a copy read before the worker disabled the endpoint leaves the delivery
     // state as the worker left it; one that sets the state writes it.
@@ -221,7 +230,7 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
             kept.disabled_reason.as_deref(),
             kept.consecutive_failures
         ),
-        ("edited", false, Some("gone"), 1)
+        ("edited", false, Some(GONE), 1)
     );
     store.update_endpoint(&off, true, note(org)).await.unwrap();
     assert_eq!(store.get_endpoint(org, ep.id).await.unwrap(), off);
@@ -373,8 +382,7 @@ async fn batches_record_as_one_by_one(store: &dyn WebhookStore, org: OrgId) {
         },
         status,
         next_attempt_at: at,
-        disable_endpoint: None,
-        journal: Journal::default(),
+        disable: None,
     };
     let retry_at = now() + Duration::seconds(2);
     store
@@ -439,7 +447,7 @@ async fn batches_record_as_one_by_one(store: &dyn WebhookStore, org: OrgId) {
         .record_attempts(vec![(
             d.clone(),
             AttemptOutcome {
-                disable_endpoint: Some("gone".into()),
+                disable: Some(gone(org)),
                 ..outcome(2, DeliveryStatus::Failed, 410, now())
             },
         )])
@@ -454,7 +462,7 @@ async fn batches_record_as_one_by_one(store: &dyn WebhookStore, org: OrgId) {
         !after.enabled,
         "an outcome in a batch disables its endpoint"
     );
-    assert_eq!(after.disabled_reason.as_deref(), Some("gone"));
+    assert_eq!(after.disabled_reason.as_deref(), Some(GONE));
     // Turned on again (from the same stale copy): it starts afresh.
     store
         .update_endpoint(&stale, true, note(org))
@@ -480,6 +488,194 @@ async fn batches_record_as_one_by_one(store: &dyn WebhookStore, org: OrgId) {
         vec![(1, Some(503)), (2, Some(410))]
     );
     store.delete_endpoint(org, ep.id, note(org)).await.unwrap();
+}
+
+/// What [`outcomes_apply_to_the_state_as_stored`] leaves the adapter to check in what it
+/// committed: each event is the notice of a [`DisableRule`].
+#[derive(Debug)]
+pub struct Notices {
+    /// Notices of outcomes that disabled their endpoint: committed.
+    pub committed: Vec<DomainEvent>,
+    /// Notices of outcomes that did not (a late outcome, a streak restarted by re-enabling,
+    /// an endpoint already disabled): not committed.
+    pub dropped: Vec<DomainEvent>,
+}
+
+/// Checks that an outcome applies to its delivery and endpoint as they are stored when it is
+/// recorded, not as the worker claimed them: a late outcome (another worker claimed the
+/// delivery after the lease ran out and recorded first) records nothing, and whether a failure
+/// disables the endpoint follows the stored streak and flag, so re-enabling restarts the count
+/// and an endpoint already disabled is not disabled (and its admins told) again.
+pub async fn outcomes_apply_to_the_state_as_stored(
+    store: &dyn WebhookStore,
+    org: OrgId,
+) -> Notices {
+    let (ep, _) = endpoint_with_tests(store, org, 6).await;
+    let lease = now() + Duration::seconds(60);
+    let mut claimed: Vec<Delivery> = store
+        .claim_deliveries(now(), lease, 100, &[])
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.1.id == ep.id)
+        .map(|c| c.0)
+        .collect();
+    claimed.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(claimed.len(), 6);
+    let mut notices = Notices {
+        committed: Vec::new(),
+        dropped: Vec::new(),
+    };
+    let notice = |n: &str| {
+        DomainEvent::new(
+            org,
+            EventKind::WebhookTest,
+            now(),
+            serde_json::json!({ "notice": n }),
+        )
+    };
+    let outcome = |number: u32, status: DeliveryStatus, code: u16, rule: Option<DisableRule>| {
+        AttemptOutcome {
+            attempt: Attempt {
+                delivery: String::new(),
+                number,
+                at: now(),
+                status: Some(code),
+                duration_ms: 3,
+                error: None,
+                response_body: String::new(),
+            },
+            status,
+            next_attempt_at: now() + Duration::seconds(2),
+            disable: rule,
+        }
+    };
+    let after_two = |event: &DomainEvent| DisableRule {
+        after_failures: 2,
+        gone: false,
+        notice: Journal::default().publish(event.clone()),
+    };
+    let state = || async {
+        let e = store.get_endpoint(org, ep.id).await.unwrap();
+        (e.enabled, e.consecutive_failures, e.disabled_reason)
+    };
+
+    // A late outcome: the delivery's first attempt was recorded (by the worker that claimed it
+    // after this one's lease ran out); this one's, a failure that would disable, is dropped.
+    store
+        .record_attempt(&claimed[0], outcome(1, DeliveryStatus::Pending, 503, None))
+        .await
+        .unwrap();
+    let late = notice("late");
+    let late_rule = DisableRule {
+        after_failures: 1,
+        ..after_two(&late)
+    };
+    store
+        .record_attempt(
+            &claimed[0],
+            outcome(1, DeliveryStatus::Failed, 500, Some(late_rule.clone())),
+        )
+        .await
+        .unwrap();
+    notices.dropped.push(late);
+    assert_eq!(
+        store
+            .list_attempts(org, &claimed[0].id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|a| a.status)
+            .collect::<Vec<_>>(),
+        vec![Some(503)],
+        "the late outcome recorded no attempt"
+    );
+    assert_eq!(state().await, (true, 0, None), "nor counted a failure");
+    // The same in a batch, beside an outcome that applies.
+    let first = notice("first failure");
+    store
+        .record_attempts(vec![
+            (
+                claimed[0].clone(),
+                outcome(1, DeliveryStatus::Failed, 500, Some(late_rule)),
+            ),
+            (
+                claimed[1].clone(),
+                outcome(1, DeliveryStatus::Failed, 500, Some(after_two(&first))),
+            ),
+        ])
+        .await
+        .unwrap();
+    notices.dropped.push(first);
+    assert_eq!(
+        store
+            .list_attempts(org, &claimed[0].id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        state().await,
+        (true, 1, None),
+        "one failure in a row: below the rule's two"
+    );
+    // The second failure in a row disables the endpoint, with its rule's notice.
+    let second = notice("second failure");
+    store
+        .record_attempt(
+            &claimed[2],
+            outcome(1, DeliveryStatus::Failed, 500, Some(after_two(&second))),
+        )
+        .await
+        .unwrap();
+    notices.committed.push(second);
+    assert_eq!(
+        state().await,
+        (false, 2, Some("2 deliveries in a row failed".to_owned()))
+    );
+    // An admin turns it back on; a failure claimed before that (when the streak stood at 2)
+    // starts the count again instead of disabling the endpoint at once.
+    let on = Endpoint {
+        enabled: true,
+        ..ep.clone()
+    };
+    store.update_endpoint(&on, true, note(org)).await.unwrap();
+    assert_eq!(state().await, (true, 0, None));
+    let restarted = notice("after re-enabling");
+    store
+        .record_attempt(
+            &claimed[3],
+            outcome(1, DeliveryStatus::Failed, 500, Some(after_two(&restarted))),
+        )
+        .await
+        .unwrap();
+    notices.dropped.push(restarted);
+    assert_eq!(state().await, (true, 1, None));
+    // Two 410s in one batch disable it once: one notice.
+    let (gone_first, gone_again) = (notice("410"), notice("410 again"));
+    let gone_rule = |event: &DomainEvent| DisableRule {
+        gone: true,
+        ..after_two(event)
+    };
+    store
+        .record_attempts(vec![
+            (
+                claimed[4].clone(),
+                outcome(1, DeliveryStatus::Failed, 410, Some(gone_rule(&gone_first))),
+            ),
+            (
+                claimed[5].clone(),
+                outcome(1, DeliveryStatus::Failed, 410, Some(gone_rule(&gone_again))),
+            ),
+        ])
+        .await
+        .unwrap();
+    notices.committed.push(gone_first);
+    notices.dropped.push(gone_again);
+    assert_eq!(state().await, (false, 3, Some(GONE.to_owned())));
+    store.delete_endpoint(org, ep.id, note(org)).await.unwrap();
+    notices
 }
 
 /// Checks an endpoint deleted while its deliveries are being attempted: its queue goes with
@@ -512,8 +708,7 @@ pub async fn an_endpoint_deleted_mid_attempt_keeps_nothing(
         },
         status: DeliveryStatus::Pending,
         next_attempt_at: now() + Duration::seconds(5),
-        disable_endpoint: None,
-        journal: Journal::default(),
+        disable: None,
     };
     store
         .record_attempt(&claimed[0], outcome(503))
@@ -538,7 +733,12 @@ pub async fn an_endpoint_deleted_mid_attempt_keeps_nothing(
         .record_attempts(vec![(
             claimed[1].clone(),
             AttemptOutcome {
-                journal: Journal::default().publish(dropped.clone()),
+                status: DeliveryStatus::Failed,
+                disable: Some(DisableRule {
+                    after_failures: 1,
+                    gone: false,
+                    notice: Journal::default().publish(dropped.clone()),
+                }),
                 ..outcome(500)
             },
         )])

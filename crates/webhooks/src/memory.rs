@@ -266,12 +266,21 @@ impl WebhookStore for MemoryWebhookStore {
         delivery: &Delivery,
         o: AttemptOutcome,
     ) -> Result<(), WebhookError> {
+        let mut notice = Journal::default();
         {
             let mut s = self.lock()?;
-            // Its endpoint was deleted while the attempt ran: nothing to record.
-            if !s.deliveries.iter().any(|d| d.id == delivery.id) {
+            // Its endpoint was deleted while the attempt ran, or another worker claimed it
+            // after this one's lease ran out and recorded its outcome first: nothing to record.
+            let Some(d) = s.deliveries.iter_mut().find(|d| {
+                d.id == delivery.id
+                    && d.attempts == delivery.attempts
+                    && d.status == DeliveryStatus::Pending
+            }) else {
                 return Ok(());
-            }
+            };
+            d.status = o.status;
+            d.attempts = o.attempt.number;
+            d.next_attempt_at = o.next_attempt_at;
             let number = s
                 .attempts
                 .iter()
@@ -283,11 +292,6 @@ impl WebhookStore for MemoryWebhookStore {
                 number,
                 ..o.attempt.clone()
             });
-            if let Some(d) = s.deliveries.iter_mut().find(|d| d.id == delivery.id) {
-                d.status = o.status;
-                d.attempts = o.attempt.number;
-                d.next_attempt_at = o.next_attempt_at;
-            }
             if let Some((ep, _)) = s
                 .endpoints
                 .iter_mut()
@@ -298,13 +302,17 @@ impl WebhookStore for MemoryWebhookStore {
                     DeliveryStatus::Failed => ep.consecutive_failures += 1,
                     DeliveryStatus::Pending => {}
                 }
-                if let Some(reason) = &o.disable_endpoint {
+                if let Some(rule) = o.disable
+                    && o.status == DeliveryStatus::Failed
+                    && rule.disables(ep.enabled, ep.consecutive_failures)
+                {
                     ep.enabled = false;
-                    ep.disabled_reason = Some(reason.clone());
+                    ep.disabled_reason = Some(rule.reason());
+                    notice = rule.notice;
                 }
             }
         }
-        self.commit(o.journal).await
+        self.commit(notice).await
     }
 
     async fn list_deliveries(
@@ -421,6 +429,15 @@ mod tests {
     async fn memory_store_meets_the_contract() {
         let store = MemoryWebhookStore::new();
         crate::contract::run(&store, OrgId::new()).await;
+        let notices =
+            crate::contract::outcomes_apply_to_the_state_as_stored(&store, OrgId::new()).await;
+        let outbox = store.audit.outbox().unwrap();
+        for n in &notices.committed {
+            assert!(outbox.iter().any(|e| e.id == n.id), "committed: {n:?}");
+        }
+        for n in &notices.dropped {
+            assert!(outbox.iter().all(|e| e.id != n.id), "dropped: {n:?}");
+        }
         let dropped =
             crate::contract::an_endpoint_deleted_mid_attempt_keeps_nothing(&store, OrgId::new())
                 .await;
@@ -527,8 +544,7 @@ mod tests {
                     attempt,
                     status: DeliveryStatus::Pending,
                     next_attempt_at: at,
-                    disable_endpoint: None,
-                    journal: Journal::default(),
+                    disable: None,
                 },
             )
             .await

@@ -26,10 +26,44 @@ pub struct AttemptOutcome {
     pub status: DeliveryStatus,
     /// When to try again (with `Pending`).
     pub next_attempt_at: DateTime<Utc>,
-    /// Disable the endpoint with this reason (410, sustained failure).
-    pub disable_endpoint: Option<String>,
-    /// Audit record for a disabled endpoint, committed with the outcome.
-    pub journal: Journal,
+    /// With `Failed`: when the failure disables the endpoint, and what that commits.
+    pub disable: Option<DisableRule>,
+}
+
+/// When a failed delivery disables its endpoint. The adapter decides, in the outcome's
+/// transaction, from the failure streak and the enabled flag as stored then, not as the worker
+/// read them when it claimed the delivery: other workers' outcomes and an admin's re-enabling
+/// may have changed both since.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DisableRule {
+    /// Disable once this many deliveries in a row have failed, this one included (0: never
+    /// for a streak).
+    pub after_failures: u32,
+    /// The receiver answered 410 Gone: disable whatever the streak.
+    pub gone: bool,
+    /// Committed with the outcome only if it disables the endpoint (one that is already
+    /// disabled is not disabled again): the audit record and the notices, written for
+    /// [`DisableRule::reason`].
+    pub notice: Journal,
+}
+
+impl DisableRule {
+    /// The reason recorded on the endpoint when the rule disables it.
+    #[must_use]
+    pub fn reason(&self) -> String {
+        if self.gone {
+            "the receiver answered 410 Gone".to_owned()
+        } else {
+            format!("{} deliveries in a row failed", self.after_failures)
+        }
+    }
+
+    /// Whether the rule disables an endpoint that is `enabled` and whose streak of failed
+    /// deliveries, this outcome's included, is `streak`.
+    #[must_use]
+    pub fn disables(&self, enabled: bool, streak: u32) -> bool {
+        enabled && (self.gone || (self.after_failures > 0 && streak >= self.after_failures))
+    }
 }
 
 /// Endpoints, the delivery queue and its history.
@@ -140,8 +174,12 @@ pub trait WebhookStore: Send + Sync {
         skip: &[EndpointId],
     ) -> Result<Vec<(Delivery, Endpoint, StoredSecrets)>, WebhookError>;
 
-    /// Records an attempt and moves the delivery (and its endpoint's failure count) on, in one transaction.
-    /// A delivery deleted meanwhile (with its endpoint) records nothing, its journal included.
+    /// Records an attempt and moves the delivery (and its endpoint's failure count) on, in one
+    /// transaction, and disables the endpoint if the outcome's [`DisableRule`] says so then.
+    /// An outcome records nothing, its notice included, when its delivery is no longer as the
+    /// worker claimed it: deleted meanwhile (with its endpoint), or with an outcome recorded
+    /// since by another worker that claimed it after this worker's lease ran out (its attempt
+    /// count moved on, or it is no longer pending).
     ///
     /// # Errors
     /// [`WebhookError::Store`] on storage failure.
@@ -152,6 +190,7 @@ pub trait WebhookStore: Send + Sync {
     ) -> Result<(), WebhookError>;
 
     /// Records several attempts (the worker batches the outcomes that finish together).
+    /// Outcomes of one endpoint apply in the batch's order (a success ends the failure streak).
     /// An adapter should commit the batch in one transaction, all or nothing; this default
     /// records them one by one and stops at the first failure.
     ///

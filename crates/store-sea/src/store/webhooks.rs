@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use audit::{DomainEvent, EventKind, Journal};
 use chrono::{DateTime, Utc};
 use rbac_core::{EndpointId, OrgId};
-use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
+use sea_orm::sea_query::{Expr, LockBehavior, LockType, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend,
     DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
@@ -162,37 +162,44 @@ async fn apply_attempts(
     txn: &DatabaseTransaction,
     batch: Vec<(Delivery, AttemptOutcome)>,
 ) -> Result<Journal, DbErr> {
-    /// What a batch does to one endpoint.
-    #[derive(Default)]
-    struct EndpointChange {
-        succeeded: bool,
-        failures: i32,
-        disable: Option<String>,
-    }
-    // On PostgreSQL the batch's endpoints are locked first, in id order, as an endpoint's
-    // deletion locks its endpoint before its deliveries: with the deliveries first here, the
-    // two would take the same rows in opposite orders and could deadlock. Whichever comes
-    // second waits for the other's commit. `KEY SHARE`, the weakest lock a deletion waits
-    // for, so batches of other workers for the same endpoint do not wait for each other.
-    if txn.get_database_backend() == DbBackend::Postgres {
-        let mut ids: Vec<String> = batch.iter().map(|(d, _)| d.endpoint.to_string()).collect();
-        ids.sort();
-        ids.dedup();
-        webhook_endpoint::Entity::find()
-            .select_only()
-            .column(webhook_endpoint::Column::Id)
-            .filter(webhook_endpoint::Column::Id.is_in(ids))
-            .order_by_asc(webhook_endpoint::Column::Id)
-            .lock(LockType::KeyShare)
-            .into_tuple::<String>()
-            .all(txn)
-            .await?;
-    }
-    // Then the deliveries: one deleted with its endpoint (before this batch took the lock, or
-    // at any time on SQLite, whose writes take turns) updates no row, and its outcome is
-    // dropped, attempt and journal alike, rather than leaving an attempt that no delivery owns.
-    // In id order (an erasure updates deliveries in id order too); the outcomes keep theirs,
-    // which decides each endpoint's failure streak.
+    // The batch's endpoints first, in id order, as an endpoint's deletion locks its endpoint
+    // before its deliveries: with the deliveries first here, the two would take the same rows in
+    // opposite orders and could deadlock on PostgreSQL. A batch with a failure reads each
+    // endpoint's streak and enabled flag to move them on, so it holds them against other
+    // writers until it commits (`FOR NO KEY UPDATE`, which another batch with a failure, an
+    // edit and a deletion wait for); the others only hold them against deletion (`KEY SHARE`),
+    // so batches of successes for one endpoint do not wait for each other. SQLite drops the
+    // lock clause: its writes take turns.
+    let any_failed = batch
+        .iter()
+        .any(|(_, o)| o.status == DeliveryStatus::Failed);
+    let mut ids: Vec<String> = batch.iter().map(|(d, _)| d.endpoint.to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    let stored: std::collections::HashMap<String, (bool, i32)> = webhook_endpoint::Entity::find()
+        .select_only()
+        .column(webhook_endpoint::Column::Id)
+        .column(webhook_endpoint::Column::Enabled)
+        .column(webhook_endpoint::Column::ConsecutiveFailures)
+        .filter(webhook_endpoint::Column::Id.is_in(ids))
+        .order_by_asc(webhook_endpoint::Column::Id)
+        .lock(if any_failed {
+            LockType::NoKeyUpdate
+        } else {
+            LockType::KeyShare
+        })
+        .into_tuple::<(String, bool, i32)>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|(id, enabled, streak)| (id, (enabled, streak)))
+        .collect();
+    // Then the deliveries, in id order (an erasure updates deliveries in id order too), each
+    // only if it is still as the worker claimed it. One deleted with its endpoint (before this
+    // batch took the lock, or at any time on SQLite, whose writes take turns), or whose lease
+    // ran out and whose outcome another worker recorded first (its attempt count moved on, or it
+    // is no longer pending), updates no row, and its outcome is dropped, attempt and notice
+    // alike: no attempt without its delivery, and no late outcome over a newer one.
     let mut order: Vec<usize> = (0..batch.len()).collect();
     order.sort_by(|&a, &b| batch[a].0.id.cmp(&batch[b].0.id));
     let mut moved = vec![false; batch.len()];
@@ -212,6 +219,11 @@ async fn apply_attempts(
                 Expr::value(micros(o.next_attempt_at)),
             )
             .filter(webhook_delivery::Column::Id.eq(d.id.as_str()))
+            .filter(
+                webhook_delivery::Column::Attempts
+                    .eq(i32::try_from(d.attempts).unwrap_or(i32::MAX)),
+            )
+            .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
             .exec(txn)
             .await?
             .rows_affected
@@ -239,9 +251,20 @@ async fn apply_attempts(
         .into_iter()
         .map(|(id, n)| (id, n.unwrap_or(0)))
         .collect();
-    let mut endpoints: std::collections::BTreeMap<String, EndpointChange> =
+    /// An endpoint's state as the batch moves it on, from the stored one.
+    struct EndpointState {
+        enabled: bool,
+        streak: u32,
+        /// Whether the streak changed.
+        counted: bool,
+        /// The reason, when this batch disabled the endpoint.
+        disabled: Option<String>,
+    }
+    let mut endpoints: std::collections::BTreeMap<String, EndpointState> =
         std::collections::BTreeMap::new();
     let mut attempts = Vec::with_capacity(kept.len());
+    // The outcomes in the batch's order: a success ends a streak, and a failure that reaches
+    // its rule's threshold, or a 410, disables the endpoint once.
     for (d, o) in kept {
         let n = numbers.entry(d.id.clone()).or_insert(0);
         *n += 1;
@@ -254,18 +277,37 @@ async fn apply_attempts(
             error: Set(o.attempt.error.clone()),
             response_body: Set(o.attempt.response_body.clone()),
         });
-        let change = endpoints.entry(d.endpoint.to_string()).or_default();
+        let key = d.endpoint.to_string();
+        let Some(&(enabled, streak)) = stored.get(&key) else {
+            continue;
+        };
+        let state = endpoints.entry(key).or_insert(EndpointState {
+            enabled,
+            streak: u32::try_from(streak).unwrap_or(0),
+            counted: false,
+            disabled: None,
+        });
         match o.status {
-            DeliveryStatus::Delivered => (change.succeeded, change.failures) = (true, 0),
-            DeliveryStatus::Failed => change.failures += 1,
+            DeliveryStatus::Delivered => {
+                state.counted |= state.streak != 0;
+                state.streak = 0;
+            }
+            DeliveryStatus::Failed => {
+                state.counted = true;
+                state.streak = state.streak.saturating_add(1);
+            }
             DeliveryStatus::Pending => {}
         }
-        if let Some(reason) = &o.disable_endpoint {
-            change.disable = Some(reason.clone());
+        if let Some(rule) = o.disable
+            && o.status == DeliveryStatus::Failed
+            && rule.disables(state.enabled, state.streak)
+        {
+            state.enabled = false;
+            state.disabled = Some(rule.reason());
+            journal.records.extend(rule.notice.records);
+            journal.events.extend(rule.notice.events);
+            journal.mails.extend(rule.notice.mails);
         }
-        journal.records.extend(o.journal.records);
-        journal.events.extend(o.journal.events);
-        journal.mails.extend(o.journal.mails);
     }
     // Seven columns a row: 500 rows stay far below either database's bound on parameters.
     let mut rows = attempts.into_iter().peekable();
@@ -275,19 +317,17 @@ async fn apply_attempts(
             .exec_without_returning(txn)
             .await?;
     }
-    let col = webhook_endpoint::Column::ConsecutiveFailures;
-    for (endpoint, change) in endpoints {
+    for (endpoint, state) in endpoints {
+        if !state.counted && state.disabled.is_none() {
+            continue;
+        }
         let mut upd = webhook_endpoint::Entity::update_many()
-            .filter(webhook_endpoint::Column::Id.eq(endpoint));
-        upd = match (change.succeeded, change.failures, &change.disable) {
-            (false, 0, None) => continue,
-            (false, 0, Some(_)) => upd,
-            // Most batches: successes only, and the streak is already 0.
-            (true, 0, None) => upd.col_expr(col, Expr::value(0)).filter(col.ne(0)),
-            (true, n, _) => upd.col_expr(col, Expr::value(n)),
-            (false, n, _) => upd.col_expr(col, Expr::col(col).add(n)),
-        };
-        if let Some(reason) = change.disable {
+            .filter(webhook_endpoint::Column::Id.eq(endpoint))
+            .col_expr(
+                webhook_endpoint::Column::ConsecutiveFailures,
+                Expr::value(i32::try_from(state.streak).unwrap_or(i32::MAX)),
+            );
+        if let Some(reason) = state.disabled {
             upd = upd
                 .col_expr(webhook_endpoint::Column::Enabled, Expr::value(false))
                 .col_expr(
