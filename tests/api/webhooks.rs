@@ -296,15 +296,26 @@ both_backends!(
             got[2].headers["x-webhook-id"], got[0].headers["x-webhook-id"],
             "the recovered delivery is the same event"
         );
-        let page = json_of(
-            t.get(
-                &t.org(&format!("/webhooks/{eid}/deliveries")),
-                &t.owner_token,
+        // The receiver has it; its outcome is recorded a moment later.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let page = json_of(
+                t.get(
+                    &t.org(&format!("/webhooks/{eid}/deliveries")),
+                    &t.owner_token,
+                )
+                .await,
             )
-            .await,
-        )
-        .await;
-        assert_eq!(page["counts"]["delivered"], 1);
+            .await;
+            if page["counts"]["delivered"] == 1 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the recovered delivery was not recorded as delivered: {page}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         make_key(&t, "after re-enabling").await;
         let got = rx.wait_for(4, 10).await;
         assert_eq!(
@@ -702,6 +713,48 @@ both_backends!(
                 &json!("Sales Bot"),
                 &json!("Sarah Owner")
             )
+        );
+    }
+);
+
+both_backends!(
+    concurrent_edits_of_different_fields_both_apply,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let ep = endpoint(&t, "https://hooks.example.com/a", json!([])).await;
+        let path = t.org(&format!("/webhooks/{}", ep["id"].as_str().unwrap()));
+        // Each round sends two PATCHes at once, each of one field; both must stick (a PATCH
+        // used to write every field from its own read, undoing the other).
+        for round in 0..10 {
+            let description = format!("round {round}");
+            let events = if round % 2 == 0 {
+                json!(["user.created"])
+            } else {
+                json!(["user.deleted"])
+            };
+            let (one, other) = (
+                json!({ "description": description }),
+                json!({ "events": events }),
+            );
+            let (a, b) = tokio::join!(
+                t.patch(&path, &t.owner_token, &one),
+                t.patch(&path, &t.owner_token, &other),
+            );
+            assert_eq!((a.status(), b.status()), (StatusCode::OK, StatusCode::OK));
+            let list = json_of(t.get(&t.org("/webhooks"), &t.owner_token).await).await;
+            let now = &list["items"][0];
+            assert_eq!(
+                (&now["description"], &now["events"]),
+                (&json!(description), &events),
+                "round {round}"
+            );
+        }
+        let records = t.audit("action=webhook.endpoint_changed").await;
+        assert!(
+            records
+                .iter()
+                .any(|r| r["metadata"]["fields"] == json!(["events"])),
+            "the audit record names the fields changed: {records:?}"
         );
     }
 );

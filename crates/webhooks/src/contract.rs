@@ -12,8 +12,8 @@ use chrono::{DateTime, Duration, Utc};
 use rbac_core::{EndpointId, OrgId};
 
 use crate::{
-    Attempt, AttemptOutcome, Delivery, DeliveryStatus, DisableRule, Endpoint, StoredSecrets,
-    WebhookError, WebhookStore, WebhookUrl,
+    Attempt, AttemptOutcome, Delivery, DeliveryStatus, DisableRule, Endpoint, EndpointChange,
+    StoredSecrets, WebhookError, WebhookStore, WebhookUrl,
 };
 
 fn now() -> DateTime<Utc> {
@@ -214,12 +214,13 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
     assert!(!off.enabled);
     assert_eq!(off.disabled_reason.as_deref(), Some(GONE));
     assert_eq!(off.consecutive_failures, 1);
-    // An edit made from a copy read before the worker disabled the endpoint leaves the delivery
-    // state as the worker left it; one that sets the state writes it.
-    let mut edit = ep.clone();
-    edit.description = "edited".into();
+    // An edit of another field leaves the delivery state as the worker left it.
+    let edit = EndpointChange {
+        description: Some("edited".into()),
+        ..EndpointChange::default()
+    };
     store
-        .update_endpoint(&edit, false, note(org))
+        .update_endpoint(org, ep.id, &edit, note(org))
         .await
         .unwrap();
     let kept = store.get_endpoint(org, ep.id).await.unwrap();
@@ -232,8 +233,38 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
         ),
         ("edited", false, Some(GONE), 1)
     );
-    store.update_endpoint(&off, true, note(org)).await.unwrap();
+    // Only the fields a change sets are written: another edit's stays.
+    let events = EndpointChange {
+        events: Some(vec![EventKind::WebhookTest]),
+        ..EndpointChange::default()
+    };
+    store
+        .update_endpoint(org, ep.id, &events, note(org))
+        .await
+        .unwrap();
+    let both = store.get_endpoint(org, ep.id).await.unwrap();
+    assert_eq!(
+        (both.description.as_str(), both.events.as_slice()),
+        ("edited", &[EventKind::WebhookTest][..]),
+        "two edits of different fields both apply"
+    );
+    let back = EndpointChange {
+        description: Some(off.description.clone()),
+        events: Some(off.events.clone()),
+        enabled: Some(false),
+        ..EndpointChange::default()
+    };
+    store
+        .update_endpoint(org, ep.id, &back, note(org))
+        .await
+        .unwrap();
     assert_eq!(store.get_endpoint(org, ep.id).await.unwrap(), off);
+    assert!(matches!(
+        store
+            .update_endpoint(OrgId::new(), ep.id, &back, note(org))
+            .await,
+        Err(WebhookError::NotFound(_))
+    ));
     let history = store.list_attempts(org, &d.id).await.unwrap();
     assert_eq!(
         history
@@ -316,13 +347,12 @@ async fn a_disabled_endpoints_backlog_does_not_stall_claims(store: &dyn WebhookS
         .enqueue_direct(org, on.id, Journal::default().publish(fresh.clone()))
         .await
         .unwrap();
-    let disabled = Endpoint {
-        enabled: false,
-        disabled_reason: Some("contract".into()),
-        ..off.clone()
+    let disabled = EndpointChange {
+        enabled: Some(false),
+        ..EndpointChange::default()
     };
     store
-        .update_endpoint(&disabled, true, note(org))
+        .update_endpoint(org, off.id, &disabled, note(org))
         .await
         .unwrap();
     let claimed = store
@@ -405,14 +435,13 @@ async fn batches_record_as_one_by_one(store: &dyn WebhookStore, org: OrgId) {
     );
     // An edit that sets `enabled` from a copy read before those failures: the endpoint was on,
     // so the worker's streak stays.
-    let stale = Endpoint {
-        description: "renamed".into(),
-        disabled_reason: Some("stale".into()),
-        consecutive_failures: 7,
-        ..ep.clone()
+    let stale = EndpointChange {
+        description: Some("renamed".into()),
+        enabled: Some(true),
+        ..EndpointChange::default()
     };
     store
-        .update_endpoint(&stale, true, note(org))
+        .update_endpoint(org, ep.id, &stale, note(org))
         .await
         .unwrap();
     let edited = store.get_endpoint(org, ep.id).await.unwrap();
@@ -465,7 +494,7 @@ async fn batches_record_as_one_by_one(store: &dyn WebhookStore, org: OrgId) {
     assert_eq!(after.disabled_reason.as_deref(), Some(GONE));
     // Turned on again (from the same stale copy): it starts afresh.
     store
-        .update_endpoint(&stale, true, note(org))
+        .update_endpoint(org, ep.id, &stale, note(org))
         .await
         .unwrap();
     let again = store.get_endpoint(org, ep.id).await.unwrap();
@@ -636,11 +665,14 @@ pub async fn outcomes_apply_to_the_state_as_stored(
     );
     // An admin turns it back on; a failure claimed before that (when the streak stood at 2)
     // starts the count again instead of disabling the endpoint at once.
-    let on = Endpoint {
-        enabled: true,
-        ..ep.clone()
+    let on = EndpointChange {
+        enabled: Some(true),
+        ..EndpointChange::default()
     };
-    store.update_endpoint(&on, true, note(org)).await.unwrap();
+    store
+        .update_endpoint(org, ep.id, &on, note(org))
+        .await
+        .unwrap();
     assert_eq!(state().await, (true, 0, None));
     let restarted = notice("after re-enabling");
     store

@@ -42,4 +42,4 @@ pub use service::{
 pub use sign::{
     SigningSecret, TOLERANCE_SECS, VerifyError, axie_signature, standard_signature, verify,
 };
-pub use store::{AttemptOutcome, DisableRule, StoredSecrets, WebhookStore};
+pub use store::{AttemptOutcome, DisableRule, EndpointChange, StoredSecrets, WebhookStore};

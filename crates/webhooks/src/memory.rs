@@ -10,7 +10,7 @@ use rbac_core::{EndpointId, OrgId};
 
 use crate::error::{StoreError, WebhookError};
 use crate::model::{Attempt, Delivery, DeliveryStatus, Endpoint};
-use crate::store::{AttemptOutcome, StoredSecrets, WebhookStore};
+use crate::store::{AttemptOutcome, EndpointChange, StoredSecrets, WebhookStore};
 
 #[derive(Debug, Default)]
 struct State {
@@ -145,28 +145,12 @@ impl WebhookStore for MemoryWebhookStore {
 
     async fn update_endpoint(
         &self,
-        endpoint: &Endpoint,
-        with_state: bool,
+        org: OrgId,
+        id: EndpointId,
+        change: &EndpointChange,
         journal: Journal,
     ) -> Result<(), WebhookError> {
-        {
-            let mut s = self.lock()?;
-            let stored = &mut find(&mut s, endpoint.org, endpoint.id)?.0;
-            let mut next = endpoint.clone();
-            if !with_state {
-                next.enabled = stored.enabled;
-            }
-            // Only turning a disabled endpoint on starts it afresh; otherwise the reason and
-            // streak are the worker's, as stored.
-            if with_state && endpoint.enabled && !stored.enabled {
-                next.disabled_reason = None;
-                next.consecutive_failures = 0;
-            } else {
-                next.disabled_reason.clone_from(&stored.disabled_reason);
-                next.consecutive_failures = stored.consecutive_failures;
-            }
-            *stored = next;
-        }
+        change.apply_to(&mut find(&mut *self.lock()?, org, id)?.0);
         self.commit(journal).await
     }
 

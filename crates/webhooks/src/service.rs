@@ -12,7 +12,7 @@ use crate::error::WebhookError;
 use crate::model::Endpoint;
 use crate::policy::WebhookUrl;
 use crate::sign::{SigningSecret, axie_signature, standard_signature};
-use crate::store::{StoredSecrets, WebhookStore};
+use crate::store::{EndpointChange, StoredSecrets, WebhookStore};
 
 /// Who acts, for audit records.
 #[derive(Debug, Clone)]
@@ -132,34 +132,31 @@ pub async fn update(
     https_only: bool,
     now: DateTime<Utc>,
 ) -> Result<Endpoint, WebhookError> {
-    let mut ep = store.get_endpoint(org, id).await?;
-    if let Some(u) = &input.url {
-        ep.url = WebhookUrl::parse(u, https_only)?;
+    let ep = store.get_endpoint(org, id).await?;
+    let change = EndpointChange {
+        url: input
+            .url
+            .as_deref()
+            .map(|u| WebhookUrl::parse(u, https_only))
+            .transpose()?,
+        description: input.description.as_deref().map(description).transpose()?,
+        events: input.events.as_deref().map(parse_events).transpose()?,
+        message: input.message.clone().map(message).transpose()?,
+        enabled: input.enabled,
+    };
+    if change.is_empty() {
+        return Ok(ep);
     }
-    if let Some(d) = &input.description {
-        ep.description = description(d)?;
-    }
-    if let Some(e) = &input.events {
-        ep.events = parse_events(e)?;
-    }
-    if let Some(m) = &input.message {
-        ep.message = message(m.clone())?;
-    }
-    if let Some(en) = input.enabled {
-        if en && !ep.enabled {
-            ep.disabled_reason = None;
-            ep.consecutive_failures = 0;
-        }
-        ep.enabled = en;
-    }
+    // Only the fields sent are written: an edit of another field at the same moment, and the
+    // worker's failure streak, stay as stored.
+    let mut record = acting.audit(org, now, "updated", &ep);
+    record = record.with_metadata(
+        audit::Metadata::from_value(json!({ "change": "updated", "fields": change.fields() }))
+            .unwrap_or_default(),
+    );
     store
-        .update_endpoint(
-            &ep,
-            input.enabled.is_some(),
-            Journal::record(acting.audit(org, now, "updated", &ep)),
-        )
+        .update_endpoint(org, id, &change, Journal::record(record))
         .await?;
-    // As stored: without `enabled` in the change, the delivery state is the worker's latest.
     store.get_endpoint(org, id).await
 }
 

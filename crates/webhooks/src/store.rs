@@ -1,12 +1,13 @@
 //! The webhooks storage port. Secrets cross it only encrypted.
 
 use async_trait::async_trait;
-use audit::Journal;
+use audit::{EventKind, Journal};
 use chrono::{DateTime, Utc};
 use rbac_core::{EndpointId, OrgId};
 
 use crate::error::WebhookError;
 use crate::model::{Attempt, Delivery, DeliveryStatus, Endpoint};
+use crate::policy::WebhookUrl;
 
 /// An endpoint's secrets, encrypted at rest (opaque strings from `security_policy::Cipher`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +16,68 @@ pub struct StoredSecrets {
     pub current: String,
     /// The previous secret and when it stops being used, during a rotation's grace period.
     pub previous: Option<(String, DateTime<Utc>)>,
+}
+
+/// A change of an endpoint's settings: the fields that are `Some` are written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointChange {
+    /// The URL.
+    pub url: Option<WebhookUrl>,
+    /// The description.
+    pub description: Option<String>,
+    /// The event filter (empty: every event).
+    pub events: Option<Vec<EventKind>>,
+    /// The message template: `Some(None)` removes it.
+    pub message: Option<Option<String>>,
+    /// On or off.
+    pub enabled: Option<bool>,
+}
+
+impl EndpointChange {
+    /// Whether the change writes nothing.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// The names of the fields it writes, for the audit record.
+    #[must_use]
+    pub fn fields(&self) -> Vec<&'static str> {
+        [
+            ("url", self.url.is_some()),
+            ("description", self.description.is_some()),
+            ("events", self.events.is_some()),
+            ("message", self.message.is_some()),
+            ("enabled", self.enabled.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+
+    /// `endpoint` with the change applied, as a store writes it: turning on a disabled
+    /// endpoint clears its reason and failure streak.
+    pub fn apply_to(&self, endpoint: &mut Endpoint) {
+        if let Some(u) = &self.url {
+            endpoint.url = u.clone();
+        }
+        if let Some(d) = &self.description {
+            endpoint.description.clone_from(d);
+        }
+        if let Some(e) = &self.events {
+            endpoint.events.clone_from(e);
+        }
+        if let Some(m) = &self.message {
+            endpoint.message.clone_from(m);
+        }
+        if let Some(on) = self.enabled {
+            if on && !endpoint.enabled {
+                endpoint.disabled_reason = None;
+                endpoint.consecutive_failures = 0;
+            }
+            endpoint.enabled = on;
+        }
+    }
 }
 
 /// What the worker records after an attempt.
@@ -101,17 +164,18 @@ pub trait WebhookStore: Send + Sync {
     /// [`WebhookError::NotFound`] when `org` has no such endpoint.
     async fn get_endpoint(&self, org: OrgId, id: EndpointId) -> Result<Endpoint, WebhookError>;
 
-    /// Replaces url, description and filter, and with `with_state` the enabled flag too.
-    /// Turning on an endpoint that is (as stored) disabled clears its reason and failure
-    /// streak; otherwise both are left as stored, as is the flag without `with_state`: the
-    /// delivery worker may have counted failures or disabled the endpoint since it was read.
+    /// Writes the fields `change` sets and leaves the others as stored: another edit, or the
+    /// delivery worker (which counts failures and may disable the endpoint), may have changed
+    /// them since the change was read. Turning on an endpoint that is (as stored) disabled
+    /// clears its reason and failure streak.
     ///
     /// # Errors
-    /// [`WebhookError::NotFound`].
+    /// [`WebhookError::NotFound`] when `org` has no such endpoint.
     async fn update_endpoint(
         &self,
-        endpoint: &Endpoint,
-        with_state: bool,
+        org: OrgId,
+        id: EndpointId,
+        change: &EndpointChange,
         journal: Journal,
     ) -> Result<(), WebhookError>;
 

@@ -12,8 +12,8 @@ use sea_orm::{
     TransactionTrait,
 };
 use webhooks::{
-    Attempt, AttemptOutcome, Delivery, DeliveryStatus, Endpoint, StoredSecrets, WebhookError,
-    WebhookStore, WebhookUrl,
+    Attempt, AttemptOutcome, Delivery, DeliveryStatus, Endpoint, EndpointChange, StoredSecrets,
+    WebhookError, WebhookStore, WebhookUrl,
 };
 
 use crate::SeaStore;
@@ -505,8 +505,8 @@ impl SeaStore {
     }
 }
 
-fn events_json(ep: &Endpoint) -> String {
-    serde_json::to_string(&ep.events.iter().map(|e| e.as_str()).collect::<Vec<_>>())
+fn events_json(events: &[EventKind]) -> String {
+    serde_json::to_string(&events.iter().map(|e| e.as_str()).collect::<Vec<_>>())
         .unwrap_or_else(|_| "[]".into())
 }
 
@@ -524,7 +524,7 @@ impl WebhookStore for SeaStore {
             org_id: Set(ep.org.to_string()),
             url: Set(ep.url.as_str().to_owned()),
             description: Set(ep.description.clone()),
-            events: Set(events_json(ep)),
+            events: Set(events_json(&ep.events)),
             enabled: Set(ep.enabled),
             disabled_reason: Set(None),
             consecutive_failures: Set(0),
@@ -566,45 +566,58 @@ impl WebhookStore for SeaStore {
 
     async fn update_endpoint(
         &self,
-        ep: &Endpoint,
-        with_state: bool,
+        org: OrgId,
+        id: EndpointId,
+        change: &EndpointChange,
         journal: Journal,
     ) -> Result<(), WebhookError> {
+        use webhook_endpoint::Column;
         let txn = self.db().begin().await.map_err(store)?;
-        let mut update = webhook_endpoint::Entity::update_many()
-            .col_expr(webhook_endpoint::Column::Url, Expr::value(ep.url.as_str()))
-            .col_expr(
-                webhook_endpoint::Column::Description,
-                Expr::value(ep.description.as_str()),
-            )
-            .col_expr(
-                webhook_endpoint::Column::Events,
-                Expr::value(events_json(ep)),
-            )
-            .col_expr(
-                webhook_endpoint::Column::Message,
-                Expr::value(ep.message.clone()),
-            );
-        if with_state {
-            update = update.col_expr(webhook_endpoint::Column::Enabled, Expr::value(ep.enabled));
-            if ep.enabled {
-                // Decided by the row as it is when written, not as the service read it: an
-                // endpoint that was off starts afresh; one that was on keeps the failure
-                // streak the worker may have added to since.
+        // Only the fields the change sets: the row keeps what another edit, or the worker,
+        // wrote since the change was read.
+        let mut update = webhook_endpoint::Entity::update_many();
+        let mut set = false;
+        if let Some(u) = &change.url {
+            update = update.col_expr(Column::Url, Expr::value(u.as_str()));
+            set = true;
+        }
+        if let Some(d) = &change.description {
+            update = update.col_expr(Column::Description, Expr::value(d.as_str()));
+            set = true;
+        }
+        if let Some(e) = &change.events {
+            update = update.col_expr(Column::Events, Expr::value(events_json(e)));
+            set = true;
+        }
+        if let Some(m) = &change.message {
+            update = update.col_expr(Column::Message, Expr::value(m.clone()));
+            set = true;
+        }
+        if let Some(on) = change.enabled {
+            update = update.col_expr(Column::Enabled, Expr::value(on));
+            if on {
+                // Decided by the row as it is when written: an endpoint that was off starts
+                // afresh; one that was on keeps the failure streak the worker may have added
+                // to since.
                 update = update
                     .col_expr(
-                        webhook_endpoint::Column::DisabledReason,
+                        Column::DisabledReason,
                         Expr::cust("CASE WHEN enabled THEN disabled_reason ELSE NULL END"),
                     )
                     .col_expr(
-                        webhook_endpoint::Column::ConsecutiveFailures,
+                        Column::ConsecutiveFailures,
                         Expr::cust("CASE WHEN enabled THEN consecutive_failures ELSE 0 END"),
                     );
             }
+            set = true;
+        }
+        if !set {
+            // Nothing to write: the endpoint must still be there for the journal to commit.
+            update = update.col_expr(Column::Id, Expr::col(Column::Id));
         }
         let res = update
-            .filter(webhook_endpoint::Column::Id.eq(ep.id.to_string()))
-            .filter(webhook_endpoint::Column::OrgId.eq(ep.org.to_string()))
+            .filter(Column::Id.eq(id.to_string()))
+            .filter(Column::OrgId.eq(org.to_string()))
             .exec(&txn)
             .await
             .map_err(store)?;
