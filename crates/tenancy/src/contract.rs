@@ -1239,11 +1239,28 @@ async fn invitations_are_single_use_and_counted<
     ));
     assert_eq!(s.find_invitation("ih-a").await.unwrap().unwrap(), a);
     assert_eq!(s.list_invitations(org.id, None, 10).await.unwrap().len(), 2);
+    // Sent again by someone no longer an admin (demoted or removed since the service checked):
+    // refused, and the link stays as it was.
+    assert!(matches!(
+        s.reissue_invitation(
+            org.id,
+            a.id,
+            UserId::new(),
+            "ih-outsider",
+            now(),
+            now() + Duration::days(7),
+            note(org.id, "resend by outsider"),
+        )
+        .await,
+        Err(TenancyError::RoleRule(rbac_core::RoleRuleError::NotAnAdmin))
+    ));
+    assert_eq!(s.find_invitation("ih-a").await.unwrap().unwrap(), a);
     // One that has expired by the time it is sent again stays expired: its seat may be taken.
     assert!(matches!(
         s.reissue_invitation(
             org.id,
             a.id,
+            owner.id,
             "ih-late",
             a.expires_at,
             a.expires_at + Duration::days(7),
@@ -1255,6 +1272,7 @@ async fn invitations_are_single_use_and_counted<
     s.reissue_invitation(
         org.id,
         a.id,
+        owner.id,
         "ih-a2",
         now(),
         now() + Duration::days(7),

@@ -326,7 +326,15 @@ pub async fn resend<S: TenancyStore + InvitationStore + WorkspaceStore + ?Sized>
         settings,
     ));
     store
-        .reissue_invitation(caller.org.id, id, &token.hash, now, inv.expires_at, journal)
+        .reissue_invitation(
+            caller.org.id,
+            id,
+            caller.user.id,
+            &token.hash,
+            now,
+            inv.expires_at,
+            journal,
+        )
         .await?;
     Ok((inv, token))
 }

@@ -93,6 +93,15 @@ impl State {
             .any(|m| m.0 == org && self.users.get(&m.1).is_some_and(|(u, _)| &u.email == email))
     }
 
+    /// `user`'s role in `org`, unless absent or deactivated.
+    fn active_role(&self, org: OrgId, user: UserId) -> Option<OrgRole> {
+        self.members
+            .iter()
+            .find(|m| m.0 == org && m.1 == user)
+            .filter(|m| !self.deactivated.contains_key(&(m.0, m.1)))
+            .map(|m| m.2)
+    }
+
     /// The checks and insert of one invitation (see [`InvitationStore::create_invitation`]).
     fn insert_invitation(
         &mut self,
@@ -100,13 +109,7 @@ impl State {
         hash: &str,
         limits: &billing_limits::PlanLimits,
     ) -> Result<(), TenancyError> {
-        let inviter = self
-            .members
-            .iter()
-            .find(|m| m.0 == inv.org && m.1 == inv.invited_by)
-            .filter(|m| !self.deactivated.contains_key(&(m.0, m.1)))
-            .map(|m| m.2);
-        crate::invitations::check_inviter(inviter, inv.role)?;
+        crate::invitations::check_inviter(self.active_role(inv.org, inv.invited_by), inv.role)?;
         if self.is_member_email(inv.org, &inv.email) {
             return Err(TenancyError::Conflict(format!(
                 "`{}` is already a member",
@@ -920,6 +923,7 @@ impl InvitationStore for MemoryTenancyStore {
         &self,
         org: OrgId,
         id: InvitationId,
+        by: UserId,
         hash: &str,
         sent_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
@@ -927,6 +931,13 @@ impl InvitationStore for MemoryTenancyStore {
     ) -> Result<(), TenancyError> {
         {
             let mut s = self.lock()?;
+            let role = s
+                .invitations
+                .iter()
+                .find(|i| i.0.org == org && i.0.id == id)
+                .map(|i| i.0.role)
+                .ok_or(TenancyError::NotFound("invitation"))?;
+            crate::invitations::check_inviter(s.active_role(org, by), role)?;
             let row = s
                 .invitations
                 .iter_mut()

@@ -495,14 +495,23 @@ pub trait InvitationStore: Send + Sync {
     ) -> Result<Vec<Invitation>, TenancyError>;
 
     /// Replaces the token and the expiry of an unused, unrevoked invitation that has not
-    /// expired by `sent_at` (an expired one no longer holds a seat, which may be taken).
+    /// expired by `sent_at` (an expired one no longer holds a seat, which may be taken), sent
+    /// again by `by`, who must still be an active admin allowed to invite with its role (see
+    /// [`crate::invitations::check_inviter`]; a demotion or removal may have committed since
+    /// the service checked).
     ///
     /// # Errors
-    /// [`TenancyError::NotFound`] when there is no such invitation.
+    /// [`TenancyError::NotFound`] when there is no such invitation; [`TenancyError::RoleRule`]
+    /// when `by` may no longer send it.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the invitation, its sender and its new token"
+    )]
     async fn reissue_invitation(
         &self,
         org: OrgId,
         id: InvitationId,
+        by: UserId,
         token_hash: &str,
         sent_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,

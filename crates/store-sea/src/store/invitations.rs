@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use audit::Journal;
 use chrono::{DateTime, Utc};
-use rbac_core::{InvitationId, OrgId, OrgRole, TeamId, TeamRole};
+use rbac_core::{InvitationId, OrgId, OrgRole, TeamId, TeamRole, UserId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
@@ -166,12 +166,33 @@ impl InvitationStore for SeaStore {
         &self,
         org: OrgId,
         id: InvitationId,
+        by: UserId,
         token_hash: &str,
         sent_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
+        // The sender's rights as they are now, under the organization's lock, which a demotion
+        // or removal takes too.
+        lock_org(&txn, org).await?;
+        let role = invitation::Entity::find_by_id(id.to_string())
+            .filter(invitation::Column::OrgId.eq(org.to_string()))
+            .select_only()
+            .column(invitation::Column::Role)
+            .into_tuple::<String>()
+            .one(&txn)
+            .await
+            .map_err(store)?
+            .ok_or(TenancyError::NotFound("invitation"))?;
+        let sender = membership::Entity::find_by_id((org.to_string(), by.to_string()))
+            .one(&txn)
+            .await
+            .map_err(store)?
+            .filter(|m| m.deactivated_at.is_none())
+            .and_then(|m| OrgRole::parse(&m.role));
+        let role = crate::convert::role(&role).map_err(TenancyError::Store)?;
+        tenancy::invitations::check_inviter(sender, role)?;
         let res = invitation::Entity::update_many()
             .col_expr(invitation::Column::TokenHash, Expr::value(token_hash))
             .col_expr(invitation::Column::CreatedAt, Expr::value(micros(sent_at)))
