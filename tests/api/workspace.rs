@@ -1616,3 +1616,146 @@ both_backends!(
         .await;
     }
 );
+
+both_backends!(
+    finance_views_every_team_and_executives_work_in_every_team,
+    |b| async move {
+        // The guide's department scenario: "Finance | Admin (view only, all teams)" and
+        // "Executive Leadership | Member (all teams)", teams created later included.
+        let t = spawn_app(b).await;
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let (tom_id, lisa_id) = (
+            t.member_id("tom@example.com").await,
+            t.member_id("lisa@example.com").await,
+        );
+        let all_teams = |user: &str| t.org(&format!("/members/{user}/all-teams-role"));
+        let sales = new_team(&t, &mike, "Sales").await;
+        created(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &mike,
+                &json!({ "name": "Sales bot", "team_id": sales }),
+            )
+            .await,
+        )
+        .await;
+        // Tom (finance) is in no team but the default one.
+        problem(
+            t.get(&t.org(&format!("/teams/{sales}")), &tom).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        // Only the Owner and Admins give it, and only known team roles.
+        problem(
+            t.put(&all_teams(&lisa_id), &tom, &json!({ "role": "viewer" }))
+                .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        problem(
+            t.put(&all_teams(&tom_id), &mike, &json!({ "role": "boss" }))
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        for (user, role) in [(&tom_id, "viewer"), (&lisa_id, "member")] {
+            assert_eq!(
+                t.put(&all_teams(user), &mike, &json!({ "role": role }))
+                    .await
+                    .status(),
+                StatusCode::NO_CONTENT
+            );
+        }
+        // A team created afterwards is theirs too.
+        let marketing = new_team(&t, &mike, "Marketing").await;
+        let campaign = created(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &mike,
+                &json!({ "name": "Campaign bot", "team_id": marketing }),
+            )
+            .await,
+        )
+        .await;
+        let teams = names(&json_of(t.get(&t.org("/teams"), &tom).await).await);
+        assert!(
+            teams.contains(&"Sales".to_owned()) && teams.contains(&"Marketing".to_owned()),
+            "{teams:?}"
+        );
+        let bots = names(&json_of(t.get(&t.org("/chat-interfaces"), &tom).await).await);
+        assert!(
+            bots.contains(&"Sales bot".to_owned()) && bots.contains(&"Campaign bot".to_owned()),
+            "{bots:?}"
+        );
+        assert_eq!(
+            t.get(&t.org(&format!("/analytics?team_id={marketing}")), &tom)
+                .await
+                .status(),
+            StatusCode::OK
+        );
+        // View only: Finance changes nothing; the executive works in the new team.
+        problem(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &tom,
+                &json!({ "name": "x", "team_id": marketing }),
+            )
+            .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        created(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &lisa,
+                &json!({ "name": "Exec bot", "team_id": marketing }),
+            )
+            .await,
+        )
+        .await;
+        // Shown on the members page and in the person's own memberships, and audited.
+        let members = json_of(t.get(&t.org("/members"), &mike).await).await;
+        let role_of = |id: &str| {
+            members["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["user_id"] == id)
+                .map(|m| m["all_teams_role"].clone())
+                .unwrap()
+        };
+        assert_eq!(
+            (role_of(&tom_id), role_of(&lisa_id)),
+            (json!("viewer"), json!("member"))
+        );
+        let me = json_of(t.get(&t.url("/api/v1/me"), &tom).await).await;
+        assert_eq!(me["memberships"][0]["all_teams_role"], "viewer");
+        assert!(
+            t.audit("action=member.role_changed")
+                .await
+                .iter()
+                .any(|r| r["metadata"]["all_teams"]["to"] == "viewer"),
+            "audited"
+        );
+        // Taken away: the next request no longer sees other teams.
+        assert_eq!(
+            t.put(&all_teams(&tom_id), &mike, &json!({ "role": null }))
+                .await
+                .status(),
+            StatusCode::NO_CONTENT
+        );
+        problem(
+            t.get(&t.org(&format!("/chat-interfaces/{}", id(&campaign))), &tom)
+                .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+    }
+);

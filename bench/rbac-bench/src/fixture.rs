@@ -415,6 +415,7 @@ impl Builder {
                     org: fx.tenants[u.tenant].org,
                     role: u.role,
                     teams: teams.clone(),
+                    all_teams: None,
                     credential,
                 });
             }

@@ -350,7 +350,8 @@ pub struct WebhookSettings {
     pub max_attempts: u32,
     /// First retry delay in milliseconds.
     pub base_delay_ms: u64,
-    /// Failed deliveries in a row before an endpoint is disabled.
+    /// Failed deliveries in a row after which an endpoint is disabled (0: never; a 410 Gone
+    /// always disables it).
     pub disable_after_failures: u32,
 }
 

@@ -624,6 +624,7 @@ mod tests {
             org: org(),
             role: w.role,
             teams,
+            all_teams: None,
             credential: w.credential,
         }
     }
@@ -998,6 +999,52 @@ mod tests {
         let backward = authorize(&s, P::ManageKnowledgeBase, &target, &ctx);
         assert_eq!(forward, VIEWER_NO);
         assert_eq!(backward, VIEWER_NO);
+    }
+
+    #[test]
+    fn a_role_in_every_team_applies_where_no_higher_explicit_one_does() {
+        let ctx = DEFAULTS;
+        // Finance: view only, in every team, without any explicit team role.
+        let mut finance = subject(OUTSIDER);
+        finance.role = OrgRole::User;
+        finance.teams.clear();
+        assert_eq!(
+            authorize(&finance, P::ViewChatInterface, &resource(On::Team), &ctx),
+            Decision::Deny(DenyReason::NotTeamMember)
+        );
+        finance.all_teams = Some(TeamRole::Viewer);
+        assert_eq!(
+            authorize(&finance, P::ViewChatInterface, &resource(On::Team), &ctx),
+            VIEWER_OK
+        );
+        assert_eq!(
+            authorize(&finance, P::ViewAnalytics, &resource(On::Team), &ctx),
+            VIEWER_OK
+        );
+        assert_eq!(
+            authorize(&finance, P::EditChatInterface, &resource(On::Team), &ctx),
+            VIEWER_NO
+        );
+        // Organization-level rows are the User's, whatever the team role.
+        assert_eq!(
+            authorize(&finance, P::ViewBilling, &resource(On::Org), &ctx),
+            Decision::Deny(DenyReason::RoleLacksPermission {
+                role: OrgRole::User
+            })
+        );
+        // An explicit role counts where it is higher, and only there.
+        finance.teams = vec![(team(), TeamRole::Admin)];
+        assert_eq!(finance.team_role(team()), Some(TeamRole::Admin));
+        assert_eq!(finance.team_role(other_team()), Some(TeamRole::Viewer));
+        // Executives: Member in every team; an explicit Viewer role does not lower it.
+        let mut exec = finance.clone();
+        exec.all_teams = Some(TeamRole::Member);
+        exec.teams = vec![(team(), TeamRole::Viewer)];
+        assert_eq!(exec.team_role(team()), Some(TeamRole::Member));
+        assert_eq!(
+            authorize(&exec, P::CreateChatInterface, &resource(On::Team), &ctx),
+            Decision::Allow(Grant::TeamMember)
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@
 //!     org,
 //!     role: OrgRole::User,
 //!     teams: vec![(team, TeamRole::Member)],
+//!     all_teams: None,
 //!     credential: Credential::Session,
 //! };
 //! let ctx = Context { access: FeatureAccess::default(), plan: PlanFeatures::ENTERPRISE };

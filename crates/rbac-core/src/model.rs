@@ -399,22 +399,35 @@ pub struct Subject {
     pub role: OrgRole,
     /// The caller's explicit team roles in `org`.
     pub teams: Vec<(TeamId, TeamRole)>,
+    /// The caller's role in every team of `org`, those created later included (the guide's
+    /// "view only, all teams" for Finance, "Member (all teams)" for executives); an explicit
+    /// role in a team counts where it is higher.
+    pub all_teams: Option<TeamRole>,
     /// How the caller authenticated.
     pub credential: Credential,
 }
 
 impl Subject {
-    /// The caller's explicit role in `team`, if any.
+    /// The caller's role in `team`, if any: the explicit one or the all-teams one, whichever
+    /// is higher.
     ///
-    /// Should `teams` list the same team twice, the least privileged role wins,
+    /// Should `teams` list the same team twice, the least privileged of those wins,
     /// so the answer never depends on the order of the vector.
     #[must_use]
     pub fn team_role(&self, team: TeamId) -> Option<TeamRole> {
-        self.teams
+        let explicit = self
+            .teams
             .iter()
             .filter(|(t, _)| *t == team)
             .map(|(_, r)| *r)
-            .min()
+            .min();
+        explicit.max(self.all_teams)
+    }
+
+    /// Whether the caller has a role in every team (see [`Subject::all_teams`]).
+    #[must_use]
+    pub fn in_every_team(&self) -> bool {
+        self.all_teams.is_some()
     }
 }
 

@@ -150,6 +150,7 @@ mod tests {
             org: OrgId::new(),
             role,
             teams: vec![],
+            all_teams: None,
             credential: Credential::Session,
         }
     }

@@ -268,6 +268,7 @@ fn authorize_matches_the_reference_table() {
                     org,
                     role,
                     teams: list,
+                    all_teams: None,
                     credential,
                 };
                 subjects.push((subject, roles, api_key));

@@ -93,6 +93,7 @@ fn subject() -> impl Strategy<Value = Subject> {
         org: org(),
         role,
         teams,
+        all_teams: None,
         credential,
     })
 }
@@ -253,7 +254,7 @@ proptest! {
         role in org_role(), credential in credential(),
         p in permission(), r in own_resource(), ctx in context(),
     ) {
-        let s = Subject { user: me(), org: org(), role, teams, credential };
+        let s = Subject { user: me(), org: org(), role, teams, all_teams: None, credential };
         let t = Subject { teams: shuffled, ..s.clone() };
         prop_assert_eq!(
             rbac_core::authorize(&s, p, &r, &ctx),

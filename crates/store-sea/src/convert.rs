@@ -41,6 +41,12 @@ pub(crate) fn role(s: &str) -> Result<OrgRole, StoreError> {
     OrgRole::parse(s).ok_or_else(|| corrupt("role", s))
 }
 
+/// A member's stored role in every team (`memberships.all_teams_role`).
+pub(crate) fn all_teams_role(s: Option<&str>) -> Result<Option<rbac_core::TeamRole>, StoreError> {
+    s.map(|s| rbac_core::TeamRole::parse(s).ok_or_else(|| corrupt("team role", s)))
+        .transpose()
+}
+
 pub(crate) fn hash32(what: &str, s: &str) -> Result<[u8; 32], StoreError> {
     let mut out = [0; 32];
     hex::decode_to_slice(s, &mut out).map_err(|_| corrupt(what, s))?;

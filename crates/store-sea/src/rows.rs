@@ -413,6 +413,7 @@ mod tests {
                 role: role.into(),
                 joined_at: 7,
                 deactivated_at: gone,
+                all_teams_role: gone.map(|_| "viewer".into()),
             }
             .into_active_model()
             .insert(db)

@@ -142,6 +142,7 @@ impl Caller {
             org,
             role: membership.role,
             teams: membership.teams,
+            all_teams: membership.all_teams,
             credential,
         };
         Ok(Self {

@@ -1842,7 +1842,7 @@ async fn teams_round_trip<S: TenancyStore + AuditStore + WorkspaceStore + ?Sized
 /// [`TenancyStore::caller_memberships`] holds each organization once, with exactly its team
 /// roles, and agrees with the narrower reads it stands in for.
 async fn caller_memberships_gather_every_org_and_team<
-    S: TenancyStore + AuditStore + WorkspaceStore + ?Sized,
+    S: TenancyStore + AuditStore + WorkspaceStore + MembershipStore + ?Sized,
 >(
     s: &S,
 ) {
@@ -1943,6 +1943,95 @@ async fn caller_memberships_gather_every_org_and_team<
             .await
             .unwrap()
             .is_none()
+    );
+
+    // A role in every team: stored with the membership, read with it everywhere, and changed
+    // only from the value the change was decided on.
+    assert!(memberships.iter().all(|m| m.all_teams.is_none()));
+    s.set_all_teams_role(
+        a.id,
+        other.id,
+        None,
+        Some(TeamRole::Viewer),
+        note(a.id, "finance"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_member(a.id, other.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .all_teams,
+        Some(TeamRole::Viewer)
+    );
+    assert!(matches!(
+        s.set_all_teams_role(
+            a.id,
+            other.id,
+            None,
+            Some(TeamRole::Member),
+            note(a.id, "stale")
+        )
+        .await,
+        Err(TenancyError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.set_all_teams_role(
+            a.id,
+            UserId::new(),
+            None,
+            Some(TeamRole::Member),
+            note(a.id, "x")
+        )
+        .await,
+        Err(TenancyError::NotFound(_))
+    ));
+    let theirs = s.caller_memberships(other.id).await.unwrap();
+    assert_eq!(
+        theirs
+            .iter()
+            .map(|m| (m.org.id, m.all_teams, m.teams.clone()))
+            .collect::<Vec<_>>(),
+        vec![(
+            a.id,
+            Some(TeamRole::Viewer),
+            vec![(a_default.id, TeamRole::Member)]
+        )]
+    );
+    assert_eq!(
+        s.memberships(other.id).await.unwrap()[0].all_teams,
+        Some(TeamRole::Viewer)
+    );
+    assert!(
+        s.list_members(a.id, None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|m| m.user.id == other.id && m.all_teams == Some(TeamRole::Viewer))
+    );
+    let other_session = session(other.id, 0);
+    s.create_session(&other_session, "all-teams", 3, &|_| Journal::default())
+        .await
+        .unwrap();
+    let (_, _, read) = s.session_caller("all-teams").await.unwrap().unwrap();
+    assert_eq!(read, theirs);
+    s.set_all_teams_role(
+        a.id,
+        other.id,
+        Some(TeamRole::Viewer),
+        None,
+        note(a.id, "off"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_member(a.id, other.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .all_teams,
+        None
     );
 }
 

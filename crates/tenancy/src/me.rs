@@ -20,6 +20,8 @@ pub struct MembershipView {
     pub role: OrgRole,
     /// The principal's team roles.
     pub teams: Vec<(TeamId, TeamRole)>,
+    /// The principal's role in every team, if any.
+    pub all_teams: Option<TeamRole>,
     /// Permissions held on every resource (in the default team for workspace resources).
     pub permissions: Vec<Permission>,
     /// Permissions held only on resources the principal created (the "Limited" cells).
@@ -55,6 +57,7 @@ pub async fn memberships<S: TenancyStore + ?Sized>(
             org: m.org,
             role: m.role,
             teams: m.teams.clone(),
+            all_teams: m.all_teams,
             credential,
         };
         let mut permissions = Vec::new();
@@ -78,6 +81,7 @@ pub async fn memberships<S: TenancyStore + ?Sized>(
             org_name: m.org_name,
             role: m.role,
             teams: m.teams,
+            all_teams: m.all_teams,
             permissions,
             limited,
         });

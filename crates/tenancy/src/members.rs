@@ -3,7 +3,8 @@
 use audit::{AuditAction, DomainEvent, EventKind, Journal, Metadata, Target};
 use chrono::{DateTime, Duration, Utc};
 use rbac_core::{
-    OrgRole, Permission, UserId, check_ownership_transfer, check_removal, check_role_change,
+    OrgRole, Permission, TeamRole, UserId, check_ownership_transfer, check_removal,
+    check_role_change,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -47,6 +48,48 @@ pub async fn change_role<S: TenancyStore + MembershipStore + ?Sized>(
     })));
     store
         .set_role(caller.org.id, target, member.role, new_role, journal)
+        .await
+}
+
+/// Gives a member a role in every team of the organization, those created later included, or
+/// takes it away (`None`): the guide's Finance ("view only, all teams": `Viewer`) and
+/// executives ("Member (all teams)"). An explicit role in a team counts where it is higher.
+/// Applies to their very next request.
+///
+/// # Errors
+/// [`TenancyError::NotFound`] for non-members; [`TenancyError::RoleRule`] for the rules of a
+/// role change (not your own, not the Owner's, Owner and Admins only);
+/// [`TenancyError::Conflict`] when it changed concurrently.
+pub async fn set_all_teams_role<S: TenancyStore + MembershipStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    target: UserId,
+    role: Option<TeamRole>,
+    now: DateTime<Utc>,
+) -> Result<(), TenancyError> {
+    caller.check_org(Permission::ChangeRoles)?;
+    let member = store
+        .get_member(caller.org.id, target)
+        .await?
+        .ok_or(TenancyError::NotFound("member"))?;
+    check_role_change(&caller.subject, target, member.role, member.role)?;
+    if member.all_teams == role {
+        return Ok(());
+    }
+    let name = |r: Option<TeamRole>| r.map(TeamRole::as_str);
+    let journal = Journal::record(
+        caller
+            .audit(
+                now,
+                AuditAction::RoleChanged,
+                Target::new("member", target, member.user.name.clone()),
+            )
+            .with_metadata(Metadata::from_value(json!({
+                "all_teams": { "from": name(member.all_teams), "to": name(role) },
+            }))?),
+    );
+    store
+        .set_all_teams_role(caller.org.id, target, member.all_teams, role, journal)
         .await
 }
 

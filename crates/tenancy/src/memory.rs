@@ -39,6 +39,7 @@ struct State {
     users: HashMap<UserId, (User, Option<String>)>,
     members: Vec<(OrgId, UserId, OrgRole, DateTime<Utc>)>,
     deactivated: HashMap<(OrgId, UserId), DateTime<Utc>>,
+    all_teams: HashMap<(OrgId, UserId), TeamRole>,
     teams: Vec<Team>,
     team_members: Vec<(TeamId, UserId, OrgId, TeamRole)>,
     sessions: Vec<(Session, String, Option<DateTime<Utc>>)>,
@@ -484,6 +485,7 @@ impl OrgStore for MemoryTenancyStore {
                     role: m.2,
                     joined_at: m.3,
                     deactivated_at: s.deactivated.get(&(org, m.1)).copied(),
+                    all_teams: s.all_teams.get(&(org, m.1)).copied(),
                 })
             })
             .collect();
@@ -504,6 +506,7 @@ impl OrgStore for MemoryTenancyStore {
                     role: m.2,
                     joined_at: m.3,
                     deactivated_at: s.deactivated.get(&(org, m.1)).copied(),
+                    all_teams: s.all_teams.get(&(org, m.1)).copied(),
                 })
             }))
     }
@@ -538,12 +541,20 @@ impl OrgStore for MemoryTenancyStore {
                     .filter(|t| t.2 == m.0 && t.1 == user)
                     .map(|t| (t.0, t.3))
                     .collect(),
+                all_teams: s.all_teams.get(&(m.0, user)).copied(),
                 active: !s.deactivated.contains_key(&(m.0, user)),
             })
             .collect();
         out.sort_by_key(|m| m.org.to_string());
         Ok(out)
     }
+}
+
+/// The refusal of a change of a member's role in every team that another change overtook.
+fn all_teams_changed() -> TenancyError {
+    TenancyError::Conflict(
+        "the member's role in every team changed meanwhile; reload and try again".into(),
+    )
 }
 
 /// The default: the session with its account, then the memberships (two reads of the maps).
@@ -1117,6 +1128,30 @@ impl BulkStore for MemoryTenancyStore {
 
 #[async_trait]
 impl MembershipStore for MemoryTenancyStore {
+    async fn set_all_teams_role(
+        &self,
+        org: OrgId,
+        user: UserId,
+        from: Option<TeamRole>,
+        to: Option<TeamRole>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            if !s.members.iter().any(|m| m.0 == org && m.1 == user) {
+                return Err(TenancyError::NotFound("member"));
+            }
+            if s.all_teams.get(&(org, user)).copied() != from {
+                return Err(all_teams_changed());
+            }
+            match to {
+                Some(role) => s.all_teams.insert((org, user), role),
+                None => s.all_teams.remove(&(org, user)),
+            };
+        }
+        self.commit(journal).await
+    }
+
     async fn set_role(
         &self,
         org: OrgId,
@@ -1252,6 +1287,7 @@ impl MembershipStore for MemoryTenancyStore {
                 };
                 s.members.remove(pos);
                 s.deactivated.remove(&(org, user));
+                s.all_teams.remove(&(org, user));
                 s.scim_users.remove(&(org, user));
                 s.team_members.retain(|t| !(t.2 == org && t.1 == user));
                 withdraw_grants(&mut s, org, user, now);
@@ -1588,6 +1624,7 @@ impl WorkspaceStore for MemoryTenancyStore {
                         role: m.2,
                         joined_at: m.3,
                         deactivated_at: s.deactivated.get(&(org, m.1)).copied(),
+                        all_teams: s.all_teams.get(&(org, m.1)).copied(),
                     },
                     role: t.3,
                 })

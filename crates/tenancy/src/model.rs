@@ -171,6 +171,10 @@ pub struct Member {
     /// resources but cannot act in the organization.
     #[serde(default)]
     pub deactivated_at: Option<DateTime<Utc>>,
+    /// Their role in every team, those created later included (see
+    /// [`rbac_core::Subject::all_teams`]); `None`: explicit team roles only.
+    #[serde(default)]
+    pub all_teams: Option<TeamRole>,
 }
 
 /// One of a person's memberships, with their team roles.
@@ -184,6 +188,9 @@ pub struct Membership {
     pub role: OrgRole,
     /// The person's team roles.
     pub teams: Vec<(TeamId, TeamRole)>,
+    /// The person's role in every team.
+    #[serde(default)]
+    pub all_teams: Option<TeamRole>,
     /// `false` while the membership is deactivated.
     #[serde(default = "active")]
     pub active: bool,
@@ -203,6 +210,8 @@ pub struct CallerMembership {
     pub deactivated_at: Option<DateTime<Utc>>,
     /// The person's team roles there, in team id order.
     pub teams: Vec<(TeamId, TeamRole)>,
+    /// The person's role in every team there.
+    pub all_teams: Option<TeamRole>,
 }
 
 const fn active() -> bool {

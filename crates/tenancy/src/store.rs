@@ -208,6 +208,7 @@ pub trait OrgStore: Send + Sync {
                 role: member.role,
                 joined_at: member.joined_at,
                 deactivated_at: member.deactivated_at,
+                all_teams: member.all_teams,
                 teams,
                 org,
             });
@@ -616,6 +617,21 @@ pub trait MembershipStore: Send + Sync {
         user: UserId,
         from: OrgRole,
         to: OrgRole,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
+    /// Sets `user`'s role in every team of `org` to `to` if it is still `from` (see
+    /// [`rbac_core::Subject::all_teams`]).
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] for a non-member; [`TenancyError::Conflict`] when the role
+    /// is no longer `from`.
+    async fn set_all_teams_role(
+        &self,
+        org: OrgId,
+        user: UserId,
+        from: Option<TeamRole>,
+        to: Option<TeamRole>,
         journal: Journal,
     ) -> Result<(), TenancyError>;
 

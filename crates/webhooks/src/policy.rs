@@ -16,7 +16,8 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// Delay before attempt 2, doubled each time (guide: 2 s).
     pub base_delay_ms: u64,
-    /// Consecutive failed deliveries after which an endpoint is disabled.
+    /// Consecutive failed deliveries after which an endpoint is disabled (0: never; a 410
+    /// Gone always disables it).
     pub disable_after_failures: u32,
 }
 

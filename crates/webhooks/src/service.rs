@@ -149,7 +149,9 @@ pub async fn update(
     }
     // Only the fields sent are written: an edit of another field at the same moment, and the
     // worker's failure streak, stay as stored.
-    let mut record = acting.audit(org, now, "updated", &ep);
+    let mut after = ep.clone();
+    change.apply_to(&mut after);
+    let mut record = acting.audit(org, now, "updated", &after);
     record = record.with_metadata(
         audit::Metadata::from_value(json!({ "change": "updated", "fields": change.fields() }))
             .unwrap_or_default(),

@@ -51,6 +51,8 @@ pub struct MembershipResponse {
     pub role: String,
     /// Team roles.
     pub teams: Vec<TeamRoleResponse>,
+    /// The role in every team, those created later included (`null`: only `teams`).
+    pub all_teams_role: Option<String>,
     /// Permissions on every resource.
     pub permissions: Vec<String>,
     /// Permissions only on resources the caller created.
@@ -152,6 +154,7 @@ pub async fn me(st: web::Data<AppState>, auth: Authenticated) -> Result<HttpResp
                         role: r.as_str().to_owned(),
                     })
                     .collect(),
+                all_teams_role: v.all_teams.map(|r| r.as_str().to_owned()),
                 permissions: names(&v.permissions),
                 limited_permissions: names(&v.limited),
                 mfa,

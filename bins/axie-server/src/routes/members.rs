@@ -33,6 +33,10 @@ pub struct MemberResponse {
     /// Whether they have two-factor authentication on; `null` for callers other than the
     /// Owner and Admins.
     pub mfa_enabled: Option<bool>,
+    /// Their role in every team, those created later included (`viewer`, `member` or
+    /// `admin`; `null`: only the teams they were added to). An explicit team role counts
+    /// where it is higher.
+    pub all_teams_role: Option<String>,
 }
 
 /// Lists members, ordered by user id; to the Owner and Admins with when each last signed in
@@ -64,6 +68,7 @@ pub async fn list(
                 active: m.deactivated_at.is_none(),
                 last_sign_in_at: s.and_then(|s| s.last_sign_in_at).map(|t| t.to_rfc3339()),
                 mfa_enabled: s.map(|s| s.mfa_enabled),
+                all_teams_role: m.all_teams.map(|r| r.as_str().to_owned()),
             }
         })
         .collect();
@@ -107,6 +112,56 @@ pub async fn change_role(
     })?;
     if let Err(e) =
         tenancy::members::change_role(&*st.store, &caller, target, role, st.clock.now()).await
+    {
+        return Err(crate::auth::audited(&st, &caller, "change_roles", e).await);
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// A member's role in every team.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AllTeamsRoleBody {
+    /// `viewer` (the guide's Finance: view only, all teams), `member` (its executives:
+    /// Member in all teams) or `admin`; `null` to keep only the teams they were added to.
+    pub role: Option<String>,
+}
+
+/// Gives a member a role in every team of the organization, those created later included, or
+/// takes it away; the change applies to their next request.
+#[utoipa::path(put, path = "/api/v1/orgs/{org_id}/members/{user_id}/all-teams-role", tag = "members",
+    params(("org_id" = String, Path, description = "Organization id"), ("user_id" = String, Path, description = "Member's user id")),
+    request_body = AllTeamsRoleBody,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 403, description = "A role rule forbids it", content_type = "application/problem+json"),
+        (status = 404, description = "No such member", content_type = "application/problem+json"),
+        (status = 409, description = "Changed concurrently", content_type = "application/problem+json"),
+        (status = 422, description = "Unknown role", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn set_all_teams_role(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    path: web::Path<(String, String)>,
+    body: web::Json<AllTeamsRoleBody>,
+) -> Result<HttpResponse, ApiError> {
+    let target = member_id(&path)?;
+    let role = body
+        .role
+        .as_deref()
+        .map(|r| {
+            rbac_core::TeamRole::parse(r).ok_or_else(|| {
+                ApiError::new(
+                    actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_input",
+                    format!("unknown team role `{r}`"),
+                )
+            })
+        })
+        .transpose()?;
+    if let Err(e) =
+        tenancy::members::set_all_teams_role(&*st.store, &caller, target, role, st.clock.now())
+            .await
     {
         return Err(crate::auth::audited(&st, &caller, "change_roles", e).await);
     }

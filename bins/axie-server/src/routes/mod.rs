@@ -119,6 +119,7 @@ routes! {
     DELETE "/api/v1/orgs/{org_id}/members/{user_id}/sessions" => security::end_member_sessions, Org(P::RemoveMembers);
     GET "/api/v1/orgs/{org_id}/members" => members::list, Org(P::ViewMembers);
     PATCH "/api/v1/orgs/{org_id}/members/{user_id}" => members::change_role, Org(P::ChangeRoles);
+    PUT "/api/v1/orgs/{org_id}/members/{user_id}/all-teams-role" => members::set_all_teams_role, Org(P::ChangeRoles);
     POST "/api/v1/orgs/{org_id}/members/{user_id}/remove" => members::remove, Org(P::RemoveMembers);
     POST "/api/v1/orgs/{org_id}/leave" => members::leave, Leaving;
     GET "/api/v1/orgs/{org_id}/members/{user_id}/personal-data" => privacy::export, Member;

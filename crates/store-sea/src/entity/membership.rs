@@ -13,6 +13,7 @@ pub struct Model {
     pub role: String,
     pub joined_at: i64,
     pub deactivated_at: Option<i64>,
+    pub all_teams_role: Option<String>,
 }
 
 /// Joins for reads only (resolving a caller reads the membership, account and organization

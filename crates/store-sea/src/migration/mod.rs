@@ -36,6 +36,7 @@ mod m20261130_000025_add_invitation_team;
 mod m20261130_000026_add_asset_archived_at;
 mod m20261130_000027_create_password_resets;
 mod m20261130_000028_index_housekeeping;
+mod m20261130_000029_add_membership_all_teams_role;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -73,6 +74,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000026_add_asset_archived_at::Migration),
             Box::new(m20261130_000027_create_password_resets::Migration),
             Box::new(m20261130_000028_index_housekeeping::Migration),
+            Box::new(m20261130_000029_add_membership_all_teams_role::Migration),
         ]
     }
 }

@@ -141,6 +141,45 @@ impl MembershipStore for SeaStore {
         commit(txn, journal).await
     }
 
+    async fn set_all_teams_role(
+        &self,
+        org: OrgId,
+        user: UserId,
+        from: Option<TeamRole>,
+        to: Option<TeamRole>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        // Under the organization's lock, as every change of its members.
+        lock_org(&txn, org).await?;
+        let mut update = membership::Entity::update_many()
+            .col_expr(
+                membership::Column::AllTeamsRole,
+                Expr::value(to.map(TeamRole::as_str)),
+            )
+            .filter(membership::Column::OrgId.eq(org.to_string()))
+            .filter(membership::Column::UserId.eq(user.to_string()));
+        update = match from {
+            Some(role) => update.filter(membership::Column::AllTeamsRole.eq(role.as_str())),
+            None => update.filter(membership::Column::AllTeamsRole.is_null()),
+        };
+        if update.exec(&txn).await.map_err(store)?.rows_affected == 0 {
+            let member = membership::Entity::find_by_id((org.to_string(), user.to_string()))
+                .count(&txn)
+                .await
+                .map_err(store)?;
+            return Err(if member == 0 {
+                TenancyError::NotFound("member")
+            } else {
+                TenancyError::Conflict(
+                    "the member's role in every team changed meanwhile; reload and try again"
+                        .into(),
+                )
+            });
+        }
+        commit(txn, journal).await
+    }
+
     async fn save_transfer(
         &self,
         t: &OwnershipTransfer,

@@ -272,6 +272,7 @@ pub(crate) async fn insert_membership(
         role: Set(role.as_str().to_owned()),
         joined_at: Set(micros(joined_at)),
         deactivated_at: Set(None),
+        all_teams_role: Set(None),
     })
     .exec_without_returning(txn)
     .await;
@@ -691,6 +692,7 @@ impl OrgStore for SeaStore {
                 org_name: name,
                 role: role(&m.role)?,
                 teams: self.team_roles(org, user_id).await?,
+                all_teams: crate::convert::all_teams_role(m.all_teams_role.as_deref())?,
                 active: m.deactivated_at.is_none(),
             });
         }
@@ -769,6 +771,8 @@ fn caller_memberships(
                     .transpose()
                     .map_err(TenancyError::Store)?,
                 teams: Vec::new(),
+                all_teams: crate::convert::all_teams_role(m.all_teams_role.as_deref())
+                    .map_err(TenancyError::Store)?,
             });
         }
         if let (Some(team), Some(last)) = (team, out.last_mut()) {
@@ -859,6 +863,7 @@ fn member(org: OrgId, m: &membership::Model, u: user::Model) -> Result<Member, a
         role: role(&m.role)?,
         joined_at: crate::convert::time(m.joined_at)?,
         deactivated_at: m.deactivated_at.map(crate::convert::time).transpose()?,
+        all_teams: crate::convert::all_teams_role(m.all_teams_role.as_deref())?,
     })
 }
 

@@ -154,25 +154,28 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
 /// counting across a resend, while `attempts` on the delivery counts the current budget) in one
 /// query, the attempts in multi-row inserts, one update per delivery, and one per endpoint whose
 /// failure streak or state changes. Each endpoint ends as applying the outcomes one by one, in
-/// order, would leave it: its streak is the failures after the last success, or the old streak
-/// plus the failures when nothing succeeded; an outcome that disables it disables it. Returns the
-/// outcomes' journals, merged, for the caller to commit. An outcome whose delivery is gone (its
-/// endpoint was deleted while the attempt ran) is dropped.
+/// order, to the endpoint as stored would leave it: a success ends the streak, a failure adds to
+/// it, and the first failure whose [`webhooks::DisableRule`] disables the endpoint (as it then
+/// stands) does so. Returns the notices of the disabled endpoints, for the caller to commit. An
+/// outcome whose delivery is gone (its endpoint was deleted while the attempt ran) or no longer
+/// as claimed (pending at the claimed attempt count) is dropped.
 async fn apply_attempts(
     txn: &DatabaseTransaction,
     batch: Vec<(Delivery, AttemptOutcome)>,
 ) -> Result<Journal, DbErr> {
     // The batch's endpoints first, in id order, as an endpoint's deletion locks its endpoint
     // before its deliveries: with the deliveries first here, the two would take the same rows in
-    // opposite orders and could deadlock on PostgreSQL. A batch with a failure reads each
-    // endpoint's streak and enabled flag to move them on, so it holds them against other
-    // writers until it commits (`FOR NO KEY UPDATE`, which another batch with a failure, an
-    // edit and a deletion wait for); the others only hold them against deletion (`KEY SHARE`),
-    // so batches of successes for one endpoint do not wait for each other. SQLite drops the
-    // lock clause: its writes take turns.
-    let any_failed = batch
+    // opposite orders and could deadlock on PostgreSQL. A batch with a finished delivery may
+    // write its endpoint's streak and state, which it reads here, so it holds them until it
+    // commits (`FOR NO KEY UPDATE`, which another such batch, an edit and a deletion wait for):
+    // a weaker lock here with the endpoint's update later would let two batches that both hold
+    // one delivery (sent twice after a lease ran out) each wait for the other, one on the
+    // delivery and one on the endpoint. A batch of retries only writes deliveries and holds its
+    // endpoints against deletion alone (`KEY SHARE`). SQLite drops the lock clause: its writes
+    // take turns.
+    let writes_endpoints = batch
         .iter()
-        .any(|(_, o)| o.status == DeliveryStatus::Failed);
+        .any(|(_, o)| o.status != DeliveryStatus::Pending);
     let mut ids: Vec<String> = batch.iter().map(|(d, _)| d.endpoint.to_string()).collect();
     ids.sort();
     ids.dedup();
@@ -183,7 +186,7 @@ async fn apply_attempts(
         .column(webhook_endpoint::Column::ConsecutiveFailures)
         .filter(webhook_endpoint::Column::Id.is_in(ids))
         .order_by_asc(webhook_endpoint::Column::Id)
-        .lock(if any_failed {
+        .lock(if writes_endpoints {
             LockType::NoKeyUpdate
         } else {
             LockType::KeyShare
@@ -322,12 +325,13 @@ async fn apply_attempts(
             continue;
         }
         let mut upd = webhook_endpoint::Entity::update_many()
-            .filter(webhook_endpoint::Column::Id.eq(endpoint))
+            .filter(webhook_endpoint::Column::Id.eq(endpoint.as_str()))
             .col_expr(
                 webhook_endpoint::Column::ConsecutiveFailures,
                 Expr::value(i32::try_from(state.streak).unwrap_or(i32::MAX)),
             );
         if let Some(reason) = state.disabled {
+            tracing::warn!(endpoint = %endpoint, %reason, "webhook endpoint disabled");
             upd = upd
                 .col_expr(webhook_endpoint::Column::Enabled, Expr::value(false))
                 .col_expr(

@@ -460,6 +460,7 @@ impl WorkspaceStore for SeaStore {
                     role: role(&m.role)?,
                     joined_at: time(m.joined_at)?,
                     deactivated_at: m.deactivated_at.map(time).transpose()?,
+                    all_teams: crate::convert::all_teams_role(m.all_teams_role.as_deref())?,
                 },
                 role: TeamRole::parse(&r.role).ok_or_else(|| corrupt("team role", &r.role))?,
             });

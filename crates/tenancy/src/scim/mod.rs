@@ -477,6 +477,7 @@ pub async fn authenticate<S: TenancyStore + ScimStore + ?Sized>(
             org,
             role: OrgRole::Admin,
             teams,
+            all_teams: None,
             credential: Credential::Scim,
         },
         user: creator.user,
@@ -1070,6 +1071,7 @@ pub async fn create_user<S: TenancyStore + ScimStore + ?Sized>(
         role,
         joined_at: now,
         deactivated_at: (!active).then_some(now),
+        all_teams: None,
     };
     Ok(render_user(base, &m, Some(&record)))
 }
@@ -1319,6 +1321,7 @@ async fn write_user<S: TenancyStore + ScimStore + ?Sized>(
         } else {
             m.deactivated_at.or(Some(now))
         },
+        all_teams: m.all_teams,
     };
     Ok(render_user(base, &after, Some(&record)))
 }
