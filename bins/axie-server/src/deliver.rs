@@ -176,7 +176,7 @@ pub async fn run(state: AppState) {
                     if st.clock.now() + timeout + chrono::Duration::seconds(5) >= lease {
                         tracing::info!(delivery = %d.id, "webhook worker: too little of the lease left to attempt; claimed again later");
                     } else {
-                        let outcome = attempt(&st, &d, ep, secrets).await;
+                        let outcome = attempt(&st, &d, ep, secrets, lease).await;
                         if outcomes.send((d, outcome)).is_err() {
                             tracing::error!(
                                 "webhook worker: the recorder stopped; the attempt will be retried after the lease"
@@ -227,6 +227,7 @@ async fn attempt(
     d: &Delivery,
     ep: Endpoint,
     stored: StoredSecrets,
+    lease: chrono::DateTime<chrono::Utc>,
 ) -> AttemptOutcome {
     let number = d.attempts + 1;
     let started_at = state.clock.now();
@@ -278,6 +279,7 @@ async fn attempt(
         status: next_status,
         next_attempt_at: next_at,
         disable,
+        lease: Some(lease),
     }
 }
 

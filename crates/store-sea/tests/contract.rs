@@ -906,6 +906,7 @@ async fn webhook_writers_race_without_deadlocks_or_orphans(store: SeaStore) {
                             status,
                             next_attempt_at: now(),
                             disable: None,
+                            lease: None,
                         };
                         (d, outcome)
                     })

@@ -184,6 +184,7 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
                 status: DeliveryStatus::Pending,
                 next_attempt_at: now() + Duration::seconds(2),
                 disable: None,
+                lease: None,
             },
         )
         .await
@@ -206,6 +207,7 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
                 status: DeliveryStatus::Failed,
                 next_attempt_at: now(),
                 disable: Some(gone(org)),
+                lease: None,
             },
         )
         .await
@@ -413,6 +415,7 @@ async fn batches_record_as_one_by_one(store: &dyn WebhookStore, org: OrgId) {
         status,
         next_attempt_at: at,
         disable: None,
+        lease: None,
     };
     let retry_at = now() + Duration::seconds(2);
     store
@@ -577,6 +580,7 @@ pub async fn outcomes_apply_to_the_state_as_stored(
             status,
             next_attempt_at: now() + Duration::seconds(2),
             disable: rule,
+            lease: None,
         }
     };
     let after_two = |event: &DomainEvent| DisableRule {
@@ -706,6 +710,38 @@ pub async fn outcomes_apply_to_the_state_as_stored(
     notices.committed.push(gone_first);
     notices.dropped.push(gone_again);
     assert_eq!(state().await, (false, 3, Some(GONE.to_owned())));
+    // A late outcome of a delivery recorded since and then resent: pending again at attempt
+    // 0, as when it was claimed, but no longer under that claim's lease, so it applies only
+    // with the lease named.
+    let resent = &claimed[5];
+    assert_eq!(
+        store
+            .requeue(org, ep.id, Some(&resent.id), None, now(), note(org))
+            .await
+            .unwrap(),
+        1
+    );
+    let stale = AttemptOutcome {
+        lease: Some(lease),
+        ..outcome(1, DeliveryStatus::Delivered, 200, None)
+    };
+    store.record_attempt(resent, stale).await.unwrap();
+    assert_eq!(
+        store.list_attempts(org, &resent.id).await.unwrap().len(),
+        1,
+        "the first claim's late outcome recorded nothing"
+    );
+    // (Resent, it is due at `now()`: that is the lease a claim's outcome would name.)
+    let current = AttemptOutcome {
+        lease: Some(now()),
+        ..outcome(1, DeliveryStatus::Delivered, 200, None)
+    };
+    store.record_attempt(resent, current).await.unwrap();
+    assert_eq!(
+        store.list_attempts(org, &resent.id).await.unwrap().len(),
+        2,
+        "an outcome under the lease the delivery carries applies"
+    );
     store.delete_endpoint(org, ep.id, note(org)).await.unwrap();
     notices
 }
@@ -741,6 +777,7 @@ pub async fn an_endpoint_deleted_mid_attempt_keeps_nothing(
         status: DeliveryStatus::Pending,
         next_attempt_at: now() + Duration::seconds(5),
         disable: None,
+        lease: None,
     };
     store
         .record_attempt(&claimed[0], outcome(503))

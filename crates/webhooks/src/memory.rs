@@ -259,6 +259,7 @@ impl WebhookStore for MemoryWebhookStore {
                 d.id == delivery.id
                     && d.attempts == delivery.attempts
                     && d.status == DeliveryStatus::Pending
+                    && o.lease.is_none_or(|lease| d.next_attempt_at == lease)
             }) else {
                 return Ok(());
             };
@@ -529,6 +530,7 @@ mod tests {
                     status: DeliveryStatus::Pending,
                     next_attempt_at: at,
                     disable: None,
+                    lease: None,
                 },
             )
             .await

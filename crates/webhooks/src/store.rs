@@ -91,6 +91,11 @@ pub struct AttemptOutcome {
     pub next_attempt_at: DateTime<Utc>,
     /// With `Failed`: when the failure disables the endpoint, and what that commits.
     pub disable: Option<DisableRule>,
+    /// The lease the delivery was claimed with (`claim_deliveries`' `lease_until`). With it,
+    /// the outcome applies only while the delivery still carries that lease: not once another
+    /// worker claimed it after the lease ran out, nor once it was resent (which starts its
+    /// attempt count again, so the count alone would not tell).
+    pub lease: Option<DateTime<Utc>>,
 }
 
 /// When a failed delivery disables its endpoint. The adapter decides, in the outcome's

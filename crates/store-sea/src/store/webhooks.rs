@@ -227,6 +227,12 @@ async fn apply_attempts(
                     .eq(i32::try_from(d.attempts).unwrap_or(i32::MAX)),
             )
             .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+            .filter(
+                Condition::all().add_option(
+                    o.lease
+                        .map(|lease| webhook_delivery::Column::NextAttemptAt.eq(micros(lease))),
+                ),
+            )
             .exec(txn)
             .await?
             .rows_affected
