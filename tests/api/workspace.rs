@@ -1663,6 +1663,19 @@ both_backends!(
             "invalid_input",
         )
         .await;
+        // Admins administer every team already.
+        let mike_id = t.member_id("mike@example.com").await;
+        problem(
+            t.put(
+                &all_teams(&mike_id),
+                &t.owner_token,
+                &json!({ "role": "admin" }),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
         for (user, role) in [(&tom_id, "viewer"), (&lisa_id, "member")] {
             assert_eq!(
                 t.put(&all_teams(user), &mike, &json!({ "role": role }))
@@ -1742,6 +1755,17 @@ both_backends!(
                 .iter()
                 .any(|r| r["metadata"]["all_teams"]["to"] == "viewer"),
             "audited"
+        );
+        // An empty body is refused, not read as taking the role away.
+        assert!(
+            t.put(&all_teams(&tom_id), &mike, &json!({}))
+                .await
+                .status()
+                .is_client_error()
+        );
+        assert_eq!(
+            names(&json_of(t.get(&t.org("/teams"), &tom).await).await).len(),
+            teams.len()
         );
         // Taken away: the next request no longer sees other teams.
         assert_eq!(

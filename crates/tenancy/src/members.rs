@@ -59,7 +59,8 @@ pub async fn change_role<S: TenancyStore + MembershipStore + ?Sized>(
 /// # Errors
 /// [`TenancyError::NotFound`] for non-members; [`TenancyError::RoleRule`] for the rules of a
 /// role change (not your own, not the Owner's, Owner and Admins only);
-/// [`TenancyError::Conflict`] when it changed concurrently.
+/// [`TenancyError::Invalid`] for an Admin; [`TenancyError::Conflict`] when it changed
+/// concurrently.
 pub async fn set_all_teams_role<S: TenancyStore + MembershipStore + ?Sized>(
     store: &S,
     caller: &Caller,
@@ -73,6 +74,14 @@ pub async fn set_all_teams_role<S: TenancyStore + MembershipStore + ?Sized>(
         .await?
         .ok_or(TenancyError::NotFound("member"))?;
     check_role_change(&caller.subject, target, member.role, member.role)?;
+    // For Users: the Owner and Admins administer every team already, and a role kept from
+    // an Admin's time would outlive their demotion.
+    if member.role.is_admin() {
+        return Err(TenancyError::Invalid(
+            "a role in every team is for Users: the Owner and Admins administer every team already"
+                .into(),
+        ));
+    }
     if member.all_teams == role {
         return Ok(());
     }

@@ -310,6 +310,7 @@ where
                     "created_at": time(m.user.created_at)},
         "membership": {"role": m.role.as_str(), "joined_at": time(m.joined_at),
                        "active": m.deactivated_at.is_none(),
+                       "all_teams_role": m.all_teams.map(|r| r.as_str()),
                        "teams": teams.iter().map(|(t, r)| json!({"team_id": t, "role": r.as_str()})).collect::<Vec<_>>()},
         "api_keys": keys.iter().map(|k| json!({"id": k.id, "name": k.name, "prefix": k.prefix,
             "created_at": time(k.created_at), "last_used_at": k.last_used_at.map(time),

@@ -2,7 +2,8 @@
 //!
 //! Every organization has a default team that every member joins; further teams
 //! are created by the Owner or Admins, who administer every team. A User sees and
-//! uses only the teams they have a role in: another team's ids answer 404.
+//! uses only the teams they have a role in (every team, with a role in all teams:
+//! `rbac_core::Subject::all_teams`): another team's ids answer 404.
 
 use audit::{AuditAction, DomainEvent, EventKind, Journal, Metadata, Target};
 use chrono::{DateTime, Utc};
@@ -41,7 +42,8 @@ pub async fn get<S: TenancyStore + WorkspaceStore + ?Sized>(
     Ok(t)
 }
 
-/// The teams the caller may see: all of them for the Owner and Admins, else those they belong to.
+/// The teams the caller may see: all of them for the Owner and Admins (and a User with a role
+/// in every team), else those they belong to.
 ///
 /// # Errors
 /// [`TenancyError::Store`] on storage failure.

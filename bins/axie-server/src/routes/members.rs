@@ -124,7 +124,15 @@ pub async fn change_role(
 pub struct AllTeamsRoleBody {
     /// `viewer` (the guide's Finance: view only, all teams), `member` (its executives:
     /// Member in all teams) or `admin`; `null` to keep only the teams they were added to.
+    /// Required: an empty body does not take the role away.
+    #[serde(deserialize_with = "nullable")]
+    #[schema(required = true)]
     pub role: Option<String>,
+}
+
+/// A field that must be present, possibly as `null`.
+fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    <Option<String> as serde::Deserialize>::deserialize(d)
 }
 
 /// Gives a member a role in every team of the organization, those created later included, or
