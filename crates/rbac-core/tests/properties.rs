@@ -88,14 +88,20 @@ fn teams() -> impl Strategy<Value = Vec<(TeamId, TeamRole)>> {
 }
 
 fn subject() -> impl Strategy<Value = Subject> {
-    (org_role(), teams(), credential()).prop_map(|(role, teams, credential)| Subject {
-        user: me(),
-        org: org(),
-        role,
-        teams,
-        all_teams: None,
-        credential,
-    })
+    (
+        org_role(),
+        teams(),
+        prop::option::of(team_role()),
+        credential(),
+    )
+        .prop_map(|(role, teams, all_teams, credential)| Subject {
+            user: me(),
+            org: org(),
+            role,
+            teams,
+            all_teams,
+            credential,
+        })
 }
 
 /// A resource of the subject's organization: organization-level, or in one of its teams,
@@ -192,6 +198,31 @@ proptest! {
                 );
             }
         }
+    }
+
+    /// A role in every team never takes a permission away, and in a team without an explicit
+    /// role it acts exactly as that role given explicitly.
+    #[test]
+    fn a_role_in_every_team_acts_as_an_explicit_one(
+        s in subject(), p in permission(), r in own_resource(), ctx in context(),
+        role in team_role(), t in 0..TEAMS,
+    ) {
+        let without = Subject { all_teams: None, ..s.clone() };
+        let with = Subject { all_teams: Some(role), ..s.clone() };
+        prop_assert!(
+            !allowed(&without, p, &r, &ctx) || allowed(&with, p, &r, &ctx),
+            "a role in every team took {p:?} away"
+        );
+        let r = Resource { team: Some(team(t)), ..r };
+        let others: Vec<_> = s.teams.iter().copied().filter(|(id, _)| *id != team(t)).collect();
+        let everywhere = Subject { teams: others.clone(), all_teams: Some(role), ..s.clone() };
+        let mut explicit_teams = others;
+        explicit_teams.push((team(t), role));
+        let explicit = Subject { teams: explicit_teams, all_teams: None, ..s.clone() };
+        prop_assert_eq!(
+            rbac_core::authorize(&everywhere, p, &r, &ctx),
+            rbac_core::authorize(&explicit, p, &r, &ctx)
+        );
     }
 
     /// Another organization's resources are never reachable, and always answered as 404.
