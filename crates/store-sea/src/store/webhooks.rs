@@ -165,35 +165,48 @@ async fn apply_attempts(
 ) -> Result<Journal, DbErr> {
     // The batch's endpoints first, in id order, as an endpoint's deletion locks its endpoint
     // before its deliveries: with the deliveries first here, the two would take the same rows in
-    // opposite orders and could deadlock on PostgreSQL. A batch with a finished delivery may
-    // write its endpoint's streak and state, which it reads here, so it holds them until it
-    // commits (`FOR NO KEY UPDATE`, which another such batch, an edit and a deletion wait for):
-    // a weaker lock here with the endpoint's update later would let two batches that both hold
-    // one delivery (sent twice after a lease ran out) each wait for the other, one on the
-    // delivery and one on the endpoint. A batch of retries only writes deliveries and holds its
-    // endpoints against deletion alone (`KEY SHARE`). SQLite drops the lock clause: its writes
-    // take turns.
-    let writes_endpoints = batch
-        .iter()
-        .any(|(_, o)| o.status != DeliveryStatus::Pending);
+    // opposite orders and could deadlock on PostgreSQL. A batch that will write an endpoint's
+    // streak or state reads them here and holds the endpoint until it commits (`FOR NO KEY
+    // UPDATE`, which another such batch, an edit and a deletion wait for): a failure always
+    // may; a success only when the stored streak is not 0 already. Taking that lock later, at
+    // the endpoint's update, would let two batches that both hold one delivery (sent twice
+    // after a lease ran out) each wait for the other, one on the delivery and one on the
+    // endpoint. Other batches hold their endpoints against deletion alone (`KEY SHARE`), so
+    // batches of successes for one healthy endpoint do not wait for each other. SQLite drops
+    // the lock clause: its writes take turns.
     let mut ids: Vec<String> = batch.iter().map(|(d, _)| d.endpoint.to_string()).collect();
     ids.sort();
     ids.dedup();
-    let stored: std::collections::HashMap<String, (bool, i32)> = webhook_endpoint::Entity::find()
-        .select_only()
-        .column(webhook_endpoint::Column::Id)
-        .column(webhook_endpoint::Column::Enabled)
-        .column(webhook_endpoint::Column::ConsecutiveFailures)
-        .filter(webhook_endpoint::Column::Id.is_in(ids))
-        .order_by_asc(webhook_endpoint::Column::Id)
-        .lock(if writes_endpoints {
-            LockType::NoKeyUpdate
-        } else {
-            LockType::KeyShare
-        })
-        .into_tuple::<(String, bool, i32)>()
-        .all(txn)
-        .await?
+    let read = |lock: LockType| {
+        webhook_endpoint::Entity::find()
+            .select_only()
+            .column(webhook_endpoint::Column::Id)
+            .column(webhook_endpoint::Column::Enabled)
+            .column(webhook_endpoint::Column::ConsecutiveFailures)
+            .filter(webhook_endpoint::Column::Id.is_in(ids.clone()))
+            .order_by_asc(webhook_endpoint::Column::Id)
+            .lock(lock)
+            .into_tuple::<(String, bool, i32)>()
+            .all(txn)
+    };
+    let any_failed = batch
+        .iter()
+        .any(|(_, o)| o.status == DeliveryStatus::Failed);
+    let mut rows = read(if any_failed {
+        LockType::NoKeyUpdate
+    } else {
+        LockType::KeyShare
+    })
+    .await?;
+    let any_delivered = batch
+        .iter()
+        .any(|(_, o)| o.status == DeliveryStatus::Delivered);
+    if !any_failed && any_delivered && rows.iter().any(|(_, _, streak)| *streak != 0) {
+        // Before any delivery is touched, and read again: the lock may wait for a batch that
+        // moved the streak on.
+        rows = read(LockType::NoKeyUpdate).await?;
+    }
+    let stored: std::collections::HashMap<String, (bool, i32)> = rows
         .into_iter()
         .map(|(id, enabled, streak)| (id, (enabled, streak)))
         .collect();
