@@ -2025,14 +2025,51 @@ async fn caller_memberships_gather_every_org_and_team<
     )
     .await
     .unwrap();
-    assert_eq!(
-        s.get_member(a.id, other.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .all_teams,
-        None
-    );
+    let all_teams_of =
+        |user: UserId| async move { s.get_member(a.id, user).await.unwrap().unwrap().all_teams };
+    assert_eq!(all_teams_of(other.id).await, None);
+    // A promotion clears it, so a later demotion does not bring it back; an Admin is refused
+    // one.
+    s.set_all_teams_role(
+        a.id,
+        other.id,
+        None,
+        Some(TeamRole::Member),
+        note(a.id, "exec"),
+    )
+    .await
+    .unwrap();
+    s.set_role(
+        a.id,
+        other.id,
+        OrgRole::User,
+        OrgRole::Admin,
+        note(a.id, "up"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(all_teams_of(other.id).await, None);
+    assert!(matches!(
+        s.set_all_teams_role(
+            a.id,
+            other.id,
+            None,
+            Some(TeamRole::Viewer),
+            note(a.id, "x")
+        )
+        .await,
+        Err(TenancyError::Invalid(_))
+    ));
+    s.set_role(
+        a.id,
+        other.id,
+        OrgRole::Admin,
+        OrgRole::User,
+        note(a.id, "down"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(all_teams_of(other.id).await, None);
 }
 
 /// Assets created together (a copied tree) are all written with their journal, or, when one

@@ -74,13 +74,10 @@ pub async fn set_all_teams_role<S: TenancyStore + MembershipStore + ?Sized>(
         .await?
         .ok_or(TenancyError::NotFound("member"))?;
     check_role_change(&caller.subject, target, member.role, member.role)?;
-    // For Users: the Owner and Admins administer every team already, and a role kept from
-    // an Admin's time would outlive their demotion.
-    if member.role.is_admin() {
-        return Err(TenancyError::Invalid(
-            "a role in every team is for Users: the Owner and Admins administer every team already"
-                .into(),
-        ));
+    // For Users: the Owner and Admins administer every team already (a promotion clears
+    // it, so that it does not come back with a later demotion); taking one away is allowed.
+    if member.role.is_admin() && role.is_some() {
+        return Err(all_teams_for_users_only());
     }
     if member.all_teams == role {
         return Ok(());
@@ -100,6 +97,15 @@ pub async fn set_all_teams_role<S: TenancyStore + MembershipStore + ?Sized>(
     store
         .set_all_teams_role(caller.org.id, target, member.all_teams, role, journal)
         .await
+}
+
+/// The refusal of a role in every team for an Admin or the Owner.
+#[must_use]
+pub fn all_teams_for_users_only() -> TenancyError {
+    TenancyError::Invalid(
+        "a role in every team is for Users: the Owner and Admins administer every team already"
+            .into(),
+    )
 }
 
 /// A pending ownership transfer.

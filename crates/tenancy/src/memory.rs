@@ -1141,6 +1141,13 @@ impl MembershipStore for MemoryTenancyStore {
             if !s.members.iter().any(|m| m.0 == org && m.1 == user) {
                 return Err(TenancyError::NotFound("member"));
             }
+            if to.is_some()
+                && s.members
+                    .iter()
+                    .any(|m| m.0 == org && m.1 == user && m.2.is_admin())
+            {
+                return Err(crate::members::all_teams_for_users_only());
+            }
             if s.all_teams.get(&(org, user)).copied() != from {
                 return Err(all_teams_changed());
             }
@@ -1329,6 +1336,11 @@ impl MembershipStore for MemoryTenancyStore {
 }
 
 fn set_default_team_role(s: &mut State, org: OrgId, user: UserId, role: OrgRole) {
+    // With every role change: a role in every team is a User's, and one kept through a
+    // promotion would come back with a later demotion.
+    if role.is_admin() {
+        s.all_teams.remove(&(org, user));
+    }
     let Some(default) = s
         .teams
         .iter()

@@ -247,8 +247,9 @@ pub trait WebhookStore: Send + Sync {
     /// transaction, and disables the endpoint if the outcome's [`DisableRule`] says so then.
     /// An outcome records nothing, its notice included, when its delivery is no longer as the
     /// worker claimed it: deleted meanwhile (with its endpoint), or with an outcome recorded
-    /// since by another worker that claimed it after this worker's lease ran out (its attempt
-    /// count moved on, or it is no longer pending).
+    /// since by another worker that claimed it after this worker's lease ran out, or resent
+    /// (no longer pending at the claimed attempt count, or, with
+    /// [`AttemptOutcome::lease`], no longer under that lease).
     ///
     /// # Errors
     /// [`WebhookError::Store`] on storage failure.

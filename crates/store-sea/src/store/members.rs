@@ -62,8 +62,17 @@ async fn update_role(
     from: OrgRole,
     to: OrgRole,
 ) -> Result<bool, TenancyError> {
-    let res = membership::Entity::update_many()
-        .col_expr(membership::Column::Role, Expr::value(to.as_str()))
+    let mut update = membership::Entity::update_many()
+        .col_expr(membership::Column::Role, Expr::value(to.as_str()));
+    if to.is_admin() {
+        // A role in every team is a User's: one kept through a promotion would come back
+        // into force with a later demotion.
+        update = update.col_expr(
+            membership::Column::AllTeamsRole,
+            Expr::value(Option::<String>::None),
+        );
+    }
+    let res = update
         .filter(membership::Column::OrgId.eq(org.to_string()))
         .filter(membership::Column::UserId.eq(user.to_string()))
         .filter(membership::Column::Role.eq(from.as_str()))
@@ -163,18 +172,27 @@ impl MembershipStore for SeaStore {
             Some(role) => update.filter(membership::Column::AllTeamsRole.eq(role.as_str())),
             None => update.filter(membership::Column::AllTeamsRole.is_null()),
         };
+        if to.is_some() {
+            // Read again under the lock: a promotion since the service looked.
+            update = update.filter(membership::Column::Role.eq(OrgRole::User.as_str()));
+        }
         if update.exec(&txn).await.map_err(store)?.rows_affected == 0 {
             let member = membership::Entity::find_by_id((org.to_string(), user.to_string()))
-                .count(&txn)
+                .select_only()
+                .column(membership::Column::Role)
+                .into_tuple::<String>()
+                .one(&txn)
                 .await
                 .map_err(store)?;
-            return Err(if member == 0 {
-                TenancyError::NotFound("member")
-            } else {
-                TenancyError::Conflict(
+            return Err(match member {
+                None => TenancyError::NotFound("member"),
+                Some(role) if to.is_some() && role != OrgRole::User.as_str() => {
+                    tenancy::members::all_teams_for_users_only()
+                }
+                Some(_) => TenancyError::Conflict(
                     "the member's role in every team changed meanwhile; reload and try again"
                         .into(),
-                )
+                ),
             });
         }
         commit(txn, journal).await

@@ -158,7 +158,7 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
 /// it, and the first failure whose [`webhooks::DisableRule`] disables the endpoint (as it then
 /// stands) does so. Returns the notices of the disabled endpoints, for the caller to commit. An
 /// outcome whose delivery is gone (its endpoint was deleted while the attempt ran) or no longer
-/// as claimed (pending at the claimed attempt count) is dropped.
+/// as claimed (pending at the claimed attempt count, under the outcome's lease) is dropped.
 async fn apply_attempts(
     txn: &DatabaseTransaction,
     batch: Vec<(Delivery, AttemptOutcome)>,
@@ -213,9 +213,10 @@ async fn apply_attempts(
     // Then the deliveries, in id order (an erasure updates deliveries in id order too), each
     // only if it is still as the worker claimed it. One deleted with its endpoint (before this
     // batch took the lock, or at any time on SQLite, whose writes take turns), or whose lease
-    // ran out and whose outcome another worker recorded first (its attempt count moved on, or it
-    // is no longer pending), updates no row, and its outcome is dropped, attempt and notice
-    // alike: no attempt without its delivery, and no late outcome over a newer one.
+    // ran out and whose outcome another worker recorded first, or that was recorded and resent
+    // since (its attempt count moved on, it is no longer pending, or it no longer carries the
+    // outcome's lease), updates no row, and its outcome is dropped, attempt and notice alike:
+    // no attempt without its delivery, and no late outcome over a newer one.
     let mut order: Vec<usize> = (0..batch.len()).collect();
     order.sort_by(|&a, &b| batch[a].0.id.cmp(&batch[b].0.id));
     let mut moved = vec![false; batch.len()];
