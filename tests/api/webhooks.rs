@@ -19,6 +19,30 @@ async fn endpoint(t: &TestApp, url: &str, events: Value) -> Value {
     res.json().await.unwrap()
 }
 
+/// The endpoint's deliveries page once `done` holds for it: the worker records an outcome a
+/// moment after the receiver has it. Fails after 10 s, showing the last page.
+async fn deliveries_once(t: &TestApp, endpoint: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let page = json_of(
+            t.get(
+                &t.org(&format!("/webhooks/{endpoint}/deliveries")),
+                &t.owner_token,
+            )
+            .await,
+        )
+        .await;
+        if done(&page) {
+            return page;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not recorded in time: {page}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 async fn make_key(t: &TestApp, name: &str) {
     assert_eq!(
         t.post(&t.org("/api-keys"), &t.owner_token, &json!({"name": name}))
@@ -184,21 +208,7 @@ both_backends!(
         }
         let eid = ep["id"].as_str().unwrap();
         // The worker records the fifth attempt's 200 after the receiver has answered it.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let page = loop {
-            let page = json_of(
-                t.get(
-                    &t.org(&format!("/webhooks/{eid}/deliveries")),
-                    &t.owner_token,
-                )
-                .await,
-            )
-            .await;
-            if page["items"][0]["status"] == "delivered" || std::time::Instant::now() > deadline {
-                break page;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        };
+        let page = deliveries_once(&t, eid, |p| p["items"][0]["status"] == "delivered").await;
         let d = &page["items"][0];
         assert_eq!(d["status"], "delivered");
         assert_eq!(d["attempts"], 5);
@@ -297,25 +307,7 @@ both_backends!(
             "the recovered delivery is the same event"
         );
         // The receiver has it; its outcome is recorded a moment later.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let page = json_of(
-                t.get(
-                    &t.org(&format!("/webhooks/{eid}/deliveries")),
-                    &t.owner_token,
-                )
-                .await,
-            )
-            .await;
-            if page["counts"]["delivered"] == 1 {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the recovered delivery was not recorded as delivered: {page}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        deliveries_once(&t, &eid, |p| p["counts"]["delivered"] == 1).await;
         make_key(&t, "after re-enabling").await;
         let got = rx.wait_for(4, 10).await;
         assert_eq!(
@@ -422,46 +414,26 @@ both_backends!(
             &json!({}),
         )
         .await;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let page = json_of(
-                t.get(
-                    &t.org(&format!("/webhooks/{iid}/deliveries")),
-                    &t.owner_token,
-                )
-                .await,
+        let page = deliveries_once(&t, iid, |p| p["items"][0]["attempts"].as_u64() > Some(0)).await;
+        let attempts = json_of(
+            t.get(
+                &t.org(&format!(
+                    "/webhooks/{iid}/deliveries/{}/attempts",
+                    page["items"][0]["id"].as_str().unwrap()
+                )),
+                &t.owner_token,
             )
-            .await;
-            if let Some(d) = page["items"]
-                .as_array()
+            .await,
+        )
+        .await;
+        assert!(
+            attempts[0]["error"]
+                .as_str()
                 .unwrap()
-                .first()
-                .filter(|d| d["attempts"].as_u64() > Some(0))
-            {
-                let attempts = json_of(
-                    t.get(
-                        &t.org(&format!(
-                            "/webhooks/{iid}/deliveries/{}/attempts",
-                            d["id"].as_str().unwrap()
-                        )),
-                        &t.owner_token,
-                    )
-                    .await,
-                )
-                .await;
-                assert!(
-                    attempts[0]["error"]
-                        .as_str()
-                        .unwrap()
-                        .contains("internal address"),
-                    "{attempts}"
-                );
-                assert!(attempts[0]["status"].is_null());
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "no attempt recorded");
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+                .contains("internal address"),
+            "{attempts}"
+        );
+        assert!(attempts[0]["status"].is_null());
     }
 );
 

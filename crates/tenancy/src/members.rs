@@ -108,6 +108,14 @@ pub fn all_teams_for_users_only() -> TenancyError {
     )
 }
 
+/// The refusal of a change of a member's role in every team that another change overtook.
+#[must_use]
+pub fn all_teams_changed() -> TenancyError {
+    TenancyError::Conflict(
+        "the member's role in every team changed meanwhile; reload and try again".into(),
+    )
+}
+
 /// A pending ownership transfer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OwnershipTransfer {

@@ -550,13 +550,6 @@ impl OrgStore for MemoryTenancyStore {
     }
 }
 
-/// The refusal of a change of a member's role in every team that another change overtook.
-fn all_teams_changed() -> TenancyError {
-    TenancyError::Conflict(
-        "the member's role in every team changed meanwhile; reload and try again".into(),
-    )
-}
-
 /// The default: the session with its account, then the memberships (two reads of the maps).
 impl TenancyStore for MemoryTenancyStore {}
 
@@ -1149,7 +1142,7 @@ impl MembershipStore for MemoryTenancyStore {
                 return Err(crate::members::all_teams_for_users_only());
             }
             if s.all_teams.get(&(org, user)).copied() != from {
-                return Err(all_teams_changed());
+                return Err(crate::members::all_teams_changed());
             }
             match to {
                 Some(role) => s.all_teams.insert((org, user), role),

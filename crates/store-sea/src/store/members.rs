@@ -189,10 +189,7 @@ impl MembershipStore for SeaStore {
                 Some(role) if to.is_some() && role != OrgRole::User.as_str() => {
                     tenancy::members::all_teams_for_users_only()
                 }
-                Some(_) => TenancyError::Conflict(
-                    "the member's role in every team changed meanwhile; reload and try again"
-                        .into(),
-                ),
+                Some(_) => tenancy::members::all_teams_changed(),
             });
         }
         commit(txn, journal).await
