@@ -1676,6 +1676,16 @@ both_backends!(
             "invalid_input",
         )
         .await;
+        let rx = Receiver::start().await;
+        created(
+            t.post(
+                &t.org("/webhooks"),
+                &t.owner_token,
+                &json!({ "url": rx.url, "events": ["role.changed"] }),
+            )
+            .await,
+        )
+        .await;
         for (user, role) in [(&tom_id, "viewer"), (&lisa_id, "member")] {
             assert_eq!(
                 t.put(&all_teams(user), &mike, &json!({ "role": role }))
@@ -1684,6 +1694,28 @@ both_backends!(
                 StatusCode::NO_CONTENT
             );
         }
+        // Integrations hear of it.
+        let mut heard: Vec<(String, String)> = rx
+            .wait_for(2, 15)
+            .await
+            .iter()
+            .map(|r| {
+                let body: Value = serde_json::from_str(&r.body).unwrap();
+                assert_eq!(body["event"], "role.changed");
+                assert_eq!(body["data"]["previousAllTeamsRole"], Value::Null);
+                (
+                    body["data"]["userId"].as_str().unwrap().to_owned(),
+                    body["data"]["allTeamsRole"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        heard.sort();
+        let mut want = vec![
+            (tom_id.clone(), "viewer".to_owned()),
+            (lisa_id.clone(), "member".to_owned()),
+        ];
+        want.sort();
+        assert_eq!(heard, want);
         // A team created afterwards is theirs too.
         let marketing = new_team(&t, &mike, "Marketing").await;
         let campaign = created(
@@ -1699,6 +1731,34 @@ both_backends!(
         assert!(
             teams.contains(&"Sales".to_owned()) && teams.contains(&"Marketing".to_owned()),
             "{teams:?}"
+        );
+        // The team's member list names them, with where their role comes from.
+        let in_marketing = json_of(
+            t.get(&t.org(&format!("/teams/{marketing}/members")), &mike)
+                .await,
+        )
+        .await;
+        let row = |id: &str| {
+            in_marketing
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["user_id"] == id)
+                .map(|m| {
+                    (
+                        m["team_role"].clone(),
+                        m["assigned_role"].clone(),
+                        m["all_teams_role"].clone(),
+                    )
+                })
+        };
+        assert_eq!(
+            (row(&tom_id), row(&lisa_id)),
+            (
+                Some((json!("viewer"), Value::Null, json!("viewer"))),
+                Some((json!("member"), Value::Null, json!("member")))
+            ),
+            "{in_marketing}"
         );
         let bots = names(&json_of(t.get(&t.org("/chat-interfaces"), &tom).await).await);
         assert!(

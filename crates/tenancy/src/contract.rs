@@ -1886,7 +1886,7 @@ async fn caller_memberships_gather_every_org_and_team<
 
     let got = s.caller_memberships(owner.id).await.unwrap();
     let mut want_a = vec![(a_default.id, TeamRole::Admin)];
-    want_a.extend(extra);
+    want_a.extend(extra.iter().copied());
     want_a.sort_by_key(|(t, _)| *t);
     let mut want = vec![
         (a.id, OrgRole::Owner, want_a),
@@ -2010,6 +2010,44 @@ async fn caller_memberships_gather_every_org_and_team<
             .iter()
             .any(|m| m.user.id == other.id && m.all_teams == Some(TeamRole::Viewer))
     );
+    // A team's members include those with a role in every team, teams created later too, at
+    // the higher of that role and the one given in the team.
+    let later = team_in(a.id, "Later");
+    s.create_team(&later, note(a.id, "later")).await.unwrap();
+    let roles_in = |team: TeamId| async move {
+        s.team_members(a.id, team)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.member.user.id, m.role, m.assigned, m.member.all_teams))
+            .collect::<Vec<_>>()
+    };
+    let viewer = Some(TeamRole::Viewer);
+    assert_eq!(
+        roles_in(later.id).await,
+        vec![(other.id, TeamRole::Viewer, None, viewer)]
+    );
+    let research = extra[0].0;
+    let mut want = vec![
+        (owner.id, TeamRole::Member, Some(TeamRole::Member), None),
+        (other.id, TeamRole::Viewer, None, viewer),
+    ];
+    want.sort_by_key(|m| m.0);
+    assert_eq!(roles_in(research).await, want);
+    assert!(roles_in(a_default.id).await.contains(&(
+        other.id,
+        TeamRole::Member,
+        Some(TeamRole::Member),
+        viewer
+    )));
+    // Not in another organization's teams.
+    assert!(
+        s.team_members(b.id, b_default.id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|m| m.member.user.id != other.id)
+    );
     let other_session = session(other.id, 0);
     s.create_session(&other_session, "all-teams", 3, &|_| Journal::default())
         .await
@@ -2028,6 +2066,7 @@ async fn caller_memberships_gather_every_org_and_team<
     let all_teams_of =
         |user: UserId| async move { s.get_member(a.id, user).await.unwrap().unwrap().all_teams };
     assert_eq!(all_teams_of(other.id).await, None);
+    assert!(roles_in(later.id).await.is_empty());
     // A promotion clears it, so a later demotion does not bring it back; an Admin is refused
     // one.
     s.set_all_teams_role(

@@ -93,7 +93,17 @@ pub async fn set_all_teams_role<S: TenancyStore + MembershipStore + ?Sized>(
             .with_metadata(Metadata::from_value(json!({
                 "all_teams": { "from": name(member.all_teams), "to": name(role) },
             }))?),
-    );
+    )
+    .publish(DomainEvent::new(
+        caller.org.id,
+        EventKind::RoleChanged,
+        now,
+        json!({
+            "userId": target, "email": member.user.email, "role": member.role.as_str(),
+            "previousAllTeamsRole": name(member.all_teams), "allTeamsRole": name(role),
+            "changedBy": caller.user.id,
+        }),
+    ));
     store
         .set_all_teams_role(caller.org.id, target, member.all_teams, role, journal)
         .await

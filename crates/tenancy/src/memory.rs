@@ -1616,12 +1616,18 @@ impl WorkspaceStore for MemoryTenancyStore {
     ) -> Result<Vec<TeamMember>, TenancyError> {
         let s = self.lock()?;
         let mut out: Vec<TeamMember> = s
-            .team_members
+            .members
             .iter()
-            .filter(|t| t.0 == team && t.2 == org)
-            .filter_map(|t| {
-                let m = s.members.iter().find(|m| m.0 == org && m.1 == t.1)?;
-                let (user, _) = s.users.get(&t.1)?;
+            .filter(|m| m.0 == org)
+            .filter_map(|m| {
+                let given = s
+                    .team_members
+                    .iter()
+                    .find(|t| t.0 == team && t.1 == m.1 && t.2 == org)
+                    .map(|t| t.3);
+                let all_teams = s.all_teams.get(&(org, m.1)).copied();
+                let role = given.max(all_teams)?;
+                let (user, _) = s.users.get(&m.1)?;
                 Some(TeamMember {
                     member: Member {
                         org,
@@ -1629,9 +1635,10 @@ impl WorkspaceStore for MemoryTenancyStore {
                         role: m.2,
                         joined_at: m.3,
                         deactivated_at: s.deactivated.get(&(org, m.1)).copied(),
-                        all_teams: s.all_teams.get(&(org, m.1)).copied(),
+                        all_teams,
                     },
-                    role: t.3,
+                    role,
+                    assigned: given,
                 })
             })
             .collect();

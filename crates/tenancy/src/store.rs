@@ -732,7 +732,8 @@ pub trait WorkspaceStore: Send + Sync {
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
-    /// The team's members and their roles, by user id.
+    /// The team's members by user id: those given a role in it and those with a role in every
+    /// team ([`Member::all_teams`]), deactivated ones included.
     ///
     /// # Errors
     /// [`TenancyError::Store`] on storage failure.

@@ -21,8 +21,12 @@ use crate::store::{TenancyStore, WorkspaceStore};
 pub struct TeamMember {
     /// The organization member.
     pub member: Member,
-    /// Their role in the team.
+    /// Their role in the team: the higher of the role given to them in it and their role in
+    /// every team ([`Member::all_teams`]).
     pub role: TeamRole,
+    /// The role given to them in this team; `None` when they are in it only through their
+    /// role in every team.
+    pub assigned: Option<TeamRole>,
 }
 
 /// Loads a team the caller may see (404 otherwise, also for other tenants' ids).

@@ -49,8 +49,16 @@ pub struct TeamMemberResponse {
     pub name: String,
     /// Organization role: `owner`, `admin` or `user`.
     pub org_role: String,
-    /// Team role: `admin`, `member` or `viewer`.
+    /// Role in the team, `admin`, `member` or `viewer`: the higher of `assigned_role` and
+    /// `all_teams_role`.
     pub team_role: String,
+    /// The role given to them in this team; `null` when they are in it only through their
+    /// role in every team.
+    pub assigned_role: Option<String>,
+    /// Their role in every team of the organization, if they have one.
+    pub all_teams_role: Option<String>,
+    /// Whether their account in the organization is deactivated.
+    pub deactivated: bool,
 }
 
 impl From<&TeamMember> for TeamMemberResponse {
@@ -61,6 +69,9 @@ impl From<&TeamMember> for TeamMemberResponse {
             name: m.member.user.name.clone(),
             org_role: m.member.role.as_str().to_owned(),
             team_role: m.role.as_str().to_owned(),
+            assigned_role: m.assigned.map(|r| r.as_str().to_owned()),
+            all_teams_role: m.member.all_teams.map(|r| r.as_str().to_owned()),
+            deactivated: m.member.deactivated_at.is_some(),
         }
     }
 }

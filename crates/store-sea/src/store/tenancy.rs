@@ -856,7 +856,11 @@ pub(crate) fn session_caller_statement(
         .build(backend)
 }
 
-fn member(org: OrgId, m: &membership::Model, u: user::Model) -> Result<Member, audit::StoreError> {
+pub(super) fn member(
+    org: OrgId,
+    m: &membership::Model,
+    u: user::Model,
+) -> Result<Member, audit::StoreError> {
     Ok(Member {
         org,
         user: User::try_from(u)?,

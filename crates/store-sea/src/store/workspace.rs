@@ -430,39 +430,53 @@ impl WorkspaceStore for SeaStore {
     }
 
     async fn team_members(&self, org: OrgId, t: TeamId) -> Result<Vec<TeamMember>, TenancyError> {
-        let rows = team_member::Entity::find()
-            .filter(team_member::Column::TeamId.eq(t.to_string()))
-            .filter(team_member::Column::OrgId.eq(org.to_string()))
-            .order_by_asc(team_member::Column::UserId)
-            .all(self.db())
+        let assigned: std::collections::HashMap<String, TeamRole> = self
+            .fetch_all(
+                team_member::Entity::find()
+                    .filter(team_member::Column::TeamId.eq(t.to_string()))
+                    .filter(team_member::Column::OrgId.eq(org.to_string())),
+            )
+            .await
+            .map_err(store)?
+            .into_iter()
+            .map(|r| {
+                let role = TeamRole::parse(&r.role).ok_or_else(|| corrupt("team role", &r.role))?;
+                Ok((r.user_id, role))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let in_team = sea_orm::sea_query::Query::select()
+            .column(team_member::Column::UserId)
+            .from(team_member::Entity)
+            .and_where(team_member::Column::TeamId.eq(t.to_string()))
+            .and_where(team_member::Column::OrgId.eq(org.to_string()))
+            .to_owned();
+        let rows = self
+            .fetch_all(
+                membership::Entity::find()
+                    .filter(membership::Column::OrgId.eq(org.to_string()))
+                    .filter(
+                        sea_orm::Condition::any()
+                            .add(membership::Column::UserId.in_subquery(in_team))
+                            .add(membership::Column::AllTeamsRole.is_not_null()),
+                    )
+                    .order_by_asc(membership::Column::UserId)
+                    .find_also_related(user::Entity),
+            )
             .await
             .map_err(store)?;
         let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let Some(m) = membership::Entity::find_by_id((org.to_string(), r.user_id.clone()))
-                .one(self.db())
-                .await
-                .map_err(store)?
-            else {
-                continue;
-            };
-            let Some(u) = user::Entity::find_by_id(r.user_id.clone())
-                .one(self.db())
-                .await
-                .map_err(store)?
-            else {
+        // A membership always has its account (foreign key); one without would be left out.
+        for (m, u) in rows {
+            let Some(u) = u else { continue };
+            let given = assigned.get(&m.user_id).copied();
+            let member = super::tenancy::member(org, &m, u)?;
+            let Some(role) = given.max(member.all_teams) else {
                 continue;
             };
             out.push(TeamMember {
-                member: Member {
-                    org,
-                    user: tenancy::User::try_from(u)?,
-                    role: role(&m.role)?,
-                    joined_at: time(m.joined_at)?,
-                    deactivated_at: m.deactivated_at.map(time).transpose()?,
-                    all_teams: crate::convert::all_teams_role(m.all_teams_role.as_deref())?,
-                },
-                role: TeamRole::parse(&r.role).ok_or_else(|| corrupt("team role", &r.role))?,
+                member,
+                role,
+                assigned: given,
             });
         }
         Ok(out)

@@ -1375,7 +1375,7 @@ pub async fn list_groups<S: TenancyStore + WorkspaceStore + ScimStore + ?Sized>(
             .team_members(caller.org.id, t.id)
             .await?
             .into_iter()
-            .map(|tm| tm.member)
+            .filter_map(group_member)
             .collect();
         out.push(render_group(
             base,
@@ -1406,9 +1406,15 @@ async fn group_parts<S: TenancyStore + WorkspaceStore + ScimStore + ?Sized>(
         .team_members(org, team)
         .await?
         .into_iter()
-        .map(|tm| tm.member)
+        .filter_map(group_member)
         .collect();
     Ok((t, rec, members))
+}
+
+/// A Group's members are those the identity provider (or an admin) put in the team: a role in
+/// every team is the organization's to give, and not the group's to take away.
+fn group_member(m: crate::teams::TeamMember) -> Option<Member> {
+    m.assigned.map(|_| m.member)
 }
 
 /// One team as a Group resource.
