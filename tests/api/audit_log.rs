@@ -543,8 +543,18 @@ both_backends!(
 both_backends!(
     leaving_enterprise_archives_the_log_for_the_owner,
     |b| async move {
-        let t = spawn_app(b).await;
+        let mut t = spawn_app(b).await;
         let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        assert_eq!(
+            t.patch(
+                &t.org("/security"),
+                &t.owner_token,
+                &json!({"audit_retention_days": 30})
+            )
+            .await
+            .status(),
+            StatusCode::OK
+        );
         assert_eq!(
             t.put(&t.org("/plan"), &mike, &json!({"plan": "pro"}))
                 .await
@@ -559,6 +569,17 @@ both_backends!(
         .await;
         assert_eq!(org["plan"], "pro");
         assert!(org["audit_archived_at"].is_string());
+        // An archive is kept whole: the retention period no longer removes anything from it.
+        t.clock.advance(chrono::Duration::days(31));
+        t.owner_token = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        let key = axie_server::startup::checkpoint_key(&t.settings).unwrap();
+        assert_eq!(
+            axie_server::workers::apply_retention(&t.store, &key, t.clock.now())
+                .await
+                .unwrap(),
+            0
+        );
 
         // The live log is an Enterprise feature; the archive stays readable by the Owner only.
         let p = problem(

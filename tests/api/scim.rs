@@ -764,6 +764,23 @@ both_backends!(
             .await;
         assert_eq!(e["scimType"], "mutability");
         t.login(&globex_owner, OWNER_PASSWORD).await;
+        // Nor does this organization's identity provider rename them everywhere.
+        let kept = idp
+            .expect(
+                reqwest::Method::PATCH,
+                &format!("/Users/{globex_id}"),
+                Some(&json!({"schemas": [PATCH_OP], "Operations": [
+                    {"op": "replace", "path": "displayName", "value": "Renamed By Acme"}]})),
+                StatusCode::OK,
+            )
+            .await;
+        // (The organization's own record keeps what its identity provider sent.)
+        assert_eq!(kept["displayName"], "Renamed By Acme");
+        let me = json_of(t.get(&t.url("/api/v1/me"), &globex_session).await).await;
+        assert!(
+            me["user"]["name"].is_string() && me["user"]["name"] != "Renamed By Acme",
+            "{me}"
+        );
 
         // Tokens: a wrong one, one used on another organization, a revoked one.
         let wrong = idp

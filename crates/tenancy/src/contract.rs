@@ -2109,6 +2109,34 @@ async fn caller_memberships_gather_every_org_and_team<
     .await
     .unwrap();
     assert_eq!(all_teams_of(other.id).await, None);
+    // So does becoming the Owner by a transfer.
+    s.set_all_teams_role(
+        a.id,
+        other.id,
+        None,
+        Some(TeamRole::Viewer),
+        note(a.id, "again"),
+    )
+    .await
+    .unwrap();
+    let handover = OwnershipTransfer {
+        org: a.id,
+        from: owner.id,
+        to: other.id,
+        proposed_at: now(),
+        expires_at: now() + Duration::hours(72),
+    };
+    s.save_transfer(&handover, note(a.id, "propose"))
+        .await
+        .unwrap();
+    s.complete_transfer(&handover, now(), note(a.id, "confirm"))
+        .await
+        .unwrap();
+    let new_owner = s.get_member(a.id, other.id).await.unwrap().unwrap();
+    assert_eq!(
+        (new_owner.role, new_owner.all_teams),
+        (OrgRole::Owner, None)
+    );
 }
 
 /// Assets created together (a copied tree) are all written with their journal, or, when one
@@ -3395,6 +3423,32 @@ async fn scim_tokens_records_and_deactivation<
         (OrgRole::Admin, "Jane D", Some(now()))
     );
     assert!(!s.memberships(jane.id).await.unwrap()[0].active);
+    // Nobody's resources go to her while she is deactivated.
+    let sam = user("sam-leaving");
+    s.add_member(
+        org.id,
+        &sam,
+        Some("h"),
+        OrgRole::User,
+        team.id,
+        TeamRole::Member,
+        &enterprise(),
+        note(org.id, "sam"),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        s.remove_member(
+            org.id,
+            sam.id,
+            Disposition::TransferTo(jane.id),
+            now(),
+            note(org.id, "to jane")
+        )
+        .await,
+        Err(TenancyError::Invalid(_))
+    ));
+    assert!(s.get_member(org.id, sam.id).await.unwrap().is_some());
     let before = head(s, org.id).await;
     let stale = s
         .write_member(&write(Some(1), 2, Some(true)), note(org.id, "stale"))
@@ -3569,9 +3623,30 @@ async fn scim_tokens_records_and_deactivation<
         "{refused:?}"
     );
     assert_ne!(password_hash(s, &bob).await.as_deref(), Some("taken over"));
+    // Nor the name every organization of the person shows.
+    let bob_name = MemberWrite {
+        name: "Renamed elsewhere".into(),
+        password_hash: None,
+        ..bob_password.clone()
+    };
+    let refused = s.write_member(&bob_name, note(org.id, "bob name")).await;
+    assert!(
+        matches!(&refused, Err(e @ TenancyError::Changed(_)) if e.to_string() == handed),
+        "{refused:?}"
+    );
+    assert_eq!(
+        s.get_member(org.id, bob.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .user
+            .name,
+        bob.name
+    );
     // The Owner's row is never demoted by the store either.
     let mut owner_write = write(None, 1, None);
     owner_write.user = owner.id;
+    owner_write.name = owner.name.clone();
     owner_write.email = owner.email.clone();
     owner_write.record = record(owner.id, "owner", 1);
     owner_write.role = Some((OrgRole::Owner, OrgRole::Admin));

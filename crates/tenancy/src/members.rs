@@ -109,6 +109,15 @@ pub async fn set_all_teams_role<S: TenancyStore + MembershipStore + ?Sized>(
         .await
 }
 
+/// The refusal of a recipient of a removed member's resources who is not another active member
+/// (the stores check it again under the organization's lock).
+#[must_use]
+pub fn recipient_refused() -> TenancyError {
+    TenancyError::Invalid(
+        "resources can be transferred only to another active member of the organization".into(),
+    )
+}
+
 /// The refusal of a role in every team for an Admin or the Owner.
 #[must_use]
 pub fn all_teams_for_users_only() -> TenancyError {
@@ -303,7 +312,8 @@ pub struct RemovalReport {
 ///
 /// # Errors
 /// [`TenancyError::RoleRule`] (the Owner, yourself); [`TenancyError::NotFound`];
-/// [`TenancyError::Invalid`] for a transfer to a non-member or to the removed member.
+/// [`TenancyError::Invalid`] for a transfer to a non-member, a deactivated member or the
+/// removed member.
 pub async fn remove<S: TenancyStore + MembershipStore + ?Sized>(
     store: &S,
     caller: &Caller,
@@ -318,11 +328,13 @@ pub async fn remove<S: TenancyStore + MembershipStore + ?Sized>(
         .ok_or(TenancyError::NotFound("member"))?;
     check_removal(&caller.subject, target, member.role)?;
     if let Some(to) = disposition.recipient()
-        && (to == target || store.get_member(caller.org.id, to).await?.is_none())
+        && (to == target
+            || !store
+                .get_member(caller.org.id, to)
+                .await?
+                .is_some_and(|m| m.deactivated_at.is_none()))
     {
-        return Err(TenancyError::Invalid(
-            "resources can be transferred only to another member of the organization".into(),
-        ));
+        return Err(recipient_refused());
     }
     let journal = Journal::record(
         caller

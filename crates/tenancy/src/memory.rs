@@ -1265,12 +1265,8 @@ impl MembershipStore for MemoryTenancyStore {
                         .iter()
                         .find(|m| m.0 == org && m.1 == to)
                         .map(|m| m.2);
-                    if to == user || role.is_none() {
-                        return Err(TenancyError::Invalid(
-                            "resources can be transferred only to another member of the \
-                             organization"
-                                .into(),
-                        ));
+                    if to == user || role.is_none() || s.deactivated.contains_key(&(org, to)) {
+                        return Err(crate::members::recipient_refused());
                     }
                     if matches!(disposition, Disposition::TransferToOwner(_))
                         && role != Some(OrgRole::Owner)
@@ -2386,8 +2382,11 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                     ));
                 }
             }
-            let old_email = s.users.get(&w.user).map(|(u, _)| u.email.clone());
-            if (old_email.as_ref() != Some(&w.email) || w.password_hash.is_some())
+            let old = s
+                .users
+                .get(&w.user)
+                .map(|(u, _)| (&u.email, u.name.as_str()));
+            if (old != Some((&w.email, w.name.as_str())) || w.password_hash.is_some())
                 && (s.members[pos].2 == OrgRole::Owner
                     || s.members.iter().any(|m| m.1 == w.user && m.0 != w.org))
             {

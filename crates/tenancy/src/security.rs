@@ -360,8 +360,8 @@ pub async fn end_member_sessions<S: TenancyStore + ?Sized>(
 /// Applies `org`'s audit retention period: records older than it are removed under a signed
 /// retention anchor (see `audit::prune_before`), the removal is itself recorded
 /// (`audit.pruned`, by the system, in the removal's transaction), and a checkpoint of the new
-/// head is signed. Returns how many records were removed (`0` without a retention period or
-/// when nothing is old enough).
+/// head is signed. Returns how many records were removed (`0` without a retention period, for
+/// an archived log, or when nothing is old enough).
 ///
 /// # Errors
 /// Storage errors.
@@ -372,7 +372,12 @@ pub async fn apply_audit_retention<S: TenancyStore + audit::AuditStore>(
     now: DateTime<Utc>,
 ) -> Result<u64, TenancyError> {
     let o = store.get_org(org).await?;
-    let Some(days) = o.security.audit_retention_days else {
+    // An archived log (the organization left Enterprise) is kept whole for its Owner.
+    let Some(days) = o
+        .security
+        .audit_retention_days
+        .filter(|_| o.audit_archived_at.is_none())
+    else {
         return Ok(0);
     };
     let audit_store: &dyn audit::AuditStore = store;

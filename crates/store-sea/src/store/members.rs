@@ -294,6 +294,11 @@ impl MembershipStore for SeaStore {
                 membership::Column::Role,
                 Expr::value(OrgRole::Owner.as_str()),
             )
+            // As with every promotion (`update_role`): a role in every team is a User's.
+            .col_expr(
+                membership::Column::AllTeamsRole,
+                Expr::value(Option::<String>::None),
+            )
             .filter(membership::Column::OrgId.eq(t.org.to_string()))
             .filter(membership::Column::UserId.eq(t.to.to_string()))
             .exec(&txn)
@@ -340,10 +345,8 @@ pub(crate) async fn remove_in(
             .one(txn)
             .await
             .map_err(store)?;
-        let Some(recipient) = recipient.filter(|_| to != user) else {
-            return Err(TenancyError::Invalid(
-                "resources can be transferred only to another member of the organization".into(),
-            ));
+        let Some(recipient) = recipient.filter(|r| to != user && r.deactivated_at.is_none()) else {
+            return Err(tenancy::members::recipient_refused());
         };
         if matches!(disposition, Disposition::TransferToOwner(_))
             && recipient.role != OrgRole::Owner.as_str()

@@ -283,16 +283,20 @@ impl ScimStore for SeaStore {
             .await
             .map_err(store)?
             .ok_or(TenancyError::NotFound("User"))?;
-        let old_email = user::Entity::find_by_id(uid.clone())
+        let (old_email, old_name) = user::Entity::find_by_id(uid.clone())
             .one(&txn)
             .await
             .map_err(store)?
-            .map(|u| u.email);
-        // The sign-in is the organization's to change only while it alone holds the account
-        // and the person is not its Owner: checked again under the locks a join, a founding
-        // and an ownership transfer take too, so one that committed since the service looked
-        // is seen here.
-        if old_email.as_deref() != Some(w.email.as_str()) || w.password_hash.is_some() {
+            .map(|u| (u.email, u.name))
+            .unzip();
+        // The sign-in and the name are the organization's to change only while it alone holds
+        // the account and the person is not its Owner: checked again under the locks a join, a
+        // founding and an ownership transfer take too, so one that committed since the service
+        // looked is seen here.
+        if old_email.as_deref() != Some(w.email.as_str())
+            || old_name.as_deref() != Some(w.name.as_str())
+            || w.password_hash.is_some()
+        {
             let elsewhere = membership::Entity::find()
                 .filter(membership::Column::UserId.eq(uid.clone()))
                 .filter(membership::Column::OrgId.ne(org.clone()))

@@ -1144,12 +1144,13 @@ pub async fn patch_user<S: TenancyStore + ScimStore + ?Sized>(
 pub fn credentials_changed_hands() -> TenancyError {
     TenancyError::Changed(
         "the account now belongs to another organization too, or its person is the Owner; \
-         its email and password are no longer this organization's to change"
+         its email, password and name are no longer this organization's to change"
             .into(),
     )
 }
 
-/// Whether the organization's identity provider may change `m`'s login email and password: the
+/// Whether the organization's identity provider may change `m`'s login email, password and
+/// display name: the
 /// account is one global sign-in, so only when this organization is the only one it belongs to,
 /// and never the Owner's (whose account would otherwise be taken over by whoever holds a SCIM
 /// token).
@@ -1215,9 +1216,17 @@ async fn write_user<S: TenancyStore + ScimStore + ?Sized>(
             email.as_str()
         )));
     }
-    if (email != m.user.email || input.password.is_some())
-        && !credentials_are_the_orgs(store, caller.org.id, m).await?
-    {
+    let own = if email != m.user.email || input.password.is_some() || name != m.user.name {
+        credentials_are_the_orgs(store, caller.org.id, m).await?
+    } else {
+        true
+    };
+    // The display name belongs to the account too, which every organization of the person
+    // shows: an identity provider's spelling of it is kept only for an account this
+    // organization alone holds; for any other it is left as the person set it (the rest of
+    // the write, a deactivation say, still applies).
+    let name = if own { name } else { m.user.name.clone() };
+    if (email != m.user.email || input.password.is_some()) && !own {
         return Err(bad(
             "mutability",
             "this account's email and password are the person's own (they are the Owner or belong \
