@@ -489,6 +489,72 @@ both_backends!(
             "not_found",
         )
         .await;
+
+        // Leaving Enterprise: integrations hear of the change itself, then nothing until the
+        // organization returns; the endpoint was kept.
+        let plan = |body: Value| {
+            let t = &t;
+            async move {
+                let res = t
+                    .put(&t.org("/billing/subscription"), &t.owner_token, &body)
+                    .await;
+                assert_eq!(res.status(), StatusCode::OK, "{:?}", res.text().await);
+            }
+        };
+        plan(json!({"plan": "pro"})).await;
+        let chat = |name: &'static str| {
+            let t = &t;
+            async move {
+                let res = t
+                    .post(
+                        &t.org("/chat-interfaces"),
+                        &t.owner_token,
+                        &json!({ "name": name }),
+                    )
+                    .await;
+                assert_eq!(res.status(), StatusCode::CREATED, "{:?}", res.text().await);
+            }
+        };
+        chat("While on Pro").await;
+        plan(json!({"plan": "enterprise", "cycle": "monthly"})).await;
+        chat("Back on Enterprise").await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let heard = loop {
+            let heard: Vec<String> = rx.received().iter().map(|r| r.body.clone()).collect();
+            if heard.iter().any(|b| b.contains("Back on Enterprise"))
+                || std::time::Instant::now() > deadline
+            {
+                break heard;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        assert!(
+            heard.iter().any(|b| b.contains("Back on Enterprise")),
+            "{heard:?}"
+        );
+        assert!(
+            !heard.iter().any(|b| b.contains("While on Pro")),
+            "{heard:?}"
+        );
+        let mut changes: Vec<(String, String)> = heard
+            .iter()
+            .map(|b| serde_json::from_str::<Value>(b).unwrap())
+            .filter(|b| b["event"] == "subscription.updated")
+            .map(|b| {
+                (
+                    b["data"]["previousPlan"].as_str().unwrap().to_owned(),
+                    b["data"]["plan"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        changes.sort();
+        assert_eq!(
+            changes,
+            [
+                ("enterprise".to_owned(), "pro".to_owned()),
+                ("pro".to_owned(), "enterprise".to_owned())
+            ]
+        );
     }
 );
 
