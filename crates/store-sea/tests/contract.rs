@@ -1111,6 +1111,22 @@ async fn tenancy_writers_race_without_deadlocks_or_lost_changes(store: SeaStore)
     };
     // Two teams with credit accounts (and shares) already.
     let teams = [rbac_core::TeamId::new(), rbac_core::TeamId::new()];
+    for (i, id) in teams.iter().enumerate() {
+        tenancy::WorkspaceStore::create_team(
+            &store,
+            &tenancy::Team {
+                id: *id,
+                org: a.id,
+                name: format!("Shares {i}"),
+                is_default: false,
+                created_at: now(),
+                archived_at: None,
+            },
+            audit::Journal::default(),
+        )
+        .await
+        .unwrap();
+    }
     store
         .set_allocations(
             a.id,

@@ -4293,6 +4293,83 @@ async fn credit_ledger_is_exact_under_concurrency<
     let applied_ops = 1 + 30 + 1 + 1 + 1 + 1; // buy, uses, same key, overdraft, move, reverse
     let notes = 2 + 1; // two allocations, the overdraft setting
     assert_eq!(head(s, org.id).await - audit_before, applied_ops + notes);
+
+    // A team is deleted only with an empty account and no share of purchases; afterwards
+    // nothing lands in its account.
+    let temp = team_in(org.id, "Temporary");
+    s.create_team(&temp, note(org.id, "temp")).await.unwrap();
+    let temp_account = Account::Team(temp.id);
+    let delete = || s.delete_team(org.id, temp.id, now(), note(org.id, "rm"));
+    s.set_allocations(
+        org.id,
+        &[Allocation::new(temp.id, 10)],
+        note(org.id, "share"),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(delete().await, Err(TenancyError::Conflict(_))));
+    s.set_allocations(org.id, &[], note(org.id, "no share"))
+        .await
+        .unwrap();
+    let fund = credit_op(
+        org.id,
+        "fund-temp",
+        EntryKind::Purchase,
+        credits::purchase(temp_account, 5, &[]).unwrap(),
+    );
+    s.post_credits(&fund, None, note(org.id, "fund"))
+        .await
+        .unwrap();
+    assert!(matches!(delete().await, Err(TenancyError::Conflict(_))));
+    let back = credit_op(
+        org.id,
+        "unfund-temp",
+        EntryKind::Transfer,
+        credits::transfer(temp_account, Account::Pool, 5).unwrap(),
+    );
+    s.post_credits(&back, None, note(org.id, "back"))
+        .await
+        .unwrap();
+    delete().await.unwrap();
+    assert!(
+        s.credit_accounts(org.id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|a| a.account != temp_account)
+    );
+    let late = credit_op(
+        org.id,
+        "late",
+        EntryKind::Transfer,
+        credits::transfer(Account::Pool, temp_account, 1).unwrap(),
+    );
+    assert!(matches!(
+        s.post_credits(&late, None, note(org.id, "late")).await,
+        Err(TenancyError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.set_allocations(
+            org.id,
+            &[Allocation::new(temp.id, 10)],
+            note(org.id, "late share")
+        )
+        .await,
+        Err(TenancyError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.configure_credit_account(org.id, temp_account, 0, None, note(org.id, "late"))
+            .await,
+        Err(TenancyError::NotFound(_))
+    ));
+    assert!(
+        s.credit_accounts(org.id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|a| a.account != temp_account),
+        "no account was made for it either"
+    );
 }
 
 async fn subscriptions_are_compare_and_swap<

@@ -392,8 +392,8 @@ async fn replay<S: CreditStore + ?Sized>(
 }
 
 /// The Owner buys `amount` credits into `account`. Bought into the pool, they are split by the
-/// allocation at once (what rounding leaves stays in the pool). Charged through the payment
-/// provider (an invoice) and applied once per idempotency key.
+/// allocation at once (what rounding leaves, and an archived team's share, stays in the pool).
+/// Charged through the payment provider (an invoice) and applied once per idempotency key.
 ///
 /// # Errors
 /// [`TenancyError::Forbidden`], [`TenancyError::Credit`], [`TenancyError::Payment`].
@@ -409,6 +409,14 @@ pub async fn purchase<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
     caller.check_org(Permission::ManageBilling)?;
     live_team(store, caller.org.id, account).await?;
     let key = key_or_fresh(key)?;
+    // An archived team's share stays in the pool, as its credits cannot be used.
+    let archived: Vec<TeamId> = store
+        .list_teams(caller.org.id)
+        .await?
+        .into_iter()
+        .filter(|t| t.archived_at.is_some())
+        .map(|t| t.id)
+        .collect();
     let plan: Vec<Allocation> = store
         .credit_accounts(caller.org.id)
         .await?
@@ -416,7 +424,7 @@ pub async fn purchase<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
         .filter_map(|a| {
             a.account
                 .team()
-                .filter(|_| a.allocation_percent > 0)
+                .filter(|t| a.allocation_percent > 0 && !archived.contains(t))
                 .map(|t| Allocation::new(t, a.allocation_percent))
         })
         .collect();

@@ -718,7 +718,8 @@ pub trait WorkspaceStore: Send + Sync {
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
-    /// Deletes a non-default team that holds no assets and no active API keys, with its
+    /// Deletes a non-default team that holds no assets, no active API keys, no credits and no
+    /// share of the organization's credit purchases (stores that keep credits), with its
     /// team roles, atomically with those checks; invitations into it still open at `now` are
     /// revoked with it (they would hold seats for a team nobody can join).
     ///

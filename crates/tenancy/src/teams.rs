@@ -176,7 +176,8 @@ pub async fn update<S: TenancyStore + WorkspaceStore + ?Sized>(
 ///
 /// # Errors
 /// [`TenancyError::NotFound`], [`TenancyError::Forbidden`], [`TenancyError::Invalid`]
-/// (default team), [`TenancyError::Conflict`] when it still holds resources or keys.
+/// (default team), [`TenancyError::Conflict`] when it still holds resources, keys or credits
+/// (or a share of credit purchases).
 pub async fn delete<S: TenancyStore + WorkspaceStore + ?Sized>(
     store: &S,
     caller: &Caller,

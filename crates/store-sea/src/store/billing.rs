@@ -246,6 +246,26 @@ async fn entries_of<C: sea_orm::ConnectionTrait>(
         .collect()
 }
 
+/// Checks, in `txn`, that the teams of `accounts` still exist, and holds them until the commit
+/// (PostgreSQL `FOR SHARE`, which a team's deletion waits for: it takes the team `FOR UPDATE`
+/// before it checks that the team's account is empty), so that no credits or allocation land
+/// in the account of a team deleted meanwhile. Teams before accounts, in every transaction.
+async fn teams_exist(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    accounts: impl IntoIterator<Item = Account>,
+) -> Result<(), TenancyError> {
+    let mut teams: Vec<_> = accounts.into_iter().filter_map(|a| a.team()).collect();
+    teams.sort_by_key(ToString::to_string);
+    teams.dedup();
+    for t in teams {
+        if super::workspace::team_row(txn, org, t).await?.is_none() {
+            return Err(TenancyError::NotFound("team"));
+        }
+    }
+    Ok(())
+}
+
 async fn ensure_account(
     txn: &DatabaseTransaction,
     org: OrgId,
@@ -342,6 +362,7 @@ impl CreditStore for SeaStore {
             *net += p.amount;
             *lowest = Ord::min(*lowest, *net);
         }
+        teams_exist(&txn, op.org, per_account.keys().copied()).await?;
         let mut finals = BTreeMap::new();
         for (account, (net, lowest)) in &per_account {
             ensure_account(&txn, op.org, *account).await?;
@@ -464,11 +485,13 @@ impl CreditStore for SeaStore {
         // wait for a posting's insert of the same account while that posting waits for a row
         // this transaction holds.
         let txn = self.db().begin().await.map_err(store)?;
+        teams_exist(&txn, org, plan.iter().map(|a| Account::Team(a.team))).await?;
         for a in plan {
             ensure_account(&txn, org, Account::Team(a.team)).await?;
         }
         txn.commit().await.map_err(store)?;
         let txn = self.db().begin().await.map_err(store)?;
+        teams_exist(&txn, org, plan.iter().map(|a| Account::Team(a.team))).await?;
         // Every account of the organization, locked in key order (PostgreSQL), as a posting
         // takes its accounts in key order: the updates below, in the order of their plans and
         // of `plan`, then wait for no row a posting holds while it waits for one of these.
@@ -516,6 +539,7 @@ impl CreditStore for SeaStore {
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
+        teams_exist(&txn, org, [account]).await?;
         ensure_account(&txn, org, account).await?;
         credit_account::Entity::update_many()
             .col_expr(credit_account::Column::Overdraft, Expr::value(overdraft))

@@ -14,13 +14,14 @@ use tenancy::assets::{
 };
 use tenancy::members::Disposition;
 use tenancy::teams::TeamMember;
-use tenancy::{Member, StoreError, Team, TenancyError, WorkspaceStore};
+use tenancy::{StoreError, Team, TenancyError, WorkspaceStore};
 
 use super::tenancy::{commit, lock_org, store};
 use crate::SeaStore;
-use crate::convert::{corrupt, id, json, micros, role, time, to_json};
+use crate::convert::{corrupt, id, json, micros, time, to_json};
 use crate::entity::{
-    api_key, asset, asset_transfer, membership, team, team_member, usage_daily, user,
+    api_key, asset, asset_transfer, credit_account, membership, team, team_member, usage_daily,
+    user,
 };
 use crate::error::is_unique_violation;
 
@@ -379,10 +380,32 @@ impl WorkspaceStore for SeaStore {
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         lock_org(&txn, org).await?;
-        match team_row(&txn, org, t).await? {
-            Some(row) if !row.is_default => {}
-            _ => return Err(TenancyError::NotFound("team")),
+        // Held for writing before the credit account is read: a credit posting or allocation
+        // holds the team (`FOR SHARE`, `teams_exist`) until it commits, so it either commits
+        // first, and its credits are seen below, or waits and then finds the team gone.
+        let row = team::Entity::find_by_id(t.to_string())
+            .filter(team::Column::OrgId.eq(org.to_string()))
+            .lock_exclusive()
+            .one(&txn)
+            .await
+            .map_err(store)?;
+        if !row.is_some_and(|r| !r.is_default) {
+            return Err(TenancyError::NotFound("team"));
         }
+        let credits = credit_account::Entity::find_by_id((org.to_string(), t.to_string()))
+            .one(&txn)
+            .await
+            .map_err(store)?;
+        if let Some(c) = credits.filter(|c| c.balance != 0 || c.allocation_percent != 0) {
+            return Err(TenancyError::Conflict(format!(
+                "the team still holds {} credits and receives {} % of the credits bought for the organization; transfer them and set its allocation to 0 first",
+                c.balance, c.allocation_percent
+            )));
+        }
+        credit_account::Entity::delete_by_id((org.to_string(), t.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
         let assets = asset::Entity::find()
             .filter(asset::Column::TeamId.eq(t.to_string()))
             .count(&txn)
