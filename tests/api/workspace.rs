@@ -1843,3 +1843,129 @@ both_backends!(
         .await;
     }
 );
+
+both_backends!(
+    a_key_made_in_a_client_team_acts_in_that_team_alone,
+    |b| async move {
+        // The agency scenario: "Provide client with API keys for integration". A key an Admin
+        // creates in Client A's team reaches Client A's workspace only; a key created in the
+        // default team stays the organization's.
+        let t = spawn_app(b).await;
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        let (client_a, client_b) = (
+            new_team(&t, &mike, "Client A").await,
+            new_team(&t, &mike, "Client B").await,
+        );
+        let bot = |team: String, name: &'static str| {
+            let (t, mike) = (&t, &mike);
+            async move {
+                created(
+                    t.post(
+                        &t.org("/chat-interfaces"),
+                        mike,
+                        &json!({ "name": name, "team_id": team }),
+                    )
+                    .await,
+                )
+                .await
+            }
+        };
+        let a_bot = bot(client_a.clone(), "A bot").await;
+        let b_bot = bot(client_b.clone(), "B bot").await;
+        let team_key = created(
+            t.post(
+                &t.org("/api-keys"),
+                &mike,
+                &json!({ "name": "Client A integration", "team_id": client_a }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(team_key["scope"], "team");
+        let org_key = created(
+            t.post(&t.org("/api-keys"), &mike, &json!({ "name": "Ops" }))
+                .await,
+        )
+        .await;
+        assert_eq!(org_key["scope"], "organization");
+        let (team_key, org_key) = (
+            team_key["secret"].as_str().unwrap().to_owned(),
+            org_key["secret"].as_str().unwrap().to_owned(),
+        );
+
+        // In its team: its creator's rights there (an Admin's key works as the team's Admin).
+        assert_eq!(
+            names(&json_of(t.get(&t.org("/chat-interfaces"), &team_key).await).await),
+            ["A bot"]
+        );
+        assert_eq!(
+            t.get(
+                &t.org(&format!("/chat-interfaces/{}", id(&a_bot))),
+                &team_key
+            )
+            .await
+            .status(),
+            StatusCode::OK
+        );
+        created(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &team_key,
+                &json!({ "name": "A bot 2", "team_id": client_a }),
+            )
+            .await,
+        )
+        .await;
+        // Another client's team does not exist for it.
+        for res in [
+            t.get(
+                &t.org(&format!("/chat-interfaces/{}", id(&b_bot))),
+                &team_key,
+            )
+            .await,
+            t.get(&t.org(&format!("/teams/{client_b}")), &team_key)
+                .await,
+            t.post(
+                &t.org("/chat-interfaces"),
+                &team_key,
+                &json!({ "name": "Intruder", "team_id": client_b }),
+            )
+            .await,
+        ] {
+            problem(res, StatusCode::NOT_FOUND, "not_found").await;
+        }
+        let teams = names(&json_of(t.get(&t.org("/teams"), &team_key).await).await);
+        assert_eq!(teams, ["Client A"]);
+        // Outside teams, no more than an organization User: no administration.
+        let p = problem(
+            t.get(&t.org("/webhooks"), &team_key).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        assert_eq!(p["reason"], "role_lacks_permission");
+        problem(
+            t.post(&t.org("/teams"), &team_key, &json!({ "name": "Mine now" }))
+                .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        // The organization's key keeps its creator's reach.
+        assert_eq!(
+            t.get(&t.org("/webhooks"), &org_key).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            t.get(
+                &t.org(&format!("/chat-interfaces/{}", id(&b_bot))),
+                &org_key
+            )
+            .await
+            .status(),
+            StatusCode::OK
+        );
+        let teams = names(&json_of(t.get(&t.org("/teams"), &org_key).await).await);
+        assert!(teams.contains(&"Client B".to_owned()), "{teams:?}");
+    }
+);

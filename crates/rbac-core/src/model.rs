@@ -429,6 +429,27 @@ impl Subject {
     pub fn in_every_team(&self) -> bool {
         self.all_teams.is_some()
     }
+
+    /// The subject confined to one team, as a team's API key acts: in `team`, the role it has
+    /// there (the Owner and Admins, who administer every team, as its Admin); no other team;
+    /// and outside teams no more than an organization User. It never has a permission the
+    /// subject lacks (`a_team_key_never_exceeds_its_creator` in the property tests).
+    #[must_use]
+    pub fn confined_to(&self, team: TeamId) -> Self {
+        let in_team = if self.role.is_admin() {
+            Some(TeamRole::Admin)
+        } else {
+            self.team_role(team)
+        };
+        Self {
+            user: self.user,
+            org: self.org,
+            role: OrgRole::User,
+            teams: in_team.map(|r| vec![(team, r)]).unwrap_or_default(),
+            all_teams: None,
+            credential: self.credential,
+        }
+    }
 }
 
 /// What the action is performed on.

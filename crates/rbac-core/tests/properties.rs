@@ -225,6 +225,29 @@ proptest! {
         );
     }
 
+    /// A subject confined to one team (a team's API key) never has a permission the subject
+    /// lacks, and nothing in any other team, where it is answered as a non-member (404).
+    #[test]
+    fn a_team_key_never_exceeds_its_creator(
+        s in subject(), p in permission(), r in own_resource(), ctx in context(), t in 0..TEAMS,
+    ) {
+        let key = s.confined_to(team(t));
+        prop_assert!(
+            !allowed(&key, p, &r, &ctx) || allowed(&s, p, &r, &ctx),
+            "confined to {t}, it gained {p:?} on {r:?}"
+        );
+        // In another team: a team-level permission is refused as to a non-member; an
+        // organization-level one is decided as if the resource had no team.
+        if let Some(other) = r.team.filter(|o| *o != team(t)) {
+            let d = rbac_core::authorize(&key, p, &r, &ctx);
+            let outside = rbac_core::authorize(&key, p, &Resource { team: None, ..r }, &ctx);
+            prop_assert!(
+                d == Decision::Deny(DenyReason::NotTeamMember) || d == outside,
+                "{p:?} in team {other:?}: {d:?}"
+            );
+        }
+    }
+
     /// Another organization's resources are never reachable, and always answered as 404.
     #[test]
     fn no_cross_tenant_allow(

@@ -122,6 +122,8 @@ impl TryFrom<entity::api_key::Model> for ApiKey {
             id: id("api key id", &m.id)?,
             org: id("organization id", &m.org_id)?,
             team: id("team id", &m.team_id)?,
+            scope: tenancy::KeyScope::parse(&m.scope)
+                .ok_or_else(|| corrupt("key scope", &m.scope))?,
             created_by: id("user id", &m.created_by)?,
             name: m.name,
             prefix: m.prefix,

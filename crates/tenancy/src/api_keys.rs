@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::accounts::API_KEY_PREFIX;
 use crate::caller::Caller;
 use crate::error::TenancyError;
-use crate::model::{ApiKey, valid_name};
+use crate::model::{ApiKey, KeyScope, valid_name};
 use crate::store::TenancyStore;
 
 /// A request to create a key.
@@ -36,9 +36,12 @@ pub async fn create<
     now: DateTime<Utc>,
 ) -> Result<(ApiKey, MintedToken), TenancyError> {
     let name = valid_name("name", &req.name)?;
-    let team = match req.team {
-        Some(t) => t,
-        None => store.default_team(caller.org.id).await?.id,
+    let default = store.default_team(caller.org.id).await?.id;
+    let team = req.team.unwrap_or(default);
+    let scope = if team == default {
+        KeyScope::Organization
+    } else {
+        KeyScope::Team
     };
     caller.check(
         Permission::CreateApiKey,
@@ -49,6 +52,7 @@ pub async fn create<
         id: ApiKeyId::new(),
         org: caller.org.id,
         team,
+        scope,
         created_by: caller.user.id,
         name,
         prefix: token.display_prefix.clone(),
@@ -59,7 +63,7 @@ pub async fn create<
     let limits = caller.org.limits();
     let journal = Journal::record(caller.audit(now, AuditAction::ApiKeyCreated, Target::new("api_key", key.id, key.name.clone())).in_team(team))
         .publish(DomainEvent::new(caller.org.id, EventKind::ApiKeyCreated, now, json!({
-            "apiKeyId": key.id, "name": key.name, "teamId": team, "createdBy": caller.user.id, "prefix": key.prefix,
+            "apiKeyId": key.id, "name": key.name, "teamId": team, "scope": scope.as_str(), "createdBy": caller.user.id, "prefix": key.prefix,
         })));
     store
         .create_api_key(&key, &token.hash, &limits, journal)

@@ -7,7 +7,7 @@ use rbac_core::{
 };
 
 use crate::error::TenancyError;
-use crate::model::{ApiKey, CallerMembership, Organization, User};
+use crate::model::{ApiKey, CallerMembership, KeyScope, Organization, User};
 use crate::store::TenancyStore;
 
 /// Who is calling and how, before an organization is chosen.
@@ -137,7 +137,7 @@ impl Caller {
         {
             return Err(TenancyError::PlanExcludesMembers(membership.org.plan));
         }
-        let subject = Subject {
+        let mut subject = Subject {
             user: user.id,
             org,
             role: membership.role,
@@ -145,6 +145,9 @@ impl Caller {
             all_teams: membership.all_teams,
             credential,
         };
+        if let Some(key) = api_key.as_ref().filter(|k| k.scope == KeyScope::Team) {
+            subject = subject.confined_to(key.team);
+        }
         Ok(Self {
             user,
             api_key,

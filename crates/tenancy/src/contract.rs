@@ -805,6 +805,7 @@ async fn api_keys_limit_scope_and_revoke<S: TenancyStore + AuditStore + ?Sized>(
         id: ApiKeyId::new(),
         org: org.id,
         team: team.id,
+        scope: crate::KeyScope::Organization,
         created_by: by,
         name: name.into(),
         prefix: "axk_1234".into(),
@@ -826,7 +827,10 @@ async fn api_keys_limit_scope_and_revoke<S: TenancyStore + AuditStore + ?Sized>(
     )
     .await
     .unwrap();
-    let k2 = key("two", colleague.id);
+    let k2 = ApiKey {
+        scope: crate::KeyScope::Team,
+        ..key("two", colleague.id)
+    };
     // Someone no longer a member (removed since the service looked) creates no key.
     assert!(matches!(
         s.create_api_key(
@@ -864,6 +868,11 @@ async fn api_keys_limit_scope_and_revoke<S: TenancyStore + AuditStore + ?Sized>(
         Err(TenancyError::NotFound(_))
     ));
     assert_eq!(s.find_api_key("kh1").await.unwrap().unwrap(), k1);
+    assert_eq!(
+        s.find_api_key("kh2").await.unwrap().unwrap(),
+        k2,
+        "its scope too"
+    );
     assert_eq!(
         s.list_api_keys(org.id, Some(owner.id), None, 10)
             .await
@@ -1561,6 +1570,7 @@ async fn roles_transfer_and_removal<
         id: ApiKeyId::new(),
         org: org.id,
         team: team.id,
+        scope: crate::KeyScope::Organization,
         created_by: owner.id,
         name: "k".into(),
         prefix: "axk_1".into(),
@@ -3372,6 +3382,7 @@ async fn scim_tokens_records_and_deactivation<
         id: ApiKeyId::new(),
         org: org.id,
         team: team.id,
+        scope: crate::KeyScope::Organization,
         created_by: jane.id,
         name: "k".into(),
         prefix: "axk_0000".into(),

@@ -42,7 +42,7 @@ pub use error::{StoreError, TenancyError, enforce_quota};
 #[cfg(feature = "memory")]
 pub use memory::MemoryTenancyStore;
 pub use model::{
-    ApiKey, CallerMembership, CompanyProfile, Email, Member, Membership, Organization,
+    ApiKey, CallerMembership, CompanyProfile, Email, KeyScope, Member, Membership, Organization,
     SecuritySettings, Session, Team, User, valid_name,
 };
 pub use store::{

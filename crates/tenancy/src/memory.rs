@@ -1590,6 +1590,10 @@ impl WorkspaceStore for MemoryTenancyStore {
                     "the team still holds {assets} resources and {keys} active API keys; transfer or delete them first"
                 )));
             }
+            if let Some((balance, percent)) = s.billing.team_account_in_use(org, team) {
+                return Err(crate::teams::holds_credits(balance, percent));
+            }
+            s.billing.drop_team_account(org, team);
             s.teams.remove(pos);
             s.team_members.retain(|t| t.0 != team);
             s.scim_groups.remove(&(org, team));

@@ -252,6 +252,38 @@ pub struct Session {
     pub user_agent: String,
 }
 
+/// What an API key reaches, decided by the team it is created in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyScope {
+    /// Created in the organization's default team: the organization's key, acting with its
+    /// creator's rights across the organization.
+    Organization,
+    /// Created in any other team (a client's, say): that team's key, acting only in it, with
+    /// its creator's role there, and outside teams as no more than an organization User
+    /// (`rbac_core::Subject::confined_to`).
+    Team,
+}
+
+impl KeyScope {
+    /// The wire and storage name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Organization => "organization",
+            Self::Team => "team",
+        }
+    }
+
+    /// Parses [`Self::as_str`].
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Organization, Self::Team]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
 /// An API key (the secret itself is never stored).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKey {
@@ -261,7 +293,9 @@ pub struct ApiKey {
     pub org: OrgId,
     /// Its team.
     pub team: TeamId,
-    /// Who created it; the key acts with this person's current rights.
+    /// What it reaches: set at creation from its team.
+    pub scope: KeyScope,
+    /// Who created it; the key acts with this person's current rights (within its scope).
     pub created_by: UserId,
     /// Display name ("Production API").
     pub name: String,

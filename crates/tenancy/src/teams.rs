@@ -29,6 +29,14 @@ pub struct TeamMember {
     pub assigned: Option<TeamRole>,
 }
 
+/// The refusal to delete a team whose credit account holds credits or a share of purchases.
+#[must_use]
+pub fn holds_credits(balance: i64, allocation_percent: u8) -> TenancyError {
+    TenancyError::Conflict(format!(
+        "the team still holds {balance} credits and receives {allocation_percent} % of the credits bought for the organization; transfer them and set its allocation to 0 first"
+    ))
+}
+
 /// Loads a team the caller may see (404 otherwise, also for other tenants' ids).
 ///
 /// # Errors

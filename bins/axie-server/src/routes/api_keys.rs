@@ -18,7 +18,9 @@ use crate::state::AppState;
 pub struct CreateApiKeyBody {
     /// Display name, for example "Production API".
     pub name: String,
-    /// Team id; the default team when omitted.
+    /// Team id; the default team when omitted. A key created in the default team is the
+    /// organization's (`scope: organization`); one created in any other team acts only in that
+    /// team (`scope: team`).
     pub team_id: Option<String>,
 }
 
@@ -33,6 +35,10 @@ pub struct ApiKeyResponse {
     pub prefix: String,
     /// Team id.
     pub team_id: String,
+    /// `organization` (created in the default team: its creator's rights across the
+    /// organization) or `team` (only in its team, with its creator's role there, and outside
+    /// teams no more than an organization User).
+    pub scope: String,
     /// Creator's user id.
     pub created_by: String,
     /// Creation time (RFC 3339).
@@ -50,6 +56,7 @@ impl From<&ApiKey> for ApiKeyResponse {
             name: k.name.clone(),
             prefix: k.prefix.clone(),
             team_id: k.team.to_string(),
+            scope: k.scope.as_str().to_owned(),
             created_by: k.created_by.to_string(),
             created_at: k.created_at.to_rfc3339(),
             last_used_at: k.last_used_at.map(|t| t.to_rfc3339()),

@@ -10,6 +10,7 @@ pub struct Model {
     pub id: String,
     pub org_id: String,
     pub team_id: String,
+    pub scope: String,
     pub created_by: String,
     pub name: String,
     pub prefix: String,

@@ -1183,6 +1183,7 @@ impl ApiKeyStore for SeaStore {
             id: Set(key.id.to_string()),
             org_id: Set(key.org.to_string()),
             team_id: Set(key.team.to_string()),
+            scope: Set(key.scope.as_str().to_owned()),
             created_by: Set(key.created_by.to_string()),
             name: Set(key.name.clone()),
             prefix: Set(key.prefix.clone()),

@@ -397,10 +397,10 @@ impl WorkspaceStore for SeaStore {
             .await
             .map_err(store)?;
         if let Some(c) = credits.filter(|c| c.balance != 0 || c.allocation_percent != 0) {
-            return Err(TenancyError::Conflict(format!(
-                "the team still holds {} credits and receives {} % of the credits bought for the organization; transfer them and set its allocation to 0 first",
-                c.balance, c.allocation_percent
-            )));
+            return Err(tenancy::teams::holds_credits(
+                c.balance,
+                u8::try_from(c.allocation_percent).unwrap_or(u8::MAX),
+            ));
         }
         credit_account::Entity::delete_by_id((org.to_string(), t.to_string()))
             .exec(&txn)

@@ -7,9 +7,9 @@ use audit::Journal;
 use billing_limits::credits::{self, Account, Allocation, CreditError};
 use billing_limits::subscription::Subscription;
 use chrono::{DateTime, Utc};
-use rbac_core::{CreditOperationId, OrgId};
+use rbac_core::{CreditOperationId, OrgId, TeamId};
 
-use super::MemoryTenancyStore;
+use super::{MemoryTenancyStore, State};
 use crate::billing::{BillingStore, Invoice};
 use crate::credits::{
     CreditAccountState, CreditEntry, CreditStore, NewOperation, OperationRecord, Posted,
@@ -37,6 +37,22 @@ struct Operation {
     reverses: Option<CreditOperationId>,
 }
 
+/// Refuses accounts of teams that do not exist (deleted, say), as the stores do.
+fn teams_exist(
+    s: &State,
+    org: OrgId,
+    mut accounts: impl Iterator<Item = Account>,
+) -> Result<(), TenancyError> {
+    if accounts.all(|a| {
+        a.team()
+            .is_none_or(|t| s.teams.iter().any(|x| x.org == org && x.id == t))
+    }) {
+        Ok(())
+    } else {
+        Err(TenancyError::NotFound("team"))
+    }
+}
+
 fn blank(account: Account) -> CreditAccountState {
     CreditAccountState {
         account,
@@ -49,6 +65,19 @@ fn blank(account: Account) -> CreditAccountState {
 }
 
 impl BillingState {
+    /// What keeps `team` from being deleted: its credits and its share of purchases.
+    pub(super) fn team_account_in_use(&self, org: OrgId, team: TeamId) -> Option<(i64, u8)> {
+        self.accounts
+            .get(&(org, Account::Team(team)))
+            .filter(|a| a.balance != 0 || a.allocation_percent != 0)
+            .map(|a| (a.balance, a.allocation_percent))
+    }
+
+    /// Forgets a deleted team's (empty) account.
+    pub(super) fn drop_team_account(&mut self, org: OrgId, team: TeamId) {
+        self.accounts.remove(&(org, Account::Team(team)));
+    }
+
     fn entries_of(&self, org: OrgId, op: CreditOperationId) -> Vec<CreditEntry> {
         self.entries
             .iter()
@@ -156,6 +185,7 @@ impl CreditStore for MemoryTenancyStore {
     ) -> Result<Posted, TenancyError> {
         let entries = {
             let mut s = self.lock()?;
+            teams_exist(&s, op.org, op.postings.iter().map(|p| p.account))?;
             let b = &mut s.billing;
             if let Some(o) = b
                 .operations
@@ -270,6 +300,7 @@ impl CreditStore for MemoryTenancyStore {
     ) -> Result<(), TenancyError> {
         {
             let mut s = self.lock()?;
+            teams_exist(&s, org, plan.iter().map(|a| Account::Team(a.team)))?;
             let b = &mut s.billing;
             for ((o, _), a) in &mut b.accounts {
                 if *o == org {
@@ -297,6 +328,7 @@ impl CreditStore for MemoryTenancyStore {
     ) -> Result<(), TenancyError> {
         {
             let mut s = self.lock()?;
+            teams_exist(&s, org, std::iter::once(account))?;
             let a = s
                 .billing
                 .accounts
