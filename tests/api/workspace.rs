@@ -1969,3 +1969,70 @@ both_backends!(
         assert!(teams.contains(&"Client B".to_owned()), "{teams:?}");
     }
 );
+
+both_backends!(a_user_sees_the_people_of_their_own_teams, |b| async move {
+    // Client teams are isolated, their people included: Tom (Client A) and Lisa (Client
+    // B) do not see each other, while both see the Owner and the Admins.
+    let t = spawn_app(b).await;
+    let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+    let (client_a, client_b) = (
+        new_team(&t, &mike, "Client A").await,
+        new_team(&t, &mike, "Client B").await,
+    );
+    let default = default_team(&t).await;
+    let (tom_id, lisa_id) = (
+        t.member_id("tom@example.com").await,
+        t.member_id("lisa@example.com").await,
+    );
+    for (team, user) in [(&client_a, &tom_id), (&client_b, &lisa_id)] {
+        set_team_role(&t, team, user, "member").await;
+        assert_eq!(
+            t.delete(&t.org(&format!("/teams/{default}/members/{user}")), &mike)
+                .await
+                .status(),
+            StatusCode::NO_CONTENT
+        );
+    }
+    let emails = |token: String| {
+        let t = &t;
+        async move {
+            // Pages of two, so that the narrowing is seen to keep pages full.
+            let mut all = Vec::new();
+            let mut url = t.org("/members?limit=2");
+            loop {
+                let page = json_of(t.get(&url, &token).await).await;
+                all.extend(
+                    page["items"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|m| m["email"].as_str().unwrap().to_owned()),
+                );
+                match page["next_cursor"].as_str() {
+                    Some(c) => url = t.org(&format!("/members?limit=2&cursor={c}")),
+                    None => break all,
+                }
+            }
+        }
+    };
+    let tom_sees = emails(t.login("tom@example.com", DEMO_PASSWORD).await).await;
+    let lisa_sees = emails(t.login("lisa@example.com", DEMO_PASSWORD).await).await;
+    let everyone = emails(mike.clone()).await;
+    for (who, sees, not) in [
+        ("tom", &tom_sees, "lisa@example.com"),
+        ("lisa", &lisa_sees, "tom@example.com"),
+    ] {
+        assert!(!sees.contains(&not.to_owned()), "{who} sees {sees:?}");
+        assert!(
+            sees.contains(&format!("{who}@example.com"))
+                && sees.contains(&"mike@example.com".to_owned())
+                && sees.contains(&OWNER_EMAIL.to_owned()),
+            "{who} sees {sees:?}"
+        );
+        assert!(sees.len() < everyone.len());
+    }
+    assert!(
+        everyone.contains(&"tom@example.com".to_owned())
+            && everyone.contains(&"lisa@example.com".to_owned())
+    );
+});

@@ -132,6 +132,7 @@ pub async fn run<
     security_settings_are_compare_and_swap(s).await;
     teams_round_trip(s).await;
     caller_memberships_gather_every_org_and_team(s).await;
+    members_seen_by_a_user_are_those_of_their_teams(s).await;
     assets_quota_scope_and_subtrees(s).await;
     assets_created_together_all_or_none(s).await;
     asset_transfers_and_removal_dispositions(s).await;
@@ -2146,6 +2147,97 @@ async fn caller_memberships_gather_every_org_and_team<
     assert_eq!(
         (new_owner.role, new_owner.all_teams),
         (OrgRole::Owner, None)
+    );
+}
+
+/// An organization User sees the members of their own teams, the Owner and Admins, those with
+/// a role in every team and themselves, page by page; never another team's people alone, nor
+/// another organization's.
+async fn members_seen_by_a_user_are_those_of_their_teams<
+    S: TenancyStore + AuditStore + WorkspaceStore + MembershipStore + ?Sized,
+>(
+    s: &S,
+) {
+    let (org, default, owner) = new_org(s).await;
+    let (_, other_default, _) = new_org(s).await;
+    let (client_a, client_b) = (team_in(org.id, "Client A"), team_in(org.id, "Client B"));
+    for t in [&client_a, &client_b] {
+        s.create_team(t, note(org.id, "team")).await.unwrap();
+    }
+    let join = |name: &'static str, role: OrgRole, team: TeamId| async move {
+        let u = user(name);
+        s.add_member(
+            org.id,
+            &u,
+            Some("h"),
+            role,
+            team,
+            TeamRole::Member,
+            &enterprise(),
+            note(org.id, name),
+        )
+        .await
+        .unwrap();
+        u.id
+    };
+    let ann = join("ann-of-a", OrgRole::User, client_a.id).await;
+    let ben = join("ben-of-b", OrgRole::User, client_b.id).await;
+    let ada = join("ada-admin", OrgRole::Admin, default.id).await;
+    let fin = join("fin-finance", OrgRole::User, default.id).await;
+    s.set_all_teams_role(
+        org.id,
+        fin,
+        None,
+        Some(TeamRole::Viewer),
+        note(org.id, "fin"),
+    )
+    .await
+    .unwrap();
+    let loner = join("lou-no-team", OrgRole::User, default.id).await;
+    s.set_team_member(org.id, default.id, loner, None, note(org.id, "out"))
+        .await
+        .unwrap();
+    let seen = |me: UserId, teams: Vec<TeamId>, limit: u32| async move {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = s
+                .list_members_seen_by(org.id, me, &teams, after, limit)
+                .await
+                .unwrap();
+            assert!(page.len() <= limit as usize);
+            after = page.last().map(|m| m.user.id);
+            let done = page.len() < limit as usize;
+            all.extend(page.into_iter().map(|m| m.user.id));
+            if done {
+                break;
+            }
+        }
+        all
+    };
+    let sorted = |mut v: Vec<UserId>| {
+        v.sort_by_key(ToString::to_string);
+        v
+    };
+    for limit in [1, 2, 50] {
+        assert_eq!(
+            seen(ann, vec![client_a.id], limit).await,
+            sorted(vec![owner.id, ann, ada, fin]),
+            "pages of {limit}"
+        );
+        assert_eq!(
+            seen(ben, vec![client_b.id], limit).await,
+            sorted(vec![owner.id, ben, ada, fin])
+        );
+    }
+    assert_eq!(
+        seen(loner, vec![], 50).await,
+        sorted(vec![owner.id, ada, fin, loner])
+    );
+    // Teams of another organization name nobody here.
+    assert_eq!(
+        seen(ann, vec![other_default.id], 50).await,
+        sorted(vec![owner.id, ann, ada, fin])
     );
 }
 

@@ -494,6 +494,45 @@ impl OrgStore for MemoryTenancyStore {
         Ok(out)
     }
 
+    async fn list_members_seen_by(
+        &self,
+        org: OrgId,
+        me: UserId,
+        teams: &[TeamId],
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<Member>, TenancyError> {
+        let seen: Vec<UserId> = {
+            let s = self.lock()?;
+            s.members
+                .iter()
+                .filter(|m| m.0 == org)
+                .filter(|m| {
+                    m.1 == me
+                        || m.2.is_admin()
+                        || s.all_teams.contains_key(&(org, m.1))
+                        || s.team_members
+                            .iter()
+                            .any(|t| t.1 == m.1 && t.2 == org && teams.contains(&t.0))
+                })
+                .map(|m| m.1)
+                .collect()
+        };
+        // Read page after page of everyone, keeping those seen, until the page is full.
+        let mut out = Vec::new();
+        let mut cursor = after;
+        loop {
+            let page = self.list_members(org, cursor, limit).await?;
+            let full = page.len() == limit as usize;
+            cursor = page.last().map(|m| m.user.id);
+            out.extend(page.into_iter().filter(|m| seen.contains(&m.user.id)));
+            if !full || out.len() >= limit as usize {
+                out.truncate(limit as usize);
+                return Ok(out);
+            }
+        }
+    }
+
     async fn get_member(&self, org: OrgId, user: UserId) -> Result<Option<Member>, TenancyError> {
         let s = self.lock()?;
         Ok(s.members

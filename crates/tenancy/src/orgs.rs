@@ -320,7 +320,11 @@ fn bounded(field: &str, s: String, max: usize) -> Result<String, TenancyError> {
     Ok(s.trim().to_owned())
 }
 
-/// Members of the caller's organization, one keyset page.
+/// Members of the caller's organization, one keyset page. The Owner, the Admins and those with
+/// a role in every team see everyone; an organization User sees the people of their own teams
+/// (the guide's isolated client teams: "nothing of team B, members included, is visible to
+/// someone who is not a member of B"), the Owner and the Admins, those with a role in every
+/// team, and themselves.
 ///
 /// # Errors
 /// [`TenancyError::Forbidden`] without the view-members permission.
@@ -331,7 +335,14 @@ pub async fn list_members<S: TenancyStore + ?Sized>(
     limit: u32,
 ) -> Result<Vec<Member>, TenancyError> {
     caller.check_org(Permission::ViewMembers)?;
-    store.list_members(caller.org.id, after, limit).await
+    let s = &caller.subject;
+    if s.role.is_admin() || s.in_every_team() {
+        return store.list_members(caller.org.id, after, limit).await;
+    }
+    let teams: Vec<TeamId> = s.teams.iter().map(|(t, _)| *t).collect();
+    store
+        .list_members_seen_by(caller.org.id, caller.user.id, &teams, after, limit)
+        .await
 }
 
 /// What the guide's monthly checklist asks about a member: "check for inactive users",

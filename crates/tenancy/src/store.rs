@@ -148,6 +148,21 @@ pub trait OrgStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<Member>, TenancyError>;
 
+    /// [`Self::list_members`] narrowed to those an organization User with explicit roles in
+    /// `teams` sees: the members with a role in one of `teams`, the Owner and the Admins, the
+    /// members with a role in every team, and `me`.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn list_members_seen_by(
+        &self,
+        org: OrgId,
+        me: UserId,
+        teams: &[TeamId],
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<Member>, TenancyError>;
+
     /// One member, `None` when `user` is not in `org`.
     ///
     /// # Errors

@@ -627,6 +627,49 @@ impl OrgStore for SeaStore {
             .map_err(TenancyError::Store)
     }
 
+    async fn list_members_seen_by(
+        &self,
+        org: OrgId,
+        me: UserId,
+        teams: &[TeamId],
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<Member>, TenancyError> {
+        let in_teams = sea_orm::sea_query::Query::select()
+            .column(team_member::Column::UserId)
+            .from(team_member::Entity)
+            .and_where(team_member::Column::OrgId.eq(org.to_string()))
+            .and_where(team_member::Column::TeamId.is_in(teams.iter().map(ToString::to_string)))
+            .to_owned();
+        let mut q = membership::Entity::find()
+            .filter(membership::Column::OrgId.eq(org.to_string()))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(membership::Column::UserId.eq(me.to_string()))
+                    .add(
+                        membership::Column::Role
+                            .is_in([OrgRole::Owner.as_str(), OrgRole::Admin.as_str()]),
+                    )
+                    .add(membership::Column::AllTeamsRole.is_not_null())
+                    .add(membership::Column::UserId.in_subquery(in_teams)),
+            );
+        if let Some(a) = after {
+            q = q.filter(membership::Column::UserId.gt(a.to_string()));
+        }
+        let rows = self
+            .fetch_all(
+                q.order_by_asc(membership::Column::UserId)
+                    .limit(u64::from(limit))
+                    .find_also_related(user::Entity),
+            )
+            .await
+            .map_err(store)?;
+        rows.into_iter()
+            .filter_map(|(m, u)| u.map(|u| member(org, &m, u)))
+            .collect::<Result<_, audit::StoreError>>()
+            .map_err(TenancyError::Store)
+    }
+
     async fn get_member(
         &self,
         org: OrgId,
