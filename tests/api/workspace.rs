@@ -2036,3 +2036,73 @@ both_backends!(a_user_sees_the_people_of_their_own_teams, |b| async move {
             && everyone.contains(&"lisa@example.com".to_owned())
     );
 });
+
+both_backends!(a_team_admin_sees_every_key_of_their_team, |b| async move {
+    // "A Team Admin sees and revokes every key in their team": Tom administers Client A,
+    // where Lisa works; her key there is his to see, her key elsewhere is not.
+    let t = spawn_app(b).await;
+    let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+    let client_a = new_team(&t, &mike, "Client A").await;
+    let (tom_id, lisa_id) = (
+        t.member_id("tom@example.com").await,
+        t.member_id("lisa@example.com").await,
+    );
+    set_team_role(&t, &client_a, &tom_id, "admin").await;
+    set_team_role(&t, &client_a, &lisa_id, "member").await;
+    let (tom, lisa) = (
+        t.login("tom@example.com", DEMO_PASSWORD).await,
+        t.login("lisa@example.com", DEMO_PASSWORD).await,
+    );
+    let key = |token: String, name: &'static str, team: Option<String>| {
+        let t = &t;
+        async move {
+            let body = match team {
+                Some(team) => json!({ "name": name, "team_id": team }),
+                None => json!({ "name": name }),
+            };
+            id(&created(t.post(&t.org("/api-keys"), &token, &body).await).await)
+        }
+    };
+    let lisa_a = key(lisa.clone(), "Lisa in A", Some(client_a.clone())).await;
+    key(lisa.clone(), "Lisa's own", None).await;
+    key(tom.clone(), "Tom's own", None).await;
+    key(mike.clone(), "Mike's ops", None).await;
+    // Pages of one: each page is full until the last.
+    let listed = |token: String| {
+        let t = &t;
+        async move {
+            let mut all = Vec::new();
+            let mut url = t.org("/api-keys?limit=1");
+            loop {
+                let page = json_of(t.get(&url, &token).await).await;
+                all.extend(
+                    page["items"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|k| k["name"].as_str().unwrap().to_owned()),
+                );
+                match page["next_cursor"].as_str() {
+                    Some(c) => url = t.org(&format!("/api-keys?limit=1&cursor={c}")),
+                    None => break,
+                }
+            }
+            all.sort();
+            all
+        }
+    };
+    assert_eq!(listed(tom.clone()).await, ["Lisa in A", "Tom's own"]);
+    assert_eq!(listed(lisa.clone()).await, ["Lisa in A", "Lisa's own"]);
+    assert_eq!(
+        listed(mike.clone()).await.len(),
+        4,
+        "the Admin sees every key"
+    );
+    // And he may revoke it.
+    assert_eq!(
+        t.delete(&t.org(&format!("/api-keys/{lisa_a}")), &tom)
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+});

@@ -3,7 +3,7 @@
 use audit::{AuditAction, DomainEvent, EventKind, Journal, Target};
 
 use chrono::{DateTime, Utc};
-use rbac_core::{ApiKeyId, Permission, Resource, TeamId};
+use rbac_core::{ApiKeyId, Permission, Resource, TeamId, UserId};
 use security_policy::{MintedToken, mint};
 use serde_json::json;
 
@@ -73,7 +73,10 @@ pub async fn create<
     Ok((key, token))
 }
 
-/// Lists keys: all of the organization's for those who may see others' keys, else the caller's own.
+/// Lists the keys the caller may view, one keyset page: all of the organization's for the Owner
+/// and Admins; for an organization User, every key of the teams they administer and their own
+/// in the teams they are in (what `view_api_key` allows, asked of rbac-core team by team, and
+/// narrowed in the store so that pages stay full).
 ///
 /// # Errors
 /// [`TenancyError::Store`] on storage failure.
@@ -83,21 +86,35 @@ pub async fn list<S: TenancyStore + ?Sized>(
     after: Option<ApiKeyId>,
     limit: u32,
 ) -> Result<Vec<ApiKey>, TenancyError> {
-    // "May view a key someone else created" is the Limited cell's other branch.
-    let sees_all = caller
-        .decide(
-            Permission::ViewApiKey,
-            &Resource {
-                org: caller.org.id,
-                team: None,
-                creator: None,
-            },
-        )
-        .is_allowed();
-    let only = if sees_all { None } else { Some(caller.user.id) };
-    let keys = store
-        .list_api_keys(caller.org.id, only, after, limit)
-        .await?;
+    let (org, me) = (caller.org.id, caller.user.id);
+    let someone_else = UserId::new();
+    let sees = |team: Option<TeamId>, creator: Option<UserId>| {
+        caller
+            .decide(Permission::ViewApiKey, &Resource { org, team, creator })
+            .is_allowed()
+    };
+    // A team with no explicit role of the caller's: their role in every team decides there.
+    let elsewhere = Some(TeamId::new());
+    let keys = if sees(None, None) || sees(elsewhere, Some(someone_else)) {
+        store.list_api_keys(org, None, after, limit).await?
+    } else {
+        let (mut all_in, mut own_in) = (Vec::new(), Vec::new());
+        for (t, _) in &caller.subject.teams {
+            if sees(Some(*t), Some(someone_else)) {
+                all_in.push(*t);
+            } else if sees(Some(*t), Some(me)) {
+                own_in.push(*t);
+            }
+        }
+        let own_in = if sees(elsewhere, Some(me)) {
+            None
+        } else {
+            Some(&own_in[..])
+        };
+        store
+            .list_api_keys_seen_by(org, me, own_in, &all_in, after, limit)
+            .await?
+    };
     Ok(keys
         .into_iter()
         .filter(|k| {

@@ -874,6 +874,33 @@ async fn api_keys_limit_scope_and_revoke<S: TenancyStore + AuditStore + ?Sized>(
         k2,
         "its scope too"
     );
+    // Narrowed to what a User sees: their own keys in their teams, every key of the teams they
+    // administer.
+    let seen = |own_in: Option<Vec<TeamId>>, all_in: Vec<TeamId>| async move {
+        s.list_api_keys_seen_by(org.id, colleague.id, own_in.as_deref(), &all_in, None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.id)
+            .collect::<Vec<_>>()
+    };
+    let mut both = vec![k1.id, k2.id];
+    both.sort_by_key(ToString::to_string);
+    assert_eq!(seen(Some(vec![team.id]), vec![]).await, [k2.id]);
+    assert_eq!(seen(None, vec![]).await, [k2.id]);
+    assert!(seen(Some(vec![]), vec![]).await.is_empty());
+    assert!(seen(Some(vec![TeamId::new()]), vec![]).await.is_empty());
+    assert_eq!(seen(Some(vec![]), vec![team.id]).await, both);
+    assert_eq!(
+        s.list_api_keys_seen_by(org.id, colleague.id, None, &[team.id], Some(both[0]), 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|k| k.id)
+            .collect::<Vec<_>>(),
+        [both[1]],
+        "after the cursor"
+    );
     assert_eq!(
         s.list_api_keys(org.id, Some(owner.id), None, 10)
             .await

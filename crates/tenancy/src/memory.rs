@@ -882,6 +882,33 @@ impl ApiKeyStore for MemoryTenancyStore {
         Ok(out)
     }
 
+    async fn list_api_keys_seen_by(
+        &self,
+        org: OrgId,
+        me: UserId,
+        own_in: Option<&[TeamId]>,
+        all_in: &[TeamId],
+        after: Option<ApiKeyId>,
+        limit: u32,
+    ) -> Result<Vec<ApiKey>, TenancyError> {
+        let mut out: Vec<ApiKey> = self
+            .lock()?
+            .keys
+            .iter()
+            .map(|k| &k.0)
+            .filter(|k| {
+                k.org == org
+                    && after.is_none_or(|a| k.id.to_string() > a.to_string())
+                    && ((k.created_by == me && own_in.is_none_or(|t| t.contains(&k.team)))
+                        || all_in.contains(&k.team))
+            })
+            .cloned()
+            .collect();
+        out.sort_by_key(|k| k.id.to_string());
+        out.truncate(limit as usize);
+        Ok(out)
+    }
+
     async fn revoke_api_key(
         &self,
         org: OrgId,

@@ -447,6 +447,21 @@ pub trait ApiKeyStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<ApiKey>, TenancyError>;
 
+    /// [`Self::list_api_keys`] narrowed to the keys `me` created in `own_in` (`None`: in any
+    /// team) and every key in `all_in`.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn list_api_keys_seen_by(
+        &self,
+        org: OrgId,
+        me: UserId,
+        own_in: Option<&[TeamId]>,
+        all_in: &[TeamId],
+        after: Option<ApiKeyId>,
+        limit: u32,
+    ) -> Result<Vec<ApiKey>, TenancyError>;
+
     /// Revokes an active key.
     ///
     /// # Errors

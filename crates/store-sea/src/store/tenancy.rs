@@ -1292,6 +1292,41 @@ impl ApiKeyStore for SeaStore {
             .map_err(TenancyError::Store)
     }
 
+    async fn list_api_keys_seen_by(
+        &self,
+        org: OrgId,
+        me: UserId,
+        own_in: Option<&[TeamId]>,
+        all_in: &[TeamId],
+        after: Option<ApiKeyId>,
+        limit: u32,
+    ) -> Result<Vec<ApiKey>, TenancyError> {
+        let mut own = sea_orm::Condition::all().add(api_key::Column::CreatedBy.eq(me.to_string()));
+        if let Some(teams) = own_in {
+            own = own.add(api_key::Column::TeamId.is_in(teams.iter().map(ToString::to_string)));
+        }
+        let mut q = api_key::Entity::find()
+            .filter(api_key::Column::OrgId.eq(org.to_string()))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(own)
+                    .add(api_key::Column::TeamId.is_in(all_in.iter().map(ToString::to_string))),
+            );
+        if let Some(a) = after {
+            q = q.filter(api_key::Column::Id.gt(a.to_string()));
+        }
+        let rows = q
+            .order_by_asc(api_key::Column::Id)
+            .limit(u64::from(limit))
+            .all(self.db())
+            .await
+            .map_err(store)?;
+        rows.into_iter()
+            .map(ApiKey::try_from)
+            .collect::<Result<_, _>>()
+            .map_err(TenancyError::Store)
+    }
+
     async fn revoke_api_key(
         &self,
         org: OrgId,
