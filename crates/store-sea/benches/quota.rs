@@ -163,6 +163,7 @@ async fn run(label: &str, url: DatabaseUrl) {
             postings: credits::purchase(credits::Account::Team(team), 1_000_000_000, &[]).unwrap(),
             description: "bench".into(),
             actor: "bench".into(),
+            actor_id: "bench".into(),
             created_at: chrono::Utc::now(),
         };
         s.post_credits(&top_up, None, audit::Journal::default())
@@ -181,6 +182,7 @@ async fn run(label: &str, url: DatabaseUrl) {
                     postings: credits::consume(team, 1).unwrap(),
                     description: "bench".into(),
                     actor: "bench".into(),
+                    actor_id: "bench".into(),
                     created_at: chrono::Utc::now(),
                 };
                 s.post_credits(&op, None, audit::Journal::default())

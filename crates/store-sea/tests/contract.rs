@@ -1337,6 +1337,7 @@ async fn tenancy_writers_race_without_deadlocks_or_lost_changes(store: SeaStore)
             postings,
             description: "race".into(),
             actor: "contract".into(),
+            actor_id: "contract".into(),
             created_at: now(),
         };
         let (posted, shared) = tokio::join!(

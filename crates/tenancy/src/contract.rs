@@ -3910,7 +3910,12 @@ async fn scim_groups_write_atomically<
 }
 
 async fn consents_and_erasure_keep_the_chain<
-    S: TenancyStore + AuditStore + MembershipStore + crate::privacy::PrivacyStore + ?Sized,
+    S: TenancyStore
+        + AuditStore
+        + MembershipStore
+        + crate::privacy::PrivacyStore
+        + crate::credits::CreditStore
+        + ?Sized,
 >(
     s: &S,
 ) {
@@ -4011,6 +4016,25 @@ async fn consents_and_erasure_keep_the_chain<
         "Bob is not the Owner"
     );
     assert!(s.get_member(org.id, ann.id).await.unwrap().is_some());
+    // Credits each of them moved: the ledger names them.
+    for (who, key) in [(&ann, "ann-buys"), (&bob, "bob-buys")] {
+        let op = crate::credits::NewOperation {
+            actor: who.name.clone(),
+            actor_id: who.id.to_string(),
+            ..credit_op(
+                org.id,
+                key,
+                billing_limits::credits::EntryKind::Purchase,
+                billing_limits::credits::purchase(
+                    billing_limits::credits::Account::Team(team.id),
+                    3,
+                    &[],
+                )
+                .unwrap(),
+            )
+        };
+        s.post_credits(&op, None, note(org.id, key)).await.unwrap();
+    }
     let report = s
         .erase_member(
             org.id,
@@ -4025,6 +4049,17 @@ async fn consents_and_erasure_keep_the_chain<
         report.audit_records_erased, 2,
         "the record by her and the one about her, each once: {report:?}"
     );
+    let mut named: Vec<String> = s
+        .credit_history(org.id, None, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.actor)
+        .collect();
+    named.sort();
+    let mut want = vec![audit::ERASED.to_owned(), bob.name.clone()];
+    want.sort();
+    assert_eq!(named, want, "her name left the ledger, Bob's stayed");
     assert_eq!(
         report.event_bodies_erased, 1,
         "the event naming her is rewritten, the other one is not: {report:?}"
@@ -4117,6 +4152,7 @@ fn credit_op(
         postings,
         description: "contract".into(),
         actor: "contract".into(),
+        actor_id: "contract".into(),
         created_at: now(),
     }
 }

@@ -93,6 +93,9 @@ pub struct NewOperation {
     pub description: String,
     /// Who (name at the time).
     pub actor: String,
+    /// Who, by id (a user's, an API key's or a SCIM token's, as in the audit log): an erasure
+    /// of the person finds their entries by it.
+    pub actor_id: String,
     /// When.
     pub created_at: DateTime<Utc>,
 }
@@ -486,6 +489,7 @@ pub async fn purchase<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
         postings,
         description: format!("Purchase of {amount} credits ({})", invoice.number),
         actor: caller.actor().name,
+        actor_id: caller.actor().id,
         created_at: now,
     };
     let posted = store.post_credits(&op, Some(&invoice), journal).await?;
@@ -552,6 +556,7 @@ pub async fn consume<S: TenancyStore + CreditStore + WorkspaceStore + MeteringSt
         postings,
         description,
         actor: caller.actor().name,
+        actor_id: caller.actor().id,
         created_at: now,
     };
     let posted = post_debits(store, &caller.org, &op, journal, now).await?;
@@ -598,6 +603,7 @@ pub async fn transfer<S: TenancyStore + CreditStore + WorkspaceStore + MeteringS
         postings,
         description: format!("Transfer of {amount} credits from {from} to {to}"),
         actor: caller.actor().name,
+        actor_id: caller.actor().id,
         created_at: now,
     };
     let posted = post_debits(store, &caller.org, &op, journal, now).await?;
@@ -664,6 +670,7 @@ pub async fn reverse<S: TenancyStore + CreditStore + WorkspaceStore + MeteringSt
         postings,
         description: format!("Reversal of {operation}: {reason}"),
         actor: caller.actor().name,
+        actor_id: caller.actor().id,
         created_at: now,
     };
     let posted = post_debits(store, &caller.org, &op, journal, now).await?;

@@ -2690,6 +2690,7 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
         })?;
         let account_anonymized = {
             let mut s = self.lock()?;
+            s.billing.erase_actors(org, &subjects);
             // Invitations to them in this organization keep no address.
             let email = s.users.get(&user).map(|(u, _)| u.email.clone());
             for (i, _) in &mut s.invitations {

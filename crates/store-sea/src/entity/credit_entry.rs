@@ -16,6 +16,7 @@ pub struct Model {
     pub balance_after: i64,
     pub description: String,
     pub actor: String,
+    pub actor_id: Option<String>,
     pub created_at: i64,
 }
 

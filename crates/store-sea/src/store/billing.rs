@@ -413,6 +413,7 @@ impl CreditStore for SeaStore {
                 balance_after: Set(*b),
                 description: Set(op.description.clone()),
                 actor: Set(op.actor.clone()),
+                actor_id: Set(Some(op.actor_id.clone())),
                 created_at: Set(micros(op.created_at)),
             });
         }

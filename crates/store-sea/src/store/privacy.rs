@@ -108,6 +108,41 @@ impl PrivacyStore for SeaStore {
             super::audit::erase_annotations(&txn, org, &subjects, Some(&account.email))
                 .await
                 .map_err(store)?;
+        // Their names in the credit ledger (by id; entries from before ids were kept, by the
+        // name they carried, alone or as an API key's "of <name>").
+        crate::entity::credit_entry::Entity::update_many()
+            .col_expr(
+                crate::entity::credit_entry::Column::Actor,
+                Expr::value(erased),
+            )
+            .filter(crate::entity::credit_entry::Column::OrgId.eq(o.clone()))
+            .filter(
+                Condition::any()
+                    .add(crate::entity::credit_entry::Column::ActorId.is_in(subjects.clone()))
+                    .add(
+                        Condition::all()
+                            .add(crate::entity::credit_entry::Column::ActorId.is_null())
+                            .add(
+                                Condition::any()
+                                    .add(
+                                        crate::entity::credit_entry::Column::Actor
+                                            .eq(account.name.clone()),
+                                    )
+                                    .add(
+                                        crate::entity::credit_entry::Column::Actor.like(
+                                            LikeExpr::new(format!(
+                                                "% (API key of {})",
+                                                like_escaped(&account.name)
+                                            ))
+                                            .escape('\\'),
+                                        ),
+                                    ),
+                            ),
+                    ),
+            )
+            .exec(&txn)
+            .await
+            .map_err(store)?;
         // Mail to them in this organization: the address goes, and any body still queued.
         mail::Entity::update_many()
             .col_expr(mail::Column::ToAddr, Expr::value(erased))

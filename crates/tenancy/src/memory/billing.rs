@@ -35,6 +35,7 @@ struct Operation {
     fingerprint: String,
     kind: credits::EntryKind,
     reverses: Option<CreditOperationId>,
+    actor_id: String,
 }
 
 /// Refuses accounts of teams that do not exist (deleted, say), as the stores do.
@@ -71,6 +72,21 @@ impl BillingState {
             .get(&(org, Account::Team(team)))
             .filter(|a| a.balance != 0 || a.allocation_percent != 0)
             .map(|a| (a.balance, a.allocation_percent))
+    }
+
+    /// Erases the names of `subjects` (a person's id and their API keys') from `org`'s ledger.
+    pub(super) fn erase_actors(&mut self, org: OrgId, subjects: &[String]) {
+        let ops: Vec<CreditOperationId> = self
+            .operations
+            .iter()
+            .filter(|o| o.org == org && subjects.contains(&o.actor_id))
+            .map(|o| o.id)
+            .collect();
+        for (o, e) in &mut self.entries {
+            if *o == org && ops.contains(&e.operation) {
+                audit::ERASED.clone_into(&mut e.actor);
+            }
+        }
     }
 
     /// Forgets a deleted team's (empty) account.
@@ -248,6 +264,7 @@ impl CreditStore for MemoryTenancyStore {
                 fingerprint: op.fingerprint.clone(),
                 kind: op.kind,
                 reverses: op.reverses,
+                actor_id: op.actor_id.clone(),
             });
             if let Some(i) = invoice {
                 b.invoices.push(i.clone());
