@@ -679,6 +679,45 @@ both_backends!(
                 .unwrap();
             assert_eq!(near.status(), StatusCode::OK);
         }
+        // The person's own account is out of reach from an address none of their
+        // organizations admit: their profile, password and second factor, and signing in.
+        for token in [t.owner_token.as_str(), secret] {
+            let me = t
+                .client
+                .get(t.url("/api/v1/me"))
+                .bearer_auth(token)
+                .header("x-forwarded-for", "198.51.100.7")
+                .send()
+                .await
+                .unwrap();
+            problem(me, StatusCode::FORBIDDEN, "ip_not_allowed").await;
+        }
+        let sign_in = |from: &'static str| {
+            let t = &t;
+            async move {
+                t.client
+                    .post(t.url("/api/v1/auth/login"))
+                    .header("x-forwarded-for", from)
+                    .json(&json!({ "email": "lisa@example.com", "password": DEMO_PASSWORD }))
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        };
+        problem(
+            sign_in("198.51.100.7").await,
+            StatusCode::FORBIDDEN,
+            "ip_not_allowed",
+        )
+        .await;
+        let refused = t.audit("action=auth.login_failed").await;
+        assert!(
+            refused
+                .iter()
+                .any(|r| r["reason"] == "ip_not_allowed" && r["ip"] == "198.51.100.7"),
+            "{refused:?}"
+        );
+        assert_eq!(sign_in("2001:db8::5").await.status(), StatusCode::OK);
         // Saving from outside the new list is refused too.
         let from_far = t
             .client

@@ -107,8 +107,8 @@ async fn authenticate(
     let access = route_access(req)?;
     let st = state(req)?;
     let secret = credential(req).ok_or_else(ApiError::unauthenticated)?;
-    let principal = accounts::authenticate(&*st.store, &secret, st.clock.now()).await?;
     let ctx = request_context(req, &st);
+    let principal = accounts::authenticate(&*st.store, &secret, &ctx.ip, st.clock.now()).await?;
     Ok((st, principal, ctx, access))
 }
 

@@ -188,6 +188,9 @@ impl From<TenancyError> for ApiError {
             } => ApiError::new(StatusCode::FORBIDDEN, "limit_reached", e.to_string()).with_extra(
                 json!({ "limit": limit.as_str(), "max": max, "used": used, "plan": plan.as_str() }),
             ),
+            TenancyError::IpNotAllowed(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "ip_not_allowed", e.to_string())
+            }
             TenancyError::Deactivated => ApiError::new(
                 StatusCode::FORBIDDEN,
                 "member_deactivated",

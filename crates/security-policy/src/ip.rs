@@ -109,6 +109,25 @@ pub fn check_ip(list: &[IpAllowlistEntry], ip: IpAddr) -> IpDecision {
     }
 }
 
+/// Whether a person may act on their own account (sign in, change their password or second
+/// factor) from `ip`: when at least one of their organizations' allowlists admits it (an empty
+/// list admits everyone), or they belong to none. A phished password used from an address
+/// none of the person's organizations admit opens nothing.
+#[must_use]
+pub fn admitted_by_any<'a>(
+    lists: impl IntoIterator<Item = &'a [IpAllowlistEntry]>,
+    ip: IpAddr,
+) -> bool {
+    let mut none = true;
+    for list in lists {
+        none = false;
+        if check_ip(list, ip).is_allowed() {
+            return true;
+        }
+    }
+    none
+}
+
 /// The client address: the socket peer, unless it is a trusted proxy, in which case
 /// the right-most `X-Forwarded-For` hop that is not itself a trusted proxy.
 #[must_use]
@@ -168,6 +187,18 @@ mod tests {
 
     fn list(entries: &[&str]) -> Vec<IpAllowlistEntry> {
         parse_allowlist(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn one_admitting_organization_is_enough_and_none_admits_all() {
+        let office = list(&["203.0.113.0/24"]);
+        let lab = list(&["198.51.100.0/24"]);
+        let home = ip("192.0.2.7");
+        assert!(admitted_by_any([], home), "no organization, no list");
+        assert!(!admitted_by_any([&office[..]], home));
+        assert!(!admitted_by_any([&office[..], &lab[..]], home));
+        assert!(admitted_by_any([&office[..], &[][..]], home), "an empty list admits");
+        assert!(admitted_by_any([&office[..], &lab[..]], ip("198.51.100.9")));
     }
 
     #[test]

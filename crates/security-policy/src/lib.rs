@@ -4,7 +4,7 @@
 //! password policy and argon2id hashing ([`check_password`], [`PasswordHasher`]),
 //! opaque tokens stored only as hashes ([`mint`], [`hash_token`]), session
 //! lifetimes ([`check_session`]) and IP allowlists with trusted-proxy handling
-//! ([`check_ip`], [`client_ip`]).
+//! ([`check_ip`], [`admitted_by_any`], [`client_ip`]).
 //!
 //! Nothing here reads the clock, the network or a database: times, addresses
 //! and stored values are arguments.
@@ -28,7 +28,9 @@ mod token;
 
 pub use cipher::{Cipher, SEALED_MAGIC};
 pub use error::{PasswordError, SecurityError};
-pub use ip::{IpAllowlistEntry, IpDecision, check_ip, client_ip, normalize, parse_allowlist};
+pub use ip::{
+    IpAllowlistEntry, IpDecision, admitted_by_any, check_ip, client_ip, normalize, parse_allowlist,
+};
 pub use mfa::{
     MfaError, MfaRequirement, RECOVERY_CODES, SMS_CODE_MINUTES, SmsChallenge, TOTP_DIGITS,
     TOTP_SECRET_BYTES, TOTP_STEP_SECS, mfa_requirement, new_recovery_codes, new_sms_code,

@@ -61,15 +61,31 @@ pub enum LoginResult {
     },
 }
 
-/// The session policy that applies to a person: the strictest of their organizations'.
+/// The session policy that applies to a person (the strictest of their organizations'), after
+/// checking that one of their organizations admits the client address
+/// (`security_policy::admitted_by_any`).
+///
+/// # Errors
+/// [`TenancyError::IpNotAllowed`].
 async fn policy_for<S: TenancyStore + ?Sized>(
     store: &S,
     user: &User,
+    ip: &str,
 ) -> Result<SessionPolicy, TenancyError> {
     let orgs = store.member_orgs(user.id).await?;
+    admitted(&orgs, ip)?;
     Ok(SessionPolicy::strictest(
         orgs.into_iter().map(|o| o.security.sessions),
     ))
+}
+
+fn admitted(orgs: &[crate::Organization], ip: &str) -> Result<(), TenancyError> {
+    let addr: std::net::IpAddr = ip.parse().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    if security_policy::admitted_by_any(orgs.iter().map(|o| &o.security.ip_allowlist[..]), addr) {
+        Ok(())
+    } else {
+        Err(TenancyError::IpNotAllowed(addr.to_string()))
+    }
 }
 
 /// Checks an email and password and opens a session, or, for a person with a second
@@ -83,7 +99,8 @@ async fn policy_for<S: TenancyStore + ?Sized>(
 ///
 /// # Errors
 /// [`TenancyError::BadCredentials`] for a wrong email or password;
-/// [`TenancyError::Throttled`] for a locked account or address.
+/// [`TenancyError::Throttled`] for a locked account or address;
+/// [`TenancyError::IpNotAllowed`] when none of the person's organizations admits the address.
 #[allow(
     clippy::too_many_arguments,
     reason = "the login's parts, as they arrive"
@@ -173,6 +190,19 @@ pub async fn login<S: TenancyStore + ?Sized>(
         }
         return Err(TenancyError::Deactivated);
     }
+    // No organization of theirs admits the address: no session, and no second-factor
+    // challenge either. The right password still clears the throttle, in the refusal's
+    // transaction.
+    if let Err(e) = admitted(&store.member_orgs(user.id).await?, &request.ip) {
+        if throttle.is_some() {
+            store
+                .set_login_throttle(user.id, None, failed("ip_not_allowed"))
+                .await?;
+        } else {
+            audit_store.append(failed("ip_not_allowed")).await?;
+        }
+        return Err(e);
+    }
     if throttle.is_some() {
         store
             .set_login_throttle(user.id, None, Journal::default())
@@ -209,7 +239,7 @@ pub async fn open_session<S: TenancyStore + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<LoginOutcome, TenancyError> {
     let memberships = store.memberships(user.id).await?;
-    let policy = policy_for(store, user).await?;
+    let policy = policy_for(store, user, &request.ip).await?;
     let token = mint(SESSION_PREFIX, 32);
     let session = Session {
         id: SessionId::new(),
@@ -294,17 +324,27 @@ pub async fn logout<S: TenancyStore + ?Sized>(
 /// Sessions past their absolute or idle timeout are ended and refused; the
 /// check runs against the current policy, so policy changes apply to existing sessions.
 ///
+/// `ip` is the client's address: it must be admitted by one of the person's organizations (an
+/// API key's: its organization), as at sign-in.
+///
 /// # Errors
-/// [`TenancyError::Unauthenticated`] for anything that is not a live credential.
+/// [`TenancyError::Unauthenticated`] for anything that is not a live credential;
+/// [`TenancyError::IpNotAllowed`].
 pub async fn authenticate<S: TenancyStore + ?Sized>(
     store: &S,
     secret: &str,
+    ip: &str,
     now: DateTime<Utc>,
 ) -> Result<Principal, TenancyError> {
     match lookup(store, secret, now).await? {
-        Found::Key(principal) => Ok(principal),
+        Found::Key(principal) => {
+            if let Principal::ApiKey { key, .. } = &principal {
+                admitted(&[store.get_org(key.org).await?], ip)?;
+            }
+            Ok(principal)
+        }
         Found::Session(session, user) => {
-            let policy = policy_for(store, &user).await?;
+            let policy = policy_for(store, &user, ip).await?;
             live(store, &policy, &session, user, now).await
         }
     }
@@ -370,7 +410,11 @@ async fn authenticate_for<S: TenancyStore + ?Sized>(
         return Err(TenancyError::Unauthenticated);
     }
     if secret.starts_with(API_KEY_PREFIX) {
-        let principal = authenticate(store, secret, now).await?;
+        // The key's organization's allowlist is then checked against the request, on the
+        // record, as for a session (the server's `OrgCaller`).
+        let Found::Key(principal) = lookup(store, secret, now).await? else {
+            return Err(TenancyError::Unauthenticated);
+        };
         return Caller::load(store, &principal, org, request).await;
     }
     let (session, user, memberships) = store

@@ -47,6 +47,9 @@ pub enum TenancyError {
         /// The plan.
         plan: Plan,
     },
+    /// None of the person's organizations admits the client address (their IP allowlists).
+    #[error("requests from {0} are not allowed by the IP allowlists of your organizations")]
+    IpNotAllowed(String),
     /// The person's membership is deactivated (by an administrator or the identity provider).
     #[error("your membership of this organization is deactivated")]
     Deactivated,
