@@ -197,7 +197,10 @@ mod tests {
         assert!(admitted_by_any([], home), "no organization, no list");
         assert!(!admitted_by_any([&office[..]], home));
         assert!(!admitted_by_any([&office[..], &lab[..]], home));
-        assert!(admitted_by_any([&office[..], &[][..]], home), "an empty list admits");
+        assert!(
+            admitted_by_any([&office[..], &[][..]], home),
+            "an empty list admits"
+        );
         assert!(admitted_by_any([&office[..], &lab[..]], ip("198.51.100.9")));
     }
 

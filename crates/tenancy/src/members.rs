@@ -329,10 +329,10 @@ pub async fn remove<S: TenancyStore + MembershipStore + ?Sized>(
     check_removal(&caller.subject, target, member.role)?;
     if let Some(to) = disposition.recipient()
         && (to == target
-            || !store
+            || store
                 .get_member(caller.org.id, to)
                 .await?
-                .is_some_and(|m| m.deactivated_at.is_none()))
+                .is_none_or(|m| m.deactivated_at.is_some()))
     {
         return Err(recipient_refused());
     }

@@ -389,7 +389,7 @@ impl WorkspaceStore for SeaStore {
             .one(&txn)
             .await
             .map_err(store)?;
-        if !row.is_some_and(|r| !r.is_default) {
+        if row.is_none_or(|r| r.is_default) {
             return Err(TenancyError::NotFound("team"));
         }
         let credits = credit_account::Entity::find_by_id((org.to_string(), t.to_string()))
