@@ -718,6 +718,51 @@ both_backends!(
             "{refused:?}"
         );
         assert_eq!(sign_in("2001:db8::5").await.status(), StatusCode::OK);
+        // With a second factor: the second step from outside is refused before the challenge
+        // or the code is used; the same code then works from inside.
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        let (uri, _) = enrol(&t, &mike).await;
+        t.clock.advance(chrono::Duration::seconds(30)); // past the code used to enrol
+        let ch = challenge(&t, "mike@example.com", DEMO_PASSWORD).await;
+        let code = pyotp_code(&uri, t.clock.now().timestamp());
+        let body = json!({ "challenge": ch["challenge"], "code": code });
+        let far = t
+            .client
+            .post(t.url("/api/v1/auth/login/verify"))
+            .header("x-forwarded-for", "198.51.100.7")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        problem(far, StatusCode::FORBIDDEN, "ip_not_allowed").await;
+        let near = t
+            .client
+            .post(t.url("/api/v1/auth/login/verify"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(near.status(), StatusCode::OK);
+        // Signing out works from anywhere.
+        let lisa_token = sign_in("2001:db8::5").await.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let out = t
+            .client
+            .post(t.url("/api/v1/auth/logout"))
+            .bearer_auth(&lisa_token)
+            .header("x-forwarded-for", "198.51.100.7")
+            .send()
+            .await
+            .unwrap();
+        assert!(out.status().is_success(), "{}", out.status());
+        problem(
+            t.get(&t.url("/api/v1/me"), &lisa_token).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        )
+        .await;
         // Saving from outside the new list is refused too.
         let from_far = t
             .client

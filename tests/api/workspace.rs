@@ -1951,6 +1951,29 @@ both_backends!(
             "forbidden",
         )
         .await;
+        // It shows itself as it acts, and is not its creator for their personal data.
+        let me = json_of(t.get(&t.url("/api/v1/me"), &team_key).await).await;
+        let m = &me["memberships"][0];
+        assert_eq!(m["role"], "user", "{me}");
+        assert_eq!(m["teams"].as_array().map(Vec::len), Some(1), "{me}");
+        assert!(
+            !m["permissions"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("manage_webhooks")),
+            "{me}"
+        );
+        let mike_id = t.member_id("mike@example.com").await;
+        problem(
+            t.get(
+                &t.org(&format!("/members/{mike_id}/personal-data")),
+                &team_key,
+            )
+            .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
         // The organization's key keeps its creator's reach.
         assert_eq!(
             t.get(&t.org("/webhooks"), &org_key).await.status(),

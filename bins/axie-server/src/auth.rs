@@ -108,7 +108,8 @@ async fn authenticate(
     let st = state(req)?;
     let secret = credential(req).ok_or_else(ApiError::unauthenticated)?;
     let ctx = request_context(req, &st);
-    let principal = accounts::authenticate(&*st.store, &secret, &ctx.ip, st.clock.now()).await?;
+    let ip = (access != Access::AuthenticatedAnywhere).then_some(ctx.ip.as_str());
+    let principal = accounts::authenticate(&*st.store, &secret, ip, st.clock.now()).await?;
     Ok((st, principal, ctx, access))
 }
 
@@ -120,7 +121,10 @@ impl FromRequest for Authenticated {
         let req = req.clone();
         Box::pin(async move {
             let (_, principal, request, access) = authenticate(&req).await?;
-            if !matches!(access, Access::Authenticated) {
+            if !matches!(
+                access,
+                Access::Authenticated | Access::AuthenticatedAnywhere
+            ) {
                 return Err(ApiError::internal(std::io::Error::other(
                     "route declares org access but uses Authenticated",
                 )));
@@ -171,7 +175,7 @@ impl FromRequest for OrgCaller {
             match access {
                 Access::Member | Access::Leaving => {}
                 Access::Org(perm) => enforce(&st, &caller, perm).await?,
-                Access::Public | Access::Authenticated => {
+                Access::Public | Access::Authenticated | Access::AuthenticatedAnywhere => {
                     return Err(ApiError::internal(std::io::Error::other(
                         "route is not declared as organization-scoped",
                     )));

@@ -70,18 +70,47 @@ pub enum LoginResult {
 async fn policy_for<S: TenancyStore + ?Sized>(
     store: &S,
     user: &User,
-    ip: &str,
+    ip: Option<&str>,
 ) -> Result<SessionPolicy, TenancyError> {
-    let orgs = store.member_orgs(user.id).await?;
-    admitted(&orgs, ip)?;
+    let memberships = store.caller_memberships(user.id).await?;
+    if let Some(ip) = ip {
+        admitted(&memberships, ip)?;
+    }
     Ok(SessionPolicy::strictest(
-        orgs.into_iter().map(|o| o.security.sessions),
+        memberships.iter().map(|m| m.org.security.sessions),
     ))
 }
 
-fn admitted(orgs: &[crate::Organization], ip: &str) -> Result<(), TenancyError> {
+/// Checks that one of the organizations where the person may act (an active membership of an
+/// organization whose plan admits them) admits `ip` (`security_policy::admitted_by_any`).
+///
+/// # Errors
+/// [`TenancyError::IpNotAllowed`].
+pub(crate) fn admitted(
+    memberships: &[crate::CallerMembership],
+    ip: &str,
+) -> Result<(), TenancyError> {
+    admitted_by(
+        memberships
+            .iter()
+            .filter(|m| {
+                m.deactivated_at.is_none()
+                    && (m.role == rbac_core::OrgRole::Owner || m.org.admits_members())
+            })
+            .map(|m| &m.org),
+        ip,
+    )
+}
+
+fn admitted_by<'a>(
+    orgs: impl IntoIterator<Item = &'a crate::Organization>,
+    ip: &str,
+) -> Result<(), TenancyError> {
     let addr: std::net::IpAddr = ip.parse().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    if security_policy::admitted_by_any(orgs.iter().map(|o| &o.security.ip_allowlist[..]), addr) {
+    if security_policy::admitted_by_any(
+        orgs.into_iter().map(|o| &o.security.ip_allowlist[..]),
+        addr,
+    ) {
         Ok(())
     } else {
         Err(TenancyError::IpNotAllowed(addr.to_string()))
@@ -193,7 +222,7 @@ pub async fn login<S: TenancyStore + ?Sized>(
     // No organization of theirs admits the address: no session, and no second-factor
     // challenge either. The right password still clears the throttle, in the refusal's
     // transaction.
-    if let Err(e) = admitted(&store.member_orgs(user.id).await?, &request.ip) {
+    if let Err(e) = admitted(&store.caller_memberships(user.id).await?, &request.ip) {
         if throttle.is_some() {
             store
                 .set_login_throttle(user.id, None, failed("ip_not_allowed"))
@@ -239,7 +268,7 @@ pub async fn open_session<S: TenancyStore + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<LoginOutcome, TenancyError> {
     let memberships = store.memberships(user.id).await?;
-    let policy = policy_for(store, user, &request.ip).await?;
+    let policy = policy_for(store, user, Some(&request.ip)).await?;
     let token = mint(SESSION_PREFIX, 32);
     let session = Session {
         id: SessionId::new(),
@@ -325,7 +354,8 @@ pub async fn logout<S: TenancyStore + ?Sized>(
 /// check runs against the current policy, so policy changes apply to existing sessions.
 ///
 /// `ip` is the client's address: it must be admitted by one of the person's organizations (an
-/// API key's: its organization), as at sign-in.
+/// API key's: its organization), as at sign-in; `None` for what must work from anywhere
+/// (signing out, ending one's own sessions).
 ///
 /// # Errors
 /// [`TenancyError::Unauthenticated`] for anything that is not a live credential;
@@ -333,13 +363,13 @@ pub async fn logout<S: TenancyStore + ?Sized>(
 pub async fn authenticate<S: TenancyStore + ?Sized>(
     store: &S,
     secret: &str,
-    ip: &str,
+    ip: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Principal, TenancyError> {
     match lookup(store, secret, now).await? {
         Found::Key(principal) => {
-            if let Principal::ApiKey { key, .. } = &principal {
-                admitted(&[store.get_org(key.org).await?], ip)?;
+            if let (Principal::ApiKey { key, .. }, Some(ip)) = (&principal, ip) {
+                admitted_by([&store.get_org(key.org).await?], ip)?;
             }
             Ok(principal)
         }

@@ -412,26 +412,7 @@ pub async fn purchase<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
     caller.check_org(Permission::ManageBilling)?;
     live_team(store, caller.org.id, account).await?;
     let key = key_or_fresh(key)?;
-    // An archived team's share stays in the pool, as its credits cannot be used.
-    let archived: Vec<TeamId> = store
-        .list_teams(caller.org.id)
-        .await?
-        .into_iter()
-        .filter(|t| t.archived_at.is_some())
-        .map(|t| t.id)
-        .collect();
-    let plan: Vec<Allocation> = store
-        .credit_accounts(caller.org.id)
-        .await?
-        .into_iter()
-        .filter_map(|a| {
-            a.account
-                .team()
-                .filter(|t| a.allocation_percent > 0 && !archived.contains(t))
-                .map(|t| Allocation::new(t, a.allocation_percent))
-        })
-        .collect();
-    let postings = credits::purchase(account, amount, &plan)?;
+    let mut postings = purchase_postings(store, caller.org.id, account, amount).await?;
     let fingerprint = credits::fingerprint("purchase", &postings[..1]);
     if let Some(r) = replay(store, caller.org.id, &key, &fingerprint).await? {
         return Ok(r);
@@ -451,6 +432,75 @@ pub async fn purchase<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
         now,
     )
     .await?;
+    // Charged: the credits are posted. A team whose share was taken away and which was then
+    // deleted since the plan was read refuses its share (`NotFound`); the plan is read again.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let (op, journal) = purchase_operation(
+            caller,
+            account,
+            amount,
+            &key,
+            &fingerprint,
+            id,
+            postings,
+            &invoice,
+            &owner,
+            now,
+        )?;
+        match store.post_credits(&op, Some(&invoice), journal).await {
+            Err(TenancyError::NotFound("team")) if tries < 3 => {
+                postings = purchase_postings(store, caller.org.id, account, amount).await?;
+            }
+            posted => return Ok(result_of(posted?, Some(invoice))),
+        }
+    }
+}
+
+/// The postings of a purchase of `amount` into `account` under the allocation as stored.
+async fn purchase_postings<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    org: OrgId,
+    account: Account,
+    amount: i64,
+) -> Result<Vec<Posting>, TenancyError> {
+    // An archived team's share stays in the pool, as its credits cannot be used.
+    let archived: Vec<TeamId> = store
+        .list_teams(org)
+        .await?
+        .into_iter()
+        .filter(|t| t.archived_at.is_some())
+        .map(|t| t.id)
+        .collect();
+    let plan: Vec<Allocation> = store
+        .credit_accounts(org)
+        .await?
+        .into_iter()
+        .filter_map(|a| {
+            a.account
+                .team()
+                .filter(|t| a.allocation_percent > 0 && !archived.contains(t))
+                .map(|t| Allocation::new(t, a.allocation_percent))
+        })
+        .collect();
+    Ok(credits::purchase(account, amount, &plan)?)
+}
+
+/// A charged purchase's operation and the journal committed with it.
+#[allow(clippy::too_many_arguments, reason = "the purchase's parts")]
+fn purchase_operation(
+    caller: &Caller,
+    account: Account,
+    amount: i64,
+    key: &str,
+    fingerprint: &str,
+    id: CreditOperationId,
+    postings: Vec<Posting>,
+    invoice: &Invoice,
+    owner: &crate::Member,
+    now: DateTime<Utc>,
+) -> Result<(NewOperation, Journal), TenancyError> {
     let allocated: BTreeMap<String, i64> = postings
         .iter()
         .filter(|p| p.kind == EntryKind::Allocation && p.amount > 0)
@@ -477,13 +527,13 @@ pub async fn purchase<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
     .mail(crate::billing::invoice_mail(
         &caller.org,
         owner.user.email.as_str(),
-        &invoice,
+        invoice,
     ));
     let op = NewOperation {
         id,
         org: caller.org.id,
-        idempotency_key: key,
-        fingerprint,
+        idempotency_key: key.to_owned(),
+        fingerprint: fingerprint.to_owned(),
         kind: EntryKind::Purchase,
         reverses: None,
         postings,
@@ -492,8 +542,7 @@ pub async fn purchase<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
         actor_id: caller.actor().id,
         created_at: now,
     };
-    let posted = store.post_credits(&op, Some(&invoice), journal).await?;
-    Ok(result_of(posted, Some(invoice)))
+    Ok((op, journal))
 }
 
 /// The payment provider's idempotency key for a purchase: the same for every attempt with the

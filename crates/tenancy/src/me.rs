@@ -22,7 +22,8 @@ pub struct MembershipView {
     pub teams: Vec<(TeamId, TeamRole)>,
     /// The principal's role in every team, if any.
     pub all_teams: Option<TeamRole>,
-    /// Permissions held on every resource (in the default team for workspace resources).
+    /// Permissions held on every resource (in the default team for workspace resources; for a
+    /// team's API key, in its team, the role and teams being then those it acts with).
     pub permissions: Vec<Permission>,
     /// Permissions held only on resources the principal created (the "Limited" cells).
     pub limited: Vec<Permission>,
@@ -41,18 +42,23 @@ pub async fn memberships<S: TenancyStore + ?Sized>(
         Principal::Session { .. } => (Credential::Session, None),
         Principal::ApiKey { key, .. } => (Credential::ApiKey, Some(key.org)),
     };
+    // A team's key acts, and so is shown, as confined to its team.
+    let confined_to = match principal {
+        Principal::ApiKey { key, .. } if key.scope == crate::KeyScope::Team => Some(key.team),
+        _ => None,
+    };
     let mut out = Vec::new();
     for m in store.memberships(user.id).await? {
         if only_org.is_some_and(|o| o != m.org) {
             continue;
         }
         let org = store.get_org(m.org).await?;
-        let team = store.default_team(m.org).await?.id;
+        let mut team = store.default_team(m.org).await?.id;
         let ctx = rbac_core::Context {
             access: org.access,
             plan: org.plan.features(),
         };
-        let subject = Subject {
+        let mut subject = Subject {
             user: user.id,
             org: m.org,
             role: m.role,
@@ -60,6 +66,10 @@ pub async fn memberships<S: TenancyStore + ?Sized>(
             all_teams: m.all_teams,
             credential,
         };
+        if let Some(t) = confined_to {
+            subject = subject.confined_to(t);
+            team = t;
+        }
         let mut permissions = Vec::new();
         let mut limited = Vec::new();
         for p in Permission::ALL {
@@ -79,9 +89,9 @@ pub async fn memberships<S: TenancyStore + ?Sized>(
         out.push(MembershipView {
             org: m.org,
             org_name: m.org_name,
-            role: m.role,
-            teams: m.teams,
-            all_teams: m.all_teams,
+            role: subject.role,
+            teams: subject.teams,
+            all_teams: subject.all_teams,
             permissions,
             limited,
         });

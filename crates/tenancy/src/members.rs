@@ -44,7 +44,7 @@ pub async fn change_role<S: TenancyStore + MembershipStore + ?Sized>(
             .with_metadata(Metadata::from_value(json!({ "from": member.role.as_str(), "to": new_role.as_str() }))?),
     )
     .publish(DomainEvent::new(caller.org.id, EventKind::RoleChanged, now, json!({
-        "userId": target, "email": member.user.email, "previousRole": member.role.as_str(), "role": new_role.as_str(), "changedBy": caller.user.id,
+        "change": "role", "userId": target, "email": member.user.email, "previousRole": member.role.as_str(), "role": new_role.as_str(), "changedBy": caller.user.id,
     })));
     store
         .set_role(caller.org.id, target, member.role, new_role, journal)
@@ -99,7 +99,8 @@ pub async fn set_all_teams_role<S: TenancyStore + MembershipStore + ?Sized>(
         EventKind::RoleChanged,
         now,
         json!({
-            "userId": target, "email": member.user.email, "role": member.role.as_str(),
+            "change": "all_teams_role", "userId": target, "email": member.user.email,
+            "role": member.role.as_str(), "previousRole": member.role.as_str(),
             "previousAllTeamsRole": name(member.all_teams), "allTeamsRole": name(role),
             "changedBy": caller.user.id,
         }),
@@ -236,13 +237,13 @@ pub(crate) fn transferred(journal: Journal, t: &OwnershipTransfer, now: DateTime
             t.org,
             EventKind::RoleChanged,
             now,
-            json!({ "userId": t.from, "previousRole": "owner", "role": "admin" }),
+            json!({ "change": "role", "userId": t.from, "previousRole": "owner", "role": "admin" }),
         ))
         .publish(DomainEvent::new(
             t.org,
             EventKind::RoleChanged,
             now,
-            json!({ "userId": t.to, "role": "owner" }),
+            json!({ "change": "role", "userId": t.to, "role": "owner" }),
         ))
 }
 

@@ -592,7 +592,8 @@ async fn challenge_user<S: TenancyStore + MfaStore + ?Sized>(
 /// [`TenancyError::Unauthenticated`] for an unknown, used or expired challenge;
 /// [`TenancyError::Invalid`] for a wrong, expired or replayed code (audited as a failed login);
 /// [`TenancyError::Throttled`] after too many wrong codes, or while `address_locked_until`
-/// (the caller's per-address verdict, as for [`crate::accounts::login`]) lasts.
+/// (the caller's per-address verdict, as for [`crate::accounts::login`]) lasts;
+/// [`TenancyError::IpNotAllowed`] as for [`crate::accounts::login`].
 #[allow(
     clippy::too_many_arguments,
     reason = "the login's parts, as they arrive"
@@ -633,6 +634,21 @@ pub async fn complete_login<S: TenancyStore + MfaStore + ?Sized>(
     )
     .await?;
     let failed = records.failed.clone();
+    // No organization of theirs admits the address: refused before the code or the challenge
+    // is used, and recorded as at the first step.
+    if let Err(e) =
+        crate::accounts::admitted(&store.caller_memberships(user.id).await?, &request.ip)
+    {
+        let refused =
+            personal_journal_with(store, &user, AuditAction::LoginFailed, &request, now, |r| {
+                r.with_outcome(Outcome::Failure {
+                    reason: "ip_not_allowed".into(),
+                })
+            })
+            .await?;
+        audit_store.append(refused).await?;
+        return Err(e);
+    }
     let used_recovery = match check_factor(store, cipher, user.id, factor, now, records).await {
         Ok(r) => r,
         // Refused before any state changed: the record goes alone.

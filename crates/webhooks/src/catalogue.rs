@@ -73,7 +73,10 @@ fn data_of(kind: EventKind) -> (&'static str, bool, Value, &'static [&'static st
         EventKind::RoleChanged => (
             "Team member role modified",
             true,
-            json!({"userId": id("the member"), "email": string("their email"), "previousRole": role, "role": role, "changedBy": id("who changed it")}),
+            json!({"userId": id("the member"), "email": string("their email"), "previousRole": role, "role": role, "changedBy": id("who changed it"),
+                   "change": {"type": "string", "enum": ["role", "all_teams_role"], "description": "what changed: the organization role, or the role in every team"},
+                   "allTeamsRole": {"type": ["string", "null"], "enum": ["viewer", "member", "admin", null], "description": "the role in every team after the change (all_teams_role changes)"},
+                   "previousAllTeamsRole": {"type": ["string", "null"], "enum": ["viewer", "member", "admin", null], "description": "the role in every team before"}}),
             &["userId", "role"],
         ),
         EventKind::SettingsUpdated => (
@@ -85,7 +88,8 @@ fn data_of(kind: EventKind) -> (&'static str, bool, Value, &'static [&'static st
         EventKind::ApiKeyCreated => (
             "API key created",
             true,
-            json!({"apiKeyId": id("the key"), "name": string("its name"), "teamId": id("its team"), "createdBy": id("its creator"), "prefix": string("visible prefix of the secret")}),
+            json!({"apiKeyId": id("the key"), "name": string("its name"), "teamId": id("its team"), "createdBy": id("its creator"), "prefix": string("visible prefix of the secret"),
+                   "scope": {"type": "string", "enum": ["organization", "team"], "description": "what the key reaches: the organization (created in the default team) or its team"}}),
             &["apiKeyId", "name", "teamId", "createdBy", "prefix"],
         ),
         EventKind::ApiKeyRevoked => (

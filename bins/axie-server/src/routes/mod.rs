@@ -48,8 +48,13 @@ pub mod workspace;
 pub enum Access {
     /// Anyone.
     Public,
-    /// Any authenticated principal (session or API key), no organization.
+    /// Any authenticated principal (session or API key), no organization, from an address one
+    /// of the person's organizations admits (`accounts::authenticate`).
     Authenticated,
+    /// [`Access::Authenticated`] from any address: signing out, ending one's own sessions and
+    /// accepting an invitation (whose organization's own allowlist applies from then on), which
+    /// must work from wherever the person is.
+    AuthenticatedAnywhere,
     /// Any member of the path's organization; the domain crate checks the resource.
     Member,
     /// A member leaving the path's organization: [`Access::Member`], and also a member whose
@@ -84,7 +89,7 @@ macro_rules! routes {
     };
 }
 
-use Access::{Authenticated, Leaving, Member, Org, Public};
+use Access::{Authenticated, AuthenticatedAnywhere, Leaving, Member, Org, Public};
 use Permission as P;
 
 routes! {
@@ -97,7 +102,7 @@ routes! {
     POST "/api/v1/auth/login/sms" => auth::send_sms, Public;
     POST "/api/v1/auth/password-reset" => auth::request_password_reset, Public;
     POST "/api/v1/auth/password-reset/confirm" => auth::confirm_password_reset, Public;
-    POST "/api/v1/auth/logout" => auth::logout, Authenticated;
+    POST "/api/v1/auth/logout" => auth::logout, AuthenticatedAnywhere;
     GET "/api/v1/me/mfa" => security::status, Authenticated;
     POST "/api/v1/me/mfa/totp" => security::begin_totp, Authenticated;
     POST "/api/v1/me/mfa/totp/activate" => security::activate_totp, Authenticated;
@@ -107,7 +112,7 @@ routes! {
     POST "/api/v1/me/password" => security::change_password, Authenticated;
     GET "/api/v1/me" => me::me, Authenticated;
     GET "/api/v1/me/sessions" => me::sessions, Authenticated;
-    DELETE "/api/v1/me/sessions/{session_id}" => me::end_session, Authenticated;
+    DELETE "/api/v1/me/sessions/{session_id}" => me::end_session, AuthenticatedAnywhere;
     POST "/api/v1/orgs" => orgs::create, Authenticated;
     GET "/api/v1/orgs/{org_id}" => orgs::get, Org(P::ViewSettings);
     PATCH "/api/v1/orgs/{org_id}" => orgs::update, Org(P::UpdateSettings);
@@ -137,7 +142,7 @@ routes! {
     DELETE "/api/v1/orgs/{org_id}/invitations/{invitation_id}" => invitations::revoke, Org(P::InviteMembers);
     GET "/api/v1/orgs/{org_id}/outbox" => invitations::outbox, Org(P::InviteMembers);
     POST "/api/v1/invitations/lookup" => invitations::lookup, Public;
-    POST "/api/v1/invitations/accept" => invitations::accept, Authenticated;
+    POST "/api/v1/invitations/accept" => invitations::accept, AuthenticatedAnywhere;
     POST "/api/v1/invitations/signup" => invitations::signup, Public;
     GET "/api/v1/orgs/{org_id}/api-keys" => api_keys::list, Member;
     POST "/api/v1/orgs/{org_id}/api-keys" => api_keys::create, Member;

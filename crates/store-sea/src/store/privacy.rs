@@ -108,8 +108,35 @@ impl PrivacyStore for SeaStore {
             super::audit::erase_annotations(&txn, org, &subjects, Some(&account.email))
                 .await
                 .map_err(store)?;
-        // Their names in the credit ledger (by id; entries from before ids were kept, by the
-        // name they carried, alone or as an API key's "of <name>").
+        // Their names in the credit ledger: found by actor id; entries from before ids were
+        // kept (NULL), by the exact names they carried: their keys' ("<key> (API key of
+        // <name>)") and their own, the latter only while nobody else in the organization has
+        // that name.
+        let mut legacy_names: Vec<String> = crate::entity::api_key::Entity::find()
+            .select_only()
+            .column(crate::entity::api_key::Column::Name)
+            .filter(crate::entity::api_key::Column::OrgId.eq(o.clone()))
+            .filter(crate::entity::api_key::Column::CreatedBy.eq(uid.clone()))
+            .into_tuple::<String>()
+            .all(&txn)
+            .await
+            .map_err(store)?
+            .into_iter()
+            .map(|k| format!("{k} (API key of {})", account.name))
+            .collect();
+        let namesakes = membership::Entity::find()
+            .filter(membership::Column::OrgId.eq(o.clone()))
+            .filter(membership::Column::UserId.ne(uid.clone()))
+            .find_also_related(user::Entity)
+            .all(&txn)
+            .await
+            .map_err(store)?
+            .into_iter()
+            .filter(|(_, other)| other.as_ref().is_some_and(|x| x.name == account.name))
+            .count();
+        if namesakes == 0 {
+            legacy_names.push(account.name.clone());
+        }
         crate::entity::credit_entry::Entity::update_many()
             .col_expr(
                 crate::entity::credit_entry::Column::Actor,
@@ -122,22 +149,7 @@ impl PrivacyStore for SeaStore {
                     .add(
                         Condition::all()
                             .add(crate::entity::credit_entry::Column::ActorId.is_null())
-                            .add(
-                                Condition::any()
-                                    .add(
-                                        crate::entity::credit_entry::Column::Actor
-                                            .eq(account.name.clone()),
-                                    )
-                                    .add(
-                                        crate::entity::credit_entry::Column::Actor.like(
-                                            LikeExpr::new(format!(
-                                                "% (API key of {})",
-                                                like_escaped(&account.name)
-                                            ))
-                                            .escape('\\'),
-                                        ),
-                                    ),
-                            ),
+                            .add(crate::entity::credit_entry::Column::Actor.is_in(legacy_names)),
                     ),
             )
             .exec(&txn)

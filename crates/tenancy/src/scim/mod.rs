@@ -1285,7 +1285,7 @@ async fn write_user<S: TenancyStore + ScimStore + ?Sized>(
             EventKind::RoleChanged,
             now,
             json!({
-                "userId": m.user.id, "email": email.as_str(), "previousRole": m.role.as_str(),
+                "change": "role", "userId": m.user.id, "email": email.as_str(), "previousRole": m.role.as_str(),
                 "role": new.as_str(), "changedBy": caller.user.id, "via": "scim",
             }),
         ));
