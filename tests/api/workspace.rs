@@ -2041,6 +2041,59 @@ both_backends!(a_user_sees_the_people_of_their_own_teams, |b| async move {
     let tom_sees = emails(t.login("tom@example.com", DEMO_PASSWORD).await).await;
     let lisa_sees = emails(t.login("lisa@example.com", DEMO_PASSWORD).await).await;
     let everyone = emails(mike.clone()).await;
+    // With the audit log opened to Users, each reads its own team's records (and those of
+    // no team), not the other client's.
+    for (team, name) in [(&client_a, "A bot"), (&client_b, "B bot")] {
+        created(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &mike,
+                &json!({ "name": name, "team_id": team }),
+            )
+            .await,
+        )
+        .await;
+    }
+    let open = json!({"create_api_keys": "admins_and_users", "manage_domains": "admins_only", "view_audit_logs": "admins_and_users", "export_data": "admins_and_users"});
+    let res = t
+        .client
+        .put(t.org("/feature-access"))
+        .bearer_auth(&t.owner_token)
+        .json(&open)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let created_bots = |token: String, path: &'static str| {
+        let t = &t;
+        async move {
+            let res = t
+                .get(
+                    &t.org(&format!("{path}?action=chat_interface.created")),
+                    &token,
+                )
+                .await;
+            assert_eq!(res.status(), StatusCode::OK);
+            let text = res.text().await.unwrap();
+            let mut names: Vec<&str> = ["A bot", "B bot"]
+                .into_iter()
+                .filter(|n| text.contains(n))
+                .collect();
+            names.sort_unstable();
+            names.join(",")
+        }
+    };
+    let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
+    let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+    for path in ["/audit-events", "/audit-events/export"] {
+        assert_eq!(created_bots(tom.clone(), path).await, "A bot", "{path}");
+        assert_eq!(created_bots(lisa.clone(), path).await, "B bot", "{path}");
+        assert_eq!(
+            created_bots(mike.clone(), path).await,
+            "A bot,B bot",
+            "{path}"
+        );
+    }
     for (who, sees, not) in [
         ("tom", &tom_sees, "lisa@example.com"),
         ("lisa", &lisa_sees, "tom@example.com"),

@@ -274,7 +274,7 @@ fn hashed_part(r: &crate::AuditEvent) -> crate::AuditEvent {
 
 async fn search_filters_and_pages_newest_first(store: &dyn AuditStore) {
     let org = OrgId::new();
-    let team = TeamId::new();
+    let (team, other_team) = (TeamId::new(), TeamId::new());
     let mut j = Journal::default();
     for i in 0..30 {
         let actor = if i % 3 == 0 { "usr_sarah" } else { "usr_mike" };
@@ -286,6 +286,8 @@ async fn search_filters_and_pages_newest_first(store: &dyn AuditStore) {
         let mut e = event(org, i * 3600, actor, action, &format!("res_{i}"));
         if i % 5 == 0 {
             e = e.in_team(team);
+        } else if i % 7 == 1 {
+            e = e.in_team(other_team);
         }
         if i == 29 {
             e = e.with_outcome(Outcome::Denied {
@@ -428,6 +430,30 @@ async fn search_filters_and_pages_newest_first(store: &dyn AuditStore) {
         ..query(100)
     };
     assert_eq!(store.search(org, &in_team).await.unwrap().len(), 6);
+    // What a User of `team` reads: its records and those of no team (i = 1, 8, 22, 29 are the
+    // other team's), page by page.
+    for (seen, want) in [(vec![team], 26), (vec![], 20), (vec![other_team], 24)] {
+        let mut q = AuditQuery {
+            teams_seen: Some(seen.clone()),
+            ..query(7)
+        };
+        let mut got = Vec::new();
+        loop {
+            let page = store.search(org, &q).await.unwrap();
+            let done = page.len() < 7;
+            q.before_seq = page.last().map(|r| r.seq);
+            got.extend(page);
+            if done {
+                break;
+            }
+        }
+        assert_eq!(got.len(), want, "{seen:?}");
+        assert!(
+            got.iter()
+                .all(|r| r.event.team.is_none_or(|t| seen.contains(&t)))
+        );
+        assert!(got.windows(2).all(|w| w[0].seq > w[1].seq), "newest first");
+    }
 }
 
 async fn chains_are_per_organization(store: &dyn AuditStore) {

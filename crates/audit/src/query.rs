@@ -70,6 +70,9 @@ pub struct AuditQuery {
     pub outcome: Option<String>,
     /// Only records of this team.
     pub team: Option<TeamId>,
+    /// Only records of no team or of one of these (what an organization User with roles in
+    /// them may read; `None`: every record).
+    pub teams_seen: Option<Vec<TeamId>>,
     /// Keyset cursor: only records with `seq` below this.
     pub before_seq: Option<i64>,
     /// Page size (1..=[`MAX_PAGE`]).

@@ -3,7 +3,7 @@
 use audit::{Actor, ActorKind, AuditAction, NewAuditEvent, RequestContext, Target};
 use chrono::{DateTime, Utc};
 use rbac_core::{
-    Context, Credential, Decision, Grant, OrgId, Permission, Resource, Subject, authorize,
+    Context, Credential, Decision, Grant, OrgId, Permission, Resource, Subject, TeamId, authorize,
 };
 
 use crate::error::TenancyError;
@@ -157,6 +157,19 @@ impl Caller {
             request,
             member_since: membership.joined_at,
         })
+    }
+
+    /// The teams whose records and people the caller sees, `None` for every team: the Owner, the
+    /// Admins and those with a role in every team see everything; an organization User the
+    /// teams they have a role in (the guide's isolated client teams).
+    #[must_use]
+    pub fn teams_seen(&self) -> Option<Vec<TeamId>> {
+        let s = &self.subject;
+        if s.role.is_admin() || s.in_every_team() {
+            None
+        } else {
+            Some(s.teams.iter().map(|(t, _)| *t).collect())
+        }
     }
 
     /// The organization-wide inputs of authorization.

@@ -335,14 +335,14 @@ pub async fn list_members<S: TenancyStore + ?Sized>(
     limit: u32,
 ) -> Result<Vec<Member>, TenancyError> {
     caller.check_org(Permission::ViewMembers)?;
-    let s = &caller.subject;
-    if s.role.is_admin() || s.in_every_team() {
-        return store.list_members(caller.org.id, after, limit).await;
+    match caller.teams_seen() {
+        None => store.list_members(caller.org.id, after, limit).await,
+        Some(teams) => {
+            store
+                .list_members_seen_by(caller.org.id, caller.user.id, &teams, after, limit)
+                .await
+        }
     }
-    let teams: Vec<TeamId> = s.teams.iter().map(|(t, _)| *t).collect();
-    store
-        .list_members_seen_by(caller.org.id, caller.user.id, &teams, after, limit)
-        .await
 }
 
 /// What the guide's monthly checklist asks about a member: "check for inactive users",

@@ -111,6 +111,7 @@ impl AuditFilter {
                 .transpose()
                 .map_err(|_| ApiError::bad_request("`cursor` is not valid"))?,
             limit: self.limit.unwrap_or(50),
+            teams_seen: None,
         })
     }
 }
@@ -210,7 +211,8 @@ pub async fn search(
     OrgCaller(caller): OrgCaller,
     q: web::Query<AuditFilter>,
 ) -> Result<HttpResponse, ApiError> {
-    let query = q.to_query(st.clock.now())?;
+    let mut query = q.to_query(st.clock.now())?;
+    query.teams_seen = caller.teams_seen();
     let records = st.store.search(caller.org.id, &query).await?;
     let next_cursor = (records.len() == query.limit as usize)
         .then(|| records.last().map(|r| r.seq.to_string()))
@@ -270,6 +272,7 @@ async fn export_body(
     }
     let mut query = q.to_query(st.clock.now())?;
     query.limit = audit::MAX_PAGE;
+    query.teams_seen = caller.teams_seen();
     // Checked before anything is sent: a streamed body cannot turn into an error answer later.
     query.validate()?;
     let record = caller

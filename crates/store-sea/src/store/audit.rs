@@ -198,6 +198,13 @@ fn search_query(
     if let Some(t) = q.team {
         cond = cond.add(C::TeamId.eq(t.to_string()));
     }
+    if let Some(ts) = &q.teams_seen {
+        cond = cond.add(
+            Condition::any()
+                .add(C::TeamId.is_null())
+                .add(C::TeamId.is_in(ts.iter().map(ToString::to_string))),
+        );
+    }
     audit_event::Entity::find()
         .filter(cond)
         .order_by_desc(C::Seq)
