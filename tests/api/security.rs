@@ -735,6 +735,12 @@ both_backends!(
             .await
             .unwrap();
         problem(far, StatusCode::FORBIDDEN, "ip_not_allowed").await;
+        let refused = t.audit("action=auth.login_failed").await;
+        assert_eq!(refused[0]["reason"], "ip_not_allowed", "{refused:?}");
+        assert_eq!(
+            refused[0]["actor_id"],
+            t.member_id("mike@example.com").await
+        );
         let near = t
             .client
             .post(t.url("/api/v1/auth/login/verify"))

@@ -2085,6 +2085,18 @@ both_backends!(a_user_sees_the_people_of_their_own_teams, |b| async move {
     };
     let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
     let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+    // Sign-ins carry no team: Tom reads his own, not Lisa's.
+    let logins = json_of(t.get(&t.org("/audit-events?action=auth.login"), &tom).await).await;
+    let actors: Vec<&str> = logins["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["actor_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        !actors.is_empty() && actors.iter().all(|a| *a == tom_id),
+        "{actors:?}"
+    );
     for path in ["/audit-events", "/audit-events/export"] {
         assert_eq!(created_bots(tom.clone(), path).await, "A bot", "{path}");
         assert_eq!(created_bots(lisa.clone(), path).await, "B bot", "{path}");

@@ -430,11 +430,22 @@ async fn search_filters_and_pages_newest_first(store: &dyn AuditStore) {
         ..query(100)
     };
     assert_eq!(store.search(org, &in_team).await.unwrap().len(), 6);
-    // What a User of `team` reads: its records and those of no team (i = 1, 8, 22, 29 are the
-    // other team's), page by page.
-    for (seen, want) in [(vec![team], 26), (vec![], 20), (vec![other_team], 24)] {
+    // What a User of `team` reads: its records and their own actions (Sarah acts in
+    // i % 3 == 0; i = 1, 8, 22, 29 are the other team's), page by page.
+    let sarah = |teams: Vec<TeamId>| crate::SeenBy {
+        teams,
+        actor_id: "usr_sarah".into(),
+    };
+    let own = (0..30).filter(|i| i % 3 == 0).count();
+    let in_team_not_own = (0..30).filter(|i| i % 5 == 0 && i % 3 != 0).count();
+    let in_other_not_own = [1, 8, 22, 29].iter().filter(|i| *i % 3 != 0).count();
+    for (seen, want) in [
+        (sarah(vec![team]), own + in_team_not_own),
+        (sarah(vec![]), own),
+        (sarah(vec![other_team]), own + in_other_not_own),
+    ] {
         let mut q = AuditQuery {
-            teams_seen: Some(seen.clone()),
+            seen_by: Some(seen.clone()),
             ..query(7)
         };
         let mut got = Vec::new();
@@ -450,7 +461,7 @@ async fn search_filters_and_pages_newest_first(store: &dyn AuditStore) {
         assert_eq!(got.len(), want, "{seen:?}");
         assert!(
             got.iter()
-                .all(|r| r.event.team.is_none_or(|t| seen.contains(&t)))
+                .all(|r| seen.sees(r.event.team, &r.event.actor.id))
         );
         assert!(got.windows(2).all(|w| w[0].seq > w[1].seq), "newest first");
     }

@@ -60,7 +60,7 @@ pub use model::{
     Actor, ActorKind, AuditEvent, ERASED, MAX_METADATA_BYTES, Metadata, NewAuditEvent, Outcome,
     RequestContext, SCHEMA_VERSION, Target, erase_annotations, truncate_to_micros,
 };
-pub use query::{ActionFilter, AuditQuery, DatePreset, MAX_PAGE};
+pub use query::{ActionFilter, AuditQuery, DatePreset, MAX_PAGE, SeenBy};
 pub use render::render_line;
 pub use store::{
     AuditStore, PruneJournal, WALK_PAGE, for_each_page, prune_before, take_checkpoint,

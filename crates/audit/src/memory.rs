@@ -90,9 +90,9 @@ fn matches(r: &AuditEvent, q: &AuditQuery) -> bool {
         && q.target_id.as_ref().is_none_or(|i| &e.target.id == i)
         && q.outcome.as_ref().is_none_or(|o| e.outcome.status() == o)
         && q.team.is_none_or(|t| e.team == Some(t))
-        && q.teams_seen
+        && q.seen_by
             .as_ref()
-            .is_none_or(|ts| e.team.is_none_or(|t| ts.contains(&t)))
+            .is_none_or(|s| s.sees(e.team, &e.actor.id))
 }
 
 /// Appends `journal` to the chains and the outboxes (the caller holds the lock).

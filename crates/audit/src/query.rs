@@ -51,6 +51,25 @@ impl DatePreset {
     }
 }
 
+/// What an organization User reads of the log: the records of their teams and their own
+/// actions. Records of no team (sign-ins, invitations, role changes) name people of every
+/// team, so only the reader's own are theirs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SeenBy {
+    /// The reader's teams.
+    pub teams: Vec<TeamId>,
+    /// The reader's own actor id (`usr_…`).
+    pub actor_id: String,
+}
+
+impl SeenBy {
+    /// Whether a record of `team` by `actor_id` is the reader's to read.
+    #[must_use]
+    pub fn sees(&self, team: Option<TeamId>, actor_id: &str) -> bool {
+        team.is_some_and(|t| self.teams.contains(&t)) || actor_id == self.actor_id
+    }
+}
+
 /// A filtered, newest-first page request.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AuditQuery {
@@ -70,9 +89,8 @@ pub struct AuditQuery {
     pub outcome: Option<String>,
     /// Only records of this team.
     pub team: Option<TeamId>,
-    /// Only records of no team or of one of these (what an organization User with roles in
-    /// them may read; `None`: every record).
-    pub teams_seen: Option<Vec<TeamId>>,
+    /// Only what an organization User may read (`None`: every record).
+    pub seen_by: Option<SeenBy>,
     /// Keyset cursor: only records with `seq` below this.
     pub before_seq: Option<i64>,
     /// Page size (1..=[`MAX_PAGE`]).

@@ -82,7 +82,8 @@ async fn policy_for<S: TenancyStore + ?Sized>(
 }
 
 /// Checks that one of the organizations where the person may act (an active membership of an
-/// organization whose plan admits them) admits `ip` (`security_policy::admitted_by_any`).
+/// organization whose plan admits them; when there is none, any of theirs) admits `ip`
+/// (`security_policy::admitted_by_any`; a person with no organization is admitted).
 ///
 /// # Errors
 /// [`TenancyError::IpNotAllowed`].
@@ -90,16 +91,21 @@ pub(crate) fn admitted(
     memberships: &[crate::CallerMembership],
     ip: &str,
 ) -> Result<(), TenancyError> {
-    admitted_by(
-        memberships
-            .iter()
-            .filter(|m| {
-                m.deactivated_at.is_none()
-                    && (m.role == rbac_core::OrgRole::Owner || m.org.admits_members())
-            })
-            .map(|m| &m.org),
-        ip,
-    )
+    let acting: Vec<&crate::Organization> = memberships
+        .iter()
+        .filter(|m| {
+            m.deactivated_at.is_none()
+                && (m.role == rbac_core::OrgRole::Owner || m.org.admits_members())
+        })
+        .map(|m| &m.org)
+        .collect();
+    // Someone who may act nowhere just now is held to every organization's list they have,
+    // not to none.
+    if acting.is_empty() {
+        admitted_by(memberships.iter().map(|m| &m.org), ip)
+    } else {
+        admitted_by(acting, ip)
+    }
 }
 
 fn admitted_by<'a>(
@@ -546,4 +552,61 @@ async fn live<S: TenancyStore + ?Sized>(
         user,
         session: session.id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::admitted;
+    use crate::{CallerMembership, CompanyProfile, Organization, SecuritySettings};
+    use billing_limits::Plan;
+    use rbac_core::{FeatureAccess, OrgId, OrgRole};
+
+    fn membership(plan: Plan, role: OrgRole, list: &[&str], active: bool) -> CallerMembership {
+        let entries: Vec<String> = list.iter().map(|s| (*s).to_owned()).collect();
+        let now = chrono::DateTime::from_timestamp(1_764_547_200, 0).unwrap_or_default();
+        CallerMembership {
+            org: Organization {
+                id: OrgId::new(),
+                name: "Org".into(),
+                plan,
+                profile: CompanyProfile::default(),
+                access: FeatureAccess::default(),
+                security: SecuritySettings {
+                    ip_allowlist: security_policy::parse_allowlist(&entries).unwrap_or_default(),
+                    ..SecuritySettings::default()
+                },
+                created_at: now,
+                audit_archived_at: None,
+                limit_overrides: billing_limits::LimitOverrides::default(),
+            },
+            role,
+            joined_at: now,
+            deactivated_at: (!active).then_some(now),
+            teams: Vec::new(),
+            all_teams: None,
+        }
+    }
+
+    #[test]
+    fn only_organizations_where_the_person_may_act_admit_an_address_unless_there_are_none() {
+        let office = ["203.0.113.0/24"];
+        let (home, desk) = ("192.0.2.7", "203.0.113.9");
+        let listed = membership(Plan::Enterprise, OrgRole::User, &office, true);
+        let open_deactivated = membership(Plan::Enterprise, OrgRole::User, &[], false);
+        let open_excluded = membership(Plan::Free, OrgRole::User, &[], true);
+        assert!(admitted(&[], home).is_ok(), "no organization at all");
+        assert!(admitted(std::slice::from_ref(&listed), home).is_err());
+        assert!(admitted(std::slice::from_ref(&listed), desk).is_ok());
+        // A deactivated membership, or one whose plan no longer admits the person, does not
+        // open the door the active one keeps shut.
+        assert!(admitted(&[listed.clone(), open_deactivated.clone()], home).is_err());
+        assert!(admitted(&[listed.clone(), open_excluded.clone()], home).is_err());
+        // The Owner of a Free organization acts there.
+        let free_owner = membership(Plan::Free, OrgRole::Owner, &[], true);
+        assert!(admitted(&[listed.clone(), free_owner], home).is_ok());
+        // Someone who may act nowhere is held to every list they have.
+        let listed_excluded = membership(Plan::Free, OrgRole::User, &office, true);
+        assert!(admitted(std::slice::from_ref(&listed_excluded), home).is_err());
+        assert!(admitted(&[listed_excluded, open_deactivated], home).is_ok());
+    }
 }

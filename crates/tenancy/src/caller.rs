@@ -159,9 +159,10 @@ impl Caller {
         })
     }
 
-    /// The teams whose records and people the caller sees, `None` for every team: the Owner, the
-    /// Admins and those with a role in every team see everything; an organization User the
-    /// teams they have a role in (the guide's isolated client teams).
+    /// The teams whose people (and, with their own actions, audit records) the caller sees,
+    /// `None` for every team: the Owner, the Admins and those with a role in every team see
+    /// everything; an organization User the teams they have a role in (the guide's isolated
+    /// client teams).
     #[must_use]
     pub fn teams_seen(&self) -> Option<Vec<TeamId>> {
         let s = &self.subject;

@@ -434,6 +434,9 @@ pub async fn purchase<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
     .await?;
     // Charged: the credits are posted. A team whose share was taken away and which was then
     // deleted since the plan was read refuses its share (`NotFound`); the plan is read again.
+    // Should the team the credits were bought for be the one deleted, they go into the pool:
+    // paid credits are never lost.
+    let mut account = account;
     let mut tries = 0;
     loop {
         tries += 1;
@@ -451,6 +454,11 @@ pub async fn purchase<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
         )?;
         match store.post_credits(&op, Some(&invoice), journal).await {
             Err(TenancyError::NotFound("team")) if tries < 3 => {
+                if let Account::Team(t) = account
+                    && store.get_team(caller.org.id, t).await?.is_none()
+                {
+                    account = Account::Pool;
+                }
                 postings = purchase_postings(store, caller.org.id, account, amount).await?;
             }
             posted => return Ok(result_of(posted?, Some(invoice))),

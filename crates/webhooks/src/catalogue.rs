@@ -75,6 +75,7 @@ fn data_of(kind: EventKind) -> (&'static str, bool, Value, &'static [&'static st
             true,
             json!({"userId": id("the member"), "email": string("their email"), "previousRole": role, "role": role, "changedBy": id("who changed it"),
                    "change": {"type": "string", "enum": ["role", "all_teams_role"], "description": "what changed: the organization role, or the role in every team"},
+                   "via": {"type": "string", "enum": ["scim"], "description": "set when the identity provider made the change"},
                    "allTeamsRole": {"type": ["string", "null"], "enum": ["viewer", "member", "admin", null], "description": "the role in every team after the change (all_teams_role changes)"},
                    "previousAllTeamsRole": {"type": ["string", "null"], "enum": ["viewer", "member", "admin", null], "description": "the role in every team before"}}),
             &["userId", "role"],

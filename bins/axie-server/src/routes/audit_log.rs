@@ -67,6 +67,14 @@ impl AuditFilter {
     }
 }
 
+/// What the caller reads of the log (`None`: every record; see `Caller::teams_seen`).
+fn seen_by(caller: &tenancy::Caller) -> Option<audit::SeenBy> {
+    caller.teams_seen().map(|teams| audit::SeenBy {
+        teams,
+        actor_id: caller.user.id.to_string(),
+    })
+}
+
 fn time(field: &str, s: &str) -> Result<DateTime<Utc>, ApiError> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.to_utc())
@@ -111,7 +119,7 @@ impl AuditFilter {
                 .transpose()
                 .map_err(|_| ApiError::bad_request("`cursor` is not valid"))?,
             limit: self.limit.unwrap_or(50),
-            teams_seen: None,
+            seen_by: None,
         })
     }
 }
@@ -212,7 +220,7 @@ pub async fn search(
     q: web::Query<AuditFilter>,
 ) -> Result<HttpResponse, ApiError> {
     let mut query = q.to_query(st.clock.now())?;
-    query.teams_seen = caller.teams_seen();
+    query.seen_by = seen_by(&caller);
     let records = st.store.search(caller.org.id, &query).await?;
     let next_cursor = (records.len() == query.limit as usize)
         .then(|| records.last().map(|r| r.seq.to_string()))
@@ -272,7 +280,7 @@ async fn export_body(
     }
     let mut query = q.to_query(st.clock.now())?;
     query.limit = audit::MAX_PAGE;
-    query.teams_seen = caller.teams_seen();
+    query.seen_by = seen_by(caller);
     // Checked before anything is sent: a streamed body cannot turn into an error answer later.
     query.validate()?;
     let record = caller
@@ -281,9 +289,10 @@ async fn export_body(
             AuditAction::DataExported,
             Target::new("audit_log", caller.org.id, "audit log"),
         )
-        .with_metadata(Metadata::from_value(
-            json!({ "format": format, "filter": format!("{:?}", q.0) }).clone(),
-        )?);
+        .with_metadata(Metadata::from_value(json!({
+            "format": format, "filter": format!("{:?}", q.0),
+            "only_own_teams_and_actions": query.seen_by.is_some(),
+        }))?);
     st.store.append(Journal::record(record)).await?;
     if format == "pdf" {
         return pdf_report(st, caller, q, query).await;
@@ -385,6 +394,16 @@ async fn pdf_report(
     query: AuditQuery,
 ) -> Result<HttpResponse, ApiError> {
     let (since, until) = (query.since, query.until);
+    let mut filters = q.described();
+    if query.seen_by.is_some() {
+        filters.push((
+            "read by".to_owned(),
+            format!(
+                "{}: their teams' records and their own actions",
+                caller.user.name
+            ),
+        ));
+    }
     let (events, more) = audit::pdf::newest_events(&*st.store, caller.org.id, query).await?;
     let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
     let period = match (since, until) {
@@ -396,7 +415,7 @@ async fn pdf_report(
     let header = audit::pdf::ReportHeader {
         organization: caller.org.name.clone(),
         organization_id: caller.org.id.to_string(),
-        filters: q.described(),
+        filters,
         period,
         generated_at: fmt(st.clock.now()),
     };

@@ -51,9 +51,8 @@ pub enum Access {
     /// Any authenticated principal (session or API key), no organization, from an address one
     /// of the person's organizations admits (`accounts::authenticate`).
     Authenticated,
-    /// [`Access::Authenticated`] from any address: signing out, ending one's own sessions and
-    /// accepting an invitation (whose organization's own allowlist applies from then on), which
-    /// must work from wherever the person is.
+    /// [`Access::Authenticated`] from any address: signing out, and listing and ending one's
+    /// own sessions, which must work from wherever the person is.
     AuthenticatedAnywhere,
     /// Any member of the path's organization; the domain crate checks the resource.
     Member,
@@ -111,7 +110,7 @@ routes! {
     PUT "/api/v1/me/mfa/phone" => security::set_phone, Authenticated;
     POST "/api/v1/me/password" => security::change_password, Authenticated;
     GET "/api/v1/me" => me::me, Authenticated;
-    GET "/api/v1/me/sessions" => me::sessions, Authenticated;
+    GET "/api/v1/me/sessions" => me::sessions, AuthenticatedAnywhere;
     DELETE "/api/v1/me/sessions/{session_id}" => me::end_session, AuthenticatedAnywhere;
     POST "/api/v1/orgs" => orgs::create, Authenticated;
     GET "/api/v1/orgs/{org_id}" => orgs::get, Org(P::ViewSettings);
@@ -142,7 +141,7 @@ routes! {
     DELETE "/api/v1/orgs/{org_id}/invitations/{invitation_id}" => invitations::revoke, Org(P::InviteMembers);
     GET "/api/v1/orgs/{org_id}/outbox" => invitations::outbox, Org(P::InviteMembers);
     POST "/api/v1/invitations/lookup" => invitations::lookup, Public;
-    POST "/api/v1/invitations/accept" => invitations::accept, AuthenticatedAnywhere;
+    POST "/api/v1/invitations/accept" => invitations::accept, Authenticated;
     POST "/api/v1/invitations/signup" => invitations::signup, Public;
     GET "/api/v1/orgs/{org_id}/api-keys" => api_keys::list, Member;
     POST "/api/v1/orgs/{org_id}/api-keys" => api_keys::create, Member;
@@ -445,6 +444,23 @@ mod tests {
         assert_eq!(
             declared, documented,
             "ROUTES and the OpenAPI document disagree"
+        );
+    }
+
+    #[test]
+    fn only_signing_out_and_ones_own_sessions_are_open_from_any_address() {
+        let anywhere: Vec<_> = ROUTES
+            .iter()
+            .filter(|r| r.access == Access::AuthenticatedAnywhere)
+            .map(|r| (r.method, r.path))
+            .collect();
+        assert_eq!(
+            anywhere,
+            [
+                ("POST", "/api/v1/auth/logout"),
+                ("GET", "/api/v1/me/sessions"),
+                ("DELETE", "/api/v1/me/sessions/{session_id}"),
+            ]
         );
     }
 

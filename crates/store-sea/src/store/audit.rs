@@ -198,11 +198,11 @@ fn search_query(
     if let Some(t) = q.team {
         cond = cond.add(C::TeamId.eq(t.to_string()));
     }
-    if let Some(ts) = &q.teams_seen {
+    if let Some(s) = &q.seen_by {
         cond = cond.add(
             Condition::any()
-                .add(C::TeamId.is_null())
-                .add(C::TeamId.is_in(ts.iter().map(ToString::to_string))),
+                .add(C::TeamId.is_in(s.teams.iter().map(ToString::to_string)))
+                .add(C::ActorId.eq(s.actor_id.as_str())),
         );
     }
     audit_event::Entity::find()

@@ -109,9 +109,8 @@ impl PrivacyStore for SeaStore {
                 .await
                 .map_err(store)?;
         // Their names in the credit ledger: found by actor id; entries from before ids were
-        // kept (NULL), by the exact names they carried: their keys' ("<key> (API key of
-        // <name>)") and their own, the latter only while nobody else in the organization has
-        // that name.
+        // kept (NULL), by the exact names they carried, their keys' ("<key> (API key of
+        // <name>)") and their own, only while nobody else in the organization has that name.
         let mut legacy_names: Vec<String> = crate::entity::api_key::Entity::find()
             .select_only()
             .column(crate::entity::api_key::Column::Name)
@@ -136,6 +135,9 @@ impl PrivacyStore for SeaStore {
             .count();
         if namesakes == 0 {
             legacy_names.push(account.name.clone());
+        } else {
+            // A namesake's key of the same name would carry the same text.
+            legacy_names.clear();
         }
         crate::entity::credit_entry::Entity::update_many()
             .col_expr(
