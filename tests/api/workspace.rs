@@ -51,6 +51,27 @@ async fn default_team(t: &TestApp) -> String {
         .unwrap()
 }
 
+/// `field` of every item of an organization list read `limit` at a time, following
+/// `next_cursor`.
+async fn every_page(t: &TestApp, token: &str, path: &str, limit: u32, field: &str) -> Vec<String> {
+    let mut all = Vec::new();
+    let mut url = t.org(&format!("{path}?limit={limit}"));
+    loop {
+        let page = json_of(t.get(&url, token).await).await;
+        all.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x[field].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => url = t.org(&format!("{path}?limit={limit}&cursor={c}")),
+            None => return all,
+        }
+    }
+}
+
 fn names(page: &Value) -> Vec<String> {
     let mut n: Vec<String> = page["items"]
         .as_array()
@@ -2016,27 +2037,10 @@ both_backends!(a_user_sees_the_people_of_their_own_teams, |b| async move {
             StatusCode::NO_CONTENT
         );
     }
+    // Pages of two, so that the narrowing is seen to keep pages full.
     let emails = |token: String| {
         let t = &t;
-        async move {
-            // Pages of two, so that the narrowing is seen to keep pages full.
-            let mut all = Vec::new();
-            let mut url = t.org("/members?limit=2");
-            loop {
-                let page = json_of(t.get(&url, &token).await).await;
-                all.extend(
-                    page["items"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|m| m["email"].as_str().unwrap().to_owned()),
-                );
-                match page["next_cursor"].as_str() {
-                    Some(c) => url = t.org(&format!("/members?limit=2&cursor={c}")),
-                    None => break all,
-                }
-            }
-        }
+        async move { every_page(t, &token, "/members", 2, "email").await }
     };
     let tom_sees = emails(t.login("tom@example.com", DEMO_PASSWORD).await).await;
     let lisa_sees = emails(t.login("lisa@example.com", DEMO_PASSWORD).await).await;
@@ -2159,22 +2163,7 @@ both_backends!(a_team_admin_sees_every_key_of_their_team, |b| async move {
     let listed = |token: String| {
         let t = &t;
         async move {
-            let mut all = Vec::new();
-            let mut url = t.org("/api-keys?limit=1");
-            loop {
-                let page = json_of(t.get(&url, &token).await).await;
-                all.extend(
-                    page["items"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|k| k["name"].as_str().unwrap().to_owned()),
-                );
-                match page["next_cursor"].as_str() {
-                    Some(c) => url = t.org(&format!("/api-keys?limit=1&cursor={c}")),
-                    None => break,
-                }
-            }
+            let mut all = every_page(t, &token, "/api-keys", 1, "name").await;
             all.sort();
             all
         }

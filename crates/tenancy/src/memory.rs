@@ -147,6 +147,29 @@ pub struct MemoryTenancyStore {
 }
 
 impl MemoryTenancyStore {
+    /// One keyset page of `org`'s API keys that `keep`, by id.
+    fn keys_page(
+        &self,
+        org: OrgId,
+        after: Option<ApiKeyId>,
+        limit: u32,
+        keep: impl Fn(&ApiKey) -> bool,
+    ) -> Result<Vec<ApiKey>, TenancyError> {
+        let mut out: Vec<ApiKey> = self
+            .lock()?
+            .keys
+            .iter()
+            .map(|k| &k.0)
+            .filter(|k| {
+                k.org == org && after.is_none_or(|a| k.id.to_string() > a.to_string()) && keep(k)
+            })
+            .cloned()
+            .collect();
+        out.sort_by_key(|k| k.id.to_string());
+        out.truncate(limit as usize);
+        Ok(out)
+    }
+
     /// An empty store.
     #[must_use]
     pub fn new() -> Self {
@@ -865,21 +888,9 @@ impl ApiKeyStore for MemoryTenancyStore {
         after: Option<ApiKeyId>,
         limit: u32,
     ) -> Result<Vec<ApiKey>, TenancyError> {
-        let mut out: Vec<ApiKey> = self
-            .lock()?
-            .keys
-            .iter()
-            .map(|k| &k.0)
-            .filter(|k| {
-                k.org == org
-                    && created_by.is_none_or(|c| k.created_by == c)
-                    && after.is_none_or(|a| k.id.to_string() > a.to_string())
-            })
-            .cloned()
-            .collect();
-        out.sort_by_key(|k| k.id.to_string());
-        out.truncate(limit as usize);
-        Ok(out)
+        self.keys_page(org, after, limit, |k| {
+            created_by.is_none_or(|c| k.created_by == c)
+        })
     }
 
     async fn list_api_keys_seen_by(
@@ -891,22 +902,10 @@ impl ApiKeyStore for MemoryTenancyStore {
         after: Option<ApiKeyId>,
         limit: u32,
     ) -> Result<Vec<ApiKey>, TenancyError> {
-        let mut out: Vec<ApiKey> = self
-            .lock()?
-            .keys
-            .iter()
-            .map(|k| &k.0)
-            .filter(|k| {
-                k.org == org
-                    && after.is_none_or(|a| k.id.to_string() > a.to_string())
-                    && ((k.created_by == me && own_in.is_none_or(|t| t.contains(&k.team)))
-                        || all_in.contains(&k.team))
-            })
-            .cloned()
-            .collect();
-        out.sort_by_key(|k| k.id.to_string());
-        out.truncate(limit as usize);
-        Ok(out)
+        self.keys_page(org, after, limit, |k| {
+            (k.created_by == me && own_in.is_none_or(|t| t.contains(&k.team)))
+                || all_in.contains(&k.team)
+        })
     }
 
     async fn revoke_api_key(

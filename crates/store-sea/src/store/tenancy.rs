@@ -607,24 +607,7 @@ impl OrgStore for SeaStore {
         after: Option<UserId>,
         limit: u32,
     ) -> Result<Vec<Member>, TenancyError> {
-        let mut q =
-            membership::Entity::find().filter(membership::Column::OrgId.eq(org.to_string()));
-        if let Some(a) = after {
-            q = q.filter(membership::Column::UserId.gt(a.to_string()));
-        }
-        let rows = self
-            .fetch_all(
-                q.order_by_asc(membership::Column::UserId)
-                    .limit(u64::from(limit))
-                    .find_also_related(user::Entity),
-            )
-            .await
-            .map_err(store)?;
-        // A membership always has its account (foreign key); one without would be left out.
-        rows.into_iter()
-            .filter_map(|(m, u)| u.map(|u| member(org, &m, u)))
-            .collect::<Result<_, audit::StoreError>>()
-            .map_err(TenancyError::Store)
+        members_page(self, org, sea_orm::Condition::all(), after, limit).await
     }
 
     async fn list_members_seen_by(
@@ -641,33 +624,12 @@ impl OrgStore for SeaStore {
             .and_where(team_member::Column::OrgId.eq(org.to_string()))
             .and_where(team_member::Column::TeamId.is_in(teams.iter().map(ToString::to_string)))
             .to_owned();
-        let mut q = membership::Entity::find()
-            .filter(membership::Column::OrgId.eq(org.to_string()))
-            .filter(
-                sea_orm::Condition::any()
-                    .add(membership::Column::UserId.eq(me.to_string()))
-                    .add(
-                        membership::Column::Role
-                            .is_in([OrgRole::Owner.as_str(), OrgRole::Admin.as_str()]),
-                    )
-                    .add(membership::Column::AllTeamsRole.is_not_null())
-                    .add(membership::Column::UserId.in_subquery(in_teams)),
-            );
-        if let Some(a) = after {
-            q = q.filter(membership::Column::UserId.gt(a.to_string()));
-        }
-        let rows = self
-            .fetch_all(
-                q.order_by_asc(membership::Column::UserId)
-                    .limit(u64::from(limit))
-                    .find_also_related(user::Entity),
-            )
-            .await
-            .map_err(store)?;
-        rows.into_iter()
-            .filter_map(|(m, u)| u.map(|u| member(org, &m, u)))
-            .collect::<Result<_, audit::StoreError>>()
-            .map_err(TenancyError::Store)
+        let seen = sea_orm::Condition::any()
+            .add(membership::Column::UserId.eq(me.to_string()))
+            .add(membership::Column::Role.is_in([OrgRole::Owner.as_str(), OrgRole::Admin.as_str()]))
+            .add(membership::Column::AllTeamsRole.is_not_null())
+            .add(membership::Column::UserId.in_subquery(in_teams));
+        members_page(self, org, seen, after, limit).await
     }
 
     async fn get_member(
@@ -897,6 +859,61 @@ pub(crate) fn session_caller_statement(
         .find_also(membership::Entity, team_member::Entity)
         .order_by_asc(membership::Column::OrgId)
         .build(backend)
+}
+
+/// One keyset page of `org`'s API keys matching `cond`, by id.
+async fn api_keys_page(
+    store_: &SeaStore,
+    org: OrgId,
+    cond: sea_orm::Condition,
+    after: Option<ApiKeyId>,
+    limit: u32,
+) -> Result<Vec<ApiKey>, TenancyError> {
+    let mut q = api_key::Entity::find()
+        .filter(api_key::Column::OrgId.eq(org.to_string()))
+        .filter(cond);
+    if let Some(a) = after {
+        q = q.filter(api_key::Column::Id.gt(a.to_string()));
+    }
+    let rows = q
+        .order_by_asc(api_key::Column::Id)
+        .limit(u64::from(limit))
+        .all(store_.db())
+        .await
+        .map_err(store)?;
+    rows.into_iter()
+        .map(ApiKey::try_from)
+        .collect::<Result<_, _>>()
+        .map_err(TenancyError::Store)
+}
+
+/// One keyset page of `org`'s members matching `cond`, by user id.
+async fn members_page(
+    store_: &SeaStore,
+    org: OrgId,
+    cond: sea_orm::Condition,
+    after: Option<UserId>,
+    limit: u32,
+) -> Result<Vec<Member>, TenancyError> {
+    let mut q = membership::Entity::find()
+        .filter(membership::Column::OrgId.eq(org.to_string()))
+        .filter(cond);
+    if let Some(a) = after {
+        q = q.filter(membership::Column::UserId.gt(a.to_string()));
+    }
+    let rows = store_
+        .fetch_all(
+            q.order_by_asc(membership::Column::UserId)
+                .limit(u64::from(limit))
+                .find_also_related(user::Entity),
+        )
+        .await
+        .map_err(store)?;
+    // A membership always has its account (foreign key); one without would be left out.
+    rows.into_iter()
+        .filter_map(|(m, u)| u.map(|u| member(org, &m, u)))
+        .collect::<Result<_, audit::StoreError>>()
+        .map_err(TenancyError::Store)
 }
 
 pub(super) fn member(
@@ -1273,23 +1290,11 @@ impl ApiKeyStore for SeaStore {
         after: Option<ApiKeyId>,
         limit: u32,
     ) -> Result<Vec<ApiKey>, TenancyError> {
-        let mut q = api_key::Entity::find().filter(api_key::Column::OrgId.eq(org.to_string()));
+        let mut cond = sea_orm::Condition::all();
         if let Some(u) = created_by {
-            q = q.filter(api_key::Column::CreatedBy.eq(u.to_string()));
+            cond = cond.add(api_key::Column::CreatedBy.eq(u.to_string()));
         }
-        if let Some(a) = after {
-            q = q.filter(api_key::Column::Id.gt(a.to_string()));
-        }
-        let rows = q
-            .order_by_asc(api_key::Column::Id)
-            .limit(u64::from(limit))
-            .all(self.db())
-            .await
-            .map_err(store)?;
-        rows.into_iter()
-            .map(ApiKey::try_from)
-            .collect::<Result<_, _>>()
-            .map_err(TenancyError::Store)
+        api_keys_page(self, org, cond, after, limit).await
     }
 
     async fn list_api_keys_seen_by(
@@ -1305,26 +1310,10 @@ impl ApiKeyStore for SeaStore {
         if let Some(teams) = own_in {
             own = own.add(api_key::Column::TeamId.is_in(teams.iter().map(ToString::to_string)));
         }
-        let mut q = api_key::Entity::find()
-            .filter(api_key::Column::OrgId.eq(org.to_string()))
-            .filter(
-                sea_orm::Condition::any()
-                    .add(own)
-                    .add(api_key::Column::TeamId.is_in(all_in.iter().map(ToString::to_string))),
-            );
-        if let Some(a) = after {
-            q = q.filter(api_key::Column::Id.gt(a.to_string()));
-        }
-        let rows = q
-            .order_by_asc(api_key::Column::Id)
-            .limit(u64::from(limit))
-            .all(self.db())
-            .await
-            .map_err(store)?;
-        rows.into_iter()
-            .map(ApiKey::try_from)
-            .collect::<Result<_, _>>()
-            .map_err(TenancyError::Store)
+        let seen = sea_orm::Condition::any()
+            .add(own)
+            .add(api_key::Column::TeamId.is_in(all_in.iter().map(ToString::to_string)));
+        api_keys_page(self, org, seen, after, limit).await
     }
 
     async fn revoke_api_key(
