@@ -173,6 +173,16 @@ impl Caller {
         }
     }
 
+    /// What the caller reads of the audit log, `None` for every record: an organization User
+    /// the records of the teams they see ([`Self::teams_seen`]) and their own actions.
+    #[must_use]
+    pub fn audit_seen_by(&self) -> Option<audit::SeenBy> {
+        self.teams_seen().map(|teams| audit::SeenBy {
+            teams,
+            actor_id: self.user.id.to_string(),
+        })
+    }
+
     /// The organization-wide inputs of authorization.
     #[must_use]
     pub fn context(&self) -> Context {

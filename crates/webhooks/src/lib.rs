@@ -23,6 +23,7 @@ mod error;
 #[cfg(feature = "memory")]
 mod memory;
 mod model;
+mod plan;
 mod policy;
 mod service;
 mod sign;
@@ -34,6 +35,7 @@ pub use error::{StoreError, WebhookError};
 #[cfg(feature = "memory")]
 pub use memory::MemoryWebhookStore;
 pub use model::{Attempt, Delivery, DeliveryStatus, Endpoint, payload};
+pub use plan::goes_out;
 pub use policy::{AttemptVerdict, RetryPolicy, WebhookUrl, destination_allowed, judge};
 pub use service::{
     Acting, EndpointInput, USER_AGENT, create, delete, headers, requeue, rotate, send_test,

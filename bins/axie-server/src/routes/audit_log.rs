@@ -67,14 +67,6 @@ impl AuditFilter {
     }
 }
 
-/// What the caller reads of the log (`None`: every record; see `Caller::teams_seen`).
-fn seen_by(caller: &tenancy::Caller) -> Option<audit::SeenBy> {
-    caller.teams_seen().map(|teams| audit::SeenBy {
-        teams,
-        actor_id: caller.user.id.to_string(),
-    })
-}
-
 fn time(field: &str, s: &str) -> Result<DateTime<Utc>, ApiError> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.to_utc())
@@ -220,7 +212,7 @@ pub async fn search(
     q: web::Query<AuditFilter>,
 ) -> Result<HttpResponse, ApiError> {
     let mut query = q.to_query(st.clock.now())?;
-    query.seen_by = seen_by(&caller);
+    query.seen_by = caller.audit_seen_by();
     let records = st.store.search(caller.org.id, &query).await?;
     let next_cursor = (records.len() == query.limit as usize)
         .then(|| records.last().map(|r| r.seq.to_string()))
@@ -280,7 +272,7 @@ async fn export_body(
     }
     let mut query = q.to_query(st.clock.now())?;
     query.limit = audit::MAX_PAGE;
-    query.seen_by = seen_by(caller);
+    query.seen_by = caller.audit_seen_by();
     // Checked before anything is sent: a streamed body cannot turn into an error answer later.
     query.validate()?;
     let record = caller

@@ -69,7 +69,7 @@ fn delivery(m: webhook_delivery::Model) -> Result<Delivery, WebhookError> {
 }
 
 /// Queues each event for every enabled endpoint of its organization that wants it (or for
-/// `only` that endpoint), while the organization's plan has webhooks (see [`goes_out`]). Test
+/// `only` that endpoint), while the organization's plan has webhooks (`webhooks::goes_out`). Test
 /// events are queued only for the endpoint they were sent to. Endpoints are read once per
 /// organization and the deliveries inserted in a few multi-row statements. Returns how many
 /// deliveries were queued.
@@ -80,30 +80,25 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
 ) -> Result<usize, DbErr> {
     let mut endpoints: std::collections::HashMap<OrgId, Vec<(String, Endpoint)>> =
         std::collections::HashMap::new();
-    let mut with_webhooks: std::collections::HashMap<OrgId, bool> =
+    let mut plans: std::collections::HashMap<OrgId, Option<String>> =
         std::collections::HashMap::new();
     let mut rows = Vec::new();
     for e in events {
         if only.is_none() && e.kind == EventKind::WebhookTest {
             continue;
         }
-        let active = match with_webhooks.get(&e.org) {
-            Some(a) => *a,
-            None => {
-                // As this transaction sees it: a plan change's own events see the new plan.
-                let plan: Option<String> =
-                    crate::entity::organization::Entity::find_by_id(e.org.to_string())
-                        .select_only()
-                        .column(crate::entity::organization::Column::Plan)
-                        .into_tuple()
-                        .one(db)
-                        .await?;
-                let a = plan.as_deref().is_some_and(plan_has_webhooks);
-                with_webhooks.insert(e.org, a);
-                a
-            }
-        };
-        if !goes_out(active, e) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = plans.entry(e.org) {
+            // As this transaction sees it: a plan change's own events see the new plan.
+            slot.insert(
+                crate::entity::organization::Entity::find_by_id(e.org.to_string())
+                    .select_only()
+                    .column(crate::entity::organization::Column::Plan)
+                    .into_tuple()
+                    .one(db)
+                    .await?,
+            );
+        }
+        if !webhooks::goes_out(plans.get(&e.org).and_then(Option::as_deref), e) {
             continue;
         }
         if let std::collections::hash_map::Entry::Vacant(slot) = endpoints.entry(e.org) {
@@ -169,27 +164,6 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
             .await?;
     }
     Ok(queued)
-}
-
-fn plan_has_webhooks(plan: &str) -> bool {
-    billing_limits::Plan::parse(plan).is_some_and(|p| p.features().webhooks)
-}
-
-/// Whether an event goes out to its organization's endpoints. Webhooks are a feature of the
-/// plan: an organization that leaves it keeps its endpoints, inert (and out of its reach, as
-/// `manage_webhooks` is gated the same way), until it returns. The events of the change that
-/// leaves it (`subscription.updated`, `enterprise.updated`, naming a `previousPlan` with
-/// webhooks) still go out, so that integrations hear of it.
-fn goes_out(org_has_webhooks: bool, e: &DomainEvent) -> bool {
-    org_has_webhooks
-        || (matches!(
-            e.kind,
-            EventKind::SubscriptionUpdated | EventKind::EnterpriseUpdated
-        ) && e
-            .data
-            .get("previousPlan")
-            .and_then(serde_json::Value::as_str)
-            .is_some_and(plan_has_webhooks))
 }
 
 /// Writes a batch of attempts and moves their deliveries and endpoints on, inside `txn`, with a
