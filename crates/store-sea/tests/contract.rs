@@ -1361,3 +1361,59 @@ async fn tenancy_writers_race_without_deadlocks_or_lost_changes_on_postgres() {
         tenancy_writers_race_without_deadlocks_or_lost_changes(store).await;
     }
 }
+
+/// Migration 30 gives the keys that existed before it the scope their team implies: a key of
+/// the default team reaches the organization, a key of any other team only that team. The
+/// database is taken back to before the migration (its column dropped and its record removed)
+/// with keys of both kinds in it, then migrated again.
+async fn key_scopes_are_backfilled_by_their_team(store: SeaStore) {
+    let (o, owner) = org_with_owner(&store, chrono::Utc::now()).await;
+    let (org, uid) = (o.id.to_string(), owner.id.to_string());
+    for sql in [
+        format!(
+            "INSERT INTO teams (id, org_id, name, is_default, created_at, archived_at) \
+             VALUES ('tm_client', '{org}', 'Client', FALSE, 0, NULL)"
+        ),
+        format!(
+            "INSERT INTO api_keys (id, org_id, team_id, scope, created_by, name, prefix, secret_hash, created_at) \
+             SELECT 'key_org', org_id, id, 'organization', '{uid}', 'org', 'axk_0001', 'h1', 0 \
+             FROM teams WHERE org_id = '{org}' AND is_default = TRUE"
+        ),
+        format!(
+            "INSERT INTO api_keys (id, org_id, team_id, scope, created_by, name, prefix, secret_hash, created_at) \
+             VALUES ('key_team', '{org}', 'tm_client', 'organization', '{uid}', 'team', 'axk_0002', 'h2', 0)"
+        ),
+        "ALTER TABLE api_keys DROP COLUMN scope".to_owned(),
+        "DELETE FROM seaql_migrations WHERE version = 'm20261201_000030_add_api_key_scope'"
+            .to_owned(),
+    ] {
+        store.execute_sql(&sql).await.unwrap();
+    }
+    assert_eq!(store.pending_migrations().await.unwrap(), 1);
+    store.migrate().await.unwrap();
+    assert_eq!(store.pending_migrations().await.unwrap(), 0);
+    // An update that changes nothing counts the rows it matches.
+    let matching = |id: &str, scope: &str| {
+        format!("UPDATE api_keys SET scope = scope WHERE id = '{id}' AND scope = '{scope}'")
+    };
+    for (id, scope) in [("key_org", "organization"), ("key_team", "team")] {
+        assert_eq!(
+            store.execute_sql(&matching(id, scope)).await.unwrap(),
+            1,
+            "{id} should have the scope {scope}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn key_scopes_are_backfilled_by_their_team_on_sqlite() {
+    let (store, _dir) = sqlite().await;
+    key_scopes_are_backfilled_by_their_team(store).await;
+}
+
+#[tokio::test]
+async fn key_scopes_are_backfilled_by_their_team_on_postgres() {
+    if let Some(store) = postgres().await {
+        key_scopes_are_backfilled_by_their_team(store).await;
+    }
+}
