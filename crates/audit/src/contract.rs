@@ -594,6 +594,46 @@ async fn erasure_keeps_the_chain_valid(store: &dyn AuditStore) {
     assert_eq!(page.len(), 3, "the erasure's record is committed with it");
     assert_eq!(page[2].event.action, AuditAction::PersonalDataProcessed);
     assert!(verify_chain(store, org, KEY).await.unwrap().is_ok());
+    // A record that read the name before the erasure and commits after it keeps none of it,
+    // whether it names them as its actor or as its target; others' records are untouched.
+    let mut late = event(org, 3, "usr_gone", AuditAction::AnalyticsViewed, "x");
+    late.context.ip = "203.0.113.9".into();
+    late.context.user_agent = "Browser".into();
+    let mut about = event(org, 4, "usr_other", AuditAction::RoleChanged, "usr_gone");
+    about.target.name = "name of usr_gone".into();
+    let written = store
+        .append(Journal::record(late).and_record(about))
+        .await
+        .unwrap();
+    let page = store.chain_page(org, 3, 10).await.unwrap();
+    assert_eq!(page.len(), 2);
+    for r in [&written[0], &page[0]] {
+        assert_eq!(r.event.actor.name, crate::ERASED);
+        assert_eq!(
+            (
+                r.event.context.ip.as_str(),
+                r.event.context.user_agent.as_str()
+            ),
+            ("", "")
+        );
+    }
+    assert_eq!(page[1].event.target.name, crate::ERASED);
+    assert_eq!(page[1].event.actor.name, "name of usr_other");
+    // Another organization's records of the same id are its own business.
+    let elsewhere = OrgId::new();
+    store
+        .append(Journal::record(event(
+            elsewhere,
+            5,
+            "usr_gone",
+            AuditAction::Login,
+            "x",
+        )))
+        .await
+        .unwrap();
+    let page = store.chain_page(elsewhere, 0, 10).await.unwrap();
+    assert_eq!(page[0].event.actor.name, "name of usr_gone");
+    assert!(verify_chain(store, org, KEY).await.unwrap().is_ok());
 }
 
 /// Appends `n` logins of `usr_a`, one a minute (records 1 to `n` at minutes 1 to `n`).

@@ -22,6 +22,8 @@ struct State {
     outbox: Vec<DomainEvent>,
     /// Each mail with the time it becomes available (its lease or retry time).
     mails: Vec<(QueuedMail, chrono::DateTime<chrono::Utc>)>,
+    /// Ids each organization erased: records appended later that name them keep no annotation.
+    erased: HashMap<OrgId, std::collections::HashSet<String>>,
 }
 
 /// Keeps everything in a mutex; appends are atomic per journal.
@@ -98,7 +100,14 @@ fn matches(r: &AuditEvent, q: &AuditQuery) -> bool {
 /// Appends `journal` to the chains and the outboxes (the caller holds the lock).
 fn append_locked(state: &mut State, journal: Journal) -> Vec<AuditEvent> {
     let mut out = Vec::with_capacity(journal.records.len());
-    for e in journal.records {
+    for mut e in journal.records {
+        if let Some(erased) = state.erased.get(&e.org) {
+            for id in [e.actor.id.clone(), e.target.id.clone()] {
+                if erased.contains(&id) {
+                    crate::model::erase_annotations(&mut e, &id);
+                }
+            }
+        }
         // After pruning everything, the chain continues from the retention anchor.
         let anchored = state.anchors.get(&e.org).map(|a| (a.seq + 1, a.hash));
         let chain = state.chains.entry(e.org).or_default();
@@ -251,6 +260,11 @@ impl AuditStore for MemoryAuditStore {
         journal: Journal,
     ) -> Result<u64, AuditError> {
         let mut state = self.lock()?;
+        state
+            .erased
+            .entry(org)
+            .or_default()
+            .insert(subject_id.to_owned());
         let mut n = 0;
         for r in state.chains.entry(org).or_default() {
             let e = &mut r.event;

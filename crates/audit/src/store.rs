@@ -91,6 +91,11 @@ pub trait AuditStore: Send + Sync {
     /// (the erasure's own record) in the same transaction.
     /// The hash chain is unaffected. Returns the number of records touched.
     ///
+    /// Records of `org` appended later that name `subject_id` are blanked the same way as they
+    /// are appended: a request may read a name before the erasure and record it after. A store
+    /// that also keeps an organization's members (as the tenancy stores do) stops once the
+    /// subject is a member of `org` again.
+    ///
     /// # Errors
     /// [`AuditError::Store`] on storage failure; nothing is changed then.
     async fn erase_personal_data(

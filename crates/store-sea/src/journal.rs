@@ -6,12 +6,12 @@ use audit::{AuditEvent, GENESIS_HEX, Journal, NewAuditEvent, chain::seal};
 use rbac_core::OrgId;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
-    QueryTrait,
+    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction,
+    DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
 };
 
 use crate::convert::{audit_model, micros};
-use crate::entity::{audit_event, audit_head, mail, outbox_event};
+use crate::entity::{audit_erasure, audit_event, audit_head, mail, outbox_event};
 
 /// Appends every record to its organization's chain and writes every event to the outbox.
 ///
@@ -61,6 +61,7 @@ pub(crate) async fn commit_journals(
             org_id: Set(org.to_string()),
             seq: Set(i64::try_from(records.len()).unwrap_or(i64::MAX)),
             hash: Set(GENESIS_HEX.to_owned()),
+            erasures: NotSet,
         });
         let heads: BTreeMap<String, audit_head::Model> = audit_head::Entity::insert_many(reserve)
             .on_conflict(
@@ -77,6 +78,7 @@ pub(crate) async fn commit_journals(
             .into_iter()
             .map(|h| (h.org_id.clone(), h))
             .collect();
+        erase_the_erased(txn, &heads, &mut by_org).await?;
         let mut models = Vec::new();
         let mut new_heads = Vec::with_capacity(by_org.len());
         for (org, records) in by_org {
@@ -101,6 +103,7 @@ pub(crate) async fn commit_journals(
                 org_id: Set(org_s),
                 seq: Set(seq),
                 hash: Set(hex::encode(prev)),
+                erasures: NotSet,
             });
         }
         audit_head::Entity::insert_many(new_heads)
@@ -156,6 +159,64 @@ pub(crate) async fn commit_journals(
             .await?;
     }
     Ok((written, queued))
+}
+
+/// Blanks the personal annotations of the records about to be appended that name someone their
+/// organization erased and who is not a member of it again (`store::audit::erase_for_good`):
+/// a request that read the name before the erasure and records it after. Only the
+/// organizations whose head counts an erasure are looked up, in one query. The annotations are
+/// outside the hash, so the chain is the same either way.
+async fn erase_the_erased(
+    txn: &DatabaseTransaction,
+    heads: &BTreeMap<String, audit_head::Model>,
+    by_org: &mut BTreeMap<OrgId, Vec<(usize, NewAuditEvent)>>,
+) -> Result<(), DbErr> {
+    let orgs: Vec<String> = heads
+        .values()
+        .filter(|h| h.erasures > 0)
+        .map(|h| h.org_id.clone())
+        .collect();
+    if orgs.is_empty() {
+        return Ok(());
+    }
+    let mut named: Vec<String> = by_org
+        .iter()
+        .filter(|(org, _)| orgs.contains(&org.to_string()))
+        .flat_map(|(_, records)| records.iter())
+        .flat_map(|(_, r)| [r.actor.id.clone(), r.target.id.clone()])
+        .filter(|id| !id.is_empty())
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    let erased: std::collections::HashSet<(String, String)> = audit_erasure::Entity::find()
+        .select_only()
+        .column(audit_erasure::Column::OrgId)
+        .column(audit_erasure::Column::SubjectId)
+        .filter(audit_erasure::Column::OrgId.is_in(orgs))
+        .filter(audit_erasure::Column::SubjectId.is_in(named))
+        .filter(Expr::cust(
+            "NOT EXISTS (SELECT 1 FROM memberships m WHERE m.org_id = audit_erasures.org_id \
+             AND m.user_id = audit_erasures.subject_id)",
+        ))
+        .into_tuple::<(String, String)>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .collect();
+    if erased.is_empty() {
+        return Ok(());
+    }
+    for (org, records) in by_org.iter_mut() {
+        let org = org.to_string();
+        for (_, r) in records.iter_mut() {
+            for id in [r.actor.id.clone(), r.target.id.clone()] {
+                if erased.contains(&(org.clone(), id.clone())) {
+                    audit::erase_annotations(r, &id);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The insert of `rows` into the audit log. On SQLite it is `INSERT OR FAIL`: SQLite keeps a

@@ -474,6 +474,7 @@ pub const TABLES: &[&str] = &[
     "credit_operations",
     "credit_entries",
     "password_resets",
+    "audit_erasures",
 ];
 
 impl SeaStore {

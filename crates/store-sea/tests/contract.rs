@@ -1417,3 +1417,102 @@ async fn key_scopes_are_backfilled_by_their_team_on_postgres() {
         key_scopes_are_backfilled_by_their_team(store).await;
     }
 }
+
+/// Records that name a person, appended while the person is erased, keep none of their
+/// personal data once both are done: the erasure blanks those committed before it, and those
+/// committed after it are blanked as they are appended (PostgreSQL orders the two through the
+/// chain head; SQLite through its one writer).
+async fn records_racing_an_erasure_keep_no_name(store: SeaStore) {
+    use tenancy::members::Disposition;
+    use tenancy::privacy::PrivacyStore;
+    const ROUNDS: usize = 8;
+    let (o, owner) = org_with_owner(&store, chrono::Utc::now()).await;
+    let t = chrono::Utc::now().timestamp_micros();
+    for _ in 0..ROUNDS {
+        let p = rbac_core::UserId::new();
+        store
+            .execute_sql(&format!(
+                "INSERT INTO users (id, email, name, password_hash, created_at) VALUES \
+                 ('{p}', 'p-{}@contract.example', 'Pat Racer', 'h', {t}); \
+                 INSERT INTO memberships (org_id, user_id, role, joined_at, deactivated_at) \
+                 VALUES ('{}', '{p}', 'user', {t}, NULL)",
+                p.as_uuid().simple(),
+                o.id
+            ))
+            .await
+            .unwrap();
+        let writers: Vec<_> = (0..4)
+            .map(|_| {
+                let store = store.clone();
+                let org = o.id;
+                tokio::spawn(async move {
+                    for _ in 0..5 {
+                        let mut e = audit::NewAuditEvent::new(
+                            org,
+                            chrono::Utc::now(),
+                            audit::Actor::user(p, "Pat Racer"),
+                            audit::AuditAction::AnalyticsViewed,
+                            audit::Target::new("organization", org, "Org"),
+                        );
+                        e.context.ip = "203.0.113.9".into();
+                        audit::AuditStore::append(&store, audit::Journal::record(e))
+                            .await
+                            .unwrap();
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        store
+            .erase_member(
+                o.id,
+                p,
+                Disposition::TransferTo(owner.id),
+                chrono::Utc::now(),
+                audit::Journal::default(),
+            )
+            .await
+            .unwrap();
+        for w in writers {
+            w.await.unwrap();
+        }
+        // An update that changes nothing counts the rows it matches.
+        let named = store
+            .execute_sql(&format!(
+                "UPDATE audit_events SET seq = seq WHERE org_id = '{}' AND actor_id = '{p}' \
+                 AND (actor_name <> '{}' OR ip <> '')",
+                o.id,
+                audit::ERASED
+            ))
+            .await
+            .unwrap();
+        assert_eq!(named, 0, "records still name the erased person");
+        let all = store
+            .execute_sql(&format!(
+                "UPDATE audit_events SET seq = seq WHERE org_id = '{}' AND actor_id = '{p}'",
+                o.id
+            ))
+            .await
+            .unwrap();
+        assert_eq!(all, 20, "every record was written");
+    }
+    assert!(
+        audit::verify_chain(&store, o.id, b"contract key 32 bytes long......")
+            .await
+            .unwrap()
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn records_racing_an_erasure_keep_no_name_on_sqlite() {
+    let (store, _dir) = sqlite().await;
+    records_racing_an_erasure_keep_no_name(store).await;
+}
+
+#[tokio::test]
+async fn records_racing_an_erasure_keep_no_name_on_postgres() {
+    if let Some(store) = postgres().await {
+        records_racing_an_erasure_keep_no_name(store).await;
+    }
+}

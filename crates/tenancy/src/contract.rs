@@ -4122,6 +4122,67 @@ async fn consents_and_erasure_keep_the_chain<
     assert!(!report.account_anonymized);
     assert!(s.find_user_by_email(&bob.email).await.unwrap().is_some());
     assert!(s.get_member(other_org.id, bob.id).await.unwrap().is_some());
+    // Records that read their names before the erasures and commit after them keep none of
+    // them here, through a change's commit as through an append; in Bob's other organization
+    // his name stays.
+    let late = |o: OrgId, who: &User| {
+        NewAuditEvent::new(
+            o,
+            now(),
+            Actor::user(who.id, who.name.clone()),
+            AuditAction::AnalyticsViewed,
+            Target::new("organization", o, "Org"),
+        )
+        .with_context(audit::RequestContext {
+            ip: "203.0.113.9".into(),
+            user_agent: "Firefox".into(),
+            request_id: "late".into(),
+        })
+    };
+    s.append(Journal::record(late(org.id, &ann)).and_record(late(other_org.id, &bob)))
+        .await
+        .unwrap();
+    s.record_consent(
+        &ConsentRecord {
+            org: org.id,
+            user: owner.id,
+            purpose: "analytics".into(),
+            granted: true,
+            at: now(),
+        },
+        Journal::record(late(org.id, &bob)),
+    )
+    .await
+    .unwrap();
+    let tail = |page: Vec<audit::AuditEvent>, n: usize| page[page.len() - n..].to_vec();
+    for r in tail(s.chain_page(org.id, 0, 1000).await.unwrap(), 2) {
+        assert_eq!(r.event.actor.name, audit::ERASED, "{r:?}");
+        assert_eq!(r.event.context.ip, "");
+    }
+    let other = tail(s.chain_page(other_org.id, 0, 1000).await.unwrap(), 1);
+    assert_eq!(other[0].event.actor.name, bob.name);
+    // Bob joins again: what he does from then on names him.
+    s.add_member(
+        org.id,
+        &bob,
+        None,
+        OrgRole::User,
+        team.id,
+        TeamRole::Member,
+        &limits(10),
+        note(org.id, "back"),
+    )
+    .await
+    .unwrap();
+    s.append(Journal::record(late(org.id, &bob))).await.unwrap();
+    let back = tail(s.chain_page(org.id, 0, 1000).await.unwrap(), 1);
+    assert_eq!(back[0].event.actor.name, bob.name);
+    assert_eq!(back[0].event.context.ip, "203.0.113.9");
+    let mut verifier = audit::ChainVerifier::new();
+    for r in &s.chain_page(org.id, 0, 1000).await.unwrap() {
+        verifier.push(r).unwrap();
+    }
+    assert!(verifier.finish().is_ok());
     // The Owner is never erased by the store.
     assert!(
         s.erase_member(

@@ -61,6 +61,9 @@ struct State {
     consents: Vec<crate::privacy::ConsentRecord>,
     resets: Vec<crate::password_reset::PasswordReset>,
     billing: billing::BillingState,
+    /// Ids each organization erased (people and their keys): records committed later that name
+    /// them keep no annotation while they are not members again.
+    erased: std::collections::HashSet<(OrgId, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -190,8 +193,31 @@ impl MemoryTenancyStore {
 
     /// Commits a journal after a change succeeded; a refused change commits nothing.
     async fn commit(&self, journal: Journal) -> Result<(), TenancyError> {
+        let journal = self.without_the_erased(journal)?;
         self.audit.append(journal).await?;
         Ok(())
+    }
+
+    /// `journal` with the personal annotations blanked of its records that name someone their
+    /// organization erased and who is not a member of it again.
+    fn without_the_erased(&self, mut journal: Journal) -> Result<Journal, TenancyError> {
+        let s = self.lock()?;
+        if s.erased.is_empty() {
+            return Ok(journal);
+        }
+        let member = |org: OrgId, id: &str| {
+            s.members
+                .iter()
+                .any(|m| m.0 == org && m.1.to_string() == id)
+        };
+        for r in &mut journal.records {
+            for id in [r.actor.id.clone(), r.target.id.clone()] {
+                if s.erased.contains(&(r.org, id.clone())) && !member(r.org, &id) {
+                    audit::erase_annotations(r, &id);
+                }
+            }
+        }
+        Ok(journal)
     }
 }
 
@@ -227,6 +253,9 @@ fn replace_password(
 #[async_trait]
 impl AuditStore for MemoryTenancyStore {
     async fn append(&self, journal: Journal) -> Result<Vec<audit::AuditEvent>, audit::AuditError> {
+        let journal = self
+            .without_the_erased(journal)
+            .map_err(|e| audit::AuditError::Store(StoreError::msg(e.to_string())))?;
         self.audit.append(journal).await
     }
     async fn search(
@@ -2690,6 +2719,7 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
         let account_anonymized = {
             let mut s = self.lock()?;
             s.billing.erase_actors(org, &subjects);
+            s.erased.extend(subjects.iter().map(|id| (org, id.clone())));
             // Invitations to them in this organization keep no address.
             let email = s.users.get(&user).map(|(u, _)| u.email.clone());
             for (i, _) in &mut s.invitations {

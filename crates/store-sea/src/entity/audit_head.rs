@@ -10,6 +10,8 @@ pub struct Model {
     pub org_id: String,
     pub seq: i64,
     pub hash: String,
+    /// Erasures in this organization (see `audit_erasure`).
+    pub erasures: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

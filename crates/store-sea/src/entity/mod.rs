@@ -6,6 +6,7 @@ pub mod asset;
 pub mod asset_transfer;
 pub mod audit_anchor;
 pub mod audit_checkpoint;
+pub mod audit_erasure;
 pub mod audit_event;
 pub mod audit_head;
 pub mod bulk_preview;

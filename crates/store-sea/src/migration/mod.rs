@@ -39,6 +39,7 @@ mod m20261130_000028_index_housekeeping;
 mod m20261130_000029_add_membership_all_teams_role;
 mod m20261201_000030_add_api_key_scope;
 mod m20261201_000031_add_credit_entry_actor_id;
+mod m20261201_000032_create_audit_erasures;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -79,6 +80,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000029_add_membership_all_teams_role::Migration),
             Box::new(m20261201_000030_add_api_key_scope::Migration),
             Box::new(m20261201_000031_add_credit_entry_actor_id::Migration),
+            Box::new(m20261201_000032_create_audit_erasures::Migration),
         ]
     }
 }

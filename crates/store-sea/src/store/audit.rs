@@ -5,7 +5,7 @@ use audit::{
     ActionFilter, AuditAction, AuditError, AuditEvent, AuditQuery, AuditStore, Checkpoint, Journal,
 };
 use rbac_core::OrgId;
-use sea_orm::sea_query::{Expr, LockType};
+use sea_orm::sea_query::{Expr, ExprTrait, LockType};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, TransactionTrait,
@@ -13,7 +13,7 @@ use sea_orm::{
 
 use crate::SeaStore;
 use crate::convert::{hash32, id, micros, time};
-use crate::entity::{audit_anchor, audit_checkpoint, audit_event, audit_head};
+use crate::entity::{audit_anchor, audit_checkpoint, audit_erasure, audit_event, audit_head};
 use crate::error::db_err;
 
 fn store(e: sea_orm::DbErr) -> AuditError {
@@ -442,9 +442,15 @@ impl AuditStore for SeaStore {
         journal: Journal,
     ) -> Result<u64, AuditError> {
         let txn = self.db().begin().await.map_err(store)?;
-        let n = erase_annotations(&txn, org, &[subject_id.to_owned()], None)
-            .await
-            .map_err(store)?;
+        let n = erase_for_good(
+            &txn,
+            org,
+            &[subject_id.to_owned()],
+            None,
+            chrono::Utc::now(),
+        )
+        .await
+        .map_err(store)?;
         crate::journal::finish(txn, journal, 0)
             .await
             .map_err(store)?;
@@ -464,10 +470,77 @@ impl AuditStore for SeaStore {
     }
 }
 
+/// Blanks the personal annotations of `org`'s audit records that name any of `subjects`
+/// ([`erase_annotations`]), now and in every record that commits later while they are not (or
+/// no longer) members of `org`: a request that read a name before the erasure may record it
+/// after. Returns the records touched.
+///
+/// The subjects go on `org`'s list of erasures, which every append to `org`'s chain reads
+/// (`journal::commit_journals`) once `audit_heads.erasures` says the organization has one. On
+/// PostgreSQL raising that count takes the chain head's row, which every append takes too, so
+/// each append either commits before it (and the second pass below, after the head, finds its
+/// records) or reads the list after this transaction commits. The first pass runs before the
+/// head is taken, as a retention pass takes records before the head. On SQLite the one writer
+/// orders everything.
+pub(crate) async fn erase_for_good<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    org: OrgId,
+    subjects: &[String],
+    also_named: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, sea_orm::DbErr> {
+    use sea_orm::sea_query::OnConflict;
+    if subjects.is_empty() {
+        return Ok(0);
+    }
+    let o = org.to_string();
+    // The records the first pass surely sees: those up to the committed head.
+    let seen = audit_head::Entity::find_by_id(o.clone())
+        .one(conn)
+        .await?
+        .map_or(0, |h| h.seq);
+    let mut n = erase_annotations(conn, org, subjects, also_named, 0).await?;
+    audit_head::Entity::insert(audit_head::ActiveModel {
+        org_id: Set(o.clone()),
+        seq: Set(0),
+        hash: Set(audit::GENESIS_HEX.to_owned()),
+        erasures: Set(1),
+    })
+    .on_conflict(
+        OnConflict::column(audit_head::Column::OrgId)
+            .value(
+                audit_head::Column::Erasures,
+                Expr::col((audit_head::Entity, audit_head::Column::Erasures)).add(1),
+            )
+            .to_owned(),
+    )
+    .exec_without_returning(conn)
+    .await?;
+    audit_erasure::Entity::insert_many(subjects.iter().map(|s| audit_erasure::ActiveModel {
+        org_id: Set(o.clone()),
+        subject_id: Set(s.clone()),
+        erased_at: Set(micros(now)),
+    }))
+    .on_conflict(
+        OnConflict::columns([
+            audit_erasure::Column::OrgId,
+            audit_erasure::Column::SubjectId,
+        ])
+        .update_column(audit_erasure::Column::ErasedAt)
+        .to_owned(),
+    )
+    .exec_without_returning(conn)
+    .await?;
+    // Records committed between the first pass and the head.
+    n += erase_annotations(conn, org, subjects, also_named, seen).await?;
+    Ok(n)
+}
+
 /// Blanks the personal annotations of `org`'s audit records that name any of `subjects` (as
 /// actor: the name, address and user agent; as target, or by `also_named` as the target's
-/// name, such as an invitation's email: the target's name), in the caller's transaction. The
-/// hashed fields are untouched. Returns the records touched.
+/// name, such as an invitation's email: the target's name), in the caller's transaction, of
+/// the records after sequence number `after`. The hashed fields are untouched. Returns the
+/// records touched.
 ///
 /// On PostgreSQL the records are locked first, all of them in sequence order, as a retention
 /// pass deletes them: changed by the three statements below in the order of their plans, an
@@ -477,12 +550,18 @@ pub(crate) async fn erase_annotations<C: sea_orm::ConnectionTrait>(
     org: OrgId,
     subjects: &[String],
     also_named: Option<&str>,
+    after: i64,
 ) -> Result<u64, sea_orm::DbErr> {
     use audit_event::Column as A;
     if subjects.is_empty() {
         return Ok(0);
     }
     let org = org.to_string();
+    let in_org = || {
+        Condition::all()
+            .add(A::OrgId.eq(org.as_str()))
+            .add(A::Seq.gt(after))
+    };
     let mut names_target = Condition::any().add(A::TargetId.is_in(subjects));
     if let Some(name) = also_named {
         names_target = names_target.add(A::TargetName.eq(name));
@@ -491,7 +570,7 @@ pub(crate) async fn erase_annotations<C: sea_orm::ConnectionTrait>(
         audit_event::Entity::find()
             .select_only()
             .column(A::Seq)
-            .filter(A::OrgId.eq(org.as_str()))
+            .filter(in_org())
             .filter(
                 Condition::any()
                     .add(A::ActorId.is_in(subjects))
@@ -507,14 +586,14 @@ pub(crate) async fn erase_annotations<C: sea_orm::ConnectionTrait>(
         .col_expr(A::ActorName, Expr::value(audit::ERASED))
         .col_expr(A::Ip, Expr::value(""))
         .col_expr(A::UserAgent, Expr::value(""))
-        .filter(A::OrgId.eq(org.as_str()))
+        .filter(in_org())
         .filter(A::ActorId.is_in(subjects))
         .exec(conn)
         .await?
         .rows_affected;
     let as_target = audit_event::Entity::update_many()
         .col_expr(A::TargetName, Expr::value(audit::ERASED))
-        .filter(A::OrgId.eq(org.as_str()))
+        .filter(in_org())
         .filter(names_target.clone())
         .filter(A::ActorId.is_not_in(subjects))
         .exec(conn)
@@ -523,7 +602,7 @@ pub(crate) async fn erase_annotations<C: sea_orm::ConnectionTrait>(
     // Records where one of them is also the actor were counted above; name the target too.
     audit_event::Entity::update_many()
         .col_expr(A::TargetName, Expr::value(audit::ERASED))
-        .filter(A::OrgId.eq(org.as_str()))
+        .filter(in_org())
         .filter(names_target)
         .filter(A::ActorId.is_in(subjects))
         .exec(conn)

@@ -105,7 +105,7 @@ impl PrivacyStore for SeaStore {
             .map_err(store)?;
         subjects.push(uid.clone());
         let audit_records_erased =
-            super::audit::erase_annotations(&txn, org, &subjects, Some(&account.email))
+            super::audit::erase_for_good(&txn, org, &subjects, Some(&account.email), now)
                 .await
                 .map_err(store)?;
         // Their names in the credit ledger: found by actor id; entries from before ids were
