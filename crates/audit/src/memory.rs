@@ -65,6 +65,48 @@ impl MemoryAuditStore {
         Ok(f(&mut self.lock()?.outbox))
     }
 
+    /// Lists `ids` as erased in `org`: records of `org` appended from now on that name one of
+    /// them keep no personal annotation, until [`readmit`](Self::readmit). A store that keeps
+    /// members (the tenancy memory store) lists a person it erases, then blanks the records
+    /// already there, so a record appended meanwhile is blanked one way or the other.
+    ///
+    /// # Errors
+    /// When the mutex is poisoned.
+    pub fn mark_erased(&self, org: OrgId, ids: &[String]) -> Result<(), AuditError> {
+        self.lock()?
+            .erased
+            .entry(org)
+            .or_default()
+            .extend(ids.iter().cloned());
+        Ok(())
+    }
+
+    /// Takes `id` off `org`'s erased list: they joined again, and their records name them.
+    ///
+    /// # Errors
+    /// When the mutex is poisoned.
+    pub fn readmit(&self, org: OrgId, id: &str) -> Result<(), AuditError> {
+        if let Some(ids) = self.lock()?.erased.get_mut(&org) {
+            ids.remove(id);
+        }
+        Ok(())
+    }
+
+    /// Removes the mail sent before `before`, and the mail created before it and never sent
+    /// (housekeeping); returns how many went.
+    ///
+    /// # Errors
+    /// When the mutex is poisoned.
+    pub fn prune_mail(&self, before: chrono::DateTime<chrono::Utc>) -> Result<u64, AuditError> {
+        let mut state = self.lock()?;
+        let n = state.mails.len();
+        state.mails.retain(|(m, _)| match m.sent_at {
+            Some(sent) => sent >= before,
+            None => m.created_at >= before,
+        });
+        Ok((n - state.mails.len()) as u64)
+    }
+
     /// Direct access to a chain, so tests can tamper with it.
     ///
     /// # Errors

@@ -162,7 +162,7 @@ pub(crate) async fn commit_journals(
 }
 
 /// Blanks the personal annotations of the records about to be appended that name someone their
-/// organization erased and who is not a member of it again (`store::audit::erase_for_good`):
+/// organization erased and who has not joined it again (`store::audit::begin_erasure`):
 /// a request that read the name before the erasure and records it after. Only the
 /// organizations whose head counts an erasure are looked up, in one query. The annotations are
 /// outside the hash, so the chain is the same either way.
@@ -194,10 +194,6 @@ async fn erase_the_erased(
         .column(audit_erasure::Column::SubjectId)
         .filter(audit_erasure::Column::OrgId.is_in(orgs))
         .filter(audit_erasure::Column::SubjectId.is_in(named))
-        .filter(Expr::cust(
-            "NOT EXISTS (SELECT 1 FROM memberships m WHERE m.org_id = audit_erasures.org_id \
-             AND m.user_id = audit_erasures.subject_id)",
-        ))
         .into_tuple::<(String, String)>()
         .all(txn)
         .await?

@@ -116,6 +116,7 @@ pub async fn run<
         + crate::billing::BillingStore
         + crate::credits::CreditStore
         + crate::password_reset::PasswordResetStore
+        + crate::housekeeping::HousekeepingStore
         + ?Sized,
 >(
     s: &S,
@@ -149,6 +150,8 @@ pub async fn run<
     a_direct_add_settles_the_invitation(s).await;
     bulk_previews_confirm_once_all_or_nothing(s).await;
     roles_transfer_and_removal(s).await;
+    // Last: a pass removes stale rows of every organization, other checks' included.
+    housekeeping_removes_stale_sessions_links_challenges_and_mail(s).await;
 }
 
 /// Foundings racing each other cannot pass the bound on organizations one account owns.
@@ -4178,6 +4181,24 @@ async fn consents_and_erasure_keep_the_chain<
     let back = tail(s.chain_page(org.id, 0, 1000).await.unwrap(), 1);
     assert_eq!(back[0].event.actor.name, bob.name);
     assert_eq!(back[0].event.context.ip, "203.0.113.9");
+    // Removed again, without an erasure this time: the removal's record names him.
+    s.remove_member(
+        org.id,
+        bob.id,
+        Disposition::TransferTo(owner.id),
+        now(),
+        Journal::record(NewAuditEvent::new(
+            org.id,
+            now(),
+            Actor::user(owner.id, "Owner"),
+            AuditAction::MemberRemoved,
+            Target::new("member", bob.id, bob.name.clone()),
+        )),
+    )
+    .await
+    .unwrap();
+    let removed = tail(s.chain_page(org.id, 0, 1000).await.unwrap(), 1);
+    assert_eq!(removed[0].event.target.name, bob.name);
     let mut verifier = audit::ChainVerifier::new();
     for r in &s.chain_page(org.id, 0, 1000).await.unwrap() {
         verifier.push(r).unwrap();
@@ -4679,6 +4700,151 @@ async fn total_credits<S: crate::credits::CreditStore + ?Sized>(s: &S, org: OrgI
         .iter()
         .map(|x| x.balance)
         .sum()
+}
+
+/// A housekeeping pass removes sessions, reset links and sign-in challenges past their
+/// cutoffs, and old mail, and keeps the rest: fresh ones, and each person's newest session
+/// (their last sign-in) however old.
+async fn housekeeping_removes_stale_sessions_links_challenges_and_mail<
+    S: TenancyStore
+        + AuditStore
+        + MembershipStore
+        + crate::mfa::MfaStore
+        + crate::password_reset::PasswordResetStore
+        + crate::housekeeping::HousekeepingStore
+        + ?Sized,
+>(
+    s: &S,
+) {
+    use crate::housekeeping::Cutoffs;
+    use crate::password_reset::PasswordReset;
+    let (org, team, owner) = new_org(s).await;
+    let ann = user("ann");
+    s.add_member(
+        org.id,
+        &ann,
+        Some("h"),
+        OrgRole::User,
+        team.id,
+        TeamRole::Member,
+        &limits(10),
+        note(org.id, "ann"),
+    )
+    .await
+    .unwrap();
+    let t = now();
+    let long_ago = t - Duration::days(3650);
+    let cutoffs = Cutoffs {
+        sessions_created_before: t,
+        tokens_expired_before: t,
+        mail_before: long_ago,
+        sms_created_before: long_ago,
+        history_before: long_ago,
+    };
+    let days = |d: i64| d * 24 * 60;
+    // The Owner's from two days ago goes, their fresh one stays; both of Ann's are old, and
+    // the newer is her last sign-in.
+    let sessions = [
+        session(owner.id, -days(2)),
+        session(owner.id, 1),
+        session(ann.id, -days(3)),
+        session(ann.id, -days(2)),
+    ];
+    for (i, x) in sessions.iter().enumerate() {
+        s.create_session(x, &format!("hk-{}-{i}", org.id), 10, &|_| {
+            Journal::default()
+        })
+        .await
+        .unwrap();
+    }
+    let link = |tag: &str, expires_at: DateTime<Utc>| PasswordReset {
+        token_hash: format!("hk-{tag}-{}", owner.id),
+        user: owner.id,
+        created_at: expires_at - Duration::hours(1),
+        expires_at,
+        used_at: None,
+    };
+    let (old_link, new_link) = (
+        link("old", t - Duration::hours(1)),
+        link("new", t + Duration::hours(1)),
+    );
+    for l in [&old_link, &new_link] {
+        assert!(
+            s.create_password_reset(l, &owner.email, long_ago, 100, &|_, _| Journal::default())
+                .await
+                .unwrap()
+        );
+    }
+    let (old_challenge, new_challenge) = (
+        format!("hk-c-old-{}", org.id),
+        format!("hk-c-new-{}", org.id),
+    );
+    // The fresh one first: saving a challenge may sweep those long expired.
+    s.save_login_challenge(&new_challenge, owner.id, t + Duration::hours(1))
+        .await
+        .unwrap();
+    s.save_login_challenge(&old_challenge, owner.id, t - Duration::hours(1))
+        .await
+        .unwrap();
+    s.append(Journal::default().mail(audit::OutboundMail {
+        org: Some(org.id),
+        to: "someone@contract.example".into(),
+        subject: "s".into(),
+        body: "b".into(),
+        kind: "invitation".into(),
+    }))
+    .await
+    .unwrap();
+
+    let report = s.prune_stale(&cutoffs).await.unwrap();
+    assert!(report.sessions >= 2, "{report:?}");
+    assert!(
+        report.password_resets >= 1 && report.login_challenges >= 1,
+        "{report:?}"
+    );
+    assert_eq!(report.mails, 0, "no mail is ten years old: {report:?}");
+    let ids = |v: Vec<Session>| v.into_iter().map(|x| x.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.list_sessions(owner.id).await.unwrap()),
+        vec![sessions[1].id]
+    );
+    assert_eq!(
+        ids(s.list_sessions(ann.id).await.unwrap()),
+        vec![sessions[3].id]
+    );
+    assert!(
+        s.find_password_reset(&old_link.token_hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.find_password_reset(&new_link.token_hash)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(s.login_challenge(&old_challenge).await.unwrap().is_none());
+    assert!(s.login_challenge(&new_challenge).await.unwrap().is_some());
+    // Running it again finds nothing more of these.
+    let again = s.prune_stale(&cutoffs).await.unwrap();
+    assert_eq!(
+        (
+            again.sessions,
+            again.password_resets,
+            again.login_challenges
+        ),
+        (0, 0, 0)
+    );
+    // Mail goes once its cutoff passes it (never sent: by when it was queued).
+    let report = s
+        .prune_stale(&Cutoffs {
+            mail_before: chrono::Utc::now() + Duration::days(1),
+            ..cutoffs
+        })
+        .await
+        .unwrap();
+    assert!(report.mails >= 1, "{report:?}");
 }
 
 #[cfg(test)]

@@ -61,9 +61,6 @@ struct State {
     consents: Vec<crate::privacy::ConsentRecord>,
     resets: Vec<crate::password_reset::PasswordReset>,
     billing: billing::BillingState,
-    /// Ids each organization erased (people and their keys): records committed later that name
-    /// them keep no annotation while they are not members again.
-    erased: std::collections::HashSet<(OrgId, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -193,31 +190,8 @@ impl MemoryTenancyStore {
 
     /// Commits a journal after a change succeeded; a refused change commits nothing.
     async fn commit(&self, journal: Journal) -> Result<(), TenancyError> {
-        let journal = self.without_the_erased(journal)?;
         self.audit.append(journal).await?;
         Ok(())
-    }
-
-    /// `journal` with the personal annotations blanked of its records that name someone their
-    /// organization erased and who is not a member of it again.
-    fn without_the_erased(&self, mut journal: Journal) -> Result<Journal, TenancyError> {
-        let s = self.lock()?;
-        if s.erased.is_empty() {
-            return Ok(journal);
-        }
-        let member = |org: OrgId, id: &str| {
-            s.members
-                .iter()
-                .any(|m| m.0 == org && m.1.to_string() == id)
-        };
-        for r in &mut journal.records {
-            for id in [r.actor.id.clone(), r.target.id.clone()] {
-                if s.erased.contains(&(r.org, id.clone())) && !member(r.org, &id) {
-                    audit::erase_annotations(r, &id);
-                }
-            }
-        }
-        Ok(journal)
     }
 }
 
@@ -253,9 +227,6 @@ fn replace_password(
 #[async_trait]
 impl AuditStore for MemoryTenancyStore {
     async fn append(&self, journal: Journal) -> Result<Vec<audit::AuditEvent>, audit::AuditError> {
-        let journal = self
-            .without_the_erased(journal)
-            .map_err(|e| audit::AuditError::Store(StoreError::msg(e.to_string())))?;
         self.audit.append(journal).await
     }
     async fn search(
@@ -421,6 +392,7 @@ impl OrgStore for MemoryTenancyStore {
             s.team_members.push((team, user.id, org, team_role));
             s.settle_invitations(org, user);
         }
+        self.audit.readmit(org, &user.id.to_string())?;
         self.commit(journal).await
     }
 
@@ -1141,6 +1113,7 @@ impl InvitationStore for MemoryTenancyStore {
             s.members.push((inv.org, user.id, inv.role, now));
             s.team_members.push((team, user.id, inv.org, team_role));
         }
+        self.audit.readmit(inv.org, &user.id.to_string())?;
         self.commit(journal).await
     }
 }
@@ -2448,6 +2421,7 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
             }
             s.scim_users.insert((org, user.id), record.clone());
         }
+        self.audit.readmit(org, &user.id.to_string())?;
         self.commit(journal).await
     }
 
@@ -2701,6 +2675,8 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
             .map(|k| k.0.id.to_string())
             .collect();
         subjects.push(user.to_string());
+        // Listed first, so a record appended meanwhile is either blanked below or as it goes in.
+        self.audit.mark_erased(org, &subjects)?;
         let audit_records_erased = self.audit.with_chain(org, |chain| {
             let mut n = 0;
             for r in chain.iter_mut() {
@@ -2719,7 +2695,6 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
         let account_anonymized = {
             let mut s = self.lock()?;
             s.billing.erase_actors(org, &subjects);
-            s.erased.extend(subjects.iter().map(|id| (org, id.clone())));
             // Invitations to them in this organization keep no address.
             let email = s.users.get(&user).map(|(u, _)| u.email.clone());
             for (i, _) in &mut s.invitations {
@@ -2836,6 +2811,44 @@ impl crate::password_reset::PasswordResetStore for MemoryTenancyStore {
         };
         self.commit(records(&orgs, ended)).await?;
         Ok(ended)
+    }
+}
+
+#[async_trait]
+impl crate::housekeeping::HousekeepingStore for MemoryTenancyStore {
+    /// Sessions, reset links, sign-in challenges and mail, as SeaStore removes them. This store
+    /// keeps no SMS outbox and no webhook deliveries (the webhooks crate's memory store does),
+    /// and leaves its outbox events alone, since it cannot tell which of them a delivery
+    /// elsewhere still comes from.
+    async fn prune_stale(
+        &self,
+        c: &crate::housekeeping::Cutoffs,
+    ) -> Result<crate::housekeeping::HousekeepingReport, TenancyError> {
+        let mut report = crate::housekeeping::HousekeepingReport::default();
+        {
+            let mut s = self.lock()?;
+            // Each person's newest session stays: their last sign-in.
+            let mut newest: HashMap<UserId, DateTime<Utc>> = HashMap::new();
+            for (session, ..) in &s.sessions {
+                let at = newest.entry(session.user).or_insert(session.created_at);
+                *at = (*at).max(session.created_at);
+            }
+            let before = s.sessions.len();
+            s.sessions.retain(|(session, ..)| {
+                session.created_at >= c.sessions_created_before
+                    || newest.get(&session.user) == Some(&session.created_at)
+            });
+            report.sessions = (before - s.sessions.len()) as u64;
+            let before = s.resets.len();
+            s.resets.retain(|r| r.expires_at >= c.tokens_expired_before);
+            report.password_resets = (before - s.resets.len()) as u64;
+            let before = s.challenges.len();
+            s.challenges
+                .retain(|_, (_, expires)| *expires >= c.tokens_expired_before);
+            report.login_challenges = (before - s.challenges.len()) as u64;
+        }
+        report.mails = self.audit.prune_mail(c.mail_before)?;
+        Ok(report)
     }
 }
 

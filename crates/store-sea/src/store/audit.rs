@@ -442,15 +442,13 @@ impl AuditStore for SeaStore {
         journal: Journal,
     ) -> Result<u64, AuditError> {
         let txn = self.db().begin().await.map_err(store)?;
-        let n = erase_for_good(
-            &txn,
-            org,
-            &[subject_id.to_owned()],
-            None,
-            chrono::Utc::now(),
-        )
-        .await
-        .map_err(store)?;
+        let subjects = [subject_id.to_owned()];
+        let n = begin_erasure(&txn, org, &subjects, None)
+            .await
+            .map_err(store)?
+            .complete(&txn, org, &subjects, None, chrono::Utc::now())
+            .await
+            .map_err(store)?;
         crate::journal::finish(txn, journal, 0)
             .await
             .map_err(store)?;
@@ -470,77 +468,99 @@ impl AuditStore for SeaStore {
     }
 }
 
-/// Blanks the personal annotations of `org`'s audit records that name any of `subjects`
-/// ([`erase_annotations`]), now and in every record that commits later while they are not (or
-/// no longer) members of `org`: a request that read a name before the erasure may record it
-/// after. Returns the records touched.
+/// The first half of an erasure in `org` ([`erase_annotations`] of every record naming one of
+/// `subjects`), run where the erasure's other rewrites run; [`Erasure::complete`] finishes it
+/// just before the commit.
 ///
-/// The subjects go on `org`'s list of erasures, which every append to `org`'s chain reads
-/// (`journal::commit_journals`) once `audit_heads.erasures` says the organization has one. On
-/// PostgreSQL raising that count takes the chain head's row, which every append takes too, so
-/// each append either commits before it (and the second pass below, after the head, finds its
-/// records) or reads the list after this transaction commits. The first pass runs before the
-/// head is taken, as a retention pass takes records before the head. On SQLite the one writer
-/// orders everything.
-pub(crate) async fn erase_for_good<C: sea_orm::ConnectionTrait>(
+/// Records that commit after the erasure are blanked too, as they are appended, until the
+/// person joins again: a request that read a name before the erasure may record it after.
+/// The subjects go on `org`'s list of erasures (`audit_erasures`), which an append to `org`'s
+/// chain reads (`journal::commit_journals`) once `audit_heads.erasures` says the organization
+/// has one; a join takes the person off it (`insert_membership`). On PostgreSQL raising that
+/// count takes the chain head's row, which every append takes too, so each append either
+/// commits before it (and the second pass, after the head, finds its records) or reads the
+/// list after the erasure commits. The head is taken last, as every writer takes it (the
+/// lock order in ARCHITECTURE), and the second pass touches only records appended since the
+/// first. On SQLite the one writer orders everything.
+pub(crate) async fn begin_erasure<C: sea_orm::ConnectionTrait>(
     conn: &C,
     org: OrgId,
     subjects: &[String],
     also_named: Option<&str>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<u64, sea_orm::DbErr> {
-    use sea_orm::sea_query::OnConflict;
-    if subjects.is_empty() {
-        return Ok(0);
-    }
-    let o = org.to_string();
+) -> Result<Erasure, sea_orm::DbErr> {
     // The records the first pass surely sees: those up to the committed head.
-    let seen = audit_head::Entity::find_by_id(o.clone())
+    let seen = audit_head::Entity::find_by_id(org.to_string())
         .one(conn)
         .await?
         .map_or(0, |h| h.seq);
-    let mut n = erase_annotations(conn, org, subjects, also_named, 0).await?;
-    audit_head::Entity::insert(audit_head::ActiveModel {
-        org_id: Set(o.clone()),
-        seq: Set(0),
-        hash: Set(audit::GENESIS_HEX.to_owned()),
-        erasures: Set(1),
-    })
-    .on_conflict(
-        OnConflict::column(audit_head::Column::OrgId)
-            .value(
-                audit_head::Column::Erasures,
-                Expr::col((audit_head::Entity, audit_head::Column::Erasures)).add(1),
-            )
+    let erased = erase_annotations(conn, org, subjects, also_named, 0).await?;
+    Ok(Erasure { seen, erased })
+}
+
+/// An erasure's first pass, done ([`begin_erasure`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Erasure {
+    seen: i64,
+    erased: u64,
+}
+
+impl Erasure {
+    /// Lists `subjects` as erased in `org` (taking its chain head), and blanks the records
+    /// committed since the first pass. Returns the records the erasure touched in all.
+    pub(crate) async fn complete<C: sea_orm::ConnectionTrait>(
+        self,
+        conn: &C,
+        org: OrgId,
+        subjects: &[String],
+        also_named: Option<&str>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, sea_orm::DbErr> {
+        use sea_orm::sea_query::OnConflict;
+        if subjects.is_empty() {
+            return Ok(self.erased);
+        }
+        let o = org.to_string();
+        audit_head::Entity::insert(audit_head::ActiveModel {
+            org_id: Set(o.clone()),
+            seq: Set(0),
+            hash: Set(audit::GENESIS_HEX.to_owned()),
+            erasures: Set(1),
+        })
+        .on_conflict(
+            OnConflict::column(audit_head::Column::OrgId)
+                .value(
+                    audit_head::Column::Erasures,
+                    Expr::col((audit_head::Entity, audit_head::Column::Erasures)).add(1),
+                )
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+        audit_erasure::Entity::insert_many(subjects.iter().map(|s| audit_erasure::ActiveModel {
+            org_id: Set(o.clone()),
+            subject_id: Set(s.clone()),
+            erased_at: Set(micros(now)),
+        }))
+        .on_conflict(
+            OnConflict::columns([
+                audit_erasure::Column::OrgId,
+                audit_erasure::Column::SubjectId,
+            ])
+            .update_column(audit_erasure::Column::ErasedAt)
             .to_owned(),
-    )
-    .exec_without_returning(conn)
-    .await?;
-    audit_erasure::Entity::insert_many(subjects.iter().map(|s| audit_erasure::ActiveModel {
-        org_id: Set(o.clone()),
-        subject_id: Set(s.clone()),
-        erased_at: Set(micros(now)),
-    }))
-    .on_conflict(
-        OnConflict::columns([
-            audit_erasure::Column::OrgId,
-            audit_erasure::Column::SubjectId,
-        ])
-        .update_column(audit_erasure::Column::ErasedAt)
-        .to_owned(),
-    )
-    .exec_without_returning(conn)
-    .await?;
-    // Records committed between the first pass and the head.
-    n += erase_annotations(conn, org, subjects, also_named, seen).await?;
-    Ok(n)
+        )
+        .exec_without_returning(conn)
+        .await?;
+        let late = erase_annotations(conn, org, subjects, also_named, self.seen).await?;
+        Ok(self.erased + late)
+    }
 }
 
 /// Blanks the personal annotations of `org`'s audit records that name any of `subjects` (as
 /// actor: the name, address and user agent; as target, or by `also_named` as the target's
 /// name, such as an invitation's email: the target's name), in the caller's transaction, of
-/// the records after sequence number `after`. The hashed fields are untouched. Returns the
-/// records touched.
+/// the records after sequence number `after` that still carry something to blank. The hashed
+/// fields are untouched. Returns the records touched.
 ///
 /// On PostgreSQL the records are locked first, all of them in sequence order, as a retention
 /// pass deletes them: changed by the three statements below in the order of their plans, an
@@ -588,6 +608,17 @@ pub(crate) async fn erase_annotations<C: sea_orm::ConnectionTrait>(
         .col_expr(A::UserAgent, Expr::value(""))
         .filter(in_org())
         .filter(A::ActorId.is_in(subjects))
+        .filter(
+            Condition::any()
+                .add(A::ActorName.ne(audit::ERASED))
+                .add(A::Ip.ne(""))
+                .add(A::UserAgent.ne(""))
+                .add(
+                    Condition::all()
+                        .add(names_target.clone())
+                        .add(A::TargetName.ne(audit::ERASED)),
+                ),
+        )
         .exec(conn)
         .await?
         .rows_affected;
@@ -595,6 +626,7 @@ pub(crate) async fn erase_annotations<C: sea_orm::ConnectionTrait>(
         .col_expr(A::TargetName, Expr::value(audit::ERASED))
         .filter(in_org())
         .filter(names_target.clone())
+        .filter(A::TargetName.ne(audit::ERASED))
         .filter(A::ActorId.is_not_in(subjects))
         .exec(conn)
         .await?

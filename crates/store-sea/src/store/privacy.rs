@@ -104,10 +104,9 @@ impl PrivacyStore for SeaStore {
             .await
             .map_err(store)?;
         subjects.push(uid.clone());
-        let audit_records_erased =
-            super::audit::erase_for_good(&txn, org, &subjects, Some(&account.email), now)
-                .await
-                .map_err(store)?;
+        let erasure = super::audit::begin_erasure(&txn, org, &subjects, Some(&account.email))
+            .await
+            .map_err(store)?;
         // Their names in the credit ledger: found by actor id; entries from before ids were
         // kept (NULL), by the exact names they carried, their keys' ("<key> (API key of
         // <name>)") and their own, only while nobody else in the organization has that name.
@@ -294,6 +293,11 @@ impl PrivacyStore for SeaStore {
                 .await
                 .map_err(store)?;
         }
+        // Last before the commit, as it takes the chain head.
+        let audit_records_erased = erasure
+            .complete(&txn, org, &subjects, Some(&account.email), now)
+            .await
+            .map_err(store)?;
         commit(txn, journal).await?;
         Ok(ErasureReport {
             removal,

@@ -286,6 +286,13 @@ pub(crate) async fn insert_membership(
         Err(e) => return Err(store(e)),
         Ok(_) => {}
     }
+    // Erased here before, they are back: their records name them again.
+    crate::entity::audit_erasure::Entity::delete_many()
+        .filter(crate::entity::audit_erasure::Column::OrgId.eq(org.to_string()))
+        .filter(crate::entity::audit_erasure::Column::SubjectId.eq(u.id.to_string()))
+        .exec(txn)
+        .await
+        .map_err(store)?;
     let in_org = team::Entity::find()
         .filter(team::Column::Id.eq(team_id.to_string()))
         .filter(team::Column::OrgId.eq(org.to_string()))
