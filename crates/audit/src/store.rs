@@ -94,7 +94,7 @@ pub trait AuditStore: Send + Sync {
     /// Records of `org` appended later that name `subject_id` are blanked the same way as they
     /// are appended: a request may read a name before the erasure and record it after. A store
     /// that also keeps an organization's members (as the tenancy stores do) stops once the
-    /// subject is a member of `org` again.
+    /// subject joins `org` again.
     ///
     /// # Errors
     /// [`AuditError::Store`] on storage failure; nothing is changed then.

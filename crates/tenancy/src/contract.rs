@@ -3995,9 +3995,18 @@ async fn consents_and_erasure_keep_the_chain<
             serde_json::json!({"email": email, "byName": name, "by": by}),
         )
     };
+    // An invitation's record names her by address only.
+    let invited_ann = NewAuditEvent::new(
+        org.id,
+        now(),
+        Actor::user(owner.id, "Owner"),
+        AuditAction::MemberInvited,
+        Target::new("invitation", "inv_ann", ann.email.as_str()),
+    );
     s.append(
         Journal::record(by_ann)
             .and_record(about_ann)
+            .and_record(invited_ann)
             .publish(event(ann.email.as_str(), "Ann Example", ann.id))
             .publish(event("someone@example.org", "Owner", owner.id)),
     )
@@ -4049,8 +4058,8 @@ async fn consents_and_erasure_keep_the_chain<
         .await
         .unwrap();
     assert_eq!(
-        report.audit_records_erased, 2,
-        "the record by her and the one about her, each once: {report:?}"
+        report.audit_records_erased, 3,
+        "the record by her, the one about her and her invitation's, each once: {report:?}"
     );
     let mut named: Vec<String> = s
         .credit_history(org.id, None, None, 10)
@@ -4095,6 +4104,7 @@ async fn consents_and_erasure_keep_the_chain<
     let page = s.chain_page(org.id, 0, 1000).await.unwrap();
     assert!(page.iter().all(|r| !r.event.actor.name.contains("Ann")
         && !r.event.target.name.contains("Ann")
+        && r.event.target.name != ann.email.as_str()
         && r.event.context.ip != "203.0.113.9"));
     assert!(
         page.iter().any(|r| r.event.actor.id == ann.id.to_string()),

@@ -984,6 +984,110 @@ pub async fn chargeback<S: CreditStore + WorkspaceStore + ?Sized>(
 mod tests {
     use super::*;
 
+    /// A payment provider that deletes the team the credits are for while it charges: the
+    /// race between the charge and the posting.
+    #[cfg(feature = "memory")]
+    struct TeamVanishesWhileCharging<'a> {
+        store: &'a crate::memory::MemoryTenancyStore,
+        org: OrgId,
+        team: TeamId,
+    }
+
+    #[cfg(feature = "memory")]
+    #[async_trait::async_trait]
+    impl billing_limits::payment::PaymentProvider for TeamVanishesWhileCharging<'_> {
+        async fn charge(
+            &self,
+            req: &billing_limits::payment::ChargeRequest,
+        ) -> Result<billing_limits::payment::Charge, billing_limits::payment::PaymentError>
+        {
+            self.store
+                .delete_team(self.org, self.team, req.now, Journal::default())
+                .await
+                .map_err(|e| billing_limits::payment::PaymentError(e.to_string()))?;
+            billing_limits::payment::ManualInvoice::default()
+                .charge(req)
+                .await
+        }
+    }
+
+    /// Paid credits are never lost: a purchase for a team deleted after the charge lands in
+    /// the pool, once, with its invoice.
+    #[cfg(feature = "memory")]
+    #[tokio::test]
+    async fn credits_bought_for_a_team_deleted_during_the_charge_go_to_the_pool() {
+        use crate::memory::MemoryTenancyStore;
+        let store = MemoryTenancyStore::new();
+        let now = chrono::Utc::now();
+        let hasher =
+            security_policy::PasswordHasher::new(security_policy::HashParams::default()).unwrap();
+        let (org, owner) = crate::orgs::create_with_new_owner(
+            &store,
+            &hasher,
+            crate::orgs::CreateOrgRequest {
+                name: "Buyer".into(),
+                plan: billing_limits::Plan::Enterprise,
+                owner_email: "owner@buyer.example".into(),
+                owner_name: "Owner".into(),
+                owner_password: "a long enough passphrase".into(),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+        let team = crate::Team {
+            id: TeamId::new(),
+            org: org.id,
+            name: "Client".into(),
+            is_default: false,
+            created_at: now,
+            archived_at: None,
+        };
+        store.create_team(&team, Journal::default()).await.unwrap();
+        let caller = Caller::load(
+            &store,
+            &crate::Principal::Session {
+                user: owner,
+                session: rbac_core::SessionId::new(),
+            },
+            org.id,
+            audit::RequestContext::default(),
+        )
+        .await
+        .unwrap();
+        let provider = TeamVanishesWhileCharging {
+            store: &store,
+            org: org.id,
+            team: team.id,
+        };
+        let prices = billing_limits::subscription::PriceList::default();
+        let payments = crate::billing::Payments {
+            provider: &provider,
+            prices: &prices,
+        };
+        let r = purchase(
+            &store,
+            payments,
+            &caller,
+            Account::Team(team.id),
+            40,
+            Some("order-1".into()),
+            now,
+        )
+        .await
+        .unwrap();
+        assert!(store.get_team(org.id, team.id).await.unwrap().is_none());
+        let balances: Vec<(Account, i64)> = store
+            .credit_accounts(org.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.account, a.balance))
+            .collect();
+        assert_eq!(balances, vec![(Account::Pool, 40)], "{r:?}");
+        assert!(r.invoice.is_some() && !r.replayed);
+    }
+
     #[test]
     fn a_purchase_charges_once_per_key_and_organization() {
         let (a, b) = (OrgId::new(), OrgId::new());

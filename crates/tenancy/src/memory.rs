@@ -2650,6 +2650,7 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
         let removal = self
             .remove_member(org, user, disposition, now, Journal::default())
             .await?;
+        let email = identity.as_ref().map(|(email, _)| email.clone());
         // The queued events that carry their email, or their name beside their id.
         let event_bodies_erased = match identity {
             Some((email, name)) => self.audit.with_outbox(|events| {
@@ -2677,18 +2678,20 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
         subjects.push(user.to_string());
         // Listed first, so a record appended meanwhile is either blanked below or as it goes in.
         self.audit.mark_erased(org, &subjects)?;
+        // Records naming them by id, or by their address as the target's name (an invitation's);
+        // each record counted once, if it had anything left to blank.
         let audit_records_erased = self.audit.with_chain(org, |chain| {
             let mut n = 0;
             for r in chain.iter_mut() {
                 let e = &mut r.event;
-                let named: Vec<&String> = subjects
-                    .iter()
-                    .filter(|s| e.actor.id == **s || e.target.id == **s)
-                    .collect();
-                for s in &named {
+                let before = e.clone();
+                for s in &subjects {
                     audit::erase_annotations(e, s);
                 }
-                n += u64::from(!named.is_empty());
+                if email.as_deref() == Some(e.target.name.as_str()) {
+                    audit::ERASED.clone_into(&mut e.target.name);
+                }
+                n += u64::from(*e != before);
             }
             n
         })?;

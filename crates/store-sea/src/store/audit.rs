@@ -497,8 +497,9 @@ pub(crate) async fn begin_erasure<C: sea_orm::ConnectionTrait>(
     Ok(Erasure { seen, erased })
 }
 
-/// An erasure's first pass, done ([`begin_erasure`]).
+/// An erasure's first pass, done ([`begin_erasure`]); [`Erasure::complete`] must follow.
 #[derive(Debug, Clone, Copy)]
+#[must_use = "an erasure lists its ids and blanks late records only in `complete`"]
 pub(crate) struct Erasure {
     seen: i64,
     erased: u64,
