@@ -58,7 +58,8 @@ pub use mail::{MailOutbox, QueuedMail};
 pub use memory::MemoryAuditStore;
 pub use model::{
     Actor, ActorKind, AuditEvent, ERASED, MAX_METADATA_BYTES, Metadata, NewAuditEvent, Outcome,
-    RequestContext, SCHEMA_VERSION, Target, erase_annotations, truncate_to_micros,
+    RequestContext, SCHEMA_VERSION, Target, erase_annotations, erase_annotations_of,
+    truncate_to_micros,
 };
 pub use query::{ActionFilter, AuditQuery, DatePreset, MAX_PAGE, SeenBy};
 pub use render::render_line;

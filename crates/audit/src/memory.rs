@@ -144,11 +144,7 @@ fn append_locked(state: &mut State, journal: Journal) -> Vec<AuditEvent> {
     let mut out = Vec::with_capacity(journal.records.len());
     for mut e in journal.records {
         if let Some(erased) = state.erased.get(&e.org) {
-            for id in [e.actor.id.clone(), e.target.id.clone()] {
-                if erased.contains(&id) {
-                    crate::model::erase_annotations(&mut e, &id);
-                }
-            }
+            crate::model::erase_annotations_of(&mut e, |id| erased.contains(id));
         }
         // After pruning everything, the chain continues from the retention anchor.
         let anchored = state.anchors.get(&e.org).map(|a| (a.seq + 1, a.hash));

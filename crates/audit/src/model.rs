@@ -380,12 +380,18 @@ pub const ERASED: &str = "[erased]";
 
 /// Blanks the personal annotations of `e` that concern `subject_id`.
 pub fn erase_annotations(e: &mut NewAuditEvent, subject_id: &str) {
-    if e.actor.id == subject_id {
+    erase_annotations_of(e, |id| id == subject_id);
+}
+
+/// Blanks the personal annotations of `e` that concern anyone `erased` names: the actor's
+/// name, address and user agent when the actor is, the target's name when the target is.
+pub fn erase_annotations_of(e: &mut NewAuditEvent, erased: impl Fn(&str) -> bool) {
+    if erased(&e.actor.id) {
         e.actor.name = ERASED.to_owned();
         e.context.ip = String::new();
         e.context.user_agent = String::new();
     }
-    if e.target.id == subject_id {
+    if erased(&e.target.id) {
         e.target.name = ERASED.to_owned();
     }
 }

@@ -188,27 +188,23 @@ async fn erase_the_erased(
         .collect();
     named.sort_unstable();
     named.dedup();
-    let erased: std::collections::HashSet<(String, String)> = audit_erasure::Entity::find()
+    let rows: Vec<(String, String)> = audit_erasure::Entity::find()
         .select_only()
         .column(audit_erasure::Column::OrgId)
         .column(audit_erasure::Column::SubjectId)
         .filter(audit_erasure::Column::OrgId.is_in(orgs))
         .filter(audit_erasure::Column::SubjectId.is_in(named))
-        .into_tuple::<(String, String)>()
+        .into_tuple()
         .all(txn)
-        .await?
-        .into_iter()
-        .collect();
-    if erased.is_empty() {
-        return Ok(());
+        .await?;
+    let mut erased: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for (org, id) in rows {
+        erased.entry(org).or_default().insert(id);
     }
     for (org, records) in by_org.iter_mut() {
-        let org = org.to_string();
-        for (_, r) in records.iter_mut() {
-            for id in [r.actor.id.clone(), r.target.id.clone()] {
-                if erased.contains(&(org.clone(), id.clone())) {
-                    audit::erase_annotations(r, &id);
-                }
+        if let Some(ids) = erased.get(&org.to_string()) {
+            for (_, r) in records.iter_mut() {
+                audit::erase_annotations_of(r, |id| ids.contains(id));
             }
         }
     }

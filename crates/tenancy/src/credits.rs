@@ -1016,25 +1016,8 @@ mod tests {
     #[cfg(feature = "memory")]
     #[tokio::test]
     async fn credits_bought_for_a_team_deleted_during_the_charge_go_to_the_pool() {
-        use crate::memory::MemoryTenancyStore;
-        let store = MemoryTenancyStore::new();
+        let (store, org, owner) = crate::memory::MemoryTenancyStore::with_org("Buyer").await;
         let now = chrono::Utc::now();
-        let hasher =
-            security_policy::PasswordHasher::new(security_policy::HashParams::default()).unwrap();
-        let (org, owner) = crate::orgs::create_with_new_owner(
-            &store,
-            &hasher,
-            crate::orgs::CreateOrgRequest {
-                name: "Buyer".into(),
-                plan: billing_limits::Plan::Enterprise,
-                owner_email: "owner@buyer.example".into(),
-                owner_name: "Owner".into(),
-                owner_password: "a long enough passphrase".into(),
-            },
-            now,
-        )
-        .await
-        .unwrap();
         let team = crate::Team {
             id: TeamId::new(),
             org: org.id,

@@ -2685,9 +2685,7 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
             for r in chain.iter_mut() {
                 let e = &mut r.event;
                 let before = e.clone();
-                for s in &subjects {
-                    audit::erase_annotations(e, s);
-                }
+                audit::erase_annotations_of(e, |id| subjects.iter().any(|s| s == id));
                 if email.as_deref() == Some(e.target.name.as_str()) {
                     audit::ERASED.clone_into(&mut e.target.name);
                 }
@@ -2852,6 +2850,33 @@ impl crate::housekeeping::HousekeepingStore for MemoryTenancyStore {
         }
         report.mails = self.audit.prune_mail(c.mail_before)?;
         Ok(report)
+    }
+}
+
+/// For the crate's unit tests.
+#[cfg(test)]
+impl MemoryTenancyStore {
+    /// A store holding one Enterprise organization called `name`, created now through the
+    /// service, and its Owner.
+    pub(crate) async fn with_org(name: &str) -> (Self, Organization, User) {
+        let store = Self::new();
+        let hasher =
+            security_policy::PasswordHasher::new(security_policy::HashParams::default()).unwrap();
+        let (org, owner) = crate::orgs::create_with_new_owner(
+            &store,
+            &hasher,
+            crate::orgs::CreateOrgRequest {
+                name: name.to_owned(),
+                plan: billing_limits::Plan::Enterprise,
+                owner_email: format!("owner@{}.example", name.to_lowercase()),
+                owner_name: "Owner".into(),
+                owner_password: "tilted windmill at sunrise".into(),
+            },
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+        (store, org, owner)
     }
 }
 

@@ -701,23 +701,7 @@ mod tests {
     #[tokio::test]
     async fn every_call_is_counted_once_in_blocks_and_by_day() {
         use crate::store::OrgStore;
-        let store = crate::MemoryTenancyStore::new();
-        let hasher =
-            security_policy::PasswordHasher::new(security_policy::HashParams::default()).unwrap();
-        let (org, _) = crate::orgs::create_with_new_owner(
-            &store,
-            &hasher,
-            crate::orgs::CreateOrgRequest {
-                name: "Meter".into(),
-                plan: billing_limits::Plan::Enterprise,
-                owner_email: "owner@meter.example".into(),
-                owner_name: "Owner".into(),
-                owner_password: "tilted windmill at sunrise".into(),
-            },
-            Utc::now(),
-        )
-        .await
-        .unwrap();
+        let (store, org, _) = crate::MemoryTenancyStore::with_org("Meter").await;
         let org = store.get_org(org.id).await.unwrap();
         let team = TeamId::new();
         let now = Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap();
