@@ -89,6 +89,8 @@ pub struct Options {
     /// `plans.api_call_block_max` (default here 1: every API call is written, so tests that set
     /// the month's counter in the database see exact counts).
     pub api_call_block_max: Option<u64>,
+    /// `security.geoip_database`: a `.mmdb` file placing addresses in countries.
+    pub geoip_database: Option<std::path::PathBuf>,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -143,6 +145,9 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
     settings.plans.api_call_block_max = opts.api_call_block_max.unwrap_or(1);
     if let Some(n) = opts.address_login_failures {
         settings.security.address_login_failures = n;
+    }
+    if let Some(path) = opts.geoip_database {
+        settings.security.geoip_database = path;
     }
     if let Some(dns) = opts.dns {
         settings.workspace.dns_servers = vec![dns.to_string()];

@@ -330,6 +330,197 @@ both_backends!(
     }
 );
 
+/// A GeoLite2-style country database placing 203.0.113.0/24 in France and 198.51.100.0/24 in the
+/// United States (loopback and private addresses are in no country), written to `dir`.
+fn country_database(dir: &std::path::Path) -> std::path::PathBuf {
+    use mmdb_writer::ipnet::IpNet;
+    let mut w = mmdb_writer::Writer::new("GeoLite2-Country");
+    for (net, code) in [("203.0.113.0/24", "FR"), ("198.51.100.0/24", "US")] {
+        w.insert(
+            net.parse::<IpNet>().unwrap(),
+            &json!({ "country": { "iso_code": code } }),
+        )
+        .unwrap();
+    }
+    let path = dir.join("countries.mmdb");
+    std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
+    path
+}
+
+both_backends!(blocked_countries_refuse_their_requests, |b| async move {
+    // Without a GeoIP database the server cannot place addresses, and says so.
+    let plain = spawn_app_with(
+        b,
+        Options {
+            trust_loopback_proxy: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let p = problem(
+        plain
+            .patch(
+                &plain.org("/security"),
+                &plain.owner_token,
+                &json!({ "blocked_countries": ["RU"] }),
+            )
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    )
+    .await;
+    assert!(
+        p["detail"].as_str().unwrap().contains("geoip_database"),
+        "{p}"
+    );
+    drop(plain);
+
+    let dir = tempfile::tempdir().unwrap();
+    let t = spawn_app_with(
+        b,
+        Options {
+            trust_loopback_proxy: true,
+            geoip_database: Some(country_database(dir.path())),
+            ..Options::default()
+        },
+    )
+    .await;
+    let from = |ip: &'static str, method: reqwest::Method, path: String, body: Value| {
+        let t = &t;
+        async move {
+            t.client
+                .request(method, path)
+                .bearer_auth(&t.owner_token)
+                .header("x-forwarded-for", ip)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let patch =
+        |ip: &'static str, body: Value| from(ip, reqwest::Method::PATCH, t.org("/security"), body);
+    // Blocking the caller's own country is refused; so are codes that are no country.
+    let p = problem(
+        patch("203.0.113.5", json!({ "blocked_countries": ["fr"] })).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("France (FR)"), "{p}");
+    problem(
+        patch("198.51.100.7", json!({ "blocked_countries": ["FR", "XX"] })).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    )
+    .await;
+    let saved =
+        json_of(patch("198.51.100.7", json!({ "blocked_countries": ["fr", "RU"] })).await).await;
+    assert_eq!(saved["blocked_countries"], json!(["FR", "RU"]));
+    let shown = json_of(t.get(&t.org("/security"), &t.owner_token).await).await;
+    assert_eq!(shown["blocked_countries"], json!(["FR", "RU"]));
+
+    // Requests from France reach nothing of the organization, with a session or a key;
+    // from the United States, or from an address in no country (loopback), they do.
+    let key: Value = json_of(
+        t.post(&t.org("/api-keys"), &t.owner_token, &json!({ "name": "k" }))
+            .await,
+    )
+    .await;
+    let secret = key["secret"].as_str().unwrap().to_owned();
+    for token in [t.owner_token.clone(), secret] {
+        let get = |ip: &'static str| {
+            let (t, token) = (&t, token.clone());
+            async move {
+                t.client
+                    .get(t.org("/members"))
+                    .bearer_auth(token)
+                    .header("x-forwarded-for", ip)
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        };
+        let p = problem(
+            get("203.0.113.5").await,
+            StatusCode::FORBIDDEN,
+            "country_blocked",
+        )
+        .await;
+        assert!(p["detail"].as_str().unwrap().contains("France (FR)"), "{p}");
+        assert_eq!(get("198.51.100.7").await.status(), StatusCode::OK);
+        assert_eq!(
+            t.get(&t.org("/members"), &token).await.status(),
+            StatusCode::OK
+        );
+    }
+    let denied = t.audit("action=access.denied").await;
+    assert_eq!(
+        denied
+            .iter()
+            .filter(|r| r["reason"] == "country_blocked" && r["ip"] == "203.0.113.5")
+            .count(),
+        2,
+        "{denied:?}"
+    );
+    let updated = t.audit("action=security_policy.updated").await;
+    assert_eq!(
+        updated[0]["metadata"]["blocked_countries"],
+        json!(["FR", "RU"])
+    );
+
+    // The address check tells where an address is and why it would be refused.
+    let check = |ip: &'static str| {
+        let t = &t;
+        async move {
+            json_of(
+                t.post(
+                    &t.org("/security/ip-check"),
+                    &t.owner_token,
+                    &json!({ "ip": ip }),
+                )
+                .await,
+            )
+            .await
+        }
+    };
+    let fr = check("::ffff:203.0.113.9").await;
+    assert_eq!(
+        (
+            &fr["ip"],
+            &fr["allowed"],
+            &fr["country"],
+            &fr["refused_because"]
+        ),
+        (
+            &json!("203.0.113.9"),
+            &json!(false),
+            &json!("FR"),
+            &json!("country_blocked")
+        )
+    );
+    let us = check("198.51.100.9").await;
+    assert_eq!(
+        (&us["allowed"], &us["country"], &us["refused_because"]),
+        (&json!(true), &json!("US"), &Value::Null)
+    );
+    assert_eq!(check("10.0.0.1").await["country"], Value::Null);
+
+    // Unblocked, France is back.
+    json_of(patch("198.51.100.7", json!({ "blocked_countries": [] })).await).await;
+    assert_eq!(
+        from(
+            "203.0.113.5",
+            reqwest::Method::GET,
+            t.org("/members"),
+            Value::Null
+        )
+        .await
+        .status(),
+        StatusCode::OK
+    );
+});
+
 both_backends!(sms_codes_are_a_single_use_backup, |b| async move {
     let t = spawn_app(b).await;
     let (uri, _) = enrol(&t, &t.owner_token).await;

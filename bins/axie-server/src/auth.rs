@@ -166,8 +166,9 @@ impl FromRequest for OrgCaller {
                 accounts::authenticate_in(&*st.store, &secret, org, request, st.clock.now()).await?
             };
             tracing::Span::current().record("org", tracing::field::display(org));
-            if let Err(e) = check_ip(&caller) {
-                return Err(policy_denied(&st, &caller, &req, "ip_not_allowed", e).await);
+            if let Err(refusal) = admit_address(&st, &caller) {
+                let e = ApiError::new(StatusCode::FORBIDDEN, refusal.code(), refusal.to_string());
+                return Err(policy_denied(&st, &caller, &req, refusal.code(), e).await);
             }
             if let Err(e) = check_mfa(&st, &caller).await {
                 return Err(policy_denied(&st, &caller, &req, "mfa_enrollment_required", e).await);
@@ -211,22 +212,24 @@ async fn check_mfa(st: &AppState, caller: &Caller) -> Result<(), ApiError> {
     }
 }
 
-fn check_ip(caller: &Caller) -> Result<(), ApiError> {
-    let list = &caller.org.security.ip_allowlist;
-    let ip: std::net::IpAddr = caller
+/// The organization's address rules (`tenancy::security::admit_address`) for the caller's
+/// address, placed by the server's GeoIP database when it has one.
+pub(crate) fn admit_address(
+    st: &AppState,
+    caller: &Caller,
+) -> Result<(), tenancy::security::AddressRefusal> {
+    let ip = client_addr(caller);
+    let at = security_policy::Located::with(st.geoip.as_deref(), ip);
+    tenancy::security::admit_address(&caller.org, ip, at)
+}
+
+/// The caller's address as the request context holds it.
+pub(crate) fn client_addr(caller: &Caller) -> std::net::IpAddr {
+    caller
         .request
         .ip
         .parse()
-        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    if security_policy::check_ip(list, ip).is_allowed() {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "ip_not_allowed",
-            format!("requests from {ip} are not allowed by this organization's IP allowlist"),
-        ))
-    }
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]))
 }
 
 /// Checks an organization-level permission; a denial is written to the audit log.

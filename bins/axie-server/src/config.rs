@@ -323,6 +323,8 @@ pub struct SecuritySettings {
     pub address_login_failures: u32,
     /// Issuer name in authenticator apps.
     pub totp_issuer: String,
+    /// GeoIP2 / GeoLite2 Country or City database (`.mmdb`); empty = none.
+    pub geoip_database: PathBuf,
 }
 
 /// SMS gateway settings.

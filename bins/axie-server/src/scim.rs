@@ -231,20 +231,11 @@ async fn caller(req: &HttpRequest, st: &AppState) -> Result<(Caller, String), Sc
                 crate::prom::denial(r.code());
             }
         })?;
-    let ip: std::net::IpAddr = c
-        .request
-        .ip
-        .parse()
-        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    if !security_policy::check_ip(&c.org.security.ip_allowlist, ip).is_allowed() {
-        record_refusal(st, &c, route_target(req), "ip_not_allowed".to_owned())
+    if let Err(refusal) = crate::auth::admit_address(st, &c) {
+        record_refusal(st, &c, route_target(req), refusal.code().to_owned())
             .await
             .map_err(|e| ScimFailure::from(TenancyError::from(e)))?;
-        return Err(fail(
-            StatusCode::FORBIDDEN,
-            None,
-            format!("requests from {ip} are not allowed by this organization's IP allowlist"),
-        ));
+        return Err(fail(StatusCode::FORBIDDEN, None, refusal.to_string()));
     }
     // The token acts for its creator, so it is held to the 2FA the organization requires of
     // them: once their grace period is over without 2FA, it stops working as their sessions and

@@ -79,6 +79,30 @@ pub(crate) fn encryption_key(settings: &Settings) -> Result<security_policy::Cip
         .map_err(|e| StartupError::Security(format!("`security.encryption_key`: {e}")))
 }
 
+/// The GeoIP database of `security.geoip_database`, read whole at start-up, if one is set.
+fn geoip_database(
+    settings: &Settings,
+) -> Result<Option<Arc<security_policy::GeoIp>>, StartupError> {
+    let path = &settings.security.geoip_database;
+    if path.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(path).map_err(|e| {
+        StartupError::Security(format!(
+            "`security.geoip_database` ({}): {e}",
+            path.display()
+        ))
+    })?;
+    let db = security_policy::GeoIp::from_bytes(bytes).map_err(|e| {
+        StartupError::Security(format!(
+            "`security.geoip_database` ({}): {e}",
+            path.display()
+        ))
+    })?;
+    tracing::info!(path = %path.display(), kind = db.database_type(), "GeoIP database loaded");
+    Ok(Some(Arc::new(db)))
+}
+
 /// Reads or creates the checkpoint key file (hex, 32 random bytes).
 ///
 /// # Errors
@@ -346,6 +370,7 @@ async fn prepare(
         store: store_handle.clone(),
         hasher: Arc::new(hasher),
         trusted_proxies: Arc::new(trusted),
+        geoip: geoip_database(&settings)?,
         cipher: cipher.clone(),
         http: crate::deliver::client(&settings.webhooks)
             .map_err(|e| StartupError::Security(e.to_string()))?,

@@ -56,6 +56,8 @@ pub struct AppState {
     pub checkpoint_key: Arc<Vec<u8>>,
     /// Parsed trusted proxy networks.
     pub trusted_proxies: Arc<Vec<IpAllowlistEntry>>,
+    /// Places client addresses in countries (`security.geoip_database`), when configured.
+    pub geoip: Option<Arc<security_policy::GeoIp>>,
     /// The clock.
     pub clock: Clock,
     /// Encrypts secrets at rest.

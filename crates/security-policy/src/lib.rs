@@ -3,11 +3,12 @@
 //! The security rules of an Axie Enterprise organization, as pure functions:
 //! password policy and argon2id hashing ([`check_password`], [`PasswordHasher`]),
 //! opaque tokens stored only as hashes ([`mint`], [`hash_token`]), session
-//! lifetimes ([`check_session`]) and IP allowlists with trusted-proxy handling
-//! ([`check_ip`], [`admitted_by_any`], [`client_ip`]).
+//! lifetimes ([`check_session`]), IP allowlists with trusted-proxy handling
+//! ([`check_ip`], [`admitted_by_any`], [`client_ip`]) and blocked countries
+//! ([`check_country`], with addresses placed by a GeoIP database, [`GeoIp`]).
 //!
 //! Nothing here reads the clock, the network or a database: times, addresses
-//! and stored values are arguments.
+//! and stored values are arguments (a GeoIP database arrives as its bytes).
 //!
 //! ```
 //! use security_policy::{check_ip, parse_allowlist, IpDecision};
@@ -19,6 +20,7 @@
 
 mod cipher;
 mod error;
+mod geo;
 mod ip;
 mod mfa;
 mod password;
@@ -28,6 +30,7 @@ mod token;
 
 pub use cipher::{Cipher, SEALED_MAGIC};
 pub use error::{PasswordError, SecurityError};
+pub use geo::{Country, CountryDecision, GeoIp, Located, check_country, parse_countries};
 pub use ip::{
     IpAllowlistEntry, IpDecision, admitted_by_any, check_ip, client_ip, normalize, parse_allowlist,
 };

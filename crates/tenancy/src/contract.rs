@@ -131,6 +131,7 @@ pub async fn run<
     mfa_steps_codes_and_challenges_are_used_once(s).await;
     access_reset_is_one_transaction(s).await;
     security_settings_are_compare_and_swap(s).await;
+    blocked_countries_are_saved_checked_and_audited(s).await;
     teams_round_trip(s).await;
     caller_memberships_gather_every_org_and_team(s).await;
     members_seen_by_a_user_are_those_of_their_teams(s).await;
@@ -3185,6 +3186,109 @@ async fn security_settings_are_compare_and_swap<S: TenancyStore + AuditStore + ?
         a,
         "the first change is not lost"
     );
+}
+
+async fn blocked_countries_are_saved_checked_and_audited<S: TenancyStore + AuditStore + ?Sized>(
+    s: &S,
+) {
+    use crate::security::{AddressRefusal, SecurityUpdate, admit_address, update};
+    use security_policy::{Country, Located};
+    let (org, _, owner) = new_org(s).await;
+    let caller = crate::Caller::load(
+        s,
+        &crate::Principal::Session {
+            user: owner,
+            session: SessionId::new(),
+        },
+        org.id,
+        audit::RequestContext::default(),
+    )
+    .await
+    .unwrap();
+    let (fr, us, ru) = (
+        Country::parse("FR").unwrap(),
+        Country::parse("US").unwrap(),
+        Country::parse("RU").unwrap(),
+    );
+    let here: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+    let block = |codes: &[&str]| SecurityUpdate {
+        blocked_countries: Some(codes.iter().map(|c| (*c).to_owned()).collect()),
+        ..SecurityUpdate::default()
+    };
+    let h = head(s, org.id).await;
+    // Refused, and nothing written: the caller's own country, a server that cannot place
+    // addresses, a code that is no country, a country twice.
+    for (change, at, says) in [
+        (block(&["us", "RU"]), Located::Country(us), "lock you out"),
+        (block(&["RU"]), Located::NoDatabase, "no GeoIP database"),
+        (block(&["RU", "XX"]), Located::Country(us), "`XX`"),
+        (block(&["RU", "ru"]), Located::Country(us), "listed twice"),
+    ] {
+        match update(s, &caller, change, here, at, now()).await {
+            Err(TenancyError::Invalid(m)) => assert!(m.contains(says), "{m}"),
+            other => panic!("expected a refusal saying {says:?}, got {other:?}"),
+        }
+    }
+    assert_eq!(head(s, org.id).await, h);
+    assert!(
+        s.get_org(org.id)
+            .await
+            .unwrap()
+            .security
+            .blocked_countries
+            .is_empty()
+    );
+    // From an address placed in no country (a private network), or in another country: saved,
+    // in the order given, and audited with the list.
+    let saved = update(
+        s,
+        &caller,
+        block(&["ru", "FR"]),
+        here,
+        Located::Nowhere,
+        now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(saved.blocked_countries, vec![ru, fr]);
+    let stored = s.get_org(org.id).await.unwrap();
+    assert_eq!(stored.security.blocked_countries, vec![ru, fr]);
+    assert_eq!(head(s, org.id).await, h + 1);
+    let record = s.chain_page(org.id, h, 1).await.unwrap().remove(0);
+    assert_eq!(record.event.action, AuditAction::SecurityPolicyUpdated);
+    assert_eq!(
+        record.event.metadata.to_map()["blocked_countries"],
+        serde_json::json!(["RU", "FR"])
+    );
+    // The stored rules decide: the allowlist first, then the countries.
+    assert_eq!(
+        admit_address(&stored, here, Located::Country(fr)),
+        Err(AddressRefusal::CountryBlocked(fr))
+    );
+    assert_eq!(admit_address(&stored, here, Located::Country(us)), Ok(()));
+    assert_eq!(admit_address(&stored, here, Located::Nowhere), Ok(()));
+    assert_eq!(
+        admit_address(&stored, here, Located::NoDatabase),
+        Err(AddressRefusal::CountryUnverifiable(here)),
+        "a rule the server cannot apply refuses"
+    );
+    let mut listed = stored.clone();
+    listed.security.ip_allowlist =
+        security_policy::parse_allowlist(&["10.0.0.0/8".to_owned()]).unwrap();
+    assert_eq!(
+        admit_address(&listed, here, Located::Country(fr)),
+        Err(AddressRefusal::IpNotAllowed(here))
+    );
+    // Emptying the list needs no database.
+    let caller = crate::Caller {
+        org: stored,
+        ..caller
+    };
+    let cleared = update(s, &caller, block(&[]), here, Located::NoDatabase, now())
+        .await
+        .unwrap();
+    assert!(cleared.blocked_countries.is_empty());
+    assert_eq!(head(s, org.id).await, h + 2);
 }
 
 async fn api_calls_never_overshoot_the_month<

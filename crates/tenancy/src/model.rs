@@ -92,6 +92,10 @@ pub struct SecuritySettings {
     pub passwords: PasswordPolicy,
     /// Allowed client networks; empty means everyone.
     pub ip_allowlist: Vec<IpAllowlistEntry>,
+    /// Countries whose requests the organization refuses, placed by the server's GeoIP
+    /// database (`security_policy::check_country`); empty blocks none.
+    #[serde(default)]
+    pub blocked_countries: Vec<security_policy::Country>,
     /// Two-factor authentication requirement.
     pub mfa: crate::mfa::MfaPolicy,
     /// Days audit records are kept (`None`: forever). Older ones are removed under a signed

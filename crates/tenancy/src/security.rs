@@ -7,8 +7,8 @@ use audit::{AuditAction, DomainEvent, EventKind, Journal, Metadata, RequestConte
 use chrono::{DateTime, Utc};
 use rbac_core::{Permission, UserId};
 use security_policy::{
-    IpDecision, PasswordHasher, PasswordPolicy, SessionPolicy, check_ip, check_password,
-    context_words, parse_allowlist,
+    CountryDecision, IpDecision, Located, PasswordHasher, PasswordPolicy, SessionPolicy,
+    check_country, check_ip, check_password, context_words, parse_allowlist, parse_countries,
 };
 use serde_json::json;
 
@@ -30,6 +30,8 @@ pub struct SecurityUpdate {
     pub passwords: Option<PasswordPolicy>,
     /// The IP allowlist as CIDR text (IPv4 and IPv6); empty allows everyone.
     pub ip_allowlist: Option<Vec<String>>,
+    /// Blocked countries as ISO 3166-1 alpha-2 codes; empty blocks none.
+    pub blocked_countries: Option<Vec<String>>,
     /// Require a second factor of every member.
     pub mfa_required: Option<bool>,
     /// Days members may work without one once required.
@@ -47,17 +49,22 @@ pub const MIN_RETENTION_DAYS: u32 = 30;
 pub const MAX_RETENTION_DAYS: u32 = 3650;
 
 /// Applies a change to the security settings. An allowlist that would exclude the caller's own
-/// address is refused, so an administrator cannot lock themselves out. Every change is
-/// audited with the fields it touched, and takes effect on the next request of every session.
+/// address, or a blocked country the caller is in (`client_at`, where the server places their
+/// address), is refused, so an administrator cannot lock themselves out; so is blocking
+/// countries on a server that cannot place addresses (no GeoIP database), where the rule would
+/// refuse every request. Every change is audited with the fields it touched, and takes effect
+/// on the next request of every session.
 ///
 /// # Errors
-/// [`TenancyError::Forbidden`]; [`TenancyError::Invalid`] for bad values or a self-excluding
-/// allowlist; [`TenancyError::Conflict`] when the settings changed concurrently.
+/// [`TenancyError::Forbidden`]; [`TenancyError::Invalid`] for bad values, a self-excluding
+/// allowlist or country list, or countries without a database; [`TenancyError::Conflict`] when
+/// the settings changed concurrently.
 pub async fn update<S: TenancyStore + ?Sized>(
     store: &S,
     caller: &Caller,
     change: SecurityUpdate,
     client_ip: IpAddr,
+    client_at: Located,
     now: DateTime<Utc>,
 ) -> Result<SecuritySettings, TenancyError> {
     caller.check_org(Permission::UpdateSecurityPolicy)?;
@@ -84,6 +91,25 @@ pub async fn update<S: TenancyStore + ?Sized>(
         }
         after.ip_allowlist = parsed;
         fields.push("ip_allowlist");
+    }
+    if let Some(codes) = &change.blocked_countries {
+        let parsed = parse_countries(codes).map_err(invalid)?;
+        match check_country(&parsed, client_at) {
+            CountryDecision::Blocked(c) => {
+                return Err(TenancyError::Invalid(format!(
+                    "your own address {client_ip} is in {} ({c}); blocking it would lock you out",
+                    c.name()
+                )));
+            }
+            CountryDecision::Unverifiable => {
+                return Err(TenancyError::Invalid(
+                    "this server has no GeoIP database to tell which country a request comes from, so it cannot block countries; its operator sets one up with `security.geoip_database`".into(),
+                ));
+            }
+            CountryDecision::Allowed | CountryDecision::AllowedNoList => {}
+        }
+        after.blocked_countries = parsed;
+        fields.push("blocked_countries");
     }
     if let Some(required) = change.mfa_required {
         if required != before.mfa.required {
@@ -141,6 +167,7 @@ pub async fn update<S: TenancyStore + ?Sized>(
             .with_metadata(Metadata::from_value(json!({
                 "fields": fields,
                 "ip_allowlist": after.ip_allowlist.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "blocked_countries": after.blocked_countries,
                 "mfa_required": after.mfa.required,
                 "audit_retention_days": after.audit_retention_days,
             }))?),
@@ -157,15 +184,94 @@ pub async fn update<S: TenancyStore + ?Sized>(
     Ok(after)
 }
 
-/// Whether `ip` may reach the organization; `None` in the second place means the list is
-/// empty and everyone may.
+/// Why an organization refuses requests from an address ([`admit_address`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressRefusal {
+    /// Outside the IP allowlist.
+    IpNotAllowed(IpAddr),
+    /// In a blocked country.
+    CountryBlocked(security_policy::Country),
+    /// Countries are blocked, and the server has no GeoIP database to place the address.
+    CountryUnverifiable(IpAddr),
+}
+
+impl AddressRefusal {
+    /// The stable reason code, as audited and in the API's problem type.
+    #[must_use]
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Self::IpNotAllowed(_) => "ip_not_allowed",
+            Self::CountryBlocked(_) => "country_blocked",
+            Self::CountryUnverifiable(_) => "country_unverifiable",
+        }
+    }
+}
+
+impl std::fmt::Display for AddressRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::IpNotAllowed(ip) => write!(
+                f,
+                "requests from {ip} are not allowed by this organization's IP allowlist"
+            ),
+            Self::CountryBlocked(c) => write!(
+                f,
+                "this organization blocks requests from {} ({c})",
+                c.name()
+            ),
+            Self::CountryUnverifiable(ip) => write!(
+                f,
+                "this organization blocks requests from some countries, and this server has no GeoIP database to tell where {ip} is; its operator sets one up with `security.geoip_database`"
+            ),
+        }
+    }
+}
+
+/// Whether the organization admits requests from `ip`, which the server places at `at`: inside
+/// its IP allowlist (an empty one admits every address) and not in a country it blocks. Applies
+/// to everything of the organization (its routes, SCIM); signing in is held to the allowlists
+/// only (`accounts`), since a person's sign-in serves all of their organizations.
+///
+/// # Errors
+/// The first rule that refuses.
+pub fn admit_address(
+    org: &crate::Organization,
+    ip: IpAddr,
+    at: Located,
+) -> Result<(), AddressRefusal> {
+    if !check_ip(&org.security.ip_allowlist, ip).is_allowed() {
+        return Err(AddressRefusal::IpNotAllowed(ip));
+    }
+    match check_country(&org.security.blocked_countries, at) {
+        CountryDecision::Blocked(c) => Err(AddressRefusal::CountryBlocked(c)),
+        CountryDecision::Unverifiable => Err(AddressRefusal::CountryUnverifiable(ip)),
+        CountryDecision::Allowed | CountryDecision::AllowedNoList => Ok(()),
+    }
+}
+
+/// What the organization's rules say of an address ([`ip_check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressVerdict {
+    /// The allowlist is empty: it admits every address.
+    pub allowlist_empty: bool,
+    /// Where the server places the address.
+    pub located: Located,
+    /// Why requests from it would be refused; `None` when they would be admitted.
+    pub refusal: Option<AddressRefusal>,
+}
+
+/// Whether `ip`, which the server places at `at`, may reach the organization, by its allowlist
+/// and its blocked countries ([`admit_address`]).
 ///
 /// # Errors
 /// [`TenancyError::Forbidden`] without the right to view settings.
-pub fn ip_check(caller: &Caller, ip: IpAddr) -> Result<(bool, bool), TenancyError> {
+pub fn ip_check(caller: &Caller, ip: IpAddr, at: Located) -> Result<AddressVerdict, TenancyError> {
     caller.check_org(Permission::ViewSettings)?;
-    let list = &caller.org.security.ip_allowlist;
-    Ok((check_ip(list, ip).is_allowed(), list.is_empty()))
+    Ok(AddressVerdict {
+        allowlist_empty: caller.org.security.ip_allowlist.is_empty(),
+        located: at,
+        refusal: admit_address(&caller.org, ip, at).err(),
+    })
 }
 
 /// Changes one's own password after checking the current one. The new one must meet the

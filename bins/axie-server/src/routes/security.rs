@@ -4,7 +4,7 @@
 
 use actix_web::{HttpResponse, web};
 use rbac_core::UserId;
-use security_policy::{PasswordPolicy, SessionPolicy};
+use security_policy::{Located, PasswordPolicy, SessionPolicy};
 use serde::{Deserialize, Serialize};
 use tenancy::mfa::{self, Change, MfaMethod, MfaStore};
 use tenancy::security::{self, SecurityUpdate};
@@ -356,6 +356,8 @@ pub struct SecurityResponse {
     pub ip_allowlist: Vec<String>,
     /// `true` when the list is empty: requests from every address are allowed.
     pub ip_allowlist_allows_everyone: bool,
+    /// Countries (ISO 3166-1 alpha-2) whose requests are refused; `[]` blocks none.
+    pub blocked_countries: Vec<String>,
     /// Two-factor authentication.
     pub mfa: MfaSettings,
     /// Days audit records are kept; `null` keeps them forever.
@@ -377,6 +379,11 @@ impl From<&SecuritySettings> for SecurityResponse {
             },
             ip_allowlist: s.ip_allowlist.iter().map(ToString::to_string).collect(),
             ip_allowlist_allows_everyone: s.ip_allowlist.is_empty(),
+            blocked_countries: s
+                .blocked_countries
+                .iter()
+                .map(|c| c.alpha2().to_owned())
+                .collect(),
             mfa: MfaSettings {
                 required: s.mfa.required,
                 required_since: s.mfa.required_since.map(|t| t.to_rfc3339()),
@@ -414,6 +421,9 @@ pub struct SecurityPatch {
     pub passwords: Option<PasswordPolicy>,
     /// CIDRs (IPv4 and IPv6); `[]` allows everyone. A list that excludes your own address is refused.
     pub ip_allowlist: Option<Vec<String>>,
+    /// Countries to block, as ISO 3166-1 alpha-2 codes (`["RU", "KP"]`); `[]` blocks none.
+    /// Needs the server's GeoIP database; a list with your own address's country is refused.
+    pub blocked_countries: Option<Vec<String>>,
     /// Require a second factor of every member.
     pub mfa_required: Option<bool>,
     /// Grace period in days (default 7).
@@ -457,17 +467,15 @@ pub async fn update(
         sessions: body.sessions,
         passwords: body.passwords,
         ip_allowlist: body.ip_allowlist,
+        blocked_countries: body.blocked_countries,
         mfa_required: body.mfa_required,
         mfa_grace_days: body.mfa_grace_days,
         mfa_methods: methods,
         audit_retention_days: body.audit_retention_days,
     };
-    let ip = caller
-        .request
-        .ip
-        .parse()
-        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    match security::update(&*st.store, &caller, change, ip, st.clock.now()).await {
+    let ip = crate::auth::client_addr(&caller);
+    let at = Located::with(st.geoip.as_deref(), ip);
+    match security::update(&*st.store, &caller, change, ip, at, st.clock.now()).await {
         Ok(s) => Ok(HttpResponse::Ok().json(SecurityResponse::from(&s))),
         Err(e) => Err(audited(&st, &caller, "update_security_policy", e).await),
     }
@@ -486,19 +494,25 @@ pub struct IpCheckBody {
 pub struct IpCheckResponse {
     /// The address as understood (IPv4-mapped IPv6 shown as IPv4).
     pub ip: String,
-    /// Whether requests from it would be allowed.
+    /// Whether requests from it would be allowed (by the allowlist and the blocked countries).
     pub allowed: bool,
     /// `true` when the list is empty and everyone is allowed.
     pub allowlist_empty: bool,
+    /// The country (ISO 3166-1 alpha-2) the server's GeoIP database places it in; `null` when
+    /// it places it in none or the server has no database.
+    pub country: Option<String>,
+    /// Why it would be refused: `ip_not_allowed`, `country_blocked` or `country_unverifiable`.
+    pub refused_because: Option<String>,
 }
 
-/// Tells whether an address would be allowed by the IP allowlist.
+/// Tells whether an address would be allowed by the IP allowlist and the blocked countries.
 #[utoipa::path(post, path = "/api/v1/orgs/{org_id}/security/ip-check", tag = "security",
     params(("org_id" = String, Path, description = "Organization id")),
     request_body = IpCheckBody,
     responses((status = 200, description = "Verdict", body = IpCheckResponse)),
     security(("bearer" = [])))]
 pub async fn ip_check(
+    st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
     body: web::Json<IpCheckBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -507,11 +521,14 @@ pub async fn ip_check(
         .trim()
         .parse()
         .map_err(|_| ApiError::bad_request(format!("`{}` is not an IP address", body.ip)))?;
-    let (allowed, empty) = security::ip_check(&caller, ip)?;
+    let ip = security_policy::normalize(ip);
+    let verdict = security::ip_check(&caller, ip, Located::with(st.geoip.as_deref(), ip))?;
     Ok(HttpResponse::Ok().json(IpCheckResponse {
-        ip: security_policy::normalize(ip).to_string(),
-        allowed,
-        allowlist_empty: empty,
+        ip: ip.to_string(),
+        allowed: verdict.refusal.is_none(),
+        allowlist_empty: verdict.allowlist_empty,
+        country: verdict.located.country().map(|c| c.alpha2().to_owned()),
+        refused_because: verdict.refusal.map(|r| r.code().to_owned()),
     }))
 }
 
