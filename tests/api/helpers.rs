@@ -271,8 +271,14 @@ impl TestApp {
     /// Another server on the same data directory and database (for restarts and scale-out):
     /// it reads the key files and configuration afresh.
     pub async fn another_instance(&self) -> String {
+        self.another_instance_with(|_| {}).await
+    }
+
+    /// [`Self::another_instance`] with its settings changed by `change`.
+    pub async fn another_instance_with(&self, change: impl FnOnce(&mut Settings)) -> String {
         let mut settings = self.settings.clone();
         settings.server.port = 0;
+        change(&mut settings);
         let app = Application::build_with_clock(settings, self.clock.clone())
             .await
             .expect("second instance builds");

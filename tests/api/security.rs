@@ -454,14 +454,66 @@ both_backends!(blocked_countries_refuse_their_requests, |b| async move {
             StatusCode::OK
         );
     }
+    // An API key belongs to one organization: its blocked countries hold on `/me` too. A
+    // session outside the organization is held to the allowlists only.
+    let me = |token: String, ip: &'static str| {
+        let t = &t;
+        async move {
+            t.client
+                .get(t.url("/api/v1/me"))
+                .bearer_auth(token)
+                .header("x-forwarded-for", ip)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let secret = key["secret"].as_str().unwrap().to_owned();
+    problem(
+        me(secret.clone(), "203.0.113.5").await,
+        StatusCode::FORBIDDEN,
+        "country_blocked",
+    )
+    .await;
+    assert_eq!(me(secret, "198.51.100.7").await.status(), StatusCode::OK);
+    assert_eq!(
+        me(t.owner_token.clone(), "203.0.113.5").await.status(),
+        StatusCode::OK
+    );
+    // SCIM too.
+    let scim: Value = json_of(
+        t.post(
+            &t.org("/scim-tokens"),
+            &t.owner_token,
+            &json!({ "name": "Okta" }),
+        )
+        .await,
+    )
+    .await;
+    let scim_users = |ip: &'static str| {
+        let (t, token) = (&t, scim["secret"].as_str().unwrap().to_owned());
+        async move {
+            t.client
+                .get(t.url(&format!("/scim/v2/{}/Users", t.org_id)))
+                .bearer_auth(token)
+                .header("x-forwarded-for", ip)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let refused = scim_users("203.0.113.5").await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(refused.text().await.unwrap().contains("France (FR)"));
+    assert_eq!(scim_users("198.51.100.7").await.status(), StatusCode::OK);
     let denied = t.audit("action=access.denied").await;
     assert_eq!(
         denied
             .iter()
             .filter(|r| r["reason"] == "country_blocked" && r["ip"] == "203.0.113.5")
             .count(),
-        2,
-        "{denied:?}"
+        3,
+        "a session's, a key's and a SCIM token's refusals are recorded: {denied:?}"
     );
     let updated = t.audit("action=security_policy.updated").await;
     assert_eq!(
@@ -504,10 +556,66 @@ both_backends!(blocked_countries_refuse_their_requests, |b| async move {
         (&us["allowed"], &us["country"], &us["refused_because"]),
         (&json!(true), &json!("US"), &Value::Null)
     );
-    assert_eq!(check("10.0.0.1").await["country"], Value::Null);
+    assert!(
+        us.as_object().unwrap().contains_key("refused_because"),
+        "{us}"
+    );
+    let private = check("10.0.0.1").await;
+    assert_eq!(
+        (&private["allowed"], &private["country"]),
+        (&json!(true), &Value::Null)
+    );
+    assert!(
+        private.as_object().unwrap().contains_key("country"),
+        "{private}"
+    );
+    assert_eq!(shown["geoip_available"], true);
+
+    // Started again without the database, the server cannot place addresses: the
+    // organization refuses everything but its security settings, where the rule is lifted.
+    let again = t
+        .another_instance_with(|s| s.security.geoip_database = Default::default())
+        .await;
+    let at = |path: &str| format!("{again}/api/v1/orgs/{}{path}", t.org_id);
+    let members = t
+        .client
+        .get(at("/members"))
+        .bearer_auth(&t.owner_token)
+        .send()
+        .await
+        .unwrap();
+    problem(members, StatusCode::FORBIDDEN, "country_unverifiable").await;
+    let settings = t
+        .client
+        .get(at("/security"))
+        .bearer_auth(&t.owner_token)
+        .send()
+        .await
+        .unwrap();
+    let settings = json_of(settings).await;
+    assert_eq!(
+        (&settings["geoip_available"], &settings["blocked_countries"]),
+        (&json!(false), &json!(["FR", "RU"]))
+    );
+    let lifted = t
+        .client
+        .patch(at("/security"))
+        .bearer_auth(&t.owner_token)
+        .json(&json!({ "blocked_countries": [] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(lifted).await["blocked_countries"], json!([]));
+    let members = t
+        .client
+        .get(at("/members"))
+        .bearer_auth(&t.owner_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(members.status(), StatusCode::OK);
 
     // Unblocked, France is back.
-    json_of(patch("198.51.100.7", json!({ "blocked_countries": [] })).await).await;
     assert_eq!(
         from(
             "203.0.113.5",

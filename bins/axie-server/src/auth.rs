@@ -12,7 +12,7 @@ use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use audit::{AuditAction, AuditStore, Journal, Outcome, RequestContext, Target};
 use rbac_core::{OrgId, Permission};
-use tenancy::{Caller, Principal, accounts};
+use tenancy::{Caller, OrgStore, Principal, accounts};
 
 use crate::error::ApiError;
 use crate::middleware::RequestId;
@@ -110,6 +110,20 @@ async fn authenticate(
     let ctx = request_context(req, &st);
     let ip = (access != Access::AuthenticatedAnywhere).then_some(ctx.ip.as_str());
     let principal = accounts::authenticate(&*st.store, &secret, ip, st.clock.now()).await?;
+    // An API key belongs to one organization, whose blocked countries hold for it everywhere
+    // (a person's session is held to the allowlists only here, as at sign-in).
+    if let (Principal::ApiKey { key, .. }, Some(ip)) = (&principal, ip) {
+        let org = st.store.get_org(key.org).await?;
+        let ip: std::net::IpAddr = ip.parse().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+        let at = security_policy::Located::with(st.geoip.as_deref(), ip);
+        if let Err(refusal) = tenancy::security::admit_address(&org, ip, at) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                refusal.code(),
+                refusal.to_string(),
+            ));
+        }
+    }
     Ok((st, principal, ctx, access))
 }
 
@@ -166,7 +180,9 @@ impl FromRequest for OrgCaller {
                 accounts::authenticate_in(&*st.store, &secret, org, request, st.clock.now()).await?
             };
             tracing::Span::current().record("org", tracing::field::display(org));
-            if let Err(refusal) = admit_address(&st, &caller) {
+            if let Err(refusal) = admit_address(&st, &caller)
+                && !settings_left_open(&req, refusal)
+            {
                 let e = ApiError::new(StatusCode::FORBIDDEN, refusal.code(), refusal.to_string());
                 return Err(policy_denied(&st, &caller, &req, refusal.code(), e).await);
             }
@@ -223,6 +239,26 @@ pub(crate) fn admit_address(
     tenancy::security::admit_address(&caller.org, ip, at)
 }
 
+/// Whether a refusal gives way on this route: when the server cannot place addresses in
+/// countries (its GeoIP database is gone), an organization that blocks countries would refuse
+/// every request, so its security settings stay reachable (the allowlist and the permission
+/// still apply) for an Owner or Admin to see the rule and lift it.
+fn settings_left_open(req: &HttpRequest, refusal: tenancy::security::AddressRefusal) -> bool {
+    let unverifiable = matches!(
+        refusal,
+        tenancy::security::AddressRefusal::CountryUnverifiable(_)
+    );
+    if unverifiable {
+        tracing::warn!(
+            "an organization blocks countries and the server cannot place its client's address; set `security.geoip_database`"
+        );
+    }
+    unverifiable && req.match_pattern().as_deref() == Some(SECURITY_SETTINGS)
+}
+
+/// The route of an organization's security settings (`GET` and `PATCH`).
+const SECURITY_SETTINGS: &str = "/api/v1/orgs/{org_id}/security";
+
 /// The caller's address as the request context holds it.
 pub(crate) fn client_addr(caller: &Caller) -> std::net::IpAddr {
     caller
@@ -270,8 +306,8 @@ pub async fn record_refusal(
         .map(drop)
 }
 
-/// Records a refusal by the organization's security policy (its IP allowlist, its required
-/// 2FA) as `access.denied`, with the route that was refused, and returns the refusal (or the
+/// Records a refusal by the organization's security policy (its IP allowlist or blocked
+/// countries, its required 2FA) as `access.denied`, with the route that was refused, and returns the refusal (or the
 /// storage error when the record cannot be written).
 async fn policy_denied(
     st: &AppState,

@@ -202,8 +202,8 @@ fn base(st: &AppState, org: rbac_core::OrgId) -> String {
     )
 }
 
-/// The caller behind the bearer token, checked against the organization's IP allowlist and its
-/// required 2FA.
+/// The caller behind the bearer token, checked against the organization's IP allowlist, its
+/// blocked countries and its required 2FA.
 async fn caller(req: &HttpRequest, st: &AppState) -> Result<(Caller, String), ScimFailure> {
     let org = org_id(req)?;
     let token = req

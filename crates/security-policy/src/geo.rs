@@ -2,11 +2,12 @@
 //! GeoLite2 Country (or City) database in MaxMind's format.
 //!
 //! An organization lists the countries it blocks ([`parse_countries`]); the server places each
-//! request's address ([`GeoIp::locate`]) and [`check_country`] decides. An address the database
+//! request's address ([`Located::with`]) and [`check_country`] decides. An address the database
 //! places in no country (private and loopback networks, unallocated space) is not in a blocked
-//! country, so it passes. With no database at all nothing can be placed, and a non-empty list
-//! refuses everything ([`CountryDecision::Unverifiable`]): a rule the server cannot apply fails
-//! closed instead of silently admitting the countries it was meant to keep out.
+//! country, so it passes. When the server cannot place an address (it has no database, or the
+//! lookup fails), a non-empty list refuses it ([`CountryDecision::Unverifiable`]): a rule the
+//! server cannot apply fails closed instead of silently admitting the countries it was meant to
+//! keep out.
 //!
 //! ```
 //! use security_policy::{check_country, parse_countries, CountryDecision, Located};
@@ -15,8 +16,8 @@
 //! assert_eq!(fr.alpha2(), "FR");
 //! assert_eq!(check_country(&blocked, Located::Country(fr)), CountryDecision::Blocked(fr));
 //! assert!(check_country(&blocked, Located::Nowhere).is_allowed());
-//! assert_eq!(check_country(&blocked, Located::NoDatabase), CountryDecision::Unverifiable);
-//! assert!(check_country(&[], Located::NoDatabase).is_allowed());
+//! assert_eq!(check_country(&blocked, Located::Unknown), CountryDecision::Unverifiable);
+//! assert!(check_country(&[], Located::Unknown).is_allowed());
 //! ```
 
 use std::net::IpAddr;
@@ -26,36 +27,56 @@ use serde::{Deserialize, Serialize};
 use crate::error::SecurityError;
 use crate::ip::normalize;
 
-/// A country, by its ISO 3166-1 alpha-2 code (`FR`, `US`).
+/// A country, by its ISO 3166-1 alpha-2 code (`FR`, `US`; also `XK`, Kosovo, which GeoIP
+/// databases use although ISO 3166-1 has not assigned it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Country(isocountry::CountryCode);
+pub struct Country([u8; 2]);
+
+/// Kosovo's user-assigned code, used by MaxMind's databases.
+const KOSOVO: &str = "XK";
 
 impl Country {
-    /// Parses an ISO 3166-1 alpha-2 code, in either case (`fr`, `FR`).
+    /// Parses an ISO 3166-1 alpha-2 code (or `XK`), in either case (`fr`, `FR`).
     ///
     /// # Errors
     /// [`SecurityError::Invalid`] naming the input when it is no such code.
     pub fn parse(s: &str) -> Result<Self, SecurityError> {
         let s = s.trim();
-        isocountry::CountryCode::for_alpha2_caseless(s)
-            .map(Self)
-            .map_err(|_| {
-                SecurityError::Invalid(format!(
-                    "`{s}` is not an ISO 3166-1 alpha-2 country code (for example `FR` or `US`)"
-                ))
-            })
+        let known = s.eq_ignore_ascii_case(KOSOVO)
+            || isocountry::CountryCode::for_alpha2_caseless(s).is_ok();
+        match (known, Self::letters(s)) {
+            (true, Some(c)) => Ok(c),
+            _ => Err(SecurityError::Invalid(format!(
+                "`{s}` is not an ISO 3166-1 alpha-2 country code (for example `FR` or `US`)"
+            ))),
+        }
+    }
+
+    /// Two ASCII letters, upper-cased; `None` for anything else.
+    fn letters(s: &str) -> Option<Self> {
+        match s.as_bytes() {
+            &[a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
+                Some(Self([a.to_ascii_uppercase(), b.to_ascii_uppercase()]))
+            }
+            _ => None,
+        }
     }
 
     /// The two-letter code, upper case.
     #[must_use]
-    pub fn alpha2(self) -> &'static str {
-        self.0.alpha2()
+    pub fn alpha2(&self) -> &str {
+        // Only ASCII letters are ever stored.
+        std::str::from_utf8(&self.0).unwrap_or("??")
     }
 
-    /// The country's English name.
+    /// The country's English name (the code itself for one this build does not know).
     #[must_use]
-    pub fn name(self) -> &'static str {
-        self.0.name()
+    pub fn name(&self) -> &str {
+        if self.alpha2() == KOSOVO {
+            return "Kosovo";
+        }
+        isocountry::CountryCode::for_alpha2(self.alpha2())
+            .map_or_else(|_| self.alpha2(), |c| c.name())
     }
 }
 
@@ -71,10 +92,15 @@ impl Serialize for Country {
     }
 }
 
+/// Reads any two letters: stored lists were checked when they were saved, and a code that a
+/// later list of countries no longer knows must not make the organization unreadable (it still
+/// blocks the addresses a database places there).
 impl<'de> Deserialize<'de> for Country {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Self::parse(&s).map_err(serde::de::Error::custom)
+        Self::letters(s.trim()).ok_or_else(|| {
+            serde::de::Error::custom(format!("`{s}` is not a two-letter country code"))
+        })
     }
 }
 
@@ -101,17 +127,19 @@ pub enum Located {
     Country(Country),
     /// The database places it in no country (a private network, loopback, unallocated space).
     Nowhere,
-    /// The server has no GeoIP database, so it cannot tell.
-    NoDatabase,
+    /// The server cannot tell: it has no GeoIP database, or its database could not look the
+    /// address up.
+    Unknown,
 }
 
 impl Located {
     /// Places `ip` with `db`, if the server has one.
     #[must_use]
     pub fn with(db: Option<&GeoIp>, ip: IpAddr) -> Self {
-        match db {
-            None => Self::NoDatabase,
-            Some(db) => db.locate(ip).map_or(Self::Nowhere, Self::Country),
+        match db.map(|db| db.locate(ip)) {
+            None | Some(Err(_)) => Self::Unknown,
+            Some(Ok(None)) => Self::Nowhere,
+            Some(Ok(Some(c))) => Self::Country(c),
         }
     }
 
@@ -120,7 +148,7 @@ impl Located {
     pub const fn country(self) -> Option<Country> {
         match self {
             Self::Country(c) => Some(c),
-            Self::Nowhere | Self::NoDatabase => None,
+            Self::Nowhere | Self::Unknown => None,
         }
     }
 }
@@ -134,7 +162,7 @@ pub enum CountryDecision {
     Allowed,
     /// In this blocked country.
     Blocked(Country),
-    /// Countries are blocked but the server has no database to place the address with.
+    /// Countries are blocked but the server cannot place the address ([`Located::Unknown`]).
     Unverifiable,
 }
 
@@ -156,7 +184,7 @@ pub fn check_country(blocked: &[Country], at: Located) -> CountryDecision {
     match at {
         Located::Country(c) if blocked.contains(&c) => CountryDecision::Blocked(c),
         Located::Country(_) | Located::Nowhere => CountryDecision::Allowed,
-        Located::NoDatabase => CountryDecision::Unverifiable,
+        Located::Unknown => CountryDecision::Unverifiable,
     }
 }
 
@@ -190,14 +218,32 @@ struct Iso<'a> {
 }
 
 impl GeoIp {
-    /// Reads a database from its bytes (the contents of a `.mmdb` file).
+    /// Reads a database from its bytes (the contents of a `.mmdb` file): a Country, City or
+    /// Enterprise database that holds IPv6 as well as IPv4 networks, as MaxMind's are.
     ///
     /// # Errors
-    /// [`SecurityError::Invalid`] when the bytes are not a MaxMind database.
+    /// [`SecurityError::Invalid`] when the bytes are not such a database: an IPv4-only one
+    /// could not place IPv6 clients, and another kind (ASN, anonymous IP) places no address in
+    /// a country, so either would leave blocked countries unenforced without a word.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, SecurityError> {
         let reader = maxminddb::Reader::from_source(bytes).map_err(|e| {
             SecurityError::Invalid(format!("not a GeoIP database in MaxMind's format: {e}"))
         })?;
+        let meta = reader.metadata();
+        let kind = &meta.database_type;
+        if !["Country", "City", "Enterprise"]
+            .iter()
+            .any(|k| kind.contains(k))
+        {
+            return Err(SecurityError::Invalid(format!(
+                "a `{kind}` database does not place addresses in countries; use a GeoIP2 or GeoLite2 Country or City database"
+            )));
+        }
+        if meta.ip_version != 6 {
+            return Err(SecurityError::Invalid(format!(
+                "the `{kind}` database holds IPv4 networks only and could not place IPv6 clients"
+            )));
+        }
         Ok(Self { reader })
     }
 
@@ -208,43 +254,54 @@ impl GeoIp {
     }
 
     /// The country `ip` is in: where the database locates it, else the country its network is
-    /// registered in; `None` when it has neither (or the record cannot be read).
-    #[must_use]
-    pub fn locate(&self, ip: IpAddr) -> Option<Country> {
-        let found = self.reader.lookup(normalize(ip)).ok()?;
-        let record: Record<'_> = found.decode().ok()??;
-        [record.country, record.registered_country]
+    /// registered in; `None` when it has neither.
+    ///
+    /// # Errors
+    /// [`SecurityError::Corrupt`] when the database cannot look the address up or read its
+    /// record.
+    pub fn locate(&self, ip: IpAddr) -> Result<Option<Country>, SecurityError> {
+        let found = self
+            .reader
+            .lookup(normalize(ip))
+            .map_err(|_| SecurityError::Corrupt)?;
+        let Some(record) = found
+            .decode::<Record<'_>>()
+            .map_err(|_| SecurityError::Corrupt)?
+        else {
+            return Ok(None);
+        };
+        Ok([record.country, record.registered_country]
             .into_iter()
             .flatten()
-            .find_map(|c| c.iso_code.and_then(|code| Country::parse(code).ok()))
+            .find_map(|c| c.iso_code.and_then(Country::letters)))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use mmdb_writer::ipnet::IpNet;
+    use serde_json::json;
+
     use super::*;
 
     /// A database placing 203.0.113.0/24 and 2001:db8:f::/48 in France, 198.51.100.0/24 in the
-    /// United States only by registration, and 192.0.2.0/24 in a record with no country.
+    /// United States only by registration, 192.0.2.0/24 in a record with no country, and
+    /// 100.64.0.0/24 in Kosovo.
     fn database() -> GeoIp {
-        use mmdb_writer::ipnet::IpNet;
-        use serde_json::json;
         let mut w = mmdb_writer::Writer::new("GeoLite2-Country");
         let fr = json!({ "country": { "iso_code": "FR", "names": { "en": "France" } } });
-        w.insert("203.0.113.0/24".parse::<IpNet>().unwrap(), &fr)
-            .unwrap();
-        w.insert("2001:db8:f::/48".parse::<IpNet>().unwrap(), &fr)
-            .unwrap();
-        w.insert(
-            "198.51.100.0/24".parse::<IpNet>().unwrap(),
-            &json!({ "registered_country": { "iso_code": "US" } }),
-        )
-        .unwrap();
-        w.insert(
-            "192.0.2.0/24".parse::<IpNet>().unwrap(),
-            &json!({ "continent": { "code": "EU" } }),
-        )
-        .unwrap();
+        for (net, record) in [
+            ("203.0.113.0/24", fr.clone()),
+            ("2001:db8:f::/48", fr),
+            (
+                "198.51.100.0/24",
+                json!({ "registered_country": { "iso_code": "US" } }),
+            ),
+            ("192.0.2.0/24", json!({ "continent": { "code": "EU" } })),
+            ("100.64.0.0/24", json!({ "country": { "iso_code": "XK" } })),
+        ] {
+            w.insert(net.parse::<IpNet>().unwrap(), &record).unwrap();
+        }
         GeoIp::from_bytes(w.to_bytes().unwrap()).unwrap()
     }
 
@@ -260,7 +317,8 @@ mod tests {
     fn codes_are_iso_alpha2_in_either_case_once_each() {
         assert_eq!(country(" fr ").alpha2(), "FR");
         assert_eq!(country("US").name(), "United States of America");
-        for bad in ["XX", "FRA", "", "F"] {
+        assert_eq!(country("xk").name(), "Kosovo");
+        for bad in ["XX", "FRA", "", "F", "F1", "ÉÉ"] {
             let e = Country::parse(bad).unwrap_err().to_string();
             assert!(e.contains(&format!("`{bad}`")), "{e}");
         }
@@ -274,27 +332,51 @@ mod tests {
             serde_json::from_str::<Vec<Country>>(&json).unwrap(),
             vec![country("DE")]
         );
-        assert!(serde_json::from_str::<Country>(r#""ZZ""#).is_err());
+        // A stored code this build does not know still reads (and names itself).
+        let unknown: Country = serde_json::from_str(r#""ZZ""#).unwrap();
+        assert_eq!((unknown.alpha2(), unknown.name()), ("ZZ", "ZZ"));
+        assert!(serde_json::from_str::<Country>(r#""ZZZ""#).is_err());
     }
 
     #[test]
     fn addresses_are_placed_by_the_database() {
         let db = database();
         assert_eq!(db.database_type(), "GeoLite2-Country");
-        assert_eq!(db.locate(ip("203.0.113.9")), Some(country("FR")));
-        assert_eq!(db.locate(ip("::ffff:203.0.113.9")), Some(country("FR")));
-        assert_eq!(db.locate(ip("2001:db8:f::1")), Some(country("FR")));
+        let at = |s: &str| db.locate(ip(s)).unwrap();
+        assert_eq!(at("203.0.113.9"), Some(country("FR")));
+        // The same address as IPv4-mapped, 6to4 (2002:cb00:7109::) and native IPv6.
+        assert_eq!(at("::ffff:203.0.113.9"), Some(country("FR")));
+        assert_eq!(at("2002:cb00:7109::1"), Some(country("FR")));
+        assert_eq!(at("2001:db8:f::1"), Some(country("FR")));
+        assert_eq!(at("100.64.0.1"), Some(country("XK")));
         // Located by where the network is registered when nothing better is known.
-        assert_eq!(db.locate(ip("198.51.100.7")), Some(country("US")));
-        // A record without a country, and an address with no record.
-        assert_eq!(db.locate(ip("192.0.2.1")), None);
-        assert_eq!(db.locate(ip("10.0.0.1")), None);
-        assert_eq!(db.locate(ip("2001:db8:e::1")), None);
-        assert!(GeoIp::from_bytes(b"not a database".to_vec()).is_err());
+        assert_eq!(at("198.51.100.7"), Some(country("US")));
+        // A record without a country, and addresses with no record.
+        assert_eq!(at("192.0.2.1"), None);
+        assert_eq!(at("10.0.0.1"), None);
+        assert_eq!(at("2001:db8:e::1"), None);
     }
 
     #[test]
-    fn blocked_countries_refuse_their_addresses_and_fail_closed_without_a_database() {
+    fn only_country_databases_for_both_address_families_are_taken() {
+        assert!(GeoIp::from_bytes(b"not a database".to_vec()).is_err());
+        let asn = mmdb_writer::Writer::new("GeoLite2-ASN");
+        let e = GeoIp::from_bytes(asn.to_bytes().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("`GeoLite2-ASN`"), "{e}");
+        let mut v4 = mmdb_writer::Writer::builder("GeoLite2-Country")
+            .ip_version(mmdb_writer::IpVersion::V4)
+            .build();
+        v4.insert(
+            "203.0.113.0/24".parse::<IpNet>().unwrap(),
+            &json!({ "country": { "iso_code": "FR" } }),
+        )
+        .unwrap();
+        let e = GeoIp::from_bytes(v4.to_bytes().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("IPv4 networks only"), "{e}");
+    }
+
+    #[test]
+    fn blocked_countries_refuse_their_addresses_and_fail_closed_when_unplaced() {
         let db = database();
         let blocked = parse_countries(&["FR".into(), "RU".into()]).unwrap();
         let at = |s: &str| Located::with(Some(&db), ip(s));
@@ -311,8 +393,9 @@ mod tests {
             CountryDecision::Allowed,
             "placed nowhere is not in a blocked country"
         );
+        assert_eq!(Located::with(None, ip("203.0.113.9")), Located::Unknown);
         assert_eq!(
-            check_country(&blocked, Located::with(None, ip("203.0.113.9"))),
+            check_country(&blocked, Located::Unknown),
             CountryDecision::Unverifiable
         );
         assert!(!CountryDecision::Unverifiable.is_allowed());
@@ -321,7 +404,7 @@ mod tests {
             CountryDecision::AllowedNoList
         );
         assert_eq!(
-            check_country(&[], Located::NoDatabase),
+            check_country(&[], Located::Unknown),
             CountryDecision::AllowedNoList
         );
     }

@@ -3220,7 +3220,7 @@ async fn blocked_countries_are_saved_checked_and_audited<S: TenancyStore + Audit
     // addresses, a code that is no country, a country twice.
     for (change, at, says) in [
         (block(&["us", "RU"]), Located::Country(us), "lock you out"),
-        (block(&["RU"]), Located::NoDatabase, "no GeoIP database"),
+        (block(&["RU"]), Located::Unknown, "no GeoIP database"),
         (block(&["RU", "XX"]), Located::Country(us), "`XX`"),
         (block(&["RU", "ru"]), Located::Country(us), "listed twice"),
     ] {
@@ -3268,7 +3268,7 @@ async fn blocked_countries_are_saved_checked_and_audited<S: TenancyStore + Audit
     assert_eq!(admit_address(&stored, here, Located::Country(us)), Ok(()));
     assert_eq!(admit_address(&stored, here, Located::Nowhere), Ok(()));
     assert_eq!(
-        admit_address(&stored, here, Located::NoDatabase),
+        admit_address(&stored, here, Located::Unknown),
         Err(AddressRefusal::CountryUnverifiable(here)),
         "a rule the server cannot apply refuses"
     );
@@ -3284,7 +3284,7 @@ async fn blocked_countries_are_saved_checked_and_audited<S: TenancyStore + Audit
         org: stored,
         ..caller
     };
-    let cleared = update(s, &caller, block(&[]), here, Located::NoDatabase, now())
+    let cleared = update(s, &caller, block(&[]), here, Located::Unknown, now())
         .await
         .unwrap();
     assert!(cleared.blocked_countries.is_empty());

@@ -102,9 +102,9 @@ pub async fn update<S: TenancyStore + ?Sized>(
                 )));
             }
             CountryDecision::Unverifiable => {
-                return Err(TenancyError::Invalid(
-                    "this server has no GeoIP database to tell which country a request comes from, so it cannot block countries; its operator sets one up with `security.geoip_database`".into(),
-                ));
+                return Err(TenancyError::Invalid(format!(
+                    "this server cannot tell which country {client_ip} is in (it has no GeoIP database, or its database cannot look the address up), so it cannot block countries; its operator sets one up with `security.geoip_database`"
+                )));
             }
             CountryDecision::Allowed | CountryDecision::AllowedNoList => {}
         }
@@ -191,7 +191,8 @@ pub enum AddressRefusal {
     IpNotAllowed(IpAddr),
     /// In a blocked country.
     CountryBlocked(security_policy::Country),
-    /// Countries are blocked, and the server has no GeoIP database to place the address.
+    /// Countries are blocked, and the server cannot place the address (no GeoIP database, or
+    /// a failed lookup).
     CountryUnverifiable(IpAddr),
 }
 
@@ -221,7 +222,7 @@ impl std::fmt::Display for AddressRefusal {
             ),
             Self::CountryUnverifiable(ip) => write!(
                 f,
-                "this organization blocks requests from some countries, and this server has no GeoIP database to tell where {ip} is; its operator sets one up with `security.geoip_database`"
+                "this organization blocks requests from some countries, and this server cannot tell which country {ip} is in (it has no GeoIP database, or its database cannot look the address up); its operator sets one up with `security.geoip_database`, and until then only the organization's security settings can be reached"
             ),
         }
     }

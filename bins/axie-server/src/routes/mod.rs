@@ -49,7 +49,8 @@ pub enum Access {
     /// Anyone.
     Public,
     /// Any authenticated principal (session or API key), no organization, from an address one
-    /// of the person's organizations admits (`accounts::authenticate`).
+    /// of the person's organizations' allowlists admits (`accounts::authenticate`; an API key's
+    /// organization's, whose blocked countries apply too, `auth::authenticate`).
     Authenticated,
     /// [`Access::Authenticated`] from any address: signing out, and listing and ending one's
     /// own sessions, which must work from wherever the person is.

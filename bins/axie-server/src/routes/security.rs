@@ -358,14 +358,18 @@ pub struct SecurityResponse {
     pub ip_allowlist_allows_everyone: bool,
     /// Countries (ISO 3166-1 alpha-2) whose requests are refused; `[]` blocks none.
     pub blocked_countries: Vec<String>,
+    /// `true` when the server has a GeoIP database to place addresses in countries; without
+    /// one, countries cannot be blocked, and a list saved earlier refuses every request but
+    /// those of these settings.
+    pub geoip_available: bool,
     /// Two-factor authentication.
     pub mfa: MfaSettings,
     /// Days audit records are kept; `null` keeps them forever.
     pub audit_retention_days: Option<u32>,
 }
 
-impl From<&SecuritySettings> for SecurityResponse {
-    fn from(s: &SecuritySettings) -> Self {
+impl SecurityResponse {
+    fn new(s: &SecuritySettings, st: &AppState) -> Self {
         Self {
             sessions: SessionSettings {
                 absolute_timeout_minutes: s.sessions.absolute_timeout_minutes,
@@ -384,6 +388,7 @@ impl From<&SecuritySettings> for SecurityResponse {
                 .iter()
                 .map(|c| c.alpha2().to_owned())
                 .collect(),
+            geoip_available: st.geoip.is_some(),
             mfa: MfaSettings {
                 required: s.mfa.required,
                 required_since: s.mfa.required_since.map(|t| t.to_rfc3339()),
@@ -405,8 +410,11 @@ impl From<&SecuritySettings> for SecurityResponse {
     params(("org_id" = String, Path, description = "Organization id")),
     responses((status = 200, description = "Settings", body = SecurityResponse)),
     security(("bearer" = [])))]
-pub async fn get(OrgCaller(caller): OrgCaller) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(SecurityResponse::from(&caller.org.security)))
+pub async fn get(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(SecurityResponse::new(&caller.org.security, &st)))
 }
 
 /// A change to the security settings; absent fields stay.
@@ -441,7 +449,7 @@ pub struct SecurityPatch {
     responses(
         (status = 200, description = "Saved", body = SecurityResponse),
         (status = 409, description = "Changed concurrently", content_type = "application/problem+json"),
-        (status = 422, description = "Invalid, or the allowlist would exclude you", content_type = "application/problem+json"),
+        (status = 422, description = "Invalid; the allowlist or the blocked countries would exclude your own address; or countries without a GeoIP database", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn update(
     st: web::Data<AppState>,
@@ -476,7 +484,7 @@ pub async fn update(
     let ip = crate::auth::client_addr(&caller);
     let at = Located::with(st.geoip.as_deref(), ip);
     match security::update(&*st.store, &caller, change, ip, at, st.clock.now()).await {
-        Ok(s) => Ok(HttpResponse::Ok().json(SecurityResponse::from(&s))),
+        Ok(s) => Ok(HttpResponse::Ok().json(SecurityResponse::new(&s, &st))),
         Err(e) => Err(audited(&st, &caller, "update_security_policy", e).await),
     }
 }
