@@ -305,10 +305,15 @@ async fn disabled_journal(
             .unwrap_or_default(),
         ),
     );
-    let admins = tenancy::OrgStore::list_members(&*state.store, ep.org, None, 200)
+    // The audit record and the disable itself must not wait on the notice: without the list,
+    // the operator learns of it from the log and the members from the endpoint's state.
+    let admins = tenancy::OrgStore::admins(&*state.store, ep.org)
         .await
+        .inspect_err(|e| {
+            tracing::warn!(error = %e, org = %ep.org, endpoint = %ep.id, "webhook disable notice not addressed");
+        })
         .unwrap_or_default();
-    for m in admins.iter().filter(|m| m.role.is_admin()) {
+    for m in admins.iter().filter(|m| m.deactivated_at.is_none()) {
         journal = journal.mail(audit::OutboundMail {
             org: Some(ep.org),
             to: m.user.email.to_string(),

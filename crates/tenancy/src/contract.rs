@@ -314,7 +314,7 @@ async fn orgs_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
 }
 
 async fn member_limit_and_single_owner<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
-    let (org, team, _owner) = new_org(s).await;
+    let (org, team, owner) = new_org(s).await;
     let a = user("a");
     s.add_member(
         org.id,
@@ -341,6 +341,18 @@ async fn member_limit_and_single_owner<S: TenancyStore + AuditStore + ?Sized>(s:
     )
     .await
     .unwrap();
+    // The Owner and the Admins, not the Users.
+    let mut admins: Vec<(UserId, OrgRole)> = s
+        .admins(org.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.user.id, m.role))
+        .collect();
+    admins.sort_by_key(|(id, _)| *id);
+    let mut expected = vec![(owner.id, OrgRole::Owner), (a.id, OrgRole::Admin)];
+    expected.sort_by_key(|(id, _)| *id);
+    assert_eq!(admins, expected);
     let before = head(s, org.id).await;
     let c = user("c");
     match s

@@ -148,6 +148,25 @@ pub trait OrgStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<Member>, TenancyError>;
 
+    /// The organization's Owner and Admins, active or deactivated, in the order of
+    /// [`Self::list_members`] (for notices to the people who run it). The default walks every
+    /// page of [`Self::list_members`]; a database store reads only those rows.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn admins(&self, org: OrgId) -> Result<Vec<Member>, TenancyError> {
+        let mut admins = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.list_members(org, after, 500).await?;
+            let Some(last) = page.last() else {
+                return Ok(admins);
+            };
+            after = Some(last.user.id);
+            admins.extend(page.into_iter().filter(|m| m.role.is_admin()));
+        }
+    }
+
     /// [`Self::list_members`] narrowed to those an organization User with explicit roles in
     /// `teams` sees: the members with a role in one of `teams`, the Owner and the Admins, the
     /// members with a role in every team, and `me`.

@@ -617,6 +617,24 @@ impl OrgStore for SeaStore {
         members_page(self, org, sea_orm::Condition::all(), after, limit).await
     }
 
+    async fn admins(&self, org: OrgId) -> Result<Vec<Member>, TenancyError> {
+        let role = || {
+            sea_orm::Condition::all().add(
+                membership::Column::Role.is_in([OrgRole::Owner.as_str(), OrgRole::Admin.as_str()]),
+            )
+        };
+        let mut admins: Vec<Member> = Vec::new();
+        loop {
+            let after = admins.last().map(|m| m.user.id);
+            let page = members_page(self, org, role(), after, 500).await?;
+            let full = page.len() == 500;
+            admins.extend(page);
+            if !full {
+                return Ok(admins);
+            }
+        }
+    }
+
     async fn list_members_seen_by(
         &self,
         org: OrgId,
