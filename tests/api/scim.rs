@@ -495,6 +495,31 @@ both_backends!(
         )
         .await;
         assert_eq!(member(&t, &id).await.unwrap()["role"], "user");
+        // A role changed in the product since is what the next PATCH starts from: an
+        // unrelated change does not write the identity provider's last role back.
+        let promoted = t
+            .patch(
+                &t.org(&format!("/members/{id}")),
+                &t.owner_token,
+                &json!({"role": "admin"}),
+            )
+            .await;
+        assert!(promoted.status().is_success(), "{}", promoted.status());
+        let shown = idp
+            .expect(reqwest::Method::GET, &path, None, StatusCode::OK)
+            .await;
+        assert_eq!(shown["roles"], json!([{"value": "admin"}]));
+        let u = idp
+            .patch(
+                &path,
+                json!([{"op": "replace", "path": "title", "value": "Lead"}]),
+            )
+            .await;
+        assert_eq!(
+            (&u["title"], &u["roles"]),
+            (&json!("Lead"), &json!([{"value": "admin"}]))
+        );
+        assert_eq!(member(&t, &id).await.unwrap()["role"], "admin");
 
         // Errors carry their scimType.
         let e = idp
@@ -892,8 +917,9 @@ both_backends!(
         assert_eq!(events, ["scim.token_revoked", "scim.token_created"]);
 
         // Refusals are audited like the API's, in the token's name (this token's creator is the
-        // Owner, so removing the Owner is removing itself); a token that authenticates
-        // no one has no actor to record.
+        // Owner, so removing the Owner is removing itself), deactivating the Owner and changing
+        // a sign-in that is not the organization's included; a token that authenticates no one
+        // has no actor to record.
         let denied = t.audit("action=access.denied&limit=50").await;
         let refusals: Vec<(&str, &str, &str)> = denied
             .iter()
@@ -911,7 +937,28 @@ both_backends!(
             refusals,
             [
                 ("GET /scim/v2/{org_id}/Users", "ip_not_allowed", token),
+                // A shared account's sign-in, then the Owner's password and email.
+                (
+                    "PATCH /scim/v2/{org_id}/Users/{id}",
+                    "credentials_not_owned",
+                    token
+                ),
+                (
+                    "PATCH /scim/v2/{org_id}/Users/{id}",
+                    "credentials_not_owned",
+                    token
+                ),
+                (
+                    "PATCH /scim/v2/{org_id}/Users/{id}",
+                    "credentials_not_owned",
+                    token
+                ),
                 ("DELETE /scim/v2/{org_id}/Users/{id}", "remove_self", token),
+                (
+                    "PATCH /scim/v2/{org_id}/Users/{id}",
+                    "owner_protected",
+                    token
+                ),
             ],
             "{denied:?}"
         );

@@ -170,16 +170,25 @@ both_backends!(
             (&json!("invitation"), &json!(""))
         );
         assert!(!seen.to_string().contains(&token));
-        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        // Someone else, not yet a member either, cannot take it: it was sent to another address.
+        let (_, stranger) = crate::api_keys::second_org(&t, billing_limits::Plan::Enterprise).await;
+        let stranger = t.login(&stranger, OWNER_PASSWORD).await;
         let wrong = t
             .client
             .post(t.url("/api/v1/invitations/accept"))
-            .bearer_auth(&lisa)
+            .bearer_auth(&stranger)
             .json(&json!({"token": token}))
             .send()
             .await
             .unwrap();
-        problem(wrong, StatusCode::CONFLICT, "conflict").await;
+        let p = problem(wrong, StatusCode::CONFLICT, "conflict").await;
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap()
+                .contains("another email address"),
+            "{p}"
+        );
         problem(
             signup(&t, &token, "Dup", "a sufficiently long passphrase").await,
             StatusCode::CONFLICT,

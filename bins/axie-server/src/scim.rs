@@ -105,6 +105,9 @@ impl From<ScimError> for ScimFailure {
             ScimError::BadRequest { scim_type, detail } => {
                 fail(StatusCode::BAD_REQUEST, Some(scim_type), detail)
             }
+            ScimError::Protected { detail, .. } => {
+                fail(StatusCode::BAD_REQUEST, Some("mutability"), detail)
+            }
             ScimError::Uniqueness(m) => fail(StatusCode::CONFLICT, Some("uniqueness"), m),
             ScimError::PreconditionFailed(v) => fail(
                 StatusCode::PRECONDITION_FAILED,
@@ -269,8 +272,9 @@ async fn caller(req: &HttpRequest, st: &AppState) -> Result<(Caller, String), Sc
 }
 
 /// Passes a SCIM operation's outcome through, first writing an `access.denied` record when the
-/// operation was refused (removing the Owner, a permission the token's creator lacks), so SCIM
-/// refusals are audited like the API's.
+/// operation was refused (removing or deactivating the Owner, a sign-in that is not the
+/// organization's to change, a permission the token's creator lacks), so SCIM refusals are
+/// audited like the API's.
 async fn checked<T>(
     st: &AppState,
     c: &Caller,
@@ -286,6 +290,12 @@ async fn checked<T>(
             },
             None => Err(e.into()),
         },
+        Err(e @ ScimError::Protected { reason, .. }) => {
+            match record_refusal(st, c, route_target(req), reason.to_owned()).await {
+                Ok(()) => Err(e.into()),
+                Err(store) => Err(TenancyError::from(store).into()),
+            }
+        }
         other => other.map_err(Into::into),
     }
 }

@@ -291,6 +291,16 @@ pub enum ScimError {
         /// What was wrong.
         detail: String,
     },
+    /// 400 `mutability` for a change to a protected person or account (deactivating the Owner;
+    /// the sign-in of the Owner or of an account other organizations share): a refusal, which
+    /// the server audits with `reason` like the API's.
+    #[error("{detail}")]
+    Protected {
+        /// The audited reason code: `owner_protected` or `credentials_not_owned`.
+        reason: &'static str,
+        /// What was refused.
+        detail: String,
+    },
     /// 409 `uniqueness`.
     #[error("{0}")]
     Uniqueness(String),
@@ -506,6 +516,43 @@ pub fn etag(version: i64) -> String {
     format!("W/\"{version}\"")
 }
 
+/// A role as the `roles` attribute shows it: `admin` for the Owner and the Admins.
+const fn role_value(role: OrgRole) -> &'static str {
+    match role {
+        OrgRole::User => "user",
+        OrgRole::Owner | OrgRole::Admin => "admin",
+    }
+}
+
+/// Corrects a stored User document where the membership has changed in the product since the
+/// identity provider last wrote it (a role changed, a member deactivated or reactivated): the
+/// resource shows the membership as it is, and a PATCH that does not touch `roles` or `active`
+/// keeps it (applied to the stored document, it would write the old role back). Attributes
+/// that agree with the membership, or that the identity provider never sent, stay as they are.
+fn reconcile(doc: &mut Map<String, Value>, m: &Member) {
+    let live = role_value(m.role);
+    let stored_admin = doc
+        .get("roles")
+        .and_then(Value::as_array)
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            r.iter().any(|x| {
+                x["value"]
+                    .as_str()
+                    .is_some_and(|v| v.eq_ignore_ascii_case("admin"))
+            })
+        });
+    if stored_admin.is_some_and(|admin| admin != (live == "admin")) {
+        doc.insert("roles".into(), json!([{ "value": live }]));
+    }
+    let active = m.deactivated_at.is_none();
+    // Absent means active.
+    let stored_active = doc.get("active").and_then(Value::as_bool).unwrap_or(true);
+    if stored_active != active {
+        doc.insert("active".into(), json!(active));
+    }
+}
+
 /// The User resource of a member.
 #[must_use]
 pub fn render_user(base: &str, m: &Member, rec: Option<&UserRecord>) -> Value {
@@ -521,6 +568,7 @@ pub fn render_user(base: &str, m: &Member, rec: Option<&UserRecord>) -> Value {
             for (k, v) in &r.attributes {
                 out.insert(k.clone(), v.clone());
             }
+            reconcile(&mut out, m);
             (r.version, r.updated_at.max(m.joined_at))
         }
         None => {
@@ -533,12 +581,7 @@ pub fn render_user(base: &str, m: &Member, rec: Option<&UserRecord>) -> Value {
                 json!([{"value": m.user.email.as_str(), "type": "work", "primary": true}]),
             );
             out.insert("active".into(), json!(m.deactivated_at.is_none()));
-            let role = if m.role == OrgRole::User {
-                "user"
-            } else {
-                "admin"
-            };
-            out.insert("roles".into(), json!([{ "value": role }]));
+            out.insert("roles".into(), json!([{ "value": role_value(m.role) }]));
             (0, m.joined_at)
         }
     };
@@ -1190,10 +1233,10 @@ async fn write_user<S: TenancyStore + ScimStore + ?Sized>(
         // The Owner is never demoted or deactivated from the identity provider.
         role = OrgRole::Owner;
         if !active {
-            return Err(bad(
-                "mutability",
-                "the Owner cannot be deactivated through SCIM",
-            ));
+            return Err(ScimError::Protected {
+                reason: "owner_protected",
+                detail: "the Owner cannot be deactivated through SCIM".into(),
+            });
         }
     }
     let role_change = (role != m.role).then_some(role);
@@ -1227,12 +1270,13 @@ async fn write_user<S: TenancyStore + ScimStore + ?Sized>(
     // the write, a deactivation say, still applies).
     let name = if own { name } else { m.user.name.clone() };
     if (email != m.user.email || input.password.is_some()) && !own {
-        return Err(bad(
-            "mutability",
-            "this account's email and password are the person's own (they are the Owner or belong \
+        return Err(ScimError::Protected {
+            reason: "credentials_not_owned",
+            detail: "this account's email and password are the person's own (they are the Owner or belong \
              to another organization too); SCIM may change them only for accounts this \
-             organization alone holds",
-        ));
+             organization alone holds"
+                .into(),
+        });
     }
     let hash = password_hash(caller, hasher, input.password.as_deref(), &email)?;
     let version = rec.as_ref().map_or(0, |r| r.version);
