@@ -662,6 +662,34 @@ both_backends!(
         // Someone who is not a member of the organization changes nothing, and is not an error.
         idp.patch(&path, json!([{"op": "add", "path": "members", "value": [{"value": "usr_00000000000000000000000000000000"}]}])).await;
         assert!(team_members(&t, &team).await.is_empty());
+        // A member taken off the team in the product stays off through a later PATCH that
+        // does not name them.
+        idp.patch(
+            &path,
+            json!([{"op": "add", "path": "members", "value": [{"value": ann}]}]),
+        )
+        .await;
+        assert_eq!(team_members(&t, &team).await, vec![ann.clone()]);
+        let off = t
+            .delete(
+                &t.org(&format!("/teams/{team}/members/{ann}")),
+                &t.owner_token,
+            )
+            .await;
+        assert!(off.status().is_success(), "{}", off.status());
+        idp.patch(
+            &path,
+            json!([{"op": "replace", "path": "externalId", "value": "grp-1"}]),
+        )
+        .await;
+        assert!(team_members(&t, &team).await.is_empty());
+        // The entry naming no member is kept, and can be removed although the team has no
+        // members to render.
+        idp.patch(
+            &path,
+            json!([{"op": "remove", "path": "members[value eq \"usr_00000000000000000000000000000000\"]"}]),
+        )
+        .await;
 
         let renamed = idp
             .patch(
@@ -681,7 +709,16 @@ both_backends!(
             .await;
         assert_eq!(found["totalResults"], 1);
         let updates = t.audit("action=team.updated").await;
-        assert!(updates.iter().all(|e| e["actor_type"] == "scim_token"));
+        let by_others: Vec<&Value> = updates
+            .iter()
+            .filter(|e| e["actor_type"] != "scim_token")
+            .collect();
+        assert_eq!(
+            by_others.len(),
+            1,
+            "the token's, but for the Owner taking Ann off: {updates:?}"
+        );
+        assert_eq!(by_others[0]["actor_type"], "user");
 
         idp.expect(reqwest::Method::DELETE, &path, None, StatusCode::NO_CONTENT)
             .await;

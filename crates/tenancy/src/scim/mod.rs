@@ -1640,10 +1640,25 @@ pub async fn patch_group<S: TenancyStore + WorkspaceStore + ScimStore + ?Sized>(
     let (t, rec, members) = group_parts(store, caller.org.id, id).await?;
     check_version(if_match, rec.as_ref().map_or(0, |r| r.version))?;
     let mut doc = render_group(base, &t, rec.as_ref(), &members);
-    // Entries naming no member are not rendered but were accepted: keep them in the document
-    // the operations apply to, so a later remove of them succeeds.
-    if let (Some(r), Some(Value::Array(list))) = (rec.as_ref(), doc.get_mut("members")) {
-        for e in &r.members {
+    // Entries naming no member of the organization are not rendered but were accepted: keep
+    // them in the document the operations apply to, so a later remove of them succeeds. Entries
+    // naming a member are rendered from the team as it is: a member taken off the team in the
+    // product since stays off (merged back, they would be added again by any PATCH).
+    if let Some(r) = rec.as_ref() {
+        let members_named = named_members(store, caller.org.id, &r.members).await?;
+        let unnamed = r.members.iter().filter(|e| {
+            !filter::get_ci(e, "value")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse::<UserId>().ok())
+                .is_some_and(|u| members_named.contains(&u))
+        });
+        for e in unnamed {
+            let Some(Value::Array(list)) = doc
+                .as_object_mut()
+                .map(|o| o.entry("members").or_insert_with(|| json!([])))
+            else {
+                break;
+            };
             if !list.iter().any(|x| x.get("value") == e.get("value")) {
                 list.push(e.clone());
             }
