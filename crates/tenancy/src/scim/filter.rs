@@ -175,6 +175,23 @@ pub enum Filter {
 pub struct FilterError(pub String);
 
 impl Filter {
+    /// The attribute values a new entry needs to match this filter, when it is one equality or
+    /// several joined by `and` (`type eq "work"`); `None` for any other filter.
+    #[must_use]
+    pub fn equalities(&self) -> Option<Vec<(String, Value)>> {
+        match self {
+            Self::Compare(path, CompareOp::Eq, v) if path.sub.is_none() && path.urn.is_none() => {
+                Some(vec![(path.name.clone(), v.clone())])
+            }
+            Self::And(a, b) => {
+                let mut all = a.equalities()?;
+                all.extend(b.equalities()?);
+                Some(all)
+            }
+            _ => None,
+        }
+    }
+
     /// Parses a filter expression.
     ///
     /// # Errors

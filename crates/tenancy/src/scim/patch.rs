@@ -354,6 +354,26 @@ fn at_path(
                         }
                     }
                 }
+                (_, Some(sub)) if matching.is_empty() => {
+                    // An add to a sub-attribute of a value that does not exist yet (Entra's
+                    // `emails[type eq "work"].value` for a user with no work address): a new
+                    // value that the filter matches, carrying the sub-attribute.
+                    let Some(terms) = filter.equalities() else {
+                        return Err(err(
+                            "noTarget",
+                            format!(
+                                "`{}` has no value matching the filter, and the filter does not say what a new one would hold",
+                                p.attr
+                            ),
+                        ));
+                    };
+                    let mut entry = Map::new();
+                    for (k, v) in terms {
+                        entry.insert(k, v);
+                    }
+                    entry.insert(sub.to_owned(), value.cloned().unwrap_or(Value::Null));
+                    items.push(Value::Object(entry));
+                }
                 (_, Some(sub)) => {
                     for i in matching {
                         if let Some(o) = items.get_mut(i).and_then(Value::as_object_mut) {
@@ -417,6 +437,46 @@ mod tests {
             "name": {"givenName": "Barbara", "familyName": "Jensen"},
             "emails": [{"value": "b@example.com", "type": "work", "primary": true}]
         })
+    }
+
+    #[test]
+    fn an_add_to_a_missing_filtered_value_creates_it() {
+        let r = patch(
+            user(),
+            json!([{"op": "add", "path": "emails[type eq \"home\"].value", "value": "b@home.example"}]),
+        )
+        .unwrap();
+        assert_eq!(
+            r["emails"],
+            json!([
+                {"value": "b@example.com", "type": "work", "primary": true},
+                {"type": "home", "value": "b@home.example"}
+            ])
+        );
+        // Also where the attribute has no values at all, with an `and` of equalities.
+        let r = patch(
+            json!({"userName": "x"}),
+            json!([{"op": "add", "path": "phoneNumbers[type eq \"work\" and primary eq true].value", "value": "+1 555"}]),
+        )
+        .unwrap();
+        assert_eq!(
+            r["phoneNumbers"],
+            json!([{"type": "work", "primary": true, "value": "+1 555"}])
+        );
+        // A replace finds nothing to replace (RFC 7644 3.5.2.3), and a filter that does not
+        // say what a new value would hold cannot create one.
+        let e = patch(
+            user(),
+            json!([{"op": "replace", "path": "emails[type eq \"home\"].value", "value": "h"}]),
+        )
+        .unwrap_err();
+        assert_eq!(e.scim_type, "noTarget");
+        let e = patch(
+            user(),
+            json!([{"op": "add", "path": "emails[type ne \"work\"].value", "value": "h"}]),
+        )
+        .unwrap_err();
+        assert_eq!(e.scim_type, "noTarget");
     }
 
     #[test]
