@@ -132,6 +132,7 @@ pub async fn run<
     access_reset_is_one_transaction(s).await;
     security_settings_are_compare_and_swap(s).await;
     blocked_countries_are_saved_checked_and_audited(s).await;
+    a_joining_account_keeps_the_address_it_was_found_by(s).await;
     teams_round_trip(s).await;
     caller_memberships_gather_every_org_and_team(s).await;
     members_seen_by_a_user_are_those_of_their_teams(s).await;
@@ -1180,6 +1181,39 @@ async fn team_invitations_join_their_team_alone<
         crate::invitations::InvitationStatus::Revoked,
         "a deleted team's invitations hold no seats"
     );
+    // An invitation into a team that is gone (deleted as it was being sent), or archived, is
+    // not stored: the deletion's sweep could not have revoked it.
+    let shelved = team_in(org.id, "Client C");
+    s.create_team(&shelved, note(org.id, "client c"))
+        .await
+        .unwrap();
+    s.update_team(
+        &shelved,
+        &Team {
+            archived_at: Some(now()),
+            ..shelved.clone()
+        },
+        note(org.id, "archive c"),
+    )
+    .await
+    .unwrap();
+    for (team, tag) in [(gone.id, "after-delete"), (shelved.id, "after-archive")] {
+        let h = head(s, org.id).await;
+        let after = Invitation {
+            team: Some(crate::invitations::InvitedTeam {
+                id: team,
+                role: TeamRole::Member,
+            }),
+            ..invitation(org.id, owner.id, tag, 7)
+        };
+        assert!(matches!(
+            s.create_invitation(&after, tag, &limits(9), note(org.id, "inv"))
+                .await,
+            Err(TenancyError::NotFound("team"))
+        ));
+        assert!(s.find_invitation(tag).await.unwrap().is_none());
+        assert_eq!(head(s, org.id).await, h);
+    }
 }
 
 async fn a_direct_add_settles_the_invitation<
@@ -3198,6 +3232,40 @@ async fn security_settings_are_compare_and_swap<S: TenancyStore + AuditStore + ?
         a,
         "the first change is not lost"
     );
+}
+
+async fn a_joining_account_keeps_the_address_it_was_found_by<
+    S: TenancyStore + AuditStore + ?Sized,
+>(
+    s: &S,
+) {
+    let (org, team, _) = new_org(s).await;
+    let (_, _, elsewhere) = new_org(s).await;
+    // The account as a service read it before its address changed.
+    let mut stale = elsewhere.clone();
+    stale.email = Email::parse("old-address@contract.example").unwrap();
+    let h = head(s, org.id).await;
+    let join = |u: User| async move {
+        s.add_member(
+            org.id,
+            &u,
+            None,
+            OrgRole::User,
+            team.id,
+            TeamRole::Member,
+            &limits(10),
+            note(org.id, "join"),
+        )
+        .await
+    };
+    assert!(
+        matches!(join(stale).await, Err(TenancyError::Changed(_))),
+        "a join matched by an address the account no longer has"
+    );
+    assert!(s.get_member(org.id, elsewhere.id).await.unwrap().is_none());
+    assert_eq!(head(s, org.id).await, h);
+    join(elsewhere.clone()).await.unwrap();
+    assert!(s.get_member(org.id, elsewhere.id).await.unwrap().is_some());
 }
 
 async fn blocked_countries_are_saved_checked_and_audited<S: TenancyStore + AuditStore + ?Sized>(

@@ -111,6 +111,14 @@ impl State {
         limits: &billing_limits::PlanLimits,
     ) -> Result<(), TenancyError> {
         crate::invitations::check_inviter(self.active_role(inv.org, inv.invited_by), inv.role)?;
+        if let Some(t) = inv.team
+            && !self
+                .teams
+                .iter()
+                .any(|x| x.org == inv.org && x.id == t.id && x.archived_at.is_none())
+        {
+            return Err(TenancyError::NotFound("team"));
+        }
         if self.is_member_email(inv.org, &inv.email) {
             return Err(TenancyError::Conflict(format!(
                 "`{}` is already a member",
@@ -284,11 +292,18 @@ impl AuditStore for MemoryTenancyStore {
 }
 
 /// An existing account joining an organization must still exist and not have been erased
-/// since the service read it (its email is then its erased address).
+/// since the service read it (its email is then its erased address), and still have the
+/// address the service matched it by.
 fn joining_account(s: &State, user: &User) -> Result<(), TenancyError> {
     match s.users.get(&user.id) {
-        Some((u, _)) if u.email.as_str() != crate::privacy::erased_address(user.id) => Ok(()),
-        _ => Err(TenancyError::NotFound("account")),
+        Some((u, _)) if u.email.as_str() == crate::privacy::erased_address(user.id) => {
+            Err(TenancyError::NotFound("account"))
+        }
+        Some((u, _)) if u.email != user.email => Err(TenancyError::Changed(
+            "the account's email address changed meanwhile; try again".into(),
+        )),
+        Some(_) => Ok(()),
+        None => Err(TenancyError::NotFound("account")),
     }
 }
 

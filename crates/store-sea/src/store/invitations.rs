@@ -59,6 +59,14 @@ async fn insert_checked(
         .filter(|m| m.deactivated_at.is_none())
         .and_then(|m| OrgRole::parse(&m.role));
     tenancy::invitations::check_inviter(inviter, inv.role)?;
+    // The team, as it is now: deleting it takes the organization's lock too and revokes its
+    // pending invitations, so one inserted after that must not name it.
+    if let Some(t) = inv.team {
+        match super::workspace::team_row(txn, inv.org, t.id).await? {
+            Some(row) if row.archived_at.is_none() => {}
+            _ => return Err(TenancyError::NotFound("team")),
+        }
+    }
     if is_member_by_email(txn, inv.org, inv.email.as_str()).await? {
         return Err(TenancyError::Conflict(format!(
             "`{}` is already a member",

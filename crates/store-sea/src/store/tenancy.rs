@@ -63,10 +63,12 @@ pub(crate) async fn lock_user(txn: &DatabaseTransaction, user: UserId) -> Result
 /// For an existing account joining an organization: takes the account's lock before the
 /// caller takes the organization's (the order an erasure and a removal follow), so a join and
 /// an erasure or removal elsewhere of the same person take turns, and checks that the account
-/// was not erased since the service found it (its email is then its erased address).
+/// was not erased since the service found it (its email is then its erased address) and still
+/// has the address the service matched it by.
 ///
 /// # Errors
-/// [`TenancyError::NotFound`] when the account is gone or erased.
+/// [`TenancyError::NotFound`] when the account is gone or erased; [`TenancyError::Changed`]
+/// when its address changed.
 pub(crate) async fn lock_joining_account(
     txn: &DatabaseTransaction,
     u: &User,
@@ -80,8 +82,16 @@ pub(crate) async fn lock_joining_account(
         .await
         .map_err(store)?;
     match email {
-        Some(e) if e != tenancy::privacy::erased_address(u.id) => Ok(()),
-        _ => Err(TenancyError::NotFound("account")),
+        None => Err(TenancyError::NotFound("account")),
+        Some(e) if e == tenancy::privacy::erased_address(u.id) => {
+            Err(TenancyError::NotFound("account"))
+        }
+        // The service matched the account to what it joins by this address (an invitation's);
+        // a change of address that committed since (SCIM, the person) must not carry it in.
+        Some(e) if e != u.email.as_str() => Err(TenancyError::Changed(
+            "the account's email address changed meanwhile; try again".into(),
+        )),
+        Some(_) => Ok(()),
     }
 }
 
