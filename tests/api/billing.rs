@@ -691,3 +691,65 @@ both_backends!(
         assert_eq!(formats, [json!("json"), json!("csv"), json!("json")]);
     }
 );
+
+both_backends!(
+    an_allocated_purchase_is_reversed_team_by_team,
+    |b| async move {
+        let t = spawn_app_with(b, Options::default()).await;
+        let (dev, prod) = (
+            new_team(&t, "Development").await,
+            new_team(&t, "Production").await,
+        );
+        let plan = json!({"allocations": [{"team_id": dev, "percent": 40}, {"team_id": prod, "percent": 60}]});
+        let res = t
+            .put(&t.org("/credits/allocations"), &t.owner_token, &plan)
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let bought = t
+            .client
+            .post(t.org("/credits/purchases"))
+            .bearer_auth(&t.owner_token)
+            .header("Idempotency-Key", "order-1")
+            .json(&json!({"account": "pool", "amount": 100}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bought.status(), StatusCode::CREATED);
+        let op = json_of(bought).await["operation_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let balances = || async {
+            let list = json_of(t.get(&t.org("/credits"), &t.owner_token).await).await;
+            list.as_array()
+                .unwrap()
+                .iter()
+                .map(|a| {
+                    (
+                        a["account"].as_str().unwrap().to_owned(),
+                        a["balance"].as_i64().unwrap(),
+                    )
+                })
+                .collect::<std::collections::BTreeMap<String, i64>>()
+        };
+        let b = balances().await;
+        assert_eq!((b["pool"], b[&dev], b[&prod]), (0, 40, 60));
+        // The pool holds none of the purchase: each team's share goes back to it before it
+        // gives the purchase up.
+        let res = t
+            .post(
+                &t.org(&format!("/credits/operations/{op}/reversal")),
+                &t.owner_token,
+                &json!({"reason": "bought twice"}),
+            )
+            .await;
+        assert_eq!(
+            res.status(),
+            StatusCode::CREATED,
+            "{}",
+            res.text().await.unwrap()
+        );
+        let b = balances().await;
+        assert_eq!((b["pool"], b[&dev], b[&prod]), (0, 0, 0));
+    }
+);

@@ -310,20 +310,23 @@ pub fn transfer(from: Account, to: Account, amount: i64) -> Result<Vec<Posting>,
     ])
 }
 
-/// The compensating postings that cancel `original` (every amount negated). Debits are applied
-/// first, so a reversal that the balances cannot carry is refused before anything moves.
+/// The compensating postings that cancel `original`: every amount negated, last posting first,
+/// so the reversal walks back through the balances the operation passed through. A purchase
+/// allocated to teams is undone team by team, each team's credits returning to the pool before
+/// the pool gives up the purchase: the pool need not hold the whole purchase at once (with the
+/// debits first it had to, and a fully allocated purchase could never be reversed). Whether the
+/// balances can carry it is checked at every step, in one transaction, by the store.
 #[must_use]
 pub fn reversal_of(original: &[Posting]) -> Vec<Posting> {
-    let mut out: Vec<Posting> = original
+    original
         .iter()
+        .rev()
         .map(|p| Posting {
             account: p.account,
             amount: -p.amount,
             kind: EntryKind::Reversal,
         })
-        .collect();
-    out.sort_by_key(|p| p.amount >= 0);
-    out
+        .collect()
 }
 
 /// The balance after applying `amount` to `balance`, or why it may not go there: a debit may
@@ -681,10 +684,16 @@ mod tests {
                     prop_assert!(*b >= -od);
                 }
                 prop_assert_eq!(balances.values().sum::<i64>(), bought - used);
-                // Reversal restores the previous balances exactly (checked on a copy).
+                // Reversal, right after, is accepted step by step under the same overdraft
+                // rule (an allocated purchase included) and restores the previous balances
+                // exactly (checked on a copy).
                 let mut undone = balances.clone();
                 for p in reversal_of(&postings) {
-                    *undone.entry(p.account).or_insert(0) += p.amount;
+                    let od = if p.account == Account::Pool { 0 } else { overdraft };
+                    let b = undone.get(&p.account).copied().unwrap_or(0);
+                    let after = apply(p.account, b, p.amount, od);
+                    prop_assert!(after.is_ok(), "reversal refused: {:?} of {:?}", p, postings);
+                    undone.insert(p.account, after.unwrap_or(b));
                 }
                 for (acc, b) in &undone {
                     prop_assert_eq!(*b, before.get(acc).copied().unwrap_or(0));

@@ -841,7 +841,21 @@ impl WebhookStore for SeaStore {
             let Some(ep) = endpoints.get(&row.endpoint_id) else {
                 continue;
             };
-            out.push((delivery(row)?, endpoint(ep)?, secrets(ep)?));
+            // A row this version cannot read (an event kind or URL a newer one stored) is left
+            // under its lease and logged: the rest of the batch still goes out.
+            let id = row.id.clone();
+            match (delivery(row), endpoint(ep), secrets(ep)) {
+                (Ok(d), Ok(e), Ok(s)) => out.push((d, e, s)),
+                (d, e, s) => {
+                    let error = [d.err(), e.err(), s.err()]
+                        .into_iter()
+                        .flatten()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    tracing::warn!(delivery = %id, %error, "webhook delivery skipped: it cannot be read");
+                }
+            }
         }
         Ok(out)
     }
