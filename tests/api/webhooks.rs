@@ -176,9 +176,31 @@ both_backends!(
             .unwrap()["schema"]
             .clone();
         assert_valid(&schema, &body);
-        // Secrets are stored encrypted: the database never holds the whsec text or its bytes in the clear.
+        // Secrets are stored encrypted: the database never holds the whsec text or its bytes in
+        // the clear (rows matched by an update that changes nothing, counted).
+        let matching = |condition: String| {
+            let t = &t;
+            async move {
+                t.store
+                    .execute_sql(&format!(
+                        "UPDATE webhook_endpoints SET secret = secret WHERE {condition}"
+                    ))
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(
+            matching("secret LIKE 'v1:%'".into()).await,
+            1,
+            "the endpoint's secret is a ciphertext"
+        );
+        let clear = secret.trim_start_matches("whsec_");
+        assert_eq!(
+            matching(format!("secret LIKE '%{clear}%' OR secret LIKE '%whsec%'")).await,
+            0
+        );
         let list = json_of(t.get(&t.org("/webhooks"), &t.owner_token).await).await;
-        assert!(!list.to_string().contains("whsec_"));
+        assert!(!list.to_string().contains("whsec_"), "nor does a listing");
     }
 );
 

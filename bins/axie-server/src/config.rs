@@ -586,6 +586,14 @@ impl Settings {
                 "`webhooks.max_attempts` must be between 1 and 20".into(),
             ));
         }
+        if self.webhooks.base_delay_ms == 0
+            || self.webhooks.base_delay_ms > webhooks::MAX_RETRY_DELAY_MS
+        {
+            return Err(ConfigError(format!(
+                "`webhooks.base_delay_ms` must be between 1 and {} (a day)",
+                webhooks::MAX_RETRY_DELAY_MS
+            )));
+        }
         if !matches!(self.log.format.as_str(), "pretty" | "json") {
             return Err(ConfigError(
                 "`log.format` must be `pretty` or `json`".into(),

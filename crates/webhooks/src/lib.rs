@@ -36,7 +36,9 @@ pub use error::{StoreError, WebhookError};
 pub use memory::MemoryWebhookStore;
 pub use model::{Attempt, Delivery, DeliveryStatus, Endpoint, payload};
 pub use plan::goes_out;
-pub use policy::{AttemptVerdict, RetryPolicy, WebhookUrl, destination_allowed, judge};
+pub use policy::{
+    AttemptVerdict, MAX_RETRY_DELAY_MS, RetryPolicy, WebhookUrl, destination_allowed, judge,
+};
 pub use service::{
     Acting, EndpointInput, USER_AGENT, create, delete, headers, requeue, rotate, send_test,
     signing_secrets, update,

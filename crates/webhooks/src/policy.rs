@@ -31,8 +31,12 @@ impl Default for RetryPolicy {
     }
 }
 
+/// The longest wait between two attempts, whatever the schedule or the receiver asks.
+pub const MAX_RETRY_DELAY_MS: u64 = 24 * 3_600_000;
+
 impl RetryPolicy {
-    /// Delay after failed attempt `n` (1-based) before the next, or `None` when none is left.
+    /// Delay after failed attempt `n` (1-based) before the next, or `None` when none is left;
+    /// at most [`MAX_RETRY_DELAY_MS`].
     #[must_use]
     pub fn delay_after(&self, attempt: u32) -> Option<Duration> {
         if attempt >= self.max_attempts {
@@ -41,8 +45,12 @@ impl RetryPolicy {
         let factor = 1u64
             .checked_shl(attempt.saturating_sub(1))
             .unwrap_or(u64::MAX);
+        let ms = self
+            .base_delay_ms
+            .saturating_mul(factor)
+            .min(MAX_RETRY_DELAY_MS);
         Some(Duration::milliseconds(
-            i64::try_from(self.base_delay_ms.saturating_mul(factor)).unwrap_or(i64::MAX),
+            i64::try_from(ms).unwrap_or(i64::MAX),
         ))
     }
 }
@@ -65,7 +73,8 @@ pub enum AttemptVerdict {
 }
 
 /// Decides what follows attempt number `attempt` that got `status` (`None` = no response).
-/// A 429 with `Retry-After` waits that long (capped at one hour) instead of the schedule.
+/// A 429 or 503 with `Retry-After` (in seconds) waits that long (capped at one hour) instead
+/// of the schedule.
 #[must_use]
 pub fn judge(
     policy: &RetryPolicy,
@@ -83,7 +92,9 @@ pub fn judge(
         return AttemptVerdict::GiveUp;
     };
     let delay = match (status, retry_after_secs) {
-        (Some(429), Some(secs)) => Duration::seconds(i64::try_from(secs.min(3600)).unwrap_or(3600)),
+        (Some(429 | 503), Some(secs)) => {
+            Duration::seconds(i64::try_from(secs.min(3600)).unwrap_or(3600))
+        }
         _ => delay,
     };
     AttemptVerdict::RetryAt { at: now + delay }
@@ -250,6 +261,25 @@ mod tests {
                 at: now + Duration::seconds(2)
             },
             "redirects are not followed"
+        );
+        assert_eq!(
+            judge(&p, 1, Some(503), Some(45), now),
+            AttemptVerdict::RetryAt {
+                at: now + Duration::seconds(45)
+            },
+            "an unavailable receiver says when to come back too"
+        );
+        // Whatever the schedule, one wait is at most a day (no overflow from a huge base).
+        let huge = RetryPolicy {
+            max_attempts: 20,
+            base_delay_ms: u64::MAX / 2,
+            disable_after_failures: 0,
+        };
+        assert_eq!(
+            judge(&huge, 19, Some(500), None, now),
+            AttemptVerdict::RetryAt {
+                at: now + Duration::days(1)
+            }
         );
     }
 
