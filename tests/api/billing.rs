@@ -705,6 +705,15 @@ both_backends!(
             .put(&t.org("/credits/allocations"), &t.owner_token, &plan)
             .await;
         assert_eq!(res.status(), StatusCode::OK);
+        // A purchase needs its idempotency key: a retry with a fresh one would charge again.
+        let keyless = t
+            .post(
+                &t.org("/credits/purchases"),
+                &t.owner_token,
+                &json!({"account": "pool", "amount": 100}),
+            )
+            .await;
+        problem(keyless, StatusCode::BAD_REQUEST, "invalid_request").await;
         let bought = t
             .client
             .post(t.org("/credits/purchases"))
@@ -733,7 +742,11 @@ both_backends!(
                 .collect::<std::collections::BTreeMap<String, i64>>()
         };
         let b = balances().await;
-        assert_eq!((b["pool"], b[&dev], b[&prod]), (0, 40, 60));
+        assert_eq!(
+            (b["pool"], b[&dev], b[&prod]),
+            (0, 40, 60),
+            "one purchase, the keyless one charged nothing"
+        );
         // The pool holds none of the purchase: each team's share goes back to it before it
         // gives the purchase up.
         let res = t

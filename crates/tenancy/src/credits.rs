@@ -396,7 +396,9 @@ async fn replay<S: CreditStore + ?Sized>(
 
 /// The Owner buys `amount` credits into `account`. Bought into the pool, they are split by the
 /// allocation at once (what rounding leaves, and an archived team's share, stays in the pool).
-/// Charged through the payment provider (an invoice) and applied once per idempotency key.
+/// Charged through the payment provider (an invoice) and applied once per idempotency key,
+/// which the caller must give: a retried request (a timeout, a proxy) with a fresh key would
+/// charge again.
 ///
 /// # Errors
 /// [`TenancyError::Forbidden`], [`TenancyError::Credit`], [`TenancyError::Payment`].
@@ -406,12 +408,13 @@ pub async fn purchase<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
     caller: &Caller,
     account: Account,
     amount: i64,
-    key: Option<String>,
+    key: &str,
     now: DateTime<Utc>,
 ) -> Result<OperationResult, TenancyError> {
     caller.check_org(Permission::ManageBilling)?;
     live_team(store, caller.org.id, account).await?;
-    let key = key_or_fresh(key)?;
+    credits::check_idempotency_key(key)?;
+    let key = key.to_owned();
     let mut postings = purchase_postings(store, caller.org.id, account, amount).await?;
     let fingerprint = credits::fingerprint("purchase", &postings[..1]);
     if let Some(r) = replay(store, caller.org.id, &key, &fingerprint).await? {
@@ -1054,7 +1057,7 @@ mod tests {
             &caller,
             Account::Team(team.id),
             40,
-            Some("order-1".into()),
+            "order-1",
             now,
         )
         .await

@@ -188,11 +188,12 @@ pub struct PurchaseBody {
 /// Buys credits (the Owner; invoiced through the payment provider).
 #[utoipa::path(post, path = "/api/v1/orgs/{org_id}/credits/purchases", tag = "credits",
     params(("org_id" = String, Path, description = "Organization id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
+        ("Idempotency-Key" = String, Header, description = "Required; the same key charges and applies once")),
     request_body = PurchaseBody,
     responses(
         (status = 201, description = "Bought", body = OperationResponse),
         (status = 200, description = "A retry of an applied key: the first result", body = OperationResponse),
+        (status = 400, description = "No idempotency key", content_type = "application/problem+json"),
         (status = 402, description = "The payment provider refused the charge", content_type = "application/problem+json"),
         (status = 422, description = "Bad amount, or the key was used for another request", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
@@ -202,7 +203,8 @@ pub async fn purchase(
     req: HttpRequest,
     body: web::Json<PurchaseBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = idempotency_key(&req)?;
+    let key = idempotency_key(&req)?
+        .ok_or_else(|| ApiError::bad_request("the `Idempotency-Key` header is required"))?;
     let account = account(&body.account)?;
     match credits::purchase(
         &*st.store,
@@ -210,7 +212,7 @@ pub async fn purchase(
         &caller,
         account,
         body.amount,
-        key,
+        &key,
         st.clock.now(),
     )
     .await
