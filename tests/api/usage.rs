@@ -476,3 +476,79 @@ both_backends!(
         assert_eq!(counted().await, 5_000, "never past the limit");
     }
 );
+
+both_backends!(a_copy_that_jumps_past_a_threshold_alerts, |b| async move {
+    let t = spawn_app_with(b, Options::default()).await;
+    let org: rbac_core::OrgId = t.org_id.parse().unwrap();
+    // Five knowledge bases: 80 % is the fourth.
+    let overrides =
+        billing_limits::LimitOverrides([(billing_limits::Limit::KnowledgeBases, Some(5))].into());
+    tenancy::orgs::set_limit_overrides_as_system(&*t.store, org, overrides, t.clock.now())
+        .await
+        .unwrap();
+    let team = json_of(
+        t.post(
+            &t.org("/teams"),
+            &t.owner_token,
+            &json!({ "name": "Client" }),
+        )
+        .await,
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let template = json_of(
+        t.post(
+            &t.org("/chat-interfaces"),
+            &t.owner_token,
+            &json!({ "name": "Template" }),
+        )
+        .await,
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (name, under) in [
+        ("FAQ", Some(&template)),
+        ("Pricing", Some(&template)),
+        ("Loose", None),
+    ] {
+        let mut body = json!({ "name": name });
+        if let Some(ci) = under {
+            body["chat_interface_id"] = json!(ci);
+        }
+        let res = t
+            .post(&t.org("/knowledge-bases"), &t.owner_token, &body)
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    assert!(
+        t.audit("action=usage.alert_sent").await.is_empty(),
+        "3 of 5 is 60 %"
+    );
+    // The copy brings two knowledge bases at once: from 3 to 5, past 80 % (4) and to 100 %.
+    let res = t
+        .post(
+            &t.org(&format!("/assets/{template}/copy")),
+            &t.owner_token,
+            &json!({ "team_id": team }),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "{}",
+        res.text().await.unwrap()
+    );
+    let mut thresholds: Vec<u64> = t
+        .audit("action=usage.alert_sent")
+        .await
+        .iter()
+        .filter(|e| e["target_id"] == "knowledge_bases")
+        .map(|e| e["metadata"]["threshold"].as_u64().unwrap())
+        .collect();
+    thresholds.sort_unstable();
+    assert_eq!(thresholds, [80, 100]);
+});

@@ -68,7 +68,7 @@ pub async fn create<
     store
         .create_api_key(&key, &token.hash, &limits, journal)
         .await?;
-    crate::metering::alert_after_create(store, &caller.org, billing_limits::Limit::ApiKeys, now)
+    crate::metering::alert_after_create(store, &caller.org, billing_limits::Limit::ApiKeys, 1, now)
         .await;
     Ok((key, token))
 }

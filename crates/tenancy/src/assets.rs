@@ -660,7 +660,7 @@ pub async fn create<S: TenancyStore + WorkspaceStore + crate::metering::Metering
     };
     let j = journal(caller, &asset, "created", now, json!({ "team": team.name }))?;
     store.create_asset(&asset, &caller.org.limits(), j).await?;
-    crate::metering::alert_after_create(store, &caller.org, kind.limit(), now).await;
+    crate::metering::alert_after_create(store, &caller.org, kind.limit(), 1, now).await;
     Ok(asset)
 }
 
@@ -755,8 +755,14 @@ pub async fn upload_document<
         return Err(e);
     }
     storage_alert(store, caller, size, now).await;
-    crate::metering::alert_after_create(store, &caller.org, billing_limits::Limit::Documents, now)
-        .await;
+    crate::metering::alert_after_create(
+        store,
+        &caller.org,
+        billing_limits::Limit::Documents,
+        1,
+        now,
+    )
+    .await;
     Ok(asset)
 }
 
@@ -1102,7 +1108,8 @@ pub async fn copy<S: TenancyStore + WorkspaceStore + crate::metering::MeteringSt
         return Err(e);
     }
     for k in kinds {
-        crate::metering::alert_after_create(store, &caller.org, k.limit(), now).await;
+        let added = copies.iter().filter(|c| c.kind() == k).count() as u64;
+        crate::metering::alert_after_create(store, &caller.org, k.limit(), added, now).await;
     }
     let bytes: u64 = written.iter().map(|d| d.size_bytes).sum();
     if bytes > 0 {

@@ -524,7 +524,7 @@ pub async fn accept<
             journal,
         )
         .await?;
-    crate::metering::alert_after_create(store, &org, billing_limits::Limit::Members, now).await;
+    crate::metering::alert_after_create(store, &org, billing_limits::Limit::Members, 1, now).await;
     Ok(inv)
 }
 
@@ -582,7 +582,7 @@ pub async fn accept_with_new_account<
             journal,
         )
         .await?;
-    crate::metering::alert_after_create(store, &org, billing_limits::Limit::Members, now).await;
+    crate::metering::alert_after_create(store, &org, billing_limits::Limit::Members, 1, now).await;
     Ok((inv, user))
 }
 

@@ -147,13 +147,16 @@ pub async fn alert_on_change<S: TenancyStore + MeteringStore + ?Sized>(
     Ok(sent)
 }
 
-/// After a creation that counts against `limit` committed, sends the alerts its new use
-/// crosses (members, chat interfaces, knowledge bases, documents, API keys, custom domains).
-/// The creation stands whatever happens here: an alert that cannot be sent is logged.
+/// After a creation of `added` resources that count against `limit` committed, sends the
+/// alerts its new use crosses (members, chat interfaces, knowledge bases, documents, API keys,
+/// custom domains): from the use before the creation (the count now, less what it added), so a
+/// bulk copy that jumps past a threshold alerts too. The creation stands whatever happens here:
+/// an alert that cannot be sent is logged.
 pub async fn alert_after_create<S: TenancyStore + WorkspaceStore + MeteringStore + ?Sized>(
     store: &S,
     org: &crate::model::Organization,
     limit: Limit,
+    added: u64,
     now: DateTime<Utc>,
 ) {
     let Some(max) = org.limits().get(limit) else {
@@ -161,9 +164,10 @@ pub async fn alert_after_create<S: TenancyStore + WorkspaceStore + MeteringStore
     };
     let run = async {
         let used = count_of(store, org.id, limit).await?;
+        let before = used.saturating_sub(added.max(1));
         // Only a use that reaches a threshold needs the alert bookkeeping.
         if billing_limits::thresholds_crossed(
-            used.saturating_sub(1),
+            before,
             used,
             max,
             &billing_limits::alert_thresholds(),
@@ -172,7 +176,7 @@ pub async fn alert_after_create<S: TenancyStore + WorkspaceStore + MeteringStore
         {
             return Ok(Vec::new());
         }
-        alert_on_change(store, org, limit, used.saturating_sub(1), used, now).await
+        alert_on_change(store, org, limit, before, used, now).await
     };
     if let Err(e) = run.await {
         tracing::warn!(error = %e, org = %org.id, limit = limit.as_str(), "usage alert not sent");
