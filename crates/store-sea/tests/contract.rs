@@ -443,6 +443,12 @@ async fn orphan_attempts(store: &SeaStore) -> u64 {
 async fn webhook_contract(store: &SeaStore) {
     let o = org(store).await;
     webhooks::contract::run(store, o).await;
+    webhooks::contract::endpoints_are_capped_per_organization(
+        store,
+        org(store).await,
+        org(store).await,
+    )
+    .await;
     let dropped = webhooks::contract::an_endpoint_deleted_mid_attempt_keeps_nothing(store, o).await;
     let notices = webhooks::contract::outcomes_apply_to_the_state_as_stored(store, o).await;
     // No attempt outlives its delivery, and the outcome that came after the deletion committed

@@ -56,6 +56,37 @@ fn endpoint(org: OrgId, events: Vec<EventKind>) -> Endpoint {
     }
 }
 
+/// An organization (`org`, with no endpoint yet) has at most [`crate::MAX_ENDPOINTS_PER_ORG`]
+/// endpoints, also when they are created at once; another organization is not held to its
+/// count (`other`).
+pub async fn endpoints_are_capped_per_organization(
+    store: &dyn WebhookStore,
+    org: OrgId,
+    other: OrgId,
+) {
+    let max = crate::MAX_ENDPOINTS_PER_ORG;
+    let creations = (0..max + 5).map(|_| async move {
+        store
+            .create_endpoint(&endpoint(org, vec![]), "v1:secret", note(org))
+            .await
+    });
+    let results = futures::future::join_all(creations).await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), max);
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, WebhookError::Invalid(m) if m.contains("at most"))),
+        "{results:?}"
+    );
+    let listed = store.list_endpoints(org, None, 1_000).await.unwrap();
+    assert_eq!(listed.len(), max);
+    store
+        .create_endpoint(&endpoint(other, vec![]), "v1:secret", note(other))
+        .await
+        .unwrap();
+}
+
 /// A new endpoint of `org` with `n` test events queued for it.
 async fn endpoint_with_tests(
     store: &dyn WebhookStore,

@@ -40,8 +40,8 @@ pub use policy::{
     AttemptVerdict, MAX_RETRY_DELAY_MS, RetryPolicy, WebhookUrl, destination_allowed, judge,
 };
 pub use service::{
-    Acting, EndpointInput, USER_AGENT, create, delete, headers, requeue, rotate, send_test,
-    signing_secrets, update,
+    Acting, EndpointInput, MAX_ENDPOINTS_PER_ORG, USER_AGENT, create, delete, headers, requeue,
+    rotate, send_test, signing_secrets, too_many_endpoints, update,
 };
 pub use sign::{
     SigningSecret, TOLERANCE_SECS, VerifyError, axie_signature, standard_signature, verify,

@@ -111,13 +111,25 @@ impl WebhookStore for MemoryWebhookStore {
         secret: &str,
         journal: Journal,
     ) -> Result<(), WebhookError> {
-        self.lock()?.endpoints.push((
-            endpoint.clone(),
-            StoredSecrets {
-                current: secret.to_owned(),
-                previous: None,
-            },
-        ));
+        {
+            let mut state = self.lock()?;
+            if state
+                .endpoints
+                .iter()
+                .filter(|(e, _)| e.org == endpoint.org)
+                .count()
+                >= crate::MAX_ENDPOINTS_PER_ORG
+            {
+                return Err(crate::too_many_endpoints());
+            }
+            state.endpoints.push((
+                endpoint.clone(),
+                StoredSecrets {
+                    current: secret.to_owned(),
+                    previous: None,
+                },
+            ));
+        }
         self.commit(journal).await
     }
 
@@ -414,6 +426,8 @@ mod tests {
     async fn memory_store_meets_the_contract() {
         let store = MemoryWebhookStore::new();
         crate::contract::run(&store, OrgId::new()).await;
+        crate::contract::endpoints_are_capped_per_organization(&store, OrgId::new(), OrgId::new())
+            .await;
         let notices =
             crate::contract::outcomes_apply_to_the_state_as_stored(&store, OrgId::new()).await;
         let outbox = store.audit.outbox().unwrap();

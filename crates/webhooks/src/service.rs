@@ -79,10 +79,24 @@ fn description(s: &str) -> Result<String, WebhookError> {
     Ok(s.trim().to_owned())
 }
 
+/// Most endpoints one organization may have: every event goes to each endpoint that wants it,
+/// so endpoints are what one organization could multiply its deliveries (and the load on the
+/// shared delivery worker, or on one receiver) by.
+pub const MAX_ENDPOINTS_PER_ORG: usize = 50;
+
+/// The refusal of an endpoint beyond [`MAX_ENDPOINTS_PER_ORG`].
+#[must_use]
+pub fn too_many_endpoints() -> WebhookError {
+    WebhookError::Invalid(format!(
+        "an organization has at most {MAX_ENDPOINTS_PER_ORG} webhook endpoints; delete one first"
+    ))
+}
+
 /// Creates an endpoint; returns it with its secret (to show once).
 ///
 /// # Errors
-/// [`WebhookError::Invalid`] for a bad URL, filter or description.
+/// [`WebhookError::Invalid`] for a bad URL, filter or description, or beyond
+/// [`MAX_ENDPOINTS_PER_ORG`].
 pub async fn create(
     store: &dyn WebhookStore,
     cipher: &Cipher,

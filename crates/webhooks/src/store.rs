@@ -141,10 +141,12 @@ impl DisableRule {
 /// in the same transaction as the change that caused it.
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
-    /// Stores a new endpoint with its encrypted secret.
+    /// Stores a new endpoint with its encrypted secret, unless its organization has
+    /// [`crate::MAX_ENDPOINTS_PER_ORG`] already (counted with the insert, so concurrent
+    /// creations cannot pass it).
     ///
     /// # Errors
-    /// [`WebhookError::Store`] on storage failure.
+    /// [`WebhookError::Invalid`] at the limit; [`WebhookError::Store`] on storage failure.
     async fn create_endpoint(
         &self,
         endpoint: &Endpoint,

@@ -560,6 +560,22 @@ impl WebhookStore for SeaStore {
         journal: Journal,
     ) -> Result<(), WebhookError> {
         let txn = self.db().begin().await.map_err(store)?;
+        // Under the organization's lock, so two creations cannot both pass the count.
+        super::tenancy::lock_org(&txn, ep.org)
+            .await
+            .map_err(|e| match e {
+                tenancy::TenancyError::Store(s) => WebhookError::Store(s),
+                _ => WebhookError::NotFound("organization"),
+            })?;
+        let existing = webhook_endpoint::Entity::find()
+            .filter(webhook_endpoint::Column::OrgId.eq(ep.org.to_string()))
+            .count(&txn)
+            .await
+            .map_err(store)?;
+        if existing >= webhooks::MAX_ENDPOINTS_PER_ORG as u64 {
+            txn.rollback().await.map_err(store)?;
+            return Err(webhooks::too_many_endpoints());
+        }
         webhook_endpoint::Entity::insert(webhook_endpoint::ActiveModel {
             id: Set(ep.id.to_string()),
             org_id: Set(ep.org.to_string()),
