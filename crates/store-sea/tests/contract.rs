@@ -493,6 +493,62 @@ async fn webhook_contract(store: &SeaStore) {
         audit::AuditStore::append(store, j).await.unwrap();
     })
     .await;
+    an_unreadable_filter_means_no_event(store).await;
+}
+
+/// An endpoint whose stored filter names only event types this version does not know (a newer
+/// version stored them) gets no event, where reading the filter as empty would send it every
+/// event; an endpoint with an empty filter still gets them all.
+async fn an_unreadable_filter_means_no_event(store: &SeaStore) {
+    use webhooks::WebhookStore;
+    let o = org(store).await;
+    let new_endpoint = |events: Vec<audit::EventKind>| webhooks::Endpoint {
+        id: rbac_core::EndpointId::new(),
+        org: o,
+        url: webhooks::WebhookUrl::parse("https://hooks.example.com/a", true).unwrap(),
+        description: String::new(),
+        events,
+        enabled: true,
+        disabled_reason: None,
+        consecutive_failures: 0,
+        message: None,
+        created_at: chrono::Utc::now(),
+    };
+    let (all, future) = (
+        new_endpoint(vec![]),
+        new_endpoint(vec![audit::EventKind::TeamCreated]),
+    );
+    for ep in [&all, &future] {
+        store
+            .create_endpoint(ep, "v1:secret", audit::Journal::default())
+            .await
+            .unwrap();
+    }
+    store
+        .execute_sql(&format!(
+            "UPDATE webhook_endpoints SET events = '[\"team.renamed_in_a_later_version\"]' WHERE id = '{}'",
+            future.id
+        ))
+        .await
+        .unwrap();
+    let event = audit::DomainEvent::new(
+        o,
+        audit::EventKind::ApiKeyCreated,
+        chrono::Utc::now(),
+        serde_json::json!({}),
+    );
+    audit::AuditStore::append(store, audit::Journal::default().publish(event))
+        .await
+        .unwrap();
+    let queued = |ep: rbac_core::EndpointId| async move {
+        store
+            .list_deliveries(o, ep, None, None, 10)
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(queued(all.id).await, 1);
+    assert_eq!(queued(future.id).await, 0);
 }
 
 #[tokio::test]

@@ -78,7 +78,7 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
     events: &[DomainEvent],
     only: Option<EndpointId>,
 ) -> Result<usize, DbErr> {
-    let mut endpoints: std::collections::HashMap<OrgId, Vec<(String, Endpoint)>> =
+    let mut endpoints: std::collections::HashMap<OrgId, Vec<(String, Endpoint, bool)>> =
         std::collections::HashMap::new();
     let mut plans: std::collections::HashMap<OrgId, Option<String>> =
         std::collections::HashMap::new();
@@ -122,13 +122,25 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
                 .all(db)
                 .await?
                 .into_iter()
-                .filter_map(|m| endpoint(&m).ok().map(|ep| (m.id, ep)))
+                .filter_map(|m| {
+                    let ep = endpoint(&m)
+                        .inspect_err(|err| {
+                            tracing::warn!(endpoint = %m.id, error = %err, "webhook endpoint skipped: it cannot be read");
+                        })
+                        .ok()?;
+                    // A filter none of whose names this version knows (a newer one stored
+                    // them) reads as empty, which would mean every event: it means none here.
+                    let unknown_filter = ep.events.is_empty()
+                        && serde_json::from_str::<Vec<String>>(&m.events)
+                            .is_ok_and(|names| !names.is_empty());
+                    Some((m.id, ep, unknown_filter))
+                })
                 .collect();
             slot.insert(found);
         }
         let mut document = None;
-        for (id, ep) in endpoints.get(&e.org).into_iter().flatten() {
-            if only.is_none() && !ep.wants(e.kind) {
+        for (id, ep, unknown_filter) in endpoints.get(&e.org).into_iter().flatten() {
+            if only.is_none() && (*unknown_filter || !ep.wants(e.kind)) {
                 continue;
             }
             // The event document is made once for the endpoints that take it; a templated
