@@ -1206,6 +1206,7 @@ async fn tenancy_writers_race_without_deadlocks_or_lost_changes(store: SeaStore)
                 p,
                 Disposition::TransferToOwner(owner_a.id),
                 now(),
+                None,
                 audit::Journal::default()
             ),
             store.remove_member(
@@ -1213,6 +1214,7 @@ async fn tenancy_writers_race_without_deadlocks_or_lost_changes(store: SeaStore)
                 p,
                 Disposition::TransferToOwner(owner_b.id),
                 now(),
+                None,
                 audit::Journal::default()
             ),
         );
@@ -1302,6 +1304,7 @@ async fn tenancy_writers_race_without_deadlocks_or_lost_changes(store: SeaStore)
                 m,
                 rbac_core::OrgRole::Admin,
                 rbac_core::OrgRole::User,
+                None,
                 audit::Journal::default()
             ),
         );
@@ -1357,6 +1360,7 @@ async fn tenancy_writers_race_without_deadlocks_or_lost_changes(store: SeaStore)
                 inviter,
                 rbac_core::OrgRole::Admin,
                 rbac_core::OrgRole::User,
+                None,
                 audit::Journal::default()
             ),
             store.create_invitation(&invitation, &token, &limits_a, audit::Journal::default()),

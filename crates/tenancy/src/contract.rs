@@ -133,6 +133,7 @@ pub async fn run<
     security_settings_are_compare_and_swap(s).await;
     blocked_countries_are_saved_checked_and_audited(s).await;
     a_joining_account_keeps_the_address_it_was_found_by(s).await;
+    a_demoted_admin_changes_no_role_and_removes_no_one(s).await;
     teams_round_trip(s).await;
     caller_memberships_gather_every_org_and_team(s).await;
     members_seen_by_a_user_are_those_of_their_teams(s).await;
@@ -1564,6 +1565,7 @@ async fn roles_transfer_and_removal<
         m.id,
         OrgRole::User,
         OrgRole::Admin,
+        None,
         note(org.id, "promote"),
     )
     .await
@@ -1578,6 +1580,7 @@ async fn roles_transfer_and_removal<
             m.id,
             OrgRole::User,
             OrgRole::Admin,
+            None,
             note(org.id, "stale")
         )
         .await,
@@ -1637,6 +1640,7 @@ async fn roles_transfer_and_removal<
                 m.id,
                 Disposition::Delete,
                 now(),
+                None,
                 note(org.id, "owner")
             )
             .await,
@@ -1669,6 +1673,7 @@ async fn roles_transfer_and_removal<
             owner.id,
             Disposition::TransferTo(m.id),
             now(),
+            None,
             note(org.id, "remove"),
         )
         .await
@@ -2041,6 +2046,7 @@ async fn caller_memberships_gather_every_org_and_team<
         other.id,
         None,
         Some(TeamRole::Viewer),
+        None,
         note(a.id, "finance"),
     )
     .await
@@ -2059,6 +2065,7 @@ async fn caller_memberships_gather_every_org_and_team<
             other.id,
             None,
             Some(TeamRole::Member),
+            None,
             note(a.id, "stale")
         )
         .await,
@@ -2070,6 +2077,7 @@ async fn caller_memberships_gather_every_org_and_team<
             UserId::new(),
             None,
             Some(TeamRole::Member),
+            None,
             note(a.id, "x")
         )
         .await,
@@ -2147,6 +2155,7 @@ async fn caller_memberships_gather_every_org_and_team<
         other.id,
         Some(TeamRole::Viewer),
         None,
+        None,
         note(a.id, "off"),
     )
     .await
@@ -2162,6 +2171,7 @@ async fn caller_memberships_gather_every_org_and_team<
         other.id,
         None,
         Some(TeamRole::Member),
+        None,
         note(a.id, "exec"),
     )
     .await
@@ -2171,6 +2181,7 @@ async fn caller_memberships_gather_every_org_and_team<
         other.id,
         OrgRole::User,
         OrgRole::Admin,
+        None,
         note(a.id, "up"),
     )
     .await
@@ -2182,6 +2193,7 @@ async fn caller_memberships_gather_every_org_and_team<
             other.id,
             None,
             Some(TeamRole::Viewer),
+            None,
             note(a.id, "x")
         )
         .await,
@@ -2192,6 +2204,7 @@ async fn caller_memberships_gather_every_org_and_team<
         other.id,
         OrgRole::Admin,
         OrgRole::User,
+        None,
         note(a.id, "down"),
     )
     .await
@@ -2203,6 +2216,7 @@ async fn caller_memberships_gather_every_org_and_team<
         other.id,
         None,
         Some(TeamRole::Viewer),
+        None,
         note(a.id, "again"),
     )
     .await
@@ -2266,6 +2280,7 @@ async fn members_seen_by_a_user_are_those_of_their_teams<
         fin,
         None,
         Some(TeamRole::Viewer),
+        None,
         note(org.id, "fin"),
     )
     .await
@@ -2714,6 +2729,7 @@ async fn asset_transfers_and_removal_dispositions<
             mike.id,
             Disposition::TransferTo(lisa.id),
             now(),
+            None,
             note(org.id, "rm"),
         )
         .await
@@ -2761,6 +2777,7 @@ async fn asset_transfers_and_removal_dispositions<
             toms.id,
             Disposition::Delete,
             now(),
+            None,
             note(org.id, "rm"),
         )
         .await
@@ -2779,6 +2796,7 @@ async fn asset_transfers_and_removal_dispositions<
                 lisa.id,
                 Disposition::TransferTo(toms.id),
                 now(),
+                None,
                 note(org.id, "rm")
             )
             .await,
@@ -2799,6 +2817,7 @@ async fn asset_transfers_and_removal_dispositions<
                 lisa.id,
                 Disposition::TransferToOwner(mike.id),
                 now(),
+                None,
                 note(org.id, "rm"),
             )
             .await,
@@ -2827,6 +2846,7 @@ async fn asset_transfers_and_removal_dispositions<
                 lisa.id,
                 Disposition::TransferToOwner(ned.id),
                 now(),
+                None,
                 note(org.id, "rm"),
             )
             .await,
@@ -2851,6 +2871,7 @@ async fn asset_transfers_and_removal_dispositions<
             lisa.id,
             Disposition::TransferToOwner(owner.id),
             now(),
+            None,
             note(org.id, "rm"),
         )
         .await
@@ -3232,6 +3253,92 @@ async fn security_settings_are_compare_and_swap<S: TenancyStore + AuditStore + ?
         a,
         "the first change is not lost"
     );
+}
+
+/// A role change or removal whose author was demoted after the service checked them (their
+/// demotion committed first) is refused under the lock, with nothing written; the Owner's
+/// goes through.
+async fn a_demoted_admin_changes_no_role_and_removes_no_one<
+    S: TenancyStore + AuditStore + crate::MembershipStore + ?Sized,
+>(
+    s: &S,
+) {
+    let (org, team, owner) = new_org(s).await;
+    let (admin, member) = (user("admin"), user("member"));
+    for (u, role) in [(&admin, OrgRole::Admin), (&member, OrgRole::User)] {
+        s.add_member(
+            org.id,
+            u,
+            Some("h"),
+            role,
+            team.id,
+            TeamRole::Member,
+            &limits(10),
+            note(org.id, "add"),
+        )
+        .await
+        .unwrap();
+    }
+    s.set_role(
+        org.id,
+        admin.id,
+        OrgRole::Admin,
+        OrgRole::User,
+        Some(owner.id),
+        note(org.id, "demote"),
+    )
+    .await
+    .unwrap();
+    let h = head(s, org.id).await;
+    let changed = |r: Result<(), TenancyError>| matches!(r, Err(TenancyError::Changed(_)));
+    assert!(changed(
+        s.set_role(
+            org.id,
+            member.id,
+            OrgRole::User,
+            OrgRole::Admin,
+            Some(admin.id),
+            note(org.id, "promote"),
+        )
+        .await
+    ));
+    assert!(changed(
+        s.set_all_teams_role(
+            org.id,
+            member.id,
+            None,
+            Some(TeamRole::Viewer),
+            Some(admin.id),
+            note(org.id, "all teams"),
+        )
+        .await
+    ));
+    assert!(changed(
+        s.remove_member(
+            org.id,
+            member.id,
+            crate::members::Disposition::TransferToOwner(owner.id),
+            now(),
+            Some(admin.id),
+            note(org.id, "remove"),
+        )
+        .await
+        .map(drop)
+    ));
+    assert_eq!(head(s, org.id).await, h, "nothing recorded");
+    let kept = s.get_member(org.id, member.id).await.unwrap().unwrap();
+    assert_eq!((kept.role, kept.all_teams), (OrgRole::User, None));
+    s.remove_member(
+        org.id,
+        member.id,
+        crate::members::Disposition::TransferToOwner(owner.id),
+        now(),
+        Some(owner.id),
+        note(org.id, "remove"),
+    )
+    .await
+    .unwrap();
+    assert!(s.get_member(org.id, member.id).await.unwrap().is_none());
 }
 
 async fn a_joining_account_keeps_the_address_it_was_found_by<
@@ -3760,6 +3867,7 @@ async fn scim_tokens_records_and_deactivation<
             sam.id,
             Disposition::TransferTo(jane.id),
             now(),
+            None,
             note(org.id, "to jane")
         )
         .await,
@@ -4381,6 +4489,7 @@ async fn consents_and_erasure_keep_the_chain<
         bob.id,
         Disposition::TransferTo(owner.id),
         now(),
+        None,
         Journal::record(NewAuditEvent::new(
             org.id,
             now(),

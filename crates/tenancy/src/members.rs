@@ -47,7 +47,14 @@ pub async fn change_role<S: TenancyStore + MembershipStore + ?Sized>(
         "change": "role", "userId": target, "email": member.user.email, "previousRole": member.role.as_str(), "role": new_role.as_str(), "changedBy": caller.user.id,
     })));
     store
-        .set_role(caller.org.id, target, member.role, new_role, journal)
+        .set_role(
+            caller.org.id,
+            target,
+            member.role,
+            new_role,
+            Some(caller.user.id),
+            journal,
+        )
         .await
 }
 
@@ -106,7 +113,14 @@ pub async fn set_all_teams_role<S: TenancyStore + MembershipStore + ?Sized>(
         }),
     ));
     store
-        .set_all_teams_role(caller.org.id, target, member.all_teams, role, journal)
+        .set_all_teams_role(
+            caller.org.id,
+            target,
+            member.all_teams,
+            role,
+            Some(caller.user.id),
+            journal,
+        )
         .await
 }
 
@@ -349,8 +363,31 @@ pub async fn remove<S: TenancyStore + MembershipStore + ?Sized>(
         "userId": target, "email": member.user.email, "role": member.role.as_str(), "removedBy": caller.user.id,
     })));
     store
-        .remove_member(caller.org.id, target, disposition, now, journal)
+        .remove_member(
+            caller.org.id,
+            target,
+            disposition,
+            now,
+            Some(caller.user.id),
+            journal,
+        )
         .await
+}
+
+/// The refusal of a role change or removal whose author is no longer an active Owner or
+/// Admin: their own demotion, removal or deactivation committed after the service checked
+/// their rights (the stores check it again under the organization's lock).
+#[must_use]
+pub fn acting_role_changed() -> TenancyError {
+    TenancyError::Changed(
+        "your own role in the organization changed meanwhile; reload and try again".into(),
+    )
+}
+
+/// Whether `role` (of an active membership) may still change roles or remove members.
+#[must_use]
+pub fn may_administer(role: Option<OrgRole>) -> bool {
+    role.is_some_and(OrgRole::is_admin)
 }
 
 /// Who may leave (also with erasure): a person with a session, not an API key or SCIM token,
@@ -413,6 +450,7 @@ pub async fn leave<S: TenancyStore + MembershipStore + ?Sized>(
             caller.user.id,
             Disposition::TransferToOwner(owner.user.id),
             now,
+            None,
             journal,
         )
         .await

@@ -95,6 +95,16 @@ impl State {
     }
 
     /// `user`'s role in `org`, unless absent or deactivated.
+    /// The author of a role change or removal must still be an active Owner or Admin.
+    fn check_acting(&self, org: OrgId, by: Option<UserId>) -> Result<(), TenancyError> {
+        match by {
+            Some(u) if !crate::members::may_administer(self.active_role(org, u)) => {
+                Err(crate::members::acting_role_changed())
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn active_role(&self, org: OrgId, user: UserId) -> Option<OrgRole> {
         self.members
             .iter()
@@ -1209,10 +1219,12 @@ impl MembershipStore for MemoryTenancyStore {
         user: UserId,
         from: Option<TeamRole>,
         to: Option<TeamRole>,
+        by: Option<UserId>,
         journal: Journal,
     ) -> Result<(), TenancyError> {
         {
             let mut s = self.lock()?;
+            s.check_acting(org, by)?;
             if !s.members.iter().any(|m| m.0 == org && m.1 == user) {
                 return Err(TenancyError::NotFound("member"));
             }
@@ -1240,10 +1252,12 @@ impl MembershipStore for MemoryTenancyStore {
         user: UserId,
         from: OrgRole,
         to: OrgRole,
+        by: Option<UserId>,
         journal: Journal,
     ) -> Result<(), TenancyError> {
         {
             let mut s = self.lock()?;
+            s.check_acting(org, by)?;
             let m = s
                 .members
                 .iter_mut()
@@ -1336,11 +1350,13 @@ impl MembershipStore for MemoryTenancyStore {
         user: UserId,
         disposition: Disposition,
         now: DateTime<Utc>,
+        by: Option<UserId>,
         journal: Journal,
     ) -> Result<RemovalReport, TenancyError> {
         let report =
             {
                 let mut s = self.lock()?;
+                s.check_acting(org, by)?;
                 if let Some(to) = disposition.recipient() {
                     let role = s
                         .members
@@ -2663,7 +2679,7 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
             .get(&user)
             .map(|(u, _)| (u.email.as_str().to_owned(), u.name.clone()));
         let removal = self
-            .remove_member(org, user, disposition, now, Journal::default())
+            .remove_member(org, user, disposition, now, None, Journal::default())
             .await?;
         let email = identity.as_ref().map(|(email, _)| email.clone());
         // The queued events that carry their email, or their name beside their id.

@@ -657,30 +657,37 @@ pub trait BulkStore: Send + Sync {
 #[async_trait]
 pub trait MembershipStore: Send + Sync {
     /// Sets `user`'s role to `to` if it is still `from` (and their default-team role to match).
+    /// `by` is the Owner or Admin making the change: read with it, under the organization's
+    /// lock, they must still be an active Owner or Admin (a demotion, removal or deactivation
+    /// of theirs committed since the service checked them withdraws the right); `None` for a
+    /// change nobody in the organization makes.
     ///
     /// # Errors
-    /// [`TenancyError::Conflict`] when the role is no longer `from`.
+    /// [`TenancyError::Conflict`] when the role is no longer `from`;
+    /// [`crate::members::acting_role_changed`] when `by` may no longer make it.
     async fn set_role(
         &self,
         org: OrgId,
         user: UserId,
         from: OrgRole,
         to: OrgRole,
+        by: Option<UserId>,
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
     /// Sets `user`'s role in every team of `org` to `to` if it is still `from` (see
-    /// [`rbac_core::Subject::all_teams`]).
+    /// [`rbac_core::Subject::all_teams`]); `by` as in [`Self::set_role`].
     ///
     /// # Errors
     /// [`TenancyError::NotFound`] for a non-member; [`TenancyError::Conflict`] when the role
-    /// is no longer `from`.
+    /// is no longer `from`; [`crate::members::acting_role_changed`].
     async fn set_all_teams_role(
         &self,
         org: OrgId,
         user: UserId,
         from: Option<TeamRole>,
         to: Option<TeamRole>,
+        by: Option<UserId>,
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
@@ -722,15 +729,19 @@ pub trait MembershipStore: Send + Sync {
     /// [`Disposition::TransferToOwner`](crate::members::Disposition::TransferToOwner) whose
     /// person is no longer the Owner is [`crate::members::ownership_changed`].
     ///
+    /// `by` is the Owner or Admin removing them, as in [`Self::set_role`] (`None` when the
+    /// person leaves).
+    ///
     /// # Errors
     /// [`TenancyError::NotFound`] when they are no longer a member; `Invalid` and `Conflict`
-    /// as above, with nothing changed.
+    /// as above, and [`crate::members::acting_role_changed`], with nothing changed.
     async fn remove_member(
         &self,
         org: OrgId,
         user: UserId,
         disposition: Disposition,
         now: DateTime<Utc>,
+        by: Option<UserId>,
         journal: Journal,
     ) -> Result<RemovalReport, TenancyError>;
 }

@@ -140,12 +140,14 @@ impl MembershipStore for SeaStore {
         user: UserId,
         from: OrgRole,
         to: OrgRole,
+        by: Option<UserId>,
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         // The organization first, as every other change of its members takes it: a transfer
         // being confirmed, whose transfer row `change_role` may withdraw, holds it too.
         lock_org(&txn, org).await?;
+        check_acting(&txn, org, by).await?;
         change_role(&txn, org, user, (from, to), Utc::now()).await?;
         commit(txn, journal).await
     }
@@ -156,11 +158,13 @@ impl MembershipStore for SeaStore {
         user: UserId,
         from: Option<TeamRole>,
         to: Option<TeamRole>,
+        by: Option<UserId>,
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         // Under the organization's lock, as every change of its members.
         lock_org(&txn, org).await?;
+        check_acting(&txn, org, by).await?;
         let mut update = membership::Entity::update_many()
             .col_expr(
                 membership::Column::AllTeamsRole,
@@ -318,6 +322,7 @@ impl MembershipStore for SeaStore {
         user: UserId,
         disposition: Disposition,
         now: DateTime<Utc>,
+        by: Option<UserId>,
         journal: Journal,
     ) -> Result<RemovalReport, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
@@ -326,8 +331,33 @@ impl MembershipStore for SeaStore {
         // that the person has no organization left and ends their sessions.
         lock_user(&txn, user).await?;
         let report = remove_in(&txn, org, user, disposition, now).await?;
+        // Under the organization's lock, which `remove_in` took; a refusal rolls it all back.
+        check_acting(&txn, org, by).await?;
         commit(txn, journal).await?;
         Ok(report)
+    }
+}
+
+/// The author of a role change or removal (`by`), read under the organization's lock, must
+/// still be an active Owner or Admin (see `MembershipStore::set_role`).
+async fn check_acting(
+    txn: &sea_orm::DatabaseTransaction,
+    org: OrgId,
+    by: Option<UserId>,
+) -> Result<(), TenancyError> {
+    let Some(by) = by else {
+        return Ok(());
+    };
+    let role = membership::Entity::find_by_id((org.to_string(), by.to_string()))
+        .one(txn)
+        .await
+        .map_err(store)?
+        .filter(|m| m.deactivated_at.is_none())
+        .and_then(|m| OrgRole::parse(&m.role));
+    if tenancy::members::may_administer(role) {
+        Ok(())
+    } else {
+        Err(tenancy::members::acting_role_changed())
     }
 }
 
