@@ -683,6 +683,13 @@ both_backends!(
         )
         .await;
         assert!(team_members(&t, &team).await.is_empty());
+        // The identity provider then removes her too (Okta's way): nothing to remove, no error.
+        idp.patch(
+            &path,
+            json!([{"op": "remove", "path": format!("members[value eq \"{ann}\"]")}]),
+        )
+        .await;
+        assert!(team_members(&t, &team).await.is_empty());
         // The entry naming no member is kept, and can be removed although the team has no
         // members to render.
         idp.patch(

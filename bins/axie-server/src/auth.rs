@@ -111,12 +111,13 @@ async fn authenticate(
     let ip = (access != Access::AuthenticatedAnywhere).then_some(ctx.ip.as_str());
     let principal = accounts::authenticate(&*st.store, &secret, ip, st.clock.now()).await?;
     // An API key belongs to one organization, whose blocked countries hold for it everywhere
-    // (a person's session is held to the allowlists only here, as at sign-in).
+    // (a person's session is held to the allowlists only here, as at sign-in). Refused here,
+    // outside the organization's routes, it is not audited, as the allowlist's refusals of
+    // these routes are not.
     if let (Principal::ApiKey { key, .. }, Some(ip)) = (&principal, ip) {
         let org = st.store.get_org(key.org).await?;
         let ip: std::net::IpAddr = ip.parse().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-        let at = security_policy::Located::with(st.geoip.as_deref(), ip);
-        if let Err(refusal) = tenancy::security::admit_address(&org, ip, at) {
+        if let Err(refusal) = admitted(&st, &org, ip) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 refusal.code(),
@@ -234,9 +235,25 @@ pub(crate) fn admit_address(
     st: &AppState,
     caller: &Caller,
 ) -> Result<(), tenancy::security::AddressRefusal> {
-    let ip = client_addr(caller);
+    admitted(st, &caller.org, client_addr(caller))
+}
+
+/// [`admit_address`] for `org` and `ip`; a refusal for want of a GeoIP database (or of a
+/// lookup) is logged for the operator, wherever it happens.
+fn admitted(
+    st: &AppState,
+    org: &tenancy::Organization,
+    ip: std::net::IpAddr,
+) -> Result<(), tenancy::security::AddressRefusal> {
     let at = security_policy::Located::with(st.geoip.as_deref(), ip);
-    tenancy::security::admit_address(&caller.org, ip, at)
+    tenancy::security::admit_address(org, ip, at).inspect_err(|r| {
+        if matches!(r, tenancy::security::AddressRefusal::CountryUnverifiable(_)) {
+            tracing::warn!(
+                org = %org.id,
+                "an organization blocks countries and the server cannot place its client's address; set `security.geoip_database`"
+            );
+        }
+    })
 }
 
 /// Whether a refusal gives way on this route: when the server cannot place addresses in
@@ -244,16 +261,10 @@ pub(crate) fn admit_address(
 /// every request, so its security settings stay reachable (the allowlist and the permission
 /// still apply) for an Owner or Admin to see the rule and lift it.
 fn settings_left_open(req: &HttpRequest, refusal: tenancy::security::AddressRefusal) -> bool {
-    let unverifiable = matches!(
+    matches!(
         refusal,
         tenancy::security::AddressRefusal::CountryUnverifiable(_)
-    );
-    if unverifiable {
-        tracing::warn!(
-            "an organization blocks countries and the server cannot place its client's address; set `security.geoip_database`"
-        );
-    }
-    unverifiable && req.match_pattern().as_deref() == Some(SECURITY_SETTINGS)
+    ) && req.match_pattern().as_deref() == Some(SECURITY_SETTINGS)
 }
 
 /// The route of an organization's security settings (`GET` and `PATCH`).

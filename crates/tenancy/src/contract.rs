@@ -3290,7 +3290,12 @@ async fn a_demoted_admin_changes_no_role_and_removes_no_one<
     .await
     .unwrap();
     let h = head(s, org.id).await;
-    let changed = |r: Result<(), TenancyError>| matches!(r, Err(TenancyError::Changed(_)));
+    let changed = |r: Result<(), TenancyError>| {
+        matches!(
+            r,
+            Err(TenancyError::RoleRule(rbac_core::RoleRuleError::NotAnAdmin))
+        )
+    };
     assert!(changed(
         s.set_role(
             org.id,

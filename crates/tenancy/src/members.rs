@@ -376,12 +376,11 @@ pub async fn remove<S: TenancyStore + MembershipStore + ?Sized>(
 
 /// The refusal of a role change or removal whose author is no longer an active Owner or
 /// Admin: their own demotion, removal or deactivation committed after the service checked
-/// their rights (the stores check it again under the organization's lock).
+/// their rights (the stores check it again under the organization's lock). The role rule
+/// `not_an_admin`, as for an invitation by someone demoted meanwhile: 403, audited.
 #[must_use]
 pub fn acting_role_changed() -> TenancyError {
-    TenancyError::Changed(
-        "your own role in the organization changed meanwhile; reload and try again".into(),
-    )
+    TenancyError::RoleRule(rbac_core::RoleRuleError::NotAnAdmin)
 }
 
 /// Whether `role` (of an active membership) may still change roles or remove members.

@@ -94,7 +94,6 @@ impl State {
             .any(|m| m.0 == org && self.users.get(&m.1).is_some_and(|(u, _)| &u.email == email))
     }
 
-    /// `user`'s role in `org`, unless absent or deactivated.
     /// The author of a role change or removal must still be an active Owner or Admin.
     fn check_acting(&self, org: OrgId, by: Option<UserId>) -> Result<(), TenancyError> {
         match by {
@@ -105,6 +104,7 @@ impl State {
         }
     }
 
+    /// `user`'s role in `org`, unless absent or deactivated.
     fn active_role(&self, org: OrgId, user: UserId) -> Option<OrgRole> {
         self.members
             .iter()

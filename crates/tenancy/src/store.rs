@@ -664,7 +664,7 @@ pub trait MembershipStore: Send + Sync {
     ///
     /// # Errors
     /// [`TenancyError::Conflict`] when the role is no longer `from`;
-    /// [`crate::members::acting_role_changed`] when `by` may no longer make it.
+    /// [`crate::members::acting_role_changed`] (a role rule) when `by` may no longer make it.
     async fn set_role(
         &self,
         org: OrgId,

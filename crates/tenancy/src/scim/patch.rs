@@ -318,6 +318,10 @@ fn at_path(
                         _ => return Err(err("noTarget", "no such attribute")),
                     }
                 }
+                // Removing what is not there leaves the resource as the operation wants it
+                // (Okta removes a group member this way even when the member has left the
+                // team already); a replace has nothing to replace (RFC 7644 3.5.2.3).
+                _ if kind == Op::Remove => return Ok(()),
                 _ => {
                     return Err(err(
                         "noTarget",
@@ -331,6 +335,9 @@ fn at_path(
                 .filter(|(_, v)| filter.matches(v))
                 .map(|(i, _)| i)
                 .collect();
+            if matching.is_empty() && kind == Op::Remove {
+                return Ok(());
+            }
             if matching.is_empty() && kind != Op::Add {
                 return Err(err(
                     "noTarget",
@@ -463,6 +470,19 @@ mod tests {
             r["phoneNumbers"],
             json!([{"type": "work", "primary": true, "value": "+1 555"}])
         );
+        // Removing a value that is not there changes nothing and is no error.
+        let r = patch(
+            user(),
+            json!([{"op": "remove", "path": "emails[type eq \"home\"]"}]),
+        )
+        .unwrap();
+        assert_eq!(r, user());
+        let r = patch(
+            json!({"userName": "x"}),
+            json!([{"op": "remove", "path": "emails[type eq \"home\"].value"}]),
+        )
+        .unwrap();
+        assert_eq!(r, json!({"userName": "x"}));
         // A replace finds nothing to replace (RFC 7644 3.5.2.3), and a filter that does not
         // say what a new value would hold cannot create one.
         let e = patch(
