@@ -330,6 +330,30 @@ both_backends!(
     }
 );
 
+/// `GET url` with `token`, from `ip` as the trusted proxy on loopback reports it.
+async fn get_from(t: &TestApp, url: &str, token: &str, ip: &str) -> reqwest::Response {
+    t.client
+        .get(url)
+        .bearer_auth(token)
+        .header("x-forwarded-for", ip)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// What the organization's address check says of `ip`.
+async fn ip_check(t: &TestApp, ip: &str) -> Value {
+    json_of(
+        t.post(
+            &t.org("/security/ip-check"),
+            &t.owner_token,
+            &json!({ "ip": ip }),
+        )
+        .await,
+    )
+    .await
+}
+
 /// A GeoLite2-style country database placing 203.0.113.0/24 in France and 198.51.100.0/24 in the
 /// United States (loopback and private addresses are in no country), written to `dir`.
 fn country_database(dir: &std::path::Path) -> std::path::PathBuf {
@@ -431,15 +455,7 @@ both_backends!(blocked_countries_refuse_their_requests, |b| async move {
     for token in [t.owner_token.clone(), secret] {
         let get = |ip: &'static str| {
             let (t, token) = (&t, token.clone());
-            async move {
-                t.client
-                    .get(t.org("/members"))
-                    .bearer_auth(token)
-                    .header("x-forwarded-for", ip)
-                    .send()
-                    .await
-                    .unwrap()
-            }
+            async move { get_from(t, &t.org("/members"), &token, ip).await }
         };
         let p = problem(
             get("203.0.113.5").await,
@@ -458,15 +474,7 @@ both_backends!(blocked_countries_refuse_their_requests, |b| async move {
     // session outside the organization is held to the allowlists only.
     let me = |token: String, ip: &'static str| {
         let t = &t;
-        async move {
-            t.client
-                .get(t.url("/api/v1/me"))
-                .bearer_auth(token)
-                .header("x-forwarded-for", ip)
-                .send()
-                .await
-                .unwrap()
-        }
+        async move { get_from(t, &t.url("/api/v1/me"), &token, ip).await }
     };
     let secret = key["secret"].as_str().unwrap().to_owned();
     problem(
@@ -493,13 +501,13 @@ both_backends!(blocked_countries_refuse_their_requests, |b| async move {
     let scim_users = |ip: &'static str| {
         let (t, token) = (&t, scim["secret"].as_str().unwrap().to_owned());
         async move {
-            t.client
-                .get(t.url(&format!("/scim/v2/{}/Users", t.org_id)))
-                .bearer_auth(token)
-                .header("x-forwarded-for", ip)
-                .send()
-                .await
-                .unwrap()
+            get_from(
+                t,
+                &t.url(&format!("/scim/v2/{}/Users", t.org_id)),
+                &token,
+                ip,
+            )
+            .await
         }
     };
     let refused = scim_users("203.0.113.5").await;
@@ -522,20 +530,7 @@ both_backends!(blocked_countries_refuse_their_requests, |b| async move {
     );
 
     // The address check tells where an address is and why it would be refused.
-    let check = |ip: &'static str| {
-        let t = &t;
-        async move {
-            json_of(
-                t.post(
-                    &t.org("/security/ip-check"),
-                    &t.owner_token,
-                    &json!({ "ip": ip }),
-                )
-                .await,
-            )
-            .await
-        }
-    };
+    let check = |ip: &'static str| ip_check(&t, ip);
     let fr = check("::ffff:203.0.113.9").await;
     assert_eq!(
         (
@@ -918,20 +913,7 @@ both_backends!(
         )
         .await;
         assert_eq!(saved["ip_allowlist_allows_everyone"], false);
-        let check = |ip: &'static str| {
-            let t = &t;
-            async move {
-                json_of(
-                    t.post(
-                        &t.org("/security/ip-check"),
-                        &t.owner_token,
-                        &json!({ "ip": ip }),
-                    )
-                    .await,
-                )
-                .await
-            }
-        };
+        let check = |ip: &'static str| ip_check(&t, ip);
         assert_eq!(check("10.1.2.3").await["allowed"], false);
         let mapped = check("::ffff:127.0.0.9").await;
         assert_eq!(
@@ -948,47 +930,20 @@ both_backends!(
             .await
             .unwrap();
         let secret = key["secret"].as_str().unwrap();
+        let members = t.org("/members");
         for token in [t.owner_token.as_str(), secret] {
-            let far = t
-                .client
-                .get(t.org("/members"))
-                .bearer_auth(token)
-                .header("x-forwarded-for", "198.51.100.7")
-                .send()
-                .await
-                .unwrap();
+            let far = get_from(&t, &members, token, "198.51.100.7").await;
             problem(far, StatusCode::FORBIDDEN, "ip_not_allowed").await;
             // A forged hop in front of the real one changes nothing.
-            let spoof = t
-                .client
-                .get(t.org("/members"))
-                .bearer_auth(token)
-                .header("x-forwarded-for", "127.0.0.5, 198.51.100.7")
-                .send()
-                .await
-                .unwrap();
+            let spoof = get_from(&t, &members, token, "127.0.0.5, 198.51.100.7").await;
             problem(spoof, StatusCode::FORBIDDEN, "ip_not_allowed").await;
-            let near = t
-                .client
-                .get(t.org("/members"))
-                .bearer_auth(token)
-                .header("x-forwarded-for", "2001:db8::5")
-                .send()
-                .await
-                .unwrap();
+            let near = get_from(&t, &members, token, "2001:db8::5").await;
             assert_eq!(near.status(), StatusCode::OK);
         }
         // The person's own account is out of reach from an address none of their
         // organizations admit: their profile, password and second factor, and signing in.
         for token in [t.owner_token.as_str(), secret] {
-            let me = t
-                .client
-                .get(t.url("/api/v1/me"))
-                .bearer_auth(token)
-                .header("x-forwarded-for", "198.51.100.7")
-                .send()
-                .await
-                .unwrap();
+            let me = get_from(&t, &t.url("/api/v1/me"), token, "198.51.100.7").await;
             problem(me, StatusCode::FORBIDDEN, "ip_not_allowed").await;
         }
         let sign_in = |from: &'static str| {
