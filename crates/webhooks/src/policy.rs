@@ -160,7 +160,10 @@ impl WebhookUrl {
 }
 
 /// Networks never delivered to unless allowlisted: loopback, private, link-local, CGNAT,
-/// multicast, unspecified and documentation ranges, IPv6 unique-local and link-local.
+/// multicast, unspecified, benchmarking and documentation ranges, IPv6 unique-local,
+/// link-local, site-local and discard-only, and the IPv6 ranges that carry an IPv4 address
+/// to a translator or tunnel (IPv4-compatible, NAT64 well-known and local-use, 6to4, Teredo),
+/// which could reach an internal IPv4 address through them.
 const FORBIDDEN: &[&str] = &[
     "0.0.0.0/8",
     "10.0.0.0/8",
@@ -169,17 +172,25 @@ const FORBIDDEN: &[&str] = &[
     "169.254.0.0/16",
     "172.16.0.0/12",
     "192.0.0.0/24",
+    "192.0.2.0/24",
     "192.168.0.0/16",
     "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
     "224.0.0.0/4",
     "240.0.0.0/4",
     "::/128",
     "::1/128",
     "::/96",
     "64:ff9b::/96",
+    "64:ff9b:1::/48",
+    "100::/64",
+    "2001::/32",
+    "2001:db8::/32",
     "2002::/16",
     "fc00::/7",
     "fe80::/10",
+    "fec0::/10",
     "ff00::/8",
 ];
 
@@ -318,6 +329,7 @@ mod tests {
             "169.254.169.254",
             "::1",
             "fd00::1",
+            "fec0::1",
             "::ffff:127.0.0.1",
             "0.0.0.0",
         ] {
@@ -327,7 +339,19 @@ mod tests {
             );
         }
         assert!(destination_allowed("93.184.216.34".parse().unwrap(), &none));
-        for translated in ["64:ff9b::7f00:1", "2002:7f00:1::1", "::7f00:1"] {
+        for documentation in ["192.0.2.1", "198.51.100.7", "203.0.113.9", "2001:db8::1"] {
+            assert!(
+                !destination_allowed(documentation.parse().unwrap(), &none),
+                "{documentation}"
+            );
+        }
+        for translated in [
+            "64:ff9b::7f00:1",
+            "64:ff9b:1:7f00:0:100::",
+            "2002:7f00:1::1",
+            "2001:0:7f00:1::1",
+            "::7f00:1",
+        ] {
             assert!(
                 !destination_allowed(translated.parse().unwrap(), &none),
                 "{translated} embeds an IPv4 address"
