@@ -15,6 +15,21 @@ async fn new_team(t: &TestApp, name: &str) -> String {
     json_of(res).await["id"].as_str().unwrap().to_owned()
 }
 
+/// Every credit account's balance, by account (`pool` or a team id), as `token` sees them.
+async fn balances(t: &TestApp, token: &str) -> std::collections::BTreeMap<String, i64> {
+    let list = json_of(t.get(&t.org("/credits"), token).await).await;
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["account"].as_str().unwrap().to_owned(),
+                a["balance"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 async fn schema_of(t: &TestApp, event: &str) -> Value {
     let types = json_of(
         t.get(&t.url("/api/v1/webhooks/event-types"), &t.owner_token)
@@ -394,23 +409,7 @@ both_backends!(
             "idempotency_key_reused",
         )
         .await;
-        let balances = |token: String| {
-            let t = &t;
-            async move {
-                let list = json_of(t.get(&t.org("/credits"), &token).await).await;
-                list.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|a| {
-                        (
-                            a["account"].as_str().unwrap().to_owned(),
-                            a["balance"].as_i64().unwrap(),
-                        )
-                    })
-                    .collect::<std::collections::BTreeMap<String, i64>>()
-            }
-        };
-        let b0 = balances(t.owner_token.clone()).await;
+        let b0 = balances(&t, &t.owner_token).await;
         assert_eq!(
             (b0["pool"], b0[&dev], b0[&test], b0[&prod]),
             (0, 300, 200, 500)
@@ -533,7 +532,7 @@ both_backends!(
 
         // Transfers conserve the total; a reversal restores the balances, once.
         let total = |m: &std::collections::BTreeMap<String, i64>| m.values().sum::<i64>();
-        let before = balances(t.owner_token.clone()).await;
+        let before = balances(&t, &t.owner_token).await;
         let moved = json_of(
             t.post(
                 &t.org("/credits/transfers"),
@@ -543,7 +542,7 @@ both_backends!(
             .await,
         )
         .await;
-        let after = balances(t.owner_token.clone()).await;
+        let after = balances(&t, &t.owner_token).await;
         assert_eq!(total(&after), total(&before));
         assert_eq!((after[&dev], after[&test]), (200, 100));
         let op = moved["operation_id"].as_str().unwrap();
@@ -552,7 +551,7 @@ both_backends!(
             .post(&url, &t.owner_token, &json!({"reason": "wrong team"}))
             .await;
         assert_eq!(res.status(), StatusCode::CREATED);
-        assert_eq!(balances(t.owner_token.clone()).await, before);
+        assert_eq!(balances(&t, &t.owner_token).await, before);
         problem(
             t.post(&url, &t.owner_token, &json!({"reason": "again"}))
                 .await,
@@ -728,20 +727,7 @@ both_backends!(
             .as_str()
             .unwrap()
             .to_owned();
-        let balances = || async {
-            let list = json_of(t.get(&t.org("/credits"), &t.owner_token).await).await;
-            list.as_array()
-                .unwrap()
-                .iter()
-                .map(|a| {
-                    (
-                        a["account"].as_str().unwrap().to_owned(),
-                        a["balance"].as_i64().unwrap(),
-                    )
-                })
-                .collect::<std::collections::BTreeMap<String, i64>>()
-        };
-        let b = balances().await;
+        let b = balances(&t, &t.owner_token).await;
         assert_eq!(
             (b["pool"], b[&dev], b[&prod]),
             (0, 40, 60),
@@ -762,7 +748,7 @@ both_backends!(
             "{}",
             res.text().await.unwrap()
         );
-        let b = balances().await;
+        let b = balances(&t, &t.owner_token).await;
         assert_eq!((b["pool"], b[&dev], b[&prod]), (0, 0, 0));
     }
 );
