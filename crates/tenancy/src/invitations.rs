@@ -474,6 +474,14 @@ pub fn check_inviter(inviter: Option<OrgRole>, role: OrgRole) -> Result<(), Tena
     Ok(rbac_core::check_invite_role_of(inviter, role)?)
 }
 
+/// The refusal of an existing account joining an organization by an address it no longer has:
+/// a change of its email committed after the service matched it (the stores check it again
+/// under the account's lock).
+#[must_use]
+pub fn joining_address_changed() -> TenancyError {
+    TenancyError::Changed("the account's email address changed meanwhile; try again".into())
+}
+
 /// The refusal of an invitation whose team was deleted or archived after it was sent.
 #[must_use]
 pub fn gone_team() -> TenancyError {

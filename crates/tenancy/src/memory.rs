@@ -309,9 +309,7 @@ fn joining_account(s: &State, user: &User) -> Result<(), TenancyError> {
         Some((u, _)) if u.email.as_str() == crate::privacy::erased_address(user.id) => {
             Err(TenancyError::NotFound("account"))
         }
-        Some((u, _)) if u.email != user.email => Err(TenancyError::Changed(
-            "the account's email address changed meanwhile; try again".into(),
-        )),
+        Some((u, _)) if u.email != user.email => Err(crate::invitations::joining_address_changed()),
         Some(_) => Ok(()),
         None => Err(TenancyError::NotFound("account")),
     }

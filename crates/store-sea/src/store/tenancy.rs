@@ -88,9 +88,7 @@ pub(crate) async fn lock_joining_account(
         }
         // The service matched the account to what it joins by this address (an invitation's);
         // a change of address that committed since (SCIM, the person) must not carry it in.
-        Some(e) if e != u.email.as_str() => Err(TenancyError::Changed(
-            "the account's email address changed meanwhile; try again".into(),
-        )),
+        Some(e) if e != u.email.as_str() => Err(tenancy::invitations::joining_address_changed()),
         Some(_) => Ok(()),
     }
 }
