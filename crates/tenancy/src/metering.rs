@@ -48,7 +48,8 @@ pub trait MeteringStore: Send + Sync {
     /// # Errors
     /// [`TenancyError::Store`].
     async fn monthly(&self, org: OrgId, metric: &str, month: &str) -> Result<u64, TenancyError>;
-    /// Records that the alert for `threshold` of `limit` in `period` went out, and commits
+    /// Records that the alert for `threshold` of `limit` in `period` (the month and the limit's
+    /// value, [`alert_on_change`]) went out, and commits
     /// `journal` (its audit record, mail and webhook event) with it, unless it was recorded
     /// before: then nothing is written and the answer is `false`. Concurrent callers get one `true`.
     ///
@@ -96,11 +97,14 @@ pub async fn alert_on_change<S: TenancyStore + MeteringStore + ?Sized>(
         Err(TenancyError::NotFound(_)) => None,
         Err(e) => return Err(e),
     };
-    let period = month_key(now);
+    // Once per month and value of the limit: an organization whose limit changed (a new plan,
+    // an operator's override) is told again when it nears the new one.
+    let period = format!("{} of {max}", month_key(now));
+    let month = month_key(now);
     let mut sent = Vec::new();
     for t in crossed {
         let data = serde_json::json!({
-            "limit": limit.as_str(), "threshold": t, "used": after, "max": max, "period": period,
+            "limit": limit.as_str(), "threshold": t, "used": after, "max": max, "period": month,
         });
         let mut journal = Journal::record(
             NewAuditEvent::new(
@@ -746,6 +750,46 @@ mod tests {
             100
         );
         assert_eq!(meter.unused(org.id, "2026-12"), 99);
+    }
+
+    #[tokio::test]
+    async fn an_alert_goes_out_once_per_month_and_value_of_the_limit() {
+        use crate::store::OrgStore;
+        let (store, org, _) = crate::MemoryTenancyStore::with_org("Alerts").await;
+        let mut org = store.get_org(org.id).await.unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap();
+        let limit = Limit::ChatInterfaces;
+        org.limit_overrides.0.insert(limit, Some(10));
+        assert_eq!(
+            alert_on_change(&store, &org, limit, 7, 8, now)
+                .await
+                .unwrap(),
+            vec![80]
+        );
+        assert!(
+            alert_on_change(&store, &org, limit, 7, 8, now)
+                .await
+                .unwrap()
+                .is_empty(),
+            "once a month"
+        );
+        // A larger limit the same month: nearing it is news.
+        org.limit_overrides.0.insert(limit, Some(20));
+        assert_eq!(
+            alert_on_change(&store, &org, limit, 15, 16, now)
+                .await
+                .unwrap(),
+            vec![80]
+        );
+        // The next month, the first limit's alert goes out again.
+        org.limit_overrides.0.insert(limit, Some(10));
+        let next = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+        assert_eq!(
+            alert_on_change(&store, &org, limit, 7, 8, next)
+                .await
+                .unwrap(),
+            vec![80]
+        );
     }
 
     #[test]
