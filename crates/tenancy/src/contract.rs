@@ -3821,6 +3821,7 @@ async fn scim_tokens_records_and_deactivation<
         password_hash: None,
         role: Some((OrgRole::User, OrgRole::Admin)),
         active,
+        by: Some(owner.id),
         now: now(),
     };
     // A transfer proposed to her goes with her deactivation, as with a removal.
@@ -3834,6 +3835,21 @@ async fn scim_tokens_records_and_deactivation<
     s.save_transfer(&to_jane, note(org.id, "propose"))
         .await
         .unwrap();
+    // Made with the rights of someone who is not (or no longer) an Owner or Admin: refused,
+    // nothing changed.
+    let by_jane = MemberWrite {
+        by: Some(jane.id),
+        ..write(Some(1), 2, Some(false))
+    };
+    let refused = s.write_member(&by_jane, note(org.id, "by jane")).await;
+    assert!(
+        matches!(
+            refused,
+            Err(TenancyError::RoleRule(rbac_core::RoleRuleError::NotAnAdmin))
+        ),
+        "{refused:?}"
+    );
+    assert!(s.find_session("jane-session").await.unwrap().is_some());
     let report = s
         .write_member(&write(Some(1), 2, Some(false)), note(org.id, "deactivate"))
         .await

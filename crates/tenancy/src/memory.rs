@@ -2465,6 +2465,7 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
             let Some(pos) = s.members.iter().position(|m| m.0 == w.org && m.1 == w.user) else {
                 return Err(TenancyError::NotFound("User"));
             };
+            s.check_acting(w.org, w.by)?;
             let current = s.scim_users.get(&(w.org, w.user)).map(|r| r.version);
             if current != w.expected_version {
                 return Err(TenancyError::Changed(

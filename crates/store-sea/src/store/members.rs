@@ -340,7 +340,7 @@ impl MembershipStore for SeaStore {
 
 /// The author of a role change or removal (`by`), read under the organization's lock, must
 /// still be an active Owner or Admin (see `MembershipStore::set_role`).
-async fn check_acting(
+pub(crate) async fn check_acting(
     txn: &sea_orm::DatabaseTransaction,
     org: OrgId,
     by: Option<UserId>,

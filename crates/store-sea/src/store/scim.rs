@@ -277,6 +277,7 @@ impl ScimStore for SeaStore {
         // The account before the organization, as everywhere (see `lock_org`).
         lock_user(&txn, w.user).await?;
         lock_org(&txn, w.org).await?;
+        super::members::check_acting(&txn, w.org, w.by).await?;
         let (org, uid) = (w.org.to_string(), w.user.to_string());
         let present = membership::Entity::find_by_id((org.clone(), uid.clone()))
             .one(&txn)

@@ -129,6 +129,10 @@ pub struct MemberWrite {
     pub role: Option<(OrgRole, OrgRole)>,
     /// `Some(false)` deactivates, `Some(true)` reactivates, `None` leaves the state.
     pub active: Option<bool>,
+    /// Whose rights the write is made with (a SCIM token's creator): the store refuses it with
+    /// [`crate::members::acting_role_changed`] when they are no longer an active Owner or Admin
+    /// under the organization's lock, as [`crate::store::MembershipStore::set_role`] does.
+    pub by: Option<UserId>,
     /// When.
     pub now: DateTime<Utc>,
 }
@@ -1353,6 +1357,7 @@ async fn write_user<S: TenancyStore + ScimStore + ?Sized>(
         password_hash: hash,
         role: role_change.map(|to| (m.role, to)),
         active: active_change,
+        by: Some(caller.user.id),
         now,
     };
     store
