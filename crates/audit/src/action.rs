@@ -169,6 +169,8 @@ actions! {
     PlanChanged => "billing.plan_changed", "Changed the plan of";
     /// The subscription renewed for another period (an invoice was issued).
     SubscriptionRenewed => "billing.renewed", "Renewed the subscription of";
+    /// A paid plan whose renewal could not be charged within the grace period went back to Free.
+    SubscriptionLapsed => "billing.lapsed", "Ended the unpaid subscription of";
     /// The 14-day Enterprise trial started.
     TrialStarted => "billing.trial_started", "Started the Enterprise trial of";
     /// The Enterprise trial ended and the plan before it returned.

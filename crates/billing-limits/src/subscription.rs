@@ -20,6 +20,11 @@ use crate::Plan;
 /// How long the Enterprise trial lasts.
 pub const TRIAL_DAYS: i64 = 14;
 
+/// How long after its period ended a renewal whose charge fails is tried again: then the
+/// subscription lapses to Free ([`Change::Lapse`]), so that an unpaid plan does not stay in
+/// force for ever.
+pub const RENEWAL_GRACE_DAYS: i64 = 14;
+
 /// How often a paid plan is billed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -172,6 +177,16 @@ impl Subscription {
         }
     }
 
+    /// When a renewal that could not be charged lapses: the end of the paid period plus
+    /// [`RENEWAL_GRACE_DAYS`] (`None` without a paid period).
+    #[must_use]
+    pub fn lapses_at(&self) -> Option<DateTime<Utc>> {
+        self.period_end.map(|end| {
+            end.checked_add_signed(Duration::days(RENEWAL_GRACE_DAYS))
+                .unwrap_or(end)
+        })
+    }
+
     /// The change that is due at `now`, if any: the end of a trial, or a renewal.
     #[must_use]
     pub fn due(&self, now: DateTime<Utc>) -> Option<Change> {
@@ -207,6 +222,9 @@ pub enum Change {
     EndTrial,
     /// The paid period ended: bill the next one.
     Renew,
+    /// The paid period ended and its renewal could not be charged until
+    /// [`Subscription::lapses_at`]: back to Free, unbilled.
+    Lapse,
 }
 
 impl Change {
@@ -218,6 +236,7 @@ impl Change {
             Change::StartTrial => "trial_started",
             Change::EndTrial => "trial_ended",
             Change::Renew => "renewed",
+            Change::Lapse => "lapsed",
         }
     }
 }
@@ -351,6 +370,30 @@ pub fn transition(
                 description: line(current.plan, cycle, start, end),
             })
         }
+        Change::Lapse => {
+            let (Some(Change::Renew), Some(end), Some(lapses)) =
+                (current.due(now), current.period_end, current.lapses_at())
+            else {
+                return Err(SubscriptionError::NotApplicable("no renewal is due"));
+            };
+            if now < lapses {
+                return Err(SubscriptionError::NotApplicable(
+                    "the unpaid renewal's grace period has not ended",
+                ));
+            }
+            Ok(Transition {
+                next: Subscription {
+                    trial_used: current.trial_used,
+                    ..Subscription::new(Plan::Free)
+                },
+                charge_cents: None,
+                description: format!(
+                    "{} renewal due {} unpaid: back to Free",
+                    current.plan.as_str(),
+                    end.format("%Y-%m-%d")
+                ),
+            })
+        }
     }
 }
 
@@ -446,6 +489,60 @@ mod tests {
             Some(Utc.with_ymd_and_hms(2026, 3, 28, 12, 0, 0).unwrap())
         );
         assert!(transition(&r.next, Change::Renew, &p, end).is_err());
+    }
+
+    #[test]
+    fn an_unpaid_renewal_lapses_to_free_after_the_grace_period() {
+        let p = PriceList::default();
+        let start = Utc.with_ymd_and_hms(2026, 1, 28, 12, 0, 0).unwrap();
+        let s = transition(
+            &Subscription {
+                trial_used: true,
+                ..Subscription::new(Plan::Free)
+            },
+            Change::Subscribe {
+                plan: Plan::Enterprise,
+                cycle: BillingCycle::Monthly,
+            },
+            &p,
+            start,
+        )
+        .unwrap()
+        .next;
+        let end = s.period_end.unwrap();
+        let lapses = end + Duration::days(RENEWAL_GRACE_DAYS);
+        assert_eq!(s.lapses_at(), Some(lapses));
+        // Not before the period ends, nor during the grace period.
+        for at in [
+            end - Duration::seconds(1),
+            end,
+            lapses - Duration::seconds(1),
+        ] {
+            assert!(
+                matches!(
+                    transition(&s, Change::Lapse, &p, at),
+                    Err(SubscriptionError::NotApplicable(_))
+                ),
+                "{at}"
+            );
+        }
+        let t = transition(&s, Change::Lapse, &p, lapses).unwrap();
+        assert_eq!(t.charge_cents, None);
+        assert_eq!(
+            t.next,
+            Subscription {
+                trial_used: true,
+                ..Subscription::new(Plan::Free)
+            }
+        );
+        assert_eq!(
+            t.next.due(lapses + Duration::days(400)),
+            None,
+            "Free renews nothing"
+        );
+        // A renewal paid in time leaves nothing to lapse.
+        let renewed = transition(&s, Change::Renew, &p, end).unwrap().next;
+        assert!(transition(&renewed, Change::Lapse, &p, lapses).is_err());
     }
 
     #[test]

@@ -152,9 +152,9 @@ pub async fn change<S: TenancyStore + BillingStore + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<(Subscription, Option<Invoice>), TenancyError> {
     caller.check_org(Permission::ManageBilling)?;
-    if matches!(change, Change::EndTrial | Change::Renew) {
+    if matches!(change, Change::EndTrial | Change::Renew | Change::Lapse) {
         return Err(TenancyError::Invalid(
-            "trial ends and renewals happen on their own".into(),
+            "trial ends, renewals and lapses happen on their own".into(),
         ));
     }
     let (current, version) = store.subscription(caller.org.id).await?;
@@ -223,12 +223,56 @@ pub async fn run_due<S: TenancyStore + BillingStore + ?Sized>(
             // Another instance did it first.
             Err(TenancyError::Conflict(_)) => {}
             Err(TenancyError::Payment(e)) => {
-                tracing::warn!(org = %org_id, error = %e, "renewal charge failed; retried on the next run");
+                if current.lapses_at().is_some_and(|t| t <= now) {
+                    tracing::warn!(org = %org_id, error = %e, "renewal charge failed past the grace period; the subscription lapses to Free");
+                    if lapse(store, payments, &org, (&current, version), now).await? {
+                        done.push((org_id, Change::Lapse));
+                    }
+                } else {
+                    tracing::warn!(org = %org_id, error = %e, "renewal charge failed; retried on the next run");
+                }
             }
             Err(e) => return Err(e),
         }
     }
     Ok(done)
+}
+
+/// Ends a paid plan whose renewal could not be charged by [`Subscription::lapses_at`]: back to
+/// Free, with its audit record, events and a mail to the Owner. `false` when another instance
+/// changed the subscription first.
+async fn lapse<S: TenancyStore + BillingStore + ?Sized>(
+    store: &S,
+    payments: Payments<'_>,
+    org: &Organization,
+    (current, version): (&Subscription, u64),
+    now: DateTime<Utc>,
+) -> Result<bool, TenancyError> {
+    let t = transition(current, Change::Lapse, payments.prices, now)?;
+    let record = NewAuditEvent::new(
+        org.id,
+        now,
+        Actor::system(),
+        action_of(Change::Lapse),
+        org_target(org),
+    );
+    match commit(
+        store,
+        payments,
+        org,
+        record,
+        None,
+        (current, version),
+        t,
+        Change::Lapse,
+        now,
+    )
+    .await
+    {
+        Ok(_) => Ok(true),
+        Err(TenancyError::Conflict(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 fn action_of(change: Change) -> AuditAction {
@@ -237,6 +281,7 @@ fn action_of(change: Change) -> AuditAction {
         Change::StartTrial => AuditAction::TrialStarted,
         Change::EndTrial => AuditAction::TrialEnded,
         Change::Renew => AuditAction::SubscriptionRenewed,
+        Change::Lapse => AuditAction::SubscriptionLapsed,
     }
 }
 
@@ -383,6 +428,32 @@ async fn commit<S: TenancyStore + BillingStore + ?Sized>(
         let owner = crate::orgs::owner_of(store, org.id).await?;
         journal = journal.mail(invoice_mail(org, owner.user.email.as_str(), i));
     }
+    if change == Change::Lapse {
+        let owner = crate::orgs::owner_of(store, org.id).await?;
+        journal = journal.mail(OutboundMail {
+            org: Some(org.id),
+            to: owner.user.email.as_str().to_owned(),
+            subject: format!(
+                "{}: your {} plan has ended",
+                org.name,
+                current.plan.as_str()
+            ),
+            body: format!(
+                "{}'s {} plan could not be renewed: the payment for the period that ended on {} \
+                 still failed {} days later.\n\n\
+                 The organization is on the Free plan now. Subscribe again to return to {}.\n",
+                org.name,
+                current.plan.as_str(),
+                current
+                    .period_end
+                    .map(|e| e.format("%Y-%m-%d").to_string())
+                    .unwrap_or_default(),
+                billing_limits::subscription::RENEWAL_GRACE_DAYS,
+                current.plan.as_str(),
+            ),
+            kind: "subscription_lapsed".into(),
+        });
+    }
     store
         .apply_subscription(org.id, version, &next, archived, invoice.as_ref(), journal)
         .await?;
@@ -399,4 +470,115 @@ pub async fn invoices<S: BillingStore + ?Sized>(
 ) -> Result<Vec<Invoice>, TenancyError> {
     caller.check_org(Permission::ViewBilling)?;
     store.invoices(caller.org.id, 500).await
+}
+
+#[cfg(all(test, feature = "memory"))]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use audit::{AuditQuery, AuditStore, MailOutbox};
+    use billing_limits::payment::{Charge, ManualInvoice, PaymentError};
+    use billing_limits::subscription::{BillingCycle, RENEWAL_GRACE_DAYS};
+    use chrono::{Duration, TimeZone};
+
+    /// A provider that declines every charge.
+    struct Declined;
+
+    #[async_trait]
+    impl PaymentProvider for Declined {
+        async fn charge(&self, _: &ChargeRequest) -> Result<Charge, PaymentError> {
+            Err(PaymentError("card declined".into()))
+        }
+    }
+
+    /// A renewal whose charge fails is tried again on every run and the plan stays until the
+    /// grace period ends; then the organization is on Free, on the record and told by mail.
+    #[tokio::test]
+    async fn an_unpaid_renewal_is_tried_again_then_lapses_to_free() {
+        let (store, org, owner) = crate::MemoryTenancyStore::with_org("Lapsing").await;
+        let caller = Caller::load(
+            &store,
+            &crate::Principal::Session {
+                user: owner.clone(),
+                session: rbac_core::SessionId::new(),
+            },
+            org.id,
+            audit::RequestContext::default(),
+        )
+        .await
+        .unwrap();
+        let prices = PriceList::default();
+        let start = Utc.with_ymd_and_hms(2026, 1, 10, 9, 0, 0).unwrap();
+        let manual = ManualInvoice::default();
+        let paid = Payments {
+            provider: &manual,
+            prices: &prices,
+        };
+        let (sub, _) = change(
+            &store,
+            paid,
+            &caller,
+            Change::Subscribe {
+                plan: Plan::Pro,
+                cycle: BillingCycle::Monthly,
+            },
+            start,
+        )
+        .await
+        .unwrap();
+        let (end, lapses) = (sub.period_end.unwrap(), sub.lapses_at().unwrap());
+        assert_eq!(lapses, end + Duration::days(RENEWAL_GRACE_DAYS));
+        let declined = Payments {
+            provider: &Declined,
+            prices: &prices,
+        };
+        for at in [end, end + Duration::days(1), lapses - Duration::seconds(1)] {
+            assert!(run_due(&store, declined, at, 10).await.unwrap().is_empty());
+            assert_eq!(store.subscription(org.id).await.unwrap().0.plan, Plan::Pro);
+        }
+        assert_eq!(
+            run_due(&store, declined, lapses, 10).await.unwrap(),
+            vec![(org.id, Change::Lapse)]
+        );
+        let (now_on, _) = store.subscription(org.id).await.unwrap();
+        assert_eq!((now_on.plan, now_on.period_end), (Plan::Free, None));
+        assert!(
+            run_due(&store, declined, lapses + Duration::days(60), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let records = store
+            .search(
+                org.id,
+                &AuditQuery {
+                    limit: 50,
+                    ..AuditQuery::default()
+                },
+            )
+            .await
+            .unwrap();
+        let lapsed: Vec<_> = records
+            .iter()
+            .filter(|r| r.event.action == AuditAction::SubscriptionLapsed)
+            .collect();
+        assert_eq!(lapsed.len(), 1);
+        assert_eq!(lapsed[0].event.metadata.to_map().get("to"), Some(&json!("free")));
+        let mails = store
+            .audit()
+            .list_mails(Some(org.id), None, 50)
+            .await
+            .unwrap();
+        let told: Vec<_> = mails
+            .iter()
+            .filter(|m| m.kind == "subscription_lapsed")
+            .collect();
+        assert_eq!(told.len(), 1);
+        assert_eq!(told[0].to, owner.email.as_str());
+        // Renewals and lapses are not the Owner's to ask for.
+        assert!(matches!(
+            change(&store, paid, &caller, Change::Lapse, lapses).await,
+            Err(TenancyError::Invalid(_))
+        ));
+    }
 }
