@@ -99,9 +99,11 @@ async fn billing(state: AppState) {
     }
 }
 
-/// One pass of the billing worker: ends the Enterprise trials that are over and renews the
-/// paid periods that ended (an invoice each), for every organization due. Returns how many
-/// changes were made. Safe on several instances at once (each change is compare-and-swap).
+/// One pass of the billing worker: ends the Enterprise trials that are over, renews the paid
+/// periods that ended (an invoice each) and lapses to Free the renewals left unpaid past their
+/// grace period, for every organization due (a hundred read at a time, by id, so that
+/// renewals whose charge keeps failing hold up no other). Returns how many changes were made.
+/// Safe on several instances at once (each change is compare-and-swap).
 ///
 /// # Errors
 /// Storage errors.
@@ -110,17 +112,11 @@ pub async fn run_billing(
     payments: tenancy::billing::Payments<'_>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<usize, tenancy::TenancyError> {
-    let mut total = 0;
-    loop {
-        let done = tenancy::billing::run_due(store, payments, now, 100).await?;
-        for (org, change) in &done {
-            tracing::info!(org = %org, change = change.as_str(), "subscription changed by the billing worker");
-        }
-        total += done.len();
-        if done.len() < 100 {
-            return Ok(total);
-        }
+    let done = tenancy::billing::run_due(store, payments, now, 100).await?;
+    for (org, change) in &done {
+        tracing::info!(org = %org, change = change.as_str(), "subscription changed by the billing worker");
     }
+    Ok(done.len())
 }
 
 /// Refreshes the planner statistics, sends the weekly usage reports due, applies every

@@ -19,7 +19,10 @@ pub struct ChargeRequest {
     pub currency: String,
     /// The invoice line.
     pub description: String,
-    /// Unique per charge: a provider must not charge twice for one key.
+    /// Unique per charge: a provider must not charge twice for one key, and must refuse a key
+    /// it has charged for another amount (as payment services do) rather than answer with the
+    /// first charge. A credit purchase's key is the client's `Idempotency-Key` in its
+    /// organization, so two concurrent requests with one key are one charge.
     pub idempotency_key: String,
     /// When.
     pub now: DateTime<Utc>,

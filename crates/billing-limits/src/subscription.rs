@@ -324,6 +324,12 @@ pub fn transition(
                     "the organization is already on Enterprise",
                 ));
             }
+            // Not as a way round a renewal that is due and unpaid (its grace period running).
+            if current.due(now) == Some(Change::Renew) {
+                return Err(SubscriptionError::NotApplicable(
+                    "the current plan's renewal is due; the trial can start once it is paid",
+                ));
+            }
             Ok(Transition {
                 next: Subscription {
                     plan: Plan::Enterprise,
@@ -348,6 +354,9 @@ pub fn transition(
                     status: SubscriptionStatus::Active,
                     trial_ends_at: None,
                     plan_before_trial: None,
+                    // A paid period that ended during the trial renews now, its next period
+                    // (and an unpaid renewal's grace) counted from the trial's end.
+                    period_end: current.period_end.map(|end| end.max(now)),
                     ..current.clone()
                 },
                 charge_cents: None,
@@ -492,6 +501,46 @@ mod tests {
     }
 
     #[test]
+    fn a_paid_period_that_ended_during_the_trial_renews_when_the_trial_ends() {
+        let p = PriceList::default();
+        let start = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+        let pro = transition(
+            &Subscription::new(Plan::Free),
+            Change::Subscribe {
+                plan: Plan::Pro,
+                cycle: BillingCycle::Monthly,
+            },
+            &p,
+            start,
+        )
+        .unwrap()
+        .next;
+        let trial_start = pro.period_end.unwrap() - Duration::days(3);
+        let trial = transition(&pro, Change::StartTrial, &p, trial_start)
+            .unwrap()
+            .next;
+        let trial_end = trial.trial_ends_at.unwrap();
+        assert_eq!(trial.due(trial_end - Duration::seconds(1)), None);
+        let back = transition(&trial, Change::EndTrial, &p, trial_end)
+            .unwrap()
+            .next;
+        assert_eq!((back.plan, back.period_end), (Plan::Pro, Some(trial_end)));
+        assert_eq!(back.due(trial_end), Some(Change::Renew));
+        assert_eq!(
+            back.lapses_at(),
+            Some(trial_end + Duration::days(RENEWAL_GRACE_DAYS)),
+            "the grace period starts when the trial ends"
+        );
+        let renewed = transition(&back, Change::Renew, &p, trial_end)
+            .unwrap()
+            .next;
+        assert_eq!(
+            renewed.period_end,
+            Some(BillingCycle::Monthly.period_end(trial_end))
+        );
+    }
+
+    #[test]
     fn an_unpaid_renewal_lapses_to_free_after_the_grace_period() {
         let p = PriceList::default();
         let start = Utc.with_ymd_and_hms(2026, 1, 28, 12, 0, 0).unwrap();
@@ -540,6 +589,19 @@ mod tests {
             None,
             "Free renews nothing"
         );
+        // No trial while the renewal is due and unpaid.
+        assert!(matches!(
+            transition(
+                &Subscription {
+                    trial_used: false,
+                    ..s.clone()
+                },
+                Change::StartTrial,
+                &p,
+                end
+            ),
+            Err(SubscriptionError::NotApplicable(_))
+        ));
         // A renewal paid in time leaves nothing to lapse.
         let renewed = transition(&s, Change::Renew, &p, end).unwrap().next;
         assert!(transition(&renewed, Change::Lapse, &p, lapses).is_err());

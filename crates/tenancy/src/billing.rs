@@ -83,13 +83,15 @@ pub trait BillingStore: Send + Sync {
     /// [`TenancyError::Store`].
     async fn invoices(&self, org: OrgId, limit: u32) -> Result<Vec<Invoice>, TenancyError>;
 
-    /// Organizations whose trial ended or whose period renews at or before `now`.
+    /// Up to `limit` organizations whose trial ended or whose period renews at or before `now`,
+    /// by id, after `after` (a page of all of them).
     ///
     /// # Errors
     /// [`TenancyError::Store`].
     async fn due_subscriptions(
         &self,
         now: DateTime<Utc>,
+        after: Option<OrgId>,
         limit: u32,
     ) -> Result<Vec<OrgId>, TenancyError>;
 }
@@ -174,68 +176,90 @@ pub async fn change<S: TenancyStore + BillingStore + ?Sized>(
     .await
 }
 
-/// Applies what is due at `now` (trial ends, renewals) for up to `limit` organizations, as the
-/// system. Returns what was done.
+/// Applies what is due at `now` (trial ends, renewals, and the lapse of renewals unpaid past
+/// their grace period) for every organization, `page` at a time, as the system. Returns what
+/// was done.
 ///
 /// # Errors
-/// [`TenancyError::Store`]; a failed charge leaves that organization due for the next run.
+/// [`TenancyError::Store`]; a failed charge leaves that organization due for the next run (and
+/// the others are still seen to).
 pub async fn run_due<S: TenancyStore + BillingStore + ?Sized>(
     store: &S,
     payments: Payments<'_>,
     now: DateTime<Utc>,
-    limit: u32,
+    page: u32,
 ) -> Result<Vec<(OrgId, Change)>, TenancyError> {
     let mut done = Vec::new();
-    for org_id in store.due_subscriptions(now, limit).await? {
-        let org = store.get_org(org_id).await?;
-        let (current, version) = store.subscription(org_id).await?;
-        let Some(change) = current.due(now) else {
-            continue;
-        };
-        let t = match transition(&current, change, payments.prices, now) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(org = %org_id, error = %e, "due subscription change not applicable");
-                continue;
+    let mut after = None;
+    loop {
+        let due = store.due_subscriptions(now, after, page.max(1)).await?;
+        after = due.last().copied();
+        for org_id in &due {
+            if let Some(change) = run_one(store, payments, *org_id, now).await? {
+                done.push((*org_id, change));
             }
-        };
-        let record = NewAuditEvent::new(
-            org_id,
-            now,
-            Actor::system(),
-            action_of(change),
-            org_target(&org),
-        );
-        match commit(
-            store,
-            payments,
-            &org,
-            record,
-            None,
-            (&current, version),
-            t,
-            change,
-            now,
-        )
-        .await
-        {
-            Ok(_) => done.push((org_id, change)),
-            // Another instance did it first.
-            Err(TenancyError::Conflict(_)) => {}
-            Err(TenancyError::Payment(e)) => {
-                if current.lapses_at().is_some_and(|t| t <= now) {
-                    tracing::warn!(org = %org_id, error = %e, "renewal charge failed past the grace period; the subscription lapses to Free");
-                    if lapse(store, payments, &org, (&current, version), now).await? {
-                        done.push((org_id, Change::Lapse));
-                    }
-                } else {
-                    tracing::warn!(org = %org_id, error = %e, "renewal charge failed; retried on the next run");
-                }
-            }
-            Err(e) => return Err(e),
+        }
+        if due.len() < page.max(1) as usize {
+            return Ok(done);
         }
     }
-    Ok(done)
+}
+
+/// [`run_due`] for one organization: the change made, if any.
+async fn run_one<S: TenancyStore + BillingStore + ?Sized>(
+    store: &S,
+    payments: Payments<'_>,
+    org_id: OrgId,
+    now: DateTime<Utc>,
+) -> Result<Option<Change>, TenancyError> {
+    let org = store.get_org(org_id).await?;
+    let (current, version) = store.subscription(org_id).await?;
+    let Some(change) = current.due(now) else {
+        return Ok(None);
+    };
+    let t = match transition(&current, change, payments.prices, now) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(org = %org_id, error = %e, "due subscription change not applicable");
+            return Ok(None);
+        }
+    };
+    let record = NewAuditEvent::new(
+        org_id,
+        now,
+        Actor::system(),
+        action_of(change),
+        org_target(&org),
+    );
+    match commit(
+        store,
+        payments,
+        &org,
+        record,
+        None,
+        (&current, version),
+        t,
+        change,
+        now,
+    )
+    .await
+    {
+        Ok(_) => Ok(Some(change)),
+        // Another instance did it first.
+        Err(TenancyError::Conflict(_)) => Ok(None),
+        Err(TenancyError::Payment(e)) => {
+            if current.lapses_at().is_some_and(|t| t <= now) {
+                tracing::warn!(org = %org_id, error = %e, "renewal charge failed past the grace period; the subscription lapses to Free");
+                Ok(lapse(store, payments, &org, (&current, version), now)
+                    .await?
+                    .then_some(Change::Lapse))
+            } else {
+                tracing::warn!(org = %org_id, error = %e, "renewal charge failed; retried on the next run");
+                Ok(None)
+            }
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Ends a paid plan whose renewal could not be charged by [`Subscription::lapses_at`]: back to
@@ -439,9 +463,9 @@ async fn commit<S: TenancyStore + BillingStore + ?Sized>(
                 current.plan.as_str()
             ),
             body: format!(
-                "{}'s {} plan could not be renewed: the payment for the period that ended on {} \
-                 still failed {} days later.\n\n\
-                 The organization is on the Free plan now. Subscribe again to return to {}.\n",
+                "{}'s {} plan could not be renewed: the payment for the period from {} \
+                 could not be taken within {} days.\n\n\
+                 The organization is on the Free plan now{}. Subscribe again to return to {}.\n",
                 org.name,
                 current.plan.as_str(),
                 current
@@ -449,6 +473,11 @@ async fn commit<S: TenancyStore + BillingStore + ?Sized>(
                     .map(|e| e.format("%Y-%m-%d").to_string())
                     .unwrap_or_default(),
                 billing_limits::subscription::RENEWAL_GRACE_DAYS,
+                if archived.is_some() && current.plan == enterprise {
+                    "; its audit log is archived (read-only, exportable by the Owner)"
+                } else {
+                    ""
+                },
                 current.plan.as_str(),
             ),
             kind: "subscription_lapsed".into(),
@@ -533,11 +562,11 @@ mod tests {
             prices: &prices,
         };
         for at in [end, end + Duration::days(1), lapses - Duration::seconds(1)] {
-            assert!(run_due(&store, declined, at, 10).await.unwrap().is_empty());
+            assert!(run_due(&store, declined, at, 1).await.unwrap().is_empty());
             assert_eq!(store.subscription(org.id).await.unwrap().0.plan, Plan::Pro);
         }
         assert_eq!(
-            run_due(&store, declined, lapses, 10).await.unwrap(),
+            run_due(&store, declined, lapses, 1).await.unwrap(),
             vec![(org.id, Change::Lapse)]
         );
         let (now_on, _) = store.subscription(org.id).await.unwrap();
@@ -563,7 +592,10 @@ mod tests {
             .filter(|r| r.event.action == AuditAction::SubscriptionLapsed)
             .collect();
         assert_eq!(lapsed.len(), 1);
-        assert_eq!(lapsed[0].event.metadata.to_map().get("to"), Some(&json!("free")));
+        assert_eq!(
+            lapsed[0].event.metadata.to_map().get("to"),
+            Some(&json!("free"))
+        );
         let mails = store
             .audit()
             .list_mails(Some(org.id), None, 50)

@@ -178,16 +178,16 @@ fn data_of(kind: EventKind) -> (&'static str, bool, Value, &'static [&'static st
             ],
         ),
         EventKind::UsageThresholdReached => (
-            "Usage reached an alert threshold of a plan limit (80 % and 100 % unless the deployment sets others; once per threshold per month)",
+            "Usage reached an alert threshold of a plan limit (80 % and 100 % unless the deployment sets others; once per threshold, month and value of the limit)",
             true,
             json!({"limit": string("which limit, for example api_calls_per_month"), "threshold": {"type": "integer", "minimum": 1, "maximum": 100, "description": "percent of the limit"},
                 "used": {"type": "integer", "minimum": 0}, "max": {"type": "integer", "minimum": 0}, "period": string("YYYY-MM, UTC")}),
             &["limit", "threshold", "used", "max", "period"],
         ),
         EventKind::SubscriptionUpdated => (
-            "The subscription changed: plan or billing cycle, Enterprise trial started or ended, renewal",
+            "The subscription changed: plan or billing cycle, Enterprise trial started or ended, renewal, or a renewal left unpaid past its grace period (back to Free)",
             true,
-            json!({"change": {"type": "string", "enum": ["subscribe", "trial_started", "trial_ended", "renewed"]},
+            json!({"change": {"type": "string", "enum": ["subscribe", "trial_started", "trial_ended", "renewed", "lapsed"]},
                 "plan": {"type": "string", "enum": ["free", "pro", "enterprise"]},
                 "previousPlan": {"type": "string", "enum": ["free", "pro", "enterprise"]},
                 "status": {"type": "string", "enum": ["active", "trialing"]},
@@ -197,7 +197,7 @@ fn data_of(kind: EventKind) -> (&'static str, bool, Value, &'static [&'static st
                 "invoice": {"type": ["object", "null"], "description": "the invoice issued for the change, if any",
                     "properties": {"number": string("invoice number"), "amountCents": {"type": "integer", "minimum": 0},
                         "currency": string("ISO 4217"), "status": {"type": "string", "enum": ["open", "paid"]}}},
-                "by": {"type": ["string", "null"], "description": "who changed it (null: the system, for trial ends and renewals)"}}),
+                "by": {"type": ["string", "null"], "description": "who changed it (null: the system, for trial ends, renewals and lapses)"}}),
             &["change", "plan", "previousPlan", "status"],
         ),
         EventKind::CreditsPurchased => (

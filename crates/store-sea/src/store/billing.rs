@@ -184,6 +184,7 @@ impl BillingStore for SeaStore {
     async fn due_subscriptions(
         &self,
         now: DateTime<Utc>,
+        after: Option<OrgId>,
         limit: u32,
     ) -> Result<Vec<OrgId>, TenancyError> {
         let now = micros(now);
@@ -194,8 +195,11 @@ impl BillingStore for SeaStore {
             .add(subscription::Column::Status.eq(SubscriptionStatus::Active.as_str()))
             .add(subscription::Column::Cycle.is_not_null())
             .add(subscription::Column::PeriodEnd.lte(now));
-        subscription::Entity::find()
-            .filter(Condition::any().add(trial).add(renewal))
+        let mut q = subscription::Entity::find().filter(Condition::any().add(trial).add(renewal));
+        if let Some(a) = after {
+            q = q.filter(subscription::Column::OrgId.gt(a.to_string()));
+        }
+        q.order_by_asc(subscription::Column::OrgId)
             .limit(u64::from(limit))
             .all(self.db())
             .await

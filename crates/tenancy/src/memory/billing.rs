@@ -168,16 +168,22 @@ impl BillingStore for MemoryTenancyStore {
     async fn due_subscriptions(
         &self,
         now: DateTime<Utc>,
+        after: Option<OrgId>,
         limit: u32,
     ) -> Result<Vec<OrgId>, TenancyError> {
         let s = self.lock()?;
-        Ok(s.billing
+        let mut due: Vec<OrgId> = s
+            .billing
             .subscriptions
             .iter()
-            .filter(|(_, (sub, _))| sub.due(now).is_some())
+            .filter(|(o, (sub, _))| {
+                sub.due(now).is_some() && after.is_none_or(|a| o.to_string() > a.to_string())
+            })
             .map(|(o, _)| *o)
-            .take(limit as usize)
-            .collect())
+            .collect();
+        due.sort_by_key(ToString::to_string);
+        due.truncate(limit as usize);
+        Ok(due)
     }
 }
 
