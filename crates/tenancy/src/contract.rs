@@ -4143,6 +4143,7 @@ async fn scim_groups_write_atomically<
             record: rec(1),
             add: vec![owner.id, outsider],
             remove: vec![],
+            by: None,
         },
         note(org.id, "group"),
     )
@@ -4171,6 +4172,7 @@ async fn scim_groups_write_atomically<
                 record: rec(2),
                 add: vec![],
                 remove: vec![owner.id],
+                by: Some(owner.id),
             },
             note(org.id, "clash"),
         )
@@ -4179,6 +4181,30 @@ async fn scim_groups_write_atomically<
     assert_eq!(head(s, org.id).await, before);
     assert_eq!(s.team_members(org.id, team.id).await.unwrap().len(), 1);
     assert_eq!(s.group_records(org.id).await.unwrap(), vec![rec(1)]);
+    // Made with the rights of someone who is not an Owner or Admin: refused, nothing applied.
+    let not_admin = s
+        .write_group(
+            &GroupWrite {
+                team: team.clone(),
+                create: false,
+                expected_version: Some(1),
+                record: rec(2),
+                add: vec![],
+                remove: vec![owner.id],
+                by: Some(outsider),
+            },
+            note(org.id, "outsider"),
+        )
+        .await;
+    assert!(
+        matches!(
+            not_admin,
+            Err(TenancyError::RoleRule(rbac_core::RoleRuleError::NotAnAdmin))
+        ),
+        "{not_admin:?}"
+    );
+    assert_eq!(head(s, org.id).await, before);
+    assert_eq!(s.team_members(org.id, team.id).await.unwrap().len(), 1);
     // A stale version is refused; the current one applies rename and removal together.
     let stale = s
         .write_group(
@@ -4189,6 +4215,7 @@ async fn scim_groups_write_atomically<
                 record: rec(8),
                 add: vec![],
                 remove: vec![owner.id],
+                by: Some(owner.id),
             },
             note(org.id, "stale"),
         )
@@ -4208,6 +4235,7 @@ async fn scim_groups_write_atomically<
             record: rec(2),
             add: vec![],
             remove: vec![owner.id],
+            by: Some(owner.id),
         },
         note(org.id, "rename"),
     )
@@ -5002,17 +5030,22 @@ async fn subscriptions_are_compare_and_swap<
     // Due: the renewal at the period's end, not before.
     let end = stored.period_end.unwrap();
     assert!(
-        !s.due_subscriptions(end - Duration::seconds(1), 100)
+        !s.due_subscriptions(end - Duration::seconds(1), None, 100)
             .await
             .unwrap()
             .contains(&org.id)
     );
-    assert!(
-        s.due_subscriptions(end, 100)
-            .await
-            .unwrap()
-            .contains(&org.id)
-    );
+    let due = s.due_subscriptions(end, None, 1_000).await.unwrap();
+    assert!(due.contains(&org.id));
+    // Pages by id: after an id, only greater ones; a page holds at most `limit`.
+    let ids: Vec<String> = due.iter().map(ToString::to_string).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "by id");
+    let after = s.due_subscriptions(end, Some(org.id), 1_000).await.unwrap();
+    assert!(after.iter().all(|o| o.to_string() > org.id.to_string()));
+    assert!(!after.contains(&org.id));
+    assert!(s.due_subscriptions(end, None, 1).await.unwrap().len() <= 1);
     let (other, _, _) = new_org(s).await;
     assert!(s.invoices(other.id, 10).await.unwrap().is_empty());
 }

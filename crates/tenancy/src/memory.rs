@@ -2599,6 +2599,7 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
         {
             let mut s = self.lock()?;
             let t = &w.team;
+            s.check_acting(t.org, w.by)?;
             if s.teams
                 .iter()
                 .any(|x| x.org == t.org && x.id != t.id && x.name == t.name)

@@ -432,6 +432,7 @@ impl ScimStore for SeaStore {
         let (org, tid) = (t.org.to_string(), t.id.to_string());
         let txn = self.db().begin().await.map_err(store)?;
         lock_org(&txn, t.org).await?;
+        super::members::check_acting(&txn, t.org, w.by).await?;
         let conflict = || TenancyError::Conflict(format!("a team named `{}` exists", t.name));
         if w.create {
             match team::Entity::insert(team::ActiveModel {

@@ -162,6 +162,9 @@ pub struct GroupWrite {
     pub add: Vec<UserId>,
     /// Members to take out of the team.
     pub remove: Vec<UserId>,
+    /// Whose rights the write is made with (a SCIM token's creator), checked again under the
+    /// organization's lock as for [`MemberWrite::by`].
+    pub by: Option<UserId>,
 }
 
 /// Storage of SCIM tokens and records.
@@ -1600,6 +1603,7 @@ pub async fn create_group<S: TenancyStore + WorkspaceStore + ScimStore + ?Sized>
                 record: record.clone(),
                 add: add.clone(),
                 remove: Vec::new(),
+                by: Some(caller.user.id),
             },
             journal,
         )
@@ -1747,6 +1751,7 @@ async fn write_group<S: TenancyStore + WorkspaceStore + ScimStore + ?Sized>(
                 record,
                 add,
                 remove,
+                by: Some(caller.user.id),
             },
             journal,
         )
