@@ -3684,6 +3684,7 @@ async fn scim_tokens_records_and_deactivation<
         true,
         team.id,
         &limits(2),
+        Some(owner.id),
         note(org.id, "jane"),
     )
     .await
@@ -3692,6 +3693,32 @@ async fn scim_tokens_records_and_deactivation<
         s.user_record(org.id, jane.id).await.unwrap(),
         Some(rec.clone())
     );
+    // Made with the rights of someone who is not an Owner or Admin: refused, nothing written.
+    let ivan = user("ivan");
+    let before = head(s, org.id).await;
+    let by_jane = s
+        .provision_member(
+            org.id,
+            &ivan,
+            None,
+            &record(ivan.id, "ivan", 1),
+            OrgRole::User,
+            true,
+            team.id,
+            &limits(9),
+            Some(jane.id),
+            note(org.id, "ivan"),
+        )
+        .await;
+    assert!(
+        matches!(
+            by_jane,
+            Err(TenancyError::RoleRule(rbac_core::RoleRuleError::NotAnAdmin))
+        ),
+        "{by_jane:?}"
+    );
+    assert_eq!(head(s, org.id).await, before);
+    assert!(s.get_member(org.id, ivan.id).await.unwrap().is_none());
     let bob = user("bob");
     let before = head(s, org.id).await;
     let over = s
@@ -3704,6 +3731,7 @@ async fn scim_tokens_records_and_deactivation<
             true,
             team.id,
             &limits(2),
+            Some(owner.id),
             note(org.id, "bob"),
         )
         .await;
@@ -3723,6 +3751,7 @@ async fn scim_tokens_records_and_deactivation<
             true,
             team.id,
             &limits(10),
+            Some(owner.id),
             note(org.id, "bob"),
         )
         .await;
@@ -3750,6 +3779,7 @@ async fn scim_tokens_records_and_deactivation<
             true,
             team.id,
             &limits(3),
+            Some(owner.id),
             note(org.id, "bob"),
         )
         .await;
@@ -3774,6 +3804,7 @@ async fn scim_tokens_records_and_deactivation<
         true,
         team.id,
         &limits(4),
+        Some(owner.id),
         note(org.id, "bob"),
     )
     .await

@@ -2407,10 +2407,12 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
         active: bool,
         team: TeamId,
         limits: &billing_limits::PlanLimits,
+        by: Option<UserId>,
         journal: Journal,
     ) -> Result<(), TenancyError> {
         {
             let mut s = self.lock()?;
+            s.check_acting(org, by)?;
             let used = (s.members.iter().filter(|m| m.0 == org).count()
                 + s.pending(org, user.created_at)
                     .filter(|i| i.email != user.email)

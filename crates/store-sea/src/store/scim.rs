@@ -235,10 +235,12 @@ impl ScimStore for SeaStore {
         active: bool,
         team_id: TeamId,
         limits: &billing_limits::PlanLimits,
+        by: Option<UserId>,
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         lock_org(&txn, org).await?;
+        super::members::check_acting(&txn, org, by).await?;
         check_seat(&txn, org, limits, u.created_at, Some(&u.email)).await?;
         insert_user(&txn, u, password_hash).await?;
         insert_membership(

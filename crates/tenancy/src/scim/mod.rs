@@ -234,9 +234,12 @@ pub trait ScimStore: Send + Sync {
     /// Creates an account and its membership (role `role`, Member of `team`, deactivated when
     /// `active` is false) and the record, if the member limit allows, in one transaction.
     ///
+    /// `by` is whose rights the creation is made with (a SCIM token's creator), checked again
+    /// under the organization's lock as for [`MemberWrite::by`].
+    ///
     /// # Errors
     /// [`TenancyError::LimitReached`]; [`TenancyError::Conflict`] when the email or the
-    /// userName is taken.
+    /// userName is taken; [`crate::members::acting_role_changed`].
     #[allow(clippy::too_many_arguments, reason = "the new member's parts")]
     async fn provision_member(
         &self,
@@ -248,6 +251,7 @@ pub trait ScimStore: Send + Sync {
         active: bool,
         team: TeamId,
         limits: &PlanLimits,
+        by: Option<UserId>,
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
@@ -1111,6 +1115,7 @@ pub async fn create_user<S: TenancyStore + ScimStore + ?Sized>(
             active,
             team.id,
             &limits,
+            Some(caller.user.id),
             journal,
         )
         .await
