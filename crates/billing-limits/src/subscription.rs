@@ -177,6 +177,36 @@ impl Subscription {
         }
     }
 
+    /// What is left of the paid period at `now`, in cents: the period's price in proportion to
+    /// the time left in it, to the second (rounded down). A change to another paid plan is
+    /// charged that much less; a trial (free) and Free leave nothing, and what is left beyond the
+    /// new plan's price is not paid back.
+    #[must_use]
+    pub fn unused_cents(&self, prices: &PriceList, now: DateTime<Utc>) -> u64 {
+        let paid = match self.status {
+            SubscriptionStatus::Active => self.plan,
+            SubscriptionStatus::Trialing => self.plan_before_trial.unwrap_or(Plan::Free),
+        };
+        let (Some(cycle), Some(end)) = (self.cycle, self.period_end) else {
+            return 0;
+        };
+        if paid == Plan::Free || end <= now {
+            return 0;
+        }
+        let months = match cycle {
+            BillingCycle::Monthly => 1,
+            BillingCycle::Annual => 12,
+        };
+        let Some(start) = end.checked_sub_months(Months::new(months)) else {
+            return 0;
+        };
+        let length = (end - start).num_seconds().max(1);
+        let left = (end - now).num_seconds().clamp(0, length);
+        let price = u128::from(prices.price_cents(paid, cycle));
+        let unused = price * u128::from(left.unsigned_abs()) / u128::from(length.unsigned_abs());
+        u64::try_from(unused).unwrap_or(u64::MAX)
+    }
+
     /// When a renewal that could not be charged lapses: the end of the paid period plus
     /// [`RENEWAL_GRACE_DAYS`] (`None` without a paid period).
     #[must_use]
@@ -301,6 +331,15 @@ pub fn transition(
                 return Err(SubscriptionError::Unchanged(plan));
             }
             let end = cycle.period_end(now);
+            let price = prices.price_cents(plan, cycle);
+            let unused = current.unused_cents(prices, now);
+            let mut description = line(plan, cycle, now, end);
+            if unused > 0 {
+                description.push_str(&format!(
+                    ", less {} cents unused of the current period",
+                    unused.min(price)
+                ));
+            }
             Ok(Transition {
                 next: Subscription {
                     plan,
@@ -311,8 +350,8 @@ pub fn transition(
                     trial_used: current.trial_used,
                     plan_before_trial: None,
                 },
-                charge_cents: Some(prices.price_cents(plan, cycle)),
-                description: line(plan, cycle, now, end),
+                charge_cents: Some(price.saturating_sub(unused)),
+                description,
             })
         }
         Change::StartTrial => {
@@ -498,6 +537,88 @@ mod tests {
             Some(Utc.with_ymd_and_hms(2026, 3, 28, 12, 0, 0).unwrap())
         );
         assert!(transition(&r.next, Change::Renew, &p, end).is_err());
+    }
+
+    #[test]
+    fn a_change_between_paid_plans_is_charged_less_what_is_left_of_the_period() {
+        let p = PriceList::default();
+        let start = Utc.with_ymd_and_hms(2026, 4, 1, 0, 0, 0).unwrap();
+        let pro = transition(
+            &Subscription::new(Plan::Free),
+            Change::Subscribe {
+                plan: Plan::Pro,
+                cycle: BillingCycle::Monthly,
+            },
+            &p,
+            start,
+        )
+        .unwrap();
+        assert_eq!(
+            pro.charge_cents,
+            Some(p.pro_monthly_cents),
+            "from Free: the full price"
+        );
+        let pro = pro.next;
+        // April has 30 days: a third of the way in, two thirds of Pro's price are left.
+        let at = start + Duration::days(10);
+        assert_eq!(pro.unused_cents(&p, at), p.pro_monthly_cents * 2 / 3);
+        let up = transition(
+            &pro,
+            Change::Subscribe {
+                plan: Plan::Enterprise,
+                cycle: BillingCycle::Monthly,
+            },
+            &p,
+            at,
+        )
+        .unwrap();
+        assert_eq!(
+            up.charge_cents,
+            Some(p.enterprise_monthly_cents - p.pro_monthly_cents * 2 / 3)
+        );
+        assert!(
+            up.description.contains("less 1933 cents unused"),
+            "{}",
+            up.description
+        );
+        assert_eq!(
+            up.next.period_end,
+            Some(BillingCycle::Monthly.period_end(at))
+        );
+        // Nothing is left at or after the period's end, nor of Free.
+        assert_eq!(pro.unused_cents(&p, pro.period_end.unwrap()), 0);
+        assert_eq!(Subscription::new(Plan::Free).unused_cents(&p, at), 0);
+        // Down to a cheaper plan with more left than it costs: nothing to pay, nothing paid back.
+        let annual = transition(
+            &Subscription::new(Plan::Free),
+            Change::Subscribe {
+                plan: Plan::Enterprise,
+                cycle: BillingCycle::Annual,
+            },
+            &p,
+            start,
+        )
+        .unwrap()
+        .next;
+        let down = transition(
+            &annual,
+            Change::Subscribe {
+                plan: Plan::Pro,
+                cycle: BillingCycle::Monthly,
+            },
+            &p,
+            start + Duration::days(30),
+        )
+        .unwrap();
+        assert_eq!(down.charge_cents, Some(0));
+        // On a trial the paid plan before it is what is left.
+        let trial = transition(&pro, Change::StartTrial, &p, at).unwrap().next;
+        assert_eq!(trial.unused_cents(&p, at), pro.unused_cents(&p, at));
+        let from_free_trial =
+            transition(&Subscription::new(Plan::Free), Change::StartTrial, &p, at)
+                .unwrap()
+                .next;
+        assert_eq!(from_free_trial.unused_cents(&p, at), 0);
     }
 
     #[test]
