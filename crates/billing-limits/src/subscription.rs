@@ -395,7 +395,9 @@ pub fn transition(
                     plan_before_trial: None,
                     // A paid period that ended during the trial renews now, its next period
                     // (and an unpaid renewal's grace) counted from the trial's end.
-                    period_end: current.period_end.map(|end| end.max(now)),
+                    period_end: current
+                        .period_end
+                        .map(|end| end.max(current.trial_ends_at.unwrap_or(now))),
                     ..current.clone()
                 },
                 charge_cents: None,
@@ -642,6 +644,11 @@ mod tests {
             .next;
         let trial_end = trial.trial_ends_at.unwrap();
         assert_eq!(trial.due(trial_end - Duration::seconds(1)), None);
+        // The worker may come late: the period still starts at the trial's end.
+        let late = transition(&trial, Change::EndTrial, &p, trial_end + Duration::hours(2))
+            .unwrap()
+            .next;
+        assert_eq!(late.period_end, Some(trial_end));
         let back = transition(&trial, Change::EndTrial, &p, trial_end)
             .unwrap()
             .next;

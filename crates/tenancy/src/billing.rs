@@ -181,8 +181,9 @@ pub async fn change<S: TenancyStore + BillingStore + ?Sized>(
 /// was done.
 ///
 /// # Errors
-/// [`TenancyError::Store`]; a failed charge leaves that organization due for the next run (and
-/// the others are still seen to).
+/// [`TenancyError::Store`] when the due organizations cannot be listed. A failed charge, or any
+/// other failure for one organization, leaves it due for the next run (logged) and the others
+/// are still seen to.
 pub async fn run_due<S: TenancyStore + BillingStore + ?Sized>(
     store: &S,
     payments: Payments<'_>,
@@ -190,18 +191,28 @@ pub async fn run_due<S: TenancyStore + BillingStore + ?Sized>(
     page: u32,
 ) -> Result<Vec<(OrgId, Change)>, TenancyError> {
     let mut done = Vec::new();
-    let mut after = None;
+    let mut after: Option<OrgId> = None;
     loop {
         let due = store.due_subscriptions(now, after, page.max(1)).await?;
-        after = due.last().copied();
         for org_id in &due {
-            if let Some(change) = run_one(store, payments, *org_id, now).await? {
-                done.push((*org_id, change));
+            // One organization's failure (a store error, an unreadable row) is logged and the
+            // others are still seen to; it is tried again on the next pass.
+            match run_one(store, payments, *org_id, now).await {
+                Ok(Some(change)) => done.push((*org_id, change)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(org = %org_id, error = %e, "due subscription change failed; retried on the next pass");
+                }
             }
         }
-        if due.len() < page.max(1) as usize {
+        let last = due.last().copied();
+        // A short page ends the pass, as does a store that does not move past the cursor.
+        if due.len() < page.max(1) as usize
+            || last.map(|l| l.to_string()) <= after.map(|a| a.to_string())
+        {
             return Ok(done);
         }
+        after = last;
     }
 }
 
@@ -612,5 +623,96 @@ mod tests {
             change(&store, paid, &caller, Change::Lapse, lapses).await,
             Err(TenancyError::Invalid(_))
         ));
+    }
+
+    /// A provider that declines the charges of some organizations.
+    struct DeclinedFor(Vec<OrgId>);
+
+    #[async_trait]
+    impl PaymentProvider for DeclinedFor {
+        async fn charge(&self, req: &ChargeRequest) -> Result<Charge, PaymentError> {
+            if self.0.contains(&req.org) {
+                return Err(PaymentError("card declined".into()));
+            }
+            ManualInvoice::default().charge(req).await
+        }
+    }
+
+    /// Renewals whose charges keep failing, however many, hold up no other organization's.
+    #[tokio::test]
+    async fn failing_renewals_hold_up_no_other_organization() {
+        let store = crate::MemoryTenancyStore::new();
+        let hasher =
+            security_policy::PasswordHasher::new(security_policy::HashParams::default()).unwrap();
+        let prices = PriceList::default();
+        let manual = ManualInvoice::default();
+        let start = Utc.with_ymd_and_hms(2026, 5, 3, 8, 0, 0).unwrap();
+        let mut orgs = Vec::new();
+        for n in 0..4 {
+            let (org, owner) = crate::orgs::create_with_new_owner(
+                &store,
+                &hasher,
+                crate::orgs::CreateOrgRequest {
+                    name: format!("Renewing {n}"),
+                    plan: Plan::Free,
+                    owner_email: format!("owner{n}@renewing.example"),
+                    owner_name: "Owner".into(),
+                    owner_password: "tilted windmill at sunrise".into(),
+                },
+                start,
+            )
+            .await
+            .unwrap();
+            let caller = Caller::load(
+                &store,
+                &crate::Principal::Session {
+                    user: owner,
+                    session: rbac_core::SessionId::new(),
+                },
+                org.id,
+                audit::RequestContext::default(),
+            )
+            .await
+            .unwrap();
+            let paid = Payments {
+                provider: &manual,
+                prices: &prices,
+            };
+            change(
+                &store,
+                paid,
+                &caller,
+                Change::Subscribe {
+                    plan: Plan::Pro,
+                    cycle: BillingCycle::Monthly,
+                },
+                start,
+            )
+            .await
+            .unwrap();
+            orgs.push(org.id);
+        }
+        orgs.sort_by_key(ToString::to_string);
+        // Every one but the last by id is declined; pages of one go past them all.
+        let provider = DeclinedFor(orgs[..3].to_vec());
+        let payments = Payments {
+            provider: &provider,
+            prices: &prices,
+        };
+        let end = BillingCycle::Monthly.period_end(start);
+        let done = run_due(&store, payments, end, 1).await.unwrap();
+        assert_eq!(done, vec![(orgs[3], Change::Renew)]);
+        assert!(run_due(&store, payments, end, 1).await.unwrap().is_empty());
+        let (renewed, _) = store.subscription(orgs[3]).await.unwrap();
+        assert_eq!(
+            renewed.period_end,
+            Some(BillingCycle::Monthly.period_end(end))
+        );
+        for o in &orgs[..3] {
+            assert_eq!(
+                store.subscription(*o).await.unwrap().0.period_end,
+                Some(end)
+            );
+        }
     }
 }
