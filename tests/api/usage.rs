@@ -552,3 +552,34 @@ both_backends!(a_copy_that_jumps_past_a_threshold_alerts, |b| async move {
     thresholds.sort_unstable();
     assert_eq!(thresholds, [80, 100]);
 });
+
+both_backends!(
+    pending_invitations_hold_member_seats_in_the_usage_report,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let members = |report: &Value| {
+            report["figures"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["limit"] == "members")
+                .unwrap()
+                .clone()
+        };
+        let before = members(&json_of(t.get(&t.org("/usage"), &t.owner_token).await).await);
+        crate::team_management::invited(&t, "seat.one@example.org", "user").await;
+        crate::team_management::invited(&t, "seat.two@example.org", "user").await;
+        let after = members(&json_of(t.get(&t.org("/usage"), &t.owner_token).await).await);
+        assert_eq!(
+            after["used"], before["used"],
+            "an invitation is not a member"
+        );
+        assert_eq!(
+            (
+                before["pending_invitations"].as_u64(),
+                after["pending_invitations"].as_u64()
+            ),
+            (Some(0), Some(2))
+        );
+    }
+);

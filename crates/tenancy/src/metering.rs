@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::assets::{AssetFilter, AssetKind, TeamStorage, UsageRecord};
 use crate::caller::Caller;
 use crate::error::TenancyError;
-use crate::store::{TenancyStore, WorkspaceStore};
+use crate::store::{InvitationStore, TenancyStore, WorkspaceStore};
 
 /// The metric name of API calls.
 pub const METRIC_API_CALLS: &str = "api_calls";
@@ -443,9 +443,13 @@ pub struct Figure {
     pub limit: &'static str,
     /// Current use.
     pub used: u64,
+    /// Members only: seats held by pending invitations, which count against the limit as
+    /// members do (0 for the other limits).
+    pub pending: u64,
     /// The plan's limit; `None` is unlimited.
     pub max: Option<u64>,
-    /// Use as a percentage of the limit (rounded down), when limited.
+    /// Use (with the seats pending invitations hold) as a percentage of the limit (rounded
+    /// down), when limited.
     pub percent: Option<u64>,
 }
 
@@ -486,9 +490,20 @@ fn figure(limit: Limit, used: u64, limits: &PlanLimits) -> Figure {
     Figure {
         limit: limit.as_str(),
         used,
+        pending: 0,
         max,
         // A limit of zero is always full.
         percent: max.map(|m| used.saturating_mul(100).checked_div(m).unwrap_or(100)),
+    }
+}
+
+/// The members figure: the members and the seats their pending invitations hold, as the
+/// member limit counts them.
+fn seats(members: u64, pending: u64, limits: &PlanLimits) -> Figure {
+    Figure {
+        used: members,
+        pending,
+        ..figure(Limit::Members, members.saturating_add(pending), limits)
     }
 }
 
@@ -497,7 +512,7 @@ fn figure(limit: Limit, used: u64, limits: &PlanLimits) -> Figure {
 ///
 /// # Errors
 /// [`TenancyError::Forbidden`] for everyone else.
-pub async fn usage<S: TenancyStore + WorkspaceStore + MeteringStore + ?Sized>(
+pub async fn usage<S: TenancyStore + WorkspaceStore + MeteringStore + InvitationStore + ?Sized>(
     store: &S,
     caller: &Caller,
     now: DateTime<Utc>,
@@ -507,7 +522,7 @@ pub async fn usage<S: TenancyStore + WorkspaceStore + MeteringStore + ?Sized>(
 }
 
 /// The usage report of `org`, without a permission check (the weekly report's source).
-async fn report_of<S: TenancyStore + WorkspaceStore + MeteringStore + ?Sized>(
+async fn report_of<S: TenancyStore + WorkspaceStore + MeteringStore + InvitationStore + ?Sized>(
     store: &S,
     organization: &crate::model::Organization,
     now: DateTime<Utc>,
@@ -524,6 +539,19 @@ async fn report_of<S: TenancyStore + WorkspaceStore + MeteringStore + ?Sized>(
         members += page.len() as u64;
         after = page.last().map(|m| m.user.id);
         if page.len() < 200 {
+            break;
+        }
+    }
+    let mut pending = 0u64;
+    let mut after = None;
+    loop {
+        let page = store.list_invitations(org, after, 500).await?;
+        pending += page
+            .iter()
+            .filter(|i| i.status(now) == crate::invitations::InvitationStatus::Pending)
+            .count() as u64;
+        after = page.last().map(|i| i.id);
+        if page.len() < 500 {
             break;
         }
     }
@@ -562,7 +590,7 @@ async fn report_of<S: TenancyStore + WorkspaceStore + MeteringStore + ?Sized>(
     let count = |k: AssetKind| by_kind.get(&k).copied().unwrap_or(0);
     let figures = vec![
         figure(Limit::ApiCallsPerMonth, api_calls, &limits),
-        figure(Limit::Members, members, &limits),
+        seats(members, pending, &limits),
         figure(
             Limit::ChatInterfaces,
             count(AssetKind::ChatInterface),
@@ -630,7 +658,9 @@ pub fn week_key(t: DateTime<Utc>) -> String {
 ///
 /// # Errors
 /// Storage errors.
-pub async fn weekly_report<S: TenancyStore + WorkspaceStore + MeteringStore + ?Sized>(
+pub async fn weekly_report<
+    S: TenancyStore + WorkspaceStore + MeteringStore + InvitationStore + ?Sized,
+>(
     store: &S,
     org: &crate::model::Organization,
     now: DateTime<Utc>,
@@ -661,7 +691,15 @@ pub async fn weekly_report<S: TenancyStore + WorkspaceStore + MeteringStore + ?S
             .max
             .map_or_else(|| "unlimited".to_owned(), |m| m.to_string());
         let pct = f.percent.map_or_else(String::new, |p| format!(" ({p} %)"));
-        body.push_str(&format!("  {:<22} {} of {of}{pct}\n", f.limit, f.used));
+        let held = if f.pending > 0 {
+            format!(" and {} invited", f.pending)
+        } else {
+            String::new()
+        };
+        body.push_str(&format!(
+            "  {:<22} {}{held} of {of}{pct}\n",
+            f.limit, f.used
+        ));
     }
     body.push_str(&format!(
         "\nMonthly counters start again on {}.\n",
@@ -789,6 +827,70 @@ mod tests {
                 .await
                 .unwrap(),
             vec![80]
+        );
+    }
+
+    #[test]
+    fn pending_invitations_hold_member_seats_in_the_figures() {
+        let limits = PlanLimits {
+            members: Some(20),
+            ..PlanLimits::deployed(billing_limits::Plan::Enterprise)
+        };
+        let f = seats(15, 3, &limits);
+        assert_eq!(
+            (f.limit, f.used, f.pending, f.max, f.percent),
+            ("members", 15, 3, Some(20), Some(90))
+        );
+        assert_eq!(figure(Limit::ApiKeys, 5, &limits).pending, 0);
+    }
+
+    #[tokio::test]
+    async fn the_usage_report_counts_seats_held_by_pending_invitations() {
+        use crate::store::OrgStore;
+        let (store, org, owner) = crate::MemoryTenancyStore::with_org("Seats").await;
+        let org = store.get_org(org.id).await.unwrap();
+        let now = Utc::now();
+        let invitation = |email: &str, expires: chrono::Duration| crate::invitations::Invitation {
+            id: rbac_core::InvitationId::new(),
+            org: org.id,
+            email: crate::model::Email::parse(email).unwrap(),
+            role: rbac_core::OrgRole::User,
+            invited_by: owner.id,
+            created_at: now - chrono::Duration::days(1),
+            expires_at: now + expires,
+            accepted_at: None,
+            revoked_at: None,
+            team: None,
+        };
+        let limits = org.limits();
+        for (n, (email, expires)) in [
+            ("a@seats.example", chrono::Duration::days(3)),
+            ("b@seats.example", chrono::Duration::days(3)),
+            ("expired@seats.example", chrono::Duration::hours(-1)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            store
+                .create_invitation(
+                    &invitation(email, expires),
+                    &format!("hash-{n}"),
+                    &limits,
+                    audit::Journal::default(),
+                )
+                .await
+                .unwrap();
+        }
+        let report = report_of(&store, &org, now).await.unwrap();
+        let members = report
+            .figures
+            .iter()
+            .find(|f| f.limit == "members")
+            .unwrap();
+        assert_eq!(
+            (members.used, members.pending),
+            (1, 2),
+            "the expired one holds none"
         );
     }
 

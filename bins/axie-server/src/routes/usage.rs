@@ -16,9 +16,12 @@ pub struct FigureResponse {
     pub limit: String,
     /// Current use.
     pub used: u64,
+    /// `members` only: seats held by pending invitations, which count against the limit as
+    /// members do (0 for the other limits).
+    pub pending_invitations: u64,
     /// The plan's limit; absent when unlimited.
     pub max: Option<u64>,
-    /// Use in percent of the limit, rounded down.
+    /// Use (with the seats pending invitations hold) in percent of the limit, rounded down.
     pub percent: Option<u64>,
 }
 
@@ -90,6 +93,7 @@ pub async fn usage(
             .map(|f| FigureResponse {
                 limit: f.limit.to_owned(),
                 used: f.used,
+                pending_invitations: f.pending,
                 max: f.max,
                 percent: f.percent,
             })
