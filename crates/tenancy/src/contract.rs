@@ -1174,7 +1174,7 @@ async fn team_invitations_join_their_team_alone<
         status().await,
         crate::invitations::InvitationStatus::Pending
     );
-    s.delete_team(org.id, gone.id, now(), note(org.id, "delete"))
+    s.delete_team(org.id, gone.id, now(), None, note(org.id, "delete"))
         .await
         .unwrap();
     assert_eq!(
@@ -1904,20 +1904,33 @@ async fn teams_round_trip<S: TenancyStore + AuditStore + WorkspaceStore + ?Sized
         .await
         .unwrap();
     assert!(matches!(
-        s.delete_team(org.id, dev.id, now(), note(org.id, "del"))
+        s.delete_team(org.id, dev.id, now(), None, note(org.id, "del"))
             .await,
         Err(TenancyError::Conflict(_))
     ));
     s.delete_asset(org.id, ci.id, note(org.id, "rm"))
         .await
         .unwrap();
-    s.delete_team(org.id, dev.id, now(), note(org.id, "del"))
+    // With the Owner or Admin rights of someone who has none (a SCIM token whose creator was
+    // demoted): refused, the team stays.
+    let refused = s
+        .delete_team(org.id, dev.id, now(), Some(lisa.id), note(org.id, "del"))
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(TenancyError::RoleRule(rbac_core::RoleRuleError::NotAnAdmin))
+        ),
+        "{refused:?}"
+    );
+    assert!(s.get_team(org.id, dev.id).await.unwrap().is_some());
+    s.delete_team(org.id, dev.id, now(), Some(owner.id), note(org.id, "del"))
         .await
         .unwrap();
     assert_eq!(s.get_team(org.id, dev.id).await.unwrap(), None);
     assert!(s.team_members(org.id, dev.id).await.unwrap().is_empty());
     assert!(matches!(
-        s.delete_team(org.id, default.id, now(), note(org.id, "del"))
+        s.delete_team(org.id, default.id, now(), None, note(org.id, "del"))
             .await,
         Err(TenancyError::NotFound(_))
     ));
@@ -4278,7 +4291,7 @@ async fn scim_groups_write_atomically<
         "Brand"
     );
     // Deleting the team deletes its record.
-    s.delete_team(org.id, team.id, now(), note(org.id, "delete"))
+    s.delete_team(org.id, team.id, now(), None, note(org.id, "delete"))
         .await
         .unwrap();
     assert!(s.group_records(org.id).await.unwrap().is_empty());
@@ -4930,7 +4943,7 @@ async fn credit_ledger_is_exact_under_concurrency<
     let temp = team_in(org.id, "Temporary");
     s.create_team(&temp, note(org.id, "temp")).await.unwrap();
     let temp_account = Account::Team(temp.id);
-    let delete = || s.delete_team(org.id, temp.id, now(), note(org.id, "rm"));
+    let delete = || s.delete_team(org.id, temp.id, now(), None, note(org.id, "rm"));
     s.set_allocations(
         org.id,
         &[Allocation::new(temp.id, 10)],

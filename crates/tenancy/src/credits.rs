@@ -1005,7 +1005,7 @@ mod tests {
         ) -> Result<billing_limits::payment::Charge, billing_limits::payment::PaymentError>
         {
             self.store
-                .delete_team(self.org, self.team, req.now, Journal::default())
+                .delete_team(self.org, self.team, req.now, None, Journal::default())
                 .await
                 .map_err(|e| billing_limits::payment::PaymentError(e.to_string()))?;
             billing_limits::payment::ManualInvoice::default()

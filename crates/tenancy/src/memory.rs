@@ -1664,10 +1664,12 @@ impl WorkspaceStore for MemoryTenancyStore {
         org: OrgId,
         team: TeamId,
         now: DateTime<Utc>,
+        by: Option<UserId>,
         journal: Journal,
     ) -> Result<(), TenancyError> {
         {
             let mut s = self.lock()?;
+            s.check_acting(org, by)?;
             let Some(pos) = s
                 .teams
                 .iter()

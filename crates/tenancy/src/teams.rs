@@ -214,7 +214,12 @@ pub async fn delete<S: TenancyStore + WorkspaceStore + ?Sized>(
         now,
         json!({ "teamId": team, "name": t.name, "deletedBy": caller.user.id }),
     ));
-    store.delete_team(caller.org.id, team, now, journal).await
+    // A SCIM token acts with its creator's Admin rights, which the store reads again; through
+    // the API the right may be a team's, which the organization's role does not show.
+    let by = (caller.subject.credential == rbac_core::Credential::Scim).then_some(caller.user.id);
+    store
+        .delete_team(caller.org.id, team, now, by, journal)
+        .await
 }
 
 /// The team's members with their team roles.

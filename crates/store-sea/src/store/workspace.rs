@@ -376,10 +376,12 @@ impl WorkspaceStore for SeaStore {
         org: OrgId,
         t: TeamId,
         now: DateTime<Utc>,
+        by: Option<UserId>,
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         lock_org(&txn, org).await?;
+        super::members::check_acting(&txn, org, by).await?;
         // Held for writing before the credit account is read: a credit posting or allocation
         // holds the team (`FOR SHARE`, `teams_exist`) until it commits, so it either commits
         // first, and its credits are seen below, or waits and then finds the team gone.
