@@ -177,10 +177,15 @@ impl Subscription {
         }
     }
 
-    /// What is left of the paid period at `now`, in cents: the period's price in proportion to
-    /// the time left in it, to the second (rounded down). A change to another paid plan is
-    /// charged that much less; a trial (free) and Free leave nothing, and what is left beyond the
-    /// new plan's price is not paid back.
+    /// What is left of the paid period at `now`, in cents: the period's price (at the current
+    /// price list) in proportion to the time left in it, to the second (rounded down). A change
+    /// to another paid plan is charged that much less; a trial (free) and Free leave nothing, and
+    /// what is left beyond the new plan's price is not paid back.
+    ///
+    /// The period's start is not stored: it is the latest time from which the cycle ends at
+    /// `period_end` (a month from Jan 28, 29, 30 or 31 all end on Feb 28; Jan 31 is taken), so
+    /// a period that began on the 29th–31st is measured exactly, and one that began earlier and
+    /// ended on a short month's last day is measured a few days short, in the customer's favour.
     #[must_use]
     pub fn unused_cents(&self, prices: &PriceList, now: DateTime<Utc>) -> u64 {
         let paid = match self.status {
@@ -197,9 +202,14 @@ impl Subscription {
             BillingCycle::Monthly => 1,
             BillingCycle::Annual => 12,
         };
-        let Some(start) = end.checked_sub_months(Months::new(months)) else {
+        let Some(earliest) = end.checked_sub_months(Months::new(months)) else {
             return 0;
         };
+        let start = (0..=3)
+            .rev()
+            .map(|d| earliest + Duration::days(d))
+            .find(|s| s.checked_add_months(Months::new(months)) == Some(end))
+            .unwrap_or(earliest);
         let length = (end - start).num_seconds().max(1);
         let left = (end - now).num_seconds().clamp(0, length);
         let price = u128::from(prices.price_cents(paid, cycle));
@@ -621,6 +631,50 @@ mod tests {
                 .unwrap()
                 .next;
         assert_eq!(from_free_trial.unused_cents(&p, at), 0);
+    }
+
+    #[test]
+    fn a_period_bought_at_a_months_end_is_measured_from_its_start() {
+        let p = PriceList::default();
+        let jan31 = Utc.with_ymd_and_hms(2026, 1, 31, 12, 0, 0).unwrap();
+        let pro = transition(
+            &Subscription::new(Plan::Free),
+            Change::Subscribe {
+                plan: Plan::Pro,
+                cycle: BillingCycle::Monthly,
+            },
+            &p,
+            jan31,
+        )
+        .unwrap()
+        .next;
+        assert_eq!(
+            pro.period_end,
+            Some(Utc.with_ymd_and_hms(2026, 2, 28, 12, 0, 0).unwrap())
+        );
+        // At once, all of it is left; half-way (14 of 28 days), half.
+        assert_eq!(pro.unused_cents(&p, jan31), p.pro_monthly_cents);
+        assert_eq!(
+            pro.unused_cents(&p, jan31 + Duration::days(14)),
+            p.pro_monthly_cents / 2
+        );
+        // A leap day's annual period, bought on Feb 29, ends on Feb 28 and is a full year.
+        let leap = Utc.with_ymd_and_hms(2028, 2, 29, 0, 0, 0).unwrap();
+        let annual = transition(
+            &Subscription::new(Plan::Free),
+            Change::Subscribe {
+                plan: Plan::Enterprise,
+                cycle: BillingCycle::Annual,
+            },
+            &p,
+            leap,
+        )
+        .unwrap()
+        .next;
+        assert_eq!(
+            annual.unused_cents(&p, leap),
+            p.price_cents(Plan::Enterprise, BillingCycle::Annual)
+        );
     }
 
     #[test]

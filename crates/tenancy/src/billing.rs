@@ -140,7 +140,8 @@ pub async fn view<S: BillingStore + ?Sized>(
 }
 
 /// The Owner changes the subscription: a plan and cycle, or the Enterprise trial. A paid plan
-/// is charged for a new period starting now.
+/// is charged for a new period starting now, less what is left of the current paid period
+/// ([`Subscription::unused_cents`]).
 ///
 /// # Errors
 /// [`TenancyError::Forbidden`]; [`TenancyError::Subscription`] (unchanged, trial used);

@@ -783,8 +783,8 @@ pub trait WorkspaceStore: Send + Sync {
     /// team roles, atomically with those checks; invitations into it still open at `now` are
     /// revoked with it (they would hold seats for a team nobody can join).
     ///
-    /// `by`, when given, is whose Owner or Admin rights the deletion is made with (a SCIM
-    /// token's creator), checked again under the organization's lock as for
+    /// `by`, when given, is whose Owner or Admin rights the deletion is made with (an Admin, a
+    /// SCIM token's creator), checked again under the organization's lock as for
     /// [`MembershipStore::set_role`]; `None` where the rights are a team's (a team admin).
     ///
     /// # Errors

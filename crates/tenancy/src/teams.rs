@@ -214,9 +214,10 @@ pub async fn delete<S: TenancyStore + WorkspaceStore + ?Sized>(
         now,
         json!({ "teamId": team, "name": t.name, "deletedBy": caller.user.id }),
     ));
-    // A SCIM token acts with its creator's Admin rights, which the store reads again; through
-    // the API the right may be a team's, which the organization's role does not show.
-    let by = (caller.subject.credential == rbac_core::Credential::Scim).then_some(caller.user.id);
+    // Rights that come from the organization's role (an Owner's or Admin's, a SCIM token's
+    // creator's) are read again by the store under the organization's lock; a team admin's come
+    // from the team, which the store does not check again.
+    let by = caller.subject.role.is_admin().then_some(caller.user.id);
     store
         .delete_team(caller.org.id, team, now, by, journal)
         .await
