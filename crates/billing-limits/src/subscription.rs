@@ -472,6 +472,18 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
+    /// A subscription to `plan` on `cycle` bought at `at` from Free, at the default prices.
+    fn subscribed(plan: Plan, cycle: BillingCycle, at: DateTime<Utc>) -> Subscription {
+        transition(
+            &Subscription::new(Plan::Free),
+            Change::Subscribe { plan, cycle },
+            &PriceList::default(),
+            at,
+        )
+        .unwrap()
+        .next
+    }
+
     fn at(d: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 1, d, 12, 0, 0).unwrap()
     }
@@ -492,17 +504,7 @@ mod tests {
     #[test]
     fn a_trial_lasts_fourteen_days_once_and_returns_to_the_plan_before() {
         let p = PriceList::default();
-        let pro = transition(
-            &Subscription::new(Plan::Free),
-            Change::Subscribe {
-                plan: Plan::Pro,
-                cycle: BillingCycle::Monthly,
-            },
-            &p,
-            at(1),
-        )
-        .unwrap()
-        .next;
+        let pro = subscribed(Plan::Pro, BillingCycle::Monthly, at(1));
         let trial = transition(&pro, Change::StartTrial, &p, at(2)).unwrap();
         assert_eq!(trial.charge_cents, None);
         assert_eq!(trial.next.plan, Plan::Enterprise);
@@ -527,17 +529,7 @@ mod tests {
     #[test]
     fn renewals_bill_the_next_period_from_the_end_of_the_last() {
         let p = PriceList::default();
-        let s = transition(
-            &Subscription::new(Plan::Free),
-            Change::Subscribe {
-                plan: Plan::Enterprise,
-                cycle: BillingCycle::Monthly,
-            },
-            &p,
-            at(31),
-        )
-        .unwrap()
-        .next;
+        let s = subscribed(Plan::Enterprise, BillingCycle::Monthly, at(31));
         // 31 January + one month is 28 February.
         let end = Utc.with_ymd_and_hms(2026, 2, 28, 12, 0, 0).unwrap();
         assert_eq!(s.period_end, Some(end));
@@ -601,17 +593,7 @@ mod tests {
         assert_eq!(pro.unused_cents(&p, pro.period_end.unwrap()), 0);
         assert_eq!(Subscription::new(Plan::Free).unused_cents(&p, at), 0);
         // Down to a cheaper plan with more left than it costs: nothing to pay, nothing paid back.
-        let annual = transition(
-            &Subscription::new(Plan::Free),
-            Change::Subscribe {
-                plan: Plan::Enterprise,
-                cycle: BillingCycle::Annual,
-            },
-            &p,
-            start,
-        )
-        .unwrap()
-        .next;
+        let annual = subscribed(Plan::Enterprise, BillingCycle::Annual, start);
         let down = transition(
             &annual,
             Change::Subscribe {
@@ -637,17 +619,7 @@ mod tests {
     fn a_period_bought_at_a_months_end_is_measured_from_its_start() {
         let p = PriceList::default();
         let jan31 = Utc.with_ymd_and_hms(2026, 1, 31, 12, 0, 0).unwrap();
-        let pro = transition(
-            &Subscription::new(Plan::Free),
-            Change::Subscribe {
-                plan: Plan::Pro,
-                cycle: BillingCycle::Monthly,
-            },
-            &p,
-            jan31,
-        )
-        .unwrap()
-        .next;
+        let pro = subscribed(Plan::Pro, BillingCycle::Monthly, jan31);
         assert_eq!(
             pro.period_end,
             Some(Utc.with_ymd_and_hms(2026, 2, 28, 12, 0, 0).unwrap())
@@ -660,17 +632,7 @@ mod tests {
         );
         // A leap day's annual period, bought on Feb 29, ends on Feb 28 and is a full year.
         let leap = Utc.with_ymd_and_hms(2028, 2, 29, 0, 0, 0).unwrap();
-        let annual = transition(
-            &Subscription::new(Plan::Free),
-            Change::Subscribe {
-                plan: Plan::Enterprise,
-                cycle: BillingCycle::Annual,
-            },
-            &p,
-            leap,
-        )
-        .unwrap()
-        .next;
+        let annual = subscribed(Plan::Enterprise, BillingCycle::Annual, leap);
         assert_eq!(
             annual.unused_cents(&p, leap),
             p.price_cents(Plan::Enterprise, BillingCycle::Annual)
@@ -681,17 +643,7 @@ mod tests {
     fn a_paid_period_that_ended_during_the_trial_renews_when_the_trial_ends() {
         let p = PriceList::default();
         let start = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
-        let pro = transition(
-            &Subscription::new(Plan::Free),
-            Change::Subscribe {
-                plan: Plan::Pro,
-                cycle: BillingCycle::Monthly,
-            },
-            &p,
-            start,
-        )
-        .unwrap()
-        .next;
+        let pro = subscribed(Plan::Pro, BillingCycle::Monthly, start);
         let trial_start = pro.period_end.unwrap() - Duration::days(3);
         let trial = transition(&pro, Change::StartTrial, &p, trial_start)
             .unwrap()

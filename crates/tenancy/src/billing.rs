@@ -522,6 +522,27 @@ mod tests {
     use billing_limits::subscription::{BillingCycle, RENEWAL_GRACE_DAYS};
     use chrono::{Duration, TimeZone};
 
+    /// The Owner `caller` subscribes to Pro, monthly, at `at`.
+    async fn subscribe_pro(
+        store: &crate::MemoryTenancyStore,
+        payments: Payments<'_>,
+        caller: &Caller,
+        at: DateTime<Utc>,
+    ) -> (Subscription, Option<Invoice>) {
+        change(
+            store,
+            payments,
+            caller,
+            Change::Subscribe {
+                plan: Plan::Pro,
+                cycle: BillingCycle::Monthly,
+            },
+            at,
+        )
+        .await
+        .unwrap()
+    }
+
     /// A provider that declines every charge.
     struct Declined;
 
@@ -537,17 +558,7 @@ mod tests {
     #[tokio::test]
     async fn an_unpaid_renewal_is_tried_again_then_lapses_to_free() {
         let (store, org, owner) = crate::MemoryTenancyStore::with_org("Lapsing").await;
-        let caller = Caller::load(
-            &store,
-            &crate::Principal::Session {
-                user: owner.clone(),
-                session: rbac_core::SessionId::new(),
-            },
-            org.id,
-            audit::RequestContext::default(),
-        )
-        .await
-        .unwrap();
+        let caller = store.session_caller_in(org.id, owner.clone()).await;
         let prices = PriceList::default();
         let start = Utc.with_ymd_and_hms(2026, 1, 10, 9, 0, 0).unwrap();
         let manual = ManualInvoice::default();
@@ -555,18 +566,7 @@ mod tests {
             provider: &manual,
             prices: &prices,
         };
-        let (sub, _) = change(
-            &store,
-            paid,
-            &caller,
-            Change::Subscribe {
-                plan: Plan::Pro,
-                cycle: BillingCycle::Monthly,
-            },
-            start,
-        )
-        .await
-        .unwrap();
+        let (sub, _) = subscribe_pro(&store, paid, &caller, start).await;
         let (end, lapses) = (sub.period_end.unwrap(), sub.lapses_at().unwrap());
         assert_eq!(lapses, end + Duration::days(RENEWAL_GRACE_DAYS));
         let declined = Payments {
@@ -664,33 +664,12 @@ mod tests {
             )
             .await
             .unwrap();
-            let caller = Caller::load(
-                &store,
-                &crate::Principal::Session {
-                    user: owner,
-                    session: rbac_core::SessionId::new(),
-                },
-                org.id,
-                audit::RequestContext::default(),
-            )
-            .await
-            .unwrap();
+            let caller = store.session_caller_in(org.id, owner).await;
             let paid = Payments {
                 provider: &manual,
                 prices: &prices,
             };
-            change(
-                &store,
-                paid,
-                &caller,
-                Change::Subscribe {
-                    plan: Plan::Pro,
-                    cycle: BillingCycle::Monthly,
-                },
-                start,
-            )
-            .await
-            .unwrap();
+            subscribe_pro(&store, paid, &caller, start).await;
             orgs.push(org.id);
         }
         orgs.sort_by_key(ToString::to_string);

@@ -1030,17 +1030,7 @@ mod tests {
             archived_at: None,
         };
         store.create_team(&team, Journal::default()).await.unwrap();
-        let caller = Caller::load(
-            &store,
-            &crate::Principal::Session {
-                user: owner,
-                session: rbac_core::SessionId::new(),
-            },
-            org.id,
-            audit::RequestContext::default(),
-        )
-        .await
-        .unwrap();
+        let caller = store.session_caller_in(org.id, owner).await;
         let provider = TeamVanishesWhileCharging {
             store: &store,
             org: org.id,

@@ -2913,6 +2913,21 @@ impl MemoryTenancyStore {
         .unwrap();
         (store, org, owner)
     }
+
+    /// `user` signed in to `org` (a session), as the server resolves callers.
+    pub(crate) async fn session_caller_in(&self, org: OrgId, user: User) -> crate::Caller {
+        crate::Caller::load(
+            self,
+            &crate::Principal::Session {
+                user,
+                session: rbac_core::SessionId::new(),
+            },
+            org,
+            audit::RequestContext::default(),
+        )
+        .await
+        .unwrap()
+    }
 }
 
 #[cfg(test)]
