@@ -169,6 +169,8 @@ actions! {
     PlanChanged => "billing.plan_changed", "Changed the plan of";
     /// The subscription renewed for another period (an invoice was issued).
     SubscriptionRenewed => "billing.renewed", "Renewed the subscription of";
+    /// A renewal could not be charged; it is tried again later (the Owner is told by mail).
+    RenewalFailed => "billing.renewal_failed", "Could not charge the renewal of";
     /// A paid plan whose renewal could not be charged within the grace period went back to Free.
     SubscriptionLapsed => "billing.lapsed", "Ended the unpaid subscription of";
     /// The 14-day Enterprise trial started.

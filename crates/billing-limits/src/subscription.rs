@@ -12,7 +12,7 @@
 //! assert_eq!(t.next.plan, Plan::Pro);
 //! ```
 
-use chrono::{DateTime, Duration, Months, Utc};
+use chrono::{DateTime, Datelike as _, Duration, Months, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::Plan;
@@ -24,6 +24,10 @@ pub const TRIAL_DAYS: i64 = 14;
 /// subscription lapses to Free ([`Change::Lapse`]), so that an unpaid plan does not stay in
 /// force for ever.
 pub const RENEWAL_GRACE_DAYS: i64 = 14;
+
+/// When a renewal whose charge failed is tried again, in days after the end of the period:
+/// then once more at [`Subscription::lapses_at`], where a last failure lapses it.
+pub const RENEWAL_RETRY_DAYS: [i64; 3] = [1, 3, 7];
 
 /// How often a paid plan is billed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,16 +57,65 @@ impl BillingCycle {
             .find(|c| c.as_str() == s)
     }
 
+    /// Months in one period.
+    const fn months(self) -> u32 {
+        match self {
+            BillingCycle::Monthly => 1,
+            BillingCycle::Annual => 12,
+        }
+    }
+
     /// The end of a period that starts at `start`.
     #[must_use]
     pub fn period_end(self, start: DateTime<Utc>) -> DateTime<Utc> {
-        let months = match self {
-            BillingCycle::Monthly => 1,
-            BillingCycle::Annual => 12,
-        };
-        start
-            .checked_add_months(Months::new(months))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        self.next_end(start, start)
+    }
+
+    /// The end of the `k`-th period counted from `anchor` (`anchor` itself for 0).
+    fn nth_end(self, anchor: DateTime<Utc>, k: u32) -> Option<DateTime<Utc>> {
+        k.checked_mul(self.months())
+            .and_then(|m| anchor.checked_add_months(Months::new(m)))
+    }
+
+    /// A period count from `anchor` a little before the one in force at `at` (at least `floor`),
+    /// from the calendar months between them.
+    fn periods_before(self, anchor: DateTime<Utc>, at: DateTime<Utc>, floor: u32) -> u32 {
+        let months = (i64::from(at.year()) - i64::from(anchor.year())) * 12
+            + i64::from(at.month0())
+            - i64::from(anchor.month0());
+        u32::try_from(months / i64::from(self.months()) - 1)
+            .unwrap_or(0)
+            .max(floor)
+    }
+
+    /// The end of the period in force at `after`, periods counted from `anchor`: the first of
+    /// one, two, … cycles after `anchor` that is later than `after`. Counting every period
+    /// from one anchor keeps the day of the month: a month bought on the 31st ends on the
+    /// 28th of February and on the 31st of March, not on the 28th ever after.
+    #[must_use]
+    pub fn next_end(self, anchor: DateTime<Utc>, after: DateTime<Utc>) -> DateTime<Utc> {
+        let mut k = self.periods_before(anchor, after, 1);
+        loop {
+            match self.nth_end(anchor, k) {
+                Some(end) if end > after => return end,
+                Some(_) => k += 1,
+                None => return DateTime::<Utc>::MAX_UTC,
+            }
+        }
+    }
+
+    /// The start of the period that ends at `end`, periods counted from `anchor`; `None` when
+    /// `end` is not the end of one.
+    fn start_of(self, anchor: DateTime<Utc>, end: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let mut k = self.periods_before(anchor, end, 0);
+        loop {
+            let start = self.nth_end(anchor, k)?;
+            match self.nth_end(anchor, k + 1)? {
+                e if e == end => return Some(start),
+                e if e > end => return None,
+                _ => k += 1,
+            }
+        }
     }
 }
 
@@ -160,6 +213,15 @@ pub struct Subscription {
     pub trial_used: bool,
     /// The plan to return to when the trial ends.
     pub plan_before_trial: Option<Plan>,
+    /// The time paid periods are counted from (`None` on Free): the *n*-th period ends *n*
+    /// cycles after it, so that renewals keep the day of the month it fell on
+    /// ([`BillingCycle::next_end`]).
+    #[serde(default)]
+    pub anchor: Option<DateTime<Utc>>,
+    /// When a renewal whose charge failed is tried next (`None` unless one failed): see
+    /// [`Subscription::renewal_failed`].
+    #[serde(default)]
+    pub renewal_retry_at: Option<DateTime<Utc>>,
 }
 
 impl Subscription {
@@ -174,6 +236,8 @@ impl Subscription {
             trial_ends_at: None,
             trial_used: false,
             plan_before_trial: None,
+            anchor: None,
+            renewal_retry_at: None,
         }
     }
 
@@ -182,10 +246,11 @@ impl Subscription {
     /// to another paid plan is charged that much less; a trial (free) and Free leave nothing, and
     /// what is left beyond the new plan's price is not paid back.
     ///
-    /// The period's start is not stored: it is the latest time from which the cycle ends at
-    /// `period_end` (a month from Jan 28, 29, 30 or 31 all end on Feb 28; Jan 31 is taken), so
-    /// a period that began on the 29th–31st is measured exactly, and one that began earlier and
-    /// ended on a short month's last day is measured a few days short, in the customer's favour.
+    /// The period's start is the anchor's period before `period_end`. Without an anchor
+    /// (subscriptions stored before there was one) it is the latest time from which the cycle
+    /// ends at `period_end` (a month from Jan 28, 29, 30 or 31 all end on Feb 28; Jan 31 is
+    /// taken), so that such a period is measured a few days short at worst, in the customer's
+    /// favour.
     #[must_use]
     pub fn unused_cents(&self, prices: &PriceList, now: DateTime<Utc>) -> u64 {
         let paid = match self.status {
@@ -198,18 +263,20 @@ impl Subscription {
         if paid == Plan::Free || end <= now {
             return 0;
         }
-        let months = match cycle {
-            BillingCycle::Monthly => 1,
-            BillingCycle::Annual => 12,
-        };
-        let Some(earliest) = end.checked_sub_months(Months::new(months)) else {
+        let months = Months::new(cycle.months());
+        let anchored = self.anchor.and_then(|a| cycle.start_of(a, end));
+        let Some(start) = anchored.or_else(|| {
+            let earliest = end.checked_sub_months(months)?;
+            Some(
+                (0..=3)
+                    .rev()
+                    .map(|d| earliest + Duration::days(d))
+                    .find(|s| s.checked_add_months(months) == Some(end))
+                    .unwrap_or(earliest),
+            )
+        }) else {
             return 0;
         };
-        let start = (0..=3)
-            .rev()
-            .map(|d| earliest + Duration::days(d))
-            .find(|s| s.checked_add_months(Months::new(months)) == Some(end))
-            .unwrap_or(earliest);
         let length = (end - start).num_seconds().max(1);
         let left = (end - now).num_seconds().clamp(0, length);
         let price = u128::from(prices.price_cents(paid, cycle));
@@ -227,7 +294,18 @@ impl Subscription {
         })
     }
 
-    /// The change that is due at `now`, if any: the end of a trial, or a renewal.
+    /// Whether the paid period ended by `now` and its renewal is not paid (due, or waiting to
+    /// be tried again).
+    #[must_use]
+    pub fn renewal_unpaid(&self, now: DateTime<Utc>) -> bool {
+        self.status == SubscriptionStatus::Active
+            && self.plan != Plan::Free
+            && self.cycle.is_some()
+            && self.period_end.is_some_and(|end| end <= now)
+    }
+
+    /// The change that is due at `now`, if any: the end of a trial, or a renewal (one whose
+    /// charge failed when its next try comes, [`Subscription::renewal_retry_at`]).
     #[must_use]
     pub fn due(&self, now: DateTime<Utc>) -> Option<Change> {
         match self.status {
@@ -235,13 +313,31 @@ impl Subscription {
                 .trial_ends_at
                 .filter(|t| *t <= now)
                 .map(|_| Change::EndTrial),
-            SubscriptionStatus::Active => match (self.cycle, self.period_end) {
-                (Some(_), Some(end)) if end <= now && self.plan != Plan::Free => {
-                    Some(Change::Renew)
-                }
-                _ => None,
-            },
+            SubscriptionStatus::Active => (self.renewal_unpaid(now)
+                && self.renewal_retry_at.is_none_or(|r| r <= now))
+            .then_some(Change::Renew),
         }
+    }
+
+    /// The subscription after the renewal tried at `now` could not be charged: the same, to be
+    /// tried again [`RENEWAL_RETRY_DAYS`] after the end of the period and last at
+    /// [`Subscription::lapses_at`]. `None` when no renewal is unpaid, or when the grace period
+    /// is over: then it lapses ([`Change::Lapse`]).
+    #[must_use]
+    pub fn renewal_failed(&self, now: DateTime<Utc>) -> Option<Subscription> {
+        let (end, lapses) = (self.period_end?, self.lapses_at()?);
+        if !self.renewal_unpaid(now) || now >= lapses {
+            return None;
+        }
+        let next = RENEWAL_RETRY_DAYS
+            .iter()
+            .filter_map(|d| end.checked_add_signed(Duration::days(*d)))
+            .chain([lapses])
+            .find(|t| *t > now)?;
+        Some(Subscription {
+            renewal_retry_at: Some(next),
+            ..self.clone()
+        })
     }
 }
 
@@ -359,6 +455,8 @@ pub fn transition(
                     trial_ends_at: None,
                     trial_used: current.trial_used,
                     plan_before_trial: None,
+                    anchor: Some(now),
+                    renewal_retry_at: None,
                 },
                 charge_cents: Some(price.saturating_sub(unused)),
                 description,
@@ -374,7 +472,7 @@ pub fn transition(
                 ));
             }
             // Not as a way round a renewal that is due and unpaid (its grace period running).
-            if current.due(now) == Some(Change::Renew) {
+            if current.renewal_unpaid(now) {
                 return Err(SubscriptionError::NotApplicable(
                     "the current plan's renewal is due; the trial can start once it is paid",
                 ));
@@ -397,17 +495,23 @@ pub fn transition(
                 return Err(SubscriptionError::NotApplicable("the trial has not ended"));
             }
             let plan = current.plan_before_trial.unwrap_or(Plan::Free);
+            // A paid period that ended during the trial renews now, its next period (and an
+            // unpaid renewal's grace) counted from the trial's end.
+            let trial_end = current.trial_ends_at.unwrap_or(now);
+            let moved = current.period_end.is_some_and(|end| end < trial_end);
             Ok(Transition {
                 next: Subscription {
                     plan,
                     status: SubscriptionStatus::Active,
                     trial_ends_at: None,
                     plan_before_trial: None,
-                    // A paid period that ended during the trial renews now, its next period
-                    // (and an unpaid renewal's grace) counted from the trial's end.
-                    period_end: current
-                        .period_end
-                        .map(|end| end.max(current.trial_ends_at.unwrap_or(now))),
+                    period_end: current.period_end.map(|end| end.max(trial_end)),
+                    anchor: if moved {
+                        Some(trial_end)
+                    } else {
+                        current.anchor
+                    },
+                    renewal_retry_at: None,
                     ..current.clone()
                 },
                 charge_cents: None,
@@ -420,10 +524,13 @@ pub fn transition(
             else {
                 return Err(SubscriptionError::NotApplicable("no renewal is due"));
             };
-            let end = cycle.period_end(start);
+            let anchor = current.anchor.unwrap_or(start);
+            let end = cycle.next_end(anchor, start);
             Ok(Transition {
                 next: Subscription {
                     period_end: Some(end),
+                    anchor: Some(anchor),
+                    renewal_retry_at: None,
                     ..current.clone()
                 },
                 charge_cents: Some(prices.price_cents(current.plan, cycle)),
@@ -431,9 +538,11 @@ pub fn transition(
             })
         }
         Change::Lapse => {
-            let (Some(Change::Renew), Some(end), Some(lapses)) =
-                (current.due(now), current.period_end, current.lapses_at())
-            else {
+            let (true, Some(end), Some(lapses)) = (
+                current.renewal_unpaid(now),
+                current.period_end,
+                current.lapses_at(),
+            ) else {
                 return Err(SubscriptionError::NotApplicable("no renewal is due"));
             };
             if now < lapses {
@@ -536,11 +645,88 @@ mod tests {
         assert_eq!(s.due(end - Duration::seconds(1)), None);
         let r = transition(&s, Change::Renew, &p, end).unwrap();
         assert_eq!(r.charge_cents, Some(p.enterprise_monthly_cents));
-        assert_eq!(
-            r.next.period_end,
-            Some(Utc.with_ymd_and_hms(2026, 3, 28, 12, 0, 0).unwrap())
-        );
         assert!(transition(&r.next, Change::Renew, &p, end).is_err());
+        // Every period is counted from the day bought: the day of the month comes back after
+        // a shorter month instead of drifting to the 28th.
+        let mut renewed = s.clone();
+        let mut ends = Vec::new();
+        for _ in 0..4 {
+            let at = renewed.period_end.unwrap();
+            renewed = transition(&renewed, Change::Renew, &p, at).unwrap().next;
+            ends.push(renewed.period_end.unwrap().format("%m-%d").to_string());
+        }
+        assert_eq!(ends, ["03-31", "04-30", "05-31", "06-30"]);
+        // The 31-day period from Feb 28 to Mar 31 is measured from Feb 28.
+        let march = transition(&s, Change::Renew, &p, end).unwrap().next;
+        assert_eq!(
+            march.unused_cents(&p, end + Duration::days(31) - Duration::hours(372)),
+            p.enterprise_monthly_cents / 2
+        );
+        // An annual plan bought on a leap day renews on Feb 28 and on the next leap day.
+        let leap = Utc.with_ymd_and_hms(2028, 2, 29, 0, 0, 0).unwrap();
+        let mut annual = subscribed(Plan::Pro, BillingCycle::Annual, leap);
+        let mut years = Vec::new();
+        for _ in 0..4 {
+            let at = annual.period_end.unwrap();
+            years.push(at.format("%Y-%m-%d").to_string());
+            annual = transition(&annual, Change::Renew, &p, at).unwrap().next;
+        }
+        assert_eq!(
+            years,
+            ["2029-02-28", "2030-02-28", "2031-02-28", "2032-02-29"]
+        );
+        // A subscription stored without an anchor renews from the end of its period, and
+        // counts from it afterwards.
+        let legacy = Subscription { anchor: None, ..s };
+        let next = transition(&legacy, Change::Renew, &p, end).unwrap().next;
+        assert_eq!(next.anchor, Some(end));
+        assert_eq!(next.period_end, Some(BillingCycle::Monthly.period_end(end)));
+    }
+
+    #[test]
+    fn a_failed_renewal_is_tried_again_on_a_schedule_until_it_lapses() {
+        let p = PriceList::default();
+        let s = subscribed(Plan::Pro, BillingCycle::Monthly, at(5));
+        let (end, lapses) = (s.period_end.unwrap(), s.lapses_at().unwrap());
+        assert_eq!(
+            s.renewal_failed(end - Duration::seconds(1)),
+            None,
+            "not due"
+        );
+        let mut tries = vec![end];
+        let mut now = end;
+        let mut cur = s.clone();
+        while let Some(next) = cur.renewal_failed(now) {
+            let retry = next.renewal_retry_at.unwrap();
+            assert_eq!(next.due(retry - Duration::seconds(1)), None, "{retry}");
+            assert!(next.renewal_unpaid(retry - Duration::seconds(1)));
+            assert_eq!(next.due(retry), Some(Change::Renew));
+            assert_eq!((next.plan, next.period_end), (cur.plan, cur.period_end));
+            tries.push(retry);
+            now = retry;
+            cur = next;
+        }
+        let days: Vec<i64> = tries.iter().map(|t| (*t - end).num_days()).collect();
+        assert_eq!(days, [0, 1, 3, 7, RENEWAL_GRACE_DAYS]);
+        assert_eq!(now, lapses);
+        assert!(transition(&cur, Change::Lapse, &p, now).is_ok());
+        // Still unpaid while waiting: no trial meanwhile.
+        let waiting = s.renewal_failed(end).unwrap();
+        assert!(matches!(
+            transition(&waiting, Change::StartTrial, &p, end + Duration::hours(1)),
+            Err(SubscriptionError::NotApplicable(_))
+        ));
+        assert!(transition(&waiting, Change::Renew, &p, end + Duration::hours(1)).is_err());
+        // A worker that comes late waits for the next try after it; past the grace, none.
+        let late = s.renewal_failed(end + Duration::days(5)).unwrap();
+        assert_eq!(late.renewal_retry_at, Some(end + Duration::days(7)));
+        assert_eq!(s.renewal_failed(lapses), None);
+        // A paid renewal clears the retry.
+        let paid = transition(&waiting, Change::Renew, &p, end + Duration::days(1))
+            .unwrap()
+            .next;
+        assert_eq!(paid.renewal_retry_at, None);
+        assert_eq!(paid.period_end, Some(BillingCycle::Monthly.period_end(end)));
     }
 
     #[test]

@@ -260,16 +260,73 @@ async fn run_one<S: TenancyStore + BillingStore + ?Sized>(
         // Another instance did it first.
         Err(TenancyError::Conflict(_)) => Ok(None),
         Err(TenancyError::Payment(e)) => {
-            if current.lapses_at().is_some_and(|t| t <= now) {
+            if let Some(next) = current.renewal_failed(now) {
+                tracing::warn!(org = %org_id, error = %e, retry_at = ?next.renewal_retry_at, "renewal charge failed; tried again later");
+                renewal_failed(store, &org, (&current, version), &next, &e.to_string(), now)
+                    .await?;
+                Ok(None)
+            } else {
                 tracing::warn!(org = %org_id, error = %e, "renewal charge failed past the grace period; the subscription lapses to Free");
                 Ok(lapse(store, payments, &org, (&current, version), now)
                     .await?
                     .then_some(Change::Lapse))
-            } else {
-                tracing::warn!(org = %org_id, error = %e, "renewal charge failed; retried on the next run");
-                Ok(None)
             }
         }
+        Err(e) => Err(e),
+    }
+}
+
+/// Records a renewal whose charge failed: when it is tried next (`next`), on the record
+/// (`billing.renewal_failed`) and in a mail to the Owner saying when, and when the plan ends
+/// if it cannot be paid. Nothing else changes; another instance's change first is no error.
+async fn renewal_failed<S: TenancyStore + BillingStore + ?Sized>(
+    store: &S,
+    org: &Organization,
+    (current, version): (&Subscription, u64),
+    next: &Subscription,
+    error: &str,
+    now: DateTime<Utc>,
+) -> Result<(), TenancyError> {
+    let day = |t: Option<DateTime<Utc>>| t.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string());
+    let (retry, lapses) = (day(next.renewal_retry_at), day(current.lapses_at()));
+    let owner = crate::orgs::owner_of(store, org.id).await?;
+    let record = NewAuditEvent::new(
+        org.id,
+        now,
+        Actor::system(),
+        AuditAction::RenewalFailed,
+        org_target(org),
+    )
+    .with_metadata(Metadata::from_value(json!({
+        "plan": current.plan.as_str(), "period_end": current.period_end,
+        "error": error.chars().take(200).collect::<String>(),
+        "retry_at": next.renewal_retry_at, "lapses_at": current.lapses_at(),
+    }))?);
+    let journal = Journal::record(record).mail(OutboundMail {
+        org: Some(org.id),
+        to: owner.user.email.as_str().to_owned(),
+        subject: format!(
+            "{}: the payment for your {} plan failed",
+            org.name,
+            current.plan.as_str()
+        ),
+        body: format!(
+            "The renewal of {}'s {} plan could not be charged: {}.\n\n\
+             It will be tried again on {}. If it cannot be paid by {}, the organization goes \
+             back to the Free plan. Check the billing details, or change the plan, before then.\n",
+            org.name,
+            current.plan.as_str(),
+            error.chars().take(200).collect::<String>(),
+            retry.unwrap_or_default(),
+            lapses.unwrap_or_default(),
+        ),
+        kind: "renewal_failed".into(),
+    });
+    match store
+        .apply_subscription(org.id, version, next, org.audit_archived_at, None, journal)
+        .await
+    {
+        Ok(()) | Err(TenancyError::Conflict(_)) => Ok(()),
         Err(e) => Err(e),
     }
 }
@@ -543,18 +600,22 @@ mod tests {
         .unwrap()
     }
 
-    /// A provider that declines every charge.
-    struct Declined;
+    /// A provider that declines every charge, and counts them.
+    #[derive(Default)]
+    struct Declined(std::sync::atomic::AtomicUsize);
 
     #[async_trait]
     impl PaymentProvider for Declined {
         async fn charge(&self, _: &ChargeRequest) -> Result<Charge, PaymentError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Err(PaymentError("card declined".into()))
         }
     }
 
-    /// A renewal whose charge fails is tried again on every run and the plan stays until the
-    /// grace period ends; then the organization is on Free, on the record and told by mail.
+    /// A renewal whose charge fails is tried again 1, 3 and 7 days after the period's end and
+    /// at the end of the grace period, not on every run, the Owner told each time; the plan
+    /// stays until the grace period ends, then the organization is on Free, on the record and
+    /// told by mail.
     #[tokio::test]
     async fn an_unpaid_renewal_is_tried_again_then_lapses_to_free() {
         let (store, org, owner) = crate::MemoryTenancyStore::with_org("Lapsing").await;
@@ -569,14 +630,52 @@ mod tests {
         let (sub, _) = subscribe_pro(&store, paid, &caller, start).await;
         let (end, lapses) = (sub.period_end.unwrap(), sub.lapses_at().unwrap());
         assert_eq!(lapses, end + Duration::days(RENEWAL_GRACE_DAYS));
+        let provider = Declined::default();
         let declined = Payments {
-            provider: &Declined,
+            provider: &provider,
             prices: &prices,
         };
-        for at in [end, end + Duration::days(1), lapses - Duration::seconds(1)] {
+        let charges = || provider.0.load(std::sync::atomic::Ordering::SeqCst);
+        // Runs every hour of the grace period: one charge at the end of the period and one at
+        // each retry.
+        let mut at = end;
+        while at < lapses {
             assert!(run_due(&store, declined, at, 1).await.unwrap().is_empty());
-            assert_eq!(store.subscription(org.id).await.unwrap().0.plan, Plan::Pro);
+            let (sub, _) = store.subscription(org.id).await.unwrap();
+            assert_eq!((sub.plan, sub.period_end), (Plan::Pro, Some(end)));
+            assert!(sub.renewal_retry_at.unwrap() > at);
+            at += Duration::hours(1);
         }
+        assert_eq!(charges(), 4, "at the end, then 1, 3 and 7 days after it");
+        let failed = store
+            .search(
+                org.id,
+                &AuditQuery {
+                    action: Some(audit::ActionFilter::parse("billing.renewal_failed")),
+                    limit: 50,
+                    ..AuditQuery::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(failed.len(), 4);
+        assert_eq!(
+            failed[0].event.metadata.to_map().get("retry_at"),
+            Some(&json!(lapses)),
+            "the newest names the last try"
+        );
+        let warned = store
+            .audit()
+            .list_mails(Some(org.id), None, 50)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.kind == "renewal_failed")
+            .collect::<Vec<_>>();
+        assert_eq!(warned.len(), 4);
+        assert!(warned.iter().all(|m| m.to == owner.email.as_str()
+            && m.body.contains("card declined")
+            && m.body.contains(&lapses.format("%Y-%m-%d").to_string())));
         assert_eq!(
             run_due(&store, declined, lapses, 1).await.unwrap(),
             vec![(org.id, Change::Lapse)]

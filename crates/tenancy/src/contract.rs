@@ -5111,6 +5111,35 @@ async fn subscriptions_are_compare_and_swap<
     for o in &ours {
         assert!(seen.contains(&o.to_string()), "{o} is due");
     }
+    // A renewal whose charge failed waits for its next try.
+    assert!(stored.anchor.is_some(), "a paid plan has its anchor");
+    let waiting = stored.renewal_failed(end).unwrap();
+    let retry = waiting.renewal_retry_at.unwrap();
+    s.apply_subscription(
+        org.id,
+        1,
+        &waiting,
+        Some(now()),
+        None,
+        note(org.id, "retry"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.subscription(org.id).await.unwrap(), (waiting, 2));
+    for (at, due) in [
+        (end, false),
+        (retry - Duration::seconds(1), false),
+        (retry, true),
+    ] {
+        assert_eq!(
+            s.due_subscriptions(at, None, 1_000)
+                .await
+                .unwrap()
+                .contains(&org.id),
+            due,
+            "at {at}"
+        );
+    }
     let (other, _, _) = new_org(s).await;
     assert!(s.invoices(other.id, 10).await.unwrap().is_empty());
 }

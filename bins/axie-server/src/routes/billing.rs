@@ -27,6 +27,11 @@ pub struct SubscriptionResponse {
     pub trial_ends_at: Option<String>,
     /// Whether the one trial was used.
     pub trial_used: bool,
+    /// When a renewal whose payment failed is tried next (RFC 3339; null unless one failed).
+    /// Unpaid 14 days after `period_end`, the organization goes back to Free.
+    pub renewal_retry_at: Option<String>,
+    /// When an unpaid renewal lapses to Free (RFC 3339; null unless a renewal is unpaid).
+    pub lapses_at: Option<String>,
 }
 
 impl From<&Subscription> for SubscriptionResponse {
@@ -38,6 +43,12 @@ impl From<&Subscription> for SubscriptionResponse {
             period_end: s.period_end.map(|t| t.to_rfc3339()),
             trial_ends_at: s.trial_ends_at.map(|t| t.to_rfc3339()),
             trial_used: s.trial_used,
+            renewal_retry_at: s.renewal_retry_at.map(|t| t.to_rfc3339()),
+            lapses_at: s
+                .renewal_unpaid(chrono::Utc::now())
+                .then(|| s.lapses_at())
+                .flatten()
+                .map(|t| t.to_rfc3339()),
         }
     }
 }

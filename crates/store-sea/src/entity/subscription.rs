@@ -15,6 +15,8 @@ pub struct Model {
     pub trial_used: bool,
     pub plan_before_trial: Option<String>,
     pub version: i64,
+    pub billing_anchor: Option<i64>,
+    pub renewal_retry_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

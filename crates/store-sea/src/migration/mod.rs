@@ -40,6 +40,7 @@ mod m20261130_000029_add_membership_all_teams_role;
 mod m20261201_000030_add_api_key_scope;
 mod m20261201_000031_add_credit_entry_actor_id;
 mod m20261201_000032_create_audit_erasures;
+mod m20261201_000033_add_subscription_anchor_and_retry;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -81,6 +82,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000030_add_api_key_scope::Migration),
             Box::new(m20261201_000031_add_credit_entry_actor_id::Migration),
             Box::new(m20261201_000032_create_audit_erasures::Migration),
+            Box::new(m20261201_000033_add_subscription_anchor_and_retry::Migration),
         ]
     }
 }

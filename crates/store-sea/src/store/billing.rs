@@ -50,6 +50,8 @@ fn sub_of(plan: Plan, m: subscription::Model) -> Result<(Subscription, u64), Ten
         trial_ends_at: m.trial_ends_at.map(time).transpose()?,
         trial_used: m.trial_used,
         plan_before_trial: m.plan_before_trial.as_deref().map(plan_of).transpose()?,
+        anchor: m.billing_anchor.map(time).transpose()?,
+        renewal_retry_at: m.renewal_retry_at.map(time).transpose()?,
     };
     Ok((sub, u64::try_from(m.version).unwrap_or(0)))
 }
@@ -126,6 +128,8 @@ impl BillingStore for SeaStore {
             trial_used: Set(next.trial_used),
             plan_before_trial: Set(next.plan_before_trial.map(|p| p.as_str().to_owned())),
             version: Set(version + 1),
+            billing_anchor: Set(next.anchor.map(micros)),
+            renewal_retry_at: Set(next.renewal_retry_at.map(micros)),
         };
         if version == 0 {
             match subscription::Entity::insert(row)
@@ -194,7 +198,12 @@ impl BillingStore for SeaStore {
         let renewal = Condition::all()
             .add(subscription::Column::Status.eq(SubscriptionStatus::Active.as_str()))
             .add(subscription::Column::Cycle.is_not_null())
-            .add(subscription::Column::PeriodEnd.lte(now));
+            .add(subscription::Column::PeriodEnd.lte(now))
+            .add(
+                Condition::any()
+                    .add(subscription::Column::RenewalRetryAt.is_null())
+                    .add(subscription::Column::RenewalRetryAt.lte(now)),
+            );
         let mut q = subscription::Entity::find().filter(Condition::any().add(trial).add(renewal));
         if let Some(a) = after {
             q = q.filter(subscription::Column::OrgId.gt(a.to_string()));
