@@ -430,9 +430,12 @@ pub fn transition(
             })
         }
         Change::Subscribe { plan, cycle } => {
+            // The same plan and cycle again is how an Owner pays a renewal that is unpaid
+            // (a new period from now) instead of waiting for its next try.
             if current.status == SubscriptionStatus::Active
                 && current.plan == plan
                 && current.cycle == Some(cycle)
+                && !current.renewal_unpaid(now)
             {
                 return Err(SubscriptionError::Unchanged(plan));
             }
@@ -484,6 +487,7 @@ pub fn transition(
                     trial_ends_at: Some(now + Duration::days(TRIAL_DAYS)),
                     trial_used: true,
                     plan_before_trial: Some(current.plan),
+                    renewal_retry_at: None,
                     ..current.clone()
                 },
                 charge_cents: None,
@@ -721,6 +725,22 @@ mod tests {
         let late = s.renewal_failed(end + Duration::days(5)).unwrap();
         assert_eq!(late.renewal_retry_at, Some(end + Duration::days(7)));
         assert_eq!(s.renewal_failed(lapses), None);
+        // The Owner may pay at once by subscribing to the same plan again: a new period from
+        // now, at the full price (nothing is left of the ended one).
+        let now_paid = transition(
+            &waiting,
+            Change::Subscribe {
+                plan: Plan::Pro,
+                cycle: BillingCycle::Monthly,
+            },
+            &p,
+            end + Duration::hours(2),
+        )
+        .unwrap();
+        assert_eq!(now_paid.charge_cents, Some(p.pro_monthly_cents));
+        assert_eq!(now_paid.next.renewal_retry_at, None);
+        assert_eq!(now_paid.next.anchor, Some(end + Duration::hours(2)));
+        assert_eq!(now_paid.next.due(end + Duration::days(20)), None);
         // A paid renewal clears the retry.
         let paid = transition(&waiting, Change::Renew, &p, end + Duration::days(1))
             .unwrap()

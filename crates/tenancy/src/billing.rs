@@ -83,8 +83,9 @@ pub trait BillingStore: Send + Sync {
     /// [`TenancyError::Store`].
     async fn invoices(&self, org: OrgId, limit: u32) -> Result<Vec<Invoice>, TenancyError>;
 
-    /// Up to `limit` organizations whose trial ended or whose period renews at or before `now`,
-    /// by id, after `after` (a page of all of them).
+    /// Up to `limit` organizations whose trial ended or whose paid period renews at or before
+    /// `now` (a renewal whose charge failed: once its `renewal_retry_at` has come), by id, after
+    /// `after` (a page of all of them): those for which [`Subscription::due`] is some change.
     ///
     /// # Errors
     /// [`TenancyError::Store`].
@@ -182,9 +183,9 @@ pub async fn change<S: TenancyStore + BillingStore + ?Sized>(
 /// was done.
 ///
 /// # Errors
-/// [`TenancyError::Store`] when the due organizations cannot be listed. A failed charge, or any
-/// other failure for one organization, leaves it due for the next run (logged) and the others
-/// are still seen to.
+/// [`TenancyError::Store`] when the due organizations cannot be listed. A declined renewal
+/// waits for its next try ([`Subscription::renewal_failed`]); any other failure for one
+/// organization leaves it due for the next run (logged); the others are still seen to.
 pub async fn run_due<S: TenancyStore + BillingStore + ?Sized>(
     store: &S,
     payments: Payments<'_>,
@@ -313,7 +314,8 @@ async fn renewal_failed<S: TenancyStore + BillingStore + ?Sized>(
         body: format!(
             "The renewal of {}'s {} plan could not be charged: {}.\n\n\
              It will be tried again on {}. If it cannot be paid by {}, the organization goes \
-             back to the Free plan. Check the billing details, or change the plan, before then.\n",
+             back to the Free plan. To pay now, subscribe to the plan again from the billing \
+             settings (a new period starts then), or change the plan.\n",
             org.name,
             current.plan.as_str(),
             error.chars().take(200).collect::<String>(),
@@ -471,7 +473,9 @@ async fn commit<S: TenancyStore + BillingStore + ?Sized>(
                 org,
                 cents,
                 description,
-                format!("{}-{:06}", org.id, version + 1),
+                // The change in the key too: an Owner's declined change and the worker's next
+                // renewal may be made at the same version, for other amounts.
+                format!("{}-{:06}-{}", org.id, version + 1, change.as_str()),
                 now,
             )
             .await?,
