@@ -1,7 +1,9 @@
 -- wrk script for bench/load/run.sh.
--- Arguments (after --): <tokens.tsv> <logins.tsv> <mode: reads | mix>
---   reads: authorized reads only (teams, members, chat interfaces of the caller's organization)
---   mix:   89 % reads, 10 % chat-interface edits (audited, sent as webhooks), 1 % logins
+-- Arguments (after --): <tokens.tsv> <logins.tsv> <mode: reads | mix | edits | logins>
+--   reads:  authorized reads only (teams, members, chat interfaces of the caller's organization)
+--   mix:    89 % reads, 10 % chat-interface edits (audited, sent as webhooks), 1 % logins
+--   edits:  the mix without its logins (reads in their place), to tell the parts apart
+--   logins: the mix without its edits
 local rows, logins = {}, {}
 local mode = "reads"
 
@@ -30,12 +32,14 @@ function request()
   local r = rows[math.random(#rows)]
   local auth = { ["Authorization"] = "Bearer " .. r.token }
   local roll = math.random(100)
-  if mode == "mix" and roll == 1 then
+  local logins_on = mode == "mix" or mode == "logins"
+  local edits_on = mode == "mix" or mode == "edits"
+  if logins_on and roll == 1 then
     local l = logins[math.random(#logins)]
     return wrk.format("POST", "/api/v1/auth/login", { ["Content-Type"] = "application/json" },
       string.format('{"email":"%s","password":"%s"}', l.email, l.password))
   end
-  if mode == "mix" and roll <= 11 and #r.chats > 0 then
+  if edits_on and roll > 1 and roll <= 11 and #r.chats > 0 then
     local chat = r.chats[math.random(#r.chats)]
     auth["Content-Type"] = "application/json"
     return wrk.format("PATCH", "/api/v1/orgs/" .. r.org .. "/chat-interfaces/" .. chat, auth,

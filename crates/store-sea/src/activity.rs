@@ -134,7 +134,7 @@ impl SeaStore {
     pub(crate) fn note_session_activity(&self, session: SessionId, at: DateTime<Utc>) {
         if self.activity().note(session, at) {
             let store = self.clone();
-            tokio::spawn(async move { store.write_noted_activity().await });
+            self.spawn_writing(async move { store.write_noted_activity().await });
         }
     }
 

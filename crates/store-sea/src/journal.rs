@@ -338,7 +338,7 @@ impl crate::SeaStore {
             let store = self.clone();
             // A task of its own, so that a caller that stops waiting (a dropped request) does not
             // stop the commit of the others' journals.
-            tokio::spawn(async move { store.commit_groups().await });
+            self.spawn_writing(async move { store.commit_groups().await });
         }
         result.await.map_err(|_| {
             DbErr::Custom("the audit append was abandoned before it committed".into())

@@ -26,6 +26,7 @@ mod scan;
 mod store;
 pub mod testing;
 mod url;
+mod writer;
 
 use std::time::Duration;
 
@@ -107,6 +108,8 @@ pub struct SeaStore {
     sqlite_reads: Option<std::sync::Arc<scan::SqliteReader>>,
     /// Copies a SQLite file's write-ahead log back off the writer's path (`checkpoint.rs`).
     checkpoints: Option<std::sync::Arc<checkpoint::Checkpointer>>,
+    /// Runs a SQLite file's write transactions on a thread of their own (`writer.rs`).
+    writer: Option<std::sync::Arc<writer::WriterThread>>,
 }
 
 impl SeaStore {
@@ -201,6 +204,12 @@ impl SeaStore {
             )),
             None => None,
         };
+        let writer = match &sqlite_reads {
+            Some(_) => Some(std::sync::Arc::new(
+                writer::WriterThread::start().map_err(StoreError::new)?,
+            )),
+            None => None,
+        };
         let sqlite_reads = sqlite_reads
             .map(|f| std::sync::Arc::new(scan::SqliteReader::new(f, pool.acquire_timeout)));
         Ok(Self {
@@ -211,6 +220,7 @@ impl SeaStore {
             activity: std::sync::Arc::default(),
             sqlite_reads,
             checkpoints,
+            writer,
         })
     }
 
@@ -271,6 +281,11 @@ impl SeaStore {
     /// # Errors
     /// The database error.
     pub async fn close(self) -> Result<(), StoreError> {
+        if let Some(w) = self.writer.clone() {
+            tokio::task::spawn_blocking(move || w.stop())
+                .await
+                .map_err(StoreError::new)?;
+        }
         if let Some(c) = self.checkpoints.clone() {
             tokio::task::spawn_blocking(move || c.stop())
                 .await
@@ -293,6 +308,39 @@ impl SeaStore {
     /// The writer: every transaction, and reads that must see the writer's own state.
     pub(crate) fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Runs a write transaction, `work`, on the writer's thread on a SQLite file (`writer.rs`);
+    /// elsewhere where it is.
+    ///
+    /// # Errors
+    /// `work`'s, or [`tenancy::TenancyError::Store`] if it did not complete.
+    pub(crate) async fn on_writer<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, tenancy::TenancyError>> + Send + 'static,
+    ) -> Result<T, tenancy::TenancyError> {
+        match &self.writer {
+            Some(w) => w.run(work).await.unwrap_or_else(|| {
+                Err(tenancy::TenancyError::Store(StoreError::msg(
+                    "the write transaction did not complete",
+                )))
+            }),
+            None => work.await,
+        }
+    }
+
+    /// Starts `work`, a task that writes, on the writer's thread on a SQLite file (`writer.rs`),
+    /// else on the calling runtime.
+    pub(crate) fn spawn_writing(
+        &self,
+        work: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        match &self.writer {
+            Some(w) => w.spawn(work),
+            None => {
+                tokio::spawn(work);
+            }
+        }
     }
 
     /// Audit appends waiting for a group commit.

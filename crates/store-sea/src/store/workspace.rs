@@ -648,36 +648,9 @@ impl WorkspaceStore for SeaStore {
         after: &Asset,
         journal: Journal,
     ) -> Result<(), TenancyError> {
-        let txn = self.db().begin().await.map_err(store)?;
-        let res = asset::Entity::update_many()
-            .col_expr(asset::Column::Name, Expr::value(after.name.clone()))
-            .col_expr(
-                asset::Column::UpdatedAt,
-                Expr::value(micros(after.updated_at)),
-            )
-            .col_expr(
-                asset::Column::Details,
-                Expr::value(to_json(&after.details)?),
-            )
-            .col_expr(
-                asset::Column::ArchivedAt,
-                Expr::value(after.archived_at.map(micros)),
-            )
-            .filter(asset::Column::Id.eq(before.id.to_string()))
-            .filter(asset::Column::OrgId.eq(before.org.to_string()))
-            .filter(asset::Column::TeamId.eq(before.team.to_string()))
-            .filter(asset::Column::Name.eq(before.name.clone()))
-            .filter(asset::Column::UpdatedAt.eq(micros(before.updated_at)))
-            .exec(&txn)
+        let (this, before, after) = (self.clone(), before.clone(), after.clone());
+        self.on_writer(async move { this.update_asset_now(&before, &after, journal).await })
             .await
-            .map_err(store)?;
-        if res.rows_affected == 0 {
-            return Err(TenancyError::Conflict(format!(
-                "the {} changed meanwhile",
-                before.kind().label()
-            )));
-        }
-        commit(txn, journal).await
     }
 
     async fn delete_asset(
@@ -868,6 +841,47 @@ impl WorkspaceStore for SeaStore {
 
     async fn record(&self, journal: Journal) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
+        commit(txn, journal).await
+    }
+}
+
+impl SeaStore {
+    /// [`WorkspaceStore::update_asset`], on the calling task.
+    async fn update_asset_now(
+        &self,
+        before: &Asset,
+        after: &Asset,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let res = asset::Entity::update_many()
+            .col_expr(asset::Column::Name, Expr::value(after.name.clone()))
+            .col_expr(
+                asset::Column::UpdatedAt,
+                Expr::value(micros(after.updated_at)),
+            )
+            .col_expr(
+                asset::Column::Details,
+                Expr::value(to_json(&after.details)?),
+            )
+            .col_expr(
+                asset::Column::ArchivedAt,
+                Expr::value(after.archived_at.map(micros)),
+            )
+            .filter(asset::Column::Id.eq(before.id.to_string()))
+            .filter(asset::Column::OrgId.eq(before.org.to_string()))
+            .filter(asset::Column::TeamId.eq(before.team.to_string()))
+            .filter(asset::Column::Name.eq(before.name.clone()))
+            .filter(asset::Column::UpdatedAt.eq(micros(before.updated_at)))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if res.rows_affected == 0 {
+            return Err(TenancyError::Conflict(format!(
+                "the {} changed meanwhile",
+                before.kind().label()
+            )));
+        }
         commit(txn, journal).await
     }
 }

@@ -1,0 +1,124 @@
+//! Write transactions on a thread of their own (SQLite files).
+//!
+//! A SQLite file has one writer connection, held from a transaction's `BEGIN` to its `COMMIT`.
+//! Each statement in between is a round trip from the task that runs the transaction to the
+//! connection's thread and back, and the way back waits for that task's turn on its executor:
+//! under load, behind every request that the server's workers have ready. The writer then sat
+//! idle most of the time it was held (a profile of the load script's mix had its thread busy
+//! for a seventh of the time while edits queued for it for hundreds of milliseconds).
+//! [`WriterThread`] is a single-threaded runtime on a thread of the store's, with nothing else
+//! to do: a transaction run there ([`crate::SeaStore::on_writer`]) is polled as soon as each
+//! statement answers.
+//!
+//! A transaction started there runs to its end even if the caller stops waiting (a client that
+//! hangs up): it commits or rolls back whole, as before; only the answer is lost.
+
+use std::future::Future;
+use std::sync::{Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use tokio::runtime::{Builder, Handle};
+use tokio::sync::oneshot;
+
+/// The writer's runtime and its thread; stops when dropped.
+#[derive(Debug)]
+pub(crate) struct WriterThread {
+    handle: Handle,
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl WriterThread {
+    /// Starts the thread.
+    pub(crate) fn start() -> std::io::Result<Self> {
+        let rt = Builder::new_current_thread().enable_all().build()?;
+        let handle = rt.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || {
+                // Runs the spawned transactions until told to stop (or every sender is gone).
+                rt.block_on(async move {
+                    let _ = stopped.await;
+                });
+            })?;
+        Ok(Self {
+            handle,
+            stop: Mutex::new(Some(stop)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Runs `work` on the thread and waits for its result; `None` if it did not complete (it
+    /// panicked, or the thread stopped).
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = T> + Send + 'static,
+    ) -> Option<T> {
+        self.handle.spawn(work).await.ok()
+    }
+
+    /// Starts `work` on the thread without waiting for it.
+    pub(crate) fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+        drop(self.handle.spawn(work));
+    }
+
+    /// Stops the runtime (transactions still running there are dropped, which rolls them back)
+    /// and waits for the thread.
+    pub(crate) fn stop(&self) {
+        if let Some(s) = self
+            .stop
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            let _ = s.send(());
+        }
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        if let Some(s) = self
+            .stop
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            let _ = s.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn work_runs_on_the_writer_thread_and_a_panic_is_no_answer() {
+        let w = WriterThread::start().unwrap();
+        let name = w
+            .run(async { std::thread::current().name().map(str::to_owned) })
+            .await;
+        assert_eq!(name, Some(Some("sqlite-writer".to_owned())));
+        let (tx, rx) = oneshot::channel();
+        w.spawn(async move {
+            let _ = tx.send(std::thread::current().name().map(str::to_owned));
+        });
+        assert_eq!(rx.await.unwrap().as_deref(), Some("sqlite-writer"));
+        let panicked: Option<()> = w.run(async { panic!("in the transaction") }).await;
+        assert_eq!(panicked, None);
+        // Still running after a panic.
+        assert_eq!(w.run(async { 7 }).await, Some(7));
+        w.stop();
+        assert_eq!(w.run(async { 8 }).await, None, "stopped");
+    }
+}
