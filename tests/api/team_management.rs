@@ -408,10 +408,26 @@ both_backends!(
         assert_eq!(p["max"], 20);
 
         let mails = json_of(t.get(&t.org("/outbox?limit=200"), &t.owner_token).await).await;
-        let tokens: Vec<(String, String)> = mails["items"]
-            .as_array()
-            .unwrap()
+        let mails = mails["items"].as_array().unwrap();
+        // The invitations filled the seats: the Owner was told at 80 % and at 100 %.
+        let mut alerts: Vec<&str> = mails
             .iter()
+            .filter(|m| m["kind"] == "usage_alert")
+            .map(|m| m["subject"].as_str().unwrap())
+            .collect();
+        alerts.sort_unstable();
+        assert_eq!(alerts.len(), 2, "{alerts:?}");
+        assert!(
+            alerts[0].ends_with("100 % of your members used"),
+            "{alerts:?}"
+        );
+        assert!(
+            alerts[1].ends_with("80 % of your members used"),
+            "{alerts:?}"
+        );
+        let tokens: Vec<(String, String)> = mails
+            .iter()
+            .filter(|m| m["kind"] == "invitation")
             .map(|m| {
                 (
                     m["to"].as_str().unwrap().to_owned(),

@@ -223,7 +223,9 @@ pub async fn preview<S: TenancyStore + InvitationStore + BulkStore + ?Sized>(
 /// [`TenancyError::NotFound`] for an unknown, expired or already confirmed preview;
 /// [`TenancyError::LimitReached`] when the batch does not fit; [`TenancyError::Conflict`] when
 /// a row became a member or was invited since the preview (nothing is sent then).
-pub async fn confirm<S: TenancyStore + InvitationStore + BulkStore + ?Sized>(
+pub async fn confirm<
+    S: TenancyStore + InvitationStore + BulkStore + crate::metering::MeteringStore + ?Sized,
+>(
     store: &S,
     caller: &Caller,
     id: InvitationId,
@@ -283,6 +285,9 @@ pub async fn confirm<S: TenancyStore + InvitationStore + BulkStore + ?Sized>(
             journal,
         )
         .await?;
+    if n > 0 {
+        crate::metering::alert_after_invite(store, &caller.org, now).await;
+    }
     Ok(n)
 }
 

@@ -193,7 +193,9 @@ pub(crate) fn invitation_mail(
 /// [`TenancyError::LimitReached`] when members plus pending invitations fill the plan;
 /// [`TenancyError::NotFound`] for a team the caller cannot see; [`TenancyError::Invalid`] for
 /// an archived team.
-pub async fn invite<S: TenancyStore + InvitationStore + WorkspaceStore + ?Sized>(
+pub async fn invite<
+    S: TenancyStore + InvitationStore + WorkspaceStore + crate::metering::MeteringStore + ?Sized,
+>(
     store: &S,
     caller: &Caller,
     req: InviteRequest,
@@ -243,6 +245,7 @@ pub async fn invite<S: TenancyStore + InvitationStore + WorkspaceStore + ?Sized>
     store
         .create_invitation(&inv, &token.hash, &caller.org.limits(), journal)
         .await?;
+    crate::metering::alert_after_invite(store, &caller.org, now).await;
     Ok((inv, token))
 }
 

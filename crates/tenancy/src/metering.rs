@@ -187,6 +187,69 @@ pub async fn alert_after_create<S: TenancyStore + WorkspaceStore + MeteringStore
     }
 }
 
+/// After invitations were stored, sends the member alerts for the thresholds that the seats in
+/// use have reached: members and pending invitations count against the member limit alike, so
+/// an Owner who fills the plan with invitations is told then, not once they are accepted. Each
+/// threshold goes once per month ([`MeteringStore::record_alert`]), so an acceptance that
+/// follows (which [`alert_after_create`] sees) sends none again; and since what is reached is
+/// checked, not what this invitation crossed, concurrent invitations cannot all miss a
+/// threshold. The invitations stand whatever happens here: an alert that cannot be sent is
+/// logged.
+pub async fn alert_after_invite<S: TenancyStore + MeteringStore + InvitationStore + ?Sized>(
+    store: &S,
+    org: &crate::model::Organization,
+    now: DateTime<Utc>,
+) {
+    let Some(max) = org.limits().get(Limit::Members) else {
+        return;
+    };
+    let run = async {
+        let (members, pending) = seats_of(store, org.id, now).await?;
+        let used = members.saturating_add(pending);
+        if billing_limits::thresholds_crossed(0, used, max, &billing_limits::alert_thresholds())
+            .is_empty()
+        {
+            return Ok(Vec::new());
+        }
+        alert_on_change(store, org, Limit::Members, 0, used, now).await
+    };
+    if let Err(e) = run.await {
+        tracing::warn!(error = %e, org = %org.id, "member usage alert not sent");
+    }
+}
+
+/// The organization's members, and the seats its pending invitations hold at `now`.
+async fn seats_of<S: TenancyStore + InvitationStore + ?Sized>(
+    store: &S,
+    org: OrgId,
+    now: DateTime<Utc>,
+) -> Result<(u64, u64), TenancyError> {
+    let mut members = 0u64;
+    let mut after = None;
+    loop {
+        let page = store.list_members(org, after, 200).await?;
+        members += page.len() as u64;
+        after = page.last().map(|m| m.user.id);
+        if page.len() < 200 {
+            break;
+        }
+    }
+    let mut pending = 0u64;
+    let mut after = None;
+    loop {
+        let page = store.list_invitations(org, after, 500).await?;
+        pending += page
+            .iter()
+            .filter(|i| i.status(now) == crate::invitations::InvitationStatus::Pending)
+            .count() as u64;
+        after = page.last().map(|i| i.id);
+        if page.len() < 500 {
+            break;
+        }
+    }
+    Ok((members, pending))
+}
+
 /// The current use of one countable limit.
 async fn count_of<S: TenancyStore + WorkspaceStore + ?Sized>(
     store: &S,
@@ -532,29 +595,7 @@ async fn report_of<S: TenancyStore + WorkspaceStore + MeteringStore + Invitation
     let month = month_key(now);
     let first = NaiveDate::from_ymd_opt(now.year(), now.month(), 1).unwrap_or(now.date_naive());
     let api_calls = store.monthly(org, METRIC_API_CALLS, &month).await?;
-    let mut members = 0u64;
-    let mut after = None;
-    loop {
-        let page = store.list_members(org, after, 200).await?;
-        members += page.len() as u64;
-        after = page.last().map(|m| m.user.id);
-        if page.len() < 200 {
-            break;
-        }
-    }
-    let mut pending = 0u64;
-    let mut after = None;
-    loop {
-        let page = store.list_invitations(org, after, 500).await?;
-        pending += page
-            .iter()
-            .filter(|i| i.status(now) == crate::invitations::InvitationStatus::Pending)
-            .count() as u64;
-        after = page.last().map(|i| i.id);
-        if page.len() < 500 {
-            break;
-        }
-    }
+    let (members, pending) = seats_of(store, org, now).await?;
     let mut by_kind = std::collections::HashMap::new();
     let mut per_team: std::collections::HashMap<(TeamId, AssetKind), u64> =
         std::collections::HashMap::new();
@@ -892,6 +933,88 @@ mod tests {
             (1, 2),
             "the expired one holds none"
         );
+    }
+
+    /// Invitations hold seats, so the member alert goes out when they fill the plan, once: not
+    /// again when they are accepted.
+    #[tokio::test]
+    async fn the_member_alert_goes_out_when_invitations_fill_the_seats() {
+        use crate::invitations::{InvitationSettings, InviteRequest, invite};
+        use crate::store::OrgStore;
+        use audit::{AuditStore, MailOutbox};
+        let (store, org, owner) = crate::MemoryTenancyStore::with_org("Inviting").await;
+        let mut o = store.get_org(org.id).await.unwrap();
+        o.limit_overrides.0.insert(Limit::Members, Some(5));
+        store
+            .set_limit_overrides(org.id, &o.limit_overrides, audit::Journal::default())
+            .await
+            .unwrap();
+        let caller = store.session_caller_in(org.id, owner).await;
+        assert_eq!(caller.org.limits().members, Some(5));
+        let settings = InvitationSettings {
+            expiry: chrono::Duration::days(7),
+            accept_url: "https://app.example/accept".into(),
+        };
+        let now = Utc::now();
+        let alerts = || async {
+            store
+                .audit()
+                .list_mails(Some(org.id), None, 50)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|m| m.kind == "usage_alert")
+                .map(|m| m.subject)
+                .collect::<Vec<_>>()
+        };
+        // The Owner and two invitations: 3 of 5 seats, no alert; the third invitation makes 4.
+        let mut tokens = Vec::new();
+        for n in 0..3 {
+            assert!(alerts().await.is_empty(), "{n} invitations");
+            let req = InviteRequest {
+                email: format!("invitee{n}@inviting.example"),
+                role: rbac_core::OrgRole::User,
+                team: None,
+            };
+            tokens.push(
+                invite(&store, &caller, req, &settings, now)
+                    .await
+                    .unwrap()
+                    .1,
+            );
+        }
+        let sent = alerts().await;
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert!(sent[0].contains("80 %"), "{}", sent[0]);
+        let records = store
+            .search(
+                org.id,
+                &audit::AuditQuery {
+                    action: Some(audit::ActionFilter::parse("usage.alert_sent")),
+                    limit: 10,
+                    ..audit::AuditQuery::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            records[0].event.metadata.to_map().get("used"),
+            Some(&serde_json::json!(4))
+        );
+        // Accepting changes no seat count: nothing more.
+        let hasher =
+            security_policy::PasswordHasher::new(security_policy::HashParams::default()).unwrap();
+        crate::invitations::accept_with_new_account(
+            &store,
+            &hasher,
+            &tokens[0].secret,
+            "Invitee",
+            "a long enough passphrase for this",
+            now,
+        )
+        .await
+        .unwrap();
+        assert_eq!(alerts().await.len(), 1);
     }
 
     #[test]
