@@ -456,6 +456,15 @@ both_backends!(
         let members = json_of(t.get(&t.org("/members?limit=200"), &t.owner_token).await).await;
         assert_eq!(members["items"].as_array().unwrap().len(), 20);
         assert_eq!(t.audit("action=member.added&limit=500").await.len(), 4 + 16);
+        // The accepts filled no more seats: no more alerts.
+        let mails = json_of(t.get(&t.org("/outbox?limit=200"), &t.owner_token).await).await;
+        let alerts = mails["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["kind"] == "usage_alert")
+            .count();
+        assert_eq!(alerts, 2);
     }
 );
 

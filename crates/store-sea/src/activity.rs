@@ -103,12 +103,12 @@ impl ActivityBuffer {
 
 /// Ends the writing task's turn if it stops early (its runtime dropped it), so that the next
 /// note starts another; what was noted or in flight stays to be written then.
-struct Turn<'a> {
-    buffer: &'a ActivityBuffer,
+struct Turn {
+    buffer: std::sync::Arc<ActivityBuffer>,
     ended: bool,
 }
 
-impl Drop for Turn<'_> {
+impl Drop for Turn {
     fn drop(&mut self) {
         if !self.ended {
             let mut s = self.buffer.state();
@@ -134,16 +134,18 @@ impl SeaStore {
     pub(crate) fn note_session_activity(&self, session: SessionId, at: DateTime<Utc>) {
         if self.activity().note(session, at) {
             let store = self.clone();
-            self.spawn_writing(async move { store.write_noted_activity().await });
+            // The turn exists before the task: a task dropped before it first runs (its runtime
+            // stopping) still hands the turn back.
+            let turn = Turn {
+                buffer: self.activity_buffer(),
+                ended: false,
+            };
+            self.spawn_writing(async move { store.write_noted_activity(turn).await });
         }
     }
 
-    async fn write_noted_activity(&self) {
-        let buffer = self.activity();
-        let mut turn = Turn {
-            buffer,
-            ended: false,
-        };
+    async fn write_noted_activity(&self, mut turn: Turn) {
+        let buffer = std::sync::Arc::clone(&turn.buffer);
         loop {
             let batch = buffer.take();
             if batch.is_empty() {

@@ -312,12 +312,12 @@ impl AppendGroup {
 /// Ends a committing task's turn when it stops before taking an empty group (its runtime
 /// dropped it mid-commit): the journals still waiting are abandoned (their callers get an error;
 /// nothing of theirs was committed) and the next append starts another task.
-struct TurnGuard<'a> {
-    group: &'a AppendGroup,
+struct TurnGuard {
+    group: std::sync::Arc<AppendGroup>,
     ended: bool,
 }
 
-impl Drop for TurnGuard<'_> {
+impl Drop for TurnGuard {
     fn drop(&mut self) {
         if !self.ended {
             let abandoned = {
@@ -336,21 +336,23 @@ impl crate::SeaStore {
         let (done, result) = tokio::sync::oneshot::channel();
         if self.appends().push(Waiting { journal, done }) {
             let store = self.clone();
+            // The turn exists before the task: a task dropped before it first runs (its runtime
+            // stopping) still ends the turn and abandons the waiting journals.
+            let turn = TurnGuard {
+                group: self.append_group(),
+                ended: false,
+            };
             // A task of its own, so that a caller that stops waiting (a dropped request) does not
             // stop the commit of the others' journals.
-            self.spawn_writing(async move { store.commit_groups().await });
+            self.spawn_writing(async move { store.commit_groups(turn).await });
         }
         result.await.map_err(|_| {
             DbErr::Custom("the audit append was abandoned before it committed".into())
         })?
     }
 
-    async fn commit_groups(&self) {
-        let group = self.appends();
-        let mut turn = TurnGuard {
-            group,
-            ended: false,
-        };
+    async fn commit_groups(&self, mut turn: TurnGuard) {
+        let group = std::sync::Arc::clone(&turn.group);
         loop {
             let batch = group.take();
             if batch.is_empty() {

@@ -348,6 +348,16 @@ impl SeaStore {
         &self.appends
     }
 
+    /// [`Self::activity`], shared.
+    pub(crate) fn activity_buffer(&self) -> std::sync::Arc<activity::ActivityBuffer> {
+        std::sync::Arc::clone(&self.activity)
+    }
+
+    /// [`Self::appends`], shared.
+    pub(crate) fn append_group(&self) -> std::sync::Arc<journal::AppendGroup> {
+        std::sync::Arc::clone(&self.appends)
+    }
+
     /// Session activity waiting to be written.
     pub(crate) fn activity(&self) -> &activity::ActivityBuffer {
         &self.activity

@@ -11,7 +11,9 @@
 //! statement answers.
 //!
 //! A transaction started there runs to its end even if the caller stops waiting (a client that
-//! hangs up): it commits or rolls back whole, as before; only the answer is lost.
+//! hangs up): it commits or rolls back whole, as before; only the answer is lost. Stopping the
+//! thread ([`WriterThread::stop`], from `SeaStore::close`) drops what is still running there,
+//! which rolls it back.
 
 use std::future::Future;
 use std::sync::{Mutex, PoisonError};
@@ -31,17 +33,29 @@ pub(crate) struct WriterThread {
 impl WriterThread {
     /// Starts the thread.
     pub(crate) fn start() -> std::io::Result<Self> {
-        let rt = Builder::new_current_thread().enable_all().build()?;
-        let handle = rt.handle().clone();
         let (stop, stopped) = oneshot::channel::<()>();
+        let (started, handle) = std::sync::mpsc::channel::<std::io::Result<Handle>>();
+        // The runtime is built, run and dropped on its thread alone (dropping it in an async
+        // context would panic).
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
+                let rt = match Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = started.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = started.send(Ok(rt.handle().clone()));
                 // Runs the spawned transactions until told to stop (or every sender is gone).
                 rt.block_on(async move {
                     let _ = stopped.await;
                 });
             })?;
+        let handle = handle
+            .recv()
+            .map_err(|_| std::io::Error::other("the writer thread ended at its start"))??;
         Ok(Self {
             handle,
             stop: Mutex::new(Some(stop)),
@@ -55,12 +69,15 @@ impl WriterThread {
         &self,
         work: impl Future<Output = T> + Send + 'static,
     ) -> Option<T> {
-        self.handle.spawn(work).await.ok()
+        use tracing::Instrument as _;
+        // Under the caller's span, so that what the transaction logs names its request.
+        self.handle.spawn(work.in_current_span()).await.ok()
     }
 
     /// Starts `work` on the thread without waiting for it.
     pub(crate) fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
-        drop(self.handle.spawn(work));
+        use tracing::Instrument as _;
+        drop(self.handle.spawn(work.in_current_span()));
     }
 
     /// Stops the runtime (transactions still running there are dropped, which rolls them back)
@@ -120,5 +137,24 @@ mod tests {
         assert_eq!(w.run(async { 7 }).await, Some(7));
         w.stop();
         assert_eq!(w.run(async { 8 }).await, None, "stopped");
+    }
+
+    #[tokio::test]
+    async fn work_goes_on_when_its_caller_stops_waiting() {
+        let w = WriterThread::start().unwrap();
+        let (go, wait) = oneshot::channel::<()>();
+        let (done, finished) = oneshot::channel::<u32>();
+        let caller = w.run(async move {
+            let _ = wait.await;
+            let _ = done.send(5);
+        });
+        // The caller gives up (a client hanging up) before the work can finish.
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(20), caller)
+                .await
+                .is_err()
+        );
+        go.send(()).unwrap();
+        assert_eq!(finished.await.unwrap(), 5);
     }
 }

@@ -286,7 +286,7 @@ pub async fn confirm<
         )
         .await?;
     if n > 0 {
-        crate::metering::alert_after_invite(store, &caller.org, now).await;
+        crate::metering::alert_on_seats(store, &caller.org, now).await;
     }
     Ok(n)
 }

@@ -245,7 +245,7 @@ pub async fn invite<
     store
         .create_invitation(&inv, &token.hash, &caller.org.limits(), journal)
         .await?;
-    crate::metering::alert_after_invite(store, &caller.org, now).await;
+    crate::metering::alert_on_seats(store, &caller.org, now).await;
     Ok((inv, token))
 }
 
@@ -535,7 +535,7 @@ pub async fn accept<
             journal,
         )
         .await?;
-    crate::metering::alert_after_create(store, &org, billing_limits::Limit::Members, 1, now).await;
+    crate::metering::alert_on_seats(store, &org, now).await;
     Ok(inv)
 }
 
@@ -593,7 +593,7 @@ pub async fn accept_with_new_account<
             journal,
         )
         .await?;
-    crate::metering::alert_after_create(store, &org, billing_limits::Limit::Members, 1, now).await;
+    crate::metering::alert_on_seats(store, &org, now).await;
     Ok((inv, user))
 }
 

@@ -131,13 +131,22 @@ pub async fn alert_on_change<S: TenancyStore + MeteringStore + ?Sized>(
                 org: Some(org.id),
                 to: o.email.as_str().to_owned(),
                 subject: format!("{}: {t} % of your {} used", org.name, limit.as_str().replace('_', " ")),
-                body: format!(
-                    "{} has used {after} of the {max} {} its {} plan includes this month ({t} %).\n\nUpgrade, or wait for the counters to start again on {}.",
-                    org.name,
-                    limit.as_str().replace('_', " "),
-                    org.plan.as_str(),
-                    next_month_start(now).format("%Y-%m-%d")
-                ),
+                body: if limit == Limit::ApiCallsPerMonth {
+                    format!(
+                        "{} has used {after} of the {max} {} its {} plan includes this month ({t} %).\n\nUpgrade, or wait for the counters to start again on {}.",
+                        org.name,
+                        limit.as_str().replace('_', " "),
+                        org.plan.as_str(),
+                        next_month_start(now).format("%Y-%m-%d")
+                    )
+                } else {
+                    format!(
+                        "{} has {after} of the {max} {} its {} plan includes ({t} %).\n\nUpgrade to raise the limit, or remove some to make room.",
+                        org.name,
+                        limit.as_str().replace('_', " "),
+                        org.plan.as_str(),
+                    )
+                },
                 kind: "usage_alert".into(),
             });
         }
@@ -187,15 +196,15 @@ pub async fn alert_after_create<S: TenancyStore + WorkspaceStore + MeteringStore
     }
 }
 
-/// After invitations were stored, sends the member alerts for the thresholds that the seats in
-/// use have reached: members and pending invitations count against the member limit alike, so
-/// an Owner who fills the plan with invitations is told then, not once they are accepted. Each
-/// threshold goes once per month ([`MeteringStore::record_alert`]), so an acceptance that
-/// follows (which [`alert_after_create`] sees) sends none again; and since what is reached is
-/// checked, not what this invitation crossed, concurrent invitations cannot all miss a
-/// threshold. The invitations stand whatever happens here: an alert that cannot be sent is
-/// logged.
-pub async fn alert_after_invite<S: TenancyStore + MeteringStore + InvitationStore + ?Sized>(
+/// After invitations were stored or accepted, sends the member alerts for the thresholds that
+/// the seats in use have reached: members and pending invitations count against the member
+/// limit alike, so an Owner who fills the plan with invitations is told then, not once they are
+/// accepted. Each threshold goes once per month ([`MeteringStore::record_alert`]): an acceptance
+/// (which changes no seat count) sends none again that month, and an organization that stays
+/// at or above a threshold is reminded at most monthly. Since what is reached is checked, not
+/// what one invitation crossed, concurrent invitations cannot all miss a threshold. The
+/// invitations stand whatever happens here: an alert that cannot be sent is logged.
+pub async fn alert_on_seats<S: TenancyStore + MeteringStore + InvitationStore + ?Sized>(
     store: &S,
     org: &crate::model::Organization,
     now: DateTime<Utc>,
@@ -224,30 +233,10 @@ async fn seats_of<S: TenancyStore + InvitationStore + ?Sized>(
     org: OrgId,
     now: DateTime<Utc>,
 ) -> Result<(u64, u64), TenancyError> {
-    let mut members = 0u64;
-    let mut after = None;
-    loop {
-        let page = store.list_members(org, after, 200).await?;
-        members += page.len() as u64;
-        after = page.last().map(|m| m.user.id);
-        if page.len() < 200 {
-            break;
-        }
-    }
-    let mut pending = 0u64;
-    let mut after = None;
-    loop {
-        let page = store.list_invitations(org, after, 500).await?;
-        pending += page
-            .iter()
-            .filter(|i| i.status(now) == crate::invitations::InvitationStatus::Pending)
-            .count() as u64;
-        after = page.last().map(|i| i.id);
-        if page.len() < 500 {
-            break;
-        }
-    }
-    Ok((members, pending))
+    Ok((
+        store.member_count(org).await?,
+        store.pending_invitation_count(org, now).await?,
+    ))
 }
 
 /// The current use of one countable limit.
@@ -1001,20 +990,35 @@ mod tests {
             records[0].event.metadata.to_map().get("used"),
             Some(&serde_json::json!(4))
         );
-        // Accepting changes no seat count: nothing more.
+        // Accepting changes no seat count: once all three joined, members alone are at 80 %,
+        // and nothing more goes out this month.
         let hasher =
             security_policy::PasswordHasher::new(security_policy::HashParams::default()).unwrap();
-        crate::invitations::accept_with_new_account(
-            &store,
-            &hasher,
-            &tokens[0].secret,
-            "Invitee",
-            "a long enough passphrase for this",
-            now,
-        )
-        .await
-        .unwrap();
+        for t in &tokens {
+            crate::invitations::accept_with_new_account(
+                &store,
+                &hasher,
+                &t.secret,
+                "Invitee",
+                "a long enough passphrase for this",
+                now,
+            )
+            .await
+            .unwrap();
+        }
+        assert_eq!(store.member_count(org.id).await.unwrap(), 4);
         assert_eq!(alerts().await.len(), 1);
+        // The next month, a fifth seat: the 80 % reminder and the 100 % alert.
+        let next = next_month_start(now) + chrono::Duration::days(2);
+        let req = InviteRequest {
+            email: "fifth@inviting.example".into(),
+            role: rbac_core::OrgRole::User,
+            team: None,
+        };
+        invite(&store, &caller, req, &settings, next).await.unwrap();
+        let sent = alerts().await;
+        assert_eq!(sent.len(), 3, "{sent:?}");
+        assert!(sent.iter().any(|m| m.contains("100 %")), "{sent:?}");
     }
 
     #[test]

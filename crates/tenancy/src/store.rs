@@ -148,6 +148,24 @@ pub trait OrgStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<Member>, TenancyError>;
 
+    /// How many members the organization has (active or deactivated: all hold seats). The
+    /// default walks every page of [`Self::list_members`]; a database store counts.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn member_count(&self, org: OrgId) -> Result<u64, TenancyError> {
+        let mut n = 0u64;
+        let mut after = None;
+        loop {
+            let page = self.list_members(org, after, 200).await?;
+            n += page.len() as u64;
+            after = page.last().map(|m| m.user.id);
+            if page.len() < 200 {
+                return Ok(n);
+            }
+        }
+    }
+
     /// The organization's Owner and Admins, active or deactivated, in the order of
     /// [`Self::list_members`] (for notices to the people who run it). The default walks every
     /// page of [`Self::list_members`]; a database store reads only those rows.
@@ -543,6 +561,32 @@ pub trait InvitationStore: Send + Sync {
         after: Option<InvitationId>,
         limit: u32,
     ) -> Result<Vec<Invitation>, TenancyError>;
+
+    /// How many of the organization's invitations are pending at `now` (neither accepted,
+    /// revoked nor expired): the seats they hold against the member limit. The default walks
+    /// every page of [`Self::list_invitations`]; a database store counts.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn pending_invitation_count(
+        &self,
+        org: OrgId,
+        now: DateTime<Utc>,
+    ) -> Result<u64, TenancyError> {
+        let mut n = 0u64;
+        let mut after = None;
+        loop {
+            let page = self.list_invitations(org, after, 500).await?;
+            n += page
+                .iter()
+                .filter(|i| i.status(now) == crate::invitations::InvitationStatus::Pending)
+                .count() as u64;
+            after = page.last().map(|i| i.id);
+            if page.len() < 500 {
+                return Ok(n);
+            }
+        }
+    }
 
     /// Replaces the token and the expiry of an unused, unrevoked invitation that has not
     /// expired by `sent_at` (an expired one no longer holds a seat, which may be taken), sent

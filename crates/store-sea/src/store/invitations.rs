@@ -108,6 +108,17 @@ async fn insert_checked(
 
 #[async_trait]
 impl InvitationStore for SeaStore {
+    async fn pending_invitation_count(
+        &self,
+        org: OrgId,
+        now: DateTime<Utc>,
+    ) -> Result<u64, TenancyError> {
+        super::tenancy::pending_invitations(org, now)
+            .count(self.reader())
+            .await
+            .map_err(store)
+    }
+
     async fn create_invitation(
         &self,
         inv: &Invitation,

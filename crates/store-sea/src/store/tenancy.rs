@@ -408,6 +408,14 @@ impl SeaStore {
 
 #[async_trait]
 impl OrgStore for SeaStore {
+    async fn member_count(&self, org: OrgId) -> Result<u64, TenancyError> {
+        membership::Entity::find()
+            .filter(membership::Column::OrgId.eq(org.to_string()))
+            .count(self.reader())
+            .await
+            .map_err(store)
+    }
+
     async fn create_org(
         &self,
         org: &Organization,
