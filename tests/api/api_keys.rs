@@ -157,6 +157,26 @@ both_backends!(
             )
             .await;
         problem(accept, StatusCode::FORBIDDEN, "interactive_only").await;
+        // Every one of those refusals is on the key's organization's record, the person-level
+        // ones with their route.
+        let denied = t.audit("action=access.denied&limit=50").await;
+        let targets: Vec<&str> = denied
+            .iter()
+            .filter(|d| d["reason"] == "interactive_only")
+            .map(|d| d["target_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(denied.len(), 5, "{denied:?}");
+        assert!(targets.contains(&"GET /api/v1/me/sessions"), "{targets:?}");
+        assert!(
+            targets.contains(&"POST /api/v1/invitations/accept"),
+            "{targets:?}"
+        );
+        assert!(
+            denied
+                .iter()
+                .all(|d| d["actor_type"] == "api_key" && d["outcome"] == "denied"),
+            "{denied:?}"
+        );
     }
 );
 

@@ -81,22 +81,38 @@ pub struct Authenticated {
     pub principal: Principal,
     /// Request details for audit records.
     pub request: RequestContext,
+    /// The route the request matched (`"GET /api/v1/me/sessions"`), for refusals on the record.
+    pub route: String,
 }
 
 impl Authenticated {
     /// Refuses API keys: for actions on the person's own account (their sessions, joining
-    /// another organization), which an organization-scoped key must not take.
+    /// another organization), which an organization-scoped key must not take. The refusal is
+    /// written to the key's organization's audit log (`access.denied`, reason
+    /// `interactive_only`, the route as target), like every refusal of a caller the server
+    /// knows; a key whose creator can no longer act in that organization is refused unrecorded.
     ///
     /// # Errors
-    /// 403 `interactive_only` for API keys.
-    pub fn require_session(&self) -> Result<(), ApiError> {
-        match self.principal {
-            Principal::Session { .. } => Ok(()),
-            Principal::ApiKey { .. } => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "interactive_only",
-                "API keys cannot perform this action; sign in",
-            )),
+    /// 403 `interactive_only` for API keys; the audit store's error when the record cannot be
+    /// written.
+    pub async fn require_session(&self, st: &AppState) -> Result<(), ApiError> {
+        let Principal::ApiKey { key, .. } = &self.principal else {
+            return Ok(());
+        };
+        let refusal = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "interactive_only",
+            "API keys cannot perform this action; sign in",
+        );
+        let Ok(caller) =
+            Caller::load(&*st.store, &self.principal, key.org, self.request.clone()).await
+        else {
+            return Err(refusal);
+        };
+        let target = Target::new("route", self.route.clone(), "");
+        match record_refusal(st, &caller, target, "interactive_only".into()).await {
+            Ok(()) => Err(refusal),
+            Err(store) => Err(store.into()),
         }
     }
 }
@@ -144,7 +160,12 @@ impl FromRequest for Authenticated {
                     "route declares org access but uses Authenticated",
                 )));
             }
-            Ok(Authenticated { principal, request })
+            let route = route_of(&req);
+            Ok(Authenticated {
+                principal,
+                request,
+                route,
+            })
         })
     }
 }
@@ -289,12 +310,16 @@ pub async fn enforce(st: &AppState, caller: &Caller, perm: Permission) -> Result
 
 /// The route a request matched, as an audit target (`"GET /api/v1/orgs/{org_id}/members"`).
 pub fn route_target(req: &HttpRequest) -> Target {
-    let route = format!(
+    Target::new("route", route_of(req), "")
+}
+
+/// The route a request matched, as `"GET /api/v1/orgs/{org_id}/members"`.
+fn route_of(req: &HttpRequest) -> String {
+    format!(
         "{} {}",
         req.method(),
         req.match_pattern().unwrap_or_else(|| req.path().to_owned())
-    );
-    Target::new("route", route, "")
+    )
 }
 
 /// Counts a refusal of `caller` and writes it to the audit log as `access.denied`, naming what

@@ -329,6 +329,11 @@ impl SeaStore {
         }
     }
 
+    /// Whether write transactions may run on a thread of their own (`writer.rs`): a SQLite file.
+    pub(crate) fn writes_on_a_thread(&self) -> bool {
+        self.writer.is_some()
+    }
+
     /// Starts `work`, a task that writes, on the writer's thread on a SQLite file (`writer.rs`),
     /// else on the calling runtime.
     pub(crate) fn spawn_writing(

@@ -287,7 +287,7 @@ pub async fn accept(
     auth: Authenticated,
     body: web::Json<TokenBody>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require_session()?;
+    auth.require_session(&st).await?;
     let user = auth.principal.user();
     let inv = invitations::accept(&*st.store, user, &body.token, st.clock.now()).await?;
     Ok(HttpResponse::Ok().json(AcceptedResponse {

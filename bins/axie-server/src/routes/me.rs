@@ -200,7 +200,7 @@ pub async fn sessions(
     st: web::Data<AppState>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require_session()?;
+    auth.require_session(&st).await?;
     let current = match &auth.principal {
         Principal::Session { session, .. } => Some(*session),
         Principal::ApiKey { .. } => None,
@@ -225,7 +225,7 @@ pub async fn end_session(
     auth: Authenticated,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require_session()?;
+    auth.require_session(&st).await?;
     let id: SessionId = path.parse().map_err(|_| ApiError::not_found("session"))?;
     accounts::logout(
         &*st.store,

@@ -85,7 +85,7 @@ pub async fn create(
     auth: Authenticated,
     body: web::Json<CreateOrgBody>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require_session()?;
+    auth.require_session(&st).await?;
     let org = orgs::create_for_user(
         &*st.store,
         auth.principal.user(),

@@ -87,8 +87,8 @@ pub struct PasswordBody {
 
 redacted_debug!(CodeBody, ProofBody, PhoneBody, PasswordBody, DisableBody);
 
-fn person(auth: &Authenticated) -> Result<&tenancy::User, ApiError> {
-    auth.require_session()?;
+async fn person<'a>(st: &AppState, auth: &'a Authenticated) -> Result<&'a tenancy::User, ApiError> {
+    auth.require_session(st).await?;
     Ok(auth.principal.user())
 }
 
@@ -109,7 +109,7 @@ pub async fn status(
     st: web::Data<AppState>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    let user = person(&auth)?;
+    let user = person(&st, &auth).await?;
     let rec = st.store.mfa(user.id).await?;
     Ok(HttpResponse::Ok().json(match rec {
         Some(r) => MfaStatus {
@@ -136,7 +136,7 @@ pub async fn begin_totp(
     st: web::Data<AppState>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    let user = person(&auth)?;
+    let user = person(&st, &auth).await?;
     let e = mfa::begin_totp(
         &*st.store,
         &st.cipher,
@@ -168,7 +168,7 @@ pub async fn activate_totp(
     auth: Authenticated,
     body: web::Json<CodeBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = person(&auth)?;
+    let user = person(&st, &auth).await?;
     let codes = mfa::activate_totp(
         &*st.store,
         &st.cipher,
@@ -189,7 +189,7 @@ async fn change(
     proof: &tenancy::mfa::SecondFactor,
     what: Change,
 ) -> Result<Option<Vec<String>>, ApiError> {
-    let user = person(auth)?;
+    let user = person(st, auth).await?;
     Ok(mfa::change(
         &*st.store,
         &st.cipher,
@@ -289,7 +289,7 @@ pub async fn change_password(
     auth: Authenticated,
     body: web::Json<PasswordBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = person(&auth)?;
+    let user = person(&st, &auth).await?;
     let current = match &auth.principal {
         Principal::Session { session, .. } => Some(*session),
         Principal::ApiKey { .. } => None,

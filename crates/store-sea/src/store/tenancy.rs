@@ -1044,52 +1044,33 @@ impl AccountStore for SeaStore {
         max_live: u32,
         records: tenancy::SessionsEvictedJournal<'_>,
     ) -> Result<Vec<SessionId>, TenancyError> {
-        let txn = self.db().begin().await.map_err(store)?;
-        lock_user(&txn, s.user).await?;
-        let live = session::Entity::find()
-            .filter(session::Column::UserId.eq(s.user.to_string()))
-            .filter(session::Column::EndedAt.is_null())
-            .order_by_asc(session::Column::CreatedAt)
-            .order_by_asc(session::Column::Id)
-            .all(&txn)
-            .await
-            .map_err(store)?;
-        let evict = security_policy::sessions_to_evict(
-            &security_policy::SessionPolicy {
-                max_concurrent: max_live,
-                ..Default::default()
-            },
-            live.len(),
-        );
-        let ended: Vec<String> = live.iter().take(evict).map(|m| m.id.clone()).collect();
-        let ended_ids = ended
-            .iter()
-            .map(|e| id("session id", e))
-            .collect::<Result<Vec<SessionId>, _>>()
-            .map_err(TenancyError::Store)?;
-        if !ended.is_empty() {
-            session::Entity::update_many()
-                .col_expr(session::Column::EndedAt, Expr::value(micros(s.created_at)))
-                .filter(session::Column::Id.is_in(ended))
-                .exec(&txn)
-                .await
-                .map_err(store)?;
+        if !self.writes_on_a_thread() {
+            return self
+                .create_session_with(s, token_hash, max_live, move |ids| {
+                    std::future::ready(Some(records(&ids)))
+                })
+                .await;
         }
-        session::Entity::insert(session::ActiveModel {
-            id: Set(s.id.to_string()),
-            token_hash: Set(token_hash.to_owned()),
-            user_id: Set(s.user.to_string()),
-            created_at: Set(micros(s.created_at)),
-            last_seen_at: Set(micros(s.last_seen_at)),
-            ended_at: Set(None),
-            ip: Set(s.ip.clone()),
-            user_agent: Set(s.user_agent.clone()),
-        })
-        .exec_without_returning(&txn)
-        .await
-        .map_err(store)?;
-        commit(txn, records(&ended_ids)).await?;
-        Ok(ended_ids)
+        // On the writer's thread, which cannot call `records` (it borrows from the caller): the
+        // transaction hands the ended sessions over and waits for their journal, one round trip
+        // to the caller instead of one per statement.
+        let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<Vec<SessionId>>();
+        let (journal_tx, journal_rx) = tokio::sync::oneshot::channel::<Journal>();
+        let (this, session, hash) = (self.clone(), s.clone(), token_hash.to_owned());
+        let work = self.on_writer(async move {
+            this.create_session_with(&session, &hash, max_live, move |ids| async move {
+                ended_tx.send(ids).ok()?;
+                journal_rx.await.ok()
+            })
+            .await
+        });
+        let hand = async move {
+            if let Ok(ids) = ended_rx.await {
+                let _ = journal_tx.send(records(&ids));
+            }
+        };
+        let (created, ()) = tokio::join!(work, hand);
+        created
     }
 
     async fn find_session(&self, token_hash: &str) -> Result<Option<Session>, TenancyError> {
@@ -1387,6 +1368,74 @@ impl ApiKeyStore for SeaStore {
             .await
             .map_err(store)?;
         Ok(())
+    }
+}
+
+impl SeaStore {
+    /// [`AccountStore::create_session`] with the journal of the sessions it ends from
+    /// `journal_for` (`None`: the caller stopped waiting, and nothing is written).
+    async fn create_session_with<F, Fut>(
+        &self,
+        s: &Session,
+        token_hash: &str,
+        max_live: u32,
+        journal_for: F,
+    ) -> Result<Vec<SessionId>, TenancyError>
+    where
+        F: FnOnce(Vec<SessionId>) -> Fut + Send,
+        Fut: std::future::Future<Output = Option<Journal>> + Send,
+    {
+        let txn = self.db().begin().await.map_err(store)?;
+        lock_user(&txn, s.user).await?;
+        let live = session::Entity::find()
+            .filter(session::Column::UserId.eq(s.user.to_string()))
+            .filter(session::Column::EndedAt.is_null())
+            .order_by_asc(session::Column::CreatedAt)
+            .order_by_asc(session::Column::Id)
+            .all(&txn)
+            .await
+            .map_err(store)?;
+        let evict = security_policy::sessions_to_evict(
+            &security_policy::SessionPolicy {
+                max_concurrent: max_live,
+                ..Default::default()
+            },
+            live.len(),
+        );
+        let ended: Vec<String> = live.iter().take(evict).map(|m| m.id.clone()).collect();
+        let ended_ids = ended
+            .iter()
+            .map(|e| id("session id", e))
+            .collect::<Result<Vec<SessionId>, _>>()
+            .map_err(TenancyError::Store)?;
+        if !ended.is_empty() {
+            session::Entity::update_many()
+                .col_expr(session::Column::EndedAt, Expr::value(micros(s.created_at)))
+                .filter(session::Column::Id.is_in(ended))
+                .exec(&txn)
+                .await
+                .map_err(store)?;
+        }
+        session::Entity::insert(session::ActiveModel {
+            id: Set(s.id.to_string()),
+            token_hash: Set(token_hash.to_owned()),
+            user_id: Set(s.user.to_string()),
+            created_at: Set(micros(s.created_at)),
+            last_seen_at: Set(micros(s.last_seen_at)),
+            ended_at: Set(None),
+            ip: Set(s.ip.clone()),
+            user_agent: Set(s.user_agent.clone()),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store)?;
+        let Some(journal) = journal_for(ended_ids.clone()).await else {
+            return Err(TenancyError::Store(audit::StoreError::msg(
+                "the login was abandoned before its session was stored",
+            )));
+        };
+        commit(txn, journal).await?;
+        Ok(ended_ids)
     }
 }
 
