@@ -342,6 +342,24 @@ both_backends!(
             .await
             .unwrap();
         assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
+        // A body over the server's limit is refused in SCIM's error format too.
+        let huge = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "x".repeat(2 * 1024 * 1024),
+        });
+        let too_large = idp
+            .expect(
+                reqwest::Method::POST,
+                "/Users",
+                Some(&huge),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            )
+            .await;
+        assert_eq!(
+            too_large["schemas"],
+            json!(["urn:ietf:params:scim:api:messages:2.0:Error"])
+        );
+        assert_eq!(too_large["status"], "413");
 
         // Removal: 204, then 404; the membership is gone.
         idp.expect(

@@ -104,11 +104,14 @@ impl Authenticated {
             "interactive_only",
             "API keys cannot perform this action; sign in",
         );
-        let Ok(caller) =
-            Caller::load(&*st.store, &self.principal, key.org, self.request.clone()).await
-        else {
-            return Err(refusal);
-        };
+        let caller =
+            match Caller::load(&*st.store, &self.principal, key.org, self.request.clone()).await {
+                Ok(caller) => caller,
+                Err(e @ tenancy::TenancyError::Store(_)) => return Err(e.into()),
+                // Its creator can no longer act there (removed, deactivated, the plan): refused
+                // as before, with nobody to record it as.
+                Err(_) => return Err(refusal),
+            };
         let target = Target::new("route", self.route.clone(), "");
         match record_refusal(st, &caller, target, "interactive_only".into()).await {
             Ok(()) => Err(refusal),

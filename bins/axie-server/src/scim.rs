@@ -64,6 +64,56 @@ impl ResponseError for ScimFailure {
     }
 }
 
+/// A SCIM request's body, at most `server.body_limit_bytes`. A larger one is answered 413 in
+/// SCIM's error format (RFC 7644 §3.12), as every other SCIM error is, instead of the rest of
+/// the API's problem document.
+struct ScimBody(web::Bytes);
+
+impl actix_web::FromRequest for ScimBody {
+    type Error = ScimFailure;
+    type Future = futures::future::LocalBoxFuture<'static, Result<Self, ScimFailure>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        use futures::StreamExt as _;
+        let limit = req
+            .app_data::<web::Data<AppState>>()
+            .map_or(1 << 20, |st| st.settings.server.body_limit_bytes);
+        let too_large = move || {
+            fail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                None,
+                format!("the request body is larger than {limit} bytes"),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if declared.is_some_and(|n| n > limit) {
+                return Err(too_large());
+            }
+            let mut body = web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| {
+                    fail(
+                        StatusCode::BAD_REQUEST,
+                        None,
+                        format!("the request body could not be read: {e}"),
+                    )
+                })?;
+                if body.len() + chunk.len() > limit {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(ScimBody(body.freeze()))
+        })
+    }
+}
+
 impl From<TenancyError> for ScimFailure {
     fn from(e: TenancyError) -> Self {
         use StatusCode as S;
@@ -564,7 +614,11 @@ async fn list_users(req: HttpRequest, st: web::Data<AppState>) -> Reply {
     Ok(list_reply(all, &q))
 }
 
-async fn search_users(req: HttpRequest, st: web::Data<AppState>, body: web::Bytes) -> Reply {
+async fn search_users(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    ScimBody(body): ScimBody,
+) -> Reply {
     let (c, base) = caller(&req, &st).await?;
     let q = query_from_body(&body)?;
     let all = checked(&st, &c, &req, scim::list_users(&*st.store, &c, &base).await).await?;
@@ -587,7 +641,7 @@ async fn get_user(
     single(StatusCode::OK, user, &req)
 }
 
-async fn create_user(req: HttpRequest, st: web::Data<AppState>, body: web::Bytes) -> Reply {
+async fn create_user(req: HttpRequest, st: web::Data<AppState>, ScimBody(body): ScimBody) -> Reply {
     let (c, base) = caller(&req, &st).await?;
     let doc = json_body(&body)?;
     let user = checked(
@@ -613,7 +667,7 @@ async fn replace_user(
     req: HttpRequest,
     st: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    body: web::Bytes,
+    ScimBody(body): ScimBody,
 ) -> Reply {
     change_user(req, st, path, body, Change::Replace).await
 }
@@ -622,7 +676,7 @@ async fn patch_user(
     req: HttpRequest,
     st: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    body: web::Bytes,
+    ScimBody(body): ScimBody,
 ) -> Reply {
     change_user(req, st, path, body, Change::Patch).await
 }
@@ -681,7 +735,11 @@ async fn list_groups(req: HttpRequest, st: web::Data<AppState>) -> Reply {
     Ok(list_reply(all, &q))
 }
 
-async fn search_groups(req: HttpRequest, st: web::Data<AppState>, body: web::Bytes) -> Reply {
+async fn search_groups(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    ScimBody(body): ScimBody,
+) -> Reply {
     let (c, base) = caller(&req, &st).await?;
     let q = query_from_body(&body)?;
     let all = checked(
@@ -694,7 +752,7 @@ async fn search_groups(req: HttpRequest, st: web::Data<AppState>, body: web::Byt
     Ok(list_reply(all, &q))
 }
 
-async fn search_all(req: HttpRequest, st: web::Data<AppState>, body: web::Bytes) -> Reply {
+async fn search_all(req: HttpRequest, st: web::Data<AppState>, ScimBody(body): ScimBody) -> Reply {
     let (c, base) = caller(&req, &st).await?;
     let q = query_from_body(&body)?;
     let mut all = checked(&st, &c, &req, scim::list_users(&*st.store, &c, &base).await).await?;
@@ -726,7 +784,11 @@ async fn get_group(
     single(StatusCode::OK, group, &req)
 }
 
-async fn create_group(req: HttpRequest, st: web::Data<AppState>, body: web::Bytes) -> Reply {
+async fn create_group(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    ScimBody(body): ScimBody,
+) -> Reply {
     let (c, base) = caller(&req, &st).await?;
     let doc = json_body(&body)?;
     let group = checked(
@@ -743,7 +805,7 @@ async fn replace_group(
     req: HttpRequest,
     st: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    body: web::Bytes,
+    ScimBody(body): ScimBody,
 ) -> Reply {
     change_group(req, st, path, body, Change::Replace).await
 }
@@ -752,7 +814,7 @@ async fn patch_group(
     req: HttpRequest,
     st: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    body: web::Bytes,
+    ScimBody(body): ScimBody,
 ) -> Reply {
     change_group(req, st, path, body, Change::Patch).await
 }

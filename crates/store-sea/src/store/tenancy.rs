@@ -1051,16 +1051,21 @@ impl AccountStore for SeaStore {
                 })
                 .await;
         }
-        // On the writer's thread, which cannot call `records` (it borrows from the caller): the
-        // transaction hands the ended sessions over and waits for their journal, one round trip
-        // to the caller instead of one per statement.
+        // On the writer's thread, which cannot call `records` (it borrows from the caller). The
+        // usual sign-in ends no session, and its journal is made here beforehand; one that ends
+        // some hands them back to the caller and waits for their journal (a few seconds at most,
+        // holding the writer): one round trip to the caller instead of one per statement.
+        let no_eviction = records(&[]);
         let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<Vec<SessionId>>();
         let (journal_tx, journal_rx) = tokio::sync::oneshot::channel::<Journal>();
         let (this, session, hash) = (self.clone(), s.clone(), token_hash.to_owned());
         let work = self.on_writer(async move {
             this.create_session_with(&session, &hash, max_live, move |ids| async move {
+                if ids.is_empty() {
+                    return Some(no_eviction);
+                }
                 ended_tx.send(ids).ok()?;
-                journal_rx.await.ok()
+                tokio::time::timeout(HAND_BACK, journal_rx).await.ok()?.ok()
             })
             .await
         });
@@ -1370,6 +1375,10 @@ impl ApiKeyStore for SeaStore {
         Ok(())
     }
 }
+
+/// How long a sign-in's transaction on the writer's thread waits for its caller to make the
+/// journal of the sessions it ends, holding SQLite's one writer; then it rolls back.
+const HAND_BACK: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl SeaStore {
     /// [`AccountStore::create_session`] with the journal of the sessions it ends from
