@@ -2,6 +2,7 @@
 //! Storage adapters call [`run`]; the in-memory store runs it in this crate.
 #![allow(
     clippy::unwrap_used,
+    clippy::expect_used,
     clippy::panic,
     reason = "a test suite for store implementations: failing loudly is its job"
 )]
@@ -147,6 +148,7 @@ pub async fn run<
     password_change_ends_other_sessions_in_its_transaction(s).await;
     member_limit_and_single_owner(s).await;
     sessions_evict_oldest_and_end(s).await;
+    an_abandoned_sign_in_leaves_all_or_nothing(s).await;
     api_keys_limit_scope_and_revoke(s).await;
     invitations_are_single_use_and_counted(s).await;
     team_invitations_join_their_team_alone(s).await;
@@ -432,6 +434,57 @@ async fn member_limit_and_single_owner<S: TenancyStore + AuditStore + ?Sized>(s:
             .all(|m| !page1.iter().any(|p| p.user.id == m.user.id))
     );
     assert!(s.get_member(OrgId::new(), a.id).await.unwrap().is_none());
+}
+
+/// A sign-in whose caller stops waiting at any point (a client hanging up) leaves all of it or
+/// none of it: the new session, the older one the session limit ends, and its record; and the
+/// sign-ins after it are not held up.
+async fn an_abandoned_sign_in_leaves_all_or_nothing<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
+    let mut attempts = Vec::new();
+    for (i, wait_us) in [0u64, 20, 100, 300, 1_000, 3_000, 10_000]
+        .into_iter()
+        .enumerate()
+    {
+        let (org, _, owner) = new_org(s).await;
+        let old = format!("abandon-old-{i}");
+        s.create_session(&session(owner.id, 1), &old, 1, &|_| Journal::default())
+            .await
+            .unwrap();
+        let new = format!("abandon-new-{i}");
+        let before = head(s, org.id).await;
+        let records = |_: &[SessionId]| note(org.id, "abandoned sign-in");
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_micros(wait_us),
+            s.create_session(&session(owner.id, 2), &new, 1, &records),
+        )
+        .await;
+        attempts.push((org.id, before, old, new));
+    }
+    let (_, _, owner) = new_org(s).await;
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        s.create_session(&session(owner.id, 3), "after-abandoned", 1, &|_| {
+            Journal::default()
+        }),
+    )
+    .await
+    .expect("the sign-in after them is not held up")
+    .unwrap();
+    // Whatever of theirs was still running has ended by now.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut completed = 0;
+    for (org, before, old, new) in attempts {
+        let created = s.find_session(&new).await.unwrap().is_some();
+        let old_ended = s.find_session(&old).await.unwrap().is_none();
+        let recorded = head(s, org).await > before;
+        assert_eq!(
+            (old_ended, recorded),
+            (created, created),
+            "all or nothing: {new}"
+        );
+        completed += usize::from(created);
+    }
+    eprintln!("abandoned sign-ins that completed anyway: {completed} of 7");
 }
 
 fn session(user: UserId, minutes: i64) -> Session {
