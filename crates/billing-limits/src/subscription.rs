@@ -304,6 +304,13 @@ impl Subscription {
             && self.period_end.is_some_and(|end| end <= now)
     }
 
+    /// When the renewal unpaid at `now` lapses to Free ([`Self::lapses_at`]); `None` while
+    /// nothing is unpaid.
+    #[must_use]
+    pub fn unpaid_lapses_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.lapses_at().filter(|_| self.renewal_unpaid(now))
+    }
+
     /// The change that is due at `now`, if any: the end of a trial, or a renewal (one whose
     /// charge failed when its next try comes, [`Subscription::renewal_retry_at`]).
     #[must_use]
@@ -714,6 +721,8 @@ mod tests {
         assert_eq!(days, [0, 1, 3, 7, RENEWAL_GRACE_DAYS]);
         assert_eq!(now, lapses);
         assert!(transition(&cur, Change::Lapse, &p, now).is_ok());
+        assert_eq!(s.unpaid_lapses_at(end - Duration::seconds(1)), None);
+        assert_eq!(s.unpaid_lapses_at(end), Some(lapses));
         // Still unpaid while waiting: no trial meanwhile.
         let waiting = s.renewal_failed(end).unwrap();
         assert!(matches!(

@@ -15,13 +15,14 @@
 //! about once a second; after a failure it waits a minute.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
+
+use crate::own_thread::OwnThread;
 
 /// Wait between checkpoints while the log grows.
 const BUSY_WAIT: Duration = Duration::from_millis(100);
@@ -33,8 +34,8 @@ const FAILING_WAIT: Duration = Duration::from_secs(60);
 /// The checkpointing thread of one SQLite file; stops when dropped or [`Self::stop`]ped.
 #[derive(Debug)]
 pub(crate) struct Checkpointer {
-    stop: Mutex<Option<Sender<()>>>,
-    pub(crate) thread: Mutex<Option<JoinHandle<()>>>,
+    /// The thread; a message or the sender's drop stops it.
+    pub(crate) own: OwnThread<Sender<()>>,
     /// Checkpoints of this thread that followed new commits and left the whole log copied.
     completed: Arc<AtomicU64>,
 }
@@ -94,8 +95,7 @@ impl Checkpointer {
                 }
             })?;
         Ok(Self {
-            stop: Mutex::new(Some(stop)),
-            thread: Mutex::new(Some(thread)),
+            own: OwnThread::new(stop, thread),
             completed,
         })
     }
@@ -108,21 +108,7 @@ impl Checkpointer {
 
     /// Stops the thread and waits for it (at most the end of a checkpoint in progress). Blocks.
     pub(crate) fn stop(&self) {
-        drop(
-            self.stop
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(t) = thread {
-            // A panic in the thread has nothing left to clean up.
-            let _ = t.join();
-        }
+        self.own.stop();
     }
 }
 

@@ -21,6 +21,7 @@ pub mod entity;
 mod error;
 mod journal;
 pub mod migration;
+mod own_thread;
 mod rows;
 mod scan;
 mod store;
@@ -661,7 +662,7 @@ mod tests {
         }
         // Closing stops the thread.
         store.close().await.unwrap();
-        assert!(checkpoints.thread.lock().unwrap().is_none());
+        assert!(checkpoints.own.thread.lock().unwrap().is_none());
     }
 
     #[tokio::test]

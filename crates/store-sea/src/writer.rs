@@ -16,18 +16,18 @@
 //! which rolls it back.
 
 use std::future::Future;
-use std::sync::{Mutex, PoisonError};
-use std::thread::JoinHandle;
 
 use tokio::runtime::{Builder, Handle};
 use tokio::sync::oneshot;
 
-/// The writer's runtime and its thread; stops when dropped.
+use crate::own_thread::OwnThread;
+
+/// The writer's runtime and its thread; stops (without waiting) when dropped.
 #[derive(Debug)]
 pub(crate) struct WriterThread {
     handle: Handle,
-    stop: Mutex<Option<oneshot::Sender<()>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    /// The thread; the sender's drop ends its runtime.
+    own: OwnThread<oneshot::Sender<()>>,
 }
 
 impl WriterThread {
@@ -48,7 +48,7 @@ impl WriterThread {
                     }
                 };
                 let _ = started.send(Ok(rt.handle().clone()));
-                // Runs the spawned transactions until told to stop (or every sender is gone).
+                // Runs the spawned transactions until the stop sender is dropped.
                 rt.block_on(async move {
                     let _ = stopped.await;
                 });
@@ -58,8 +58,7 @@ impl WriterThread {
             .map_err(|_| std::io::Error::other("the writer thread ended at its start"))??;
         Ok(Self {
             handle,
-            stop: Mutex::new(Some(stop)),
-            thread: Mutex::new(Some(thread)),
+            own: OwnThread::new(stop, thread),
         })
     }
 
@@ -83,35 +82,7 @@ impl WriterThread {
     /// Stops the runtime (transactions still running there are dropped, which rolls them back)
     /// and waits for the thread.
     pub(crate) fn stop(&self) {
-        if let Some(s) = self
-            .stop
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            let _ = s.send(());
-        }
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(t) = thread {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for WriterThread {
-    fn drop(&mut self) {
-        if let Some(s) = self
-            .stop
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            let _ = s.send(());
-        }
+        self.own.stop();
     }
 }
 

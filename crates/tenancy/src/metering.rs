@@ -250,18 +250,7 @@ async fn count_of<S: TenancyStore + WorkspaceStore + ?Sized>(
         Limit::KnowledgeBases => AssetKind::KnowledgeBase,
         Limit::Documents => AssetKind::Document,
         Limit::CustomDomains => AssetKind::Domain,
-        Limit::Members => {
-            let mut n = 0u64;
-            let mut after = None;
-            loop {
-                let page = store.list_members(org, after, 200).await?;
-                n += page.len() as u64;
-                after = page.last().map(|m| m.user.id);
-                if page.len() < 200 {
-                    return Ok(n);
-                }
-            }
-        }
+        Limit::Members => return store.member_count(org).await,
         Limit::ApiKeys => {
             return Ok(store
                 .list_api_keys(org, None, None, 10_000)

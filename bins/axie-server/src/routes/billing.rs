@@ -34,8 +34,9 @@ pub struct SubscriptionResponse {
     pub lapses_at: Option<String>,
 }
 
-impl From<&Subscription> for SubscriptionResponse {
-    fn from(s: &Subscription) -> Self {
+impl SubscriptionResponse {
+    /// `s` as the API shows it at `now` (which decides whether a renewal is unpaid).
+    fn of(s: &Subscription, now: chrono::DateTime<chrono::Utc>) -> Self {
         Self {
             plan: s.plan.as_str().into(),
             status: s.status.as_str().into(),
@@ -44,11 +45,7 @@ impl From<&Subscription> for SubscriptionResponse {
             trial_ends_at: s.trial_ends_at.map(|t| t.to_rfc3339()),
             trial_used: s.trial_used,
             renewal_retry_at: s.renewal_retry_at.map(|t| t.to_rfc3339()),
-            lapses_at: s
-                .renewal_unpaid(chrono::Utc::now())
-                .then(|| s.lapses_at())
-                .flatten()
-                .map(|t| t.to_rfc3339()),
+            lapses_at: s.unpaid_lapses_at(now).map(|t| t.to_rfc3339()),
         }
     }
 }
@@ -154,7 +151,7 @@ pub async fn get(
         Err(e) => return Err(audited(&st, &caller, "view_billing", e).await),
     };
     Ok(HttpResponse::Ok().json(BillingResponse {
-        subscription: SubscriptionResponse::from(&v.subscription),
+        subscription: SubscriptionResponse::of(&v.subscription, st.clock.now()),
         prices: v.prices,
         limits: serde_json::to_value(v.limits).map_err(ApiError::internal)?,
     }))
@@ -165,13 +162,14 @@ async fn apply(
     caller: &tenancy::Caller,
     change: Change,
 ) -> Result<HttpResponse, ApiError> {
-    let (sub, invoice) =
-        match billing::change(&*st.store, st.payments(), caller, change, st.clock.now()).await {
-            Ok(r) => r,
-            Err(e) => return Err(audited(st, caller, "change_subscription", e).await),
-        };
+    let now = st.clock.now();
+    let (sub, invoice) = match billing::change(&*st.store, st.payments(), caller, change, now).await
+    {
+        Ok(r) => r,
+        Err(e) => return Err(audited(st, caller, "change_subscription", e).await),
+    };
     Ok(HttpResponse::Ok().json(ChangeResponse {
-        subscription: SubscriptionResponse::from(&sub),
+        subscription: SubscriptionResponse::of(&sub, now),
         invoice: invoice.as_ref().map(InvoiceResponse::from),
     }))
 }
