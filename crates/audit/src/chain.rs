@@ -30,16 +30,70 @@ fn put(buf: &mut Vec<u8>, field: &[u8]) {
     buf.extend_from_slice(field);
 }
 
-/// [`put`] for a value's `Display` text, written in place (no string of its own).
-fn put_display(buf: &mut Vec<u8>, value: &dyn std::fmt::Display) {
+/// `value`'s `Display` text in `out`, or `None` if it does not fit (no id's does).
+fn display_in<'b>(value: &dyn std::fmt::Display, out: &'b mut [u8; 64]) -> Option<&'b [u8]> {
     use std::io::Write as _;
-    let at = buf.len();
-    buf.extend_from_slice(&[0; 4]);
-    // Writing into a `Vec` cannot fail.
-    let _ = write!(buf, "{value}");
-    let len = u32::try_from(buf.len() - at - 4).unwrap_or(u32::MAX);
-    if let Some(prefix) = buf.get_mut(at..at + 4) {
-        prefix.copy_from_slice(&len.to_be_bytes());
+    let mut cursor = std::io::Cursor::new(&mut out[..]);
+    write!(cursor, "{value}").ok()?;
+    let len = usize::try_from(cursor.position()).ok()?;
+    out.get(..len)
+}
+
+/// The fields of one record that its chain hash covers, as the bytes a store keeps of them.
+///
+/// One encoding serves both ways of hashing a record: [`seal`] and [`ChainLink::of`] build it
+/// from a record's values, and a store may build it straight from a row's columns
+/// ([`ChainLink::stored`]), without making a record first. Every field is the text or number
+/// stored for it: ids as their `Display` text, the actor's kind, the action, the outcome's
+/// status and reason as their wire names, the time in microseconds since the epoch, the
+/// metadata as its stored JSON text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashedFields<'a> {
+    /// The record's schema version.
+    pub schema_version: u16,
+    /// The organization's id.
+    pub org: &'a [u8],
+    /// The record's position in the chain.
+    pub seq: i64,
+    /// The team's id, `None` for an organization-wide record.
+    pub team: Option<&'a [u8]>,
+    /// When it happened, in microseconds since the Unix epoch.
+    pub occurred_at_micros: i64,
+    /// The actor's kind (`user`, `api_key`, `system`).
+    pub actor_kind: &'a [u8],
+    /// The actor's id.
+    pub actor_id: &'a [u8],
+    /// The action's dotted name.
+    pub action: &'a [u8],
+    /// The target's kind.
+    pub target_kind: &'a [u8],
+    /// The target's id.
+    pub target_id: &'a [u8],
+    /// The outcome's status (`success`, `denied`, `failure`).
+    pub status: &'a [u8],
+    /// The outcome's reason, empty on success.
+    pub reason: &'a [u8],
+    /// The metadata's JSON text.
+    pub metadata: &'a [u8],
+}
+
+impl HashedFields<'_> {
+    /// Appends the canonical encoding of these fields to `buf`.
+    fn write(&self, buf: &mut Vec<u8>) {
+        put(buf, DOMAIN);
+        put(buf, &self.schema_version.to_be_bytes());
+        put(buf, self.org);
+        put(buf, &self.seq.to_be_bytes());
+        put(buf, self.team.unwrap_or_default());
+        put(buf, &self.occurred_at_micros.to_be_bytes());
+        put(buf, self.actor_kind);
+        put(buf, self.actor_id);
+        put(buf, self.action);
+        put(buf, self.target_kind);
+        put(buf, self.target_id);
+        put(buf, self.status);
+        put(buf, self.reason);
+        put(buf, self.metadata);
     }
 }
 
@@ -53,23 +107,26 @@ pub fn canonical_bytes(event: &NewAuditEvent, seq: i64, schema_version: u16) -> 
 
 /// Appends [`canonical_bytes`] to `buf`.
 fn write_canonical(buf: &mut Vec<u8>, event: &NewAuditEvent, seq: i64, schema_version: u16) {
-    put(buf, DOMAIN);
-    put(buf, &schema_version.to_be_bytes());
-    put_display(buf, &event.org);
-    put(buf, &seq.to_be_bytes());
-    match &event.team {
-        Some(t) => put_display(buf, t),
-        None => put(buf, b""),
+    let (mut org, mut team) = ([0; 64], [0; 64]);
+    HashedFields {
+        schema_version,
+        org: display_in(&event.org, &mut org).unwrap_or_default(),
+        seq,
+        team: event
+            .team
+            .as_ref()
+            .map(|t| display_in(t, &mut team).unwrap_or_default()),
+        occurred_at_micros: event.occurred_at.timestamp_micros(),
+        actor_kind: event.actor.kind.as_str().as_bytes(),
+        actor_id: event.actor.id.as_bytes(),
+        action: event.action.as_str().as_bytes(),
+        target_kind: event.target.kind.as_bytes(),
+        target_id: event.target.id.as_bytes(),
+        status: event.outcome.status().as_bytes(),
+        reason: event.outcome.reason().as_bytes(),
+        metadata: event.metadata.as_json().as_bytes(),
     }
-    put(buf, &event.occurred_at.timestamp_micros().to_be_bytes());
-    put(buf, event.actor.kind.as_str().as_bytes());
-    put(buf, event.actor.id.as_bytes());
-    put(buf, event.action.as_str().as_bytes());
-    put(buf, event.target.kind.as_bytes());
-    put(buf, event.target.id.as_bytes());
-    put(buf, event.outcome.status().as_bytes());
-    put(buf, event.outcome.reason().as_bytes());
-    put(buf, event.metadata.as_json().as_bytes());
+    .write(buf);
 }
 
 /// The chain hash of a record given its predecessor's hash.
@@ -91,6 +148,73 @@ pub fn seal(event: NewAuditEvent, seq: i64, prev: [u8; 32]) -> AuditEvent {
         schema_version: SCHEMA_VERSION,
         prev_hash: prev,
         hash,
+    }
+}
+
+/// What verification needs of one stored record: its position, its two stored hashes, and its
+/// hash recomputed from the fields it has as stored.
+///
+/// A store can make these on the thread that reads its rows ([`ChainLink::stored`]), so that a
+/// verification walk neither builds records nor hashes them on its own task
+/// ([`AuditStore::chain_links`](crate::AuditStore::chain_links)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainLink {
+    seq: i64,
+    prev_hash: [u8; 32],
+    hash: [u8; 32],
+    computed: [u8; 32],
+}
+
+impl ChainLink {
+    /// The link of a record with these `fields` and stored hashes; `buf` is scratch space for
+    /// the canonical encoding, reused from record to record.
+    #[must_use]
+    pub fn stored(
+        fields: &HashedFields<'_>,
+        prev_hash: [u8; 32],
+        hash: [u8; 32],
+        buf: &mut Vec<u8>,
+    ) -> Self {
+        buf.clear();
+        fields.write(buf);
+        Self {
+            seq: fields.seq,
+            prev_hash,
+            hash,
+            computed: chain_hash(&prev_hash, buf),
+        }
+    }
+
+    /// The link of `record`; `buf` as for [`ChainLink::stored`].
+    #[must_use]
+    pub fn of(record: &AuditEvent, buf: &mut Vec<u8>) -> Self {
+        buf.clear();
+        write_canonical(buf, &record.event, record.seq, record.schema_version);
+        Self {
+            seq: record.seq,
+            prev_hash: record.prev_hash,
+            hash: record.hash,
+            computed: chain_hash(&record.prev_hash, buf),
+        }
+    }
+
+    /// The links of `records`, in their order.
+    #[must_use]
+    pub fn of_all(records: &[AuditEvent]) -> Vec<Self> {
+        let mut buf = Vec::with_capacity(256);
+        records.iter().map(|r| Self::of(r, &mut buf)).collect()
+    }
+
+    /// The record's position in the chain.
+    #[must_use]
+    pub const fn seq(&self) -> i64 {
+        self.seq
+    }
+
+    /// The record's stored hash.
+    #[must_use]
+    pub const fn hash(&self) -> [u8; 32] {
+        self.hash
     }
 }
 
@@ -384,41 +508,42 @@ impl<'a> ChainVerifier<'a> {
     /// # Errors
     /// The first [`ChainBreak`] found.
     pub fn push(&mut self, record: &AuditEvent) -> Result<(), ChainBreak> {
-        if record.seq > self.expected {
+        let link = ChainLink::of(record, &mut self.buf);
+        self.push_link(&link)
+    }
+
+    /// Checks the next record, given as its [`ChainLink`].
+    ///
+    /// # Errors
+    /// The first [`ChainBreak`] found.
+    pub fn push_link(&mut self, link: &ChainLink) -> Result<(), ChainBreak> {
+        if link.seq > self.expected {
             return Err(ChainBreak::Missing {
-                seq: record.seq,
+                seq: link.seq,
                 expected: self.expected,
             });
         }
-        if record.seq < self.expected {
+        if link.seq < self.expected {
             return Err(ChainBreak::OutOfOrder {
-                seq: record.seq,
+                seq: link.seq,
                 expected: self.expected,
             });
         }
-        self.buf.clear();
-        write_canonical(
-            &mut self.buf,
-            &record.event,
-            record.seq,
-            record.schema_version,
-        );
-        let computed = chain_hash(&record.prev_hash, &self.buf);
-        if computed != record.hash {
-            return Err(ChainBreak::Modified { seq: record.seq });
+        if link.computed != link.hash {
+            return Err(ChainBreak::Modified { seq: link.seq });
         }
-        if record.prev_hash != self.prev {
-            return Err(ChainBreak::BrokenLink { seq: record.seq });
+        if link.prev_hash != self.prev {
+            return Err(ChainBreak::BrokenLink { seq: link.seq });
         }
         if let Some(cp) = self.checkpoint
-            && cp.seq == record.seq
+            && cp.seq == link.seq
         {
-            if cp.head != record.hash {
+            if cp.head != link.hash {
                 return Err(ChainBreak::CheckpointMismatch { seq: cp.seq });
             }
             self.checkpoint_seen = true;
         }
-        self.prev = record.hash;
+        self.prev = link.hash;
         self.expected += 1;
         Ok(())
     }
@@ -649,5 +774,65 @@ mod tests {
         let mut untouched = sealed.event.clone();
         untouched.team = None;
         assert_ne!(seal(untouched, 7, [7; 32]).hash, sealed.hash);
+    }
+
+    /// A store hashing a row's columns as stored gets the record's own link, and any byte it
+    /// reads differently (even one the record's values would not show) breaks it.
+    #[test]
+    fn links_from_stored_fields_are_the_records_links() {
+        let (_, records) = chain(2);
+        let mut buf = Vec::new();
+        let link = ChainLink::of(&records[1], &mut buf);
+        let e = &records[1].event;
+        let (org, actor_id, target_id) =
+            (e.org.to_string(), e.actor.id.clone(), e.target.id.clone());
+        let stored = HashedFields {
+            schema_version: SCHEMA_VERSION,
+            org: org.as_bytes(),
+            seq: 2,
+            team: None,
+            occurred_at_micros: e.occurred_at.timestamp_micros(),
+            actor_kind: b"user",
+            actor_id: actor_id.as_bytes(),
+            action: b"chat_interface.created",
+            target_kind: b"chat_interface",
+            target_id: target_id.as_bytes(),
+            status: b"success",
+            reason: b"",
+            metadata: b"{}",
+        };
+        let read = |f: &HashedFields<'_>| {
+            ChainLink::stored(f, records[1].prev_hash, records[1].hash, &mut Vec::new())
+        };
+        assert_eq!(read(&stored), link);
+        let mut v = ChainVerifier::new();
+        v.push(&records[0]).unwrap();
+        v.push_link(&read(&stored)).unwrap();
+        assert_eq!(v.finish().unwrap().records, 2);
+
+        // A reason stored beside a success: the record's value would drop it, the link does not.
+        let edited = read(&HashedFields {
+            reason: b"forged",
+            ..stored
+        });
+        let mut v = ChainVerifier::new();
+        v.push(&records[0]).unwrap();
+        assert_eq!(v.push_link(&edited), Err(ChainBreak::Modified { seq: 2 }));
+        for other in [
+            HashedFields {
+                team: Some(b"team_0190f2a8c4e97d2b9a3e5f1c7d6b4a22"),
+                ..stored
+            },
+            HashedFields {
+                occurred_at_micros: stored.occurred_at_micros + 1,
+                ..stored
+            },
+            HashedFields {
+                org: b"ORG_X",
+                ..stored
+            },
+        ] {
+            assert_ne!(read(&other), link, "{other:?}");
+        }
     }
 }

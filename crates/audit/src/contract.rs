@@ -194,13 +194,18 @@ async fn appends_number_and_chain_records(store: &dyn AuditStore) {
         request_id: "req_1".into(),
     };
     let j = Journal::record(login)
-        .and_record(event(
-            org,
-            1,
-            "usr_a",
-            AuditAction::ChatInterfaceCreated,
-            "res_1",
-        ))
+        .and_record(
+            event(org, 1, "usr_a", AuditAction::ChatInterfaceCreated, "res_1")
+                // Every field the hash covers has a value in one record or another.
+                .in_team(TeamId::new())
+                .with_outcome(Outcome::Denied {
+                    reason: "role_lacks_permission".into(),
+                })
+                .with_metadata(
+                    crate::Metadata::from_value(serde_json::json!({"changes": ["name"], "n": 1}))
+                        .unwrap(),
+                ),
+        )
         .publish(DomainEvent::new(
             org,
             EventKind::ChatInterfaceCreated,
@@ -259,6 +264,14 @@ async fn appends_number_and_chain_records(store: &dyn AuditStore) {
     }
     let middle = store.chain_page_for_verification(org, 1, 1).await.unwrap();
     assert_eq!(middle.iter().map(|r| r.seq).collect::<Vec<_>>(), [2]);
+    assert_eq!(
+        store.chain_links(org, 0, 10).await.unwrap(),
+        crate::ChainLink::of_all(&page),
+        "a store's links are its records' links, hashes recomputed alike"
+    );
+    let links = store.chain_links(org, 1, 1).await.unwrap();
+    assert_eq!(links.iter().map(|l| l.seq()).collect::<Vec<_>>(), [2]);
+    assert_eq!(links[0].hash(), written[1].hash);
     let report = verify_chain(store, org, KEY).await.unwrap().unwrap();
     assert_eq!(report.records, 3);
 }

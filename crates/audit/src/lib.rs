@@ -50,7 +50,10 @@ mod render;
 mod store;
 
 pub use action::AuditAction;
-pub use chain::{Anchor, ChainBreak, ChainVerifier, Checkpoint, GENESIS_HEX, VerifiedChain};
+pub use chain::{
+    Anchor, ChainBreak, ChainLink, ChainVerifier, Checkpoint, GENESIS_HEX, HashedFields,
+    VerifiedChain,
+};
 pub use error::{AuditError, StoreError};
 pub use events::{DomainEvent, EventKind, Journal, OutboundMail};
 pub use mail::{MailOutbox, QueuedMail};

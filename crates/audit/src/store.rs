@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rbac_core::OrgId;
 
-use crate::chain::{Anchor, ChainBreak, ChainVerifier, Checkpoint, VerifiedChain};
+use crate::chain::{Anchor, ChainBreak, ChainLink, ChainVerifier, Checkpoint, VerifiedChain};
 use crate::error::AuditError;
 use crate::events::Journal;
 use crate::model::{AuditEvent, Metadata};
@@ -61,6 +61,24 @@ pub trait AuditStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<AuditEvent>, AuditError> {
         self.chain_page(org, after, limit).await
+    }
+
+    /// The [`ChainLink`]s of [`chain_page_for_verification`](Self::chain_page_for_verification)'s
+    /// records: what [`verify_chain`] checks. A store that can should read them straight from its
+    /// rows with [`ChainLink::stored`], hashing each record's fields exactly as stored (on the
+    /// thread that reads them, say) rather than building records first. The default hashes the
+    /// records of `chain_page_for_verification`.
+    ///
+    /// # Errors
+    /// [`AuditError::Store`] on storage failure.
+    async fn chain_links(
+        &self,
+        org: OrgId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<ChainLink>, AuditError> {
+        let records = self.chain_page_for_verification(org, after, limit).await?;
+        Ok(ChainLink::of_all(&records))
     }
 
     /// The chain head (`seq`, hash) as the store records it, or `None` for an empty log.
@@ -187,24 +205,24 @@ async fn verify_in_pages(
         };
         after = a.seq;
     }
-    let mut records = store.chain_page_for_verification(org, after, page).await?;
-    while let Some(last) = records.last() {
-        after = last.seq;
+    let mut links = store.chain_links(org, after, page).await?;
+    while let Some(last) = links.last() {
+        after = last.seq();
         let guess = after.saturating_add(i64::from(page));
         // The next two pages are read while these records are checked.
-        let reads = overlapped(store.chain_page_for_verification(org, after, page), || {
-            store.chain_page_for_verification(org, guess, page)
+        let reads = overlapped(store.chain_links(org, after, page), || {
+            store.chain_links(org, guess, page)
         });
         let ((next, beyond), checked) = overlapped(reads, || {
-            std::future::ready(records.iter().try_for_each(|r| verifier.push(r)))
+            std::future::ready(links.iter().try_for_each(|l| verifier.push_link(l)))
         })
         .await;
         if let Err(e) = checked {
             return Ok(Err(e));
         }
-        records = next?;
-        if records.last().is_some_and(|r| r.seq == guess) {
-            records.extend(beyond?);
+        links = next?;
+        if links.last().is_some_and(|l| l.seq() == guess) {
+            links.extend(beyond?);
         }
     }
     Ok(verifier.finish())

@@ -26,13 +26,16 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use audit::{AuditEvent, StoreError};
+use audit::{AuditEvent, ChainLink, HashedFields, StoreError};
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use sea_orm::{DbErr, IdenStatic, Iterable, Statement, Value};
 
 use crate::entity::audit_event;
 use crate::rows::{Rows, sqlite_err};
+
+/// Reads a page's rows: the connection, the statement's SQL and its parameters.
+type ReadPage<T> = fn(&Connection, &str, Vec<Sql>) -> Result<Vec<T>, StoreError>;
 
 /// Idle connections kept for the next page.
 const KEEP_IDLE: usize = 2;
@@ -114,23 +117,39 @@ impl SqliteReader {
         self: &std::sync::Arc<Self>,
         stmt: Statement,
     ) -> Result<Vec<AuditEvent>, StoreError> {
+        self.scan(stmt, read).await
+    }
+
+    /// Runs `stmt`, a `SELECT` of [`LINK_COLUMNS`] of `audit_events` rows, and returns their
+    /// chain links, each record hashed from its columns as stored, on the blocking thread.
+    pub(crate) async fn links(
+        self: &std::sync::Arc<Self>,
+        stmt: Statement,
+    ) -> Result<Vec<ChainLink>, StoreError> {
+        self.scan(stmt, read_links).await
+    }
+
+    /// Runs `stmt` with `read` on a scan connection in one blocking call.
+    async fn scan<T: Send + 'static>(
+        self: &std::sync::Arc<Self>,
+        stmt: Statement,
+        read: ReadPage<T>,
+    ) -> Result<Vec<T>, StoreError> {
         let _permit = self
             .permits
             .acquire()
             .await
             .map_err(|e| StoreError::msg(format!("audit scan closed: {e}")))?;
         let me = std::sync::Arc::clone(self);
-        tokio::task::spawn_blocking(move || me.run(&stmt))
-            .await
-            .map_err(|e| StoreError::msg(format!("audit scan stopped: {e}")))?
-    }
-
-    fn run(&self, stmt: &Statement) -> Result<Vec<AuditEvent>, StoreError> {
-        let params = params(stmt).map_err(|e| StoreError::msg(format!("audit scan: {e}")))?;
-        let conn = self.scans.take(&self.path).map_err(scan_err)?;
-        let rows = read(&conn, &stmt.sql, params)?;
-        self.scans.give_back(conn);
-        Ok(rows)
+        tokio::task::spawn_blocking(move || {
+            let params = params(&stmt).map_err(|e| StoreError::msg(format!("audit scan: {e}")))?;
+            let conn = me.scans.take(&me.path).map_err(scan_err)?;
+            let rows = read(&conn, &stmt.sql, params)?;
+            me.scans.give_back(conn);
+            Ok(rows)
+        })
+        .await
+        .map_err(|e| StoreError::msg(format!("audit scan stopped: {e}")))?
     }
 
     /// Runs the select `stmt`, whose rows are plain values (a column, an aggregate), here, on
@@ -326,6 +345,81 @@ fn record(r: &rusqlite::Row<'_>, c: &Columns) -> Result<AuditEvent, StoreError> 
         schema_version: r.get(i[17]).map_err(scan_err)?,
     };
     crate::convert::audit_event(&keys, values)
+}
+
+/// The columns [`SqliteReader::links`] reads, in the order it reads them: those the chain's hash
+/// covers, then the two hashes.
+pub(crate) const LINK_COLUMNS: [audit_event::Column; 15] = {
+    use audit_event::Column as C;
+    [
+        C::SchemaVersion,
+        C::OrgId,
+        C::Seq,
+        C::TeamId,
+        C::OccurredAt,
+        C::ActorType,
+        C::ActorId,
+        C::Action,
+        C::TargetType,
+        C::TargetId,
+        C::Outcome,
+        C::Reason,
+        C::Metadata,
+        C::PrevHash,
+        C::Hash,
+    ]
+};
+
+/// Runs `sql` and makes each row's chain link as it is read, from the row's bytes in place.
+fn read_links(
+    conn: &Connection,
+    sql: &str,
+    params: Vec<Sql>,
+) -> Result<Vec<ChainLink>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(scan_err)?;
+    let mut i = [0; LINK_COLUMNS.len()];
+    for (slot, col) in i.iter_mut().zip(LINK_COLUMNS) {
+        *slot = stmt.column_index(col.as_str()).map_err(scan_err)?;
+    }
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(params))
+        .map_err(scan_err)?;
+    let mut buf = Vec::with_capacity(512);
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(scan_err)? {
+        let value = |n: usize| r.get_ref(i[n]).map_err(scan_err);
+        let bytes = |n: usize| value(n).and_then(|v| v.as_bytes().map_err(|e| scan_err(e.into())));
+        let int = |n: usize| value(n).and_then(|v| v.as_i64().map_err(|e| scan_err(e.into())));
+        let schema_version = int(0)?;
+        let team = value(3)?
+            .as_bytes_or_null()
+            .map_err(|e| scan_err(e.into()))?;
+        if team.is_some_and(<[u8]>::is_empty) {
+            // No id is empty; an empty team must not hash as no team.
+            return Err(crate::convert::corrupt("team id", ""));
+        }
+        let fields = HashedFields {
+            schema_version: u16::try_from(schema_version).map_err(|_| {
+                crate::convert::corrupt("schema version", &schema_version.to_string())
+            })?,
+            org: bytes(1)?,
+            seq: int(2)?,
+            team,
+            occurred_at_micros: int(4)?,
+            actor_kind: bytes(5)?,
+            actor_id: bytes(6)?,
+            action: bytes(7)?,
+            target_kind: bytes(8)?,
+            target_id: bytes(9)?,
+            status: bytes(10)?,
+            reason: bytes(11)?,
+            metadata: bytes(12)?,
+        };
+        let prev_hash = crate::convert::hash32_bytes("previous hash", bytes(13)?)?;
+        let hash = crate::convert::hash32_bytes("hash", bytes(14)?)?;
+        out.push(ChainLink::stored(&fields, prev_hash, hash, &mut buf));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

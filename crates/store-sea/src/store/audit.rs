@@ -273,6 +273,31 @@ impl AuditStore for SeaStore {
         self.chain_records(page, org, after, limit).await
     }
 
+    async fn chain_links(
+        &self,
+        org: OrgId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<audit::ChainLink>, AuditError> {
+        use audit_event::Column as C;
+        use sea_orm::QueryTrait;
+        // On a SQLite file each row is hashed where rusqlite reads it, from its bytes in place;
+        // elsewhere the records are read and hashed as the default does.
+        let Some(scan) = &self.sqlite_reads else {
+            let records = self.chain_page_for_verification(org, after, limit).await?;
+            return Ok(audit::ChainLink::of_all(&records));
+        };
+        let page = audit_event::Entity::find()
+            .select_only()
+            .columns(crate::scan::LINK_COLUMNS)
+            .filter(C::OrgId.eq(org.to_string()))
+            .filter(C::Seq.gt(after))
+            .order_by_asc(C::Seq)
+            .limit(u64::from(limit))
+            .build(sea_orm::DbBackend::Sqlite);
+        scan.links(page).await.map_err(AuditError::Store)
+    }
+
     async fn head(&self, org: OrgId) -> Result<Option<(i64, [u8; 32])>, AuditError> {
         let Some(h) = audit_head::Entity::find_by_id(org.to_string())
             .one(self.db())
