@@ -29,16 +29,27 @@ pub const CSV_HEADER: [&str; 17] = [
 /// by prefixing a single quote, as OWASP recommends.
 #[must_use]
 pub fn neutralize(cell: &str) -> std::borrow::Cow<'_, str> {
-    match cell.as_bytes().first() {
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{cell}").into(),
-        _ => cell.into(),
+    if runs_as_formula(cell) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
     }
+}
+
+/// Whether a spreadsheet would run `cell` as a formula.
+fn runs_as_formula(cell: &str) -> bool {
+    matches!(
+        cell.as_bytes().first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+    )
 }
 
 /// Writes CSV rows to any writer; memory stays bounded by one row.
 #[derive(Debug)]
 pub struct CsvExporter<W: Write> {
     writer: csv::Writer<W>,
+    /// The cells made for a record (its position, time and ids), reused from row to row.
+    made: String,
 }
 
 impl<W: Write> CsvExporter<W> {
@@ -51,7 +62,10 @@ impl<W: Write> CsvExporter<W> {
             .terminator(csv::Terminator::CRLF)
             .from_writer(out);
         writer.write_record(CSV_HEADER)?;
-        Ok(Self { writer })
+        Ok(Self {
+            writer,
+            made: String::with_capacity(128),
+        })
     }
 
     /// Writes one record.
@@ -59,19 +73,28 @@ impl<W: Write> CsvExporter<W> {
     /// # Errors
     /// I/O errors of the writer.
     pub fn write(&mut self, r: &AuditEvent) -> Result<(), csv::Error> {
+        use std::fmt::Write as _;
         let e = &r.event;
-        let seq = r.seq.to_string();
-        let at = e
-            .occurred_at
-            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let org = e.org.to_string();
-        let team = e.team.map(|t| t.to_string()).unwrap_or_default();
-        let meta = e.metadata.as_json();
+        // Writing into a `String` cannot fail.
+        self.made.clear();
+        let _ = write!(self.made, "{}", r.seq);
+        let seq = self.made.len();
+        self.made.push_str(
+            &e.occurred_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        );
+        let at = self.made.len();
+        let _ = write!(self.made, "{}", e.org);
+        let org = self.made.len();
+        if let Some(t) = e.team {
+            let _ = write!(self.made, "{t}");
+        }
+        let made = self.made.as_str();
         let cells = [
-            seq.as_str(),
-            at.as_str(),
-            org.as_str(),
-            team.as_str(),
+            made.get(..seq).unwrap_or_default(),
+            made.get(seq..at).unwrap_or_default(),
+            made.get(at..org).unwrap_or_default(),
+            made.get(org..).unwrap_or_default(),
             e.actor.kind.as_str(),
             e.actor.id.as_str(),
             e.actor.name.as_str(),
@@ -84,10 +107,17 @@ impl<W: Write> CsvExporter<W> {
             e.context.ip.as_str(),
             e.context.user_agent.as_str(),
             e.context.request_id.as_str(),
-            meta,
+            e.metadata.as_json(),
         ];
-        self.writer
-            .write_record(cells.iter().map(|c| neutralize(c).into_owned()))
+        for cell in cells {
+            // A cell a spreadsheet would run gets its quote prefix without a copy of its own.
+            if runs_as_formula(cell) {
+                self.writer.write_field(neutralize(cell).as_bytes())?;
+            } else {
+                self.writer.write_field(cell)?;
+            }
+        }
+        self.writer.write_record(None::<&[u8]>)
     }
 
     /// Flushes and returns the writer.
@@ -135,15 +165,47 @@ mod tests {
             AuditAction::ChatInterfaceCreated,
             Target::new("chat_interface", "res_1", "Support, \"EU\""),
         );
+        let team = rbac_core::TeamId::new();
+        let in_team = e
+            .clone()
+            .in_team(team)
+            .with_outcome(crate::model::Outcome::Denied {
+                reason: "-reason".into(),
+            });
         let mut x = CsvExporter::new(Vec::new()).unwrap();
-        x.write(&seal(e, 1, GENESIS)).unwrap();
+        x.write(&seal(e.clone(), 1, GENESIS)).unwrap();
+        x.write(&seal(in_team, 12_345, GENESIS)).unwrap();
         let out = String::from_utf8(x.finish().unwrap()).unwrap();
         assert!(out.starts_with("seq,occurred_at,"));
         assert!(out.contains("\r\n"));
         assert!(out.contains("\"Support, \"\"EU\"\"\""));
         assert!(out.contains("'=cmd"));
         let mut rd = csv::Reader::from_reader(out.as_bytes());
-        let row = rd.records().next().unwrap().unwrap();
-        assert_eq!(&row[10], "Support, \"EU\"");
+        let rows: Vec<_> = rd.records().map(Result::unwrap).collect();
+        assert_eq!(&rows[0][10], "Support, \"EU\"");
+        let at = e
+            .occurred_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let org = e.org.to_string();
+        assert_eq!(
+            rows[0].iter().take(8).collect::<Vec<_>>(),
+            [
+                "1",
+                &at,
+                &org,
+                "",
+                "user",
+                "usr_1",
+                "'=cmd|' /C calc'!A0",
+                "chat_interface.created"
+            ]
+        );
+        assert_eq!(
+            rows[1].iter().take(4).collect::<Vec<_>>(),
+            ["12345", &at, &org, &team.to_string()]
+        );
+        assert_eq!(&rows[1][11], "denied");
+        assert_eq!(&rows[1][12], "'-reason");
+        assert_eq!(&rows[1][16], "{}");
     }
 }

@@ -230,9 +230,16 @@ async fn verify_in_pages(
 
 /// Hands every record `query` matches to `write`, newest first, a page ([`AuditQuery::limit`]
 /// records) at a time, and returns how many there were. The first page is handed over even when
-/// it is empty; no later page is. The next page is read while `write`
-/// handles this one, so an export streams at the pace of the slower of the two rather than of
-/// both added up (when the store reads off the calling thread, as `SeaStore` does).
+/// it is empty; no later page is.
+///
+/// The next page is read while `write` handles this one, so an export streams at the pace of
+/// the slower of the two rather than of both added up (when the store reads off the calling
+/// thread, as `SeaStore` does). When the page just read holds consecutive positions (an
+/// unfiltered view, or a filter every record matches) it also bets that the next does and reads
+/// the page after that at once, from the position `limit` records further; that page is used
+/// only when the next page ends at exactly that position, that is when it is the read a
+/// page-by-page walk would make next, so `write` gets exactly the pages, in exactly the order,
+/// that reading one page after the other would give it.
 ///
 /// # Errors
 /// The first error of the store (converted) or of `write`; nothing more is read then.
@@ -247,23 +254,59 @@ where
     F: FnMut(Vec<AuditEvent>) -> Fut,
     Fut: Future<Output = Result<(), E>>,
 {
+    let limit = query.limit as usize;
     let mut written = 0u64;
-    let mut page = store.search(org, &query).await?;
+    // Pages read and not yet handed over, in the walk's order: one, or two after a bet won.
+    let mut pages = vec![store.search(org, &query).await?];
     loop {
-        let full = page.len() == query.limit as usize;
-        query.before_seq = page.last().map(|r| r.seq);
-        let n = page.len() as u64;
-        if !full {
-            // The first page is handed over even when empty (an export still has its header).
-            if n > 0 || written == 0 {
-                write(page).await?;
+        let last_page = pages.last().map_or(&[][..], Vec::as_slice);
+        let last = match last_page.last() {
+            Some(r) if limit > 0 && last_page.len() == limit => r.seq,
+            // A page that is not full ends the walk: hand over what was read.
+            _ => {
+                for page in pages {
+                    let n = page.len() as u64;
+                    // The first page is handed over even when empty (an export still has its
+                    // header).
+                    if n > 0 || written == 0 {
+                        write(page).await?;
+                    }
+                    written += n;
+                }
+                return Ok(written);
             }
-            return Ok(written + n);
-        }
-        let (next, wrote) = overlapped(store.search(org, &query), || write(page)).await;
+        };
+        let consecutive = last_page
+            .first()
+            .is_some_and(|first| first.seq - last == last_page.len() as i64 - 1);
+        let guess = last.saturating_sub(query.limit.into());
+        query.before_seq = Some(last);
+        let bet = consecutive.then(|| AuditQuery {
+            before_seq: Some(guess),
+            ..query.clone()
+        });
+        let reads = overlapped(store.search(org, &query), || async {
+            match &bet {
+                Some(q) => Some(store.search(org, q).await),
+                None => None,
+            }
+        });
+        let ((next, beyond), wrote) = overlapped(reads, || async {
+            for page in pages {
+                let n = page.len() as u64;
+                write(page).await?;
+                written += n;
+            }
+            Ok::<_, E>(())
+        })
+        .await;
         wrote?;
-        written += n;
-        page = next?;
+        let next = next?;
+        let won = next.len() == limit && next.last().is_some_and(|r| r.seq == guess);
+        pages = vec![next];
+        if let (true, Some(beyond)) = (won, beyond) {
+            pages.push(beyond?);
+        }
     }
 }
 
@@ -454,6 +497,106 @@ mod tests {
         assert_eq!(pages(&empty, org, 10).await, (0, vec![Vec::new()]));
     }
 
+    /// The export walk one page after the other, each starting before the last record of the
+    /// one before: what [`for_each_page`] must agree with.
+    async fn search_page_by_page(
+        store: &MemoryAuditStore,
+        org: OrgId,
+        mut query: AuditQuery,
+    ) -> Vec<Vec<i64>> {
+        let mut seen = Vec::new();
+        loop {
+            let page = store.search(org, &query).await.unwrap();
+            let full = page.len() == query.limit as usize;
+            query.before_seq = page.last().map(|r| r.seq);
+            if !page.is_empty() || seen.is_empty() {
+                seen.push(page.iter().map(|r| r.seq).collect());
+            }
+            if !full {
+                return seen;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn reading_ahead_hands_over_what_a_page_by_page_walk_reads() {
+        let org = OrgId::new();
+        let n = 14;
+        // Logins in runs of different lengths among settings updates, so that a filtered view
+        // has pages of consecutive positions (a bet) and pages with gaps (none).
+        let login = |i: usize| [0, 1, 2, 3, 5, 6, 9, 10, 11, 12].contains(&i);
+        let fresh = || async {
+            let store = MemoryAuditStore::default();
+            let mut j = Journal::default();
+            for i in 0..n {
+                let action = if login(i) {
+                    AuditAction::Login
+                } else {
+                    AuditAction::SettingsUpdated
+                };
+                j = j.and_record(NewAuditEvent::new(
+                    org,
+                    chrono::Utc::now(),
+                    Actor::system(),
+                    action,
+                    Target::new("n", i, ""),
+                ));
+            }
+            store.append(j).await.unwrap();
+            store
+        };
+        for removed in std::iter::once(None).chain((0..n).map(Some)) {
+            for action in [None, Some(crate::ActionFilter::Exact("auth.login".into()))] {
+                for limit in 1..=5 {
+                    let store = fresh().await;
+                    if let Some(i) = removed {
+                        store.with_chain(org, |c| drop(c.remove(i))).unwrap();
+                    }
+                    let query = AuditQuery {
+                        action: action.clone(),
+                        limit,
+                        ..AuditQuery::default()
+                    };
+                    let expected = search_page_by_page(&store, org, query.clone()).await;
+                    let mut seen = Vec::new();
+                    let count = for_each_page(&store, org, query, |p| {
+                        seen.push(p.iter().map(|r| r.seq).collect::<Vec<_>>());
+                        std::future::ready(Ok::<_, AuditError>(()))
+                    })
+                    .await
+                    .unwrap();
+                    let case = format!("removed {removed:?}, {action:?}, pages of {limit}");
+                    assert_eq!(seen, expected, "{case}");
+                    assert_eq!(count as usize, expected.concat().len(), "{case}");
+                    if removed.is_none() && action.is_none() {
+                        assert_eq!(count as usize, n, "{case}");
+                    }
+                }
+            }
+        }
+
+        // Unfiltered, pages of 2: after the first page each read of the next page comes with a
+        // bet on the one after, and every bet wins, so the walk makes one read more than the 8 a
+        // page-by-page walk makes (7 full pages and the empty one after them), where losing
+        // every bet would make 15, and reads two pages at once.
+        use std::sync::atomic::Ordering::SeqCst;
+        let store = Growing::new(fresh().await, org, i64::MAX);
+        let query = AuditQuery {
+            limit: 2,
+            ..AuditQuery::default()
+        };
+        let mut seen = Vec::new();
+        for_each_page(&store, org, query, |p| {
+            seen.extend(p.iter().map(|r| r.seq));
+            std::future::ready(Ok::<_, AuditError>(()))
+        })
+        .await
+        .unwrap();
+        assert_eq!(seen, (1..=14).rev().collect::<Vec<i64>>());
+        assert_eq!(store.searches.load(SeqCst), 9);
+        assert_eq!(store.most_at_once.load(SeqCst), 2);
+    }
+
     /// The walk one page after the other, each starting after the last record of the one
     /// before: what [`verify_in_pages`] must agree with.
     async fn page_by_page(
@@ -523,11 +666,30 @@ mod tests {
 
     /// A log that grows while it is walked: records are appended just before the first read
     /// that starts at or after `grow_at`.
+    /// It also counts its searches, and how many ran at once at most (each search yields before
+    /// it reads, so that searches started together overlap).
     struct Growing {
         log: MemoryAuditStore,
         org: OrgId,
         grow_at: i64,
         grown: std::sync::atomic::AtomicBool,
+        searches: std::sync::atomic::AtomicUsize,
+        searching: std::sync::atomic::AtomicUsize,
+        most_at_once: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Growing {
+        fn new(log: MemoryAuditStore, org: OrgId, grow_at: i64) -> Self {
+            Self {
+                log,
+                org,
+                grow_at,
+                grown: false.into(),
+                searches: 0.into(),
+                searching: 0.into(),
+                most_at_once: 0.into(),
+            }
+        }
     }
 
     #[async_trait]
@@ -536,6 +698,14 @@ mod tests {
             self.log.append(journal).await
         }
         async fn search(&self, org: OrgId, q: &AuditQuery) -> Result<Vec<AuditEvent>, AuditError> {
+            use std::sync::atomic::Ordering::SeqCst;
+            self.searches.fetch_add(1, SeqCst);
+            let now = self.searching.fetch_add(1, SeqCst) + 1;
+            self.most_at_once.fetch_max(now, SeqCst);
+            // Twice: `overlapped` polls a read again before it first polls the work beside it.
+            tokio::task::yield_now().await;
+            tokio::task::yield_now().await;
+            self.searching.fetch_sub(1, SeqCst);
             self.log.search(org, q).await
         }
         async fn chain_page(
@@ -597,12 +767,7 @@ mod tests {
         // read. The bet lost (the first read ended at 7), so its records 11 to 15 must not
         // follow 7: the walk reads on after 7 and checks all 15.
         let org = OrgId::new();
-        let store = Growing {
-            log: store_with(org, 7).await,
-            org,
-            grow_at: 10,
-            grown: std::sync::atomic::AtomicBool::new(false),
-        };
+        let store = Growing::new(store_with(org, 7).await, org, 10);
         let v = verify_in_pages(&store, org, b"k", 5).await.unwrap();
         assert!(store.grown.load(std::sync::atomic::Ordering::SeqCst));
         assert_eq!(v.map(|v| v.records), Ok(15));

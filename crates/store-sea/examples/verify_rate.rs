@@ -1,9 +1,11 @@
-//! Chain verification from a SQLite file, two ways in one process, the rounds alternating: the
-//! store's own `chain_links` (each row hashed from its bytes where rusqlite reads it) and the
-//! trait's default (records read through rusqlite, then hashed on the walk's task, as
-//! verification worked before `chain_links`). A read-only baseline (the same pages as whole
-//! records, one after the other) runs in each round too. It measures the change in
-//! `docs/benchmarks.md`, "Audit log through the store".
+//! Chain verification and CSV export from a SQLite file, in one process, the rounds
+//! alternating. Verification two ways: the store's own `chain_links` (each row hashed from its
+//! bytes where rusqlite reads it) and the trait's default (records read through rusqlite, then
+//! hashed on the walk's task, as verification worked before `chain_links`). The CSV export as
+//! the server streams it (`audit::for_each_page`, pages of `MAX_PAGE`, into a sink), and the CSV
+//! writer alone on records already in memory. Two read-only baselines run in each round too:
+//! the same pages as whole records one after the other, and the export's pages read two at
+//! once. It measures changes in `docs/benchmarks.md`, "Audit log through the store".
 //!
 //! `cargo run --release -p store-sea --example verify_rate` (`EVENTS`, default 500,000;
 //! `ROUNDS`, default 3). The log is built in a temporary directory and removed afterwards.
@@ -146,8 +148,11 @@ async fn main() {
     );
 
     let rate = |n: i64, t: Instant| n as f64 / t.elapsed().as_secs_f64();
-    println!("| round | read the pages only, rows/s | records path, events/s | links, events/s |");
-    println!("|---:|---:|---:|---:|");
+    let in_memory = store.chain_page(org, 0, 100_000).await.unwrap();
+    println!(
+        "| round | read the pages only, rows/s | search pages two at once, rows/s | verification, records path, events/s | verification, links, events/s | CSV export, rows/s | CSV writer alone, rows/s |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     for round in 1..=rounds {
         let t = Instant::now();
         let (mut after, mut read) = (0, 0);
@@ -162,6 +167,24 @@ async fn main() {
         }
         let read = rate(read, t);
         let t = Instant::now();
+        let (mut before, mut both) = (i64::MAX, 0);
+        loop {
+            let q = |b: i64| AuditQuery {
+                before_seq: Some(b),
+                limit: audit::MAX_PAGE,
+                ..AuditQuery::default()
+            };
+            let (qa, qb) = (q(before), q(before.saturating_sub(audit::MAX_PAGE.into())));
+            let (a, b) = futures::join!(store.search(org, &qa), store.search(org, &qb));
+            let (a, b) = (a.unwrap(), b.unwrap());
+            both += i64::try_from(a.len() + b.len()).unwrap();
+            let Some(last) = b.last().or(a.last()) else {
+                break;
+            };
+            before = last.seq;
+        }
+        let both = rate(both, t);
+        let t = Instant::now();
         let v = audit::verify_chain(&RecordsPath(&store), org, b"k")
             .await
             .unwrap()
@@ -174,7 +197,30 @@ async fn main() {
             .unwrap();
         let links = rate(w.records, t);
         assert_eq!((v.records, v.head), (w.records, w.head));
-        println!("| {round} | {read:.0} | {records:.0} | {links:.0} |");
+        let t = Instant::now();
+        let mut x = audit::export::CsvExporter::new(std::io::sink()).unwrap();
+        let query = AuditQuery {
+            limit: audit::MAX_PAGE,
+            ..AuditQuery::default()
+        };
+        let exported = audit::for_each_page(&store, org, query, |p| {
+            let wrote = p.iter().try_for_each(|r| x.write(r));
+            std::future::ready(wrote.map_err(|e| AuditError::Store(audit::StoreError::new(e))))
+        })
+        .await
+        .unwrap();
+        x.finish().unwrap();
+        let csv = rate(i64::try_from(exported).unwrap(), t);
+        let t = Instant::now();
+        let mut x = audit::export::CsvExporter::new(std::io::sink()).unwrap();
+        for r in &in_memory {
+            x.write(r).unwrap();
+        }
+        x.finish().unwrap();
+        let writer = rate(i64::try_from(in_memory.len()).unwrap(), t);
+        println!(
+            "| {round} | {read:.0} | {both:.0} | {records:.0} | {links:.0} | {csv:.0} | {writer:.0} |"
+        );
     }
     store.close().await.unwrap();
 }
