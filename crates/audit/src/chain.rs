@@ -30,13 +30,29 @@ fn put(buf: &mut Vec<u8>, field: &[u8]) {
     buf.extend_from_slice(field);
 }
 
-/// `value`'s `Display` text in `out`, or `None` if it does not fit (no id's does).
-fn display_in<'b>(value: &dyn std::fmt::Display, out: &'b mut [u8; 64]) -> Option<&'b [u8]> {
-    use std::io::Write as _;
-    let mut cursor = std::io::Cursor::new(&mut out[..]);
-    write!(cursor, "{value}").ok()?;
-    let len = usize::try_from(cursor.position()).ok()?;
-    out.get(..len)
+/// An id's `Display` text, written on the stack when it fits (every id's does), else on the heap.
+enum IdText {
+    Stack([u8; 64], usize),
+    Heap(String),
+}
+
+impl IdText {
+    fn of(value: &dyn std::fmt::Display) -> Self {
+        use std::io::Write as _;
+        let mut out = [0; 64];
+        let mut cursor = std::io::Cursor::new(&mut out[..]);
+        match write!(cursor, "{value}").map(|()| usize::try_from(cursor.position())) {
+            Ok(Ok(len)) => Self::Stack(out, len),
+            _ => Self::Heap(value.to_string()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Stack(out, len) => out.get(..*len).unwrap_or_default(),
+            Self::Heap(s) => s.as_bytes(),
+        }
+    }
 }
 
 /// The fields of one record that its chain hash covers, as the bytes a store keeps of them.
@@ -107,15 +123,13 @@ pub fn canonical_bytes(event: &NewAuditEvent, seq: i64, schema_version: u16) -> 
 
 /// Appends [`canonical_bytes`] to `buf`.
 fn write_canonical(buf: &mut Vec<u8>, event: &NewAuditEvent, seq: i64, schema_version: u16) {
-    let (mut org, mut team) = ([0; 64], [0; 64]);
+    let org = IdText::of(&event.org);
+    let team = event.team.as_ref().map(|t| IdText::of(t));
     HashedFields {
         schema_version,
-        org: display_in(&event.org, &mut org).unwrap_or_default(),
+        org: org.as_bytes(),
         seq,
-        team: event
-            .team
-            .as_ref()
-            .map(|t| display_in(t, &mut team).unwrap_or_default()),
+        team: team.as_ref().map(IdText::as_bytes),
         occurred_at_micros: event.occurred_at.timestamp_micros(),
         actor_kind: event.actor.kind.as_str().as_bytes(),
         actor_id: event.actor.id.as_bytes(),

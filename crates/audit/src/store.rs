@@ -221,8 +221,11 @@ async fn verify_in_pages(
             return Ok(Err(e));
         }
         links = next?;
-        if links.last().is_some_and(|l| l.seq() == guess) {
-            links.extend(beyond?);
+        // A failed bet is a lost one: the page is read again, and fails there if it must.
+        if links.last().is_some_and(|l| l.seq() == guess)
+            && let Ok(beyond) = beyond
+        {
+            links.extend(beyond);
         }
     }
     Ok(verifier.finish())
@@ -304,8 +307,10 @@ where
         let next = next?;
         let won = next.len() == limit && next.last().is_some_and(|r| r.seq == guess);
         pages = vec![next];
-        if let (true, Some(beyond)) = (won, beyond) {
-            pages.push(beyond?);
+        // A failed bet is a lost one: the page is read again, and fails there if it must, after
+        // `next` is handed over, as a page-by-page walk would.
+        if let (true, Some(Ok(beyond))) = (won, beyond) {
+            pages.push(beyond);
         }
     }
 }

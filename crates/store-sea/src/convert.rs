@@ -48,13 +48,8 @@ pub(crate) fn all_teams_role(s: Option<&str>) -> Result<Option<rbac_core::TeamRo
 }
 
 pub(crate) fn hash32(what: &str, s: &str) -> Result<[u8; 32], StoreError> {
-    hash32_bytes(what, s.as_bytes())
-}
-
-/// [`hash32`] of stored text read as bytes.
-pub(crate) fn hash32_bytes(what: &str, s: &[u8]) -> Result<[u8; 32], StoreError> {
     let mut out = [0; 32];
-    hex::decode_to_slice(s, &mut out).map_err(|_| corrupt(what, &String::from_utf8_lossy(s)))?;
+    hex::decode_to_slice(s, &mut out).map_err(|_| corrupt(what, s))?;
     Ok(out)
 }
 

@@ -31,6 +31,7 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use sea_orm::{DbErr, IdenStatic, Iterable, Statement, Value};
 
+use crate::convert::corrupt;
 use crate::entity::audit_event;
 use crate::rows::{Rows, sqlite_err};
 
@@ -388,45 +389,68 @@ fn read_links(
     let mut out = Vec::new();
     while let Some(r) = rows.next().map_err(scan_err)? {
         let value = |n: usize| r.get_ref(i[n]).map_err(scan_err);
-        let bytes = |n: usize| value(n).and_then(|v| v.as_bytes().map_err(|e| scan_err(e.into())));
+        // Text columns are read as text (not a blob, valid UTF-8), as a record's would be.
+        let text = |n: usize| value(n).and_then(|v| v.as_str().map_err(|e| scan_err(e.into())));
         let int = |n: usize| value(n).and_then(|v| v.as_i64().map_err(|e| scan_err(e.into())));
         let schema_version = int(0)?;
-        let team = value(3)?
-            .as_bytes_or_null()
-            .map_err(|e| scan_err(e.into()))?;
-        if team.is_some_and(<[u8]>::is_empty) {
-            // No id is empty; an empty team must not hash as no team.
-            return Err(crate::convert::corrupt("team id", ""));
-        }
+        let team = value(3)?.as_str_or_null().map_err(|e| scan_err(e.into()))?;
+        let (org, occurred_at_micros) = (text(1)?, int(4)?);
+        let (actor_kind, action, status) = (text(5)?, text(7)?, text(10)?);
+        readable(team, occurred_at_micros, actor_kind, action, status)?;
         let fields = HashedFields {
-            schema_version: u16::try_from(schema_version).map_err(|_| {
-                crate::convert::corrupt("schema version", &schema_version.to_string())
-            })?,
-            org: bytes(1)?,
+            schema_version: u16::try_from(schema_version)
+                .map_err(|_| corrupt("schema version", &schema_version.to_string()))?,
+            org: org.as_bytes(),
             seq: int(2)?,
-            team,
-            occurred_at_micros: int(4)?,
-            actor_kind: bytes(5)?,
-            actor_id: bytes(6)?,
-            action: bytes(7)?,
-            target_kind: bytes(8)?,
-            target_id: bytes(9)?,
-            status: bytes(10)?,
-            reason: bytes(11)?,
-            metadata: bytes(12)?,
+            team: team.map(str::as_bytes),
+            occurred_at_micros,
+            actor_kind: actor_kind.as_bytes(),
+            actor_id: text(6)?.as_bytes(),
+            action: action.as_bytes(),
+            target_kind: text(8)?.as_bytes(),
+            target_id: text(9)?.as_bytes(),
+            status: status.as_bytes(),
+            reason: text(11)?.as_bytes(),
+            metadata: text(12)?.as_bytes(),
         };
-        let prev_hash = crate::convert::hash32_bytes("previous hash", bytes(13)?)?;
-        let hash = crate::convert::hash32_bytes("hash", bytes(14)?)?;
+        let prev_hash = crate::convert::hash32("previous hash", text(13)?)?;
+        let hash = crate::convert::hash32("hash", text(14)?)?;
         out.push(ChainLink::stored(&fields, prev_hash, hash, &mut buf));
     }
     Ok(out)
 }
 
+/// Checks that a row hashed for verification would also read back as a record (its ids, actor
+/// kind, action, outcome status and time parse), so that verification does not pass a row that search and
+/// export would refuse as corrupt. The metadata's JSON is not parsed: its text is hashed as
+/// stored, and parsing it would cost more than the rest of the row.
+///
+/// The organization's id is not parsed: the page's statement selects rows whose `org_id` is
+/// the organization's id text, byte for byte.
+fn readable(
+    team: Option<&str>,
+    occurred_at_micros: i64,
+    actor_kind: &str,
+    action: &str,
+    status: &str,
+) -> Result<(), StoreError> {
+    use crate::convert::{id, time};
+    team.map(|t| id::<rbac_core::TeamId>("team id", t))
+        .transpose()?;
+    time(occurred_at_micros)?;
+    audit::ActorKind::parse(actor_kind).ok_or_else(|| corrupt("actor type", actor_kind))?;
+    audit::AuditAction::parse(action).ok_or_else(|| corrupt("audit action", action))?;
+    match status {
+        "success" | "denied" | "failure" => Ok(()),
+        other => Err(corrupt("outcome", other)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use audit::{
-        Actor, AuditAction, AuditEvent, AuditStore, Journal, Metadata, NewAuditEvent, Outcome,
-        RequestContext, Target,
+        Actor, AuditAction, AuditError, AuditEvent, AuditStore, Journal, Metadata, NewAuditEvent,
+        Outcome, RequestContext, Target,
     };
     use rbac_core::{OrgId, TeamId, UserId};
     use sea_orm::{
@@ -517,5 +541,78 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(whole_log().await.unwrap().len(), 31);
+    }
+
+    /// Verification on a SQLite file hashes each row's columns as stored: edits the parsed
+    /// record would hide break the chain, and a row that would not read back as a record is a
+    /// store error, as it is for search and export.
+    #[tokio::test]
+    async fn verification_reads_rows_as_stored() {
+        let (_dir, store) = crate::temp_sqlite_store().await;
+        let org = OrgId::new();
+        let record = |i: u32| {
+            NewAuditEvent::new(
+                org,
+                chrono::Utc::now(),
+                Actor::user(UserId::new(), "Sam"),
+                AuditAction::ChatInterfaceUpdated,
+                Target::new("chat_interface", i, "Support"),
+            )
+        };
+        let journal = Journal::record(record(1))
+            .and_record(record(2))
+            .and_record(record(3).in_team(TeamId::new()));
+        store.append(journal).await.unwrap();
+        let verify = || audit::verify_chain(&store, org, b"k");
+        assert_eq!(verify().await.unwrap().unwrap().records, 3);
+        let sql = |set: &str, seq: i64| {
+            format!("UPDATE audit_events SET {set} WHERE org_id = '{org}' AND seq = {seq}")
+        };
+
+        // A reason beside a success: the parsed record drops it, the stored row does not.
+        store
+            .execute_sql(&sql("reason = 'forged'", 2))
+            .await
+            .unwrap();
+        assert_eq!(
+            verify().await.unwrap(),
+            Err(audit::ChainBreak::Modified { seq: 2 })
+        );
+        store.execute_sql(&sql("reason = ''", 2)).await.unwrap();
+        assert!(verify().await.unwrap().is_ok());
+
+        // A team id in capitals parses as the same id, but is not the text that was hashed.
+        store
+            .execute_sql(&sql("team_id = 'team_' || upper(substr(team_id, 6))", 3))
+            .await
+            .unwrap();
+        assert_eq!(
+            verify().await.unwrap(),
+            Err(audit::ChainBreak::Modified { seq: 3 })
+        );
+        store
+            .execute_sql(&sql("team_id = lower(team_id)", 3))
+            .await
+            .unwrap();
+        assert!(verify().await.unwrap().is_ok());
+
+        // Rows that would not read back as records are refused, whatever their hash.
+        for (set, restore) in [
+            (
+                "action = 'no.such_action'",
+                "action = 'chat_interface.updated'",
+            ),
+            ("outcome = 'maybe'", "outcome = 'success'"),
+            ("actor_type = 'robot'", "actor_type = 'user'"),
+            ("team_id = ''", "team_id = NULL"),
+            (
+                "actor_id = CAST('usr_x' AS BLOB)",
+                "actor_id = CAST(actor_id AS TEXT)",
+            ),
+        ] {
+            store.execute_sql(&sql(set, 1)).await.unwrap();
+            assert!(matches!(verify().await, Err(AuditError::Store(_))), "{set}");
+            store.execute_sql(&sql(restore, 1)).await.unwrap();
+        }
     }
 }
