@@ -191,11 +191,16 @@ impl ChainLink {
     ) -> Self {
         buf.clear();
         fields.write(buf);
+        Self::hashed(fields.seq, prev_hash, hash, buf)
+    }
+
+    /// The link of the record at `seq` whose canonical encoding is `canonical`.
+    fn hashed(seq: i64, prev_hash: [u8; 32], hash: [u8; 32], canonical: &[u8]) -> Self {
         Self {
-            seq: fields.seq,
+            seq,
             prev_hash,
             hash,
-            computed: chain_hash(&prev_hash, buf),
+            computed: chain_hash(&prev_hash, canonical),
         }
     }
 
@@ -204,12 +209,7 @@ impl ChainLink {
     pub fn of(record: &AuditEvent, buf: &mut Vec<u8>) -> Self {
         buf.clear();
         write_canonical(buf, &record.event, record.seq, record.schema_version);
-        Self {
-            seq: record.seq,
-            prev_hash: record.prev_hash,
-            hash: record.hash,
-            computed: chain_hash(&record.prev_hash, buf),
-        }
+        Self::hashed(record.seq, record.prev_hash, record.hash, buf)
     }
 
     /// The links of `records`, in their order.

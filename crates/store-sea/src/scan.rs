@@ -569,32 +569,25 @@ mod tests {
             format!("UPDATE audit_events SET {set} WHERE org_id = '{org}' AND seq = {seq}")
         };
 
-        // A reason beside a success: the parsed record drops it, the stored row does not.
-        store
-            .execute_sql(&sql("reason = 'forged'", 2))
-            .await
-            .unwrap();
-        assert_eq!(
-            verify().await.unwrap(),
-            Err(audit::ChainBreak::Modified { seq: 2 })
-        );
-        store.execute_sql(&sql("reason = ''", 2)).await.unwrap();
-        assert!(verify().await.unwrap().is_ok());
-
-        // A team id in capitals parses as the same id, but is not the text that was hashed.
-        store
-            .execute_sql(&sql("team_id = 'team_' || upper(substr(team_id, 6))", 3))
-            .await
-            .unwrap();
-        assert_eq!(
-            verify().await.unwrap(),
-            Err(audit::ChainBreak::Modified { seq: 3 })
-        );
-        store
-            .execute_sql(&sql("team_id = lower(team_id)", 3))
-            .await
-            .unwrap();
-        assert!(verify().await.unwrap().is_ok());
+        // Edits the parsed record would hide: a reason beside a success (the record drops it) and
+        // a team id in capitals (it parses as the same id, but is not the text that was hashed).
+        for (seq, set, restore) in [
+            (2, "reason = 'forged'", "reason = ''"),
+            (
+                3,
+                "team_id = 'team_' || upper(substr(team_id, 6))",
+                "team_id = lower(team_id)",
+            ),
+        ] {
+            store.execute_sql(&sql(set, seq)).await.unwrap();
+            assert_eq!(
+                verify().await.unwrap(),
+                Err(audit::ChainBreak::Modified { seq }),
+                "{set}"
+            );
+            store.execute_sql(&sql(restore, seq)).await.unwrap();
+            assert!(verify().await.unwrap().is_ok(), "{restore}");
+        }
 
         // Rows that would not read back as records are refused, whatever their hash.
         for (set, restore) in [
@@ -606,13 +599,14 @@ mod tests {
             ("actor_type = 'robot'", "actor_type = 'user'"),
             ("team_id = ''", "team_id = NULL"),
             (
-                "actor_id = CAST('usr_x' AS BLOB)",
+                "actor_id = CAST(actor_id AS BLOB)",
                 "actor_id = CAST(actor_id AS TEXT)",
             ),
         ] {
             store.execute_sql(&sql(set, 1)).await.unwrap();
             assert!(matches!(verify().await, Err(AuditError::Store(_))), "{set}");
             store.execute_sql(&sql(restore, 1)).await.unwrap();
+            assert!(verify().await.unwrap().is_ok(), "{restore}");
         }
     }
 }
