@@ -355,6 +355,10 @@ pub struct WebhookSettings {
     /// Failed deliveries in a row after which an endpoint is disabled (0: never; a 410 Gone
     /// always disables it).
     pub disable_after_failures: u32,
+    /// Up to this share of each scheduled retry delay, in percent (0 to 100), is added to it,
+    /// a different share for each delivery, so that deliveries that failed together do not
+    /// all retry in the same instant; a receiver's `Retry-After` is kept exactly.
+    pub retry_jitter_percent: u32,
 }
 
 /// Workspace resource settings.
@@ -579,6 +583,11 @@ impl Settings {
         if self.webhooks.timeout_secs == 0 || self.webhooks.timeout_secs > 300 {
             return Err(ConfigError(
                 "`webhooks.timeout_secs` must be between 1 and 300".into(),
+            ));
+        }
+        if self.webhooks.retry_jitter_percent > 100 {
+            return Err(ConfigError(
+                "`webhooks.retry_jitter_percent` must be between 0 and 100".into(),
             ));
         }
         if self.webhooks.max_attempts == 0 || self.webhooks.max_attempts > 20 {

@@ -74,6 +74,7 @@ fn policy(s: &WebhookSettings) -> RetryPolicy {
         max_attempts: s.max_attempts,
         base_delay_ms: s.base_delay_ms,
         disable_after_failures: s.disable_after_failures,
+        jitter_percent: s.retry_jitter_percent,
     }
 }
 
@@ -236,7 +237,7 @@ async fn attempt(
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let now = state.clock.now();
     let policy = policy(&state.settings.webhooks);
-    let verdict = webhooks::judge(&policy, number, status, retry_after, now);
+    let verdict = webhooks::judge(&policy, number, status, retry_after, now, d.jitter_key());
     crate::prom::webhook_attempt(
         match verdict {
             AttemptVerdict::Delivered => "delivered",
@@ -350,6 +351,16 @@ async fn send(
         Ok(u) => u,
         Err(e) => return fail(format!("bad URL: {e}")),
     };
+    // The port rule applies to endpoints stored before it, too.
+    match ep.url.port() {
+        Some(p) if webhooks::port_allowed(p) => {}
+        Some(p) => {
+            return fail(format!(
+                "destination port {p} is refused: webhooks go to 80, 443 or a port from 1024 up"
+            ));
+        }
+        None => return fail("the URL's port is not a number from 1 to 65535".into()),
+    }
     // IP literals never reach the resolver: check them here.
     if let Some(host) = url.host_str() {
         let literal = host

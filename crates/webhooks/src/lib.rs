@@ -38,6 +38,7 @@ pub use model::{Attempt, Delivery, DeliveryStatus, Endpoint, payload};
 pub use plan::goes_out;
 pub use policy::{
     AttemptVerdict, MAX_RETRY_DELAY_MS, RetryPolicy, WebhookUrl, destination_allowed, judge,
+    port_allowed,
 };
 pub use service::{
     Acting, EndpointInput, MAX_ENDPOINTS_PER_ORG, USER_AGENT, create, delete, headers, requeue,

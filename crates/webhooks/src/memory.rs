@@ -523,7 +523,14 @@ mod tests {
         let (d, _, stored) = &claimed[0];
         let secrets = crate::signing_secrets(&cipher, stored, now).unwrap();
         assert_eq!(secrets, vec![secret]);
-        let verdict = judge(&RetryPolicy::default(), 1, Some(500), None, now);
+        let verdict = judge(
+            &RetryPolicy::default(),
+            1,
+            Some(500),
+            None,
+            now,
+            d.jitter_key(),
+        );
         let crate::AttemptVerdict::RetryAt { at } = verdict else {
             panic!("{verdict:?}")
         };

@@ -125,6 +125,17 @@ pub struct Delivery {
     pub created_at: DateTime<Utc>,
 }
 
+impl Delivery {
+    /// A number of this delivery's own for [`crate::judge`]'s jitter (FNV-1a of its id), so
+    /// that deliveries failing at the same moment retry at different moments.
+    #[must_use]
+    pub fn jitter_key(&self) -> u64 {
+        self.id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    }
+}
+
 /// One HTTP attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Attempt {

@@ -19,6 +19,12 @@ pub struct RetryPolicy {
     /// Consecutive failed deliveries after which an endpoint is disabled (0: never; a 410
     /// Gone always disables it).
     pub disable_after_failures: u32,
+    /// Up to this share of a scheduled delay (in percent, at most 100) is added to it, a
+    /// different share for each delivery, so that deliveries that failed together (a receiver
+    /// that was down) do not all come back in the same instant. A receiver's `Retry-After` is
+    /// kept as it is.
+    #[serde(default)]
+    pub jitter_percent: u32,
 }
 
 impl Default for RetryPolicy {
@@ -27,6 +33,7 @@ impl Default for RetryPolicy {
             max_attempts: 5,
             base_delay_ms: 2_000,
             disable_after_failures: 20,
+            jitter_percent: 10,
         }
     }
 }
@@ -53,6 +60,33 @@ impl RetryPolicy {
             i64::try_from(ms).unwrap_or(i64::MAX),
         ))
     }
+
+    /// [`Self::delay_after`] with this policy's jitter: `key` (the delivery's id, say) picks
+    /// the share added, the same for the same key and attempt. At most
+    /// [`MAX_RETRY_DELAY_MS`] still.
+    #[must_use]
+    pub fn jittered_delay_after(&self, attempt: u32, key: u64) -> Option<Duration> {
+        let delay = self.delay_after(attempt)?;
+        let ms = u64::try_from(delay.num_milliseconds()).unwrap_or(0);
+        let most = ms.saturating_mul(u64::from(self.jitter_percent.min(100))) / 100;
+        let extra = if most == 0 {
+            0
+        } else {
+            spread(key ^ u64::from(attempt).rotate_left(32)) % (most + 1)
+        };
+        let ms = ms.saturating_add(extra).min(MAX_RETRY_DELAY_MS);
+        Some(Duration::milliseconds(
+            i64::try_from(ms).unwrap_or(i64::MAX),
+        ))
+    }
+}
+
+/// SplitMix64's finaliser: neighbouring keys (ids, attempt numbers) give unrelated numbers.
+fn spread(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// What to do after an attempt.
@@ -74,7 +108,8 @@ pub enum AttemptVerdict {
 
 /// Decides what follows attempt number `attempt` that got `status` (`None` = no response).
 /// A 429 or 503 with `Retry-After` (in seconds) waits that long (capped at one hour) instead
-/// of the schedule.
+/// of the schedule; otherwise the wait is the schedule's with its jitter, picked by `key`
+/// (see [`RetryPolicy::jittered_delay_after`]).
 #[must_use]
 pub fn judge(
     policy: &RetryPolicy,
@@ -82,13 +117,14 @@ pub fn judge(
     status: Option<u16>,
     retry_after_secs: Option<u64>,
     now: DateTime<Utc>,
+    key: u64,
 ) -> AttemptVerdict {
     match status {
         Some(s) if (200..300).contains(&s) => return AttemptVerdict::Delivered,
         Some(410) => return AttemptVerdict::DisableEndpoint,
         _ => {}
     }
-    let Some(delay) = policy.delay_after(attempt) else {
+    let Some(delay) = policy.jittered_delay_after(attempt, key) else {
         return AttemptVerdict::GiveUp;
     };
     let delay = match (status, retry_after_secs) {
@@ -141,10 +177,54 @@ impl WebhookUrl {
         Ok(Self(s.to_owned()))
     }
 
+    /// [`Self::parse`] for a new or changed endpoint, which must also name an allowed port
+    /// ([`port_allowed`]). Endpoints stored before the port rule still read back with
+    /// [`Self::parse`]; the delivery worker checks their port before each attempt.
+    ///
+    /// # Errors
+    /// [`WebhookError::Invalid`] naming the problem.
+    pub fn parse_new(s: &str, https_only: bool) -> Result<Self, WebhookError> {
+        let url = Self::parse(s, https_only)?;
+        match url.port() {
+            Some(p) if port_allowed(p) => Ok(url),
+            Some(p) => Err(WebhookError::Invalid(format!(
+                "webhooks are not sent to port {p}: use 80, 443 or a port from 1024 up"
+            ))),
+            None => Err(WebhookError::Invalid(
+                "the URL's port is not a number from 1 to 65535".into(),
+            )),
+        }
+    }
+
     /// The URL.
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The port deliveries go to: the URL's own, or its scheme's (80, 443); `None` when the
+    /// URL names one that is not a number from 1 to 65535.
+    #[must_use]
+    pub fn port(&self) -> Option<u16> {
+        let (scheme, rest) = self.0.split_once("://").unwrap_or(("", &self.0));
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        // An IPv6 literal's colons are inside its brackets.
+        let after_host = match authority.rfind(']') {
+            Some(i) => &authority[i + 1..],
+            None => authority,
+        };
+        match after_host.rsplit_once(':') {
+            None => Some(if scheme.eq_ignore_ascii_case("https") {
+                443
+            } else {
+                80
+            }),
+            Some((_, "")) => None,
+            Some((_, p)) if p.bytes().all(|b| b.is_ascii_digit()) => {
+                p.parse::<u16>().ok().filter(|&p| p != 0)
+            }
+            Some(_) => None,
+        }
     }
 
     /// `scheme://host[:port]` only: for audit records and notices, since paths and queries
@@ -157,6 +237,14 @@ impl WebhookUrl {
             rest.split(['/', '?', '#']).next().unwrap_or("")
         )
     }
+}
+
+/// Whether webhooks may go to `port`: 80, 443 and every port from 1024 up. The ports below
+/// 1024 are those of other protocols (mail, SSH, directory, file sharing), which a webhook
+/// should never be able to reach, even on a public address.
+#[must_use]
+pub fn port_allowed(port: u16) -> bool {
+    port == 80 || port == 443 || port >= 1024
 }
 
 /// Networks never delivered to unless allowlisted: loopback, private, link-local, CGNAT,
@@ -230,51 +318,143 @@ mod tests {
     }
 
     #[test]
-    fn verdicts() {
+    fn jitter_spreads_retries_within_its_share_and_keeps_retry_after() {
         let p = RetryPolicy::default();
         let now = DateTime::from_timestamp(1_000, 0).unwrap();
+        for attempt in 1..=4 {
+            let exact = p.delay_after(attempt).unwrap();
+            let waits: Vec<Duration> = (0..1_000u64)
+                .map(|key| p.jittered_delay_after(attempt, key).unwrap())
+                .collect();
+            assert!(
+                waits.iter().all(|w| *w >= exact && *w <= exact * 11 / 10),
+                "attempt {attempt}: within 10 % above the guide's {exact}"
+            );
+            // Millisecond steps: 201 possible waits after attempt 1, 1,601 after attempt 4.
+            let possible = usize::try_from(exact.num_milliseconds() / 10 + 1).unwrap();
+            let distinct: std::collections::BTreeSet<_> = waits.iter().collect();
+            assert!(
+                distinct.len() * 5 > possible.min(waits.len()) * 2,
+                "attempt {attempt}: {} different waits of {possible}",
+                distinct.len()
+            );
+            let longest = waits.iter().max().unwrap();
+            assert!(
+                *longest >= exact + exact / 20,
+                "spread over the whole share"
+            );
+            assert_eq!(
+                p.jittered_delay_after(attempt, 42),
+                p.jittered_delay_after(attempt, 42),
+                "the same delivery and attempt wait the same"
+            );
+        }
+        assert_eq!(p.jittered_delay_after(5, 1), None, "no attempt left");
+        let flat = RetryPolicy {
+            jitter_percent: 0,
+            ..p
+        };
+        assert_eq!(flat.jittered_delay_after(2, 99), p.delay_after(2));
+        // Two deliveries that failed together come back at different times...
+        let a = judge(&p, 1, Some(500), None, now, 1);
+        let b = judge(&p, 1, Some(500), None, now, 2);
+        assert_ne!(a, b);
+        // ...but a receiver's Retry-After is honoured to the second.
         assert_eq!(
-            judge(&p, 1, Some(204), None, now),
+            judge(&p, 1, Some(503), Some(30), now, 1),
+            AttemptVerdict::RetryAt {
+                at: now + Duration::seconds(30)
+            }
+        );
+    }
+
+    #[test]
+    fn ports_other_protocols_use_are_refused_for_new_endpoints() {
+        let port = |u: &str| WebhookUrl::parse(u, false).unwrap().port();
+        assert_eq!(port("https://hooks.example.com/a"), Some(443));
+        assert_eq!(port("http://hooks.example.com"), Some(80));
+        assert_eq!(port("https://hooks.example.com:8443/a:b"), Some(8443));
+        assert_eq!(port("http://[2001:db8::1]/x"), Some(80));
+        assert_eq!(port("http://[2001:db8::1]:9000/x"), Some(9000));
+        assert_eq!(port("http://h:0/"), None);
+        assert_eq!(port("http://h:70000/"), None);
+        assert_eq!(port("http://h:/"), None);
+        assert_eq!(port("http://h:+80/"), None);
+        for ok in [
+            "https://hooks.example.com/a",
+            "http://hooks.example.com:80/a",
+            "https://hooks.example.com:443",
+            "https://hooks.example.com:1024/a",
+            "http://127.0.0.1:65535/x",
+        ] {
+            assert!(WebhookUrl::parse_new(ok, false).is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://mail.example.com:25/",
+            "http://hooks.example.com:22",
+            "https://hooks.example.com:1023/a",
+            "http://[2001:db8::1]:445/x",
+            "http://h:99999/",
+        ] {
+            let e = WebhookUrl::parse_new(refused, false).unwrap_err();
+            assert!(e.to_string().contains("port"), "{refused}: {e}");
+            // A stored endpoint with such a port still reads back; delivery refuses it.
+            assert!(WebhookUrl::parse(refused, false).is_ok());
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        let p = RetryPolicy {
+            jitter_percent: 0,
+            ..RetryPolicy::default()
+        };
+        let now = DateTime::from_timestamp(1_000, 0).unwrap();
+        assert_eq!(
+            judge(&p, 1, Some(204), None, now, 7),
             AttemptVerdict::Delivered
         );
         assert_eq!(
-            judge(&p, 1, Some(500), None, now),
+            judge(&p, 1, Some(500), None, now, 7),
             AttemptVerdict::RetryAt {
                 at: now + Duration::seconds(2)
             }
         );
         assert_eq!(
-            judge(&p, 3, None, None, now),
+            judge(&p, 3, None, None, now, 7),
             AttemptVerdict::RetryAt {
                 at: now + Duration::seconds(8)
             }
         );
-        assert_eq!(judge(&p, 5, Some(500), None, now), AttemptVerdict::GiveUp);
         assert_eq!(
-            judge(&p, 2, Some(410), None, now),
+            judge(&p, 5, Some(500), None, now, 7),
+            AttemptVerdict::GiveUp
+        );
+        assert_eq!(
+            judge(&p, 2, Some(410), None, now, 7),
             AttemptVerdict::DisableEndpoint
         );
         assert_eq!(
-            judge(&p, 1, Some(429), Some(30), now),
+            judge(&p, 1, Some(429), Some(30), now, 7),
             AttemptVerdict::RetryAt {
                 at: now + Duration::seconds(30)
             }
         );
         assert_eq!(
-            judge(&p, 1, Some(429), Some(999_999), now),
+            judge(&p, 1, Some(429), Some(999_999), now, 7),
             AttemptVerdict::RetryAt {
                 at: now + Duration::hours(1)
             }
         );
         assert_eq!(
-            judge(&p, 1, Some(301), None, now),
+            judge(&p, 1, Some(301), None, now, 7),
             AttemptVerdict::RetryAt {
                 at: now + Duration::seconds(2)
             },
             "redirects are not followed"
         );
         assert_eq!(
-            judge(&p, 1, Some(503), Some(45), now),
+            judge(&p, 1, Some(503), Some(45), now, 7),
             AttemptVerdict::RetryAt {
                 at: now + Duration::seconds(45)
             },
@@ -285,9 +465,10 @@ mod tests {
             max_attempts: 20,
             base_delay_ms: u64::MAX / 2,
             disable_after_failures: 0,
+            jitter_percent: 100,
         };
         assert_eq!(
-            judge(&huge, 19, Some(500), None, now),
+            judge(&huge, 19, Some(500), None, now, 7),
             AttemptVerdict::RetryAt {
                 at: now + Duration::days(1)
             }

@@ -106,7 +106,7 @@ pub async fn create(
     https_only: bool,
     now: DateTime<Utc>,
 ) -> Result<(Endpoint, SigningSecret), WebhookError> {
-    let url = WebhookUrl::parse(input.url.as_deref().unwrap_or(""), https_only)?;
+    let url = WebhookUrl::parse_new(input.url.as_deref().unwrap_or(""), https_only)?;
     let ep = Endpoint {
         id: EndpointId::new(),
         org,
@@ -151,7 +151,7 @@ pub async fn update(
         url: input
             .url
             .as_deref()
-            .map(|u| WebhookUrl::parse(u, https_only))
+            .map(|u| WebhookUrl::parse_new(u, https_only))
             .transpose()?,
         description: input.description.as_deref().map(description).transpose()?,
         events: input.events.as_deref().map(parse_events).transpose()?,
