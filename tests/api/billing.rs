@@ -723,10 +723,10 @@ both_backends!(
             .await
             .unwrap();
         assert_eq!(bought.status(), StatusCode::CREATED);
-        let op = json_of(bought).await["operation_id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let bought = json_of(bought).await;
+        let op = bought["operation_id"].as_str().unwrap().to_owned();
+        let number = bought["invoice"]["number"].as_str().unwrap().to_owned();
+        assert_eq!(bought["invoice"]["status"], "open");
         let b = balances(&t, &t.owner_token).await;
         assert_eq!(
             (b["pool"], b[&dev], b[&prod]),
@@ -750,5 +750,18 @@ both_backends!(
         );
         let b = balances(&t, &t.owner_token).await;
         assert_eq!((b["pool"], b[&dev], b[&prod]), (0, 0, 0));
+        // Nothing is owed for credits given back: the open invoice is void, and the
+        // reversal's audit record names it.
+        let invoices = json_of(t.get(&t.org("/billing/invoices"), &t.owner_token).await).await;
+        let listed: Vec<_> = invoices
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["number"] == number.as_str())
+            .collect();
+        assert_eq!(listed.len(), 1, "{invoices}");
+        assert_eq!(listed[0]["status"], "void");
+        let log = t.audit("action=credits.reversed").await;
+        assert_eq!(log[0]["metadata"]["invoice"], number.as_str(), "{log:?}");
     }
 );

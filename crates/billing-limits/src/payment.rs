@@ -36,6 +36,8 @@ pub enum ChargeStatus {
     Paid,
     /// Invoiced, to be paid by the due date.
     Open,
+    /// Cancelled before it was paid: nothing is owed (the credits it bought were reversed).
+    Void,
 }
 
 impl ChargeStatus {
@@ -45,13 +47,14 @@ impl ChargeStatus {
         match self {
             ChargeStatus::Paid => "paid",
             ChargeStatus::Open => "open",
+            ChargeStatus::Void => "void",
         }
     }
 
     /// Parses the wire name.
     #[must_use]
     pub fn parse(s: &str) -> Option<Self> {
-        [ChargeStatus::Paid, ChargeStatus::Open]
+        [ChargeStatus::Paid, ChargeStatus::Open, ChargeStatus::Void]
             .into_iter()
             .find(|c| c.as_str() == s)
     }

@@ -124,6 +124,7 @@ pub async fn run<
 ) {
     password_resets_are_capped_used_once_and_end_sessions(s).await;
     credit_ledger_is_exact_under_concurrency(s).await;
+    a_reversed_purchase_voids_its_open_invoice(s).await;
     subscriptions_are_compare_and_swap(s).await;
     consents_and_erasure_keep_the_chain(s).await;
     scim_tokens_records_and_deactivation(s).await;
@@ -4699,6 +4700,139 @@ async fn balance_of<S: crate::credits::CreditStore + ?Sized>(
         .into_iter()
         .find(|a| a.account == account)
         .map_or(0, |a| a.balance)
+}
+
+/// A purchase keeps its invoice's number; reversing it voids the invoice while it is open (in
+/// the reversal's transaction) and leaves a paid one, or another organization's invoice of the
+/// same number, as it is.
+async fn a_reversed_purchase_voids_its_open_invoice<
+    S: TenancyStore
+        + AuditStore
+        + WorkspaceStore
+        + crate::credits::CreditStore
+        + crate::billing::BillingStore
+        + ?Sized,
+>(
+    s: &S,
+) {
+    use billing_limits::credits::{self, Account, EntryKind};
+    use billing_limits::payment::ChargeStatus;
+    let invoice = |org: OrgId, number: &str, status| crate::billing::Invoice {
+        number: number.into(),
+        org,
+        provider: "manual_invoice".into(),
+        description: "credits".into(),
+        amount_cents: 1_000,
+        currency: "EUR".into(),
+        status,
+        created_at: now(),
+        due_at: (status == ChargeStatus::Open).then(|| now() + Duration::days(30)),
+    };
+    let statuses = |org: OrgId| async move {
+        let mut v: Vec<(String, ChargeStatus)> = s
+            .invoices(org, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.number, i.status))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let (org, _, _) = new_org(s).await;
+    let (other, _, _) = new_org(s).await;
+    let buy = |org: OrgId, key: &str| {
+        credit_op(
+            org,
+            key,
+            EntryKind::Purchase,
+            credits::purchase(Account::Pool, 100, &[]).unwrap(),
+        )
+    };
+    let (open, paid, elsewhere) = (
+        buy(org.id, "open"),
+        buy(org.id, "paid"),
+        buy(other.id, "same"),
+    );
+    for (op, inv) in [
+        (&open, invoice(org.id, "INV-1", ChargeStatus::Open)),
+        (&paid, invoice(org.id, "INV-2", ChargeStatus::Paid)),
+        (&elsewhere, invoice(other.id, "INV-1", ChargeStatus::Open)),
+    ] {
+        s.post_credits(op, Some(&inv), note(op.org, "buy"))
+            .await
+            .unwrap();
+    }
+    let record = s.credit_operation(org.id, open.id).await.unwrap().unwrap();
+    assert_eq!(record.invoice.as_deref(), Some("INV-1"));
+    let reverse = |op: &crate::credits::NewOperation, key: &str| {
+        let mut r = credit_op(
+            op.org,
+            key,
+            EntryKind::Reversal,
+            credits::reversal_of(&op.postings),
+        );
+        r.reverses = Some(op.id);
+        r
+    };
+    let audit = head(s, org.id).await;
+    s.post_credits(&reverse(&open, "undo-open"), None, note(org.id, "undo"))
+        .await
+        .unwrap();
+    assert_eq!(
+        head(s, org.id).await,
+        audit + 1,
+        "one record with the reversal"
+    );
+    s.post_credits(&reverse(&paid, "undo-paid"), None, note(org.id, "undo"))
+        .await
+        .unwrap();
+    assert_eq!(
+        statuses(org.id).await,
+        vec![
+            ("INV-1".to_owned(), ChargeStatus::Void),
+            ("INV-2".to_owned(), ChargeStatus::Paid),
+        ]
+    );
+    assert_eq!(
+        statuses(other.id).await,
+        vec![("INV-1".to_owned(), ChargeStatus::Open)],
+        "another organization's invoice of the same number is untouched"
+    );
+    // A reversal that is refused (the credits are spent) leaves the invoice open.
+    let spent = buy(other.id, "spent");
+    s.post_credits(
+        &spent,
+        Some(&invoice(other.id, "INV-9", ChargeStatus::Open)),
+        note(other.id, "buy"),
+    )
+    .await
+    .unwrap();
+    let use_all = credit_op(
+        other.id,
+        "use",
+        EntryKind::Consumption,
+        vec![credits::Posting {
+            account: Account::Pool,
+            amount: -200,
+            kind: EntryKind::Consumption,
+        }],
+    );
+    s.post_credits(&use_all, None, note(other.id, "use"))
+        .await
+        .unwrap();
+    assert!(
+        s.post_credits(&reverse(&spent, "undo-spent"), None, note(other.id, "undo"))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        statuses(other.id).await,
+        vec![
+            ("INV-1".to_owned(), ChargeStatus::Open),
+            ("INV-9".to_owned(), ChargeStatus::Open),
+        ]
+    );
 }
 
 async fn credit_ledger_is_exact_under_concurrency<

@@ -128,6 +128,8 @@ pub struct OperationRecord {
     pub reversed_by: Option<CreditOperationId>,
     /// Its entries, in order.
     pub entries: Vec<CreditEntry>,
+    /// The number of the invoice issued with it (a purchase), if any.
+    pub invoice: Option<String>,
 }
 
 /// Storage of the credit ledger.
@@ -145,7 +147,10 @@ pub trait CreditStore: Send + Sync {
     /// balance stays at or above minus the account's overdraft ([`CreditError::Insufficient`]
     /// otherwise, and nothing is applied); entries are written with the balance after them; a
     /// reversal is refused ([`TenancyError::Conflict`]) if its operation was reversed before. The
-    /// invoice and `journal` commit with it.
+    /// invoice and `journal` commit with it; the operation keeps the invoice's number. A
+    /// reversal voids the reversed operation's invoice if it is still open
+    /// ([`ChargeStatus::Void`](billing_limits::payment::ChargeStatus::Void)); a paid one stays
+    /// paid (the money goes back through the payment provider, outside this store).
     ///
     /// # Errors
     /// As above; [`TenancyError::Store`].
@@ -718,7 +723,12 @@ pub async fn reverse<S: TenancyStore + CreditStore + WorkspaceStore + MeteringSt
                 AuditAction::CreditsReversed,
                 Target::new("credit_operation", operation, original.kind.as_str()),
             )
-            .with_metadata(Metadata::from_value(json!({ "reason": reason }))?),
+            .with_metadata(Metadata::from_value(match &original.invoice {
+                // An open invoice is voided with the reversal; a paid one is named, since its
+                // money is owed back.
+                Some(number) => json!({ "reason": reason, "invoice": number }),
+                None => json!({ "reason": reason }),
+            })?),
     );
     let op = NewOperation {
         id: CreditOperationId::new(),

@@ -63,7 +63,7 @@ pub struct InvoiceResponse {
     pub amount_cents: u64,
     /// ISO 4217 code.
     pub currency: String,
-    /// `open` or `paid`.
+    /// `open`, `paid`, or `void` (the credits it bought were reversed before it was paid).
     pub status: String,
     /// Issued (RFC 3339).
     pub created_at: String,

@@ -14,6 +14,7 @@ pub struct Model {
     pub kind: String,
     pub reverses: Option<String>,
     pub created_at: i64,
+    pub invoice_number: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

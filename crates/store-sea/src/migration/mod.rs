@@ -41,6 +41,7 @@ mod m20261201_000030_add_api_key_scope;
 mod m20261201_000031_add_credit_entry_actor_id;
 mod m20261201_000032_create_audit_erasures;
 mod m20261201_000033_add_subscription_anchor_and_retry;
+mod m20261201_000034_add_credit_operation_invoice;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -83,6 +84,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000031_add_credit_entry_actor_id::Migration),
             Box::new(m20261201_000032_create_audit_erasures::Migration),
             Box::new(m20261201_000033_add_subscription_anchor_and_retry::Migration),
+            Box::new(m20261201_000034_add_credit_operation_invoice::Migration),
         ]
     }
 }

@@ -328,6 +328,36 @@ impl SeaStore {
     }
 }
 
+/// Voids the invoice issued with operation `reversed`, if it has one and it is still open.
+async fn void_invoice_of(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    reversed: CreditOperationId,
+) -> Result<(), TenancyError> {
+    let number: Option<Option<String>> = credit_operation::Entity::find_by_id(reversed.to_string())
+        .filter(credit_operation::Column::OrgId.eq(org.to_string()))
+        .select_only()
+        .column(credit_operation::Column::InvoiceNumber)
+        .into_tuple()
+        .one(txn)
+        .await
+        .map_err(store)?;
+    if let Some(Some(number)) = number {
+        invoice::Entity::update_many()
+            .col_expr(
+                invoice::Column::Status,
+                Expr::value(ChargeStatus::Void.as_str()),
+            )
+            .filter(invoice::Column::OrgId.eq(org.to_string()))
+            .filter(invoice::Column::Number.eq(number))
+            .filter(invoice::Column::Status.eq(ChargeStatus::Open.as_str()))
+            .exec(txn)
+            .await
+            .map_err(store)?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl CreditStore for SeaStore {
     async fn credit_accounts(&self, org: OrgId) -> Result<Vec<CreditAccountState>, TenancyError> {
@@ -356,6 +386,7 @@ impl CreditStore for SeaStore {
             kind: Set(op.kind.as_str().to_owned()),
             reverses: Set(op.reverses.map(|r| r.to_string())),
             created_at: Set(micros(op.created_at)),
+            invoice_number: Set(invoice.map(|i| i.number.clone())),
         })
         .exec_without_returning(&txn)
         .await;
@@ -437,6 +468,9 @@ impl CreditStore for SeaStore {
         if let Some(i) = invoice {
             insert_invoice(&txn, i).await?;
         }
+        if let Some(reversed) = op.reverses {
+            void_invoice_of(&txn, op.org, reversed).await?;
+        }
         let entries = entries_of(&txn, &op.id.to_string()).await?;
         commit(txn, journal).await?;
         metrics::counter!("axie_credit_operations_total", "kind" => op.kind.as_str()).increment(1);
@@ -485,6 +519,7 @@ impl CreditStore for SeaStore {
                 .ok_or_else(|| corrupt("credit operation kind", &op.kind))?,
             reversed_by,
             entries: entries_of(self.db(), &op.id).await?,
+            invoice: op.invoice_number,
         }))
     }
 

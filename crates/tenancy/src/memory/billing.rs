@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use audit::Journal;
 use billing_limits::credits::{self, Account, Allocation, CreditError};
+use billing_limits::payment::ChargeStatus;
 use billing_limits::subscription::Subscription;
 use chrono::{DateTime, Utc};
 use rbac_core::{CreditOperationId, OrgId, TeamId};
@@ -36,6 +37,7 @@ struct Operation {
     kind: credits::EntryKind,
     reverses: Option<CreditOperationId>,
     actor_id: String,
+    invoice: Option<String>,
 }
 
 /// Refuses accounts of teams that do not exist (deleted, say), as the stores do.
@@ -271,9 +273,23 @@ impl CreditStore for MemoryTenancyStore {
                 kind: op.kind,
                 reverses: op.reverses,
                 actor_id: op.actor_id.clone(),
+                invoice: invoice.map(|i| i.number.clone()),
             });
             if let Some(i) = invoice {
                 b.invoices.push(i.clone());
+            }
+            let voided = op.reverses.and_then(|r| {
+                b.operations
+                    .iter()
+                    .find(|o| o.org == op.org && o.id == r)
+                    .and_then(|o| o.invoice.clone())
+            });
+            if let Some(number) = voided {
+                for i in &mut b.invoices {
+                    if i.org == op.org && i.number == number && i.status == ChargeStatus::Open {
+                        i.status = ChargeStatus::Void;
+                    }
+                }
             }
             entries
         };
@@ -312,6 +328,7 @@ impl CreditStore for MemoryTenancyStore {
                     .find(|r| r.org == org && r.reverses == Some(id))
                     .map(|r| r.id),
                 entries: b.entries_of(org, id),
+                invoice: o.invoice.clone(),
             }))
     }
 
