@@ -765,3 +765,67 @@ both_backends!(
         assert_eq!(log[0]["metadata"]["invoice"], number.as_str(), "{log:?}");
     }
 );
+
+both_backends!(
+    an_unreadable_subscription_holds_up_no_other_renewal,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let (other, other_email) =
+            crate::api_keys::second_org(&t, billing_limits::Plan::Free).await;
+        let other_token = t.login(&other_email, OWNER_PASSWORD).await;
+        let monthly_pro = json!({"plan": "pro", "cycle": "monthly"});
+        for (url, token) in [
+            (t.org("/billing/subscription"), &t.owner_token),
+            (
+                t.url(&format!("/api/v1/orgs/{other}/billing/subscription")),
+                &other_token,
+            ),
+        ] {
+            let res = t.put(&url, token, &monthly_pro).await;
+            assert_eq!(
+                res.status(),
+                StatusCode::OK,
+                "{}",
+                res.text().await.unwrap()
+            );
+        }
+        // The row that the worker reaches first (organizations are taken in id order) no
+        // longer reads back (a cycle this version does not know): its renewal fails on every
+        // pass, and the other organization's still renews.
+        let (broken, fine) = if other < t.org_id {
+            (other.clone(), t.org_id.clone())
+        } else {
+            (t.org_id.clone(), other.clone())
+        };
+        t.store
+            .execute_sql(&format!(
+                "UPDATE subscriptions SET cycle = 'fortnightly' WHERE org_id = '{broken}'"
+            ))
+            .await
+            .unwrap();
+        t.clock.advance(chrono::Duration::days(32));
+        assert_eq!(run_billing(&t).await, 1, "the readable one renews");
+        assert_eq!(run_billing(&t).await, 0, "once");
+        let invoices = |org: String| {
+            let t = &t;
+            async move {
+                tenancy::billing::BillingStore::invoices(&*t.store, org.parse().unwrap(), 10)
+                    .await
+                    .unwrap()
+                    .len()
+            }
+        };
+        assert_eq!(invoices(fine).await, 2, "subscribed, renewed");
+        assert_eq!(invoices(broken.clone()).await, 1, "subscribed only");
+        // Mended, it renews on the next pass, charged once.
+        t.store
+            .execute_sql(&format!(
+                "UPDATE subscriptions SET cycle = 'monthly' WHERE org_id = '{broken}'"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(run_billing(&t).await, 1);
+        assert_eq!(run_billing(&t).await, 0);
+        assert_eq!(invoices(broken).await, 2, "renewed once");
+    }
+);
