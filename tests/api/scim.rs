@@ -1026,3 +1026,71 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    a_look_up_by_user_name_finds_hand_added_members_by_email_and_no_one_elsewhere,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let idp = Idp::connect(&t).await;
+        let lisa_id = t.member_id("lisa@example.com").await;
+        let look_up = |name: &str| {
+            format!(
+                "/Users?filter={}",
+                urlencode(&format!("userName eq \"{name}\""))
+            )
+        };
+        // A member added by hand has no record: their userName is their email, in any case.
+        let found = idp.get(&look_up("LISA@example.com")).await;
+        assert_eq!(found["totalResults"], 1, "{found}");
+        assert_eq!(found["Resources"][0]["id"], lisa_id.as_str());
+        assert_eq!(found["Resources"][0]["userName"], "lisa@example.com");
+        let searched = idp
+            .expect(
+                reqwest::Method::POST,
+                "/Users/.search",
+                Some(&json!({
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                    "filter": "userName eq \"lisa@example.com\"",
+                })),
+                StatusCode::OK,
+            )
+            .await;
+        assert_eq!(searched["totalResults"], 1, "{searched}");
+        // The rest of the filter still applies to what the look-up finds.
+        let both = format!(
+            "/Users?filter={}",
+            urlencode("userName eq \"lisa@example.com\" and active eq false")
+        );
+        assert_eq!(idp.get(&both).await["totalResults"], 0);
+        // Their email is taken as a userName.
+        let dup = idp
+            .expect(
+                reqwest::Method::POST,
+                "/Users",
+                Some(&user_doc("Lisa@Example.com", "someone@acme.example")),
+                StatusCode::CONFLICT,
+            )
+            .await;
+        assert_eq!(dup["scimType"], "uniqueness");
+        // Once the identity provider names her, she is found by that name only.
+        idp.patch(
+            &format!("/Users/{lisa_id}"),
+            json!([{"op": "replace", "path": "userName", "value": "lisa.s"}]),
+        )
+        .await;
+        assert_eq!(
+            idp.get(&look_up("lisa@example.com")).await["totalResults"],
+            0
+        );
+        let renamed = idp.get(&look_up("LISA.S")).await;
+        assert_eq!(renamed["Resources"][0]["id"], lisa_id.as_str(), "{renamed}");
+        // Her email is free as a userName now; a member of another organization is never found.
+        let (_, elsewhere) =
+            crate::api_keys::second_org(&t, billing_limits::Plan::Enterprise).await;
+        assert_eq!(idp.get(&look_up(&elsewhere)).await["totalResults"], 0);
+        assert_eq!(
+            idp.get(&look_up("nobody@acme.example")).await["totalResults"],
+            0
+        );
+    }
+);

@@ -610,7 +610,13 @@ fn single(
 async fn list_users(req: HttpRequest, st: web::Data<AppState>) -> Reply {
     let (c, base) = caller(&req, &st).await?;
     let q = query_from_request(&req)?;
-    let all = checked(&st, &c, &req, scim::list_users(&*st.store, &c, &base).await).await?;
+    let all = checked(
+        &st,
+        &c,
+        &req,
+        scim::list_users_for(&*st.store, &c, &base, q.filter.as_ref()).await,
+    )
+    .await?;
     Ok(list_reply(all, &q))
 }
 
@@ -621,7 +627,13 @@ async fn search_users(
 ) -> Reply {
     let (c, base) = caller(&req, &st).await?;
     let q = query_from_body(&body)?;
-    let all = checked(&st, &c, &req, scim::list_users(&*st.store, &c, &base).await).await?;
+    let all = checked(
+        &st,
+        &c,
+        &req,
+        scim::list_users_for(&*st.store, &c, &base, q.filter.as_ref()).await,
+    )
+    .await?;
     Ok(list_reply(all, &q))
 }
 

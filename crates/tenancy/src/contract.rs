@@ -3760,6 +3760,21 @@ async fn scim_tokens_records_and_deactivation<
         s.user_record(org.id, jane.id).await.unwrap(),
         Some(rec.clone())
     );
+    // Found by name without regard to case, in its organization only.
+    for name in ["Jane@Example", "jane@example", "JANE@EXAMPLE"] {
+        assert_eq!(
+            s.user_record_by_name(org.id, name).await.unwrap(),
+            Some(rec.clone()),
+            "{name}"
+        );
+    }
+    assert_eq!(s.user_record_by_name(org.id, "jane").await.unwrap(), None);
+    assert_eq!(
+        s.user_record_by_name(OrgId::new(), "jane@example")
+            .await
+            .unwrap(),
+        None
+    );
     // Made with the rights of someone who is not an Owner or Admin: refused, nothing written.
     let ivan = user("ivan");
     let before = head(s, org.id).await;

@@ -216,6 +216,22 @@ impl ScimStore for SeaStore {
             .collect()
     }
 
+    async fn user_record_by_name(
+        &self,
+        org: OrgId,
+        user_name: &str,
+    ) -> Result<Option<UserRecord>, TenancyError> {
+        // The unique index `scim_users_user_name` (org_id, user_name_key).
+        scim_user::Entity::find()
+            .filter(scim_user::Column::OrgId.eq(org.to_string()))
+            .filter(scim_user::Column::UserNameKey.eq(user_name.to_lowercase()))
+            .one(self.db())
+            .await
+            .map_err(store)?
+            .map(user_record)
+            .transpose()
+    }
+
     async fn user_record(&self, org: OrgId, u: UserId) -> Result<Option<UserRecord>, TenancyError> {
         scim_user::Entity::find_by_id((org.to_string(), u.to_string()))
             .one(self.db())

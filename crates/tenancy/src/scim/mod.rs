@@ -22,6 +22,8 @@ pub mod filter;
 pub mod patch;
 pub mod schema;
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use audit::{Actor, ActorKind, AuditAction, DomainEvent, EventKind, Journal, Metadata, Target};
 use billing_limits::PlanLimits;
@@ -230,6 +232,26 @@ pub trait ScimStore: Send + Sync {
         org: OrgId,
         user: UserId,
     ) -> Result<Option<UserRecord>, TenancyError>;
+
+    /// The record of `org` whose userName is `user_name`, compared case-insensitively (as
+    /// lower case: userName is unique that way in an organization). The default walks
+    /// [`Self::user_records`]; a store with an index on the lower-cased name should use it,
+    /// since identity providers look a user up by name before each creation.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn user_record_by_name(
+        &self,
+        org: OrgId,
+        user_name: &str,
+    ) -> Result<Option<UserRecord>, TenancyError> {
+        let key = user_name.to_lowercase();
+        Ok(self
+            .user_records(org)
+            .await?
+            .into_iter()
+            .find(|r| r.user_name.to_lowercase() == key))
+    }
 
     /// Creates an account and its membership (role `role`, Member of `team`, deactivated when
     /// `active` is false) and the record, if the member limit allows, in one transaction.
@@ -824,11 +846,73 @@ pub async fn list_users<S: TenancyStore + ScimStore + ?Sized>(
 ) -> Result<Vec<Value>, TenancyError> {
     caller.check_org(Permission::ViewMembers)?;
     let members = all_members(store, caller.org.id).await?;
-    let records = store.user_records(caller.org.id).await?;
+    let records: HashMap<UserId, UserRecord> = store
+        .user_records(caller.org.id)
+        .await?
+        .into_iter()
+        .map(|r| (r.user, r))
+        .collect();
     Ok(members
         .iter()
-        .map(|m| render_user(base, m, records.iter().find(|r| r.user == m.user.id)))
+        .map(|m| render_user(base, m, records.get(&m.user.id)))
         .collect())
+}
+
+/// The User resources `filter` could match: when it is exactly `userName eq "…"` (the
+/// identity providers' look-up before each creation), the member of that userName, found by
+/// index ([`ScimStore::user_record_by_name`], or the email of a member without a record);
+/// otherwise every member, as [`list_users`]. Either way [`page`] applies the filter to them.
+///
+/// # Errors
+/// [`TenancyError::Forbidden`]; storage errors.
+pub async fn list_users_for<S: TenancyStore + ScimStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    base: &str,
+    filter: Option<&Filter>,
+) -> Result<Vec<Value>, TenancyError> {
+    let Some(name) = filter.and_then(Filter::user_name_eq) else {
+        return list_users(store, caller, base).await;
+    };
+    caller.check_org(Permission::ViewMembers)?;
+    let org = caller.org.id;
+    let mut found = Vec::new();
+    if let Some(r) = store.user_record_by_name(org, name).await?
+        && let Some(m) = store.get_member(org, r.user).await?
+    {
+        found.push(render_user(base, &m, Some(&r)));
+    }
+    if let Some(m) = recordless_member_named(store, org, name).await? {
+        found.push(render_user(base, &m, None));
+    }
+    Ok(found)
+}
+
+/// The member of `org` without a record whose userName (their email, see [`render_user`]) is
+/// `user_name` compared case-insensitively.
+async fn recordless_member_named<S: TenancyStore + ScimStore + ?Sized>(
+    store: &S,
+    org: OrgId,
+    user_name: &str,
+) -> Result<Option<Member>, TenancyError> {
+    let key = user_name.to_lowercase();
+    let Ok(email) = Email::parse(&key) else {
+        return Ok(None);
+    };
+    if email.as_str() != key {
+        return Ok(None);
+    }
+    let Some((user, _)) = store.find_user_by_email(&email).await? else {
+        return Ok(None);
+    };
+    let Some(member) = store.get_member(org, user.id).await? else {
+        return Ok(None);
+    };
+    Ok(store
+        .user_record(org, user.id)
+        .await?
+        .is_none()
+        .then_some(member))
 }
 
 /// One member as a User resource.
@@ -1011,16 +1095,16 @@ async fn check_user_name_free<S: TenancyStore + ScimStore + ?Sized>(
     user_name: &str,
     except: Option<UserId>,
 ) -> Result<(), ScimError> {
-    let key = user_name.to_lowercase();
-    let records = store.user_records(org).await?;
-    let taken_by_record = records
-        .iter()
-        .any(|r| Some(r.user) != except && r.user_name.to_lowercase() == key);
-    let taken_by_member = all_members(store, org).await?.iter().any(|m| {
-        Some(m.user.id) != except
-            && !records.iter().any(|r| r.user == m.user.id)
-            && m.user.email.as_str() == key
-    });
+    // Two look-ups by index, not a walk of the members: this runs before every creation and
+    // replacement of a User.
+    let taken_by_record = store
+        .user_record_by_name(org, user_name)
+        .await?
+        .is_some_and(|r| Some(r.user) != except);
+    let taken_by_member = !taken_by_record
+        && recordless_member_named(store, org, user_name)
+            .await?
+            .is_some_and(|m| Some(m.user.id) != except);
     if taken_by_record || taken_by_member {
         return Err(ScimError::Uniqueness(format!(
             "userName `{user_name}` is already in use"
