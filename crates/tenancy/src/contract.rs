@@ -4271,6 +4271,9 @@ async fn scim_groups_write_atomically<
         .collect();
     assert_eq!(members, vec![owner.id], "only organization members join");
     assert_eq!(s.group_records(org.id).await.unwrap(), vec![rec(1)]);
+    assert_eq!(s.group_record(org.id, team.id).await.unwrap(), Some(rec(1)));
+    assert_eq!(s.group_record(org.id, default.id).await.unwrap(), None);
+    assert_eq!(s.group_record(OrgId::new(), team.id).await.unwrap(), None);
     // A name taken by another team: nothing of the change is applied.
     let before = head(s, org.id).await;
     let clash = s

@@ -49,6 +49,16 @@ fn user_record(m: scim_user::Model) -> Result<UserRecord, TenancyError> {
     })
 }
 
+fn group_record(m: scim_group::Model) -> Result<GroupRecord, TenancyError> {
+    Ok(GroupRecord {
+        team: id("team id", &m.team_id)?,
+        external_id: m.external_id,
+        members: json("SCIM members", &m.members)?,
+        version: m.version,
+        updated_at: time(m.updated_at)?,
+    })
+}
+
 fn user_name_taken(name: &str) -> TenancyError {
     TenancyError::Conflict(format!("userName `{name}` is already in use"))
 }
@@ -433,16 +443,21 @@ impl ScimStore for SeaStore {
             .await
             .map_err(store)?
             .into_iter()
-            .map(|m| {
-                Ok(GroupRecord {
-                    team: id("team id", &m.team_id)?,
-                    external_id: m.external_id,
-                    members: json("SCIM members", &m.members)?,
-                    version: m.version,
-                    updated_at: time(m.updated_at)?,
-                })
-            })
+            .map(group_record)
             .collect()
+    }
+
+    async fn group_record(
+        &self,
+        org: OrgId,
+        team: TeamId,
+    ) -> Result<Option<GroupRecord>, TenancyError> {
+        scim_group::Entity::find_by_id((org.to_string(), team.to_string()))
+            .one(self.db())
+            .await
+            .map_err(store)?
+            .map(group_record)
+            .transpose()
     }
 
     async fn write_group(&self, w: &GroupWrite, journal: Journal) -> Result<(), TenancyError> {

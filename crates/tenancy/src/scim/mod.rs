@@ -22,7 +22,7 @@ pub mod filter;
 pub mod patch;
 pub mod schema;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use audit::{Actor, ActorKind, AuditAction, DomainEvent, EventKind, Journal, Metadata, Target};
@@ -300,6 +300,22 @@ pub trait ScimStore: Send + Sync {
     /// # Errors
     /// [`TenancyError::Store`].
     async fn group_records(&self, org: OrgId) -> Result<Vec<GroupRecord>, TenancyError>;
+
+    /// One team's group record. The default walks [`Self::group_records`].
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn group_record(
+        &self,
+        org: OrgId,
+        team: TeamId,
+    ) -> Result<Option<GroupRecord>, TenancyError> {
+        Ok(self
+            .group_records(org)
+            .await?
+            .into_iter()
+            .find(|r| r.team == team))
+    }
 
     /// Creates or renames the team, stores the record and changes the team's members, in one
     /// transaction.
@@ -646,21 +662,21 @@ pub fn render_group(
         out.insert("externalId".into(), json!(x));
     }
     out.insert("displayName".into(), json!(team.name));
+    let team_members: HashSet<UserId> = members.iter().map(|m| m.user.id).collect();
     let in_team = |v: &Value| {
         filter::get_ci(v, "value")
             .and_then(Value::as_str)
             .and_then(|s| s.parse::<UserId>().ok())
-            .filter(|u| members.iter().any(|m| m.user.id == *u))
+            .filter(|u| team_members.contains(u))
     };
     // Entries the identity provider sent, as sent, for people in the team; then the team's
     // other members.
     let mut list: Vec<Value> = Vec::new();
-    let mut listed: Vec<UserId> = Vec::new();
+    let mut listed: HashSet<UserId> = HashSet::new();
     for e in rec.map(|r| r.members.as_slice()).unwrap_or_default() {
         if let Some(u) = in_team(e)
-            && !listed.contains(&u)
+            && listed.insert(u)
         {
-            listed.push(u);
             list.push(e.clone());
         }
     }
@@ -1547,11 +1563,7 @@ async fn group_parts<S: TenancyStore + WorkspaceStore + ScimStore + ?Sized>(
         .get_team(org, team)
         .await?
         .ok_or(TenancyError::NotFound("Group"))?;
-    let rec = store
-        .group_records(org)
-        .await?
-        .into_iter()
-        .find(|r| r.team == team);
+    let rec = store.group_record(org, team).await?;
     let members = store
         .team_members(org, team)
         .await?
@@ -1620,6 +1632,7 @@ async fn named_members<S: TenancyStore + ?Sized>(
     entries: &[Value],
 ) -> Result<Vec<UserId>, TenancyError> {
     let mut out = Vec::new();
+    let mut seen = HashSet::new();
     for e in entries {
         let Some(u) = filter::get_ci(e, "value")
             .and_then(Value::as_str)
@@ -1627,7 +1640,7 @@ async fn named_members<S: TenancyStore + ?Sized>(
         else {
             continue;
         };
-        if !out.contains(&u) && store.get_member(org, u).await?.is_some() {
+        if seen.insert(u) && store.get_member(org, u).await?.is_some() {
             out.push(u);
         }
     }
@@ -1743,7 +1756,10 @@ pub async fn patch_group<S: TenancyStore + WorkspaceStore + ScimStore + ?Sized>(
     // naming a member are rendered from the team as it is: a member taken off the team in the
     // product since stays off (merged back, they would be added again by any PATCH).
     if let Some(r) = rec.as_ref() {
-        let members_named = named_members(store, caller.org.id, &r.members).await?;
+        let members_named: HashSet<UserId> = named_members(store, caller.org.id, &r.members)
+            .await?
+            .into_iter()
+            .collect();
         let unnamed = r.members.iter().filter(|e| {
             !filter::get_ci(e, "value")
                 .and_then(Value::as_str)
@@ -1783,15 +1799,19 @@ async fn write_group<S: TenancyStore + WorkspaceStore + ScimStore + ?Sized>(
     )?;
     let input = group_input(body, false)?;
     let wanted = named_members(store, caller.org.id, &input.members).await?;
+    let (wanted_set, current_set): (HashSet<UserId>, HashSet<UserId>) = (
+        wanted.iter().copied().collect(),
+        current.iter().map(|m| m.user.id).collect(),
+    );
     let add: Vec<UserId> = wanted
         .iter()
-        .filter(|u| !current.iter().any(|m| m.user.id == **u))
+        .filter(|u| !current_set.contains(u))
         .copied()
         .collect();
     let remove: Vec<UserId> = current
         .iter()
         .map(|m| m.user.id)
-        .filter(|u| !wanted.contains(u))
+        .filter(|u| !wanted_set.contains(u))
         .collect();
     if input.name != t.name {
         caller.check(
