@@ -1092,5 +1092,14 @@ both_backends!(
             idp.get(&look_up("nobody@acme.example")).await["totalResults"],
             0
         );
+        let taken = idp
+            .expect(
+                reqwest::Method::POST,
+                "/Users",
+                Some(&user_doc("lisa@example.com", "lisa.new@acme.example")),
+                StatusCode::CREATED,
+            )
+            .await;
+        assert_eq!(taken["userName"], "lisa@example.com");
     }
 );

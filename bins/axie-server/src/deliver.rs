@@ -351,8 +351,9 @@ async fn send(
         Ok(u) => u,
         Err(e) => return fail(format!("bad URL: {e}")),
     };
-    // The port rule applies to endpoints stored before it, too.
-    match ep.url.port() {
+    // The port rule applies to endpoints stored before it, too; the port is the one the
+    // request will use, as the HTTP client's parser reads it.
+    match url.port_or_known_default() {
         Some(p) if webhooks::port_allowed(p) => {}
         Some(p) => {
             return fail(format!(

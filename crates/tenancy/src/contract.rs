@@ -4817,6 +4817,13 @@ async fn a_reversed_purchase_voids_its_open_invoice<
         vec![("INV-1".to_owned(), ChargeStatus::Open)],
         "another organization's invoice of the same number is untouched"
     );
+    let voided = s.invoices(org.id, 10).await.unwrap();
+    assert!(
+        voided
+            .iter()
+            .any(|i| i.status == ChargeStatus::Void && i.due_at.is_none()),
+        "a void invoice is due no more: {voided:?}"
+    );
     // A reversal that is refused (the credits are spent) leaves the invoice open.
     let spent = buy(other.id, "spent");
     s.post_credits(

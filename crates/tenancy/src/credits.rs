@@ -724,8 +724,8 @@ pub async fn reverse<S: TenancyStore + CreditStore + WorkspaceStore + MeteringSt
                 Target::new("credit_operation", operation, original.kind.as_str()),
             )
             .with_metadata(Metadata::from_value(match &original.invoice {
-                // An open invoice is voided with the reversal; a paid one is named, since its
-                // money is owed back.
+                // The purchase's invoice: the store voids it if it is open; if it was paid,
+                // this names the invoice whose money is owed back.
                 Some(number) => json!({ "reason": reason, "invoice": number }),
                 None => json!({ "reason": reason }),
             })?),

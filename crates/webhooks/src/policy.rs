@@ -23,8 +23,12 @@ pub struct RetryPolicy {
     /// different share for each delivery, so that deliveries that failed together (a receiver
     /// that was down) do not all come back in the same instant. A receiver's `Retry-After` is
     /// kept as it is.
-    #[serde(default)]
+    #[serde(default = "default_jitter_percent")]
     pub jitter_percent: u32,
+}
+
+fn default_jitter_percent() -> u32 {
+    10
 }
 
 impl Default for RetryPolicy {
@@ -33,7 +37,7 @@ impl Default for RetryPolicy {
             max_attempts: 5,
             base_delay_ms: 2_000,
             disable_after_failures: 20,
-            jitter_percent: 10,
+            jitter_percent: default_jitter_percent(),
         }
     }
 }
@@ -185,6 +189,13 @@ impl WebhookUrl {
     /// [`WebhookError::Invalid`] naming the problem.
     pub fn parse_new(s: &str, https_only: bool) -> Result<Self, WebhookError> {
         let url = Self::parse(s, https_only)?;
+        // HTTP clients end the host at a backslash too: one could hide the real port from
+        // this check (`https://h:25\:8443/`).
+        if url.0.contains('\\') {
+            return Err(WebhookError::Invalid(
+                "a webhook URL may not contain a backslash (it could hide the port)".into(),
+            ));
+        }
         match url.port() {
             Some(p) if port_allowed(p) => Ok(url),
             Some(p) => Err(WebhookError::Invalid(format!(
@@ -207,7 +218,7 @@ impl WebhookUrl {
     #[must_use]
     pub fn port(&self) -> Option<u16> {
         let (scheme, rest) = self.0.split_once("://").unwrap_or(("", &self.0));
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let authority = rest.split(['/', '?', '#', '\\']).next().unwrap_or("");
         // An IPv6 literal's colons are inside its brackets.
         let after_host = match authority.rfind(']') {
             Some(i) => &authority[i + 1..],
@@ -234,7 +245,7 @@ impl WebhookUrl {
         let (scheme, rest) = self.0.split_once("://").unwrap_or(("", &self.0));
         format!(
             "{scheme}://{}",
-            rest.split(['/', '?', '#']).next().unwrap_or("")
+            rest.split(['/', '?', '#', '\\']).next().unwrap_or("")
         )
     }
 }
@@ -395,6 +406,7 @@ mod tests {
             "https://hooks.example.com:1023/a",
             "http://[2001:db8::1]:445/x",
             "http://h:99999/",
+            "https://smtp.example.com:25\\:8443/",
         ] {
             let e = WebhookUrl::parse_new(refused, false).unwrap_err();
             assert!(e.to_string().contains("port"), "{refused}: {e}");

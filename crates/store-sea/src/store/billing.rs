@@ -348,6 +348,7 @@ async fn void_invoice_of(
                 invoice::Column::Status,
                 Expr::value(ChargeStatus::Void.as_str()),
             )
+            .col_expr(invoice::Column::DueAt, Expr::value(Option::<i64>::None))
             .filter(invoice::Column::OrgId.eq(org.to_string()))
             .filter(invoice::Column::Number.eq(number))
             .filter(invoice::Column::Status.eq(ChargeStatus::Open.as_str()))

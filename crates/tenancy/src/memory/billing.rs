@@ -288,6 +288,7 @@ impl CreditStore for MemoryTenancyStore {
                 for i in &mut b.invoices {
                     if i.org == op.org && i.number == number && i.status == ChargeStatus::Open {
                         i.status = ChargeStatus::Void;
+                        i.due_at = None;
                     }
                 }
             }
