@@ -113,7 +113,11 @@ both_backends!(
         let org: rbac_core::OrgId = t.org_id.parse().unwrap();
         // The Owner lost their password and their authenticator.
         let res = t
-            .post(&t.url("/api/v1/me/mfa/totp"), &t.owner_token, &json!({}))
+            .post(
+                &t.url("/api/v1/me/mfa/totp"),
+                &t.owner_token,
+                &json!({ "password": OWNER_PASSWORD }),
+            )
             .await;
         let uri = res.json::<Value>().await.unwrap()["otpauth_uri"]
             .as_str()

@@ -73,6 +73,31 @@ both_backends!(
         )
         .await;
         let path = format!("/members/{lisa_id}/personal-data");
+        // She acts through a key of hers; the Owner acts on her (promoted, then back).
+        let res = t
+            .post(
+                &t.org("/api-keys"),
+                &lisa,
+                &json!({"name": "Lisa's script"}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let key = json_of(res).await;
+        let secret = key["secret"].as_str().unwrap();
+        assert_eq!(
+            t.get(&t.org("/analytics"), secret).await.status(),
+            StatusCode::OK
+        );
+        for role in ["admin", "user"] {
+            let res = t
+                .patch(
+                    &t.org(&format!("/members/{lisa_id}")),
+                    &t.owner_token,
+                    &json!({ "role": role }),
+                )
+                .await;
+            assert!(res.status().is_success(), "{}", res.status());
+        }
 
         // Her own export: account, membership, consents, her audit records, and her sessions.
         let res = t.get(&t.org(&path), &lisa).await;
@@ -95,6 +120,22 @@ both_backends!(
                 .any(|r| r["action"] == "auth.login")
         );
         assert!(!own["sessions"].as_array().unwrap().is_empty());
+        // What she did through her key is hers, with its address; where the Owner acted on
+        // her, the record is there without the Owner's address and browser.
+        let records = own["audit_records"].as_array().unwrap();
+        let viewed = records
+            .iter()
+            .find(|r| r["action"] == "analytics.viewed")
+            .expect("the key's action");
+        assert_eq!(viewed["ip"], "127.0.0.1", "{viewed}");
+        let changes: Vec<&Value> = records
+            .iter()
+            .filter(|r| r["action"] == "member.role_changed")
+            .collect();
+        assert_eq!(changes.len(), 2, "{records:?}");
+        for r in changes {
+            assert!(r["ip"].is_null() && r["user_agent"].is_null(), "{r}");
+        }
         // The Owner's export of her has no sessions (they span organizations); a User may not export hers.
         let by_owner = json_of(t.get(&t.org(&path), &t.owner_token).await).await;
         assert!(by_owner.get("sessions").is_none());

@@ -1103,3 +1103,67 @@ both_backends!(
         assert_eq!(taken["userName"], "lisa@example.com");
     }
 );
+
+both_backends!(
+    a_sign_in_waiting_for_its_second_factor_ends_with_deactivation,
+    |b| async move {
+        // Jane signs in with her password and is deactivated before she enters her code: the
+        // code no longer opens a session.
+        let t = spawn_app_with(b, Options::default()).await;
+        let idp = Idp::connect(&t).await;
+        let jane = idp
+            .expect(
+                reqwest::Method::POST,
+                "/Users",
+                Some(&user_doc("jane@acme.example", "jane@acme.example")),
+                StatusCode::CREATED,
+            )
+            .await;
+        let id = jane["id"].as_str().unwrap();
+        let session = t
+            .login("jane@acme.example", "correct horse battery staple 42")
+            .await;
+        let started = json_of(
+            t.post(
+                &t.url("/api/v1/me/mfa/totp"),
+                &session,
+                &json!({ "password": "correct horse battery staple 42" }),
+            )
+            .await,
+        )
+        .await;
+        let uri = started["otpauth_uri"].as_str().unwrap().to_owned();
+        let code = pyotp_code(&uri, t.clock.now().timestamp());
+        let res = t
+            .post(
+                &t.url("/api/v1/me/mfa/totp/activate"),
+                &session,
+                &json!({ "code": code }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        t.clock.advance(chrono::Duration::seconds(30)); // past the code used to enrol
+        let res = t
+            .login_response("jane@acme.example", "correct horse battery staple 42")
+            .await;
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        let challenge = json_of(res).await["challenge"].clone();
+        idp.patch(
+            &format!("/Users/{id}"),
+            json!([{"op": "replace", "value": {"active": false}}]),
+        )
+        .await;
+        let code = pyotp_code(&uri, t.clock.now().timestamp());
+        let res = t
+            .client
+            .post(t.url("/api/v1/auth/login/verify"))
+            .json(&json!({ "challenge": challenge, "code": code }))
+            .send()
+            .await
+            .unwrap();
+        problem(res, StatusCode::FORBIDDEN, "member_deactivated").await;
+        let refused = t.audit("action=auth.login_failed").await;
+        assert_eq!(refused[0]["reason"], "deactivated", "{refused:?}");
+        assert_eq!(refused[0]["actor_id"], id);
+    }
+);

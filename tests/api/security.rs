@@ -10,9 +10,13 @@ use crate::both_backends;
 use crate::helpers::*;
 
 /// Starts and activates TOTP for the holder of `token`; returns the otpauth URI and recovery codes.
-async fn enrol(t: &TestApp, token: &str) -> (String, Vec<String>) {
+async fn enrol(t: &TestApp, token: &str, password: &str) -> (String, Vec<String>) {
     let res = t
-        .post(&t.url("/api/v1/me/mfa/totp"), token, &json!({}))
+        .post(
+            &t.url("/api/v1/me/mfa/totp"),
+            token,
+            &json!({ "password": password }),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let e: Value = res.json().await.unwrap();
@@ -59,9 +63,27 @@ both_backends!(
     |b| async move {
         let t = spawn_app(b).await;
         let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        // Enrolment is confirmed with the current password: a stolen session cannot tie the
+        // account to someone else's authenticator. A wrong one is refused and recorded.
         let res = t
-            .post(&t.url("/api/v1/me/mfa/totp"), &lisa, &json!({}))
+            .post(
+                &t.url("/api/v1/me/mfa/totp"),
+                &lisa,
+                &json!({ "password": "not her password" }),
+            )
             .await;
+        problem(res, StatusCode::UNAUTHORIZED, "bad_credentials").await;
+        let refused = t.audit("action=auth.mfa_enabled").await;
+        assert_eq!(refused[0]["outcome"], "failure", "{refused:?}");
+        assert_eq!(refused[0]["reason"], "bad_current_password");
+        let res = t
+            .post(
+                &t.url("/api/v1/me/mfa/totp"),
+                &lisa,
+                &json!({ "password": DEMO_PASSWORD }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
         let e: Value = res.json().await.unwrap();
         // 160 bits of secret are 32 base32 characters; the QR code is an SVG image of the URI.
         assert_eq!(e["secret"].as_str().unwrap().len(), 32);
@@ -237,7 +259,7 @@ both_backends!(
     changing_the_second_factor_records_refusals_and_recovery_codes,
     |b| async move {
         let t = spawn_app(b).await;
-        let (_, codes) = enrol(&t, &t.owner_token).await;
+        let (_, codes) = enrol(&t, &t.owner_token, OWNER_PASSWORD).await;
         // A wrong proof is refused and recorded as a denied attempt.
         problem(
             t.post(
@@ -626,7 +648,7 @@ both_backends!(blocked_countries_refuse_their_requests, |b| async move {
 
 both_backends!(sms_codes_are_a_single_use_backup, |b| async move {
     let t = spawn_app(b).await;
-    let (uri, _) = enrol(&t, &t.owner_token).await;
+    let (uri, _) = enrol(&t, &t.owner_token, OWNER_PASSWORD).await;
     t.clock.advance(Duration::seconds(30));
     let code = pyotp_code(&uri, t.clock.now().timestamp());
     problem(
@@ -806,7 +828,7 @@ both_backends!(
             json_of(t.get(&t.url("/api/v1/me"), &lisa).await).await["memberships"][0]["mfa"]["status"],
             "enrollment_required"
         );
-        let (_, _) = enrol(&t, &lisa).await;
+        let (_, _) = enrol(&t, &lisa, DEMO_PASSWORD).await;
         assert_eq!(
             t.get(&t.org("/chat-interfaces"), &lisa).await.status(),
             StatusCode::OK,
@@ -937,6 +959,20 @@ both_backends!(
             // A forged hop in front of the real one changes nothing.
             let spoof = get_from(&t, &members, token, "127.0.0.5, 198.51.100.7").await;
             problem(spoof, StatusCode::FORBIDDEN, "ip_not_allowed").await;
+            // Nor does a forged line in front of the one a proxy adds (HAProxy's way), nor
+            // a proxy line that holds no address.
+            for (forged, real) in [("2001:db8::5", "198.51.100.7"), ("2001:db8::5", "unknown")] {
+                let two_lines = t
+                    .client
+                    .get(&members)
+                    .bearer_auth(token)
+                    .header("x-forwarded-for", forged)
+                    .header("x-forwarded-for", real)
+                    .send()
+                    .await
+                    .unwrap();
+                problem(two_lines, StatusCode::FORBIDDEN, "ip_not_allowed").await;
+            }
             let near = get_from(&t, &members, token, "2001:db8::5").await;
             assert_eq!(near.status(), StatusCode::OK);
         }
@@ -975,7 +1011,7 @@ both_backends!(
         // With a second factor: the second step from outside is refused before the challenge
         // or the code is used; the same code then works from inside.
         let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
-        let (uri, _) = enrol(&t, &mike).await;
+        let (uri, _) = enrol(&t, &mike, DEMO_PASSWORD).await;
         t.clock.advance(chrono::Duration::seconds(30)); // past the code used to enrol
         let ch = challenge(&t, "mike@example.com", DEMO_PASSWORD).await;
         let code = pyotp_code(&uri, t.clock.now().timestamp());
@@ -1044,16 +1080,18 @@ both_backends!(
         )
         .await;
         assert_eq!(cleared["ip_allowlist_allows_everyone"], true);
-        // Each refusal by the allowlist is recorded (two addresses, two credentials).
+        // Each refusal by the allowlist is recorded (four requests, two credentials), with
+        // the address read: the proxy's line, or none where it held no address.
         let denied: Vec<Value> = t
             .audit("action=access.denied&limit=50")
             .await
             .into_iter()
             .filter(|r| r["reason"] == "ip_not_allowed")
             .collect();
-        assert_eq!(denied.len(), 4, "{denied:?}");
+        assert_eq!(denied.len(), 8, "{denied:?}");
         assert_eq!(denied[0]["target_id"], "GET /api/v1/orgs/{org_id}/members");
-        assert_eq!(denied[0]["ip"], "198.51.100.7");
+        assert_eq!(denied[0]["ip"], "0.0.0.0");
+        assert_eq!(denied[1]["ip"], "198.51.100.7");
         let changes = t.audit("action=security_policy.updated").await;
         assert_eq!(changes.len(), 2);
         assert_eq!(changes[0]["metadata"]["fields"], json!(["ip_allowlist"]));
@@ -1318,7 +1356,7 @@ both_backends!(failed_logins_are_throttled_per_address, |b| async move {
     );
     // Wrong codes at the second step count against the address too.
     let enrolled = t.login("tom@example.com", DEMO_PASSWORD).await;
-    let _ = enrol(&t, &enrolled).await;
+    let _ = enrol(&t, &enrolled, DEMO_PASSWORD).await;
     for _ in 0..5 {
         let ch: Value = from("198.51.100.77", "tom@example.com", DEMO_PASSWORD)
             .await
@@ -1449,7 +1487,7 @@ both_backends!(
             .unwrap();
         let whsec = ep["secret"].as_str().unwrap().to_owned();
         let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
-        let (uri, _) = enrol(&t, &lisa).await;
+        let (uri, _) = enrol(&t, &lisa, DEMO_PASSWORD).await;
         // The monthly checklist: the Owner sees who has 2FA and who was last active when; a
         // User sees neither about others.
         let listed = json_of(t.get(&t.org("/members"), &t.owner_token).await).await;

@@ -2011,6 +2011,38 @@ both_backends!(
         );
         let teams = names(&json_of(t.get(&t.org("/teams"), &org_key).await).await);
         assert!(teams.contains(&"Client B".to_owned()), "{teams:?}");
+        // With the audit log opened to Users, the team's key reads Client A's records, not
+        // those its creator wrote in Client B; the organization's key reads both.
+        let open = json!({"create_api_keys": "admins_and_users", "manage_domains": "admins_only", "view_audit_logs": "admins_and_users", "export_data": "admins_and_users"});
+        let res = t
+            .client
+            .put(t.org("/feature-access"))
+            .bearer_auth(&t.owner_token)
+            .json(&open)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{}", res.status());
+        for path in ["/audit-events", "/audit-events/export"] {
+            let read = |key: &str| {
+                let t = &t;
+                let key = key.to_owned();
+                async move {
+                    let res = t
+                        .get(&t.org(&format!("{path}?action=chat_interface.")), &key)
+                        .await;
+                    assert_eq!(res.status(), StatusCode::OK, "{path}");
+                    res.text().await.unwrap()
+                }
+            };
+            let seen = read(&team_key).await;
+            assert!(
+                seen.contains("A bot") && !seen.contains("B bot"),
+                "{path}: {seen}"
+            );
+            let seen = read(&org_key).await;
+            assert!(seen.contains("A bot") && seen.contains("B bot"), "{path}");
+        }
     }
 );
 

@@ -34,11 +34,16 @@ pub fn request_context(req: &HttpRequest, st: &AppState) -> RequestContext {
         .peer_addr()
         .map(|a| a.ip())
         .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    let xff = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    let ip = security_policy::client_ip(peer, xff, &st.trusted_proxies);
+    // Every line of the header, in order: a proxy may add its own line after the client's.
+    // A line that is not text fails closed, as an unreadable hop does.
+    let mut lines = req.headers().get_all("x-forwarded-for").peekable();
+    let xff = lines.peek().is_some().then(|| {
+        lines
+            .map(|v| v.to_str().unwrap_or("unreadable"))
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    let ip = security_policy::client_ip(peer, xff.as_deref(), &st.trusted_proxies);
     let ua: String = req
         .headers()
         .get("user-agent")

@@ -130,6 +130,14 @@ pub fn admitted_by_any<'a>(
 
 /// The client address: the socket peer, unless it is a trusted proxy, in which case
 /// the right-most `X-Forwarded-For` hop that is not itself a trusted proxy.
+///
+/// `forwarded_for` is every `X-Forwarded-For` line of the request joined with commas, in
+/// order: a proxy that adds a line of its own (rather than appending to the client's) must
+/// not leave the client's forged line as the only one read. A hop may carry a port
+/// (`198.51.100.7:4711`, `[2001:db8::1]:4711`); empty hops are skipped. A hop that is no
+/// address at all, where the walk needs it, fails closed: the unspecified address
+/// `0.0.0.0`, which no allowlist entry but `0.0.0.0/0` admits, rather than the proxy's own
+/// (often an internal network an allowlist names).
 #[must_use]
 pub fn client_ip(
     peer: IpAddr,
@@ -145,9 +153,12 @@ pub fn client_ip(
         return peer;
     };
     let mut last = peer;
-    for hop in header.rsplit(',') {
-        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
-            return last;
+    for hop in header.rsplit(',').map(str::trim).filter(|h| !h.is_empty()) {
+        let parsed = hop
+            .parse::<IpAddr>()
+            .or_else(|_| hop.parse::<std::net::SocketAddr>().map(|a| a.ip()));
+        let Ok(ip) = parsed else {
+            return IpAddr::from([0, 0, 0, 0]);
         };
         let ip = normalize(ip);
         if !trusted(ip) {
@@ -251,8 +262,31 @@ mod tests {
             ip("198.51.100.7")
         );
         assert_eq!(client_ip(ip("10.0.0.2"), None, &proxies), ip("10.0.0.2"));
+        // Garbage where the client's address should be fails closed, not to the proxy.
         assert_eq!(
             client_ip(ip("10.0.0.2"), Some("garbage"), &proxies),
+            ip("0.0.0.0")
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), Some("1.2.3.4, unknown, 10.0.0.9"), &proxies),
+            ip("0.0.0.0")
+        );
+        // Garbage the client wrote before the first untrusted hop is never read.
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), Some("garbage, 198.51.100.7"), &proxies),
+            ip("198.51.100.7")
+        );
+        // Ports, as some proxies write them, and empty hops.
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), Some("198.51.100.7:4711, "), &proxies),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), Some("[2001:db8::1]:4711"), &proxies),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), Some(""), &proxies),
             ip("10.0.0.2")
         );
     }

@@ -600,6 +600,11 @@ async fn housekeeping_removes_only_stale_rows(store: SeaStore) {
         format!(
             "INSERT INTO login_challenges (token_hash, user_id, expires_at) VALUES ('c_old', '{uid}', {d2}), ('c_new', '{uid}', {h1})"
         ),
+        // Bulk-invitation previews that expired two days ago, and an hour ago.
+        format!(
+            "INSERT INTO bulk_previews (id, org_id, created_by, expires_at, data, consumed_at) VALUES \
+             ('b_old', '{org}', '{uid}', {d2}, '{{}}', NULL), ('b_new', '{org}', '{uid}', {h1}, '{{}}', {h1})"
+        ),
         // Mail: sent 40 days ago, never sent in 40 days, sent two days ago, and not sent yet.
         format!(
             "INSERT INTO mail_outbox (id, org_id, to_addr, subject, body, kind, created_at, sent_at, attempts, last_error, available_at) VALUES \
@@ -681,6 +686,7 @@ async fn housekeeping_removes_only_stale_rows(store: SeaStore) {
             sessions: 2 + 2_499,
             password_resets: 1,
             login_challenges: 1,
+            bulk_previews: 1,
             mails: 2,
             sms: 1,
             webhook_deliveries: 2,
@@ -724,6 +730,7 @@ async fn housekeeping_removes_only_stale_rows(store: SeaStore) {
             &["m_new", "m_unsent"],
         ),
         ("sms_outbox", "body", &["code 1"], &["code 2"]),
+        ("bulk_previews", "id", &["b_old"], &["b_new"]),
         (
             "outbox_events",
             "id",

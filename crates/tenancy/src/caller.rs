@@ -174,13 +174,17 @@ impl Caller {
     }
 
     /// What the caller reads of the audit log, `None` for every record: an organization User
-    /// the records of the teams they see ([`Self::teams_seen`]) and their own actions.
+    /// the records of the teams they see ([`Self::teams_seen`]) and their own actions. A key
+    /// confined to one team reads that team's records and the key's own actions, not its
+    /// creator's (which name other teams' resources and people).
     #[must_use]
     pub fn audit_seen_by(&self) -> Option<audit::SeenBy> {
-        self.teams_seen().map(|teams| audit::SeenBy {
-            teams,
-            actor_id: self.user.id.to_string(),
-        })
+        let actor_id = match &self.api_key {
+            Some(k) if k.scope == KeyScope::Team => k.id.to_string(),
+            _ => self.user.id.to_string(),
+        };
+        self.teams_seen()
+            .map(|teams| audit::SeenBy { teams, actor_id })
     }
 
     /// The organization-wide inputs of authorization.

@@ -688,7 +688,7 @@ async fn password_resets_are_capped_used_once_and_end_sessions<
 }
 
 async fn password_change_ends_other_sessions_in_its_transaction<
-    S: TenancyStore + AuditStore + ?Sized,
+    S: TenancyStore + AuditStore + crate::mfa::MfaStore + ?Sized,
 >(
     s: &S,
 ) {
@@ -701,6 +701,11 @@ async fn password_change_ends_other_sessions_in_its_transaction<
     }
     let locked = locked_out();
     s.set_login_throttle(owner.id, Some(&locked), Journal::default())
+        .await
+        .unwrap();
+    // A sign-in begun with the old password, waiting for its second factor.
+    let half_done = format!("pw-challenge-{}", owner.id);
+    s.save_login_challenge(&half_done, owner.id, now() + Duration::minutes(5))
         .await
         .unwrap();
     let h = head(s, org.id).await;
@@ -740,6 +745,10 @@ async fn password_change_ends_other_sessions_in_its_transaction<
         "the new password is not locked out by the old one's failures"
     );
     assert_eq!(password_hash(s, &owner).await.as_deref(), Some("new-hash"));
+    assert!(
+        s.login_challenge(&half_done).await.unwrap().is_none(),
+        "a sign-in begun with the old password cannot be completed"
+    );
     // Without a session to keep, every one ends; an unknown person changes nothing.
     assert_eq!(
         s.change_password_hash(owner.id, "newer", None, now(), &|_| Journal::default())
@@ -4372,6 +4381,7 @@ async fn scim_groups_write_atomically<
 async fn consents_and_erasure_keep_the_chain<
     S: TenancyStore
         + AuditStore
+        + BulkStore
         + MembershipStore
         + crate::privacy::PrivacyStore
         + crate::credits::CreditStore
@@ -4504,6 +4514,36 @@ async fn consents_and_erasure_keep_the_chain<
         };
         s.post_credits(&op, None, note(org.id, key)).await.unwrap();
     }
+    // Her session, and an uploaded sheet naming her (in capitals) beside one that does not.
+    s.create_session(
+        &session(ann.id, -5),
+        &format!("erase-{}", ann.id),
+        10,
+        &|_| Journal::default(),
+    )
+    .await
+    .unwrap();
+    let sheet = |email: String| BulkPreview {
+        id: rbac_core::InvitationId::new(),
+        org: org.id,
+        created_by: owner.id,
+        expires_at: now() + Duration::minutes(30),
+        rows: vec![crate::bulk::Row {
+            line: 2,
+            email,
+            role: "user".into(),
+            name: "A name".into(),
+            problem: None,
+        }],
+        seats_available: None,
+    };
+    let (naming, other) = (
+        sheet(ann.email.as_str().to_uppercase()),
+        sheet("someone@example.org".into()),
+    );
+    for p in [&naming, &other] {
+        s.save_preview(p).await.unwrap();
+    }
     let report = s
         .erase_member(
             org.id,
@@ -4534,6 +4574,12 @@ async fn consents_and_erasure_keep_the_chain<
         "the event naming her is rewritten, the other one is not: {report:?}"
     );
     assert!(report.account_anonymized, "Ann had no other organization");
+    assert!(
+        s.list_sessions(ann.id).await.unwrap().is_empty(),
+        "her sessions (addresses, browsers) went with her account"
+    );
+    assert!(s.get_preview(org.id, naming.id).await.unwrap().is_none());
+    assert!(s.get_preview(org.id, other.id).await.unwrap().is_some());
     assert!(s.get_member(org.id, ann.id).await.unwrap().is_none());
     assert!(
         s.find_user_by_email(&ann.email).await.unwrap().is_none(),
@@ -5371,6 +5417,7 @@ async fn total_credits<S: crate::credits::CreditStore + ?Sized>(s: &S, org: OrgI
 async fn housekeeping_removes_stale_sessions_links_challenges_and_mail<
     S: TenancyStore
         + AuditStore
+        + BulkStore
         + MembershipStore
         + crate::mfa::MfaStore
         + crate::password_reset::PasswordResetStore
@@ -5459,8 +5506,25 @@ async fn housekeeping_removes_stale_sessions_links_challenges_and_mail<
     .await
     .unwrap();
 
+    // Bulk-invitation previews: one expired an hour ago, one expiring in an hour.
+    let sheet = |expires_at: DateTime<Utc>| BulkPreview {
+        id: rbac_core::InvitationId::new(),
+        org: org.id,
+        created_by: owner.id,
+        expires_at,
+        rows: vec![],
+        seats_available: None,
+    };
+    let (old_sheet, new_sheet) = (sheet(t - Duration::hours(1)), sheet(t + Duration::hours(1)));
+    // The fresh one first: saving a preview sweeps its organization's older expired ones.
+    for p in [&new_sheet, &old_sheet] {
+        s.save_preview(p).await.unwrap();
+    }
+
     let report = s.prune_stale(&cutoffs).await.unwrap();
     assert!(report.sessions >= 2, "{report:?}");
+    assert!(report.bulk_previews >= 1, "{report:?}");
+    assert!(s.get_preview(org.id, new_sheet.id).await.unwrap().is_some());
     assert!(
         report.password_resets >= 1 && report.login_challenges >= 1,
         "{report:?}"

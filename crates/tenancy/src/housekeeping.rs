@@ -52,7 +52,8 @@ pub struct Cutoffs {
     /// ([`security_policy::MAX_ABSOLUTE_TIMEOUT_MINUTES`]), so no organization honours them,
     /// whether they ended or not. Each person's newest session stays (their last sign-in).
     pub sessions_created_before: DateTime<Utc>,
-    /// Password reset links and sign-in challenges that expired before this (used or not).
+    /// Password reset links, sign-in challenges and bulk-invitation previews that expired
+    /// before this (used or not).
     pub tokens_expired_before: DateTime<Utc>,
     /// Mail sent before this, and mail created before this and never sent.
     pub mail_before: DateTime<Utc>,
@@ -88,6 +89,8 @@ pub struct HousekeepingReport {
     pub password_resets: u64,
     /// Sign-in challenges (the step between password and second factor).
     pub login_challenges: u64,
+    /// Bulk-invitation previews (uploaded sheets' rows) expired or used.
+    pub bulk_previews: u64,
     /// Emails.
     pub mails: u64,
     /// SMS outbox rows.
@@ -107,6 +110,7 @@ impl HousekeepingReport {
         self.sessions
             + self.password_resets
             + self.login_challenges
+            + self.bulk_previews
             + self.mails
             + self.sms
             + self.webhook_deliveries

@@ -228,6 +228,8 @@ fn replace_password(
         .ok_or(TenancyError::NotFound("user"))?
         .1 = Some(hash.to_owned());
     s.throttles.remove(&user);
+    // A sign-in half done with the old password (waiting for its second factor) ends too.
+    s.challenges.retain(|_, (u, _)| *u != user);
     // A new password retires every open reset link of theirs.
     retire_links(s, user, now);
     let mut ended = 0;
@@ -2741,6 +2743,15 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
                     ))?;
                 }
             }
+            if let Some(email) = &email {
+                s.previews.retain(|(p, _)| {
+                    p.org != org
+                        || !p
+                            .rows
+                            .iter()
+                            .any(|r| r.email.trim().eq_ignore_ascii_case(email.as_str()))
+                });
+            }
             let elsewhere = s.members.iter().any(|m| m.1 == user);
             if !elsewhere {
                 if let Some((u, hash)) = s.users.get_mut(&user) {
@@ -2751,6 +2762,7 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
                 s.mfa.remove(&user);
                 s.throttles.remove(&user);
                 s.resets.retain(|r| r.user != user);
+                s.sessions.retain(|(session, ..)| session.user != user);
             }
             !elsewhere
         };
@@ -2882,6 +2894,10 @@ impl crate::housekeeping::HousekeepingStore for MemoryTenancyStore {
             s.challenges
                 .retain(|_, (_, expires)| *expires >= c.tokens_expired_before);
             report.login_challenges = (before - s.challenges.len()) as u64;
+            let before = s.previews.len();
+            s.previews
+                .retain(|(p, _)| p.expires_at >= c.tokens_expired_before);
+            report.bulk_previews = (before - s.previews.len()) as u64;
         }
         report.mails = self.audit.prune_mail(c.mail_before)?;
         Ok(report)

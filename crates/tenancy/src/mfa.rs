@@ -369,17 +369,38 @@ pub struct TotpEnrolment {
     pub otpauth_uri: String,
 }
 
-/// Starts TOTP enrolment: a new 160-bit secret, stored encrypted, pending until a valid code
-/// activates it.
+/// Starts TOTP enrolment, confirmed with the current password (so that a stolen session
+/// cannot tie the account to the thief's authenticator and lock its person out): a new 160-bit
+/// secret, stored encrypted, pending until a valid code activates it. A wrong password is
+/// recorded and counts towards the sign-in throttle, as when turning 2FA off.
 ///
 /// # Errors
+/// [`TenancyError::BadCredentials`] for a wrong password, [`TenancyError::Throttled`];
 /// [`TenancyError::Conflict`] when TOTP is already active.
-pub async fn begin_totp<S: MfaStore + ?Sized>(
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the enrolment's parts, as they arrive"
+)]
+pub async fn begin_totp<S: TenancyStore + MfaStore + ?Sized>(
     store: &S,
     cipher: &Cipher,
+    hasher: &security_policy::PasswordHasher,
     user: &User,
+    password: &str,
     issuer: &str,
+    request: &RequestContext,
+    now: DateTime<Utc>,
 ) -> Result<TotpEnrolment, TenancyError> {
+    crate::security::confirm_password(
+        store,
+        hasher,
+        user,
+        password,
+        AuditAction::MfaEnabled,
+        request,
+        now,
+    )
+    .await?;
     let secret = security_policy::new_totp_secret();
     let enc = cipher
         .encrypt(&secret)
@@ -634,11 +655,22 @@ pub async fn complete_login<S: TenancyStore + MfaStore + ?Sized>(
     )
     .await?;
     let failed = records.failed.clone();
+    let memberships = store.caller_memberships(user.id).await?;
+    // Deactivated everywhere since the first step: no session, as at the first step.
+    if !memberships.is_empty() && memberships.iter().all(|m| m.deactivated_at.is_some()) {
+        let refused =
+            personal_journal_with(store, &user, AuditAction::LoginFailed, &request, now, |r| {
+                r.with_outcome(Outcome::Failure {
+                    reason: "deactivated".into(),
+                })
+            })
+            .await?;
+        audit_store.append(refused).await?;
+        return Err(TenancyError::Deactivated);
+    }
     // No organization of theirs admits the address: refused before the code or the challenge
     // is used, and recorded as at the first step.
-    if let Err(e) =
-        crate::accounts::admitted(&store.caller_memberships(user.id).await?, &request.ip)
-    {
+    if let Err(e) = crate::accounts::admitted(&memberships, &request.ip) {
         let refused =
             personal_journal_with(store, &user, AuditAction::LoginFailed, &request, now, |r| {
                 r.with_outcome(Outcome::Failure {

@@ -300,7 +300,13 @@ where
             }
         }
     }
-    let (events, truncated) = audit_records(store, org, &user.to_string()).await?;
+    let (events, truncated) = audit_records(
+        store,
+        org,
+        &user.to_string(),
+        &keys.iter().map(|k| k.id.to_string()).collect::<Vec<_>>(),
+    )
+    .await?;
     let consents = store.consents(org, Some(user)).await?;
     let scim = store.user_record(org, user).await?.map(|r| {
         json!({"userName": r.user_name, "externalId": r.external_id, "attributes": r.attributes})
@@ -348,26 +354,32 @@ where
     Ok(doc)
 }
 
-/// The audit records naming `subject` as actor or target, newest first, capped.
+/// The audit records naming `subject` as actor (in person or through one of `keys`) or as
+/// target, newest first, capped. A record's network address and user agent are the actor's:
+/// they are exported only where the person acted, not where someone acted on them.
 async fn audit_records<S: AuditStore + ?Sized>(
     store: &S,
     org: OrgId,
     subject: &str,
+    keys: &[String],
 ) -> Result<(Vec<Value>, bool), TenancyError> {
     let mut out: Vec<audit::AuditEvent> = Vec::new();
+    let actors: Vec<&str> = std::iter::once(subject)
+        .chain(keys.iter().map(String::as_str))
+        .collect();
     // As the actor, and as the target under the kinds a person is recorded as.
-    for target_kind in [None, Some("member"), Some("user")] {
+    let lookups = actors
+        .iter()
+        .map(|a| (Some(*a), None))
+        .chain(["member", "user"].map(|k| (None, Some(k))));
+    for (actor, target_kind) in lookups {
         let mut q = AuditQuery {
             limit: audit::MAX_PAGE,
+            actor_id: actor.map(str::to_owned),
+            target_kind: target_kind.map(str::to_owned),
+            target_id: target_kind.map(|_| subject.to_owned()),
             ..AuditQuery::default()
         };
-        match target_kind {
-            None => q.actor_id = Some(subject.to_owned()),
-            Some(kind) => {
-                q.target_kind = Some(kind.to_owned());
-                q.target_id = Some(subject.to_owned());
-            }
-        }
         loop {
             let page = store.search(org, &q).await?;
             let full = page.len() == q.limit as usize;
@@ -385,9 +397,11 @@ async fn audit_records<S: AuditStore + ?Sized>(
     Ok((
         out.iter()
             .map(|e| {
+                let theirs = actors.contains(&e.event.actor.id.as_str());
                 json!({"seq": e.seq, "occurred_at": time(e.event.occurred_at),
                        "action": e.event.action.as_str(), "text": audit::render_line(e),
-                       "ip": e.event.context.ip, "user_agent": e.event.context.user_agent})
+                       "ip": theirs.then_some(&e.event.context.ip),
+                       "user_agent": theirs.then_some(&e.event.context.user_agent)})
             })
             .collect(),
         truncated,

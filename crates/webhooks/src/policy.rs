@@ -181,8 +181,8 @@ impl WebhookUrl {
         Ok(Self(s.to_owned()))
     }
 
-    /// [`Self::parse`] for a new or changed endpoint, which must also name an allowed port
-    /// ([`port_allowed`]). Endpoints stored before the port rule still read back with
+    /// [`Self::parse`] for a new or changed endpoint, which must also be a URL the HTTP client
+    /// can read (the `url` crate's parser) and name an allowed port ([`port_allowed`]). Endpoints stored before the port rule still read back with
     /// [`Self::parse`]; the delivery worker checks their port before each attempt.
     ///
     /// # Errors
@@ -195,6 +195,13 @@ impl WebhookUrl {
             return Err(WebhookError::Invalid(
                 "a webhook URL may not contain a backslash (it could hide the port)".into(),
             ));
+        }
+        // What the HTTP client cannot read would fail every delivery.
+        if let Err(e) = url::Url::parse(url.as_str()) {
+            return Err(WebhookError::Invalid(format!(
+                "`{}` is not a usable webhook URL: {e}",
+                url.0.chars().take(200).collect::<String>()
+            )));
         }
         match url.port() {
             Some(p) if port_allowed(p) => Ok(url),
@@ -214,28 +221,15 @@ impl WebhookUrl {
     }
 
     /// The port deliveries go to: the URL's own, or its scheme's (80, 443); `None` when the
-    /// URL names one that is not a number from 1 to 65535.
+    /// URL names one that is not a number from 1 to 65535, or is not one the HTTP client can
+    /// read (a stored endpoint from before [`Self::parse_new`]'s checks).
     #[must_use]
     pub fn port(&self) -> Option<u16> {
-        let (scheme, rest) = self.0.split_once("://").unwrap_or(("", &self.0));
-        let authority = rest.split(['/', '?', '#', '\\']).next().unwrap_or("");
-        // An IPv6 literal's colons are inside its brackets.
-        let after_host = match authority.rfind(']') {
-            Some(i) => &authority[i + 1..],
-            None => authority,
-        };
-        match after_host.rsplit_once(':') {
-            None => Some(if scheme.eq_ignore_ascii_case("https") {
-                443
-            } else {
-                80
-            }),
-            Some((_, "")) => None,
-            Some((_, p)) if p.bytes().all(|b| b.is_ascii_digit()) => {
-                p.parse::<u16>().ok().filter(|&p| p != 0)
-            }
-            Some(_) => None,
-        }
+        // The `url` crate's reading, which is the HTTP client's (reqwest parses with it).
+        url::Url::parse(&self.0)
+            .ok()?
+            .port_or_known_default()
+            .filter(|&p| p != 0)
     }
 
     /// `scheme://host[:port]` only: for audit records and notices, since paths and queries
@@ -389,7 +383,8 @@ mod tests {
         assert_eq!(port("http://[2001:db8::1]:9000/x"), Some(9000));
         assert_eq!(port("http://h:0/"), None);
         assert_eq!(port("http://h:70000/"), None);
-        assert_eq!(port("http://h:/"), None);
+        // An empty port is the scheme's, as the HTTP client reads it.
+        assert_eq!(port("http://h:/"), Some(80));
         assert_eq!(port("http://h:+80/"), None);
         for ok in [
             "https://hooks.example.com/a",
@@ -412,6 +407,16 @@ mod tests {
             assert!(e.to_string().contains("port"), "{refused}: {e}");
             // A stored endpoint with such a port still reads back; delivery refuses it.
             assert!(WebhookUrl::parse(refused, false).is_ok());
+        }
+        // Shapes the HTTP client cannot read are refused up front, not at every delivery.
+        for unreadable in [
+            "http://[2001:db8::1/x",
+            "https://exa%mple.com/",
+            "http://h:8a/",
+        ] {
+            let e = WebhookUrl::parse_new(unreadable, false).unwrap_err();
+            assert!(e.to_string().contains("not a usable"), "{unreadable}: {e}");
+            assert_eq!(WebhookUrl::parse(unreadable, false).unwrap().port(), None);
         }
     }
 

@@ -127,21 +127,37 @@ pub async fn status(
     }))
 }
 
-/// Starts TOTP enrolment: scan the QR code (or type the secret), then activate with a code.
-#[utoipa::path(post, path = "/api/v1/me/mfa/totp", tag = "me", responses(
+/// The current password, confirming a change to how the account signs in.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmBody {
+    /// The current password.
+    pub password: String,
+}
+
+/// Starts TOTP enrolment, confirmed with the current password: scan the QR code (or type the
+/// secret), then activate with a code.
+#[utoipa::path(post, path = "/api/v1/me/mfa/totp", tag = "me", request_body = ConfirmBody, responses(
     (status = 201, description = "Pending until activated", body = TotpEnrolmentResponse),
+    (status = 401, description = "Wrong password", content_type = "application/problem+json"),
     (status = 409, description = "Already on", content_type = "application/problem+json"),
+    (status = 429, description = "Too many wrong passwords", content_type = "application/problem+json"),
 ), security(("bearer" = [])))]
 pub async fn begin_totp(
     st: web::Data<AppState>,
     auth: Authenticated,
+    body: web::Json<ConfirmBody>,
 ) -> Result<HttpResponse, ApiError> {
     let user = person(&st, &auth).await?;
     let e = mfa::begin_totp(
         &*st.store,
         &st.cipher,
+        &st.hasher,
         user,
+        &body.password,
         &st.settings.security.totp_issuer,
+        &auth.request,
+        st.clock.now(),
     )
     .await?;
     let qr = qrcode::QrCode::new(e.otpauth_uri.as_bytes())

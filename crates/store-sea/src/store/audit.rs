@@ -69,6 +69,10 @@ impl SeaStore {
     ) -> Result<Vec<AuditEvent>, AuditError> {
         use sea_orm::QueryTrait;
         use sea_orm::sea_query::{Alias, Asterisk, Order, Query, UnionType};
+        let backend = self.reader().get_database_backend();
+        if backend == sea_orm::DatabaseBackend::Postgres {
+            return self.search_any_pg(org, q, actions).await;
+        }
         let mut parts = actions.iter().enumerate().map(|(i, a)| {
             Query::select()
                 .column(Asterisk)
@@ -91,7 +95,6 @@ impl SeaStore {
             .order_by(Alias::new("seq"), Order::Desc)
             .limit(u64::from(q.limit))
             .to_owned();
-        let backend = self.reader().get_database_backend();
         let newest = with_index(backend, q, backend.build(&newest));
         let mut values = newest.values.map(|v| v.0).unwrap_or_default();
         values.push(org.to_string().into());
@@ -105,6 +108,49 @@ impl SeaStore {
             format!(
                 r#"SELECT "page".* FROM "audit_events" AS "page" WHERE "page"."seq" IN ({}) AND "page"."org_id" = {org_param} ORDER BY "page"."seq" DESC"#,
                 newest.sql
+            ),
+            values,
+        );
+        self.audit_records(page).await.map_err(AuditError::Store)
+    }
+
+    /// [`Self::search_any`] on PostgreSQL: the same walks, one per action, as one lateral
+    /// subquery over the list of actions instead of a union of one subquery per action.
+    /// PostgreSQL plans each statement anew (its parameters change the plan), and planning a
+    /// union of eight subqueries over a table of six indexes took about 1.4 ms of the 2 ms a
+    /// first page may take, three times its execution; one lateral subquery plans in about
+    /// 0.3 ms. (SQLite has no `LATERAL`; its planner is quick at the union.)
+    async fn search_any_pg(
+        &self,
+        org: OrgId,
+        q: &AuditQuery,
+        actions: &[&str],
+    ) -> Result<Vec<AuditEvent>, AuditError> {
+        use sea_orm::QueryTrait;
+        use sea_orm::sea_query::Expr;
+        if actions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let backend = sea_orm::DatabaseBackend::Postgres;
+        // Catalogue names (letters, digits, dots and underscores) hold no comma.
+        debug_assert!(actions.iter().all(|a| !a.contains(',')));
+        let walk = backend.build(
+            &search_query(org, q, None)
+                .select_only()
+                .column(audit_event::Column::Seq)
+                .filter(Expr::cust(r#""audit_events"."action" = "a"."action""#))
+                .into_query(),
+        );
+        let mut values = walk.values.map(|v| v.0).unwrap_or_default();
+        values.push(actions.join(",").into());
+        let actions_param = values.len();
+        values.push(org.to_string().into());
+        let org_param = values.len();
+        let page = sea_orm::Statement::from_sql_and_values(
+            backend,
+            format!(
+                r#"SELECT "page".* FROM "audit_events" AS "page" WHERE "page"."seq" IN (SELECT "s"."seq" FROM unnest(string_to_array(${actions_param}, ',')) AS "a"("action") CROSS JOIN LATERAL ({}) AS "s" ORDER BY "s"."seq" DESC LIMIT {}) AND "page"."org_id" = ${org_param} ORDER BY "page"."seq" DESC"#,
+                walk.sql, q.limit
             ),
             values,
         );

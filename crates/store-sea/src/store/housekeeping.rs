@@ -18,8 +18,8 @@ use super::tenancy::store;
 use crate::SeaStore;
 use crate::convert::micros;
 use crate::entity::{
-    login_challenge, mail, outbox_event, password_reset, session, sms_outbox, webhook_attempt,
-    webhook_delivery,
+    bulk_preview, login_challenge, mail, outbox_event, password_reset, session, sms_outbox,
+    webhook_attempt, webhook_delivery,
 };
 
 /// Rows removed per statement (and deliveries per transaction).
@@ -125,6 +125,15 @@ impl HousekeepingStore for SeaStore {
                 db,
                 login_challenge::Column::TokenHash,
                 login_challenge::Column::ExpiresAt.lt(micros(c.tokens_expired_before)),
+            )
+            .await
+            .map_err(store)?,
+            // A few rows per organization at most (each new preview purges the older ones of
+            // its organization), so no index: what an erasure or a forgotten upload leaves.
+            bulk_previews: delete_batched::<bulk_preview::Entity>(
+                db,
+                bulk_preview::Column::Id,
+                bulk_preview::Column::ExpiresAt.lt(micros(c.tokens_expired_before)),
             )
             .await
             .map_err(store)?,

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use audit::Journal;
 use chrono::{DateTime, Utc};
 use rbac_core::{OrgId, UserId};
-use sea_orm::sea_query::{Expr, LikeExpr};
+use sea_orm::sea_query::{Expr, ExprTrait as _, LikeExpr};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, TransactionTrait,
@@ -18,8 +18,9 @@ use super::tenancy::{commit, store};
 use crate::SeaStore;
 use crate::convert::{id, micros, time};
 use crate::entity::{
-    consent, invitation, login_challenge, login_throttle, mail, membership, outbox_event,
-    password_reset, recovery_code, sms_outbox, user, user_mfa, webhook_delivery,
+    bulk_preview, consent, invitation, login_challenge, login_throttle, mail, membership,
+    outbox_event, password_reset, recovery_code, session, sms_outbox, user, user_mfa,
+    webhook_delivery,
 };
 
 #[async_trait]
@@ -212,6 +213,22 @@ impl PrivacyStore for SeaStore {
                 .await
                 .map_err(store)?;
         }
+        // Bulk-invitation previews (an uploaded sheet's rows, kept minutes) with their address.
+        bulk_preview::Entity::delete_many()
+            .filter(bulk_preview::Column::OrgId.eq(o.clone()))
+            // As written in the sheet, in any case.
+            .filter(
+                Expr::expr(sea_orm::sea_query::Func::lower(Expr::col(
+                    bulk_preview::Column::Data,
+                )))
+                .like(
+                    LikeExpr::new(format!("%{}%", like(&account.email.to_lowercase())))
+                        .escape('\\'),
+                ),
+            )
+            .exec(&txn)
+            .await
+            .map_err(store)?;
         let elsewhere = membership::Entity::find()
             .filter(membership::Column::UserId.eq(uid.clone()))
             .count(&txn)
@@ -289,6 +306,12 @@ impl PrivacyStore for SeaStore {
                 .map_err(store)?;
             login_throttle::Entity::delete_many()
                 .filter(login_throttle::Column::UserId.eq(uid.clone()))
+                .exec(&txn)
+                .await
+                .map_err(store)?;
+            // Their sessions (ended by the removal) keep network addresses and user agents.
+            session::Entity::delete_many()
+                .filter(session::Column::UserId.eq(uid.clone()))
                 .exec(&txn)
                 .await
                 .map_err(store)?;

@@ -17,7 +17,8 @@ use tenancy::{
 use crate::SeaStore;
 use crate::convert::{id, micros, role, to_json};
 use crate::entity::{
-    api_key, login_throttle, membership, organization, session, team, team_member, user,
+    api_key, login_challenge, login_throttle, membership, organization, session, team, team_member,
+    user,
 };
 use crate::error::{db_err, is_unique_violation};
 
@@ -354,6 +355,12 @@ pub(super) async fn replace_password(
     write_password_hash(txn, user_id, hash).await?;
     super::password_reset::retire_links(txn, user_id, now).await?;
     login_throttle::Entity::delete_by_id(user_id.to_string())
+        .exec(txn)
+        .await
+        .map_err(store)?;
+    // A sign-in half done with the old password (waiting for its second factor) ends too.
+    login_challenge::Entity::delete_many()
+        .filter(login_challenge::Column::UserId.eq(user_id.to_string()))
         .exec(txn)
         .await
         .map_err(store)?;
