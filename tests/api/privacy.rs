@@ -461,6 +461,16 @@ both_backends!(
         let left = t.audit("action=member.left").await;
         assert_eq!(left.len(), 1);
         assert_eq!(left[0]["metadata"]["erasure"], true);
+        // The invitation she sent, still queued, does not go out blank: it is gone.
+        let outbox = json_of(t.get(&t.org("/outbox?limit=200"), &t.owner_token).await).await;
+        assert!(
+            !outbox["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["to"] == "guest@example.org"),
+            "{outbox}"
+        );
         // Nowhere the organization keeps: audit log, invitations, outbox.
         for place in [
             "/audit-events?limit=200",

@@ -1165,5 +1165,19 @@ both_backends!(
         let refused = t.audit("action=auth.login_failed").await;
         assert_eq!(refused[0]["reason"], "deactivated", "{refused:?}");
         assert_eq!(refused[0]["actor_id"], id);
+        // Reactivated, she signs in again from the start: that challenge is spent.
+        idp.patch(
+            &format!("/Users/{id}"),
+            json!([{"op": "replace", "path": "active", "value": true}]),
+        )
+        .await;
+        let res = t
+            .client
+            .post(t.url("/api/v1/auth/login/verify"))
+            .json(&json!({ "challenge": challenge, "code": code }))
+            .send()
+            .await
+            .unwrap();
+        problem(res, StatusCode::UNAUTHORIZED, "unauthenticated").await;
     }
 );

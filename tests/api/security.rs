@@ -706,6 +706,18 @@ both_backends!(sms_codes_are_a_single_use_backup, |b| async move {
     )
     .await;
     send(ch.clone()).await;
+    // Another text within the minute is refused: no flood of the person's phone.
+    problem(
+        send(ch.clone()).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "login_throttled",
+    )
+    .await;
+    assert_eq!(
+        t.store.sms_outbox(10).await.unwrap().len(),
+        2,
+        "no third text"
+    );
     let late: String = t.store.sms_outbox(1).await.unwrap()[0]
         .1
         .chars()
@@ -973,6 +985,20 @@ both_backends!(
                     .unwrap();
                 problem(two_lines, StatusCode::FORBIDDEN, "ip_not_allowed").await;
             }
+            // Bytes that are not text before the address a proxy appended hide nothing.
+            let garbled = t
+                .client
+                .get(&members)
+                .bearer_auth(token)
+                .header(
+                    "x-forwarded-for",
+                    reqwest::header::HeaderValue::from_bytes(b"\xff2001:db8::5, 198.51.100.7")
+                        .unwrap(),
+                )
+                .send()
+                .await
+                .unwrap();
+            problem(garbled, StatusCode::FORBIDDEN, "ip_not_allowed").await;
             let near = get_from(&t, &members, token, "2001:db8::5").await;
             assert_eq!(near.status(), StatusCode::OK);
         }
@@ -1080,18 +1106,19 @@ both_backends!(
         )
         .await;
         assert_eq!(cleared["ip_allowlist_allows_everyone"], true);
-        // Each refusal by the allowlist is recorded (four requests, two credentials), with
-        // the address read: the proxy's line, or none where it held no address.
+        // Each refusal by the allowlist is recorded (five requests, two credentials), with
+        // the address read: the proxy's hop, or none where it held no address.
         let denied: Vec<Value> = t
             .audit("action=access.denied&limit=50")
             .await
             .into_iter()
             .filter(|r| r["reason"] == "ip_not_allowed")
             .collect();
-        assert_eq!(denied.len(), 8, "{denied:?}");
+        assert_eq!(denied.len(), 10, "{denied:?}");
         assert_eq!(denied[0]["target_id"], "GET /api/v1/orgs/{org_id}/members");
-        assert_eq!(denied[0]["ip"], "0.0.0.0");
-        assert_eq!(denied[1]["ip"], "198.51.100.7");
+        assert_eq!(denied[0]["ip"], "198.51.100.7");
+        assert_eq!(denied[1]["ip"], "0.0.0.0");
+        assert_eq!(denied[2]["ip"], "198.51.100.7");
         let changes = t.audit("action=security_policy.updated").await;
         assert_eq!(changes.len(), 2);
         assert_eq!(changes[0]["metadata"]["fields"], json!(["ip_allowlist"]));

@@ -35,11 +35,12 @@ pub fn request_context(req: &HttpRequest, st: &AppState) -> RequestContext {
         .map(|a| a.ip())
         .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
     // Every line of the header, in order: a proxy may add its own line after the client's.
-    // A line that is not text fails closed, as an unreadable hop does.
+    // Bytes that are not text spoil only the hop they are in (a client's forged hop, on a line
+    // a proxy appends the real address to), not the hops a proxy wrote after them.
     let mut lines = req.headers().get_all("x-forwarded-for").peekable();
     let xff = lines.peek().is_some().then(|| {
         lines
-            .map(|v| v.to_str().unwrap_or("unreadable"))
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
             .collect::<Vec<_>>()
             .join(",")
     });

@@ -147,6 +147,7 @@ async fn retention(state: AppState) {
                 sessions = r.sessions,
                 password_resets = r.password_resets,
                 login_challenges = r.login_challenges,
+                bulk_previews = r.bulk_previews,
                 mails = r.mails,
                 sms = r.sms,
                 webhook_deliveries = r.webhook_deliveries,

@@ -58,7 +58,8 @@ impl DatePreset {
 pub struct SeenBy {
     /// The reader's teams.
     pub teams: Vec<TeamId>,
-    /// The reader's own actor id (`usr_…`).
+    /// The reader's own actor id: a person's (`usr_…`), or a team-confined API key's
+    /// (`key_…`), which reads its own actions and not its creator's.
     pub actor_id: String,
 }
 

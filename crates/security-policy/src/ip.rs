@@ -136,8 +136,8 @@ pub fn admitted_by_any<'a>(
 /// not leave the client's forged line as the only one read. A hop may carry a port
 /// (`198.51.100.7:4711`, `[2001:db8::1]:4711`); empty hops are skipped. A hop that is no
 /// address at all, where the walk needs it, fails closed: the unspecified address
-/// `0.0.0.0`, which no allowlist entry but `0.0.0.0/0` admits, rather than the proxy's own
-/// (often an internal network an allowlist names).
+/// `0.0.0.0`, which only an empty allowlist or an entry covering `0.0.0.0/8` admits, rather
+/// than the proxy's own (often an internal network an allowlist names).
 #[must_use]
 pub fn client_ip(
     peer: IpAddr,

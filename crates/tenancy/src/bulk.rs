@@ -160,6 +160,15 @@ pub struct BulkPreview {
 }
 
 impl BulkPreview {
+    /// Whether a row of the sheet is `email` (as written, in any case): what an erasure of
+    /// that person removes.
+    #[must_use]
+    pub fn names(&self, email: &str) -> bool {
+        self.rows
+            .iter()
+            .any(|r| r.email.trim().eq_ignore_ascii_case(email))
+    }
+
     /// Rows that would be invited.
     #[must_use]
     pub fn valid(&self) -> usize {

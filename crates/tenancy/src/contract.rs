@@ -4537,9 +4537,10 @@ async fn consents_and_erasure_keep_the_chain<
         }],
         seats_available: None,
     };
+    // The other sheet names someone whose address holds hers.
     let (naming, other) = (
         sheet(ann.email.as_str().to_uppercase()),
-        sheet("someone@example.org".into()),
+        sheet(format!("jo{}", ann.email.as_str())),
     );
     for p in [&naming, &other] {
         s.save_preview(p).await.unwrap();

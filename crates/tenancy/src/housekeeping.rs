@@ -89,7 +89,7 @@ pub struct HousekeepingReport {
     pub password_resets: u64,
     /// Sign-in challenges (the step between password and second factor).
     pub login_challenges: u64,
-    /// Bulk-invitation previews (uploaded sheets' rows) expired or used.
+    /// Bulk-invitation previews (uploaded sheets' rows) past their expiry.
     pub bulk_previews: u64,
     /// Emails.
     pub mails: u64,

@@ -2744,13 +2744,8 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
                 }
             }
             if let Some(email) = &email {
-                s.previews.retain(|(p, _)| {
-                    p.org != org
-                        || !p
-                            .rows
-                            .iter()
-                            .any(|r| r.email.trim().eq_ignore_ascii_case(email.as_str()))
-                });
+                s.previews
+                    .retain(|(p, _)| p.org != org || !p.names(email.as_str()));
             }
             let elsewhere = s.members.iter().any(|m| m.1 == user);
             if !elsewhere {
@@ -2763,6 +2758,7 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
                 s.throttles.remove(&user);
                 s.resets.retain(|r| r.user != user);
                 s.sessions.retain(|(session, ..)| session.user != user);
+                s.challenges.retain(|_, (u, _)| *u != user);
             }
             !elsewhere
         };

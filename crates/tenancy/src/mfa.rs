@@ -614,7 +614,9 @@ async fn challenge_user<S: TenancyStore + MfaStore + ?Sized>(
 /// [`TenancyError::Invalid`] for a wrong, expired or replayed code (audited as a failed login);
 /// [`TenancyError::Throttled`] after too many wrong codes, or while `address_locked_until`
 /// (the caller's per-address verdict, as for [`crate::accounts::login`]) lasts;
-/// [`TenancyError::IpNotAllowed`] as for [`crate::accounts::login`].
+/// [`TenancyError::IpNotAllowed`] as for [`crate::accounts::login`];
+/// [`TenancyError::Deactivated`] when every membership of the person was deactivated since
+/// the first step (the challenge is spent).
 #[allow(
     clippy::too_many_arguments,
     reason = "the login's parts, as they arrive"
@@ -656,8 +658,12 @@ pub async fn complete_login<S: TenancyStore + MfaStore + ?Sized>(
     .await?;
     let failed = records.failed.clone();
     let memberships = store.caller_memberships(user.id).await?;
-    // Deactivated everywhere since the first step: no session, as at the first step.
+    // Deactivated everywhere since the first step: no session, as at the first step, and the
+    // challenge is spent (a reactivation does not revive it).
     if !memberships.is_empty() && memberships.iter().all(|m| m.deactivated_at.is_some()) {
+        store
+            .consume_login_challenge(&hash_token(challenge))
+            .await?;
         let refused =
             personal_journal_with(store, &user, AuditAction::LoginFailed, &request, now, |r| {
                 r.with_outcome(Outcome::Failure {
@@ -703,9 +709,14 @@ pub async fn complete_login<S: TenancyStore + MfaStore + ?Sized>(
     Ok(outcome)
 }
 
-/// Sends an SMS code for a pending login challenge to the person's backup number.
+/// Seconds before a person may be sent another sign-in code by SMS.
+pub const SMS_RESEND_SECONDS: i64 = 60;
+
+/// Sends an SMS code for a pending login challenge to the person's backup number, at most one
+/// every [`SMS_RESEND_SECONDS`] while the last code is unused.
 ///
 /// # Errors
+/// [`TenancyError::Throttled`] within a minute of the last text;
 /// [`TenancyError::Unauthenticated`] for a bad challenge; [`TenancyError::NotFound`] without
 /// a backup number; [`TenancyError::Forbidden`]-like refusals as `Invalid` when an organization
 /// of theirs does not allow SMS.
@@ -732,6 +743,15 @@ pub async fn send_login_sms<S: TenancyStore + MfaStore + ?Sized>(
         .ok_or(TenancyError::NotFound("second factor"))?;
     if let Some(until) = locked_until(rec.throttle.as_ref(), now) {
         return Err(TenancyError::Throttled(until));
+    }
+    // One text a minute at most: each request would otherwise send one (a cost to the
+    // operator, and anyone who knows the password could flood the person's phone).
+    if let Some(last) = &rec.sms {
+        let sent_at = last.expires_at - Duration::minutes(security_policy::SMS_CODE_MINUTES);
+        let next = sent_at + Duration::seconds(SMS_RESEND_SECONDS);
+        if now < next {
+            return Err(TenancyError::Throttled(next));
+        }
     }
     let phone = rec
         .phone

@@ -301,7 +301,8 @@ pub trait AccountStore: Send + Sync {
 
     /// Replaces `user`'s password hash, clears their login throttle (failures counted against
     /// the old password no longer lock the new one out), discards their sign-in challenges
-    /// (a sign-in begun with the old password) and ends every live session of theirs but `keep`, with the journal `records` makes from the number of sessions ended, in one
+    /// (a sign-in begun with the old password) and ends every live session of theirs but
+    /// `keep`, with the journal `records` makes from the number of sessions ended, in one
     /// transaction (so a changed or reset password never leaves an old session alive, and all
     /// of it is recorded). Returns how many sessions were ended.
     ///

@@ -388,13 +388,19 @@ async fn pdf_report(
     let (since, until) = (query.since, query.until);
     let mut filters = q.described();
     if query.seen_by.is_some() {
-        filters.push((
-            "read by".to_owned(),
-            format!(
+        let who = match &caller.api_key {
+            Some(k) if k.scope == tenancy::KeyScope::Team => {
+                format!(
+                    "API key \"{}\": its team's records and its own actions",
+                    k.name
+                )
+            }
+            _ => format!(
                 "{}: their teams' records and their own actions",
                 caller.user.name
             ),
-        ));
+        };
+        filters.push(("read by".to_owned(), who));
     }
     let (events, more) = audit::pdf::newest_events(&*st.store, caller.org.id, query).await?;
     let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();

@@ -85,7 +85,14 @@ pub struct PasswordBody {
     pub new_password: String,
 }
 
-redacted_debug!(CodeBody, ProofBody, PhoneBody, PasswordBody, DisableBody);
+redacted_debug!(
+    CodeBody,
+    ProofBody,
+    PhoneBody,
+    PasswordBody,
+    DisableBody,
+    ConfirmBody
+);
 
 async fn person<'a>(st: &AppState, auth: &'a Authenticated) -> Result<&'a tenancy::User, ApiError> {
     auth.require_session(st).await?;

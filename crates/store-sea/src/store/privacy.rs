@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use audit::Journal;
 use chrono::{DateTime, Utc};
 use rbac_core::{OrgId, UserId};
-use sea_orm::sea_query::{Expr, ExprTrait as _, LikeExpr};
+use sea_orm::sea_query::{Expr, LikeExpr};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, TransactionTrait,
@@ -157,7 +157,38 @@ impl PrivacyStore for SeaStore {
             .exec(&txn)
             .await
             .map_err(store)?;
-        // Mail to them in this organization: the address goes, and any body still queued.
+        // Mail to them in this organization, and mail about them: invitations they sent name
+        // them in the subject (by the subject alone only while nobody else in the organization
+        // has their name, as for the ledger above) and the body. What is still queued goes
+        // (it would reach an erased person, or go out blank); what went keeps no name or
+        // address.
+        let like = like_escaped;
+        let mut about = Condition::any().add(
+            mail::Column::Body
+                .like(LikeExpr::new(format!("%{}%", like(&account.email))).escape('\\')),
+        );
+        if namesakes == 0 {
+            about = about.add(
+                mail::Column::Subject.like(
+                    LikeExpr::new(format!(
+                        "{}%",
+                        like(&tenancy::invitations::subject_prefix(&account.name))
+                    ))
+                    .escape('\\'),
+                ),
+            );
+        }
+        mail::Entity::delete_many()
+            .filter(mail::Column::OrgId.eq(o.clone()))
+            .filter(mail::Column::SentAt.is_null())
+            .filter(
+                Condition::any()
+                    .add(mail::Column::ToAddr.eq(account.email.clone()))
+                    .add(about.clone()),
+            )
+            .exec(&txn)
+            .await
+            .map_err(store)?;
         mail::Entity::update_many()
             .col_expr(mail::Column::ToAddr, Expr::value(erased))
             .col_expr(mail::Column::Body, Expr::value(""))
@@ -166,29 +197,11 @@ impl PrivacyStore for SeaStore {
             .exec(&txn)
             .await
             .map_err(store)?;
-        // Mail about them: invitations they sent name them in the subject and the body.
-        let like = like_escaped;
         mail::Entity::update_many()
             .col_expr(mail::Column::Subject, Expr::value(erased))
             .col_expr(mail::Column::Body, Expr::value(""))
             .filter(mail::Column::OrgId.eq(o.clone()))
-            .filter(
-                Condition::any()
-                    .add(
-                        mail::Column::Body.like(
-                            LikeExpr::new(format!("%{}%", like(&account.email))).escape('\\'),
-                        ),
-                    )
-                    .add(
-                        mail::Column::Subject.like(
-                            LikeExpr::new(format!(
-                                "{}%",
-                                like(&tenancy::invitations::subject_prefix(&account.name))
-                            ))
-                            .escape('\\'),
-                        ),
-                    ),
-            )
+            .filter(about)
             .exec(&txn)
             .await
             .map_err(store)?;
@@ -213,22 +226,32 @@ impl PrivacyStore for SeaStore {
                 .await
                 .map_err(store)?;
         }
-        // Bulk-invitation previews (an uploaded sheet's rows, kept minutes) with their address.
-        bulk_preview::Entity::delete_many()
+        // Bulk-invitation previews (an uploaded sheet's rows, kept minutes, a few per
+        // organization) with a row of theirs; one that cannot be read goes too.
+        let previews: Vec<(String, String)> = bulk_preview::Entity::find()
+            .select_only()
+            .column(bulk_preview::Column::Id)
+            .column(bulk_preview::Column::Data)
             .filter(bulk_preview::Column::OrgId.eq(o.clone()))
-            // As written in the sheet, in any case.
-            .filter(
-                Expr::expr(sea_orm::sea_query::Func::lower(Expr::col(
-                    bulk_preview::Column::Data,
-                )))
-                .like(
-                    LikeExpr::new(format!("%{}%", like(&account.email.to_lowercase())))
-                        .escape('\\'),
-                ),
-            )
-            .exec(&txn)
+            .into_tuple()
+            .all(&txn)
             .await
             .map_err(store)?;
+        let naming: Vec<String> = previews
+            .into_iter()
+            .filter(|(_, data)| {
+                serde_json::from_str::<tenancy::bulk::BulkPreview>(data)
+                    .map_or(true, |p| p.names(&account.email))
+            })
+            .map(|(id, _)| id)
+            .collect();
+        if !naming.is_empty() {
+            bulk_preview::Entity::delete_many()
+                .filter(bulk_preview::Column::Id.is_in(naming))
+                .exec(&txn)
+                .await
+                .map_err(store)?;
+        }
         let elsewhere = membership::Entity::find()
             .filter(membership::Column::UserId.eq(uid.clone()))
             .count(&txn)
