@@ -163,6 +163,11 @@ pub const WALK_PAGE: u32 = 5_000;
 
 /// Walks `org`'s whole chain and checks it against its newest checkpoint.
 ///
+/// Retention may remove the oldest records while the walk reads (another instance's pass, or
+/// this one's): the walk read the anchor before they went and would find them missing. So a
+/// walk that finds a break while the anchor moved meanwhile is made again from the new anchor
+/// (a few times at most); a break found with the anchor where it was is the answer.
+///
 /// # Errors
 /// The outer error is a storage failure; the inner one is the first broken link.
 pub async fn verify_chain(
@@ -170,7 +175,25 @@ pub async fn verify_chain(
     org: OrgId,
     checkpoint_key: &[u8],
 ) -> Result<Result<VerifiedChain, ChainBreak>, AuditError> {
-    verify_in_pages(store, org, checkpoint_key, WALK_PAGE).await
+    verify_while_pruned(store, org, checkpoint_key, WALK_PAGE).await
+}
+
+/// [`verify_chain`] with pages of `page` records.
+async fn verify_while_pruned(
+    store: &dyn AuditStore,
+    org: OrgId,
+    checkpoint_key: &[u8],
+    page: u32,
+) -> Result<Result<VerifiedChain, ChainBreak>, AuditError> {
+    const WALKS: usize = 3;
+    for _ in 1..WALKS {
+        let anchor = store.anchor(org).await?;
+        let verdict = verify_in_pages(store, org, checkpoint_key, page).await?;
+        if verdict.is_ok() || store.anchor(org).await? == anchor {
+            return Ok(verdict);
+        }
+    }
+    verify_in_pages(store, org, checkpoint_key, page).await
 }
 
 /// [`verify_chain`] with pages of `page` records.
@@ -678,6 +701,9 @@ mod tests {
         org: OrgId,
         grow_at: i64,
         grown: std::sync::atomic::AtomicBool,
+        /// Retention removes the records through this position just before the first read.
+        prune_through: Option<i64>,
+        pruned: std::sync::atomic::AtomicBool,
         searches: std::sync::atomic::AtomicUsize,
         searching: std::sync::atomic::AtomicUsize,
         most_at_once: std::sync::atomic::AtomicUsize,
@@ -690,6 +716,8 @@ mod tests {
                 org,
                 grow_at,
                 grown: false.into(),
+                prune_through: None,
+                pruned: false.into(),
                 searches: 0.into(),
                 searching: 0.into(),
                 most_at_once: 0.into(),
@@ -719,6 +747,15 @@ mod tests {
             after: i64,
             limit: u32,
         ) -> Result<Vec<AuditEvent>, AuditError> {
+            if let Some(seq) = self.prune_through
+                && !self.pruned.swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                let last = self.log.chain_page(org, seq - 1, 1).await?;
+                let anchor = Anchor::sign(b"k", org, seq, last[0].hash, chrono::Utc::now());
+                self.log
+                    .prune(&anchor, &|_, _| Ok(Journal::default()))
+                    .await?;
+            }
             if after >= self.grow_at && !self.grown.swap(true, std::sync::atomic::Ordering::SeqCst)
             {
                 let more = store_with(self.org, 8).await.with_chain(self.org, |c| {
@@ -763,6 +800,41 @@ mod tests {
         async fn organizations(&self) -> Result<Vec<OrgId>, AuditError> {
             self.log.organizations().await
         }
+    }
+
+    #[tokio::test]
+    async fn records_pruned_during_the_walk_are_not_mistaken_for_a_gap() {
+        // Retention removes records 1 to 4 of 12 after the walk read the (absent) anchor and
+        // before it read the first page: the walk finds 5 where it expected 1, sees the anchor
+        // moved, and walks again from it. A gap with the anchor unmoved is still a break.
+        let org = OrgId::new();
+        let mut store = Growing::new(store_with(org, 12).await, org, i64::MAX);
+        store.prune_through = Some(4);
+        let once = verify_in_pages(&store, org, b"k", 5).await.unwrap();
+        assert_eq!(
+            once,
+            Err(ChainBreak::Missing {
+                seq: 5,
+                expected: 1
+            }),
+            "one walk alone mistakes the pruning for a gap"
+        );
+        store
+            .pruned
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        store.log = store_with(org, 12).await;
+        let v = verify_while_pruned(&store, org, b"k", 5).await.unwrap();
+        assert!(store.pruned.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(store.log.anchor(org).await.unwrap().map(|a| a.seq), Some(4));
+        // Verified through the head, from the anchor on.
+        assert_eq!(v.map(|v| v.records), Ok(12));
+        let tampered = store_with(org, 12).await;
+        tampered.with_chain(org, |c| drop(c.remove(6))).unwrap();
+        let v = verify_while_pruned(&tampered, org, b"k", 5).await.unwrap();
+        assert!(
+            matches!(v, Err(ChainBreak::Missing { seq: 8, .. })),
+            "{v:?}"
+        );
     }
 
     #[tokio::test]
