@@ -90,6 +90,12 @@ pub const PER_ENDPOINT_IN_FLIGHT: usize = 8;
 /// between polls.
 const CLAIM_AHEAD: usize = 2 * PER_ENDPOINT_IN_FLIGHT;
 
+/// What an attempt must leave of its delivery's lease after its own timeout: the time to
+/// record its outcome (the recorder may be behind a batch, the database busy). An attempt
+/// recorded after the lease ran out may already have been claimed and sent again by another
+/// instance, and its outcome is dropped.
+const RECORDING_MARGIN: chrono::Duration = chrono::Duration::seconds(15);
+
 /// Runs forever: every 50 ms, at once when a commit in this process queued deliveries, and at
 /// once when the last batch was full, claims due deliveries and sends each on its own task, at
 /// most 64 at once and at most [`PER_ENDPOINT_IN_FLIGHT`] per endpoint; endpoints with
@@ -174,7 +180,7 @@ pub async fn run(state: AppState) {
                     // outcome) is not made, since another instance may claim the delivery
                     // once it runs out and send it too. It stays leased until then, and is
                     // claimed again.
-                    if st.clock.now() + timeout + chrono::Duration::seconds(5) >= lease {
+                    if st.clock.now() + timeout + RECORDING_MARGIN >= lease {
                         tracing::info!(delivery = %d.id, "webhook worker: too little of the lease left to attempt; claimed again later");
                     } else {
                         let outcome = attempt(&st, &d, ep, secrets, lease).await;

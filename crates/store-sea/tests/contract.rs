@@ -292,6 +292,61 @@ async fn concurrent_retention_passes_remove_each_record_once_on_postgres() {
     }
 }
 
+/// A retention pass that read the organization before its log was archived (a downgrade
+/// committing meanwhile) removes nothing: the store reads the archive mark again in the
+/// removal's transaction.
+async fn an_archived_log_is_not_pruned(store: SeaStore) {
+    use audit::{Actor, AuditAction, AuditStore, Journal, NewAuditEvent, Target};
+    const KEY: &[u8] = b"contract checkpoint key";
+    let now = chrono::Utc::now();
+    let (o, _) = org_with_owner(&store, now).await;
+    let before = store.chain_page(o.id, 0, 1000).await.unwrap().len();
+    for m in 1..=5 {
+        store
+            .append(Journal::record(NewAuditEvent::new(
+                o.id,
+                now - chrono::Duration::days(400) + chrono::Duration::minutes(m),
+                Actor::user("usr_a", "Someone"),
+                AuditAction::Login,
+                Target::new("session", format!("s{m}"), ""),
+            )))
+            .await
+            .unwrap();
+    }
+    store
+        .execute_sql(&format!(
+            "UPDATE organizations SET audit_archived_at = {} WHERE id = '{}'",
+            now.timestamp_micros(),
+            o.id
+        ))
+        .await
+        .unwrap();
+    let nothing = |_: &audit::Anchor, _: u64| Ok(Journal::default());
+    let pruned = audit::prune_before(&store, o.id, now, KEY, now, &nothing)
+        .await
+        .unwrap();
+    assert_eq!(pruned, None);
+    assert_eq!(store.anchor(o.id).await.unwrap(), None);
+    assert_eq!(
+        store.chain_page(o.id, 0, 1000).await.unwrap().len(),
+        before + 5,
+        "every record stays"
+    );
+}
+
+#[tokio::test]
+async fn an_archived_log_is_not_pruned_on_sqlite() {
+    let (store, _dir) = sqlite().await;
+    an_archived_log_is_not_pruned(store).await;
+}
+
+#[tokio::test]
+async fn an_archived_log_is_not_pruned_on_postgres() {
+    if let Some(store) = postgres().await {
+        an_archived_log_is_not_pruned(store).await;
+    }
+}
+
 /// Noted session activity (`TenancyStore::note_activity`) returns at once; the noting store
 /// shows it at once, and it is written shortly after, each session with its own latest time,
 /// many sessions in one statement (`observer`, a second handle on the same database, sees

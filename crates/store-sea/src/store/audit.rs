@@ -463,6 +463,22 @@ impl AuditStore for SeaStore {
             txn.rollback().await.map_err(store)?;
             return Ok(0);
         }
+        // An archived log (its organization left Enterprise) is kept whole, whenever the pass
+        // read the organization: its row is read again here, after the anchor's write (which
+        // holds SQLite's write lock from then on) and under a share lock on PostgreSQL, so a
+        // downgrade archiving the log either committed before and is seen, or waits for this
+        // removal.
+        let mut archived = crate::entity::organization::Entity::find_by_id(org.clone())
+            .select_only()
+            .column(crate::entity::organization::Column::AuditArchivedAt);
+        if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+            archived = archived.lock(LockType::Share);
+        }
+        let archived: Option<Option<i64>> = archived.into_tuple().one(&txn).await.map_err(store)?;
+        if matches!(archived, Some(Some(_))) {
+            txn.rollback().await.map_err(store)?;
+            return Ok(0);
+        }
         let at = audit_event::Entity::find()
             .filter(audit_event::Column::OrgId.eq(org.clone()))
             .filter(audit_event::Column::Seq.eq(a.seq))
