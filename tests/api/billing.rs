@@ -829,3 +829,65 @@ both_backends!(
         assert_eq!(invoices(broken).await, 2, "renewed once");
     }
 );
+
+both_backends!(
+    naming_the_plan_of_a_trial_subscribes_to_it_once,
+    |b| async move {
+        // `PUT /plan` with the plan the organization is on: during the Enterprise trial that
+        // is a subscription, paid for (it answered 200 and did nothing, and the trial then
+        // ran out); on a paid plan it changes nothing.
+        let t = spawn_app(b).await;
+        let invoices = || {
+            let t = &t;
+            async move {
+                json_of(t.get(&t.org("/billing/invoices"), &t.owner_token).await)
+                    .await
+                    .as_array()
+                    .unwrap()
+                    .len()
+            }
+        };
+        let res = t
+            .put(
+                &t.org("/billing/subscription"),
+                &t.owner_token,
+                &json!({"plan": "free"}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let res = t
+            .post(&t.org("/billing/trial"), &t.owner_token, &json!({}))
+            .await;
+        assert!(res.status().is_success(), "{}", res.status());
+        let before = invoices().await;
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        problem(
+            t.put(&t.org("/plan"), &mike, &json!({"plan": "enterprise"}))
+                .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        for _ in 0..2 {
+            let res = t
+                .put(
+                    &t.org("/plan"),
+                    &t.owner_token,
+                    &json!({"plan": "enterprise"}),
+                )
+                .await;
+            assert_eq!(res.status(), StatusCode::OK);
+            assert_eq!(json_of(res).await["plan"], "enterprise");
+        }
+        let billing = json_of(t.get(&t.org("/billing"), &t.owner_token).await).await;
+        assert_eq!(
+            (
+                billing["subscription"]["status"].as_str(),
+                billing["subscription"]["cycle"].as_str()
+            ),
+            (Some("active"), Some("monthly")),
+            "{billing}"
+        );
+        assert_eq!(invoices().await, before + 1, "paid for once");
+    }
+);
