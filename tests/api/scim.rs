@@ -1181,3 +1181,58 @@ both_backends!(
         problem(res, StatusCode::UNAUTHORIZED, "unauthenticated").await;
     }
 );
+
+both_backends!(
+    a_malformed_query_is_refused_before_anything_is_written,
+    |b| async move {
+        // A creation whose query string cannot be read is refused before the member is made
+        // (it was made, then answered 400, and the provider's retry met a 409); an attribute
+        // name that is not ASCII is an answer, not a dropped connection.
+        let t = spawn_app_with(b, Options::default()).await;
+        let idp = Idp::connect(&t).await;
+        let doc = user_doc("quinn@acme.example", "quinn@acme.example");
+        let res = idp
+            .client
+            .post(format!("{}/Users?filter=(", idp.base))
+            .bearer_auth(&idp.token)
+            .header("content-type", "application/scim+json")
+            .body(doc.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert!(member_by_email(&t, "quinn@acme.example").await.is_none());
+        let made = idp
+            .expect(
+                reqwest::Method::POST,
+                "/Users",
+                Some(&doc),
+                StatusCode::CREATED,
+            )
+            .await;
+        let id = made["id"].as_str().unwrap();
+        for query in ["attributes=a%C3%A9%C3%A9", "filter=a%C3%A9%C3%A9%20pr"] {
+            let path = if query.starts_with("filter") {
+                format!("/Users?{query}")
+            } else {
+                format!("/Users/{id}?{query}")
+            };
+            let res = idp.send(reqwest::Method::GET, &path, None).await;
+            assert!(
+                res.status().is_success() || res.status().is_client_error(),
+                "{path}: {}",
+                res.status()
+            );
+        }
+    }
+);
+
+async fn member_by_email(t: &TestApp, email: &str) -> Option<Value> {
+    let page = json_of(t.get(&t.org("/members?limit=200"), &t.owner_token).await).await;
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["email"] == email)
+        .cloned()
+}

@@ -742,6 +742,20 @@ both_backends!(
             "conflict",
         )
         .await;
+        // Nobody new joins it (Tom is in Sales); its own people keep their place.
+        problem(
+            t.put(
+                &t.org(&format!("/teams/{marketing}/members/{tom_id}")),
+                &t.owner_token,
+                &json!({ "role": "member" }),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "conflict",
+        )
+        .await;
+        set_team_role(&t, &marketing, &lisa_id, "viewer").await;
+        set_team_role(&t, &marketing, &lisa_id, "member").await;
         assert_eq!(
             t.get(
                 &t.org(&format!("/chat-interfaces/{}", id(&campaign))),

@@ -593,16 +593,10 @@ fn list_reply(all: Vec<Value>, q: &Query) -> HttpResponse {
     reply(StatusCode::OK, &page.to_json())
 }
 
-fn single(
-    status: StatusCode,
-    resource: Value,
-    req: &HttpRequest,
-) -> Result<HttpResponse, ScimFailure> {
-    let q = query_from_request(req)?;
-    Ok(reply(
-        status,
-        &scim::project(resource, &q.attributes, &q.excluded),
-    ))
+/// One resource, projected as the request's query asks. The query is read before anything is
+/// done (a write that committed must not answer a malformed query with an error).
+fn single(status: StatusCode, resource: Value, q: &Query) -> HttpResponse {
+    reply(status, &scim::project(resource, &q.attributes, &q.excluded))
 }
 
 // ---- Users -----------------------------------------------------------------------------------
@@ -643,6 +637,7 @@ async fn get_user(
     path: web::Path<(String, String)>,
 ) -> Reply {
     let (c, base) = caller(&req, &st).await?;
+    let q = query_from_request(&req)?;
     let user = checked(
         &st,
         &c,
@@ -650,11 +645,12 @@ async fn get_user(
         scim::get_user(&*st.store, &c, &base, &path.1).await,
     )
     .await?;
-    single(StatusCode::OK, user, &req)
+    Ok(single(StatusCode::OK, user, &q))
 }
 
 async fn create_user(req: HttpRequest, st: web::Data<AppState>, ScimBody(body): ScimBody) -> Reply {
     let (c, base) = caller(&req, &st).await?;
+    let q = query_from_request(&req)?;
     let doc = json_body(&body)?;
     let user = checked(
         &st,
@@ -663,7 +659,7 @@ async fn create_user(req: HttpRequest, st: web::Data<AppState>, ScimBody(body): 
         scim::create_user(&*st.store, &c, &st.hasher, &base, &doc, st.clock.now()).await,
     )
     .await?;
-    single(StatusCode::CREATED, user, &req)
+    Ok(single(StatusCode::CREATED, user, &q))
 }
 
 /// How a PUT or PATCH changes a resource.
@@ -701,6 +697,7 @@ async fn change_user(
     change: Change,
 ) -> Reply {
     let (c, base) = caller(&req, &st).await?;
+    let q = query_from_request(&req)?;
     let doc = json_body(&body)?;
     let (store, id, version, now) = (&*st.store, &path.1, if_match(&req), st.clock.now());
     let version = version.as_deref();
@@ -713,7 +710,7 @@ async fn change_user(
         }
     };
     let user = checked(&st, &c, &req, outcome).await?;
-    single(StatusCode::OK, user, &req)
+    Ok(single(StatusCode::OK, user, &q))
 }
 
 async fn delete_user(
@@ -786,6 +783,7 @@ async fn get_group(
     path: web::Path<(String, String)>,
 ) -> Reply {
     let (c, base) = caller(&req, &st).await?;
+    let q = query_from_request(&req)?;
     let group = checked(
         &st,
         &c,
@@ -793,7 +791,7 @@ async fn get_group(
         scim::get_group(&*st.store, &c, &base, &path.1).await,
     )
     .await?;
-    single(StatusCode::OK, group, &req)
+    Ok(single(StatusCode::OK, group, &q))
 }
 
 async fn create_group(
@@ -802,6 +800,7 @@ async fn create_group(
     ScimBody(body): ScimBody,
 ) -> Reply {
     let (c, base) = caller(&req, &st).await?;
+    let q = query_from_request(&req)?;
     let doc = json_body(&body)?;
     let group = checked(
         &st,
@@ -810,7 +809,7 @@ async fn create_group(
         scim::create_group(&*st.store, &c, &base, &doc, st.clock.now()).await,
     )
     .await?;
-    single(StatusCode::CREATED, group, &req)
+    Ok(single(StatusCode::CREATED, group, &q))
 }
 
 async fn replace_group(
@@ -839,6 +838,7 @@ async fn change_group(
     change: Change,
 ) -> Reply {
     let (c, base) = caller(&req, &st).await?;
+    let q = query_from_request(&req)?;
     let doc = json_body(&body)?;
     let (store, id, version, now) = (&*st.store, &path.1, if_match(&req), st.clock.now());
     let version = version.as_deref();
@@ -847,7 +847,7 @@ async fn change_group(
         Change::Patch => scim::patch_group(store, &c, &base, id, &doc, version, now).await,
     };
     let group = checked(&st, &c, &req, outcome).await?;
-    single(StatusCode::OK, group, &req)
+    Ok(single(StatusCode::OK, group, &q))
 }
 
 async fn delete_group(

@@ -370,7 +370,12 @@ pub fn fingerprint(operation: &str, postings: &[Posting]) -> String {
     s
 }
 
-/// Checks an idempotency key: 1–255 visible ASCII characters.
+/// The prefix of the service's own idempotency keys (a reversal's is `reversal:<operation>`),
+/// which clients may not use.
+pub const RESERVED_KEY_PREFIX: &str = "reversal:";
+
+/// Checks an idempotency key: 1–255 visible ASCII characters, not starting with
+/// [`RESERVED_KEY_PREFIX`].
 ///
 /// # Errors
 /// [`CreditError::Invalid`].
@@ -379,6 +384,16 @@ pub fn check_idempotency_key(key: &str) -> Result<(), CreditError> {
         return Err(CreditError::Invalid(
             "the idempotency key must be 1 to 255 visible ASCII characters".into(),
         ));
+    }
+    // The keys of reversals (`reversal:<operation>`) are the service's own: a client's key of
+    // that shape would take a purchase's reversal key and make the purchase irreversible.
+    if key
+        .get(..RESERVED_KEY_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_KEY_PREFIX))
+    {
+        return Err(CreditError::Invalid(format!(
+            "idempotency keys starting with `{RESERVED_KEY_PREFIX}` are reserved"
+        )));
     }
     Ok(())
 }
@@ -599,6 +614,11 @@ mod tests {
         assert!(check_idempotency_key("order-42").is_ok());
         assert!(check_idempotency_key("").is_err());
         assert!(check_idempotency_key("has space").is_err());
+        // A reversal's key is the service's, in any case.
+        for reserved in ["reversal:cop_1", "Reversal:x"] {
+            assert!(check_idempotency_key(reserved).is_err(), "{reserved}");
+        }
+        assert!(check_idempotency_key("reversal").is_ok());
         assert!(transfer(Account::Pool, Account::Pool, 1).is_err());
     }
 

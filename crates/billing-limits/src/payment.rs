@@ -112,20 +112,15 @@ impl PaymentProvider for ManualInvoice {
                 req.currency
             )));
         }
-        // The invoice number follows from the charge's key, so a retried charge is the same invoice.
-        let tail: String = req
-            .idempotency_key
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .rev()
-            .take(12)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
+        // The invoice number follows from the charge's whole key (48 bits of its SHA-256), so
+        // a retried charge is the same invoice and keys that differ anywhere are not (the
+        // key's last characters alone collided: the same change a thousand versions apart).
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(req.idempotency_key.as_bytes());
+        let tail = hex::encode_upper(&digest[..6]);
         Ok(Charge {
             provider: "manual_invoice",
-            reference: format!("INV-{}-{}", req.now.format("%Y%m"), tail.to_uppercase()),
+            reference: format!("INV-{}-{tail}", req.now.format("%Y%m")),
             status: ChargeStatus::Open,
             due_at: Some(req.now + Duration::days(i64::from(self.net_days))),
         })
@@ -154,7 +149,18 @@ mod tests {
         let a = p.charge(&req("inv_0193abcdef12")).await.unwrap();
         let b = p.charge(&req("inv_0193abcdef12")).await.unwrap();
         assert_eq!(a.reference, b.reference);
-        assert!(a.reference.ends_with("0193ABCDEF12"), "{}", a.reference);
+        let tail = a.reference.rsplit('-').next().unwrap();
+        assert!(
+            tail.len() == 12 && tail.bytes().all(|c| c.is_ascii_hexdigit()),
+            "{}",
+            a.reference
+        );
+        // Keys that end alike are other invoices.
+        let (v1, v1001) = (
+            p.charge(&req("org_1-000001-subscribe")).await.unwrap(),
+            p.charge(&req("org_1-001001-subscribe")).await.unwrap(),
+        );
+        assert_ne!(v1.reference, v1001.reference);
         assert_eq!(a.status, ChargeStatus::Open);
         assert!(a.due_at.unwrap() > req("x").now + Duration::days(29));
         let mut bad = req("k");

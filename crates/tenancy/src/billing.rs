@@ -466,6 +466,9 @@ async fn commit<S: TenancyStore + BillingStore + ?Sized>(
         charge_cents,
         description,
     } = t;
+    // Everything that can fail is read before the charge: a read failing after it would leave
+    // the organization charged (the provider dedupes the key) and the change never applied.
+    let owner = crate::orgs::owner_of(store, org.id).await?;
     let invoice = match charge_cents {
         Some(cents) if cents > 0 => Some(
             charge(
@@ -510,7 +513,6 @@ async fn commit<S: TenancyStore + BillingStore + ?Sized>(
         }),
     ));
     if next.plan != current.plan {
-        let owner = crate::orgs::owner_of(store, org.id).await?;
         journal = journal.publish(DomainEvent::new(
             org.id,
             EventKind::EnterpriseUpdated,
@@ -522,11 +524,9 @@ async fn commit<S: TenancyStore + BillingStore + ?Sized>(
         ));
     }
     if let Some(i) = &invoice {
-        let owner = crate::orgs::owner_of(store, org.id).await?;
         journal = journal.mail(invoice_mail(org, owner.user.email.as_str(), i));
     }
     if change == Change::Lapse {
-        let owner = crate::orgs::owner_of(store, org.id).await?;
         journal = journal.mail(OutboundMail {
             org: Some(org.id),
             to: owner.user.email.as_str().to_owned(),

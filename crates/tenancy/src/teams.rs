@@ -241,7 +241,7 @@ pub async fn members<S: TenancyStore + WorkspaceStore + ?Sized>(
 ///
 /// # Errors
 /// [`TenancyError::NotFound`] (team, or the person is not a member of the organization);
-/// [`TenancyError::Forbidden`].
+/// [`TenancyError::Forbidden`]; [`TenancyError::Conflict`] for someone new in an archived team.
 pub async fn set_member<S: TenancyStore + WorkspaceStore + ?Sized>(
     store: &S,
     caller: &Caller,
@@ -256,6 +256,21 @@ pub async fn set_member<S: TenancyStore + WorkspaceStore + ?Sized>(
         .get_member(caller.org.id, user)
         .await?
         .ok_or(TenancyError::NotFound("member"))?;
+    // An archived team keeps its people (they may be taken out) and takes no one new, as
+    // for invitations.
+    if role.is_some() && t.archived_at.is_some() {
+        let already = store
+            .team_members(caller.org.id, t.id)
+            .await?
+            .iter()
+            .any(|m| m.member.user.id == user);
+        if !already {
+            return Err(TenancyError::Conflict(format!(
+                "the team \"{}\" is archived: nobody joins it until it is restored",
+                t.name
+            )));
+        }
+    }
     let journal = Journal::record(
         caller
             .audit(

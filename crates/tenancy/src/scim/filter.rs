@@ -133,7 +133,8 @@ fn is_core(urn: &str) -> bool {
 
 /// Splits a schema URN prefix off an attribute path (`urn:…:User:name.givenName`).
 pub(crate) fn split_urn(s: &str) -> (Option<&str>, &str) {
-    if s.len() > 4 && s[..4].eq_ignore_ascii_case("urn:") {
+    // `get`: byte 4 may fall inside a character of a name that is not ASCII.
+    if s.len() > 4 && s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) {
         match s.rfind(':') {
             Some(i) => (Some(&s[..i]), &s[i + 1..]),
             None => (None, s),
@@ -591,6 +592,11 @@ mod tests {
         }
         let deep = format!("{}userName pr{}", "(".repeat(40), ")".repeat(40));
         assert!(Filter::parse(&deep).is_err());
+        // Names that are not ASCII, whose fourth byte is inside a character: no panic.
+        for name in ["aéé", "aé", "ééé", "urné:x"] {
+            assert_eq!(split_urn(name), (None, name));
+            let _ = Filter::parse(&format!("{name} pr"));
+        }
     }
 
     #[test]

@@ -1813,6 +1813,14 @@ async fn write_group<S: TenancyStore + WorkspaceStore + ScimStore + ?Sized>(
         .map(|m| m.user.id)
         .filter(|u| !wanted_set.contains(u))
         .collect();
+    // An archived team keeps its people and takes no one new, as for invitations.
+    if !add.is_empty() && t.archived_at.is_some() {
+        return Err(TenancyError::Conflict(format!(
+            "the team \"{}\" is archived: nobody joins it until it is restored",
+            t.name
+        ))
+        .into());
+    }
     if input.name != t.name {
         caller.check(
             Permission::ManageTeam,
