@@ -3972,6 +3972,24 @@ async fn scim_tokens_records_and_deactivation<
         "{refused:?}"
     );
     assert!(s.find_session("jane-session").await.unwrap().is_some());
+    // The Owner is never deactivated, whatever role the service read (a transfer may have
+    // made them the Owner since): refused, nothing changed.
+    let owner_off = MemberWrite {
+        user: owner.id,
+        expected_version: None,
+        record: record(owner.id, "owner-idp", 1),
+        name: owner.name.clone(),
+        email: owner.email.clone(),
+        role: None,
+        ..write(Some(1), 2, Some(false))
+    };
+    let refused = s.write_member(&owner_off, note(org.id, "owner off")).await;
+    assert!(
+        matches!(refused, Err(TenancyError::Changed(_))),
+        "{refused:?}"
+    );
+    let o = s.get_member(org.id, owner.id).await.unwrap().unwrap();
+    assert_eq!((o.role, o.deactivated_at), (OrgRole::Owner, None));
     let report = s
         .write_member(&write(Some(1), 2, Some(false)), note(org.id, "deactivate"))
         .await

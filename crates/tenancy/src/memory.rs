@@ -2490,6 +2490,13 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                     ));
                 }
             }
+            // The Owner is never deactivated, whatever role the service read.
+            if w.active == Some(false) && s.members[pos].2 == OrgRole::Owner {
+                return Err(TenancyError::Changed(
+                    "the person became the Owner meanwhile, and the Owner is not deactivated"
+                        .into(),
+                ));
+            }
             let old = s
                 .users
                 .get(&w.user)

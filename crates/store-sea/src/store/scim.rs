@@ -382,6 +382,14 @@ impl ScimStore for SeaStore {
         }
         match w.active {
             Some(false) if present.deactivated_at.is_none() => {
+                // The Owner is never deactivated: the service checked the role it read, and an
+                // ownership transfer may have made them the Owner since. Nothing is done then.
+                if present.role == OrgRole::Owner.as_str() {
+                    return Err(TenancyError::Changed(
+                        "the person became the Owner meanwhile, and the Owner is not deactivated"
+                            .into(),
+                    ));
+                }
                 // A deactivated admin's pending invitations and a transfer to them go, as
                 // with a demotion or removal.
                 super::members::withdraw_grants(&txn, w.org, w.user, w.now).await?;
