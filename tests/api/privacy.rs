@@ -461,6 +461,16 @@ both_backends!(
         let left = t.audit("action=member.left").await;
         assert_eq!(left.len(), 1);
         assert_eq!(left[0]["metadata"]["erasure"], true);
+        // Her sessions (addresses, browsers) are gone with her account, not only ended.
+        assert_eq!(
+            t.store
+                .execute_sql(&format!(
+                    "UPDATE sessions SET ip = ip WHERE user_id = '{ivy_id}'"
+                ))
+                .await
+                .unwrap(),
+            0
+        );
         // The invitation she sent, still queued, does not go out blank: it is gone.
         let outbox = json_of(t.get(&t.org("/outbox?limit=200"), &t.owner_token).await).await;
         assert!(

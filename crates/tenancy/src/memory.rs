@@ -2547,6 +2547,7 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                 }
             }
             if w.password_hash.is_some() {
+                s.challenges.retain(|_, (u, _)| *u != w.user);
                 for sess in s
                     .sessions
                     .iter_mut()

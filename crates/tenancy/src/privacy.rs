@@ -373,6 +373,10 @@ async fn audit_records<S: AuditStore + ?Sized>(
         .map(|a| (Some(*a), None))
         .chain(["member", "user"].map(|k| (None, Some(k))));
     for (actor, target_kind) in lookups {
+        // Past the cap, further lookups (a key each) could only add older records.
+        if out.len() > 2 * MAX_EXPORTED_AUDIT_RECORDS {
+            break;
+        }
         let mut q = AuditQuery {
             limit: audit::MAX_PAGE,
             actor_id: actor.map(str::to_owned),

@@ -164,6 +164,7 @@ pub(crate) fn one_factor(
 #[utoipa::path(post, path = "/api/v1/auth/login/verify", tag = "auth", request_body = VerifyBody, responses(
     (status = 200, description = "Logged in", body = LoginResponse),
     (status = 401, description = "Unknown, used or expired challenge", content_type = "application/problem+json"),
+    (status = 403, description = "Deactivated since the first step, or an address no organization admits", content_type = "application/problem+json"),
     (status = 422, description = "Wrong, expired or already used code", content_type = "application/problem+json"),
     (status = 429, description = "Too many wrong codes", content_type = "application/problem+json"),
 ))]
@@ -220,6 +221,7 @@ impl std::fmt::Debug for ChallengeBody {
     (status = 204, description = "Sent (valid 5 minutes, once)"),
     (status = 401, description = "Unknown, used or expired challenge", content_type = "application/problem+json"),
     (status = 404, description = "No backup number", content_type = "application/problem+json"),
+    (status = 429, description = "A code was sent less than a minute ago", content_type = "application/problem+json"),
 ))]
 pub async fn send_sms(
     st: web::Data<AppState>,

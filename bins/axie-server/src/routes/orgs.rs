@@ -340,7 +340,11 @@ pub async fn change_plan(
             Ok(_) => tenancy::OrgStore::get_org(&*st.store, caller.org.id)
                 .await
                 .map_err(ApiError::from)?,
-            Err(tenancy::TenancyError::Subscription(SubscriptionError::Unchanged(_))) => {
+            // Naming the plan alone is a PUT of what is there; naming its cycle too asks for a
+            // change, refused as on `/billing/subscription` (409 `plan_unchanged`).
+            Err(tenancy::TenancyError::Subscription(SubscriptionError::Unchanged(_)))
+                if body.cycle.is_none() =>
+            {
                 caller.org.clone()
             }
             Err(e) => return Err(audited(&st, &caller, "change_plan", e).await),

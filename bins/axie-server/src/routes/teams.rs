@@ -241,6 +241,7 @@ fn user_id(s: &str) -> Result<UserId, ApiError> {
     responses(
         (status = 204, description = "Set"),
         (status = 404, description = "No such team or member", content_type = "application/problem+json"),
+        (status = 409, description = "The team is archived and the person is not in it", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn set_member(
     st: web::Data<AppState>,

@@ -360,6 +360,14 @@ impl ScimStore for SeaStore {
         if w.password_hash.is_some() || old_email.as_deref() != Some(w.email.as_str()) {
             super::password_reset::retire_links(&txn, w.user, w.now).await?;
         }
+        // A new password ends a sign-in begun with the old one (waiting for its second factor).
+        if w.password_hash.is_some() {
+            crate::entity::login_challenge::Entity::delete_many()
+                .filter(crate::entity::login_challenge::Column::UserId.eq(uid.clone()))
+                .exec(&txn)
+                .await
+                .map_err(store)?;
+        }
         if let Some((from, to)) = w.role {
             // Never the Owner's row (the domain refuses it; this keeps the store honest too).
             if from == OrgRole::Owner || to == OrgRole::Owner {
