@@ -1153,6 +1153,15 @@ both_backends!(
             json!([{"op": "replace", "value": {"active": false}}]),
         )
         .await;
+        // No text for a sign-in that can no longer be completed.
+        let res = t
+            .client
+            .post(t.url("/api/v1/auth/login/sms"))
+            .json(&json!({ "challenge": challenge }))
+            .send()
+            .await
+            .unwrap();
+        problem(res, StatusCode::FORBIDDEN, "member_deactivated").await;
         let code = pyotp_code(&uri, t.clock.now().timestamp());
         let res = t
             .client

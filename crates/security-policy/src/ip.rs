@@ -134,7 +134,8 @@ pub fn admitted_by_any<'a>(
 /// `forwarded_for` is every `X-Forwarded-For` line of the request joined with commas, in
 /// order: a proxy that adds a line of its own (rather than appending to the client's) must
 /// not leave the client's forged line as the only one read. A hop may carry a port
-/// (`198.51.100.7:4711`, `[2001:db8::1]:4711`); empty hops are skipped. A hop that is no
+/// (`198.51.100.7:4711`, `[2001:db8::1]:4711`) or brackets (`[2001:db8::1]`); empty hops are
+/// skipped. A hop that is no
 /// address at all, where the walk needs it, fails closed: the unspecified address
 /// `0.0.0.0`, which only an empty allowlist or an entry covering `0.0.0.0/8` admits, rather
 /// than the proxy's own (often an internal network an allowlist names).
@@ -156,8 +157,16 @@ pub fn client_ip(
     for hop in header.rsplit(',').map(str::trim).filter(|h| !h.is_empty()) {
         let parsed = hop
             .parse::<IpAddr>()
-            .or_else(|_| hop.parse::<std::net::SocketAddr>().map(|a| a.ip()));
-        let Ok(ip) = parsed else {
+            .ok()
+            .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+            .or_else(|| {
+                hop.strip_prefix('[')?
+                    .strip_suffix(']')?
+                    .parse::<std::net::Ipv6Addr>()
+                    .ok()
+                    .map(IpAddr::V6)
+            });
+        let Some(ip) = parsed else {
             return IpAddr::from([0, 0, 0, 0]);
         };
         let ip = normalize(ip);
@@ -283,6 +292,10 @@ mod tests {
         );
         assert_eq!(
             client_ip(ip("10.0.0.2"), Some("[2001:db8::1]:4711"), &proxies),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), Some("[2001:db8::1]"), &proxies),
             ip("2001:db8::1")
         );
         assert_eq!(

@@ -716,7 +716,8 @@ pub const SMS_RESEND_SECONDS: i64 = 60;
 /// every [`SMS_RESEND_SECONDS`] while the last code is unused.
 ///
 /// # Errors
-/// [`TenancyError::Throttled`] within a minute of the last text;
+/// [`TenancyError::Throttled`] within a minute of the last text; [`TenancyError::Deactivated`]
+/// when every membership of the person was deactivated since the first step;
 /// [`TenancyError::Unauthenticated`] for a bad challenge; [`TenancyError::NotFound`] without
 /// a backup number; [`TenancyError::Forbidden`]-like refusals as `Invalid` when an organization
 /// of theirs does not allow SMS.
@@ -727,7 +728,12 @@ pub async fn send_login_sms<S: TenancyStore + MfaStore + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<(), TenancyError> {
     let user = challenge_user(store, challenge, now).await?;
-    for m in store.memberships(user.id).await? {
+    let memberships = store.memberships(user.id).await?;
+    // Deactivated everywhere since the first step: the second would be refused, so no text.
+    if !memberships.is_empty() && memberships.iter().all(|m| !m.active) {
+        return Err(TenancyError::Deactivated);
+    }
+    for m in memberships {
         let org = store.get_org(m.org).await?;
         if !org.security.mfa.methods.contains(&MfaMethod::Sms) {
             return Err(TenancyError::Invalid(format!(

@@ -221,6 +221,7 @@ impl std::fmt::Debug for ChallengeBody {
     (status = 204, description = "Sent (valid 5 minutes, once)"),
     (status = 401, description = "Unknown, used or expired challenge", content_type = "application/problem+json"),
     (status = 404, description = "No backup number", content_type = "application/problem+json"),
+    (status = 403, description = "Deactivated since the first step", content_type = "application/problem+json"),
     (status = 429, description = "A code was sent less than a minute ago", content_type = "application/problem+json"),
 ))]
 pub async fn send_sms(
