@@ -780,3 +780,35 @@ pub const SCIM_TOOLS: [&str; 3] = [
     "scim2-cli==0.6.0",
     "scim-sanity==0.7.4",
 ];
+
+/// Turns TOTP on for the holder of `token` (confirmed with `password`): the `otpauth://` URI
+/// and the recovery codes.
+pub async fn enrol_totp(t: &TestApp, token: &str, password: &str) -> (String, Vec<String>) {
+    let res = t
+        .post(
+            &t.url("/api/v1/me/mfa/totp"),
+            token,
+            &json!({ "password": password }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let e: Value = res.json().await.unwrap();
+    let uri = e["otpauth_uri"].as_str().unwrap().to_owned();
+    let code = pyotp_code(&uri, t.clock.now().timestamp());
+    let res = t
+        .post(
+            &t.url("/api/v1/me/mfa/totp/activate"),
+            token,
+            &json!({ "code": code }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    let codes = body["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    (uri, codes)
+}

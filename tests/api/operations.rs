@@ -112,24 +112,7 @@ both_backends!(
         let t = spawn_app(b).await;
         let org: rbac_core::OrgId = t.org_id.parse().unwrap();
         // The Owner lost their password and their authenticator.
-        let res = t
-            .post(
-                &t.url("/api/v1/me/mfa/totp"),
-                &t.owner_token,
-                &json!({ "password": OWNER_PASSWORD }),
-            )
-            .await;
-        let uri = res.json::<Value>().await.unwrap()["otpauth_uri"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let code = pyotp_code(&uri, t.clock.now().timestamp());
-        t.post(
-            &t.url("/api/v1/me/mfa/totp/activate"),
-            &t.owner_token,
-            &json!({ "code": code }),
-        )
-        .await;
+        enrol_totp(&t, &t.owner_token, OWNER_PASSWORD).await;
         assert_eq!(
             t.login_response(OWNER_EMAIL, OWNER_PASSWORD).await.status(),
             StatusCode::ACCEPTED

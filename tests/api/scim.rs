@@ -115,12 +115,17 @@ fn user_doc(user_name: &str, email: &str) -> Value {
 }
 
 async fn member(t: &TestApp, id: &str) -> Option<Value> {
+    member_where(t, "user_id", id).await
+}
+
+/// The member (as the Owner lists them) whose `field` is `value`.
+async fn member_where(t: &TestApp, field: &str, value: &str) -> Option<Value> {
     let page = json_of(t.get(&t.org("/members?limit=200"), &t.owner_token).await).await;
     page["items"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|m| m["user_id"] == id)
+        .find(|m| m[field] == value)
         .cloned()
 }
 
@@ -1123,25 +1128,7 @@ both_backends!(
         let session = t
             .login("jane@acme.example", "correct horse battery staple 42")
             .await;
-        let started = json_of(
-            t.post(
-                &t.url("/api/v1/me/mfa/totp"),
-                &session,
-                &json!({ "password": "correct horse battery staple 42" }),
-            )
-            .await,
-        )
-        .await;
-        let uri = started["otpauth_uri"].as_str().unwrap().to_owned();
-        let code = pyotp_code(&uri, t.clock.now().timestamp());
-        let res = t
-            .post(
-                &t.url("/api/v1/me/mfa/totp/activate"),
-                &session,
-                &json!({ "code": code }),
-            )
-            .await;
-        assert_eq!(res.status(), StatusCode::OK);
+        let (uri, _) = enrol_totp(&t, &session, "correct horse battery staple 42").await;
         t.clock.advance(chrono::Duration::seconds(30)); // past the code used to enrol
         let res = t
             .login_response("jane@acme.example", "correct horse battery staple 42")
@@ -1210,7 +1197,11 @@ both_backends!(
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-        assert!(member_by_email(&t, "quinn@acme.example").await.is_none());
+        assert!(
+            member_where(&t, "email", "quinn@acme.example")
+                .await
+                .is_none()
+        );
         let made = idp
             .expect(
                 reqwest::Method::POST,
@@ -1235,13 +1226,3 @@ both_backends!(
         }
     }
 );
-
-async fn member_by_email(t: &TestApp, email: &str) -> Option<Value> {
-    let page = json_of(t.get(&t.org("/members?limit=200"), &t.owner_token).await).await;
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["email"] == email)
-        .cloned()
-}

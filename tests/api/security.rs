@@ -9,37 +9,6 @@ use serde_json::{Value, json};
 use crate::both_backends;
 use crate::helpers::*;
 
-/// Starts and activates TOTP for the holder of `token`; returns the otpauth URI and recovery codes.
-async fn enrol(t: &TestApp, token: &str, password: &str) -> (String, Vec<String>) {
-    let res = t
-        .post(
-            &t.url("/api/v1/me/mfa/totp"),
-            token,
-            &json!({ "password": password }),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let e: Value = res.json().await.unwrap();
-    let uri = e["otpauth_uri"].as_str().unwrap().to_owned();
-    let code = pyotp_code(&uri, t.clock.now().timestamp());
-    let res = t
-        .post(
-            &t.url("/api/v1/me/mfa/totp/activate"),
-            token,
-            &json!({ "code": code }),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let body: Value = res.json().await.unwrap();
-    let codes = body["recovery_codes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().to_owned())
-        .collect();
-    (uri, codes)
-}
-
 /// First login step for someone with 2FA: the challenge.
 async fn challenge(t: &TestApp, email: &str, password: &str) -> Value {
     let res = t.login_response(email, password).await;
@@ -259,7 +228,7 @@ both_backends!(
     changing_the_second_factor_records_refusals_and_recovery_codes,
     |b| async move {
         let t = spawn_app(b).await;
-        let (_, codes) = enrol(&t, &t.owner_token, OWNER_PASSWORD).await;
+        let (_, codes) = enrol_totp(&t, &t.owner_token, OWNER_PASSWORD).await;
         // A wrong proof is refused and recorded as a denied attempt.
         problem(
             t.post(
@@ -648,7 +617,7 @@ both_backends!(blocked_countries_refuse_their_requests, |b| async move {
 
 both_backends!(sms_codes_are_a_single_use_backup, |b| async move {
     let t = spawn_app(b).await;
-    let (uri, _) = enrol(&t, &t.owner_token, OWNER_PASSWORD).await;
+    let (uri, _) = enrol_totp(&t, &t.owner_token, OWNER_PASSWORD).await;
     t.clock.advance(Duration::seconds(30));
     let code = pyotp_code(&uri, t.clock.now().timestamp());
     problem(
@@ -840,7 +809,7 @@ both_backends!(
             json_of(t.get(&t.url("/api/v1/me"), &lisa).await).await["memberships"][0]["mfa"]["status"],
             "enrollment_required"
         );
-        let (_, _) = enrol(&t, &lisa, DEMO_PASSWORD).await;
+        let (_, _) = enrol_totp(&t, &lisa, DEMO_PASSWORD).await;
         assert_eq!(
             t.get(&t.org("/chat-interfaces"), &lisa).await.status(),
             StatusCode::OK,
@@ -1037,7 +1006,7 @@ both_backends!(
         // With a second factor: the second step from outside is refused before the challenge
         // or the code is used; the same code then works from inside.
         let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
-        let (uri, _) = enrol(&t, &mike, DEMO_PASSWORD).await;
+        let (uri, _) = enrol_totp(&t, &mike, DEMO_PASSWORD).await;
         t.clock.advance(chrono::Duration::seconds(30)); // past the code used to enrol
         let ch = challenge(&t, "mike@example.com", DEMO_PASSWORD).await;
         let code = pyotp_code(&uri, t.clock.now().timestamp());
@@ -1383,7 +1352,7 @@ both_backends!(failed_logins_are_throttled_per_address, |b| async move {
     );
     // Wrong codes at the second step count against the address too.
     let enrolled = t.login("tom@example.com", DEMO_PASSWORD).await;
-    let _ = enrol(&t, &enrolled, DEMO_PASSWORD).await;
+    let _ = enrol_totp(&t, &enrolled, DEMO_PASSWORD).await;
     for _ in 0..5 {
         let ch: Value = from("198.51.100.77", "tom@example.com", DEMO_PASSWORD)
             .await
@@ -1514,7 +1483,7 @@ both_backends!(
             .unwrap();
         let whsec = ep["secret"].as_str().unwrap().to_owned();
         let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
-        let (uri, _) = enrol(&t, &lisa, DEMO_PASSWORD).await;
+        let (uri, _) = enrol_totp(&t, &lisa, DEMO_PASSWORD).await;
         // The monthly checklist: the Owner sees who has 2FA and who was last active when; a
         // User sees neither about others.
         let listed = json_of(t.get(&t.org("/members"), &t.owner_token).await).await;

@@ -17,6 +17,20 @@ async fn created(res: reqwest::Response) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
+/// Opens the audit log (and exports, and API keys) to organization Users, as the Owner.
+async fn open_audit_log_to_users(t: &TestApp) {
+    let open = json!({"create_api_keys": "admins_and_users", "manage_domains": "admins_only", "view_audit_logs": "admins_and_users", "export_data": "admins_and_users"});
+    let res = t
+        .client
+        .put(t.org("/feature-access"))
+        .bearer_auth(&t.owner_token)
+        .json(&open)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+}
+
 fn id(v: &Value) -> String {
     v["id"].as_str().unwrap().to_owned()
 }
@@ -2027,16 +2041,7 @@ both_backends!(
         assert!(teams.contains(&"Client B".to_owned()), "{teams:?}");
         // With the audit log opened to Users, the team's key reads Client A's records, not
         // those its creator wrote in Client B; the organization's key reads both.
-        let open = json!({"create_api_keys": "admins_and_users", "manage_domains": "admins_only", "view_audit_logs": "admins_and_users", "export_data": "admins_and_users"});
-        let res = t
-            .client
-            .put(t.org("/feature-access"))
-            .bearer_auth(&t.owner_token)
-            .json(&open)
-            .send()
-            .await
-            .unwrap();
-        assert!(res.status().is_success(), "{}", res.status());
+        open_audit_log_to_users(&t).await;
         for path in ["/audit-events", "/audit-events/export"] {
             let read = |key: &str| {
                 let t = &t;
@@ -2104,16 +2109,7 @@ both_backends!(a_user_sees_the_people_of_their_own_teams, |b| async move {
         )
         .await;
     }
-    let open = json!({"create_api_keys": "admins_and_users", "manage_domains": "admins_only", "view_audit_logs": "admins_and_users", "export_data": "admins_and_users"});
-    let res = t
-        .client
-        .put(t.org("/feature-access"))
-        .bearer_auth(&t.owner_token)
-        .json(&open)
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success(), "{}", res.status());
+    open_audit_log_to_users(&t).await;
     let created_bots = |token: String, path: &'static str| {
         let t = &t;
         async move {

@@ -140,6 +140,49 @@ pub async fn view<S: BillingStore + ?Sized>(
     })
 }
 
+/// Puts the organization on `plan` (`PUT /plan`), in `cycle` when one is named. Naming the
+/// plan it is on without a cycle changes nothing while that plan is paid for (or granted
+/// without a cycle), as a PUT of what is there; a trial of it, or a renewal left unpaid, is
+/// subscribed to and paid for in the subscription's own cycle, as [`change`] does. Returns
+/// whether anything changed.
+///
+/// # Errors
+/// As [`change`]; [`TenancyError::Subscription`] with `Unchanged` when the named plan and cycle
+/// are the current ones.
+pub async fn put_plan<S: TenancyStore + BillingStore + ?Sized>(
+    store: &S,
+    payments: Payments<'_>,
+    caller: &Caller,
+    plan: Plan,
+    cycle: Option<billing_limits::subscription::BillingCycle>,
+    now: DateTime<Utc>,
+) -> Result<bool, TenancyError> {
+    use billing_limits::subscription::{BillingCycle, SubscriptionError, SubscriptionStatus};
+    caller.check_org(Permission::ManageBilling)?;
+    let cycle_to_pay = match cycle {
+        Some(c) => c,
+        None if plan == caller.org.plan => {
+            let (current, _) = store.subscription(caller.org.id).await?;
+            if current.status != SubscriptionStatus::Trialing && !current.renewal_unpaid(now) {
+                return Ok(false);
+            }
+            current.cycle.unwrap_or(BillingCycle::Monthly)
+        }
+        None => BillingCycle::Monthly,
+    };
+    let next = Change::Subscribe {
+        plan,
+        cycle: cycle_to_pay,
+    };
+    match change(store, payments, caller, next, now).await {
+        Ok(_) => Ok(true),
+        Err(TenancyError::Subscription(SubscriptionError::Unchanged(_))) if cycle.is_none() => {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The Owner changes the subscription: a plan and cycle, or the Enterprise trial. A paid plan
 /// is charged for a new period starting now, less what is left of the current paid period
 /// ([`Subscription::unused_cents`]).

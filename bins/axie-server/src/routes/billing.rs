@@ -123,18 +123,34 @@ pub struct SubscribeBody {
 /// # Errors
 /// 400 for unknown names.
 pub fn parse_change(plan: &str, cycle: Option<&str>) -> Result<Change, ApiError> {
+    let (plan, cycle) = parse_plan(plan, cycle)?;
+    Ok(Change::Subscribe {
+        plan,
+        cycle: cycle.unwrap_or(BillingCycle::Monthly),
+    })
+}
+
+/// A plan and, when one is named, a billing cycle, as the API spells them.
+///
+/// # Errors
+/// 400 for an unknown plan or cycle.
+pub fn parse_plan(
+    plan: &str,
+    cycle: Option<&str>,
+) -> Result<(Plan, Option<BillingCycle>), ApiError> {
     let plan = Plan::parse(plan).ok_or_else(|| {
         ApiError::bad_request(format!(
             "unknown plan `{plan}`; use free, pro or enterprise"
         ))
     })?;
-    let cycle = match cycle {
-        None => BillingCycle::Monthly,
-        Some(c) => BillingCycle::parse(c).ok_or_else(|| {
-            ApiError::bad_request(format!("unknown cycle `{c}`; use monthly or annual"))
-        })?,
-    };
-    Ok(Change::Subscribe { plan, cycle })
+    let cycle = cycle
+        .map(|c| {
+            BillingCycle::parse(c).ok_or_else(|| {
+                ApiError::bad_request(format!("unknown cycle `{c}`; use monthly or annual"))
+            })
+        })
+        .transpose()?;
+    Ok((plan, cycle))
 }
 
 /// The subscription with prices and limits.

@@ -310,45 +310,23 @@ pub async fn change_plan(
     OrgCaller(caller): OrgCaller,
     body: web::Json<PlanBody>,
 ) -> Result<HttpResponse, ApiError> {
-    use billing_limits::subscription::{Change, SubscriptionError, SubscriptionStatus};
-    let mut change = super::billing::parse_change(&body.plan, body.cycle.as_deref())?;
-    // The plan the organization is on, without a cycle: nothing changes while it is paid for
-    // (or granted without a cycle), as a PUT of what is there; a trial of it, or a renewal
-    // left unpaid, is subscribed to and paid for, in the subscription's own cycle, as on
-    // `/billing/subscription` (it answered 200 and did nothing).
-    if let Change::Subscribe { plan, cycle } = &mut change
-        && *plan == caller.org.plan
-        && body.cycle.is_none()
-    {
-        if let Err(e) = caller.check_org(rbac_core::Permission::ManageBilling) {
-            return Err(audited(&st, &caller, "change_plan", e).await);
-        }
-        let (current, _) = tenancy::billing::BillingStore::subscription(&*st.store, caller.org.id)
+    let (plan, cycle) = super::billing::parse_plan(&body.plan, body.cycle.as_deref())?;
+    let changed = tenancy::billing::put_plan(
+        &*st.store,
+        st.payments(),
+        &caller,
+        plan,
+        cycle,
+        st.clock.now(),
+    )
+    .await;
+    let org = match changed {
+        Ok(true) => tenancy::OrgStore::get_org(&*st.store, caller.org.id)
             .await
-            .map_err(ApiError::from)?;
-        if current.status != SubscriptionStatus::Trialing && !current.renewal_unpaid(st.clock.now())
-        {
-            let profile = caller.org.profile.clone();
-            return Ok(HttpResponse::Ok().json(response(&caller, &profile)));
-        }
-        *cycle = current.cycle.unwrap_or(*cycle);
-    }
-    let org =
-        match tenancy::billing::change(&*st.store, st.payments(), &caller, change, st.clock.now())
-            .await
-        {
-            Ok(_) => tenancy::OrgStore::get_org(&*st.store, caller.org.id)
-                .await
-                .map_err(ApiError::from)?,
-            // Naming the plan alone is a PUT of what is there; naming its cycle too asks for a
-            // change, refused as on `/billing/subscription` (409 `plan_unchanged`).
-            Err(tenancy::TenancyError::Subscription(SubscriptionError::Unchanged(_)))
-                if body.cycle.is_none() =>
-            {
-                caller.org.clone()
-            }
-            Err(e) => return Err(audited(&st, &caller, "change_plan", e).await),
-        };
+            .map_err(ApiError::from)?,
+        Ok(false) => caller.org.clone(),
+        Err(e) => return Err(audited(&st, &caller, "change_plan", e).await),
+    };
     let after = tenancy::Caller { org, ..caller };
     let profile = after.org.profile.clone();
     Ok(HttpResponse::Ok().json(response(&after, &profile)))
