@@ -225,6 +225,30 @@ impl PlanLimits {
             Limit::StorageBytes => self.storage_bytes,
         }
     }
+
+    /// Each limit the smaller of `self`'s and `now`'s (`None` being unlimited), naming `now`'s
+    /// plan. A store checks a count against the limits a caller read at the start of its request
+    /// and those in force when the count is taken: a downgrade committed in between is obeyed,
+    /// and an upgrade in between applies from the next request.
+    #[must_use]
+    pub fn tightest(&self, now: &PlanLimits) -> PlanLimits {
+        let min = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, None) => a,
+            (None, b) => b,
+        };
+        PlanLimits {
+            plan: now.plan,
+            members: min(self.members, now.members),
+            chat_interfaces: min(self.chat_interfaces, now.chat_interfaces),
+            knowledge_bases: min(self.knowledge_bases, now.knowledge_bases),
+            documents: min(self.documents, now.documents),
+            api_keys: min(self.api_keys, now.api_keys),
+            custom_domains: min(self.custom_domains, now.custom_domains),
+            api_calls_per_month: min(self.api_calls_per_month, now.api_calls_per_month),
+            storage_bytes: min(self.storage_bytes, now.storage_bytes),
+        }
+    }
 }
 
 impl PlanLimits {
@@ -360,6 +384,35 @@ mod tests {
         // 80 % of 3 is 2.4: reached at 3, not at 2.
         assert_eq!(thresholds_crossed(1, 2, 3, t), Vec::<u64>::new());
         assert_eq!(thresholds_crossed(2, 3, 3, t), vec![80, 100]);
+    }
+
+    #[test]
+    fn the_tightest_limits_take_each_smaller_one_and_name_the_plan_in_force() {
+        let ent = PlanLimits::for_plan(Plan::Enterprise);
+        let free = PlanLimits::for_plan(Plan::Free);
+        // A downgrade since the caller read Enterprise's limits: Free's apply.
+        assert_eq!(ent.tightest(&free), free);
+        // An upgrade since the caller read Free's: still Free's numbers, under the new plan's name.
+        assert_eq!(
+            free.tightest(&ent),
+            PlanLimits {
+                plan: Plan::Enterprise,
+                ..free
+            }
+        );
+        // Unlimited on one side only: the other side's limit.
+        let mut deal = ent;
+        deal.members = None;
+        deal.custom_domains = Some(7);
+        let both = ent.tightest(&deal);
+        assert_eq!((both.members, both.custom_domains), (Some(20), Some(7)));
+        let mut open = deal;
+        open.custom_domains = None;
+        assert_eq!(
+            ent.tightest(&open).custom_domains,
+            None,
+            "unlimited on both sides"
+        );
     }
 
     #[test]

@@ -87,6 +87,16 @@ pub trait PaymentProvider: Send + Sync {
     /// # Errors
     /// [`PaymentError`] when the provider refuses it; nothing is changed then.
     async fn charge(&self, req: &ChargeRequest) -> Result<Charge, PaymentError>;
+
+    /// Gives back `charge`, made for `req`, whose change was never applied: another change to
+    /// the same subscription was committed first, or the store failed. A card payment is
+    /// refunded, an invoice voided. Called at most once per charge, and never for a charge
+    /// that some request did apply (two requests with one idempotency key share one charge).
+    ///
+    /// # Errors
+    /// [`PaymentError`] when the provider refuses; the caller logs it with the charge's
+    /// reference for the operator to settle by hand.
+    async fn cancel(&self, charge: &Charge, req: &ChargeRequest) -> Result<(), PaymentError>;
 }
 
 /// Issues an invoice payable by bank transfer within `net_days`; the plan or credits take
@@ -124,6 +134,12 @@ impl PaymentProvider for ManualInvoice {
             status: ChargeStatus::Open,
             due_at: Some(req.now + Duration::days(i64::from(self.net_days))),
         })
+    }
+
+    /// Nothing to give back: the invoice exists only once the change that made it is stored
+    /// (and mailed with it), so an unapplied one was never issued.
+    async fn cancel(&self, _: &Charge, _: &ChargeRequest) -> Result<(), PaymentError> {
+        Ok(())
     }
 }
 

@@ -15,7 +15,7 @@ use audit::{
     Target,
 };
 use billing_limits::Plan;
-use billing_limits::payment::{ChargeRequest, ChargeStatus, PaymentProvider};
+use billing_limits::payment::{Charge, ChargeRequest, ChargeStatus, PaymentProvider};
 use billing_limits::subscription::{Change, PriceList, Subscription, Transition, transition};
 use chrono::{DateTime, Utc};
 use rbac_core::{OrgId, Permission};
@@ -439,8 +439,22 @@ pub(crate) async fn charge(
     key: String,
     now: DateTime<Utc>,
 ) -> Result<Invoice, TenancyError> {
+    let req = charge_request(payments, org, amount_cents, description, key, now);
+    let c = payments.provider.charge(&req).await?;
+    Ok(invoice_of(&req, &c))
+}
+
+/// What the provider is asked for.
+fn charge_request(
+    payments: Payments<'_>,
+    org: &Organization,
+    amount_cents: u64,
+    description: String,
+    key: String,
+    now: DateTime<Utc>,
+) -> ChargeRequest {
     let p = &org.profile;
-    let req = ChargeRequest {
+    ChargeRequest {
         org: org.id,
         bill_to: [p.company_name.as_str(), &p.billing_address, &p.tax_id]
             .into_iter()
@@ -449,22 +463,55 @@ pub(crate) async fn charge(
             .join("\n"),
         amount_cents,
         currency: payments.prices.currency.clone(),
-        description: description.clone(),
+        description,
         idempotency_key: key,
         now,
-    };
-    let c = payments.provider.charge(&req).await?;
-    Ok(Invoice {
-        number: c.reference,
-        org: org.id,
+    }
+}
+
+/// The invoice of charge `c`, made for `req`.
+fn invoice_of(req: &ChargeRequest, c: &Charge) -> Invoice {
+    Invoice {
+        number: c.reference.clone(),
+        org: req.org,
         provider: c.provider.to_owned(),
-        description,
-        amount_cents,
-        currency: req.currency,
+        description: req.description.clone(),
+        amount_cents: req.amount_cents,
+        currency: req.currency.clone(),
         status: c.status,
-        created_at: now,
+        created_at: req.now,
         due_at: c.due_at,
-    })
+    }
+}
+
+/// After a charge whose change failed to commit (`why`): gives the charge back through the
+/// provider, unless a concurrent request with the same key (the same change, so the same
+/// charge) committed it. A provider that refuses is logged with the reference, for the
+/// operator to settle by hand.
+async fn give_back<S: BillingStore + ?Sized>(
+    store: &S,
+    payments: Payments<'_>,
+    (req, c): (&ChargeRequest, &Charge),
+    why: &TenancyError,
+) {
+    match store.invoices(req.org, 50).await {
+        Ok(issued) if issued.iter().any(|i| i.number == c.reference) => return,
+        Ok(_) => {}
+        Err(e) => {
+            // Unknown whether it was applied: keep the charge rather than cancel a paid
+            // change; the operator reconciles.
+            tracing::error!(org = %req.org, reference = %c.reference, error = %e, change_error = %why, "a subscription charge whose change failed could not be checked; settle it by hand");
+            return;
+        }
+    }
+    match payments.provider.cancel(c, req).await {
+        Ok(()) => {
+            tracing::warn!(org = %req.org, reference = %c.reference, error = %why, "a subscription change was not applied; its charge was cancelled");
+        }
+        Err(e) => {
+            tracing::error!(org = %req.org, reference = %c.reference, error = %e, change_error = %why, "a charge whose change was not applied could not be cancelled; refund it by hand");
+        }
+    }
 }
 
 /// The email that carries an invoice to the Owner.
@@ -512,22 +559,22 @@ async fn commit<S: TenancyStore + BillingStore + ?Sized>(
     // Everything that can fail is read before the charge: a read failing after it would leave
     // the organization charged (the provider dedupes the key) and the change never applied.
     let owner = crate::orgs::owner_of(store, org.id).await?;
-    let invoice = match charge_cents {
-        Some(cents) if cents > 0 => Some(
-            charge(
+    let charged = match charge_cents {
+        Some(cents) if cents > 0 => {
+            let req = charge_request(
                 payments,
                 org,
                 cents,
                 description,
-                // The change in the key too: an Owner's declined change and the worker's next
-                // renewal may be made at the same version, for other amounts.
-                format!("{}-{:06}-{}", org.id, version + 1, change.as_str()),
+                charge_key(org.id, version, change, &next, cents),
                 now,
-            )
-            .await?,
-        ),
+            );
+            let c = payments.provider.charge(&req).await?;
+            Some((req, c))
+        }
         _ => None,
     };
+    let invoice = charged.as_ref().map(|(req, c)| invoice_of(req, c));
     let enterprise = Plan::Enterprise;
     let archived = if next.plan == enterprise {
         None
@@ -599,10 +646,32 @@ async fn commit<S: TenancyStore + BillingStore + ?Sized>(
             kind: "subscription_lapsed".into(),
         });
     }
-    store
+    if let Err(e) = store
         .apply_subscription(org.id, version, &next, archived, invoice.as_ref(), journal)
-        .await?;
+        .await
+    {
+        // Charged for a change that lost its compare-and-swap (or a store failure): the charge
+        // is given back, not left without its invoice.
+        if let Some((req, c)) = &charged {
+            give_back(store, payments, (req, c), &e).await;
+        }
+        return Err(e);
+    }
     Ok((next, invoice))
+}
+
+/// The idempotency key of a subscription charge: one per version of the subscription and per
+/// change with its plan, cycle and amount. An Owner's declined change and the worker's next
+/// renewal may be made at the same version, and two Owners' different changes at once must not
+/// share a charge (a provider answers a repeated key with the first charge).
+fn charge_key(org: OrgId, version: u64, change: Change, next: &Subscription, cents: u64) -> String {
+    format!(
+        "{org}-{:06}-{}-{}-{}-{cents}",
+        version + 1,
+        change.as_str(),
+        next.plan.as_str(),
+        next.cycle.map_or("none", |c| c.as_str()),
+    )
 }
 
 /// The organization's invoices, newest first (billing readers).
@@ -622,7 +691,7 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
     use audit::{AuditQuery, AuditStore, MailOutbox};
-    use billing_limits::payment::{Charge, ManualInvoice, PaymentError};
+    use billing_limits::payment::{ManualInvoice, PaymentError};
     use billing_limits::subscription::{BillingCycle, RENEWAL_GRACE_DAYS};
     use chrono::{Duration, TimeZone};
 
@@ -656,6 +725,10 @@ mod tests {
         async fn charge(&self, _: &ChargeRequest) -> Result<Charge, PaymentError> {
             self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Err(PaymentError("card declined".into()))
+        }
+
+        async fn cancel(&self, _: &Charge, _: &ChargeRequest) -> Result<(), PaymentError> {
+            Err(PaymentError("nothing was charged".into()))
         }
     }
 
@@ -772,6 +845,102 @@ mod tests {
         ));
     }
 
+    /// A provider that invoices as [`ManualInvoice`] does, lets other requests run while it
+    /// charges, and records what it charged and gave back.
+    #[derive(Default)]
+    struct Recording {
+        charged: std::sync::Mutex<Vec<String>>,
+        cancelled: std::sync::Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl PaymentProvider for Recording {
+        async fn charge(&self, req: &ChargeRequest) -> Result<Charge, PaymentError> {
+            tokio::task::yield_now().await;
+            let c = ManualInvoice::default().charge(req).await?;
+            self.charged.lock().unwrap().push(c.reference.clone());
+            Ok(c)
+        }
+
+        async fn cancel(&self, c: &Charge, _: &ChargeRequest) -> Result<(), PaymentError> {
+            self.cancelled.lock().unwrap().push(c.reference.clone());
+            Ok(())
+        }
+    }
+
+    /// Two changes made at once from the same version: one is applied with its invoice; the
+    /// other, charged too, is refused and its charge given back. The same change made twice at
+    /// once is one charge, which stays.
+    #[tokio::test]
+    async fn a_change_that_loses_a_race_gives_its_charge_back() {
+        let (store, org, owner) = crate::MemoryTenancyStore::with_org("Racing").await;
+        let caller = store.session_caller_in(org.id, owner).await;
+        let prices = PriceList::default();
+        let provider = Recording::default();
+        let pay = Payments {
+            provider: &provider,
+            prices: &prices,
+        };
+        let at = Utc.with_ymd_and_hms(2026, 3, 2, 10, 0, 0).unwrap();
+        let pro = Change::Subscribe {
+            plan: Plan::Pro,
+            cycle: BillingCycle::Monthly,
+        };
+        let enterprise = Change::Subscribe {
+            plan: Plan::Enterprise,
+            cycle: BillingCycle::Annual,
+        };
+        let (a, b) = tokio::join!(
+            change(&store, pay, &caller, pro, at),
+            change(&store, pay, &caller, enterprise, at)
+        );
+        let won = match (a, b) {
+            (Ok(w), Err(TenancyError::Conflict(_))) | (Err(TenancyError::Conflict(_)), Ok(w)) => w,
+            other => panic!("one change applies and the other is refused: {other:?}"),
+        };
+        let invoice = won.1.unwrap();
+        let charged = provider.charged.lock().unwrap().clone();
+        assert_eq!(charged.len(), 2, "both were charged: {charged:?}");
+        assert_ne!(charged[0], charged[1], "other changes, other charges");
+        let lost: Vec<_> = charged
+            .into_iter()
+            .filter(|r| *r != invoice.number)
+            .collect();
+        assert_eq!(
+            *provider.cancelled.lock().unwrap(),
+            lost,
+            "the loser's charge, only"
+        );
+        assert_eq!(store.invoices(org.id, 10).await.unwrap(), vec![invoice]);
+        assert_eq!(store.subscription(org.id).await.unwrap().1, 1);
+
+        // The same change twice at once (a double click): one charge, applied once, kept.
+        let (store, org, owner) = crate::MemoryTenancyStore::with_org("Clicking").await;
+        let caller = store.session_caller_in(org.id, owner).await;
+        let (a, b) = tokio::join!(
+            change(&store, pay, &caller, pro, at),
+            change(&store, pay, &caller, pro, at)
+        );
+        assert!(
+            matches!(
+                (&a, &b),
+                (Ok(_), Err(TenancyError::Conflict(_))) | (Err(TenancyError::Conflict(_)), Ok(_))
+            ),
+            "{a:?} {b:?}"
+        );
+        let charged = provider.charged.lock().unwrap().clone();
+        assert_eq!(charged.len(), 4);
+        assert_eq!(charged[2], charged[3], "one key, one charge");
+        assert_eq!(
+            provider.cancelled.lock().unwrap().len(),
+            1,
+            "nothing more given back"
+        );
+        let invoices = store.invoices(org.id, 10).await.unwrap();
+        assert_eq!(invoices.len(), 1);
+        assert_eq!(invoices[0].number, charged[2]);
+    }
+
     /// A provider that declines the charges of some organizations.
     struct DeclinedFor(Vec<OrgId>);
 
@@ -782,6 +951,10 @@ mod tests {
                 return Err(PaymentError("card declined".into()));
             }
             ManualInvoice::default().charge(req).await
+        }
+
+        async fn cancel(&self, c: &Charge, req: &ChargeRequest) -> Result<(), PaymentError> {
+            ManualInvoice::default().cancel(c, req).await
         }
     }
 

@@ -140,6 +140,7 @@ pub async fn run<
     caller_memberships_gather_every_org_and_team(s).await;
     members_seen_by_a_user_are_those_of_their_teams(s).await;
     assets_quota_scope_and_subtrees(s).await;
+    limits_lowered_since_the_callers_read_are_obeyed(s).await;
     assets_created_together_all_or_none(s).await;
     asset_transfers_and_removal_dispositions(s).await;
     concurrent_creates_never_overshoot(s).await;
@@ -1678,6 +1679,19 @@ async fn roles_transfer_and_removal<
     assert_eq!(s.pending_transfer(org.id).await.unwrap(), None);
     s.save_transfer(&t, note(org.id, "propose")).await.unwrap();
     assert_eq!(s.pending_transfer(org.id).await.unwrap(), Some(t.clone()));
+    // Demoting the recipient (an Admin's doing, say) leaves the Owner's proposal standing:
+    // only the Owner withdraws it, or the recipient's removal or deactivation.
+    s.set_role(
+        org.id,
+        m.id,
+        OrgRole::Admin,
+        OrgRole::User,
+        None,
+        note(org.id, "demote"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.pending_transfer(org.id).await.unwrap(), Some(t.clone()));
     s.complete_transfer(&t, now(), note(org.id, "confirm"))
         .await
         .unwrap();
@@ -2454,6 +2468,115 @@ async fn assets_created_together_all_or_none<
             .await,
         Err(TenancyError::Invalid(_))
     ));
+}
+
+/// Limits lowered since a caller read them (a downgrade, lowered negotiated limits) are obeyed:
+/// the store checks each count against the tightest of the limits it is given and those stored
+/// for the organization when the count is taken, so a change committed in between lets no
+/// creation past the new limit.
+async fn limits_lowered_since_the_callers_read_are_obeyed<
+    S: TenancyStore + AuditStore + InvitationStore + WorkspaceStore + ?Sized,
+>(
+    s: &S,
+) {
+    use billing_limits::{Limit, LimitOverrides};
+    let (org, team, owner) = new_org(s).await;
+    s.create_asset(
+        &chat(org.id, team.id, owner.id, "First"),
+        &enterprise(),
+        note(org.id, "first"),
+    )
+    .await
+    .unwrap();
+    let lowered = LimitOverrides(
+        [
+            (Limit::ChatInterfaces, Some(1)),
+            (Limit::Members, Some(1)),
+            (Limit::ApiKeys, Some(0)),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    s.set_limit_overrides(org.id, &lowered, note(org.id, "lowered"))
+        .await
+        .unwrap();
+    // Callers that read Enterprise's limits before the change are refused, and write nothing.
+    let audit = head(s, org.id).await;
+    let refused = |r: Result<(), TenancyError>, limit: Limit, max: u64| {
+        assert!(
+            matches!(r, Err(TenancyError::LimitReached { limit: l, max: m, .. }) if l == limit && m == max),
+            "{limit:?}: {r:?}"
+        );
+    };
+    let second = chat(org.id, team.id, owner.id, "Second");
+    refused(
+        s.create_asset(&second, &enterprise(), note(org.id, "second"))
+            .await,
+        Limit::ChatInterfaces,
+        1,
+    );
+    refused(
+        s.create_invitation(
+            &invitation(org.id, owner.id, "late", 7),
+            "hash-late",
+            &enterprise(),
+            note(org.id, "invite"),
+        )
+        .await,
+        Limit::Members,
+        1,
+    );
+    refused(
+        s.add_member(
+            org.id,
+            &user("direct"),
+            Some("h"),
+            OrgRole::User,
+            team.id,
+            TeamRole::Member,
+            &enterprise(),
+            note(org.id, "direct"),
+        )
+        .await,
+        Limit::Members,
+        1,
+    );
+    let key = ApiKey {
+        id: ApiKeyId::new(),
+        org: org.id,
+        team: team.id,
+        scope: crate::KeyScope::Organization,
+        created_by: owner.id,
+        name: "late".into(),
+        prefix: "axk_late".into(),
+        created_at: now(),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    refused(
+        s.create_api_key(&key, "kh-late", &enterprise(), note(org.id, "key"))
+            .await,
+        Limit::ApiKeys,
+        0,
+    );
+    assert_eq!(head(s, org.id).await, audit, "refusals leave no record");
+    assert_eq!(s.get_asset(org.id, second.id).await.unwrap(), None);
+    // Raised again, the same creation goes through; limits the caller passes still bind.
+    s.set_limit_overrides(org.id, &LimitOverrides::default(), note(org.id, "raised"))
+        .await
+        .unwrap();
+    let one = billing_limits::PlanLimits {
+        chat_interfaces: Some(1),
+        ..enterprise()
+    };
+    refused(
+        s.create_asset(&second, &one, note(org.id, "second")).await,
+        Limit::ChatInterfaces,
+        1,
+    );
+    s.create_asset(&second, &enterprise(), note(org.id, "second"))
+        .await
+        .unwrap();
 }
 
 async fn assets_quota_scope_and_subtrees<S: TenancyStore + AuditStore + WorkspaceStore + ?Sized>(

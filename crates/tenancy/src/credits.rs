@@ -1022,6 +1022,16 @@ mod tests {
                 .charge(req)
                 .await
         }
+
+        async fn cancel(
+            &self,
+            c: &billing_limits::payment::Charge,
+            req: &billing_limits::payment::ChargeRequest,
+        ) -> Result<(), billing_limits::payment::PaymentError> {
+            billing_limits::payment::ManualInvoice::default()
+                .cancel(c, req)
+                .await
+        }
     }
 
     /// Paid credits are never lost: a purchase for a team deleted after the charge lands in

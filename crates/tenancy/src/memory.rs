@@ -113,6 +113,19 @@ impl State {
             .map(|m| m.2)
     }
 
+    /// The limits to check a count against: the tightest of `given` (read by the caller at the
+    /// start of its request) and the organization's as stored now, so that a downgrade since
+    /// then is obeyed (as `SeaStore` does under the organization's lock).
+    fn limits_in_force(
+        &self,
+        org: OrgId,
+        given: &billing_limits::PlanLimits,
+    ) -> billing_limits::PlanLimits {
+        self.orgs
+            .get(&org)
+            .map_or(*given, |o| given.tightest(&o.limits()))
+    }
+
     /// The checks and insert of one invitation (see [`InvitationStore::create_invitation`]).
     fn insert_invitation(
         &mut self,
@@ -147,7 +160,7 @@ impl State {
         let used = (self.members.iter().filter(|m| m.0 == inv.org).count()
             + self.pending(inv.org, inv.created_at).count()) as u64;
         crate::enforce_quota(billing_limits::check_quota(
-            limits,
+            &self.limits_in_force(inv.org, limits),
             billing_limits::Limit::Members,
             used,
             1,
@@ -388,7 +401,7 @@ impl OrgStore for MemoryTenancyStore {
                     .filter(|i| i.email != user.email)
                     .count()) as u64;
             crate::enforce_quota(billing_limits::check_quota(
-                limits,
+                &s.limits_in_force(org, limits),
                 billing_limits::Limit::Members,
                 used,
                 1,
@@ -867,7 +880,7 @@ impl ApiKeyStore for MemoryTenancyStore {
                 .filter(|k| k.0.org == key.org && k.0.revoked_at.is_none())
                 .count() as u64;
             crate::enforce_quota(billing_limits::check_quota(
-                limits,
+                &s.limits_in_force(key.org, limits),
                 billing_limits::Limit::ApiKeys,
                 used,
                 1,
@@ -1107,7 +1120,7 @@ impl InvitationStore for MemoryTenancyStore {
             let used = (s.members.iter().filter(|m| m.0 == inv.org).count()
                 + s.pending(inv.org, now).count().saturating_sub(1)) as u64;
             crate::enforce_quota(billing_limits::check_quota(
-                limits,
+                &s.limits_in_force(inv.org, limits),
                 billing_limits::Limit::Members,
                 used,
                 1,
@@ -1270,7 +1283,7 @@ impl MembershipStore for MemoryTenancyStore {
             m.2 = to;
             set_default_team_role(&mut s, org, user, to);
             if !to.is_admin() {
-                withdraw_grants(&mut s, org, user, Utc::now());
+                revoke_invitations_by(&mut s, org, user, Utc::now());
             }
         }
         self.commit(journal).await
@@ -1450,13 +1463,21 @@ fn set_default_team_role(s: &mut State, org: OrgId, user: UserId, role: OrgRole)
     }
 }
 
-/// Revokes the person's pending invitations and drops transfers addressed to them.
-fn withdraw_grants(s: &mut State, org: OrgId, user: UserId, now: DateTime<Utc>) {
+/// Revokes the invitations the person sent that are still pending: on losing admin rights
+/// (a transfer of ownership addressed to them stays: the Owner proposed it to a member, of any
+/// role, and only the Owner withdraws it).
+fn revoke_invitations_by(s: &mut State, org: OrgId, user: UserId, now: DateTime<Utc>) {
     for (inv, _) in s.invitations.iter_mut().filter(|(i, _)| {
         i.org == org && i.invited_by == user && i.accepted_at.is_none() && i.revoked_at.is_none()
     }) {
         inv.revoked_at = Some(now);
     }
+}
+
+/// Revokes the person's pending invitations and drops transfers addressed to them: on leaving
+/// the organization or being deactivated.
+fn withdraw_grants(s: &mut State, org: OrgId, user: UserId, now: DateTime<Utc>) {
+    revoke_invitations_by(s, org, user, now);
     if s.transfers.get(&org).is_some_and(|t| t.to == user) {
         s.transfers.remove(&org);
     }
@@ -1562,7 +1583,7 @@ fn insert_asset_checked(
     }
     let kind = asset.kind();
     crate::enforce_quota(billing_limits::check_quota(
-        limits,
+        &s.limits_in_force(asset.org, limits),
         kind.limit(),
         quota_use(s, asset.org, kind),
         1,
@@ -1575,7 +1596,7 @@ fn insert_asset_checked(
             .map(|a| a.size_bytes)
             .sum();
         crate::enforce_quota(billing_limits::check_quota(
-            limits,
+            &s.limits_in_force(asset.org, limits),
             billing_limits::Limit::StorageBytes,
             used,
             asset.size_bytes,
@@ -2422,7 +2443,7 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                     .filter(|i| i.email != user.email)
                     .count()) as u64;
             crate::enforce_quota(billing_limits::check_quota(
-                limits,
+                &s.limits_in_force(org, limits),
                 billing_limits::Limit::Members,
                 used,
                 1,
@@ -2543,7 +2564,7 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                 s.members[pos].2 = to;
                 set_default_team_role(&mut s, w.org, w.user, to);
                 if !to.is_admin() {
-                    withdraw_grants(&mut s, w.org, w.user, w.now);
+                    revoke_invitations_by(&mut s, w.org, w.user, w.now);
                 }
             }
             if w.password_hash.is_some() {

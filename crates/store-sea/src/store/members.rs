@@ -82,9 +82,29 @@ async fn update_role(
     Ok(res.rows_affected == 1)
 }
 
-/// Withdraws what a person set in motion while they had admin rights: their pending
-/// invitations (which would otherwise still grant access) and transfers addressed to them.
+/// Withdraws what a person leaving the organization (or deactivated) had pending: the
+/// invitations they sent ([`revoke_invitations_by`]) and a transfer of ownership addressed to
+/// them.
 pub(super) async fn withdraw_grants(
+    txn: &sea_orm::DatabaseTransaction,
+    org: OrgId,
+    user: UserId,
+    now: DateTime<Utc>,
+) -> Result<(), TenancyError> {
+    revoke_invitations_by(txn, org, user, now).await?;
+    ownership_transfer::Entity::delete_many()
+        .filter(ownership_transfer::Column::OrgId.eq(org.to_string()))
+        .filter(ownership_transfer::Column::ToUser.eq(user.to_string()))
+        .exec(txn)
+        .await
+        .map_err(store)?;
+    Ok(())
+}
+
+/// Revokes the invitations a person sent that are still pending (which would otherwise still
+/// grant access): on losing admin rights. A transfer of ownership addressed to them stays: the
+/// Owner proposed it to a member, of any role, and only the Owner withdraws it.
+pub(super) async fn revoke_invitations_by(
     txn: &sea_orm::DatabaseTransaction,
     org: OrgId,
     user: UserId,
@@ -99,17 +119,11 @@ pub(super) async fn withdraw_grants(
         .exec(txn)
         .await
         .map_err(store)?;
-    ownership_transfer::Entity::delete_many()
-        .filter(ownership_transfer::Column::OrgId.eq(org.to_string()))
-        .filter(ownership_transfer::Column::ToUser.eq(user.to_string()))
-        .exec(txn)
-        .await
-        .map_err(store)?;
     Ok(())
 }
 
 /// Changes a member's role from `from` to `to` with what follows from it: their role in the
-/// default team, and, when they lose admin rights, what they set in motion with them.
+/// default team, and, when they lose admin rights, the invitations they sent with them.
 ///
 /// # Errors
 /// [`TenancyError::Conflict`] when the member no longer has the role `from`.
@@ -127,7 +141,7 @@ pub(super) async fn change_role(
     }
     set_default_team_role(txn, org, user, to).await?;
     if !to.is_admin() {
-        withdraw_grants(txn, org, user, now).await?;
+        revoke_invitations_by(txn, org, user, now).await?;
     }
     Ok(())
 }

@@ -48,6 +48,24 @@ pub(crate) async fn lock_org(txn: &DatabaseTransaction, org: OrgId) -> Result<()
     Ok(())
 }
 
+/// The limits to check a count against in `txn`, which holds the organization's lock
+/// ([`lock_org`]): the tightest of `given` (what the caller read at the start of its request)
+/// and those of the organization's row as it is now. A downgrade, or lowered negotiated limits,
+/// committed since the caller's read is obeyed: no creation slips past the new limit.
+pub(crate) async fn limits_in_force(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    given: &billing_limits::PlanLimits,
+) -> Result<billing_limits::PlanLimits, TenancyError> {
+    let row = organization::Entity::find_by_id(org.to_string())
+        .one(txn)
+        .await
+        .map_err(store)?
+        .ok_or(TenancyError::NotFound("organization"))?;
+    let now = Organization::try_from(row).map_err(TenancyError::Store)?;
+    Ok(given.tightest(&now.limits()))
+}
+
 /// Serializes transactions about one account: changes nothing, but takes the user row's lock
 /// (PostgreSQL) until the transaction ends. On SQLite every transaction goes through the one
 /// writer connection, one after the other, so the lock is the transaction itself.
@@ -212,7 +230,7 @@ pub(crate) async fn check_seat(
     }
     let invited = pending.count(txn).await.map_err(store)?;
     tenancy::enforce_quota(billing_limits::check_quota(
-        limits,
+        &limits_in_force(txn, org, limits).await?,
         billing_limits::Limit::Members,
         members + invited,
         1,
@@ -1249,7 +1267,7 @@ impl ApiKeyStore for SeaStore {
             .await
             .map_err(store)?;
         tenancy::enforce_quota(billing_limits::check_quota(
-            limits,
+            &limits_in_force(&txn, key.org, limits).await?,
             billing_limits::Limit::ApiKeys,
             used,
             1,

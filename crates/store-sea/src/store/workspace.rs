@@ -16,7 +16,7 @@ use tenancy::members::Disposition;
 use tenancy::teams::TeamMember;
 use tenancy::{StoreError, Team, TenancyError, WorkspaceStore};
 
-use super::tenancy::{commit, lock_org, store};
+use super::tenancy::{commit, limits_in_force, lock_org, store};
 use crate::SeaStore;
 use crate::convert::{corrupt, id, json, micros, time, to_json};
 use crate::entity::{
@@ -588,8 +588,9 @@ impl WorkspaceStore for SeaStore {
         }
         let txn = self.db().begin().await.map_err(store)?;
         lock_org(&txn, first.org).await?;
+        let limits = limits_in_force(&txn, first.org, limits).await?;
         for a in assets {
-            insert_asset_checked(&txn, a, limits).await?;
+            insert_asset_checked(&txn, a, &limits).await?;
         }
         commit(txn, journal).await
     }
