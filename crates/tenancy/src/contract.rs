@@ -1975,6 +1975,67 @@ async fn teams_round_trip<S: TenancyStore + AuditStore + WorkspaceStore + ?Sized
         Err(TenancyError::NotFound(_))
     ));
 
+    // An archived team keeps its people, who may get another role or leave, and takes no one
+    // new (read in the store's transaction); restored, it takes people again.
+    let shelved = Team {
+        archived_at: Some(now()),
+        ..dev.clone()
+    };
+    s.update_team(&dev, &shelved, note(org.id, "archive"))
+        .await
+        .unwrap();
+    let h = head(s, org.id).await;
+    s.set_team_member(
+        org.id,
+        dev.id,
+        lisa.id,
+        Some(TeamRole::Viewer),
+        note(org.id, "demote"),
+    )
+    .await
+    .unwrap();
+    let newcomer = s
+        .set_team_member(
+            org.id,
+            dev.id,
+            owner.id,
+            Some(TeamRole::Member),
+            note(org.id, "x"),
+        )
+        .await;
+    assert!(
+        matches!(newcomer, Err(TenancyError::Conflict(ref m)) if m.contains("archived")),
+        "{newcomer:?}"
+    );
+    s.set_team_member(org.id, dev.id, lisa.id, None, note(org.id, "out"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.set_team_member(
+            org.id,
+            dev.id,
+            lisa.id,
+            Some(TeamRole::Admin),
+            note(org.id, "x")
+        )
+        .await,
+        Err(TenancyError::Conflict(_))
+    ));
+    assert_eq!(head(s, org.id).await, h + 2, "refusals leave no record");
+    assert!(s.team_members(org.id, dev.id).await.unwrap().is_empty());
+    s.update_team(&shelved, &dev, note(org.id, "restore"))
+        .await
+        .unwrap();
+    s.set_team_member(
+        org.id,
+        dev.id,
+        lisa.id,
+        Some(TeamRole::Admin),
+        note(org.id, "back"),
+    )
+    .await
+    .unwrap();
+
     // A team holding a resource is not deleted; an empty one is, with its roles.
     let ci = chat(org.id, dev.id, owner.id, "Agent");
     s.create_asset(&ci, &enterprise(), note(org.id, "ci"))
@@ -4511,6 +4572,44 @@ async fn scim_groups_write_atomically<
     assert_eq!(
         s.get_team(org.id, team.id).await.unwrap().unwrap().name,
         "Brand"
+    );
+    // An archived team's group takes no one new (read in the write's transaction).
+    let brand = s.get_team(org.id, team.id).await.unwrap().unwrap();
+    let shelved = Team {
+        archived_at: Some(now()),
+        ..brand.clone()
+    };
+    s.update_team(&brand, &shelved, note(org.id, "archive"))
+        .await
+        .unwrap();
+    let h = head(s, org.id).await;
+    let joined = s
+        .write_group(
+            &GroupWrite {
+                team: brand.clone(),
+                create: false,
+                expected_version: Some(2),
+                record: rec(3),
+                add: vec![owner.id],
+                remove: vec![],
+                by: Some(owner.id),
+            },
+            note(org.id, "join archived"),
+        )
+        .await;
+    assert!(
+        matches!(joined, Err(TenancyError::Conflict(ref m)) if m.contains("archived")),
+        "{joined:?}"
+    );
+    assert_eq!(head(s, org.id).await, h);
+    assert!(s.team_members(org.id, team.id).await.unwrap().is_empty());
+    assert_eq!(
+        s.group_record(org.id, team.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        2
     );
     // Deleting the team deletes its record.
     s.delete_team(org.id, team.id, now(), None, note(org.id, "delete"))

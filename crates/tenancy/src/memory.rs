@@ -1777,9 +1777,10 @@ impl WorkspaceStore for MemoryTenancyStore {
     ) -> Result<(), TenancyError> {
         {
             let mut s = self.lock()?;
-            if !s.teams.iter().any(|t| t.org == org && t.id == team) {
+            let Some(t) = s.teams.iter().find(|t| t.org == org && t.id == team) else {
                 return Err(TenancyError::NotFound("team"));
-            }
+            };
+            let archived = t.archived_at.is_some().then(|| t.name.clone());
             if !s.members.iter().any(|m| m.0 == org && m.1 == user) {
                 return Err(TenancyError::NotFound("member"));
             }
@@ -1787,6 +1788,9 @@ impl WorkspaceStore for MemoryTenancyStore {
                 .team_members
                 .iter()
                 .position(|t| t.0 == team && t.1 == user);
+            if let (Some(name), None, Some(_)) = (&archived, pos, role) {
+                return Err(crate::teams::archived_team(name));
+            }
             match (pos, role) {
                 (Some(i), Some(r)) => s.team_members[i].3 = r,
                 (None, Some(r)) => s.team_members.push((team, user, org, r)),
@@ -2658,6 +2662,9 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                     .iter_mut()
                     .find(|x| x.org == t.org && x.id == t.id)
                     .ok_or(TenancyError::NotFound("Group"))?;
+                if existing.archived_at.is_some() && !w.add.is_empty() {
+                    return Err(crate::teams::archived_team(&existing.name));
+                }
                 existing.name.clone_from(&t.name);
             }
             for u in &w.add {

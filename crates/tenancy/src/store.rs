@@ -853,9 +853,12 @@ pub trait WorkspaceStore: Send + Sync {
     -> Result<Vec<TeamMember>, TenancyError>;
 
     /// Sets (or with `None` removes) `user`'s role in `team`; `user` must be a member of `org`.
+    /// An archived team takes no one new (its people may still be given another role or taken
+    /// out), read in the write's transaction.
     ///
     /// # Errors
-    /// [`TenancyError::NotFound`] for a team or person outside `org` (or not in the team, on removal).
+    /// [`TenancyError::NotFound`] for a team or person outside `org` (or not in the team, on
+    /// removal); [`crate::teams::archived_team`] for someone new in an archived team.
     async fn set_team_member(
         &self,
         org: OrgId,

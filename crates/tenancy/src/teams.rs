@@ -237,6 +237,16 @@ pub async fn members<S: TenancyStore + WorkspaceStore + ?Sized>(
 }
 
 /// Gives an organization member a role in the team, or with `None` takes them out of it.
+/// The refusal of someone new in an archived team (stores use it in their transaction: an
+/// archived team keeps its people, who may be taken out or given another role, and takes no
+/// one new until it is restored, as for invitations).
+#[must_use]
+pub fn archived_team(name: &str) -> TenancyError {
+    TenancyError::Conflict(format!(
+        "the team \"{name}\" is archived: nobody joins it until it is restored"
+    ))
+}
+
 /// Team admins manage their team's members; the Owner and Admins manage every team.
 ///
 /// # Errors
@@ -257,20 +267,7 @@ pub async fn set_member<S: TenancyStore + WorkspaceStore + ?Sized>(
         .await?
         .ok_or(TenancyError::NotFound("member"))?;
     // An archived team keeps its people (they may be taken out) and takes no one new, as
-    // for invitations.
-    if role.is_some() && t.archived_at.is_some() {
-        let already = store
-            .team_members(caller.org.id, t.id)
-            .await?
-            .iter()
-            .any(|m| m.member.user.id == user);
-        if !already {
-            return Err(TenancyError::Conflict(format!(
-                "the team \"{}\" is archived: nobody joins it until it is restored",
-                t.name
-            )));
-        }
-    }
+    // for invitations: the store refuses it in its transaction (`archived_team`).
     let journal = Journal::record(
         caller
             .audit(

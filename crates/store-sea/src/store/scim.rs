@@ -512,6 +512,14 @@ impl ScimStore for SeaStore {
                 Ok(r) if r.rows_affected == 0 => return Err(TenancyError::NotFound("Group")),
                 Ok(_) => {}
             }
+            // Read after the update, which holds the team's row: an archiving committed
+            // first is seen; one after waits for this commit.
+            if !w.add.is_empty()
+                && let Some(row) = super::workspace::team_row(&txn, t.org, t.id).await?
+                && row.archived_at.is_some()
+            {
+                return Err(tenancy::teams::archived_team(&row.name));
+            }
         }
         let members = to_json(&w.record.members)?;
         let updated = match w.expected_version {

@@ -520,9 +520,10 @@ impl WorkspaceStore for SeaStore {
         // below cannot be removed before this commits (a team role for someone no longer in
         // the organization would come back if they rejoined).
         lock_org(&txn, org).await?;
-        if team_row(&txn, org, t).await?.is_none() {
+        // Held `FOR SHARE` until the commit: archiving waits, and is seen if it came first.
+        let Some(team) = team_row(&txn, org, t).await? else {
             return Err(TenancyError::NotFound("team"));
-        }
+        };
         let member = membership::Entity::find_by_id((org.to_string(), u.to_string()))
             .one(&txn)
             .await
@@ -531,6 +532,23 @@ impl WorkspaceStore for SeaStore {
             return Err(TenancyError::NotFound("member"));
         }
         match r {
+            Some(role) if team.archived_at.is_some() => {
+                // Its people may be given another role; nobody new joins.
+                let already = team_member::Entity::find_by_id((t.to_string(), u.to_string()))
+                    .count(&txn)
+                    .await
+                    .map_err(store)?;
+                if already == 0 {
+                    return Err(tenancy::teams::archived_team(&team.name));
+                }
+                team_member::Entity::update_many()
+                    .col_expr(team_member::Column::Role, Expr::value(role.as_str()))
+                    .filter(team_member::Column::TeamId.eq(t.to_string()))
+                    .filter(team_member::Column::UserId.eq(u.to_string()))
+                    .exec(&txn)
+                    .await
+                    .map_err(store)?;
+            }
             Some(r) => {
                 team_member::Entity::insert(team_member::ActiveModel {
                     team_id: Set(t.to_string()),

@@ -1813,14 +1813,8 @@ async fn write_group<S: TenancyStore + WorkspaceStore + ScimStore + ?Sized>(
         .map(|m| m.user.id)
         .filter(|u| !wanted_set.contains(u))
         .collect();
-    // An archived team keeps its people and takes no one new, as for invitations.
-    if !add.is_empty() && t.archived_at.is_some() {
-        return Err(TenancyError::Conflict(format!(
-            "the team \"{}\" is archived: nobody joins it until it is restored",
-            t.name
-        ))
-        .into());
-    }
+    // An archived team keeps its people and takes no one new, as for invitations: the store
+    // refuses `add` in its transaction (`teams::archived_team`).
     if input.name != t.name {
         caller.check(
             Permission::ManageTeam,
