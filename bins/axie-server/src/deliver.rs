@@ -96,6 +96,16 @@ const CLAIM_AHEAD: usize = 2 * PER_ENDPOINT_IN_FLIGHT;
 /// instance, and its outcome is dropped.
 const RECORDING_MARGIN: chrono::Duration = chrono::Duration::seconds(15);
 
+/// Whether an attempt started at `now`, which may take `timeout`, leaves its delivery's lease
+/// (running out at `lease`) the [`RECORDING_MARGIN`] to record its outcome.
+fn leaves_time_to_record(
+    now: chrono::DateTime<chrono::Utc>,
+    timeout: chrono::Duration,
+    lease: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    now + timeout + RECORDING_MARGIN < lease
+}
+
 /// Runs forever: every 50 ms, at once when a commit in this process queued deliveries, and at
 /// once when the last batch was full, claims due deliveries and sends each on its own task, at
 /// most 64 at once and at most [`PER_ENDPOINT_IN_FLIGHT`] per endpoint; endpoints with
@@ -180,7 +190,7 @@ pub async fn run(state: AppState) {
                     // outcome) is not made, since another instance may claim the delivery
                     // once it runs out and send it too. It stays leased until then, and is
                     // claimed again.
-                    if st.clock.now() + timeout + RECORDING_MARGIN >= lease {
+                    if !leaves_time_to_record(st.clock.now(), timeout, lease) {
                         tracing::info!(delivery = %d.id, "webhook worker: too little of the lease left to attempt; claimed again later");
                     } else {
                         let outcome = attempt(&st, &d, ep, secrets, lease).await;
@@ -426,5 +436,36 @@ async fn send(
             }
             fail(msg)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone, Utc};
+
+    /// A delivery claimed with the worker's lease (two timeouts and 30 s) may be attempted at
+    /// once, and after waiting up to one timeout and 15 s behind its endpoint's others; not
+    /// later, when the attempt and the recording of its outcome could outlast the lease.
+    #[test]
+    fn an_attempt_starts_only_with_its_timeout_and_the_recording_margin_left() {
+        let claimed = Utc.with_ymd_and_hms(2026, 12, 2, 9, 0, 0).unwrap();
+        let timeout = Duration::seconds(10);
+        let lease = claimed + timeout * 2 + Duration::seconds(30);
+        assert!(leaves_time_to_record(claimed, timeout, lease));
+        let last = lease - timeout - RECORDING_MARGIN - Duration::milliseconds(1);
+        assert!(leaves_time_to_record(last, timeout, lease));
+        assert!(!leaves_time_to_record(
+            last + Duration::milliseconds(1),
+            timeout,
+            lease
+        ));
+        // 15 s, not the 5 s of before: 10 s of lease left after the attempt is not enough.
+        assert!(!leaves_time_to_record(
+            lease - timeout - Duration::seconds(10),
+            timeout,
+            lease
+        ));
+        assert!(!leaves_time_to_record(lease, timeout, lease));
     }
 }

@@ -941,6 +941,46 @@ mod tests {
         assert_eq!(invoices[0].number, charged[2]);
     }
 
+    /// Everything that can refuse a change is read before the provider is asked for money: an
+    /// organization whose Owner cannot be read (here: nobody holds the role any more) is not
+    /// charged.
+    #[tokio::test]
+    async fn nothing_is_charged_when_the_owner_cannot_be_read() {
+        use crate::store::MembershipStore as _;
+        let (store, org, owner) = crate::MemoryTenancyStore::with_org("Ownerless").await;
+        let caller = store.session_caller_in(org.id, owner.clone()).await;
+        store
+            .set_role(
+                org.id,
+                owner.id,
+                rbac_core::OrgRole::Owner,
+                rbac_core::OrgRole::Admin,
+                None,
+                Journal::default(),
+            )
+            .await
+            .unwrap();
+        let prices = PriceList::default();
+        let provider = Recording::default();
+        let pay = Payments {
+            provider: &provider,
+            prices: &prices,
+        };
+        let pro = Change::Subscribe {
+            plan: Plan::Pro,
+            cycle: BillingCycle::Monthly,
+        };
+        let at = Utc.with_ymd_and_hms(2026, 4, 1, 12, 0, 0).unwrap();
+        let refused = change(&store, pay, &caller, pro, at).await;
+        assert!(refused.is_err(), "{refused:?}");
+        assert!(
+            provider.charged.lock().unwrap().is_empty(),
+            "nothing charged"
+        );
+        assert!(store.invoices(org.id, 10).await.unwrap().is_empty());
+        assert_eq!(store.subscription(org.id).await.unwrap().1, 0);
+    }
+
     /// A provider that declines the charges of some organizations.
     struct DeclinedFor(Vec<OrgId>);
 

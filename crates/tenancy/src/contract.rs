@@ -3890,6 +3890,7 @@ async fn scim_tokens_records_and_deactivation<
         + MembershipStore
         + crate::scim::ScimStore
         + crate::password_reset::PasswordResetStore
+        + crate::mfa::MfaStore
         + ?Sized,
 >(
     s: &S,
@@ -4323,6 +4324,11 @@ async fn scim_tokens_records_and_deactivation<
         .await
         .unwrap()
     );
+    // A sign-in begun with the old password, waiting for its second factor.
+    let waiting = format!("scim-pw-challenge-{}", jane.id);
+    s.save_login_challenge(&waiting, jane.id, now() + Duration::minutes(5))
+        .await
+        .unwrap();
     let mut password = write(Some(4), 5, None);
     password.role = None;
     password.password_hash = Some("h2".into());
@@ -4332,6 +4338,10 @@ async fn scim_tokens_records_and_deactivation<
         .unwrap();
     assert_eq!(report.sessions_ended, 1);
     assert!(s.find_session("jane-session-2").await.unwrap().is_none());
+    assert!(
+        s.login_challenge(&waiting).await.unwrap().is_none(),
+        "a password set through SCIM discards the sign-ins begun with the old one"
+    );
     assert_eq!(
         s.find_password_reset(&link.token_hash)
             .await

@@ -372,11 +372,10 @@ async fn audit_records<S: AuditStore + ?Sized>(
         .iter()
         .map(|a| (Some(*a), None))
         .chain(["member", "user"].map(|k| (None, Some(k))));
+    // Each lookup reads its own newest records up to one past the cap: the newest of all are
+    // among them (a lookup's older records cannot outrank its newer ones), and the one past
+    // tells that some were left out. What is kept is cut back to that after each lookup.
     for (actor, target_kind) in lookups {
-        // Past the cap, further lookups (a key each) could only add older records.
-        if out.len() > 2 * MAX_EXPORTED_AUDIT_RECORDS {
-            break;
-        }
         let mut q = AuditQuery {
             limit: audit::MAX_PAGE,
             actor_id: actor.map(str::to_owned),
@@ -384,18 +383,26 @@ async fn audit_records<S: AuditStore + ?Sized>(
             target_id: target_kind.map(|_| subject.to_owned()),
             ..AuditQuery::default()
         };
+        // Once the cap is passed, records older than the last one kept cannot enter.
+        let floor = out.get(MAX_EXPORTED_AUDIT_RECORDS).map(|e| e.seq);
+        let mut read = 0;
         loop {
             let page = store.search(org, &q).await?;
             let full = page.len() == q.limit as usize;
             q.before_seq = page.last().map(|e| e.seq);
+            read += page.len();
             out.extend(page);
-            if !full || out.len() > 2 * MAX_EXPORTED_AUDIT_RECORDS {
+            if !full
+                || read > MAX_EXPORTED_AUDIT_RECORDS
+                || q.before_seq.zip(floor).is_some_and(|(b, f)| b <= f)
+            {
                 break;
             }
         }
+        out.sort_by_key(|e| std::cmp::Reverse(e.seq));
+        out.dedup_by_key(|e| e.seq);
+        out.truncate(MAX_EXPORTED_AUDIT_RECORDS + 1);
     }
-    out.sort_by_key(|e| std::cmp::Reverse(e.seq));
-    out.dedup_by_key(|e| e.seq);
     let truncated = out.len() > MAX_EXPORTED_AUDIT_RECORDS;
     out.truncate(MAX_EXPORTED_AUDIT_RECORDS);
     Ok((
@@ -581,6 +588,66 @@ pub fn scrub_message_json(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The export keeps the newest records of all where the person acted or was acted on,
+    /// capped: a long history as the actor does not crowd out newer records naming them as the
+    /// target, and the cap is exact and said.
+    #[cfg(feature = "memory")]
+    #[tokio::test]
+    async fn the_capped_export_keeps_the_newest_records_of_every_lookup() {
+        use audit::{Actor, Journal, NewAuditEvent, Target};
+        let (store, org, owner) = crate::MemoryTenancyStore::with_org("Busy").await;
+        let at = Utc::now();
+        let acted = |i: usize| {
+            NewAuditEvent::new(
+                org.id,
+                at,
+                Actor::user(owner.id, "Owner"),
+                AuditAction::ChatInterfaceUpdated,
+                Target::new("chat_interface", i, "Helpdesk"),
+            )
+        };
+        // Three times the cap as the actor (more than any one lookup reads), then three
+        // records naming the person as their target, the newest of all.
+        let mut n = 0;
+        while n < 3 * MAX_EXPORTED_AUDIT_RECORDS {
+            let mut j = Journal::record(acted(n));
+            for i in n + 1..n + 5_000 {
+                j = j.and_record(acted(i));
+            }
+            store.append(j).await.unwrap();
+            n += 5_000;
+        }
+        let head = store.head(org.id).await.unwrap().unwrap().0;
+        for k in 0..3 {
+            store
+                .append(Journal::record(NewAuditEvent::new(
+                    org.id,
+                    at,
+                    Actor::system(),
+                    AuditAction::RoleChanged,
+                    Target::new("member", owner.id, format!("Owner {k}")),
+                )))
+                .await
+                .unwrap();
+        }
+        let (records, truncated) = audit_records(&store, org.id, &owner.id.to_string(), &[])
+            .await
+            .unwrap();
+        assert!(truncated);
+        assert_eq!(records.len(), MAX_EXPORTED_AUDIT_RECORDS);
+        let seqs: Vec<i64> = records.iter().map(|r| r["seq"].as_i64().unwrap()).collect();
+        assert_eq!(
+            seqs[..3],
+            [head + 3, head + 2, head + 1],
+            "the target's records first"
+        );
+        assert!(
+            seqs.windows(2).all(|w| w[0] == w[1] + 1),
+            "the newest, none skipped"
+        );
+        assert!(records[0]["ip"].is_null(), "not the person's own action");
+    }
 
     #[test]
     fn scrubbing_takes_out_the_email_and_the_actor_name_and_keeps_the_rest() {
