@@ -579,10 +579,37 @@ pub fn scrub_message_json(
         (name.map(escaped), audit::ERASED.to_owned()),
     ] {
         if let Some(needle) = needle.filter(|n| !n.is_empty()) {
-            out = out.replace(&needle, &with);
+            out = replace_whole(&out, &needle, &with);
         }
     }
     (out != *text).then(|| json!({ "text": out }).to_string())
+}
+
+/// `text` with each whole occurrence of `needle` replaced by `with`: one not run into a
+/// letter or digit on an edge where the needle has one (the name "Ann" is taken out of "by
+/// Ann." but not out of "Annual"; an address out of "(ann@example.org)" but not out of
+/// "joann@example.org").
+fn replace_whole(text: &str, needle: &str, with: &str) -> String {
+    let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let (first, last) = (needle.chars().next(), needle.chars().next_back());
+    let mut out = String::with_capacity(text.len());
+    let mut from = 0;
+    for (at, _) in text.match_indices(needle) {
+        if at < from {
+            continue; // inside the previous replacement's match
+        }
+        let end = at + needle.len();
+        let before = text[..at].chars().next_back();
+        let after = text[end..].chars().next();
+        if (word(first) && word(before)) || (word(last) && word(after)) {
+            continue;
+        }
+        out.push_str(&text[from..at]);
+        out.push_str(with);
+        from = end;
+    }
+    out.push_str(&text[from..]);
+    out
 }
 
 #[cfg(test)]
@@ -719,6 +746,29 @@ mod tests {
         assert_eq!(
             scrub_message_json(&body, ivy, Some("ivy@example.org"), None),
             Some(json!({"text": format!("Ivy Quill invited {}", erased_address(ivy))}).to_string())
+        );
+    }
+
+    #[test]
+    fn a_name_in_a_message_is_taken_out_only_as_a_whole() {
+        let ann = UserId::new();
+        let body = json!({"text": "Ann renamed Annual plan for Joann (ann@example.org, joann@example.org). Ann!"})
+            .to_string();
+        let out = scrub_message_json(&body, ann, Some("ann@example.org"), Some("Ann")).unwrap();
+        assert_eq!(
+            out,
+            json!({"text": format!(
+                "[erased] renamed Annual plan for Joann ({}, joann@example.org). [erased]!",
+                erased_address(ann)
+            )})
+            .to_string()
+        );
+        assert_eq!(replace_whole("AnnAnn Ann", "Ann", "X"), "AnnAnn X");
+        assert_eq!(replace_whole("-Ann-", "-Ann-", "X"), "X");
+        assert_eq!(
+            replace_whole("a-Ann-b", "-Ann-", "X"),
+            "aXb",
+            "edges that are not letters"
         );
     }
 
