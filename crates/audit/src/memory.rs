@@ -65,6 +65,18 @@ impl MemoryAuditStore {
         Ok(f(&mut self.lock()?.outbox))
     }
 
+    /// Direct access to the mail outbox (each mail with the time it becomes available), for an
+    /// erasure that removes or blanks the mail to or about a person.
+    ///
+    /// # Errors
+    /// When the mutex is poisoned.
+    pub fn with_mails<R>(
+        &self,
+        f: impl FnOnce(&mut Vec<(QueuedMail, chrono::DateTime<chrono::Utc>)>) -> R,
+    ) -> Result<R, AuditError> {
+        Ok(f(&mut self.lock()?.mails))
+    }
+
     /// Lists `ids` as erased in `org`: records of `org` appended from now on that name one of
     /// them keep no personal annotation, until [`readmit`](Self::readmit). A store that keeps
     /// members (the tenancy memory store) lists a person it erases, then blanks the records

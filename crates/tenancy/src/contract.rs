@@ -8,7 +8,8 @@
 )]
 
 use audit::{
-    Actor, AuditAction, AuditStore, DomainEvent, EventKind, Journal, NewAuditEvent, Target,
+    Actor, AuditAction, AuditStore, DomainEvent, EventKind, Journal, NewAuditEvent, OutboundMail,
+    Target,
 };
 use billing_limits::Plan;
 use chrono::{DateTime, Duration, Utc};
@@ -118,6 +119,7 @@ pub async fn run<
         + crate::credits::CreditStore
         + crate::password_reset::PasswordResetStore
         + crate::housekeeping::HousekeepingStore
+        + audit::MailOutbox
         + ?Sized,
 >(
     s: &S,
@@ -4635,6 +4637,7 @@ async fn consents_and_erasure_keep_the_chain<
         + MembershipStore
         + crate::privacy::PrivacyStore
         + crate::credits::CreditStore
+        + audit::MailOutbox
         + ?Sized,
 >(
     s: &S,
@@ -4795,6 +4798,69 @@ async fn consents_and_erasure_keep_the_chain<
     for p in [&naming, &other] {
         s.save_preview(p).await.unwrap();
     }
+    // Mail: to her (one already sent), about her (an invitation she sent, her address in a
+    // body), about her account itself, and mail about nobody of hers.
+    let mail = |org: Option<OrgId>, to: &str, subject: String, body: String| OutboundMail {
+        org,
+        to: to.to_owned(),
+        subject,
+        body,
+        kind: "contract".into(),
+    };
+    let ann_at = ann.email.as_str();
+    s.append(Journal::default().mail(mail(
+        Some(org.id),
+        ann_at,
+        "Earlier".into(),
+        "Sent before".into(),
+    )))
+    .await
+    .unwrap();
+    let earlier = s.list_mails(Some(org.id), None, 100).await.unwrap();
+    let earlier = earlier
+        .iter()
+        .find(|m| m.subject == "Earlier")
+        .unwrap()
+        .clone();
+    s.mark_mail_sent(&earlier.id, now()).await.unwrap();
+    s.append(
+        Journal::default()
+            .mail(mail(
+                Some(org.id),
+                ann_at,
+                "Welcome".into(),
+                "Hi Ann".into(),
+            ))
+            .mail(mail(
+                Some(org.id),
+                "guest@example.org",
+                format!(
+                    "{}Contract Org",
+                    crate::invitations::subject_prefix(&ann.name)
+                ),
+                "Join us".into(),
+            ))
+            .mail(mail(
+                Some(org.id),
+                "owner@example.org",
+                "Usage".into(),
+                format!("{ann_at} reached a limit"),
+            ))
+            .mail(mail(
+                None,
+                ann_at,
+                "Reset your password".into(),
+                "link".into(),
+            ))
+            .mail(mail(
+                Some(org.id),
+                "owner@example.org",
+                "Weekly report".into(),
+                "All quiet".into(),
+            )),
+    )
+    .await
+    .unwrap();
     let report = s
         .erase_member(
             org.id,
@@ -4805,6 +4871,36 @@ async fn consents_and_erasure_keep_the_chain<
         )
         .await
         .unwrap();
+    let left = s.list_mails(Some(org.id), None, 100).await.unwrap();
+    let subjects: Vec<&str> = left.iter().map(|m| m.subject.as_str()).collect();
+    assert!(subjects.contains(&"Weekly report"), "{subjects:?}");
+    for gone in ["Welcome", "Usage"] {
+        assert!(
+            !subjects.contains(&gone),
+            "queued mail to or about her goes: {subjects:?}"
+        );
+    }
+    let invited_by_her = crate::invitations::subject_prefix(&ann.name);
+    assert!(
+        left.iter().all(|m| !m.subject.starts_with(&invited_by_her)
+            && m.to != ann_at
+            && !m.body.contains(ann_at)),
+        "{left:?}"
+    );
+    let earlier = left.iter().find(|m| m.id == earlier.id).unwrap();
+    assert_eq!(
+        (earlier.to.as_str(), earlier.body.as_str()),
+        (audit::ERASED, ""),
+        "sent mail keeps no address"
+    );
+    assert!(
+        s.list_mails(None, None, 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|m| m.to != ann_at),
+        "mail about her account goes with it"
+    );
     assert_eq!(
         report.audit_records_erased, 3,
         "the record by her, the one about her and her invitation's, each once: {report:?}"

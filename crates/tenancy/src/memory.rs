@@ -258,6 +258,37 @@ fn replace_password(
 }
 
 #[async_trait]
+impl audit::MailOutbox for MemoryTenancyStore {
+    async fn claim_mails(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<audit::QueuedMail>, audit::AuditError> {
+        self.audit.claim_mails(now, lease_until, limit).await
+    }
+    async fn mark_mail_sent(&self, id: &str, now: DateTime<Utc>) -> Result<(), audit::AuditError> {
+        self.audit.mark_mail_sent(id, now).await
+    }
+    async fn mark_mail_failed(
+        &self,
+        id: &str,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<(), audit::AuditError> {
+        self.audit.mark_mail_failed(id, error, retry_at).await
+    }
+    async fn list_mails(
+        &self,
+        org: Option<OrgId>,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<audit::QueuedMail>, audit::AuditError> {
+        self.audit.list_mails(org, before, limit).await
+    }
+}
+
+#[async_trait]
 impl AuditStore for MemoryTenancyStore {
     async fn append(&self, journal: Journal) -> Result<Vec<audit::AuditEvent>, audit::AuditError> {
         self.audit.append(journal).await
@@ -2714,16 +2745,52 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
         now: DateTime<Utc>,
         journal: Journal,
     ) -> Result<crate::privacy::ErasureReport, TenancyError> {
-        // Who they were, for the events that name them (the account is anonymized below).
-        let identity = self
-            .lock()?
-            .users
-            .get(&user)
-            .map(|(u, _)| (u.email.as_str().to_owned(), u.name.clone()));
+        // Who they were, for the events that name them (the account is anonymized below), and
+        // whether someone else in the organization has their name.
+        let (identity, namesakes) = {
+            let s = self.lock()?;
+            let identity = s
+                .users
+                .get(&user)
+                .map(|(u, _)| (u.email.as_str().to_owned(), u.name.clone()));
+            let namesakes = identity.as_ref().is_some_and(|(_, name)| {
+                s.members.iter().any(|m| {
+                    m.0 == org
+                        && m.1 != user
+                        && s.users.get(&m.1).is_some_and(|(u, _)| &u.name == name)
+                })
+            });
+            (identity, namesakes)
+        };
         let removal = self
             .remove_member(org, user, disposition, now, None, Journal::default())
             .await?;
         let email = identity.as_ref().map(|(email, _)| email.clone());
+        // Mail to them in this organization, and mail about them (their address in the body;
+        // invitations they sent, by the subject, while nobody else here has their name), as
+        // SeaStore does: what is queued goes, what went keeps no name or address.
+        if let Some((email, name)) = &identity {
+            let prefix = crate::invitations::subject_prefix(name);
+            self.audit.with_mails(|mails| {
+                let about = |m: &audit::QueuedMail| {
+                    m.body.contains(email.as_str())
+                        || (!namesakes && m.subject.starts_with(&prefix))
+                };
+                mails.retain(|(m, _)| {
+                    m.org != Some(org) || m.sent_at.is_some() || (m.to != *email && !about(m))
+                });
+                for (m, _) in mails.iter_mut().filter(|(m, _)| m.org == Some(org)) {
+                    if about(m) {
+                        audit::ERASED.clone_into(&mut m.subject);
+                        m.body.clear();
+                    }
+                    if m.to == *email {
+                        audit::ERASED.clone_into(&mut m.to);
+                        m.body.clear();
+                    }
+                }
+            })?;
+        }
         // The queued events that carry their email, or their name beside their id.
         let event_bodies_erased = match identity {
             Some((email, name)) => self.audit.with_outbox(|events| {
@@ -2789,6 +2856,12 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
                     u.email = Email::parse(&crate::privacy::erased_address(user))?;
                     audit::ERASED.clone_into(&mut u.name);
                     *hash = None;
+                }
+                // Mail about the account itself (password resets).
+                if let Some(email) = &email {
+                    self.audit.with_mails(|mails| {
+                        mails.retain(|(m, _)| m.org.is_some() || m.to != email.as_str());
+                    })?;
                 }
                 s.mfa.remove(&user);
                 s.throttles.remove(&user);
