@@ -749,6 +749,32 @@ both_backends!(
             "the token's, but for the Owner taking Ann off: {updates:?}"
         );
         assert_eq!(by_others[0]["actor_type"], "user");
+        // An archived team's group takes nobody new: a 409 that is no `uniqueness` (nothing is
+        // taken; an identity provider must not read it as "already exists").
+        let team_url = t.org(&format!("/teams/{team}"));
+        let shelved = t
+            .patch(&team_url, &t.owner_token, &json!({"archived": true}))
+            .await;
+        assert_eq!(shelved.status(), StatusCode::OK);
+        let refused = idp
+            .expect(
+                reqwest::Method::PATCH,
+                &path,
+                Some(&json!({"schemas": [PATCH_OP], "Operations": [
+                    {"op": "add", "path": "members", "value": [{"value": ann}]}]})),
+                StatusCode::CONFLICT,
+            )
+            .await;
+        assert!(refused["scimType"].is_null(), "{refused}");
+        assert!(
+            refused["detail"].as_str().unwrap().contains("archived"),
+            "{refused}"
+        );
+        assert!(team_members(&t, &team).await.is_empty());
+        let restored = t
+            .patch(&team_url, &t.owner_token, &json!({"archived": false}))
+            .await;
+        assert_eq!(restored.status(), StatusCode::OK);
 
         idp.expect(reqwest::Method::DELETE, &path, None, StatusCode::NO_CONTENT)
             .await;

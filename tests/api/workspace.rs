@@ -765,7 +765,7 @@ both_backends!(
             )
             .await,
             StatusCode::CONFLICT,
-            "conflict",
+            "archived",
         )
         .await;
         set_team_role(&t, &marketing, &lisa_id, "viewer").await;

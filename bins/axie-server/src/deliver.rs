@@ -96,6 +96,16 @@ const CLAIM_AHEAD: usize = 2 * PER_ENDPOINT_IN_FLIGHT;
 /// instance, and its outcome is dropped.
 const RECORDING_MARGIN: chrono::Duration = chrono::Duration::seconds(15);
 
+/// When a delivery claimed at `now` stops being this worker's: two timeouts (one for waiting
+/// behind its endpoint's deliveries in flight, as it claims twice as many ahead as it sends at
+/// once; one for the attempt itself) and 30 s.
+fn lease_until(
+    now: chrono::DateTime<chrono::Utc>,
+    timeout: chrono::Duration,
+) -> chrono::DateTime<chrono::Utc> {
+    now + timeout * 2 + chrono::Duration::seconds(30)
+}
+
 /// Whether an attempt started at `now`, which may take `timeout`, leaves its delivery's lease
 /// (running out at `lease`) the [`RECORDING_MARGIN`] to record its outcome.
 fn leaves_time_to_record(
@@ -151,9 +161,7 @@ pub async fn run(state: AppState) {
         let timeout = chrono::Duration::seconds(
             i64::try_from(state.settings.webhooks.timeout_secs).unwrap_or(10),
         );
-        // Two timeouts: one for waiting behind the endpoint's deliveries in flight (it claims
-        // twice as many ahead as it sends at once), one for the attempt itself.
-        let lease = now + timeout * 2 + chrono::Duration::seconds(30);
+        let lease = lease_until(now, timeout);
         let limit = u32::try_from(free.min(100)).unwrap_or(100);
         let batch = match state.store.claim_deliveries(now, lease, limit, &skip).await {
             Ok(b) => b,
@@ -445,13 +453,20 @@ mod tests {
     use chrono::{Duration, TimeZone, Utc};
 
     /// A delivery claimed with the worker's lease (two timeouts and 30 s) may be attempted at
-    /// once, and after waiting up to one timeout and 15 s behind its endpoint's others; not
-    /// later, when the attempt and the recording of its outcome could outlast the lease.
+    /// once, and after waiting less than one timeout and 15 s behind its endpoint's others; not
+    /// from then on, when the attempt and the recording of its outcome could outlast the lease.
     #[test]
     fn an_attempt_starts_only_with_its_timeout_and_the_recording_margin_left() {
         let claimed = Utc.with_ymd_and_hms(2026, 12, 2, 9, 0, 0).unwrap();
         let timeout = Duration::seconds(10);
-        let lease = claimed + timeout * 2 + Duration::seconds(30);
+        let lease = lease_until(claimed, timeout);
+        assert_eq!(lease - claimed, Duration::seconds(50));
+        let waited = |d: Duration| leaves_time_to_record(claimed + d, timeout, lease);
+        assert!(waited(Duration::seconds(24)));
+        assert!(
+            !waited(Duration::seconds(25)),
+            "10 s of attempt, 15 s to record"
+        );
         assert!(leaves_time_to_record(claimed, timeout, lease));
         let last = lease - timeout - RECORDING_MARGIN - Duration::milliseconds(1);
         assert!(leaves_time_to_record(last, timeout, lease));

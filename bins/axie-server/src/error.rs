@@ -158,6 +158,7 @@ impl From<TenancyError> for ApiError {
             TenancyError::Invalid(m) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", m)
             }
+            TenancyError::Archived(m) => ApiError::new(StatusCode::CONFLICT, "archived", m),
             TenancyError::LimitReached {
                 limit: billing_limits::Limit::ApiCallsPerMonth,
                 max,

@@ -130,7 +130,9 @@ impl From<TenancyError> for ScimFailure {
             // concurrent write (a version race): 409, but not `uniqueness`, which RFC 7644 keeps
             // for a duplicate value; the SCIM service turns its uniqueness conflicts into
             // `ScimError::Uniqueness` itself.
-            TenancyError::Conflict(m) | TenancyError::Changed(m) => fail(S::CONFLICT, None, m),
+            TenancyError::Conflict(m) | TenancyError::Changed(m) | TenancyError::Archived(m) => {
+                fail(S::CONFLICT, None, m)
+            }
             TenancyError::Invalid(m) => fail(S::BAD_REQUEST, Some("invalidValue"), m),
             TenancyError::Password(p) => fail(S::BAD_REQUEST, Some("invalidValue"), p.to_string()),
             e @ (TenancyError::LimitReached { .. } | TenancyError::Deactivated) => {

@@ -88,10 +88,12 @@ pub trait PaymentProvider: Send + Sync {
     /// [`PaymentError`] when the provider refuses it; nothing is changed then.
     async fn charge(&self, req: &ChargeRequest) -> Result<Charge, PaymentError>;
 
-    /// Gives back `charge`, made for `req`, whose change was never applied: another change to
-    /// the same subscription was committed first, or the store failed. A card payment is
-    /// refunded, an invoice voided. Called at most once per charge, and never for a charge
-    /// that some request did apply (two requests with one idempotency key share one charge).
+    /// Gives back `charge`, made for `req`, whose change was never applied (another change to
+    /// the same subscription was committed first): a card payment is refunded, an invoice
+    /// voided. Never called for a charge that some request applied, but it may be called more
+    /// than once for one charge (two requests with one idempotency key share it, and both may
+    /// lose to a third change): an implementation must give a charge back once, however often
+    /// it is asked (a refund keyed by the charge's reference, say).
     ///
     /// # Errors
     /// [`PaymentError`] when the provider refuses; the caller logs it with the charge's

@@ -83,6 +83,19 @@ pub trait BillingStore: Send + Sync {
     /// [`TenancyError::Store`].
     async fn invoices(&self, org: OrgId, limit: u32) -> Result<Vec<Invoice>, TenancyError>;
 
+    /// Whether the organization has an invoice numbered `number`. The default reads
+    /// [`Self::invoices`] (at most 10,000); `SeaStore` reads its unique index.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn has_invoice(&self, org: OrgId, number: &str) -> Result<bool, TenancyError> {
+        Ok(self
+            .invoices(org, 10_000)
+            .await?
+            .iter()
+            .any(|i| i.number == number))
+    }
+
     /// Up to `limit` organizations whose trial ended or whose paid period renews at or before
     /// `now` (a renewal whose charge failed: once its `renewal_retry_at` has come), by id, after
     /// `after` (a page of all of them): those for which [`Subscription::due`] is some change.
@@ -484,19 +497,21 @@ fn invoice_of(req: &ChargeRequest, c: &Charge) -> Invoice {
     }
 }
 
-/// After a charge whose change failed to commit (`why`): gives the charge back through the
-/// provider, unless a concurrent request with the same key (the same change, so the same
-/// charge) committed it. A provider that refuses is logged with the reference, for the
-/// operator to settle by hand.
+/// After a charge whose change lost its compare-and-swap (`why`): gives the charge back
+/// through the provider, unless a concurrent request with the same key (the same change, so
+/// the same charge) committed it (the winner of a compare-and-swap has committed by the time
+/// the loser's fails). A provider that refuses is logged with the reference, for the operator
+/// to settle by hand. Two requests with one key that both lose to a third change both cancel
+/// that one charge: [`PaymentProvider::cancel`] is idempotent per charge.
 async fn give_back<S: BillingStore + ?Sized>(
     store: &S,
     payments: Payments<'_>,
     (req, c): (&ChargeRequest, &Charge),
     why: &TenancyError,
 ) {
-    match store.invoices(req.org, 50).await {
-        Ok(issued) if issued.iter().any(|i| i.number == c.reference) => return,
-        Ok(_) => {}
+    match store.has_invoice(req.org, &c.reference).await {
+        Ok(true) => return,
+        Ok(false) => {}
         Err(e) => {
             // Unknown whether it was applied: keep the charge rather than cancel a paid
             // change; the operator reconciles.
@@ -559,6 +574,26 @@ async fn commit<S: TenancyStore + BillingStore + ?Sized>(
     // Everything that can fail is read before the charge: a read failing after it would leave
     // the organization charged (the provider dedupes the key) and the change never applied.
     let owner = crate::orgs::owner_of(store, org.id).await?;
+    let enterprise = Plan::Enterprise;
+    let archived = if next.plan == enterprise {
+        None
+    } else if current.plan == enterprise {
+        Some(now)
+    } else {
+        org.audit_archived_at
+    };
+    // The audit record's metadata, with the invoice's number cut to 200 characters.
+    let metadata = |number: Option<&str>, cents: Option<u64>| {
+        Metadata::from_value(json!({
+            "change": change.as_str(), "from": current.plan.as_str(), "to": next.plan.as_str(),
+            "status": next.status.as_str(), "cycle": next.cycle.map(|c| c.as_str()),
+            "invoice": number.map(|n| n.chars().take(200).collect::<String>()), "amount_cents": cents,
+            "audit_archived": archived.is_some(),
+        }))
+    };
+    // Checked at its largest before the charge (200 characters that JSON writes longest), so
+    // that it cannot fail once the organization is charged.
+    metadata(Some(&"\u{1}".repeat(200)), Some(u64::MAX))?;
     let charged = match charge_cents {
         Some(cents) if cents > 0 => {
             let req = charge_request(
@@ -575,23 +610,13 @@ async fn commit<S: TenancyStore + BillingStore + ?Sized>(
         _ => None,
     };
     let invoice = charged.as_ref().map(|(req, c)| invoice_of(req, c));
-    let enterprise = Plan::Enterprise;
-    let archived = if next.plan == enterprise {
-        None
-    } else if current.plan == enterprise {
-        Some(now)
-    } else {
-        org.audit_archived_at
-    };
     let invoice_json = invoice.as_ref().map(|i| {
         json!({"number": i.number, "amountCents": i.amount_cents, "currency": i.currency, "status": i.status.as_str()})
     });
-    let mut journal = Journal::record(record.with_metadata(Metadata::from_value(json!({
-        "change": change.as_str(), "from": current.plan.as_str(), "to": next.plan.as_str(),
-        "status": next.status.as_str(), "cycle": next.cycle.map(|c| c.as_str()),
-        "invoice": invoice.as_ref().map(|i| &i.number), "amount_cents": invoice.as_ref().map(|i| i.amount_cents),
-        "audit_archived": archived.is_some(),
-    }))?))
+    let mut journal = Journal::record(record.with_metadata(metadata(
+        invoice.as_ref().map(|i| i.number.as_str()),
+        invoice.as_ref().map(|i| i.amount_cents),
+    )?))
     .publish(DomainEvent::new(
         org.id,
         EventKind::SubscriptionUpdated,
@@ -646,16 +671,30 @@ async fn commit<S: TenancyStore + BillingStore + ?Sized>(
             kind: "subscription_lapsed".into(),
         });
     }
-    if let Err(e) = store
+    match store
         .apply_subscription(org.id, version, &next, archived, invoice.as_ref(), journal)
         .await
     {
-        // Charged for a change that lost its compare-and-swap (or a store failure): the charge
-        // is given back, not left without its invoice.
-        if let Some((req, c)) = &charged {
-            give_back(store, payments, (req, c), &e).await;
+        Ok(()) => {}
+        // Charged for a change that lost its compare-and-swap: the version moved, so this
+        // charge's key is never used again, and the charge is given back rather than left
+        // without its invoice.
+        Err(e @ TenancyError::Conflict(_)) => {
+            if let Some((req, c)) = &charged {
+                give_back(store, payments, (req, c), &e).await;
+            }
+            return Err(e);
         }
-        return Err(e);
+        // Any other failure leaves the version where it was: the charge is kept, and the next
+        // try of the same change (the worker's next pass, the Owner again) is answered with it
+        // through its key. Cancelling it here could cancel what a concurrent request with the
+        // same key is about to commit, or what that next try will apply.
+        Err(e) => {
+            if let Some((req, c)) = &charged {
+                tracing::warn!(org = %req.org, reference = %c.reference, error = %e, "a subscription change was charged but not stored; the charge stays for its next try");
+            }
+            return Err(e);
+        }
     }
     Ok((next, invoice))
 }
@@ -972,7 +1011,10 @@ mod tests {
         };
         let at = Utc.with_ymd_and_hms(2026, 4, 1, 12, 0, 0).unwrap();
         let refused = change(&store, pay, &caller, pro, at).await;
-        assert!(refused.is_err(), "{refused:?}");
+        assert!(
+            matches!(refused, Err(TenancyError::NotFound("owner"))),
+            "{refused:?}"
+        );
         assert!(
             provider.charged.lock().unwrap().is_empty(),
             "nothing charged"

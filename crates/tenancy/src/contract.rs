@@ -1830,7 +1830,11 @@ fn enterprise() -> billing_limits::PlanLimits {
     billing_limits::PlanLimits::for_plan(Plan::Enterprise)
 }
 
-async fn teams_round_trip<S: TenancyStore + AuditStore + WorkspaceStore + ?Sized>(s: &S) {
+async fn teams_round_trip<
+    S: TenancyStore + AuditStore + WorkspaceStore + MembershipStore + ?Sized,
+>(
+    s: &S,
+) {
     let (org, default, owner) = new_org(s).await;
     let dev = team_in(org.id, "Development");
     s.create_team(&dev, note(org.id, "dev")).await.unwrap();
@@ -1986,7 +1990,43 @@ async fn teams_round_trip<S: TenancyStore + AuditStore + WorkspaceStore + ?Sized
     s.update_team(&dev, &shelved, note(org.id, "archive"))
         .await
         .unwrap();
+    // Someone with a viewer's role in every team is in it already.
+    let viv = user("viv");
+    s.add_member(
+        org.id,
+        &viv,
+        Some("h"),
+        OrgRole::User,
+        default.id,
+        TeamRole::Member,
+        &enterprise(),
+        note(org.id, "viv"),
+    )
+    .await
+    .unwrap();
+    s.set_all_teams_role(
+        org.id,
+        viv.id,
+        None,
+        Some(TeamRole::Viewer),
+        None,
+        note(org.id, "viv everywhere"),
+    )
+    .await
+    .unwrap();
     let h = head(s, org.id).await;
+    s.set_team_member(
+        org.id,
+        dev.id,
+        viv.id,
+        Some(TeamRole::Member),
+        note(org.id, "viv in dev"),
+    )
+    .await
+    .unwrap();
+    s.set_team_member(org.id, dev.id, viv.id, None, note(org.id, "viv out"))
+        .await
+        .unwrap();
     s.set_team_member(
         org.id,
         dev.id,
@@ -2006,7 +2046,7 @@ async fn teams_round_trip<S: TenancyStore + AuditStore + WorkspaceStore + ?Sized
         )
         .await;
     assert!(
-        matches!(newcomer, Err(TenancyError::Conflict(ref m)) if m.contains("archived")),
+        matches!(newcomer, Err(TenancyError::Archived(ref m)) if m.contains("archived")),
         "{newcomer:?}"
     );
     s.set_team_member(org.id, dev.id, lisa.id, None, note(org.id, "out"))
@@ -2021,9 +2061,31 @@ async fn teams_round_trip<S: TenancyStore + AuditStore + WorkspaceStore + ?Sized
             note(org.id, "x")
         )
         .await,
-        Err(TenancyError::Conflict(_))
+        Err(TenancyError::Archived(_))
     ));
-    assert_eq!(head(s, org.id).await, h + 2, "refusals leave no record");
+    assert_eq!(head(s, org.id).await, h + 4, "refusals leave no record");
+    let left: Vec<UserId> = s
+        .team_members(org.id, dev.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.member.user.id)
+        .collect();
+    assert_eq!(
+        left,
+        vec![viv.id],
+        "in it through her role in every team only"
+    );
+    s.set_all_teams_role(
+        org.id,
+        viv.id,
+        Some(TeamRole::Viewer),
+        None,
+        None,
+        note(org.id, "viv back"),
+    )
+    .await
+    .unwrap();
     assert!(s.team_members(org.id, dev.id).await.unwrap().is_empty());
     s.update_team(&shelved, &dev, note(org.id, "restore"))
         .await
@@ -4610,7 +4672,7 @@ async fn scim_groups_write_atomically<
         )
         .await;
     assert!(
-        matches!(joined, Err(TenancyError::Conflict(ref m)) if m.contains("archived")),
+        matches!(joined, Err(TenancyError::Archived(ref m)) if m.contains("archived")),
         "{joined:?}"
     );
     assert_eq!(head(s, org.id).await, h);
@@ -5674,6 +5736,13 @@ async fn subscriptions_are_compare_and_swap<
         Err(TenancyError::Conflict(_))
     ));
     assert_eq!(head(s, org.id).await, audit);
+    assert!(s.has_invoice(org.id, &invoice.number).await.unwrap());
+    assert!(!s.has_invoice(org.id, "INV-none").await.unwrap());
+    let (stranger, _, _) = new_org(s).await;
+    assert!(
+        !s.has_invoice(stranger.id, &invoice.number).await.unwrap(),
+        "per organization"
+    );
     assert_eq!(s.invoices(org.id, 10).await.unwrap(), vec![invoice]);
     // Due: the renewal at the period's end, not before.
     let end = stored.period_end.unwrap();

@@ -35,6 +35,10 @@ pub enum TenancyError {
     /// The input is not acceptable.
     #[error("{0}")]
     Invalid(String),
+    /// What it would change is archived (read-only until restored): an archived team takes
+    /// nobody new. Unlike [`TenancyError::Conflict`], never a duplicate value.
+    #[error("{0}")]
+    Archived(String),
     /// A plan limit would be exceeded.
     #[error("the {plan:?} plan allows {max} {}; {used} in use", limit.as_str())]
     LimitReached {

@@ -1819,7 +1819,10 @@ impl WorkspaceStore for MemoryTenancyStore {
                 .team_members
                 .iter()
                 .position(|t| t.0 == team && t.1 == user);
-            if let (Some(name), None, Some(_)) = (&archived, pos, role) {
+            // Someone with a role in every team is in it already.
+            if let (Some(name), None, Some(_)) = (&archived, pos, role)
+                && !s.all_teams.contains_key(&(org, user))
+            {
                 return Err(crate::teams::archived_team(name));
             }
             match (pos, role) {

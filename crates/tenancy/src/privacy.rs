@@ -585,12 +585,16 @@ pub fn scrub_message_json(
     (out != *text).then(|| json!({ "text": out }).to_string())
 }
 
-/// `text` with each whole occurrence of `needle` replaced by `with`: one not run into a
-/// letter or digit on an edge where the needle has one (the name "Ann" is taken out of "by
-/// Ann." but not out of "Annual"; an address out of "(ann@example.org)" but not out of
-/// "joann@example.org").
+/// `text` with each whole occurrence of `needle` replaced by `with`: a name not run into a
+/// letter or digit on an edge where the name has one (the name "Ann" is taken out of "by
+/// Ann." but not out of "Annual"), an address (a needle with `@`) not part of a longer one
+/// ("(ann@example.org)", "ann@example.org." but not "jo.ann@example.org",
+/// "mary-ann@example.org" or "ann@example.org.uk").
 fn replace_whole(text: &str, needle: &str, with: &str) -> String {
     let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let address = needle.contains('@');
+    // What may precede or follow an address inside a longer one.
+    let in_local = |c: Option<char>| word(c) || matches!(c, Some('.' | '_' | '%' | '+' | '-'));
     let (first, last) = (needle.chars().next(), needle.chars().next_back());
     let mut out = String::with_capacity(text.len());
     let mut from = 0;
@@ -600,8 +604,17 @@ fn replace_whole(text: &str, needle: &str, with: &str) -> String {
         }
         let end = at + needle.len();
         let before = text[..at].chars().next_back();
-        let after = text[end..].chars().next();
-        if (word(first) && word(before)) || (word(last) && word(after)) {
+        let mut rest = text[end..].chars();
+        let after = rest.next();
+        let longer = if address {
+            in_local(before)
+                || word(after)
+                || after == Some('-')
+                || (after == Some('.') && word(rest.next()))
+        } else {
+            (word(first) && word(before)) || (word(last) && word(after))
+        };
+        if longer {
             continue;
         }
         out.push_str(&text[from..at]);
@@ -764,6 +777,25 @@ mod tests {
             .to_string()
         );
         assert_eq!(replace_whole("AnnAnn Ann", "Ann", "X"), "AnnAnn X");
+        let a = "ann@example.org";
+        for longer in [
+            "jo.ann@example.org",
+            "mary-ann@example.org",
+            "ann+x@example.org",
+            "ann@example.org.uk",
+            "ann@example.org-x.com",
+            "xann@example.org",
+        ] {
+            assert_eq!(replace_whole(longer, a, "X"), longer);
+        }
+        assert_eq!(
+            replace_whole(
+                "<ann@example.org>, ann@example.org. (ann@example.org)",
+                a,
+                "X"
+            ),
+            "<X>, X. (X)"
+        );
         assert_eq!(replace_whole("-Ann-", "-Ann-", "X"), "X");
         assert_eq!(
             replace_whole("a-Ann-b", "-Ann-", "X"),

@@ -858,7 +858,8 @@ pub trait WorkspaceStore: Send + Sync {
     ///
     /// # Errors
     /// [`TenancyError::NotFound`] for a team or person outside `org` (or not in the team, on
-    /// removal); [`crate::teams::archived_team`] for someone new in an archived team.
+    /// removal); [`crate::teams::archived_team`] ([`TenancyError::Archived`]) for someone new in
+    /// an archived team (someone with a role in every team is not new there).
     async fn set_team_member(
         &self,
         org: OrgId,

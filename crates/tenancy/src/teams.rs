@@ -236,22 +236,23 @@ pub async fn members<S: TenancyStore + WorkspaceStore + ?Sized>(
     store.team_members(caller.org.id, t.id).await
 }
 
-/// Gives an organization member a role in the team, or with `None` takes them out of it.
 /// The refusal of someone new in an archived team (stores use it in their transaction: an
 /// archived team keeps its people, who may be taken out or given another role, and takes no
-/// one new until it is restored, as for invitations).
+/// one new until it is restored, as for invitations). People with a role in every team are in
+/// it already, and may be given an explicit role there.
 #[must_use]
 pub fn archived_team(name: &str) -> TenancyError {
-    TenancyError::Conflict(format!(
+    TenancyError::Archived(format!(
         "the team \"{name}\" is archived: nobody joins it until it is restored"
     ))
 }
 
+/// Gives an organization member a role in the team, or with `None` takes them out of it.
 /// Team admins manage their team's members; the Owner and Admins manage every team.
 ///
 /// # Errors
 /// [`TenancyError::NotFound`] (team, or the person is not a member of the organization);
-/// [`TenancyError::Forbidden`]; [`TenancyError::Conflict`] for someone new in an archived team.
+/// [`TenancyError::Forbidden`]; [`TenancyError::Archived`] for someone new in an archived team.
 pub async fn set_member<S: TenancyStore + WorkspaceStore + ?Sized>(
     store: &S,
     caller: &Caller,

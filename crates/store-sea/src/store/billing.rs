@@ -18,8 +18,8 @@ use chrono::{DateTime, Utc};
 use rbac_core::{CreditOperationId, OrgId};
 use sea_orm::sea_query::{Expr, ExprTrait, LockType};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use tenancy::billing::{BillingStore, Invoice};
 use tenancy::credits::{
@@ -183,6 +183,16 @@ impl BillingStore for SeaStore {
             .into_iter()
             .map(invoice_of)
             .collect()
+    }
+
+    async fn has_invoice(&self, org: OrgId, number: &str) -> Result<bool, TenancyError> {
+        Ok(
+            invoice::Entity::find_by_id((org.to_string(), number.to_owned()))
+                .count(self.db())
+                .await
+                .map_err(store)?
+                > 0,
+        )
     }
 
     async fn due_subscriptions(

@@ -528,27 +528,21 @@ impl WorkspaceStore for SeaStore {
             .one(&txn)
             .await
             .map_err(store)?;
-        if member.is_none() {
+        let Some(member) = member else {
             return Err(TenancyError::NotFound("member"));
+        };
+        // An archived team's people (a role in it, or in every team) may be given another
+        // role; nobody new joins.
+        if r.is_some() && team.archived_at.is_some() && member.all_teams_role.is_none() {
+            let already = team_member::Entity::find_by_id((t.to_string(), u.to_string()))
+                .count(&txn)
+                .await
+                .map_err(store)?;
+            if already == 0 {
+                return Err(tenancy::teams::archived_team(&team.name));
+            }
         }
         match r {
-            Some(role) if team.archived_at.is_some() => {
-                // Its people may be given another role; nobody new joins.
-                let already = team_member::Entity::find_by_id((t.to_string(), u.to_string()))
-                    .count(&txn)
-                    .await
-                    .map_err(store)?;
-                if already == 0 {
-                    return Err(tenancy::teams::archived_team(&team.name));
-                }
-                team_member::Entity::update_many()
-                    .col_expr(team_member::Column::Role, Expr::value(role.as_str()))
-                    .filter(team_member::Column::TeamId.eq(t.to_string()))
-                    .filter(team_member::Column::UserId.eq(u.to_string()))
-                    .exec(&txn)
-                    .await
-                    .map_err(store)?;
-            }
             Some(r) => {
                 team_member::Entity::insert(team_member::ActiveModel {
                     team_id: Set(t.to_string()),

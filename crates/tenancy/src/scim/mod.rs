@@ -321,7 +321,8 @@ pub trait ScimStore: Send + Sync {
     /// transaction.
     ///
     /// # Errors
-    /// [`TenancyError::Conflict`] (name taken); [`TenancyError::Changed`] (the record's version
+    /// [`TenancyError::Conflict`] (name taken); [`TenancyError::Archived`] (people added to an
+    /// archived team, [`crate::teams::archived_team`]); [`TenancyError::Changed`] (the record's version
     /// changed meanwhile); [`TenancyError::NotFound`].
     async fn write_group(&self, write: &GroupWrite, journal: Journal) -> Result<(), TenancyError>;
 }
