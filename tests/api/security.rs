@@ -1145,6 +1145,44 @@ both_backends!(
             "unauthenticated",
         )
         .await;
+        // Someone who belongs to another organization too is signed out of this one only: an
+        // Admin here ends nothing of theirs elsewhere.
+        let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
+        let own = json_of(
+            t.post(
+                &t.url("/api/v1/orgs"),
+                &tom,
+                &json!({ "name": "Tom's side project" }),
+            )
+            .await,
+        )
+        .await;
+        let own_teams = t.url(&format!(
+            "/api/v1/orgs/{}/teams",
+            own["id"].as_str().unwrap()
+        ));
+        let sessions_url = t.org(&format!("/members/{tom_id}/sessions"));
+        let sign_out = || t.delete(&sessions_url, &owner);
+        assert_eq!(json_of(sign_out().await).await["ended"], 1);
+        problem(
+            t.get(&t.org("/teams"), &tom).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        )
+        .await;
+        assert_eq!(t.get(&own_teams, &tom).await.status(), StatusCode::OK);
+        assert_eq!(
+            t.get(&t.url("/api/v1/me"), &tom).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            json_of(sign_out().await).await["ended"],
+            0,
+            "signed out here already"
+        );
+        // Signing in again opens this organization to them again.
+        let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
+        assert_eq!(t.get(&t.org("/teams"), &tom).await.status(), StatusCode::OK);
 
         // A session cookie the client made up is never honoured, and login mints a new one.
         let res = t

@@ -224,6 +224,7 @@ async fn seed_org(
             last_seen_at: now,
             ip: "127.0.0.1".into(),
             user_agent: "load".into(),
+            signed_out_of: Vec::new(),
         };
         store
             .create_session(&session, &token.hash, 100, &|_| Journal::default())

@@ -111,6 +111,12 @@ impl TryFrom<entity::session::Model> for Session {
             last_seen_at: time(m.last_seen_at)?,
             ip: m.ip,
             user_agent: m.user_agent,
+            signed_out_of: m
+                .signed_out_of
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| id("organization id", s))
+                .collect::<Result<_, _>>()?,
         })
     }
 }

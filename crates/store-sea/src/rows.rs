@@ -489,6 +489,7 @@ mod tests {
                 ended_at: ended,
                 ip: "203.0.113.9".into(),
                 user_agent: "agent".into(),
+                signed_out_of: String::new(),
             }
             .into_active_model()
             .insert(db)

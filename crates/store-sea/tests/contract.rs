@@ -364,6 +364,7 @@ async fn noted_activity_is_written_soon(store: SeaStore, observer: SeaStore) {
             last_seen_at: start,
             ip: "203.0.113.7".into(),
             user_agent: "contract".into(),
+            signed_out_of: Vec::new(),
         };
         store
             .create_session(&s, &format!("hash-{i}"), 10, &|_| audit::Journal::default())

@@ -283,6 +283,7 @@ pub async fn open_session<S: TenancyStore + ?Sized>(
         last_seen_at: now,
         ip: request.ip.clone(),
         user_agent: request.user_agent.clone(),
+        signed_out_of: Vec::new(),
     };
     // The login, and each older session the concurrent-session limit ends, in every
     // organization of the person's.
@@ -457,6 +458,10 @@ async fn authenticate_for<S: TenancyStore + ?Sized>(
         .session_caller(&hash_token(secret))
         .await?
         .ok_or(TenancyError::Unauthenticated)?;
+    // Signed out of this organization by its Owner or an Admin; still signed in elsewhere.
+    if session.signed_out_of.contains(&org) {
+        return Err(TenancyError::Unauthenticated);
+    }
     let policy = SessionPolicy::strictest(memberships.iter().map(|m| m.org.security.sessions));
     let principal = live(store, &policy, &session, user, now).await?;
     resolve(principal, memberships, org, request)

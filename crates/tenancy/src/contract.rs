@@ -152,6 +152,7 @@ pub async fn run<
     password_change_ends_other_sessions_in_its_transaction(s).await;
     member_limit_and_single_owner(s).await;
     sessions_evict_oldest_and_end(s).await;
+    signing_out_of_one_organization_keeps_the_others(s).await;
     an_abandoned_sign_in_leaves_all_or_nothing(s).await;
     api_keys_limit_scope_and_revoke(s).await;
     invitations_are_single_use_and_counted(s).await;
@@ -500,6 +501,7 @@ fn session(user: UserId, minutes: i64) -> Session {
         last_seen_at: at,
         ip: "127.0.0.1".into(),
         user_agent: "contract".into(),
+        signed_out_of: Vec::new(),
     }
 }
 
@@ -770,7 +772,7 @@ async fn password_change_ends_other_sessions_in_its_transaction<
     }
     let h = head(s, org.id).await;
     let ended = s
-        .end_sessions_of(owner.id, now(), &|n| {
+        .end_sessions_in(org.id, owner.id, now(), &|n| {
             let mut j = Journal::default();
             for _ in 0..n {
                 j = j.and_record(NewAuditEvent::new(
@@ -802,6 +804,98 @@ async fn password_change_ends_other_sessions_in_its_transaction<
         Err(TenancyError::NotFound(_))
     ));
     assert_eq!(head(s, org.id).await, h);
+}
+
+/// An Owner or Admin signing a member out ends their sessions only when they belong to no
+/// other organization; otherwise the sessions are refused in that organization alone.
+async fn signing_out_of_one_organization_keeps_the_others<
+    S: TenancyStore + AuditStore + MembershipStore + ?Sized,
+>(
+    s: &S,
+) {
+    let (a, a_team, _) = new_org(s).await;
+    let (b, b_team, _) = new_org(s).await;
+    let pat = user("pat");
+    for (org, team, hash) in [(a.id, a_team.id, Some("h")), (b.id, b_team.id, None)] {
+        s.add_member(
+            org,
+            &pat,
+            hash,
+            OrgRole::User,
+            team,
+            TeamRole::Member,
+            &enterprise(),
+            note(org, "pat"),
+        )
+        .await
+        .unwrap();
+    }
+    let hash = format!("signed-out-{}", pat.id);
+    s.create_session(&session(pat.id, 0), &hash, 10, &|_| Journal::default())
+        .await
+        .unwrap();
+    let h = head(s, a.id).await;
+    let records = |n: u64| {
+        (0..n).fold(Journal::default(), |j, _| {
+            j.and_record(NewAuditEvent::new(
+                a.id,
+                now(),
+                Actor::system(),
+                AuditAction::SessionRevoked,
+                Target::new("member", pat.id, "pat"),
+            ))
+        })
+    };
+    assert_eq!(
+        s.end_sessions_in(a.id, pat.id, now(), &records)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(head(s, a.id).await, h + 1);
+    let live = s.find_session(&hash).await.unwrap().expect("still live");
+    assert_eq!(live.signed_out_of, vec![a.id]);
+    let (read, _, memberships) = s.session_caller(&hash).await.unwrap().unwrap();
+    assert_eq!(read.signed_out_of, vec![a.id]);
+    assert_eq!(memberships.len(), 2, "still a member of both");
+    assert_eq!(
+        s.end_sessions_in(a.id, pat.id, now(), &records)
+            .await
+            .unwrap(),
+        0,
+        "signed out there already"
+    );
+    // In B too; then, belonging to B alone, signed out of B: the session ends.
+    assert_eq!(
+        s.end_sessions_in(b.id, pat.id, now(), &records)
+            .await
+            .unwrap(),
+        1
+    );
+    let live = s.find_session(&hash).await.unwrap().expect("still live");
+    assert_eq!(live.signed_out_of, vec![a.id, b.id]);
+    s.remove_member(
+        a.id,
+        pat.id,
+        Disposition::Delete,
+        now(),
+        None,
+        note(a.id, "out"),
+    )
+    .await
+    .unwrap();
+    let again = format!("signed-out-again-{}", pat.id);
+    s.create_session(&session(pat.id, 1), &again, 10, &|_| Journal::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.end_sessions_in(b.id, pat.id, now(), &records)
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(s.find_session(&hash).await.unwrap().is_none());
+    assert!(s.find_session(&again).await.unwrap().is_none());
 }
 
 async fn sessions_evict_oldest_and_end<S: TenancyStore + AuditStore + ?Sized>(s: &S) {

@@ -730,24 +730,34 @@ impl AccountStore for MemoryTenancyStore {
         Ok(ended)
     }
 
-    async fn end_sessions_of(
+    async fn end_sessions_in(
         &self,
+        org: OrgId,
         user: UserId,
         now: DateTime<Utc>,
         records: crate::SessionsEndedJournal<'_>,
     ) -> Result<u64, TenancyError> {
-        let mut ended = 0;
-        for x in self
-            .lock()?
-            .sessions
-            .iter_mut()
-            .filter(|x| x.0.user == user && x.2.is_none())
+        let mut n = 0;
         {
-            x.2 = Some(now);
-            ended += 1;
+            let mut s = self.lock()?;
+            let elsewhere = s.members.iter().any(|m| m.1 == user && m.0 != org);
+            for x in s
+                .sessions
+                .iter_mut()
+                .filter(|x| x.0.user == user && x.2.is_none())
+            {
+                if !elsewhere {
+                    x.2 = Some(now);
+                } else if x.0.signed_out_of.contains(&org) {
+                    continue;
+                } else {
+                    x.0.signed_out_of.push(org);
+                }
+                n += 1;
+            }
         }
-        self.commit(records(ended)).await?;
-        Ok(ended)
+        self.commit(records(n)).await?;
+        Ok(n)
     }
 
     async fn create_session(

@@ -254,6 +254,11 @@ pub struct Session {
     pub ip: String,
     /// Client user agent at login.
     pub user_agent: String,
+    /// Organizations whose Owner or Admin signed the person out while they belonged to other
+    /// organizations too ([`TenancyStore::end_sessions_in`](crate::TenancyStore::end_sessions_in)):
+    /// the session is refused in these and stays valid in the others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signed_out_of: Vec<rbac_core::OrgId>,
 }
 
 /// What an API key reaches, decided by the team it is created in.

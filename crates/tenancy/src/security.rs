@@ -461,7 +461,9 @@ pub async fn end_member_sessions<S: TenancyStore + ?Sized>(
         }
         j
     };
-    store.end_sessions_of(target, now, &records).await
+    store
+        .end_sessions_in(caller.org.id, target, now, &records)
+        .await
 }
 
 /// Applies `org`'s audit retention period: records older than it are removed under a signed

@@ -364,13 +364,18 @@ pub trait AccountStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<(), TenancyError>;
 
-    /// Ends every live session of `user` in one transaction with the journal `records` makes
-    /// of how many there were. Returns how many.
+    /// Signs `user` out of `org`, in one transaction with the journal `records` makes of how
+    /// many sessions it touched (returned). A person who belongs to other organizations too
+    /// keeps their sessions there: each live session is refused in `org` from now on
+    /// ([`Session::signed_out_of`]; the sessions already refused there are not counted). A
+    /// person who belongs to no other organization has every live session ended. Whether they
+    /// belong elsewhere is read in the transaction.
     ///
     /// # Errors
-    /// [`TenancyError::Store`] on storage failure; then no session is ended.
-    async fn end_sessions_of(
+    /// [`TenancyError::Store`] on storage failure; then no session is changed.
+    async fn end_sessions_in(
         &self,
+        org: OrgId,
         user: UserId,
         now: DateTime<Utc>,
         records: SessionsEndedJournal<'_>,

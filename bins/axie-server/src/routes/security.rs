@@ -563,14 +563,17 @@ pub async fn ip_check(
     }))
 }
 
-/// How many sessions ended.
+/// How many sessions ended (or, for someone in other organizations too, were signed out of
+/// this one).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionsEnded {
     /// Count.
     pub ended: u64,
 }
 
-/// Ends every session of a member (Owner and Admins).
+/// Signs a member out of the organization (Owner and Admins): every session of theirs is
+/// refused here from now on. Someone who belongs to no other organization has their sessions
+/// ended; someone who does stays signed in there.
 #[utoipa::path(delete, path = "/api/v1/orgs/{org_id}/members/{user_id}/sessions", tag = "security",
     params(("org_id" = String, Path, description = "Organization id"), ("user_id" = String, Path, description = "User id")),
     responses(

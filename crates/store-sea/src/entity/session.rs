@@ -16,6 +16,7 @@ pub struct Model {
     pub ended_at: Option<i64>,
     pub ip: String,
     pub user_agent: String,
+    pub signed_out_of: String,
 }
 
 /// Joins for reads only (authentication reads a session with its account in one query).

@@ -22,6 +22,14 @@ use crate::entity::{
 };
 use crate::error::{db_err, is_unique_violation};
 
+/// Organization ids as a session row keeps them (`signed_out_of`): comma-separated.
+fn org_list(orgs: &[OrgId]) -> String {
+    orgs.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 pub(crate) fn store(e: DbErr) -> TenancyError {
     TenancyError::Store(db_err(e))
 }
@@ -1050,16 +1058,57 @@ impl AccountStore for SeaStore {
         Ok(ended)
     }
 
-    async fn end_sessions_of(
+    async fn end_sessions_in(
         &self,
+        org: OrgId,
         user_id: UserId,
         now: DateTime<Utc>,
         records: tenancy::SessionsEndedJournal<'_>,
     ) -> Result<u64, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
-        let ended = end_sessions(&txn, &user_id.to_string(), now).await?;
-        commit(txn, records(ended)).await?;
-        Ok(ended)
+        // The account's lock, as a join or a removal takes it: the memberships read here stay
+        // as they are until the commit.
+        lock_user(&txn, user_id).await?;
+        let uid = user_id.to_string();
+        let elsewhere = membership::Entity::find()
+            .filter(membership::Column::UserId.eq(uid.clone()))
+            .filter(membership::Column::OrgId.ne(org.to_string()))
+            .count(&txn)
+            .await
+            .map_err(store)?;
+        let n = if elsewhere == 0 {
+            end_sessions(&txn, &uid, now).await?
+        } else {
+            let live = session::Entity::find()
+                .filter(session::Column::UserId.eq(uid))
+                .filter(session::Column::EndedAt.is_null())
+                .all(&txn)
+                .await
+                .map_err(store)?;
+            let mut n = 0;
+            for s in live {
+                let mut orgs: Vec<&str> = s
+                    .signed_out_of
+                    .split(',')
+                    .filter(|x| !x.is_empty())
+                    .collect();
+                let id = org.to_string();
+                if orgs.contains(&id.as_str()) {
+                    continue;
+                }
+                orgs.push(&id);
+                session::Entity::update_many()
+                    .col_expr(session::Column::SignedOutOf, Expr::value(orgs.join(",")))
+                    .filter(session::Column::Id.eq(s.id.clone()))
+                    .exec(&txn)
+                    .await
+                    .map_err(store)?;
+                n += 1;
+            }
+            n
+        };
+        commit(txn, records(n)).await?;
+        Ok(n)
     }
 
     async fn create_session(
@@ -1459,6 +1508,7 @@ impl SeaStore {
             ended_at: Set(None),
             ip: Set(s.ip.clone()),
             user_agent: Set(s.user_agent.clone()),
+            signed_out_of: Set(org_list(&s.signed_out_of)),
         })
         .exec_without_returning(&txn)
         .await
