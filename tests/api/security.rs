@@ -1167,7 +1167,7 @@ both_backends!(
         problem(
             t.get(&t.org("/teams"), &tom).await,
             StatusCode::UNAUTHORIZED,
-            "unauthenticated",
+            "signed_out",
         )
         .await;
         assert_eq!(t.get(&own_teams, &tom).await.status(), StatusCode::OK);
@@ -1180,6 +1180,30 @@ both_backends!(
             0,
             "signed out here already"
         );
+        // Their session lists where it is refused.
+        let listed = json_of(t.get(&t.url("/api/v1/me/sessions"), &tom).await).await;
+        assert_eq!(
+            listed[0]["signed_out_of"],
+            json!([t.org_id.to_string()]),
+            "{listed}"
+        );
+        // Signed out of their own organization too (where they are the only one, by the Owner
+        // they are): the session is good nowhere, and ends.
+        let own_sessions = t.url(&format!(
+            "/api/v1/orgs/{}/members/{}/sessions",
+            own["id"].as_str().unwrap(),
+            tom_id
+        ));
+        assert_eq!(
+            json_of(t.delete(&own_sessions, &tom).await).await["ended"],
+            1
+        );
+        problem(
+            t.get(&t.url("/api/v1/me"), &tom).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        )
+        .await;
         // Signing in again opens this organization to them again.
         let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
         assert_eq!(t.get(&t.org("/teams"), &tom).await.status(), StatusCode::OK);

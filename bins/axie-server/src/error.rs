@@ -140,6 +140,10 @@ impl From<TenancyError> for ApiError {
     fn from(e: TenancyError) -> Self {
         match e {
             TenancyError::Unauthenticated => ApiError::unauthenticated(),
+            // Still signed in elsewhere: a client should not drop the token for this.
+            TenancyError::SignedOut => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "signed_out", e.to_string())
+            }
             TenancyError::BadCredentials => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "bad_credentials", e.to_string())
             }

@@ -71,14 +71,30 @@ async fn policy_for<S: TenancyStore + ?Sized>(
     store: &S,
     user: &User,
     ip: Option<&str>,
+    session: Option<&Session>,
 ) -> Result<SessionPolicy, TenancyError> {
     let memberships = store.caller_memberships(user.id).await?;
+    if let Some(s) = session
+        && signed_out_everywhere(s, &memberships)
+    {
+        return Err(TenancyError::SignedOut);
+    }
     if let Some(ip) = ip {
         admitted(&memberships, ip)?;
     }
     Ok(SessionPolicy::strictest(
         memberships.iter().map(|m| m.org.security.sessions),
     ))
+}
+
+/// Whether `session` was signed out of some organization and of every one where its person
+/// is still active (or they belong to none now): good nowhere, not even for their own account.
+fn signed_out_everywhere(session: &Session, memberships: &[crate::CallerMembership]) -> bool {
+    !session.signed_out_of.is_empty()
+        && memberships
+            .iter()
+            .filter(|m| m.deactivated_at.is_none())
+            .all(|m| session.signed_out_of.contains(&m.org.id))
 }
 
 /// Checks that one of the organizations where the person may act (an active membership of an
@@ -274,7 +290,7 @@ pub async fn open_session<S: TenancyStore + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<LoginOutcome, TenancyError> {
     let memberships = store.memberships(user.id).await?;
-    let policy = policy_for(store, user, Some(&request.ip)).await?;
+    let policy = policy_for(store, user, Some(&request.ip), None).await?;
     let token = mint(SESSION_PREFIX, 32);
     let session = Session {
         id: SessionId::new(),
@@ -381,7 +397,7 @@ pub async fn authenticate<S: TenancyStore + ?Sized>(
             Ok(principal)
         }
         Found::Session(session, user) => {
-            let policy = policy_for(store, &user, ip).await?;
+            let policy = policy_for(store, &user, ip, Some(&session)).await?;
             live(store, &policy, &session, user, now).await
         }
     }
@@ -460,7 +476,7 @@ async fn authenticate_for<S: TenancyStore + ?Sized>(
         .ok_or(TenancyError::Unauthenticated)?;
     // Signed out of this organization by its Owner or an Admin; still signed in elsewhere.
     if session.signed_out_of.contains(&org) {
-        return Err(TenancyError::Unauthenticated);
+        return Err(TenancyError::SignedOut);
     }
     let policy = SessionPolicy::strictest(memberships.iter().map(|m| m.org.security.sessions));
     let principal = live(store, &policy, &session, user, now).await?;

@@ -865,27 +865,10 @@ async fn signing_out_of_one_organization_keeps_the_others<
         0,
         "signed out there already"
     );
-    // In B too; then, belonging to B alone, signed out of B: the session ends.
-    assert_eq!(
-        s.end_sessions_in(b.id, pat.id, now(), &records)
-            .await
-            .unwrap(),
-        1
-    );
-    let live = s.find_session(&hash).await.unwrap().expect("still live");
-    assert_eq!(live.signed_out_of, vec![a.id, b.id]);
-    s.remove_member(
-        a.id,
-        pat.id,
-        Disposition::Delete,
-        now(),
-        None,
-        note(a.id, "out"),
-    )
-    .await
-    .unwrap();
-    let again = format!("signed-out-again-{}", pat.id);
-    s.create_session(&session(pat.id, 1), &again, 10, &|_| Journal::default())
+    // Signed out of B too, the session is good in no organization where pat is active: it
+    // ends, while a newer one (not signed out of A) is only refused in B.
+    let newer = format!("signed-out-newer-{}", pat.id);
+    s.create_session(&session(pat.id, 1), &newer, 10, &|_| Journal::default())
         .await
         .unwrap();
     assert_eq!(
@@ -894,8 +877,52 @@ async fn signing_out_of_one_organization_keeps_the_others<
             .unwrap(),
         2
     );
-    assert!(s.find_session(&hash).await.unwrap().is_none());
-    assert!(s.find_session(&again).await.unwrap().is_none());
+    assert!(s.find_session(&hash).await.unwrap().is_none(), "ended");
+    let kept = s.find_session(&newer).await.unwrap().expect("good in A");
+    assert_eq!(kept.signed_out_of, vec![b.id]);
+    // Removed from B and added back, pat's session is good in B again.
+    s.remove_member(
+        b.id,
+        pat.id,
+        Disposition::Delete,
+        now(),
+        None,
+        note(b.id, "out"),
+    )
+    .await
+    .unwrap();
+    s.add_member(
+        b.id,
+        &pat,
+        None,
+        OrgRole::User,
+        b_team.id,
+        TeamRole::Member,
+        &enterprise(),
+        note(b.id, "back"),
+    )
+    .await
+    .unwrap();
+    let back = s.find_session(&newer).await.unwrap().expect("live");
+    assert!(back.signed_out_of.is_empty(), "{:?}", back.signed_out_of);
+    // Belonging to A alone, signed out of A: every session ends.
+    s.remove_member(
+        b.id,
+        pat.id,
+        Disposition::Delete,
+        now(),
+        None,
+        note(b.id, "out"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.end_sessions_in(a.id, pat.id, now(), &records)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(s.find_session(&newer).await.unwrap().is_none());
 }
 
 async fn sessions_evict_oldest_and_end<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
@@ -4605,7 +4632,7 @@ async fn scim_tokens_records_and_deactivation<
 }
 
 async fn scim_groups_write_atomically<
-    S: TenancyStore + AuditStore + WorkspaceStore + crate::scim::ScimStore + ?Sized,
+    S: TenancyStore + AuditStore + WorkspaceStore + MembershipStore + crate::scim::ScimStore + ?Sized,
 >(
     s: &S,
 ) {
@@ -4779,6 +4806,54 @@ async fn scim_groups_write_atomically<
             .version,
         2
     );
+    // Someone with a role in every team is in it already, and may be named in its group.
+    let gus = user("gus");
+    s.add_member(
+        org.id,
+        &gus,
+        Some("h"),
+        OrgRole::User,
+        default.id,
+        TeamRole::Member,
+        &enterprise(),
+        note(org.id, "gus"),
+    )
+    .await
+    .unwrap();
+    s.set_all_teams_role(
+        org.id,
+        gus.id,
+        None,
+        Some(TeamRole::Viewer),
+        None,
+        note(org.id, "gus everywhere"),
+    )
+    .await
+    .unwrap();
+    s.write_group(
+        &GroupWrite {
+            team: brand.clone(),
+            create: false,
+            expected_version: Some(2),
+            record: rec(3),
+            add: vec![gus.id],
+            remove: vec![],
+            by: Some(owner.id),
+        },
+        note(org.id, "gus in the archived group"),
+    )
+    .await
+    .unwrap();
+    s.set_all_teams_role(
+        org.id,
+        gus.id,
+        Some(TeamRole::Viewer),
+        None,
+        None,
+        note(org.id, "gus back"),
+    )
+    .await
+    .unwrap();
     // Deleting the team deletes its record.
     s.delete_team(org.id, team.id, now(), None, note(org.id, "delete"))
         .await
@@ -5077,9 +5152,12 @@ async fn consents_and_erasure_keep_the_chain<
         "the event naming her is rewritten, the other one is not: {report:?}"
     );
     assert!(report.account_anonymized, "Ann had no other organization");
-    // No session of hers lives on (that their rows are deleted, not only ended, is checked
-    // end to end: `privacy::a_member_asks_to_be_forgotten_and_the_chain_still_verifies`).
+    // No session of hers lives on, nor is kept ended (with its address and user agent).
     assert!(s.list_sessions(ann.id).await.unwrap().is_empty());
+    assert!(
+        s.last_sign_in(&[ann.id]).await.unwrap().is_empty(),
+        "her sessions are deleted, not only ended (the last sign-in counts ended ones)"
+    );
     assert!(s.get_preview(org.id, naming.id).await.unwrap().is_none());
     assert!(s.get_preview(org.id, other.id).await.unwrap().is_some());
     assert!(s.get_member(org.id, ann.id).await.unwrap().is_none());

@@ -12,6 +12,10 @@ pub enum TenancyError {
     /// No valid credential.
     #[error("authentication required")]
     Unauthenticated,
+    /// A live session that an Owner or Admin signed out of this organization (or of every one
+    /// where the person is active): valid elsewhere, refused here until they sign in again.
+    #[error("you were signed out of this organization; sign in again")]
+    SignedOut,
     /// Wrong email or password (the same for unknown accounts).
     #[error("the email or password is wrong")]
     BadCredentials,

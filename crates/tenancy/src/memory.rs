@@ -458,6 +458,7 @@ impl OrgStore for MemoryTenancyStore {
                 s.users.insert(user.id, (user.clone(), Some(h.to_owned())));
             }
             s.members.push((org, user.id, role, user.created_at));
+            readmit_sessions(&mut s, user.id, org);
             s.team_members.push((team, user.id, org, team_role));
             s.settle_invitations(org, user);
         }
@@ -740,20 +741,27 @@ impl AccountStore for MemoryTenancyStore {
         let mut n = 0;
         {
             let mut s = self.lock()?;
-            let elsewhere = s.members.iter().any(|m| m.1 == user && m.0 != org);
+            let elsewhere: Vec<OrgId> = s
+                .members
+                .iter()
+                .filter(|m| m.1 == user && m.0 != org && !s.deactivated.contains_key(&(m.0, user)))
+                .map(|m| m.0)
+                .collect();
             for x in s
                 .sessions
                 .iter_mut()
                 .filter(|x| x.0.user == user && x.2.is_none())
             {
-                if !elsewhere {
-                    x.2 = Some(now);
-                } else if x.0.signed_out_of.contains(&org) {
+                if x.0.signed_out_of.contains(&org) {
                     continue;
+                }
+                n += 1;
+                // Signed out of every organization where the person is active: it ends.
+                if elsewhere.iter().all(|o| x.0.signed_out_of.contains(o)) {
+                    x.2 = Some(now);
                 } else {
                     x.0.signed_out_of.push(org);
                 }
-                n += 1;
             }
         }
         self.commit(records(n)).await?;
@@ -1190,6 +1198,7 @@ impl InvitationStore for MemoryTenancyStore {
             }
             s.invitations[pos].0.accepted_at = Some(now);
             s.members.push((inv.org, user.id, inv.role, now));
+            readmit_sessions(&mut s, user.id, inv.org);
             s.team_members.push((team, user.id, inv.org, team_role));
         }
         self.audit.readmit(inv.org, &user.id.to_string())?;
@@ -2518,6 +2527,7 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
             s.users
                 .insert(user.id, (user.clone(), password_hash.map(str::to_owned)));
             s.members.push((org, user.id, role, user.created_at));
+            readmit_sessions(&mut s, user.id, org);
             s.team_members.push((team, user.id, org, TeamRole::Member));
             s.settle_invitations(org, user);
             if !active {
@@ -2698,6 +2708,12 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                     "the group changed meanwhile; read it again".into(),
                 ));
             }
+            // Members added who are not in the team already (someone with a role in every
+            // team is).
+            let newcomers = w.add.iter().any(|u| {
+                s.members.iter().any(|m| m.0 == t.org && m.1 == *u)
+                    && !s.all_teams.contains_key(&(t.org, *u))
+            });
             if w.create {
                 s.teams.push(t.clone());
             } else {
@@ -2706,7 +2722,7 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                     .iter_mut()
                     .find(|x| x.org == t.org && x.id == t.id)
                     .ok_or(TenancyError::NotFound("Group"))?;
-                if existing.archived_at.is_some() && !w.add.is_empty() {
+                if existing.archived_at.is_some() && newcomers {
                     return Err(crate::teams::archived_team(&existing.name));
                 }
                 existing.name.clone_from(&t.name);
@@ -2891,6 +2907,18 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
             account_anonymized,
             event_bodies_erased,
         })
+    }
+}
+
+/// Someone joining `org` (again): their live sessions signed out of it before are no longer
+/// refused there.
+fn readmit_sessions(s: &mut State, user: UserId, org: OrgId) {
+    for x in s
+        .sessions
+        .iter_mut()
+        .filter(|x| x.0.user == user && x.2.is_none())
+    {
+        x.0.signed_out_of.retain(|o| *o != org);
     }
 }
 

@@ -425,8 +425,12 @@ pub(crate) async fn check_against_policies<S: TenancyStore + ?Sized>(
     Ok(orgs)
 }
 
-/// Ends every live session of a member (the Owner and Admins, for example when a laptop is
-/// lost). Sessions belong to the person: this signs them out everywhere.
+/// Signs a member out of the organization (the Owner and Admins, for example when a laptop is
+/// lost): every live session of theirs is refused here from now on. Sessions belong to the
+/// person: one that stays good in another organization where they are active is only refused
+/// here ([`crate::Session::signed_out_of`]); the others end
+/// ([`TenancyStore::end_sessions_in`]). Their API keys are untouched; a session is ended
+/// everywhere by the person (`DELETE /me/sessions/{id}`) or by a change of their password.
 ///
 /// # Errors
 /// [`TenancyError::Forbidden`]; [`TenancyError::NotFound`] for non-members;

@@ -178,6 +178,9 @@ pub struct SessionResponse {
     pub user_agent: String,
     /// Whether this is the session making the request.
     pub current: bool,
+    /// Organizations whose Owner or an Admin signed this session out of them: refused there
+    /// (401 `signed_out`) until the person signs in again, valid in their other organizations.
+    pub signed_out_of: Vec<String>,
 }
 
 fn session_response(s: &Session, current: Option<SessionId>) -> SessionResponse {
@@ -188,6 +191,7 @@ fn session_response(s: &Session, current: Option<SessionId>) -> SessionResponse 
         ip: s.ip.clone(),
         user_agent: s.user_agent.clone(),
         current: Some(s.id) == current,
+        signed_out_of: s.signed_out_of.iter().map(ToString::to_string).collect(),
     }
 }
 

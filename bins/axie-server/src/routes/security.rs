@@ -577,7 +577,7 @@ pub struct SessionsEnded {
 #[utoipa::path(delete, path = "/api/v1/orgs/{org_id}/members/{user_id}/sessions", tag = "security",
     params(("org_id" = String, Path, description = "Organization id"), ("user_id" = String, Path, description = "User id")),
     responses(
-        (status = 200, description = "Ended", body = SessionsEnded),
+        (status = 200, description = "Signed out: how many sessions were ended, or signed out of this organization alone", body = SessionsEnded),
         (status = 404, description = "No such member", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn end_member_sessions(

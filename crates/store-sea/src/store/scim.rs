@@ -514,9 +514,21 @@ impl ScimStore for SeaStore {
             }
             // Read after the update, which holds the team's row: an archiving committed
             // first is seen; one after waits for this commit.
+            // Someone with a role in every team is in it already.
             if !w.add.is_empty()
                 && let Some(row) = super::workspace::team_row(&txn, t.org, t.id).await?
                 && row.archived_at.is_some()
+                && membership::Entity::find()
+                    .filter(membership::Column::OrgId.eq(org.clone()))
+                    .filter(
+                        membership::Column::UserId
+                            .is_in(w.add.iter().map(ToString::to_string).collect::<Vec<_>>()),
+                    )
+                    .filter(membership::Column::AllTeamsRole.is_null())
+                    .count(&txn)
+                    .await
+                    .map_err(store)?
+                    > 0
             {
                 return Err(tenancy::teams::archived_team(&row.name));
             }

@@ -22,6 +22,55 @@ use crate::entity::{
 };
 use crate::error::{db_err, is_unique_violation};
 
+/// The organizations where `uid` holds an active membership, besides `org`, in `txn`.
+async fn active_orgs_besides(
+    txn: &DatabaseTransaction,
+    uid: &str,
+    org: OrgId,
+) -> Result<Vec<String>, TenancyError> {
+    membership::Entity::find()
+        .select_only()
+        .column(membership::Column::OrgId)
+        .filter(membership::Column::UserId.eq(uid))
+        .filter(membership::Column::OrgId.ne(org.to_string()))
+        .filter(membership::Column::DeactivatedAt.is_null())
+        .into_tuple()
+        .all(txn)
+        .await
+        .map_err(store)
+}
+
+/// Someone joining `org` (again): their live sessions signed out of it before are no longer
+/// refused there. Runs in the joining transaction.
+async fn readmit_sessions(
+    txn: &DatabaseTransaction,
+    uid: &str,
+    org: OrgId,
+) -> Result<(), TenancyError> {
+    let id = org.to_string();
+    let signed_out = session::Entity::find()
+        .filter(session::Column::UserId.eq(uid))
+        .filter(session::Column::EndedAt.is_null())
+        .filter(session::Column::SignedOutOf.contains(&id))
+        .all(txn)
+        .await
+        .map_err(store)?;
+    for s in signed_out {
+        let rest: Vec<&str> = s
+            .signed_out_of
+            .split(',')
+            .filter(|x| !x.is_empty() && *x != id)
+            .collect();
+        session::Entity::update_many()
+            .col_expr(session::Column::SignedOutOf, Expr::value(rest.join(",")))
+            .filter(session::Column::Id.eq(s.id.clone()))
+            .exec(txn)
+            .await
+            .map_err(store)?;
+    }
+    Ok(())
+}
+
 /// Organization ids as a session row keeps them (`signed_out_of`): comma-separated.
 fn org_list(orgs: &[OrgId]) -> String {
     orgs.iter()
@@ -321,6 +370,7 @@ pub(crate) async fn insert_membership(
         Err(e) => return Err(store(e)),
         Ok(_) => {}
     }
+    readmit_sessions(txn, &u.id.to_string(), org).await?;
     // Erased here before, they are back: their records name them again.
     crate::entity::audit_erasure::Entity::delete_many()
         .filter(crate::entity::audit_erasure::Column::OrgId.eq(org.to_string()))
@@ -1070,43 +1120,45 @@ impl AccountStore for SeaStore {
         // as they are until the commit.
         lock_user(&txn, user_id).await?;
         let uid = user_id.to_string();
-        let elsewhere = membership::Entity::find()
-            .filter(membership::Column::UserId.eq(uid.clone()))
-            .filter(membership::Column::OrgId.ne(org.to_string()))
-            .count(&txn)
+        let (here, elsewhere) = (org.to_string(), active_orgs_besides(&txn, &uid, org).await?);
+        let live = session::Entity::find()
+            .filter(session::Column::UserId.eq(uid))
+            .filter(session::Column::EndedAt.is_null())
+            .all(&txn)
             .await
             .map_err(store)?;
-        let n = if elsewhere == 0 {
-            end_sessions(&txn, &uid, now).await?
-        } else {
-            let live = session::Entity::find()
-                .filter(session::Column::UserId.eq(uid))
-                .filter(session::Column::EndedAt.is_null())
-                .all(&txn)
+        let (mut n, mut ending) = (0, Vec::new());
+        for s in live {
+            let mut orgs: Vec<&str> = s
+                .signed_out_of
+                .split(',')
+                .filter(|x| !x.is_empty())
+                .collect();
+            if orgs.contains(&here.as_str()) {
+                continue;
+            }
+            n += 1;
+            // Signed out of every organization where the person is active: it ends.
+            if elsewhere.iter().all(|o| orgs.contains(&o.as_str())) {
+                ending.push(s.id.clone());
+                continue;
+            }
+            orgs.push(&here);
+            session::Entity::update_many()
+                .col_expr(session::Column::SignedOutOf, Expr::value(orgs.join(",")))
+                .filter(session::Column::Id.eq(s.id.clone()))
+                .exec(&txn)
                 .await
                 .map_err(store)?;
-            let mut n = 0;
-            for s in live {
-                let mut orgs: Vec<&str> = s
-                    .signed_out_of
-                    .split(',')
-                    .filter(|x| !x.is_empty())
-                    .collect();
-                let id = org.to_string();
-                if orgs.contains(&id.as_str()) {
-                    continue;
-                }
-                orgs.push(&id);
-                session::Entity::update_many()
-                    .col_expr(session::Column::SignedOutOf, Expr::value(orgs.join(",")))
-                    .filter(session::Column::Id.eq(s.id.clone()))
-                    .exec(&txn)
-                    .await
-                    .map_err(store)?;
-                n += 1;
-            }
-            n
-        };
+        }
+        if !ending.is_empty() {
+            session::Entity::update_many()
+                .col_expr(session::Column::EndedAt, Expr::value(micros(now)))
+                .filter(session::Column::Id.is_in(ending))
+                .exec(&txn)
+                .await
+                .map_err(store)?;
+        }
         commit(txn, records(n)).await?;
         Ok(n)
     }
