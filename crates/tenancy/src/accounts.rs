@@ -71,16 +71,17 @@ async fn policy_for<S: TenancyStore + ?Sized>(
     store: &S,
     user: &User,
     ip: Option<&str>,
-    session: Option<&Session>,
 ) -> Result<SessionPolicy, TenancyError> {
-    let memberships = store.caller_memberships(user.id).await?;
-    if let Some(s) = session
-        && signed_out_everywhere(s, &memberships)
-    {
-        return Err(TenancyError::SignedOut);
-    }
+    policy_of(&store.caller_memberships(user.id).await?, ip)
+}
+
+/// [`policy_for`] from the person's memberships.
+fn policy_of(
+    memberships: &[crate::CallerMembership],
+    ip: Option<&str>,
+) -> Result<SessionPolicy, TenancyError> {
     if let Some(ip) = ip {
-        admitted(&memberships, ip)?;
+        admitted(memberships, ip)?;
     }
     Ok(SessionPolicy::strictest(
         memberships.iter().map(|m| m.org.security.sessions),
@@ -290,7 +291,7 @@ pub async fn open_session<S: TenancyStore + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<LoginOutcome, TenancyError> {
     let memberships = store.memberships(user.id).await?;
-    let policy = policy_for(store, user, Some(&request.ip), None).await?;
+    let policy = policy_for(store, user, Some(&request.ip)).await?;
     let token = mint(SESSION_PREFIX, 32);
     let session = Session {
         id: SessionId::new(),
@@ -397,7 +398,31 @@ pub async fn authenticate<S: TenancyStore + ?Sized>(
             Ok(principal)
         }
         Found::Session(session, user) => {
-            let policy = policy_for(store, &user, ip, Some(&session)).await?;
+            let memberships = store.caller_memberships(user.id).await?;
+            if signed_out_everywhere(&session, &memberships) {
+                // Signed out of every organization where the person is still active (they
+                // left the others since): good nowhere, it ends (best effort, as a timeout).
+                let journal = memberships.iter().fold(Journal::default(), |j, m| {
+                    j.and_record(
+                        NewAuditEvent::new(
+                            m.org.id,
+                            now,
+                            Actor::system(),
+                            AuditAction::SessionRevoked,
+                            Target::new("session", session.id, ""),
+                        )
+                        .with_metadata(
+                            Metadata::from_value(
+                                json!({"reason": "signed_out_everywhere", "user": user.id}),
+                            )
+                            .unwrap_or_default(),
+                        ),
+                    )
+                });
+                let _ = store.end_session(user.id, session.id, now, journal).await;
+                return Err(TenancyError::Unauthenticated);
+            }
+            let policy = policy_of(&memberships, ip)?;
             live(store, &policy, &session, user, now).await
         }
     }

@@ -880,49 +880,96 @@ async fn signing_out_of_one_organization_keeps_the_others<
     assert!(s.find_session(&hash).await.unwrap().is_none(), "ended");
     let kept = s.find_session(&newer).await.unwrap().expect("good in A");
     assert_eq!(kept.signed_out_of, vec![b.id]);
-    // Removed from B and added back, pat's session is good in B again.
-    s.remove_member(
-        b.id,
-        pat.id,
-        Disposition::Delete,
-        now(),
-        None,
-        note(b.id, "out"),
-    )
-    .await
-    .unwrap();
-    s.add_member(
-        b.id,
-        &pat,
-        None,
-        OrgRole::User,
-        b_team.id,
-        TeamRole::Member,
-        &enterprise(),
-        note(b.id, "back"),
-    )
-    .await
-    .unwrap();
-    let back = s.find_session(&newer).await.unwrap().expect("live");
-    assert!(back.signed_out_of.is_empty(), "{:?}", back.signed_out_of);
-    // Belonging to A alone, signed out of A: every session ends.
-    s.remove_member(
-        b.id,
-        pat.id,
-        Disposition::Delete,
-        now(),
-        None,
-        note(b.id, "out"),
-    )
-    .await
-    .unwrap();
+    // Removed from B and added back: still refused in B (signing in again opens it).
+    for (j, what) in [(false, "out"), (true, "back")] {
+        if j {
+            s.add_member(
+                b.id,
+                &pat,
+                None,
+                OrgRole::User,
+                b_team.id,
+                TeamRole::Member,
+                &enterprise(),
+                note(b.id, what),
+            )
+            .await
+            .unwrap();
+        } else {
+            s.remove_member(
+                b.id,
+                pat.id,
+                Disposition::Delete,
+                now(),
+                None,
+                note(b.id, what),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    let still = s.find_session(&newer).await.unwrap().expect("live");
+    assert_eq!(still.signed_out_of, vec![b.id], "a join opens nothing");
+    // Signed out of A as well, while in B: the session good in A alone ends, two newer ones
+    // are refused in A. Then B lets pat go: they are live but good nowhere. The person's own
+    // account refuses such a session, and ends it; signing pat out of A again ends the other.
+    let secrets: Vec<String> = (0..2)
+        .map(|i| format!("axs_contract_{i}_{}", pat.id.as_uuid().simple()))
+        .collect();
+    for (i, secret) in secrets.iter().enumerate() {
+        s.create_session(
+            &session(pat.id, 2 + i as i64),
+            &security_policy::hash_token(secret),
+            10,
+            &|_| Journal::default(),
+        )
+        .await
+        .unwrap();
+    }
     assert_eq!(
         s.end_sessions_in(a.id, pat.id, now(), &records)
             .await
             .unwrap(),
-        1
+        3
     );
-    assert!(s.find_session(&newer).await.unwrap().is_none());
+    assert!(
+        s.find_session(&newer).await.unwrap().is_none(),
+        "good in A alone"
+    );
+    let hashes: Vec<String> = secrets
+        .iter()
+        .map(|x| security_policy::hash_token(x))
+        .collect();
+    let found = |i: usize| s.find_session(&hashes[i]);
+    assert_eq!(found(0).await.unwrap().unwrap().signed_out_of, vec![a.id]);
+    s.remove_member(
+        b.id,
+        pat.id,
+        Disposition::Delete,
+        now(),
+        None,
+        note(b.id, "out"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        found(0).await.unwrap().is_some() && found(1).await.unwrap().is_some(),
+        "still in A: the removal from B ends nothing"
+    );
+    let refused = crate::accounts::authenticate(s, &secrets[0], None, now()).await;
+    assert!(
+        matches!(refused, Err(TenancyError::Unauthenticated)),
+        "{refused:?}"
+    );
+    assert!(found(0).await.unwrap().is_none(), "good nowhere, it ended");
+    assert_eq!(
+        s.end_sessions_in(a.id, pat.id, now(), &records)
+            .await
+            .unwrap(),
+        1,
+        "signed out of A before, but now good nowhere: it ends"
+    );
+    assert!(found(1).await.unwrap().is_none());
 }
 
 async fn sessions_evict_oldest_and_end<S: TenancyStore + AuditStore + ?Sized>(s: &S) {

@@ -458,7 +458,6 @@ impl OrgStore for MemoryTenancyStore {
                 s.users.insert(user.id, (user.clone(), Some(h.to_owned())));
             }
             s.members.push((org, user.id, role, user.created_at));
-            readmit_sessions(&mut s, user.id, org);
             s.team_members.push((team, user.id, org, team_role));
             s.settle_invitations(org, user);
         }
@@ -752,16 +751,15 @@ impl AccountStore for MemoryTenancyStore {
                 .iter_mut()
                 .filter(|x| x.0.user == user && x.2.is_none())
             {
-                if x.0.signed_out_of.contains(&org) {
-                    continue;
-                }
-                n += 1;
-                // Signed out of every organization where the person is active: it ends.
+                // Good nowhere once out of this one (even if it was before): it ends.
                 if elsewhere.iter().all(|o| x.0.signed_out_of.contains(o)) {
                     x.2 = Some(now);
+                } else if x.0.signed_out_of.contains(&org) {
+                    continue;
                 } else {
                     x.0.signed_out_of.push(org);
                 }
+                n += 1;
             }
         }
         self.commit(records(n)).await?;
@@ -1198,7 +1196,6 @@ impl InvitationStore for MemoryTenancyStore {
             }
             s.invitations[pos].0.accepted_at = Some(now);
             s.members.push((inv.org, user.id, inv.role, now));
-            readmit_sessions(&mut s, user.id, inv.org);
             s.team_members.push((team, user.id, inv.org, team_role));
         }
         self.audit.readmit(inv.org, &user.id.to_string())?;
@@ -2527,7 +2524,6 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
             s.users
                 .insert(user.id, (user.clone(), password_hash.map(str::to_owned)));
             s.members.push((org, user.id, role, user.created_at));
-            readmit_sessions(&mut s, user.id, org);
             s.team_members.push((team, user.id, org, TeamRole::Member));
             s.settle_invitations(org, user);
             if !active {
@@ -2907,18 +2903,6 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
             account_anonymized,
             event_bodies_erased,
         })
-    }
-}
-
-/// Someone joining `org` (again): their live sessions signed out of it before are no longer
-/// refused there.
-fn readmit_sessions(s: &mut State, user: UserId, org: OrgId) {
-    for x in s
-        .sessions
-        .iter_mut()
-        .filter(|x| x.0.user == user && x.2.is_none())
-    {
-        x.0.signed_out_of.retain(|o| *o != org);
     }
 }
 

@@ -254,9 +254,11 @@ pub struct Session {
     pub ip: String,
     /// Client user agent at login.
     pub user_agent: String,
-    /// Organizations whose Owner or Admin signed the person out while they belonged to other
-    /// organizations too ([`TenancyStore::end_sessions_in`](crate::TenancyStore::end_sessions_in)):
-    /// the session is refused in these and stays valid in the others.
+    /// Organizations whose Owner or Admin signed the person out while the session stayed good
+    /// in another organization of theirs
+    /// ([`TenancyStore::end_sessions_in`](crate::TenancyStore::end_sessions_in)): the session
+    /// is refused in these (until the person signs in again) and stays valid in the others;
+    /// once it covers every organization where they are active, it is refused everywhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signed_out_of: Vec<rbac_core::OrgId>,
 }

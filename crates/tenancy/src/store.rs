@@ -365,11 +365,13 @@ pub trait AccountStore: Send + Sync {
     ) -> Result<(), TenancyError>;
 
     /// Signs `user` out of `org`, in one transaction with the journal `records` makes of how
-    /// many sessions it touched (returned). A person who belongs to other organizations too
-    /// keeps their sessions there: each live session is refused in `org` from now on
-    /// ([`Session::signed_out_of`]; the sessions already refused there are not counted). A
-    /// person who belongs to no other organization has every live session ended. Whether they
-    /// belong elsewhere is read in the transaction.
+    /// many sessions it touched (returned). Each live session that stays good in another
+    /// organization where the person is active (a membership not deactivated, outside the
+    /// session's [`Session::signed_out_of`]) is refused in `org` from now on (`org` added to
+    /// that list; one that holds it already is not counted); every other live session ends,
+    /// also one signed out of `org` before. The memberships are read in the transaction, under
+    /// the account's lock. Joining `org` again does not take it off the lists: signing in
+    /// again does.
     ///
     /// # Errors
     /// [`TenancyError::Store`] on storage failure; then no session is changed.

@@ -40,37 +40,6 @@ async fn active_orgs_besides(
         .map_err(store)
 }
 
-/// Someone joining `org` (again): their live sessions signed out of it before are no longer
-/// refused there. Runs in the joining transaction.
-async fn readmit_sessions(
-    txn: &DatabaseTransaction,
-    uid: &str,
-    org: OrgId,
-) -> Result<(), TenancyError> {
-    let id = org.to_string();
-    let signed_out = session::Entity::find()
-        .filter(session::Column::UserId.eq(uid))
-        .filter(session::Column::EndedAt.is_null())
-        .filter(session::Column::SignedOutOf.contains(&id))
-        .all(txn)
-        .await
-        .map_err(store)?;
-    for s in signed_out {
-        let rest: Vec<&str> = s
-            .signed_out_of
-            .split(',')
-            .filter(|x| !x.is_empty() && *x != id)
-            .collect();
-        session::Entity::update_many()
-            .col_expr(session::Column::SignedOutOf, Expr::value(rest.join(",")))
-            .filter(session::Column::Id.eq(s.id.clone()))
-            .exec(txn)
-            .await
-            .map_err(store)?;
-    }
-    Ok(())
-}
-
 /// Organization ids as a session row keeps them (`signed_out_of`): comma-separated.
 fn org_list(orgs: &[OrgId]) -> String {
     orgs.iter()
@@ -370,7 +339,6 @@ pub(crate) async fn insert_membership(
         Err(e) => return Err(store(e)),
         Ok(_) => {}
     }
-    readmit_sessions(txn, &u.id.to_string(), org).await?;
     // Erased here before, they are back: their records name them again.
     crate::entity::audit_erasure::Entity::delete_many()
         .filter(crate::entity::audit_erasure::Column::OrgId.eq(org.to_string()))
@@ -1134,15 +1102,18 @@ impl AccountStore for SeaStore {
                 .split(',')
                 .filter(|x| !x.is_empty())
                 .collect();
+            // Signed out of every other organization where the person is active (or there is
+            // none): good nowhere once out of this one, it ends, even if it was signed out of
+            // this one before (they left the others since).
+            if elsewhere.iter().all(|o| orgs.contains(&o.as_str())) {
+                ending.push(s.id.clone());
+                n += 1;
+                continue;
+            }
             if orgs.contains(&here.as_str()) {
                 continue;
             }
             n += 1;
-            // Signed out of every organization where the person is active: it ends.
-            if elsewhere.iter().all(|o| orgs.contains(&o.as_str())) {
-                ending.push(s.id.clone());
-                continue;
-            }
             orgs.push(&here);
             session::Entity::update_many()
                 .col_expr(session::Column::SignedOutOf, Expr::value(orgs.join(",")))

@@ -322,7 +322,8 @@ pub trait ScimStore: Send + Sync {
     ///
     /// # Errors
     /// [`TenancyError::Conflict`] (name taken); [`TenancyError::Archived`] (people added to an
-    /// archived team, [`crate::teams::archived_team`]); [`TenancyError::Changed`] (the record's version
+    /// archived team, [`crate::teams::archived_team`], except those with a role in every team);
+    /// [`TenancyError::Changed`] (the record's version
     /// changed meanwhile); [`TenancyError::NotFound`].
     async fn write_group(&self, write: &GroupWrite, journal: Journal) -> Result<(), TenancyError>;
 }
