@@ -701,8 +701,8 @@ async fn commit<S: TenancyStore + BillingStore + ?Sized>(
 
 /// The idempotency key of a subscription charge: one per version of the subscription and per
 /// change with its plan, cycle and amount. An Owner's declined change and the worker's next
-/// renewal may be made at the same version, and two Owners' different changes at once must not
-/// share a charge (a provider answers a repeated key with the first charge).
+/// renewal may be made at the same version, and two different changes sent at once (from two
+/// tabs, say) must not share a charge (a provider answers a repeated key with the first one).
 fn charge_key(org: OrgId, version: u64, change: Change, next: &Subscription, cents: u64) -> String {
     format!(
         "{org}-{:06}-{}-{}-{}-{cents}",
