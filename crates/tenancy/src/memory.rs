@@ -2798,7 +2798,7 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
             let prefix = crate::invitations::subject_prefix(name);
             self.audit.with_mails(|mails| {
                 let about = |m: &audit::QueuedMail| {
-                    m.body.contains(email.as_str())
+                    crate::privacy::mentions_address(&m.body, email)
                         || (!namesakes && m.subject.starts_with(&prefix))
                 };
                 mails.retain(|(m, _)| {

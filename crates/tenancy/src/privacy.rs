@@ -585,6 +585,13 @@ pub fn scrub_message_json(
     (out != *text).then(|| json!({ "text": out }).to_string())
 }
 
+/// Whether `text` names the address `email` whole (not as part of a longer address, see
+/// [`replace_whole`]): which mail an erasure removes as being about the person.
+#[must_use]
+pub fn mentions_address(text: &str, email: &str) -> bool {
+    !email.is_empty() && text.contains(email) && replace_whole(text, email, "") != text
+}
+
 /// `text` with each whole occurrence of `needle` replaced by `with`: a name not run into a
 /// letter or digit on an edge where the name has one (the name "Ann" is taken out of "by
 /// Ann." but not out of "Annual"), an address (a needle with `@`) not part of a longer one
@@ -777,6 +784,12 @@ mod tests {
             .to_string()
         );
         assert_eq!(replace_whole("AnnAnn Ann", "Ann", "X"), "AnnAnn X");
+        assert!(mentions_address("mail ann@example.org.", "ann@example.org"));
+        assert!(!mentions_address(
+            "mail mary-ann@example.org",
+            "ann@example.org"
+        ));
+        assert!(!mentions_address("anything", ""));
         let a = "ann@example.org";
         for longer in [
             "jo.ann@example.org",

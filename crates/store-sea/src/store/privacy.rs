@@ -163,10 +163,22 @@ impl PrivacyStore for SeaStore {
         // (it would reach an erased person, or go out blank); what went keeps no name or
         // address.
         let like = like_escaped;
-        let mut about = Condition::any().add(
-            mail::Column::Body
-                .like(LikeExpr::new(format!("%{}%", like(&account.email))).escape('\\')),
-        );
+        // Bodies that hold the address whole (`LIKE` finds the candidates; one about
+        // `mary-ann@…` is not about `ann@…`).
+        let naming: Vec<String> = mail::Entity::find()
+            .filter(mail::Column::OrgId.eq(o.clone()))
+            .filter(
+                mail::Column::Body
+                    .like(LikeExpr::new(format!("%{}%", like(&account.email))).escape('\\')),
+            )
+            .all(&txn)
+            .await
+            .map_err(store)?
+            .into_iter()
+            .filter(|m| tenancy::privacy::mentions_address(&m.body, &account.email))
+            .map(|m| m.id)
+            .collect();
+        let mut about = Condition::any().add(mail::Column::Id.is_in(naming));
         if namesakes == 0 {
             about = about.add(
                 mail::Column::Subject.like(
