@@ -1133,12 +1133,9 @@ both_backends!(
             "the fourth login ends the oldest"
         );
         // An admin ends all of a member's sessions.
-        let ended = json_of(
-            t.delete(&t.org(&format!("/members/{tom_id}/sessions")), &owner)
-                .await,
-        )
-        .await;
-        assert_eq!(ended["ended"], 3);
+        let sessions_url = t.org(&format!("/members/{tom_id}/sessions"));
+        let sign_out = || t.delete(&sessions_url, &owner);
+        assert_eq!(json_of(sign_out().await).await["ended"], 3);
         problem(
             t.get(&t.url("/api/v1/me"), &tom).await,
             StatusCode::UNAUTHORIZED,
@@ -1157,12 +1154,8 @@ both_backends!(
             .await,
         )
         .await;
-        let own_teams = t.url(&format!(
-            "/api/v1/orgs/{}/teams",
-            own["id"].as_str().unwrap()
-        ));
-        let sessions_url = t.org(&format!("/members/{tom_id}/sessions"));
-        let sign_out = || t.delete(&sessions_url, &owner);
+        let own_org = t.url(&format!("/api/v1/orgs/{}", own["id"].as_str().unwrap()));
+        let own_teams = format!("{own_org}/teams");
         assert_eq!(json_of(sign_out().await).await["ended"], 1);
         problem(
             t.get(&t.org("/teams"), &tom).await,
@@ -1189,11 +1182,7 @@ both_backends!(
         );
         // Signed out of their own organization too (where they are the only one, by the Owner
         // they are): the session is good nowhere, and ends.
-        let own_sessions = t.url(&format!(
-            "/api/v1/orgs/{}/members/{}/sessions",
-            own["id"].as_str().unwrap(),
-            tom_id
-        ));
+        let own_sessions = format!("{own_org}/members/{tom_id}/sessions");
         assert_eq!(
             json_of(t.delete(&own_sessions, &tom).await).await["ended"],
             1

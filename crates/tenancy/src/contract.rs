@@ -816,20 +816,8 @@ async fn signing_out_of_one_organization_keeps_the_others<
     let (a, a_team, _) = new_org(s).await;
     let (b, b_team, _) = new_org(s).await;
     let pat = user("pat");
-    for (org, team, hash) in [(a.id, a_team.id, Some("h")), (b.id, b_team.id, None)] {
-        s.add_member(
-            org,
-            &pat,
-            hash,
-            OrgRole::User,
-            team,
-            TeamRole::Member,
-            &enterprise(),
-            note(org, "pat"),
-        )
-        .await
-        .unwrap();
-    }
+    add_user(s, a.id, a_team.id, &pat, Some("h")).await;
+    add_user(s, b.id, b_team.id, &pat, None).await;
     let hash = format!("signed-out-{}", pat.id);
     s.create_session(&session(pat.id, 0), &hash, 10, &|_| Journal::default())
         .await
@@ -881,33 +869,17 @@ async fn signing_out_of_one_organization_keeps_the_others<
     let kept = s.find_session(&newer).await.unwrap().expect("good in A");
     assert_eq!(kept.signed_out_of, vec![b.id]);
     // Removed from B and added back: still refused in B (signing in again opens it).
-    for (j, what) in [(false, "out"), (true, "back")] {
-        if j {
-            s.add_member(
-                b.id,
-                &pat,
-                None,
-                OrgRole::User,
-                b_team.id,
-                TeamRole::Member,
-                &enterprise(),
-                note(b.id, what),
-            )
-            .await
-            .unwrap();
-        } else {
-            s.remove_member(
-                b.id,
-                pat.id,
-                Disposition::Delete,
-                now(),
-                None,
-                note(b.id, what),
-            )
-            .await
-            .unwrap();
-        }
-    }
+    s.remove_member(
+        b.id,
+        pat.id,
+        Disposition::Delete,
+        now(),
+        None,
+        note(b.id, "out"),
+    )
+    .await
+    .unwrap();
+    add_user(s, b.id, b_team.id, &pat, None).await;
     let still = s.find_session(&newer).await.unwrap().expect("live");
     assert_eq!(still.signed_out_of, vec![b.id], "a join opens nothing");
     // Signed out of A as well, while in B: the session good in A alone ends, two newer ones
@@ -1936,6 +1908,29 @@ async fn roles_transfer_and_removal<
     );
 }
 
+/// Adds `u` to `org` as a User and a member of `team` (with `hash`, a new account; without, an
+/// existing one joins).
+async fn add_user<S: TenancyStore + AuditStore + ?Sized>(
+    s: &S,
+    org: OrgId,
+    team: TeamId,
+    u: &User,
+    hash: Option<&str>,
+) {
+    s.add_member(
+        org,
+        u,
+        hash,
+        OrgRole::User,
+        team,
+        TeamRole::Member,
+        &enterprise(),
+        note(org, &u.name),
+    )
+    .await
+    .unwrap();
+}
+
 fn team_in(org: OrgId, name: &str) -> Team {
     Team {
         id: TeamId::new(),
@@ -2160,18 +2155,7 @@ async fn teams_round_trip<
         .unwrap();
     // Someone with a viewer's role in every team is in it already.
     let viv = user("viv");
-    s.add_member(
-        org.id,
-        &viv,
-        Some("h"),
-        OrgRole::User,
-        default.id,
-        TeamRole::Member,
-        &enterprise(),
-        note(org.id, "viv"),
-    )
-    .await
-    .unwrap();
+    add_user(s, org.id, default.id, &viv, Some("h")).await;
     s.set_all_teams_role(
         org.id,
         viv.id,
@@ -4855,18 +4839,7 @@ async fn scim_groups_write_atomically<
     );
     // Someone with a role in every team is in it already, and may be named in its group.
     let gus = user("gus");
-    s.add_member(
-        org.id,
-        &gus,
-        Some("h"),
-        OrgRole::User,
-        default.id,
-        TeamRole::Member,
-        &enterprise(),
-        note(org.id, "gus"),
-    )
-    .await
-    .unwrap();
+    add_user(s, org.id, default.id, &gus, Some("h")).await;
     s.set_all_teams_role(
         org.id,
         gus.id,

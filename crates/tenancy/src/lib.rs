@@ -43,7 +43,7 @@ pub use error::{StoreError, TenancyError, enforce_quota};
 pub use memory::MemoryTenancyStore;
 pub use model::{
     ApiKey, CallerMembership, CompanyProfile, Email, KeyScope, Member, Membership, Organization,
-    SecuritySettings, Session, Team, User, valid_name,
+    SecuritySettings, Session, SignOut, Team, User, valid_name,
 };
 pub use store::{
     AccountStore, ApiKeyStore, BulkStore, InvitationStore, MembershipStore, OrgStore,

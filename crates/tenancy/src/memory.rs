@@ -751,13 +751,10 @@ impl AccountStore for MemoryTenancyStore {
                 .iter_mut()
                 .filter(|x| x.0.user == user && x.2.is_none())
             {
-                // Good nowhere once out of this one (even if it was before): it ends.
-                if elsewhere.iter().all(|o| x.0.signed_out_of.contains(o)) {
-                    x.2 = Some(now);
-                } else if x.0.signed_out_of.contains(&org) {
-                    continue;
-                } else {
-                    x.0.signed_out_of.push(org);
+                match x.0.sign_out_of(org, &elsewhere) {
+                    crate::SignOut::End => x.2 = Some(now),
+                    crate::SignOut::Refuse => x.0.signed_out_of.push(org),
+                    crate::SignOut::Already => continue,
                 }
                 n += 1;
             }

@@ -263,6 +263,38 @@ pub struct Session {
     pub signed_out_of: Vec<rbac_core::OrgId>,
 }
 
+/// What signing a live session out of an organization does to it ([`Session::sign_out_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignOut {
+    /// It would be good nowhere: it ends.
+    End,
+    /// It stays good elsewhere: it is refused in the organization from now on.
+    Refuse,
+    /// Refused there already, and still good elsewhere: nothing changes.
+    Already,
+}
+
+impl Session {
+    /// What signing this live session out of `org` does, given the other organizations where
+    /// its person holds an active membership (`active_elsewhere`): it ends when none of them
+    /// would still take it (also when it was refused in `org` before), is refused in `org`
+    /// otherwise, and is left alone when it is so already. The rule of
+    /// [`TenancyStore::end_sessions_in`](crate::TenancyStore::end_sessions_in).
+    #[must_use]
+    pub fn sign_out_of(&self, org: OrgId, active_elsewhere: &[OrgId]) -> SignOut {
+        if active_elsewhere
+            .iter()
+            .all(|o| self.signed_out_of.contains(o))
+        {
+            SignOut::End
+        } else if self.signed_out_of.contains(&org) {
+            SignOut::Already
+        } else {
+            SignOut::Refuse
+        }
+    }
+}
+
 /// What an API key reaches, decided by the team it is created in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -337,6 +369,41 @@ pub fn valid_name(field: &str, s: &str) -> Result<String, TenancyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A session ends once no organization where its person is active would take it, even one
+    /// it was refused in before; otherwise it is refused once.
+    #[test]
+    fn a_session_signed_out_ends_only_when_good_nowhere() {
+        let (a, b, c) = (OrgId::new(), OrgId::new(), OrgId::new());
+        let at = Utc::now();
+        let s = |out: Vec<OrgId>| Session {
+            id: SessionId::new(),
+            user: UserId::new(),
+            created_at: at,
+            last_seen_at: at,
+            ip: String::new(),
+            user_agent: String::new(),
+            signed_out_of: out,
+        };
+        assert_eq!(s(vec![]).sign_out_of(a, &[]), SignOut::End, "in no other");
+        assert_eq!(s(vec![]).sign_out_of(a, &[b]), SignOut::Refuse);
+        assert_eq!(s(vec![a]).sign_out_of(a, &[b]), SignOut::Already);
+        assert_eq!(
+            s(vec![b]).sign_out_of(a, &[b]),
+            SignOut::End,
+            "refused in B"
+        );
+        assert_eq!(
+            s(vec![a]).sign_out_of(a, &[]),
+            SignOut::End,
+            "left the others"
+        );
+        assert_eq!(
+            s(vec![b]).sign_out_of(a, &[b, c]),
+            SignOut::Refuse,
+            "good in C"
+        );
+    }
 
     #[test]
     fn emails() {

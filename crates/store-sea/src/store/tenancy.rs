@@ -27,8 +27,8 @@ async fn active_orgs_besides(
     txn: &DatabaseTransaction,
     uid: &str,
     org: OrgId,
-) -> Result<Vec<String>, TenancyError> {
-    membership::Entity::find()
+) -> Result<Vec<OrgId>, TenancyError> {
+    let ids: Vec<String> = membership::Entity::find()
         .select_only()
         .column(membership::Column::OrgId)
         .filter(membership::Column::UserId.eq(uid))
@@ -37,7 +37,10 @@ async fn active_orgs_besides(
         .into_tuple()
         .all(txn)
         .await
-        .map_err(store)
+        .map_err(store)?;
+    ids.iter()
+        .map(|i| id("organization id", i).map_err(TenancyError::Store))
+        .collect()
 }
 
 /// Organization ids as a session row keeps them (`signed_out_of`): comma-separated.
@@ -1088,7 +1091,7 @@ impl AccountStore for SeaStore {
         // as they are until the commit.
         lock_user(&txn, user_id).await?;
         let uid = user_id.to_string();
-        let (here, elsewhere) = (org.to_string(), active_orgs_besides(&txn, &uid, org).await?);
+        let elsewhere = active_orgs_besides(&txn, &uid, org).await?;
         let live = session::Entity::find()
             .filter(session::Column::UserId.eq(uid))
             .filter(session::Column::EndedAt.is_null())
@@ -1096,31 +1099,25 @@ impl AccountStore for SeaStore {
             .await
             .map_err(store)?;
         let (mut n, mut ending) = (0, Vec::new());
-        for s in live {
-            let mut orgs: Vec<&str> = s
-                .signed_out_of
-                .split(',')
-                .filter(|x| !x.is_empty())
-                .collect();
-            // Signed out of every other organization where the person is active (or there is
-            // none): good nowhere once out of this one, it ends, even if it was signed out of
-            // this one before (they left the others since).
-            if elsewhere.iter().all(|o| orgs.contains(&o.as_str())) {
-                ending.push(s.id.clone());
-                n += 1;
-                continue;
-            }
-            if orgs.contains(&here.as_str()) {
-                continue;
+        for row in live {
+            let mut s = Session::try_from(row).map_err(TenancyError::Store)?;
+            match s.sign_out_of(org, &elsewhere) {
+                tenancy::SignOut::End => ending.push(s.id.to_string()),
+                tenancy::SignOut::Refuse => {
+                    s.signed_out_of.push(org);
+                    session::Entity::update_many()
+                        .col_expr(
+                            session::Column::SignedOutOf,
+                            Expr::value(org_list(&s.signed_out_of)),
+                        )
+                        .filter(session::Column::Id.eq(s.id.to_string()))
+                        .exec(&txn)
+                        .await
+                        .map_err(store)?;
+                }
+                tenancy::SignOut::Already => continue,
             }
             n += 1;
-            orgs.push(&here);
-            session::Entity::update_many()
-                .col_expr(session::Column::SignedOutOf, Expr::value(orgs.join(",")))
-                .filter(session::Column::Id.eq(s.id.clone()))
-                .exec(&txn)
-                .await
-                .map_err(store)?;
         }
         if !ending.is_empty() {
             session::Entity::update_many()
