@@ -344,7 +344,7 @@ pub struct SmsSettings {
 pub struct WebhookSettings {
     /// Attempt timeout in seconds.
     pub timeout_secs: u64,
-    /// Refuse http:// URLs.
+    /// Refuse http:// URLs: new ones, and deliveries to those stored before this was on.
     pub https_only: bool,
     /// Internal networks allowed as destinations.
     pub allow_cidrs: Vec<String>,

@@ -375,6 +375,10 @@ async fn send(
         Ok(u) => u,
         Err(e) => return fail(format!("bad URL: {e}")),
     };
+    // `webhooks.https_only` applies to endpoints stored before it was turned on, too.
+    if state.settings.webhooks.https_only && url.scheme() != "https" {
+        return fail("webhooks.https_only is on: an http:// endpoint gets no deliveries".into());
+    }
     // The port rule applies to endpoints stored before it, too; the port is the one the
     // request will use, as the HTTP client's parser reads it.
     match url.port_or_known_default() {

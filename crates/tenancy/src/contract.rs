@@ -153,6 +153,7 @@ pub async fn run<
     member_limit_and_single_owner(s).await;
     sessions_evict_oldest_and_end(s).await;
     signing_out_of_one_organization_keeps_the_others(s).await;
+    a_deactivated_membership_keeps_no_session_alive(s).await;
     an_abandoned_sign_in_leaves_all_or_nothing(s).await;
     api_keys_limit_scope_and_revoke(s).await;
     invitations_are_single_use_and_counted(s).await;
@@ -942,6 +943,80 @@ async fn signing_out_of_one_organization_keeps_the_others<
         "signed out of A before, but now good nowhere: it ends"
     );
     assert!(found(1).await.unwrap().is_none());
+}
+
+/// A membership deactivated through SCIM counts as gone when a sign-out asks where else the
+/// person is active: the session ends rather than staying live for an organization that does
+/// not let them in. Both stores read "active" from their own data; this holds them to one rule.
+async fn a_deactivated_membership_keeps_no_session_alive<
+    S: TenancyStore + AuditStore + MembershipStore + crate::scim::ScimStore + ?Sized,
+>(
+    s: &S,
+) {
+    use crate::scim::MemberWrite;
+    let (a, a_team, _) = new_org(s).await;
+    let (b, b_team, b_owner) = new_org(s).await;
+    let dee = user("dee");
+    let rec = record(dee.id, &format!("dee-{}", dee.id), 1);
+    s.provision_member(
+        b.id,
+        &dee,
+        None,
+        &rec,
+        OrgRole::User,
+        true,
+        b_team.id,
+        &enterprise(),
+        Some(b_owner.id),
+        note(b.id, "dee"),
+    )
+    .await
+    .unwrap();
+    add_user(s, a.id, a_team.id, &dee, None).await;
+    let hash = format!("deactivated-{}", dee.id);
+    s.create_session(&session(dee.id, 0), &hash, 10, &|_| Journal::default())
+        .await
+        .unwrap();
+    let off = MemberWrite {
+        org: b.id,
+        user: dee.id,
+        expected_version: Some(1),
+        record: crate::scim::UserRecord {
+            version: 2,
+            ..rec.clone()
+        },
+        name: dee.name.clone(),
+        email: dee.email.clone(),
+        password_hash: None,
+        role: None,
+        active: Some(false),
+        by: Some(b_owner.id),
+        now: now(),
+    };
+    let report = s.write_member(&off, note(b.id, "deactivate")).await.unwrap();
+    assert_eq!(report.sessions_ended, 0, "still active in A");
+    assert!(s.find_session(&hash).await.unwrap().is_some());
+    let records = |n: u64| {
+        (0..n).fold(Journal::default(), |j, _| {
+            j.and_record(NewAuditEvent::new(
+                a.id,
+                now(),
+                Actor::system(),
+                AuditAction::SessionRevoked,
+                Target::new("member", dee.id, "dee"),
+            ))
+        })
+    };
+    assert_eq!(
+        s.end_sessions_in(a.id, dee.id, now(), &records)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        s.find_session(&hash).await.unwrap().is_none(),
+        "deactivated in B, signed out of A: good nowhere, so it ends"
+    );
 }
 
 async fn sessions_evict_oldest_and_end<S: TenancyStore + AuditStore + ?Sized>(s: &S) {

@@ -873,7 +873,12 @@ where
         message: Some("{{event}} by {{user}}".into()),
         ..endpoint(org, vec![EventKind::UserCreated])
     };
-    for e in [&all, &users, &off, &chat] {
+    let broken = Endpoint {
+        enabled: false,
+        disabled_reason: Some(GONE.into()),
+        ..endpoint(org, vec![EventKind::UserCreated])
+    };
+    for e in [&all, &users, &off, &chat, &broken] {
         store.create_endpoint(e, "v1:s", note(org)).await.unwrap();
     }
     assert_eq!(store.get_endpoint(org, chat.id).await.unwrap(), chat);
@@ -902,6 +907,33 @@ where
     assert_eq!(count(all.id).await, 2, "everything but test events");
     assert_eq!(count(users.id).await, 1, "the filter holds");
     assert_eq!(count(off.id).await, 0, "disabled endpoints get nothing");
+    // One disabled automatically keeps what it missed as failed deliveries (which no claim
+    // takes), and a recovery sends them once it is enabled again.
+    let missed = store
+        .list_deliveries(org, broken.id, None, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        missed.iter().map(|d| (d.kind, d.status)).collect::<Vec<_>>(),
+        [(EventKind::UserCreated, DeliveryStatus::Failed)],
+        "the filter holds, and the missed event is kept for recovery"
+    );
+    let enable = EndpointChange {
+        enabled: Some(true),
+        ..EndpointChange::default()
+    };
+    store
+        .update_endpoint(org, broken.id, &enable, note(org))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .requeue(org, broken.id, None, Some(now()), now(), note(org))
+            .await
+            .unwrap(),
+        1,
+        "recovered"
+    );
     // A templated endpoint gets its message; the others the event document.
     let body = |id| async move {
         store

@@ -46,7 +46,7 @@ impl MemoryWebhookStore {
             .map_err(|_| WebhookError::Store(StoreError::msg("memory store poisoned")))
     }
 
-    fn queue(s: &mut State, e: &DomainEvent, ep: &Endpoint) {
+    fn queue(s: &mut State, e: &DomainEvent, ep: &Endpoint, status: DeliveryStatus) {
         s.next_id += 1;
         s.deliveries.push(Delivery {
             id: format!("dlv_{:020}", s.next_id),
@@ -55,7 +55,7 @@ impl MemoryWebhookStore {
             event_id: e.id,
             kind: e.kind,
             payload: ep.body_for(e),
-            status: DeliveryStatus::Pending,
+            status,
             attempts: 0,
             next_attempt_at: e.occurred_at,
             created_at: e.occurred_at,
@@ -73,14 +73,14 @@ impl MemoryWebhookStore {
             .iter()
             .filter(|e| e.kind != audit::EventKind::WebhookTest)
         {
-            let targets: Vec<Endpoint> = s
+            let targets: Vec<(Endpoint, DeliveryStatus)> = s
                 .endpoints
                 .iter()
-                .map(|(ep, _)| ep.clone())
-                .filter(|ep| ep.org == e.org && ep.wants(e.kind))
+                .filter(|(ep, _)| ep.org == e.org)
+                .filter_map(|(ep, _)| Some((ep.clone(), ep.queues(e.kind)?)))
                 .collect();
-            for ep in &targets {
-                Self::queue(&mut s, e, ep);
+            for (ep, status) in &targets {
+                Self::queue(&mut s, e, ep, *status);
             }
         }
         Ok(())
@@ -221,7 +221,7 @@ impl WebhookStore for MemoryWebhookStore {
             let mut s = self.lock()?;
             let ep = find(&mut s, org, endpoint)?.0.clone();
             for e in &journal.events {
-                Self::queue(&mut s, e, &ep);
+                Self::queue(&mut s, e, &ep, DeliveryStatus::Pending);
             }
         }
         self.commit(journal).await

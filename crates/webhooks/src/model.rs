@@ -37,7 +37,30 @@ impl Endpoint {
     /// Whether this endpoint subscribes to `kind` (test events always go to their endpoint).
     #[must_use]
     pub fn wants(&self, kind: EventKind) -> bool {
-        self.enabled && (self.events.is_empty() || self.events.contains(&kind))
+        self.enabled && self.subscribes(kind)
+    }
+
+    /// How an event of `kind` is queued for this endpoint, if at all: as a pending delivery
+    /// when it is enabled and subscribes; as a failed one when it subscribes but was disabled
+    /// automatically (a `410`, too many failures in a row), so that the events it missed while
+    /// broken are among "the deliveries that failed since" its owner recovers once it is fixed
+    /// (housekeeping removes them with the rest of the history); not at all when disabled by
+    /// hand.
+    #[must_use]
+    pub fn queues(&self, kind: EventKind) -> Option<DeliveryStatus> {
+        if !self.subscribes(kind) {
+            None
+        } else if self.enabled {
+            Some(DeliveryStatus::Pending)
+        } else if self.disabled_reason.is_some() {
+            Some(DeliveryStatus::Failed)
+        } else {
+            None
+        }
+    }
+
+    fn subscribes(&self, kind: EventKind) -> bool {
+        self.events.is_empty() || self.events.contains(&kind)
     }
 
     /// The request body this endpoint gets for `event`: the event document ([`payload`]), or

@@ -68,11 +68,12 @@ fn delivery(m: webhook_delivery::Model) -> Result<Delivery, WebhookError> {
     })
 }
 
-/// Queues each event for every enabled endpoint of its organization that wants it (or for
-/// `only` that endpoint), while the organization's plan has webhooks (`webhooks::goes_out`). Test
-/// events are queued only for the endpoint they were sent to. Endpoints are read once per
-/// organization and the deliveries inserted in a few multi-row statements. Returns how many
-/// deliveries were queued.
+/// Queues each event for every endpoint of its organization that takes it, as
+/// [`webhooks::Endpoint::queues`] says (pending, or failed for an endpoint disabled
+/// automatically), or for `only` that endpoint, while the organization's plan has webhooks
+/// (`webhooks::goes_out`). Test events are queued only for the endpoint they were sent to.
+/// Endpoints are read once per organization and the deliveries inserted in a few multi-row
+/// statements. Returns how many pending deliveries were queued.
 pub(crate) async fn fan_out<C: ConnectionTrait>(
     db: &C,
     events: &[DomainEvent],
@@ -82,7 +83,7 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
         std::collections::HashMap::new();
     let mut plans: std::collections::HashMap<OrgId, Option<String>> =
         std::collections::HashMap::new();
-    let mut rows = Vec::new();
+    let (mut rows, mut pending) = (Vec::new(), 0);
     for e in events {
         if only.is_none() && e.kind == EventKind::WebhookTest {
             continue;
@@ -140,9 +141,12 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
         }
         let mut document = None;
         for (id, ep, unknown_filter) in endpoints.get(&e.org).into_iter().flatten() {
-            if only.is_none() && (*unknown_filter || !ep.wants(e.kind)) {
-                continue;
-            }
+            let status = match (only, ep.queues(e.kind)) {
+                (Some(_), _) => DeliveryStatus::Pending,
+                (None, Some(status)) if !*unknown_filter => status,
+                _ => continue,
+            };
+            pending += usize::from(status == DeliveryStatus::Pending);
             // The event document is made once for the endpoints that take it; a templated
             // endpoint gets its own message.
             let templated;
@@ -159,14 +163,13 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
                 event_id: Set(e.id.to_string()),
                 kind: Set(e.kind.as_str().to_owned()),
                 payload: Set(body.clone()),
-                status: Set(DeliveryStatus::Pending.as_str().to_owned()),
+                status: Set(status.as_str().to_owned()),
                 attempts: Set(0),
                 next_attempt_at: Set(micros(e.occurred_at)),
                 created_at: Set(micros(e.occurred_at)),
             });
         }
     }
-    let queued = rows.len();
     // Ten columns a row: 500 rows stay far below either database's bound on parameters.
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
@@ -175,7 +178,7 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
             .exec_without_returning(db)
             .await?;
     }
-    Ok(queued)
+    Ok(pending)
 }
 
 /// Writes a batch of attempts and moves their deliveries and endpoints on, inside `txn`, with a
@@ -595,8 +598,8 @@ impl WebhookStore for SeaStore {
             description: Set(ep.description.clone()),
             events: Set(events_json(&ep.events)),
             enabled: Set(ep.enabled),
-            disabled_reason: Set(None),
-            consecutive_failures: Set(0),
+            disabled_reason: Set(ep.disabled_reason.clone()),
+            consecutive_failures: Set(i32::try_from(ep.consecutive_failures).unwrap_or(i32::MAX)),
             secret: Set(secret.to_owned()),
             previous_secret: Set(None),
             previous_secret_until: Set(None),
