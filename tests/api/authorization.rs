@@ -143,6 +143,23 @@ both_backends!(
             .get(&t.org("/audit-events/export?format=ndjson"), &lisa)
             .await;
         assert_eq!(export.status(), StatusCode::OK);
+        // She reads her teams' records, not the whole log: verifying or signing the whole
+        // chain is not hers to do.
+        for whole in ["/audit-events/verify", "/audit-events/checkpoints"] {
+            problem(
+                t.post(&t.org(whole), &lisa, &json!({})).await,
+                StatusCode::FORBIDDEN,
+                "forbidden",
+            )
+            .await;
+        }
+        let refused = t.audit("action=access.denied&outcome=denied").await;
+        assert!(
+            ["audit.verify", "audit.checkpoint"]
+                .iter()
+                .all(|p| refused.iter().any(|r| r["target_id"] == *p)),
+            "{refused:?}"
+        );
         for still_denied in [
             "view_billing",
             "manage_billing",

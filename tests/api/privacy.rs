@@ -50,6 +50,22 @@ both_backends!(consents_are_recorded_and_listed, |b| async move {
         t.get(&t.org("/consents?user_id=all"), &lisa).await.status(),
         StatusCode::FORBIDDEN
     );
+    // A key of hers (handed to a script or a client) is not her: it reads no consents.
+    let key = json_of(
+        t.post(
+            &t.org("/api-keys"),
+            &lisa,
+            &json!({"name": "Lisa's script"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        t.get(&t.org("/consents"), key["secret"].as_str().unwrap())
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
     let all = json_of(t.get(&t.org("/consents?user_id=all"), &t.owner_token).await).await;
     assert_eq!(all.as_array().unwrap().len(), 2);
     let changes = t.audit("action=privacy.consent_changed").await;

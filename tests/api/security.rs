@@ -241,7 +241,7 @@ both_backends!(
             "invalid_input",
         )
         .await;
-        let denied = t.audit("action=access.denied").await;
+        let denied = t.audit("action=access.denied&outcome=denied").await;
         assert_eq!(denied.len(), 1, "{denied:?}");
         assert_eq!(denied[0]["reason"], "bad_second_factor");
         // Turning it off also takes the current password, recorded when wrong.

@@ -291,7 +291,8 @@ both_backends!(
             );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        // A disabled endpoint is not subscribed: events meanwhile are not queued for it.
+        // Nothing is sent while it is off; what happens meanwhile is kept as a failed delivery,
+        // for the recovery.
         make_key(&t, "while disabled").await;
         let page = json_of(
             t.get(
@@ -301,8 +302,9 @@ both_backends!(
             .await,
         )
         .await;
-        assert_eq!(page["items"].as_array().unwrap().len(), 1);
-        assert_eq!(page["counts"]["failed"], 1);
+        assert_eq!(page["items"].as_array().unwrap().len(), 2);
+        assert_eq!(page["counts"]["failed"], 2);
+        assert_eq!(page["items"][0]["attempts"], 0, "never tried: {page}");
         // Re-enable, then recover everything that failed since before the test began.
         json_of(
             t.patch(
@@ -323,18 +325,27 @@ both_backends!(
             .await,
         )
         .await;
-        assert_eq!(rec["requeued"], 1);
-        let got = rx.wait_for(3, 10).await;
-        assert_eq!(
-            got[2].headers["x-webhook-id"], got[0].headers["x-webhook-id"],
+        assert_eq!(rec["requeued"], 2);
+        let got = rx.wait_for(4, 10).await;
+        let ids: Vec<_> = got[2..]
+            .iter()
+            .map(|g| &g.headers["x-webhook-id"])
+            .collect();
+        assert!(
+            ids.contains(&&got[0].headers["x-webhook-id"]),
             "the recovered delivery is the same event"
         );
-        // The receiver has it; its outcome is recorded a moment later.
-        deliveries_once(&t, &eid, |p| p["counts"]["delivered"] == 1).await;
+        let names: Vec<_> = got[2..]
+            .iter()
+            .map(|g| serde_json::from_str::<Value>(&g.body).unwrap()["data"]["name"].clone())
+            .collect();
+        assert!(names.contains(&json!("while disabled")), "{names:?}");
+        // The receiver has them; their outcomes are recorded a moment later.
+        deliveries_once(&t, &eid, |p| p["counts"]["delivered"] == 2).await;
         make_key(&t, "after re-enabling").await;
-        let got = rx.wait_for(4, 10).await;
+        let got = rx.wait_for(5, 10).await;
         assert_eq!(
-            serde_json::from_str::<Value>(&got[3].body).unwrap()["data"]["name"],
+            serde_json::from_str::<Value>(&got[4].body).unwrap()["data"]["name"],
             "after re-enabling"
         );
         assert!(!t.audit("action=webhook.endpoint_changed").await.is_empty());

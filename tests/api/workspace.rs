@@ -756,6 +756,31 @@ both_backends!(
             "conflict",
         )
         .await;
+        // No new API key is made for it, and its credits are not used.
+        problem(
+            t.post(
+                &t.org("/api-keys"),
+                &t.owner_token,
+                &json!({ "name": "Late key", "team_id": marketing }),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "archived",
+        )
+        .await;
+        problem(
+            t.client
+                .post(t.org(&format!("/teams/{marketing}/credits/consumptions")))
+                .bearer_auth(&lisa)
+                .header("Idempotency-Key", "late-use")
+                .json(&json!({ "amount": 1 }))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::CONFLICT,
+            "archived",
+        )
+        .await;
         // Nobody new joins it (Tom is in Sales); its own people keep their place.
         problem(
             t.put(

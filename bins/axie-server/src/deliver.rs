@@ -345,7 +345,8 @@ async fn disabled_journal(
             subject: "A webhook endpoint was disabled".into(),
             body: format!(
                 "Hello {},\n\nThe webhook endpoint {} ({}) was disabled: {reason}.\n\
-                 Fix the receiver, re-enable the endpoint, and recover the failed deliveries\n\
+                 Events from now on are kept as failed deliveries. Fix the receiver, re-enable\n\
+                 the endpoint, and recover the failed deliveries\n\
                  (POST /api/v1/orgs/{}/webhooks/{}/recover).\n",
                 m.user.name,
                 ep.id,

@@ -26,7 +26,8 @@ pub struct CreateApiKeyRequest {
 ///
 /// # Errors
 /// [`TenancyError::Forbidden`] (Users when the setting reserves keys for Admins, API keys
-/// themselves), [`TenancyError::LimitReached`] at the plan's key limit, [`TenancyError::Invalid`].
+/// themselves), [`TenancyError::LimitReached`] at the plan's key limit, [`TenancyError::Invalid`],
+/// [`TenancyError::Archived`] for an archived team.
 pub async fn create<
     S: TenancyStore + crate::WorkspaceStore + crate::metering::MeteringStore + ?Sized,
 >(
@@ -47,6 +48,14 @@ pub async fn create<
         Permission::CreateApiKey,
         &Resource::team(caller.org.id, team),
     )?;
+    if let Some(t) = store.get_team(caller.org.id, team).await?
+        && t.archived_at.is_some()
+    {
+        return Err(crate::teams::archived(
+            &t.name,
+            "no new API key is made for it",
+        ));
+    }
     let token = mint(API_KEY_PREFIX, 32);
     let key = ApiKey {
         id: ApiKeyId::new(),

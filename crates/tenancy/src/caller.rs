@@ -3,7 +3,8 @@
 use audit::{Actor, ActorKind, AuditAction, NewAuditEvent, RequestContext, Target};
 use chrono::{DateTime, Utc};
 use rbac_core::{
-    Context, Credential, Decision, Grant, OrgId, Permission, Resource, Subject, TeamId, authorize,
+    Context, Credential, Decision, DenyReason, Grant, OrgId, Permission, Resource, Subject, TeamId,
+    authorize,
 };
 
 use crate::error::TenancyError;
@@ -185,6 +186,22 @@ impl Caller {
         };
         self.teams_seen()
             .map(|teams| audit::SeenBy { teams, actor_id })
+    }
+
+    /// Checks that the caller reads the organization's whole audit log, as verifying its chain
+    /// or signing its head needs (both speak for every record): a caller whose view is narrowed
+    /// to their teams ([`Caller::audit_seen_by`]) is refused, as one refused the log altogether.
+    ///
+    /// # Errors
+    /// [`TenancyError::Forbidden`] or [`TenancyError::NotFound`].
+    pub fn check_whole_audit_log(&self) -> Result<(), TenancyError> {
+        self.check_org(Permission::ViewAuditLog)?;
+        if self.audit_seen_by().is_some() {
+            return Err(TenancyError::Forbidden(DenyReason::RoleLacksPermission {
+                role: self.subject.role,
+            }));
+        }
+        Ok(())
     }
 
     /// The organization-wide inputs of authorization.

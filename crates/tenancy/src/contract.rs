@@ -993,7 +993,10 @@ async fn a_deactivated_membership_keeps_no_session_alive<
         by: Some(b_owner.id),
         now: now(),
     };
-    let report = s.write_member(&off, note(b.id, "deactivate")).await.unwrap();
+    let report = s
+        .write_member(&off, note(b.id, "deactivate"))
+        .await
+        .unwrap();
     assert_eq!(report.sessions_ended, 0, "still active in A");
     assert!(s.find_session(&hash).await.unwrap().is_some());
     let records = |n: u64| {

@@ -580,7 +580,8 @@ fn account_target(account: Account) -> Target {
 ///
 /// # Errors
 /// [`TenancyError::NotFound`] for a team the caller cannot see; [`TenancyError::Forbidden`];
-/// [`TenancyError::Credit`] (insufficient, key reused, bad amount).
+/// [`TenancyError::Credit`] (insufficient, key reused, bad amount); [`TenancyError::Archived`]
+/// for an archived team.
 #[allow(clippy::too_many_arguments, reason = "the request's fields")]
 pub async fn consume<S: TenancyStore + CreditStore + WorkspaceStore + MeteringStore + ?Sized>(
     store: &S,
@@ -599,6 +600,10 @@ pub async fn consume<S: TenancyStore + CreditStore + WorkspaceStore + MeteringSt
     let fingerprint = credits::fingerprint("consumption", &postings);
     if let Some(r) = replay(store, caller.org.id, key, &fingerprint).await? {
         return Ok(r);
+    }
+    // A retry of a consumption made before the team was archived is answered above.
+    if t.archived_at.is_some() {
+        return Err(crate::teams::archived(&t.name, "its credits are not used"));
     }
     let journal = Journal::record(
         caller

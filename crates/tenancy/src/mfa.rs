@@ -477,10 +477,16 @@ async fn factor_records<S: TenancyStore + MfaStore + ?Sized>(
     request: &RequestContext,
     now: DateTime<Utc>,
 ) -> Result<(FactorRecords, Option<u32>), TenancyError> {
+    // A refused sign-in is a failure; a refused change behind the second factor is a denial,
+    // which searches and the denial count find with the others.
+    let reason = "bad_second_factor".to_owned();
+    let outcome = if failed == AuditAction::AccessDenied {
+        Outcome::Denied { reason }
+    } else {
+        Outcome::Failure { reason }
+    };
     let failed = personal_journal_with(store, user, failed, request, now, |r| {
-        r.with_outcome(Outcome::Failure {
-            reason: "bad_second_factor".into(),
-        })
+        r.with_outcome(outcome.clone())
     })
     .await?;
     let mut left = None;

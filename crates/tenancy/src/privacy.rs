@@ -219,7 +219,8 @@ pub async fn set_consent<S: PrivacyStore + ?Sized>(
     Ok(record)
 }
 
-/// Consent decisions: one's own, or, for the Owner and Admins, anyone's in the organization.
+/// Consent decisions: one's own (in a session), or, for the Owner and Admins, anyone's in the
+/// organization.
 ///
 /// # Errors
 /// [`TenancyError::Forbidden`] for a User asking about someone else.
@@ -228,10 +229,17 @@ pub async fn consents<S: PrivacyStore + ?Sized>(
     caller: &Caller,
     user: Option<UserId>,
 ) -> Result<Vec<ConsentRecord>, TenancyError> {
-    if user != Some(caller.user.id) {
+    if user.is_none_or(|u| !is_own(caller, u)) {
         check_admin(caller)?;
     }
     store.consents(caller.org.id, user).await
+}
+
+/// Whether `user` is the caller, in a session: an API key (a team's key handed to a client,
+/// say) or a SCIM token is not the person who made it, and reads only what its rights as an
+/// administrator allow.
+fn is_own(caller: &Caller, user: UserId) -> bool {
+    user == caller.user.id && caller.scim_token.is_none() && caller.api_key.is_none()
 }
 
 fn check_admin(caller: &Caller) -> Result<(), TenancyError> {
@@ -265,9 +273,7 @@ pub async fn export<S>(
 where
     S: TenancyStore + WorkspaceStore + PrivacyStore + AuditStore + crate::scim::ScimStore + ?Sized,
 {
-    // One's own, in a session: an API key (a team's key handed to a client, say) is not the
-    // person, and exports only what its rights as an administrator allow.
-    let own = user == caller.user.id && caller.scim_token.is_none() && caller.api_key.is_none();
+    let own = is_own(caller, user);
     if !own {
         check_admin(caller)?;
     }

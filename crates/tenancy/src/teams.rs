@@ -242,8 +242,15 @@ pub async fn members<S: TenancyStore + WorkspaceStore + ?Sized>(
 /// it already, and may be given an explicit role there.
 #[must_use]
 pub fn archived_team(name: &str) -> TenancyError {
+    archived(name, "nobody joins it")
+}
+
+/// The refusal of `what` (`"nobody joins it"`, `"no new API key is made for it"`) in the
+/// archived team `name`, until it is restored.
+#[must_use]
+pub fn archived(name: &str, what: &str) -> TenancyError {
     TenancyError::Archived(format!(
-        "the team \"{name}\" is archived: nobody joins it until it is restored"
+        "the team \"{name}\" is archived: {what} until it is restored"
     ))
 }
 

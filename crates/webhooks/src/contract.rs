@@ -914,7 +914,10 @@ where
         .await
         .unwrap();
     assert_eq!(
-        missed.iter().map(|d| (d.kind, d.status)).collect::<Vec<_>>(),
+        missed
+            .iter()
+            .map(|d| (d.kind, d.status))
+            .collect::<Vec<_>>(),
         [(EventKind::UserCreated, DeliveryStatus::Failed)],
         "the filter holds, and the missed event is kept for recovery"
     );

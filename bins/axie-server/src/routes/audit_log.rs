@@ -452,6 +452,9 @@ pub async fn verify(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
 ) -> Result<HttpResponse, ApiError> {
+    if let Err(e) = caller.check_whole_audit_log() {
+        return Err(crate::auth::audited(&st, &caller, "audit.verify", e).await);
+    }
     let result = verify_chain(&*st.store, caller.org.id, &st.checkpoint_key).await?;
     // Recorded after the walk, so the record is not part of what it reports on.
     let record = caller
@@ -503,6 +506,9 @@ pub async fn checkpoint(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
 ) -> Result<HttpResponse, ApiError> {
+    if let Err(e) = caller.check_whole_audit_log() {
+        return Err(crate::auth::audited(&st, &caller, "audit.checkpoint", e).await);
+    }
     let now = st.clock.now();
     let cp = take_checkpoint_recorded(&*st.store, caller.org.id, &st.checkpoint_key, now, |cp| {
         let record = caller
