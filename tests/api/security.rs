@@ -1163,6 +1163,25 @@ both_backends!(
             "signed_out",
         )
         .await;
+        // The organization's log shows who kept trying, and where.
+        let tried = json_of(
+            t.get(
+                &t.org("/audit-events?action=access.denied&outcome=denied"),
+                &owner,
+            )
+            .await,
+        )
+        .await;
+        assert!(
+            tried["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["reason"] == "signed_out"
+                    && r["actor_id"] == tom_id.as_str()
+                    && r["target_id"] == "GET /api/v1/orgs/{org_id}/teams"),
+            "{tried:?}"
+        );
         assert_eq!(t.get(&own_teams, &tom).await.status(), StatusCode::OK);
         assert_eq!(
             t.get(&t.url("/api/v1/me"), &tom).await.status(),

@@ -204,11 +204,16 @@ impl FromRequest for OrgCaller {
             let st = state(&req)?;
             let secret = credential(&req).ok_or_else(ApiError::unauthenticated)?;
             let request = request_context(&req, &st);
-            let caller = if access == Access::Leaving {
-                accounts::authenticate_to_leave(&*st.store, &secret, org, request, st.clock.now())
-                    .await?
+            let now = st.clock.now();
+            let resolved = if access == Access::Leaving {
+                accounts::authenticate_to_leave(&*st.store, &secret, org, request.clone(), now)
+                    .await
             } else {
-                accounts::authenticate_in(&*st.store, &secret, org, request, st.clock.now()).await?
+                accounts::authenticate_in(&*st.store, &secret, org, request.clone(), now).await
+            };
+            let caller = match resolved {
+                Ok(caller) => caller,
+                Err(e) => return Err(member_refused(&st, &req, &secret, org, request, e).await),
             };
             tracing::Span::current().record("org", tracing::field::display(org));
             if let Err(refusal) = admit_address(&st, &caller)
@@ -236,6 +241,42 @@ impl FromRequest for OrgCaller {
             }
             Ok(OrgCaller(caller))
         })
+    }
+}
+
+/// A member's own credential refused in `org` (signed out, deactivated, excluded by the plan)
+/// is written to its audit log as `access.denied` of the route, as other refusals are; the
+/// refusal is returned (or the storage error when the record cannot be written).
+async fn member_refused(
+    st: &AppState,
+    req: &HttpRequest,
+    secret: &str,
+    org: OrgId,
+    request: audit::RequestContext,
+    e: tenancy::TenancyError,
+) -> ApiError {
+    let record = accounts::member_refusal_record(
+        &*st.store,
+        secret,
+        org,
+        &e,
+        route_target(req),
+        request,
+        st.clock.now(),
+    )
+    .await;
+    match record {
+        Ok(Some(record)) => {
+            if let Some(reason) = e.member_refusal() {
+                crate::prom::denial(reason);
+            }
+            match AuditStore::append(&*st.store, Journal::record(record)).await {
+                Ok(_) => e.into(),
+                Err(store) => store.into(),
+            }
+        }
+        Ok(None) => e.into(),
+        Err(store) => store.into(),
     }
 }
 

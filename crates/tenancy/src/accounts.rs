@@ -508,6 +508,47 @@ async fn authenticate_for<S: TenancyStore + ?Sized>(
     resolve(principal, memberships, org, request)
 }
 
+/// The audit record of `refusal`, a member's own credential refused in `org`
+/// ([`TenancyError::member_refusal`]: signed out, deactivated, excluded by the plan): an
+/// `access.denied` of `target` by the person the secret belongs to, so that the organization's
+/// log shows who kept trying, from where. `None` for other errors, or when the secret names
+/// nobody (any more).
+///
+/// # Errors
+/// The store's, reading the secret's session or key.
+pub async fn member_refusal_record<S: TenancyStore + ?Sized>(
+    store: &S,
+    secret: &str,
+    org: rbac_core::OrgId,
+    refusal: &TenancyError,
+    target: Target,
+    request: RequestContext,
+    now: DateTime<Utc>,
+) -> Result<Option<NewAuditEvent>, TenancyError> {
+    let Some(reason) = refusal.member_refusal() else {
+        return Ok(None);
+    };
+    let actor = match lookup(store, secret, now).await {
+        Ok(Found::Session(_, user)) => Actor::user(user.id, user.name),
+        Ok(Found::Key(Principal::ApiKey { key, user })) => Actor {
+            kind: audit::ActorKind::ApiKey,
+            id: key.id.to_string(),
+            name: format!("{} (API key of {})", key.name, user.name),
+        },
+        Ok(Found::Key(Principal::Session { .. })) | Err(TenancyError::Unauthenticated) => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(Some(
+        NewAuditEvent::new(org, now, actor, AuditAction::AccessDenied, target)
+            .with_context(request)
+            .with_outcome(Outcome::Denied {
+                reason: reason.to_owned(),
+            }),
+    ))
+}
+
 /// What a secret names, before its session (if it is one) is checked against the policy.
 enum Found {
     /// A live API key and its creator.

@@ -121,6 +121,19 @@ impl TenancyError {
             _ => None,
         }
     }
+
+    /// Why a member's own credential was refused in an organization they belong to (or were
+    /// signed out of), as recorded in its audit log: `signed_out`, `member_deactivated`,
+    /// `plan_excludes_members`; `None` for every other error.
+    #[must_use]
+    pub const fn member_refusal(&self) -> Option<&'static str> {
+        match self {
+            TenancyError::SignedOut => Some("signed_out"),
+            TenancyError::Deactivated => Some("member_deactivated"),
+            TenancyError::PlanExcludesMembers(_) => Some("plan_excludes_members"),
+            _ => None,
+        }
+    }
 }
 
 impl From<audit::AuditError> for TenancyError {
