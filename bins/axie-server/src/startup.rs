@@ -210,6 +210,7 @@ impl Application {
             );
             Vec::new()
         };
+        workers.push(tokio::spawn(workers::meter_flush(self.state.clone())));
         if let Some((_, m)) = self.metrics_server {
             workers.push(tokio::spawn(async move {
                 if let Err(e) = m.await {
@@ -221,6 +222,8 @@ impl Application {
         for w in workers {
             w.abort();
         }
+        // The calls counted since the last write are not left in memory.
+        workers::flush_meter(&self.state).await;
         result
     }
 }

@@ -81,8 +81,8 @@ async fn checkpoints(state: AppState, every: Duration) {
     }
 }
 
-/// Ends the trials that are over, renews the paid periods that ended and writes the API calls
-/// counted since the last pass, every minute (the first pass right at start).
+/// Ends the trials that are over and renews the paid periods that ended, every minute (the
+/// first pass right at start).
 async fn billing(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -91,11 +91,28 @@ async fn billing(state: AppState) {
         if let Err(e) = run_billing(&state.store, state.payments(), state.clock.now()).await {
             tracing::warn!(error = %e, "billing worker failed");
         }
-        // The API calls made since the last reservation, into the daily per-team counters.
-        if let Err(e) = state.meter.flush(&*state.store).await {
-            tracing::warn!(error = %e, "daily API-call counters not written; retried next minute");
-        }
         state.health.finished("billing");
+    }
+}
+
+/// Writes the API calls this process counted since the last write (`CallMeter`: calls handed
+/// out of a reserved block) into the daily per-team counters, every minute. It runs wherever
+/// the HTTP server runs, workers or not (`server.workers = false`), as only that process counts
+/// calls; the server writes them once more when it stops.
+pub(crate) async fn meter_flush(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        flush_meter(&state).await;
+    }
+}
+
+/// One write of the counted API calls ([`meter_flush`]); what cannot be written stays counted
+/// for the next.
+pub(crate) async fn flush_meter(state: &AppState) {
+    if let Err(e) = state.meter.flush(&*state.store).await {
+        tracing::warn!(error = %e, "daily API-call counters not written; retried next minute");
     }
 }
 
