@@ -582,18 +582,20 @@ async fn commit<S: TenancyStore + BillingStore + ?Sized>(
     } else {
         org.audit_archived_at
     };
-    // The audit record's metadata, with the invoice's number cut to 200 characters.
-    let metadata = |number: Option<&str>, cents: Option<u64>| {
+    // The audit record's metadata, with the invoice's number cut to 200 characters. It names
+    // the invoice but not the amount: Admins read the log and webhooks, and billing is the
+    // Owner's (the invoice, amount included, is in the billing API).
+    let metadata = |number: Option<&str>| {
         Metadata::from_value(json!({
             "change": change.as_str(), "from": current.plan.as_str(), "to": next.plan.as_str(),
             "status": next.status.as_str(), "cycle": next.cycle.map(|c| c.as_str()),
-            "invoice": number.map(|n| n.chars().take(200).collect::<String>()), "amount_cents": cents,
+            "invoice": number.map(|n| n.chars().take(200).collect::<String>()),
             "audit_archived": archived.is_some(),
         }))
     };
     // Checked at its largest before the charge (200 characters that JSON writes longest), so
     // that it cannot fail once the organization is charged.
-    metadata(Some(&"\u{1}".repeat(200)), Some(u64::MAX))?;
+    metadata(Some(&"\u{1}".repeat(200)))?;
     let charged = match charge_cents {
         Some(cents) if cents > 0 => {
             let req = charge_request(
@@ -610,13 +612,12 @@ async fn commit<S: TenancyStore + BillingStore + ?Sized>(
         _ => None,
     };
     let invoice = charged.as_ref().map(|(req, c)| invoice_of(req, c));
-    let invoice_json = invoice.as_ref().map(|i| {
-        json!({"number": i.number, "amountCents": i.amount_cents, "currency": i.currency, "status": i.status.as_str()})
-    });
-    let mut journal = Journal::record(record.with_metadata(metadata(
-        invoice.as_ref().map(|i| i.number.as_str()),
-        invoice.as_ref().map(|i| i.amount_cents),
-    )?))
+    let invoice_json = invoice
+        .as_ref()
+        .map(|i| json!({"number": i.number, "status": i.status.as_str()}));
+    let mut journal = Journal::record(
+        record.with_metadata(metadata(invoice.as_ref().map(|i| i.number.as_str()))?),
+    )
     .publish(DomainEvent::new(
         org.id,
         EventKind::SubscriptionUpdated,

@@ -531,7 +531,7 @@ fn purchase_operation(
             .audit(now, AuditAction::CreditsPurchased, account_target(account))
             .with_metadata(Metadata::from_value(json!({
                 "amount": amount, "allocated": allocated, "invoice": invoice.number,
-                "amount_cents": invoice.amount_cents, "idempotency_key": key,
+                "idempotency_key": key,
             }))?),
     )
     .publish(DomainEvent::new(
