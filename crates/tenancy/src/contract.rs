@@ -157,6 +157,7 @@ pub async fn run<
     an_abandoned_sign_in_leaves_all_or_nothing(s).await;
     api_keys_limit_scope_and_revoke(s).await;
     invitations_are_single_use_and_counted(s).await;
+    an_invitations_unsent_mail_goes_with_its_link(s).await;
     team_invitations_join_their_team_alone(s).await;
     a_direct_add_settles_the_invitation(s).await;
     bulk_previews_confirm_once_all_or_nothing(s).await;
@@ -1555,6 +1556,68 @@ async fn a_direct_add_settles_the_invitation<
     s.create_invitation(&third, "ih-third", &limits(4), note(org.id, "third"))
         .await
         .unwrap();
+}
+
+/// An invitation's mail not sent yet is deleted when the invitation is revoked or sent again
+/// (its link no longer works), in the same transaction; other invitations' mail stays.
+async fn an_invitations_unsent_mail_goes_with_its_link<
+    S: TenancyStore + AuditStore + InvitationStore + audit::MailOutbox + ?Sized,
+>(
+    s: &S,
+) {
+    let (org, _, owner) = new_org(s).await;
+    let with_mail = |inv: &Invitation, body: &str| {
+        note(org.id, "invitation").mail(audit::OutboundMail {
+            org: Some(org.id),
+            to: inv.email.to_string(),
+            subject: "Join us".into(),
+            body: body.to_owned(),
+            kind: crate::invitations::INVITATION_MAIL.into(),
+        })
+    };
+    let (ann, bob) = (
+        invitation(org.id, owner.id, "ann", 7),
+        invitation(org.id, owner.id, "bob", 7),
+    );
+    for (inv, hash) in [(&ann, "ih-mail-ann"), (&bob, "ih-mail-bob")] {
+        s.create_invitation(inv, hash, &limits(9), with_mail(inv, "first link"))
+            .await
+            .unwrap();
+    }
+    let queued_to = |inv: &Invitation| {
+        let to = inv.email.to_string();
+        async move {
+            s.list_mails(Some(org.id), None, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|m| m.to == to && m.sent_at.is_none())
+                .map(|m| m.body)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(queued_to(&ann).await, ["first link"]);
+    s.reissue_invitation(
+        org.id,
+        ann.id,
+        owner.id,
+        "ih-mail-ann-2",
+        now(),
+        now() + Duration::days(7),
+        with_mail(&ann, "second link"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        queued_to(&ann).await,
+        ["second link"],
+        "the old link's mail went"
+    );
+    s.revoke_invitation(org.id, ann.id, now(), note(org.id, "revoke"))
+        .await
+        .unwrap();
+    assert!(queued_to(&ann).await.is_empty(), "revoked: nothing to send");
+    assert_eq!(queued_to(&bob).await, ["first link"], "another's stays");
 }
 
 async fn invitations_are_single_use_and_counted<

@@ -24,6 +24,10 @@ use crate::error::TenancyError;
 use crate::model::{Email, User, valid_name};
 use crate::store::{InvitationStore, TenancyStore, WorkspaceStore};
 
+/// The kind of an invitation's mail in the outbox. A store deletes the unsent one when its
+/// invitation is revoked or sent again (its link no longer works).
+pub const INVITATION_MAIL: &str = "invitation";
+
 /// Token prefix of invitation links.
 pub const INVITATION_PREFIX: &str = "axi";
 
@@ -179,7 +183,7 @@ pub(crate) fn invitation_mail(
             token = token.secret,
             expires = inv.expires_at.format("%Y-%m-%d %H:%M"),
         ),
-        kind: "invitation".into(),
+        kind: INVITATION_MAIL.into(),
     }
 }
 

@@ -219,6 +219,20 @@ impl MemoryTenancyStore {
             .map_err(|_| TenancyError::Store(StoreError::msg("memory store poisoned")))
     }
 
+    /// Deletes the unsent invitation mail to `email` in `org`, as `SeaStore` does when the
+    /// invitation is revoked or sent again.
+    fn drop_unsent_invitation_mail(&self, org: OrgId, email: &str) -> Result<(), TenancyError> {
+        self.audit.with_mails(|mails| {
+            mails.retain(|(m, _)| {
+                m.org != Some(org)
+                    || m.to != email
+                    || m.kind != crate::invitations::INVITATION_MAIL
+                    || m.sent_at.is_some()
+            });
+        })?;
+        Ok(())
+    }
+
     /// Commits a journal after a change succeeded; a refused change commits nothing.
     async fn commit(&self, journal: Journal) -> Result<(), TenancyError> {
         self.audit.append(journal).await?;
@@ -1081,7 +1095,7 @@ impl InvitationStore for MemoryTenancyStore {
         expires_at: DateTime<Utc>,
         journal: Journal,
     ) -> Result<(), TenancyError> {
-        {
+        let email = {
             let mut s = self.lock()?;
             let role = s
                 .invitations
@@ -1104,7 +1118,9 @@ impl InvitationStore for MemoryTenancyStore {
             row.0.created_at = sent_at;
             row.0.expires_at = expires_at;
             row.1 = hash.to_owned();
-        }
+            row.0.email.to_string()
+        };
+        self.drop_unsent_invitation_mail(org, &email)?;
         self.commit(journal).await
     }
 
@@ -1115,7 +1131,7 @@ impl InvitationStore for MemoryTenancyStore {
         now: DateTime<Utc>,
         journal: Journal,
     ) -> Result<(), TenancyError> {
-        {
+        let email = {
             let mut s = self.lock()?;
             let row = s
                 .invitations
@@ -1128,7 +1144,9 @@ impl InvitationStore for MemoryTenancyStore {
                 })
                 .ok_or(TenancyError::NotFound("invitation"))?;
             row.0.revoked_at = Some(now);
-        }
+            row.0.email.to_string()
+        };
+        self.drop_unsent_invitation_mail(org, &email)?;
         self.commit(journal).await
     }
 

@@ -18,7 +18,7 @@ use super::tenancy::{
 };
 use crate::SeaStore;
 use crate::convert::{json, micros, to_json};
-use crate::entity::{bulk_preview, invitation, membership, user};
+use crate::entity::{bulk_preview, invitation, mail, membership, user};
 
 async fn is_member_by_email(
     txn: &DatabaseTransaction,
@@ -103,6 +103,34 @@ async fn insert_checked(
     .exec_without_returning(txn)
     .await
     .map_err(store)?;
+    Ok(())
+}
+
+/// Deletes the invitation mail not sent yet to the address of invitation `id` (an address has
+/// one pending invitation per organization): revoked or sent again with a new link, it would
+/// carry a link that no longer works. Runs in the caller's transaction.
+async fn drop_unsent_mail(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    id: InvitationId,
+) -> Result<(), TenancyError> {
+    let email: Option<String> = invitation::Entity::find_by_id(id.to_string())
+        .select_only()
+        .column(invitation::Column::Email)
+        .into_tuple()
+        .one(txn)
+        .await
+        .map_err(store)?;
+    if let Some(email) = email {
+        mail::Entity::delete_many()
+            .filter(mail::Column::OrgId.eq(org.to_string()))
+            .filter(mail::Column::ToAddr.eq(email))
+            .filter(mail::Column::Kind.eq(tenancy::invitations::INVITATION_MAIL))
+            .filter(mail::Column::SentAt.is_null())
+            .exec(txn)
+            .await
+            .map_err(store)?;
+    }
     Ok(())
 }
 
@@ -231,6 +259,7 @@ impl InvitationStore for SeaStore {
         if res.rows_affected == 0 {
             return Err(TenancyError::NotFound("invitation"));
         }
+        drop_unsent_mail(&txn, org, id).await?;
         commit(txn, journal).await
     }
 
@@ -254,6 +283,7 @@ impl InvitationStore for SeaStore {
         if res.rows_affected == 0 {
             return Err(TenancyError::NotFound("invitation"));
         }
+        drop_unsent_mail(&txn, org, id).await?;
         commit(txn, journal).await
     }
 
