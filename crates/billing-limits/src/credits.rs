@@ -487,6 +487,56 @@ impl Chargeback {
     }
 }
 
+/// Where a report's period lies in the ledger, read in its order (by sequence number, the
+/// order entries were committed). An entry is dated when its operation was asked for, before the
+/// payment provider answered, so entries of operations committed close together can be out of
+/// date order. A period therefore begins at the first entry, in ledger order, dated at or after
+/// `from`, and ends before the first dated at or after `to`: an entry late to commit counts in
+/// the period it was committed in, and every line's opening balance plus what the period shows
+/// is its closing balance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+    begun: bool,
+}
+
+/// Where [`Period::place`] puts the next entry of the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    /// Before the period: it sets the opening balance.
+    Before,
+    /// In the period.
+    In,
+    /// The period is over: this entry and every later one are after it.
+    After,
+}
+
+impl Period {
+    /// The period from `from` (inclusive) to `to` (exclusive).
+    #[must_use]
+    pub fn new(from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> Self {
+        Self {
+            from,
+            to,
+            begun: false,
+        }
+    }
+
+    /// Places the next entry of the ledger, dated `at`.
+    pub fn place(&mut self, at: chrono::DateTime<chrono::Utc>) -> Placed {
+        if at >= self.to {
+            return Placed::After;
+        }
+        self.begun |= at >= self.from;
+        if self.begun {
+            Placed::In
+        } else {
+            Placed::Before
+        }
+    }
+}
+
 /// [`Chargeback`] over a whole list of entries.
 #[must_use]
 pub fn chargeback<'a>(
@@ -653,6 +703,59 @@ mod tests {
         let csv = chargeback_csv(&lines).unwrap();
         assert!(csv.starts_with("account,name,opening_balance,"));
         assert!(csv.contains("\"'=HYPERLINK(\"\"x\"\")\""), "{csv}");
+    }
+
+    /// An entry committed after another but dated before it (its payment took longer)
+    /// counts where the ledger has it: lines still add up across the boundary.
+    #[test]
+    fn a_period_follows_the_ledger_order() {
+        let t = |s: i64| chrono::DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap();
+        let a = Account::Team(TeamId::new());
+        // The ledger: a purchase, then a consumption dated after midnight, then a purchase
+        // asked for before midnight but committed after the consumption.
+        let ledger = [
+            (t(-100), EntryKind::Purchase, 100, 100),
+            (t(1), EntryKind::Consumption, -10, 90),
+            (t(-2), EntryKind::Purchase, 20, 110),
+            (t(50), EntryKind::Consumption, -5, 105),
+        ];
+        let report = |from, to| {
+            let mut period = Period::new(from, to);
+            let mut c = Chargeback::default();
+            for (at, kind, amount, balance_after) in ledger {
+                let in_period = match period.place(at) {
+                    Placed::After => break,
+                    placed => placed == Placed::In,
+                };
+                c.add(&ReportEntry {
+                    account: a,
+                    kind,
+                    amount,
+                    balance_after,
+                    in_period,
+                });
+            }
+            c.finish(&BTreeMap::new()).remove(0)
+        };
+        let (before, after) = (report(t(-1000), t(0)), report(t(0), t(1000)));
+        assert_eq!((before.purchased, before.closing_balance), (100, 100));
+        assert_eq!(
+            (
+                after.opening_balance,
+                after.purchased,
+                after.consumed,
+                after.closing_balance
+            ),
+            (100, 20, 15, 105)
+        );
+        for l in [before, after] {
+            assert_eq!(
+                l.opening_balance + l.purchased + l.allocated + l.transferred - l.consumed
+                    + l.reversed,
+                l.closing_balance,
+                "{l:?}"
+            );
+        }
     }
 
     proptest! {

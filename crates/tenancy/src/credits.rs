@@ -958,7 +958,9 @@ async fn alert_low<S: TenancyStore + CreditStore + WorkspaceStore + MeteringStor
 }
 
 /// The chargeback report: per account, what it received and used between `from` (inclusive)
-/// and `to` (exclusive), with opening and closing balances (billing readers).
+/// and `to` (exclusive), with opening and closing balances (billing readers). The period is cut
+/// in ledger order ([`credits::Period`]): an operation committed just after a boundary but
+/// dated just before it counts after it, and every line adds up.
 ///
 /// # Errors
 /// [`TenancyError::Forbidden`]; [`TenancyError::Invalid`] for an empty period.
@@ -978,17 +980,27 @@ pub async fn chargeback<S: CreditStore + WorkspaceStore + ?Sized>(
         .map(|a| (a.account, a.name))
         .collect();
     let mut report = credits::Chargeback::default();
+    let mut period = credits::Period::new(from, to);
+    // The period ends at the first entry, in ledger order, dated at or after `to`; entries
+    // dated a little later are read too, so that it is found wherever it is dated.
+    let until = to + chrono::Duration::days(1);
     let mut after = None;
-    loop {
-        let page = store.credit_ledger(caller.org.id, after, to, 1_000).await?;
+    'pages: loop {
+        let page = store
+            .credit_ledger(caller.org.id, after, until, 1_000)
+            .await?;
         after = page.last().map(|e| e.seq);
         for e in &page {
+            let in_period = match period.place(e.created_at) {
+                credits::Placed::After => break 'pages,
+                placed => placed == credits::Placed::In,
+            };
             report.add(&ReportEntry {
                 account: e.account,
                 kind: e.kind,
                 amount: e.amount,
                 balance_after: e.balance_after,
-                in_period: e.created_at >= from,
+                in_period,
             });
         }
         if page.len() < 1_000 {
