@@ -1302,6 +1302,29 @@ async fn tenancy_writers_race_without_deadlocks_or_lost_changes(store: SeaStore)
             "round {round}: in no organization any more, so signed out"
         );
 
+        // Signed out of one organization while removed from the other: whichever commits
+        // first, the sign-out holds (the session ends, or is refused in `a`).
+        let so = person(vec![(a.id, "user"), (b.id, "user")]).await;
+        let hash = format!("th-{}", so.as_uuid().simple());
+        let (signed_out, removed) = tokio::join!(
+            store.end_sessions_in(a.id, so, now(), &|_| audit::Journal::default()),
+            store.remove_member(
+                b.id,
+                so,
+                Disposition::TransferToOwner(owner_b.id),
+                now(),
+                None,
+                audit::Journal::default()
+            ),
+        );
+        assert_eq!(signed_out.unwrap(), 1, "round {round}");
+        removed.unwrap();
+        let left = store.find_session(&hash).await.unwrap();
+        assert!(
+            left.as_ref().is_none_or(|s| s.signed_out_of == [a.id]),
+            "round {round}: the sign-out from `a` was lost: {left:?}"
+        );
+
         // Erased from their only organization while an admin adds the account to another:
         // either the erasure sees the new membership and keeps the account, or the account is
         // erased and the join refused; never a member with an erased account.

@@ -1210,9 +1210,16 @@ pub async fn delete<S: TenancyStore + WorkspaceStore + ?Sized>(
         return Err(TenancyError::Forbidden(rbac_core::DenyReason::NotCreator));
     }
     let j = journal(caller, &a, "deleted", now, serde_json::Value::Null)?;
-    let removed = store.delete_asset(caller.org.id, id, j).await?;
+    let removed = store.delete_asset(caller.org.id, id, a.team, j).await?;
     remove_blobs(blobs, &removed).await;
     Ok(removed)
+}
+
+/// The refusal of a change to an asset that moved to another team (or, for a transfer, was
+/// renamed) since its caller read it; the stores check it in the change's transaction.
+#[must_use]
+pub fn moved_meanwhile() -> TenancyError {
+    TenancyError::Conflict("the asset was moved or renamed meanwhile; read it again".into())
 }
 
 /// Removes the bytes of deleted documents (after the deletion committed; a failure

@@ -144,6 +144,7 @@ pub async fn run<
     assets_quota_scope_and_subtrees(s).await;
     limits_lowered_since_the_callers_read_are_obeyed(s).await;
     assets_created_together_all_or_none(s).await;
+    nothing_is_made_by_someone_no_longer_a_member(s).await;
     asset_transfers_and_removal_dispositions(s).await;
     concurrent_creates_never_overshoot(s).await;
     orgs_round_trip(s).await;
@@ -2403,7 +2404,7 @@ async fn teams_round_trip<
             .await,
         Err(TenancyError::Conflict(_))
     ));
-    s.delete_asset(org.id, ci.id, note(org.id, "rm"))
+    s.delete_asset(org.id, ci.id, dev.id, note(org.id, "rm"))
         .await
         .unwrap();
     // With the Owner or Admin rights of someone who has none (a SCIM token whose creator was
@@ -2843,6 +2844,41 @@ async fn members_seen_by_a_user_are_those_of_their_teams<
 
 /// Assets created together (a copied tree) are all written with their journal, or, when one
 /// of them is refused, none is and nothing is recorded.
+/// An asset is made only by an active member, checked in its write: someone removed while
+/// they were making it (an upload takes a while) leaves nothing behind that names them.
+async fn nothing_is_made_by_someone_no_longer_a_member<
+    S: TenancyStore + AuditStore + MembershipStore + WorkspaceStore + ?Sized,
+>(
+    s: &S,
+) {
+    let (org, team, _) = new_org(s).await;
+    let pat = user("pat-maker");
+    add_user(s, org.id, team.id, &pat, Some("h")).await;
+    s.remove_member(
+        org.id,
+        pat.id,
+        Disposition::Delete,
+        now(),
+        None,
+        note(org.id, "out"),
+    )
+    .await
+    .unwrap();
+    let h = head(s, org.id).await;
+    let late = s
+        .create_asset(
+            &chat(org.id, team.id, pat.id, "Made too late"),
+            &enterprise(),
+            note(org.id, "late"),
+        )
+        .await;
+    assert!(
+        matches!(late, Err(TenancyError::NotFound("member"))),
+        "{late:?}"
+    );
+    assert_eq!(head(s, org.id).await, h, "nothing recorded");
+}
+
 async fn assets_created_together_all_or_none<
     S: TenancyStore + AuditStore + WorkspaceStore + ?Sized,
 >(
@@ -3205,9 +3241,19 @@ async fn assets_quota_scope_and_subtrees<S: TenancyStore + AuditStore + Workspac
         Err(TenancyError::Conflict(_))
     ));
 
+    // Deleting it as if it were in another team (it moved since the caller read it) deletes
+    // nothing.
+    let h = head(s, org.id).await;
+    assert!(matches!(
+        s.delete_asset(org.id, a.id, other_team.id, note(org.id, "rm"))
+            .await,
+        Err(TenancyError::Conflict(_))
+    ));
+    assert!(s.get_asset(org.id, a.id).await.unwrap().is_some());
+    assert_eq!(head(s, org.id).await, h);
     // Deleting removes the whole subtree and says what went.
     let gone = s
-        .delete_asset(org.id, a.id, note(org.id, "rm"))
+        .delete_asset(org.id, a.id, a.team, note(org.id, "rm"))
         .await
         .unwrap();
     let mut ids: Vec<_> = gone.iter().map(|x| x.id).collect();
@@ -3217,7 +3263,8 @@ async fn assets_quota_scope_and_subtrees<S: TenancyStore + AuditStore + Workspac
     assert_eq!(ids, expected);
     assert!(s.storage(org.id).await.unwrap().is_empty());
     assert!(matches!(
-        s.delete_asset(org.id, a.id, note(org.id, "rm")).await,
+        s.delete_asset(org.id, a.id, a.team, note(org.id, "rm"))
+            .await,
         Err(TenancyError::NotFound(_))
     ));
 
@@ -3288,6 +3335,19 @@ async fn asset_transfers_and_removal_dispositions<
         by: owner.id,
         at: now(),
     };
+    // Read before a rename that committed first: refused, so the rename stands.
+    let stale = AssetTransfer {
+        from_name: "Agent (before the rename)".into(),
+        ..t.clone()
+    };
+    assert!(matches!(
+        s.transfer_asset(&stale, note(org.id, "stale")).await,
+        Err(TenancyError::Conflict(_))
+    ));
+    assert_eq!(
+        s.get_asset(org.id, agent.id).await.unwrap().unwrap().team,
+        default.id
+    );
     s.transfer_asset(&t, note(org.id, "move")).await.unwrap();
     for id in [agent.id, kb.id, doc.id] {
         assert_eq!(
@@ -5015,6 +5075,38 @@ async fn scim_groups_write_atomically<
     )
     .await
     .unwrap();
+    // A group write that names someone already in the team leaves their role: one given
+    // through the API since the group was read is not demoted to Member.
+    s.set_team_member(
+        org.id,
+        team.id,
+        gus.id,
+        Some(TeamRole::Admin),
+        note(org.id, "gus admin"),
+    )
+    .await
+    .unwrap();
+    s.write_group(
+        &GroupWrite {
+            team: brand.clone(),
+            create: false,
+            expected_version: Some(3),
+            record: rec(4),
+            add: vec![gus.id],
+            remove: vec![],
+            by: Some(owner.id),
+        },
+        note(org.id, "gus named again"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        s.team_roles(org.id, gus.id)
+            .await
+            .unwrap()
+            .contains(&(team.id, TeamRole::Admin)),
+        "the API's role stands"
+    );
     // Deleting the team deletes its record.
     s.delete_team(org.id, team.id, now(), None, note(org.id, "delete"))
         .await

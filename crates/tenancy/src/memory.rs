@@ -1627,6 +1627,10 @@ fn insert_asset_checked(
             team.name
         )));
     }
+    // Its creator is still an active member, as `SeaStore` checks under the lock.
+    if s.active_role(asset.org, asset.created_by).is_none() {
+        return Err(TenancyError::NotFound("member"));
+    }
     if let Some(p) = asset.parent {
         match s
             .assets
@@ -1971,12 +1975,15 @@ impl WorkspaceStore for MemoryTenancyStore {
         &self,
         org: OrgId,
         id: ResourceId,
+        team: TeamId,
         journal: Journal,
     ) -> Result<Vec<Asset>, TenancyError> {
         let gone = {
             let mut s = self.lock()?;
-            if !s.assets.iter().any(|a| a.org == org && a.id == id) {
-                return Err(TenancyError::NotFound("asset"));
+            match s.assets.iter().find(|a| a.org == org && a.id == id) {
+                None => return Err(TenancyError::NotFound("asset")),
+                Some(a) if a.team != team => return Err(crate::assets::moved_meanwhile()),
+                Some(_) => {}
             }
             let ids = subtree(&s, org, id);
             let (gone, kept): (Vec<Asset>, Vec<Asset>) = std::mem::take(&mut s.assets)
@@ -2006,12 +2013,10 @@ impl WorkspaceStore for MemoryTenancyStore {
                 }
                 Some(_) => {}
             }
-            if !s
-                .assets
-                .iter()
-                .any(|a| a.org == t.org && a.id == t.asset && a.team == t.from_team)
-            {
-                return Err(TenancyError::Conflict("the asset moved meanwhile".into()));
+            if !s.assets.iter().any(|a| {
+                a.org == t.org && a.id == t.asset && a.team == t.from_team && a.name == t.from_name
+            }) {
+                return Err(crate::assets::moved_meanwhile());
             }
             let ids = subtree(&s, t.org, t.asset);
             for a in s.assets.iter_mut().filter(|a| ids.contains(&a.id)) {
@@ -2720,10 +2725,11 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                 ));
             }
             // Members added who are not in the team already (someone with a role in every
-            // team is).
+            // team, or a role in this team, is).
             let newcomers = w.add.iter().any(|u| {
                 s.members.iter().any(|m| m.0 == t.org && m.1 == *u)
                     && !s.all_teams.contains_key(&(t.org, *u))
+                    && !s.team_members.iter().any(|x| x.0 == t.id && x.1 == *u)
             });
             if w.create {
                 s.teams.push(t.clone());
@@ -2739,8 +2745,9 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                 existing.name.clone_from(&t.name);
             }
             for u in &w.add {
-                if s.members.iter().any(|m| m.0 == t.org && m.1 == *u) {
-                    s.team_members.retain(|x| !(x.0 == t.id && x.1 == *u));
+                if s.members.iter().any(|m| m.0 == t.org && m.1 == *u)
+                    && !s.team_members.iter().any(|x| x.0 == t.id && x.1 == *u)
+                {
                     s.team_members.push((t.id, *u, t.org, TeamRole::Member));
                 }
             }

@@ -933,23 +933,28 @@ pub trait WorkspaceStore: Send + Sync {
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
-    /// Deletes an asset and everything under it; returns what was deleted.
+    /// Deletes an asset and everything under it if it is still in `team` (the team the
+    /// deletion was allowed in, as the caller read it); returns what was deleted.
     ///
     /// # Errors
-    /// [`TenancyError::NotFound`] when it is already gone.
+    /// [`TenancyError::NotFound`] when it is already gone; [`TenancyError::Conflict`] when it
+    /// moved to another team meanwhile (nothing is deleted).
     async fn delete_asset(
         &self,
         org: OrgId,
         id: ResourceId,
+        team: TeamId,
         journal: Journal,
     ) -> Result<Vec<Asset>, TenancyError>;
 
     /// Moves an asset and everything under it from `t.from_team` to `t.to_team` (renaming it
-    /// to `t.to_name`) if it is still in `t.from_team` and the target team exists, is not
-    /// archived and is in the same organization; keeps `t` in the history.
+    /// to `t.to_name`) if it is still in `t.from_team` and named `t.from_name` (not renamed
+    /// since it was read) and the target team exists, is not archived and is in the same
+    /// organization; keeps `t` in the history.
     ///
     /// # Errors
-    /// [`TenancyError::Conflict`] when it moved meanwhile or the target is archived;
+    /// [`TenancyError::Conflict`] when it moved or was renamed meanwhile
+    /// ([`crate::assets::moved_meanwhile`]) or the target is archived;
     /// [`TenancyError::NotFound`].
     async fn transfer_asset(&self, t: &AssetTransfer, journal: Journal)
     -> Result<(), TenancyError>;

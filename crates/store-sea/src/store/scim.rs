@@ -514,7 +514,7 @@ impl ScimStore for SeaStore {
             }
             // Read after the update, which holds the team's row: an archiving committed
             // first is seen; one after waits for this commit.
-            // Someone with a role in every team is in it already.
+            // Someone with a role in every team, or a role in this team already, is in it.
             if !w.add.is_empty()
                 && let Some(row) = super::workspace::team_row(&txn, t.org, t.id).await?
                 && row.archived_at.is_some()
@@ -525,6 +525,15 @@ impl ScimStore for SeaStore {
                             .is_in(w.add.iter().map(ToString::to_string).collect::<Vec<_>>()),
                     )
                     .filter(membership::Column::AllTeamsRole.is_null())
+                    .filter(
+                        membership::Column::UserId.not_in_subquery(
+                            sea_orm::sea_query::Query::select()
+                                .column(team_member::Column::UserId)
+                                .from(team_member::Entity)
+                                .and_where(team_member::Column::TeamId.eq(tid.clone()))
+                                .to_owned(),
+                        ),
+                    )
                     .count(&txn)
                     .await
                     .map_err(store)?
@@ -590,18 +599,19 @@ impl ScimStore for SeaStore {
             if is_member == 0 {
                 continue;
             }
-            team_member::Entity::delete_many()
-                .filter(team_member::Column::TeamId.eq(tid.clone()))
-                .filter(team_member::Column::UserId.eq(u.to_string()))
-                .exec(&txn)
-                .await
-                .map_err(store)?;
+            // Someone given a role in the team since the group was read (through the API,
+            // say) keeps it: a group write adds Members, it does not demote.
             team_member::Entity::insert(team_member::ActiveModel {
                 team_id: Set(tid.clone()),
                 user_id: Set(u.to_string()),
                 org_id: Set(org.clone()),
                 role: Set(TeamRole::Member.as_str().to_owned()),
             })
+            .on_conflict(
+                OnConflict::columns([team_member::Column::TeamId, team_member::Column::UserId])
+                    .do_nothing()
+                    .to_owned(),
+            )
             .exec_without_returning(&txn)
             .await
             .map_err(store)?;

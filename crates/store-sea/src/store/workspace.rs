@@ -214,6 +214,16 @@ async fn insert_asset_checked(
             t.name
         )));
     }
+    // Its creator is still an active member: a removal (which deleted or handed on what they
+    // had made), a deactivation or an erasure that committed since the service looked must not
+    // be outlived by something they were making meanwhile (an upload takes a while).
+    let creator = membership::Entity::find_by_id((a.org.to_string(), a.created_by.to_string()))
+        .one(txn)
+        .await
+        .map_err(store)?;
+    if creator.is_none_or(|m| m.deactivated_at.is_some()) {
+        return Err(TenancyError::NotFound("member"));
+    }
     if let Some(p) = a.parent {
         let Some(parent) = asset::Entity::find_by_id(p.to_string())
             .filter(asset::Column::OrgId.eq(a.org.to_string()))
@@ -670,6 +680,7 @@ impl WorkspaceStore for SeaStore {
         &self,
         org: OrgId,
         aid: ResourceId,
+        team: TeamId,
         journal: Journal,
     ) -> Result<Vec<Asset>, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
@@ -677,6 +688,21 @@ impl WorkspaceStore for SeaStore {
         // added to a knowledge base being deleted would otherwise commit beside the deletion
         // and be left without its parent.
         lock_org(&txn, org).await?;
+        // Still in the team the deletion was allowed in: a transfer that committed since must
+        // not let it delete from a team its caller may not act in.
+        let now_in: Option<String> = asset::Entity::find_by_id(aid.to_string())
+            .filter(asset::Column::OrgId.eq(org.to_string()))
+            .select_only()
+            .column(asset::Column::TeamId)
+            .into_tuple()
+            .one(&txn)
+            .await
+            .map_err(store)?;
+        match now_in {
+            None => return Err(TenancyError::NotFound("asset")),
+            Some(t) if t != team.to_string() => return Err(tenancy::assets::moved_meanwhile()),
+            Some(_) => {}
+        }
         let ids = subtree(&txn, org, vec![aid.to_string()]).await?;
         let gone = delete_ids(&txn, org, ids).await?;
         if !gone.iter().any(|a| a.id == aid) {
@@ -710,11 +736,14 @@ impl WorkspaceStore for SeaStore {
             .filter(asset::Column::Id.eq(t.asset.to_string()))
             .filter(asset::Column::OrgId.eq(t.org.to_string()))
             .filter(asset::Column::TeamId.eq(t.from_team.to_string()))
+            // Not renamed since it was read: the transfer writes the name, and would otherwise
+            // undo the rename.
+            .filter(asset::Column::Name.eq(t.from_name.clone()))
             .exec(&txn)
             .await
             .map_err(store)?;
         if moved.rows_affected != 1 {
-            return Err(TenancyError::Conflict("the asset moved meanwhile".into()));
+            return Err(tenancy::assets::moved_meanwhile());
         }
         let ids = subtree(&txn, t.org, vec![t.asset.to_string()]).await?;
         asset::Entity::update_many()
