@@ -275,6 +275,32 @@ fn present(v: &Value) -> bool {
 fn compare(have: &Value, op: CompareOp, want: &Value, case_exact: bool) -> bool {
     use std::cmp::Ordering;
     match (have, want) {
+        // Instants (`meta.lastModified gt "…"`) are ordered as instants, whatever their
+        // fractions of a second or offsets: as text, "…34.500Z" sorts before "…34Z".
+        (Value::String(h), Value::String(w))
+            if matches!(
+                op,
+                CompareOp::Eq
+                    | CompareOp::Ne
+                    | CompareOp::Gt
+                    | CompareOp::Ge
+                    | CompareOp::Lt
+                    | CompareOp::Le
+            ) && let (Ok(h), Ok(w)) = (
+                chrono::DateTime::parse_from_rfc3339(h),
+                chrono::DateTime::parse_from_rfc3339(w),
+            ) =>
+        {
+            let order = h.cmp(&w);
+            match op {
+                CompareOp::Eq => order == Ordering::Equal,
+                CompareOp::Ne => order != Ordering::Equal,
+                CompareOp::Gt => order == Ordering::Greater,
+                CompareOp::Ge => order != Ordering::Less,
+                CompareOp::Lt => order == Ordering::Less,
+                _ => order != Ordering::Greater,
+            }
+        }
         (Value::String(h), Value::String(w)) => {
             let (h, w) = if case_exact {
                 (h.clone(), w.clone())
@@ -522,7 +548,7 @@ mod tests {
                 {"value": "bjensen@example.com", "type": "work", "primary": true},
                 {"value": "babs@home.example", "type": "home"}
             ],
-            "meta": {"lastModified": "2026-11-28T10:00:00Z"}
+            "meta": {"lastModified": "2026-11-28T10:00:00.500Z"}
         })
     }
 
@@ -557,6 +583,15 @@ mod tests {
         assert!(holds("active eq true"));
         assert!(holds(r#"active eq "True""#));
         assert!(holds(r#"meta.lastModified gt "2026-11-01T00:00:00Z""#));
+        // As instants, not as text: half a second past the second, and the same instant
+        // written with another offset.
+        assert!(holds(r#"meta.lastModified gt "2026-11-28T10:00:00Z""#));
+        assert!(holds(
+            r#"meta.lastModified eq "2026-11-28T11:00:00.5+01:00""#
+        ));
+        assert!(!holds(
+            r#"meta.lastModified lt "2026-11-28T09:30:00-00:30""#
+        ));
         assert!(holds(r#"nickName ne "x""#));
         assert!(!holds(r#"displayName ne "babs jensen""#));
     }
