@@ -309,6 +309,14 @@ fn at_path(
             Ok(())
         }
         (Some(filter), sub) => {
+            // A replace of an attribute the resource does not have is an add (RFC 7644
+            // 3.5.2.3): Entra replaces `emails[type eq "work"].value` of a user with no emails.
+            let absent = !matches!(obj.get(&key), Some(Value::Array(_)));
+            let kind = if absent && kind == Op::Replace {
+                Op::Add
+            } else {
+                kind
+            };
             let items = match obj.get_mut(&key) {
                 Some(Value::Array(items)) => items,
                 _ if kind == Op::Add => {
@@ -320,7 +328,7 @@ fn at_path(
                 }
                 // Removing what is not there leaves the resource as the operation wants it
                 // (Okta removes a group member this way even when the member has left the
-                // team already); a replace has nothing to replace (RFC 7644 3.5.2.3).
+                // team already).
                 _ if kind == Op::Remove => return Ok(()),
                 _ => {
                     return Err(err(
@@ -497,6 +505,16 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.scim_type, "noTarget");
+        // Of an attribute the resource does not have, a replace is an add (RFC 7644 3.5.2.3).
+        let r = patch(
+            json!({"userName": "x"}),
+            json!([{"op": "replace", "path": "emails[type eq \"work\"].value", "value": "x@w.example"}]),
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            json!({"userName": "x", "emails": [{"type": "work", "value": "x@w.example"}]})
+        );
     }
 
     #[test]
