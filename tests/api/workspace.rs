@@ -431,6 +431,15 @@ both_backends!(
         .await;
         assert_eq!(moved["asset"]["team_id"], test);
         assert_eq!(moved["asset"]["name"], "Customer Service Agent - TEST");
+        // Tom is not in Testing: to him it is no asset at all, of no kind.
+        let hidden = problem(
+            t.get(&t.org(&format!("/assets/{}/transfers", id(&agent))), &tom)
+                .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        assert_eq!(hidden["detail"], "asset not found", "{hidden}");
         let kb_now = json_of(
             t.get(&t.org(&format!("/knowledge-bases/{}", id(&kb))), &lisa)
                 .await,

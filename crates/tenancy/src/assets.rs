@@ -429,6 +429,24 @@ pub async fn get<S: TenancyStore + WorkspaceStore + ?Sized>(
     Ok(a)
 }
 
+/// An asset of any kind the caller may see ([`get`]); one they may not see is not found as an
+/// "asset", as a missing one is, so its kind is not told either.
+async fn get_any<S: TenancyStore + WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    id: ResourceId,
+) -> Result<Asset, TenancyError> {
+    let kind = store
+        .get_asset(caller.org.id, id)
+        .await?
+        .ok_or(TenancyError::NotFound("asset"))?
+        .kind();
+    get(store, caller, kind, id).await.map_err(|e| match e {
+        TenancyError::NotFound(_) => TenancyError::NotFound("asset"),
+        other => other,
+    })
+}
+
 /// The teams whose assets the caller may list; `None` means all of them.
 async fn visible_teams<S: TenancyStore + WorkspaceStore + ?Sized>(
     store: &S,
@@ -950,12 +968,8 @@ pub async fn copy<S: TenancyStore + WorkspaceStore + crate::metering::MeteringSt
     name: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Asset>, TenancyError> {
-    let kind = store
-        .get_asset(caller.org.id, id)
-        .await?
-        .ok_or(TenancyError::NotFound("asset"))?
-        .kind();
-    let source = get(store, caller, kind, id).await?;
+    let source = get_any(store, caller, id).await?;
+    let kind = source.kind();
     if !matches!(kind, AssetKind::ChatInterface | AssetKind::KnowledgeBase) {
         return Err(TenancyError::Invalid(format!(
             "a {} is not copied on its own: copy its knowledge base or chat interface",
@@ -1289,11 +1303,7 @@ pub async fn transfer<S: TenancyStore + WorkspaceStore + ?Sized>(
     rename: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(Asset, AssetTransfer), TenancyError> {
-    let a = store
-        .get_asset(caller.org.id, id)
-        .await?
-        .ok_or(TenancyError::NotFound("asset"))?;
-    get(store, caller, a.kind(), id).await?;
+    let a = get_any(store, caller, id).await?;
     caller.check(Permission::TransferAsset, &Resource::team(a.org, a.team))?;
     let to = teams::get(store, caller, to_team).await?;
     caller.check(Permission::TransferAsset, &Resource::team(to.org, to.id))?;
@@ -1362,11 +1372,7 @@ pub async fn history<S: TenancyStore + WorkspaceStore + ?Sized>(
     caller: &Caller,
     id: ResourceId,
 ) -> Result<Vec<AssetTransfer>, TenancyError> {
-    let a = store
-        .get_asset(caller.org.id, id)
-        .await?
-        .ok_or(TenancyError::NotFound("asset"))?;
-    get(store, caller, a.kind(), id).await?;
+    get_any(store, caller, id).await?;
     store.transfers_of(caller.org.id, id).await
 }
 
