@@ -210,7 +210,8 @@ impl Application {
             );
             Vec::new()
         };
-        workers.push(tokio::spawn(workers::meter_flush(self.state.clone())));
+        let (stop_meter, meter_stopped) = tokio::sync::oneshot::channel();
+        let meter = tokio::spawn(workers::meter_flush(self.state.clone(), meter_stopped));
         if let Some((_, m)) = self.metrics_server {
             workers.push(tokio::spawn(async move {
                 if let Err(e) = m.await {
@@ -223,7 +224,10 @@ impl Application {
             w.abort();
         }
         // The calls counted since the last write are not left in memory.
-        workers::flush_meter(&self.state).await;
+        let _ = stop_meter.send(());
+        if let Err(e) = meter.await {
+            tracing::warn!(error = %e, "the API-call counters' last write did not finish");
+        }
         result
     }
 }

@@ -96,21 +96,25 @@ async fn billing(state: AppState) {
 }
 
 /// Writes the API calls this process counted since the last write (`CallMeter`: calls handed
-/// out of a reserved block) into the daily per-team counters, every minute. It runs wherever
-/// the HTTP server runs, workers or not (`server.workers = false`), as only that process counts
-/// calls; the server writes them once more when it stops.
-pub(crate) async fn meter_flush(state: AppState) {
+/// out of a reserved block) into the daily per-team counters, every minute, and once more when
+/// `stop` is sent (or dropped), then returns. It runs wherever the HTTP server runs, workers or
+/// not (`server.workers = false`), as only that process counts calls. It is stopped, not
+/// aborted: an abort in the middle of a write would lose the counts it had taken.
+pub(crate) async fn meter_flush(state: AppState, mut stop: tokio::sync::oneshot::Receiver<()>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     tick.tick().await;
     loop {
-        tick.tick().await;
-        flush_meter(&state).await;
+        tokio::select! {
+            _ = tick.tick() => flush_meter(&state).await,
+            _ = &mut stop => break,
+        }
     }
+    flush_meter(&state).await;
 }
 
 /// One write of the counted API calls ([`meter_flush`]); what cannot be written stays counted
 /// for the next.
-pub(crate) async fn flush_meter(state: &AppState) {
+async fn flush_meter(state: &AppState) {
     if let Err(e) = state.meter.flush(&*state.store).await {
         tracing::warn!(error = %e, "daily API-call counters not written; retried next minute");
     }

@@ -126,6 +126,7 @@ pub async fn run<
 ) {
     password_resets_are_capped_used_once_and_end_sessions(s).await;
     credit_ledger_is_exact_under_concurrency(s).await;
+    an_archived_team_takes_no_key_and_uses_no_credits(s).await;
     a_reversed_purchase_voids_its_open_invoice(s).await;
     subscriptions_are_compare_and_swap(s).await;
     consents_and_erasure_keep_the_chain(s).await;
@@ -1619,6 +1620,30 @@ async fn an_invitations_unsent_mail_goes_with_its_link<
         .unwrap();
     assert!(queued_to(&ann).await.is_empty(), "revoked: nothing to send");
     assert_eq!(queued_to(&bob).await, ["first link"], "another's stays");
+    // An expired invitation beside a newer one to the same address: revoking the expired one
+    // leaves the newer one's mail.
+    let old = invitation(org.id, owner.id, "cy", -3);
+    s.create_invitation(&old, "ih-mail-cy-old", &limits(9), note(org.id, "old"))
+        .await
+        .unwrap();
+    let new = Invitation {
+        id: rbac_core::InvitationId::new(),
+        email: old.email.clone(),
+        expires_at: now() + Duration::days(7),
+        ..old.clone()
+    };
+    s.create_invitation(
+        &new,
+        "ih-mail-cy-new",
+        &limits(9),
+        with_mail(&new, "live link"),
+    )
+    .await
+    .unwrap();
+    s.revoke_invitation(org.id, old.id, now(), note(org.id, "tidy"))
+        .await
+        .unwrap();
+    assert_eq!(queued_to(&new).await, ["live link"]);
 }
 
 async fn invitations_are_single_use_and_counted<
@@ -2842,8 +2867,6 @@ async fn members_seen_by_a_user_are_those_of_their_teams<
     );
 }
 
-/// Assets created together (a copied tree) are all written with their journal, or, when one
-/// of them is refused, none is and nothing is recorded.
 /// An asset is made only by an active member, checked in its write: someone removed while
 /// they were making it (an upload takes a while) leaves nothing behind that names them.
 async fn nothing_is_made_by_someone_no_longer_a_member<
@@ -2879,6 +2902,8 @@ async fn nothing_is_made_by_someone_no_longer_a_member<
     assert_eq!(head(s, org.id).await, h, "nothing recorded");
 }
 
+/// Assets created together (a copied tree) are all written with their journal, or, when one
+/// of them is refused, none is and nothing is recorded.
 async fn assets_created_together_all_or_none<
     S: TenancyStore + AuditStore + WorkspaceStore + ?Sized,
 >(
@@ -5573,6 +5598,68 @@ async fn consents_and_erasure_keep_the_chain<
         .await
         .is_err()
     );
+}
+
+/// An archived team takes no new API key and uses no credits, checked in the write (an
+/// archiving that committed since the service looked is obeyed); a purchase still reaches it.
+async fn an_archived_team_takes_no_key_and_uses_no_credits<
+    S: TenancyStore + AuditStore + WorkspaceStore + crate::credits::CreditStore + ?Sized,
+>(
+    s: &S,
+) {
+    use billing_limits::credits::{Account, EntryKind};
+    let (org, _, owner) = new_org(s).await;
+    let team = team_in(org.id, "Shelved");
+    s.create_team(&team, note(org.id, "team")).await.unwrap();
+    let bought = credit_op(
+        org.id,
+        "shelved-buy",
+        EntryKind::Purchase,
+        billing_limits::credits::purchase(Account::Team(team.id), 5, &[]).unwrap(),
+    );
+    s.post_credits(&bought, None, note(org.id, "buy"))
+        .await
+        .unwrap();
+    let shelved = Team {
+        archived_at: Some(now()),
+        ..team.clone()
+    };
+    s.update_team(&team, &shelved, note(org.id, "archive"))
+        .await
+        .unwrap();
+    let h = head(s, org.id).await;
+    let key = ApiKey {
+        id: ApiKeyId::new(),
+        org: org.id,
+        team: team.id,
+        scope: crate::KeyScope::Team,
+        created_by: owner.id,
+        name: "late".into(),
+        prefix: "axk_late".into(),
+        created_at: now(),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    let refused = s
+        .create_api_key(&key, "late-key", &keys(10), note(org.id, "key"))
+        .await;
+    assert!(
+        matches!(refused, Err(TenancyError::Archived(_))),
+        "{refused:?}"
+    );
+    let used = credit_op(
+        org.id,
+        "shelved-use",
+        EntryKind::Consumption,
+        billing_limits::credits::consume(team.id, 1).unwrap(),
+    );
+    let refused = s.post_credits(&used, None, note(org.id, "use")).await;
+    assert!(
+        matches!(refused, Err(TenancyError::Archived(_))),
+        "{refused:?}"
+    );
+    assert_eq!(head(s, org.id).await, h, "nothing recorded");
+    assert_eq!(balance_of(s, org.id, Account::Team(team.id)).await, 5);
 }
 
 fn credit_op(

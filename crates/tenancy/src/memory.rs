@@ -943,8 +943,19 @@ impl ApiKeyStore for MemoryTenancyStore {
                 used,
                 1,
             ))?;
-            if !s.teams.iter().any(|t| t.id == key.team && t.org == key.org) {
-                return Err(TenancyError::NotFound("team"));
+            match s
+                .teams
+                .iter()
+                .find(|t| t.id == key.team && t.org == key.org)
+            {
+                None => return Err(TenancyError::NotFound("team")),
+                Some(t) if t.archived_at.is_some() => {
+                    return Err(crate::teams::archived(
+                        &t.name,
+                        "no new API key is made for it",
+                    ));
+                }
+                Some(_) => {}
             }
             // Its creator is still an active member (a removal revokes the keys it finds).
             if !s
@@ -1120,6 +1131,7 @@ impl InvitationStore for MemoryTenancyStore {
             row.1 = hash.to_owned();
             row.0.email.to_string()
         };
+        // Pending until now (a stale one is refused above): the address's queued mail is its.
         self.drop_unsent_invitation_mail(org, &email)?;
         self.commit(journal).await
     }
@@ -1144,9 +1156,12 @@ impl InvitationStore for MemoryTenancyStore {
                 })
                 .ok_or(TenancyError::NotFound("invitation"))?;
             row.0.revoked_at = Some(now);
-            row.0.email.to_string()
+            (row.0.email.to_string(), row.0.expires_at > now)
         };
-        self.drop_unsent_invitation_mail(org, &email)?;
+        // An expired invitation's revocation leaves the mail of a newer one to the address.
+        if let (email, true) = email {
+            self.drop_unsent_invitation_mail(org, &email)?;
+        }
         self.commit(journal).await
     }
 

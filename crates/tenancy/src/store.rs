@@ -452,11 +452,12 @@ pub trait AccountStore: Send + Sync {
 #[async_trait]
 pub trait ApiKeyStore: Send + Sync {
     /// Stores a key if the organization's active keys stay within `limits`
-    /// (checked with `billing_limits::check_quota`) and its creator is still an active member,
-    /// atomically with the insert.
+    /// (checked with `billing_limits::check_quota`), its team is not archived and its creator
+    /// is still an active member, atomically with the insert.
     ///
     /// # Errors
-    /// [`TenancyError::LimitReached`] when the limit is reached;
+    /// [`TenancyError::LimitReached`] when the limit is reached; [`TenancyError::Archived`] for
+    /// an archived team;
     /// [`TenancyError::NotFound`] when the creator is no longer an active member (a removal or
     /// deactivation revoked their keys, and must not be outlived by a new one); nothing is
     /// written then.

@@ -284,7 +284,6 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
     let back = EndpointChange {
         description: Some(off.description.clone()),
         events: Some(off.events.clone()),
-        enabled: Some(false),
         ..EndpointChange::default()
     };
     store
@@ -292,6 +291,23 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
         .await
         .unwrap();
     assert_eq!(store.get_endpoint(org, ep.id).await.unwrap(), off);
+    // Turned off by hand, it is no longer "disabled automatically": it keeps nothing for a
+    // recovery (`Endpoint::queues`).
+    let by_hand = EndpointChange {
+        enabled: Some(false),
+        ..EndpointChange::default()
+    };
+    store
+        .update_endpoint(org, ep.id, &by_hand, note(org))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_endpoint(org, ep.id).await.unwrap(),
+        Endpoint {
+            disabled_reason: None,
+            ..off.clone()
+        }
+    );
     assert!(matches!(
         store
             .update_endpoint(OrgId::new(), ep.id, &back, note(org))
@@ -857,7 +873,8 @@ pub async fn an_endpoint_deleted_mid_attempt_keeps_nothing(
 }
 
 /// Checks the adapter's fan-out: `commit` must commit a journal the way the adapter's
-/// mutating methods do. Only enabled endpoints that want an event get a delivery.
+/// mutating methods do. Enabled endpoints that want an event get a pending delivery, those
+/// disabled automatically a failed one (for a recovery), those disabled by hand none.
 pub async fn fan_out_on_commit<F, Fut>(store: &dyn WebhookStore, org: OrgId, commit: F)
 where
     F: Fn(Journal) -> Fut,

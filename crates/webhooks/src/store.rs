@@ -75,6 +75,11 @@ impl EndpointChange {
                 endpoint.disabled_reason = None;
                 endpoint.consecutive_failures = 0;
             }
+            // Off by hand, also one that was disabled automatically: it then keeps no
+            // deliveries for a recovery (`Endpoint::queues`).
+            if !on {
+                endpoint.disabled_reason = None;
+            }
             endpoint.enabled = on;
         }
     }
@@ -136,9 +141,10 @@ impl DisableRule {
 
 /// Endpoints, the delivery queue and its history.
 ///
-/// Domain events become deliveries inside the adapter's journal commit: each event
-/// queues one delivery per enabled endpoint of its organization that [`Endpoint::wants`] it,
-/// in the same transaction as the change that caused it.
+/// Domain events become deliveries inside the adapter's journal commit: each event queues one
+/// delivery per endpoint of its organization that takes it, as [`Endpoint::queues`] says
+/// (pending, or failed for an endpoint disabled automatically), in the same transaction as the
+/// change that caused it.
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
     /// Stores a new endpoint with its encrypted secret, unless its organization has

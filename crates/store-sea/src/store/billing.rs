@@ -418,6 +418,20 @@ impl CreditStore for SeaStore {
             *lowest = Ord::min(*lowest, *net);
         }
         teams_exist(&txn, op.org, per_account.keys().copied()).await?;
+        // An archived team's credits are not used: checked here, with the team held until the
+        // commit, so that an archiving committed since the service looked is obeyed.
+        if op.kind == EntryKind::Consumption {
+            for t in per_account.keys().filter_map(|a| a.team()) {
+                if let Some(row) = super::workspace::team_row(&txn, op.org, t).await?
+                    && row.archived_at.is_some()
+                {
+                    return Err(tenancy::teams::archived(
+                        &row.name,
+                        "its credits are not used",
+                    ));
+                }
+            }
+        }
         let mut finals = BTreeMap::new();
         for (account, (net, lowest)) in &per_account {
             ensure_account(&txn, op.org, *account).await?;

@@ -106,22 +106,28 @@ async fn insert_checked(
     Ok(())
 }
 
-/// Deletes the invitation mail not sent yet to the address of invitation `id` (an address has
-/// one pending invitation per organization): revoked or sent again with a new link, it would
-/// carry a link that no longer works. Runs in the caller's transaction.
+/// Deletes the invitation mail not sent yet to the address of invitation `id`, when it was
+/// pending at `now` (an address has one pending invitation per organization, so that mail is
+/// its): revoked or sent again with a new link, it would carry a link that no longer works.
+/// An expired invitation's revocation leaves the mail of a newer one to the same address.
+/// Runs in the caller's transaction.
 async fn drop_unsent_mail(
     txn: &DatabaseTransaction,
     org: OrgId,
     id: InvitationId,
+    now: DateTime<Utc>,
 ) -> Result<(), TenancyError> {
-    let email: Option<String> = invitation::Entity::find_by_id(id.to_string())
+    let row: Option<(String, i64)> = invitation::Entity::find_by_id(id.to_string())
         .select_only()
         .column(invitation::Column::Email)
+        .column(invitation::Column::ExpiresAt)
         .into_tuple()
         .one(txn)
         .await
         .map_err(store)?;
-    if let Some(email) = email {
+    if let Some((email, expires_at)) = row
+        && expires_at > micros(now)
+    {
         mail::Entity::delete_many()
             .filter(mail::Column::OrgId.eq(org.to_string()))
             .filter(mail::Column::ToAddr.eq(email))
@@ -259,7 +265,7 @@ impl InvitationStore for SeaStore {
         if res.rows_affected == 0 {
             return Err(TenancyError::NotFound("invitation"));
         }
-        drop_unsent_mail(&txn, org, id).await?;
+        drop_unsent_mail(&txn, org, id, sent_at).await?;
         commit(txn, journal).await
     }
 
@@ -283,7 +289,7 @@ impl InvitationStore for SeaStore {
         if res.rows_affected == 0 {
             return Err(TenancyError::NotFound("invitation"));
         }
-        drop_unsent_mail(&txn, org, id).await?;
+        drop_unsent_mail(&txn, org, id, now).await?;
         commit(txn, journal).await
     }
 

@@ -1341,14 +1341,17 @@ impl ApiKeyStore for SeaStore {
             used,
             1,
         ))?;
-        let belongs = team::Entity::find()
-            .filter(team::Column::Id.eq(key.team.to_string()))
-            .filter(team::Column::OrgId.eq(key.org.to_string()))
-            .count(&txn)
-            .await
-            .map_err(store)?;
-        if belongs == 0 {
-            return Err(TenancyError::NotFound("team"));
+        // The team, as it is now (held until the commit): an archiving committed since the
+        // service looked refuses the key.
+        match super::workspace::team_row(&txn, key.org, key.team).await? {
+            None => return Err(TenancyError::NotFound("team")),
+            Some(t) if t.archived_at.is_some() => {
+                return Err(tenancy::teams::archived(
+                    &t.name,
+                    "no new API key is made for it",
+                ));
+            }
+            Some(_) => {}
         }
         // Its creator is still an active member: a removal or deactivation that committed since
         // the service looked revoked the keys it found, and must not be outlived by this one.

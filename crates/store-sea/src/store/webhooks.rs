@@ -680,6 +680,11 @@ impl WebhookStore for SeaStore {
                         Column::ConsecutiveFailures,
                         Expr::cust("CASE WHEN enabled THEN consecutive_failures ELSE 0 END"),
                     );
+            } else {
+                // Off by hand, also one that was disabled automatically: it then keeps no
+                // deliveries for a recovery (`Endpoint::queues`).
+                update =
+                    update.col_expr(Column::DisabledReason, Expr::value(Option::<String>::None));
             }
             set = true;
         }

@@ -115,6 +115,15 @@ impl AttrPath {
         }
     }
 
+    /// Whether the attribute is a `dateTime` (`meta.created`, `meta.lastModified`), compared
+    /// as instants.
+    fn is_instant(&self) -> bool {
+        self.name.eq_ignore_ascii_case("meta")
+            && self.sub.as_deref().is_some_and(|s| {
+                s.eq_ignore_ascii_case("created") || s.eq_ignore_ascii_case("lastModified")
+            })
+    }
+
     fn case_exact(&self) -> bool {
         let n = self.name.to_ascii_lowercase();
         let s = self.sub.as_deref().map(str::to_ascii_lowercase);
@@ -226,16 +235,12 @@ impl Filter {
                 let values = path.values(resource);
                 if *op == CompareOp::Ne {
                     // `ne` holds when no value equals (including when there is none).
-                    return !values
-                        .iter()
-                        .any(|v| compare(v, CompareOp::Eq, want, path.case_exact()));
+                    return !values.iter().any(|v| compare(v, CompareOp::Eq, want, path));
                 }
                 if want.is_null() && *op == CompareOp::Eq {
                     return values.iter().all(|v| !present(v));
                 }
-                values
-                    .iter()
-                    .any(|v| compare(v, *op, want, path.case_exact()))
+                values.iter().any(|v| compare(v, *op, want, path))
             }
             Filter::ValuePath(path, inner) => path
                 .values(resource)
@@ -272,24 +277,27 @@ fn present(v: &Value) -> bool {
     }
 }
 
-fn compare(have: &Value, op: CompareOp, want: &Value, case_exact: bool) -> bool {
+fn compare(have: &Value, op: CompareOp, want: &Value, path: &AttrPath) -> bool {
     use std::cmp::Ordering;
+    let case_exact = path.case_exact();
     match (have, want) {
         // Instants (`meta.lastModified gt "…"`) are ordered as instants, whatever their
         // fractions of a second or offsets: as text, "…34.500Z" sorts before "…34Z".
         (Value::String(h), Value::String(w))
-            if matches!(
-                op,
-                CompareOp::Eq
-                    | CompareOp::Ne
-                    | CompareOp::Gt
-                    | CompareOp::Ge
-                    | CompareOp::Lt
-                    | CompareOp::Le
-            ) && let (Ok(h), Ok(w)) = (
-                chrono::DateTime::parse_from_rfc3339(h),
-                chrono::DateTime::parse_from_rfc3339(w),
-            ) =>
+            if path.is_instant()
+                && matches!(
+                    op,
+                    CompareOp::Eq
+                        | CompareOp::Ne
+                        | CompareOp::Gt
+                        | CompareOp::Ge
+                        | CompareOp::Lt
+                        | CompareOp::Le
+                )
+                && let (Ok(h), Ok(w)) = (
+                    chrono::DateTime::parse_from_rfc3339(h),
+                    chrono::DateTime::parse_from_rfc3339(w),
+                ) =>
         {
             let order = h.cmp(&w);
             match op {
@@ -592,6 +600,13 @@ mod tests {
         assert!(!holds(
             r#"meta.lastModified lt "2026-11-28T09:30:00-00:30""#
         ));
+        assert!(holds(r#"meta.lastModified lt "2026-11-28T10:00:00.6Z""#));
+        // Other attributes compare as text, as the indexed `userName eq` look-up does.
+        assert!(
+            !Filter::parse(r#"userName eq "2026-11-28T11:00:00+01:00""#)
+                .unwrap()
+                .matches(&serde_json::json!({"userName": "2026-11-28T10:00:00Z"}))
+        );
         assert!(holds(r#"nickName ne "x""#));
         assert!(!holds(r#"displayName ne "babs jensen""#));
     }

@@ -311,7 +311,7 @@ fn at_path(
         (Some(filter), sub) => {
             // A replace of an attribute the resource does not have is an add (RFC 7644
             // 3.5.2.3): Entra replaces `emails[type eq "work"].value` of a user with no emails.
-            let absent = !matches!(obj.get(&key), Some(Value::Array(_)));
+            let absent = matches!(obj.get(&key), None | Some(Value::Null));
             let kind = if absent && kind == Op::Replace {
                 Op::Add
             } else {
