@@ -396,6 +396,16 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub async fn start() -> Self {
+        Self::start_with("aiosmtpd.handlers.Mailbox").await
+    }
+
+    /// A server that refuses for good (550) every recipient whose address starts with
+    /// `bounce` (`api/smtp_rejecting.py`).
+    pub async fn start_rejecting() -> Self {
+        Self::start_with("smtp_rejecting.Rejecting").await
+    }
+
+    async fn start_with(handler: &str) -> Self {
         ensure_python_checkers();
         let dir = tempfile::tempdir().expect("maildir");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -411,9 +421,10 @@ impl SmtpSink {
                 "-l",
                 &format!("127.0.0.1:{port}"),
                 "-c",
-                "aiosmtpd.handlers.Mailbox",
+                handler,
             ])
             .arg(dir.path().join("mail"))
+            .env("PYTHONPATH", concat!(env!("CARGO_MANIFEST_DIR"), "/api"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -54,6 +54,56 @@ async fn signup(t: &TestApp, token: &str, name: &str, password: &str) -> reqwest
 }
 
 both_backends!(
+    mail_the_relay_refuses_for_good_is_not_tried_again,
+    |b| async move {
+        let sink = SmtpSink::start_rejecting().await;
+        let t = spawn_app_with(
+            b,
+            Options {
+                demo: true,
+                smtp_port: Some(sink.port),
+                ..Options::default()
+            },
+        )
+        .await;
+        invited(&t, "bounce@company.com", "user").await;
+        invited(&t, "john@company.com", "user").await;
+        sink.wait_for("john@company.com", 0).await;
+        let t = &t;
+        let bounced = |token: String| async move {
+            json_of(t.get(&t.org("/outbox"), &token).await).await["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["to"] == "bounce@company.com")
+                .unwrap()
+                .clone()
+        };
+        let mut entry = Value::Null;
+        for _ in 0..100 {
+            entry = bounced(t.owner_token.clone()).await;
+            if entry["attempts"] == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(entry["attempts"], 1, "{entry}");
+        assert!(entry["sent_at"].is_null(), "{entry}");
+        let error = entry["last_error"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with("gave up:") && error.contains("550"),
+            "{entry}"
+        );
+        // A day later it has still not been tried again (a passing failure would have been,
+        // after a minute).
+        t.clock.advance(chrono::Duration::days(1));
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let owner = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+        assert_eq!(bounced(owner).await["attempts"], 1);
+    }
+);
+
+both_backends!(
     invitation_email_goes_over_smtp_and_the_link_creates_an_account,
     |b| async move {
         let sink = SmtpSink::start().await;

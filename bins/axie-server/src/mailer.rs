@@ -55,21 +55,43 @@ impl Smtp {
         }))
     }
 
-    async fn send(&self, m: &QueuedMail) -> Result<(), String> {
-        let to: Mailbox = m.to.parse().map_err(|e| format!("recipient: {e}"))?;
+    async fn send(&self, m: &QueuedMail) -> Result<(), SendFailure> {
+        let to: Mailbox =
+            m.to.parse()
+                .map_err(|e| SendFailure::permanent(format!("recipient: {e}")))?;
         let msg = Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(m.subject.clone())
             .header(lettre::message::header::ContentType::TEXT_PLAIN)
             .body(m.body.clone())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| SendFailure::permanent(e.to_string()))?;
         match tokio::time::timeout(self.send_limit, self.transport.send(msg)).await {
-            Ok(sent) => sent.map(|_| ()).map_err(|e| e.to_string()),
-            Err(_) => Err(format!(
-                "the relay took longer than {} s",
-                self.send_limit.as_secs()
-            )),
+            Ok(Ok(_)) => Ok(()),
+            // A 5xx answer (an address the relay rejects, say) will not change on a retry.
+            Ok(Err(e)) => Err(SendFailure {
+                permanent: e.is_permanent(),
+                message: e.to_string(),
+            }),
+            Err(_) => Err(SendFailure {
+                permanent: false,
+                message: format!("the relay took longer than {} s", self.send_limit.as_secs()),
+            }),
+        }
+    }
+}
+
+/// Why a send failed, and whether trying again could help.
+struct SendFailure {
+    message: String,
+    permanent: bool,
+}
+
+impl SendFailure {
+    fn permanent(message: String) -> Self {
+        Self {
+            message,
+            permanent: true,
         }
     }
 }
@@ -77,7 +99,9 @@ impl Smtp {
 /// Time left in a lease, after a send at its limit, for recording the outcome.
 const RECORD_MARGIN: chrono::Duration = chrono::Duration::seconds(5);
 
-/// Claims due mails and sends them; failures are retried with backoff (1 min × attempts).
+/// Claims due mails and sends them; failures are retried with backoff (1 min × attempts), up
+/// to [`audit::MAX_MAIL_ATTEMPTS`] tries, or given up at once when the relay refuses a mail
+/// for good (a 5xx answer, an address that does not parse).
 pub async fn deliver_due(state: &AppState, smtp: &Smtp) -> usize {
     let now = state.clock.now();
     // Long enough for two sends at their limit with their records, and at least a minute.
@@ -105,11 +129,20 @@ pub async fn deliver_due(state: &AppState, smtp: &Smtp) -> usize {
                     tracing::warn!(error = %e, mail = %m.id, "mail worker: sent but not marked");
                 }
             }
-            Err(err) => {
-                tracing::warn!(error = %err, mail = %m.id, kind = %m.kind, "mail worker: send failed");
-                let retry =
-                    state.clock.now() + chrono::Duration::minutes(i64::from(m.attempts) + 1);
-                let _ = state.store.mark_mail_failed(&m.id, &err, retry).await;
+            Err(SendFailure { message, permanent }) => {
+                // Given up when the relay refused it for good or it failed too often: it
+                // stays in the outbox with its error, for the operator.
+                if permanent || m.attempts + 1 >= audit::MAX_MAIL_ATTEMPTS {
+                    tracing::warn!(error = %message, mail = %m.id, kind = %m.kind, attempts = m.attempts + 1, "mail worker: send failed; not tried again");
+                    if let Err(e) = state.store.give_up_mail(&m.id, &message).await {
+                        tracing::warn!(error = %e, mail = %m.id, "mail worker: giving up not recorded");
+                    }
+                } else {
+                    tracing::warn!(error = %message, mail = %m.id, kind = %m.kind, "mail worker: send failed");
+                    let retry =
+                        state.clock.now() + chrono::Duration::minutes(i64::from(m.attempts) + 1);
+                    let _ = state.store.mark_mail_failed(&m.id, &message, retry).await;
+                }
             }
         }
     }

@@ -56,7 +56,7 @@ pub use chain::{
 };
 pub use error::{AuditError, StoreError};
 pub use events::{DomainEvent, EventKind, Journal, OutboundMail};
-pub use mail::{MailOutbox, QueuedMail};
+pub use mail::{MAX_MAIL_ATTEMPTS, MailOutbox, QueuedMail};
 #[cfg(feature = "memory")]
 pub use memory::MemoryAuditStore;
 pub use model::{

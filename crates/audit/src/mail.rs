@@ -32,6 +32,10 @@ pub struct QueuedMail {
     pub last_error: Option<String>,
 }
 
+/// Attempts after which the mail worker stops trying a mail ([`MailOutbox::give_up_mail`]):
+/// with a minute more between each try than the last, about twenty hours.
+pub const MAX_MAIL_ATTEMPTS: u32 = 48;
+
 /// Storage of queued emails.
 #[async_trait]
 pub trait MailOutbox: Send + Sync {
@@ -63,6 +67,18 @@ pub trait MailOutbox: Send + Sync {
         error: &str,
         retry_at: DateTime<Utc>,
     ) -> Result<(), AuditError>;
+
+    /// Stops trying mail `id`: the relay refused it for good (an address it rejects), or it
+    /// failed [`MAX_MAIL_ATTEMPTS`] times. It stays in the outbox, unsent, with `error` and
+    /// one more attempt counted, until housekeeping removes it with the rest of the old mail.
+    /// The default records a failure whose retry never comes.
+    ///
+    /// # Errors
+    /// [`AuditError::Store`] on storage failure.
+    async fn give_up_mail(&self, id: &str, error: &str) -> Result<(), AuditError> {
+        self.mark_mail_failed(id, &format!("gave up: {error}"), DateTime::<Utc>::MAX_UTC)
+            .await
+    }
 
     /// The organization's mails (with `None`, the mail about accounts themselves, which only
     /// the operator reads), newest first, with ids below the keyset cursor `before` (the
