@@ -455,6 +455,65 @@ both_backends!(
 );
 
 both_backends!(
+    records_after_the_newest_checkpoint_are_held_to_the_head,
+    |b| async move {
+        // Cut off after the newest checkpoint: the chain must still reach the recorded head.
+        let t = spawn_app(b).await;
+        history(&t).await;
+        let last = checkpoint(&t).await["seq"].as_i64().unwrap();
+        history(&t).await;
+        let org = t.org_id.clone();
+        let head = verify(&t).await["records"].as_i64().unwrap();
+        assert!(head > last + 2);
+        t.store
+            .execute_sql(&format!(
+                "DELETE FROM audit_events WHERE org_id = '{org}' AND seq > {last}"
+            ))
+            .await
+            .unwrap();
+        let v = verify(&t).await;
+        assert_eq!(v["valid"], false, "{v}");
+        assert_eq!(v["first_break"]["kind"], "short_of_head", "{v}");
+        assert_eq!(v["first_break"]["last"], last);
+
+        // Edited after the newest checkpoint: no new checkpoint is signed over it.
+        let t = spawn_app(b).await;
+        history(&t).await;
+        let last = checkpoint(&t).await["seq"].as_i64().unwrap();
+        history(&t).await;
+        let org = t.org_id.clone();
+        t.store
+            .execute_sql(&format!(
+                "UPDATE audit_events SET target_id = 'key_forged' WHERE org_id = '{org}' AND seq = {}",
+                last + 2
+            ))
+            .await
+            .unwrap();
+        let refused = problem(
+            t.post(
+                &t.org("/audit-events/checkpoints"),
+                &t.owner_token,
+                &json!({}),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "audit_chain_broken",
+        )
+        .await;
+        assert_eq!(
+            refused["first_break"],
+            json!({"kind": "modified", "seq": last + 2}),
+            "{refused}"
+        );
+        let newest = audit::AuditStore::latest_checkpoint(&*t.store, org.parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(newest.seq, last, "no checkpoint was signed after it");
+    }
+);
+
+both_backends!(
     retention_removes_old_records_and_the_chain_still_verifies,
     |b| async move {
         let mut t = spawn_app(b).await;

@@ -288,6 +288,13 @@ impl From<audit::AuditError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", m)
             }
             audit::AuditError::Store(s) => ApiError::internal(s),
+            // Nothing was signed: the operator verifies the chain to see where it broke.
+            audit::AuditError::Tampered(b) => ApiError::new(
+                StatusCode::CONFLICT,
+                "audit_chain_broken",
+                format!("the audit chain is broken ({b}): no checkpoint was signed"),
+            )
+            .with_extra(serde_json::json!({ "first_break": b })),
             other => ApiError::internal(std::io::Error::other(other.to_string())),
         }
     }

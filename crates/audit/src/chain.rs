@@ -420,6 +420,15 @@ pub enum ChainBreak {
         /// The number of records the checkpoint covers.
         checkpoint: i64,
     },
+    /// The chain ends before the head the store records (records after the newest checkpoint
+    /// were cut off, or the head was moved on without them).
+    #[error("the log ends at {last}, but its head is at {head}")]
+    ShortOfHead {
+        /// The last record present.
+        last: i64,
+        /// The position of the recorded head.
+        head: i64,
+    },
     /// The chain differs from a signed checkpoint at the checkpoint's position.
     #[error("record {seq} differs from the signed checkpoint")]
     CheckpointMismatch {
@@ -489,6 +498,25 @@ impl<'a> ChainVerifier<'a> {
         }
         Ok(Self {
             checkpoint: Some(checkpoint),
+            ..Self::new()
+        })
+    }
+
+    /// Starts after a signed checkpoint instead of the genesis, from its position and head:
+    /// the records it covers are taken as it says (checking what came after it, as before a
+    /// new checkpoint is signed).
+    ///
+    /// # Errors
+    /// [`ChainBreak::ForgedCheckpoint`] when the checkpoint's signature does not verify under `key`.
+    pub fn after_checkpoint(checkpoint: &Checkpoint, key: &[u8]) -> Result<Self, ChainBreak> {
+        if !checkpoint.is_authentic(key) {
+            return Err(ChainBreak::ForgedCheckpoint {
+                seq: checkpoint.seq,
+            });
+        }
+        Ok(Self {
+            expected: checkpoint.seq + 1,
+            prev: checkpoint.head,
             ..Self::new()
         })
     }

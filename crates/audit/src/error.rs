@@ -28,4 +28,8 @@ pub enum AuditError {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The chain is broken where an operation needs it whole (a checkpoint is not signed over
+    /// a chain that does not verify up to its head).
+    #[error("the audit chain is broken: {0}")]
+    Tampered(crate::ChainBreak),
 }

@@ -211,6 +211,9 @@ async fn verify_in_pages(
     checkpoint_key: &[u8],
     page: u32,
 ) -> Result<Result<VerifiedChain, ChainBreak>, AuditError> {
+    // The head as recorded before the walk: the chain must reach it (appends made meanwhile
+    // may take the walk further).
+    let head = store.head(org).await?;
     let checkpoint = store.latest_checkpoint(org).await?;
     let mut verifier = match &checkpoint {
         Some(cp) => match ChainVerifier::with_checkpoint(cp, checkpoint_key) {
@@ -251,7 +254,26 @@ async fn verify_in_pages(
             links.extend(beyond);
         }
     }
-    Ok(verifier.finish())
+    Ok(verifier.finish().and_then(|v| reaches_head(v, head)))
+}
+
+/// Checks a verified chain against the head recorded before its walk: it must reach it, and
+/// when it ends there, end with its hash. Otherwise records after the newest checkpoint were
+/// cut off (or the head was rewritten), which the checkpoint alone cannot show.
+fn reaches_head(
+    v: VerifiedChain,
+    head: Option<(i64, [u8; 32])>,
+) -> Result<VerifiedChain, ChainBreak> {
+    match head {
+        Some((seq, _)) if v.records < seq => Err(ChainBreak::ShortOfHead {
+            last: v.records,
+            head: seq,
+        }),
+        Some((seq, hash)) if v.records == seq && v.head != hash => {
+            Err(ChainBreak::BrokenLink { seq })
+        }
+        _ => Ok(v),
+    }
 }
 
 /// Hands every record `query` matches to `write`, newest first, a page ([`AuditQuery::limit`]
@@ -424,10 +446,67 @@ pub async fn take_checkpoint_recorded(
     let Some((seq, head)) = store.head(org).await? else {
         return Ok(None);
     };
+    // Signed only after the records since the last checkpoint are checked up to this head: a
+    // chain edited and sealed again from some record on, with its head moved to match, is
+    // refused here rather than made to look genuine by a new signature.
+    verify_since_checkpoint(store, org, key, seq, head).await?;
     let cp = Checkpoint::sign(key, org, seq, head, now);
     let journal = record(&cp)?;
     store.save_checkpoint(&cp, journal).await?;
     Ok(Some(cp))
+}
+
+/// Checks `org`'s records from its newest checkpoint (or retention anchor, or the start) up to
+/// `seq`, which must end with `head`, before a checkpoint of that head is signed.
+///
+/// # Errors
+/// [`AuditError::Tampered`] with the first broken link; [`AuditError::Store`].
+async fn verify_since_checkpoint(
+    store: &dyn AuditStore,
+    org: OrgId,
+    key: &[u8],
+    seq: i64,
+    head: [u8; 32],
+) -> Result<(), AuditError> {
+    let checkpoint = store.latest_checkpoint(org).await?;
+    let anchor = store.anchor(org).await?;
+    let newer_anchor = match (&checkpoint, &anchor) {
+        (Some(cp), Some(a)) if a.seq > cp.seq => Some(a),
+        (Some(_), _) => None,
+        (None, a) => a.as_ref(),
+    };
+    let (mut verifier, mut after) = match (&checkpoint, newer_anchor) {
+        (Some(cp), None) => (
+            ChainVerifier::after_checkpoint(cp, key).map_err(AuditError::Tampered)?,
+            cp.seq,
+        ),
+        (_, Some(a)) => (
+            ChainVerifier::new()
+                .after_anchor(a, key)
+                .map_err(AuditError::Tampered)?,
+            a.seq,
+        ),
+        (None, None) => (ChainVerifier::new(), 0),
+    };
+    while after < seq {
+        let links = store.chain_links(org, after, WALK_PAGE).await?;
+        let Some(last) = links.last() else { break };
+        after = last.seq();
+        for l in links.iter().take_while(|l| l.seq() <= seq) {
+            verifier.push_link(l).map_err(AuditError::Tampered)?;
+        }
+    }
+    let v = verifier.finish().map_err(AuditError::Tampered)?;
+    if v.records < seq {
+        return Err(AuditError::Tampered(ChainBreak::ShortOfHead {
+            last: v.records,
+            head: seq,
+        }));
+    }
+    if v.head != head {
+        return Err(AuditError::Tampered(ChainBreak::BrokenLink { seq }));
+    }
+    Ok(())
 }
 
 /// Applies a retention period: removes `org`'s records that occurred before `cutoff` (the

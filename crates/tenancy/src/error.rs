@@ -141,6 +141,9 @@ impl From<audit::AuditError> for TenancyError {
         match e {
             audit::AuditError::Invalid(m) => TenancyError::Invalid(m),
             audit::AuditError::Store(s) => TenancyError::Store(s),
+            audit::AuditError::Tampered(b) => {
+                TenancyError::Conflict(format!("the audit chain is broken: {b}"))
+            }
             other => TenancyError::Store(StoreError::msg(other.to_string())),
         }
     }
