@@ -146,8 +146,12 @@ fn admitted_by<'a>(
 /// Unknown emails cost the same argon2 work as wrong passwords. A failed login
 /// for a known account is audited in each of the person's organizations.
 ///
-/// `address_locked_until` is the caller's per-address throttling verdict (the server counts
+/// `address_locked_until` gives the caller's per-address throttling verdict (the server counts
 /// failures per client address); while it lies in the future every login from there is refused.
+/// It is asked after the password was checked, not when the request arrived: logins sent all
+/// at once from one address wait for a hashing slot, and each must see the failures counted
+/// while it waited, or a burst would have every guess in it checked. A login refused so learns
+/// nothing of its password.
 ///
 /// # Errors
 /// [`TenancyError::BadCredentials`] for a wrong email or password;
@@ -164,7 +168,7 @@ pub async fn login<S: TenancyStore + ?Sized>(
     hasher: &PasswordHasher,
     email: &str,
     password: &str,
-    address_locked_until: Option<DateTime<Utc>>,
+    address_locked_until: &(dyn Fn() -> Option<DateTime<Utc>> + Send + Sync),
     request: RequestContext,
     now: DateTime<Utc>,
 ) -> Result<LoginResult, TenancyError> {
@@ -180,7 +184,7 @@ pub async fn login<S: TenancyStore + ?Sized>(
         None => (None, None),
     };
     let verification = hasher.verify_off_thread(stored.as_deref(), password).await;
-    let address_lock = address_locked_until.filter(|u| now < *u);
+    let address_lock = address_locked_until().filter(|u| now < *u);
     let Some(user) = user else {
         // The same answer for unknown accounts, so a locked address learns nothing.
         return Err(match address_lock {

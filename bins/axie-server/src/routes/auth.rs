@@ -93,7 +93,7 @@ pub async fn login(
         &st.hasher,
         &body.email,
         &body.password,
-        st.address_throttle.locked_until(ip, now),
+        &|| st.address_throttle.locked_until(ip, now),
         ctx,
         now,
     )
