@@ -2280,6 +2280,28 @@ impl MfaStore for MemoryTenancyStore {
         })
     }
 
+    async fn reserve_mfa_attempt(
+        &self,
+        user: UserId,
+        policy: &security_policy::LoginThrottlePolicy,
+        now: DateTime<Utc>,
+    ) -> Result<(), TenancyError> {
+        let mut s = self.lock()?;
+        let r = s
+            .mfa
+            .get_mut(&user)
+            .ok_or(TenancyError::NotFound("second factor"))?;
+        if let Some(until) = security_policy::locked_until(r.record.throttle.as_ref(), now) {
+            return Err(TenancyError::Throttled(until));
+        }
+        r.record.throttle = Some(security_policy::after_failure(
+            policy,
+            r.record.throttle.as_ref(),
+            now,
+        ));
+        Ok(())
+    }
+
     async fn count_mfa_failure(
         &self,
         user: UserId,

@@ -216,6 +216,22 @@ pub trait MfaStore: Send + Sync {
     async fn take_sms_challenge(&self, user: UserId, code_hash: &str)
     -> Result<bool, TenancyError>;
 
+    /// Counts an attempt at `user`'s second factor before it is checked, or refuses it while
+    /// the record is locked, under a lock on the record: attempts sent at once each count
+    /// before any is checked, so no more than the throttle's limit are ever checked in its
+    /// window (a correct one then clears the count, [`MfaStore::set_mfa_throttle`]). The state
+    /// after it is [`security_policy::after_failure`] of the one stored.
+    ///
+    /// # Errors
+    /// [`TenancyError::Throttled`] while locked; [`TenancyError::NotFound`] without a second
+    /// factor; [`TenancyError::Store`].
+    async fn reserve_mfa_attempt(
+        &self,
+        user: UserId,
+        policy: &LoginThrottlePolicy,
+        now: DateTime<Utc>,
+    ) -> Result<(), TenancyError>;
+
     /// Counts one more wrong second factor of `user`, committing `journal` (the failure's
     /// records) with it, and returns the new state: [`security_policy::after_failure`] of the
     /// state stored, read in the same transaction under a lock on the person's second-factor
@@ -517,8 +533,20 @@ async fn factor_records<S: TenancyStore + MfaStore + ?Sized>(
     ))
 }
 
+/// What [`check_factor`] found.
+enum FactorCheck {
+    /// The factor is right (`recovery`: it was a recovery code, now used up).
+    Passed { recovery: bool },
+    /// The factor is wrong: the attempt is counted; its record is the caller's to write.
+    Wrong,
+}
+
+/// The answer to a wrong second factor.
+fn wrong_factor() -> TenancyError {
+    TenancyError::Invalid("the code is wrong, expired or already used".into())
+}
+
 /// Checks a second factor for an enrolled person, with throttling and replay protection.
-/// Returns whether a recovery code was used.
 async fn check_factor<S: MfaStore + ?Sized>(
     store: &S,
     cipher: &Cipher,
@@ -526,15 +554,17 @@ async fn check_factor<S: MfaStore + ?Sized>(
     factor: &SecondFactor,
     now: DateTime<Utc>,
     records: FactorRecords,
-) -> Result<bool, TenancyError> {
+) -> Result<FactorCheck, TenancyError> {
     let rec = store
         .mfa(user)
         .await?
         .filter(|r| r.enabled_at.is_some())
         .ok_or(TenancyError::NotFound("second factor"))?;
-    if let Some(until) = locked_until(rec.throttle.as_ref(), now) {
-        return Err(TenancyError::Throttled(until));
-    }
+    // Counted before it is checked (refused while locked): codes sent all at once cannot have
+    // more than the limit checked.
+    store
+        .reserve_mfa_attempt(user, &LoginThrottlePolicy::default(), now)
+        .await?;
     let ok = match factor {
         SecondFactor::Totp(code) => {
             let secret = decrypt(cipher, &rec.secret_enc)?;
@@ -558,19 +588,15 @@ async fn check_factor<S: MfaStore + ?Sized>(
         },
     };
     if !ok {
-        store
-            .count_mfa_failure(user, &LoginThrottlePolicy::default(), now, records.failed)
-            .await?;
-        return Err(TenancyError::Invalid(
-            "the code is wrong, expired or already used".into(),
-        ));
+        // Counted already, when it was reserved: the caller writes only its record.
+        return Ok(FactorCheck::Wrong);
     }
-    if rec.throttle.is_some() {
-        store
-            .set_mfa_throttle(user, None, Journal::default())
-            .await?;
-    }
-    Ok(matches!(factor, SecondFactor::Recovery(_)))
+    store
+        .set_mfa_throttle(user, None, Journal::default())
+        .await?;
+    Ok(FactorCheck::Passed {
+        recovery: matches!(factor, SecondFactor::Recovery(_)),
+    })
 }
 
 /// Issues the challenge that stands between a correct password and a session for a person
@@ -694,8 +720,13 @@ pub async fn complete_login<S: TenancyStore + MfaStore + ?Sized>(
         return Err(e);
     }
     let used_recovery = match check_factor(store, cipher, user.id, factor, now, records).await {
-        Ok(r) => r,
-        // Refused before any state changed: the record goes alone.
+        Ok(FactorCheck::Passed { recovery }) => recovery,
+        // Counted when it was reserved, or refused by the throttle before that: the record
+        // goes alone.
+        Ok(FactorCheck::Wrong) => {
+            audit_store.append(failed).await?;
+            return Err(wrong_factor());
+        }
         Err(e @ TenancyError::Throttled(_)) => {
             audit_store.append(failed).await?;
             return Err(e);
@@ -880,11 +911,18 @@ pub async fn change<S: TenancyStore + MfaStore + audit::AuditStore + ?Sized>(
     let (records, _) =
         factor_records(store, user, proof, AuditAction::AccessDenied, request, now).await?;
     let denied = records.failed.clone();
-    if let Err(e) = check_factor(store, cipher, user.id, proof, now, records).await {
-        if matches!(e, TenancyError::Throttled(_)) {
+    match check_factor(store, cipher, user.id, proof, now, records).await {
+        Ok(FactorCheck::Passed { .. }) => {}
+        Ok(FactorCheck::Wrong) => {
             store.append(denied).await?;
+            return Err(wrong_factor());
         }
-        return Err(e);
+        Err(e) => {
+            if matches!(e, TenancyError::Throttled(_)) {
+                store.append(denied).await?;
+            }
+            return Err(e);
+        }
     }
     match what {
         Change::Disable { .. } => {

@@ -348,6 +348,31 @@ impl MfaStore for SeaStore {
         .collect()
     }
 
+    async fn reserve_mfa_attempt(
+        &self,
+        user: UserId,
+        policy: &LoginThrottlePolicy,
+        now: DateTime<Utc>,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        // The record's row lock (PostgreSQL; on SQLite the one writer runs transactions one
+        // after the other), so attempts arriving at once each count before any is checked.
+        let m = user_mfa::Entity::find_by_id(uid(user))
+            .lock_exclusive()
+            .one(&txn)
+            .await
+            .map_err(store)?
+            .ok_or(TenancyError::NotFound("second factor"))?;
+        let state = throttle_of(&m)?;
+        if let Some(until) = security_policy::locked_until(state.as_ref(), now) {
+            txn.rollback().await.map_err(store)?;
+            return Err(TenancyError::Throttled(until));
+        }
+        let next = security_policy::after_failure(policy, state.as_ref(), now);
+        put_throttle(&txn, user, Some(&next)).await?;
+        txn.commit().await.map_err(store)
+    }
+
     async fn count_mfa_failure(
         &self,
         user: UserId,
