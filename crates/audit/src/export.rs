@@ -38,10 +38,19 @@ pub fn neutralize(cell: &str) -> std::borrow::Cow<'_, str> {
 
 /// Whether a spreadsheet would run `cell` as a formula.
 fn runs_as_formula(cell: &str) -> bool {
-    matches!(
-        cell.as_bytes().first(),
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
-    )
+    match cell.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => true,
+        // A spreadsheet that trims cells on import (or reads full-width signs as their ASCII
+        // forms) runs `  =…`, `\n=…` or `＝…` too: look past leading white space and control
+        // characters, and at the full-width forms. Plain text is untouched: only a cell whose
+        // first visible character is such a sign is.
+        Some(_) => cell
+            .trim_start_matches(|c: char| c.is_whitespace() || c.is_control())
+            .chars()
+            .next()
+            .is_some_and(|c| matches!(c, '=' | '+' | '-' | '@' | '＝' | '＋' | '－' | '＠')),
+        None => false,
+    }
 }
 
 /// Writes CSV rows to any writer; memory stays bounded by one row.
@@ -149,7 +158,18 @@ mod tests {
 
     #[test]
     fn formula_cells_are_neutralised() {
-        for bad in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+        for bad in [
+            "=1+1",
+            "+1",
+            "-1",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            " =HYPERLINK(\"x\")",
+            "\n+1",
+            "\u{a0}@x",
+            "＝1+1",
+        ] {
             assert!(neutralize(bad).starts_with('\''), "{bad:?}");
         }
         assert_eq!(neutralize("Customer Support"), "Customer Support");
