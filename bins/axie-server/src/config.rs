@@ -199,7 +199,8 @@ pub struct ServerSettings {
     pub body_limit_bytes: usize,
     /// Trusted reverse-proxy networks.
     pub trusted_proxies: Vec<String>,
-    /// Secure flag on the session cookie.
+    /// Secure flag on the session cookie. It is set anyway when the server serves TLS itself
+    /// or `public_url` is `https://` ([`ServerSettings::session_cookie_secure`]).
     pub cookie_secure: bool,
     /// Data directory.
     pub data_dir: PathBuf,
@@ -211,6 +212,21 @@ pub struct ServerSettings {
     pub tls_key: PathBuf,
     /// Run the background workers in this process.
     pub workers: bool,
+}
+
+impl ServerSettings {
+    /// Whether the session cookie is marked Secure: when `cookie_secure` says so, and always
+    /// when the server serves TLS itself or is reached at an `https://` public URL, where a
+    /// cookie sent over plain HTTP (a first visit without HSTS) could only leak it.
+    #[must_use]
+    pub fn session_cookie_secure(&self) -> bool {
+        self.cookie_secure
+            || !self.tls_cert.as_os_str().is_empty()
+            || self
+                .public_url
+                .get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    }
 }
 
 /// Invitation settings.
@@ -724,6 +740,23 @@ mod tests {
         s.validate().unwrap();
         assert_eq!(s.server.port, 8080);
         assert!(s.database_url().unwrap().is_sqlite());
+    }
+
+    #[test]
+    fn the_session_cookie_is_secure_wherever_the_server_is_reached_over_tls() {
+        let mut s: Settings = Figment::new()
+            .merge(Toml::string(DEFAULTS))
+            .extract()
+            .unwrap();
+        assert!(!s.server.session_cookie_secure(), "plain HTTP on a laptop");
+        s.server.public_url = "HTTPS://chat.example.com".into();
+        assert!(s.server.session_cookie_secure(), "behind a TLS proxy");
+        s.server.public_url = "http://localhost:8080".into();
+        s.server.tls_cert = "/etc/axie/cert.pem".into();
+        assert!(s.server.session_cookie_secure(), "TLS served by the server");
+        s.server.tls_cert = PathBuf::new();
+        s.server.cookie_secure = true;
+        assert!(s.server.session_cookie_secure());
     }
 
     #[test]

@@ -53,7 +53,7 @@ fn session_answer(st: &AppState, out: &accounts::LoginOutcome) -> HttpResponse {
         .path("/")
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(st.settings.server.cookie_secure)
+        .secure(st.settings.server.session_cookie_secure())
         .finish();
     HttpResponse::Ok().cookie(cookie).json(LoginResponse {
         token: out.token.secret.clone(),
@@ -252,6 +252,7 @@ pub async fn logout(
         .path("/")
         .http_only(true)
         .same_site(SameSite::Strict)
+        .secure(st.settings.server.session_cookie_secure())
         .finish();
     gone.make_removal();
     Ok(HttpResponse::NoContent().cookie(gone).finish())
