@@ -513,9 +513,10 @@ async fn verify_since_checkpoint(
 /// prefix of the chain up to the newest such record) under a signed [`Anchor`], so the rest
 /// still verifies, committing `journal` (its audit record) with the removal. Returns the anchor
 /// written, or `None` when nothing is old enough or a concurrent pass (another instance's
-/// retention worker) already removed it.
+/// retention worker) already removed it. The chain is verified first, whole.
 ///
 /// # Errors
+/// [`AuditError::Tampered`] when the chain does not verify (nothing is removed);
 /// [`AuditError::Store`] on storage failure.
 pub async fn prune_before(
     store: &dyn AuditStore,
@@ -540,6 +541,11 @@ pub async fn prune_before(
     };
     if store.anchor(org).await?.is_some_and(|a| a.seq >= last.seq) {
         return Ok(None);
+    }
+    // Only a chain that verifies is cut: removing records past a break would remove the
+    // evidence of it, and the anchor would sign whatever hash the record there holds.
+    if let Err(b) = verify_chain(store, org, key).await? {
+        return Err(AuditError::Tampered(b));
     }
     let anchor = Anchor::sign(key, org, last.seq, last.hash, now);
     match store.prune(&anchor, journal).await? {
