@@ -234,6 +234,14 @@ pub async fn login<S: TenancyStore + ?Sized>(
             .await?;
         return Err(TenancyError::BadCredentials);
     };
+    // The password may have been changed or reset while this one waited for its hash (a queue
+    // of logins, seconds under load): one checked against the old hash opens nothing. (From
+    // here to the session's insert is a few statements; closing that too would take the
+    // insert comparing the hash in its transaction.)
+    let current = store.find_user_by_email(&user.email).await?;
+    if current.as_ref().map(|(u, h)| (u.id, h.as_deref())) != Some((user.id, stored.as_deref())) {
+        return Err(TenancyError::BadCredentials);
+    }
     // Someone whose every membership is deactivated has nowhere to go: no session. The right
     // password still clears the throttle, in the refusal's transaction.
     if !memberships.is_empty() && memberships.iter().all(|m| !m.active) {
