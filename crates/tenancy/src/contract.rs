@@ -3813,6 +3813,26 @@ async fn mfa_steps_codes_and_challenges_are_used_once<
     s.set_mfa_throttle(u, None, Journal::default())
         .await
         .unwrap();
+    // Attempts reserved at once each count, and no more than the limit are let through.
+    let reserved =
+        futures::future::join_all((0..15).map(|_| s.reserve_mfa_attempt(u, &policy, now()))).await;
+    assert_eq!(
+        reserved.iter().filter(|r| r.is_ok()).count(),
+        policy.max_failures as usize
+    );
+    assert!(
+        reserved
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, TenancyError::Throttled(_)))
+    );
+    assert!(matches!(
+        s.reserve_mfa_attempt(UserId::new(), &policy, now()).await,
+        Err(TenancyError::NotFound(_))
+    ));
+    s.set_mfa_throttle(u, None, Journal::default())
+        .await
+        .unwrap();
 
     // Login challenges: stored by hash, consumed once.
     s.save_login_challenge("ch-hash", u, now() + Duration::minutes(5))
