@@ -154,6 +154,20 @@ both_backends!(search_filters_and_keyset_pages, |b| async move {
         "invalid_request",
     )
     .await;
+    // A preset and a custom start together would leave one of them unused.
+    problem(
+        t.get(
+            &t.org(&format!(
+                "/audit-events?period=last_7_days&since={}",
+                urlencode(&future)
+            )),
+            &t.owner_token,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
 });
 
 fn urlencode(s: &str) -> String {
@@ -257,6 +271,7 @@ both_backends!(pdf_reports_read_back_with_pdftotext, |b| async move {
         "Production API",
         "Staging API",
         "Sarah Owner",
+        "(included) to now",
     ] {
         assert!(
             text.contains(expected),
@@ -292,6 +307,11 @@ both_backends!(pdf_reports_read_back_with_pdftotext, |b| async move {
     assert!(text.contains(&format!("Page {pages} of {pages}")));
     let exported = t.audit("action=data.exported").await;
     assert_eq!(exported[0]["metadata"]["format"], "pdf");
+    assert_eq!(
+        exported[1]["metadata"]["filter"],
+        json!({"action": "api_key.", "period": "last_7_days"}),
+        "the filters as checked"
+    );
 });
 
 /// The text of a PDF as poppler's `pdftotext` reads it (an implementation independent of ours).

@@ -75,6 +75,12 @@ fn time(field: &str, s: &str) -> Result<DateTime<Utc>, ApiError> {
 
 impl AuditFilter {
     fn to_query(&self, now: DateTime<Utc>) -> Result<AuditQuery, ApiError> {
+        // One start only: a preset would replace `since` silently, while a report lists both.
+        if self.period.is_some() && self.since.is_some() {
+            return Err(ApiError::bad_request(
+                "give either `period` or `since`, not both",
+            ));
+        }
         let mut since = self
             .since
             .as_deref()
@@ -282,7 +288,12 @@ async fn export_body(
             Target::new("audit_log", caller.org.id, "audit log"),
         )
         .with_metadata(Metadata::from_value(json!({
-            "format": format, "filter": format!("{:?}", q.0),
+            // The filters as checked, each cut to 200 characters: the record is hashed and
+            // kept, and what someone typed into a filter should not make it large.
+            "format": format,
+            "filter": q.described().into_iter()
+                .map(|(k, v)| (k, serde_json::Value::from(v.chars().take(200).collect::<String>())))
+                .collect::<serde_json::Map<_, _>>(),
             "only_own_teams_and_actions": query.seen_by.is_some(),
         }))?);
     st.store.append(Journal::record(record)).await?;
@@ -403,10 +414,10 @@ async fn pdf_report(
         filters.push(("read by".to_owned(), who));
     }
     let (events, more) = audit::pdf::newest_events(&*st.store, caller.org.id, query).await?;
-    let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+    let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
     let period = match (since, until) {
-        (Some(a), Some(b)) => format!("{} to {}", fmt(a), fmt(b)),
-        (Some(a), None) => format!("{} to now", fmt(a)),
+        (Some(a), Some(b)) => format!("from {} (included) to {} (excluded)", fmt(a), fmt(b)),
+        (Some(a), None) => format!("from {} (included) to now", fmt(a)),
         (None, Some(b)) => format!("everything before {}", fmt(b)),
         (None, None) => "the whole log".to_owned(),
     };
