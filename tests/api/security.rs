@@ -195,16 +195,11 @@ both_backends!(
 
         // Wrong codes are throttled per account (10 in 15 minutes), and audited; also thirty
         // sent at once: each is counted before it is checked, so no more than ten are checked.
-        let burst = (0..30).map(|_| verify(&t, &ch, json!({ "code": "000000" })));
-        let answers: Vec<StatusCode> = futures::future::join_all(burst)
-            .await
-            .iter()
-            .map(reqwest::Response::status)
-            .collect();
-        let checked = answers
-            .iter()
-            .filter(|s| **s == StatusCode::UNPROCESSABLE_ENTITY)
-            .count();
+        let (answers, checked) = burst(
+            (0..30).map(|_| verify(&t, &ch, json!({ "code": "000000" }))),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
         assert!(
             checked <= 10 && answers.contains(&StatusCode::TOO_MANY_REQUESTS),
             "{checked} codes were checked: {answers:?}"
@@ -1414,16 +1409,11 @@ both_backends!(failed_logins_are_throttled_per_address, |b| async move {
     // Thirty guesses sent at once from another address all wait for a hashing slot; each is
     // judged against the failures counted by the time its hash is done, so no more than the
     // limit (and the one beside it in the other slot) learn anything.
-    let burst = (0..30).map(|_| from("192.0.2.77", "nobody@example.com", "guess guess guess"));
-    let answers: Vec<StatusCode> = futures::future::join_all(burst)
-        .await
-        .iter()
-        .map(reqwest::Response::status)
-        .collect();
-    let checked = answers
-        .iter()
-        .filter(|s| **s == StatusCode::UNAUTHORIZED)
-        .count();
+    let (answers, checked) = burst(
+        (0..30).map(|_| from("192.0.2.77", "nobody@example.com", "guess guess guess")),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
     assert!(checked <= 7, "{checked} guesses were checked: {answers:?}");
     assert!(
         answers
@@ -1876,3 +1866,18 @@ both_backends!(
         problem(refused, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await;
     }
 );
+
+/// Sends `requests` all at once; returns their statuses and how many were `checked` (answered
+/// on their merits rather than refused by a throttle).
+async fn burst(
+    requests: impl IntoIterator<Item = impl std::future::Future<Output = reqwest::Response>>,
+    checked: StatusCode,
+) -> (Vec<StatusCode>, usize) {
+    let answers: Vec<StatusCode> = futures::future::join_all(requests)
+        .await
+        .iter()
+        .map(reqwest::Response::status)
+        .collect();
+    let n = answers.iter().filter(|s| **s == checked).count();
+    (answers, n)
+}

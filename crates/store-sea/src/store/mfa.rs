@@ -102,6 +102,21 @@ async fn put_throttle(
     Ok(())
 }
 
+/// `user`'s second-factor record, held until `txn` ends (the row's lock on PostgreSQL; on
+/// SQLite the one writer runs transactions one after the other), so that counts read and
+/// written under it do not miss each other.
+async fn locked_record(
+    txn: &sea_orm::DatabaseTransaction,
+    user: UserId,
+) -> Result<user_mfa::Model, TenancyError> {
+    user_mfa::Entity::find_by_id(uid(user))
+        .lock_exclusive()
+        .one(txn)
+        .await
+        .map_err(store)?
+        .ok_or(TenancyError::NotFound("second factor"))
+}
+
 #[async_trait]
 impl MfaStore for SeaStore {
     async fn mfa(&self, user: UserId) -> Result<Option<MfaRecord>, TenancyError> {
@@ -355,15 +370,8 @@ impl MfaStore for SeaStore {
         now: DateTime<Utc>,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
-        // The record's row lock (PostgreSQL; on SQLite the one writer runs transactions one
-        // after the other), so attempts arriving at once each count before any is checked.
-        let m = user_mfa::Entity::find_by_id(uid(user))
-            .lock_exclusive()
-            .one(&txn)
-            .await
-            .map_err(store)?
-            .ok_or(TenancyError::NotFound("second factor"))?;
-        let state = throttle_of(&m)?;
+        // Attempts arriving at once each count before any is checked.
+        let state = throttle_of(&locked_record(&txn, user).await?)?;
         if let Some(until) = security_policy::locked_until(state.as_ref(), now) {
             txn.rollback().await.map_err(store)?;
             return Err(TenancyError::Throttled(until));
@@ -381,14 +389,8 @@ impl MfaStore for SeaStore {
         journal: Journal,
     ) -> Result<ThrottleState, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
-        // The record's row lock (PostgreSQL; on SQLite the one writer runs transactions one
-        // after the other), so wrong codes arriving at once read each other's counts.
-        let m = user_mfa::Entity::find_by_id(uid(user))
-            .lock_exclusive()
-            .one(&txn)
-            .await
-            .map_err(store)?
-            .ok_or(TenancyError::NotFound("second factor"))?;
+        // Wrong codes arriving at once read each other's counts.
+        let m = locked_record(&txn, user).await?;
         let next = security_policy::after_failure(policy, throttle_of(&m)?.as_ref(), now);
         put_throttle(&txn, user, Some(&next)).await?;
         commit(txn, journal).await?;
