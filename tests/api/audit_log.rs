@@ -533,43 +533,6 @@ both_backends!(
     }
 );
 
-both_backends!(retention_cuts_only_a_chain_that_verifies, |b| async move {
-    let mut t = spawn_app(b).await;
-    json_of(
-        t.patch(
-            &t.org("/security"),
-            &t.owner_token,
-            &json!({"audit_retention_days": 30}),
-        )
-        .await,
-    )
-    .await;
-    history(&t).await;
-    t.clock.advance(chrono::Duration::days(31));
-    t.owner_token = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
-    // A record deleted from the old part: cutting the old part would remove the evidence.
-    let org = t.org_id.clone();
-    t.store
-        .execute_sql(&format!(
-            "DELETE FROM audit_events WHERE org_id = '{org}' AND seq = 4"
-        ))
-        .await
-        .unwrap();
-    let key = axie_server::startup::checkpoint_key(&t.settings).unwrap();
-    let refused = axie_server::workers::apply_retention(&t.store, &key, t.clock.now()).await;
-    assert!(
-        matches!(&refused, Err(tenancy::TenancyError::Conflict(m)) if m.contains("broken")),
-        "{refused:?}"
-    );
-    let v = verify(&t).await;
-    assert_eq!(
-        v["first_break"],
-        json!({"kind": "missing", "seq": 5, "expected": 4}),
-        "still there to see: {v}"
-    );
-    assert!(t.audit("action=audit.pruned").await.is_empty());
-});
-
 both_backends!(
     retention_removes_old_records_and_the_chain_still_verifies,
     |b| async move {

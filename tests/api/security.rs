@@ -1689,6 +1689,11 @@ both_backends!(
 
         // The checkpoint key: chains verify with the old key, then checkpoints are signed with the new one.
         let old_ck = std::fs::read_to_string(dir.join("checkpoint.key")).unwrap();
+        // A checkpoint signed with the old key already, as a running server has.
+        audit::take_checkpoint(&*t.store, org, old_ck.trim().as_bytes(), t.clock.now())
+            .await
+            .unwrap()
+            .unwrap();
         let report = axie_server::keys::rotate_checkpoint_key(&t.settings, &t.store, None)
             .await
             .unwrap();

@@ -130,7 +130,7 @@ pub async fn rotate_checkpoint_key(
     };
     let now = chrono::Utc::now();
     for org in &orgs {
-        audit::take_checkpoint(store, *org, text.as_bytes(), now).await?;
+        audit::take_checkpoint_rotating(store, *org, &old, text.as_bytes(), now).await?;
     }
     let mut out = format!(
         "verified {} audit chains with the old key and signed a checkpoint of each with the new one",

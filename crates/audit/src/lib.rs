@@ -68,5 +68,5 @@ pub use query::{ActionFilter, AuditQuery, DatePreset, MAX_PAGE, SeenBy};
 pub use render::render_line;
 pub use store::{
     AuditStore, PruneJournal, WALK_PAGE, for_each_page, prune_before, take_checkpoint,
-    take_checkpoint_recorded, verification_metadata, verify_chain,
+    take_checkpoint_recorded, take_checkpoint_rotating, verification_metadata, verify_chain,
 };
