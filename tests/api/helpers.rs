@@ -93,6 +93,19 @@ pub struct Options {
     pub geoip_database: Option<std::path::PathBuf>,
 }
 
+/// A server with the demo data that sends its mail to the SMTP server `sink`.
+pub async fn spawn_app_mailing_to(backend: Backend, sink: &SmtpSink) -> TestApp {
+    spawn_app_with(
+        backend,
+        Options {
+            demo: true,
+            smtp_port: Some(sink.port),
+            ..Options::default()
+        },
+    )
+    .await
+}
+
 pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(
         backend,

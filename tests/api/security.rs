@@ -1735,15 +1735,7 @@ both_backends!(
     a_forgotten_password_is_reset_through_an_emailed_link_once,
     |b| async move {
         let smtp = SmtpSink::start().await;
-        let t = spawn_app_with(
-            b,
-            Options {
-                demo: true,
-                smtp_port: Some(smtp.port),
-                ..Options::default()
-            },
-        )
-        .await;
+        let t = spawn_app_mailing_to(b, &smtp).await;
         let old_session = t.login("lisa@example.com", DEMO_PASSWORD).await;
         let ask = |email: &'static str| {
             t.client

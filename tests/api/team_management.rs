@@ -57,15 +57,7 @@ both_backends!(
     mail_the_relay_refuses_for_good_is_not_tried_again,
     |b| async move {
         let sink = SmtpSink::start_rejecting().await;
-        let t = spawn_app_with(
-            b,
-            Options {
-                demo: true,
-                smtp_port: Some(sink.port),
-                ..Options::default()
-            },
-        )
-        .await;
+        let t = spawn_app_mailing_to(b, &sink).await;
         invited(&t, "bounce@company.com", "user").await;
         invited(&t, "john@company.com", "user").await;
         sink.wait_for("john@company.com", 0).await;
@@ -107,15 +99,7 @@ both_backends!(
     invitation_email_goes_over_smtp_and_the_link_creates_an_account,
     |b| async move {
         let sink = SmtpSink::start().await;
-        let t = spawn_app_with(
-            b,
-            Options {
-                demo: true,
-                smtp_port: Some(sink.port),
-                ..Options::default()
-            },
-        )
-        .await;
+        let t = spawn_app_mailing_to(b, &sink).await;
         let inv = invited(&t, "John@Company.com", "user").await;
         assert_eq!(inv["email"], "john@company.com");
         assert_eq!(inv["status"], "pending");
