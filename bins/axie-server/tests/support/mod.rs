@@ -16,11 +16,13 @@ use serde_json::{Value, json};
 pub(crate) const PASSWORD: &str = "tilted windmill at sunrise";
 
 /// A port on loopback that was free a moment ago.
+/// Ports [`free_port`] handed out, which no listener of this process takes afterwards.
+static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+
 pub(crate) fn free_port() -> u16 {
     // The port is free when asked, not when the server binds it: tests running side by side in
     // this process must not be handed the same one (a second server would fail to bind, and its
     // test would talk to the first one's server), so ports already given out are skipped.
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -135,7 +137,21 @@ where
     F: Fn(HttpRequest, web::Bytes) -> R + Clone + Send + 'static,
     R: Future<Output = HttpResponse> + 'static,
 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // Not a port handed out for a server that has not bound it yet: the server would fail
+    // to bind, and its test would talk to this stand-in instead (the ports tried are held
+    // until one fits, so the kernel does not offer the same one again).
+    let mut tried = Vec::new();
+    let listener = loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            break l;
+        }
+        tried.push(l);
+    };
+    drop(tried);
     let port = listener.local_addr().unwrap().port();
     let server = HttpServer::new(move || App::new().default_service(web::to(answer.clone())))
         .workers(workers)
