@@ -473,18 +473,19 @@ pub enum SecondFactor {
     Sms(String),
 }
 
-/// What a second-factor check commits with the state it changes.
+/// The records of a second-factor check.
 #[derive(Debug)]
 struct FactorRecords {
-    /// With the throttle's update after a wrong code.
+    /// Written after a wrong code (the attempt was counted when it was reserved) or one the
+    /// throttle refused.
     failed: Journal,
     /// With the use of a recovery code.
     recovery_used: Journal,
 }
 
-/// The records a check of `factor` commits with the state it changes: `failed` (outcome
-/// `bad_second_factor`) with the throttle's update after a wrong code, and a recovery code's
-/// use with its consumption; with the recovery codes left after that use.
+/// The records of a check of `factor`: `failed` (outcome `bad_second_factor`) for a wrong or
+/// refused code, and a recovery code's use, which commits with its consumption; with the
+/// recovery codes left after that use.
 async fn factor_records<S: TenancyStore + MfaStore + ?Sized>(
     store: &S,
     user: &User,
@@ -553,7 +554,7 @@ async fn check_factor<S: MfaStore + ?Sized>(
     user: UserId,
     factor: &SecondFactor,
     now: DateTime<Utc>,
-    records: FactorRecords,
+    recovery_used: Journal,
 ) -> Result<FactorCheck, TenancyError> {
     let rec = store
         .mfa(user)
@@ -576,9 +577,7 @@ async fn check_factor<S: MfaStore + ?Sized>(
         }
         SecondFactor::Recovery(code) => {
             let hash = security_policy::recovery_code_hash(code);
-            store
-                .use_recovery_code(user, &hash, records.recovery_used)
-                .await?
+            store.use_recovery_code(user, &hash, recovery_used).await?
         }
         SecondFactor::Sms(code) => match &rec.sms {
             Some(ch) if security_policy::sms_code_matches(ch, &user.to_string(), code, now) => {
@@ -679,7 +678,13 @@ pub async fn complete_login<S: TenancyStore + MfaStore + ?Sized>(
         return Err(TenancyError::Throttled(until));
     }
     let user = challenge_user(store, challenge, now).await?;
-    let (records, left) = factor_records(
+    let (
+        FactorRecords {
+            failed,
+            recovery_used,
+        },
+        left,
+    ) = factor_records(
         store,
         &user,
         factor,
@@ -688,7 +693,6 @@ pub async fn complete_login<S: TenancyStore + MfaStore + ?Sized>(
         now,
     )
     .await?;
-    let failed = records.failed.clone();
     let memberships = store.caller_memberships(user.id).await?;
     // Deactivated everywhere since the first step: no session, as at the first step, and the
     // challenge is spent (a reactivation does not revive it).
@@ -719,7 +723,8 @@ pub async fn complete_login<S: TenancyStore + MfaStore + ?Sized>(
         audit_store.append(refused).await?;
         return Err(e);
     }
-    let used_recovery = match check_factor(store, cipher, user.id, factor, now, records).await {
+    let used_recovery = match check_factor(store, cipher, user.id, factor, now, recovery_used).await
+    {
         Ok(FactorCheck::Passed { recovery }) => recovery,
         // Counted when it was reserved, or refused by the throttle before that: the record
         // goes alone.
@@ -906,12 +911,16 @@ pub async fn change<S: TenancyStore + MfaStore + audit::AuditStore + ?Sized>(
         Change::SetPhone(Some(p)) => Some(valid_phone(p)?),
         _ => None,
     };
-    // A wrong proof is a denied attempt, recorded with the throttle's update (or alone when
-    // refused by the throttle); a recovery code given as proof is used up, with its record.
-    let (records, _) =
-        factor_records(store, user, proof, AuditAction::AccessDenied, request, now).await?;
-    let denied = records.failed.clone();
-    match check_factor(store, cipher, user.id, proof, now, records).await {
+    // A wrong or refused proof is a denied attempt, recorded; a recovery code given as proof
+    // is used up, with its record.
+    let (
+        FactorRecords {
+            failed: denied,
+            recovery_used,
+        },
+        _,
+    ) = factor_records(store, user, proof, AuditAction::AccessDenied, request, now).await?;
+    match check_factor(store, cipher, user.id, proof, now, recovery_used).await {
         Ok(FactorCheck::Passed { .. }) => {}
         Ok(FactorCheck::Wrong) => {
             store.append(denied).await?;
