@@ -142,6 +142,31 @@ both_backends!(
             problem(promote, StatusCode::FORBIDDEN, "forbidden").await["reason"],
             "interactive_only"
         );
+        // Nor loosen the rules that constrain it: the allowlist it is used from, or who may
+        // do what.
+        let widen = t
+            .patch(
+                &t.org("/security"),
+                secret,
+                &json!({"ip_allowlist": ["0.0.0.0/0"]}),
+            )
+            .await;
+        assert_eq!(
+            problem(widen, StatusCode::FORBIDDEN, "forbidden").await["reason"],
+            "interactive_only"
+        );
+        let open_up = t
+            .client
+            .put(t.org("/feature-access"))
+            .bearer_auth(secret)
+            .json(&json!({"create_api_keys": "admins_and_users", "manage_domains": "admins_only", "view_audit_logs": "admins_and_users", "export_data": "admins_only"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            problem(open_up, StatusCode::FORBIDDEN, "forbidden").await["reason"],
+            "interactive_only"
+        );
         // Person-level actions need a session.
         problem(
             t.get(&t.url("/api/v1/me/sessions"), secret).await,
@@ -165,7 +190,7 @@ both_backends!(
             .filter(|d| d["reason"] == "interactive_only")
             .map(|d| d["target_id"].as_str().unwrap())
             .collect();
-        assert_eq!(denied.len(), 5, "{denied:?}");
+        assert_eq!(denied.len(), 7, "{denied:?}");
         assert!(targets.contains(&"GET /api/v1/me/sessions"), "{targets:?}");
         assert!(
             targets.contains(&"POST /api/v1/invitations/accept"),

@@ -1689,7 +1689,27 @@ both_backends!(
 
         // The checkpoint key: chains verify with the old key, then checkpoints are signed with the new one.
         let old_ck = std::fs::read_to_string(dir.join("checkpoint.key")).unwrap();
-        // A checkpoint signed with the old key already, as a running server has.
+        // The oldest records removed by retention under an anchor signed with the old key, and
+        // a checkpoint signed with it, as a running server has.
+        let cut = t.clock.now() + Duration::seconds(1);
+        t.clock.advance(Duration::seconds(2));
+        t.post(
+            &t.org("/api-keys"),
+            &t.owner_token,
+            &json!({"name": "after the cut"}),
+        )
+        .await;
+        let (anchor, _) = audit::prune_before(
+            &*t.store,
+            org,
+            cut,
+            old_ck.trim().as_bytes(),
+            t.clock.now(),
+            &|_, _| Ok(audit::Journal::default()),
+        )
+        .await
+        .unwrap()
+        .expect("records older than the cut");
         audit::take_checkpoint(&*t.store, org, old_ck.trim().as_bytes(), t.clock.now())
             .await
             .unwrap()
@@ -1700,18 +1720,62 @@ both_backends!(
         assert!(report.starts_with("verified 1 audit chains"), "{report}");
         let new_ck = std::fs::read_to_string(dir.join("checkpoint.key")).unwrap();
         assert_ne!(old_ck, new_ck);
-        assert!(
+        assert_eq!(
             audit::verify_chain(&*t.store, org, new_ck.trim().as_bytes())
                 .await
                 .unwrap()
-                .is_ok()
+                .map(|_| ()),
+            Ok(()),
+            "the anchor moved to the new key with the checkpoint"
         );
+        let resealed = audit::AuditStore::anchor(&*t.store, org)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (resealed.seq, resealed.hash, resealed.pruned_at),
+            (anchor.seq, anchor.hash, anchor.pruned_at)
+        );
+        assert!(resealed.is_authentic(new_ck.trim().as_bytes()));
+        assert!(!resealed.is_authentic(old_ck.trim().as_bytes()));
         assert!(
             audit::verify_chain(&*t.store, org, old_ck.trim().as_bytes())
                 .await
                 .unwrap()
                 .is_err(),
             "the newest checkpoint is signed with the new key"
+        );
+        // A rotation cut short after this organization moved to the next key is finished
+        // when run again, not refused as a broken chain.
+        let next = "ck_a_key_given_by_the_operator_for_this_test";
+        audit::take_checkpoint_rotating(
+            &*t.store,
+            org,
+            new_ck.trim().as_bytes(),
+            next.as_bytes(),
+            t.clock.now(),
+        )
+        .await
+        .unwrap();
+        let report = axie_server::keys::rotate_checkpoint_key(&t.settings, &t.store, Some(next))
+            .await
+            .unwrap();
+        assert!(
+            report.starts_with("verified 0 audit chains")
+                && report.contains("; 1 already verified under the new key"),
+            "{report}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("checkpoint.key"))
+                .unwrap()
+                .trim(),
+            next
+        );
+        assert!(
+            audit::verify_chain(&*t.store, org, next.as_bytes())
+                .await
+                .unwrap()
+                .is_ok()
         );
         // A configured key cannot be replaced behind the operator's back.
         let mut configured = t.settings.clone();

@@ -70,6 +70,8 @@ const fn interactive_only(p: Permission) -> bool {
             | Permission::CreateApiKey
             | Permission::InviteMembers
             | Permission::ChangeRoles
+            | Permission::UpdateSecurityPolicy
+            | Permission::UpdateFeatureAccess
     )
 }
 

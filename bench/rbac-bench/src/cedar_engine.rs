@@ -142,6 +142,8 @@ pub const ACTION_GROUPS: [(&str, &[&str]); 7] = [
             "create_api_key",
             "invite_members",
             "change_roles",
+            "update_security_policy",
+            "update_feature_access",
         ],
     ),
     (

@@ -99,10 +99,13 @@ pub async fn rotate_encryption_key(
 }
 
 /// Verifies every organization's audit chain with the current checkpoint key, then signs a
-/// fresh checkpoint of each with a new key, which becomes the key.
+/// fresh checkpoint of each with a new key, which becomes the key, and signs its retention
+/// anchor again with it (in the checkpoint's transaction). A rotation cut short can be run
+/// again: an organization whose log already verifies under the new key (its checkpoint and
+/// anchor moved together) is left as it is.
 ///
 /// # Errors
-/// When a chain does not verify (nothing is rotated then), or storage fails.
+/// When a chain verifies under neither key (nothing is rotated then), or storage fails.
 pub async fn rotate_checkpoint_key(
     settings: &Settings,
     store: &SeaStore,
@@ -112,11 +115,6 @@ pub async fn rotate_checkpoint_key(
     let configured = !settings.security.checkpoint_key.expose_secret().is_empty();
     let dir = &settings.server.data_dir;
     let orgs = audit::AuditStore::organizations(store).await?;
-    for org in &orgs {
-        if let Err(b) = audit::verify_chain(store, *org, &old).await? {
-            return Err(format!("{org}: the audit chain is broken ({b}); not rotating").into());
-        }
-    }
     let text = match (configured, new_key) {
         (_, Some(k)) => k.to_owned(),
         (true, None) => {
@@ -128,14 +126,33 @@ pub async fn rotate_checkpoint_key(
             security_policy::mint("ck", 32).secret
         })?,
     };
-    let now = chrono::Utc::now();
+    let mut moved_before = std::collections::HashSet::new();
     for org in &orgs {
+        if let Err(b) = audit::verify_chain(store, *org, &old).await? {
+            if audit::verify_chain(store, *org, text.as_bytes())
+                .await?
+                .is_ok()
+            {
+                moved_before.insert(*org);
+                continue;
+            }
+            return Err(format!("{org}: the audit chain is broken ({b}); not rotating").into());
+        }
+    }
+    let now = chrono::Utc::now();
+    for org in orgs.iter().filter(|o| !moved_before.contains(o)) {
         audit::take_checkpoint_rotating(store, *org, &old, text.as_bytes(), now).await?;
     }
     let mut out = format!(
-        "verified {} audit chains with the old key and signed a checkpoint of each with the new one",
-        orgs.len()
+        "verified {} audit chains with the old key and signed a checkpoint of each (and its retention anchor) with the new one",
+        orgs.len() - moved_before.len()
     );
+    if !moved_before.is_empty() {
+        out.push_str(&format!(
+            "; {} already verified under the new key (an earlier rotation cut short) and were left as they are",
+            moved_before.len()
+        ));
+    }
     if configured {
         out.push_str("; now set security.checkpoint_key to the new key and start the server");
     } else {

@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use rbac_core::{OrgId, TeamId};
 
 use crate::{
-    ActionFilter, Actor, AuditAction, AuditQuery, AuditStore, ChainBreak, DomainEvent, EventKind,
-    Journal, NewAuditEvent, Outcome, Target, take_checkpoint, verify_chain,
+    ActionFilter, Actor, AuditAction, AuditError, AuditQuery, AuditStore, ChainBreak, DomainEvent,
+    EventKind, Journal, NewAuditEvent, Outcome, Target, take_checkpoint, verify_chain,
 };
 
 const KEY: &[u8] = b"contract-checkpoint-key";
@@ -177,6 +177,7 @@ pub async fn run(store: &dyn AuditStore) {
     erasure_keeps_the_chain_valid(store).await;
     retention_removes_a_prefix_under_a_signed_anchor(store).await;
     retention_commits_its_record_with_the_removal(store).await;
+    a_rotated_key_takes_the_anchor_with_the_checkpoint(store).await;
     rejects_invalid_queries(store).await;
 }
 
@@ -802,6 +803,66 @@ async fn retention_removes_a_prefix_under_a_signed_anchor(store: &dyn AuditStore
         .unwrap();
     assert_eq!(store.chain_page(org, 0, 10).await.unwrap()[0].seq, 12);
     assert!(verify_chain(store, org, KEY).await.unwrap().is_ok());
+}
+
+async fn a_rotated_key_takes_the_anchor_with_the_checkpoint(store: &dyn AuditStore) {
+    const NEW: &[u8] = b"the next checkpoint key";
+    let org = OrgId::new();
+    logins_a_minute_apart(store, org, 6).await;
+    let (anchor, _) = crate::prune_before(store, org, at(150), KEY, at(400), &no_record)
+        .await
+        .unwrap()
+        .unwrap();
+    take_checkpoint(store, org, KEY, at(400)).await.unwrap();
+    // An anchor whose key is not the old one is not signed over with the new one.
+    assert!(matches!(
+        crate::take_checkpoint_rotating(store, org, b"not the key", NEW, at(410)).await,
+        Err(AuditError::Tampered(ChainBreak::ForgedAnchor { .. }))
+    ));
+    assert!(verify_chain(store, org, KEY).await.unwrap().is_ok());
+    // Nor an anchor that moved after it was read: the store compares it as it writes.
+    let stale = crate::Anchor::sign(KEY, org, 1, [0; 32], anchor.pruned_at);
+    let resealed = |a: &crate::Anchor| crate::Anchor::sign(NEW, a.org, a.seq, a.hash, a.pruned_at);
+    let cp = crate::Checkpoint::sign(
+        NEW,
+        org,
+        6,
+        store.head(org).await.unwrap().unwrap().1,
+        at(410),
+    );
+    assert!(matches!(
+        store
+            .save_rotated_checkpoint(&cp, Some((&stale, &resealed(&stale))))
+            .await,
+        Err(AuditError::Invalid(_))
+    ));
+    // Nor one that would name other records than the anchor it replaces.
+    let elsewhere = crate::Anchor::sign(NEW, org, anchor.seq + 1, anchor.hash, anchor.pruned_at);
+    assert!(matches!(
+        store
+            .save_rotated_checkpoint(&cp, Some((&anchor, &elsewhere)))
+            .await,
+        Err(AuditError::Invalid(_))
+    ));
+    assert_eq!(store.anchor(org).await.unwrap(), Some(anchor.clone()));
+    assert!(
+        verify_chain(store, org, KEY).await.unwrap().is_ok(),
+        "nothing written"
+    );
+    // The rotation: the log verifies under the new key only, the anchor naming the same
+    // records as before.
+    crate::take_checkpoint_rotating(store, org, KEY, NEW, at(420))
+        .await
+        .unwrap()
+        .unwrap();
+    let now = store.anchor(org).await.unwrap().unwrap();
+    assert_eq!(
+        (now.seq, now.hash, now.pruned_at),
+        (anchor.seq, anchor.hash, anchor.pruned_at)
+    );
+    let v = verify_chain(store, org, NEW).await.unwrap().unwrap();
+    assert_eq!((v.records, v.checkpoint_seq), (6, Some(6)));
+    assert!(verify_chain(store, org, KEY).await.unwrap().is_err());
 }
 
 async fn rejects_invalid_queries(store: &dyn AuditStore) {

@@ -295,6 +295,35 @@ impl AuditStore for MemoryAuditStore {
         Ok(())
     }
 
+    async fn save_rotated_checkpoint(
+        &self,
+        checkpoint: &Checkpoint,
+        anchor: Option<(&crate::chain::Anchor, &crate::chain::Anchor)>,
+    ) -> Result<(), AuditError> {
+        let mut state = self.lock()?;
+        if let Some((old, new)) = anchor {
+            if (new.org, new.seq, new.hash, new.pruned_at)
+                != (old.org, old.seq, old.hash, old.pruned_at)
+            {
+                return Err(AuditError::Invalid(
+                    "a resealed anchor names the same records as the one it replaces".into(),
+                ));
+            }
+            if state.anchors.get(&old.org) != Some(old) {
+                return Err(AuditError::Invalid(
+                    "the retention anchor moved while the checkpoint key rotated".into(),
+                ));
+            }
+            state.anchors.insert(new.org, new.clone());
+        }
+        state
+            .checkpoints
+            .entry(checkpoint.org)
+            .or_default()
+            .push(checkpoint.clone());
+        Ok(())
+    }
+
     async fn latest_checkpoint(&self, org: OrgId) -> Result<Option<Checkpoint>, AuditError> {
         Ok(self
             .lock()?
@@ -403,5 +432,18 @@ impl MailOutbox for MemoryAuditStore {
             .take(limit as usize)
             .map(|(m, _)| m.clone())
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MemoryAuditStore;
+
+    /// The in-memory store an embedder tests with keeps the contract the database adapter
+    /// keeps (`store-sea`'s `contract` tests run the same steps).
+    #[tokio::test]
+    async fn the_memory_store_keeps_the_store_contract() {
+        crate::contract::run(&MemoryAuditStore::default()).await;
+        crate::contract::run_mail(&MemoryAuditStore::default()).await;
     }
 }

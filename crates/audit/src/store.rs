@@ -147,6 +147,21 @@ pub trait AuditStore: Send + Sync {
     /// error of `journal`; either way nothing is removed.
     async fn prune(&self, anchor: &Anchor, journal: PruneJournal<'_>) -> Result<u64, AuditError>;
 
+    /// Stores `checkpoint`, the first signed with a new checkpoint key, and, in the same
+    /// transaction, replaces the retention anchor `anchor.0` with `anchor.1` (the same anchor
+    /// signed with the new key), so that the organization's log verifies under exactly one key
+    /// whatever happens to the rotation: under the old one before this commits, under the new
+    /// one after.
+    ///
+    /// # Errors
+    /// [`AuditError::Invalid`] when the stored anchor is no longer `anchor.0` (a retention pass
+    /// moved it meanwhile); nothing is written then. [`AuditError::Store`] on storage failure.
+    async fn save_rotated_checkpoint(
+        &self,
+        checkpoint: &Checkpoint,
+        anchor: Option<(&Anchor, &Anchor)>,
+    ) -> Result<(), AuditError>;
+
     /// Every organization that has at least one record (for periodic checkpoints).
     ///
     /// # Errors
@@ -443,41 +458,6 @@ pub async fn take_checkpoint_recorded(
     now: DateTime<Utc>,
     record: impl FnOnce(&Checkpoint) -> Result<Journal, AuditError> + Send,
 ) -> Result<Option<Checkpoint>, AuditError> {
-    take_checkpoint_with(store, org, key, key, now, record).await
-}
-
-/// [`take_checkpoint`] when the checkpoint key changes: the records since the newest
-/// checkpoint are checked with `old_key` (which signed that checkpoint and any anchor), and the
-/// new checkpoint is signed with `new_key`.
-///
-/// # Errors
-/// As [`take_checkpoint`].
-pub async fn take_checkpoint_rotating(
-    store: &dyn AuditStore,
-    org: OrgId,
-    old_key: &[u8],
-    new_key: &[u8],
-    now: DateTime<Utc>,
-) -> Result<Option<Checkpoint>, AuditError> {
-    take_checkpoint_with(
-        store,
-        org,
-        old_key,
-        new_key,
-        now,
-        |_| Ok(Journal::default()),
-    )
-    .await
-}
-
-async fn take_checkpoint_with(
-    store: &dyn AuditStore,
-    org: OrgId,
-    verify_key: &[u8],
-    sign_key: &[u8],
-    now: DateTime<Utc>,
-    record: impl FnOnce(&Checkpoint) -> Result<Journal, AuditError> + Send,
-) -> Result<Option<Checkpoint>, AuditError> {
     let Some((seq, head)) = store.head(org).await? else {
         return Ok(None);
     };
@@ -486,15 +466,54 @@ async fn take_checkpoint_with(
     // refused here rather than made to look genuine by a new signature. A retention pass that
     // moved the anchor during the check is not a break: checked once more.
     let anchor = store.anchor(org).await?;
-    if let Err(e) = verify_since_checkpoint(store, org, verify_key, seq, head).await {
+    if let Err(e) = verify_since_checkpoint(store, org, key, seq, head).await {
         if !matches!(e, AuditError::Tampered(_)) || store.anchor(org).await? == anchor {
             return Err(e);
         }
-        verify_since_checkpoint(store, org, verify_key, seq, head).await?;
+        verify_since_checkpoint(store, org, key, seq, head).await?;
     }
-    let cp = Checkpoint::sign(sign_key, org, seq, head, now);
+    let cp = Checkpoint::sign(key, org, seq, head, now);
     let journal = record(&cp)?;
     store.save_checkpoint(&cp, journal).await?;
+    Ok(Some(cp))
+}
+
+/// [`take_checkpoint`] when the checkpoint key changes: the records since the newest
+/// checkpoint are checked with `old_key` (which signed that checkpoint and any anchor), the
+/// new checkpoint is signed with `new_key`, and the retention anchor, checked with `old_key`,
+/// is signed again with `new_key` in the checkpoint's transaction
+/// ([`AuditStore::save_rotated_checkpoint`]): a log whose oldest records were removed
+/// verifies under the new key too.
+///
+/// # Errors
+/// As [`take_checkpoint`]; [`AuditError::Tampered`] with [`ChainBreak::ForgedAnchor`] when the
+/// anchor is not `old_key`'s.
+pub async fn take_checkpoint_rotating(
+    store: &dyn AuditStore,
+    org: OrgId,
+    old_key: &[u8],
+    new_key: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Option<Checkpoint>, AuditError> {
+    let Some((seq, head)) = store.head(org).await? else {
+        return Ok(None);
+    };
+    let anchor = store.anchor(org).await?;
+    if let Some(a) = &anchor
+        && !a.is_authentic(old_key)
+    {
+        return Err(AuditError::Tampered(ChainBreak::ForgedAnchor {
+            seq: a.seq,
+        }));
+    }
+    verify_since_checkpoint(store, org, old_key, seq, head).await?;
+    let cp = Checkpoint::sign(new_key, org, seq, head, now);
+    let resealed = anchor
+        .as_ref()
+        .map(|a| Anchor::sign(new_key, a.org, a.seq, a.hash, a.pruned_at));
+    store
+        .save_rotated_checkpoint(&cp, anchor.as_ref().zip(resealed.as_ref()))
+        .await?;
     Ok(Some(cp))
 }
 
@@ -901,6 +920,13 @@ mod tests {
         }
         async fn latest_checkpoint(&self, org: OrgId) -> Result<Option<Checkpoint>, AuditError> {
             self.log.latest_checkpoint(org).await
+        }
+        async fn save_rotated_checkpoint(
+            &self,
+            cp: &Checkpoint,
+            anchor: Option<(&Anchor, &Anchor)>,
+        ) -> Result<(), AuditError> {
+            self.log.save_rotated_checkpoint(cp, anchor).await
         }
         async fn erase_personal_data(
             &self,

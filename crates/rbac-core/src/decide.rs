@@ -237,7 +237,9 @@ const fn owner_only(p: Permission) -> bool {
     )
 }
 
-/// Permissions an API key can never exercise, whatever its creator's role.
+/// Permissions an API key can never exercise, whatever its creator's role: money, ownership,
+/// new credentials and accounts, and the rules that constrain keys and people (the security
+/// policy, whose IP allowlist a leaked key must not widen, and who may do what).
 const fn interactive_only(p: Permission) -> bool {
     matches!(
         p,
@@ -247,6 +249,8 @@ const fn interactive_only(p: Permission) -> bool {
             | Permission::CreateApiKey
             | Permission::InviteMembers
             | Permission::ChangeRoles
+            | Permission::UpdateSecurityPolicy
+            | Permission::UpdateFeatureAccess
     )
 }
 
@@ -904,6 +908,10 @@ mod tests {
             (ADMIN_KEY, P::InviteMembers, On::Org, DEFAULTS, KEY_NO),
             (ADMIN_KEY, P::ChangeRoles, On::Org, DEFAULTS, KEY_NO),
             (USER_KEY, P::InviteMembers, On::Org, DEFAULTS, KEY_NO),
+            // Nor loosen the rules that constrain it (an allowlist, 2FA, who may do what).
+            (ADMIN_KEY, P::UpdateSecurityPolicy, On::Org, DEFAULTS, KEY_NO),
+            (OWNER_KEY, P::UpdateSecurityPolicy, On::Org, DEFAULTS, KEY_NO),
+            (ADMIN_KEY, P::UpdateFeatureAccess, On::Org, DEFAULTS, KEY_NO),
             // Hidden resources stay hidden: 404 reasons come before the 403 one.
             (OWNER_KEY, P::ManageBilling, On::ForeignOrg, DEFAULTS, CROSS_TENANT),
             (OUTSIDER_KEY, P::CreateApiKey, On::Team, ALL_OPEN, NOT_IN_TEAM),

@@ -96,13 +96,15 @@ const MATRIX: [Row; 35] = [
 ];
 
 /// Actions an API key may never perform.
-const INTERACTIVE_ONLY: [Permission; 6] = [
+const INTERACTIVE_ONLY: [Permission; 8] = [
     P::ManageBilling,
     P::TransferOwnership,
     P::DeleteOrganization,
     P::CreateApiKey,
     P::InviteMembers,
     P::ChangeRoles,
+    P::UpdateSecurityPolicy,
+    P::UpdateFeatureAccess,
 ];
 
 /// The guide's default audience of each setting: only API keys are open to Users.

@@ -63,6 +63,13 @@ impl AuditStore for RecordsPath<'_> {
     async fn latest_checkpoint(&self, org: OrgId) -> Result<Option<Checkpoint>, AuditError> {
         self.0.latest_checkpoint(org).await
     }
+    async fn save_rotated_checkpoint(
+        &self,
+        cp: &Checkpoint,
+        anchor: Option<(&Anchor, &Anchor)>,
+    ) -> Result<(), AuditError> {
+        self.0.save_rotated_checkpoint(cp, anchor).await
+    }
     async fn erase_personal_data(
         &self,
         org: OrgId,

@@ -348,6 +348,13 @@ impl AuditStore for MemoryTenancyStore {
     ) -> Result<Option<audit::Checkpoint>, audit::AuditError> {
         self.audit.latest_checkpoint(org).await
     }
+    async fn save_rotated_checkpoint(
+        &self,
+        cp: &audit::Checkpoint,
+        anchor: Option<(&audit::Anchor, &audit::Anchor)>,
+    ) -> Result<(), audit::AuditError> {
+        self.audit.save_rotated_checkpoint(cp, anchor).await
+    }
     async fn erase_personal_data(
         &self,
         org: OrgId,

@@ -257,6 +257,38 @@ fn search_query(
         .limit(u64::from(q.limit))
 }
 
+/// Stores a checkpoint (again, when one of that position exists) in `txn`.
+async fn insert_checkpoint(
+    txn: &sea_orm::DatabaseTransaction,
+    cp: &Checkpoint,
+) -> Result<(), AuditError> {
+    let model = audit_checkpoint::ActiveModel {
+        org_id: Set(cp.org.to_string()),
+        seq: Set(cp.seq),
+        head: Set(hex::encode(cp.head)),
+        signed_at: Set(micros(cp.signed_at)),
+        mac: Set(hex::encode(cp.mac)),
+    };
+    audit_checkpoint::Entity::insert(model)
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::columns([
+                audit_checkpoint::Column::OrgId,
+                audit_checkpoint::Column::Seq,
+            ])
+            .update_columns([
+                audit_checkpoint::Column::Head,
+                audit_checkpoint::Column::SignedAt,
+                audit_checkpoint::Column::Mac,
+            ])
+            .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await
+        .map_err(store)?;
+
+    Ok(())
+}
+
 #[async_trait]
 impl AuditStore for SeaStore {
     async fn append(&self, journal: Journal) -> Result<Vec<AuditEvent>, AuditError> {
@@ -360,32 +392,53 @@ impl AuditStore for SeaStore {
 
     async fn save_checkpoint(&self, cp: &Checkpoint, journal: Journal) -> Result<(), AuditError> {
         let txn = self.db().begin().await.map_err(store)?;
-        let model = audit_checkpoint::ActiveModel {
-            org_id: Set(cp.org.to_string()),
-            seq: Set(cp.seq),
-            head: Set(hex::encode(cp.head)),
-            signed_at: Set(micros(cp.signed_at)),
-            mac: Set(hex::encode(cp.mac)),
-        };
-        audit_checkpoint::Entity::insert(model)
-            .on_conflict(
-                sea_orm::sea_query::OnConflict::columns([
-                    audit_checkpoint::Column::OrgId,
-                    audit_checkpoint::Column::Seq,
-                ])
-                .update_columns([
-                    audit_checkpoint::Column::Head,
-                    audit_checkpoint::Column::SignedAt,
-                    audit_checkpoint::Column::Mac,
-                ])
-                .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await
-            .map_err(store)?;
+        insert_checkpoint(&txn, cp).await?;
         crate::journal::finish(txn, journal, 0)
             .await
             .map_err(store)?;
+        Ok(())
+    }
+
+    async fn save_rotated_checkpoint(
+        &self,
+        cp: &Checkpoint,
+        anchor: Option<(&audit::Anchor, &audit::Anchor)>,
+    ) -> Result<(), AuditError> {
+        let moved = || {
+            AuditError::Invalid(
+                "the retention anchor moved while the checkpoint key rotated".into(),
+            )
+        };
+        if let Some((old, new)) = anchor
+            && (new.org, new.seq, new.hash, new.pruned_at)
+                != (old.org, old.seq, old.hash, old.pruned_at)
+        {
+            return Err(AuditError::Invalid(
+                "a resealed anchor names the same records as the one it replaces".into(),
+            ));
+        }
+        let txn = self.db().begin().await.map_err(store)?;
+        if let Some((old, new)) = anchor {
+            // Only the anchor read and checked: one a retention pass moved meanwhile is not
+            // signed over with the new key unchecked.
+            let resealed = audit_anchor::Entity::update_many()
+                .col_expr(audit_anchor::Column::Mac, Expr::value(hex::encode(new.mac)))
+                .filter(audit_anchor::Column::OrgId.eq(old.org.to_string()))
+                .filter(audit_anchor::Column::Seq.eq(old.seq))
+                .filter(audit_anchor::Column::Hash.eq(hex::encode(old.hash)))
+                .filter(audit_anchor::Column::PrunedAt.eq(micros(old.pruned_at)))
+                .filter(audit_anchor::Column::Mac.eq(hex::encode(old.mac)))
+                .exec(&txn)
+                .await
+                .map_err(store)?
+                .rows_affected;
+            if resealed != 1 {
+                txn.rollback().await.map_err(store)?;
+                return Err(moved());
+            }
+        }
+        insert_checkpoint(&txn, cp).await?;
+        txn.commit().await.map_err(store)?;
         Ok(())
     }
 
