@@ -587,6 +587,34 @@ both_backends!(
         )
         .await;
         let key = axie_server::startup::checkpoint_key(&t.settings).unwrap();
+        // An old record edited: retention refuses to remove the evidence with it.
+        let org = &t.org_id;
+        let forge = format!(
+            "UPDATE audit_events SET target_id = target_id || '-forged' WHERE org_id = '{org}' AND seq = 2"
+        );
+        t.store.execute_sql(&forge).await.unwrap();
+        let records = || async {
+            let counts = t.store.row_counts().await.unwrap();
+            counts
+                .into_iter()
+                .find(|(n, _)| *n == "audit_events")
+                .unwrap()
+                .1
+        };
+        let before = records().await;
+        let refused = axie_server::workers::apply_retention(&t.store, &key, t.clock.now())
+            .await
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("the audit chain is broken"),
+            "{refused}"
+        );
+        assert_eq!(records().await, before, "nothing removed");
+        assert_eq!(verify(&t).await["valid"], false);
+        let mend = format!(
+            "UPDATE audit_events SET target_id = replace(target_id, '-forged', '') WHERE org_id = '{org}' AND seq = 2"
+        );
+        t.store.execute_sql(&mend).await.unwrap();
         let removed = axie_server::workers::apply_retention(&t.store, &key, t.clock.now())
             .await
             .unwrap();

@@ -203,6 +203,11 @@ pub async fn apply_retention(
                 }
                 removed += n;
             }
+            Err(e @ tenancy::TenancyError::Conflict(_)) => {
+                // Records to be removed that do not verify: kept, as evidence.
+                tracing::error!(error = %e, %org, "retention refused: the records it would remove do not verify (see verify-audit)");
+                first_error.get_or_insert(e);
+            }
             Err(e) => {
                 tracing::warn!(error = %e, %org, "retention failed");
                 first_error.get_or_insert(e);

@@ -536,7 +536,7 @@ async fn verify_since_checkpoint(
         (Some(_), _) => None,
         (None, a) => a.as_ref(),
     };
-    let (mut verifier, mut after) = match (&checkpoint, newer_anchor) {
+    let (verifier, after) = match (&checkpoint, newer_anchor) {
         (Some(cp), None) => (
             ChainVerifier::after_checkpoint(cp, key).map_err(AuditError::Tampered)?,
             cp.seq,
@@ -549,23 +549,42 @@ async fn verify_since_checkpoint(
         ),
         (None, None) => (ChainVerifier::new(), 0),
     };
-    while after < seq {
+    walk_through(store, org, verifier, after, seq, head).await
+}
+
+/// Pushes `org`'s records after `after` up to `through` into `verifier`, which must end there
+/// with `hash`.
+///
+/// # Errors
+/// [`AuditError::Tampered`] with the first broken link (records missing before `through` are
+/// [`ChainBreak::ShortOfHead`]); [`AuditError::Store`].
+async fn walk_through(
+    store: &dyn AuditStore,
+    org: OrgId,
+    mut verifier: ChainVerifier<'_>,
+    mut after: i64,
+    through: i64,
+    hash: [u8; 32],
+) -> Result<(), AuditError> {
+    while after < through {
         let links = store.chain_links(org, after, WALK_PAGE).await?;
         let Some(last) = links.last() else { break };
         after = last.seq();
-        for l in links.iter().take_while(|l| l.seq() <= seq) {
+        for l in links.iter().take_while(|l| l.seq() <= through) {
             verifier.push_link(l).map_err(AuditError::Tampered)?;
         }
     }
     let v = verifier.finish().map_err(AuditError::Tampered)?;
-    if v.records < seq {
+    if v.records < through {
         return Err(AuditError::Tampered(ChainBreak::ShortOfHead {
             last: v.records,
-            head: seq,
+            head: through,
         }));
     }
-    if v.head != head {
-        return Err(AuditError::Tampered(ChainBreak::BrokenLink { seq }));
+    if v.head != hash {
+        return Err(AuditError::Tampered(ChainBreak::BrokenLink {
+            seq: through,
+        }));
     }
     Ok(())
 }
@@ -574,12 +593,16 @@ async fn verify_since_checkpoint(
 /// prefix of the chain up to the newest such record) under a signed [`Anchor`], so the rest
 /// still verifies, committing `journal` (its audit record) with the removal. Returns the anchor
 /// written, or `None` when nothing is old enough or a concurrent pass (another instance's
-/// retention worker) already removed it. The chain is not verified first: a break in the part
-/// removed goes with it (verifying would also refuse every organization whose anchor was signed
-/// with a checkpoint key since rotated).
+/// retention worker) already removed it, or is removing it.
+///
+/// The records to be removed are verified first, from the anchor (or the start) through the
+/// last of them, with the newest checkpoint when it lies among them: a break there would go
+/// with the records and the log would verify afterwards, so retention refuses rather than
+/// erase the evidence of tampering.
 ///
 /// # Errors
-/// [`AuditError::Store`] on storage failure.
+/// [`AuditError::Tampered`] with the first broken link among the records to be removed
+/// (nothing is removed then); [`AuditError::Store`] on storage failure.
 pub async fn prune_before(
     store: &dyn AuditStore,
     org: OrgId,
@@ -601,8 +624,34 @@ pub async fn prune_before(
     let Some(last) = newest_old.first() else {
         return Ok(None);
     };
-    if store.anchor(org).await?.is_some_and(|a| a.seq >= last.seq) {
+    let before = store.anchor(org).await?;
+    if before.as_ref().is_some_and(|a| a.seq >= last.seq) {
         return Ok(None);
+    }
+    let checkpoint = store
+        .latest_checkpoint(org)
+        .await?
+        .filter(|cp| cp.seq <= last.seq);
+    let verified = async {
+        let mut verifier = match &checkpoint {
+            Some(cp) => ChainVerifier::with_checkpoint(cp, key),
+            None => Ok(ChainVerifier::new()),
+        }
+        .map_err(AuditError::Tampered)?;
+        if let Some(a) = &before {
+            verifier = verifier
+                .after_anchor(a, key)
+                .map_err(AuditError::Tampered)?;
+        }
+        let after = before.as_ref().map_or(0, |a| a.seq);
+        walk_through(store, org, verifier, after, last.seq, last.hash).await
+    };
+    if let Err(e) = verified.await {
+        // Another pass removed records under the walk: what is left is its to remove.
+        if matches!(e, AuditError::Tampered(_)) && store.anchor(org).await? != before {
+            return Ok(None);
+        }
+        return Err(e);
     }
     let anchor = Anchor::sign(key, org, last.seq, last.hash, now);
     match store.prune(&anchor, journal).await? {
@@ -984,6 +1033,97 @@ mod tests {
             matches!(v, Err(ChainBreak::Missing { seq: 8, .. })),
             "{v:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn retention_refuses_to_remove_tampered_records() {
+        let org = OrgId::new();
+        let t0 = chrono::Utc::now();
+        let at = |minutes: i64| t0 + chrono::Duration::minutes(minutes);
+        let fresh = || async {
+            let store = MemoryAuditStore::default();
+            let journal = (1..=10).fold(Journal::default(), |j, i| {
+                j.and_record(NewAuditEvent::new(
+                    org,
+                    at(i),
+                    Actor::system(),
+                    AuditAction::SettingsUpdated,
+                    Target::new("n", i, ""),
+                ))
+            });
+            store.append(journal).await.unwrap();
+            store
+        };
+        let nothing: PruneJournal<'_> = &|_, _| Ok(Journal::default());
+        // Records 1 to 5 are past the cut.
+        let cut = at(6) - chrono::Duration::seconds(30);
+        let edit = |c: &mut Vec<AuditEvent>| c[2].event.target.id = "forged".into();
+        let delete = |c: &mut Vec<AuditEvent>| drop(c.remove(1));
+        let swap = |c: &mut Vec<AuditEvent>| c.swap(1, 2);
+        for (what, tamper) in [
+            ("an edit", &edit as &dyn Fn(&mut Vec<AuditEvent>)),
+            ("a deletion", &delete),
+            ("a reordering", &swap),
+        ] {
+            let store = fresh().await;
+            store.with_chain(org, tamper).unwrap();
+            let refused = prune_before(&store, org, cut, b"k", at(20), nothing).await;
+            assert!(
+                matches!(refused, Err(AuditError::Tampered(_))),
+                "{what}: {refused:?}"
+            );
+            assert_eq!(store.anchor(org).await.unwrap(), None, "{what}");
+            assert_eq!(
+                store.with_chain(org, |c| c.len()).unwrap(),
+                if what == "a deletion" { 9 } else { 10 },
+                "{what}: nothing removed"
+            );
+        }
+        // A checkpoint among the records to be removed is checked with them.
+        let store = fresh().await;
+        let fourth = store.chain_page(org, 3, 1).await.unwrap()[0].hash;
+        store
+            .save_checkpoint(
+                &Checkpoint::sign(b"another key", org, 4, fourth, at(5)),
+                Journal::default(),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            prune_before(&store, org, cut, b"k", at(20), nothing).await,
+            Err(AuditError::Tampered(ChainBreak::ForgedCheckpoint { .. }))
+        ));
+        store
+            .save_checkpoint(
+                &Checkpoint::sign(b"k", org, 4, fourth, at(5)),
+                Journal::default(),
+            )
+            .await
+            .unwrap();
+        let (anchor, removed) = prune_before(&store, org, cut, b"k", at(20), nothing)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((anchor.seq, removed), (5, 5));
+        // The next pass checks from the anchor on; a break after the cut is not retention's to
+        // judge, and verification still reports it.
+        store
+            .with_chain(org, |c| c[4].event.target.id = "forged".into())
+            .unwrap();
+        let (anchor, removed) = prune_before(&store, org, at(7), b"k", at(21), nothing)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((anchor.seq, removed), (7, 2));
+        assert!(verify_chain(&store, org, b"k").await.unwrap().is_err());
+        // An anchor (and checkpoint) the key did not sign stops the next pass.
+        assert!(matches!(
+            prune_before(&store, org, at(9), b"another key", at(22), nothing).await,
+            Err(AuditError::Tampered(
+                ChainBreak::ForgedAnchor { .. } | ChainBreak::ForgedCheckpoint { .. }
+            ))
+        ));
+        assert_eq!(store.anchor(org).await.unwrap(), Some(anchor));
     }
 
     #[tokio::test]

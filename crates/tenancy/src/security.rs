@@ -477,7 +477,8 @@ pub async fn end_member_sessions<S: TenancyStore + ?Sized>(
 /// an archived log, or when nothing is old enough).
 ///
 /// # Errors
-/// Storage errors.
+/// [`TenancyError::Conflict`] when the records to be removed do not verify (nothing is removed:
+/// they are the evidence); storage errors.
 pub async fn apply_audit_retention<S: TenancyStore + audit::AuditStore>(
     store: &S,
     org: rbac_core::OrgId,
