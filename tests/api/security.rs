@@ -1322,8 +1322,10 @@ both_backends!(
             StatusCode::UNAUTHORIZED
         );
         // Guessing the current password from a session meets the login's throttle (which the
-        // change above cleared): ten wrong guesses lock the account for both.
-        for _ in 0..10 {
+        // change above cleared): ten wrong guesses lock the account for both. Lisa signed in
+        // from this address, so it keeps its small allowance during the lock; five more wrong
+        // guesses spend it.
+        for _ in 0..10 + security_policy::FAMILIAR_FAILURES_DURING_LOCK {
             let res = change("still not the password", "another long passphrase 1").await;
             assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
         }
@@ -1343,6 +1345,94 @@ both_backends!(
                 .status(),
             StatusCode::TOO_MANY_REQUESTS
         );
+    }
+);
+
+both_backends!(
+    a_lock_caused_elsewhere_does_not_keep_the_owner_out,
+    |b| async move {
+        let t = spawn_app_with(
+            b,
+            Options {
+                demo: true,
+                trust_loopback_proxy: true,
+                ..Options::default()
+            },
+        )
+        .await;
+        let from = |ip: &'static str, password: &'static str| {
+            let t = &t;
+            async move {
+                t.client
+                    .post(t.url("/api/v1/auth/login"))
+                    .header("x-forwarded-for", ip)
+                    .header("user-agent", format!("tester at {ip}"))
+                    .json(&json!({ "email": "lisa@example.com", "password": password }))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        };
+        // Lisa signs in from home and, on another day, from her office's IPv6 network.
+        assert_eq!(from("198.51.100.20", DEMO_PASSWORD).await, StatusCode::OK);
+        assert_eq!(
+            from("2001:db8:1:2::10", DEMO_PASSWORD).await,
+            StatusCode::OK
+        );
+        let failures_before = t.audit("action=auth.login_failed&limit=100").await.len();
+        // Someone elsewhere guesses until the account locks, and keeps at it.
+        for _ in 0..10 {
+            assert_eq!(
+                from("203.0.113.66", "a wrong guess").await,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        for _ in 0..20 {
+            assert_eq!(
+                from("203.0.113.66", "another wrong guess").await,
+                StatusCode::TOO_MANY_REQUESTS
+            );
+        }
+        // The guesses during the lock are refused without a record each; the ten are recorded.
+        let failed = t.audit("action=auth.login_failed&limit=100").await;
+        assert_eq!(failed.len() - failures_before, 10, "{failed:?}");
+        // Any address Lisa has not signed in from is locked out, even with her password; the
+        // refusal of the right password is recorded.
+        assert_eq!(
+            from("192.0.2.44", DEMO_PASSWORD).await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        let refused = t.audit("action=auth.login_failed&limit=1").await.remove(0);
+        assert_eq!(
+            (refused["reason"].as_str(), refused["ip"].as_str()),
+            (Some("throttled"), Some("192.0.2.44"))
+        );
+        // From home, and from another address of her office's /64, she still gets in.
+        assert_eq!(from("198.51.100.20", DEMO_PASSWORD).await, StatusCode::OK);
+        assert_eq!(
+            from("2001:db8:1:2::99", DEMO_PASSWORD).await,
+            StatusCode::OK
+        );
+        // Her success does not lift the lock for the others.
+        assert_eq!(
+            from("203.0.113.66", DEMO_PASSWORD).await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        // A familiar address gets a few wrong passwords during the lock, then the lock holds
+        // there too, until it ends.
+        for _ in 0..security_policy::FAMILIAR_FAILURES_DURING_LOCK {
+            assert_eq!(
+                from("198.51.100.20", "a typo at home").await,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        assert_eq!(
+            from("198.51.100.20", DEMO_PASSWORD).await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        t.clock.advance(Duration::minutes(15));
+        assert_eq!(from("192.0.2.44", DEMO_PASSWORD).await, StatusCode::OK);
     }
 );
 

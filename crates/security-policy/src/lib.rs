@@ -47,7 +47,8 @@ pub use session::{
     MAX_ABSOLUTE_TIMEOUT_MINUTES, SessionPolicy, SessionStatus, check_session, sessions_to_evict,
 };
 pub use throttle::{
-    AddressThrottle, LoginThrottlePolicy, NETWORK_FACTOR, ThrottleState, after_failure, client_key,
+    AddressThrottle, FAMILIAR_FAILURES_DURING_LOCK, LoginThrottlePolicy, NETWORK_FACTOR,
+    ThrottleState, admits_familiar, after_failure, after_familiar_failure, client_key,
     locked_until,
 };
 pub use token::{MintedToken, constant_time_eq, hash_token, mint};

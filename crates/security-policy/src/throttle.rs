@@ -71,9 +71,81 @@ pub fn after_failure(
     s
 }
 
+/// Wrong passwords a familiar address (one the person signed in from recently) may still
+/// give while the account is locked, before the lock holds for it too.
+pub const FAMILIAR_FAILURES_DURING_LOCK: u32 = 5;
+
+/// The state after one more failure at `now` from a familiar address: while a lock holds it is
+/// counted (the lock itself neither lifted nor extended), so that familiar addresses run out
+/// of their allowance ([`admits_familiar`]); otherwise as [`after_failure`].
+#[must_use]
+pub fn after_familiar_failure(
+    policy: &LoginThrottlePolicy,
+    state: Option<&ThrottleState>,
+    now: DateTime<Utc>,
+) -> ThrottleState {
+    match state {
+        Some(s) if locked_until(Some(s), now).is_some() => ThrottleState {
+            failures: s.failures.saturating_add(1),
+            ..*s
+        },
+        _ => after_failure(policy, state, now),
+    }
+}
+
+/// Whether a lock holding at `now` still lets familiar addresses try a password: until they
+/// have given [`FAMILIAR_FAILURES_DURING_LOCK`] wrong ones during it. Someone who locks an
+/// account from elsewhere so keeps out only the addresses its owner has not signed in from;
+/// someone at a familiar address (a shared office network) gets that many more guesses per
+/// lock, no more.
+#[must_use]
+pub fn admits_familiar(
+    policy: &LoginThrottlePolicy,
+    state: Option<&ThrottleState>,
+    now: DateTime<Utc>,
+) -> bool {
+    state.is_some_and(|s| {
+        locked_until(Some(s), now).is_some()
+            && s.failures
+                < policy
+                    .max_failures
+                    .saturating_add(FAMILIAR_FAILURES_DURING_LOCK)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn familiar_addresses_keep_a_small_allowance_during_a_lock() {
+        let p = LoginThrottlePolicy {
+            max_failures: 3,
+            window_minutes: 15,
+            lockout_minutes: 10,
+        };
+        let mut s = None;
+        for i in 0..3 {
+            assert!(!admits_familiar(&p, s.as_ref(), t(i)), "not locked yet");
+            s = Some(after_failure(&p, s.as_ref(), t(i)));
+        }
+        let locked = s.unwrap();
+        assert_eq!(locked_until(Some(&locked), t(3)), Some(t(602)));
+        // Failures from elsewhere during the lock change nothing.
+        assert_eq!(after_failure(&p, Some(&locked), t(4)), locked);
+        // A familiar address's count, without touching the lock.
+        let mut f = locked;
+        for i in 0..FAMILIAR_FAILURES_DURING_LOCK {
+            assert!(admits_familiar(&p, Some(&f), t(10)), "failure {i}");
+            f = after_familiar_failure(&p, Some(&f), t(10));
+            assert_eq!(f.locked_until, locked.locked_until);
+        }
+        assert!(!admits_familiar(&p, Some(&f), t(10)), "allowance spent");
+        // The lock ends for everyone at its end, and a new window starts.
+        assert!(!admits_familiar(&p, Some(&f), t(602)));
+        let after = after_familiar_failure(&p, Some(&f), t(700));
+        assert_eq!((after.failures, after.locked_until), (1, None));
+    }
 
     fn t(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()

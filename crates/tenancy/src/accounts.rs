@@ -146,6 +146,14 @@ fn admitted_by<'a>(
 /// Unknown emails cost the same argon2 work as wrong passwords. A failed login
 /// for a known account is audited in each of the person's organizations.
 ///
+/// Too many failures lock the account (`LoginThrottlePolicy::default()`: 10 in 15 minutes, for
+/// 15 minutes), but not for the addresses the person signed in from in the last
+/// [`FAMILIAR_DAYS`] days, which keep a small allowance of wrong passwords during the lock
+/// (`security_policy::admits_familiar`): whoever locks an account from elsewhere, again and
+/// again, does not keep its owner out. A refusal during a lock, of the account's or of the
+/// address's, is recorded only when the password was right; the wrong guesses that keep
+/// coming are not recorded one by one.
+///
 /// `address_locked_until` gives the caller's per-address throttling verdict (the server counts
 /// failures per client address); while it lies in the future every login from there is refused.
 /// It is asked after the password was checked, not when the request arrived: logins sent all
@@ -212,15 +220,32 @@ pub async fn login<S: TenancyStore + ?Sized>(
         }
         journal
     };
-    // An address that failed too often is refused for every account, after the same argon2 work.
+    let matched = matches!(verification, Verification::Match { .. });
+    // An address that failed too often is refused for every account, after the same argon2
+    // work. Only a refusal of the right password is recorded (the person, or someone who has
+    // their password, kept out): the wrong guesses that keep coming during a lock are not
+    // recorded one by one, or they would flood every organization's log of the person.
     if let Some(until) = address_lock {
-        audit_store.append(failed("address_throttled")).await?;
+        if matched {
+            audit_store.append(failed("address_throttled")).await?;
+        }
         return Err(TenancyError::Throttled(until));
     }
-    // A locked account is refused even with the right password, after the same argon2 work.
+    // A locked account is refused even with the right password, after the same argon2 work,
+    // except from an address the person signed in from recently, within its allowance: someone
+    // who locks the account from elsewhere does not lock its owner out.
     let throttle = store.login_throttle(user.id).await?;
-    if let Some(until) = locked_until(throttle.as_ref(), now) {
-        audit_store.append(failed("throttled")).await?;
+    let lock = locked_until(throttle.as_ref(), now);
+    let familiar = match lock {
+        Some(_) => lock_admits(store, user.id, throttle.as_ref(), &request.ip, now).await?,
+        None => false,
+    };
+    if let Some(until) = lock
+        && !familiar
+    {
+        if matched {
+            audit_store.append(failed("throttled")).await?;
+        }
         return Err(TenancyError::Throttled(until));
     }
     let Verification::Match { needs_rehash } = verification else {
@@ -229,11 +254,15 @@ pub async fn login<S: TenancyStore + ?Sized>(
                 user.id,
                 &LoginThrottlePolicy::default(),
                 now,
+                familiar,
                 failed("bad_credentials"),
             )
             .await?;
         return Err(TenancyError::BadCredentials);
     };
+    // The right password ends the count, but not a lock (it was passed from a familiar
+    // address, and still holds for the others).
+    let clear_throttle = throttle.is_some() && lock.is_none();
     // The password may have been changed or reset while this one waited for its hash (a queue
     // of logins, seconds under load): one checked against the old hash opens nothing. (From
     // here to the session's insert is a few statements; closing that too would take the
@@ -245,7 +274,7 @@ pub async fn login<S: TenancyStore + ?Sized>(
     // Someone whose every membership is deactivated has nowhere to go: no session. The right
     // password still clears the throttle, in the refusal's transaction.
     if !memberships.is_empty() && memberships.iter().all(|m| !m.active) {
-        if throttle.is_some() {
+        if clear_throttle {
             store
                 .set_login_throttle(user.id, None, failed("deactivated"))
                 .await?;
@@ -258,7 +287,7 @@ pub async fn login<S: TenancyStore + ?Sized>(
     // challenge either. The right password still clears the throttle, in the refusal's
     // transaction.
     if let Err(e) = admitted(&store.caller_memberships(user.id).await?, &request.ip) {
-        if throttle.is_some() {
+        if clear_throttle {
             store
                 .set_login_throttle(user.id, None, failed("ip_not_allowed"))
                 .await?;
@@ -267,7 +296,7 @@ pub async fn login<S: TenancyStore + ?Sized>(
         }
         return Err(e);
     }
-    if throttle.is_some() {
+    if clear_throttle {
         store
             .set_login_throttle(user.id, None, Journal::default())
             .await?;
@@ -289,6 +318,41 @@ pub async fn login<S: TenancyStore + ?Sized>(
     Ok(LoginResult::Session(Box::new(
         open_session(store, &user, request, now).await?,
     )))
+}
+
+/// How long an address the person signed in from stays familiar to their account's lock.
+pub const FAMILIAR_DAYS: i64 = 30;
+
+/// How many of the person's latest sign-in addresses are looked at.
+const FAMILIAR_LOOKBACK: u32 = 100;
+
+/// Whether the account's lock (`throttle`, holding at `now`) still admits a password from
+/// `ip`: while familiar addresses have their allowance ([`security_policy::admits_familiar`])
+/// and `ip` is one the person signed in from in the last [`FAMILIAR_DAYS`], compared by client
+/// ([`security_policy::client_key`]: an IPv6 client by its /64).
+///
+/// # Errors
+/// [`TenancyError::Store`].
+pub(crate) async fn lock_admits<S: TenancyStore + ?Sized>(
+    store: &S,
+    user: rbac_core::UserId,
+    throttle: Option<&security_policy::ThrottleState>,
+    ip: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, TenancyError> {
+    if !security_policy::admits_familiar(&LoginThrottlePolicy::default(), throttle, now) {
+        return Ok(false);
+    }
+    let Ok(ip) = ip.parse::<std::net::IpAddr>() else {
+        return Ok(false);
+    };
+    let client = security_policy::client_key(ip);
+    Ok(store
+        .sign_in_addresses(user, now - Duration::days(FAMILIAR_DAYS), FAMILIAR_LOOKBACK)
+        .await?
+        .iter()
+        .filter_map(|a| a.parse::<std::net::IpAddr>().ok())
+        .any(|a| security_policy::client_key(a) == client))
 }
 
 /// Opens a session for a person whose credentials were checked: a new session id and

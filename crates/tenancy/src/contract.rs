@@ -1298,6 +1298,7 @@ async fn login_throttle_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S)
             owner.id,
             &policy,
             now(),
+            false,
             note(org.id, &format!("failed {i}")),
         )
     }))
@@ -1319,6 +1320,65 @@ async fn login_throttle_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S)
         head(s, org.id).await,
         h + 6,
         "each failure's record commits"
+    );
+    // During the lock, failures from elsewhere change nothing; a familiar address's count
+    // (its allowance), the lock as it was.
+    let later = now() + Duration::minutes(1);
+    let elsewhere = s
+        .count_login_failure(owner.id, &policy, later, false, Journal::default())
+        .await
+        .unwrap();
+    assert_eq!(elsewhere, stored);
+    let familiar = s
+        .count_login_failure(owner.id, &policy, later, true, Journal::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (familiar.failures, familiar.locked_until),
+        (7, stored.locked_until)
+    );
+    assert_eq!(s.login_throttle(owner.id).await.unwrap(), Some(familiar));
+
+    // The addresses a person signed in from: since a time, newest first, at most a number.
+    let from = |minutes: i64, ip: &str| {
+        let mut x = session(owner.id, minutes);
+        x.ip = ip.into();
+        x
+    };
+    for (i, (minutes, ip)) in [
+        (-60, "192.0.2.1"),
+        (-5, "198.51.100.7"),
+        (-1, "2001:db8::1"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        s.create_session(&from(minutes, ip), &format!("familiar-{i}"), 10, &|_| {
+            Journal::default()
+        })
+        .await
+        .unwrap();
+    }
+    let (_, _, stranger) = new_org(s).await;
+    s.create_session(&session(stranger.id, -2), "familiar-stranger", 10, &|_| {
+        Journal::default()
+    })
+    .await
+    .unwrap();
+    let since = now() - Duration::minutes(10);
+    assert_eq!(
+        s.sign_in_addresses(owner.id, since, 10).await.unwrap(),
+        ["2001:db8::1", "198.51.100.7"]
+    );
+    assert_eq!(
+        s.sign_in_addresses(owner.id, since, 1).await.unwrap(),
+        ["2001:db8::1"]
+    );
+    assert!(
+        s.sign_in_addresses(UserId::new(), since, 10)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
 

@@ -882,11 +882,17 @@ impl AccountStore for MemoryTenancyStore {
         user: UserId,
         policy: &security_policy::LoginThrottlePolicy,
         now: DateTime<Utc>,
+        from_familiar_address: bool,
         journal: Journal,
     ) -> Result<security_policy::ThrottleState, TenancyError> {
         let next = {
             let mut s = self.lock()?;
-            let next = security_policy::after_failure(policy, s.throttles.get(&user), now);
+            let count = if from_familiar_address {
+                security_policy::after_familiar_failure
+            } else {
+                security_policy::after_failure
+            };
+            let next = count(policy, s.throttles.get(&user), now);
             s.throttles.insert(user, next);
             next
         };
@@ -909,6 +915,27 @@ impl AccountStore for MemoryTenancyStore {
                     .max()
                     .map(|t| (*u, t))
             })
+            .collect())
+    }
+
+    async fn sign_in_addresses(
+        &self,
+        user: UserId,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<String>, TenancyError> {
+        let s = self.lock()?;
+        let mut mine: Vec<&Session> = s
+            .sessions
+            .iter()
+            .map(|x| &x.0)
+            .filter(|x| x.user == user && x.created_at >= since)
+            .collect();
+        mine.sort_by_key(|x| std::cmp::Reverse(x.created_at));
+        Ok(mine
+            .into_iter()
+            .take(limit as usize)
+            .map(|x| x.ip.clone())
             .collect())
     }
 

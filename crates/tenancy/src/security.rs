@@ -346,7 +346,8 @@ pub async fn change_password<S: TenancyStore + MfaStore + ?Sized>(
 /// person's organizations.
 ///
 /// # Errors
-/// [`TenancyError::BadCredentials`]; [`TenancyError::Throttled`] while the account is locked.
+/// [`TenancyError::BadCredentials`]; [`TenancyError::Throttled`] while the account is locked
+/// (unless from an address the person signed in from recently, as at the sign-in page).
 pub(crate) async fn confirm_password<S: TenancyStore + ?Sized>(
     store: &S,
     hasher: &PasswordHasher,
@@ -364,7 +365,17 @@ pub(crate) async fn confirm_password<S: TenancyStore + ?Sized>(
         .await?
         .ok_or(TenancyError::BadCredentials)?;
     let throttle = store.login_throttle(user.id).await?;
-    if let Some(until) = security_policy::locked_until(throttle.as_ref(), now) {
+    let lock = security_policy::locked_until(throttle.as_ref(), now);
+    let familiar = match lock {
+        Some(_) => {
+            crate::accounts::lock_admits(store, user.id, throttle.as_ref(), &request.ip, now)
+                .await?
+        }
+        None => false,
+    };
+    if let Some(until) = lock
+        && !familiar
+    {
         return Err(TenancyError::Throttled(until));
     }
     if matches!(
@@ -384,6 +395,7 @@ pub(crate) async fn confirm_password<S: TenancyStore + ?Sized>(
             user.id,
             &security_policy::LoginThrottlePolicy::default(),
             now,
+            familiar,
             failed,
         )
         .await?;

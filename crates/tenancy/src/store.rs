@@ -418,8 +418,9 @@ pub trait AccountStore: Send + Sync {
 
     /// Counts one more failed login of `user`, committing `journal` (the failure's records)
     /// with it, and returns the new state: [`security_policy::after_failure`] of the state
-    /// stored, read in the same transaction under a lock on the account, so that failures
-    /// arriving at once each count.
+    /// stored (or, when `from_familiar_address`, [`security_policy::after_familiar_failure`]),
+    /// read in the same transaction under a lock on the account, so that failures arriving
+    /// at once each count.
     ///
     /// # Errors
     /// [`TenancyError::Store`] on storage failure.
@@ -428,8 +429,27 @@ pub trait AccountStore: Send + Sync {
         user: UserId,
         policy: &security_policy::LoginThrottlePolicy,
         now: DateTime<Utc>,
+        from_familiar_address: bool,
         journal: Journal,
     ) -> Result<security_policy::ThrottleState, TenancyError>;
+
+    /// The addresses `user` signed in from since `since` (the client addresses of their
+    /// sessions created then or later, live or ended), newest first, at most `limit`. A login
+    /// from one of them is not refused by a lock that someone elsewhere caused
+    /// ([`security_policy::admits_familiar`]). The default knows none, so such a store's locks
+    /// hold for every address.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn sign_in_addresses(
+        &self,
+        user: UserId,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<String>, TenancyError> {
+        let _ = (user, since, limit);
+        Ok(Vec::new())
+    }
 
     /// `user`'s live sessions, newest first.
     ///

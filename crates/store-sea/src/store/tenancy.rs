@@ -1263,12 +1263,18 @@ impl AccountStore for SeaStore {
         user_id: UserId,
         policy: &security_policy::LoginThrottlePolicy,
         now: DateTime<Utc>,
+        from_familiar_address: bool,
         journal: Journal,
     ) -> Result<security_policy::ThrottleState, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         lock_user(&txn, user_id).await?;
         let current = read_login_throttle(&txn, user_id).await?;
-        let next = security_policy::after_failure(policy, current.as_ref(), now);
+        let count = if from_familiar_address {
+            security_policy::after_familiar_failure
+        } else {
+            security_policy::after_failure
+        };
+        let next = count(policy, current.as_ref(), now);
         put_login_throttle(&txn, user_id, Some(&next)).await?;
         commit(txn, journal).await?;
         Ok(next)
@@ -1301,6 +1307,25 @@ impl AccountStore for SeaStore {
             ))
         })
         .collect()
+    }
+
+    async fn sign_in_addresses(
+        &self,
+        user_id: UserId,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<String>, TenancyError> {
+        session::Entity::find()
+            .select_only()
+            .column(session::Column::Ip)
+            .filter(session::Column::UserId.eq(user_id.to_string()))
+            .filter(session::Column::CreatedAt.gte(micros(since)))
+            .order_by_desc(session::Column::CreatedAt)
+            .limit(u64::from(limit))
+            .into_tuple()
+            .all(self.db())
+            .await
+            .map_err(store)
     }
 
     async fn list_sessions(&self, user_id: UserId) -> Result<Vec<Session>, TenancyError> {
