@@ -567,6 +567,30 @@ both_backends!(
         )
         .await;
         t.login("lisa@example.com", DEMO_PASSWORD).await;
+        // An email that names no account answers the same way, so the lock does not tell
+        // whether an account exists.
+        for _ in 0..10 {
+            problem(
+                t.login_response("nobody.here@example.com", "wrong password guess")
+                    .await,
+                StatusCode::UNAUTHORIZED,
+                "bad_credentials",
+            )
+            .await;
+        }
+        let res = t
+            .login_response("Nobody.Here@example.com", "wrong password guess")
+            .await;
+        assert!(res.headers().contains_key("retry-after"));
+        problem(res, StatusCode::TOO_MANY_REQUESTS, "login_throttled").await;
+        t.clock.advance(chrono::Duration::minutes(15));
+        problem(
+            t.login_response("nobody.here@example.com", "wrong password guess")
+                .await,
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+        )
+        .await;
     }
 );
 

@@ -1394,9 +1394,10 @@ both_backends!(
                 StatusCode::TOO_MANY_REQUESTS
             );
         }
-        // The guesses during the lock are refused without a record each; the ten are recorded.
+        // Of the guesses during the lock only the first refusal is recorded, after the ten.
         let failed = t.audit("action=auth.login_failed&limit=100").await;
-        assert_eq!(failed.len() - failures_before, 10, "{failed:?}");
+        assert_eq!(failed.len() - failures_before, 11, "{failed:?}");
+        assert_eq!(failed[0]["reason"], "throttled");
         // Any address Lisa has not signed in from is locked out, even with her password; the
         // refusal of the right password is recorded.
         assert_eq!(

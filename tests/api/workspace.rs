@@ -762,7 +762,23 @@ both_backends!(
             )
             .await,
             StatusCode::CONFLICT,
-            "conflict",
+            "archived",
+        )
+        .await;
+        // Its resources are not edited or used (they stay readable, below).
+        let campaign_url = t.org(&format!("/chat-interfaces/{}", id(&campaign)));
+        problem(
+            t.patch(&campaign_url, &lisa, &json!({ "name": "Renamed late" }))
+                .await,
+            StatusCode::CONFLICT,
+            "archived",
+        )
+        .await;
+        problem(
+            t.post(&format!("{campaign_url}/use"), &lisa, &json!({}))
+                .await,
+            StatusCode::CONFLICT,
+            "archived",
         )
         .await;
         // No new API key is made for it, and its credits are not used.

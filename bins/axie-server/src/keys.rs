@@ -64,6 +64,13 @@ pub async fn rotate_encryption_key(
     };
     let new = security_policy::Cipher::from_text(&text)
         .map_err(|e| StartupError::Security(format!("the new key: {e}")))?;
+    // A key given on the command line is kept where an interrupted run looks for it, before
+    // anything moves to it: run again without it, the rotation goes on with the same key.
+    if !configured && new_key.is_some() {
+        let next = dir.join("encryption.key.next");
+        let _ = std::fs::remove_file(&next);
+        write_key_file(&next, &text)?;
+    }
     // Documents first: resealing can be repeated and stops at nothing but an unlistable
     // directory, so by the time the database's secrets move to the new key nothing else can
     // keep the key file from following them.
@@ -87,11 +94,6 @@ pub async fn rotate_encryption_key(
     if configured {
         out.push_str("; now set security.encryption_key to the new key and start the server");
     } else {
-        if new_key.is_some() {
-            let next = dir.join("encryption.key.next");
-            let _ = std::fs::remove_file(&next);
-            write_key_file(&next, &text)?;
-        }
         promote(dir, "encryption.key")?;
         out.push_str("; encryption.key replaced (the old one is encryption.key.old: delete it once backups no longer need it)");
     }
@@ -126,6 +128,13 @@ pub async fn rotate_checkpoint_key(
             security_policy::mint("ck", 32).secret
         })?,
     };
+    // A key given on the command line is kept where an interrupted run looks for it, before
+    // anything is signed with it: run again without it, the rotation goes on with the same key.
+    if !configured && new_key.is_some() {
+        let next = dir.join("checkpoint.key.next");
+        let _ = std::fs::remove_file(&next);
+        write_key_file(&next, &text)?;
+    }
     let mut moved_before = std::collections::HashSet::new();
     for org in &orgs {
         if let Err(b) = audit::verify_chain(store, *org, &old).await? {
@@ -156,11 +165,6 @@ pub async fn rotate_checkpoint_key(
     if configured {
         out.push_str("; now set security.checkpoint_key to the new key and start the server");
     } else {
-        if new_key.is_some() {
-            let next = dir.join("checkpoint.key.next");
-            let _ = std::fs::remove_file(&next);
-            write_key_file(&next, &text)?;
-        }
         promote(dir, "checkpoint.key")?;
         out.push_str("; checkpoint.key replaced (keep checkpoint.key.old to check checkpoints signed before)");
     }

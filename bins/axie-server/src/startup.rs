@@ -406,6 +406,11 @@ async fn prepare(
             },
             100_000,
         )),
+        name_throttle: Arc::new(security_policy::NameThrottle::new(
+            security_policy::LoginThrottlePolicy::default(),
+            100_000,
+        )),
+        refusal_marks: Arc::new(security_policy::RefusalMarks::new(100_000)),
         reset_throttle: Arc::new(security_policy::AddressThrottle::new(
             security_policy::LoginThrottlePolicy {
                 max_failures: settings.accounts.reset_requests_per_address.max(1),

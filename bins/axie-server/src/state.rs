@@ -80,6 +80,10 @@ pub struct AppState {
     pub meter: Arc<tenancy::metering::CallMeter>,
     /// Failed logins per client address.
     pub address_throttle: Arc<security_policy::AddressThrottle>,
+    /// Failed logins per email that names no account (locked as an account would be).
+    pub name_throttle: Arc<security_policy::NameThrottle>,
+    /// The refusals during a lock already recorded (one per account and address per lock).
+    pub refusal_marks: Arc<security_policy::RefusalMarks>,
     /// Password reset requests per client address (each request counts).
     pub reset_throttle: Arc<security_policy::AddressThrottle>,
     /// Background workers' heartbeats (for `/readyz` and metrics).

@@ -204,8 +204,9 @@ pub async fn apply_retention(
                 removed += n;
             }
             Err(e @ tenancy::TenancyError::Conflict(_)) => {
-                // Records to be removed that do not verify: kept, as evidence.
-                tracing::error!(error = %e, %org, "retention refused: the records it would remove do not verify (see verify-audit)");
+                // Records to be removed that do not verify are kept, as evidence; or the
+                // checkpoint after the removal found a break in the records kept.
+                tracing::error!(error = %e, %org, "retention: the audit chain does not verify (see verify-audit)");
                 first_error.get_or_insert(e);
             }
             Err(e) => {

@@ -844,6 +844,11 @@ async fn a_rotated_key_takes_the_anchor_with_the_checkpoint(store: &dyn AuditSto
             .await,
         Err(AuditError::Invalid(_))
     ));
+    // Nor, said to have none, when it has one.
+    assert!(matches!(
+        store.save_rotated_checkpoint(&cp, None).await,
+        Err(AuditError::Invalid(_))
+    ));
     assert_eq!(store.anchor(org).await.unwrap(), Some(anchor.clone()));
     assert!(
         verify_chain(store, org, KEY).await.unwrap().is_ok(),

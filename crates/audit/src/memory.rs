@@ -301,6 +301,11 @@ impl AuditStore for MemoryAuditStore {
         anchor: Option<(&crate::chain::Anchor, &crate::chain::Anchor)>,
     ) -> Result<(), AuditError> {
         let mut state = self.lock()?;
+        if anchor.is_none() && state.anchors.contains_key(&checkpoint.org) {
+            return Err(AuditError::Invalid(
+                "the retention anchor moved while the checkpoint key rotated".into(),
+            ));
+        }
         if let Some((old, new)) = anchor {
             if (new.org, new.seq, new.hash, new.pruned_at)
                 != (old.org, old.seq, old.hash, old.pruned_at)

@@ -151,11 +151,12 @@ pub trait AuditStore: Send + Sync {
     /// transaction, replaces the retention anchor `anchor.0` with `anchor.1` (the same anchor
     /// signed with the new key), so that the organization's log verifies under exactly one key
     /// whatever happens to the rotation: under the old one before this commits, under the new
-    /// one after.
+    /// one after. With `None` the organization has no anchor, which is checked too.
     ///
     /// # Errors
-    /// [`AuditError::Invalid`] when the stored anchor is no longer `anchor.0` (a retention pass
-    /// moved it meanwhile); nothing is written then. [`AuditError::Store`] on storage failure.
+    /// [`AuditError::Invalid`] when the stored anchor is no longer `anchor.0`, or there is one
+    /// where `None` said there was none (a retention pass moved it meanwhile); nothing is
+    /// written then. [`AuditError::Store`] on storage failure.
     async fn save_rotated_checkpoint(
         &self,
         checkpoint: &Checkpoint,
@@ -624,34 +625,19 @@ pub async fn prune_before(
     let Some(last) = newest_old.first() else {
         return Ok(None);
     };
-    let before = store.anchor(org).await?;
-    if before.as_ref().is_some_and(|a| a.seq >= last.seq) {
-        return Ok(None);
-    }
-    let checkpoint = store
-        .latest_checkpoint(org)
-        .await?
-        .filter(|cp| cp.seq <= last.seq);
-    let verified = async {
-        let mut verifier = match &checkpoint {
-            Some(cp) => ChainVerifier::with_checkpoint(cp, key),
-            None => Ok(ChainVerifier::new()),
-        }
-        .map_err(AuditError::Tampered)?;
-        if let Some(a) = &before {
-            verifier = verifier
-                .after_anchor(a, key)
-                .map_err(AuditError::Tampered)?;
-        }
-        let after = before.as_ref().map_or(0, |a| a.seq);
-        walk_through(store, org, verifier, after, last.seq, last.hash).await
-    };
-    if let Err(e) = verified.await {
-        // Another pass removed records under the walk: what is left is its to remove.
-        if matches!(e, AuditError::Tampered(_)) && store.anchor(org).await? != before {
+    // Another pass may remove records under the walk (another instance's, with another
+    // cutoff): the walk then finds them missing, and is made again from the new anchor. Each
+    // new walk needs the anchor to have moved forward, which it does only so many times.
+    loop {
+        let before = store.anchor(org).await?;
+        if before.as_ref().is_some_and(|a| a.seq >= last.seq) {
             return Ok(None);
         }
-        return Err(e);
+        match verify_to_remove(store, org, key, before.as_ref(), last.seq, last.hash).await {
+            Ok(()) => break,
+            Err(AuditError::Tampered(_)) if store.anchor(org).await? != before => {}
+            Err(e) => return Err(e),
+        }
     }
     let anchor = Anchor::sign(key, org, last.seq, last.hash, now);
     match store.prune(&anchor, journal).await? {
@@ -659,6 +645,35 @@ pub async fn prune_before(
         0 => Ok(None),
         removed => Ok(Some((anchor, removed))),
     }
+}
+
+/// Checks `org`'s records after `anchor` (or from the start) through `through`, which must end
+/// with `hash`, with the newest checkpoint when it lies among them: what a retention pass is
+/// about to remove.
+async fn verify_to_remove(
+    store: &dyn AuditStore,
+    org: OrgId,
+    key: &[u8],
+    anchor: Option<&Anchor>,
+    through: i64,
+    hash: [u8; 32],
+) -> Result<(), AuditError> {
+    let checkpoint = store
+        .latest_checkpoint(org)
+        .await?
+        .filter(|cp| cp.seq <= through);
+    let mut verifier = match &checkpoint {
+        Some(cp) => ChainVerifier::with_checkpoint(cp, key),
+        None => Ok(ChainVerifier::new()),
+    }
+    .map_err(AuditError::Tampered)?;
+    if let Some(a) = anchor {
+        verifier = verifier
+            .after_anchor(a, key)
+            .map_err(AuditError::Tampered)?;
+    }
+    let after = anchor.map_or(0, |a| a.seq);
+    walk_through(store, org, verifier, after, through, hash).await
 }
 
 #[cfg(test)]

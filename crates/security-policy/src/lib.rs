@@ -48,7 +48,7 @@ pub use session::{
 };
 pub use throttle::{
     AddressThrottle, FAMILIAR_FAILURES_DURING_LOCK, LoginThrottlePolicy, NETWORK_FACTOR,
-    ThrottleState, admits_familiar, after_failure, after_familiar_failure, client_key,
-    locked_until,
+    NameThrottle, RefusalMarks, ThrottleState, admits_familiar, after_failure,
+    after_familiar_failure, client_key, locked_until,
 };
 pub use token::{MintedToken, constant_time_eq, hash_token, mint};

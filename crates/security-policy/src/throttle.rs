@@ -298,6 +298,170 @@ impl AddressThrottle {
     }
 }
 
+/// Failed logins per account name (an email) kept in memory by one server instance, for the
+/// names that name no account: such a name is locked after as many failures, for as long, as
+/// an account would be, so that a lock's answer (429 rather than 401) does not tell an account
+/// that exists from one that does not. Names are kept as their SHA-256 (trimmed, in lower
+/// case). Bounded: at most `capacity` names, those whose window and lock have passed dropped
+/// first.
+#[derive(Debug)]
+pub struct NameThrottle {
+    policy: LoginThrottlePolicy,
+    capacity: usize,
+    state: std::sync::Mutex<std::collections::HashMap<[u8; 32], ThrottleState>>,
+}
+
+impl NameThrottle {
+    /// A throttle with `policy` (an account's), tracking at most `capacity` names.
+    #[must_use]
+    pub fn new(policy: LoginThrottlePolicy, capacity: usize) -> Self {
+        Self {
+            policy,
+            capacity: capacity.max(1),
+            state: std::sync::Mutex::default(),
+        }
+    }
+
+    fn key(name: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(name.trim().to_lowercase().as_bytes()).into()
+    }
+
+    /// When `name` is locked at `now`, the instant the lock ends.
+    #[must_use]
+    pub fn locked_until(&self, name: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let names = self.state.lock().ok()?;
+        locked_until(names.get(&Self::key(name)), now)
+    }
+
+    /// Counts one failed login of `name` at `now`.
+    pub fn record_failure(&self, name: &str, now: DateTime<Utc>) {
+        if let Ok(mut names) = self.state.lock() {
+            count(
+                &mut names,
+                Self::key(name),
+                &self.policy,
+                self.capacity,
+                now,
+            );
+        }
+    }
+}
+
+/// Which refusals during a lock get an audit record: the first of each account from each client
+/// address while one lock holds. Decided without looking at the password, so the time a
+/// refusal takes (a record written or not) tells nothing of whether the password was right;
+/// and the guesses that keep coming during a lock do not flood the person's organizations'
+/// logs. Kept in memory by one server instance, as the SHA-256 of each key, bounded.
+#[derive(Debug)]
+pub struct RefusalMarks {
+    capacity: usize,
+    state: std::sync::Mutex<std::collections::HashMap<[u8; 32], DateTime<Utc>>>,
+}
+
+impl RefusalMarks {
+    /// Marks for at most `capacity` keys.
+    #[must_use]
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            state: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Whether this is the first refusal of `key` (an account and a client address) during the
+    /// lock that ends at `until`; marks it. When full, marks whose lock has ended go first,
+    /// then the one ending soonest.
+    pub fn first(&self, key: &str, until: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        use sha2::Digest;
+        let k: [u8; 32] = sha2::Sha256::digest(key.as_bytes()).into();
+        let Ok(mut marks) = self.state.lock() else {
+            return true;
+        };
+        if marks.get(&k) == Some(&until) {
+            return false;
+        }
+        if marks.len() >= self.capacity && !marks.contains_key(&k) {
+            marks.retain(|_, u| *u > now);
+            if marks.len() >= self.capacity
+                && let Some(soonest) = marks.iter().min_by_key(|(_, u)| **u).map(|(k, _)| *k)
+            {
+                marks.remove(&soonest);
+            }
+        }
+        marks.insert(k, until);
+        true
+    }
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::*;
+
+    #[test]
+    fn only_the_first_refusal_of_a_lock_is_marked() {
+        let at = |s: i64| DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap();
+        let marks = RefusalMarks::new(100);
+        assert!(marks.first("usr_1|203.0.113.9", at(900), at(0)));
+        assert!(!marks.first("usr_1|203.0.113.9", at(900), at(1)));
+        assert!(
+            marks.first("usr_1|198.51.100.7", at(900), at(1)),
+            "another address"
+        );
+        assert!(
+            marks.first("usr_2|203.0.113.9", at(900), at(1)),
+            "another account"
+        );
+        assert!(
+            marks.first("usr_1|203.0.113.9", at(1_900), at(1_000)),
+            "the next lock"
+        );
+        let small = RefusalMarks::new(3);
+        for i in 0..100 {
+            assert!(small.first(&format!("k{i}"), at(900 + i), at(0)));
+        }
+        assert!(small.state.lock().unwrap().len() <= 3);
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn a_name_locks_like_an_account_and_only_that_name() {
+        let p = LoginThrottlePolicy {
+            max_failures: 3,
+            window_minutes: 15,
+            lockout_minutes: 10,
+        };
+        let t = NameThrottle::new(p, 100);
+        let at = |s: i64| DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap();
+        for i in 0..2 {
+            t.record_failure("nobody@example.com", at(i));
+            assert_eq!(t.locked_until("nobody@example.com", at(i)), None);
+        }
+        t.record_failure(" Nobody@Example.com", at(2));
+        assert_eq!(
+            t.locked_until("NOBODY@example.com ", at(3)),
+            Some(at(602)),
+            "the same name however it is written"
+        );
+        assert_eq!(t.locked_until("somebody@example.com", at(3)), None);
+        assert_eq!(t.locked_until("nobody@example.com", at(602)), None);
+    }
+
+    #[test]
+    fn it_keeps_at_most_its_capacity() {
+        let t = NameThrottle::new(LoginThrottlePolicy::default(), 10);
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        for i in 0..1_000 {
+            t.record_failure(&format!("n{i}@example.com"), now);
+        }
+        assert!(t.state.lock().unwrap().len() <= 10);
+    }
+}
+
 /// The key a client address is counted under: IPv4 as it is, IPv6 as its /64 network. An
 /// IPv4 client seen through a NAT64 or SIIT translator (the well-known prefix `64:ff9b::/96`,
 /// RFC 6052) counts as its IPv4 address, as an IPv4-mapped address does: by /64, every IPv4

@@ -539,6 +539,7 @@ pub const TABLES: &[&str] = &[
     "credit_entries",
     "password_resets",
     "audit_erasures",
+    "credential_changes",
 ];
 
 impl SeaStore {

@@ -140,6 +140,21 @@ fn admitted_by<'a>(
     }
 }
 
+/// What a server counts about failed logins outside its database (per instance), for
+/// [`login`].
+pub trait LoginCounters: Send + Sync {
+    /// When the caller's address is locked for every account.
+    fn address_locked_until(&self) -> Option<DateTime<Utc>>;
+    /// When `email`, which names no account, is locked (as an account's lock would be:
+    /// `security_policy::NameThrottle`).
+    fn unknown_locked_until(&self, email: &str) -> Option<DateTime<Utc>>;
+    /// Counts one failed login of `email`, which names no account.
+    fn count_unknown(&self, email: &str);
+    /// Whether this refusal of `account` from the caller's address is the first during the
+    /// lock that ends at `until` (`security_policy::RefusalMarks`): only that one is recorded.
+    fn first_refusal(&self, account: &str, until: DateTime<Utc>) -> bool;
+}
+
 /// Checks an email and password and opens a session, or, for a person with a second
 /// factor, issues the challenge that the second step needs.
 ///
@@ -150,16 +165,18 @@ fn admitted_by<'a>(
 /// 15 minutes), but not for the addresses the person signed in from in the last
 /// [`FAMILIAR_DAYS`] days, which keep a small allowance of wrong passwords during the lock
 /// (`security_policy::admits_familiar`): whoever locks an account from elsewhere, again and
-/// again, does not keep its owner out. A refusal during a lock, of the account's or of the
-/// address's, is recorded only when the password was right; the wrong guesses that keep
-/// coming are not recorded one by one.
+/// again, does not keep its owner out. Of the refusals during a lock, of the account's or of
+/// the address's, only the first from each address is recorded (`LoginCounters::first_refusal`,
+/// decided without looking at the password): the guesses that keep coming do not flood the
+/// person's organizations' logs.
 ///
-/// `address_locked_until` gives the caller's per-address throttling verdict (the server counts
-/// failures per client address); while it lies in the future every login from there is refused.
-/// It is asked after the password was checked, not when the request arrived: logins sent all
-/// at once from one address wait for a hashing slot, and each must see the failures counted
-/// while it waited, or a burst would have every guess in it checked. A login refused so learns
-/// nothing of its password.
+/// `counters` gives what the server counts outside the database: the caller's per-address
+/// verdict (while it lies in the future every login from there is refused), and the locks of
+/// emails that name no account, which lock as an account would, so that a lock's answer does
+/// not tell whether an account exists. Both are asked after the password was checked, not when
+/// the request arrived: logins sent all at once from one address wait for a hashing slot, and
+/// each must see the failures counted while it waited, or a burst would have every guess in it
+/// checked. A login refused so learns nothing of its password.
 ///
 /// # Errors
 /// [`TenancyError::BadCredentials`] for a wrong email or password;
@@ -176,7 +193,7 @@ pub async fn login<S: TenancyStore + ?Sized>(
     hasher: &PasswordHasher,
     email: &str,
     password: &str,
-    address_locked_until: &(dyn Fn() -> Option<DateTime<Utc>> + Send + Sync),
+    counters: &dyn LoginCounters,
     request: RequestContext,
     now: DateTime<Utc>,
 ) -> Result<LoginResult, TenancyError> {
@@ -192,13 +209,16 @@ pub async fn login<S: TenancyStore + ?Sized>(
         None => (None, None),
     };
     let verification = hasher.verify_off_thread(stored.as_deref(), password).await;
-    let address_lock = address_locked_until().filter(|u| now < *u);
+    let address_lock = counters.address_locked_until().filter(|u| now < *u);
     let Some(user) = user else {
-        // The same answer for unknown accounts, so a locked address learns nothing.
-        return Err(match address_lock {
-            Some(until) => TenancyError::Throttled(until),
-            None => TenancyError::BadCredentials,
-        });
+        // The same answers as for an account: refused while the address is locked, or after as
+        // many failures of this email as lock an account (counted here, in memory).
+        let name_lock = counters.unknown_locked_until(email).filter(|u| now < *u);
+        if let Some(until) = address_lock.max(name_lock) {
+            return Err(TenancyError::Throttled(until));
+        }
+        counters.count_unknown(email);
+        return Err(TenancyError::BadCredentials);
     };
     let memberships = store.memberships(user.id).await?;
     let failed = |reason: &str| {
@@ -220,13 +240,12 @@ pub async fn login<S: TenancyStore + ?Sized>(
         }
         journal
     };
-    let matched = matches!(verification, Verification::Match { .. });
     // An address that failed too often is refused for every account, after the same argon2
-    // work. Only a refusal of the right password is recorded (the person, or someone who has
-    // their password, kept out): the wrong guesses that keep coming during a lock are not
-    // recorded one by one, or they would flood every organization's log of the person.
+    // work. Of the refusals during a lock only the first from each address is recorded, chosen
+    // without looking at the password (a record written for the right one only would take
+    // longer, and tell it): the guesses that keep coming do not flood the person's logs.
     if let Some(until) = address_lock {
-        if matched {
+        if counters.first_refusal(&format!("{}/address", user.id), until) {
             audit_store.append(failed("address_throttled")).await?;
         }
         return Err(TenancyError::Throttled(until));
@@ -243,7 +262,7 @@ pub async fn login<S: TenancyStore + ?Sized>(
     if let Some(until) = lock
         && !familiar
     {
-        if matched {
+        if counters.first_refusal(&user.id.to_string(), until) {
             audit_store.append(failed("throttled")).await?;
         }
         return Err(TenancyError::Throttled(until));

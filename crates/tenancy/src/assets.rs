@@ -614,12 +614,23 @@ async fn placement<S: TenancyStore + WorkspaceStore + ?Sized>(
     let team = teams::get(store, caller, team).await?;
     caller.check(kind.create(), &Resource::team(team.org, team.id))?;
     if team.archived_at.is_some() {
-        return Err(TenancyError::Conflict(format!(
-            "the team `{}` is archived",
-            team.name
-        )));
+        return Err(teams::archived(&team.name, "nothing new is made in it"));
     }
     Ok(team)
+}
+
+/// Refuses work on the resources of an archived team: editing or using them. They stay
+/// readable, and can be moved out, archived or brought back, and deleted. Checked before the
+/// change, not in its transaction: an edit that began before the team was archived may still
+/// land.
+async fn team_in_use<S: WorkspaceStore + ?Sized>(store: &S, a: &Asset) -> Result<(), TenancyError> {
+    match store.get_team(a.org, a.team).await? {
+        Some(t) if t.archived_at.is_some() => Err(teams::archived(
+            &t.name,
+            "its resources are not edited or used",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Creates a chat interface, knowledge base or domain (documents: [`upload_document`]).
@@ -848,6 +859,7 @@ pub async fn update<S: TenancyStore + WorkspaceStore + ?Sized>(
         let before = get(store, caller, kind, id).await?;
         caller.check(kind.edit(), &before.resource())?;
         in_use_with_ancestors(store, &before).await?;
+        team_in_use(store, &before).await?;
         let after = edited(&before, kind, &change, now)?;
         if after == before {
             return Ok(after);
@@ -1389,6 +1401,7 @@ pub async fn use_chat_interface<S: TenancyStore + WorkspaceStore + ?Sized>(
     let a = get(store, caller, AssetKind::ChatInterface, id).await?;
     caller.check(Permission::UseChatInterface, &a.resource())?;
     in_use(&a)?;
+    team_in_use(store, &a).await?;
     store
         .record_usage(
             &UsageRecord {

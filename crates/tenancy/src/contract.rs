@@ -1339,7 +1339,8 @@ async fn login_throttle_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S)
     );
     assert_eq!(s.login_throttle(owner.id).await.unwrap(), Some(familiar));
 
-    // The addresses a person signed in from: since a time, newest first, at most a number.
+    // The addresses a person signed in from: since a time, each once, the latest used first,
+    // at most a number.
     let from = |minutes: i64, ip: &str| {
         let mut x = session(owner.id, minutes);
         x.ip = ip.into();
@@ -1347,6 +1348,7 @@ async fn login_throttle_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S)
     };
     for (i, (minutes, ip)) in [
         (-60, "192.0.2.1"),
+        (-6, "2001:db8::1"),
         (-5, "198.51.100.7"),
         (-1, "2001:db8::1"),
     ]
@@ -1379,6 +1381,20 @@ async fn login_throttle_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S)
             .await
             .unwrap()
             .is_empty()
+    );
+    // A changed password: the addresses signed in from before it are no longer familiar.
+    s.change_password_hash(
+        owner.id,
+        "$argon2id$changed",
+        None,
+        now() - Duration::minutes(3),
+        &|_| Journal::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.sign_in_addresses(owner.id, since, 10).await.unwrap(),
+        ["2001:db8::1"]
     );
 }
 

@@ -48,6 +48,9 @@ struct State {
     previews: Vec<(BulkPreview, bool)>,
     transfers: HashMap<OrgId, OwnershipTransfer>,
     throttles: HashMap<UserId, security_policy::ThrottleState>,
+    /// When each person's password last changed (`AccountStore::sign_in_addresses` looks no
+    /// further back).
+    credential_changes: HashMap<UserId, DateTime<Utc>>,
     assets: Vec<Asset>,
     asset_transfers: Vec<AssetTransfer>,
     usage: Vec<(OrgId, UsageRecord)>,
@@ -255,6 +258,7 @@ fn replace_password(
         .ok_or(TenancyError::NotFound("user"))?
         .1 = Some(hash.to_owned());
     s.throttles.remove(&user);
+    s.credential_changes.insert(user, now);
     // A sign-in half done with the old password (waiting for its second factor) ends too.
     s.challenges.retain(|_, (u, _)| *u != user);
     // A new password retires every open reset link of theirs.
@@ -925,17 +929,23 @@ impl AccountStore for MemoryTenancyStore {
         limit: u32,
     ) -> Result<Vec<String>, TenancyError> {
         let s = self.lock()?;
-        let mut mine: Vec<&Session> = s
-            .sessions
-            .iter()
-            .map(|x| &x.0)
-            .filter(|x| x.user == user && x.created_at >= since)
-            .collect();
-        mine.sort_by_key(|x| std::cmp::Reverse(x.created_at));
+        let since = s
+            .credential_changes
+            .get(&user)
+            .map_or(since, |c| since.max(*c));
+        let mut latest: HashMap<&str, DateTime<Utc>> = HashMap::new();
+        for x in s.sessions.iter().map(|x| &x.0) {
+            if x.user == user && x.created_at >= since {
+                let at = latest.entry(x.ip.as_str()).or_insert(x.created_at);
+                *at = (*at).max(x.created_at);
+            }
+        }
+        let mut mine: Vec<(&str, DateTime<Utc>)> = latest.into_iter().collect();
+        mine.sort_by_key(|(ip, at)| (std::cmp::Reverse(*at), *ip));
         Ok(mine
             .into_iter()
             .take(limit as usize)
-            .map(|x| x.ip.clone())
+            .map(|(ip, _)| ip.to_owned())
             .collect())
     }
 

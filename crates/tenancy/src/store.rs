@@ -433,11 +433,13 @@ pub trait AccountStore: Send + Sync {
         journal: Journal,
     ) -> Result<security_policy::ThrottleState, TenancyError>;
 
-    /// The addresses `user` signed in from since `since` (the client addresses of their
-    /// sessions created then or later, live or ended), newest first, at most `limit`. A login
-    /// from one of them is not refused by a lock that someone elsewhere caused
-    /// ([`security_policy::admits_familiar`]). The default knows none, so such a store's locks
-    /// hold for every address.
+    /// The addresses `user` signed in from since `since`, and since their password last
+    /// changed (the client addresses of their sessions created then or later, live or ended),
+    /// each once, the latest used first, at most `limit`. A login from one of them is not
+    /// refused by a lock that someone elsewhere caused ([`security_policy::admits_familiar`]);
+    /// a changed or reset password, which ends an intruder's access, ends their address's
+    /// familiarity too. The default knows none, so such a store's locks hold for every
+    /// address.
     ///
     /// # Errors
     /// [`TenancyError::Store`] on storage failure.

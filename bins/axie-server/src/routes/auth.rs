@@ -93,7 +93,7 @@ pub async fn login(
         &st.hasher,
         &body.email,
         &body.password,
-        &|| st.address_throttle.locked_until(ip, now),
+        &Counters { st: &st, ip, now },
         ctx,
         now,
     )
@@ -157,6 +157,29 @@ pub(crate) fn one_factor(
         _ => Err(ApiError::bad_request(
             "send exactly one of `code`, `recovery_code` and `sms_code`",
         )),
+    }
+}
+
+/// The server's in-memory login counters, for one login from `ip` at `now`.
+struct Counters<'a> {
+    st: &'a AppState,
+    ip: std::net::IpAddr,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
+impl accounts::LoginCounters for Counters<'_> {
+    fn address_locked_until(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.st.address_throttle.locked_until(self.ip, self.now)
+    }
+    fn unknown_locked_until(&self, email: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.st.name_throttle.locked_until(email, self.now)
+    }
+    fn count_unknown(&self, email: &str) {
+        self.st.name_throttle.record_failure(email, self.now);
+    }
+    fn first_refusal(&self, account: &str, until: chrono::DateTime<chrono::Utc>) -> bool {
+        let key = format!("{account}|{}", security_policy::client_key(self.ip));
+        self.st.refusal_marks.first(&key, until, self.now)
     }
 }
 

@@ -11,6 +11,7 @@ pub mod audit_event;
 pub mod audit_head;
 pub mod bulk_preview;
 pub mod consent;
+pub mod credential_change;
 pub mod credit_account;
 pub mod credit_entry;
 pub mod credit_operation;

@@ -418,6 +418,16 @@ impl AuditStore for SeaStore {
             ));
         }
         let txn = self.db().begin().await.map_err(store)?;
+        if anchor.is_none()
+            && audit_anchor::Entity::find_by_id(cp.org.to_string())
+                .one(&txn)
+                .await
+                .map_err(store)?
+                .is_some()
+        {
+            txn.rollback().await.map_err(store)?;
+            return Err(moved());
+        }
         if let Some((old, new)) = anchor {
             // Only the anchor read and checked: one a retention pass moved meanwhile is not
             // signed over with the new key unchecked.

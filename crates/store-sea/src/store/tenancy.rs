@@ -17,8 +17,8 @@ use tenancy::{
 use crate::SeaStore;
 use crate::convert::{id, micros, role, to_json};
 use crate::entity::{
-    api_key, login_challenge, login_throttle, membership, organization, session, team, team_member,
-    user,
+    api_key, credential_change, login_challenge, login_throttle, membership, organization, session,
+    team, team_member, user,
 };
 use crate::error::{db_err, is_unique_violation};
 
@@ -400,6 +400,19 @@ pub(super) async fn replace_password(
     now: DateTime<Utc>,
 ) -> Result<u64, TenancyError> {
     write_password_hash(txn, user_id, hash).await?;
+    // The addresses signed in from before no longer pass a lock as familiar ones.
+    credential_change::Entity::insert(credential_change::ActiveModel {
+        user_id: Set(user_id.to_string()),
+        changed_at: Set(micros(now)),
+    })
+    .on_conflict(
+        sea_orm::sea_query::OnConflict::column(credential_change::Column::UserId)
+            .update_column(credential_change::Column::ChangedAt)
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await
+    .map_err(store)?;
     super::password_reset::retire_links(txn, user_id, now).await?;
     login_throttle::Entity::delete_by_id(user_id.to_string())
         .exec(txn)
@@ -1315,17 +1328,27 @@ impl AccountStore for SeaStore {
         since: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<String>, TenancyError> {
-        session::Entity::find()
+        let changed = credential_change::Entity::find_by_id(user_id.to_string())
+            .one(self.db())
+            .await
+            .map_err(store)?
+            .map_or(i64::MIN, |c| c.changed_at);
+        // Each address once, by its latest sign-in: a person who signs in often from one place
+        // does not push the others out of the limit.
+        let rows: Vec<(String, i64)> = session::Entity::find()
             .select_only()
             .column(session::Column::Ip)
+            .column_as(session::Column::CreatedAt.max(), "latest")
             .filter(session::Column::UserId.eq(user_id.to_string()))
-            .filter(session::Column::CreatedAt.gte(micros(since)))
-            .order_by_desc(session::Column::CreatedAt)
+            .filter(session::Column::CreatedAt.gte(Ord::max(micros(since), changed)))
+            .group_by(session::Column::Ip)
+            .order_by_desc(Expr::col(sea_orm::sea_query::Alias::new("latest")))
             .limit(u64::from(limit))
             .into_tuple()
             .all(self.db())
             .await
-            .map_err(store)
+            .map_err(store)?;
+        Ok(rows.into_iter().map(|(ip, _)| ip).collect())
     }
 
     async fn list_sessions(&self, user_id: UserId) -> Result<Vec<Session>, TenancyError> {
