@@ -151,7 +151,9 @@ pub trait AuditStore: Send + Sync {
     /// transaction, replaces the retention anchor `anchor.0` with `anchor.1` (the same anchor
     /// signed with the new key), so that the organization's log verifies under exactly one key
     /// whatever happens to the rotation: under the old one before this commits, under the new
-    /// one after. With `None` the organization has no anchor, which is checked too.
+    /// one after. With `None` the organization has no anchor, which is checked too (on
+    /// PostgreSQL without a lock, since there is no row to hold: a retention pass committing
+    /// at that moment is not seen, which is why rotations run with the servers stopped).
     ///
     /// # Errors
     /// [`AuditError::Invalid`] when the stored anchor is no longer `anchor.0`, or there is one

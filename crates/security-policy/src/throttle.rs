@@ -245,13 +245,17 @@ fn count<K: Copy + Eq + std::hash::Hash>(
         let window = Duration::minutes(i64::from(policy.window_minutes));
         map.retain(|_, s| s.window_start + window > now || s.locked_until.is_some_and(|u| u > now));
         if map.len() >= capacity {
-            // Still full of live entries: forget the oldest window rather than grow.
-            if let Some(oldest) = map
+            // Still full of live entries: rather than grow, forget the unlocked one with the
+            // oldest window, or else the lock that ends soonest (locks are what a flood of new
+            // keys would otherwise push out first).
+            let victim = map
                 .iter()
+                .filter(|(_, s)| locked_until(Some(s), now).is_none())
                 .min_by_key(|(_, s)| s.window_start)
-                .map(|(k, _)| *k)
-            {
-                map.remove(&oldest);
+                .or_else(|| map.iter().min_by_key(|(_, s)| s.locked_until))
+                .map(|(k, _)| *k);
+            if let Some(v) = victim {
+                map.remove(&v);
             }
         }
     }
@@ -356,7 +360,37 @@ impl NameThrottle {
 #[derive(Debug)]
 pub struct RefusalMarks {
     capacity: usize,
-    state: std::sync::Mutex<std::collections::HashMap<[u8; 32], DateTime<Utc>>>,
+    state: std::sync::Mutex<Marks>,
+}
+
+/// The refusals marked per account and address, and how many per account during its lock.
+#[derive(Debug, Default)]
+struct Marks {
+    clients: std::collections::HashMap<[u8; 32], DateTime<Utc>>,
+    accounts: std::collections::HashMap<[u8; 32], (DateTime<Utc>, u32)>,
+}
+
+/// How many refusals of one account are recorded during one lock, from as many addresses: a
+/// caller with many addresses (a botnet, an IPv6 network) gets no more records than that.
+pub const REFUSALS_RECORDED_PER_LOCK: u32 = 16;
+
+/// Keeps `map` within `capacity` before a new key goes in: entries whose lock has ended go
+/// first, then the one ending soonest.
+fn make_room<V>(
+    map: &mut std::collections::HashMap<[u8; 32], V>,
+    capacity: usize,
+    now: DateTime<Utc>,
+    until: impl Fn(&V) -> DateTime<Utc>,
+) {
+    if map.len() < capacity {
+        return;
+    }
+    map.retain(|_, v| until(v) > now);
+    if map.len() >= capacity
+        && let Some(soonest) = map.iter().min_by_key(|(_, v)| until(v)).map(|(k, _)| *k)
+    {
+        map.remove(&soonest);
+    }
 }
 
 impl RefusalMarks {
@@ -369,27 +403,41 @@ impl RefusalMarks {
         }
     }
 
-    /// Whether this is the first refusal of `key` (an account and a client address) during the
-    /// lock that ends at `until`; marks it. When full, marks whose lock has ended go first,
-    /// then the one ending soonest.
-    pub fn first(&self, key: &str, until: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    /// Whether this refusal of `account` from `client` (a client key) is the first from there
+    /// during the lock that ends at `until`, and one of the first
+    /// [`REFUSALS_RECORDED_PER_LOCK`] of the account during it; marks it. When full, marks
+    /// whose lock has ended go first, then the one ending soonest.
+    pub fn first(
+        &self,
+        account: &str,
+        client: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> bool {
         use sha2::Digest;
-        let k: [u8; 32] = sha2::Sha256::digest(key.as_bytes()).into();
+        let a: [u8; 32] = sha2::Sha256::digest(account.as_bytes()).into();
+        let c: [u8; 32] = sha2::Sha256::digest(format!("{account}|{client}").as_bytes()).into();
         let Ok(mut marks) = self.state.lock() else {
             return true;
         };
-        if marks.get(&k) == Some(&until) {
+        if marks.clients.get(&c) == Some(&until) {
             return false;
         }
-        if marks.len() >= self.capacity && !marks.contains_key(&k) {
-            marks.retain(|_, u| *u > now);
-            if marks.len() >= self.capacity
-                && let Some(soonest) = marks.iter().min_by_key(|(_, u)| **u).map(|(k, _)| *k)
-            {
-                marks.remove(&soonest);
-            }
+        let recorded = match marks.accounts.get(&a) {
+            Some((u, n)) if *u == until => *n,
+            _ => 0,
+        };
+        if recorded >= REFUSALS_RECORDED_PER_LOCK {
+            return false;
         }
-        marks.insert(k, until);
+        if !marks.clients.contains_key(&c) {
+            make_room(&mut marks.clients, self.capacity, now, |u| *u);
+        }
+        marks.clients.insert(c, until);
+        if !marks.accounts.contains_key(&a) {
+            make_room(&mut marks.accounts, self.capacity, now, |(u, _)| *u);
+        }
+        marks.accounts.insert(a, (until, recorded + 1));
         true
     }
 }
@@ -402,25 +450,31 @@ mod refusal_tests {
     fn only_the_first_refusal_of_a_lock_is_marked() {
         let at = |s: i64| DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap();
         let marks = RefusalMarks::new(100);
-        assert!(marks.first("usr_1|203.0.113.9", at(900), at(0)));
-        assert!(!marks.first("usr_1|203.0.113.9", at(900), at(1)));
+        assert!(marks.first("usr_1", "203.0.113.9", at(900), at(0)));
+        assert!(!marks.first("usr_1", "203.0.113.9", at(900), at(1)));
         assert!(
-            marks.first("usr_1|198.51.100.7", at(900), at(1)),
+            marks.first("usr_1", "198.51.100.7", at(900), at(1)),
             "another address"
         );
         assert!(
-            marks.first("usr_2|203.0.113.9", at(900), at(1)),
+            marks.first("usr_2", "203.0.113.9", at(900), at(1)),
             "another account"
         );
         assert!(
-            marks.first("usr_1|203.0.113.9", at(1_900), at(1_000)),
+            marks.first("usr_1", "203.0.113.9", at(1_900), at(1_000)),
             "the next lock"
         );
+        // However many addresses, an account gets so many records per lock.
+        let recorded = (0..100)
+            .filter(|i| marks.first("usr_3", &format!("192.0.2.{i}"), at(900), at(2)))
+            .count();
+        assert_eq!(recorded, REFUSALS_RECORDED_PER_LOCK as usize);
         let small = RefusalMarks::new(3);
         for i in 0..100 {
-            assert!(small.first(&format!("k{i}"), at(900 + i), at(0)));
+            assert!(small.first(&format!("usr_{i}"), "x", at(900 + i), at(0)));
         }
-        assert!(small.state.lock().unwrap().len() <= 3);
+        let m = small.state.lock().unwrap();
+        assert!(m.clients.len() <= 3 && m.accounts.len() <= 3);
     }
 }
 

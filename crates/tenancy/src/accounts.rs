@@ -213,8 +213,10 @@ pub async fn login<S: TenancyStore + ?Sized>(
     let Some(user) = user else {
         // The same answers as for an account: refused while the address is locked, or after as
         // many failures of this email as lock an account (counted here, in memory).
+        // In the order an account's are asked (the address's first), so that the end a
+        // refusal names does not tell the two apart either.
         let name_lock = counters.unknown_locked_until(email).filter(|u| now < *u);
-        if let Some(until) = address_lock.max(name_lock) {
+        if let Some(until) = address_lock.or(name_lock) {
             return Err(TenancyError::Throttled(until));
         }
         counters.count_unknown(email);
@@ -342,8 +344,9 @@ pub async fn login<S: TenancyStore + ?Sized>(
 /// How long an address the person signed in from stays familiar to their account's lock.
 pub const FAMILIAR_DAYS: i64 = 30;
 
-/// How many of the person's latest sign-in addresses are looked at.
-const FAMILIAR_LOOKBACK: u32 = 100;
+/// How many of the person's latest sign-in addresses are looked at (each address once; an
+/// IPv6 client may have used several of its /64, each counted here).
+const FAMILIAR_LOOKBACK: u32 = 1_000;
 
 /// Whether the account's lock (`throttle`, holding at `now`) still admits a password from
 /// `ip`: while familiar addresses have their allowance ([`security_policy::admits_familiar`])

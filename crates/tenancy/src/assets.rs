@@ -994,10 +994,7 @@ pub async fn copy<S: TenancyStore + WorkspaceStore + crate::metering::MeteringSt
     };
     let team = teams::get(store, caller, to_team.unwrap_or(source.team)).await?;
     if team.archived_at.is_some() {
-        return Err(TenancyError::Conflict(format!(
-            "the team `{}` is archived",
-            team.name
-        )));
+        return Err(teams::archived(&team.name, "nothing is copied into it"));
     }
     // The tree, each asset before those under it.
     let mut tree = vec![source];
@@ -1330,10 +1327,7 @@ pub async fn transfer<S: TenancyStore + WorkspaceStore + ?Sized>(
         ));
     }
     if to.archived_at.is_some() {
-        return Err(TenancyError::Conflict(format!(
-            "the team `{}` is archived",
-            to.name
-        )));
+        return Err(teams::archived(&to.name, "nothing is moved into it"));
     }
     let to_name = match rename {
         Some(n) => valid_name("name", n)?,

@@ -4867,6 +4867,24 @@ async fn scim_tokens_records_and_deactivation<
     s.save_login_challenge(&waiting, jane.id, now() + Duration::minutes(5))
         .await
         .unwrap();
+    // A sign-in from elsewhere a minute before, and a lock on her account.
+    let mut earlier = session(jane.id, -1);
+    earlier.ip = "192.0.2.9".into();
+    s.create_session(&earlier, "jane-session-earlier", 10, &|_| {
+        Journal::default()
+    })
+    .await
+    .unwrap();
+    let day_ago = now() - Duration::days(1);
+    assert!(
+        s.sign_in_addresses(jane.id, day_ago, 10)
+            .await
+            .unwrap()
+            .contains(&"192.0.2.9".to_owned())
+    );
+    s.set_login_throttle(jane.id, Some(&locked_out()), Journal::default())
+        .await
+        .unwrap();
     let mut password = write(Some(4), 5, None);
     password.role = None;
     password.password_hash = Some("h2".into());
@@ -4874,8 +4892,17 @@ async fn scim_tokens_records_and_deactivation<
         .write_member(&password, note(org.id, "password"))
         .await
         .unwrap();
-    assert_eq!(report.sessions_ended, 1);
+    assert_eq!(report.sessions_ended, 2);
     assert!(s.find_session("jane-session-2").await.unwrap().is_none());
+    // A credential change, as a reset is: the lock is lifted, and the address signed in from
+    // before it no longer passes a lock as a familiar one.
+    assert_eq!(s.login_throttle(jane.id).await.unwrap(), None);
+    assert!(
+        !s.sign_in_addresses(jane.id, day_ago, 10)
+            .await
+            .unwrap()
+            .contains(&"192.0.2.9".to_owned())
+    );
     assert!(
         s.login_challenge(&waiting).await.unwrap().is_none(),
         "a password set through SCIM discards the sign-ins begun with the old one"

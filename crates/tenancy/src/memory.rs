@@ -2711,6 +2711,11 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                     *h = Some(new.clone());
                 }
             }
+            // A password the identity provider sets is a credential change, as a reset is.
+            if w.password_hash.is_some() {
+                s.throttles.remove(&w.user);
+                s.credential_changes.insert(w.user, w.now);
+            }
             // A new password or a new address retires the reset links sent before.
             if retire {
                 retire_links(&mut s, w.user, w.now);
@@ -2993,6 +2998,7 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
                 }
                 s.mfa.remove(&user);
                 s.throttles.remove(&user);
+                s.credential_changes.remove(&user);
                 s.resets.retain(|r| r.user != user);
                 s.sessions.retain(|(session, ..)| session.user != user);
                 s.challenges.retain(|_, (u, _)| *u != user);

@@ -115,7 +115,12 @@ pub async fn login(
             }))
         }
         Err(e) => {
-            if matches!(e, tenancy::TenancyError::BadCredentials) {
+            // A refusal during a lock counts against the address too: an address that keeps
+            // guessing at a locked account is locked itself.
+            if matches!(
+                e,
+                tenancy::TenancyError::BadCredentials | tenancy::TenancyError::Throttled(_)
+            ) {
                 st.address_throttle.record_failure(ip, now);
             }
             Err(e.into())
@@ -178,8 +183,10 @@ impl accounts::LoginCounters for Counters<'_> {
         self.st.name_throttle.record_failure(email, self.now);
     }
     fn first_refusal(&self, account: &str, until: chrono::DateTime<chrono::Utc>) -> bool {
-        let key = format!("{account}|{}", security_policy::client_key(self.ip));
-        self.st.refusal_marks.first(&key, until, self.now)
+        let client = security_policy::client_key(self.ip).to_string();
+        self.st
+            .refusal_marks
+            .first(account, &client, until, self.now)
     }
 }
 

@@ -344,6 +344,11 @@ impl PrivacyStore for SeaStore {
                 .exec(&txn)
                 .await
                 .map_err(store)?;
+            crate::entity::credential_change::Entity::delete_many()
+                .filter(crate::entity::credential_change::Column::UserId.eq(uid.clone()))
+                .exec(&txn)
+                .await
+                .map_err(store)?;
             // Their sessions (ended by the removal) keep network addresses and user agents.
             session::Entity::delete_many()
                 .filter(session::Column::UserId.eq(uid.clone()))

@@ -356,6 +356,10 @@ impl ScimStore for SeaStore {
             Err(e) => return Err(store(e)),
             Ok(_) => {}
         }
+        // A password the identity provider sets is a credential change, as a reset is.
+        if w.password_hash.is_some() {
+            super::tenancy::note_credential_change(&txn, w.user, w.now).await?;
+        }
         // A new password or a new address retires the reset links sent before.
         if w.password_hash.is_some() || old_email.as_deref() != Some(w.email.as_str()) {
             super::password_reset::retire_links(&txn, w.user, w.now).await?;

@@ -389,18 +389,14 @@ async fn write_password_hash(
     Ok(())
 }
 
-/// Replaces `user`'s password hash, clears their login throttle and ends every live session of
-/// theirs but `keep`, in `txn`; returns how many sessions it ended. `NotFound` for an unknown
-/// user.
-pub(super) async fn replace_password(
+/// Notes in `txn` that `user`'s password changed at `now`: the addresses they signed in from
+/// before no longer pass a lock as familiar ones, and the failures counted against the old
+/// password are forgotten.
+pub(super) async fn note_credential_change(
     txn: &DatabaseTransaction,
     user_id: UserId,
-    hash: &str,
-    keep: Option<SessionId>,
     now: DateTime<Utc>,
-) -> Result<u64, TenancyError> {
-    write_password_hash(txn, user_id, hash).await?;
-    // The addresses signed in from before no longer pass a lock as familiar ones.
+) -> Result<(), TenancyError> {
     credential_change::Entity::insert(credential_change::ActiveModel {
         user_id: Set(user_id.to_string()),
         changed_at: Set(micros(now)),
@@ -413,11 +409,26 @@ pub(super) async fn replace_password(
     .exec_without_returning(txn)
     .await
     .map_err(store)?;
-    super::password_reset::retire_links(txn, user_id, now).await?;
     login_throttle::Entity::delete_by_id(user_id.to_string())
         .exec(txn)
         .await
         .map_err(store)?;
+    Ok(())
+}
+
+/// Replaces `user`'s password hash, clears their login throttle and ends every live session of
+/// theirs but `keep`, in `txn`; returns how many sessions it ended. `NotFound` for an unknown
+/// user.
+pub(super) async fn replace_password(
+    txn: &DatabaseTransaction,
+    user_id: UserId,
+    hash: &str,
+    keep: Option<SessionId>,
+    now: DateTime<Utc>,
+) -> Result<u64, TenancyError> {
+    write_password_hash(txn, user_id, hash).await?;
+    note_credential_change(txn, user_id, now).await?;
+    super::password_reset::retire_links(txn, user_id, now).await?;
     // A sign-in half done with the old password (waiting for its second factor) ends too.
     login_challenge::Entity::delete_many()
         .filter(login_challenge::Column::UserId.eq(user_id.to_string()))
@@ -1343,6 +1354,7 @@ impl AccountStore for SeaStore {
             .filter(session::Column::CreatedAt.gte(Ord::max(micros(since), changed)))
             .group_by(session::Column::Ip)
             .order_by_desc(Expr::col(sea_orm::sea_query::Alias::new("latest")))
+            .order_by_asc(session::Column::Ip)
             .limit(u64::from(limit))
             .into_tuple()
             .all(self.db())
