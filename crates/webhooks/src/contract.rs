@@ -371,6 +371,7 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
     );
     batches_record_as_one_by_one(store, org).await;
     a_disabled_endpoints_backlog_does_not_stall_claims(store, org).await;
+    one_endpoint_does_not_fill_a_claim(store, org).await;
 }
 
 /// A disabled endpoint keeps its queue (for when it is recovered), and older deliveries of it
@@ -428,6 +429,36 @@ async fn a_disabled_endpoints_backlog_does_not_stall_claims(store: &dyn WebhookS
         "the disabled endpoint keeps its queue"
     );
     for ep in [&off, &on] {
+        store.delete_endpoint(org, ep.id, note(org)).await.unwrap();
+    }
+}
+
+/// A claim takes at most [`crate::MAX_CLAIMED_PER_ENDPOINT`] deliveries of one endpoint, so a
+/// hanging endpoint's backlog leaves room for the others'.
+async fn one_endpoint_does_not_fill_a_claim(store: &dyn WebhookStore, org: OrgId) {
+    let cap = crate::MAX_CLAIMED_PER_ENDPOINT;
+    let (busy, _) = endpoint_with_tests(store, org, u32::try_from(cap + 4).unwrap()).await;
+    let (quiet, _) = endpoint_with_tests(store, org, 2).await;
+    let lease = now() + Duration::seconds(60);
+    let mut per_claim = Vec::new();
+    for _ in 0..6 {
+        let claimed = store
+            .claim_deliveries(now(), lease, 100, &[])
+            .await
+            .unwrap();
+        let of = |ep: &Endpoint| claimed.iter().filter(|c| c.1.id == ep.id).count();
+        per_claim.push((of(&busy), of(&quiet)));
+    }
+    assert_eq!(per_claim[0].0, cap, "{per_claim:?}");
+    assert!(per_claim.iter().all(|(b, _)| *b <= cap), "{per_claim:?}");
+    assert_eq!(
+        per_claim
+            .iter()
+            .fold((0, 0), |(b, q), (x, y)| (b + x, q + y)),
+        (cap + 4, 2),
+        "everything is claimed in the end, once: {per_claim:?}"
+    );
+    for ep in [&busy, &quiet] {
         store.delete_endpoint(org, ep.id, note(org)).await.unwrap();
     }
 }

@@ -47,4 +47,7 @@ pub use service::{
 pub use sign::{
     SigningSecret, TOLERANCE_SECS, VerifyError, axie_signature, standard_signature, verify,
 };
-pub use store::{AttemptOutcome, DisableRule, EndpointChange, StoredSecrets, WebhookStore};
+pub use store::{
+    AttemptOutcome, DisableRule, EndpointChange, MAX_CLAIMED_PER_ENDPOINT, StoredSecrets,
+    WebhookStore,
+};

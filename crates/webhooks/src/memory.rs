@@ -236,6 +236,8 @@ impl WebhookStore for MemoryWebhookStore {
     ) -> Result<Vec<(Delivery, Endpoint, StoredSecrets)>, WebhookError> {
         let mut s = self.lock()?;
         let mut out = Vec::new();
+        let mut per_endpoint: std::collections::HashMap<EndpointId, usize> =
+            std::collections::HashMap::new();
         let endpoints = s.endpoints.clone();
         for d in s.deliveries.iter_mut().filter(|d| {
             d.status == DeliveryStatus::Pending
@@ -251,6 +253,11 @@ impl WebhookStore for MemoryWebhookStore {
             else {
                 continue;
             };
+            let taken = per_endpoint.entry(ep.id).or_default();
+            if *taken == crate::MAX_CLAIMED_PER_ENDPOINT {
+                continue;
+            }
+            *taken += 1;
             out.push((d.clone(), ep.clone(), sec.clone()));
             d.next_attempt_at = lease_until;
         }

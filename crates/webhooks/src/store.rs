@@ -9,6 +9,9 @@ use crate::error::WebhookError;
 use crate::model::{Attempt, Delivery, DeliveryStatus, Endpoint};
 use crate::policy::WebhookUrl;
 
+/// Most deliveries of one endpoint a single claim takes ([`WebhookStore::claim_deliveries`]).
+pub const MAX_CLAIMED_PER_ENDPOINT: usize = 16;
+
 /// An endpoint's secrets, encrypted at rest (opaque strings from `security_policy::Cipher`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSecrets {
@@ -238,8 +241,11 @@ pub trait WebhookStore: Send + Sync {
     ) -> Result<(), WebhookError>;
 
     /// Claims up to `limit` due pending deliveries of enabled endpoints other than `skip`
-    /// (endpoints the worker already has enough in flight for), leasing each until
-    /// `lease_until` with a conditional update, so no two workers hold one at the same time.
+    /// (endpoints the worker already has enough in flight for), at most
+    /// [`MAX_CLAIMED_PER_ENDPOINT`] of any one endpoint, leasing each until `lease_until` with
+    /// a conditional update, so no two workers hold one at the same time. (Without the cap one
+    /// hanging endpoint's backlog could fill a claim, and the deliveries it cannot take in time
+    /// would wait out their lease.)
     ///
     /// # Errors
     /// [`WebhookError::Store`] on storage failure.

@@ -835,9 +835,17 @@ impl WebhookStore for SeaStore {
             .map(|e| (e.id.clone(), e))
             .collect()
         };
+        // At most so many of one endpoint: a hanging endpoint's backlog does not fill the claim.
+        let mut per_endpoint: std::collections::HashMap<&str, usize> =
+            std::collections::HashMap::new();
         let wanted: Vec<String> = due
             .iter()
             .filter(|d| endpoints.get(&d.endpoint_id).is_some_and(|e| e.enabled))
+            .filter(|d| {
+                let taken = per_endpoint.entry(d.endpoint_id.as_str()).or_default();
+                *taken += 1;
+                *taken <= webhooks::MAX_CLAIMED_PER_ENDPOINT
+            })
             .map(|d| d.id.clone())
             .collect();
         if wanted.is_empty() {
