@@ -1868,6 +1868,22 @@ both_backends!(
                 .unwrap()
                 .is_ok()
         );
+        // A rotation interrupted on its way to one key is not taken over by another: that
+        // file is the only copy of the key some things moved to.
+        let pending = dir.join("checkpoint.key.next");
+        std::fs::write(&pending, "ck_pending_from_an_interrupted_run").unwrap();
+        let refused =
+            axie_server::keys::rotate_checkpoint_key(&t.settings, &t.store, Some("ck_another"))
+                .await;
+        assert!(
+            refused.is_err_and(|e| e.to_string().contains("another new key")),
+            "a pending key is not overwritten"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&pending).unwrap(),
+            "ck_pending_from_an_interrupted_run"
+        );
+        std::fs::remove_file(&pending).unwrap();
         // A configured key cannot be replaced behind the operator's back.
         let mut configured = t.settings.clone();
         configured.security.encryption_key = after.clone().into();

@@ -89,7 +89,8 @@ pub const PER_ENDPOINT_IN_FLIGHT: usize = 8;
 /// falls below, the worker claims again at once, so a busy endpoint's queue never runs dry
 /// between polls.
 const CLAIM_AHEAD: usize = 2 * PER_ENDPOINT_IN_FLIGHT;
-// One claim takes no more of an endpoint than the worker would hold for it.
+// One claim takes no more of an endpoint than the worker claims ahead for it (an endpoint
+// just under that may so hold up to twice as many, for a moment).
 const _: () = assert!(webhooks::MAX_CLAIMED_PER_ENDPOINT <= CLAIM_AHEAD);
 
 /// What an attempt must leave of its delivery's lease after its own timeout: the time to

@@ -27,6 +27,21 @@ fn next_key(path: &Path, fresh: impl FnOnce() -> String) -> Result<String, Failu
     }
 }
 
+/// Keeps a key given on the command line at `path`, where an interrupted run looks for it.
+/// Refuses when another key waits there: an interrupted rotation to it has moved things to it
+/// already, and this would lose its only copy.
+fn keep_next_key(path: &Path, text: &str) -> Result<(), Failure> {
+    match std::fs::read_to_string(path) {
+        Ok(pending) if pending.trim() == text => Ok(()),
+        Ok(_) => Err(format!(
+            "{} holds another new key, from a rotation that was interrupted: run again with that key (or without --new-key)",
+            path.display()
+        )
+        .into()),
+        Err(_) => Ok(write_key_file(path, text)?),
+    }
+}
+
 fn promote(dir: &Path, name: &str) -> Result<(), Failure> {
     let current = dir.join(name);
     let old = dir.join(format!("{name}.old"));
@@ -67,9 +82,7 @@ pub async fn rotate_encryption_key(
     // A key given on the command line is kept where an interrupted run looks for it, before
     // anything moves to it: run again without it, the rotation goes on with the same key.
     if !configured && new_key.is_some() {
-        let next = dir.join("encryption.key.next");
-        let _ = std::fs::remove_file(&next);
-        write_key_file(&next, &text)?;
+        keep_next_key(&dir.join("encryption.key.next"), &text)?;
     }
     // Documents first: resealing can be repeated and stops at nothing but an unlistable
     // directory, so by the time the database's secrets move to the new key nothing else can
@@ -131,9 +144,7 @@ pub async fn rotate_checkpoint_key(
     // A key given on the command line is kept where an interrupted run looks for it, before
     // anything is signed with it: run again without it, the rotation goes on with the same key.
     if !configured && new_key.is_some() {
-        let next = dir.join("checkpoint.key.next");
-        let _ = std::fs::remove_file(&next);
-        write_key_file(&next, &text)?;
+        keep_next_key(&dir.join("checkpoint.key.next"), &text)?;
     }
     let mut moved_before = std::collections::HashSet::new();
     for org in &orgs {

@@ -364,6 +364,14 @@ impl Anchor {
         }
     }
 
+    /// Whether `other` marks the same removal (organization, position, hash and time), whatever
+    /// key signed either: a resealed anchor must.
+    #[must_use]
+    pub fn names_same_records(&self, other: &Anchor) -> bool {
+        (self.org, self.seq, self.hash, self.pruned_at)
+            == (other.org, other.seq, other.hash, other.pruned_at)
+    }
+
     /// Checks the signature in constant time.
     #[must_use]
     pub fn is_authentic(&self, key: &[u8]) -> bool {

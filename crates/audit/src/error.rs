@@ -33,3 +33,18 @@ pub enum AuditError {
     #[error("the audit chain is broken: {0}")]
     Tampered(crate::ChainBreak),
 }
+
+impl AuditError {
+    /// A checkpoint-key rotation that found the retention anchor other than it read
+    /// ([`crate::AuditStore::save_rotated_checkpoint`]).
+    #[must_use]
+    pub fn anchor_moved() -> Self {
+        Self::Invalid("the retention anchor moved while the checkpoint key rotated".into())
+    }
+
+    /// A resealed anchor that names other records than the anchor it replaces.
+    #[must_use]
+    pub fn anchor_not_resealed() -> Self {
+        Self::Invalid("a resealed anchor must name the same records as the one it replaces".into())
+    }
+}

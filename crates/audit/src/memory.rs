@@ -302,22 +302,14 @@ impl AuditStore for MemoryAuditStore {
     ) -> Result<(), AuditError> {
         let mut state = self.lock()?;
         if anchor.is_none() && state.anchors.contains_key(&checkpoint.org) {
-            return Err(AuditError::Invalid(
-                "the retention anchor moved while the checkpoint key rotated".into(),
-            ));
+            return Err(AuditError::anchor_moved());
         }
         if let Some((old, new)) = anchor {
-            if (new.org, new.seq, new.hash, new.pruned_at)
-                != (old.org, old.seq, old.hash, old.pruned_at)
-            {
-                return Err(AuditError::Invalid(
-                    "a resealed anchor names the same records as the one it replaces".into(),
-                ));
+            if !new.names_same_records(old) {
+                return Err(AuditError::anchor_not_resealed());
             }
             if state.anchors.get(&old.org) != Some(old) {
-                return Err(AuditError::Invalid(
-                    "the retention anchor moved while the checkpoint key rotated".into(),
-                ));
+                return Err(AuditError::anchor_moved());
             }
             state.anchors.insert(new.org, new.clone());
         }

@@ -49,6 +49,6 @@ pub use session::{
 pub use throttle::{
     AddressThrottle, FAMILIAR_FAILURES_DURING_LOCK, LoginThrottlePolicy, NETWORK_FACTOR,
     NameThrottle, REFUSALS_RECORDED_PER_LOCK, RefusalMarks, ThrottleState, admits_familiar,
-    after_failure, after_familiar_failure, client_key, locked_until,
+    after_failure, after_failure_from, after_familiar_failure, client_key, locked_until,
 };
 pub use token::{MintedToken, constant_time_eq, hash_token, mint};

@@ -93,6 +93,21 @@ pub fn after_familiar_failure(
     }
 }
 
+/// [`after_familiar_failure`] for a failure from a familiar address, else [`after_failure`].
+#[must_use]
+pub fn after_failure_from(
+    policy: &LoginThrottlePolicy,
+    state: Option<&ThrottleState>,
+    now: DateTime<Utc>,
+    familiar_address: bool,
+) -> ThrottleState {
+    if familiar_address {
+        after_familiar_failure(policy, state, now)
+    } else {
+        after_failure(policy, state, now)
+    }
+}
+
 /// Whether a lock holding at `now` still lets familiar addresses try a password: until they
 /// have given [`FAMILIAR_FAILURES_DURING_LOCK`] wrong ones during it. Someone who locks an
 /// account from elsewhere so keeps out only the addresses its owner has not signed in from;

@@ -151,7 +151,8 @@ pub trait LoginCounters: Send + Sync {
     /// Counts one failed login of `email`, which names no account.
     fn count_unknown(&self, email: &str);
     /// Whether this refusal of `account` from the caller's address is the first during the
-    /// lock that ends at `until` (`security_policy::RefusalMarks`): only that one is recorded.
+    /// lock that ends at `until` (`security_policy::RefusalMarks`): only that one is recorded
+    /// (and, in the server, counted against the address).
     fn first_refusal(&self, account: &str, until: DateTime<Utc>) -> bool;
 }
 

@@ -837,7 +837,8 @@ const EDIT_ATTEMPTS: u32 = 16;
 ///
 /// # Errors
 /// [`TenancyError::NotFound`], [`TenancyError::Forbidden`], [`TenancyError::Invalid`],
-/// [`TenancyError::Conflict`] when it still changed concurrently after [`EDIT_ATTEMPTS`] tries.
+/// [`TenancyError::Archived`] in an archived team, [`TenancyError::Conflict`] for an archived
+/// asset or when it still changed concurrently after [`EDIT_ATTEMPTS`] tries.
 pub async fn update<S: TenancyStore + WorkspaceStore + ?Sized>(
     store: &S,
     caller: &Caller,

@@ -243,6 +243,14 @@ impl MemoryTenancyStore {
     }
 }
 
+/// Notes that `user`'s password changed at `now`: the addresses they signed in from before no
+/// longer pass a lock as familiar ones, and the failures counted against the old password are
+/// forgotten.
+fn note_credential_change(s: &mut State, user: UserId, now: DateTime<Utc>) {
+    s.throttles.remove(&user);
+    s.credential_changes.insert(user, now);
+}
+
 /// Replaces `user`'s password hash, clears their login throttle and ends every live session of
 /// theirs but `keep`; returns how many sessions it ended. `NotFound` for an unknown user,
 /// before anything changes.
@@ -257,8 +265,7 @@ fn replace_password(
         .get_mut(&user)
         .ok_or(TenancyError::NotFound("user"))?
         .1 = Some(hash.to_owned());
-    s.throttles.remove(&user);
-    s.credential_changes.insert(user, now);
+    note_credential_change(s, user, now);
     // A sign-in half done with the old password (waiting for its second factor) ends too.
     s.challenges.retain(|_, (u, _)| *u != user);
     // A new password retires every open reset link of theirs.
@@ -891,12 +898,12 @@ impl AccountStore for MemoryTenancyStore {
     ) -> Result<security_policy::ThrottleState, TenancyError> {
         let next = {
             let mut s = self.lock()?;
-            let count = if from_familiar_address {
-                security_policy::after_familiar_failure
-            } else {
-                security_policy::after_failure
-            };
-            let next = count(policy, s.throttles.get(&user), now);
+            let next = security_policy::after_failure_from(
+                policy,
+                s.throttles.get(&user),
+                now,
+                from_familiar_address,
+            );
             s.throttles.insert(user, next);
             next
         };
@@ -2713,8 +2720,7 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
             }
             // A password the identity provider sets is a credential change, as a reset is.
             if w.password_hash.is_some() {
-                s.throttles.remove(&w.user);
-                s.credential_changes.insert(w.user, w.now);
+                note_credential_change(&mut s, w.user, w.now);
             }
             // A new password or a new address retires the reset links sent before.
             if retire {

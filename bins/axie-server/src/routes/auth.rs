@@ -115,12 +115,7 @@ pub async fn login(
             }))
         }
         Err(e) => {
-            // A refusal during a lock counts against the address too: an address that keeps
-            // guessing at a locked account is locked itself.
-            if matches!(
-                e,
-                tenancy::TenancyError::BadCredentials | tenancy::TenancyError::Throttled(_)
-            ) {
+            if matches!(e, tenancy::TenancyError::BadCredentials) {
                 st.address_throttle.record_failure(ip, now);
             }
             Err(e.into())
@@ -184,9 +179,18 @@ impl accounts::LoginCounters for Counters<'_> {
     }
     fn first_refusal(&self, account: &str, until: chrono::DateTime<chrono::Utc>) -> bool {
         let client = security_policy::client_key(self.ip).to_string();
-        self.st
+        let first = self
+            .st
             .refusal_marks
-            .first(account, &client, until, self.now)
+            .first(account, &client, until, self.now);
+        // The first refusal of each locked account from an address counts against the address
+        // (decided, like the record, without looking at the password): an address that goes
+        // from locked account to locked account is locked itself, while someone retrying their
+        // own counts once.
+        if first {
+            self.st.address_throttle.record_failure(self.ip, self.now);
+        }
+        first
     }
 }
 

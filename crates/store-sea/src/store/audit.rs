@@ -404,18 +404,10 @@ impl AuditStore for SeaStore {
         cp: &Checkpoint,
         anchor: Option<(&audit::Anchor, &audit::Anchor)>,
     ) -> Result<(), AuditError> {
-        let moved = || {
-            AuditError::Invalid(
-                "the retention anchor moved while the checkpoint key rotated".into(),
-            )
-        };
         if let Some((old, new)) = anchor
-            && (new.org, new.seq, new.hash, new.pruned_at)
-                != (old.org, old.seq, old.hash, old.pruned_at)
+            && !new.names_same_records(old)
         {
-            return Err(AuditError::Invalid(
-                "a resealed anchor names the same records as the one it replaces".into(),
-            ));
+            return Err(AuditError::anchor_not_resealed());
         }
         let txn = self.db().begin().await.map_err(store)?;
         if anchor.is_none()
@@ -426,7 +418,7 @@ impl AuditStore for SeaStore {
                 .is_some()
         {
             txn.rollback().await.map_err(store)?;
-            return Err(moved());
+            return Err(AuditError::anchor_moved());
         }
         if let Some((old, new)) = anchor {
             // Only the anchor read and checked: one a retention pass moved meanwhile is not
@@ -444,7 +436,7 @@ impl AuditStore for SeaStore {
                 .rows_affected;
             if resealed != 1 {
                 txn.rollback().await.map_err(store)?;
-                return Err(moved());
+                return Err(AuditError::anchor_moved());
             }
         }
         insert_checkpoint(&txn, cp).await?;

@@ -1293,12 +1293,12 @@ impl AccountStore for SeaStore {
         let txn = self.db().begin().await.map_err(store)?;
         lock_user(&txn, user_id).await?;
         let current = read_login_throttle(&txn, user_id).await?;
-        let count = if from_familiar_address {
-            security_policy::after_familiar_failure
-        } else {
-            security_policy::after_failure
-        };
-        let next = count(policy, current.as_ref(), now);
+        let next = security_policy::after_failure_from(
+            policy,
+            current.as_ref(),
+            now,
+            from_familiar_address,
+        );
         put_login_throttle(&txn, user_id, Some(&next)).await?;
         commit(txn, journal).await?;
         Ok(next)

@@ -529,8 +529,10 @@ impl SeaStore {
         if endpoints.is_empty() {
             return Ok(Vec::new());
         }
-        // An even share of the claim for each endpoint.
-        let share = u64::from(limit).div_ceil(endpoints.len() as u64);
+        // An even share of the claim for each endpoint, no more than a claim takes of one.
+        let share = u64::from(limit)
+            .div_ceil(endpoints.len() as u64)
+            .min(webhooks::MAX_CLAIMED_PER_ENDPOINT as u64);
         let mut out = Vec::new();
         for ep in endpoints {
             out.extend(
