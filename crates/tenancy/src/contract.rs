@@ -1398,6 +1398,18 @@ async fn login_throttle_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S)
     );
 }
 
+/// Archives `team` now, as its organization's Owner would; returns it as archived.
+async fn archive_team<S: WorkspaceStore + AuditStore + ?Sized>(s: &S, team: &Team) -> Team {
+    let archived = Team {
+        archived_at: Some(now()),
+        ..team.clone()
+    };
+    s.update_team(team, &archived, note(team.org, "archive"))
+        .await
+        .unwrap();
+    archived
+}
+
 fn invitation(org: OrgId, by: UserId, tag: &str, days: i64) -> Invitation {
     Invitation {
         id: rbac_core::InvitationId::new(),
@@ -1490,13 +1502,7 @@ async fn team_invitations_join_their_team_alone<
     s.create_invitation(&late, "ih-team-gone", &limits(9), note(org.id, "inv"))
         .await
         .unwrap();
-    let archived = Team {
-        archived_at: Some(now()),
-        ..gone.clone()
-    };
-    s.update_team(&gone, &archived, note(org.id, "archive"))
-        .await
-        .unwrap();
+    archive_team(s, &gone).await;
     let h = head(s, org.id).await;
     let latecomer = User {
         email: late.email.clone(),
@@ -1551,16 +1557,7 @@ async fn team_invitations_join_their_team_alone<
     s.create_team(&shelved, note(org.id, "client c"))
         .await
         .unwrap();
-    s.update_team(
-        &shelved,
-        &Team {
-            archived_at: Some(now()),
-            ..shelved.clone()
-        },
-        note(org.id, "archive c"),
-    )
-    .await
-    .unwrap();
+    archive_team(s, &shelved).await;
     for (team, tag) in [(gone.id, "after-delete"), (shelved.id, "after-archive")] {
         let h = head(s, org.id).await;
         let after = Invitation {
@@ -2389,13 +2386,7 @@ async fn teams_round_trip<
 
     // An archived team keeps its people, who may get another role or leave, and takes no one
     // new (read in the store's transaction); restored, it takes people again.
-    let shelved = Team {
-        archived_at: Some(now()),
-        ..dev.clone()
-    };
-    s.update_team(&dev, &shelved, note(org.id, "archive"))
-        .await
-        .unwrap();
+    let shelved = archive_team(s, &dev).await;
     // Someone with a viewer's role in every team is in it already.
     let viv = user("viv");
     add_user(s, org.id, default.id, &viv, Some("h")).await;
@@ -3325,13 +3316,7 @@ async fn assets_quota_scope_and_subtrees<S: TenancyStore + AuditStore + Workspac
     ));
 
     // Archived teams take nothing new.
-    let archived = Team {
-        archived_at: Some(now()),
-        ..other_team.clone()
-    };
-    s.update_team(&other_team, &archived, note(org.id, "arch"))
-        .await
-        .unwrap();
+    archive_team(s, &other_team).await;
     assert!(matches!(
         s.create_asset(
             &chat(org.id, other_team.id, owner.id, "Late"),
@@ -5150,13 +5135,7 @@ async fn scim_groups_write_atomically<
     );
     // An archived team's group takes no one new (read in the write's transaction).
     let brand = s.get_team(org.id, team.id).await.unwrap().unwrap();
-    let shelved = Team {
-        archived_at: Some(now()),
-        ..brand.clone()
-    };
-    s.update_team(&brand, &shelved, note(org.id, "archive"))
-        .await
-        .unwrap();
+    archive_team(s, &brand).await;
     let h = head(s, org.id).await;
     let joined = s
         .write_group(
@@ -5743,13 +5722,7 @@ async fn an_archived_team_takes_no_key_and_uses_no_credits<
     s.post_credits(&bought, None, note(org.id, "buy"))
         .await
         .unwrap();
-    let shelved = Team {
-        archived_at: Some(now()),
-        ..team.clone()
-    };
-    s.update_team(&team, &shelved, note(org.id, "archive"))
-        .await
-        .unwrap();
+    archive_team(s, &team).await;
     let h = head(s, org.id).await;
     let key = ApiKey {
         id: ApiKeyId::new(),
