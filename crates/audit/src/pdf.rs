@@ -1,9 +1,16 @@
 //! The audit log as a PDF report: title, organization, the filters used, the period, a table
-//! of events and page numbers. Text uses the PDF standard fonts (nothing embedded); characters
-//! outside their Latin-1 range print as `?`. A report holds at most [`PDF_MAX_ROWS`] events and
-//! says so when the filter matched more (CSV and NDJSON have no cap).
+//! of events and page numbers. Text is set in DejaVu Sans Mono, embedded as a subset of the
+//! glyphs the report uses (`fonts/`, under the Bitstream Vera license), with a `ToUnicode` map
+//! so that readers can search and copy it: Latin, Greek, Cyrillic, Armenian, Georgian and
+//! Hebrew letters among others print as they are; characters the font lacks (Chinese,
+//! Japanese, Korean, Arabic, Devanagari, emoji) print as `?`. A report holds at most
+//! [`PDF_MAX_ROWS`] events and says so when the filter matched more (CSV and NDJSON have no
+//! cap).
 
-use pdf_writer::{Content, Finish, Name, Pdf, Rect, Ref, Str, TextStr};
+use std::collections::BTreeMap;
+
+use pdf_writer::types::{CidFontType, FontFlags, SystemInfo, UnicodeCmap};
+use pdf_writer::{Content, Filter, Finish, Name, Pdf, Rect, Ref, Str, TextStr};
 
 use crate::model::{AuditEvent, Outcome};
 
@@ -55,9 +62,17 @@ pub struct ReportHeader {
 const PAGE_W: f32 = 842.0; // A4 landscape, points
 const PAGE_H: f32 = 595.0;
 const MARGIN: f32 = 36.0;
-const SIZE: f32 = 7.5; // Courier: every glyph is 0.6 em wide
+const SIZE: f32 = 7.5;
 const LEADING: f32 = 10.0;
-const CHAR_W: f32 = SIZE * 0.6;
+/// The width of every glyph of the monospaced font, in em (1233 of 2048 units).
+const ADVANCE: f32 = 0.602;
+const CHAR_W: f32 = SIZE * ADVANCE;
+
+/// DejaVu Sans Mono 2.37 (Bitstream Vera's glyphs, whose license is in `fonts/LICENSE`, and
+/// DejaVu's public-domain additions).
+static FONT: &[u8] = include_bytes!("../fonts/DejaVuSansMono.ttf");
+/// The embedded subset's name: a tag of six capitals, `+`, the font's PostScript name.
+const FONT_NAME: &[u8] = b"AXIEAU+DejaVuSansMono";
 
 /// Column titles and widths in characters.
 const COLUMNS: [(&str, usize); 6] = [
@@ -69,14 +84,149 @@ const COLUMNS: [(&str, usize); 6] = [
     ("IP", 15),
 ];
 
-/// Latin-1 bytes for the standard fonts' WinAnsi encoding; anything else becomes `?`.
-fn latin1(s: &str) -> Vec<u8> {
-    s.chars()
-        .map(|c| match u32::from(c) {
-            0x20..=0x7e | 0xa0..=0xff => u8::try_from(u32::from(c)).unwrap_or(b'?'),
-            _ => b'?',
-        })
-        .collect()
+/// Text in the embedded font. Each character becomes its glyph id in the font, which is also
+/// its CID (two bytes, big-endian, the `Identity-H` encoding); the glyphs used are noted, with
+/// a character each, for the subset and the `ToUnicode` map. A character the font lacks is
+/// written as `?`.
+struct Glyphs {
+    face: Option<ttf_parser::Face<'static>>,
+    used: BTreeMap<u16, char>,
+}
+
+impl Glyphs {
+    fn new() -> Self {
+        Self {
+            face: ttf_parser::Face::parse(FONT, 0).ok(),
+            used: BTreeMap::new(),
+        }
+    }
+
+    fn glyph(&self, c: char) -> Option<u16> {
+        let face = self.face.as_ref()?;
+        // Control characters have no outline, though some fonts map them to a blank one.
+        if c.is_control() {
+            return None;
+        }
+        face.glyph_index(c).map(|g| g.0).filter(|g| *g != 0)
+    }
+
+    fn encode(&mut self, s: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(2 * s.len());
+        for c in s.chars() {
+            let (glyph, c) = match self.glyph(c) {
+                Some(g) => (g, c),
+                None => (self.glyph('?').unwrap_or(0), '?'),
+            };
+            self.used.entry(glyph).or_insert(c);
+            out.extend_from_slice(&glyph.to_be_bytes());
+        }
+        out
+    }
+
+    /// Writes the font: a `Type0` font at `refs.font` whose descendant is a `CIDFontType2`
+    /// holding the subset of the glyphs used (the whole font, should subsetting fail).
+    fn write(&self, pdf: &mut Pdf, refs: FontRefs) {
+        let system_info = SystemInfo {
+            registry: Str(b"Adobe"),
+            ordering: Str(b"Identity"),
+            supplement: 0,
+        };
+        pdf.type0_font(refs.font)
+            .base_font(Name(FONT_NAME))
+            .encoding_predefined(Name(b"Identity-H"))
+            .descendant_font(refs.cid_font)
+            .to_unicode(refs.to_unicode);
+
+        // CIDs are the font's own glyph ids; the subset numbers its glyphs afresh, and the
+        // CID-to-glyph map says which is which.
+        let mut remapper = subsetter::GlyphRemapper::new();
+        for glyph in self.used.keys() {
+            remapper.remap(*glyph);
+        }
+        let subset = subsetter::subset(FONT, 0, &remapper).ok();
+        let mut cid_font = pdf.cid_font(refs.cid_font);
+        cid_font
+            .subtype(CidFontType::Type2)
+            .base_font(Name(FONT_NAME))
+            .system_info(system_info)
+            .font_descriptor(refs.descriptor)
+            .default_width(ADVANCE * 1000.0);
+        if subset.is_some() {
+            cid_font.cid_to_gid_map_stream(refs.cid_to_gid);
+        } else {
+            cid_font.cid_to_gid_map_predefined(Name(b"Identity"));
+        }
+        cid_font.finish();
+        if subset.is_some() {
+            let last = self.used.keys().next_back().copied().unwrap_or(0);
+            let mut map = vec![0_u8; 2 * (usize::from(last) + 1)];
+            for glyph in self.used.keys() {
+                let at = 2 * usize::from(*glyph);
+                let new = remapper.get(*glyph).unwrap_or(0);
+                map[at..at + 2].copy_from_slice(&new.to_be_bytes());
+            }
+            pdf.stream(refs.cid_to_gid, &deflate(&map))
+                .filter(Filter::FlateDecode);
+        }
+
+        let (mut bbox, mut ascent, mut descent, mut cap_height) =
+            (Rect::new(0.0, 0.0, 0.0, 0.0), 0.0, 0.0, 0.0);
+        if let Some(face) = &self.face {
+            let scale = 1000.0 / f32::from(face.units_per_em());
+            let b = face.global_bounding_box();
+            bbox = Rect::new(
+                f32::from(b.x_min) * scale,
+                f32::from(b.y_min) * scale,
+                f32::from(b.x_max) * scale,
+                f32::from(b.y_max) * scale,
+            );
+            ascent = f32::from(face.ascender()) * scale;
+            descent = f32::from(face.descender()) * scale;
+            cap_height = face
+                .capital_height()
+                .map_or(ascent, |h| f32::from(h) * scale);
+        }
+        pdf.font_descriptor(refs.descriptor)
+            .name(Name(FONT_NAME))
+            .flags(FontFlags::FIXED_PITCH | FontFlags::NON_SYMBOLIC)
+            .bbox(bbox)
+            .italic_angle(0.0)
+            .ascent(ascent)
+            .descent(descent)
+            .cap_height(cap_height)
+            .stem_v(80.0)
+            .font_file2(refs.file);
+        let file = subset.as_deref().unwrap_or(FONT);
+        pdf.stream(refs.file, &deflate(file))
+            .filter(Filter::FlateDecode)
+            .pair(
+                Name(b"Length1"),
+                i32::try_from(file.len()).unwrap_or(i32::MAX),
+            );
+
+        let mut cmap = UnicodeCmap::new(Name(b"Axie-UTF16"), system_info);
+        for (glyph, c) in &self.used {
+            cmap.pair(*glyph, *c);
+        }
+        pdf.cmap(refs.to_unicode, &deflate(&cmap.finish()))
+            .filter(Filter::FlateDecode);
+    }
+}
+
+/// `data` compressed for a stream with the `FlateDecode` filter.
+fn deflate(data: &[u8]) -> Vec<u8> {
+    miniz_oxide::deflate::compress_to_vec_zlib(data, 6)
+}
+
+/// Where the embedded font's objects go.
+#[derive(Clone, Copy)]
+struct FontRefs {
+    font: Ref,
+    cid_font: Ref,
+    descriptor: Ref,
+    file: Ref,
+    to_unicode: Ref,
+    cid_to_gid: Ref,
 }
 
 /// Cuts `s` to `width` characters, marking a cut with `~`.
@@ -144,10 +294,17 @@ pub fn render_pdf(header: &ReportHeader, events: &[AuditEvent], more: bool) -> V
     let mut pdf = Pdf::new();
     let catalog = Ref::new(1);
     let tree = Ref::new(2);
-    let font = Ref::new(3);
-    let bold = Ref::new(4);
-    let info = Ref::new(5);
-    let first_id = 6;
+    let fonts_refs = FontRefs {
+        font: Ref::new(3),
+        cid_font: Ref::new(4),
+        descriptor: Ref::new(5),
+        file: Ref::new(6),
+        to_unicode: Ref::new(7),
+        cid_to_gid: Ref::new(8),
+    };
+    let bold = Ref::new(9);
+    let info = Ref::new(10);
+    let first_id = 11;
     let page_ids: Vec<Ref> = (0..pages)
         .map(|i| Ref::new(first_id + 2 * i32::try_from(i).unwrap_or(i32::MAX / 4)))
         .collect();
@@ -155,9 +312,7 @@ pub fn render_pdf(header: &ReportHeader, events: &[AuditEvent], more: bool) -> V
     pdf.pages(tree)
         .kids(page_ids.iter().copied())
         .count(i32::try_from(pages).unwrap_or(i32::MAX));
-    pdf.type1_font(font)
-        .base_font(Name(b"Courier"))
-        .encoding_predefined(Name(b"WinAnsiEncoding"));
+    // The title, which is ASCII, in a standard font; everything else in the embedded one.
     pdf.type1_font(bold)
         .base_font(Name(b"Helvetica-Bold"))
         .encoding_predefined(Name(b"WinAnsiEncoding"));
@@ -166,45 +321,42 @@ pub fn render_pdf(header: &ReportHeader, events: &[AuditEvent], more: bool) -> V
         .producer(TextStr("Axie Enterprise"));
 
     let titles: [String; 6] = COLUMNS.map(|(t, _)| t.to_owned());
+    let mut glyphs = Glyphs::new();
     let mut rest = events.iter();
     for (i, page_id) in page_ids.iter().enumerate() {
         let content_id = Ref::new(page_id.get() + 1);
         let mut c = Content::new();
         let mut y = PAGE_H - MARGIN;
-        let line = |c: &mut Content, y: &mut f32, font_name: &[u8], size: f32, text: &str| {
+        let mut line = |c: &mut Content, y: &mut f32, text: &str| {
             c.begin_text();
-            c.set_font(Name(font_name), size);
+            c.set_font(Name(b"F1"), SIZE);
             c.next_line(MARGIN, *y);
-            c.show(Str(&latin1(text)));
+            c.show(Str(&glyphs.encode(text)));
             c.end_text();
             *y -= LEADING;
         };
         let capacity = if i == 0 {
-            line(&mut c, &mut y, b"F2", 14.0, "Audit log report");
-            y -= 4.0;
+            c.begin_text();
+            c.set_font(Name(b"F2"), 14.0);
+            c.next_line(MARGIN, y);
+            c.show(Str(b"Audit log report"));
+            c.end_text();
+            y -= LEADING + 4.0;
             line(
                 &mut c,
                 &mut y,
-                b"F1",
-                SIZE,
                 &format!(
                     "Organization: {} ({})",
                     header.organization, header.organization_id
                 ),
             );
-            line(
-                &mut c,
-                &mut y,
-                b"F1",
-                SIZE,
-                &format!("Period: {}", header.period),
-            );
+            line(&mut c, &mut y, &format!("Period: {}", header.period));
             if header.filters.is_empty() {
-                line(&mut c, &mut y, b"F1", SIZE, "Filters: none");
+                line(&mut c, &mut y, "Filters: none");
             } else {
-                line(&mut c, &mut y, b"F1", SIZE, "Filters:");
+                line(&mut c, &mut y, "Filters:");
                 for (k, v) in &header.filters {
-                    line(&mut c, &mut y, b"F1", SIZE, &format!("  {k} = {v}"));
+                    line(&mut c, &mut y, &format!("  {k} = {v}"));
                 }
             }
             let shown = if more {
@@ -215,12 +367,10 @@ pub fn render_pdf(header: &ReportHeader, events: &[AuditEvent], more: bool) -> V
             } else {
                 format!("Events: {}, newest first", events.len())
             };
-            line(&mut c, &mut y, b"F1", SIZE, &shown);
+            line(&mut c, &mut y, &shown);
             line(
                 &mut c,
                 &mut y,
-                b"F1",
-                SIZE,
                 &format!("Generated: {}", header.generated_at),
             );
             y -= LEADING / 2.0;
@@ -228,29 +378,23 @@ pub fn render_pdf(header: &ReportHeader, events: &[AuditEvent], more: bool) -> V
         } else {
             per_page
         };
-        line(&mut c, &mut y, b"F2", SIZE, &row(&titles));
+        line(&mut c, &mut y, &row(&titles));
         c.set_line_width(0.5);
         c.move_to(MARGIN, y + LEADING - 2.5);
         c.line_to(PAGE_W - MARGIN, y + LEADING - 2.5);
         c.stroke();
         for r in rest.by_ref().take(capacity) {
-            line(&mut c, &mut y, b"F1", SIZE, &row(&cells(r)));
+            line(&mut c, &mut y, &row(&cells(r)));
         }
         if events.is_empty() && i == 0 {
-            line(
-                &mut c,
-                &mut y,
-                b"F1",
-                SIZE,
-                "No events match these filters.",
-            );
+            line(&mut c, &mut y, "No events match these filters.");
         }
         let footer = format!("Page {} of {pages}", i + 1);
         let footer_x = PAGE_W - MARGIN - CHAR_W * footer.len() as f32;
         c.begin_text();
         c.set_font(Name(b"F1"), SIZE);
         c.next_line(footer_x, MARGIN / 2.0);
-        c.show(Str(footer.as_bytes()));
+        c.show(Str(&glyphs.encode(&footer)));
         c.end_text();
         let mut page = pdf.page(*page_id);
         page.media_box(Rect::new(0.0, 0.0, PAGE_W, PAGE_H));
@@ -258,13 +402,15 @@ pub fn render_pdf(header: &ReportHeader, events: &[AuditEvent], more: bool) -> V
         page.contents(content_id);
         let mut resources = page.resources();
         let mut fonts = resources.fonts();
-        fonts.pair(Name(b"F1"), font);
+        fonts.pair(Name(b"F1"), fonts_refs.font);
         fonts.pair(Name(b"F2"), bold);
         fonts.finish();
         resources.finish();
         page.finish();
-        pdf.stream(content_id, &c.finish());
+        pdf.stream(content_id, &deflate(&c.finish()))
+            .filter(Filter::FlateDecode);
     }
+    glyphs.write(&mut pdf, fonts_refs);
     pdf.finish()
 }
 
@@ -306,12 +452,164 @@ mod tests {
         }
     }
 
-    /// The page footers, read from the (uncompressed) content streams.
+    /// The text of every `Tj` in the page content streams, each decoded through the report's
+    /// own `ToUnicode` map (a reader extracts text the same way).
+    fn shown(pdf: &[u8]) -> Vec<String> {
+        let to_unicode = to_unicode(pdf);
+        let mut out = Vec::new();
+        for stream in streams(pdf).filter(|s| s.starts_with(b"BT")) {
+            let stream = &stream[..];
+            let mut i = 0;
+            while i < stream.len() {
+                let (bytes, next) = match stream[i] {
+                    b'(' => literal(stream, i + 1),
+                    b'<' => hex(stream, i + 1),
+                    _ => {
+                        i += 1;
+                        continue;
+                    }
+                };
+                i = next;
+                if !stream[i..].starts_with(b" Tj") {
+                    continue;
+                }
+                let font = stream[..i]
+                    .windows(2)
+                    .rposition(|w| w == b"/F")
+                    .map(|at| stream[at + 2]);
+                if font == Some(b'2') {
+                    // The title, in the standard font: one byte a character.
+                    out.push(String::from_utf8_lossy(&bytes).into_owned());
+                    continue;
+                }
+                let text: String = bytes
+                    .chunks(2)
+                    .map(|g| {
+                        to_unicode
+                            .get(&u16::from_be_bytes([g[0], g[1]]))
+                            .copied()
+                            .unwrap_or('\u{fffd}')
+                    })
+                    .collect();
+                out.push(text);
+            }
+        }
+        out
+    }
+
+    /// Every stream of the report, inflated (each is `FlateDecode`).
+    fn streams(pdf: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
+        let mut rest = pdf;
+        std::iter::from_fn(move || {
+            let start = find(rest, b"stream\n")? + 7;
+            let len = find(&rest[start..], b"\nendstream")?;
+            let stream = &rest[start..start + len];
+            rest = &rest[start + len + b"\nendstream".len()..];
+            Some(miniz_oxide::inflate::decompress_to_vec_zlib(stream).unwrap_or_default())
+        })
+    }
+
+    fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+        hay.windows(needle.len()).position(|w| w == needle)
+    }
+
+    /// A literal string's bytes from just after its `(`, and the index after its `)`.
+    fn literal(s: &[u8], mut i: usize) -> (Vec<u8>, usize) {
+        let mut out = Vec::new();
+        let mut depth = 0;
+        while i < s.len() {
+            match s[i] {
+                b'\\' => {
+                    i += 1;
+                    match s[i] {
+                        b'n' => out.push(b'\n'),
+                        b'r' => out.push(b'\r'),
+                        b't' => out.push(b'\t'),
+                        b'b' => out.push(8),
+                        b'f' => out.push(12),
+                        b'0'..=b'7' => {
+                            let digits = s[i..]
+                                .iter()
+                                .take(3)
+                                .take_while(|d| (b'0'..=b'7').contains(d))
+                                .count();
+                            let text = std::str::from_utf8(&s[i..i + digits]).unwrap_or("0");
+                            out.push(u8::from_str_radix(text, 8).unwrap_or(0));
+                            i += digits - 1;
+                        }
+                        other => out.push(other),
+                    }
+                }
+                b'(' => {
+                    depth += 1;
+                    out.push(b'(');
+                }
+                b')' if depth == 0 => return (out, i + 1),
+                b')' => {
+                    depth -= 1;
+                    out.push(b')');
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        (out, i)
+    }
+
+    /// A hex string's bytes from just after its `<`, and the index after its `>`.
+    fn hex(s: &[u8], i: usize) -> (Vec<u8>, usize) {
+        let end = i + s[i..]
+            .iter()
+            .position(|b| *b == b'>')
+            .unwrap_or(s.len() - i);
+        let digits: Vec<u8> = s[i..end]
+            .iter()
+            .copied()
+            .filter(u8::is_ascii_hexdigit)
+            .collect();
+        let bytes = digits
+            .chunks(2)
+            .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap_or("0"), 16).unwrap_or(0))
+            .collect();
+        (bytes, end + 1)
+    }
+
+    /// The `bfchar` pairs of the report's `ToUnicode` map.
+    fn to_unicode(pdf: &[u8]) -> std::collections::HashMap<u16, char> {
+        let cmap = streams(pdf)
+            .find(|s| s.starts_with(b"%!PS-Adobe-3.0 Resource-CMap"))
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&cmap);
+        let mut map = std::collections::HashMap::new();
+        for line in text.lines().filter(|l| l.starts_with('<')) {
+            let hexes: Vec<&str> = line
+                .split(['<', '>', ' '])
+                .filter(|h| !h.is_empty())
+                .collect();
+            if let [glyph, unit] = hexes[..] {
+                let glyph = u16::from_str_radix(glyph, 16).unwrap_or(0);
+                let units: Vec<u16> = (0..unit.len() / 4)
+                    .map(|k| u16::from_str_radix(&unit[4 * k..4 * k + 4], 16).unwrap_or(0))
+                    .collect();
+                let c = char::decode_utf16(units)
+                    .next()
+                    .and_then(Result::ok)
+                    .unwrap_or('\u{fffd}');
+                map.insert(glyph, c);
+            }
+        }
+        map
+    }
+
     fn footers(pdf: &[u8]) -> Vec<String> {
-        let text = String::from_utf8_lossy(pdf);
-        text.match_indices("(Page ")
-            .map(|(i, _)| text[i + 1..].split(')').next().unwrap_or("").to_owned())
+        shown(pdf)
+            .into_iter()
+            .filter(|t| t.starts_with("Page "))
             .collect()
+    }
+
+    fn rows_with(pdf: &[u8], text: &str) -> usize {
+        shown(pdf).iter().filter(|t| t.contains(text)).count()
     }
 
     #[test]
@@ -319,6 +617,12 @@ mod tests {
         let one = render_pdf(&header(), &[event(1)], false);
         assert!(one.starts_with(b"%PDF-"));
         assert_eq!(footers(&one), ["Page 1 of 1"]);
+        let text = shown(&one);
+        assert_eq!(text[0], "Audit log report");
+        assert!(
+            text.contains(&"Organization: Acme Corp (org_1)".to_owned()),
+            "{text:?}"
+        );
         // 41 rows fit under the heading, 48 on each further page.
         let many: Vec<AuditEvent> = (0..200).map(event).collect();
         let pdf = render_pdf(&header(), &many, false);
@@ -328,19 +632,67 @@ mod tests {
                 .map(|i| format!("Page {i} of 5"))
                 .collect::<Vec<_>>()
         );
-        let text = String::from_utf8_lossy(&pdf);
-        assert_eq!(text.matches("chat_interface.created").count(), 200);
-        assert!(text.contains("Events: 200, newest first"));
+        assert_eq!(rows_with(&pdf, "chat_interface.created"), 200);
+        assert_eq!(rows_with(&pdf, "Events: 200, newest first"), 1);
         let capped: Vec<AuditEvent> = (0..(PDF_MAX_ROWS as i64 + 10)).map(event).collect();
         let pdf = render_pdf(&header(), &capped, true);
-        let text = String::from_utf8_lossy(&pdf);
-        assert_eq!(text.matches("chat_interface.created").count(), PDF_MAX_ROWS);
-        assert!(text.contains("export CSV or JSON for all of them"));
+        assert_eq!(rows_with(&pdf, "chat_interface.created"), PDF_MAX_ROWS);
+        assert_eq!(rows_with(&pdf, "export CSV or JSON for all of them"), 1);
     }
 
     #[test]
-    fn cells_fit_their_columns_in_latin1() {
-        assert_eq!(latin1("Zo\u{eb} \u{2192} ok"), b"Zo\xeb ? ok".to_vec());
+    fn names_in_other_scripts_print_as_they_are() {
+        let mut e = event(1);
+        e.event.actor.name = "\u{141}ukasz \u{17b}\u{f3}\u{142}\u{107}".into(); // Łukasz Żółć
+        e.event.target.name = "\u{41e}\u{442}\u{447}\u{451}\u{442} \u{3a9}".into(); // Отчёт Ω
+        let mut h = header();
+        h.organization = "\u{395}\u{3bb}\u{3bb}\u{3ac}\u{3c2} \u{9867}\u{5ba2}".into(); // Ελλάς 顧客
+        let pdf = render_pdf(&h, &[e], false);
+        let text = shown(&pdf).join("\n");
+        assert!(text.contains("Actor"), "{text}");
+        assert!(
+            text.contains("\u{141}ukasz \u{17b}\u{f3}\u{142}\u{107}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"\u{41e}\u{442}\u{447}\u{451}\u{442} \u{3a9}"),
+            "{text}"
+        );
+        // The font has no Chinese: those characters print as `?`.
+        assert!(
+            text.contains("Organization: \u{395}\u{3bb}\u{3bb}\u{3ac}\u{3c2} ?? (org_1)"),
+            "{text}"
+        );
+        assert!(
+            !text.contains('\u{fffd}'),
+            "every glyph shown has a ToUnicode entry: {text}"
+        );
+    }
+
+    #[test]
+    fn the_font_is_embedded_as_a_subset() {
+        let glyphs = Glyphs::new();
+        assert!(glyphs.face.is_some(), "the bundled font parses");
+        let pdf = render_pdf(&header(), &[event(1)], false);
+        let text = String::from_utf8_lossy(&pdf);
+        assert!(text.contains("/FontFile2"), "embedded");
+        assert!(
+            text.contains("/CIDToGIDMap 8 0 R"),
+            "subset, with its own glyph numbers"
+        );
+        assert!(
+            pdf.len() < FONT.len() / 4,
+            "{} bytes: the subset, not the whole {}-byte font",
+            pdf.len(),
+            FONT.len()
+        );
+        // A control character has no glyph of its own.
+        let mut g = Glyphs::new();
+        assert_eq!(g.encode("a\tb")[2..4], g.encode("?")[..]);
+    }
+
+    #[test]
+    fn cells_fit_their_columns() {
         assert_eq!(fit("abcdef", 4), "abc~");
         assert_eq!(fit("ab", 4), "ab  ");
         assert_eq!(

@@ -428,7 +428,11 @@ async fn pdf_report(
         period,
         generated_at: fmt(st.clock.now()),
     };
-    let bytes = audit::pdf::render_pdf(&header, &events, more);
+    // Up to a tenth of a second for a full report (layout, font subset, compression): off the
+    // worker that serves other requests.
+    let bytes = web::block(move || audit::pdf::render_pdf(&header, &events, more))
+        .await
+        .map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok()
         .content_type("application/pdf")
         .insert_header((
