@@ -130,6 +130,7 @@ pub async fn run<
     a_reversed_purchase_voids_its_open_invoice(s).await;
     subscriptions_are_compare_and_swap(s).await;
     consents_and_erasure_keep_the_chain(s).await;
+    erasure_finds_the_addresses_a_person_had_before(s).await;
     scim_tokens_records_and_deactivation(s).await;
     scim_groups_write_atomically(s).await;
     api_calls_never_overshoot_the_month(s).await;
@@ -5700,6 +5701,143 @@ async fn consents_and_erasure_keep_the_chain<
         .await
         .is_err()
     );
+}
+
+/// An erasure finds the addresses the person joined with: an identity provider changed Pat's
+/// address after Pat accepted an invitation, and the invitation, the mail sent to the old
+/// address, the invitation's audit record and the event carrying the old address keep none of
+/// it. Another person's address (that someone else now holds) is not theirs to erase.
+async fn erasure_finds_the_addresses_a_person_had_before<
+    S: TenancyStore
+        + AuditStore
+        + InvitationStore
+        + crate::scim::ScimStore
+        + crate::privacy::PrivacyStore
+        + audit::MailOutbox
+        + ?Sized,
+>(
+    s: &S,
+) {
+    use crate::scim::MemberWrite;
+    let (org, team, owner) = new_org(s).await;
+    let inv = invitation(org.id, owner.id, "pat", 7);
+    let (pat_hash, other_hash) = (format!("ih-pat-{}", org.id), format!("ih-other-{}", org.id));
+    s.create_invitation(&inv, &pat_hash, &limits(9), note(org.id, "inv"))
+        .await
+        .unwrap();
+    let old = inv.email.as_str().to_owned();
+    let pat = User {
+        email: inv.email.clone(),
+        ..user("pat")
+    };
+    s.accept_invitation(
+        &inv,
+        &pat_hash,
+        &pat,
+        Some("h"),
+        team.id,
+        TeamRole::Member,
+        &limits(9),
+        now(),
+        note(org.id, "accept"),
+    )
+    .await
+    .unwrap();
+    // An invitation to someone else, accepted by nobody, stays as it is.
+    let other = invitation(org.id, owner.id, "other", 7);
+    s.create_invitation(&other, &other_hash, &limits(9), note(org.id, "other"))
+        .await
+        .unwrap();
+    let mail = |to: &str, subject: &str, body: String| OutboundMail {
+        org: Some(org.id),
+        to: to.to_owned(),
+        subject: subject.to_owned(),
+        body,
+        kind: "contract".into(),
+    };
+    s.append(
+        Journal::record(NewAuditEvent::new(
+            org.id,
+            now(),
+            Actor::user(owner.id, "Owner"),
+            AuditAction::MemberInvited,
+            Target::new("invitation", inv.id, old.clone()),
+        ))
+        .mail(mail(&old, "You are invited", "Join".into()))
+        .mail(mail(
+            "owner@example.org",
+            "Joined",
+            format!("{old} accepted"),
+        ))
+        .publish(DomainEvent::new(
+            org.id,
+            EventKind::UserCreated,
+            now(),
+            serde_json::json!({"email": old, "by": owner.id}),
+        )),
+    )
+    .await
+    .unwrap();
+    // The identity provider gives Pat a new address.
+    let new = format!("pat-new-{}@example.org", pat.id.as_uuid().simple());
+    s.write_member(
+        &MemberWrite {
+            org: org.id,
+            user: pat.id,
+            expected_version: None,
+            record: record(pat.id, &new, 1),
+            name: pat.name.clone(),
+            email: Email::parse(&new).unwrap(),
+            password_hash: None,
+            role: None,
+            active: None,
+            by: None,
+            now: now(),
+        },
+        note(org.id, "new address"),
+    )
+    .await
+    .unwrap();
+    let report = s
+        .erase_member(
+            org.id,
+            pat.id,
+            Disposition::TransferToOwner(owner.id),
+            now(),
+            note(org.id, "erase"),
+        )
+        .await
+        .unwrap();
+    let invitations = s.list_invitations(org.id, None, 100).await.unwrap();
+    assert!(
+        invitations.iter().all(|i| i.email.as_str() != old),
+        "{invitations:?}"
+    );
+    assert!(
+        invitations.iter().any(|i| i.email == other.email),
+        "another person's invitation stays: {invitations:?}"
+    );
+    let mails = s.list_mails(Some(org.id), None, 100).await.unwrap();
+    assert!(
+        mails
+            .iter()
+            .all(|m| m.to != old && !crate::privacy::mentions_address(&m.body, &old)),
+        "{mails:?}"
+    );
+    let page = s.chain_page(org.id, 0, 1000).await.unwrap();
+    assert!(
+        page.iter().all(|r| r.event.target.name != old),
+        "the invitation's record keeps no address"
+    );
+    assert_eq!(
+        report.event_bodies_erased, 1,
+        "the event carrying the old address is rewritten: {report:?}"
+    );
+    let mut verifier = audit::ChainVerifier::new();
+    for r in &page {
+        verifier.push(r).unwrap();
+    }
+    assert!(verifier.finish().is_ok());
 }
 
 /// An archived team takes no new API key and uses no credits, checked in the write (an

@@ -45,6 +45,8 @@ struct State {
     sessions: Vec<(Session, String, Option<DateTime<Utc>>)>,
     keys: Vec<(ApiKey, String)>,
     invitations: Vec<(Invitation, String)>,
+    /// Who accepted each accepted invitation (SeaStore's `invitations.accepted_by`).
+    accepted_by: HashMap<rbac_core::InvitationId, UserId>,
     previews: Vec<(BulkPreview, bool)>,
     transfers: HashMap<OrgId, OwnershipTransfer>,
     throttles: HashMap<UserId, security_policy::ThrottleState>,
@@ -87,8 +89,31 @@ impl State {
         for (i, _) in &mut self.invitations {
             if i.org == org && i.email == user.email && i.status(now) == InvitationStatus::Pending {
                 i.accepted_at = Some(now);
+                self.accepted_by.insert(i.id, user.id);
             }
         }
+    }
+
+    /// `user`'s addresses in `org`: the account's, then those of the invitations to `org` they
+    /// accepted that no other account holds now (as SeaStore's erasure finds them).
+    fn addresses_in(&self, org: OrgId, user: UserId) -> Vec<String> {
+        let mut addresses: Vec<String> = self
+            .users
+            .get(&user)
+            .map(|(u, _)| u.email.as_str().to_owned())
+            .into_iter()
+            .collect();
+        for (i, _) in &self.invitations {
+            let address = i.email.as_str();
+            if i.org == org
+                && self.accepted_by.get(&i.id) == Some(&user)
+                && !email_taken_by_other(self, &i.email, user)
+                && !addresses.iter().any(|a| a == address)
+            {
+                addresses.push(address.to_owned());
+            }
+        }
+        addresses
     }
 
     fn is_member_email(&self, org: OrgId, email: &Email) -> bool {
@@ -395,6 +420,12 @@ fn joining_account(s: &State, user: &User) -> Result<(), TenancyError> {
 
 fn email_taken(s: &State, email: &Email) -> bool {
     s.users.values().any(|(u, _)| &u.email == email)
+}
+
+fn email_taken_by_other(s: &State, email: &Email, user: UserId) -> bool {
+    s.users
+        .values()
+        .any(|(u, _)| &u.email == email && u.id != user)
 }
 
 #[async_trait]
@@ -1276,6 +1307,7 @@ impl InvitationStore for MemoryTenancyStore {
                 s.users.insert(user.id, (user.clone(), Some(h.to_owned())));
             }
             s.invitations[pos].0.accepted_at = Some(now);
+            s.accepted_by.insert(inv.id, user.id);
             s.members.push((inv.org, user.id, inv.role, now));
             s.team_members.push((team, user.id, inv.org, team_role));
         }
@@ -2884,14 +2916,15 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
         now: DateTime<Utc>,
         journal: Journal,
     ) -> Result<crate::privacy::ErasureReport, TenancyError> {
-        // Who they were, for the events that name them (the account is anonymized below), and
-        // whether someone else in the organization has their name.
+        // Who they were, for the events that name them (the account is anonymized below): their
+        // addresses here and their name; and whether someone else in the organization has
+        // their name.
         let (identity, namesakes) = {
             let s = self.lock()?;
             let identity = s
                 .users
                 .get(&user)
-                .map(|(u, _)| (u.email.as_str().to_owned(), u.name.clone()));
+                .map(|(u, _)| (s.addresses_in(org, user), u.name.clone()));
             let namesakes = identity.as_ref().is_some_and(|(_, name)| {
                 s.members.iter().any(|m| {
                     m.0 == org
@@ -2904,40 +2937,55 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
         let removal = self
             .remove_member(org, user, disposition, now, None, Journal::default())
             .await?;
-        let email = identity.as_ref().map(|(email, _)| email.clone());
-        // Mail to them in this organization, and mail about them (their address in the body;
-        // invitations they sent, by the subject, while nobody else here has their name), as
-        // SeaStore does: what is queued goes, what went keeps no name or address.
-        if let Some((email, name)) = &identity {
+        let addresses: Vec<String> = identity
+            .as_ref()
+            .map(|(addresses, _)| addresses.clone())
+            .unwrap_or_default();
+        let theirs = |to: &str| addresses.iter().any(|a| a == to);
+        // Mail to them in this organization, and mail about them (one of their addresses in
+        // the body; invitations they sent, by the subject, while nobody else here has their
+        // name), as SeaStore does: what is queued goes, what went keeps no name or address.
+        if let Some((_, name)) = &identity {
             let prefix = crate::invitations::subject_prefix(name);
             self.audit.with_mails(|mails| {
                 let about = |m: &audit::QueuedMail| {
-                    crate::privacy::mentions_address(&m.body, email)
+                    addresses
+                        .iter()
+                        .any(|a| crate::privacy::mentions_address(&m.body, a))
                         || (!namesakes && m.subject.starts_with(&prefix))
                 };
                 mails.retain(|(m, _)| {
-                    m.org != Some(org) || m.sent_at.is_some() || (m.to != *email && !about(m))
+                    m.org != Some(org) || m.sent_at.is_some() || (!theirs(&m.to) && !about(m))
                 });
                 for (m, _) in mails.iter_mut().filter(|(m, _)| m.org == Some(org)) {
                     if about(m) {
                         audit::ERASED.clone_into(&mut m.subject);
                         m.body.clear();
                     }
-                    if m.to == *email {
+                    if theirs(&m.to) {
                         audit::ERASED.clone_into(&mut m.to);
                         m.body.clear();
                     }
                 }
             })?;
         }
-        // The queued events that carry their email, or their name beside their id.
-        let event_bodies_erased = match identity {
-            Some((email, name)) => self.audit.with_outbox(|events| {
+        // The queued events that carry one of their addresses, or their name beside their id.
+        let event_bodies_erased = match &identity {
+            Some((_, name)) => self.audit.with_outbox(|events| {
                 let mut n = 0;
                 for e in events.iter_mut().filter(|e| e.org == org) {
-                    let scrubbed =
-                        crate::privacy::scrub_event_json(&e.data.to_string(), user, &email, &name);
-                    if let Some(data) = scrubbed.and_then(|s| serde_json::from_str(&s.body).ok()) {
+                    let before = e.data.to_string();
+                    let mut body = before.clone();
+                    for address in &addresses {
+                        if let Some(s) =
+                            crate::privacy::scrub_event_json(&body, user, address, name)
+                        {
+                            body = s.body;
+                        }
+                    }
+                    if body != before
+                        && let Ok(data) = serde_json::from_str(&body)
+                    {
                         e.data = data;
                         n += 1;
                     }
@@ -2965,7 +3013,7 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
                 let e = &mut r.event;
                 let before = e.clone();
                 audit::erase_annotations_of(e, |id| subjects.iter().any(|s| s == id));
-                if email.as_deref() == Some(e.target.name.as_str()) {
+                if theirs(&e.target.name) {
                     audit::ERASED.clone_into(&mut e.target.name);
                 }
                 n += u64::from(*e != before);
@@ -2976,19 +3024,22 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
             let mut s = self.lock()?;
             s.billing.erase_actors(org, &subjects);
             // Invitations to them in this organization keep no address.
-            let email = s.users.get(&user).map(|(u, _)| u.email.clone());
+            let accepted: Vec<rbac_core::InvitationId> = s
+                .accepted_by
+                .iter()
+                .filter(|(_, u)| **u == user)
+                .map(|(i, _)| *i)
+                .collect();
             for (i, _) in &mut s.invitations {
-                if i.org == org && Some(&i.email) == email.as_ref() {
+                if i.org == org && (theirs(i.email.as_str()) || accepted.contains(&i.id)) {
                     i.email = Email::parse(&format!(
                         "erased-{}@erased.invalid",
                         i.id.as_uuid().simple()
                     ))?;
                 }
             }
-            if let Some(email) = &email {
-                s.previews
-                    .retain(|(p, _)| p.org != org || !p.names(email.as_str()));
-            }
+            s.previews
+                .retain(|(p, _)| p.org != org || !addresses.iter().any(|a| p.names(a)));
             let elsewhere = s.members.iter().any(|m| m.1 == user);
             if !elsewhere {
                 if let Some((u, hash)) = s.users.get_mut(&user) {
@@ -2997,11 +3048,9 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
                     *hash = None;
                 }
                 // Mail about the account itself (password resets).
-                if let Some(email) = &email {
-                    self.audit.with_mails(|mails| {
-                        mails.retain(|(m, _)| m.org.is_some() || m.to != email.as_str());
-                    })?;
-                }
+                self.audit.with_mails(|mails| {
+                    mails.retain(|(m, _)| m.org.is_some() || !theirs(&m.to));
+                })?;
                 s.mfa.remove(&user);
                 s.throttles.remove(&user);
                 s.credential_changes.remove(&user);

@@ -585,10 +585,10 @@ impl AuditStore for SeaStore {
     ) -> Result<u64, AuditError> {
         let txn = self.db().begin().await.map_err(store)?;
         let subjects = [subject_id.to_owned()];
-        let n = begin_erasure(&txn, org, &subjects, None)
+        let n = begin_erasure(&txn, org, &subjects, &[])
             .await
             .map_err(store)?
-            .complete(&txn, org, &subjects, None, chrono::Utc::now())
+            .complete(&txn, org, &subjects, &[], chrono::Utc::now())
             .await
             .map_err(store)?;
         crate::journal::finish(txn, journal, 0)
@@ -628,7 +628,7 @@ pub(crate) async fn begin_erasure<C: sea_orm::ConnectionTrait>(
     conn: &C,
     org: OrgId,
     subjects: &[String],
-    also_named: Option<&str>,
+    also_named: &[String],
 ) -> Result<Erasure, sea_orm::DbErr> {
     // The records the first pass surely sees: those up to the committed head.
     let seen = audit_head::Entity::find_by_id(org.to_string())
@@ -655,7 +655,7 @@ impl Erasure {
         conn: &C,
         org: OrgId,
         subjects: &[String],
-        also_named: Option<&str>,
+        also_named: &[String],
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<u64, sea_orm::DbErr> {
         use sea_orm::sea_query::OnConflict;
@@ -700,7 +700,7 @@ impl Erasure {
 }
 
 /// Blanks the personal annotations of `org`'s audit records that name any of `subjects` (as
-/// actor: the name, address and user agent; as target, or by `also_named` as the target's
+/// actor: the name, address and user agent; as target, or by one of `also_named` as the target's
 /// name, such as an invitation's email: the target's name), in the caller's transaction, of
 /// the records after sequence number `after` that still carry something to blank. The hashed
 /// fields are untouched. Returns the records touched.
@@ -712,7 +712,7 @@ pub(crate) async fn erase_annotations<C: sea_orm::ConnectionTrait>(
     conn: &C,
     org: OrgId,
     subjects: &[String],
-    also_named: Option<&str>,
+    also_named: &[String],
     after: i64,
 ) -> Result<u64, sea_orm::DbErr> {
     use audit_event::Column as A;
@@ -726,8 +726,8 @@ pub(crate) async fn erase_annotations<C: sea_orm::ConnectionTrait>(
             .add(A::Seq.gt(after))
     };
     let mut names_target = Condition::any().add(A::TargetId.is_in(subjects));
-    if let Some(name) = also_named {
-        names_target = names_target.add(A::TargetName.eq(name));
+    if !also_named.is_empty() {
+        names_target = names_target.add(A::TargetName.is_in(also_named));
     }
     if conn.get_database_backend() == DbBackend::Postgres {
         audit_event::Entity::find()

@@ -93,6 +93,7 @@ impl PrivacyStore for SeaStore {
         let removal = remove_in(&txn, org, u, disposition, now).await?;
         let (o, uid) = (org.to_string(), u.to_string());
         let erased = audit::ERASED;
+        let addresses = addresses_in(&txn, &o, &account).await?;
         // They, and their API keys, which acted in their name ("Production key (API key of
         // <name>)"), in one pass.
         let mut subjects: Vec<String> = crate::entity::api_key::Entity::find()
@@ -105,7 +106,7 @@ impl PrivacyStore for SeaStore {
             .await
             .map_err(store)?;
         subjects.push(uid.clone());
-        let erasure = super::audit::begin_erasure(&txn, org, &subjects, Some(&account.email))
+        let erasure = super::audit::begin_erasure(&txn, org, &subjects, &addresses)
             .await
             .map_err(store)?;
         // Their names in the credit ledger: found by actor id; entries from before ids were
@@ -163,22 +164,23 @@ impl PrivacyStore for SeaStore {
         // (it would reach an erased person, or go out blank); what went keeps no name or
         // address.
         let like = like_escaped;
-        // Bodies that hold the address whole (`LIKE` finds the candidates; one about
+        // Bodies that hold one of their addresses whole (`LIKE` finds the candidates; one about
         // `mary-ann@…` is not about `ann@…`).
-        let naming: Vec<String> = mail::Entity::find()
+        let naming_them: Vec<String> = mail::Entity::find()
             .filter(mail::Column::OrgId.eq(o.clone()))
-            .filter(
-                mail::Column::Body
-                    .like(LikeExpr::new(format!("%{}%", like(&account.email))).escape('\\')),
-            )
+            .filter(naming(mail::Column::Body, &addresses))
             .all(&txn)
             .await
             .map_err(store)?
             .into_iter()
-            .filter(|m| tenancy::privacy::mentions_address(&m.body, &account.email))
+            .filter(|m| {
+                addresses
+                    .iter()
+                    .any(|a| tenancy::privacy::mentions_address(&m.body, a))
+            })
             .map(|m| m.id)
             .collect();
-        let mut about = Condition::any().add(mail::Column::Id.is_in(naming));
+        let mut about = Condition::any().add(mail::Column::Id.is_in(naming_them));
         if namesakes == 0 {
             about = about.add(
                 mail::Column::Subject.like(
@@ -195,7 +197,7 @@ impl PrivacyStore for SeaStore {
             .filter(mail::Column::SentAt.is_null())
             .filter(
                 Condition::any()
-                    .add(mail::Column::ToAddr.eq(account.email.clone()))
+                    .add(mail::Column::ToAddr.is_in(addresses.clone()))
                     .add(about.clone()),
             )
             .exec(&txn)
@@ -205,7 +207,7 @@ impl PrivacyStore for SeaStore {
             .col_expr(mail::Column::ToAddr, Expr::value(erased))
             .col_expr(mail::Column::Body, Expr::value(""))
             .filter(mail::Column::OrgId.eq(o.clone()))
-            .filter(mail::Column::ToAddr.eq(account.email.clone()))
+            .filter(mail::Column::ToAddr.is_in(addresses.clone()))
             .exec(&txn)
             .await
             .map_err(store)?;
@@ -218,11 +220,16 @@ impl PrivacyStore for SeaStore {
             .await
             .map_err(store)?;
         // Event bodies kept for webhooks (queued, retried or sent) and the event outbox.
-        let event_bodies_erased = scrub_event_bodies(&txn, &o, u, &account).await?;
+        let event_bodies_erased =
+            scrub_event_bodies(&txn, &o, u, &account.name, &addresses).await?;
         // Invitations to them in this organization keep no address.
         for inv in invitation::Entity::find()
             .filter(invitation::Column::OrgId.eq(o.clone()))
-            .filter(invitation::Column::Email.eq(account.email.clone()))
+            .filter(
+                Condition::any()
+                    .add(invitation::Column::Email.is_in(addresses.clone()))
+                    .add(invitation::Column::AcceptedBy.eq(uid.clone())),
+            )
             .all(&txn)
             .await
             .map_err(store)?
@@ -253,7 +260,7 @@ impl PrivacyStore for SeaStore {
             .into_iter()
             .filter(|(_, data)| {
                 serde_json::from_str::<tenancy::bulk::BulkPreview>(data)
-                    .map_or(true, |p| p.names(&account.email))
+                    .map_or(true, |p| addresses.iter().any(|a| p.names(a)))
             })
             .map(|(id, _)| id)
             .collect();
@@ -288,7 +295,7 @@ impl PrivacyStore for SeaStore {
             // Mail about the account itself (password resets) and its reset links go.
             mail::Entity::delete_many()
                 .filter(mail::Column::OrgId.eq(""))
-                .filter(mail::Column::ToAddr.eq(account.email.clone()))
+                .filter(mail::Column::ToAddr.is_in(addresses.clone()))
                 .exec(&txn)
                 .await
                 .map_err(store)?;
@@ -358,7 +365,7 @@ impl PrivacyStore for SeaStore {
         }
         // Last before the commit, as it takes the chain head.
         let audit_records_erased = erasure
-            .complete(&txn, org, &subjects, Some(&account.email), now)
+            .complete(&txn, org, &subjects, &addresses, now)
             .await
             .map_err(store)?;
         commit(txn, journal).await?;
@@ -373,20 +380,26 @@ impl PrivacyStore for SeaStore {
 
 /// Rewrites every stored event body of `org` that names the person: the event outbox and the
 /// webhook deliveries of the event document (queued ones then go out without them) with
-/// [`tenancy::privacy::scrub_event_json`], found by their email or their `byName` as JSON
-/// writes them; then the deliveries of those same events to endpoints with a message
-/// template, with [`tenancy::privacy::scrub_message_json`] given what each event carried of
-/// them. Returns how many bodies changed.
+/// [`tenancy::privacy::scrub_event_json`], found by one of their `addresses` or their
+/// `byName` as JSON writes them; then the deliveries of those same events to endpoints with a
+/// message template, with [`tenancy::privacy::scrub_message_json`] given what each event
+/// carried of them. Returns how many bodies changed.
 async fn scrub_event_bodies(
     txn: &sea_orm::DatabaseTransaction,
     org: &str,
     u: UserId,
-    account: &user::Model,
+    name: &str,
+    addresses: &[String],
 ) -> Result<u64, TenancyError> {
-    let (email, name) = (account.email.as_str(), account.name.as_str());
-    let needles = tenancy::privacy::event_search_tokens(email, name);
+    let mut needles: Vec<String> = addresses
+        .iter()
+        .flat_map(|a| tenancy::privacy::event_search_tokens(a, name))
+        .collect();
+    needles.sort();
+    needles.dedup();
     let mut changed = 0;
-    // Each event that named them, with whether it carried their email and their name.
+    // Each event that named them, with the addresses it carried and whether it carried their
+    // name.
     let mut naming_events = std::collections::HashMap::new();
     // In id order, as they are updated one by one (see `in_key_order`).
     for e in outbox_event::Entity::find()
@@ -397,8 +410,8 @@ async fn scrub_event_bodies(
         .await
         .map_err(store)?
     {
-        if let Some(scrubbed) = tenancy::privacy::scrub_event_json(&e.data, u, email, name) {
-            let carried = (scrubbed.had_email, scrubbed.had_name);
+        if let Some(scrubbed) = scrub_event(&e.data, u, name, addresses) {
+            let carried = (scrubbed.addresses, scrubbed.had_name);
             outbox_event::Entity::update_many()
                 .col_expr(outbox_event::Column::Data, Expr::value(scrubbed.body))
                 .filter(outbox_event::Column::Id.eq(e.id.clone()))
@@ -421,7 +434,7 @@ async fn scrub_event_bodies(
         .await
         .map_err(store)?
     {
-        if let Some(scrubbed) = tenancy::privacy::scrub_event_json(&d.payload, u, email, name) {
+        if let Some(scrubbed) = scrub_event(&d.payload, u, name, addresses) {
             scrubbed_deliveries.insert(d.id, scrubbed.body);
             changed += 1;
         }
@@ -436,17 +449,26 @@ async fn scrub_event_bodies(
             .await
             .map_err(store)?
         {
-            let (had_email, had_name) = naming_events[&d.event_id];
+            let (carried, had_name) = &naming_events[&d.event_id];
             // What the first pass made of it, if it changed it.
-            let current = scrubbed_deliveries.get(&d.id).unwrap_or(&d.payload);
-            let scrubbed = tenancy::privacy::scrub_message_json(
-                current,
-                u,
-                had_email.then_some(email),
-                had_name.then_some(name),
-            );
-            if let Some(payload) = scrubbed {
-                scrubbed_deliveries.insert(d.id, payload);
+            let mut current = scrubbed_deliveries.get(&d.id).unwrap_or(&d.payload).clone();
+            let mut scrubbed = false;
+            let names = std::iter::once(had_name.then_some(name)).chain(std::iter::repeat(None));
+            for (address, name) in carried
+                .iter()
+                .map(|a| Some(a.as_str()))
+                .chain(std::iter::once(None))
+                .zip(names)
+            {
+                if let Some(payload) =
+                    tenancy::privacy::scrub_message_json(&current, u, address, name)
+                {
+                    current = payload;
+                    scrubbed = true;
+                }
+            }
+            if scrubbed {
+                scrubbed_deliveries.insert(d.id, current);
                 changed += 1;
             }
         }
@@ -460,6 +482,70 @@ async fn scrub_event_bodies(
             .map_err(store)?;
     }
     Ok(changed)
+}
+
+/// An event body with every one of `addresses` and their name taken out
+/// ([`tenancy::privacy::scrub_event_json`] for each address), and which addresses it carried.
+struct ScrubbedEvent {
+    body: String,
+    addresses: Vec<String>,
+    had_name: bool,
+}
+
+fn scrub_event(body: &str, u: UserId, name: &str, addresses: &[String]) -> Option<ScrubbedEvent> {
+    let mut out = ScrubbedEvent {
+        body: body.to_owned(),
+        addresses: Vec::new(),
+        had_name: false,
+    };
+    for address in addresses {
+        if let Some(s) = tenancy::privacy::scrub_event_json(&out.body, u, address, name) {
+            out.body = s.body;
+            out.had_name |= s.had_name;
+            if s.had_email {
+                out.addresses.push(address.clone());
+            }
+        }
+    }
+    (out.body != body).then_some(out)
+}
+
+/// The person's addresses in `org`: the account's, then those of the invitations to `org` they
+/// accepted (an identity provider may have changed the address since) that no other account
+/// holds now.
+async fn addresses_in(
+    txn: &sea_orm::DatabaseTransaction,
+    org: &str,
+    account: &user::Model,
+) -> Result<Vec<String>, TenancyError> {
+    let mut addresses = vec![account.email.clone()];
+    let invited: Vec<String> = invitation::Entity::find()
+        .select_only()
+        .column(invitation::Column::Email)
+        .filter(invitation::Column::OrgId.eq(org))
+        .filter(invitation::Column::AcceptedBy.eq(account.id.clone()))
+        .filter(invitation::Column::Email.ne(account.email.clone()))
+        .into_tuple()
+        .all(txn)
+        .await
+        .map_err(store)?;
+    if invited.is_empty() {
+        return Ok(addresses);
+    }
+    let held: Vec<String> = user::Entity::find()
+        .select_only()
+        .column(user::Column::Email)
+        .filter(user::Column::Email.is_in(invited.clone()))
+        .into_tuple()
+        .all(txn)
+        .await
+        .map_err(store)?;
+    for a in invited {
+        if !held.contains(&a) && !addresses.contains(&a) {
+            addresses.push(a);
+        }
+    }
+    Ok(addresses)
 }
 
 /// Rows whose `column` contains any of `needles`.
