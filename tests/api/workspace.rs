@@ -929,8 +929,41 @@ both_backends!(
             .await,
         )
         .await;
+        // Lisa also made something in Research, where Tom, a User, has no role: he could not
+        // see it, so her resources do not go to him (the Admin Mike sees every team).
+        let research = new_team(&t, &t.owner_token, "Research").await;
+        set_team_role(&t, &research, &lisa_id, "member").await;
+        created(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &lisa,
+                &json!({ "name": "Lisa's research bot", "team_id": research }),
+            )
+            .await,
+        )
+        .await;
         let count = |v: Value| v["items"].as_array().unwrap().len();
         let before = count(json_of(t.get(&t.org("/chat-interfaces"), &t.owner_token).await).await);
+        let refused = problem(
+            t.post(
+                &t.org(&format!("/members/{lisa_id}/remove")),
+                &t.owner_token,
+                &json!({ "resources": "transfer", "transfer_to": tom_id }),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "conflict",
+        )
+        .await;
+        assert!(
+            refused["detail"].as_str().unwrap().contains("`Research`"),
+            "{refused}"
+        );
+        assert_eq!(
+            t.member_id("lisa@example.com").await,
+            lisa_id,
+            "nothing removed"
+        );
 
         let r = json_of(
             t.post(
@@ -941,7 +974,7 @@ both_backends!(
             .await,
         )
         .await;
-        assert_eq!(r["transferred"], 1);
+        assert_eq!(r["transferred"], 2);
         assert_eq!(
             count(json_of(t.get(&t.org("/chat-interfaces"), &t.owner_token).await).await),
             before,

@@ -3486,6 +3486,38 @@ async fn asset_transfers_and_removal_dispositions<
             .await
             .unwrap();
     }
+    // Mike also made something in Production, where Lisa has no role: she could neither see
+    // nor use it, so the transfer is refused, whole, until she has one there.
+    let mikes_prod = chat(org.id, prod.id, mike.id, "Mike's production agent");
+    s.create_asset(&mikes_prod, &enterprise(), note(org.id, "x"))
+        .await
+        .unwrap();
+    let h = head(s, org.id).await;
+    match s
+        .remove_member(
+            org.id,
+            mike.id,
+            Disposition::TransferTo(lisa.id),
+            now(),
+            None,
+            note(org.id, "rm"),
+        )
+        .await
+    {
+        Err(TenancyError::Conflict(m)) => assert!(m.contains("`Production`"), "{m}"),
+        other => panic!("a transfer to someone outside the team: {other:?}"),
+    }
+    assert!(s.get_member(org.id, mike.id).await.unwrap().is_some());
+    assert_eq!(head(s, org.id).await, h);
+    s.set_team_member(
+        org.id,
+        prod.id,
+        lisa.id,
+        Some(TeamRole::Viewer),
+        note(org.id, "lisa in prod"),
+    )
+    .await
+    .unwrap();
     let before = total_assets(s, org.id).await;
     let report = s
         .remove_member(
@@ -3498,7 +3530,7 @@ async fn asset_transfers_and_removal_dispositions<
         )
         .await
         .unwrap();
-    assert_eq!(report.transferred, 2);
+    assert_eq!(report.transferred, 3);
     assert_eq!(
         total_assets(s, org.id).await,
         before,

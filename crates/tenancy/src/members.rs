@@ -133,6 +133,21 @@ pub fn recipient_refused() -> TenancyError {
     )
 }
 
+/// The refusal of a recipient of a removed member's resources who is an organization User
+/// without a role in some of the teams those resources are in (`teams`, by name): they could
+/// neither see nor use what they would own. The Owner and Admins reach every team, and so
+/// does a User with a role in every team.
+#[must_use]
+pub fn recipient_outside_teams(teams: &[String]) -> TenancyError {
+    let names: Vec<String> = teams.iter().map(|t| format!("`{t}`")).collect();
+    TenancyError::Conflict(format!(
+        "the recipient has no role in the team{} {} where the removed member's resources are: \
+         give them a role there first, or transfer to the Owner or an Admin",
+        if names.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    ))
+}
+
 /// The refusal of a role in every team for an Admin or the Owner.
 #[must_use]
 pub fn all_teams_for_users_only() -> TenancyError {
@@ -328,7 +343,8 @@ pub struct RemovalReport {
 /// # Errors
 /// [`TenancyError::RoleRule`] (the Owner, yourself); [`TenancyError::NotFound`];
 /// [`TenancyError::Invalid`] for a transfer to a non-member, a deactivated member or the
-/// removed member.
+/// removed member; [`TenancyError::Conflict`] for a transfer to a User without a role in a
+/// team where the resources are ([`recipient_outside_teams`], checked by the store).
 pub async fn remove<S: TenancyStore + MembershipStore + ?Sized>(
     store: &S,
     caller: &Caller,

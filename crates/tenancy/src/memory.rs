@@ -1544,6 +1544,24 @@ impl MembershipStore for MemoryTenancyStore {
                     {
                         return Err(crate::members::ownership_changed());
                     }
+                    if role == Some(OrgRole::User) && !s.all_teams.contains_key(&(org, to)) {
+                        let mut missing: Vec<String> = s
+                            .teams
+                            .iter()
+                            .filter(|t| {
+                                t.org == org
+                                    && s.assets.iter().any(|a| {
+                                        a.org == org && a.created_by == user && a.team == t.id
+                                    })
+                                    && !s.team_members.iter().any(|m| m.0 == t.id && m.1 == to)
+                            })
+                            .map(|t| t.name.clone())
+                            .collect();
+                        if !missing.is_empty() {
+                            missing.sort();
+                            return Err(crate::members::recipient_outside_teams(&missing));
+                        }
+                    }
                 }
                 let Some(pos) = s
                     .members

@@ -375,6 +375,57 @@ pub(crate) async fn check_acting(
     }
 }
 
+/// Refuses a transfer of `user`'s resources to the User `to` when some are in a team where
+/// `to` has no role ([`tenancy::members::recipient_outside_teams`]). Read under the
+/// organization's lock, which role changes take too.
+async fn recipient_reaches_teams(
+    txn: &sea_orm::DatabaseTransaction,
+    org: OrgId,
+    user: UserId,
+    to: UserId,
+) -> Result<(), TenancyError> {
+    let holding: Vec<String> = crate::entity::asset::Entity::find()
+        .select_only()
+        .column(crate::entity::asset::Column::TeamId)
+        .distinct()
+        .filter(crate::entity::asset::Column::OrgId.eq(org.to_string()))
+        .filter(crate::entity::asset::Column::CreatedBy.eq(user.to_string()))
+        .into_tuple()
+        .all(txn)
+        .await
+        .map_err(store)?;
+    if holding.is_empty() {
+        return Ok(());
+    }
+    let theirs: Vec<String> = team_member::Entity::find()
+        .select_only()
+        .column(team_member::Column::TeamId)
+        .filter(team_member::Column::OrgId.eq(org.to_string()))
+        .filter(team_member::Column::UserId.eq(to.to_string()))
+        .into_tuple()
+        .all(txn)
+        .await
+        .map_err(store)?;
+    let missing: Vec<String> = holding
+        .into_iter()
+        .filter(|t| !theirs.contains(t))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut names: Vec<String> = crate::entity::team::Entity::find()
+        .select_only()
+        .column(crate::entity::team::Column::Name)
+        .filter(crate::entity::team::Column::OrgId.eq(org.to_string()))
+        .filter(crate::entity::team::Column::Id.is_in(missing))
+        .into_tuple()
+        .all(txn)
+        .await
+        .map_err(store)?;
+    names.sort();
+    Err(tenancy::members::recipient_outside_teams(&names))
+}
+
 /// A member's removal inside the caller's transaction (see `MembershipStore::remove_member`).
 pub(crate) async fn remove_in(
     txn: &sea_orm::DatabaseTransaction,
@@ -396,6 +447,9 @@ pub(crate) async fn remove_in(
             && recipient.role != OrgRole::Owner.as_str()
         {
             return Err(tenancy::members::ownership_changed());
+        }
+        if recipient.role == OrgRole::User.as_str() && recipient.all_teams_role.is_none() {
+            recipient_reaches_teams(txn, org, user, to).await?;
         }
     }
     let gone = membership::Entity::delete_many()
