@@ -621,16 +621,19 @@ async fn placement<S: TenancyStore + WorkspaceStore + ?Sized>(
 
 /// Refuses work on the resources of an archived team: editing or using them. They stay
 /// readable, and can be moved out, archived or brought back, and deleted. Checked before the
-/// change, not in its transaction: an edit that began before the team was archived may still
-/// land.
+/// change; an edit is checked again in its transaction ([`WorkspaceStore::update_asset`]), a
+/// use (a count for analytics) is not.
 async fn team_in_use<S: WorkspaceStore + ?Sized>(store: &S, a: &Asset) -> Result<(), TenancyError> {
     match store.get_team(a.org, a.team).await? {
-        Some(t) if t.archived_at.is_some() => Err(teams::archived(
-            &t.name,
-            "its resources are not edited or used",
-        )),
+        Some(t) if t.archived_at.is_some() => Err(team_archived(&t.name)),
         _ => Ok(()),
     }
+}
+
+/// The refusal of an edit or use of a resource in the archived team `name`.
+#[must_use]
+pub fn team_archived(name: &str) -> TenancyError {
+    teams::archived(name, "its resources are not edited or used")
 }
 
 /// Creates a chat interface, knowledge base or domain (documents: [`upload_document`]).

@@ -127,6 +127,7 @@ pub async fn run<
     password_resets_are_capped_used_once_and_end_sessions(s).await;
     credit_ledger_is_exact_under_concurrency(s).await;
     an_archived_team_takes_no_key_and_uses_no_credits(s).await;
+    an_archived_team_takes_no_edit(s).await;
     a_reversed_purchase_voids_its_open_invoice(s).await;
     subscriptions_are_compare_and_swap(s).await;
     consents_and_erasure_keep_the_chain(s).await;
@@ -5870,6 +5871,56 @@ async fn erasure_finds_the_addresses_a_person_had_before<
         verifier.push(r).unwrap();
     }
     assert!(verifier.finish().is_ok());
+}
+
+/// A resource of an archived team is not edited, checked in the write (an edit read before
+/// the team was archived is refused), while it can still be archived and restored itself.
+async fn an_archived_team_takes_no_edit<S: TenancyStore + AuditStore + WorkspaceStore + ?Sized>(
+    s: &S,
+) {
+    let (org, _, owner) = new_org(s).await;
+    let team = team_in(org.id, "Closing");
+    s.create_team(&team, note(org.id, "team")).await.unwrap();
+    let bot = chat(org.id, team.id, owner.id, "Old bot");
+    s.create_asset(&bot, &enterprise(), note(org.id, "bot"))
+        .await
+        .unwrap();
+    // Read before the archiving, written after it.
+    let renamed = Asset {
+        name: "New bot".into(),
+        updated_at: now() + Duration::seconds(1),
+        ..bot.clone()
+    };
+    archive_team(s, &team).await;
+    let h = head(s, org.id).await;
+    assert!(
+        matches!(
+            s.update_asset(&bot, &renamed, note(org.id, "rename")).await,
+            Err(TenancyError::Archived(m)) if m.contains("Closing")
+        ),
+        "an edit in an archived team"
+    );
+    assert_eq!(head(s, org.id).await, h, "nothing recorded");
+    assert_eq!(
+        s.get_asset(org.id, bot.id).await.unwrap().unwrap().name,
+        "Old bot"
+    );
+    let shelved = Asset {
+        archived_at: Some(now()),
+        updated_at: now() + Duration::seconds(2),
+        ..bot.clone()
+    };
+    s.update_asset(&bot, &shelved, note(org.id, "archive"))
+        .await
+        .unwrap();
+    let restored = Asset {
+        archived_at: None,
+        updated_at: now() + Duration::seconds(3),
+        ..shelved.clone()
+    };
+    s.update_asset(&shelved, &restored, note(org.id, "restore"))
+        .await
+        .unwrap();
 }
 
 /// An archived team takes no new API key and uses no credits, checked in the write (an

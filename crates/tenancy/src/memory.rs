@@ -2069,6 +2069,14 @@ impl WorkspaceStore for MemoryTenancyStore {
     ) -> Result<(), TenancyError> {
         {
             let mut s = self.lock()?;
+            if before.archived_at == after.archived_at
+                && let Some(t) = s
+                    .teams
+                    .iter()
+                    .find(|t| t.org == before.org && t.id == before.team && t.archived_at.is_some())
+            {
+                return Err(crate::assets::team_archived(&t.name));
+            }
             let Some(a) = s
                 .assets
                 .iter_mut()

@@ -945,10 +945,13 @@ pub trait WorkspaceStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<Asset>, TenancyError>;
 
-    /// Replaces an asset if it is still `before` (same team, name and update time).
+    /// Replaces an asset if it is still `before` (same team, name and update time). An edit
+    /// (anything but archiving or restoring it) is refused when its team is archived, checked
+    /// in the write: a team archived after the service looked is obeyed.
     ///
     /// # Errors
-    /// [`TenancyError::Conflict`] when it changed or moved meanwhile; [`TenancyError::NotFound`].
+    /// [`TenancyError::Conflict`] when it changed or moved meanwhile; [`TenancyError::NotFound`];
+    /// [`TenancyError::Archived`] ([`crate::teams::archived`]) for an edit in an archived team.
     async fn update_asset(
         &self,
         before: &Asset,

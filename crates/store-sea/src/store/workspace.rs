@@ -896,6 +896,14 @@ impl SeaStore {
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
+        // An edit in a team archived since the service looked is refused; archiving or
+        // restoring the resource is not an edit.
+        if before.archived_at == after.archived_at
+            && let Some(t) = team_row(&txn, before.org, before.team).await?
+            && t.archived_at.is_some()
+        {
+            return Err(tenancy::assets::team_archived(&t.name));
+        }
         let res = asset::Entity::update_many()
             .col_expr(asset::Column::Name, Expr::value(after.name.clone()))
             .col_expr(
