@@ -1,11 +1,12 @@
 //! The audit log as a PDF report: title, organization, the filters used, the period, a table
 //! of events and page numbers. Text is set in DejaVu Sans Mono, embedded as a subset of the
 //! glyphs the report uses (`fonts/`, under the Bitstream Vera license), with a `ToUnicode` map
-//! so that readers can search and copy it: Latin, Greek, Cyrillic, Armenian, Georgian and
-//! Hebrew letters among others print as they are; characters the font lacks (Chinese,
-//! Japanese, Korean, Arabic, Devanagari, emoji) print as `?`. A report holds at most
-//! [`PDF_MAX_ROWS`] events and says so when the filter matched more (CSV and NDJSON have no
-//! cap).
+//! so that readers can search and copy it: Latin (with Vietnamese), Greek, Cyrillic, Armenian
+//! and Georgian letters print as they are. Characters the font lacks (Hebrew, Devanagari,
+//! Thai, Chinese, Japanese, Korean, emoji) print as `?`, and so do right-to-left scripts the
+//! font has letters for (Arabic): the report neither joins nor reorders them, so they would
+//! print as a different word. A report holds at most [`PDF_MAX_ROWS`] events and says so when
+//! the filter matched more (CSV and NDJSON have no cap, and keep every character).
 
 use std::collections::BTreeMap;
 
@@ -72,7 +73,9 @@ const CHAR_W: f32 = SIZE * ADVANCE;
 /// DejaVu's public-domain additions).
 static FONT: &[u8] = include_bytes!("../fonts/DejaVuSansMono.ttf");
 /// The embedded subset's name: a tag of six capitals, `+`, the font's PostScript name.
-const FONT_NAME: &[u8] = b"AXIEAU+DejaVuSansMono";
+const SUBSET_NAME: &[u8] = b"AXIEAU+DejaVuSansMono";
+/// The font's PostScript name, for the whole font (should subsetting fail).
+const FONT_NAME: &[u8] = b"DejaVuSansMono";
 
 /// Column titles and widths in characters.
 const COLUMNS: [(&str, usize); 6] = [
@@ -104,7 +107,7 @@ impl Glyphs {
     fn glyph(&self, c: char) -> Option<u16> {
         let face = self.face.as_ref()?;
         // Control characters have no outline, though some fonts map them to a blank one.
-        if c.is_control() {
+        if c.is_control() || right_to_left(c) {
             return None;
         }
         face.glyph_index(c).map(|g| g.0).filter(|g| *g != 0)
@@ -131,12 +134,6 @@ impl Glyphs {
             ordering: Str(b"Identity"),
             supplement: 0,
         };
-        pdf.type0_font(refs.font)
-            .base_font(Name(FONT_NAME))
-            .encoding_predefined(Name(b"Identity-H"))
-            .descendant_font(refs.cid_font)
-            .to_unicode(refs.to_unicode);
-
         // CIDs are the font's own glyph ids; the subset numbers its glyphs afresh, and the
         // CID-to-glyph map says which is which.
         let mut remapper = subsetter::GlyphRemapper::new();
@@ -144,10 +141,20 @@ impl Glyphs {
             remapper.remap(*glyph);
         }
         let subset = subsetter::subset(FONT, 0, &remapper).ok();
+        let name = if subset.is_some() {
+            SUBSET_NAME
+        } else {
+            FONT_NAME
+        };
+        pdf.type0_font(refs.font)
+            .base_font(Name(name))
+            .encoding_predefined(Name(b"Identity-H"))
+            .descendant_font(refs.cid_font)
+            .to_unicode(refs.to_unicode);
         let mut cid_font = pdf.cid_font(refs.cid_font);
         cid_font
             .subtype(CidFontType::Type2)
-            .base_font(Name(FONT_NAME))
+            .base_font(Name(name))
             .system_info(system_info)
             .font_descriptor(refs.descriptor)
             .default_width(ADVANCE * 1000.0);
@@ -187,8 +194,9 @@ impl Glyphs {
                 .map_or(ascent, |h| f32::from(h) * scale);
         }
         pdf.font_descriptor(refs.descriptor)
-            .name(Name(FONT_NAME))
-            .flags(FontFlags::FIXED_PITCH | FontFlags::NON_SYMBOLIC)
+            .name(Name(name))
+            // Symbolic: its glyphs reach beyond Adobe's standard Latin set.
+            .flags(FontFlags::FIXED_PITCH | FontFlags::SYMBOLIC)
             .bbox(bbox)
             .italic_angle(0.0)
             .ascent(ascent)
@@ -216,6 +224,16 @@ impl Glyphs {
 /// `data` compressed for a stream with the `FlateDecode` filter.
 fn deflate(data: &[u8]) -> Vec<u8> {
     miniz_oxide::deflate::compress_to_vec_zlib(data, 6)
+}
+
+/// Whether `c` belongs to a right-to-left script (Hebrew, Arabic, Syriac, Thaana, N'Ko and
+/// the rest of U+0590 to U+08FF, their presentation forms, and the right-to-left marks), which
+/// the report would print unjoined and left to right.
+fn right_to_left(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x0590..=0x08FF | 0xFB1D..=0xFDFF | 0xFE70..=0xFEFF | 0x200F | 0x202B | 0x202E | 0x2067
+    )
 }
 
 /// Where the embedded font's objects go.
@@ -657,6 +675,12 @@ mod tests {
         assert!(
             text.contains("\"\u{41e}\u{442}\u{447}\u{451}\u{442} \u{3a9}"),
             "{text}"
+        );
+        // Right-to-left scripts print as `?` (Arabic, which the font has letters for, too).
+        let mut g = Glyphs::new();
+        assert_eq!(
+            g.encode("\u{645}\u{631}\u{64a}\u{645} \u{5e9}"), // مريم ש
+            g.encode("???? ?")
         );
         // The font has no Chinese: those characters print as `?`.
         assert!(

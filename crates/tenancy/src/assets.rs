@@ -1263,7 +1263,8 @@ pub async fn remove_blobs(blobs: &dyn BlobStore, removed: &[Asset]) {
 ///
 /// # Errors
 /// [`TenancyError::NotFound`], [`TenancyError::Forbidden`], [`TenancyError::Conflict`] when
-/// the record is not (yet) published, [`TenancyError::Store`] when the lookup failed.
+/// the record is not (yet) published, [`TenancyError::Store`] when the lookup failed,
+/// [`TenancyError::Archived`] in an archived team (its resources are not edited).
 pub async fn verify_domain<S: TenancyStore + WorkspaceStore + ?Sized>(
     store: &S,
     verifier: &dyn DomainVerifier,
@@ -1273,6 +1274,7 @@ pub async fn verify_domain<S: TenancyStore + WorkspaceStore + ?Sized>(
 ) -> Result<Asset, TenancyError> {
     let before = get(store, caller, AssetKind::Domain, id).await?;
     caller.check(Permission::ManageDomains, &before.resource())?;
+    team_in_use(store, &before).await?;
     let AssetDetails::Domain {
         hostname,
         verification_token,

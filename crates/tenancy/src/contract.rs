@@ -5739,7 +5739,8 @@ async fn consents_and_erasure_keep_the_chain<
 /// An erasure finds the addresses the person joined with: an identity provider changed Pat's
 /// address after Pat accepted an invitation, and the invitation, the mail sent to the old
 /// address, the invitation's audit record and the event carrying the old address keep none of
-/// it. Another person's address (that someone else now holds) is not theirs to erase.
+/// it. An old address given to someone else since is not theirs to erase: Rae's, at which the
+/// organization invited a new hire afterwards, and Ula's, which another account holds now.
 async fn erasure_finds_the_addresses_a_person_had_before<
     S: TenancyStore
         + AuditStore
@@ -5753,34 +5754,52 @@ async fn erasure_finds_the_addresses_a_person_had_before<
 ) {
     use crate::scim::MemberWrite;
     let (org, team, owner) = new_org(s).await;
-    let inv = invitation(org.id, owner.id, "pat", 7);
-    let (pat_hash, other_hash) = (format!("ih-pat-{}", org.id), format!("ih-other-{}", org.id));
-    s.create_invitation(&inv, &pat_hash, &limits(9), note(org.id, "inv"))
+    // Someone who joins by invitation, then gets a new address from the identity provider;
+    // returns them and their old address.
+    let joins_then_renamed = |tag: &'static str| async move {
+        let inv = invitation(org.id, owner.id, tag, 7);
+        let hash = format!("ih-{tag}-{}", org.id);
+        s.create_invitation(&inv, &hash, &limits(20), note(org.id, "inv"))
+            .await
+            .unwrap();
+        let person = User {
+            email: inv.email.clone(),
+            ..user(tag)
+        };
+        s.accept_invitation(
+            &inv,
+            &hash,
+            &person,
+            Some("h"),
+            team.id,
+            TeamRole::Member,
+            &limits(20),
+            now(),
+            note(org.id, "accept"),
+        )
         .await
         .unwrap();
-    let old = inv.email.as_str().to_owned();
-    let pat = User {
-        email: inv.email.clone(),
-        ..user("pat")
+        let new = format!("{tag}-new-{}@example.org", person.id.as_uuid().simple());
+        s.write_member(
+            &MemberWrite {
+                org: org.id,
+                user: person.id,
+                expected_version: None,
+                record: record(person.id, &new, 1),
+                name: person.name.clone(),
+                email: Email::parse(&new).unwrap(),
+                password_hash: None,
+                role: None,
+                active: None,
+                by: None,
+                now: now(),
+            },
+            note(org.id, "new address"),
+        )
+        .await
+        .unwrap();
+        (person, inv.id, inv.email.as_str().to_owned())
     };
-    s.accept_invitation(
-        &inv,
-        &pat_hash,
-        &pat,
-        Some("h"),
-        team.id,
-        TeamRole::Member,
-        &limits(9),
-        now(),
-        note(org.id, "accept"),
-    )
-    .await
-    .unwrap();
-    // An invitation to someone else, accepted by nobody, stays as it is.
-    let other = invitation(org.id, owner.id, "other", 7);
-    s.create_invitation(&other, &other_hash, &limits(9), note(org.id, "other"))
-        .await
-        .unwrap();
     let mail = |to: &str, subject: &str, body: String| OutboundMail {
         org: Some(org.id),
         to: to.to_owned(),
@@ -5788,13 +5807,36 @@ async fn erasure_finds_the_addresses_a_person_had_before<
         body,
         kind: "contract".into(),
     };
+    let erase = |who: UserId| async move {
+        s.erase_member(
+            org.id,
+            who,
+            Disposition::TransferToOwner(owner.id),
+            now(),
+            note(org.id, "erase"),
+        )
+        .await
+        .unwrap()
+    };
+
+    let (pat, pat_inv, old) = joins_then_renamed("pat").await;
+    // An invitation to someone else, accepted by nobody, stays as it is.
+    let other = invitation(org.id, owner.id, "other", 7);
+    s.create_invitation(
+        &other,
+        &format!("ih-other-{}", org.id),
+        &limits(20),
+        note(org.id, "other"),
+    )
+    .await
+    .unwrap();
     s.append(
         Journal::record(NewAuditEvent::new(
             org.id,
             now(),
             Actor::user(owner.id, "Owner"),
             AuditAction::MemberInvited,
-            Target::new("invitation", inv.id, old.clone()),
+            Target::new("invitation", pat_inv, old.clone()),
         ))
         .mail(mail(&old, "You are invited", "Join".into()))
         .mail(mail(
@@ -5811,36 +5853,7 @@ async fn erasure_finds_the_addresses_a_person_had_before<
     )
     .await
     .unwrap();
-    // The identity provider gives Pat a new address.
-    let new = format!("pat-new-{}@example.org", pat.id.as_uuid().simple());
-    s.write_member(
-        &MemberWrite {
-            org: org.id,
-            user: pat.id,
-            expected_version: None,
-            record: record(pat.id, &new, 1),
-            name: pat.name.clone(),
-            email: Email::parse(&new).unwrap(),
-            password_hash: None,
-            role: None,
-            active: None,
-            by: None,
-            now: now(),
-        },
-        note(org.id, "new address"),
-    )
-    .await
-    .unwrap();
-    let report = s
-        .erase_member(
-            org.id,
-            pat.id,
-            Disposition::TransferToOwner(owner.id),
-            now(),
-            note(org.id, "erase"),
-        )
-        .await
-        .unwrap();
+    let report = erase(pat.id).await;
     let invitations = s.list_invitations(org.id, None, 100).await.unwrap();
     assert!(
         invitations.iter().all(|i| i.email.as_str() != old),
@@ -5866,8 +5879,67 @@ async fn erasure_finds_the_addresses_a_person_had_before<
         report.event_bodies_erased, 1,
         "the event carrying the old address is rewritten: {report:?}"
     );
+
+    // Rae's old address went to a new hire, invited at it after Rae had joined.
+    let (rae, _, rae_old) = joins_then_renamed("rae").await;
+    let hire = Invitation {
+        email: Email::parse(&rae_old).unwrap(),
+        created_at: now() + Duration::minutes(1),
+        ..invitation(org.id, owner.id, "hire", 7)
+    };
+    s.create_invitation(
+        &hire,
+        &format!("ih-hire-{}", org.id),
+        &limits(20),
+        note(org.id, "hire"),
+    )
+    .await
+    .unwrap();
+    // Ula's old address is another account's now.
+    let (ula, _, ula_old) = joins_then_renamed("ula").await;
+    let sam = User {
+        email: Email::parse(&ula_old).unwrap(),
+        ..user("sam")
+    };
+    s.add_member(
+        org.id,
+        &sam,
+        Some("h"),
+        OrgRole::User,
+        team.id,
+        TeamRole::Member,
+        &limits(20),
+        note(org.id, "sam"),
+    )
+    .await
+    .unwrap();
+    s.append(
+        Journal::default()
+            .mail(mail(&rae_old, "Welcome aboard", "For the new hire".into()))
+            .mail(mail(&ula_old, "Hello Sam", "For Sam".into())),
+    )
+    .await
+    .unwrap();
+    erase(rae.id).await;
+    erase(ula.id).await;
+    let invitations = s.list_invitations(org.id, None, 100).await.unwrap();
+    assert!(
+        invitations
+            .iter()
+            .any(|i| i.id == hire.id && i.email == hire.email),
+        "the new hire's invitation keeps its address: {invitations:?}"
+    );
+    let mails = s.list_mails(Some(org.id), None, 100).await.unwrap();
+    for (to, subject) in [(&rae_old, "Welcome aboard"), (&ula_old, "Hello Sam")] {
+        assert!(
+            mails.iter().any(|m| &m.to == to && m.subject == subject),
+            "mail to whoever holds the address now stays: {mails:?}"
+        );
+    }
+    assert!(s.find_user_by_email(&sam.email).await.unwrap().is_some());
+
     let mut verifier = audit::ChainVerifier::new();
-    for r in &page {
+    for r in &s.chain_page(org.id, 0, 1000).await.unwrap() {
         verifier.push(r).unwrap();
     }
     assert!(verifier.finish().is_ok());

@@ -95,7 +95,8 @@ impl State {
     }
 
     /// `user`'s addresses in `org`: the account's, then those of the invitations to `org` they
-    /// accepted that no other account holds now (as SeaStore's erasure finds them).
+    /// accepted, unless another account holds the address now or the organization invited
+    /// someone at it after they accepted (as SeaStore's erasure finds them).
     fn addresses_in(&self, org: OrgId, user: UserId) -> Vec<String> {
         let mut addresses: Vec<String> = self
             .users
@@ -103,13 +104,25 @@ impl State {
             .map(|(u, _)| u.email.as_str().to_owned())
             .into_iter()
             .collect();
-        for (i, _) in &self.invitations {
+        let theirs = |i: &Invitation| self.accepted_by.get(&i.id) == Some(&user);
+        for (i, _) in self.invitations.iter().filter(|(i, _)| i.org == org) {
             let address = i.email.as_str();
-            if i.org == org
-                && self.accepted_by.get(&i.id) == Some(&user)
-                && !email_taken_by_other(self, &i.email, user)
-                && !addresses.iter().any(|a| a == address)
-            {
+            if !theirs(i) || addresses.iter().any(|a| a == address) {
+                continue;
+            }
+            let since = self
+                .invitations
+                .iter()
+                .filter(|(j, _)| j.org == org && j.email == i.email && theirs(j))
+                .filter_map(|(j, _)| j.accepted_at)
+                .max();
+            let reissued = self.invitations.iter().any(|(j, _)| {
+                j.org == org
+                    && j.email == i.email
+                    && !theirs(j)
+                    && since.is_some_and(|s| j.created_at > s)
+            });
+            if !reissued && !email_taken_by_other(self, &i.email, user) {
                 addresses.push(address.to_owned());
             }
         }

@@ -208,7 +208,7 @@ pub struct RemovalResponse {
     responses(
         (status = 200, description = "Removed", body = RemovalResponse),
         (status = 403, description = "The Owner, or yourself", content_type = "application/problem+json"),
-        (status = 409, description = "The recipient, a User, has no role in a team where the member's resources are; or the Owner named changed meanwhile", content_type = "application/problem+json"),
+        (status = 409, description = "The recipient, a User, has no role in a team where the member's resources are", content_type = "application/problem+json"),
         (status = 422, description = "The recipient is not another active member", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn remove(

@@ -511,17 +511,21 @@ fn scrub_event(body: &str, u: UserId, name: &str, addresses: &[String]) -> Optio
 }
 
 /// The person's addresses in `org`: the account's, then those of the invitations to `org` they
-/// accepted (an identity provider may have changed the address since) that no other account
-/// holds now.
+/// accepted (an identity provider may have changed the address since), unless the address
+/// was given to someone else since: another account holds it now, or the organization
+/// invited someone at it after the person accepted (an invitation they did not accept, sent
+/// later). Their own earlier invitations to it (one that expired before the one they
+/// accepted, say) do not count against it.
 async fn addresses_in(
     txn: &sea_orm::DatabaseTransaction,
     org: &str,
     account: &user::Model,
 ) -> Result<Vec<String>, TenancyError> {
     let mut addresses = vec![account.email.clone()];
-    let invited: Vec<String> = invitation::Entity::find()
+    let accepted: Vec<(String, Option<i64>)> = invitation::Entity::find()
         .select_only()
         .column(invitation::Column::Email)
+        .column(invitation::Column::AcceptedAt)
         .filter(invitation::Column::OrgId.eq(org))
         .filter(invitation::Column::AcceptedBy.eq(account.id.clone()))
         .filter(invitation::Column::Email.ne(account.email.clone()))
@@ -529,20 +533,46 @@ async fn addresses_in(
         .all(txn)
         .await
         .map_err(store)?;
-    if invited.is_empty() {
+    if accepted.is_empty() {
         return Ok(addresses);
     }
+    let former: Vec<String> = accepted.iter().map(|(a, _)| a.clone()).collect();
     let held: Vec<String> = user::Entity::find()
         .select_only()
         .column(user::Column::Email)
-        .filter(user::Column::Email.is_in(invited.clone()))
+        .filter(user::Column::Email.is_in(former.clone()))
         .into_tuple()
         .all(txn)
         .await
         .map_err(store)?;
-    for a in invited {
-        if !held.contains(&a) && !addresses.contains(&a) {
-            addresses.push(a);
+    let others: Vec<(String, i64)> = invitation::Entity::find()
+        .select_only()
+        .column(invitation::Column::Email)
+        .column(invitation::Column::CreatedAt)
+        .filter(invitation::Column::OrgId.eq(org))
+        .filter(invitation::Column::Email.is_in(former))
+        .filter(
+            Condition::any()
+                .add(invitation::Column::AcceptedBy.is_null())
+                .add(invitation::Column::AcceptedBy.ne(account.id.clone())),
+        )
+        .into_tuple()
+        .all(txn)
+        .await
+        .map_err(store)?;
+    for (a, _) in &accepted {
+        // When they last accepted an invitation at this address.
+        let theirs_since = accepted
+            .iter()
+            .filter(|(b, _)| b == a)
+            .filter_map(|(_, at)| *at)
+            .max()
+            .unwrap_or(i64::MAX);
+        let reissued = others
+            .iter()
+            .any(|(b, created)| b == a && *created > theirs_since);
+        if !held.contains(a) && !reissued && !addresses.contains(a) {
+            addresses.push(a.clone());
         }
     }
     Ok(addresses)
