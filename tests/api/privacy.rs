@@ -128,6 +128,11 @@ both_backends!(
         assert_eq!(own["account"]["email"], "lisa@example.com");
         assert_eq!(own["membership"]["role"], "user");
         assert_eq!(own["consents"][0]["purpose"], "product_analytics");
+        assert_eq!(
+            own["invitations_accepted"],
+            json!([]),
+            "Lisa was added directly, not invited"
+        );
         assert!(
             own["audit_records"]
                 .as_array()

@@ -5853,6 +5853,18 @@ async fn erasure_finds_the_addresses_a_person_had_before<
     )
     .await
     .unwrap();
+    let joined_with: Vec<String> = s
+        .invitations_accepted_by(org.id, pat.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.email.as_str().to_owned())
+        .collect();
+    assert_eq!(
+        joined_with,
+        std::slice::from_ref(&old),
+        "the address Pat joined with"
+    );
     let report = erase(pat.id).await;
     let invitations = s.list_invitations(org.id, None, 100).await.unwrap();
     assert!(

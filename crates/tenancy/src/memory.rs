@@ -1191,6 +1191,23 @@ impl InvitationStore for MemoryTenancyStore {
         Ok(out)
     }
 
+    async fn invitations_accepted_by(
+        &self,
+        org: OrgId,
+        user: UserId,
+    ) -> Result<Vec<Invitation>, TenancyError> {
+        let s = self.lock()?;
+        let mut out: Vec<Invitation> = s
+            .invitations
+            .iter()
+            .map(|i| &i.0)
+            .filter(|i| i.org == org && s.accepted_by.get(&i.id) == Some(&user))
+            .cloned()
+            .collect();
+        out.sort_by_key(|i| (i.created_at, i.id.to_string()));
+        Ok(out)
+    }
+
     async fn reissue_invitation(
         &self,
         org: OrgId,

@@ -257,8 +257,9 @@ fn time(t: DateTime<Utc>) -> String {
 }
 
 /// Everything the organization holds about a member, as one JSON document (GDPR Art. 15):
-/// account, membership and teams, API keys, resources they created, consents, their SCIM
-/// record, and the audit records where they act or are the target. The person may export their
+/// account, membership and teams, the invitations they accepted (with the address each was
+/// sent to), API keys, resources they created, consents, their SCIM record, and the audit
+/// records where they act or are the target. The person may export their
 /// own; the Owner and Admins anyone's. Sessions (person-level, across organizations) are
 /// included only in one's own export. The export is audited.
 ///
@@ -271,7 +272,13 @@ pub async fn export<S>(
     now: DateTime<Utc>,
 ) -> Result<Value, TenancyError>
 where
-    S: TenancyStore + WorkspaceStore + PrivacyStore + AuditStore + crate::scim::ScimStore + ?Sized,
+    S: TenancyStore
+        + WorkspaceStore
+        + PrivacyStore
+        + AuditStore
+        + crate::scim::ScimStore
+        + crate::InvitationStore
+        + ?Sized,
 {
     let own = is_own(caller, user);
     if !own {
@@ -314,6 +321,7 @@ where
     )
     .await?;
     let consents = store.consents(org, Some(user)).await?;
+    let invitations = store.invitations_accepted_by(org, user).await?;
     let scim = store.user_record(org, user).await?.map(|r| {
         json!({"userName": r.user_name, "externalId": r.external_id, "attributes": r.attributes})
     });
@@ -326,6 +334,9 @@ where
                        "active": m.deactivated_at.is_none(),
                        "all_teams_role": m.all_teams.map(|r| r.as_str()),
                        "teams": teams.iter().map(|(t, r)| json!({"team_id": t, "role": r.as_str()})).collect::<Vec<_>>()},
+        "invitations_accepted": invitations.iter().map(|i| json!({"id": i.id, "email": i.email.as_str(),
+            "role": i.role.as_str(), "invited_by": i.invited_by, "sent_at": time(i.created_at),
+            "accepted_at": i.accepted_at.map(time)})).collect::<Vec<_>>(),
         "api_keys": keys.iter().map(|k| json!({"id": k.id, "name": k.name, "prefix": k.prefix,
             "created_at": time(k.created_at), "last_used_at": k.last_used_at.map(time),
             "revoked_at": k.revoked_at.map(time)})).collect::<Vec<_>>(),

@@ -593,6 +593,17 @@ pub trait InvitationStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<Invitation>, TenancyError>;
 
+    /// The invitations to `org` that `user` accepted, oldest first: the addresses they joined
+    /// with, which a personal-data export lists and an erasure blanks.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn invitations_accepted_by(
+        &self,
+        org: OrgId,
+        user: UserId,
+    ) -> Result<Vec<Invitation>, TenancyError>;
+
     /// How many of the organization's invitations are pending at `now` (neither accepted,
     /// revoked nor expired): the seats they hold against the member limit. The default walks
     /// every page of [`Self::list_invitations`]; a database store counts.

@@ -215,6 +215,25 @@ impl InvitationStore for SeaStore {
             .map_err(TenancyError::Store)
     }
 
+    async fn invitations_accepted_by(
+        &self,
+        org: OrgId,
+        user: UserId,
+    ) -> Result<Vec<Invitation>, TenancyError> {
+        invitation::Entity::find()
+            .filter(invitation::Column::OrgId.eq(org.to_string()))
+            .filter(invitation::Column::AcceptedBy.eq(user.to_string()))
+            .order_by_asc(invitation::Column::CreatedAt)
+            .order_by_asc(invitation::Column::Id)
+            .all(self.db())
+            .await
+            .map_err(store)?
+            .into_iter()
+            .map(Invitation::try_from)
+            .collect::<Result<_, _>>()
+            .map_err(TenancyError::Store)
+    }
+
     async fn reissue_invitation(
         &self,
         org: OrgId,
