@@ -62,6 +62,33 @@ fn note(org: OrgId, what: &str) -> Journal {
     ))
 }
 
+/// Every record of `org`'s log (up to 1,000) still links and hashes as sealed.
+async fn assert_chain_verifies<S: AuditStore + ?Sized>(s: &S, org: OrgId, when: &str) {
+    let mut verifier = audit::ChainVerifier::new();
+    for r in &s.chain_page(org, 0, 1000).await.unwrap() {
+        verifier
+            .push(r)
+            .unwrap_or_else(|e| panic!("the chain breaks {when}: {e:?}"));
+    }
+    assert!(verifier.finish().is_ok(), "the chain still verifies {when}");
+}
+
+/// A mail of the contract's, to `to` in `org` (`None`: about an account, no organization).
+fn mail(
+    org: Option<OrgId>,
+    to: &str,
+    subject: impl Into<String>,
+    body: impl Into<String>,
+) -> OutboundMail {
+    OutboundMail {
+        org,
+        to: to.to_owned(),
+        subject: subject.into(),
+        body: body.into(),
+        kind: "contract".into(),
+    }
+}
+
 async fn head<S: AuditStore + ?Sized>(s: &S, org: OrgId) -> i64 {
     s.head(org).await.unwrap().map_or(0, |h| h.0)
 }
@@ -5445,22 +5472,10 @@ async fn consents_and_erasure_keep_the_chain<
     }
     // Mail: to her (one already sent), about her (an invitation she sent, her address in a
     // body), about her account itself, and mail about nobody of hers.
-    let mail = |org: Option<OrgId>, to: &str, subject: String, body: String| OutboundMail {
-        org,
-        to: to.to_owned(),
-        subject,
-        body,
-        kind: "contract".into(),
-    };
     let ann_at = ann.email.as_str();
-    s.append(Journal::default().mail(mail(
-        Some(org.id),
-        ann_at,
-        "Earlier".into(),
-        "Sent before".into(),
-    )))
-    .await
-    .unwrap();
+    s.append(Journal::default().mail(mail(Some(org.id), ann_at, "Earlier", "Sent before")))
+        .await
+        .unwrap();
     let earlier = s.list_mails(Some(org.id), None, 100).await.unwrap();
     let earlier = earlier
         .iter()
@@ -5470,12 +5485,7 @@ async fn consents_and_erasure_keep_the_chain<
     s.mark_mail_sent(&earlier.id, now()).await.unwrap();
     s.append(
         Journal::default()
-            .mail(mail(
-                Some(org.id),
-                ann_at,
-                "Welcome".into(),
-                "Hi Ann".into(),
-            ))
+            .mail(mail(Some(org.id), ann_at, "Welcome", "Hi Ann"))
             .mail(mail(
                 Some(org.id),
                 "guest@example.org",
@@ -5483,30 +5493,25 @@ async fn consents_and_erasure_keep_the_chain<
                     "{}Contract Org",
                     crate::invitations::subject_prefix(&ann.name)
                 ),
-                "Join us".into(),
+                "Join us",
             ))
             .mail(mail(
                 Some(org.id),
                 "owner@example.org",
-                "Usage".into(),
+                "Usage",
                 format!("{ann_at} reached a limit"),
             ))
+            .mail(mail(None, ann_at, "Reset your password", "link"))
             .mail(mail(
-                None,
-                ann_at,
-                "Reset your password".into(),
-                "link".into(),
+                Some(org.id),
+                "owner@example.org",
+                "Weekly report",
+                "All quiet",
             ))
             .mail(mail(
                 Some(org.id),
                 "owner@example.org",
-                "Weekly report".into(),
-                "All quiet".into(),
-            ))
-            .mail(mail(
-                Some(org.id),
-                "owner@example.org",
-                "About Jo".into(),
+                "About Jo",
                 format!("jo{ann_at} reached a limit"),
             )),
     )
@@ -5617,16 +5622,7 @@ async fn consents_and_erasure_keep_the_chain<
         page.iter().any(|r| r.event.actor.id == ann.id.to_string()),
         "the pseudonymous id stays"
     );
-    let mut verifier = audit::ChainVerifier::new();
-    for r in &page {
-        verifier
-            .push(r)
-            .unwrap_or_else(|e| panic!("the chain breaks after erasure: {e:?}"));
-    }
-    assert!(
-        verifier.finish().is_ok(),
-        "the chain still verifies after erasure"
-    );
+    assert_chain_verifies(s, org.id, "after erasure").await;
 
     // Bob belongs to another organization too: removed and erased here, his account stays.
     let report = s
@@ -5717,11 +5713,7 @@ async fn consents_and_erasure_keep_the_chain<
     .unwrap();
     let removed = tail(s.chain_page(org.id, 0, 1000).await.unwrap(), 1);
     assert_eq!(removed[0].event.target.name, bob.name);
-    let mut verifier = audit::ChainVerifier::new();
-    for r in &s.chain_page(org.id, 0, 1000).await.unwrap() {
-        verifier.push(r).unwrap();
-    }
-    assert!(verifier.finish().is_ok());
+    assert_chain_verifies(s, org.id, "after late records and a return").await;
     // The Owner is never erased by the store.
     assert!(
         s.erase_member(
@@ -5800,13 +5792,6 @@ async fn erasure_finds_the_addresses_a_person_had_before<
         .unwrap();
         (person, inv.id, inv.email.as_str().to_owned())
     };
-    let mail = |to: &str, subject: &str, body: String| OutboundMail {
-        org: Some(org.id),
-        to: to.to_owned(),
-        subject: subject.to_owned(),
-        body,
-        kind: "contract".into(),
-    };
     let erase = |who: UserId| async move {
         s.erase_member(
             org.id,
@@ -5838,8 +5823,9 @@ async fn erasure_finds_the_addresses_a_person_had_before<
             AuditAction::MemberInvited,
             Target::new("invitation", pat_inv, old.clone()),
         ))
-        .mail(mail(&old, "You are invited", "Join".into()))
+        .mail(mail(Some(org.id), &old, "You are invited", "Join"))
         .mail(mail(
+            Some(org.id),
             "owner@example.org",
             "Joined",
             format!("{old} accepted"),
@@ -5927,8 +5913,13 @@ async fn erasure_finds_the_addresses_a_person_had_before<
     .unwrap();
     s.append(
         Journal::default()
-            .mail(mail(&rae_old, "Welcome aboard", "For the new hire".into()))
-            .mail(mail(&ula_old, "Hello Sam", "For Sam".into())),
+            .mail(mail(
+                Some(org.id),
+                &rae_old,
+                "Welcome aboard",
+                "For the new hire",
+            ))
+            .mail(mail(Some(org.id), &ula_old, "Hello Sam", "For Sam")),
     )
     .await
     .unwrap();
@@ -5949,12 +5940,7 @@ async fn erasure_finds_the_addresses_a_person_had_before<
         );
     }
     assert!(s.find_user_by_email(&sam.email).await.unwrap().is_some());
-
-    let mut verifier = audit::ChainVerifier::new();
-    for r in &s.chain_page(org.id, 0, 1000).await.unwrap() {
-        verifier.push(r).unwrap();
-    }
-    assert!(verifier.finish().is_ok());
+    assert_chain_verifies(s, org.id, "after three erasures").await;
 }
 
 /// A resource of an archived team is not edited, checked in the write (an edit read before

@@ -133,6 +133,16 @@ pub fn recipient_refused() -> TenancyError {
     )
 }
 
+/// Whether a member with the organization role `role` (and, with `all_teams`, a role in every
+/// team) reaches the resources of every team: the Owner and Admins, and Users with a role in
+/// every team. Any other User reaches only the teams they hold a role in, so a removed
+/// member's resources go to them only when all of those resources are in such teams
+/// ([`recipient_outside_teams`]; the stores check it under the organization's lock).
+#[must_use]
+pub const fn reaches_every_team(role: OrgRole, all_teams: bool) -> bool {
+    role.is_admin() || all_teams
+}
+
 /// The refusal of a recipient of a removed member's resources who is an organization User
 /// without a role in some of the teams those resources are in (`teams`, by name): they could
 /// neither see nor use what they would own. The Owner and Admins reach every team, and so

@@ -94,39 +94,36 @@ impl State {
         }
     }
 
-    /// `user`'s addresses in `org`: the account's, then those of the invitations to `org` they
-    /// accepted, unless another account holds the address now or the organization invited
-    /// someone at it after they accepted (as SeaStore's erasure finds them).
+    /// `user`'s addresses in `org` ([`crate::privacy::addresses_to_erase`]).
     fn addresses_in(&self, org: OrgId, user: UserId) -> Vec<String> {
-        let mut addresses: Vec<String> = self
-            .users
-            .get(&user)
-            .map(|(u, _)| u.email.as_str().to_owned())
-            .into_iter()
-            .collect();
-        let theirs = |i: &Invitation| self.accepted_by.get(&i.id) == Some(&user);
-        for (i, _) in self.invitations.iter().filter(|(i, _)| i.org == org) {
-            let address = i.email.as_str();
-            if !theirs(i) || addresses.iter().any(|a| a == address) {
-                continue;
-            }
-            let since = self
-                .invitations
+        let Some((account, _)) = self.users.get(&user) else {
+            return Vec::new();
+        };
+        let in_org = || {
+            self.invitations
                 .iter()
-                .filter(|(j, _)| j.org == org && j.email == i.email && theirs(j))
-                .filter_map(|(j, _)| j.accepted_at)
-                .max();
-            let reissued = self.invitations.iter().any(|(j, _)| {
-                j.org == org
-                    && j.email == i.email
-                    && !theirs(j)
-                    && since.is_some_and(|s| j.created_at > s)
-            });
-            if !reissued && !email_taken_by_other(self, &i.email, user) {
-                addresses.push(address.to_owned());
-            }
-        }
-        addresses
+                .map(|(i, _)| i)
+                .filter(|i| i.org == org)
+        };
+        let theirs = |i: &Invitation| self.accepted_by.get(&i.id) == Some(&user);
+        let accepted: Vec<(String, Option<DateTime<Utc>>)> = in_org()
+            .filter(|i| theirs(i) && i.email != account.email)
+            .map(|i| (i.email.as_str().to_owned(), i.accepted_at))
+            .collect();
+        let others: Vec<(String, DateTime<Utc>)> = in_org()
+            .filter(|i| !theirs(i) && accepted.iter().any(|(a, _)| a == i.email.as_str()))
+            .map(|i| (i.email.as_str().to_owned(), i.created_at))
+            .collect();
+        let held: Vec<String> = accepted
+            .iter()
+            .filter(|(a, _)| {
+                self.users
+                    .values()
+                    .any(|(u, _)| u.email.as_str() == a && u.id != user)
+            })
+            .map(|(a, _)| a.clone())
+            .collect();
+        crate::privacy::addresses_to_erase(account.email.as_str(), &accepted, &others, &held)
     }
 
     fn is_member_email(&self, org: OrgId, email: &Email) -> bool {
@@ -433,12 +430,6 @@ fn joining_account(s: &State, user: &User) -> Result<(), TenancyError> {
 
 fn email_taken(s: &State, email: &Email) -> bool {
     s.users.values().any(|(u, _)| &u.email == email)
-}
-
-fn email_taken_by_other(s: &State, email: &Email, user: UserId) -> bool {
-    s.users
-        .values()
-        .any(|(u, _)| &u.email == email && u.id != user)
 }
 
 #[async_trait]
@@ -1574,7 +1565,12 @@ impl MembershipStore for MemoryTenancyStore {
                     {
                         return Err(crate::members::ownership_changed());
                     }
-                    if role == Some(OrgRole::User) && !s.all_teams.contains_key(&(org, to)) {
+                    if let Some(role) = role
+                        && !crate::members::reaches_every_team(
+                            role,
+                            s.all_teams.contains_key(&(org, to)),
+                        )
+                    {
                         let mut missing: Vec<String> = s
                             .teams
                             .iter()

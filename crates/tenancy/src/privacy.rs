@@ -52,6 +52,38 @@ pub struct ErasureReport {
     pub event_bodies_erased: u64,
 }
 
+/// A person's addresses in an organization, for an erasure: `current` (the account's), then
+/// the addresses of the invitations to the organization they accepted (`accepted`: address and
+/// when they accepted; an identity provider may have changed the address since), unless the
+/// address went to someone else since: another account holds it now (`held`), or the
+/// organization invited someone at it after they accepted (`others`: the address and when it
+/// was sent, of the invitations to these addresses they did not accept). Their own earlier,
+/// unaccepted invitations to an address do not count against it. Both stores' erasures ask it.
+#[must_use]
+pub fn addresses_to_erase(
+    current: &str,
+    accepted: &[(String, Option<DateTime<Utc>>)],
+    others: &[(String, DateTime<Utc>)],
+    held: &[String],
+) -> Vec<String> {
+    let mut addresses = vec![current.to_owned()];
+    for (a, _) in accepted {
+        // When they last accepted an invitation at this address.
+        let since = accepted
+            .iter()
+            .filter(|(b, _)| b == a)
+            .filter_map(|(_, at)| *at)
+            .max();
+        let reissued = others
+            .iter()
+            .any(|(b, sent)| b == a && since.is_some_and(|s| *sent > s));
+        if !held.contains(a) && !reissued && !addresses.contains(a) {
+            addresses.push(a.clone());
+        }
+    }
+    addresses
+}
+
 /// The address that replaces an erased person's email wherever it was kept: one per person,
 /// and never deliverable (`.invalid`, RFC 2606).
 #[must_use]
@@ -652,6 +684,29 @@ fn replace_whole(text: &str, needle: &str, with: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_given_to_someone_else_since_is_not_erased() {
+        let t = |m: i64| DateTime::from_timestamp(1_763_893_815 + 60 * m, 0).unwrap_or_default();
+        let s = |a: &str| a.to_owned();
+        assert_eq!(addresses_to_erase("now@x", &[], &[], &[]), ["now@x"]);
+        let accepted = [
+            (s("old@x"), Some(t(10))),
+            (s("reused@x"), Some(t(10))),
+            (s("held@x"), Some(t(10))),
+            (s("now@x"), Some(t(10))),
+        ];
+        let others = [
+            // Their own first invitation, which expired: sent before they accepted.
+            (s("old@x"), t(0)),
+            // A new hire invited at their old address afterwards.
+            (s("reused@x"), t(20)),
+        ];
+        assert_eq!(
+            addresses_to_erase("now@x", &accepted, &others, &[s("held@x")]),
+            ["now@x", "old@x"]
+        );
+    }
 
     /// The export keeps the newest records of all where the person acted or was acted on,
     /// capped: a long history as the actor does not crowd out newer records naming them as the

@@ -448,7 +448,10 @@ pub(crate) async fn remove_in(
         {
             return Err(tenancy::members::ownership_changed());
         }
-        if recipient.role == OrgRole::User.as_str() && recipient.all_teams_role.is_none() {
+        let role = OrgRole::parse(&recipient.role).ok_or_else(|| {
+            TenancyError::Store(tenancy::StoreError::msg("unknown organization role"))
+        })?;
+        if !tenancy::members::reaches_every_team(role, recipient.all_teams_role.is_some()) {
             recipient_reaches_teams(txn, org, user, to).await?;
         }
     }

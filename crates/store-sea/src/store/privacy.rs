@@ -510,18 +510,14 @@ fn scrub_event(body: &str, u: UserId, name: &str, addresses: &[String]) -> Optio
     (out.body != body).then_some(out)
 }
 
-/// The person's addresses in `org`: the account's, then those of the invitations to `org` they
-/// accepted (an identity provider may have changed the address since), unless the address
-/// was given to someone else since: another account holds it now, or the organization
-/// invited someone at it after the person accepted (an invitation they did not accept, sent
-/// later). Their own earlier invitations to it (one that expired before the one they
-/// accepted, say) do not count against it.
+/// The person's addresses in `org` ([`tenancy::privacy::addresses_to_erase`]), from the
+/// invitations to `org` they accepted and the organization's other invitations to those
+/// addresses, and the accounts that hold them now.
 async fn addresses_in(
     txn: &sea_orm::DatabaseTransaction,
     org: &str,
     account: &user::Model,
 ) -> Result<Vec<String>, TenancyError> {
-    let mut addresses = vec![account.email.clone()];
     let accepted: Vec<(String, Option<i64>)> = invitation::Entity::find()
         .select_only()
         .column(invitation::Column::Email)
@@ -533,49 +529,48 @@ async fn addresses_in(
         .all(txn)
         .await
         .map_err(store)?;
-    if accepted.is_empty() {
-        return Ok(addresses);
+    let (mut others, mut held) = (Vec::new(), Vec::new());
+    if !accepted.is_empty() {
+        let former: Vec<String> = accepted.iter().map(|(a, _)| a.clone()).collect();
+        held = user::Entity::find()
+            .select_only()
+            .column(user::Column::Email)
+            .filter(user::Column::Email.is_in(former.clone()))
+            .into_tuple()
+            .all(txn)
+            .await
+            .map_err(store)?;
+        others = invitation::Entity::find()
+            .select_only()
+            .column(invitation::Column::Email)
+            .column(invitation::Column::CreatedAt)
+            .filter(invitation::Column::OrgId.eq(org))
+            .filter(invitation::Column::Email.is_in(former))
+            .filter(
+                Condition::any()
+                    .add(invitation::Column::AcceptedBy.is_null())
+                    .add(invitation::Column::AcceptedBy.ne(account.id.clone())),
+            )
+            .into_tuple::<(String, i64)>()
+            .all(txn)
+            .await
+            .map_err(store)?
+            .into_iter()
+            .map(|(a, sent)| Ok((a, time(sent)?)))
+            .collect::<Result<_, _>>()
+            .map_err(TenancyError::Store)?;
     }
-    let former: Vec<String> = accepted.iter().map(|(a, _)| a.clone()).collect();
-    let held: Vec<String> = user::Entity::find()
-        .select_only()
-        .column(user::Column::Email)
-        .filter(user::Column::Email.is_in(former.clone()))
-        .into_tuple()
-        .all(txn)
-        .await
-        .map_err(store)?;
-    let others: Vec<(String, i64)> = invitation::Entity::find()
-        .select_only()
-        .column(invitation::Column::Email)
-        .column(invitation::Column::CreatedAt)
-        .filter(invitation::Column::OrgId.eq(org))
-        .filter(invitation::Column::Email.is_in(former))
-        .filter(
-            Condition::any()
-                .add(invitation::Column::AcceptedBy.is_null())
-                .add(invitation::Column::AcceptedBy.ne(account.id.clone())),
-        )
-        .into_tuple()
-        .all(txn)
-        .await
-        .map_err(store)?;
-    for (a, _) in &accepted {
-        // When they last accepted an invitation at this address.
-        let theirs_since = accepted
-            .iter()
-            .filter(|(b, _)| b == a)
-            .filter_map(|(_, at)| *at)
-            .max()
-            .unwrap_or(i64::MAX);
-        let reissued = others
-            .iter()
-            .any(|(b, created)| b == a && *created > theirs_since);
-        if !held.contains(a) && !reissued && !addresses.contains(a) {
-            addresses.push(a.clone());
-        }
-    }
-    Ok(addresses)
+    let accepted = accepted
+        .into_iter()
+        .map(|(a, at)| Ok((a, at.map(time).transpose()?)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(TenancyError::Store)?;
+    Ok(tenancy::privacy::addresses_to_erase(
+        &account.email,
+        &accepted,
+        &others,
+        &held,
+    ))
 }
 
 /// Rows whose `column` contains any of `needles`.
