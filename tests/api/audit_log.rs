@@ -542,6 +542,125 @@ both_backends!(
     }
 );
 
+/// Seals `org`'s chain again from record `from` on, with record `from` saying another key was
+/// created, straight in the database: fresh hashes and a head to match, as someone with write
+/// access to the database (but not the checkpoint key) could.
+async fn reseal_from(t: &TestApp, org: rbac_core::OrgId, from: i64) {
+    let records = audit::AuditStore::chain_page(&*t.store, org, 0, 10_000)
+        .await
+        .unwrap();
+    let mut prev = records[usize::try_from(from - 2).unwrap()].hash;
+    for r in records.into_iter().filter(|r| r.seq >= from) {
+        let mut e = r.event;
+        if r.seq == from {
+            e.target.id = "key_forged".into();
+        }
+        let sealed = audit::chain::seal(e, r.seq, prev);
+        t.store
+            .execute_sql(&format!(
+                "UPDATE audit_events SET target_id = '{}', prev_hash = '{}', hash = '{}' WHERE org_id = '{org}' AND seq = {}",
+                sealed.event.target.id,
+                hex::encode(sealed.prev_hash),
+                hex::encode(sealed.hash),
+                sealed.seq
+            ))
+            .await
+            .unwrap();
+        t.store
+            .execute_sql(&format!(
+                "UPDATE audit_heads SET hash = '{}' WHERE org_id = '{org}' AND seq = {}",
+                hex::encode(sealed.hash),
+                sealed.seq
+            ))
+            .await
+            .unwrap();
+        prev = sealed.hash;
+    }
+}
+
+both_backends!(
+    checkpoints_deleted_from_the_database_are_still_held_by_the_witness,
+    |b| async move {
+        for case in ["reseal", "cut"] {
+            let t = spawn_app(b).await;
+            history(&t).await;
+            let cp = checkpoint(&t).await;
+            let seq = cp["seq"].as_i64().unwrap();
+            let org: rbac_core::OrgId = t.org_id.parse().unwrap();
+            // The checkpoint is also kept outside the database.
+            let kept = audit::CheckpointWitness::latest(&t.witness(), org)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(kept.seq, seq);
+            assert_eq!(json!(hex::encode(kept.head)), cp["head"]);
+            history(&t).await;
+            t.store
+                .execute_sql(&format!(
+                    "DELETE FROM audit_checkpoints WHERE org_id = '{org}'"
+                ))
+                .await
+                .unwrap();
+            match case {
+                "reseal" => reseal_from(&t, org, 4).await,
+                _ => {
+                    let records = audit::AuditStore::chain_page(&*t.store, org, seq - 3, 1)
+                        .await
+                        .unwrap();
+                    let hash = hex::encode(records[0].hash);
+                    t.store
+                        .execute_sql(&format!(
+                            "DELETE FROM audit_events WHERE org_id = '{org}' AND seq > {}",
+                            seq - 2
+                        ))
+                        .await
+                        .unwrap();
+                    t.store
+                        .execute_sql(&format!(
+                            "UPDATE audit_heads SET seq = {}, hash = '{}' WHERE org_id = '{org}'",
+                            seq - 2,
+                            hash
+                        ))
+                        .await
+                        .unwrap();
+                }
+            }
+            // The database alone holds nothing to tell the chain is not the one signed.
+            let key = axie_server::startup::checkpoint_key(&t.settings).unwrap();
+            assert!(
+                audit::verify_chain(&*t.store, org, &key)
+                    .await
+                    .unwrap()
+                    .is_ok(),
+                "{case}: the tampering is consistent within the database"
+            );
+            let v = verify(&t).await;
+            assert_eq!(v["valid"], false, "{case} went unnoticed: {v}");
+            let expected = match case {
+                "reseal" => json!({"kind": "checkpoint_mismatch", "seq": seq}),
+                _ => json!({"kind": "truncated", "last": seq - 2, "checkpoint": seq}),
+            };
+            assert_eq!(v["first_break"], expected, "{case}");
+            // No checkpoint is signed over it, and the witness keeps what it had.
+            problem(
+                t.post(
+                    &t.org("/audit-events/checkpoints"),
+                    &t.owner_token,
+                    &json!({}),
+                )
+                .await,
+                StatusCode::CONFLICT,
+                "audit_chain_broken",
+            )
+            .await;
+            let still = audit::CheckpointWitness::latest(&t.witness(), org)
+                .await
+                .unwrap();
+            assert_eq!(still, Some(kept), "{case}");
+        }
+    }
+);
+
 both_backends!(
     retention_removes_old_records_and_the_chain_still_verifies,
     |b| async move {
@@ -611,9 +730,10 @@ both_backends!(
                 .1
         };
         let before = records().await;
-        let refused = axie_server::workers::apply_retention(&t.store, &key, t.clock.now())
-            .await
-            .unwrap_err();
+        let refused =
+            axie_server::workers::apply_retention(&t.store, &t.witness(), &key, t.clock.now())
+                .await
+                .unwrap_err();
         assert!(
             refused.to_string().contains("the audit chain is broken"),
             "{refused}"
@@ -624,13 +744,15 @@ both_backends!(
             "UPDATE audit_events SET target_id = replace(target_id, '-forged', '') WHERE org_id = '{org}' AND seq = 2"
         );
         t.store.execute_sql(&mend).await.unwrap();
-        let removed = axie_server::workers::apply_retention(&t.store, &key, t.clock.now())
-            .await
-            .unwrap();
+        let removed =
+            axie_server::workers::apply_retention(&t.store, &t.witness(), &key, t.clock.now())
+                .await
+                .unwrap();
         assert!(removed > 5, "{removed}");
-        let again = axie_server::workers::apply_retention(&t.store, &key, t.clock.now())
-            .await
-            .unwrap();
+        let again =
+            axie_server::workers::apply_retention(&t.store, &t.witness(), &key, t.clock.now())
+                .await
+                .unwrap();
         assert_eq!(again, 0, "nothing more is old enough");
 
         let keys: Vec<String> = t
@@ -691,7 +813,7 @@ both_backends!(
         let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
         let key = axie_server::startup::checkpoint_key(&t.settings).unwrap();
         assert_eq!(
-            axie_server::workers::apply_retention(&t.store, &key, t.clock.now())
+            axie_server::workers::apply_retention(&t.store, &t.witness(), &key, t.clock.now())
                 .await
                 .unwrap(),
             0

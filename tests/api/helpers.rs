@@ -304,6 +304,11 @@ impl TestApp {
         address
     }
 
+    /// The server's witness of its audit checkpoints (the files in its data directory).
+    pub fn witness(&self) -> axie_server::witness::FileWitness {
+        axie_server::witness::FileWitness::for_settings(&self.settings).unwrap()
+    }
+
     /// The server's data directory.
     pub fn data_dir(&self) -> std::path::PathBuf {
         self._dir.path().to_path_buf()

@@ -303,7 +303,7 @@ both_backends!(
 
         // The operator's verification is recorded with what it found.
         let key = axie_server::startup::checkpoint_key(&t.settings).unwrap();
-        let checked = axie_server::admin::verify_audit(&t.store, org, &key)
+        let checked = axie_server::admin::verify_audit(&t.store, &t.witness(), org, &key)
             .await
             .unwrap()
             .unwrap();

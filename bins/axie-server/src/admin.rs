@@ -124,17 +124,20 @@ fn about_the_log(org: OrgId, action: audit::AuditAction) -> audit::NewAuditEvent
     )
 }
 
-/// Verifies an organization's audit chain against its newest signed checkpoint, and records
+/// Verifies an organization's audit chain against its newest signed checkpoint (the
+/// database's, or the witness's when that one is newer), and records
 /// the verification (`audit.verified`, by the system) with what it found.
 ///
 /// # Errors
 /// Storage failure (a broken chain is an `Ok(Err(..))`).
 pub async fn verify_audit(
     store: &SeaStore,
+    witness: &dyn audit::CheckpointWitness,
     org: OrgId,
     checkpoint_key: &[u8],
 ) -> Result<Result<audit::VerifiedChain, audit::ChainBreak>, Failure> {
-    let outcome = audit::verify_chain(store, org, checkpoint_key).await?;
+    let log = audit::Witnessed::new(store, witness);
+    let outcome = audit::verify_chain(&log, org, checkpoint_key).await?;
     let record = about_the_log(org, audit::AuditAction::AuditVerified)
         .with_metadata(audit::verification_metadata(&outcome));
     store.append(audit::Journal::record(record)).await?;

@@ -422,6 +422,21 @@ impl WorkspaceSettings {
 pub struct AuditSettings {
     /// Seconds between automatic checkpoints (0 = off).
     pub checkpoint_interval_secs: u64,
+    /// Directory where each organization's newest checkpoint is also kept, outside the
+    /// database (empty = `<data_dir>/audit-witness`).
+    pub witness_dir: PathBuf,
+}
+
+impl AuditSettings {
+    /// The witness directory, resolved against the data directory.
+    #[must_use]
+    pub fn witness_dir(&self, data_dir: &Path) -> PathBuf {
+        if self.witness_dir.as_os_str().is_empty() {
+            data_dir.join("audit-witness")
+        } else {
+            self.witness_dir.clone()
+        }
+    }
 }
 
 /// Log settings.

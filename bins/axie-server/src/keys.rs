@@ -146,10 +146,12 @@ pub async fn rotate_checkpoint_key(
     if !configured && new_key.is_some() {
         keep_next_key(&dir.join("checkpoint.key.next"), &text)?;
     }
+    let witness = crate::witness::FileWitness::for_settings(settings)?;
+    let log = audit::Witnessed::new(store, &witness);
     let mut moved_before = std::collections::HashSet::new();
     for org in &orgs {
-        if let Err(b) = audit::verify_chain(store, *org, &old).await? {
-            if audit::verify_chain(store, *org, text.as_bytes())
+        if let Err(b) = audit::verify_chain(&log, *org, &old).await? {
+            if audit::verify_chain(&log, *org, text.as_bytes())
                 .await?
                 .is_ok()
             {
@@ -161,7 +163,7 @@ pub async fn rotate_checkpoint_key(
     }
     let now = chrono::Utc::now();
     for org in orgs.iter().filter(|o| !moved_before.contains(o)) {
-        audit::take_checkpoint_rotating(store, *org, &old, text.as_bytes(), now).await?;
+        audit::take_checkpoint_rotating(&log, *org, &old, text.as_bytes(), now).await?;
     }
     let mut out = format!(
         "verified {} audit chains with the old key and signed a checkpoint of each (and its retention anchor) with the new one",

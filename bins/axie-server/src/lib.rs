@@ -25,6 +25,7 @@ pub mod sms;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod witness;
 pub mod workers;
 pub mod workspace_io;
 

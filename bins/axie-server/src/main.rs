@@ -185,7 +185,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             )
             .await?;
             let key = axie_server::startup::checkpoint_key(&settings)?;
-            match axie_server::admin::verify_audit(&store, org, &key).await? {
+            let witness = axie_server::witness::FileWitness::for_settings(&settings)?;
+            match axie_server::admin::verify_audit(&store, &witness, org, &key).await? {
                 Ok(v) => {
                     println!(
                         "{org}: {} records verified; checkpoint at {:?}",

@@ -374,6 +374,10 @@ async fn prepare(
     let cipher = Arc::new(encryption_key(&settings)?);
     let state = AppState {
         checkpoint_key: Arc::new(checkpoint_key(&settings)?),
+        witness: Arc::new(
+            crate::witness::FileWitness::for_settings(&settings)
+                .map_err(|e| StartupError::Security(format!("audit witness directory: {e}")))?,
+        ),
         store: store_handle.clone(),
         hasher: Arc::new(hasher),
         trusted_proxies: Arc::new(trusted),

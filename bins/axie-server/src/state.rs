@@ -54,6 +54,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Audit checkpoint signing key.
     pub checkpoint_key: Arc<Vec<u8>>,
+    /// Keeps each organization's newest checkpoint outside the database.
+    pub witness: Arc<dyn audit::CheckpointWitness>,
     /// Parsed trusted proxy networks.
     pub trusted_proxies: Arc<Vec<IpAllowlistEntry>>,
     /// Places client addresses in countries (`security.geoip_database`), when configured.
@@ -88,4 +90,13 @@ pub struct AppState {
     pub reset_throttle: Arc<security_policy::AddressThrottle>,
     /// Background workers' heartbeats (for `/readyz` and metrics).
     pub health: Arc<crate::prom::WorkerHealth>,
+}
+
+impl AppState {
+    /// The audit log with its checkpoints witnessed outside the database: what verification,
+    /// checkpoints and retention go through.
+    #[must_use]
+    pub fn audit_log(&self) -> audit::Witnessed<'_> {
+        audit::Witnessed::new(&*self.store, &*self.witness)
+    }
 }

@@ -68,8 +68,13 @@ async fn checkpoints(state: AppState, every: Duration) {
         };
         let mut all_ok = true;
         for org in orgs {
-            if let Err(e) =
-                take_checkpoint(&*state.store, org, &state.checkpoint_key, state.clock.now()).await
+            if let Err(e) = take_checkpoint(
+                &state.audit_log(),
+                org,
+                &state.checkpoint_key,
+                state.clock.now(),
+            )
+            .await
             {
                 all_ok = false;
                 tracing::warn!(error = %e, %org, "checkpoint worker: checkpoint failed");
@@ -157,8 +162,13 @@ async fn retention(state: AppState) {
         if let Err(e) = send_weekly_reports(&state.store, state.clock.now()).await {
             tracing::warn!(error = %e, "weekly usage reports failed");
         }
-        if let Err(e) =
-            apply_retention(&state.store, &state.checkpoint_key, state.clock.now()).await
+        if let Err(e) = apply_retention(
+            &state.store,
+            &*state.witness,
+            &state.checkpoint_key,
+            state.clock.now(),
+        )
+        .await
         {
             tracing::warn!(error = %e, "retention worker failed");
         }
@@ -190,13 +200,16 @@ async fn retention(state: AppState) {
 /// Storage errors (other organizations are still processed; the first error is returned).
 pub async fn apply_retention(
     store: &store_sea::SeaStore,
+    witness: &dyn audit::CheckpointWitness,
     checkpoint_key: &[u8],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<u64, tenancy::TenancyError> {
     let mut removed = 0;
     let mut first_error = None;
+    let log = audit::Witnessed::new(store, witness);
     for org in store.organizations().await? {
-        match tenancy::security::apply_audit_retention(store, org, checkpoint_key, now).await {
+        match tenancy::security::apply_audit_retention(store, &log, org, checkpoint_key, now).await
+        {
             Ok(n) => {
                 if n > 0 {
                     tracing::info!(%org, removed = n, "audit records past the retention period removed");

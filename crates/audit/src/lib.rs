@@ -48,6 +48,7 @@ pub mod pdf;
 mod query;
 mod render;
 mod store;
+mod witness;
 
 pub use action::AuditAction;
 pub use chain::{
@@ -70,3 +71,6 @@ pub use store::{
     AuditStore, PruneJournal, WALK_PAGE, for_each_page, prune_before, take_checkpoint,
     take_checkpoint_recorded, take_checkpoint_rotating, verification_metadata, verify_chain,
 };
+#[cfg(feature = "memory")]
+pub use witness::MemoryWitness;
+pub use witness::{CheckpointWitness, Witnessed};

@@ -130,6 +130,15 @@ impl MemoryAuditStore {
     ) -> Result<R, AuditError> {
         Ok(f(self.lock()?.chains.entry(org).or_default()))
     }
+
+    /// Deletes every checkpoint of `org`, so tests can tamper with them.
+    ///
+    /// # Errors
+    /// When the mutex is poisoned.
+    pub fn forget_checkpoints(&self, org: OrgId) -> Result<(), AuditError> {
+        self.lock()?.checkpoints.remove(&org);
+        Ok(())
+    }
 }
 
 fn matches(r: &AuditEvent, q: &AuditQuery) -> bool {

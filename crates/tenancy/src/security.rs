@@ -486,13 +486,16 @@ pub async fn end_member_sessions<S: TenancyStore + ?Sized>(
 /// retention anchor (see `audit::prune_before`), the removal is itself recorded
 /// (`audit.pruned`, by the system, in the removal's transaction), and a checkpoint of the new
 /// head is signed. Returns how many records were removed (`0` without a retention period, for
-/// an archived log, or when nothing is old enough).
+/// an archived log, or when nothing is old enough). `audit_store` is the organization's audit
+/// log as checkpoints are to be taken of it (the store itself, or the store with a witness of
+/// its checkpoints, `audit::Witnessed`).
 ///
 /// # Errors
 /// [`TenancyError::Conflict`] when the records to be removed do not verify (nothing is removed:
 /// they are the evidence); storage errors.
-pub async fn apply_audit_retention<S: TenancyStore + audit::AuditStore>(
+pub async fn apply_audit_retention<S: TenancyStore>(
     store: &S,
+    audit_store: &dyn audit::AuditStore,
     org: rbac_core::OrgId,
     checkpoint_key: &[u8],
     now: DateTime<Utc>,
@@ -506,7 +509,6 @@ pub async fn apply_audit_retention<S: TenancyStore + audit::AuditStore>(
     else {
         return Ok(0);
     };
-    let audit_store: &dyn audit::AuditStore = store;
     let cutoff = now - chrono::Duration::days(i64::from(days));
     // Committed with the removal: how many records went, and through which one.
     let record = |anchor: &audit::Anchor, removed: u64| -> Result<Journal, audit::AuditError> {

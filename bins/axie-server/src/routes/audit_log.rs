@@ -470,7 +470,7 @@ pub async fn verify(
     if let Err(e) = caller.check_whole_audit_log() {
         return Err(crate::auth::audited(&st, &caller, "audit.verify", e).await);
     }
-    let result = verify_chain(&*st.store, caller.org.id, &st.checkpoint_key).await?;
+    let result = verify_chain(&st.audit_log(), caller.org.id, &st.checkpoint_key).await?;
     // Recorded after the walk, so the record is not part of what it reports on.
     let record = caller
         .audit(
@@ -525,18 +525,24 @@ pub async fn checkpoint(
         return Err(crate::auth::audited(&st, &caller, "audit.checkpoint", e).await);
     }
     let now = st.clock.now();
-    let cp = take_checkpoint_recorded(&*st.store, caller.org.id, &st.checkpoint_key, now, |cp| {
-        let record = caller
-            .audit(
-                now,
-                AuditAction::AuditCheckpointed,
-                Target::new("audit_log", caller.org.id, "audit log"),
-            )
-            .with_metadata(audit::Metadata::from_value(serde_json::json!({
-                "seq": cp.seq, "head": hex::encode(cp.head),
-            }))?);
-        Ok(Journal::record(record))
-    })
+    let cp = take_checkpoint_recorded(
+        &st.audit_log(),
+        caller.org.id,
+        &st.checkpoint_key,
+        now,
+        |cp| {
+            let record = caller
+                .audit(
+                    now,
+                    AuditAction::AuditCheckpointed,
+                    Target::new("audit_log", caller.org.id, "audit log"),
+                )
+                .with_metadata(audit::Metadata::from_value(serde_json::json!({
+                    "seq": cp.seq, "head": hex::encode(cp.head),
+                }))?);
+            Ok(Journal::record(record))
+        },
+    )
     .await?
     .ok_or_else(|| {
         ApiError::new(

@@ -1,0 +1,388 @@
+//! A witness of the checkpoints outside the audit store.
+//!
+//! Checkpoints live in the same database as the records they sign, so someone who can write to
+//! that database can delete every checkpoint, rewrite the records from the first one on with
+//! fresh hashes, and leave a chain that verifies: a signature cannot be forged, but a missing
+//! one cannot be missed. A [`CheckpointWitness`] keeps a copy of each organization's newest
+//! checkpoint somewhere else (a file beside the checkpoint key, another database, an object
+//! store), and [`Witnessed`] puts it in front of an [`AuditStore`]: every checkpoint saved is
+//! also witnessed, and the newest checkpoint is the witness's whenever it is newer than the
+//! store's, so [`verify_chain`](crate::verify_chain) holds the chain to it (a rewritten record
+//! at or before it is [`ChainBreak::CheckpointMismatch`](crate::ChainBreak), a chain cut short of
+//! it is [`ChainBreak::Truncated`](crate::ChainBreak)) and no new checkpoint is signed over a
+//! chain that does not reach it.
+
+use async_trait::async_trait;
+use rbac_core::OrgId;
+
+use crate::chain::{Anchor, ChainLink, Checkpoint};
+use crate::error::AuditError;
+use crate::events::Journal;
+use crate::model::AuditEvent;
+use crate::query::AuditQuery;
+use crate::store::{AuditStore, PruneJournal};
+
+/// Keeps each organization's newest checkpoint outside the audit store.
+///
+/// A witness only moves forward: [`witness`](Self::witness) keeps the checkpoint it is given
+/// unless it already holds one covering more records. What it holds must be out of reach of
+/// whoever can write to the audit store, or it witnesses nothing.
+#[async_trait]
+pub trait CheckpointWitness: Send + Sync {
+    /// The newest checkpoint witnessed for `org`.
+    ///
+    /// # Errors
+    /// [`AuditError::Store`] when the witness cannot be read.
+    async fn latest(&self, org: OrgId) -> Result<Option<Checkpoint>, AuditError>;
+
+    /// Keeps `checkpoint` as its organization's newest, unless one covering more records is
+    /// already kept.
+    ///
+    /// # Errors
+    /// [`AuditError::Store`] when it cannot be kept.
+    async fn witness(&self, checkpoint: &Checkpoint) -> Result<(), AuditError>;
+}
+
+/// An [`AuditStore`] whose checkpoints are also kept by a [`CheckpointWitness`].
+///
+/// - [`save_checkpoint`](AuditStore::save_checkpoint) gives the checkpoint to the witness
+///   first, then saves it: a checkpoint states what the chain already holds (it is signed only
+///   after the records up to its head verify), so one the store then fails to save is still
+///   true, and one the witness cannot keep is not saved at all.
+/// - [`save_rotated_checkpoint`](AuditStore::save_rotated_checkpoint) saves first and then
+///   witnesses: a checkpoint under the new key must not stand in the witness while the store
+///   may still be under the old one. Its error after the save says so.
+/// - [`latest_checkpoint`](AuditStore::latest_checkpoint) is the witness's when it covers more
+///   records than the store's, the store's otherwise (both are checked against the key; a
+///   genuine checkpoint at the same position names the same head).
+///
+/// Everything else goes straight to the store.
+#[derive(Clone, Copy)]
+pub struct Witnessed<'a> {
+    store: &'a dyn AuditStore,
+    witness: &'a dyn CheckpointWitness,
+}
+
+impl std::fmt::Debug for Witnessed<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Witnessed").finish_non_exhaustive()
+    }
+}
+
+impl<'a> Witnessed<'a> {
+    /// `store`, with its checkpoints also kept by `witness`.
+    #[must_use]
+    pub fn new(store: &'a dyn AuditStore, witness: &'a dyn CheckpointWitness) -> Self {
+        Self { store, witness }
+    }
+}
+
+/// The newer of the store's and the witness's checkpoints; the store's at the same position.
+fn newest(stored: Option<Checkpoint>, witnessed: Option<Checkpoint>) -> Option<Checkpoint> {
+    match (stored, witnessed) {
+        (Some(s), Some(w)) if w.seq > s.seq => Some(w),
+        (None, w) => w,
+        (s, _) => s,
+    }
+}
+
+#[async_trait]
+impl AuditStore for Witnessed<'_> {
+    async fn append(&self, journal: Journal) -> Result<Vec<AuditEvent>, AuditError> {
+        self.store.append(journal).await
+    }
+
+    async fn search(&self, org: OrgId, query: &AuditQuery) -> Result<Vec<AuditEvent>, AuditError> {
+        self.store.search(org, query).await
+    }
+
+    async fn chain_page(
+        &self,
+        org: OrgId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, AuditError> {
+        self.store.chain_page(org, after, limit).await
+    }
+
+    async fn chain_page_for_verification(
+        &self,
+        org: OrgId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, AuditError> {
+        self.store
+            .chain_page_for_verification(org, after, limit)
+            .await
+    }
+
+    async fn chain_links(
+        &self,
+        org: OrgId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<ChainLink>, AuditError> {
+        self.store.chain_links(org, after, limit).await
+    }
+
+    async fn head(&self, org: OrgId) -> Result<Option<(i64, [u8; 32])>, AuditError> {
+        self.store.head(org).await
+    }
+
+    async fn save_checkpoint(
+        &self,
+        checkpoint: &Checkpoint,
+        journal: Journal,
+    ) -> Result<(), AuditError> {
+        self.witness.witness(checkpoint).await?;
+        self.store.save_checkpoint(checkpoint, journal).await
+    }
+
+    async fn latest_checkpoint(&self, org: OrgId) -> Result<Option<Checkpoint>, AuditError> {
+        let stored = self.store.latest_checkpoint(org).await?;
+        let witnessed = self.witness.latest(org).await?;
+        Ok(newest(stored, witnessed))
+    }
+
+    async fn erase_personal_data(
+        &self,
+        org: OrgId,
+        subject_id: &str,
+        journal: Journal,
+    ) -> Result<u64, AuditError> {
+        self.store
+            .erase_personal_data(org, subject_id, journal)
+            .await
+    }
+
+    async fn anchor(&self, org: OrgId) -> Result<Option<Anchor>, AuditError> {
+        self.store.anchor(org).await
+    }
+
+    async fn prune(&self, anchor: &Anchor, journal: PruneJournal<'_>) -> Result<u64, AuditError> {
+        self.store.prune(anchor, journal).await
+    }
+
+    async fn save_rotated_checkpoint(
+        &self,
+        checkpoint: &Checkpoint,
+        anchor: Option<(&Anchor, &Anchor)>,
+    ) -> Result<(), AuditError> {
+        self.store
+            .save_rotated_checkpoint(checkpoint, anchor)
+            .await?;
+        self.witness.witness(checkpoint).await.map_err(|e| {
+            AuditError::Store(crate::StoreError::msg(format!(
+                "the checkpoint under the new key was saved, but its witness was not kept: {e}"
+            )))
+        })
+    }
+
+    async fn organizations(&self) -> Result<Vec<OrgId>, AuditError> {
+        self.store.organizations().await
+    }
+}
+
+/// A [`CheckpointWitness`] in memory, for tests.
+#[cfg(feature = "memory")]
+#[derive(Debug, Default)]
+pub struct MemoryWitness {
+    kept: std::sync::Mutex<std::collections::HashMap<OrgId, Checkpoint>>,
+}
+
+#[cfg(feature = "memory")]
+impl MemoryWitness {
+    /// A witness that holds nothing yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn kept(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, std::collections::HashMap<OrgId, Checkpoint>>, AuditError>
+    {
+        self.kept
+            .lock()
+            .map_err(|_| AuditError::Store(crate::StoreError::msg("memory witness poisoned")))
+    }
+}
+
+#[cfg(feature = "memory")]
+#[async_trait]
+impl CheckpointWitness for MemoryWitness {
+    async fn latest(&self, org: OrgId) -> Result<Option<Checkpoint>, AuditError> {
+        Ok(self.kept()?.get(&org).cloned())
+    }
+
+    async fn witness(&self, checkpoint: &Checkpoint) -> Result<(), AuditError> {
+        let mut kept = self.kept()?;
+        if kept
+            .get(&checkpoint.org)
+            .is_none_or(|k| k.seq <= checkpoint.seq)
+        {
+            kept.insert(checkpoint.org, checkpoint.clone());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+
+    use super::*;
+    use crate::chain::{ChainBreak, seal};
+    use crate::{
+        Actor, AuditAction, MemoryAuditStore, NewAuditEvent, Target, take_checkpoint, verify_chain,
+    };
+
+    const KEY: &[u8] = b"checkpoint key";
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap_or_default()
+    }
+
+    async fn store_with(org: OrgId, n: i64) -> MemoryAuditStore {
+        let store = MemoryAuditStore::new();
+        append(&store, org, 1, n).await;
+        store
+    }
+
+    async fn append(store: &MemoryAuditStore, org: OrgId, from: i64, to: i64) {
+        for i in from..=to {
+            store
+                .append(Journal::record(NewAuditEvent::new(
+                    org,
+                    at(i),
+                    Actor::user("usr_1", "Sarah"),
+                    AuditAction::ApiKeyCreated,
+                    Target::new("api_key", format!("key_{i}"), "Key"),
+                )))
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Deletes every checkpoint, rewrites record `edited` and seals the chain again from there,
+    /// as someone with write access to the store could.
+    fn rewrite_from(store: &MemoryAuditStore, org: OrgId, edited: i64) {
+        store.forget_checkpoints(org).unwrap();
+        store
+            .with_chain(org, |chain| {
+                let mut prev = chain
+                    .iter()
+                    .find(|r| r.seq == edited - 1)
+                    .map_or(crate::chain::GENESIS, |r| r.hash);
+                for r in chain.iter_mut().filter(|r| r.seq >= edited) {
+                    let mut e = r.event.clone();
+                    if r.seq == edited {
+                        e.target.id = "key_forged".into();
+                    }
+                    *r = seal(e, r.seq, prev);
+                    prev = r.hash;
+                }
+            })
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_chain_sealed_again_without_its_checkpoints_is_caught_by_the_witness() {
+        let org = OrgId::new();
+        let store = store_with(org, 10).await;
+        let witness = MemoryWitness::new();
+        let log = Witnessed::new(&store, &witness);
+        let cp = take_checkpoint(&log, org, KEY, at(20)).await.unwrap();
+        assert_eq!(cp.as_ref().map(|c| c.seq), Some(10));
+        assert_eq!(witness.latest(org).await.unwrap(), cp);
+        append(&store, org, 11, 12).await;
+        assert!(verify_chain(&log, org, KEY).await.unwrap().is_ok());
+
+        rewrite_from(&store, org, 4);
+        // The store alone has nothing left to hold the chain to.
+        assert!(verify_chain(&store, org, KEY).await.unwrap().is_ok());
+        assert_eq!(
+            verify_chain(&log, org, KEY).await.unwrap(),
+            Err(ChainBreak::CheckpointMismatch { seq: 10 })
+        );
+        // Nor is a new checkpoint signed over it.
+        assert!(matches!(
+            take_checkpoint(&log, org, KEY, at(30)).await,
+            Err(AuditError::Tampered(_))
+        ));
+        assert_eq!(witness.latest(org).await.unwrap(), cp);
+    }
+
+    #[tokio::test]
+    async fn a_tail_cut_with_its_checkpoints_is_caught_by_the_witness() {
+        let org = OrgId::new();
+        let store = store_with(org, 10).await;
+        let witness = MemoryWitness::new();
+        let log = Witnessed::new(&store, &witness);
+        take_checkpoint(&log, org, KEY, at(20)).await.unwrap();
+        store.forget_checkpoints(org).unwrap();
+        store.with_chain(org, |c| c.truncate(6)).unwrap();
+        assert!(verify_chain(&store, org, KEY).await.unwrap().is_ok());
+        assert_eq!(
+            verify_chain(&log, org, KEY).await.unwrap(),
+            Err(ChainBreak::Truncated {
+                last: 6,
+                checkpoint: 10
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn the_newer_checkpoint_is_the_one_held_to() {
+        let org = OrgId::new();
+        let store = store_with(org, 5).await;
+        let witness = MemoryWitness::new();
+        let log = Witnessed::new(&store, &witness);
+        let first = take_checkpoint(&log, org, KEY, at(20)).await.unwrap();
+        append(&store, org, 6, 8).await;
+        // A checkpoint the witness did not see (another instance's, say) is newer: it is used,
+        // and the witness keeps what it had.
+        let second = take_checkpoint(&store, org, KEY, at(21)).await.unwrap();
+        assert_eq!(log.latest_checkpoint(org).await.unwrap(), second);
+        assert_eq!(witness.latest(org).await.unwrap(), first);
+        // A witness never moves back.
+        let stale = first.clone().unwrap();
+        let newer = second.clone().unwrap();
+        witness.witness(&newer).await.unwrap();
+        witness.witness(&stale).await.unwrap();
+        assert_eq!(witness.latest(org).await.unwrap(), second);
+        // At the same position the store's is used: both name the same head.
+        let again = Checkpoint::sign(KEY, org, newer.seq, newer.head, at(22));
+        store
+            .save_checkpoint(&again, Journal::default())
+            .await
+            .unwrap();
+        assert_eq!(log.latest_checkpoint(org).await.unwrap(), Some(again));
+        assert!(verify_chain(&log, org, KEY).await.unwrap().is_ok());
+    }
+
+    /// A witness that keeps nothing.
+    struct Failing;
+
+    #[async_trait]
+    impl CheckpointWitness for Failing {
+        async fn latest(&self, _: OrgId) -> Result<Option<Checkpoint>, AuditError> {
+            Ok(None)
+        }
+        async fn witness(&self, _: &Checkpoint) -> Result<(), AuditError> {
+            Err(AuditError::Store(crate::StoreError::msg("disk full")))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_the_witness_cannot_keep_is_not_saved() {
+        let org = OrgId::new();
+        let store = store_with(org, 3).await;
+        let log = Witnessed::new(&store, &Failing);
+        assert!(matches!(
+            take_checkpoint(&log, org, KEY, at(20)).await,
+            Err(AuditError::Store(_))
+        ));
+        assert_eq!(store.latest_checkpoint(org).await.unwrap(), None);
+    }
+}
