@@ -116,6 +116,106 @@ both_backends!(
     }
 );
 
+both_backends!(
+    cross_site_browser_requests_cannot_use_the_session_cookie,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let login = |origin: &str| {
+            t.client
+                .post(t.url("/api/v1/auth/login"))
+                .header("origin", origin)
+                .json(&json!({ "email": OWNER_EMAIL, "password": OWNER_PASSWORD }))
+                .send()
+        };
+        // Signing in from another site's page is refused (login CSRF), and records nothing.
+        let before = t.audit("action=auth.login").await.len();
+        problem(
+            login("https://evil.example").await.unwrap(),
+            StatusCode::FORBIDDEN,
+            "cross_site_request",
+        )
+        .await;
+        assert_eq!(t.audit("action=auth.login").await.len(), before);
+        // From the server's own origin it works, and the cookie acts there.
+        let res = login(&t.address).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let cookie = res.headers()["set-cookie"].to_str().unwrap();
+        let pair = cookie.split(';').next().unwrap().to_owned();
+        let create = |name: &str, headers: &[(&str, &str)]| {
+            let mut req = t
+                .client
+                .post(t.org("/api-keys"))
+                .json(&json!({ "name": name }));
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            req.send()
+        };
+        let with_cookie = ("cookie", pair.as_str());
+        let bearer = format!("Bearer {}", t.owner_token);
+        for (name, refused) in [
+            (
+                "from evil",
+                vec![with_cookie, ("origin", "https://evil.example")],
+            ),
+            ("null origin", vec![with_cookie, ("origin", "null")]),
+            (
+                "fetched cross-site",
+                vec![with_cookie, ("sec-fetch-site", "cross-site")],
+            ),
+            (
+                "sibling site",
+                vec![with_cookie, ("sec-fetch-site", "same-site")],
+            ),
+        ] {
+            problem(
+                create(name, &refused).await.unwrap(),
+                StatusCode::FORBIDDEN,
+                "cross_site_request",
+            )
+            .await;
+        }
+        for (name, allowed) in [
+            (
+                "same origin",
+                vec![with_cookie, ("origin", t.address.as_str())],
+            ),
+            ("a program", vec![with_cookie]),
+            (
+                "bearer from anywhere",
+                vec![
+                    ("authorization", bearer.as_str()),
+                    ("origin", "https://evil.example"),
+                ],
+            ),
+        ] {
+            let res = create(name, &allowed).await.unwrap();
+            assert_eq!(res.status(), StatusCode::CREATED, "{name}");
+        }
+        let names: Vec<String> =
+            json_of(t.get(&t.org("/api-keys"), &t.owner_token).await).await["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["name"].as_str().unwrap().to_owned())
+                .collect();
+        for name in [
+            "from evil",
+            "null origin",
+            "fetched cross-site",
+            "sibling site",
+        ] {
+            assert!(!names.contains(&name.to_owned()), "{name} was created");
+        }
+        for name in ["same origin", "a program", "bearer from anywhere"] {
+            assert!(
+                names.contains(&name.to_owned()),
+                "{name} is missing: {names:?}"
+            );
+        }
+    }
+);
+
 both_backends!(session_cookie_is_http_only_and_works, |b| async move {
     let t = spawn_app(b).await;
     let res = t.login_response(OWNER_EMAIL, OWNER_PASSWORD).await;

@@ -155,6 +155,10 @@ pub async fn rotate_checkpoint_key(
                 .await?
                 .is_ok()
             {
+                // Its rotated checkpoint may have been saved without reaching the witness.
+                if let Some(cp) = audit::AuditStore::latest_checkpoint(store, *org).await? {
+                    audit::CheckpointWitness::witness(&witness, &cp).await?;
+                }
                 moved_before.insert(*org);
                 continue;
             }

@@ -186,6 +186,18 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             .await?;
             let key = axie_server::startup::checkpoint_key(&settings)?;
             let witness = axie_server::witness::FileWitness::for_settings(&settings)?;
+            if audit::CheckpointWitness::latest(&witness, org)
+                .await?
+                .is_none()
+                && audit::AuditStore::latest_checkpoint(&store, org)
+                    .await?
+                    .is_some()
+            {
+                eprintln!(
+                    "note: {} holds no checkpoint of {org}: the chain is checked against the database's checkpoints alone (is audit.witness_dir the server's?)",
+                    witness.dir().display()
+                );
+            }
             match axie_server::admin::verify_audit(&store, &witness, org, &key).await? {
                 Ok(v) => {
                     println!(

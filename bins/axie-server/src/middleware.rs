@@ -1,4 +1,4 @@
-//! Request ids, request logging and security headers.
+//! Request ids, request logging, security headers, and the refusal of cross-site browser requests.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -154,4 +154,176 @@ fn as_problem(
         }
     }
     ServiceResponse::new(req, answer)
+}
+
+/// The `scheme://host[:port]` of `url`, lower-cased, without the scheme's default port, or
+/// `None` when it has no scheme.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    Some(format!(
+        "{scheme}://{}",
+        without_default_port(&scheme, authority)
+    ))
+}
+
+fn without_default_port(scheme: &str, authority: &str) -> String {
+    let authority = authority.to_ascii_lowercase();
+    let default = match scheme {
+        "http" => ":80",
+        "https" => ":443",
+        _ => return authority,
+    };
+    authority
+        .strip_suffix(default)
+        .map_or_else(|| authority.clone(), str::to_owned)
+}
+
+/// Why a browser request is refused as cross-site, if it is: an unsafe method (anything but
+/// GET, HEAD and OPTIONS) without an `Authorization` header (so the browser may have attached
+/// the session cookie by itself) whose `Origin` is neither `public_origin` nor the server's own
+/// (`host`, the `Host` header, under the same scheme), or that has no `Origin` but a
+/// `Sec-Fetch-Site` other than `same-origin` or `none`. A request without either header (a
+/// program, an old browser) is left to the cookie's `SameSite=Strict`.
+#[must_use]
+pub fn cross_site_refusal(
+    method: &actix_web::http::Method,
+    headers: &actix_web::http::header::HeaderMap,
+    public_origin: Option<&str>,
+) -> Option<String> {
+    use actix_web::http::Method;
+    if [Method::GET, Method::HEAD, Method::OPTIONS].contains(method)
+        || headers.contains_key("authorization")
+    {
+        return None;
+    }
+    let text = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("?"));
+    match text("origin") {
+        Some(origin) => {
+            let theirs = origin_of(origin);
+            let own = |o: &String| {
+                public_origin == Some(o.as_str())
+                    || o.split_once("://").is_some_and(|(scheme, authority)| {
+                        text("host").is_some_and(|h| without_default_port(scheme, h) == authority)
+                    })
+            };
+            match theirs {
+                Some(o) if own(&o) => None,
+                _ => Some(format!("a request from another origin ({origin})")),
+            }
+        }
+        None => match text("sec-fetch-site") {
+            None | Some("same-origin" | "none") => None,
+            Some(site) => Some(format!("a {site} request")),
+        },
+    }
+}
+
+/// Refuses cross-site browser requests that could act with the session cookie
+/// ([`cross_site_refusal`]): 403 `cross_site_request`, before any handler runs (nothing is
+/// recorded: no one is authenticated yet).
+pub async fn same_origin(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, Error> {
+    let public_origin = req
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .and_then(|st| origin_of(&st.settings.server.public_url));
+    if let Some(why) = cross_site_refusal(req.method(), req.headers(), public_origin.as_deref()) {
+        let err = crate::error::ApiError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "cross_site_request",
+            format!(
+                "{why} cannot act with the session cookie; a client on another origin sends its token in the Authorization header"
+            ),
+        );
+        let answer = actix_web::ResponseError::error_response(&err);
+        return Ok(req.into_response(answer).map_into_right_body());
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::Method;
+    use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    const PUBLIC: Option<&str> = Some("https://axie.example.com");
+
+    fn refused(method: Method, pairs: &[(&'static str, &'static str)]) -> bool {
+        cross_site_refusal(&method, &headers(pairs), PUBLIC).is_some()
+    }
+
+    #[test]
+    fn browser_requests_from_other_sites_are_refused_and_the_rest_pass() {
+        let evil = ("origin", "https://evil.example");
+        let host = ("host", "10.0.0.5:8080");
+        // Unsafe methods from another origin, or with no origin but a cross-site fetch.
+        for m in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            assert!(refused(m.clone(), &[evil, host]), "{m}");
+        }
+        assert!(refused(Method::POST, &[("origin", "null"), host]));
+        assert!(refused(Method::POST, &[("sec-fetch-site", "cross-site")]));
+        assert!(refused(Method::POST, &[("sec-fetch-site", "same-site")]));
+        // A sibling subdomain is another origin.
+        assert!(refused(
+            Method::POST,
+            &[("origin", "https://other.axie.example.com"), host]
+        ));
+        // Reads, bearer credentials, programs without browser headers.
+        assert!(!refused(Method::GET, &[evil, host]));
+        assert!(!refused(
+            Method::POST,
+            &[evil, ("authorization", "Bearer axk_x")]
+        ));
+        assert!(!refused(Method::POST, &[host]));
+        assert!(!refused(Method::POST, &[("sec-fetch-site", "same-origin")]));
+        assert!(!refused(Method::POST, &[("sec-fetch-site", "none")]));
+        // The public origin, or the server's own host, in any case, with or without the
+        // scheme's default port.
+        assert!(!refused(
+            Method::POST,
+            &[("origin", "https://AXIE.example.com:443"), host]
+        ));
+        assert!(!refused(
+            Method::POST,
+            &[
+                ("origin", "http://10.0.0.5:8080"),
+                host,
+                ("sec-fetch-site", "same-origin")
+            ]
+        ));
+        assert!(!refused(
+            Method::POST,
+            &[("origin", "http://axie.local"), ("host", "axie.local:80")]
+        ));
+        assert!(refused(
+            Method::POST,
+            &[("origin", "http://axie.local:81"), ("host", "axie.local")]
+        ));
+    }
+
+    #[test]
+    fn origins_are_scheme_host_and_port() {
+        assert_eq!(
+            origin_of("https://Axie.Example.com:443/accept?x=1").as_deref(),
+            Some("https://axie.example.com")
+        );
+        assert_eq!(
+            origin_of("http://localhost:8080").as_deref(),
+            Some("http://localhost:8080")
+        );
+        assert_eq!(origin_of("localhost:8080"), None);
+    }
 }

@@ -159,6 +159,7 @@ impl Application {
                 .configure(routes::configure)
                 .service(crate::scim::scope())
                 .default_service(web::to(not_found))
+                .wrap(from_fn(middleware::same_origin))
                 .wrap(from_fn(middleware::observe))
         })
         .shutdown_timeout(10);

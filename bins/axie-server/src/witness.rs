@@ -2,6 +2,7 @@
 //! database (`audit.witness_dir`), so that deleting the checkpoints from the database and
 //! sealing the chain again is caught (`audit::Witnessed`).
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -9,37 +10,46 @@ use audit::{AuditError, Checkpoint, CheckpointWitness, StoreError};
 use rbac_core::OrgId;
 
 use crate::Settings;
-use crate::workspace_io::write_atomically;
 
-/// One JSON file per organization, `<org id>.json`, holding its newest checkpoint, written to
-/// a temporary name, synced and renamed into place.
+/// One JSON file per organization, `<org id>.json`, holding its newest checkpoint.
+///
+/// Each write holds an exclusive lock on `<org id>.lock` (`File::lock`, an advisory lock that
+/// holds between processes, on a shared mount too where the file system supports it) while it
+/// reads the file, compares, writes a temporary `<org id>.json.partial`, syncs it, renames it
+/// into place and syncs the directory: so the witness only moves forward even when several
+/// instances, or the server and an operator's command, share the directory, and a crash leaves
+/// either the old file or the new one.
 #[derive(Debug)]
 pub struct FileWitness {
     dir: PathBuf,
-    /// Writes of this process, one at a time, so a newer checkpoint is never replaced by an
-    /// older one written alongside it.
-    writing: tokio::sync::Mutex<()>,
 }
 
 impl FileWitness {
     /// A witness keeping its files in `dir`, created if missing.
     ///
     /// # Errors
-    /// When the directory cannot be created.
+    /// When the directory cannot be created or written to.
     pub fn open(dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
+        // Checked now rather than at the first checkpoint, which it would refuse.
+        tempfile::tempfile_in(dir)?;
         Ok(Self {
             dir: dir.to_path_buf(),
-            writing: tokio::sync::Mutex::new(()),
         })
     }
 
     /// The witness the settings name (`audit.witness_dir`, or `<data_dir>/audit-witness`).
     ///
     /// # Errors
-    /// When the directory cannot be created.
+    /// When the directory cannot be created or written to.
     pub fn for_settings(settings: &Settings) -> std::io::Result<Self> {
         Self::open(&settings.audit.witness_dir(&settings.server.data_dir))
+    }
+
+    /// The directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn path(&self, org: OrgId) -> PathBuf {
@@ -49,43 +59,68 @@ impl FileWitness {
 
 fn failed(path: &Path, e: impl std::fmt::Display) -> AuditError {
     AuditError::Store(StoreError::msg(format!(
-        "audit checkpoint witness {}: {e}",
+        "audit checkpoint witness {}: {e} (a file that no longer reads can be moved aside; the next checkpoint writes it again)",
         path.display()
     )))
+}
+
+/// Reads `path`: `None` when there is no file.
+fn read(path: &Path, org: OrgId) -> Result<Option<Checkpoint>, AuditError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(failed(path, e)),
+    };
+    let cp: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| failed(path, e))?;
+    if cp.org != org {
+        return Err(failed(path, format!("holds a checkpoint of {}", cp.org)));
+    }
+    Ok(Some(cp))
+}
+
+/// Keeps `cp` in `path` unless it holds one covering more records, under the organization's
+/// lock.
+fn keep(dir: &Path, path: &Path, cp: &Checkpoint) -> Result<(), AuditError> {
+    let lock =
+        std::fs::File::create(dir.join(format!("{}.lock", cp.org))).map_err(|e| failed(path, e))?;
+    lock.lock().map_err(|e| failed(path, e))?;
+    if read(path, cp.org)?.is_some_and(|kept| kept.seq > cp.seq) {
+        return Ok(());
+    }
+    let bytes = serde_json::to_vec_pretty(cp).map_err(|e| failed(path, e))?;
+    let tmp = path.with_extension("json.partial");
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(|e| failed(path, e))
+    // The lock goes with `lock`.
 }
 
 #[async_trait]
 impl CheckpointWitness for FileWitness {
     async fn latest(&self, org: OrgId) -> Result<Option<Checkpoint>, AuditError> {
         let path = self.path(org);
-        let bytes = match tokio::fs::read(&path).await {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(failed(&path, e)),
-        };
-        let cp: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| failed(&path, e))?;
-        if cp.org != org {
-            return Err(failed(&path, format!("holds a checkpoint of {}", cp.org)));
-        }
-        Ok(Some(cp))
+        tokio::task::spawn_blocking(move || read(&path, org))
+            .await
+            .map_err(|e| AuditError::Store(StoreError::new(e)))?
     }
 
     async fn witness(&self, checkpoint: &Checkpoint) -> Result<(), AuditError> {
-        let _one_at_a_time = self.writing.lock().await;
-        if self
-            .latest(checkpoint.org)
-            .await?
-            .is_some_and(|kept| kept.seq > checkpoint.seq)
-        {
-            return Ok(());
-        }
-        let path = self.path(checkpoint.org);
-        let bytes = serde_json::to_vec_pretty(checkpoint).map_err(|e| failed(&path, e))?;
-        let target = path.clone();
-        tokio::task::spawn_blocking(move || write_atomically(&target, &bytes))
+        let (dir, path, cp) = (
+            self.dir.clone(),
+            self.path(checkpoint.org),
+            checkpoint.clone(),
+        );
+        tokio::task::spawn_blocking(move || keep(&dir, &path, &cp))
             .await
-            .map_err(|e| failed(&path, e))?
-            .map_err(|e| failed(&path, e))
+            .map_err(|e| AuditError::Store(StoreError::new(e)))?
     }
 }
 
@@ -97,19 +132,44 @@ mod tests {
         Checkpoint::sign(b"key", org, seq, [seq as u8; 32], chrono::Utc::now())
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn keeps_the_newest_checkpoint_of_each_organization_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (OrgId::new(), OrgId::new());
         let w = FileWitness::open(dir.path()).unwrap();
         assert_eq!(w.latest(a).await.unwrap(), None);
+        // Two witnesses on one directory (two instances on a shared mount) write at once: the
+        // newest stays, and every file reads.
+        let other = FileWitness::open(dir.path()).unwrap();
+        let checkpoints: Vec<Checkpoint> = (1..=40).map(|seq| checkpoint(b, seq)).collect();
+        let writes: Vec<_> = checkpoints
+            .iter()
+            .map(|cp| if cp.seq % 2 == 0 { &w } else { &other }.witness(cp))
+            .collect();
+        for r in futures::future::join_all(writes).await {
+            r.unwrap();
+        }
+        assert_eq!(w.latest(b).await.unwrap().map(|c| c.seq), Some(40));
         w.witness(&checkpoint(a, 5)).await.unwrap();
-        w.witness(&checkpoint(b, 2)).await.unwrap();
         w.witness(&checkpoint(a, 9)).await.unwrap();
         w.witness(&checkpoint(a, 7)).await.unwrap();
         let again = FileWitness::open(dir.path()).unwrap();
         assert_eq!(again.latest(a).await.unwrap().map(|c| c.seq), Some(9));
-        assert_eq!(again.latest(b).await.unwrap().map(|c| c.seq), Some(2));
+        assert_eq!(again.latest(b).await.unwrap().map(|c| c.seq), Some(40));
+        // Only the checkpoints and their locks are left.
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let mut expected = vec![
+            format!("{a}.json"),
+            format!("{a}.lock"),
+            format!("{b}.json"),
+            format!("{b}.lock"),
+        ];
+        expected.sort();
+        assert_eq!(names, expected);
         assert!(again.latest(a).await.unwrap().unwrap().is_authentic(b"key"));
     }
 

@@ -103,11 +103,9 @@ fn seal(cipher: &Cipher, key: &str, plain: &[u8]) -> Result<Vec<u8>, StoreError>
         .map_err(|e| StoreError::msg(format!("sealing document `{key}`: {e}")))
 }
 
-/// Writes `bytes` to a temporary name beside `path` (this process's own), syncs it and renames
-/// it into place, so a crash never leaves a partial file under its real name.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension(format!("partial-{}", std::process::id()));
+    let tmp = path.with_extension("partial");
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;

@@ -476,8 +476,10 @@ pub struct ChainVerifier<'a> {
     buf: Vec<u8>,
     expected: i64,
     prev: [u8; 32],
-    checkpoint: Option<&'a Checkpoint>,
-    checkpoint_seen: bool,
+    /// The checkpoint the chain is held to, and whether the walk has passed it.
+    checkpoint: Option<(&'a Checkpoint, bool)>,
+    /// Older checkpoints it is also held to ([`ChainVerifier::and_checkpoint`]).
+    older: Vec<(&'a Checkpoint, bool)>,
 }
 
 impl<'a> ChainVerifier<'a> {
@@ -490,7 +492,7 @@ impl<'a> ChainVerifier<'a> {
             expected: 1,
             prev: GENESIS,
             checkpoint: None,
-            checkpoint_seen: false,
+            older: Vec::new(),
         }
     }
 
@@ -505,9 +507,37 @@ impl<'a> ChainVerifier<'a> {
             });
         }
         Ok(Self {
-            checkpoint: Some(checkpoint),
+            checkpoint: Some((checkpoint, false)),
             ..Self::new()
         })
+    }
+
+    /// Also holds the chain to an older checkpoint, one kept elsewhere (a witness, see
+    /// [`crate::Witnessed`]), when it is authentic under `key`; one that is not (signed before
+    /// a key rotation) is left out. The newest checkpoint, given to
+    /// [`with_checkpoint`](Self::with_checkpoint) or [`after_checkpoint`](Self::after_checkpoint),
+    /// is the one that must be authentic. Call it before [`after_anchor`](Self::after_anchor).
+    /// A checkpoint the walk starts after ([`after_checkpoint`](Self::after_checkpoint)) is
+    /// taken as covered, except that one at the very start must name the same head.
+    ///
+    /// # Errors
+    /// [`ChainBreak::CheckpointMismatch`] when it is at the walk's start with another head.
+    pub fn and_checkpoint(
+        mut self,
+        checkpoint: &'a Checkpoint,
+        key: &[u8],
+    ) -> Result<Self, ChainBreak> {
+        if !checkpoint.is_authentic(key) {
+            return Ok(self);
+        }
+        let start = self.expected - 1;
+        if checkpoint.seq == start && start > 0 && checkpoint.head != self.prev {
+            return Err(ChainBreak::CheckpointMismatch {
+                seq: checkpoint.seq,
+            });
+        }
+        self.older.push((checkpoint, checkpoint.seq <= start));
+        Ok(self)
     }
 
     /// Starts after a signed checkpoint instead of the genesis, from its position and head:
@@ -540,13 +570,13 @@ impl<'a> ChainVerifier<'a> {
         if !anchor.is_authentic(key) {
             return Err(ChainBreak::ForgedAnchor { seq: anchor.seq });
         }
-        if let Some(cp) = self.checkpoint
-            && cp.seq <= anchor.seq
-        {
-            if cp.seq == anchor.seq && cp.head != anchor.hash {
-                return Err(ChainBreak::CheckpointMismatch { seq: cp.seq });
+        for (cp, seen) in self.checkpoint.iter_mut().chain(self.older.iter_mut()) {
+            if cp.seq <= anchor.seq {
+                if cp.seq == anchor.seq && cp.head != anchor.hash {
+                    return Err(ChainBreak::CheckpointMismatch { seq: cp.seq });
+                }
+                *seen = true;
             }
-            self.checkpoint_seen = true;
         }
         self.expected = anchor.seq + 1;
         self.prev = anchor.hash;
@@ -585,13 +615,13 @@ impl<'a> ChainVerifier<'a> {
         if link.prev_hash != self.prev {
             return Err(ChainBreak::BrokenLink { seq: link.seq });
         }
-        if let Some(cp) = self.checkpoint
-            && cp.seq == link.seq
-        {
-            if cp.head != link.hash {
-                return Err(ChainBreak::CheckpointMismatch { seq: cp.seq });
+        for (cp, seen) in self.checkpoint.iter_mut().chain(self.older.iter_mut()) {
+            if cp.seq == link.seq {
+                if cp.head != link.hash {
+                    return Err(ChainBreak::CheckpointMismatch { seq: cp.seq });
+                }
+                *seen = true;
             }
-            self.checkpoint_seen = true;
         }
         self.prev = link.hash;
         self.expected += 1;
@@ -601,22 +631,27 @@ impl<'a> ChainVerifier<'a> {
     /// Ends the walk.
     ///
     /// # Errors
-    /// [`ChainBreak::Truncated`] when a checkpoint covers more records than were seen.
+    /// [`ChainBreak::Truncated`] when a checkpoint covers more records than were seen (the
+    /// one covering the most, when several do).
     pub fn finish(self) -> Result<VerifiedChain, ChainBreak> {
         let records = self.expected - 1;
-        if let Some(cp) = self.checkpoint
-            && !self.checkpoint_seen
-            && cp.seq > 0
-        {
+        let unseen = self
+            .checkpoint
+            .iter()
+            .chain(self.older.iter())
+            .filter(|(cp, seen)| !seen && cp.seq > 0)
+            .map(|(cp, _)| cp.seq)
+            .max();
+        if let Some(checkpoint) = unseen {
             return Err(ChainBreak::Truncated {
                 last: records,
-                checkpoint: cp.seq,
+                checkpoint,
             });
         }
         Ok(VerifiedChain {
             records,
             head: self.prev,
-            checkpoint_seq: self.checkpoint.map(|c| c.seq),
+            checkpoint_seq: self.checkpoint.map(|(c, _)| c.seq),
         })
     }
 }

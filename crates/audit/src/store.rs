@@ -104,6 +104,17 @@ pub trait AuditStore: Send + Sync {
     /// [`AuditError::Store`] on storage failure.
     async fn latest_checkpoint(&self, org: OrgId) -> Result<Option<Checkpoint>, AuditError>;
 
+    /// Every checkpoint `org`'s chain is held to, oldest first: the newest the store keeps
+    /// (the default), and the newest kept elsewhere when that differs (a witness, see
+    /// [`crate::Witnessed`]). The last is the newest, and must be authentic; an older one is
+    /// held to when it is authentic under the key the chain is checked with.
+    ///
+    /// # Errors
+    /// [`AuditError::Store`] on storage failure.
+    async fn held_checkpoints(&self, org: OrgId) -> Result<Vec<Checkpoint>, AuditError> {
+        Ok(self.latest_checkpoint(org).await?.into_iter().collect())
+    }
+
     /// Blanks the personal annotations (actor name, IP, user agent, target name)
     /// of every record of `org` whose actor or target id is `subject_id`, and commits `journal`
     /// (the erasure's own record) in the same transaction.
@@ -232,23 +243,13 @@ async fn verify_in_pages(
     // The head as recorded before the walk: the chain must reach it (appends made meanwhile
     // may take the walk further).
     let head = store.head(org).await?;
-    let checkpoint = store.latest_checkpoint(org).await?;
-    let mut verifier = match &checkpoint {
-        Some(cp) => match ChainVerifier::with_checkpoint(cp, checkpoint_key) {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(e)),
-        },
-        None => ChainVerifier::new(),
-    };
-    let mut after = 0;
+    let held = store.held_checkpoints(org).await?;
     let anchor = store.anchor(org).await?;
-    if let Some(a) = &anchor {
-        verifier = match verifier.after_anchor(a, checkpoint_key) {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(e)),
-        };
-        after = a.seq;
-    }
+    let mut verifier = match holding(&held, anchor.as_ref(), checkpoint_key) {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut after = anchor.as_ref().map_or(0, |a| a.seq);
     let mut links = store.chain_links(org, after, page).await?;
     while let Some(last) = links.last() {
         after = last.seq();
@@ -273,6 +274,27 @@ async fn verify_in_pages(
         }
     }
     Ok(verifier.finish().and_then(|v| reaches_head(v, head)))
+}
+
+/// A verifier from the start of the chain (or after `anchor`) held to every checkpoint of
+/// `held` (oldest first; the last must be authentic, an older one counts when it is).
+fn holding<'a>(
+    held: &'a [Checkpoint],
+    anchor: Option<&Anchor>,
+    key: &[u8],
+) -> Result<ChainVerifier<'a>, ChainBreak> {
+    let mut verifier = match held.split_last() {
+        Some((newest, older)) => older
+            .iter()
+            .try_fold(ChainVerifier::with_checkpoint(newest, key)?, |v, cp| {
+                v.and_checkpoint(cp, key)
+            })?,
+        None => ChainVerifier::new(),
+    };
+    if let Some(a) = anchor {
+        verifier = verifier.after_anchor(a, key)?;
+    }
+    Ok(verifier)
 }
 
 /// Checks a verified chain against the head recorded before its walk: it must reach it, and
@@ -532,25 +554,48 @@ async fn verify_since_checkpoint(
     seq: i64,
     head: [u8; 32],
 ) -> Result<(), AuditError> {
-    let checkpoint = store.latest_checkpoint(org).await?;
+    let mut held = store.held_checkpoints(org).await?;
+    // A checkpoint past `seq` was signed since its head was read, and then the head has moved
+    // on to it; or the log was cut short of it.
+    if let Some(beyond) = held.iter().map(|cp| cp.seq).filter(|&s| s > seq).max() {
+        let now = store.head(org).await?.map_or(0, |(s, _)| s);
+        if now < beyond {
+            return Err(AuditError::Tampered(ChainBreak::Truncated {
+                last: now,
+                checkpoint: beyond,
+            }));
+        }
+    }
+    // The records up to `seq` are checked against the checkpoints up to it.
+    held.retain(|cp| cp.seq <= seq);
     let anchor = store.anchor(org).await?;
-    let newer_anchor = match (&checkpoint, &anchor) {
-        (Some(cp), Some(a)) if a.seq > cp.seq => Some(a),
-        (Some(_), _) => None,
-        (None, a) => a.as_ref(),
-    };
-    let (verifier, after) = match (&checkpoint, newer_anchor) {
-        (Some(cp), None) => (
-            ChainVerifier::after_checkpoint(cp, key).map_err(AuditError::Tampered)?,
-            cp.seq,
-        ),
+    if let Some(newest) = held.last()
+        && !newest.is_authentic(key)
+    {
+        return Err(AuditError::Tampered(ChainBreak::ForgedCheckpoint {
+            seq: newest.seq,
+        }));
+    }
+    // The walk starts after the oldest checkpoint it is held to (the newest, unless an older
+    // one kept elsewhere is authentic too), or after the anchor when that is further on.
+    let start = held.iter().find(|cp| cp.is_authentic(key));
+    let (verifier, after) = match (start, &anchor) {
+        (Some(cp), a) if a.as_ref().is_none_or(|a| a.seq <= cp.seq) => {
+            let v = held
+                .iter()
+                .filter(|c| c.seq > cp.seq)
+                .try_fold(
+                    ChainVerifier::after_checkpoint(cp, key).map_err(AuditError::Tampered)?,
+                    |v, c| v.and_checkpoint(c, key),
+                )
+                .map_err(AuditError::Tampered)?;
+            (v, cp.seq)
+        }
         (_, Some(a)) => (
-            ChainVerifier::new()
-                .after_anchor(a, key)
-                .map_err(AuditError::Tampered)?,
+            holding(&held, Some(a), key).map_err(AuditError::Tampered)?,
             a.seq,
         ),
-        (None, None) => (ChainVerifier::new(), 0),
+        (_, None) => (ChainVerifier::new(), 0),
     };
     walk_through(store, org, verifier, after, seq, head).await
 }

@@ -52,9 +52,14 @@ pub trait CheckpointWitness: Send + Sync {
 /// - [`save_rotated_checkpoint`](AuditStore::save_rotated_checkpoint) saves first and then
 ///   witnesses: a checkpoint under the new key must not stand in the witness while the store
 ///   may still be under the old one. Its error after the save says so.
-/// - [`latest_checkpoint`](AuditStore::latest_checkpoint) is the witness's when it covers more
-///   records than the store's, the store's otherwise (both are checked against the key; a
-///   genuine checkpoint at the same position names the same head).
+/// - [`held_checkpoints`](AuditStore::held_checkpoints) are both the store's newest and the
+///   witness's, so the chain is held to each: to the witness's when someone deleted the
+///   store's checkpoints and sealed the chain again, and to a witness's older one when another
+///   checkpoint (signed by another instance with a witness of its own, say) was signed over
+///   the rewritten chain since. [`latest_checkpoint`](AuditStore::latest_checkpoint) is the
+///   newer of the two, the store's at the same position (a genuine checkpoint at one position
+///   names one head; the newest must be authentic, an older one counts only when it is, so a
+///   witness's checkpoint from before a key rotation is left out).
 ///
 /// Everything else goes straight to the store.
 #[derive(Clone, Copy)]
@@ -77,13 +82,22 @@ impl<'a> Witnessed<'a> {
     }
 }
 
-/// The newer of the store's and the witness's checkpoints; the store's at the same position.
-fn newest(stored: Option<Checkpoint>, witnessed: Option<Checkpoint>) -> Option<Checkpoint> {
-    match (stored, witnessed) {
-        (Some(s), Some(w)) if w.seq > s.seq => Some(w),
-        (None, w) => w,
-        (s, _) => s,
-    }
+/// The store's and the witness's checkpoints, oldest first, the store's last at the same
+/// position; the witness's is left out when it is the same checkpoint's head.
+fn both(stored: Option<Checkpoint>, witnessed: Option<Checkpoint>) -> Vec<Checkpoint> {
+    let same = |w: &Checkpoint| {
+        stored
+            .as_ref()
+            .is_some_and(|s| s.seq == w.seq && s.head == w.head)
+    };
+    let mut held: Vec<Checkpoint> = witnessed
+        .filter(|w| !same(w))
+        .into_iter()
+        .chain(stored.clone())
+        .collect();
+    // Stable: at the same position the store's stays last.
+    held.sort_by_key(|c| c.seq);
+    held
 }
 
 #[async_trait]
@@ -139,9 +153,13 @@ impl AuditStore for Witnessed<'_> {
     }
 
     async fn latest_checkpoint(&self, org: OrgId) -> Result<Option<Checkpoint>, AuditError> {
+        Ok(self.held_checkpoints(org).await?.pop())
+    }
+
+    async fn held_checkpoints(&self, org: OrgId) -> Result<Vec<Checkpoint>, AuditError> {
         let stored = self.store.latest_checkpoint(org).await?;
         let witnessed = self.witness.latest(org).await?;
-        Ok(newest(stored, witnessed))
+        Ok(both(stored, witnessed))
     }
 
     async fn erase_personal_data(
@@ -330,6 +348,15 @@ mod tests {
                 checkpoint: 10
             })
         );
+        // Nor is a checkpoint signed over the shorter log as it grows again.
+        append(&store, org, 7, 7).await;
+        assert!(matches!(
+            take_checkpoint(&log, org, KEY, at(21)).await,
+            Err(AuditError::Tampered(ChainBreak::Truncated {
+                last: 7,
+                checkpoint: 10
+            }))
+        ));
     }
 
     #[tokio::test]
@@ -358,6 +385,58 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(log.latest_checkpoint(org).await.unwrap(), Some(again));
+        assert!(verify_chain(&log, org, KEY).await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_older_witnessed_checkpoint_holds_after_another_is_signed_over_a_rewrite() {
+        let org = OrgId::new();
+        let store = store_with(org, 10).await;
+        let (here, there) = (MemoryWitness::new(), MemoryWitness::new());
+        let (log, other) = (
+            Witnessed::new(&store, &here),
+            Witnessed::new(&store, &there),
+        );
+        take_checkpoint(&log, org, KEY, at(20)).await.unwrap();
+        append(&store, org, 11, 15).await;
+        rewrite_from(&store, org, 4);
+        // Another instance, whose witness saw none of it, signs the rewritten chain.
+        let over = take_checkpoint(&other, org, KEY, at(21)).await.unwrap();
+        assert_eq!(over.map(|c| c.seq), Some(15));
+        assert!(verify_chain(&other, org, KEY).await.unwrap().is_ok());
+        // The older checkpoint witnessed here still holds.
+        assert_eq!(
+            verify_chain(&log, org, KEY).await.unwrap(),
+            Err(ChainBreak::CheckpointMismatch { seq: 10 })
+        );
+        assert!(matches!(
+            take_checkpoint(&log, org, KEY, at(22)).await,
+            Err(AuditError::Tampered(ChainBreak::BrokenLink { seq: 11 }))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_witnessed_before_a_key_rotation_is_left_out() {
+        const NEW: &[u8] = b"the new checkpoint key";
+        let org = OrgId::new();
+        let store = store_with(org, 6).await;
+        let witness = MemoryWitness::new();
+        let log = Witnessed::new(&store, &witness);
+        take_checkpoint(&log, org, KEY, at(20)).await.unwrap();
+        append(&store, org, 7, 8).await;
+        // Rotated where the witness was not (or its write failed): the store's checkpoint is
+        // under the new key, the witness's under the old.
+        crate::take_checkpoint_rotating(&store, org, KEY, NEW, at(21))
+            .await
+            .unwrap();
+        assert!(verify_chain(&log, org, NEW).await.unwrap().is_ok());
+        take_checkpoint(&log, org, NEW, at(22)).await.unwrap();
+        // A rotation through the witness moves it to the new key.
+        crate::take_checkpoint_rotating(&log, org, NEW, KEY, at(23))
+            .await
+            .unwrap();
+        let kept = witness.latest(org).await.unwrap().unwrap();
+        assert!(kept.is_authentic(KEY));
         assert!(verify_chain(&log, org, KEY).await.unwrap().is_ok());
     }
 
