@@ -392,32 +392,79 @@ fn read_links(
         // Text columns are read as text (not a blob, valid UTF-8), as a record's would be.
         let text = |n: usize| value(n).and_then(|v| v.as_str().map_err(|e| scan_err(e.into())));
         let int = |n: usize| value(n).and_then(|v| v.as_i64().map_err(|e| scan_err(e.into())));
-        let schema_version = int(0)?;
-        let team = value(3)?.as_str_or_null().map_err(|e| scan_err(e.into()))?;
-        let (org, occurred_at_micros) = (text(1)?, int(4)?);
-        let (actor_kind, action, status) = (text(5)?, text(7)?, text(10)?);
-        readable(team, occurred_at_micros, actor_kind, action, status)?;
-        let fields = HashedFields {
-            schema_version: u16::try_from(schema_version)
-                .map_err(|_| corrupt("schema version", &schema_version.to_string()))?,
-            org: org.as_bytes(),
+        let row = StoredLink {
+            schema_version: int(0)?,
+            org: text(1)?,
             seq: int(2)?,
-            team: team.map(str::as_bytes),
-            occurred_at_micros,
-            actor_kind: actor_kind.as_bytes(),
-            actor_id: text(6)?.as_bytes(),
-            action: action.as_bytes(),
-            target_kind: text(8)?.as_bytes(),
-            target_id: text(9)?.as_bytes(),
-            status: status.as_bytes(),
-            reason: text(11)?.as_bytes(),
-            metadata: text(12)?.as_bytes(),
+            team: value(3)?.as_str_or_null().map_err(|e| scan_err(e.into()))?,
+            occurred_at_micros: int(4)?,
+            actor_kind: text(5)?,
+            actor_id: text(6)?,
+            action: text(7)?,
+            target_kind: text(8)?,
+            target_id: text(9)?,
+            status: text(10)?,
+            reason: text(11)?,
+            metadata: text(12)?,
+            prev_hash: text(13)?,
+            hash: text(14)?,
         };
-        let prev_hash = crate::convert::hash32("previous hash", text(13)?)?;
-        let hash = crate::convert::hash32("hash", text(14)?)?;
-        out.push(ChainLink::stored(&fields, prev_hash, hash, &mut buf));
+        out.push(row.link(&mut buf)?);
     }
     Ok(out)
+}
+
+/// The hashed columns of an `audit_events` row ([`LINK_COLUMNS`]) as stored, and both hashes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StoredLink<'a> {
+    pub(crate) schema_version: i64,
+    pub(crate) org: &'a str,
+    pub(crate) seq: i64,
+    pub(crate) team: Option<&'a str>,
+    pub(crate) occurred_at_micros: i64,
+    pub(crate) actor_kind: &'a str,
+    pub(crate) actor_id: &'a str,
+    pub(crate) action: &'a str,
+    pub(crate) target_kind: &'a str,
+    pub(crate) target_id: &'a str,
+    pub(crate) status: &'a str,
+    pub(crate) reason: &'a str,
+    pub(crate) metadata: &'a str,
+    pub(crate) prev_hash: &'a str,
+    pub(crate) hash: &'a str,
+}
+
+impl StoredLink<'_> {
+    /// The row's chain link, its hash recomputed from the columns' bytes as stored, once the
+    /// row is known to read back as a record ([`readable`]); `buf` is scratch space.
+    pub(crate) fn link(&self, buf: &mut Vec<u8>) -> Result<ChainLink, StoreError> {
+        readable(
+            self.team,
+            self.occurred_at_micros,
+            self.actor_kind,
+            self.action,
+            self.status,
+        )?;
+        let fields = HashedFields {
+            schema_version: u16::try_from(self.schema_version)
+                .map_err(|_| corrupt("schema version", &self.schema_version.to_string()))?,
+            org: self.org.as_bytes(),
+            seq: self.seq,
+            team: self.team.map(str::as_bytes),
+            occurred_at_micros: self.occurred_at_micros,
+            actor_kind: self.actor_kind.as_bytes(),
+            actor_id: self.actor_id.as_bytes(),
+            action: self.action.as_bytes(),
+            target_kind: self.target_kind.as_bytes(),
+            target_id: self.target_id.as_bytes(),
+            status: self.status.as_bytes(),
+            reason: self.reason.as_bytes(),
+            metadata: self.metadata.as_bytes(),
+        };
+        let prev_hash = crate::convert::hash32("previous hash", self.prev_hash)?;
+        let hash = crate::convert::hash32("hash", self.hash)?;
+        Ok(ChainLink::stored(&fields, prev_hash, hash, buf))
+    }
 }
 
 /// Checks that a row hashed for verification would also read back as a record (its ids, actor
@@ -543,12 +590,27 @@ mod tests {
         assert_eq!(whole_log().await.unwrap().len(), 31);
     }
 
-    /// Verification on a SQLite file hashes each row's columns as stored: edits the parsed
-    /// record would hide break the chain, and a row that would not read back as a record is a
-    /// store error, as it is for search and export.
+    /// Verification hashes each row's columns as stored: edits the parsed record would hide
+    /// break the chain, and a row that would not read back as a record is a store error, as it
+    /// is for search and export. On a SQLite file (rusqlite's path) and on PostgreSQL (SeaORM's).
     #[tokio::test]
     async fn verification_reads_rows_as_stored() {
         let (_dir, store) = crate::temp_sqlite_store().await;
+        verification_reads_rows_as_stored_in(&store, true).await;
+        match crate::testing::postgres_server() {
+            Some(server) => {
+                let url = crate::testing::fresh_postgres(&server).await.unwrap();
+                let pg = crate::SeaStore::connect(&url, crate::PoolOptions::default())
+                    .await
+                    .unwrap();
+                pg.migrate().await.unwrap();
+                verification_reads_rows_as_stored_in(&pg, false).await;
+            }
+            None => crate::testing::say_postgres_skipped("store-sea scan"),
+        }
+    }
+
+    async fn verification_reads_rows_as_stored_in(store: &crate::SeaStore, sqlite: bool) {
         let org = OrgId::new();
         let record = |i: u32| {
             NewAuditEvent::new(
@@ -563,7 +625,7 @@ mod tests {
             .and_record(record(2))
             .and_record(record(3).in_team(TeamId::new()));
         store.append(journal).await.unwrap();
-        let verify = || audit::verify_chain(&store, org, b"k");
+        let verify = || audit::verify_chain(store, org, b"k");
         assert_eq!(verify().await.unwrap().unwrap().records, 3);
         let sql = |set: &str, seq: i64| {
             format!("UPDATE audit_events SET {set} WHERE org_id = '{org}' AND seq = {seq}")
@@ -598,11 +660,15 @@ mod tests {
             ("outcome = 'maybe'", "outcome = 'success'"),
             ("actor_type = 'robot'", "actor_type = 'user'"),
             ("team_id = ''", "team_id = NULL"),
+            // SQLite keeps a value's type per row: text stored as a blob.
             (
                 "actor_id = CAST(actor_id AS BLOB)",
                 "actor_id = CAST(actor_id AS TEXT)",
             ),
-        ] {
+        ]
+        .into_iter()
+        .filter(|(set, _)| sqlite || !set.contains("BLOB"))
+        {
             store.execute_sql(&sql(set, 1)).await.unwrap();
             assert!(matches!(verify().await, Err(AuditError::Store(_))), "{set}");
             store.execute_sql(&sql(restore, 1)).await.unwrap();

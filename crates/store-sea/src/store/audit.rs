@@ -359,21 +359,30 @@ impl AuditStore for SeaStore {
     ) -> Result<Vec<audit::ChainLink>, AuditError> {
         use audit_event::Column as C;
         use sea_orm::QueryTrait;
-        // On a SQLite file each row is hashed where rusqlite reads it, from its bytes in place;
-        // elsewhere the records are read and hashed as the default does.
-        let Some(scan) = &self.sqlite_reads else {
-            let records = self.chain_page_for_verification(org, after, limit).await?;
-            return Ok(audit::ChainLink::of_all(&records));
-        };
+        // Each row is hashed from its hashed columns as stored, not from a record parsed out of
+        // them: on a SQLite file where rusqlite reads it, from its bytes in place; elsewhere
+        // (PostgreSQL) from the texts SeaORM reads.
         let page = audit_event::Entity::find()
             .select_only()
             .columns(crate::scan::LINK_COLUMNS)
             .filter(C::OrgId.eq(org.to_string()))
             .filter(C::Seq.gt(after))
             .order_by_asc(C::Seq)
-            .limit(u64::from(limit))
-            .build(sea_orm::DbBackend::Sqlite);
-        scan.links(page).await.map_err(AuditError::Store)
+            .limit(u64::from(limit));
+        if let Some(scan) = &self.sqlite_reads {
+            let page = page.build(sea_orm::DbBackend::Sqlite);
+            return scan.links(page).await.map_err(AuditError::Store);
+        }
+        let rows = page
+            .into_model::<LinkRow>()
+            .all(self.reader())
+            .await
+            .map_err(store)?;
+        let mut buf = Vec::with_capacity(512);
+        rows.iter()
+            .map(|r| r.stored().link(&mut buf))
+            .collect::<Result<_, _>>()
+            .map_err(AuditError::Store)
     }
 
     async fn head(&self, org: OrgId) -> Result<Option<(i64, [u8; 32])>, AuditError> {
@@ -783,6 +792,48 @@ pub(crate) async fn erase_annotations<C: sea_orm::ConnectionTrait>(
         .exec(conn)
         .await?;
     Ok(as_actor + as_target)
+}
+
+/// The hashed columns of an `audit_events` row as SeaORM reads them (`scan::LINK_COLUMNS`).
+#[derive(Debug, sea_orm::FromQueryResult)]
+struct LinkRow {
+    schema_version: i32,
+    org_id: String,
+    seq: i64,
+    team_id: Option<String>,
+    occurred_at: i64,
+    actor_type: String,
+    actor_id: String,
+    action: String,
+    target_type: String,
+    target_id: String,
+    outcome: String,
+    reason: String,
+    metadata: String,
+    prev_hash: String,
+    hash: String,
+}
+
+impl LinkRow {
+    fn stored(&self) -> crate::scan::StoredLink<'_> {
+        crate::scan::StoredLink {
+            schema_version: i64::from(self.schema_version),
+            org: &self.org_id,
+            seq: self.seq,
+            team: self.team_id.as_deref(),
+            occurred_at_micros: self.occurred_at,
+            actor_kind: &self.actor_type,
+            actor_id: &self.actor_id,
+            action: &self.action,
+            target_kind: &self.target_type,
+            target_id: &self.target_id,
+            status: &self.outcome,
+            reason: &self.reason,
+            metadata: &self.metadata,
+            prev_hash: &self.prev_hash,
+            hash: &self.hash,
+        }
+    }
 }
 
 #[cfg(test)]
