@@ -129,12 +129,11 @@ both_backends!(
         };
         // Signing in from another site's page is refused (login CSRF), and records nothing.
         let before = t.audit("action=auth.login").await.len();
-        problem(
-            login("https://evil.example").await.unwrap(),
-            StatusCode::FORBIDDEN,
-            "cross_site_request",
-        )
-        .await;
+        let refused = login("https://evil.example").await.unwrap();
+        // Refused like any other request: with a request id and the security headers.
+        assert!(refused.headers().contains_key("x-request-id"));
+        assert_eq!(refused.headers()["x-frame-options"], "DENY");
+        problem(refused, StatusCode::FORBIDDEN, "cross_site_request").await;
         assert_eq!(t.audit("action=auth.login").await.len(), before);
         // From the server's own origin it works, and the cookie acts there.
         let res = login(&t.address).await.unwrap();
@@ -153,6 +152,15 @@ both_backends!(
         };
         let with_cookie = ("cookie", pair.as_str());
         let bearer = format!("Bearer {}", t.owner_token);
+        // The web client's origin, where invitation links point (another port than the API's
+        // here).
+        let public = t
+            .settings
+            .server
+            .public_url
+            .trim_end_matches('/')
+            .to_owned();
+        assert_ne!(public, t.address);
         for (name, refused) in [
             (
                 "from evil",
@@ -179,6 +187,10 @@ both_backends!(
             (
                 "same origin",
                 vec![with_cookie, ("origin", t.address.as_str())],
+            ),
+            (
+                "public origin",
+                vec![with_cookie, ("origin", public.as_str())],
             ),
             ("a program", vec![with_cookie]),
             (
@@ -207,7 +219,12 @@ both_backends!(
         ] {
             assert!(!names.contains(&name.to_owned()), "{name} was created");
         }
-        for name in ["same origin", "a program", "bearer from anywhere"] {
+        for name in [
+            "same origin",
+            "public origin",
+            "a program",
+            "bearer from anywhere",
+        ] {
             assert!(
                 names.contains(&name.to_owned()),
                 "{name} is missing: {names:?}"

@@ -67,12 +67,10 @@ pub fn request_context(req: &HttpRequest, st: &AppState) -> RequestContext {
 
 /// The secret from `Authorization: Bearer …` or the session cookie.
 fn credential(req: &HttpRequest) -> Option<String> {
-    if let Some(h) = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-    {
-        let (scheme, token) = h.split_once(' ')?;
+    if let Some(h) = req.headers().get("authorization") {
+        // An unreadable header is no credential, and never falls back to the cookie (the
+        // cross-site check lets requests with the header through).
+        let (scheme, token) = h.to_str().ok()?.split_once(' ')?;
         return scheme
             .eq_ignore_ascii_case("bearer")
             .then(|| token.trim().to_owned());

@@ -183,13 +183,14 @@ fn without_default_port(scheme: &str, authority: &str) -> String {
 /// Why a browser request is refused as cross-site, if it is: an unsafe method (anything but
 /// GET, HEAD and OPTIONS) without an `Authorization` header (so the browser may have attached
 /// the session cookie by itself) whose `Origin` is neither `public_origin` nor the server's own
-/// (`host`, the `Host` header, under the same scheme), or that has no `Origin` but a
+/// (`host`, the request's host, under `public_origin`'s scheme), or that has no `Origin` but a
 /// `Sec-Fetch-Site` other than `same-origin` or `none`. A request without either header (a
 /// program, an old browser) is left to the cookie's `SameSite=Strict`.
 #[must_use]
 pub fn cross_site_refusal(
     method: &actix_web::http::Method,
     headers: &actix_web::http::header::HeaderMap,
+    host: Option<&str>,
     public_origin: Option<&str>,
 ) -> Option<String> {
     use actix_web::http::Method;
@@ -202,10 +203,14 @@ pub fn cross_site_refusal(
     match text("origin") {
         Some(origin) => {
             let theirs = origin_of(origin);
+            let public_scheme = public_origin
+                .and_then(|p| p.split_once("://"))
+                .map(|(s, _)| s);
             let own = |o: &String| {
                 public_origin == Some(o.as_str())
                     || o.split_once("://").is_some_and(|(scheme, authority)| {
-                        text("host").is_some_and(|h| without_default_port(scheme, h) == authority)
+                        public_scheme.is_none_or(|p| p == scheme)
+                            && host.is_some_and(|h| without_default_port(scheme, h) == authority)
                     })
             };
             match theirs {
@@ -230,7 +235,25 @@ pub async fn same_origin(
     let public_origin = req
         .app_data::<actix_web::web::Data<crate::state::AppState>>()
         .and_then(|st| origin_of(&st.settings.server.public_url));
-    if let Some(why) = cross_site_refusal(req.method(), req.headers(), public_origin.as_deref()) {
+    // The `Host` header, or the request target's authority (HTTP/2 has no `Host`).
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(ToString::to_string));
+    if let Some(why) = cross_site_refusal(
+        req.method(),
+        req.headers(),
+        host.as_deref(),
+        public_origin.as_deref(),
+    ) {
+        tracing::info!(
+            reason = %why,
+            public_origin = public_origin.as_deref().unwrap_or(""),
+            host = host.as_deref().unwrap_or(""),
+            "cross-site request refused (behind a proxy that rewrites Host, server.public_url must be the browsers' origin)"
+        );
         let err = crate::error::ApiError::new(
             actix_web::http::StatusCode::FORBIDDEN,
             "cross_site_request",
@@ -262,7 +285,9 @@ mod tests {
     const PUBLIC: Option<&str> = Some("https://axie.example.com");
 
     fn refused(method: Method, pairs: &[(&'static str, &'static str)]) -> bool {
-        cross_site_refusal(&method, &headers(pairs), PUBLIC).is_some()
+        let h = headers(pairs);
+        let host = h.get("host").map(|v| v.to_str().unwrap());
+        cross_site_refusal(&method, &h, host, PUBLIC).is_some()
     }
 
     #[test]
@@ -299,19 +324,29 @@ mod tests {
         assert!(!refused(
             Method::POST,
             &[
-                ("origin", "http://10.0.0.5:8080"),
+                ("origin", "https://10.0.0.5:8080"),
                 host,
                 ("sec-fetch-site", "same-origin")
             ]
         ));
         assert!(!refused(
             Method::POST,
-            &[("origin", "http://axie.local"), ("host", "axie.local:80")]
+            &[("origin", "https://axie.local"), ("host", "axie.local:443")]
         ));
         assert!(refused(
             Method::POST,
-            &[("origin", "http://axie.local:81"), ("host", "axie.local")]
+            &[("origin", "https://axie.local:81"), ("host", "axie.local")]
         ));
+        // The server's own host under another scheme than the public URL's (a page served over
+        // plain HTTP on an HTTPS deployment) is not its origin.
+        assert!(refused(
+            Method::POST,
+            &[("origin", "http://10.0.0.5:8080"), host]
+        ));
+        // Without a public URL, the host under any scheme.
+        let plain = headers(&[("origin", "http://axie.local:8080")]);
+        assert!(cross_site_refusal(&Method::POST, &plain, Some("axie.local:8080"), None).is_none());
+        assert!(cross_site_refusal(&Method::POST, &plain, None, None).is_some());
     }
 
     #[test]

@@ -554,10 +554,10 @@ async fn verify_since_checkpoint(
     seq: i64,
     head: [u8; 32],
 ) -> Result<(), AuditError> {
-    let mut held = store.held_checkpoints(org).await?;
+    let mut held = authentic_checkpoints(store, org, key).await?;
     // A checkpoint past `seq` was signed since its head was read, and then the head has moved
     // on to it; or the log was cut short of it.
-    if let Some(beyond) = held.iter().map(|cp| cp.seq).filter(|&s| s > seq).max() {
+    if let Some(beyond) = held.last().map(|cp| cp.seq).filter(|&s| s > seq) {
         let now = store.head(org).await?.map_or(0, |(s, _)| s);
         if now < beyond {
             return Err(AuditError::Tampered(ChainBreak::Truncated {
@@ -569,27 +569,18 @@ async fn verify_since_checkpoint(
     // The records up to `seq` are checked against the checkpoints up to it.
     held.retain(|cp| cp.seq <= seq);
     let anchor = store.anchor(org).await?;
-    if let Some(newest) = held.last()
-        && !newest.is_authentic(key)
-    {
-        return Err(AuditError::Tampered(ChainBreak::ForgedCheckpoint {
-            seq: newest.seq,
-        }));
-    }
-    // The walk starts after the oldest checkpoint it is held to (the newest, unless an older
-    // one kept elsewhere is authentic too), or after the anchor when that is further on.
-    let start = held.iter().find(|cp| cp.is_authentic(key));
-    let (verifier, after) = match (start, &anchor) {
-        (Some(cp), a) if a.as_ref().is_none_or(|a| a.seq <= cp.seq) => {
-            let v = held
+    // The walk starts after the oldest checkpoint it is held to, or after the anchor when that
+    // is further on.
+    let (verifier, after) = match (held.split_first(), &anchor) {
+        (Some((first, rest)), a) if a.as_ref().is_none_or(|a| a.seq <= first.seq) => {
+            let v = rest
                 .iter()
-                .filter(|c| c.seq > cp.seq)
                 .try_fold(
-                    ChainVerifier::after_checkpoint(cp, key).map_err(AuditError::Tampered)?,
+                    ChainVerifier::after_checkpoint(first, key).map_err(AuditError::Tampered)?,
                     |v, c| v.and_checkpoint(c, key),
                 )
                 .map_err(AuditError::Tampered)?;
-            (v, cp.seq)
+            (v, first.seq)
         }
         (_, Some(a)) => (
             holding(&held, Some(a), key).map_err(AuditError::Tampered)?,
@@ -598,6 +589,28 @@ async fn verify_since_checkpoint(
         (_, None) => (ChainVerifier::new(), 0),
     };
     walk_through(store, org, verifier, after, seq, head).await
+}
+
+/// `org`'s held checkpoints ([`AuditStore::held_checkpoints`]) that are authentic under `key`,
+/// oldest first: an older one that is not (signed before a key rotation) is left out.
+///
+/// # Errors
+/// [`AuditError::Tampered`] with [`ChainBreak::ForgedCheckpoint`] when the newest is not.
+async fn authentic_checkpoints(
+    store: &dyn AuditStore,
+    org: OrgId,
+    key: &[u8],
+) -> Result<Vec<Checkpoint>, AuditError> {
+    let mut held = store.held_checkpoints(org).await?;
+    if let Some(newest) = held.last()
+        && !newest.is_authentic(key)
+    {
+        return Err(AuditError::Tampered(ChainBreak::ForgedCheckpoint {
+            seq: newest.seq,
+        }));
+    }
+    held.retain(|cp| cp.is_authentic(key));
+    Ok(held)
 }
 
 /// Pushes `org`'s records after `after` up to `through` into `verifier`, which must end there
@@ -644,7 +657,8 @@ async fn walk_through(
 /// retention worker) already removed it, or is removing it.
 ///
 /// The records to be removed are verified first, from the anchor (or the start) through the
-/// last of them, with the newest checkpoint when it lies among them: a break there would go
+/// last of them, with the checkpoints the chain is held to ([`AuditStore::held_checkpoints`]) that
+/// lie among them: a break there would go
 /// with the records and the log would verify afterwards, so retention refuses rather than
 /// erase the evidence of tampering.
 ///
@@ -695,7 +709,8 @@ pub async fn prune_before(
 }
 
 /// Checks `org`'s records after `anchor` (or from the start) through `through`, which must end
-/// with `hash`, with the newest checkpoint when it lies among them: what a retention pass is
+/// with `hash`, with the checkpoints held to when they lie among them (the newest must be
+/// authentic): what a retention pass is
 /// about to remove.
 async fn verify_to_remove(
     store: &dyn AuditStore,
@@ -705,15 +720,12 @@ async fn verify_to_remove(
     through: i64,
     hash: [u8; 32],
 ) -> Result<(), AuditError> {
-    let checkpoint = store
-        .latest_checkpoint(org)
-        .await?
-        .filter(|cp| cp.seq <= through);
-    let mut verifier = match &checkpoint {
-        Some(cp) => ChainVerifier::with_checkpoint(cp, key),
-        None => Ok(ChainVerifier::new()),
-    }
-    .map_err(AuditError::Tampered)?;
+    let mut held = authentic_checkpoints(store, org, key).await?;
+    held.retain(|cp| cp.seq <= through);
+    let mut verifier = held
+        .iter()
+        .try_fold(ChainVerifier::new(), |v, cp| v.and_checkpoint(cp, key))
+        .map_err(AuditError::Tampered)?;
     if let Some(a) = anchor {
         verifier = verifier
             .after_anchor(a, key)

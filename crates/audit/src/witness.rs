@@ -6,11 +6,12 @@
 //! one cannot be missed. A [`CheckpointWitness`] keeps a copy of each organization's newest
 //! checkpoint somewhere else (a file beside the checkpoint key, another database, an object
 //! store), and [`Witnessed`] puts it in front of an [`AuditStore`]: every checkpoint saved is
-//! also witnessed, and the newest checkpoint is the witness's whenever it is newer than the
-//! store's, so [`verify_chain`](crate::verify_chain) holds the chain to it (a rewritten record
-//! at or before it is [`ChainBreak::CheckpointMismatch`](crate::ChainBreak), a chain cut short of
-//! it is [`ChainBreak::Truncated`](crate::ChainBreak)) and no new checkpoint is signed over a
-//! chain that does not reach it.
+//! also witnessed, and the chain is held to both the store's newest checkpoint and the
+//! witness's ([`AuditStore::held_checkpoints`]), so [`verify_chain`](crate::verify_chain)
+//! reports a rewritten record at or before the witnessed one as
+//! [`ChainBreak::CheckpointMismatch`](crate::ChainBreak) and a chain cut short of it as
+//! [`ChainBreak::Truncated`](crate::ChainBreak), and neither a new checkpoint nor a retention
+//! pass goes over a chain that does not agree with it.
 
 use async_trait::async_trait;
 use rbac_core::OrgId;
@@ -413,6 +414,15 @@ mod tests {
             take_checkpoint(&log, org, KEY, at(22)).await,
             Err(AuditError::Tampered(ChainBreak::BrokenLink { seq: 11 }))
         ));
+        // Nor does retention remove the records the witnessed checkpoint disproves.
+        let nothing = |_: &crate::Anchor, _: u64| Ok(Journal::default());
+        assert!(matches!(
+            crate::prune_before(&log, org, at(13), KEY, at(23), &nothing).await,
+            Err(AuditError::Tampered(ChainBreak::CheckpointMismatch {
+                seq: 10
+            }))
+        ));
+        assert_eq!(store.anchor(org).await.unwrap(), None);
     }
 
     #[tokio::test]
