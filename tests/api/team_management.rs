@@ -159,6 +159,15 @@ both_backends!(
         let me = json_of(t.get(&t.url("/api/v1/me"), &john).await).await;
         assert_eq!(me["memberships"][0]["role"], "user");
         assert_eq!(me["memberships"][0]["org_id"], t.org_id.as_str());
+        // His personal-data export names the invitation he joined by, and where it was sent.
+        let john_id = t.member_id("john@company.com").await;
+        let path = format!("/members/{john_id}/personal-data");
+        let export = json_of(t.get(&t.org(&path), &john).await).await;
+        let joined = export["invitations_accepted"].as_array().unwrap();
+        assert_eq!(joined.len(), 1, "{export}");
+        assert_eq!(joined[0]["email"], "john@company.com");
+        assert_eq!(joined[0]["role"], "user");
+        assert!(joined[0]["accepted_at"].is_string(), "{export}");
         // Used once only.
         problem(
             signup(&t, &token, "John Again", "another long passphrase here").await,

@@ -455,11 +455,45 @@ impl RefusalMarks {
         marks.accounts.insert(a, (until, recorded + 1));
         true
     }
+
+    /// Takes back the mark [`first`](Self::first) just set for this refusal, whose record could
+    /// not be written: the next refusal from `client` during the lock is recorded instead.
+    pub fn unmark(&self, account: &str, client: &str, until: DateTime<Utc>) {
+        use sha2::Digest;
+        let a: [u8; 32] = sha2::Sha256::digest(account.as_bytes()).into();
+        let c: [u8; 32] = sha2::Sha256::digest(format!("{account}|{client}").as_bytes()).into();
+        let Ok(mut marks) = self.state.lock() else {
+            return;
+        };
+        if marks.clients.get(&c) == Some(&until) {
+            marks.clients.remove(&c);
+            if let Some((u, n)) = marks.accounts.get_mut(&a)
+                && *u == until
+            {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod refusal_tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_left_unrecorded_gives_its_mark_back() {
+        let at = |s: i64| DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap();
+        let marks = RefusalMarks::new(100);
+        for _ in 0..REFUSALS_RECORDED_PER_LOCK * 2 {
+            assert!(marks.first("usr_1", "203.0.113.9", at(900), at(0)));
+            marks.unmark("usr_1", "203.0.113.9", at(900));
+        }
+        assert!(marks.first("usr_1", "203.0.113.9", at(900), at(1)));
+        assert!(!marks.first("usr_1", "203.0.113.9", at(900), at(2)));
+        // Another lock's mark is not taken back.
+        marks.unmark("usr_1", "203.0.113.9", at(901));
+        assert!(!marks.first("usr_1", "203.0.113.9", at(900), at(3)));
+    }
 
     #[test]
     fn only_the_first_refusal_of_a_lock_is_marked() {

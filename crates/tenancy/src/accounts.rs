@@ -154,6 +154,10 @@ pub trait LoginCounters: Send + Sync {
     /// lock that ends at `until` (`security_policy::RefusalMarks`): only that one is recorded
     /// (and, in the server, counted against the address).
     fn first_refusal(&self, account: &str, until: DateTime<Utc>) -> bool;
+    /// The record of a refusal [`first_refusal`](Self::first_refusal) chose could not be
+    /// written: the next refusal of `account` from the caller's address during the lock is
+    /// recorded instead. The default does nothing.
+    fn refusal_unrecorded(&self, _account: &str, _until: DateTime<Utc>) {}
 }
 
 /// Checks an email and password and opens a session, or, for a person with a second
@@ -248,8 +252,12 @@ pub async fn login<S: TenancyStore + ?Sized>(
     // without looking at the password (a record written for the right one only would take
     // longer, and tell it): the guesses that keep coming do not flood the person's logs.
     if let Some(until) = address_lock {
-        if counters.first_refusal(&format!("{}/address", user.id), until) {
-            audit_store.append(failed("address_throttled")).await?;
+        let mark = format!("{}/address", user.id);
+        if counters.first_refusal(&mark, until)
+            && let Err(e) = audit_store.append(failed("address_throttled")).await
+        {
+            counters.refusal_unrecorded(&mark, until);
+            return Err(e.into());
         }
         return Err(TenancyError::Throttled(until));
     }
@@ -265,8 +273,12 @@ pub async fn login<S: TenancyStore + ?Sized>(
     if let Some(until) = lock
         && !familiar
     {
-        if counters.first_refusal(&user.id.to_string(), until) {
-            audit_store.append(failed("throttled")).await?;
+        let mark = user.id.to_string();
+        if counters.first_refusal(&mark, until)
+            && let Err(e) = audit_store.append(failed("throttled")).await
+        {
+            counters.refusal_unrecorded(&mark, until);
+            return Err(e.into());
         }
         return Err(TenancyError::Throttled(until));
     }

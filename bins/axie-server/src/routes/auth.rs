@@ -192,6 +192,10 @@ impl accounts::LoginCounters for Counters<'_> {
         }
         first
     }
+    fn refusal_unrecorded(&self, account: &str, until: chrono::DateTime<chrono::Utc>) {
+        let client = security_policy::client_key(self.ip).to_string();
+        self.st.refusal_marks.unmark(account, &client, until);
+    }
 }
 
 /// Completes a login with a second factor; the session (and its id) is created only now.
