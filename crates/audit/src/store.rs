@@ -542,8 +542,10 @@ pub async fn take_checkpoint_rotating(
     Ok(Some(cp))
 }
 
-/// Checks `org`'s records from its newest checkpoint (or retention anchor, or the start) up to
-/// `seq`, which must end with `head`, before a checkpoint of that head is signed.
+/// Checks `org`'s records from the oldest checkpoint it is held to (the store's newest, or a
+/// witness's older one; or the retention anchor when that is further on; or the start) up to
+/// `seq`, which must end with `head`, against every held checkpoint up to `seq`, before a
+/// checkpoint of that head is signed.
 ///
 /// # Errors
 /// [`AuditError::Tampered`] with the first broken link; [`AuditError::Store`].
