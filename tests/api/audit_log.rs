@@ -90,11 +90,27 @@ both_backends!(search_filters_and_keyset_pages, |b| async move {
     assert_eq!(by_lisa.len(), 3, "login and two keys");
     assert_eq!(t.audit("action=api_key.*").await.len(), 3);
     assert_eq!(t.audit("action=api_key.").await.len(), 3);
-    assert_eq!(
-        t.audit("action=api_key").await.len(),
-        0,
-        "without a dot or star it is exact"
-    );
+    // Without a dot or star it is exact, and no action is named `api_key`: a filter that
+    // names nothing in the catalogue is refused rather than answered with an empty page.
+    for unknown in ["api_key", "api_keys.", "apikey.*"] {
+        let refused = problem(
+            t.get(
+                &t.org(&format!("/audit-events?action={unknown}")),
+                &t.owner_token,
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        assert!(
+            refused["detail"]
+                .as_str()
+                .unwrap()
+                .contains(unknown.trim_end_matches(['.', '*'])),
+            "{refused}"
+        );
+    }
     let key_id = t.audit("action=api_key.created").await[0]["target_id"]
         .as_str()
         .unwrap()
@@ -854,6 +870,20 @@ both_backends!(
             t.get(&t.org("/audit-archive/export"), &mike).await.status(),
             StatusCode::FORBIDDEN
         );
+        // The Owner can check the chain of what they export; a verification is recorded.
+        let checked = json_of(
+            t.post(&t.org("/audit-archive/verify"), &t.owner_token, &json!({}))
+                .await,
+        )
+        .await;
+        assert_eq!(checked["valid"], true, "{checked}");
+        assert!(checked["records"].as_i64().unwrap() > 2, "{checked}");
+        assert_eq!(
+            t.post(&t.org("/audit-archive/verify"), &mike, &json!({}))
+                .await
+                .status(),
+            StatusCode::FORBIDDEN
+        );
 
         // Upgrading again makes the log live; the archive export is then not the way.
         let org = json_of(
@@ -879,6 +909,18 @@ both_backends!(
             "invalid_input",
         )
         .await;
+        problem(
+            t.post(&t.org("/audit-archive/verify"), &t.owner_token, &json!({}))
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
         assert_eq!(verify(&t).await["valid"], true);
+        assert_eq!(
+            t.audit("action=audit.verified").await.len(),
+            2,
+            "the archive's verification and this one"
+        );
     }
 );

@@ -68,12 +68,22 @@ both_backends!(consents_are_recorded_and_listed, |b| async move {
     );
     let all = json_of(t.get(&t.org("/consents?user_id=all"), &t.owner_token).await).await;
     assert_eq!(all.as_array().unwrap().len(), 2);
-    let changes = t.audit("action=privacy.consent_changed").await;
-    assert_eq!(changes.len(), 2);
+    let granted = t.audit("action=privacy.consent_granted").await;
+    let withdrawn = t.audit("action=privacy.consent_withdrawn").await;
+    assert_eq!((granted.len(), withdrawn.len()), (1, 1));
     assert_eq!(
-        changes[0]["metadata"],
+        withdrawn[0]["metadata"],
         json!({"purpose": "marketing_email", "granted": false})
     );
+    assert!(
+        withdrawn[0]["text"]
+            .as_str()
+            .unwrap()
+            .ends_with("| Withdrew consent to \"marketing_email\""),
+        "{}",
+        withdrawn[0]["text"]
+    );
+    assert_eq!(t.audit("action=privacy.consent*").await.len(), 2);
 });
 
 both_backends!(

@@ -168,6 +168,20 @@ both_backends!(
         assert_eq!(joined[0]["email"], "john@company.com");
         assert_eq!(joined[0]["role"], "user");
         assert!(joined[0]["accepted_at"].is_string(), "{export}");
+        // And the log's record of the invitation, which names him by that address.
+        let records = export["audit_records"].as_array().unwrap();
+        let invited = records
+            .iter()
+            .find(|r| r["action"] == "member.invited")
+            .unwrap_or_else(|| panic!("no invitation record in {export}"));
+        assert!(
+            invited["text"]
+                .as_str()
+                .unwrap()
+                .ends_with("| Invited \"john@company.com\""),
+            "{invited}"
+        );
+        assert!(invited["ip"].is_null(), "the Owner's address is not his");
         // Used once only.
         problem(
             signup(&t, &token, "John Again", "another long passphrase here").await,
@@ -1202,5 +1216,69 @@ both_backends!(
             left[0]["metadata"]["resources"]["transfer_to"],
             owner_id.as_str()
         );
+    }
+);
+
+both_backends!(
+    team_membership_changes_are_audited_as_what_they_are,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let res = t
+            .post(
+                &t.org("/teams"),
+                &t.owner_token,
+                &json!({ "name": "Sales" }),
+            )
+            .await;
+        let sales = json_of(res).await["id"].as_str().unwrap().to_owned();
+        let tom_id = t.member_id("tom@example.com").await;
+        let url = t.org(&format!("/teams/{sales}/members/{tom_id}"));
+        for role in ["member", "admin"] {
+            let res = t.put(&url, &t.owner_token, &json!({ "role": role })).await;
+            assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        }
+        assert_eq!(
+            t.delete(&url, &t.owner_token).await.status(),
+            StatusCode::NO_CONTENT
+        );
+        let one = |action: &'static str| {
+            let t = &t;
+            async move {
+                let found = t.audit(&format!("action={action}")).await;
+                assert_eq!(found.len(), 1, "{action}: {found:#?}");
+                found[0].clone()
+            }
+        };
+        let added = one("team.member_added").await;
+        let changed = one("team.member_role_changed").await;
+        let removed = one("team.member_removed").await;
+        for (r, text, role, before) in [
+            (
+                &added,
+                "Added \"Tom\" to team \"Sales\" as member",
+                json!("member"),
+                Value::Null,
+            ),
+            (
+                &changed,
+                "Made \"Tom\" admin in team \"Sales\"",
+                json!("admin"),
+                json!("member"),
+            ),
+            (
+                &removed,
+                "Took \"Tom\" out of team \"Sales\"",
+                Value::Null,
+                json!("admin"),
+            ),
+        ] {
+            assert_eq!(r["team_id"], sales.as_str());
+            assert_eq!(r["target_id"], tom_id.as_str());
+            assert!(r["text"].as_str().unwrap().ends_with(text), "{r}");
+            assert_eq!(r["metadata"]["team_role"], role, "{r}");
+            assert_eq!(r["metadata"]["previous_team_role"], before, "{r}");
+        }
+        // A prefix finds the three together.
+        assert_eq!(t.audit("action=team.member*").await.len(), 3);
     }
 );

@@ -212,9 +212,9 @@ both_backends!(the_guides_shared_workspace_example, |b| async move {
         .collect();
     for expected in [
         "| Sarah Owner | Created chat interface \"Customer Support\"",
-        "| Lisa | Uploaded document \"FAQ.md\"",
+        "| Lisa | Uploaded document \"FAQ.md\" to knowledge base \"",
         "| Tom | Downloaded document \"FAQ.md\"",
-        "| Tom | Viewed analytics",
+        "| Tom | Viewed analytics dashboard",
         "| Lisa | Deleted document \"FAQ.md\"",
     ] {
         assert!(
@@ -479,12 +479,35 @@ both_backends!(
 
         // Now Lisa no longer sees it; Tom does, read-only.
         let agent_url = t.org(&format!("/chat-interfaces/{}", id(&agent)));
-        problem(
+        let lisa_id = t.member_id("lisa@example.com").await;
+        let refusals_of_lisa = format!("action=access.denied&actor_id={lisa_id}&limit=100");
+        let before = t.audit(&refusals_of_lisa).await.len();
+        let hidden = problem(
             t.get(&agent_url, &lisa).await,
             StatusCode::NOT_FOUND,
             "not_found",
         )
         .await;
+        // To her it is not there, as a missing one is not; the log, which only the Owner and
+        // Admins read, records that she asked for another team's.
+        let missing = problem(
+            t.get(
+                &t.org(&format!(
+                    "/chat-interfaces/res_{}",
+                    uuid::Uuid::now_v7().simple()
+                )),
+                &lisa,
+            )
+            .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        assert_eq!(hidden["detail"], missing["detail"]);
+        let refusals = t.audit(&refusals_of_lisa).await;
+        assert_eq!(refusals.len(), before + 1, "{refusals:#?}");
+        assert_eq!(refusals[0]["outcome"], "denied");
+        assert_eq!(refusals[0]["reason"], "not_team_member");
         assert_eq!(
             json_of(t.get(&agent_url, &tom).await).await["name"],
             "Customer Service Agent - PROD"

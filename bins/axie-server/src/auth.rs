@@ -406,6 +406,20 @@ async fn policy_denied(
     }
 }
 
+/// `result`, with its error mapped by [`audited`]: for reads, whose refusals (another team's
+/// resource answered as not found, among them) are audited like a change's.
+pub async fn or_audited<T>(
+    st: &AppState,
+    caller: &Caller,
+    attempted: &str,
+    result: Result<T, tenancy::TenancyError>,
+) -> Result<T, ApiError> {
+    match result {
+        Ok(v) => Ok(v),
+        Err(e) => Err(audited(st, caller, attempted, e).await),
+    }
+}
+
 /// Maps a domain error to HTTP, first writing an `access.denied` record when it is an
 /// authorization denial, so denials decided inside the crates are audited like route-level ones.
 pub async fn audited(

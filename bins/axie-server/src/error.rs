@@ -147,7 +147,9 @@ impl From<TenancyError> for ApiError {
             TenancyError::BadCredentials => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "bad_credentials", e.to_string())
             }
-            TenancyError::NotFound(what) => ApiError::not_found(what),
+            TenancyError::NotFound(what) | TenancyError::Hidden(what, _) => {
+                ApiError::not_found(what)
+            }
             TenancyError::Forbidden(reason) => {
                 ApiError::new(StatusCode::FORBIDDEN, "forbidden", reason.to_string())
                     .with_extra(json!({ "reason": reason.code() }))

@@ -181,8 +181,8 @@ fn without_default_port(scheme: &str, authority: &str) -> String {
 }
 
 /// Why a browser request is refused as cross-site, if it is: an unsafe method (anything but
-/// GET, HEAD and OPTIONS) without an `Authorization` header (so the browser may have attached
-/// the session cookie by itself) whose `Origin` is neither `public_origin` nor the server's own
+/// GET, HEAD and OPTIONS) without a bearer token in its `Authorization` header (so the browser
+/// may have attached the session cookie, or a proxy's credentials, by itself) whose `Origin` is neither `public_origin` nor the server's own
 /// (`host`, the request's host, under `public_origin`'s scheme), or that has no `Origin` but a
 /// `Sec-Fetch-Site` other than `same-origin` or `none`. A request without either header (a
 /// program, an old browser) is left to the cookie's `SameSite=Strict`.
@@ -194,9 +194,14 @@ pub fn cross_site_refusal(
     public_origin: Option<&str>,
 ) -> Option<String> {
     use actix_web::http::Method;
-    if [Method::GET, Method::HEAD, Method::OPTIONS].contains(method)
-        || headers.contains_key("authorization")
-    {
+    // Only a bearer token is one the browser did not attach by itself: Basic, Digest or
+    // Negotiate credentials (a proxy's sign-in) are as ambient as a cookie.
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"));
+    if [Method::GET, Method::HEAD, Method::OPTIONS].contains(method) || bearer {
         return None;
     }
     let text = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("?"));
@@ -312,6 +317,18 @@ mod tests {
             Method::POST,
             &[evil, ("authorization", "Bearer axk_x")]
         ));
+        assert!(!refused(
+            Method::POST,
+            &[evil, ("authorization", "bearer axk_x")]
+        ));
+        // Credentials a browser attaches by itself (a proxy's Basic or Negotiate sign-in) do
+        // not make a cross-site request safe, nor does a header that does not read.
+        for ambient in ["Basic YTpi", "Negotiate YIIx", "Bearer"] {
+            assert!(
+                refused(Method::POST, &[evil, ("authorization", ambient)]),
+                "{ambient}"
+            );
+        }
         assert!(!refused(Method::POST, &[host]));
         assert!(!refused(Method::POST, &[("sec-fetch-site", "same-origin")]));
         assert!(!refused(Method::POST, &[("sec-fetch-site", "none")]));

@@ -123,7 +123,9 @@ impl From<TenancyError> for ScimFailure {
                 None,
                 "a valid SCIM bearer token is required",
             ),
-            TenancyError::NotFound(what) => fail(S::NOT_FOUND, None, format!("{what} not found")),
+            TenancyError::NotFound(what) | TenancyError::Hidden(what, _) => {
+                fail(S::NOT_FOUND, None, format!("{what} not found"))
+            }
             TenancyError::Forbidden(reason) => fail(S::FORBIDDEN, None, reason.to_string()),
             TenancyError::RoleRule(r) => fail(S::FORBIDDEN, Some("mutability"), r.to_string()),
             // A state conflict (the organization's ownership changed under a removal) or a

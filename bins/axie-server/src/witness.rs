@@ -13,15 +13,18 @@ use crate::Settings;
 
 /// One JSON file per organization, `<org id>.json`, holding its newest checkpoint.
 ///
-/// Each write holds an exclusive lock on `<org id>.lock` (`File::lock`, an advisory lock that
-/// holds between processes, on a shared mount too where the file system supports it) while it
-/// reads the file, compares, writes a temporary `<org id>.json.partial`, syncs it, renames it
-/// into place and syncs the directory: so the witness only moves forward even when several
-/// instances, or the server and an operator's command, share the directory, and a crash leaves
-/// either the old file or the new one.
+/// Each write holds this witness's own lock (one write at a time in the process: on a shared
+/// mount the file lock below may be emulated with per-process locks, which do not keep two
+/// threads of one process apart) and an exclusive lock on `<org id>.lock` (`File::lock`, an
+/// advisory lock that holds between processes, on a shared mount too where the file system
+/// supports it) while it reads the file, compares, writes a temporary file of its own
+/// (`.<org id>.json.*`), syncs it, renames it into place and syncs the directory: so the
+/// witness only moves forward even when several instances, or the server and an operator's
+/// command, share the directory, and a crash leaves either the old file or the new one.
 #[derive(Debug)]
 pub struct FileWitness {
     dir: PathBuf,
+    writing: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl FileWitness {
@@ -35,6 +38,7 @@ impl FileWitness {
         tempfile::tempfile_in(dir)?;
         Ok(Self {
             dir: dir.to_path_buf(),
+            writing: std::sync::Arc::default(),
         })
     }
 
@@ -88,22 +92,21 @@ fn keep(dir: &Path, path: &Path, cp: &Checkpoint) -> Result<(), AuditError> {
         return Ok(());
     }
     let bytes = serde_json::to_vec_pretty(cp).map_err(|e| failed(path, e))?;
-    let tmp = path.with_extension("json.partial");
+    // A temporary file no other write uses (removed when dropped unless it was renamed).
     let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{}.json.", cp.org))
+            .tempfile_in(dir)?;
+        tmp.write_all(&bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
         // The rename itself, made durable (a directory opens as a file on Unix only).
         #[cfg(unix)]
         std::fs::File::open(dir)?.sync_all()?;
         Ok::<(), std::io::Error>(())
     })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
     written.map_err(|e| failed(path, e))
-    // The lock goes with `lock`.
+    // The locks go with `lock` and the caller's guard.
 }
 
 #[async_trait]
@@ -116,14 +119,21 @@ impl CheckpointWitness for FileWitness {
     }
 
     async fn witness(&self, checkpoint: &Checkpoint) -> Result<(), AuditError> {
-        let (dir, path, cp) = (
+        let (dir, path, cp, writing) = (
             self.dir.clone(),
             self.path(checkpoint.org),
             checkpoint.clone(),
+            self.writing.clone(),
         );
-        tokio::task::spawn_blocking(move || keep(&dir, &path, &cp))
-            .await
-            .map_err(|e| AuditError::Store(StoreError::new(e)))?
+        tokio::task::spawn_blocking(move || {
+            // A poisoned lock guards nothing but the order of writes: go on.
+            let _one_at_a_time = writing
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            keep(&dir, &path, &cp)
+        })
+        .await
+        .map_err(|e| AuditError::Store(StoreError::new(e)))?
     }
 }
 

@@ -68,11 +68,11 @@ actions! {
     /// The organization was created.
     OrgCreated => "org.created", "Created organization";
     /// Company information changed.
-    SettingsUpdated => "settings.updated", "Updated settings";
+    SettingsUpdated => "settings.updated", "Updated the settings of";
     /// Security policy changed.
-    SecurityPolicyUpdated => "security_policy.updated", "Updated security policy";
+    SecurityPolicyUpdated => "security_policy.updated", "Updated the security policy of";
     /// Feature-access settings changed.
-    FeatureAccessUpdated => "feature_access.updated", "Updated feature access";
+    FeatureAccessUpdated => "feature_access.updated", "Updated the feature access of";
     /// A member was invited.
     MemberInvited => "member.invited", "Invited";
     /// An invitation was sent again with a new token.
@@ -128,7 +128,7 @@ actions! {
     /// A document's content was downloaded (the guide's GDPR "audit trail: track all data access").
     DocumentDownloaded => "document.downloaded", "Downloaded document";
     /// Analytics were viewed.
-    AnalyticsViewed => "analytics.viewed", "Viewed analytics";
+    AnalyticsViewed => "analytics.viewed", "Viewed analytics dashboard";
     /// The audit log (or other data) was exported.
     DataExported => "data.exported", "Exported";
     /// The audit chain was verified.
@@ -137,8 +137,14 @@ actions! {
     AuditCheckpointed => "audit.checkpointed", "Signed a checkpoint of";
     /// A team was created.
     TeamCreated => "team.created", "Created team";
-    /// A team was changed (renamed, archived).
+    /// A team was changed (renamed, archived, its members changed through SCIM).
     TeamUpdated => "team.updated", "Updated team";
+    /// An organization member was given a role in a team.
+    TeamMemberAdded => "team.member_added", "Added to a team:";
+    /// A member's role in a team changed.
+    TeamMemberRoleChanged => "team.member_role_changed", "Changed the team role of";
+    /// A member was taken out of a team.
+    TeamMemberRemoved => "team.member_removed", "Took out of a team:";
     /// A team was deleted.
     TeamDeleted => "team.deleted", "Deleted team";
     /// An asset moved between teams.
@@ -147,8 +153,13 @@ actions! {
     WebhookEndpointChanged => "webhook.endpoint_changed", "Changed webhook endpoint";
     /// An attempt on a protected route was refused.
     AccessDenied => "access.denied", "Was denied";
-    /// Consent was granted or withdrawn.
+    /// Consent was granted or withdrawn: what records written before consent's two actions
+    /// below carry (no longer written; kept so that those records still read).
     ConsentChanged => "privacy.consent_changed", "Changed consent";
+    /// A person gave their consent to a purpose.
+    ConsentGranted => "privacy.consent_granted", "Gave consent to";
+    /// A person withdrew their consent to a purpose.
+    ConsentWithdrawn => "privacy.consent_withdrawn", "Withdrew consent to";
     /// A person's personal data was exported or erased.
     PersonalDataProcessed => "privacy.personal_data", "Processed personal data of";
     /// A member's profile (name, email, identity-provider attributes) changed.

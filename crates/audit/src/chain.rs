@@ -230,6 +230,14 @@ impl ChainLink {
     pub const fn hash(&self) -> [u8; 32] {
         self.hash
     }
+
+    /// Whether the stored hash is the one the record's content and stored previous hash give:
+    /// a record whose hash is `h` and that is intact is the record that `h` was computed for
+    /// (finding another would take a preimage of SHA-256).
+    #[must_use]
+    pub fn is_intact(&self) -> bool {
+        self.computed == self.hash
+    }
 }
 
 /// A signed statement "the chain of `org` had `seq` records ending in `head`".

@@ -360,7 +360,11 @@ async fn search_filters_and_pages_newest_first(store: &dyn AuditStore) {
         action: Some(ActionFilter::Prefix("member.x".into())),
         ..query(100)
     };
-    assert!(store.search(org, &none).await.unwrap().is_empty());
+    // A prefix of no action in the catalogue is refused, not answered with nothing.
+    assert!(matches!(
+        store.search(org, &none).await,
+        Err(AuditError::Invalid(_))
+    ));
     // A prefix spanning several actions: merged newest first, cut at the limit, keyset-paged.
     let mixed_org = OrgId::new();
     let kinds = [

@@ -4,8 +4,8 @@ use std::io::Write;
 
 use crate::model::AuditEvent;
 
-/// The CSV header row.
-pub const CSV_HEADER: [&str; 17] = [
+/// The CSV header row. A record's id is `<org_id>-<seq>`.
+pub const CSV_HEADER: [&str; 18] = [
     "seq",
     "occurred_at",
     "org_id",
@@ -23,6 +23,7 @@ pub const CSV_HEADER: [&str; 17] = [
     "user_agent",
     "request_id",
     "metadata",
+    "schema_version",
 ];
 
 /// Neutralises a cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR)
@@ -98,12 +99,14 @@ impl<W: Write> CsvExporter<W> {
         if let Some(t) = e.team {
             let _ = write!(self.made, "{t}");
         }
+        let team = self.made.len();
+        let _ = write!(self.made, "{}", r.schema_version);
         let made = self.made.as_str();
         let cells = [
             made.get(..seq).unwrap_or_default(),
             made.get(seq..at).unwrap_or_default(),
             made.get(at..org).unwrap_or_default(),
-            made.get(org..).unwrap_or_default(),
+            made.get(org..team).unwrap_or_default(),
             e.actor.kind.as_str(),
             e.actor.id.as_str(),
             e.actor.name.as_str(),
@@ -117,6 +120,7 @@ impl<W: Write> CsvExporter<W> {
             e.context.user_agent.as_str(),
             e.context.request_id.as_str(),
             e.metadata.as_json(),
+            made.get(team..).unwrap_or_default(),
         ];
         for cell in cells {
             // A cell a spreadsheet would run gets its quote prefix without a copy of its own.
@@ -138,10 +142,21 @@ impl<W: Write> CsvExporter<W> {
     }
 }
 
-/// One NDJSON line (with the trailing newline).
+/// One NDJSON line (with the trailing newline): the record as [`AuditEvent`] serializes, with
+/// its public id ([`AuditEvent::id`]) first.
 #[must_use]
 pub fn ndjson_line(r: &AuditEvent) -> String {
-    let mut s = serde_json::to_string(r).unwrap_or_default();
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        id: String,
+        #[serde(flatten)]
+        record: &'a AuditEvent,
+    }
+    let mut s = serde_json::to_string(&Line {
+        id: r.id(),
+        record: r,
+    })
+    .unwrap_or_default();
     s.push('\n');
     s
 }
@@ -227,5 +242,28 @@ mod tests {
         assert_eq!(&rows[1][11], "denied");
         assert_eq!(&rows[1][12], "'-reason");
         assert_eq!(&rows[1][16], "{}");
+        assert_eq!(&rows[1][17], crate::SCHEMA_VERSION.to_string());
+        assert_eq!(rows[1].len(), CSV_HEADER.len());
+    }
+
+    #[test]
+    fn an_ndjson_line_is_one_object_with_the_record_id() {
+        let e = NewAuditEvent::new(
+            OrgId::new(),
+            Utc::now(),
+            Actor::user("usr_1", "Sarah"),
+            AuditAction::ChatInterfaceCreated,
+            Target::new("chat_interface", "res_1", "Support\nEU"),
+        );
+        let r = seal(e, 7, GENESIS);
+        let line = ndjson_line(&r);
+        assert!(line.ends_with('\n'));
+        assert_eq!(line.matches('\n').count(), 1, "{line}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["id"], format!("{}-7", r.event.org));
+        assert_eq!(v["seq"], 7);
+        assert_eq!(v["action"], "chat_interface.created");
+        assert_eq!(v["schema_version"], crate::SCHEMA_VERSION);
+        assert_eq!(v["hash"], hex::encode(r.hash));
     }
 }

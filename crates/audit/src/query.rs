@@ -119,11 +119,54 @@ impl AuditQuery {
         {
             return Err(AuditError::Invalid(format!("unknown outcome `{o}`")));
         }
+        // A name that is not in the catalogue (a typo, a prefix of nothing) would quietly find
+        // nothing, which reads as "nobody did that": say so instead.
+        match &self.action {
+            Some(ActionFilter::Exact(name)) if crate::AuditAction::parse(name).is_none() => {
+                return Err(AuditError::Invalid(format!(
+                    "unknown action `{name}`; end it with `.` or `*` to match a prefix"
+                )));
+            }
+            Some(ActionFilter::Prefix(prefix))
+                if !crate::AuditAction::ALL
+                    .iter()
+                    .any(|a| a.as_str().starts_with(prefix.as_str())) =>
+            {
+                return Err(AuditError::Invalid(format!(
+                    "no action starts with `{prefix}`"
+                )));
+            }
+            _ => {}
+        }
         if self.target_id.is_some() && self.target_kind.is_none() {
             return Err(AuditError::Invalid(
                 "`target_id` needs `target_type`".to_owned(),
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_action(filter: &str) -> AuditQuery {
+        AuditQuery {
+            action: Some(ActionFilter::parse(filter)),
+            limit: 50,
+            ..AuditQuery::default()
+        }
+    }
+
+    #[test]
+    fn an_action_filter_must_name_the_catalogue() {
+        for known in ["member.invited", "member.", "member.*", "auth.login*", "*"] {
+            assert!(with_action(known).validate().is_ok(), "{known}");
+        }
+        for unknown in ["member.invite", "members.", "nothing.*", "Member.invited"] {
+            let err = with_action(unknown).validate().unwrap_err();
+            assert!(matches!(err, AuditError::Invalid(_)), "{unknown}: {err}");
+        }
     }
 }

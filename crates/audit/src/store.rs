@@ -575,6 +575,7 @@ async fn verify_since_checkpoint(
     // is further on.
     let (verifier, after) = match (held.split_first(), &anchor) {
         (Some((first, rest)), a) if a.as_ref().is_none_or(|a| a.seq <= first.seq) => {
+            held_record_is_there(store, org, first, a.as_ref(), key).await?;
             let v = rest
                 .iter()
                 .try_fold(
@@ -591,6 +592,62 @@ async fn verify_since_checkpoint(
         (_, None) => (ChainVerifier::new(), 0),
     };
     walk_through(store, org, verifier, after, seq, head).await
+}
+
+/// Checks that the record a held checkpoint ends with is still in the log, unchanged (or, when
+/// retention removed it, that the signed anchor names it): the walk from that checkpoint does
+/// not read it, and without this a log cut back to the checkpoint, with its head row set to
+/// the checkpoint's, would pass and be signed over as it grows.
+///
+/// # Errors
+/// [`AuditError::Tampered`] with [`ChainBreak::Missing`], [`ChainBreak::Modified`] or
+/// [`ChainBreak::CheckpointMismatch`]; [`ChainBreak::ForgedAnchor`] for an anchor at the
+/// checkpoint that is not `key`'s; [`AuditError::Store`].
+async fn held_record_is_there(
+    store: &dyn AuditStore,
+    org: OrgId,
+    checkpoint: &Checkpoint,
+    anchor: Option<&Anchor>,
+    key: &[u8],
+) -> Result<(), AuditError> {
+    if let Some(a) = anchor.filter(|a| a.seq == checkpoint.seq) {
+        if !a.is_authentic(key) {
+            return Err(AuditError::Tampered(ChainBreak::ForgedAnchor {
+                seq: a.seq,
+            }));
+        }
+        if a.hash != checkpoint.head {
+            return Err(AuditError::Tampered(ChainBreak::CheckpointMismatch {
+                seq: checkpoint.seq,
+            }));
+        }
+        return Ok(());
+    }
+    let links = store.chain_links(org, checkpoint.seq - 1, 1).await?;
+    let Some(link) = links.first().filter(|l| l.seq() == checkpoint.seq) else {
+        return Err(AuditError::Tampered(match links.first() {
+            Some(l) => ChainBreak::Missing {
+                seq: l.seq(),
+                expected: checkpoint.seq,
+            },
+            // Nothing from the checkpoint's record on: the log ends before it.
+            None => ChainBreak::Truncated {
+                last: checkpoint.seq - 1,
+                checkpoint: checkpoint.seq,
+            },
+        }));
+    };
+    if !link.is_intact() {
+        return Err(AuditError::Tampered(ChainBreak::Modified {
+            seq: checkpoint.seq,
+        }));
+    }
+    if link.hash() != checkpoint.head {
+        return Err(AuditError::Tampered(ChainBreak::CheckpointMismatch {
+            seq: checkpoint.seq,
+        }));
+    }
+    Ok(())
 }
 
 /// `org`'s held checkpoints ([`AuditStore::held_checkpoints`]) that are authentic under `key`,
@@ -773,6 +830,49 @@ mod tests {
         .await
         .unwrap();
         (n, seen)
+    }
+
+    #[tokio::test]
+    async fn a_log_cut_back_to_its_checkpoint_is_not_signed_over() {
+        const KEY: &[u8] = b"checkpoint key";
+        let org = OrgId::new();
+        let store = store_with(org, 10).await;
+        let cp = take_checkpoint(&store, org, KEY, chrono::Utc::now())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(cp.seq, 10);
+        // Records 7 to 10 deleted and a record standing in for the tenth, with the tenth's
+        // hash, so that the head agrees with the checkpoint: the walk from the checkpoint
+        // reads nothing, but the record the checkpoint ends with is not the one it signed.
+        store
+            .with_chain(org, |chain| {
+                let mut tenth = chain[9].clone();
+                chain.truncate(6);
+                tenth.event.target.id = "forged".into();
+                chain.push(tenth);
+            })
+            .unwrap();
+        assert_eq!(store.head(org).await.unwrap(), Some((10, cp.head)));
+        assert!(matches!(
+            take_checkpoint(&store, org, KEY, chrono::Utc::now()).await,
+            Err(AuditError::Tampered(ChainBreak::Modified { seq: 10 }))
+        ));
+        // The checkpoint's record gone altogether, the log going on after it.
+        store
+            .with_chain(org, |chain| {
+                let mut eleventh = chain[6].clone();
+                eleventh.seq = 11;
+                chain[6] = eleventh;
+            })
+            .unwrap();
+        assert!(matches!(
+            take_checkpoint(&store, org, KEY, chrono::Utc::now()).await,
+            Err(AuditError::Tampered(ChainBreak::Missing {
+                seq: 11,
+                expected: 10
+            }))
+        ));
     }
 
     #[tokio::test]

@@ -412,7 +412,9 @@ mod tests {
         );
         assert!(matches!(
             take_checkpoint(&log, org, KEY, at(22)).await,
-            Err(AuditError::Tampered(ChainBreak::BrokenLink { seq: 11 }))
+            Err(AuditError::Tampered(ChainBreak::CheckpointMismatch {
+                seq: 10
+            }))
         ));
         // Nor does retention remove the records the witnessed checkpoint disproves.
         let nothing = |_: &crate::Anchor, _: u64| Ok(Journal::default());

@@ -422,10 +422,7 @@ pub async fn get<S: TenancyStore + WorkspaceStore + ?Sized>(
         .ok_or(TenancyError::NotFound(kind.label()))?;
     caller
         .check(kind.view(), &a.resource())
-        .map_err(|e| match e {
-            TenancyError::NotFound(_) => TenancyError::NotFound(kind.label()),
-            other => other,
-        })?;
+        .map_err(|e| e.not_found_as(kind.label()))?;
     Ok(a)
 }
 
@@ -441,10 +438,9 @@ async fn get_any<S: TenancyStore + WorkspaceStore + ?Sized>(
         .await?
         .ok_or(TenancyError::NotFound("asset"))?
         .kind();
-    get(store, caller, kind, id).await.map_err(|e| match e {
-        TenancyError::NotFound(_) => TenancyError::NotFound("asset"),
-        other => other,
-    })
+    get(store, caller, kind, id)
+        .await
+        .map_err(|e| e.not_found_as("asset"))
 }
 
 /// The teams whose assets the caller may list; `None` means all of them.
@@ -578,12 +574,13 @@ async fn placement<S: TenancyStore + WorkspaceStore + ?Sized>(
     kind: AssetKind,
     team: Option<TeamId>,
     parent: Option<ResourceId>,
-) -> Result<Team, TenancyError> {
+) -> Result<(Team, Option<Asset>), TenancyError> {
     let (parent_kind, required) = kind.parent();
+    let mut parent_asset = None;
     let team = match (parent, parent_kind) {
         (Some(p), Some(pk)) => {
-            let parent = get(store, caller, pk, p).await?;
-            in_use_with_ancestors(store, &parent).await?;
+            let parent = parent_asset.insert(get(store, caller, pk, p).await?);
+            in_use_with_ancestors(store, parent).await?;
             if team.is_some_and(|t| t != parent.team) {
                 return Err(TenancyError::Invalid(format!(
                     "a {} goes in its {}'s team",
@@ -616,7 +613,7 @@ async fn placement<S: TenancyStore + WorkspaceStore + ?Sized>(
     if team.archived_at.is_some() {
         return Err(teams::archived(&team.name, "nothing new is made in it"));
     }
-    Ok(team)
+    Ok((team, parent_asset))
 }
 
 /// Refuses work on the resources of an archived team: editing or using them. They stay
@@ -676,7 +673,7 @@ pub async fn create<S: TenancyStore + WorkspaceStore + crate::metering::Metering
         AssetDetails::Domain { hostname, .. } if new.name.trim().is_empty() => hostname.clone(),
         _ => valid_name("name", &new.name)?,
     };
-    let team = placement(store, caller, kind, new.team, new.parent).await?;
+    let (team, _) = placement(store, caller, kind, new.team, new.parent).await?;
     let asset = Asset {
         id: ResourceId::new(),
         org: caller.org.id,
@@ -747,7 +744,7 @@ pub async fn upload_document<
             rules.max_bytes
         )));
     }
-    let team = placement(
+    let (team, knowledge_base_asset) = placement(
         store,
         caller,
         AssetKind::Document,
@@ -776,7 +773,10 @@ pub async fn upload_document<
         &asset,
         "created",
         now,
-        json!({ "size_bytes": size }),
+        json!({
+            "size_bytes": size,
+            "knowledge_base": knowledge_base_asset.map(|kb| kb.name),
+        }),
     )?;
     let key = asset.id.to_string();
     blobs.put(&key, bytes).await?;

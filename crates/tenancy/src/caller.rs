@@ -219,16 +219,18 @@ impl Caller {
         authorize(&self.subject, action, resource, &self.context())
     }
 
-    /// Checks a permission; hidden resources answer `NotFound`, others `Forbidden`.
+    /// Checks a permission; a resource the caller may not learn of answers
+    /// [`TenancyError::Hidden`] (a "not found" that is recorded as a refusal), others
+    /// [`TenancyError::Forbidden`].
     ///
     /// # Errors
-    /// [`TenancyError::NotFound`] or [`TenancyError::Forbidden`].
+    /// [`TenancyError::Hidden`] or [`TenancyError::Forbidden`].
     pub fn check(&self, action: Permission, resource: &Resource) -> Result<Grant, TenancyError> {
         self.decide(action, resource)
             .into_result()
             .map_err(|reason| {
                 if reason.hides_existence() {
-                    TenancyError::NotFound("resource")
+                    TenancyError::Hidden("resource", reason)
                 } else {
                     TenancyError::Forbidden(reason)
                 }

@@ -22,6 +22,12 @@ pub enum TenancyError {
     /// The thing does not exist, or belongs to another tenant.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// Authorization refused it, and the caller may not even learn that it exists (another
+    /// team's resource, another tenant's): answered exactly as [`TenancyError::NotFound`] (the
+    /// same status and words), but, unlike a missing thing, a refusal to record
+    /// ([`TenancyError::refusal_reason`]).
+    #[error("{0} not found")]
+    Hidden(&'static str, DenyReason),
     /// Authorization refused it.
     #[error("forbidden: {0}")]
     Forbidden(DenyReason),
@@ -111,12 +117,31 @@ pub fn enforce_quota(decision: billing_limits::QuotaDecision) -> Result<(), Tena
 }
 
 impl TenancyError {
+    /// Whether the answer is "not found": the thing is missing, or hidden from the caller
+    /// ([`TenancyError::Hidden`]).
+    #[must_use]
+    pub const fn is_not_found(&self) -> bool {
+        matches!(self, TenancyError::NotFound(_) | TenancyError::Hidden(..))
+    }
+
+    /// The same error, naming the thing that was not found as `what` (a more general word,
+    /// so that the answer does not tell what kind of thing the id named); other errors
+    /// unchanged.
+    #[must_use]
+    pub fn not_found_as(self, what: &'static str) -> Self {
+        match self {
+            TenancyError::NotFound(_) => TenancyError::NotFound(what),
+            TenancyError::Hidden(_, reason) => TenancyError::Hidden(what, reason),
+            other => other,
+        }
+    }
+
     /// The reason an authorization refusal is recorded with (`access.denied`), or `None` when
     /// the error is not one (a missing resource, bad input or a storage failure is not).
     #[must_use]
     pub const fn refusal_reason(&self) -> Option<&'static str> {
         match self {
-            TenancyError::Forbidden(r) => Some(r.code()),
+            TenancyError::Forbidden(r) | TenancyError::Hidden(_, r) => Some(r.code()),
             TenancyError::RoleRule(r) => Some(r.code()),
             _ => None,
         }

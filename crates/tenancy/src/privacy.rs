@@ -240,7 +240,11 @@ pub async fn set_consent<S: PrivacyStore + ?Sized>(
         caller
             .audit(
                 now,
-                AuditAction::ConsentChanged,
+                if granted {
+                    AuditAction::ConsentGranted
+                } else {
+                    AuditAction::ConsentWithdrawn
+                },
                 Target::new("user", caller.user.id, caller.user.name.clone()),
             )
             .with_metadata(Metadata::from_value(json!({
@@ -345,15 +349,19 @@ where
             }
         }
     }
+    let invitations = store.invitations_accepted_by(org, user).await?;
     let (events, truncated) = audit_records(
         store,
         org,
         &user.to_string(),
         &keys.iter().map(|k| k.id.to_string()).collect::<Vec<_>>(),
+        &invitations
+            .iter()
+            .map(|i| i.id.to_string())
+            .collect::<Vec<_>>(),
     )
     .await?;
     let consents = store.consents(org, Some(user)).await?;
-    let invitations = store.invitations_accepted_by(org, user).await?;
     let scim = store.user_record(org, user).await?.map(|r| {
         json!({"userName": r.user_name, "externalId": r.external_id, "attributes": r.attributes})
     });
@@ -404,32 +412,40 @@ where
 }
 
 /// The audit records naming `subject` as actor (in person or through one of `keys`) or as
-/// target, newest first, capped. A record's network address and user agent are the actor's:
-/// they are exported only where the person acted, not where someone acted on them.
+/// target, or naming one of the `invitations` they accepted (sent to their address), newest
+/// first, capped. A record's network address and user agent are the actor's: they are
+/// exported only where the person acted, not where someone acted on them.
 async fn audit_records<S: AuditStore + ?Sized>(
     store: &S,
     org: OrgId,
     subject: &str,
     keys: &[String],
+    invitations: &[String],
 ) -> Result<(Vec<Value>, bool), TenancyError> {
     let mut out: Vec<audit::AuditEvent> = Vec::new();
     let actors: Vec<&str> = std::iter::once(subject)
         .chain(keys.iter().map(String::as_str))
         .collect();
-    // As the actor, and as the target under the kinds a person is recorded as.
+    // As the actor, as the target under the kinds a person is recorded as, and through the
+    // invitations they accepted.
     let lookups = actors
         .iter()
         .map(|a| (Some(*a), None))
-        .chain(["member", "user"].map(|k| (None, Some(k))));
+        .chain(["member", "user"].map(|k| (None, Some((k, subject)))))
+        .chain(
+            invitations
+                .iter()
+                .map(|i| (None, Some(("invitation", i.as_str())))),
+        );
     // Each lookup reads its own newest records up to one past the cap: the newest of all are
     // among them (a lookup's older records cannot outrank its newer ones), and the one past
     // tells that some were left out. What is kept is cut back to that after each lookup.
-    for (actor, target_kind) in lookups {
+    for (actor, target) in lookups {
         let mut q = AuditQuery {
             limit: audit::MAX_PAGE,
             actor_id: actor.map(str::to_owned),
-            target_kind: target_kind.map(str::to_owned),
-            target_id: target_kind.map(|_| subject.to_owned()),
+            target_kind: target.map(|(kind, _)| kind.to_owned()),
+            target_id: target.map(|(_, id)| id.to_owned()),
             ..AuditQuery::default()
         };
         // Once the cap is passed, records older than the last one kept cannot enter.
@@ -750,7 +766,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let (records, truncated) = audit_records(&store, org.id, &owner.id.to_string(), &[])
+        let (records, truncated) = audit_records(&store, org.id, &owner.id.to_string(), &[], &[])
             .await
             .unwrap();
         assert!(truncated);

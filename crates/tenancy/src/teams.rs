@@ -274,19 +274,33 @@ pub async fn set_member<S: TenancyStore + WorkspaceStore + ?Sized>(
         .get_member(caller.org.id, user)
         .await?
         .ok_or(TenancyError::NotFound("member"))?;
+    // Whether this adds, changes or removes, as the person's explicit role in the team stands
+    // just before the change (the store's transaction decides what is written; a change made
+    // between the two by someone else could make the label one step stale).
+    let before = store
+        .team_roles(caller.org.id, user)
+        .await?
+        .into_iter()
+        .find_map(|(t, r)| (t == team).then_some(r));
+    let action = match (before, role) {
+        (_, None) => AuditAction::TeamMemberRemoved,
+        (None, Some(_)) => AuditAction::TeamMemberAdded,
+        (Some(_), Some(_)) => AuditAction::TeamMemberRoleChanged,
+    };
     // An archived team keeps its people (they may be taken out) and takes no one new, as
     // for invitations: the store refuses it in its transaction (`archived_team`).
     let journal = Journal::record(
         caller
             .audit(
                 now,
-                AuditAction::TeamUpdated,
+                action,
                 Target::new("member", user, member.user.name.clone()),
             )
             .in_team(team)
             .with_metadata(Metadata::from_value(json!({
                 "team": t.name,
                 "team_role": role.map(TeamRole::as_str),
+                "previous_team_role": before.map(TeamRole::as_str),
             }))?),
     )
     .publish(DomainEvent::new(

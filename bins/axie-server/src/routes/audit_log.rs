@@ -129,6 +129,10 @@ pub struct AuditEventResponse {
     pub id: String,
     /// Position in the organization's chain.
     pub seq: i64,
+    /// The organization whose log holds it.
+    pub org_id: String,
+    /// Version of the record's schema (what its hash covers).
+    pub schema_version: u16,
     /// When (RFC 3339, UTC).
     pub occurred_at: String,
     /// Team id.
@@ -172,6 +176,8 @@ impl From<&AuditEvent> for AuditEventResponse {
         Self {
             id: r.id(),
             seq: r.seq,
+            org_id: e.org.to_string(),
+            schema_version: r.schema_version,
             occurred_at: e
                 .occurred_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
@@ -470,6 +476,31 @@ pub async fn verify(
     if let Err(e) = caller.check_whole_audit_log() {
         return Err(crate::auth::audited(&st, &caller, "audit.verify", e).await);
     }
+    verify_body(&st, &caller).await
+}
+
+/// Verifies the archived audit log of an organization that left the Enterprise plan (the
+/// Owner only), as the live log is verified: the Owner can check the chain of what they
+/// export. The verification is audited.
+#[utoipa::path(post, path = "/api/v1/orgs/{org_id}/audit-archive/verify", tag = "audit",
+    params(("org_id" = String, Path, description = "Organization id")),
+    responses(
+        (status = 200, description = "The result", body = VerifyResponse),
+        (status = 403, description = "Not the Owner", content_type = "application/problem+json"),
+        (status = 422, description = "The log is not archived", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn verify_archive(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+) -> Result<HttpResponse, ApiError> {
+    if let Err(e) = tenancy::orgs::check_audit_archive(&caller) {
+        return Err(crate::auth::audited(&st, &caller, "verify_audit_archive", e).await);
+    }
+    verify_body(&st, &caller).await
+}
+
+async fn verify_body(st: &AppState, caller: &tenancy::Caller) -> Result<HttpResponse, ApiError> {
     let result = verify_chain(&st.audit_log(), caller.org.id, &st.checkpoint_key).await?;
     // Recorded after the walk, so the record is not part of what it reports on.
     let record = caller

@@ -157,7 +157,7 @@ impl Modify for ProblemResponses {
         privacy::export, privacy::erase, privacy::erase_own, privacy::list, privacy::set,
         webhooks::create, webhooks::list, webhooks::update, webhooks::delete, webhooks::rotate, webhooks::test,
         webhooks::recover, webhooks::deliveries, webhooks::attempts, webhooks::resend, webhooks::event_types,
-        audit_log::search, audit_log::export, audit_log::export_archive, audit_log::verify, audit_log::checkpoint,
+        audit_log::search, audit_log::export, audit_log::export_archive, audit_log::verify_archive, audit_log::verify, audit_log::checkpoint,
         orgs::change_plan,
         billing::get, billing::subscribe, billing::start_trial, billing::invoices,
         credits::list, credits::team, credits::purchase, credits::consume, credits::transfer, credits::reverse,

@@ -7,7 +7,7 @@ use tenancy::Team;
 use tenancy::teams::{self, TeamMember, TeamUpdate};
 use utoipa::ToSchema;
 
-use crate::auth::{OrgCaller, audited};
+use crate::auth::{OrgCaller, audited, or_audited};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -160,7 +160,8 @@ pub async fn get(
     OrgCaller(caller): OrgCaller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let t = teams::get(&*st.store, &caller, team_id(&path.1)?).await?;
+    let t = teams::get(&*st.store, &caller, team_id(&path.1)?).await;
+    let t = or_audited(&st, &caller, "view_team", t).await?;
     Ok(HttpResponse::Ok().json(TeamResponse::from(&t)))
 }
 
@@ -226,7 +227,8 @@ pub async fn members(
     OrgCaller(caller): OrgCaller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let m = teams::members(&*st.store, &caller, team_id(&path.1)?).await?;
+    let m = teams::members(&*st.store, &caller, team_id(&path.1)?).await;
+    let m = or_audited(&st, &caller, "view_team_members", m).await?;
     Ok(HttpResponse::Ok().json(m.iter().map(TeamMemberResponse::from).collect::<Vec<_>>()))
 }
 

@@ -11,7 +11,7 @@ use tenancy::assets::{
 };
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{OrgCaller, audited};
+use crate::auth::{OrgCaller, audited, or_audited};
 use crate::error::ApiError;
 use crate::routes::teams::team_id;
 use crate::routes::{Page, PageQuery};
@@ -278,7 +278,8 @@ async fn list_kind(
     let found = assets::list(
         &*st.store, caller, kind, team, parent, archived, after, limit,
     )
-    .await?;
+    .await;
+    let found = or_audited(st, caller, &format!("list_{}", kind.as_str()), found).await?;
     let items: Vec<AssetResponse> = found.iter().map(AssetResponse::from).collect();
     Ok(HttpResponse::Ok().json(Page::new(items, limit, |a| a.id.clone())))
 }
@@ -301,7 +302,8 @@ async fn get_kind(
     kind: AssetKind,
     id: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let a = assets::get(&*st.store, caller, kind, asset_id(kind, id)?).await?;
+    let a = assets::get(&*st.store, caller, kind, asset_id(kind, id)?).await;
+    let a = or_audited(st, caller, &format!("view_{}", kind.as_str()), a).await?;
     Ok(HttpResponse::Ok().json(AssetResponse::from(&a)))
 }
 
@@ -645,8 +647,9 @@ pub async fn document_content(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let id = asset_id(AssetKind::Document, &path.1)?;
-    let (a, bytes) =
-        assets::document_content(&*st.store, &*st.blobs, &caller, id, st.clock.now()).await?;
+    let content =
+        assets::document_content(&*st.store, &*st.blobs, &caller, id, st.clock.now()).await;
+    let (a, bytes) = or_audited(&st, &caller, "download_document", content).await?;
     let media = match &a.details {
         AssetDetails::Document { content_type, .. } => content_type.clone(),
         _ => "application/octet-stream".to_owned(),
@@ -861,7 +864,8 @@ pub async fn transfers(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let id: ResourceId = path.1.parse().map_err(|_| ApiError::not_found("asset"))?;
-    let h = assets::history(&*st.store, &caller, id).await?;
+    let h = assets::history(&*st.store, &caller, id).await;
+    let h = or_audited(&st, &caller, "view_transfers", h).await?;
     Ok(HttpResponse::Ok().json(h.iter().map(TransferResponse::from).collect::<Vec<_>>()))
 }
 

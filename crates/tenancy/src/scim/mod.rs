@@ -1515,10 +1515,7 @@ pub async fn delete_user<S: TenancyStore + MembershipStore + ScimStore + ?Sized>
         now,
     )
     .await
-    .map_err(|e| match e {
-        TenancyError::NotFound(_) => TenancyError::NotFound("User"),
-        other => other,
-    })?;
+    .map_err(|e| e.not_found_as("User"))?;
     Ok(())
 }
 
