@@ -924,3 +924,107 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    a_person_is_found_with_what_their_api_keys_did,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let lisa_id = t.member_id("lisa@example.com").await;
+        let key = json_of(
+            t.post(
+                &t.org("/api-keys"),
+                &lisa,
+                &json!({ "name": "Lisa's script" }),
+            )
+            .await,
+        )
+        .await;
+        let secret = key["secret"].as_str().unwrap();
+        // Her script asks for something it may not have: refused, and recorded as the key's.
+        assert_eq!(
+            t.get(&t.org("/billing"), secret).await.status(),
+            StatusCode::FORBIDDEN
+        );
+        let in_person = t.audit(&format!("actor_id={lisa_id}")).await;
+        let actions = |records: &[Value]| -> Vec<String> {
+            records
+                .iter()
+                .map(|r| r["action"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(actions(&in_person), ["api_key.created", "auth.login"]);
+        let hers = t.audit(&format!("user_id={lisa_id}")).await;
+        assert_eq!(
+            actions(&hers),
+            ["access.denied", "api_key.created", "auth.login"],
+            "newest first, her key's refusal with her own actions"
+        );
+        assert_eq!(hers[0]["actor_type"], "api_key");
+        assert_eq!(hers[0]["actor_id"], key["id"]);
+        // Paged one at a time, the same three.
+        let mut seqs = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let page = json_of(
+                t.get(
+                    &t.org(&format!("/audit-events?user_id={lisa_id}&limit=1{cursor}")),
+                    &t.owner_token,
+                )
+                .await,
+            )
+            .await;
+            seqs.extend(
+                page["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["seq"].clone()),
+            );
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => break,
+            }
+        }
+        assert_eq!(
+            seqs,
+            hers.iter().map(|r| r["seq"].clone()).collect::<Vec<_>>()
+        );
+        // The export follows the same filter.
+        let res = t
+            .get(
+                &t.org(&format!(
+                    "/audit-events/export?format=ndjson&user_id={lisa_id}"
+                )),
+                &t.owner_token,
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let exported: Vec<String> = res
+            .text()
+            .await
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["action"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(exported, actions(&hers));
+        // One or the other.
+        for bad in [
+            format!("user_id={lisa_id}&actor_id={lisa_id}"),
+            "user_id=lisa".to_owned(),
+        ] {
+            problem(
+                t.get(&t.org(&format!("/audit-events?{bad}")), &t.owner_token)
+                    .await,
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            )
+            .await;
+        }
+    }
+);

@@ -185,7 +185,7 @@ pub async fn export_audit(
             n
         }
         "pdf" => {
-            let (events, more) = audit::pdf::newest_events(store, org, query).await?;
+            let (events, more) = audit::pdf::newest_events(store, org, query, &[]).await?;
             let o = tenancy::OrgStore::get_org(store, org).await?;
             let header = audit::pdf::ReportHeader {
                 organization: o.name,

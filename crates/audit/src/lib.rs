@@ -68,8 +68,9 @@ pub use model::{
 pub use query::{ActionFilter, AuditQuery, DatePreset, MAX_PAGE, SeenBy};
 pub use render::render_line;
 pub use store::{
-    AuditStore, PruneJournal, WALK_PAGE, for_each_page, prune_before, take_checkpoint,
-    take_checkpoint_recorded, take_checkpoint_rotating, verification_metadata, verify_chain,
+    AuditStore, MAX_ACTORS, PruneJournal, WALK_PAGE, for_each_page, for_each_page_by_any,
+    prune_before, search_by_any, take_checkpoint, take_checkpoint_recorded,
+    take_checkpoint_rotating, verification_metadata, verify_chain,
 };
 #[cfg(feature = "memory")]
 pub use witness::MemoryWitness;

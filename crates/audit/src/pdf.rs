@@ -18,8 +18,9 @@ use crate::model::{AuditEvent, Outcome};
 /// The most events one PDF holds.
 pub const PDF_MAX_ROWS: usize = 5_000;
 
-/// The newest events matching `query` for a report: at most [`PDF_MAX_ROWS`], read page by
-/// page from the store, and whether more matched.
+/// The newest events matching `query` for a report, done by any of `actors` when there are
+/// some ([`crate::search_by_any`]): at most [`PDF_MAX_ROWS`], read page by page from the
+/// store, and whether more matched.
 ///
 /// # Errors
 /// Storage errors and invalid queries.
@@ -27,11 +28,12 @@ pub async fn newest_events(
     store: &dyn crate::AuditStore,
     org: rbac_core::OrgId,
     mut query: crate::AuditQuery,
+    actors: &[String],
 ) -> Result<(Vec<AuditEvent>, bool), crate::AuditError> {
     query.limit = crate::MAX_PAGE;
     let mut events = Vec::new();
     loop {
-        let page = store.search(org, &query).await?;
+        let page = crate::search_by_any(store, org, &query, actors).await?;
         let full = page.len() == query.limit as usize;
         query.before_seq = page.last().map(|r| r.seq);
         events.extend(page);

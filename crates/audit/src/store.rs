@@ -334,7 +334,70 @@ fn reaches_head(
 pub async fn for_each_page<E, F, Fut>(
     store: &dyn AuditStore,
     org: OrgId,
+    query: AuditQuery,
+    write: F,
+) -> Result<u64, E>
+where
+    E: From<AuditError>,
+    F: FnMut(Vec<AuditEvent>) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+    for_each_page_by_any(store, org, query, &[], write).await
+}
+
+/// Most actors [`search_by_any`] takes (a person and their API keys).
+pub const MAX_ACTORS: usize = 256;
+
+/// One page of `query` ([`AuditStore::search`]) as done by any of `actors` (each an actor id:
+/// a person and their API keys, say), newest first: one search per actor, merged. With no
+/// actors, the store's search as it is.
+///
+/// # Errors
+/// [`AuditError::Invalid`] when `query` names an actor too, or for more than [`MAX_ACTORS`];
+/// the store's errors.
+pub async fn search_by_any(
+    store: &dyn AuditStore,
+    org: OrgId,
+    query: &AuditQuery,
+    actors: &[String],
+) -> Result<Vec<AuditEvent>, AuditError> {
+    if actors.is_empty() {
+        return store.search(org, query).await;
+    }
+    if query.actor_id.is_some() {
+        return Err(AuditError::Invalid(
+            "give either one actor or a set of actors, not both".to_owned(),
+        ));
+    }
+    if actors.len() > MAX_ACTORS {
+        return Err(AuditError::Invalid(format!(
+            "at most {MAX_ACTORS} actors at once"
+        )));
+    }
+    let mut found = Vec::new();
+    for actor in actors {
+        let q = AuditQuery {
+            actor_id: Some(actor.clone()),
+            ..query.clone()
+        };
+        // Each actor's newest `limit`: the newest `limit` of all are among them.
+        found.extend(store.search(org, &q).await?);
+    }
+    found.sort_unstable_by_key(|r| std::cmp::Reverse(r.seq));
+    found.dedup_by_key(|r| r.seq);
+    found.truncate(query.limit as usize);
+    Ok(found)
+}
+
+/// [`for_each_page`] of the records done by any of `actors` ([`search_by_any`]).
+///
+/// # Errors
+/// As [`for_each_page`] and [`search_by_any`].
+pub async fn for_each_page_by_any<E, F, Fut>(
+    store: &dyn AuditStore,
+    org: OrgId,
     mut query: AuditQuery,
+    actors: &[String],
     mut write: F,
 ) -> Result<u64, E>
 where
@@ -345,7 +408,7 @@ where
     let limit = query.limit as usize;
     let mut written = 0u64;
     // Pages read and not yet handed over, in the walk's order: one, or two after a bet won.
-    let mut pages = vec![store.search(org, &query).await?];
+    let mut pages = vec![search_by_any(store, org, &query, actors).await?];
     loop {
         let last_page = pages.last().map_or(&[][..], Vec::as_slice);
         let last = match last_page.last() {
@@ -373,9 +436,9 @@ where
             before_seq: Some(guess),
             ..query.clone()
         });
-        let reads = overlapped(store.search(org, &query), || async {
+        let reads = overlapped(search_by_any(store, org, &query, actors), || async {
             match &bet {
-                Some(q) => Some(store.search(org, q).await),
+                Some(q) => Some(search_by_any(store, org, q, actors).await),
                 None => None,
             }
         });
@@ -830,6 +893,50 @@ mod tests {
         .await
         .unwrap();
         (n, seen)
+    }
+
+    #[tokio::test]
+    async fn a_person_and_their_keys_are_searched_together_page_by_page() {
+        let org = OrgId::new();
+        let store = MemoryAuditStore::default();
+        let actors = ["usr_a", "key_1", "usr_b", "key_2"];
+        let mut j = Journal::default();
+        for i in 0..37 {
+            j = j.and_record(NewAuditEvent::new(
+                org,
+                chrono::Utc::now(),
+                Actor::user(actors[i % 4], ""),
+                AuditAction::SettingsUpdated,
+                Target::new("n", i, ""),
+            ));
+        }
+        store.append(j).await.unwrap();
+        let theirs = ["usr_a".to_owned(), "key_1".to_owned()];
+        let query = AuditQuery {
+            limit: 4,
+            ..AuditQuery::default()
+        };
+        let mut pages = Vec::new();
+        let n = for_each_page_by_any(&store, org, query.clone(), &theirs, |p| {
+            pages.push(p.iter().map(|r| r.seq).collect::<Vec<_>>());
+            std::future::ready(Ok::<_, AuditError>(()))
+        })
+        .await
+        .unwrap();
+        // Records 1, 2, 5, 6, … (positions start at 1; actors cycle from the first).
+        let expected: Vec<i64> = (1..=37).rev().filter(|s| (s - 1) % 4 < 2).collect();
+        assert_eq!(n, expected.len() as u64);
+        assert_eq!(pages.concat(), expected);
+        assert!(pages.iter().all(|p| p.len() <= 4));
+        // One actor and a set at once is a mistake, not an intersection.
+        let both = AuditQuery {
+            actor_id: Some("usr_a".into()),
+            ..query
+        };
+        assert!(matches!(
+            search_by_any(&store, org, &both, &theirs).await,
+            Err(AuditError::Invalid(_))
+        ));
     }
 
     #[tokio::test]

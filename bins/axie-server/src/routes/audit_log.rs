@@ -23,6 +23,9 @@ use crate::state::AppState;
 pub struct AuditFilter {
     /// Only this actor (`usr_…` or `key_…`).
     pub actor_id: Option<String>,
+    /// Only this person's actions: in person, or through any API key they created in the
+    /// organization (not with `actor_id`).
+    pub user_id: Option<String>,
     /// Exact action (`member.invited`) or prefix (`member.` / `member.*`).
     pub action: Option<String>,
     /// `last_7_days` or `last_30_days`.
@@ -52,6 +55,7 @@ impl AuditFilter {
     fn described(&self) -> Vec<(String, String)> {
         [
             ("actor_id", &self.actor_id),
+            ("user_id", &self.user_id),
             ("action", &self.action),
             ("period", &self.period),
             ("since", &self.since),
@@ -225,7 +229,8 @@ pub async fn search(
 ) -> Result<HttpResponse, ApiError> {
     let mut query = q.to_query(st.clock.now())?;
     query.seen_by = caller.audit_seen_by();
-    let records = st.store.search(caller.org.id, &query).await?;
+    let actors = actors_of(&st, &caller, &q).await?;
+    let records = audit::search_by_any(&*st.store, caller.org.id, &query, &actors).await?;
     let next_cursor = (records.len() == query.limit as usize)
         .then(|| records.last().map(|r| r.seq.to_string()))
         .flatten();
@@ -271,6 +276,48 @@ pub async fn export_archive(
     export_body(&st, &caller, &q).await
 }
 
+/// The actors `user_id` names: the person and every API key they created in the organization
+/// (revoked ones too: their records stay); none without `user_id`.
+async fn actors_of(
+    st: &AppState,
+    caller: &tenancy::Caller,
+    q: &AuditFilter,
+) -> Result<Vec<String>, ApiError> {
+    use tenancy::ApiKeyStore as _;
+    let Some(user) = &q.user_id else {
+        return Ok(Vec::new());
+    };
+    if q.actor_id.is_some() {
+        return Err(ApiError::bad_request(
+            "give either `actor_id` or `user_id`, not both",
+        ));
+    }
+    let id: rbac_core::UserId = user
+        .parse()
+        .map_err(|_| ApiError::bad_request("`user_id` is not a user id"))?;
+    let mut actors = vec![id.to_string()];
+    let mut after = None;
+    loop {
+        let page = st
+            .store
+            .list_api_keys(caller.org.id, Some(id), after, 200)
+            .await?;
+        after = page.last().map(|k| k.id);
+        let done = page.len() < 200;
+        actors.extend(page.iter().map(|k| k.id.to_string()));
+        if done {
+            break;
+        }
+    }
+    if actors.len() > audit::MAX_ACTORS {
+        return Err(ApiError::bad_request(format!(
+            "this person has more API keys than a search by person covers ({}); search by `actor_id`",
+            audit::MAX_ACTORS - 1
+        )));
+    }
+    Ok(actors)
+}
+
 async fn export_body(
     st: &web::Data<AppState>,
     caller: &tenancy::Caller,
@@ -287,6 +334,7 @@ async fn export_body(
     query.seen_by = caller.audit_seen_by();
     // Checked before anything is sent: a streamed body cannot turn into an error answer later.
     query.validate()?;
+    let actors = actors_of(st, caller, q).await?;
     let record = caller
         .audit(
             st.clock.now(),
@@ -304,7 +352,7 @@ async fn export_body(
         }))?);
     st.store.append(Journal::record(record)).await?;
     if format == "pdf" {
-        return pdf_report(st, caller, q, query).await;
+        return pdf_report(st, caller, q, query, &actors).await;
     }
 
     let store = st.store.clone();
@@ -316,7 +364,7 @@ async fn export_body(
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, &'static str>>(2);
     tokio::spawn(async move {
         let mut first = true;
-        let sent = audit::for_each_page(&*store, org, query, |page| {
+        let sent = audit::for_each_page_by_any(&*store, org, query, &actors, |page| {
             let chunk = if csv {
                 csv_chunk(&page, first)
             } else {
@@ -401,6 +449,7 @@ async fn pdf_report(
     caller: &tenancy::Caller,
     q: &AuditFilter,
     query: AuditQuery,
+    actors: &[String],
 ) -> Result<HttpResponse, ApiError> {
     let (since, until) = (query.since, query.until);
     let mut filters = q.described();
@@ -419,7 +468,8 @@ async fn pdf_report(
         };
         filters.push(("read by".to_owned(), who));
     }
-    let (events, more) = audit::pdf::newest_events(&*st.store, caller.org.id, query).await?;
+    let (events, more) =
+        audit::pdf::newest_events(&*st.store, caller.org.id, query, actors).await?;
     let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
     let period = match (since, until) {
         (Some(a), Some(b)) => format!("from {} (included) to {} (excluded)", fmt(a), fmt(b)),
