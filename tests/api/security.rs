@@ -2049,3 +2049,84 @@ async fn burst(
     let n = answers.iter().filter(|s| **s == checked).count();
     (answers, n)
 }
+
+both_backends!(
+    refusals_of_locked_accounts_count_against_the_address_once_each,
+    |b| async move {
+        let t = spawn_app_with(
+            b,
+            Options {
+                demo: true,
+                trust_loopback_proxy: true,
+                address_login_failures: Some(3),
+                ..Options::default()
+            },
+        )
+        .await;
+        let from = |ip: String, email: &'static str, password: &'static str| {
+            let t = &t;
+            async move {
+                t.client
+                    .post(t.url("/api/v1/auth/login"))
+                    .header("x-forwarded-for", ip)
+                    .json(&json!({ "email": email, "password": password }))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        };
+        // Three accounts locked by ten wrong passwords each, every one from an address of its
+        // own (so that no address is locked).
+        let accounts = ["mike@example.com", "lisa@example.com", "tom@example.com"];
+        for (i, email) in accounts.iter().enumerate() {
+            for n in 0..10 {
+                let ip = format!("198.51.{i}.{}", n + 1);
+                assert_eq!(
+                    from(ip, email, "a wrong guess").await,
+                    StatusCode::UNAUTHORIZED
+                );
+            }
+            assert_eq!(
+                from("192.0.2.200".into(), email, "a wrong guess").await,
+                StatusCode::TOO_MANY_REQUESTS,
+                "{email} is locked"
+            );
+        }
+        // Someone retrying their own locked account counts once: their address stays open.
+        for _ in 0..4 {
+            assert_eq!(
+                from("203.0.113.5".into(), "mike@example.com", DEMO_PASSWORD).await,
+                StatusCode::TOO_MANY_REQUESTS
+            );
+        }
+        assert_eq!(
+            from("203.0.113.5".into(), OWNER_EMAIL, OWNER_PASSWORD).await,
+            StatusCode::OK
+        );
+        // An address going from locked account to locked account is locked itself after the
+        // third: then even a right password of an open account is refused from there.
+        for email in accounts {
+            assert_eq!(
+                from("203.0.113.66".into(), email, "a wrong guess").await,
+                StatusCode::TOO_MANY_REQUESTS
+            );
+        }
+        assert_eq!(
+            from("203.0.113.66".into(), OWNER_EMAIL, OWNER_PASSWORD).await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(
+            from("203.0.113.67".into(), OWNER_EMAIL, OWNER_PASSWORD).await,
+            StatusCode::OK
+        );
+        // Each of those refusals was recorded once for its person.
+        let refused = t
+            .audit("action=auth.login_failed&outcome=failure&limit=200")
+            .await
+            .into_iter()
+            .filter(|r| r["reason"] == "throttled" && r["ip"] == "203.0.113.66")
+            .count();
+        assert_eq!(refused, 3);
+    }
+);

@@ -158,6 +158,32 @@ pub trait LoginCounters: Send + Sync {
     /// written: the next refusal of `account` from the caller's address during the lock is
     /// recorded instead. The default does nothing.
     fn refusal_unrecorded(&self, _account: &str, _until: DateTime<Utc>) {}
+    /// The record of a refusal [`first_refusal`](Self::first_refusal) chose was written (what
+    /// a server counts against the caller's address, once per locked account, it counts
+    /// here, so that refusals whose record could not be written are not counted again and
+    /// again). The default does nothing.
+    fn refusal_recorded(&self, _account: &str, _until: DateTime<Utc>) {}
+}
+
+/// Writes the record of a refusal [`LoginCounters::first_refusal`] chose, and tells `counters`
+/// whether it was written.
+async fn refusal_record(
+    audit_store: &dyn AuditStore,
+    counters: &dyn LoginCounters,
+    mark: &str,
+    until: DateTime<Utc>,
+    journal: Journal,
+) -> Result<(), TenancyError> {
+    match audit_store.append(journal).await {
+        Ok(_) => {
+            counters.refusal_recorded(mark, until);
+            Ok(())
+        }
+        Err(e) => {
+            counters.refusal_unrecorded(mark, until);
+            Err(e.into())
+        }
+    }
 }
 
 /// Checks an email and password and opens a session, or, for a person with a second
@@ -253,11 +279,15 @@ pub async fn login<S: TenancyStore + ?Sized>(
     // longer, and tell it): the guesses that keep coming do not flood the person's logs.
     if let Some(until) = address_lock {
         let mark = format!("{}/address", user.id);
-        if counters.first_refusal(&mark, until)
-            && let Err(e) = audit_store.append(failed("address_throttled")).await
-        {
-            counters.refusal_unrecorded(&mark, until);
-            return Err(e.into());
+        if counters.first_refusal(&mark, until) {
+            refusal_record(
+                audit_store,
+                counters,
+                &mark,
+                until,
+                failed("address_throttled"),
+            )
+            .await?;
         }
         return Err(TenancyError::Throttled(until));
     }
@@ -274,11 +304,8 @@ pub async fn login<S: TenancyStore + ?Sized>(
         && !familiar
     {
         let mark = user.id.to_string();
-        if counters.first_refusal(&mark, until)
-            && let Err(e) = audit_store.append(failed("throttled")).await
-        {
-            counters.refusal_unrecorded(&mark, until);
-            return Err(e.into());
+        if counters.first_refusal(&mark, until) {
+            refusal_record(audit_store, counters, &mark, until, failed("throttled")).await?;
         }
         return Err(TenancyError::Throttled(until));
     }

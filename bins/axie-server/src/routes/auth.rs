@@ -179,22 +179,21 @@ impl accounts::LoginCounters for Counters<'_> {
     }
     fn first_refusal(&self, account: &str, until: chrono::DateTime<chrono::Utc>) -> bool {
         let client = security_policy::client_key(self.ip).to_string();
-        let first = self
-            .st
+        self.st
             .refusal_marks
-            .first(account, &client, until, self.now);
-        // The first refusal of each locked account from an address counts against the address
-        // (decided, like the record, without looking at the password): an address that goes
-        // from locked account to locked account is locked itself, while someone retrying their
-        // own counts once.
-        if first {
-            self.st.address_throttle.record_failure(self.ip, self.now);
-        }
-        first
+            .first(account, &client, until, self.now)
     }
     fn refusal_unrecorded(&self, account: &str, until: chrono::DateTime<chrono::Utc>) {
         let client = security_policy::client_key(self.ip).to_string();
         self.st.refusal_marks.unmark(account, &client, until);
+    }
+    fn refusal_recorded(&self, _account: &str, _until: chrono::DateTime<chrono::Utc>) {
+        // The first refusal of each locked account from an address counts against the address
+        // (decided, like the record, without looking at the password): an address that goes
+        // from locked account to locked account is locked itself, while someone retrying their
+        // own counts once. Counted once its record is written: a refusal whose record could
+        // not be written gives its mark back, and the next one would count again.
+        self.st.address_throttle.record_failure(self.ip, self.now);
     }
 }
 
