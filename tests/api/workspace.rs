@@ -488,8 +488,9 @@ both_backends!(
             "not_found",
         )
         .await;
-        // To her it is not there, as a missing one is not; the log, which only the Owner and
-        // Admins read, records that she asked for another team's.
+        // To her it is not there, as a missing one is not; the log records that she asked for
+        // another team's, where she cannot read it (her own view of the log, her personal-data
+        // export).
         let missing = problem(
             t.get(
                 &t.org(&format!(
@@ -508,6 +509,35 @@ both_backends!(
         assert_eq!(refusals.len(), before + 1, "{refusals:#?}");
         assert_eq!(refusals[0]["outcome"], "denied");
         assert_eq!(refusals[0]["reason"], "not_team_member");
+        let export = json_of(
+            t.get(&t.org(&format!("/members/{lisa_id}/personal-data")), &lisa)
+                .await,
+        )
+        .await;
+        let records = export["audit_records"].as_array().unwrap();
+        assert!(!records.is_empty(), "{export}");
+        assert!(
+            records.iter().all(|r| r["seq"] != refusals[0]["seq"]),
+            "{export}"
+        );
+        // A team of others' answers as a missing team, in the same words.
+        let hidden_team = problem(
+            t.get(&t.org(&format!("/teams/{prod}")), &lisa).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        let missing_team = problem(
+            t.get(
+                &t.org(&format!("/teams/team_{}", uuid::Uuid::now_v7().simple())),
+                &lisa,
+            )
+            .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        assert_eq!(hidden_team["detail"], missing_team["detail"]);
         assert_eq!(
             json_of(t.get(&agent_url, &tom).await).await["name"],
             "Customer Service Agent - PROD"

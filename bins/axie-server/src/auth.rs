@@ -440,6 +440,12 @@ pub async fn audited(
     .await
     {
         Ok(()) => e.into(),
+        // A refusal answered as "not found" stays that answer when its record cannot be
+        // written: a 500 here, and a 404 for a missing one, would tell that it exists.
+        Err(store) if e.is_not_found() => {
+            tracing::error!(error = %store, attempted, "could not record a refusal");
+            e.into()
+        }
         Err(store) => store.into(),
     }
 }

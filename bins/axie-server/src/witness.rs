@@ -13,7 +13,7 @@ use crate::Settings;
 
 /// One JSON file per organization, `<org id>.json`, holding its newest checkpoint.
 ///
-/// Each write holds this witness's own lock (one write at a time in the process: on a shared
+/// Each write holds a lock of the process (one write at a time in the process: on a shared
 /// mount the file lock below may be emulated with per-process locks, which do not keep two
 /// threads of one process apart) and an exclusive lock on `<org id>.lock` (`File::lock`, an
 /// advisory lock that holds between processes, on a shared mount too where the file system
@@ -24,8 +24,11 @@ use crate::Settings;
 #[derive(Debug)]
 pub struct FileWitness {
     dir: PathBuf,
-    writing: std::sync::Arc<std::sync::Mutex<()>>,
 }
+
+/// One witness write at a time in the process, whichever `FileWitness` makes it (two may share
+/// a directory: the server's and an operator command's, or a test's).
+static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl FileWitness {
     /// A witness keeping its files in `dir`, created if missing.
@@ -38,7 +41,6 @@ impl FileWitness {
         tempfile::tempfile_in(dir)?;
         Ok(Self {
             dir: dir.to_path_buf(),
-            writing: std::sync::Arc::default(),
         })
     }
 
@@ -119,15 +121,14 @@ impl CheckpointWitness for FileWitness {
     }
 
     async fn witness(&self, checkpoint: &Checkpoint) -> Result<(), AuditError> {
-        let (dir, path, cp, writing) = (
+        let (dir, path, cp) = (
             self.dir.clone(),
             self.path(checkpoint.org),
             checkpoint.clone(),
-            self.writing.clone(),
         );
         tokio::task::spawn_blocking(move || {
             // A poisoned lock guards nothing but the order of writes: go on.
-            let _one_at_a_time = writing
+            let _one_at_a_time = WRITING
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             keep(&dir, &path, &cp)

@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use rbac_core::{OrgId, TeamId};
 
 use crate::{
-    ActionFilter, Actor, AuditAction, AuditError, AuditQuery, AuditStore, ChainBreak, DomainEvent,
-    EventKind, Journal, NewAuditEvent, Outcome, Target, take_checkpoint, verify_chain,
+    ActionFilter, Actor, AuditAction, AuditError, AuditEvent, AuditQuery, AuditStore, ChainBreak,
+    DomainEvent, EventKind, Journal, NewAuditEvent, Outcome, Target, take_checkpoint, verify_chain,
 };
 
 const KEY: &[u8] = b"contract-checkpoint-key";
@@ -477,12 +477,52 @@ async fn search_filters_and_pages_newest_first(store: &dyn AuditStore) {
             }
         }
         assert_eq!(got.len(), want, "{seen:?}");
-        assert!(
-            got.iter()
-                .all(|r| seen.sees(r.event.team, &r.event.actor.id))
-        );
+        assert!(got.iter().all(|r| seen.sees_record(&r.event)));
         assert!(got.windows(2).all(|w| w[0].seq > w[1].seq), "newest first");
     }
+    // Her refusals are hers to read, but not one she was answered "not found" for: reading it
+    // would tell her that what she asked for exists. The whole log has both.
+    for reason in ["not_team_member", "role_lacks_permission"] {
+        store
+            .append(Journal::record(
+                NewAuditEvent::new(
+                    org,
+                    Utc::now(),
+                    Actor::user("usr_sarah", "Sarah"),
+                    AuditAction::AccessDenied,
+                    Target::new("permission", "view_chat_interface", ""),
+                )
+                .with_outcome(Outcome::Denied {
+                    reason: reason.into(),
+                }),
+            ))
+            .await
+            .unwrap();
+    }
+    let refusals = |seen_by| AuditQuery {
+        seen_by,
+        action: Some(ActionFilter::Exact("access.denied".into())),
+        ..query(100)
+    };
+    let reasons = |found: Vec<AuditEvent>| -> Vec<String> {
+        found
+            .iter()
+            .map(|r| r.event.outcome.reason().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        reasons(
+            store
+                .search(org, &refusals(Some(sarah(vec![team]))))
+                .await
+                .unwrap()
+        ),
+        ["role_lacks_permission"]
+    );
+    assert_eq!(
+        reasons(store.search(org, &refusals(None)).await.unwrap()),
+        ["role_lacks_permission", "not_team_member"]
+    );
 }
 
 async fn chains_are_per_organization(store: &dyn AuditStore) {

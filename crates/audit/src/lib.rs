@@ -65,7 +65,10 @@ pub use model::{
     RequestContext, SCHEMA_VERSION, Target, erase_annotations, erase_annotations_of,
     truncate_to_micros,
 };
-pub use query::{ActionFilter, AuditQuery, DatePreset, MAX_PAGE, SeenBy};
+pub use query::{
+    ActionFilter, AuditQuery, DatePreset, HIDDEN_REFUSAL_REASONS, MAX_PAGE, SeenBy,
+    hidden_from_its_actor,
+};
 pub use render::render_line;
 pub use store::{
     AuditStore, MAX_ACTORS, PruneJournal, WALK_PAGE, for_each_page, for_each_page_by_any,

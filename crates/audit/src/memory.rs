@@ -155,9 +155,7 @@ fn matches(r: &AuditEvent, q: &AuditQuery) -> bool {
         && q.target_id.as_ref().is_none_or(|i| &e.target.id == i)
         && q.outcome.as_ref().is_none_or(|o| e.outcome.status() == o)
         && q.team.is_none_or(|t| e.team == Some(t))
-        && q.seen_by
-            .as_ref()
-            .is_none_or(|s| s.sees(e.team, &e.actor.id))
+        && q.seen_by.as_ref().is_none_or(|s| s.sees_record(e))
 }
 
 /// Appends `journal` to the chains and the outboxes (the caller holds the lock).

@@ -64,11 +64,37 @@ pub struct SeenBy {
 }
 
 impl SeenBy {
-    /// Whether a record of `team` by `actor_id` is the reader's to read.
+    /// Whether a record of `team` by `actor_id` is the reader's to read, before
+    /// [`hidden_from_its_actor`] (which [`SeenBy::sees_record`] applies too).
     #[must_use]
     pub fn sees(&self, team: Option<TeamId>, actor_id: &str) -> bool {
         team.is_some_and(|t| self.teams.contains(&t)) || actor_id == self.actor_id
     }
+
+    /// Whether the record is the reader's to read: of one of their teams, or their own action,
+    /// except a refusal that must not tell its actor that what they asked for exists.
+    #[must_use]
+    pub fn sees_record(&self, e: &crate::NewAuditEvent) -> bool {
+        e.team.is_some_and(|t| self.teams.contains(&t))
+            || (e.actor.id == self.actor_id && !hidden_from_its_actor(e.action, &e.outcome))
+    }
+}
+
+/// The reasons of refusals that are answered as "not found" (`rbac_core::DenyReason::
+/// hides_existence`): another organization's resource, another team's.
+pub const HIDDEN_REFUSAL_REASONS: [&str; 2] = [
+    rbac_core::DenyReason::CrossTenant.code(),
+    rbac_core::DenyReason::NotTeamMember.code(),
+];
+
+/// Whether a record is a refusal its actor was answered "not found" for: it is kept from
+/// them (their own view of the log, their personal-data export), or reading it would tell
+/// them that what they asked for exists.
+#[must_use]
+pub fn hidden_from_its_actor(action: crate::AuditAction, outcome: &crate::Outcome) -> bool {
+    action == crate::AuditAction::AccessDenied
+        && matches!(outcome, crate::Outcome::Denied { reason }
+            if HIDDEN_REFUSAL_REASONS.contains(&reason.as_str()))
 }
 
 /// A filtered, newest-first page request.

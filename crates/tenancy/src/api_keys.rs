@@ -152,10 +152,12 @@ pub async fn revoke<S: TenancyStore + ?Sized>(
         .get_api_key(caller.org.id, id)
         .await?
         .ok_or(TenancyError::NotFound("API key"))?;
-    caller.check(
-        Permission::RevokeApiKey,
-        &Resource::owned(key.org, key.team, key.created_by),
-    )?;
+    caller
+        .check(
+            Permission::RevokeApiKey,
+            &Resource::owned(key.org, key.team, key.created_by),
+        )
+        .map_err(|e| e.not_found_as("API key"))?;
     if key.revoked_at.is_some() {
         return Err(TenancyError::NotFound("API key"));
     }

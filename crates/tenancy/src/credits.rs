@@ -296,7 +296,9 @@ async fn visible_team<S: WorkspaceStore + ?Sized>(
         .get_team(caller.org.id, team)
         .await?
         .ok_or(TenancyError::NotFound("team"))?;
-    caller.check(Permission::ViewTeam, &Resource::team(t.org, t.id))?;
+    caller
+        .check(Permission::ViewTeam, &Resource::team(t.org, t.id))
+        .map_err(|e| e.not_found_as("team"))?;
     Ok(t)
 }
 

@@ -264,10 +264,12 @@ async fn invitable_team<S: WorkspaceStore + ?Sized>(
         .get_team(caller.org.id, id)
         .await?
         .ok_or(TenancyError::NotFound("team"))?;
-    caller.check(
-        Permission::ManageTeamMembers,
-        &Resource::team(team.org, team.id),
-    )?;
+    caller
+        .check(
+            Permission::ManageTeamMembers,
+            &Resource::team(team.org, team.id),
+        )
+        .map_err(|e| e.not_found_as("team"))?;
     if team.archived_at.is_some() {
         return Err(TenancyError::Invalid(format!(
             "the team `{}` is archived; nobody joins it",

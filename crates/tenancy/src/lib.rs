@@ -47,5 +47,5 @@ pub use model::{
 };
 pub use store::{
     AccountStore, ApiKeyStore, BulkStore, InvitationStore, MembershipStore, OrgStore,
-    SessionsEndedJournal, SessionsEvictedJournal, TenancyStore, WorkspaceStore,
+    SessionsEndedJournal, SessionsEvictedJournal, TeamRoleJournal, TenancyStore, WorkspaceStore,
 };

@@ -1975,15 +1975,15 @@ impl WorkspaceStore for MemoryTenancyStore {
         Ok(out)
     }
 
-    async fn set_team_member(
+    async fn set_team_member_recorded(
         &self,
         org: OrgId,
         team: TeamId,
         user: UserId,
         role: Option<TeamRole>,
-        journal: Journal,
+        journal: crate::store::TeamRoleJournal<'_>,
     ) -> Result<(), TenancyError> {
-        {
+        let journal = {
             let mut s = self.lock()?;
             let Some(t) = s.teams.iter().find(|t| t.org == org && t.id == team) else {
                 return Err(TenancyError::NotFound("team"));
@@ -2002,6 +2002,7 @@ impl WorkspaceStore for MemoryTenancyStore {
             {
                 return Err(crate::teams::archived_team(name));
             }
+            let before = pos.map(|i| s.team_members[i].3);
             match (pos, role) {
                 (Some(i), Some(r)) => s.team_members[i].3 = r,
                 (None, Some(r)) => s.team_members.push((team, user, org, r)),
@@ -2010,7 +2011,8 @@ impl WorkspaceStore for MemoryTenancyStore {
                 }
                 (None, None) => return Err(TenancyError::NotFound("team member")),
             }
-        }
+            journal(before)
+        };
         self.commit(journal).await
     }
 

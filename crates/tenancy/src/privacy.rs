@@ -456,7 +456,12 @@ async fn audit_records<S: AuditStore + ?Sized>(
             let full = page.len() == q.limit as usize;
             q.before_seq = page.last().map(|e| e.seq);
             read += page.len();
-            out.extend(page);
+            // Not the refusals the person was answered "not found" for: the export would tell
+            // them that what they asked for exists.
+            out.extend(
+                page.into_iter()
+                    .filter(|e| !audit::hidden_from_its_actor(e.event.action, &e.event.outcome)),
+            );
             if !full
                 || read > MAX_EXPORTED_AUDIT_RECORDS
                 || q.before_seq.zip(floor).is_some_and(|(b, f)| b <= f)

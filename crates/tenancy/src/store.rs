@@ -908,6 +908,25 @@ pub trait WorkspaceStore: Send + Sync {
         user: UserId,
         role: Option<TeamRole>,
         journal: Journal,
+    ) -> Result<(), TenancyError> {
+        self.set_team_member_recorded(org, team, user, role, &|_| journal.clone())
+            .await
+    }
+
+    /// [`Self::set_team_member`], committing the journal `journal` makes from the role `user`
+    /// had in `team` before (read in the write's transaction, under the organization's lock):
+    /// so that what is recorded (an addition, a change of role, a removal) is what the write
+    /// did, whatever was written concurrently.
+    ///
+    /// # Errors
+    /// As [`Self::set_team_member`].
+    async fn set_team_member_recorded(
+        &self,
+        org: OrgId,
+        team: TeamId,
+        user: UserId,
+        role: Option<TeamRole>,
+        journal: TeamRoleJournal<'_>,
     ) -> Result<(), TenancyError>;
 
     /// Inserts an asset after checking, in the same transaction: its team is in the
@@ -1039,6 +1058,10 @@ pub trait WorkspaceStore: Send + Sync {
 /// The journal a password change commits, made from how many other sessions it ended: see
 /// [`TenancyStore::change_password_hash`].
 pub type SessionsEndedJournal<'a> = &'a (dyn Fn(u64) -> Journal + Send + Sync);
+
+/// The journal a team-role change commits, made from the role the person had in the team
+/// before it (`None`: none): see [`WorkspaceStore::set_team_member_recorded`].
+pub type TeamRoleJournal<'a> = &'a (dyn Fn(Option<TeamRole>) -> Journal + Send + Sync);
 
 /// The journal a login commits, made from the older sessions the concurrent-session limit
 /// ended: see [`TenancyStore::create_session`].

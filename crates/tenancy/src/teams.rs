@@ -50,7 +50,10 @@ pub async fn get<S: TenancyStore + WorkspaceStore + ?Sized>(
         .get_team(caller.org.id, team)
         .await?
         .ok_or(TenancyError::NotFound("team"))?;
-    caller.check(Permission::ViewTeam, &Resource::team(t.org, t.id))?;
+    // Another team's answers as a missing one does, in the same words.
+    caller
+        .check(Permission::ViewTeam, &Resource::team(t.org, t.id))
+        .map_err(|e| e.not_found_as("team"))?;
     Ok(t)
 }
 
@@ -274,42 +277,44 @@ pub async fn set_member<S: TenancyStore + WorkspaceStore + ?Sized>(
         .get_member(caller.org.id, user)
         .await?
         .ok_or(TenancyError::NotFound("member"))?;
-    // Whether this adds, changes or removes, as the person's explicit role in the team stands
-    // just before the change (the store's transaction decides what is written; a change made
-    // between the two by someone else could make the label one step stale).
-    let before = store
-        .team_roles(caller.org.id, user)
-        .await?
-        .into_iter()
-        .find_map(|(t, r)| (t == team).then_some(r));
-    let action = match (before, role) {
-        (_, None) => AuditAction::TeamMemberRemoved,
-        (None, Some(_)) => AuditAction::TeamMemberAdded,
-        (Some(_), Some(_)) => AuditAction::TeamMemberRoleChanged,
+    let metadata = |before: Option<TeamRole>| {
+        Metadata::from_value(json!({
+            "team": t.name,
+            "team_role": role.map(TeamRole::as_str),
+            "previous_team_role": before.map(TeamRole::as_str),
+        }))
     };
-    // An archived team keeps its people (they may be taken out) and takes no one new, as
-    // for invitations: the store refuses it in its transaction (`archived_team`).
-    let journal = Journal::record(
-        caller
-            .audit(
-                now,
-                action,
-                Target::new("member", user, member.user.name.clone()),
-            )
-            .in_team(team)
-            .with_metadata(Metadata::from_value(json!({
-                "team": t.name,
-                "team_role": role.map(TeamRole::as_str),
-                "previous_team_role": before.map(TeamRole::as_str),
-            }))?),
-    )
-    .publish(DomainEvent::new(
-        caller.org.id,
-        EventKind::TeamUpdated,
-        now,
-        json!({ "teamId": team, "userId": user, "teamRole": role.map(TeamRole::as_str) }),
-    ));
+    // Within the bound whatever the role before was (the longest name checked here), so the
+    // journal below is never made without its metadata.
+    metadata(Some(TeamRole::Viewer))?;
+    // Whether this adds, changes or removes: decided by the store from the person's role in
+    // the team as it stands in the write's transaction.
+    let journal = |before: Option<TeamRole>| {
+        let action = match (before, role) {
+            (_, None) => AuditAction::TeamMemberRemoved,
+            (None, Some(_)) => AuditAction::TeamMemberAdded,
+            (Some(_), Some(_)) => AuditAction::TeamMemberRoleChanged,
+        };
+        // An archived team keeps its people (they may be taken out) and takes no one new, as
+        // for invitations: the store refuses it in its transaction (`archived_team`).
+        Journal::record(
+            caller
+                .audit(
+                    now,
+                    action,
+                    Target::new("member", user, member.user.name.clone()),
+                )
+                .in_team(team)
+                .with_metadata(metadata(before).unwrap_or_default()),
+        )
+        .publish(DomainEvent::new(
+            caller.org.id,
+            EventKind::TeamUpdated,
+            now,
+            json!({ "teamId": team, "userId": user, "teamRole": role.map(TeamRole::as_str) }),
+        ))
+    };
     store
-        .set_team_member(caller.org.id, team, user, role, journal)
+        .set_team_member_recorded(caller.org.id, team, user, role, &journal)
         .await
 }

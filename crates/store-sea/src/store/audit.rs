@@ -245,10 +245,20 @@ fn search_query(
         cond = cond.add(C::TeamId.eq(t.to_string()));
     }
     if let Some(s) = &q.seen_by {
+        // Their teams' records, and their own actions but the refusals they were answered
+        // "not found" for (`audit::hidden_from_its_actor`).
+        let hidden = Condition::all()
+            .add(C::Action.eq(AuditAction::AccessDenied.as_str()))
+            .add(C::Outcome.eq("denied"))
+            .add(C::Reason.is_in(audit::HIDDEN_REFUSAL_REASONS));
         cond = cond.add(
             Condition::any()
                 .add(C::TeamId.is_in(s.teams.iter().map(ToString::to_string)))
-                .add(C::ActorId.eq(s.actor_id.as_str())),
+                .add(
+                    Condition::all()
+                        .add(C::ActorId.eq(s.actor_id.as_str()))
+                        .add(hidden.not()),
+                ),
         );
     }
     audit_event::Entity::find()

@@ -517,13 +517,13 @@ impl WorkspaceStore for SeaStore {
         Ok(out)
     }
 
-    async fn set_team_member(
+    async fn set_team_member_recorded(
         &self,
         org: OrgId,
         t: TeamId,
         u: UserId,
         r: Option<TeamRole>,
-        journal: Journal,
+        journal: tenancy::TeamRoleJournal<'_>,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         // The organization's lock, as a member's removal takes it: the membership checked
@@ -541,16 +541,23 @@ impl WorkspaceStore for SeaStore {
         let Some(member) = member else {
             return Err(TenancyError::NotFound("member"));
         };
+        // The role before, under the organization's lock: what the record says the write did.
+        let before = team_member::Entity::find_by_id((t.to_string(), u.to_string()))
+            .one(&txn)
+            .await
+            .map_err(store)?
+            .map(|m| crate::convert::all_teams_role(Some(&m.role)))
+            .transpose()
+            .map_err(TenancyError::Store)?
+            .flatten();
         // An archived team's people (a role in it, or in every team) may be given another
         // role; nobody new joins.
-        if r.is_some() && team.archived_at.is_some() && member.all_teams_role.is_none() {
-            let already = team_member::Entity::find_by_id((t.to_string(), u.to_string()))
-                .count(&txn)
-                .await
-                .map_err(store)?;
-            if already == 0 {
-                return Err(tenancy::teams::archived_team(&team.name));
-            }
+        if r.is_some()
+            && team.archived_at.is_some()
+            && member.all_teams_role.is_none()
+            && before.is_none()
+        {
+            return Err(tenancy::teams::archived_team(&team.name));
         }
         match r {
             Some(r) => {
@@ -581,7 +588,7 @@ impl WorkspaceStore for SeaStore {
                 }
             }
         }
-        commit(txn, journal).await
+        commit(txn, journal(before)).await
     }
 
     async fn create_asset(
