@@ -678,6 +678,100 @@ both_backends!(
 );
 
 both_backends!(
+    an_operator_accepts_a_restored_database_after_it_verifies_on_its_own,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let org: rbac_core::OrgId = t.org_id.parse().unwrap();
+        let key = axie_server::startup::checkpoint_key(&t.settings).unwrap();
+        history(&t).await;
+        // The backup is taken here: the log up to the record of this checkpoint.
+        let at_backup = checkpoint(&t).await["seq"].as_i64().unwrap() + 1;
+        history(&t).await;
+        let newest = checkpoint(&t).await["seq"].as_i64().unwrap();
+        // The backup restored: the records and checkpoints since are gone from the database.
+        let kept = audit::AuditStore::chain_page(&*t.store, org, at_backup - 1, 1)
+            .await
+            .unwrap();
+        assert_eq!(kept[0].seq, at_backup);
+        for sql in [
+            format!("DELETE FROM audit_events WHERE org_id = '{org}' AND seq > {at_backup}"),
+            format!("DELETE FROM audit_checkpoints WHERE org_id = '{org}' AND seq >= {at_backup}"),
+            format!(
+                "UPDATE audit_heads SET seq = {at_backup}, hash = '{}' WHERE org_id = '{org}'",
+                hex::encode(kept[0].hash)
+            ),
+        ] {
+            t.store.execute_sql(&sql).await.unwrap();
+        }
+        let v = verify(&t).await;
+        assert_eq!(
+            v["first_break"],
+            json!({"kind": "truncated", "last": at_backup, "checkpoint": newest}),
+            "{v}"
+        );
+        // The operator accepts the loss: the witness's checkpoint is set aside, recorded, and
+        // the log as restored is signed and witnessed.
+        let witness = t.witness();
+        let done =
+            axie_server::admin::accept_restored_audit(&t.store, &witness, org, &key, t.clock.now())
+                .await
+                .unwrap();
+        let axie_server::admin::Acceptance::Accepted {
+            witnessed,
+            set_aside,
+            now,
+        } = done
+        else {
+            panic!("nothing accepted: {done:?}");
+        };
+        assert_eq!(witnessed.seq, newest);
+        assert!(set_aside.exists(), "{}", set_aside.display());
+        let now = now.unwrap();
+        assert!(now.seq > at_backup);
+        assert_eq!(
+            audit::CheckpointWitness::latest(&witness, org)
+                .await
+                .unwrap(),
+            Some(now)
+        );
+        assert_eq!(verify(&t).await["valid"], true);
+        let reset = t.audit("action=audit.witness_reset").await;
+        assert_eq!(reset.len(), 1);
+        assert_eq!(reset[0]["actor_type"], "system");
+        assert_eq!(reset[0]["metadata"]["witnessed_seq"], newest);
+        assert_eq!(reset[0]["metadata"]["database_seq"], at_backup + 1);
+        // Once is enough.
+        assert_eq!(
+            axie_server::admin::accept_restored_audit(&t.store, &witness, org, &key, t.clock.now())
+                .await
+                .unwrap(),
+            axie_server::admin::Acceptance::NothingToAccept
+        );
+        // A database whose own log does not verify is not accepted: nothing changes.
+        t.store
+            .execute_sql(&format!(
+                "UPDATE audit_events SET target_id = 'forged' WHERE org_id = '{org}' AND seq = 3"
+            ))
+            .await
+            .unwrap();
+        let before = audit::CheckpointWitness::latest(&witness, org)
+            .await
+            .unwrap();
+        assert!(
+            axie_server::admin::accept_restored_audit(&t.store, &witness, org, &key, t.clock.now())
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            audit::CheckpointWitness::latest(&witness, org)
+                .await
+                .unwrap(),
+            before
+        );
+    }
+);
+
+both_backends!(
     retention_removes_old_records_and_the_chain_still_verifies,
     |b| async move {
         let mut t = spawn_app(b).await;

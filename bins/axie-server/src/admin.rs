@@ -144,6 +144,91 @@ pub async fn verify_audit(
     Ok(outcome)
 }
 
+/// What [`accept_restored_audit`] did.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "made once per operator command, never stored"
+)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acceptance {
+    /// The log verifies against the witness too: nothing was changed.
+    NothingToAccept,
+    /// The witness held a checkpoint the restored log does not reach (or contradicts); it was
+    /// moved to `set_aside`, and the database's log was signed again and witnessed.
+    Accepted {
+        /// The checkpoint the witness held.
+        witnessed: audit::Checkpoint,
+        /// Where its file went.
+        set_aside: std::path::PathBuf,
+        /// The checkpoint now witnessed (`None` for an empty log).
+        now: Option<audit::Checkpoint>,
+    },
+}
+
+/// After restoring an older database (a backup, a failover to a replica that missed the last
+/// commits): accepts the database's audit log of `org` as it is, once it verifies on its own
+/// (against the database's checkpoints and retention anchor), by moving the witness's newer
+/// checkpoint aside ([`crate::witness::FileWitness::set_aside`]), recording that
+/// (`audit.witness_reset`, by the system, with both checkpoints' positions and heads) and
+/// signing a checkpoint of the log as it now is, which the witness keeps.
+///
+/// # Errors
+/// The database's own log does not verify (nothing is changed then: the restore itself is
+/// suspect); storage or file failures.
+pub async fn accept_restored_audit(
+    store: &SeaStore,
+    witness: &crate::witness::FileWitness,
+    org: OrgId,
+    checkpoint_key: &[u8],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Acceptance, Failure> {
+    if let Err(b) = audit::verify_chain(store, org, checkpoint_key).await? {
+        return Err(format!(
+            "{org}: the database's own audit log does not verify ({b}); nothing was changed"
+        )
+        .into());
+    }
+    let log = audit::Witnessed::new(store, witness);
+    if audit::verify_chain(&log, org, checkpoint_key)
+        .await?
+        .is_ok()
+    {
+        return Ok(Acceptance::NothingToAccept);
+    }
+    let Some((witnessed, set_aside)) = witness.set_aside(org, now).await? else {
+        // The witness had nothing to hold it to: the log verifies now.
+        return Ok(Acceptance::NothingToAccept);
+    };
+    let head = audit::AuditStore::head(store, org).await?;
+    let record = audit::NewAuditEvent::new(
+        org,
+        now,
+        audit::Actor::system(),
+        audit::AuditAction::AuditWitnessReset,
+        audit::Target::new("audit_log", org, "audit log"),
+    )
+    .with_metadata(audit::Metadata::from_value(serde_json::json!({
+        "witnessed_seq": witnessed.seq,
+        "witnessed_head": hex::encode(witnessed.head),
+        "database_seq": head.map(|(seq, _)| seq),
+        "database_head": head.map(|(_, h)| hex::encode(h)),
+    }))?);
+    // Committed with the checkpoint that follows it, which the witness then keeps.
+    let now_held = audit::take_checkpoint_recorded(&log, org, checkpoint_key, now, |_| {
+        Ok(audit::Journal::record(record.clone()))
+    })
+    .await?;
+    if now_held.is_none() {
+        // An empty log: nothing to sign, the record alone.
+        store.append(audit::Journal::record(record)).await?;
+    }
+    Ok(Acceptance::Accepted {
+        witnessed,
+        set_aside,
+        now: now_held,
+    })
+}
+
 /// Writes an organization's whole audit log, newest first, as CSV or NDJSON (streamed), or a
 /// PDF report of the newest events.
 ///

@@ -40,6 +40,14 @@ enum Command {
         #[arg(long)]
         org: String,
     },
+    /// After restoring an older database: accept an organization's audit log as the database
+    /// holds it, once it verifies on its own, setting aside the witness's newer checkpoint
+    /// (recorded as `audit.witness_reset`).
+    AcceptRestoredAudit {
+        /// The organization id (`org_…`).
+        #[arg(long)]
+        org: String,
+    },
     /// Re-encrypt stored secrets under a new key (stop the server first).
     RotateEncryptionKey {
         /// The new key (32 bytes, hex or base64); required when the key is set in the configuration.
@@ -208,6 +216,45 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 }
                 Err(b) => Err(format!("{org}: the audit chain is broken: {b}").into()),
             }
+        }
+        Some(Command::AcceptRestoredAudit { org }) => {
+            let org: rbac_core::OrgId = org.parse()?;
+            let store = store_sea::SeaStore::connect(
+                &settings.database_url()?,
+                store_sea::PoolOptions::default(),
+            )
+            .await?;
+            let key = axie_server::startup::checkpoint_key(&settings)?;
+            let witness = axie_server::witness::FileWitness::for_settings(&settings)?;
+            match axie_server::admin::accept_restored_audit(
+                &store,
+                &witness,
+                org,
+                &key,
+                chrono::Utc::now(),
+            )
+            .await?
+            {
+                axie_server::admin::Acceptance::NothingToAccept => {
+                    println!("{org}: the audit log verifies against the witness; nothing changed");
+                }
+                axie_server::admin::Acceptance::Accepted {
+                    witnessed,
+                    set_aside,
+                    now,
+                } => {
+                    println!(
+                        "{org}: accepted the database's log; the witness's checkpoint at record {} is kept in {}; now witnessed: {}",
+                        witnessed.seq,
+                        set_aside.display(),
+                        now.map_or_else(
+                            || "nothing (an empty log)".to_owned(),
+                            |c| format!("record {}", c.seq)
+                        )
+                    );
+                }
+            }
+            Ok(())
         }
         Some(Command::RotateEncryptionKey { new_key }) => {
             let store = store_sea::SeaStore::connect(

@@ -111,6 +111,43 @@ fn keep(dir: &Path, path: &Path, cp: &Checkpoint) -> Result<(), AuditError> {
     // The locks go with `lock` and the caller's guard.
 }
 
+impl FileWitness {
+    /// Moves `org`'s file aside, to `<org id>.json.replaced-<unix seconds>` beside it, under the
+    /// organization's lock, and returns the checkpoint it held and where it went; `None` when
+    /// there was none. The next checkpoint starts the file again (after a restore, from the
+    /// database's own checkpoints: `admin::accept_restored_audit`).
+    ///
+    /// # Errors
+    /// When the file cannot be read or moved.
+    pub async fn set_aside(
+        &self,
+        org: OrgId,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<(Checkpoint, PathBuf)>, AuditError> {
+        let (dir, path) = (self.dir.clone(), self.path(org));
+        tokio::task::spawn_blocking(move || {
+            let _one_at_a_time = WRITING
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let lock = std::fs::File::create(dir.join(format!("{org}.lock")))
+                .map_err(|e| failed(&path, e))?;
+            lock.lock().map_err(|e| failed(&path, e))?;
+            let Some(held) = read(&path, org)? else {
+                return Ok(None);
+            };
+            let aside = path.with_extension(format!("json.replaced-{}", now.timestamp()));
+            std::fs::rename(&path, &aside).map_err(|e| failed(&path, e))?;
+            #[cfg(unix)]
+            std::fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| failed(&path, e))?;
+            Ok(Some((held, aside)))
+        })
+        .await
+        .map_err(|e| AuditError::Store(StoreError::new(e)))?
+    }
+}
+
 #[async_trait]
 impl CheckpointWitness for FileWitness {
     async fn latest(&self, org: OrgId) -> Result<Option<Checkpoint>, AuditError> {

@@ -133,6 +133,9 @@ actions! {
     DataExported => "data.exported", "Exported";
     /// The audit chain was verified.
     AuditVerified => "audit.verified", "Verified audit log";
+    /// An operator accepted the database's log after a restore: the witness's newer
+    /// checkpoint was set aside (`axie-server accept-restored-audit`).
+    AuditWitnessReset => "audit.witness_reset", "Accepted the restored audit log of";
     /// Someone had the chain head signed (a checkpoint on demand).
     AuditCheckpointed => "audit.checkpointed", "Signed a checkpoint of";
     /// A team was created.
