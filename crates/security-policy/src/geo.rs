@@ -133,9 +133,15 @@ pub enum Located {
 }
 
 impl Located {
-    /// Places `ip` with `db`, if the server has one.
+    /// Places `ip` with `db`, if the server has one. The unspecified address (`0.0.0.0`, `::`),
+    /// which is what a server makes of a client address it could not read, is
+    /// [`Located::Unknown`]: refused where countries are blocked, not let through as placed
+    /// nowhere.
     #[must_use]
     pub fn with(db: Option<&GeoIp>, ip: IpAddr) -> Self {
+        if ip.is_unspecified() {
+            return Self::Unknown;
+        }
         match db.map(|db| db.locate(ip)) {
             None | Some(Err(_)) => Self::Unknown,
             Some(Ok(None)) => Self::Nowhere,
@@ -394,6 +400,14 @@ mod tests {
             "placed nowhere is not in a blocked country"
         );
         assert_eq!(Located::with(None, ip("203.0.113.9")), Located::Unknown);
+        // An address the server could not read is not "nowhere".
+        for unread in ["0.0.0.0", "::"] {
+            assert_eq!(at(unread), Located::Unknown, "{unread}");
+            assert_eq!(
+                check_country(&blocked, at(unread)),
+                CountryDecision::Unverifiable
+            );
+        }
         assert_eq!(
             check_country(&blocked, Located::Unknown),
             CountryDecision::Unverifiable
