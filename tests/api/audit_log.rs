@@ -31,6 +31,18 @@ async fn checkpoint(t: &TestApp) -> Value {
     res.json().await.unwrap()
 }
 
+/// The actions of an NDJSON export, line by line.
+fn ndjson_actions(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
 /// Makes some history: logins and key creations by different people.
 async fn history(t: &TestApp) {
     let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
@@ -944,16 +956,7 @@ both_backends!(
             )
             .await;
         assert_eq!(res.status(), StatusCode::OK);
-        let text = res.text().await.unwrap();
-        let actions: Vec<String> = text
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<Value>(l).unwrap()["action"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect();
+        let actions = ndjson_actions(&res.text().await.unwrap());
         assert_eq!(actions[0], "data.exported", "the export is audited first");
         assert!(actions.contains(&"billing.plan_changed".to_owned()));
         assert!(
@@ -1094,18 +1097,7 @@ both_backends!(
             )
             .await;
         assert_eq!(res.status(), StatusCode::OK);
-        let exported: Vec<String> = res
-            .text()
-            .await
-            .unwrap()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<Value>(l).unwrap()["action"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect();
+        let exported = ndjson_actions(&res.text().await.unwrap());
         assert_eq!(exported, actions(&hers));
         // One or the other.
         for bad in [

@@ -154,6 +154,25 @@ async fn main() -> ExitCode {
     }
 }
 
+/// What the audit commands work with: the database, the checkpoint key and the witness.
+async fn audit_tools(
+    settings: &axie_server::Settings,
+) -> Result<
+    (
+        store_sea::SeaStore,
+        Vec<u8>,
+        axie_server::witness::FileWitness,
+    ),
+    Box<dyn std::error::Error>,
+> {
+    let store =
+        store_sea::SeaStore::connect(&settings.database_url()?, store_sea::PoolOptions::default())
+            .await?;
+    let key = axie_server::startup::checkpoint_key(settings)?;
+    let witness = axie_server::witness::FileWitness::for_settings(settings)?;
+    Ok((store, key, witness))
+}
+
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(Command::Openapi) = cli.command {
         println!("{}", routes::openapi::json());
@@ -187,13 +206,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Some(Command::VerifyAudit { org }) => {
             let org: rbac_core::OrgId = org.parse()?;
-            let store = store_sea::SeaStore::connect(
-                &settings.database_url()?,
-                store_sea::PoolOptions::default(),
-            )
-            .await?;
-            let key = axie_server::startup::checkpoint_key(&settings)?;
-            let witness = axie_server::witness::FileWitness::for_settings(&settings)?;
+            let (store, key, witness) = audit_tools(&settings).await?;
             if audit::CheckpointWitness::latest(&witness, org)
                 .await?
                 .is_none()
@@ -219,13 +232,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Some(Command::AcceptRestoredAudit { org }) => {
             let org: rbac_core::OrgId = org.parse()?;
-            let store = store_sea::SeaStore::connect(
-                &settings.database_url()?,
-                store_sea::PoolOptions::default(),
-            )
-            .await?;
-            let key = axie_server::startup::checkpoint_key(&settings)?;
-            let witness = axie_server::witness::FileWitness::for_settings(&settings)?;
+            let (store, key, witness) = audit_tools(&settings).await?;
             match axie_server::admin::accept_restored_audit(
                 &store,
                 &witness,
