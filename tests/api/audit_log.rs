@@ -724,13 +724,25 @@ both_backends!(
         // The operator accepts the loss: the witness's checkpoint is set aside, recorded, and
         // the log as restored is signed and witnessed.
         let witness = t.witness();
-        let done =
-            axie_server::admin::accept_restored_audit(&t.store, &witness, org, &key, t.clock.now())
-                .await
-                .unwrap();
+        let accept = |witnessed_seq| {
+            axie_server::admin::accept_restored_audit(
+                &t.store,
+                &witness,
+                org,
+                &key,
+                witnessed_seq,
+                t.clock.now(),
+            )
+        };
+        // The operator names the loss they accept: another position changes nothing.
+        assert!(accept(newest - 1).await.is_err());
+        assert!(t.audit("action=audit.witness_reset").await.is_empty());
+        let done = accept(newest).await.unwrap();
         let axie_server::admin::Acceptance::Accepted {
             witnessed,
             set_aside,
+            database_checkpoint,
+            database_seq,
             now,
         } = done
         else {
@@ -738,25 +750,36 @@ both_backends!(
         };
         assert_eq!(witnessed.seq, newest);
         assert!(set_aside.exists(), "{}", set_aside.display());
+        assert_eq!(database_checkpoint.map(|c| c.seq), Some(at_backup - 1));
+        // The restored records and the failed verification's record.
+        assert_eq!(database_seq, at_backup + 1);
         let now = now.unwrap();
-        assert!(now.seq > at_backup);
+        assert!(
+            now.seq > database_seq,
+            "the acceptance's record is signed too"
+        );
         assert_eq!(
             audit::CheckpointWitness::latest(&witness, org)
                 .await
                 .unwrap(),
-            Some(now)
+            Some(now.clone())
         );
         assert_eq!(verify(&t).await["valid"], true);
         let reset = t.audit("action=audit.witness_reset").await;
         assert_eq!(reset.len(), 1);
         assert_eq!(reset[0]["actor_type"], "system");
-        assert_eq!(reset[0]["metadata"]["witnessed_seq"], newest);
-        assert_eq!(reset[0]["metadata"]["database_seq"], at_backup + 1);
+        let m = &reset[0]["metadata"];
+        assert_eq!(
+            (
+                &m["witnessed_seq"],
+                &m["database_seq"],
+                &m["database_checkpoint_seq"]
+            ),
+            (&json!(newest), &json!(at_backup + 1), &json!(at_backup - 1))
+        );
         // Once is enough.
         assert_eq!(
-            axie_server::admin::accept_restored_audit(&t.store, &witness, org, &key, t.clock.now())
-                .await
-                .unwrap(),
+            accept(now.seq).await.unwrap(),
             axie_server::admin::Acceptance::NothingToAccept
         );
         // A database whose own log does not verify is not accepted: nothing changes.
@@ -769,11 +792,7 @@ both_backends!(
         let before = audit::CheckpointWitness::latest(&witness, org)
             .await
             .unwrap();
-        assert!(
-            axie_server::admin::accept_restored_audit(&t.store, &witness, org, &key, t.clock.now())
-                .await
-                .is_err()
-        );
+        assert!(accept(now.seq).await.is_err());
         assert_eq!(
             audit::CheckpointWitness::latest(&witness, org)
                 .await

@@ -151,7 +151,8 @@ pub async fn verify_audit(
 )]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Acceptance {
-    /// The log verifies against the witness too: nothing was changed.
+    /// The log verifies against the witness (or the witness holds nothing for the
+    /// organization): nothing was changed.
     NothingToAccept,
     /// The witness held a checkpoint the restored log does not reach (or contradicts); it was
     /// moved to `set_aside`, and the database's log was signed again and witnessed.
@@ -160,26 +161,39 @@ pub enum Acceptance {
         witnessed: audit::Checkpoint,
         /// Where its file went.
         set_aside: std::path::PathBuf,
+        /// The database's newest checkpoint: the records after it were signed by nothing but
+        /// the witness's checkpoint, and are taken as the database holds them.
+        database_checkpoint: Option<audit::Checkpoint>,
+        /// The records the database held when they were accepted.
+        database_seq: i64,
         /// The checkpoint now witnessed (`None` for an empty log).
         now: Option<audit::Checkpoint>,
     },
 }
 
 /// After restoring an older database (a backup, a failover to a replica that missed the last
-/// commits): accepts the database's audit log of `org` as it is, once it verifies on its own
-/// (against the database's checkpoints and retention anchor), by moving the witness's newer
-/// checkpoint aside ([`crate::witness::FileWitness::set_aside`]), recording that
-/// (`audit.witness_reset`, by the system, with both checkpoints' positions and heads) and
-/// signing a checkpoint of the log as it now is, which the witness keeps.
+/// commits): accepts the database's audit log of `org` as it is. It must verify on its own
+/// (against the database's checkpoints and retention anchor), and `witnessed_seq` must name the
+/// position of the checkpoint the witness holds (what `verify-audit` reported), so that the
+/// operator accepts the loss they looked at. Then the acceptance is recorded
+/// (`audit.witness_reset`, by the system, with the witnessed checkpoint, the database's newest
+/// one and the records accepted), the witness's file is moved aside
+/// ([`crate::witness::FileWitness::set_aside`]) and a checkpoint of the log as it now is is
+/// signed and witnessed; if that fails, the file is put back.
+///
+/// This cannot tell a restored backup from a database whose records after its newest
+/// checkpoint were rewritten by someone who can write to it: those records are accepted as
+/// they are. Run it only when a restore is what happened.
 ///
 /// # Errors
-/// The database's own log does not verify (nothing is changed then: the restore itself is
-/// suspect); storage or file failures.
+/// The database's own log does not verify, or `witnessed_seq` is not the witness's position
+/// (nothing is changed then); storage or file failures.
 pub async fn accept_restored_audit(
     store: &SeaStore,
     witness: &crate::witness::FileWitness,
     org: OrgId,
     checkpoint_key: &[u8],
+    witnessed_seq: i64,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Acceptance, Failure> {
     if let Err(b) = audit::verify_chain(store, org, checkpoint_key).await? {
@@ -195,11 +209,22 @@ pub async fn accept_restored_audit(
     {
         return Ok(Acceptance::NothingToAccept);
     }
-    let Some((witnessed, set_aside)) = witness.set_aside(org, now).await? else {
-        // The witness had nothing to hold it to: the log verifies now.
+    let Some(held) = audit::CheckpointWitness::latest(witness, org).await? else {
         return Ok(Acceptance::NothingToAccept);
     };
-    let head = audit::AuditStore::head(store, org).await?;
+    if held.seq != witnessed_seq {
+        return Err(format!(
+            "{org}: the witness holds a checkpoint at record {}, not {witnessed_seq}; run verify-audit and give the position it reports; nothing was changed",
+            held.seq
+        )
+        .into());
+    }
+    let database_checkpoint = audit::AuditStore::latest_checkpoint(store, org).await?;
+    let database_seq = audit::AuditStore::head(store, org)
+        .await?
+        .map_or(0, |(seq, _)| seq);
+    // Recorded first, on its own: whatever fails after, the decision is in the log, and the
+    // checkpoint signed next covers it.
     let record = audit::NewAuditEvent::new(
         org,
         now,
@@ -208,25 +233,31 @@ pub async fn accept_restored_audit(
         audit::Target::new("audit_log", org, "audit log"),
     )
     .with_metadata(audit::Metadata::from_value(serde_json::json!({
-        "witnessed_seq": witnessed.seq,
-        "witnessed_head": hex::encode(witnessed.head),
-        "database_seq": head.map(|(seq, _)| seq),
-        "database_head": head.map(|(_, h)| hex::encode(h)),
+        "witnessed_seq": held.seq,
+        "witnessed_head": hex::encode(held.head),
+        "witnessed_signed_at": held.signed_at,
+        "database_checkpoint_seq": database_checkpoint.as_ref().map(|c| c.seq),
+        "database_seq": database_seq,
     }))?);
-    // Committed with the checkpoint that follows it, which the witness then keeps.
-    let now_held = audit::take_checkpoint_recorded(&log, org, checkpoint_key, now, |_| {
-        Ok(audit::Journal::record(record.clone()))
-    })
-    .await?;
-    if now_held.is_none() {
-        // An empty log: nothing to sign, the record alone.
-        store.append(audit::Journal::record(record)).await?;
+    store.append(audit::Journal::record(record)).await?;
+    let Some((witnessed, set_aside)) = witness.set_aside(org, now).await? else {
+        return Ok(Acceptance::NothingToAccept);
+    };
+    match audit::take_checkpoint(&log, org, checkpoint_key, now).await {
+        Ok(signed) => Ok(Acceptance::Accepted {
+            witnessed,
+            set_aside,
+            database_checkpoint,
+            database_seq,
+            now: signed,
+        }),
+        Err(e) => {
+            if let Err(back) = witness.put_back(org, &set_aside).await {
+                tracing::error!(error = %back, file = %set_aside.display(), "could not put the witness's file back");
+            }
+            Err(e.into())
+        }
     }
-    Ok(Acceptance::Accepted {
-        witnessed,
-        set_aside,
-        now: now_held,
-    })
 }
 
 /// Writes an organization's whole audit log, newest first, as CSV or NDJSON (streamed), or a

@@ -319,7 +319,8 @@ fn admitted(
         if matches!(r, tenancy::security::AddressRefusal::CountryUnverifiable(_)) {
             tracing::warn!(
                 org = %org.id,
-                "an organization blocks countries and the server cannot place its client's address; set `security.geoip_database`"
+                client = %ip,
+                "an organization blocks countries and the server cannot place its client's address (no `security.geoip_database`, a failed lookup, or a client address it could not read)"
             );
         }
     })

@@ -42,11 +42,16 @@ enum Command {
     },
     /// After restoring an older database: accept an organization's audit log as the database
     /// holds it, once it verifies on its own, setting aside the witness's newer checkpoint
-    /// (recorded as `audit.witness_reset`).
+    /// (recorded as `audit.witness_reset`). It cannot tell a restore from records rewritten
+    /// after the database's newest checkpoint: run it only after a restore.
     AcceptRestoredAudit {
         /// The organization id (`org_…`).
         #[arg(long)]
         org: String,
+        /// The position of the witness's checkpoint, as `verify-audit` reports it (the
+        /// `checkpoint` of `truncated`, the `seq` of `checkpoint_mismatch`): the loss accepted.
+        #[arg(long)]
+        witnessed_seq: i64,
     },
     /// Re-encrypt stored secrets under a new key (stop the server first).
     RotateEncryptionKey {
@@ -230,30 +235,43 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 Err(b) => Err(format!("{org}: the audit chain is broken: {b}").into()),
             }
         }
-        Some(Command::AcceptRestoredAudit { org }) => {
+        Some(Command::AcceptRestoredAudit { org, witnessed_seq }) => {
             let org: rbac_core::OrgId = org.parse()?;
             let (store, key, witness) = audit_tools(&settings).await?;
-            match axie_server::admin::accept_restored_audit(
+            let accepted = axie_server::admin::accept_restored_audit(
                 &store,
                 &witness,
                 org,
                 &key,
+                witnessed_seq,
                 chrono::Utc::now(),
             )
-            .await?
-            {
+            .await?;
+            match accepted {
                 axie_server::admin::Acceptance::NothingToAccept => {
-                    println!("{org}: the audit log verifies against the witness; nothing changed");
+                    println!(
+                        "{org}: the audit log verifies against the witness in {} (or it holds nothing of {org}: is audit.witness_dir the server's?); nothing changed",
+                        witness.dir().display()
+                    );
                 }
                 axie_server::admin::Acceptance::Accepted {
                     witnessed,
                     set_aside,
+                    database_checkpoint,
+                    database_seq,
                     now,
                 } => {
+                    let covered = database_checkpoint.as_ref().map_or(0, |c| c.seq);
                     println!(
-                        "{org}: accepted the database's log; the witness's checkpoint at record {} is kept in {}; now witnessed: {}",
+                        "{org}: accepted the database's log of {database_seq} records.\n  the witness's checkpoint: record {} signed {}, kept in {}\n  the database's newest checkpoint: {}\n  records {}..={database_seq} were signed by no checkpoint of the database: they are taken as it holds them\n  now witnessed: {}",
                         witnessed.seq,
+                        witnessed.signed_at,
                         set_aside.display(),
+                        database_checkpoint.as_ref().map_or_else(
+                            || "none".to_owned(),
+                            |c| format!("record {} signed {}", c.seq, c.signed_at)
+                        ),
+                        covered + 1,
                         now.map_or_else(
                             || "nothing (an empty log)".to_owned(),
                             |c| format!("record {}", c.seq)

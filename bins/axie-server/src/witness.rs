@@ -112,9 +112,9 @@ fn keep(dir: &Path, path: &Path, cp: &Checkpoint) -> Result<(), AuditError> {
 }
 
 impl FileWitness {
-    /// Moves `org`'s file aside, to `<org id>.json.replaced-<unix seconds>` beside it, under the
-    /// organization's lock, and returns the checkpoint it held and where it went; `None` when
-    /// there was none. The next checkpoint starts the file again (after a restore, from the
+    /// Moves `org`'s file aside, to `<org id>.json.replaced-<UTC time>` beside it (never over
+    /// another), under the organization's lock, and returns the checkpoint it held and where it
+    /// went; `None` when there was none. The next checkpoint starts the file again (after a restore, from the
     /// database's own checkpoints: `admin::accept_restored_audit`).
     ///
     /// # Errors
@@ -135,13 +135,41 @@ impl FileWitness {
             let Some(held) = read(&path, org)? else {
                 return Ok(None);
             };
-            let aside = path.with_extension(format!("json.replaced-{}", now.timestamp()));
-            std::fs::rename(&path, &aside).map_err(|e| failed(&path, e))?;
+            let aside = path.with_extension(format!(
+                "json.replaced-{}",
+                now.format("%Y%m%dT%H%M%S%.6fZ")
+            ));
+            // Never over an earlier one: that is the evidence of an earlier acceptance.
+            std::fs::hard_link(&path, &aside).map_err(|e| failed(&aside, e))?;
+            std::fs::remove_file(&path).map_err(|e| failed(&path, e))?;
             #[cfg(unix)]
             std::fs::File::open(&dir)
                 .and_then(|d| d.sync_all())
                 .map_err(|e| failed(&path, e))?;
             Ok(Some((held, aside)))
+        })
+        .await
+        .map_err(|e| AuditError::Store(StoreError::new(e)))?
+    }
+
+    /// Puts back a file [`set_aside`](Self::set_aside) moved, unless a checkpoint was witnessed
+    /// since (then the newer file stays, and the one set aside too).
+    ///
+    /// # Errors
+    /// When the file cannot be moved back.
+    pub async fn put_back(&self, org: OrgId, aside: &Path) -> Result<(), AuditError> {
+        let (dir, path, aside) = (self.dir.clone(), self.path(org), aside.to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            let _one_at_a_time = WRITING
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let lock = std::fs::File::create(dir.join(format!("{org}.lock")))
+                .map_err(|e| failed(&path, e))?;
+            lock.lock().map_err(|e| failed(&path, e))?;
+            if path.exists() {
+                return Ok(());
+            }
+            std::fs::rename(&aside, &path).map_err(|e| failed(&path, e))
         })
         .await
         .map_err(|e| AuditError::Store(StoreError::new(e)))?

@@ -4,8 +4,9 @@
 //! An organization lists the countries it blocks ([`parse_countries`]); the server places each
 //! request's address ([`Located::with`]) and [`check_country`] decides. An address the database
 //! places in no country (private and loopback networks, unallocated space) is not in a blocked
-//! country, so it passes. When the server cannot place an address (it has no database, or the
-//! lookup fails), a non-empty list refuses it ([`CountryDecision::Unverifiable`]): a rule the
+//! country, so it passes. When the server cannot place an address (it has no database, the
+//! lookup fails, or the address is the unspecified one a server takes for a client address it
+//! could not read), a non-empty list refuses it ([`CountryDecision::Unverifiable`]): a rule the
 //! server cannot apply fails closed instead of silently admitting the countries it was meant to
 //! keep out.
 //!

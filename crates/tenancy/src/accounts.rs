@@ -152,7 +152,8 @@ pub trait LoginCounters: Send + Sync {
     fn count_unknown(&self, email: &str);
     /// Whether this refusal of `account` from the caller's address is the first during the
     /// lock that ends at `until` (`security_policy::RefusalMarks`): only that one is recorded
-    /// (and, in the server, counted against the address).
+    /// (and, once recorded, [`refusal_recorded`](Self::refusal_recorded) counts it against the
+    /// address in the server).
     fn first_refusal(&self, account: &str, until: DateTime<Utc>) -> bool;
     /// The record of a refusal [`first_refusal`](Self::first_refusal) chose could not be
     /// written: the next refusal of `account` from the caller's address during the lock is

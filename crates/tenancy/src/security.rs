@@ -103,7 +103,7 @@ pub async fn update<S: TenancyStore + ?Sized>(
             }
             CountryDecision::Unverifiable => {
                 return Err(TenancyError::Invalid(format!(
-                    "this server cannot tell which country {client_ip} is in (it has no GeoIP database, or its database cannot look the address up), so it cannot block countries; its operator sets one up with `security.geoip_database`"
+                    "this server cannot tell which country {client_ip} is in (it has no GeoIP database, its database cannot look the address up, or it could not read your address), so it cannot block countries; its operator sets one up with `security.geoip_database`"
                 )));
             }
             CountryDecision::Allowed | CountryDecision::AllowedNoList => {}
