@@ -10,6 +10,32 @@ use crate::both_backends;
 use crate::helpers::*;
 
 /// First login step for someone with 2FA: the challenge.
+/// The demo team behind a trusted loopback proxy, whose addresses are locked after `failures`
+/// failed logins.
+async fn spawn_locking_addresses_after(b: Backend, failures: u32) -> TestApp {
+    spawn_app_with(
+        b,
+        Options {
+            demo: true,
+            trust_loopback_proxy: true,
+            address_login_failures: Some(failures),
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+/// A password login from `ip` (as the trusted proxy says).
+async fn login_from(t: &TestApp, ip: &str, email: &str, password: &str) -> reqwest::Response {
+    t.client
+        .post(t.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", ip)
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn challenge(t: &TestApp, email: &str, password: &str) -> Value {
     let res = t.login_response(email, password).await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
@@ -1438,27 +1464,9 @@ both_backends!(
 );
 
 both_backends!(failed_logins_are_throttled_per_address, |b| async move {
-    let t = spawn_app_with(
-        b,
-        Options {
-            demo: true,
-            trust_loopback_proxy: true,
-            address_login_failures: Some(5),
-            ..Options::default()
-        },
-    )
-    .await;
+    let t = spawn_locking_addresses_after(b, 5).await;
     let from = |ip: &'static str, email: &'static str, password: &'static str| {
-        let t = &t;
-        async move {
-            t.client
-                .post(t.url("/api/v1/auth/login"))
-                .header("x-forwarded-for", ip)
-                .json(&json!({ "email": email, "password": password }))
-                .send()
-                .await
-                .unwrap()
-        }
+        login_from(&t, ip, email, password)
     };
     // Spraying many accounts from one address: five failures, then the address is locked,
     // even for a correct password, while another address is unaffected.
@@ -2053,28 +2061,10 @@ async fn burst(
 both_backends!(
     refusals_of_locked_accounts_count_against_the_address_once_each,
     |b| async move {
-        let t = spawn_app_with(
-            b,
-            Options {
-                demo: true,
-                trust_loopback_proxy: true,
-                address_login_failures: Some(3),
-                ..Options::default()
-            },
-        )
-        .await;
+        let t = spawn_locking_addresses_after(b, 3).await;
         let from = |ip: String, email: &'static str, password: &'static str| {
             let t = &t;
-            async move {
-                t.client
-                    .post(t.url("/api/v1/auth/login"))
-                    .header("x-forwarded-for", ip)
-                    .json(&json!({ "email": email, "password": password }))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-            }
+            async move { login_from(t, &ip, email, password).await.status() }
         };
         // Three accounts locked by ten wrong passwords each, every one from an address of its
         // own (so that no address is locked).

@@ -241,7 +241,10 @@ pub async fn accept_restored_audit(
     }))?);
     store.append(audit::Journal::record(record)).await?;
     let Some((witnessed, set_aside)) = witness.set_aside(org, now).await? else {
-        return Ok(Acceptance::NothingToAccept);
+        return Err(format!(
+            "{org}: the witness's file went away while this ran (another acceptance?); the acceptance is recorded, nothing else changed"
+        )
+        .into());
     };
     match audit::take_checkpoint(&log, org, checkpoint_key, now).await {
         Ok(signed) => Ok(Acceptance::Accepted {

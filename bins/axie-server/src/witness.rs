@@ -84,12 +84,18 @@ fn read(path: &Path, org: OrgId) -> Result<Option<Checkpoint>, AuditError> {
     Ok(Some(cp))
 }
 
-/// Keeps `cp` in `path` unless it holds one covering more records, under the organization's
-/// lock.
+/// The rename just made in `dir`, made durable (a directory opens as a file on Unix only).
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Keeps `cp` in `path` unless it holds one covering more records (under the locks of
+/// [`FileWitness::under_lock`]).
 fn keep(dir: &Path, path: &Path, cp: &Checkpoint) -> Result<(), AuditError> {
-    let lock =
-        std::fs::File::create(dir.join(format!("{}.lock", cp.org))).map_err(|e| failed(path, e))?;
-    lock.lock().map_err(|e| failed(path, e))?;
     if read(path, cp.org)?.is_some_and(|kept| kept.seq > cp.seq) {
         return Ok(());
     }
@@ -102,20 +108,40 @@ fn keep(dir: &Path, path: &Path, cp: &Checkpoint) -> Result<(), AuditError> {
         tmp.write_all(&bytes)?;
         tmp.as_file().sync_all()?;
         tmp.persist(path).map_err(|e| e.error)?;
-        // The rename itself, made durable (a directory opens as a file on Unix only).
-        #[cfg(unix)]
-        std::fs::File::open(dir)?.sync_all()?;
-        Ok::<(), std::io::Error>(())
+        sync_dir(dir)
     })();
     written.map_err(|e| failed(path, e))
-    // The locks go with `lock` and the caller's guard.
 }
 
 impl FileWitness {
+    /// Runs `f` with the directory and `org`'s file on a blocking thread, holding the process's
+    /// lock and `org`'s file lock (`<org id>.lock`): every write of the witness goes through
+    /// here.
+    async fn under_lock<T: Send + 'static>(
+        &self,
+        org: OrgId,
+        f: impl FnOnce(&Path, &Path) -> Result<T, AuditError> + Send + 'static,
+    ) -> Result<T, AuditError> {
+        let (dir, path) = (self.dir.clone(), self.path(org));
+        tokio::task::spawn_blocking(move || {
+            // A poisoned lock guards nothing but the order of writes: go on.
+            let _one_at_a_time = WRITING
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let lock = std::fs::File::create(dir.join(format!("{org}.lock")))
+                .map_err(|e| failed(&path, e))?;
+            lock.lock().map_err(|e| failed(&path, e))?;
+            f(&dir, &path)
+            // The file lock goes with `lock`.
+        })
+        .await
+        .map_err(|e| AuditError::Store(StoreError::new(e)))?
+    }
+
     /// Moves `org`'s file aside, to `<org id>.json.replaced-<UTC time>` beside it (never over
     /// another), under the organization's lock, and returns the checkpoint it held and where it
-    /// went; `None` when there was none. The next checkpoint starts the file again (after a restore, from the
-    /// database's own checkpoints: `admin::accept_restored_audit`).
+    /// went; `None` when there was none. The next checkpoint starts the file again (after a
+    /// restore, from the database's own checkpoints: `admin::accept_restored_audit`).
     ///
     /// # Errors
     /// When the file cannot be read or moved.
@@ -124,15 +150,8 @@ impl FileWitness {
         org: OrgId,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<(Checkpoint, PathBuf)>, AuditError> {
-        let (dir, path) = (self.dir.clone(), self.path(org));
-        tokio::task::spawn_blocking(move || {
-            let _one_at_a_time = WRITING
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let lock = std::fs::File::create(dir.join(format!("{org}.lock")))
-                .map_err(|e| failed(&path, e))?;
-            lock.lock().map_err(|e| failed(&path, e))?;
-            let Some(held) = read(&path, org)? else {
+        self.under_lock(org, move |dir, path| {
+            let Some(held) = read(path, org)? else {
                 return Ok(None);
             };
             let aside = path.with_extension(format!(
@@ -140,16 +159,12 @@ impl FileWitness {
                 now.format("%Y%m%dT%H%M%S%.6fZ")
             ));
             // Never over an earlier one: that is the evidence of an earlier acceptance.
-            std::fs::hard_link(&path, &aside).map_err(|e| failed(&aside, e))?;
-            std::fs::remove_file(&path).map_err(|e| failed(&path, e))?;
-            #[cfg(unix)]
-            std::fs::File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| failed(&path, e))?;
+            std::fs::hard_link(path, &aside).map_err(|e| failed(&aside, e))?;
+            std::fs::remove_file(path).map_err(|e| failed(path, e))?;
+            sync_dir(dir).map_err(|e| failed(path, e))?;
             Ok(Some((held, aside)))
         })
         .await
-        .map_err(|e| AuditError::Store(StoreError::new(e)))?
     }
 
     /// Puts back a file [`set_aside`](Self::set_aside) moved, unless a checkpoint was witnessed
@@ -158,21 +173,16 @@ impl FileWitness {
     /// # Errors
     /// When the file cannot be moved back.
     pub async fn put_back(&self, org: OrgId, aside: &Path) -> Result<(), AuditError> {
-        let (dir, path, aside) = (self.dir.clone(), self.path(org), aside.to_path_buf());
-        tokio::task::spawn_blocking(move || {
-            let _one_at_a_time = WRITING
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let lock = std::fs::File::create(dir.join(format!("{org}.lock")))
-                .map_err(|e| failed(&path, e))?;
-            lock.lock().map_err(|e| failed(&path, e))?;
+        let aside = aside.to_path_buf();
+        self.under_lock(org, move |dir, path| {
             if path.exists() {
                 return Ok(());
             }
-            std::fs::rename(&aside, &path).map_err(|e| failed(&path, e))
+            std::fs::rename(&aside, path)
+                .and_then(|()| sync_dir(dir))
+                .map_err(|e| failed(path, e))
         })
         .await
-        .map_err(|e| AuditError::Store(StoreError::new(e)))?
     }
 }
 
@@ -186,20 +196,9 @@ impl CheckpointWitness for FileWitness {
     }
 
     async fn witness(&self, checkpoint: &Checkpoint) -> Result<(), AuditError> {
-        let (dir, path, cp) = (
-            self.dir.clone(),
-            self.path(checkpoint.org),
-            checkpoint.clone(),
-        );
-        tokio::task::spawn_blocking(move || {
-            // A poisoned lock guards nothing but the order of writes: go on.
-            let _one_at_a_time = WRITING
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            keep(&dir, &path, &cp)
-        })
-        .await
-        .map_err(|e| AuditError::Store(StoreError::new(e)))?
+        let cp = checkpoint.clone();
+        self.under_lock(checkpoint.org, move |dir, path| keep(dir, path, &cp))
+            .await
     }
 }
 

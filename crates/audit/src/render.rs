@@ -110,8 +110,8 @@ fn describe(e: &NewAuditEvent) -> String {
         }
         // "Exported audit log as csv": the target's kind says what, its name adds nothing.
         AuditAction::DataExported => {
-            let mut s = format!("{verb} {}", target.kind.replace('_', " "));
             let kind = target.kind.replace('_', " ");
+            let mut s = format!("{verb} {kind}");
             if !target.name.is_empty() && target.name != kind {
                 s.push_str(&format!(" \"{}\"", target.name));
             }

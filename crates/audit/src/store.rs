@@ -371,7 +371,7 @@ pub async fn search_by_any(
     }
     if actors.len() > MAX_ACTORS {
         return Err(AuditError::Invalid(format!(
-            "at most {MAX_ACTORS} actors at once"
+            "at most {MAX_ACTORS} actors at once (a person and their API keys); search by one actor instead"
         )));
     }
     let mut found = Vec::new();

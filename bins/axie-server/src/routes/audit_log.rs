@@ -309,12 +309,6 @@ async fn actors_of(
             break;
         }
     }
-    if actors.len() > audit::MAX_ACTORS {
-        return Err(ApiError::bad_request(format!(
-            "this person has more API keys than a search by person covers ({}); search by `actor_id`",
-            audit::MAX_ACTORS - 1
-        )));
-    }
     Ok(actors)
 }
 
