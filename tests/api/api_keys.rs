@@ -72,6 +72,15 @@ both_backends!(users_see_and_revoke_only_their_own_keys, |b| async move {
     assert_eq!(denied.len(), 1, "Lisa's attempt on Tom's key is audited");
     assert_eq!(denied[0]["reason"], "not_creator");
     assert_eq!(denied[0]["target_id"], "revoke_api_key");
+    assert_eq!(
+        denied[0]["metadata"]["request"],
+        format!(
+            "DELETE /api/v1/orgs/{}/api-keys/{}",
+            t.org_id,
+            tom_key["id"].as_str().unwrap()
+        ),
+        "the refusal names the request refused, with its ids"
+    );
 });
 
 both_backends!(

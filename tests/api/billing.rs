@@ -242,6 +242,21 @@ both_backends!(
                 && m["subject"].as_str().unwrap().contains(&number)),
             "{outbox}"
         );
+        // An Admin reading the outbox learns that billing mail went, not what it said.
+        let seen = json_of(t.get(&t.org("/outbox"), &mike).await).await;
+        let invoices: Vec<_> = seen["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["kind"] == "invoice")
+            .collect();
+        assert!(!invoices.is_empty(), "{seen}");
+        assert!(
+            invoices
+                .iter()
+                .all(|m| m["subject"] == "billing mail for the Owner" && m["body"] == ""),
+            "{seen}"
+        );
         problem(
             t.put(
                 &t.org("/billing/subscription"),

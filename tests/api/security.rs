@@ -1131,6 +1131,27 @@ both_backends!(
         )
         .await;
         assert_eq!(users_cannot["reason"], "role_lacks_permission");
+        // Nor read it: the guide's "Enterprise Settings" are not a User's (the allowlist maps
+        // the company's offices), while the organization's name and plan are.
+        let users_cannot_read = problem(
+            t.get(&t.org("/security"), &lisa).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        assert_eq!(users_cannot_read["reason"], "role_lacks_permission");
+        problem(
+            t.post(
+                &t.org("/security/ip-check"),
+                &lisa,
+                &json!({ "ip": "192.0.2.1" }),
+            )
+            .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        assert_eq!(t.get(&t.org(""), &lisa).await.status(), StatusCode::OK);
         let bad = problem(t.patch(&t.org("/security"), &t.owner_token, &json!({ "sessions": { "absolute_timeout_minutes": 60, "idle_timeout_minutes": 120, "max_concurrent": 3 } })).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input").await;
         assert!(bad["detail"].as_str().unwrap().contains("idle"));
         t.patch(&t.org("/security"), &t.owner_token, &json!({ "sessions": { "absolute_timeout_minutes": 60, "idle_timeout_minutes": 5, "max_concurrent": 3 } })).await;

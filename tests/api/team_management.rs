@@ -648,6 +648,23 @@ both_backends!(
             "not_found",
         )
         .await;
+        // Lisa is told by mail, and both parties (no one else) see the proposal.
+        let outbox = json_of(t.get(&t.org("/outbox"), &t.owner_token).await).await;
+        assert!(
+            outbox["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["to"] == "lisa@example.com"
+                    && m["kind"] == "ownership_transfer"
+                    && m["subject"].as_str().unwrap().contains("Owner of")),
+            "{outbox}"
+        );
+        for who in [&t.owner_token, &lisa] {
+            let pending = json_of(t.get(&url, who).await).await;
+            assert_eq!(pending["to_user_id"], lisa_id.as_str());
+        }
+        problem(t.get(&url, &mike).await, StatusCode::NOT_FOUND, "not_found").await;
         // Lisa confirms twice at once: exactly one succeeds.
         let empty = json!({});
         let (a, b2) = tokio::join!(
@@ -709,6 +726,61 @@ both_backends!(
             "not_found",
         )
         .await;
+        problem(
+            t.get(&url, &sarah).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+
+        // The Owner may withdraw a proposal before it is confirmed (nobody else may), and the
+        // member it waited for is told.
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        assert_eq!(
+            t.post(&url, &lisa, &json!({"to_user_id": sarah_id}))
+                .await
+                .status(),
+            StatusCode::CREATED
+        );
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        problem(
+            t.delete(&url, &mike).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        assert_eq!(t.delete(&url, &lisa).await.status(), StatusCode::NO_CONTENT);
+        problem(
+            t.delete(&url, &lisa).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        problem(
+            t.post(&confirm, &sarah, &json!({})).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        problem(
+            t.get(&url, &sarah).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        let withdrawn = t.audit("action=ownership.transfer_withdrawn").await;
+        assert_eq!(withdrawn.len(), 1);
+        assert_eq!(withdrawn[0]["target_id"], sarah_id.as_str());
+        let outbox = json_of(t.get(&t.org("/outbox"), &lisa).await).await;
+        assert!(
+            outbox["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["to"] == OWNER_EMAIL
+                    && m["subject"].as_str().unwrap().contains("withdrew")),
+            "{outbox}"
+        );
     }
 );
 

@@ -383,9 +383,16 @@ pub async fn record_refusal(
     reason: String,
 ) -> Result<(), audit::AuditError> {
     crate::prom::denial(&reason);
-    let record = caller
+    let mut record = caller
         .audit(st.clock.now(), AuditAction::AccessDenied, refused)
         .with_outcome(Outcome::Denied { reason });
+    // The request refused, with the ids in its path: a refusal decided in the crates names
+    // only the permission it lacked.
+    if let Some(line) = crate::middleware::request_line()
+        && let Ok(m) = audit::Metadata::from_value(serde_json::json!({ "request": line }))
+    {
+        record = record.with_metadata(m);
+    }
     AuditStore::append(&*st.store, Journal::record(record))
         .await
         .map(drop)

@@ -37,6 +37,32 @@ impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
     }
 }
 
+tokio::task_local! {
+    /// The request being served, as `"PATCH /api/v1/orgs/…/assets/…"` (method and path, no
+    /// query), for the audit records of refusals decided deep inside the crates.
+    static REQUEST_LINE: String;
+}
+
+/// The longest request line kept for an audit record; longer paths are cut at a character.
+const REQUEST_LINE_MAX: usize = 512;
+
+/// The method and path of the request this task serves, if it is serving one.
+pub fn request_line() -> Option<String> {
+    REQUEST_LINE.try_with(Clone::clone).ok()
+}
+
+fn line_of(method: &str, path: &str) -> String {
+    let mut line = format!("{method} {path}");
+    if line.len() > REQUEST_LINE_MAX {
+        let mut cut = REQUEST_LINE_MAX;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        line.truncate(cut);
+    }
+    line
+}
+
 /// Assigns a request id (or keeps a sane incoming one), logs the request, adds security headers.
 pub async fn observe(
     req: ServiceRequest,
@@ -69,7 +95,10 @@ pub async fn observe(
         .extract(&HeaderExtractor(req.headers()));
     let _ = span.set_parent(parent);
     let started = std::time::Instant::now();
-    let res = next.call(req).instrument(span.clone()).await?;
+    let line = line_of(&method, req.path());
+    let res = REQUEST_LINE
+        .scope(line, next.call(req).instrument(span.clone()))
+        .await?;
     let route = res
         .request()
         .match_pattern()

@@ -91,6 +91,8 @@ actions! {
     OwnershipTransferProposed => "ownership.transfer_proposed", "Proposed ownership transfer to";
     /// Ownership moved.
     OwnershipTransferred => "ownership.transferred", "Transferred ownership to";
+    /// The Owner withdrew a proposed ownership transfer before it was confirmed.
+    OwnershipTransferWithdrawn => "ownership.transfer_withdrawn", "Withdrew the ownership transfer to";
     /// An API key was created.
     ApiKeyCreated => "api_key.created", "Created API key";
     /// An API key was revoked or deleted.

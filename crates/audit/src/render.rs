@@ -108,6 +108,15 @@ fn describe(e: &NewAuditEvent) -> String {
                 _ => format!("Took {} out of {team}", named(target)),
             }
         }
+        // "Was denied permission revoke_api_key on DELETE /api/v1/…": a refusal decided past
+        // the route names what it lacked and, in its metadata, the request refused.
+        AuditAction::AccessDenied if target.kind != "route" => {
+            let mut s = format!("{verb} {} {}", target.kind.replace('_', " "), named(target));
+            if let Some(request) = said(&e.metadata, "request") {
+                s.push_str(&format!(" on {request}"));
+            }
+            s
+        }
         // "Exported audit log as csv": the target's kind says what, its name adds nothing.
         AuditAction::DataExported => {
             let kind = target.kind.replace('_', " ");
@@ -284,6 +293,18 @@ mod tests {
                 Target::new("member", "usr_2", "Bob"),
                 serde_json::json!({ "team": "Sales", "team_role": null }),
                 "Took \"Bob\" out of team \"Sales\"",
+            ),
+            (
+                AuditAction::AccessDenied,
+                Target::new("permission", "revoke_api_key", ""),
+                serde_json::json!({ "request": "DELETE /api/v1/orgs/org_1/api-keys/key_1" }),
+                "Was denied permission revoke_api_key on DELETE /api/v1/orgs/org_1/api-keys/key_1",
+            ),
+            (
+                AuditAction::AccessDenied,
+                Target::new("permission", "view_team", ""),
+                serde_json::json!({}),
+                "Was denied permission view_team",
             ),
         ];
         for (action, target, metadata, expected) in cases {

@@ -198,6 +198,7 @@ const fn scope(p: Permission) -> Scope {
         | P::ViewAuditLog
         | P::ExportData
         | P::ViewSettings
+        | P::ViewSecurityPolicy
         | P::UpdateSettings
         | P::UpdateSecurityPolicy
         | P::UpdateFeatureAccess
@@ -680,7 +681,7 @@ mod tests {
     /// with the guide's default feature access on the Enterprise plan. The User is a Member of
     /// the target's team, and Limited rows target someone else's resource (see `limited_cells`).
     #[rustfmt::skip]
-    const GUIDE_TABLE: [(Permission, On, Decision, Decision, Decision); 35] = [
+    const GUIDE_TABLE: [(Permission, On, Decision, Decision, Decision); 36] = [
         // Billing & Subscription: Owner Full, Admin No, User No.
         (P::ViewBilling,          On::Org,    OWNER_OK, ADMIN_NO, USER_NO),
         (P::ManageBilling,        On::Org,    OWNER_OK, ADMIN_NO, USER_NO),
@@ -715,6 +716,7 @@ mod tests {
         (P::ExportData,           On::Org,    OWNER_OK, ADMIN_OK, closed(EXPORT)),
         // Enterprise Settings: Yes, Limited (no billing, ownership or deletion), No.
         (P::ViewSettings,         On::Org,    OWNER_OK, ADMIN_OK, USER_OK),
+        (P::ViewSecurityPolicy,   On::Org,    OWNER_OK, ADMIN_OK, USER_NO),
         (P::UpdateSettings,       On::Org,    OWNER_OK, ADMIN_OK, USER_NO),
         (P::UpdateSecurityPolicy, On::Org,    OWNER_OK, ADMIN_OK, USER_NO),
         (P::UpdateFeatureAccess,  On::Org,    OWNER_OK, ADMIN_OK, USER_NO),

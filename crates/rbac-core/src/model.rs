@@ -141,8 +141,11 @@ pub enum Permission {
     /// Export data (audit log exports, usage reports).
     ExportData,
     // Enterprise settings
-    /// Read enterprise settings.
+    /// Read enterprise settings (the company's name, plan and profile).
     ViewSettings,
+    /// Read the security policy (2FA, sessions, IP allowlist, blocked countries, passwords)
+    /// and check an address against it.
+    ViewSecurityPolicy,
     /// Change company information.
     UpdateSettings,
     /// Change the security policy (2FA, sessions, IP allowlist, passwords).
@@ -168,7 +171,7 @@ pub enum Permission {
 
 impl Permission {
     /// Every permission, in declaration order.
-    pub const ALL: [Permission; 35] = [
+    pub const ALL: [Permission; 36] = [
         Permission::ViewBilling,
         Permission::ManageBilling,
         Permission::ViewMembers,
@@ -194,6 +197,7 @@ impl Permission {
         Permission::ViewAuditLog,
         Permission::ExportData,
         Permission::ViewSettings,
+        Permission::ViewSecurityPolicy,
         Permission::UpdateSettings,
         Permission::UpdateSecurityPolicy,
         Permission::UpdateFeatureAccess,
@@ -233,12 +237,13 @@ impl Permission {
                 | Permission::ViewApiKey
                 | Permission::ViewDomains
                 | Permission::ViewSettings
+                | Permission::ViewSecurityPolicy
                 | Permission::ViewTeam
         )
     }
 }
 
-const PERMISSION_NAMES: [&str; 35] = [
+const PERMISSION_NAMES: [&str; 36] = [
     "view_billing",
     "manage_billing",
     "view_members",
@@ -264,6 +269,7 @@ const PERMISSION_NAMES: [&str; 35] = [
     "view_audit_log",
     "export_data",
     "view_settings",
+    "view_security_policy",
     "update_settings",
     "update_security_policy",
     "update_feature_access",

@@ -56,7 +56,7 @@ const EXPORT: Cell = If(ExportData);
 type Row = (Permission, Level, Cell, Cell, [Cell; 3]);
 
 #[rustfmt::skip]
-const MATRIX: [Row; 35] = [
+const MATRIX: [Row; 36] = [
     //                              Owner Admin Viewer  Member             Team Admin
     (P::ViewBilling,          Org,  Yes,  No,  [No,     No,                No]),
     (P::ManageBilling,        Org,  Yes,  No,  [No,     No,                No]),
@@ -83,6 +83,7 @@ const MATRIX: [Row; 35] = [
     (P::ViewAuditLog,         Org,  Yes,  Yes, [AUDIT,  AUDIT,             AUDIT]),
     (P::ExportData,           Org,  Yes,  Yes, [EXPORT, EXPORT,            EXPORT]),
     (P::ViewSettings,         Org,  Yes,  Yes, [Yes,    Yes,               Yes]),
+    (P::ViewSecurityPolicy,   Org,  Yes,  Yes, [No,     No,                No]),
     (P::UpdateSettings,       Org,  Yes,  Yes, [No,     No,                No]),
     (P::UpdateSecurityPolicy, Org,  Yes,  Yes, [No,     No,                No]),
     (P::UpdateFeatureAccess,  Org,  Yes,  Yes, [No,     No,                No]),
@@ -140,7 +141,7 @@ enum Creator {
 }
 
 /// The reference decision.
-fn reference(req: &Req, matrix: &[Row; 35]) -> bool {
+fn reference(req: &Req, matrix: &[Row; 36]) -> bool {
     if !req.same_org {
         return false;
     }

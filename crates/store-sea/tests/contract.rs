@@ -884,6 +884,7 @@ async fn erasure_keeps_the_sms_codes_of_a_shared_phone(store: SeaStore) {
                 who,
                 tenancy::members::Disposition::TransferToOwner(owner.id),
                 now,
+                None,
                 audit::Journal::default(),
             )
             .await
@@ -1138,6 +1139,7 @@ async fn webhook_writers_race_without_deadlocks_or_orphans(store: SeaStore) {
                         *id,
                         tenancy::members::Disposition::TransferToOwner(owner.id),
                         now(),
+                        None,
                         Journal::default(),
                     )
                     .await
@@ -1338,6 +1340,7 @@ async fn tenancy_writers_race_without_deadlocks_or_lost_changes(store: SeaStore)
                 e,
                 Disposition::TransferToOwner(owner_a.id),
                 now(),
+                None,
                 audit::Journal::default()
             ),
             store.add_member(
@@ -1635,6 +1638,7 @@ async fn records_racing_an_erasure_keep_no_name(store: SeaStore) {
                 p,
                 Disposition::TransferTo(owner.id),
                 chrono::Utc::now(),
+                None,
                 audit::Journal::default(),
             )
             .await

@@ -27,6 +27,10 @@ use crate::error::TenancyError;
 use crate::model::Organization;
 use crate::store::TenancyStore;
 
+/// The kinds of mail about money (invoices, failed renewals, lapsed subscriptions), the
+/// Owner's alone: other readers of the outbox see neither their bodies nor their subjects.
+pub const BILLING_MAIL_KINDS: [&str; 3] = ["invoice", "renewal_failed", "subscription_lapsed"];
+
 /// An invoice issued for a plan period or a credit purchase.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Invoice {

@@ -307,9 +307,22 @@ async fn orgs_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
         view_audit_logs: rbac_core::Audience::AdminsAndUsers,
         ..FeatureAccess::default()
     };
-    s.update_access(org.id, &access, note(org.id, "access"))
+    s.update_access(org.id, &org.access, &access, note(org.id, "access"))
         .await
         .unwrap();
+    assert!(
+        matches!(
+            s.update_access(
+                org.id,
+                &org.access,
+                &FeatureAccess::default(),
+                note(org.id, "stale access")
+            )
+            .await,
+            Err(TenancyError::Conflict(_))
+        ),
+        "an update based on stale feature access is refused, with nothing recorded"
+    );
     let got = s.get_org(org.id).await.unwrap();
     assert_eq!(got.profile.tax_id, "SE1");
     assert_eq!(got.access, access);
@@ -4099,11 +4112,11 @@ async fn security_settings_are_compare_and_swap<S: TenancyStore + AuditStore + ?
     );
 }
 
-/// A role change or removal whose author was demoted after the service checked them (their
-/// demotion committed first) is refused under the lock, with nothing written; the Owner's
-/// goes through.
+/// A role change, removal or erasure whose author was demoted after the service checked them
+/// (their demotion committed first) is refused under the lock, with nothing written; the
+/// Owner's goes through.
 async fn a_demoted_admin_changes_no_role_and_removes_no_one<
-    S: TenancyStore + AuditStore + crate::MembershipStore + ?Sized,
+    S: TenancyStore + AuditStore + crate::MembershipStore + crate::privacy::PrivacyStore + ?Sized,
 >(
     s: &S,
 ) {
@@ -4170,6 +4183,18 @@ async fn a_demoted_admin_changes_no_role_and_removes_no_one<
             now(),
             Some(admin.id),
             note(org.id, "remove"),
+        )
+        .await
+        .map(drop)
+    ));
+    assert!(changed(
+        s.erase_member(
+            org.id,
+            member.id,
+            crate::members::Disposition::TransferToOwner(owner.id),
+            now(),
+            Some(admin.id),
+            note(org.id, "erase"),
         )
         .await
         .map(drop)
@@ -5412,6 +5437,7 @@ async fn consents_and_erasure_keep_the_chain<
                 ann.id,
                 Disposition::TransferToOwner(bob.id),
                 now(),
+                None,
                 note(org.id, "erase"),
             )
             .await,
@@ -5523,6 +5549,7 @@ async fn consents_and_erasure_keep_the_chain<
             ann.id,
             Disposition::TransferToOwner(owner.id),
             now(),
+            None,
             note(org.id, "erase"),
         )
         .await
@@ -5631,6 +5658,7 @@ async fn consents_and_erasure_keep_the_chain<
             bob.id,
             Disposition::TransferTo(owner.id),
             now(),
+            None,
             note(org.id, "erase bob"),
         )
         .await
@@ -5721,6 +5749,7 @@ async fn consents_and_erasure_keep_the_chain<
             owner.id,
             Disposition::TransferTo(ann.id),
             now(),
+            None,
             note(org.id, "x")
         )
         .await
@@ -5798,6 +5827,7 @@ async fn erasure_finds_the_addresses_a_person_had_before<
             who,
             Disposition::TransferToOwner(owner.id),
             now(),
+            None,
             note(org.id, "erase"),
         )
         .await
@@ -5993,8 +6023,9 @@ async fn an_archived_team_takes_no_edit<S: TenancyStore + AuditStore + Workspace
         .unwrap();
 }
 
-/// An archived team takes no new API key and uses no credits, checked in the write (an
-/// archiving that committed since the service looked is obeyed); a purchase still reaches it.
+/// An archived team takes no new API key, uses no credits and has none moved out or in,
+/// checked in the write (an archiving that committed since the service looked is obeyed); a
+/// reversal of what was done before still applies.
 async fn an_archived_team_takes_no_key_and_uses_no_credits<
     S: TenancyStore + AuditStore + WorkspaceStore + crate::credits::CreditStore + ?Sized,
 >(
@@ -6045,8 +6076,36 @@ async fn an_archived_team_takes_no_key_and_uses_no_credits<
         matches!(refused, Err(TenancyError::Archived(_))),
         "{refused:?}"
     );
+    for (key, from, to) in [
+        ("shelved-out", Account::Team(team.id), Account::Pool),
+        ("shelved-in", Account::Pool, Account::Team(team.id)),
+    ] {
+        let moved = credit_op(
+            org.id,
+            key,
+            EntryKind::Transfer,
+            billing_limits::credits::transfer(from, to, 1).unwrap(),
+        );
+        let refused = s.post_credits(&moved, None, note(org.id, key)).await;
+        assert!(
+            matches!(refused, Err(TenancyError::Archived(ref m)) if m.contains("do not move")),
+            "{key}: {refused:?}"
+        );
+    }
     assert_eq!(head(s, org.id).await, h, "nothing recorded");
     assert_eq!(balance_of(s, org.id, Account::Team(team.id)).await, 5);
+    // Undoing the purchase made before the archiving still applies.
+    let mut undone = credit_op(
+        org.id,
+        "shelved-undo",
+        EntryKind::Reversal,
+        billing_limits::credits::reversal_of(&bought.postings),
+    );
+    undone.reverses = Some(bought.id);
+    s.post_credits(&undone, None, note(org.id, "undo"))
+        .await
+        .unwrap();
+    assert_eq!(balance_of(s, org.id, Account::Team(team.id)).await, 0);
 }
 
 fn credit_op(

@@ -607,7 +607,7 @@ pub async fn accept_with_new_account<
 /// `limit` before the cursor `before`. The Owner sees each mail whole; everyone else who may
 /// invite sees recipients, subjects and delivery state with the bodies emptied: an
 /// invitation's link would let its reader sign up as the invitee, and billing mail is the
-/// Owner's.
+/// Owner's: its subject (which names invoices and failed payments) is withheld too.
 ///
 /// # Errors
 /// [`TenancyError::Forbidden`] without `invite_members`; storage errors.
@@ -622,6 +622,9 @@ pub async fn outbox<S: audit::MailOutbox + ?Sized>(
     if caller.subject.role != OrgRole::Owner {
         for m in &mut mails {
             m.body.clear();
+            if crate::billing::BILLING_MAIL_KINDS.contains(&m.kind.as_str()) {
+                "billing mail for the Owner".clone_into(&mut m.subject);
+            }
         }
     }
     Ok(mails)

@@ -218,9 +218,106 @@ pub async fn propose_transfer<S: TenancyStore + MembershipStore + ?Sized>(
         now,
         AuditAction::OwnershipTransferProposed,
         Target::new("member", to, target.user.name.clone()),
-    ));
+    ))
+    .mail(transfer_proposed_mail(caller, &target.user, &t));
     store.save_transfer(&t, journal).await?;
     Ok(t)
+}
+
+/// The mail that tells the proposed Owner what waits for their confirmation, queued with the
+/// proposal (a proposal nobody hears of would only expire).
+fn transfer_proposed_mail(
+    caller: &Caller,
+    to: &crate::model::User,
+    t: &OwnershipTransfer,
+) -> audit::OutboundMail {
+    let org = &caller.org;
+    audit::OutboundMail {
+        org: Some(org.id),
+        to: to.email.to_string(),
+        subject: format!(
+            "{} proposes to make you the Owner of {}",
+            caller.user.name, org.name
+        ),
+        body: format!(
+            "Hello {name},\n\n{owner} ({owner_email}), the Owner of {org_name}, proposes to hand \
+             ownership of the organization to you. Ownership is permanent: you would hold its \
+             billing and could transfer or close it, and {owner} would become an Admin.\n\n\
+             To accept, sign in and confirm (POST /api/v1/orgs/{org_id}/ownership-transfer/confirm) \
+             before {expires} (UTC). To decline, do nothing: the proposal then expires.\n",
+            name = to.name,
+            owner = caller.user.name,
+            owner_email = caller.user.email,
+            org_name = org.name,
+            org_id = org.id,
+            expires = t.expires_at.format("%Y-%m-%d %H:%M"),
+        ),
+        kind: "ownership_transfer".into(),
+    }
+}
+
+/// The Owner withdraws the ownership transfer they proposed, before it is confirmed; the member
+/// it waited for is told by mail.
+///
+/// # Errors
+/// [`TenancyError::Forbidden`] unless the caller is the Owner, signed in;
+/// [`TenancyError::NotFound`] when no unexpired transfer of theirs is pending.
+pub async fn withdraw_transfer<S: TenancyStore + MembershipStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    now: DateTime<Utc>,
+) -> Result<OwnershipTransfer, TenancyError> {
+    caller.check_org(Permission::TransferOwnership)?;
+    let t = store
+        .pending_transfer(caller.org.id)
+        .await?
+        .filter(|t| t.from == caller.user.id && now < t.expires_at)
+        .ok_or(TenancyError::NotFound("ownership transfer"))?;
+    let to = store.get_member(caller.org.id, t.to).await?;
+    let name = to.as_ref().map(|m| m.user.name.clone()).unwrap_or_default();
+    let mut journal = Journal::record(caller.audit(
+        now,
+        AuditAction::OwnershipTransferWithdrawn,
+        Target::new("member", t.to, name),
+    ));
+    if let Some(m) = to {
+        journal = journal.mail(audit::OutboundMail {
+            org: Some(caller.org.id),
+            to: m.user.email.to_string(),
+            subject: format!(
+                "{} withdrew the ownership transfer of {}",
+                caller.user.name, caller.org.name
+            ),
+            body: format!(
+                "Hello {},\n\n{} withdrew the proposal to make you the Owner of {}: there is \
+                 nothing to confirm any more.\n",
+                m.user.name, caller.user.name, caller.org.name
+            ),
+            kind: "ownership_transfer".into(),
+        });
+    }
+    store.withdraw_transfer(&t, journal).await?;
+    Ok(t)
+}
+
+/// The organization's pending ownership transfer, for the Owner who proposed it and the member
+/// it waits for, signed in (an API key sees none, as it confirms none); `None` for anyone else,
+/// and once it has expired.
+///
+/// # Errors
+/// [`TenancyError::Store`] on storage failure.
+pub async fn pending_transfer<S: MembershipStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    now: DateTime<Utc>,
+) -> Result<Option<OwnershipTransfer>, TenancyError> {
+    if caller.api_key.is_some() {
+        return Ok(None);
+    }
+    Ok(store
+        .pending_transfer(caller.org.id)
+        .await?
+        .filter(|t| now < t.expires_at && (t.from == caller.user.id || t.to == caller.user.id)))
 }
 
 /// The proposed Owner confirms: they become Owner and the old Owner becomes Admin, atomically.

@@ -570,14 +570,23 @@ impl OrgStore for MemoryTenancyStore {
     async fn update_access(
         &self,
         org: OrgId,
+        expected: &FeatureAccess,
         access: &FeatureAccess,
         journal: Journal,
     ) -> Result<(), TenancyError> {
-        self.lock()?
-            .orgs
-            .get_mut(&org)
-            .ok_or(TenancyError::NotFound("organization"))?
-            .access = *access;
+        {
+            let mut s = self.lock()?;
+            let o = s
+                .orgs
+                .get_mut(&org)
+                .ok_or(TenancyError::NotFound("organization"))?;
+            if o.access != *expected {
+                return Err(TenancyError::Conflict(
+                    "the feature-access settings changed meanwhile; reload and try again".into(),
+                ));
+            }
+            o.access = *access;
+        }
         self.commit(journal).await
     }
 
@@ -1501,6 +1510,21 @@ impl MembershipStore for MemoryTenancyStore {
         org: OrgId,
     ) -> Result<Option<OwnershipTransfer>, TenancyError> {
         Ok(self.lock()?.transfers.get(&org).cloned())
+    }
+
+    async fn withdraw_transfer(
+        &self,
+        t: &OwnershipTransfer,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            if s.transfers.get(&t.org) != Some(t) {
+                return Err(TenancyError::NotFound("ownership transfer"));
+            }
+            s.transfers.remove(&t.org);
+        }
+        self.commit(journal).await
     }
 
     async fn complete_transfer(
@@ -2968,6 +2992,7 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
         user: UserId,
         disposition: Disposition,
         now: DateTime<Utc>,
+        by: Option<UserId>,
         journal: Journal,
     ) -> Result<crate::privacy::ErasureReport, TenancyError> {
         // Who they were, for the events that name them (the account is anonymized below): their
@@ -2989,7 +3014,7 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
             (identity, namesakes)
         };
         let removal = self
-            .remove_member(org, user, disposition, now, None, Journal::default())
+            .remove_member(org, user, disposition, now, by, Journal::default())
             .await?;
         let addresses: Vec<String> = identity
             .as_ref()

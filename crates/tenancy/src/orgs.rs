@@ -506,7 +506,9 @@ pub async fn update_access<S: TenancyStore + ?Sized>(
             "featureAccess": access, "updatedBy": caller.user.id,
         }),
     ));
-    store.update_access(caller.org.id, &access, journal).await?;
+    store
+        .update_access(caller.org.id, &caller.org.access, &access, journal)
+        .await?;
     Ok(access)
 }
 

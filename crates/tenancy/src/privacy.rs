@@ -186,16 +186,21 @@ pub trait PrivacyStore: Send + Sync {
     /// deleted), blanks the personal annotations of every audit record of `org` naming them
     /// (as actor or target, or by their email), anonymizes the account when they belong to no
     /// other organization (email, name, password, second factor), and commits `journal`.
+    /// `by`, the Owner or Admin erasing someone else, must still be one under the
+    /// organization's lock, as for [`MembershipStore::remove_member`]; `None` for a person
+    /// erasing themselves.
     ///
     /// # Errors
     /// [`TenancyError::NotFound`]; [`TenancyError::Invalid`] for a bad transfer target;
-    /// [`TenancyError::Conflict`] for a [`Disposition::TransferToOwner`] to a former Owner.
+    /// [`TenancyError::Conflict`] for a [`Disposition::TransferToOwner`] to a former Owner;
+    /// [`TenancyError::Forbidden`] (`acting_role_changed`) when `by` no longer administers.
     async fn erase_member(
         &self,
         org: OrgId,
         user: UserId,
         disposition: Disposition,
         now: DateTime<Utc>,
+        by: Option<UserId>,
         journal: Journal,
     ) -> Result<ErasureReport, TenancyError>;
 }
@@ -532,6 +537,7 @@ pub async fn erase<S: TenancyStore + MembershipStore + PrivacyStore + ?Sized>(
             user,
             Disposition::TransferToOwner(owner.user.id),
             now,
+            Some(caller.user.id),
             journal,
         )
         .await
@@ -613,6 +619,7 @@ pub async fn erase_own<S: TenancyStore + MembershipStore + PrivacyStore + ?Sized
             user,
             Disposition::TransferToOwner(owner.user.id),
             now,
+            None,
             journal,
         )
         .await

@@ -265,9 +265,9 @@ pub struct AddressVerdict {
 /// and its blocked countries ([`admit_address`]).
 ///
 /// # Errors
-/// [`TenancyError::Forbidden`] without the right to view settings.
+/// [`TenancyError::Forbidden`] without the right to view the security policy.
 pub fn ip_check(caller: &Caller, ip: IpAddr, at: Located) -> Result<AddressVerdict, TenancyError> {
-    caller.check_org(Permission::ViewSettings)?;
+    caller.check_org(Permission::ViewSecurityPolicy)?;
     Ok(AddressVerdict {
         allowlist_empty: caller.org.security.ip_allowlist.is_empty(),
         located: at,

@@ -95,13 +95,16 @@ pub trait OrgStore: Send + Sync {
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
-    /// Replaces the feature-access settings.
+    /// Replaces the feature-access settings if they are still `expected` (compare-and-swap, so
+    /// that the change's audit record says truly what it replaced).
     ///
     /// # Errors
-    /// [`TenancyError::NotFound`] when the organization does not exist.
+    /// [`TenancyError::NotFound`] when the organization does not exist;
+    /// [`TenancyError::Conflict`] when the settings changed since `expected` was read.
     async fn update_access(
         &self,
         org: OrgId,
+        expected: &FeatureAccess,
         access: &FeatureAccess,
         journal: Journal,
     ) -> Result<(), TenancyError>;
@@ -806,6 +809,18 @@ pub trait MembershipStore: Send + Sync {
         &self,
         transfer: &OwnershipTransfer,
         now: DateTime<Utc>,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
+    /// Withdraws `transfer` (as read) if it is still the organization's pending transfer, and
+    /// commits `journal` with that.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] when it is no longer pending (confirmed, replaced or
+    /// withdrawn meanwhile).
+    async fn withdraw_transfer(
+        &self,
+        transfer: &OwnershipTransfer,
         journal: Journal,
     ) -> Result<(), TenancyError>;
 

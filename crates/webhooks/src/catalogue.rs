@@ -57,7 +57,8 @@ fn data_of(kind: EventKind) -> (&'static str, bool, Value, &'static [&'static st
             &["userId", "role", "removedBy"],
         ),
         EventKind::EnterpriseCreated => (
-            "Enterprise account created",
+            "Enterprise account created (published with the founding itself, before the new \
+             organization can have a webhook endpoint: no endpoint of its own receives it)",
             true,
             json!({"enterpriseId": id("the organization"), "name": string("its name"), "plan": {"type": "string", "enum": ["free", "pro", "enterprise"]}, "ownerId": id("the Owner")}),
             &["enterpriseId", "name", "plan", "ownerId"],

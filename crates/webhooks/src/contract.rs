@@ -314,7 +314,7 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
             .await,
         Err(WebhookError::NotFound(_))
     ));
-    let history = store.list_attempts(org, &d.id).await.unwrap();
+    let history = store.list_attempts(org, d.endpoint, &d.id).await.unwrap();
     assert_eq!(
         history
             .iter()
@@ -322,7 +322,19 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
             .collect::<Vec<_>>(),
         vec![(1, Some(500)), (2, Some(410))]
     );
-    assert!(store.list_attempts(OrgId::new(), &d.id).await.is_err());
+    assert!(
+        store
+            .list_attempts(OrgId::new(), d.endpoint, &d.id)
+            .await
+            .is_err()
+    );
+    assert!(
+        matches!(
+            store.list_attempts(org, EndpointId::new(), &d.id).await,
+            Err(WebhookError::NotFound(_))
+        ),
+        "a delivery's attempts are not listed under another endpoint"
+    );
     let failed = store
         .list_deliveries(org, ep.id, Some(DeliveryStatus::Failed), None, 10)
         .await
@@ -589,7 +601,7 @@ async fn batches_record_as_one_by_one(store: &dyn WebhookStore, org: OrgId) {
     );
     assert_eq!(
         store
-            .list_attempts(org, &d.id)
+            .list_attempts(org, d.endpoint, &d.id)
             .await
             .unwrap()
             .iter()
@@ -692,7 +704,7 @@ pub async fn outcomes_apply_to_the_state_as_stored(
     notices.dropped.push(late);
     assert_eq!(
         store
-            .list_attempts(org, &claimed[0].id)
+            .list_attempts(org, claimed[0].endpoint, &claimed[0].id)
             .await
             .unwrap()
             .iter()
@@ -720,7 +732,7 @@ pub async fn outcomes_apply_to_the_state_as_stored(
     notices.dropped.push(first);
     assert_eq!(
         store
-            .list_attempts(org, &claimed[0].id)
+            .list_attempts(org, claimed[0].endpoint, &claimed[0].id)
             .await
             .unwrap()
             .len(),
@@ -805,7 +817,11 @@ pub async fn outcomes_apply_to_the_state_as_stored(
     };
     store.record_attempt(resent, stale).await.unwrap();
     assert_eq!(
-        store.list_attempts(org, &resent.id).await.unwrap().len(),
+        store
+            .list_attempts(org, resent.endpoint, &resent.id)
+            .await
+            .unwrap()
+            .len(),
         1,
         "the first claim's late outcome recorded nothing"
     );
@@ -816,7 +832,11 @@ pub async fn outcomes_apply_to_the_state_as_stored(
     };
     store.record_attempt(resent, current).await.unwrap();
     assert_eq!(
-        store.list_attempts(org, &resent.id).await.unwrap().len(),
+        store
+            .list_attempts(org, resent.endpoint, &resent.id)
+            .await
+            .unwrap()
+            .len(),
         2,
         "an outcome under the lease the delivery carries applies"
     );
@@ -863,7 +883,7 @@ pub async fn an_endpoint_deleted_mid_attempt_keeps_nothing(
         .unwrap();
     assert_eq!(
         store
-            .list_attempts(org, &claimed[0].id)
+            .list_attempts(org, claimed[0].endpoint, &claimed[0].id)
             .await
             .unwrap()
             .len(),
@@ -894,7 +914,7 @@ pub async fn an_endpoint_deleted_mid_attempt_keeps_nothing(
     for d in &claimed {
         assert!(
             matches!(
-                store.list_attempts(org, &d.id).await,
+                store.list_attempts(org, d.endpoint, &d.id).await,
                 Err(WebhookError::NotFound(_))
             ),
             "the queued delivery went with its endpoint"

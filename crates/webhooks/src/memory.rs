@@ -347,13 +347,14 @@ impl WebhookStore for MemoryWebhookStore {
     async fn list_attempts(
         &self,
         org: OrgId,
+        endpoint: EndpointId,
         delivery: &str,
     ) -> Result<Vec<Attempt>, WebhookError> {
         let s = self.lock()?;
         if !s
             .deliveries
             .iter()
-            .any(|d| d.org == org && d.id == delivery)
+            .any(|d| d.org == org && d.endpoint == endpoint && d.id == delivery)
         {
             return Err(WebhookError::NotFound("delivery"));
         }
@@ -563,9 +564,19 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_eq!(store.list_attempts(org, &d.id).await.unwrap().len(), 1);
+        assert_eq!(
+            store
+                .list_attempts(org, d.endpoint, &d.id)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         assert!(
-            store.list_attempts(OrgId::new(), &d.id).await.is_err(),
+            store
+                .list_attempts(OrgId::new(), d.endpoint, &d.id)
+                .await
+                .is_err(),
             "scoped by organization"
         );
         assert_eq!(

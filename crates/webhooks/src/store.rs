@@ -303,12 +303,16 @@ pub trait WebhookStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<Delivery>, WebhookError>;
 
-    /// Attempts of one delivery, in order.
+    /// Attempts of one delivery of `endpoint`, in order.
     ///
     /// # Errors
-    /// [`WebhookError::NotFound`] for another organization's delivery.
-    async fn list_attempts(&self, org: OrgId, delivery: &str)
-    -> Result<Vec<Attempt>, WebhookError>;
+    /// [`WebhookError::NotFound`] for another organization's delivery, or another endpoint's.
+    async fn list_attempts(
+        &self,
+        org: OrgId,
+        endpoint: EndpointId,
+        delivery: &str,
+    ) -> Result<Vec<Attempt>, WebhookError>;
 
     /// Puts deliveries back in the queue with a fresh attempt budget: one (`delivery`), or every
     /// failed one of `endpoint` created since `since`. Returns how many. `journal` commits with

@@ -325,6 +325,46 @@ pub async fn propose_transfer(
     }))
 }
 
+/// The pending ownership transfer, shown to the Owner who proposed it and to the member it
+/// waits for (signed in; not to API keys).
+#[utoipa::path(get, path = "/api/v1/orgs/{org_id}/ownership-transfer", tag = "members",
+    params(("org_id" = String, Path, description = "Organization id")),
+    responses(
+        (status = 200, description = "The pending transfer", body = TransferResponse),
+        (status = 404, description = "No unexpired transfer from or to you", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn pending_transfer(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+) -> Result<HttpResponse, ApiError> {
+    let t = tenancy::members::pending_transfer(&*st.store, &caller, st.clock.now())
+        .await?
+        .ok_or_else(|| ApiError::not_found("ownership transfer"))?;
+    Ok(HttpResponse::Ok().json(TransferResponse {
+        from_user_id: t.from.to_string(),
+        to_user_id: t.to.to_string(),
+        expires_at: t.expires_at.to_rfc3339(),
+    }))
+}
+
+/// The Owner withdraws the transfer they proposed, before it is confirmed.
+#[utoipa::path(delete, path = "/api/v1/orgs/{org_id}/ownership-transfer", tag = "members",
+    params(("org_id" = String, Path, description = "Organization id")),
+    responses(
+        (status = 204, description = "Withdrawn; the member it waited for is told by mail"),
+        (status = 403, description = "Only the Owner, signed in", content_type = "application/problem+json"),
+        (status = 404, description = "No unexpired transfer of yours is pending", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn withdraw_transfer(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+) -> Result<HttpResponse, ApiError> {
+    match tenancy::members::withdraw_transfer(&*st.store, &caller, st.clock.now()).await {
+        Ok(_) => Ok(HttpResponse::NoContent().finish()),
+        Err(e) => Err(crate::auth::audited(&st, &caller, "withdraw_ownership_transfer", e).await),
+    }
+}
+
 /// The proposed Owner confirms the transfer; the old Owner becomes Admin.
 #[utoipa::path(post, path = "/api/v1/orgs/{org_id}/ownership-transfer/confirm", tag = "members",
     params(("org_id" = String, Path, description = "Organization id")),

@@ -118,9 +118,9 @@ routes! {
     PATCH "/api/v1/orgs/{org_id}" => orgs::update, Org(P::UpdateSettings);
     PUT "/api/v1/orgs/{org_id}/feature-access" => orgs::update_access, Org(P::UpdateFeatureAccess);
     GET "/api/v1/orgs/{org_id}/explain" => orgs::explain, Member;
-    GET "/api/v1/orgs/{org_id}/security" => security::get, Org(P::ViewSettings);
+    GET "/api/v1/orgs/{org_id}/security" => security::get, Org(P::ViewSecurityPolicy);
     PATCH "/api/v1/orgs/{org_id}/security" => security::update, Org(P::UpdateSecurityPolicy);
-    POST "/api/v1/orgs/{org_id}/security/ip-check" => security::ip_check, Org(P::ViewSettings);
+    POST "/api/v1/orgs/{org_id}/security/ip-check" => security::ip_check, Org(P::ViewSecurityPolicy);
     DELETE "/api/v1/orgs/{org_id}/members/{user_id}/sessions" => security::end_member_sessions, Org(P::RemoveMembers);
     GET "/api/v1/orgs/{org_id}/members" => members::list, Org(P::ViewMembers);
     PATCH "/api/v1/orgs/{org_id}/members/{user_id}" => members::change_role, Org(P::ChangeRoles);
@@ -133,6 +133,8 @@ routes! {
     GET "/api/v1/orgs/{org_id}/consents" => privacy::list, Member;
     PUT "/api/v1/orgs/{org_id}/consents/{purpose}" => privacy::set, Member;
     POST "/api/v1/orgs/{org_id}/ownership-transfer" => members::propose_transfer, Org(P::TransferOwnership);
+    GET "/api/v1/orgs/{org_id}/ownership-transfer" => members::pending_transfer, Member;
+    DELETE "/api/v1/orgs/{org_id}/ownership-transfer" => members::withdraw_transfer, Org(P::TransferOwnership);
     POST "/api/v1/orgs/{org_id}/ownership-transfer/confirm" => members::confirm_transfer, Member;
     GET "/api/v1/orgs/{org_id}/invitations" => invitations::list, Org(P::InviteMembers);
     POST "/api/v1/orgs/{org_id}/invitations" => invitations::create, Org(P::InviteMembers);

@@ -149,7 +149,7 @@ impl Modify for ProblemResponses {
         security::end_member_sessions,
         me::me, me::sessions, me::end_session,
         orgs::create, orgs::get, orgs::update, orgs::update_access, orgs::explain,
-        members::list, members::change_role, members::set_all_teams_role, members::remove, members::leave, members::propose_transfer, members::confirm_transfer,
+        members::list, members::change_role, members::set_all_teams_role, members::remove, members::leave, members::propose_transfer, members::pending_transfer, members::withdraw_transfer, members::confirm_transfer,
         invitations::create, invitations::list, invitations::bulk_preview, invitations::bulk_confirm, invitations::resend, invitations::revoke, invitations::outbox,
         invitations::lookup, invitations::accept, invitations::signup,
         api_keys::list, api_keys::create, api_keys::revoke,

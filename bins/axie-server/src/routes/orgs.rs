@@ -268,6 +268,7 @@ fn audience(field: &str, v: &str) -> Result<rbac_core::Audience, ApiError> {
     responses(
         (status = 200, description = "The new settings", body = FeatureAccessBody),
         (status = 403, description = "Not allowed, or not on the Enterprise plan", content_type = "application/problem+json"),
+        (status = 409, description = "The settings changed meanwhile (another administrator's change committed first); reload and try again", content_type = "application/problem+json"),
         (status = 422, description = "Invalid value", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn update_access(

@@ -399,7 +399,10 @@ pub async fn attempts(
     OrgCaller(caller): OrgCaller,
     path: web::Path<(String, String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let list = st.store.list_attempts(caller.org.id, &path.2).await?;
+    let list = st
+        .store
+        .list_attempts(caller.org.id, endpoint_id(&path.1)?, &path.2)
+        .await?;
     Ok(HttpResponse::Ok().json(
         list.into_iter()
             .map(|a| AttemptResponse {

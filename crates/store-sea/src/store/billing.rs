@@ -418,17 +418,20 @@ impl CreditStore for SeaStore {
             *lowest = Ord::min(*lowest, *net);
         }
         teams_exist(&txn, op.org, per_account.keys().copied()).await?;
-        // An archived team's credits are not used: checked here, with the team held until the
-        // commit, so that an archiving committed since the service looked is obeyed.
-        if op.kind == EntryKind::Consumption {
+        // An archived team's credits are not used, nor moved in or out (a reversal, which
+        // undoes what was done before, still applies): checked here, with the team held until
+        // the commit, so that an archiving committed since the service looked is obeyed.
+        if op.kind != EntryKind::Reversal {
             for t in per_account.keys().filter_map(|a| a.team()) {
                 if let Some(row) = super::workspace::team_row(&txn, op.org, t).await?
                     && row.archived_at.is_some()
                 {
-                    return Err(tenancy::teams::archived(
-                        &row.name,
-                        "its credits are not used",
-                    ));
+                    let what = if op.kind == EntryKind::Consumption {
+                        "its credits are not used"
+                    } else {
+                        "its credits do not move"
+                    };
+                    return Err(tenancy::teams::archived(&row.name, what));
                 }
             }
         }

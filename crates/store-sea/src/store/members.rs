@@ -213,6 +213,26 @@ impl MembershipStore for SeaStore {
         commit(txn, journal).await
     }
 
+    async fn withdraw_transfer(
+        &self,
+        t: &OwnershipTransfer,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let res = ownership_transfer::Entity::delete_many()
+            .filter(ownership_transfer::Column::OrgId.eq(t.org.to_string()))
+            .filter(ownership_transfer::Column::FromUser.eq(t.from.to_string()))
+            .filter(ownership_transfer::Column::ToUser.eq(t.to.to_string()))
+            .filter(ownership_transfer::Column::ProposedAt.eq(micros(t.proposed_at)))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if res.rows_affected == 0 {
+            return Err(TenancyError::NotFound("ownership transfer"));
+        }
+        commit(txn, journal).await
+    }
+
     async fn save_transfer(
         &self,
         t: &OwnershipTransfer,

@@ -78,6 +78,7 @@ impl PrivacyStore for SeaStore {
         u: UserId,
         disposition: Disposition,
         now: DateTime<Utc>,
+        by: Option<UserId>,
         journal: Journal,
     ) -> Result<ErasureReport, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
@@ -91,6 +92,8 @@ impl PrivacyStore for SeaStore {
             .map_err(store)?
             .ok_or(TenancyError::NotFound("member"))?;
         let removal = remove_in(&txn, org, u, disposition, now).await?;
+        // Under the organization's lock, which `remove_in` took, as a removal checks it.
+        super::members::check_acting(&txn, org, by).await?;
         let (o, uid) = (org.to_string(), u.to_string());
         let erased = audit::ERASED;
         let addresses = addresses_in(&txn, &o, &account).await?;

@@ -470,20 +470,6 @@ async fn update_org_column<C: ConnectionTrait>(
     Ok(())
 }
 
-impl SeaStore {
-    async fn update_org_json(
-        &self,
-        org: OrgId,
-        col: organization::Column,
-        value: String,
-        journal: Journal,
-    ) -> Result<(), TenancyError> {
-        let txn = self.db().begin().await.map_err(store)?;
-        update_org_column(&txn, org, col, value).await?;
-        commit(txn, journal).await
-    }
-}
-
 #[async_trait]
 impl OrgStore for SeaStore {
     async fn member_count(&self, org: OrgId) -> Result<u64, TenancyError> {
@@ -631,11 +617,26 @@ impl OrgStore for SeaStore {
     async fn update_access(
         &self,
         org: OrgId,
+        expected: &FeatureAccess,
         access: &FeatureAccess,
         journal: Journal,
     ) -> Result<(), TenancyError> {
-        self.update_org_json(org, organization::Column::Access, to_json(access)?, journal)
+        let txn = self.db().begin().await.map_err(store)?;
+        lock_org(&txn, org).await?;
+        let row = organization::Entity::find_by_id(org.to_string())
+            .one(&txn)
             .await
+            .map_err(store)?
+            .ok_or(TenancyError::NotFound("organization"))?;
+        // Compared as values, as the security settings are.
+        let current: FeatureAccess = crate::convert::json("feature access", &row.access)?;
+        if current != *expected {
+            return Err(TenancyError::Conflict(
+                "the feature-access settings changed meanwhile; reload and try again".into(),
+            ));
+        }
+        update_org_column(&txn, org, organization::Column::Access, to_json(access)?).await?;
+        commit(txn, journal).await
     }
 
     async fn update_security(

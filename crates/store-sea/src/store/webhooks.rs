@@ -949,10 +949,12 @@ impl WebhookStore for SeaStore {
     async fn list_attempts(
         &self,
         org: OrgId,
+        endpoint: EndpointId,
         delivery_id: &str,
     ) -> Result<Vec<Attempt>, WebhookError> {
         let owned = webhook_delivery::Entity::find_by_id(delivery_id.to_owned())
             .filter(webhook_delivery::Column::OrgId.eq(org.to_string()))
+            .filter(webhook_delivery::Column::EndpointId.eq(endpoint.to_string()))
             .one(self.db())
             .await
             .map_err(store)?;

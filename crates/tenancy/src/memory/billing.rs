@@ -221,16 +221,22 @@ impl CreditStore for MemoryTenancyStore {
                 }
                 return Ok(Posted::Replayed(b.entries_of(op.org, o.id)));
             }
-            // An archived team's credits are not used, as `SeaStore` checks in the posting
-            // (after a replay, which answers what was done before).
-            if op.kind == credits::EntryKind::Consumption
+            // An archived team's credits are not used nor moved (a reversal still applies), as
+            // `SeaStore` checks in the posting (after a replay, which answers what was done
+            // before).
+            if op.kind != credits::EntryKind::Reversal
                 && let Some(t) = s.teams.iter().find(|t| {
                     t.org == op.org
                         && t.archived_at.is_some()
                         && op.postings.iter().any(|p| p.account.team() == Some(t.id))
                 })
             {
-                return Err(crate::teams::archived(&t.name, "its credits are not used"));
+                let what = if op.kind == credits::EntryKind::Consumption {
+                    "its credits are not used"
+                } else {
+                    "its credits do not move"
+                };
+                return Err(crate::teams::archived(&t.name, what));
             }
             let b = &mut s.billing;
             if op.reverses.is_some_and(|r| {
