@@ -348,6 +348,134 @@ both_backends!(
             changes.contains(&"renewed:enterprise".to_owned()),
             "{changes:?}"
         );
+
+        // "Cancel anytime": the year paid for stays in force, unrenewed, and the members keep
+        // their access until it ends. Naming the plan again withdraws the cancellation.
+        let free = json!({"plan": "free"});
+        let cancelled = json_of(
+            t.put(&t.org("/billing/subscription"), &t.owner_token, &free)
+                .await,
+        )
+        .await;
+        assert_eq!(cancelled["subscription"]["plan"], "enterprise");
+        assert_eq!(cancelled["subscription"]["cancel_at_period_end"], true);
+        assert!(cancelled["invoice"].is_null());
+        problem(
+            t.put(&t.org("/billing/subscription"), &t.owner_token, &free)
+                .await,
+            StatusCode::CONFLICT,
+            "already_cancelled",
+        )
+        .await;
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        assert_eq!(
+            t.get(&t.org("/members"), &mike).await.status(),
+            StatusCode::OK
+        );
+        let resumed = json_of(
+            t.put(
+                &t.org("/billing/subscription"),
+                &t.owner_token,
+                &json!({"plan": "enterprise", "cycle": "annual"}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(resumed["subscription"]["cancel_at_period_end"], false);
+        assert!(resumed["invoice"].is_null(), "the period was paid for");
+        let cancelled = json_of(
+            t.put(&t.org("/billing/subscription"), &t.owner_token, &free)
+                .await,
+        )
+        .await;
+        assert_eq!(cancelled["subscription"]["cancel_at_period_end"], true);
+        let actions: Vec<String> = t
+            .audit("action=billing.")
+            .await
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            actions[..3],
+            [
+                "billing.cancelled",
+                "billing.cancellation_withdrawn",
+                "billing.cancelled"
+            ],
+            "{actions:?}"
+        );
+        let period_end = chrono::DateTime::parse_from_rfc3339(
+            cancelled["subscription"]["period_end"].as_str().unwrap(),
+        )
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+        t.clock
+            .advance(period_end - t.clock.now() - chrono::Duration::minutes(1));
+        t.owner_token = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+        assert_eq!(run_billing(&t).await, 0, "in force to the last minute");
+        t.clock.advance(chrono::Duration::minutes(2));
+        t.owner_token = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        assert_eq!(run_billing(&t).await, 1);
+        assert_eq!(run_billing(&t).await, 0, "once");
+        let billing = json_of(t.get(&t.org("/billing"), &t.owner_token).await).await;
+        assert_eq!(billing["subscription"]["plan"], "free");
+        assert_eq!(billing["subscription"]["cancel_at_period_end"], false);
+        problem(
+            t.get(&t.org("/members"), &mike).await,
+            StatusCode::FORBIDDEN,
+            "plan_excludes_members",
+        )
+        .await;
+        let invoices = json_of(t.get(&t.org("/billing/invoices"), &t.owner_token).await).await;
+        assert_eq!(invoices.as_array().unwrap().len(), 2, "nothing billed");
+        let outbox = json_of(t.get(&t.org("/outbox"), &t.owner_token).await).await;
+        assert!(
+            outbox["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["to"] == OWNER_EMAIL && m["kind"] == "subscription_ended"),
+            "{outbox}"
+        );
+        // The log, archived now that the plan is Free, ends with the system's record.
+        let res = t
+            .get(
+                &t.org("/audit-archive/export?format=ndjson"),
+                &t.owner_token,
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let ended: Vec<Value> = res
+            .text()
+            .await
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|e| e["action"] == "billing.ended")
+            .collect();
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0]["actor"]["kind"], "system");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let ends = rx
+                .received()
+                .iter()
+                .filter(|r| {
+                    let body: Value = serde_json::from_str(&r.body).unwrap();
+                    assert_valid(&schema, &body);
+                    body["data"]["change"] == "cancellation_ended" && body["data"]["plan"] == "free"
+                })
+                .count();
+            if ends == 1 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{ends} ends delivered"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 );
 

@@ -736,6 +736,7 @@ both_backends!(
         // The Owner may withdraw a proposal before it is confirmed (nobody else may), and the
         // member it waited for is told.
         let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        t.owner_token = lisa.clone();
         assert_eq!(
             t.post(&url, &lisa, &json!({"to_user_id": sarah_id}))
                 .await

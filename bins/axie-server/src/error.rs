@@ -245,6 +245,7 @@ impl From<TenancyError> for ApiError {
                 let code = match s {
                     S::Unchanged(_) => "plan_unchanged",
                     S::TrialUsed => "trial_used",
+                    S::AlreadyCancelled(..) => "already_cancelled",
                     _ => "subscription_change_refused",
                 };
                 ApiError::new(StatusCode::CONFLICT, code, s.to_string())

@@ -189,6 +189,12 @@ actions! {
     RenewalFailed => "billing.renewal_failed", "Could not charge the renewal of";
     /// A paid plan whose renewal could not be charged within the grace period went back to Free.
     SubscriptionLapsed => "billing.lapsed", "Ended the unpaid subscription of";
+    /// The Owner cancelled the paid plan: it stays in force until its period ends.
+    SubscriptionCancelled => "billing.cancelled", "Cancelled, at the end of its period, the subscription of";
+    /// The Owner withdrew a cancellation before the period ended: the plan renews.
+    CancellationWithdrawn => "billing.cancellation_withdrawn", "Withdrew the cancellation of the subscription of";
+    /// A cancelled paid plan's period ended and Free took over.
+    SubscriptionEnded => "billing.ended", "Ended the cancelled subscription of";
     /// The 14-day Enterprise trial started.
     TrialStarted => "billing.trial_started", "Started the Enterprise trial of";
     /// The Enterprise trial ended and the plan before it returned.

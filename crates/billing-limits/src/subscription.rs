@@ -222,6 +222,11 @@ pub struct Subscription {
     /// [`Subscription::renewal_failed`].
     #[serde(default)]
     pub renewal_retry_at: Option<DateTime<Utc>>,
+    /// The paid plan was cancelled: it stays in force until `period_end`, is not renewed, and
+    /// then gives way to Free ([`Change::EndCancelled`]). Subscribing to it again before then
+    /// withdraws the cancellation.
+    #[serde(default)]
+    pub cancel_at_period_end: bool,
 }
 
 impl Subscription {
@@ -238,6 +243,7 @@ impl Subscription {
             plan_before_trial: None,
             anchor: None,
             renewal_retry_at: None,
+            cancel_at_period_end: false,
         }
     }
 
@@ -299,6 +305,7 @@ impl Subscription {
     #[must_use]
     pub fn renewal_unpaid(&self, now: DateTime<Utc>) -> bool {
         self.status == SubscriptionStatus::Active
+            && !self.cancel_at_period_end
             && self.plan != Plan::Free
             && self.cycle.is_some()
             && self.period_end.is_some_and(|end| end <= now)
@@ -320,6 +327,10 @@ impl Subscription {
                 .trial_ends_at
                 .filter(|t| *t <= now)
                 .map(|_| Change::EndTrial),
+            SubscriptionStatus::Active if self.cancel_at_period_end => self
+                .period_end
+                .filter(|end| *end <= now)
+                .map(|_| Change::EndCancelled),
             SubscriptionStatus::Active => (self.renewal_unpaid(now)
                 && self.renewal_retry_at.is_none_or(|r| r <= now))
             .then_some(Change::Renew),
@@ -368,6 +379,9 @@ pub enum Change {
     /// The paid period ended and its renewal could not be charged until
     /// [`Subscription::lapses_at`]: back to Free, unbilled.
     Lapse,
+    /// The period of a cancelled paid plan ended ([`Subscription::cancel_at_period_end`]):
+    /// back to Free, unbilled.
+    EndCancelled,
 }
 
 impl Change {
@@ -380,6 +394,7 @@ impl Change {
             Change::EndTrial => "trial_ended",
             Change::Renew => "renewed",
             Change::Lapse => "lapsed",
+            Change::EndCancelled => "cancellation_ended",
         }
     }
 }
@@ -397,6 +412,9 @@ pub enum SubscriptionError {
     /// A trial while on a paid Enterprise plan, or a due change that is not due.
     #[error("{0}")]
     NotApplicable(&'static str),
+    /// The paid plan is cancelled already; it ends with its period.
+    #[error("the {} plan is already cancelled; it ends on {}", .0.as_str(), .1.format("%Y-%m-%d"))]
+    AlreadyCancelled(Plan, DateTime<Utc>),
 }
 
 /// The result of a change: the next state, and what to charge for it.
@@ -427,6 +445,29 @@ pub fn transition(
             if current.plan == Plan::Free {
                 return Err(SubscriptionError::Unchanged(Plan::Free));
             }
+            // "Cancel anytime": a paid period running is used to its end, then Free. A trial,
+            // a plan granted without a period, or a renewal left unpaid end now.
+            if let Some(end) = current.period_end.filter(|end| {
+                current.status == SubscriptionStatus::Active
+                    && current.cycle.is_some()
+                    && *end > now
+            }) {
+                if current.cancel_at_period_end {
+                    return Err(SubscriptionError::AlreadyCancelled(current.plan, end));
+                }
+                return Ok(Transition {
+                    next: Subscription {
+                        cancel_at_period_end: true,
+                        ..current.clone()
+                    },
+                    charge_cents: None,
+                    description: format!(
+                        "{} plan cancelled: in force until {}, then Free",
+                        current.plan.as_str(),
+                        end.format("%Y-%m-%d")
+                    ),
+                });
+            }
             Ok(Transition {
                 next: Subscription {
                     trial_used: current.trial_used,
@@ -437,6 +478,23 @@ pub fn transition(
             })
         }
         Change::Subscribe { plan, cycle } => {
+            // The cancelled plan and cycle again, before its period ends, withdraws the
+            // cancellation: the period paid for goes on and renews.
+            if current.cancel_at_period_end
+                && current.status == SubscriptionStatus::Active
+                && current.plan == plan
+                && current.cycle == Some(cycle)
+                && current.period_end.is_some_and(|end| end > now)
+            {
+                return Ok(Transition {
+                    next: Subscription {
+                        cancel_at_period_end: false,
+                        ..current.clone()
+                    },
+                    charge_cents: None,
+                    description: format!("{} plan cancellation withdrawn", plan.as_str()),
+                });
+            }
             // The same plan and cycle again is how an Owner pays a renewal that is unpaid
             // (a new period from now) instead of waiting for its next try.
             if current.status == SubscriptionStatus::Active
@@ -467,6 +525,7 @@ pub fn transition(
                     plan_before_trial: None,
                     anchor: Some(now),
                     renewal_retry_at: None,
+                    cancel_at_period_end: false,
                 },
                 charge_cents: Some(price.saturating_sub(unused)),
                 description,
@@ -569,6 +628,26 @@ pub fn transition(
                 charge_cents: None,
                 description: format!(
                     "{} renewal due {} unpaid: back to Free",
+                    current.plan.as_str(),
+                    end.format("%Y-%m-%d")
+                ),
+            })
+        }
+        Change::EndCancelled => {
+            let (Some(Change::EndCancelled), Some(end)) = (current.due(now), current.period_end)
+            else {
+                return Err(SubscriptionError::NotApplicable(
+                    "no cancelled plan's period has ended",
+                ));
+            };
+            Ok(Transition {
+                next: Subscription {
+                    trial_used: current.trial_used,
+                    ..Subscription::new(Plan::Free)
+                },
+                charge_cents: None,
+                description: format!(
+                    "{} plan cancelled, its period ended {}: back to Free",
                     current.plan.as_str(),
                     end.format("%Y-%m-%d")
                 ),
@@ -954,6 +1033,91 @@ mod tests {
         // A renewal paid in time leaves nothing to lapse.
         let renewed = transition(&s, Change::Renew, &p, end).unwrap().next;
         assert!(transition(&renewed, Change::Lapse, &p, lapses).is_err());
+    }
+
+    #[test]
+    fn a_cancelled_paid_plan_runs_to_the_end_of_its_period_then_free() {
+        let p = PriceList::default();
+        let free = Change::Subscribe {
+            plan: Plan::Free,
+            cycle: BillingCycle::Monthly,
+        };
+        let s = subscribed(Plan::Enterprise, BillingCycle::Annual, at(1));
+        let end = s.period_end.unwrap();
+        let cancel = transition(&s, free, &p, at(10)).unwrap();
+        assert_eq!(cancel.charge_cents, None);
+        assert_eq!(
+            (cancel.next.plan, cancel.next.period_end),
+            (Plan::Enterprise, Some(end)),
+            "the year paid for stays in force"
+        );
+        assert!(cancel.next.cancel_at_period_end);
+        assert_eq!(
+            transition(&cancel.next, free, &p, at(11)),
+            Err(SubscriptionError::AlreadyCancelled(Plan::Enterprise, end))
+        );
+        // Not renewed: at the period's end the due change is its end, unbilled.
+        assert_eq!(cancel.next.due(end - Duration::seconds(1)), None);
+        assert_eq!(cancel.next.due(end), Some(Change::EndCancelled));
+        assert!(!cancel.next.renewal_unpaid(end));
+        assert!(transition(&cancel.next, Change::Renew, &p, end).is_err());
+        assert!(transition(&cancel.next, Change::EndCancelled, &p, at(20)).is_err());
+        let ended = transition(&cancel.next, Change::EndCancelled, &p, end).unwrap();
+        assert_eq!(ended.charge_cents, None);
+        assert_eq!(
+            (
+                ended.next.plan,
+                ended.next.period_end,
+                ended.next.cancel_at_period_end
+            ),
+            (Plan::Free, None, false)
+        );
+        // Naming the plan and cycle again before then withdraws the cancellation, unbilled:
+        // the period goes on and renews.
+        let resumed = transition(
+            &cancel.next,
+            Change::Subscribe {
+                plan: Plan::Enterprise,
+                cycle: BillingCycle::Annual,
+            },
+            &p,
+            at(12),
+        )
+        .unwrap();
+        assert_eq!(resumed.charge_cents, None);
+        assert_eq!(resumed.next, s, "as before the cancellation");
+        assert_eq!(resumed.next.due(end), Some(Change::Renew));
+        // Another paid plan is a change as before: a new period, less what is left.
+        let pro = transition(
+            &cancel.next,
+            Change::Subscribe {
+                plan: Plan::Pro,
+                cycle: BillingCycle::Monthly,
+            },
+            &p,
+            at(12),
+        )
+        .unwrap();
+        assert!(!pro.next.cancel_at_period_end);
+        assert_eq!(
+            pro.charge_cents,
+            Some(0),
+            "the unused Enterprise year pays for it"
+        );
+        // A trial, or a plan granted without a period, ends at once.
+        let trial = transition(
+            &Subscription::new(Plan::Free),
+            Change::StartTrial,
+            &p,
+            at(1),
+        )
+        .unwrap()
+        .next;
+        let now_free = transition(&trial, free, &p, at(2)).unwrap().next;
+        assert_eq!(
+            (now_free.plan, now_free.cancel_at_period_end),
+            (Plan::Free, false)
+        );
     }
 
     #[test]

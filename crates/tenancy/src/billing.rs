@@ -29,7 +29,12 @@ use crate::store::TenancyStore;
 
 /// The kinds of mail about money (invoices, failed renewals, lapsed subscriptions), the
 /// Owner's alone: other readers of the outbox see neither their bodies nor their subjects.
-pub const BILLING_MAIL_KINDS: [&str; 3] = ["invoice", "renewal_failed", "subscription_lapsed"];
+pub const BILLING_MAIL_KINDS: [&str; 4] = [
+    "invoice",
+    "renewal_failed",
+    "subscription_lapsed",
+    "subscription_ended",
+];
 
 /// An invoice issued for a plan period or a credit purchase.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -180,7 +185,11 @@ pub async fn put_plan<S: TenancyStore + BillingStore + ?Sized>(
         Some(c) => c,
         None if plan == caller.org.plan => {
             let (current, _) = store.subscription(caller.org.id).await?;
-            if current.status != SubscriptionStatus::Trialing && !current.renewal_unpaid(now) {
+            // A cancelled plan named again withdraws the cancellation.
+            if current.status != SubscriptionStatus::Trialing
+                && !current.renewal_unpaid(now)
+                && !current.cancel_at_period_end
+            {
                 return Ok(false);
             }
             current.cycle.unwrap_or(BillingCycle::Monthly)
@@ -216,14 +225,22 @@ pub async fn change<S: TenancyStore + BillingStore + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<(Subscription, Option<Invoice>), TenancyError> {
     caller.check_org(Permission::ManageBilling)?;
-    if matches!(change, Change::EndTrial | Change::Renew | Change::Lapse) {
+    if matches!(
+        change,
+        Change::EndTrial | Change::Renew | Change::Lapse | Change::EndCancelled
+    ) {
         return Err(TenancyError::Invalid(
-            "trial ends, renewals and lapses happen on their own".into(),
+            "trial ends, renewals, lapses and the ends of cancelled plans happen on their own"
+                .into(),
         ));
     }
     let (current, version) = store.subscription(caller.org.id).await?;
     let t = transition(&current, change, payments.prices, now)?;
-    let record = caller.audit(now, action_of(change), org_target(&caller.org));
+    let record = caller.audit(
+        now,
+        action_of(change, &current, &t.next),
+        org_target(&caller.org),
+    );
     commit(
         store,
         payments,
@@ -301,7 +318,7 @@ async fn run_one<S: TenancyStore + BillingStore + ?Sized>(
         org_id,
         now,
         Actor::system(),
-        action_of(change),
+        action_of(change, &current, &t.next),
         org_target(&org),
     );
     match commit(
@@ -408,7 +425,7 @@ async fn lapse<S: TenancyStore + BillingStore + ?Sized>(
         org.id,
         now,
         Actor::system(),
-        action_of(Change::Lapse),
+        action_of(Change::Lapse, current, &t.next),
         org_target(org),
     );
     match commit(
@@ -430,13 +447,22 @@ async fn lapse<S: TenancyStore + BillingStore + ?Sized>(
     }
 }
 
-fn action_of(change: Change) -> AuditAction {
+fn action_of(change: Change, current: &Subscription, next: &Subscription) -> AuditAction {
     match change {
+        Change::Subscribe { .. } if next.cancel_at_period_end => AuditAction::SubscriptionCancelled,
+        Change::Subscribe { .. }
+            if current.cancel_at_period_end
+                && next.plan == current.plan
+                && next.period_end == current.period_end =>
+        {
+            AuditAction::CancellationWithdrawn
+        }
         Change::Subscribe { .. } => AuditAction::PlanChanged,
         Change::StartTrial => AuditAction::TrialStarted,
         Change::EndTrial => AuditAction::TrialEnded,
         Change::Renew => AuditAction::SubscriptionRenewed,
         Change::Lapse => AuditAction::SubscriptionLapsed,
+        Change::EndCancelled => AuditAction::SubscriptionEnded,
     }
 }
 
@@ -595,6 +621,7 @@ async fn commit<S: TenancyStore + BillingStore + ?Sized>(
             "status": next.status.as_str(), "cycle": next.cycle.map(|c| c.as_str()),
             "invoice": number.map(|n| n.chars().take(200).collect::<String>()),
             "audit_archived": archived.is_some(),
+            "cancel_at_period_end": next.cancel_at_period_end,
         }))
     };
     // Checked at its largest before the charge (200 characters that JSON writes longest), so
@@ -630,6 +657,7 @@ async fn commit<S: TenancyStore + BillingStore + ?Sized>(
             "change": change.as_str(), "plan": next.plan.as_str(), "previousPlan": current.plan.as_str(),
             "status": next.status.as_str(), "cycle": next.cycle.map(|c| c.as_str()),
             "periodEnd": next.period_end, "trialEndsAt": next.trial_ends_at, "invoice": invoice_json, "by": by,
+            "cancelAtPeriodEnd": next.cancel_at_period_end,
         }),
     ));
     if next.plan != current.plan {
@@ -645,6 +673,34 @@ async fn commit<S: TenancyStore + BillingStore + ?Sized>(
     }
     if let Some(i) = &invoice {
         journal = journal.mail(invoice_mail(org, owner.user.email.as_str(), i));
+    }
+    if change == Change::EndCancelled {
+        journal = journal.mail(OutboundMail {
+            org: Some(org.id),
+            to: owner.user.email.as_str().to_owned(),
+            subject: format!(
+                "{}: your {} plan has ended",
+                org.name,
+                current.plan.as_str()
+            ),
+            body: format!(
+                "{}'s {} plan was cancelled and its period ended on {}.\n\n\
+                 The organization is on the Free plan now{}. Subscribe again to return to {}.\n",
+                org.name,
+                current.plan.as_str(),
+                current
+                    .period_end
+                    .map(|e| e.format("%Y-%m-%d").to_string())
+                    .unwrap_or_default(),
+                if archived.is_some() && current.plan == enterprise {
+                    "; its audit log is archived (read-only, exportable by the Owner)"
+                } else {
+                    ""
+                },
+                current.plan.as_str(),
+            ),
+            kind: "subscription_ended".into(),
+        });
     }
     if change == Change::Lapse {
         journal = journal.mail(OutboundMail {

@@ -186,9 +186,9 @@ fn data_of(kind: EventKind) -> (&'static str, bool, Value, &'static [&'static st
             &["limit", "threshold", "used", "max", "period"],
         ),
         EventKind::SubscriptionUpdated => (
-            "The subscription changed: plan or billing cycle, Enterprise trial started or ended, renewal, or a renewal left unpaid past its grace period (back to Free)",
+            "The subscription changed: plan or billing cycle, a paid plan cancelled (in force until its period ends) or its cancellation withdrawn, Enterprise trial started or ended, renewal, a renewal left unpaid past its grace period (back to Free), or the end of a cancelled plan's period (back to Free)",
             true,
-            json!({"change": {"type": "string", "enum": ["subscribe", "trial_started", "trial_ended", "renewed", "lapsed"]},
+            json!({"change": {"type": "string", "enum": ["subscribe", "trial_started", "trial_ended", "renewed", "lapsed", "cancellation_ended"]},
                 "plan": {"type": "string", "enum": ["free", "pro", "enterprise"]},
                 "previousPlan": {"type": "string", "enum": ["free", "pro", "enterprise"]},
                 "status": {"type": "string", "enum": ["active", "trialing"]},
@@ -198,7 +198,8 @@ fn data_of(kind: EventKind) -> (&'static str, bool, Value, &'static [&'static st
                 "invoice": {"type": ["object", "null"], "description": "the invoice issued for the change, if any; its amount is in the billing API, for the Owner (Admins, who manage webhooks, do not see billing)",
                     "properties": {"number": string("invoice number"), "status": {"type": "string", "enum": ["open", "paid"]}},
                     "additionalProperties": false},
-                "by": {"type": ["string", "null"], "description": "who changed it (null: the system, for trial ends, renewals and lapses)"}}),
+                "by": {"type": ["string", "null"], "description": "who changed it (null: the system, for trial ends, renewals and lapses)"},
+                "cancelAtPeriodEnd": {"type": "boolean", "description": "whether the paid plan is cancelled: it stays in force until `periodEnd`, then Free"}}),
             &["change", "plan", "previousPlan", "status"],
         ),
         EventKind::CreditsPurchased => (

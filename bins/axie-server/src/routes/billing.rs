@@ -32,6 +32,10 @@ pub struct SubscriptionResponse {
     pub renewal_retry_at: Option<String>,
     /// When an unpaid renewal lapses to Free (RFC 3339; null unless a renewal is unpaid).
     pub lapses_at: Option<String>,
+    /// Whether the paid plan is cancelled: it stays in force until `period_end`, is not
+    /// renewed, and then gives way to Free. Subscribing to the same plan and cycle before
+    /// then withdraws the cancellation.
+    pub cancel_at_period_end: bool,
 }
 
 impl SubscriptionResponse {
@@ -46,6 +50,7 @@ impl SubscriptionResponse {
             trial_used: s.trial_used,
             renewal_retry_at: s.renewal_retry_at.map(|t| t.to_rfc3339()),
             lapses_at: s.unpaid_lapses_at(now).map(|t| t.to_rfc3339()),
+            cancel_at_period_end: s.cancel_at_period_end,
         }
     }
 }
@@ -108,7 +113,10 @@ pub struct ChangeResponse {
     pub invoice: Option<InvoiceResponse>,
 }
 
-/// A plan and billing cycle to move to.
+/// A plan and billing cycle to move to. `free` cancels a paid plan: one with a paid period
+/// running stays in force until that period ends, then Free (`cancel_at_period_end`); a trial,
+/// or a plan with its renewal unpaid, ends at once. Another paid plan starts a new period now,
+/// less what is left of the current one.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscribeBody {
@@ -201,7 +209,7 @@ async fn apply(
         (status = 400, description = "Unknown plan or cycle", content_type = "application/problem+json"),
         (status = 402, description = "The payment provider refused the charge", content_type = "application/problem+json"),
         (status = 403, description = "Not the Owner", content_type = "application/problem+json"),
-        (status = 409, description = "Already on that plan and cycle, or changed meanwhile", content_type = "application/problem+json"),
+        (status = 409, description = "Already on that plan and cycle, already cancelled, or changed meanwhile", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn subscribe(
     st: web::Data<AppState>,

@@ -17,6 +17,7 @@ pub struct Model {
     pub version: i64,
     pub billing_anchor: Option<i64>,
     pub renewal_retry_at: Option<i64>,
+    pub cancel_at_period_end: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

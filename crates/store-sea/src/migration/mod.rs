@@ -44,6 +44,7 @@ mod m20261201_000033_add_subscription_anchor_and_retry;
 mod m20261201_000034_add_credit_operation_invoice;
 mod m20261202_000035_add_session_signed_out_of;
 mod m20261202_000036_create_credential_changes;
+mod m20261203_000037_add_subscription_cancel_at_period_end;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -89,6 +90,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000034_add_credit_operation_invoice::Migration),
             Box::new(m20261202_000035_add_session_signed_out_of::Migration),
             Box::new(m20261202_000036_create_credential_changes::Migration),
+            Box::new(m20261203_000037_add_subscription_cancel_at_period_end::Migration),
         ]
     }
 }

@@ -52,6 +52,7 @@ fn sub_of(plan: Plan, m: subscription::Model) -> Result<(Subscription, u64), Ten
         plan_before_trial: m.plan_before_trial.as_deref().map(plan_of).transpose()?,
         anchor: m.billing_anchor.map(time).transpose()?,
         renewal_retry_at: m.renewal_retry_at.map(time).transpose()?,
+        cancel_at_period_end: m.cancel_at_period_end,
     };
     Ok((sub, u64::try_from(m.version).unwrap_or(0)))
 }
@@ -130,6 +131,7 @@ impl BillingStore for SeaStore {
             version: Set(version + 1),
             billing_anchor: Set(next.anchor.map(micros)),
             renewal_retry_at: Set(next.renewal_retry_at.map(micros)),
+            cancel_at_period_end: Set(next.cancel_at_period_end),
         };
         if version == 0 {
             match subscription::Entity::insert(row)
