@@ -207,3 +207,50 @@ both_backends!(
         assert_eq!(ids.len(), 20, "no event twice");
     }
 );
+
+/// Two instances started at once on one empty PostgreSQL database (a deployment's first
+/// rollout): the migrations run once, the second instance waiting on the first's advisory
+/// lock, and one organization is founded, the other instance starting with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_starting_on_one_empty_database_migrate_once_and_found_one_organization() {
+    use axie_server::{Application, Clock, Settings};
+    use tenancy::OrgStore as _;
+    if !postgres_enabled() {
+        return;
+    }
+    let server = store_sea::testing::postgres_server().unwrap();
+    let url = store_sea::testing::fresh_postgres(&server)
+        .await
+        .unwrap()
+        .expose()
+        .to_owned();
+    let settings = |dir: &std::path::Path| {
+        let mut s = Settings::load(None).unwrap();
+        s.server.port = 0;
+        s.server.data_dir = dir.to_path_buf();
+        s.database.url = url.clone();
+        s.database.max_connections = 5;
+        s.bootstrap.owner_email = OWNER_EMAIL.into();
+        s.bootstrap.owner_password = OWNER_PASSWORD.to_owned().into();
+        s.audit.checkpoint_interval_secs = 0;
+        s
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let clock = Clock::default();
+    let (one, two) = tokio::join!(
+        Application::build_with_clock(settings(a.path()), clock.clone()),
+        Application::build_with_clock(settings(b.path()), clock.clone())
+    );
+    let (one, two) = (
+        one.expect("the first instance starts"),
+        two.expect("the second instance starts"),
+    );
+    let founded = [one.bootstrap().is_some(), two.bootstrap().is_some()];
+    assert_eq!(
+        founded.iter().filter(|f| **f).count(),
+        1,
+        "exactly one instance founds the organization: {founded:?}"
+    );
+    assert_eq!(one.state().store.count_orgs().await.unwrap(), 1);
+    assert_eq!(two.state().store.pending_migrations().await.unwrap(), 0);
+}

@@ -38,7 +38,7 @@ pub async fn ensure_first_org(
         .is_empty()
         .then(|| mint("", 12).secret.trim_start_matches('_').to_owned());
     let password = generated.clone().unwrap_or(configured);
-    let (org, owner) = orgs::create_with_new_owner(
+    let created = orgs::create_with_new_owner(
         store,
         hasher,
         CreateOrgRequest {
@@ -50,7 +50,17 @@ pub async fn ensure_first_org(
         },
         clock.now(),
     )
-    .await?;
+    .await;
+    let (org, owner) = match created {
+        Ok(made) => made,
+        // Another instance starting on the same empty database founded it first (the Owner's
+        // address is taken): this one starts with that organization.
+        Err(e) if store.count_orgs().await.is_ok_and(|n| n > 0) => {
+            tracing::info!(error = %e, "another instance created the first organization");
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
     Ok(Some(BootstrapReport {
         org,
         owner,

@@ -41,6 +41,10 @@ pub use url::DatabaseUrl;
 
 use audit::StoreError;
 
+/// The PostgreSQL advisory lock that migrations hold (`"axiemigr"` as a number; advisory locks
+/// are per database).
+const MIGRATION_LOCK: i64 = 0x6178_6965_6d69_6772;
+
 /// Pool settings.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolOptions {
@@ -225,14 +229,27 @@ impl SeaStore {
         })
     }
 
-    /// Applies pending migrations.
+    /// Applies pending migrations. On PostgreSQL they run in one transaction that first takes
+    /// an advisory lock of this database's, so that instances starting together on one
+    /// database take turns: the second waits, then finds them applied (each migration would
+    /// otherwise be tried twice, and the second `CREATE TABLE` fail).
     ///
     /// # Errors
     /// The migration error.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        migration::Migrator::up(&self.db, None)
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            return migration::Migrator::up(&self.db, None)
+                .await
+                .map_err(db_err);
+        }
+        let txn = sea_orm::TransactionTrait::begin(&self.db)
             .await
-            .map_err(db_err)
+            .map_err(db_err)?;
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+            .await
+            .map_err(db_err)?;
+        migration::Migrator::up(&txn, None).await.map_err(db_err)?;
+        txn.commit().await.map_err(db_err)
     }
 
     /// Number of migrations not yet applied.
