@@ -1355,3 +1355,98 @@ both_backends!(
         assert_eq!(t.audit("action=team.member*").await.len(), 3);
     }
 );
+
+both_backends!(
+    members_rename_themselves_everywhere_and_it_is_recorded_and_sent,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let rx = Receiver::start().await;
+        let res = t
+            .post(
+                &t.org("/webhooks"),
+                &t.owner_token,
+                &json!({ "url": rx.url, "events": ["user.updated"] }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let lisa_id = t.member_id("lisa@example.com").await;
+        let me = json_of(
+            t.patch(
+                &t.url("/api/v1/me"),
+                &lisa,
+                &json!({ "name": "  Lisa Lindqvist " }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(me["name"], "Lisa Lindqvist");
+        assert_eq!(me["id"], lisa_id.as_str());
+        let members = json_of(t.get(&t.org("/members"), &t.owner_token).await).await;
+        assert!(
+            members["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["user_id"] == lisa_id.as_str() && m["name"] == "Lisa Lindqvist"),
+            "{members}"
+        );
+        let updated = t.audit("action=member.updated").await;
+        assert_eq!(updated.len(), 1);
+        assert_eq!(updated[0]["actor_id"], lisa_id.as_str());
+        assert_eq!(updated[0]["metadata"]["via"], "self");
+        // Refused: a bad name, and an API key (it acts for its creator, it is not them).
+        problem(
+            t.patch(&t.url("/api/v1/me"), &lisa, &json!({ "name": " \n " }))
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        let key = json_of(
+            t.post(&t.org("/api-keys"), &lisa, &json!({ "name": "mine" }))
+                .await,
+        )
+        .await;
+        problem(
+            t.patch(
+                &t.url("/api/v1/me"),
+                key["secret"].as_str().unwrap(),
+                &json!({ "name": "Not Lisa" }),
+            )
+            .await,
+            StatusCode::FORBIDDEN,
+            "interactive_only",
+        )
+        .await;
+        assert_eq!(t.audit("action=member.updated").await.len(), 1);
+        // The organization's integrations hear of it, in the published shape.
+        let types = json_of(
+            t.get(&t.url("/api/v1/webhooks/event-types"), &t.owner_token)
+                .await,
+        )
+        .await;
+        let schema = types
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "user.updated")
+            .unwrap()["schema"]
+            .clone();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let body = loop {
+            if let Some(r) = rx.received().first() {
+                break serde_json::from_str::<Value>(&r.body).unwrap();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no user.updated delivered"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        crate::webhooks::assert_valid(&schema, &body);
+        assert_eq!(body["data"]["userId"], lisa_id.as_str());
+        assert_eq!(body["data"]["via"], "self");
+        assert_eq!(body["data"]["changed"], json!(["name"]));
+    }
+);

@@ -167,6 +167,7 @@ pub async fn run<
     security_settings_are_compare_and_swap(s).await;
     blocked_countries_are_saved_checked_and_audited(s).await;
     a_joining_account_keeps_the_address_it_was_found_by(s).await;
+    a_rename_is_a_compare_and_swap_committed_with_its_records(s).await;
     a_demoted_admin_changes_no_role_and_removes_no_one(s).await;
     teams_round_trip(s).await;
     caller_memberships_gather_every_org_and_team(s).await;
@@ -4109,6 +4110,45 @@ async fn security_settings_are_compare_and_swap<S: TenancyStore + AuditStore + ?
         s.get_org(org.id).await.unwrap().security,
         a,
         "the first change is not lost"
+    );
+}
+
+/// A person's rename commits with its records, only from the name read: one renamed meanwhile
+/// (by themselves elsewhere, by SCIM, by an erasure) is refused with nothing recorded.
+async fn a_rename_is_a_compare_and_swap_committed_with_its_records<
+    S: TenancyStore + AuditStore + ?Sized,
+>(
+    s: &S,
+) {
+    let (org, _, owner) = new_org(s).await;
+    let h = head(s, org.id).await;
+    s.rename_user(
+        owner.id,
+        &owner.name,
+        "Owner Renamed",
+        note(org.id, "rename"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_user(owner.id).await.unwrap().unwrap().name,
+        "Owner Renamed"
+    );
+    assert_eq!(head(s, org.id).await, h + 1, "recorded with the rename");
+    assert!(matches!(
+        s.rename_user(owner.id, &owner.name, "Stale", note(org.id, "stale"))
+            .await,
+        Err(TenancyError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.rename_user(UserId::new(), "x", "y", note(org.id, "nobody"))
+            .await,
+        Err(TenancyError::NotFound(_))
+    ));
+    assert_eq!(head(s, org.id).await, h + 1, "nothing more recorded");
+    assert_eq!(
+        s.get_user(owner.id).await.unwrap().unwrap().name,
+        "Owner Renamed"
     );
 }
 

@@ -98,3 +98,60 @@ pub async fn memberships<S: TenancyStore + ?Sized>(
     }
     Ok(out)
 }
+
+/// A person renames themselves: the display name every organization of theirs shows. Recorded
+/// as `member.updated` (`{"via": "self", "changed": ["name"]}`) in each of their organizations
+/// and sent there as `user.updated`, in the rename's transaction. Returns the person as renamed.
+/// The caller checks that a session, not an API key, asks: a key acts for its creator, it is not
+/// them. An organization that provisions its people through SCIM sets the name again with its
+/// next update.
+///
+/// # Errors
+/// [`TenancyError::Invalid`] for an empty, overlong or unprintable name;
+/// [`TenancyError::NotFound`] when the account is gone.
+pub async fn rename<S: TenancyStore + ?Sized>(
+    store: &S,
+    user: &crate::model::User,
+    name: &str,
+    request: &audit::RequestContext,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<crate::model::User, TenancyError> {
+    use audit::{AuditAction, DomainEvent, EventKind, Journal, Metadata};
+    let name = crate::model::valid_name("name", name)?;
+    let renamed = crate::model::User {
+        name: name.clone(),
+        ..user.clone()
+    };
+    if name == user.name {
+        return Ok(renamed);
+    }
+    let mut journal = Journal::default();
+    for m in store.memberships(user.id).await? {
+        journal = journal
+            .and_record(
+                crate::mfa::personal_record(
+                    m.org,
+                    &renamed,
+                    AuditAction::MemberUpdated,
+                    request,
+                    now,
+                )
+                .with_metadata(Metadata::from_value(
+                    serde_json::json!({"via": "self", "changed": ["name"]}),
+                )?),
+            )
+            .publish(DomainEvent::new(
+                m.org,
+                EventKind::UserUpdated,
+                now,
+                serde_json::json!({
+                    "userId": user.id, "email": user.email.as_str(), "role": m.role.as_str(),
+                    "active": m.active, "changed": ["name"], "via": "self",
+                }),
+            ));
+    }
+    store
+        .rename_user(user.id, &user.name, &name, journal)
+        .await?;
+    Ok(renamed)
+}

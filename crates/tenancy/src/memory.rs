@@ -779,6 +779,30 @@ impl AccountStore for MemoryTenancyStore {
         Ok(self.lock()?.users.get(&user).map(|(u, _)| u.clone()))
     }
 
+    async fn rename_user(
+        &self,
+        user: UserId,
+        expected: &str,
+        name: &str,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let u = &mut s
+                .users
+                .get_mut(&user)
+                .ok_or(TenancyError::NotFound("user"))?
+                .0;
+            if u.name != expected {
+                return Err(TenancyError::Conflict(
+                    "the name changed meanwhile; reload and try again".into(),
+                ));
+            }
+            name.clone_into(&mut u.name);
+        }
+        self.commit(journal).await
+    }
+
     async fn set_password_hash(
         &self,
         user: UserId,

@@ -290,6 +290,19 @@ pub trait AccountStore: Send + Sync {
     /// [`TenancyError::Store`] on storage failure.
     async fn get_user(&self, user: UserId) -> Result<Option<User>, TenancyError>;
 
+    /// Renames `user` from `expected` to `name` and commits `journal` with it.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] for an unknown user; [`TenancyError::Conflict`] when the name
+    /// is no longer `expected` (renamed meanwhile, by themselves or by SCIM).
+    async fn rename_user(
+        &self,
+        user: UserId,
+        expected: &str,
+        name: &str,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
     /// Replaces a password hash (rehash on login with an empty journal, password change with
     /// its audit records).
     ///

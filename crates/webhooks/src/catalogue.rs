@@ -42,12 +42,12 @@ fn data_of(kind: EventKind) -> (&'static str, bool, Value, &'static [&'static st
             &["userId", "email", "role"],
         ),
         EventKind::UserUpdated => (
-            "Team member profile updated (through SCIM: name, email, role, active)",
+            "Team member profile updated (through SCIM: name, email, role, active; or by the member: their name)",
             true,
             json!({"userId": id("the member"), "email": string("their email"), "role": role,
                 "active": {"type": "boolean"},
                 "changed": {"type": "array", "items": {"type": "string"}, "description": "which of name, email, password changed"},
-                "via": {"type": "string", "enum": ["scim"]}}),
+                "via": {"type": "string", "enum": ["scim", "self"], "description": "`scim`: the identity provider; `self`: the member renamed themselves"}}),
             &["userId", "email", "role", "active", "changed"],
         ),
         EventKind::UserDeleted => (

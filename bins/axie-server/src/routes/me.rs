@@ -31,6 +31,39 @@ impl From<&User> for UserResponse {
     }
 }
 
+/// A change to my profile.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileBody {
+    /// My display name: 1 to 100 printable characters (trimmed).
+    pub name: String,
+}
+
+/// Renames me in every organization of mine (`member.updated` in each, sent as
+/// `user.updated`). A session only: an API key acts for its creator, it is not them.
+#[utoipa::path(patch, path = "/api/v1/me", tag = "me", request_body = ProfileBody, responses(
+    (status = 200, description = "My profile as changed", body = UserResponse),
+    (status = 403, description = "An API key (`interactive_only`)", content_type = "application/problem+json"),
+    (status = 409, description = "Renamed meanwhile", content_type = "application/problem+json"),
+    (status = 422, description = "Empty, overlong or unprintable name", content_type = "application/problem+json"),
+), security(("bearer" = [])))]
+pub async fn update_profile(
+    st: web::Data<AppState>,
+    auth: Authenticated,
+    body: web::Json<ProfileBody>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require_session(&st).await?;
+    let renamed = me::rename(
+        &*st.store,
+        auth.principal.user(),
+        &body.name,
+        &auth.request,
+        st.clock.now(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(UserResponse::from(&renamed)))
+}
+
 /// A team role.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TeamRoleResponse {

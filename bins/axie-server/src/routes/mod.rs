@@ -111,6 +111,7 @@ routes! {
     PUT "/api/v1/me/mfa/phone" => security::set_phone, Authenticated;
     POST "/api/v1/me/password" => security::change_password, Authenticated;
     GET "/api/v1/me" => me::me, Authenticated;
+    PATCH "/api/v1/me" => me::update_profile, Authenticated;
     GET "/api/v1/me/sessions" => me::sessions, AuthenticatedAnywhere;
     DELETE "/api/v1/me/sessions/{session_id}" => me::end_session, AuthenticatedAnywhere;
     POST "/api/v1/orgs" => orgs::create, Authenticated;

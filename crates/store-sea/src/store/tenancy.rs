@@ -1079,6 +1079,36 @@ impl AccountStore for SeaStore {
             .map_err(TenancyError::Store)
     }
 
+    async fn rename_user(
+        &self,
+        user_id: UserId,
+        expected: &str,
+        name: &str,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let res = user::Entity::update_many()
+            .col_expr(user::Column::Name, Expr::value(name))
+            .filter(user::Column::Id.eq(user_id.to_string()))
+            .filter(user::Column::Name.eq(expected))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if res.rows_affected == 0 {
+            let exists = user::Entity::find_by_id(user_id.to_string())
+                .one(&txn)
+                .await
+                .map_err(store)?
+                .is_some();
+            return Err(if exists {
+                TenancyError::Conflict("the name changed meanwhile; reload and try again".into())
+            } else {
+                TenancyError::NotFound("user")
+            });
+        }
+        commit(txn, journal).await
+    }
+
     async fn set_password_hash(
         &self,
         user_id: UserId,
