@@ -57,21 +57,51 @@ pub(crate) fn write_key_file(path: &std::path::Path, key: &str) -> std::io::Resu
     opts.open(path)?.write_all(key.as_bytes())
 }
 
+/// Reads the key file at `path`, or creates it with `make()` and says so (`true`). A new key is
+/// written whole to a file of its own first and then linked into place, so that instances
+/// starting at once on one data directory agree: one creates it, the others read that one,
+/// never a half-written file. Where the file system has no hard links the key is written in
+/// place, refusing to overwrite one (`create_new`).
+fn read_or_create_key(
+    path: &std::path::Path,
+    make: impl FnOnce() -> String,
+) -> std::io::Result<(String, bool)> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        return Ok((text, false));
+    }
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let key = make();
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("key");
+    let own = dir.join(format!(".{name}.{}.new", uuid::Uuid::new_v4().simple()));
+    write_key_file(&own, &key)?;
+    let linked = std::fs::hard_link(&own, path);
+    let _ = std::fs::remove_file(&own);
+    let placed = match linked {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
+        Err(_) => write_key_file(path, &key),
+    };
+    match placed {
+        Ok(()) => Ok((key, true)),
+        // Another instance's key is there: this one uses it.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok((std::fs::read_to_string(path)?, false))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Reads the encryption key from settings, or reads or creates `<data_dir>/encryption.key`.
 pub(crate) fn encryption_key(settings: &Settings) -> Result<security_policy::Cipher, StartupError> {
     let configured = settings.security.encryption_key.expose_secret();
     let text = if configured.is_empty() {
         let path = settings.server.data_dir.join("encryption.key");
-        match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(_) => {
-                std::fs::create_dir_all(&settings.server.data_dir)?;
-                let key = security_policy::Cipher::generate_key();
-                write_key_file(&path, &key)?;
-                tracing::warn!(path = %path.display(), "created a new encryption key for secrets at rest; back it up");
-                key
-            }
+        let (key, created) = read_or_create_key(&path, security_policy::Cipher::generate_key)?;
+        if created {
+            tracing::warn!(path = %path.display(), "created a new encryption key for secrets at rest; back it up");
         }
+        key
     } else {
         configured.to_owned()
     };
@@ -113,14 +143,11 @@ pub fn checkpoint_key(settings: &Settings) -> Result<Vec<u8>, StartupError> {
         return Ok(configured.as_bytes().to_vec());
     }
     let path = settings.server.data_dir.join("checkpoint.key");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        return Ok(text.trim().as_bytes().to_vec());
+    let (key, created) = read_or_create_key(&path, || security_policy::mint("ck", 32).secret)?;
+    if created {
+        tracing::warn!(path = %path.display(), "created a new audit checkpoint key; back it up and keep it outside the database");
     }
-    std::fs::create_dir_all(&settings.server.data_dir)?;
-    let key = security_policy::mint("ck", 32).secret;
-    write_key_file(&path, &key)?;
-    tracing::warn!(path = %path.display(), "created a new audit checkpoint key; back it up and keep it outside the database");
-    Ok(key.into_bytes())
+    Ok(key.trim().as_bytes().to_vec())
 }
 
 impl Application {
@@ -451,4 +478,37 @@ pub async fn run_workers(settings: Settings) -> Result<(), StartupError> {
         w.abort();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_or_create_key;
+
+    /// Instances starting at once on one data directory end up with one key: one creates it,
+    /// every other reads it whole.
+    #[test]
+    fn racing_starts_agree_on_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("encryption.key");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    read_or_create_key(&path, || format!("key-{i}-{}", "x".repeat(64))).unwrap()
+                })
+            })
+            .collect();
+        let got: Vec<(String, bool)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(
+            got.iter().filter(|(_, created)| *created).count(),
+            1,
+            "{got:?}"
+        );
+        let on_disk = std::fs::read_to_string(&path).unwrap();
+        assert!(got.iter().all(|(k, _)| *k == on_disk), "{got:?}");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no working files are left behind");
+    }
 }
