@@ -145,11 +145,13 @@ pub async fn run_billing(
     Ok(done.len())
 }
 
-/// Refreshes the planner statistics, sends the weekly usage reports due, applies every
-/// organization's audit retention period and removes stale rows (`tenancy::housekeeping`),
-/// hourly (the first pass right at start).
+/// Refreshes the planner statistics, sends the weekly usage reports due and the usage alerts
+/// that went missing, applies every organization's audit retention period and removes stale
+/// rows (`tenancy::housekeeping`), hourly (the first pass right at start, but for the missing
+/// alerts, which read every organization's usage and wait an hour: a start is busy enough).
 async fn retention(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    let mut first = true;
     loop {
         tick.tick().await;
         state
@@ -161,6 +163,11 @@ async fn retention(state: AppState) {
         }
         if let Err(e) = send_weekly_reports(&state.store, state.clock.now()).await {
             tracing::warn!(error = %e, "weekly usage reports failed");
+        }
+        if !std::mem::take(&mut first)
+            && let Err(e) = send_missed_alerts(&state.store, state.clock.now()).await
+        {
+            tracing::warn!(error = %e, "usage alert repair pass failed");
         }
         if let Err(e) = apply_retention(
             &state.store,
@@ -231,6 +238,42 @@ pub async fn apply_retention(
     match first_error {
         Some(e) => Err(e),
         None => Ok(removed),
+    }
+}
+
+/// Sends the usage alerts due that went missing (`tenancy::metering::send_missed_alerts`: a
+/// change committed and the server stopped before its alert), for every organization; the
+/// hourly pass. Returns how many went out.
+///
+/// # Errors
+/// Storage errors (other organizations are still processed; the first error is returned).
+pub async fn send_missed_alerts(
+    store: &store_sea::SeaStore,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, tenancy::TenancyError> {
+    let mut sent = 0;
+    let mut first_error = None;
+    for org in store.organizations().await? {
+        let result = match tenancy::OrgStore::get_org(store, org).await {
+            Ok(o) => tenancy::metering::send_missed_alerts(store, &o, now).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(alerts) => {
+                for (limit, threshold) in &alerts {
+                    tracing::info!(%org, limit = limit.as_str(), threshold, "usage alert sent by the repair pass");
+                }
+                sent += alerts.len();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %org, "usage alert repair pass failed");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(sent),
     }
 }
 

@@ -205,4 +205,13 @@ impl Journal {
         self.events.push(event);
         self
     }
+
+    /// Appends everything `other` records, publishes and mails after what this journal holds,
+    /// for a store that decides inside a change's transaction that more goes with it (an alert
+    /// the change set off).
+    pub fn absorb(&mut self, other: Journal) {
+        self.records.extend(other.records);
+        self.events.extend(other.events);
+        self.mails.extend(other.mails);
+    }
 }

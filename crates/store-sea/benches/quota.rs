@@ -165,6 +165,7 @@ async fn run(label: &str, url: DatabaseUrl) {
             actor: "bench".into(),
             actor_id: "bench".into(),
             created_at: chrono::Utc::now(),
+            low_credit: tenancy::credits::LowCreditAlerts::none(),
         };
         s.post_credits(&top_up, None, audit::Journal::default())
             .await
@@ -184,6 +185,7 @@ async fn run(label: &str, url: DatabaseUrl) {
                     actor: "bench".into(),
                     actor_id: "bench".into(),
                     created_at: chrono::Utc::now(),
+                    low_credit: tenancy::credits::LowCreditAlerts::none(),
                 };
                 s.post_credits(&op, None, audit::Journal::default())
                     .await

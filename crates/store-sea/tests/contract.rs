@@ -1508,6 +1508,7 @@ async fn tenancy_writers_race_without_deadlocks_or_lost_changes(store: SeaStore)
             actor: "contract".into(),
             actor_id: "contract".into(),
             created_at: now(),
+            low_credit: tenancy::credits::LowCreditAlerts::none(),
         };
         let (posted, shared) = tokio::join!(
             store.post_credits(&buy, None, audit::Journal::default()),

@@ -153,6 +153,7 @@ pub async fn run<
 ) {
     password_resets_are_capped_used_once_and_end_sessions(s).await;
     credit_ledger_is_exact_under_concurrency(s).await;
+    low_credit_alerts_commit_with_their_debit(s).await;
     an_archived_team_takes_no_key_and_uses_no_credits(s).await;
     an_archived_team_takes_no_edit(s).await;
     a_reversed_purchase_voids_its_open_invoice(s).await;
@@ -6166,6 +6167,7 @@ fn credit_op(
         actor: "contract".into(),
         actor_id: "contract".into(),
         created_at: now(),
+        low_credit: crate::credits::LowCreditAlerts::none(),
     }
 }
 
@@ -6320,6 +6322,124 @@ async fn a_reversed_purchase_voids_its_open_invoice<
             ("INV-9".to_owned(), ChargeStatus::Open),
         ]
     );
+}
+
+/// A debit that takes a team below its low-credit threshold commits the alert (its audit
+/// record and mail) in its own transaction, once per fall; a refused debit sends none.
+async fn low_credit_alerts_commit_with_their_debit<
+    S: TenancyStore
+        + AuditStore
+        + WorkspaceStore
+        + crate::credits::CreditStore
+        + audit::MailOutbox
+        + ?Sized,
+>(
+    s: &S,
+) {
+    use crate::credits::LowCreditAlerts;
+    use billing_limits::credits::{self, Account, CreditError, EntryKind};
+    let (org, team, _) = new_org(s).await;
+    let account = Account::Team(team.id);
+    s.configure_credit_account(org.id, account, 0, Some(50), note(org.id, "threshold"))
+        .await
+        .unwrap();
+    let buy = credit_op(
+        org.id,
+        "alert-buy",
+        EntryKind::Purchase,
+        credits::purchase(account, 100, &[]).unwrap(),
+    );
+    s.post_credits(&buy, None, note(org.id, "buy"))
+        .await
+        .unwrap();
+    let alerts = || {
+        LowCreditAlerts::new("Contract Org").tell(
+            team.id,
+            team.name.clone(),
+            vec!["owner@contract.test".into()],
+        )
+    };
+    let use_credits = |key: &str, amount: i64| crate::credits::NewOperation {
+        low_credit: alerts(),
+        ..credit_op(
+            org.id,
+            key,
+            EntryKind::Consumption,
+            credits::consume(team.id, amount).unwrap(),
+        )
+    };
+    let low_records = || async {
+        s.chain_page(org.id, 0, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.event.action == AuditAction::CreditsLow)
+            .count()
+    };
+    let low_mails = || async {
+        s.list_mails(Some(org.id), None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.kind == "credits_low" && m.to == "owner@contract.test")
+            .count()
+    };
+    // 100 → 60: above the threshold, no alert.
+    s.post_credits(&use_credits("alert-1", 40), None, note(org.id, "use"))
+        .await
+        .unwrap();
+    assert_eq!(low_records().await, 0);
+    // 60 → 20: refused for the lack of credits, no alert.
+    assert!(matches!(
+        s.post_credits(&use_credits("alert-2", 70), None, note(org.id, "use"))
+            .await,
+        Err(TenancyError::Credit(CreditError::Insufficient { .. }))
+    ));
+    assert_eq!(low_records().await, 0, "a refused debit sets nothing off");
+    // 60 → 30: falls below 50, the alert commits with the debit, right after its record.
+    let head_before = head(s, org.id).await;
+    s.post_credits(&use_credits("alert-3", 30), None, note(org.id, "use"))
+        .await
+        .unwrap();
+    assert_eq!(low_records().await, 1);
+    assert_eq!(low_mails().await, 1);
+    let last = s.chain_page(org.id, head_before, 10).await.unwrap();
+    assert_eq!(
+        last.iter().map(|r| r.event.action).collect::<Vec<_>>(),
+        [AuditAction::SettingsUpdated, AuditAction::CreditsLow],
+        "the debit's record and its alert, one commit"
+    );
+    // Already below: no new fall, no new alert.
+    s.post_credits(&use_credits("alert-4", 10), None, note(org.id, "use"))
+        .await
+        .unwrap();
+    assert_eq!(low_records().await, 1);
+    // Back above and below again: a new fall, a new alert; an operation prepared without
+    // recipients still records it, without mail.
+    let top_up = credit_op(
+        org.id,
+        "alert-top-up",
+        EntryKind::Purchase,
+        credits::purchase(account, 80, &[]).unwrap(),
+    );
+    s.post_credits(&top_up, None, note(org.id, "buy"))
+        .await
+        .unwrap();
+    s.post_credits(
+        &credit_op(
+            org.id,
+            "alert-5",
+            EntryKind::Consumption,
+            credits::consume(team.id, 60).unwrap(),
+        ),
+        None,
+        note(org.id, "use"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(low_records().await, 2);
+    assert_eq!(low_mails().await, 1);
+    assert_chain_verifies(s, org.id, "after the alerts").await;
 }
 
 async fn credit_ledger_is_exact_under_concurrency<
@@ -6610,7 +6730,13 @@ async fn credit_ledger_is_exact_under_concurrency<
     // Only the committed operations left audit records (refusals none).
     let applied_ops = 1 + 30 + 1 + 1 + 1 + 1; // buy, uses, same key, overdraft, move, reverse
     let notes = 2 + 1; // two allocations, the overdraft setting
-    assert_eq!(head(s, org.id).await - audit_before, applied_ops + notes);
+    // The reversal took the team from 80 back to -20, below its low-credit threshold of 5: the
+    // store commits that alert with it (no recipients were prepared, so without mail).
+    let alerts = 1;
+    assert_eq!(
+        head(s, org.id).await - audit_before,
+        applied_ops + notes + alerts
+    );
 
     // A team is deleted only with an empty account and no share of purchases; afterwards
     // nothing lands in its account.

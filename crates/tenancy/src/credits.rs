@@ -98,6 +98,133 @@ pub struct NewOperation {
     pub actor_id: String,
     /// When.
     pub created_at: DateTime<Utc>,
+    /// The low-credit alerts its debits may set off, which the store commits with it.
+    pub low_credit: LowCreditAlerts,
+}
+
+/// Who is told when a debit takes a team below its low-credit threshold, gathered before an
+/// operation runs, so that the store can commit each alert the operation sets off in the
+/// operation's own transaction: the threshold and the fall are read there, and a crash after
+/// the commit cannot lose the alert's audit record, webhook event or mail.
+///
+/// Only teams that had a threshold when it was gathered have their recipients; a team whose
+/// threshold was set in the meantime still gets its audit record and webhook event, without
+/// mail.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LowCreditAlerts {
+    org_name: String,
+    teams: BTreeMap<TeamId, AlertedTeam>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AlertedTeam {
+    name: String,
+    to: Vec<String>,
+}
+
+/// An alert that an operation's entries set off, for the store to record once (the key of
+/// [`MeteringStore::record_alert`]: `limit`, `period`, `threshold`) and, when it was not
+/// recorded before, to commit `journal` with the operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FiredAlert {
+    /// `credits_low:<team id>`.
+    pub limit: String,
+    /// The sequence number of the entry that fell below the threshold.
+    pub period: String,
+    /// The threshold.
+    pub threshold: u64,
+    /// The alert's audit record, `credits.low` event and mails.
+    pub journal: Journal,
+}
+
+impl LowCreditAlerts {
+    /// No alerts prepared: fired alerts still get their record and event, without mail.
+    #[must_use]
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Alerts in the organization named `org_name`, telling no one yet.
+    #[must_use]
+    pub fn new(org_name: impl Into<String>) -> Self {
+        Self {
+            org_name: org_name.into(),
+            teams: BTreeMap::new(),
+        }
+    }
+
+    /// Tells `to` when the team `team` (named `name`) falls below its threshold.
+    #[must_use]
+    pub fn tell(mut self, team: TeamId, name: impl Into<String>, to: Vec<String>) -> Self {
+        self.teams.insert(
+            team,
+            AlertedTeam {
+                name: name.into(),
+                to,
+            },
+        );
+        self
+    }
+
+    /// The alerts `entries` set off: each team debit that takes the balance from at or above
+    /// the account's threshold (`threshold_of`, read in the operation's transaction) to below
+    /// it, once per fall.
+    ///
+    /// # Errors
+    /// [`TenancyError::Invalid`] if the alert's metadata cannot be built (it always can).
+    pub fn fired(
+        &self,
+        org: OrgId,
+        entries: &[CreditEntry],
+        threshold_of: impl Fn(Account) -> Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<FiredAlert>, TenancyError> {
+        let mut out = Vec::new();
+        for e in entries.iter().filter(|e| e.amount < 0) {
+            let Some(team) = e.account.team() else {
+                continue;
+            };
+            let threshold = threshold_of(e.account);
+            if !credits::fell_below(e.balance_after - e.amount, e.balance_after, threshold) {
+                continue;
+            }
+            let threshold = threshold.unwrap_or_default();
+            let known = self.teams.get(&team);
+            let name = known.map_or_else(|| team.to_string(), |t| t.name.clone());
+            let data =
+                json!({ "teamId": team, "balance": e.balance_after, "threshold": threshold });
+            let mut journal = Journal::record(
+                NewAuditEvent::new(
+                    org,
+                    now,
+                    Actor::system(),
+                    AuditAction::CreditsLow,
+                    Target::new("team", team, name.clone()),
+                )
+                .with_metadata(Metadata::from_value(data.clone())?),
+            )
+            .publish(DomainEvent::new(org, EventKind::CreditsLow, now, data));
+            for to in known.map(|t| t.to.as_slice()).unwrap_or_default() {
+                journal = journal.mail(OutboundMail {
+                    org: Some(org),
+                    to: to.clone(),
+                    subject: format!("{}: team {name} is low on credits", self.org_name),
+                    body: format!(
+                        "The team {name} has {} credits left, below its alert threshold of {threshold}.\n\nBuy credits for it, or transfer some from another team.",
+                        e.balance_after
+                    ),
+                    kind: "credits_low".into(),
+                });
+            }
+            out.push(FiredAlert {
+                limit: format!("credits_low:{team}"),
+                period: e.seq.to_string(),
+                threshold: u64::try_from(threshold).unwrap_or(0),
+                journal,
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// What [`CreditStore::post_credits`] did.
@@ -151,6 +278,10 @@ pub trait CreditStore: Send + Sync {
     /// reversal voids the reversed operation's invoice if it is still open
     /// ([`ChargeStatus::Void`](billing_limits::payment::ChargeStatus::Void)); a paid one stays
     /// paid (the money goes back through the payment provider, outside this store).
+    /// The low-credit alerts the entries set off ([`LowCreditAlerts::fired`] on
+    /// `op.low_credit`, with each account's threshold as read in the transaction) are recorded
+    /// once each, as [`MeteringStore::record_alert`] records them, and the journals of those
+    /// recorded now commit with the operation.
     ///
     /// # Errors
     /// As above; [`TenancyError::Store`].
@@ -559,6 +690,7 @@ fn purchase_operation(
         actor: caller.actor().name,
         actor_id: caller.actor().id,
         created_at: now,
+        low_credit: LowCreditAlerts::none(),
     };
     Ok((op, journal))
 }
@@ -630,8 +762,9 @@ pub async fn consume<S: TenancyStore + CreditStore + WorkspaceStore + MeteringSt
         actor: caller.actor().name,
         actor_id: caller.actor().id,
         created_at: now,
+        low_credit: LowCreditAlerts::none(),
     };
-    let posted = post_debits(store, &caller.org, &op, journal, now).await?;
+    let posted = post_debits(store, &caller.org, op, journal).await?;
     Ok(result_of(posted, None))
 }
 
@@ -677,8 +810,9 @@ pub async fn transfer<S: TenancyStore + CreditStore + WorkspaceStore + MeteringS
         actor: caller.actor().name,
         actor_id: caller.actor().id,
         created_at: now,
+        low_credit: LowCreditAlerts::none(),
     };
-    let posted = post_debits(store, &caller.org, &op, journal, now).await?;
+    let posted = post_debits(store, &caller.org, op, journal).await?;
     Ok(result_of(posted, None))
 }
 
@@ -749,8 +883,9 @@ pub async fn reverse<S: TenancyStore + CreditStore + WorkspaceStore + MeteringSt
         actor: caller.actor().name,
         actor_id: caller.actor().id,
         created_at: now,
+        low_credit: LowCreditAlerts::none(),
     };
-    let posted = post_debits(store, &caller.org, &op, journal, now).await?;
+    let posted = post_debits(store, &caller.org, op, journal).await?;
     if let Posted::Replayed(_) = posted {
         return Err(TenancyError::Conflict(
             "the operation was reversed already".into(),
@@ -842,121 +977,69 @@ pub async fn configure<S: CreditStore + WorkspaceStore + ?Sized>(
         .ok_or(TenancyError::NotFound("credit account"))
 }
 
-/// Applies an operation that may debit team accounts, then sends the low-credit alerts it
-/// triggers. The operation is committed first; an alert that cannot be sent is logged, never
-/// turned into a failed request for a committed operation.
+/// Applies an operation that may debit team accounts, with the low-credit alerts it sets off
+/// committed in its transaction: who is told is gathered first (the Owner, who buys credits,
+/// and the team's own Admins, who run it: "set up low credit alerts for the production team"),
+/// for each debited team that has a threshold.
 async fn post_debits<S: TenancyStore + CreditStore + WorkspaceStore + MeteringStore + ?Sized>(
     store: &S,
     org: &crate::model::Organization,
-    op: &NewOperation,
+    mut op: NewOperation,
     journal: Journal,
-    now: DateTime<Utc>,
 ) -> Result<Posted, TenancyError> {
-    let posted = store.post_credits(op, None, journal).await?;
-    if let Posted::Applied(entries) = &posted
-        && let Err(e) = alert_low(store, org, entries, now).await
-    {
-        tracing::warn!(error = %e, org = %org.id, "low-credit alert not sent");
-    }
-    Ok(posted)
+    op.low_credit = low_credit_alerts(store, org, &op).await?;
+    store.post_credits(&op, None, journal).await
 }
 
-/// Sends the low-credit alerts the entries trigger: for each team debit that takes the balance
-/// from at or above the team's threshold to below it, an email to the Owner and to the team's
-/// Admins, a `credits.low`
-/// webhook event and an audit record, once per fall.
-async fn alert_low<S: TenancyStore + CreditStore + WorkspaceStore + MeteringStore + ?Sized>(
+/// The recipients of the low-credit alerts `op` may set off.
+async fn low_credit_alerts<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
     store: &S,
     org: &crate::model::Organization,
-    entries: &[CreditEntry],
-    now: DateTime<Utc>,
-) -> Result<(), TenancyError> {
-    let debits: Vec<&CreditEntry> = entries
+    op: &NewOperation,
+) -> Result<LowCreditAlerts, TenancyError> {
+    let debited: std::collections::BTreeSet<TeamId> = op
+        .postings
         .iter()
-        .filter(|e| e.amount < 0 && e.account.team().is_some())
+        .filter(|p| p.amount < 0)
+        .filter_map(|p| p.account.team())
         .collect();
-    if debits.is_empty() {
-        return Ok(());
+    let mut alerts = LowCreditAlerts::new(org.name.clone());
+    if debited.is_empty() {
+        return Ok(alerts);
     }
-    let states: BTreeMap<Account, CreditAccountState> = store
+    let watched: Vec<CreditAccountState> = store
         .credit_accounts(org.id)
         .await?
         .into_iter()
-        .map(|a| (a.account, a))
+        .filter(|a| {
+            a.low_threshold.is_some() && a.account.team().is_some_and(|t| debited.contains(&t))
+        })
         .collect();
-    for e in debits {
-        let Some(threshold) = states.get(&e.account).and_then(|s| s.low_threshold) else {
-            continue;
-        };
-        if !credits::fell_below(e.balance_after - e.amount, e.balance_after, Some(threshold)) {
-            continue;
-        }
-        let Some(team) = e.account.team() else {
-            continue;
-        };
-        let name = store
-            .get_team(org.id, team)
-            .await?
-            .map(|t| t.name)
-            .unwrap_or_default();
-        let data = json!({ "teamId": team, "balance": e.balance_after, "threshold": threshold });
-        let mut journal = Journal::record(
-            NewAuditEvent::new(
-                org.id,
-                now,
-                Actor::system(),
-                AuditAction::CreditsLow,
-                Target::new("team", team, name.clone()),
-            )
-            .with_metadata(Metadata::from_value(data.clone())?),
-        )
-        .publish(DomainEvent::new(org.id, EventKind::CreditsLow, now, data));
-        // The Owner, who buys credits, and the team's own Admins, who run it ("set up low
-        // credit alerts for the production team").
-        let mut to: Vec<String> = Vec::new();
-        if let Ok(owner) = crate::orgs::owner_of(store, org.id).await {
-            to.push(owner.user.email.as_str().to_owned());
-        }
-        match store.team_members(org.id, team).await {
-            Ok(members) => {
-                for m in members {
-                    let email = m.member.user.email.as_str();
-                    if m.role == rbac_core::TeamRole::Admin
-                        && m.member.deactivated_at.is_none()
-                        && !to.iter().any(|t| t == email)
-                    {
-                        to.push(email.to_owned());
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, org = %org.id, %team, "team admins not alerted");
-            }
-        }
-        for to in to {
-            journal = journal.mail(OutboundMail {
-                org: Some(org.id),
-                to,
-                subject: format!("{}: team {name} is low on credits", org.name),
-                body: format!(
-                    "The team {name} has {} credits left, below its alert threshold of {threshold}.\n\nBuy credits for it, or transfer some from another team.",
-                    e.balance_after
-                ),
-                kind: "credits_low".into(),
-            });
-        }
-        let threshold = u64::try_from(threshold).unwrap_or(0);
-        store
-            .record_alert(
-                org.id,
-                &format!("credits_low:{team}"),
-                &e.seq.to_string(),
-                threshold,
-                journal,
-            )
-            .await?;
+    if watched.is_empty() {
+        return Ok(alerts);
     }
-    Ok(())
+    let owner = match crate::orgs::owner_of(store, org.id).await {
+        Ok(m) => Some(m.user.email.as_str().to_owned()),
+        Err(TenancyError::NotFound(_)) => None,
+        Err(e) => return Err(e),
+    };
+    for a in watched {
+        let Some(team) = a.account.team() else {
+            continue;
+        };
+        let mut to: Vec<String> = owner.iter().cloned().collect();
+        for m in store.team_members(org.id, team).await? {
+            let email = m.member.user.email.as_str();
+            if m.role == rbac_core::TeamRole::Admin
+                && m.member.deactivated_at.is_none()
+                && !to.iter().any(|t| t == email)
+            {
+                to.push(email.to_owned());
+            }
+        }
+        alerts = alerts.tell(team, a.name, to);
+    }
+    Ok(alerts)
 }
 
 /// The chargeback report: per account, what it received and used between `from` (inclusive)

@@ -227,6 +227,46 @@ pub async fn alert_on_seats<S: TenancyStore + MeteringStore + InvitationStore + 
     }
 }
 
+/// Sends the usage alerts due for every limit of `org` whose use has reached a threshold (80 %
+/// and 100 %) and whose alert has not gone out this month at that limit's value: the repair
+/// pass for alerts lost between a change's commit and its alert (a crash there, or a store
+/// failure the change's request only logged), which the server runs hourly. Each alert still
+/// goes once per month ([`MeteringStore::record_alert`]), so an organization that stays at or
+/// above a threshold is reminded at most monthly, as for members; the Owner alone in a plan of
+/// one seat is no use of seats and sends nothing. Returns the alerts that went out now.
+///
+/// # Errors
+/// Storage errors.
+pub async fn send_missed_alerts<
+    S: TenancyStore + WorkspaceStore + MeteringStore + InvitationStore + ?Sized,
+>(
+    store: &S,
+    org: &crate::model::Organization,
+    now: DateTime<Utc>,
+) -> Result<Vec<(Limit, u64)>, TenancyError> {
+    let report = report_of(store, org, now).await?;
+    let mut sent = Vec::new();
+    for f in &report.figures {
+        let (Some(limit), Some(max)) = (Limit::parse(f.limit), f.max) else {
+            continue;
+        };
+        let used = f.used.saturating_add(f.pending);
+        // The Owner alone fills a plan of one seat (Free and Pro) without anyone using seats.
+        if limit == Limit::Members && used <= 1 {
+            continue;
+        }
+        if billing_limits::thresholds_crossed(0, used, max, &billing_limits::alert_thresholds())
+            .is_empty()
+        {
+            continue;
+        }
+        for t in alert_on_change(store, org, limit, 0, used, now).await? {
+            sent.push((limit, t));
+        }
+    }
+    Ok(sent)
+}
+
 /// The organization's members, and the seats its pending invitations hold at `now`.
 async fn seats_of<S: TenancyStore + InvitationStore + ?Sized>(
     store: &S,
@@ -846,6 +886,76 @@ mod tests {
                 .await
                 .unwrap(),
             vec![80]
+        );
+    }
+
+    /// An alert lost after its change committed (here: chat interfaces created straight
+    /// through the store, as if the server stopped before sending it) goes out on the next
+    /// repair pass, once; a limit below its thresholds sends nothing.
+    #[tokio::test]
+    async fn a_missed_alert_goes_out_on_the_repair_pass_once() {
+        use crate::store::OrgStore;
+        use audit::{AuditStore, MailOutbox};
+        let (store, org, owner) = crate::MemoryTenancyStore::with_org("Repair").await;
+        let mut o = store.get_org(org.id).await.unwrap();
+        o.limit_overrides.0.insert(Limit::ChatInterfaces, Some(5));
+        o.limit_overrides.0.insert(Limit::KnowledgeBases, Some(5));
+        // One seat, the Owner's: full, but no one uses seats.
+        o.limit_overrides.0.insert(Limit::Members, Some(1));
+        store
+            .set_limit_overrides(org.id, &o.limit_overrides, audit::Journal::default())
+            .await
+            .unwrap();
+        let o = store.get_org(org.id).await.unwrap();
+        let team = store.list_teams(org.id).await.unwrap()[0].id;
+        let now = Utc::now();
+        for n in 0..4 {
+            let asset = crate::assets::Asset {
+                id: rbac_core::ResourceId::new(),
+                org: org.id,
+                team,
+                name: format!("Chat {n}"),
+                parent: None,
+                created_by: owner.id,
+                created_at: now,
+                updated_at: now,
+                size_bytes: 0,
+                details: crate::assets::AssetDetails::ChatInterface {
+                    description: String::new(),
+                    instructions: String::new(),
+                },
+                archived_at: None,
+            };
+            store
+                .create_asset(&asset, &o.limits(), audit::Journal::default())
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            send_missed_alerts(&store, &o, now).await.unwrap(),
+            vec![(Limit::ChatInterfaces, 80)],
+            "4 of 5 chat interfaces: the 80 % alert; no knowledge base nor the Owner's one seat"
+        );
+        assert!(
+            send_missed_alerts(&store, &o, now)
+                .await
+                .unwrap()
+                .is_empty(),
+            "once"
+        );
+        let mails = store
+            .audit()
+            .list_mails(Some(org.id), None, 50)
+            .await
+            .unwrap();
+        assert_eq!(mails.iter().filter(|m| m.kind == "usage_alert").count(), 1);
+        let records = store.audit().chain_page(org.id, 0, 100).await.unwrap();
+        assert_eq!(
+            records
+                .iter()
+                .filter(|r| r.event.action == audit::AuditAction::UsageAlertSent)
+                .count(),
+            1
         );
     }
 

@@ -438,6 +438,7 @@ impl CreditStore for SeaStore {
             }
         }
         let mut finals = BTreeMap::new();
+        let mut thresholds = BTreeMap::new();
         for (account, (net, lowest)) in &per_account {
             ensure_account(&txn, op.org, *account).await?;
             let mut update = credit_account::Entity::update_many()
@@ -467,6 +468,7 @@ impl CreditStore for SeaStore {
                 .into());
             }
             finals.insert(*account, row.balance);
+            thresholds.insert(*account, row.low_threshold);
         }
         // Walk the postings from each account's balance before the operation.
         let mut running: BTreeMap<Account, i64> = finals
@@ -502,7 +504,32 @@ impl CreditStore for SeaStore {
             void_invoice_of(&txn, op.org, reversed).await?;
         }
         let entries = entries_of(&txn, &op.id.to_string()).await?;
+        // The low-credit alerts go with the operation that set them off.
+        let mut journal = journal;
+        let mut alerted = Vec::new();
+        for alert in op.low_credit.fired(
+            op.org,
+            &entries,
+            |a| thresholds.get(&a).copied().flatten(),
+            op.created_at,
+        )? {
+            if super::metering::insert_alert(
+                &txn,
+                op.org,
+                &alert.limit,
+                &alert.period,
+                alert.threshold,
+            )
+            .await?
+            {
+                journal.absorb(alert.journal);
+                alerted.push(alert.limit);
+            }
+        }
         commit(txn, journal).await?;
+        for limit in alerted {
+            metrics::counter!("axie_usage_alerts_sent_total", "limit" => limit).increment(1);
+        }
         metrics::counter!("axie_credit_operations_total", "kind" => op.kind.as_str()).increment(1);
         Ok(Posted::Applied(entries))
     }

@@ -78,17 +78,7 @@ impl MeteringStore for SeaStore {
         journal: audit::Journal,
     ) -> Result<bool, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
-        let inserted = usage_alert::Entity::insert(usage_alert::ActiveModel {
-            org_id: Set(org.to_string()),
-            metric: Set(limit.to_owned()),
-            period: Set(period.to_owned()),
-            threshold: Set(i64::try_from(threshold).unwrap_or(i64::MAX)),
-        })
-        .on_conflict_do_nothing()
-        .exec_without_returning(&txn)
-        .await
-        .map_err(store)?;
-        if !matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
+        if !insert_alert(&txn, org, limit, period, threshold).await? {
             return Ok(false);
         }
         super::tenancy::commit(txn, journal).await?;
@@ -107,4 +97,26 @@ impl MeteringStore for SeaStore {
         .map_err(store)?
         .map_or(0, |m| u64::try_from(m.count).unwrap_or(0)))
     }
+}
+
+/// Records in `txn` that the alert for `threshold` of `limit` in `period` went out; `false` when
+/// it was recorded before (then nothing is written).
+pub(super) async fn insert_alert(
+    txn: &sea_orm::DatabaseTransaction,
+    org: OrgId,
+    limit: &str,
+    period: &str,
+    threshold: u64,
+) -> Result<bool, TenancyError> {
+    let inserted = usage_alert::Entity::insert(usage_alert::ActiveModel {
+        org_id: Set(org.to_string()),
+        metric: Set(limit.to_owned()),
+        period: Set(period.to_owned()),
+        threshold: Set(i64::try_from(threshold).unwrap_or(i64::MAX)),
+    })
+    .on_conflict_do_nothing()
+    .exec_without_returning(txn)
+    .await
+    .map_err(store)?;
+    Ok(matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0))
 }

@@ -205,7 +205,7 @@ impl CreditStore for MemoryTenancyStore {
         &self,
         op: &NewOperation,
         invoice: Option<&Invoice>,
-        journal: Journal,
+        mut journal: Journal,
     ) -> Result<Posted, TenancyError> {
         let entries = {
             let mut s = self.lock()?;
@@ -308,6 +308,24 @@ impl CreditStore for MemoryTenancyStore {
                         i.status = ChargeStatus::Void;
                         i.due_at = None;
                     }
+                }
+            }
+            // The low-credit alerts go with the operation that set them off.
+            let fired = op.low_credit.fired(
+                op.org,
+                &entries,
+                |a| {
+                    b.accounts
+                        .get(&(op.org, a))
+                        .and_then(|row| row.low_threshold)
+                },
+                op.created_at,
+            )?;
+            for alert in fired {
+                if s.alerts
+                    .insert((op.org, alert.limit, alert.period, alert.threshold))
+                {
+                    journal.absorb(alert.journal);
                 }
             }
             entries
