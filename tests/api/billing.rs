@@ -641,6 +641,15 @@ both_backends!(
             .unwrap()
             .iter()
             .filter(|m| m["subject"].as_str().unwrap().contains("low on credits"))
+            .inspect(|m| {
+                assert!(
+                    m["subject"]
+                        .as_str()
+                        .unwrap()
+                        .contains("team =Production is low on credits"),
+                    "the alert names its team: {m}"
+                );
+            })
             .map(|m| m["to"].as_str().unwrap())
             .collect();
         alerted.sort_unstable();

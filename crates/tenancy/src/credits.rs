@@ -1037,7 +1037,12 @@ async fn low_credit_alerts<S: TenancyStore + CreditStore + WorkspaceStore + ?Siz
                 to.push(email.to_owned());
             }
         }
-        alerts = alerts.tell(team, a.name, to);
+        // The account's state carries no name from every store: the team's own row has it.
+        let name = match store.get_team(org.id, team).await? {
+            Some(t) => t.name,
+            None => a.name,
+        };
+        alerts = alerts.tell(team, name, to);
     }
     Ok(alerts)
 }
