@@ -227,13 +227,13 @@ pub async fn alert_on_seats<S: TenancyStore + MeteringStore + InvitationStore + 
     }
 }
 
-/// Sends the usage alerts due for every limit of `org` whose use has reached a threshold (80 %
-/// and 100 %) and whose alert has not gone out this month at that limit's value: the repair
-/// pass for alerts lost between a change's commit and its alert (a crash there, or a store
-/// failure the change's request only logged), which the server runs hourly. Each alert still
-/// goes once per month ([`MeteringStore::record_alert`]), so an organization that stays at or
-/// above a threshold is reminded at most monthly, as for members; the Owner alone in a plan of
-/// one seat is no use of seats and sends nothing. Returns the alerts that went out now.
+/// Sends the API-call alerts (80 % and 100 % of the month's calls) that are due and did not go
+/// out: the repair pass for alerts lost between the counter's commit and the alert (a crash
+/// there, or a store failure the call only logged), which the server runs hourly. Each goes
+/// once per month and limit value ([`MeteringStore::record_alert`]). Limits counted across
+/// months are left alone: their use may have reached a threshold in an earlier month, and
+/// repairing them would remind every such organization monthly. Returns the alerts that went
+/// out now.
 ///
 /// # Errors
 /// Storage errors.
@@ -250,6 +250,13 @@ pub async fn send_missed_alerts<
         let (Some(limit), Some(max)) = (Limit::parse(f.limit), f.max) else {
             continue;
         };
+        // Only the monthly counter: its use this month was all reached this month, so an alert
+        // due and not recorded was lost. A count kept across months (chat interfaces, members,
+        // storage…) may have reached its threshold long ago, and would be alerted again each
+        // month, forever; those alerts are not repaired.
+        if limit != Limit::ApiCallsPerMonth {
+            continue;
+        }
         let used = f.used.saturating_add(f.pending);
         // The Owner alone fills a plan of one seat (Free and Pro) without anyone using seats.
         if limit == Limit::Members && used <= 1 {
@@ -889,9 +896,8 @@ mod tests {
         );
     }
 
-    /// An alert lost after its change committed (here: chat interfaces created straight
-    /// through the store, as if the server stopped before sending it) goes out on the next
-    /// repair pass, once; a limit below its thresholds sends nothing.
+    /// An API-call alert lost after its counter committed goes out on the next repair pass,
+    /// once; counts kept across months (chat interfaces here) are not repaired.
     #[tokio::test]
     async fn a_missed_alert_goes_out_on_the_repair_pass_once() {
         use crate::store::OrgStore;
@@ -906,7 +912,7 @@ mod tests {
             .set_limit_overrides(org.id, &o.limit_overrides, audit::Journal::default())
             .await
             .unwrap();
-        let o = store.get_org(org.id).await.unwrap();
+        let mut o = store.get_org(org.id).await.unwrap();
         let team = store.list_teams(org.id).await.unwrap()[0].id;
         let now = Utc::now();
         for n in 0..4 {
@@ -931,10 +937,29 @@ mod tests {
                 .await
                 .unwrap();
         }
+        assert!(
+            send_missed_alerts(&store, &o, now)
+                .await
+                .unwrap()
+                .is_empty(),
+            "4 of 5 chat interfaces, reached perhaps months ago: not repaired, no monthly nag"
+        );
+        // 85 of the month's 100 API calls counted, the alert lost: the pass sends it.
+        o.limit_overrides
+            .0
+            .insert(Limit::ApiCallsPerMonth, Some(100));
+        store
+            .set_limit_overrides(org.id, &o.limit_overrides, audit::Journal::default())
+            .await
+            .unwrap();
+        let o = store.get_org(org.id).await.unwrap();
+        store
+            .reserve_within(org.id, METRIC_API_CALLS, &month_key(now), 85, Some(100))
+            .await
+            .unwrap();
         assert_eq!(
             send_missed_alerts(&store, &o, now).await.unwrap(),
-            vec![(Limit::ChatInterfaces, 80)],
-            "4 of 5 chat interfaces: the 80 % alert; no knowledge base nor the Owner's one seat"
+            vec![(Limit::ApiCallsPerMonth, 80)]
         );
         assert!(
             send_missed_alerts(&store, &o, now)
