@@ -29,7 +29,6 @@ use serde_json::json;
 use crate::billing::{Invoice, Payments};
 use crate::caller::Caller;
 use crate::error::TenancyError;
-use crate::metering::MeteringStore;
 use crate::store::{TenancyStore, WorkspaceStore};
 
 /// One account's state.
@@ -123,7 +122,7 @@ struct AlertedTeam {
 }
 
 /// An alert that an operation's entries set off, for the store to record once (the key of
-/// [`MeteringStore::record_alert`]: `limit`, `period`, `threshold`) and, when it was not
+/// [`MeteringStore::record_alert`](crate::metering::MeteringStore::record_alert): `limit`, `period`, `threshold`) and, when it was not
 /// recorded before, to commit `journal` with the operation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FiredAlert {
@@ -280,7 +279,7 @@ pub trait CreditStore: Send + Sync {
     /// paid (the money goes back through the payment provider, outside this store).
     /// The low-credit alerts the entries set off ([`LowCreditAlerts::fired`] on
     /// `op.low_credit`, with each account's threshold as read in the transaction) are recorded
-    /// once each, as [`MeteringStore::record_alert`] records them, and the journals of those
+    /// once each, as [`MeteringStore::record_alert`](crate::metering::MeteringStore::record_alert) records them, and the journals of those
     /// recorded now commit with the operation.
     ///
     /// # Errors
@@ -717,7 +716,7 @@ fn account_target(account: Account) -> Target {
 /// [`TenancyError::Credit`] (insufficient, key reused, bad amount); [`TenancyError::Archived`]
 /// for an archived team.
 #[allow(clippy::too_many_arguments, reason = "the request's fields")]
-pub async fn consume<S: TenancyStore + CreditStore + WorkspaceStore + MeteringStore + ?Sized>(
+pub async fn consume<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
     store: &S,
     caller: &Caller,
     team: TeamId,
@@ -773,7 +772,7 @@ pub async fn consume<S: TenancyStore + CreditStore + WorkspaceStore + MeteringSt
 /// # Errors
 /// [`TenancyError::Forbidden`], [`TenancyError::Credit`].
 #[allow(clippy::too_many_arguments, reason = "the request's fields")]
-pub async fn transfer<S: TenancyStore + CreditStore + WorkspaceStore + MeteringStore + ?Sized>(
+pub async fn transfer<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
     store: &S,
     caller: &Caller,
     from: Account,
@@ -822,7 +821,7 @@ pub async fn transfer<S: TenancyStore + CreditStore + WorkspaceStore + MeteringS
 /// # Errors
 /// [`TenancyError::NotFound`], [`TenancyError::Conflict`] (already reversed),
 /// [`TenancyError::Credit`].
-pub async fn reverse<S: TenancyStore + CreditStore + WorkspaceStore + MeteringStore + ?Sized>(
+pub async fn reverse<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
     store: &S,
     caller: &Caller,
     operation: CreditOperationId,
@@ -981,7 +980,7 @@ pub async fn configure<S: CreditStore + WorkspaceStore + ?Sized>(
 /// committed in its transaction: who is told is gathered first (the Owner, who buys credits,
 /// and the team's own Admins, who run it: "set up low credit alerts for the production team"),
 /// for each debited team that has a threshold.
-async fn post_debits<S: TenancyStore + CreditStore + WorkspaceStore + MeteringStore + ?Sized>(
+async fn post_debits<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
     store: &S,
     org: &crate::model::Organization,
     mut op: NewOperation,
