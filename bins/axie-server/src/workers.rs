@@ -200,6 +200,31 @@ async fn retention(state: AppState) {
     }
 }
 
+/// Runs `pass` over every organization, each on its own: one that fails is logged (`what`
+/// failed) and does not stop the others. Returns what each gave, or the first error.
+async fn each_org<T, F, Fut>(
+    store: &store_sea::SeaStore,
+    what: &str,
+    pass: F,
+) -> Result<Vec<T>, tenancy::TenancyError>
+where
+    F: Fn(rbac_core::OrgId) -> Fut,
+    Fut: Future<Output = Result<T, tenancy::TenancyError>>,
+{
+    let mut done = Vec::new();
+    let mut first_error = None;
+    for org in store.organizations().await? {
+        match pass(org).await {
+            Ok(t) => done.push(t),
+            Err(e) => {
+                tracing::warn!(error = %e, %org, "{what} failed");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(done), Err)
+}
+
 /// One pass of the retention worker over every organization with audit records; returns the
 /// records removed.
 ///
@@ -211,34 +236,24 @@ pub async fn apply_retention(
     checkpoint_key: &[u8],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<u64, tenancy::TenancyError> {
-    let mut removed = 0;
-    let mut first_error = None;
-    let log = audit::Witnessed::new(store, witness);
-    for org in store.organizations().await? {
-        match tenancy::security::apply_audit_retention(store, &log, org, checkpoint_key, now).await
-        {
-            Ok(n) => {
-                if n > 0 {
-                    tracing::info!(%org, removed = n, "audit records past the retention period removed");
-                }
-                removed += n;
-            }
-            Err(e @ tenancy::TenancyError::Conflict(_)) => {
+    let log = &audit::Witnessed::new(store, witness);
+    let removed = each_org(store, "retention", |org| async move {
+        let n = tenancy::security::apply_audit_retention(store, log, org, checkpoint_key, now)
+            .await
+            .inspect_err(|e| {
                 // Records to be removed that do not verify are kept, as evidence; or the
                 // checkpoint after the removal found a break in the records kept.
-                tracing::error!(error = %e, %org, "retention: the audit chain does not verify (see verify-audit)");
-                first_error.get_or_insert(e);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, %org, "retention failed");
-                first_error.get_or_insert(e);
-            }
+                if matches!(e, tenancy::TenancyError::Conflict(_)) {
+                    tracing::error!(error = %e, %org, "retention: the audit chain does not verify (see verify-audit)");
+                }
+            })?;
+        if n > 0 {
+            tracing::info!(%org, removed = n, "audit records past the retention period removed");
         }
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(removed),
-    }
+        Ok(n)
+    })
+    .await?;
+    Ok(removed.iter().sum())
 }
 
 /// Sends the usage alerts due that went missing (`tenancy::metering::send_missed_alerts`: a
@@ -251,30 +266,16 @@ pub async fn send_missed_alerts(
     store: &store_sea::SeaStore,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<usize, tenancy::TenancyError> {
-    let mut sent = 0;
-    let mut first_error = None;
-    for org in store.organizations().await? {
-        let result = match tenancy::OrgStore::get_org(store, org).await {
-            Ok(o) => tenancy::metering::send_missed_alerts(store, &o, now).await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(alerts) => {
-                for (limit, threshold) in &alerts {
-                    tracing::info!(%org, limit = limit.as_str(), threshold, "usage alert sent by the repair pass");
-                }
-                sent += alerts.len();
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, %org, "usage alert repair pass failed");
-                first_error.get_or_insert(e);
-            }
+    let sent = each_org(store, "usage alert repair pass", |org| async move {
+        let o = tenancy::OrgStore::get_org(store, org).await?;
+        let alerts = tenancy::metering::send_missed_alerts(store, &o, now).await?;
+        for (limit, threshold) in &alerts {
+            tracing::info!(%org, limit = limit.as_str(), threshold, "usage alert sent by the repair pass");
         }
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(sent),
-    }
+        Ok(alerts.len())
+    })
+    .await?;
+    Ok(sent.iter().sum())
 }
 
 /// Sends last week's usage report of every organization that has not had it yet (the hourly
@@ -287,24 +288,10 @@ pub async fn send_weekly_reports(
     store: &store_sea::SeaStore,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<u64, tenancy::TenancyError> {
-    let mut sent = 0;
-    let mut first_error = None;
-    for org in store.organizations().await? {
-        let result = match tenancy::OrgStore::get_org(store, org).await {
-            Ok(o) => tenancy::metering::weekly_report(store, &o, now).await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(true) => sent += 1,
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, %org, "weekly usage report failed");
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(sent),
-    }
+    let sent = each_org(store, "weekly usage report", |org| async move {
+        let o = tenancy::OrgStore::get_org(store, org).await?;
+        tenancy::metering::weekly_report(store, &o, now).await
+    })
+    .await?;
+    Ok(sent.iter().filter(|&&went| went).count() as u64)
 }

@@ -237,41 +237,32 @@ pub async fn alert_on_seats<S: TenancyStore + MeteringStore + InvitationStore + 
 ///
 /// # Errors
 /// Storage errors.
-pub async fn send_missed_alerts<
-    S: TenancyStore + WorkspaceStore + MeteringStore + InvitationStore + ?Sized,
->(
+pub async fn send_missed_alerts<S: TenancyStore + MeteringStore + ?Sized>(
     store: &S,
     org: &crate::model::Organization,
     now: DateTime<Utc>,
 ) -> Result<Vec<(Limit, u64)>, TenancyError> {
-    let report = report_of(store, org, now).await?;
-    let mut sent = Vec::new();
-    for f in &report.figures {
-        let (Some(limit), Some(max)) = (Limit::parse(f.limit), f.max) else {
-            continue;
-        };
-        // Only the monthly counter: its use this month was all reached this month, so an alert
-        // due and not recorded was lost. A count kept across months (chat interfaces, members,
-        // storage…) may have reached its threshold long ago, and would be alerted again each
-        // month, forever; those alerts are not repaired.
-        if limit != Limit::ApiCallsPerMonth {
-            continue;
-        }
-        let used = f.used.saturating_add(f.pending);
-        // The Owner alone fills a plan of one seat (Free and Pro) without anyone using seats.
-        if limit == Limit::Members && used <= 1 {
-            continue;
-        }
-        if billing_limits::thresholds_crossed(0, used, max, &billing_limits::alert_thresholds())
-            .is_empty()
-        {
-            continue;
-        }
-        for t in alert_on_change(store, org, limit, 0, used, now).await? {
-            sent.push((limit, t));
-        }
+    // Only the monthly counter: its use this month was all reached this month, so an alert due
+    // and not recorded was lost. A count kept across months (chat interfaces, members,
+    // storage…) may have reached its threshold long ago, and would be alerted again each month,
+    // forever; those alerts are not repaired. The one counter is all this pass reads.
+    let limit = Limit::ApiCallsPerMonth;
+    let Some(max) = org.limits().get(limit) else {
+        return Ok(Vec::new());
+    };
+    let used = store
+        .monthly(org.id, METRIC_API_CALLS, &month_key(now))
+        .await?;
+    if billing_limits::thresholds_crossed(0, used, max, &billing_limits::alert_thresholds())
+        .is_empty()
+    {
+        return Ok(Vec::new());
     }
-    Ok(sent)
+    Ok(alert_on_change(store, org, limit, 0, used, now)
+        .await?
+        .into_iter()
+        .map(|t| (limit, t))
+        .collect())
 }
 
 /// The organization's members, and the seats its pending invitations hold at `now`.
