@@ -670,17 +670,13 @@ pub async fn owner_of<S: TenancyStore + ?Sized>(
     store: &S,
     org: OrgId,
 ) -> Result<Member, TenancyError> {
-    let mut after = None;
-    loop {
-        let page = store.list_members(org, after, 200).await?;
-        if let Some(o) = page.iter().find(|m| m.role == rbac_core::OrgRole::Owner) {
-            return Ok(o.clone());
-        }
-        if page.len() < 200 {
-            return Err(TenancyError::NotFound("owner"));
-        }
-        after = page.last().map(|m| m.user.id);
-    }
+    // The Owner is among the admins, which a database store reads without the other members.
+    store
+        .admins(org)
+        .await?
+        .into_iter()
+        .find(|m| m.role == rbac_core::OrgRole::Owner)
+        .ok_or(TenancyError::NotFound("owner"))
 }
 
 /// The archived audit log may be read only by the Owner, and only while it is archived (on
