@@ -1133,3 +1133,124 @@ both_backends!(
         }
     }
 );
+
+both_backends!(
+    a_change_whose_audit_record_cannot_be_written_is_not_made,
+    |b| async move {
+        let t = spawn_app_with(
+            b,
+            Options {
+                demo: true,
+                ..Options::default()
+            },
+        )
+        .await;
+        let url = t.org("/chat-interfaces");
+        let named = |listed: &Value, name: &str| {
+            listed["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["name"] == name)
+                .count()
+        };
+        let created_records = async || {
+            t.audit("action=chat_interface.created&limit=100")
+                .await
+                .into_iter()
+                .filter(|r| r["target_name"] == "Billing Helper")
+                .count()
+        };
+
+        // The database refuses the creation's audit record: the creation is refused with it.
+        t.refuse_audit_records("NEW.action = 'chat_interface.created'")
+            .await;
+        let refused = problem(
+            t.post(&url, &t.owner_token, &json!({ "name": "Billing Helper" }))
+                .await,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+        )
+        .await;
+        assert!(
+            !refused.to_string().contains("audit record refused"),
+            "the database's words stay in the server's log: {refused}"
+        );
+        t.accept_audit_records().await;
+        let listed = json_of(t.get(&url, &t.owner_token).await).await;
+        assert_eq!(named(&listed, "Billing Helper"), 0, "{listed}");
+        assert_eq!(created_records().await, 0);
+        let verdict = verify(&t).await;
+        assert_eq!(verdict["valid"], true, "{verdict}");
+        // Accepted again, the same creation goes through with its one record.
+        let res = t
+            .post(&url, &t.owner_token, &json!({ "name": "Billing Helper" }))
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let listed = json_of(t.get(&url, &t.owner_token).await).await;
+        assert_eq!(named(&listed, "Billing Helper"), 1, "{listed}");
+        assert_eq!(created_records().await, 1);
+
+        // A refusal answered "not found" (another team's chat interface) stays that answer when
+        // its record cannot be written: a 500 there, against a 404 for a missing one, would
+        // tell that it exists.
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let lisa_id = t.member_id("lisa@example.com").await;
+        let team = json_of(
+            t.post(
+                &t.org("/teams"),
+                &t.owner_token,
+                &json!({ "name": "Secret" }),
+            )
+            .await,
+        )
+        .await;
+        let secret = json_of(
+            t.post(
+                &url,
+                &t.owner_token,
+                &json!({ "name": "Secret bot", "team_id": team["id"] }),
+            )
+            .await,
+        )
+        .await;
+        let secret_url = t.org(&format!(
+            "/chat-interfaces/{}",
+            secret["id"].as_str().unwrap()
+        ));
+        let missing_url = t.org(&format!(
+            "/chat-interfaces/res_{}",
+            uuid::Uuid::now_v7().simple()
+        ));
+        let refusals_of_lisa = format!("action=access.denied&actor_id={lisa_id}&limit=100");
+        let before = t.audit(&refusals_of_lisa).await.len();
+        t.refuse_audit_records("NEW.action = 'access.denied'").await;
+        let hidden = problem(
+            t.get(&secret_url, &lisa).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        let missing = problem(
+            t.get(&missing_url, &lisa).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        assert_eq!(hidden["detail"], missing["detail"]);
+        t.accept_audit_records().await;
+        assert_eq!(t.audit(&refusals_of_lisa).await.len(), before);
+        // Once records can be written again, the same refusal is recorded.
+        problem(
+            t.get(&secret_url, &lisa).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        let refusals = t.audit(&refusals_of_lisa).await;
+        assert_eq!(refusals.len(), before + 1, "{refusals:#?}");
+        assert_eq!(refusals[0]["reason"], "not_team_member");
+        let verdict = verify(&t).await;
+        assert_eq!(verdict["valid"], true, "{verdict}");
+    }
+);

@@ -357,6 +357,47 @@ impl TestApp {
             .unwrap_or_else(|| panic!("{email} is not a member"))
     }
 
+    /// Makes the database itself refuse to store the audit records for which `condition` (SQL
+    /// over the new row, `NEW.action = '…'`) holds, with a trigger, as a full disk or a broken
+    /// constraint would refuse them; [`Self::accept_audit_records`] takes the trigger away.
+    pub async fn refuse_audit_records(&self, condition: &str) {
+        let postgres = self.settings.database.url.starts_with("postgres");
+        let statements = if postgres {
+            vec![
+                format!(
+                    "CREATE FUNCTION refuse_audit_records() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                     BEGIN IF {condition} THEN RAISE EXCEPTION 'audit record refused'; END IF; \
+                     RETURN NEW; END $$"
+                ),
+                "CREATE TRIGGER refuse_audit_records BEFORE INSERT ON audit_events \
+                 FOR EACH ROW EXECUTE FUNCTION refuse_audit_records()"
+                    .to_owned(),
+            ]
+        } else {
+            vec![format!(
+                "CREATE TRIGGER refuse_audit_records BEFORE INSERT ON audit_events \
+                 WHEN {condition} BEGIN SELECT RAISE(ABORT, 'audit record refused'); END"
+            )]
+        };
+        for sql in statements {
+            self.store.execute_sql(&sql).await.expect(&sql);
+        }
+    }
+
+    /// Takes away the trigger of [`Self::refuse_audit_records`].
+    pub async fn accept_audit_records(&self) {
+        let postgres = self.settings.database.url.starts_with("postgres");
+        let mut statements = vec!["DROP TRIGGER refuse_audit_records ON audit_events"];
+        if postgres {
+            statements.push("DROP FUNCTION refuse_audit_records()");
+        } else {
+            statements[0] = "DROP TRIGGER refuse_audit_records";
+        }
+        for sql in statements {
+            self.store.execute_sql(sql).await.expect(sql);
+        }
+    }
+
     /// Audit records of the organization, newest first.
     pub async fn audit(&self, query: &str) -> Vec<Value> {
         let res = self

@@ -2141,3 +2141,49 @@ both_backends!(
         assert_eq!(refused, 3);
     }
 );
+
+both_backends!(
+    a_locked_accounts_refusal_whose_record_failed_is_recorded_at_the_next,
+    |b| async move {
+        let t = spawn_locking_addresses_after(b, 3).await;
+        for n in 0..10 {
+            let res = login_from(
+                &t,
+                &format!("198.51.100.{}", n + 1),
+                "mike@example.com",
+                "a wrong guess",
+            )
+            .await;
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        }
+        let throttled_from = async |ip: &str| {
+            t.audit("action=auth.login_failed&outcome=failure&limit=200")
+                .await
+                .into_iter()
+                .filter(|r| r["reason"] == "throttled" && r["ip"] == ip)
+                .count()
+        };
+        // Only the first refusal of a locked account from an address is recorded; this first
+        // one's record cannot be written, so the login fails without being answered as a lock.
+        t.refuse_audit_records("NEW.action = 'auth.login_failed' AND NEW.reason = 'throttled'")
+            .await;
+        let res = login_from(&t, "203.0.113.66", "mike@example.com", "a wrong guess").await;
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        t.accept_audit_records().await;
+        assert_eq!(throttled_from("203.0.113.66").await, 0);
+        // So the next refusal from there is the one recorded, once.
+        for _ in 0..3 {
+            let res = login_from(&t, "203.0.113.66", "mike@example.com", "a wrong guess").await;
+            assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        }
+        assert_eq!(throttled_from("203.0.113.66").await, 1);
+        // The refusal that was not recorded did not count against the address either: one
+        // locked account refused from there, below the three that lock an address.
+        assert_eq!(
+            login_from(&t, "203.0.113.66", OWNER_EMAIL, OWNER_PASSWORD)
+                .await
+                .status(),
+            StatusCode::OK
+        );
+    }
+);
