@@ -277,6 +277,75 @@ both_backends!(
 );
 
 both_backends!(
+    a_limit_lowered_under_its_use_is_told_once_by_the_repair_pass,
+    |b| async move {
+        let t = spawn_app_with(
+            b,
+            Options {
+                demo: true,
+                ..Options::default()
+            },
+        )
+        .await;
+        let rx = Receiver::start().await;
+        let res = t
+            .post(
+                &t.org("/webhooks"),
+                &t.owner_token,
+                &json!({ "url": rx.url, "events": ["usage.threshold_reached"] }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        // Four chat interfaces (the demo's and three more) under Enterprise's unlimited count.
+        for name in ["Sales", "Onboarding", "Legal"] {
+            let res = t
+                .post(
+                    &t.org("/chat-interfaces"),
+                    &t.owner_token,
+                    &json!({ "name": name }),
+                )
+                .await;
+            assert_eq!(res.status(), StatusCode::CREATED);
+        }
+        let repair = || axie_server::workers::send_missed_alerts(&t.store, t.clock.now());
+        assert_eq!(repair().await.unwrap(), 0, "no limit, no alert");
+        // The operator negotiates five: four is 80 % of it, and no creation will cross it.
+        let org: rbac_core::OrgId = t.org_id.parse().unwrap();
+        let overrides = billing_limits::LimitOverrides(
+            [(billing_limits::Limit::ChatInterfaces, Some(5))].into(),
+        );
+        tenancy::orgs::set_limit_overrides_as_system(&*t.store, org, overrides, t.clock.now())
+            .await
+            .unwrap();
+        assert_eq!(repair().await.unwrap(), 1, "the 80 % alert");
+        assert_eq!(repair().await.unwrap(), 0, "once");
+        let got = rx.wait_for(1, 10).await;
+        let body: Value = serde_json::from_str(&got[0].body).unwrap();
+        assert_eq!(
+            (
+                body["data"]["limit"].as_str(),
+                body["data"]["threshold"].as_u64(),
+                body["data"]["used"].as_u64(),
+                body["data"]["max"].as_u64()
+            ),
+            (Some("chat_interfaces"), Some(80), Some(4), Some(5))
+        );
+        let outbox = json_of(t.get(&t.org("/outbox"), &t.owner_token).await).await;
+        let alerts: Vec<&Value> = outbox["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["kind"] == "usage_alert" && m["to"] == OWNER_EMAIL)
+            .collect();
+        assert_eq!(alerts.len(), 1, "{outbox}");
+        assert_eq!(t.audit("action=usage.alert_sent").await.len(), 1);
+        // Still at 80 % the next month: not told again.
+        t.clock.advance(chrono::Duration::days(40));
+        assert_eq!(repair().await.unwrap(), 0, "no monthly reminder");
+    }
+);
+
+both_backends!(
     the_weekly_usage_report_goes_out_once_per_week,
     |b| async move {
         let mut t = spawn_app(b).await;

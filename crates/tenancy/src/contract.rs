@@ -4517,6 +4517,31 @@ async fn api_calls_never_overshoot_the_month<
             .await
             .unwrap()
     );
+    // The periods of one alert, and no other's (limit, threshold or organization).
+    let mut periods = s
+        .alert_periods(org.id, "api_calls_per_month", 80)
+        .await
+        .unwrap();
+    periods.sort();
+    assert_eq!(periods, ["2026-11", "2026-12"]);
+    assert_eq!(
+        s.alert_periods(org.id, "api_calls_per_month", 100)
+            .await
+            .unwrap(),
+        ["2026-11"]
+    );
+    assert!(
+        s.alert_periods(org.id, "members", 80)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.alert_periods(OrgId::new(), "api_calls_per_month", 80)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 fn record(user: UserId, name: &str, version: i64) -> crate::scim::UserRecord {

@@ -2614,6 +2614,21 @@ impl crate::metering::MeteringStore for MemoryTenancyStore {
         Ok(fresh)
     }
 
+    async fn alert_periods(
+        &self,
+        org: OrgId,
+        limit: &str,
+        threshold: u64,
+    ) -> Result<Vec<String>, TenancyError> {
+        Ok(self
+            .lock()?
+            .alerts
+            .iter()
+            .filter(|(o, l, _, t)| *o == org && l == limit && *t == threshold)
+            .map(|(_, _, period, _)| period.clone())
+            .collect())
+    }
+
     async fn monthly(&self, org: OrgId, metric: &str, month: &str) -> Result<u64, TenancyError> {
         Ok(self
             .lock()?

@@ -63,6 +63,18 @@ pub trait MeteringStore: Send + Sync {
         threshold: u64,
         journal: audit::Journal,
     ) -> Result<bool, TenancyError>;
+
+    /// The periods in which the alert for `threshold` of `limit` was recorded
+    /// ([`Self::record_alert`]), in any order.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn alert_periods(
+        &self,
+        org: OrgId,
+        limit: &str,
+        threshold: u64,
+    ) -> Result<Vec<String>, TenancyError>;
 }
 
 /// Sends the usage alerts that a change of use from `before` to `after` triggers: for each
@@ -80,18 +92,33 @@ pub async fn alert_on_change<S: TenancyStore + MeteringStore + ?Sized>(
     after: u64,
     now: DateTime<Utc>,
 ) -> Result<Vec<u64>, TenancyError> {
-    use audit::{
-        Actor, AuditAction, DomainEvent, EventKind, Journal, Metadata, NewAuditEvent, OutboundMail,
-        Target,
-    };
     let Some(max) = org.limits().get(limit) else {
         return Ok(Vec::new());
     };
     let crossed =
         billing_limits::thresholds_crossed(before, after, max, &billing_limits::alert_thresholds());
-    if crossed.is_empty() {
-        return Ok(crossed);
+    send_alerts(store, org, limit, crossed, after, max, now).await
+}
+
+/// Sends the alerts for `thresholds` of `limit` (whose value is `max`) at a use of `used`, each
+/// once per period ([`alert_on_change`]). Returns those that went out now.
+async fn send_alerts<S: TenancyStore + MeteringStore + ?Sized>(
+    store: &S,
+    org: &crate::model::Organization,
+    limit: Limit,
+    thresholds: Vec<u64>,
+    used: u64,
+    max: u64,
+    now: DateTime<Utc>,
+) -> Result<Vec<u64>, TenancyError> {
+    use audit::{
+        Actor, AuditAction, DomainEvent, EventKind, Journal, Metadata, NewAuditEvent, OutboundMail,
+        Target,
+    };
+    if thresholds.is_empty() {
+        return Ok(thresholds);
     }
+    let after = used;
     let owner = match crate::orgs::owner_of(store, org.id).await {
         Ok(m) => Some(m.user),
         Err(TenancyError::NotFound(_)) => None,
@@ -102,7 +129,7 @@ pub async fn alert_on_change<S: TenancyStore + MeteringStore + ?Sized>(
     let period = format!("{} of {max}", month_key(now));
     let month = month_key(now);
     let mut sent = Vec::new();
-    for t in crossed {
+    for t in thresholds {
         let data = serde_json::json!({
             "limit": limit.as_str(), "threshold": t, "used": after, "max": max, "period": month,
         });
@@ -227,42 +254,89 @@ pub async fn alert_on_seats<S: TenancyStore + MeteringStore + InvitationStore + 
     }
 }
 
-/// Sends the API-call alerts (80 % and 100 % of the month's calls) that are due and did not go
-/// out: the repair pass for alerts lost between the counter's commit and the alert (a crash
-/// there, or a store failure the call only logged), which the server runs hourly. Each goes
-/// once per month and limit value ([`MeteringStore::record_alert`]). Limits counted across
-/// months are left alone: their use may have reached a threshold in an earlier month, and
-/// repairing them would remind every such organization monthly. Returns the alerts that went
-/// out now.
+/// The limits counted across months whose alerts [`send_missed_alerts`] repairs: those sent
+/// after a creation, an upload or an invitation ([`alert_after_create`], [`alert_on_seats`],
+/// the storage alert of an upload).
+const REPAIRED_COUNTS: [Limit; 7] = [
+    Limit::Members,
+    Limit::ChatInterfaces,
+    Limit::KnowledgeBases,
+    Limit::Documents,
+    Limit::ApiKeys,
+    Limit::CustomDomains,
+    Limit::StorageBytes,
+];
+
+/// Sends the usage alerts that are due and did not go out: the repair pass for alerts lost
+/// between a change's commit and its alert (a crash there, or a store failure the change only
+/// logged), which the server runs hourly. Returns the alerts that went out now.
+///
+/// - API calls (80 % and 100 % of the month's calls): the month's count was all reached this
+///   month, so an alert due this month and not recorded this month was lost.
+/// - Counts kept across months (members and the seats of pending invitations, chat interfaces,
+///   knowledge bases, documents, API keys, custom domains, storage): their use may have reached a
+///   threshold months ago, and its alert then went out that month; repairing "not this month"
+///   would remind every such organization monthly. So one is sent only when the alert for that
+///   threshold was never recorded at the limit's present value ([`MeteringStore::alert_periods`]).
+///   That also tells an organization whose limit was lowered under its use (a smaller plan, an
+///   operator's override), once.
 ///
 /// # Errors
 /// Storage errors.
-pub async fn send_missed_alerts<S: TenancyStore + MeteringStore + ?Sized>(
+pub async fn send_missed_alerts<
+    S: TenancyStore + WorkspaceStore + MeteringStore + InvitationStore + ?Sized,
+>(
     store: &S,
     org: &crate::model::Organization,
     now: DateTime<Utc>,
 ) -> Result<Vec<(Limit, u64)>, TenancyError> {
-    // Only the monthly counter: its use this month was all reached this month, so an alert due
-    // and not recorded was lost. A count kept across months (chat interfaces, members,
-    // storage…) may have reached its threshold long ago, and would be alerted again each month,
-    // forever; those alerts are not repaired. The one counter is all this pass reads.
-    let limit = Limit::ApiCallsPerMonth;
-    let Some(max) = org.limits().get(limit) else {
-        return Ok(Vec::new());
-    };
-    let used = store
-        .monthly(org.id, METRIC_API_CALLS, &month_key(now))
-        .await?;
-    if billing_limits::thresholds_crossed(0, used, max, &billing_limits::alert_thresholds())
-        .is_empty()
-    {
-        return Ok(Vec::new());
+    let limits = org.limits();
+    let mut sent = Vec::new();
+    if limits.get(Limit::ApiCallsPerMonth).is_some() {
+        let used = store
+            .monthly(org.id, METRIC_API_CALLS, &month_key(now))
+            .await?;
+        for t in alert_on_change(store, org, Limit::ApiCallsPerMonth, 0, used, now).await? {
+            sent.push((Limit::ApiCallsPerMonth, t));
+        }
     }
-    Ok(alert_on_change(store, org, limit, 0, used, now)
-        .await?
-        .into_iter()
-        .map(|t| (limit, t))
-        .collect())
+    for limit in REPAIRED_COUNTS {
+        let Some(max) = limits.get(limit) else {
+            continue;
+        };
+        let used = if limit == Limit::Members {
+            let (members, pending) = seats_of(store, org.id, now).await?;
+            members.saturating_add(pending)
+        } else {
+            count_of(store, org.id, limit).await?
+        };
+        // The Owner alone fills a plan of one seat (Free and Pro) without anyone using seats.
+        if limit == Limit::Members && used <= 1 {
+            continue;
+        }
+        let mut never_sent = Vec::new();
+        for t in
+            billing_limits::thresholds_crossed(0, used, max, &billing_limits::alert_thresholds())
+        {
+            let at_this_value = |period: &String| {
+                period
+                    .rsplit_once(" of ")
+                    .is_some_and(|(_, value)| value == max.to_string())
+            };
+            if !store
+                .alert_periods(org.id, limit.as_str(), t)
+                .await?
+                .iter()
+                .any(at_this_value)
+            {
+                never_sent.push(t);
+            }
+        }
+        for t in send_alerts(store, org, limit, never_sent, used, max, now).await? {
+            sent.push((limit, t));
+        }
+    }
+    Ok(sent)
 }
 
 /// The organization's members, and the seats its pending invitations hold at `now`.
@@ -906,21 +980,30 @@ mod tests {
         let mut o = store.get_org(org.id).await.unwrap();
         let team = store.list_teams(org.id).await.unwrap()[0].id;
         let now = Utc::now();
-        for n in 0..4 {
+        // Four of five chat interfaces and four of five knowledge bases created, the alerts
+        // lost (the store alone, as a crash after the creations' commits would leave them).
+        for n in 0..8 {
+            let details = if n < 4 {
+                crate::assets::AssetDetails::ChatInterface {
+                    description: String::new(),
+                    instructions: String::new(),
+                }
+            } else {
+                crate::assets::AssetDetails::KnowledgeBase {
+                    description: String::new(),
+                }
+            };
             let asset = crate::assets::Asset {
                 id: rbac_core::ResourceId::new(),
                 org: org.id,
                 team,
-                name: format!("Chat {n}"),
+                name: format!("Asset {n}"),
                 parent: None,
                 created_by: owner.id,
                 created_at: now,
                 updated_at: now,
                 size_bytes: 0,
-                details: crate::assets::AssetDetails::ChatInterface {
-                    description: String::new(),
-                    instructions: String::new(),
-                },
+                details,
                 archived_at: None,
             };
             store
@@ -928,13 +1011,34 @@ mod tests {
                 .await
                 .unwrap();
         }
+        // The knowledge bases' 80 % alert went out in an earlier month, at this limit's value:
+        // still at 80 %, the organization is not told again every month.
         assert!(
-            send_missed_alerts(&store, &o, now)
+            store
+                .record_alert(
+                    org.id,
+                    Limit::KnowledgeBases.as_str(),
+                    "2020-01 of 5",
+                    80,
+                    audit::Journal::default()
+                )
                 .await
                 .unwrap()
-                .is_empty(),
-            "4 of 5 chat interfaces, reached perhaps months ago: not repaired, no monthly nag"
         );
+        assert_eq!(
+            send_missed_alerts(&store, &o, now).await.unwrap(),
+            vec![(Limit::ChatInterfaces, 80)],
+            "the chat interfaces' alert, never sent; not the knowledge bases', nor one seat of one"
+        );
+        for later in [now, now + chrono::Duration::days(40)] {
+            assert!(
+                send_missed_alerts(&store, &o, later)
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "once, and not again the next month"
+            );
+        }
         // 85 of the month's 100 API calls counted, the alert lost: the pass sends it.
         o.limit_overrides
             .0
@@ -964,14 +1068,14 @@ mod tests {
             .list_mails(Some(org.id), None, 50)
             .await
             .unwrap();
-        assert_eq!(mails.iter().filter(|m| m.kind == "usage_alert").count(), 1);
+        assert_eq!(mails.iter().filter(|m| m.kind == "usage_alert").count(), 2);
         let records = store.audit().chain_page(org.id, 0, 100).await.unwrap();
         assert_eq!(
             records
                 .iter()
                 .filter(|r| r.event.action == audit::AuditAction::UsageAlertSent)
                 .count(),
-            1
+            2
         );
     }
 

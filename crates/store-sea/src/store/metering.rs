@@ -86,6 +86,24 @@ impl MeteringStore for SeaStore {
         Ok(true)
     }
 
+    async fn alert_periods(
+        &self,
+        org: OrgId,
+        limit: &str,
+        threshold: u64,
+    ) -> Result<Vec<String>, TenancyError> {
+        Ok(usage_alert::Entity::find()
+            .filter(usage_alert::Column::OrgId.eq(org.to_string()))
+            .filter(usage_alert::Column::Metric.eq(limit))
+            .filter(usage_alert::Column::Threshold.eq(i64::try_from(threshold).unwrap_or(i64::MAX)))
+            .all(self.db())
+            .await
+            .map_err(store)?
+            .into_iter()
+            .map(|a| a.period)
+            .collect())
+    }
+
     async fn monthly(&self, org: OrgId, metric: &str, month: &str) -> Result<u64, TenancyError> {
         Ok(usage_monthly::Entity::find_by_id((
             org.to_string(),
