@@ -321,7 +321,7 @@ pub async fn send_missed_alerts<
             let at_this_value = |period: &String| {
                 period
                     .rsplit_once(" of ")
-                    .is_some_and(|(_, value)| value == max.to_string())
+                    .is_some_and(|(_, value)| value.parse::<u64>() == Ok(max))
             };
             if !store
                 .alert_periods(org.id, limit.as_str(), t)
@@ -961,8 +961,9 @@ mod tests {
         );
     }
 
-    /// An API-call alert lost after its counter committed goes out on the next repair pass,
-    /// once; counts kept across months (chat interfaces here) are not repaired.
+    /// Alerts lost after their change committed go out on the next repair pass, once: a count
+    /// kept across months only when never sent at the limit's present value, an API-call
+    /// alert when not sent this month.
     #[tokio::test]
     async fn a_missed_alert_goes_out_on_the_repair_pass_once() {
         use crate::store::OrgStore;
@@ -1011,6 +1012,20 @@ mod tests {
                 .await
                 .unwrap();
         }
+        // The chat interfaces' 80 % alert went out in an earlier month, but at another value of
+        // the limit (10): it is due again at this one.
+        assert!(
+            store
+                .record_alert(
+                    org.id,
+                    Limit::ChatInterfaces.as_str(),
+                    "2020-01 of 10",
+                    80,
+                    audit::Journal::default()
+                )
+                .await
+                .unwrap()
+        );
         // The knowledge bases' 80 % alert went out in an earlier month, at this limit's value:
         // still at 80 %, the organization is not told again every month.
         assert!(
