@@ -1250,3 +1250,53 @@ both_backends!(
         }
     }
 );
+
+both_backends!(
+    members_the_identity_provider_creates_alert_the_owner_as_seats_fill,
+    |b| async move {
+        // SCIM creations fill seats as invitations do, so they send the member alerts too (they
+        // sent none: only the hourly repair pass told the Owner).
+        let t = spawn_app_with(b, Options::default()).await;
+        let org: rbac_core::OrgId = t.org_id.parse().unwrap();
+        let members = json_of(t.get(&t.org("/members"), &t.owner_token).await).await;
+        let start = members["items"].as_array().unwrap().len();
+        let max = start as u64 + 4;
+        let overrides =
+            billing_limits::LimitOverrides([(billing_limits::Limit::Members, Some(max))].into());
+        tenancy::orgs::set_limit_overrides_as_system(&*t.store, org, overrides, t.clock.now())
+            .await
+            .unwrap();
+        let idp = Idp::connect(&t).await;
+        let alerts = || async {
+            let outbox = json_of(t.get(&t.org("/outbox"), &t.owner_token).await).await;
+            outbox["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["kind"] == "usage_alert" && m["to"] == OWNER_EMAIL)
+                .map(|m| m["subject"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        let mut seen = Vec::new();
+        for n in 1..=4u64 {
+            let name = format!("provisioned{n}@acme.example");
+            idp.expect(
+                reqwest::Method::POST,
+                "/Users",
+                Some(&user_doc(&name, &name)),
+                StatusCode::CREATED,
+            )
+            .await;
+            let used = start as u64 + n;
+            let got = alerts().await;
+            // 80 % and 100 % of the limit, each once, as the seats reach it.
+            let due = [80, 100].iter().filter(|&&p| used * 100 >= p * max).count();
+            assert_eq!(got.len(), due, "{used} of {max}: {got:?}");
+            seen = got;
+        }
+        seen.sort_unstable();
+        assert!(seen[0].ends_with("100 % of your members used"), "{seen:?}");
+        assert!(seen[1].ends_with("80 % of your members used"), "{seen:?}");
+        assert_eq!(t.audit("action=usage.alert_sent").await.len(), 2);
+    }
+);

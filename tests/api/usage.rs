@@ -342,6 +342,54 @@ both_backends!(
         // Still at 80 % the next month: not told again.
         t.clock.advance(chrono::Duration::days(40));
         assert_eq!(repair().await.unwrap(), 0, "no monthly reminder");
+        // Lowered to three, under the four in use: both thresholds are reached at the new
+        // value, each recorded and sent as an event, and the Owner gets one mail, for 100 %.
+        // (The Owner signs in again: forty days ended the session.)
+        let owner = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+        let overrides = billing_limits::LimitOverrides(
+            [(billing_limits::Limit::ChatInterfaces, Some(3))].into(),
+        );
+        tenancy::orgs::set_limit_overrides_as_system(&*t.store, org, overrides, t.clock.now())
+            .await
+            .unwrap();
+        assert_eq!(repair().await.unwrap(), 2, "80 % and 100 % of three");
+        assert_eq!(repair().await.unwrap(), 0, "once");
+        let got = rx.wait_for(3, 10).await;
+        let mut thresholds: Vec<_> = got[1..]
+            .iter()
+            .map(|d| {
+                let body: Value = serde_json::from_str(&d.body).unwrap();
+                (
+                    body["data"]["threshold"].as_u64(),
+                    body["data"]["max"].as_u64(),
+                )
+            })
+            .collect();
+        thresholds.sort_unstable();
+        assert_eq!(thresholds, vec![(Some(80), Some(3)), (Some(100), Some(3))]);
+        let outbox = json_of(t.get(&t.org("/outbox"), &owner).await).await;
+        let subjects: Vec<&str> = outbox["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["kind"] == "usage_alert" && m["to"] == OWNER_EMAIL)
+            .map(|m| m["subject"].as_str().unwrap())
+            .collect();
+        assert_eq!(subjects.len(), 2, "{subjects:?}");
+        assert_eq!(
+            subjects
+                .iter()
+                .filter(|s| s.ends_with("100 % of your chat interfaces used"))
+                .count(),
+            1,
+            "{subjects:?}"
+        );
+        let records = json_of(
+            t.get(&t.org("/audit-events?action=usage.alert_sent"), &owner)
+                .await,
+        )
+        .await;
+        assert_eq!(records["items"].as_array().unwrap().len(), 3);
     }
 );
 
@@ -688,6 +736,20 @@ both_backends!(a_copy_that_jumps_past_a_threshold_alerts, |b| async move {
         .collect();
     thresholds.sort_unstable();
     assert_eq!(thresholds, [80, 100]);
+    // One mail, for the highest threshold reached.
+    let outbox = json_of(t.get(&t.org("/outbox"), &t.owner_token).await).await;
+    let subjects: Vec<&str> = outbox["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["kind"] == "usage_alert")
+        .map(|m| m["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects.len(), 1, "{subjects:?}");
+    assert!(
+        subjects[0].ends_with("100 % of your knowledge bases used"),
+        "{subjects:?}"
+    );
 });
 
 both_backends!(

@@ -161,24 +161,19 @@ async fn retention(state: AppState) {
         if let Err(e) = state.store.optimize().await {
             tracing::warn!(error = %e, "refreshing planner statistics failed");
         }
-        if let Err(e) = send_weekly_reports(&state.store, state.clock.now()).await {
-            tracing::warn!(error = %e, "weekly usage reports failed");
+        // The per-organization passes log each failure where it happens (`each_org`); their
+        // results (the first error, for callers that want it) are not logged again here.
+        let _ = send_weekly_reports(&state.store, state.clock.now()).await;
+        if !std::mem::take(&mut first) {
+            let _ = send_missed_alerts(&state.store, state.clock.now()).await;
         }
-        if !std::mem::take(&mut first)
-            && let Err(e) = send_missed_alerts(&state.store, state.clock.now()).await
-        {
-            tracing::warn!(error = %e, "usage alert repair pass failed");
-        }
-        if let Err(e) = apply_retention(
+        let _ = apply_retention(
             &state.store,
             &*state.witness,
             &state.checkpoint_key,
             state.clock.now(),
         )
-        .await
-        {
-            tracing::warn!(error = %e, "retention worker failed");
-        }
+        .await;
         let policy = state.settings.housekeeping.policy();
         match tenancy::housekeeping::run(state.store.as_ref(), &policy, state.clock.now()).await {
             Ok(r) if r.total() > 0 => tracing::info!(
@@ -200,8 +195,11 @@ async fn retention(state: AppState) {
     }
 }
 
-/// Runs `pass` over every organization, each on its own: one that fails is logged (`what`
-/// failed) and does not stop the others. Returns what each gave, or the first error.
+/// Runs `pass` over every organization, each on its own: one that fails does not stop the
+/// others. Every failure is logged here, once: the organizations that could not be listed, or
+/// each organization's (`what` failed), at error level for a conflict (data that does not add
+/// up: for retention, an audit chain that does not verify), else as a warning. Returns what
+/// each gave, or the first error.
 async fn each_org<T, F, Fut>(
     store: &store_sea::SeaStore,
     what: &str,
@@ -211,13 +209,21 @@ where
     F: Fn(rbac_core::OrgId) -> Fut,
     Fut: Future<Output = Result<T, tenancy::TenancyError>>,
 {
+    let orgs = store
+        .organizations()
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "{what}: organizations not listed"))?;
     let mut done = Vec::new();
     let mut first_error = None;
-    for org in store.organizations().await? {
+    for org in orgs {
         match pass(org).await {
             Ok(t) => done.push(t),
             Err(e) => {
-                tracing::warn!(error = %e, %org, "{what} failed");
+                if matches!(e, tenancy::TenancyError::Conflict(_)) {
+                    tracing::error!(error = %e, %org, "{what} failed");
+                } else {
+                    tracing::warn!(error = %e, %org, "{what} failed");
+                }
                 first_error.get_or_insert(e);
             }
         }
@@ -238,15 +244,10 @@ pub async fn apply_retention(
 ) -> Result<u64, tenancy::TenancyError> {
     let log = &audit::Witnessed::new(store, witness);
     let removed = each_org(store, "retention", |org| async move {
-        let n = tenancy::security::apply_audit_retention(store, log, org, checkpoint_key, now)
-            .await
-            .inspect_err(|e| {
-                // Records to be removed that do not verify are kept, as evidence; or the
-                // checkpoint after the removal found a break in the records kept.
-                if matches!(e, tenancy::TenancyError::Conflict(_)) {
-                    tracing::error!(error = %e, %org, "retention: the audit chain does not verify (see verify-audit)");
-                }
-            })?;
+        // A conflict: records to be removed that do not verify are kept, as evidence; or the
+        // checkpoint after the removal found a break in the records kept.
+        let n =
+            tenancy::security::apply_audit_retention(store, log, org, checkpoint_key, now).await?;
         if n > 0 {
             tracing::info!(%org, removed = n, "audit records past the retention period removed");
         }

@@ -274,6 +274,18 @@ pub struct TeamStorage {
     pub bytes: u64,
 }
 
+/// How many assets of one kind one team holds (archived ones included, as the plan's limits
+/// count them): see [`crate::store::WorkspaceStore::asset_counts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamAssets {
+    /// The team.
+    pub team: TeamId,
+    /// The kind.
+    pub kind: AssetKind,
+    /// How many.
+    pub count: u64,
+}
+
 /// Where document bytes live (a local directory by default; object storage in production).
 #[async_trait]
 pub trait BlobStore: Send + Sync {

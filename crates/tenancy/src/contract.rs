@@ -3242,6 +3242,27 @@ async fn assets_quota_scope_and_subtrees<S: TenancyStore + AuditStore + Workspac
         (storage[0].team, storage[0].documents, storage[0].bytes),
         (default.id, 2, 1000)
     );
+    // What the limits count, per team and kind, as the usage report and the alerts read it.
+    let counts = |org: OrgId| async move {
+        let mut c: Vec<_> = s
+            .asset_counts(org)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.team.to_string(), c.kind.as_str(), c.count))
+            .collect();
+        c.sort_unstable();
+        c
+    };
+    let mut expected = vec![
+        (default.id.to_string(), "chat_interface", 1),
+        (other_team.id.to_string(), "chat_interface", 1),
+        (default.id.to_string(), "knowledge_base", 1),
+        (default.id.to_string(), "document", 2),
+    ];
+    expected.sort_unstable();
+    assert_eq!(counts(org.id).await, expected);
+    assert_eq!(counts(foreign.id).await, vec![]);
 
     // Listings filter by kind, team and parent, and page by id.
     let all = AssetFilter {

@@ -16,7 +16,7 @@ use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use rbac_core::{OrgId, Permission, TeamId};
 use serde::Serialize;
 
-use crate::assets::{AssetFilter, AssetKind, TeamStorage, UsageRecord};
+use crate::assets::{AssetKind, TeamStorage, UsageRecord};
 use crate::caller::Caller;
 use crate::error::TenancyError;
 use crate::store::{InvitationStore, TenancyStore, WorkspaceStore};
@@ -101,7 +101,10 @@ pub async fn alert_on_change<S: TenancyStore + MeteringStore + ?Sized>(
 }
 
 /// Sends the alerts for `thresholds` of `limit` (whose value is `max`) at a use of `used`, each
-/// once per period ([`alert_on_change`]). Returns those that went out now.
+/// once per period ([`alert_on_change`]). Returns those that went out now. Each threshold has
+/// its record and webhook event; the Owner gets one mail, for the highest: a use that jumps
+/// past 80 % and 100 % at once (a bulk copy, a limit lowered under its use) says "100 %" once
+/// rather than sending two mails in the same second.
 async fn send_alerts<S: TenancyStore + MeteringStore + ?Sized>(
     store: &S,
     org: &crate::model::Organization,
@@ -128,6 +131,7 @@ async fn send_alerts<S: TenancyStore + MeteringStore + ?Sized>(
     // an operator's override) is told again when it nears the new one.
     let period = format!("{} of {max}", month_key(now));
     let month = month_key(now);
+    let highest = thresholds.iter().max().copied();
     let mut sent = Vec::new();
     for t in thresholds {
         let data = serde_json::json!({
@@ -153,7 +157,7 @@ async fn send_alerts<S: TenancyStore + MeteringStore + ?Sized>(
             now,
             data,
         ));
-        if let Some(o) = &owner {
+        if let Some(o) = owner.as_ref().filter(|_| Some(t) == highest) {
             journal = journal.mail(OutboundMail {
                 org: Some(org.id),
                 to: o.email.as_str().to_owned(),
@@ -281,8 +285,12 @@ const REPAIRED_COUNTS: [Limit; 7] = [
 ///   That also tells an organization whose limit was lowered under its use (a smaller plan, an
 ///   operator's override), once.
 ///
+/// Each limit is repaired on its own: one whose count or alert fails does not keep the others
+/// from their alerts.
+///
 /// # Errors
-/// Storage errors.
+/// The first storage error, after every limit was tried (the alerts that went out are recorded
+/// in the store whatever this returns).
 pub async fn send_missed_alerts<
     S: TenancyStore + WorkspaceStore + MeteringStore + InvitationStore + ?Sized,
 >(
@@ -292,51 +300,62 @@ pub async fn send_missed_alerts<
 ) -> Result<Vec<(Limit, u64)>, TenancyError> {
     let limits = org.limits();
     let mut sent = Vec::new();
-    if limits.get(Limit::ApiCallsPerMonth).is_some() {
-        let used = store
-            .monthly(org.id, METRIC_API_CALLS, &month_key(now))
-            .await?;
-        for t in alert_on_change(store, org, Limit::ApiCallsPerMonth, 0, used, now).await? {
-            sent.push((Limit::ApiCallsPerMonth, t));
-        }
-    }
-    for limit in REPAIRED_COUNTS {
+    let mut first_error = None;
+    for limit in std::iter::once(Limit::ApiCallsPerMonth).chain(REPAIRED_COUNTS) {
         let Some(max) = limits.get(limit) else {
             continue;
         };
-        let used = if limit == Limit::Members {
-            let (members, pending) = seats_of(store, org.id, now).await?;
-            members.saturating_add(pending)
-        } else {
-            count_of(store, org.id, limit).await?
-        };
-        // The Owner alone fills a plan of one seat (Free and Pro) without anyone using seats.
-        if limit == Limit::Members && used <= 1 {
-            continue;
-        }
-        let mut never_sent = Vec::new();
-        for t in
-            billing_limits::thresholds_crossed(0, used, max, &billing_limits::alert_thresholds())
-        {
-            let at_this_value = |period: &String| {
-                period
-                    .rsplit_once(" of ")
-                    .is_some_and(|(_, value)| value.parse::<u64>() == Ok(max))
-            };
-            if !store
-                .alert_periods(org.id, limit.as_str(), t)
-                .await?
-                .iter()
-                .any(at_this_value)
-            {
-                never_sent.push(t);
+        match repair(store, org, limit, max, now).await {
+            Ok(thresholds) => sent.extend(thresholds.into_iter().map(|t| (limit, t))),
+            Err(e) => {
+                first_error.get_or_insert(e);
             }
         }
-        for t in send_alerts(store, org, limit, never_sent, used, max, now).await? {
-            sent.push((limit, t));
+    }
+    first_error.map_or(Ok(sent), Err)
+}
+
+/// [`send_missed_alerts`] for one limit whose maximum is `max`: the thresholds alerted now.
+async fn repair<S: TenancyStore + WorkspaceStore + MeteringStore + InvitationStore + ?Sized>(
+    store: &S,
+    org: &crate::model::Organization,
+    limit: Limit,
+    max: u64,
+    now: DateTime<Utc>,
+) -> Result<Vec<u64>, TenancyError> {
+    if limit == Limit::ApiCallsPerMonth {
+        let used = store
+            .monthly(org.id, METRIC_API_CALLS, &month_key(now))
+            .await?;
+        return alert_on_change(store, org, limit, 0, used, now).await;
+    }
+    let used = if limit == Limit::Members {
+        let (members, pending) = seats_of(store, org.id, now).await?;
+        members.saturating_add(pending)
+    } else {
+        count_of(store, org.id, limit).await?
+    };
+    // The Owner alone fills a plan of one seat (Free and Pro) without anyone using seats.
+    if limit == Limit::Members && used <= 1 {
+        return Ok(Vec::new());
+    }
+    let at_this_value = |period: &String| {
+        period
+            .rsplit_once(" of ")
+            .is_some_and(|(_, value)| value.parse::<u64>() == Ok(max))
+    };
+    let mut never_sent = Vec::new();
+    for t in billing_limits::thresholds_crossed(0, used, max, &billing_limits::alert_thresholds()) {
+        if !store
+            .alert_periods(org.id, limit.as_str(), t)
+            .await?
+            .iter()
+            .any(at_this_value)
+        {
+            never_sent.push(t);
         }
     }
-    Ok(sent)
+    send_alerts(store, org, limit, never_sent, used, max, now).await
 }
 
 /// The organization's members, and the seats its pending invitations hold at `now`.
@@ -376,22 +395,13 @@ async fn count_of<S: TenancyStore + WorkspaceStore + ?Sized>(
         }
         Limit::ApiCallsPerMonth => return Ok(0),
     };
-    let mut n = 0u64;
-    let mut after = None;
-    loop {
-        let filter = AssetFilter {
-            kind,
-            teams: None,
-            parent: None,
-            archived: None,
-        };
-        let page = store.list_assets(org, &filter, after, 500).await?;
-        n += page.len() as u64;
-        after = page.last().map(|a| a.id);
-        if page.len() < 500 {
-            return Ok(n);
-        }
-    }
+    Ok(store
+        .asset_counts(org)
+        .await?
+        .iter()
+        .filter(|c| c.kind == kind)
+        .map(|c| c.count)
+        .sum())
 }
 
 /// The month a time falls in, as `YYYY-MM` (UTC).
@@ -689,25 +699,9 @@ async fn report_of<S: TenancyStore + WorkspaceStore + MeteringStore + Invitation
     let mut by_kind = std::collections::HashMap::new();
     let mut per_team: std::collections::HashMap<(TeamId, AssetKind), u64> =
         std::collections::HashMap::new();
-    for kind in AssetKind::ALL {
-        let mut after = None;
-        loop {
-            let filter = AssetFilter {
-                kind,
-                teams: None,
-                parent: None,
-                archived: None,
-            };
-            let page = store.list_assets(org, &filter, after, 500).await?;
-            *by_kind.entry(kind).or_insert(0u64) += page.len() as u64;
-            for a in &page {
-                *per_team.entry((a.team, kind)).or_insert(0) += 1;
-            }
-            after = page.last().map(|a| a.id);
-            if page.len() < 500 {
-                break;
-            }
-        }
+    for c in store.asset_counts(org).await? {
+        *by_kind.entry(c.kind).or_insert(0u64) += c.count;
+        *per_team.entry((c.team, c.kind)).or_insert(0) += c.count;
     }
     let storage = store.storage(org).await?;
     let bytes: u64 = storage.iter().map(|s| s.bytes).sum();
@@ -1242,7 +1236,8 @@ mod tests {
         }
         assert_eq!(store.member_count(org.id).await.unwrap(), 4);
         assert_eq!(alerts().await.len(), 1);
-        // The next month, a fifth seat: the 80 % reminder and the 100 % alert.
+        // The next month, a fifth seat: the 80 % reminder and the 100 % alert are both due,
+        // each recorded, in one mail that says 100 %.
         let next = next_month_start(now) + chrono::Duration::days(2);
         let req = InviteRequest {
             email: "fifth@inviting.example".into(),
@@ -1251,8 +1246,23 @@ mod tests {
         };
         invite(&store, &caller, req, &settings, next).await.unwrap();
         let sent = alerts().await;
-        assert_eq!(sent.len(), 3, "{sent:?}");
-        assert!(sent.iter().any(|m| m.contains("100 %")), "{sent:?}");
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        assert_eq!(
+            sent.iter()
+                .filter(|m| m.ends_with("100 % of your members used"))
+                .count(),
+            1,
+            "{sent:?}"
+        );
+        assert_eq!(
+            store
+                .alert_periods(org.id, Limit::Members.as_str(), 80)
+                .await
+                .unwrap()
+                .len(),
+            2,
+            "the 80 % reminder of the new month is recorded, without a mail of its own"
+        );
     }
 
     #[test]

@@ -12,7 +12,9 @@ use rbac_core::{
     UserId,
 };
 
-use crate::assets::{Asset, AssetFilter, AssetTransfer, TeamStorage, UsageRecord};
+use crate::assets::{
+    Asset, AssetFilter, AssetKind, AssetTransfer, TeamAssets, TeamStorage, UsageRecord,
+};
 use crate::bulk::BulkPreview;
 use crate::invitations::Invitation;
 use crate::members::{Disposition, OwnershipTransfer, RemovalReport};
@@ -1075,6 +1077,40 @@ pub trait WorkspaceStore: Send + Sync {
     /// # Errors
     /// [`TenancyError::Store`] on storage failure.
     async fn storage(&self, org: OrgId) -> Result<Vec<TeamStorage>, TenancyError>;
+
+    /// How many assets of each kind each team of `org` holds, archived ones included (what
+    /// the plan's limits count), in no particular order; teams and kinds without any are left
+    /// out. Read by usage reports, usage alerts and the hourly repair of missed alerts. The
+    /// default pages through [`Self::list_assets`]; an adapter should count in the database.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn asset_counts(&self, org: OrgId) -> Result<Vec<TeamAssets>, TenancyError> {
+        let mut counts = std::collections::HashMap::new();
+        for kind in AssetKind::ALL {
+            let filter = AssetFilter {
+                kind,
+                teams: None,
+                parent: None,
+                archived: None,
+            };
+            let mut after = None;
+            loop {
+                let page = self.list_assets(org, &filter, after, 500).await?;
+                for a in &page {
+                    *counts.entry((a.team, kind)).or_insert(0u64) += 1;
+                }
+                after = page.last().map(|a| a.id);
+                if page.len() < 500 {
+                    break;
+                }
+            }
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((team, kind), count)| TeamAssets { team, kind, count })
+            .collect())
+    }
 
     /// Commits a journal that records a read (viewing analytics, exports).
     ///

@@ -10,7 +10,8 @@ use sea_orm::{
     QueryOrder, QuerySelect, TransactionTrait,
 };
 use tenancy::assets::{
-    Asset, AssetDetails, AssetFilter, AssetKind, AssetTransfer, TeamStorage, UsageRecord,
+    Asset, AssetDetails, AssetFilter, AssetKind, AssetTransfer, TeamAssets, TeamStorage,
+    UsageRecord,
 };
 use tenancy::members::Disposition;
 use tenancy::teams::TeamMember;
@@ -882,6 +883,31 @@ impl WorkspaceStore for SeaStore {
                     team: id("team id", &t)?,
                     documents: u64::try_from(n).unwrap_or(0),
                     bytes: u64::try_from(b.unwrap_or(0)).unwrap_or(0),
+                })
+            })
+            .collect::<Result<_, StoreError>>()
+            .map_err(TenancyError::Store)
+    }
+
+    async fn asset_counts(&self, org: OrgId) -> Result<Vec<TeamAssets>, TenancyError> {
+        let rows: Vec<(String, String, i64)> = asset::Entity::find()
+            .select_only()
+            .column(asset::Column::TeamId)
+            .column(asset::Column::Kind)
+            .column_as(asset::Column::Id.count(), "n")
+            .filter(asset::Column::OrgId.eq(org.to_string()))
+            .group_by(asset::Column::TeamId)
+            .group_by(asset::Column::Kind)
+            .into_tuple()
+            .all(self.reader())
+            .await
+            .map_err(store)?;
+        rows.into_iter()
+            .map(|(t, k, n)| {
+                Ok(TeamAssets {
+                    team: id("team id", &t)?,
+                    kind: AssetKind::parse(&k).ok_or_else(|| corrupt("asset kind", &k))?,
+                    count: u64::try_from(n).unwrap_or(0),
                 })
             })
             .collect::<Result<_, StoreError>>()

@@ -1156,11 +1156,18 @@ fn password_hash(
         .map_err(|e| ScimError::Tenancy(TenancyError::Invalid(e.to_string())))
 }
 
-/// Creates a member from a User document (`POST /Users`).
+/// Creates a member from a User document (`POST /Users`); then, as an invitation does, sends
+/// the member alerts the seats now reach ([`crate::metering::alert_on_seats`]).
 ///
 /// # Errors
 /// [`ScimError`]: bad document, userName or email in use (409), member limit, authorization.
-pub async fn create_user<S: TenancyStore + ScimStore + ?Sized>(
+pub async fn create_user<
+    S: TenancyStore
+        + ScimStore
+        + crate::metering::MeteringStore
+        + crate::store::InvitationStore
+        + ?Sized,
+>(
     store: &S,
     caller: &Caller,
     hasher: &PasswordHasher,
@@ -1222,6 +1229,7 @@ pub async fn create_user<S: TenancyStore + ScimStore + ?Sized>(
         )
         .await
         .map_err(conflict_is_uniqueness)?;
+    crate::metering::alert_on_seats(store, &caller.org, now).await;
     let m = Member {
         org: caller.org.id,
         user,
