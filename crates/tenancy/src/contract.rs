@@ -3334,6 +3334,11 @@ async fn assets_quota_scope_and_subtrees<S: TenancyStore + AuditStore + Workspac
         s.get_asset(org.id, a.id).await.unwrap(),
         Some(archived.clone())
     );
+    assert_eq!(
+        counts(org.id).await,
+        expected,
+        "archived assets still count against the limits"
+    );
     let ids = |v: Vec<Asset>| v.into_iter().map(|x| x.id).collect::<Vec<_>>();
     let only = |archived| AssetFilter {
         archived,
