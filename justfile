@@ -46,25 +46,10 @@ bench-audit events="1000000":
     AXIE_BENCH_EVENTS={{events}} AXIE_TEST_POSTGRES_URL={{pg}} cargo bench -p store-sea --bench audit_store
     AXIE_BENCH_EVENTS={{events}} AXIE_TEST_POSTGRES_URL={{pg}} cargo bench -p axie-server --bench audit_http
 
-# A long schemathesis run (200 examples per operation) against a demo server on port 18777.
-# The short run is part of the test suite (tests/api/fuzzing.rs).
-fuzz-api:
-    #!/usr/bin/env bash
-    set -euo pipefail
-    venv=target/schemathesis-venv
-    [ -x "$venv/bin/schemathesis" ] || { python3 -m venv "$venv"; "$venv/bin/pip" install --quiet schemathesis==4.32.5; }
-    dir=$(mktemp -d)
-    AXIE_SERVER__PORT=18777 AXIE_SERVER__DATA_DIR="$dir" AXIE_BOOTSTRAP__DEMO=true \
-      AXIE_BOOTSTRAP__OWNER_PASSWORD="fuzzing owner password" AXIE_LOG__LEVEL=warn cargo run -q &
-    server=$!
-    trap 'kill $server' EXIT
-    until curl -sf localhost:18777/readyz >/dev/null; do sleep 0.5; done
-    token=$(curl -s -X POST localhost:18777/api/v1/auth/login -H 'content-type: application/json' \
-      -d '{"email":"owner@example.com","password":"fuzzing owner password"}' | python3 -c 'import sys,json;print(json.load(sys.stdin)["token"])')
-    "$venv/bin/schemathesis" run http://127.0.0.1:18777/api/v1/openapi.json -H "Authorization: Bearer $token" \
-      --max-examples 200 --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance,response_headers_conformance,unsupported_method \
-      --exclude-path-regex '(logout|sessions|/plan|/billing/subscription|/billing/trial|/security|erasure|ownership|/mfa|password|/remove|scim-tokens)' \
-      --phases coverage,fuzzing --request-timeout 10
+# A long schemathesis run: the end-to-end fuzzing test with 200 cases per operation and phase
+# (SQLite, and PostgreSQL too when AXIE_TEST_POSTGRES_URL is set).
+fuzz-api examples="200":
+    AXIE_FUZZ_EXAMPLES={{examples}} cargo test -p axie-tests --test api -- fuzzing:: --nocapture
 
 # Load test: the release server on SQLite and PostgreSQL, 1,000 seeded organizations of 20
 # members, wrk at 256 connections for 60 s per run, a bare actix-web hello world as the baseline.

@@ -1,7 +1,13 @@
 //! API fuzzing: PyPI's schemathesis generates requests from the OpenAPI document and sends them
 //! to the real server as the Owner. No answer may be a server error, and every answer must match
-//! the document (status codes, content types, headers, response schemas). A short run here; the
-//! justfile's `fuzz-api` recipe runs a long one.
+//! the document (status codes, content types, headers, response schemas). The path's ids are
+//! pinned to resources that exist (a team, a member, a chat interface, a knowledge base, a
+//! webhook endpoint, an API key, an invitation), so that generated bodies and queries reach the
+//! handlers instead of stopping at "not found"; deletions run in a second pass, after everything
+//! else. A short run here (`AXIE_FUZZ_EXAMPLES` cases per operation and phase, default 10); the
+//! justfile's `fuzz-api` recipe runs it long.
+
+use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::helpers::*;
@@ -11,31 +17,38 @@ use crate::helpers::*;
 /// would turn the rest of the run into 401s and 403s.
 pub const DISRUPTIVE: &str = "(logout|sessions|/plan|/billing/subscription|/billing/trial|/security|erasure|ownership|/mfa|password|/remove|scim-tokens)";
 
-both_backends!(
-    generated_requests_get_documented_answers_and_no_server_errors,
-    |b| async move {
-        let t = spawn_app(b).await;
-        let bin = schemathesis();
-        let (url, auth) = (
-            t.url("/api/v1/openapi.json"),
-            format!("Authorization: Bearer {}", t.owner_token),
-        );
-        // The server runs on this runtime: wait for the tool on a blocking thread. It keeps a
-        // cache in its working directory: a temporary one.
-        let work = tempfile::tempdir().unwrap();
-        let cwd = work.path().to_path_buf();
-        let out = tokio::task::spawn_blocking(move || {
+/// Creates one resource through the API and returns its id.
+async fn created(t: &TestApp, path: &str, body: Value) -> String {
+    let res = t.post(&t.org(path), &t.owner_token, &body).await;
+    let status = res.status();
+    let body = json_of(res).await;
+    assert!(status.is_success(), "POST {path}: {status} {body}");
+    body["id"].as_str().expect("id").to_owned()
+}
+
+/// One schemathesis run in `cwd` (which holds the pinned ids); returns its output and the
+/// number of cases it generated.
+async fn run(
+    cwd: std::path::PathBuf,
+    url: String,
+    auth: String,
+    examples: String,
+    methods: [&'static str; 2],
+) -> (String, u64) {
+    let bin = schemathesis();
+    let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(&bin)
             .current_dir(cwd)
             .arg("run")
             .arg(url)
             .args(["-H", &auth])
-            .args(["--max-examples", "10", "--seed", "20261128"])
+            .args(["--max-examples", &examples, "--seed", "20261128"])
             .args([
                 "--checks",
                 "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance,response_headers_conformance,unsupported_method",
             ])
             .args(["--exclude-path-regex", DISRUPTIVE])
+            .args(methods)
             .args(["--phases", "coverage,fuzzing", "--request-timeout", "10"])
             .env("NO_COLOR", "1")
             .output()
@@ -43,22 +56,106 @@ both_backends!(
     .await
     .unwrap()
     .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "schemathesis found problems:\n{text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let generated: u64 = text
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let n = words.next()?.parse().ok()?;
+            (words.next()? == "generated,").then_some(n)
+        })
+        .next_back()
+        .unwrap_or(0);
+    (text, generated)
+}
+
+both_backends!(
+    generated_requests_get_documented_answers_and_no_server_errors,
+    |b| async move {
+        let t = spawn_app_with(
+            b,
+            Options {
+                demo: true,
+                ..Options::default()
+            },
+        )
+        .await;
+        let rx = Receiver::start().await;
+        let team = created(&t, "/teams", json!({ "name": "Fuzzed team" })).await;
+        let chat = created(
+            &t,
+            "/chat-interfaces",
+            json!({ "name": "Fuzzed chat", "team_id": team }),
+        )
+        .await;
+        let kb = created(
+            &t,
+            "/knowledge-bases",
+            json!({ "name": "Fuzzed knowledge", "team_id": team }),
+        )
+        .await;
+        let endpoint = created(
+            &t,
+            "/webhooks",
+            json!({ "url": rx.url, "events": ["chat_interface.updated"] }),
+        )
+        .await;
+        let key = created(&t, "/api-keys", json!({ "name": "Fuzzed key" })).await;
+        let invitation = created(
+            &t,
+            "/invitations",
+            json!({ "email": "fuzzed@example.com", "role": "user" }),
+        )
+        .await;
+        let user = t.member_id("lisa@example.com").await;
+        let work = tempfile::tempdir().unwrap();
+        // schemathesis reads ./schemathesis.toml: every operation's path ids, and the knowledge
+        // base's for its own routes (theirs is an asset id too).
+        std::fs::write(
+            work.path().join("schemathesis.toml"),
+            format!(
+                "[parameters]\norg_id = \"{}\"\nteam_id = \"{team}\"\nuser_id = \"{user}\"\n\
+                 asset_id = \"{chat}\"\nendpoint_id = \"{endpoint}\"\nkey_id = \"{key}\"\n\
+                 invitation_id = \"{invitation}\"\n\n[[operations]]\n\
+                 include-path-regex = \"knowledge-bases/\"\nparameters = {{ asset_id = \"{kb}\" }}\n",
+                t.org_id
+            ),
+        )
+        .unwrap();
+        let examples = std::env::var("AXIE_FUZZ_EXAMPLES").unwrap_or_else(|_| "10".into());
+        let (url, auth) = (
+            t.url("/api/v1/openapi.json"),
+            format!("Authorization: Bearer {}", t.owner_token),
         );
-        // "N generated, N passed": at least 1,000 requests went out.
-        let generated: u64 = text
-            .lines()
-            .filter_map(|l| {
-                let mut words = l.split_whitespace();
-                let n = words.next()?.parse().ok()?;
-                (words.next()? == "generated,").then_some(n)
-            })
-            .next_back()
-            .unwrap_or(0);
-        assert!(generated >= 1_000, "only {generated} cases:\n{text}");
+        let cwd = work.path().to_path_buf();
+        let (first, kept) = run(
+            cwd.clone(),
+            url.clone(),
+            auth.clone(),
+            examples.clone(),
+            ["--exclude-method", "DELETE"],
+        )
+        .await;
+        // The pinned ids were reached: generated requests acted on the chat interface (an edit,
+        // an archiving, a transfer), on the record; a run that stopped at "not found" would
+        // have left only its creation there.
+        let acted: Vec<Value> = t
+            .audit(&format!("target_type=chat_interface&target_id={chat}"))
+            .await
+            .into_iter()
+            .filter(|r| r["action"] != "chat_interface.created")
+            .collect();
+        assert!(
+            !acted.is_empty(),
+            "nothing reached the chat interface:\n{first}"
+        );
+        let (_, deleting) = run(cwd, url, auth, examples, ["--include-method", "DELETE"]).await;
+        let generated = kept + deleting;
+        assert!(generated >= 1_000, "only {generated} cases:\n{first}");
     }
 );

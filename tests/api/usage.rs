@@ -394,6 +394,78 @@ both_backends!(
 );
 
 both_backends!(
+    a_count_the_repair_pass_cannot_read_holds_back_no_other_alert,
+    |b| async move {
+        let t = spawn_app_with(
+            b,
+            Options {
+                demo: true,
+                ..Options::default()
+            },
+        )
+        .await;
+        for name in ["Sales", "Onboarding", "Legal"] {
+            let res = t
+                .post(
+                    &t.org("/chat-interfaces"),
+                    &t.owner_token,
+                    &json!({ "name": name }),
+                )
+                .await;
+            assert_eq!(res.status(), StatusCode::CREATED);
+        }
+        let res = t
+            .post(
+                &t.org("/api-keys"),
+                &t.owner_token,
+                &json!({ "name": "CI" }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        // Four chat interfaces of five and one API key of one, set by the operator, whose
+        // alerts the repair pass owes.
+        let org: rbac_core::OrgId = t.org_id.parse().unwrap();
+        let overrides = billing_limits::LimitOverrides(
+            [
+                (billing_limits::Limit::ChatInterfaces, Some(5)),
+                (billing_limits::Limit::ApiKeys, Some(1)),
+            ]
+            .into(),
+        );
+        tenancy::orgs::set_limit_overrides_as_system(&*t.store, org, overrides, t.clock.now())
+            .await
+            .unwrap();
+        // The assets cannot be counted (their table is out of reach): the chat interfaces'
+        // alert cannot be sent, and the API keys', a limit repaired after it, still goes out.
+        t.store
+            .execute_sql("ALTER TABLE assets RENAME TO assets_out_of_reach")
+            .await
+            .unwrap();
+        let repair = || axie_server::workers::send_missed_alerts(&t.store, t.clock.now());
+        assert!(repair().await.is_err(), "the failed count is reported");
+        let sent = |limit: &'static str| {
+            let t = &t;
+            async move {
+                t.audit("action=usage.alert_sent")
+                    .await
+                    .iter()
+                    .filter(|r| r["metadata"]["limit"] == limit)
+                    .count()
+            }
+        };
+        assert_eq!(sent("api_keys").await, 2, "80 % and 100 % of one key");
+        assert_eq!(sent("chat_interfaces").await, 0);
+        t.store
+            .execute_sql("ALTER TABLE assets_out_of_reach RENAME TO assets")
+            .await
+            .unwrap();
+        assert_eq!(repair().await.unwrap(), 1, "the chat interfaces' 80 %, now");
+        assert_eq!(sent("chat_interfaces").await, 1);
+        assert_eq!(sent("api_keys").await, 2, "not again");
+    }
+);
+
+both_backends!(
     the_weekly_usage_report_goes_out_once_per_week,
     |b| async move {
         let mut t = spawn_app(b).await;

@@ -16,7 +16,7 @@ use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use rbac_core::{OrgId, Permission, TeamId};
 use serde::Serialize;
 
-use crate::assets::{AssetKind, TeamStorage, UsageRecord};
+use crate::assets::{AssetKind, TeamAssets, TeamStorage, UsageRecord};
 use crate::caller::Caller;
 use crate::error::TenancyError;
 use crate::store::{InvitationStore, TenancyStore, WorkspaceStore};
@@ -301,11 +301,17 @@ pub async fn send_missed_alerts<
     let limits = org.limits();
     let mut sent = Vec::new();
     let mut first_error = None;
+    // The organization's assets are counted once (one grouped read) for the four asset limits.
+    let mut assets = None;
     for limit in std::iter::once(Limit::ApiCallsPerMonth).chain(REPAIRED_COUNTS) {
         let Some(max) = limits.get(limit) else {
             continue;
         };
-        match repair(store, org, limit, max, now).await {
+        let repaired = match in_use(store, org.id, limit, &mut assets, now).await {
+            Ok(used) => repair(store, org, limit, max, used, now).await,
+            Err(e) => Err(e),
+        };
+        match repaired {
             Ok(thresholds) => sent.extend(thresholds.into_iter().map(|t| (limit, t))),
             Err(e) => {
                 first_error.get_or_insert(e);
@@ -315,26 +321,46 @@ pub async fn send_missed_alerts<
     first_error.map_or(Ok(sent), Err)
 }
 
-/// [`send_missed_alerts`] for one limit whose maximum is `max`: the thresholds alerted now.
+/// The use [`send_missed_alerts`] holds `limit` to: the month's calls, the members with the
+/// seats of pending invitations, or the count; `assets` keeps the organization's asset counts
+/// once read (a failed read is tried again by the next asset limit).
+async fn in_use<S: TenancyStore + WorkspaceStore + MeteringStore + InvitationStore + ?Sized>(
+    store: &S,
+    org: OrgId,
+    limit: Limit,
+    assets: &mut Option<Vec<TeamAssets>>,
+    now: DateTime<Utc>,
+) -> Result<u64, TenancyError> {
+    if limit == Limit::ApiCallsPerMonth {
+        return store.monthly(org, METRIC_API_CALLS, &month_key(now)).await;
+    }
+    if limit == Limit::Members {
+        let (members, pending) = seats_of(store, org, now).await?;
+        return Ok(members.saturating_add(pending));
+    }
+    let Some(kind) = asset_kind(limit) else {
+        return count_of(store, org, limit).await;
+    };
+    let counts = match assets {
+        Some(counts) => counts,
+        None => assets.insert(store.asset_counts(org).await?),
+    };
+    Ok(of_kind(counts, kind))
+}
+
+/// [`send_missed_alerts`] for one limit whose maximum is `max` and use `used`: the thresholds
+/// alerted now.
 async fn repair<S: TenancyStore + WorkspaceStore + MeteringStore + InvitationStore + ?Sized>(
     store: &S,
     org: &crate::model::Organization,
     limit: Limit,
     max: u64,
+    used: u64,
     now: DateTime<Utc>,
 ) -> Result<Vec<u64>, TenancyError> {
     if limit == Limit::ApiCallsPerMonth {
-        let used = store
-            .monthly(org.id, METRIC_API_CALLS, &month_key(now))
-            .await?;
         return alert_on_change(store, org, limit, 0, used, now).await;
     }
-    let used = if limit == Limit::Members {
-        let (members, pending) = seats_of(store, org.id, now).await?;
-        members.saturating_add(pending)
-    } else {
-        count_of(store, org.id, limit).await?
-    };
     // The Owner alone fills a plan of one seat (Free and Pro) without anyone using seats.
     if limit == Limit::Members && used <= 1 {
         return Ok(Vec::new());
@@ -376,32 +402,40 @@ async fn count_of<S: TenancyStore + WorkspaceStore + ?Sized>(
     org: OrgId,
     limit: Limit,
 ) -> Result<u64, TenancyError> {
-    let kind = match limit {
-        Limit::ChatInterfaces => AssetKind::ChatInterface,
-        Limit::KnowledgeBases => AssetKind::KnowledgeBase,
-        Limit::Documents => AssetKind::Document,
-        Limit::CustomDomains => AssetKind::Domain,
-        Limit::Members => return store.member_count(org).await,
-        Limit::ApiKeys => {
-            return Ok(store
-                .list_api_keys(org, None, None, 10_000)
-                .await?
-                .iter()
-                .filter(|k| k.revoked_at.is_none())
-                .count() as u64);
-        }
-        Limit::StorageBytes => {
-            return Ok(store.storage(org).await?.iter().map(|s| s.bytes).sum());
-        }
-        Limit::ApiCallsPerMonth => return Ok(0),
-    };
-    Ok(store
-        .asset_counts(org)
-        .await?
+    if let Some(kind) = asset_kind(limit) {
+        return Ok(of_kind(&store.asset_counts(org).await?, kind));
+    }
+    match limit {
+        Limit::Members => store.member_count(org).await,
+        Limit::ApiKeys => Ok(store
+            .list_api_keys(org, None, None, 10_000)
+            .await?
+            .iter()
+            .filter(|k| k.revoked_at.is_none())
+            .count() as u64),
+        Limit::StorageBytes => Ok(store.storage(org).await?.iter().map(|s| s.bytes).sum()),
+        _ => Ok(0),
+    }
+}
+
+/// The kind of asset a limit counts, if it counts assets.
+fn asset_kind(limit: Limit) -> Option<AssetKind> {
+    match limit {
+        Limit::ChatInterfaces => Some(AssetKind::ChatInterface),
+        Limit::KnowledgeBases => Some(AssetKind::KnowledgeBase),
+        Limit::Documents => Some(AssetKind::Document),
+        Limit::CustomDomains => Some(AssetKind::Domain),
+        _ => None,
+    }
+}
+
+/// The organization's assets of `kind`, across its teams.
+fn of_kind(counts: &[TeamAssets], kind: AssetKind) -> u64 {
+    counts
         .iter()
         .filter(|c| c.kind == kind)
         .map(|c| c.count)
-        .sum())
+        .sum()
 }
 
 /// The month a time falls in, as `YYYY-MM` (UTC).
