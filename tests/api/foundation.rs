@@ -437,6 +437,117 @@ both_backends!(
 );
 
 both_backends!(
+    text_with_a_nul_character_is_refused_on_both_databases,
+    |b| async move {
+        // PostgreSQL's text cannot hold U+0000: before the check, the webhook's description was
+        // a 500 there (the write failed in the database) and stored as sent on SQLite; the
+        // email was refused by its own rule (401). Now each is the body's fault, on both.
+        let t = spawn_app(b).await;
+        let before = t.audit("limit=500").await.len();
+        let rx = Receiver::start().await;
+        let raw = |url: String, token: Option<String>, body: String| {
+            let mut req = t
+                .client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body);
+            if let Some(token) = token {
+                req = req.bearer_auth(token);
+            }
+            req.send()
+        };
+        let owner = || Some(t.owner_token.clone());
+        let refused = problem(
+            raw(
+                t.url("/api/v1/auth/login"),
+                None,
+                r#"{"email": "owner\u0000@acme.example", "password": "x"}"#.to_owned(),
+            )
+            .await
+            .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        )
+        .await;
+        assert!(
+            refused["detail"].as_str().unwrap().contains("NUL"),
+            "{refused}"
+        );
+        problem(
+            raw(
+                t.org("/teams"),
+                owner(),
+                r#"{"name": "Sales\u0000"}"#.to_owned(),
+            )
+            .await
+            .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        )
+        .await;
+        problem(
+            raw(
+                t.org("/webhooks"),
+                owner(),
+                format!(
+                    r#"{{"url": "{}", "description": "a\u0000b", "events": []}}"#,
+                    rx.url
+                ),
+            )
+            .await
+            .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        )
+        .await;
+        // Nested anywhere, it is refused before the body is read for what it means (an unknown
+        // event would be 422).
+        problem(
+            raw(
+                t.org("/webhooks"),
+                owner(),
+                format!(r#"{{"url": "{}", "events": ["user.\u0000"]}}"#, rx.url),
+            )
+            .await
+            .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        )
+        .await;
+        problem(
+            t.get(&t.org("/audit-events?actor=a%00b"), &t.owner_token)
+                .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        )
+        .await;
+        // The same text written out as six characters is text like any other.
+        let res = raw(
+            t.org("/teams"),
+            owner(),
+            r#"{"name": "Sales \\u0000"}"#.to_owned(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let team = json_of(res).await;
+        assert_eq!(team["name"], "Sales \\u0000");
+        // Nothing else was stored or recorded: no endpoint, one team, and the log holds only
+        // that team's creation.
+        let hooks = json_of(t.get(&t.org("/webhooks"), &t.owner_token).await).await;
+        assert_eq!(hooks["items"].as_array().unwrap().len(), 0, "{hooks}");
+        let after = t.audit("limit=500").await;
+        assert_eq!(
+            after.len(),
+            before + 1,
+            "{:?}",
+            &after[..after.len() - before]
+        );
+        assert_eq!(after[0]["action"], "team.created");
+    }
+);
+
+both_backends!(
     bad_input_gets_problem_json_and_changes_nothing,
     |b| async move {
         let t = spawn_app(b).await;

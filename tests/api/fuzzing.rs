@@ -154,8 +154,18 @@ both_backends!(
             !acted.is_empty(),
             "nothing reached the chat interface:\n{first}"
         );
-        let (_, deleting) = run(cwd, url, auth, examples, ["--include-method", "DELETE"]).await;
+        let (_, deleting) = run(
+            cwd,
+            url,
+            auth,
+            examples.clone(),
+            ["--include-method", "DELETE"],
+        )
+        .await;
         let generated = kept + deleting;
+        eprintln!(
+            "schemathesis: {kept} cases, then {deleting} deleting ({examples} per operation and phase)"
+        );
         assert!(generated >= 1_000, "only {generated} cases:\n{first}");
     }
 );

@@ -192,6 +192,42 @@ both_backends!(
 );
 
 both_backends!(
+    text_with_a_nul_character_is_refused_in_scim_format,
+    |b| async move {
+        let t = spawn_app_with(b, Options::default()).await;
+        let idp = Idp::connect(&t).await;
+        let before = idp.get("/Users").await["totalResults"].clone();
+        // An external id with U+0000 (PostgreSQL's text cannot hold it: a 500 there before).
+        let mut doc = user_doc("jane@acme.example", "jane@acme.example");
+        doc["externalId"] = json!("00u-\u{0}jane");
+        let refused = idp
+            .expect(
+                reqwest::Method::POST,
+                "/Users",
+                Some(&doc),
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
+        assert_eq!(refused["scimType"], "invalidValue", "{refused}");
+        let refused = idp
+            .expect(
+                reqwest::Method::GET,
+                "/Users?filter=externalId%20eq%20%22a%00b%22",
+                None,
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
+        assert_eq!(refused["scimType"], "invalidValue", "{refused}");
+        assert_eq!(idp.get("/Users").await["totalResults"], before);
+        assert!(
+            member_where(&t, "email", "jane@acme.example")
+                .await
+                .is_none()
+        );
+    }
+);
+
+both_backends!(
     okta_looks_up_creates_deactivates_and_reactivates,
     |b| async move {
         let t = spawn_app_with(b, Options::default()).await;

@@ -15,6 +15,7 @@ pub mod config;
 pub mod deliver;
 pub mod demo;
 pub mod error;
+pub mod extract;
 pub mod keys;
 pub mod mailer;
 pub mod middleware;

@@ -355,13 +355,22 @@ async fn checked<T>(
 }
 
 fn json_body(body: &[u8]) -> Result<Value, ScimFailure> {
-    serde_json::from_slice(body).map_err(|e| {
+    let v = serde_json::from_slice(body).map_err(|e| {
         fail(
             StatusCode::BAD_REQUEST,
             Some("invalidSyntax"),
             format!("the body is not JSON: {e}"),
         )
-    })
+    })?;
+    // No database keeps text with a NUL (`crate::extract`).
+    if crate::extract::holds_nul(&v) {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            Some("invalidValue"),
+            "the body holds a NUL character (U+0000), which no text may contain".to_owned(),
+        ));
+    }
+    Ok(v)
 }
 
 fn reply(status: StatusCode, body: &Value) -> HttpResponse {
@@ -519,6 +528,13 @@ fn number(v: Option<&str>, name: &str, default: usize) -> Result<usize, ScimFail
 }
 
 fn query_from_request(req: &HttpRequest) -> Result<Query, ScimFailure> {
+    if crate::extract::query_holds_nul(req) {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            Some("invalidValue"),
+            "the query string holds a NUL character (U+0000), which no text may contain".to_owned(),
+        ));
+    }
     let pairs: Vec<(String, String)> =
         web::Query::<Vec<(String, String)>>::from_query(req.query_string())
             .map(web::Query::into_inner)

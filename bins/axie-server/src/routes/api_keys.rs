@@ -86,7 +86,7 @@ pub struct CreatedApiKeyResponse {
 pub async fn create(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    body: web::Json<CreateApiKeyBody>,
+    body: crate::extract::Json<CreateApiKeyBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let team = body
@@ -117,7 +117,7 @@ pub async fn create(
 pub async fn list(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    q: web::Query<PageQuery>,
+    q: crate::extract::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = q.limit()?;
     let after: Option<ApiKeyId> = q.cursor()?;

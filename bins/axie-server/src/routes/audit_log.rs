@@ -225,7 +225,7 @@ pub struct AuditPage {
 pub async fn search(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    q: web::Query<AuditFilter>,
+    q: crate::extract::Query<AuditFilter>,
 ) -> Result<HttpResponse, ApiError> {
     let mut query = q.to_query(st.clock.now())?;
     query.seen_by = caller.audit_seen_by();
@@ -250,7 +250,7 @@ pub async fn search(
 pub async fn export(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    q: web::Query<AuditFilter>,
+    q: crate::extract::Query<AuditFilter>,
 ) -> Result<HttpResponse, ApiError> {
     enforce(&st, &caller, Permission::ViewAuditLog).await?;
     export_body(&st, &caller, &q).await
@@ -268,7 +268,7 @@ pub async fn export(
 pub async fn export_archive(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    q: web::Query<AuditFilter>,
+    q: crate::extract::Query<AuditFilter>,
 ) -> Result<HttpResponse, ApiError> {
     if let Err(e) = tenancy::orgs::check_audit_archive(&caller) {
         return Err(crate::auth::audited(&st, &caller, "export_audit_archive", e).await);
@@ -315,7 +315,7 @@ async fn actors_of(
 async fn export_body(
     st: &web::Data<AppState>,
     caller: &tenancy::Caller,
-    q: &web::Query<AuditFilter>,
+    q: &crate::extract::Query<AuditFilter>,
 ) -> Result<HttpResponse, ApiError> {
     let format = q.format.clone().unwrap_or_else(|| "csv".to_owned());
     if !matches!(format.as_str(), "csv" | "ndjson" | "pdf") {

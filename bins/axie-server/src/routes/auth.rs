@@ -81,7 +81,7 @@ fn client_ip(ctx: &audit::RequestContext) -> std::net::IpAddr {
 pub async fn login(
     st: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<LoginBody>,
+    body: crate::extract::Json<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
     let ctx = request_context(&req, &st);
     let now = st.clock.now();
@@ -208,7 +208,7 @@ impl accounts::LoginCounters for Counters<'_> {
 pub async fn verify(
     st: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<VerifyBody>,
+    body: crate::extract::Json<VerifyBody>,
 ) -> Result<HttpResponse, ApiError> {
     let factor = one_factor(
         body.code.as_deref(),
@@ -263,7 +263,7 @@ impl std::fmt::Debug for ChallengeBody {
 ))]
 pub async fn send_sms(
     st: web::Data<AppState>,
-    body: web::Json<ChallengeBody>,
+    body: crate::extract::Json<ChallengeBody>,
 ) -> Result<HttpResponse, ApiError> {
     tenancy::mfa::send_login_sms(&*st.store, &*st.sms, &body.challenge, st.clock.now()).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -327,7 +327,7 @@ pub struct ResetRequested {
 pub async fn request_password_reset(
     st: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<ResetRequestBody>,
+    body: crate::extract::Json<ResetRequestBody>,
 ) -> Result<HttpResponse, ApiError> {
     let ctx = request_context(&req, &st);
     let (ip, now) = (client_ip(&ctx), st.clock.now());
@@ -390,7 +390,7 @@ pub struct ResetDone {
 pub async fn confirm_password_reset(
     st: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<ResetBody>,
+    body: crate::extract::Json<ResetBody>,
 ) -> Result<HttpResponse, ApiError> {
     let ctx = request_context(&req, &st);
     let ended = password_reset::complete(

@@ -214,7 +214,7 @@ async fn apply(
 pub async fn subscribe(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    body: web::Json<SubscribeBody>,
+    body: crate::extract::Json<SubscribeBody>,
 ) -> Result<HttpResponse, ApiError> {
     let change = parse_change(&body.plan, body.cycle.as_deref())?;
     apply(&st, &caller, change).await

@@ -201,7 +201,7 @@ pub async fn purchase(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
     req: HttpRequest,
-    body: web::Json<PurchaseBody>,
+    body: crate::extract::Json<PurchaseBody>,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?
         .ok_or_else(|| ApiError::bad_request("the `Idempotency-Key` header is required"))?;
@@ -250,7 +250,7 @@ pub async fn consume(
     OrgCaller(caller): OrgCaller,
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    body: web::Json<ConsumeBody>,
+    body: crate::extract::Json<ConsumeBody>,
 ) -> Result<HttpResponse, ApiError> {
     let team = team_id(&path.1)?;
     let key = idempotency_key(&req)?
@@ -297,7 +297,7 @@ pub async fn transfer(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
     req: HttpRequest,
-    body: web::Json<TransferBody>,
+    body: crate::extract::Json<TransferBody>,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
     let (from, to) = (account(&body.from)?, account(&body.to)?);
@@ -338,7 +338,7 @@ pub async fn reverse(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
     path: web::Path<(String, String)>,
-    body: web::Json<ReverseBody>,
+    body: crate::extract::Json<ReverseBody>,
 ) -> Result<HttpResponse, ApiError> {
     let op: CreditOperationId = path
         .1
@@ -379,7 +379,7 @@ pub struct AllocationsBody {
 pub async fn set_allocations(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    body: web::Json<AllocationsBody>,
+    body: crate::extract::Json<AllocationsBody>,
 ) -> Result<HttpResponse, ApiError> {
     let plan = body
         .allocations
@@ -414,7 +414,7 @@ pub async fn configure(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
     path: web::Path<(String, String)>,
-    body: web::Json<AccountSettingsBody>,
+    body: crate::extract::Json<AccountSettingsBody>,
 ) -> Result<HttpResponse, ApiError> {
     let account = account(&path.1)?;
     match credits::configure(
@@ -452,7 +452,7 @@ pub struct HistoryQuery {
 pub async fn entries(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    q: web::Query<HistoryQuery>,
+    q: crate::extract::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let account = q.account.as_deref().map(account).transpose()?;
     let limit = q.limit.unwrap_or(100);
@@ -538,7 +538,7 @@ fn rfc3339(field: &str, s: &str) -> Result<DateTime<Utc>, ApiError> {
 pub async fn chargeback(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    q: web::Query<ChargebackQuery>,
+    q: crate::extract::Query<ChargebackQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (from, to) = (rfc3339("from", &q.from)?, rfc3339("to", &q.to)?);
     let csv = match q.format.as_deref() {

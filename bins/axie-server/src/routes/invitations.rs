@@ -130,7 +130,7 @@ fn parse_role(s: &str) -> Result<OrgRole, ApiError> {
 pub async fn create(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    body: web::Json<InviteBody>,
+    body: crate::extract::Json<InviteBody>,
 ) -> Result<HttpResponse, ApiError> {
     let req = InviteRequest {
         email: body.email.clone(),
@@ -152,7 +152,7 @@ pub async fn create(
 pub async fn list(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    q: web::Query<PageQuery>,
+    q: crate::extract::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = q.limit()?;
     let after: Option<InvitationId> = q.cursor()?;
@@ -250,7 +250,7 @@ pub struct InvitationPage {
     ))]
 pub async fn lookup(
     st: web::Data<AppState>,
-    body: web::Json<TokenBody>,
+    body: crate::extract::Json<TokenBody>,
 ) -> Result<HttpResponse, ApiError> {
     let v = invitations::lookup(&*st.store, &body.token, st.clock.now()).await?;
     Ok(HttpResponse::Ok().json(InvitationPage {
@@ -285,7 +285,7 @@ pub struct AcceptedResponse {
 pub async fn accept(
     st: web::Data<AppState>,
     auth: Authenticated,
-    body: web::Json<TokenBody>,
+    body: crate::extract::Json<TokenBody>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_session(&st).await?;
     let user = auth.principal.user();
@@ -319,7 +319,7 @@ pub struct SignupBody {
     ))]
 pub async fn signup(
     st: web::Data<AppState>,
-    body: web::Json<SignupBody>,
+    body: crate::extract::Json<SignupBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (inv, user) = invitations::accept_with_new_account(
         &*st.store,
@@ -370,7 +370,7 @@ pub struct MailResponse {
 pub async fn outbox(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    q: web::Query<PageQuery>,
+    q: crate::extract::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = q.limit()?;
     let mails =

@@ -50,7 +50,7 @@ pub struct ProfileBody {
 pub async fn update_profile(
     st: web::Data<AppState>,
     auth: Authenticated,
-    body: web::Json<ProfileBody>,
+    body: crate::extract::Json<ProfileBody>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_session(&st).await?;
     let renamed = me::rename(

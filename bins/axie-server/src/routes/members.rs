@@ -48,7 +48,7 @@ pub struct MemberResponse {
 pub async fn list(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    q: web::Query<PageQuery>,
+    q: crate::extract::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = q.limit()?;
     let after: Option<UserId> = q.cursor()?;
@@ -100,7 +100,7 @@ pub async fn change_role(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
     path: web::Path<(String, String)>,
-    body: web::Json<ChangeRoleBody>,
+    body: crate::extract::Json<ChangeRoleBody>,
 ) -> Result<HttpResponse, ApiError> {
     let target = member_id(&path)?;
     let role = rbac_core::OrgRole::parse(&body.role).ok_or_else(|| {
@@ -151,7 +151,7 @@ pub async fn set_all_teams_role(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
     path: web::Path<(String, String)>,
-    body: web::Json<AllTeamsRoleBody>,
+    body: crate::extract::Json<AllTeamsRoleBody>,
 ) -> Result<HttpResponse, ApiError> {
     let target = member_id(&path)?;
     let role = body
@@ -215,7 +215,7 @@ pub async fn remove(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
     path: web::Path<(String, String)>,
-    body: web::Json<RemoveBody>,
+    body: crate::extract::Json<RemoveBody>,
 ) -> Result<HttpResponse, ApiError> {
     use tenancy::members::Disposition;
     let target = member_id(&path)?;
@@ -307,7 +307,7 @@ pub struct TransferResponse {
 pub async fn propose_transfer(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    body: web::Json<TransferBody>,
+    body: crate::extract::Json<TransferBody>,
 ) -> Result<HttpResponse, ApiError> {
     let to: UserId = body
         .to_user_id

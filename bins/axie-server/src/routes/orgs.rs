@@ -83,7 +83,7 @@ pub struct CreatedOrgResponse {
 pub async fn create(
     st: web::Data<AppState>,
     auth: Authenticated,
-    body: web::Json<CreateOrgBody>,
+    body: crate::extract::Json<CreateOrgBody>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_session(&st).await?;
     let org = orgs::create_for_user(
@@ -152,7 +152,7 @@ fn double_option<'de, D: serde::Deserializer<'de>>(
 pub async fn update(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    body: web::Json<UpdateOrgBody>,
+    body: crate::extract::Json<UpdateOrgBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let req = UpdateProfileRequest {
@@ -200,7 +200,7 @@ pub struct ExplainResponse {
     ), security(("bearer" = [])))]
 pub async fn explain(
     OrgCaller(caller): OrgCaller,
-    q: web::Query<ExplainQuery>,
+    q: crate::extract::Query<ExplainQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let perm = Permission::parse(&q.permission)
         .ok_or_else(|| ApiError::bad_request(format!("unknown permission `{}`", q.permission)))?;
@@ -274,7 +274,7 @@ fn audience(field: &str, v: &str) -> Result<rbac_core::Audience, ApiError> {
 pub async fn update_access(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    body: web::Json<FeatureAccessBody>,
+    body: crate::extract::Json<FeatureAccessBody>,
 ) -> Result<HttpResponse, ApiError> {
     let access = rbac_core::FeatureAccess {
         create_api_keys: audience("create_api_keys", &body.create_api_keys)?,
@@ -309,7 +309,7 @@ pub struct PlanBody {
 pub async fn change_plan(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    body: web::Json<PlanBody>,
+    body: crate::extract::Json<PlanBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (plan, cycle) = super::billing::parse_plan(&body.plan, body.cycle.as_deref())?;
     let changed = tenancy::billing::put_plan(

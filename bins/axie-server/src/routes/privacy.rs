@@ -119,7 +119,7 @@ pub async fn erase(
 pub async fn erase_own(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    body: web::Json<ErasureConfirmation>,
+    body: crate::extract::Json<ErasureConfirmation>,
 ) -> Result<HttpResponse, ApiError> {
     match privacy::erase_own(
         &*st.store,
@@ -174,7 +174,7 @@ pub struct ConsentQuery {
 pub async fn list(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    q: web::Query<ConsentQuery>,
+    q: crate::extract::Query<ConsentQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let who = match q.user_id.as_deref() {
         None => Some(caller.user.id),
@@ -209,7 +209,7 @@ pub async fn set(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
     path: web::Path<(String, String)>,
-    body: web::Json<ConsentBody>,
+    body: crate::extract::Json<ConsentBody>,
 ) -> Result<HttpResponse, ApiError> {
     match privacy::set_consent(&*st.store, &caller, &path.1, body.granted, st.clock.now()).await {
         Ok(c) => Ok(HttpResponse::Ok().json(ConsentResponse::from(&c))),

@@ -75,7 +75,7 @@ pub struct CreatedScimTokenResponse {
 pub async fn create(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    body: web::Json<CreateScimTokenBody>,
+    body: crate::extract::Json<CreateScimTokenBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (token, secret) =
         match scim::create_token(&*st.store, &caller, &body.name, st.clock.now()).await {

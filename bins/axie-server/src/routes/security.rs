@@ -153,7 +153,7 @@ pub struct ConfirmBody {
 pub async fn begin_totp(
     st: web::Data<AppState>,
     auth: Authenticated,
-    body: web::Json<ConfirmBody>,
+    body: crate::extract::Json<ConfirmBody>,
 ) -> Result<HttpResponse, ApiError> {
     let user = person(&st, &auth).await?;
     let e = mfa::begin_totp(
@@ -189,7 +189,7 @@ pub async fn begin_totp(
 pub async fn activate_totp(
     st: web::Data<AppState>,
     auth: Authenticated,
-    body: web::Json<CodeBody>,
+    body: crate::extract::Json<CodeBody>,
 ) -> Result<HttpResponse, ApiError> {
     let user = person(&st, &auth).await?;
     let codes = mfa::activate_totp(
@@ -250,7 +250,7 @@ pub struct DisableBody {
 pub async fn disable(
     st: web::Data<AppState>,
     auth: Authenticated,
-    body: web::Json<DisableBody>,
+    body: crate::extract::Json<DisableBody>,
 ) -> Result<HttpResponse, ApiError> {
     let proof = one_factor(body.code.as_deref(), body.recovery_code.as_deref(), None)?;
     let what = Change::Disable {
@@ -268,7 +268,7 @@ pub async fn disable(
 pub async fn regenerate(
     st: web::Data<AppState>,
     auth: Authenticated,
-    body: web::Json<CodeBody>,
+    body: crate::extract::Json<CodeBody>,
 ) -> Result<HttpResponse, ApiError> {
     let proof = tenancy::mfa::SecondFactor::Totp(body.code.clone());
     let codes = change(&st, &auth, &proof, Change::RegenerateRecoveryCodes)
@@ -287,7 +287,7 @@ pub async fn regenerate(
 pub async fn set_phone(
     st: web::Data<AppState>,
     auth: Authenticated,
-    body: web::Json<PhoneBody>,
+    body: crate::extract::Json<PhoneBody>,
 ) -> Result<HttpResponse, ApiError> {
     let proof = tenancy::mfa::SecondFactor::Totp(body.code.clone());
     change(&st, &auth, &proof, Change::SetPhone(body.phone.clone())).await?;
@@ -310,7 +310,7 @@ pub struct PasswordChanged {
 pub async fn change_password(
     st: web::Data<AppState>,
     auth: Authenticated,
-    body: web::Json<PasswordBody>,
+    body: crate::extract::Json<PasswordBody>,
 ) -> Result<HttpResponse, ApiError> {
     let user = person(&st, &auth).await?;
     let current = match &auth.principal {
@@ -477,7 +477,7 @@ pub struct SecurityPatch {
 pub async fn update(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    body: web::Json<SecurityPatch>,
+    body: crate::extract::Json<SecurityPatch>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let methods = body
@@ -545,7 +545,7 @@ pub struct IpCheckResponse {
 pub async fn ip_check(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    body: web::Json<IpCheckBody>,
+    body: crate::extract::Json<IpCheckBody>,
 ) -> Result<HttpResponse, ApiError> {
     let ip: std::net::IpAddr = body
         .ip

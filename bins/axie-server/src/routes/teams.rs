@@ -140,7 +140,7 @@ pub async fn list(
 pub async fn create(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    body: web::Json<CreateTeamBody>,
+    body: crate::extract::Json<CreateTeamBody>,
 ) -> Result<HttpResponse, ApiError> {
     match teams::create(&*st.store, &caller, &body.name, st.clock.now()).await {
         Ok(t) => Ok(HttpResponse::Created().json(TeamResponse::from(&t))),
@@ -178,7 +178,7 @@ pub async fn update(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
     path: web::Path<(String, String)>,
-    body: web::Json<UpdateTeamBody>,
+    body: crate::extract::Json<UpdateTeamBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let change = TeamUpdate {
@@ -249,7 +249,7 @@ pub async fn set_member(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
     path: web::Path<(String, String, String)>,
-    body: web::Json<TeamRoleBody>,
+    body: crate::extract::Json<TeamRoleBody>,
 ) -> Result<HttpResponse, ApiError> {
     let role = TeamRole::parse(&body.role)
         .ok_or_else(|| ApiError::bad_request("`role` must be `admin`, `member` or `viewer`"))?;

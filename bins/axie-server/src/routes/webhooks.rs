@@ -122,7 +122,7 @@ fn endpoint_id(s: &str) -> Result<EndpointId, ApiError> {
 pub async fn create(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    body: web::Json<EndpointBody>,
+    body: crate::extract::Json<EndpointBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (ep, secret) = webhooks::create(
         &*st.store,
@@ -147,7 +147,7 @@ pub async fn create(
 pub async fn list(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    q: web::Query<crate::routes::PageQuery>,
+    q: crate::extract::Query<crate::routes::PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = q.limit()?;
     let after: Option<EndpointId> = q.cursor()?;
@@ -165,7 +165,7 @@ pub async fn update(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
     path: web::Path<(String, String)>,
-    body: web::Json<EndpointBody>,
+    body: crate::extract::Json<EndpointBody>,
 ) -> Result<HttpResponse, ApiError> {
     let ep = webhooks::update(
         &*st.store,
@@ -226,7 +226,7 @@ pub async fn rotate(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
     path: web::Path<(String, String)>,
-    body: web::Json<RotateBody>,
+    body: crate::extract::Json<RotateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let hours = body.grace_hours.unwrap_or(24);
     if hours > 168 {
@@ -337,7 +337,7 @@ pub async fn deliveries(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
     path: web::Path<(String, String)>,
-    q: web::Query<DeliveryQuery>,
+    q: crate::extract::Query<DeliveryQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let ep = endpoint_id(&path.1)?;
     let status = q
@@ -473,7 +473,7 @@ pub async fn recover(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
     path: web::Path<(String, String)>,
-    body: web::Json<RecoverBody>,
+    body: crate::extract::Json<RecoverBody>,
 ) -> Result<HttpResponse, ApiError> {
     let since = chrono::DateTime::parse_from_rfc3339(&body.since)
         .map_err(|_| ApiError::bad_request("`since` must be an RFC 3339 time"))?

@@ -385,7 +385,7 @@ macro_rules! item_routes {
             st: web::Data<AppState>,
             OrgCaller(caller): OrgCaller,
             path: web::Path<(String, String)>,
-            body: web::Json<UpdateAssetBody>,
+            body: crate::extract::Json<UpdateAssetBody>,
         ) -> Result<HttpResponse, ApiError> {
             update_kind(&st, &caller, $kind, &path.1, body.into_inner()).await
         }
@@ -433,7 +433,7 @@ item_routes!(
 pub async fn list_chat_interfaces(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    q: web::Query<AssetListQuery>,
+    q: crate::extract::Query<AssetListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     list_kind(&st, &caller, AssetKind::ChatInterface, &q, None).await
 }
@@ -449,7 +449,7 @@ pub async fn list_chat_interfaces(
 pub async fn create_chat_interface(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    body: web::Json<CreateChatInterfaceBody>,
+    body: crate::extract::Json<CreateChatInterfaceBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let new = NewAsset {
@@ -504,7 +504,7 @@ pub async fn use_chat_interface(
 pub async fn list_knowledge_bases(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    q: web::Query<AssetListQuery>,
+    q: crate::extract::Query<AssetListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     list_kind(&st, &caller, AssetKind::KnowledgeBase, &q, None).await
 }
@@ -521,7 +521,7 @@ pub async fn list_knowledge_bases(
 pub async fn create_knowledge_base(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    body: web::Json<CreateKnowledgeBaseBody>,
+    body: crate::extract::Json<CreateKnowledgeBaseBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let new = NewAsset {
@@ -548,7 +548,7 @@ pub async fn list_documents(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
     path: web::Path<(String, String)>,
-    q: web::Query<AssetListQuery>,
+    q: crate::extract::Query<AssetListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let kb = asset_id(AssetKind::KnowledgeBase, &path.1)?;
     list_kind(&st, &caller, AssetKind::Document, &q, Some(kb)).await
@@ -578,7 +578,7 @@ pub async fn upload_document(
     OrgCaller(caller): OrgCaller,
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    q: web::Query<UploadQuery>,
+    q: crate::extract::Query<UploadQuery>,
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let kb = asset_id(AssetKind::KnowledgeBase, &path.1)?;
@@ -684,7 +684,7 @@ pub async fn delete_document(
 pub async fn list_domains(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    q: web::Query<AssetListQuery>,
+    q: crate::extract::Query<AssetListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     list_kind(&st, &caller, AssetKind::Domain, &q, None).await
 }
@@ -701,7 +701,7 @@ pub async fn list_domains(
 pub async fn create_domain(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    body: web::Json<CreateDomainBody>,
+    body: crate::extract::Json<CreateDomainBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let new = NewAsset {
@@ -779,7 +779,7 @@ pub async fn transfer(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
     path: web::Path<(String, String)>,
-    body: web::Json<TransferBody>,
+    body: crate::extract::Json<TransferBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id: ResourceId = path.1.parse().map_err(|_| ApiError::not_found("asset"))?;
     let to = team_id(&body.team_id)?;
@@ -830,7 +830,7 @@ pub async fn copy(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
     path: web::Path<(String, String)>,
-    body: web::Json<CopyBody>,
+    body: crate::extract::Json<CopyBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id: ResourceId = path.1.parse().map_err(|_| ApiError::not_found("asset"))?;
     let to = opt_team(body.team_id.as_deref())?;
@@ -1011,7 +1011,7 @@ impl From<&Analytics> for AnalyticsResponse {
 pub async fn analytics(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    q: web::Query<AnalyticsQuery>,
+    q: crate::extract::Query<AnalyticsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let today = st.clock.now().date_naive();
     let to = q.to.unwrap_or(today);
