@@ -249,7 +249,27 @@ both_backends!(
             .collect();
         assert_eq!(lines.len(), 3);
         assert!(lines.iter().all(|l| l["action"] == "api_key.created"));
-        assert_eq!(t.audit("action=data.exported").await.len(), 2);
+        // The guide's "JSON" export: one array holding the same records, streamed as well.
+        let res = t
+            .get(
+                &t.org("/audit-events/export?format=json&action=api_key.created"),
+                &t.owner_token,
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["content-type"], "application/json");
+        let array: Vec<Value> = res.json().await.unwrap();
+        assert_eq!(array, lines, "the same records, in the same order");
+        // An export with nothing in it is an empty array.
+        let res = t
+            .get(
+                &t.org("/audit-events/export?format=json&action=member.removed"),
+                &t.owner_token,
+            )
+            .await;
+        let empty: Vec<Value> = res.json().await.unwrap();
+        assert!(empty.is_empty());
+        assert_eq!(t.audit("action=data.exported").await.len(), 4);
         problem(
             t.get(&t.org("/audit-events/export?format=xlsx"), &t.owner_token)
                 .await,

@@ -54,6 +54,66 @@ async fn signup(t: &TestApp, token: &str, name: &str, password: &str) -> reqwest
 }
 
 both_backends!(
+    user_created_names_the_inviter_by_email_as_in_the_guide,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let rx = Receiver::start().await;
+        let res = t
+            .post(
+                &t.org("/webhooks"),
+                &t.owner_token,
+                &json!({ "url": rx.url, "events": ["user.created"] }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        invited(&t, "john@company.com", "user").await;
+        let token = outbox_token(&t, "john@company.com").await;
+        let res = signup(&t, &token, "John", "a long enough password 42").await;
+        assert_eq!(
+            res.status(),
+            StatusCode::CREATED,
+            "{}",
+            res.text().await.unwrap()
+        );
+        let got = rx.wait_for(1, 10).await;
+        let body: Value = serde_json::from_str(&got[0].body).unwrap();
+        let owner = t.member_id(OWNER_EMAIL).await;
+        // The guide's example: `"invitedBy": "sarah@company.com"`.
+        assert_eq!(
+            (
+                body["event"].as_str(),
+                body["data"]["email"].as_str(),
+                body["data"]["role"].as_str(),
+                body["data"]["invitedBy"].as_str(),
+                body["data"]["invitedById"].as_str(),
+            ),
+            (
+                Some("user.created"),
+                Some("john@company.com"),
+                Some("user"),
+                Some(OWNER_EMAIL),
+                Some(owner.as_str()),
+            ),
+            "{body}"
+        );
+        ensure_python_checkers();
+        let types = json_of(
+            t.get(&t.url("/api/v1/webhooks/event-types"), &t.owner_token)
+                .await,
+        )
+        .await;
+        let schema = types
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "user.created")
+            .unwrap()["schema"]
+            .clone();
+        crate::webhooks::assert_valid(&schema, &body);
+    }
+);
+
+both_backends!(
     mail_the_relay_refuses_for_good_is_not_tried_again,
     |b| async move {
         let sink = SmtpSink::start_rejecting().await;

@@ -428,9 +428,13 @@ pub async fn lookup<S: TenancyStore + InvitationStore + WorkspaceStore + ?Sized>
     })
 }
 
+/// The journal of an acceptance: `member.added`, and `user.created` in the guide's shape, whose
+/// `invitedBy` is the inviter's email (`invitedById` their id; both null when the inviter's
+/// account is gone).
 fn accepted_journal(
     inv: &Invitation,
     user: &User,
+    inviter: Option<&User>,
     now: DateTime<Utc>,
 ) -> Result<Journal, TenancyError> {
     Ok(Journal::record(
@@ -438,7 +442,8 @@ fn accepted_journal(
             .with_metadata(Metadata::from_value(json!({ "role": inv.role.as_str(), "invitation": inv.id, "invited_by": inv.invited_by, "team": inv.team.map(|t| t.id) }))?),
     )
     .publish(DomainEvent::new(inv.org, EventKind::UserCreated, now, json!({
-        "userId": user.id, "email": user.email, "role": inv.role.as_str(), "invitedBy": inv.invited_by,
+        "userId": user.id, "email": user.email, "role": inv.role.as_str(),
+        "invitedBy": inviter.map(|u| u.email.as_str()), "invitedById": inviter.map(|u| u.id),
     }))))
 }
 
@@ -527,7 +532,8 @@ pub async fn accept<
     }
     let org = store.get_org(inv.org).await?;
     let (team, team_role) = joining(store, &inv).await?;
-    let journal = accepted_journal(&inv, user, now)?;
+    let inviter = store.get_user(inv.invited_by).await?;
+    let journal = accepted_journal(&inv, user, inviter.as_ref(), now)?;
     store
         .accept_invitation(
             &inv,
@@ -585,7 +591,8 @@ pub async fn accept_with_new_account<
         created_at: now,
     };
     let (team, team_role) = joining(store, &inv).await?;
-    let journal = accepted_journal(&inv, &user, now)?;
+    let inviter = store.get_user(inv.invited_by).await?;
+    let journal = accepted_journal(&inv, &user, inviter.as_ref(), now)?;
     store
         .accept_invitation(
             &inv,

@@ -457,7 +457,7 @@ pub async fn add_new_member_as_system<S: TenancyStore + ?Sized>(
         EventKind::UserCreated,
         now,
         json!({
-            "userId": user.id, "email": user.email, "role": req.role.as_str(), "invitedBy": null,
+            "userId": user.id, "email": user.email, "role": req.role.as_str(), "invitedBy": null, "invitedById": null,
         }),
     ));
     let limits = org.limits();

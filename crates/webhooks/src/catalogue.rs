@@ -38,7 +38,7 @@ fn data_of(kind: EventKind) -> (&'static str, bool, Value, &'static [&'static st
         EventKind::UserCreated => (
             "New team member added",
             true,
-            json!({"userId": id("the member"), "email": string("their email"), "role": role, "invitedBy": {"type": ["string", "null"], "description": "user id of the inviter"}}),
+            json!({"userId": id("the member"), "email": string("their email"), "role": role, "invitedBy": {"type": ["string", "null"], "description": "email of the inviter (null when added without an invitation, or the inviter's account is gone)"}, "invitedById": {"type": ["string", "null"], "description": "user id of the inviter"}}),
             &["userId", "email", "role"],
         ),
         EventKind::UserUpdated => (

@@ -46,7 +46,8 @@ pub struct AuditFilter {
     pub limit: Option<u32>,
     /// The previous page's `next_cursor`.
     pub cursor: Option<String>,
-    /// Export format: `csv` (default), `ndjson` or `pdf` (a report of at most 5,000 events).
+    /// Export format: `csv` (default), `json` (one array), `ndjson` (one record per line) or
+    /// `pdf` (a report of at most 5,000 events).
     pub format: Option<String>,
 }
 
@@ -240,11 +241,13 @@ pub async fn search(
     }))
 }
 
-/// Exports every record matching the filter as CSV or NDJSON, streamed. The export itself is audited.
+/// Exports every record matching the filter as CSV, a JSON array or NDJSON, streamed, or as a
+/// PDF report. The export itself is audited.
 #[utoipa::path(get, path = "/api/v1/orgs/{org_id}/audit-events/export", tag = "audit",
     params(("org_id" = String, Path, description = "Organization id"), AuditFilter),
     responses(
-        (status = 200, description = "The export: CSV, NDJSON, or a PDF report", content_type = "text/csv"),
+        (status = 200, description = "The export: CSV, a JSON array, NDJSON, or a PDF report", content(
+            (String = "text/csv"), (String = "application/json"), (String = "application/x-ndjson"), (String = "application/pdf"))),
         (status = 403, description = "Not allowed", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn export(
@@ -261,7 +264,8 @@ pub async fn export(
 #[utoipa::path(get, path = "/api/v1/orgs/{org_id}/audit-archive/export", tag = "audit",
     params(("org_id" = String, Path, description = "Organization id"), AuditFilter),
     responses(
-        (status = 200, description = "The export: CSV, NDJSON, or a PDF report", content_type = "text/csv"),
+        (status = 200, description = "The export: CSV, a JSON array, NDJSON, or a PDF report", content(
+            (String = "text/csv"), (String = "application/json"), (String = "application/x-ndjson"), (String = "application/pdf"))),
         (status = 403, description = "Not the Owner", content_type = "application/problem+json"),
         (status = 422, description = "The log is not archived", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
@@ -318,9 +322,9 @@ async fn export_body(
     q: &crate::extract::Query<AuditFilter>,
 ) -> Result<HttpResponse, ApiError> {
     let format = q.format.clone().unwrap_or_else(|| "csv".to_owned());
-    if !matches!(format.as_str(), "csv" | "ndjson" | "pdf") {
+    if !matches!(format.as_str(), "csv" | "ndjson" | "json" | "pdf") {
         return Err(ApiError::bad_request(format!(
-            "unknown format `{format}`; use `csv`, `ndjson` or `pdf`"
+            "unknown format `{format}`; use `csv`, `json`, `ndjson` or `pdf`"
         )));
     }
     let mut query = q.to_query(st.clock.now())?;
@@ -352,15 +356,19 @@ async fn export_body(
     let store = st.store.clone();
     let org = caller.org.id;
     let csv = format == "csv";
+    let array = format == "json";
     // A task reads the pages (the next while this one is formatted) and hands the formatted
     // chunks to the body through a channel of two: memory stays bounded by a few pages, and
     // a client that reads slowly slows the reading down.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, &'static str>>(2);
     tokio::spawn(async move {
         let mut first = true;
+        let mut any = false;
         let sent = audit::for_each_page_by_any(&*store, org, query, &actors, |page| {
             let chunk = if csv {
                 csv_chunk(&page, first)
+            } else if array {
+                Ok(json_array_chunk(&page, first, &mut any))
             } else {
                 Ok(page
                     .iter()
@@ -378,9 +386,18 @@ async fn export_body(
             }
         })
         .await;
-        if let Err(ExportStopped::Failed(e)) = sent {
-            tracing::error!(error = %e, "audit export failed part-way");
-            let _ = tx.send(Err("the export failed part-way")).await;
+        match sent {
+            Err(ExportStopped::Failed(e)) => {
+                tracing::error!(error = %e, "audit export failed part-way");
+                let _ = tx.send(Err("the export failed part-way")).await;
+            }
+            // The array is closed only when every record is in it: an export cut short is
+            // not valid JSON, so it cannot pass for a whole one.
+            Ok(_) if array => {
+                let end = if first { "[]\n" } else { "\n]\n" };
+                let _ = tx.send(Ok(web::Bytes::from_static(end.as_bytes()))).await;
+            }
+            Ok(_) | Err(ExportStopped::ClientGone) => {}
         }
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move {
@@ -392,6 +409,8 @@ async fn export_body(
     });
     let (content_type, ext) = if csv {
         ("text/csv; charset=utf-8", "csv")
+    } else if array {
+        ("application/json", "json")
     } else {
         ("application/x-ndjson", "ndjson")
     };
@@ -402,6 +421,25 @@ async fn export_body(
             format!("attachment; filename=\"audit-{org}.{ext}\""),
         ))
         .streaming(stream))
+}
+
+/// A page of records as part of one JSON array (`format=json`): the array's opening bracket
+/// before the first page, a comma before every record but the first; the closing bracket is
+/// sent after the last page. Each record is as its NDJSON line has it.
+fn json_array_chunk(page: &[AuditEvent], first: bool, any: &mut bool) -> Vec<u8> {
+    let mut out = String::new();
+    if first {
+        out.push('[');
+    }
+    for r in page {
+        if *any {
+            out.push(',');
+        }
+        out.push('\n');
+        out.push_str(ndjson_line(r).trim_end_matches('\n'));
+        *any = true;
+    }
+    out.into_bytes()
 }
 
 /// Why an export's reading task stopped early.
