@@ -5,8 +5,9 @@
 //! carrying one (JSON spells it `\u0000`, a query string `%00`) would fail the write or the
 //! search with a storage error, a 500, where SQLite would keep it. Text with a NUL is refused as
 //! the request's fault on both databases instead, before any handler runs: 400 `invalid_body`
-//! ([`Json`]) or `invalid_query` ([`Query`]). (Path segments are ids or names checked against
-//! a list; one with a NUL names nothing and is answered 404.)
+//! ([`Json`]) or `invalid_query` ([`Query`]). (Path segments are ids, or names held to a
+//! pattern such as a consent purpose's slug: one with a NUL names nothing and is refused as such,
+//! 404 or 422.)
 
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
