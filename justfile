@@ -49,7 +49,7 @@ bench-audit events="1000000":
 # A long schemathesis run: the end-to-end fuzzing test with 200 cases per operation and phase
 # (SQLite, and PostgreSQL too when AXIE_TEST_POSTGRES_URL is set).
 fuzz-api examples="200":
-    AXIE_FUZZ_EXAMPLES={{examples}} cargo test -p axie-tests --test api -- fuzzing:: --nocapture
+    AXIE_FUZZ_EXAMPLES={{examples}} cargo test -p axie-tests --test api -- fuzzing:: --nocapture --test-threads 1
 
 # Load test: the release server on SQLite and PostgreSQL, 1,000 seeded organizations of 20
 # members, wrk at 256 connections for 60 s per run, a bare actix-web hello world as the baseline.

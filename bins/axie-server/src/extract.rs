@@ -53,13 +53,15 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let value = web::Json::<Value>::from_request(req, payload);
+        // The body is checked as text (a tree of it could take far more memory than its
+        // bytes, before anyone is authenticated), then read into `T` as actix would.
+        let raw = web::Json::<Box<serde_json::value::RawValue>>::from_request(req, payload);
         Box::pin(async move {
-            let value = value.await?.into_inner();
-            if holds_nul(&value) {
+            let raw = raw.await?.into_inner();
+            if text_holds_nul(raw.get()) {
                 return Err(nul_refused("invalid_body", "the JSON body").into());
             }
-            serde_json::from_value(value).map(Json).map_err(|d| {
+            serde_json::from_str(raw.get()).map(Json).map_err(|d| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_body",
@@ -69,6 +71,24 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
             })
         })
     }
+}
+
+/// Whether valid JSON text spells U+0000 in a string or key: raw control characters are not
+/// valid JSON, so a NUL can only be the escape `\u0000` (backslashes appear only in escapes).
+pub fn text_holds_nul(json: &str) -> bool {
+    let b = json.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            if b.get(i + 1) == Some(&b'u') && b.get(i + 2..i + 6) == Some(b"0000".as_slice()) {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 /// Whether a string or an object key anywhere in `value` holds U+0000.
@@ -149,5 +169,21 @@ mod tests {
         assert!(!holds_nul(&escaped));
         let real: serde_json::Value = serde_json::from_str(r#"{"a": "\u0000"}"#).unwrap();
         assert!(holds_nul(&real));
+    }
+
+    #[test]
+    fn the_text_check_agrees_with_the_parsed_value() {
+        for text in [
+            r#"{"a": "\u0000"}"#,
+            r#"{"a": "\\u0000"}"#,
+            r#"{"a": "\\\u0000"}"#,
+            r#"{"k\u0000": 1}"#,
+            r#"["x", {"b": ["\u00001"]}]"#,
+            r#"{"a": "\u0001", "b": "u0000"}"#,
+            r#"{"a": "\"\\"}"#,
+        ] {
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(super::text_holds_nul(text), holds_nul(&value), "{text}");
+        }
     }
 }

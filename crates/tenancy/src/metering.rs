@@ -414,7 +414,12 @@ async fn count_of<S: TenancyStore + WorkspaceStore + ?Sized>(
             .filter(|k| k.revoked_at.is_none())
             .count() as u64),
         Limit::StorageBytes => Ok(store.storage(org).await?.iter().map(|s| s.bytes).sum()),
-        _ => Ok(0),
+        // Counted per month by the meter, not here; the asset limits were answered above.
+        Limit::ApiCallsPerMonth
+        | Limit::ChatInterfaces
+        | Limit::KnowledgeBases
+        | Limit::Documents
+        | Limit::CustomDomains => Ok(0),
     }
 }
 
@@ -425,7 +430,7 @@ fn asset_kind(limit: Limit) -> Option<AssetKind> {
         Limit::KnowledgeBases => Some(AssetKind::KnowledgeBase),
         Limit::Documents => Some(AssetKind::Document),
         Limit::CustomDomains => Some(AssetKind::Domain),
-        _ => None,
+        Limit::Members | Limit::ApiKeys | Limit::StorageBytes | Limit::ApiCallsPerMonth => None,
     }
 }
 
