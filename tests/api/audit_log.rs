@@ -270,13 +270,20 @@ both_backends!(
         let empty: Vec<Value> = res.json().await.unwrap();
         assert!(empty.is_empty());
         assert_eq!(t.audit("action=data.exported").await.len(), 4);
-        problem(
+        let unknown = problem(
             t.get(&t.org("/audit-events/export?format=xlsx"), &t.owner_token)
                 .await,
             StatusCode::BAD_REQUEST,
-            "invalid_request",
+            "invalid_query",
         )
         .await;
+        let detail = unknown["detail"].as_str().unwrap();
+        assert!(
+            ["xlsx", "csv", "json", "ndjson", "pdf"]
+                .iter()
+                .all(|f| detail.contains(f)),
+            "{detail}"
+        );
         // A filter the store refuses is an error answer before anything streams (schemathesis
         // found this one cutting the connection after a 200).
         problem(

@@ -285,6 +285,16 @@ both_backends!(
         assert_eq!(lines[0]["action"], "data.exported");
         assert_eq!(lines[0]["actor"]["kind"], "system");
         assert_eq!(lines[0]["metadata"]["format"], "ndjson");
+        // The same records again as one JSON array, with the NDJSON export's record on top.
+        let mut array = Vec::new();
+        let k = axie_server::admin::export_audit(&t.store, org, "json", &mut array)
+            .await
+            .unwrap();
+        assert_eq!(k, m + 1);
+        let array: Vec<Value> = serde_json::from_slice(&array).unwrap();
+        assert_eq!(array.len() as u64, k);
+        assert_eq!(array[0]["metadata"]["format"], "json");
+        assert_eq!(array[1..], lines[..], "the same records, in the same order");
         assert!(
             axie_server::admin::export_audit(&t.store, org, "xml", &mut Vec::new())
                 .await
@@ -297,7 +307,7 @@ both_backends!(
         .await;
         assert_eq!(
             exported["items"].as_array().unwrap().len(),
-            2,
+            3,
             "an unknown format exports nothing and records nothing"
         );
 

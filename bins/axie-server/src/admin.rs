@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use audit::export::{CsvExporter, ndjson_line};
+use audit::export::{CsvExporter, JsonArrayExporter, ndjson_line};
 use audit::{AuditQuery, AuditStore};
 use rbac_core::OrgId;
 use store_sea::SeaStore;
@@ -263,8 +263,8 @@ pub async fn accept_restored_audit(
     }
 }
 
-/// Writes an organization's whole audit log, newest first, as CSV or NDJSON (streamed), or a
-/// PDF report of the newest events.
+/// Writes an organization's whole audit log, newest first, as CSV, a JSON array or NDJSON
+/// (streamed), or a PDF report of the newest events.
 ///
 /// # Errors
 /// Unknown format, storage or write failure.
@@ -274,8 +274,8 @@ pub async fn export_audit(
     format: &str,
     out: &mut dyn Write,
 ) -> Result<u64, Failure> {
-    if !matches!(format, "csv" | "ndjson" | "pdf") {
-        return Err(format!("unknown format `{format}`; use csv, ndjson or pdf").into());
+    if !matches!(format, "csv" | "json" | "ndjson" | "pdf") {
+        return Err(format!("unknown format `{format}`; use csv, json, ndjson or pdf").into());
     }
     // The export is itself audited, as through the API; by the system (the operator's command).
     let record = about_the_log(org, audit::AuditAction::DataExported).with_metadata(
@@ -318,15 +318,30 @@ pub async fn export_audit(
         }
         "ndjson" => {
             audit::for_each_page(store, org, query, |page| {
-                std::future::ready(
-                    page.iter()
-                        .try_for_each(|r| out.write_all(ndjson_line(r).as_bytes()))
-                        .map_err(Failure::from),
-                )
+                std::future::ready(page.iter().try_for_each(|r| -> Result<(), Failure> {
+                    out.write_all(ndjson_line(r)?.as_bytes())?;
+                    Ok(())
+                }))
             })
             .await?
         }
-        other => return Err(format!("unknown format `{other}`; use csv, ndjson or pdf").into()),
+        "json" => {
+            let mut array = JsonArrayExporter::new();
+            let n = audit::for_each_page(store, org, query, |page| {
+                std::future::ready(
+                    array
+                        .page(&page)
+                        .map_err(Failure::from)
+                        .and_then(|text| Ok(out.write_all(text.as_bytes())?)),
+                )
+            })
+            .await?;
+            out.write_all(array.finish().as_bytes())?;
+            n
+        }
+        other => {
+            return Err(format!("unknown format `{other}`; use csv, json, ndjson or pdf").into());
+        }
     };
     Ok(written)
 }

@@ -110,12 +110,13 @@ enum Command {
         #[arg(long = "limit")]
         limits: Vec<String>,
     },
-    /// Write an organization's audit log (CSV or NDJSON) to standard output.
+    /// Write an organization's audit log (CSV, a JSON array, NDJSON or a PDF report) to standard
+    /// output.
     ExportAudit {
         /// The organization id (`org_…`).
         #[arg(long)]
         org: String,
-        /// `csv`, `ndjson` or `pdf`.
+        /// `csv`, `json`, `ndjson` or `pdf`.
         #[arg(long, default_value = "csv")]
         format: String,
     },

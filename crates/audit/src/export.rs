@@ -144,21 +144,80 @@ impl<W: Write> CsvExporter<W> {
 
 /// One NDJSON line (with the trailing newline): the record as [`AuditEvent`] serializes, with
 /// its public id ([`AuditEvent::id`]) first.
-#[must_use]
-pub fn ndjson_line(r: &AuditEvent) -> String {
+///
+/// # Errors
+/// A record `serde_json` cannot write (none today: metadata is a JSON object, whose keys are
+/// strings); an export stops there rather than write a line that is not the record.
+pub fn ndjson_line(r: &AuditEvent) -> Result<String, serde_json::Error> {
+    let mut s = record_json(r)?;
+    s.push('\n');
+    Ok(s)
+}
+
+/// The record as one JSON object, its public id first.
+fn record_json(r: &AuditEvent) -> Result<String, serde_json::Error> {
     #[derive(serde::Serialize)]
     struct Line<'a> {
         id: String,
         #[serde(flatten)]
         record: &'a AuditEvent,
     }
-    let mut s = serde_json::to_string(&Line {
+    serde_json::to_string(&Line {
         id: r.id(),
         record: r,
     })
-    .unwrap_or_default();
-    s.push('\n');
-    s
+}
+
+/// Writes records as one JSON array, page by page, with memory bounded by a page: the opening
+/// bracket comes with the first page, a comma before every record but the first, one record
+/// (as its [`ndjson_line`] has it) per line; [`JsonArrayExporter::finish`] gives the closing
+/// bracket, which a caller sends only when every record is in the array, so that an export
+/// cut short is not valid JSON and cannot pass for a whole one. An empty export is `[]`.
+#[derive(Debug, Default)]
+pub struct JsonArrayExporter {
+    opened: bool,
+    any: bool,
+}
+
+impl JsonArrayExporter {
+    /// A new array, nothing written yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The text of a page of records (the first page's with the opening bracket).
+    ///
+    /// # Errors
+    /// As [`ndjson_line`]: nothing of the page is given then.
+    pub fn page(&mut self, records: &[AuditEvent]) -> Result<String, serde_json::Error> {
+        let mut out = String::new();
+        if !self.opened {
+            out.push('[');
+        }
+        let mut any = self.any;
+        for r in records {
+            if any {
+                out.push(',');
+            }
+            out.push('\n');
+            out.push_str(&record_json(r)?);
+            any = true;
+        }
+        self.opened = true;
+        self.any = any;
+        Ok(out)
+    }
+
+    /// The end of the array: its closing bracket (with the opening one if no page came).
+    #[must_use]
+    pub fn finish(self) -> &'static str {
+        match (self.opened, self.any) {
+            (false, _) => "[]\n",
+            (true, false) => "]\n",
+            (true, true) => "\n]\n",
+        }
+    }
 }
 
 #[cfg(test)]
@@ -256,7 +315,7 @@ mod tests {
             Target::new("chat_interface", "res_1", "Support\nEU"),
         );
         let r = seal(e, 7, GENESIS);
-        let line = ndjson_line(&r);
+        let line = ndjson_line(&r).unwrap();
         assert!(line.ends_with('\n'));
         assert_eq!(line.matches('\n').count(), 1, "{line}");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
@@ -265,5 +324,48 @@ mod tests {
         assert_eq!(v["action"], "chat_interface.created");
         assert_eq!(v["schema_version"], crate::SCHEMA_VERSION);
         assert_eq!(v["hash"], hex::encode(r.hash));
+    }
+
+    #[test]
+    fn a_json_array_holds_every_page_s_records_once_and_closes_at_the_end() {
+        let org = OrgId::new();
+        let mut prev = GENESIS;
+        let records: Vec<_> = (1..=5)
+            .map(|seq| {
+                let e = NewAuditEvent::new(
+                    org,
+                    Utc::now(),
+                    Actor::user("usr_1", "Sarah"),
+                    AuditAction::ChatInterfaceCreated,
+                    Target::new("chat_interface", format!("res_{seq}"), "Support"),
+                );
+                let r = seal(e, seq, prev);
+                prev = r.hash;
+                r
+            })
+            .collect();
+        // Pages of 2, 0 (an empty page) and 3 records.
+        let mut a = JsonArrayExporter::new();
+        let mut text = a.page(&records[..2]).unwrap();
+        text.push_str(&a.page(&[]).unwrap());
+        text.push_str(&a.page(&records[2..]).unwrap());
+        let cut_short = text.clone();
+        text.push_str(a.finish());
+        let v: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+        let seqs: Vec<_> = v.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
+        for (r, line) in records.iter().zip(&v) {
+            let ndjson: serde_json::Value = serde_json::from_str(&ndjson_line(r).unwrap()).unwrap();
+            assert_eq!(*line, ndjson);
+        }
+        assert!(serde_json::from_str::<serde_json::Value>(&cut_short).is_err());
+        // Nothing at all, or only empty pages: an empty array.
+        assert_eq!(JsonArrayExporter::new().finish(), "[]\n");
+        let mut empty = JsonArrayExporter::new();
+        let t = format!("{}{}", empty.page(&[]).unwrap(), empty.finish());
+        assert_eq!(
+            serde_json::from_str::<Vec<serde_json::Value>>(&t).unwrap(),
+            Vec::<serde_json::Value>::new()
+        );
     }
 }

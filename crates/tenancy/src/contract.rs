@@ -5957,6 +5957,30 @@ async fn erasure_finds_the_addresses_a_person_had_before<
             EventKind::UserCreated,
             now(),
             serde_json::json!({"email": old, "by": owner.id}),
+        ))
+        // Two events that give Pat, by id, an address that was Pat's between the two (an
+        // identity provider's change undone since): neither the account nor an invitation
+        // shows it any more. One as the member, one as the inviter of someone else.
+        .publish(DomainEvent::new(
+            org.id,
+            EventKind::UserUpdated,
+            now(),
+            serde_json::json!({"userId": pat.id, "email": "pat-between@example.org"}),
+        ))
+        .publish(DomainEvent::new(
+            org.id,
+            EventKind::UserCreated,
+            now(),
+            serde_json::json!({"userId": owner.id, "email": "owner@example.org",
+                "invitedBy": "pat-between@example.org", "invitedById": pat.id}),
+        ))
+        // The same address beside another person's id, in an event of its own, was theirs
+        // then (an address passed on): that event is not rewritten.
+        .publish(DomainEvent::new(
+            org.id,
+            EventKind::UserUpdated,
+            now(),
+            serde_json::json!({"userId": owner.id, "email": "pat-between@example.org"}),
         )),
     )
     .await
@@ -5996,8 +6020,9 @@ async fn erasure_finds_the_addresses_a_person_had_before<
         "the invitation's record keeps no address"
     );
     assert_eq!(
-        report.event_bodies_erased, 1,
-        "the event carrying the old address is rewritten: {report:?}"
+        report.event_bodies_erased, 3,
+        "the event carrying the old address, and the two giving Pat an address by id, are \
+         rewritten: {report:?}"
     );
 
     // Rae's old address went to a new hire, invited at it after Rae had joined.

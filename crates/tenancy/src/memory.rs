@@ -3094,7 +3094,13 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
                 for e in events.iter_mut().filter(|e| e.org == org) {
                     let before = e.data.to_string();
                     let mut body = before.clone();
-                    for address in &addresses {
+                    let mut theirs = addresses.clone();
+                    for a in crate::privacy::addresses_given_by_id(&before, user) {
+                        if !theirs.contains(&a) {
+                            theirs.push(a);
+                        }
+                    }
+                    for address in &theirs {
                         if let Some(s) =
                             crate::privacy::scrub_event_json(&body, user, address, name)
                         {

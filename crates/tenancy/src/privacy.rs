@@ -134,6 +134,48 @@ pub fn scrub_event_json(
     })
 }
 
+/// The fields of an event body that hold a person's id, each with the field beside it that
+/// holds the address they had when the event was made (`user.created`, `user.updated`,
+/// `member.removed`, `role.changed`, …: `userId` and `email`; `user.created`'s inviter:
+/// `invitedById` and `invitedBy`).
+const ADDRESSES_BY_ID: [(&str, &str); 2] = [("userId", "email"), ("invitedById", "invitedBy")];
+
+/// The addresses an event body gives the person by their id ([`ADDRESSES_BY_ID`]), anywhere in
+/// it (an event's data, or a webhook envelope's `data`), each once: the addresses they had when
+/// the event was made. An identity provider may have changed the address since, which then
+/// neither their account nor their invitations show any more; an erasure scrubs these too
+/// ([`scrub_event_json`] for each). Empty when the body is not JSON or does not name them.
+#[must_use]
+pub fn addresses_given_by_id(body: &str, user: UserId) -> Vec<String> {
+    fn walk(v: &Value, id: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Object(o) => {
+                for (id_field, address_field) in ADDRESSES_BY_ID {
+                    if o.get(id_field).and_then(Value::as_str) == Some(id)
+                        && let Some(a) = o.get(address_field).and_then(Value::as_str)
+                        && !out.iter().any(|b| b == a)
+                    {
+                        out.push(a.to_owned());
+                    }
+                }
+                o.values().for_each(|v| walk(v, id, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| walk(v, id, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    let id = user.to_string();
+    // Only bodies that hold the id as a whole string are parsed.
+    if !body.contains(&Value::from(id.as_str()).to_string()) {
+        return out;
+    }
+    if let Ok(v) = serde_json::from_str::<Value>(body) {
+        walk(&v, &id, &mut out);
+    }
+    out
+}
+
 /// An event body [`scrub_event_json`] rewrote, and what of the person it carried (what a
 /// templated message made from the event can hold: [`scrub_message_json`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +197,17 @@ pub fn event_search_tokens(email: &str, name: &str) -> [String; 2] {
         Value::from(email).to_string(),
         format!("\"byName\":{}", Value::from(name)),
     ]
+}
+
+/// The texts that find, among stored event bodies, those that give the person an address by
+/// their id ([`addresses_given_by_id`]): each id field with their id, as `serde_json` writes it.
+#[must_use]
+pub fn id_search_tokens(user: UserId) -> Vec<String> {
+    let id = Value::from(user.to_string());
+    ADDRESSES_BY_ID
+        .iter()
+        .map(|(field, _)| format!("\"{field}\":{id}"))
+        .collect()
 }
 
 /// Storage of consents and the erasure transaction.
@@ -825,6 +878,37 @@ mod tests {
             )
             .replace("\"byName\":\"[erased]\"", "\"byName\":\"Ivy Quill\"");
         assert_eq!(back, body);
+    }
+
+    #[test]
+    fn an_address_given_by_id_is_found_wherever_it_is_and_only_beside_their_id() {
+        let (ivy, other) = (UserId::new(), UserId::new());
+        // A webhook envelope: the address they had then, as member and as inviter.
+        let body = json!({
+            "event": "user.created",
+            "data": {"userId": other, "email": "pat@example.org", "invitedById": ivy,
+                     "invitedBy": "ivy.old@example.org"},
+            "more": [{"userId": ivy, "email": "ivy.older@example.org"},
+                     {"userId": ivy, "email": "ivy.old@example.org"}],
+        })
+        .to_string();
+        assert_eq!(
+            addresses_given_by_id(&body, ivy),
+            ["ivy.old@example.org", "ivy.older@example.org"]
+        );
+        assert_eq!(addresses_given_by_id(&body, other), ["pat@example.org"]);
+        assert!(addresses_given_by_id(&body, UserId::new()).is_empty());
+        assert!(addresses_given_by_id("not json", ivy).is_empty());
+        // The search tokens find the body by either id field.
+        let tokens = id_search_tokens(ivy);
+        assert!(tokens.iter().any(|t| body.contains(t.as_str())));
+        let as_member = json!({"userId": ivy, "email": "x@example.org"}).to_string();
+        assert!(tokens.iter().any(|t| as_member.contains(t.as_str())));
+        assert!(
+            !tokens
+                .iter()
+                .any(|t| json!({"by": ivy}).to_string().contains(t.as_str()))
+        );
     }
 
     #[test]

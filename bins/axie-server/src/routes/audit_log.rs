@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, web};
 use audit::{
     ActionFilter, AuditAction, AuditEvent, AuditQuery, AuditStore, DatePreset, Journal, Metadata,
     Target,
-    export::{CsvExporter, ndjson_line},
+    export::{CsvExporter, JsonArrayExporter, ndjson_line},
     render_line, take_checkpoint_recorded, verify_chain,
 };
 use chrono::{DateTime, Utc};
@@ -46,9 +46,37 @@ pub struct AuditFilter {
     pub limit: Option<u32>,
     /// The previous page's `next_cursor`.
     pub cursor: Option<String>,
-    /// Export format: `csv` (default), `json` (one array), `ndjson` (one record per line) or
-    /// `pdf` (a report of at most 5,000 events).
-    pub format: Option<String>,
+    /// Export format (exports only): `csv` (default), `json` (one array), `ndjson` (one record
+    /// per line) or `pdf` (a report of at most 5,000 events).
+    #[param(inline)]
+    pub format: Option<ExportFormat>,
+}
+
+/// An audit export's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    /// RFC 4180 CSV, formula-safe, with a header row.
+    #[default]
+    Csv,
+    /// One JSON array.
+    Json,
+    /// One JSON record per line.
+    Ndjson,
+    /// A PDF report of at most 5,000 events.
+    Pdf,
+}
+
+impl ExportFormat {
+    /// The name the query and the export's record use.
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Json => "json",
+            Self::Ndjson => "ndjson",
+            Self::Pdf => "pdf",
+        }
+    }
 }
 
 impl AuditFilter {
@@ -247,7 +275,7 @@ pub async fn search(
     params(("org_id" = String, Path, description = "Organization id"), AuditFilter),
     responses(
         (status = 200, description = "The export: CSV, a JSON array, NDJSON, or a PDF report", content(
-            (String = "text/csv"), (String = "application/json"), (String = "application/x-ndjson"), (String = "application/pdf"))),
+            (String = "text/csv"), (Vec<serde_json::Value> = "application/json"), (String = "application/x-ndjson"), (String = "application/pdf"))),
         (status = 403, description = "Not allowed", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn export(
@@ -265,7 +293,7 @@ pub async fn export(
     params(("org_id" = String, Path, description = "Organization id"), AuditFilter),
     responses(
         (status = 200, description = "The export: CSV, a JSON array, NDJSON, or a PDF report", content(
-            (String = "text/csv"), (String = "application/json"), (String = "application/x-ndjson"), (String = "application/pdf"))),
+            (String = "text/csv"), (Vec<serde_json::Value> = "application/json"), (String = "application/x-ndjson"), (String = "application/pdf"))),
         (status = 403, description = "Not the Owner", content_type = "application/problem+json"),
         (status = 422, description = "The log is not archived", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
@@ -321,12 +349,7 @@ async fn export_body(
     caller: &tenancy::Caller,
     q: &crate::extract::Query<AuditFilter>,
 ) -> Result<HttpResponse, ApiError> {
-    let format = q.format.clone().unwrap_or_else(|| "csv".to_owned());
-    if !matches!(format.as_str(), "csv" | "ndjson" | "json" | "pdf") {
-        return Err(ApiError::bad_request(format!(
-            "unknown format `{format}`; use `csv`, `json`, `ndjson` or `pdf`"
-        )));
-    }
+    let format = q.format.unwrap_or_default();
     let mut query = q.to_query(st.clock.now())?;
     query.limit = audit::MAX_PAGE;
     query.seen_by = caller.audit_seen_by();
@@ -342,39 +365,42 @@ async fn export_body(
         .with_metadata(Metadata::from_value(json!({
             // The filters as checked, each cut to 200 characters: the record is hashed and
             // kept, and what someone typed into a filter should not make it large.
-            "format": format,
+            "format": format.as_str(),
             "filter": q.described().into_iter()
                 .map(|(k, v)| (k, serde_json::Value::from(v.chars().take(200).collect::<String>())))
                 .collect::<serde_json::Map<_, _>>(),
             "only_own_teams_and_actions": query.seen_by.is_some(),
         }))?);
     st.store.append(Journal::record(record)).await?;
-    if format == "pdf" {
+    if format == ExportFormat::Pdf {
         return pdf_report(st, caller, q, query, &actors).await;
     }
 
     let store = st.store.clone();
     let org = caller.org.id;
-    let csv = format == "csv";
-    let array = format == "json";
+    let csv = format == ExportFormat::Csv;
+    let array = format == ExportFormat::Json;
     // A task reads the pages (the next while this one is formatted) and hands the formatted
     // chunks to the body through a channel of two: memory stays bounded by a few pages, and
     // a client that reads slowly slows the reading down.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, &'static str>>(2);
     tokio::spawn(async move {
         let mut first = true;
-        let mut any = false;
+        let mut json_array = JsonArrayExporter::new();
         let sent = audit::for_each_page_by_any(&*store, org, query, &actors, |page| {
             let chunk = if csv {
                 csv_chunk(&page, first)
             } else if array {
-                Ok(json_array_chunk(&page, first, &mut any))
+                json_array
+                    .page(&page)
+                    .map(String::into_bytes)
+                    .map_err(|e| e.to_string())
             } else {
-                Ok(page
-                    .iter()
+                page.iter()
                     .map(ndjson_line)
-                    .collect::<String>()
-                    .into_bytes())
+                    .collect::<Result<String, _>>()
+                    .map(String::into_bytes)
+                    .map_err(|e| e.to_string())
             };
             first = false;
             let tx = tx.clone();
@@ -394,7 +420,7 @@ async fn export_body(
             // The array is closed only when every record is in it: an export cut short is
             // not valid JSON, so it cannot pass for a whole one.
             Ok(_) if array => {
-                let end = if first { "[]\n" } else { "\n]\n" };
+                let end = json_array.finish();
                 let _ = tx.send(Ok(web::Bytes::from_static(end.as_bytes()))).await;
             }
             Ok(_) | Err(ExportStopped::ClientGone) => {}
@@ -421,25 +447,6 @@ async fn export_body(
             format!("attachment; filename=\"audit-{org}.{ext}\""),
         ))
         .streaming(stream))
-}
-
-/// A page of records as part of one JSON array (`format=json`): the array's opening bracket
-/// before the first page, a comma before every record but the first; the closing bracket is
-/// sent after the last page. Each record is as its NDJSON line has it.
-fn json_array_chunk(page: &[AuditEvent], first: bool, any: &mut bool) -> Vec<u8> {
-    let mut out = String::new();
-    if first {
-        out.push('[');
-    }
-    for r in page {
-        if *any {
-            out.push(',');
-        }
-        out.push('\n');
-        out.push_str(ndjson_line(r).trim_end_matches('\n'));
-        *any = true;
-    }
-    out.into_bytes()
 }
 
 /// Why an export's reading task stopped early.

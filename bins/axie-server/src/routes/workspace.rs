@@ -638,7 +638,7 @@ pub async fn get_document(
 #[utoipa::path(get, path = "/api/v1/orgs/{org_id}/documents/{asset_id}/content", tag = "documents",
     params(("org_id" = String, Path, description = "Organization id"), ("asset_id" = String, Path, description = "Document id")),
     responses(
-        (status = 200, description = "The bytes", content_type = "application/octet-stream"),
+        (status = 200, description = "The bytes, with the content type they were uploaded with", content_type = "*/*"),
         (status = 404, description = "No such document", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn document_content(

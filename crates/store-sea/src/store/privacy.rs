@@ -397,6 +397,7 @@ async fn scrub_event_bodies(
     let mut needles: Vec<String> = addresses
         .iter()
         .flat_map(|a| tenancy::privacy::event_search_tokens(a, name))
+        .chain(tenancy::privacy::id_search_tokens(u))
         .collect();
     needles.sort();
     needles.dedup();
@@ -487,7 +488,9 @@ async fn scrub_event_bodies(
     Ok(changed)
 }
 
-/// An event body with every one of `addresses` and their name taken out
+/// An event body with every one of `addresses`, every address the body gives them by their id
+/// ([`tenancy::privacy::addresses_given_by_id`]: one they had then, which may be neither their
+/// account's nor an invitation's now), and their name taken out
 /// ([`tenancy::privacy::scrub_event_json`] for each address), and which addresses it carried.
 struct ScrubbedEvent {
     body: String,
@@ -501,7 +504,13 @@ fn scrub_event(body: &str, u: UserId, name: &str, addresses: &[String]) -> Optio
         addresses: Vec::new(),
         had_name: false,
     };
-    for address in addresses {
+    let mut theirs = addresses.to_vec();
+    for a in tenancy::privacy::addresses_given_by_id(body, u) {
+        if !theirs.contains(&a) {
+            theirs.push(a);
+        }
+    }
+    for address in &theirs {
         if let Some(s) = tenancy::privacy::scrub_event_json(&out.body, u, address, name) {
             out.body = s.body;
             out.had_name |= s.had_name;
