@@ -588,10 +588,16 @@ both_backends!(
         chat("While on Pro").await;
         plan(json!({"plan": "enterprise", "cycle": "monthly"})).await;
         chat("Back on Enterprise").await;
+        // Deliveries run side by side, so they may arrive in any order: wait for the last
+        // chat interface and both plan changes.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         let heard = loop {
             let heard: Vec<String> = rx.received().iter().map(|r| r.body.clone()).collect();
-            if heard.iter().any(|b| b.contains("Back on Enterprise"))
+            let plan_changes = heard
+                .iter()
+                .filter(|b| b.contains("\"subscription.updated\""))
+                .count();
+            if (heard.iter().any(|b| b.contains("Back on Enterprise")) && plan_changes >= 2)
                 || std::time::Instant::now() > deadline
             {
                 break heard;
