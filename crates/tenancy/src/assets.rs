@@ -376,10 +376,17 @@ pub struct AssetUpdate {
 
 const MAX_TEXT: usize = 10_000;
 
+/// Free text (a description, instructions): at most [`MAX_TEXT`] characters, without U+0000,
+/// which PostgreSQL's `text` cannot hold (and a store would otherwise keep on SQLite only).
 fn valid_text(field: &str, s: &str) -> Result<String, TenancyError> {
     if s.chars().count() > MAX_TEXT {
         return Err(TenancyError::Invalid(format!(
             "`{field}` is longer than {MAX_TEXT} characters"
+        )));
+    }
+    if s.contains('\0') {
+        return Err(TenancyError::Invalid(format!(
+            "`{field}` must not contain a NUL character (U+0000)"
         )));
     }
     Ok(s.to_owned())
@@ -1544,4 +1551,26 @@ pub async fn analytics<S: TenancyStore + WorkspaceStore + ?Sized>(
         teams: totals,
         storage,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_text_is_bounded_and_holds_no_nul_character() {
+        assert_eq!(
+            valid_text("description", "Answers billing questions").unwrap(),
+            "Answers billing questions"
+        );
+        assert!(valid_text("description", &"x".repeat(MAX_TEXT)).is_ok());
+        assert!(matches!(
+            valid_text("description", &"x".repeat(MAX_TEXT + 1)),
+            Err(TenancyError::Invalid(_))
+        ));
+        assert!(matches!(
+            valid_text("instructions", "be kind\0"),
+            Err(TenancyError::Invalid(m)) if m.contains("`instructions`") && m.contains("NUL")
+        ));
+    }
 }

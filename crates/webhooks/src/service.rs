@@ -76,6 +76,12 @@ fn description(s: &str) -> Result<String, WebhookError> {
             "`description` is at most 500 characters".into(),
         ));
     }
+    // PostgreSQL's `text` cannot hold U+0000: refused here for every store alike.
+    if s.contains('\0') {
+        return Err(WebhookError::Invalid(
+            "`description` must not contain a NUL character (U+0000)".into(),
+        ));
+    }
     Ok(s.trim().to_owned())
 }
 
@@ -347,4 +353,19 @@ pub async fn requeue(
         return Err(WebhookError::NotFound("finished delivery"));
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_description_is_trimmed_bounded_and_holds_no_nul_character() {
+        assert_eq!(description("  Slack alerts ").unwrap(), "Slack alerts");
+        assert!(description(&"x".repeat(501)).is_err());
+        assert!(matches!(
+            description("Slack\0alerts"),
+            Err(WebhookError::Invalid(m)) if m.contains("NUL")
+        ));
+    }
 }

@@ -36,6 +36,11 @@ pub fn check(template: &str) -> Result<(), WebhookError> {
             "the message template is longer than {MAX_TEMPLATE_CHARS} characters"
         )));
     }
+    if template.contains('\0') {
+        return Err(WebhookError::Invalid(
+            "the message template must not contain a NUL character (U+0000)".into(),
+        ));
+    }
     for piece in pieces(template) {
         if let Piece::Bad(at) = piece {
             return Err(WebhookError::Invalid(format!(
@@ -200,6 +205,7 @@ mod tests {
             assert!(check(bad).is_err(), "{bad:?}");
         }
         assert!(check(&"x".repeat(MAX_TEMPLATE_CHARS + 1)).is_err());
+        assert!(check("{{user}} edited\0 {{name}}").is_err());
         assert!(check("plain text, no placeholders } {").is_ok());
         // Rendering never fails: a bad brace is kept as text.
         assert_eq!(render("a {{ b", &created()), "a {{ b");

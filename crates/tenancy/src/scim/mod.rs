@@ -976,11 +976,11 @@ fn user_input(body: &Value, require_schema: bool) -> Result<UserInput, ScimError
     }
     let mut attrs = schema::canonicalize(body, schema::USER_ATTRS)?;
     let user_name = match attrs.remove("userName") {
-        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 256 => s,
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 256 && !s.contains('\0') => s,
         _ => {
             return Err(bad(
                 "invalidValue",
-                "`userName` must be a non-empty string of at most 256 characters",
+                "`userName` must be a non-empty string of at most 256 characters, without U+0000",
             ));
         }
     };
@@ -1014,10 +1014,10 @@ fn user_input(body: &Value, require_schema: bool) -> Result<UserInput, ScimError
 fn external_id(body: &Value) -> Result<Option<String>, ScimError> {
     match filter::get_ci(body, "externalId") {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.len() <= 256 => Ok(Some(s.clone())),
+        Some(Value::String(s)) if s.len() <= 256 && !s.contains('\0') => Ok(Some(s.clone())),
         Some(_) => Err(bad(
             "invalidValue",
-            "`externalId` must be a string of at most 256 characters",
+            "`externalId` must be a string of at most 256 characters, without U+0000",
         )),
     }
 }
@@ -1911,5 +1911,31 @@ mod tests {
             conflict_is_uniqueness(TenancyError::Changed("changed meanwhile".into())),
             ScimError::Tenancy(TenancyError::Changed(_))
         ));
+    }
+
+    /// U+0000 is refused in the strings kept in their own columns, whatever the store: a
+    /// PostgreSQL `text` cannot hold it.
+    #[test]
+    fn a_nul_character_is_refused_in_user_name_and_external_id() {
+        let doc = |user_name: &str, external_id: &str| {
+            json!({"schemas": [USER_SCHEMA], "userName": user_name, "externalId": external_id,
+                   "emails": [{"value": "ann@example.org", "primary": true}]})
+        };
+        assert!(user_input(&doc("ann@example.org", "ext-1"), true).is_ok());
+        for body in [
+            doc("ann\u{0}@example.org", "ext-1"),
+            doc("ann@example.org", "ext\u{0}1"),
+        ] {
+            assert!(
+                matches!(
+                    user_input(&body, true),
+                    Err(ScimError::BadRequest {
+                        scim_type: "invalidValue",
+                        ..
+                    })
+                ),
+                "{body}"
+            );
+        }
     }
 }
