@@ -872,3 +872,91 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    one_organizations_hanging_endpoints_leave_the_others_their_deliveries,
+    |b| async move {
+        let t = spawn_app(b).await;
+        // A receiver that accepts connections and never answers; it counts them.
+        let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = hang.local_addr().unwrap().port();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = hang.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(s);
+            }
+        });
+        let hanging = || accepted.load(std::sync::atomic::Ordering::SeqCst);
+        // Eight endpoints of this organization there: together they could take every one of
+        // the worker's 64 attempts at once (8 each).
+        for i in 0..8 {
+            endpoint(
+                &t,
+                &format!("http://127.0.0.1:{port}/hang/{i}"),
+                json!(["chat_interface.created"]),
+            )
+            .await;
+        }
+        let (other_org, other_owner) =
+            crate::api_keys::second_org(&t, billing_limits::Plan::Enterprise).await;
+        let other = t.login(&other_owner, OWNER_PASSWORD).await;
+        let rx = Receiver::start().await;
+        let res = t
+            .post(
+                &t.url(&format!("/api/v1/orgs/{other_org}/webhooks")),
+                &other,
+                &json!({ "url": rx.url, "events": ["chat_interface.created"] }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        // 80 deliveries to the hanging endpoints.
+        for i in 0..10 {
+            let res = t
+                .post(
+                    &t.org("/chat-interfaces"),
+                    &t.owner_token,
+                    &json!({ "name": format!("Hanging {i}") }),
+                )
+                .await;
+            assert_eq!(res.status(), StatusCode::CREATED);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while hanging() < 16 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} attempts started",
+                hanging()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // Time for the worker to start all it would (without the cap it reaches 64 within a
+        // few hundred milliseconds).
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        assert_eq!(
+            hanging(),
+            16,
+            "one organization has at most a quarter of the worker's attempts in flight"
+        );
+        // The other organization's event goes out at once, not after the hanging attempts'
+        // 10-second timeout.
+        let sent = std::time::Instant::now();
+        let res = t
+            .post(
+                &t.url(&format!("/api/v1/orgs/{other_org}/chat-interfaces")),
+                &other,
+                &json!({ "name": "Healthy" }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let got = rx.wait_for(1, 5).await;
+        assert!(got[0].body.contains("Healthy"), "{}", got[0].body);
+        assert!(
+            got[0].at.duration_since(sent) < std::time::Duration::from_secs(5),
+            "{:?}",
+            got[0].at.duration_since(sent)
+        );
+    }
+);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use audit::{Actor, AuditAction, Journal, NewAuditEvent, Target};
 use ipnetwork::IpNetwork;
-use rbac_core::EndpointId;
+use rbac_core::{EndpointId, OrgId};
 use tokio::sync::Semaphore;
 use webhooks::{
     Attempt, AttemptOutcome, AttemptVerdict, Delivery, DeliveryStatus, DisableRule, Endpoint,
@@ -78,8 +78,83 @@ fn policy(s: &WebhookSettings) -> RetryPolicy {
     }
 }
 
-/// Per endpoint: its gate and how many of its claimed deliveries are not finished.
-type InFlight = Arc<std::sync::Mutex<HashMap<EndpointId, (Arc<Semaphore>, usize)>>>;
+/// What the worker has claimed and not finished, per endpoint and per organization.
+#[derive(Default)]
+struct Claimed {
+    /// Per endpoint: its gate, how many of its claimed deliveries are not finished, and its
+    /// organization.
+    endpoints: HashMap<EndpointId, (Arc<Semaphore>, usize, OrgId)>,
+    /// Per organization: its gate and how many of its claimed deliveries are not finished.
+    orgs: HashMap<OrgId, (Arc<Semaphore>, usize)>,
+}
+
+impl Claimed {
+    /// The endpoints not to claim from: those with [`CLAIM_AHEAD`] claimed deliveries
+    /// unfinished, and every endpoint of an organization with [`ORG_CLAIM_AHEAD`].
+    fn full(&self) -> Vec<EndpointId> {
+        self.endpoints
+            .iter()
+            .filter(|(_, (_, n, org))| {
+                *n >= CLAIM_AHEAD
+                    || self
+                        .orgs
+                        .get(org)
+                        .is_some_and(|(_, m)| *m >= ORG_CLAIM_AHEAD)
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Counts a claimed delivery; returns its endpoint's and its organization's gates.
+    fn claim(&mut self, endpoint: EndpointId, org: OrgId) -> (Arc<Semaphore>, Arc<Semaphore>) {
+        let e = self
+            .endpoints
+            .entry(endpoint)
+            .or_insert_with(|| (Arc::new(Semaphore::new(PER_ENDPOINT_IN_FLIGHT)), 0, org));
+        e.1 += 1;
+        let o = self
+            .orgs
+            .entry(org)
+            .or_insert_with(|| (Arc::new(Semaphore::new(PER_ORG_IN_FLIGHT)), 0));
+        o.1 += 1;
+        (e.0.clone(), o.0.clone())
+    }
+
+    /// Counts a claimed delivery finished; whether the worker should claim again at once (its
+    /// endpoint or its organization fell below what the worker claims ahead for it).
+    fn finish(&mut self, endpoint: EndpointId, org: OrgId) -> bool {
+        let mut below = false;
+        if let Some(e) = self.endpoints.get_mut(&endpoint) {
+            e.1 = e.1.saturating_sub(1);
+            below |= e.1 == CLAIM_AHEAD - 1;
+            if e.1 == 0 {
+                self.endpoints.remove(&endpoint);
+            }
+        }
+        if let Some(o) = self.orgs.get_mut(&org) {
+            o.1 = o.1.saturating_sub(1);
+            below |= o.1 == ORG_CLAIM_AHEAD - 1;
+            if o.1 == 0 {
+                self.orgs.remove(&org);
+            }
+        }
+        below
+    }
+}
+
+type InFlight = Arc<std::sync::Mutex<Claimed>>;
+
+/// Most attempts in flight at once, for all organizations.
+const WORKERS: usize = 64;
+
+/// Most attempts in flight for one organization, a quarter of the worker's: an organization
+/// whose endpoints all hang (it may have up to 50, each with [`PER_ENDPOINT_IN_FLIGHT`]) leaves
+/// the other organizations three quarters of the worker.
+pub const PER_ORG_IN_FLIGHT: usize = WORKERS / 4;
+
+/// An organization with this many claimed deliveries not yet finished is not claimed from
+/// (none of its endpoints the worker holds deliveries of), as [`CLAIM_AHEAD`] for an endpoint.
+const ORG_CLAIM_AHEAD: usize = 2 * PER_ORG_IN_FLIGHT;
 
 /// Most attempts in flight to one endpoint, so a slow or hanging receiver cannot take the
 /// worker's capacity from the others.
@@ -121,14 +196,14 @@ fn leaves_time_to_record(
 
 /// Runs forever: every 50 ms, at once when a commit in this process queued deliveries, and at
 /// once when the last batch was full, claims due deliveries and sends each on its own task, at
-/// most 64 at once and at most [`PER_ENDPOINT_IN_FLIGHT`] per endpoint; endpoints with
-/// [`CLAIM_AHEAD`] claimed deliveries unfinished are not claimed from, so their deliveries wait
-/// in the database (not in memory) and a healthy endpoint keeps its throughput next to a hanging
-/// one. Outcomes are recorded in batches by a second task; until an outcome is recorded its
+/// most [`WORKERS`] at once, at most [`PER_ORG_IN_FLIGHT`] per organization and at most
+/// [`PER_ENDPOINT_IN_FLIGHT`] per endpoint; endpoints with [`CLAIM_AHEAD`] claimed deliveries
+/// unfinished (and those of an organization with [`ORG_CLAIM_AHEAD`]) are not claimed from, so
+/// their deliveries wait in the database (not in memory), a healthy endpoint keeps its
+/// throughput next to a hanging one and an organization's next to another's. Outcomes are recorded in batches by a second task; until an outcome is recorded its
 /// delivery stays leased, so it is not sent again (unless the process dies first: then the lease
 /// runs out and it is sent again, at least once in all).
 pub async fn run(state: AppState) {
-    const WORKERS: usize = 64;
     let permits = Arc::new(Semaphore::new(WORKERS));
     let in_flight: InFlight = Arc::default();
     let drained = Arc::new(tokio::sync::Notify::new());
@@ -152,15 +227,7 @@ pub async fn run(state: AppState) {
             full = false;
             continue;
         }
-        let skip: Vec<EndpointId> = in_flight
-            .lock()
-            .map(|m| {
-                m.iter()
-                    .filter(|(_, (_, n))| *n >= CLAIM_AHEAD)
-                    .map(|(id, _)| *id)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let skip: Vec<EndpointId> = in_flight.lock().map(|c| c.full()).unwrap_or_default();
         let timeout = chrono::Duration::seconds(
             i64::try_from(state.settings.webhooks.timeout_secs).unwrap_or(10),
         );
@@ -176,24 +243,20 @@ pub async fn run(state: AppState) {
         };
         full = batch.len() == limit as usize;
         for (d, ep, secrets) in batch {
-            let endpoint_gate = match in_flight.lock() {
-                Ok(mut m) => {
-                    let e = m
-                        .entry(ep.id)
-                        .or_insert_with(|| (Arc::new(Semaphore::new(PER_ENDPOINT_IN_FLIGHT)), 0));
-                    e.1 += 1;
-                    e.0.clone()
-                }
+            let (endpoint_gate, org_gate) = match in_flight.lock() {
+                Ok(mut c) => c.claim(ep.id, ep.org),
                 Err(_) => return,
             };
             let (st, permits, in_flight) = (state.clone(), permits.clone(), in_flight.clone());
             let drained = drained.clone();
             let outcomes = outcomes.clone();
             tokio::spawn(async move {
-                let id = ep.id;
-                // The endpoint's own cap first, holding nothing shared while waiting.
-                if let (Ok(_gate), Ok(_permit)) = (
+                let (id, org) = (ep.id, ep.org);
+                // The endpoint's own cap first, then its organization's, holding nothing
+                // shared while waiting.
+                if let (Ok(_gate), Ok(_org_gate), Ok(_permit)) = (
                     endpoint_gate.acquire_owned().await,
+                    org_gate.acquire_owned().await,
                     permits.acquire_owned().await,
                 ) {
                     // Waiting behind its endpoint's other deliveries may have taken most of
@@ -212,16 +275,10 @@ pub async fn run(state: AppState) {
                         }
                     }
                 }
-                if let Ok(mut m) = in_flight.lock()
-                    && let Some(e) = m.get_mut(&id)
+                if let Ok(mut c) = in_flight.lock()
+                    && c.finish(id, org)
                 {
-                    e.1 = e.1.saturating_sub(1);
-                    if e.1 == CLAIM_AHEAD - 1 {
-                        drained.notify_one();
-                    }
-                    if e.1 == 0 {
-                        m.remove(&id);
-                    }
+                    drained.notify_one();
                 }
             });
         }
@@ -459,6 +516,64 @@ async fn send(
 mod tests {
     use super::*;
     use chrono::{Duration, TimeZone, Utc};
+
+    /// An endpoint is skipped at [`CLAIM_AHEAD`] claimed deliveries, and every endpoint of an
+    /// organization at [`ORG_CLAIM_AHEAD`]; each finish below those asks for a claim at once,
+    /// and nothing is kept of what is all finished.
+    #[test]
+    fn claims_are_held_back_per_endpoint_and_per_organization() {
+        let (busy, quiet) = (OrgId::new(), OrgId::new());
+        let mut c = Claimed::default();
+        // The busy organization: endpoints with 15 claimed each (under an endpoint's cap).
+        let endpoints: Vec<EndpointId> = (0..3).map(|_| EndpointId::new()).collect();
+        let other = EndpointId::new();
+        c.claim(other, quiet);
+        for n in 0..ORG_CLAIM_AHEAD - 1 {
+            c.claim(endpoints[n % 3], busy);
+        }
+        assert!(c.full().is_empty(), "under both caps");
+        c.claim(endpoints[0], busy);
+        let mut full = c.full();
+        full.sort();
+        let mut want = endpoints.clone();
+        want.sort();
+        assert_eq!(
+            full, want,
+            "the whole organization is held back, the other is not"
+        );
+        assert!(
+            c.finish(endpoints[1], busy),
+            "the organization fell below: claim again"
+        );
+        assert!(c.full().is_empty());
+        assert!(!c.finish(endpoints[1], busy));
+        // One endpoint alone at its cap.
+        for _ in 0..CLAIM_AHEAD - 1 {
+            c.claim(other, quiet);
+        }
+        assert_eq!(c.full(), [other]);
+        assert!(c.finish(other, quiet));
+        // The gates are shared by the deliveries of one endpoint and of one organization.
+        let (e1, o1) = c.claim(other, quiet);
+        let (e2, o2) = c.claim(other, quiet);
+        assert!(Arc::ptr_eq(&e1, &e2) && Arc::ptr_eq(&o1, &o2));
+        assert_eq!(o1.available_permits(), PER_ORG_IN_FLIGHT);
+        assert_eq!(e1.available_permits(), PER_ENDPOINT_IN_FLIGHT);
+        // Everything finished: nothing kept.
+        for _ in 0..CLAIM_AHEAD + 1 {
+            c.finish(other, quiet);
+        }
+        while c.endpoints.keys().any(|e| endpoints.contains(e)) {
+            for e in &endpoints {
+                c.finish(*e, busy);
+            }
+        }
+        assert!(
+            c.endpoints.is_empty() && c.orgs.is_empty(),
+            "{:?}",
+            c.orgs.len()
+        );
+    }
 
     /// A delivery claimed with the worker's lease (two timeouts and 30 s) may be attempted at
     /// once, and after waiting less than one timeout and 15 s behind its endpoint's others; not
