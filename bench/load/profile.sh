@@ -6,7 +6,9 @@
 # server's memory, its CPU time per request and its largest anonymous mappings (glibc's
 # per-thread heaps show there).
 # Needs perf and wrk; PERF=0 skips the profile; BIN=<path> runs another build of the server
-# (an A/B comparison: copy the release binary aside, change the code, run both). Read it with
+# (an A/B comparison: copy the release binary aside, change the code, run both); METRICS=1 also
+# prints, per route, how many requests the server itself took 1 s, 2.5 s and 5 s or longer on
+# (from its /metrics histograms: time inside the server, not waiting to be read). Read it with
 #   perf report -i target/profile.perf.data --no-children --sort comm,symbol
 #
 #   bash bench/load/profile.sh                 # ORGS=200 C=256 D=20s MODE=reads, SQLite
@@ -38,6 +40,8 @@ if [ -n "$PG" ]; then
 fi
 "$out/release/examples/load_seed" "$url" "$ORGS" "$work" 2>/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+metrics_token=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+AXIE_METRICS__TOKEN="$metrics_token" \
 AXIE_DATABASE__URL="$url" AXIE_SERVER__PORT=$port AXIE_SERVER__DATA_DIR="$work" \
   AXIE_LOG__LEVEL=error AXIE_DATABASE__MAX_CONNECTIONS=${POOL:-16} \
   AXIE_BOOTSTRAP__OWNER_PASSWORD="unused because the database is seeded" \
@@ -59,6 +63,20 @@ requests=$(awk '/requests in/ {print $1}' "$work/wrk.out")
 awk -v t=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
   'BEGIN {printf "server CPU: %.1f s, %.0f µs per request\n", t / hz, t / hz * 1e6 / n}'
 if [ "${PERF:-1}" = 1 ]; then wait "$perfpid" || true; echo "profile: $out/profile.perf.data"; fi
+if [ "${METRICS:-0}" = 1 ]; then
+  echo "requests by route: count, and how many took at least 1 s / 2.5 s / 5 s inside the server:"
+  curl -sf -H "Authorization: Bearer $metrics_token" "http://127.0.0.1:$port/metrics" | awk '
+    /^axie_http_request_duration_seconds_(bucket|count)/ {
+      match($0, /route="[^"]*"/); route = substr($0, RSTART + 7, RLENGTH - 8)
+      match($0, /method="[^"]*"/); key = substr($0, RSTART + 8, RLENGTH - 9) " " route
+      n = $NF
+      if ($0 ~ /_count/) count[key] = n
+      else if ($0 ~ /le="1"/) b1[key] = n
+      else if ($0 ~ /le="2.5"/) b25[key] = n
+      else if ($0 ~ /le="5"/) b5[key] = n
+    }
+    END { for (k in count) printf "  %s: %d, %d / %d / %d\n", k, count[k], count[k] - b1[k], count[k] - b25[k], count[k] - b5[k] }' | sort
+fi
 echo "peak: $(grep VmHWM "/proc/$pid/status")"
 echo "now: $(grep VmRSS "/proc/$pid/status")"
 echo "largest anonymous mappings (resident KiB, size KiB):"
