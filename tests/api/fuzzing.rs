@@ -177,6 +177,13 @@ both_backends!(
             !acted.is_empty(),
             "nothing reached the chat interface:\n{first}"
         );
+        // And the document's own routes: its content was read.
+        let read = t
+            .audit(&format!(
+                "target_type=document&target_id={document}&action=document.downloaded"
+            ))
+            .await;
+        assert!(!read.is_empty(), "nothing read the document:\n{first}");
         let (_, deleting) = run(
             cwd,
             url,
@@ -185,6 +192,13 @@ both_backends!(
             ["--include-method", "DELETE"],
         )
         .await;
+        // The deletions reached the domain's own route.
+        let removed = t
+            .audit(&format!(
+                "target_type=domain&target_id={domain}&action=domain.removed"
+            ))
+            .await;
+        assert!(!removed.is_empty(), "the domain was not removed");
         let generated = kept + deleting;
         eprintln!(
             "schemathesis: {kept} cases, then {deleting} deleting ({examples} per operation and phase)"
@@ -194,7 +208,7 @@ both_backends!(
         // the same rate, about 100 cases per example.
         let floor = examples
             .parse::<u64>()
-            .map_or(1_000, |e| (e * 100).min(1_000));
+            .map_or(1_000, |e| (e * 100).clamp(100, 1_000));
         assert!(
             generated >= floor,
             "only {generated} cases (at least {floor}):\n{first}"

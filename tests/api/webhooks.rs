@@ -873,90 +873,118 @@ both_backends!(
     }
 );
 
+/// A receiver on loopback that accepts connections and never answers; the count is of the
+/// connections open now (a sender that gives up closes its own).
+async fn hanging_receiver() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::Ordering::SeqCst;
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = open.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, SeqCst);
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while matches!(socket.read(&mut buf).await, Ok(n) if n > 0) {}
+                counted.fetch_sub(1, SeqCst);
+            });
+        }
+    });
+    (port, open)
+}
+
 both_backends!(
     one_organizations_hanging_endpoints_leave_the_others_their_deliveries,
     |b| async move {
+        use std::time::{Duration, Instant};
         let t = spawn_app(b).await;
-        // A receiver that accepts connections and never answers; it counts them.
-        let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = hang.local_addr().unwrap().port();
-        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counted = accepted.clone();
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((s, _)) = hang.accept().await {
-                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                held.push(s);
-            }
-        });
-        let hanging = || accepted.load(std::sync::atomic::Ordering::SeqCst);
-        // Eight endpoints of this organization there: together they could take every one of
-        // the worker's 64 attempts at once (8 each).
-        for i in 0..8 {
+        let (port, open) = hanging_receiver().await;
+        let hanging = || open.load(std::sync::atomic::Ordering::SeqCst);
+        let hook = |name: &str| format!("http://127.0.0.1:{port}/hang/{name}");
+        // Sixteen endpoints of this organization there: together they could take every one of
+        // the worker's 128 attempts at once (8 each).
+        for i in 0..16 {
             endpoint(
                 &t,
-                &format!("http://127.0.0.1:{port}/hang/{i}"),
+                &hook(&format!("a{i}")),
                 json!(["chat_interface.created"]),
             )
             .await;
         }
+        // Another organization: two hanging endpoints and a healthy one.
         let (other_org, other_owner) =
             crate::api_keys::second_org(&t, billing_limits::Plan::Enterprise).await;
         let other = t.login(&other_owner, OWNER_PASSWORD).await;
         let rx = Receiver::start().await;
-        let res = t
-            .post(
-                &t.url(&format!("/api/v1/orgs/{other_org}/webhooks")),
-                &other,
-                &json!({ "url": rx.url, "events": ["chat_interface.created"] }),
-            )
-            .await;
-        assert_eq!(res.status(), StatusCode::CREATED);
-        // 80 deliveries to the hanging endpoints.
-        for i in 0..10 {
+        for url in [hook("b0"), hook("b1"), rx.url.clone()] {
             let res = t
                 .post(
-                    &t.org("/chat-interfaces"),
-                    &t.owner_token,
-                    &json!({ "name": format!("Hanging {i}") }),
+                    &t.url(&format!("/api/v1/orgs/{other_org}/webhooks")),
+                    &other,
+                    &json!({ "url": url, "events": ["chat_interface.created"] }),
                 )
                 .await;
             assert_eq!(res.status(), StatusCode::CREATED);
         }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while hanging() < 16 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "only {} attempts started",
-                hanging()
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let create = |org: String, token: String, name: String| {
+            let t = &t;
+            async move {
+                let res = t
+                    .post(
+                        &t.url(&format!("/api/v1/orgs/{org}/chat-interfaces")),
+                        &token,
+                        &json!({ "name": name }),
+                    )
+                    .await;
+                assert_eq!(res.status(), StatusCode::CREATED);
+            }
+        };
+        // Eight events there fill its two hanging endpoints (8 attempts each), then 160
+        // deliveries to this organization's.
+        for i in 0..8 {
+            create(other_org.clone(), other.clone(), format!("Other {i}")).await;
         }
-        // Time for the worker to start all it would (without the cap it reaches 64 within a
-        // few hundred milliseconds).
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-        assert_eq!(
-            hanging(),
-            16,
-            "one organization has at most a quarter of the worker's attempts in flight"
-        );
-        // The other organization's event goes out at once, not after the hanging attempts'
-        // 10-second timeout.
-        let sent = std::time::Instant::now();
-        let res = t
-            .post(
-                &t.url(&format!("/api/v1/orgs/{other_org}/chat-interfaces")),
-                &other,
-                &json!({ "name": "Healthy" }),
+        for i in 0..10 {
+            create(
+                t.org_id.clone(),
+                t.owner_token.clone(),
+                format!("Hanging {i}"),
             )
             .await;
-        assert_eq!(res.status(), StatusCode::CREATED);
-        let got = rx.wait_for(1, 5).await;
-        assert!(got[0].body.contains("Healthy"), "{}", got[0].body);
-        assert!(
-            got[0].at.duration_since(sent) < std::time::Duration::from_secs(5),
-            "{:?}",
-            got[0].at.duration_since(sent)
+        }
+        let deadline = Instant::now() + Duration::from_secs(8);
+        while hanging() < 48 {
+            assert!(
+                Instant::now() < deadline,
+                "only {} attempts open",
+                hanging()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Time for the worker to start all it would (without the caps it fills its 128
+        // attempts within a few hundred milliseconds).
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(
+            hanging(),
+            32 + 16,
+            "one organization has at most a quarter of the worker's attempts in flight; the \
+             other's two hanging endpoints 8 each"
         );
+        // The other organization's healthy endpoint, next to its two hanging ones, gets its
+        // event at once, not after the hanging attempts' 10-second timeout.
+        let sent = Instant::now();
+        create(other_org.clone(), other.clone(), "Healthy".into()).await;
+        let deadline = sent + Duration::from_secs(5);
+        while !rx.received().iter().any(|r| r.body.contains("Healthy")) {
+            assert!(
+                Instant::now() < deadline,
+                "the healthy endpoint waited: {} requests",
+                rx.received().len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 );

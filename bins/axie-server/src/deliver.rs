@@ -89,20 +89,22 @@ struct Claimed {
 }
 
 impl Claimed {
-    /// The endpoints not to claim from: those with [`CLAIM_AHEAD`] claimed deliveries
-    /// unfinished, and every endpoint of an organization with [`ORG_CLAIM_AHEAD`].
-    fn full(&self) -> Vec<EndpointId> {
-        self.endpoints
+    /// The endpoints not to claim from, those with [`CLAIM_AHEAD`] claimed deliveries
+    /// unfinished, and the organizations, those with [`ORG_CLAIM_AHEAD`].
+    fn full(&self) -> (Vec<EndpointId>, Vec<OrgId>) {
+        let endpoints = self
+            .endpoints
             .iter()
-            .filter(|(_, (_, n, org))| {
-                *n >= CLAIM_AHEAD
-                    || self
-                        .orgs
-                        .get(org)
-                        .is_some_and(|(_, m)| *m >= ORG_CLAIM_AHEAD)
-            })
+            .filter(|(_, (_, n, _))| *n >= CLAIM_AHEAD)
             .map(|(id, _)| *id)
-            .collect()
+            .collect();
+        let orgs = self
+            .orgs
+            .iter()
+            .filter(|(_, (_, n))| *n >= ORG_CLAIM_AHEAD)
+            .map(|(id, _)| *id)
+            .collect();
+        (endpoints, orgs)
     }
 
     /// Counts a claimed delivery; returns its endpoint's and its organization's gates.
@@ -120,16 +122,17 @@ impl Claimed {
         (e.0.clone(), o.0.clone())
     }
 
-    /// Counts a claimed delivery finished; whether the worker should claim again at once (its
-    /// endpoint or its organization fell below what the worker claims ahead for it).
+    /// Counts a claimed delivery of `endpoint` (of `org`) finished; whether the worker should
+    /// claim again at once (the endpoint or the organization fell below what the worker claims
+    /// ahead for it). A delivery not counted as claimed changes nothing.
     fn finish(&mut self, endpoint: EndpointId, org: OrgId) -> bool {
-        let mut below = false;
-        if let Some(e) = self.endpoints.get_mut(&endpoint) {
-            e.1 = e.1.saturating_sub(1);
-            below |= e.1 == CLAIM_AHEAD - 1;
-            if e.1 == 0 {
-                self.endpoints.remove(&endpoint);
-            }
+        let Some(e) = self.endpoints.get_mut(&endpoint) else {
+            return false;
+        };
+        e.1 -= 1;
+        let mut below = e.1 == CLAIM_AHEAD - 1;
+        if e.1 == 0 {
+            self.endpoints.remove(&endpoint);
         }
         if let Some(o) = self.orgs.get_mut(&org) {
             o.1 = o.1.saturating_sub(1);
@@ -145,16 +148,20 @@ impl Claimed {
 type InFlight = Arc<std::sync::Mutex<Claimed>>;
 
 /// Most attempts in flight at once, for all organizations.
-const WORKERS: usize = 64;
+const WORKERS: usize = 128;
 
-/// Most attempts in flight for one organization, a quarter of the worker's: an organization
-/// whose endpoints all hang (it may have up to 50, each with [`PER_ENDPOINT_IN_FLIGHT`]) leaves
-/// the other organizations three quarters of the worker.
+/// Most attempts in flight for one organization, a quarter of the worker's and four endpoints'
+/// worth: an organization whose endpoints all hang (it may have up to 50, each with
+/// [`PER_ENDPOINT_IN_FLIGHT`]) leaves the other organizations three quarters of the worker, and
+/// a healthy endpoint of its own keeps its throughput next to up to three hanging ones.
 pub const PER_ORG_IN_FLIGHT: usize = WORKERS / 4;
+const _: () = assert!(PER_ORG_IN_FLIGHT >= 4 * PER_ENDPOINT_IN_FLIGHT);
 
-/// An organization with this many claimed deliveries not yet finished is not claimed from
-/// (none of its endpoints the worker holds deliveries of), as [`CLAIM_AHEAD`] for an endpoint.
+/// An organization with this many claimed deliveries not yet finished is passed to the claim as
+/// skipped, as an endpoint with [`CLAIM_AHEAD`].
 const ORG_CLAIM_AHEAD: usize = 2 * PER_ORG_IN_FLIGHT;
+// One claim takes no more of an organization than the worker claims ahead for it.
+const _: () = assert!(webhooks::MAX_CLAIMED_PER_ORG <= ORG_CLAIM_AHEAD);
 
 /// Most attempts in flight to one endpoint, so a slow or hanging receiver cannot take the
 /// worker's capacity from the others.
@@ -175,8 +182,10 @@ const _: () = assert!(webhooks::MAX_CLAIMED_PER_ENDPOINT <= CLAIM_AHEAD);
 const RECORDING_MARGIN: chrono::Duration = chrono::Duration::seconds(15);
 
 /// When a delivery claimed at `now` stops being this worker's: two timeouts (one for waiting
-/// behind its endpoint's deliveries in flight, as it claims twice as many ahead as it sends at
-/// once; one for the attempt itself) and 30 s.
+/// behind its endpoint's or its organization's deliveries in flight, as it claims about twice
+/// as many ahead of each as it sends at once; one for the attempt itself) and 30 s. A delivery
+/// that waited longer is not attempted ([`leaves_time_to_record`]): it is claimed again once
+/// the lease runs out.
 fn lease_until(
     now: chrono::DateTime<chrono::Utc>,
     timeout: chrono::Duration,
@@ -227,13 +236,17 @@ pub async fn run(state: AppState) {
             full = false;
             continue;
         }
-        let skip: Vec<EndpointId> = in_flight.lock().map(|c| c.full()).unwrap_or_default();
+        let (skip, skip_orgs) = in_flight.lock().map(|c| c.full()).unwrap_or_default();
         let timeout = chrono::Duration::seconds(
             i64::try_from(state.settings.webhooks.timeout_secs).unwrap_or(10),
         );
         let lease = lease_until(now, timeout);
         let limit = u32::try_from(free.min(100)).unwrap_or(100);
-        let batch = match state.store.claim_deliveries(now, lease, limit, &skip).await {
+        let batch = match state
+            .store
+            .claim_deliveries(now, lease, limit, &skip, &skip_orgs)
+            .await
+        {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(error = %e, "webhook worker: cannot claim deliveries");
@@ -252,8 +265,9 @@ pub async fn run(state: AppState) {
             let outcomes = outcomes.clone();
             tokio::spawn(async move {
                 let (id, org) = (ep.id, ep.org);
-                // The endpoint's own cap first, then its organization's, holding nothing
-                // shared while waiting.
+                // The endpoint's own cap first, then its organization's, then the worker's:
+                // a delivery waiting for its endpoint or organization holds none of the
+                // worker's attempts.
                 if let (Ok(_gate), Ok(_org_gate), Ok(_permit)) = (
                     endpoint_gate.acquire_owned().await,
                     org_gate.acquire_owned().await,
@@ -517,62 +531,60 @@ mod tests {
     use super::*;
     use chrono::{Duration, TimeZone, Utc};
 
-    /// An endpoint is skipped at [`CLAIM_AHEAD`] claimed deliveries, and every endpoint of an
-    /// organization at [`ORG_CLAIM_AHEAD`]; each finish below those asks for a claim at once,
-    /// and nothing is kept of what is all finished.
+    /// An endpoint is skipped at [`CLAIM_AHEAD`] claimed deliveries and an organization at
+    /// [`ORG_CLAIM_AHEAD`]; each finish that falls below those asks for a claim at once; a
+    /// finish of nothing claimed changes nothing; nothing is kept of what is all finished.
     #[test]
     fn claims_are_held_back_per_endpoint_and_per_organization() {
         let (busy, quiet) = (OrgId::new(), OrgId::new());
         let mut c = Claimed::default();
-        // The busy organization: endpoints with 15 claimed each (under an endpoint's cap).
-        let endpoints: Vec<EndpointId> = (0..3).map(|_| EndpointId::new()).collect();
+        // The busy organization's claims spread over endpoints, each under its own cap.
+        let endpoints: Vec<EndpointId> = (0..5).map(|_| EndpointId::new()).collect();
         let other = EndpointId::new();
-        c.claim(other, quiet);
+        let claim = |c: &mut Claimed, e: EndpointId, o: OrgId| c.claim(e, o);
+        claim(&mut c, other, quiet);
         for n in 0..ORG_CLAIM_AHEAD - 1 {
-            c.claim(endpoints[n % 3], busy);
+            claim(&mut c, endpoints[n % endpoints.len()], busy);
         }
-        assert!(c.full().is_empty(), "under both caps");
-        c.claim(endpoints[0], busy);
-        let mut full = c.full();
-        full.sort();
-        let mut want = endpoints.clone();
-        want.sort();
+        assert_eq!(c.full(), (vec![], vec![]), "under both caps");
+        claim(&mut c, endpoints[0], busy);
         assert_eq!(
-            full, want,
-            "the whole organization is held back, the other is not"
+            c.full(),
+            (vec![], vec![busy]),
+            "the organization is held back"
         );
-        assert!(
-            c.finish(endpoints[1], busy),
-            "the organization fell below: claim again"
-        );
-        assert!(c.full().is_empty());
+        assert!(c.finish(endpoints[1], busy), "it fell below: claim again");
+        assert_eq!(c.full(), (vec![], vec![]));
         assert!(!c.finish(endpoints[1], busy));
         // One endpoint alone at its cap.
         for _ in 0..CLAIM_AHEAD - 1 {
-            c.claim(other, quiet);
+            claim(&mut c, other, quiet);
         }
-        assert_eq!(c.full(), [other]);
+        assert_eq!(c.full(), (vec![other], vec![]));
         assert!(c.finish(other, quiet));
         // The gates are shared by the deliveries of one endpoint and of one organization.
-        let (e1, o1) = c.claim(other, quiet);
-        let (e2, o2) = c.claim(other, quiet);
+        let (e1, o1) = claim(&mut c, other, quiet);
+        let (e2, o2) = claim(&mut c, other, quiet);
         assert!(Arc::ptr_eq(&e1, &e2) && Arc::ptr_eq(&o1, &o2));
         assert_eq!(o1.available_permits(), PER_ORG_IN_FLIGHT);
         assert_eq!(e1.available_permits(), PER_ENDPOINT_IN_FLIGHT);
-        // Everything finished: nothing kept.
-        for _ in 0..CLAIM_AHEAD + 1 {
-            c.finish(other, quiet);
-        }
-        while c.endpoints.keys().any(|e| endpoints.contains(e)) {
-            for e in &endpoints {
-                c.finish(*e, busy);
+        // A finish of an endpoint with nothing claimed leaves the organization's count alone.
+        let before = c.orgs[&busy].1;
+        assert!(!c.finish(EndpointId::new(), busy));
+        assert_eq!(c.orgs[&busy].1, before);
+        // Each delivery finished once, as counted: nothing is kept.
+        for (e, n) in claimed_counts(&c) {
+            let org = if e == other { quiet } else { busy };
+            for _ in 0..n {
+                c.finish(e, org);
             }
         }
-        assert!(
-            c.endpoints.is_empty() && c.orgs.is_empty(),
-            "{:?}",
-            c.orgs.len()
-        );
+        assert!(c.endpoints.is_empty() && c.orgs.is_empty());
+    }
+
+    /// What is still counted as claimed, per endpoint.
+    fn claimed_counts(c: &Claimed) -> Vec<(EndpointId, usize)> {
+        c.endpoints.iter().map(|(e, (_, n, _))| (*e, *n)).collect()
     }
 
     /// A delivery claimed with the worker's lease (two timeouts and 30 s) may be attempted at

@@ -507,6 +507,12 @@ async fn webhook_contract(store: &SeaStore) {
         org(store).await,
     )
     .await;
+    webhooks::contract::claims_skip_organizations_and_take_a_share_of_one(
+        store,
+        org(store).await,
+        org(store).await,
+    )
+    .await;
     let dropped = webhooks::contract::an_endpoint_deleted_mid_attempt_keeps_nothing(store, o).await;
     let notices = webhooks::contract::outcomes_apply_to_the_state_as_stored(store, o).await;
     // No attempt outlives its delivery, and the outcome that came after the deletion committed
@@ -1005,7 +1011,7 @@ async fn webhook_writers_race_without_deadlocks_or_orphans(store: SeaStore) {
             let mut n = 0u32;
             while running() {
                 let claimed = store
-                    .claim_deliveries(now(), now() + chrono::Duration::seconds(30), 40, &[])
+                    .claim_deliveries(now(), now() + chrono::Duration::seconds(30), 40, &[], &[])
                     .await
                     .map_err(|e| format!("{e:?}"))?;
                 let batch = claimed

@@ -87,6 +87,67 @@ pub async fn endpoints_are_capped_per_organization(
         .unwrap();
 }
 
+/// A claim takes at most [`crate::MAX_CLAIMED_PER_ORG`] deliveries of one organization, and
+/// none of an organization it is told to skip; every delivery is claimed once in the end.
+/// `org` and `other` are organizations with no endpoint yet.
+pub async fn claims_skip_organizations_and_take_a_share_of_one(
+    store: &dyn WebhookStore,
+    org: OrgId,
+    other: OrgId,
+) {
+    let per_endpoint = crate::MAX_CLAIMED_PER_ENDPOINT;
+    // More than one claim may take of `org`, spread so that no endpoint's cap is what binds.
+    let mut busy = Vec::new();
+    for _ in 0..3 {
+        busy.push(
+            endpoint_with_tests(store, org, u32::try_from(per_endpoint).unwrap())
+                .await
+                .0,
+        );
+    }
+    let (quiet, _) = endpoint_with_tests(store, other, 2).await;
+    let lease = now() + Duration::seconds(60);
+    let count = |claimed: &[(Delivery, Endpoint, StoredSecrets)], ep: &Endpoint| {
+        claimed.iter().filter(|c| c.1.id == ep.id).count()
+    };
+    let skipping = store
+        .claim_deliveries(now(), lease, 500, &[], &[org])
+        .await
+        .unwrap();
+    assert!(
+        skipping.iter().all(|c| c.1.org != org),
+        "the organization is skipped"
+    );
+    assert_eq!(count(&skipping, &quiet), 2, "the other organization is not");
+    let mut taken = 0;
+    for round in 0..4 {
+        let claimed = store
+            .claim_deliveries(now(), lease, 500, &[], &[])
+            .await
+            .unwrap();
+        let of_org: usize = busy.iter().map(|ep| count(&claimed, ep)).sum();
+        assert!(
+            of_org <= crate::MAX_CLAIMED_PER_ORG,
+            "round {round}: {of_org}"
+        );
+        if round == 0 {
+            assert_eq!(of_org, crate::MAX_CLAIMED_PER_ORG, "a full share at first");
+        }
+        taken += of_org;
+    }
+    assert_eq!(
+        taken,
+        3 * per_endpoint,
+        "each delivery claimed once in the end"
+    );
+    for ep in busy.iter().chain([&quiet]) {
+        store
+            .delete_endpoint(ep.org, ep.id, note(ep.org))
+            .await
+            .unwrap();
+    }
+}
+
 /// A new endpoint of `org` with `n` test events queued for it.
 async fn endpoint_with_tests(
     store: &dyn WebhookStore,
@@ -179,11 +240,14 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
     let lease = now() + Duration::seconds(60);
     // A saturated endpoint's deliveries are left for later.
     let skipped = store
-        .claim_deliveries(now(), lease, 10, &[ep.id])
+        .claim_deliveries(now(), lease, 10, &[ep.id], &[])
         .await
         .unwrap();
     assert!(skipped.iter().all(|c| c.1.id != ep.id));
-    let claimed = store.claim_deliveries(now(), lease, 10, &[]).await.unwrap();
+    let claimed = store
+        .claim_deliveries(now(), lease, 10, &[], &[])
+        .await
+        .unwrap();
     let mine: Vec<_> = claimed.iter().filter(|c| c.1.id == ep.id).collect();
     assert_eq!(mine.len(), 1);
     let d = mine[0].0.clone();
@@ -191,7 +255,7 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
     assert_eq!(d.payload, crate::payload(&test));
     assert!(
         store
-            .claim_deliveries(now(), lease, 10, &[])
+            .claim_deliveries(now(), lease, 10, &[], &[])
             .await
             .unwrap()
             .iter()
@@ -221,7 +285,7 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
         .await
         .unwrap();
     let again = store
-        .claim_deliveries(now() + Duration::seconds(2), lease, 10, &[])
+        .claim_deliveries(now() + Duration::seconds(2), lease, 10, &[], &[])
         .await
         .unwrap();
     let d2 = again
@@ -365,7 +429,7 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
     ));
     assert!(
         store
-            .claim_deliveries(now() + Duration::days(1), lease, 10, &[])
+            .claim_deliveries(now() + Duration::days(1), lease, 10, &[], &[])
             .await
             .unwrap()
             .iter()
@@ -418,7 +482,7 @@ async fn a_disabled_endpoints_backlog_does_not_stall_claims(store: &dyn WebhookS
         .await
         .unwrap();
     let claimed = store
-        .claim_deliveries(now(), now() + Duration::seconds(60), 2, &[])
+        .claim_deliveries(now(), now() + Duration::seconds(60), 2, &[], &[])
         .await
         .unwrap();
     assert!(
@@ -455,7 +519,7 @@ async fn one_endpoint_does_not_fill_a_claim(store: &dyn WebhookStore, org: OrgId
     let mut per_claim = Vec::new();
     for _ in 0..6 {
         let claimed = store
-            .claim_deliveries(now(), lease, 100, &[])
+            .claim_deliveries(now(), lease, 100, &[], &[])
             .await
             .unwrap();
         let of = |ep: &Endpoint| claimed.iter().filter(|c| c.1.id == ep.id).count();
@@ -481,7 +545,7 @@ async fn batches_record_as_one_by_one(store: &dyn WebhookStore, org: OrgId) {
     let (ep, events) = endpoint_with_tests(store, org, 4).await;
     let lease = now() + Duration::seconds(60);
     let claimed = store
-        .claim_deliveries(now(), lease, 100, &[])
+        .claim_deliveries(now(), lease, 100, &[], &[])
         .await
         .unwrap();
     let mine = |event: usize| {
@@ -556,7 +620,7 @@ async fn batches_record_as_one_by_one(store: &dyn WebhookStore, org: OrgId) {
         assert!(counts.contains(&expected), "{counts:?}");
     }
     let again = store
-        .claim_deliveries(retry_at, lease, 100, &[])
+        .claim_deliveries(retry_at, lease, 100, &[], &[])
         .await
         .unwrap();
     let d = again
@@ -635,7 +699,7 @@ pub async fn outcomes_apply_to_the_state_as_stored(
     let (ep, _) = endpoint_with_tests(store, org, 6).await;
     let lease = now() + Duration::seconds(60);
     let mut claimed: Vec<Delivery> = store
-        .claim_deliveries(now(), lease, 100, &[])
+        .claim_deliveries(now(), lease, 100, &[], &[])
         .await
         .unwrap()
         .into_iter()
@@ -854,7 +918,7 @@ pub async fn an_endpoint_deleted_mid_attempt_keeps_nothing(
 ) -> DomainEvent {
     let (ep, _) = endpoint_with_tests(store, org, 2).await;
     let claimed: Vec<Delivery> = store
-        .claim_deliveries(now(), now() + Duration::seconds(60), 100, &[])
+        .claim_deliveries(now(), now() + Duration::seconds(60), 100, &[], &[])
         .await
         .unwrap()
         .into_iter()

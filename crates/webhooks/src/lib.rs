@@ -48,6 +48,6 @@ pub use sign::{
     SigningSecret, TOLERANCE_SECS, VerifyError, axie_signature, standard_signature, verify,
 };
 pub use store::{
-    AttemptOutcome, DisableRule, EndpointChange, MAX_CLAIMED_PER_ENDPOINT, StoredSecrets,
-    WebhookStore,
+    AttemptOutcome, DisableRule, EndpointChange, MAX_CLAIMED_PER_ENDPOINT, MAX_CLAIMED_PER_ORG,
+    StoredSecrets, WebhookStore,
 };

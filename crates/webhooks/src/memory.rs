@@ -233,11 +233,13 @@ impl WebhookStore for MemoryWebhookStore {
         lease_until: DateTime<Utc>,
         limit: u32,
         skip: &[EndpointId],
+        skip_orgs: &[OrgId],
     ) -> Result<Vec<(Delivery, Endpoint, StoredSecrets)>, WebhookError> {
         let mut s = self.lock()?;
         let mut out = Vec::new();
         let mut per_endpoint: std::collections::HashMap<EndpointId, usize> =
             std::collections::HashMap::new();
+        let mut per_org: std::collections::HashMap<OrgId, usize> = std::collections::HashMap::new();
         let endpoints = s.endpoints.clone();
         for d in s.deliveries.iter_mut().filter(|d| {
             d.status == DeliveryStatus::Pending
@@ -249,15 +251,17 @@ impl WebhookStore for MemoryWebhookStore {
             }
             let Some((ep, sec)) = endpoints
                 .iter()
-                .find(|(e, _)| e.id == d.endpoint && e.enabled)
+                .find(|(e, _)| e.id == d.endpoint && e.enabled && !skip_orgs.contains(&e.org))
             else {
                 continue;
             };
             let taken = per_endpoint.entry(ep.id).or_default();
-            if *taken == crate::MAX_CLAIMED_PER_ENDPOINT {
+            let of_org = per_org.entry(ep.org).or_default();
+            if *taken == crate::MAX_CLAIMED_PER_ENDPOINT || *of_org == crate::MAX_CLAIMED_PER_ORG {
                 continue;
             }
             *taken += 1;
+            *of_org += 1;
             out.push((d.clone(), ep.clone(), sec.clone()));
             d.next_attempt_at = lease_until;
         }
@@ -436,6 +440,12 @@ mod tests {
         crate::contract::run(&store, OrgId::new()).await;
         crate::contract::endpoints_are_capped_per_organization(&store, OrgId::new(), OrgId::new())
             .await;
+        crate::contract::claims_skip_organizations_and_take_a_share_of_one(
+            &store,
+            OrgId::new(),
+            OrgId::new(),
+        )
+        .await;
         let notices =
             crate::contract::outcomes_apply_to_the_state_as_stored(&store, OrgId::new()).await;
         let outbox = store.audit.outbox().unwrap();
@@ -516,13 +526,13 @@ mod tests {
             )])
             .unwrap();
         let claimed = store
-            .claim_deliveries(now, now + chrono::Duration::seconds(60), 10, &[])
+            .claim_deliveries(now, now + chrono::Duration::seconds(60), 10, &[], &[])
             .await
             .unwrap();
         assert_eq!(claimed.len(), 1, "only the subscribed event is queued");
         assert!(
             store
-                .claim_deliveries(now, now, 10, &[])
+                .claim_deliveries(now, now, 10, &[], &[])
                 .await
                 .unwrap()
                 .is_empty(),
@@ -580,7 +590,11 @@ mod tests {
             "scoped by organization"
         );
         assert_eq!(
-            store.claim_deliveries(at, at, 10, &[]).await.unwrap().len(),
+            store
+                .claim_deliveries(at, at, 10, &[], &[])
+                .await
+                .unwrap()
+                .len(),
             1,
             "due again after the backoff"
         );

@@ -12,6 +12,9 @@ use crate::policy::WebhookUrl;
 /// Most deliveries of one endpoint a single claim takes ([`WebhookStore::claim_deliveries`]).
 pub const MAX_CLAIMED_PER_ENDPOINT: usize = 16;
 
+/// Most deliveries of one organization a single claim takes ([`WebhookStore::claim_deliveries`]).
+pub const MAX_CLAIMED_PER_ORG: usize = 32;
+
 /// An endpoint's secrets, encrypted at rest (opaque strings from `security_policy::Cipher`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSecrets {
@@ -241,11 +244,12 @@ pub trait WebhookStore: Send + Sync {
     ) -> Result<(), WebhookError>;
 
     /// Claims up to `limit` due pending deliveries of enabled endpoints other than `skip`
-    /// (endpoints the worker already has enough in flight for), at most
-    /// [`MAX_CLAIMED_PER_ENDPOINT`] of any one endpoint, leasing each until `lease_until` with
-    /// a conditional update, so no two workers hold one at the same time. (Without the cap one
-    /// hanging endpoint's backlog could fill a claim, and the deliveries it cannot take in time
-    /// would wait out their lease.)
+    /// (endpoints the worker already has enough in flight for), of organizations other than
+    /// `skip_orgs` (the same, for an organization), at most [`MAX_CLAIMED_PER_ENDPOINT`] of any
+    /// one endpoint and [`MAX_CLAIMED_PER_ORG`] of any one organization, leasing each until
+    /// `lease_until` with a conditional update, so no two workers hold one at the same time.
+    /// (Without the caps one hanging endpoint's, or one organization's, backlog could fill a
+    /// claim, and the deliveries it cannot take in time would wait out their lease.)
     ///
     /// # Errors
     /// [`WebhookError::Store`] on storage failure.
@@ -255,6 +259,7 @@ pub trait WebhookStore: Send + Sync {
         lease_until: DateTime<Utc>,
         limit: u32,
         skip: &[EndpointId],
+        skip_orgs: &[OrgId],
     ) -> Result<Vec<(Delivery, Endpoint, StoredSecrets)>, WebhookError>;
 
     /// Records an attempt and moves the delivery (and its endpoint's failure count) on, in one

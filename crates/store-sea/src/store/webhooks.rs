@@ -463,9 +463,9 @@ async fn commit(txn: DatabaseTransaction, journal: Journal) -> Result<(), Webhoo
 }
 
 impl SeaStore {
-    /// The due deliveries to claim: the oldest overall; or, while some endpoints are skipped
-    /// (they have enough in flight), the oldest of each remaining endpoint with due work, taking
-    /// the endpoints whose oldest due delivery is oldest first. The second way costs one index
+    /// The due deliveries to claim: the oldest overall; or, while some endpoints or
+    /// organizations are skipped (they have enough in flight), the oldest of each remaining
+    /// endpoint with due work, taking the endpoints whose oldest due delivery is oldest first. The second way costs one index
     /// seek per enabled endpoint and never scans the skipped endpoints' waiting deliveries, which
     /// pile up behind a slow or hanging receiver.
     async fn due_deliveries(
@@ -473,6 +473,7 @@ impl SeaStore {
         now: DateTime<Utc>,
         limit: u32,
         skip: &[EndpointId],
+        skip_orgs: &[OrgId],
     ) -> Result<Vec<webhook_delivery::Model>, DbErr> {
         let due = || {
             webhook_delivery::Entity::find()
@@ -480,7 +481,7 @@ impl SeaStore {
                 .filter(webhook_delivery::Column::NextAttemptAt.lte(micros(now)))
                 .order_by_asc(webhook_delivery::Column::NextAttemptAt)
         };
-        if skip.is_empty() {
+        if skip.is_empty() && skip_orgs.is_empty() {
             // Enabled endpoints' work only: a disabled endpoint keeps its queue until it is
             // recovered, and its oldest deliveries would otherwise fill every claim.
             let enabled = Query::select()
@@ -508,16 +509,26 @@ impl SeaStore {
             }
         };
         let status = param();
-        let skipped: Vec<String> = skip.iter().map(|_| param()).collect();
+        let mut not_in = String::new();
+        for (column, n) in [("e.id", skip.len()), ("e.org_id", skip_orgs.len())] {
+            if n > 0 {
+                let params: Vec<String> = (0..n).map(|_| param()).collect();
+                not_in.push_str(&format!(" AND {column} NOT IN ({})", params.join(", ")));
+            }
+        }
         let at = param();
         let sql = format!(
             "SELECT id FROM (SELECT e.id AS id, (SELECT MIN(d.next_attempt_at) FROM webhook_deliveries d \
              WHERE d.endpoint_id = e.id AND d.status = {status}) AS due FROM webhook_endpoints e \
-             WHERE e.enabled AND e.id NOT IN ({})) x WHERE due <= {at} ORDER BY due LIMIT {ENDPOINTS_PER_CLAIM}",
-            skipped.join(", ")
+             WHERE e.enabled{not_in}) x WHERE due <= {at} ORDER BY due LIMIT {ENDPOINTS_PER_CLAIM}"
         );
         let mut values: Vec<sea_orm::Value> = vec![DeliveryStatus::Pending.as_str().into()];
         values.extend(skip.iter().map(|e| sea_orm::Value::from(e.to_string())));
+        values.extend(
+            skip_orgs
+                .iter()
+                .map(|o| sea_orm::Value::from(o.to_string())),
+        );
         values.push(micros(now).into());
         let endpoints: Vec<String> = self
             .reader()
@@ -817,8 +828,12 @@ impl WebhookStore for SeaStore {
         lease_until: DateTime<Utc>,
         limit: u32,
         skip: &[EndpointId],
+        skip_orgs: &[OrgId],
     ) -> Result<Vec<(Delivery, Endpoint, StoredSecrets)>, WebhookError> {
-        let due = self.due_deliveries(now, limit, skip).await.map_err(store)?;
+        let due = self
+            .due_deliveries(now, limit, skip, skip_orgs)
+            .await
+            .map_err(store)?;
         // The endpoints of the whole batch in one query.
         let mut ids: Vec<String> = due.iter().map(|d| d.endpoint_id.clone()).collect();
         ids.sort_unstable();
@@ -837,16 +852,30 @@ impl WebhookStore for SeaStore {
             .map(|e| (e.id.clone(), e))
             .collect()
         };
-        // At most so many of one endpoint: a hanging endpoint's backlog does not fill the claim.
+        // At most so many of one endpoint and of one organization: a hanging endpoint's
+        // backlog, or one organization's, does not fill the claim.
         let mut per_endpoint: std::collections::HashMap<&str, usize> =
             std::collections::HashMap::new();
+        let mut per_org: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         let wanted: Vec<String> = due
             .iter()
             .filter(|d| endpoints.get(&d.endpoint_id).is_some_and(|e| e.enabled))
             .filter(|d| {
-                let taken = per_endpoint.entry(d.endpoint_id.as_str()).or_default();
-                *taken += 1;
-                *taken <= webhooks::MAX_CLAIMED_PER_ENDPOINT
+                let (taken, of_org) = (
+                    per_endpoint
+                        .get(d.endpoint_id.as_str())
+                        .copied()
+                        .unwrap_or(0),
+                    per_org.get(d.org_id.as_str()).copied().unwrap_or(0),
+                );
+                if taken == webhooks::MAX_CLAIMED_PER_ENDPOINT
+                    || of_org == webhooks::MAX_CLAIMED_PER_ORG
+                {
+                    return false;
+                }
+                per_endpoint.insert(d.endpoint_id.as_str(), taken + 1);
+                per_org.insert(d.org_id.as_str(), of_org + 1);
+                true
             })
             .map(|d| d.id.clone())
             .collect();

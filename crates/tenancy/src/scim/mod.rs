@@ -1075,12 +1075,19 @@ fn derived(input: &UserInput, user: UserId) -> (String, Email, Option<OrgRole>, 
         .or_else(|| name_of("formatted").map(str::to_owned))
         .or(given_family)
         .unwrap_or_else(|| input.user_name.clone());
-    let name: String = name.trim().chars().take(200).collect();
-    let name = if name.is_empty() {
-        input.user_name.chars().take(200).collect()
-    } else {
-        name
+    // A display name as an identity provider sends it, kept printable: control characters
+    // (a tab, a line break, U+0000, which PostgreSQL's `text` cannot hold) become spaces.
+    let printable = |s: &str| -> String {
+        let s: String = s
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        s.trim().chars().take(200).collect()
     };
+    let name = [printable(&name), printable(&input.user_name)]
+        .into_iter()
+        .find(|n| !n.is_empty())
+        .unwrap_or_else(|| "SCIM user".to_owned());
     // Only a document that carries roles changes the role: an identity provider that does not
     // manage roles never demotes anyone by leaving them out.
     let role = a
@@ -1911,6 +1918,21 @@ mod tests {
             conflict_is_uniqueness(TenancyError::Changed("changed meanwhile".into())),
             ScimError::Tenancy(TenancyError::Changed(_))
         ));
+    }
+
+    /// A display name keeps no control character (U+0000 among them, which PostgreSQL's
+    /// `text` cannot hold): each becomes a space.
+    #[test]
+    fn a_display_name_is_kept_printable() {
+        let body = json!({"schemas": [USER_SCHEMA], "userName": "ann@example.org",
+                          "displayName": " Ann\u{0}Lee\tX\n"});
+        let input = user_input(&body, true).unwrap();
+        let (name, ..) = derived(&input, UserId::new());
+        assert_eq!(name, "Ann Lee X");
+        let body = json!({"schemas": [USER_SCHEMA], "userName": "ann@example.org",
+                          "displayName": "\u{0}\u{1}"});
+        let (name, ..) = derived(&user_input(&body, true).unwrap(), UserId::new());
+        assert_eq!(name, "ann@example.org", "nothing printable: the userName");
     }
 
     /// U+0000 is refused in the strings kept in their own columns, whatever the store: a
