@@ -453,13 +453,37 @@ async fn migrations_are_idempotent_and_complete() {
 async fn tenancy_contract_on_sqlite() {
     let (store, _dir) = sqlite().await;
     tenancy::contract::run(&store).await;
+    erased_bodies_as_stored(&store).await;
 }
 
 #[tokio::test]
 async fn tenancy_contract_on_postgres() {
     if let Some(store) = postgres().await {
         tenancy::contract::run(&store).await;
+        erased_bodies_as_stored(&store).await;
     }
+}
+
+/// What the contract's erasures left in the stored event bodies, read back from the tables
+/// (the contract itself only counts the bodies rewritten): of the three events that carried
+/// `pat-between@example.org` (`erasure_finds_the_addresses_a_person_had_before`), the two
+/// that gave it to Pat by id no longer do, the one that gave it to someone else still does.
+async fn erased_bodies_as_stored(store: &SeaStore) {
+    // A no-op update counts the rows that match, on both databases.
+    let count = |pattern: &str| {
+        let sql = format!("UPDATE outbox_events SET data = data WHERE data LIKE '{pattern}'");
+        async move { store.execute_sql(&sql).await.unwrap() }
+    };
+    assert_eq!(
+        count("%pat-between@example.org%").await,
+        1,
+        "only the event that gave the address to someone else keeps it"
+    );
+    assert_eq!(
+        count("%\"invitedBy\":\"erased-%@erased.invalid\"%").await,
+        1,
+        "the inviter's address is the erased one"
+    );
 }
 
 /// An organization, created at `at` through the tenancy service, and its Owner.

@@ -110,6 +110,12 @@ pub async fn claims_skip_organizations_and_take_a_share_of_one(
     let count = |claimed: &[(Delivery, Endpoint, StoredSecrets)], ep: &Endpoint| {
         claimed.iter().filter(|c| c.1.id == ep.id).count()
     };
+    // Both lists at once: nothing of either.
+    let both = store
+        .claim_deliveries(now(), lease, 500, &[quiet.id], &[org])
+        .await
+        .unwrap();
+    assert!(both.iter().all(|c| c.1.org != org && c.1.id != quiet.id));
     let skipping = store
         .claim_deliveries(now(), lease, 500, &[], &[org])
         .await
