@@ -48,7 +48,7 @@ pub struct AuditFilter {
     pub cursor: Option<String>,
     /// Export format (exports only): `csv` (default), `json` (one array), `ndjson` (one record
     /// per line) or `pdf` (a report of at most 5,000 events).
-    #[param(inline)]
+    #[param(inline, default = json!("csv"))]
     pub format: Option<ExportFormat>,
 }
 
