@@ -368,6 +368,96 @@ both_backends!(
 );
 
 both_backends!(
+    a_receivers_answer_with_nul_bytes_is_recorded_once,
+    |b| async move {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // A receiver that takes the delivery and answers with U+0000 and a byte that is not
+        // UTF-8 in its body: PostgreSQL refuses U+0000 in text, and an outcome that is never
+        // recorded would have the delivery sent again after every lease.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    // Headers, then the body of Content-Length bytes.
+                    loop {
+                        let Ok(n) = socket.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        got.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let len: usize = text
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse().ok())
+                                .unwrap_or(0);
+                            if got.len() >= end + 4 + len {
+                                break;
+                            }
+                        }
+                    }
+                    counted.fetch_add(1, SeqCst);
+                    let body = b"fine\0then\xffend";
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = socket.write_all(head.as_bytes()).await;
+                    let _ = socket.write_all(body).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        let t = spawn_app(b).await;
+        let ep = endpoint(
+            &t,
+            &format!("http://127.0.0.1:{port}/hook"),
+            json!(["api_key.created"]),
+        )
+        .await;
+        let eid = ep["id"].as_str().unwrap();
+        make_key(&t, "nul answer").await;
+        let page = deliveries_once(&t, eid, |p| p["items"][0]["status"] == "delivered").await;
+        let d = &page["items"][0];
+        assert_eq!(d["attempts"], 1, "{page}");
+        let attempts = json_of(
+            t.get(
+                &t.org(&format!(
+                    "/webhooks/{eid}/deliveries/{}/attempts",
+                    d["id"].as_str().unwrap()
+                )),
+                &t.owner_token,
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(attempts[0]["status"], 200, "{attempts}");
+        assert_eq!(
+            attempts[0]["response_body"], "fine\u{FFFD}then\u{FFFD}end",
+            "{attempts}"
+        );
+        assert_eq!(requests.load(SeqCst), 1, "delivered once");
+        // A delivery id with U+0000 in the URL is one that does not exist.
+        let nul = format!(
+            "/webhooks/{eid}/deliveries/{}%00/attempts",
+            d["id"].as_str().unwrap()
+        );
+        let res = t.get(&t.org(&nul), &t.owner_token).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+);
+
+both_backends!(
     filters_test_events_rotation_and_refused_destinations,
     |b| async move {
         let t = spawn_app(b).await;

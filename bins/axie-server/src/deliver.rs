@@ -313,6 +313,17 @@ async fn record(
         if let Err(e) = state.store.record_attempts(items.clone()).await {
             tracing::warn!(error = %e, n = items.len(), "webhook worker: batch of attempts not recorded; recording one by one");
             for (d, o) in items {
+                let Err(e) = state.store.record_attempt(&d, o.clone()).await else {
+                    continue;
+                };
+                // What the receiver answered is the one part of an outcome from outside: an
+                // outcome the store refuses is tried once more without it, so that the
+                // delivery's state still moves on rather than being sent again every lease.
+                tracing::warn!(error = %e, delivery = %d.id, "webhook worker: attempt not recorded; trying without the response body");
+                let o = AttemptOutcome {
+                    attempt: o.attempt.without_body(),
+                    ..o
+                };
                 if let Err(e) = state.store.record_attempt(&d, o).await {
                     tracing::error!(error = %e, delivery = %d.id, "webhook worker: attempt not recorded; it will be retried after the lease");
                 }
@@ -374,7 +385,8 @@ async fn attempt(
             duration_ms,
             error,
             response_body: body,
-        },
+        }
+        .storable(),
         status: next_status,
         next_attempt_at: next_at,
         disable,
@@ -502,15 +514,18 @@ async fn send(
             let mut res = res;
             let mut bytes: Vec<u8> = Vec::new();
             // Read at most 1 KiB: a receiver cannot make the worker buffer a large body.
-            while bytes.len() < 1024 {
+            while bytes.len() < Attempt::RESPONSE_EXCERPT_BYTES {
                 match res.chunk().await {
                     Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
                     _ => break,
                 }
             }
-            bytes.truncate(1024);
-            let body = String::from_utf8_lossy(&bytes).into_owned();
-            (Some(status), retry_after, None, body)
+            (
+                Some(status),
+                retry_after,
+                None,
+                Attempt::response_excerpt(&bytes),
+            )
         }
         Err(e) => {
             // Without the URL: it may carry a credential the customer put in the path.

@@ -71,8 +71,8 @@ pub use query::{
 };
 pub use render::render_line;
 pub use store::{
-    AuditStore, MAX_ACTORS, PruneJournal, WALK_PAGE, for_each_page, for_each_page_by_any,
-    prune_before, search_by_any, take_checkpoint, take_checkpoint_recorded,
+    AuditStore, MAX_ACTORS, PruneJournal, WALK_PAGE, check_actors, for_each_page,
+    for_each_page_by_any, prune_before, search_by_any, take_checkpoint, take_checkpoint_recorded,
     take_checkpoint_rotating, verification_metadata, verify_chain,
 };
 #[cfg(feature = "memory")]

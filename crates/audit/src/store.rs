@@ -348,6 +348,29 @@ where
 /// Most actors [`search_by_any`] takes (a person and their API keys).
 pub const MAX_ACTORS: usize = 256;
 
+/// Whether [`search_by_any`] takes `actors` with `query`: not with an actor in the query too,
+/// and not more than [`MAX_ACTORS`]. An export checks this before it answers, since a streamed
+/// body cannot turn into an error later.
+///
+/// # Errors
+/// [`AuditError::Invalid`], saying which.
+pub fn check_actors(query: &AuditQuery, actors: &[String]) -> Result<(), AuditError> {
+    if actors.is_empty() {
+        return Ok(());
+    }
+    if query.actor_id.is_some() {
+        return Err(AuditError::Invalid(
+            "give either one actor or a set of actors, not both".to_owned(),
+        ));
+    }
+    if actors.len() > MAX_ACTORS {
+        return Err(AuditError::Invalid(format!(
+            "at most {MAX_ACTORS} actors at once (a person and their API keys); search by one actor instead"
+        )));
+    }
+    Ok(())
+}
+
 /// One page of `query` ([`AuditStore::search`]) as done by any of `actors` (each an actor id:
 /// a person and their API keys, say), newest first: one search per actor, merged. With no
 /// actors, the store's search as it is.
@@ -364,16 +387,7 @@ pub async fn search_by_any(
     if actors.is_empty() {
         return store.search(org, query).await;
     }
-    if query.actor_id.is_some() {
-        return Err(AuditError::Invalid(
-            "give either one actor or a set of actors, not both".to_owned(),
-        ));
-    }
-    if actors.len() > MAX_ACTORS {
-        return Err(AuditError::Invalid(format!(
-            "at most {MAX_ACTORS} actors at once (a person and their API keys); search by one actor instead"
-        )));
-    }
+    check_actors(query, actors)?;
     let mut found = Vec::new();
     for actor in actors {
         let q = AuditQuery {
@@ -936,6 +950,14 @@ mod tests {
         assert!(matches!(
             search_by_any(&store, org, &both, &theirs).await,
             Err(AuditError::Invalid(_))
+        ));
+        assert!(check_actors(&both, &theirs).is_err());
+        assert!(check_actors(&both, &[]).is_ok(), "one actor alone");
+        let many: Vec<String> = (0..=MAX_ACTORS).map(|i| format!("key_{i}")).collect();
+        assert!(check_actors(&AuditQuery::default(), &many[1..]).is_ok());
+        assert!(matches!(
+            search_by_any(&store, org, &AuditQuery::default(), &many).await,
+            Err(AuditError::Invalid(m)) if m.contains("at most 256")
         ));
     }
 

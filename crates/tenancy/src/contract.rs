@@ -1260,6 +1260,8 @@ async fn api_keys_limit_scope_and_revoke<S: TenancyStore + AuditStore + ?Sized>(
         s.list_api_keys(org.id, None, None, 10).await.unwrap().len(),
         2
     );
+    assert_eq!(s.active_api_key_count(org.id).await.unwrap(), 2);
+    assert_eq!(s.active_api_key_count(OrgId::new()).await.unwrap(), 0);
     assert!(
         s.get_api_key(OrgId::new(), k1.id).await.unwrap().is_none(),
         "scoped by organization"
@@ -1286,6 +1288,11 @@ async fn api_keys_limit_scope_and_revoke<S: TenancyStore + AuditStore + ?Sized>(
             .await,
         Err(TenancyError::NotFound(_))
     ));
+    assert_eq!(
+        s.active_api_key_count(org.id).await.unwrap(),
+        1,
+        "a revoked key is not counted"
+    );
     s.create_api_key(&k3, "kh3", &keys(2), note(org.id, "k3 after revoke"))
         .await
         .unwrap();
@@ -4149,10 +4156,30 @@ async fn a_rename_is_a_compare_and_swap_committed_with_its_records<
 ) {
     let (org, _, owner) = new_org(s).await;
     let h = head(s, org.id).await;
+    // Organizations read before a join or a removal committed: refused, nothing written.
+    for stale in [vec![], vec![org.id, OrgId::new()]] {
+        assert!(matches!(
+            s.rename_user(
+                owner.id,
+                &owner.name,
+                "Too Early",
+                &stale,
+                note(org.id, "stale")
+            )
+            .await,
+            Err(TenancyError::Changed(_))
+        ));
+    }
+    assert_eq!(head(s, org.id).await, h);
+    assert_eq!(
+        s.get_user(owner.id).await.unwrap().unwrap().name,
+        owner.name
+    );
     s.rename_user(
         owner.id,
         &owner.name,
         "Owner Renamed",
+        &[org.id],
         note(org.id, "rename"),
     )
     .await
@@ -4163,12 +4190,18 @@ async fn a_rename_is_a_compare_and_swap_committed_with_its_records<
     );
     assert_eq!(head(s, org.id).await, h + 1, "recorded with the rename");
     assert!(matches!(
-        s.rename_user(owner.id, &owner.name, "Stale", note(org.id, "stale"))
-            .await,
+        s.rename_user(
+            owner.id,
+            &owner.name,
+            "Stale",
+            &[org.id],
+            note(org.id, "stale")
+        )
+        .await,
         Err(TenancyError::Conflict(_))
     ));
     assert!(matches!(
-        s.rename_user(UserId::new(), "x", "y", note(org.id, "nobody"))
+        s.rename_user(UserId::new(), "x", "y", &[], note(org.id, "nobody"))
             .await,
         Err(TenancyError::NotFound(_))
     ));

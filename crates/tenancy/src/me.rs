@@ -108,7 +108,9 @@ pub async fn memberships<S: TenancyStore + ?Sized>(
 ///
 /// # Errors
 /// [`TenancyError::Invalid`] for an empty, overlong or unprintable name;
-/// [`TenancyError::NotFound`] when the account is gone.
+/// [`TenancyError::NotFound`] when the account is gone; [`TenancyError::Conflict`] when it
+/// was renamed meanwhile; [`TenancyError::Changed`] when its organizations kept changing
+/// under it (four reads).
 pub async fn rename<S: TenancyStore + ?Sized>(
     store: &S,
     user: &crate::model::User,
@@ -116,7 +118,6 @@ pub async fn rename<S: TenancyStore + ?Sized>(
     request: &audit::RequestContext,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<crate::model::User, TenancyError> {
-    use audit::{AuditAction, DomainEvent, EventKind, Journal, Metadata};
     let name = crate::model::valid_name("name", name)?;
     let renamed = crate::model::User {
         name: name.clone(),
@@ -125,13 +126,47 @@ pub async fn rename<S: TenancyStore + ?Sized>(
     if name == user.name {
         return Ok(renamed);
     }
+    // The organizations are read again, and the records made for them again, when a join or a
+    // removal commits between this read and the rename.
+    let mut tries = 0;
+    loop {
+        let memberships = store.memberships(user.id).await?;
+        let orgs: Vec<_> = memberships.iter().map(|m| m.org).collect();
+        let journal = rename_journal(user, &renamed, &memberships, request, now)?;
+        match store
+            .rename_user(user.id, &user.name, &name, &orgs, journal)
+            .await
+        {
+            Err(TenancyError::Changed(_)) if tries < 3 => tries += 1,
+            done => return done.map(|()| renamed),
+        }
+    }
+}
+
+/// The error of a rename whose person joined or left an organization meanwhile.
+#[must_use]
+pub fn organizations_changed() -> TenancyError {
+    TenancyError::Changed(
+        "the person's organizations changed meanwhile; read them again and retry".into(),
+    )
+}
+
+/// The rename's records: `member.updated` and `user.updated` in each organization.
+fn rename_journal(
+    user: &crate::model::User,
+    renamed: &crate::model::User,
+    memberships: &[crate::model::Membership],
+    request: &audit::RequestContext,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<audit::Journal, TenancyError> {
+    use audit::{AuditAction, DomainEvent, EventKind, Journal, Metadata};
     let mut journal = Journal::default();
-    for m in store.memberships(user.id).await? {
+    for m in memberships {
         journal = journal
             .and_record(
                 crate::mfa::personal_record(
                     m.org,
-                    &renamed,
+                    renamed,
                     AuditAction::MemberUpdated,
                     request,
                     now,
@@ -150,8 +185,5 @@ pub async fn rename<S: TenancyStore + ?Sized>(
                 }),
             ));
     }
-    store
-        .rename_user(user.id, &user.name, &name, journal)
-        .await?;
-    Ok(renamed)
+    Ok(journal)
 }

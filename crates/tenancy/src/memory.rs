@@ -784,10 +784,23 @@ impl AccountStore for MemoryTenancyStore {
         user: UserId,
         expected: &str,
         name: &str,
+        orgs: &[OrgId],
         journal: Journal,
     ) -> Result<(), TenancyError> {
         {
             let mut s = self.lock()?;
+            if !s.users.contains_key(&user) {
+                return Err(TenancyError::NotFound("user"));
+            }
+            let mut now_in: Vec<OrgId> = s
+                .members
+                .iter()
+                .filter(|m| m.1 == user)
+                .map(|m| m.0)
+                .collect();
+            if !same_orgs(&mut now_in, orgs) {
+                return Err(crate::me::organizations_changed());
+            }
             let u = &mut s
                 .users
                 .get_mut(&user)
@@ -1118,6 +1131,15 @@ impl ApiKeyStore for MemoryTenancyStore {
         self.keys_page(org, after, limit, |k| {
             created_by.is_none_or(|c| k.created_by == c)
         })
+    }
+
+    async fn active_api_key_count(&self, org: OrgId) -> Result<u64, TenancyError> {
+        Ok(self
+            .lock()?
+            .keys
+            .iter()
+            .filter(|k| k.0.org == org && k.0.revoked_at.is_none())
+            .count() as u64)
     }
 
     async fn list_api_keys_seen_by(
@@ -3362,6 +3384,14 @@ impl MemoryTenancyStore {
         .await
         .unwrap()
     }
+}
+
+/// Whether `now_in` (sorted here) holds the same organizations as `expected`.
+fn same_orgs(now_in: &mut [OrgId], expected: &[OrgId]) -> bool {
+    let mut expected = expected.to_vec();
+    now_in.sort_by_key(ToString::to_string);
+    expected.sort_by_key(ToString::to_string);
+    *now_in == expected[..]
 }
 
 #[cfg(test)]

@@ -407,12 +407,7 @@ async fn count_of<S: TenancyStore + WorkspaceStore + ?Sized>(
     }
     match limit {
         Limit::Members => store.member_count(org).await,
-        Limit::ApiKeys => Ok(store
-            .list_api_keys(org, None, None, 10_000)
-            .await?
-            .iter()
-            .filter(|k| k.revoked_at.is_none())
-            .count() as u64),
+        Limit::ApiKeys => store.active_api_key_count(org).await,
         Limit::StorageBytes => Ok(store.storage(org).await?.iter().map(|s| s.bytes).sum()),
         // Counted per month by the meter, not here; the asset limits were answered above.
         Limit::ApiCallsPerMonth
@@ -744,12 +739,7 @@ async fn report_of<S: TenancyStore + WorkspaceStore + MeteringStore + Invitation
     }
     let storage = store.storage(org).await?;
     let bytes: u64 = storage.iter().map(|s| s.bytes).sum();
-    let keys = store
-        .list_api_keys(org, None, None, 10_000)
-        .await?
-        .iter()
-        .filter(|k| k.revoked_at.is_none())
-        .count() as u64;
+    let keys = store.active_api_key_count(org).await?;
     let daily = store.usage(org, first, now.date_naive()).await?;
     let count = |k: AssetKind| by_kind.get(&k).copied().unwrap_or(0);
     let figures = vec![

@@ -292,16 +292,22 @@ pub trait AccountStore: Send + Sync {
     /// [`TenancyError::Store`] on storage failure.
     async fn get_user(&self, user: UserId) -> Result<Option<User>, TenancyError>;
 
-    /// Renames `user` from `expected` to `name` and commits `journal` with it.
+    /// Renames `user` from `expected` to `name` and commits `journal` with it, provided that,
+    /// read under the account's lock, they belong to exactly the organizations `orgs` (those
+    /// `journal` records the rename in): an organization they joined meanwhile would miss the
+    /// record, and one that removed them meanwhile would learn the new name.
     ///
     /// # Errors
     /// [`TenancyError::NotFound`] for an unknown user; [`TenancyError::Conflict`] when the name
-    /// is no longer `expected` (renamed meanwhile, by themselves or by SCIM).
+    /// is no longer `expected` (renamed meanwhile, by themselves or by SCIM);
+    /// [`TenancyError::Changed`] when their organizations are no longer `orgs` (read them and
+    /// try again). Nothing is written then.
     async fn rename_user(
         &self,
         user: UserId,
         expected: &str,
         name: &str,
+        orgs: &[OrgId],
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
@@ -532,6 +538,12 @@ pub trait ApiKeyStore: Send + Sync {
         after: Option<ApiKeyId>,
         limit: u32,
     ) -> Result<Vec<ApiKey>, TenancyError>;
+
+    /// How many keys of `org` are active (not revoked): what the plan's API-key limit counts.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn active_api_key_count(&self, org: OrgId) -> Result<u64, TenancyError>;
 
     /// [`Self::list_api_keys`] narrowed to the keys `me` created in `own_in` (`None`: in any
     /// team) and every key in `all_in`.

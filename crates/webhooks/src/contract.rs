@@ -268,14 +268,18 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
             .all(|c| c.0.id != d.id),
         "a leased delivery is not claimed twice"
     );
-    let attempt = |n: u32, status: u16| Attempt {
-        delivery: d.id.clone(),
-        number: n,
-        at: now(),
-        status: Some(status),
-        duration_ms: 5,
-        error: None,
-        response_body: "nope".into(),
+    // A receiver's answer is anything: U+0000 and bytes that are not UTF-8 are kept as U+FFFD.
+    let attempt = |n: u32, status: u16| {
+        Attempt {
+            delivery: d.id.clone(),
+            number: n,
+            at: now(),
+            status: Some(status),
+            duration_ms: 5,
+            error: Some("reset\0".into()),
+            response_body: Attempt::response_excerpt(b"no\0pe\xff"),
+        }
+        .storable()
     };
     store
         .record_attempt(
@@ -392,6 +396,20 @@ pub async fn run(store: &dyn WebhookStore, org: OrgId) {
             .collect::<Vec<_>>(),
         vec![(1, Some(500)), (2, Some(410))]
     );
+    // An id from a URL may hold anything: one that cannot exist is not found, not an error.
+    let nul = format!("{}\0", d.id);
+    assert!(matches!(
+        store.list_attempts(org, d.endpoint, &nul).await,
+        Err(WebhookError::NotFound(_))
+    ));
+    assert!(matches!(
+        store
+            .requeue(org, d.endpoint, Some(&nul), None, now(), Journal::default())
+            .await,
+        Err(WebhookError::NotFound(_))
+    ));
+    assert_eq!(history[0].response_body, "no\u{FFFD}pe\u{FFFD}");
+    assert_eq!(history[0].error.as_deref(), Some("reset\u{FFFD}"));
     assert!(
         store
             .list_attempts(OrgId::new(), d.endpoint, &d.id)

@@ -174,6 +174,70 @@ pub struct Attempt {
     pub duration_ms: u64,
     /// Transport error, if any.
     pub error: Option<String>,
-    /// The first kilobyte of the response body.
+    /// The first kilobyte of the response body, as [`Attempt::response_excerpt`] keeps it.
     pub response_body: String,
+}
+
+impl Attempt {
+    /// At most this many bytes of a response body are kept with an attempt.
+    pub const RESPONSE_EXCERPT_BYTES: usize = 1024;
+
+    /// What an attempt keeps of a response body: its first [`Self::RESPONSE_EXCERPT_BYTES`]
+    /// bytes as text, with invalid UTF-8 and U+0000 (which a PostgreSQL text column refuses)
+    /// each replaced by U+FFFD. A receiver's answer is anything it likes; what is kept of it
+    /// must always be storable, or the outcome would never be recorded and the delivery would
+    /// be sent again after every lease.
+    #[must_use]
+    pub fn response_excerpt(bytes: &[u8]) -> String {
+        let bytes = &bytes[..bytes.len().min(Self::RESPONSE_EXCERPT_BYTES)];
+        storable(String::from_utf8_lossy(bytes).into_owned())
+    }
+
+    /// This attempt with its text storable: U+0000 in the error or the body becomes U+FFFD.
+    #[must_use]
+    pub fn storable(self) -> Self {
+        Self {
+            error: self.error.map(storable),
+            response_body: storable(self.response_body),
+            ..self
+        }
+    }
+
+    /// This attempt without the receiver's body, for when the outcome cannot be recorded with
+    /// it: the status, the timing and the error still are.
+    #[must_use]
+    pub fn without_body(self) -> Self {
+        Self {
+            response_body: String::new(),
+            ..self
+        }
+    }
+}
+
+fn storable(s: String) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_response_excerpt_is_short_and_storable() {
+        let long = vec![b'a'; 5000];
+        assert_eq!(Attempt::response_excerpt(&long), "a".repeat(1024));
+        // A character cut at the limit, U+0000 and stray bytes all become U+FFFD.
+        let mut cut = vec![b'a'; 1023];
+        cut.extend_from_slice("é".as_bytes());
+        assert_eq!(
+            Attempt::response_excerpt(&cut),
+            format!("{}\u{FFFD}", "a".repeat(1023))
+        );
+        assert_eq!(Attempt::response_excerpt(b"\0x\xfe"), "\u{FFFD}x\u{FFFD}");
+        assert_eq!(Attempt::response_excerpt(b"ok \xce\xbb"), "ok λ");
+    }
 }

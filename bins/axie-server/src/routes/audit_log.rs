@@ -356,6 +356,7 @@ async fn export_body(
     // Checked before anything is sent: a streamed body cannot turn into an error answer later.
     query.validate()?;
     let actors = actors_of(st, caller, q).await?;
+    audit::check_actors(&query, &actors)?;
     let record = caller
         .audit(
             st.clock.now(),

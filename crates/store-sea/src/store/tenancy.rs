@@ -1084,9 +1084,12 @@ impl AccountStore for SeaStore {
         user_id: UserId,
         expected: &str,
         name: &str,
+        orgs: &[OrgId],
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
+        // The update takes the account's lock, which a join and a removal take too
+        // (`lock_user`): the memberships read after it stay as read until the commit.
         let res = user::Entity::update_many()
             .col_expr(user::Column::Name, Expr::value(name))
             .filter(user::Column::Id.eq(user_id.to_string()))
@@ -1105,6 +1108,20 @@ impl AccountStore for SeaStore {
             } else {
                 TenancyError::NotFound("user")
             });
+        }
+        let mut now_in: Vec<String> = membership::Entity::find()
+            .select_only()
+            .column(membership::Column::OrgId)
+            .filter(membership::Column::UserId.eq(user_id.to_string()))
+            .into_tuple()
+            .all(&txn)
+            .await
+            .map_err(store)?;
+        let mut expected: Vec<String> = orgs.iter().map(ToString::to_string).collect();
+        now_in.sort();
+        expected.sort();
+        if now_in != expected {
+            return Err(tenancy::me::organizations_changed());
         }
         commit(txn, journal).await
     }
@@ -1510,6 +1527,15 @@ impl ApiKeyStore for SeaStore {
             cond = cond.add(api_key::Column::CreatedBy.eq(u.to_string()));
         }
         api_keys_page(self, org, cond, after, limit).await
+    }
+
+    async fn active_api_key_count(&self, org: OrgId) -> Result<u64, TenancyError> {
+        api_key::Entity::find()
+            .filter(api_key::Column::OrgId.eq(org.to_string()))
+            .filter(api_key::Column::RevokedAt.is_null())
+            .count(self.db())
+            .await
+            .map_err(store)
     }
 
     async fn list_api_keys_seen_by(

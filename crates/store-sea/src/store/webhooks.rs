@@ -981,6 +981,10 @@ impl WebhookStore for SeaStore {
         endpoint: EndpointId,
         delivery_id: &str,
     ) -> Result<Vec<Attempt>, WebhookError> {
+        // No delivery id holds U+0000, and PostgreSQL would refuse the query.
+        if delivery_id.contains('\0') {
+            return Err(WebhookError::NotFound("delivery"));
+        }
         let owned = webhook_delivery::Entity::find_by_id(delivery_id.to_owned())
             .filter(webhook_delivery::Column::OrgId.eq(org.to_string()))
             .filter(webhook_delivery::Column::EndpointId.eq(endpoint.to_string()))
@@ -1020,6 +1024,10 @@ impl WebhookStore for SeaStore {
         now: DateTime<Utc>,
         journal: Journal,
     ) -> Result<u64, WebhookError> {
+        // No delivery id holds U+0000, and PostgreSQL would refuse the query.
+        if one.is_some_and(|d| d.contains('\0')) {
+            return Err(WebhookError::NotFound("finished delivery"));
+        }
         let txn = self.db().begin().await.map_err(store)?;
         // Checked before the transaction, a failed delivery could be made pending again just
         // after its endpoint's deletion removed the queue, and stay queued for an endpoint that
