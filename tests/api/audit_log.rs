@@ -1162,6 +1162,61 @@ both_backends!(
 );
 
 both_backends!(
+    a_person_with_too_many_keys_is_refused_before_an_export_begins,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let me = json_of(t.get(&t.url("/api/v1/me"), &t.owner_token).await).await;
+        let owner_id = me["user"]["id"].as_str().unwrap().to_owned();
+        // A search by person looks for them and each of their keys, revoked ones too, at most
+        // 256 actors in all: 255 keys are searched, one more is refused.
+        let add_keys = |n: usize| {
+            let t = &t;
+            async move {
+                for i in 0..n {
+                    let key = json_of(
+                        t.post(
+                            &t.org("/api-keys"),
+                            &t.owner_token,
+                            &json!({ "name": format!("k{i}") }),
+                        )
+                        .await,
+                    )
+                    .await;
+                    let res = t
+                        .delete(
+                            &t.org(&format!("/api-keys/{}", key["id"].as_str().unwrap())),
+                            &t.owner_token,
+                        )
+                        .await;
+                    assert!(res.status().is_success(), "{key}");
+                }
+            }
+        };
+        add_keys(255).await;
+        let export = format!("/audit-events/export?format=ndjson&user_id={owner_id}");
+        let res = t.get(&t.org(&export), &t.owner_token).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let exported = ndjson_actions(&res.text().await.unwrap());
+        assert_eq!(
+            exported.iter().filter(|a| *a == "api_key.created").count(),
+            255
+        );
+        add_keys(1).await;
+        let exports = || async { t.audit("action=data.exported").await.len() };
+        let before = exports().await;
+        for path in [export.clone(), format!("/audit-events?user_id={owner_id}")] {
+            problem(
+                t.get(&t.org(&path), &t.owner_token).await,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+            )
+            .await;
+        }
+        assert_eq!(exports().await, before, "a refused export is not recorded");
+    }
+);
+
+both_backends!(
     a_change_whose_audit_record_cannot_be_written_is_not_made,
     |b| async move {
         let t = spawn_app_with(

@@ -316,6 +316,10 @@ async fn record(
                 let Err(e) = state.store.record_attempt(&d, o.clone()).await else {
                     continue;
                 };
+                if o.attempt.response_body.is_empty() {
+                    tracing::error!(error = %e, delivery = %d.id, "webhook worker: attempt not recorded; it will be retried after the lease");
+                    continue;
+                }
                 // What the receiver answered is the one part of an outcome from outside: an
                 // outcome the store refuses is tried once more without it, so that the
                 // delivery's state still moves on rather than being sent again every lease.

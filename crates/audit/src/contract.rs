@@ -89,7 +89,7 @@ pub async fn run_mail<S: AuditStore + crate::MailOutbox + ?Sized>(store: &S) {
     store
         .mark_mail_failed(
             &claimed[1].id,
-            "421 try later",
+            "421 try\0 later",
             now + chrono::Duration::seconds(5),
         )
         .await
@@ -100,7 +100,11 @@ pub async fn run_mail<S: AuditStore + crate::MailOutbox + ?Sized>(store: &S) {
     assert_eq!(sent.body, "", "a sent mail keeps no copy of its link");
     let failed = listed.iter().find(|m| m.id == claimed[1].id).unwrap();
     assert_eq!(failed.attempts, 1);
-    assert_eq!(failed.last_error.as_deref(), Some("421 try later"));
+    assert_eq!(
+        failed.last_error.as_deref(),
+        Some("421 try\u{FFFD} later"),
+        "what a relay answers is kept, U+0000 as U+FFFD"
+    );
     let retry: Vec<_> = store
         .claim_mails(now + chrono::Duration::seconds(5), later, 100)
         .await

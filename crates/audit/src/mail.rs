@@ -57,7 +57,9 @@ pub trait MailOutbox: Send + Sync {
     /// [`AuditError::Store`] on storage failure.
     async fn mark_mail_sent(&self, id: &str, now: DateTime<Utc>) -> Result<(), AuditError>;
 
-    /// Records a failed attempt; the mail is retried after `retry_at`.
+    /// Records a failed attempt; the mail is retried after `retry_at`. `error` is the relay's
+    /// answer or the transport's, anything at all: it is kept (its first 500 characters) with
+    /// U+0000 as U+FFFD, so that no answer keeps the failure from being recorded.
     ///
     /// # Errors
     /// [`AuditError::Store`] on storage failure.

@@ -789,8 +789,14 @@ impl AccountStore for MemoryTenancyStore {
     ) -> Result<(), TenancyError> {
         {
             let mut s = self.lock()?;
-            if !s.users.contains_key(&user) {
-                return Err(TenancyError::NotFound("user"));
+            match s.users.get(&user) {
+                None => return Err(TenancyError::NotFound("user")),
+                Some((u, _)) if u.name != expected => {
+                    return Err(TenancyError::Conflict(
+                        "the name changed meanwhile; reload and try again".into(),
+                    ));
+                }
+                Some(_) => {}
             }
             let mut now_in: Vec<OrgId> = s
                 .members
@@ -806,11 +812,6 @@ impl AccountStore for MemoryTenancyStore {
                 .get_mut(&user)
                 .ok_or(TenancyError::NotFound("user"))?
                 .0;
-            if u.name != expected {
-                return Err(TenancyError::Conflict(
-                    "the name changed meanwhile; reload and try again".into(),
-                ));
-            }
             name.clone_into(&mut u.name);
         }
         self.commit(journal).await

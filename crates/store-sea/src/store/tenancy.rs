@@ -490,8 +490,12 @@ impl OrgStore for SeaStore {
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
+        // An existing account joins as the Owner: under its lock, as every join (a rename or an
+        // erasure of it takes turns with this), and only while it is not erased.
+        if owner_password_hash.is_none() {
+            lock_joining_account(&txn, owner).await?;
+        }
         if let Some(max) = max_owned {
-            lock_user(&txn, owner.id).await?;
             let owned = membership::Entity::find()
                 .filter(membership::Column::UserId.eq(owner.id.to_string()))
                 .filter(membership::Column::Role.eq(OrgRole::Owner.as_str()))
@@ -1533,7 +1537,7 @@ impl ApiKeyStore for SeaStore {
         api_key::Entity::find()
             .filter(api_key::Column::OrgId.eq(org.to_string()))
             .filter(api_key::Column::RevokedAt.is_null())
-            .count(self.db())
+            .count(self.reader())
             .await
             .map_err(store)
     }
