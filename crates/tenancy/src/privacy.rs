@@ -384,7 +384,22 @@ where
         .await?
         .ok_or(TenancyError::NotFound("member"))?;
     let teams = store.team_roles(org, user).await?;
-    let keys = store.list_api_keys(org, Some(user), None, 1000).await?;
+    let mut keys = Vec::new();
+    loop {
+        let page = store
+            .list_api_keys(
+                org,
+                Some(user),
+                keys.last().map(|k: &crate::ApiKey| k.id),
+                500,
+            )
+            .await?;
+        let done = page.len() < 500;
+        keys.extend(page);
+        if done {
+            break;
+        }
+    }
     let mut resources = Vec::new();
     for kind in AssetKind::ALL {
         let filter = AssetFilter {
