@@ -274,11 +274,38 @@ both_backends!(
         t.owner_token = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
         assert_eq!(run_billing(&t).await, 1);
         assert_eq!(run_billing(&t).await, 0);
-        let invoices = json_of(t.get(&t.org("/billing/invoices"), &t.owner_token).await).await;
-        let invoices = invoices.as_array().unwrap();
+        let page = json_of(t.get(&t.org("/billing/invoices"), &t.owner_token).await).await;
+        let invoices = page["items"].as_array().unwrap();
         assert_eq!(invoices.len(), 2, "{invoices:?}");
         assert_eq!(invoices[1]["number"], number.as_str(), "newest first");
         assert_eq!(invoices[0]["amount_cents"], invoice["amount_cents"]);
+        assert!(page.get("next_cursor").is_none(), "{page}");
+        // A page at a time, the same invoices in the same order.
+        let mut paged = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let page = json_of(
+                t.get(
+                    &t.org(&format!("/billing/invoices?limit=1{cursor}")),
+                    &t.owner_token,
+                )
+                .await,
+            )
+            .await;
+            paged.extend(page["items"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => break,
+            }
+        }
+        assert_eq!(&paged, invoices);
+        problem(
+            t.get(&t.org("/billing/invoices?cursor=INV-nope"), &t.owner_token)
+                .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        )
+        .await;
 
         // Every change is audited, and each went out as a webhook matching its schema.
         let actions: Vec<String> = t
@@ -428,7 +455,11 @@ both_backends!(
         )
         .await;
         let invoices = json_of(t.get(&t.org("/billing/invoices"), &t.owner_token).await).await;
-        assert_eq!(invoices.as_array().unwrap().len(), 2, "nothing billed");
+        assert_eq!(
+            invoices["items"].as_array().unwrap().len(),
+            2,
+            "nothing billed"
+        );
         let outbox = json_of(t.get(&t.org("/outbox"), &t.owner_token).await).await;
         assert!(
             outbox["items"]
@@ -917,7 +948,7 @@ both_backends!(
         // Nothing is owed for credits given back: the open invoice is void, and the
         // reversal's audit record names it.
         let invoices = json_of(t.get(&t.org("/billing/invoices"), &t.owner_token).await).await;
-        let listed: Vec<_> = invoices
+        let listed: Vec<_> = invoices["items"]
             .as_array()
             .unwrap()
             .iter()
@@ -973,7 +1004,7 @@ both_backends!(
         let invoices = |org: String| {
             let t = &t;
             async move {
-                tenancy::billing::BillingStore::invoices(&*t.store, org.parse().unwrap(), 10)
+                tenancy::billing::BillingStore::invoices(&*t.store, org.parse().unwrap(), None, 10)
                     .await
                     .unwrap()
                     .len()
@@ -1004,8 +1035,7 @@ both_backends!(
         let invoices = || {
             let t = &t;
             async move {
-                json_of(t.get(&t.org("/billing/invoices"), &t.owner_token).await)
-                    .await
+                json_of(t.get(&t.org("/billing/invoices"), &t.owner_token).await).await["items"]
                     .as_array()
                     .unwrap()
                     .len()

@@ -86,23 +86,36 @@ pub trait BillingStore: Send + Sync {
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
-    /// The organization's invoices, newest first.
+    /// Up to `limit` of the organization's invoices, newest first (by issue time, then by
+    /// number), after the one numbered `before` when given.
     ///
     /// # Errors
+    /// [`TenancyError::NotFound`] when the organization has no invoice numbered `before`;
     /// [`TenancyError::Store`].
-    async fn invoices(&self, org: OrgId, limit: u32) -> Result<Vec<Invoice>, TenancyError>;
+    async fn invoices(
+        &self,
+        org: OrgId,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Invoice>, TenancyError>;
 
-    /// Whether the organization has an invoice numbered `number`. The default reads
-    /// [`Self::invoices`] (at most 10,000); `SeaStore` reads its unique index.
+    /// Whether the organization has an invoice numbered `number`. The default pages through
+    /// [`Self::invoices`]; `SeaStore` reads its unique index.
     ///
     /// # Errors
     /// [`TenancyError::Store`].
     async fn has_invoice(&self, org: OrgId, number: &str) -> Result<bool, TenancyError> {
-        Ok(self
-            .invoices(org, 10_000)
-            .await?
-            .iter()
-            .any(|i| i.number == number))
+        let mut before: Option<String> = None;
+        loop {
+            let page = self.invoices(org, before.as_deref(), 500).await?;
+            if page.iter().any(|i| i.number == number) {
+                return Ok(true);
+            }
+            match page.last() {
+                Some(last) if page.len() == 500 => before = Some(last.number.clone()),
+                _ => return Ok(false),
+            }
+        }
     }
 
     /// Up to `limit` organizations whose trial ended or whose paid period renews at or before
@@ -365,6 +378,9 @@ async fn renewal_failed<S: TenancyStore + BillingStore + ?Sized>(
     error: &str,
     now: DateTime<Utc>,
 ) -> Result<(), TenancyError> {
+    // The payment provider's words, anything at all: kept without U+0000, which a database's
+    // text column may refuse (the failure would then go unrecorded, and be met again each pass).
+    let error = &error.replace('\0', "\u{FFFD}");
     let day = |t: Option<DateTime<Utc>>| t.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string());
     let (retry, lapses) = (day(next.renewal_retry_at), day(current.lapses_at()));
     let owner = crate::orgs::owner_of(store, org.id).await?;
@@ -774,16 +790,20 @@ fn charge_key(org: OrgId, version: u64, change: Change, next: &Subscription, cen
     )
 }
 
-/// The organization's invoices, newest first (billing readers).
+/// Up to `limit` of the organization's invoices, newest first, after the one numbered `before`
+/// (billing readers).
 ///
 /// # Errors
-/// [`TenancyError::Forbidden`].
+/// [`TenancyError::Forbidden`]; [`TenancyError::NotFound`] when the organization has no
+/// invoice numbered `before`.
 pub async fn invoices<S: BillingStore + ?Sized>(
     store: &S,
     caller: &Caller,
+    before: Option<&str>,
+    limit: u32,
 ) -> Result<Vec<Invoice>, TenancyError> {
     caller.check_org(Permission::ViewBilling)?;
-    store.invoices(caller.org.id, 500).await
+    store.invoices(caller.org.id, before, limit).await
 }
 
 #[cfg(all(test, feature = "memory"))]
@@ -1011,7 +1031,10 @@ mod tests {
             lost,
             "the loser's charge, only"
         );
-        assert_eq!(store.invoices(org.id, 10).await.unwrap(), vec![invoice]);
+        assert_eq!(
+            store.invoices(org.id, None, 10).await.unwrap(),
+            vec![invoice]
+        );
         assert_eq!(store.subscription(org.id).await.unwrap().1, 1);
 
         // The same change twice at once (a double click): one charge, applied once, kept.
@@ -1036,7 +1059,7 @@ mod tests {
             1,
             "nothing more given back"
         );
-        let invoices = store.invoices(org.id, 10).await.unwrap();
+        let invoices = store.invoices(org.id, None, 10).await.unwrap();
         assert_eq!(invoices.len(), 1);
         assert_eq!(invoices[0].number, charged[2]);
     }
@@ -1080,7 +1103,7 @@ mod tests {
             provider.charged.lock().unwrap().is_empty(),
             "nothing charged"
         );
-        assert!(store.invoices(org.id, 10).await.unwrap().is_empty());
+        assert!(store.invoices(org.id, None, 10).await.unwrap().is_empty());
         assert_eq!(store.subscription(org.id).await.unwrap().1, 0);
     }
 

@@ -6321,7 +6321,7 @@ async fn a_reversed_purchase_voids_its_open_invoice<
     };
     let statuses = |org: OrgId| async move {
         let mut v: Vec<(String, ChargeStatus)> = s
-            .invoices(org, 10)
+            .invoices(org, None, 10)
             .await
             .unwrap()
             .into_iter()
@@ -6390,13 +6390,32 @@ async fn a_reversed_purchase_voids_its_open_invoice<
         vec![("INV-1".to_owned(), ChargeStatus::Open)],
         "another organization's invoice of the same number is untouched"
     );
-    let voided = s.invoices(org.id, 10).await.unwrap();
+    let voided = s.invoices(org.id, None, 10).await.unwrap();
     assert!(
         voided
             .iter()
             .any(|i| i.status == ChargeStatus::Void && i.due_at.is_none()),
         "a void invoice is due no more: {voided:?}"
     );
+    // Newest first, then by number (both were issued at the same moment); a page after an
+    // invoice starts past it; a cursor naming no invoice of the organization is not found.
+    let numbers = |before: Option<&'static str>, limit: u32| async move {
+        s.invoices(org.id, before, limit)
+            .await
+            .map(|v| v.into_iter().map(|i| i.number).collect::<Vec<_>>())
+    };
+    assert_eq!(numbers(None, 10).await.unwrap(), ["INV-2", "INV-1"]);
+    assert_eq!(numbers(None, 1).await.unwrap(), ["INV-2"]);
+    assert_eq!(numbers(Some("INV-2"), 10).await.unwrap(), ["INV-1"]);
+    assert!(numbers(Some("INV-1"), 10).await.unwrap().is_empty());
+    assert!(matches!(
+        numbers(Some("INV-9"), 10).await,
+        Err(TenancyError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.invoices(other.id, Some("INV-2"), 10).await,
+        Err(TenancyError::NotFound(_))
+    ));
     // A reversal that is refused (the credits are spent) leaves the invoice open.
     let spent = buy(other.id, "spent");
     s.post_credits(
@@ -6986,7 +7005,7 @@ async fn subscriptions_are_compare_and_swap<
         !s.has_invoice(stranger.id, &invoice.number).await.unwrap(),
         "per organization"
     );
-    assert_eq!(s.invoices(org.id, 10).await.unwrap(), vec![invoice]);
+    assert_eq!(s.invoices(org.id, None, 10).await.unwrap(), vec![invoice]);
     // Due: the renewal at the period's end, not before.
     let end = stored.period_end.unwrap();
     assert!(
@@ -7057,7 +7076,7 @@ async fn subscriptions_are_compare_and_swap<
         );
     }
     let (other, _, _) = new_org(s).await;
-    assert!(s.invoices(other.id, 10).await.unwrap().is_empty());
+    assert!(s.invoices(other.id, None, 10).await.unwrap().is_empty());
 }
 
 async fn total_credits<S: crate::credits::CreditStore + ?Sized>(s: &S, org: OrgId) -> i64 {

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use crate::auth::{OrgCaller, audited};
 use crate::error::ApiError;
+use crate::routes::{Page, PageQuery};
 use crate::state::AppState;
 
 /// A subscription.
@@ -236,18 +237,26 @@ pub async fn start_trial(
     apply(&st, &caller, Change::StartTrial).await
 }
 
-/// The organization's invoices, newest first (the Owner).
+/// The organization's invoices, newest first, a page at a time (the Owner).
 #[utoipa::path(get, path = "/api/v1/orgs/{org_id}/billing/invoices", tag = "billing",
-    params(("org_id" = String, Path, description = "Organization id")),
-    responses((status = 200, description = "Invoices", body = Vec<InvoiceResponse>)),
+    params(("org_id" = String, Path, description = "Organization id"), PageQuery),
+    responses((status = 200, description = "One page of invoices", body = inline(Page<InvoiceResponse>))),
     security(("bearer" = [])))]
 pub async fn invoices(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
+    q: crate::extract::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let list = match billing::invoices(&*st.store, &caller).await {
+    let limit = q.limit()?;
+    let before = q.cursor.as_deref();
+    let list = match billing::invoices(&*st.store, &caller, before, limit).await {
         Ok(l) => l,
+        // The cursor names no invoice of this organization.
+        Err(tenancy::TenancyError::NotFound(_)) if before.is_some() => {
+            return Err(ApiError::bad_request("`cursor` is not valid"));
+        }
         Err(e) => return Err(audited(&st, &caller, "view_invoices", e).await),
     };
-    Ok(HttpResponse::Ok().json(list.iter().map(InvoiceResponse::from).collect::<Vec<_>>()))
+    let items: Vec<InvoiceResponse> = list.iter().map(InvoiceResponse::from).collect();
+    Ok(HttpResponse::Ok().json(Page::new(items, limit, |i| i.number.clone())))
 }

@@ -173,10 +173,29 @@ impl BillingStore for SeaStore {
         commit(txn, journal).await
     }
 
-    async fn invoices(&self, org: OrgId, limit: u32) -> Result<Vec<Invoice>, TenancyError> {
-        invoice::Entity::find()
-            .filter(invoice::Column::OrgId.eq(org.to_string()))
-            .order_by_desc(invoice::Column::CreatedAt)
+    async fn invoices(
+        &self,
+        org: OrgId,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Invoice>, TenancyError> {
+        let mut q = invoice::Entity::find().filter(invoice::Column::OrgId.eq(org.to_string()));
+        if let Some(number) = before {
+            let at = invoice::Entity::find_by_id((org.to_string(), number.to_owned()))
+                .one(self.db())
+                .await
+                .map_err(store)?
+                .ok_or(TenancyError::NotFound("invoice"))?
+                .created_at;
+            q = q.filter(
+                Condition::any().add(invoice::Column::CreatedAt.lt(at)).add(
+                    Condition::all()
+                        .add(invoice::Column::CreatedAt.eq(at))
+                        .add(invoice::Column::Number.lt(number)),
+                ),
+            );
+        }
+        q.order_by_desc(invoice::Column::CreatedAt)
             .order_by_desc(invoice::Column::Number)
             .limit(u64::from(limit))
             .all(self.db())

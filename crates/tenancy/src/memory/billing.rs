@@ -155,13 +155,27 @@ impl BillingStore for MemoryTenancyStore {
         self.commit(journal).await
     }
 
-    async fn invoices(&self, org: OrgId, limit: u32) -> Result<Vec<Invoice>, TenancyError> {
+    async fn invoices(
+        &self,
+        org: OrgId,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Invoice>, TenancyError> {
         let s = self.lock()?;
-        Ok(s.billing
-            .invoices
-            .iter()
-            .rev()
-            .filter(|i| i.org == org)
+        let mut all: Vec<&Invoice> = s.billing.invoices.iter().filter(|i| i.org == org).collect();
+        all.sort_by(|a, b| (b.created_at, &b.number).cmp(&(a.created_at, &a.number)));
+        let start = match before {
+            None => 0,
+            Some(n) => {
+                all.iter()
+                    .position(|i| i.number == n)
+                    .ok_or(TenancyError::NotFound("invoice"))?
+                    + 1
+            }
+        };
+        Ok(all
+            .into_iter()
+            .skip(start)
             .take(limit as usize)
             .cloned()
             .collect())
