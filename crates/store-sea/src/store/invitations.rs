@@ -7,7 +7,7 @@ use rbac_core::{InvitationId, OrgId, OrgRole, TeamId, TeamRole, UserId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    QueryOrder, QuerySelect, RelationTrait, TransactionTrait,
 };
 use tenancy::bulk::BulkPreview;
 use tenancy::invitations::Invitation;
@@ -389,22 +389,20 @@ impl BulkStore for SeaStore {
         org: OrgId,
         now: DateTime<Utc>,
     ) -> Result<(Vec<String>, Vec<String>), TenancyError> {
-        let ids: Vec<String> = membership::Entity::find()
+        // One join: a list of every member's id would not fit in one statement's parameters
+        // (PostgreSQL takes 65,535) in an organization without a member limit.
+        let members: Vec<String> = membership::Entity::find()
+            .select_only()
+            .column(user::Column::Email)
+            .join(
+                sea_orm::JoinType::InnerJoin,
+                membership::Relation::User.def(),
+            )
             .filter(membership::Column::OrgId.eq(org.to_string()))
+            .into_tuple()
             .all(self.db())
             .await
-            .map_err(store)?
-            .into_iter()
-            .map(|m| m.user_id)
-            .collect();
-        let members = user::Entity::find()
-            .filter(user::Column::Id.is_in(ids))
-            .all(self.db())
-            .await
-            .map_err(store)?
-            .into_iter()
-            .map(|u| u.email)
-            .collect();
+            .map_err(store)?;
         let pending = pending_invitations(org, now)
             .all(self.db())
             .await
