@@ -43,6 +43,20 @@ async fn deliveries_once(t: &TestApp, endpoint: &str, done: impl Fn(&Value) -> b
     }
 }
 
+/// A delivery's attempts, in order.
+async fn attempts_of(t: &TestApp, endpoint: &str, delivery: &str) -> Value {
+    json_of(
+        t.get(
+            &t.org(&format!(
+                "/webhooks/{endpoint}/deliveries/{delivery}/attempts"
+            )),
+            &t.owner_token,
+        )
+        .await,
+    )
+    .await
+}
+
 async fn make_key(t: &TestApp, name: &str) {
     assert_eq!(
         t.post(&t.org("/api-keys"), &t.owner_token, &json!({"name": name}))
@@ -235,17 +249,7 @@ both_backends!(
         let d = &page["items"][0];
         assert_eq!(d["status"], "delivered");
         assert_eq!(d["attempts"], 5);
-        let attempts = json_of(
-            t.get(
-                &t.org(&format!(
-                    "/webhooks/{eid}/deliveries/{}/attempts",
-                    d["id"].as_str().unwrap()
-                )),
-                &t.owner_token,
-            )
-            .await,
-        )
-        .await;
+        let attempts = attempts_of(&t, eid, d["id"].as_str().unwrap()).await;
         let statuses: Vec<_> = attempts
             .as_array()
             .unwrap()
@@ -430,17 +434,7 @@ both_backends!(
         let page = deliveries_once(&t, eid, |p| p["items"][0]["status"] == "delivered").await;
         let d = &page["items"][0];
         assert_eq!(d["attempts"], 1, "{page}");
-        let attempts = json_of(
-            t.get(
-                &t.org(&format!(
-                    "/webhooks/{eid}/deliveries/{}/attempts",
-                    d["id"].as_str().unwrap()
-                )),
-                &t.owner_token,
-            )
-            .await,
-        )
-        .await;
+        let attempts = attempts_of(&t, eid, d["id"].as_str().unwrap()).await;
         assert_eq!(attempts[0]["status"], 200, "{attempts}");
         assert_eq!(
             attempts[0]["response_body"], "fine\u{FFFD}then\u{FFFD}end",
@@ -575,17 +569,7 @@ both_backends!(
         )
         .await;
         let page = deliveries_once(&t, iid, |p| p["items"][0]["attempts"].as_u64() > Some(0)).await;
-        let attempts = json_of(
-            t.get(
-                &t.org(&format!(
-                    "/webhooks/{iid}/deliveries/{}/attempts",
-                    page["items"][0]["id"].as_str().unwrap()
-                )),
-                &t.owner_token,
-            )
-            .await,
-        )
-        .await;
+        let attempts = attempts_of(&t, iid, page["items"][0]["id"].as_str().unwrap()).await;
         assert!(
             attempts[0]["error"]
                 .as_str()

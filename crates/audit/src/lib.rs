@@ -57,7 +57,7 @@ pub use chain::{
 };
 pub use error::{AuditError, StoreError};
 pub use events::{DomainEvent, EventKind, Journal, OutboundMail};
-pub use mail::{MAX_MAIL_ATTEMPTS, MailOutbox, QueuedMail};
+pub use mail::{MAX_MAIL_ATTEMPTS, MailOutbox, QueuedMail, kept_mail_error, without_nul};
 #[cfg(feature = "memory")]
 pub use memory::MemoryAuditStore;
 pub use model::{

@@ -36,6 +36,23 @@ pub struct QueuedMail {
 /// with a minute more between each try than the last, about twenty hours.
 pub const MAX_MAIL_ATTEMPTS: u32 = 48;
 
+/// `text` with each U+0000 as U+FFFD. Text from outside (a relay's or a receiver's answer, a
+/// payment provider's message) may hold U+0000, which PostgreSQL's `text` refuses: what is kept
+/// of it goes through this, or the write that records it fails, and with it whatever the write
+/// was for.
+#[must_use]
+pub fn without_nul(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
+}
+
+/// What a mail outbox keeps of a failed send's error (`MailOutbox::mark_mail_failed`): its
+/// first 500 characters, [`without_nul`].
+#[must_use]
+pub fn kept_mail_error(error: &str) -> String {
+    let cut: String = error.chars().take(500).collect();
+    without_nul(&cut)
+}
+
 /// Storage of queued emails.
 #[async_trait]
 pub trait MailOutbox: Send + Sync {
@@ -58,8 +75,8 @@ pub trait MailOutbox: Send + Sync {
     async fn mark_mail_sent(&self, id: &str, now: DateTime<Utc>) -> Result<(), AuditError>;
 
     /// Records a failed attempt; the mail is retried after `retry_at`. `error` is the relay's
-    /// answer or the transport's, anything at all: it is kept (its first 500 characters) with
-    /// U+0000 as U+FFFD, so that no answer keeps the failure from being recorded.
+    /// answer or the transport's, anything at all: it is kept as [`kept_mail_error`] makes it,
+    /// so that no answer keeps the failure from being recorded.
     ///
     /// # Errors
     /// [`AuditError::Store`] on storage failure.

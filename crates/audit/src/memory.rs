@@ -415,13 +415,7 @@ impl MailOutbox for MemoryAuditStore {
     ) -> Result<(), AuditError> {
         if let Some((m, available)) = self.lock()?.mails.iter_mut().find(|(m, _)| m.id == id) {
             m.attempts += 1;
-            m.last_error = Some(
-                error
-                    .chars()
-                    .take(500)
-                    .map(|c| if c == '\0' { '\u{FFFD}' } else { c })
-                    .collect(),
-            );
+            m.last_error = Some(crate::kept_mail_error(error));
             *available = retry_at;
         }
         Ok(())

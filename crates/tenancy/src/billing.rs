@@ -378,9 +378,9 @@ async fn renewal_failed<S: TenancyStore + BillingStore + ?Sized>(
     error: &str,
     now: DateTime<Utc>,
 ) -> Result<(), TenancyError> {
-    // The payment provider's words, anything at all: kept without U+0000, which a database's
-    // text column may refuse (the failure would then go unrecorded, and be met again each pass).
-    let error = &error.replace('\0', "\u{FFFD}");
+    // The payment provider's words, anything at all: a failure that could not be recorded
+    // would be met again each pass.
+    let error = &audit::without_nul(error);
     let day = |t: Option<DateTime<Utc>>| t.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string());
     let (retry, lapses) = (day(next.renewal_retry_at), day(current.lapses_at()));
     let owner = crate::orgs::owner_of(store, org.id).await?;

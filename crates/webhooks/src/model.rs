@@ -190,15 +190,15 @@ impl Attempt {
     #[must_use]
     pub fn response_excerpt(bytes: &[u8]) -> String {
         let bytes = &bytes[..bytes.len().min(Self::RESPONSE_EXCERPT_BYTES)];
-        storable(String::from_utf8_lossy(bytes).into_owned())
+        audit::without_nul(&String::from_utf8_lossy(bytes))
     }
 
     /// This attempt with its text storable: U+0000 in the error or the body becomes U+FFFD.
     #[must_use]
     pub fn storable(self) -> Self {
         Self {
-            error: self.error.map(storable),
-            response_body: storable(self.response_body),
+            error: self.error.as_deref().map(audit::without_nul),
+            response_body: audit::without_nul(&self.response_body),
             ..self
         }
     }
@@ -211,14 +211,6 @@ impl Attempt {
             response_body: String::new(),
             ..self
         }
-    }
-}
-
-fn storable(s: String) -> String {
-    if s.contains('\0') {
-        s.replace('\0', "\u{FFFD}")
-    } else {
-        s
     }
 }
 

@@ -96,15 +96,7 @@ impl MailOutbox for SeaStore {
         mail::Entity::update_many()
             .col_expr(
                 mail::Column::LastError,
-                // A relay's answer may hold U+0000, which PostgreSQL's `text` refuses: the
-                // failure would go unrecorded and the mail be retried without end.
-                Expr::value(
-                    error
-                        .chars()
-                        .take(500)
-                        .map(|c| if c == '\0' { '\u{FFFD}' } else { c })
-                        .collect::<String>(),
-                ),
+                Expr::value(audit::kept_mail_error(error)),
             )
             .col_expr(
                 mail::Column::Attempts,
