@@ -654,7 +654,8 @@ async fn team_members(t: &TestApp, team: &str) -> Vec<String> {
             .await,
     )
     .await;
-    let mut ids: Vec<String> = page
+    assert!(page["next_cursor"].is_null(), "one page: {page}");
+    let mut ids: Vec<String> = page["items"]
         .as_array()
         .unwrap()
         .iter()

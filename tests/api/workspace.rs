@@ -778,8 +778,8 @@ both_backends!(
                 .await,
         )
         .await;
-        assert_eq!(members.as_array().unwrap().len(), 1);
-        assert_eq!(members[0]["team_role"], "member");
+        assert_eq!(members["items"].as_array().unwrap().len(), 1);
+        assert_eq!(members["items"][0]["team_role"], "member");
         problem(
             t.put(
                 &t.org(&format!("/teams/{marketing}/members/{tom_id}")),
@@ -1924,7 +1924,7 @@ both_backends!(
         )
         .await;
         let row = |id: &str| {
-            in_marketing
+            in_marketing["items"]
                 .as_array()
                 .unwrap()
                 .iter()
@@ -2200,6 +2200,53 @@ both_backends!(
         }
     }
 );
+
+both_backends!(a_teams_members_come_in_pages, |b| async move {
+    let t = spawn_app(b).await;
+    let default = default_team(&t).await;
+    let path = format!("/teams/{default}/members");
+    let one_page = json_of(
+        t.get(&t.org(&format!("{path}?limit=200")), &t.owner_token)
+            .await,
+    )
+    .await;
+    assert!(one_page["next_cursor"].is_null(), "{one_page}");
+    let whole: Vec<String> = one_page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["user_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        whole.len() >= 3,
+        "the demo's default team has its people: {whole:?}"
+    );
+    let mut sorted = whole.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(whole, sorted, "ordered by user id, each once");
+    for limit in [1, 2] {
+        assert_eq!(
+            every_page(&t, &t.owner_token, &path, limit, "user_id").await,
+            whole,
+            "pages of {limit}"
+        );
+    }
+    problem(
+        t.get(&t.org(&format!("{path}?cursor=not-an-id")), &t.owner_token)
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
+    problem(
+        t.get(&t.org(&format!("{path}?limit=0")), &t.owner_token)
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
+});
 
 both_backends!(a_user_sees_the_people_of_their_own_teams, |b| async move {
     // Client teams are isolated, their people included: Tom (Client A) and Lisa (Client

@@ -173,6 +173,7 @@ pub async fn run<
     teams_round_trip(s).await;
     caller_memberships_gather_every_org_and_team(s).await;
     members_seen_by_a_user_are_those_of_their_teams(s).await;
+    team_members_come_in_pages(s).await;
     assets_quota_scope_and_subtrees(s).await;
     limits_lowered_since_the_callers_read_are_obeyed(s).await;
     assets_created_together_all_or_none(s).await;
@@ -2896,6 +2897,132 @@ async fn caller_memberships_gather_every_org_and_team<
 /// An organization User sees the members of their own teams, the Owner and Admins, those with
 /// a role in every team and themselves, page by page; never another team's people alone, nor
 /// another organization's.
+async fn team_members_come_in_pages<
+    S: TenancyStore + AuditStore + WorkspaceStore + MembershipStore + ?Sized,
+>(
+    s: &S,
+) {
+    let (org, default, _owner) = new_org(s).await;
+    let (other, other_default, _) = new_org(s).await;
+    let client = team_in(org.id, "Client A");
+    s.create_team(&client, note(org.id, "team")).await.unwrap();
+    let join = |org: OrgId, name: &'static str, team: TeamId| async move {
+        let u = user(name);
+        s.add_member(
+            org,
+            &u,
+            Some("h"),
+            OrgRole::User,
+            team,
+            TeamRole::Member,
+            &enterprise(),
+            note(org, name),
+        )
+        .await
+        .unwrap();
+        u.id
+    };
+    // Four people in the client team, each a different way; one who is not; one of another
+    // organization with a role in every team there.
+    let ann = join(org.id, "ann", client.id).await;
+    let cara = join(org.id, "cara", client.id).await;
+    s.set_team_member(
+        org.id,
+        client.id,
+        cara,
+        Some(TeamRole::Admin),
+        note(org.id, "up"),
+    )
+    .await
+    .unwrap();
+    let fin = join(org.id, "fin", default.id).await;
+    s.set_all_teams_role(
+        org.id,
+        fin,
+        None,
+        Some(TeamRole::Viewer),
+        None,
+        note(org.id, "fin"),
+    )
+    .await
+    .unwrap();
+    let gus = join(org.id, "gus", client.id).await;
+    s.set_team_member(
+        org.id,
+        client.id,
+        gus,
+        Some(TeamRole::Viewer),
+        note(org.id, "gus"),
+    )
+    .await
+    .unwrap();
+    s.set_all_teams_role(
+        org.id,
+        gus,
+        None,
+        Some(TeamRole::Member),
+        None,
+        note(org.id, "gus"),
+    )
+    .await
+    .unwrap();
+    let _ben = join(org.id, "ben", default.id).await;
+    let stranger = join(other.id, "stranger", other_default.id).await;
+    s.set_all_teams_role(
+        other.id,
+        stranger,
+        None,
+        Some(TeamRole::Admin),
+        None,
+        note(other.id, "stranger"),
+    )
+    .await
+    .unwrap();
+    let mut expected = vec![
+        (ann, TeamRole::Member, Some(TeamRole::Member)),
+        (cara, TeamRole::Admin, Some(TeamRole::Admin)),
+        (fin, TeamRole::Viewer, None),
+        (gus, TeamRole::Member, Some(TeamRole::Viewer)),
+    ];
+    expected.sort_by_key(|e| e.0);
+    let whole: Vec<_> = s
+        .team_members(org.id, client.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.member.user.id, m.role, m.assigned))
+        .collect();
+    assert_eq!(whole, expected, "the whole team, by user id");
+    for limit in 1..=5u32 {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = s
+                .team_members_page(org.id, client.id, after, limit)
+                .await
+                .unwrap();
+            assert!(page.len() <= limit as usize);
+            after = page.last().map(|m| m.member.user.id);
+            let done = page.len() < limit as usize;
+            all.extend(
+                page.into_iter()
+                    .map(|m| (m.member.user.id, m.role, m.assigned)),
+            );
+            if done {
+                break;
+            }
+        }
+        assert_eq!(all, expected, "pages of {limit}");
+    }
+    // Another organization's id for the team reads nothing.
+    assert!(
+        s.team_members_page(other.id, client.id, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 async fn members_seen_by_a_user_are_those_of_their_teams<
     S: TenancyStore + AuditStore + WorkspaceStore + MembershipStore + ?Sized,
 >(

@@ -2009,16 +2009,20 @@ impl WorkspaceStore for MemoryTenancyStore {
         self.commit(journal).await
     }
 
-    async fn team_members(
+    async fn team_members_page(
         &self,
         org: OrgId,
         team: TeamId,
+        after: Option<UserId>,
+        limit: u32,
     ) -> Result<Vec<TeamMember>, TenancyError> {
         let s = self.lock()?;
+        // A role in every team counts only for a team of this organization.
+        let team_of_org = s.teams.iter().any(|t| t.id == team && t.org == org);
         let mut out: Vec<TeamMember> = s
             .members
             .iter()
-            .filter(|m| m.0 == org)
+            .filter(|m| m.0 == org && after.is_none_or(|a| m.1 > a))
             .filter_map(|m| {
                 let given = s
                     .team_members
@@ -2026,7 +2030,7 @@ impl WorkspaceStore for MemoryTenancyStore {
                     .find(|t| t.0 == team && t.1 == m.1 && t.2 == org)
                     .map(|t| t.3);
                 let all_teams = s.all_teams.get(&(org, m.1)).copied();
-                let role = given.max(all_teams)?;
+                let role = given.max(all_teams.filter(|_| team_of_org))?;
                 let (user, _) = s.users.get(&m.1)?;
                 Some(TeamMember {
                     member: Member {
@@ -2043,6 +2047,7 @@ impl WorkspaceStore for MemoryTenancyStore {
             })
             .collect();
         out.sort_by_key(|m| m.member.user.id);
+        out.truncate(limit as usize);
         Ok(out)
     }
 

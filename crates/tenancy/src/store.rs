@@ -927,13 +927,42 @@ pub trait WorkspaceStore: Send + Sync {
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
-    /// The team's members by user id: those given a role in it and those with a role in every
-    /// team ([`Member::all_teams`]), deactivated ones included.
+    /// One keyset page of the team's members by user id, after `after`: those given a role in
+    /// it and those with a role in every team ([`Member::all_teams`]), deactivated ones
+    /// included.
     ///
     /// # Errors
     /// [`TenancyError::Store`] on storage failure.
-    async fn team_members(&self, org: OrgId, team: TeamId)
-    -> Result<Vec<TeamMember>, TenancyError>;
+    async fn team_members_page(
+        &self,
+        org: OrgId,
+        team: TeamId,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<TeamMember>, TenancyError>;
+
+    /// Every member of the team, in the order of [`Self::team_members_page`], read a page at a
+    /// time (for the service's own uses: a team's alert recipients, a SCIM group's members).
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn team_members(
+        &self,
+        org: OrgId,
+        team: TeamId,
+    ) -> Result<Vec<TeamMember>, TenancyError> {
+        const PAGE: u32 = 500;
+        let mut all = Vec::new();
+        loop {
+            let after = all.last().map(|m: &TeamMember| m.member.user.id);
+            let page = self.team_members_page(org, team, after, PAGE).await?;
+            let full = page.len() == PAGE as usize;
+            all.extend(page);
+            if !full {
+                return Ok(all);
+            }
+        }
+    }
 
     /// Sets (or with `None` removes) `user`'s role in `team`; `user` must be a member of `org`.
     /// An archived team takes no one new (its people may still be given another role or taken

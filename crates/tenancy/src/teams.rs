@@ -226,7 +226,7 @@ pub async fn delete<S: TenancyStore + WorkspaceStore + ?Sized>(
         .await
 }
 
-/// The team's members with their team roles.
+/// One keyset page of the team's members with their team roles, by user id after `after`.
 ///
 /// # Errors
 /// [`TenancyError::NotFound`] when the caller may not see the team.
@@ -234,9 +234,13 @@ pub async fn members<S: TenancyStore + WorkspaceStore + ?Sized>(
     store: &S,
     caller: &Caller,
     team: TeamId,
+    after: Option<UserId>,
+    limit: u32,
 ) -> Result<Vec<TeamMember>, TenancyError> {
     let t = get(store, caller, team).await?;
-    store.team_members(caller.org.id, t.id).await
+    store
+        .team_members_page(caller.org.id, t.id, after, limit)
+        .await
 }
 
 /// The refusal of someone new in an archived team (stores use it in their transaction: an

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use crate::auth::{OrgCaller, audited, or_audited};
 use crate::error::ApiError;
+use crate::routes::{Page, PageQuery};
 use crate::state::AppState;
 
 /// A team.
@@ -217,19 +218,27 @@ pub async fn delete(
     }
 }
 
-/// Members of a team with their team roles.
+/// Members of a team with their team roles, ordered by user id.
 #[utoipa::path(get, path = "/api/v1/orgs/{org_id}/teams/{team_id}/members", tag = "teams",
-    params(("org_id" = String, Path, description = "Organization id"), ("team_id" = String, Path, description = "Team id")),
-    responses((status = 200, description = "Members", body = Vec<TeamMemberResponse>)),
+    params(("org_id" = String, Path, description = "Organization id"), ("team_id" = String, Path, description = "Team id"), PageQuery),
+    responses((status = 200, description = "One page of the team's members", body = inline(Page<TeamMemberResponse>))),
     security(("bearer" = [])))]
 pub async fn members(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
     path: web::Path<(String, String)>,
+    q: crate::extract::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let m = teams::members(&*st.store, &caller, team_id(&path.1)?).await;
+    let limit = q.limit()?;
+    let after: Option<UserId> = q.cursor()?;
+    let m = teams::members(&*st.store, &caller, team_id(&path.1)?, after, limit).await;
     let m = or_audited(&st, &caller, "view_team_members", m).await?;
-    Ok(HttpResponse::Ok().json(m.iter().map(TeamMemberResponse::from).collect::<Vec<_>>()))
+    let items = m.iter().map(TeamMemberResponse::from).collect();
+    Ok(
+        HttpResponse::Ok().json(Page::new(items, limit, |m: &TeamMemberResponse| {
+            m.user_id.clone()
+        })),
+    )
 }
 
 fn user_id(s: &str) -> Result<UserId, ApiError> {

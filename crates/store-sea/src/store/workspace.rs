@@ -465,13 +465,61 @@ impl WorkspaceStore for SeaStore {
         commit(txn, journal).await
     }
 
-    async fn team_members(&self, org: OrgId, t: TeamId) -> Result<Vec<TeamMember>, TenancyError> {
-        let assigned: std::collections::HashMap<String, TeamRole> = self
+    async fn team_members_page(
+        &self,
+        org: OrgId,
+        t: TeamId,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<TeamMember>, TenancyError> {
+        let in_team = sea_orm::sea_query::Query::select()
+            .column(team_member::Column::UserId)
+            .from(team_member::Entity)
+            .and_where(team_member::Column::TeamId.eq(t.to_string()))
+            .and_where(team_member::Column::OrgId.eq(org.to_string()))
+            .to_owned();
+        // A role in every team counts only for a team of this organization.
+        let team_of_org = sea_orm::sea_query::Query::select()
+            .expr(Expr::val(1))
+            .from(team::Entity)
+            .and_where(team::Column::Id.eq(t.to_string()))
+            .and_where(team::Column::OrgId.eq(org.to_string()))
+            .to_owned();
+        let mut page = membership::Entity::find()
+            .filter(membership::Column::OrgId.eq(org.to_string()))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(membership::Column::UserId.in_subquery(in_team))
+                    .add(
+                        sea_orm::Condition::all()
+                            .add(membership::Column::AllTeamsRole.is_not_null())
+                            .add(Expr::exists(team_of_org)),
+                    ),
+            );
+        if let Some(after) = after {
+            page = page.filter(membership::Column::UserId.gt(after.to_string()));
+        }
+        let rows = self
             .fetch_all(
-                team_member::Entity::find()
-                    .filter(team_member::Column::TeamId.eq(t.to_string()))
-                    .filter(team_member::Column::OrgId.eq(org.to_string())),
+                page.order_by_asc(membership::Column::UserId)
+                    .limit(u64::from(limit))
+                    .find_also_related(user::Entity),
             )
+            .await
+            .map_err(store)?;
+        let Some(last) = rows.last().map(|(m, _)| m.user_id.clone()) else {
+            return Ok(Vec::new());
+        };
+        // The roles given in the team to the people of this page: the same range of user ids.
+        let mut given_roles = team_member::Entity::find()
+            .filter(team_member::Column::TeamId.eq(t.to_string()))
+            .filter(team_member::Column::OrgId.eq(org.to_string()))
+            .filter(team_member::Column::UserId.lte(last));
+        if let Some(after) = after {
+            given_roles = given_roles.filter(team_member::Column::UserId.gt(after.to_string()));
+        }
+        let assigned: std::collections::HashMap<String, TeamRole> = self
+            .fetch_all(given_roles)
             .await
             .map_err(store)?
             .into_iter()
@@ -480,26 +528,6 @@ impl WorkspaceStore for SeaStore {
                 Ok((r.user_id, role))
             })
             .collect::<Result<_, StoreError>>()?;
-        let in_team = sea_orm::sea_query::Query::select()
-            .column(team_member::Column::UserId)
-            .from(team_member::Entity)
-            .and_where(team_member::Column::TeamId.eq(t.to_string()))
-            .and_where(team_member::Column::OrgId.eq(org.to_string()))
-            .to_owned();
-        let rows = self
-            .fetch_all(
-                membership::Entity::find()
-                    .filter(membership::Column::OrgId.eq(org.to_string()))
-                    .filter(
-                        sea_orm::Condition::any()
-                            .add(membership::Column::UserId.in_subquery(in_team))
-                            .add(membership::Column::AllTeamsRole.is_not_null()),
-                    )
-                    .order_by_asc(membership::Column::UserId)
-                    .find_also_related(user::Entity),
-            )
-            .await
-            .map_err(store)?;
         let mut out = Vec::with_capacity(rows.len());
         // A membership always has its account (foreign key); one without would be left out.
         for (m, u) in rows {
