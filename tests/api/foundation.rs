@@ -270,8 +270,54 @@ both_backends!(sessions_are_listed_and_ended, |b| async move {
     let t = spawn_app(b).await;
     let second = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
     let list = json_of(t.get(&t.url("/api/v1/me/sessions"), &t.owner_token).await).await;
-    let sessions = list.as_array().unwrap();
+    let sessions = list["items"].as_array().unwrap();
     assert_eq!(sessions.len(), 2);
+    assert!(list["next_cursor"].is_null(), "{list}");
+    // A page at a time, newest first: the login just made, then the test's own.
+    let mut paged = Vec::new();
+    let mut url = t.url("/api/v1/me/sessions?limit=1");
+    loop {
+        let page = json_of(t.get(&url, &t.owner_token).await).await;
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 1, "{page}");
+        paged.extend(
+            items
+                .iter()
+                .map(|s| (s["id"].clone(), s["current"].clone())),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => url = t.url(&format!("/api/v1/me/sessions?limit=1&cursor={c}")),
+            None => break,
+        }
+    }
+    assert_eq!(
+        paged,
+        sessions
+            .iter()
+            .map(|s| (s["id"].clone(), s["current"].clone()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        paged[1].1, true,
+        "the older session is the test's own: {paged:?}"
+    );
+    // Another person's session is no cursor of mine.
+    let toms = t.login("tom@example.com", DEMO_PASSWORD).await;
+    let toms_id =
+        json_of(t.get(&t.url("/api/v1/me/sessions"), &toms).await).await["items"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    problem(
+        t.get(
+            &t.url(&format!("/api/v1/me/sessions?cursor={toms_id}")),
+            &t.owner_token,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
     assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
     let other = sessions.iter().find(|s| s["current"] == false).unwrap()["id"]
         .as_str()
@@ -401,7 +447,7 @@ both_backends!(
         let token = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
         let last_seen = || async {
             let list = json_of(t.get(&t.url("/api/v1/me/sessions"), &token).await).await;
-            let current = list
+            let current = list["items"]
                 .as_array()
                 .unwrap()
                 .iter()

@@ -1178,7 +1178,7 @@ both_backends!(
         let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
         let live = json_of(t.get(&t.url("/api/v1/me/sessions"), &tom).await).await;
         assert_eq!(
-            live.as_array().unwrap().len(),
+            live["items"].as_array().unwrap().len(),
             3,
             "the fourth login ends the oldest"
         );
@@ -1245,7 +1245,7 @@ both_backends!(
         // Their session lists where it is refused.
         let listed = json_of(t.get(&t.url("/api/v1/me/sessions"), &tom).await).await;
         assert_eq!(
-            listed[0]["signed_out_of"],
+            listed["items"][0]["signed_out_of"],
             json!([t.org_id.to_string()]),
             "{listed}"
         );

@@ -186,6 +186,7 @@ pub async fn run<
     password_change_ends_other_sessions_in_its_transaction(s).await;
     member_limit_and_single_owner(s).await;
     sessions_evict_oldest_and_end(s).await;
+    live_sessions_come_in_pages(s).await;
     signing_out_of_one_organization_keeps_the_others(s).await;
     a_deactivated_membership_keeps_no_session_alive(s).await;
     an_abandoned_sign_in_leaves_all_or_nothing(s).await;
@@ -1068,6 +1069,74 @@ async fn a_deactivated_membership_keeps_no_session_alive<
         s.find_session(&hash).await.unwrap().is_none(),
         "deactivated in B, signed out of A: good nowhere, so it ends"
     );
+}
+
+async fn live_sessions_come_in_pages<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
+    let (org, _, owner) = new_org(s).await;
+    let (_, _, stranger) = new_org(s).await;
+    // Five sessions: two logged in at the same moment (their ids decide), one ended.
+    let mut made: Vec<Session> = [0, 5, 5, 9, 12]
+        .iter()
+        .map(|m| session(owner.id, *m))
+        .collect();
+    for (i, x) in made.iter().enumerate() {
+        s.create_session(x, &format!("page-{}-{i}", owner.id), 10, &|_| {
+            Journal::default()
+        })
+        .await
+        .unwrap();
+    }
+    let theirs = session(stranger.id, 1);
+    s.create_session(&theirs, &format!("page-{}", stranger.id), 10, &|_| {
+        Journal::default()
+    })
+    .await
+    .unwrap();
+    let gone = made.remove(3);
+    s.end_session(owner.id, gone.id, now(), note(org.id, "ended"))
+        .await
+        .unwrap();
+    made.sort_by_key(|x| std::cmp::Reverse((x.created_at, x.id)));
+    let expected: Vec<SessionId> = made.iter().map(|x| x.id).collect();
+    let whole: Vec<SessionId> = s
+        .list_sessions(owner.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.id)
+        .collect();
+    assert_eq!(whole, expected, "live ones, newest first, ties by id");
+    for limit in 1..=5u32 {
+        let mut all = Vec::new();
+        let mut before = None;
+        loop {
+            let page = s.list_sessions_page(owner.id, before, limit).await.unwrap();
+            assert!(page.len() <= limit as usize);
+            before = page.last().map(|x| x.id);
+            let done = page.len() < limit as usize;
+            all.extend(page.into_iter().map(|x| x.id));
+            if done {
+                break;
+            }
+        }
+        assert_eq!(all, expected, "pages of {limit}");
+    }
+    // After an ended session: the live ones older than it.
+    let after_gone: Vec<SessionId> = s
+        .list_sessions_page(owner.id, Some(gone.id), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.id)
+        .collect();
+    assert_eq!(after_gone, expected[1..].to_vec());
+    // Someone else's session, or none, is no cursor.
+    for cursor in [theirs.id, SessionId::new()] {
+        assert!(matches!(
+            s.list_sessions_page(owner.id, Some(cursor), 10).await,
+            Err(TenancyError::NotFound(_))
+        ));
+    }
 }
 
 async fn sessions_evict_oldest_and_end<S: TenancyStore + AuditStore + ?Sized>(s: &S) {

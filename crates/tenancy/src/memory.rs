@@ -1038,15 +1038,33 @@ impl AccountStore for MemoryTenancyStore {
             .collect())
     }
 
-    async fn list_sessions(&self, user: UserId) -> Result<Vec<Session>, TenancyError> {
-        let mut out: Vec<Session> = self
-            .lock()?
+    async fn list_sessions_page(
+        &self,
+        user: UserId,
+        before: Option<SessionId>,
+        limit: u32,
+    ) -> Result<Vec<Session>, TenancyError> {
+        let s = self.lock()?;
+        let key = |x: &Session| std::cmp::Reverse((x.created_at, x.id));
+        let after = match before {
+            None => None,
+            Some(id) => Some(
+                s.sessions
+                    .iter()
+                    .find(|x| x.0.id == id && x.0.user == user)
+                    .map(|x| key(&x.0))
+                    .ok_or(TenancyError::NotFound("session"))?,
+            ),
+        };
+        let mut out: Vec<Session> = s
             .sessions
             .iter()
-            .filter(|s| s.0.user == user && s.2.is_none())
-            .map(|s| s.0.clone())
+            .filter(|x| x.0.user == user && x.2.is_none())
+            .filter(|x| after.is_none_or(|a| key(&x.0) > a))
+            .map(|x| x.0.clone())
             .collect();
-        out.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+        out.sort_by_key(key);
+        out.truncate(limit as usize);
         Ok(out)
     }
 }

@@ -477,11 +477,37 @@ pub trait AccountStore: Send + Sync {
         Ok(Vec::new())
     }
 
-    /// `user`'s live sessions, newest first.
+    /// One keyset page of `user`'s live sessions, newest first (by creation time, then id),
+    /// after the session `before` (live or ended) of the previous page.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] when `before` is not a session of `user`;
+    /// [`TenancyError::Store`] on storage failure.
+    async fn list_sessions_page(
+        &self,
+        user: UserId,
+        before: Option<SessionId>,
+        limit: u32,
+    ) -> Result<Vec<Session>, TenancyError>;
+
+    /// Every live session of `user`, in the order of [`Self::list_sessions_page`], read a
+    /// page at a time.
     ///
     /// # Errors
     /// [`TenancyError::Store`] on storage failure.
-    async fn list_sessions(&self, user: UserId) -> Result<Vec<Session>, TenancyError>;
+    async fn list_sessions(&self, user: UserId) -> Result<Vec<Session>, TenancyError> {
+        const PAGE: u32 = 500;
+        let mut all: Vec<Session> = Vec::new();
+        loop {
+            let before = all.last().map(|s| s.id);
+            let page = self.list_sessions_page(user, before, PAGE).await?;
+            let full = page.len() == PAGE as usize;
+            all.extend(page);
+            if !full {
+                return Ok(all);
+            }
+        }
+    }
 
     /// When each of `users` last signed in (their newest session, live or ended). People never
     /// signed in are left out.

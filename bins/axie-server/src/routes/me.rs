@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Authenticated;
 use crate::error::ApiError;
+use crate::routes::{Page, PageQuery};
 use crate::state::AppState;
 
 /// A person.
@@ -228,26 +229,37 @@ fn session_response(s: &Session, current: Option<SessionId>) -> SessionResponse 
     }
 }
 
-/// My live sessions.
-#[utoipa::path(get, path = "/api/v1/me/sessions", tag = "me", responses(
-    (status = 200, description = "Live sessions, newest first", body = [SessionResponse]),
+/// My live sessions, newest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/me/sessions", tag = "me", params(PageQuery), responses(
+    (status = 200, description = "One page of live sessions, newest first", body = inline(Page<SessionResponse>)),
     (status = 401, description = "Not authenticated", content_type = "application/problem+json"),
 ), security(("bearer" = [])))]
 pub async fn sessions(
     st: web::Data<AppState>,
     auth: Authenticated,
+    q: crate::extract::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_session(&st).await?;
+    let limit = q.limit()?;
+    let before: Option<SessionId> = q.cursor()?;
     let current = match &auth.principal {
         Principal::Session { session, .. } => Some(*session),
         Principal::ApiKey { .. } => None,
     };
-    let list = st.store.list_sessions(auth.principal.user().id).await?;
-    Ok(HttpResponse::Ok().json(
-        list.iter()
-            .map(|s| session_response(s, current))
-            .collect::<Vec<_>>(),
-    ))
+    let list = match st
+        .store
+        .list_sessions_page(auth.principal.user().id, before, limit)
+        .await
+    {
+        Ok(l) => l,
+        // The cursor names no session of mine.
+        Err(tenancy::TenancyError::NotFound(_)) if before.is_some() => {
+            return Err(ApiError::bad_request("`cursor` is not valid"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let items: Vec<SessionResponse> = list.iter().map(|s| session_response(s, current)).collect();
+    Ok(HttpResponse::Ok().json(Page::new(items, limit, |s| s.id.clone())))
 }
 
 /// Ends one of my sessions.

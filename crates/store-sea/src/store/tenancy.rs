@@ -1415,12 +1415,42 @@ impl AccountStore for SeaStore {
         Ok(rows.into_iter().map(|(ip, _)| ip).collect())
     }
 
-    async fn list_sessions(&self, user_id: UserId) -> Result<Vec<Session>, TenancyError> {
-        let rows = session::Entity::find()
+    async fn list_sessions_page(
+        &self,
+        user_id: UserId,
+        before: Option<SessionId>,
+        limit: u32,
+    ) -> Result<Vec<Session>, TenancyError> {
+        let mut page = session::Entity::find()
             .filter(session::Column::UserId.eq(user_id.to_string()))
-            .filter(session::Column::EndedAt.is_null())
-            .order_by_desc(session::Column::CreatedAt)
-            .all(self.db())
+            .filter(session::Column::EndedAt.is_null());
+        if let Some(before) = before {
+            let Some(cursor) = self
+                .fetch_one(
+                    session::Entity::find_by_id(before.to_string())
+                        .filter(session::Column::UserId.eq(user_id.to_string())),
+                )
+                .await
+                .map_err(store)?
+            else {
+                return Err(TenancyError::NotFound("session"));
+            };
+            page = page.filter(
+                sea_orm::Condition::any()
+                    .add(session::Column::CreatedAt.lt(cursor.created_at))
+                    .add(
+                        sea_orm::Condition::all()
+                            .add(session::Column::CreatedAt.eq(cursor.created_at))
+                            .add(session::Column::Id.lt(cursor.id)),
+                    ),
+            );
+        }
+        let rows = self
+            .fetch_all(
+                page.order_by_desc(session::Column::CreatedAt)
+                    .order_by_desc(session::Column::Id)
+                    .limit(u64::from(limit)),
+            )
             .await
             .map_err(store)?;
         rows.into_iter()
