@@ -1518,3 +1518,116 @@ both_backends!(
         assert_eq!(body["data"]["changed"], json!(["name"]));
     }
 );
+
+both_backends!(
+    the_owner_deletes_the_organization_and_nothing_of_it_answers,
+    |b| async move {
+        let sink = SmtpSink::start().await;
+        let t = spawn_app_mailing_to(b, &sink).await;
+        let name = json_of(t.get(&t.org(""), &t.owner_token).await).await["name"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        let key = t
+            .post(
+                &t.org("/api-keys"),
+                &t.owner_token,
+                &json!({ "name": "ci" }),
+            )
+            .await;
+        assert_eq!(key.status(), StatusCode::CREATED);
+        let key = json_of(key).await["secret"].as_str().unwrap().to_owned();
+        let (other_org, other_email) =
+            crate::api_keys::second_org(&t, billing_limits::Plan::Pro).await;
+        let other = t.login(&other_email, OWNER_PASSWORD).await;
+        let delete = |token: String, confirm: &str, password: &str| {
+            let t = &t;
+            let body = json!({ "confirm_name": confirm, "password": password });
+            async move { t.post(&t.org("/delete"), &token, &body).await }
+        };
+        // Not an Admin, not an API key (even the Owner's), not another organization's Owner.
+        problem(
+            delete(mike.clone(), &name, DEMO_PASSWORD).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        problem(
+            delete(key.clone(), &name, OWNER_PASSWORD).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        assert_eq!(
+            delete(other.clone(), &name, OWNER_PASSWORD).await.status(),
+            StatusCode::NOT_FOUND
+        );
+        // The name must be typed as it is, and the password must be the Owner's.
+        problem(
+            delete(t.owner_token.clone(), &name.to_uppercase(), OWNER_PASSWORD).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        let wrong = delete(t.owner_token.clone(), &name, "not the password").await;
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+        let refused = t.audit("action=org.deleted").await;
+        assert_eq!(
+            refused.len(),
+            1,
+            "the failed confirmation is recorded: {refused:?}"
+        );
+        assert_eq!(
+            t.get(&t.org(""), &t.owner_token).await.status(),
+            StatusCode::OK
+        );
+
+        let res = delete(t.owner_token.clone(), &name, OWNER_PASSWORD).await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        // Nothing of it answers any more, to anyone.
+        for token in [&t.owner_token, &mike] {
+            assert_eq!(
+                t.get(&t.org("/members"), token).await.status(),
+                StatusCode::NOT_FOUND
+            );
+        }
+        assert_eq!(
+            t.get(&t.url("/api/v1/me"), &key).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        let me = json_of(t.get(&t.url("/api/v1/me"), &mike).await).await;
+        assert!(
+            me["memberships"].as_array().unwrap().is_empty(),
+            "accounts stay, without it: {me}"
+        );
+        // The Owner and the Admins are told.
+        let subject = format!("Subject: {name} was deleted");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        for to in [OWNER_EMAIL, "mike@example.com"] {
+            loop {
+                let told = sink.messages().iter().any(|m| {
+                    m.contains(&subject)
+                        && m.lines()
+                            .any(|l| l.to_lowercase().starts_with("to:") && l.contains(to))
+                });
+                if told {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "no notice to {to}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+        // Another organization is untouched.
+        let still = t
+            .get(&t.url(&format!("/api/v1/orgs/{other_org}/members")), &other)
+            .await;
+        assert_eq!(still.status(), StatusCode::OK);
+        assert_eq!(
+            delete(t.owner_token.clone(), &name, OWNER_PASSWORD)
+                .await
+                .status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+);

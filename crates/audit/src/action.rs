@@ -67,6 +67,9 @@ actions! {
     UsageAlertSent => "usage.alert_sent", "Sent a usage alert for";
     /// The organization was created.
     OrgCreated => "org.created", "Created organization";
+    /// The Owner asked to delete the organization (recorded only when the confirmation fails:
+    /// a deletion takes the organization's log with it).
+    OrgDeleted => "org.deleted", "Deleted organization";
     /// Company information changed.
     SettingsUpdated => "settings.updated", "Updated the settings of";
     /// Security policy changed.

@@ -39,6 +39,23 @@ impl MemoryAuditStore {
         Self::default()
     }
 
+    /// Forgets everything of `org`: its chain, checkpoints and anchor, its queued events, the
+    /// mail that names it (for a store that deletes an organization; a database store deletes
+    /// the rows in the deletion's transaction).
+    ///
+    /// # Errors
+    /// [`AuditError::Store`] when the store's lock is poisoned.
+    pub fn forget_org(&self, org: OrgId) -> Result<(), AuditError> {
+        let mut s = self.lock()?;
+        s.chains.remove(&org);
+        s.checkpoints.remove(&org);
+        s.anchors.remove(&org);
+        s.erased.remove(&org);
+        s.outbox.retain(|e| e.org != org);
+        s.mails.retain(|(m, _)| m.org != Some(org));
+        Ok(())
+    }
+
     fn lock(&self) -> Result<MutexGuard<'_, State>, AuditError> {
         self.state
             .lock()

@@ -93,6 +93,42 @@ const SQLITE_CACHE_SPILL_PAGES: u32 = 8_000;
 /// PostgreSQL connections idle at least this long are pinged before they are handed out.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(30);
 
+/// The tables whose rows belong to one organization (an `org_id` column), in the order an
+/// organization's deletion empties them: rows another table refers to come after it.
+/// `tests/contract.rs` checks that every table with an `org_id` column is here.
+pub const ORG_TABLES: &[&str] = &[
+    "webhook_deliveries",
+    "webhook_endpoints",
+    "outbox_events",
+    "mail_outbox",
+    "team_members",
+    "scim_groups",
+    "scim_users",
+    "scim_tokens",
+    "api_keys",
+    "invitations",
+    "ownership_transfers",
+    "bulk_previews",
+    "consents",
+    "asset_transfers",
+    "assets",
+    "credit_entries",
+    "credit_operations",
+    "credit_accounts",
+    "invoices",
+    "subscriptions",
+    "usage_alerts",
+    "usage_daily",
+    "usage_monthly",
+    "audit_erasures",
+    "audit_checkpoints",
+    "audit_anchors",
+    "audit_events",
+    "audit_heads",
+    "memberships",
+    "teams",
+];
+
 /// The SeaORM-backed store: one handle implementing every port.
 ///
 /// On SQLite, writes (every transaction) go through one connection, and reads that stand alone

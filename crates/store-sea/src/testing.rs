@@ -41,3 +41,32 @@ pub fn say_postgres_skipped(suite: &str) {
         "{suite}: {POSTGRES_ENV} is unset, so the PostgreSQL pass is skipped (`.ci/run` sets it)"
     );
 }
+
+/// Every organization with its Owner, as stored (for tests that delete them all).
+///
+/// # Errors
+/// The database error.
+pub async fn org_owners(
+    store: &crate::SeaStore,
+) -> Result<Vec<(rbac_core::OrgId, rbac_core::UserId)>, audit::StoreError> {
+    let db = store.db();
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT org_id, user_id FROM memberships WHERE role = 'owner' ORDER BY org_id",
+        ))
+        .await
+        .map_err(db_err)?;
+    rows.iter()
+        .map(|r| {
+            let org: String = r.try_get("", "org_id").map_err(db_err)?;
+            let user: String = r.try_get("", "user_id").map_err(db_err)?;
+            Ok((
+                org.parse()
+                    .map_err(|_| audit::StoreError::msg(format!("organization id {org}")))?,
+                user.parse()
+                    .map_err(|_| audit::StoreError::msg(format!("user id {user}")))?,
+            ))
+        })
+        .collect()
+}

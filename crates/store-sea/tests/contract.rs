@@ -454,6 +454,7 @@ async fn tenancy_contract_on_sqlite() {
     let (store, _dir) = sqlite().await;
     tenancy::contract::run(&store).await;
     erased_bodies_as_stored(&store).await;
+    deleting_every_organization_leaves_none_of_their_rows(&store).await;
 }
 
 #[tokio::test]
@@ -461,6 +462,7 @@ async fn tenancy_contract_on_postgres() {
     if let Some(store) = postgres().await {
         tenancy::contract::run(&store).await;
         erased_bodies_as_stored(&store).await;
+        deleting_every_organization_leaves_none_of_their_rows(&store).await;
     }
 }
 
@@ -1716,4 +1718,106 @@ async fn records_racing_an_erasure_keep_no_name_on_postgres() {
     if let Some(store) = postgres().await {
         records_racing_an_erasure_keep_no_name(store).await;
     }
+}
+
+/// How many rows of `table` belong to one of `orgs` (an update that changes nothing, for its
+/// count of rows).
+async fn rows_of(store: &SeaStore, table: &str, orgs: &str) -> u64 {
+    store
+        .execute_sql(&format!(
+            "UPDATE {table} SET org_id = org_id WHERE org_id IN ({orgs})"
+        ))
+        .await
+        .unwrap()
+}
+
+/// After the tenancy contract has filled the store, every organization it made is deleted
+/// through its Owner (`OrgStore::delete_org`), and no table keeps a row of any of them. Every
+/// table with an `org_id` column is in `store_sea::ORG_TABLES`, so a table added later without
+/// joining that list fails here.
+async fn deleting_every_organization_leaves_none_of_their_rows(store: &SeaStore) {
+    use tenancy::OrgStore;
+    for table in store_sea::TABLES {
+        let has_org = store
+            .execute_sql(&format!("UPDATE {table} SET org_id = org_id WHERE 1 = 0"))
+            .await
+            .is_ok();
+        assert_eq!(
+            has_org,
+            store_sea::ORG_TABLES.contains(table),
+            "{table}: an `org_id` column if and only if in ORG_TABLES"
+        );
+    }
+    let owned = store_sea::testing::org_owners(store).await.unwrap();
+    assert!(
+        owned.len() > 20,
+        "the contract made organizations: {}",
+        owned.len()
+    );
+    let ids = owned
+        .iter()
+        .map(|(o, _)| format!("'{o}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut filled = 0;
+    for table in store_sea::ORG_TABLES {
+        if rows_of(store, table, &ids).await > 0 {
+            filled += 1;
+        }
+    }
+    // 23 of the 30 when this was written (no webhook endpoints or deliveries, no SCIM group,
+    // no usage alert, …): enough that a deletion that skipped tables would be seen.
+    assert!(
+        filled >= 20,
+        "the contract left rows in most of the organizations' tables: {filled}"
+    );
+    // Not by someone else: an Admin, or the Owner of another organization.
+    let (first, first_owner) = owned[0];
+    let other_owner = owned
+        .iter()
+        .map(|(_, u)| *u)
+        .find(|u| *u != first_owner)
+        .unwrap();
+    assert!(matches!(
+        store
+            .delete_org(first, other_owner, audit::Journal::default())
+            .await,
+        Err(tenancy::TenancyError::Conflict(_))
+    ));
+    assert!(rows_of(store, "memberships", &format!("'{first}'")).await > 0);
+    for (org, owner) in &owned {
+        store
+            .delete_org(*org, *owner, audit::Journal::default())
+            .await
+            .unwrap();
+    }
+    for table in store_sea::ORG_TABLES {
+        assert_eq!(rows_of(store, table, &ids).await, 0, "{table}");
+    }
+    assert_eq!(
+        store
+            .execute_sql(&format!(
+                "UPDATE organizations SET name = name WHERE id IN ({ids})"
+            ))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .execute_sql(
+                "UPDATE webhook_attempts SET number = number \
+                 WHERE delivery_id NOT IN (SELECT id FROM webhook_deliveries)"
+            )
+            .await
+            .unwrap(),
+        0,
+        "no attempt outlives its delivery"
+    );
+    assert!(matches!(
+        store
+            .delete_org(first, first_owner, audit::Journal::default())
+            .await,
+        Err(tenancy::TenancyError::NotFound(_))
+    ));
 }

@@ -174,6 +174,7 @@ pub async fn run<
     caller_memberships_gather_every_org_and_team(s).await;
     members_seen_by_a_user_are_those_of_their_teams(s).await;
     team_members_come_in_pages(s).await;
+    deleting_an_organization_leaves_the_others(s).await;
     assets_quota_scope_and_subtrees(s).await;
     limits_lowered_since_the_callers_read_are_obeyed(s).await;
     assets_created_together_all_or_none(s).await;
@@ -2966,6 +2967,96 @@ async fn caller_memberships_gather_every_org_and_team<
 /// An organization User sees the members of their own teams, the Owner and Admins, those with
 /// a role in every team and themselves, page by page; never another team's people alone, nor
 /// another organization's.
+async fn deleting_an_organization_leaves_the_others<
+    S: TenancyStore + AuditStore + WorkspaceStore + MembershipStore + ?Sized,
+>(
+    s: &S,
+) {
+    let (gone, gone_default, owner) = new_org(s).await;
+    let (kept, kept_default, other_owner) = new_org(s).await;
+    // Someone in both, with a key in each.
+    let both = user("both");
+    for (org, team, hash) in [
+        (gone.id, gone_default.id, Some("h")),
+        (kept.id, kept_default.id, None),
+    ] {
+        s.add_member(
+            org,
+            &both,
+            hash,
+            OrgRole::Admin,
+            team,
+            TeamRole::Member,
+            &enterprise(),
+            note(org, "both"),
+        )
+        .await
+        .unwrap();
+    }
+    let key = |org: OrgId, team: TeamId, tag: &str| ApiKey {
+        id: ApiKeyId::new(),
+        org,
+        team,
+        scope: crate::KeyScope::Organization,
+        created_by: both.id,
+        name: tag.into(),
+        prefix: "axk_1234".into(),
+        created_at: now(),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    let (gone_key, kept_key) = (
+        key(gone.id, gone_default.id, "gone"),
+        key(kept.id, kept_default.id, "kept"),
+    );
+    for (k, hash) in [(&gone_key, "del-gone-key"), (&kept_key, "del-kept-key")] {
+        s.create_api_key(k, hash, &enterprise(), note(k.org, "key"))
+            .await
+            .unwrap();
+    }
+    // Only its Owner deletes it; an Admin's or another Owner's try changes nothing.
+    for by in [both.id, other_owner.id] {
+        assert!(matches!(
+            s.delete_org(gone.id, by, Journal::default()).await,
+            Err(TenancyError::Conflict(_))
+        ));
+    }
+    assert!(s.get_org(gone.id).await.is_ok());
+    let notice = Journal::default().mail(mail(None, "owner@contract.example", "deleted", "b"));
+    s.delete_org(gone.id, owner.id, notice).await.unwrap();
+    assert!(matches!(
+        s.get_org(gone.id).await,
+        Err(TenancyError::NotFound(_))
+    ));
+    assert!(s.get_member(gone.id, both.id).await.unwrap().is_none());
+    assert!(s.find_api_key("del-gone-key").await.unwrap().is_none());
+    assert!(
+        s.chain_page(gone.id, 0, 10).await.unwrap().is_empty(),
+        "its audit log goes with it"
+    );
+    let orgs: Vec<OrgId> = s
+        .memberships(both.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.org)
+        .collect();
+    assert_eq!(orgs, vec![kept.id]);
+    // The other organization, its people and its log are as they were.
+    assert_eq!(s.get_org(kept.id).await.unwrap().name, kept.name);
+    assert!(s.get_member(kept.id, both.id).await.unwrap().is_some());
+    assert!(s.find_api_key("del-kept-key").await.unwrap().is_some());
+    assert_chain_verifies(s, kept.id, "after another organization's deletion").await;
+    assert!(
+        s.get_user(owner.id).await.unwrap().is_some(),
+        "accounts stay"
+    );
+    assert!(matches!(
+        s.delete_org(gone.id, owner.id, Journal::default()).await,
+        Err(TenancyError::NotFound(_))
+    ));
+}
+
 async fn team_members_come_in_pages<
     S: TenancyStore + AuditStore + WorkspaceStore + MembershipStore + ?Sized,
 >(

@@ -536,6 +536,58 @@ impl OrgStore for MemoryTenancyStore {
         Ok(self.lock()?.orgs.len() as u64)
     }
 
+    async fn delete_org(
+        &self,
+        org: OrgId,
+        by: UserId,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            if !s.orgs.contains_key(&org) {
+                return Err(TenancyError::NotFound("organization"));
+            }
+            if !s
+                .members
+                .iter()
+                .any(|m| m.0 == org && m.1 == by && m.2 == OrgRole::Owner)
+            {
+                return Err(TenancyError::Conflict(
+                    "only the Owner deletes the organization".into(),
+                ));
+            }
+            s.orgs.remove(&org);
+            s.members.retain(|m| m.0 != org);
+            s.deactivated.retain(|(o, _), _| *o != org);
+            s.all_teams.retain(|(o, _), _| *o != org);
+            s.teams.retain(|t| t.org != org);
+            s.team_members.retain(|t| t.2 != org);
+            s.keys.retain(|(k, _)| k.org != org);
+            let gone: Vec<rbac_core::InvitationId> = s
+                .invitations
+                .iter()
+                .filter(|(i, _)| i.org == org)
+                .map(|(i, _)| i.id)
+                .collect();
+            s.invitations.retain(|(i, _)| i.org != org);
+            s.accepted_by.retain(|i, _| !gone.contains(i));
+            s.previews.retain(|(p, _)| p.org != org);
+            s.transfers.remove(&org);
+            s.assets.retain(|a| a.org != org);
+            s.asset_transfers.retain(|t| t.org != org);
+            s.usage.retain(|(o, _)| *o != org);
+            s.monthly.retain(|(o, _, _), _| *o != org);
+            s.alerts.retain(|(o, _, _, _)| *o != org);
+            s.scim_tokens.retain(|(t, _)| t.org != org);
+            s.scim_users.retain(|(o, _), _| *o != org);
+            s.scim_groups.retain(|(o, _), _| *o != org);
+            s.consents.retain(|c| c.org != org);
+            s.billing.forget_org(org);
+        }
+        self.audit.forget_org(org)?;
+        self.commit(journal).await
+    }
+
     async fn get_org(&self, org: OrgId) -> Result<Organization, TenancyError> {
         self.lock()?
             .orgs

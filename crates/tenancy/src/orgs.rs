@@ -730,3 +730,66 @@ pub async fn set_limit_overrides_as_system<S: TenancyStore + ?Sized>(
     }
     .limits())
 }
+
+/// Deletes the caller's organization for good (the Owner, signed in with a session; not with
+/// an API key): its members, teams, resources, API keys, invitations, SCIM tokens, webhooks,
+/// subscription, invoices, credits, usage and consents, and its audit log, in one
+/// transaction; the people's accounts stay. `confirm_name` must be the organization's name as
+/// it is, and `password` the Owner's: a wrong one is recorded, as for other confirmations, in
+/// the logs of the Owner's organizations. The Owner and the Admins are told by mail (mail about
+/// no organization, so that it outlives this one). Export the audit log first: it goes too.
+///
+/// # Errors
+/// [`TenancyError::Forbidden`] for anyone but the Owner; [`TenancyError::Invalid`] when the
+/// name does not match; [`TenancyError::BadCredentials`] or [`TenancyError::Throttled`] for
+/// the password; [`TenancyError::Conflict`] when ownership moved meanwhile.
+pub async fn delete<S: TenancyStore + ?Sized>(
+    store: &S,
+    hasher: &PasswordHasher,
+    caller: &Caller,
+    confirm_name: &str,
+    password: &str,
+    now: DateTime<Utc>,
+) -> Result<(), TenancyError> {
+    caller.check_org(Permission::DeleteOrganization)?;
+    let org = &caller.org;
+    if confirm_name != org.name {
+        return Err(TenancyError::Invalid(
+            "`confirm_name` must be the organization's name, exactly as it is".into(),
+        ));
+    }
+    crate::security::confirm_password(
+        store,
+        hasher,
+        &caller.user,
+        password,
+        AuditAction::OrgDeleted,
+        &caller.request,
+        now,
+    )
+    .await?;
+    let mut journal = Journal::default();
+    for m in store.admins(org.id).await? {
+        if m.deactivated_at.is_some() {
+            continue;
+        }
+        journal = journal.mail(audit::OutboundMail {
+            org: None,
+            to: m.user.email.to_string(),
+            subject: format!("{} was deleted", org.name),
+            body: format!(
+                "Hello {name},\n\n{owner} ({owner_email}), the Owner of {org_name}, deleted the \
+                 organization on {when}. Its members, teams, chat interfaces, knowledge bases, \
+                 API keys, webhooks, billing records and audit log were deleted with it.\n\n\
+                 Your account stays, with your other organizations.\n",
+                name = m.user.name,
+                owner = caller.user.name,
+                owner_email = caller.user.email,
+                org_name = org.name,
+                when = now.format("%Y-%m-%d %H:%M UTC"),
+            ),
+            kind: "organization_deleted".into(),
+        });
+    }
+    store.delete_org(org.id, caller.user.id, journal).await
+}

@@ -77,6 +77,22 @@ pub trait OrgStore: Send + Sync {
     /// [`TenancyError::Store`] on storage failure.
     async fn count_orgs(&self) -> Result<u64, TenancyError>;
 
+    /// Deletes `org` and everything of it (members, teams, resources, keys, invitations, SCIM
+    /// tokens, webhooks and their deliveries, subscription, invoices, credits, usage, consents,
+    /// its audit log and its queued events and mail) if `by` is still its Owner, read under the
+    /// organization's lock, in one transaction with `journal` (the notices to its people, about
+    /// no organization, so that they outlive it). The people's accounts stay.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] for an organization that is not there;
+    /// [`TenancyError::Conflict`] when `by` is not its Owner; nothing is deleted then.
+    async fn delete_org(
+        &self,
+        org: OrgId,
+        by: UserId,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
     /// One organization.
     ///
     /// # Errors

@@ -167,6 +167,58 @@ pub async fn update(
     }
 }
 
+/// The confirmation of an organization's deletion.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteOrgBody {
+    /// The organization's name, exactly as it is.
+    pub confirm_name: String,
+    /// The Owner's password.
+    pub password: String,
+}
+
+/// Deletes the organization for good (the Owner, signed in; not with an API key): its members,
+/// teams, resources, API keys, invitations, SCIM tokens, webhooks, subscription, invoices,
+/// credits, usage and consents, and its audit log (export it first). People's accounts stay.
+/// The Owner and the Admins are told by mail.
+#[utoipa::path(post, path = "/api/v1/orgs/{org_id}/delete", tag = "organizations",
+    params(("org_id" = String, Path, description = "Organization id")),
+    request_body = DeleteOrgBody,
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Wrong password", content_type = "application/problem+json"),
+        (status = 403, description = "Not the Owner, or an API key", content_type = "application/problem+json"),
+        (status = 409, description = "Ownership moved meanwhile", content_type = "application/problem+json"),
+        (status = 422, description = "The name does not match", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn delete(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    body: crate::extract::Json<DeleteOrgBody>,
+) -> Result<HttpResponse, ApiError> {
+    let now = st.clock.now();
+    match orgs::delete(
+        &*st.store,
+        &st.hasher,
+        &caller,
+        &body.confirm_name,
+        &body.password,
+        now,
+    )
+    .await
+    {
+        Ok(()) => {
+            // Its audit log went with it: the operator's log keeps the deletion.
+            tracing::warn!(
+                org = %caller.org.id, name = %caller.org.name, by = %caller.user.id,
+                "organization deleted by its Owner"
+            );
+            Ok(HttpResponse::NoContent().finish())
+        }
+        Err(e) => Err(audited(&st, &caller, "delete_organization", e).await),
+    }
+}
+
 /// What to explain.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -581,6 +581,50 @@ impl OrgStore for SeaStore {
             .map_err(store)
     }
 
+    async fn delete_org(
+        &self,
+        org: OrgId,
+        by: UserId,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        use sea_orm::sea_query::{Alias, Query};
+        let txn = self.db().begin().await.map_err(store)?;
+        lock_org(&txn, org).await?;
+        let owner = membership::Entity::find_by_id((org.to_string(), by.to_string()))
+            .one(&txn)
+            .await
+            .map_err(store)?;
+        if owner.is_none_or(|m| m.role != OrgRole::Owner.as_str()) {
+            return Err(TenancyError::Conflict(
+                "only the Owner deletes the organization".into(),
+            ));
+        }
+        let id = org.to_string();
+        // The attempts of its deliveries, which name no organization.
+        let deliveries = Query::select()
+            .column(Alias::new("id"))
+            .from(Alias::new("webhook_deliveries"))
+            .and_where(Expr::col(Alias::new("org_id")).eq(id.clone()))
+            .to_owned();
+        let attempts = Query::delete()
+            .from_table(Alias::new("webhook_attempts"))
+            .and_where(Expr::col(Alias::new("delivery_id")).in_subquery(deliveries))
+            .to_owned();
+        txn.execute(&attempts).await.map_err(store)?;
+        for table in crate::ORG_TABLES {
+            let rows = Query::delete()
+                .from_table(Alias::new(*table))
+                .and_where(Expr::col(Alias::new("org_id")).eq(id.clone()))
+                .to_owned();
+            txn.execute(&rows).await.map_err(store)?;
+        }
+        organization::Entity::delete_by_id(id)
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        commit(txn, journal).await
+    }
+
     async fn get_org(&self, org: OrgId) -> Result<Organization, TenancyError> {
         let m = self
             .fetch_one(organization::Entity::find_by_id(org.to_string()))

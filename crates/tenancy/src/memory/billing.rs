@@ -91,6 +91,15 @@ impl BillingState {
         }
     }
 
+    /// Forgets everything of a deleted organization.
+    pub(super) fn forget_org(&mut self, org: OrgId) {
+        self.subscriptions.remove(&org);
+        self.invoices.retain(|i| i.org != org);
+        self.accounts.retain(|(o, _), _| *o != org);
+        self.operations.retain(|o| o.org != org);
+        self.entries.retain(|(o, _)| *o != org);
+    }
+
     /// Forgets a deleted team's (empty) account.
     pub(super) fn drop_team_account(&mut self, org: OrgId, team: TeamId) {
         self.accounts.remove(&(org, Account::Team(team)));
