@@ -1070,6 +1070,21 @@ async fn a_deactivated_membership_keeps_no_session_alive<
         s.find_session(&hash).await.unwrap().is_none(),
         "deactivated in B, signed out of A: good nowhere, so it ends"
     );
+    // Someone who is not a member of A is not signed out of it: their sessions stay.
+    let (_, _, outsider) = new_org(s).await;
+    let theirs = format!("outsider-{}", outsider.id);
+    s.create_session(&session(outsider.id, 0), &theirs, 10, &|_| {
+        Journal::default()
+    })
+    .await
+    .unwrap();
+    let h = head(s, a.id).await;
+    assert!(matches!(
+        s.end_sessions_in(a.id, outsider.id, now(), &records).await,
+        Err(TenancyError::NotFound(_))
+    ));
+    assert!(s.find_session(&theirs).await.unwrap().is_some());
+    assert_eq!(head(s, a.id).await, h, "nothing recorded");
 }
 
 async fn live_sessions_come_in_pages<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
@@ -6653,10 +6668,46 @@ async fn a_reversed_purchase_voids_its_open_invoice<
         r.reverses = Some(op.id);
         r
     };
+    // Another organization cannot reverse it, nor file an invoice under it: nothing written,
+    // and the operation is still its own organization's to reverse.
+    let mut foreign = reverse(&open, "undo-from-elsewhere");
+    foreign.org = other.id;
+    let (other_audit, other_invoices) = (head(s, other.id).await, statuses(other.id).await);
+    assert!(matches!(
+        s.post_credits(&foreign, None, note(other.id, "undo")).await,
+        Err(TenancyError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.post_credits(
+            &buy(other.id, "misfiled"),
+            Some(&invoice(org.id, "INV-9", ChargeStatus::Open)),
+            note(other.id, "buy")
+        )
+        .await,
+        Err(TenancyError::Invalid(_))
+    ));
+    assert_eq!(head(s, other.id).await, other_audit);
+    assert_eq!(statuses(other.id).await, other_invoices);
+    assert_eq!(statuses(org.id).await.len(), 2);
     let audit = head(s, org.id).await;
     s.post_credits(&reverse(&open, "undo-open"), None, note(org.id, "undo"))
         .await
         .unwrap();
+    assert!(
+        s.credit_operation(other.id, open.id)
+            .await
+            .unwrap()
+            .is_none(),
+        "another organization does not see it"
+    );
+    assert!(
+        s.credit_operation(org.id, open.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .reversed_by
+            .is_some()
+    );
     assert_eq!(
         head(s, org.id).await,
         audit + 1,

@@ -906,6 +906,9 @@ impl AccountStore for MemoryTenancyStore {
         let mut n = 0;
         {
             let mut s = self.lock()?;
+            if !s.members.iter().any(|m| m.0 == org && m.1 == user) {
+                return Err(TenancyError::NotFound("member"));
+            }
             let elsewhere: Vec<OrgId> = s
                 .members
                 .iter()
@@ -1508,6 +1511,11 @@ impl BulkStore for MemoryTenancyStore {
         now: DateTime<Utc>,
         journal: Journal,
     ) -> Result<(), TenancyError> {
+        if invitations.iter().any(|(i, _)| i.org != org) {
+            return Err(TenancyError::Invalid(
+                "an invitation of another organization".into(),
+            ));
+        }
         {
             let mut s = self.lock()?;
             let Some(pos) = s
@@ -2026,7 +2034,9 @@ impl WorkspaceStore for MemoryTenancyStore {
             let Some(t) = s.teams.iter_mut().find(|t| *t == before) else {
                 return Err(TenancyError::Conflict("the team changed meanwhile".into()));
             };
-            *t = after.clone();
+            // The editable fields only, as a database store writes them.
+            t.name.clone_from(&after.name);
+            t.archived_at = after.archived_at;
         }
         self.commit(journal).await
     }
@@ -2264,7 +2274,11 @@ impl WorkspaceStore for MemoryTenancyStore {
                     before.kind().label()
                 )));
             }
-            *a = after.clone();
+            // The editable fields only, as a database store writes them.
+            a.name.clone_from(&after.name);
+            a.updated_at = after.updated_at;
+            a.details = after.details.clone();
+            a.archived_at = after.archived_at;
         }
         self.commit(journal).await
     }

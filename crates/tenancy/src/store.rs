@@ -414,7 +414,8 @@ pub trait AccountStore: Send + Sync {
     /// again does.
     ///
     /// # Errors
-    /// [`TenancyError::Store`] on storage failure; then no session is changed.
+    /// [`TenancyError::NotFound`] when `user` is not a member of `org` (read under the same
+    /// lock); [`TenancyError::Store`] on storage failure; then no session is changed.
     async fn end_sessions_in(
         &self,
         org: OrgId,

@@ -220,7 +220,8 @@ impl WebhookStore for MemoryWebhookStore {
         {
             let mut s = self.lock()?;
             let ep = find(&mut s, org, endpoint)?.0.clone();
-            for e in &journal.events {
+            // Only the endpoint's organization's events, as a database store fans them out.
+            for e in journal.events.iter().filter(|e| e.org == org) {
                 Self::queue(&mut s, e, &ep, DeliveryStatus::Pending);
             }
         }

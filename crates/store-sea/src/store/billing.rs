@@ -113,6 +113,11 @@ impl BillingStore for SeaStore {
         invoice: Option<&Invoice>,
         journal: Journal,
     ) -> Result<(), TenancyError> {
+        if invoice.is_some_and(|i| i.org != org) {
+            return Err(TenancyError::Invalid(
+                "the invoice is another organization's".into(),
+            ));
+        }
         let conflict = || {
             TenancyError::Conflict(
                 "the subscription changed meanwhile; reload and try again".into(),
@@ -409,7 +414,23 @@ impl CreditStore for SeaStore {
         invoice: Option<&Invoice>,
         journal: Journal,
     ) -> Result<Posted, TenancyError> {
+        if invoice.is_some_and(|i| i.org != op.org) {
+            return Err(TenancyError::Invalid(
+                "the invoice is another organization's".into(),
+            ));
+        }
         let txn = self.db().begin().await.map_err(store)?;
+        // Only an operation of the same organization is reversed.
+        if let Some(r) = op.reverses {
+            let theirs = credit_operation::Entity::find_by_id(r.to_string())
+                .filter(credit_operation::Column::OrgId.eq(op.org.to_string()))
+                .one(&txn)
+                .await
+                .map_err(store)?;
+            if theirs.is_none() {
+                return Err(TenancyError::NotFound("credit operation"));
+            }
+        }
         let inserted = credit_operation::Entity::insert(credit_operation::ActiveModel {
             id: Set(op.id.to_string()),
             org_id: Set(op.org.to_string()),
@@ -585,6 +606,7 @@ impl CreditStore for SeaStore {
         };
         let reversed_by = credit_operation::Entity::find()
             .filter(credit_operation::Column::Reverses.eq(op_id.to_string()))
+            .filter(credit_operation::Column::OrgId.eq(org.to_string()))
             .one(self.db())
             .await
             .map_err(store)?

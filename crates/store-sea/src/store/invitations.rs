@@ -465,6 +465,11 @@ impl BulkStore for SeaStore {
         now: DateTime<Utc>,
         journal: Journal,
     ) -> Result<(), TenancyError> {
+        if invitations.iter().any(|(i, _)| i.org != org) {
+            return Err(TenancyError::Invalid(
+                "an invitation of another organization".into(),
+            ));
+        }
         let txn = self.db().begin().await.map_err(store)?;
         lock_org(&txn, org).await?;
         let used = bulk_preview::Entity::update_many()

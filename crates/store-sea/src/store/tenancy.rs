@@ -1211,6 +1211,15 @@ impl AccountStore for SeaStore {
         // as they are until the commit.
         lock_user(&txn, user_id).await?;
         let uid = user_id.to_string();
+        // Only a member of `org` is signed out of it (read under the same lock).
+        if membership::Entity::find_by_id((org.to_string(), uid.clone()))
+            .one(&txn)
+            .await
+            .map_err(store)?
+            .is_none()
+        {
+            return Err(TenancyError::NotFound("member"));
+        }
         let elsewhere = active_orgs_besides(&txn, &uid, org).await?;
         let live = session::Entity::find()
             .filter(session::Column::UserId.eq(uid))

@@ -140,6 +140,11 @@ impl BillingStore for MemoryTenancyStore {
         invoice: Option<&Invoice>,
         journal: Journal,
     ) -> Result<(), TenancyError> {
+        if invoice.is_some_and(|i| i.org != org) {
+            return Err(TenancyError::Invalid(
+                "the invoice is another organization's".into(),
+            ));
+        }
         {
             let mut s = self.lock()?;
             let current = s.billing.subscriptions.get(&org).map_or(0, |(_, v)| *v);
@@ -262,6 +267,18 @@ impl CreditStore for MemoryTenancyStore {
                 return Err(crate::teams::archived(&t.name, what));
             }
             let b = &mut s.billing;
+            // Only an operation of the same organization is reversed.
+            if op
+                .reverses
+                .is_some_and(|r| !b.operations.iter().any(|o| o.org == op.org && o.id == r))
+            {
+                return Err(TenancyError::NotFound("credit operation"));
+            }
+            if invoice.is_some_and(|i| i.org != op.org) {
+                return Err(TenancyError::Invalid(
+                    "the invoice is another organization's".into(),
+                ));
+            }
             if op.reverses.is_some_and(|r| {
                 b.operations
                     .iter()
