@@ -304,6 +304,36 @@ both_backends!(another_tenants_keys_and_org_answer_404, |b| async move {
         "not_found",
     )
     .await;
+    // A key is not made for another organization's team, by either Owner.
+    let first_team = |org: String, token: String| {
+        let t = &t;
+        async move {
+            let teams = json_of(
+                t.get(&t.url(&format!("/api/v1/orgs/{org}/teams")), &token)
+                    .await,
+            )
+            .await;
+            teams["items"][0]["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let acme_team = first_team(t.org_id.to_string(), t.owner_token.clone()).await;
+    let b_team = first_team(other_org.clone(), intruder.clone()).await;
+    for (org, token, team) in [
+        (t.org_id.to_string(), &t.owner_token, &b_team),
+        (other_org.clone(), &intruder, &acme_team),
+    ] {
+        problem(
+            t.post(
+                &t.url(&format!("/api/v1/orgs/{org}/api-keys")),
+                token,
+                &json!({ "name": "across", "team_id": team }),
+            )
+            .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+    }
     // Nothing leaked into Acme's audit log.
     assert!(
         t.audit("limit=500")

@@ -1303,6 +1303,19 @@ async fn api_keys_limit_scope_and_revoke<S: TenancyStore + AuditStore + ?Sized>(
             .await,
         Err(TenancyError::NotFound(_))
     ));
+    // Nor a team of another organization (the store is what refuses it: the permission check
+    // of an Admin, or of someone with a role in every team, passes for any team id).
+    let (_, their_team, _) = new_org(s).await;
+    let foreign_team = ApiKey {
+        team: their_team.id,
+        ..key("y", owner.id)
+    };
+    assert!(matches!(
+        s.create_api_key(&foreign_team, "khy", &keys(9), note(org.id, "y"))
+            .await,
+        Err(TenancyError::NotFound(_))
+    ));
+    assert!(s.find_api_key("khy").await.unwrap().is_none());
     assert_eq!(s.find_api_key("kh1").await.unwrap().unwrap(), k1);
     assert_eq!(
         s.find_api_key("kh2").await.unwrap().unwrap(),
