@@ -513,3 +513,54 @@ both_backends!(
         assert_eq!(opened[0].to_whsec(), hook["secret"].as_str().unwrap());
     }
 );
+
+both_backends!(
+    operators_delete_an_organization_by_its_name,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let org: rbac_core::OrgId = t.org_id.parse().unwrap();
+        let name = json_of(t.get(&t.org(""), &t.owner_token).await).await["name"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        // A name that does not match deletes nothing.
+        assert!(
+            axie_server::admin::delete_org(&t.store, org, "Somebody Else")
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            t.get(&t.org("/members"), &mike).await.status(),
+            StatusCode::OK
+        );
+        axie_server::admin::delete_org(&t.store, org, &name)
+            .await
+            .unwrap();
+        for token in [&t.owner_token, &mike] {
+            assert_eq!(
+                t.get(&t.org("/members"), token).await.status(),
+                StatusCode::NOT_FOUND
+            );
+        }
+        // The Owner and the Admins are told, in mail about no organization (the operator's
+        // outbox, SMTP being off here).
+        let mails = audit::MailOutbox::list_mails(&*t.store, None, None, 100)
+            .await
+            .unwrap();
+        for to in [OWNER_EMAIL, "mike@example.com"] {
+            assert!(
+                mails.iter().any(|m| m.to == to
+                    && m.subject == format!("{name} was deleted")
+                    && m.body.contains("the service's operator deleted")),
+                "no notice to {to}: {mails:?}"
+            );
+        }
+        assert!(
+            axie_server::admin::delete_org(&t.store, org, &name)
+                .await
+                .is_err(),
+            "gone"
+        );
+    }
+);

@@ -377,3 +377,13 @@ pub async fn set_limits(
             .await?,
     )
 }
+
+/// Deletes an organization and everything of it (the `delete-org` command), after checking
+/// its name; its Owner and Admins are mailed.
+///
+/// # Errors
+/// Unknown organization, a name that does not match, or a store failure.
+pub async fn delete_org(store: &SeaStore, org: OrgId, confirm_name: &str) -> Result<(), Failure> {
+    tenancy::orgs::delete_as_system(store, org, confirm_name, chrono::Utc::now()).await?;
+    Ok(())
+}

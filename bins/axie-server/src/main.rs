@@ -99,6 +99,16 @@ enum Command {
         #[arg(long, env = "AXIE_RESET_PASSWORD")]
         password: Option<String>,
     },
+    /// Delete an organization and everything of it, its audit log included (export it first);
+    /// people's accounts stay, and its Owner and Admins are mailed.
+    DeleteOrg {
+        /// The organization id (`org_…`).
+        #[arg(long)]
+        org: String,
+        /// The organization's name, exactly as it is, to confirm.
+        #[arg(long)]
+        confirm_name: String,
+    },
     /// Set an organization's negotiated limits (custom enterprise deals) on top of its plan's.
     SetLimits {
         /// The organization id (`org_…`).
@@ -381,6 +391,18 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     .blob_dir(&settings.server.data_dir)
                     .display()
             );
+            Ok(())
+        }
+        Some(Command::DeleteOrg { org, confirm_name }) => {
+            let store = store_sea::SeaStore::connect(
+                &settings.database_url()?,
+                store_sea::PoolOptions::default(),
+            )
+            .await?;
+            let org: rbac_core::OrgId = org.parse()?;
+            axie_server::admin::delete_org(&store, org, &confirm_name).await?;
+            tracing::warn!(%org, "organization deleted by the operator");
+            println!("deleted the organization {org} and everything of it");
             Ok(())
         }
         Some(Command::SetLimits { org, limits }) => {

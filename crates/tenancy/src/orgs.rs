@@ -768,6 +768,49 @@ pub async fn delete<S: TenancyStore + ?Sized>(
         now,
     )
     .await?;
+    let by = format!(
+        "{} ({}), the Owner of {}",
+        caller.user.name, caller.user.email, org.name
+    );
+    let journal = deletion_notices(store, org, &by, now).await?;
+    store.delete_org(org.id, caller.user.id, journal).await
+}
+
+/// Deletes an organization as the operator (the `delete-org` command: an organization whose
+/// Owner is gone, or a deletion asked for outside the product), as [`delete`] does for the
+/// Owner: everything of it in one transaction, the Owner and the Admins mailed. `confirm_name`
+/// must be its name as it is.
+///
+/// # Errors
+/// [`TenancyError::NotFound`] for an organization that is not there; [`TenancyError::Invalid`]
+/// when the name does not match; [`TenancyError::Conflict`] when ownership moved meanwhile
+/// (run it again).
+pub async fn delete_as_system<S: TenancyStore + ?Sized>(
+    store: &S,
+    org: OrgId,
+    confirm_name: &str,
+    now: DateTime<Utc>,
+) -> Result<(), TenancyError> {
+    let o = store.get_org(org).await?;
+    if confirm_name != o.name {
+        return Err(TenancyError::Invalid(format!(
+            "the organization {org} is named `{}`, not `{confirm_name}`",
+            o.name
+        )));
+    }
+    let owner = owner_of(store, org).await?;
+    let journal = deletion_notices(store, &o, "the service's operator", now).await?;
+    store.delete_org(org, owner.user.id, journal).await
+}
+
+/// The mails that tell the active Owner and Admins of `org` that `by` deleted it (mail about
+/// no organization, so that it outlives it).
+async fn deletion_notices<S: TenancyStore + ?Sized>(
+    store: &S,
+    org: &Organization,
+    by: &str,
+    now: DateTime<Utc>,
+) -> Result<Journal, TenancyError> {
     let mut journal = Journal::default();
     for m in store.admins(org.id).await? {
         if m.deactivated_at.is_some() {
@@ -778,18 +821,16 @@ pub async fn delete<S: TenancyStore + ?Sized>(
             to: m.user.email.to_string(),
             subject: format!("{} was deleted", org.name),
             body: format!(
-                "Hello {name},\n\n{owner} ({owner_email}), the Owner of {org_name}, deleted the \
-                 organization on {when}. Its members, teams, chat interfaces, knowledge bases, \
-                 API keys, webhooks, billing records and audit log were deleted with it.\n\n\
-                 Your account stays, with your other organizations.\n",
+                "Hello {name},\n\n{by} deleted the organization {org_name} on {when}. Its \
+                 members, teams, chat interfaces, knowledge bases, API keys, webhooks, billing \
+                 records and audit log were deleted with it.\n\nYour account stays, with your \
+                 other organizations.\n",
                 name = m.user.name,
-                owner = caller.user.name,
-                owner_email = caller.user.email,
                 org_name = org.name,
                 when = now.format("%Y-%m-%d %H:%M UTC"),
             ),
             kind: "organization_deleted".into(),
         });
     }
-    store.delete_org(org.id, caller.user.id, journal).await
+    Ok(journal)
 }
