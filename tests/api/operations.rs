@@ -524,9 +524,33 @@ both_backends!(
             .unwrap()
             .to_owned();
         let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        let blobs = t.data_dir().join("blobs");
+        // A document, whose bytes are stored outside the database.
+        let kb = json_of(
+            t.post(
+                &t.org("/knowledge-bases"),
+                &t.owner_token,
+                &serde_json::json!({ "name": "Manuals" }),
+            )
+            .await,
+        )
+        .await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let doc = t
+            .upload(
+                &t.org(&format!("/knowledge-bases/{kb}/documents?name=a.md")),
+                &t.owner_token,
+                "text/markdown",
+                b"# A\n".to_vec(),
+            )
+            .await;
+        assert_eq!(doc.status(), StatusCode::CREATED);
+        assert_eq!(std::fs::read_dir(&blobs).unwrap().count(), 1);
         // A name that does not match deletes nothing.
         assert!(
-            axie_server::admin::delete_org(&t.store, org, "Somebody Else")
+            axie_server::admin::delete_org(&t.store, org, "Somebody Else", &blobs)
                 .await
                 .is_err()
         );
@@ -534,9 +558,18 @@ both_backends!(
             t.get(&t.org("/members"), &mike).await.status(),
             StatusCode::OK
         );
-        axie_server::admin::delete_org(&t.store, org, &name)
-            .await
-            .unwrap();
+        assert_eq!(
+            axie_server::admin::delete_org(&t.store, org, &name, &blobs)
+                .await
+                .unwrap(),
+            1,
+            "its one document"
+        );
+        assert_eq!(
+            std::fs::read_dir(&blobs).map_or(0, Iterator::count),
+            0,
+            "their bytes are gone"
+        );
         for token in [&t.owner_token, &mike] {
             assert_eq!(
                 t.get(&t.org("/members"), token).await.status(),
@@ -557,7 +590,7 @@ both_backends!(
             );
         }
         assert!(
-            axie_server::admin::delete_org(&t.store, org, &name)
+            axie_server::admin::delete_org(&t.store, org, &name, &blobs)
                 .await
                 .is_err(),
             "gone"

@@ -1540,6 +1540,31 @@ both_backends!(
         let key = json_of(key).await["secret"].as_str().unwrap().to_owned();
         let (other_org, other_email) =
             crate::api_keys::second_org(&t, billing_limits::Plan::Pro).await;
+        // A document, whose bytes are stored outside the database.
+        let kb = json_of(
+            t.post(
+                &t.org("/knowledge-bases"),
+                &t.owner_token,
+                &json!({ "name": "Manuals" }),
+            )
+            .await,
+        )
+        .await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let doc = t
+            .upload(
+                &t.org(&format!("/knowledge-bases/{kb}/documents?name=a.md")),
+                &t.owner_token,
+                "text/markdown",
+                b"# A\n".to_vec(),
+            )
+            .await;
+        assert_eq!(doc.status(), StatusCode::CREATED);
+        let doc = json_of(doc).await["id"].as_str().unwrap().to_owned();
+        let blob = t.data_dir().join("blobs").join(&doc);
+        assert!(blob.exists(), "{}", blob.display());
         let other = t.login(&other_email, OWNER_PASSWORD).await;
         let delete = |token: String, confirm: &str, password: &str| {
             let t = &t;
@@ -1618,6 +1643,7 @@ both_backends!(
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         }
+        assert!(!blob.exists(), "the document's bytes are gone too");
         // Another organization is untouched.
         let still = t
             .get(&t.url(&format!("/api/v1/orgs/{other_org}/members")), &other)

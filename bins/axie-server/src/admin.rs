@@ -379,11 +379,23 @@ pub async fn set_limits(
 }
 
 /// Deletes an organization and everything of it (the `delete-org` command), after checking
-/// its name; its Owner and Admins are mailed.
+/// its name; its Owner and Admins are mailed, and its documents' bytes are removed from
+/// `blob_dir` after the commit. Returns how many documents were deleted.
 ///
 /// # Errors
 /// Unknown organization, a name that does not match, or a store failure.
-pub async fn delete_org(store: &SeaStore, org: OrgId, confirm_name: &str) -> Result<(), Failure> {
-    tenancy::orgs::delete_as_system(store, org, confirm_name, chrono::Utc::now()).await?;
-    Ok(())
+pub async fn delete_org(
+    store: &SeaStore,
+    org: OrgId,
+    confirm_name: &str,
+    blob_dir: &std::path::Path,
+) -> Result<usize, Failure> {
+    let documents =
+        tenancy::orgs::delete_as_system(store, org, confirm_name, chrono::Utc::now()).await?;
+    for d in &documents {
+        if let Err(e) = crate::workspace_io::FsBlobStore::remove_at(blob_dir, &d.to_string()) {
+            tracing::warn!(error = %e, blob = %d, "could not remove a deleted document's bytes");
+        }
+    }
+    Ok(documents.len())
 }

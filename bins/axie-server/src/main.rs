@@ -400,9 +400,11 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             )
             .await?;
             let org: rbac_core::OrgId = org.parse()?;
-            axie_server::admin::delete_org(&store, org, &confirm_name).await?;
+            let blob_dir = settings.workspace.blob_dir(&settings.server.data_dir);
+            let documents =
+                axie_server::admin::delete_org(&store, org, &confirm_name, &blob_dir).await?;
             tracing::warn!(%org, "organization deleted by the operator");
-            println!("deleted the organization {org} and everything of it");
+            println!("deleted the organization {org} and everything of it ({documents} documents)");
             Ok(())
         }
         Some(Command::SetLimits { org, limits }) => {

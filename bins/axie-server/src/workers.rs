@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use audit::{AuditStore, take_checkpoint};
+use audit::take_checkpoint;
 use tokio::task::JoinHandle;
 
 use crate::state::AppState;
@@ -59,7 +59,7 @@ async fn checkpoints(state: AppState, every: Duration) {
         state
             .health
             .beat("checkpoints", state.clock.now().timestamp());
-        let orgs = match state.store.organizations().await {
+        let orgs = match state.store.live_organizations().await {
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(error = %e, "checkpoint worker: cannot list organizations");
@@ -210,7 +210,7 @@ where
     Fut: Future<Output = Result<T, tenancy::TenancyError>>,
 {
     let orgs = store
-        .organizations()
+        .live_organizations()
         .await
         .inspect_err(|e| tracing::warn!(error = %e, "{what}: organizations not listed"))?;
     let mut done = Vec::new();

@@ -36,6 +36,21 @@ impl FsBlobStore {
         })
     }
 
+    /// Removes the bytes stored under `key` in the store rooted at `root` (sealed bytes need no
+    /// key to be removed: the operator's `delete-org` uses this). A missing file is no error.
+    ///
+    /// # Errors
+    /// An invalid key, or a failure to remove the file.
+    pub fn remove_at(root: &Path, key: &str) -> Result<(), StoreError> {
+        if !valid_key(key) {
+            return Err(StoreError::msg(format!("invalid blob key `{key}`")));
+        }
+        match std::fs::remove_file(root.join(key)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::new(e)),
+            _ => Ok(()),
+        }
+    }
+
     /// Keys are our own resource ids; anything else is refused rather than joined into a path.
     fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
         if !valid_key(key) {

@@ -1268,6 +1268,16 @@ pub fn moved_meanwhile() -> TenancyError {
     TenancyError::Conflict("the asset was moved or renamed meanwhile; read it again".into())
 }
 
+/// Removes the bytes of deleted documents by id, after the deletion committed (a failure only
+/// orphans bytes, and is logged).
+pub async fn remove_document_blobs(blobs: &dyn BlobStore, documents: &[ResourceId]) {
+    for d in documents {
+        if let Err(e) = blobs.delete(&d.to_string()).await {
+            tracing::warn!(error = %e, blob = %d, "could not remove a deleted document's bytes");
+        }
+    }
+}
+
 /// Removes the bytes of deleted documents (after the deletion committed; a failure
 /// leaves an orphan blob, never a document without bytes).
 pub async fn remove_blobs(blobs: &dyn BlobStore, removed: &[Asset]) {

@@ -541,8 +541,8 @@ impl OrgStore for MemoryTenancyStore {
         org: OrgId,
         by: UserId,
         journal: Journal,
-    ) -> Result<(), TenancyError> {
-        {
+    ) -> Result<Vec<ResourceId>, TenancyError> {
+        let documents = {
             let mut s = self.lock()?;
             if !s.orgs.contains_key(&org) {
                 return Err(TenancyError::NotFound("organization"));
@@ -556,6 +556,12 @@ impl OrgStore for MemoryTenancyStore {
                     "only the Owner deletes the organization".into(),
                 ));
             }
+            let documents: Vec<ResourceId> = s
+                .assets
+                .iter()
+                .filter(|a| a.org == org && a.kind() == crate::assets::AssetKind::Document)
+                .map(|a| a.id)
+                .collect();
             s.orgs.remove(&org);
             s.members.retain(|m| m.0 != org);
             s.deactivated.retain(|(o, _), _| *o != org);
@@ -583,9 +589,11 @@ impl OrgStore for MemoryTenancyStore {
             s.scim_groups.retain(|(o, _), _| *o != org);
             s.consents.retain(|c| c.org != org);
             s.billing.forget_org(org);
-        }
+            documents
+        };
         self.audit.forget_org(org)?;
-        self.commit(journal).await
+        self.commit(journal).await?;
+        Ok(documents)
     }
 
     async fn get_org(&self, org: OrgId) -> Result<Organization, TenancyError> {

@@ -738,6 +738,8 @@ pub async fn set_limit_overrides_as_system<S: TenancyStore + ?Sized>(
 /// it is, and `password` the Owner's: a wrong one is recorded, as for other confirmations, in
 /// the logs of the Owner's organizations. The Owner and the Admins are told by mail (mail about
 /// no organization, so that it outlives this one). Export the audit log first: it goes too.
+/// Returns the deleted documents' ids: their bytes are the caller's to remove from its blob
+/// store ([`crate::assets::remove_document_blobs`]).
 ///
 /// # Errors
 /// [`TenancyError::Forbidden`] for anyone but the Owner; [`TenancyError::Invalid`] when the
@@ -750,7 +752,7 @@ pub async fn delete<S: TenancyStore + ?Sized>(
     confirm_name: &str,
     password: &str,
     now: DateTime<Utc>,
-) -> Result<(), TenancyError> {
+) -> Result<Vec<rbac_core::ResourceId>, TenancyError> {
     caller.check_org(Permission::DeleteOrganization)?;
     let org = &caller.org;
     if confirm_name != org.name {
@@ -779,7 +781,7 @@ pub async fn delete<S: TenancyStore + ?Sized>(
 /// Deletes an organization as the operator (the `delete-org` command: an organization whose
 /// Owner is gone, or a deletion asked for outside the product), as [`delete`] does for the
 /// Owner: everything of it in one transaction, the Owner and the Admins mailed. `confirm_name`
-/// must be its name as it is.
+/// must be its name as it is. Returns the deleted documents' ids, as [`delete`] does.
 ///
 /// # Errors
 /// [`TenancyError::NotFound`] for an organization that is not there; [`TenancyError::Invalid`]
@@ -790,7 +792,7 @@ pub async fn delete_as_system<S: TenancyStore + ?Sized>(
     org: OrgId,
     confirm_name: &str,
     now: DateTime<Utc>,
-) -> Result<(), TenancyError> {
+) -> Result<Vec<rbac_core::ResourceId>, TenancyError> {
     let o = store.get_org(org).await?;
     if confirm_name != o.name {
         return Err(TenancyError::Invalid(format!(

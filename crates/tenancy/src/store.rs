@@ -83,6 +83,9 @@ pub trait OrgStore: Send + Sync {
     /// organization's lock, in one transaction with `journal` (the notices to its people, about
     /// no organization, so that they outlive it). The people's accounts stay.
     ///
+    /// Returns the ids of the deleted documents, whose bytes the caller removes from its blob
+    /// store after the commit (as for other deletions).
+    ///
     /// # Errors
     /// [`TenancyError::NotFound`] for an organization that is not there;
     /// [`TenancyError::Conflict`] when `by` is not its Owner; nothing is deleted then.
@@ -91,7 +94,7 @@ pub trait OrgStore: Send + Sync {
         org: OrgId,
         by: UserId,
         journal: Journal,
-    ) -> Result<(), TenancyError>;
+    ) -> Result<Vec<ResourceId>, TenancyError>;
 
     /// One organization.
     ///

@@ -207,7 +207,9 @@ pub async fn delete(
     )
     .await
     {
-        Ok(()) => {
+        Ok(documents) => {
+            // Committed: the deleted documents' bytes go now (a failure only orphans bytes).
+            tenancy::assets::remove_document_blobs(&*st.blobs, &documents).await;
             // Its audit log went with it: the operator's log keeps the deletion.
             tracing::warn!(
                 org = %caller.org.id, name = %caller.org.name, by = %caller.user.id,

@@ -846,6 +846,32 @@ impl LinkRow {
     }
 }
 
+impl SeaStore {
+    /// The organizations with an audit log ([`AuditStore::organizations`]) that still exist:
+    /// a record appended just after an organization's deletion, by a request already past its
+    /// checks, leaves a head that names no organization, which the server's workers (audit
+    /// checkpoints, retention, reports) pass over.
+    ///
+    /// # Errors
+    /// [`AuditError::Store`] on storage failure.
+    pub async fn live_organizations(&self) -> Result<Vec<OrgId>, AuditError> {
+        let existing = sea_orm::sea_query::Query::select()
+            .column(crate::entity::organization::Column::Id)
+            .from(crate::entity::organization::Entity)
+            .to_owned();
+        let heads = audit_head::Entity::find()
+            .filter(audit_head::Column::Seq.gt(0))
+            .filter(audit_head::Column::OrgId.in_subquery(existing))
+            .all(self.db())
+            .await
+            .map_err(store)?;
+        heads
+            .into_iter()
+            .map(|h| id("organization id", &h.org_id).map_err(AuditError::Store))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

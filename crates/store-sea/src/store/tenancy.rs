@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 use audit::Journal;
 use chrono::{DateTime, Utc};
-use rbac_core::{ApiKeyId, FeatureAccess, OrgId, OrgRole, SessionId, TeamId, TeamRole, UserId};
+use rbac_core::{
+    ApiKeyId, FeatureAccess, OrgId, OrgRole, ResourceId, SessionId, TeamId, TeamRole, UserId,
+};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
@@ -586,7 +588,7 @@ impl OrgStore for SeaStore {
         org: OrgId,
         by: UserId,
         journal: Journal,
-    ) -> Result<(), TenancyError> {
+    ) -> Result<Vec<ResourceId>, TenancyError> {
         use sea_orm::sea_query::{Alias, Query};
         let txn = self.db().begin().await.map_err(store)?;
         lock_org(&txn, org).await?;
@@ -600,6 +602,40 @@ impl OrgStore for SeaStore {
             ));
         }
         let id = org.to_string();
+        // The parents other writers lock before their children, in key order, before any
+        // child row is touched (see ARCHITECTURE, lock order): a webhook attempt's batch holds
+        // the endpoint before its deliveries, a credit posting the team before its account.
+        // They finish first, and what they wrote is deleted below, or wait and find nothing.
+        crate::entity::webhook_endpoint::Entity::find()
+            .filter(crate::entity::webhook_endpoint::Column::OrgId.eq(id.clone()))
+            .order_by_asc(crate::entity::webhook_endpoint::Column::Id)
+            .lock_exclusive()
+            .all(&txn)
+            .await
+            .map_err(store)?;
+        crate::entity::team::Entity::find()
+            .filter(crate::entity::team::Column::OrgId.eq(id.clone()))
+            .order_by_asc(crate::entity::team::Column::Id)
+            .lock_exclusive()
+            .all(&txn)
+            .await
+            .map_err(store)?;
+        let documents = crate::entity::asset::Entity::find()
+            .select_only()
+            .column(crate::entity::asset::Column::Id)
+            .filter(crate::entity::asset::Column::OrgId.eq(id.clone()))
+            .filter(
+                crate::entity::asset::Column::Kind
+                    .eq(tenancy::assets::AssetKind::Document.as_str()),
+            )
+            .into_tuple::<String>()
+            .all(&txn)
+            .await
+            .map_err(store)?
+            .iter()
+            .map(|d| crate::convert::id("document id", d))
+            .collect::<Result<Vec<ResourceId>, _>>()
+            .map_err(TenancyError::Store)?;
         // The attempts of its deliveries, which name no organization.
         let deliveries = Query::select()
             .column(Alias::new("id"))
@@ -622,7 +658,8 @@ impl OrgStore for SeaStore {
             .exec(&txn)
             .await
             .map_err(store)?;
-        commit(txn, journal).await
+        commit(txn, journal).await?;
+        Ok(documents)
     }
 
     async fn get_org(&self, org: OrgId) -> Result<Organization, TenancyError> {

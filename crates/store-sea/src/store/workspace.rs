@@ -472,78 +472,17 @@ impl WorkspaceStore for SeaStore {
         after: Option<UserId>,
         limit: u32,
     ) -> Result<Vec<TeamMember>, TenancyError> {
-        let in_team = sea_orm::sea_query::Query::select()
-            .column(team_member::Column::UserId)
-            .from(team_member::Entity)
-            .and_where(team_member::Column::TeamId.eq(t.to_string()))
-            .and_where(team_member::Column::OrgId.eq(org.to_string()))
-            .to_owned();
-        // A role in every team counts only for a team of this organization.
-        let team_of_org = sea_orm::sea_query::Query::select()
-            .expr(Expr::val(1))
-            .from(team::Entity)
-            .and_where(team::Column::Id.eq(t.to_string()))
-            .and_where(team::Column::OrgId.eq(org.to_string()))
-            .to_owned();
-        let mut page = membership::Entity::find()
-            .filter(membership::Column::OrgId.eq(org.to_string()))
-            .filter(
-                sea_orm::Condition::any()
-                    .add(membership::Column::UserId.in_subquery(in_team))
-                    .add(
-                        sea_orm::Condition::all()
-                            .add(membership::Column::AllTeamsRole.is_not_null())
-                            .add(Expr::exists(team_of_org)),
-                    ),
-            );
-        if let Some(after) = after {
-            page = page.filter(membership::Column::UserId.gt(after.to_string()));
+        // Two reads: the page of memberships, then the roles given in the team to its people.
+        // A role taken away between them leaves a row without a role, which is left out, and
+        // a short page would read as the last one: the page is read again then (a change
+        // committed meanwhile), up to three times.
+        for _ in 0..2 {
+            let (page, complete) = team_members_read(self, org, t, after, limit).await?;
+            if complete {
+                return Ok(page);
+            }
         }
-        let rows = self
-            .fetch_all(
-                page.order_by_asc(membership::Column::UserId)
-                    .limit(u64::from(limit))
-                    .find_also_related(user::Entity),
-            )
-            .await
-            .map_err(store)?;
-        let Some(last) = rows.last().map(|(m, _)| m.user_id.clone()) else {
-            return Ok(Vec::new());
-        };
-        // The roles given in the team to the people of this page: the same range of user ids.
-        let mut given_roles = team_member::Entity::find()
-            .filter(team_member::Column::TeamId.eq(t.to_string()))
-            .filter(team_member::Column::OrgId.eq(org.to_string()))
-            .filter(team_member::Column::UserId.lte(last));
-        if let Some(after) = after {
-            given_roles = given_roles.filter(team_member::Column::UserId.gt(after.to_string()));
-        }
-        let assigned: std::collections::HashMap<String, TeamRole> = self
-            .fetch_all(given_roles)
-            .await
-            .map_err(store)?
-            .into_iter()
-            .map(|r| {
-                let role = TeamRole::parse(&r.role).ok_or_else(|| corrupt("team role", &r.role))?;
-                Ok((r.user_id, role))
-            })
-            .collect::<Result<_, StoreError>>()?;
-        let mut out = Vec::with_capacity(rows.len());
-        // A membership always has its account (foreign key); one without would be left out.
-        for (m, u) in rows {
-            let Some(u) = u else { continue };
-            let given = assigned.get(&m.user_id).copied();
-            let member = super::tenancy::member(org, &m, u)?;
-            let Some(role) = given.max(member.all_teams) else {
-                continue;
-            };
-            out.push(TeamMember {
-                member,
-                role,
-                assigned: given,
-            });
-        }
-        Ok(out)
+        Ok(team_members_read(self, org, t, after, limit).await?.0)
     }
 
     async fn set_team_member_recorded(
@@ -995,4 +934,89 @@ impl SeaStore {
         }
         commit(txn, journal).await
     }
+}
+
+/// One read of [`WorkspaceStore::team_members_page`], and whether every membership row it
+/// read had its role.
+async fn team_members_read(
+    s: &SeaStore,
+    org: OrgId,
+    t: TeamId,
+    after: Option<UserId>,
+    limit: u32,
+) -> Result<(Vec<TeamMember>, bool), TenancyError> {
+    let in_team = sea_orm::sea_query::Query::select()
+        .column(team_member::Column::UserId)
+        .from(team_member::Entity)
+        .and_where(team_member::Column::TeamId.eq(t.to_string()))
+        .and_where(team_member::Column::OrgId.eq(org.to_string()))
+        .to_owned();
+    // A role in every team counts only for a team of this organization.
+    let team_of_org = sea_orm::sea_query::Query::select()
+        .expr(Expr::val(1))
+        .from(team::Entity)
+        .and_where(team::Column::Id.eq(t.to_string()))
+        .and_where(team::Column::OrgId.eq(org.to_string()))
+        .to_owned();
+    let mut page = membership::Entity::find()
+        .filter(membership::Column::OrgId.eq(org.to_string()))
+        .filter(
+            sea_orm::Condition::any()
+                .add(membership::Column::UserId.in_subquery(in_team))
+                .add(
+                    sea_orm::Condition::all()
+                        .add(membership::Column::AllTeamsRole.is_not_null())
+                        .add(Expr::exists(team_of_org)),
+                ),
+        );
+    if let Some(after) = after {
+        page = page.filter(membership::Column::UserId.gt(after.to_string()));
+    }
+    let rows = s
+        .fetch_all(
+            page.order_by_asc(membership::Column::UserId)
+                .limit(u64::from(limit))
+                .find_also_related(user::Entity),
+        )
+        .await
+        .map_err(store)?;
+    let Some(last) = rows.last().map(|(m, _)| m.user_id.clone()) else {
+        return Ok((Vec::new(), true));
+    };
+    // The roles given in the team to the people of this page: the same range of user ids.
+    let mut given_roles = team_member::Entity::find()
+        .filter(team_member::Column::TeamId.eq(t.to_string()))
+        .filter(team_member::Column::OrgId.eq(org.to_string()))
+        .filter(team_member::Column::UserId.lte(last));
+    if let Some(after) = after {
+        given_roles = given_roles.filter(team_member::Column::UserId.gt(after.to_string()));
+    }
+    let assigned: std::collections::HashMap<String, TeamRole> = s
+        .fetch_all(given_roles)
+        .await
+        .map_err(store)?
+        .into_iter()
+        .map(|r| {
+            let role = TeamRole::parse(&r.role).ok_or_else(|| corrupt("team role", &r.role))?;
+            Ok((r.user_id, role))
+        })
+        .collect::<Result<_, StoreError>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    let mut complete = true;
+    // A membership always has its account (foreign key); one without would be left out.
+    for (m, u) in rows {
+        let Some(u) = u else { continue };
+        let given = assigned.get(&m.user_id).copied();
+        let member = super::tenancy::member(org, &m, u)?;
+        let Some(role) = given.max(member.all_teams) else {
+            complete = false;
+            continue;
+        };
+        out.push(TeamMember {
+            member,
+            role,
+            assigned: given,
+        });
+    }
+    Ok((out, complete))
 }
