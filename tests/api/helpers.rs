@@ -332,6 +332,36 @@ impl TestApp {
             .expect("upload")
     }
 
+    /// Makes a knowledge base with one small document as `token`; the document's id. Its
+    /// bytes are stored outside the database, under [`Self::data_dir`]`/blobs`.
+    pub async fn new_document(&self, token: &str) -> String {
+        let kb = json_of(
+            self.post(
+                &self.org("/knowledge-bases"),
+                token,
+                &serde_json::json!({ "name": "Manuals" }),
+            )
+            .await,
+        )
+        .await["id"]
+            .as_str()
+            .expect("knowledge base id")
+            .to_owned();
+        let doc = self
+            .upload(
+                &self.org(&format!("/knowledge-bases/{kb}/documents?name=a.md")),
+                token,
+                "text/markdown",
+                b"# A\n".to_vec(),
+            )
+            .await;
+        assert_eq!(doc.status(), StatusCode::CREATED);
+        json_of(doc).await["id"]
+            .as_str()
+            .expect("document id")
+            .to_owned()
+    }
+
     pub async fn delete(&self, url: &str, token: &str) -> Response {
         self.client
             .delete(url)

@@ -526,27 +526,7 @@ both_backends!(
         let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
         let blobs = t.data_dir().join("blobs");
         // A document, whose bytes are stored outside the database.
-        let kb = json_of(
-            t.post(
-                &t.org("/knowledge-bases"),
-                &t.owner_token,
-                &serde_json::json!({ "name": "Manuals" }),
-            )
-            .await,
-        )
-        .await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let doc = t
-            .upload(
-                &t.org(&format!("/knowledge-bases/{kb}/documents?name=a.md")),
-                &t.owner_token,
-                "text/markdown",
-                b"# A\n".to_vec(),
-            )
-            .await;
-        assert_eq!(doc.status(), StatusCode::CREATED);
+        t.new_document(&t.owner_token).await;
         assert_eq!(std::fs::read_dir(&blobs).unwrap().count(), 1);
         // A name that does not match deletes nothing.
         assert!(

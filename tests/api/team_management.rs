@@ -1541,28 +1541,7 @@ both_backends!(
         let (other_org, other_email) =
             crate::api_keys::second_org(&t, billing_limits::Plan::Pro).await;
         // A document, whose bytes are stored outside the database.
-        let kb = json_of(
-            t.post(
-                &t.org("/knowledge-bases"),
-                &t.owner_token,
-                &json!({ "name": "Manuals" }),
-            )
-            .await,
-        )
-        .await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let doc = t
-            .upload(
-                &t.org(&format!("/knowledge-bases/{kb}/documents?name=a.md")),
-                &t.owner_token,
-                "text/markdown",
-                b"# A\n".to_vec(),
-            )
-            .await;
-        assert_eq!(doc.status(), StatusCode::CREATED);
-        let doc = json_of(doc).await["id"].as_str().unwrap().to_owned();
+        let doc = t.new_document(&t.owner_token).await;
         let blob = t.data_dir().join("blobs").join(&doc);
         assert!(blob.exists(), "{}", blob.display());
         let other = t.login(&other_email, OWNER_PASSWORD).await;

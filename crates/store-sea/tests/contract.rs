@@ -1785,6 +1785,22 @@ async fn deleting_every_organization_leaves_none_of_their_rows(store: &SeaStore)
         Err(tenancy::TenancyError::Conflict(_))
     ));
     assert!(rows_of(store, "memberships", &format!("'{first}'")).await > 0);
+    // Before the deletions, the organizations' logs are all live.
+    let live = store.live_organizations().await.unwrap();
+    let with_log = store.organizations().await.unwrap();
+    assert!(
+        owned.iter().filter(|(o, _)| live.contains(o)).count() > 20,
+        "{} of {} live",
+        live.len(),
+        owned.len()
+    );
+    assert!(
+        with_log
+            .iter()
+            .filter(|o| owned.iter().any(|(x, _)| x == *o))
+            .all(|o| live.contains(o)),
+        "every existing organization with a log is live"
+    );
     let documents = store
         .execute_sql(&format!(
             "UPDATE assets SET org_id = org_id WHERE kind = 'document' AND org_id IN ({ids})"

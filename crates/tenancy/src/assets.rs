@@ -1281,11 +1281,12 @@ pub async fn remove_document_blobs(blobs: &dyn BlobStore, documents: &[ResourceI
 /// Removes the bytes of deleted documents (after the deletion committed; a failure
 /// leaves an orphan blob, never a document without bytes).
 pub async fn remove_blobs(blobs: &dyn BlobStore, removed: &[Asset]) {
-    for d in removed.iter().filter(|a| a.kind() == AssetKind::Document) {
-        if let Err(e) = blobs.delete(&d.id.to_string()).await {
-            tracing::warn!(error = %e, blob = %d.id, "could not remove a deleted document's bytes");
-        }
-    }
+    let documents: Vec<ResourceId> = removed
+        .iter()
+        .filter(|a| a.kind() == AssetKind::Document)
+        .map(|a| a.id)
+        .collect();
+    remove_document_blobs(blobs, &documents).await;
 }
 
 /// Checks a custom domain's TXT record and records the result.

@@ -234,11 +234,7 @@ pub async fn remove(
     match tenancy::members::remove(&*st.store, &caller, target, disposition, st.clock.now()).await {
         Ok(r) => {
             // The removal committed; the deleted documents' bytes go now (a failure only orphans bytes).
-            for doc in &r.deleted_documents {
-                if let Err(e) = st.blobs.delete(&doc.to_string()).await {
-                    tracing::warn!(error = %e, blob = %doc, "could not remove a deleted document's bytes");
-                }
-            }
+            tenancy::assets::remove_document_blobs(&*st.blobs, &r.deleted_documents).await;
             Ok(HttpResponse::Ok().json(RemovalResponse {
                 transferred: r.transferred,
                 cascaded: r.cascaded,

@@ -617,15 +617,8 @@ impl AuditStore for SeaStore {
     }
 
     async fn organizations(&self) -> Result<Vec<OrgId>, AuditError> {
-        let heads = audit_head::Entity::find()
-            .filter(audit_head::Column::Seq.gt(0))
-            .all(self.db())
+        self.organizations_with_heads(audit_head::Entity::find())
             .await
-            .map_err(store)?;
-        heads
-            .into_iter()
-            .map(|h| id("organization id", &h.org_id).map_err(AuditError::Store))
-            .collect()
     }
 }
 
@@ -859,13 +852,22 @@ impl SeaStore {
             .column(crate::entity::organization::Column::Id)
             .from(crate::entity::organization::Entity)
             .to_owned();
-        let heads = audit_head::Entity::find()
+        self.organizations_with_heads(
+            audit_head::Entity::find().filter(audit_head::Column::OrgId.in_subquery(existing)),
+        )
+        .await
+    }
+
+    /// The organizations of the heads `heads` selects that have a record.
+    async fn organizations_with_heads(
+        &self,
+        heads: sea_orm::Select<audit_head::Entity>,
+    ) -> Result<Vec<OrgId>, AuditError> {
+        heads
             .filter(audit_head::Column::Seq.gt(0))
-            .filter(audit_head::Column::OrgId.in_subquery(existing))
             .all(self.db())
             .await
-            .map_err(store)?;
-        heads
+            .map_err(store)?
             .into_iter()
             .map(|h| id("organization id", &h.org_id).map_err(AuditError::Store))
             .collect()
