@@ -862,10 +862,12 @@ both_backends!(
         .await;
         assert_eq!(member(&t, &owner).await.unwrap()["role"], "owner");
         // Nor is the Owner's sign-in theirs to change: whoever holds a token would take the
-        // account over.
+        // account over. An address that has an account is refused alike (not as taken), so
+        // that a token cannot find out which addresses have accounts.
         for op in [
             json!({"op": "replace", "path": "password", "value": "an entirely new passphrase 9"}),
             json!({"op": "replace", "path": "emails[type eq \"work\"].value", "value": "taken@over.example"}),
+            json!({"op": "replace", "path": "emails[type eq \"work\"].value", "value": "mike@example.com"}),
         ] {
             let e = idp
                 .expect(
@@ -1065,7 +1067,12 @@ both_backends!(
             refusals,
             [
                 ("GET /scim/v2/{org_id}/Users", "ip_not_allowed", token),
-                // A shared account's sign-in, then the Owner's password and email.
+                // A shared account's sign-in, then the Owner's password and email (twice).
+                (
+                    "PATCH /scim/v2/{org_id}/Users/{id}",
+                    "credentials_not_owned",
+                    token
+                ),
                 (
                     "PATCH /scim/v2/{org_id}/Users/{id}",
                     "credentials_not_owned",

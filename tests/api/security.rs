@@ -2189,3 +2189,77 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    activation_codes_are_counted_and_recorded_like_sign_in_codes,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let res = t
+            .post(
+                &t.url("/api/v1/me/mfa/totp"),
+                &lisa,
+                &json!({ "password": DEMO_PASSWORD }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let uri = res.json::<Value>().await.unwrap()["otpauth_uri"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let now = t.clock.now().timestamp();
+        let valid: Vec<String> = [now - 30, now, now + 30]
+            .iter()
+            .map(|&at| pyotp_code(&uri, at))
+            .collect();
+        let wrong = (0..)
+            .map(|n| format!("{n:06}"))
+            .find(|c| !valid.contains(c))
+            .unwrap();
+        let activate = |code: String| {
+            let (t, lisa) = (&t, &lisa);
+            async move {
+                t.post(
+                    &t.url("/api/v1/me/mfa/totp/activate"),
+                    lisa,
+                    &json!({ "code": code }),
+                )
+                .await
+            }
+        };
+        // A session alone (a stolen one) cannot guess its way to an active factor: ten wrong
+        // codes, each refused and recorded, then even the right one is refused for a while.
+        for _ in 0..10 {
+            problem(
+                activate(wrong.clone()).await,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+            )
+            .await;
+        }
+        let res = activate(valid[1].clone()).await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        let status = json_of(t.get(&t.url("/api/v1/me/mfa"), &lisa).await).await;
+        assert_eq!(
+            (status["enabled"].as_bool(), status["pending"].as_bool()),
+            (Some(false), Some(true))
+        );
+        let failed = t
+            .audit("action=auth.mfa_enabled&outcome=failure&limit=50")
+            .await;
+        assert_eq!(failed.len(), 11, "{failed:?}");
+        assert!(
+            failed
+                .iter()
+                .all(|r| r["reason"] == "bad_second_factor" && r["actor_name"] == "Lisa"),
+            "{failed:?}"
+        );
+
+        // Once the lock is over the right code activates it, and signing in asks for it.
+        t.clock.advance(Duration::minutes(16));
+        let res = activate(pyotp_code(&uri, t.clock.now().timestamp())).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let ch = challenge(&t, "lisa@example.com", DEMO_PASSWORD).await;
+        assert_eq!(ch["methods"], json!(["totp", "recovery_code"]));
+    }
+);

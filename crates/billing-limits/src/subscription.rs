@@ -445,8 +445,36 @@ pub fn transition(
             if current.plan == Plan::Free {
                 return Err(SubscriptionError::Unchanged(Plan::Free));
             }
-            // "Cancel anytime": a paid period running is used to its end, then Free. A trial,
-            // a plan granted without a period, or a renewal left unpaid end now.
+            // During a trial, the paid plan it interrupted keeps the period paid for: the trial
+            // ends now, and that plan is cancelled, in force to the period's end.
+            if current.status == SubscriptionStatus::Trialing
+                && let (Some(paid), Some(cycle), Some(end)) =
+                    (current.plan_before_trial, current.cycle, current.period_end)
+                && paid != Plan::Free
+                && end > now
+            {
+                return Ok(Transition {
+                    next: Subscription {
+                        plan: paid,
+                        status: SubscriptionStatus::Active,
+                        cycle: Some(cycle),
+                        trial_ends_at: None,
+                        plan_before_trial: None,
+                        renewal_retry_at: None,
+                        cancel_at_period_end: true,
+                        ..current.clone()
+                    },
+                    charge_cents: None,
+                    description: format!(
+                        "Enterprise trial ended and {} plan cancelled: in force until {}, then Free",
+                        paid.as_str(),
+                        end.format("%Y-%m-%d")
+                    ),
+                });
+            }
+            // "Cancel anytime": a paid period running is used to its end, then Free. A trial
+            // of an organization on Free, a plan granted without a period, or a renewal left
+            // unpaid end now.
             if let Some(end) = current.period_end.filter(|end| {
                 current.status == SubscriptionStatus::Active
                     && current.cycle.is_some()
@@ -722,6 +750,68 @@ mod tests {
         assert_eq!(
             transition(&back, Change::StartTrial, &p, at(17)),
             Err(SubscriptionError::TrialUsed)
+        );
+    }
+
+    #[test]
+    fn cancelling_during_a_trial_keeps_the_paid_period_it_interrupted() {
+        let p = PriceList::default();
+        let pro = subscribed(Plan::Pro, BillingCycle::Annual, at(1));
+        let trial = transition(&pro, Change::StartTrial, &p, at(2))
+            .unwrap()
+            .next;
+        let free = Change::Subscribe {
+            plan: Plan::Free,
+            cycle: BillingCycle::Monthly,
+        };
+        let t = transition(&trial, free, &p, at(3)).unwrap();
+        assert_eq!(t.charge_cents, None);
+        assert_eq!(
+            (
+                t.next.plan,
+                t.next.status,
+                t.next.cycle,
+                t.next.period_end,
+                t.next.cancel_at_period_end,
+                t.next.trial_ends_at,
+                t.next.trial_used,
+            ),
+            (
+                Plan::Pro,
+                SubscriptionStatus::Active,
+                Some(BillingCycle::Annual),
+                pro.period_end,
+                true,
+                None,
+                true
+            )
+        );
+        assert!(
+            t.description.contains("pro plan cancelled"),
+            "{}",
+            t.description
+        );
+        // Then Free at the period's end, as for any cancelled plan.
+        let end = pro.period_end.unwrap();
+        assert_eq!(t.next.due(end), Some(Change::EndCancelled));
+        // Cancelling again is refused as for any cancelled plan.
+        assert_eq!(
+            transition(&t.next, free, &p, at(4)),
+            Err(SubscriptionError::AlreadyCancelled(Plan::Pro, end))
+        );
+        // A trial started from Free has no period to keep: cancelling it is Free at once.
+        let from_free = transition(
+            &Subscription::new(Plan::Free),
+            Change::StartTrial,
+            &p,
+            at(2),
+        )
+        .unwrap()
+        .next;
+        let ended = transition(&from_free, free, &p, at(3)).unwrap().next;
+        assert_eq!(
+            (ended.plan, ended.status, ended.trial_used),
+            (Plan::Free, SubscriptionStatus::Active, true)
         );
     }
 

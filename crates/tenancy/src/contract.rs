@@ -4159,9 +4159,29 @@ async fn mfa_steps_codes_and_challenges_are_used_once<
         Err(TenancyError::Conflict(_))
     ));
     assert_eq!(s.mfa(u).await.unwrap().unwrap().enabled_at, None);
+    // Codes guessed while it is pending are counted, and no longer once it is on.
+    for _ in 0..3 {
+        s.reserve_mfa_attempt(u, &security_policy::LoginThrottlePolicy::default(), now())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        s.mfa(u)
+            .await
+            .unwrap()
+            .unwrap()
+            .throttle
+            .map(|t| t.failures),
+        Some(3)
+    );
     s.activate_totp(u, "enc-2", 10, &codes, now(), note(org.id, "on"))
         .await
         .unwrap();
+    assert_eq!(
+        s.mfa(u).await.unwrap().unwrap().throttle,
+        None,
+        "activation starts the attempt count again"
+    );
     assert_eq!(
         head(s, org.id).await,
         h + 1,

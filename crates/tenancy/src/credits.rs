@@ -549,14 +549,17 @@ pub async fn purchase<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<OperationResult, TenancyError> {
     caller.check_org(Permission::ManageBilling)?;
-    live_team(store, caller.org.id, account).await?;
     credits::check_idempotency_key(key)?;
     let key = key.to_owned();
-    let mut postings = purchase_postings(store, caller.org.id, account, amount).await?;
-    let fingerprint = credits::fingerprint("purchase", &postings[..1]);
+    // The request's fingerprint is its first posting (what was bought, into which account),
+    // whatever the allocation adds; a retry of a purchase that went through is answered with
+    // it, whatever became of its team since.
+    let fingerprint = credits::fingerprint("purchase", &credits::purchase(account, amount, &[])?);
     if let Some(r) = replay(store, caller.org.id, &key, &fingerprint).await? {
         return Ok(r);
     }
+    live_team(store, caller.org.id, account).await?;
+    let mut postings = purchase_postings(store, caller.org.id, account, amount).await?;
     let id = CreditOperationId::new();
     let cents = payments
         .prices
@@ -572,10 +575,10 @@ pub async fn purchase<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
         now,
     )
     .await?;
-    // Charged: the credits are posted. A team whose share was taken away and which was then
-    // deleted since the plan was read refuses its share (`NotFound`); the plan is read again.
-    // Should the team the credits were bought for be the one deleted, they go into the pool:
-    // paid credits are never lost.
+    // Charged: the credits are posted. A team deleted or archived since the plan was read
+    // refuses its share (`NotFound`, `Archived`); the plan is read again (an archived team's
+    // share stays in the pool). Should the team the credits were bought for be the one
+    // deleted or archived, they go into the pool: paid credits are never lost.
     let mut account = account;
     let mut tries = 0;
     loop {
@@ -593,9 +596,12 @@ pub async fn purchase<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
             now,
         )?;
         match store.post_credits(&op, Some(&invoice), journal).await {
-            Err(TenancyError::NotFound("team")) if tries < 3 => {
+            Err(TenancyError::NotFound("team") | TenancyError::Archived(_)) if tries < 3 => {
                 if let Account::Team(t) = account
-                    && store.get_team(caller.org.id, t).await?.is_none()
+                    && store
+                        .get_team(caller.org.id, t)
+                        .await?
+                        .is_none_or(|team| team.archived_at.is_some())
                 {
                     account = Account::Pool;
                 }
@@ -1103,13 +1109,14 @@ pub async fn chargeback<S: CreditStore + WorkspaceStore + ?Sized>(
 mod tests {
     use super::*;
 
-    /// A payment provider that deletes the team the credits are for while it charges: the
-    /// race between the charge and the posting.
+    /// A payment provider that deletes (or archives) the team the credits are for while it
+    /// charges: the race between the charge and the posting.
     #[cfg(feature = "memory")]
     struct TeamVanishesWhileCharging<'a> {
         store: &'a crate::memory::MemoryTenancyStore,
         org: OrgId,
         team: TeamId,
+        archive: bool,
     }
 
     #[cfg(feature = "memory")]
@@ -1120,10 +1127,29 @@ mod tests {
             req: &billing_limits::payment::ChargeRequest,
         ) -> Result<billing_limits::payment::Charge, billing_limits::payment::PaymentError>
         {
-            self.store
-                .delete_team(self.org, self.team, req.now, None, Journal::default())
-                .await
-                .map_err(|e| billing_limits::payment::PaymentError(e.to_string()))?;
+            let failed = |e: TenancyError| billing_limits::payment::PaymentError(e.to_string());
+            if self.archive {
+                let before = self
+                    .store
+                    .get_team(self.org, self.team)
+                    .await
+                    .map_err(failed)?
+                    .ok_or(TenancyError::NotFound("team"))
+                    .map_err(failed)?;
+                let after = crate::Team {
+                    archived_at: Some(req.now),
+                    ..before.clone()
+                };
+                self.store
+                    .update_team(&before, &after, Journal::default())
+                    .await
+                    .map_err(failed)?;
+            } else {
+                self.store
+                    .delete_team(self.org, self.team, req.now, None, Journal::default())
+                    .await
+                    .map_err(failed)?;
+            }
             billing_limits::payment::ManualInvoice::default()
                 .charge(req)
                 .await
@@ -1140,11 +1166,18 @@ mod tests {
         }
     }
 
-    /// Paid credits are never lost: a purchase for a team deleted after the charge lands in
-    /// the pool, once, with its invoice.
+    /// Paid credits are never lost: a purchase for a team deleted or archived after the
+    /// charge lands in the pool, once, with its invoice; its retry is answered with it.
     #[cfg(feature = "memory")]
     #[tokio::test]
     async fn credits_bought_for_a_team_deleted_during_the_charge_go_to_the_pool() {
+        for archive in [false, true] {
+            bought_for_a_team_gone_during_the_charge(archive).await;
+        }
+    }
+
+    #[cfg(feature = "memory")]
+    async fn bought_for_a_team_gone_during_the_charge(archive: bool) {
         let (store, org, owner) = crate::memory::MemoryTenancyStore::with_org("Buyer").await;
         let now = chrono::Utc::now();
         let team = crate::Team {
@@ -1161,6 +1194,7 @@ mod tests {
             store: &store,
             org: org.id,
             team: team.id,
+            archive,
         };
         let prices = billing_limits::subscription::PriceList::default();
         let payments = crate::billing::Payments {
@@ -1178,16 +1212,34 @@ mod tests {
         )
         .await
         .unwrap();
-        assert!(store.get_team(org.id, team.id).await.unwrap().is_none());
+        let left = store.get_team(org.id, team.id).await.unwrap();
+        assert_eq!(
+            left.map(|t| t.archived_at.is_some()),
+            archive.then_some(true)
+        );
         let balances: Vec<(Account, i64)> = store
             .credit_accounts(org.id)
             .await
             .unwrap()
             .into_iter()
             .map(|a| (a.account, a.balance))
+            .filter(|(_, balance)| *balance != 0)
             .collect();
         assert_eq!(balances, vec![(Account::Pool, 40)], "{r:?}");
         assert!(r.invoice.is_some() && !r.replayed);
+        // The client's retry (its answer lost) is the same purchase, not a refusal.
+        let again = purchase(
+            &store,
+            payments,
+            &caller,
+            Account::Team(team.id),
+            40,
+            "order-1",
+            now,
+        )
+        .await
+        .unwrap();
+        assert!(again.replayed, "{again:?}");
     }
 
     #[test]

@@ -2497,6 +2497,7 @@ impl MfaStore for MemoryTenancyStore {
             };
             r.record.enabled_at = Some(now);
             r.record.last_step = Some(step);
+            r.record.throttle = None;
             r.recovery = recovery_hashes.to_vec();
         }
         self.commit(journal).await

@@ -6,7 +6,9 @@
 //! [`CallMeter`] reserves calls in blocks of 0.1 % of the monthly limit (at most its
 //! `max_block`, one near the limit) and hands them out in memory: the month's counter is then at
 //! most one block per instance ahead of the calls made, and an instance that stops loses its
-//! unused block (an organization may get slightly fewer calls, never more). The per-team daily
+//! unused block (an organization may get slightly fewer calls, never more). A block is used only
+//! under the limit it was reserved within: once the limit is lowered (a downgrade), what is
+//! left of a block reserved under the higher one is dropped. The per-team daily
 //! counters are added up in memory and written when a block is reserved and by
 //! [`CallMeter::flush`], which the server calls every minute.
 
@@ -464,10 +466,21 @@ pub struct CallMeter {
     state: std::sync::Mutex<MeterState>,
 }
 
+/// A block of calls reserved in the database and handed out in memory.
+#[derive(Debug)]
+struct Lease {
+    /// The month (`YYYY-MM`) the calls were counted in.
+    month: String,
+    /// Calls left.
+    left: u64,
+    /// The monthly limit they were reserved within (`None`: unlimited).
+    limit: Option<u64>,
+}
+
 #[derive(Debug, Default)]
 struct MeterState {
     /// Calls reserved and not yet made, per organization, for the month named.
-    leases: std::collections::HashMap<OrgId, (String, u64)>,
+    leases: std::collections::HashMap<OrgId, Lease>,
     /// Calls made and not yet written to the daily counters.
     daily: std::collections::HashMap<(OrgId, TeamId, NaiveDate), u64>,
 }
@@ -494,13 +507,31 @@ impl CallMeter {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Takes one reserved call of `org` in `month`, if there is one, and counts it for the day.
-    fn take(&self, org: OrgId, team: TeamId, month: &str, day: NaiveDate) -> bool {
+    /// Takes one reserved call of `org` in `month`, if there is one reserved within `limit`
+    /// or a higher one, and counts it for the day. A block reserved under a higher limit than
+    /// `limit` (lowered since) is dropped.
+    fn take(
+        &self,
+        org: OrgId,
+        team: TeamId,
+        month: &str,
+        day: NaiveDate,
+        limit: Option<u64>,
+    ) -> bool {
         let mut s = self.lock();
         let ok = match s.leases.get_mut(&org) {
-            Some((m, left)) if m == month && *left > 0 => {
-                *left -= 1;
-                true
+            Some(lease) if lease.month == month && lease.left > 0 => {
+                let within = match (limit, lease.limit) {
+                    (None, _) => true,
+                    (Some(now), Some(then)) => then <= now,
+                    (Some(_), None) => false,
+                };
+                if within {
+                    lease.left -= 1;
+                } else {
+                    lease.left = 0;
+                }
+                within
             }
             _ => false,
         };
@@ -510,14 +541,31 @@ impl CallMeter {
         ok
     }
 
-    /// Records a reservation of `granted` calls, one of which is being made now.
-    fn granted(&self, org: OrgId, team: TeamId, month: &str, day: NaiveDate, granted: u64) {
+    /// Records a reservation of `granted` calls within `limit`, one of which is being made now.
+    fn granted(
+        &self,
+        org: OrgId,
+        team: TeamId,
+        month: &str,
+        day: NaiveDate,
+        granted: u64,
+        limit: Option<u64>,
+    ) {
         let mut s = self.lock();
-        let lease = s.leases.entry(org).or_insert_with(|| (month.to_owned(), 0));
-        if lease.0 != month {
-            *lease = (month.to_owned(), 0);
+        let lease = s.leases.entry(org).or_insert_with(|| Lease {
+            month: month.to_owned(),
+            left: 0,
+            limit,
+        });
+        // Calls left of another month, or reserved under another limit, are not carried over.
+        if lease.month != month || lease.limit != limit {
+            *lease = Lease {
+                month: month.to_owned(),
+                left: 0,
+                limit,
+            };
         }
-        lease.1 += granted.saturating_sub(1);
+        lease.left += granted.saturating_sub(1);
         *s.daily.entry((org, team, day)).or_insert(0) += 1;
     }
 
@@ -525,7 +573,7 @@ impl CallMeter {
     #[must_use]
     pub fn unused(&self, org: OrgId, month: &str) -> u64 {
         match self.lock().leases.get(&org) {
-            Some((m, left)) if m == month => *left,
+            Some(lease) if lease.month == month => lease.left,
             _ => 0,
         }
     }
@@ -585,16 +633,16 @@ pub async fn meter_call<S: TenancyStore + WorkspaceStore + MeteringStore + ?Size
 ) -> Result<(), TenancyError> {
     let month = month_key(now);
     let day = now.date_naive();
-    if meter.take(org.id, team, &month, day) {
+    let max = org.limits().get(Limit::ApiCallsPerMonth);
+    if meter.take(org.id, team, &month, day, max) {
         return Ok(());
     }
-    let max = org.limits().get(Limit::ApiCallsPerMonth);
     let want = meter.block_for(max);
     let (granted, used) = store
         .reserve_within(org.id, METRIC_API_CALLS, &month, want, max)
         .await?;
     // A concurrent request of this instance may have reserved a block meanwhile.
-    if granted == 0 && meter.take(org.id, team, &month, day) {
+    if granted == 0 && meter.take(org.id, team, &month, day, max) {
         return Ok(());
     }
     if granted == 0 {
@@ -605,7 +653,7 @@ pub async fn meter_call<S: TenancyStore + WorkspaceStore + MeteringStore + ?Size
             plan: org.plan,
         });
     }
-    meter.granted(org.id, team, &month, day, granted);
+    meter.granted(org.id, team, &month, day, granted, max);
     // The call is counted; daily counters and alerts that cannot be written must not fail it.
     if let Err(e) = meter.flush(store).await {
         tracing::warn!(error = %e, "daily API-call counters not written yet");
@@ -942,6 +990,37 @@ mod tests {
             100
         );
         assert_eq!(meter.unused(org.id, "2026-12"), 99);
+    }
+
+    #[tokio::test]
+    async fn a_block_reserved_under_a_higher_limit_is_not_used_after_a_downgrade() {
+        use crate::store::OrgStore;
+        let (store, org, _) = crate::MemoryTenancyStore::with_org("Downgraded").await;
+        let mut org = store.get_org(org.id).await.unwrap();
+        let team = TeamId::new();
+        let now = Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap();
+        let meter = CallMeter::new(100);
+        meter_call(&store, &meter, &org, team, now).await.unwrap();
+        assert_eq!(meter.unused(org.id, "2026-11"), 99);
+        // The limit falls under what the month's counter holds: no call of the old block.
+        org.limit_overrides
+            .0
+            .insert(Limit::ApiCallsPerMonth, Some(50));
+        assert!(matches!(
+            meter_call(&store, &meter, &org, team, now).await,
+            Err(TenancyError::LimitReached {
+                max: 50,
+                used: 100,
+                ..
+            })
+        ));
+        assert_eq!(meter.unused(org.id, "2026-11"), 0);
+        // Raised again, calls are reserved anew within it.
+        org.limit_overrides
+            .0
+            .insert(Limit::ApiCallsPerMonth, Some(200_000));
+        meter_call(&store, &meter, &org, team, now).await.unwrap();
+        assert_eq!(meter.unused(org.id, "2026-11"), 99);
     }
 
     #[tokio::test]

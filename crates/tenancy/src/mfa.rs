@@ -144,7 +144,8 @@ pub trait MfaStore: Send + Sync {
     /// Activates the pending TOTP secret, recording `step` as used and storing the recovery
     /// code hashes, if it is still pending, still the secret `secret_enc` the code was checked
     /// against (a setup started again meanwhile replaced it), and `step` is after the last used
-    /// one.
+    /// one. The second-factor attempt count ([`MfaStore::reserve_mfa_attempt`]) starts
+    /// again from nothing.
     ///
     /// # Errors
     /// [`TenancyError::Conflict`] when already active, restarted, or the step was used
@@ -431,10 +432,17 @@ pub async fn begin_totp<S: TenancyStore + MfaStore + ?Sized>(
 
 /// Activates TOTP with a valid code; returns the recovery codes, shown this once.
 ///
+/// Codes are counted before they are checked, as at sign-in ([`LoginThrottlePolicy`]): a
+/// session alone (a stolen one, say, held out of an organization that requires 2FA) cannot
+/// guess its way through the million codes to an active factor and its recovery codes. A
+/// wrong code and a refusal by the throttle are recorded (`auth.mfa_enabled`, failed,
+/// `bad_second_factor`) in each of the person's organizations; activation clears the count.
+///
 /// # Errors
 /// [`TenancyError::NotFound`] without a pending enrolment; [`TenancyError::Invalid`] for a
-/// wrong code; [`TenancyError::Conflict`] when already active.
-pub async fn activate_totp<S: TenancyStore + MfaStore + ?Sized>(
+/// wrong code; [`TenancyError::Throttled`] after too many; [`TenancyError::Conflict`] when
+/// already active.
+pub async fn activate_totp<S: TenancyStore + MfaStore + audit::AuditStore + ?Sized>(
     store: &S,
     cipher: &Cipher,
     user: &User,
@@ -452,7 +460,31 @@ pub async fn activate_totp<S: TenancyStore + MfaStore + ?Sized>(
         ));
     }
     let secret = decrypt(cipher, &rec.secret_enc)?;
-    let step = security_policy::verify_totp(&secret, code, now, rec.last_step).map_err(mfa_err)?;
+    let failed = || async {
+        personal_journal_with(store, user, AuditAction::MfaEnabled, request, now, |r| {
+            r.with_outcome(Outcome::Failure {
+                reason: "bad_second_factor".into(),
+            })
+        })
+        .await
+    };
+    if let Err(e) = store
+        .reserve_mfa_attempt(user.id, &LoginThrottlePolicy::default(), now)
+        .await
+    {
+        if matches!(e, TenancyError::Throttled(_)) {
+            store.append(failed().await?).await?;
+        }
+        return Err(e);
+    }
+    let step = match security_policy::verify_totp(&secret, code, now, rec.last_step) {
+        Ok(step) => step,
+        Err(e @ MfaError::BadSecret) => return Err(mfa_err(e)),
+        Err(e) => {
+            store.append(failed().await?).await?;
+            return Err(mfa_err(e));
+        }
+    };
     let codes = security_policy::new_recovery_codes();
     let hashes: Vec<String> = codes.iter().map(|c| c.1.clone()).collect();
     let journal = personal_journal(store, user, AuditAction::MfaEnabled, request, now).await?;

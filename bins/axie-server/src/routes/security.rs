@@ -185,6 +185,7 @@ pub async fn begin_totp(
     (status = 200, description = "On", body = RecoveryCodes),
     (status = 404, description = "No pending enrolment", content_type = "application/problem+json"),
     (status = 422, description = "Wrong code", content_type = "application/problem+json"),
+    (status = 429, description = "Too many wrong codes: locked for a while", content_type = "application/problem+json"),
 ), security(("bearer" = [])))]
 pub async fn activate_totp(
     st: web::Data<AppState>,

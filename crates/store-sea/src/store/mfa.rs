@@ -205,6 +205,16 @@ impl MfaStore for SeaStore {
         let res = user_mfa::Entity::update_many()
             .col_expr(user_mfa::Column::EnabledAt, Expr::value(micros(now)))
             .col_expr(user_mfa::Column::LastStep, Expr::value(step))
+            // The codes guessed while it was pending no longer count.
+            .col_expr(user_mfa::Column::Failures, Expr::value(0i32))
+            .col_expr(
+                user_mfa::Column::WindowStart,
+                Expr::value(Option::<i64>::None),
+            )
+            .col_expr(
+                user_mfa::Column::LockedUntil,
+                Expr::value(Option::<i64>::None),
+            )
             .filter(user_mfa::Column::UserId.eq(uid(user)))
             .filter(user_mfa::Column::EnabledAt.is_null())
             .filter(user_mfa::Column::SecretEnc.eq(secret_enc))

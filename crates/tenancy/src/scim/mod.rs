@@ -1379,15 +1379,6 @@ async fn write_user<S: TenancyStore + ScimStore + ?Sized>(
         caller.check_org(Permission::RemoveMembers)?;
         check_removal(&caller.subject, m.user.id, m.role).map_err(TenancyError::from)?;
     }
-    if email != m.user.email
-        && let Some((other, _)) = store.find_user_by_email(&email).await?
-        && other.id != m.user.id
-    {
-        return Err(ScimError::Uniqueness(format!(
-            "the email {} belongs to another account",
-            email.as_str()
-        )));
-    }
     let own = if email != m.user.email || input.password.is_some() || name != m.user.name {
         credentials_are_the_orgs(store, caller.org.id, m).await?
     } else {
@@ -1406,6 +1397,18 @@ async fn write_user<S: TenancyStore + ScimStore + ?Sized>(
              organization alone holds"
                 .into(),
         });
+    }
+    // Looked up only for an account this organization alone holds: for any other the write
+    // was refused above, whether or not the address has an account, so that these answers
+    // cannot be used to find out which addresses have accounts elsewhere.
+    if email != m.user.email
+        && let Some((other, _)) = store.find_user_by_email(&email).await?
+        && other.id != m.user.id
+    {
+        return Err(ScimError::Uniqueness(format!(
+            "the email {} belongs to another account",
+            email.as_str()
+        )));
     }
     let hash = password_hash(caller, hasher, input.password.as_deref(), &email)?;
     let version = rec.as_ref().map_or(0, |r| r.version);
