@@ -1085,3 +1085,69 @@ both_backends!(
         assert_eq!(invoices().await, before + 1, "paid for once");
     }
 );
+
+both_backends!(
+    a_change_tried_again_after_a_failure_past_its_charge_asks_for_the_same_charge,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let put = |token: &str, plan: &'static str| {
+            let (t, token) = (&t, token.to_owned());
+            async move {
+                t.put(
+                    &t.org("/billing/subscription"),
+                    &token,
+                    &json!({"plan": plan, "cycle": "monthly"}),
+                )
+                .await
+            }
+        };
+        assert_eq!(put(&t.owner_token, "pro").await.status(), StatusCode::OK);
+        t.clock.advance(chrono::Duration::days(3));
+        let owner = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+        // Pro to Enterprise is charged less what is left of the Pro month, which shrinks with
+        // every minute. The change is charged, then cannot be stored (its audit record is
+        // refused, so its transaction rolls back).
+        let org: rbac_core::OrgId = t.org_id.parse().unwrap();
+        let (pro, _) = tenancy::billing::BillingStore::subscription(&*t.store, org)
+            .await
+            .unwrap();
+        let prices = billing_limits::subscription::PriceList::default();
+        let enterprise = prices.price_cents(
+            billing_limits::Plan::Enterprise,
+            billing_limits::subscription::BillingCycle::Monthly,
+        );
+        let first_try = enterprise - pro.unused_cents(&prices, t.clock.now());
+        t.refuse_audit_records("NEW.action = 'billing.plan_changed'")
+            .await;
+        assert_eq!(
+            put(&owner, "enterprise").await.status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        t.accept_audit_records().await;
+        // Tried again 25 minutes later (within the session's idle time): the same amount under the same key, so the provider
+        // answers with the charge it made (the manual invoice's number follows from the key),
+        // not a second charge at that time's amount.
+        t.clock.advance(chrono::Duration::minutes(25));
+        let later = enterprise - pro.unused_cents(&prices, t.clock.now());
+        assert_ne!(first_try, later, "the proration moved");
+        let up = json_of(put(&owner, "enterprise").await).await;
+        assert_eq!(up["subscription"]["plan"], "enterprise");
+        assert_eq!(up["invoice"]["amount_cents"].as_u64(), Some(first_try));
+        let invoices = json_of(t.get(&t.org("/billing/invoices"), &owner).await).await;
+        assert_eq!(invoices["items"].as_array().unwrap().len(), 2, "{invoices}");
+        // The next change is a new charge at its own amount.
+        t.clock.advance(chrono::Duration::minutes(25));
+        let annual = json_of(
+            t.put(
+                &t.org("/billing/subscription"),
+                &owner,
+                &json!({"plan": "enterprise", "cycle": "annual"}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(annual["subscription"]["cycle"], "annual");
+        assert!(annual["invoice"]["amount_cents"].as_u64().is_some());
+        assert_ne!(annual["invoice"]["number"], up["invoice"]["number"]);
+    }
+);

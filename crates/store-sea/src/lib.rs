@@ -116,6 +116,7 @@ pub const ORG_TABLES: &[&str] = &[
     "credit_operations",
     "credit_accounts",
     "invoices",
+    "pending_charges",
     "subscriptions",
     "usage_alerts",
     "usage_daily",
@@ -593,6 +594,7 @@ pub const TABLES: &[&str] = &[
     "password_resets",
     "audit_erasures",
     "credential_changes",
+    "pending_charges",
 ];
 
 impl SeaStore {

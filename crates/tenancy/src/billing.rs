@@ -60,6 +60,23 @@ pub struct Invoice {
     pub due_at: Option<DateTime<Utc>>,
 }
 
+/// A subscription charge about to be made, recorded before the provider is asked
+/// ([`BillingStore::pending_charge`]), so that a later try of the same change from the same
+/// version asks for the same amount under the same idempotency key (and the provider answers
+/// it with the first charge) instead of a prorated amount a few seconds later, under a key of
+/// its own, which would charge twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingCharge {
+    /// The subscription version the change is made from.
+    pub version: u64,
+    /// What is bought: the change, the plan and the cycle (`subscribe-pro-annual`).
+    pub change: String,
+    /// The amount, in the smallest currency unit.
+    pub amount_cents: u64,
+    /// The invoice line.
+    pub description: String,
+}
+
 /// Storage of subscriptions and invoices.
 #[async_trait]
 pub trait BillingStore: Send + Sync {
@@ -70,9 +87,35 @@ pub trait BillingStore: Send + Sync {
     /// [`TenancyError::NotFound`], [`TenancyError::Store`].
     async fn subscription(&self, org: OrgId) -> Result<(Subscription, u64), TenancyError>;
 
+    /// Records `candidate` as the organization's pending subscription charge and returns it,
+    /// unless the charge recorded already is for the same version and change: then that one is
+    /// returned (its amount and invoice line are the ones to ask for again). One per
+    /// organization: a candidate for another version or change replaces it.
+    ///
+    /// # Errors
+    /// [`TenancyError::Conflict`] when another request records one at the same moment;
+    /// [`TenancyError::Store`].
+    async fn pending_charge(
+        &self,
+        org: OrgId,
+        candidate: &PendingCharge,
+    ) -> Result<PendingCharge, TenancyError>;
+
+    /// Forgets the organization's pending charge if it is for `version` and `change` (the
+    /// provider refused it, so the next try is a new request).
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn drop_pending_charge(
+        &self,
+        org: OrgId,
+        version: u64,
+        change: &str,
+    ) -> Result<(), TenancyError>;
+
     /// Stores `next` if the subscription is still at `version` (compare-and-swap), sets the
-    /// organization's plan and when its audit log was archived, inserts `invoice`, and commits
-    /// `journal`, in one transaction.
+    /// organization's plan and when its audit log was archived, inserts `invoice`, forgets the
+    /// pending charge, and commits `journal`, in one transaction.
     ///
     /// # Errors
     /// [`TenancyError::Conflict`] when the subscription changed meanwhile; [`TenancyError::Store`].
@@ -645,16 +688,43 @@ async fn commit<S: TenancyStore + BillingStore + ?Sized>(
     metadata(Some(&"\u{1}".repeat(200)))?;
     let charged = match charge_cents {
         Some(cents) if cents > 0 => {
+            // Recorded first: a try of this change after a failure past the charge asks for
+            // the amount first asked for, under the same key, which the provider answers with
+            // that charge (a prorated amount moves with the clock).
+            let what = format!(
+                "{}-{}-{}",
+                change.as_str(),
+                next.plan.as_str(),
+                next.cycle.map_or("none", |c| c.as_str()),
+            );
+            let candidate = PendingCharge {
+                version,
+                change: what,
+                amount_cents: cents,
+                description,
+            };
+            let pending = store.pending_charge(org.id, &candidate).await?;
             let req = charge_request(
                 payments,
                 org,
-                cents,
-                description,
-                charge_key(org.id, version, change, &next, cents),
+                pending.amount_cents,
+                pending.description,
+                charge_key(org.id, version, change, &next, pending.amount_cents),
                 now,
             );
-            let c = payments.provider.charge(&req).await?;
-            Some((req, c))
+            match payments.provider.charge(&req).await {
+                Ok(c) => Some((req, c)),
+                Err(e) => {
+                    // Refused: the next try is a new request, at the amount of its time.
+                    if let Err(dropped) = store
+                        .drop_pending_charge(org.id, version, &candidate.change)
+                        .await
+                    {
+                        tracing::warn!(org = %org.id, error = %dropped, "a refused charge's pending record stays");
+                    }
+                    return Err(e.into());
+                }
+            }
         }
         _ => None,
     };

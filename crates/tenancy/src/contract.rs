@@ -158,6 +158,7 @@ pub async fn run<
     an_archived_team_takes_no_edit(s).await;
     a_reversed_purchase_voids_its_open_invoice(s).await;
     subscriptions_are_compare_and_swap(s).await;
+    a_pending_charge_is_asked_for_again_until_its_change_is_stored(s).await;
     consents_and_erasure_keep_the_chain(s).await;
     erasure_finds_the_addresses_a_person_had_before(s).await;
     scim_tokens_records_and_deactivation(s).await;
@@ -7448,6 +7449,69 @@ async fn subscriptions_are_compare_and_swap<
     }
     let (other, _, _) = new_org(s).await;
     assert!(s.invoices(other.id, None, 10).await.unwrap().is_empty());
+}
+
+async fn a_pending_charge_is_asked_for_again_until_its_change_is_stored<
+    S: TenancyStore + AuditStore + crate::billing::BillingStore + ?Sized,
+>(
+    s: &S,
+) {
+    use crate::billing::PendingCharge;
+    let (org, _, _) = new_org(s).await;
+    let (other, _, _) = new_org(s).await;
+    let charge = |version: u64, change: &str, cents: u64| PendingCharge {
+        version,
+        change: change.to_owned(),
+        amount_cents: cents,
+        description: format!("{change} for {cents}"),
+    };
+    let first = charge(0, "subscribe-enterprise-monthly", 9_000);
+    assert_eq!(s.pending_charge(org.id, &first).await.unwrap(), first);
+    // The same change from the same version, a minute later at another amount: the first.
+    assert_eq!(
+        s.pending_charge(org.id, &charge(0, "subscribe-enterprise-monthly", 9_004))
+            .await
+            .unwrap(),
+        first
+    );
+    // Per organization.
+    let theirs = charge(0, "subscribe-enterprise-monthly", 9_004);
+    assert_eq!(s.pending_charge(other.id, &theirs).await.unwrap(), theirs);
+    // Another change, or the same from another version, replaces it.
+    let annual = charge(0, "subscribe-enterprise-annual", 80_000);
+    assert_eq!(s.pending_charge(org.id, &annual).await.unwrap(), annual);
+    let later = charge(1, "subscribe-enterprise-annual", 79_000);
+    assert_eq!(s.pending_charge(org.id, &later).await.unwrap(), later);
+    // Dropped only when it is the one named.
+    s.drop_pending_charge(org.id, 0, "subscribe-enterprise-annual")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.pending_charge(org.id, &charge(1, "subscribe-enterprise-annual", 1))
+            .await
+            .unwrap(),
+        later
+    );
+    s.drop_pending_charge(org.id, 1, "subscribe-enterprise-annual")
+        .await
+        .unwrap();
+    let fresh = charge(1, "subscribe-enterprise-annual", 1);
+    assert_eq!(s.pending_charge(org.id, &fresh).await.unwrap(), fresh);
+    // Storing a change forgets it: the next try from the old version would lose its
+    // compare-and-swap anyway, and one from the new version is a new charge.
+    let (sub, version) = s.subscription(org.id).await.unwrap();
+    s.apply_subscription(org.id, version, &sub, None, None, note(org.id, "stored"))
+        .await
+        .unwrap();
+    let again = charge(1, "subscribe-enterprise-annual", 2);
+    assert_eq!(s.pending_charge(org.id, &again).await.unwrap(), again);
+    // The other organization's is untouched.
+    assert_eq!(
+        s.pending_charge(other.id, &charge(0, "subscribe-enterprise-monthly", 1))
+            .await
+            .unwrap(),
+        theirs
+    );
 }
 
 async fn total_credits<S: crate::credits::CreditStore + ?Sized>(s: &S, org: OrgId) -> i64 {

@@ -25,6 +25,7 @@ pub mod organization;
 pub mod outbox_event;
 pub mod ownership_transfer;
 pub mod password_reset;
+pub mod pending_charge;
 pub mod recovery_code;
 pub mod scim_group;
 pub mod scim_token;

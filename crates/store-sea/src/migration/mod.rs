@@ -45,6 +45,7 @@ mod m20261201_000034_add_credit_operation_invoice;
 mod m20261202_000035_add_session_signed_out_of;
 mod m20261202_000036_create_credential_changes;
 mod m20261203_000037_add_subscription_cancel_at_period_end;
+mod m20261204_000038_create_pending_charges;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -91,6 +92,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000035_add_session_signed_out_of::Migration),
             Box::new(m20261202_000036_create_credential_changes::Migration),
             Box::new(m20261203_000037_add_subscription_cancel_at_period_end::Migration),
+            Box::new(m20261204_000038_create_pending_charges::Migration),
         ]
     }
 }

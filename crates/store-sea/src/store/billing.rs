@@ -21,7 +21,7 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
-use tenancy::billing::{BillingStore, Invoice};
+use tenancy::billing::{BillingStore, Invoice, PendingCharge};
 use tenancy::credits::{
     CreditAccountState, CreditEntry, CreditStore, NewOperation, OperationRecord, Posted,
 };
@@ -31,7 +31,8 @@ use super::tenancy::{commit, store};
 use crate::SeaStore;
 use crate::convert::{corrupt, id, micros, time};
 use crate::entity::{
-    credit_account, credit_entry, credit_operation, invoice, organization, subscription,
+    credit_account, credit_entry, credit_operation, invoice, organization, pending_charge,
+    subscription,
 };
 use crate::error::is_unique_violation;
 
@@ -172,10 +173,89 @@ impl BillingStore for SeaStore {
         if res.rows_affected == 0 {
             return Err(TenancyError::NotFound("organization"));
         }
+        pending_charge::Entity::delete_by_id(org.to_string())
+            .exec(&txn)
+            .await
+            .map_err(store)?;
         if let Some(i) = invoice {
             insert_invoice(&txn, i).await?;
         }
         commit(txn, journal).await
+    }
+
+    async fn pending_charge(
+        &self,
+        org: OrgId,
+        candidate: &PendingCharge,
+    ) -> Result<PendingCharge, TenancyError> {
+        let version = i64::try_from(candidate.version).unwrap_or(i64::MAX);
+        let txn = self.db().begin().await.map_err(store)?;
+        let recorded = pending_charge::Entity::find_by_id(org.to_string())
+            .lock_exclusive()
+            .one(&txn)
+            .await
+            .map_err(store)?;
+        if let Some(m) = &recorded
+            && m.for_version == version
+            && m.change == candidate.change
+        {
+            let pending = PendingCharge {
+                version: candidate.version,
+                change: m.change.clone(),
+                amount_cents: u64::try_from(m.amount_cents)
+                    .map_err(|_| corrupt("pending charge amount", &m.amount_cents.to_string()))?,
+                description: m.description.clone(),
+            };
+            txn.commit().await.map_err(store)?;
+            return Ok(pending);
+        }
+        let row = pending_charge::ActiveModel {
+            org_id: Set(org.to_string()),
+            for_version: Set(version),
+            change: Set(candidate.change.clone()),
+            amount_cents: Set(i64::try_from(candidate.amount_cents).unwrap_or(i64::MAX)),
+            description: Set(candidate.description.clone()),
+        };
+        if recorded.is_some() {
+            pending_charge::Entity::update(row)
+                .exec(&txn)
+                .await
+                .map_err(store)?;
+        } else {
+            match pending_charge::Entity::insert(row)
+                .exec_without_returning(&txn)
+                .await
+            {
+                // Another request of this organization recorded one first.
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(TenancyError::Conflict(
+                        "another subscription change is being charged; try again".into(),
+                    ));
+                }
+                Err(e) => return Err(store(e)),
+                Ok(_) => {}
+            }
+        }
+        txn.commit().await.map_err(store)?;
+        Ok(candidate.clone())
+    }
+
+    async fn drop_pending_charge(
+        &self,
+        org: OrgId,
+        version: u64,
+        change: &str,
+    ) -> Result<(), TenancyError> {
+        pending_charge::Entity::delete_many()
+            .filter(pending_charge::Column::OrgId.eq(org.to_string()))
+            .filter(
+                pending_charge::Column::ForVersion.eq(i64::try_from(version).unwrap_or(i64::MAX)),
+            )
+            .filter(pending_charge::Column::Change.eq(change))
+            .exec(self.db())
+            .await
+            .map_err(store)?;
+        Ok(())
     }
 
     async fn invoices(

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use rbac_core::{CreditOperationId, OrgId, TeamId};
 
 use super::{MemoryTenancyStore, State};
-use crate::billing::{BillingStore, Invoice};
+use crate::billing::{BillingStore, Invoice, PendingCharge};
 use crate::credits::{
     CreditAccountState, CreditEntry, CreditStore, NewOperation, OperationRecord, Posted,
 };
@@ -21,6 +21,7 @@ use crate::store::OrgStore;
 #[derive(Debug, Default)]
 pub(super) struct BillingState {
     subscriptions: HashMap<OrgId, (Subscription, u64)>,
+    pending_charges: HashMap<OrgId, PendingCharge>,
     invoices: Vec<Invoice>,
     accounts: HashMap<(OrgId, Account), CreditAccountState>,
     operations: Vec<Operation>,
@@ -94,6 +95,7 @@ impl BillingState {
     /// Forgets everything of a deleted organization.
     pub(super) fn forget_org(&mut self, org: OrgId) {
         self.subscriptions.remove(&org);
+        self.pending_charges.remove(&org);
         self.invoices.retain(|i| i.org != org);
         self.accounts.retain(|(o, _), _| *o != org);
         self.operations.retain(|o| o.org != org);
@@ -162,11 +164,46 @@ impl BillingStore for MemoryTenancyStore {
             s.billing
                 .subscriptions
                 .insert(org, (next.clone(), version + 1));
+            s.billing.pending_charges.remove(&org);
             if let Some(i) = invoice {
                 s.billing.invoices.push(i.clone());
             }
         }
         self.commit(journal).await
+    }
+
+    async fn pending_charge(
+        &self,
+        org: OrgId,
+        candidate: &PendingCharge,
+    ) -> Result<PendingCharge, TenancyError> {
+        let mut s = self.lock()?;
+        let pending = s
+            .billing
+            .pending_charges
+            .entry(org)
+            .or_insert_with(|| candidate.clone());
+        if (pending.version, &pending.change) != (candidate.version, &candidate.change) {
+            *pending = candidate.clone();
+        }
+        Ok(pending.clone())
+    }
+
+    async fn drop_pending_charge(
+        &self,
+        org: OrgId,
+        version: u64,
+        change: &str,
+    ) -> Result<(), TenancyError> {
+        let mut s = self.lock()?;
+        if s.billing
+            .pending_charges
+            .get(&org)
+            .is_some_and(|p| p.version == version && p.change == change)
+        {
+            s.billing.pending_charges.remove(&org);
+        }
+        Ok(())
     }
 
     async fn invoices(
