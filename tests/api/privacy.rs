@@ -548,3 +548,46 @@ both_backends!(
         assert_eq!(verified["valid"], true, "{verified}");
     }
 );
+
+both_backends!(
+    an_archived_log_is_not_read_through_someone_elses_personal_data,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let lisa_id = t.member_id("lisa@example.com").await;
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        let path = t.org(&format!("/members/{lisa_id}/personal-data"));
+        let records = |doc: &Value| doc["audit_records"].as_array().unwrap().len();
+        // On Enterprise an Admin reads the log, and so her records in her export.
+        let by_admin = json_of(t.get(&path, &mike).await).await;
+        assert!(records(&by_admin) > 0, "{by_admin}");
+        assert_eq!(by_admin["audit_records_withheld"], false);
+        // Downgraded, the log is archived: only the Owner reads it, so an Admin's export of
+        // someone else carries none of its records, and says so.
+        let res = t
+            .put(
+                &t.org("/billing/subscription"),
+                &t.owner_token,
+                &json!({"plan": "pro", "cycle": "monthly"}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        // (Pro admits only the Owner; an operator's negotiated limit lets the team in.)
+        let org: rbac_core::OrgId = t.org_id.parse().unwrap();
+        let seats =
+            billing_limits::LimitOverrides([(billing_limits::Limit::Members, Some(20))].into());
+        tenancy::orgs::set_limit_overrides_as_system(&*t.store, org, seats, t.clock.now())
+            .await
+            .unwrap();
+        let by_admin = json_of(t.get(&path, &mike).await).await;
+        assert_eq!(records(&by_admin), 0, "{by_admin}");
+        assert_eq!(by_admin["audit_records_withheld"], true);
+        assert_eq!(by_admin["account"]["email"], "lisa@example.com");
+        // Her own, and the Owner's export of her, still carry them.
+        for token in [&lisa, &t.owner_token] {
+            let doc = json_of(t.get(&path, token).await).await;
+            assert!(records(&doc) > 0, "{doc}");
+            assert_eq!(doc["audit_records_withheld"], false);
+        }
+    }
+);

@@ -355,7 +355,10 @@ fn time(t: DateTime<Utc>) -> String {
 /// sent to), API keys, resources they created, consents, their SCIM record, and the audit
 /// records where they act or are the target. The person may export their
 /// own; the Owner and Admins anyone's. Sessions (person-level, across organizations) are
-/// included only in one's own export. The export is audited.
+/// included only in one's own export. Someone else's audit records come only to a caller who
+/// may read the whole audit log ([`Caller::check_whole_audit_log`], or the Owner an archived
+/// one, [`crate::orgs::check_audit_archive`]); otherwise the document
+/// says they were withheld (`audit_records_withheld`). The export is audited.
 ///
 /// # Errors
 /// [`TenancyError::NotFound`] (not a member); [`TenancyError::Forbidden`].
@@ -423,17 +426,27 @@ where
         }
     }
     let invitations = store.invitations_accepted_by(org, user).await?;
-    let (events, truncated) = audit_records(
-        store,
-        org,
-        &user.to_string(),
-        &keys.iter().map(|k| k.id.to_string()).collect::<Vec<_>>(),
-        &invitations
-            .iter()
-            .map(|i| i.id.to_string())
-            .collect::<Vec<_>>(),
-    )
-    .await?;
+    // Someone else's records are the audit log's: an Admin reads them here only when they may
+    // read the whole log (not once it is archived by a downgrade, which only the Owner reads,
+    // nor when the organization's setting keeps it from them). A person's own always come.
+    let audit_readable = own
+        || caller.check_whole_audit_log().is_ok()
+        || crate::orgs::check_audit_archive(caller).is_ok();
+    let (events, truncated) = if audit_readable {
+        audit_records(
+            store,
+            org,
+            &user.to_string(),
+            &keys.iter().map(|k| k.id.to_string()).collect::<Vec<_>>(),
+            &invitations
+                .iter()
+                .map(|i| i.id.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .await?
+    } else {
+        (Vec::new(), false)
+    };
     let consents = store.consents(org, Some(user)).await?;
     let scim = store.user_record(org, user).await?.map(|r| {
         json!({"userName": r.user_name, "externalId": r.external_id, "attributes": r.attributes})
@@ -458,6 +471,7 @@ where
         "scim": scim,
         "audit_records": events,
         "audit_records_truncated": truncated,
+        "audit_records_withheld": !audit_readable,
     });
     if own {
         let sessions = store.list_sessions(user).await?;
