@@ -2408,3 +2408,102 @@ both_backends!(a_team_admin_sees_every_key_of_their_team, |b| async move {
         StatusCode::NO_CONTENT
     );
 });
+
+both_backends!(
+    a_member_deletes_nothing_of_others_through_what_they_created,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
+        // Lisa's chat interface, with Tom's knowledge base and his document under it.
+        let lisas = created(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &lisa,
+                &json!({ "name": "Lisa's bot" }),
+            )
+            .await,
+        )
+        .await;
+        let toms_kb = created(
+            t.post(
+                &t.org("/knowledge-bases"),
+                &tom,
+                &json!({ "name": "Tom's notes", "chat_interface_id": id(&lisas) }),
+            )
+            .await,
+        )
+        .await;
+        let doc = created(
+            t.upload(
+                &t.org(&format!(
+                    "/knowledge-bases/{}/documents?name=n.txt",
+                    id(&toms_kb)
+                )),
+                &tom,
+                "text/plain",
+                b"notes".to_vec(),
+            )
+            .await,
+        )
+        .await;
+        // She may not delete his knowledge base, nor, through her chat interface, take it
+        // and his document with it.
+        let lisas_path = t.org(&format!("/chat-interfaces/{}", id(&lisas)));
+        let kb_path = t.org(&format!("/knowledge-bases/{}", id(&toms_kb)));
+        problem(
+            t.delete(&kb_path, &lisa).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        let p = problem(
+            t.delete(&lisas_path, &lisa).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        assert_eq!(p["reason"], "not_creator", "{p}");
+        for path in [&lisas_path, &kb_path] {
+            assert_eq!(t.get(path, &tom).await.status(), StatusCode::OK);
+        }
+        let content = t
+            .get(&t.org(&format!("/documents/{}/content", id(&doc))), &tom)
+            .await;
+        assert_eq!(content.status(), StatusCode::OK);
+        assert_eq!(content.bytes().await.unwrap().as_ref(), b"notes");
+        let denied = t.audit("action=access.denied&limit=5").await;
+        assert_eq!(denied[0]["reason"], "not_creator", "{denied:?}");
+        // The Owner may delete it with everything under it.
+        assert_eq!(
+            t.delete(&lisas_path, &t.owner_token).await.status(),
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(t.get(&kb_path, &tom).await.status(), StatusCode::NOT_FOUND);
+        // What holds only her own she deletes.
+        let hers = created(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &lisa,
+                &json!({ "name": "Lisa's second bot" }),
+            )
+            .await,
+        )
+        .await;
+        created(
+            t.post(
+                &t.org("/knowledge-bases"),
+                &lisa,
+                &json!({ "name": "Lisa's notes", "chat_interface_id": id(&hers) }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(
+            t.delete(&t.org(&format!("/chat-interfaces/{}", id(&hers))), &lisa)
+                .await
+                .status(),
+            StatusCode::NO_CONTENT
+        );
+    }
+);

@@ -1237,8 +1237,9 @@ pub async fn set_archived<S: TenancyStore + WorkspaceStore + ?Sized>(
 }
 
 /// Deletes an asset with everything under it and removes the documents' bytes.
-/// Team Members may delete only what they created; their team's admins, the Owner and
-/// Admins may delete anything in it.
+/// Team Members may delete only what they created, and so not what holds knowledge bases or
+/// documents other people created (a knowledge base someone else linked to their chat
+/// interface, say); their team's admins, the Owner and Admins may delete anything in it.
 ///
 /// # Errors
 /// [`TenancyError::NotFound`], [`TenancyError::Forbidden`].
@@ -1256,9 +1257,19 @@ pub async fn delete<S: TenancyStore + WorkspaceStore + ?Sized>(
         return Err(TenancyError::Forbidden(rbac_core::DenyReason::NotCreator));
     }
     let j = journal(caller, &a, "deleted", now, serde_json::Value::Null)?;
-    let removed = store.delete_asset(caller.org.id, id, a.team, j).await?;
+    let only_by = (grant == Grant::TeamMember).then_some(caller.user.id);
+    let removed = store
+        .delete_asset(caller.org.id, id, a.team, only_by, j)
+        .await?;
     remove_blobs(blobs, &removed).await;
     Ok(removed)
+}
+
+/// The refusal of a deletion, by someone who may delete only what they created, of an asset
+/// that holds what other people created; the stores check it in the deletion's transaction.
+#[must_use]
+pub fn others_under_it() -> TenancyError {
+    TenancyError::Forbidden(rbac_core::DenyReason::NotCreator)
 }
 
 /// The refusal of a change to an asset that moved to another team (or, for a transfer, was

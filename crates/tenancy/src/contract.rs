@@ -2647,7 +2647,7 @@ async fn teams_round_trip<
             .await,
         Err(TenancyError::Conflict(_))
     ));
-    s.delete_asset(org.id, ci.id, dev.id, note(org.id, "rm"))
+    s.delete_asset(org.id, ci.id, dev.id, None, note(org.id, "rm"))
         .await
         .unwrap();
     // With the Owner or Admin rights of someone who has none (a SCIM token whose creator was
@@ -3724,15 +3724,32 @@ async fn assets_quota_scope_and_subtrees<S: TenancyStore + AuditStore + Workspac
     // nothing.
     let h = head(s, org.id).await;
     assert!(matches!(
-        s.delete_asset(org.id, a.id, other_team.id, note(org.id, "rm"))
+        s.delete_asset(org.id, a.id, other_team.id, None, note(org.id, "rm"))
             .await,
         Err(TenancyError::Conflict(_))
     ));
     assert!(s.get_asset(org.id, a.id).await.unwrap().is_some());
     assert_eq!(head(s, org.id).await, h);
-    // Deleting removes the whole subtree and says what went.
+    // One who may delete only what they created deletes nothing that holds someone else's.
+    let h = head(s, org.id).await;
+    assert!(matches!(
+        s.delete_asset(
+            org.id,
+            a.id,
+            a.team,
+            Some(UserId::new()),
+            note(org.id, "rm")
+        )
+        .await,
+        Err(TenancyError::Forbidden(rbac_core::DenyReason::NotCreator))
+    ));
+    for x in [a.id, kb.id, d1.id, d2.id] {
+        assert!(s.get_asset(org.id, x).await.unwrap().is_some(), "{x} kept");
+    }
+    assert_eq!(head(s, org.id).await, h, "nothing recorded");
+    // Deleting removes the whole subtree and says what went (all of it its creator's).
     let gone = s
-        .delete_asset(org.id, a.id, a.team, note(org.id, "rm"))
+        .delete_asset(org.id, a.id, a.team, Some(owner.id), note(org.id, "rm"))
         .await
         .unwrap();
     let mut ids: Vec<_> = gone.iter().map(|x| x.id).collect();
@@ -3742,7 +3759,7 @@ async fn assets_quota_scope_and_subtrees<S: TenancyStore + AuditStore + Workspac
     assert_eq!(ids, expected);
     assert!(s.storage(org.id).await.unwrap().is_empty());
     assert!(matches!(
-        s.delete_asset(org.id, a.id, a.team, note(org.id, "rm"))
+        s.delete_asset(org.id, a.id, a.team, None, note(org.id, "rm"))
             .await,
         Err(TenancyError::NotFound(_))
     ));

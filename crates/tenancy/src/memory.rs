@@ -2296,6 +2296,7 @@ impl WorkspaceStore for MemoryTenancyStore {
         org: OrgId,
         id: ResourceId,
         team: TeamId,
+        only_by: Option<UserId>,
         journal: Journal,
     ) -> Result<Vec<Asset>, TenancyError> {
         let gone = {
@@ -2306,6 +2307,13 @@ impl WorkspaceStore for MemoryTenancyStore {
                 Some(_) => {}
             }
             let ids = subtree(&s, org, id);
+            if let Some(creator) = only_by
+                && s.assets
+                    .iter()
+                    .any(|a| a.org == org && ids.contains(&a.id) && a.created_by != creator)
+            {
+                return Err(crate::assets::others_under_it());
+            }
             let (gone, kept): (Vec<Asset>, Vec<Asset>) = std::mem::take(&mut s.assets)
                 .into_iter()
                 .partition(|a| ids.contains(&a.id));

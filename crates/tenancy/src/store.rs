@@ -1107,16 +1107,20 @@ pub trait WorkspaceStore: Send + Sync {
     ) -> Result<(), TenancyError>;
 
     /// Deletes an asset and everything under it if it is still in `team` (the team the
-    /// deletion was allowed in, as the caller read it); returns what was deleted.
+    /// deletion was allowed in, as the caller read it); returns what was deleted. With
+    /// `only_by` (a caller who may delete only what they created), nothing is deleted when
+    /// anything under it was created by someone else, as found in the deletion's transaction.
     ///
     /// # Errors
     /// [`TenancyError::NotFound`] when it is already gone; [`TenancyError::Conflict`] when it
-    /// moved to another team meanwhile (nothing is deleted).
+    /// moved to another team meanwhile; [`TenancyError::Forbidden`] (`not_creator`) for
+    /// someone else's under it with `only_by` (nothing is deleted).
     async fn delete_asset(
         &self,
         org: OrgId,
         id: ResourceId,
         team: TeamId,
+        only_by: Option<UserId>,
         journal: Journal,
     ) -> Result<Vec<Asset>, TenancyError>;
 

@@ -656,6 +656,7 @@ impl WorkspaceStore for SeaStore {
         org: OrgId,
         aid: ResourceId,
         team: TeamId,
+        only_by: Option<UserId>,
         journal: Journal,
     ) -> Result<Vec<Asset>, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
@@ -682,6 +683,12 @@ impl WorkspaceStore for SeaStore {
         let gone = delete_ids(&txn, org, ids).await?;
         if !gone.iter().any(|a| a.id == aid) {
             return Err(TenancyError::NotFound("asset"));
+        }
+        // Rolled back (the transaction is dropped) when it took what someone else created.
+        if let Some(creator) = only_by
+            && gone.iter().any(|a| a.created_by != creator)
+        {
+            return Err(tenancy::assets::others_under_it());
         }
         commit(txn, journal).await?;
         Ok(gone)
