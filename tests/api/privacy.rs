@@ -591,3 +591,58 @@ both_backends!(
         }
     }
 );
+
+both_backends!(a_former_member_is_erased_too, |b| async move {
+    let t = spawn_app(b).await;
+    let tom_id = t.member_id("tom@example.com").await;
+    let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
+    assert_eq!(
+        t.get(&t.org("/members"), &tom).await.status(),
+        StatusCode::OK
+    );
+    let left = t.post(&t.org("/leave"), &tom, &json!({})).await;
+    assert_eq!(left.status(), StatusCode::OK);
+    let his = t.audit(&format!("actor_id={tom_id}")).await;
+    assert!(his.iter().any(|r| r["actor_name"] == "Tom"), "{his:?}");
+    // Gone from the organization, he asks it to forget him: the Owner erases him.
+    let path = t.org(&format!("/members/{tom_id}/erasure"));
+    let report = json_of(t.post(&path, &t.owner_token, &json!({})).await).await;
+    assert_eq!(report["account_anonymized"], false, "{report}");
+    assert_eq!(report["resources_transferred"], 0);
+    assert!(
+        report["audit_records_erased"].as_u64().unwrap() >= 2,
+        "{report}"
+    );
+    let his = t.audit(&format!("actor_id={tom_id}")).await;
+    assert!(!his.is_empty());
+    for r in &his {
+        assert_eq!(r["actor_name"], "[erased]", "{r}");
+        assert_eq!(r["ip"], "");
+        assert_eq!(r["user_agent"], "");
+    }
+    let erased = t.audit("action=privacy.personal_data").await;
+    assert_eq!(erased[0]["metadata"]["former_member"], true, "{erased:?}");
+    assert_eq!(erased[0]["target_name"], "[erased]");
+    let verified = json_of(
+        t.post(&t.org("/audit-events/verify"), &t.owner_token, &json!({}))
+            .await,
+    )
+    .await;
+    assert_eq!(verified["valid"], true, "{verified}");
+    // His account is his: he still signs in (to no organization of this one's).
+    t.login("tom@example.com", DEMO_PASSWORD).await;
+    // Someone this organization never had is not found here, and nothing is recorded.
+    let stranger = "usr_00000000000000000000000000000001";
+    problem(
+        t.post(
+            &t.org(&format!("/members/{stranger}/erasure")),
+            &t.owner_token,
+            &json!({}),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    assert_eq!(t.audit("action=privacy.personal_data").await.len(), 1);
+});

@@ -914,7 +914,7 @@ async fn erasure_keeps_the_sms_codes_of_a_shared_phone(store: SeaStore) {
             .erase_member(
                 o.id,
                 who,
-                tenancy::members::Disposition::TransferToOwner(owner.id),
+                Some(tenancy::members::Disposition::TransferToOwner(owner.id)),
                 now,
                 None,
                 audit::Journal::default(),
@@ -1169,7 +1169,7 @@ async fn webhook_writers_race_without_deadlocks_or_orphans(store: SeaStore) {
                     .erase_member(
                         org,
                         *id,
-                        tenancy::members::Disposition::TransferToOwner(owner.id),
+                        Some(tenancy::members::Disposition::TransferToOwner(owner.id)),
                         now(),
                         None,
                         Journal::default(),
@@ -1370,7 +1370,7 @@ async fn tenancy_writers_race_without_deadlocks_or_lost_changes(store: SeaStore)
             store.erase_member(
                 a.id,
                 e,
-                Disposition::TransferToOwner(owner_a.id),
+                Some(Disposition::TransferToOwner(owner_a.id)),
                 now(),
                 None,
                 audit::Journal::default()
@@ -1669,7 +1669,7 @@ async fn records_racing_an_erasure_keep_no_name(store: SeaStore) {
             .erase_member(
                 o.id,
                 p,
-                Disposition::TransferTo(owner.id),
+                Some(Disposition::TransferTo(owner.id)),
                 chrono::Utc::now(),
                 None,
                 audit::Journal::default(),

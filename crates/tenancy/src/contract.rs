@@ -4644,7 +4644,7 @@ async fn a_demoted_admin_changes_no_role_and_removes_no_one<
         s.erase_member(
             org.id,
             member.id,
-            crate::members::Disposition::TransferToOwner(owner.id),
+            Some(crate::members::Disposition::TransferToOwner(owner.id)),
             now(),
             Some(admin.id),
             note(org.id, "erase"),
@@ -5913,7 +5913,7 @@ async fn consents_and_erasure_keep_the_chain<
             s.erase_member(
                 org.id,
                 ann.id,
-                Disposition::TransferToOwner(bob.id),
+                Some(Disposition::TransferToOwner(bob.id)),
                 now(),
                 None,
                 note(org.id, "erase"),
@@ -6025,7 +6025,7 @@ async fn consents_and_erasure_keep_the_chain<
         .erase_member(
             org.id,
             ann.id,
-            Disposition::TransferToOwner(owner.id),
+            Some(Disposition::TransferToOwner(owner.id)),
             now(),
             None,
             note(org.id, "erase"),
@@ -6134,7 +6134,7 @@ async fn consents_and_erasure_keep_the_chain<
         .erase_member(
             org.id,
             bob.id,
-            Disposition::TransferTo(owner.id),
+            Some(Disposition::TransferTo(owner.id)),
             now(),
             None,
             note(org.id, "erase bob"),
@@ -6219,13 +6219,48 @@ async fn consents_and_erasure_keep_the_chain<
     .unwrap();
     let removed = tail(s.chain_page(org.id, 0, 1000).await.unwrap(), 1);
     assert_eq!(removed[0].event.target.name, bob.name);
+    // Erased afterwards, as a former member: nothing to remove, the removal's record keeps
+    // his name no more, and his account is left as it is.
+    let report = s
+        .erase_member(
+            org.id,
+            bob.id,
+            None,
+            now(),
+            None,
+            note(org.id, "erase former"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.removal, crate::members::RemovalReport::default());
+    assert!(!report.account_anonymized);
+    assert!(report.audit_records_erased >= 1, "{report:?}");
+    let page = s.chain_page(org.id, 0, 1000).await.unwrap();
+    assert!(
+        page.iter()
+            .all(|r| r.event.target.name != bob.name && r.event.actor.name != bob.name),
+        "no record names him"
+    );
+    assert_eq!(
+        s.find_user_by_email(&bob.email)
+            .await
+            .unwrap()
+            .map(|(u, _)| u.name),
+        Some(bob.name.clone())
+    );
+    // A member is not erased as a former one.
+    assert!(matches!(
+        s.erase_member(org.id, owner.id, None, now(), None, note(org.id, "x"))
+            .await,
+        Err(TenancyError::Conflict(_))
+    ));
     assert_chain_verifies(s, org.id, "after late records and a return").await;
     // The Owner is never erased by the store.
     assert!(
         s.erase_member(
             org.id,
             owner.id,
-            Disposition::TransferTo(ann.id),
+            Some(Disposition::TransferTo(ann.id)),
             now(),
             None,
             note(org.id, "x")
@@ -6303,7 +6338,7 @@ async fn erasure_finds_the_addresses_a_person_had_before<
         s.erase_member(
             org.id,
             who,
-            Disposition::TransferToOwner(owner.id),
+            Some(Disposition::TransferToOwner(owner.id)),
             now(),
             None,
             note(org.id, "erase"),

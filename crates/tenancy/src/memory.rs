@@ -3158,7 +3158,7 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
         &self,
         org: OrgId,
         user: UserId,
-        disposition: Disposition,
+        disposition: Option<Disposition>,
         now: DateTime<Utc>,
         by: Option<UserId>,
         journal: Journal,
@@ -3181,9 +3181,26 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
             });
             (identity, namesakes)
         };
-        let removal = self
-            .remove_member(org, user, disposition, now, by, Journal::default())
-            .await?;
+        let removal = match disposition {
+            Some(d) => {
+                self.remove_member(org, user, d, now, by, Journal::default())
+                    .await?
+            }
+            None => {
+                if self
+                    .lock()?
+                    .members
+                    .iter()
+                    .any(|m| m.0 == org && m.1 == user)
+                {
+                    return Err(TenancyError::Conflict(
+                        "they are a member of the organization again; erase them as a member"
+                            .into(),
+                    ));
+                }
+                crate::members::RemovalReport::default()
+            }
+        };
         let addresses: Vec<String> = identity
             .as_ref()
             .map(|(addresses, _)| addresses.clone())
@@ -3293,7 +3310,8 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
             }
             s.previews
                 .retain(|(p, _)| p.org != org || !addresses.iter().any(|a| p.names(a)));
-            let elsewhere = s.members.iter().any(|m| m.1 == user);
+            // A former member's account is no longer the organization's to anonymize.
+            let elsewhere = s.members.iter().any(|m| m.1 == user) || disposition.is_none();
             if !elsewhere {
                 if let Some((u, hash)) = s.users.get_mut(&user) {
                     u.email = Email::parse(&crate::privacy::erased_address(user))?;

@@ -239,6 +239,10 @@ pub trait PrivacyStore: Send + Sync {
     /// deleted), blanks the personal annotations of every audit record of `org` naming them
     /// (as actor or target, or by their email), anonymizes the account when they belong to no
     /// other organization (email, name, password, second factor), and commits `journal`.
+    /// With no `disposition` the person is a former member (they left or were removed, their
+    /// resources disposed of then): nothing is removed, what `org` holds of them is blanked
+    /// alike, and the account, no longer the organization's, is left as it is; someone who is
+    /// a member (again) is refused with [`TenancyError::Conflict`].
     /// `by`, the Owner or Admin erasing someone else, must still be one under the
     /// organization's lock, as for [`MembershipStore::remove_member`]; `None` for a person
     /// erasing themselves.
@@ -251,7 +255,7 @@ pub trait PrivacyStore: Send + Sync {
         &self,
         org: OrgId,
         user: UserId,
-        disposition: Disposition,
+        disposition: Option<Disposition>,
         now: DateTime<Utc>,
         by: Option<UserId>,
         journal: Journal,
@@ -582,19 +586,25 @@ async fn audit_records<S: AuditStore + ?Sized>(
 /// their account anonymized. The Owner and Admins may erase others under the removal rules (never
 /// the Owner, never oneself). Audited with the person's id only.
 ///
+/// A former member (one who left or was removed, and so is found in the organization's audit
+/// log but not among its members) is erased too, since what the organization holds of them
+/// stays after they go: their names, addresses and user agents in its records, mail,
+/// invitations and event bodies are blanked as for a member; there is nothing to remove, and
+/// their account, no longer the organization's, is left as it is.
+///
 /// # Errors
-/// [`TenancyError::NotFound`], [`TenancyError::Forbidden`], [`TenancyError::RoleRule`].
-pub async fn erase<S: TenancyStore + MembershipStore + PrivacyStore + ?Sized>(
+/// [`TenancyError::NotFound`] (neither a member nor in the organization's log),
+/// [`TenancyError::Forbidden`], [`TenancyError::RoleRule`].
+pub async fn erase<S: TenancyStore + MembershipStore + PrivacyStore + AuditStore + ?Sized>(
     store: &S,
     caller: &Caller,
     user: UserId,
     now: DateTime<Utc>,
 ) -> Result<ErasureReport, TenancyError> {
     check_admin(caller)?;
-    let m = store
-        .get_member(caller.org.id, user)
-        .await?
-        .ok_or(TenancyError::NotFound("member"))?;
+    let Some(m) = store.get_member(caller.org.id, user).await? else {
+        return erase_former(store, caller, user, now).await;
+    };
     // Never the Owner, never oneself: the removal rules.
     check_removal(&caller.subject, user, m.role)?;
     let owner = crate::orgs::owner_of(store, caller.org.id).await?;
@@ -617,7 +627,62 @@ pub async fn erase<S: TenancyStore + MembershipStore + PrivacyStore + ?Sized>(
         .erase_member(
             caller.org.id,
             user,
-            Disposition::TransferToOwner(owner.user.id),
+            Some(Disposition::TransferToOwner(owner.user.id)),
+            now,
+            Some(caller.user.id),
+            journal,
+        )
+        .await
+}
+
+/// [`erase`] for someone who is no longer a member: refused (`NotFound`) unless the
+/// organization's audit log names them, as actor or as the member or person acted on, so that
+/// an id from elsewhere erases nothing here.
+async fn erase_former<S: MembershipStore + PrivacyStore + AuditStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    user: UserId,
+    now: DateTime<Utc>,
+) -> Result<ErasureReport, TenancyError> {
+    let id = user.to_string();
+    let lookups = [
+        (Some(id.clone()), None),
+        (None, Some("member")),
+        (None, Some("user")),
+    ];
+    let mut found = false;
+    for (actor_id, kind) in lookups {
+        let q = AuditQuery {
+            actor_id,
+            target_kind: kind.map(str::to_owned),
+            target_id: kind.map(|_| id.clone()),
+            limit: 1,
+            ..AuditQuery::default()
+        };
+        if !store.search(caller.org.id, &q).await?.is_empty() {
+            found = true;
+            break;
+        }
+    }
+    if !found {
+        return Err(TenancyError::NotFound("member"));
+    }
+    let journal = Journal::record(
+        caller
+            .audit(
+                now,
+                AuditAction::PersonalDataProcessed,
+                Target::new("user", user, audit::ERASED),
+            )
+            .with_metadata(Metadata::from_value(
+                json!({"operation": "erase", "former_member": true}),
+            )?),
+    );
+    store
+        .erase_member(
+            caller.org.id,
+            user,
+            None,
             now,
             Some(caller.user.id),
             journal,
@@ -699,7 +764,7 @@ pub async fn erase_own<S: TenancyStore + MembershipStore + PrivacyStore + ?Sized
         .erase_member(
             org,
             user,
-            Disposition::TransferToOwner(owner.user.id),
+            Some(Disposition::TransferToOwner(owner.user.id)),
             now,
             None,
             journal,

@@ -82,13 +82,16 @@ impl From<&ErasureReport> for ErasureResponse {
 
 /// Erases a member (right to be forgotten): removed with their resources handed to the Owner,
 /// their name, email, addresses and user agents blanked in the audit log, their account
-/// anonymized when they belong to no other organization. Irreversible.
+/// anonymized when they belong to no other organization. A former member (who left or was
+/// removed, and whom the audit log names) is erased alike, without a removal, their account
+/// left as it is. Irreversible.
 #[utoipa::path(post, path = "/api/v1/orgs/{org_id}/members/{user_id}/erasure", tag = "privacy",
     params(("org_id" = String, Path, description = "Organization id"), ("user_id" = String, Path, description = "User id")),
     responses(
         (status = 200, description = "Erased", body = ErasureResponse),
         (status = 403, description = "Not allowed (the Owner and oneself cannot be erased)", content_type = "application/problem+json"),
-        (status = 404, description = "Not a member", content_type = "application/problem+json"),
+        (status = 404, description = "Neither a member nor a former one", content_type = "application/problem+json"),
+        (status = 409, description = "Joined again while being erased as a former member", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn erase(
     st: web::Data<AppState>,

@@ -76,7 +76,7 @@ impl PrivacyStore for SeaStore {
         &self,
         org: OrgId,
         u: UserId,
-        disposition: Disposition,
+        disposition: Option<Disposition>,
         now: DateTime<Utc>,
         by: Option<UserId>,
         journal: Journal,
@@ -91,7 +91,26 @@ impl PrivacyStore for SeaStore {
             .await
             .map_err(store)?
             .ok_or(TenancyError::NotFound("member"))?;
-        let removal = remove_in(&txn, org, u, disposition, now).await?;
+        let removal = match disposition {
+            Some(d) => remove_in(&txn, org, u, d, now).await?,
+            // A former member: nothing to remove; one who joined again meanwhile is erased as a
+            // member or not at all.
+            None => {
+                super::tenancy::lock_org(&txn, org).await?;
+                if membership::Entity::find_by_id((org.to_string(), u.to_string()))
+                    .one(&txn)
+                    .await
+                    .map_err(store)?
+                    .is_some()
+                {
+                    return Err(TenancyError::Conflict(
+                        "they are a member of the organization again; erase them as a member"
+                            .into(),
+                    ));
+                }
+                tenancy::members::RemovalReport::default()
+            }
+        };
         // Under the organization's lock, which `remove_in` took, as a removal checks it.
         super::members::check_acting(&txn, org, by).await?;
         let (o, uid) = (org.to_string(), u.to_string());
@@ -279,7 +298,8 @@ impl PrivacyStore for SeaStore {
             .count(&txn)
             .await
             .map_err(store)?;
-        let anonymize = elsewhere == 0;
+        // A former member's account is no longer the organization's to anonymize.
+        let anonymize = elsewhere == 0 && disposition.is_some();
         if anonymize {
             user::Entity::update_many()
                 .col_expr(
