@@ -365,6 +365,15 @@ both_backends!(
             .await
             .unwrap()
             .remove(0);
+        // She renames herself: the events made before keep the name she had then.
+        let res = t
+            .patch(
+                &t.url("/api/v1/me"),
+                &ivy,
+                &json!({ "name": "Ivy Renamed" }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
         let start = reset_mail.body.find("axr_").expect("a reset token");
         let reset_token = reset_mail.body[start..start + 4 + 64].to_owned();
         let stored_naming_her = |t: &TestApp| {
@@ -374,7 +383,7 @@ both_backends!(
                 for (table, column) in
                     [("webhook_deliveries", "payload"), ("outbox_events", "data")]
                 {
-                    for needle in ["ivy@example.org", "Ivy Quill"] {
+                    for needle in ["ivy@example.org", "Ivy Quill", "Ivy Renamed"] {
                         // A no-op update counts the rows that match, on both databases.
                         n += store
                             .execute_sql(&format!(

@@ -3246,11 +3246,20 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
                             theirs.push(a);
                         }
                     }
+                    // Their name now, and the names the body gives them (renamed since).
+                    let mut names = vec![name.clone()];
+                    for n in crate::privacy::names_given_by_id(&before, user) {
+                        if !names.contains(&n) {
+                            names.push(n);
+                        }
+                    }
                     for address in &theirs {
-                        if let Some(s) =
-                            crate::privacy::scrub_event_json(&body, user, address, name)
-                        {
-                            body = s.body;
+                        for n in &names {
+                            if let Some(s) =
+                                crate::privacy::scrub_event_json(&body, user, address, n)
+                            {
+                                body = s.body;
+                            }
                         }
                     }
                     if body != before

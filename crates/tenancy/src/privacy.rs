@@ -147,20 +147,38 @@ const ADDRESSES_BY_ID: [(&str, &str); 2] = [("userId", "email"), ("invitedById",
 /// ([`scrub_event_json`] for each). Empty when the body is not JSON or does not name them.
 #[must_use]
 pub fn addresses_given_by_id(body: &str, user: UserId) -> Vec<String> {
-    fn walk(v: &Value, id: &str, out: &mut Vec<String>) {
+    given_by_id(body, user, &ADDRESSES_BY_ID)
+}
+
+/// The field of an event body that holds the id of the person who acted, and the field beside
+/// it that holds their name at the time (workspace events: `by` and `byName`).
+const NAMES_BY_ID: [(&str, &str); 1] = [("by", "byName")];
+
+/// The names an event body gives the person as its actor by their id ([`NAMES_BY_ID`]),
+/// anywhere in it, each once: the names they had when the events were made, which may not be
+/// their name now (they renamed themselves since). An erasure scrubs these too.
+#[must_use]
+pub fn names_given_by_id(body: &str, user: UserId) -> Vec<String> {
+    given_by_id(body, user, &NAMES_BY_ID)
+}
+
+/// The values of the second fields of `pairs` in every object of `body` whose first field is
+/// `user`'s id, each once.
+fn given_by_id(body: &str, user: UserId, pairs: &[(&str, &str)]) -> Vec<String> {
+    fn walk(v: &Value, id: &str, pairs: &[(&str, &str)], out: &mut Vec<String>) {
         match v {
             Value::Object(o) => {
-                for (id_field, address_field) in ADDRESSES_BY_ID {
-                    if o.get(id_field).and_then(Value::as_str) == Some(id)
-                        && let Some(a) = o.get(address_field).and_then(Value::as_str)
+                for (id_field, value_field) in pairs {
+                    if o.get(*id_field).and_then(Value::as_str) == Some(id)
+                        && let Some(a) = o.get(*value_field).and_then(Value::as_str)
                         && !out.iter().any(|b| b == a)
                     {
                         out.push(a.to_owned());
                     }
                 }
-                o.values().for_each(|v| walk(v, id, out));
+                o.values().for_each(|v| walk(v, id, pairs, out));
             }
-            Value::Array(a) => a.iter().for_each(|v| walk(v, id, out)),
+            Value::Array(a) => a.iter().for_each(|v| walk(v, id, pairs, out)),
             _ => {}
         }
     }
@@ -171,7 +189,7 @@ pub fn addresses_given_by_id(body: &str, user: UserId) -> Vec<String> {
         return out;
     }
     if let Ok(v) = serde_json::from_str::<Value>(body) {
-        walk(&v, &id, &mut out);
+        walk(&v, &id, pairs, &mut out);
     }
     out
 }
@@ -199,13 +217,15 @@ pub fn event_search_tokens(email: &str, name: &str) -> [String; 2] {
     ]
 }
 
-/// The texts that find, among stored event bodies, those that give the person an address by
-/// their id ([`addresses_given_by_id`]): each id field with their id, as `serde_json` writes it.
+/// The texts that find, among stored event bodies, those that give the person an address or a
+/// name by their id ([`addresses_given_by_id`], [`names_given_by_id`]): each id field with
+/// their id, as `serde_json` writes it.
 #[must_use]
 pub fn id_search_tokens(user: UserId) -> Vec<String> {
     let id = Value::from(user.to_string());
     ADDRESSES_BY_ID
         .iter()
+        .chain(NAMES_BY_ID.iter())
         .map(|(field, _)| format!("\"{field}\":{id}"))
         .collect()
 }
@@ -1001,8 +1021,19 @@ mod tests {
         assert!(
             !tokens
                 .iter()
-                .any(|t| json!({"by": ivy}).to_string().contains(t.as_str()))
+                .any(|t| json!({"owner": ivy}).to_string().contains(t.as_str()))
         );
+        // And by the actor's id, which gives the name they had then.
+        let renamed = json!({"data": {"by": ivy, "byName": "Ivy Old", "name": "Bot"},
+                             "more": [{"by": other, "byName": "Ivy Older"}]})
+        .to_string();
+        assert!(tokens.iter().any(|t| renamed.contains(t.as_str())));
+        assert_eq!(names_given_by_id(&renamed, ivy), ["Ivy Old"]);
+        assert_eq!(names_given_by_id(&renamed, other), ["Ivy Older"]);
+        let scrubbed = scrub_event_json(&renamed, ivy, "ivy@example.org", "Ivy Old").unwrap();
+        assert!(scrubbed.had_name && !scrubbed.had_email);
+        assert!(!scrubbed.body.contains("Ivy Old\""), "{}", scrubbed.body);
+        assert!(scrubbed.body.contains("Ivy Older"), "another's name stays");
     }
 
     #[test]

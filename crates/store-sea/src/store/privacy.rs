@@ -435,7 +435,7 @@ async fn scrub_event_bodies(
         .map_err(store)?
     {
         if let Some(scrubbed) = scrub_event(&e.data, u, name, addresses) {
-            let carried = (scrubbed.addresses, scrubbed.had_name);
+            let carried = (scrubbed.addresses, scrubbed.names);
             outbox_event::Entity::update_many()
                 .col_expr(outbox_event::Column::Data, Expr::value(scrubbed.body))
                 .filter(outbox_event::Column::Id.eq(e.id.clone()))
@@ -473,16 +473,14 @@ async fn scrub_event_bodies(
             .await
             .map_err(store)?
         {
-            let (carried, had_name) = &naming_events[&d.event_id];
+            let (carried, names) = &naming_events[&d.event_id];
             // What the first pass made of it, if it changed it.
             let mut current = scrubbed_deliveries.get(&d.id).unwrap_or(&d.payload).clone();
             let mut scrubbed = false;
-            let names = std::iter::once(had_name.then_some(name)).chain(std::iter::repeat(None));
             for (address, name) in carried
                 .iter()
-                .map(|a| Some(a.as_str()))
-                .chain(std::iter::once(None))
-                .zip(names)
+                .map(|a| (Some(a.as_str()), None))
+                .chain(names.iter().map(|n| (None, Some(n.as_str()))))
             {
                 if let Some(payload) =
                     tenancy::privacy::scrub_message_json(&current, u, address, name)
@@ -510,19 +508,21 @@ async fn scrub_event_bodies(
 
 /// An event body with every one of `addresses`, every address the body gives them by their id
 /// ([`tenancy::privacy::addresses_given_by_id`]: one they had then, which may be neither their
-/// account's nor an invitation's now), and their name taken out
-/// ([`tenancy::privacy::scrub_event_json`] for each address), and which addresses it carried.
+/// account's nor an invitation's now), and their name, now or as the body gives it beside their
+/// id ([`tenancy::privacy::names_given_by_id`]: they may have renamed themselves since), taken
+/// out ([`tenancy::privacy::scrub_event_json`] for each), and which addresses and names it
+/// carried.
 struct ScrubbedEvent {
     body: String,
     addresses: Vec<String>,
-    had_name: bool,
+    names: Vec<String>,
 }
 
 fn scrub_event(body: &str, u: UserId, name: &str, addresses: &[String]) -> Option<ScrubbedEvent> {
     let mut out = ScrubbedEvent {
         body: body.to_owned(),
         addresses: Vec::new(),
-        had_name: false,
+        names: Vec::new(),
     };
     let mut theirs = addresses.to_vec();
     for a in tenancy::privacy::addresses_given_by_id(body, u) {
@@ -530,12 +530,22 @@ fn scrub_event(body: &str, u: UserId, name: &str, addresses: &[String]) -> Optio
             theirs.push(a);
         }
     }
+    let mut names = vec![name.to_owned()];
+    for n in tenancy::privacy::names_given_by_id(body, u) {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
     for address in &theirs {
-        if let Some(s) = tenancy::privacy::scrub_event_json(&out.body, u, address, name) {
-            out.body = s.body;
-            out.had_name |= s.had_name;
-            if s.had_email {
-                out.addresses.push(address.clone());
+        for n in &names {
+            if let Some(s) = tenancy::privacy::scrub_event_json(&out.body, u, address, n) {
+                out.body = s.body;
+                if s.had_name && !out.names.contains(n) {
+                    out.names.push(n.clone());
+                }
+                if s.had_email && !out.addresses.contains(address) {
+                    out.addresses.push(address.clone());
+                }
             }
         }
     }
