@@ -160,6 +160,7 @@ pub async fn run<
     subscriptions_are_compare_and_swap(s).await;
     a_pending_charge_is_asked_for_again_until_its_change_is_stored(s).await;
     consents_and_erasure_keep_the_chain(s).await;
+    erasure_takes_them_out_of_scim_groups(s).await;
     erasure_finds_the_addresses_a_person_had_before(s).await;
     scim_tokens_records_and_deactivation(s).await;
     scim_groups_write_atomically(s).await;
@@ -5558,6 +5559,79 @@ async fn scim_tokens_records_and_deactivation<
         s.get_member(org.id, owner.id).await.unwrap().unwrap().role,
         OrgRole::Owner
     );
+}
+
+/// The identity provider's group entries carry the name it gave a person (`display`); an
+/// erasure takes their entries out, and leaves the others'.
+async fn erasure_takes_them_out_of_scim_groups<
+    S: TenancyStore
+        + AuditStore
+        + MembershipStore
+        + crate::privacy::PrivacyStore
+        + crate::scim::ScimStore
+        + ?Sized,
+>(
+    s: &S,
+) {
+    use crate::scim::{GroupRecord, GroupWrite};
+    let (org, default, owner) = new_org(s).await;
+    let ann = user("ann");
+    s.add_member(
+        org.id,
+        &ann,
+        Some("h"),
+        OrgRole::User,
+        default.id,
+        TeamRole::Member,
+        &limits(10),
+        note(org.id, "add"),
+    )
+    .await
+    .unwrap();
+    let team = Team {
+        id: TeamId::new(),
+        org: org.id,
+        name: "Design".into(),
+        is_default: false,
+        created_at: now(),
+        archived_at: None,
+    };
+    let owners = serde_json::json!({"value": owner.id.to_string(), "display": "O"});
+    s.write_group(
+        &GroupWrite {
+            team: team.clone(),
+            create: true,
+            expected_version: None,
+            record: GroupRecord {
+                team: team.id,
+                external_id: None,
+                members: vec![
+                    serde_json::json!({"value": ann.id.to_string(), "display": "Ann Example"}),
+                    owners.clone(),
+                ],
+                version: 1,
+                updated_at: now(),
+            },
+            add: vec![ann.id, owner.id],
+            remove: vec![],
+            by: None,
+        },
+        note(org.id, "group"),
+    )
+    .await
+    .unwrap();
+    s.erase_member(
+        org.id,
+        ann.id,
+        Some(Disposition::TransferToOwner(owner.id)),
+        now(),
+        None,
+        note(org.id, "erase"),
+    )
+    .await
+    .unwrap();
+    let g = s.group_record(org.id, team.id).await.unwrap().unwrap();
+    assert_eq!((g.members, g.version), (vec![owners], 2));
 }
 
 async fn scim_groups_write_atomically<

@@ -3319,6 +3319,16 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
             }
             s.previews
                 .retain(|(p, _)| p.org != org || !addresses.iter().any(|a| p.names(a)));
+            // The identity provider's group entries that name them.
+            for ((o, _), g) in &mut s.scim_groups {
+                if *o == org
+                    && let Some(kept) = crate::privacy::group_members_without(&g.members, user)
+                {
+                    g.members = kept;
+                    g.version += 1;
+                    g.updated_at = now;
+                }
+            }
             // A former member's account is no longer the organization's to anonymize.
             let elsewhere = s.members.iter().any(|m| m.1 == user) || disposition.is_none();
             if !elsewhere {

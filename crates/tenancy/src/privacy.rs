@@ -230,6 +230,19 @@ pub fn id_search_tokens(user: UserId) -> Vec<String> {
         .collect()
 }
 
+/// A SCIM group's `members` entries without those naming `user` (`"value"`: their id), which
+/// carry the name the identity provider gave them (`"display"`); `None` when none names them.
+/// An erasure writes what this returns.
+#[must_use]
+pub fn group_members_without(members: &[Value], user: UserId) -> Option<Vec<Value>> {
+    let id = user.to_string();
+    let theirs = |m: &Value| m.get("value").and_then(Value::as_str) == Some(id.as_str());
+    members
+        .iter()
+        .any(theirs)
+        .then(|| members.iter().filter(|m| !theirs(m)).cloned().collect())
+}
+
 /// Storage of consents and the erasure transaction.
 #[async_trait]
 pub trait PrivacyStore: Send + Sync {

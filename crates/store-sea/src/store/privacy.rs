@@ -16,10 +16,10 @@ use tenancy::privacy::{ConsentRecord, ErasureReport, PrivacyStore};
 use super::members::remove_in;
 use super::tenancy::{commit, store};
 use crate::SeaStore;
-use crate::convert::{id, micros, time};
+use crate::convert::{corrupt, id, micros, time};
 use crate::entity::{
     bulk_preview, consent, invitation, login_challenge, login_throttle, mail, membership,
-    outbox_event, password_reset, recovery_code, session, sms_outbox, user, user_mfa,
+    outbox_event, password_reset, recovery_code, scim_group, session, sms_outbox, user, user_mfa,
     webhook_delivery,
 };
 
@@ -241,6 +241,31 @@ impl PrivacyStore for SeaStore {
             .exec(&txn)
             .await
             .map_err(store)?;
+        // The identity provider's group entries that name them (with the name it gave them).
+        for g in scim_group::Entity::find()
+            .filter(scim_group::Column::OrgId.eq(o.clone()))
+            .filter(scim_group::Column::Members.contains(uid.as_str()))
+            .all(&txn)
+            .await
+            .map_err(store)?
+        {
+            let members: Vec<serde_json::Value> = serde_json::from_str(&g.members)
+                .map_err(|_| corrupt("SCIM members", &g.members))?;
+            if let Some(kept) = tenancy::privacy::group_members_without(&members, u) {
+                scim_group::Entity::update_many()
+                    .col_expr(
+                        scim_group::Column::Members,
+                        Expr::value(serde_json::Value::from(kept).to_string()),
+                    )
+                    .col_expr(scim_group::Column::Version, Expr::value(g.version + 1))
+                    .col_expr(scim_group::Column::UpdatedAt, Expr::value(micros(now)))
+                    .filter(scim_group::Column::OrgId.eq(g.org_id.clone()))
+                    .filter(scim_group::Column::TeamId.eq(g.team_id.clone()))
+                    .exec(&txn)
+                    .await
+                    .map_err(store)?;
+            }
+        }
         // Event bodies kept for webhooks (queued, retried or sent) and the event outbox.
         let event_bodies_erased =
             scrub_event_bodies(&txn, &o, u, &account.name, &addresses).await?;
