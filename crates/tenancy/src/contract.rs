@@ -6075,6 +6075,15 @@ async fn consents_and_erasure_keep_the_chain<
             ))
             .mail(mail(
                 Some(org.id),
+                "heir@example.org",
+                format!(
+                    "{}Contract Org",
+                    crate::members::transfer_withdrawn_prefix(&ann.name)
+                ),
+                "There is nothing to confirm any more",
+            ))
+            .mail(mail(
+                Some(org.id),
                 "owner@example.org",
                 "Usage",
                 format!("{ann_at} reached a limit"),
@@ -6119,11 +6128,12 @@ async fn consents_and_erasure_keep_the_chain<
             "queued mail to or about her goes: {subjects:?}"
         );
     }
-    let invited_by_her = crate::invitations::subject_prefix(&ann.name);
+    let sent_by_her = crate::privacy::subjects_naming(&ann.name);
     assert!(
-        left.iter().all(|m| !m.subject.starts_with(&invited_by_her)
-            && m.to != ann_at
-            && !crate::privacy::mentions_address(&m.body, ann_at)),
+        left.iter()
+            .all(|m| !sent_by_her.iter().any(|p| m.subject.starts_with(p))
+                && m.to != ann_at
+                && !crate::privacy::mentions_address(&m.body, ann_at)),
         "{left:?}"
     );
     let earlier = left.iter().find(|m| m.id == earlier.id).unwrap();
@@ -6293,8 +6303,16 @@ async fn consents_and_erasure_keep_the_chain<
     .unwrap();
     let removed = tail(s.chain_page(org.id, 0, 1000).await.unwrap(), 1);
     assert_eq!(removed[0].event.target.name, bob.name);
-    // Erased afterwards, as a former member: nothing to remove, the removal's record keeps
-    // his name no more, and his account is left as it is.
+    // Erased afterwards, as a former member: not by someone who does not administer the
+    // organization (any more); then nothing to remove, the removal's record keeps his name no
+    // more, and his account is left as it is.
+    let h = head(s, org.id).await;
+    assert!(matches!(
+        s.erase_member(org.id, bob.id, None, now(), Some(ann.id), note(org.id, "x"))
+            .await,
+        Err(TenancyError::RoleRule(rbac_core::RoleRuleError::NotAnAdmin))
+    ));
+    assert_eq!(head(s, org.id).await, h);
     let report = s
         .erase_member(
             org.id,

@@ -552,8 +552,10 @@ pub async fn purchase<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
     credits::check_idempotency_key(key)?;
     let key = key.to_owned();
     // The request's fingerprint is its first posting (what was bought, into which account),
-    // whatever the allocation adds; a retry of a purchase that went through is answered with
-    // it, whatever became of its team since.
+    // whatever the allocation adds; a retry of a purchase that was posted is answered with it,
+    // whatever became of its team since. (Not covered: one charged and never posted, its
+    // server stopped between the two, is refused on retry while its team is archived or gone,
+    // and its charge stays with the provider.)
     let fingerprint = credits::fingerprint("purchase", &credits::purchase(account, amount, &[])?);
     if let Some(r) = replay(store, caller.org.id, &key, &fingerprint).await? {
         return Ok(r);

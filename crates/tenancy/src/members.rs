@@ -224,6 +224,20 @@ pub async fn propose_transfer<S: TenancyStore + MembershipStore + ?Sized>(
     Ok(t)
 }
 
+/// How the subject of the mail proposing an ownership transfer begins: it names the Owner
+/// who proposed it (an erasure of theirs finds the mail by it, `privacy::subjects_naming`).
+#[must_use]
+pub fn transfer_proposed_prefix(owner: &str) -> String {
+    format!("{owner} proposes to make you the Owner of ")
+}
+
+/// How the subject of the mail withdrawing an ownership transfer begins: it names the Owner
+/// who withdrew it, and, unlike the proposal, the mail holds no address of theirs.
+#[must_use]
+pub fn transfer_withdrawn_prefix(owner: &str) -> String {
+    format!("{owner} withdrew the ownership transfer of ")
+}
+
 /// The mail that tells the proposed Owner what waits for their confirmation, queued with the
 /// proposal (a proposal nobody hears of would only expire).
 fn transfer_proposed_mail(
@@ -236,8 +250,9 @@ fn transfer_proposed_mail(
         org: Some(org.id),
         to: to.email.to_string(),
         subject: format!(
-            "{} proposes to make you the Owner of {}",
-            caller.user.name, org.name
+            "{}{}",
+            transfer_proposed_prefix(&caller.user.name),
+            org.name
         ),
         body: format!(
             "Hello {name},\n\n{owner} ({owner_email}), the Owner of {org_name}, proposes to hand \
@@ -285,8 +300,9 @@ pub async fn withdraw_transfer<S: TenancyStore + MembershipStore + ?Sized>(
             org: Some(caller.org.id),
             to: m.user.email.to_string(),
             subject: format!(
-                "{} withdrew the ownership transfer of {}",
-                caller.user.name, caller.org.name
+                "{}{}",
+                transfer_withdrawn_prefix(&caller.user.name),
+                caller.org.name
             ),
             body: format!(
                 "Hello {},\n\n{} withdrew the proposal to make you the Owner of {}: there is \

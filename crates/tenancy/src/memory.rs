@@ -3187,12 +3187,9 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
                     .await?
             }
             None => {
-                if self
-                    .lock()?
-                    .members
-                    .iter()
-                    .any(|m| m.0 == org && m.1 == user)
-                {
+                let s = self.lock()?;
+                s.check_acting(org, by)?;
+                if s.members.iter().any(|m| m.0 == org && m.1 == user) {
                     return Err(TenancyError::Conflict(
                         "they are a member of the organization again; erase them as a member"
                             .into(),
@@ -3210,13 +3207,13 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
         // the body; invitations they sent, by the subject, while nobody else here has their
         // name), as SeaStore does: what is queued goes, what went keeps no name or address.
         if let Some((_, name)) = &identity {
-            let prefix = crate::invitations::subject_prefix(name);
+            let prefixes = crate::privacy::subjects_naming(name);
             self.audit.with_mails(|mails| {
                 let about = |m: &audit::QueuedMail| {
                     addresses
                         .iter()
                         .any(|a| crate::privacy::mentions_address(&m.body, a))
-                        || (!namesakes && m.subject.starts_with(&prefix))
+                        || (!namesakes && prefixes.iter().any(|p| m.subject.starts_with(p)))
                 };
                 mails.retain(|(m, _)| {
                     m.org != Some(org) || m.sent_at.is_some() || (!theirs(&m.to) && !about(m))

@@ -230,6 +230,19 @@ pub fn id_search_tokens(user: UserId) -> Vec<String> {
         .collect()
 }
 
+/// How the subjects of the mails that name their sender begin (invitations they sent,
+/// ownership transfers they proposed or withdrew), for a sender called `name`: an erasure of
+/// theirs finds these mails by their subject (while nobody else in the organization has the
+/// name), as some hold no address of theirs.
+#[must_use]
+pub fn subjects_naming(name: &str) -> [String; 3] {
+    [
+        crate::invitations::subject_prefix(name),
+        crate::members::transfer_proposed_prefix(name),
+        crate::members::transfer_withdrawn_prefix(name),
+    ]
+}
+
 /// A SCIM group's `members` entries without those naming `user` (`"value"`: their id), which
 /// carry the name the identity provider gave them (`"display"`); `None` when none names them.
 /// An erasure writes what this returns.
@@ -393,8 +406,9 @@ fn time(t: DateTime<Utc>) -> String {
 /// records where they act or are the target. The person may export their
 /// own; the Owner and Admins anyone's. Sessions (person-level, across organizations) are
 /// included only in one's own export. Someone else's audit records come only to a caller who
-/// may read the whole audit log ([`Caller::check_whole_audit_log`], or the Owner an archived
-/// one, [`crate::orgs::check_audit_archive`]); otherwise the document
+/// may read the whole audit log ([`Caller::check_whole_audit_log`]) and to the Owner (who
+/// also reads an archived log, and answers for the organization's data on any plan); otherwise
+/// the document
 /// says they were withheld (`audit_records_withheld`). The export is audited.
 ///
 /// # Errors
@@ -465,10 +479,11 @@ where
     let invitations = store.invitations_accepted_by(org, user).await?;
     // Someone else's records are the audit log's: an Admin reads them here only when they may
     // read the whole log (not once it is archived by a downgrade, which only the Owner reads,
-    // nor when the organization's setting keeps it from them). A person's own always come.
+    // nor on a plan without it). A person's own always come, and the Owner's exports carry
+    // them on any plan.
     let audit_readable = own
-        || caller.check_whole_audit_log().is_ok()
-        || crate::orgs::check_audit_archive(caller).is_ok();
+        || caller.subject.role == rbac_core::OrgRole::Owner
+        || caller.check_whole_audit_log().is_ok();
     let (events, truncated) = if audit_readable {
         audit_records(
             store,

@@ -226,11 +226,30 @@ impl BillingStore for SeaStore {
                 .exec_without_returning(&txn)
                 .await
             {
-                // Another request of this organization recorded one first.
+                // Another request of this organization recorded one first (PostgreSQL: there
+                // was no row to lock): the same change (a double click) is asked for as that
+                // one; another is refused.
                 Err(e) if is_unique_violation(&e) => {
-                    return Err(TenancyError::Conflict(
-                        "another subscription change is being charged; try again".into(),
-                    ));
+                    drop(txn);
+                    let recorded = pending_charge::Entity::find_by_id(org.to_string())
+                        .one(self.db())
+                        .await
+                        .map_err(store)?;
+                    return match recorded {
+                        Some(m) if m.for_version == version && m.change == candidate.change => {
+                            Ok(PendingCharge {
+                                version: candidate.version,
+                                change: m.change,
+                                amount_cents: u64::try_from(m.amount_cents).map_err(|_| {
+                                    corrupt("pending charge amount", &m.amount_cents.to_string())
+                                })?,
+                                description: m.description,
+                            })
+                        }
+                        _ => Err(TenancyError::Conflict(
+                            "another subscription change is being charged; try again".into(),
+                        )),
+                    };
                 }
                 Err(e) => return Err(store(e)),
                 Ok(_) => {}

@@ -204,15 +204,12 @@ impl PrivacyStore for SeaStore {
             .collect();
         let mut about = Condition::any().add(mail::Column::Id.is_in(naming_them));
         if namesakes == 0 {
-            about = about.add(
-                mail::Column::Subject.like(
-                    LikeExpr::new(format!(
-                        "{}%",
-                        like(&tenancy::invitations::subject_prefix(&account.name))
-                    ))
-                    .escape('\\'),
-                ),
-            );
+            for prefix in tenancy::privacy::subjects_naming(&account.name) {
+                about = about.add(
+                    mail::Column::Subject
+                        .like(LikeExpr::new(format!("{}%", like(&prefix))).escape('\\')),
+                );
+            }
         }
         mail::Entity::delete_many()
             .filter(mail::Column::OrgId.eq(o.clone()))
