@@ -1344,3 +1344,29 @@ both_backends!(
         assert_eq!(t.audit("action=usage.alert_sent").await.len(), 2);
     }
 );
+
+both_backends!(
+    a_replace_without_an_address_keeps_the_members_address,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let idp = Idp::connect(&t).await;
+        let lisa_id = t.member_id("lisa@example.com").await;
+        // The identity provider knows her by an employee number and sends no email: her
+        // sign-in address stays (not a placeholder that would lock her out).
+        let doc = json!({"schemas": [USER], "userName": "E1234", "displayName": "Lisa Chen"});
+        let res = idp
+            .expect(
+                reqwest::Method::PUT,
+                &format!("/Users/{lisa_id}"),
+                Some(&doc),
+                StatusCode::OK,
+            )
+            .await;
+        assert_eq!(res["userName"], "E1234", "{res}");
+        assert_eq!(
+            member(&t, &lisa_id).await.unwrap()["email"],
+            "lisa@example.com"
+        );
+        t.login("lisa@example.com", DEMO_PASSWORD).await;
+    }
+);

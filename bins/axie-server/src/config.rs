@@ -460,7 +460,8 @@ fn redact_secret<S: serde::Serializer>(s: &SecretString, ser: S) -> Result<S::Ok
 fn redact_url<S: serde::Serializer>(s: &str, ser: S) -> Result<S::Ok, S::Error> {
     match DatabaseUrl::parse(s) {
         Ok(u) => ser.serialize_str(&u.redacted()),
-        Err(_) => ser.serialize_str(s),
+        // Not shown: it may hold a password this server would not know to hide.
+        Err(_) => ser.serialize_str("<an unsupported database URL>"),
     }
 }
 
@@ -670,7 +671,10 @@ fn toml_string(s: &Settings) -> String {
 
 impl std::fmt::Debug for DatabaseSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let url = DatabaseUrl::parse(&self.url).map_or_else(|_| self.url.clone(), |u| u.redacted());
+        let url = DatabaseUrl::parse(&self.url).map_or_else(
+            |_| "<an unsupported database URL>".to_owned(),
+            |u| u.redacted(),
+        );
         f.debug_struct("DatabaseSettings")
             .field("url", &url)
             .field("max_connections", &self.max_connections)

@@ -42,19 +42,36 @@ impl DatabaseUrl {
         &self.0
     }
 
-    /// The URL with the password replaced by `***`.
+    /// The URL with its password replaced by `***`: the one in the user part (after the last
+    /// `@` before the host, as the driver reads it, so a password holding `@` is hidden whole)
+    /// and a `password` or `sslpassword` query parameter, which PostgreSQL's driver also takes.
+    /// A URL that cannot be read at all is not shown.
     #[must_use]
     pub fn redacted(&self) -> String {
-        let Some((scheme, rest)) = self.0.split_once("://") else {
-            return self.0.clone();
+        let Ok(mut u) = url::Url::parse(&self.0) else {
+            return "<an unreadable database URL>".to_owned();
         };
-        let Some((userinfo, host)) = rest.split_once('@') else {
-            return self.0.clone();
-        };
-        match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => self.0.clone(),
+        if u.password().is_some() {
+            // Fails only for URLs that cannot have one, which then have none to hide.
+            let _ = u.set_password(Some("***"));
         }
+        let secret =
+            |k: &str| k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
+        if u.query_pairs().any(|(k, _)| secret(&k)) {
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if secret(&k) {
+                        "***".to_owned()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            u.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        u.to_string()
     }
 }
 
@@ -81,6 +98,25 @@ mod tests {
         assert!(!format!("{u:?}").contains("s3cret"));
         assert_eq!(u.expose(), "postgres://axie:s3cret@db:5432/axie");
         assert!(DatabaseUrl::parse("mysql://x").is_err());
+        // A password holding `@` is hidden whole; one in the query too.
+        let at = DatabaseUrl::parse("postgres://axie:p@ss@db/axie").unwrap();
+        assert!(!at.to_string().contains("ss@"), "{at}");
+        assert!(at.to_string().ends_with("@db/axie"), "{at}");
+        for q in [
+            "postgres://axie@db/axie?password=hunter2",
+            "postgres://db/axie?sslmode=require&PASSWORD=hunter2&sslpassword=hunter2",
+        ] {
+            let u = DatabaseUrl::parse(q).unwrap();
+            assert!(!u.to_string().contains("hunter2"), "{u}");
+            assert!(!format!("{u:?}").contains("hunter2"));
+            assert_eq!(u.expose(), q);
+        }
+        assert!(
+            DatabaseUrl::parse("postgres://db/axie?sslmode=require&password=x")
+                .unwrap()
+                .to_string()
+                .contains("sslmode=require")
+        );
         assert!(
             DatabaseUrl::parse("sqlite://data/axie.db?mode=rwc")
                 .unwrap()

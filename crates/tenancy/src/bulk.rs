@@ -106,9 +106,28 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Row>, TenancyError> {
     let ni = col("name");
     let mut rows = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
-    for (i, rec) in rd.records().enumerate() {
-        let line = i + 2;
-        let rec = rec.map_err(|e| TenancyError::Invalid(format!("line {line}: {e}")))?;
+    for rec in rd.records() {
+        // The line the row starts on in the file (blank lines are skipped, and a quoted field
+        // may span lines), as a spreadsheet or an editor numbers it.
+        let rec = rec.map_err(|e| {
+            let at = e
+                .position()
+                .map_or_else(String::new, |p| format!("line {}: ", p.line()));
+            TenancyError::Invalid(format!("{at}{e}"))
+        })?;
+        // (The reader's position is where it began reading the row, before the blank lines
+        // it skipped.)
+        let line = rec.position().map_or(0, |p| {
+            let start = usize::try_from(p.byte()).unwrap_or(usize::MAX);
+            let blank = bytes
+                .get(start..)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|b| matches!(b, b'\n' | b'\r'))
+                .filter(|b| **b == b'\n')
+                .count();
+            usize::try_from(p.line()).unwrap_or(0) + blank
+        });
         if rec.iter().all(str::is_empty) {
             continue;
         }
@@ -345,6 +364,21 @@ mod tests {
                 (4, Some(RowProblem::OwnerNotAllowed)),
                 (5, None),
                 (6, Some(RowProblem::DuplicateInFile { first_line: 5 })),
+            ]
+        );
+    }
+
+    #[test]
+    fn rows_are_numbered_by_the_line_they_start_on() {
+        // A blank line, and a quoted name over two lines, before the rows.
+        let csv =
+            "email,role,name\n\nbad,user,x\na@b.example,user,\"Ann\nSmith\"\nA@B.example,user,y\n";
+        assert_eq!(
+            problems(csv),
+            vec![
+                (3, Some(RowProblem::BadEmail)),
+                (4, None),
+                (6, Some(RowProblem::DuplicateInFile { first_line: 4 })),
             ]
         );
     }

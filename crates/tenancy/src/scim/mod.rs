@@ -1041,9 +1041,11 @@ fn check_schemas(body: &Value, want: &str) -> Result<(), ScimError> {
 
 /// The product identity derived from a User document.
 /// Name, login email, role (`None`: the document says nothing about it) and activation.
-fn derived(input: &UserInput, user: UserId) -> (String, Email, Option<OrgRole>, bool) {
-    let a = &input.record_attrs;
-    let emails: Vec<&str> = a
+/// The address a document gives: its primary email, else another, else a `userName` that is
+/// an address; `None` when it gives none that is usable.
+fn usable_email(input: &UserInput) -> Option<Email> {
+    let emails: Vec<&str> = input
+        .record_attrs
         .get("emails")
         .and_then(Value::as_array)
         .map(|list| {
@@ -1052,16 +1054,20 @@ fn derived(input: &UserInput, user: UserId) -> (String, Email, Option<OrgRole>, 
             l.into_iter().filter_map(|e| e["value"].as_str()).collect()
         })
         .unwrap_or_default();
-    let email = emails
+    emails
         .iter()
         .find_map(|e| Email::parse(e).ok())
         .or_else(|| Email::parse(&input.user_name).ok())
-        // No usable address: a placeholder in the reserved `.invalid` domain (RFC 2606),
-        // unique per person, that can receive nothing.
-        .unwrap_or_else(|| {
-            Email::parse(&format!("{}@scim.invalid", user.as_uuid().simple()))
-                .unwrap_or_else(|_| unreachable_email())
-        });
+}
+
+fn derived(input: &UserInput, user: UserId) -> (String, Email, Option<OrgRole>, bool) {
+    let a = &input.record_attrs;
+    // No usable address: a placeholder in the reserved `.invalid` domain (RFC 2606), unique per
+    // person, that can receive nothing.
+    let email = usable_email(input).unwrap_or_else(|| {
+        Email::parse(&format!("{}@scim.invalid", user.as_uuid().simple()))
+            .unwrap_or_else(|_| unreachable_email())
+    });
     let name_of = |k: &str| a.get("name").and_then(|n| n.get(k)).and_then(Value::as_str);
     let given_family = match (name_of("givenName"), name_of("familyName")) {
         (Some(g), Some(f)) => Some(format!("{g} {f}")),
@@ -1356,6 +1362,14 @@ async fn write_user<S: TenancyStore + ScimStore + ?Sized>(
     let input = user_input(body, false)?;
     check_user_name_free(store, caller.org.id, &input.user_name, Some(m.user.id)).await?;
     let (name, email, role, active) = derived(&input, m.user.id);
+    // A document that gives no usable address (a replace with a `userName` that is not one, and
+    // no `emails`) leaves the member's address as it is rather than lock them out behind a
+    // placeholder.
+    let email = if usable_email(&input).is_some() {
+        email
+    } else {
+        m.user.email.clone()
+    };
     let mut role = role.unwrap_or(m.role);
     let is_owner = m.role == OrgRole::Owner;
     if is_owner {
