@@ -144,6 +144,40 @@ pub fn apply(resource: &mut Value, body: &Value) -> Result<(), PatchError> {
         .as_object_mut()
         .ok_or_else(|| err("invalidSyntax", "resource is not an object"))?;
     for op in ops {
+        let before = obj.clone();
+        apply_one(obj, op)?;
+        one_primary(&before, obj);
+    }
+    Ok(())
+}
+
+/// RFC 7644 §3.5.2: an operation that makes a value of a multi-valued attribute `primary`
+/// takes `primary` from the values that had it before (an `add` of a new primary email to a
+/// user who has one leaves one primary, the new one).
+fn one_primary(before: &Map<String, Value>, after: &mut Map<String, Value>) {
+    let primary = |v: &Value| v.get("primary") == Some(&Value::Bool(true));
+    for (key, items) in after.iter_mut() {
+        let Value::Array(items) = items else { continue };
+        let was: Vec<&Value> = before
+            .get(key)
+            .and_then(Value::as_array)
+            .map(|b| b.iter().filter(|v| primary(v)).collect())
+            .unwrap_or_default();
+        let was_primary = |v: &Value| was.iter().any(|w| w.get("value") == v.get("value"));
+        if !items.iter().any(|v| primary(v) && !was_primary(v)) {
+            continue;
+        }
+        for item in items.iter_mut().filter(|v| primary(v) && was_primary(v)) {
+            if let Some(o) = item.as_object_mut() {
+                o.insert("primary".to_owned(), Value::Bool(false));
+            }
+        }
+    }
+}
+
+/// Applies one operation of a `PatchOp` body to `obj`.
+fn apply_one(obj: &mut Map<String, Value>, op: &Value) -> Result<(), PatchError> {
+    {
         let name = get_ci(op, "op")
             .and_then(Value::as_str)
             .ok_or_else(|| err("invalidSyntax", "an operation needs `op`"))?;
@@ -452,6 +486,42 @@ mod tests {
             "name": {"givenName": "Barbara", "familyName": "Jensen"},
             "emails": [{"value": "b@example.com", "type": "work", "primary": true}]
         })
+    }
+
+    #[test]
+    fn a_new_primary_value_takes_primary_from_the_old_one() {
+        // RFC 7644 §3.5.2: adding a primary email to a user who has one leaves one primary.
+        let r = patch(
+            user(),
+            json!([{"op": "add", "path": "emails", "value": [{"value": "new@example.com", "primary": true}]}]),
+        )
+        .unwrap();
+        assert_eq!(
+            r["emails"],
+            json!([
+                {"value": "b@example.com", "type": "work", "primary": false},
+                {"value": "new@example.com", "primary": true}
+            ])
+        );
+        // Through a filter too; a value that stays primary keeps it, and others are untouched.
+        let r = patch(
+            r,
+            json!([{"op": "replace", "path": "emails[value eq \"b@example.com\"].primary", "value": true}]),
+        )
+        .unwrap();
+        assert_eq!(
+            r["emails"],
+            json!([
+                {"value": "b@example.com", "type": "work", "primary": true},
+                {"value": "new@example.com", "primary": false}
+            ])
+        );
+        let same = patch(
+            r.clone(),
+            json!([{"op": "replace", "path": "displayName", "value": "B"}]),
+        )
+        .unwrap();
+        assert_eq!(same["emails"], r["emails"]);
     }
 
     #[test]
