@@ -1370,3 +1370,51 @@ both_backends!(
         t.login("lisa@example.com", DEMO_PASSWORD).await;
     }
 );
+
+both_backends!(
+    a_change_made_in_the_product_moves_the_users_etag,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let idp = Idp::connect(&t).await;
+        let lisa_id = t.member_id("lisa@example.com").await;
+        let path = format!("/Users/{lisa_id}");
+        let read = idp.get(&path).await;
+        let before = read["meta"]["version"].as_str().unwrap().to_owned();
+        assert_eq!(idp.get(&path).await["meta"]["version"], before.as_str());
+        // The Owner makes her an Admin in the product; the identity provider's copy is stale.
+        let res = t
+            .patch(
+                &t.org(&format!("/members/{lisa_id}")),
+                &t.owner_token,
+                &json!({ "role": "admin" }),
+            )
+            .await;
+        assert!(res.status().is_success(), "{}", res.status());
+        let now = idp.get(&path).await;
+        let after = now["meta"]["version"].as_str().unwrap().to_owned();
+        assert_ne!(after, before);
+        let put = |tag: String| {
+            let (idp, path) = (&idp, &path);
+            async move {
+                idp.client
+                    .put(format!("{}{path}", idp.base))
+                    .bearer_auth(&idp.token)
+                    .header("if-match", tag)
+                    .json(&json!({"schemas": [USER], "userName": "lisa@example.com",
+                                  "emails": [{"value": "lisa@example.com", "primary": true}],
+                                  "roles": [{"value": "user"}]}))
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        };
+        // A write made against the resource as it was is refused, and demotes nobody.
+        let stale = put(before).await;
+        assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
+        assert_eq!(member(&t, &lisa_id).await.unwrap()["role"], "admin");
+        // Against the resource as it is, it applies.
+        let fresh = put(after).await;
+        assert_eq!(fresh.status(), StatusCode::OK);
+        assert_eq!(member(&t, &lisa_id).await.unwrap()["role"], "user");
+    }
+);

@@ -567,6 +567,23 @@ pub fn etag(version: i64) -> String {
     format!("W/\"{version}\"")
 }
 
+/// The weak ETag of a member's User resource: the record's version (which SCIM writes move)
+/// and a digest of what the product changes without writing the record (the role, whether
+/// they are active, their name and address), so that a change made in the product also moves
+/// it and an identity provider's write made against the resource as it was is refused (412).
+#[must_use]
+pub fn user_etag(version: i64, m: &Member) -> String {
+    use sha2::Digest as _;
+    let state = json!([
+        m.role.as_str(),
+        m.deactivated_at.is_some(),
+        m.user.name,
+        m.user.email.as_str()
+    ]);
+    let digest = sha2::Sha256::digest(state.to_string().as_bytes());
+    format!("W/\"{version}-{}\"", hex::encode(&digest[..4]))
+}
+
 /// A role as the `roles` attribute shows it: `admin` for the Owner and the Admins.
 const fn role_value(role: OrgRole) -> &'static str {
     match role {
@@ -643,7 +660,7 @@ pub fn render_user(base: &str, m: &Member, rec: Option<&UserRecord>) -> Value {
             "created": time(m.joined_at),
             "lastModified": time(modified),
             "location": format!("{base}/Users/{}", m.user.id),
-            "version": etag(version),
+            "version": user_etag(version, m),
         }),
     );
     Value::Object(out)
@@ -1273,6 +1290,20 @@ fn check_version(if_match: Option<&str>, version: i64) -> Result<(), ScimError> 
     }
 }
 
+/// [`check_version`] for a member's User resource, against [`user_etag`].
+fn check_user_version(if_match: Option<&str>, version: i64, m: &Member) -> Result<(), ScimError> {
+    let current = user_etag(version, m);
+    match if_match.map(str::trim) {
+        None | Some("*") => Ok(()),
+        Some(v)
+            if v == current || v.trim_start_matches("W/") == current.trim_start_matches("W/") =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(ScimError::PreconditionFailed(current)),
+    }
+}
+
 /// Replaces a member's User document (`PUT /Users/{id}`).
 ///
 /// # Errors
@@ -1289,7 +1320,7 @@ pub async fn replace_user<S: TenancyStore + ScimStore + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<Value, ScimError> {
     let (m, rec) = member_and_record(store, caller.org.id, id).await?;
-    check_version(if_match, rec.as_ref().map_or(0, |r| r.version))?;
+    check_user_version(if_match, rec.as_ref().map_or(0, |r| r.version), &m)?;
     write_user(store, caller, hasher, base, &m, rec, body, now).await
 }
 
@@ -1309,7 +1340,7 @@ pub async fn patch_user<S: TenancyStore + ScimStore + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<Value, ScimError> {
     let (m, rec) = member_and_record(store, caller.org.id, id).await?;
-    check_version(if_match, rec.as_ref().map_or(0, |r| r.version))?;
+    check_user_version(if_match, rec.as_ref().map_or(0, |r| r.version), &m)?;
     let mut doc = render_user(base, &m, rec.as_ref());
     patch::apply(&mut doc, body)?;
     write_user(store, caller, hasher, base, &m, rec, &doc, now).await
