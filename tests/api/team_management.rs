@@ -1636,3 +1636,67 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    an_invitation_to_an_archived_team_is_not_sent_again,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let team = json_of(
+            t.post(
+                &t.org("/teams"),
+                &t.owner_token,
+                &json!({ "name": "Pilot" }),
+            )
+            .await,
+        )
+        .await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let inv = json_of(
+            t.post(
+                &t.org("/invitations"),
+                &t.owner_token,
+                &json!({ "email": "pat@client.example", "role": "user", "team_id": team }),
+            )
+            .await,
+        )
+        .await;
+        let id = inv["id"].as_str().unwrap();
+        let res = t
+            .patch(
+                &t.org(&format!("/teams/{team}")),
+                &t.owner_token,
+                &json!({ "archived": true }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let org: rbac_core::OrgId = t.org_id.parse().unwrap();
+        let mails = |t: &TestApp| {
+            let store = t.store.clone();
+            async move {
+                audit::MailOutbox::list_mails(&*store, Some(org), None, 100)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .filter(|m| m.to == "pat@client.example")
+                    .count()
+            }
+        };
+        let before = mails(&t).await;
+        assert_eq!(before, 1, "the invitation's mail");
+        // Its link could not be used (accepting refuses an archived team): no new one goes out.
+        problem(
+            t.post(
+                &t.org(&format!("/invitations/{id}/resend")),
+                &t.owner_token,
+                &json!({}),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "conflict",
+        )
+        .await;
+        assert_eq!(mails(&t).await, before);
+    }
+);

@@ -2471,6 +2471,17 @@ both_backends!(
             .get(&t.org(&format!("/documents/{}/content", id(&doc))), &tom)
             .await;
         assert_eq!(content.status(), StatusCode::OK);
+        // Saved under its name.
+        let disposition = content.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            disposition.starts_with("attachment")
+                && disposition.contains("filename=\"n.txt\"")
+                && disposition.contains("filename*=UTF-8''n.txt"),
+            "{disposition}"
+        );
         assert_eq!(content.bytes().await.unwrap().as_ref(), b"notes");
         let denied = t.audit("action=access.denied&limit=5").await;
         assert_eq!(denied[0]["reason"], "not_creator", "{denied:?}");
@@ -2504,6 +2515,38 @@ both_backends!(
                 .await
                 .status(),
             StatusCode::NO_CONTENT
+        );
+    }
+);
+
+both_backends!(
+    a_copy_of_a_long_name_is_named_within_bounds,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let long = "L".repeat(100);
+        let source = created(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &t.owner_token,
+                &json!({ "name": long }),
+            )
+            .await,
+        )
+        .await;
+        let copy = created(
+            t.post(
+                &t.org(&format!("/assets/{}/copy", id(&source))),
+                &t.owner_token,
+                &json!({}),
+            )
+            .await,
+        )
+        .await;
+        let name = copy["name"].as_str().unwrap();
+        assert_eq!(name.chars().count(), 100, "{name}");
+        assert!(
+            name.ends_with(" (copy)") && name.starts_with("LLL"),
+            "{name}"
         );
     }
 );

@@ -319,7 +319,7 @@ pub trait DomainVerifier: Send + Sync {
 /// The name a domain's verification TXT record goes under.
 #[must_use]
 pub fn verification_record_name(hostname: &str) -> String {
-    format!("_axie-verification.{hostname}")
+    format!("{VERIFICATION_LABEL}.{hostname}")
 }
 
 /// Upload rules for documents.
@@ -392,14 +392,26 @@ fn valid_text(field: &str, s: &str) -> Result<String, TenancyError> {
     Ok(s.to_owned())
 }
 
-/// Lower-cases and checks a host name (RFC 1123 labels, at least two of them, no IP literals).
+/// The label under a custom domain where its verification record is published.
+pub const VERIFICATION_LABEL: &str = "_axie-verification";
+
+/// Lower-cases and checks a host name (RFC 1123 labels, at least two of them, no IP literals),
+/// short enough that its verification record's name (`_axie-verification.<host>`) is a DNS
+/// name too (253 characters at most).
 ///
 /// # Errors
 /// [`TenancyError::Invalid`].
 pub fn valid_hostname(s: &str) -> Result<String, TenancyError> {
     let h = s.trim().trim_end_matches('.').to_ascii_lowercase();
     let bad = || TenancyError::Invalid(format!("`{s}` is not a valid host name"));
-    if h.len() > 253 || !h.contains('.') || h.parse::<std::net::IpAddr>().is_ok() {
+    let longest = 253 - VERIFICATION_LABEL.len() - 1;
+    if h.len() > longest {
+        return Err(TenancyError::Invalid(format!(
+            "a custom domain has at most {longest} characters (its verification record, \
+             `{VERIFICATION_LABEL}.<domain>`, must be a DNS name)"
+        )));
+    }
+    if !h.contains('.') || h.parse::<std::net::IpAddr>().is_ok() {
         return Err(bad());
     }
     for label in h.split('.') {
@@ -1013,7 +1025,11 @@ pub async fn copy<S: TenancyStore + WorkspaceStore + crate::metering::MeteringSt
     }
     let name = match name {
         Some(n) => valid_name("name", n)?,
-        None => valid_name("name", &format!("{} (copy)", source.name))?,
+        // Within the name's 100 characters however long the source's is.
+        None => {
+            let stem: String = source.name.chars().take(100 - " (copy)".len()).collect();
+            valid_name("name", &format!("{} (copy)", stem.trim_end()))?
+        }
     };
     let team = teams::get(store, caller, to_team.unwrap_or(source.team)).await?;
     if team.archived_at.is_some() {
@@ -1578,6 +1594,33 @@ pub async fn analytics<S: TenancyStore + WorkspaceStore + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_custom_domain_leaves_room_for_its_verification_record() {
+        assert_eq!(
+            valid_hostname(" Chat.Example.COM. ").unwrap(),
+            "chat.example.com"
+        );
+        // Labels of 63 characters, 234 characters in all: the record's name is 253.
+        let longest = format!(
+            "{}.{}.{}.{}",
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(42)
+        );
+        assert_eq!(longest.len(), 234);
+        let ok = valid_hostname(&longest).unwrap();
+        assert_eq!(verification_record_name(&ok).len(), 253);
+        let too_long = format!("{longest}x");
+        assert!(matches!(
+            valid_hostname(&too_long),
+            Err(TenancyError::Invalid(m)) if m.contains("at most 234")
+        ));
+        for bad in ["localhost", "10.0.0.1", "-a.example", "a..example"] {
+            assert!(valid_hostname(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn free_text_is_bounded_and_holds_no_nul_character() {

@@ -315,10 +315,14 @@ pub async fn resend<S: TenancyStore + InvitationStore + WorkspaceStore + ?Sized>
     {
         return Err(TenancyError::InvitationUnusable(s));
     }
-    let team = team_name(store, &inv).await?;
-    if inv.team.is_some() && team.is_none() {
-        return Err(gone_team());
-    }
+    // A team deleted or archived since: its link could not be used (accepting refuses it).
+    let team = match inv.team {
+        Some(t) => match store.get_team(inv.org, t.id).await? {
+            Some(team) if team.archived_at.is_none() => Some(team.name),
+            _ => return Err(gone_team()),
+        },
+        None => None,
+    };
     let token = mint(INVITATION_PREFIX, 32);
     inv.created_at = now;
     inv.expires_at = now + settings.expiry;

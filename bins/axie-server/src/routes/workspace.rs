@@ -654,9 +654,35 @@ pub async fn document_content(
         AssetDetails::Document { content_type, .. } => content_type.clone(),
         _ => "application/octet-stream".to_owned(),
     };
+    // Saved under the document's name (RFC 6266's `filename*`, any name; `filename`, a
+    // plain-ASCII fallback, for clients that read only that).
+    let disposition = actix_web::http::header::ContentDisposition {
+        disposition: actix_web::http::header::DispositionType::Attachment,
+        parameters: vec![
+            actix_web::http::header::DispositionParam::Filename(
+                a.name
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect(),
+            ),
+            actix_web::http::header::DispositionParam::FilenameExt(
+                actix_web::http::header::ExtendedValue {
+                    charset: actix_web::http::header::Charset::Ext("UTF-8".to_owned()),
+                    language_tag: None,
+                    value: a.name.clone().into_bytes(),
+                },
+            ),
+        ],
+    };
     Ok(HttpResponse::Ok()
         .content_type(media)
-        .insert_header(("Content-Disposition", "attachment"))
+        .insert_header(disposition)
         .body(bytes))
 }
 
