@@ -1700,3 +1700,74 @@ both_backends!(
         assert_eq!(mails(&t).await, before);
     }
 );
+
+both_backends!(
+    invitations_revoked_with_their_team_or_sender_send_no_mail,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let org: rbac_core::OrgId = t.org_id.parse().unwrap();
+        let unsent_to = |t: &TestApp, to: &'static str| {
+            let store = t.store.clone();
+            async move {
+                audit::MailOutbox::list_mails(&*store, Some(org), None, 100)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .filter(|m| m.to == to && m.sent_at.is_none())
+                    .count()
+            }
+        };
+        // An invitation into a team, its mail waiting (no SMTP here); the team is deleted.
+        let team = json_of(
+            t.post(
+                &t.org("/teams"),
+                &t.owner_token,
+                &json!({ "name": "Pilot" }),
+            )
+            .await,
+        )
+        .await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let res = t
+            .post(
+                &t.org("/invitations"),
+                &t.owner_token,
+                &json!({ "email": "pat@client.example", "role": "user", "team_id": team }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        assert_eq!(unsent_to(&t, "pat@client.example").await, 1);
+        let res = t
+            .delete(&t.org(&format!("/teams/{team}")), &t.owner_token)
+            .await;
+        assert!(res.status().is_success(), "{}", res.status());
+        assert_eq!(
+            unsent_to(&t, "pat@client.example").await,
+            0,
+            "its dead link is not sent"
+        );
+        // An Admin's invitation, its mail waiting; the Admin is made a User.
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        let mike_id = t.member_id("mike@example.com").await;
+        let res = t
+            .post(
+                &t.org("/invitations"),
+                &mike,
+                &json!({ "email": "sam@client.example", "role": "user" }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        assert_eq!(unsent_to(&t, "sam@client.example").await, 1);
+        let res = t
+            .patch(
+                &t.org(&format!("/members/{mike_id}")),
+                &t.owner_token,
+                &json!({ "role": "user" }),
+            )
+            .await;
+        assert!(res.status().is_success(), "{}", res.status());
+        assert_eq!(unsent_to(&t, "sam@client.example").await, 0);
+    }
+);

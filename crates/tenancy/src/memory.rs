@@ -66,6 +66,10 @@ struct State {
     consents: Vec<crate::privacy::ConsentRecord>,
     resets: Vec<crate::password_reset::PasswordReset>,
     billing: billing::BillingState,
+    /// Addresses of invitations revoked by a change (a team deleted, their sender no longer an
+    /// admin), whose unsent invitation mail goes when the change commits (as `SeaStore` drops
+    /// it in the change's transaction).
+    revoked_mail: Vec<(OrgId, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -273,6 +277,10 @@ impl MemoryTenancyStore {
 
     /// Commits a journal after a change succeeded; a refused change commits nothing.
     async fn commit(&self, journal: Journal) -> Result<(), TenancyError> {
+        let revoked = std::mem::take(&mut self.lock()?.revoked_mail);
+        for (org, email) in revoked {
+            self.drop_unsent_invitation_mail(org, &email)?;
+        }
         self.audit.append(journal).await?;
         Ok(())
     }
@@ -1828,11 +1836,16 @@ fn set_default_team_role(s: &mut State, org: OrgId, user: UserId, role: OrgRole)
 /// (a transfer of ownership addressed to them stays: the Owner proposed it to a member, of any
 /// role, and only the Owner withdraws it).
 fn revoke_invitations_by(s: &mut State, org: OrgId, user: UserId, now: DateTime<Utc>) {
+    let mut revoked = Vec::new();
     for (inv, _) in s.invitations.iter_mut().filter(|(i, _)| {
         i.org == org && i.invited_by == user && i.accepted_at.is_none() && i.revoked_at.is_none()
     }) {
+        if inv.expires_at > now {
+            revoked.push((org, inv.email.to_string()));
+        }
         inv.revoked_at = Some(now);
     }
+    s.revoked_mail.extend(revoked);
 }
 
 /// Revokes the person's pending invitations and drops transfers addressed to them: on leaving
@@ -2085,14 +2098,17 @@ impl WorkspaceStore for MemoryTenancyStore {
             s.teams.remove(pos);
             s.team_members.retain(|t| t.0 != team);
             s.scim_groups.remove(&(org, team));
+            let mut revoked = Vec::new();
             for (i, _) in &mut s.invitations {
                 if i.org == org
                     && i.team.is_some_and(|t| t.id == team)
                     && i.status(now) == InvitationStatus::Pending
                 {
                     i.revoked_at = Some(now);
+                    revoked.push((org, i.email.to_string()));
                 }
             }
+            s.revoked_mail.extend(revoked);
         }
         self.commit(journal).await
     }

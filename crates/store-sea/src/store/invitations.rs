@@ -106,6 +106,41 @@ async fn insert_checked(
     Ok(())
 }
 
+/// Deletes the invitation mail not sent yet of the invitations of `org` that `which` selects
+/// and that are pending at `now` (about to be revoked with them: a team deleted, their sender
+/// no longer an admin), in the caller's transaction, as [`drop_unsent_mail`] does for one.
+pub(super) async fn drop_unsent_mail_of(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    which: sea_orm::Condition,
+    now: DateTime<Utc>,
+) -> Result<(), TenancyError> {
+    let emails: Vec<String> = invitation::Entity::find()
+        .select_only()
+        .column(invitation::Column::Email)
+        .filter(invitation::Column::OrgId.eq(org.to_string()))
+        .filter(which)
+        .filter(invitation::Column::AcceptedAt.is_null())
+        .filter(invitation::Column::RevokedAt.is_null())
+        .filter(invitation::Column::ExpiresAt.gt(micros(now)))
+        .into_tuple()
+        .all(txn)
+        .await
+        .map_err(store)?;
+    if emails.is_empty() {
+        return Ok(());
+    }
+    mail::Entity::delete_many()
+        .filter(mail::Column::OrgId.eq(org.to_string()))
+        .filter(mail::Column::ToAddr.is_in(emails))
+        .filter(mail::Column::Kind.eq(tenancy::invitations::INVITATION_MAIL))
+        .filter(mail::Column::SentAt.is_null())
+        .exec(txn)
+        .await
+        .map_err(store)?;
+    Ok(())
+}
+
 /// Deletes the invitation mail not sent yet to the address of invitation `id`, when it was
 /// pending at `now` (an address has one pending invitation per organization, so that mail is
 /// its): revoked or sent again with a new link, it would carry a link that no longer works.

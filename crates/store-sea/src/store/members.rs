@@ -110,6 +110,14 @@ pub(super) async fn revoke_invitations_by(
     user: UserId,
     now: DateTime<Utc>,
 ) -> Result<(), TenancyError> {
+    // Their links die with them: the mail not sent yet goes too.
+    super::invitations::drop_unsent_mail_of(
+        txn,
+        org,
+        sea_orm::Condition::all().add(invitation::Column::InvitedBy.eq(user.to_string())),
+        now,
+    )
+    .await?;
     invitation::Entity::update_many()
         .col_expr(invitation::Column::RevokedAt, Expr::value(micros(now)))
         .filter(invitation::Column::OrgId.eq(org.to_string()))

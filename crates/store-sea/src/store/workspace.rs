@@ -440,6 +440,15 @@ impl WorkspaceStore for SeaStore {
             .exec(&txn)
             .await
             .map_err(store)?;
+        // The team's pending invitations are revoked, and their mail not sent yet goes.
+        super::invitations::drop_unsent_mail_of(
+            &txn,
+            org,
+            sea_orm::Condition::all()
+                .add(crate::entity::invitation::Column::TeamId.eq(t.to_string())),
+            now,
+        )
+        .await?;
         crate::entity::invitation::Entity::update_many()
             .col_expr(
                 crate::entity::invitation::Column::RevokedAt,
