@@ -91,6 +91,12 @@ pub struct Options {
     pub api_call_block_max: Option<u64>,
     /// `security.geoip_database`: a `.mmdb` file placing addresses in countries.
     pub geoip_database: Option<std::path::PathBuf>,
+    /// `smtp.timeout_secs` (with `smtp_port`).
+    pub smtp_timeout_secs: Option<u64>,
+    /// `server.body_timeout_secs`.
+    pub body_timeout_secs: Option<u64>,
+    /// `server.workers = false`: the server runs no background workers.
+    pub no_workers: bool,
 }
 
 /// A server with the demo data that sends its mail to the SMTP server `sink`.
@@ -147,6 +153,13 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
         settings.smtp.host = "127.0.0.1".into();
         settings.smtp.port = port;
         settings.smtp.security = "none".into();
+        if let Some(secs) = opts.smtp_timeout_secs {
+            settings.smtp.timeout_secs = secs;
+        }
+    }
+    settings.server.workers = !opts.no_workers;
+    if let Some(secs) = opts.body_timeout_secs {
+        settings.server.body_timeout_secs = secs;
     }
     if opts.trust_loopback_proxy {
         settings.server.trusted_proxies = vec!["127.0.0.1/32".into()];
@@ -186,13 +199,13 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
     // The periodic workers' first passes run at start, with the clock as it is then: let them
     // finish before a test moves the clock and runs a pass itself, so the two never race.
     for _ in 0..600 {
-        if health.passes("billing") > 0 && health.passes("retention") > 0 {
+        if opts.no_workers || (health.passes("billing") > 0 && health.passes("retention") > 0) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(
-        health.passes("billing") > 0 && health.passes("retention") > 0,
+        opts.no_workers || (health.passes("billing") > 0 && health.passes("retention") > 0),
         "the periodic workers' first passes did not finish within 30 s"
     );
     let mut builder = Client::builder().redirect(reqwest::redirect::Policy::none());
@@ -289,6 +302,19 @@ impl TestApp {
 
     /// [`Self::another_instance`] with its settings changed by `change`.
     pub async fn another_instance_with(&self, change: impl FnOnce(&mut Settings)) -> String {
+        self.stoppable_instance_with(change).await.0
+    }
+
+    /// [`Self::another_instance_with`], with the handle that stops it (as SIGTERM would) and
+    /// its run, which ends once it has stopped.
+    pub async fn stoppable_instance_with(
+        &self,
+        change: impl FnOnce(&mut Settings),
+    ) -> (
+        String,
+        actix_web::dev::ServerHandle,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
         let mut settings = self.settings.clone();
         settings.server.port = 0;
         change(&mut settings);
@@ -300,8 +326,8 @@ impl TestApp {
             "an existing database is not bootstrapped again"
         );
         let address = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped());
-        address
+        let handle = app.server_handle();
+        (address, handle, tokio::spawn(app.run_until_stopped()))
     }
 
     /// The server's witness of its audit checkpoints (the files in its data directory).

@@ -577,3 +577,61 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    a_relay_that_hangs_does_not_make_the_server_unready,
+    |b| async move {
+        // A relay that accepts connections and never says a word: every send waits out the
+        // SMTP timeout (5 s an exchange, 15 s a message).
+        let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = relay.local_addr().unwrap().port();
+        let (accepted, mut connected) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = relay.accept().await {
+                held.push(socket);
+                let _ = accepted.send(());
+            }
+        });
+        let t = spawn_app_with(
+            b,
+            Options {
+                demo: true,
+                smtp_port: Some(port),
+                smtp_timeout_secs: Some(5),
+                ..Options::default()
+            },
+        )
+        .await;
+        let res = t
+            .post(
+                &t.org("/invitations"),
+                &t.owner_token,
+                &json!({ "email": "slow-relay@example.com", "role": "user" }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        tokio::time::timeout(std::time::Duration::from_secs(10), connected.recv())
+            .await
+            .expect("the mail worker connects to the relay")
+            .unwrap();
+        // The send hangs. Time moves past the 30 s any worker may be silent for, but not past
+        // one send's limit and the margin: the mail worker is busy, not stalled.
+        t.clock.advance(chrono::Duration::seconds(40));
+        // The webhook worker, which beats every 50 ms, catches up with the clock.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let ready = t.client.get(t.url("/readyz")).send().await.unwrap();
+        assert_eq!(
+            ready.status(),
+            StatusCode::OK,
+            "{}",
+            ready.text().await.unwrap()
+        );
+        // Much longer without a beat is a stall.
+        t.clock.advance(chrono::Duration::seconds(600));
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let res = t.client.get(t.url("/readyz")).send().await.unwrap();
+        let p = problem(res, StatusCode::SERVICE_UNAVAILABLE, "not_ready").await;
+        assert!(p["detail"].as_str().unwrap().contains("mail"), "{p}");
+    }
+);

@@ -2263,3 +2263,134 @@ both_backends!(
         assert_eq!(ch["methods"], json!(["totp", "recovery_code"]));
     }
 );
+
+both_backends!(
+    the_caller_is_known_before_the_body_is_read,
+    |b| async move {
+        let t = spawn_app_with(
+            b,
+            Options {
+                demo: true,
+                trust_loopback_proxy: true,
+                ..Options::default()
+            },
+        )
+        .await;
+        let keys = t.org("/api-keys");
+        let bulk = t.org("/invitations/bulk");
+        // Not signed in: 401, whatever the body (415, 400 and 413 before).
+        let huge = "x".repeat(2 * 1024 * 1024);
+        for (url, content_type, body) in [
+            (&keys, "text/plain", "x"),
+            (&keys, "application/json", "{not json"),
+            (&keys, "application/json", huge.as_str()),
+            (&bulk, "text/csv", huge.as_str()),
+        ] {
+            let res = t
+                .client
+                .post(url)
+                .header("content-type", content_type)
+                .body(body.to_owned())
+                .send()
+                .await
+                .unwrap();
+            problem(res, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+        }
+        // Signed in, from an address the organization does not admit: refused as such, and
+        // recorded, whatever the body.
+        let allowlist = t
+            .patch(
+                &t.org("/security"),
+                &t.owner_token,
+                &json!({ "ip_allowlist": ["127.0.0.0/8"] }),
+            )
+            .await;
+        assert_eq!(allowlist.status(), StatusCode::OK);
+        let denied_before = t.audit("action=access.denied&limit=50").await.len();
+        for (content_type, body) in [("text/plain", "x"), ("application/json", "{not json")] {
+            let res = t
+                .client
+                .post(&keys)
+                .bearer_auth(&t.owner_token)
+                .header("x-forwarded-for", "198.51.100.7")
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            problem(res, StatusCode::FORBIDDEN, "ip_not_allowed").await;
+        }
+        let denied = t.audit("action=access.denied&limit=50").await;
+        assert_eq!(denied.len(), denied_before + 2, "{denied:?}");
+        // From an admitted address, the body is then judged.
+        let res = t
+            .client
+            .post(&keys)
+            .bearer_auth(&t.owner_token)
+            .header("content-type", "text/plain")
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        problem(
+            res,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        )
+        .await;
+    }
+);
+
+both_backends!(
+    a_body_that_does_not_arrive_is_answered_408,
+    |b| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let t = spawn_app_with(
+            b,
+            Options {
+                demo: true,
+                body_timeout_secs: Some(1),
+                ..Options::default()
+            },
+        )
+        .await;
+        let addr = t.address.trim_start_matches("http://").to_owned();
+        let path = t.org("/api-keys").replace(&t.address, "");
+        // The head and the start of a body promised 100 bytes long, then nothing.
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\": ",
+            t.owner_token
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = conn.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                answer.extend_from_slice(&buf[..n]);
+                // The head, then a problem document (one JSON object).
+                let text = String::from_utf8_lossy(&answer);
+                if text
+                    .split_once("\r\n\r\n")
+                    .is_some_and(|(_, body)| body.ends_with('}'))
+                {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(read.is_ok(), "no answer to a stalled body");
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("application/problem+json"), "{answer}");
+        assert!(answer.contains("\"code\":\"timeout\""), "{answer}");
+        // Nothing was created.
+        let listed = json_of(t.get(&t.org("/api-keys"), &t.owner_token).await).await;
+        assert!(listed["items"].as_array().unwrap().is_empty(), "{listed}");
+    }
+);

@@ -1062,3 +1062,115 @@ both_backends!(
         }
     }
 );
+
+both_backends!(
+    an_organization_beyond_its_endpoint_limit_is_refused_as_every_limit_is,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let max = webhooks::MAX_ENDPOINTS_PER_ORG;
+        let existing = t
+            .get(&t.org("/webhooks"), &t.owner_token)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap();
+        let have = existing["items"].as_array().unwrap().len();
+        for i in have..max {
+            endpoint(&t, &format!("https://hooks.example.com/{i}"), json!([])).await;
+        }
+        let res = t
+            .post(
+                &t.org("/webhooks"),
+                &t.owner_token,
+                &json!({ "url": "https://hooks.example.com/one-too-many", "events": [] }),
+            )
+            .await;
+        let p = problem(res, StatusCode::FORBIDDEN, "limit_reached").await;
+        assert_eq!(p["limit"], "webhook_endpoints");
+        assert_eq!(p["max"], max);
+        // Deleting one makes room again.
+        let listed = t
+            .get(&t.org("/webhooks"), &t.owner_token)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap();
+        let first = listed["items"][0]["id"].as_str().unwrap().to_owned();
+        let res = t
+            .delete(&t.org(&format!("/webhooks/{first}")), &t.owner_token)
+            .await;
+        assert!(res.status().is_success(), "{}", res.status());
+        endpoint(&t, "https://hooks.example.com/in-its-place", json!([])).await;
+    }
+);
+
+both_backends!(
+    a_stopping_server_finishes_and_records_the_attempts_under_way,
+    |b| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // The API instance runs no workers; a second instance delivers, and is stopped in the
+        // middle of an attempt.
+        let t = spawn_app_with(
+            b,
+            Options {
+                demo: true,
+                no_workers: true,
+                ..Options::default()
+            },
+        )
+        .await;
+        // A receiver that takes 2 s to answer.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (arrived, mut arrival) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let arrived = arrived.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let _ = socket.read(&mut buf).await;
+                    let _ = arrived.send(());
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    let _ = socket
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                        )
+                        .await;
+                });
+            }
+        });
+        let ep = endpoint(
+            &t,
+            &format!("http://127.0.0.1:{port}/hook"),
+            json!(["api_key.created"]),
+        )
+        .await;
+        let eid = ep["id"].as_str().unwrap();
+        let (_, server, run) = t.stoppable_instance_with(|s| s.server.workers = true).await;
+        make_key(&t, "sent while stopping").await;
+        tokio::time::timeout(std::time::Duration::from_secs(10), arrival.recv())
+            .await
+            .expect("the worker sends the event")
+            .unwrap();
+        // SIGTERM, as a deploy sends it, while the receiver has not answered yet.
+        server.stop(true).await;
+        tokio::time::timeout(std::time::Duration::from_secs(30), run)
+            .await
+            .expect("the instance stops")
+            .unwrap()
+            .unwrap();
+        // The attempt under way was finished and recorded before it stopped: delivered, once,
+        // not left leased to be sent again by the next instance.
+        let page = json_of(
+            t.get(
+                &t.org(&format!("/webhooks/{eid}/deliveries")),
+                &t.owner_token,
+            )
+            .await,
+        )
+        .await;
+        let d = &page["items"][0];
+        assert_eq!(d["status"], "delivered", "{page}");
+        assert_eq!(d["attempts"], 1, "{page}");
+    }
+);

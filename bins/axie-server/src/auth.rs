@@ -156,8 +156,10 @@ impl FromRequest for Authenticated {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let pending = crate::extract::caller_pending(req);
         let req = req.clone();
         Box::pin(async move {
+            let _pending = pending;
             let (_, principal, request, access) = authenticate(&req).await?;
             if !matches!(
                 access,
@@ -187,8 +189,10 @@ impl FromRequest for OrgCaller {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let pending = crate::extract::caller_pending(req);
         let req = req.clone();
         Box::pin(async move {
+            let _pending = pending;
             let Some(org) = req
                 .match_info()
                 .get("org_id")

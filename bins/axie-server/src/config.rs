@@ -197,6 +197,9 @@ pub struct ServerSettings {
     pub port: u16,
     /// Request body limit in bytes.
     pub body_limit_bytes: usize,
+    /// Seconds a request body may take to arrive whole (an upload: between two of its
+    /// chunks) before the request is answered 408 (1 to 3600).
+    pub body_timeout_secs: u64,
     /// Trusted reverse-proxy networks.
     pub trusted_proxies: Vec<String>,
     /// Secure flag on the session cookie. It is set anyway when the server serves TLS itself
@@ -507,6 +510,11 @@ impl Settings {
         if self.server.body_limit_bytes < 1024 {
             return Err(ConfigError(
                 "`server.body_limit_bytes` must be at least 1024".into(),
+            ));
+        }
+        if !(1..=3600).contains(&self.server.body_timeout_secs) {
+            return Err(ConfigError(
+                "`server.body_timeout_secs` must be between 1 and 3600".into(),
             ));
         }
         security_policy::parse_allowlist(&self.server.trusted_proxies)

@@ -212,12 +212,16 @@ fn leaves_time_to_record(
 /// throughput next to a hanging one and an organization's next to another's. Outcomes are recorded in batches by a second task; until an outcome is recorded its
 /// delivery stays leased, so it is not sent again (unless the process dies first: then the lease
 /// runs out and it is sent again, at least once in all).
-pub async fn run(state: AppState) {
+///
+/// Once `stop` says so it claims nothing more, lets the attempts under way finish, records
+/// their outcomes and returns; a claimed delivery not yet attempted is left to its lease.
+pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let permits = Arc::new(Semaphore::new(WORKERS));
     let in_flight: InFlight = Arc::default();
     let drained = Arc::new(tokio::sync::Notify::new());
     let (outcomes, pending) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(record(state.clone(), pending));
+    let recorder = tokio::spawn(record(state.clone(), pending));
+    let mut attempts = tokio::task::JoinSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut full = false;
@@ -227,8 +231,13 @@ pub async fn run(state: AppState) {
                 _ = tick.tick() => {}
                 () = store_sea::deliveries_queued() => {}
                 () = drained.notified() => {}
+                () = crate::workers::stopped(&mut stop) => break,
             }
+        } else if *stop.borrow() {
+            break;
         }
+        // The attempts that finished are let go of.
+        while attempts.try_join_next().is_some() {}
         let now = state.clock.now();
         state.health.beat("webhooks", now.timestamp());
         let free = permits.available_permits();
@@ -263,7 +272,8 @@ pub async fn run(state: AppState) {
             let (st, permits, in_flight) = (state.clone(), permits.clone(), in_flight.clone());
             let drained = drained.clone();
             let outcomes = outcomes.clone();
-            tokio::spawn(async move {
+            let stopping = stop.clone();
+            attempts.spawn(async move {
                 let (id, org) = (ep.id, ep.org);
                 // The endpoint's own cap first, then its organization's, then the worker's:
                 // a delivery waiting for its endpoint or organization holds none of the
@@ -280,6 +290,8 @@ pub async fn run(state: AppState) {
                     // claimed again.
                     if !leaves_time_to_record(st.clock.now(), timeout, lease) {
                         tracing::info!(delivery = %d.id, "webhook worker: too little of the lease left to attempt; claimed again later");
+                    } else if *stopping.borrow() {
+                        tracing::info!(delivery = %d.id, "webhook worker: stopping; not attempted, claimed again after the lease");
                     } else {
                         let outcome = attempt(&st, &d, ep, secrets, lease).await;
                         if outcomes.send((d, outcome)).is_err() {
@@ -296,6 +308,12 @@ pub async fn run(state: AppState) {
                 }
             });
         }
+    }
+    // Stopping: the attempts under way finish, then the recorder writes what is left.
+    while attempts.join_next().await.is_some() {}
+    drop(outcomes);
+    if let Err(e) = recorder.await {
+        tracing::warn!(error = %e, "webhook worker: the recorder did not finish");
     }
 }
 

@@ -365,6 +365,11 @@ impl From<webhooks::WebhookError> for ApiError {
             webhooks::WebhookError::Changed(m) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", m)
             }
+            // Refused as every other limit is, though this one is the same on every plan.
+            webhooks::WebhookError::TooManyEndpoints { max } => {
+                ApiError::new(StatusCode::FORBIDDEN, "limit_reached", e.to_string())
+                    .with_extra(json!({ "limit": "webhook_endpoints", "max": max }))
+            }
             webhooks::WebhookError::Store(s) => ApiError::internal(s),
             other => ApiError::internal(std::io::Error::other(other.to_string())),
         }

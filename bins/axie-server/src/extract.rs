@@ -8,18 +8,93 @@
 //! ([`Json`]) or `invalid_query` ([`Query`]). (Path segments are ids, or names held to a
 //! pattern such as a consent purpose's slug: one with a NUL names nothing and is refused as such,
 //! 404 or 422.)
+//!
+//! A body is read only once the request's caller is known: the extractors that authenticate
+//! ([`crate::auth::OrgCaller`], [`crate::auth::Authenticated`]) hold a [`CallerPending`] while
+//! they run, and the body extractors here wait for it. actix runs a handler's extractors side by
+//! side, and a body that fails at once (a wrong content type, a size over the limit) would
+//! otherwise be answered before the caller: 415 or 413 to someone not signed in, where 401 is
+//! due, and no `access.denied` record for a request an IP allowlist or a 2FA requirement
+//! refuses. It also spares the server reading a body for anyone not signed in. A body must
+//! arrive within `server.body_timeout_secs` ([`read_in_time`]), or the request is answered 408.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
+use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Held by an extractor that authenticates the request while it runs; when it is dropped (the
+/// caller known, or refused) the request's body may be read.
+#[must_use]
+pub struct CallerPending(
+    #[allow(dead_code, reason = "held only to be dropped")] tokio::sync::oneshot::Sender<()>,
+);
+
+/// What a body extractor waits on: the other end of the request's [`CallerPending`].
+struct CallerGate(Cell<Option<tokio::sync::oneshot::Receiver<()>>>);
+
+/// Marks the request's caller as not known yet, until the returned guard is dropped. Call it
+/// in `from_request` (handlers list their caller before their body, so the body extractor,
+/// made after it, finds the gate).
+pub fn caller_pending(req: &HttpRequest) -> CallerPending {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    req.extensions_mut().insert(CallerGate(Cell::new(Some(rx))));
+    CallerPending(tx)
+}
+
+/// Waits until the request's caller is known, when an extractor is finding it out.
+fn caller_known(req: &HttpRequest) -> impl Future<Output = ()> + 'static {
+    let gate = req
+        .extensions()
+        .get::<CallerGate>()
+        .and_then(|g| g.0.take());
+    async move {
+        if let Some(gate) = gate {
+            // A sender dropped without a word is the signal too.
+            let _ = gate.await;
+        }
+    }
+}
+
+/// How long a body may take to arrive (`server.body_timeout_secs`).
+pub fn body_timeout(req: &HttpRequest) -> Duration {
+    Duration::from_secs(
+        req.app_data::<web::Data<AppState>>()
+            .map_or(30, |st| st.settings.server.body_timeout_secs),
+    )
+}
+
+/// The refusal of a body that did not arrive in time.
+pub fn body_too_slow(limit: Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "timeout",
+        format!(
+            "the request body did not arrive within {} s",
+            limit.as_secs()
+        ),
+    )
+}
+
+/// `read`, the reading of a body, given `limit` to finish, or 408.
+pub async fn read_in_time<T>(
+    limit: Duration,
+    read: impl Future<Output = Result<T, actix_web::Error>>,
+) -> Result<T, actix_web::Error> {
+    tokio::time::timeout(limit, read)
+        .await
+        .unwrap_or_else(|_| Err(body_too_slow(limit).into()))
+}
 
 /// A JSON request body deserialized into `T`, as `actix_web::web::Json` with the server's
 /// `JsonConfig` (size limit, content type, problem+json errors), refused with 400
@@ -53,11 +128,18 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        // The body is checked as text (a tree of it could take far more memory than its
-        // bytes, before anyone is authenticated), then read into `T` as actix would.
-        let raw = web::Json::<Box<serde_json::value::RawValue>>::from_request(req, payload);
+        let known = caller_known(req);
+        let (req, mut payload) = (req.clone(), payload.take());
         Box::pin(async move {
-            let raw = raw.await?.into_inner();
+            known.await;
+            // The body is checked as text (a tree of it could take far more memory than its
+            // bytes), then read into `T` as actix would.
+            let raw = read_in_time(
+                body_timeout(&req),
+                web::Json::<Box<serde_json::value::RawValue>>::from_request(&req, &mut payload),
+            )
+            .await?
+            .into_inner();
             if text_holds_nul(raw.get()) {
                 return Err(nul_refused("invalid_body", "the JSON body").into());
             }
@@ -69,6 +151,30 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
                 )
                 .into()
             })
+        })
+    }
+}
+
+/// A request body as bytes, as `actix_web::web::Bytes` with the server's `PayloadConfig` (size
+/// limit), read once the caller is known and within `server.body_timeout_secs`.
+#[derive(Debug)]
+pub struct Bytes(pub web::Bytes);
+
+impl FromRequest for Bytes {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let known = caller_known(req);
+        let (req, mut payload) = (req.clone(), payload.take());
+        Box::pin(async move {
+            known.await;
+            read_in_time(
+                body_timeout(&req),
+                web::Bytes::from_request(&req, &mut payload),
+            )
+            .await
+            .map(Bytes)
         })
     }
 }

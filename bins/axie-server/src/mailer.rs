@@ -55,6 +55,12 @@ impl Smtp {
         }))
     }
 
+    /// Longest one message may take to send: the mail worker promises a heartbeat no further
+    /// apart than this and a margin ([`deliver_due`] beats before each send).
+    pub fn send_limit(&self) -> Duration {
+        self.send_limit
+    }
+
     async fn send(&self, m: &QueuedMail) -> Result<(), SendFailure> {
         let to: Mailbox =
             m.to.parse()
@@ -101,8 +107,14 @@ const RECORD_MARGIN: chrono::Duration = chrono::Duration::seconds(5);
 
 /// Claims due mails and sends them; failures are retried with backoff (1 min × attempts), up
 /// to [`audit::MAX_MAIL_ATTEMPTS`] tries, or given up at once when the relay refuses a mail
-/// for good (a 5xx answer, an address that does not parse).
-pub async fn deliver_due(state: &AppState, smtp: &Smtp) -> usize {
+/// for good (a 5xx answer, an address that does not parse). Beats the `mail` worker's health
+/// before each send. Once `stop` says so, sends no more (the rest are claimed again when the
+/// lease runs out).
+pub async fn deliver_due(
+    state: &AppState,
+    smtp: &Smtp,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> usize {
     let now = state.clock.now();
     // Long enough for two sends at their limit with their records, and at least a minute.
     let send_limit = chrono::Duration::from_std(smtp.send_limit).unwrap_or_default();
@@ -119,9 +131,13 @@ pub async fn deliver_due(state: &AppState, smtp: &Smtp) -> usize {
         // A send starts only while the lease outlasts it and its record: past the lease
         // another instance may claim the mail and send it too. The rest are claimed again
         // when it runs out.
-        if state.clock.now() + send_limit + RECORD_MARGIN >= lease {
+        let now = state.clock.now();
+        if now + send_limit + RECORD_MARGIN >= lease || *stop.borrow() {
             break;
         }
+        // A pass of sends to a slow relay can outlast the worker's promised silence; each send
+        // alone cannot.
+        state.health.beat("mail", now.timestamp());
         match smtp.send(&m).await {
             Ok(()) => {
                 sent += 1;

@@ -64,7 +64,8 @@ impl ResponseError for ScimFailure {
     }
 }
 
-/// A SCIM request's body, at most `server.body_limit_bytes`. A larger one is answered 413 in
+/// A SCIM request's body, at most `server.body_limit_bytes`, arriving within
+/// `server.body_timeout_secs` (else 408). A larger one is answered 413 in
 /// SCIM's error format (RFC 7644 §3.12), as every other SCIM error is, instead of the rest of
 /// the API's problem document.
 struct ScimBody(web::Bytes);
@@ -91,12 +92,27 @@ impl actix_web::FromRequest for ScimBody {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         let mut payload = payload.take();
+        let in_time = crate::extract::body_timeout(req);
         Box::pin(async move {
             if declared.is_some_and(|n| n > limit) {
                 return Err(too_large());
             }
+            let deadline = tokio::time::Instant::now() + in_time;
+            let too_slow = || {
+                fail(
+                    StatusCode::REQUEST_TIMEOUT,
+                    None,
+                    format!(
+                        "the request body did not arrive within {} s",
+                        in_time.as_secs()
+                    ),
+                )
+            };
             let mut body = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
+            while let Some(chunk) = tokio::time::timeout_at(deadline, payload.next())
+                .await
+                .map_err(|_| too_slow())?
+            {
                 let chunk = chunk.map_err(|e| {
                     fail(
                         StatusCode::BAD_REQUEST,

@@ -205,6 +205,12 @@ impl Application {
         })
     }
 
+    /// A handle that stops the HTTP server ([`Application::run_until_stopped`] then stops the
+    /// workers and returns), as SIGTERM does.
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     /// The bound port.
     pub fn port(&self) -> u16 {
         self.port
@@ -225,31 +231,37 @@ impl Application {
         &self.state
     }
 
-    /// Serves until the server stops (SIGINT/SIGTERM trigger a graceful shutdown).
+    /// Serves until the server stops. SIGINT/SIGTERM (or [`Application::server_handle`]) trigger
+    /// a graceful shutdown: the HTTP server finishes the requests under way, then the workers
+    /// what they have under way ([`workers::Workers::shutdown`]).
     ///
     /// # Errors
     /// I/O errors of the server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let mut workers = if self.state.settings.server.workers {
-            workers::spawn(self.state.clone())
+        let workers = if self.state.settings.server.workers {
+            Some(workers::spawn(self.state.clone()))
         } else {
             tracing::info!(
                 "background workers are off here (server.workers = false): run `axie-server worker`"
             );
-            Vec::new()
+            None
         };
         let (stop_meter, meter_stopped) = tokio::sync::oneshot::channel();
         let meter = tokio::spawn(workers::meter_flush(self.state.clone(), meter_stopped));
-        if let Some((_, m)) = self.metrics_server {
-            workers.push(tokio::spawn(async move {
+        let metrics = self.metrics_server.map(|(_, m)| {
+            tokio::spawn(async move {
                 if let Err(e) = m.await {
                     tracing::error!(error = %e, "metrics listener stopped");
                 }
-            }));
-        }
+            })
+        });
         let result = self.server.await;
-        for w in workers {
-            w.abort();
+        // What the workers have under way (webhook attempts, a mail) finishes first.
+        if let Some(workers) = workers {
+            workers.shutdown().await;
+        }
+        if let Some(m) = metrics {
+            m.abort();
         }
         // The calls counted since the last write are not left in memory.
         let _ = stop_meter.send(());
@@ -474,9 +486,8 @@ pub async fn run_workers(settings: Settings) -> Result<(), StartupError> {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    for w in workers {
-        w.abort();
-    }
+    tracing::info!("stopping: finishing what the workers have under way");
+    workers.shutdown().await;
     Ok(())
 }
 

@@ -4,19 +4,72 @@
 use std::time::Duration;
 
 use audit::take_checkpoint;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::state::AppState;
 
-/// Starts the workers; the caller aborts them at shutdown.
-pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
+/// The running background workers, and the signal that stops them.
+pub struct Workers {
+    stop: watch::Sender<bool>,
+    running: Vec<JoinHandle<()>>,
+    grace: Duration,
+}
+
+impl Workers {
+    /// How many workers run.
+    pub fn len(&self) -> usize {
+        self.running.len()
+    }
+
+    /// Whether none runs.
+    pub fn is_empty(&self) -> bool {
+        self.running.is_empty()
+    }
+
+    /// Stops the workers: none starts anything new, and what is in flight finishes (a webhook
+    /// attempt or a mail being sent, with its outcome recorded, so that a deploy sends nothing
+    /// twice). A worker still busy after the grace period (the longest webhook attempt or mail
+    /// send, and a margin) is aborted: its transaction rolls back, and what it had claimed is
+    /// claimed again when the lease runs out.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + self.grace;
+        for mut worker in self.running {
+            if tokio::time::timeout_at(deadline, &mut worker)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    grace_secs = self.grace.as_secs(),
+                    "a worker was still busy after the grace period; aborted"
+                );
+                worker.abort();
+            }
+        }
+    }
+}
+
+/// Resolves once `stop` says so (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Starts the workers; [`Workers::shutdown`] stops them.
+pub fn spawn(state: AppState) -> Workers {
+    let (stop, stopping) = watch::channel(false);
     let mut out = Vec::new();
     let every = state.settings.audit.checkpoint_interval_secs;
     let now = state.clock.now().timestamp();
+    let mut longest = Duration::from_secs(state.settings.webhooks.timeout_secs);
     match crate::mailer::Smtp::from_settings(&state.settings.smtp) {
         Ok(Some(smtp)) => {
-            state.health.register("mail", 30, now);
-            out.push(tokio::spawn(mail(state.clone(), smtp)));
+            // It beats before each send, and one send to a relay that hangs takes up to
+            // `send_limit` (three SMTP timeouts).
+            let silence = i64::try_from(smtp.send_limit().as_secs()).unwrap_or(900) + 30;
+            state.health.register("mail", silence, now);
+            longest = longest.max(smtp.send_limit());
+            out.push(tokio::spawn(mail(state.clone(), smtp, stopping.clone())));
         }
         Ok(None) => tracing::info!(
             "SMTP is not configured: mail stays in the outbox (GET /api/v1/orgs/{{org_id}}/outbox)"
@@ -26,36 +79,53 @@ pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
         }
     }
     state.health.register("webhooks", 30, now);
-    out.push(tokio::spawn(crate::deliver::run(state.clone())));
+    out.push(tokio::spawn(crate::deliver::run(
+        state.clone(),
+        stopping.clone(),
+    )));
     state.health.register("billing", 3 * 60, now);
-    out.push(tokio::spawn(billing(state.clone())));
+    out.push(tokio::spawn(billing(state.clone(), stopping.clone())));
     state.health.register("retention", 2 * 3600 + 60, now);
-    out.push(tokio::spawn(retention(state.clone())));
+    out.push(tokio::spawn(retention(state.clone(), stopping.clone())));
     if every > 0 {
         state.health.register(
             "checkpoints",
             i64::try_from(every).unwrap_or(i64::MAX / 4) * 2 + 30,
             now,
         );
-        out.push(tokio::spawn(checkpoints(state, Duration::from_secs(every))));
+        out.push(tokio::spawn(checkpoints(
+            state,
+            Duration::from_secs(every),
+            stopping,
+        )));
     }
-    out
+    Workers {
+        stop,
+        running: out,
+        grace: longest + Duration::from_secs(15),
+    }
 }
 
-async fn mail(state: AppState, smtp: crate::mailer::Smtp) {
+async fn mail(state: AppState, smtp: crate::mailer::Smtp, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stopped(&mut stop) => return,
+        }
         state.health.beat("mail", state.clock.now().timestamp());
-        crate::mailer::deliver_due(&state, &smtp).await;
+        crate::mailer::deliver_due(&state, &smtp, &stop).await;
     }
 }
 
-async fn checkpoints(state: AppState, every: Duration) {
+async fn checkpoints(state: AppState, every: Duration, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stopped(&mut stop) => return,
+        }
         state
             .health
             .beat("checkpoints", state.clock.now().timestamp());
@@ -88,10 +158,13 @@ async fn checkpoints(state: AppState, every: Duration) {
 
 /// Ends the trials that are over and renews the paid periods that ended, every minute (the
 /// first pass right at start).
-async fn billing(state: AppState) {
+async fn billing(state: AppState, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stopped(&mut stop) => return,
+        }
         state.health.beat("billing", state.clock.now().timestamp());
         if let Err(e) = run_billing(&state.store, state.payments(), state.clock.now()).await {
             tracing::warn!(error = %e, "billing worker failed");
@@ -149,11 +222,14 @@ pub async fn run_billing(
 /// that went missing, applies every organization's audit retention period and removes stale
 /// rows (`tenancy::housekeeping`), hourly (the first pass right at start, but for the missing
 /// alerts, which read every organization's usage and wait an hour: a start is busy enough).
-async fn retention(state: AppState) {
+async fn retention(state: AppState, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     let mut first = true;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stopped(&mut stop) => return,
+        }
         state
             .health
             .beat("retention", state.clock.now().timestamp());

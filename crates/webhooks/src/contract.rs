@@ -76,7 +76,7 @@ pub async fn endpoints_are_capped_per_organization(
         results
             .iter()
             .filter_map(|r| r.as_ref().err())
-            .all(|e| matches!(e, WebhookError::Invalid(m) if m.contains("at most"))),
+            .all(|e| matches!(e, WebhookError::TooManyEndpoints { max: m } if *m == max)),
         "{results:?}"
     );
     let listed = store.list_endpoints(org, None, 1_000).await.unwrap();

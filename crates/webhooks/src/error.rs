@@ -16,6 +16,13 @@ pub enum WebhookError {
     /// concurrent rotation of its secret): nothing was written; read it again.
     #[error("{0}")]
     Changed(String),
+    /// The organization has the most endpoints it may have
+    /// ([`MAX_ENDPOINTS_PER_ORG`](crate::MAX_ENDPOINTS_PER_ORG)): delete one first.
+    #[error("an organization has at most {max} webhook endpoints; delete one first")]
+    TooManyEndpoints {
+        /// The most endpoints an organization may have.
+        max: usize,
+    },
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),

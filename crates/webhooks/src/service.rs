@@ -93,16 +93,16 @@ pub const MAX_ENDPOINTS_PER_ORG: usize = 50;
 /// The refusal of an endpoint beyond [`MAX_ENDPOINTS_PER_ORG`].
 #[must_use]
 pub fn too_many_endpoints() -> WebhookError {
-    WebhookError::Invalid(format!(
-        "an organization has at most {MAX_ENDPOINTS_PER_ORG} webhook endpoints; delete one first"
-    ))
+    WebhookError::TooManyEndpoints {
+        max: MAX_ENDPOINTS_PER_ORG,
+    }
 }
 
 /// Creates an endpoint; returns it with its secret (to show once).
 ///
 /// # Errors
-/// [`WebhookError::Invalid`] for a bad URL, filter or description, or beyond
-/// [`MAX_ENDPOINTS_PER_ORG`].
+/// [`WebhookError::Invalid`] for a bad URL, filter or description;
+/// [`WebhookError::TooManyEndpoints`] beyond [`MAX_ENDPOINTS_PER_ORG`].
 pub async fn create(
     store: &dyn WebhookStore,
     cipher: &Cipher,

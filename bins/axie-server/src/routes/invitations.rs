@@ -437,12 +437,13 @@ pub struct BulkPreviewResponse {
     request_body(content = String, content_type = "text/csv", description = "CSV with header `email,role,name` in any order or case"),
     responses(
         (status = 200, description = "The preview", body = BulkPreviewResponse),
-        (status = 422, description = "File too large, too many rows, not UTF-8, or no email/role columns", content_type = "application/problem+json"),
+        (status = 413, description = "Larger than the server's body limit (`server.body_limit_bytes`, 1 MiB by default)", content_type = "application/problem+json"),
+        (status = 422, description = "Over 1 MiB (where the body limit is higher), too many rows, not UTF-8, or no email/role columns", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn bulk_preview(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,
-    body: web::Bytes,
+    crate::extract::Bytes(body): crate::extract::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     use tenancy::bulk::RowProblem;
     let p = tenancy::bulk::preview(&*st.store, &caller, &body, st.clock.now()).await?;

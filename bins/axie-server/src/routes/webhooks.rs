@@ -116,7 +116,7 @@ fn endpoint_id(s: &str) -> Result<EndpointId, ApiError> {
     request_body = EndpointBody,
     responses(
         (status = 201, description = "Created", body = EndpointWithSecret),
-        (status = 403, description = "Not allowed, or not on the Enterprise plan", content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed, not on the Enterprise plan, or the organization has the most endpoints it may have (`limit_reached`)", content_type = "application/problem+json"),
         (status = 422, description = "Bad URL or event type", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn create(

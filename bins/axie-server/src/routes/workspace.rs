@@ -570,6 +570,7 @@ pub struct UploadQuery {
         (status = 201, description = "Stored", body = AssetResponse),
         (status = 403, description = "Not allowed, or document/storage limit reached", content_type = "application/problem+json"),
         (status = 409, description = "The knowledge base is archived", content_type = "application/problem+json"),
+        (status = 408, description = "The upload stalled for `server.body_timeout_secs`", content_type = "application/problem+json"),
         (status = 413, description = "Larger than the upload limit", content_type = "application/problem+json"),
         (status = 422, description = "Empty or of a type not accepted", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
@@ -584,7 +585,13 @@ pub async fn upload_document(
     let kb = asset_id(AssetKind::KnowledgeBase, &path.1)?;
     let max = st.documents.max_bytes;
     let mut bytes = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
+    // A large upload may take long; one that stalls between two chunks is cut off.
+    let idle = crate::extract::body_timeout(&req);
+    loop {
+        let next = tokio::time::timeout(idle, payload.next())
+            .await
+            .map_err(|_| crate::extract::body_too_slow(idle))?;
+        let Some(chunk) = next else { break };
         let chunk =
             chunk.map_err(|e| ApiError::bad_request(format!("the upload broke off: {e}")))?;
         if (bytes.len() + chunk.len()) as u64 > max {
