@@ -1891,6 +1891,15 @@ both_backends!(
                 .trim(),
             next
         );
+        // Both keys before it are kept, for the checkpoints and backups signed under them.
+        assert_eq!(
+            std::fs::read_to_string(dir.join("checkpoint.key.old")).unwrap(),
+            new_ck
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("checkpoint.key.old.1")).unwrap(),
+            old_ck
+        );
         assert!(
             audit::verify_chain(&*t.store, org, next.as_bytes())
                 .await

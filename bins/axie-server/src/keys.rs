@@ -3,7 +3,8 @@
 //!
 //! Keys kept in files under the data directory rotate in three steps, each safe to repeat: the
 //! new key is written next to the old one (`*.key.next`), the database is brought over to it in
-//! one transaction, and the files are renamed (the old key stays as `*.key.old`). Keys given in
+//! one transaction, and the files are renamed (the old key stays as `*.key.old`, an earlier one
+//! as `*.key.old.<n>`). Keys given in
 //! the configuration need the new key as an argument; the operator then puts it in the configuration.
 
 use std::path::Path;
@@ -42,11 +43,21 @@ fn keep_next_key(path: &Path, text: &str) -> Result<(), Failure> {
     }
 }
 
+/// Makes `*.next` the key: the current one becomes `*.old`, and an earlier `*.old` moves to the
+/// first free `*.old.<n>` (backups taken under it may still need it). Safe to repeat after an
+/// interruption: a step done is not done again.
 fn promote(dir: &Path, name: &str) -> Result<(), Failure> {
     let current = dir.join(name);
     let old = dir.join(format!("{name}.old"));
     let next = dir.join(format!("{name}.next"));
     if current.exists() {
+        if old.exists() {
+            let earlier = (1..)
+                .map(|n| dir.join(format!("{name}.old.{n}")))
+                .find(|p| !p.exists())
+                .ok_or("no free name for the earlier old key")?;
+            std::fs::rename(&old, earlier)?;
+        }
         std::fs::rename(&current, &old)?;
     }
     std::fs::rename(&next, &current)?;

@@ -91,6 +91,17 @@ async fn insert_invoice(txn: &DatabaseTransaction, i: &Invoice) -> Result<(), Te
     Ok(())
 }
 
+/// The charge recorded in `m`, for the subscription at `version`.
+fn pending_of(m: pending_charge::Model, version: u64) -> Result<PendingCharge, TenancyError> {
+    Ok(PendingCharge {
+        version,
+        change: m.change,
+        amount_cents: u64::try_from(m.amount_cents)
+            .map_err(|_| corrupt("pending charge amount", &m.amount_cents.to_string()))?,
+        description: m.description,
+    })
+}
+
 #[async_trait]
 impl BillingStore for SeaStore {
     async fn subscription(&self, org: OrgId) -> Result<(Subscription, u64), TenancyError> {
@@ -199,13 +210,7 @@ impl BillingStore for SeaStore {
             && m.for_version == version
             && m.change == candidate.change
         {
-            let pending = PendingCharge {
-                version: candidate.version,
-                change: m.change.clone(),
-                amount_cents: u64::try_from(m.amount_cents)
-                    .map_err(|_| corrupt("pending charge amount", &m.amount_cents.to_string()))?,
-                description: m.description.clone(),
-            };
+            let pending = pending_of(m.clone(), candidate.version)?;
             txn.commit().await.map_err(store)?;
             return Ok(pending);
         }
@@ -237,14 +242,7 @@ impl BillingStore for SeaStore {
                         .map_err(store)?;
                     return match recorded {
                         Some(m) if m.for_version == version && m.change == candidate.change => {
-                            Ok(PendingCharge {
-                                version: candidate.version,
-                                change: m.change,
-                                amount_cents: u64::try_from(m.amount_cents).map_err(|_| {
-                                    corrupt("pending charge amount", &m.amount_cents.to_string())
-                                })?,
-                                description: m.description,
-                            })
+                            pending_of(m, candidate.version)
                         }
                         _ => Err(TenancyError::Conflict(
                             "another subscription change is being charged; try again".into(),

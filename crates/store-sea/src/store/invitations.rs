@@ -127,6 +127,16 @@ pub(super) async fn drop_unsent_mail_of(
         .all(txn)
         .await
         .map_err(store)?;
+    delete_unsent_invitation_mail(txn, org, emails).await
+}
+
+/// Deletes the organization's invitation mail not sent yet to any of `emails`. Runs in the
+/// caller's transaction.
+async fn delete_unsent_invitation_mail(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    emails: Vec<String>,
+) -> Result<(), TenancyError> {
     if emails.is_empty() {
         return Ok(());
     }
@@ -160,19 +170,12 @@ async fn drop_unsent_mail(
         .one(txn)
         .await
         .map_err(store)?;
-    if let Some((email, expires_at)) = row
-        && expires_at > micros(now)
-    {
-        mail::Entity::delete_many()
-            .filter(mail::Column::OrgId.eq(org.to_string()))
-            .filter(mail::Column::ToAddr.eq(email))
-            .filter(mail::Column::Kind.eq(tenancy::invitations::INVITATION_MAIL))
-            .filter(mail::Column::SentAt.is_null())
-            .exec(txn)
-            .await
-            .map_err(store)?;
+    match row {
+        Some((email, expires_at)) if expires_at > micros(now) => {
+            delete_unsent_invitation_mail(txn, org, vec![email]).await
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 #[async_trait]
