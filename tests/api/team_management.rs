@@ -464,6 +464,17 @@ both_backends!(invitation_rules_and_bad_input, |b| async move {
         "conflict",
     )
     .await;
+    // One address written another way (decomposed, in capitals, its domain as an `xn--`
+    // label) is the same address.
+    invited(&t, "zoë@münchen.example", "user").await;
+    for other in ["ZOE\u{308}@München.example", "zoë@xn--mnchen-3ya.example"] {
+        problem(
+            invite(&t, &t.owner_token, other, "user").await,
+            StatusCode::CONFLICT,
+            "conflict",
+        )
+        .await;
+    }
     problem(
         lookup(
             &t,

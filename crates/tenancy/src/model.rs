@@ -8,13 +8,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::TenancyError;
 
-/// A validated, lower-cased email address.
+/// A validated email address in one canonical form: the local part in Unicode NFC and lower
+/// case, the domain mapped by IDNA (UTS 46: lower case, NFC, full-width forms folded, an
+/// `xn--` label decoded), so that one address written two ways is one address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct Email(String);
 
 impl Email {
-    /// Validates the shape `local@domain.tld` and lower-cases it (matching is case-insensitive).
+    /// Validates the shape `local@domain.tld` and brings it to its canonical form (matching is
+    /// case-insensitive, and blind to how Unicode text or a domain name is spelt).
     ///
     /// # Errors
     /// [`TenancyError::Invalid`] naming the input.
@@ -30,6 +33,17 @@ impl Email {
             return Err(bad());
         }
         let (local, domain) = s.rsplit_once('@').ok_or_else(bad)?;
+        let local = icu_normalizer::ComposingNormalizerBorrowed::new_nfc()
+            .normalize(local)
+            .to_lowercase();
+        let (domain, mapped) = idna::domain_to_unicode(domain);
+        if mapped.is_err() {
+            return Err(bad());
+        }
+        let (local, domain) = (local.as_str(), domain.as_str());
+        if local.len() + 1 + domain.len() > 254 {
+            return Err(bad());
+        }
         if local.is_empty() || local.len() > 64 || local.contains('@') || domain.len() < 3 {
             return Err(bad());
         }
@@ -46,7 +60,7 @@ impl Email {
         {
             return Err(bad());
         }
-        Ok(Self(s.to_lowercase()))
+        Ok(Self(format!("{local}@{domain}")))
     }
 
     /// The address.
@@ -425,6 +439,29 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    /// One address written two ways is one address: composed or decomposed, a domain in
+    /// capitals, in full-width forms or as its `xn--` label.
+    #[test]
+    fn an_address_has_one_form_however_it_is_written() {
+        let canonical = Email::parse("zoë@münchen.de").unwrap();
+        for other in [
+            "zoe\u{308}@münchen.de",
+            "ZOË@MÜNCHEN.DE",
+            "Zoe\u{308}@Mu\u{308}nchen.de",
+            "zoë@xn--mnchen-3ya.de",
+            "zoë@ｍüｎｃｈｅｎ．ｄｅ",
+        ] {
+            assert_eq!(Email::parse(other).unwrap(), canonical, "{other:?}");
+        }
+        assert_eq!(canonical.as_str(), "zo\u{eb}@m\u{fc}nchen.de");
+        assert_eq!(
+            Email::parse("sarah@company.com").unwrap().as_str(),
+            "sarah@company.com"
+        );
+        // A domain IDNA refuses is no address.
+        assert!(Email::parse("a@xn--a.com").is_err());
     }
 
     #[test]
