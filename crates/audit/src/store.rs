@@ -394,12 +394,14 @@ pub async fn search_by_any(
             actor_id: Some(actor.clone()),
             ..query.clone()
         };
-        // Each actor's newest `limit`: the newest `limit` of all are among them.
+        // Each actor's newest `limit`: the newest `limit` of all are among them. Only those
+        // are kept after each actor, so what is held stays at two pages, however many actors
+        // (an export of a person with many API keys reads page after page of this).
         found.extend(store.search(org, &q).await?);
+        found.sort_unstable_by_key(|r| std::cmp::Reverse(r.seq));
+        found.dedup_by_key(|r| r.seq);
+        found.truncate(query.limit as usize);
     }
-    found.sort_unstable_by_key(|r| std::cmp::Reverse(r.seq));
-    found.dedup_by_key(|r| r.seq);
-    found.truncate(query.limit as usize);
     Ok(found)
 }
 

@@ -172,6 +172,7 @@ pub async fn run<
     a_joining_account_keeps_the_address_it_was_found_by(s).await;
     a_rename_is_a_compare_and_swap_committed_with_its_records(s).await;
     a_demoted_admin_changes_no_role_and_removes_no_one(s).await;
+    a_demoted_team_admin_gives_no_team_role(s).await;
     teams_round_trip(s).await;
     caller_memberships_gather_every_org_and_team(s).await;
     members_seen_by_a_user_are_those_of_their_teams(s).await;
@@ -4667,6 +4668,65 @@ async fn a_demoted_admin_changes_no_role_and_removes_no_one<
     .await
     .unwrap();
     assert!(s.get_member(org.id, member.id).await.unwrap().is_none());
+}
+
+/// A team's Admin, checked by the service and then demoted before their write, gives no role
+/// in the team: the store reads the author's roles again under its lock. The Owner still does.
+async fn a_demoted_team_admin_gives_no_team_role<
+    S: TenancyStore + AuditStore + WorkspaceStore + ?Sized,
+>(
+    s: &S,
+) {
+    let (org, team, owner) = new_org(s).await;
+    let (lead, member) = (user("lead"), user("member"));
+    add_user(s, org.id, team.id, &lead, Some("h")).await;
+    add_user(s, org.id, team.id, &member, Some("h")).await;
+    s.set_team_member(
+        org.id,
+        team.id,
+        lead.id,
+        Some(TeamRole::Admin),
+        note(org.id, "lead"),
+    )
+    .await
+    .unwrap();
+    let role_of = |u: UserId| async move {
+        s.team_members(org.id, team.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|m| m.member.user.id == u)
+            .map(|m| m.role)
+    };
+    let write = |role: TeamRole, by: UserId| async move {
+        s.set_team_member_recorded(org.id, team.id, member.id, Some(role), Some(by), &|_| {
+            note(org.id, "team role")
+        })
+        .await
+    };
+    write(TeamRole::Viewer, lead.id).await.unwrap();
+    assert_eq!(role_of(member.id).await, Some(TeamRole::Viewer));
+    s.set_team_member(
+        org.id,
+        team.id,
+        lead.id,
+        Some(TeamRole::Member),
+        note(org.id, "demoted"),
+    )
+    .await
+    .unwrap();
+    let h = head(s, org.id).await;
+    assert!(
+        matches!(
+            write(TeamRole::Admin, lead.id).await,
+            Err(TenancyError::RoleRule(rbac_core::RoleRuleError::NotAnAdmin))
+        ),
+        "a demoted team admin's write lands"
+    );
+    assert_eq!(role_of(member.id).await, Some(TeamRole::Viewer));
+    assert_eq!(head(s, org.id).await, h, "nothing recorded");
+    write(TeamRole::Member, owner.id).await.unwrap();
+    assert_eq!(role_of(member.id).await, Some(TeamRole::Member));
 }
 
 async fn a_joining_account_keeps_the_address_it_was_found_by<

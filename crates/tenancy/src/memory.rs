@@ -2161,6 +2161,7 @@ impl WorkspaceStore for MemoryTenancyStore {
         team: TeamId,
         user: UserId,
         role: Option<TeamRole>,
+        by: Option<UserId>,
         journal: crate::store::TeamRoleJournal<'_>,
     ) -> Result<(), TenancyError> {
         let journal = {
@@ -2168,6 +2169,17 @@ impl WorkspaceStore for MemoryTenancyStore {
             let Some(t) = s.teams.iter().find(|t| t.org == org && t.id == team) else {
                 return Err(TenancyError::NotFound("team"));
             };
+            if let Some(by) = by {
+                let in_team = s
+                    .team_members
+                    .iter()
+                    .find(|m| m.0 == team && m.1 == by)
+                    .map(|m| m.3);
+                let all_teams = s.all_teams.get(&(org, by)).copied();
+                if !crate::teams::may_manage_members(s.active_role(org, by), all_teams, in_team) {
+                    return Err(crate::members::acting_role_changed());
+                }
+            }
             let archived = t.archived_at.is_some().then(|| t.name.clone());
             if !s.members.iter().any(|m| m.0 == org && m.1 == user) {
                 return Err(TenancyError::NotFound("member"));

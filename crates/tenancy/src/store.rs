@@ -1026,23 +1026,29 @@ pub trait WorkspaceStore: Send + Sync {
         role: Option<TeamRole>,
         journal: Journal,
     ) -> Result<(), TenancyError> {
-        self.set_team_member_recorded(org, team, user, role, &|_| journal.clone())
+        self.set_team_member_recorded(org, team, user, role, None, &|_| journal.clone())
             .await
     }
 
     /// [`Self::set_team_member`], committing the journal `journal` makes from the role `user`
     /// had in `team` before (read in the write's transaction, under the organization's lock):
     /// so that what is recorded (an addition, a change of role, a removal) is what the write
-    /// did, whatever was written concurrently.
+    /// did, whatever was written concurrently. `by` is the person making the change: read with
+    /// it, under the organization's lock, they must still manage the team's members
+    /// ([`crate::teams::may_manage_members`]: an active Owner or Admin, or the team's Admin), so
+    /// that a demotion committed since the service checked them withdraws the right; `None`
+    /// for a change nobody in the organization makes (SCIM, the system).
     ///
     /// # Errors
-    /// As [`Self::set_team_member`].
+    /// As [`Self::set_team_member`]; [`crate::members::acting_role_changed`] (a role rule)
+    /// when `by` may no longer make it.
     async fn set_team_member_recorded(
         &self,
         org: OrgId,
         team: TeamId,
         user: UserId,
         role: Option<TeamRole>,
+        by: Option<UserId>,
         journal: TeamRoleJournal<'_>,
     ) -> Result<(), TenancyError>;
 

@@ -318,7 +318,24 @@ pub async fn set_member<S: TenancyStore + WorkspaceStore + ?Sized>(
             json!({ "teamId": team, "userId": user, "teamRole": role.map(TeamRole::as_str) }),
         ))
     };
+    // A person's right rests on roles a concurrent change may take away: the store checks it
+    // again under its lock. A SCIM token's does not.
+    let by = caller.scim_token.is_none().then_some(caller.user.id);
     store
-        .set_team_member_recorded(caller.org.id, team, user, role, &journal)
+        .set_team_member_recorded(caller.org.id, team, user, role, by, &journal)
         .await
+}
+
+/// Whether someone with `org_role` in the organization (of an active membership; `None`: none),
+/// `all_teams` (their role in every team) and `in_team` (their role in the team) may still give
+/// roles in the team: the Owner and Admins manage every team, a team's Admin their team.
+#[must_use]
+pub fn may_manage_members(
+    org_role: Option<rbac_core::OrgRole>,
+    all_teams: Option<TeamRole>,
+    in_team: Option<TeamRole>,
+) -> bool {
+    crate::members::may_administer(org_role)
+        || (org_role.is_some()
+            && (all_teams == Some(TeamRole::Admin) || in_team == Some(TeamRole::Admin)))
 }

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use audit::Journal;
 use chrono::{DateTime, NaiveDate, Utc};
-use rbac_core::{OrgId, ResourceId, TeamId, TeamRole, UserId};
+use rbac_core::{OrgId, OrgRole, ResourceId, TeamId, TeamRole, UserId};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
@@ -300,6 +300,39 @@ async fn insert_asset_checked(
     Ok(())
 }
 
+/// The author of a team-role change (`by`), read under the organization's lock, must still
+/// manage the team's members ([`tenancy::teams::may_manage_members`]).
+async fn check_team_manager(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    t: TeamId,
+    by: UserId,
+) -> Result<(), TenancyError> {
+    let Some(m) = membership::Entity::find_by_id((org.to_string(), by.to_string()))
+        .one(txn)
+        .await
+        .map_err(store)?
+        .filter(|m| m.deactivated_at.is_none())
+    else {
+        return Err(tenancy::members::acting_role_changed());
+    };
+    let in_team = team_member::Entity::find_by_id((t.to_string(), by.to_string()))
+        .one(txn)
+        .await
+        .map_err(store)?
+        .map(|r| crate::convert::all_teams_role(Some(&r.role)))
+        .transpose()
+        .map_err(TenancyError::Store)?
+        .flatten();
+    let all_teams =
+        crate::convert::all_teams_role(m.all_teams_role.as_deref()).map_err(TenancyError::Store)?;
+    if tenancy::teams::may_manage_members(OrgRole::parse(&m.role), all_teams, in_team) {
+        Ok(())
+    } else {
+        Err(tenancy::members::acting_role_changed())
+    }
+}
+
 #[async_trait]
 impl WorkspaceStore for SeaStore {
     async fn create_team(&self, t: &Team, journal: Journal) -> Result<(), TenancyError> {
@@ -500,17 +533,22 @@ impl WorkspaceStore for SeaStore {
         t: TeamId,
         u: UserId,
         r: Option<TeamRole>,
+        by: Option<UserId>,
         journal: tenancy::TeamRoleJournal<'_>,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         // The organization's lock, as a member's removal takes it: the membership checked
         // below cannot be removed before this commits (a team role for someone no longer in
-        // the organization would come back if they rejoined).
+        // the organization would come back if they rejoined). Every role change takes it too,
+        // so the author's roles read below are current.
         lock_org(&txn, org).await?;
         // Held `FOR SHARE` until the commit: archiving waits, and is seen if it came first.
         let Some(team) = team_row(&txn, org, t).await? else {
             return Err(TenancyError::NotFound("team"));
         };
+        if let Some(by) = by {
+            check_team_manager(&txn, org, t, by).await?;
+        }
         let member = membership::Entity::find_by_id((org.to_string(), u.to_string()))
             .one(&txn)
             .await
