@@ -401,6 +401,19 @@ both_backends!(
             json!(["urn:ietf:params:scim:api:messages:2.0:Error"])
         );
         assert_eq!(too_large["status"], "413");
+        // Without a good token the body is not read: 401, however large.
+        for token in [None, Some("scim_not-a-token")] {
+            let mut anonymous = idp
+                .client
+                .post(format!("{}/Users", idp.base))
+                .header("content-type", "application/scim+json")
+                .body(huge.to_string());
+            if let Some(token) = token {
+                anonymous = anonymous.bearer_auth(token);
+            }
+            let res = anonymous.send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{token:?}");
+        }
 
         // Removal: 204, then 404; the membership is gone.
         idp.expect(

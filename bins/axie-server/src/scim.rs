@@ -67,12 +67,21 @@ impl ResponseError for ScimFailure {
 /// A SCIM request's body, at most `server.body_limit_bytes`, arriving within
 /// `server.body_timeout_secs` (else 408). A larger one is answered 413 in
 /// SCIM's error format (RFC 7644 §3.12), as every other SCIM error is, instead of the rest of
-/// the API's problem document.
-struct ScimBody(web::Bytes);
+/// the API's problem document. Nothing is read until [`ScimBody::read`], which handlers call
+/// once the token is checked: a request without a good one costs no body read and is answered
+/// 401 whatever it sends.
+struct ScimBody(futures::future::LocalBoxFuture<'static, Result<web::Bytes, ScimFailure>>);
+
+impl ScimBody {
+    /// Reads the body.
+    async fn read(self) -> Result<web::Bytes, ScimFailure> {
+        self.0.await
+    }
+}
 
 impl actix_web::FromRequest for ScimBody {
     type Error = ScimFailure;
-    type Future = futures::future::LocalBoxFuture<'static, Result<Self, ScimFailure>>;
+    type Future = std::future::Ready<Result<Self, ScimFailure>>;
 
     fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
         use futures::StreamExt as _;
@@ -93,7 +102,7 @@ impl actix_web::FromRequest for ScimBody {
             .and_then(|v| v.parse::<usize>().ok());
         let mut payload = payload.take();
         let in_time = crate::extract::body_timeout(req);
-        Box::pin(async move {
+        std::future::ready(Ok(ScimBody(Box::pin(async move {
             if declared.is_some_and(|n| n > limit) {
                 return Err(too_large());
             }
@@ -125,8 +134,8 @@ impl actix_web::FromRequest for ScimBody {
                 }
                 body.extend_from_slice(&chunk);
             }
-            Ok(ScimBody(body.freeze()))
-        })
+            Ok(body.freeze())
+        }))))
     }
 }
 
@@ -650,12 +659,9 @@ async fn list_users(req: HttpRequest, st: web::Data<AppState>) -> Reply {
     Ok(list_reply(all, &q))
 }
 
-async fn search_users(
-    req: HttpRequest,
-    st: web::Data<AppState>,
-    ScimBody(body): ScimBody,
-) -> Reply {
+async fn search_users(req: HttpRequest, st: web::Data<AppState>, body: ScimBody) -> Reply {
     let (c, base) = caller(&req, &st).await?;
+    let body = body.read().await?;
     let q = query_from_body(&body)?;
     let all = checked(
         &st,
@@ -684,8 +690,9 @@ async fn get_user(
     Ok(single(StatusCode::OK, user, &q))
 }
 
-async fn create_user(req: HttpRequest, st: web::Data<AppState>, ScimBody(body): ScimBody) -> Reply {
+async fn create_user(req: HttpRequest, st: web::Data<AppState>, body: ScimBody) -> Reply {
     let (c, base) = caller(&req, &st).await?;
+    let body = body.read().await?;
     let q = query_from_request(&req)?;
     let doc = json_body(&body)?;
     let user = checked(
@@ -711,7 +718,7 @@ async fn replace_user(
     req: HttpRequest,
     st: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    ScimBody(body): ScimBody,
+    body: ScimBody,
 ) -> Reply {
     change_user(req, st, path, body, Change::Replace).await
 }
@@ -720,7 +727,7 @@ async fn patch_user(
     req: HttpRequest,
     st: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    ScimBody(body): ScimBody,
+    body: ScimBody,
 ) -> Reply {
     change_user(req, st, path, body, Change::Patch).await
 }
@@ -729,10 +736,11 @@ async fn change_user(
     req: HttpRequest,
     st: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    body: web::Bytes,
+    body: ScimBody,
     change: Change,
 ) -> Reply {
     let (c, base) = caller(&req, &st).await?;
+    let body = body.read().await?;
     let q = query_from_request(&req)?;
     let doc = json_body(&body)?;
     let (store, id, version, now) = (&*st.store, &path.1, if_match(&req), st.clock.now());
@@ -780,12 +788,9 @@ async fn list_groups(req: HttpRequest, st: web::Data<AppState>) -> Reply {
     Ok(list_reply(all, &q))
 }
 
-async fn search_groups(
-    req: HttpRequest,
-    st: web::Data<AppState>,
-    ScimBody(body): ScimBody,
-) -> Reply {
+async fn search_groups(req: HttpRequest, st: web::Data<AppState>, body: ScimBody) -> Reply {
     let (c, base) = caller(&req, &st).await?;
+    let body = body.read().await?;
     let q = query_from_body(&body)?;
     let all = checked(
         &st,
@@ -797,8 +802,9 @@ async fn search_groups(
     Ok(list_reply(all, &q))
 }
 
-async fn search_all(req: HttpRequest, st: web::Data<AppState>, ScimBody(body): ScimBody) -> Reply {
+async fn search_all(req: HttpRequest, st: web::Data<AppState>, body: ScimBody) -> Reply {
     let (c, base) = caller(&req, &st).await?;
+    let body = body.read().await?;
     let q = query_from_body(&body)?;
     let mut all = checked(&st, &c, &req, scim::list_users(&*st.store, &c, &base).await).await?;
     all.extend(
@@ -830,12 +836,9 @@ async fn get_group(
     Ok(single(StatusCode::OK, group, &q))
 }
 
-async fn create_group(
-    req: HttpRequest,
-    st: web::Data<AppState>,
-    ScimBody(body): ScimBody,
-) -> Reply {
+async fn create_group(req: HttpRequest, st: web::Data<AppState>, body: ScimBody) -> Reply {
     let (c, base) = caller(&req, &st).await?;
+    let body = body.read().await?;
     let q = query_from_request(&req)?;
     let doc = json_body(&body)?;
     let group = checked(
@@ -852,7 +855,7 @@ async fn replace_group(
     req: HttpRequest,
     st: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    ScimBody(body): ScimBody,
+    body: ScimBody,
 ) -> Reply {
     change_group(req, st, path, body, Change::Replace).await
 }
@@ -861,7 +864,7 @@ async fn patch_group(
     req: HttpRequest,
     st: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    ScimBody(body): ScimBody,
+    body: ScimBody,
 ) -> Reply {
     change_group(req, st, path, body, Change::Patch).await
 }
@@ -870,10 +873,11 @@ async fn change_group(
     req: HttpRequest,
     st: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    body: web::Bytes,
+    body: ScimBody,
     change: Change,
 ) -> Reply {
     let (c, base) = caller(&req, &st).await?;
+    let body = body.read().await?;
     let q = query_from_request(&req)?;
     let doc = json_body(&body)?;
     let (store, id, version, now) = (&*st.store, &path.1, if_match(&req), st.clock.now());
