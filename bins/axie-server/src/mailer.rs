@@ -62,9 +62,9 @@ impl Smtp {
     }
 
     async fn send(&self, m: &QueuedMail) -> Result<(), SendFailure> {
-        let to: Mailbox =
-            m.to.parse()
-                .map_err(|e| SendFailure::permanent(format!("recipient: {e}")))?;
+        let to: Mailbox = ascii_domain(&m.to)
+            .parse()
+            .map_err(|e| SendFailure::permanent(format!("recipient: {e}")))?;
         let msg = Message::builder()
             .from(self.from.clone())
             .to(to)
@@ -84,6 +84,19 @@ impl Smtp {
                 message: format!("the relay took longer than {} s", self.send_limit.as_secs()),
             }),
         }
+    }
+}
+
+/// `address` with its domain in ASCII (IDNA A-labels: `münchen.de` is `xn--mnchen-3ya.de`), as
+/// relays without SMTPUTF8 take it; addresses are kept with the domain in Unicode
+/// (`tenancy::Email`). One whose domain IDNA refuses is left as it is, for the relay to judge.
+fn ascii_domain(address: &str) -> String {
+    match address.rsplit_once('@') {
+        Some((local, domain)) if !domain.is_ascii() => match idna::domain_to_ascii(domain) {
+            Ok(ascii) => format!("{local}@{ascii}"),
+            Err(_) => address.to_owned(),
+        },
+        _ => address.to_owned(),
     }
 }
 
@@ -163,4 +176,16 @@ pub async fn deliver_due(
         }
     }
     sent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ascii_domain;
+
+    #[test]
+    fn a_unicode_domain_is_sent_as_its_a_labels() {
+        assert_eq!(ascii_domain("zoë@münchen.de"), "zoë@xn--mnchen-3ya.de");
+        assert_eq!(ascii_domain("sarah@company.com"), "sarah@company.com");
+        assert_eq!(ascii_domain("not an address"), "not an address");
+    }
 }

@@ -47,6 +47,12 @@ pub(crate) fn all_teams_role(s: Option<&str>) -> Result<Option<rbac_core::TeamRo
         .transpose()
 }
 
+/// A stored address in its canonical form, or as stored when it no longer parses (accepted by
+/// an earlier, more lenient check): such a row stays readable.
+fn stored_email(s: &str) -> Email {
+    Email::parse(s).unwrap_or_else(|_| Email::stored(s.to_owned()))
+}
+
 pub(crate) fn hash32(what: &str, s: &str) -> Result<[u8; 32], StoreError> {
     let mut out = [0; 32];
     hex::decode_to_slice(s, &mut out).map_err(|_| corrupt(what, s))?;
@@ -80,7 +86,7 @@ impl TryFrom<entity::user::Model> for User {
     fn try_from(m: entity::user::Model) -> Result<Self, StoreError> {
         Ok(User {
             id: id("user id", &m.id)?,
-            email: Email::parse(&m.email).map_err(|_| corrupt("email", &m.email))?,
+            email: stored_email(&m.email),
             name: m.name,
             created_at: time(m.created_at)?,
         })
@@ -273,7 +279,7 @@ impl TryFrom<entity::invitation::Model> for tenancy::invitations::Invitation {
         Ok(tenancy::invitations::Invitation {
             id: id("invitation id", &m.id)?,
             org: id("organization id", &m.org_id)?,
-            email: Email::parse(&m.email).map_err(|_| corrupt("email", &m.email))?,
+            email: stored_email(&m.email),
             role: role(&m.role)?,
             invited_by: id("user id", &m.invited_by)?,
             created_at: time(m.created_at)?,

@@ -1865,3 +1865,41 @@ async fn deleting_every_organization_leaves_none_of_their_rows(store: &SeaStore)
     assert!(store.organizations().await.unwrap().contains(&first));
     assert!(!store.live_organizations().await.unwrap().contains(&first));
 }
+
+/// An address an earlier version accepted and today's `Email::parse` refuses (here a domain
+/// IDNA refuses) stays readable: the member reads as stored, the member list reads at all.
+async fn an_address_from_an_earlier_check_stays_readable(store: SeaStore) {
+    let (o, owner) = org_with_owner(&store, chrono::Utc::now()).await;
+    let old = format!("legacy-{}@xn--a.example", uuid::Uuid::new_v4().simple());
+    assert!(tenancy::Email::parse(&old).is_err());
+    let n = store
+        .execute_sql(&format!(
+            "UPDATE users SET email = '{old}' WHERE id = '{}'",
+            owner.id
+        ))
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let m = tenancy::OrgStore::get_member(&store, o.id, owner.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.user.email.as_str(), old);
+    let listed = tenancy::OrgStore::list_members(&store, o.id, None, 50)
+        .await
+        .unwrap();
+    assert!(listed.iter().any(|m| m.user.email.as_str() == old));
+}
+
+#[tokio::test]
+async fn an_address_from_an_earlier_check_stays_readable_on_sqlite() {
+    let (store, _dir) = sqlite().await;
+    an_address_from_an_earlier_check_stays_readable(store).await;
+}
+
+#[tokio::test]
+async fn an_address_from_an_earlier_check_stays_readable_on_postgres() {
+    if let Some(store) = postgres().await {
+        an_address_from_an_earlier_check_stays_readable(store).await;
+    }
+}

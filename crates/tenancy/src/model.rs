@@ -63,6 +63,15 @@ impl Email {
         Ok(Self(format!("{local}@{domain}")))
     }
 
+    /// An address as a store kept it, when it no longer parses: one accepted by an earlier
+    /// version of [`Email::parse`] that the current one refuses (a domain IDNA refuses, say).
+    /// Not checked again, so that such a row stays readable rather than failing every read
+    /// that includes it; stores use it only as the fallback of [`Email::parse`].
+    #[must_use]
+    pub fn stored(s: String) -> Self {
+        Self(s)
+    }
+
     /// The address.
     #[must_use]
     pub fn as_str(&self) -> &str {
