@@ -36,15 +36,43 @@ both_backends!(consents_are_recorded_and_listed, |b| async move {
         "invalid_input",
     )
     .await;
+    // Restating the current decision answers with it and records nothing.
+    let restated = json_of(
+        t.put(
+            &t.org("/consents/marketing_email"),
+            &lisa,
+            &json!({"granted": false}),
+        )
+        .await,
+    )
+    .await;
     let own = json_of(t.get(&t.org("/consents"), &lisa).await).await;
+    let items = own["items"].as_array().unwrap();
     assert_eq!(
-        own.as_array()
-            .unwrap()
+        items
             .iter()
             .map(|c| c["granted"].as_bool().unwrap())
             .collect::<Vec<_>>(),
         vec![true, false]
     );
+    assert_eq!(restated["id"], items[1]["id"]);
+    assert!(own.get("next_cursor").is_none(), "{own}");
+    // Pages: one decision each, the cursor leading from the first to the second.
+    let first = json_of(t.get(&t.org("/consents?limit=1"), &lisa).await).await;
+    assert_eq!(first["items"][0]["id"], items[0]["id"]);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second = json_of(
+        t.get(&t.org(&format!("/consents?limit=1&cursor={cursor}")), &lisa)
+            .await,
+    )
+    .await;
+    assert_eq!(second["items"][0]["id"], items[1]["id"]);
+    problem(
+        t.get(&t.org("/consents?limit=0"), &lisa).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
     // A User sees only their own; the Owner sees everyone's.
     assert_eq!(
         t.get(&t.org("/consents?user_id=all"), &lisa).await.status(),
@@ -67,7 +95,7 @@ both_backends!(consents_are_recorded_and_listed, |b| async move {
         StatusCode::FORBIDDEN
     );
     let all = json_of(t.get(&t.org("/consents?user_id=all"), &t.owner_token).await).await;
-    assert_eq!(all.as_array().unwrap().len(), 2);
+    assert_eq!(all["items"].as_array().unwrap().len(), 2);
     let granted = t.audit("action=privacy.consent_granted").await;
     let withdrawn = t.audit("action=privacy.consent_withdrawn").await;
     assert_eq!((granted.len(), withdrawn.len()), (1, 1));

@@ -730,6 +730,30 @@ both_backends!(sms_codes_are_a_single_use_backup, |b| async move {
     )
     .await;
 
+    // An unknown method is a bad value, like the rest of the body's; a method named twice,
+    // anywhere in the list, is kept once.
+    problem(
+        t.patch(
+            &t.org("/security"),
+            &t.owner_token,
+            &json!({ "mfa_methods": ["totp", "email"] }),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    )
+    .await;
+    let s = json_of(
+        t.patch(
+            &t.org("/security"),
+            &t.owner_token,
+            &json!({ "mfa_methods": ["totp", "sms", "totp"] }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s["mfa"]["methods"], json!(["totp", "sms"]), "{s}");
+
     // An organization that allows only authenticator apps refuses SMS.
     let res = t
         .patch(
@@ -929,6 +953,36 @@ both_backends!(
                 &t.org("/security"),
                 &t.owner_token,
                 &json!({ "ip_allowlist": ["not-a-cidr"] }),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        // An address with a prefix is not guessed at: the network or the one address.
+        let p = problem(
+            t.patch(
+                &t.org("/security"),
+                &t.owner_token,
+                &json!({ "ip_allowlist": ["127.0.0.1/8"] }),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        assert!(
+            p["detail"].as_str().unwrap().contains("`127.0.0.0/8`"),
+            "{p}"
+        );
+        let too_many: Vec<String> = (0..=1_000)
+            .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256))
+            .collect();
+        problem(
+            t.patch(
+                &t.org("/security"),
+                &t.owner_token,
+                &json!({ "ip_allowlist": too_many }),
             )
             .await,
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -569,6 +569,10 @@ impl Settings {
                 "`billing.currency` must be an ISO 4217 code such as `EUR`".into(),
             ));
         }
+        self.billing
+            .prices()
+            .validate()
+            .map_err(|e| ConfigError(format!("`billing.{}` is at most {}", e.field, e.max)))?;
         if self.billing.invoice_net_days == 0 || self.billing.invoice_net_days > 365 {
             return Err(ConfigError(
                 "`billing.invoice_net_days` must be between 1 and 365".into(),
@@ -806,6 +810,21 @@ mod tests {
         s.validate().unwrap();
         s.housekeeping.webhook_history_days = 3651;
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn a_price_that_could_overflow_is_refused() {
+        let mut s: Settings = Figment::new()
+            .merge(Toml::string(DEFAULTS))
+            .extract()
+            .unwrap();
+        s.billing.credit_cents = billing_limits::subscription::MAX_CREDIT_CENTS + 1;
+        let e = s.validate().unwrap_err();
+        assert!(e.0.contains("`billing.credit_cents` is at most"), "{}", e.0);
+        s.billing.credit_cents = 1;
+        s.billing.pro_monthly_cents = u64::MAX;
+        let e = s.validate().unwrap_err();
+        assert!(e.0.contains("`billing.pro_monthly_cents`"), "{}", e.0);
     }
 
     #[test]

@@ -49,6 +49,12 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", detail)
     }
 
+    /// 422 `invalid_input`: a well-formed request with a value the API does not accept (as
+    /// the crates' `Invalid` errors are answered).
+    pub fn invalid_input(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", detail)
+    }
+
     /// 401 `unauthenticated`.
     pub fn unauthenticated() -> Self {
         Self::new(

@@ -145,8 +145,55 @@ impl Default for PriceList {
     }
 }
 
+/// The highest monthly plan price a list may hold, in the smallest currency unit (ten million
+/// euros a month): with it, no price or proration overflows.
+pub const MAX_MONTHLY_CENTS: u64 = 1_000_000_000;
+
+/// The highest price of one team credit (ten thousand euros): with it, the largest purchase
+/// ([`crate::credits::MAX_AMOUNT`] credits) has a price that does not overflow.
+pub const MAX_CREDIT_CENTS: u64 = 1_000_000;
+
+/// A price list a deployment cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{field}` is at most {max} (it is {value})")]
+pub struct PriceTooHigh {
+    /// The price's name.
+    pub field: &'static str,
+    /// Its bound.
+    pub max: u64,
+    /// What was given.
+    pub value: u64,
+}
+
 impl PriceList {
-    /// What one period of `plan` on `cycle` costs: annual is twelve months less 20 %.
+    /// Checks the prices against [`MAX_MONTHLY_CENTS`] and [`MAX_CREDIT_CENTS`], within which
+    /// [`PriceList::price_cents`] and [`PriceList::credits_cents`] are exact.
+    ///
+    /// # Errors
+    /// [`PriceTooHigh`] naming the first price over its bound.
+    pub fn validate(&self) -> Result<(), PriceTooHigh> {
+        for (field, value, max) in [
+            (
+                "pro_monthly_cents",
+                self.pro_monthly_cents,
+                MAX_MONTHLY_CENTS,
+            ),
+            (
+                "enterprise_monthly_cents",
+                self.enterprise_monthly_cents,
+                MAX_MONTHLY_CENTS,
+            ),
+            ("credit_cents", self.credit_cents, MAX_CREDIT_CENTS),
+        ] {
+            if value > max {
+                return Err(PriceTooHigh { field, max, value });
+            }
+        }
+        Ok(())
+    }
+
+    /// What one period of `plan` on `cycle` costs: annual is twelve months less 20 % (exact
+    /// for a validated list).
     #[must_use]
     pub fn price_cents(&self, plan: Plan, cycle: BillingCycle) -> u64 {
         let monthly = match plan {
@@ -160,7 +207,8 @@ impl PriceList {
         }
     }
 
-    /// What `credits` team credits cost.
+    /// What `credits` team credits cost (exact for a validated list and at most
+    /// [`crate::credits::MAX_AMOUNT`] credits; beyond, it saturates rather than wraps).
     #[must_use]
     pub fn credits_cents(&self, credits: u64) -> u64 {
         credits.saturating_mul(self.credit_cents)
@@ -713,6 +761,44 @@ mod tests {
 
     fn at(d: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 1, d, 12, 0, 0).unwrap()
+    }
+
+    /// At the bounds a deployment may set, every price is exact (nothing saturates), and one
+    /// cent more is refused, naming the price.
+    #[test]
+    fn prices_within_their_bounds_never_overflow() {
+        let top = PriceList {
+            currency: "EUR".into(),
+            pro_monthly_cents: MAX_MONTHLY_CENTS,
+            enterprise_monthly_cents: MAX_MONTHLY_CENTS,
+            credit_cents: MAX_CREDIT_CENTS,
+        };
+        assert_eq!(top.validate(), Ok(()));
+        let most = u64::try_from(crate::credits::MAX_AMOUNT).unwrap();
+        assert_eq!(
+            Some(top.credits_cents(most)),
+            most.checked_mul(MAX_CREDIT_CENTS)
+        );
+        assert_eq!(
+            Some(top.price_cents(Plan::Enterprise, BillingCycle::Annual)),
+            MAX_MONTHLY_CENTS.checked_mul(12).map(|y| y * 8 / 10)
+        );
+        assert_ne!(top.credits_cents(most), u64::MAX);
+        let over = PriceList {
+            credit_cents: MAX_CREDIT_CENTS + 1,
+            ..top.clone()
+        };
+        let err = over.validate().unwrap_err();
+        assert_eq!(err.field, "credit_cents");
+        assert!(err.to_string().contains("at most 1000000"), "{err}");
+        let over = PriceList {
+            enterprise_monthly_cents: MAX_MONTHLY_CENTS + 1,
+            ..top
+        };
+        assert_eq!(
+            over.validate().unwrap_err().field,
+            "enterprise_monthly_cents"
+        );
     }
 
     #[test]

@@ -145,6 +145,10 @@ id_type!(
     /// Identifies one operation on team credits (its ledger entries share it).
     CreditOperationId, "cop"
 );
+id_type!(
+    /// Identifies one consent decision (a grant or a withdrawal).
+    ConsentId, "cns"
+);
 
 #[cfg(test)]
 mod tests {

@@ -51,7 +51,7 @@ mod roles;
 
 pub use decide::{Decision, DenyReason, Grant, authorize};
 pub use ids::{
-    ApiKeyId, CreditOperationId, EndpointId, EventId, IdParseError, InvitationId, OrgId,
+    ApiKeyId, ConsentId, CreditOperationId, EndpointId, EventId, IdParseError, InvitationId, OrgId,
     ResourceId, ScimTokenId, SessionId, TeamId, UserId,
 };
 pub use model::{

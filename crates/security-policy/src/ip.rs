@@ -12,28 +12,34 @@ use crate::error::SecurityError;
 pub struct IpAllowlistEntry(IpNetwork);
 
 impl IpAllowlistEntry {
-    /// Parses `203.0.113.0/24`, `198.51.100.50` or `2001:db8::/32`.
+    /// Parses `203.0.113.0/24`, `198.51.100.50` or `2001:db8::/32`. An IPv4-mapped IPv6
+    /// network (`::ffff:192.0.2.0/120`) is its IPv4 network, and host bits are cleared
+    /// (`203.0.113.7/24` is `203.0.113.0/24`, the addresses it admits): what was saved loads
+    /// as it matched. New lists go through [`parse_allowlist`], which refuses host bits.
     ///
     /// # Errors
     /// [`SecurityError::Invalid`] naming the input.
     pub fn parse(s: &str) -> Result<Self, SecurityError> {
+        Self::parse_written(s).map(|(entry, _)| entry)
+    }
+
+    /// The entry, and the address `s` wrote when it set host bits (an address inside the
+    /// network, not its first one).
+    fn parse_written(s: &str) -> Result<(Self, Option<IpAddr>), SecurityError> {
         let s = s.trim();
-        let net: IpNetwork = s.parse().map_err(|_| {
-            SecurityError::Invalid(format!("`{s}` is not an IP address or CIDR network"))
-        })?;
+        let bad = || SecurityError::Invalid(format!("`{s}` is not an IP address or CIDR network"));
+        let net: IpNetwork = s.parse().map_err(|_| bad())?;
         // Normalise IPv4-mapped IPv6 networks to IPv4.
         let net = match net {
-            IpNetwork::V6(v6) if v6.ip().to_ipv4_mapped().is_some() && v6.prefix() >= 96 => {
-                let v4 = v6
-                    .ip()
-                    .to_ipv4_mapped()
-                    .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
-                IpNetwork::new(IpAddr::V4(v4), v6.prefix() - 96)
-                    .map_err(|_| SecurityError::Invalid(format!("`{s}` is not a valid network")))?
-            }
+            IpNetwork::V6(v6) if v6.prefix() >= 96 => match v6.ip().to_ipv4_mapped() {
+                Some(v4) => IpNetwork::new(IpAddr::V4(v4), v6.prefix() - 96).map_err(|_| bad())?,
+                None => net,
+            },
             other => other,
         };
-        Ok(Self(net))
+        let host = (net.ip() != net.network()).then(|| net.ip());
+        let net = IpNetwork::new(net.network(), net.prefix()).map_err(|_| bad())?;
+        Ok((Self(net), host))
     }
 
     /// Whether `ip` is inside the network.
@@ -178,15 +184,34 @@ pub fn client_ip(
     last
 }
 
-/// Parses a whole allowlist, rejecting duplicates.
+/// Entries at most in one allowlist (an organization's, or the trusted proxies).
+pub const MAX_ALLOWLIST_ENTRIES: usize = 1_000;
+
+/// Parses a whole allowlist as written by a person: at most [`MAX_ALLOWLIST_ENTRIES`]
+/// entries, none twice, none with host bits set (`10.0.0.5/24` is refused, naming
+/// `10.0.0.0/24` and `10.0.0.5/32`, rather than guessed at).
 ///
 /// # Errors
 /// [`SecurityError::Invalid`] naming the first bad entry.
 pub fn parse_allowlist(entries: &[String]) -> Result<Vec<IpAllowlistEntry>, SecurityError> {
+    if entries.len() > MAX_ALLOWLIST_ENTRIES {
+        return Err(SecurityError::Invalid(format!(
+            "an allowlist holds at most {MAX_ALLOWLIST_ENTRIES} entries; {} were given",
+            entries.len()
+        )));
+    }
     let mut out: Vec<IpAllowlistEntry> = Vec::with_capacity(entries.len());
+    let mut seen = std::collections::HashSet::with_capacity(entries.len());
     for e in entries {
-        let parsed = IpAllowlistEntry::parse(e)?;
-        if out.contains(&parsed) {
+        let (parsed, host) = IpAllowlistEntry::parse_written(e)?;
+        if let Some(address) = host {
+            let one = if address.is_ipv4() { 32 } else { 128 };
+            return Err(SecurityError::Invalid(format!(
+                "`{}` has host bits set: write the network `{parsed}`, or `{address}/{one}` for the one address",
+                e.trim()
+            )));
+        }
+        if !seen.insert(parsed) {
             return Err(SecurityError::Invalid(format!(
                 "`{}` is listed twice",
                 e.trim()
@@ -249,6 +274,47 @@ mod tests {
         assert!(err.to_string().contains("10.0.0.0/33"));
         assert!(parse_allowlist(&["nonsense".to_string()]).is_err());
         assert!(parse_allowlist(&["10.0.0.1".to_string(), "10.0.0.1/32".to_string()]).is_err());
+    }
+
+    #[test]
+    fn host_bits_are_refused_in_a_new_list_and_cleared_in_a_saved_one() {
+        let err = parse_allowlist(&["203.0.113.7/24".to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`203.0.113.0/24`") && err.contains("`203.0.113.7/32`"),
+            "{err}"
+        );
+        let err = parse_allowlist(&["::ffff:10.0.0.5/120".to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`10.0.0.0/24`") && err.contains("`10.0.0.5/32`"),
+            "{err}"
+        );
+        let err = parse_allowlist(&["2001:db8::1/64".to_string()]).unwrap_err();
+        assert!(err.to_string().contains("`2001:db8::/64`"), "{err}");
+        // What an earlier version saved loads as the network it matched.
+        let saved: IpAllowlistEntry = serde_json::from_str("\"203.0.113.7/24\"").unwrap();
+        assert_eq!(saved.to_string(), "203.0.113.0/24");
+        assert!(saved.contains(ip("203.0.113.200")));
+        assert!(!saved.contains(ip("203.0.114.1")));
+        // The same network written two ways is one entry.
+        let err = parse_allowlist(&["10.0.0.0/8".to_string(), "::ffff:10.0.0.0/104".to_string()])
+            .unwrap_err();
+        assert!(err.to_string().contains("listed twice"), "{err}");
+    }
+
+    #[test]
+    fn an_allowlist_is_bounded() {
+        let most: Vec<String> = (0..MAX_ALLOWLIST_ENTRIES)
+            .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256))
+            .collect();
+        assert_eq!(parse_allowlist(&most).unwrap().len(), MAX_ALLOWLIST_ENTRIES);
+        let mut over = most;
+        over.push("192.0.2.1".to_string());
+        let err = parse_allowlist(&over).unwrap_err().to_string();
+        assert!(err.contains("at most 1000 entries"), "{err}");
     }
 
     #[test]

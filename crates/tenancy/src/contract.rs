@@ -5974,26 +5974,98 @@ async fn consents_and_erasure_keep_the_chain<
         .await
         .unwrap();
     }
-    // Consents are appended, never overwritten.
+    // Consents are appended, never overwritten; restating the newest decision writes nothing.
+    let decision = |user: UserId, purpose: &str, granted: bool| ConsentRecord {
+        id: rbac_core::ConsentId::new(),
+        org: org.id,
+        user,
+        purpose: purpose.into(),
+        granted,
+        at: now(),
+    };
+    let mut made = Vec::new();
     for granted in [true, false] {
-        let c = ConsentRecord {
-            org: org.id,
-            user: ann.id,
-            purpose: "marketing_email".into(),
-            granted,
-            at: now(),
-        };
-        s.record_consent(&c, note(org.id, "consent")).await.unwrap();
+        let c = decision(ann.id, "marketing_email", granted);
+        let done = s.record_consent(&c, note(org.id, "consent")).await.unwrap();
+        assert_eq!(done, crate::privacy::Recorded::Appended);
+        made.push(c);
     }
-    let got = s.consents(org.id, Some(ann.id)).await.unwrap();
-    assert_eq!(
-        got.iter().map(|c| c.granted).collect::<Vec<_>>(),
-        vec![true, false]
-    );
+    let h = head(s, org.id).await;
+    let again = s
+        .record_consent(
+            &decision(ann.id, "marketing_email", false),
+            note(org.id, "restated"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, crate::privacy::Recorded::Unchanged(made[1].clone()));
+    assert_eq!(head(s, org.id).await, h, "a restatement records nothing");
+    let got = s.consents(org.id, Some(ann.id), None, 10).await.unwrap();
+    assert_eq!(got, made);
     assert!(
-        s.consents(other_org.id, None).await.unwrap().is_empty(),
+        s.consents(other_org.id, None, None, 10)
+            .await
+            .unwrap()
+            .is_empty(),
         "per organization"
     );
+    // A person decides on a bounded number of purposes; a known one still takes decisions.
+    for i in 1..crate::privacy::MAX_CONSENT_PURPOSES {
+        s.record_consent(
+            &decision(ann.id, &format!("purpose_{i}"), true),
+            note(org.id, "consent"),
+        )
+        .await
+        .unwrap();
+    }
+    let h = head(s, org.id).await;
+    let refused = s
+        .record_consent(
+            &decision(ann.id, "one_too_many", true),
+            note(org.id, "refused"),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(TenancyError::Invalid(ref m)) if m.contains("at most 50")),
+        "{refused:?}"
+    );
+    assert_eq!(head(s, org.id).await, h, "a refusal records nothing");
+    s.record_consent(
+        &decision(ann.id, "marketing_email", true),
+        note(org.id, "consent"),
+    )
+    .await
+    .unwrap();
+    s.record_consent(
+        &decision(bob.id, "one_too_many", true),
+        note(org.id, "consent"),
+    )
+    .await
+    .unwrap();
+    // Pages follow the ids, oldest first, one person's or everyone's.
+    let mut everyone = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.consents(org.id, None, after, 7).await.unwrap();
+        assert!(page.len() <= 7);
+        after = page.last().map(|c| c.id);
+        let last = page.len() < 7;
+        everyone.extend(page);
+        if last {
+            break;
+        }
+    }
+    assert_eq!(everyone.len(), 2 + 49 + 1 + 1);
+    assert!(everyone.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(everyone[..2], made[..]);
+    assert_eq!(everyone.last().map(|c| c.user), Some(bob.id));
+    let bobs = s.consents(org.id, Some(bob.id), None, 100).await.unwrap();
+    assert_eq!(bobs.len(), 1);
+    let ann_after = s
+        .consents(org.id, Some(ann.id), Some(made[0].id), 1)
+        .await
+        .unwrap();
+    assert_eq!(ann_after, made[1..]);
 
     // Records naming Ann, as actor and as target.
     let by_ann = NewAuditEvent::new(
@@ -6310,6 +6382,7 @@ async fn consents_and_erasure_keep_the_chain<
         .unwrap();
     s.record_consent(
         &ConsentRecord {
+            id: rbac_core::ConsentId::new(),
             org: org.id,
             user: owner.id,
             purpose: "analytics".into(),

@@ -495,10 +495,13 @@ fn key_or_fresh(key: Option<String>) -> Result<String, TenancyError> {
     }
 }
 
+/// Refuses an account of a team that is gone ([`TenancyError::NotFound`]) or archived
+/// ([`TenancyError::Archived`], as the store refuses it in the write, saying `what`).
 async fn live_team<S: WorkspaceStore + ?Sized>(
     store: &S,
     org: OrgId,
     account: Account,
+    what: &str,
 ) -> Result<(), TenancyError> {
     if let Account::Team(t) = account {
         let team = store
@@ -506,10 +509,7 @@ async fn live_team<S: WorkspaceStore + ?Sized>(
             .await?
             .ok_or(TenancyError::NotFound("team"))?;
         if team.archived_at.is_some() {
-            return Err(TenancyError::Invalid(format!(
-                "the team `{}` is archived",
-                team.name
-            )));
+            return Err(crate::teams::archived(&team.name, what));
         }
     }
     Ok(())
@@ -538,7 +538,8 @@ async fn replay<S: CreditStore + ?Sized>(
 /// charge again.
 ///
 /// # Errors
-/// [`TenancyError::Forbidden`], [`TenancyError::Credit`], [`TenancyError::Payment`].
+/// [`TenancyError::Forbidden`], [`TenancyError::Credit`], [`TenancyError::Payment`];
+/// [`TenancyError::NotFound`] or [`TenancyError::Archived`] for a team gone or archived.
 pub async fn purchase<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
     store: &S,
     payments: Payments<'_>,
@@ -560,7 +561,13 @@ pub async fn purchase<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
     if let Some(r) = replay(store, caller.org.id, &key, &fingerprint).await? {
         return Ok(r);
     }
-    live_team(store, caller.org.id, account).await?;
+    live_team(
+        store,
+        caller.org.id,
+        account,
+        "no credits are bought for it",
+    )
+    .await?;
     let mut postings = purchase_postings(store, caller.org.id, account, amount).await?;
     let id = CreditOperationId::new();
     let cents = payments
@@ -778,7 +785,9 @@ pub async fn consume<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
 /// The Owner moves `amount` credits between two accounts (the total is conserved).
 ///
 /// # Errors
-/// [`TenancyError::Forbidden`], [`TenancyError::Credit`].
+/// [`TenancyError::Forbidden`], [`TenancyError::Credit`]; [`TenancyError::NotFound`] or
+/// [`TenancyError::Archived`] for a team gone or archived (a retry of an applied key is
+/// answered with it all the same).
 #[allow(clippy::too_many_arguments, reason = "the request's fields")]
 pub async fn transfer<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
     store: &S,
@@ -790,14 +799,15 @@ pub async fn transfer<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<OperationResult, TenancyError> {
     caller.check_org(Permission::ManageBilling)?;
-    live_team(store, caller.org.id, from).await?;
-    live_team(store, caller.org.id, to).await?;
     let key = key_or_fresh(key)?;
     let postings = credits::transfer(from, to, amount)?;
     let fingerprint = credits::fingerprint("transfer", &postings);
+    // A retry of a transfer made before a team was archived or deleted is answered with it.
     if let Some(r) = replay(store, caller.org.id, &key, &fingerprint).await? {
         return Ok(r);
     }
+    live_team(store, caller.org.id, from, "its credits do not move").await?;
+    live_team(store, caller.org.id, to, "its credits do not move").await?;
     let journal = Journal::record(
         caller
             .audit(now, AuditAction::CreditsTransferred, account_target(from))
@@ -906,7 +916,8 @@ pub async fn reverse<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
 ///
 /// # Errors
 /// [`TenancyError::Forbidden`], [`TenancyError::Credit`] (over 100 %, duplicates),
-/// [`TenancyError::NotFound`] for a team of another organization.
+/// [`TenancyError::NotFound`] for a team of another organization, [`TenancyError::Archived`]
+/// for an archived one.
 pub async fn set_allocations<S: CreditStore + WorkspaceStore + ?Sized>(
     store: &S,
     caller: &Caller,
@@ -916,7 +927,13 @@ pub async fn set_allocations<S: CreditStore + WorkspaceStore + ?Sized>(
     caller.check_org(Permission::ManageBilling)?;
     credits::validate_allocations(&plan)?;
     for a in &plan {
-        live_team(store, caller.org.id, Account::Team(a.team)).await?;
+        live_team(
+            store,
+            caller.org.id,
+            Account::Team(a.team),
+            "it takes no share of the pool",
+        )
+        .await?;
     }
     let journal = Journal::record(
         caller
@@ -935,7 +952,7 @@ pub async fn set_allocations<S: CreditStore + WorkspaceStore + ?Sized>(
 /// and low-credit threshold (`None`: no alerts).
 ///
 /// # Errors
-/// [`TenancyError::Forbidden`], [`TenancyError::Invalid`].
+/// [`TenancyError::Forbidden`], [`TenancyError::Invalid`], [`TenancyError::Archived`].
 pub async fn configure<S: CreditStore + WorkspaceStore + ?Sized>(
     store: &S,
     caller: &Caller,
@@ -945,7 +962,7 @@ pub async fn configure<S: CreditStore + WorkspaceStore + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<CreditAccountState, TenancyError> {
     caller.check_org(Permission::ManageBilling)?;
-    live_team(store, caller.org.id, account).await?;
+    live_team(store, caller.org.id, account, "its account is not changed").await?;
     if !(0..=credits::MAX_AMOUNT).contains(&overdraft) {
         return Err(TenancyError::Invalid(format!(
             "`overdraft` must be between 0 and {}",
@@ -1242,6 +1259,71 @@ mod tests {
         .await
         .unwrap();
         assert!(again.replayed, "{again:?}");
+    }
+
+    /// A transfer's retry (its answer lost) is answered with it after its team was archived;
+    /// a new transfer out of the archived team is refused as the store refuses it.
+    #[cfg(feature = "memory")]
+    #[tokio::test]
+    async fn a_transfer_is_replayed_after_its_team_was_archived() {
+        let (store, org, owner) = crate::memory::MemoryTenancyStore::with_org("Mover").await;
+        let now = chrono::Utc::now();
+        let team = crate::Team {
+            id: TeamId::new(),
+            org: org.id,
+            name: "Client".into(),
+            is_default: false,
+            created_at: now,
+            archived_at: None,
+        };
+        store.create_team(&team, Journal::default()).await.unwrap();
+        let caller = store.session_caller_in(org.id, owner).await;
+        let prices = billing_limits::subscription::PriceList::default();
+        let provider = billing_limits::payment::ManualInvoice::default();
+        let payments = crate::billing::Payments {
+            provider: &provider,
+            prices: &prices,
+        };
+        let pool = Account::Pool;
+        let client = Account::Team(team.id);
+        purchase(&store, payments, &caller, pool, 10, "order-1", now)
+            .await
+            .unwrap();
+        let key = || Some("move-1".to_owned());
+        let first = transfer(&store, &caller, pool, client, 4, key(), now)
+            .await
+            .unwrap();
+        assert!(!first.replayed);
+        let archived = crate::Team {
+            archived_at: Some(now),
+            ..team.clone()
+        };
+        store
+            .update_team(&team, &archived, Journal::default())
+            .await
+            .unwrap();
+        let again = transfer(&store, &caller, pool, client, 4, key(), now)
+            .await
+            .unwrap();
+        assert!(again.replayed, "{again:?}");
+        let refused = transfer(&store, &caller, client, pool, 1, None, now).await;
+        assert!(
+            matches!(refused, Err(TenancyError::Archived(ref m)) if m.contains("do not move")),
+            "{refused:?}"
+        );
+        let balance = |a: Account| {
+            let store = &store;
+            async move {
+                store
+                    .credit_accounts(org.id)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|s| s.account == a)
+                    .map_or(0, |s| s.balance)
+            }
+        };
+        assert_eq!((balance(pool).await, balance(client).await), (6, 4));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! events can be inspected. Each change happens under one lock, and its journal is
 //! committed only when the change succeeded.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -3163,23 +3163,52 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
         &self,
         consent: &crate::privacy::ConsentRecord,
         journal: Journal,
-    ) -> Result<(), TenancyError> {
-        self.lock()?.consents.push(consent.clone());
-        self.commit(journal).await
+    ) -> Result<crate::privacy::Recorded, TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let theirs: Vec<&crate::privacy::ConsentRecord> = s
+                .consents
+                .iter()
+                .filter(|c| c.org == consent.org && c.user == consent.user)
+                .collect();
+            let newest = theirs
+                .iter()
+                .filter(|c| c.purpose == consent.purpose)
+                .max_by_key(|c| c.id)
+                .copied();
+            if crate::privacy::restates(newest, consent) {
+                return Ok(crate::privacy::Recorded::Unchanged(
+                    newest.cloned().unwrap_or_else(|| consent.clone()),
+                ));
+            }
+            let purposes: BTreeSet<&str> = theirs.iter().map(|c| c.purpose.as_str()).collect();
+            if newest.is_none() && purposes.len() >= crate::privacy::MAX_CONSENT_PURPOSES {
+                return Err(crate::privacy::too_many_purposes());
+            }
+            s.consents.push(consent.clone());
+        }
+        self.commit(journal).await?;
+        Ok(crate::privacy::Recorded::Appended)
     }
 
     async fn consents(
         &self,
         org: OrgId,
         user: Option<UserId>,
+        after: Option<rbac_core::ConsentId>,
+        limit: usize,
     ) -> Result<Vec<crate::privacy::ConsentRecord>, TenancyError> {
-        Ok(self
+        let mut page: Vec<crate::privacy::ConsentRecord> = self
             .lock()?
             .consents
             .iter()
             .filter(|c| c.org == org && user.is_none_or(|u| c.user == u))
+            .filter(|c| after.is_none_or(|a| c.id > a))
             .cloned()
-            .collect())
+            .collect();
+        page.sort_by_key(|c| c.id);
+        page.truncate(limit);
+        Ok(page)
     }
 
     async fn erase_member(

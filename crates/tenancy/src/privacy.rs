@@ -10,7 +10,7 @@ use audit::{
     AuditAction, AuditQuery, AuditStore, DomainEvent, EventKind, Journal, Metadata, Target,
 };
 use chrono::{DateTime, Utc};
-use rbac_core::{Credential, DenyReason, OrgId, Permission, UserId, check_removal};
+use rbac_core::{ConsentId, Credential, DenyReason, OrgId, Permission, UserId, check_removal};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -23,9 +23,15 @@ use crate::store::{MembershipStore, TenancyStore, WorkspaceStore};
 /// Audit records at most included in one export (newest first; the export says when it is cut).
 pub const MAX_EXPORTED_AUDIT_RECORDS: usize = 10_000;
 
+/// Purposes at most that one person decides on in one organization: the decisions a person
+/// can pile up are bounded (a decision that restates the current one records nothing).
+pub const MAX_CONSENT_PURPOSES: usize = 50;
+
 /// One consent decision, kept forever (the current state is the newest per purpose).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConsentRecord {
+    /// The decision's id: time-ordered, so that the oldest decision has the lowest id.
+    pub id: ConsentId,
     /// The organization asking.
     pub org: OrgId,
     /// The person deciding.
@@ -259,17 +265,22 @@ pub fn group_members_without(members: &[Value], user: UserId) -> Option<Vec<Valu
 /// Storage of consents and the erasure transaction.
 #[async_trait]
 pub trait PrivacyStore: Send + Sync {
-    /// Appends a consent decision with its audit record.
+    /// Appends a consent decision with its audit record, in one transaction that also reads
+    /// the person's decisions (serialized with their other decisions): a decision that
+    /// restates the person's newest one for the purpose writes nothing, neither decision nor
+    /// audit record, and returns that newest one.
     ///
     /// # Errors
-    /// [`TenancyError::Store`].
+    /// [`TenancyError::Invalid`] for a purpose beyond the person's [`MAX_CONSENT_PURPOSES`]
+    /// (nothing written); [`TenancyError::Store`].
     async fn record_consent(
         &self,
         consent: &ConsentRecord,
         journal: Journal,
-    ) -> Result<(), TenancyError>;
+    ) -> Result<Recorded, TenancyError>;
 
-    /// Consent decisions of `org`, of one person or everyone, oldest first.
+    /// At most `limit` consent decisions of `org`, of one person or everyone, oldest first
+    /// (by id), after the keyset cursor `after`.
     ///
     /// # Errors
     /// [`TenancyError::Store`].
@@ -277,6 +288,8 @@ pub trait PrivacyStore: Send + Sync {
         &self,
         org: OrgId,
         user: Option<UserId>,
+        after: Option<ConsentId>,
+        limit: usize,
     ) -> Result<Vec<ConsentRecord>, TenancyError>;
 
     /// In one transaction: removes the member (their resources disposed of as `disposition`
@@ -322,11 +335,30 @@ fn valid_purpose(p: &str) -> Result<String, TenancyError> {
     }
 }
 
+/// What [`PrivacyStore::record_consent`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// The decision was appended with its audit record.
+    Appended,
+    /// The person's newest decision for the purpose was the same: nothing was written.
+    Unchanged(ConsentRecord),
+}
+
+/// The refusal of a purpose beyond the person's [`MAX_CONSENT_PURPOSES`].
+#[must_use]
+pub fn too_many_purposes() -> TenancyError {
+    TenancyError::Invalid(format!(
+        "a person decides on at most {MAX_CONSENT_PURPOSES} consent purposes in an organization"
+    ))
+}
+
 /// Records the caller's own consent decision for `purpose` (a person decides for themselves,
-/// in a session).
+/// in a session). Restating the current decision records nothing and answers with it (a PUT
+/// of what is there).
 ///
 /// # Errors
-/// [`TenancyError::Invalid`] for a bad purpose; [`TenancyError::Forbidden`] with an API key.
+/// [`TenancyError::Invalid`] for a bad purpose, or one beyond [`MAX_CONSENT_PURPOSES`];
+/// [`TenancyError::Forbidden`] with an API key.
 pub async fn set_consent<S: PrivacyStore + ?Sized>(
     store: &S,
     caller: &Caller,
@@ -338,6 +370,7 @@ pub async fn set_consent<S: PrivacyStore + ?Sized>(
         return Err(TenancyError::Forbidden(DenyReason::InteractiveOnly));
     }
     let record = ConsentRecord {
+        id: ConsentId::new(),
         org: caller.org.id,
         user: caller.user.id,
         purpose: valid_purpose(purpose)?,
@@ -359,11 +392,20 @@ pub async fn set_consent<S: PrivacyStore + ?Sized>(
                 "purpose": record.purpose, "granted": granted,
             }))?),
     );
-    store.record_consent(&record, journal).await?;
-    Ok(record)
+    match store.record_consent(&record, journal).await? {
+        Recorded::Appended => Ok(record),
+        Recorded::Unchanged(current) => Ok(current),
+    }
 }
 
-/// Consent decisions: one's own (in a session), or, for the Owner and Admins, anyone's in the
+/// Whether `decision` restates `newest`, the person's newest decision for its purpose.
+#[must_use]
+pub fn restates(newest: Option<&ConsentRecord>, decision: &ConsentRecord) -> bool {
+    newest.is_some_and(|n| n.purpose == decision.purpose && n.granted == decision.granted)
+}
+
+/// Consent decisions, oldest first, a page of at most `limit` (1 to 500) after the cursor
+/// `after`: one's own (in a session), or, for the Owner and Admins, anyone's in the
 /// organization.
 ///
 /// # Errors
@@ -372,11 +414,39 @@ pub async fn consents<S: PrivacyStore + ?Sized>(
     store: &S,
     caller: &Caller,
     user: Option<UserId>,
+    after: Option<ConsentId>,
+    limit: usize,
 ) -> Result<Vec<ConsentRecord>, TenancyError> {
     if user.is_none_or(|u| !is_own(caller, u)) {
         check_admin(caller)?;
     }
-    store.consents(caller.org.id, user).await
+    store
+        .consents(caller.org.id, user, after, limit.clamp(1, 500))
+        .await
+}
+
+/// Every decision of `user` in `org`, oldest first, read page by page.
+async fn all_consents_of<S: PrivacyStore + ?Sized>(
+    store: &S,
+    org: OrgId,
+    user: UserId,
+) -> Result<Vec<ConsentRecord>, TenancyError> {
+    let mut all = Vec::new();
+    loop {
+        let page = store
+            .consents(
+                org,
+                Some(user),
+                all.last().map(|c: &ConsentRecord| c.id),
+                500,
+            )
+            .await?;
+        let done = page.len() < 500;
+        all.extend(page);
+        if done {
+            return Ok(all);
+        }
+    }
 }
 
 /// Whether `user` is the caller, in a session: an API key (a team's key handed to a client,
@@ -499,7 +569,7 @@ where
     } else {
         (Vec::new(), false)
     };
-    let consents = store.consents(org, Some(user)).await?;
+    let consents = all_consents_of(store, org, user).await?;
     let scim = store.user_record(org, user).await?.map(|r| {
         json!({"userName": r.user_name, "externalId": r.external_id, "attributes": r.attributes})
     });

@@ -133,8 +133,12 @@ pub async fn update<S: TenancyStore + ?Sized>(
                 "authenticator apps (`totp`) must stay allowed; SMS is only a backup".into(),
             ));
         }
-        let mut m = methods;
-        m.dedup();
+        let mut m: Vec<MfaMethod> = Vec::with_capacity(methods.len());
+        for method in methods {
+            if !m.contains(&method) {
+                m.push(method);
+            }
+        }
         after.mfa.methods = m;
         fields.push("mfa.methods");
     }

@@ -195,6 +195,8 @@ pub struct PurchaseBody {
         (status = 200, description = "A retry of an applied key: the first result", body = OperationResponse),
         (status = 400, description = "No idempotency key", content_type = "application/problem+json"),
         (status = 402, description = "The payment provider refused the charge", content_type = "application/problem+json"),
+        (status = 404, description = "No such team", content_type = "application/problem+json"),
+        (status = 409, description = "The team is archived", content_type = "application/problem+json"),
         (status = 422, description = "Bad amount, or the key was used for another request", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn purchase(
@@ -242,7 +244,8 @@ pub struct ConsumeBody {
         (status = 201, description = "Recorded", body = OperationResponse),
         (status = 200, description = "A retry of an applied key: the first result", body = OperationResponse),
         (status = 400, description = "No idempotency key", content_type = "application/problem+json"),
-        (status = 409, description = "Not enough credits (beyond the overdraft)", content_type = "application/problem+json"),
+        (status = 404, description = "No such team", content_type = "application/problem+json"),
+        (status = 409, description = "Not enough credits (beyond the overdraft), or the team is archived", content_type = "application/problem+json"),
         (status = 422, description = "Bad amount, or the key was used for another amount", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn consume(
@@ -291,7 +294,9 @@ pub struct TransferBody {
     responses(
         (status = 201, description = "Moved", body = OperationResponse),
         (status = 200, description = "A retry of an applied key: the first result", body = OperationResponse),
-        (status = 409, description = "Not enough credits in the source", content_type = "application/problem+json"),
+        (status = 404, description = "No such team", content_type = "application/problem+json"),
+        (status = 409, description = "Not enough credits in the source, or a team is archived (a retry of an applied key is answered with it all the same)", content_type = "application/problem+json"),
+        (status = 422, description = "Bad amount, the same account twice, or the key was used for another request", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn transfer(
     st: web::Data<AppState>,
@@ -333,6 +338,7 @@ pub struct ReverseBody {
         (status = 201, description = "Reversed", body = OperationResponse),
         (status = 404, description = "No such operation", content_type = "application/problem+json"),
         (status = 409, description = "Reversed already, or the balances cannot carry it", content_type = "application/problem+json"),
+        (status = 422, description = "No reason, or the operation is itself a reversal", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn reverse(
     st: web::Data<AppState>,
@@ -357,7 +363,7 @@ pub struct AllocationItem {
     /// Team id.
     pub team_id: String,
     /// Whole percent, 1 to 100.
-    pub percent: u8,
+    pub percent: i64,
 }
 
 /// The allocation of pool purchases across teams.
@@ -374,6 +380,8 @@ pub struct AllocationsBody {
     request_body = AllocationsBody,
     responses(
         (status = 200, description = "The accounts with their shares", body = Vec<CreditAccountResponse>),
+        (status = 404, description = "No such team", content_type = "application/problem+json"),
+        (status = 409, description = "A team is archived", content_type = "application/problem+json"),
         (status = 422, description = "Over 100 %, a team twice, or a share outside 1–100", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn set_allocations(
@@ -384,7 +392,16 @@ pub async fn set_allocations(
     let plan = body
         .allocations
         .iter()
-        .map(|a| Ok(Allocation::new(team_id(&a.team_id)?, a.percent)))
+        .map(|a| {
+            // Out of range is a bad value (422, as the domain answers 0 or 101), not bad JSON.
+            let percent = u8::try_from(a.percent).map_err(|_| {
+                ApiError::invalid_input(format!(
+                    "a team's share is 1 to 100 percent, not {}",
+                    a.percent
+                ))
+            })?;
+            Ok(Allocation::new(team_id(&a.team_id)?, percent))
+        })
         .collect::<Result<Vec<_>, ApiError>>()?;
     match credits::set_allocations(&*st.store, &caller, plan, st.clock.now()).await {
         Ok(l) => Ok(accounts_json(&l)),
@@ -408,6 +425,8 @@ pub struct AccountSettingsBody {
     request_body = AccountSettingsBody,
     responses(
         (status = 200, description = "The account", body = CreditAccountResponse),
+        (status = 404, description = "No such team", content_type = "application/problem+json"),
+        (status = 409, description = "The team is archived", content_type = "application/problem+json"),
         (status = 422, description = "Out of range, or an overdraft on the pool", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn configure(
@@ -533,7 +552,8 @@ fn rfc3339(field: &str, s: &str) -> Result<DateTime<Utc>, ApiError> {
             (Vec<ChargebackLineResponse> = "application/json"),
             (String = "text/csv"),
         )),
-        (status = 400, description = "Bad period or format", content_type = "application/problem+json"),
+        (status = 400, description = "A time that is not RFC 3339, or an unknown format", content_type = "application/problem+json"),
+        (status = 422, description = "`to` is not after `from`", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn chargeback(
     st: web::Data<AppState>,

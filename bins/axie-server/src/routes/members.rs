@@ -103,13 +103,8 @@ pub async fn change_role(
     body: crate::extract::Json<ChangeRoleBody>,
 ) -> Result<HttpResponse, ApiError> {
     let target = member_id(&path)?;
-    let role = rbac_core::OrgRole::parse(&body.role).ok_or_else(|| {
-        ApiError::new(
-            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_input",
-            format!("unknown role `{}`", body.role),
-        )
-    })?;
+    let role = rbac_core::OrgRole::parse(&body.role)
+        .ok_or_else(|| ApiError::invalid_input(format!("unknown role `{}`", body.role)))?;
     if let Err(e) =
         tenancy::members::change_role(&*st.store, &caller, target, role, st.clock.now()).await
     {
@@ -158,13 +153,8 @@ pub async fn set_all_teams_role(
         .role
         .as_deref()
         .map(|r| {
-            rbac_core::TeamRole::parse(r).ok_or_else(|| {
-                ApiError::new(
-                    actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_input",
-                    format!("unknown team role `{r}`"),
-                )
-            })
+            rbac_core::TeamRole::parse(r)
+                .ok_or_else(|| ApiError::invalid_input(format!("unknown team role `{r}`")))
         })
         .transpose()?;
     if let Err(e) =

@@ -357,8 +357,10 @@ pub struct PlanBody {
     request_body = PlanBody,
     responses(
         (status = 200, description = "The organization on its new plan", body = OrgResponse),
-        (status = 400, description = "Unknown plan", content_type = "application/problem+json"),
+        (status = 400, description = "Unknown plan or cycle", content_type = "application/problem+json"),
+        (status = 402, description = "The payment provider refused the charge; nothing changed", content_type = "application/problem+json"),
         (status = 403, description = "Not the Owner", content_type = "application/problem+json"),
+        (status = 409, description = "Already on that plan and cycle, or changed meanwhile", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn change_plan(
     st: web::Data<AppState>,

@@ -1,13 +1,14 @@
 //! GDPR: personal-data export, erasure, and consent records.
 
 use actix_web::{HttpResponse, web};
-use rbac_core::UserId;
+use rbac_core::{ConsentId, UserId};
 use serde::{Deserialize, Serialize};
 use tenancy::privacy::{self, ConsentRecord, ErasureReport};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{OrgCaller, audited};
 use crate::error::ApiError;
+use crate::routes::{Page, PageQuery};
 use crate::state::AppState;
 
 fn user_id(s: &str) -> Result<UserId, ApiError> {
@@ -141,6 +142,8 @@ pub async fn erase_own(
 /// A consent decision.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConsentResponse {
+    /// The decision's id.
+    pub id: String,
     /// The person.
     pub user_id: String,
     /// What for.
@@ -154,6 +157,7 @@ pub struct ConsentResponse {
 impl From<&ConsentRecord> for ConsentResponse {
     fn from(c: &ConsentRecord) -> Self {
         Self {
+            id: c.id.to_string(),
             user_id: c.user.to_string(),
             purpose: c.purpose.clone(),
             granted: c.granted,
@@ -162,17 +166,23 @@ impl From<&ConsentRecord> for ConsentResponse {
     }
 }
 
-/// Whose consents to list.
+/// Whose consents to list, and which page.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct ConsentQuery {
     /// One person (default: the caller). `all` lists everyone's (Owner and Admins).
     pub user_id: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
-/// Lists consent decisions, oldest first: one's own, or (Owner and Admins) anyone's.
+/// Lists consent decisions, oldest first, a page at a time: one's own, or (Owner and Admins)
+/// anyone's.
 #[utoipa::path(get, path = "/api/v1/orgs/{org_id}/consents", tag = "privacy",
     params(("org_id" = String, Path, description = "Organization id"), ConsentQuery),
-    responses((status = 200, description = "The decisions", body = Vec<ConsentResponse>)),
+    responses((status = 200, description = "One page of decisions", body = inline(Page<ConsentResponse>))),
     security(("bearer" = [])))]
 pub async fn list(
     st: web::Data<AppState>,
@@ -184,9 +194,15 @@ pub async fn list(
         Some("all") => None,
         Some(id) => Some(user_id(id)?),
     };
-    match privacy::consents(&*st.store, &caller, who).await {
+    let page = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor.clone(),
+    };
+    let (limit, after) = (page.limit()?, page.cursor::<ConsentId>()?);
+    match privacy::consents(&*st.store, &caller, who, after, limit as usize).await {
         Ok(list) => {
-            Ok(HttpResponse::Ok().json(list.iter().map(ConsentResponse::from).collect::<Vec<_>>()))
+            let items: Vec<ConsentResponse> = list.iter().map(ConsentResponse::from).collect();
+            Ok(HttpResponse::Ok().json(Page::new(items, limit, |c| c.id.clone())))
         }
         Err(e) => Err(audited(&st, &caller, "list_consents", e).await),
     }
@@ -205,8 +221,8 @@ pub struct ConsentBody {
     params(("org_id" = String, Path, description = "Organization id"), ("purpose" = String, Path, description = "A slug, for example marketing_email")),
     request_body = ConsentBody,
     responses(
-        (status = 200, description = "Recorded", body = ConsentResponse),
-        (status = 422, description = "Bad purpose", content_type = "application/problem+json"),
+        (status = 200, description = "Recorded; or, restating the current decision, that decision (nothing recorded)", body = ConsentResponse),
+        (status = 422, description = "Bad purpose, or one purpose more than the 50 a person may decide on", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn set(
     st: web::Data<AppState>,

@@ -472,8 +472,9 @@ pub struct SecurityPatch {
     request_body = SecurityPatch,
     responses(
         (status = 200, description = "Saved", body = SecurityResponse),
+        (status = 403, description = "Not the Owner or an Admin, or `audit_retention_days` from an Admin (the Owner's)", content_type = "application/problem+json"),
         (status = 409, description = "Changed concurrently", content_type = "application/problem+json"),
-        (status = 422, description = "Invalid; the allowlist or the blocked countries would exclude your own address; or countries without a GeoIP database", content_type = "application/problem+json"),
+        (status = 422, description = "Invalid (an unknown 2FA method, a bad network, an address with host bits, over 1,000 allowlist entries); the allowlist or the blocked countries would exclude your own address; or countries without a GeoIP database", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn update(
     st: web::Data<AppState>,
@@ -487,7 +488,7 @@ pub async fn update(
             ms.iter()
                 .map(|m| {
                     MfaMethod::parse(m).ok_or_else(|| {
-                        ApiError::bad_request(format!(
+                        ApiError::invalid_input(format!(
                             "unknown 2FA method `{m}`; use `totp` or `sms`"
                         ))
                     })

@@ -230,11 +230,7 @@ pub async fn rotate(
 ) -> Result<HttpResponse, ApiError> {
     let hours = body.grace_hours.unwrap_or(24);
     if hours > 168 {
-        return Err(ApiError::new(
-            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_input",
-            "`grace_hours` is at most 168",
-        ));
+        return Err(ApiError::invalid_input("`grace_hours` is at most 168"));
     }
     let secret = webhooks::rotate(
         &*st.store,

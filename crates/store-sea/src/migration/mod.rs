@@ -46,6 +46,7 @@ mod m20261202_000035_add_session_signed_out_of;
 mod m20261202_000036_create_credential_changes;
 mod m20261203_000037_add_subscription_cancel_at_period_end;
 mod m20261204_000038_create_pending_charges;
+mod m20261205_000039_index_consents_by_id;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -93,6 +94,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000036_create_credential_changes::Migration),
             Box::new(m20261203_000037_add_subscription_cancel_at_period_end::Migration),
             Box::new(m20261204_000038_create_pending_charges::Migration),
+            Box::new(m20261205_000039_index_consents_by_id::Migration),
         ]
     }
 }

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use audit::Journal;
 use chrono::{DateTime, Utc};
-use rbac_core::{OrgId, UserId};
+use rbac_core::{ConsentId, OrgId, UserId};
 use sea_orm::sea_query::{Expr, LikeExpr};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
@@ -11,10 +11,13 @@ use sea_orm::{
 };
 use tenancy::TenancyError;
 use tenancy::members::Disposition;
-use tenancy::privacy::{ConsentRecord, ErasureReport, PrivacyStore};
+use tenancy::privacy::{
+    ConsentRecord, ErasureReport, MAX_CONSENT_PURPOSES, PrivacyStore, Recorded, restates,
+    too_many_purposes,
+};
 
 use super::members::remove_in;
-use super::tenancy::{commit, store};
+use super::tenancy::{commit, lock_user, store};
 use crate::SeaStore;
 use crate::convert::{corrupt, id, micros, time};
 use crate::entity::{
@@ -29,10 +32,41 @@ impl PrivacyStore for SeaStore {
         &self,
         c: &ConsentRecord,
         journal: Journal,
-    ) -> Result<(), TenancyError> {
+    ) -> Result<Recorded, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
+        // One person's decisions take turns: the newest one read below is still the newest
+        // when this one is appended, and two new purposes cannot both take the last place.
+        lock_user(&txn, c.user).await?;
+        let theirs = Condition::all()
+            .add(consent::Column::OrgId.eq(c.org.to_string()))
+            .add(consent::Column::UserId.eq(c.user.to_string()));
+        let newest = consent::Entity::find()
+            .filter(theirs.clone())
+            .filter(consent::Column::Purpose.eq(c.purpose.as_str()))
+            .order_by_desc(consent::Column::Id)
+            .one(&txn)
+            .await
+            .map_err(store)?
+            .map(|m| consent_record(c.org, m))
+            .transpose()?;
+        if let Some(newest) = newest.as_ref().filter(|n| restates(Some(n), c)) {
+            return Ok(Recorded::Unchanged(newest.clone()));
+        }
+        if newest.is_none() {
+            let purposes = consent::Entity::find()
+                .select_only()
+                .column(consent::Column::Purpose)
+                .distinct()
+                .filter(theirs)
+                .count(&txn)
+                .await
+                .map_err(store)?;
+            if purposes >= MAX_CONSENT_PURPOSES as u64 {
+                return Err(too_many_purposes());
+            }
+        }
         consent::Entity::insert(consent::ActiveModel {
-            id: Set(uuid::Uuid::now_v7().simple().to_string()),
+            id: Set(c.id.as_uuid().simple().to_string()),
             org_id: Set(c.org.to_string()),
             user_id: Set(c.user.to_string()),
             purpose: Set(c.purpose.clone()),
@@ -42,33 +76,31 @@ impl PrivacyStore for SeaStore {
         .exec_without_returning(&txn)
         .await
         .map_err(store)?;
-        commit(txn, journal).await
+        commit(txn, journal).await?;
+        Ok(Recorded::Appended)
     }
 
     async fn consents(
         &self,
         org: OrgId,
         u: Option<UserId>,
+        after: Option<ConsentId>,
+        limit: usize,
     ) -> Result<Vec<ConsentRecord>, TenancyError> {
         let mut q = consent::Entity::find().filter(consent::Column::OrgId.eq(org.to_string()));
         if let Some(u) = u {
             q = q.filter(consent::Column::UserId.eq(u.to_string()));
         }
-        q.order_by_asc(consent::Column::At)
-            .order_by_asc(consent::Column::Id)
+        if let Some(after) = after {
+            q = q.filter(consent::Column::Id.gt(after.as_uuid().simple().to_string()));
+        }
+        q.order_by_asc(consent::Column::Id)
+            .limit(u64::try_from(limit).unwrap_or(u64::MAX))
             .all(self.db())
             .await
             .map_err(store)?
             .into_iter()
-            .map(|m| {
-                Ok(ConsentRecord {
-                    org,
-                    user: id("user id", &m.user_id)?,
-                    purpose: m.purpose,
-                    granted: m.granted,
-                    at: time(m.at)?,
-                })
-            })
+            .map(|m| consent_record(org, m))
             .collect()
     }
 
@@ -649,4 +681,18 @@ fn like_escaped(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_")
+}
+
+/// A decision read back (its id stored as the bare UUID).
+fn consent_record(org: OrgId, m: consent::Model) -> Result<ConsentRecord, TenancyError> {
+    Ok(ConsentRecord {
+        id: uuid::Uuid::try_parse(&m.id)
+            .map(ConsentId::from_uuid)
+            .map_err(|_| corrupt("consent id", &m.id))?,
+        org,
+        user: id("user id", &m.user_id)?,
+        purpose: m.purpose,
+        granted: m.granted,
+        at: time(m.at)?,
+    })
 }
