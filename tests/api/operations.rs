@@ -509,7 +509,8 @@ both_backends!(
         let stored = webhooks::WebhookStore::secrets(&*restored_store, org, endpoint)
             .await
             .unwrap();
-        let opened = webhooks::signing_secrets(&cipher, &stored, chrono::Utc::now()).unwrap();
+        let opened =
+            webhooks::signing_secrets(&cipher, endpoint, &stored, chrono::Utc::now()).unwrap();
         assert_eq!(opened[0].to_whsec(), hook["secret"].as_str().unwrap());
     }
 );

@@ -1727,6 +1727,64 @@ async fn the_server_terminates_tls_itself() {
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
 }
 
+both_backends!(stored_secrets_are_bound_to_their_rows, |b| async move {
+    let t = spawn_app(b).await;
+    let rx = Receiver::start().await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let ep: Value = t
+            .post(
+                &t.org("/webhooks"),
+                &t.owner_token,
+                &json!({ "url": rx.url, "events": [] }),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(ep["id"].as_str().unwrap().to_owned());
+    }
+    let key = std::fs::read_to_string(t.settings.server.data_dir.join("encryption.key")).unwrap();
+    let cipher = security_policy::Cipher::from_text(&key).unwrap();
+    let org: rbac_core::OrgId = t.org_id.parse().unwrap();
+    let second: rbac_core::EndpointId = ids[1].parse().unwrap();
+    let stored = || async {
+        webhooks::WebhookStore::secrets(&*t.store, org, second)
+            .await
+            .unwrap()
+    };
+    let now = chrono::Utc::now();
+    assert!(webhooks::signing_secrets(&cipher, second, &stored().await, now).is_ok());
+    // The first endpoint's secret copied onto the second's row does not open there.
+    t.store
+            .execute_sql(&format!(
+                "UPDATE webhook_endpoints SET secret = (SELECT w.secret FROM webhook_endpoints w WHERE w.id = '{}') WHERE id = '{}'",
+                ids[0], ids[1]
+            ))
+            .await
+            .unwrap();
+    assert!(webhooks::signing_secrets(&cipher, second, &stored().await, now).is_err());
+    // A secret an earlier version stored unbound is bound to its row at start, once.
+    let legacy = webhooks::SigningSecret::generate();
+    let unbound = cipher.encrypt(legacy.as_bytes()).unwrap();
+    t.store
+        .execute_sql(&format!(
+            "UPDATE webhook_endpoints SET secret = '{unbound}' WHERE id = '{}'",
+            ids[1]
+        ))
+        .await
+        .unwrap();
+    assert!(
+        webhooks::signing_secrets(&cipher, second, &stored().await, now).is_err(),
+        "an unbound value is not read as a bound one"
+    );
+    t.another_instance().await;
+    let opened = webhooks::signing_secrets(&cipher, second, &stored().await, now).unwrap();
+    assert_eq!(opened[0].to_whsec(), legacy.to_whsec());
+    assert!(stored().await.current.starts_with("v2:"));
+    assert_eq!(t.store.bind_secrets(&cipher).await.unwrap(), 0, "done once");
+});
+
 both_backends!(
     keys_rotate_without_losing_a_secret_or_a_checkpoint,
     |b| async move {
@@ -1821,9 +1879,9 @@ both_backends!(
         let stored = webhooks::WebhookStore::secrets(&*t.store, org, id)
             .await
             .unwrap();
-        let opened = webhooks::signing_secrets(&new, &stored, chrono::Utc::now()).unwrap();
+        let opened = webhooks::signing_secrets(&new, id, &stored, chrono::Utc::now()).unwrap();
         assert_eq!(opened[0].to_whsec(), whsec);
-        assert!(webhooks::signing_secrets(&old, &stored, chrono::Utc::now()).is_err());
+        assert!(webhooks::signing_secrets(&old, id, &stored, chrono::Utc::now()).is_err());
 
         // A server started afterwards reads the new key: Lisa's second factor still works.
         let second = t.another_instance().await;

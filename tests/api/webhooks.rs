@@ -204,7 +204,7 @@ both_backends!(
             }
         };
         assert_eq!(
-            matching("secret LIKE 'v1:%'".into()).await,
+            matching("secret LIKE 'v2:%'".into()).await,
             1,
             "the endpoint's secret is a ciphertext"
         );

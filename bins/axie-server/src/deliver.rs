@@ -476,7 +476,7 @@ async fn send(
     stored: &StoredSecrets,
 ) -> (Option<u16>, Option<u64>, Option<String>, String) {
     let fail = |e: String| (None, None, Some(e), String::new());
-    let secrets = match webhooks::signing_secrets(&state.cipher, stored, state.clock.now()) {
+    let secrets = match webhooks::signing_secrets(&state.cipher, ep.id, stored, state.clock.now()) {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };

@@ -9,8 +9,14 @@ use rand::RngCore;
 
 use crate::error::SecurityError;
 
-/// Encrypts and decrypts with one 256-bit key. Ciphertexts are `v1:<base64(nonce ‖ ct)>`
-/// with a random 96-bit nonce each time.
+/// Encrypts and decrypts with one 256-bit key, with a random 96-bit nonce each time.
+///
+/// Secrets kept in a database row are encrypted with [`Cipher::encrypt_bound`]: the ciphertext
+/// (`v2:<base64(nonce ‖ ct)>`) is bound to a context naming its row (authenticated as
+/// associated data, not stored), so a value copied onto another row — someone's TOTP secret
+/// over another person's, one endpoint's signing secret over another's — does not open.
+/// [`Cipher::encrypt`] (`v1:`, unbound) is what earlier versions wrote; stores rewrite such
+/// values bound ([`Cipher::rebind`]).
 #[derive(Clone)]
 pub struct Cipher(Aes256Gcm);
 
@@ -51,7 +57,7 @@ impl Cipher {
         hex::encode(k)
     }
 
-    /// Encrypts `plain`.
+    /// Encrypts `plain`, bound to nothing (`v1:`): prefer [`Cipher::encrypt_bound`].
     ///
     /// # Errors
     /// [`SecurityError::Corrupt`] if the AEAD refuses (it does not for sane input sizes).
@@ -83,6 +89,69 @@ impl Cipher {
         self.0
             .decrypt(Nonce::from_slice(nonce), ct)
             .map_err(|_| SecurityError::Corrupt)
+    }
+}
+
+impl Cipher {
+    /// Encrypts `plain` bound to `context` (for example `axie/totp/usr_…`): the value opens
+    /// only with the same key and context.
+    ///
+    /// # Errors
+    /// [`SecurityError::Corrupt`] if the AEAD refuses (it does not for sane input sizes).
+    pub fn encrypt_bound(&self, plain: &[u8], context: &[u8]) -> Result<String, SecurityError> {
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let ct = self
+            .0
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: context,
+                },
+            )
+            .map_err(|_| SecurityError::Corrupt)?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ct);
+        Ok(format!("v2:{}", B64.encode(out)))
+    }
+
+    /// Decrypts a value from [`Cipher::encrypt_bound`] with the same `context`. An unbound
+    /// (`v1:`) value is refused: it could have been copied from any row.
+    ///
+    /// # Errors
+    /// [`SecurityError::Corrupt`] for tampered data, another key, another context or an
+    /// unbound value.
+    pub fn decrypt_bound(&self, text: &str, context: &[u8]) -> Result<Vec<u8>, SecurityError> {
+        let raw = text
+            .strip_prefix("v2:")
+            .and_then(|b| B64.decode(b).ok())
+            .filter(|r| r.len() >= 12 + 16)
+            .ok_or(SecurityError::Corrupt)?;
+        let (nonce, ct) = raw.split_at(12);
+        self.0
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: context,
+                },
+            )
+            .map_err(|_| SecurityError::Corrupt)
+    }
+
+    /// For a store upgrading what it holds: a value from [`Cipher::encrypt`] (unbound, as
+    /// earlier versions wrote) encrypted again bound to `context`; `None` when `text` is
+    /// bound already.
+    ///
+    /// # Errors
+    /// [`SecurityError::Corrupt`] when `text` is unbound and does not open with this key.
+    pub fn rebind(&self, text: &str, context: &[u8]) -> Result<Option<String>, SecurityError> {
+        if !text.starts_with("v1:") {
+            return Ok(None);
+        }
+        let plain = self.decrypt(text)?;
+        self.encrypt_bound(&plain, context).map(Some)
     }
 }
 
@@ -150,6 +219,36 @@ mod tests {
         let other = Cipher::from_text(&Cipher::generate_key()).unwrap();
         assert!(other.decrypt(&a).is_err());
         assert!(Cipher::from_text("short").is_err());
+    }
+
+    #[test]
+    fn bound_secrets_open_only_under_their_key_and_context() {
+        let c = Cipher::from_text(&Cipher::generate_key()).unwrap();
+        let a = c.encrypt_bound(b"JBSWY3DP", b"axie/totp/usr_a").unwrap();
+        assert!(a.starts_with("v2:"));
+        assert_ne!(a, c.encrypt_bound(b"JBSWY3DP", b"axie/totp/usr_a").unwrap());
+        assert_eq!(
+            c.decrypt_bound(&a, b"axie/totp/usr_a").unwrap(),
+            b"JBSWY3DP"
+        );
+        assert!(
+            c.decrypt_bound(&a, b"axie/totp/usr_b").is_err(),
+            "copied onto another row"
+        );
+        assert!(c.decrypt(&a).is_err(), "not an unbound value");
+        let other = Cipher::from_text(&Cipher::generate_key()).unwrap();
+        assert!(other.decrypt_bound(&a, b"axie/totp/usr_a").is_err());
+        // An unbound value is refused where a bound one is expected, and rebinding makes one.
+        let legacy = c.encrypt(b"JBSWY3DP").unwrap();
+        assert!(c.decrypt_bound(&legacy, b"axie/totp/usr_a").is_err());
+        let bound = c.rebind(&legacy, b"axie/totp/usr_a").unwrap().unwrap();
+        assert_eq!(
+            c.decrypt_bound(&bound, b"axie/totp/usr_a").unwrap(),
+            b"JBSWY3DP"
+        );
+        assert_eq!(c.rebind(&bound, b"axie/totp/usr_a").unwrap(), None);
+        assert!(other.rebind(&legacy, b"axie/totp/usr_a").is_err());
+        assert!(c.decrypt_bound("v2:AAAA", b"x").is_err(), "truncated");
     }
 
     #[test]

@@ -371,9 +371,16 @@ fn mfa_err(e: MfaError) -> TenancyError {
     }
 }
 
-fn decrypt(cipher: &Cipher, enc: &str) -> Result<Vec<u8>, TenancyError> {
+/// What a person's TOTP secret is bound to when encrypted ([`Cipher::encrypt_bound`]): a
+/// secret copied onto another person's row does not open there.
+#[must_use]
+pub fn totp_secret_context(user: UserId) -> Vec<u8> {
+    format!("axie/totp/{user}").into_bytes()
+}
+
+fn decrypt(cipher: &Cipher, user: UserId, enc: &str) -> Result<Vec<u8>, TenancyError> {
     cipher
-        .decrypt(enc)
+        .decrypt_bound(enc, &totp_secret_context(user))
         .map_err(|_| TenancyError::Store(StoreError::msg("TOTP secret cannot be decrypted")))
 }
 
@@ -420,7 +427,7 @@ pub async fn begin_totp<S: TenancyStore + MfaStore + ?Sized>(
     .await?;
     let secret = security_policy::new_totp_secret();
     let enc = cipher
-        .encrypt(&secret)
+        .encrypt_bound(&secret, &totp_secret_context(user.id))
         .map_err(|e| TenancyError::Store(StoreError::new(e)))?;
     store.start_totp(user.id, &enc).await?;
     Ok(TotpEnrolment {
@@ -459,7 +466,7 @@ pub async fn activate_totp<S: TenancyStore + MfaStore + audit::AuditStore + ?Siz
             "two-factor authentication is already on".into(),
         ));
     }
-    let secret = decrypt(cipher, &rec.secret_enc)?;
+    let secret = decrypt(cipher, user.id, &rec.secret_enc)?;
     let failed = || async {
         personal_journal_with(store, user, AuditAction::MfaEnabled, request, now, |r| {
             r.with_outcome(Outcome::Failure {
@@ -600,7 +607,7 @@ async fn check_factor<S: MfaStore + ?Sized>(
         .await?;
     let ok = match factor {
         SecondFactor::Totp(code) => {
-            let secret = decrypt(cipher, &rec.secret_enc)?;
+            let secret = decrypt(cipher, user, &rec.secret_enc)?;
             match security_policy::verify_totp(&secret, code, now, rec.last_step) {
                 Ok(step) => store.use_totp_step(user, step).await?,
                 Err(MfaError::BadSecret) => return Err(mfa_err(MfaError::BadSecret)),

@@ -42,7 +42,7 @@ pub use policy::{
 };
 pub use service::{
     Acting, EndpointInput, MAX_ENDPOINTS_PER_ORG, USER_AGENT, create, delete, headers, requeue,
-    rotate, send_test, signing_secrets, too_many_endpoints, update,
+    rotate, secret_context, send_test, signing_secrets, too_many_endpoints, update,
 };
 pub use sign::{
     SigningSecret, TOLERANCE_SECS, VerifyError, axie_signature, standard_signature, verify,

@@ -540,7 +540,7 @@ mod tests {
             "leased"
         );
         let (d, _, stored) = &claimed[0];
-        let secrets = crate::signing_secrets(&cipher, stored, now).unwrap();
+        let secrets = crate::signing_secrets(&cipher, d.endpoint, stored, now).unwrap();
         assert_eq!(secrets, vec![secret]);
         let verdict = judge(
             &RetryPolicy::default(),

@@ -127,7 +127,7 @@ pub async fn create(
     };
     let secret = SigningSecret::generate();
     let sealed = cipher
-        .encrypt(secret.as_bytes())
+        .encrypt_bound(secret.as_bytes(), &secret_context(ep.id))
         .map_err(|e| WebhookError::Invalid(e.to_string()))?;
     store
         .create_endpoint(
@@ -221,7 +221,7 @@ pub async fn rotate(
     let old = store.secrets(org, id).await?;
     let secret = SigningSecret::generate();
     let sealed = cipher
-        .encrypt(secret.as_bytes())
+        .encrypt_bound(secret.as_bytes(), &secret_context(id))
         .map_err(|e| WebhookError::Invalid(e.to_string()))?;
     let replaced = old.current.clone();
     let next = StoredSecrets {
@@ -267,17 +267,26 @@ pub async fn send_test(
         .await
 }
 
+/// What an endpoint's signing secrets are bound to when encrypted
+/// ([`Cipher::encrypt_bound`]): a secret copied onto another endpoint's row does not open there.
+#[must_use]
+pub fn secret_context(endpoint: EndpointId) -> Vec<u8> {
+    format!("axie/webhook-secret/{endpoint}").into_bytes()
+}
+
 /// The secrets to sign with now: the current one, and the previous one during its grace period.
 ///
 /// # Errors
 /// [`WebhookError::Invalid`] when a stored secret cannot be decrypted (wrong key).
 pub fn signing_secrets(
     cipher: &Cipher,
+    endpoint: EndpointId,
     stored: &StoredSecrets,
     now: DateTime<Utc>,
 ) -> Result<Vec<SigningSecret>, WebhookError> {
+    let context = secret_context(endpoint);
     let open = |s: &str| -> Result<SigningSecret, WebhookError> {
-        SigningSecret::from_bytes(cipher.decrypt(s).map_err(|_| {
+        SigningSecret::from_bytes(cipher.decrypt_bound(s, &context).map_err(|_| {
             WebhookError::Invalid(
                 "a stored signing secret cannot be decrypted with the configured key".into(),
             )
