@@ -2420,6 +2420,17 @@ both_backends!(
                 .unwrap();
             problem(res, StatusCode::UNAUTHORIZED, "unauthenticated").await;
         }
+        // Nor is a query string judged before the caller: 401, not 400.
+        for query in ["limit=abc", "cursor=%00", "unknown=1"] {
+            let res = t
+                .client
+                .get(t.org(&format!("/members?{query}")))
+                .bearer_auth(&unknown)
+                .send()
+                .await
+                .unwrap();
+            problem(res, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+        }
         // Signed in, from an address the organization does not admit: refused as such, and
         // recorded, whatever the body.
         let allowlist = t
@@ -2444,8 +2455,17 @@ both_backends!(
                 .unwrap();
             problem(res, StatusCode::FORBIDDEN, "ip_not_allowed").await;
         }
+        let res = t
+            .client
+            .get(t.org("/members?limit=abc"))
+            .bearer_auth(&t.owner_token)
+            .header("x-forwarded-for", "198.51.100.7")
+            .send()
+            .await
+            .unwrap();
+        problem(res, StatusCode::FORBIDDEN, "ip_not_allowed").await;
         let denied = t.audit("action=access.denied&limit=50").await;
-        assert_eq!(denied.len(), denied_before + 2, "{denied:?}");
+        assert_eq!(denied.len(), denied_before + 3, "{denied:?}");
         // From an admitted address, the body is then judged.
         let res = t
             .client
@@ -2462,6 +2482,9 @@ both_backends!(
             "unsupported_media_type",
         )
         .await;
+        // And the query: judged once the caller is known, as the request's fault.
+        let res = t.get(&t.org("/members?limit=abc"), &t.owner_token).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     }
 );
 

@@ -9,16 +9,16 @@
 //! pattern such as a consent purpose's slug: one with a NUL names nothing and is refused as such,
 //! 404 or 422.)
 //!
-//! A body is read only once the request's caller is known: the extractors that authenticate
-//! ([`crate::auth::OrgCaller`], [`crate::auth::Authenticated`]) hold a [`CallerPending`] while
-//! they run, and the body extractors here wait for it. actix runs a handler's extractors side by
+//! A body is read, and a query string judged, only once the request's caller is known: the
+//! extractors that authenticate ([`crate::auth::OrgCaller`], [`crate::auth::Authenticated`])
+//! hold a [`CallerPending`] while they run, and the extractors here wait for it (every one of
+//! a handler's: a query and a body alike). actix runs a handler's extractors side by
 //! side, and a body that fails at once (a wrong content type, a size over the limit) would
 //! otherwise be answered before the caller: 415 or 413 to someone not signed in, where 401 is
 //! due, and no `access.denied` record for a request an IP allowlist or a 2FA requirement
 //! refuses. It also spares the server reading a body for anyone not signed in. A body must
 //! arrive within `server.body_timeout_secs` ([`read_in_time`]), or the request is answered 408.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
@@ -34,34 +34,33 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Held by an extractor that authenticates the request while it runs; when it is dropped (the
-/// caller known, or refused) the request's body may be read.
+/// caller known, or refused) the request's query and body may be judged.
 #[must_use]
 pub struct CallerPending(
-    #[allow(dead_code, reason = "held only to be dropped")] tokio::sync::oneshot::Sender<()>,
+    #[allow(dead_code, reason = "held only to be dropped")] tokio::sync::watch::Sender<()>,
 );
 
-/// What a body extractor waits on: the other end of the request's [`CallerPending`].
-struct CallerGate(Cell<Option<tokio::sync::oneshot::Receiver<()>>>);
+/// What the extractors here wait on: the other end of the request's [`CallerPending`], which
+/// each of them watches for its closing.
+struct CallerGate(tokio::sync::watch::Receiver<()>);
 
 /// Marks the request's caller as not known yet, until the returned guard is dropped. Call it
-/// in `from_request` (handlers list their caller before their body, so the body extractor,
-/// made after it, finds the gate).
+/// in `from_request` (handlers list their caller before their query and body, so the
+/// extractors made after it find the gate).
 pub fn caller_pending(req: &HttpRequest) -> CallerPending {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    req.extensions_mut().insert(CallerGate(Cell::new(Some(rx))));
+    let (tx, rx) = tokio::sync::watch::channel(());
+    req.extensions_mut().insert(CallerGate(rx));
     CallerPending(tx)
 }
 
 /// Waits until the request's caller is known, when an extractor is finding it out.
 fn caller_known(req: &HttpRequest) -> impl Future<Output = ()> + 'static {
-    let gate = req
-        .extensions()
-        .get::<CallerGate>()
-        .and_then(|g| g.0.take());
+    let gate = req.extensions().get::<CallerGate>().map(|g| g.0.clone());
     async move {
-        if let Some(gate) = gate {
-            // A sender dropped without a word is the signal too.
-            let _ = gate.await;
+        if let Some(mut gate) = gate {
+            // Nothing is ever sent: the guard's drop closes the channel, which ends the wait
+            // (at once, when it was dropped before this began).
+            while gate.changed().await.is_ok() {}
         }
     }
 }
@@ -222,7 +221,8 @@ pub fn query_holds_nul(req: &HttpRequest) -> bool {
 }
 
 /// A query string deserialized into `T`, as `actix_web::web::Query` with the server's
-/// `QueryConfig`, refused with 400 `invalid_query` when it holds a NUL character (`%00`).
+/// `QueryConfig`, refused with 400 `invalid_query` when it holds a NUL character (`%00`);
+/// judged once the caller is known (someone not signed in gets 401 for a bad query too).
 #[derive(Debug)]
 pub struct Query<T>(pub T);
 
@@ -241,18 +241,22 @@ impl<T> Deref for Query<T> {
     }
 }
 
-impl<T: DeserializeOwned> FromRequest for Query<T> {
+impl<T: DeserializeOwned + 'static> FromRequest for Query<T> {
     type Error = actix_web::Error;
-    type Future = std::future::Ready<Result<Self, Self::Error>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        if query_holds_nul(req) {
-            return std::future::ready(
-                Err(nul_refused("invalid_query", "the query string").into()),
-            );
-        }
-        let query = web::Query::<T>::from_request(req, payload).into_inner();
-        std::future::ready(query.map(|q| Query(q.into_inner())))
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let known = caller_known(req);
+        let req = req.clone();
+        Box::pin(async move {
+            known.await;
+            if query_holds_nul(&req) {
+                return Err(nul_refused("invalid_query", "the query string").into());
+            }
+            web::Query::<T>::extract(&req)
+                .await
+                .map(|q| Query(q.into_inner()))
+        })
     }
 }
 
