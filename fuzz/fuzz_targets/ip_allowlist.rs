@@ -1,5 +1,6 @@
-//! Allowlist parsing never panics; an accepted entry round-trips through its display form, and
-//! the decision for an address agrees with a direct containment check.
+//! Allowlist parsing never panics; an accepted entry round-trips through its display form (and
+//! an accepted list's display forms are accepted again as the same list: no host bits, no
+//! duplicates), and the decision for an address agrees with a direct containment check.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -22,6 +23,11 @@ fuzz_target!(|input: Input| {
         let again = IpAllowlistEntry::parse(&e.to_string()).expect("display form parses");
         assert_eq!(&again, e);
     }
+    let shown: Vec<String> = list.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        parse_allowlist(&shown).expect("an accepted list's display form is accepted"),
+        list
+    );
     let ip = if input.use_v6 {
         std::net::IpAddr::from(input.v6)
     } else {
