@@ -1764,7 +1764,9 @@ both_backends!(stored_secrets_are_bound_to_their_rows, |b| async move {
             .await
             .unwrap();
     assert!(webhooks::signing_secrets(&cipher, second, &stored().await, now).is_err());
-    // A secret an earlier version stored unbound is bound to its row at start, once.
+    // An unbound value (as earlier versions wrote) pasted onto the row now is not read as a
+    // bound one, and a restart does not bind it: the database's one binding pass was made
+    // when the first server of this release started.
     let legacy = webhooks::SigningSecret::generate();
     let unbound = cipher.encrypt(legacy.as_bytes()).unwrap();
     t.store
@@ -1774,15 +1776,25 @@ both_backends!(stored_secrets_are_bound_to_their_rows, |b| async move {
         ))
         .await
         .unwrap();
+    assert!(webhooks::signing_secrets(&cipher, second, &stored().await, now).is_err());
+    t.another_instance().await;
     assert!(
         webhooks::signing_secrets(&cipher, second, &stored().await, now).is_err(),
-        "an unbound value is not read as a bound one"
+        "pasted after the binding pass, it stays unreadable"
     );
+    assert_eq!(stored().await.current, unbound);
+    // A database from before this release (no pass recorded): its unbound secrets are bound
+    // to their rows when the server starts, once.
+    t.store
+        .execute_sql("DELETE FROM store_markers")
+        .await
+        .unwrap();
     t.another_instance().await;
     let opened = webhooks::signing_secrets(&cipher, second, &stored().await, now).unwrap();
     assert_eq!(opened[0].to_whsec(), legacy.to_whsec());
     assert!(stored().await.current.starts_with("v2:"));
-    assert_eq!(t.store.bind_secrets(&cipher).await.unwrap(), 0, "done once");
+    let again = t.store.bind_secrets(&cipher).await.unwrap();
+    assert!(again.done_before && again.rewritten == 0, "{again:?}");
 });
 
 both_backends!(

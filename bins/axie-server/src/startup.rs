@@ -412,13 +412,22 @@ async fn prepare(
         .map_err(|e| StartupError::Security(e.to_string()))?;
     let store_handle = Arc::new(store);
     let cipher = Arc::new(encryption_key(&settings)?);
-    // Secrets an earlier version stored unbound are bound to their rows before anything
-    // reads them (`Cipher::decrypt_bound` refuses unbound values).
+    // Secrets an earlier version stored unbound are bound to their rows, once per database,
+    // before anything reads them (`Cipher::decrypt_bound` refuses unbound values).
     let bound = store_handle.bind_secrets(&cipher).await.map_err(|e| {
         StartupError::Security(format!("binding the stored secrets to their rows: {e}"))
     })?;
-    if bound > 0 {
-        tracing::info!(bound, "stored secrets bound to their rows");
+    if bound.rewritten > 0 {
+        tracing::info!(
+            bound = bound.rewritten,
+            "stored secrets bound to their rows"
+        );
+    }
+    for what in &bound.unreadable {
+        tracing::warn!(
+            secret = %what,
+            "a stored secret does not open with the configured key; it stays unusable"
+        );
     }
     let state = AppState {
         checkpoint_key: Arc::new(checkpoint_key(&settings)?),

@@ -150,9 +150,35 @@ id_type!(
     ConsentId, "cns"
 );
 
+impl ConsentId {
+    /// A new id greater than `newest` (a person's newest decision), so that the order of one
+    /// person's decisions is the order they were made in whatever the clocks of the servers
+    /// that made them: a fresh time-ordered id, or, when that is not greater (a clock behind,
+    /// or two ids in one millisecond), the one right after `newest`.
+    #[must_use]
+    pub fn next_after(newest: Option<Self>) -> Self {
+        let id = Self::new();
+        match newest {
+            Some(n) if id <= n => Self(Uuid::from_u128(n.0.as_u128().wrapping_add(1))),
+            _ => id,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_consent_id_follows_the_newest_whatever_the_clock() {
+        let far = ConsentId::from_uuid(Uuid::from_u128(u128::MAX - 7));
+        let next = ConsentId::next_after(Some(far));
+        assert!(next > far);
+        assert_eq!(next.as_uuid().as_u128(), u128::MAX - 6);
+        let old = ConsentId::from_uuid(Uuid::from_u128(1));
+        assert!(ConsentId::next_after(Some(old)) > old);
+        assert!(ConsentId::next_after(None) > old);
+    }
 
     #[test]
     fn round_trips_through_display_and_parse() {

@@ -36,7 +36,7 @@ use sea_orm_migration::MigratorTrait;
 
 pub use error::db_err;
 pub use journal::deliveries_queued;
-pub use store::ReencryptReport;
+pub use store::{BindReport, ReencryptReport};
 pub use url::DatabaseUrl;
 
 use audit::StoreError;
@@ -595,6 +595,7 @@ pub const TABLES: &[&str] = &[
     "audit_erasures",
     "credential_changes",
     "pending_charges",
+    "store_markers",
 ];
 
 impl SeaStore {

@@ -5975,21 +5975,41 @@ async fn consents_and_erasure_keep_the_chain<
         .unwrap();
     }
     // Consents are appended, never overwritten; restating the newest decision writes nothing.
-    let decision = |user: UserId, purpose: &str, granted: bool| ConsentRecord {
-        id: rbac_core::ConsentId::new(),
+    let decision = |user: UserId, purpose: &str, granted: bool| crate::privacy::ConsentDecision {
         org: org.id,
         user,
         purpose: purpose.into(),
         granted,
         at: now(),
     };
-    let mut made = Vec::new();
+    let mut made: Vec<ConsentRecord> = Vec::new();
     for granted in [true, false] {
         let c = decision(ann.id, "marketing_email", granted);
-        let done = s.record_consent(&c, note(org.id, "consent")).await.unwrap();
-        assert_eq!(done, crate::privacy::Recorded::Appended);
-        made.push(c);
+        match s.record_consent(&c, note(org.id, "consent")).await.unwrap() {
+            crate::privacy::Recorded::Appended(kept) => {
+                assert_eq!(kept, c.kept_as(kept.id));
+                made.push(kept);
+            }
+            other => panic!("{other:?}"),
+        }
     }
+    // Each decision's id follows the person's newest, whatever the clock: one made on a
+    // server whose clock is behind is still the newest.
+    assert!(made[0].id < made[1].id);
+    let behind = crate::privacy::ConsentDecision {
+        at: now() - Duration::days(1),
+        ..decision(ann.id, "late_clock", true)
+    };
+    let late = match s
+        .record_consent(&behind, note(org.id, "late"))
+        .await
+        .unwrap()
+    {
+        crate::privacy::Recorded::Appended(kept) => kept,
+        other => panic!("{other:?}"),
+    };
+    assert!(late.id > made[1].id);
+    made.push(late);
     let h = head(s, org.id).await;
     let again = s
         .record_consent(
@@ -6009,8 +6029,9 @@ async fn consents_and_erasure_keep_the_chain<
             .is_empty(),
         "per organization"
     );
-    // A person decides on a bounded number of purposes; a known one still takes decisions.
-    for i in 1..crate::privacy::MAX_CONSENT_PURPOSES {
+    // A person decides on a bounded number of purposes (two so far); a known one still takes
+    // decisions.
+    for i in 2..crate::privacy::MAX_CONSENT_PURPOSES {
         s.record_consent(
             &decision(ann.id, &format!("purpose_{i}"), true),
             note(org.id, "consent"),
@@ -6055,9 +6076,9 @@ async fn consents_and_erasure_keep_the_chain<
             break;
         }
     }
-    assert_eq!(everyone.len(), 2 + 49 + 1 + 1);
+    assert_eq!(everyone.len(), 3 + 48 + 1 + 1);
     assert!(everyone.windows(2).all(|w| w[0].id < w[1].id));
-    assert_eq!(everyone[..2], made[..]);
+    assert_eq!(everyone[..3], made[..]);
     assert_eq!(everyone.last().map(|c| c.user), Some(bob.id));
     let bobs = s.consents(org.id, Some(bob.id), None, 100).await.unwrap();
     assert_eq!(bobs.len(), 1);
@@ -6065,7 +6086,7 @@ async fn consents_and_erasure_keep_the_chain<
         .consents(org.id, Some(ann.id), Some(made[0].id), 1)
         .await
         .unwrap();
-    assert_eq!(ann_after, made[1..]);
+    assert_eq!(ann_after, made[1..2]);
 
     // Records naming Ann, as actor and as target.
     let by_ann = NewAuditEvent::new(
@@ -6381,8 +6402,7 @@ async fn consents_and_erasure_keep_the_chain<
         .await
         .unwrap();
     s.record_consent(
-        &ConsentRecord {
-            id: rbac_core::ConsentId::new(),
+        &crate::privacy::ConsentDecision {
             org: org.id,
             user: owner.id,
             purpose: "analytics".into(),

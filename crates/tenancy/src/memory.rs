@@ -3161,10 +3161,10 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
 impl crate::privacy::PrivacyStore for MemoryTenancyStore {
     async fn record_consent(
         &self,
-        consent: &crate::privacy::ConsentRecord,
+        consent: &crate::privacy::ConsentDecision,
         journal: Journal,
     ) -> Result<crate::privacy::Recorded, TenancyError> {
-        {
+        let kept = {
             let mut s = self.lock()?;
             let theirs: Vec<&crate::privacy::ConsentRecord> = s
                 .consents
@@ -3176,19 +3176,20 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
                 .filter(|c| c.purpose == consent.purpose)
                 .max_by_key(|c| c.id)
                 .copied();
-            if crate::privacy::restates(newest, consent) {
-                return Ok(crate::privacy::Recorded::Unchanged(
-                    newest.cloned().unwrap_or_else(|| consent.clone()),
-                ));
+            if let Some(newest) = newest.filter(|n| crate::privacy::restates(Some(n), consent)) {
+                return Ok(crate::privacy::Recorded::Unchanged(newest.clone()));
             }
             let purposes: BTreeSet<&str> = theirs.iter().map(|c| c.purpose.as_str()).collect();
             if newest.is_none() && purposes.len() >= crate::privacy::MAX_CONSENT_PURPOSES {
                 return Err(crate::privacy::too_many_purposes());
             }
-            s.consents.push(consent.clone());
-        }
+            let id = rbac_core::ConsentId::next_after(theirs.iter().map(|c| c.id).max());
+            let kept = consent.kept_as(id);
+            s.consents.push(kept.clone());
+            kept
+        };
         self.commit(journal).await?;
-        Ok(crate::privacy::Recorded::Appended)
+        Ok(crate::privacy::Recorded::Appended(kept))
     }
 
     async fn consents(

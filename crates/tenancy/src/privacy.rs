@@ -27,10 +27,42 @@ pub const MAX_EXPORTED_AUDIT_RECORDS: usize = 10_000;
 /// can pile up are bounded (a decision that restates the current one records nothing).
 pub const MAX_CONSENT_PURPOSES: usize = 50;
 
+/// A consent decision being made: what [`PrivacyStore::record_consent`] keeps, with the id it
+/// gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentDecision {
+    /// The organization asking.
+    pub org: OrgId,
+    /// The person deciding.
+    pub user: UserId,
+    /// What for (a slug).
+    pub purpose: String,
+    /// Granted (`true`) or withdrawn (`false`).
+    pub granted: bool,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+impl ConsentDecision {
+    /// The decision as kept, under `id`.
+    #[must_use]
+    pub fn kept_as(&self, id: ConsentId) -> ConsentRecord {
+        ConsentRecord {
+            id,
+            org: self.org,
+            user: self.user,
+            purpose: self.purpose.clone(),
+            granted: self.granted,
+            at: self.at,
+        }
+    }
+}
+
 /// One consent decision, kept forever (the current state is the newest per purpose).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConsentRecord {
-    /// The decision's id: time-ordered, so that the oldest decision has the lowest id.
+    /// The decision's id, given by the store in the decision's transaction
+    /// ([`ConsentId::next_after`] the person's newest): one person's decisions are in id order.
     pub id: ConsentId,
     /// The organization asking.
     pub org: OrgId,
@@ -268,14 +300,15 @@ pub trait PrivacyStore: Send + Sync {
     /// Appends a consent decision with its audit record, in one transaction that also reads
     /// the person's decisions (serialized with their other decisions): a decision that
     /// restates the person's newest one for the purpose writes nothing, neither decision nor
-    /// audit record, and returns that newest one.
+    /// audit record, and returns that newest one; otherwise the decision is kept under
+    /// [`ConsentId::next_after`] the person's newest id, and returned.
     ///
     /// # Errors
     /// [`TenancyError::Invalid`] for a purpose beyond the person's [`MAX_CONSENT_PURPOSES`]
     /// (nothing written); [`TenancyError::Store`].
     async fn record_consent(
         &self,
-        consent: &ConsentRecord,
+        consent: &ConsentDecision,
         journal: Journal,
     ) -> Result<Recorded, TenancyError>;
 
@@ -338,8 +371,8 @@ fn valid_purpose(p: &str) -> Result<String, TenancyError> {
 /// What [`PrivacyStore::record_consent`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
-    /// The decision was appended with its audit record.
-    Appended,
+    /// The decision was appended with its audit record, as this.
+    Appended(ConsentRecord),
     /// The person's newest decision for the purpose was the same: nothing was written.
     Unchanged(ConsentRecord),
 }
@@ -369,8 +402,7 @@ pub async fn set_consent<S: PrivacyStore + ?Sized>(
     if caller.subject.credential != Credential::Session {
         return Err(TenancyError::Forbidden(DenyReason::InteractiveOnly));
     }
-    let record = ConsentRecord {
-        id: ConsentId::new(),
+    let record = ConsentDecision {
         org: caller.org.id,
         user: caller.user.id,
         purpose: valid_purpose(purpose)?,
@@ -393,14 +425,13 @@ pub async fn set_consent<S: PrivacyStore + ?Sized>(
             }))?),
     );
     match store.record_consent(&record, journal).await? {
-        Recorded::Appended => Ok(record),
-        Recorded::Unchanged(current) => Ok(current),
+        Recorded::Appended(kept) | Recorded::Unchanged(kept) => Ok(kept),
     }
 }
 
 /// Whether `decision` restates `newest`, the person's newest decision for its purpose.
 #[must_use]
-pub fn restates(newest: Option<&ConsentRecord>, decision: &ConsentRecord) -> bool {
+pub fn restates(newest: Option<&ConsentRecord>, decision: &ConsentDecision) -> bool {
     newest.is_some_and(|n| n.purpose == decision.purpose && n.granted == decision.granted)
 }
 

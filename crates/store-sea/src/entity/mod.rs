@@ -32,6 +32,7 @@ pub mod scim_token;
 pub mod scim_user;
 pub mod session;
 pub mod sms_outbox;
+pub mod store_marker;
 pub mod subscription;
 pub mod team;
 pub mod team_member;

@@ -1,7 +1,8 @@
-//! Consent decisions are read by id (time-ordered): a person's newest decision for a purpose
-//! (is a new one a restatement?), the purposes they decided on (at most 50), and pages of an
-//! organization's or a person's decisions after a keyset cursor. The indexes carry the id, so
-//! each of these walks only what it returns.
+//! Consent decisions are read by id (one person's in the order they were made): a person's
+//! newest decision for a purpose (is a new one a restatement?) and the purposes they decided on
+//! (at most 50) through `(org_id, user_id, purpose, id)`; a person's newest decision (the next
+//! id follows it) and pages of their decisions after a keyset cursor through
+//! `(org_id, user_id, id)`; pages of the organization's through `(org_id, id)`.
 
 use sea_orm_migration::prelude::*;
 
@@ -18,6 +19,14 @@ impl MigrationTrait for Migration {
             "consents_person_purpose",
             "consents",
             &["org_id", "user_id", "purpose", "id"],
+            false,
+        )
+        .await?;
+        index(
+            manager,
+            "consents_person_id",
+            "consents",
+            &["org_id", "user_id", "id"],
             false,
         )
         .await?;

@@ -1,6 +1,7 @@
 //! Re-encrypting the secrets stored encrypted (webhook signing secrets, TOTP secrets) under a
 //! new key, for key rotation. An operator utility of this adapter, not a domain port.
 
+use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, LockType};
 use sea_orm::{
     ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
@@ -10,7 +11,7 @@ use tenancy::StoreError;
 
 use crate::SeaStore;
 use crate::convert::id;
-use crate::entity::{user_mfa, webhook_endpoint};
+use crate::entity::{store_marker, user_mfa, webhook_endpoint};
 use crate::error::db_err;
 
 /// What a re-encryption did.
@@ -22,45 +23,65 @@ pub struct ReencryptReport {
     pub already_new: u64,
 }
 
-/// One value, bound to `context`: under the old key (bound, or unbound as earlier versions
-/// wrote it) it is rewritten bound under the new key; bound under the new key it is left;
-/// unbound under the new key it is rewritten bound; otherwise the rotation stops, since neither
-/// key opens it.
+/// What [`SeaStore::bind_secrets`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BindReport {
+    /// Unbound values rewritten bound to their rows.
+    pub rewritten: u64,
+    /// Unbound values that did not open with the key, left as they are (they stay unreadable):
+    /// which row each is in.
+    pub unreadable: Vec<String>,
+    /// Whether the pass had been made before (then nothing was looked at).
+    pub done_before: bool,
+}
+
+/// The marker of the one-time pass of [`SeaStore::bind_secrets`].
+const SECRETS_BOUND: &str = "secrets_bound";
+
+/// One bound value of the row `what`, bound to `context`: under the old key it is rewritten
+/// under the new key; under the new key it is left (an interrupted rotation being finished);
+/// otherwise the rotation stops, naming the row, since neither key opens it. Unbound values are
+/// bound once ([`SeaStore::bind_secrets`]), never here: one pasted onto a row since would
+/// otherwise become that row's.
 fn rotate(
     old: &Cipher,
     new: &Cipher,
     text: &str,
     context: &[u8],
+    what: &str,
     report: &mut ReencryptReport,
 ) -> Result<Option<String>, StoreError> {
-    if new.decrypt_bound(text, context).is_ok() && old.decrypt_bound(text, context).is_err() {
+    if let Ok(plain) = old.decrypt_bound(text, context) {
+        report.rewritten += 1;
+        return new
+            .encrypt_bound(&plain, context)
+            .map(Some)
+            .map_err(StoreError::new);
+    }
+    if new.decrypt_bound(text, context).is_ok() {
         report.already_new += 1;
         return Ok(None);
     }
-    let plain = old
-        .decrypt_bound(text, context)
-        .or_else(|_| old.decrypt(text))
-        .or_else(|_| new.decrypt(text))
-        .map_err(|_| {
-            StoreError::msg("a stored secret opens with neither the current nor the new key")
-        })?;
-    report.rewritten += 1;
-    new.encrypt_bound(&plain, context)
-        .map(Some)
-        .map_err(StoreError::new)
+    Err(StoreError::msg(format!(
+        "the {what} opens with neither the current nor the new key; remove it (delete the endpoint, or turn the person's 2FA off) and run the rotation again"
+    )))
 }
 
 impl SeaStore {
     /// Re-encrypts every stored secret from `old` to `new` in one transaction: all of them
-    /// move, or none. Safe to run again after an interruption.
+    /// move, or none. Safe to run again after an interruption. Values an earlier version
+    /// stored unbound are first bound under `old`, if no server of this release has started
+    /// on the database yet ([`SeaStore::bind_secrets`]).
     ///
     /// # Errors
-    /// [`StoreError`] when a value opens with neither key, or on storage failure.
+    /// [`StoreError`] when a value opens with neither key (naming its row), or on storage
+    /// failure.
     pub async fn reencrypt_secrets(
         &self,
         old: &Cipher,
         new: &Cipher,
     ) -> Result<ReencryptReport, StoreError> {
+        self.bind_secrets(old).await?;
         let mut report = ReencryptReport::default();
         let txn = self.db().begin().await.map_err(db_err)?;
         // Each row is locked as it is read, in key order (PostgreSQL; SQLite's writes take
@@ -76,9 +97,10 @@ impl SeaStore {
             .map_err(db_err)?
         {
             let context = webhooks::secret_context(id("endpoint id", &ep.id)?);
-            let secret = rotate(old, new, &ep.secret, &context, &mut report)?;
+            let what = format!("signing secret of webhook endpoint {}", ep.id);
+            let secret = rotate(old, new, &ep.secret, &context, &what, &mut report)?;
             let previous = match &ep.previous_secret {
-                Some(p) => rotate(old, new, p, &context, &mut report)?,
+                Some(p) => rotate(old, new, p, &context, &what, &mut report)?,
                 None => None,
             };
             let mut update = webhook_endpoint::Entity::update_many()
@@ -99,7 +121,8 @@ impl SeaStore {
             .map_err(db_err)?
         {
             let context = tenancy::mfa::totp_secret_context(id("user id", &m.user_id)?);
-            if let Some(s) = rotate(old, new, &m.secret_enc, &context, &mut report)? {
+            let what = format!("TOTP secret of {}", m.user_id);
+            if let Some(s) = rotate(old, new, &m.secret_enc, &context, &what, &mut report)? {
                 user_mfa::Entity::update_many()
                     .col_expr(user_mfa::Column::SecretEnc, Expr::value(s))
                     .filter(user_mfa::Column::UserId.eq(m.user_id.clone()))
@@ -112,20 +135,46 @@ impl SeaStore {
         Ok(report)
     }
 
-    /// Rewrites the secrets earlier versions stored unbound (`v1:`) bound to their rows
-    /// ([`Cipher::rebind`]), in one transaction; the server runs it at start. Values already
-    /// bound are left, so a second run changes nothing.
+    /// Once per database: rewrites the secrets earlier versions stored unbound (`v1:`) bound
+    /// to their rows ([`Cipher::rebind`]), in one transaction that also records that the pass
+    /// was made (`store_markers`); the server runs it at start. Later runs do nothing: an
+    /// unbound value that appears afterwards (pasted onto a row by someone who can write the
+    /// database) is never bound, and stays unreadable. A value that does not open with
+    /// `cipher` is left as it is and named in the report. Concurrent runs (two instances
+    /// starting) take turns on the marker's row; one makes the pass.
     ///
     /// # Errors
-    /// [`StoreError`] when an unbound value does not open with `cipher`, or on storage failure.
-    pub async fn bind_secrets(&self, cipher: &Cipher) -> Result<u64, StoreError> {
-        let rebind = |text: &str, context: &[u8]| {
-            cipher.rebind(text, context).map_err(|_| {
-                StoreError::msg("a stored secret does not open with the configured key")
-            })
-        };
+    /// [`StoreError`] on storage failure.
+    pub async fn bind_secrets(&self, cipher: &Cipher) -> Result<BindReport, StoreError> {
         let txn = self.db().begin().await.map_err(db_err)?;
-        let mut rewritten = 0;
+        let claimed = store_marker::Entity::insert(store_marker::ActiveModel {
+            name: Set(SECRETS_BOUND.to_owned()),
+            done_at: Set(chrono::Utc::now().timestamp_micros()),
+        })
+        .on_conflict_do_nothing()
+        .exec_without_returning(&txn)
+        .await
+        .map_err(db_err)?;
+        let mut report = BindReport::default();
+        if !matches!(claimed, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
+            report.done_before = true;
+            txn.commit().await.map_err(db_err)?;
+            return Ok(report);
+        }
+        let mut rebind = |text: &str, context: &[u8], what: String| -> Option<String> {
+            match cipher.rebind(text, context) {
+                Ok(Some(bound)) => {
+                    report.rewritten += 1;
+                    Some(bound)
+                }
+                Ok(None) => None,
+                Err(_) => {
+                    report.unreadable.push(what);
+                    None
+                }
+            }
+        };
+        let mut endpoints = Vec::new();
         for ep in webhook_endpoint::Entity::find()
             .filter(
                 Condition::any()
@@ -139,20 +188,15 @@ impl SeaStore {
             .map_err(db_err)?
         {
             let context = webhooks::secret_context(id("endpoint id", &ep.id)?);
-            let mut update = webhook_endpoint::Entity::update_many()
-                .filter(webhook_endpoint::Column::Id.eq(ep.id.clone()));
-            if let Some(s) = rebind(&ep.secret, &context)? {
-                update = update.col_expr(webhook_endpoint::Column::Secret, Expr::value(s));
-                rewritten += 1;
-            }
-            if let Some(p) = ep.previous_secret.as_deref()
-                && let Some(p) = rebind(p, &context)?
-            {
-                update = update.col_expr(webhook_endpoint::Column::PreviousSecret, Expr::value(p));
-                rewritten += 1;
-            }
-            update.exec(&txn).await.map_err(db_err)?;
+            let what = || format!("signing secret of webhook endpoint {}", ep.id);
+            let secret = rebind(&ep.secret, &context, what());
+            let previous = ep
+                .previous_secret
+                .as_deref()
+                .and_then(|p| rebind(p, &context, what()));
+            endpoints.push((ep.id, secret, previous));
         }
+        let mut people = Vec::new();
         for m in user_mfa::Entity::find()
             .filter(user_mfa::Column::SecretEnc.starts_with("v1:"))
             .order_by_asc(user_mfa::Column::UserId)
@@ -162,17 +206,37 @@ impl SeaStore {
             .map_err(db_err)?
         {
             let context = tenancy::mfa::totp_secret_context(id("user id", &m.user_id)?);
-            if let Some(s) = rebind(&m.secret_enc, &context)? {
-                user_mfa::Entity::update_many()
-                    .col_expr(user_mfa::Column::SecretEnc, Expr::value(s))
-                    .filter(user_mfa::Column::UserId.eq(m.user_id.clone()))
-                    .exec(&txn)
-                    .await
-                    .map_err(db_err)?;
-                rewritten += 1;
+            if let Some(s) = rebind(
+                &m.secret_enc,
+                &context,
+                format!("TOTP secret of {}", m.user_id),
+            ) {
+                people.push((m.user_id, s));
             }
         }
+        for (ep, secret, previous) in endpoints {
+            if secret.is_none() && previous.is_none() {
+                continue;
+            }
+            let mut update =
+                webhook_endpoint::Entity::update_many().filter(webhook_endpoint::Column::Id.eq(ep));
+            if let Some(s) = secret {
+                update = update.col_expr(webhook_endpoint::Column::Secret, Expr::value(s));
+            }
+            if let Some(p) = previous {
+                update = update.col_expr(webhook_endpoint::Column::PreviousSecret, Expr::value(p));
+            }
+            update.exec(&txn).await.map_err(db_err)?;
+        }
+        for (user, s) in people {
+            user_mfa::Entity::update_many()
+                .col_expr(user_mfa::Column::SecretEnc, Expr::value(s))
+                .filter(user_mfa::Column::UserId.eq(user))
+                .exec(&txn)
+                .await
+                .map_err(db_err)?;
+        }
         txn.commit().await.map_err(db_err)?;
-        Ok(rewritten)
+        Ok(report)
     }
 }

@@ -16,7 +16,7 @@ mod tenancy;
 mod webhooks;
 mod workspace;
 
-pub use keys::ReencryptReport;
+pub use keys::{BindReport, ReencryptReport};
 #[cfg(test)]
 pub(crate) use tenancy::session_caller_statement;
 pub(crate) use webhooks::fan_out;

@@ -12,8 +12,8 @@ use sea_orm::{
 use tenancy::TenancyError;
 use tenancy::members::Disposition;
 use tenancy::privacy::{
-    ConsentRecord, ErasureReport, MAX_CONSENT_PURPOSES, PrivacyStore, Recorded, restates,
-    too_many_purposes,
+    ConsentDecision, ConsentRecord, ErasureReport, MAX_CONSENT_PURPOSES, PrivacyStore, Recorded,
+    restates, too_many_purposes,
 };
 
 use super::members::remove_in;
@@ -30,12 +30,13 @@ use crate::entity::{
 impl PrivacyStore for SeaStore {
     async fn record_consent(
         &self,
-        c: &ConsentRecord,
+        c: &ConsentDecision,
         journal: Journal,
     ) -> Result<Recorded, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
-        // One person's decisions take turns: the newest one read below is still the newest
-        // when this one is appended, and two new purposes cannot both take the last place.
+        // One person's decisions take turns: the newest ones read below are still the newest
+        // when this one is appended, its id comes after theirs, and two new purposes cannot
+        // both take the last place.
         lock_user(&txn, c.user).await?;
         let theirs = Condition::all()
             .add(consent::Column::OrgId.eq(c.org.to_string()))
@@ -57,7 +58,7 @@ impl PrivacyStore for SeaStore {
                 .select_only()
                 .column(consent::Column::Purpose)
                 .distinct()
-                .filter(theirs)
+                .filter(theirs.clone())
                 .count(&txn)
                 .await
                 .map_err(store)?;
@@ -65,19 +66,28 @@ impl PrivacyStore for SeaStore {
                 return Err(too_many_purposes());
             }
         }
+        let latest = consent::Entity::find()
+            .filter(theirs)
+            .order_by_desc(consent::Column::Id)
+            .one(&txn)
+            .await
+            .map_err(store)?
+            .map(|m| consent_record(c.org, m))
+            .transpose()?;
+        let kept = c.kept_as(ConsentId::next_after(latest.map(|l| l.id)));
         consent::Entity::insert(consent::ActiveModel {
-            id: Set(c.id.as_uuid().simple().to_string()),
-            org_id: Set(c.org.to_string()),
-            user_id: Set(c.user.to_string()),
-            purpose: Set(c.purpose.clone()),
-            granted: Set(c.granted),
-            at: Set(micros(c.at)),
+            id: Set(kept.id.as_uuid().simple().to_string()),
+            org_id: Set(kept.org.to_string()),
+            user_id: Set(kept.user.to_string()),
+            purpose: Set(kept.purpose.clone()),
+            granted: Set(kept.granted),
+            at: Set(micros(kept.at)),
         })
         .exec_without_returning(&txn)
         .await
         .map_err(store)?;
         commit(txn, journal).await?;
-        Ok(Recorded::Appended)
+        Ok(Recorded::Appended(kept))
     }
 
     async fn consents(
