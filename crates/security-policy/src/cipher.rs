@@ -57,20 +57,45 @@ impl Cipher {
         hex::encode(k)
     }
 
+    /// `nonce ‖ ciphertext` of `plain` under a fresh random nonce, `aad` authenticated with it
+    /// (an empty `aad` is what AES-GCM without associated data computes).
+    fn seal_raw(&self, plain: &[u8], aad: &[u8]) -> Result<Vec<u8>, SecurityError> {
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let ct = self
+            .0
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain, aad })
+            .map_err(|_| SecurityError::Corrupt)?;
+        let mut out = Vec::with_capacity(nonce.len() + ct.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// Opens what [`Cipher::seal_raw`] made with the same `aad`.
+    fn open_raw(&self, raw: &[u8], aad: &[u8]) -> Result<Vec<u8>, SecurityError> {
+        if raw.len() < 12 + 16 {
+            return Err(SecurityError::Corrupt);
+        }
+        let (nonce, ct) = raw.split_at(12);
+        self.0
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
+            .map_err(|_| SecurityError::Corrupt)
+    }
+
+    /// The bytes after `prefix` in base64 text.
+    fn text_body(text: &str, prefix: &str) -> Result<Vec<u8>, SecurityError> {
+        text.strip_prefix(prefix)
+            .and_then(|b| B64.decode(b).ok())
+            .ok_or(SecurityError::Corrupt)
+    }
+
     /// Encrypts `plain`, bound to nothing (`v1:`): prefer [`Cipher::encrypt_bound`].
     ///
     /// # Errors
     /// [`SecurityError::Corrupt`] if the AEAD refuses (it does not for sane input sizes).
     pub fn encrypt(&self, plain: &[u8]) -> Result<String, SecurityError> {
-        let mut nonce = [0u8; 12];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let ct = self
-            .0
-            .encrypt(Nonce::from_slice(&nonce), plain)
-            .map_err(|_| SecurityError::Corrupt)?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&ct);
-        Ok(format!("v1:{}", B64.encode(out)))
+        Ok(format!("v1:{}", B64.encode(self.seal_raw(plain, b"")?)))
     }
 
     /// Decrypts a value from [`Cipher::encrypt`].
@@ -78,42 +103,16 @@ impl Cipher {
     /// # Errors
     /// [`SecurityError::Corrupt`] for tampered data or another key.
     pub fn decrypt(&self, text: &str) -> Result<Vec<u8>, SecurityError> {
-        let raw = text
-            .strip_prefix("v1:")
-            .and_then(|b| B64.decode(b).ok())
-            .ok_or(SecurityError::Corrupt)?;
-        if raw.len() < 12 + 16 {
-            return Err(SecurityError::Corrupt);
-        }
-        let (nonce, ct) = raw.split_at(12);
-        self.0
-            .decrypt(Nonce::from_slice(nonce), ct)
-            .map_err(|_| SecurityError::Corrupt)
+        self.open_raw(&Self::text_body(text, "v1:")?, b"")
     }
-}
 
-impl Cipher {
     /// Encrypts `plain` bound to `context` (for example `axie/totp/usr_…`): the value opens
     /// only with the same key and context.
     ///
     /// # Errors
     /// [`SecurityError::Corrupt`] if the AEAD refuses (it does not for sane input sizes).
     pub fn encrypt_bound(&self, plain: &[u8], context: &[u8]) -> Result<String, SecurityError> {
-        let mut nonce = [0u8; 12];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let ct = self
-            .0
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plain,
-                    aad: context,
-                },
-            )
-            .map_err(|_| SecurityError::Corrupt)?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&ct);
-        Ok(format!("v2:{}", B64.encode(out)))
+        Ok(format!("v2:{}", B64.encode(self.seal_raw(plain, context)?)))
     }
 
     /// Decrypts a value from [`Cipher::encrypt_bound`] with the same `context`. An unbound
@@ -123,21 +122,7 @@ impl Cipher {
     /// [`SecurityError::Corrupt`] for tampered data, another key, another context or an
     /// unbound value.
     pub fn decrypt_bound(&self, text: &str, context: &[u8]) -> Result<Vec<u8>, SecurityError> {
-        let raw = text
-            .strip_prefix("v2:")
-            .and_then(|b| B64.decode(b).ok())
-            .filter(|r| r.len() >= 12 + 16)
-            .ok_or(SecurityError::Corrupt)?;
-        let (nonce, ct) = raw.split_at(12);
-        self.0
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ct,
-                    aad: context,
-                },
-            )
-            .map_err(|_| SecurityError::Corrupt)
+        self.open_raw(&Self::text_body(text, "v2:")?, context)
     }
 
     /// For a store upgrading what it holds: a value from [`Cipher::encrypt`] (unbound, as
@@ -166,22 +151,10 @@ impl Cipher {
     /// # Errors
     /// [`SecurityError::Corrupt`] if the AEAD refuses (it does not for sane input sizes).
     pub fn seal(&self, plain: &[u8], name: &[u8]) -> Result<Vec<u8>, SecurityError> {
-        let mut nonce = [0u8; 12];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let ct = self
-            .0
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plain,
-                    aad: name,
-                },
-            )
-            .map_err(|_| SecurityError::Corrupt)?;
-        let mut out = Vec::with_capacity(SEALED_MAGIC.len() + nonce.len() + ct.len());
+        let raw = self.seal_raw(plain, name)?;
+        let mut out = Vec::with_capacity(SEALED_MAGIC.len() + raw.len());
         out.extend_from_slice(SEALED_MAGIC);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
+        out.extend_from_slice(&raw);
         Ok(out)
     }
 
@@ -192,12 +165,8 @@ impl Cipher {
     pub fn open(&self, sealed: &[u8], name: &[u8]) -> Result<Vec<u8>, SecurityError> {
         let raw = sealed
             .strip_prefix(SEALED_MAGIC.as_slice())
-            .filter(|r| r.len() >= 12 + 16)
             .ok_or(SecurityError::Corrupt)?;
-        let (nonce, ct) = raw.split_at(12);
-        self.0
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: name })
-            .map_err(|_| SecurityError::Corrupt)
+        self.open_raw(raw, name)
     }
 }
 

@@ -1195,9 +1195,16 @@ mod tests {
         }
     }
 
+    /// An organization with a team named "Client", and its Owner's session.
     #[cfg(feature = "memory")]
-    async fn bought_for_a_team_gone_during_the_charge(archive: bool) {
-        let (store, org, owner) = crate::memory::MemoryTenancyStore::with_org("Buyer").await;
+    async fn org_with_client_team() -> (
+        crate::memory::MemoryTenancyStore,
+        crate::Organization,
+        crate::Caller,
+        crate::Team,
+        DateTime<Utc>,
+    ) {
+        let (store, org, owner) = crate::memory::MemoryTenancyStore::with_org("Agency").await;
         let now = chrono::Utc::now();
         let team = crate::Team {
             id: TeamId::new(),
@@ -1209,6 +1216,12 @@ mod tests {
         };
         store.create_team(&team, Journal::default()).await.unwrap();
         let caller = store.session_caller_in(org.id, owner).await;
+        (store, org, caller, team, now)
+    }
+
+    #[cfg(feature = "memory")]
+    async fn bought_for_a_team_gone_during_the_charge(archive: bool) {
+        let (store, org, caller, team, now) = org_with_client_team().await;
         let provider = TeamVanishesWhileCharging {
             store: &store,
             org: org.id,
@@ -1266,18 +1279,7 @@ mod tests {
     #[cfg(feature = "memory")]
     #[tokio::test]
     async fn a_transfer_is_replayed_after_its_team_was_archived() {
-        let (store, org, owner) = crate::memory::MemoryTenancyStore::with_org("Mover").await;
-        let now = chrono::Utc::now();
-        let team = crate::Team {
-            id: TeamId::new(),
-            org: org.id,
-            name: "Client".into(),
-            is_default: false,
-            created_at: now,
-            archived_at: None,
-        };
-        store.create_team(&team, Journal::default()).await.unwrap();
-        let caller = store.session_caller_in(org.id, owner).await;
+        let (store, org, caller, team, now) = org_with_client_team().await;
         let prices = billing_limits::subscription::PriceList::default();
         let provider = billing_limits::payment::ManualInvoice::default();
         let payments = crate::billing::Payments {
