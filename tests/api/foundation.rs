@@ -384,6 +384,48 @@ both_backends!(fourth_login_ends_the_oldest_session, |b| async move {
     assert_eq!(revoked[0]["target_id"], first_login["target_id"]);
 });
 
+both_backends!(
+    sessions_past_their_timeouts_do_not_count_toward_the_limit,
+    |b| async move {
+        let t = spawn_app(b).await;
+        // The first session (the owner's token) stays in use; two later ones are left idle.
+        t.clock.advance(chrono::Duration::minutes(1));
+        let idle = [
+            t.login(OWNER_EMAIL, OWNER_PASSWORD).await,
+            t.login(OWNER_EMAIL, OWNER_PASSWORD).await,
+        ];
+        t.clock.advance(chrono::Duration::minutes(25));
+        json_of(t.get(&t.url("/api/v1/me"), &t.owner_token).await).await;
+        t.clock.advance(chrono::Duration::minutes(10));
+        // A fourth login: the two idle sessions end for their timeout, and the one in use,
+        // the oldest, is not evicted for them.
+        let fourth = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+        for s in [&t.owner_token, &fourth] {
+            json_of(t.get(&t.url("/api/v1/me"), s).await).await;
+        }
+        for s in &idle {
+            problem(
+                t.get(&t.url("/api/v1/me"), s).await,
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+            )
+            .await;
+        }
+        let revoked = t.audit("action=auth.session_revoked").await;
+        let reasons: Vec<&str> = revoked
+            .iter()
+            .map(|r| r["metadata"]["reason"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(reasons, ["idle_timeout", "idle_timeout"], "{revoked:?}");
+        let sessions = json_of(t.get(&t.url("/api/v1/me/sessions"), &fourth).await).await;
+        assert_eq!(
+            sessions["items"].as_array().map(Vec::len),
+            Some(2),
+            "{sessions}"
+        );
+    }
+);
+
 both_backends!(idle_and_absolute_timeouts_end_sessions, |b| async move {
     let t = spawn_app(b).await;
     let token = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
@@ -410,7 +452,8 @@ both_backends!(idle_and_absolute_timeouts_end_sessions, |b| async move {
     )
     .await;
     // Each end is recorded once, by the system, with its reason; a second request with an
-    // ended session records nothing more.
+    // ended session records nothing more. (The server's first session, idle since the start,
+    // was ended by the login of `busy`, as past its timeout.)
     problem(
         t.get(&t.url("/api/v1/me"), &busy).await,
         StatusCode::UNAUTHORIZED,
@@ -436,7 +479,11 @@ both_backends!(idle_and_absolute_timeouts_end_sessions, |b| async move {
         .collect();
     assert_eq!(
         reasons,
-        [("absolute_timeout", "system"), ("idle_timeout", "system")]
+        [
+            ("absolute_timeout", "system"),
+            ("idle_timeout", "system"),
+            ("idle_timeout", "system")
+        ]
     );
 });
 

@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 use crate::both_backends;
 use crate::helpers::*;
 
-/// First login step for someone with 2FA: the challenge.
 /// The demo team behind a trusted loopback proxy, whose addresses are locked after `failures`
 /// failed logins.
 async fn spawn_locking_addresses_after(b: Backend, failures: u32) -> TestApp {
@@ -36,6 +35,7 @@ async fn login_from(t: &TestApp, ip: &str, email: &str, password: &str) -> reqwe
         .unwrap()
 }
 
+/// First login step for someone with 2FA: the challenge.
 async fn challenge(t: &TestApp, email: &str, password: &str) -> Value {
     let res = t.login_response(email, password).await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
@@ -907,6 +907,60 @@ both_backends!(
             "conflict",
         )
         .await;
+    }
+);
+
+both_backends!(
+    requests_the_allowlist_refuses_do_not_keep_a_session_alive,
+    |b| async move {
+        let t = spawn_app_with(
+            b,
+            Options {
+                demo: true,
+                trust_loopback_proxy: true,
+                ..Options::default()
+            },
+        )
+        .await;
+        let saved = t
+            .patch(
+                &t.org("/security"),
+                &t.owner_token,
+                &json!({ "ip_allowlist": ["127.0.0.0/8"] }),
+            )
+            .await;
+        assert_eq!(saved.status(), StatusCode::OK);
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let members = t.org("/members");
+        // Twenty minutes on, her token is tried from outside the list: refused, and that
+        // refused request is no activity of hers.
+        t.clock.advance(Duration::minutes(20));
+        problem(
+            get_from(&t, &members, &lisa, "198.51.100.7").await,
+            StatusCode::FORBIDDEN,
+            "ip_not_allowed",
+        )
+        .await;
+        // Thirty-one minutes after her last admitted request the session is idle.
+        t.clock.advance(Duration::minutes(11));
+        problem(
+            get_from(&t, &members, &lisa, "127.0.0.9").await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        )
+        .await;
+        // An admitted request does keep a session alive.
+        let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
+        t.clock.advance(Duration::minutes(20));
+        assert_eq!(
+            get_from(&t, &members, &tom, "127.0.0.9").await.status(),
+            StatusCode::OK
+        );
+        t.clock.advance(Duration::minutes(20));
+        assert_eq!(
+            get_from(&t, &members, &tom, "127.0.0.9").await.status(),
+            StatusCode::OK
+        );
     }
 );
 
@@ -2211,6 +2265,41 @@ async fn burst(
     let n = answers.iter().filter(|s| **s == checked).count();
     (answers, n)
 }
+
+both_backends!(
+    an_unknown_name_locks_under_every_spelling_as_an_account_does,
+    |b| async move {
+        let t = spawn_locking_addresses_after(b, 1_000).await;
+        // Ten failures, alternating two spellings of one name (a domain in Unicode and in
+        // punycode, a local part composed and decomposed), each from an address of its own.
+        // An account is found by every spelling and locks; an unknown name must lock too, or
+        // the answer (429 against 401) would tell which names are accounts.
+        let mike = ["Mike@Example.com", "mike@EXAMPLE.COM "];
+        let unknown = ["nobody@bücher.example", "NOBODY@xn--bcher-kva.example"];
+        let composed = ["jos\u{e9}@example.com", "jose\u{301}@example.com"];
+        for (n, spellings) in [mike, unknown, composed].iter().enumerate() {
+            for i in 0..10 {
+                let ip = format!("198.51.{n}.{}", i + 1);
+                assert_eq!(
+                    login_from(&t, &ip, spellings[i % 2], "a wrong guess")
+                        .await
+                        .status(),
+                    StatusCode::UNAUTHORIZED,
+                    "{spellings:?} failure {i}"
+                );
+            }
+            for spelling in spellings {
+                assert_eq!(
+                    login_from(&t, "192.0.2.200", spelling, "a wrong guess")
+                        .await
+                        .status(),
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "{spelling} is locked"
+                );
+            }
+        }
+    }
+);
 
 both_backends!(
     refusals_of_locked_accounts_count_against_the_address_once_each,

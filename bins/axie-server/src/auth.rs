@@ -213,8 +213,8 @@ impl FromRequest for OrgCaller {
             } else {
                 accounts::authenticate_in(&*st.store, &secret, org, request.clone(), now).await
             };
-            let caller = match resolved {
-                Ok(caller) => caller,
+            let (caller, activity) = match resolved {
+                Ok(resolved) => resolved,
                 Err(e) => return Err(member_refused(&st, &req, &secret, org, request, e).await),
             };
             tracing::Span::current().record("org", tracing::field::display(org));
@@ -227,6 +227,8 @@ impl FromRequest for OrgCaller {
             if let Err(e) = check_mfa(&st, &caller).await {
                 return Err(policy_denied(&st, &caller, &req, "mfa_enrollment_required", e).await);
             }
+            // Only a request the organization admits keeps the session from going idle.
+            activity.note(&*st.store, now).await?;
             match access {
                 Access::Member | Access::Leaving => {}
                 Access::Org(perm) => enforce(&st, &caller, perm).await?,

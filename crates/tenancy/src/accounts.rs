@@ -232,9 +232,10 @@ pub async fn login<S: TenancyStore + ?Sized>(
     if password.len() > MAX_PASSWORD_BYTES {
         return Err(TenancyError::BadCredentials);
     }
-    let found = match Email::parse(email) {
-        Ok(e) => store.find_user_by_email(&e).await?,
-        Err(_) => None,
+    let parsed = Email::parse(email).ok();
+    let found = match &parsed {
+        Some(e) => store.find_user_by_email(e).await?,
+        None => None,
     };
     let (user, stored) = match found {
         Some((u, h)) => (Some(u), h),
@@ -247,11 +248,15 @@ pub async fn login<S: TenancyStore + ?Sized>(
         // many failures of this email as lock an account (counted here, in memory).
         // In the order an account's are asked (the address's first), so that the end a
         // refusal names does not tell the two apart either.
-        let name_lock = counters.unknown_locked_until(email).filter(|u| now < *u);
+        // Counted by the name's canonical form, as an account's failures are counted by the
+        // account its every spelling finds: so many spellings of one unknown name lock it as
+        // they would lock an account.
+        let name = parsed.as_ref().map_or(email, Email::as_str);
+        let name_lock = counters.unknown_locked_until(name).filter(|u| now < *u);
         if let Some(until) = address_lock.or(name_lock) {
             return Err(TenancyError::Throttled(until));
         }
-        counters.count_unknown(email);
+        counters.count_unknown(name);
         return Err(TenancyError::BadCredentials);
     };
     let memberships = store.memberships(user.id).await?;
@@ -363,9 +368,14 @@ pub async fn login<S: TenancyStore + ?Sized>(
             .set_login_throttle(user.id, None, Journal::default())
             .await?;
     }
-    if needs_rehash && let Ok(h) = hasher.hash_off_thread(password).await {
+    // Only over the hash this password was checked against: a password changed meanwhile
+    // stays changed.
+    if needs_rehash
+        && let Some(old) = stored.as_deref()
+        && let Ok(h) = hasher.hash_off_thread(password).await
+    {
         store
-            .set_password_hash(user.id, &h, Journal::default())
+            .set_password_hash(user.id, old, &h, Journal::default())
             .await?;
     }
     if let Some(rec) = mfa_store.mfa(user.id).await?
@@ -431,6 +441,18 @@ pub async fn open_session<S: TenancyStore + ?Sized>(
 ) -> Result<LoginOutcome, TenancyError> {
     let memberships = store.memberships(user.id).await?;
     let policy = policy_for(store, user, Some(&request.ip)).await?;
+    // Sessions past their timeouts are ended first (each with its record), so that the
+    // concurrent-session limit counts only those still usable: a person whose earlier
+    // sessions timed out does not lose a live one to them.
+    for old in store.list_sessions(user.id).await? {
+        let status = check_session(&policy, old.created_at, old.last_seen_at, now);
+        if status != SessionStatus::Active {
+            match end_timed_out(store, &memberships, &old, status, now).await {
+                Ok(()) | Err(TenancyError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
     let token = mint(SESSION_PREFIX, 32);
     let session = Session {
         id: SessionId::new(),
@@ -571,6 +593,8 @@ pub async fn authenticate<S: TenancyStore + ?Sized>(
 /// memberships, whose session policies decide whether it is still live, also hold the
 /// membership in `org`, and [`TenancyStore::session_caller`] reads them with the session
 /// (one read for a session where an adapter joins them, where the two calls take three).
+/// The session's activity is not written yet: the caller writes it
+/// ([`PendingActivity::note`]) once the organization has admitted the request.
 ///
 /// # Errors
 /// As [`authenticate`], then as [`Caller::load`].
@@ -580,7 +604,7 @@ pub async fn authenticate_in<S: TenancyStore + ?Sized>(
     org: rbac_core::OrgId,
     request: RequestContext,
     now: DateTime<Utc>,
-) -> Result<Caller, TenancyError> {
+) -> Result<(Caller, PendingActivity), TenancyError> {
     authenticate_for(store, secret, org, request, now, Caller::in_membership).await
 }
 
@@ -596,7 +620,7 @@ pub async fn authenticate_to_leave<S: TenancyStore + ?Sized>(
     org: rbac_core::OrgId,
     request: RequestContext,
     now: DateTime<Utc>,
-) -> Result<Caller, TenancyError> {
+) -> Result<(Caller, PendingActivity), TenancyError> {
     authenticate_for(
         store,
         secret,
@@ -622,7 +646,7 @@ async fn authenticate_for<S: TenancyStore + ?Sized>(
     request: RequestContext,
     now: DateTime<Utc>,
     resolve: Resolve,
-) -> Result<Caller, TenancyError> {
+) -> Result<(Caller, PendingActivity), TenancyError> {
     if secret.len() > MAX_SECRET_LEN {
         return Err(TenancyError::Unauthenticated);
     }
@@ -632,7 +656,8 @@ async fn authenticate_for<S: TenancyStore + ?Sized>(
         let Found::Key(principal) = lookup(store, secret, now).await? else {
             return Err(TenancyError::Unauthenticated);
         };
-        return Caller::load(store, &principal, org, request).await;
+        let caller = Caller::load(store, &principal, org, request).await?;
+        return Ok((caller, PendingActivity::default()));
     }
     let (session, user, memberships) = store
         .session_caller(&hash_token(secret))
@@ -643,8 +668,8 @@ async fn authenticate_for<S: TenancyStore + ?Sized>(
         return Err(TenancyError::SignedOut);
     }
     let policy = SessionPolicy::strictest(memberships.iter().map(|m| m.org.security.sessions));
-    let principal = live(store, &policy, &session, user, now).await?;
-    resolve(principal, memberships, org, request)
+    let (principal, activity) = unexpired(store, &policy, &session, user, now).await?;
+    Ok((resolve(principal, memberships, org, request)?, activity))
 }
 
 /// The audit record of `refusal`, a member's own credential refused in `org`
@@ -729,6 +754,44 @@ async fn lookup<S: TenancyStore + ?Sized>(
     Ok(Found::Session(session, user))
 }
 
+/// Ends `session`, past its timeouts (`status`, not [`SessionStatus::Active`]), with a
+/// `session.revoked` record in each of `memberships`' organizations naming the timeout.
+///
+/// # Errors
+/// [`TenancyError::NotFound`] when it has ended already (a concurrent request ended it, and
+/// recorded that); [`TenancyError::Store`].
+async fn end_timed_out<S: TenancyStore + ?Sized>(
+    store: &S,
+    memberships: &[crate::Membership],
+    session: &Session,
+    status: SessionStatus,
+    now: DateTime<Utc>,
+) -> Result<(), TenancyError> {
+    let reason = if status == SessionStatus::Expired {
+        "absolute_timeout"
+    } else {
+        "idle_timeout"
+    };
+    let journal = memberships.iter().fold(Journal::default(), |j, m| {
+        j.and_record(
+            NewAuditEvent::new(
+                m.org,
+                now,
+                Actor::system(),
+                AuditAction::SessionRevoked,
+                Target::new("session", session.id, ""),
+            )
+            .with_metadata(
+                Metadata::from_value(json!({"reason": reason, "user": session.user}))
+                    .unwrap_or_default(),
+            ),
+        )
+    });
+    store
+        .end_session(session.user, session.id, now, journal)
+        .await
+}
+
 /// Checks an open session against `policy`: one past its timeouts is ended and refused; a live
 /// one has its activity written when the recorded one is older than the policy's
 /// [`SessionPolicy::activity_granularity`].
@@ -739,45 +802,64 @@ async fn live<S: TenancyStore + ?Sized>(
     user: User,
     now: DateTime<Utc>,
 ) -> Result<Principal, TenancyError> {
+    let (principal, activity) = unexpired(store, policy, session, user, now).await?;
+    activity.note(store, now).await?;
+    Ok(principal)
+}
+
+/// A session's activity, to be written once the request it came with is admitted
+/// ([`authenticate_in`]): a request the organization refuses (an address outside its
+/// allowlist, a missing second factor) does not keep the session from going idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[must_use = "the session's activity is written by `note`"]
+pub struct PendingActivity(Option<SessionId>);
+
+impl PendingActivity {
+    /// Writes the activity (nothing for an API key, or a session whose recorded activity is
+    /// recent enough: [`SessionPolicy::activity_granularity`]).
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    pub async fn note<S: TenancyStore + ?Sized>(
+        self,
+        store: &S,
+        now: DateTime<Utc>,
+    ) -> Result<(), TenancyError> {
+        match self.0 {
+            Some(session) => store.note_activity(session, now).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// [`live`] without writing the activity: the activity to write, when it is due.
+async fn unexpired<S: TenancyStore + ?Sized>(
+    store: &S,
+    policy: &SessionPolicy,
+    session: &Session,
+    user: User,
+    now: DateTime<Utc>,
+) -> Result<(Principal, PendingActivity), TenancyError> {
     match check_session(policy, session.created_at, session.last_seen_at, now) {
         SessionStatus::Active => {}
         status @ (SessionStatus::Expired | SessionStatus::Idle) => {
-            let reason = if status == SessionStatus::Expired {
-                "absolute_timeout"
-            } else {
-                "idle_timeout"
-            };
             // Ending it is best effort: a concurrent request may already have done so, and
             // then its record was committed with that request's end. When the memberships
             // cannot be read it stays open (and refused), for a later request to end.
             if let Ok(memberships) = store.memberships(user.id).await {
-                let journal = memberships.iter().fold(Journal::default(), |j, m| {
-                    j.and_record(
-                        NewAuditEvent::new(
-                            m.org,
-                            now,
-                            Actor::system(),
-                            AuditAction::SessionRevoked,
-                            Target::new("session", session.id, ""),
-                        )
-                        .with_metadata(
-                            Metadata::from_value(json!({"reason": reason, "user": user.id}))
-                                .unwrap_or_default(),
-                        ),
-                    )
-                });
-                let _ = store.end_session(user.id, session.id, now, journal).await;
+                let _ = end_timed_out(store, &memberships, session, status, now).await;
             }
             return Err(TenancyError::Unauthenticated);
         }
     }
-    if now - session.last_seen_at >= policy.activity_granularity() {
-        store.note_activity(session.id, now).await?;
-    }
-    Ok(Principal::Session {
-        user,
-        session: session.id,
-    })
+    let due = now - session.last_seen_at >= policy.activity_granularity();
+    Ok((
+        Principal::Session {
+            user,
+            session: session.id,
+        },
+        PendingActivity(due.then_some(session.id)),
+    ))
 }
 
 #[cfg(test)]

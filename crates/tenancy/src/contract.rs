@@ -370,9 +370,21 @@ async fn orgs_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
         Err(TenancyError::NotFound(_))
     ));
     assert_eq!(head(s, other.id).await, 0);
-    s.set_password_hash(owner.id, "new", note(org.id, "pw"))
-        .await
-        .unwrap();
+    let old = password_hash(s, &owner).await.expect("a password");
+    let h = head(s, org.id).await;
+    assert!(
+        !s.set_password_hash(owner.id, "not the stored hash", "new", note(org.id, "pw"))
+            .await
+            .unwrap(),
+        "a rehash of a password changed meanwhile writes nothing"
+    );
+    assert_eq!(password_hash(s, &owner).await.as_deref(), Some(old.as_str()));
+    assert_eq!(head(s, org.id).await, h, "nor its journal");
+    assert!(
+        s.set_password_hash(owner.id, &old, "new", note(org.id, "pw"))
+            .await
+            .unwrap()
+    );
     assert_eq!(password_hash(s, &owner).await.as_deref(), Some("new"));
 }
 
@@ -937,8 +949,8 @@ async fn signing_out_of_one_organization_keeps_the_others<
     let still = s.find_session(&newer).await.unwrap().expect("live");
     assert_eq!(still.signed_out_of, vec![b.id], "a join opens nothing");
     // Signed out of A as well, while in B: the session good in A alone ends, two newer ones
-    // are refused in A. Then B lets pat go: they are live but good nowhere. The person's own
-    // account refuses such a session, and ends it; signing pat out of A again ends the other.
+    // are refused in A. Then B lets pat go: they would be good nowhere, so the removal ends
+    // them.
     let secrets: Vec<String> = (0..2)
         .map(|i| format!("axs_contract_{i}_{}", pat.id.as_uuid().simple()))
         .collect();
@@ -977,25 +989,26 @@ async fn signing_out_of_one_organization_keeps_the_others<
         note(b.id, "out"),
     )
     .await
+    .map(|r| {
+        assert_eq!(
+            r.sessions_ended, 2,
+            "signed out of A, out of B: good nowhere"
+        )
+    })
     .unwrap();
-    assert!(
-        found(0).await.unwrap().is_some() && found(1).await.unwrap().is_some(),
-        "still in A: the removal from B ends nothing"
-    );
+    assert!(found(0).await.unwrap().is_none() && found(1).await.unwrap().is_none());
     let refused = crate::accounts::authenticate(s, &secrets[0], None, now()).await;
     assert!(
         matches!(refused, Err(TenancyError::Unauthenticated)),
         "{refused:?}"
     );
-    assert!(found(0).await.unwrap().is_none(), "good nowhere, it ended");
     assert_eq!(
         s.end_sessions_in(a.id, pat.id, now(), &records)
             .await
             .unwrap(),
-        1,
-        "signed out of A before, but now good nowhere: it ends"
+        0,
+        "nothing left to sign out of"
     );
-    assert!(found(1).await.unwrap().is_none());
 }
 
 /// A membership deactivated through SCIM counts as gone when a sign-out asks where else the
@@ -1051,7 +1064,12 @@ async fn a_deactivated_membership_keeps_no_session_alive<
         .await
         .unwrap();
     assert_eq!(report.sessions_ended, 0, "still active in A");
-    assert!(s.find_session(&hash).await.unwrap().is_some());
+    let kept = s.find_session(&hash).await.unwrap().expect("good in A");
+    assert_eq!(
+        kept.signed_out_of,
+        vec![b.id],
+        "signed out of B: reactivation does not open B to it again"
+    );
     let records = |n: u64| {
         (0..n).fold(Journal::default(), |j, _| {
             j.and_record(NewAuditEvent::new(
@@ -1073,6 +1091,54 @@ async fn a_deactivated_membership_keeps_no_session_alive<
         s.find_session(&hash).await.unwrap().is_none(),
         "deactivated in B, signed out of A: good nowhere, so it ends"
     );
+    // Removed from A while deactivated in B: the deactivated membership keeps nothing alive.
+    let eve = user("eve");
+    let eve_rec = record(eve.id, &format!("eve-{}", eve.id), 1);
+    s.provision_member(
+        b.id,
+        &eve,
+        None,
+        &eve_rec,
+        OrgRole::User,
+        true,
+        b_team.id,
+        &enterprise(),
+        Some(b_owner.id),
+        note(b.id, "eve"),
+    )
+    .await
+    .unwrap();
+    add_user(s, a.id, a_team.id, &eve, None).await;
+    let eves = format!("deactivated-{}", eve.id);
+    s.create_session(&session(eve.id, 0), &eves, 10, &|_| Journal::default())
+        .await
+        .unwrap();
+    let off = MemberWrite {
+        user: eve.id,
+        record: crate::scim::UserRecord {
+            version: 2,
+            ..eve_rec.clone()
+        },
+        name: eve.name.clone(),
+        email: eve.email.clone(),
+        ..off
+    };
+    s.write_member(&off, note(b.id, "deactivate eve"))
+        .await
+        .unwrap();
+    let removed = s
+        .remove_member(
+            a.id,
+            eve.id,
+            Disposition::Delete,
+            now(),
+            None,
+            note(a.id, "eve out"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(removed.sessions_ended, 1);
+    assert!(s.find_session(&eves).await.unwrap().is_none());
     // Someone who is not a member of A is not signed out of it: their sessions stay.
     let (_, _, outsider) = new_org(s).await;
     let theirs = format!("outsider-{}", outsider.id);

@@ -888,15 +888,24 @@ impl AccountStore for MemoryTenancyStore {
     async fn set_password_hash(
         &self,
         user: UserId,
+        replacing: &str,
         hash: &str,
         journal: Journal,
-    ) -> Result<(), TenancyError> {
-        self.lock()?
-            .users
-            .get_mut(&user)
-            .ok_or(TenancyError::NotFound("user"))?
-            .1 = Some(hash.to_owned());
-        self.commit(journal).await
+    ) -> Result<bool, TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let stored = &mut s
+                .users
+                .get_mut(&user)
+                .ok_or(TenancyError::NotFound("user"))?
+                .1;
+            if stored.as_deref() != Some(replacing) {
+                return Ok(false);
+            }
+            *stored = Some(hash.to_owned());
+        }
+        self.commit(journal).await?;
+        Ok(true)
     }
 
     async fn change_password_hash(
@@ -919,31 +928,13 @@ impl AccountStore for MemoryTenancyStore {
         now: DateTime<Utc>,
         records: crate::SessionsEndedJournal<'_>,
     ) -> Result<u64, TenancyError> {
-        let mut n = 0;
-        {
+        let n = {
             let mut s = self.lock()?;
             if !s.members.iter().any(|m| m.0 == org && m.1 == user) {
                 return Err(TenancyError::NotFound("member"));
             }
-            let elsewhere: Vec<OrgId> = s
-                .members
-                .iter()
-                .filter(|m| m.1 == user && m.0 != org && !s.deactivated.contains_key(&(m.0, user)))
-                .map(|m| m.0)
-                .collect();
-            for x in s
-                .sessions
-                .iter_mut()
-                .filter(|x| x.0.user == user && x.2.is_none())
-            {
-                match x.0.sign_out_of(org, &elsewhere) {
-                    crate::SignOut::End => x.2 = Some(now),
-                    crate::SignOut::Refuse => x.0.signed_out_of.push(org),
-                    crate::SignOut::Already => continue,
-                }
-                n += 1;
-            }
-        }
+            sign_out_in(&mut s, org, user, now).0
+        };
         self.commit(records(n)).await?;
         Ok(n)
     }
@@ -1775,17 +1766,7 @@ impl MembershipStore for MemoryTenancyStore {
                     keys += 1;
                 }
                 let (transferred, deleted) = dispose_assets(&mut s, org, user, disposition);
-                let mut sessions = 0;
-                if !s.members.iter().any(|m| m.1 == user) {
-                    for row in s
-                        .sessions
-                        .iter_mut()
-                        .filter(|r| r.0.user == user && r.2.is_none())
-                    {
-                        row.2 = Some(now);
-                        sessions += 1;
-                    }
-                }
+                let (_, sessions) = sign_out_in(&mut s, org, user, now);
                 RemovalReport {
                     transferred: transferred.len() as u64,
                     deleted: deleted.iter().filter(|a| a.created_by == user).count() as u64,
@@ -1850,6 +1831,35 @@ fn revoke_invitations_by(s: &mut State, org: OrgId, user: UserId, now: DateTime<
 
 /// Revokes the person's pending invitations and drops transfers addressed to them: on leaving
 /// the organization or being deactivated.
+/// Signs `user` out of `org` (as `TenancyStore::end_sessions_in` does): each live session
+/// still good in another organization where they are active is refused in `org`, every other
+/// ends. How many sessions it touched, and how many of those it ended.
+fn sign_out_in(s: &mut State, org: OrgId, user: UserId, now: DateTime<Utc>) -> (u64, u64) {
+    let elsewhere: Vec<OrgId> = s
+        .members
+        .iter()
+        .filter(|m| m.1 == user && m.0 != org && !s.deactivated.contains_key(&(m.0, user)))
+        .map(|m| m.0)
+        .collect();
+    let (mut touched, mut ended) = (0, 0);
+    for x in s
+        .sessions
+        .iter_mut()
+        .filter(|x| x.0.user == user && x.2.is_none())
+    {
+        match x.0.sign_out_of(org, &elsewhere) {
+            crate::SignOut::End => {
+                x.2 = Some(now);
+                ended += 1;
+            }
+            crate::SignOut::Refuse => x.0.signed_out_of.push(org),
+            crate::SignOut::Already => continue,
+        }
+        touched += 1;
+    }
+    (touched, ended)
+}
+
 fn withdraw_grants(s: &mut State, org: OrgId, user: UserId, now: DateTime<Utc>) {
     revoke_invitations_by(s, org, user, now);
     if s.transfers.get(&org).is_some_and(|t| t.to == user) {
@@ -3060,19 +3070,7 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                         k.0.revoked_at = Some(w.now);
                         report.api_keys_deactivated += 1;
                     }
-                    let elsewhere = s.members.iter().any(|m| {
-                        m.1 == w.user && m.0 != w.org && !s.deactivated.contains_key(&(m.0, w.user))
-                    });
-                    if !elsewhere {
-                        for sess in s
-                            .sessions
-                            .iter_mut()
-                            .filter(|x| x.0.user == w.user && x.2.is_none())
-                        {
-                            sess.2 = Some(w.now);
-                            report.sessions_ended += 1;
-                        }
-                    }
+                    report.sessions_ended += sign_out_in(&mut s, w.org, w.user, w.now).1;
                 }
                 Some(true) => {
                     s.deactivated.remove(&(w.org, w.user));

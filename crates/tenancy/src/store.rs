@@ -330,17 +330,20 @@ pub trait AccountStore: Send + Sync {
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
-    /// Replaces a password hash (rehash on login with an empty journal, password change with
-    /// its audit records).
+    /// Replaces `user`'s password hash `replacing` with `hash` (the same password hashed
+    /// again with current parameters, at login), with `journal`, in one transaction. When the
+    /// stored hash is no longer `replacing` (the password was changed or reset meanwhile)
+    /// nothing is written and `false` is returned: a rehash never brings an old password back.
     ///
     /// # Errors
     /// [`TenancyError::NotFound`] for an unknown user.
     async fn set_password_hash(
         &self,
         user: UserId,
+        replacing: &str,
         hash: &str,
         journal: Journal,
-    ) -> Result<(), TenancyError>;
+    ) -> Result<bool, TenancyError>;
 
     /// Replaces `user`'s password hash, clears their login throttle (failures counted against
     /// the old password no longer lock the new one out), discards their sign-in challenges

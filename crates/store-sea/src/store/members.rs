@@ -6,8 +6,7 @@ use chrono::{DateTime, Utc};
 use rbac_core::{OrgId, OrgRole, TeamRole, UserId};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
 };
 use tenancy::members::{Disposition, OwnershipTransfer, RemovalReport};
 use tenancy::{MembershipStore, TenancyError};
@@ -15,9 +14,7 @@ use tenancy::{MembershipStore, TenancyError};
 use super::tenancy::{commit, lock_org, lock_user, store};
 use crate::SeaStore;
 use crate::convert::{id, micros, time};
-use crate::entity::{
-    api_key, invitation, membership, ownership_transfer, session, team, team_member,
-};
+use crate::entity::{api_key, invitation, membership, ownership_transfer, team, team_member};
 
 fn team_role_for(role: OrgRole) -> TeamRole {
     if role.is_admin() {
@@ -517,25 +514,10 @@ pub(crate) async fn remove_in(
         .await
         .map_err(store)?
         .rows_affected;
-    // Sessions belong to the person, not to one organization: end them when this was
-    // their last organization. Otherwise losing the membership already locks them out here.
-    let other = membership::Entity::find()
-        .filter(membership::Column::UserId.eq(user.to_string()))
-        .count(txn)
-        .await
-        .map_err(store)?;
-    let sessions = if other == 0 {
-        session::Entity::update_many()
-            .col_expr(session::Column::EndedAt, Expr::value(micros(now)))
-            .filter(session::Column::UserId.eq(user.to_string()))
-            .filter(session::Column::EndedAt.is_null())
-            .exec(txn)
-            .await
-            .map_err(store)?
-            .rows_affected
-    } else {
-        0
-    };
+    // Sessions belong to the person, not to one organization: those good nowhere else (no
+    // other organization where they are active) end; the others are signed out of this one,
+    // so that joining it again later does not open it to them.
+    let (_, sessions) = super::tenancy::sign_out_in(txn, org, &user.to_string(), now).await?;
     Ok(RemovalReport {
         transferred,
         deleted: deleted.iter().filter(|a| a.created_by == user).count() as u64,

@@ -425,18 +425,11 @@ impl ScimStore for SeaStore {
                     .await
                     .map_err(store)?
                     .rows_affected;
-                // Sessions belong to the person: end them unless another organization of
-                // theirs is still active.
-                let elsewhere = membership::Entity::find()
-                    .filter(membership::Column::UserId.eq(uid.clone()))
-                    .filter(membership::Column::OrgId.ne(org.clone()))
-                    .filter(membership::Column::DeactivatedAt.is_null())
-                    .count(&txn)
-                    .await
-                    .map_err(store)?;
-                if elsewhere == 0 {
-                    report.sessions_ended += end_sessions(&txn, &uid, w.now).await?;
-                }
+                // Sessions belong to the person: those good in no other organization where
+                // they are active end, the others are signed out of this one (so that being
+                // reactivated does not open it to them again).
+                let (_, ended) = super::tenancy::sign_out_in(&txn, w.org, &uid, w.now).await?;
+                report.sessions_ended += ended;
             }
             Some(true) => {
                 membership::Entity::update_many()

@@ -211,6 +211,57 @@ pub(crate) async fn end_sessions(
         .rows_affected)
 }
 
+/// Signs the person `uid` out of `org` in the caller's transaction, which holds the account's
+/// lock ([`lock_user`]): each live session still good in another organization where they are
+/// active is refused in `org` from now on (`org` added to its `signed_out_of`), every other
+/// live session ends. Returns how many sessions it touched (one refused in `org` already is
+/// not counted), and how many of those it ended.
+pub(crate) async fn sign_out_in(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    uid: &str,
+    now: DateTime<Utc>,
+) -> Result<(u64, u64), TenancyError> {
+    let elsewhere = active_orgs_besides(txn, uid, org).await?;
+    let live = session::Entity::find()
+        .filter(session::Column::UserId.eq(uid))
+        .filter(session::Column::EndedAt.is_null())
+        .all(txn)
+        .await
+        .map_err(store)?;
+    let (mut n, mut ending) = (0, Vec::new());
+    for row in live {
+        let mut s = Session::try_from(row).map_err(TenancyError::Store)?;
+        match s.sign_out_of(org, &elsewhere) {
+            tenancy::SignOut::End => ending.push(s.id.to_string()),
+            tenancy::SignOut::Refuse => {
+                s.signed_out_of.push(org);
+                session::Entity::update_many()
+                    .col_expr(
+                        session::Column::SignedOutOf,
+                        Expr::value(org_list(&s.signed_out_of)),
+                    )
+                    .filter(session::Column::Id.eq(s.id.to_string()))
+                    .exec(txn)
+                    .await
+                    .map_err(store)?;
+            }
+            tenancy::SignOut::Already => continue,
+        }
+        n += 1;
+    }
+    let ended = ending.len() as u64;
+    if !ending.is_empty() {
+        session::Entity::update_many()
+            .col_expr(session::Column::EndedAt, Expr::value(micros(now)))
+            .filter(session::Column::Id.is_in(ending))
+            .exec(txn)
+            .await
+            .map_err(store)?;
+    }
+    Ok((n, ended))
+}
+
 /// Inserts a new account (without a password hash it cannot sign in with a password); a taken
 /// email is a `Conflict`. Runs in the caller's transaction.
 pub(crate) async fn insert_user(
@@ -1214,12 +1265,32 @@ impl AccountStore for SeaStore {
     async fn set_password_hash(
         &self,
         user_id: UserId,
+        replacing: &str,
         hash: &str,
         journal: Journal,
-    ) -> Result<(), TenancyError> {
+    ) -> Result<bool, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
-        write_password_hash(&txn, user_id, hash).await?;
-        commit(txn, journal).await
+        let res = user::Entity::update_many()
+            .col_expr(user::Column::PasswordHash, Expr::value(hash))
+            .filter(user::Column::Id.eq(user_id.to_string()))
+            .filter(user::Column::PasswordHash.eq(replacing))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if res.rows_affected == 0 {
+            let exists = user::Entity::find_by_id(user_id.to_string())
+                .one(&txn)
+                .await
+                .map_err(store)?
+                .is_some();
+            return if exists {
+                Ok(false)
+            } else {
+                Err(TenancyError::NotFound("user"))
+            };
+        }
+        commit(txn, journal).await?;
+        Ok(true)
     }
 
     async fn change_password_hash(
@@ -1257,42 +1328,7 @@ impl AccountStore for SeaStore {
         {
             return Err(TenancyError::NotFound("member"));
         }
-        let elsewhere = active_orgs_besides(&txn, &uid, org).await?;
-        let live = session::Entity::find()
-            .filter(session::Column::UserId.eq(uid))
-            .filter(session::Column::EndedAt.is_null())
-            .all(&txn)
-            .await
-            .map_err(store)?;
-        let (mut n, mut ending) = (0, Vec::new());
-        for row in live {
-            let mut s = Session::try_from(row).map_err(TenancyError::Store)?;
-            match s.sign_out_of(org, &elsewhere) {
-                tenancy::SignOut::End => ending.push(s.id.to_string()),
-                tenancy::SignOut::Refuse => {
-                    s.signed_out_of.push(org);
-                    session::Entity::update_many()
-                        .col_expr(
-                            session::Column::SignedOutOf,
-                            Expr::value(org_list(&s.signed_out_of)),
-                        )
-                        .filter(session::Column::Id.eq(s.id.to_string()))
-                        .exec(&txn)
-                        .await
-                        .map_err(store)?;
-                }
-                tenancy::SignOut::Already => continue,
-            }
-            n += 1;
-        }
-        if !ending.is_empty() {
-            session::Entity::update_many()
-                .col_expr(session::Column::EndedAt, Expr::value(micros(now)))
-                .filter(session::Column::Id.is_in(ending))
-                .exec(&txn)
-                .await
-                .map_err(store)?;
-        }
+        let (n, _) = sign_out_in(&txn, org, &uid, now).await?;
         commit(txn, records(n)).await?;
         Ok(n)
     }
