@@ -588,7 +588,13 @@ both_backends!(
         let again = buy("order-1", 1_000).await.unwrap();
         assert_eq!(again.status(), StatusCode::OK);
         assert_eq!(again.headers()["idempotent-replayed"], "true");
-        assert_eq!(json_of(again).await["operation_id"], first["operation_id"]);
+        let again = json_of(again).await;
+        assert_eq!(again["operation_id"], first["operation_id"]);
+        assert_eq!(
+            again["invoice"], first["invoice"],
+            "a replay is answered with the purchase's invoice"
+        );
+        assert!(first["invoice"]["number"].is_string(), "{first}");
         problem(
             buy("order-1", 5).await.unwrap(),
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -558,7 +558,7 @@ pub fn chargeback_csv(lines: &[ChargebackLine]) -> Result<String, CreditError> {
     let mut w = csv::Writer::from_writer(Vec::new());
     for l in lines {
         let mut l = l.clone();
-        l.name = neutralise(&l.name);
+        l.name = audit::export::neutralize(&l.name).into_owned();
         w.serialize(l)
             .map_err(|e| CreditError::Invalid(e.to_string()))?;
     }
@@ -566,15 +566,6 @@ pub fn chargeback_csv(lines: &[ChargebackLine]) -> Result<String, CreditError> {
         .into_inner()
         .map_err(|e| CreditError::Invalid(e.to_string()))?;
     String::from_utf8(bytes).map_err(|e| CreditError::Invalid(e.to_string()))
-}
-
-/// A spreadsheet must not run a team name as a formula.
-fn neutralise(s: &str) -> String {
-    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
-    } else {
-        s.to_owned()
-    }
 }
 
 #[cfg(test)]
@@ -703,6 +694,12 @@ mod tests {
         let csv = chargeback_csv(&lines).unwrap();
         assert!(csv.starts_with("account,name,opening_balance,"));
         assert!(csv.contains("\"'=HYPERLINK(\"\"x\"\")\""), "{csv}");
+        // Full-width signs, and signs behind white space, which spreadsheets run as well.
+        for name in ["＝HYPERLINK(1)", " =1+1", "\u{a0}@SUM(A1)"] {
+            let names = BTreeMap::from([(a, name.to_owned())]);
+            let csv = chargeback_csv(&chargeback(&entries, &names)).unwrap();
+            assert!(csv.contains(&format!("'{name}")), "{csv}");
+        }
     }
 
     /// An entry committed after another but dated before it (its payment took longer)

@@ -16,6 +16,14 @@ pub enum PasswordError {
         /// The maximum length.
         max: usize,
     },
+    /// Longer in bytes (UTF-8) than any password is accepted
+    /// ([`crate::MAX_PASSWORD_BYTES`]): a sign-in refuses such a password before hashing it,
+    /// so none is set.
+    #[error("the password must be at most {max} bytes long (characters outside ASCII take 2 to 4)")]
+    TooManyBytes {
+        /// The maximum length in bytes.
+        max: usize,
+    },
     /// On the bundled list of common passwords.
     #[error("this password is too common")]
     Common,

@@ -59,6 +59,11 @@ impl PasswordPolicy {
     }
 }
 
+/// The longest password accepted anywhere, in bytes (UTF-8): a sign-in refuses a longer one
+/// before hashing it (a denial-of-service guard), so [`check_password`] refuses to set one,
+/// whatever the policy's `max_length` in characters allows.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
 /// Checks `password` against `policy`; `context` holds words it must not contain
 /// (the email, its local part, the organization name).
 ///
@@ -70,6 +75,11 @@ pub fn check_password(
     context: &[&str],
     has_second_factor: bool,
 ) -> Result<(), PasswordError> {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(PasswordError::TooManyBytes {
+            max: MAX_PASSWORD_BYTES,
+        });
+    }
     let len = password.chars().count();
     if len > policy.max_length {
         return Err(PasswordError::TooLong {
@@ -488,6 +498,21 @@ mod tests {
         assert_eq!(
             check(&"x".repeat(129), false),
             Err(PasswordError::TooLong { max: 128 })
+        );
+        // The longest policy allows 1024 characters, but never more than a sign-in accepts:
+        // 1024 bytes.
+        let longest = PasswordPolicy {
+            max_length: 1024,
+            ..PasswordPolicy::default()
+        };
+        assert!(longest.validate().is_ok());
+        let ascii = "correct horse battery staple ".repeat(40);
+        assert!(check_password(&longest, &ascii[..1024], &[], false).is_ok());
+        let wide = "ü".repeat(600);
+        assert_eq!(wide.chars().count(), 600);
+        assert_eq!(
+            check_password(&longest, &wide, &[], false),
+            Err(PasswordError::TooManyBytes { max: 1024 })
         );
     }
 

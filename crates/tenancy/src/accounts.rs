@@ -17,8 +17,9 @@ use crate::error::TenancyError;
 use crate::model::{Email, Session, User};
 use crate::store::TenancyStore;
 
-/// Passwords longer than this are refused before hashing (a denial-of-service guard).
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Passwords longer than this are refused before hashing (a denial-of-service guard); none
+/// so long is set (`security_policy::check_password`).
+pub const MAX_PASSWORD_BYTES: usize = security_policy::MAX_PASSWORD_BYTES;
 
 /// An API key's last use is written at most this often, so reads stay reads (a session's
 /// activity, at most every [`SessionPolicy::activity_granularity`]).

@@ -142,23 +142,33 @@ pub trait BillingStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<Invoice>, TenancyError>;
 
-    /// Whether the organization has an invoice numbered `number`. The default pages through
+    /// The organization's invoice numbered `number`. The default pages through
     /// [`Self::invoices`]; `SeaStore` reads its unique index.
     ///
     /// # Errors
     /// [`TenancyError::Store`].
-    async fn has_invoice(&self, org: OrgId, number: &str) -> Result<bool, TenancyError> {
+    async fn invoice(&self, org: OrgId, number: &str) -> Result<Option<Invoice>, TenancyError> {
         let mut before: Option<String> = None;
         loop {
             let page = self.invoices(org, before.as_deref(), 500).await?;
-            if page.iter().any(|i| i.number == number) {
-                return Ok(true);
+            let full = page.len() == 500;
+            let last = page.last().map(|l| l.number.clone());
+            if let Some(found) = page.into_iter().find(|i| i.number == number) {
+                return Ok(Some(found));
             }
-            match page.last() {
-                Some(last) if page.len() == 500 => before = Some(last.number.clone()),
-                _ => return Ok(false),
+            match last {
+                Some(last) if full => before = Some(last),
+                _ => return Ok(None),
             }
         }
+    }
+
+    /// Whether the organization has an invoice numbered `number` ([`Self::invoice`]).
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn has_invoice(&self, org: OrgId, number: &str) -> Result<bool, TenancyError> {
+        Ok(self.invoice(org, number).await?.is_some())
     }
 
     /// Up to `limit` organizations whose trial ended or whose paid period renews at or before

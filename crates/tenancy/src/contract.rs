@@ -378,7 +378,10 @@ async fn orgs_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
             .unwrap(),
         "a rehash of a password changed meanwhile writes nothing"
     );
-    assert_eq!(password_hash(s, &owner).await.as_deref(), Some(old.as_str()));
+    assert_eq!(
+        password_hash(s, &owner).await.as_deref(),
+        Some(old.as_str())
+    );
     assert_eq!(head(s, org.id).await, h, "nor its journal");
     assert!(
         s.set_password_hash(owner.id, &old, "new", note(org.id, "pw"))
@@ -7734,6 +7737,10 @@ async fn subscriptions_are_compare_and_swap<
     ));
     assert_eq!(head(s, org.id).await, audit);
     assert!(s.has_invoice(org.id, &invoice.number).await.unwrap());
+    assert_eq!(
+        s.invoice(org.id, &invoice.number).await.unwrap().as_ref(),
+        Some(&invoice)
+    );
     assert!(!s.has_invoice(org.id, "INV-none").await.unwrap());
     let (stranger, _, _) = new_org(s).await;
     assert!(

@@ -479,7 +479,7 @@ fn result_of(posted: Posted, invoice: Option<Invoice>) -> OperationResult {
             .first()
             .map_or_else(CreditOperationId::new, |e| e.operation),
         replayed,
-        invoice: if replayed { None } else { invoice },
+        invoice,
         entries,
     }
 }
@@ -515,6 +515,15 @@ async fn live_team<S: WorkspaceStore + ?Sized>(
     Ok(())
 }
 
+/// A consumption's idempotency key as stored: the client's key in its team's own space (teams
+/// are separate tenants of an organization, each with its own clients choosing keys: one
+/// team's key neither replays nor blocks another's). The space between them keeps these apart
+/// from the keys clients give for other operations, which have none
+/// (`credits::check_idempotency_key`).
+fn consumption_key(team: TeamId, key: &str) -> String {
+    format!("{team} {key}")
+}
+
 /// Replays an applied key without doing anything, or refuses a key reused for another request.
 async fn replay<S: CreditStore + ?Sized>(
     store: &S,
@@ -540,7 +549,9 @@ async fn replay<S: CreditStore + ?Sized>(
 /// # Errors
 /// [`TenancyError::Forbidden`], [`TenancyError::Credit`], [`TenancyError::Payment`];
 /// [`TenancyError::NotFound`] or [`TenancyError::Archived`] for a team gone or archived.
-pub async fn purchase<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
+pub async fn purchase<
+    S: TenancyStore + CreditStore + WorkspaceStore + crate::billing::BillingStore + ?Sized,
+>(
     store: &S,
     payments: Payments<'_>,
     caller: &Caller,
@@ -558,7 +569,15 @@ pub async fn purchase<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
     // server stopped between the two, is refused on retry while its team is archived or gone,
     // and its charge stays with the provider.)
     let fingerprint = credits::fingerprint("purchase", &credits::purchase(account, amount, &[])?);
-    if let Some(r) = replay(store, caller.org.id, &key, &fingerprint).await? {
+    if let Some(mut r) = replay(store, caller.org.id, &key, &fingerprint).await? {
+        // Answered as the first time: with the purchase's invoice as stored now.
+        let number = store
+            .credit_operation(caller.org.id, r.operation)
+            .await?
+            .and_then(|o| o.invoice);
+        if let Some(number) = number {
+            r.invoice = store.invoice(caller.org.id, &number).await?;
+        }
         return Ok(r);
     }
     live_team(
@@ -587,7 +606,8 @@ pub async fn purchase<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
     // Charged: the credits are posted. A team deleted or archived since the plan was read
     // refuses its share (`NotFound`, `Archived`); the plan is read again (an archived team's
     // share stays in the pool). Should the team the credits were bought for be the one
-    // deleted or archived, they go into the pool: paid credits are never lost.
+    // deleted or archived, they go into the pool, whole (bought for one team, they are not
+    // shared out among the others by the allocation): paid credits are never lost.
     let mut account = account;
     let mut tries = 0;
     loop {
@@ -613,8 +633,10 @@ pub async fn purchase<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
                         .is_none_or(|team| team.archived_at.is_some())
                 {
                     account = Account::Pool;
+                    postings = credits::purchase(account, amount, &[])?;
+                } else {
+                    postings = purchase_postings(store, caller.org.id, account, amount).await?;
                 }
-                postings = purchase_postings(store, caller.org.id, account, amount).await?;
             }
             posted => return Ok(result_of(posted?, Some(invoice))),
         }
@@ -746,8 +768,27 @@ pub async fn consume<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
     let description = crate::model::valid_name("description", description)?;
     let postings = credits::consume(team, amount)?;
     let fingerprint = credits::fingerprint("consumption", &postings);
-    if let Some(r) = replay(store, caller.org.id, key, &fingerprint).await? {
+    let stored_key = consumption_key(team, key);
+    // A refusal names the key the client gave.
+    let as_given = |e: TenancyError| match e {
+        TenancyError::Credit(CreditError::KeyReused(_)) => {
+            TenancyError::Credit(CreditError::KeyReused(key.to_owned()))
+        }
+        other => other,
+    };
+    if let Some(r) = replay(store, caller.org.id, &stored_key, &fingerprint)
+        .await
+        .map_err(as_given)?
+    {
         return Ok(r);
+    }
+    // A consumption stored before keys were kept per team, under the client's key alone:
+    // answered when it is this one (its fingerprint names the team); another operation
+    // under that key is not this team's business.
+    if let Some((f, entries)) = store.credit_operation_by_key(caller.org.id, key).await?
+        && f == fingerprint
+    {
+        return Ok(result_of(Posted::Replayed(entries), None));
     }
     // A retry of a consumption made before the team was archived is answered above.
     if t.archived_at.is_some() {
@@ -767,7 +808,7 @@ pub async fn consume<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
     let op = NewOperation {
         id: CreditOperationId::new(),
         org: caller.org.id,
-        idempotency_key: key.to_owned(),
+        idempotency_key: stored_key,
         fingerprint,
         kind: EntryKind::Consumption,
         reverses: None,
@@ -778,7 +819,9 @@ pub async fn consume<S: TenancyStore + CreditStore + WorkspaceStore + ?Sized>(
         created_at: now,
         low_credit: LowCreditAlerts::none(),
     };
-    let posted = post_debits(store, &caller.org, op, journal).await?;
+    let posted = post_debits(store, &caller.org, op, journal)
+        .await
+        .map_err(as_given)?;
     Ok(result_of(posted, None))
 }
 
@@ -1222,6 +1265,17 @@ mod tests {
     #[cfg(feature = "memory")]
     async fn bought_for_a_team_gone_during_the_charge(archive: bool) {
         let (store, org, caller, team, now) = org_with_client_team().await;
+        // Another team takes half of every pool purchase: credits bought for the client are
+        // not shared out with it when they land in the pool.
+        let other = crate::Team {
+            id: TeamId::new(),
+            name: "Other".into(),
+            ..team.clone()
+        };
+        store.create_team(&other, Journal::default()).await.unwrap();
+        set_allocations(&store, &caller, vec![Allocation::new(other.id, 50)], now)
+            .await
+            .unwrap();
         let provider = TeamVanishesWhileCharging {
             store: &store,
             org: org.id,
@@ -1272,6 +1326,7 @@ mod tests {
         .await
         .unwrap();
         assert!(again.replayed, "{again:?}");
+        assert_eq!(again.invoice, r.invoice, "answered with its invoice");
     }
 
     /// A transfer's retry (its answer lost) is answered with it after its team was archived;
@@ -1326,6 +1381,69 @@ mod tests {
             }
         };
         assert_eq!((balance(pool).await, balance(client).await), (6, 4));
+    }
+
+    /// Two teams (two clients of an agency) choosing the same idempotency key each get their
+    /// own consumption; each one's retry is answered with its own.
+    #[cfg(feature = "memory")]
+    #[tokio::test]
+    async fn consumption_keys_are_each_teams_own() {
+        let (store, org, caller, client, now) = org_with_client_team().await;
+        let other = crate::Team {
+            id: TeamId::new(),
+            name: "Other client".into(),
+            ..client.clone()
+        };
+        store.create_team(&other, Journal::default()).await.unwrap();
+        let prices = billing_limits::subscription::PriceList::default();
+        let provider = billing_limits::payment::ManualInvoice::default();
+        let payments = crate::billing::Payments {
+            provider: &provider,
+            prices: &prices,
+        };
+        for (t, order) in [(&client, "order-1"), (&other, "order-2")] {
+            purchase(
+                &store,
+                payments,
+                &caller,
+                Account::Team(t.id),
+                10,
+                order,
+                now,
+            )
+            .await
+            .unwrap();
+        }
+        let first = consume(&store, &caller, client.id, 3, "req-1", "chat", now)
+            .await
+            .unwrap();
+        let second = consume(&store, &caller, other.id, 2, "req-1", "chat", now)
+            .await
+            .unwrap();
+        assert!(!first.replayed && !second.replayed, "{second:?}");
+        assert_ne!(first.operation, second.operation);
+        let retry = consume(&store, &caller, other.id, 2, "req-1", "chat", now)
+            .await
+            .unwrap();
+        assert_eq!((retry.replayed, retry.operation), (true, second.operation));
+        // Within one team a key still names one consumption.
+        let reused = consume(&store, &caller, client.id, 5, "req-1", "chat", now).await;
+        assert!(
+            matches!(
+                reused,
+                Err(TenancyError::Credit(CreditError::KeyReused(ref k))) if k == "req-1"
+            ),
+            "{reused:?}"
+        );
+        let balances: Vec<i64> = store
+            .credit_accounts(org.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.account != Account::Pool)
+            .map(|a| a.balance)
+            .collect();
+        assert_eq!(balances.iter().sum::<i64>(), 15, "{balances:?}");
     }
 
     #[test]

@@ -308,14 +308,13 @@ impl BillingStore for SeaStore {
             .collect()
     }
 
-    async fn has_invoice(&self, org: OrgId, number: &str) -> Result<bool, TenancyError> {
-        Ok(
-            invoice::Entity::find_by_id((org.to_string(), number.to_owned()))
-                .count(self.db())
-                .await
-                .map_err(store)?
-                > 0,
-        )
+    async fn invoice(&self, org: OrgId, number: &str) -> Result<Option<Invoice>, TenancyError> {
+        invoice::Entity::find_by_id((org.to_string(), number.to_owned()))
+            .one(self.db())
+            .await
+            .map_err(store)?
+            .map(invoice_of)
+            .transpose()
     }
 
     async fn due_subscriptions(
