@@ -61,6 +61,67 @@ async fn run_billing(t: &TestApp) -> usize {
 }
 
 both_backends!(
+    ownership_can_be_handed_over_on_free_where_only_the_owner_acts,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let lisa_id = t.member_id("lisa@example.com").await;
+        let down = t
+            .put(
+                &t.org("/billing/subscription"),
+                &t.owner_token,
+                &json!({"plan": "free"}),
+            )
+            .await;
+        assert_eq!(down.status(), StatusCode::OK);
+        problem(
+            t.get(&t.org("/members"), &lisa).await,
+            StatusCode::FORBIDDEN,
+            "plan_excludes_members",
+        )
+        .await;
+        let url = t.org("/ownership-transfer");
+        let res = t
+            .post(&url, &t.owner_token, &json!({"to_user_id": lisa_id}))
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        // Someone the proposal does not name learns nothing of it, nor confirms it.
+        let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
+        problem(t.get(&url, &tom).await, StatusCode::NOT_FOUND, "not_found").await;
+        problem(
+            t.post(&t.org("/ownership-transfer/confirm"), &tom, &json!({}))
+                .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        // Locked out of the rest, Lisa still sees the proposal and takes it up.
+        let pending = json_of(t.get(&url, &lisa).await).await;
+        assert_eq!(pending["to_user_id"], lisa_id.as_str());
+        let confirmed = t
+            .post(&t.org("/ownership-transfer/confirm"), &lisa, &json!({}))
+            .await;
+        assert_eq!(confirmed.status(), StatusCode::OK);
+        // Now the Owner, she acts; the former Owner is an Admin, whom Free excludes.
+        let members = json_of(t.get(&t.org("/members"), &lisa).await).await;
+        let owner = members["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["role"] == "owner")
+            .unwrap()
+            .clone();
+        assert_eq!(owner["email"], "lisa@example.com");
+        problem(
+            t.get(&t.org("/members"), &t.owner_token).await,
+            StatusCode::FORBIDDEN,
+            "plan_excludes_members",
+        )
+        .await;
+    }
+);
+
+both_backends!(
     downgrade_trial_upgrade_and_renewal_follow_the_guide,
     |b| async move {
         let mut t = spawn_app(b).await;

@@ -3022,6 +3022,16 @@ async fn caller_memberships_gather_every_org_and_team<
         .await,
         Err(TenancyError::Invalid(_))
     ));
+    // As an Admin they run Research; a demotion takes that with the organization's role.
+    s.set_team_member(
+        a.id,
+        research,
+        other.id,
+        Some(TeamRole::Admin),
+        note(a.id, "runs research"),
+    )
+    .await
+    .unwrap();
     s.set_role(
         a.id,
         other.id,
@@ -3033,6 +3043,12 @@ async fn caller_memberships_gather_every_org_and_team<
     .await
     .unwrap();
     assert_eq!(all_teams_of(other.id).await, None);
+    let kept = s.team_roles(a.id, other.id).await.unwrap();
+    assert!(
+        kept.iter().all(|(_, r)| *r != TeamRole::Admin)
+            && kept.contains(&(research, TeamRole::Member)),
+        "{kept:?}"
+    );
     // So does becoming the Owner by a transfer.
     s.set_all_teams_role(
         a.id,
@@ -5402,6 +5418,15 @@ async fn scim_tokens_records_and_deactivation<
         None,
         "a deactivated member's grants are withdrawn"
     );
+    // Nor is one proposed to her while she is deactivated (she could not act as the Owner).
+    let audit_before = head(s, org.id).await;
+    assert!(matches!(
+        s.save_transfer(&to_jane, note(org.id, "propose again"))
+            .await,
+        Err(TenancyError::Invalid(_))
+    ));
+    assert_eq!(s.pending_transfer(org.id).await.unwrap(), None);
+    assert_eq!(head(s, org.id).await, audit_before, "nothing recorded");
     assert!(s.find_session("jane-session").await.unwrap().is_none());
     assert!(s.find_api_key("jane-key").await.unwrap().is_none());
     let m = s.get_member(org.id, jane.id).await.unwrap().unwrap();

@@ -194,7 +194,8 @@ pub struct OwnershipTransfer {
 ///
 /// # Errors
 /// [`TenancyError::RoleRule`] unless the caller is the Owner and the target someone else;
-/// [`TenancyError::NotFound`] when the target is not a member.
+/// [`TenancyError::NotFound`] when the target is not a member; [`TenancyError::Invalid`] when
+/// they are deactivated ([`transfer_to_deactivated`]).
 pub async fn propose_transfer<S: TenancyStore + MembershipStore + ?Sized>(
     store: &S,
     caller: &Caller,
@@ -207,6 +208,9 @@ pub async fn propose_transfer<S: TenancyStore + MembershipStore + ?Sized>(
         .get_member(caller.org.id, to)
         .await?
         .ok_or(TenancyError::NotFound("member"))?;
+    if target.deactivated_at.is_some() {
+        return Err(transfer_to_deactivated());
+    }
     let t = OwnershipTransfer {
         org: caller.org.id,
         from: caller.user.id,
@@ -222,6 +226,15 @@ pub async fn propose_transfer<S: TenancyStore + MembershipStore + ?Sized>(
     .mail(transfer_proposed_mail(caller, &target.user, &t));
     store.save_transfer(&t, journal).await?;
     Ok(t)
+}
+
+/// The refusal of a transfer of ownership to a deactivated member (who could not act as the
+/// Owner): reactivate them first. The stores check it again under the organization's lock.
+#[must_use]
+pub fn transfer_to_deactivated() -> TenancyError {
+    TenancyError::Invalid(
+        "the member is deactivated; reactivate them before handing them ownership".into(),
+    )
 }
 
 /// How the subject of the mail proposing an ownership transfer begins: it names the Owner

@@ -1606,6 +1606,7 @@ impl MembershipStore for MemoryTenancyStore {
             set_default_team_role(&mut s, org, user, to);
             if !to.is_admin() {
                 revoke_invitations_by(&mut s, org, user, Utc::now());
+                lower_team_admin_roles(&mut s, org, user);
             }
         }
         self.commit(journal).await
@@ -1631,6 +1632,9 @@ impl MembershipStore for MemoryTenancyStore {
             }
             if role_of(t.to).is_none() {
                 return Err(TenancyError::NotFound("member"));
+            }
+            if s.deactivated.contains_key(&(t.org, t.to)) {
+                return Err(crate::members::transfer_to_deactivated());
             }
             s.transfers.insert(t.org, t.clone());
         }
@@ -1782,6 +1786,18 @@ impl MembershipStore for MemoryTenancyStore {
             };
         self.commit(journal).await?;
         Ok(report)
+    }
+}
+
+/// A demotion's: `user`'s Admin roles in the teams of `org` become Member roles (as
+/// `SeaStore`'s `change_role`).
+fn lower_team_admin_roles(s: &mut State, org: OrgId, user: UserId) {
+    for t in s
+        .team_members
+        .iter_mut()
+        .filter(|t| t.2 == org && t.1 == user && t.3 == TeamRole::Admin)
+    {
+        t.3 = TeamRole::Member;
     }
 }
 
@@ -3047,6 +3063,7 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                 set_default_team_role(&mut s, w.org, w.user, to);
                 if !to.is_admin() {
                     revoke_invitations_by(&mut s, w.org, w.user, w.now);
+                    lower_team_admin_roles(&mut s, w.org, w.user);
                 }
             }
             if w.password_hash.is_some() {

@@ -57,8 +57,10 @@ pub enum Access {
     AuthenticatedAnywhere,
     /// Any member of the path's organization; the domain crate checks the resource.
     Member,
-    /// A member leaving the path's organization: [`Access::Member`], and also a member whose
-    /// organization's plan no longer admits members (`accounts::authenticate_to_leave`).
+    /// A member leaving the path's organization, or taking it over (reading and confirming a
+    /// transfer of ownership addressed to them): [`Access::Member`], and also a member whose
+    /// organization's plan no longer admits members (`accounts::authenticate_to_leave`), as on
+    /// Free and Pro, where only the Owner acts: a transfer proposed there can be completed.
     Leaving,
     /// Members of the path's organization holding this organization-level permission.
     Org(Permission),
@@ -135,9 +137,9 @@ routes! {
     GET "/api/v1/orgs/{org_id}/consents" => privacy::list, Member;
     PUT "/api/v1/orgs/{org_id}/consents/{purpose}" => privacy::set, Member;
     POST "/api/v1/orgs/{org_id}/ownership-transfer" => members::propose_transfer, Org(P::TransferOwnership);
-    GET "/api/v1/orgs/{org_id}/ownership-transfer" => members::pending_transfer, Member;
+    GET "/api/v1/orgs/{org_id}/ownership-transfer" => members::pending_transfer, Leaving;
     DELETE "/api/v1/orgs/{org_id}/ownership-transfer" => members::withdraw_transfer, Org(P::TransferOwnership);
-    POST "/api/v1/orgs/{org_id}/ownership-transfer/confirm" => members::confirm_transfer, Member;
+    POST "/api/v1/orgs/{org_id}/ownership-transfer/confirm" => members::confirm_transfer, Leaving;
     GET "/api/v1/orgs/{org_id}/invitations" => invitations::list, Org(P::InviteMembers);
     POST "/api/v1/orgs/{org_id}/invitations" => invitations::create, Org(P::InviteMembers);
     POST "/api/v1/orgs/{org_id}/invitations/bulk" => invitations::bulk_preview, Org(P::InviteMembers);

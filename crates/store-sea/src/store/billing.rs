@@ -18,8 +18,8 @@ use chrono::{DateTime, Utc};
 use rbac_core::{CreditOperationId, OrgId};
 use sea_orm::sea_query::{Expr, ExprTrait, LockType};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 use tenancy::billing::{BillingStore, Invoice, PendingCharge};
 use tenancy::credits::{

@@ -147,6 +147,20 @@ pub(super) async fn change_role(
     set_default_team_role(txn, org, user, to).await?;
     if !to.is_admin() {
         revoke_invitations_by(txn, org, user, now).await?;
+        // Admin roles in teams go with the organization's: such a role came with it (an
+        // Admin invited into a team, say) as often as not, and a demotion takes away the
+        // right to manage people. The Owner or an Admin gives one back where it is meant.
+        team_member::Entity::update_many()
+            .col_expr(
+                team_member::Column::Role,
+                Expr::value(TeamRole::Member.as_str()),
+            )
+            .filter(team_member::Column::OrgId.eq(org.to_string()))
+            .filter(team_member::Column::UserId.eq(user.to_string()))
+            .filter(team_member::Column::Role.eq(TeamRole::Admin.as_str()))
+            .exec(txn)
+            .await
+            .map_err(store)?;
     }
     Ok(())
 }
@@ -260,8 +274,13 @@ impl MembershipStore for SeaStore {
                 "ownership changed meanwhile; the transfer was not proposed".into(),
             ));
         }
-        if role_of(t.to).await.map_err(store)?.is_none() {
-            return Err(TenancyError::NotFound("member"));
+        let to = membership::Entity::find_by_id((t.org.to_string(), t.to.to_string()))
+            .one(&txn)
+            .await
+            .map_err(store)?
+            .ok_or(TenancyError::NotFound("member"))?;
+        if to.deactivated_at.is_some() {
+            return Err(tenancy::members::transfer_to_deactivated());
         }
         ownership_transfer::Entity::insert(ownership_transfer::ActiveModel {
             org_id: Set(t.org.to_string()),
