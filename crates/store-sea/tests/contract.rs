@@ -1341,7 +1341,7 @@ async fn tenancy_writers_race_without_deadlocks_or_lost_changes(store: SeaStore)
         let so = person(vec![(a.id, "user"), (b.id, "user")]).await;
         let hash = format!("th-{}", so.as_uuid().simple());
         let (signed_out, removed) = tokio::join!(
-            store.end_sessions_in(a.id, so, now(), &|_| audit::Journal::default()),
+            store.end_sessions_in(a.id, so, None, now(), &|_| audit::Journal::default()),
             store.remove_member(
                 b.id,
                 so,

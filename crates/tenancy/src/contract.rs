@@ -193,6 +193,7 @@ pub async fn run<
     live_sessions_come_in_pages(s).await;
     signing_out_of_one_organization_keeps_the_others(s).await;
     a_deactivated_membership_keeps_no_session_alive(s).await;
+    a_sign_out_checks_its_author_in_the_write(s).await;
     an_abandoned_sign_in_leaves_all_or_nothing(s).await;
     api_keys_limit_scope_and_revoke(s).await;
     invitations_are_single_use_and_counted(s).await;
@@ -841,7 +842,7 @@ async fn password_change_ends_other_sessions_in_its_transaction<
     }
     let h = head(s, org.id).await;
     let ended = s
-        .end_sessions_in(org.id, owner.id, now(), &|n| {
+        .end_sessions_in(org.id, owner.id, None, now(), &|n| {
             let mut j = Journal::default();
             for _ in 0..n {
                 j = j.and_record(NewAuditEvent::new(
@@ -904,7 +905,7 @@ async fn signing_out_of_one_organization_keeps_the_others<
         })
     };
     assert_eq!(
-        s.end_sessions_in(a.id, pat.id, now(), &records)
+        s.end_sessions_in(a.id, pat.id, None, now(), &records)
             .await
             .unwrap(),
         1
@@ -916,7 +917,7 @@ async fn signing_out_of_one_organization_keeps_the_others<
     assert_eq!(read.signed_out_of, vec![a.id]);
     assert_eq!(memberships.len(), 2, "still a member of both");
     assert_eq!(
-        s.end_sessions_in(a.id, pat.id, now(), &records)
+        s.end_sessions_in(a.id, pat.id, None, now(), &records)
             .await
             .unwrap(),
         0,
@@ -929,7 +930,7 @@ async fn signing_out_of_one_organization_keeps_the_others<
         .await
         .unwrap();
     assert_eq!(
-        s.end_sessions_in(b.id, pat.id, now(), &records)
+        s.end_sessions_in(b.id, pat.id, None, now(), &records)
             .await
             .unwrap(),
         2
@@ -968,7 +969,7 @@ async fn signing_out_of_one_organization_keeps_the_others<
         .unwrap();
     }
     assert_eq!(
-        s.end_sessions_in(a.id, pat.id, now(), &records)
+        s.end_sessions_in(a.id, pat.id, None, now(), &records)
             .await
             .unwrap(),
         3
@@ -1006,12 +1007,105 @@ async fn signing_out_of_one_organization_keeps_the_others<
         "{refused:?}"
     );
     assert_eq!(
-        s.end_sessions_in(a.id, pat.id, now(), &records)
+        s.end_sessions_in(a.id, pat.id, None, now(), &records)
             .await
             .unwrap(),
         0,
         "nothing left to sign out of"
     );
+}
+
+/// A sign-out of a member, by an Owner or Admin, is checked again with its write: an author
+/// demoted since the service looked is refused, and so is an Admin signing out someone who
+/// has become the Owner; nothing is ended or recorded then.
+async fn a_sign_out_checks_its_author_in_the_write<
+    S: TenancyStore + AuditStore + MembershipStore + ?Sized,
+>(
+    s: &S,
+) {
+    let (org, team, owner) = new_org(s).await;
+    let admin = user("admin-signing-out");
+    s.add_member(
+        org.id,
+        &admin,
+        Some("h"),
+        OrgRole::Admin,
+        team.id,
+        TeamRole::Admin,
+        &enterprise(),
+        note(org.id, "admin"),
+    )
+    .await
+    .unwrap();
+    let pat = user("pat-signed-out");
+    add_user(s, org.id, team.id, &pat, Some("h")).await;
+    for (u, hash) in [(owner.id, "so-owner"), (pat.id, "so-pat")] {
+        s.create_session(&session(u, 0), &format!("{hash}-{u}"), 10, &|_| {
+            Journal::default()
+        })
+        .await
+        .unwrap();
+    }
+    let one = |n: u64| {
+        (0..n).fold(Journal::default(), |j, _| {
+            j.and_record(NewAuditEvent::new(
+                org.id,
+                now(),
+                Actor::system(),
+                AuditAction::SessionRevoked,
+                Target::new("contract", "sign-out", ""),
+            ))
+        })
+    };
+    let h = head(s, org.id).await;
+    // The Owner's sessions are the Owner's: an Admin is refused.
+    let refused = s
+        .end_sessions_in(org.id, owner.id, Some(admin.id), now(), &one)
+        .await;
+    assert!(
+        matches!(refused, Err(TenancyError::Forbidden(_))),
+        "{refused:?}"
+    );
+    // An Admin demoted meanwhile signs no one out.
+    s.set_role(
+        org.id,
+        admin.id,
+        OrgRole::Admin,
+        OrgRole::User,
+        None,
+        note(org.id, "demoted"),
+    )
+    .await
+    .unwrap();
+    let h_demoted = head(s, org.id).await;
+    assert_eq!(h_demoted, h + 1, "only the demotion was recorded");
+    let refused = s
+        .end_sessions_in(org.id, pat.id, Some(admin.id), now(), &one)
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(TenancyError::RoleRule(rbac_core::RoleRuleError::NotAnAdmin))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(head(s, org.id).await, h_demoted);
+    assert!(
+        s.find_session(&format!("so-pat-{}", pat.id))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // The Owner signs out anyone, themselves included.
+    for u in [pat.id, owner.id] {
+        assert_eq!(
+            s.end_sessions_in(org.id, u, Some(owner.id), now(), &one)
+                .await
+                .unwrap(),
+            1
+        );
+    }
+    assert_eq!(head(s, org.id).await, h_demoted + 2);
 }
 
 /// A membership deactivated through SCIM counts as gone when a sign-out asks where else the
@@ -1085,7 +1179,7 @@ async fn a_deactivated_membership_keeps_no_session_alive<
         })
     };
     assert_eq!(
-        s.end_sessions_in(a.id, dee.id, now(), &records)
+        s.end_sessions_in(a.id, dee.id, None, now(), &records)
             .await
             .unwrap(),
         1
@@ -1152,7 +1246,8 @@ async fn a_deactivated_membership_keeps_no_session_alive<
     .unwrap();
     let h = head(s, a.id).await;
     assert!(matches!(
-        s.end_sessions_in(a.id, outsider.id, now(), &records).await,
+        s.end_sessions_in(a.id, outsider.id, None, now(), &records)
+            .await,
         Err(TenancyError::NotFound(_))
     ));
     assert!(s.find_session(&theirs).await.unwrap().is_some());

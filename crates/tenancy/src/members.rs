@@ -535,6 +535,13 @@ pub fn acting_role_changed() -> TenancyError {
     TenancyError::RoleRule(rbac_core::RoleRuleError::NotAnAdmin)
 }
 
+/// The refusal of a sign-out of the Owner by someone who is not the Owner (an Admin), also
+/// when the person became the Owner after the service looked.
+#[must_use]
+pub fn owner_sign_out_refused(by_role: rbac_core::OrgRole) -> TenancyError {
+    TenancyError::Forbidden(rbac_core::DenyReason::RoleLacksPermission { role: by_role })
+}
+
 /// Whether `role` (of an active membership) may still change roles or remove members.
 #[must_use]
 pub fn may_administer(role: Option<OrgRole>) -> bool {

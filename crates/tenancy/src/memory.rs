@@ -925,13 +925,21 @@ impl AccountStore for MemoryTenancyStore {
         &self,
         org: OrgId,
         user: UserId,
+        by: Option<UserId>,
         now: DateTime<Utc>,
         records: crate::SessionsEndedJournal<'_>,
     ) -> Result<u64, TenancyError> {
         let n = {
             let mut s = self.lock()?;
-            if !s.members.iter().any(|m| m.0 == org && m.1 == user) {
+            s.check_acting(org, by)?;
+            let Some(target) = s.members.iter().find(|m| m.0 == org && m.1 == user) else {
                 return Err(TenancyError::NotFound("member"));
+            };
+            if let Some(by) = by
+                && by != user
+                && target.2 == OrgRole::Owner
+            {
+                return Err(crate::members::owner_sign_out_refused(OrgRole::Admin));
             }
             sign_out_in(&mut s, org, user, now).0
         };

@@ -464,11 +464,7 @@ pub async fn end_member_sessions<S: TenancyStore + ?Sized>(
         .ok_or(TenancyError::NotFound("member"))?;
     if member.role == rbac_core::OrgRole::Owner && caller.subject.role != rbac_core::OrgRole::Owner
     {
-        return Err(TenancyError::Forbidden(
-            rbac_core::DenyReason::RoleLacksPermission {
-                role: caller.subject.role,
-            },
-        ));
+        return Err(crate::members::owner_sign_out_refused(caller.subject.role));
     }
     let records = |ended: u64| {
         let mut j = Journal::default();
@@ -481,8 +477,10 @@ pub async fn end_member_sessions<S: TenancyStore + ?Sized>(
         }
         j
     };
+    // The caller's standing, and the target's role, are checked again under the store's locks.
+    let by = caller.scim_token.is_none().then_some(caller.user.id);
     store
-        .end_sessions_in(caller.org.id, target, now, &records)
+        .end_sessions_in(caller.org.id, target, by, now, &records)
         .await
 }
 

@@ -417,15 +417,20 @@ pub trait AccountStore: Send + Sync {
     /// that list; one that holds it already is not counted); every other live session ends,
     /// also one signed out of `org` before. The memberships are read in the transaction, under
     /// the account's lock. Joining `org` again does not take it off the lists: signing in
-    /// again does.
+    /// again does. `by` (the Owner or an Admin who asked; `None` for the system) is checked
+    /// again under the organization's lock: still an active Owner or Admin, and the Owner when
+    /// `user` is the Owner (by a transfer since the service looked, say).
     ///
     /// # Errors
     /// [`TenancyError::NotFound`] when `user` is not a member of `org` (read under the same
-    /// lock); [`TenancyError::Store`] on storage failure; then no session is changed.
+    /// lock); [`TenancyError::RoleRule`] when `by` no longer administers `org`
+    /// (`members::acting_role_changed`); [`TenancyError::Forbidden`] when `user` is the Owner
+    /// and `by` is not; [`TenancyError::Store`] on storage failure; then no session is changed.
     async fn end_sessions_in(
         &self,
         org: OrgId,
         user: UserId,
+        by: Option<UserId>,
         now: DateTime<Utc>,
         records: SessionsEndedJournal<'_>,
     ) -> Result<u64, TenancyError>;

@@ -1311,22 +1311,31 @@ impl AccountStore for SeaStore {
         &self,
         org: OrgId,
         user_id: UserId,
+        by: Option<UserId>,
         now: DateTime<Utc>,
         records: tenancy::SessionsEndedJournal<'_>,
     ) -> Result<u64, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         // The account's lock, as a join or a removal takes it: the memberships read here stay
-        // as they are until the commit.
+        // as they are until the commit. Then the organization's, which role changes and
+        // transfers take: the author's standing and the person's role hold until the commit.
         lock_user(&txn, user_id).await?;
+        lock_org(&txn, org).await?;
+        super::members::check_acting(&txn, org, by).await?;
         let uid = user_id.to_string();
         // Only a member of `org` is signed out of it (read under the same lock).
-        if membership::Entity::find_by_id((org.to_string(), uid.clone()))
+        let Some(target) = membership::Entity::find_by_id((org.to_string(), uid.clone()))
             .one(&txn)
             .await
             .map_err(store)?
-            .is_none()
-        {
+        else {
             return Err(TenancyError::NotFound("member"));
+        };
+        if let Some(by) = by
+            && by != user_id
+            && target.role == OrgRole::Owner.as_str()
+        {
+            return Err(tenancy::members::owner_sign_out_refused(OrgRole::Admin));
         }
         let (n, _) = sign_out_in(&txn, org, &uid, now).await?;
         commit(txn, records(n)).await?;
