@@ -4,7 +4,8 @@
 //!
 //! Writes take an `Idempotency-Key` header (required for consumption): a retry with the same
 //! key answers the first result with `Idempotent-Replayed: true` and changes nothing; the same
-//! key with another request is refused with 422.
+//! key with another request is refused with 422. Keys are the organization's, except a
+//! consumption's, which are its team's own (two teams' clients may choose the same key).
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use billing_limits::credits::{Account, Allocation, ChargebackLine};
