@@ -360,6 +360,25 @@ both_backends!(
         assert_eq!(deactivated.len(), 1);
         assert_eq!(deactivated[0]["actor_type"], "scim_token");
         assert_eq!(deactivated[0]["actor_id"], idp.token_id.as_str());
+        // The session it ended is on the record, in the deactivation's transaction.
+        let revoked = t.audit("action=auth.session_revoked").await;
+        assert_eq!(revoked.len(), 1, "{revoked:?}");
+        assert_eq!(
+            (
+                revoked[0]["metadata"]["reason"].as_str(),
+                revoked[0]["actor_id"].as_str(),
+                revoked[0]["target_id"].as_str()
+            ),
+            (
+                Some("member_deactivated"),
+                Some(idp.token_id.as_str()),
+                Some(id.as_str())
+            )
+        );
+        assert_eq!(
+            revoked[0]["seq"].as_i64().unwrap(),
+            deactivated[0]["seq"].as_i64().unwrap() + 1
+        );
 
         // Reactivation restores sign-in.
         let back = idp

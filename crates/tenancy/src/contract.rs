@@ -158,6 +158,7 @@ pub async fn run<
     an_archived_team_takes_no_edit(s).await;
     a_reversed_purchase_voids_its_open_invoice(s).await;
     subscriptions_are_compare_and_swap(s).await;
+    a_change_of_plan_ends_a_negotiated_deal(s).await;
     a_pending_charge_is_asked_for_again_until_its_change_is_stored(s).await;
     consents_and_erasure_keep_the_chain(s).await;
     erasure_takes_them_out_of_scim_groups(s).await;
@@ -1157,7 +1158,7 @@ async fn a_deactivated_membership_keeps_no_session_alive<
         now: now(),
     };
     let report = s
-        .write_member(&off, note(b.id, "deactivate"))
+        .write_member(&off, note(b.id, "deactivate"), &|_| Journal::default())
         .await
         .unwrap();
     assert_eq!(report.sessions_ended, 0, "still active in A");
@@ -1220,7 +1221,7 @@ async fn a_deactivated_membership_keeps_no_session_alive<
         email: eve.email.clone(),
         ..off
     };
-    s.write_member(&off, note(b.id, "deactivate eve"))
+    s.write_member(&off, note(b.id, "deactivate eve"), &|_| Journal::default())
         .await
         .unwrap();
     let removed = s
@@ -5476,7 +5477,9 @@ async fn scim_tokens_records_and_deactivation<
         by: Some(jane.id),
         ..write(Some(1), 2, Some(false))
     };
-    let refused = s.write_member(&by_jane, note(org.id, "by jane")).await;
+    let refused = s
+        .write_member(&by_jane, note(org.id, "by jane"), &|_| Journal::default())
+        .await;
     assert!(
         matches!(
             refused,
@@ -5496,18 +5499,43 @@ async fn scim_tokens_records_and_deactivation<
         role: None,
         ..write(Some(1), 2, Some(false))
     };
-    let refused = s.write_member(&owner_off, note(org.id, "owner off")).await;
+    let refused = s
+        .write_member(&owner_off, note(org.id, "owner off"), &|_| {
+            Journal::default()
+        })
+        .await;
     assert!(
         matches!(refused, Err(TenancyError::Changed(_))),
         "{refused:?}"
     );
     let o = s.get_member(org.id, owner.id).await.unwrap().unwrap();
     assert_eq!((o.role, o.deactivated_at), (OrgRole::Owner, None));
+    let before = head(s, org.id).await;
+    let revoked = |n: u64| {
+        (0..n).fold(Journal::default(), |j, _| {
+            j.and_record(NewAuditEvent::new(
+                org.id,
+                now(),
+                Actor::system(),
+                AuditAction::SessionRevoked,
+                Target::new("member", jane.id, "jane"),
+            ))
+        })
+    };
     let report = s
-        .write_member(&write(Some(1), 2, Some(false)), note(org.id, "deactivate"))
+        .write_member(
+            &write(Some(1), 2, Some(false)),
+            note(org.id, "deactivate"),
+            &revoked,
+        )
         .await
         .unwrap();
     assert_eq!((report.sessions_ended, report.api_keys_deactivated), (1, 1));
+    assert_eq!(
+        head(s, org.id).await,
+        before + 2,
+        "the write's record and one per session it ended, together"
+    );
     assert_eq!(
         s.pending_transfer(org.id).await.unwrap(),
         None,
@@ -5559,7 +5587,11 @@ async fn scim_tokens_records_and_deactivation<
     assert!(s.get_member(org.id, sam.id).await.unwrap().is_some());
     let before = head(s, org.id).await;
     let stale = s
-        .write_member(&write(Some(1), 2, Some(true)), note(org.id, "stale"))
+        .write_member(
+            &write(Some(1), 2, Some(true)),
+            note(org.id, "stale"),
+            &|_| Journal::default(),
+        )
         .await;
     assert!(
         matches!(stale, Err(TenancyError::Changed(_))),
@@ -5567,7 +5599,9 @@ async fn scim_tokens_records_and_deactivation<
     );
     // A write decided on her having no record yet, when another write has made one.
     let first = s
-        .write_member(&write(None, 1, Some(true)), note(org.id, "first"))
+        .write_member(&write(None, 1, Some(true)), note(org.id, "first"), &|_| {
+            Journal::default()
+        })
         .await;
     assert!(
         matches!(first, Err(TenancyError::Changed(_))),
@@ -5585,15 +5619,21 @@ async fn scim_tokens_records_and_deactivation<
     // The role is now Admin: a write decided on her being a User is refused.
     let before = head(s, org.id).await;
     let stale = s
-        .write_member(&write(Some(2), 3, Some(true)), note(org.id, "stale role"))
+        .write_member(
+            &write(Some(2), 3, Some(true)),
+            note(org.id, "stale role"),
+            &|_| Journal::default(),
+        )
         .await;
     assert!(matches!(stale, Err(TenancyError::Changed(_))), "{stale:?}");
     assert_eq!(head(s, org.id).await, before);
     let mut reactivate = write(Some(2), 3, Some(true));
     reactivate.role = None;
-    s.write_member(&reactivate, note(org.id, "reactivate"))
-        .await
-        .unwrap();
+    s.write_member(&reactivate, note(org.id, "reactivate"), &|_| {
+        Journal::default()
+    })
+    .await
+    .unwrap();
     assert!(
         s.get_member(org.id, jane.id)
             .await
@@ -5617,7 +5657,7 @@ async fn scim_tokens_records_and_deactivation<
         .unwrap();
     let mut demote = write(Some(3), 4, None);
     demote.role = Some((OrgRole::Admin, OrgRole::User));
-    s.write_member(&demote, note(org.id, "demote"))
+    s.write_member(&demote, note(org.id, "demote"), &|_| Journal::default())
         .await
         .unwrap();
     assert_eq!(
@@ -5688,7 +5728,7 @@ async fn scim_tokens_records_and_deactivation<
     password.role = None;
     password.password_hash = Some("h2".into());
     let report = s
-        .write_member(&password, note(org.id, "password"))
+        .write_member(&password, note(org.id, "password"), &|_| Journal::default())
         .await
         .unwrap();
     assert_eq!(report.sessions_ended, 2);
@@ -5723,7 +5763,9 @@ async fn scim_tokens_records_and_deactivation<
     owner_password.role = None;
     let handed = crate::scim::credentials_changed_hands().to_string();
     let refused = s
-        .write_member(&owner_password, note(org.id, "owner password"))
+        .write_member(&owner_password, note(org.id, "owner password"), &|_| {
+            Journal::default()
+        })
         .await;
     assert!(
         matches!(&refused, Err(e @ TenancyError::Changed(_)) if e.to_string() == handed),
@@ -5760,7 +5802,9 @@ async fn scim_tokens_records_and_deactivation<
         ..write(None, 1, None)
     };
     let refused = s
-        .write_member(&bob_password, note(org.id, "bob password"))
+        .write_member(&bob_password, note(org.id, "bob password"), &|_| {
+            Journal::default()
+        })
         .await;
     assert!(
         matches!(&refused, Err(e @ TenancyError::Changed(_)) if e.to_string() == handed),
@@ -5773,7 +5817,9 @@ async fn scim_tokens_records_and_deactivation<
         password_hash: None,
         ..bob_password.clone()
     };
-    let refused = s.write_member(&bob_name, note(org.id, "bob name")).await;
+    let refused = s
+        .write_member(&bob_name, note(org.id, "bob name"), &|_| Journal::default())
+        .await;
     assert!(
         matches!(&refused, Err(e @ TenancyError::Changed(_)) if e.to_string() == handed),
         "{refused:?}"
@@ -5794,7 +5840,9 @@ async fn scim_tokens_records_and_deactivation<
     owner_write.email = owner.email.clone();
     owner_write.record = record(owner.id, "owner", 1);
     owner_write.role = Some((OrgRole::Owner, OrgRole::Admin));
-    let refused = s.write_member(&owner_write, note(org.id, "owner")).await;
+    let refused = s
+        .write_member(&owner_write, note(org.id, "owner"), &|_| Journal::default())
+        .await;
     assert!(
         matches!(
             refused,
@@ -6763,6 +6811,7 @@ async fn erasure_finds_the_addresses_a_person_had_before<
                 now: now(),
             },
             note(org.id, "new address"),
+            &|_| Journal::default(),
         )
         .await
         .unwrap();
@@ -7800,6 +7849,65 @@ async fn credit_ledger_is_exact_under_concurrency<
             .all(|a| a.account != temp_account),
         "no account was made for it either"
     );
+}
+
+/// An operator's negotiated limits are a deal for the plan they were made on: a change of
+/// plan ends them, in its transaction; a change that keeps the plan, or one that loses its
+/// compare-and-swap, keeps them.
+async fn a_change_of_plan_ends_a_negotiated_deal<
+    S: TenancyStore + AuditStore + crate::billing::BillingStore + ?Sized,
+>(
+    s: &S,
+) {
+    use billing_limits::subscription::{BillingCycle, Change, PriceList, transition};
+    use billing_limits::{Limit, LimitOverrides};
+    let (org, _, _) = new_org(s).await;
+    let deal = LimitOverrides([(Limit::Members, Some(60))].into_iter().collect());
+    s.set_limit_overrides(org.id, &deal, note(org.id, "deal"))
+        .await
+        .unwrap();
+    let (sub, _) = s.subscription(org.id).await.unwrap();
+    // The same plan again (Enterprise): the deal stays.
+    s.apply_subscription(org.id, 0, &sub, None, None, note(org.id, "same plan"))
+        .await
+        .unwrap();
+    assert_eq!(s.get_org(org.id).await.unwrap().limit_overrides, deal);
+    let down = transition(
+        &sub,
+        Change::Subscribe {
+            plan: Plan::Pro,
+            cycle: BillingCycle::Monthly,
+        },
+        &PriceList::default(),
+        now(),
+    )
+    .unwrap();
+    // A stale change writes nothing, the deal included.
+    assert!(matches!(
+        s.apply_subscription(org.id, 0, &down.next, None, None, note(org.id, "stale"))
+            .await,
+        Err(TenancyError::Conflict(_))
+    ));
+    assert_eq!(s.get_org(org.id).await.unwrap().limit_overrides, deal);
+    s.apply_subscription(
+        org.id,
+        1,
+        &down.next,
+        Some(now()),
+        None,
+        note(org.id, "pro"),
+    )
+    .await
+    .unwrap();
+    let o = s.get_org(org.id).await.unwrap();
+    assert_eq!(o.plan, Plan::Pro);
+    assert_eq!(
+        o.limit_overrides,
+        LimitOverrides::default(),
+        "the deal ended"
+    );
+    assert_eq!(o.limits(), billing_limits::PlanLimits::deployed(Plan::Pro));
+    assert!(!o.admits_members(), "Pro's members are shut out again");
 }
 
 async fn subscriptions_are_compare_and_swap<

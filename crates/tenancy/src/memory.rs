@@ -2987,6 +2987,7 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
         &self,
         w: &crate::scim::MemberWrite,
         journal: Journal,
+        ended: crate::SessionsEndedJournal<'_>,
     ) -> Result<crate::scim::MemberWriteReport, TenancyError> {
         let mut report = crate::scim::MemberWriteReport::default();
         {
@@ -3104,6 +3105,8 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
             }
             s.scim_users.insert((w.org, w.user), w.record.clone());
         }
+        let mut journal = journal;
+        journal.absorb(ended(report.sessions_ended));
         self.commit(journal).await?;
         Ok(report)
     }

@@ -146,9 +146,9 @@ pub struct Organization {
     /// log is read-only and only the Owner may export it, until it upgrades again.
     #[serde(default)]
     pub audit_archived_at: Option<DateTime<Utc>>,
-    /// Negotiated limits replacing the Enterprise plan's (set by the operator, `set-limits`):
-    /// an Enterprise deal, applied while the organization is on Enterprise (kept, and applied
-    /// again, should it leave and come back).
+    /// Negotiated limits replacing the plan's (set by the operator, `set-limits`): a deal made
+    /// for the plan the organization is on, which ends when the plan changes (the stores clear
+    /// it with the change, `BillingStore::apply_subscription`).
     #[serde(default)]
     pub limit_overrides: billing_limits::LimitOverrides,
     /// Creation time.
@@ -156,16 +156,11 @@ pub struct Organization {
 }
 
 impl Organization {
-    /// The limits that apply: the plan's, with the organization's negotiated overrides while
-    /// it is on Enterprise (a deal made for Enterprise does not follow it to Free or Pro).
+    /// The limits that apply: the plan's, with the organization's negotiated overrides.
     #[must_use]
     pub fn limits(&self) -> billing_limits::PlanLimits {
-        let plan = billing_limits::PlanLimits::deployed(self.plan);
-        if self.plan == billing_limits::Plan::Enterprise {
-            self.limit_overrides.apply(plan)
-        } else {
-            plan
-        }
+        self.limit_overrides
+            .apply(billing_limits::PlanLimits::deployed(self.plan))
     }
 
     /// Whether members other than the Owner may use the organization: not when its member limit
@@ -478,40 +473,6 @@ mod tests {
         );
         // A domain IDNA refuses is no address.
         assert!(Email::parse("a@xn--a.com").is_err());
-    }
-
-    #[test]
-    fn a_negotiated_deal_applies_on_enterprise_only() {
-        use billing_limits::{Limit, LimitOverrides, Plan, PlanLimits};
-        let mut org = Organization {
-            id: rbac_core::OrgId::new(),
-            name: "Deal".into(),
-            plan: Plan::Enterprise,
-            profile: CompanyProfile::default(),
-            access: rbac_core::FeatureAccess::default(),
-            security: SecuritySettings::default(),
-            audit_archived_at: None,
-            limit_overrides: LimitOverrides(
-                [(Limit::Members, Some(60)), (Limit::ApiKeys, None)]
-                    .into_iter()
-                    .collect(),
-            ),
-            created_at: chrono::DateTime::from_timestamp(1_764_547_200, 0).unwrap_or_default(),
-        };
-        assert_eq!(
-            (org.limits().members, org.limits().api_keys),
-            (Some(60), None)
-        );
-        // Downgraded: the plan's own limits, and members other than the Owner lose access.
-        for plan in [Plan::Free, Plan::Pro] {
-            org.plan = plan;
-            assert_eq!(org.limits(), PlanLimits::deployed(plan));
-            assert!(!org.admits_members(), "{plan:?}");
-        }
-        // Back on Enterprise, the deal holds again.
-        org.plan = Plan::Enterprise;
-        assert_eq!(org.limits().members, Some(60));
-        assert!(org.admits_members());
     }
 
     #[test]

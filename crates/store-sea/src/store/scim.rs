@@ -300,6 +300,7 @@ impl ScimStore for SeaStore {
         &self,
         w: &MemberWrite,
         journal: Journal,
+        ended: tenancy::SessionsEndedJournal<'_>,
     ) -> Result<MemberWriteReport, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         // The account before the organization, as everywhere (see `lock_org`).
@@ -445,6 +446,8 @@ impl ScimStore for SeaStore {
             }
             _ => {}
         }
+        let mut journal = journal;
+        journal.absorb(ended(report.sessions_ended));
         commit(txn, journal).await?;
         Ok(report)
     }

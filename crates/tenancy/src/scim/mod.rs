@@ -278,9 +278,11 @@ pub trait ScimStore: Send + Sync {
     ) -> Result<(), TenancyError>;
 
     /// Applies a member change: record (compare-and-swap on its version), name, email,
-    /// password, role and activation (deactivating ends the person's sessions when this is
-    /// their only active organization, deactivates their API keys in it, and withdraws their
-    /// pending invitations and a transfer of ownership to them).
+    /// password, role and activation (a new password ends the person's sessions; deactivating
+    /// signs them out of the organization, ending the sessions good in no other organization
+    /// where they are active, deactivates their API keys in it, and withdraws their pending
+    /// invitations and a transfer of ownership to them). `journal`, and the records `ended`
+    /// makes from the number of sessions ended, commit with it.
     ///
     /// # Errors
     /// [`TenancyError::NotFound`]; [`TenancyError::Changed`] (the record's version or the
@@ -293,6 +295,7 @@ pub trait ScimStore: Send + Sync {
         &self,
         write: &MemberWrite,
         journal: Journal,
+        ended: crate::SessionsEndedJournal<'_>,
     ) -> Result<MemberWriteReport, TenancyError>;
 
     /// Every group record of `org`.
@@ -1533,8 +1536,26 @@ async fn write_user<S: TenancyStore + ScimStore + ?Sized>(
         by: Some(caller.user.id),
         now,
     };
+    // Each session the write ends is recorded, as a sign-out by the Owner or an Admin is.
+    let reason = if write.password_hash.is_some() {
+        "password_set"
+    } else {
+        "member_deactivated"
+    };
+    let ended = |n: u64| {
+        (0..n).fold(Journal::default(), |j, _| {
+            j.and_record(
+                caller
+                    .audit(now, AuditAction::SessionRevoked, target.clone())
+                    .with_metadata(
+                        Metadata::from_value(json!({"reason": reason, "via": "scim"}))
+                            .unwrap_or_default(),
+                    ),
+            )
+        })
+    };
     store
-        .write_member(&write, journal)
+        .write_member(&write, journal, &ended)
         .await
         .map_err(conflict_is_uniqueness)?;
     let after = Member {
