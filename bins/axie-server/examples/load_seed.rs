@@ -116,6 +116,7 @@ async fn seed_org(
         created_at: now,
         audit_archived_at: None,
         limit_overrides: billing_limits::LimitOverrides::default(),
+        limit_overrides_plan: None,
     };
     let team = Team {
         id: TeamId::new(),

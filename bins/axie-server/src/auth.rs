@@ -227,8 +227,6 @@ impl FromRequest for OrgCaller {
             if let Err(e) = check_mfa(&st, &caller).await {
                 return Err(policy_denied(&st, &caller, &req, "mfa_enrollment_required", e).await);
             }
-            // Only a request the organization admits keeps the session from going idle.
-            activity.note(&*st.store, now).await?;
             match access {
                 Access::Member | Access::Leaving => {}
                 Access::Org(perm) => enforce(&st, &caller, perm).await?,
@@ -238,6 +236,9 @@ impl FromRequest for OrgCaller {
                     )));
                 }
             }
+            // Only a request the organization admits (its address, second factor and the
+            // route's permission) keeps the session from going idle.
+            activity.note(&*st.store, now).await?;
             // Programmatic calls (API keys) count against the plan's monthly API calls.
             if st.settings.plans.meter_api_calls {
                 tenancy::metering::meter_api_call(&*st.store, &st.meter, &caller, st.clock.now())

@@ -116,6 +116,7 @@ async fn run(label: &str, url: DatabaseUrl) {
             limit_overrides: billing_limits::LimitOverrides(
                 [(billing_limits::Limit::ApiCallsPerMonth, Some(1_000_000))].into(),
             ),
+            limit_overrides_plan: Some(billing_limits::Plan::Enterprise),
         });
         let s = store.clone();
         let (m, o) = (meter.clone(), organization.clone());

@@ -77,6 +77,11 @@ impl TryFrom<entity::organization::Model> for Organization {
                 .map(|s| json("limit overrides", s))
                 .transpose()?
                 .unwrap_or_default(),
+            limit_overrides_plan: m
+                .limit_overrides_plan
+                .as_deref()
+                .map(|p| Plan::parse(p).ok_or_else(|| corrupt("plan", p)))
+                .transpose()?,
         })
     }
 }

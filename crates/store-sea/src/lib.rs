@@ -676,6 +676,50 @@ mod tests {
             .unwrap()
     }
 
+    /// A deal stored before deals named their plan is taken as made for the plan its
+    /// organization is on when the migration runs; an organization without one gets none.
+    #[tokio::test]
+    async fn existing_deals_are_tagged_with_their_organizations_plan() {
+        use sea_orm_migration::MigratorTrait as _;
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::DatabaseUrl::sqlite_file(&dir.path().join("store.db"));
+        let store = crate::SeaStore::connect(&url, crate::PoolOptions::default())
+            .await
+            .unwrap();
+        let all = crate::migration::Migrator::migrations().len();
+        crate::migration::Migrator::up(store.db(), Some(u32::try_from(all - 1).unwrap()))
+            .await
+            .unwrap();
+        store
+            .execute_sql(
+                "INSERT INTO organizations (id, name, plan, profile, access, security, created_at, \
+                 lock_version, limit_overrides) VALUES \
+                 ('o1', 'Deal', 'pro', '{}', '{}', '{}', 0, 0, '{\"api_keys\":7}'), \
+                 ('o2', 'None', 'free', '{}', '{}', '{}', 0, 0, NULL)",
+            )
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        for (id, tag) in [("o1", Some(billing_limits::Plan::Pro)), ("o2", None)] {
+            let row = store
+                .db()
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Sqlite,
+                    format!("SELECT limit_overrides_plan FROM organizations WHERE id = '{id}'"),
+                ))
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get_by_index::<Option<String>>(0)
+                .unwrap();
+            assert_eq!(
+                row.as_deref(),
+                tag.map(billing_limits::Plan::as_str),
+                "{id}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_sqlite_writer_checkpoints_its_log_at_ten_thousand_pages() {
         let (_dir, store) = crate::temp_sqlite_store().await;

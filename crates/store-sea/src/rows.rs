@@ -379,6 +379,7 @@ mod tests {
             lock_version: 3,
             audit_archived_at: (id == "o2").then_some(-5),
             limit_overrides: (id == "o1").then(|| "{}".into()),
+            limit_overrides_plan: (id == "o1").then(|| "pro".into()),
         }
     }
 

@@ -370,14 +370,15 @@ pub async fn login<S: TenancyStore + ?Sized>(
             .await?;
     }
     // Only over the hash this password was checked against: a password changed meanwhile
-    // stays changed.
+    // stays changed, and the old one opens nothing.
     if needs_rehash
         && let Some(old) = stored.as_deref()
         && let Ok(h) = hasher.hash_off_thread(password).await
-    {
-        store
+        && !store
             .set_password_hash(user.id, old, &h, Journal::default())
-            .await?;
+            .await?
+    {
+        return Err(TenancyError::BadCredentials);
     }
     if let Some(rec) = mfa_store.mfa(user.id).await?
         && rec.enabled_at.is_some()
@@ -887,6 +888,7 @@ mod tests {
                 created_at: now,
                 audit_archived_at: None,
                 limit_overrides: billing_limits::LimitOverrides::default(),
+                limit_overrides_plan: None,
             },
             role,
             joined_at: now,

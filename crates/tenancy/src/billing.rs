@@ -114,10 +114,8 @@ pub trait BillingStore: Send + Sync {
     ) -> Result<(), TenancyError>;
 
     /// Stores `next` if the subscription is still at `version` (compare-and-swap), sets the
-    /// organization's plan and when its audit log was archived, clears its negotiated limits
-    /// (`Organization::limit_overrides`) when the plan changes (a deal is for the plan it was
-    /// made on), inserts `invoice`, forgets the pending charge, and commits `journal`, in one
-    /// transaction.
+    /// organization's plan and when its audit log was archived, inserts `invoice`, forgets the
+    /// pending charge, and commits `journal`, in one transaction.
     ///
     /// # Errors
     /// [`TenancyError::Conflict`] when the subscription changed meanwhile; [`TenancyError::Store`].
@@ -693,8 +691,6 @@ async fn commit<S: TenancyStore + BillingStore + ?Sized>(
             "invoice": number.map(|n| n.chars().take(200).collect::<String>()),
             "audit_archived": archived.is_some(),
             "cancel_at_period_end": next.cancel_at_period_end,
-            // The store ends a negotiated deal with a change of plan.
-            "limit_overrides_ended": next.plan != current.plan && !org.limit_overrides.0.is_empty(),
         }))
     };
     // Checked at its largest before the charge (200 characters that JSON writes longest), so

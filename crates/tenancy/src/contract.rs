@@ -107,6 +107,7 @@ async fn new_org<S: TenancyStore + AuditStore + ?Sized>(s: &S) -> (Organization,
         created_at: now(),
         audit_archived_at: None,
         limit_overrides: billing_limits::LimitOverrides::default(),
+        limit_overrides_plan: None,
     };
     let team = Team {
         id: TeamId::new(),
@@ -158,7 +159,7 @@ pub async fn run<
     an_archived_team_takes_no_edit(s).await;
     a_reversed_purchase_voids_its_open_invoice(s).await;
     subscriptions_are_compare_and_swap(s).await;
-    a_change_of_plan_ends_a_negotiated_deal(s).await;
+    a_deal_applies_on_the_plan_it_was_made_for(s).await;
     a_pending_charge_is_asked_for_again_until_its_change_is_stored(s).await;
     consents_and_erasure_keep_the_chain(s).await;
     erasure_takes_them_out_of_scim_groups(s).await;
@@ -221,6 +222,7 @@ async fn concurrent_foundings_stay_within_the_bound<S: TenancyStore + AuditStore
             created_at: now(),
             audit_archived_at: None,
             limit_overrides: billing_limits::LimitOverrides::default(),
+            limit_overrides_plan: None,
         };
         let team = Team {
             id: TeamId::new(),
@@ -1157,11 +1159,20 @@ async fn a_deactivated_membership_keeps_no_session_alive<
         by: Some(b_owner.id),
         now: now(),
     };
+    let counted = std::sync::Mutex::new(Vec::new());
     let report = s
-        .write_member(&off, note(b.id, "deactivate"), &|_| Journal::default())
+        .write_member(&off, note(b.id, "deactivate"), &|n| {
+            counted.lock().unwrap().push(n);
+            Journal::default()
+        })
         .await
         .unwrap();
     assert_eq!(report.sessions_ended, 0, "still active in A");
+    assert_eq!(
+        *counted.lock().unwrap(),
+        [1],
+        "the session signed out of B is recorded too"
+    );
     let kept = s.find_session(&hash).await.unwrap().expect("good in A");
     assert_eq!(
         kept.signed_out_of,
@@ -7851,63 +7862,65 @@ async fn credit_ledger_is_exact_under_concurrency<
     );
 }
 
-/// An operator's negotiated limits are a deal for the plan they were made on: a change of
-/// plan ends them, in its transaction; a change that keeps the plan, or one that loses its
-/// compare-and-swap, keeps them.
-async fn a_change_of_plan_ends_a_negotiated_deal<
+/// An operator's negotiated limits are a deal for the plan they were made on: they apply
+/// while the organization is on it, not on another, and again when it comes back.
+async fn a_deal_applies_on_the_plan_it_was_made_for<
     S: TenancyStore + AuditStore + crate::billing::BillingStore + ?Sized,
 >(
     s: &S,
 ) {
     use billing_limits::subscription::{BillingCycle, Change, PriceList, transition};
-    use billing_limits::{Limit, LimitOverrides};
+    use billing_limits::{Limit, LimitOverrides, PlanLimits};
     let (org, _, _) = new_org(s).await;
     let deal = LimitOverrides([(Limit::Members, Some(60))].into_iter().collect());
     s.set_limit_overrides(org.id, &deal, note(org.id, "deal"))
         .await
         .unwrap();
+    let o = s.get_org(org.id).await.unwrap();
+    assert_eq!(o.limit_overrides_plan, Some(Plan::Enterprise));
+    assert_eq!(o.limits().members, Some(60));
     let (sub, _) = s.subscription(org.id).await.unwrap();
-    // The same plan again (Enterprise): the deal stays.
-    s.apply_subscription(org.id, 0, &sub, None, None, note(org.id, "same plan"))
+    let change = |from: &billing_limits::subscription::Subscription, plan| {
+        transition(
+            from,
+            Change::Subscribe {
+                plan,
+                cycle: BillingCycle::Monthly,
+            },
+            &PriceList::default(),
+            now(),
+        )
+        .unwrap()
+        .next
+    };
+    // Down to Pro: the Enterprise deal's seats stay behind, and Pro shuts members out.
+    let pro = change(&sub, Plan::Pro);
+    s.apply_subscription(org.id, 0, &pro, Some(now()), None, note(org.id, "pro"))
         .await
         .unwrap();
-    assert_eq!(s.get_org(org.id).await.unwrap().limit_overrides, deal);
-    let down = transition(
-        &sub,
-        Change::Subscribe {
-            plan: Plan::Pro,
-            cycle: BillingCycle::Monthly,
-        },
-        &PriceList::default(),
-        now(),
-    )
-    .unwrap();
-    // A stale change writes nothing, the deal included.
-    assert!(matches!(
-        s.apply_subscription(org.id, 0, &down.next, None, None, note(org.id, "stale"))
-            .await,
-        Err(TenancyError::Conflict(_))
-    ));
-    assert_eq!(s.get_org(org.id).await.unwrap().limit_overrides, deal);
-    s.apply_subscription(
-        org.id,
-        1,
-        &down.next,
-        Some(now()),
-        None,
-        note(org.id, "pro"),
-    )
-    .await
-    .unwrap();
     let o = s.get_org(org.id).await.unwrap();
-    assert_eq!(o.plan, Plan::Pro);
     assert_eq!(
-        o.limit_overrides,
-        LimitOverrides::default(),
-        "the deal ended"
+        (o.plan, o.limit_overrides.clone()),
+        (Plan::Pro, deal.clone())
     );
-    assert_eq!(o.limits(), billing_limits::PlanLimits::deployed(Plan::Pro));
-    assert!(!o.admits_members(), "Pro's members are shut out again");
+    assert_eq!(o.limits(), PlanLimits::deployed(Plan::Pro));
+    assert!(!o.admits_members());
+    // Back on Enterprise, the deal holds again.
+    let back = change(&pro, Plan::Enterprise);
+    s.apply_subscription(org.id, 1, &back, None, None, note(org.id, "back"))
+        .await
+        .unwrap();
+    let o = s.get_org(org.id).await.unwrap();
+    assert_eq!(o.limits().members, Some(60));
+    // Clearing it clears what it was made for.
+    s.set_limit_overrides(org.id, &LimitOverrides::default(), note(org.id, "off"))
+        .await
+        .unwrap();
+    let o = s.get_org(org.id).await.unwrap();
+    assert_eq!(
+        (o.limit_overrides, o.limit_overrides_plan),
+        (LimitOverrides::default(), None)
+    );
 }
 
 async fn subscriptions_are_compare_and_swap<

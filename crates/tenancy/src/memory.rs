@@ -687,11 +687,15 @@ impl OrgStore for MemoryTenancyStore {
         overrides: &billing_limits::LimitOverrides,
         journal: Journal,
     ) -> Result<(), TenancyError> {
-        self.lock()?
-            .orgs
-            .get_mut(&org)
-            .ok_or(TenancyError::NotFound("organization"))?
-            .limit_overrides = overrides.clone();
+        {
+            let mut s = self.lock()?;
+            let o = s
+                .orgs
+                .get_mut(&org)
+                .ok_or(TenancyError::NotFound("organization"))?;
+            o.limit_overrides = overrides.clone();
+            o.limit_overrides_plan = (!overrides.0.is_empty()).then_some(o.plan);
+        }
         self.commit(journal).await
     }
 
@@ -2990,6 +2994,8 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
         ended: crate::SessionsEndedJournal<'_>,
     ) -> Result<crate::scim::MemberWriteReport, TenancyError> {
         let mut report = crate::scim::MemberWriteReport::default();
+        // The sessions the write ends or signs out of the organization, each recorded.
+        let mut revoked = 0;
         {
             let mut s = self.lock()?;
             let Some(pos) = s.members.iter().position(|m| m.0 == w.org && m.1 == w.user) else {
@@ -3084,6 +3090,7 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                 {
                     sess.2 = Some(w.now);
                     report.sessions_ended += 1;
+                    revoked += 1;
                 }
             }
             match w.active {
@@ -3096,7 +3103,9 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                         k.0.revoked_at = Some(w.now);
                         report.api_keys_deactivated += 1;
                     }
-                    report.sessions_ended += sign_out_in(&mut s, w.org, w.user, w.now).1;
+                    let (touched, gone) = sign_out_in(&mut s, w.org, w.user, w.now);
+                    report.sessions_ended += gone;
+                    revoked += touched;
                 }
                 Some(true) => {
                     s.deactivated.remove(&(w.org, w.user));
@@ -3106,7 +3115,7 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
             s.scim_users.insert((w.org, w.user), w.record.clone());
         }
         let mut journal = journal;
-        journal.absorb(ended(report.sessions_ended));
+        journal.absorb(ended(revoked));
         self.commit(journal).await?;
         Ok(report)
     }

@@ -146,21 +146,30 @@ pub struct Organization {
     /// log is read-only and only the Owner may export it, until it upgrades again.
     #[serde(default)]
     pub audit_archived_at: Option<DateTime<Utc>>,
-    /// Negotiated limits replacing the plan's (set by the operator, `set-limits`): a deal made
-    /// for the plan the organization is on, which ends when the plan changes (the stores clear
-    /// it with the change, `BillingStore::apply_subscription`).
+    /// Negotiated limits replacing the plan's (set by the operator, `set-limits`), a deal for
+    /// the plan [`Self::limit_overrides_plan`].
     #[serde(default)]
     pub limit_overrides: billing_limits::LimitOverrides,
+    /// The plan the negotiated limits were made for (the plan the organization was on when the
+    /// operator set them): they apply only while the organization is on it, so an Enterprise
+    /// deal's seats do not follow it to Free or Pro, nor a Pro deal's limits to an Enterprise
+    /// trial; and they apply again when it comes back. `None` with no deal.
+    #[serde(default)]
+    pub limit_overrides_plan: Option<billing_limits::Plan>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
 }
 
 impl Organization {
-    /// The limits that apply: the plan's, with the organization's negotiated overrides.
+    /// The limits that apply: the plan's, with the organization's negotiated overrides while
+    /// it is on the plan they were made for ([`Self::limit_overrides_plan`]).
     #[must_use]
     pub fn limits(&self) -> billing_limits::PlanLimits {
-        self.limit_overrides
-            .apply(billing_limits::PlanLimits::deployed(self.plan))
+        let plan = billing_limits::PlanLimits::deployed(self.plan);
+        match self.limit_overrides_plan {
+            Some(made_for) if made_for != self.plan => plan,
+            _ => self.limit_overrides.apply(plan),
+        }
     }
 
     /// Whether members other than the Owner may use the organization: not when its member limit

@@ -184,6 +184,7 @@ async fn founded<S: TenancyStore + ?Sized>(
         created_at: now,
         audit_archived_at: None,
         limit_overrides: billing_limits::LimitOverrides::default(),
+        limit_overrides_plan: None,
     };
     let team = Team {
         id: TeamId::new(),
@@ -699,8 +700,9 @@ pub fn check_audit_archive(caller: &Caller) -> Result<(), TenancyError> {
 }
 
 /// Sets an organization's negotiated limits (an operator's action, for custom enterprise
-/// deals; audited as the system). Each entry replaces one of the plan's limits, `None` making
-/// it unlimited; an empty set returns to the plan's limits.
+/// deals; audited as the system), as a deal for the plan it is on now: they apply while it is
+/// on that plan (`Organization::limit_overrides_plan`). Each entry replaces one of the plan's
+/// limits, `None` making it unlimited; an empty set returns to the plan's limits.
 ///
 /// # Errors
 /// [`TenancyError::NotFound`].
@@ -720,12 +722,14 @@ pub async fn set_limit_overrides_as_system<S: TenancyStore + ?Sized>(
             Target::new("organization", org, o.name.clone()),
         )
         .with_metadata(Metadata::from_value(json!({
-            "before": o.limit_overrides, "after": overrides,
+            "before": o.limit_overrides, "after": overrides, "plan": o.plan.as_str(),
         }))?),
     );
     store.set_limit_overrides(org, &overrides, journal).await?;
+    let made_for = (!overrides.0.is_empty()).then_some(o.plan);
     Ok(Organization {
         limit_overrides: overrides,
+        limit_overrides_plan: made_for,
         ..o
     }
     .limits())

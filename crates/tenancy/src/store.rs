@@ -144,7 +144,8 @@ pub trait OrgStore: Send + Sync {
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
-    /// Replaces the organization's negotiated limits (empty: the plan's).
+    /// Replaces the organization's negotiated limits (empty: the plan's), as a deal for the
+    /// plan it is on when written (`Organization::limit_overrides_plan`, read in the write).
     ///
     /// # Errors
     /// [`TenancyError::NotFound`].

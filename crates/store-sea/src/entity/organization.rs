@@ -17,6 +17,7 @@ pub struct Model {
     pub lock_version: i64,
     pub audit_archived_at: Option<i64>,
     pub limit_overrides: Option<String>,
+    pub limit_overrides_plan: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

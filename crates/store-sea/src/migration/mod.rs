@@ -48,6 +48,7 @@ mod m20261203_000037_add_subscription_cancel_at_period_end;
 mod m20261204_000038_create_pending_charges;
 mod m20261205_000039_index_consents_by_id;
 mod m20261205_000040_create_store_markers;
+mod m20261205_000041_add_limit_overrides_plan;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -97,6 +98,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000038_create_pending_charges::Migration),
             Box::new(m20261205_000039_index_consents_by_id::Migration),
             Box::new(m20261205_000040_create_store_markers::Migration),
+            Box::new(m20261205_000041_add_limit_overrides_plan::Migration),
         ]
     }
 }

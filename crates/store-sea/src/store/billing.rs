@@ -171,18 +171,6 @@ impl BillingStore for SeaStore {
                 return Err(conflict());
             }
         }
-        // A negotiated deal is for the plan it was made on: a change of plan ends it (an
-        // Enterprise deal's seats must not follow the organization to Free or Pro).
-        organization::Entity::update_many()
-            .col_expr(
-                organization::Column::LimitOverrides,
-                Expr::value(Option::<String>::None),
-            )
-            .filter(organization::Column::Id.eq(org.to_string()))
-            .filter(organization::Column::Plan.ne(next.plan.as_str()))
-            .exec(&txn)
-            .await
-            .map_err(store)?;
         let res = organization::Entity::update_many()
             .col_expr(organization::Column::Plan, Expr::value(next.plan.as_str()))
             .col_expr(

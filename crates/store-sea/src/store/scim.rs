@@ -389,9 +389,12 @@ impl ScimStore for SeaStore {
                 })?;
         }
         let mut report = MemberWriteReport::default();
+        // The sessions the write ends or signs out of the organization, each recorded.
+        let mut revoked = 0;
         if w.password_hash.is_some() {
             // A new password ends the sessions the old one opened.
             report.sessions_ended = end_sessions(&txn, &uid, w.now).await?;
+            revoked = report.sessions_ended;
         }
         match w.active {
             Some(false) if present.deactivated_at.is_none() => {
@@ -429,8 +432,9 @@ impl ScimStore for SeaStore {
                 // Sessions belong to the person: those good in no other organization where
                 // they are active end, the others are signed out of this one (so that being
                 // reactivated does not open it to them again).
-                let (_, ended) = super::tenancy::sign_out_in(&txn, w.org, &uid, w.now).await?;
-                report.sessions_ended += ended;
+                let (touched, gone) = super::tenancy::sign_out_in(&txn, w.org, &uid, w.now).await?;
+                report.sessions_ended += gone;
+                revoked += touched;
             }
             Some(true) => {
                 membership::Entity::update_many()
@@ -447,7 +451,7 @@ impl ScimStore for SeaStore {
             _ => {}
         }
         let mut journal = journal;
-        journal.absorb(ended(report.sessions_ended));
+        journal.absorb(ended(revoked));
         commit(txn, journal).await?;
         Ok(report)
     }

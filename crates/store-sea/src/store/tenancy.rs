@@ -574,6 +574,7 @@ impl OrgStore for SeaStore {
             lock_version: Set(0),
             audit_archived_at: Set(None),
             limit_overrides: Set(None),
+            limit_overrides_plan: Set(None),
         })
         .exec_without_returning(&txn)
         .await
@@ -816,8 +817,15 @@ impl OrgStore for SeaStore {
         let value = (!overrides.0.is_empty())
             .then(|| to_json(overrides))
             .transpose()?;
+        // Made for the plan the organization is on as it is written.
+        let plan = if value.is_some() {
+            Expr::col(organization::Column::Plan)
+        } else {
+            Expr::value(Option::<String>::None)
+        };
         let res = organization::Entity::update_many()
             .col_expr(organization::Column::LimitOverrides, Expr::value(value))
+            .col_expr(organization::Column::LimitOverridesPlan, plan)
             .filter(organization::Column::Id.eq(org.to_string()))
             .exec(&txn)
             .await

@@ -159,9 +159,6 @@ impl BillingStore for MemoryTenancyStore {
                 .orgs
                 .get_mut(&org)
                 .ok_or(TenancyError::NotFound("organization"))?;
-            if o.plan != next.plan {
-                o.limit_overrides = billing_limits::LimitOverrides::default();
-            }
             o.plan = next.plan;
             o.audit_archived_at = audit_archived_at;
             s.billing

@@ -282,7 +282,8 @@ pub trait ScimStore: Send + Sync {
     /// signs them out of the organization, ending the sessions good in no other organization
     /// where they are active, deactivates their API keys in it, and withdraws their pending
     /// invitations and a transfer of ownership to them). `journal`, and the records `ended`
-    /// makes from the number of sessions ended, commit with it.
+    /// makes from the number of sessions ended or signed out of the organization, commit with
+    /// it.
     ///
     /// # Errors
     /// [`TenancyError::NotFound`]; [`TenancyError::Changed`] (the record's version or the
