@@ -1249,7 +1249,12 @@ async fn tenancy_writers_race_without_deadlocks_or_lost_changes(store: SeaStore)
             .collect(),
     );
     store
-        .set_limit_overrides(a.id, &unlimited, audit::Journal::default())
+        .set_limit_overrides(
+            a.id,
+            &unlimited,
+            billing_limits::Plan::Enterprise,
+            audit::Journal::default(),
+        )
         .await
         .unwrap();
     let person = |orgs: Vec<(rbac_core::OrgId, &'static str)>| {

@@ -370,7 +370,9 @@ pub async fn login<S: TenancyStore + ?Sized>(
             .await?;
     }
     // Only over the hash this password was checked against: a password changed meanwhile
-    // stays changed, and the old one opens nothing.
+    // stays changed. The hash found in its place may be another login's rehash of this same
+    // password (two devices at once): checked again, it lets this one in; a changed or reset
+    // password does not.
     if needs_rehash
         && let Some(old) = stored.as_deref()
         && let Ok(h) = hasher.hash_off_thread(password).await
@@ -378,7 +380,19 @@ pub async fn login<S: TenancyStore + ?Sized>(
             .set_password_hash(user.id, old, &h, Journal::default())
             .await?
     {
-        return Err(TenancyError::BadCredentials);
+        let now_stored = store
+            .find_user_by_email(&user.email)
+            .await?
+            .filter(|(u, _)| u.id == user.id)
+            .and_then(|(_, h)| h);
+        if !matches!(
+            hasher
+                .verify_off_thread(now_stored.as_deref(), password)
+                .await,
+            Verification::Match { .. }
+        ) {
+            return Err(TenancyError::BadCredentials);
+        }
     }
     if let Some(rec) = mfa_store.mfa(user.id).await?
         && rec.enabled_at.is_some()
@@ -896,6 +910,72 @@ mod tests {
             teams: Vec::new(),
             all_teams: None,
         }
+    }
+
+    /// Counters that never lock anything.
+    #[cfg(feature = "memory")]
+    struct Open;
+
+    #[cfg(feature = "memory")]
+    impl super::LoginCounters for Open {
+        fn address_locked_until(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+            None
+        }
+        fn unknown_locked_until(&self, _: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+            None
+        }
+        fn count_unknown(&self, _: &str) {}
+        fn first_refusal(&self, _: &str, _: chrono::DateTime<chrono::Utc>) -> bool {
+            true
+        }
+    }
+
+    /// After a change of hashing parameters, two sign-ins with the right password at once
+    /// both rehash it: the second's compare-and-swap finds the first's new hash, which holds
+    /// the same password, and lets it in; a password changed meanwhile would not.
+    #[cfg(feature = "memory")]
+    #[tokio::test]
+    async fn two_sign_ins_rehashing_at_once_both_get_in() {
+        use crate::AccountStore as _;
+        let (store, _org, owner) = crate::memory::MemoryTenancyStore::with_org("Rehash").await;
+        let stronger = security_policy::PasswordHasher::new(security_policy::HashParams {
+            iterations: 3,
+            ..security_policy::HashParams::default()
+        })
+        .unwrap();
+        let before = store.find_user_by_email(&owner.email).await.unwrap();
+        let sign_in = || {
+            super::login(
+                &store,
+                &store,
+                &store,
+                &stronger,
+                owner.email.as_str(),
+                "tilted windmill at sunrise",
+                &Open,
+                audit::RequestContext::default(),
+                chrono::Utc::now(),
+            )
+        };
+        let (a, b) = tokio::join!(sign_in(), sign_in());
+        assert!(
+            matches!(
+                (&a, &b),
+                (
+                    Ok(super::LoginResult::Session(_)),
+                    Ok(super::LoginResult::Session(_))
+                )
+            ),
+            "{:?} {:?}",
+            a.err(),
+            b.err()
+        );
+        let after = store.find_user_by_email(&owner.email).await.unwrap();
+        assert_ne!(
+            before.and_then(|(_, h)| h),
+            after.and_then(|(_, h)| h),
+            "rehashed"
+        );
     }
 
     #[test]

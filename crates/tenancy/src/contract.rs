@@ -3604,7 +3604,7 @@ async fn limits_lowered_since_the_callers_read_are_obeyed<
         .into_iter()
         .collect(),
     );
-    s.set_limit_overrides(org.id, &lowered, note(org.id, "lowered"))
+    s.set_limit_overrides(org.id, &lowered, Plan::Enterprise, note(org.id, "lowered"))
         .await
         .unwrap();
     // Callers that read Enterprise's limits before the change are refused, and write nothing.
@@ -3669,9 +3669,14 @@ async fn limits_lowered_since_the_callers_read_are_obeyed<
     assert_eq!(head(s, org.id).await, audit, "refusals leave no record");
     assert_eq!(s.get_asset(org.id, second.id).await.unwrap(), None);
     // Raised again, the same creation goes through; limits the caller passes still bind.
-    s.set_limit_overrides(org.id, &LimitOverrides::default(), note(org.id, "raised"))
-        .await
-        .unwrap();
+    s.set_limit_overrides(
+        org.id,
+        &LimitOverrides::default(),
+        Plan::Enterprise,
+        note(org.id, "raised"),
+    )
+    .await
+    .unwrap();
     let one = billing_limits::PlanLimits {
         chat_interfaces: Some(1),
         ..enterprise()
@@ -7873,7 +7878,7 @@ async fn a_deal_applies_on_the_plan_it_was_made_for<
     use billing_limits::{Limit, LimitOverrides, PlanLimits};
     let (org, _, _) = new_org(s).await;
     let deal = LimitOverrides([(Limit::Members, Some(60))].into_iter().collect());
-    s.set_limit_overrides(org.id, &deal, note(org.id, "deal"))
+    s.set_limit_overrides(org.id, &deal, Plan::Enterprise, note(org.id, "deal"))
         .await
         .unwrap();
     let o = s.get_org(org.id).await.unwrap();
@@ -7905,6 +7910,16 @@ async fn a_deal_applies_on_the_plan_it_was_made_for<
     );
     assert_eq!(o.limits(), PlanLimits::deployed(Plan::Pro));
     assert!(!o.admits_members());
+    // A deal for the plan it has left (its operator read it before the change) is refused.
+    let stale = LimitOverrides([(Limit::Members, Some(70))].into_iter().collect());
+    let h = head(s, org.id).await;
+    assert!(matches!(
+        s.set_limit_overrides(org.id, &stale, Plan::Enterprise, note(org.id, "stale"))
+            .await,
+        Err(TenancyError::Conflict(_))
+    ));
+    assert_eq!(head(s, org.id).await, h);
+    assert_eq!(s.get_org(org.id).await.unwrap().limit_overrides, deal);
     // Back on Enterprise, the deal holds again.
     let back = change(&pro, Plan::Enterprise);
     s.apply_subscription(org.id, 1, &back, None, None, note(org.id, "back"))
@@ -7913,9 +7928,14 @@ async fn a_deal_applies_on_the_plan_it_was_made_for<
     let o = s.get_org(org.id).await.unwrap();
     assert_eq!(o.limits().members, Some(60));
     // Clearing it clears what it was made for.
-    s.set_limit_overrides(org.id, &LimitOverrides::default(), note(org.id, "off"))
-        .await
-        .unwrap();
+    s.set_limit_overrides(
+        org.id,
+        &LimitOverrides::default(),
+        Plan::Enterprise,
+        note(org.id, "off"),
+    )
+    .await
+    .unwrap();
     let o = s.get_org(org.id).await.unwrap();
     assert_eq!(
         (o.limit_overrides, o.limit_overrides_plan),

@@ -685,6 +685,7 @@ impl OrgStore for MemoryTenancyStore {
         &self,
         org: OrgId,
         overrides: &billing_limits::LimitOverrides,
+        for_plan: billing_limits::Plan,
         journal: Journal,
     ) -> Result<(), TenancyError> {
         {
@@ -693,8 +694,11 @@ impl OrgStore for MemoryTenancyStore {
                 .orgs
                 .get_mut(&org)
                 .ok_or(TenancyError::NotFound("organization"))?;
+            if o.plan != for_plan {
+                return Err(crate::orgs::plan_changed_under_deal());
+            }
             o.limit_overrides = overrides.clone();
-            o.limit_overrides_plan = (!overrides.0.is_empty()).then_some(o.plan);
+            o.limit_overrides_plan = (!overrides.0.is_empty()).then_some(for_plan);
         }
         self.commit(journal).await
     }

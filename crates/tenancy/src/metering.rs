@@ -1077,7 +1077,12 @@ mod tests {
         // One seat, the Owner's: full, but no one uses seats.
         o.limit_overrides.0.insert(Limit::Members, Some(1));
         store
-            .set_limit_overrides(org.id, &o.limit_overrides, audit::Journal::default())
+            .set_limit_overrides(
+                org.id,
+                &o.limit_overrides,
+                o.plan,
+                audit::Journal::default(),
+            )
             .await
             .unwrap();
         let mut o = store.get_org(org.id).await.unwrap();
@@ -1161,7 +1166,12 @@ mod tests {
             .0
             .insert(Limit::ApiCallsPerMonth, Some(100));
         store
-            .set_limit_overrides(org.id, &o.limit_overrides, audit::Journal::default())
+            .set_limit_overrides(
+                org.id,
+                &o.limit_overrides,
+                o.plan,
+                audit::Journal::default(),
+            )
             .await
             .unwrap();
         let o = store.get_org(org.id).await.unwrap();
@@ -1271,7 +1281,12 @@ mod tests {
         let mut o = store.get_org(org.id).await.unwrap();
         o.limit_overrides.0.insert(Limit::Members, Some(5));
         store
-            .set_limit_overrides(org.id, &o.limit_overrides, audit::Journal::default())
+            .set_limit_overrides(
+                org.id,
+                &o.limit_overrides,
+                o.plan,
+                audit::Journal::default(),
+            )
             .await
             .unwrap();
         let caller = store.session_caller_in(org.id, owner).await;

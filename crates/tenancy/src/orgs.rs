@@ -699,13 +699,23 @@ pub fn check_audit_archive(caller: &Caller) -> Result<(), TenancyError> {
     Ok(())
 }
 
+/// The refusal of negotiated limits set for a plan the organization has left meanwhile.
+#[must_use]
+pub fn plan_changed_under_deal() -> TenancyError {
+    TenancyError::Conflict(
+        "the organization's plan changed while its limits were being set; nothing was set, set them again"
+            .into(),
+    )
+}
+
 /// Sets an organization's negotiated limits (an operator's action, for custom enterprise
 /// deals; audited as the system), as a deal for the plan it is on now: they apply while it is
 /// on that plan (`Organization::limit_overrides_plan`). Each entry replaces one of the plan's
 /// limits, `None` making it unlimited; an empty set returns to the plan's limits.
 ///
 /// # Errors
-/// [`TenancyError::NotFound`].
+/// [`TenancyError::NotFound`]; [`TenancyError::Conflict`] when the plan changed while it was
+/// being set (set it again, for the plan it is on now).
 pub async fn set_limit_overrides_as_system<S: TenancyStore + ?Sized>(
     store: &S,
     org: OrgId,
@@ -725,7 +735,9 @@ pub async fn set_limit_overrides_as_system<S: TenancyStore + ?Sized>(
             "before": o.limit_overrides, "after": overrides, "plan": o.plan.as_str(),
         }))?),
     );
-    store.set_limit_overrides(org, &overrides, journal).await?;
+    store
+        .set_limit_overrides(org, &overrides, o.plan, journal)
+        .await?;
     let made_for = (!overrides.0.is_empty()).then_some(o.plan);
     Ok(Organization {
         limit_overrides: overrides,

@@ -144,15 +144,18 @@ pub trait OrgStore: Send + Sync {
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
-    /// Replaces the organization's negotiated limits (empty: the plan's), as a deal for the
-    /// plan it is on when written (`Organization::limit_overrides_plan`, read in the write).
+    /// Replaces the organization's negotiated limits (empty: the plan's), as a deal for
+    /// `for_plan` (`Organization::limit_overrides_plan`), which must still be the
+    /// organization's plan as it is written.
     ///
     /// # Errors
-    /// [`TenancyError::NotFound`].
+    /// [`TenancyError::NotFound`]; [`TenancyError::Conflict`] when the organization is no
+    /// longer on `for_plan` (its plan changed meanwhile); nothing is written then.
     async fn set_limit_overrides(
         &self,
         org: OrgId,
         overrides: &billing_limits::LimitOverrides,
+        for_plan: billing_limits::Plan,
         journal: Journal,
     ) -> Result<(), TenancyError>;
 

@@ -811,27 +811,37 @@ impl OrgStore for SeaStore {
         &self,
         org: OrgId,
         overrides: &billing_limits::LimitOverrides,
+        for_plan: billing_limits::Plan,
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         let value = (!overrides.0.is_empty())
             .then(|| to_json(overrides))
             .transpose()?;
-        // Made for the plan the organization is on as it is written.
-        let plan = if value.is_some() {
-            Expr::col(organization::Column::Plan)
-        } else {
-            Expr::value(Option::<String>::None)
-        };
+        let made_for = value.as_ref().map(|_| for_plan.as_str().to_owned());
+        // Only while the organization is still on the plan the deal is for.
         let res = organization::Entity::update_many()
             .col_expr(organization::Column::LimitOverrides, Expr::value(value))
-            .col_expr(organization::Column::LimitOverridesPlan, plan)
+            .col_expr(
+                organization::Column::LimitOverridesPlan,
+                Expr::value(made_for),
+            )
             .filter(organization::Column::Id.eq(org.to_string()))
+            .filter(organization::Column::Plan.eq(for_plan.as_str()))
             .exec(&txn)
             .await
             .map_err(store)?;
         if res.rows_affected == 0 {
-            return Err(TenancyError::NotFound("organization"));
+            let exists = organization::Entity::find_by_id(org.to_string())
+                .one(&txn)
+                .await
+                .map_err(store)?
+                .is_some();
+            return Err(if exists {
+                tenancy::orgs::plan_changed_under_deal()
+            } else {
+                TenancyError::NotFound("organization")
+            });
         }
         commit(txn, journal).await
     }
