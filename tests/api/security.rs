@@ -9,6 +9,19 @@ use serde_json::{Value, json};
 use crate::both_backends;
 use crate::helpers::*;
 
+/// The demo team behind a trusted loopback proxy (`X-Forwarded-For` names the client).
+async fn spawn_behind_proxy(b: Backend) -> TestApp {
+    spawn_app_with(
+        b,
+        Options {
+            demo: true,
+            trust_loopback_proxy: true,
+            ..Options::default()
+        },
+    )
+    .await
+}
+
 /// The demo team behind a trusted loopback proxy, whose addresses are locked after `failures`
 /// failed logins.
 async fn spawn_locking_addresses_after(b: Backend, failures: u32) -> TestApp {
@@ -913,15 +926,7 @@ both_backends!(
 both_backends!(
     requests_the_allowlist_refuses_do_not_keep_a_session_alive,
     |b| async move {
-        let t = spawn_app_with(
-            b,
-            Options {
-                demo: true,
-                trust_loopback_proxy: true,
-                ..Options::default()
-            },
-        )
-        .await;
+        let t = spawn_behind_proxy(b).await;
         let saved = t
             .patch(
                 &t.org("/security"),
@@ -967,15 +972,7 @@ both_backends!(
 both_backends!(
     security_settings_ip_allowlist_and_sessions,
     |b| async move {
-        let t = spawn_app_with(
-            b,
-            Options {
-                demo: true,
-                trust_loopback_proxy: true,
-                ..Options::default()
-            },
-        )
-        .await;
+        let t = spawn_behind_proxy(b).await;
         let tom_id = t.member_id("tom@example.com").await;
         let s = json_of(t.get(&t.org("/security"), &t.owner_token).await).await;
         assert_eq!(s["ip_allowlist_allows_everyone"], true);
@@ -1506,15 +1503,7 @@ both_backends!(
 both_backends!(
     a_lock_caused_elsewhere_does_not_keep_the_owner_out,
     |b| async move {
-        let t = spawn_app_with(
-            b,
-            Options {
-                demo: true,
-                trust_loopback_proxy: true,
-                ..Options::default()
-            },
-        )
-        .await;
+        let t = spawn_behind_proxy(b).await;
         let from = |ip: &'static str, password: &'static str| {
             let t = &t;
             async move {
@@ -2489,15 +2478,7 @@ both_backends!(
 both_backends!(
     the_caller_is_known_before_the_body_is_read,
     |b| async move {
-        let t = spawn_app_with(
-            b,
-            Options {
-                demo: true,
-                trust_loopback_proxy: true,
-                ..Options::default()
-            },
-        )
-        .await;
+        let t = spawn_behind_proxy(b).await;
         let keys = t.org("/api-keys");
         let bulk = t.org("/invitations/bulk");
         // A token that names no session: 401, whatever the body (415, 400 and 413 before, as

@@ -57,6 +57,15 @@ pub(crate) fn store(e: DbErr) -> TenancyError {
     TenancyError::Store(db_err(e))
 }
 
+/// Whether `E`'s row `id` exists, read in `txn`: what tells a conditional update that changed
+/// nothing ("changed meanwhile") from one whose row is gone ("not found").
+async fn exists<E: EntityTrait>(txn: &DatabaseTransaction, id: String) -> Result<bool, TenancyError>
+where
+    String: Into<<E::PrimaryKey as sea_orm::PrimaryKeyTrait>::ValueType>,
+{
+    Ok(E::find_by_id(id).one(txn).await.map_err(store)?.is_some())
+}
+
 /// Takes the organization's write lock for the rest of the transaction (a row lock on
 /// PostgreSQL, the database write lock on SQLite), so count-then-insert limit checks are atomic.
 ///
@@ -832,16 +841,13 @@ impl OrgStore for SeaStore {
             .await
             .map_err(store)?;
         if res.rows_affected == 0 {
-            let exists = organization::Entity::find_by_id(org.to_string())
-                .one(&txn)
-                .await
-                .map_err(store)?
-                .is_some();
-            return Err(if exists {
-                tenancy::orgs::plan_changed_under_deal()
-            } else {
-                TenancyError::NotFound("organization")
-            });
+            return Err(
+                if exists::<organization::Entity>(&txn, org.to_string()).await? {
+                    tenancy::orgs::plan_changed_under_deal()
+                } else {
+                    TenancyError::NotFound("organization")
+                },
+            );
         }
         commit(txn, journal).await
     }
@@ -1252,16 +1258,15 @@ impl AccountStore for SeaStore {
             .await
             .map_err(store)?;
         if res.rows_affected == 0 {
-            let exists = user::Entity::find_by_id(user_id.to_string())
-                .one(&txn)
-                .await
-                .map_err(store)?
-                .is_some();
-            return Err(if exists {
-                TenancyError::Conflict("the name changed meanwhile; reload and try again".into())
-            } else {
-                TenancyError::NotFound("user")
-            });
+            return Err(
+                if exists::<user::Entity>(&txn, user_id.to_string()).await? {
+                    TenancyError::Conflict(
+                        "the name changed meanwhile; reload and try again".into(),
+                    )
+                } else {
+                    TenancyError::NotFound("user")
+                },
+            );
         }
         let mut now_in: Vec<String> = membership::Entity::find()
             .select_only()
@@ -1296,12 +1301,7 @@ impl AccountStore for SeaStore {
             .await
             .map_err(store)?;
         if res.rows_affected == 0 {
-            let exists = user::Entity::find_by_id(user_id.to_string())
-                .one(&txn)
-                .await
-                .map_err(store)?
-                .is_some();
-            return if exists {
+            return if exists::<user::Entity>(&txn, user_id.to_string()).await? {
                 Ok(false)
             } else {
                 Err(TenancyError::NotFound("user"))
