@@ -949,6 +949,17 @@ both_backends!(
         let removed = t.audit("action=member.removed").await;
         assert_eq!(removed.len(), 1);
         assert_eq!(removed[0]["target_id"], tom_id.as_str());
+        // The session the removal ended is on the record, by the remover, in the same commit
+        // (the next position after the removal's own record).
+        let revoked = t.audit("action=auth.session_revoked").await;
+        assert_eq!(revoked.len(), 1, "{revoked:?}");
+        assert_eq!(revoked[0]["target_id"], tom_id.as_str());
+        assert_eq!(revoked[0]["actor_id"], removed[0]["actor_id"]);
+        assert_eq!(revoked[0]["metadata"]["reason"], "member_removed");
+        assert_eq!(
+            revoked[0]["seq"].as_i64().unwrap(),
+            removed[0]["seq"].as_i64().unwrap() + 1
+        );
         // Tom's account still exists but belongs to no organization: he cannot get back in here.
         let again = t.login("tom@example.com", DEMO_PASSWORD).await;
         problem(

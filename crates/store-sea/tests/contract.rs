@@ -918,6 +918,7 @@ async fn erasure_keeps_the_sms_codes_of_a_shared_phone(store: SeaStore) {
                 now,
                 None,
                 audit::Journal::default(),
+                &|_| audit::Journal::default(),
             )
             .await
             .unwrap();
@@ -1173,6 +1174,7 @@ async fn webhook_writers_race_without_deadlocks_or_orphans(store: SeaStore) {
                         now(),
                         None,
                         Journal::default(),
+                        &|_| audit::Journal::default(),
                     )
                     .await
                     .map_err(|e| format!("erasing {id}: {e:?}"))?;
@@ -1322,7 +1324,8 @@ async fn tenancy_writers_race_without_deadlocks_or_lost_changes(store: SeaStore)
                 Disposition::TransferToOwner(owner_a.id),
                 now(),
                 None,
-                audit::Journal::default()
+                audit::Journal::default(),
+                &|_| audit::Journal::default()
             ),
             store.remove_member(
                 b.id,
@@ -1330,7 +1333,8 @@ async fn tenancy_writers_race_without_deadlocks_or_lost_changes(store: SeaStore)
                 Disposition::TransferToOwner(owner_b.id),
                 now(),
                 None,
-                audit::Journal::default()
+                audit::Journal::default(),
+                &|_| audit::Journal::default()
             ),
         );
         ra.unwrap();
@@ -1353,7 +1357,8 @@ async fn tenancy_writers_race_without_deadlocks_or_lost_changes(store: SeaStore)
                 Disposition::TransferToOwner(owner_b.id),
                 now(),
                 None,
-                audit::Journal::default()
+                audit::Journal::default(),
+                &|_| audit::Journal::default()
             ),
         );
         assert_eq!(signed_out.unwrap(), 1, "round {round}");
@@ -1378,7 +1383,8 @@ async fn tenancy_writers_race_without_deadlocks_or_lost_changes(store: SeaStore)
                 Some(Disposition::TransferToOwner(owner_a.id)),
                 now(),
                 None,
-                audit::Journal::default()
+                audit::Journal::default(),
+                &|_| audit::Journal::default()
             ),
             store.add_member(
                 b.id,
@@ -1678,6 +1684,7 @@ async fn records_racing_an_erasure_keep_no_name(store: SeaStore) {
                 chrono::Utc::now(),
                 None,
                 audit::Journal::default(),
+                &|_| audit::Journal::default(),
             )
             .await
             .unwrap();

@@ -941,6 +941,21 @@ async fn signing_out_of_one_organization_keeps_the_others<
     assert!(s.find_session(&hash).await.unwrap().is_none(), "ended");
     let kept = s.find_session(&newer).await.unwrap().expect("good in A");
     assert_eq!(kept.signed_out_of, vec![b.id]);
+    // A removal records each session it ends or signs out of the organization, in its
+    // transaction: none here (the one session left is signed out of B already).
+    let in_b = |n: u64| {
+        crate::each_session(
+            &NewAuditEvent::new(
+                b.id,
+                now(),
+                Actor::system(),
+                AuditAction::SessionRevoked,
+                Target::new("member", pat.id, "pat"),
+            ),
+            n,
+        )
+    };
+    let hb = head(s, b.id).await;
     // Removed from B and added back: still refused in B (signing in again opens it).
     s.remove_member(
         b.id,
@@ -949,9 +964,11 @@ async fn signing_out_of_one_organization_keeps_the_others<
         now(),
         None,
         note(b.id, "out"),
+        &in_b,
     )
     .await
     .unwrap();
+    assert_eq!(head(s, b.id).await, hb + 1, "the removal's record alone");
     add_user(s, b.id, b_team.id, &pat, None).await;
     let still = s.find_session(&newer).await.unwrap().expect("live");
     assert_eq!(still.signed_out_of, vec![b.id], "a join opens nothing");
@@ -987,6 +1004,7 @@ async fn signing_out_of_one_organization_keeps_the_others<
         .collect();
     let found = |i: usize| s.find_session(&hashes[i]);
     assert_eq!(found(0).await.unwrap().unwrap().signed_out_of, vec![a.id]);
+    let hb = head(s, b.id).await;
     s.remove_member(
         b.id,
         pat.id,
@@ -994,6 +1012,7 @@ async fn signing_out_of_one_organization_keeps_the_others<
         now(),
         None,
         note(b.id, "out"),
+        &in_b,
     )
     .await
     .map(|r| {
@@ -1003,6 +1022,23 @@ async fn signing_out_of_one_organization_keeps_the_others<
         )
     })
     .unwrap();
+    assert_eq!(
+        head(s, b.id).await,
+        hb + 3,
+        "the removal's record and one for each session it ended"
+    );
+    let revoked = s
+        .search(
+            b.id,
+            &audit::AuditQuery {
+                action: Some(audit::ActionFilter::Exact("auth.session_revoked".into())),
+                limit: 10,
+                ..audit::AuditQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(revoked.len(), 2, "{revoked:?}");
     assert!(found(0).await.unwrap().is_none() && found(1).await.unwrap().is_none());
     let refused = crate::accounts::authenticate(s, &secrets[0], None, now()).await;
     assert!(
@@ -1243,6 +1279,7 @@ async fn a_deactivated_membership_keeps_no_session_alive<
             now(),
             None,
             note(a.id, "eve out"),
+            &|_| Journal::default(),
         )
         .await
         .unwrap();
@@ -2429,7 +2466,8 @@ async fn roles_transfer_and_removal<
                 Disposition::Delete,
                 now(),
                 None,
-                note(org.id, "owner")
+                note(org.id, "owner"),
+                &|_| Journal::default()
             )
             .await,
             Err(TenancyError::NotFound(_))
@@ -2463,6 +2501,7 @@ async fn roles_transfer_and_removal<
             now(),
             None,
             note(org.id, "remove"),
+            &|_| Journal::default(),
         )
         .await
         .unwrap();
@@ -3512,6 +3551,7 @@ async fn nothing_is_made_by_someone_no_longer_a_member<
         now(),
         None,
         note(org.id, "out"),
+        &|_| Journal::default(),
     )
     .await
     .unwrap();
@@ -4109,6 +4149,7 @@ async fn asset_transfers_and_removal_dispositions<
             now(),
             None,
             note(org.id, "rm"),
+            &|_| Journal::default(),
         )
         .await
     {
@@ -4135,6 +4176,7 @@ async fn asset_transfers_and_removal_dispositions<
             now(),
             None,
             note(org.id, "rm"),
+            &|_| Journal::default(),
         )
         .await
         .unwrap();
@@ -4183,6 +4225,7 @@ async fn asset_transfers_and_removal_dispositions<
             now(),
             None,
             note(org.id, "rm"),
+            &|_| Journal::default(),
         )
         .await
         .unwrap();
@@ -4201,7 +4244,8 @@ async fn asset_transfers_and_removal_dispositions<
                 Disposition::TransferTo(toms.id),
                 now(),
                 None,
-                note(org.id, "rm")
+                note(org.id, "rm"),
+                &|_| Journal::default()
             )
             .await,
             Err(TenancyError::Invalid(_) | TenancyError::NotFound(_))
@@ -4223,6 +4267,7 @@ async fn asset_transfers_and_removal_dispositions<
                 now(),
                 None,
                 note(org.id, "rm"),
+                &|_| Journal::default(),
             )
             .await,
             Err(TenancyError::Invalid(_))
@@ -4252,6 +4297,7 @@ async fn asset_transfers_and_removal_dispositions<
                 now(),
                 None,
                 note(org.id, "rm"),
+                &|_| Journal::default(),
             )
             .await,
             Err(TenancyError::Conflict(_))
@@ -4277,6 +4323,7 @@ async fn asset_transfers_and_removal_dispositions<
             now(),
             None,
             note(org.id, "rm"),
+            &|_| Journal::default(),
         )
         .await
         .unwrap();
@@ -4835,6 +4882,7 @@ async fn a_demoted_admin_changes_no_role_and_removes_no_one<
             now(),
             Some(admin.id),
             note(org.id, "remove"),
+            &|_| Journal::default(),
         )
         .await
         .map(drop)
@@ -4847,6 +4895,7 @@ async fn a_demoted_admin_changes_no_role_and_removes_no_one<
             now(),
             Some(admin.id),
             note(org.id, "erase"),
+            &|_| Journal::default(),
         )
         .await
         .map(drop)
@@ -4861,6 +4910,7 @@ async fn a_demoted_admin_changes_no_role_and_removes_no_one<
         now(),
         Some(owner.id),
         note(org.id, "remove"),
+        &|_| Journal::default(),
     )
     .await
     .unwrap();
@@ -5595,7 +5645,8 @@ async fn scim_tokens_records_and_deactivation<
             Disposition::TransferTo(jane.id),
             now(),
             None,
-            note(org.id, "to jane")
+            note(org.id, "to jane"),
+            &|_| Journal::default()
         )
         .await,
         Err(TenancyError::Invalid(_))
@@ -5940,6 +5991,7 @@ async fn erasure_takes_them_out_of_scim_groups<
         now(),
         None,
         note(org.id, "erase"),
+        &|_| Journal::default(),
     )
     .await
     .unwrap();
@@ -6397,6 +6449,7 @@ async fn consents_and_erasure_keep_the_chain<
                 now(),
                 None,
                 note(org.id, "erase"),
+                &|_| Journal::default(),
             )
             .await,
             Err(TenancyError::Conflict(_))
@@ -6518,6 +6571,7 @@ async fn consents_and_erasure_keep_the_chain<
             now(),
             None,
             note(org.id, "erase"),
+            &|_| Journal::default(),
         )
         .await
         .unwrap();
@@ -6628,6 +6682,7 @@ async fn consents_and_erasure_keep_the_chain<
             now(),
             None,
             note(org.id, "erase bob"),
+            &|_| Journal::default(),
         )
         .await
         .unwrap();
@@ -6704,6 +6759,7 @@ async fn consents_and_erasure_keep_the_chain<
             AuditAction::MemberRemoved,
             Target::new("member", bob.id, bob.name.clone()),
         )),
+        &|_| Journal::default(),
     )
     .await
     .unwrap();
@@ -6714,8 +6770,16 @@ async fn consents_and_erasure_keep_the_chain<
     // more, and his account is left as it is.
     let h = head(s, org.id).await;
     assert!(matches!(
-        s.erase_member(org.id, bob.id, None, now(), Some(ann.id), note(org.id, "x"))
-            .await,
+        s.erase_member(
+            org.id,
+            bob.id,
+            None,
+            now(),
+            Some(ann.id),
+            note(org.id, "x"),
+            &|_| Journal::default()
+        )
+        .await,
         Err(TenancyError::RoleRule(rbac_core::RoleRuleError::NotAnAdmin))
     ));
     assert_eq!(head(s, org.id).await, h);
@@ -6727,6 +6791,7 @@ async fn consents_and_erasure_keep_the_chain<
             now(),
             None,
             note(org.id, "erase former"),
+            &|_| Journal::default(),
         )
         .await
         .unwrap();
@@ -6748,8 +6813,16 @@ async fn consents_and_erasure_keep_the_chain<
     );
     // A member is not erased as a former one.
     assert!(matches!(
-        s.erase_member(org.id, owner.id, None, now(), None, note(org.id, "x"))
-            .await,
+        s.erase_member(
+            org.id,
+            owner.id,
+            None,
+            now(),
+            None,
+            note(org.id, "x"),
+            &|_| Journal::default()
+        )
+        .await,
         Err(TenancyError::Conflict(_))
     ));
     assert_chain_verifies(s, org.id, "after late records and a return").await;
@@ -6761,7 +6834,8 @@ async fn consents_and_erasure_keep_the_chain<
             Some(Disposition::TransferTo(ann.id)),
             now(),
             None,
-            note(org.id, "x")
+            note(org.id, "x"),
+            &|_| Journal::default()
         )
         .await
         .is_err()
@@ -6841,6 +6915,7 @@ async fn erasure_finds_the_addresses_a_person_had_before<
             now(),
             None,
             note(org.id, "erase"),
+            &|_| Journal::default(),
         )
         .await
         .unwrap()

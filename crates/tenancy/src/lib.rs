@@ -48,4 +48,5 @@ pub use model::{
 pub use store::{
     AccountStore, ApiKeyStore, BulkStore, InvitationStore, MembershipStore, OrgStore,
     SessionsEndedJournal, SessionsEvictedJournal, TeamRoleJournal, TenancyStore, WorkspaceStore,
+    each_session,
 };

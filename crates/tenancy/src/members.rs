@@ -514,6 +514,15 @@ pub async fn remove<S: TenancyStore + MembershipStore + ?Sized>(
     .publish(DomainEvent::new(caller.org.id, EventKind::UserDeleted, now, json!({
         "userId": target, "email": member.user.email, "role": member.role.as_str(), "removedBy": caller.user.id,
     })));
+    // Each session the removal ends or signs out of the organization is recorded, as a
+    // sign-out by the Owner or an Admin is.
+    let revoked = caller
+        .audit(
+            now,
+            AuditAction::SessionRevoked,
+            Target::new("member", target, member.user.name.clone()),
+        )
+        .with_metadata(Metadata::from_value(json!({"reason": "member_removed"}))?);
     store
         .remove_member(
             caller.org.id,
@@ -522,6 +531,7 @@ pub async fn remove<S: TenancyStore + MembershipStore + ?Sized>(
             now,
             Some(caller.user.id),
             journal,
+            &|n| crate::each_session(&revoked, n),
         )
         .await
 }
@@ -602,6 +612,13 @@ pub async fn leave<S: TenancyStore + MembershipStore + ?Sized>(
             "userId": caller.user.id, "email": caller.user.email, "role": caller.subject.role.as_str(), "removedBy": caller.user.id,
         }),
     ));
+    let revoked = caller
+        .audit(
+            now,
+            AuditAction::SessionRevoked,
+            Target::new("member", caller.user.id, caller.user.name.clone()),
+        )
+        .with_metadata(Metadata::from_value(json!({"reason": "member_left"}))?);
     store
         .remove_member(
             caller.org.id,
@@ -610,6 +627,7 @@ pub async fn leave<S: TenancyStore + MembershipStore + ?Sized>(
             now,
             None,
             journal,
+            &|n| crate::each_session(&revoked, n),
         )
         .await
 }

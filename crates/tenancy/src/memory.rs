@@ -1722,8 +1722,9 @@ impl MembershipStore for MemoryTenancyStore {
         now: DateTime<Utc>,
         by: Option<UserId>,
         journal: Journal,
+        sessions: crate::SessionsEndedJournal<'_>,
     ) -> Result<RemovalReport, TenancyError> {
-        let report =
+        let (report, touched) =
             {
                 let mut s = self.lock()?;
                 s.check_acting(org, by)?;
@@ -1786,20 +1787,23 @@ impl MembershipStore for MemoryTenancyStore {
                     keys += 1;
                 }
                 let (transferred, deleted) = dispose_assets(&mut s, org, user, disposition);
-                let (_, sessions) = sign_out_in(&mut s, org, user, now);
-                RemovalReport {
+                let (touched, ended) = sign_out_in(&mut s, org, user, now);
+                let report = RemovalReport {
                     transferred: transferred.len() as u64,
                     deleted: deleted.iter().filter(|a| a.created_by == user).count() as u64,
                     cascaded: deleted.iter().filter(|a| a.created_by != user).count() as u64,
                     api_keys_deactivated: keys,
-                    sessions_ended: sessions,
+                    sessions_ended: ended,
                     deleted_documents: deleted
                         .iter()
                         .filter(|a| a.kind() == AssetKind::Document)
                         .map(|a| a.id)
                         .collect(),
-                }
+                };
+                (report, touched)
             };
+        let mut journal = journal;
+        journal.absorb(sessions(touched));
         self.commit(journal).await?;
         Ok(report)
     }
@@ -3259,6 +3263,7 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
         now: DateTime<Utc>,
         by: Option<UserId>,
         journal: Journal,
+        sessions: crate::SessionsEndedJournal<'_>,
     ) -> Result<crate::privacy::ErasureReport, TenancyError> {
         // Who they were, for the events that name them (the account is anonymized below): their
         // addresses here and their name; and whether someone else in the organization has
@@ -3280,7 +3285,7 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
         };
         let removal = match disposition {
             Some(d) => {
-                self.remove_member(org, user, d, now, by, Journal::default())
+                self.remove_member(org, user, d, now, by, Journal::default(), sessions)
                     .await?
             }
             None => {

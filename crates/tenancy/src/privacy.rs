@@ -337,12 +337,17 @@ pub trait PrivacyStore: Send + Sync {
     /// a member (again) is refused with [`TenancyError::Conflict`].
     /// `by`, the Owner or Admin erasing someone else, must still be one under the
     /// organization's lock, as for [`MembershipStore::remove_member`]; `None` for a person
-    /// erasing themselves.
+    /// erasing themselves. The journal `sessions` makes from the number of sessions the
+    /// removal ended or signed out of `org` commits with `journal`, as for a removal.
     ///
     /// # Errors
     /// [`TenancyError::NotFound`]; [`TenancyError::Invalid`] for a bad transfer target;
     /// [`TenancyError::Conflict`] for a [`Disposition::TransferToOwner`] to a former Owner;
     /// [`TenancyError::Forbidden`] (`acting_role_changed`) when `by` no longer administers.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the erasure, its author and its two journals"
+    )]
     async fn erase_member(
         &self,
         org: OrgId,
@@ -351,6 +356,7 @@ pub trait PrivacyStore: Send + Sync {
         now: DateTime<Utc>,
         by: Option<UserId>,
         journal: Journal,
+        sessions: crate::SessionsEndedJournal<'_>,
     ) -> Result<ErasureReport, TenancyError>;
 }
 
@@ -772,6 +778,13 @@ pub async fn erase<S: TenancyStore + MembershipStore + PrivacyStore + AuditStore
     .publish(DomainEvent::new(caller.org.id, EventKind::UserDeleted, now, json!({
         "userId": user, "role": m.role.as_str(), "removedBy": caller.user.id, "erased": true,
     })));
+    let revoked = caller
+        .audit(
+            now,
+            AuditAction::SessionRevoked,
+            Target::new("member", user, audit::ERASED),
+        )
+        .with_metadata(Metadata::from_value(json!({"reason": "member_erased"}))?);
     store
         .erase_member(
             caller.org.id,
@@ -780,6 +793,7 @@ pub async fn erase<S: TenancyStore + MembershipStore + PrivacyStore + AuditStore
             now,
             Some(caller.user.id),
             journal,
+            &|n| crate::each_session(&revoked, n),
         )
         .await
 }
@@ -835,6 +849,7 @@ async fn erase_former<S: MembershipStore + PrivacyStore + AuditStore + ?Sized>(
             now,
             Some(caller.user.id),
             journal,
+            &|_| Journal::default(),
         )
         .await
 }
@@ -877,6 +892,14 @@ pub async fn erase_own<S: TenancyStore + MembershipStore + PrivacyStore + ?Sized
     let owner = crate::orgs::owner_of(store, org).await?;
     let actor = audit::Actor::user(user, audit::ERASED);
     let role = caller.subject.role.as_str();
+    let revoked = audit::NewAuditEvent::new(
+        org,
+        now,
+        actor.clone(),
+        AuditAction::SessionRevoked,
+        Target::new("member", user, audit::ERASED),
+    )
+    .with_metadata(Metadata::from_value(json!({"reason": "member_erased"}))?);
     let journal = Journal::record(
         audit::NewAuditEvent::new(
             org,
@@ -917,6 +940,7 @@ pub async fn erase_own<S: TenancyStore + MembershipStore + PrivacyStore + ?Sized
             now,
             None,
             journal,
+            &|n| crate::each_session(&revoked, n),
         )
         .await
 }

@@ -916,11 +916,17 @@ pub trait MembershipStore: Send + Sync {
     /// person is no longer the Owner is [`crate::members::ownership_changed`].
     ///
     /// `by` is the Owner or Admin removing them, as in [`Self::set_role`] (`None` when the
-    /// person leaves).
+    /// person leaves). The transaction commits `journal` and the journal `sessions` makes from
+    /// the number of sessions the removal ended or signed out of `org` (one
+    /// `auth.session_revoked` for each, so each session it closed is on the record).
     ///
     /// # Errors
     /// [`TenancyError::NotFound`] when they are no longer a member; `Invalid` and `Conflict`
     /// as above, and [`crate::members::acting_role_changed`], with nothing changed.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the removal, its author and its two journals"
+    )]
     async fn remove_member(
         &self,
         org: OrgId,
@@ -929,6 +935,7 @@ pub trait MembershipStore: Send + Sync {
         now: DateTime<Utc>,
         by: Option<UserId>,
         journal: Journal,
+        sessions: SessionsEndedJournal<'_>,
     ) -> Result<RemovalReport, TenancyError>;
 }
 
@@ -1228,9 +1235,17 @@ pub trait WorkspaceStore: Send + Sync {
     async fn record(&self, journal: Journal) -> Result<(), TenancyError>;
 }
 
-/// The journal a password change commits, made from how many other sessions it ended: see
-/// [`TenancyStore::change_password_hash`].
+/// The journal a write commits, made from how many sessions it ended (or signed out of the
+/// organization): see [`TenancyStore::change_password_hash`] and
+/// [`MembershipStore::remove_member`].
 pub type SessionsEndedJournal<'a> = &'a (dyn Fn(u64) -> Journal + Send + Sync);
+
+/// A journal of `n` copies of one record: the `auth.session_revoked` of each session a write
+/// ended, as a [`SessionsEndedJournal`] wants them.
+#[must_use]
+pub fn each_session(record: &audit::NewAuditEvent, n: u64) -> Journal {
+    (0..n).fold(Journal::default(), |j, _| j.and_record(record.clone()))
+}
 
 /// The journal a team-role change commits, made from the role the person had in the team
 /// before it (`None`: none): see [`WorkspaceStore::set_team_member_recorded`].

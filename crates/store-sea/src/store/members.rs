@@ -382,15 +382,18 @@ impl MembershipStore for SeaStore {
         now: DateTime<Utc>,
         by: Option<UserId>,
         journal: Journal,
+        sessions: tenancy::SessionsEndedJournal<'_>,
     ) -> Result<RemovalReport, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         // The account, then the organization (as an erasure and a join take them): a removal
         // from another organization at the same time waits, and whichever comes second sees
         // that the person has no organization left and ends their sessions.
         lock_user(&txn, user).await?;
-        let report = remove_in(&txn, org, user, disposition, now).await?;
+        let (report, touched) = remove_in(&txn, org, user, disposition, now).await?;
         // Under the organization's lock, which `remove_in` took; a refusal rolls it all back.
         check_acting(&txn, org, by).await?;
+        let mut journal = journal;
+        journal.absorb(sessions(touched));
         commit(txn, journal).await?;
         Ok(report)
     }
@@ -470,14 +473,15 @@ async fn recipient_reaches_teams(
     Err(tenancy::members::recipient_outside_teams(&names))
 }
 
-/// A member's removal inside the caller's transaction (see `MembershipStore::remove_member`).
+/// A member's removal inside the caller's transaction (see `MembershipStore::remove_member`),
+/// with how many sessions it ended or signed out of `org`.
 pub(crate) async fn remove_in(
     txn: &sea_orm::DatabaseTransaction,
     org: OrgId,
     user: UserId,
     disposition: Disposition,
     now: DateTime<Utc>,
-) -> Result<RemovalReport, TenancyError> {
+) -> Result<(RemovalReport, u64), TenancyError> {
     lock_org(txn, org).await?;
     if let Some(to) = disposition.recipient() {
         let recipient = membership::Entity::find_by_id((org.to_string(), to.to_string()))
@@ -536,8 +540,8 @@ pub(crate) async fn remove_in(
     // Sessions belong to the person, not to one organization: those good nowhere else (no
     // other organization where they are active) end; the others are signed out of this one,
     // so that joining it again later does not open it to them.
-    let (_, sessions) = super::tenancy::sign_out_in(txn, org, &user.to_string(), now).await?;
-    Ok(RemovalReport {
+    let (touched, sessions) = super::tenancy::sign_out_in(txn, org, &user.to_string(), now).await?;
+    let report = RemovalReport {
         transferred,
         deleted: deleted.iter().filter(|a| a.created_by == user).count() as u64,
         cascaded: deleted.iter().filter(|a| a.created_by != user).count() as u64,
@@ -548,5 +552,6 @@ pub(crate) async fn remove_in(
             .filter(|a| a.kind() == tenancy::assets::AssetKind::Document)
             .map(|a| a.id)
             .collect(),
-    })
+    };
+    Ok((report, touched))
 }

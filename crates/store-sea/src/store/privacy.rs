@@ -122,6 +122,7 @@ impl PrivacyStore for SeaStore {
         now: DateTime<Utc>,
         by: Option<UserId>,
         journal: Journal,
+        sessions: tenancy::SessionsEndedJournal<'_>,
     ) -> Result<ErasureReport, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         // The account first (then the organization, in `remove_in`), as a password reset takes
@@ -133,7 +134,7 @@ impl PrivacyStore for SeaStore {
             .await
             .map_err(store)?
             .ok_or(TenancyError::NotFound("member"))?;
-        let removal = match disposition {
+        let (removal, touched) = match disposition {
             Some(d) => remove_in(&txn, org, u, d, now).await?,
             // A former member: nothing to remove; one who joined again meanwhile is erased as a
             // member or not at all.
@@ -150,7 +151,7 @@ impl PrivacyStore for SeaStore {
                             .into(),
                     ));
                 }
-                tenancy::members::RemovalReport::default()
+                (tenancy::members::RemovalReport::default(), 0)
             }
         };
         // Under the organization's lock, which `remove_in` took, as a removal checks it.
@@ -455,6 +456,8 @@ impl PrivacyStore for SeaStore {
             .complete(&txn, org, &subjects, &addresses, now)
             .await
             .map_err(store)?;
+        let mut journal = journal;
+        journal.absorb(sessions(touched));
         commit(txn, journal).await?;
         Ok(ErasureReport {
             removal,
