@@ -312,6 +312,28 @@ both_backends!(
         assert_eq!(page["items"].as_array().unwrap().len(), 2);
         assert_eq!(page["counts"]["failed"], 2);
         assert_eq!(page["items"][0]["attempts"], 0, "never tried: {page}");
+        // A test event is refused while it is off (it would wait unseen until it is enabled
+        // again, and arrive stale), and queues nothing.
+        problem(
+            t.post(
+                &t.org(&format!("/webhooks/{eid}/test")),
+                &t.owner_token,
+                &json!({}),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "endpoint_disabled",
+        )
+        .await;
+        let again = json_of(
+            t.get(
+                &t.org(&format!("/webhooks/{eid}/deliveries")),
+                &t.owner_token,
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(again["items"].as_array().unwrap().len(), 2, "{again}");
         // Re-enable, then recover everything that failed since before the test began.
         json_of(
             t.patch(

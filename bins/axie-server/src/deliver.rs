@@ -28,16 +28,32 @@ impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let allow = self.allow.clone();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
-                .await?
+            // A name that does not resolve and one that resolves only to internal addresses
+            // get the same answer, which the endpoint's owner reads among its attempts: the
+            // server's resolver (and its search domains) must not tell a tenant which internal
+            // names exist. The operator's log has the difference.
+            let refused = || -> Box<dyn std::error::Error + Send + Sync> {
+                format!(
+                    "`{}` does not resolve to an address deliveries may go to",
+                    name.as_str()
+                )
+                .into()
+            };
+            let found = tokio::net::lookup_host((name.as_str(), 0))
+                .await
+                .map_err(|e| {
+                    tracing::debug!(host = name.as_str(), error = %e, "webhook host lookup failed");
+                    refused()
+                })?;
+            let addrs: Vec<SocketAddr> = found
                 .filter(|a| webhooks::destination_allowed(a.ip(), &allow))
                 .collect();
             if addrs.is_empty() {
-                return Err(format!(
-                    "`{}` resolves only to refused internal addresses",
-                    name.as_str()
-                )
-                .into());
+                tracing::info!(
+                    host = name.as_str(),
+                    "webhook host resolves only to refused internal addresses"
+                );
+                return Err(refused());
             }
             let it: reqwest::dns::Addrs = Box::new(addrs.into_iter());
             Ok(it)
@@ -571,6 +587,30 @@ mod tests {
     /// An endpoint is skipped at [`CLAIM_AHEAD`] claimed deliveries and an organization at
     /// [`ORG_CLAIM_AHEAD`]; each finish that falls below those asks for a claim at once; a
     /// finish of nothing claimed changes nothing; nothing is kept of what is all finished.
+    /// A name that does not exist and one that resolves only to internal addresses are
+    /// refused in the same words: an endpoint's attempts do not tell its owner which of the
+    /// server's internal names exist.
+    #[tokio::test]
+    async fn unknown_and_internal_names_are_refused_alike() {
+        use reqwest::dns::Resolve as _;
+        let guard = GuardedResolver {
+            allow: Arc::new(Vec::new()),
+        };
+        let refusal = |host: &'static str| {
+            let resolving = guard.resolve(host.parse().unwrap());
+            async move {
+                match resolving.await {
+                    Ok(addrs) => panic!("{host} resolved to {:?}", addrs.collect::<Vec<_>>()),
+                    Err(e) => e.to_string().replace(host, "<host>"),
+                }
+            }
+        };
+        let internal = refusal("localhost").await;
+        let unknown = refusal("no-such-host.invalid").await;
+        assert_eq!(internal, unknown);
+        assert!(!internal.contains("internal"), "{internal}");
+    }
+
     #[test]
     fn claims_are_held_back_per_endpoint_and_per_organization() {
         let (busy, quiet) = (OrgId::new(), OrgId::new());

@@ -376,6 +376,9 @@ impl From<webhooks::WebhookError> for ApiError {
                 ApiError::new(StatusCode::FORBIDDEN, "limit_reached", e.to_string())
                     .with_extra(json!({ "limit": "webhook_endpoints", "max": max }))
             }
+            webhooks::WebhookError::Disabled => {
+                ApiError::new(StatusCode::CONFLICT, "endpoint_disabled", e.to_string())
+            }
             webhooks::WebhookError::Store(s) => ApiError::internal(s),
             other => ApiError::internal(std::io::Error::other(other.to_string())),
         }

@@ -528,6 +528,17 @@ async fn a_disabled_endpoints_backlog_does_not_stall_claims(store: &dyn WebhookS
         Some(3),
         "the disabled endpoint keeps its queue"
     );
+    // Nothing more is queued for it directly (a test event would wait there unseen), and the
+    // refusal queues nothing.
+    let before = store.delivery_counts(org, off.id).await.unwrap();
+    let refused = store
+        .enqueue_direct(org, off.id, note(org).publish(event(now())))
+        .await;
+    assert!(
+        matches!(refused, Err(WebhookError::Disabled)),
+        "{refused:?}"
+    );
+    assert_eq!(store.delivery_counts(org, off.id).await.unwrap(), before);
     for ep in [&off, &on] {
         store.delete_endpoint(org, ep.id, note(org)).await.unwrap();
     }

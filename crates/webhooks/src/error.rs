@@ -23,6 +23,10 @@ pub enum WebhookError {
         /// The most endpoints an organization may have.
         max: usize,
     },
+    /// The endpoint is disabled, so nothing is sent to it (a test event included, which would
+    /// otherwise wait until it is enabled again): enable it first.
+    #[error("the webhook endpoint is disabled; enable it to send to it")]
+    Disabled,
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -220,6 +220,9 @@ impl WebhookStore for MemoryWebhookStore {
         {
             let mut s = self.lock()?;
             let ep = find(&mut s, org, endpoint)?.0.clone();
+            if !ep.enabled {
+                return Err(WebhookError::Disabled);
+            }
             // Only the endpoint's organization's events, as a database store fans them out.
             for e in journal.events.iter().filter(|e| e.org == org) {
                 Self::queue(&mut s, e, &ep, DeliveryStatus::Pending);

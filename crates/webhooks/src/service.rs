@@ -252,6 +252,11 @@ pub async fn send_test(
     now: DateTime<Utc>,
 ) -> Result<(), WebhookError> {
     let ep = store.get_endpoint(org, id).await?;
+    // A disabled endpoint is sent nothing; a test queued for it would wait, unseen, until it
+    // is enabled again and then arrive stale. (The store checks it again in its write.)
+    if !ep.enabled {
+        return Err(WebhookError::Disabled);
+    }
     let event = DomainEvent::new(
         org,
         EventKind::WebhookTest,

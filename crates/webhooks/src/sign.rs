@@ -139,7 +139,12 @@ pub fn verify(
         .trim()
         .parse()
         .map_err(|_| VerifyError::BadTimestamp)?;
-    if (now_unix - ts).abs() > TOLERANCE_SECS {
+    // Checked: the header is the sender's, unauthenticated yet, and `i64::MIN` must not
+    // overflow the subtraction.
+    if now_unix
+        .checked_sub(ts)
+        .is_none_or(|d| d.unsigned_abs() > TOLERANCE_SECS.unsigned_abs())
+    {
         return Err(VerifyError::Expired);
     }
     for candidate in signature_header.split_whitespace() {
@@ -217,6 +222,19 @@ mod tests {
             ),
             Err(VerifyError::BadSignature)
         );
+        // Timestamps at the ends of the range are refused as too old or new, not overflowed
+        // (a panic with overflow checks on).
+        for (ts, now) in [
+            (i64::MIN, 1_732_294_800),
+            (i64::MAX, -1_732_294_800),
+            (i64::MIN, i64::MAX),
+        ] {
+            assert_eq!(
+                verify(std::slice::from_ref(&s), &ts.to_string(), &sig, body, now),
+                Err(VerifyError::Expired),
+                "{ts} at {now}"
+            );
+        }
         assert_eq!(
             verify(&[s], "soon", &sig, body, 0),
             Err(VerifyError::BadTimestamp)

@@ -235,7 +235,8 @@ pub trait WebhookStore: Send + Sync {
     /// Queues one delivery of `journal`'s events directly to `endpoint` (test events), committing the journal.
     ///
     /// # Errors
-    /// [`WebhookError::NotFound`].
+    /// [`WebhookError::NotFound`]; [`WebhookError::Disabled`] when the endpoint is disabled
+    /// (also by a change that committed after the caller read it), with nothing written.
     async fn enqueue_direct(
         &self,
         org: OrgId,

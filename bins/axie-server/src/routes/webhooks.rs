@@ -247,10 +247,13 @@ pub async fn rotate(
     }))
 }
 
-/// Sends a `webhook.test` event to this endpoint.
+/// Sends a `webhook.test` event to this endpoint (an enabled one: a disabled endpoint is sent
+/// nothing).
 #[utoipa::path(post, path = "/api/v1/orgs/{org_id}/webhooks/{endpoint_id}/test", tag = "webhooks",
     params(("org_id" = String, Path, description = "Organization id"), ("endpoint_id" = String, Path, description = "Endpoint id")),
-    responses((status = 202, description = "Queued")), security(("bearer" = [])))]
+    responses((status = 202, description = "Queued"),
+        (status = 409, description = "The endpoint is disabled (`endpoint_disabled`)", content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub async fn test(
     st: web::Data<AppState>,
     OrgCaller(caller): OrgCaller,

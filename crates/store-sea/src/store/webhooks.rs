@@ -812,7 +812,21 @@ impl WebhookStore for SeaStore {
     ) -> Result<(), WebhookError> {
         let events = journal.events.clone();
         let txn = self.db().begin().await.map_err(store)?;
-        hold_endpoint(&txn, org, endpoint_id).await?;
+        // Held against updates (not only deletion, as `hold_endpoint` does): a disabling that
+        // commits first is seen here, one that comes later waits for this commit.
+        let enabled = webhook_endpoint::Entity::find_by_id(endpoint_id.to_string())
+            .filter(webhook_endpoint::Column::OrgId.eq(org.to_string()))
+            .select_only()
+            .column(webhook_endpoint::Column::Enabled)
+            .lock(LockType::Share)
+            .into_tuple::<bool>()
+            .one(&txn)
+            .await
+            .map_err(store)?
+            .ok_or(WebhookError::NotFound("webhook endpoint"))?;
+        if !enabled {
+            return Err(WebhookError::Disabled);
+        }
         let queued = fan_out(&txn, &events, Some(endpoint_id))
             .await
             .map_err(store)?;
