@@ -2516,6 +2516,63 @@ both_backends!(
                 .status(),
             StatusCode::NO_CONTENT
         );
+        // Her knowledge base, with Tom's document in it: she may not delete his document, nor
+        // take it with her knowledge base.
+        let her_kb = created(
+            t.post(
+                &t.org("/knowledge-bases"),
+                &lisa,
+                &json!({ "name": "Lisa's shared notes" }),
+            )
+            .await,
+        )
+        .await;
+        let his_doc = created(
+            t.upload(
+                &t.org(&format!(
+                    "/knowledge-bases/{}/documents?name=his.txt",
+                    id(&her_kb)
+                )),
+                &tom,
+                "text/plain",
+                b"his".to_vec(),
+            )
+            .await,
+        )
+        .await;
+        let her_kb_path = t.org(&format!("/knowledge-bases/{}", id(&her_kb)));
+        let his_doc_path = t.org(&format!("/documents/{}", id(&his_doc)));
+        problem(
+            t.delete(&his_doc_path, &lisa).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        let p = problem(
+            t.delete(&her_kb_path, &lisa).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        assert_eq!(p["reason"], "not_creator", "{p}");
+        assert_eq!(t.get(&her_kb_path, &tom).await.status(), StatusCode::OK);
+        let content = t
+            .get(
+                &t.org(&format!("/documents/{}/content", id(&his_doc))),
+                &tom,
+            )
+            .await;
+        assert_eq!(content.status(), StatusCode::OK);
+        assert_eq!(content.bytes().await.unwrap().as_ref(), b"his");
+        // Once he has taken his document out, her knowledge base is hers alone to delete.
+        assert_eq!(
+            t.delete(&his_doc_path, &tom).await.status(),
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            t.delete(&her_kb_path, &lisa).await.status(),
+            StatusCode::NO_CONTENT
+        );
     }
 );
 

@@ -1273,7 +1273,10 @@ pub async fn delete<S: TenancyStore + WorkspaceStore + ?Sized>(
         return Err(TenancyError::Forbidden(rbac_core::DenyReason::NotCreator));
     }
     let j = journal(caller, &a, "deleted", now, serde_json::Value::Null)?;
-    let only_by = (grant == Grant::TeamMember).then_some(caller.user.id);
+    // A team Member deletes only what they created: granted as a team Member (chat
+    // interfaces) or as the creator (knowledge bases, documents), they take nothing of
+    // others' with it (documents others uploaded into their knowledge base, say).
+    let only_by = matches!(grant, Grant::TeamMember | Grant::Creator).then_some(caller.user.id);
     let removed = store
         .delete_asset(caller.org.id, id, a.team, only_by, j)
         .await?;
