@@ -435,16 +435,14 @@ pub(crate) struct StoredLink<'a> {
 }
 
 impl StoredLink<'_> {
-    /// The row's chain link, its hash recomputed from the columns' bytes as stored, once the
-    /// row is known to read back as a record ([`readable`]); `buf` is scratch space.
+    /// The row's chain link, its hash recomputed from the columns' bytes as stored; `buf` is
+    /// scratch space. A row whose content does not give its stored hash is returned as such a
+    /// link, whatever its columns hold, so that verification reports it as the break it is
+    /// (an action, outcome or actor type edited into a value no record has is tampering, not
+    /// a storage failure); an intact row must also read back as a record ([`readable`]), or
+    /// it is a storage error, so that verification does not pass a row that search and export
+    /// would refuse.
     pub(crate) fn link(&self, buf: &mut Vec<u8>) -> Result<ChainLink, StoreError> {
-        readable(
-            self.team,
-            self.occurred_at_micros,
-            self.actor_kind,
-            self.action,
-            self.status,
-        )?;
         let fields = HashedFields {
             schema_version: u16::try_from(self.schema_version)
                 .map_err(|_| corrupt("schema version", &self.schema_version.to_string()))?,
@@ -463,7 +461,17 @@ impl StoredLink<'_> {
         };
         let prev_hash = crate::convert::hash32("previous hash", self.prev_hash)?;
         let hash = crate::convert::hash32("hash", self.hash)?;
-        Ok(ChainLink::stored(&fields, prev_hash, hash, buf))
+        let link = ChainLink::stored(&fields, prev_hash, hash, buf);
+        if link.is_intact() {
+            readable(
+                self.team,
+                self.occurred_at_micros,
+                self.actor_kind,
+                self.action,
+                self.status,
+            )?;
+        }
+        Ok(link)
     }
 }
 
@@ -591,8 +599,8 @@ mod tests {
     }
 
     /// Verification hashes each row's columns as stored: edits the parsed record would hide
-    /// break the chain, and a row that would not read back as a record is a store error, as it
-    /// is for search and export. On a SQLite file (rusqlite's path) and on PostgreSQL (SeaORM's).
+    /// break the chain, as do edits into values no record has; an intact row that would not
+    /// read back as a record is a store error, as it is for search and export. On a SQLite file (rusqlite's path) and on PostgreSQL (SeaORM's).
     #[tokio::test]
     async fn verification_reads_rows_as_stored() {
         let (_dir, store) = crate::temp_sqlite_store().await;
@@ -651,7 +659,8 @@ mod tests {
             assert!(verify().await.unwrap().is_ok(), "{restore}");
         }
 
-        // Rows that would not read back as records are refused, whatever their hash.
+        // Edited into values no record has (which search and export refuse as corrupt), a row
+        // is reported as the break it is, not as a storage failure that hides where.
         for (set, restore) in [
             (
                 "action = 'no.such_action'",
@@ -659,8 +668,21 @@ mod tests {
             ),
             ("outcome = 'maybe'", "outcome = 'success'"),
             ("actor_type = 'robot'", "actor_type = 'user'"),
+        ] {
+            store.execute_sql(&sql(set, 1)).await.unwrap();
+            assert_eq!(
+                verify().await.unwrap(),
+                Err(audit::ChainBreak::Modified { seq: 1 }),
+                "{set}"
+            );
+            store.execute_sql(&sql(restore, 1)).await.unwrap();
+            assert!(verify().await.unwrap().is_ok(), "{restore}");
+        }
+        // Rows whose hashed content is intact but that do not read back as records are
+        // refused: an empty team id hashes as no team (no team id is empty), and SQLite keeps
+        // a value's type per row, so text stored as a blob has the same bytes.
+        for (set, restore) in [
             ("team_id = ''", "team_id = NULL"),
-            // SQLite keeps a value's type per row: text stored as a blob.
             (
                 "actor_id = CAST(actor_id AS BLOB)",
                 "actor_id = CAST(actor_id AS TEXT)",
