@@ -180,6 +180,7 @@ pub async fn run(store: &dyn AuditStore) {
     checkpoints_round_trip_and_verify(store).await;
     erasure_keeps_the_chain_valid(store).await;
     retention_removes_a_prefix_under_a_signed_anchor(store).await;
+    retention_keeps_every_record_within_the_period(store).await;
     retention_commits_its_record_with_the_removal(store).await;
     a_rotated_key_takes_the_anchor_with_the_checkpoint(store).await;
     rejects_invalid_queries(store).await;
@@ -764,6 +765,53 @@ async fn retention_commits_its_record_with_the_removal(store: &dyn AuditStore) {
             .is_none()
     );
     assert_eq!(store.chain_page(org, 0, 10).await.unwrap().len(), 3);
+}
+
+/// Times need not rise with positions (a writer's clock behind the others'): retention
+/// removes the prefix before the first record still within the period, and never that record.
+async fn retention_keeps_every_record_within_the_period(store: &dyn AuditStore) {
+    let org = OrgId::new();
+    // Minutes 1, 2, 8, 3, 9, 4: positions 1 to 6.
+    for minute in [1, 2, 8, 3, 9, 4] {
+        store
+            .append(Journal::record(event(
+                org,
+                minute * 60,
+                "usr_a",
+                AuditAction::Login,
+                &format!("minute {minute}"),
+            )))
+            .await
+            .unwrap();
+    }
+    // Before minute 5: positions 1, 2, 4 and 6 are old, but 3 (minute 8) is not, so only 1
+    // and 2 go.
+    let (anchor, removed) = crate::prune_before(store, org, at(300), KEY, at(900), &no_record)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((anchor.seq, removed), (2, 2));
+    let left = store.chain_page(org, 0, 10).await.unwrap();
+    assert_eq!(
+        left.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![3, 4, 5, 6]
+    );
+    assert!(verify_chain(store, org, KEY).await.unwrap().is_ok());
+    // Nothing more goes while position 3 is within the period.
+    assert!(
+        crate::prune_before(store, org, at(300), KEY, at(900), &no_record)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Before minute 8½: everything up to position 4 (minute 3); position 5 (minute 9) stays,
+    // and position 6 (minute 4) with it.
+    let (anchor, removed) = crate::prune_before(store, org, at(510), KEY, at(900), &no_record)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((anchor.seq, removed), (4, 2));
+    assert!(verify_chain(store, org, KEY).await.unwrap().is_ok());
 }
 
 async fn retention_removes_a_prefix_under_a_signed_anchor(store: &dyn AuditStore) {

@@ -789,8 +789,12 @@ async fn walk_through(
 }
 
 /// Applies a retention period: removes `org`'s records that occurred before `cutoff` (the
-/// prefix of the chain up to the newest such record) under a signed [`Anchor`], so the rest
-/// still verifies, committing `journal` (its audit record) with the removal. Returns the anchor
+/// longest prefix of the chain that holds no record at or after `cutoff`) under a signed
+/// [`Anchor`], so the rest still verifies, committing `journal` (its audit record) with the
+/// removal. A record's time is its writer's clock when the change began, and positions are
+/// given at commit, so times need not rise with positions (one instance's clock behind the
+/// others', a long request): the prefix ends before the first record still within the period,
+/// never taking one with it, and an old record after that waits for a later pass. Returns the anchor
 /// written, or `None` when nothing is old enough or a concurrent pass (another instance's
 /// retention worker) already removed it, or is removing it.
 ///
@@ -811,19 +815,19 @@ pub async fn prune_before(
     now: DateTime<Utc>,
     journal: PruneJournal<'_>,
 ) -> Result<Option<(Anchor, u64)>, AuditError> {
-    let newest_old = store
-        .search(
-            org,
-            &AuditQuery {
-                until: Some(cutoff),
-                limit: 1,
-                ..AuditQuery::default()
-            },
-        )
-        .await?;
-    let Some(last) = newest_old.first() else {
-        return Ok(None);
+    // The newest old record with no record within the period before it: the newest old one,
+    // then, while a record within the period comes before it, the newest old one before that.
+    let mut below = None;
+    let last = loop {
+        let Some(old) = newest_of(store, org, Some(cutoff), None, below).await? else {
+            return Ok(None);
+        };
+        match newest_of(store, org, None, Some(cutoff), Some(old.seq)).await? {
+            Some(young) => below = Some(young.seq),
+            None => break old,
+        }
     };
+    let last = &last;
     // Another pass may remove records under the walk (another instance's, with another
     // cutoff): the walk then finds them missing, and is made again from the new anchor. Each
     // new walk needs the anchor to have moved forward, which it does only so many times.
@@ -844,6 +848,24 @@ pub async fn prune_before(
         0 => Ok(None),
         removed => Ok(Some((anchor, removed))),
     }
+}
+
+/// `org`'s newest record before `until`, at or after `since`, below position `below`.
+async fn newest_of(
+    store: &dyn AuditStore,
+    org: OrgId,
+    until: Option<DateTime<Utc>>,
+    since: Option<DateTime<Utc>>,
+    below: Option<i64>,
+) -> Result<Option<AuditEvent>, AuditError> {
+    let q = AuditQuery {
+        until,
+        since,
+        before_seq: below,
+        limit: 1,
+        ..AuditQuery::default()
+    };
+    Ok(store.search(org, &q).await?.into_iter().next())
 }
 
 /// Checks `org`'s records after `anchor` (or from the start) through `through`, which must end
