@@ -445,6 +445,13 @@ pub enum ChainBreak {
         /// The position of the recorded head.
         head: i64,
     },
+    /// The chain has records but the store records no head for it (the head was removed,
+    /// which would let records after the newest checkpoint be cut off unseen).
+    #[error("the log has records through {last}, but no head is recorded for it")]
+    NoHead {
+        /// The last record present.
+        last: i64,
+    },
     /// The chain differs from a signed checkpoint at the checkpoint's position.
     #[error("record {seq} differs from the signed checkpoint")]
     CheckpointMismatch {

@@ -273,7 +273,16 @@ async fn verify_in_pages(
             links.extend(beyond);
         }
     }
-    Ok(verifier.finish().and_then(|v| reaches_head(v, head)))
+    let verdict = verifier.finish().and_then(|v| reaches_head(v, head));
+    // Records and no head: the head was removed (records appended during the walk may have
+    // written the first head since it was read, so it is read again).
+    if let (Ok(v), None) = (&verdict, head)
+        && v.records > anchor.as_ref().map_or(0, |a| a.seq)
+        && store.head(org).await?.is_none()
+    {
+        return Ok(Err(ChainBreak::NoHead { last: v.records }));
+    }
+    Ok(verdict)
 }
 
 /// A verifier from the start of the chain (or after `anchor`) held to every checkpoint of

@@ -696,5 +696,16 @@ mod tests {
             store.execute_sql(&sql(restore, 1)).await.unwrap();
             assert!(verify().await.unwrap().is_ok(), "{restore}");
         }
+
+        // A log whose head was removed does not verify: without it, records cut off after the
+        // newest checkpoint would go unseen.
+        store
+            .execute_sql(&format!("DELETE FROM audit_heads WHERE org_id = '{org}'"))
+            .await
+            .unwrap();
+        assert_eq!(
+            verify().await.unwrap(),
+            Err(audit::ChainBreak::NoHead { last: 3 })
+        );
     }
 }
