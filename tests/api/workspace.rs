@@ -2352,6 +2352,38 @@ both_backends!(a_user_sees_the_people_of_their_own_teams, |b| async move {
         everyone.contains(&"tom@example.com".to_owned())
             && everyone.contains(&"lisa@example.com".to_owned())
     );
+    // Made Client A's admin, Tom brings in people he sees (an Admin), not Lisa, whom he does
+    // not see, by her id: she is not found, as someone outside the organization is, and
+    // stays out of his team's member list.
+    set_team_role(&t, &client_a, &tom_id, "admin").await;
+    let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
+    let mike_id = t.member_id("mike@example.com").await;
+    let into_a = |user: &str| t.org(&format!("/teams/{client_a}/members/{user}"));
+    problem(
+        t.put(&into_a(&lisa_id), &tom, &json!({ "role": "member" }))
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    assert_eq!(
+        t.put(&into_a(&mike_id), &tom, &json!({ "role": "member" }))
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let members_of_a = json_of(
+        t.get(&t.org(&format!("/teams/{client_a}/members")), &mike)
+            .await,
+    )
+    .await
+    .to_string();
+    assert!(
+        !members_of_a.contains(&lisa_id) && members_of_a.contains(&mike_id),
+        "{members_of_a}"
+    );
+    // The Owner and Admins bring in anyone.
+    set_team_role(&t, &client_a, &lisa_id, "member").await;
 });
 
 both_backends!(a_team_admin_sees_every_key_of_their_team, |b| async move {

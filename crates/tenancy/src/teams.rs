@@ -262,10 +262,13 @@ pub fn archived(name: &str, what: &str) -> TenancyError {
 }
 
 /// Gives an organization member a role in the team, or with `None` takes them out of it.
-/// Team admins manage their team's members; the Owner and Admins manage every team.
+/// Team admins manage their team's members; the Owner and Admins manage every team. A team
+/// admin who is an organization User brings in only people they see
+/// ([`crate::orgs::list_members`]).
 ///
 /// # Errors
-/// [`TenancyError::NotFound`] (team, or the person is not a member of the organization);
+/// [`TenancyError::NotFound`] (team, or the person is not a member of the organization, or
+/// one the caller does not see);
 /// [`TenancyError::Forbidden`]; [`TenancyError::Archived`] for someone new in an archived team.
 pub async fn set_member<S: TenancyStore + WorkspaceStore + ?Sized>(
     store: &S,
@@ -281,6 +284,23 @@ pub async fn set_member<S: TenancyStore + WorkspaceStore + ?Sized>(
         .get_member(caller.org.id, user)
         .await?
         .ok_or(TenancyError::NotFound("member"))?;
+    // An organization User who administers a team brings in only people they see (those of
+    // their own teams, the Owner and Admins, those in every team): not, by their id, another
+    // client team's people, whom the team's member list would then show them. Someone they
+    // do not see is not found, as someone outside the organization is.
+    if role.is_some()
+        && let Some(teams) = caller.teams_seen()
+        && !(user == caller.user.id
+            || member.role.is_admin()
+            || member.all_teams.is_some()
+            || store
+                .team_roles(caller.org.id, user)
+                .await?
+                .iter()
+                .any(|(t, _)| teams.contains(t)))
+    {
+        return Err(TenancyError::NotFound("member"));
+    }
     let metadata = |before: Option<TeamRole>| {
         Metadata::from_value(json!({
             "team": t.name,
