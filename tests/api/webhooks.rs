@@ -966,6 +966,25 @@ both_backends!(
                 .any(|r| r["metadata"]["fields"] == json!(["events"])),
             "the audit record names the fields changed: {records:?}"
         );
+        // It also says what the switch, the destination's host and the filter were and became.
+        let res = t
+            .patch(
+                &path,
+                &t.owner_token,
+                &json!({"enabled": false, "url": "https://elsewhere.example.com/secret-path?token=x", "events": []}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let last = &t.audit("action=webhook.endpoint_changed&limit=1").await[0];
+        assert_eq!(
+            (&last["metadata"]["before"], &last["metadata"]["after"]),
+            (
+                &json!({"enabled": true, "destination": "https://hooks.example.com", "events": ["user.deleted"]}),
+                &json!({"enabled": false, "destination": "https://elsewhere.example.com", "events": []}),
+            ),
+            "{last}"
+        );
+        assert!(!last.to_string().contains("secret-path"), "{last}");
     }
 );
 

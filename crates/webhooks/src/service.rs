@@ -1,7 +1,8 @@
 //! Endpoint management and the pure parts of delivery (headers), for the server to call.
 
 use audit::{
-    Actor, AuditAction, DomainEvent, EventKind, Journal, NewAuditEvent, RequestContext, Target,
+    Actor, AuditAction, DomainEvent, EventKind, Journal, Metadata, NewAuditEvent, RequestContext,
+    Target,
 };
 use chrono::{DateTime, Duration, Utc};
 use rbac_core::{EndpointId, OrgId};
@@ -171,15 +172,42 @@ pub async fn update(
     // worker's failure streak, stay as stored.
     let mut after = ep.clone();
     change.apply_to(&mut after);
-    let mut record = acting.audit(org, now, "updated", &after);
-    record = record.with_metadata(
-        audit::Metadata::from_value(json!({ "change": "updated", "fields": change.fields() }))
-            .unwrap_or_default(),
-    );
+    let record = acting
+        .audit(org, now, "updated", &after)
+        .with_metadata(change_metadata(&change, &ep, &after));
     store
         .update_endpoint(org, id, &change, Journal::record(record))
         .await?;
     store.get_endpoint(org, id).await
+}
+
+/// What an update's audit record says: the fields written and, for those an investigator
+/// asks about, the values before and after as read (the URL by its scheme and host alone: its path or query may
+/// carry a credential; the description and message template by name only).
+fn change_metadata(change: &EndpointChange, before: &Endpoint, after: &Endpoint) -> Metadata {
+    let names = |e: &Endpoint| e.events.iter().map(|k| k.as_str()).collect::<Vec<_>>();
+    let (mut was, mut is) = (serde_json::Map::new(), serde_json::Map::new());
+    if change.enabled.is_some() {
+        was.insert("enabled".into(), json!(before.enabled));
+        is.insert("enabled".into(), json!(after.enabled));
+    }
+    if change.url.is_some() {
+        was.insert("destination".into(), json!(before.url.host_label()));
+        is.insert("destination".into(), json!(after.url.host_label()));
+    }
+    if change.events.is_some() {
+        was.insert("events".into(), json!(names(before)));
+        is.insert("events".into(), json!(names(after)));
+    }
+    let fields = json!({ "change": "updated", "fields": change.fields() });
+    let mut with_values = fields.clone();
+    with_values["before"] = serde_json::Value::Object(was);
+    with_values["after"] = serde_json::Value::Object(is);
+    // Within the bound in practice (every event's name twice is under it); the fields alone
+    // otherwise.
+    Metadata::from_value(with_values)
+        .or_else(|_| Metadata::from_value(fields))
+        .unwrap_or_default()
 }
 
 /// Deletes an endpoint.
