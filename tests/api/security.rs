@@ -1913,11 +1913,21 @@ both_backends!(
         );
         let dir = t.settings.server.data_dir.clone();
         let before = std::fs::read_to_string(dir.join("encryption.key")).unwrap();
+        // An invitation waiting in the outbox (no SMTP here), its token sealed under the key.
+        let res = t
+            .post(
+                &t.org("/invitations"),
+                &t.owner_token,
+                &json!({ "email": "waiting@example.com", "role": "user" }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let waiting = crate::team_management::outbox_token(&t, "waiting@example.com").await;
 
         let report = axie_server::keys::rotate_encryption_key(&t.settings, &t.store, None)
             .await
             .unwrap();
-        assert!(report.starts_with("re-encrypted 2 secrets"), "{report}");
+        assert!(report.starts_with("re-encrypted 3 secrets"), "{report}");
         assert!(report.contains("and 1 documents"), "{report}");
         assert_ne!(std::fs::read(&blob).unwrap(), sealed, "re-sealed");
         let after = std::fs::read_to_string(dir.join("encryption.key")).unwrap();
@@ -1973,6 +1983,27 @@ both_backends!(
             .unwrap();
         assert_eq!(content.status(), StatusCode::OK);
         assert_eq!(content.bytes().await.unwrap().to_vec(), secret_text);
+        // The waiting invitation's token, sealed again, opens under the new key.
+        let outbox: Value = t
+            .client
+            .get(format!("{second}/api/v1/orgs/{}/outbox", t.org_id))
+            .bearer_auth(&t.owner_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let body = outbox["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["to"] == "waiting@example.com")
+            .unwrap()["body"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(token_in(&body), waiting, "{body}");
 
         // The checkpoint key: chains verify with the old key, then checkpoints are signed with the new one.
         let old_ck = std::fs::read_to_string(dir.join("checkpoint.key")).unwrap();

@@ -32,7 +32,19 @@ pub(crate) async fn outbox_token(t: &TestApp, email: &str) -> String {
         .find(|m| m["to"] == email)
         .expect("mail in outbox");
     assert_eq!(mail["kind"], "invitation");
-    token_in(mail["body"].as_str().unwrap())
+    let token = token_in(mail["body"].as_str().unwrap());
+    // The Owner reads the token; the database holds it only sealed (`tenancy::mail_secrets`).
+    let rows = |condition: String| async move {
+        t.store
+            .execute_sql(&format!(
+                "UPDATE mail_outbox SET kind = kind WHERE to_addr = '{email}' AND {condition}"
+            ))
+            .await
+            .unwrap()
+    };
+    assert_eq!(rows(format!("body LIKE '%{token}%'")).await, 0);
+    assert!(rows("body LIKE '%{{sealed:v2:%'".into()).await >= 1);
+    token
 }
 
 async fn lookup(t: &TestApp, token: &str) -> reqwest::Response {

@@ -61,16 +61,27 @@ impl Smtp {
         self.send_limit
     }
 
-    async fn send(&self, m: &QueuedMail) -> Result<(), SendFailure> {
+    /// Sends `m`, its sealed tokens opened with `cipher` ([`tenancy::mail_secrets`]) only now.
+    async fn send(
+        &self,
+        m: &QueuedMail,
+        cipher: &security_policy::Cipher,
+    ) -> Result<(), SendFailure> {
         let to: Mailbox = ascii_domain(&m.to)
             .parse()
             .map_err(|e| SendFailure::permanent(format!("recipient: {e}")))?;
+        let body = tenancy::mail_secrets::open_body(cipher, &m.to, &m.body).map_err(|_| {
+            SendFailure::permanent(
+                "a sealed token in the body does not open with the configured encryption key"
+                    .into(),
+            )
+        })?;
         let msg = Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(m.subject.clone())
             .header(lettre::message::header::ContentType::TEXT_PLAIN)
-            .body(m.body.clone())
+            .body(body)
             .map_err(|e| SendFailure::permanent(e.to_string()))?;
         match tokio::time::timeout(self.send_limit, self.transport.send(msg)).await {
             Ok(Ok(_)) => Ok(()),
@@ -151,7 +162,7 @@ pub async fn deliver_due(
         // A pass of sends to a slow relay can outlast the worker's promised silence; each send
         // alone cannot.
         state.health.beat("mail", now.timestamp());
-        match smtp.send(&m).await {
+        match smtp.send(&m, &state.cipher).await {
             Ok(()) => {
                 sent += 1;
                 if let Err(e) = state.store.mark_mail_sent(&m.id, state.clock.now()).await {

@@ -435,14 +435,16 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 store_sea::PoolOptions::default(),
             )
             .await?;
+            let cipher = axie_server::startup::encryption_key(&settings)?;
             for m in audit::MailOutbox::list_mails(&store, None, None, limit).await? {
                 let state = m.sent_at.map_or("queued", |_| "sent");
+                let body = tenancy::mail_secrets::open_body_for_display(&cipher, &m.to, &m.body);
                 println!(
                     "{} | {state} | {} | {}\n{}",
                     m.created_at.format("%Y-%m-%d %H:%M:%S"),
                     m.to,
                     m.subject,
-                    m.body
+                    body
                 );
             }
             Ok(())

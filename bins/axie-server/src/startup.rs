@@ -93,7 +93,7 @@ fn read_or_create_key(
 }
 
 /// Reads the encryption key from settings, or reads or creates `<data_dir>/encryption.key`.
-pub(crate) fn encryption_key(settings: &Settings) -> Result<security_policy::Cipher, StartupError> {
+pub fn encryption_key(settings: &Settings) -> Result<security_policy::Cipher, StartupError> {
     let configured = settings.security.encryption_key.expose_secret();
     let text = if configured.is_empty() {
         let path = settings.server.data_dir.join("encryption.key");

@@ -126,6 +126,8 @@ pub struct InvitationSettings {
     pub expiry: Duration,
     /// The page that accepts invitations; the token is appended as `#token=…`.
     pub accept_url: String,
+    /// Seals the token in the queued mail ([`crate::mail_secrets`]).
+    pub sealer: crate::mail_secrets::MailSealer,
 }
 
 /// An invitation request.
@@ -154,7 +156,10 @@ pub(crate) fn invitation_mail(
     token: &MintedToken,
     settings: &InvitationSettings,
 ) -> OutboundMail {
-    let link = format!("{}#token={}", settings.accept_url, token.secret);
+    let to = inv.email.to_string();
+    // The token as the queued mail keeps it: sealed, when the server has a key.
+    let sealed = settings.sealer.token(&to, &token.secret);
+    let link = format!("{}#token={sealed}", settings.accept_url);
     let place = match (team, inv.team) {
         (Some(name), Some(t)) => format!(
             "{} as {}, in the team {name} as {}",
@@ -166,7 +171,7 @@ pub(crate) fn invitation_mail(
     };
     OutboundMail {
         org: Some(inv.org),
-        to: inv.email.to_string(),
+        to,
         subject: format!(
             "{}{} on Axie Studio",
             subject_prefix(&caller.user.name),
@@ -180,7 +185,7 @@ pub(crate) fn invitation_mail(
              If you did not expect this, ignore this email.\n",
             inviter = caller.user.name,
             inviter_email = caller.user.email,
-            token = token.secret,
+            token = sealed,
             expires = inv.expires_at.format("%Y-%m-%d %H:%M"),
         ),
         kind: INVITATION_MAIL.into(),

@@ -22,6 +22,7 @@ pub mod credits;
 mod error;
 pub mod housekeeping;
 pub mod invitations;
+pub mod mail_secrets;
 pub mod me;
 pub mod members;
 #[cfg(feature = "memory")]

@@ -1294,6 +1294,7 @@ mod tests {
         let settings = InvitationSettings {
             expiry: chrono::Duration::days(7),
             accept_url: "https://app.example/accept".into(),
+            sealer: crate::mail_secrets::MailSealer::none(),
         };
         let now = Utc::now();
         let alerts = || async {

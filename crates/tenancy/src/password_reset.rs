@@ -52,6 +52,8 @@ pub struct ResetSettings {
     /// At most this many links per person in any hour; further requests send nothing
     /// (and answer the same), so the form cannot be used to flood someone's inbox.
     pub max_per_hour: u32,
+    /// Seals the token in the queued mail ([`crate::mail_secrets`]).
+    pub sealer: crate::mail_secrets::MailSealer,
 }
 
 impl ResetSettings {
@@ -62,6 +64,7 @@ impl ResetSettings {
             expiry: Duration::hours(1),
             reset_url: reset_url.into(),
             max_per_hour: 3,
+            sealer: crate::mail_secrets::MailSealer::none(),
         }
     }
 }
@@ -193,9 +196,12 @@ pub async fn request<S: TenancyStore + PasswordResetStore + ?Sized>(
 }
 
 fn reset_mail(user: &User, reset: &PasswordReset, token: &str, s: &ResetSettings) -> OutboundMail {
+    let to = user.email.to_string();
+    // The token as the queued mail keeps it: sealed, when the server has a key.
+    let token = s.sealer.token(&to, token);
     OutboundMail {
         org: None,
-        to: user.email.to_string(),
+        to,
         subject: "Reset your Axie Studio password".into(),
         body: format!(
             "Hello {name},\n\n\

@@ -418,5 +418,6 @@ fn reset_settings(st: &AppState) -> password_reset::ResetSettings {
             s.accounts.reset_path
         ),
         max_per_hour: s.accounts.resets_per_hour,
+        sealer: tenancy::mail_secrets::MailSealer::new((*st.cipher).clone()),
     }
 }

@@ -99,6 +99,7 @@ pub fn settings(st: &AppState) -> InvitationSettings {
             s.server.public_url.trim_end_matches('/'),
             s.invitations.accept_path
         ),
+        sealer: tenancy::mail_secrets::MailSealer::new((*st.cipher).clone()),
     }
 }
 
@@ -378,10 +379,11 @@ pub async fn outbox(
     let items: Vec<MailResponse> = mails
         .into_iter()
         .map(|m| MailResponse {
+            // The Owner reads what will be (or was) sent: the tokens opened.
+            body: tenancy::mail_secrets::open_body_for_display(&st.cipher, &m.to, &m.body),
             id: m.id,
             to: m.to,
             subject: m.subject,
-            body: m.body,
             kind: m.kind,
             created_at: m.created_at.to_rfc3339(),
             sent_at: m.sent_at.map(|t| t.to_rfc3339()),
