@@ -1166,6 +1166,35 @@ both_backends!(custom_domains_are_verified_over_dns, |b| async move {
     )
     .await;
     assert_eq!(denied["reason"], "disabled_by_setting");
+    // Nor move one: administering both teams, she may transfer their assets, but not a
+    // domain while the setting keeps domains to the Owner and Admins.
+    let other = new_team(&t, &t.owner_token, "Client B").await;
+    let lisa_id = t.member_id("lisa@example.com").await;
+    for team in [default_team(&t).await, other.clone()] {
+        set_team_role(&t, &team, &lisa_id, "admin").await;
+    }
+    let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+    let transfer = t.org(&format!("/assets/{}/transfer", id(&d)));
+    let denied = problem(
+        t.post(&transfer, &lisa, &json!({ "team_id": other })).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(denied["reason"], "disabled_by_setting");
+    let still = json_of(
+        t.get(&t.org(&format!("/domains/{}", id(&d))), &t.owner_token)
+            .await,
+    )
+    .await;
+    assert_ne!(still["team_id"], other.as_str(), "{still}");
+    // The Owner moves it.
+    let moved = json_of(
+        t.post(&transfer, &t.owner_token, &json!({ "team_id": other }))
+            .await,
+    )
+    .await;
+    assert_eq!(moved["asset"]["team_id"], other.as_str());
     assert_eq!(t.audit("action=domain.verified").await.len(), 1);
 });
 

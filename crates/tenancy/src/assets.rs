@@ -1365,7 +1365,9 @@ pub async fn verify_domain<S: TenancyStore + WorkspaceStore + ?Sized>(
 
 /// Moves an asset (with everything under it) to another team of the organization, optionally
 /// renaming it ("Customer Service Agent - PROD"). Needs the right to transfer assets in both
-/// teams; the move is atomic and kept in the asset's history.
+/// teams, and the asset kind's own rights (editing it where it is, making one where it goes:
+/// for a custom domain, `manage_domains` with its feature-access setting); the move is atomic
+/// and kept in the asset's history.
 ///
 /// # Errors
 /// [`TenancyError::NotFound`], [`TenancyError::Forbidden`], [`TenancyError::Invalid`] (same
@@ -1382,6 +1384,10 @@ pub async fn transfer<S: TenancyStore + WorkspaceStore + ?Sized>(
     caller.check(Permission::TransferAsset, &Resource::team(a.org, a.team))?;
     let to = teams::get(store, caller, to_team).await?;
     caller.check(Permission::TransferAsset, &Resource::team(to.org, to.id))?;
+    // And the kind's own rights, taking it out of one team and making it in the other: a
+    // custom domain moves only for someone the `manage_domains` setting lets manage domains.
+    caller.check(a.kind().edit(), &a.resource())?;
+    caller.check(a.kind().create(), &Resource::team(to.org, to.id))?;
     if a.parent.is_some() {
         return Err(TenancyError::Invalid(
             "this asset moves with the asset it belongs to; transfer that one".into(),
