@@ -946,6 +946,14 @@ both_backends!(
             "ip_not_allowed",
         )
         .await;
+        // Her own sessions are listed from anywhere (to end a stolen one), but from outside
+        // the list that is no activity either.
+        assert_eq!(
+            get_from(&t, &t.url("/api/v1/me/sessions"), &lisa, "198.51.100.7")
+                .await
+                .status(),
+            StatusCode::OK
+        );
         // Thirty-one minutes after her last admitted request the session is idle.
         t.clock.advance(Duration::minutes(11));
         problem(

@@ -131,8 +131,15 @@ async fn authenticate(
     let st = state(req)?;
     let secret = credential(req).ok_or_else(ApiError::unauthenticated)?;
     let ctx = request_context(req, &st);
-    let ip = (access != Access::AuthenticatedAnywhere).then_some(ctx.ip.as_str());
-    let principal = accounts::authenticate(&*st.store, &secret, ip, st.clock.now()).await?;
+    let (ip, address) = if access == Access::AuthenticatedAnywhere {
+        (None, accounts::ClientAddress::Anywhere(&ctx.ip))
+    } else {
+        (
+            Some(ctx.ip.as_str()),
+            accounts::ClientAddress::Checked(&ctx.ip),
+        )
+    };
+    let principal = accounts::authenticate(&*st.store, &secret, address, st.clock.now()).await?;
     // An API key belongs to one organization, whose blocked countries hold for it everywhere
     // (a person's session is held to the allowlists only here, as at sign-in). Refused here,
     // outside the organization's routes, it is not audited, as the allowlist's refusals of

@@ -517,8 +517,16 @@ impl Settings {
                 "`server.body_timeout_secs` must be between 1 and 3600".into(),
             ));
         }
-        security_policy::parse_allowlist(&self.server.trusted_proxies)
+        let proxies = security_policy::parse_allowlist(&self.server.trusted_proxies)
             .map_err(|e| ConfigError(format!("`server.trusted_proxies`: {e}")))?;
+        // A client inside a trusted network can name any address in X-Forwarded-For: trusting
+        // every address would let every client past the IP allowlists and the throttles.
+        if let Some(all) = proxies.iter().find(|p| p.network().prefix() == 0) {
+            return Err(ConfigError(format!(
+                "`server.trusted_proxies`: `{}` trusts every address; list the proxies' own networks",
+                all.network()
+            )));
+        }
         if !self.database.url.is_empty() {
             DatabaseUrl::parse(&self.database.url)
                 .map_err(|e| ConfigError(format!("`database.url`: {e}")))?;
@@ -771,6 +779,22 @@ mod tests {
         s.validate().unwrap();
         assert_eq!(s.server.port, 8080);
         assert!(s.database_url().unwrap().is_sqlite());
+    }
+
+    /// Trusting every address as a proxy would let any client name its own address.
+    #[test]
+    fn trusting_every_address_as_a_proxy_is_refused() {
+        let mut s: Settings = Figment::new()
+            .merge(Toml::string(DEFAULTS))
+            .extract()
+            .unwrap();
+        for all in ["0.0.0.0/0", "::/0"] {
+            s.server.trusted_proxies = vec!["10.0.0.0/8".into(), all.into()];
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.contains("trusts every address"), "{all}: {e}");
+        }
+        s.server.trusted_proxies = vec!["10.0.0.0/8".into(), "fd00::/8".into()];
+        s.validate().unwrap();
     }
 
     #[test]

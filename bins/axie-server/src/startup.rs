@@ -407,6 +407,11 @@ async fn prepare(
         crate::demo::seed(&store, &hasher, &report.org, &clock)
             .await
             .map_err(StartupError::Bootstrap)?;
+        // The demo members' password is published (the README gives it): fine on a laptop,
+        // not on a server others reach.
+        tracing::warn!(
+            "bootstrap.demo added demo members (an Admin among them) whose password the README publishes; remove them, or start from a fresh database without it, before anyone else can reach this server"
+        );
     }
     let trusted = security_policy::parse_allowlist(&settings.server.trusted_proxies)
         .map_err(|e| StartupError::Security(e.to_string()))?;

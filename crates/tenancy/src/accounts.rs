@@ -332,13 +332,23 @@ pub async fn login<S: TenancyStore + ?Sized>(
     // address, and still holds for the others).
     let clear_throttle = throttle.is_some() && lock.is_none();
     // The password may have been changed or reset while this one waited for its hash (a queue
-    // of logins, seconds under load): one checked against the old hash opens nothing. (From
-    // here to the session's insert is a few statements; closing that too would take the
+    // of logins, seconds under load): one checked against the old hash opens nothing. The hash
+    // found in its place may also be another login's rehash of this same password (two
+    // devices at once, after the parameters were raised): checked again, it lets this one in.
+    // (From here to the session's insert is a few statements; closing that too would take the
     // insert comparing the hash in its transaction.)
-    let current = store.find_user_by_email(&user.email).await?;
-    if current.as_ref().map(|(u, h)| (u.id, h.as_deref())) != Some((user.id, stored.as_deref())) {
-        return Err(TenancyError::BadCredentials);
-    }
+    let current = match store.find_user_by_email(&user.email).await? {
+        Some((u, h)) if u.id == user.id => h,
+        _ => return Err(TenancyError::BadCredentials),
+    };
+    let (stored, needs_rehash) = if current == stored {
+        (stored, needs_rehash)
+    } else {
+        match hasher.verify_off_thread(current.as_deref(), password).await {
+            Verification::Match { needs_rehash } => (current, needs_rehash),
+            Verification::Mismatch => return Err(TenancyError::BadCredentials),
+        }
+    };
     // Someone whose every membership is deactivated has nowhere to go: no session. The right
     // password still clears the throttle, in the refusal's transaction.
     if !memberships.is_empty() && memberships.iter().all(|m| !m.active) {
@@ -549,24 +559,36 @@ pub async fn logout<S: TenancyStore + ?Sized>(
     store.end_session(user.id, session, now, journal).await
 }
 
+/// Where a request authenticated by [`authenticate`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAddress<'a> {
+    /// The client's address, which must be admitted by one of the person's organizations (an
+    /// API key's: its organization), as at sign-in.
+    Checked(&'a str),
+    /// The client's address on a route that must work from anywhere (signing out, seeing and
+    /// ending one's own sessions): it is not refused, but a request from an address none of
+    /// the person's organizations admits does not keep their session alive.
+    Anywhere(&'a str),
+}
+
 /// Resolves a bearer or cookie secret: a session token (`axs_…`) or an API key (`axk_…`).
 ///
 /// Sessions past their absolute or idle timeout are ended and refused; the
 /// check runs against the current policy, so policy changes apply to existing sessions.
 ///
-/// `ip` is the client's address: it must be admitted by one of the person's organizations (an
-/// API key's: its organization), as at sign-in; `None` for what must work from anywhere
-/// (signing out, ending one's own sessions).
-///
 /// # Errors
 /// [`TenancyError::Unauthenticated`] for anything that is not a live credential;
-/// [`TenancyError::IpNotAllowed`].
+/// [`TenancyError::IpNotAllowed`] for a [`ClientAddress::Checked`] address not admitted.
 pub async fn authenticate<S: TenancyStore + ?Sized>(
     store: &S,
     secret: &str,
-    ip: Option<&str>,
+    address: ClientAddress<'_>,
     now: DateTime<Utc>,
 ) -> Result<Principal, TenancyError> {
+    let ip = match address {
+        ClientAddress::Checked(ip) => Some(ip),
+        ClientAddress::Anywhere(_) => None,
+    };
     match lookup(store, secret, now).await? {
         Found::Key(principal) => {
             if let (Principal::ApiKey { key, .. }, Some(ip)) = (&principal, ip) {
@@ -600,7 +622,17 @@ pub async fn authenticate<S: TenancyStore + ?Sized>(
                 return Err(TenancyError::Unauthenticated);
             }
             let policy = policy_of(&memberships, ip)?;
-            live(store, &policy, &session, user, now).await
+            let (principal, activity) = unexpired(store, &policy, &session, user, now).await?;
+            // From an address none of the person's organizations admits, a request that works
+            // from anywhere is no activity: a stolen token tried from outside every allowlist
+            // does not keep the session from going idle.
+            if let ClientAddress::Anywhere(ip) = address
+                && admitted(&memberships, ip).is_err()
+            {
+                return Ok(principal);
+            }
+            activity.note(store, now).await?;
+            Ok(principal)
         }
     }
 }
@@ -808,21 +840,6 @@ async fn end_timed_out<S: TenancyStore + ?Sized>(
         .await
 }
 
-/// Checks an open session against `policy`: one past its timeouts is ended and refused; a live
-/// one has its activity written when the recorded one is older than the policy's
-/// [`SessionPolicy::activity_granularity`].
-async fn live<S: TenancyStore + ?Sized>(
-    store: &S,
-    policy: &SessionPolicy,
-    session: &Session,
-    user: User,
-    now: DateTime<Utc>,
-) -> Result<Principal, TenancyError> {
-    let (principal, activity) = unexpired(store, policy, session, user, now).await?;
-    activity.note(store, now).await?;
-    Ok(principal)
-}
-
 /// A session's activity, to be written once the request it came with is admitted
 /// ([`authenticate_in`]): a request the organization refuses (an address outside its
 /// allowlist, a missing second factor) does not keep the session from going idle.
@@ -848,7 +865,9 @@ impl PendingActivity {
     }
 }
 
-/// [`live`] without writing the activity: the activity to write, when it is due.
+/// Checks an open session against `policy`: one past its timeouts is ended and refused; a live
+/// one gives the activity to write ([`PendingActivity`]), when the recorded one is older than
+/// the policy's [`SessionPolicy::activity_granularity`].
 async fn unexpired<S: TenancyStore + ?Sized>(
     store: &S,
     policy: &SessionPolicy,

@@ -1040,7 +1040,13 @@ async fn signing_out_of_one_organization_keeps_the_others<
         .unwrap();
     assert_eq!(revoked.len(), 2, "{revoked:?}");
     assert!(found(0).await.unwrap().is_none() && found(1).await.unwrap().is_none());
-    let refused = crate::accounts::authenticate(s, &secrets[0], None, now()).await;
+    let refused = crate::accounts::authenticate(
+        s,
+        &secrets[0],
+        crate::accounts::ClientAddress::Anywhere("127.0.0.1"),
+        now(),
+    )
+    .await;
     assert!(
         matches!(refused, Err(TenancyError::Unauthenticated)),
         "{refused:?}"

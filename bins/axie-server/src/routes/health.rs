@@ -25,15 +25,16 @@ pub async fn readyz(st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
             detail,
         )
     };
-    st.store
-        .ping()
-        .await
-        .map_err(|e| not_ready(format!("database unreachable: {e}")))?;
-    let pending = st
-        .store
-        .pending_migrations()
-        .await
-        .map_err(|e| not_ready(format!("cannot read migrations: {e}")))?;
+    // The cause goes to the log, not to whoever asks (the route is public, and a storage error
+    // may name the database's host, user or file).
+    st.store.ping().await.map_err(|e| {
+        tracing::warn!(error = %e, "readiness: the database does not answer");
+        not_ready("database unreachable".into())
+    })?;
+    let pending = st.store.pending_migrations().await.map_err(|e| {
+        tracing::warn!(error = %e, "readiness: cannot read the applied migrations");
+        not_ready("cannot read the applied migrations".into())
+    })?;
     if pending > 0 {
         return Err(not_ready(format!("{pending} migrations pending")));
     }
