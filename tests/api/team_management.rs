@@ -43,7 +43,14 @@ pub(crate) async fn outbox_token(t: &TestApp, email: &str) -> String {
             .unwrap()
     };
     assert_eq!(rows(format!("body LIKE '%{token}%'")).await, 0);
-    assert!(rows("body LIKE '%{{sealed:v2:%'".into()).await >= 1);
+    assert!(
+        rows(format!(
+            "body LIKE '%{}v2:%'",
+            tenancy::mail_secrets::MARKER_START
+        ))
+        .await
+            >= 1
+    );
     token
 }
 

@@ -802,10 +802,10 @@ async fn walk_through(
 /// [`Anchor`], so the rest still verifies, committing `journal` (its audit record) with the
 /// removal. A record's time is its writer's clock when the change began, and positions are
 /// given at commit, so times need not rise with positions (one instance's clock behind the
-/// others', a long request): the prefix ends before the first record still within the period,
-/// never taking one with it, and an old record after that waits for a later pass. Returns the anchor
-/// written, or `None` when nothing is old enough or a concurrent pass (another instance's
-/// retention worker) already removed it, or is removing it.
+/// others', a long request): the prefix ends before the first record still within the
+/// period, never taking one with it, and an old record after that waits for a later pass.
+/// Returns the anchor written, or `None` when nothing is old enough or a concurrent pass
+/// (another instance's retention worker) already removed it, or is removing it.
 ///
 /// The records to be removed are verified first, from the anchor (or the start) through the
 /// last of them, with the checkpoints the chain is held to ([`AuditStore::held_checkpoints`]) that

@@ -4,16 +4,19 @@
 //! own) while it waits in the outbox: until SMTP takes it, or for as long as the operator
 //! delivers by hand when no relay is configured. The database keeps only hashes of those
 //! tokens, and the mail must not undo that: with a [`MailSealer`] the body holds each token as
-//! a sealed marker (`{{sealed:v2:…}}`, AES-256-GCM under the server's encryption key, bound to
-//! the recipient's address), which the mail worker opens just before handing the mail to SMTP
+//! a sealed marker (`␁sealed:v2:…␁`, between two U+0001 characters, AES-256-GCM under the
+//! server's encryption key, bound to the recipient's address), which the mail worker opens just before handing the mail to SMTP
 //! ([`open_body`]) and the outbox opens for the Owner. Someone who reads the database or a
 //! backup, but not the key, finds no usable token. Without a sealer (an embedder's unit tests,
 //! say) the token is written as it is.
 
 use security_policy::{Cipher, SecurityError};
 
-const OPEN: &str = "{{sealed:";
-const CLOSE: &str = "}}";
+// Delimited by a control character, which no name, email or other text a person gives can
+// hold (`valid_name` refuses them): text in a body is never taken for a marker, so nobody can
+// make a mail that mentions them undeliverable by writing a marker-like name.
+const OPEN: &str = "\u{1}sealed:";
+const CLOSE: &str = "\u{1}";
 
 /// What a sealed token is bound to: the address the mail goes to, so a marker copied into
 /// another person's mail does not open there.
@@ -59,6 +62,9 @@ impl MailSealer {
         }
     }
 }
+
+/// The text a body's sealed tokens begin with, for a store to find such bodies.
+pub const MARKER_START: &str = OPEN;
 
 /// Whether `body` holds a sealed token.
 #[must_use]
@@ -155,7 +161,16 @@ mod tests {
         // Another recipient's mail, another key, an edited marker: nothing opens.
         assert!(open_body(&key, "eve@example.com", &body).is_err());
         assert!(open_body(&other, "ann@example.com", &body).is_err());
-        assert!(open_body(&key, "ann@example.com", &body.replace("}}", "")).is_err());
+        let edited = body.replacen("sealed:v2:", "sealed:v2:A", 1);
+        assert!(open_body(&key, "ann@example.com", &edited).is_err());
+        let unterminated = format!("link {OPEN}v2:AAAA");
+        assert!(open_body(&key, "ann@example.com", &unterminated).is_err());
+        // Text a person gives (no control characters) is never taken for a marker.
+        let lookalike = "Team {{sealed:v2:AAAA}} sealed:v2:AAAA";
+        assert_eq!(
+            open_body(&key, "ann@example.com", lookalike).unwrap(),
+            lookalike
+        );
         let shown = open_body_for_display(&other, "ann@example.com", &body);
         assert!(
             shown.contains("does not open") && !shown.contains(token),

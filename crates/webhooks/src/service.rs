@@ -182,8 +182,9 @@ pub async fn update(
 }
 
 /// What an update's audit record says: the fields written and, for those an investigator
-/// asks about, the values before and after as read (the URL by its scheme and host alone: its path or query may
-/// carry a credential; the description and message template by name only).
+/// asks about, the values before and after as read (the URL by its scheme and host alone:
+/// its path or query may carry a credential; the description and message template by name
+/// only).
 fn change_metadata(change: &EndpointChange, before: &Endpoint, after: &Endpoint) -> Metadata {
     let names = |e: &Endpoint| e.events.iter().map(|k| k.as_str()).collect::<Vec<_>>();
     let (mut was, mut is) = (serde_json::Map::new(), serde_json::Map::new());

@@ -1,5 +1,6 @@
 //! Re-encrypting the secrets stored encrypted (webhook signing secrets, TOTP secrets, the
-//! tokens sealed in queued mail) under a new key, for key rotation. An operator utility of this adapter, not a domain port.
+//! tokens sealed in queued mail) under a new key, for key rotation. An operator utility of
+//! this adapter, not a domain port.
 
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, LockType};
@@ -134,7 +135,7 @@ impl SeaStore {
         // The tokens sealed in mail still waiting to be sent (`tenancy::mail_secrets`).
         for m in mail::Entity::find()
             .filter(mail::Column::SentAt.is_null())
-            .filter(mail::Column::Body.like("%{{sealed:%"))
+            .filter(mail::Column::Body.like(format!("%{}%", tenancy::mail_secrets::MARKER_START)))
             .order_by_asc(mail::Column::Id)
             .lock(LockType::NoKeyUpdate)
             .all(&txn)
