@@ -92,6 +92,30 @@ fn read_or_create_key(
     }
 }
 
+/// Warns of configured secrets short enough to guess or to weaken what they sign: a metrics
+/// token under 16 characters (anyone may try tokens at `/metrics`), a checkpoint key under 32
+/// bytes (it signs the audit log's checkpoints). Kept as warnings: refusing them would stop a
+/// running deployment from starting after an upgrade.
+fn warn_of_short_secrets(settings: &Settings) {
+    for warning in short_secrets(settings) {
+        tracing::warn!("{warning}");
+    }
+}
+
+/// The warnings [`warn_of_short_secrets`] gives.
+fn short_secrets(settings: &Settings) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if (1..16).contains(&settings.metrics.token.expose_secret().chars().count()) {
+        out.push("`metrics.token` is short enough to guess; use 16 or more random characters");
+    }
+    if (1..32).contains(&settings.security.checkpoint_key.expose_secret().len()) {
+        out.push(
+            "`security.checkpoint_key` is shorter than 32 bytes; audit checkpoints are only as strong as it (use 32 or more random bytes)",
+        );
+    }
+    out
+}
+
 /// Reads the encryption key from settings, or reads or creates `<data_dir>/encryption.key`.
 pub fn encryption_key(settings: &Settings) -> Result<security_policy::Cipher, StartupError> {
     let configured = settings.security.encryption_key.expose_secret();
@@ -413,6 +437,7 @@ async fn prepare(
             "bootstrap.demo added demo members (an Admin among them) whose password the README publishes; remove them, or start from a fresh database without it, before anyone else can reach this server"
         );
     }
+    warn_of_short_secrets(&settings);
     let trusted = security_policy::parse_allowlist(&settings.server.trusted_proxies)
         .map_err(|e| StartupError::Security(e.to_string()))?;
     let store_handle = Arc::new(store);
@@ -515,7 +540,19 @@ pub async fn run_workers(settings: Settings) -> Result<(), StartupError> {
 
 #[cfg(test)]
 mod tests {
-    use super::read_or_create_key;
+    use super::{Settings, read_or_create_key, short_secrets};
+
+    #[test]
+    fn short_configured_secrets_are_warned_of() {
+        let mut s = Settings::load(None).unwrap();
+        assert!(short_secrets(&s).is_empty(), "nothing configured");
+        s.metrics.token = "scrape".to_owned().into();
+        s.security.checkpoint_key = "k".repeat(31).into();
+        assert_eq!(short_secrets(&s).len(), 2);
+        s.metrics.token = "x".repeat(16).into();
+        s.security.checkpoint_key = "k".repeat(32).into();
+        assert!(short_secrets(&s).is_empty());
+    }
 
     /// Instances starting at once on one data directory end up with one key: one creates it,
     /// every other reads it whole.
