@@ -56,13 +56,15 @@ enum Command {
     /// Re-encrypt stored secrets under a new key (stop the server first).
     RotateEncryptionKey {
         /// The new key (32 bytes, hex or base64); required when the key is set in the configuration.
-        #[arg(long)]
+        /// Prefer the environment variable, which process listings and shell history do not show.
+        #[arg(long, env = "AXIE_NEW_ENCRYPTION_KEY", hide_env_values = true)]
         new_key: Option<String>,
     },
     /// Verify every audit chain, then sign fresh checkpoints with a new key (stop the server first).
     RotateCheckpointKey {
-        /// The new key; required when the key is set in the configuration.
-        #[arg(long)]
+        /// The new key; required when the key is set in the configuration. Prefer the
+        /// environment variable, which process listings and shell history do not show.
+        #[arg(long, env = "AXIE_NEW_CHECKPOINT_KEY", hide_env_values = true)]
         new_key: Option<String>,
     },
     /// Create an organization for a customer, owned by an existing account or a new one.
