@@ -600,7 +600,8 @@ mod tests {
 
     /// Verification hashes each row's columns as stored: edits the parsed record would hide
     /// break the chain, as do edits into values no record has; an intact row that would not
-    /// read back as a record is a store error, as it is for search and export. On a SQLite file (rusqlite's path) and on PostgreSQL (SeaORM's).
+    /// read back as a record is a store error, as it is for search and export. On a SQLite
+    /// file (rusqlite's path) and on PostgreSQL (SeaORM's).
     #[tokio::test]
     async fn verification_reads_rows_as_stored() {
         let (_dir, store) = crate::temp_sqlite_store().await;
