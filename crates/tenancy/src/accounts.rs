@@ -337,17 +337,12 @@ pub async fn login<S: TenancyStore + ?Sized>(
     // devices at once, after the parameters were raised): checked again, it lets this one in.
     // (From here to the session's insert is a few statements; closing that too would take the
     // insert comparing the hash in its transaction.)
-    let current = match store.find_user_by_email(&user.email).await? {
-        Some((u, h)) if u.id == user.id => h,
-        _ => return Err(TenancyError::BadCredentials),
-    };
-    let (stored, needs_rehash) = if current == stored {
-        (stored, needs_rehash)
-    } else {
-        match hasher.verify_off_thread(current.as_deref(), password).await {
+    let (stored, needs_rehash) = match current_hash(store, &user).await? {
+        current if current == stored => (stored, needs_rehash),
+        current => match hasher.verify_off_thread(current.as_deref(), password).await {
             Verification::Match { needs_rehash } => (current, needs_rehash),
             Verification::Mismatch => return Err(TenancyError::BadCredentials),
-        }
+        },
     };
     // Someone whose every membership is deactivated has nowhere to go: no session. The right
     // password still clears the throttle, in the refusal's transaction.
@@ -390,11 +385,7 @@ pub async fn login<S: TenancyStore + ?Sized>(
             .set_password_hash(user.id, old, &h, Journal::default())
             .await?
     {
-        let now_stored = store
-            .find_user_by_email(&user.email)
-            .await?
-            .filter(|(u, _)| u.id == user.id)
-            .and_then(|(_, h)| h);
+        let now_stored = current_hash(store, &user).await?;
         if !matches!(
             hasher
                 .verify_off_thread(now_stored.as_deref(), password)
@@ -557,6 +548,18 @@ pub async fn logout<S: TenancyStore + ?Sized>(
         );
     }
     store.end_session(user.id, session, now, journal).await
+}
+
+/// `user`'s password hash as stored now (`None`: none, or the email now names another account).
+async fn current_hash<S: TenancyStore + ?Sized>(
+    store: &S,
+    user: &User,
+) -> Result<Option<String>, TenancyError> {
+    Ok(store
+        .find_user_by_email(&user.email)
+        .await?
+        .filter(|(u, _)| u.id == user.id)
+        .and_then(|(_, h)| h))
 }
 
 /// Where a request authenticated by [`authenticate`] comes from.

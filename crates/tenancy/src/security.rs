@@ -466,17 +466,12 @@ pub async fn end_member_sessions<S: TenancyStore + ?Sized>(
     {
         return Err(crate::members::owner_sign_out_refused(caller.subject.role));
     }
-    let records = |ended: u64| {
-        let mut j = Journal::default();
-        for _ in 0..ended {
-            j = j.and_record(caller.audit(
-                now,
-                AuditAction::SessionRevoked,
-                Target::new("member", target, member.user.name.clone()),
-            ));
-        }
-        j
-    };
+    let revoked = caller.audit(
+        now,
+        AuditAction::SessionRevoked,
+        Target::new("member", target, member.user.name.clone()),
+    );
+    let records = |ended: u64| crate::each_session(&revoked, ended);
     // The caller's standing, and the target's role, are checked again under the store's locks.
     let by = caller.scim_token.is_none().then_some(caller.user.id);
     store

@@ -1543,18 +1543,12 @@ async fn write_user<S: TenancyStore + ScimStore + ?Sized>(
     } else {
         "member_deactivated"
     };
-    let ended = |n: u64| {
-        (0..n).fold(Journal::default(), |j, _| {
-            j.and_record(
-                caller
-                    .audit(now, AuditAction::SessionRevoked, target.clone())
-                    .with_metadata(
-                        Metadata::from_value(json!({"reason": reason, "via": "scim"}))
-                            .unwrap_or_default(),
-                    ),
-            )
-        })
-    };
+    let revoked = caller
+        .audit(now, AuditAction::SessionRevoked, target.clone())
+        .with_metadata(
+            Metadata::from_value(json!({"reason": reason, "via": "scim"})).unwrap_or_default(),
+        );
+    let ended = |n: u64| crate::each_session(&revoked, n);
     store
         .write_member(&write, journal, &ended)
         .await
