@@ -1,11 +1,11 @@
 //! # store-sea
 //!
 //! The one storage adapter of Axie Enterprise: SeaORM on SQLite (the embedded
-//! default) or PostgreSQL. It implements every storage port of the domain crates
-//! (`audit::AuditStore` and `MailOutbox`; `tenancy`'s `OrgStore`, `AccountStore`,
-//! `ApiKeyStore`, `InvitationStore`, `BulkStore` and `MembershipStore`; `webhooks::WebhookStore`)
-//! on one [`SeaStore`] handle, owns the migrations, and is the only crate that imports `sea_orm`
-//! (and `rusqlite`, with which it reads pages of audit records from SQLite files: `scan.rs`).
+//! default) or PostgreSQL. It implements every storage port of `audit`, `tenancy` and
+//! `webhooks` (and `tenancy`'s `SmsSender`, which queues texts in its outbox) on one
+//! [`SeaStore`] handle, owns the migrations, and is the only crate that imports `sea_orm` (and
+//! `rusqlite`, with which it reads from SQLite files on the calling thread: pages of audit
+//! records in `scan.rs`, other reads in `rows.rs`, and the WAL checkpoints of `checkpoint.rs`).
 //!
 //! Every mutating method opens one transaction, applies the change, appends the
 //! `Journal`'s audit records to the organization's hash chain, writes its domain

@@ -3,9 +3,10 @@
 //! Organizations (enterprises), their members and teams, accounts, sessions and
 //! API keys: the operations, with their rules, behind storage ports.
 //!
-//! Every operation takes a [`Caller`] (the authenticated principal resolved in
-//! one organization) and starts with a permission check through `rbac-core`;
-//! every state change hands its audit records and domain events to the store
+//! Every operation inside an organization takes a [`Caller`] (the authenticated
+//! principal resolved in one organization) and starts with a permission check
+//! through `rbac-core` (per-person and system operations are the exceptions,
+//! listed in `docs/ARCHITECTURE.md`); every state change hands its audit records and domain events to the store
 //! in a `Journal`, which commits them with the change. The crate knows nothing
 //! about HTTP or SeaORM and never reads the clock.
 #![deny(missing_docs)]
