@@ -63,6 +63,18 @@ fn line_of(method: &str, path: &str) -> String {
     line
 }
 
+/// Whether the connection comes from one of `server.trusted_proxies`.
+fn from_trusted_proxy(req: &ServiceRequest) -> bool {
+    let (Some(peer), Some(st)) = (
+        req.peer_addr(),
+        req.app_data::<actix_web::web::Data<crate::state::AppState>>(),
+    ) else {
+        return false;
+    };
+    let peer = security_policy::normalize(peer.ip());
+    st.trusted_proxies.iter().any(|p| p.contains(peer))
+}
+
 /// Assigns a request id (or keeps a sane incoming one), logs the request, adds security headers.
 pub async fn observe(
     req: ServiceRequest,
@@ -90,10 +102,14 @@ pub async fn observe(
         http.route = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
     );
-    // A caller's W3C `traceparent` makes this request part of its trace (a no-op without export).
-    let parent = opentelemetry_sdk::propagation::TraceContextPropagator::new()
-        .extract(&HeaderExtractor(req.headers()));
-    let _ = span.set_parent(parent);
+    // A W3C `traceparent` makes this request part of the caller's trace (a no-op without
+    // export), when it comes from a trusted proxy: anyone else could choose the trace id and,
+    // with its sampled flag, have every request exported whatever `telemetry.sample_ratio` says.
+    if from_trusted_proxy(&req) {
+        let parent = opentelemetry_sdk::propagation::TraceContextPropagator::new()
+            .extract(&HeaderExtractor(req.headers()));
+        let _ = span.set_parent(parent);
+    }
     let started = std::time::Instant::now();
     let line = line_of(&method, req.path());
     let res = REQUEST_LINE

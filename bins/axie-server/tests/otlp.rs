@@ -46,16 +46,22 @@ fn collector() -> (String, Got) {
 /// The trace a caller's `traceparent` header puts the login in.
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
-/// Starts the server exporting with `protocol`, serves one login, and returns what the collector
-/// received once a batch naming the login route has arrived.
-async fn traced_login(protocol: &str) -> Vec<(String, String, Vec<u8>)> {
+/// Starts the server exporting with `protocol`, with `proxies` as its trusted proxies (a TOML
+/// list), serves one login sent with a `traceparent`, and returns what the collector received
+/// once a batch naming the login route has arrived.
+async fn traced_login(protocol: &str, proxies: &str) -> Vec<(String, String, Vec<u8>)> {
     let (endpoint, got) = collector();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     // Each test's own Owner: a login that reached another test's server would be refused.
-    let owner = format!("owner@{}.otlp.example", protocol.replace('/', "-"));
+    let owner = format!(
+        "owner@{}-{}.otlp.example",
+        protocol.replace('/', "-"),
+        proxies.len()
+    );
     let _server = Reaped::spawn(
         support::server(dir.path(), port, &owner)
+            .env("AXIE_SERVER__TRUSTED_PROXIES", proxies)
             .env("AXIE_TELEMETRY__OTLP_ENDPOINT", &endpoint)
             .env("AXIE_TELEMETRY__OTLP_PROTOCOL", protocol)
             .env("AXIE_TELEMETRY__SERVICE_NAME", "axie-under-test")
@@ -134,21 +140,30 @@ fn json_spans(posts: &[(String, String, Vec<u8>)]) -> Vec<(String, Value, String
     out
 }
 
+/// The trusted proxies of the tests whose `traceparent` is followed: the test's own address.
+const LOOPBACK_PROXY: &str = r#"["127.0.0.1/32"]"#;
+
+/// The login's request span among the spans of `posts`.
+fn login_span(posts: &[(String, String, Vec<u8>)]) -> (String, Value, String) {
+    let spans = json_spans(posts);
+    spans
+        .iter()
+        .find(|(name, attrs, _)| {
+            name == "request" && attrs["http.route"]["stringValue"] == "/api/v1/auth/login"
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("no request span for the login route in {spans:?}"))
+}
+
 #[tokio::test]
 async fn request_spans_are_exported_as_otlp_json() {
-    let posts = traced_login("http/json").await;
+    let posts = traced_login("http/json", LOOPBACK_PROXY).await;
     assert!(
         posts
             .iter()
             .all(|(path, ct, _)| path == "/v1/traces" && ct.starts_with("application/json"))
     );
-    let spans = json_spans(&posts);
-    let login = spans
-        .iter()
-        .find(|(name, attrs, _)| {
-            name == "request" && attrs["http.route"]["stringValue"] == "/api/v1/auth/login"
-        })
-        .unwrap_or_else(|| panic!("no request span for the login route in {spans:?}"));
+    let login = login_span(&posts);
     assert_eq!(login.1["http.request.method"]["stringValue"], "POST");
     // OTLP/JSON writes 64-bit integers as strings; accept a number too.
     let status = &login.1["http.response.status_code"]["intValue"];
@@ -165,13 +180,24 @@ async fn request_spans_are_exported_as_otlp_json() {
     assert_eq!(
         login.1["traceId"].as_str().unwrap().to_ascii_lowercase(),
         TRACE_ID,
-        "the caller's traceparent is the span's parent"
+        "a trusted proxy's traceparent is the span's parent"
     );
+}
+
+/// From a client that is not a trusted proxy, a `traceparent` is ignored: it neither picks the
+/// trace (nor, with its sampled flag, overrides `telemetry.sample_ratio`).
+#[tokio::test]
+async fn a_clients_own_traceparent_is_not_followed() {
+    let posts = traced_login("http/json", "[]").await;
+    let login = login_span(&posts);
+    let trace = login.1["traceId"].as_str().unwrap().to_ascii_lowercase();
+    assert_eq!(trace.len(), 32, "{trace}");
+    assert_ne!(trace, TRACE_ID, "a new trace, not the client's");
 }
 
 #[tokio::test]
 async fn request_spans_are_exported_as_otlp_protobuf() {
-    let posts = traced_login("http/protobuf").await;
+    let posts = traced_login("http/protobuf", LOOPBACK_PROXY).await;
     assert!(
         posts
             .iter()
