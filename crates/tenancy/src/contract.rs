@@ -2360,7 +2360,7 @@ async fn bulk_previews_confirm_once_all_or_nothing<
 }
 
 async fn roles_transfer_and_removal<
-    S: TenancyStore + AuditStore + InvitationStore + MembershipStore + ?Sized,
+    S: TenancyStore + AuditStore + InvitationStore + MembershipStore + crate::scim::ScimStore + ?Sized,
 >(
     s: &S,
 ) {
@@ -2495,6 +2495,19 @@ async fn roles_transfer_and_removal<
     s.create_api_key(&key, "rk1", &keys(9), note(org.id, "key"))
         .await
         .unwrap();
+    let token = crate::scim::ScimToken {
+        id: rbac_core::ScimTokenId::new(),
+        org: org.id,
+        name: "Okta".into(),
+        prefix: "axs_rk1".into(),
+        created_by: owner.id,
+        created_at: now(),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    s.create_scim_token(&token, "rk-scim", note(org.id, "scim token"))
+        .await
+        .unwrap();
     let pending = invitation(org.id, owner.id, "by-removed", 7);
     s.create_invitation(&pending, "rk-inv", &limits(9), note(org.id, "inv"))
         .await
@@ -2511,9 +2524,13 @@ async fn roles_transfer_and_removal<
         )
         .await
         .unwrap();
-    assert_eq!(r.api_keys_deactivated, 1);
+    assert_eq!((r.api_keys_deactivated, r.scim_tokens_revoked), (1, 1));
     assert!(s.get_member(org.id, owner.id).await.unwrap().is_none());
     assert!(s.find_api_key("rk1").await.unwrap().is_none());
+    assert!(
+        s.find_scim_token("rk-scim").await.unwrap().is_none(),
+        "the removed member's SCIM token is revoked with the removal"
+    );
     let inv = s.find_invitation("rk-inv").await.unwrap().unwrap();
     assert_eq!(
         inv.status(now()),
@@ -5519,6 +5536,17 @@ async fn scim_tokens_records_and_deactivation<
     s.create_api_key(&key, "jane-key", &keys(5), Journal::default())
         .await
         .unwrap();
+    // A SCIM token she created (the write below makes her an Admin) is revoked with her
+    // deactivation: reactivated, she does not bring it back.
+    let janes_token = ScimToken {
+        id: rbac_core::ScimTokenId::new(),
+        created_by: jane.id,
+        prefix: "axs_jane".into(),
+        ..token.clone()
+    };
+    s.create_scim_token(&janes_token, "sh-jane", Journal::default())
+        .await
+        .unwrap();
     let write = |expected: Option<i64>, version: i64, active: Option<bool>| MemberWrite {
         org: org.id,
         user: jane.id,
@@ -5602,7 +5630,23 @@ async fn scim_tokens_records_and_deactivation<
         )
         .await
         .unwrap();
-    assert_eq!((report.sessions_ended, report.api_keys_deactivated), (1, 1));
+    assert_eq!(
+        (
+            report.sessions_ended,
+            report.api_keys_deactivated,
+            report.scim_tokens_revoked
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(s.find_scim_token("sh-jane").await.unwrap(), None);
+    assert!(
+        s.list_scim_tokens(org.id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|t| t.id == janes_token.id && t.revoked_at == Some(now())),
+        "listed as revoked"
+    );
     assert_eq!(
         head(s, org.id).await,
         before + 2,

@@ -465,6 +465,9 @@ pub struct RemovalReport {
     pub cascaded: u64,
     /// API keys deactivated.
     pub api_keys_deactivated: u64,
+    /// SCIM tokens they created, revoked: a token works only while its creator is an active
+    /// Owner or Admin, and would otherwise work again should they come back as one.
+    pub scim_tokens_revoked: u64,
     /// Sessions ended.
     pub sessions_ended: u64,
     /// Deleted documents, whose bytes the caller removes from the blob store after the commit.

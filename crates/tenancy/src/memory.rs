@@ -1786,6 +1786,7 @@ impl MembershipStore for MemoryTenancyStore {
                     k.0.revoked_at = Some(now);
                     keys += 1;
                 }
+                let scim_tokens = revoke_scim_tokens(&mut s, org, user, now);
                 let (transferred, deleted) = dispose_assets(&mut s, org, user, disposition);
                 let (touched, ended) = sign_out_in(&mut s, org, user, now);
                 let report = RemovalReport {
@@ -1793,6 +1794,7 @@ impl MembershipStore for MemoryTenancyStore {
                     deleted: deleted.iter().filter(|a| a.created_by == user).count() as u64,
                     cascaded: deleted.iter().filter(|a| a.created_by != user).count() as u64,
                     api_keys_deactivated: keys,
+                    scim_tokens_revoked: scim_tokens,
                     sessions_ended: ended,
                     deleted_documents: deleted
                         .iter()
@@ -1894,6 +1896,20 @@ fn sign_out_in(s: &mut State, org: OrgId, user: UserId, now: DateTime<Utc>) -> (
         touched += 1;
     }
     (touched, ended)
+}
+
+/// Revokes the SCIM tokens `user` created in `org` that are still live; how many.
+fn revoke_scim_tokens(s: &mut State, org: OrgId, user: UserId, now: DateTime<Utc>) -> u64 {
+    let mut n = 0;
+    for (t, _) in s
+        .scim_tokens
+        .iter_mut()
+        .filter(|(t, _)| t.org == org && t.created_by == user && t.revoked_at.is_none())
+    {
+        t.revoked_at = Some(now);
+        n += 1;
+    }
+    n
 }
 
 fn withdraw_grants(s: &mut State, org: OrgId, user: UserId, now: DateTime<Utc>) {
@@ -3111,6 +3127,7 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                         k.0.revoked_at = Some(w.now);
                         report.api_keys_deactivated += 1;
                     }
+                    report.scim_tokens_revoked = revoke_scim_tokens(&mut s, w.org, w.user, w.now);
                     let (touched, gone) = sign_out_in(&mut s, w.org, w.user, w.now);
                     report.sessions_ended += gone;
                     revoked += touched;

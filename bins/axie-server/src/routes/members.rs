@@ -187,6 +187,8 @@ pub struct RemovalResponse {
     pub cascaded: u64,
     /// API keys deactivated.
     pub api_keys_deactivated: u64,
+    /// SCIM tokens the member created, revoked.
+    pub scim_tokens_revoked: u64,
     /// Sessions ended.
     pub sessions_ended: u64,
 }
@@ -230,6 +232,7 @@ pub async fn remove(
                 cascaded: r.cascaded,
                 deleted: r.deleted,
                 api_keys_deactivated: r.api_keys_deactivated,
+                scim_tokens_revoked: r.scim_tokens_revoked,
                 sessions_ended: r.sessions_ended,
             }))
         }
@@ -257,6 +260,7 @@ pub async fn leave(
             cascaded: r.cascaded,
             deleted: r.deleted,
             api_keys_deactivated: r.api_keys_deactivated,
+            scim_tokens_revoked: r.scim_tokens_revoked,
             sessions_ended: r.sessions_ended,
         })),
         Err(e) => Err(crate::auth::audited(&st, &caller, "leave", e).await),

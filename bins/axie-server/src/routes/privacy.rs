@@ -48,6 +48,8 @@ pub struct ErasureResponse {
     pub resources_transferred: u64,
     /// API keys deactivated.
     pub api_keys_deactivated: u64,
+    /// SCIM tokens they created, revoked.
+    pub scim_tokens_revoked: u64,
     /// Sessions ended.
     pub sessions_ended: u64,
     /// Audit records whose personal annotations were blanked (the chain still verifies).
@@ -73,6 +75,7 @@ impl From<&ErasureReport> for ErasureResponse {
         Self {
             resources_transferred: r.removal.transferred,
             api_keys_deactivated: r.removal.api_keys_deactivated,
+            scim_tokens_revoked: r.removal.scim_tokens_revoked,
             sessions_ended: r.removal.sessions_ended,
             audit_records_erased: r.audit_records_erased,
             account_anonymized: r.account_anonymized,

@@ -537,6 +537,8 @@ pub(crate) async fn remove_in(
         .await
         .map_err(store)?
         .rows_affected;
+    let scim_tokens =
+        super::scim::revoke_scim_tokens(txn, &org.to_string(), &user.to_string(), now).await?;
     // Sessions belong to the person, not to one organization: those good nowhere else (no
     // other organization where they are active) end; the others are signed out of this one,
     // so that joining it again later does not open it to them.
@@ -546,6 +548,7 @@ pub(crate) async fn remove_in(
         deleted: deleted.iter().filter(|a| a.created_by == user).count() as u64,
         cascaded: deleted.iter().filter(|a| a.created_by != user).count() as u64,
         api_keys_deactivated: keys,
+        scim_tokens_revoked: scim_tokens,
         sessions_ended: sessions,
         deleted_documents: deleted
             .iter()

@@ -25,6 +25,26 @@ use crate::entity::{
 };
 use crate::error::is_unique_violation;
 
+/// Revokes the SCIM tokens `user` created in `org` that are still live, in `txn`; how many.
+/// A token works only while its creator is an active Owner or Admin: revoked when they are
+/// removed or deactivated, it does not work again should they come back as one.
+pub(crate) async fn revoke_scim_tokens(
+    txn: &sea_orm::DatabaseTransaction,
+    org: &str,
+    user: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, TenancyError> {
+    Ok(scim_token::Entity::update_many()
+        .col_expr(scim_token::Column::RevokedAt, Expr::value(micros(now)))
+        .filter(scim_token::Column::OrgId.eq(org))
+        .filter(scim_token::Column::CreatedBy.eq(user))
+        .filter(scim_token::Column::RevokedAt.is_null())
+        .exec(txn)
+        .await
+        .map_err(store)?
+        .rows_affected)
+}
+
 fn token(m: scim_token::Model) -> Result<ScimToken, TenancyError> {
     Ok(ScimToken {
         id: id("SCIM token id", &m.id)?,
@@ -429,6 +449,7 @@ impl ScimStore for SeaStore {
                     .await
                     .map_err(store)?
                     .rows_affected;
+                report.scim_tokens_revoked = revoke_scim_tokens(&txn, &org, &uid, w.now).await?;
                 // Sessions belong to the person: those good in no other organization where
                 // they are active end, the others are signed out of this one (so that being
                 // reactivated does not open it to them again).

@@ -139,12 +139,15 @@ pub struct MemberWrite {
     pub now: DateTime<Utc>,
 }
 
-/// What a member write ended: deactivation ends the person's API keys here and their sessions
-/// (unless another organization of theirs is active); a new password ends their sessions.
+/// What a member write ended: deactivation ends the person's API keys and SCIM tokens here and
+/// their sessions (unless another organization of theirs is active); a new password ends their
+/// sessions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MemberWriteReport {
     /// API keys deactivated.
     pub api_keys_deactivated: u64,
+    /// SCIM tokens they created, revoked (reactivation does not bring them back).
+    pub scim_tokens_revoked: u64,
     /// Sessions ended.
     pub sessions_ended: u64,
 }
