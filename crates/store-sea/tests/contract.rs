@@ -292,6 +292,65 @@ async fn concurrent_retention_passes_remove_each_record_once_on_postgres() {
     }
 }
 
+/// A subscription is read whole while changes commit: its plan (the organization's row) and
+/// its version (the subscription's row) are never one change's and another's, which a change's
+/// compare-and-swap on the version would take for the state it read.
+async fn a_subscription_is_read_whole_while_it_changes(writer: SeaStore, reader: SeaStore) {
+    use billing_limits::Plan;
+    use tenancy::billing::BillingStore;
+    let org = org(&writer).await;
+    // Version v holds Pro when v is even and not 0, else Enterprise (the founding plan).
+    let expected = |v: u64| {
+        if v > 0 && v % 2 == 0 {
+            Plan::Pro
+        } else {
+            Plan::Enterprise
+        }
+    };
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reads = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut reads = 0u32;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let (sub, version) = reader.subscription(org).await.unwrap();
+                assert_eq!(sub.plan, expected(version), "plan and version of one state");
+                reads += 1;
+            }
+            reads
+        })
+    };
+    for _ in 0..150 {
+        let (current, version) = writer.subscription(org).await.unwrap();
+        let next = billing_limits::subscription::Subscription {
+            plan: expected(version + 1),
+            ..current
+        };
+        writer
+            .apply_subscription(org, version, &next, None, None, audit::Journal::default())
+            .await
+            .unwrap();
+        tokio::task::yield_now().await;
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads = reads.await.unwrap();
+    assert!(reads > 0);
+    assert_eq!(writer.subscription(org).await.unwrap().1, 150);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_is_read_whole_while_it_changes_on_sqlite() {
+    let (store, url, _dir) = sqlite_with_url().await;
+    a_subscription_is_read_whole_while_it_changes(store, connect(&url).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_is_read_whole_while_it_changes_on_postgres() {
+    if let Some((store, url)) = postgres_with_url().await {
+        a_subscription_is_read_whole_while_it_changes(store, connect(&url).await).await;
+    }
+}
+
 /// A retention pass that read the organization before its log was archived (a downgrade
 /// committing meanwhile) removes nothing: the store reads the archive mark again in the
 /// removal's transaction.

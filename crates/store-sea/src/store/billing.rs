@@ -105,15 +105,35 @@ fn pending_of(m: pending_charge::Model, version: u64) -> Result<PendingCharge, T
 #[async_trait]
 impl BillingStore for SeaStore {
     async fn subscription(&self, org: OrgId) -> Result<(Subscription, u64), TenancyError> {
-        let plan = self.get_org(org).await?.plan;
-        match subscription::Entity::find_by_id(org.to_string())
-            .one(self.db())
-            .await
-            .map_err(store)?
-        {
-            Some(m) => sub_of(plan, m),
-            None => Ok((Subscription::new(plan), 0)),
+        // The plan is the organization's and the rest the subscription's row, read in two
+        // statements: a change committed between them (plan and version change together)
+        // would pair one's plan with the other's version, which the change's compare-and-swap
+        // then takes for the state it read. So the version is read again after the plan; equal,
+        // no change committed between the two reads (versions only grow).
+        for _ in 0..8 {
+            let row = subscription::Entity::find_by_id(org.to_string())
+                .one(self.db())
+                .await
+                .map_err(store)?;
+            let plan = self.get_org(org).await?.plan;
+            let version: Option<i64> = subscription::Entity::find_by_id(org.to_string())
+                .select_only()
+                .column(subscription::Column::Version)
+                .into_tuple()
+                .one(self.db())
+                .await
+                .map_err(store)?;
+            if row.as_ref().map(|m| m.version) != version {
+                continue;
+            }
+            return match row {
+                Some(m) => sub_of(plan, m),
+                None => Ok((Subscription::new(plan), 0)),
+            };
         }
+        Err(TenancyError::Conflict(
+            "the subscription kept changing while it was read; try again".into(),
+        ))
     }
 
     async fn apply_subscription(
