@@ -301,7 +301,7 @@ async fn a_subscription_is_read_whole_while_it_changes(writer: SeaStore, reader:
     let org = org(&writer).await;
     // Version v holds Pro when v is even and not 0, else Enterprise (the founding plan).
     let expected = |v: u64| {
-        if v > 0 && v % 2 == 0 {
+        if v > 0 && v.is_multiple_of(2) {
             Plan::Pro
         } else {
             Plan::Enterprise
