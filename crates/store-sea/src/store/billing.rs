@@ -536,6 +536,12 @@ impl CreditStore for SeaStore {
             ));
         }
         let txn = self.db().begin().await.map_err(store)?;
+        // The organization's postings commit one at a time, so that the ledger's order (entries'
+        // sequence numbers, taken at insert) is the order they commit in, as a chargeback
+        // report's periods assume (`billing_limits::credits::Period`): on PostgreSQL, postings
+        // to two teams' accounts would otherwise take their numbers in one order and commit in
+        // the other, and a report run between the two commits would never count the first.
+        super::tenancy::lock_org(&txn, op.org).await?;
         // Only an operation of the same organization is reversed.
         if let Some(r) = op.reverses {
             let theirs = credit_operation::Entity::find_by_id(r.to_string())
