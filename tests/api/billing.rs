@@ -674,6 +674,18 @@ both_backends!(
         )
         .await;
 
+        // Alerts watch team accounts; one asked for on the pool is refused, not kept to never fire.
+        problem(
+            t.put(
+                &t.org("/credits/accounts/pool"),
+                &t.owner_token,
+                &json!({"overdraft": 0, "low_threshold": 100}),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
         // Lisa, a member of Production, uses its credits; one key sent 20 times at once applies once.
         let res = t
             .put(

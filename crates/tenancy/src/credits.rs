@@ -991,8 +991,9 @@ pub async fn set_allocations<S: CreditStore + WorkspaceStore + ?Sized>(
     all_accounts(store, caller.org.id).await
 }
 
-/// The Owner sets an account's overdraft (team accounts only; the pool never goes below zero)
-/// and low-credit threshold (`None`: no alerts).
+/// The Owner sets an account's overdraft and low-credit threshold (`None`: no alerts); both
+/// are for team accounts only (the pool never goes below zero, and only the Owner's own
+/// operations move it).
 ///
 /// # Errors
 /// [`TenancyError::Forbidden`], [`TenancyError::Invalid`], [`TenancyError::Archived`].
@@ -1015,6 +1016,13 @@ pub async fn configure<S: CreditStore + WorkspaceStore + ?Sized>(
     if account == Account::Pool && overdraft != 0 {
         return Err(TenancyError::Invalid(
             "the pool cannot be overdrawn; set overdrafts on team accounts".into(),
+        ));
+    }
+    // Low-credit alerts watch what teams use; the pool only moves by the Owner's own purchases,
+    // allocations and transfers, and a threshold there would be accepted and never fire.
+    if account == Account::Pool && low_threshold.is_some() {
+        return Err(TenancyError::Invalid(
+            "low-credit alerts are for team accounts; the pool has none".into(),
         ));
     }
     if low_threshold.is_some_and(|t| !(0..=credits::MAX_AMOUNT).contains(&t)) {
