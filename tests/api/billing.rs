@@ -850,6 +850,22 @@ both_backends!(
             kinds,
             ["consumption", "consumption", "consumption", "allocation"]
         );
+        // The allocation is described to her without the purchase's invoice and total, which
+        // the Owner sees.
+        assert_eq!(hist[3]["description"], "Credits from a purchase");
+        let owners = json_of(
+            t.get(
+                &t.org(&format!("/credits/entries?account={prod}")),
+                &t.owner_token,
+            )
+            .await,
+        )
+        .await;
+        let full = owners[3]["description"].as_str().unwrap();
+        assert!(
+            full.starts_with("Purchase of ") && full.contains("INV-"),
+            "{full}"
+        );
         problem(
             t.get(&t.org("/credits/entries"), &lisa).await,
             StatusCode::FORBIDDEN,

@@ -452,9 +452,32 @@ pub async fn history<S: CreditStore + WorkspaceStore + ?Sized>(
             caller.check_org(Permission::ViewBilling)?;
         }
     }
-    store
+    let mut entries = store
         .credit_history(caller.org.id, account, before, limit.clamp(1, 500))
-        .await
+        .await?;
+    // A team's members who do not see billing read their team's entries described without
+    // what an operation says of the organization's billing or of other teams: a purchase's
+    // invoice number and total, a transfer's other account, a reversal's reason.
+    if caller.check_org(Permission::ViewBilling).is_err() {
+        for e in &mut entries {
+            if let Some(d) = team_description(e) {
+                e.description = d.to_owned();
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// How an entry of `e`'s kind is described to a team's members who do not see billing; `None`
+/// keeps the entry's own (a consumption's, which the team's member gave).
+fn team_description(e: &CreditEntry) -> Option<&'static str> {
+    match e.kind {
+        EntryKind::Consumption => None,
+        EntryKind::Purchase | EntryKind::Allocation => Some("Credits from a purchase"),
+        EntryKind::Transfer if e.amount >= 0 => Some("Credits transferred in"),
+        EntryKind::Transfer => Some("Credits transferred out"),
+        EntryKind::Reversal => Some("Reversal of an earlier operation"),
+    }
 }
 
 /// What a credit operation did, for the API.
