@@ -4550,7 +4550,19 @@ async fn mfa_steps_codes_and_challenges_are_used_once<
         code_hash: "c1".into(),
         expires_at: now() + Duration::minutes(5),
     };
-    s.set_sms_challenge(u, Some(&ch)).await.unwrap();
+    assert!(s.replace_sms_challenge(u, None, &ch).await.unwrap());
+    // A request that read no pending code stores nothing over the one stored meanwhile, nor
+    // one that read another.
+    let late = security_policy::SmsChallenge {
+        code_hash: "late".into(),
+        expires_at: now() + Duration::minutes(6),
+    };
+    assert!(!s.replace_sms_challenge(u, None, &late).await.unwrap());
+    assert!(
+        !s.replace_sms_challenge(u, Some(late.expires_at), &late)
+            .await
+            .unwrap()
+    );
     let rec = s.mfa(u).await.unwrap().unwrap();
     assert_eq!(
         (rec.phone.as_deref(), rec.sms.as_ref()),

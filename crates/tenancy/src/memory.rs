@@ -2653,15 +2653,19 @@ impl MfaStore for MemoryTenancyStore {
         self.commit(journal).await
     }
 
-    async fn set_sms_challenge(
+    async fn replace_sms_challenge(
         &self,
         user: UserId,
-        challenge: Option<&security_policy::SmsChallenge>,
-    ) -> Result<(), TenancyError> {
-        if let Some(r) = self.lock()?.mfa.get_mut(&user) {
-            r.record.sms = challenge.cloned();
-        }
-        Ok(())
+        replacing: Option<DateTime<Utc>>,
+        challenge: &security_policy::SmsChallenge,
+    ) -> Result<bool, TenancyError> {
+        Ok(match self.lock()?.mfa.get_mut(&user) {
+            Some(r) if r.record.sms.as_ref().map(|s| s.expires_at) == replacing => {
+                r.record.sms = Some(challenge.clone());
+                true
+            }
+            _ => false,
+        })
     }
 
     async fn take_sms_challenge(

@@ -200,15 +200,19 @@ pub trait MfaStore: Send + Sync {
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
-    /// Stores (replacing) or clears the pending SMS code.
+    /// Stores `challenge` as the pending SMS code if the pending one is still the one read,
+    /// which expired (or expires) at `replacing` (`None`: none was pending); `false`, storing
+    /// nothing, when another was stored or taken meanwhile. So of requests for a text sent at
+    /// once, one stores its code and sends it, and the others are throttled.
     ///
     /// # Errors
     /// [`TenancyError::Store`].
-    async fn set_sms_challenge(
+    async fn replace_sms_challenge(
         &self,
         user: UserId,
-        challenge: Option<&SmsChallenge>,
-    ) -> Result<(), TenancyError>;
+        replacing: Option<DateTime<Utc>>,
+        challenge: &SmsChallenge,
+    ) -> Result<bool, TenancyError>;
 
     /// Consumes the pending SMS code if its hash is still `code_hash`; `false` otherwise.
     ///
@@ -844,7 +848,15 @@ pub async fn send_login_sms<S: TenancyStore + MfaStore + ?Sized>(
         .phone
         .ok_or(TenancyError::NotFound("SMS backup number"))?;
     let (code, ch) = security_policy::new_sms_code(&user.id.to_string(), now);
-    store.set_sms_challenge(user.id, Some(&ch)).await?;
+    // Stored only over the pending code read above: of requests sent at once, one sends.
+    if !store
+        .replace_sms_challenge(user.id, rec.sms.as_ref().map(|s| s.expires_at), &ch)
+        .await?
+    {
+        return Err(TenancyError::Throttled(
+            now + Duration::seconds(SMS_RESEND_SECONDS),
+        ));
+    }
     sms.send(
         &phone,
         &format!("Your Axie Studio sign-in code is {code}. It expires in 5 minutes."),

@@ -311,25 +311,31 @@ impl MfaStore for SeaStore {
         commit(txn, journal).await
     }
 
-    async fn set_sms_challenge(
+    async fn replace_sms_challenge(
         &self,
         user: UserId,
-        challenge: Option<&SmsChallenge>,
-    ) -> Result<(), TenancyError> {
-        user_mfa::Entity::update_many()
+        replacing: Option<DateTime<Utc>>,
+        challenge: &SmsChallenge,
+    ) -> Result<bool, TenancyError> {
+        let pending = match replacing {
+            Some(at) => user_mfa::Column::SmsExpiresAt.eq(micros(at)),
+            None => user_mfa::Column::SmsExpiresAt.is_null(),
+        };
+        let res = user_mfa::Entity::update_many()
             .col_expr(
                 user_mfa::Column::SmsCodeHash,
-                Expr::value(challenge.map(|c| c.code_hash.clone())),
+                Expr::value(challenge.code_hash.clone()),
             )
             .col_expr(
                 user_mfa::Column::SmsExpiresAt,
-                Expr::value(challenge.map(|c| micros(c.expires_at))),
+                Expr::value(micros(challenge.expires_at)),
             )
             .filter(user_mfa::Column::UserId.eq(uid(user)))
+            .filter(pending)
             .exec(self.db())
             .await
             .map_err(store)?;
-        Ok(())
+        Ok(res.rows_affected == 1)
     }
 
     async fn take_sms_challenge(
