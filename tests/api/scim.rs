@@ -885,8 +885,10 @@ both_backends!(
             StatusCode::BAD_REQUEST)
         .await;
         assert_eq!(e["scimType"], "mutability");
-        idp.expect(reqwest::Method::DELETE, &path, None, StatusCode::FORBIDDEN)
+        let e = idp
+            .expect(reqwest::Method::DELETE, &path, None, StatusCode::FORBIDDEN)
             .await;
+        assert!(e.get("scimType").is_none(), "a 403 has no scimType: {e}");
         idp.patch(
             &path,
             json!([{"op": "replace", "path": "roles", "value": [{"value": "user"}]}]),

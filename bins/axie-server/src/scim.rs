@@ -152,7 +152,8 @@ impl From<TenancyError> for ScimFailure {
                 fail(S::NOT_FOUND, None, format!("{what} not found"))
             }
             TenancyError::Forbidden(reason) => fail(S::FORBIDDEN, None, reason.to_string()),
-            TenancyError::RoleRule(r) => fail(S::FORBIDDEN, Some("mutability"), r.to_string()),
+            // RFC 7644 §3.12 defines `scimType` for 400 answers only.
+            TenancyError::RoleRule(r) => fail(S::FORBIDDEN, None, r.to_string()),
             // A state conflict (the organization's ownership changed under a removal) or a
             // concurrent write (a version race): 409, but not `uniqueness`, which RFC 7644 keeps
             // for a duplicate value; the SCIM service turns its uniqueness conflicts into
