@@ -268,6 +268,33 @@ both_backends!(
         assert!(jane.get("password").is_none());
         assert_eq!(jane["externalId"], "00u-jane@acme.example");
         let id = jane["id"].as_str().unwrap().to_owned();
+        // A read that leaves `meta` out of the body still has the resource's ETag.
+        let res = idp
+            .send(
+                reqwest::Method::GET,
+                &format!("/Users/{id}?excludedAttributes=meta"),
+                None,
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["etag"].to_str().unwrap(), etag);
+        assert!(res.json::<Value>().await.unwrap().get("meta").is_none());
+        // A method a resource does not take: 405 as a SCIM error, with the methods it takes.
+        let res = idp.send(reqwest::Method::PUT, "/Users", None).await;
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(res.headers()["allow"].to_str().unwrap(), "GET, POST");
+        let e = idp
+            .expect(
+                reqwest::Method::POST,
+                &format!("/Users/{id}"),
+                None,
+                StatusCode::METHOD_NOT_ALLOWED,
+            )
+            .await;
+        assert_eq!(
+            e["schemas"],
+            json!(["urn:ietf:params:scim:api:messages:2.0:Error"])
+        );
 
         // The lookup now finds them (also without regard to case), and userName stays unique.
         let found = idp

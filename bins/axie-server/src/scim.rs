@@ -21,6 +21,8 @@ pub struct ScimFailure {
     status: StatusCode,
     scim_type: Option<&'static str>,
     detail: String,
+    /// The methods a 405's resource takes (its `Allow` header).
+    allow: Option<&'static str>,
 }
 
 impl std::fmt::Display for ScimFailure {
@@ -38,6 +40,7 @@ fn fail(
         status,
         scim_type,
         detail: detail.into(),
+        allow: None,
     }
 }
 
@@ -59,6 +62,9 @@ impl ResponseError for ScimFailure {
         res.insert_header((header::CONTENT_TYPE, CONTENT_TYPE));
         if self.status == StatusCode::UNAUTHORIZED {
             res.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"scim\""));
+        }
+        if let Some(methods) = self.allow {
+            res.insert_header((header::ALLOW, methods));
         }
         res.body(body.to_string())
     }
@@ -207,64 +213,84 @@ pub fn scope() -> actix_web::Scope {
         .service(
             web::resource("/ServiceProviderConfig")
                 .route(web::get().to(service_provider_config))
-                .default_service(web::to(not_allowed)),
+                .default_service(web::to(|| not_allowed("GET"))),
         )
         .service(
             web::resource("/ResourceTypes")
                 .route(web::get().to(resource_types))
-                .default_service(web::to(not_allowed)),
+                .default_service(web::to(|| not_allowed("GET"))),
         )
         .service(
             web::resource("/ResourceTypes/{id}")
                 .route(web::get().to(resource_type))
-                .default_service(web::to(not_allowed)),
+                .default_service(web::to(|| not_allowed("GET"))),
         )
         .service(
             web::resource("/Schemas")
                 .route(web::get().to(schemas))
-                .default_service(web::to(not_allowed)),
+                .default_service(web::to(|| not_allowed("GET"))),
         )
         .service(
             web::resource("/Schemas/{id}")
                 .route(web::get().to(schema_by_id))
-                .default_service(web::to(not_allowed)),
+                .default_service(web::to(|| not_allowed("GET"))),
         )
         .service(
             web::resource("/Users")
                 .route(web::get().to(list_users))
-                .route(web::post().to(create_user)),
+                .route(web::post().to(create_user))
+                .default_service(web::to(|| not_allowed("GET, POST"))),
         )
-        .service(web::resource("/Users/.search").route(web::post().to(search_users)))
+        .service(
+            web::resource("/Users/.search")
+                .route(web::post().to(search_users))
+                .default_service(web::to(|| not_allowed("POST"))),
+        )
         .service(
             web::resource("/Users/{id}")
                 .route(web::get().to(get_user))
                 .route(web::put().to(replace_user))
                 .route(web::patch().to(patch_user))
-                .route(web::delete().to(delete_user)),
+                .route(web::delete().to(delete_user))
+                .default_service(web::to(|| not_allowed("GET, PUT, PATCH, DELETE"))),
         )
         .service(
             web::resource("/Groups")
                 .route(web::get().to(list_groups))
-                .route(web::post().to(create_group)),
+                .route(web::post().to(create_group))
+                .default_service(web::to(|| not_allowed("GET, POST"))),
         )
-        .service(web::resource("/Groups/.search").route(web::post().to(search_groups)))
+        .service(
+            web::resource("/Groups/.search")
+                .route(web::post().to(search_groups))
+                .default_service(web::to(|| not_allowed("POST"))),
+        )
         .service(
             web::resource("/Groups/{id}")
                 .route(web::get().to(get_group))
                 .route(web::put().to(replace_group))
                 .route(web::patch().to(patch_group))
-                .route(web::delete().to(delete_group)),
+                .route(web::delete().to(delete_group))
+                .default_service(web::to(|| not_allowed("GET, PUT, PATCH, DELETE"))),
         )
-        .service(web::resource("/.search").route(web::post().to(search_all)))
+        .service(
+            web::resource("/.search")
+                .route(web::post().to(search_all))
+                .default_service(web::to(|| not_allowed("POST"))),
+        )
         .default_service(web::to(scim_not_found))
 }
 
-async fn not_allowed() -> Reply {
-    Err(fail(
-        StatusCode::METHOD_NOT_ALLOWED,
-        None,
-        "this endpoint is read-only",
-    ))
+/// A method the resource does not take: a SCIM error document naming those it takes.
+async fn not_allowed(methods: &'static str) -> Reply {
+    Err(ScimFailure {
+        allow: Some(methods),
+        ..fail(
+            StatusCode::METHOD_NOT_ALLOWED,
+            None,
+            format!("this resource takes {methods}"),
+        )
+    })
 }
 
 async fn scim_not_found() -> Reply {
@@ -400,15 +426,21 @@ fn json_body(body: &[u8]) -> Result<Value, ScimFailure> {
 }
 
 fn reply(status: StatusCode, body: &Value) -> HttpResponse {
+    reply_for(status, body, body)
+}
+
+/// [`reply`] with `body`, its `ETag` and `Location` headers taken from `resource` (whole, where
+/// `body` may be projected without its `meta`).
+fn reply_for(status: StatusCode, body: &Value, resource: &Value) -> HttpResponse {
     let mut res = HttpResponse::build(status);
     res.insert_header((header::CONTENT_TYPE, CONTENT_TYPE));
-    if let Some(v) = body["meta"]["version"].as_str()
+    if let Some(v) = resource["meta"]["version"].as_str()
         && let Ok(h) = HeaderValue::from_str(v)
     {
         res.insert_header((header::ETAG, h));
     }
     if status == StatusCode::CREATED
-        && let Some(l) = body["meta"]["location"].as_str()
+        && let Some(l) = resource["meta"]["location"].as_str()
         && let Ok(h) = HeaderValue::from_str(l)
     {
         res.insert_header((header::LOCATION, h));
@@ -642,7 +674,8 @@ fn list_reply(all: Vec<Value>, q: &Query) -> HttpResponse {
 /// One resource, projected as the request's query asks. The query is read before anything is
 /// done (a write that committed must not answer a malformed query with an error).
 fn single(status: StatusCode, resource: Value, q: &Query) -> HttpResponse {
-    reply(status, &scim::project(resource, &q.attributes, &q.excluded))
+    let body = scim::project(resource.clone(), &q.attributes, &q.excluded);
+    reply_for(status, &body, &resource)
 }
 
 // ---- Users -----------------------------------------------------------------------------------
