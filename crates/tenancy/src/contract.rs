@@ -2433,6 +2433,21 @@ async fn roles_transfer_and_removal<
     assert_eq!(s.pending_transfer(org.id).await.unwrap(), None);
     s.save_transfer(&t, note(org.id, "propose")).await.unwrap();
     assert_eq!(s.pending_transfer(org.id).await.unwrap(), Some(t.clone()));
+    // A SCIM token the Admin created goes with their demotion (only an Owner's or Admin's
+    // work), and does not come back with a later promotion.
+    let admins_token = crate::scim::ScimToken {
+        id: rbac_core::ScimTokenId::new(),
+        org: org.id,
+        name: "Entra".into(),
+        prefix: "axs_m".into(),
+        created_by: m.id,
+        created_at: now(),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    s.create_scim_token(&admins_token, "m-scim", Journal::default())
+        .await
+        .unwrap();
     // Demoting the recipient (an Admin's doing, say) leaves the Owner's proposal standing:
     // only the Owner withdraws it, or the recipient's removal or deactivation.
     s.set_role(
@@ -2445,6 +2460,7 @@ async fn roles_transfer_and_removal<
     )
     .await
     .unwrap();
+    assert!(s.find_scim_token("m-scim").await.unwrap().is_none());
     assert_eq!(s.pending_transfer(org.id).await.unwrap(), Some(t.clone()));
     s.complete_transfer(&t, now(), note(org.id, "confirm"))
         .await

@@ -1622,6 +1622,7 @@ impl MembershipStore for MemoryTenancyStore {
             set_default_team_role(&mut s, org, user, to);
             if !to.is_admin() {
                 revoke_invitations_by(&mut s, org, user, Utc::now());
+                revoke_scim_tokens(&mut s, org, user, Utc::now());
                 lower_team_admin_roles(&mut s, org, user);
             }
         }
@@ -3106,6 +3107,7 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                 set_default_team_role(&mut s, w.org, w.user, to);
                 if !to.is_admin() {
                     revoke_invitations_by(&mut s, w.org, w.user, w.now);
+                    revoke_scim_tokens(&mut s, w.org, w.user, w.now);
                     lower_team_admin_roles(&mut s, w.org, w.user);
                 }
             }

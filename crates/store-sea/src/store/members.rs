@@ -147,6 +147,9 @@ pub(super) async fn change_role(
     set_default_team_role(txn, org, user, to).await?;
     if !to.is_admin() {
         revoke_invitations_by(txn, org, user, now).await?;
+        // Their SCIM tokens stop working with the role (only an Owner's or Admin's work); revoked,
+        // they do not work again should the person be made an Admin again.
+        super::scim::revoke_scim_tokens(txn, &org.to_string(), &user.to_string(), now).await?;
         // Admin roles in teams go with the organization's: such a role came with it (an
         // Admin invited into a team, say) as often as not, and a demotion takes away the
         // right to manage people. The Owner or an Admin gives one back where it is meant.
