@@ -192,10 +192,31 @@ both_backends!(search_filters_and_keyset_pages, |b| async move {
             &t.owner_token,
         )
         .await,
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
     )
     .await;
+    problem(
+        t.get(&t.org("/audit-events?period=last_90_days"), &t.owner_token)
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    )
+    .await;
+    // An export has every matching record: a page's cursor or size is refused, not applied
+    // silently.
+    for page in ["cursor=900", "limit=10"] {
+        problem(
+            t.get(
+                &t.org(&format!("/audit-events/export?format=pdf&{page}")),
+                &t.owner_token,
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+    }
 });
 
 fn urlencode(s: &str) -> String {

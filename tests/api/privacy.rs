@@ -430,6 +430,47 @@ both_backends!(
             }
         };
         assert!(stored_naming_her(&t).await >= 4);
+        // A receiver that echoed what it got, and a mail server's answer quoting her address:
+        // written into the rows as they would be.
+        let echoed = t
+            .store
+            .execute_sql(
+                "UPDATE webhook_attempts SET response_body = 'got ivy@example.org', \
+                 error = '500: ivy@example.org' WHERE delivery_id IN \
+                 (SELECT id FROM webhook_deliveries WHERE payload LIKE '%ivy@example.org%')",
+            )
+            .await
+            .unwrap();
+        assert!(echoed > 0, "her events were delivered");
+        let quoted = t
+            .store
+            .execute_sql(
+                "UPDATE mail_outbox SET last_error = '450 <ivy@example.org>: greylisted' \
+                 WHERE to_addr = 'ivy@example.org'",
+            )
+            .await
+            .unwrap();
+        assert!(quoted > 0, "mail to her is kept");
+        let answers_naming_her = |t: &TestApp| {
+            let store = t.store.clone();
+            async move {
+                store
+                    .execute_sql(
+                        "UPDATE webhook_attempts SET number = number WHERE \
+                         response_body LIKE '%ivy@example.org%' OR error LIKE '%ivy@example.org%'",
+                    )
+                    .await
+                    .unwrap()
+                    + store
+                        .execute_sql(
+                            "UPDATE mail_outbox SET attempts = attempts WHERE \
+                             last_error LIKE '%ivy@example.org%'",
+                        )
+                        .await
+                        .unwrap()
+            }
+        };
+        assert_eq!(answers_naming_her(&t).await, echoed + quoted);
 
         // Not through an API key; never the Owner; not without her password.
         let confirm = json!({"password": "a sufficiently long passphrase"});
@@ -491,6 +532,11 @@ both_backends!(
             stored_naming_her(&t).await,
             0,
             "no stored event body names her"
+        );
+        assert_eq!(
+            answers_naming_her(&t).await,
+            0,
+            "nor a receiver's or a mail server's answer"
         );
         assert!(
             audit::MailOutbox::list_mails(&*t.store, None, None, 10)

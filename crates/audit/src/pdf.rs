@@ -70,6 +70,14 @@ const LEADING: f32 = 10.0;
 /// The width of every glyph of the monospaced font, in em (1233 of 2048 units).
 const ADVANCE: f32 = 0.602;
 const CHAR_W: f32 = SIZE * ADVANCE;
+/// Characters of a heading line that fit between the margins (170 at 7.5 pt); a longer one (a
+/// long filter value, an organization's name) is cut and marked `~`, as table cells are.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a small positive width, rounded down"
+)]
+const LINE_CHARS: usize = ((PAGE_W - 2.0 * MARGIN) / CHAR_W) as usize;
 
 /// DejaVu Sans Mono 2.37 (Bitstream Vera's glyphs, whose license is in `fonts/LICENSE`, and
 /// DejaVu's public-domain additions).
@@ -351,7 +359,12 @@ pub fn render_pdf(header: &ReportHeader, events: &[AuditEvent], more: bool) -> V
             c.begin_text();
             c.set_font(Name(b"F1"), SIZE);
             c.next_line(MARGIN, *y);
-            c.show(Str(&glyphs.encode(text)));
+            let text = if text.chars().count() > LINE_CHARS {
+                fit(text, LINE_CHARS)
+            } else {
+                text.to_owned()
+            };
+            c.show(Str(&glyphs.encode(&text)));
             c.end_text();
             *y -= LEADING;
         };
@@ -658,6 +671,20 @@ mod tests {
         let pdf = render_pdf(&header(), &capped, true);
         assert_eq!(rows_with(&pdf, "chat_interface.created"), PDF_MAX_ROWS);
         assert_eq!(rows_with(&pdf, "export CSV or JSON for all of them"), 1);
+    }
+
+    #[test]
+    fn heading_lines_are_cut_to_the_page() {
+        assert_eq!(LINE_CHARS, 170);
+        let mut h = header();
+        h.filters = vec![("target_id".into(), "x".repeat(400))];
+        let pdf = render_pdf(&h, &[event(1)], false);
+        let line = shown(&pdf)
+            .into_iter()
+            .find(|t| t.starts_with("  target_id = "))
+            .unwrap();
+        assert_eq!(line.chars().count(), LINE_CHARS, "{line}");
+        assert!(line.ends_with('~'), "{line}");
     }
 
     #[test]

@@ -110,7 +110,7 @@ impl AuditFilter {
     fn to_query(&self, now: DateTime<Utc>) -> Result<AuditQuery, ApiError> {
         // One start only: a preset would replace `since` silently, while a report lists both.
         if self.period.is_some() && self.since.is_some() {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::invalid_input(
                 "give either `period` or `since`, not both",
             ));
         }
@@ -123,7 +123,11 @@ impl AuditFilter {
             None => {}
             Some("last_7_days") => since = Some(DatePreset::Last7Days.since(now)),
             Some("last_30_days") => since = Some(DatePreset::Last30Days.since(now)),
-            Some(other) => return Err(ApiError::bad_request(format!("unknown period `{other}`"))),
+            Some(other) => {
+                return Err(ApiError::invalid_input(format!(
+                    "unknown period `{other}`: `last_7_days` or `last_30_days`, or give `since`"
+                )));
+            }
         }
         Ok(AuditQuery {
             actor_id: self.actor_id.clone(),
@@ -249,7 +253,9 @@ pub struct AuditPage {
     params(("org_id" = String, Path, description = "Organization id"), AuditFilter),
     responses(
         (status = 200, description = "One page", body = AuditPage),
+        (status = 400, description = "A malformed filter (a time, a team id, a cursor)", content_type = "application/problem+json"),
         (status = 403, description = "Not allowed", content_type = "application/problem+json"),
+        (status = 422, description = "A filter value not accepted (an unknown period, outcome or action; `period` with `since`; `since` after `until`)", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn search(
     st: web::Data<AppState>,
@@ -276,7 +282,9 @@ pub async fn search(
     responses(
         (status = 200, description = "The export: CSV, a JSON array, NDJSON, or a PDF report", content(
             (String = "text/csv"), (Vec<serde_json::Value> = "application/json"), (String = "application/x-ndjson"), (String = "application/pdf"))),
+        (status = 400, description = "A malformed filter (a time, a team id, a cursor)", content_type = "application/problem+json"),
         (status = 403, description = "Not allowed", content_type = "application/problem+json"),
+        (status = 422, description = "A filter value not accepted (an unknown period, outcome or action; `period` with `since`; `since` after `until`)", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn export(
     st: web::Data<AppState>,
@@ -294,8 +302,9 @@ pub async fn export(
     responses(
         (status = 200, description = "The export: CSV, a JSON array, NDJSON, or a PDF report", content(
             (String = "text/csv"), (Vec<serde_json::Value> = "application/json"), (String = "application/x-ndjson"), (String = "application/pdf"))),
+        (status = 400, description = "A malformed filter", content_type = "application/problem+json"),
         (status = 403, description = "Not the Owner", content_type = "application/problem+json"),
-        (status = 422, description = "The log is not archived", content_type = "application/problem+json"),
+        (status = 422, description = "The log is not archived, or a filter value not accepted", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn export_archive(
     st: web::Data<AppState>,
@@ -351,6 +360,13 @@ async fn export_body(
     q: &crate::extract::Query<AuditFilter>,
 ) -> Result<HttpResponse, ApiError> {
     let format = q.format.unwrap_or_default();
+    // An export is of every record the filters match: a page's cursor or size would narrow it
+    // without the report or its audit record saying so.
+    if q.cursor.is_some() || q.limit.is_some() {
+        return Err(ApiError::invalid_input(
+            "an export takes the filters, not `cursor` or `limit`: it has every matching record",
+        ));
+    }
     let mut query = q.to_query(st.clock.now())?;
     query.limit = audit::MAX_PAGE;
     query.seen_by = caller.audit_seen_by();

@@ -23,7 +23,7 @@ use crate::convert::{corrupt, id, micros, time};
 use crate::entity::{
     bulk_preview, consent, invitation, login_challenge, login_throttle, mail, membership,
     outbox_event, password_reset, recovery_code, scim_group, session, sms_outbox, user, user_mfa,
-    webhook_delivery,
+    webhook_attempt, webhook_delivery,
 };
 
 #[async_trait]
@@ -265,9 +265,11 @@ impl PrivacyStore for SeaStore {
             .exec(&txn)
             .await
             .map_err(store)?;
+        // The server's last answer goes too: it may quote the address (`550 <ann@…>: …`).
         mail::Entity::update_many()
             .col_expr(mail::Column::ToAddr, Expr::value(erased))
             .col_expr(mail::Column::Body, Expr::value(""))
+            .col_expr(mail::Column::LastError, Expr::value(Option::<String>::None))
             .filter(mail::Column::OrgId.eq(o.clone()))
             .filter(mail::Column::ToAddr.is_in(addresses.clone()))
             .exec(&txn)
@@ -276,6 +278,7 @@ impl PrivacyStore for SeaStore {
         mail::Entity::update_many()
             .col_expr(mail::Column::Subject, Expr::value(erased))
             .col_expr(mail::Column::Body, Expr::value(""))
+            .col_expr(mail::Column::LastError, Expr::value(Option::<String>::None))
             .filter(mail::Column::OrgId.eq(o.clone()))
             .filter(about)
             .exec(&txn)
@@ -562,10 +565,25 @@ async fn scrub_event_bodies(
             }
         }
     }
+    let ids: Vec<String> = scrubbed_deliveries.keys().cloned().collect();
     for (id, payload) in scrubbed_deliveries {
         webhook_delivery::Entity::update_many()
             .col_expr(webhook_delivery::Column::Payload, Expr::value(payload))
             .filter(webhook_delivery::Column::Id.eq(id))
+            .exec(txn)
+            .await
+            .map_err(store)?;
+    }
+    // What the receivers answered to those deliveries may echo the payload: blanked with them
+    // (the deliveries are held, as every writer of attempts holds its delivery first).
+    for chunk in ids.chunks(500) {
+        webhook_attempt::Entity::update_many()
+            .col_expr(webhook_attempt::Column::ResponseBody, Expr::value(""))
+            .col_expr(
+                webhook_attempt::Column::Error,
+                Expr::value(Option::<String>::None),
+            )
+            .filter(webhook_attempt::Column::DeliveryId.is_in(chunk.iter().cloned()))
             .exec(txn)
             .await
             .map_err(store)?;
