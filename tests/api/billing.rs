@@ -82,7 +82,11 @@ both_backends!(
         .await;
         let url = t.org("/ownership-transfer");
         let res = t
-            .post(&url, &t.owner_token, &json!({"to_user_id": lisa_id}))
+            .post(
+                &url,
+                &t.owner_token,
+                &json!({"to_user_id": lisa_id, "password": OWNER_PASSWORD}),
+            )
             .await;
         assert_eq!(res.status(), StatusCode::CREATED);
         // Someone the proposal does not name learns nothing of it, nor confirms it.

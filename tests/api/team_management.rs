@@ -731,13 +731,41 @@ both_backends!(
         let url = t.org("/ownership-transfer");
         let confirm = t.org("/ownership-transfer/confirm");
         problem(
-            t.post(&url, &mike, &json!({"to_user_id": lisa_id})).await,
+            t.post(
+                &url,
+                &mike,
+                &json!({"to_user_id": lisa_id, "password": DEMO_PASSWORD}),
+            )
+            .await,
             StatusCode::FORBIDDEN,
             "forbidden",
         )
         .await;
+        // Ownership is permanent: the Owner's session alone does not propose it.
+        problem(
+            t.post(
+                &url,
+                &t.owner_token,
+                &json!({"to_user_id": lisa_id, "password": "not the password"}),
+            )
+            .await,
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+        )
+        .await;
+        problem(
+            t.post(&url, &t.owner_token, &json!({"to_user_id": lisa_id}))
+                .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        )
+        .await;
         let res = t
-            .post(&url, &t.owner_token, &json!({"to_user_id": lisa_id}))
+            .post(
+                &url,
+                &t.owner_token,
+                &json!({"to_user_id": lisa_id, "password": OWNER_PASSWORD}),
+            )
             .await;
         assert_eq!(res.status(), StatusCode::CREATED);
         problem(
@@ -804,16 +832,46 @@ both_backends!(
         )
         .await;
         assert_eq!(billing["allowed"], true);
+        // The Owner who proposed it is told it happened.
+        let outbox = json_of(t.get(&t.org("/outbox"), &lisa).await).await;
+        assert!(
+            outbox["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["to"] == OWNER_EMAIL
+                    && m["subject"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("You are no longer the Owner of")),
+            "{outbox}"
+        );
         t.owner_token = lisa.clone();
-        assert_eq!(t.audit("action=ownership.transfer_proposed").await.len(), 1);
+        assert_eq!(
+            t.audit("action=ownership.transfer_proposed&outcome=success")
+                .await
+                .len(),
+            1
+        );
+        // The wrong password's attempt is on the record too.
+        assert_eq!(
+            t.audit("action=ownership.transfer_proposed&outcome=failure")
+                .await
+                .len(),
+            1
+        );
         assert_eq!(t.audit("action=ownership.transferred").await.len(), 1);
 
         // An unconfirmed proposal expires.
         let sarah_id = t.member_id(OWNER_EMAIL).await;
         assert_eq!(
-            t.post(&url, &lisa, &json!({"to_user_id": sarah_id}))
-                .await
-                .status(),
+            t.post(
+                &url,
+                &lisa,
+                &json!({"to_user_id": sarah_id, "password": DEMO_PASSWORD}),
+            )
+            .await
+            .status(),
             StatusCode::CREATED
         );
         t.clock.advance(chrono::Duration::hours(72));
@@ -836,9 +894,13 @@ both_backends!(
         let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
         t.owner_token = lisa.clone();
         assert_eq!(
-            t.post(&url, &lisa, &json!({"to_user_id": sarah_id}))
-                .await
-                .status(),
+            t.post(
+                &url,
+                &lisa,
+                &json!({"to_user_id": sarah_id, "password": DEMO_PASSWORD}),
+            )
+            .await
+            .status(),
             StatusCode::CREATED
         );
         let mike = t.login("mike@example.com", DEMO_PASSWORD).await;

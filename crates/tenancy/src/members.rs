@@ -190,16 +190,20 @@ pub struct OwnershipTransfer {
     pub expires_at: DateTime<Utc>,
 }
 
-/// The Owner proposes handing ownership to a member; it waits for their confirmation.
+/// The Owner proposes handing ownership to a member, confirmed with their `password`; it waits
+/// for the member's confirmation.
 ///
 /// # Errors
 /// [`TenancyError::RoleRule`] unless the caller is the Owner and the target someone else;
 /// [`TenancyError::NotFound`] when the target is not a member; [`TenancyError::Invalid`] when
-/// they are deactivated ([`transfer_to_deactivated`]).
+/// they are deactivated ([`transfer_to_deactivated`]); [`TenancyError::BadCredentials`] or
+/// [`TenancyError::Throttled`] for the password.
 pub async fn propose_transfer<S: TenancyStore + MembershipStore + ?Sized>(
     store: &S,
+    hasher: &security_policy::PasswordHasher,
     caller: &Caller,
     to: UserId,
+    password: &str,
     now: DateTime<Utc>,
 ) -> Result<OwnershipTransfer, TenancyError> {
     caller.check_org(Permission::TransferOwnership)?;
@@ -211,6 +215,18 @@ pub async fn propose_transfer<S: TenancyStore + MembershipStore + ?Sized>(
     if target.deactivated_at.is_some() {
         return Err(transfer_to_deactivated());
     }
+    // Ownership is permanent: a session alone (a stolen cookie, a browser left open) does not
+    // hand it to an accomplice, as it does not delete the organization.
+    crate::security::confirm_password(
+        store,
+        hasher,
+        &caller.user,
+        password,
+        AuditAction::OwnershipTransferProposed,
+        &caller.request,
+        now,
+    )
+    .await?;
     let t = OwnershipTransfer {
         org: caller.org.id,
         from: caller.user.id,
@@ -369,7 +385,9 @@ pub async fn confirm_transfer<S: TenancyStore + MembershipStore + ?Sized>(
         .await?
         .filter(|t| t.to == caller.user.id && now < t.expires_at)
         .ok_or(TenancyError::NotFound("ownership transfer"))?;
-    let journal = transferred(
+    // The Owner who proposed it is told it happened: one who did not will know at once.
+    let previous = store.get_member(caller.org.id, t.from).await?;
+    let mut journal = transferred(
         Journal::record(
             caller
                 .audit(
@@ -382,8 +400,37 @@ pub async fn confirm_transfer<S: TenancyStore + MembershipStore + ?Sized>(
         &t,
         now,
     );
+    if let Some(previous) = previous {
+        journal = journal.mail(transfer_completed_mail(caller, &previous.user, now));
+    }
     store.complete_transfer(&t, now, journal).await?;
     Ok(t)
+}
+
+/// The mail that tells the previous Owner the transfer they proposed was confirmed.
+fn transfer_completed_mail(
+    caller: &Caller,
+    previous: &crate::model::User,
+    now: DateTime<Utc>,
+) -> audit::OutboundMail {
+    let org = &caller.org;
+    audit::OutboundMail {
+        org: Some(org.id),
+        to: previous.email.to_string(),
+        subject: format!("You are no longer the Owner of {}", org.name),
+        body: format!(
+            "Hello {name},\n\n{new} ({new_email}) confirmed the ownership transfer you proposed \
+             and became the Owner of {org_name} at {at} (UTC). You are now an Admin.\n\n\
+             If you did not propose this transfer, your account may be in someone else's hands: \
+             change your password and contact {new} and your account manager.\n",
+            name = previous.name,
+            new = caller.user.name,
+            new_email = caller.user.email,
+            org_name = org.name,
+            at = now.format("%Y-%m-%d %H:%M"),
+        ),
+        kind: "ownership_transfer".into(),
+    }
 }
 
 /// `journal` with the webhook events of a completed ownership transfer: `enterprise.updated`

@@ -267,13 +267,17 @@ pub async fn leave(
     }
 }
 
-/// Whom to hand ownership to.
-#[derive(Debug, serde::Deserialize, ToSchema)]
+/// Whom to hand ownership to, confirmed with the Owner's password.
+#[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransferBody {
     /// The member who becomes Owner once they confirm.
     pub to_user_id: String,
+    /// The Owner's password: ownership is permanent, so a session alone does not hand it over.
+    pub password: String,
 }
+
+redacted_debug!(TransferBody);
 
 /// A pending transfer.
 #[derive(Debug, Serialize, ToSchema)]
@@ -292,6 +296,7 @@ pub struct TransferResponse {
     request_body = TransferBody,
     responses(
         (status = 201, description = "Proposed; waits for the new Owner", body = TransferResponse),
+        (status = 401, description = "Wrong password", content_type = "application/problem+json"),
         (status = 403, description = "Only the Owner, to another member", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn propose_transfer(
@@ -303,7 +308,15 @@ pub async fn propose_transfer(
         .to_user_id
         .parse()
         .map_err(|_| ApiError::not_found("member"))?;
-    let t = match tenancy::members::propose_transfer(&*st.store, &caller, to, st.clock.now()).await
+    let t = match tenancy::members::propose_transfer(
+        &*st.store,
+        &st.hasher,
+        &caller,
+        to,
+        &body.password,
+        st.clock.now(),
+    )
+    .await
     {
         Ok(t) => t,
         Err(e) => return Err(crate::auth::audited(&st, &caller, "transfer_ownership", e).await),

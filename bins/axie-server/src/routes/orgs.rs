@@ -168,7 +168,7 @@ pub async fn update(
 }
 
 /// The confirmation of an organization's deletion.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteOrgBody {
     /// The organization's name, exactly as it is.
@@ -176,6 +176,8 @@ pub struct DeleteOrgBody {
     /// The Owner's password.
     pub password: String,
 }
+
+redacted_debug!(DeleteOrgBody);
 
 /// Deletes the organization for good (the Owner, signed in; not with an API key): its members,
 /// teams, resources, API keys, invitations, SCIM tokens, webhooks, subscription, invoices,
