@@ -942,6 +942,38 @@ both_backends!(
                     && m["subject"].as_str().unwrap().contains("withdrew")),
             "{outbox}"
         );
+
+        // A proposal to someone else replaces the pending one: on the record, and the member
+        // it waited for is told, as with a withdrawal.
+        let mike_id = t.member_id("mike@example.com").await;
+        for to in [&sarah_id, &mike_id] {
+            assert_eq!(
+                t.post(
+                    &url,
+                    &lisa,
+                    &json!({"to_user_id": to, "password": DEMO_PASSWORD}),
+                )
+                .await
+                .status(),
+                StatusCode::CREATED
+            );
+        }
+        let proposed = t
+            .audit("action=ownership.transfer_proposed&outcome=success")
+            .await;
+        assert_eq!(proposed[0]["target_id"], mike_id.as_str());
+        assert_eq!(proposed[0]["metadata"]["replaces"], sarah_id.as_str());
+        assert!(proposed[1]["metadata"].get("replaces").is_none());
+        let outbox = json_of(t.get(&t.org("/outbox"), &lisa).await).await;
+        let told = outbox["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| {
+                m["to"] == OWNER_EMAIL && m["subject"].as_str().unwrap().contains("withdrew")
+            })
+            .count();
+        assert_eq!(told, 2, "{outbox}");
     }
 );
 

@@ -234,12 +234,27 @@ pub async fn propose_transfer<S: TenancyStore + MembershipStore + ?Sized>(
         proposed_at: now,
         expires_at: now + Duration::hours(TRANSFER_EXPIRY_HOURS),
     };
-    let journal = Journal::record(caller.audit(
+    // A proposal pending to someone else is replaced: on the record, and they are told there is
+    // nothing to confirm any more (their confirmation would find none).
+    let replaced = match store.pending_transfer(caller.org.id).await? {
+        Some(p) if now < p.expires_at && p.to != to => Some(p.to),
+        _ => None,
+    };
+    let mut record = caller.audit(
         now,
         AuditAction::OwnershipTransferProposed,
         Target::new("member", to, target.user.name.clone()),
-    ))
-    .mail(transfer_proposed_mail(caller, &target.user, &t));
+    );
+    if let Some(previous) = replaced {
+        record = record.with_metadata(Metadata::from_value(json!({ "replaces": previous }))?);
+    }
+    let mut journal =
+        Journal::record(record).mail(transfer_proposed_mail(caller, &target.user, &t));
+    if let Some(previous) = replaced
+        && let Some(m) = store.get_member(caller.org.id, previous).await?
+    {
+        journal = journal.mail(transfer_withdrawn_mail(caller, &m.user));
+    }
     store.save_transfer(&t, journal).await?;
     Ok(t)
 }
@@ -325,24 +340,30 @@ pub async fn withdraw_transfer<S: TenancyStore + MembershipStore + ?Sized>(
         Target::new("member", t.to, name),
     ));
     if let Some(m) = to {
-        journal = journal.mail(audit::OutboundMail {
-            org: Some(caller.org.id),
-            to: m.user.email.to_string(),
-            subject: format!(
-                "{}{}",
-                transfer_withdrawn_prefix(&caller.user.name),
-                caller.org.name
-            ),
-            body: format!(
-                "Hello {},\n\n{} withdrew the proposal to make you the Owner of {}: there is \
-                 nothing to confirm any more.\n",
-                m.user.name, caller.user.name, caller.org.name
-            ),
-            kind: "ownership_transfer".into(),
-        });
+        journal = journal.mail(transfer_withdrawn_mail(caller, &m.user));
     }
     store.withdraw_transfer(&t, journal).await?;
     Ok(t)
+}
+
+/// The mail that tells `to` the proposal to make them the Owner was withdrawn (or replaced by
+/// one to someone else).
+fn transfer_withdrawn_mail(caller: &Caller, to: &crate::model::User) -> audit::OutboundMail {
+    audit::OutboundMail {
+        org: Some(caller.org.id),
+        to: to.email.to_string(),
+        subject: format!(
+            "{}{}",
+            transfer_withdrawn_prefix(&caller.user.name),
+            caller.org.name
+        ),
+        body: format!(
+            "Hello {},\n\n{} withdrew the proposal to make you the Owner of {}: there is \
+             nothing to confirm any more.\n",
+            to.name, caller.user.name, caller.org.name
+        ),
+        kind: "ownership_transfer".into(),
+    }
 }
 
 /// The organization's pending ownership transfer, for the Owner who proposed it and the member
