@@ -254,9 +254,14 @@ both_backends!(
         )
         .await;
         assert_eq!(verified["valid"], true, "{verified}");
-        assert_eq!(
-            t.get(&t.org(&path), &t.owner_token).await.status(),
-            StatusCode::NOT_FOUND
+        // Her export now holds what the organization still has: records naming her by id
+        // alone, nothing of her name or address.
+        let after = json_of(t.get(&t.org(&path), &t.owner_token).await).await;
+        assert_eq!(after["membership"], Value::Null, "{after}");
+        let text = after.to_string();
+        assert!(
+            !text.contains("Lisa") && !text.contains("lisa@example.com"),
+            "{text}"
         );
 
         // Never the Owner.
@@ -692,6 +697,37 @@ both_backends!(a_former_member_is_erased_too, |b| async move {
     assert_eq!(left.status(), StatusCode::OK);
     let his = t.audit(&format!("actor_id={tom_id}")).await;
     assert!(his.iter().any(|r| r["actor_name"] == "Tom"), "{his:?}");
+    // Gone from the organization, he may still ask for what it holds of him: the Owner exports
+    // it (no membership; the records naming him); an id the log never named is not found.
+    let doc = json_of(
+        t.get(
+            &t.org(&format!("/members/{tom_id}/personal-data")),
+            &t.owner_token,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(doc["membership"], Value::Null, "{doc}");
+    assert_eq!(doc["account"]["id"], tom_id.as_str());
+    assert!(
+        doc["audit_records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["action"] == "member.left"),
+        "{doc}"
+    );
+    let stranger = rbac_core::UserId::new();
+    problem(
+        t.get(
+            &t.org(&format!("/members/{stranger}/personal-data")),
+            &t.owner_token,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
     // Gone from the organization, he asks it to forget him: the Owner erases him.
     let path = t.org(&format!("/members/{tom_id}/erasure"));
     let report = json_of(t.post(&path, &t.owner_token, &json!({})).await).await;
@@ -732,5 +768,11 @@ both_backends!(a_former_member_is_erased_too, |b| async move {
         "not_found",
     )
     .await;
-    assert_eq!(t.audit("action=privacy.personal_data").await.len(), 1);
+    // One erasure on the record (and the export before it), nothing for the stranger.
+    let processed = t.audit("action=privacy.personal_data").await;
+    let operations: Vec<&str> = processed
+        .iter()
+        .map(|r| r["metadata"]["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(operations, ["erase", "export"], "{processed:?}");
 });

@@ -3323,6 +3323,16 @@ impl crate::privacy::PrivacyStore for MemoryTenancyStore {
                 crate::members::RemovalReport::default()
             }
         };
+        // Their keys' names, which they chose and which may name them: the keys stay, revoked
+        // by the removal and known by id and prefix.
+        for k in self
+            .lock()?
+            .keys
+            .iter_mut()
+            .filter(|k| k.0.org == org && k.0.created_by == user)
+        {
+            k.0.name = audit::ERASED.into();
+        }
         let addresses: Vec<String> = identity
             .as_ref()
             .map(|(addresses, _)| addresses.clone())

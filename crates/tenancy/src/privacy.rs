@@ -518,8 +518,15 @@ fn time(t: DateTime<Utc>) -> String {
 /// the document
 /// says they were withheld (`audit_records_withheld`). The export is audited.
 ///
+/// A former member (who left or was removed) whom the organization's audit log names is
+/// exported too, by the Owner or an Admin, as [`erase`] erases them: `membership` is `null`
+/// and `account` holds only their id (the account is no longer the organization's), with the
+/// rest the organization still holds (invitations they accepted, API keys, resources they
+/// created, consents, audit records).
+///
 /// # Errors
-/// [`TenancyError::NotFound`] (not a member); [`TenancyError::Forbidden`].
+/// [`TenancyError::NotFound`] (neither a member nor named in the log);
+/// [`TenancyError::Forbidden`].
 pub async fn export<S>(
     store: &S,
     caller: &Caller,
@@ -540,10 +547,10 @@ where
         check_admin(caller)?;
     }
     let org = caller.org.id;
-    let m = store
-        .get_member(org, user)
-        .await?
-        .ok_or(TenancyError::NotFound("member"))?;
+    let m = store.get_member(org, user).await?;
+    if m.is_none() && !named_in_log(store, org, user).await? {
+        return Err(TenancyError::NotFound("member"));
+    }
     let teams = store.team_roles(org, user).await?;
     let mut keys = Vec::new();
     loop {
@@ -610,15 +617,24 @@ where
     let scim = store.user_record(org, user).await?.map(|r| {
         json!({"userName": r.user_name, "externalId": r.external_id, "attributes": r.attributes})
     });
+    let account = m.as_ref().map_or_else(
+        || json!({"id": user}),
+        |m| {
+            json!({"id": m.user.id, "email": m.user.email.as_str(), "name": m.user.name,
+                   "created_at": time(m.user.created_at)})
+        },
+    );
+    let membership = m.as_ref().map(|m| {
+        json!({"role": m.role.as_str(), "joined_at": time(m.joined_at),
+               "active": m.deactivated_at.is_none(),
+               "all_teams_role": m.all_teams.map(|r| r.as_str()),
+               "teams": teams.iter().map(|(t, r)| json!({"team_id": t, "role": r.as_str()})).collect::<Vec<_>>()})
+    });
     let mut doc = json!({
         "generated_at": time(now),
         "organization": {"id": org, "name": caller.org.name},
-        "account": {"id": m.user.id, "email": m.user.email.as_str(), "name": m.user.name,
-                    "created_at": time(m.user.created_at)},
-        "membership": {"role": m.role.as_str(), "joined_at": time(m.joined_at),
-                       "active": m.deactivated_at.is_none(),
-                       "all_teams_role": m.all_teams.map(|r| r.as_str()),
-                       "teams": teams.iter().map(|(t, r)| json!({"team_id": t, "role": r.as_str()})).collect::<Vec<_>>()},
+        "account": account,
+        "membership": membership,
         "invitations_accepted": invitations.iter().map(|i| json!({"id": i.id, "email": i.email.as_str(),
             "role": i.role.as_str(), "invited_by": i.invited_by, "sent_at": time(i.created_at),
             "accepted_at": i.accepted_at.map(time)})).collect::<Vec<_>>(),
@@ -647,10 +663,14 @@ where
             .audit(
                 now,
                 AuditAction::PersonalDataProcessed,
-                Target::new("user", user, m.user.name.clone()),
+                Target::new(
+                    "user",
+                    user,
+                    m.as_ref().map(|m| m.user.name.clone()).unwrap_or_default(),
+                ),
             )
             .with_metadata(Metadata::from_value(
-                json!({"operation": "export", "own": own}),
+                json!({"operation": "export", "own": own, "former_member": m.is_none()}),
             )?),
     );
     store.append(journal).await?;
@@ -801,19 +821,19 @@ pub async fn erase<S: TenancyStore + MembershipStore + PrivacyStore + AuditStore
 /// [`erase`] for someone who is no longer a member: refused (`NotFound`) unless the
 /// organization's audit log names them, as actor or as the member or person acted on, so that
 /// an id from elsewhere erases nothing here.
-async fn erase_former<S: MembershipStore + PrivacyStore + AuditStore + ?Sized>(
+/// Whether `org`'s audit log names `user`, as the actor or as the member or person acted on:
+/// someone who was a member (an id from elsewhere is not).
+async fn named_in_log<S: AuditStore + ?Sized>(
     store: &S,
-    caller: &Caller,
+    org: OrgId,
     user: UserId,
-    now: DateTime<Utc>,
-) -> Result<ErasureReport, TenancyError> {
+) -> Result<bool, TenancyError> {
     let id = user.to_string();
     let lookups = [
         (Some(id.clone()), None),
         (None, Some("member")),
         (None, Some("user")),
     ];
-    let mut found = false;
     for (actor_id, kind) in lookups {
         let q = AuditQuery {
             actor_id,
@@ -822,12 +842,20 @@ async fn erase_former<S: MembershipStore + PrivacyStore + AuditStore + ?Sized>(
             limit: 1,
             ..AuditQuery::default()
         };
-        if !store.search(caller.org.id, &q).await?.is_empty() {
-            found = true;
-            break;
+        if !store.search(org, &q).await?.is_empty() {
+            return Ok(true);
         }
     }
-    if !found {
+    Ok(false)
+}
+
+async fn erase_former<S: MembershipStore + PrivacyStore + AuditStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    user: UserId,
+    now: DateTime<Utc>,
+) -> Result<ErasureReport, TenancyError> {
+    if !named_in_log(store, caller.org.id, user).await? {
         return Err(TenancyError::NotFound("member"));
     }
     let journal = Journal::record(

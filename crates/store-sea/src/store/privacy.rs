@@ -223,6 +223,15 @@ impl PrivacyStore for SeaStore {
             .exec(&txn)
             .await
             .map_err(store)?;
+        // Their keys' names, which they chose and which may name them ("Lisa's script"): the
+        // keys stay, revoked by the removal and known by id and prefix.
+        crate::entity::api_key::Entity::update_many()
+            .col_expr(crate::entity::api_key::Column::Name, Expr::value(erased))
+            .filter(crate::entity::api_key::Column::OrgId.eq(o.clone()))
+            .filter(crate::entity::api_key::Column::CreatedBy.eq(uid.clone()))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
         // Mail to them in this organization, and mail about them: invitations they sent name
         // them in the subject (by the subject alone only while nobody else in the organization
         // has their name, as for the ledger above) and the body. What is still queued goes
