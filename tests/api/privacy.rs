@@ -179,6 +179,7 @@ both_backends!(
                 .any(|r| r["action"] == "auth.login")
         );
         assert!(!own["sessions"].as_array().unwrap().is_empty());
+        assert_eq!(own["second_factor"], Value::Null, "no second factor set up");
         // What she did through her key is hers, with its address; where the Owner acted on
         // her, the record is there without the Owner's address and browser.
         let records = own["audit_records"].as_array().unwrap();
@@ -198,6 +199,7 @@ both_backends!(
         // The Owner's export of her has no sessions (they span organizations); a User may not export hers.
         let by_owner = json_of(t.get(&t.org(&path), &t.owner_token).await).await;
         assert!(by_owner.get("sessions").is_none());
+        assert!(by_owner.get("second_factor").is_none());
         let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
         assert_eq!(
             t.get(&t.org(&path), &tom).await.status(),
@@ -322,6 +324,21 @@ both_backends!(
             .await;
         let ivy_id = t.member_id("ivy@example.org").await;
         let owner_id = t.member_id(OWNER_EMAIL).await;
+        // Her export lists the mail the organization sent her (her invitation), without its
+        // body, which held her link.
+        let doc = json_of(
+            t.get(&t.org(&format!("/members/{ivy_id}/personal-data")), &ivy)
+                .await,
+        )
+        .await;
+        let mail = doc["mail"].as_array().unwrap();
+        assert!(
+            mail.iter()
+                .any(|m| m["to"] == "ivy@example.org" && m["kind"] == "invitation"),
+            "{doc}"
+        );
+        assert!(mail.iter().all(|m| m.get("body").is_none()));
+        assert_eq!(doc["mail_truncated"], false);
         let res = t
             .post(
                 &t.org("/invitations"),
@@ -517,7 +534,9 @@ both_backends!(
         )
         .await;
         let refused = t
-            .audit(&format!("action=privacy.personal_data&actor_id={ivy_id}"))
+            .audit(&format!(
+                "action=privacy.personal_data&actor_id={ivy_id}&outcome=failure"
+            ))
             .await;
         assert_eq!(refused.len(), 1, "{refused:?}");
         assert_eq!(refused[0]["outcome"], "failure", "{refused:?}");

@@ -509,10 +509,11 @@ fn time(t: DateTime<Utc>) -> String {
 
 /// Everything the organization holds about a member, as one JSON document (GDPR Art. 15):
 /// account, membership and teams, the invitations they accepted (with the address each was
-/// sent to), API keys, resources they created, consents, their SCIM record, and the audit
-/// records where they act or are the target. The person may export their
-/// own; the Owner and Admins anyone's. Sessions (person-level, across organizations) are
-/// included only in one's own export. Someone else's audit records come only to a caller who
+/// sent to), API keys, resources they created, consents, the mail sent to them (without bodies,
+/// at most 1,000, `mail_truncated` past that), their SCIM record, and the audit records where
+/// they act or are the target. The person may export their own; the Owner and Admins anyone's.
+/// Sessions (person-level, across organizations) and the second factor (when it was set up,
+/// the SMS backup number) are included only in one's own export. Someone else's audit records come only to a caller who
 /// may read the whole audit log ([`Caller::check_whole_audit_log`]) and to the Owner (who
 /// also reads an archived log, and answers for the organization's data on any plan); otherwise
 /// the document
@@ -538,6 +539,8 @@ where
         + WorkspaceStore
         + PrivacyStore
         + AuditStore
+        + audit::MailOutbox
+        + crate::mfa::MfaStore
         + crate::scim::ScimStore
         + crate::InvitationStore
         + ?Sized,
@@ -614,6 +617,13 @@ where
         (Vec::new(), false)
     };
     let consents = all_consents_of(store, org, user).await?;
+    // Mail the organization sent them (at their account's address or one they were invited
+    // at): what, when, whether it went; not the bodies, which hold links for them alone.
+    let mut addresses: Vec<String> = invitations.iter().map(|i| i.email.to_string()).collect();
+    if let Some(m) = &m {
+        addresses.push(m.user.email.to_string());
+    }
+    let (mail, mail_truncated) = mail_to(store, org, &addresses).await?;
     let scim = store.user_record(org, user).await?.map(|r| {
         json!({"userName": r.user_name, "externalId": r.external_id, "attributes": r.attributes})
     });
@@ -643,12 +653,21 @@ where
             "revoked_at": k.revoked_at.map(time)})).collect::<Vec<_>>(),
         "resources_created": resources,
         "consents": consents.iter().map(|c| json!({"purpose": c.purpose, "granted": c.granted, "at": time(c.at)})).collect::<Vec<_>>(),
+        "mail": mail,
+        "mail_truncated": mail_truncated,
         "scim": scim,
         "audit_records": events,
         "audit_records_truncated": truncated,
         "audit_records_withheld": !audit_readable,
     });
     if own {
+        // Their second factor, as only they see it: when it was set up and the backup number.
+        doc["second_factor"] = match store.mfa(user).await? {
+            Some(f) if f.enabled_at.is_some() => json!({
+                "enabled_at": f.enabled_at.map(time), "sms_backup_number": f.phone,
+            }),
+            _ => Value::Null,
+        };
         let sessions = store.list_sessions(user).await?;
         doc["sessions"] = sessions
             .iter()
@@ -821,6 +840,38 @@ pub async fn erase<S: TenancyStore + MembershipStore + PrivacyStore + AuditStore
 /// [`erase`] for someone who is no longer a member: refused (`NotFound`) unless the
 /// organization's audit log names them, as actor or as the member or person acted on, so that
 /// an id from elsewhere erases nothing here.
+/// The most mails an export lists; past it, `mail_truncated` says so.
+const EXPORT_MAX_MAILS: usize = 1_000;
+
+/// The mail of `org` sent to one of `addresses`, newest first, at most [`EXPORT_MAX_MAILS`],
+/// and whether there were more.
+async fn mail_to<S: audit::MailOutbox + ?Sized>(
+    store: &S,
+    org: OrgId,
+    addresses: &[String],
+) -> Result<(Vec<Value>, bool), TenancyError> {
+    let mut out = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let page = store.list_mails(Some(org), before.as_deref(), 500).await?;
+        for m in page.iter().filter(|m| {
+            addresses
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(m.to.as_str()))
+        }) {
+            if out.len() == EXPORT_MAX_MAILS {
+                return Ok((out, true));
+            }
+            out.push(json!({"to": m.to, "subject": m.subject, "kind": m.kind,
+                            "queued_at": time(m.created_at), "sent_at": m.sent_at.map(time)}));
+        }
+        match page.last() {
+            Some(last) if page.len() == 500 => before = Some(last.id.clone()),
+            _ => return Ok((out, false)),
+        }
+    }
+}
+
 /// Whether `org`'s audit log names `user`, as the actor or as the member or person acted on:
 /// someone who was a member (an id from elsewhere is not).
 async fn named_in_log<S: AuditStore + ?Sized>(
