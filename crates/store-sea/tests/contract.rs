@@ -839,6 +839,7 @@ async fn housekeeping_removes_only_stale_rows(store: SeaStore) {
             webhook_deliveries: 2,
             webhook_attempts: 3,
             events: 2_502,
+            orphaned_organizations: 0,
         }
     );
     // Exactly the stale rows went (the organizations' creation wrote rows of their own, so rows
@@ -1935,6 +1936,37 @@ async fn deleting_every_organization_leaves_none_of_their_rows(store: &SeaStore)
         .unwrap();
     assert!(store.organizations().await.unwrap().contains(&first));
     assert!(!store.live_organizations().await.unwrap().contains(&first));
+    // And a usage count of another deleted organization. Housekeeping removes both
+    // organizations' late rows, and nothing of a live one.
+    let (second, live) = (owned[1].0, org(store).await);
+    store
+        .execute_sql(&format!(
+            "INSERT INTO usage_monthly (org_id, month, metric, count) VALUES \
+             ('{second}', '2026-12', 'api_calls', 1), ('{live}', '2026-12', 'api_calls', 1)"
+        ))
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    let report = tenancy::housekeeping::HousekeepingStore::prune_stale(
+        store,
+        &tenancy::housekeeping::Cutoffs::at(now, &tenancy::housekeeping::Housekeeping::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.orphaned_organizations, 2, "{report:?}");
+    for table in ["audit_heads", "audit_events", "usage_monthly"] {
+        assert_eq!(
+            rows_of(store, table, &format!("'{first}', '{second}'")).await,
+            0,
+            "{table}"
+        );
+    }
+    assert!(!store.organizations().await.unwrap().contains(&first));
+    assert_eq!(
+        rows_of(store, "usage_monthly", &format!("'{live}'")).await,
+        1
+    );
+    assert!(rows_of(store, "audit_heads", &format!("'{live}'")).await > 0);
 }
 
 /// An address an earlier version accepted and today's `Email::parse` refuses (here a domain

@@ -101,6 +101,9 @@ pub struct HousekeepingReport {
     pub webhook_attempts: u64,
     /// Outbox events.
     pub events: u64,
+    /// Organizations deleted while a request of theirs was writing, whose late rows (an audit
+    /// record and its chain head, usage counts) were found and removed.
+    pub orphaned_organizations: u64,
 }
 
 impl HousekeepingReport {
@@ -116,6 +119,7 @@ impl HousekeepingReport {
             + self.webhook_deliveries
             + self.webhook_attempts
             + self.events
+            + self.orphaned_organizations
     }
 }
 

@@ -217,6 +217,41 @@ impl HousekeepingStore for SeaStore {
         )
         .await
         .map_err(store)?;
+        report.orphaned_organizations = remove_orphans(db).await.map_err(store)?;
         Ok(report)
     }
+}
+
+/// Removes what requests wrote for organizations deleted meanwhile: a request past its checks
+/// when the deletion committed can still append an audit record (which starts the chain anew)
+/// or count usage, and neither write takes the organization's lock. Such an organization is
+/// found by its chain head or its monthly usage (a few rows per organization, read whole), and
+/// everything of it goes in one transaction, as with the deletion. Returns how many.
+async fn remove_orphans(db: &sea_orm::DatabaseConnection) -> Result<u64, sea_orm::DbErr> {
+    let orphans = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT org_id FROM audit_heads h WHERE NOT EXISTS \
+             (SELECT 1 FROM organizations o WHERE o.id = h.org_id) \
+             UNION SELECT org_id FROM usage_monthly u WHERE NOT EXISTS \
+             (SELECT 1 FROM organizations o WHERE o.id = u.org_id)",
+        ))
+        .await?;
+    let mut removed = 0;
+    for row in orphans {
+        let id: String = row.try_get_by_index(0)?;
+        let txn = db.begin().await?;
+        // Looked up again in the transaction that deletes (ids are never reused; an
+        // organization whose creation commits meanwhile is seen and left alone).
+        let exists = crate::entity::organization::Entity::find_by_id(id.clone())
+            .one(&txn)
+            .await?
+            .is_some();
+        if !exists {
+            super::tenancy::delete_org_rows(&txn, &id).await?;
+            removed += 1;
+        }
+        txn.commit().await?;
+    }
+    Ok(removed)
 }

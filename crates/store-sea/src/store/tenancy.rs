@@ -72,6 +72,33 @@ where
 /// Lock order: a transaction that locks (or updates) a person's account row and an
 /// organization takes the account first ([`lock_user`]), then the organization, so two of them
 /// never wait on each other (erasure, SCIM writes and password resets follow it).
+/// Deletes every row of the organization `id` in `txn` but its own: the attempts of its
+/// webhook deliveries (which name no organization), then each of [`crate::ORG_TABLES`].
+pub(crate) async fn delete_org_rows(
+    txn: &DatabaseTransaction,
+    id: &str,
+) -> Result<(), sea_orm::DbErr> {
+    use sea_orm::sea_query::{Alias, Query};
+    let deliveries = Query::select()
+        .column(Alias::new("id"))
+        .from(Alias::new("webhook_deliveries"))
+        .and_where(Expr::col(Alias::new("org_id")).eq(id))
+        .to_owned();
+    let attempts = Query::delete()
+        .from_table(Alias::new("webhook_attempts"))
+        .and_where(Expr::col(Alias::new("delivery_id")).in_subquery(deliveries))
+        .to_owned();
+    txn.execute(&attempts).await?;
+    for table in crate::ORG_TABLES {
+        let rows = Query::delete()
+            .from_table(Alias::new(*table))
+            .and_where(Expr::col(Alias::new("org_id")).eq(id))
+            .to_owned();
+        txn.execute(&rows).await?;
+    }
+    Ok(())
+}
+
 pub(crate) async fn lock_org(txn: &DatabaseTransaction, org: OrgId) -> Result<(), TenancyError> {
     let res = organization::Entity::update_many()
         .col_expr(
@@ -650,7 +677,6 @@ impl OrgStore for SeaStore {
         by: UserId,
         journal: Journal,
     ) -> Result<Vec<ResourceId>, TenancyError> {
-        use sea_orm::sea_query::{Alias, Query};
         let txn = self.db().begin().await.map_err(store)?;
         lock_org(&txn, org).await?;
         let owner = membership::Entity::find_by_id((org.to_string(), by.to_string()))
@@ -697,24 +723,7 @@ impl OrgStore for SeaStore {
             .map(|d| crate::convert::id("document id", d))
             .collect::<Result<Vec<ResourceId>, _>>()
             .map_err(TenancyError::Store)?;
-        // The attempts of its deliveries, which name no organization.
-        let deliveries = Query::select()
-            .column(Alias::new("id"))
-            .from(Alias::new("webhook_deliveries"))
-            .and_where(Expr::col(Alias::new("org_id")).eq(id.clone()))
-            .to_owned();
-        let attempts = Query::delete()
-            .from_table(Alias::new("webhook_attempts"))
-            .and_where(Expr::col(Alias::new("delivery_id")).in_subquery(deliveries))
-            .to_owned();
-        txn.execute(&attempts).await.map_err(store)?;
-        for table in crate::ORG_TABLES {
-            let rows = Query::delete()
-                .from_table(Alias::new(*table))
-                .and_where(Expr::col(Alias::new("org_id")).eq(id.clone()))
-                .to_owned();
-            txn.execute(&rows).await.map_err(store)?;
-        }
+        delete_org_rows(&txn, &id).await.map_err(store)?;
         organization::Entity::delete_by_id(id)
             .exec(&txn)
             .await
