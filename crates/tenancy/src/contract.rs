@@ -2334,6 +2334,40 @@ async fn bulk_previews_confirm_once_all_or_nothing<
     );
     assert_eq!(head(s, org.id).await, before);
     let y = invitation(org.id, owner.id, "y", 7);
+    // The seats are counted for the whole batch: the Owner and two more are one too many for
+    // three seats less one.
+    assert!(matches!(
+        s.confirm_preview(
+            org.id,
+            preview.id,
+            &[(x.clone(), "bh-x".into()), (y.clone(), "bh-y".into())],
+            &limits(2),
+            now(),
+            note(org.id, "bulk")
+        )
+        .await,
+        Err(TenancyError::LimitReached { .. })
+    ));
+    // A member's address is refused, whichever row holds it.
+    let to_owner = Invitation {
+        id: rbac_core::InvitationId::new(),
+        email: owner.email.clone(),
+        ..x.clone()
+    };
+    assert!(matches!(
+        s.confirm_preview(
+            org.id,
+            preview.id,
+            &[(x.clone(), "bh-x".into()), (to_owner, "bh-owner".into())],
+            &limits(20),
+            now(),
+            note(org.id, "bulk")
+        )
+        .await,
+        Err(TenancyError::Conflict(_))
+    ));
+    assert!(s.find_invitation("bh-x").await.unwrap().is_none());
+    assert_eq!(head(s, org.id).await, before);
     s.confirm_preview(
         org.id,
         preview.id,

@@ -336,6 +336,18 @@ pub(crate) async fn check_seat(
     now: DateTime<Utc>,
     newcomer: Option<&Email>,
 ) -> Result<(), TenancyError> {
+    check_seats(txn, org, limits, now, newcomer, 1).await
+}
+
+/// [`check_seat`] for `seats` people at once (a bulk confirmation's invitations).
+pub(crate) async fn check_seats(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    limits: &billing_limits::PlanLimits,
+    now: DateTime<Utc>,
+    newcomer: Option<&Email>,
+    seats: u64,
+) -> Result<(), TenancyError> {
     let members = membership::Entity::find()
         .filter(membership::Column::OrgId.eq(org.to_string()))
         .count(txn)
@@ -351,7 +363,7 @@ pub(crate) async fn check_seat(
         &limits_in_force(txn, org, limits).await?,
         billing_limits::Limit::Members,
         members + invited,
-        1,
+        seats,
     ))
 }
 
