@@ -120,12 +120,13 @@ async fn insert_checked_many(
     limits: &billing_limits::PlanLimits,
     now: DateTime<Utc>,
 ) -> Result<(), TenancyError> {
+    use std::collections::hash_map::Entry;
     use std::collections::{HashMap, HashSet};
     const CHUNK: usize = 500;
     let mut inviters: HashMap<UserId, Option<OrgRole>> = HashMap::new();
     let mut teams: HashMap<TeamId, bool> = HashMap::new();
     for (inv, _) in invitations {
-        if !inviters.contains_key(&inv.invited_by) {
+        if let Entry::Vacant(slot) = inviters.entry(inv.invited_by) {
             let role =
                 membership::Entity::find_by_id((org.to_string(), inv.invited_by.to_string()))
                     .one(txn)
@@ -133,15 +134,15 @@ async fn insert_checked_many(
                     .map_err(store)?
                     .filter(|m| m.deactivated_at.is_none())
                     .and_then(|m| OrgRole::parse(&m.role));
-            inviters.insert(inv.invited_by, role);
+            slot.insert(role);
         }
         tenancy::invitations::check_inviter(inviters[&inv.invited_by], inv.role)?;
         if let Some(t) = inv.team {
-            if !teams.contains_key(&t.id) {
+            if let Entry::Vacant(slot) = teams.entry(t.id) {
                 let live = super::workspace::team_row(txn, org, t.id)
                     .await?
                     .is_some_and(|row| row.archived_at.is_none());
-                teams.insert(t.id, live);
+                slot.insert(live);
             }
             if !teams[&t.id] {
                 return Err(TenancyError::NotFound("team"));
