@@ -18,7 +18,7 @@ use crate::error::SecurityError;
 /// [`Cipher::encrypt`] (`v1:`, unbound) is what earlier versions wrote; stores rewrite such
 /// values bound ([`Cipher::rebind`]).
 #[derive(Clone)]
-pub struct Cipher(Aes256Gcm);
+pub struct Cipher(Aes256Gcm, [u8; 32]);
 
 impl std::fmt::Debug for Cipher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -30,7 +30,30 @@ impl Cipher {
     /// A cipher from 32 key bytes.
     #[must_use]
     pub fn new(key: &[u8; 32]) -> Self {
-        Self(Aes256Gcm::new(key.into()))
+        use hmac::Mac as _;
+        // A key of its own for [`Cipher::digest`], derived from this one: the two are never
+        // used with one key.
+        let mut derive = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        derive.update(b"axie security-policy cipher: digest key v1");
+        Self(
+            Aes256Gcm::new(key.into()),
+            derive.finalize().into_bytes().into(),
+        )
+    }
+
+    /// A keyed digest (HMAC-SHA-256, hex) of `data` for `purpose`, under a key derived from
+    /// this cipher's: for low-entropy secrets that are checked, not read back (a six-digit SMS
+    /// code), whose plain hash anyone with the database could reverse by trying every value.
+    #[must_use]
+    pub fn digest(&self, purpose: &str, data: &[u8]) -> String {
+        use hmac::Mac as _;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&self.1)
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        mac.update(purpose.as_bytes());
+        mac.update(&[0]);
+        mac.update(data);
+        hex::encode(mac.finalize().into_bytes())
     }
 
     /// A cipher from a base64 or hex key of 32 bytes.

@@ -154,23 +154,29 @@ pub fn recovery_code_hash(typed: &str) -> String {
 /// A one-time SMS code waiting to be typed in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SmsChallenge {
-    /// Hash of the code, bound to the person.
+    /// Keyed digest of the code ([`crate::Cipher::digest`]), bound to the person: a plain hash
+    /// of six digits would give the code to anyone with the database, in a million tries.
     pub code_hash: String,
     /// The code works strictly before this instant.
     pub expires_at: DateTime<Utc>,
 }
 
-fn sms_hash(subject: &str, code: &str) -> String {
-    hash_token(&format!("sms:{subject}:{}", code.trim()))
+fn sms_hash(key: &crate::Cipher, subject: &str, code: &str) -> String {
+    key.digest("sms", format!("{subject}:{}", code.trim()).as_bytes())
 }
 
-/// A new six-digit SMS code for `subject` (a user id): the code to send and the challenge to keep.
+/// A new six-digit SMS code for `subject` (a user id): the code to send and the challenge to
+/// keep, its digest keyed by `key` (the server's).
 #[must_use]
-pub fn new_sms_code(subject: &str, now: DateTime<Utc>) -> (String, SmsChallenge) {
+pub fn new_sms_code(
+    key: &crate::Cipher,
+    subject: &str,
+    now: DateTime<Utc>,
+) -> (String, SmsChallenge) {
     let n = rand::rngs::OsRng.next_u32() % 1_000_000;
     let code = format!("{n:06}");
     let challenge = SmsChallenge {
-        code_hash: sms_hash(subject, &code),
+        code_hash: sms_hash(key, subject, &code),
         expires_at: now + Duration::minutes(SMS_CODE_MINUTES),
     };
     (code, challenge)
@@ -180,12 +186,14 @@ pub fn new_sms_code(subject: &str, now: DateTime<Utc>) -> (String, SmsChallenge)
 /// when it matches, so a code works once).
 #[must_use]
 pub fn sms_code_matches(
+    key: &crate::Cipher,
     challenge: &SmsChallenge,
     subject: &str,
     code: &str,
     now: DateTime<Utc>,
 ) -> bool {
-    now < challenge.expires_at && constant_time_eq(&challenge.code_hash, &sms_hash(subject, code))
+    now < challenge.expires_at
+        && constant_time_eq(&challenge.code_hash, &sms_hash(key, subject, code))
 }
 
 /// When an organization requires 2FA, whether a person without it may still work, and until when.
@@ -319,21 +327,29 @@ mod tests {
     #[test]
     fn sms_codes_expire_and_are_bound_to_the_person() {
         let now = at(1_800_000_000);
-        let (code, ch) = new_sms_code("usr_1", now);
+        let key = crate::Cipher::new(&[7; 32]);
+        let (code, ch) = new_sms_code(&key, "usr_1", now);
         assert_eq!(code.len(), 6);
         assert!(sms_code_matches(
+            &key,
             &ch,
             "usr_1",
             &code,
             now + Duration::minutes(4)
         ));
         assert!(!sms_code_matches(
+            &key,
             &ch,
             "usr_1",
             &code,
             now + Duration::minutes(SMS_CODE_MINUTES)
         ));
-        assert!(!sms_code_matches(&ch, "usr_2", &code, now));
+        assert!(!sms_code_matches(&key, &ch, "usr_2", &code, now));
+        // The digest is keyed: without the server's key, trying every six-digit code against
+        // what the database holds finds nothing (a plain hash of the same text would match).
+        let other = crate::Cipher::new(&[8; 32]);
+        assert!(!sms_code_matches(&other, &ch, "usr_1", &code, now));
+        assert_ne!(ch.code_hash, hash_token(&format!("sms:usr_1:{code}")));
     }
 
     #[test]

@@ -623,7 +623,9 @@ async fn check_factor<S: MfaStore + ?Sized>(
             store.use_recovery_code(user, &hash, recovery_used).await?
         }
         SecondFactor::Sms(code) => match &rec.sms {
-            Some(ch) if security_policy::sms_code_matches(ch, &user.to_string(), code, now) => {
+            Some(ch)
+                if security_policy::sms_code_matches(cipher, ch, &user.to_string(), code, now) =>
+            {
                 store.take_sms_challenge(user, &ch.code_hash).await?
             }
             _ => false,
@@ -798,7 +800,8 @@ pub async fn complete_login<S: TenancyStore + MfaStore + ?Sized>(
 pub const SMS_RESEND_SECONDS: i64 = 60;
 
 /// Sends an SMS code for a pending login challenge to the person's backup number, at most one
-/// every [`SMS_RESEND_SECONDS`] while the last code is unused.
+/// every [`SMS_RESEND_SECONDS`] while the last code is unused. The code is kept as a digest
+/// keyed by `cipher`, the server's, with which the second step checks it.
 ///
 /// # Errors
 /// [`TenancyError::Throttled`] within a minute of the last text; [`TenancyError::Deactivated`]
@@ -809,6 +812,7 @@ pub const SMS_RESEND_SECONDS: i64 = 60;
 pub async fn send_login_sms<S: TenancyStore + MfaStore + ?Sized>(
     store: &S,
     sms: &dyn SmsSender,
+    cipher: &Cipher,
     challenge: &str,
     now: DateTime<Utc>,
 ) -> Result<(), TenancyError> {
@@ -847,7 +851,7 @@ pub async fn send_login_sms<S: TenancyStore + MfaStore + ?Sized>(
     let phone = rec
         .phone
         .ok_or(TenancyError::NotFound("SMS backup number"))?;
-    let (code, ch) = security_policy::new_sms_code(&user.id.to_string(), now);
+    let (code, ch) = security_policy::new_sms_code(cipher, &user.id.to_string(), now);
     // Stored only over the pending code read above: of requests sent at once, one sends.
     if !store
         .replace_sms_challenge(user.id, rec.sms.as_ref().map(|s| s.expires_at), &ch)

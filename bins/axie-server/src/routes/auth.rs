@@ -265,7 +265,14 @@ pub async fn send_sms(
     st: web::Data<AppState>,
     body: crate::extract::Json<ChallengeBody>,
 ) -> Result<HttpResponse, ApiError> {
-    tenancy::mfa::send_login_sms(&*st.store, &*st.sms, &body.challenge, st.clock.now()).await?;
+    tenancy::mfa::send_login_sms(
+        &*st.store,
+        &*st.sms,
+        &st.cipher,
+        &body.challenge,
+        st.clock.now(),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
