@@ -457,7 +457,9 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 store_sea::PoolOptions::default(),
             )
             .await?;
+            let cipher = axie_server::startup::encryption_key(&settings)?;
             for (to, text, at) in store.sms_outbox(limit).await? {
+                let text = axie_server::sms::open(&cipher, &to, &text);
                 println!("{} | {to} | {text}", at.format("%Y-%m-%d %H:%M:%S"));
             }
             Ok(())

@@ -331,9 +331,13 @@ fn dns_verifier(
 fn sms_sender(
     settings: &Settings,
     store: &Arc<store_sea::SeaStore>,
+    cipher: &Arc<security_policy::Cipher>,
 ) -> Arc<dyn tenancy::mfa::SmsSender> {
     if settings.sms.gateway_url.trim().is_empty() {
-        store.clone()
+        Arc::new(crate::sms::SealedOutbox {
+            store: store.clone(),
+            cipher: cipher.clone(),
+        })
     } else {
         Arc::new(crate::sms::HttpSms::new(
             reqwest::Client::new(),
@@ -475,13 +479,13 @@ async fn prepare(
         blobs: Arc::new(
             crate::workspace_io::FsBlobStore::open(
                 &settings.workspace.blob_dir(&settings.server.data_dir),
-                cipher,
+                cipher.clone(),
             )
             .map_err(|e| StartupError::Security(format!("blob directory: {e}")))?,
         ),
         domains: dns_verifier(&settings)?,
         documents: Arc::new(settings.workspace.document_rules()),
-        sms: sms_sender(&settings, &store_handle),
+        sms: sms_sender(&settings, &store_handle, &cipher),
         payments: Arc::new(billing_limits::payment::ManualInvoice {
             net_days: settings.billing.invoice_net_days,
         }),
