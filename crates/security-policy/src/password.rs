@@ -204,7 +204,8 @@ impl PasswordHasher {
 
     /// [`Self::hash`] on tokio's blocking pool, at most one hash per core at once, so a login
     /// does not stall the other requests of the async worker it arrived on and a burst of them
-    /// holds at most `memory_kib` per core.
+    /// holds at most `memory_kib` per core. Outside a tokio runtime it hashes on the calling
+    /// thread.
     ///
     /// # Errors
     /// As [`Self::hash`]; [`SecurityError::Invalid`] if the runtime is shutting down.
@@ -231,12 +232,17 @@ impl PasswordHasher {
     /// Runs `work` on the blocking pool once a slot is free; `None` if it did not complete.
     /// The slot goes with the work, not with this future: a caller that stops waiting (a client
     /// that hangs up mid-login) frees it only when the hash is done, so abandoned logins cannot
-    /// start more hashes than there are slots.
+    /// start more hashes than there are slots. Outside a tokio runtime (an embedder's other
+    /// executor), `work` runs on the calling thread, within the same bound.
     async fn off_thread<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Self) -> T + Send + 'static,
     ) -> Option<T> {
         let slot = self.slots.clone().acquire_owned().await.ok()?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            let _slot = slot;
+            return Some(work(self));
+        }
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
@@ -408,6 +414,18 @@ impl argon2::password_hash::PasswordHasher for PooledArgon2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Outside a tokio runtime (another executor), the off-thread helpers hash on the calling
+    /// thread instead of panicking in `spawn_blocking`.
+    #[test]
+    fn off_thread_hashing_works_outside_tokio() {
+        let h = PasswordHasher::new(HashParams::default()).unwrap();
+        let hash = futures::executor::block_on(h.hash_off_thread("correct horse")).unwrap();
+        assert!(matches!(
+            futures::executor::block_on(h.verify_off_thread(Some(&hash), "correct horse")),
+            Verification::Match { .. }
+        ));
+    }
 
     /// Off-thread hashing gives the same answers, and the async thread keeps running other
     /// tasks meanwhile (on a one-thread runtime, an inline hash would stop the ticker).
