@@ -2144,6 +2144,24 @@ both_backends!(
                 .await
                 .is_err()
         );
+        // Given on the command line, the new key is kept in the data directory (readable by
+        // the server's user only) before anything moves to it: generated inline, it would
+        // otherwise exist nowhere once the documents were under it. The report names the file.
+        let fresh = security_policy::Cipher::generate_key();
+        let report = axie_server::keys::rotate_encryption_key(&configured, &t.store, Some(&fresh))
+            .await
+            .unwrap();
+        let kept = dir.join("encryption.key.next");
+        assert_eq!(std::fs::read_to_string(&kept).unwrap(), fresh);
+        assert!(report.contains("encryption.key.next"), "{report}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
     }
 );
 

@@ -4,8 +4,12 @@
 //! Keys kept in files under the data directory rotate in three steps, each safe to repeat: the
 //! new key is written next to the old one (`*.key.next`), the database is brought over to it in
 //! one transaction, and the files are renamed (the old key stays as `*.key.old`, an earlier one
-//! as `*.key.old.<n>`). Keys given in
-//! the configuration need the new key as an argument; the operator then puts it in the configuration.
+//! as `*.key.old.<n>`). Keys given in the configuration need the new key as an argument (or
+//! take the one an interrupted run left in `*.key.next`); it is kept in `*.key.next` too,
+//! readable by the server's user only, before anything moves to it, since a key generated on
+//! the command line (`--new-key "$(openssl rand -hex 32)"`) would otherwise exist nowhere once
+//! the documents are under it; the operator then puts it in the configuration and deletes the
+//! file.
 
 use std::path::Path;
 
@@ -26,6 +30,14 @@ fn next_key(path: &Path, fresh: impl FnOnce() -> String) -> Result<String, Failu
             Ok(k)
         }
     }
+}
+
+/// The new key an interrupted rotation left at `path`, if any.
+fn pending_key(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|k| k.trim().to_owned())
+        .filter(|k| !k.is_empty())
 }
 
 /// Keeps a key given on the command line at `path`, where an interrupted run looks for it.
@@ -76,25 +88,30 @@ pub async fn rotate_encryption_key(
     let old = encryption_key(settings)?;
     let configured = !settings.security.encryption_key.expose_secret().is_empty();
     let dir = &settings.server.data_dir;
+    let next_path = dir.join("encryption.key.next");
     let text = match (configured, new_key) {
         (_, Some(k)) => k.to_owned(),
-        (true, None) => {
-            return Err(Box::new(StartupError::Security(
+        (true, None) => pending_key(&next_path).ok_or_else(|| {
+            StartupError::Security(
                 "the encryption key comes from the configuration: pass --new-key (generate one with `openssl rand -hex 32`)".into(),
-            )));
-        }
-        (false, None) => next_key(
-            &dir.join("encryption.key.next"),
-            security_policy::Cipher::generate_key,
-        )?,
+            )
+        })?,
+        (false, None) => next_key(&next_path, security_policy::Cipher::generate_key)?,
     };
     let new = security_policy::Cipher::from_text(&text)
         .map_err(|e| StartupError::Security(format!("the new key: {e}")))?;
     // A key given on the command line is kept where an interrupted run looks for it, before
     // anything moves to it: run again without it, the rotation goes on with the same key.
-    if !configured && new_key.is_some() {
-        keep_next_key(&dir.join("encryption.key.next"), &text)?;
+    if new_key.is_some() {
+        keep_next_key(&next_path, &text)?;
     }
+    let kept = |e: Failure| -> Failure {
+        format!(
+            "{e} (the new key is kept in {}: run again to finish the rotation with it)",
+            next_path.display()
+        )
+        .into()
+    };
     // Documents first: resealing can be repeated and stops at nothing but an unlistable
     // directory, so by the time the database's secrets move to the new key nothing else can
     // keep the key file from following them.
@@ -102,8 +119,11 @@ pub async fn rotate_encryption_key(
         &settings.workspace.blob_dir(&settings.server.data_dir),
         std::sync::Arc::new(old.clone()),
     )?;
-    let (documents, skipped) = blobs.reseal_all(&new)?;
-    let report = store.reencrypt_secrets(&old, &new).await?;
+    let (documents, skipped) = blobs.reseal_all(&new).map_err(|e| kept(e.into()))?;
+    let report = store
+        .reencrypt_secrets(&old, &new)
+        .await
+        .map_err(|e| kept(e.into()))?;
     let mut out = format!(
         "re-encrypted {} secrets ({} were already under the new key) and {documents} documents",
         report.rewritten, report.already_new
@@ -116,7 +136,10 @@ pub async fn rotate_encryption_key(
         ));
     }
     if configured {
-        out.push_str("; now set security.encryption_key to the new key and start the server");
+        out.push_str(&format!(
+            "; now set security.encryption_key to the new key (also kept in {}, readable by this user only: delete it once the configuration holds the key) and start the server",
+            next_path.display()
+        ));
     } else {
         promote(dir, "encryption.key")?;
         out.push_str("; encryption.key replaced (the old one is encryption.key.old: delete it once backups no longer need it)");
@@ -141,21 +164,20 @@ pub async fn rotate_checkpoint_key(
     let configured = !settings.security.checkpoint_key.expose_secret().is_empty();
     let dir = &settings.server.data_dir;
     let orgs = audit::AuditStore::organizations(store).await?;
+    let next_path = dir.join("checkpoint.key.next");
     let text = match (configured, new_key) {
         (_, Some(k)) => k.to_owned(),
-        (true, None) => {
-            return Err(Box::new(StartupError::Security(
+        (true, None) => pending_key(&next_path).ok_or_else(|| {
+            StartupError::Security(
                 "the checkpoint key comes from the configuration: pass --new-key".into(),
-            )));
-        }
-        (false, None) => next_key(&dir.join("checkpoint.key.next"), || {
-            security_policy::mint("ck", 32).secret
+            )
         })?,
+        (false, None) => next_key(&next_path, || security_policy::mint("ck", 32).secret)?,
     };
     // A key given on the command line is kept where an interrupted run looks for it, before
     // anything is signed with it: run again without it, the rotation goes on with the same key.
-    if !configured && new_key.is_some() {
-        keep_next_key(&dir.join("checkpoint.key.next"), &text)?;
+    if new_key.is_some() {
+        keep_next_key(&next_path, &text)?;
     }
     let witness = crate::witness::FileWitness::for_settings(settings)?;
     let log = audit::Witnessed::new(store, &witness);
@@ -191,7 +213,10 @@ pub async fn rotate_checkpoint_key(
         ));
     }
     if configured {
-        out.push_str("; now set security.checkpoint_key to the new key and start the server");
+        out.push_str(&format!(
+            "; now set security.checkpoint_key to the new key (also kept in {}, readable by this user only: delete it once the configuration holds the key) and start the server",
+            next_path.display()
+        ));
     } else {
         promote(dir, "checkpoint.key")?;
         out.push_str("; checkpoint.key replaced (keep checkpoint.key.old to check checkpoints signed before)");
