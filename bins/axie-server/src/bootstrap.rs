@@ -4,7 +4,7 @@ use secrecy::ExposeSecret;
 use security_policy::{PasswordHasher, mint};
 use store_sea::SeaStore;
 use tenancy::orgs::{self, CreateOrgRequest};
-use tenancy::{OrgStore, Organization, User};
+use tenancy::{AccountStore, OrgStore, Organization, User};
 
 use crate::config::BootstrapSettings;
 use crate::state::Clock;
@@ -31,6 +31,18 @@ pub async fn ensure_first_org(
     clock: &Clock,
 ) -> Result<Option<BootstrapReport>, tenancy::TenancyError> {
     if store.count_orgs().await? > 0 {
+        return Ok(None);
+    }
+    // No organization, but the first Owner's account exists: not a first start, every
+    // organization was deleted since (accounts stay). The server starts without one; the
+    // operator creates the next with `create-org`.
+    if let Ok(email) = tenancy::Email::parse(&cfg.owner_email)
+        && store.find_user_by_email(&email).await?.is_some()
+    {
+        tracing::warn!(
+            owner = %cfg.owner_email,
+            "no organization exists and the bootstrap Owner's account does: not creating one (use `axie-server create-org`)"
+        );
         return Ok(None);
     }
     let configured = cfg.owner_password.expose_secret().to_owned();
@@ -93,4 +105,47 @@ pub fn banner(report: &BootstrapReport, base_url: &str) -> String {
         org_id = report.org.id,
         email = report.owner.email,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test")]
+    use super::*;
+
+    /// Every organization deleted since the first start (the accounts stay): the next start
+    /// makes none, rather than failing on the Owner's address being taken.
+    #[tokio::test]
+    async fn a_start_after_every_organization_was_deleted_creates_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = store_sea::DatabaseUrl::sqlite_file(&dir.path().join("b.db"));
+        let store = SeaStore::connect(&url, store_sea::PoolOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let hasher = PasswordHasher::new(security_policy::HashParams::default()).unwrap();
+        let cfg = BootstrapSettings {
+            org_name: "First".into(),
+            owner_email: "owner@first.example".into(),
+            owner_name: "Owner".into(),
+            owner_password: "tilted windmill at sunrise".to_owned().into(),
+            demo: false,
+        };
+        let clock = Clock::default();
+        let first = ensure_first_org(&store, &hasher, &cfg, &clock)
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .delete_org(first.org.id, first.owner.id, audit::Journal::default())
+            .await
+            .unwrap();
+        assert_eq!(store.count_orgs().await.unwrap(), 0);
+        assert!(
+            ensure_first_org(&store, &hasher, &cfg, &clock)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(store.count_orgs().await.unwrap(), 0);
+    }
 }
