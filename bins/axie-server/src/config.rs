@@ -452,6 +452,16 @@ pub struct LogSettings {
     pub level: String,
 }
 
+/// The settings that hold secrets (each a `SecretString`), read from the environment as text.
+const SECRET_KEYS: [&str; 6] = [
+    "metrics.token",
+    "smtp.password",
+    "bootstrap.owner_password",
+    "security.checkpoint_key",
+    "security.encryption_key",
+    "sms.gateway_token",
+];
+
 fn redact_secret<S: serde::Serializer>(s: &SecretString, ser: S) -> Result<S::Ok, S::Error> {
     ser.serialize_str(if s.expose_secret().is_empty() {
         ""
@@ -496,6 +506,15 @@ impl Settings {
                 .filter(|k| k.as_str().contains("__"))
                 .split("__"),
         );
+        // Secrets are text whatever they look like: figment reads an environment value as
+        // TOML where it can, so an all-digit token (`0123…`) became a number, refused with the
+        // secret in the error (or losing its leading zeros), and `true` a boolean.
+        for key in SECRET_KEYS {
+            let var = format!("AXIE_{}", key.replace('.', "__").to_ascii_uppercase());
+            if let Ok(value) = std::env::var(&var) {
+                fig = fig.merge(Serialized::default(key, value));
+            }
+        }
         if let Ok(url) = std::env::var("DATABASE_URL")
             && !url.trim().is_empty()
         {

@@ -82,7 +82,7 @@ enum Command {
         #[arg(long)]
         owner_name: Option<String>,
         /// A new account's password; generated and printed when omitted.
-        #[arg(long, env = "AXIE_OWNER_PASSWORD")]
+        #[arg(long, env = "AXIE_OWNER_PASSWORD", hide_env_values = true)]
         password: Option<String>,
     },
     /// Reset the Owner's access (their own email: new password, sessions ended, second factor
@@ -98,7 +98,7 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
         /// The password; generated and printed when omitted.
-        #[arg(long, env = "AXIE_RESET_PASSWORD")]
+        #[arg(long, env = "AXIE_RESET_PASSWORD", hide_env_values = true)]
         password: Option<String>,
     },
     /// Delete an organization and everything of it, its audit log included (export it first);

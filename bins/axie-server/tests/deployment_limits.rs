@@ -99,3 +99,26 @@ fn an_unknown_limit_name_stops_the_server_with_a_clear_message() {
         "{err}"
     );
 }
+
+/// Secrets from the environment are text whatever they look like: an all-digit metrics token
+/// with a leading zero is the token, not a number (which the server refused at start, the
+/// secret in its message, or kept without the zero).
+#[tokio::test]
+async fn an_all_digit_secret_from_the_environment_is_kept_as_text() {
+    const TOKEN: &str = "01234567890123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _server = Reaped::spawn(
+        support::server(dir.path(), port, "owner@digits.example").env("AXIE_METRICS__TOKEN", TOKEN),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let c = reqwest::Client::new();
+    wait_ready(&c, &base).await;
+    let scrape = |token: &'static str| c.get(format!("{base}/metrics")).bearer_auth(token).send();
+    assert_eq!(scrape(TOKEN).await.unwrap().status(), 200);
+    assert_eq!(
+        scrape("1234567890123456789").await.unwrap().status(),
+        401,
+        "the leading zero is part of the token"
+    );
+}
