@@ -536,6 +536,16 @@ impl Settings {
                 "`server.body_timeout_secs` must be between 1 and 3600".into(),
             ));
         }
+        let gateway = self.sms.gateway_url.trim();
+        if !gateway.is_empty()
+            && !reqwest::Url::parse(gateway)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+        {
+            return Err(ConfigError(
+                "`sms.gateway_url` must be an http:// or https:// URL (or empty, for the SMS outbox)"
+                    .into(),
+            ));
+        }
         let proxies = security_policy::parse_allowlist(&self.server.trusted_proxies)
             .map_err(|e| ConfigError(format!("`server.trusted_proxies`: {e}")))?;
         // A client inside a trusted network can name any address in X-Forwarded-For: trusting
@@ -814,6 +824,25 @@ mod tests {
         }
         s.server.trusted_proxies = vec!["10.0.0.0/8".into(), "fd00::/8".into()];
         s.validate().unwrap();
+    }
+
+    /// An SMS gateway URL that no request could reach is refused at start, not at the first
+    /// text (a 500 for every sign-in that asks for one).
+    #[test]
+    fn an_sms_gateway_is_an_http_url() {
+        let mut s: Settings = Figment::new()
+            .merge(Toml::string(DEFAULTS))
+            .extract()
+            .unwrap();
+        for bad in ["sms.example.com/send", "ftp://sms.example.com", "https://"] {
+            s.sms.gateway_url = bad.into();
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.contains("sms.gateway_url"), "{bad}: {e}");
+        }
+        for good in ["", "https://sms.example.com/send", "http://127.0.0.1:9000"] {
+            s.sms.gateway_url = good.into();
+            s.validate().unwrap();
+        }
     }
 
     #[test]

@@ -339,8 +339,16 @@ fn sms_sender(
             cipher: cipher.clone(),
         })
     } else {
+        // Bounded, as a webhook attempt is: a gateway that hangs must not hold the sign-in
+        // request that asked for the text.
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(
+                settings.webhooks.timeout_secs.max(1),
+            ))
+            .build()
+            .unwrap_or_default();
         Arc::new(crate::sms::HttpSms::new(
-            reqwest::Client::new(),
+            client,
             settings.sms.gateway_url.clone(),
             settings.sms.gateway_token.clone(),
         ))
