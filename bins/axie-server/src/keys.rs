@@ -17,7 +17,9 @@ use secrecy::ExposeSecret;
 use store_sea::SeaStore;
 
 use crate::config::Settings;
-use crate::startup::{StartupError, checkpoint_key, encryption_key, write_key_file};
+use crate::startup::{
+    StartupError, existing_checkpoint_key, existing_encryption_key, write_key_file,
+};
 
 type Failure = Box<dyn std::error::Error>;
 
@@ -85,7 +87,7 @@ pub async fn rotate_encryption_key(
     store: &SeaStore,
     new_key: Option<&str>,
 ) -> Result<String, Failure> {
-    let old = encryption_key(settings)?;
+    let old = existing_encryption_key(settings)?;
     let configured = !settings.security.encryption_key.expose_secret().is_empty();
     let dir = &settings.server.data_dir;
     let next_path = dir.join("encryption.key.next");
@@ -160,7 +162,7 @@ pub async fn rotate_checkpoint_key(
     store: &SeaStore,
     new_key: Option<&str>,
 ) -> Result<String, Failure> {
-    let old = checkpoint_key(settings)?;
+    let old = existing_checkpoint_key(settings)?;
     let configured = !settings.security.checkpoint_key.expose_secret().is_empty();
     let dir = &settings.server.data_dir;
     let orgs = audit::AuditStore::organizations(store).await?;

@@ -186,7 +186,7 @@ async fn audit_tools(
     let store =
         store_sea::SeaStore::connect(&settings.database_url()?, store_sea::PoolOptions::default())
             .await?;
-    let key = axie_server::startup::checkpoint_key(settings)?;
+    let key = axie_server::startup::existing_checkpoint_key(settings)?;
     let witness = axie_server::witness::FileWitness::for_settings(settings)?;
     Ok((store, key, witness))
 }
@@ -437,7 +437,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 store_sea::PoolOptions::default(),
             )
             .await?;
-            let cipher = axie_server::startup::encryption_key(&settings)?;
+            let cipher = axie_server::startup::existing_encryption_key(&settings)?;
             for m in audit::MailOutbox::list_mails(&store, None, None, limit).await? {
                 let state = m.sent_at.map_or("queued", |_| "sent");
                 let body = tenancy::mail_secrets::open_body_for_display(&cipher, &m.to, &m.body);
@@ -457,7 +457,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 store_sea::PoolOptions::default(),
             )
             .await?;
-            let cipher = axie_server::startup::encryption_key(&settings)?;
+            let cipher = axie_server::startup::existing_encryption_key(&settings)?;
             for (to, text, at) in store.sms_outbox(limit).await? {
                 let text = axie_server::sms::open(&cipher, &to, &text);
                 println!("{} | {to} | {text}", at.format("%Y-%m-%d %H:%M:%S"));

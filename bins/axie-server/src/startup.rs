@@ -157,6 +157,50 @@ fn geoip_database(
     Ok(Some(Arc::new(db)))
 }
 
+/// The key file at `path`, which must exist: for the operator's commands, which read what the
+/// server wrote and must not mint a key of their own when run with another data directory (a
+/// new checkpoint key would report every chain broken; a new encryption key, every secret
+/// unreadable).
+fn existing_key(path: &std::path::Path, setting: &str) -> Result<String, StartupError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        StartupError::Security(format!(
+            "no key at {} ({e}): run this where the server's data directory is (`server.data_dir`), or set `{setting}`",
+            path.display()
+        ))
+    })
+}
+
+/// [`encryption_key`] without creating one: an error when neither the configuration nor the
+/// data directory holds it.
+///
+/// # Errors
+/// [`StartupError::Security`] naming the missing file, or for a malformed key.
+pub fn existing_encryption_key(
+    settings: &Settings,
+) -> Result<security_policy::Cipher, StartupError> {
+    if settings.security.encryption_key.expose_secret().is_empty() {
+        existing_key(
+            &settings.server.data_dir.join("encryption.key"),
+            "security.encryption_key",
+        )?;
+    }
+    encryption_key(settings)
+}
+
+/// [`checkpoint_key`] without creating one, as [`existing_encryption_key`].
+///
+/// # Errors
+/// [`StartupError::Security`] naming the missing file.
+pub fn existing_checkpoint_key(settings: &Settings) -> Result<Vec<u8>, StartupError> {
+    if settings.security.checkpoint_key.expose_secret().is_empty() {
+        existing_key(
+            &settings.server.data_dir.join("checkpoint.key"),
+            "security.checkpoint_key",
+        )?;
+    }
+    checkpoint_key(settings)
+}
+
 /// Reads or creates the checkpoint key file (hex, 32 random bytes).
 ///
 /// # Errors

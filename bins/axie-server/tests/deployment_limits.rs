@@ -122,3 +122,28 @@ async fn an_all_digit_secret_from_the_environment_is_kept_as_text() {
         "the leading zero is part of the token"
     );
 }
+
+/// The operator's reading commands, run where no key exists (another data directory), stop
+/// with a message naming the key, and create none: a fresh checkpoint key would report every
+/// chain broken, a fresh encryption key every secret unreadable.
+#[test]
+fn operator_commands_do_not_mint_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let org = rbac_core::OrgId::new().to_string();
+    for args in [
+        vec!["verify-audit", "--org", org.as_str()],
+        vec!["account-mail"],
+        vec!["sms-outbox"],
+    ] {
+        let out = support::binary(dir.path(), &args)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no key at"), "{args:?}: {err}");
+    }
+    for key in ["checkpoint.key", "encryption.key"] {
+        assert!(!dir.path().join(key).exists(), "{key} was created");
+    }
+}
