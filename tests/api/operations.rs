@@ -300,6 +300,25 @@ both_backends!(
                 .await
                 .is_err()
         );
+        // An id that names no organization is refused, not exported or verified as an empty
+        // log (recorded in a log of its own).
+        let nobody = rbac_core::OrgId::new();
+        let refused = axie_server::admin::export_audit(&t.store, nobody, "csv", &mut Vec::new())
+            .await
+            .unwrap_err();
+        assert!(refused.to_string().contains("no organization"), "{refused}");
+        let key = axie_server::startup::checkpoint_key(&t.settings).unwrap();
+        assert!(
+            axie_server::admin::verify_audit(&t.store, &t.witness(), nobody, &key)
+                .await
+                .is_err()
+        );
+        assert!(
+            !audit::AuditStore::organizations(&*t.store)
+                .await
+                .unwrap()
+                .contains(&nobody)
+        );
         let exported = json_of(
             t.get(&t.org("/audit-events?action=data.exported"), &boss)
                 .await,
@@ -312,7 +331,6 @@ both_backends!(
         );
 
         // The operator's verification is recorded with what it found.
-        let key = axie_server::startup::checkpoint_key(&t.settings).unwrap();
         let checked = axie_server::admin::verify_audit(&t.store, &t.witness(), org, &key)
             .await
             .unwrap()

@@ -124,18 +124,29 @@ fn about_the_log(org: OrgId, action: audit::AuditAction) -> audit::NewAuditEvent
     )
 }
 
+/// Refuses an id that names no organization (mistyped, or deleted): the commands would
+/// otherwise report an empty log as verified or exported, and record that in a log of its own.
+async fn existing(store: &SeaStore, org: OrgId) -> Result<(), Failure> {
+    match tenancy::OrgStore::get_org(store, org).await {
+        Ok(_) => Ok(()),
+        Err(tenancy::TenancyError::NotFound(_)) => Err(format!("no organization {org}").into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Verifies an organization's audit chain against its newest signed checkpoint (the
 /// database's, or the witness's when that one is newer), and records
 /// the verification (`audit.verified`, by the system) with what it found.
 ///
 /// # Errors
-/// Storage failure (a broken chain is an `Ok(Err(..))`).
+/// Storage failure (a broken chain is an `Ok(Err(..))`); no organization of that id.
 pub async fn verify_audit(
     store: &SeaStore,
     witness: &dyn audit::CheckpointWitness,
     org: OrgId,
     checkpoint_key: &[u8],
 ) -> Result<Result<audit::VerifiedChain, audit::ChainBreak>, Failure> {
+    existing(store, org).await?;
     let log = audit::Witnessed::new(store, witness);
     let outcome = audit::verify_chain(&log, org, checkpoint_key).await?;
     let record = about_the_log(org, audit::AuditAction::AuditVerified)
@@ -277,6 +288,7 @@ pub async fn export_audit(
     if !matches!(format, "csv" | "json" | "ndjson" | "pdf") {
         return Err(format!("unknown format `{format}`; use csv, json, ndjson or pdf").into());
     }
+    existing(store, org).await?;
     // The export is itself audited, as through the API; by the system (the operator's command).
     let record = about_the_log(org, audit::AuditAction::DataExported).with_metadata(
         audit::Metadata::from_value(
