@@ -767,8 +767,7 @@ both_backends!(openapi_document_covers_the_api, |b| async move {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
     // An independent validator (PyPI's openapi-spec-validator) accepts the document.
-    ensure_python_checkers();
-    let mut child = std::process::Command::new("python3")
+    let mut child = std::process::Command::new(ensure_python_checkers())
         .args(["-c", "import json,sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(sys.stdin))\nprint('valid')"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

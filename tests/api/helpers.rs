@@ -521,14 +521,13 @@ impl SmtpSink {
     }
 
     async fn start_with(handler: &str) -> Self {
-        ensure_python_checkers();
         let dir = tempfile::tempdir().expect("maildir");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = std::process::Command::new("python3")
+        let child = std::process::Command::new(ensure_python_checkers())
             .args([
                 "-m",
                 "aiosmtpd",
@@ -543,7 +542,7 @@ impl SmtpSink {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("python3 -m aiosmtpd (pip install aiosmtpd)");
+            .expect("aiosmtpd, from the checkers' virtual environment");
         let sink = Self { port, dir, child };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
         while tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -713,25 +712,27 @@ impl Receiver {
     }
 }
 
-/// The independent checkers this suite uses come from PyPI. `.ci/run` installs them; for
-/// `cargo test` on a fresh machine, install them once here if they are missing.
-pub fn ensure_python_checkers() {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let have = std::process::Command::new("python3")
-            .args(["-c", "import aiosmtpd, standardwebhooks, openapi_spec_validator, jsonschema, pyotp"])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !have {
-            eprintln!("installing the test checkers from PyPI: aiosmtpd standardwebhooks openapi-spec-validator pyotp");
-            let ok = std::process::Command::new("python3")
-                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "aiosmtpd", "standardwebhooks", "openapi-spec-validator", "pyotp"])
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "could not install the PyPI test checkers; run `pip install aiosmtpd standardwebhooks openapi-spec-validator pyotp`");
-        }
-    });
+/// The independent checkers this suite uses come from PyPI, in a virtual environment of their
+/// own under `target/` (a system Python may refuse packages, PEP 668); `.ci/run` creates it,
+/// else the first test that needs it does. Returns its Python, with which they are run.
+pub fn ensure_python_checkers() -> &'static std::path::Path {
+    static PYTHON: OnceLock<std::path::PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        tool_venv(
+            "checkers-venv",
+            &CHECKERS,
+            "import aiosmtpd, standardwebhooks, openapi_spec_validator, jsonschema, pyotp",
+        )
+    })
 }
+
+/// The PyPI checkers (`.ci/run` installs the same list into the same environment).
+pub const CHECKERS: [&str; 4] = [
+    "aiosmtpd",
+    "standardwebhooks",
+    "openapi-spec-validator",
+    "pyotp",
+];
 
 /// A DNS server on loopback (UDP) answering TXT queries from a table the test fills in;
 /// every other question gets an empty answer. Real DNS messages, so the server's resolver
@@ -806,8 +807,7 @@ impl DnsStub {
 /// A TOTP code computed by PyPI's pyotp from an `otpauth://` URI, for the given Unix time:
 /// an authenticator implementation independent of ours.
 pub fn pyotp_code(uri: &str, unix_time: i64) -> String {
-    ensure_python_checkers();
-    let out = std::process::Command::new("python3")
+    let out = std::process::Command::new(ensure_python_checkers())
         .args([
             "-c",
             "import sys, pyotp\nprint(pyotp.parse_uri(sys.argv[1]).at(int(sys.argv[2])))",

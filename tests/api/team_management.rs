@@ -115,7 +115,6 @@ both_backends!(
             ),
             "{body}"
         );
-        ensure_python_checkers();
         let types = json_of(
             t.get(&t.url("/api/v1/webhooks/event-types"), &t.owner_token)
                 .await,

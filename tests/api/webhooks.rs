@@ -68,14 +68,13 @@ async fn make_key(t: &TestApp, name: &str) {
 
 /// Verifies with the independent Standard Webhooks implementation from PyPI.
 fn standard_verify(secret: &str, r: &Received) -> bool {
-    ensure_python_checkers();
     let script = "import json,sys\nfrom standardwebhooks.webhooks import Webhook\nd=json.load(sys.stdin)\nWebhook(d['secret']).verify(d['body'], d['headers'])\nprint('verified')";
     let input = json!({
         "secret": secret,
         "body": r.body,
         "headers": {"webhook-id": r.headers["webhook-id"], "webhook-timestamp": r.headers["webhook-timestamp"], "webhook-signature": r.headers["webhook-signature"]},
     });
-    let mut child = std::process::Command::new("python3")
+    let mut child = std::process::Command::new(ensure_python_checkers())
         .args(["-c", script])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -95,8 +94,7 @@ fn standard_verify(secret: &str, r: &Received) -> bool {
 
 /// Validates a delivered body against its published JSON Schema with PyPI's jsonschema.
 pub(crate) fn assert_valid(schema: &Value, body: &Value) {
-    ensure_python_checkers();
-    let mut child = std::process::Command::new("python3")
+    let mut child = std::process::Command::new(ensure_python_checkers())
         .args(["-c", "import json,sys\nimport jsonschema\nd=json.load(sys.stdin)\njsonschema.validate(d['body'], d['schema'])\nprint('valid')"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -176,7 +174,6 @@ both_backends!(
         .await;
         assert_eq!(page["counts"]["delivered"], 1);
         // The delivered body validates against the published JSON Schema (checked with PyPI's jsonschema).
-        ensure_python_checkers();
         let types = json_of(
             t.get(&t.url("/api/v1/webhooks/event-types"), &t.owner_token)
                 .await,
