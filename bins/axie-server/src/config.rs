@@ -230,6 +230,25 @@ impl ServerSettings {
                 .get(..8)
                 .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
     }
+
+    /// The URL this server answers at on this machine, listening on `port`, for the first-start
+    /// instructions: `https` when it serves TLS itself, an address that listens everywhere as
+    /// loopback, an IPv6 address in brackets.
+    #[must_use]
+    pub fn local_base(&self, port: u16) -> String {
+        let scheme = if self.tls_cert.as_os_str().is_empty() {
+            "http"
+        } else {
+            "https"
+        };
+        let host = match self.host.parse::<std::net::IpAddr>() {
+            Ok(ip) if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+            Ok(ip) if ip.is_unspecified() => "[::1]".to_owned(),
+            Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+            _ => self.host.clone(),
+        };
+        format!("{scheme}://{host}:{port}")
+    }
 }
 
 /// Invitation settings.
@@ -824,6 +843,26 @@ mod tests {
         }
         s.server.trusted_proxies = vec!["10.0.0.0/8".into(), "fd00::/8".into()];
         s.validate().unwrap();
+    }
+
+    /// The first start prints a URL that works: TLS, IPv6 and listening everywhere.
+    #[test]
+    fn the_local_base_is_a_url_that_answers() {
+        let mut s: Settings = Figment::new()
+            .merge(Toml::string(DEFAULTS))
+            .extract()
+            .unwrap();
+        let at = |s: &Settings| s.server.local_base(8080);
+        assert_eq!(at(&s), "http://127.0.0.1:8080");
+        s.server.host = "0.0.0.0".into();
+        assert_eq!(at(&s), "http://127.0.0.1:8080");
+        s.server.host = "::".into();
+        assert_eq!(at(&s), "http://[::1]:8080");
+        s.server.host = "::1".into();
+        assert_eq!(at(&s), "http://[::1]:8080");
+        s.server.host = "axie.internal".into();
+        s.server.tls_cert = "/etc/axie/cert.pem".into();
+        assert_eq!(at(&s), "https://axie.internal:8080");
     }
 
     /// An SMS gateway URL that no request could reach is refused at start, not at the first

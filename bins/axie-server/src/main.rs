@@ -466,7 +466,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Some(Command::Openapi) | Some(Command::Serve) | None => {
             let app = Application::build(settings).await?;
-            let base = format!("http://{}:{}", app.state().settings.server.host, app.port());
+            let base = app.state().settings.server.local_base(app.port());
             if let Some(report) = app.bootstrap() {
                 println!("{}", bootstrap::banner(report, &base));
             }
