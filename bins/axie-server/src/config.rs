@@ -663,6 +663,37 @@ impl Settings {
                 "`housekeeping.mail_days` must be at least `invitations.expiry_days`".into(),
             ));
         }
+        // Values that start but break the server later: a pool with no connection waits
+        // forever; one failed login locking every address out for 15 minutes; a checkpoint
+        // interval whose arithmetic overflows; an upload limit the server cannot hold in memory.
+        if self.database.max_connections == 0 || self.database.max_connections > 1_000 {
+            return Err(ConfigError(
+                "`database.max_connections` must be between 1 and 1000".into(),
+            ));
+        }
+        if self.security.address_login_failures < 3 {
+            return Err(ConfigError(
+                "`security.address_login_failures` must be at least 3 (fewer would lock an address out for a mistyped password)".into(),
+            ));
+        }
+        if self.audit.checkpoint_interval_secs > 30 * 86_400 {
+            return Err(ConfigError(
+                "`audit.checkpoint_interval_secs` must be at most 2592000 (30 days), or 0 for none"
+                    .into(),
+            ));
+        }
+        if self.workspace.document_max_bytes > 1 << 30 {
+            return Err(ConfigError(
+                "`workspace.document_max_bytes` must be at most 1073741824 (1 GiB): an upload is held in memory".into(),
+            ));
+        }
+        if !reqwest::Url::parse(&self.server.public_url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+        {
+            return Err(ConfigError(
+                "`server.public_url` must be an http:// or https:// URL (the address people use, for links in mail)".into(),
+            ));
+        }
         if self.accounts.reset_requests_per_address == 0 {
             return Err(ConfigError(
                 "`accounts.reset_requests_per_address` must be at least 1".into(),
@@ -843,6 +874,41 @@ mod tests {
         }
         s.server.trusted_proxies = vec!["10.0.0.0/8".into(), "fd00::/8".into()];
         s.validate().unwrap();
+    }
+
+    /// Values that would start and then break the server are refused at start, naming the key.
+    #[test]
+    fn values_that_break_the_server_later_are_refused() {
+        let base: Settings = Figment::new()
+            .merge(Toml::string(DEFAULTS))
+            .extract()
+            .unwrap();
+        let cases: [(&str, fn(&mut Settings)); 6] = [
+            ("database.max_connections", |s| {
+                s.database.max_connections = 0
+            }),
+            ("security.address_login_failures", |s| {
+                s.security.address_login_failures = 0;
+            }),
+            ("audit.checkpoint_interval_secs", |s| {
+                s.audit.checkpoint_interval_secs = u64::MAX;
+            }),
+            ("workspace.document_max_bytes", |s| {
+                s.workspace.document_max_bytes = u64::MAX;
+            }),
+            ("server.public_url", |s| {
+                s.server.public_url = "chat.example.com".into()
+            }),
+            ("server.public_url", |s| {
+                s.server.public_url = "ftp://chat.example.com".into()
+            }),
+        ];
+        for (key, break_it) in cases {
+            let mut s = base.clone();
+            break_it(&mut s);
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.contains(key), "{key}: {e}");
+        }
     }
 
     /// The first start prints a URL that works: TLS, IPv6 and listening everywhere.
