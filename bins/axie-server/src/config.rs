@@ -883,7 +883,8 @@ mod tests {
             .merge(Toml::string(DEFAULTS))
             .extract()
             .unwrap();
-        let cases: [(&str, fn(&mut Settings)); 6] = [
+        type Breaks = fn(&mut Settings);
+        let cases: [(&str, Breaks); 6] = [
             ("database.max_connections", |s| {
                 s.database.max_connections = 0
             }),
