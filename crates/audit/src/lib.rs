@@ -3,7 +3,12 @@
 //! A complete, tamper-evident audit log for Axie Enterprise organizations.
 //!
 //! Every record goes into its organization's hash chain (see [`chain`]); signed
-//! [`Checkpoint`]s of the chain head catch truncation and wholesale rewrites.
+//! [`Checkpoint`]s of the chain head catch truncation and rewrites by anyone
+//! without the key. Someone who can also delete the checkpoints from the
+//! database could rewrite the log and chain it anew, which then verifies with no
+//! checkpoint (`VerifiedChain::checkpoint_seq` is `None`): keep each
+//! organization's newest checkpoint outside the database too (a
+//! [`CheckpointWitness`], verified through [`Witnessed`]).
 //! The crate also defines the [`Journal`] through which every state change in
 //! the other crates records its audit records and domain events, so the storage
 //! adapter can commit them in the same transaction as the change.

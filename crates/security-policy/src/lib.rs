@@ -42,8 +42,8 @@ pub use mfa::{
     verify_totp,
 };
 pub use password::{
-    HashParams, MAX_PASSWORD_BYTES, PasswordHasher, PasswordPolicy, Verification, check_password,
-    context_words,
+    HashParams, MAX_PASSWORD_BYTES, MIN_LENGTH_FLOOR, PasswordHasher, PasswordPolicy, Verification,
+    check_password, context_words,
 };
 pub use session::{
     MAX_ABSOLUTE_TIMEOUT_MINUTES, SessionPolicy, SessionStatus, check_session, sessions_to_evict,

@@ -228,7 +228,16 @@ pub fn mfa_requirement(
     if enrolled {
         return MfaRequirement::Satisfied;
     }
-    let deadline = since.max(joined_at) + Duration::days(i64::from(grace_days));
+    // Checked: a grace of millions of days (a policy built by hand) is a deadline beyond any
+    // date, not a panic.
+    let Some(deadline) = since
+        .max(joined_at)
+        .checked_add_signed(Duration::days(i64::from(grace_days)))
+    else {
+        return MfaRequirement::Grace {
+            deadline: DateTime::<Utc>::MAX_UTC,
+        };
+    };
     if now < deadline {
         MfaRequirement::Grace { deadline }
     } else {
@@ -350,6 +359,15 @@ mod tests {
         let other = crate::Cipher::new(&[8; 32]);
         assert!(!sms_code_matches(&other, &ch, "usr_1", &code, now));
         assert_ne!(ch.code_hash, hash_token(&format!("sms:usr_1:{code}")));
+    }
+
+    #[test]
+    fn a_grace_beyond_any_date_is_no_panic() {
+        let since = at(1_800_000_000);
+        assert!(matches!(
+            mfa_requirement(Some(since), u32::MAX, since, false, since),
+            MfaRequirement::Grace { .. }
+        ));
     }
 
     #[test]

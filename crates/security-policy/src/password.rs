@@ -64,6 +64,10 @@ impl PasswordPolicy {
 /// whatever the policy's `max_length` in characters allows.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
+/// The shortest password [`check_password`] accepts under any policy (NIST SP 800-63B's
+/// minimum).
+pub const MIN_LENGTH_FLOOR: usize = 8;
+
 /// Checks `password` against `policy`; `context` holds words it must not contain
 /// (the email, its local part, the organization name).
 ///
@@ -86,11 +90,14 @@ pub fn check_password(
             max: policy.max_length,
         });
     }
+    // Never under NIST's 8, whatever a policy that skipped `validate` (deserialized, or built
+    // by hand) says.
     let min = if has_second_factor {
         policy.min_length_with_2fa
     } else {
         policy.min_length
-    };
+    }
+    .max(MIN_LENGTH_FLOOR);
     if len < min {
         return Err(PasswordError::TooShort { min });
     }
@@ -498,6 +505,27 @@ mod tests {
             &context_words("sarah.j@acme.example", "Acme Corp"),
             two_fa,
         )
+    }
+
+    /// A policy that skipped `validate` (deserialized, built by hand) still refuses a password
+    /// under 8 characters, the empty one first.
+    #[test]
+    fn no_policy_goes_under_the_floor() {
+        let lax = PasswordPolicy {
+            min_length: 0,
+            min_length_with_2fa: 0,
+            ..PasswordPolicy::default()
+        };
+        assert_eq!(
+            check_password(&lax, "", &[], false),
+            Err(PasswordError::TooShort {
+                min: MIN_LENGTH_FLOOR
+            })
+        );
+        assert_eq!(
+            check_password(&lax, "seven c", &[], true),
+            Err(PasswordError::TooShort { min: 8 })
+        );
     }
 
     #[test]
