@@ -2162,6 +2162,14 @@ both_backends!(
                 0o600
             );
         }
+        // Once the configuration holds that key, the file left behind is no pending rotation:
+        // the next one goes ahead (it was refused as "interrupted").
+        configured.security.encryption_key = fresh.clone().into();
+        let newer = security_policy::Cipher::generate_key();
+        axie_server::keys::rotate_encryption_key(&configured, &t.store, Some(&newer))
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&kept).unwrap(), newer);
     }
 );
 

@@ -34,6 +34,19 @@ fn next_key(path: &Path, fresh: impl FnOnce() -> String) -> Result<String, Failu
     }
 }
 
+/// Removes the key a finished rotation left at `path`: with the key in the configuration, the
+/// new one stays there until the operator deletes it, and once the configuration holds it
+/// (`configured`) it is no rotation's pending key any more. Left, it would refuse the next
+/// rotation as an interrupted one, or "resume" it to the key already in use.
+fn finished_rotation(path: &Path, configured: Option<&str>) -> Result<(), Failure> {
+    if let Some(current) = configured
+        && pending_key(path).as_deref() == Some(current.trim())
+    {
+        std::fs::remove_file(path)?;
+    }
+    Ok(())
+}
+
 /// The new key an interrupted rotation left at `path`, if any.
 fn pending_key(path: &Path) -> Option<String> {
     std::fs::read_to_string(path)
@@ -91,6 +104,10 @@ pub async fn rotate_encryption_key(
     let configured = !settings.security.encryption_key.expose_secret().is_empty();
     let dir = &settings.server.data_dir;
     let next_path = dir.join("encryption.key.next");
+    finished_rotation(
+        &next_path,
+        configured.then(|| settings.security.encryption_key.expose_secret()),
+    )?;
     let text = match (configured, new_key) {
         (_, Some(k)) => k.to_owned(),
         (true, None) => pending_key(&next_path).ok_or_else(|| {
@@ -167,6 +184,10 @@ pub async fn rotate_checkpoint_key(
     let dir = &settings.server.data_dir;
     let orgs = audit::AuditStore::organizations(store).await?;
     let next_path = dir.join("checkpoint.key.next");
+    finished_rotation(
+        &next_path,
+        configured.then(|| settings.security.checkpoint_key.expose_secret()),
+    )?;
     let text = match (configured, new_key) {
         (_, Some(k)) => k.to_owned(),
         (true, None) => pending_key(&next_path).ok_or_else(|| {

@@ -3107,7 +3107,7 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                 set_default_team_role(&mut s, w.org, w.user, to);
                 if !to.is_admin() {
                     revoke_invitations_by(&mut s, w.org, w.user, w.now);
-                    revoke_scim_tokens(&mut s, w.org, w.user, w.now);
+                    report.scim_tokens_revoked += revoke_scim_tokens(&mut s, w.org, w.user, w.now);
                     lower_team_admin_roles(&mut s, w.org, w.user);
                 }
             }
@@ -3133,7 +3133,7 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
                         k.0.revoked_at = Some(w.now);
                         report.api_keys_deactivated += 1;
                     }
-                    report.scim_tokens_revoked = revoke_scim_tokens(&mut s, w.org, w.user, w.now);
+                    report.scim_tokens_revoked += revoke_scim_tokens(&mut s, w.org, w.user, w.now);
                     let (touched, gone) = sign_out_in(&mut s, w.org, w.user, w.now);
                     report.sessions_ended += gone;
                     revoked += touched;

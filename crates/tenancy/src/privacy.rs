@@ -617,11 +617,21 @@ where
         (Vec::new(), false)
     };
     let consents = all_consents_of(store, org, user).await?;
-    // Mail the organization sent them (at their account's address or one they were invited
-    // at): what, when, whether it went; not the bodies, which hold links for them alone.
-    let mut addresses: Vec<String> = invitations.iter().map(|i| i.email.to_string()).collect();
+    // Mail the organization sent them: at their account's address, and at an address they
+    // were invited at until they accepted (after that, mail there is whoever holds it then:
+    // an identity provider may have moved them, and the address reissued to someone else);
+    // what, when, whether it went; not the bodies, which hold links for them alone.
+    let mut addresses: Vec<(String, Option<DateTime<Utc>>)> = invitations
+        .iter()
+        .map(|i| {
+            (
+                i.email.to_string(),
+                Some(i.accepted_at.unwrap_or(i.created_at)),
+            )
+        })
+        .collect();
     if let Some(m) = &m {
-        addresses.push(m.user.email.to_string());
+        addresses.push((m.user.email.to_string(), None));
     }
     let (mail, mail_truncated) = mail_to(store, org, &addresses).await?;
     let scim = store.user_record(org, user).await?.map(|r| {
@@ -837,27 +847,24 @@ pub async fn erase<S: TenancyStore + MembershipStore + PrivacyStore + AuditStore
         .await
 }
 
-/// [`erase`] for someone who is no longer a member: refused (`NotFound`) unless the
-/// organization's audit log names them, as actor or as the member or person acted on, so that
-/// an id from elsewhere erases nothing here.
 /// The most mails an export lists; past it, `mail_truncated` says so.
 const EXPORT_MAX_MAILS: usize = 1_000;
 
-/// The mail of `org` sent to one of `addresses`, newest first, at most [`EXPORT_MAX_MAILS`],
-/// and whether there were more.
+/// The mail of `org` sent to one of `addresses`, each up to its time (`None`: any time), newest
+/// first, at most [`EXPORT_MAX_MAILS`], and whether there were more.
 async fn mail_to<S: audit::MailOutbox + ?Sized>(
     store: &S,
     org: OrgId,
-    addresses: &[String],
+    addresses: &[(String, Option<DateTime<Utc>>)],
 ) -> Result<(Vec<Value>, bool), TenancyError> {
     let mut out = Vec::new();
     let mut before: Option<String> = None;
     loop {
         let page = store.list_mails(Some(org), before.as_deref(), 500).await?;
         for m in page.iter().filter(|m| {
-            addresses
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case(m.to.as_str()))
+            addresses.iter().any(|(a, until)| {
+                a.eq_ignore_ascii_case(m.to.as_str()) && until.is_none_or(|u| m.created_at <= u)
+            })
         }) {
             if out.len() == EXPORT_MAX_MAILS {
                 return Ok((out, true));
@@ -900,6 +907,9 @@ async fn named_in_log<S: AuditStore + ?Sized>(
     Ok(false)
 }
 
+/// [`erase`] for someone who is no longer a member: refused (`NotFound`) unless the
+/// organization's audit log names them, as actor or as the member or person acted on, so that
+/// an id from elsewhere erases nothing here.
 async fn erase_former<S: MembershipStore + PrivacyStore + AuditStore + ?Sized>(
     store: &S,
     caller: &Caller,

@@ -248,6 +248,14 @@ async fn remove_orphans(db: &sea_orm::DatabaseConnection) -> Result<u64, sea_orm
             .await?
             .is_some();
         if !exists {
+            // The chain head first: a late append holds it until it commits, so once it is
+            // ours every record appended under it is committed and seen by the deletes below
+            // (events before the head would leave a late writer's records behind, headless,
+            // where no later pass looks). An append after this commit starts a new head,
+            // which the next pass finds.
+            crate::entity::audit_head::Entity::delete_by_id(id.clone())
+                .exec(&txn)
+                .await?;
             super::tenancy::delete_org_rows(&txn, &id).await?;
             removed += 1;
         }

@@ -138,18 +138,20 @@ pub(super) async fn change_role(
     user: UserId,
     (from, to): (OrgRole, OrgRole),
     now: DateTime<Utc>,
-) -> Result<(), TenancyError> {
+) -> Result<u64, TenancyError> {
     if !update_role(txn, org, user, from, to).await? {
         return Err(TenancyError::Conflict(
             "the member's role changed meanwhile; reload and try again".into(),
         ));
     }
     set_default_team_role(txn, org, user, to).await?;
+    let mut tokens = 0;
     if !to.is_admin() {
         revoke_invitations_by(txn, org, user, now).await?;
         // Their SCIM tokens stop working with the role (only an Owner's or Admin's work); revoked,
         // they do not work again should the person be made an Admin again.
-        super::scim::revoke_scim_tokens(txn, &org.to_string(), &user.to_string(), now).await?;
+        tokens =
+            super::scim::revoke_scim_tokens(txn, &org.to_string(), &user.to_string(), now).await?;
         // Admin roles in teams go with the organization's: such a role came with it (an
         // Admin invited into a team, say) as often as not, and a demotion takes away the
         // right to manage people. The Owner or an Admin gives one back where it is meant.
@@ -165,7 +167,8 @@ pub(super) async fn change_role(
             .await
             .map_err(store)?;
     }
-    Ok(())
+    // How many SCIM tokens the demotion revoked.
+    Ok(tokens)
 }
 
 #[async_trait]

@@ -393,6 +393,7 @@ impl ScimStore for SeaStore {
                 .await
                 .map_err(store)?;
         }
+        let mut demotion_tokens = 0;
         if let Some((from, to)) = w.role {
             // Never the Owner's row (the domain refuses it; this keeps the store honest too).
             if from == OrgRole::Owner || to == OrgRole::Owner {
@@ -401,14 +402,17 @@ impl ScimStore for SeaStore {
                 ));
             }
             // Its role changed since the service read it: a race, not a duplicate.
-            super::members::change_role(&txn, w.org, w.user, (from, to), w.now)
+            demotion_tokens = super::members::change_role(&txn, w.org, w.user, (from, to), w.now)
                 .await
                 .map_err(|e| match e {
                     TenancyError::Conflict(m) => TenancyError::Changed(m),
                     other => other,
                 })?;
         }
-        let mut report = MemberWriteReport::default();
+        let mut report = MemberWriteReport {
+            scim_tokens_revoked: demotion_tokens,
+            ..MemberWriteReport::default()
+        };
         // The sessions the write ends or signs out of the organization, each recorded.
         let mut revoked = 0;
         if w.password_hash.is_some() {
@@ -449,7 +453,7 @@ impl ScimStore for SeaStore {
                     .await
                     .map_err(store)?
                     .rows_affected;
-                report.scim_tokens_revoked = revoke_scim_tokens(&txn, &org, &uid, w.now).await?;
+                report.scim_tokens_revoked += revoke_scim_tokens(&txn, &org, &uid, w.now).await?;
                 // Sessions belong to the person: those good in no other organization where
                 // they are active end, the others are signed out of this one (so that being
                 // reactivated does not open it to them again).

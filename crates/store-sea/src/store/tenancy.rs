@@ -66,12 +66,6 @@ where
     Ok(E::find_by_id(id).one(txn).await.map_err(store)?.is_some())
 }
 
-/// Takes the organization's write lock for the rest of the transaction (a row lock on
-/// PostgreSQL, the database write lock on SQLite), so count-then-insert limit checks are atomic.
-///
-/// Lock order: a transaction that locks (or updates) a person's account row and an
-/// organization takes the account first ([`lock_user`]), then the organization, so two of them
-/// never wait on each other (erasure, SCIM writes and password resets follow it).
 /// Deletes every row of the organization `id` in `txn` but its own: the attempts of its
 /// webhook deliveries (which name no organization), then each of [`crate::ORG_TABLES`].
 pub(crate) async fn delete_org_rows(
@@ -99,6 +93,12 @@ pub(crate) async fn delete_org_rows(
     Ok(())
 }
 
+/// Takes the organization's write lock for the rest of the transaction (a row lock on
+/// PostgreSQL, the database write lock on SQLite), so count-then-insert limit checks are atomic.
+///
+/// Lock order: a transaction that locks (or updates) a person's account row and an
+/// organization takes the account first ([`lock_user`]), then the organization, so two of them
+/// never wait on each other (erasure, SCIM writes and password resets follow it).
 pub(crate) async fn lock_org(txn: &DatabaseTransaction, org: OrgId) -> Result<(), TenancyError> {
     let res = organization::Entity::update_many()
         .col_expr(
