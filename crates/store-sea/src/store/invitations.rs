@@ -21,99 +21,16 @@ use crate::SeaStore;
 use crate::convert::{json, micros, to_json};
 use crate::entity::{bulk_preview, invitation, mail, membership, user};
 
-async fn is_member_by_email(
-    txn: &DatabaseTransaction,
-    org: OrgId,
-    email: &str,
-) -> Result<bool, TenancyError> {
-    let Some(u) = user::Entity::find()
-        .filter(user::Column::Email.eq(email))
-        .one(txn)
-        .await
-        .map_err(store)?
-    else {
-        return Ok(false);
-    };
-    Ok(membership::Entity::find_by_id((org.to_string(), u.id))
-        .one(txn)
-        .await
-        .map_err(store)?
-        .is_some())
-}
-
-/// Inserts a pending invitation unless the address is a member or already invited, or the
-/// seat limit (members plus pending invitations) is reached, or the inviter no longer may
-/// invite with its role. Runs inside the caller's transaction, after `lock_org`.
-async fn insert_checked(
-    txn: &DatabaseTransaction,
-    inv: &Invitation,
-    token_hash: &str,
-    limits: &billing_limits::PlanLimits,
-) -> Result<(), TenancyError> {
-    // The inviter's rights, as they are now: a demotion or removal that committed since the
-    // service checked them withdrew the invitations that existed then, and must not be
-    // outlived by this one.
-    let inviter = membership::Entity::find_by_id((inv.org.to_string(), inv.invited_by.to_string()))
-        .one(txn)
-        .await
-        .map_err(store)?
-        .filter(|m| m.deactivated_at.is_none())
-        .and_then(|m| OrgRole::parse(&m.role));
-    tenancy::invitations::check_inviter(inviter, inv.role)?;
-    // The team, as it is now: deleting it takes the organization's lock too and revokes its
-    // pending invitations, so one inserted after that must not name it.
-    if let Some(t) = inv.team {
-        match super::workspace::team_row(txn, inv.org, t.id).await? {
-            Some(row) if row.archived_at.is_none() => {}
-            _ => return Err(TenancyError::NotFound("team")),
-        }
-    }
-    if is_member_by_email(txn, inv.org, inv.email.as_str()).await? {
-        return Err(TenancyError::Conflict(format!(
-            "`{}` is already a member",
-            inv.email
-        )));
-    }
-    let already = pending_invitations(inv.org, inv.created_at)
-        .filter(invitation::Column::Email.eq(inv.email.as_str()))
-        .count(txn)
-        .await
-        .map_err(store)?;
-    if already > 0 {
-        return Err(TenancyError::Conflict(format!(
-            "`{}` already has a pending invitation",
-            inv.email
-        )));
-    }
-    check_seat(txn, inv.org, limits, inv.created_at, None).await?;
-    invitation::Entity::insert(invitation::ActiveModel {
-        id: Set(inv.id.to_string()),
-        org_id: Set(inv.org.to_string()),
-        email: Set(inv.email.as_str().to_owned()),
-        role: Set(inv.role.as_str().to_owned()),
-        invited_by: Set(inv.invited_by.to_string()),
-        token_hash: Set(token_hash.to_owned()),
-        created_at: Set(micros(inv.created_at)),
-        expires_at: Set(micros(inv.expires_at)),
-        accepted_at: Set(None),
-        accepted_by: Set(None),
-        revoked_at: Set(None),
-        team_id: Set(inv.team.map(|t| t.id.to_string())),
-        team_role: Set(inv.team.map(|t| t.role.as_str().to_owned())),
-    })
-    .exec_without_returning(txn)
-    .await
-    .map_err(store)?;
-    Ok(())
-}
-
-/// [`insert_checked`] for a bulk confirmation's invitations (all of `org`, each to another
-/// address), with the same checks made once for all: the inviters' rights and the teams as
+/// Inserts pending invitations of `org` (one, or a bulk confirmation's), each refused unless
+/// its address is neither a member's nor invited already (nor twice in the batch), its inviter
+/// still may invite with its role, its team is live, and the seat limit (members plus pending
+/// invitations) holds them all. Runs inside the caller's transaction, after `lock_org`. The
+/// checks are made once for the batch: the inviters' rights and the teams as
 /// they are now, the addresses that are members or invited already (a query per 500), and the
 /// seats for all of them; then the inserts, 500 rows a statement. A row at a time, a sheet of
 /// 10,000 took some 70,000 statements and recounted the pending invitations for each, holding
 /// the organization's lock (on SQLite, the one writer) the while.
-async fn insert_checked_many(
+async fn insert_checked(
     txn: &DatabaseTransaction,
     org: OrgId,
     invitations: &[(Invitation, String)],
@@ -126,6 +43,10 @@ async fn insert_checked_many(
     let mut inviters: HashMap<UserId, Option<OrgRole>> = HashMap::new();
     let mut teams: HashMap<TeamId, bool> = HashMap::new();
     for (inv, _) in invitations {
+        // The inviter's rights as they are now: a demotion or removal committed since the
+        // service checked them withdrew the invitations that existed then, and must not be
+        // outlived by these. The team as it is now: deleting it takes the organization's lock
+        // too and revokes its pending invitations.
         if let Entry::Vacant(slot) = inviters.entry(inv.invited_by) {
             let role =
                 membership::Entity::find_by_id((org.to_string(), inv.invited_by.to_string()))
@@ -319,7 +240,8 @@ impl InvitationStore for SeaStore {
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         lock_org(&txn, inv.org).await?;
-        insert_checked(&txn, inv, token_hash, limits).await?;
+        let one = [(inv.clone(), token_hash.to_owned())];
+        insert_checked(&txn, inv.org, &one, limits, inv.created_at).await?;
         commit(txn, journal).await
     }
 
@@ -641,7 +563,7 @@ impl BulkStore for SeaStore {
         if used.rows_affected != 1 {
             return Err(TenancyError::NotFound("preview"));
         }
-        insert_checked_many(&txn, org, invitations, limits, now).await?;
+        insert_checked(&txn, org, invitations, limits, now).await?;
         commit(txn, journal).await
     }
 }
