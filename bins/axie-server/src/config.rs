@@ -497,6 +497,47 @@ fn redact_url<S: serde::Serializer>(s: &str, ser: S) -> Result<S::Ok, S::Error> 
     }
 }
 
+/// Renders figment's errors without any value a secret setting might hold.
+///
+/// figment's own rendering quotes the offending value (`found string "…" for key
+/// "smtp.password"`) and a TOML syntax error quotes the offending line of the file with a caret
+/// under it; either can be a password, printed to the terminal or the service's log. Values are
+/// named only for settings that hold no secret, and a syntax error keeps its position and
+/// reason but not the line.
+fn describe(errors: figment::Error) -> String {
+    use figment::error::Kind;
+    errors
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let secret = SECRET_KEYS.contains(&key.as_str()) || key == "database.url";
+            let text = match &e.kind {
+                Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) if secret => {
+                    format!("`{key}` must be {expected}")
+                }
+                // A TOML syntax error: "TOML parse error at line 3, column 20", the line with a
+                // caret under it, the reason.
+                Kind::Message(m) => m
+                    .lines()
+                    .filter(|l| {
+                        let t = l
+                            .trim_start()
+                            .trim_start_matches(|c: char| c.is_ascii_digit());
+                        !t.trim_start().starts_with('|') && !l.trim().is_empty()
+                    })
+                    .collect::<Vec<_>>()
+                    .join(": "),
+                _ => return e.to_string(),
+            };
+            match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+                Some(source) => format!("{text} (in {source})"),
+                None => text,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// A configuration problem, reported at start with the offending key.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -539,7 +580,7 @@ impl Settings {
         {
             fig = fig.merge(Serialized::default("database.url", url));
         }
-        let settings: Settings = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
+        let settings: Settings = fig.extract().map_err(|e| ConfigError(describe(e)))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -1003,6 +1044,28 @@ mod tests {
         s.billing.pro_monthly_cents = u64::MAX;
         let e = s.validate().unwrap_err();
         assert!(e.0.contains("`billing.pro_monthly_cents`"), "{}", e.0);
+    }
+
+    /// A mistyped or malformed secret in the file is reported without the secret.
+    #[test]
+    fn configuration_errors_do_not_print_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("axie.toml");
+        std::fs::write(&file, "[smtp]\npassword = \"s3cretpw\n").unwrap();
+        let e = Settings::load(Some(&file)).unwrap_err().0;
+        assert!(!e.contains("s3cretpw"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+        assert!(e.contains("axie.toml"), "{e}");
+
+        std::fs::write(&file, "[smtp]\npassword = 8675309\n").unwrap();
+        let e = Settings::load(Some(&file)).unwrap_err().0;
+        assert!(!e.contains("8675309"), "{e}");
+        assert!(e.contains("`smtp.password` must be a string"), "{e}");
+
+        // Settings that hold no secret still show what was found.
+        std::fs::write(&file, "[server]\nport = \"eighty\"\n").unwrap();
+        let e = Settings::load(Some(&file)).unwrap_err().0;
+        assert!(e.contains("eighty") && e.contains("server.port"), "{e}");
     }
 
     #[test]
