@@ -1241,6 +1241,13 @@ both_backends!(
         let changes = t.audit("action=security_policy.updated").await;
         assert_eq!(changes.len(), 2);
         assert_eq!(changes[0]["metadata"]["fields"], json!(["ip_allowlist"]));
+        // What the list was and became: the log alone tells what was opened.
+        let what = &changes[0]["metadata"]["changes"]["ip_allowlist"];
+        assert_eq!(what["to"], json!([]), "{what}");
+        assert!(
+            what["from"].as_array().is_some_and(|l| !l.is_empty()),
+            "{what}"
+        );
 
         // Policy changes apply to sessions that already exist.
         let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
@@ -1276,6 +1283,11 @@ both_backends!(
         let bad = problem(t.patch(&t.org("/security"), &t.owner_token, &json!({ "sessions": { "absolute_timeout_minutes": 60, "idle_timeout_minutes": 120, "max_concurrent": 3 } })).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input").await;
         assert!(bad["detail"].as_str().unwrap().contains("idle"));
         t.patch(&t.org("/security"), &t.owner_token, &json!({ "sessions": { "absolute_timeout_minutes": 60, "idle_timeout_minutes": 5, "max_concurrent": 3 } })).await;
+        let logged = t.audit("action=security_policy.updated").await;
+        let sessions = &logged[0]["metadata"]["changes"]["sessions"];
+        assert_eq!(sessions["to"]["idle_timeout_minutes"], 5, "{sessions}");
+        assert_eq!(sessions["to"]["absolute_timeout_minutes"], 60, "{sessions}");
+        assert_ne!(sessions["from"], sessions["to"], "{sessions}");
         assert_eq!(
             t.get(&t.url("/api/v1/me"), &lisa).await.status(),
             StatusCode::OK

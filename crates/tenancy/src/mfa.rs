@@ -1037,11 +1037,75 @@ pub fn requirement(
     now: DateTime<Utc>,
 ) -> MfaRequirement {
     let p = &org.security.mfa;
+    // A requirement without its start (settings written by hand or by an older version) is
+    // in force since the epoch: a missing date must not switch the requirement off.
     security_policy::mfa_requirement(
-        p.required.then_some(p.required_since).flatten(),
+        p.required
+            .then(|| p.required_since.unwrap_or(DateTime::<Utc>::UNIX_EPOCH)),
         p.grace_days,
         joined_at,
         enrolled,
         now,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MfaPolicy, requirement};
+    use crate::{CompanyProfile, Organization, SecuritySettings};
+    use chrono::{DateTime, Duration, Utc};
+    use security_policy::MfaRequirement;
+
+    fn org(mfa: MfaPolicy, at: DateTime<Utc>) -> Organization {
+        Organization {
+            id: rbac_core::OrgId::new(),
+            name: "Org".into(),
+            plan: billing_limits::Plan::Enterprise,
+            profile: CompanyProfile::default(),
+            access: rbac_core::FeatureAccess::default(),
+            security: SecuritySettings {
+                mfa,
+                ..SecuritySettings::default()
+            },
+            created_at: at,
+            audit_archived_at: None,
+            limit_overrides: billing_limits::LimitOverrides::default(),
+            limit_overrides_plan: None,
+        }
+    }
+
+    /// A requirement stored without its start date is in force, not switched off.
+    #[test]
+    fn a_requirement_without_its_start_is_in_force() {
+        let now = DateTime::from_timestamp(1_764_547_200, 0).unwrap_or_default();
+        let joined = now - Duration::days(30);
+        let undated = org(
+            MfaPolicy {
+                required: true,
+                required_since: None,
+                grace_days: 7,
+                ..MfaPolicy::default()
+            },
+            joined,
+        );
+        assert_eq!(
+            requirement(&undated, joined, false, now),
+            MfaRequirement::EnrolmentRequired
+        );
+        assert_eq!(
+            requirement(&undated, now, false, now),
+            MfaRequirement::Grace {
+                deadline: now + Duration::days(7)
+            }
+        );
+        assert_eq!(
+            requirement(&undated, joined, true, now),
+            MfaRequirement::Satisfied
+        );
+        let off = org(MfaPolicy::default(), joined);
+        assert_eq!(
+            requirement(&off, joined, false, now),
+            MfaRequirement::Satisfied
+        );
+    }
 }

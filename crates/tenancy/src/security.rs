@@ -112,7 +112,9 @@ pub async fn update<S: TenancyStore + ?Sized>(
         fields.push("blocked_countries");
     }
     if let Some(required) = change.mfa_required {
-        if required != before.mfa.required {
+        // Turning it on starts the grace period now; so does confirming a requirement that
+        // has no start (settings written by hand), which `mfa::requirement` holds in force.
+        if required != before.mfa.required || (required && before.mfa.required_since.is_none()) {
             after.mfa.required = required;
             after.mfa.required_since = required.then_some(now);
         }
@@ -161,6 +163,20 @@ pub async fn update<S: TenancyStore + ?Sized>(
     if after == before {
         return Ok(after);
     }
+    // What each changed setting was and became, for the compliance reader of the log (a
+    // lowered password length or a longer session is otherwise only a field name).
+    let mut changes = serde_json::Map::new();
+    let (old, new) = (
+        serde_json::to_value(&before).map_err(|e| crate::StoreError::msg(e.to_string()))?,
+        serde_json::to_value(&after).map_err(|e| crate::StoreError::msg(e.to_string()))?,
+    );
+    for field in &fields {
+        let pointer = format!("/{}", field.replace('.', "/"));
+        let (from, to) = (old.pointer(&pointer), new.pointer(&pointer));
+        if from != to {
+            changes.insert((*field).to_owned(), json!({ "from": from, "to": to }));
+        }
+    }
     let journal = Journal::record(
         caller
             .audit(
@@ -170,6 +186,7 @@ pub async fn update<S: TenancyStore + ?Sized>(
             )
             .with_metadata(Metadata::from_value(json!({
                 "fields": fields,
+                "changes": changes,
                 "ip_allowlist": after.ip_allowlist.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "blocked_countries": after.blocked_countries,
                 "mfa_required": after.mfa.required,
