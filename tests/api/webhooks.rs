@@ -92,6 +92,45 @@ fn standard_verify(secret: &str, r: &Received) -> bool {
     String::from_utf8_lossy(&out.stdout).contains("verified")
 }
 
+/// Verifies `X-Webhook-Signature` with the Python function the README gives receivers, taken
+/// from the README itself (so what it tells them is what the server does).
+fn readme_verify(secret: &str, r: &Received) -> bool {
+    let readme = include_str!("../../README.md");
+    let fence = "```python\nimport base64";
+    let start = readme.find(fence).expect("the README's receiver snippet") + "```python\n".len();
+    let end = start + readme[start..].find("```").expect("its closing fence");
+    let script = format!(
+        "{}\nimport json,sys\nd=json.load(sys.stdin)\nprint('verified' if valid(d['secret'], d['ts'], d['body'].encode(), d['sig']) else 'refused')",
+        &readme[start..end]
+    );
+    let input = json!({
+        "secret": secret,
+        "body": r.body,
+        "ts": r.headers["x-webhook-timestamp"],
+        "sig": r.headers["x-webhook-signature"],
+    });
+    let mut child = std::process::Command::new(ensure_python_checkers())
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        input.to_string().as_bytes(),
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("verified") || said.contains("refused"),
+        "the README's snippet failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    said.contains("verified")
+}
+
 /// Validates a delivered body against its published JSON Schema with PyPI's jsonschema.
 pub(crate) fn assert_valid(schema: &Value, body: &Value) {
     let mut child = std::process::Command::new(ensure_python_checkers())
@@ -161,6 +200,7 @@ both_backends!(
         forged.body = forged.body.replace("Production", "Forged");
         assert!(our_verify(&secret, &forged).is_err());
         assert!(!standard_verify(&secret, &forged));
+        assert!(readme_verify(&secret, r) && !readme_verify(&secret, &forged));
         let page = json_of(
             t.get(
                 &t.org(&format!(
@@ -331,6 +371,19 @@ both_backends!(
         )
         .await;
         assert_eq!(again["items"].as_array().unwrap().len(), 2, "{again}");
+        // Recovering while it is disabled would queue deliveries that wait unseen: refused.
+        let since = (chrono::Utc::now() - chrono::Duration::minutes(5)).to_rfc3339();
+        problem(
+            t.post(
+                &t.org(&format!("/webhooks/{eid}/recover")),
+                &t.owner_token,
+                &json!({"since": since}),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "endpoint_disabled",
+        )
+        .await;
         // Re-enable, then recover everything that failed since before the test began.
         json_of(
             t.patch(
@@ -341,7 +394,6 @@ both_backends!(
             .await,
         )
         .await;
-        let since = (chrono::Utc::now() - chrono::Duration::minutes(5)).to_rfc3339();
         let rec = json_of(
             t.post(
                 &t.org(&format!("/webhooks/{eid}/recover")),
@@ -520,6 +572,7 @@ both_backends!(
         our_verify(&old, &got[1]).unwrap();
         our_verify(&new, &got[1]).unwrap();
         assert!(standard_verify(&new, &got[1]) && standard_verify(&old, &got[1]));
+        assert!(readme_verify(&new, &got[1]) && readme_verify(&old, &got[1]));
 
         for bad in [
             "ftp://example.com/x",

@@ -309,11 +309,21 @@ pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) 
                     } else if *stopping.borrow() {
                         tracing::info!(delivery = %d.id, "webhook worker: stopping; not attempted, claimed again after the lease");
                     } else {
-                        let outcome = attempt(&st, &d, ep, secrets, lease).await;
-                        if outcomes.send((d, outcome)).is_err() {
-                            tracing::error!(
-                                "webhook worker: the recorder stopped; the attempt will be retried after the lease"
-                            );
+                        // What goes out is what the database holds now: while the delivery
+                        // waited, its endpoint may have been deleted, disabled or pointed
+                        // elsewhere, its secrets rotated, its payload erased.
+                        drop((ep, secrets));
+                        match st.store.still_leased(&d, lease).await {
+                            Ok(Some((d, ep, secrets))) => {
+                                let outcome = attempt(&st, &d, ep, secrets, lease).await;
+                                if outcomes.send((d, outcome)).is_err() {
+                                    tracing::error!(
+                                        "webhook worker: the recorder stopped; the attempt will be retried after the lease"
+                                    );
+                                }
+                            }
+                            Ok(None) => tracing::info!(delivery = %d.id, "webhook worker: the delivery, or its endpoint, changed since the claim (deleted, disabled or resent); not sent"),
+                            Err(e) => tracing::warn!(delivery = %d.id, error = %e, "webhook worker: cannot read the delivery again; claimed again after the lease"),
                         }
                     }
                 }

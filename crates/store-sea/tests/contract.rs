@@ -586,6 +586,8 @@ async fn orphan_attempts(store: &SeaStore) -> u64 {
 async fn webhook_contract(store: &SeaStore) {
     let o = org(store).await;
     webhooks::contract::run(store, o).await;
+    webhooks::contract::claimed_deliveries_are_read_again_before_sending(store, org(store).await)
+        .await;
     webhooks::contract::endpoints_are_capped_per_organization(
         store,
         org(store).await,

@@ -1022,6 +1022,117 @@ pub async fn an_endpoint_deleted_mid_attempt_keeps_nothing(
     dropped
 }
 
+/// Checks [`WebhookStore::still_leased`]: a claimed delivery is read again as it is now
+/// (its endpoint's new URL), and not at all once its endpoint is disabled or deleted, once
+/// it was claimed again under another lease, or under a lease it never had.
+pub async fn claimed_deliveries_are_read_again_before_sending(
+    store: &dyn WebhookStore,
+    org: OrgId,
+) {
+    let (ep, _) = endpoint_with_tests(store, org, 3).await;
+    let lease = now() + Duration::seconds(60);
+    let claimed: Vec<Delivery> = store
+        .claim_deliveries(now(), lease, 100, &[], &[])
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.1.id == ep.id)
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(claimed.len(), 3);
+    let (first, again) = (&claimed[0], store.still_leased(&claimed[0], lease).await);
+    let (d, e, s) = again.unwrap().expect("still leased, endpoint enabled");
+    assert_eq!(
+        (&d.id, d.attempts, &d.payload),
+        (&first.id, 0, &first.payload)
+    );
+    assert_eq!(
+        d.next_attempt_at, first.next_attempt_at,
+        "as the claim returned it"
+    );
+    assert_eq!(e.url.as_str(), "https://hooks.example.com/a");
+    assert_eq!((s.current.as_str(), s.previous), ("v1:secret", None));
+    assert!(
+        store
+            .still_leased(first, lease + Duration::seconds(1))
+            .await
+            .unwrap()
+            .is_none(),
+        "not under a lease it does not hold"
+    );
+
+    // The endpoint pointed elsewhere: the new address is the one read.
+    let moved = EndpointChange {
+        url: Some(WebhookUrl::parse("https://hooks.example.com/moved", true).unwrap()),
+        ..EndpointChange::default()
+    };
+    store
+        .update_endpoint(org, ep.id, &moved, note(org))
+        .await
+        .unwrap();
+    let (_, e, _) = store.still_leased(first, lease).await.unwrap().unwrap();
+    assert_eq!(e.url.as_str(), "https://hooks.example.com/moved");
+
+    // Claimed again by another worker after the lease ran out: not this worker's to send.
+    let later = lease + Duration::seconds(1);
+    let retaken = store
+        .claim_deliveries(later, later + Duration::seconds(60), 100, &[], &[])
+        .await
+        .unwrap();
+    assert_eq!(retaken.iter().filter(|c| c.1.id == ep.id).count(), 3);
+    assert!(store.still_leased(first, lease).await.unwrap().is_none());
+    let current = later + Duration::seconds(60);
+    assert!(
+        store
+            .still_leased(&claimed[1], current)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Disabled by hand: nothing goes out.
+    let off = EndpointChange {
+        enabled: Some(false),
+        ..EndpointChange::default()
+    };
+    store
+        .update_endpoint(org, ep.id, &off, note(org))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .still_leased(&claimed[1], current)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Deleted: nothing either.
+    let on = EndpointChange {
+        enabled: Some(true),
+        ..EndpointChange::default()
+    };
+    store
+        .update_endpoint(org, ep.id, &on, note(org))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .still_leased(&claimed[2], current)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    store.delete_endpoint(org, ep.id, note(org)).await.unwrap();
+    assert!(
+        store
+            .still_leased(&claimed[2], current)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
 /// Checks the adapter's fan-out: `commit` must commit a journal the way the adapter's
 /// mutating methods do. Enabled endpoints that want an event get a pending delivery, those
 /// disabled automatically a failed one (for a recovery), those disabled by hand none.

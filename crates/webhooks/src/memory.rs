@@ -272,6 +272,32 @@ impl WebhookStore for MemoryWebhookStore {
         Ok(out)
     }
 
+    async fn still_leased(
+        &self,
+        delivery: &Delivery,
+        lease: DateTime<Utc>,
+    ) -> Result<Option<(Delivery, Endpoint, StoredSecrets)>, WebhookError> {
+        let s = self.lock()?;
+        let Some(d) = s.deliveries.iter().find(|d| {
+            d.id == delivery.id
+                && d.attempts == delivery.attempts
+                && d.status == DeliveryStatus::Pending
+                && d.next_attempt_at == lease
+        }) else {
+            return Ok(None);
+        };
+        Ok(s.endpoints
+            .iter()
+            .find(|(e, _)| e.id == d.endpoint && e.enabled)
+            .map(|(e, sec)| {
+                let now = Delivery {
+                    next_attempt_at: delivery.next_attempt_at,
+                    ..d.clone()
+                };
+                (now, e.clone(), sec.clone())
+            }))
+    }
+
     async fn record_attempt(
         &self,
         delivery: &Delivery,
@@ -442,6 +468,8 @@ mod tests {
     async fn memory_store_meets_the_contract() {
         let store = MemoryWebhookStore::new();
         crate::contract::run(&store, OrgId::new()).await;
+        crate::contract::claimed_deliveries_are_read_again_before_sending(&store, OrgId::new())
+            .await;
         crate::contract::endpoints_are_capped_per_organization(&store, OrgId::new(), OrgId::new())
             .await;
         crate::contract::claims_skip_organizations_and_take_a_share_of_one(

@@ -373,7 +373,9 @@ pub fn headers(
 /// queue with a fresh attempt budget, audited. Returns how many.
 ///
 /// # Errors
-/// [`WebhookError::NotFound`] for an unknown endpoint, or a single delivery that is not finished.
+/// [`WebhookError::NotFound`] for an unknown endpoint, or a single delivery that is not finished;
+/// [`WebhookError::Disabled`] while the endpoint is disabled (it would be sent nothing, and the
+/// deliveries would wait unseen until it is enabled: enable it, then recover).
 pub async fn requeue(
     store: &dyn WebhookStore,
     acting: &Acting,
@@ -384,6 +386,9 @@ pub async fn requeue(
     now: DateTime<Utc>,
 ) -> Result<u64, WebhookError> {
     let ep = store.get_endpoint(org, id).await?;
+    if !ep.enabled {
+        return Err(WebhookError::Disabled);
+    }
     let mut record = acting.audit(org, now, "requeued", &ep);
     record.metadata = audit::Metadata::from_value(
         json!({ "change": "requeued", "delivery": delivery, "since": since }),

@@ -263,6 +263,22 @@ pub trait WebhookStore: Send + Sync {
         skip_orgs: &[OrgId],
     ) -> Result<Vec<(Delivery, Endpoint, StoredSecrets)>, WebhookError>;
 
+    /// `delivery` as it is now, with its endpoint and that endpoint's secrets as they are now,
+    /// if it is still pending under the lease `lease` (claimed by [`Self::claim_deliveries`]
+    /// with `lease_until = lease`, at the same attempt count) and its endpoint still enabled;
+    /// `None` otherwise. A worker asks just before sending, since a claimed delivery may wait
+    /// (behind its endpoint's others) while its endpoint is deleted, disabled or pointed
+    /// elsewhere, its secrets rotated or its payload erased: what goes out is what the
+    /// database holds then. `next_attempt_at` is returned as the claim returned it.
+    ///
+    /// # Errors
+    /// [`WebhookError::Store`] on storage failure.
+    async fn still_leased(
+        &self,
+        delivery: &Delivery,
+        lease: DateTime<Utc>,
+    ) -> Result<Option<(Delivery, Endpoint, StoredSecrets)>, WebhookError>;
+
     /// Records an attempt and moves the delivery (and its endpoint's failure count) on, in one
     /// transaction, and disables the endpoint if the outcome's [`DisableRule`] says so then.
     /// An outcome records nothing, its notice included, when its delivery is no longer as the

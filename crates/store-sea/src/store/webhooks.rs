@@ -645,6 +645,38 @@ impl WebhookStore for SeaStore {
         rows.iter().map(endpoint).collect()
     }
 
+    async fn still_leased(
+        &self,
+        claimed: &Delivery,
+        lease: DateTime<Utc>,
+    ) -> Result<Option<(Delivery, Endpoint, StoredSecrets)>, WebhookError> {
+        // On the writer's side of SQLite, as the claim was: a reader could start from a
+        // snapshot older than the lease it is asked about.
+        let Some(row) = webhook_delivery::Entity::find_by_id(claimed.id.clone())
+            .filter(webhook_delivery::Column::OrgId.eq(claimed.org.to_string()))
+            .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+            .filter(webhook_delivery::Column::NextAttemptAt.eq(micros(lease)))
+            .filter(webhook_delivery::Column::Attempts.eq(i64::from(claimed.attempts)))
+            .one(self.db())
+            .await
+            .map_err(store)?
+        else {
+            return Ok(None);
+        };
+        let Some(ep) = webhook_endpoint::Entity::find_by_id(row.endpoint_id.clone())
+            .filter(webhook_endpoint::Column::OrgId.eq(claimed.org.to_string()))
+            .filter(webhook_endpoint::Column::Enabled.eq(true))
+            .one(self.db())
+            .await
+            .map_err(store)?
+        else {
+            return Ok(None);
+        };
+        let mut now = delivery(row)?;
+        now.next_attempt_at = claimed.next_attempt_at;
+        Ok(Some((now, endpoint(&ep)?, secrets(&ep)?)))
+    }
+
     async fn get_endpoint(&self, org: OrgId, id: EndpointId) -> Result<Endpoint, WebhookError> {
         endpoint(&self.endpoint_row(org, id).await?)
     }
