@@ -2,7 +2,7 @@
 
 /// An opaque storage failure; the cause chain is kept for logs, never shown to clients.
 #[derive(Debug, thiserror::Error)]
-#[error("audit storage failed")]
+#[error("storage failed")]
 pub struct StoreError(#[source] pub Box<dyn std::error::Error + Send + Sync + 'static>);
 
 impl StoreError {

@@ -49,6 +49,7 @@ mod m20261204_000038_create_pending_charges;
 mod m20261205_000039_index_consents_by_id;
 mod m20261205_000040_create_store_markers;
 mod m20261205_000041_add_limit_overrides_plan;
+mod m20261206_000042_index_deliveries_by_org;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -99,6 +100,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000039_index_consents_by_id::Migration),
             Box::new(m20261205_000040_create_store_markers::Migration),
             Box::new(m20261205_000041_add_limit_overrides_plan::Migration),
+            Box::new(m20261206_000042_index_deliveries_by_org::Migration),
         ]
     }
 }

@@ -105,35 +105,39 @@ fn pending_of(m: pending_charge::Model, version: u64) -> Result<PendingCharge, T
 #[async_trait]
 impl BillingStore for SeaStore {
     async fn subscription(&self, org: OrgId) -> Result<(Subscription, u64), TenancyError> {
-        // The plan is the organization's and the rest the subscription's row, read in two
-        // statements: a change committed between them (plan and version change together)
-        // would pair one's plan with the other's version, which the change's compare-and-swap
-        // then takes for the state it read. So the version is read again after the plan; equal,
-        // no change committed between the two reads (versions only grow).
-        for _ in 0..8 {
-            let row = subscription::Entity::find_by_id(org.to_string())
-                .one(self.db())
+        // The plan is the organization's row and the rest the subscription's: read from one
+        // snapshot, so that a change committing meanwhile (plan and version change together)
+        // never pairs one's plan with the other's version, which the change's compare-and-swap
+        // would take for the state it read. PostgreSQL's default isolation takes a snapshot per
+        // statement, so the transaction asks for one snapshot (repeatable read); a SQLite
+        // transaction reads one snapshot from its first read on.
+        let txn = if self.db().get_database_backend() == sea_orm::DbBackend::Postgres {
+            self.db()
+                .begin_with_config(
+                    Some(sea_orm::IsolationLevel::RepeatableRead),
+                    Some(sea_orm::AccessMode::ReadOnly),
+                )
                 .await
-                .map_err(store)?;
-            let plan = self.get_org(org).await?.plan;
-            let version: Option<i64> = subscription::Entity::find_by_id(org.to_string())
-                .select_only()
-                .column(subscription::Column::Version)
-                .into_tuple()
-                .one(self.db())
-                .await
-                .map_err(store)?;
-            if row.as_ref().map(|m| m.version) != version {
-                continue;
-            }
-            return match row {
-                Some(m) => sub_of(plan, m),
-                None => Ok((Subscription::new(plan), 0)),
-            };
+        } else {
+            self.db().begin().await
         }
-        Err(TenancyError::Conflict(
-            "the subscription kept changing while it was read; try again".into(),
-        ))
+        .map_err(store)?;
+        let row = subscription::Entity::find_by_id(org.to_string())
+            .one(&txn)
+            .await
+            .map_err(store)?;
+        let organization = organization::Entity::find_by_id(org.to_string())
+            .one(&txn)
+            .await
+            .map_err(store)?
+            .ok_or(TenancyError::NotFound("organization"))?;
+        txn.commit().await.map_err(store)?;
+        let plan =
+            Plan::parse(&organization.plan).ok_or_else(|| corrupt("plan", &organization.plan))?;
+        match row {
+            Some(m) => sub_of(plan, m),
+            None => Ok((Subscription::new(plan), 0)),
+        }
     }
 
     async fn apply_subscription(
