@@ -25,7 +25,7 @@ use tenancy::billing::{BillingStore, Invoice, PendingCharge};
 use tenancy::credits::{
     CreditAccountState, CreditEntry, CreditStore, NewOperation, OperationRecord, Posted,
 };
-use tenancy::{OrgStore, TenancyError};
+use tenancy::TenancyError;
 
 use super::tenancy::{commit, store};
 use crate::SeaStore;
