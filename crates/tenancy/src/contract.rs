@@ -2495,6 +2495,18 @@ async fn roles_transfer_and_removal<
     .await
     .unwrap();
     assert!(s.find_scim_token("m-scim").await.unwrap().is_none());
+    // Nor is a token stored for them after the demotion committed (their request checked
+    // their role before it): it would outlive the revocation.
+    let late = crate::scim::ScimToken {
+        id: rbac_core::ScimTokenId::new(),
+        ..admins_token.clone()
+    };
+    assert!(matches!(
+        s.create_scim_token(&late, "m-scim-late", note(org.id, "late token"))
+            .await,
+        Err(TenancyError::RoleRule(_))
+    ));
+    assert!(s.find_scim_token("m-scim-late").await.unwrap().is_none());
     assert_eq!(s.pending_transfer(org.id).await.unwrap(), Some(t.clone()));
     s.complete_transfer(&t, now(), note(org.id, "confirm"))
         .await
@@ -5598,17 +5610,6 @@ async fn scim_tokens_records_and_deactivation<
     s.create_api_key(&key, "jane-key", &keys(5), Journal::default())
         .await
         .unwrap();
-    // A SCIM token she created (the write below makes her an Admin) is revoked with her
-    // deactivation: reactivated, she does not bring it back.
-    let janes_token = ScimToken {
-        id: rbac_core::ScimTokenId::new(),
-        created_by: jane.id,
-        prefix: "axs_jane".into(),
-        ..token.clone()
-    };
-    s.create_scim_token(&janes_token, "sh-jane", Journal::default())
-        .await
-        .unwrap();
     let write = |expected: Option<i64>, version: i64, active: Option<bool>| MemberWrite {
         org: org.id,
         user: jane.id,
@@ -5672,6 +5673,27 @@ async fn scim_tokens_records_and_deactivation<
     );
     let o = s.get_member(org.id, owner.id).await.unwrap().unwrap();
     assert_eq!((o.role, o.deactivated_at), (OrgRole::Owner, None));
+    // A SCIM token she created as an Admin is revoked with her deactivation: reactivated, she
+    // does not bring it back.
+    s.set_role(
+        org.id,
+        jane.id,
+        OrgRole::User,
+        OrgRole::Admin,
+        Some(owner.id),
+        note(org.id, "promote"),
+    )
+    .await
+    .unwrap();
+    let janes_token = ScimToken {
+        id: rbac_core::ScimTokenId::new(),
+        created_by: jane.id,
+        prefix: "axs_jane".into(),
+        ..token.clone()
+    };
+    s.create_scim_token(&janes_token, "sh-jane", Journal::default())
+        .await
+        .unwrap();
     let before = head(s, org.id).await;
     let revoked = |n: u64| {
         (0..n).fold(Journal::default(), |j, _| {
@@ -5686,7 +5708,10 @@ async fn scim_tokens_records_and_deactivation<
     };
     let report = s
         .write_member(
-            &write(Some(1), 2, Some(false)),
+            &MemberWrite {
+                role: None,
+                ..write(Some(1), 2, Some(false))
+            },
             note(org.id, "deactivate"),
             &revoked,
         )

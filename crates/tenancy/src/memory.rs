@@ -2871,9 +2871,11 @@ impl crate::scim::ScimStore for MemoryTenancyStore {
         secret_hash: &str,
         journal: Journal,
     ) -> Result<(), TenancyError> {
-        self.lock()?
-            .scim_tokens
-            .push((token.clone(), secret_hash.to_owned()));
+        {
+            let mut s = self.lock()?;
+            s.check_acting(token.org, Some(token.created_by))?;
+            s.scim_tokens.push((token.clone(), secret_hash.to_owned()));
+        }
         self.commit(journal).await
     }
 

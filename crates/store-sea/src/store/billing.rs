@@ -21,11 +21,11 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, TransactionTrait,
 };
+use tenancy::TenancyError;
 use tenancy::billing::{BillingStore, Invoice, PendingCharge};
 use tenancy::credits::{
     CreditAccountState, CreditEntry, CreditStore, NewOperation, OperationRecord, Posted,
 };
-use tenancy::TenancyError;
 
 use super::tenancy::{commit, store};
 use crate::SeaStore;

@@ -159,6 +159,11 @@ impl ScimStore for SeaStore {
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
+        // Its creator is still an active Owner or Admin: a demotion, removal or deactivation
+        // that committed since the service looked revoked the tokens it found, and must not be
+        // outlived by this one.
+        lock_org(&txn, t.org).await?;
+        super::members::check_acting(&txn, t.org, Some(t.created_by)).await?;
         scim_token::Entity::insert(scim_token::ActiveModel {
             id: Set(t.id.to_string()),
             org_id: Set(t.org.to_string()),

@@ -175,10 +175,14 @@ pub struct GroupWrite {
 /// Storage of SCIM tokens and records.
 #[async_trait]
 pub trait ScimStore: Send + Sync {
-    /// Stores a token (by the hash of its secret) with its audit record.
+    /// Stores a token (by the hash of its secret) with its audit record, if its creator is
+    /// still an active Owner or Admin (checked under the organization's lock, as
+    /// [`MemberWrite::by`] is: a demotion, removal or deactivation revokes the tokens it
+    /// finds, and a token stored after it would outlive it).
     ///
     /// # Errors
-    /// [`TenancyError::Store`].
+    /// [`TenancyError::RoleRule`] when the creator is no longer an active Owner or Admin
+    /// (`members::acting_role_changed`); [`TenancyError::Store`].
     async fn create_scim_token(
         &self,
         token: &ScimToken,
