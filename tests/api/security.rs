@@ -1398,6 +1398,45 @@ both_backends!(
         // Signing in again opens this organization to them again.
         let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
         assert_eq!(t.get(&t.org("/teams"), &tom).await.status(), StatusCode::OK);
+        // Removed (which signs their sessions out of it), they are an outsider here: answered
+        // as one, and their tries are not the organization's log to fill.
+        let outsider = t.login("tom@example.com", DEMO_PASSWORD).await;
+        let removed = t
+            .post(
+                &t.org(&format!("/members/{tom_id}/remove")),
+                &owner,
+                &json!({"resources": "delete"}),
+            )
+            .await;
+        assert_eq!(
+            removed.status(),
+            StatusCode::OK,
+            "{}",
+            removed.text().await.unwrap()
+        );
+        let denials = || async {
+            json_of(
+                t.get(
+                    &t.org("/audit-events?action=access.denied&limit=100"),
+                    &owner,
+                )
+                .await,
+            )
+            .await["items"]
+                .as_array()
+                .unwrap()
+                .len()
+        };
+        let before = denials().await;
+        for _ in 0..3 {
+            problem(
+                t.get(&t.org("/teams"), &outsider).await,
+                StatusCode::NOT_FOUND,
+                "not_found",
+            )
+            .await;
+        }
+        assert_eq!(denials().await, before);
 
         // A session cookie the client made up is never honoured, and login mints a new one.
         let res = t

@@ -715,7 +715,9 @@ async fn authenticate_for<S: TenancyStore + ?Sized>(
         .await?
         .ok_or(TenancyError::Unauthenticated)?;
     // Signed out of this organization by its Owner or an Admin; still signed in elsewhere.
-    if session.signed_out_of.contains(&org) {
+    // Only while they are still its member: someone removed is answered as any outsider is
+    // (`resolve`), not with a refusal its log records, which they could fill at will.
+    if session.signed_out_of.contains(&org) && memberships.iter().any(|m| m.org.id == org) {
         return Err(TenancyError::SignedOut);
     }
     let policy = SessionPolicy::strictest(memberships.iter().map(|m| m.org.security.sessions));
