@@ -363,6 +363,52 @@ both_backends!(
     }
 );
 
+both_backends!(
+    an_operator_reopens_an_organization_its_network_rules_lock_out,
+    |b| async move {
+        let t = spawn_behind_proxy(b).await;
+        let org: rbac_core::OrgId = t.org_id.parse().unwrap();
+        // The allowlist admits the address it was saved from, and no longer the Owner's.
+        let saved = t
+            .patch(
+                &t.org("/security"),
+                &t.owner_token,
+                &json!({ "ip_allowlist": ["127.0.0.1/32"] }),
+            )
+            .await;
+        assert_eq!(saved.status(), StatusCode::OK);
+        let url = t.org("/security");
+        let from_home = || get_from(&t, &url, &t.owner_token, "198.51.100.7");
+        problem(from_home().await, StatusCode::FORBIDDEN, "ip_not_allowed").await;
+
+        let said = axie_server::admin::clear_network_rules(&t.store, org)
+            .await
+            .unwrap();
+        assert!(said.contains("127.0.0.1/32"), "{said}");
+        let open = json_of(from_home().await).await;
+        assert_eq!(open["ip_allowlist_allows_everyone"], true, "{open}");
+        // Recorded as the system's change, with what it removed.
+        let logged = t.audit("action=security_policy.updated").await;
+        assert_eq!(logged[0]["actor_type"], "system", "{:?}", logged[0]);
+        assert_eq!(logged[0]["metadata"]["fields"], json!(["ip_allowlist"]));
+        assert_eq!(
+            logged[0]["metadata"]["changes"]["ip_allowlist"],
+            json!({ "from": ["127.0.0.1/32"], "to": [] })
+        );
+        // Nothing left to clear: nothing written.
+        let said = axie_server::admin::clear_network_rules(&t.store, org)
+            .await
+            .unwrap();
+        assert!(said.contains("nothing to clear"), "{said}");
+        assert_eq!(t.audit("action=security_policy.updated").await.len(), 2);
+        assert!(
+            axie_server::admin::clear_network_rules(&t.store, rbac_core::OrgId::new())
+                .await
+                .is_err()
+        );
+    }
+);
+
 /// `GET url` with `token`, from `ip` as the trusted proxy on loopback reports it.
 async fn get_from(t: &TestApp, url: &str, token: &str, ip: &str) -> reqwest::Response {
     t.client

@@ -390,6 +390,39 @@ pub async fn set_limits(
     )
 }
 
+/// Clears an organization's IP allowlist and blocked countries (the `clear-network-rules`
+/// command) and says what was removed.
+///
+/// # Errors
+/// Unknown organization, settings changed meanwhile, or a store failure.
+pub async fn clear_network_rules(store: &SeaStore, org: OrgId) -> Result<String, Failure> {
+    let cleared =
+        tenancy::security::clear_network_rules_as_system(store, org, chrono::Utc::now()).await?;
+    if cleared.ip_allowlist.is_empty() && cleared.blocked_countries.is_empty() {
+        return Ok(format!(
+            "the organization {org} has no IP allowlist and blocks no country: nothing to clear"
+        ));
+    }
+    let countries: Vec<String> = cleared
+        .blocked_countries
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    Ok(format!(
+        "cleared the IP allowlist ({}) and the blocked countries ({}) of the organization {org}; every address may reach it again until its Owner or an Admin sets new ones",
+        if cleared.ip_allowlist.is_empty() {
+            "none".to_owned()
+        } else {
+            cleared.ip_allowlist.join(", ")
+        },
+        if countries.is_empty() {
+            "none".to_owned()
+        } else {
+            countries.join(", ")
+        },
+    ))
+}
+
 /// Deletes an organization and everything of it (the `delete-org` command), after checking
 /// its name; its Owner and Admins are mailed, and its documents' bytes are removed from
 /// `blob_dir` after the commit. Returns how many documents were deleted.

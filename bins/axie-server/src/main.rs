@@ -101,6 +101,13 @@ enum Command {
         #[arg(long, env = "AXIE_RESET_PASSWORD", hide_env_values = true)]
         password: Option<String>,
     },
+    /// Clear an organization's IP allowlist and blocked countries, when they lock its Owner out
+    /// (recorded in its audit log as the system's change)
+    ClearNetworkRules {
+        /// The organization id (`org_…`).
+        #[arg(long)]
+        org: String,
+    },
     /// Delete an organization and everything of it, its audit log included (export it first);
     /// people's accounts stay, and its Owner and Admins are mailed.
     DeleteOrg {
@@ -407,6 +414,18 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 axie_server::admin::delete_org(&store, org, &confirm_name, &blob_dir).await?;
             tracing::warn!(%org, "organization deleted by the operator");
             println!("deleted the organization {org} and everything of it ({documents} documents)");
+            Ok(())
+        }
+        Some(Command::ClearNetworkRules { org }) => {
+            let store = store_sea::SeaStore::connect(
+                &settings.database_url()?,
+                store_sea::PoolOptions::default(),
+            )
+            .await?;
+            let org: rbac_core::OrgId = org.parse()?;
+            let said = axie_server::admin::clear_network_rules(&store, org).await?;
+            tracing::warn!(%org, "network rules cleared by the operator");
+            println!("{said}");
             Ok(())
         }
         Some(Command::SetLimits { org, limits }) => {

@@ -205,6 +205,90 @@ pub async fn update<S: TenancyStore + ?Sized>(
     Ok(after)
 }
 
+/// What [`clear_network_rules_as_system`] removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkRulesCleared {
+    /// The IP allowlist as it was (CIDR text); empty when there was none.
+    pub ip_allowlist: Vec<String>,
+    /// The blocked countries as they were.
+    pub blocked_countries: Vec<security_policy::Country>,
+}
+
+/// Clears an organization's IP allowlist and blocked countries, as its operator (the server's
+/// `clear-network-rules` command): the way back for an organization whose rules lock out its
+/// Owner (an Admin's allowlist of their own address, an Owner's home address that changed,
+/// a country blocked by mistake), who could otherwise reach nothing of it, its security settings
+/// included. Recorded as `security_policy.updated` by the system, with what was removed; nothing
+/// is written when there was nothing to clear. The Owner's own access (password, second factor)
+/// is `orgs::reset_owner_as_system`'s.
+///
+/// # Errors
+/// [`TenancyError::NotFound`] for an unknown organization; [`TenancyError::Conflict`] when its
+/// settings changed meanwhile (run it again).
+pub async fn clear_network_rules_as_system<S: TenancyStore + ?Sized>(
+    store: &S,
+    org: rbac_core::OrgId,
+    now: DateTime<Utc>,
+) -> Result<NetworkRulesCleared, TenancyError> {
+    let o = store.get_org(org).await?;
+    let before = o.security.clone();
+    let cleared = NetworkRulesCleared {
+        ip_allowlist: before
+            .ip_allowlist
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        blocked_countries: before.blocked_countries.clone(),
+    };
+    if cleared.ip_allowlist.is_empty() && cleared.blocked_countries.is_empty() {
+        return Ok(cleared);
+    }
+    let after = SecuritySettings {
+        ip_allowlist: Vec::new(),
+        blocked_countries: Vec::new(),
+        ..before.clone()
+    };
+    let (mut fields, mut changes) = (Vec::new(), serde_json::Map::new());
+    if !cleared.ip_allowlist.is_empty() {
+        fields.push("ip_allowlist");
+        changes.insert(
+            "ip_allowlist".into(),
+            json!({ "from": cleared.ip_allowlist, "to": [] }),
+        );
+    }
+    if !cleared.blocked_countries.is_empty() {
+        fields.push("blocked_countries");
+        changes.insert(
+            "blocked_countries".into(),
+            json!({ "from": cleared.blocked_countries, "to": [] }),
+        );
+    }
+    let journal = Journal::record(
+        audit::NewAuditEvent::new(
+            org,
+            now,
+            audit::Actor::system(),
+            AuditAction::SecurityPolicyUpdated,
+            Target::new("organization", org, o.name.clone()),
+        )
+        .with_metadata(Metadata::from_value(json!({
+            "fields": fields,
+            "changes": changes,
+            "ip_allowlist": [],
+            "blocked_countries": [],
+            "by": "operator",
+        }))?),
+    )
+    .publish(DomainEvent::new(
+        org,
+        EventKind::SettingsUpdated,
+        now,
+        json!({ "fields": fields, "updatedBy": null }),
+    ));
+    store.update_security(org, &before, &after, journal).await?;
+    Ok(cleared)
+}
+
 /// Why an organization refuses requests from an address ([`admit_address`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AddressRefusal {
