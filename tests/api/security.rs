@@ -929,11 +929,36 @@ both_backends!(
             json_of(t.get(&t.url("/api/v1/me"), &lisa).await).await["memberships"][0]["mfa"]["status"],
             "enrollment_required"
         );
+        // Someone else holding her password signed in too; her enrolment ends their session.
+        let phished = t.login("lisa@example.com", DEMO_PASSWORD).await;
         let (_, _) = enrol_totp(&t, &lisa, DEMO_PASSWORD).await;
         assert_eq!(
             t.get(&t.org("/chat-interfaces"), &lisa).await.status(),
             StatusCode::OK,
             "enrolling opens the door again"
+        );
+        problem(
+            t.get(&t.url("/api/v1/me"), &phished).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        )
+        .await;
+        let org: rbac_core::OrgId = t.org_id.parse().unwrap();
+        let revoked = audit::AuditStore::search(
+            &*t.store,
+            org,
+            &audit::AuditQuery {
+                action: Some(audit::ActionFilter::Exact("auth.session_revoked".into())),
+                limit: 1,
+                ..audit::AuditQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(&revoked[0].event.metadata).unwrap(),
+            json!({"sessions": 1, "reason": "mfa_enabled"}),
+            "{revoked:?}"
         );
 
         // While required, 2FA cannot be turned off; Lisa joined before, so her deadline was the policy's.

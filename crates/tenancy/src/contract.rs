@@ -4503,8 +4503,10 @@ async fn mfa_steps_codes_and_challenges_are_used_once<
     let codes: Vec<String> = ["h1", "h2", "h3"].map(String::from).to_vec();
     // A code checked against the secret the restart replaced activates nothing.
     assert!(matches!(
-        s.activate_totp(u, "enc-1", 10, &codes, now(), note(org.id, "stale"))
-            .await,
+        s.activate_totp(u, "enc-1", 10, &codes, None, now(), &|_| note(
+            org.id, "stale"
+        ))
+        .await,
         Err(TenancyError::Conflict(_))
     ));
     assert_eq!(s.mfa(u).await.unwrap().unwrap().enabled_at, None);
@@ -4523,7 +4525,7 @@ async fn mfa_steps_codes_and_challenges_are_used_once<
             .map(|t| t.failures),
         Some(3)
     );
-    s.activate_totp(u, "enc-2", 10, &codes, now(), note(org.id, "on"))
+    s.activate_totp(u, "enc-2", 10, &codes, None, now(), &|_| note(org.id, "on"))
         .await
         .unwrap();
     assert_eq!(
@@ -4537,8 +4539,10 @@ async fn mfa_steps_codes_and_challenges_are_used_once<
         "activation commits its audit record"
     );
     assert!(matches!(
-        s.activate_totp(u, "enc-2", 11, &codes, now(), note(org.id, "again"))
-            .await,
+        s.activate_totp(u, "enc-2", 11, &codes, None, now(), &|_| note(
+            org.id, "again"
+        ))
+        .await,
         Err(TenancyError::Conflict(_))
     ));
     assert!(matches!(
@@ -4740,19 +4744,39 @@ async fn access_reset_is_one_transaction<
     use crate::mfa::AccessReset;
     let (org, _, owner) = new_org(s).await;
     let u = owner.id;
-    for i in 0..2 {
-        s.create_session(&session(u, i), &format!("reset-{i}"), 5, &|_| {
-            Journal::default()
-        })
-        .await
-        .unwrap();
+    let sessions: Vec<Session> = (0..3).map(|i| session(u, i)).collect();
+    for (i, one) in sessions.iter().enumerate() {
+        s.create_session(one, &format!("reset-{i}"), 5, &|_| Journal::default())
+            .await
+            .unwrap();
     }
     let locked = locked_out();
     s.set_login_throttle(u, Some(&locked), Journal::default())
         .await
         .unwrap();
     s.start_totp(u, "enc").await.unwrap();
-    s.activate_totp(u, "enc", 1, &["c1".to_owned()], now(), Journal::default())
+    // Switching TOTP on ends the sessions opened with the password alone, but the one it was
+    // switched on in, with the records made from how many ended.
+    let counted = std::sync::Mutex::new(Vec::new());
+    let ended = s
+        .activate_totp(
+            u,
+            "enc",
+            1,
+            &["c1".to_owned()],
+            Some(sessions[0].id),
+            now(),
+            &|n| {
+                counted.lock().unwrap().push(n);
+                Journal::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((ended, counted.lock().unwrap().clone()), (2, vec![2]));
+    assert!(s.find_session("reset-0").await.unwrap().is_some());
+    assert!(s.find_session("reset-1").await.unwrap().is_none());
+    s.create_session(&session(u, 3), "reset-3", 5, &|_| Journal::default())
         .await
         .unwrap();
     let h = head(s, org.id).await;

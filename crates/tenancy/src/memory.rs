@@ -2580,10 +2580,11 @@ impl MfaStore for MemoryTenancyStore {
         secret_enc: &str,
         step: i64,
         recovery_hashes: &[String],
+        keep: Option<SessionId>,
         now: DateTime<Utc>,
-        journal: Journal,
-    ) -> Result<(), TenancyError> {
-        {
+        records: crate::SessionsEndedJournal<'_>,
+    ) -> Result<u64, TenancyError> {
+        let ended = {
             let mut s = self.lock()?;
             let Some(r) = s.mfa.get_mut(&user).filter(|r| {
                 r.record.enabled_at.is_none()
@@ -2598,8 +2599,19 @@ impl MfaStore for MemoryTenancyStore {
             r.record.last_step = Some(step);
             r.record.throttle = None;
             r.recovery = recovery_hashes.to_vec();
-        }
-        self.commit(journal).await
+            let mut ended = 0;
+            for row in s
+                .sessions
+                .iter_mut()
+                .filter(|r| r.0.user == user && r.2.is_none() && Some(r.0.id) != keep)
+            {
+                row.2 = Some(now);
+                ended += 1;
+            }
+            ended
+        };
+        self.commit(records(ended)).await?;
+        Ok(ended)
     }
 
     async fn use_totp_step(&self, user: UserId, step: i64) -> Result<bool, TenancyError> {

@@ -145,20 +145,27 @@ pub trait MfaStore: Send + Sync {
     /// code hashes, if it is still pending, still the secret `secret_enc` the code was checked
     /// against (a setup started again meanwhile replaced it), and `step` is after the last used
     /// one. The second-factor attempt count ([`MfaStore::reserve_mfa_attempt`]) starts
-    /// again from nothing.
+    /// again from nothing, and every live session of `user` but `keep` ends (opened with the
+    /// password alone, perhaps by whoever had it), with the journal `records` makes from how
+    /// many ended, in one transaction. Returns how many sessions ended.
     ///
     /// # Errors
     /// [`TenancyError::Conflict`] when already active, restarted, or the step was used
-    /// meanwhile.
+    /// meanwhile; nothing is changed then.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one atomic write and what it records"
+    )]
     async fn activate_totp(
         &self,
         user: UserId,
         secret_enc: &str,
         step: i64,
         recovery_hashes: &[String],
+        keep: Option<rbac_core::SessionId>,
         now: DateTime<Utc>,
-        journal: Journal,
-    ) -> Result<(), TenancyError>;
+        records: crate::SessionsEndedJournal<'_>,
+    ) -> Result<u64, TenancyError>;
 
     /// Records `step` as used if it is after the last used one; `false` when another request won.
     ///
@@ -441,7 +448,10 @@ pub async fn begin_totp<S: TenancyStore + MfaStore + ?Sized>(
     })
 }
 
-/// Activates TOTP with a valid code; returns the recovery codes, shown this once.
+/// Activates TOTP with a valid code; returns the recovery codes, shown this once, and how many
+/// of the person's other sessions ended: every session but `current` (the one activating, if
+/// it is a session) was opened with the password alone, perhaps by whoever phished it, and
+/// would otherwise pass as the second factor's from now on.
 ///
 /// Codes are counted before they are checked, as at sign-in ([`LoginThrottlePolicy`]): a
 /// session alone (a stolen one, say, held out of an organization that requires 2FA) cannot
@@ -457,10 +467,11 @@ pub async fn activate_totp<S: TenancyStore + MfaStore + audit::AuditStore + ?Siz
     store: &S,
     cipher: &Cipher,
     user: &User,
+    current: Option<rbac_core::SessionId>,
     code: &str,
     request: &RequestContext,
     now: DateTime<Utc>,
-) -> Result<Vec<String>, TenancyError> {
+) -> Result<(Vec<String>, u64), TenancyError> {
     let rec = store
         .mfa(user.id)
         .await?
@@ -498,11 +509,37 @@ pub async fn activate_totp<S: TenancyStore + MfaStore + audit::AuditStore + ?Siz
     };
     let codes = security_policy::new_recovery_codes();
     let hashes: Vec<String> = codes.iter().map(|c| c.1.clone()).collect();
-    let journal = personal_journal(store, user, AuditAction::MfaEnabled, request, now).await?;
-    store
-        .activate_totp(user.id, &rec.secret_enc, step, &hashes, now, journal)
+    let orgs = store.memberships(user.id).await?;
+    let records = |ended: u64| {
+        let mut j = Journal::default();
+        for m in &orgs {
+            let event = |action| personal_record(m.org, user, action, request, now);
+            j = j.and_record(event(AuditAction::MfaEnabled));
+            if ended > 0 {
+                j = j.and_record(
+                    event(AuditAction::SessionRevoked).with_metadata(
+                        audit::Metadata::from_value(
+                            serde_json::json!({"sessions": ended, "reason": "mfa_enabled"}),
+                        )
+                        .unwrap_or_default(),
+                    ),
+                );
+            }
+        }
+        j
+    };
+    let ended = store
+        .activate_totp(
+            user.id,
+            &rec.secret_enc,
+            step,
+            &hashes,
+            current,
+            now,
+            &records,
+        )
         .await?;
-    Ok(codes.into_iter().map(|c| c.0).collect())
+    Ok((codes.into_iter().map(|c| c.0).collect(), ended))
 }
 
 /// A second factor as typed in.

@@ -75,6 +75,15 @@ pub struct RecoveryCodes {
     pub recovery_codes: Vec<String>,
 }
 
+/// TOTP switched on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TotpActivated {
+    /// Each works once; keep them somewhere safe.
+    pub recovery_codes: Vec<String>,
+    /// The person's other sessions, opened with the password alone, ended now.
+    pub other_sessions_ended: u64,
+}
+
 /// A password change.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -182,7 +191,7 @@ pub async fn begin_totp(
 
 /// Activates TOTP with a first code; answers the recovery codes, once.
 #[utoipa::path(post, path = "/api/v1/me/mfa/totp/activate", tag = "me", request_body = CodeBody, responses(
-    (status = 200, description = "On", body = RecoveryCodes),
+    (status = 200, description = "On; the person's other sessions ended", body = TotpActivated),
     (status = 404, description = "No pending enrolment", content_type = "application/problem+json"),
     (status = 422, description = "Wrong code", content_type = "application/problem+json"),
     (status = 429, description = "Too many wrong codes: locked for a while", content_type = "application/problem+json"),
@@ -193,17 +202,23 @@ pub async fn activate_totp(
     body: crate::extract::Json<CodeBody>,
 ) -> Result<HttpResponse, ApiError> {
     let user = person(&st, &auth).await?;
-    let codes = mfa::activate_totp(
+    let current = match &auth.principal {
+        Principal::Session { session, .. } => Some(*session),
+        Principal::ApiKey { .. } => None,
+    };
+    let (codes, ended) = mfa::activate_totp(
         &*st.store,
         &st.cipher,
         user,
+        current,
         &body.code,
         &auth.request,
         st.clock.now(),
     )
     .await?;
-    Ok(HttpResponse::Ok().json(RecoveryCodes {
+    Ok(HttpResponse::Ok().json(TotpActivated {
         recovery_codes: codes,
+        other_sessions_ended: ended,
     }))
 }
 

@@ -198,9 +198,10 @@ impl MfaStore for SeaStore {
         secret_enc: &str,
         step: i64,
         recovery_hashes: &[String],
+        keep: Option<rbac_core::SessionId>,
         now: DateTime<Utc>,
-        journal: Journal,
-    ) -> Result<(), TenancyError> {
+        records: tenancy::SessionsEndedJournal<'_>,
+    ) -> Result<u64, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         let res = user_mfa::Entity::update_many()
             .col_expr(user_mfa::Column::EnabledAt, Expr::value(micros(now)))
@@ -232,7 +233,20 @@ impl MfaStore for SeaStore {
             ));
         }
         replace_codes(&txn, user, recovery_hashes).await?;
-        commit(txn, journal).await
+        // The sessions opened with the password alone end, but the one activating.
+        let mut end = crate::entity::session::Entity::update_many()
+            .col_expr(
+                crate::entity::session::Column::EndedAt,
+                Expr::value(micros(now)),
+            )
+            .filter(crate::entity::session::Column::UserId.eq(uid(user)))
+            .filter(crate::entity::session::Column::EndedAt.is_null());
+        if let Some(k) = keep {
+            end = end.filter(crate::entity::session::Column::Id.ne(k.to_string()));
+        }
+        let ended = end.exec(&txn).await.map_err(store)?.rows_affected;
+        commit(txn, records(ended)).await?;
+        Ok(ended)
     }
 
     async fn use_totp_step(&self, user: UserId, step: i64) -> Result<bool, TenancyError> {
