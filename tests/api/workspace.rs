@@ -2411,6 +2411,22 @@ both_backends!(a_user_sees_the_people_of_their_own_teams, |b| async move {
         !members_of_a.contains(&lisa_id) && members_of_a.contains(&mike_id),
         "{members_of_a}"
     );
+    // Taking her out (she is not in his team) answers as for an id nobody has: it does not
+    // tell him she is a member elsewhere.
+    let hidden = problem(
+        t.delete(&into_a(&lisa_id), &tom).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let nobody = problem(
+        t.delete(&into_a(&rbac_core::UserId::new().to_string()), &tom)
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    assert_eq!(hidden["detail"], nobody["detail"]);
     // The Owner and Admins bring in anyone.
     set_team_role(&t, &client_a, &lisa_id, "member").await;
 });

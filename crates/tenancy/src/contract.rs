@@ -6720,6 +6720,16 @@ async fn consents_and_erasure_keep_the_chain<
                 "owner@example.org",
                 "About Jo",
                 format!("jo{ann_at} reached a limit"),
+            ))
+            // Sent by someone whose name is hers in other letters' case: not about her.
+            .mail(mail(
+                Some(org.id),
+                "friend@example.org",
+                format!(
+                    "{}Contract Org",
+                    crate::invitations::subject_prefix(&ann.name.to_uppercase())
+                ),
+                "Join us",
             )),
     )
     .await
@@ -6739,6 +6749,10 @@ async fn consents_and_erasure_keep_the_chain<
     let left = s.list_mails(Some(org.id), None, 100).await.unwrap();
     let subjects: Vec<&str> = left.iter().map(|m| m.subject.as_str()).collect();
     assert!(subjects.contains(&"Weekly report"), "{subjects:?}");
+    assert!(
+        left.iter().any(|m| m.to == "friend@example.org"),
+        "a namesake in other letters' case is someone else: {subjects:?}"
+    );
     assert!(
         subjects.contains(&"About Jo"),
         "mail about an address that holds hers stays: {subjects:?}"

@@ -287,9 +287,9 @@ pub async fn set_member<S: TenancyStore + WorkspaceStore + ?Sized>(
     // An organization User who administers a team brings in only people they see (those of
     // their own teams, the Owner and Admins, those in every team): not, by their id, another
     // client team's people, whom the team's member list would then show them. Someone they
-    // do not see is not found, as someone outside the organization is.
-    if role.is_some()
-        && let Some(teams) = caller.teams_seen()
+    // do not see is not found, as someone outside the organization is; for a removal too
+    // (the store's "not in this team" would tell them the id is a member elsewhere).
+    if let Some(teams) = caller.teams_seen()
         && !(user == caller.user.id
             || member.role.is_admin()
             || member.all_teams.is_some()

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use audit::Journal;
 use chrono::{DateTime, Utc};
 use rbac_core::{ConsentId, OrgId, UserId};
-use sea_orm::sea_query::{Expr, LikeExpr};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, TransactionTrait,
@@ -237,7 +237,6 @@ impl PrivacyStore for SeaStore {
         // has their name, as for the ledger above) and the body. What is still queued goes
         // (it would reach an erased person, or go out blank); what went keeps no name or
         // address.
-        let like = like_escaped;
         // Bodies that hold one of their addresses whole (`LIKE` finds the candidates; one about
         // `mary-ann@…` is not about `ann@…`).
         let naming_them: Vec<String> = mail::Entity::find()
@@ -256,10 +255,19 @@ impl PrivacyStore for SeaStore {
             .collect();
         let mut about = Condition::any().add(mail::Column::Id.is_in(naming_them));
         if namesakes == 0 {
+            // Compared as the subject's first characters, not with `LIKE`: SQLite's `LIKE` is
+            // blind to ASCII case, and would take another member's "ann lee invited you" for
+            // Ann Lee's.
             for prefix in tenancy::privacy::subjects_naming(&account.name) {
+                let chars = i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX);
                 about = about.add(
-                    mail::Column::Subject
-                        .like(LikeExpr::new(format!("{}%", like(&prefix))).escape('\\')),
+                    Expr::expr(
+                        Func::cust("substr")
+                            .arg(Expr::col(mail::Column::Subject))
+                            .arg(1)
+                            .arg(chars),
+                    )
+                    .eq(prefix),
                 );
             }
         }
