@@ -319,13 +319,14 @@ async fn orgs_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
         view_audit_logs: rbac_core::Audience::AdminsAndUsers,
         ..FeatureAccess::default()
     };
-    s.update_access(org.id, &org.access, &access, note(org.id, "access"))
+    s.update_access(org.id, None, &org.access, &access, note(org.id, "access"))
         .await
         .unwrap();
     assert!(
         matches!(
             s.update_access(
                 org.id,
+                None,
                 &org.access,
                 &FeatureAccess::default(),
                 note(org.id, "stale access")
@@ -4842,20 +4843,24 @@ async fn access_reset_is_one_transaction<
     assert_eq!(head(s, org.id).await, h + 3);
 }
 
-async fn security_settings_are_compare_and_swap<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
-    let (org, _, _) = new_org(s).await;
+async fn security_settings_are_compare_and_swap<
+    S: TenancyStore + crate::MembershipStore + AuditStore + ?Sized,
+>(
+    s: &S,
+) {
+    let (org, team, owner) = new_org(s).await;
     let before = s.get_org(org.id).await.unwrap().security;
     let mut a = before.clone();
     a.mfa.required = true;
     a.mfa.required_since = Some(now());
     let mut b = before.clone();
     b.ip_allowlist = security_policy::parse_allowlist(&["10.0.0.0/8".to_owned()]).unwrap();
-    s.update_security(org.id, &before, &a, note(org.id, "a"))
+    s.update_security(org.id, Some(owner.id), &before, &a, note(org.id, "a"))
         .await
         .unwrap();
     let h = head(s, org.id).await;
     assert!(matches!(
-        s.update_security(org.id, &before, &b, note(org.id, "b"))
+        s.update_security(org.id, None, &before, &b, note(org.id, "b"))
             .await,
         Err(TenancyError::Conflict(_))
     ));
@@ -4865,6 +4870,60 @@ async fn security_settings_are_compare_and_swap<S: TenancyStore + AuditStore + ?
         a,
         "the first change is not lost"
     );
+    // Its author is checked under the lock: an Admin demoted since their request looked, and
+    // an Admin (not the Owner) changing the retention, change nothing.
+    let admin = user("admin");
+    s.add_member(
+        org.id,
+        &admin,
+        Some("h"),
+        OrgRole::Admin,
+        team.id,
+        TeamRole::Admin,
+        &limits(5),
+        note(org.id, "admin"),
+    )
+    .await
+    .unwrap();
+    let mut kept = a.clone();
+    kept.audit_retention_days = Some(400);
+    assert!(matches!(
+        s.update_security(org.id, Some(admin.id), &a, &kept, note(org.id, "retention"))
+            .await,
+        Err(TenancyError::Forbidden(_))
+    ));
+    let mut opened = a.clone();
+    opened.ip_allowlist = Vec::new();
+    opened.mfa.required = false;
+    s.set_role(
+        org.id,
+        admin.id,
+        OrgRole::Admin,
+        OrgRole::User,
+        Some(owner.id),
+        note(org.id, "demote"),
+    )
+    .await
+    .unwrap();
+    let h = head(s, org.id).await;
+    assert!(matches!(
+        s.update_security(org.id, Some(admin.id), &a, &opened, note(org.id, "late"))
+            .await,
+        Err(TenancyError::RoleRule(_))
+    ));
+    assert!(matches!(
+        s.update_access(
+            org.id,
+            Some(admin.id),
+            &org.access,
+            &FeatureAccess::default(),
+            note(org.id, "late access")
+        )
+        .await,
+        Err(TenancyError::RoleRule(_))
+    ));
+    assert_eq!(head(s, org.id).await, h, "nothing recorded");
+    assert_eq!(s.get_org(org.id).await.unwrap().security, a);
 }
 
 /// A person's rename commits with its records, only from the name read: one renamed meanwhile

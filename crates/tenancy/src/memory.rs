@@ -638,12 +638,14 @@ impl OrgStore for MemoryTenancyStore {
     async fn update_access(
         &self,
         org: OrgId,
+        by: Option<UserId>,
         expected: &FeatureAccess,
         access: &FeatureAccess,
         journal: Journal,
     ) -> Result<(), TenancyError> {
         {
             let mut s = self.lock()?;
+            s.check_acting(org, by)?;
             let o = s
                 .orgs
                 .get_mut(&org)
@@ -661,12 +663,22 @@ impl OrgStore for MemoryTenancyStore {
     async fn update_security(
         &self,
         org: OrgId,
+        by: Option<UserId>,
         expected: &SecuritySettings,
         security: &SecuritySettings,
         journal: Journal,
     ) -> Result<(), TenancyError> {
         {
             let mut s = self.lock()?;
+            s.check_acting(org, by)?;
+            if let Some(by) = by
+                && security.audit_retention_days != expected.audit_retention_days
+            {
+                let role = s.active_role(org, by);
+                if role != Some(OrgRole::Owner) {
+                    return Err(crate::security::retention_refused(role));
+                }
+            }
             let o = s
                 .orgs
                 .get_mut(&org)

@@ -508,7 +508,13 @@ pub async fn update_access<S: TenancyStore + ?Sized>(
         }),
     ));
     store
-        .update_access(caller.org.id, &caller.org.access, &access, journal)
+        .update_access(
+            caller.org.id,
+            Some(caller.user.id),
+            &caller.org.access,
+            &access,
+            journal,
+        )
         .await?;
     Ok(access)
 }

@@ -146,11 +146,7 @@ pub async fn update<S: TenancyStore + ?Sized>(
     }
     if let Some(days) = change.audit_retention_days {
         if caller.subject.role != rbac_core::OrgRole::Owner {
-            return Err(TenancyError::Forbidden(
-                rbac_core::DenyReason::RoleLacksPermission {
-                    role: caller.subject.role,
-                },
-            ));
+            return Err(retention_refused(Some(caller.subject.role)));
         }
         if days != 0 && !(MIN_RETENTION_DAYS..=MAX_RETENTION_DAYS).contains(&days) {
             return Err(TenancyError::Invalid(format!(
@@ -200,9 +196,25 @@ pub async fn update<S: TenancyStore + ?Sized>(
         json!({ "fields": fields, "updatedBy": caller.user.id }),
     ));
     store
-        .update_security(caller.org.id, &before, &after, journal)
+        .update_security(
+            caller.org.id,
+            Some(caller.user.id),
+            &before,
+            &after,
+            journal,
+        )
         .await?;
     Ok(after)
+}
+
+/// The refusal of a change of the audit retention by someone who is not the Owner (`role`:
+/// their role, if they still have one), also when they stopped being the Owner after the
+/// service looked.
+#[must_use]
+pub fn retention_refused(role: Option<rbac_core::OrgRole>) -> TenancyError {
+    TenancyError::Forbidden(rbac_core::DenyReason::RoleLacksPermission {
+        role: role.unwrap_or(rbac_core::OrgRole::User),
+    })
 }
 
 /// What [`clear_network_rules_as_system`] removed.
@@ -285,7 +297,9 @@ pub async fn clear_network_rules_as_system<S: TenancyStore + ?Sized>(
         now,
         json!({ "fields": fields, "updatedBy": null }),
     ));
-    store.update_security(org, &before, &after, journal).await?;
+    store
+        .update_security(org, None, &before, &after, journal)
+        .await?;
     Ok(cleared)
 }
 

@@ -117,28 +117,37 @@ pub trait OrgStore: Send + Sync {
     ) -> Result<(), TenancyError>;
 
     /// Replaces the feature-access settings if they are still `expected` (compare-and-swap, so
-    /// that the change's audit record says truly what it replaced).
+    /// that the change's audit record says truly what it replaced) and their author `by` is
+    /// still an active Owner or Admin, checked under the organization's lock.
     ///
     /// # Errors
     /// [`TenancyError::NotFound`] when the organization does not exist;
-    /// [`TenancyError::Conflict`] when the settings changed since `expected` was read.
+    /// [`TenancyError::Conflict`] when the settings changed since `expected` was read;
+    /// [`TenancyError::RoleRule`] (`members::acting_role_changed`) for the author.
     async fn update_access(
         &self,
         org: OrgId,
+        by: Option<UserId>,
         expected: &FeatureAccess,
         access: &FeatureAccess,
         journal: Journal,
     ) -> Result<(), TenancyError>;
 
     /// Replaces the security settings if they are still `expected` (compare-and-swap, so two
-    /// administrators' concurrent changes cannot silently undo each other).
+    /// administrators' concurrent changes cannot silently undo each other) and their author
+    /// `by` (`None`: the operator) is still an active Owner or Admin, and still the Owner when
+    /// the audit retention changes, checked under the organization's lock (a removal or
+    /// demotion that committed since the service looked must not be outlived by the change).
     ///
     /// # Errors
     /// [`TenancyError::NotFound`] when the organization does not exist;
-    /// [`TenancyError::Conflict`] when the settings changed since `expected` was read.
+    /// [`TenancyError::Conflict`] when the settings changed since `expected` was read;
+    /// [`TenancyError::RoleRule`] (`members::acting_role_changed`) or
+    /// [`TenancyError::Forbidden`] (retention, no longer the Owner) for the author.
     async fn update_security(
         &self,
         org: OrgId,
+        by: Option<UserId>,
         expected: &SecuritySettings,
         security: &SecuritySettings,
         journal: Journal,

@@ -784,12 +784,14 @@ impl OrgStore for SeaStore {
     async fn update_access(
         &self,
         org: OrgId,
+        by: Option<UserId>,
         expected: &FeatureAccess,
         access: &FeatureAccess,
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         lock_org(&txn, org).await?;
+        super::members::check_acting(&txn, org, by).await?;
         let row = organization::Entity::find_by_id(org.to_string())
             .one(&txn)
             .await
@@ -809,12 +811,27 @@ impl OrgStore for SeaStore {
     async fn update_security(
         &self,
         org: OrgId,
+        by: Option<UserId>,
         expected: &SecuritySettings,
         security: &SecuritySettings,
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         lock_org(&txn, org).await?;
+        super::members::check_acting(&txn, org, by).await?;
+        if let Some(by) = by
+            && security.audit_retention_days != expected.audit_retention_days
+        {
+            let role = membership::Entity::find_by_id((org.to_string(), by.to_string()))
+                .one(&txn)
+                .await
+                .map_err(store)?
+                .filter(|m| m.deactivated_at.is_none())
+                .and_then(|m| OrgRole::parse(&m.role));
+            if role != Some(OrgRole::Owner) {
+                return Err(tenancy::security::retention_refused(role));
+            }
+        }
         let row = organization::Entity::find_by_id(org.to_string())
             .one(&txn)
             .await
