@@ -828,8 +828,45 @@ both_backends!(
         )
         .await;
         assert_eq!(denied["reason"], "role_lacks_permission");
+        // The organization's own name (what mail and reports call it) changes too.
+        let renamed = json_of(
+            t.patch(&t.org(""), &mike, &json!({"name": "  Acme Holdings "}))
+                .await,
+        )
+        .await;
+        assert_eq!(renamed["name"], "Acme Holdings");
+        let seen = json_of(t.get(&t.org(""), &t.owner_token).await).await;
+        assert_eq!(seen["name"], "Acme Holdings");
+        problem(
+            t.patch(&t.org(""), &mike, &json!({"name": " "})).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        let invited = t
+            .post(
+                &t.org("/invitations"),
+                &t.owner_token,
+                &json!({ "email": "newhire@example.com", "role": "user" }),
+            )
+            .await;
+        assert_eq!(invited.status(), StatusCode::CREATED);
+        let outbox = json_of(t.get(&t.org("/outbox"), &t.owner_token).await).await;
+        assert!(
+            outbox["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["to"] == "newhire@example.com"
+                    && m["subject"].as_str().unwrap().contains("Acme Holdings")),
+            "{outbox}"
+        );
         let updates = t.audit("action=settings.updated").await;
-        assert_eq!(updates.len(), 2);
+        assert_eq!(updates.len(), 3);
+        assert_eq!(
+            updates[0]["metadata"]["name"],
+            json!({"from": "Acme Corp", "to": "Acme Holdings"})
+        );
         let recorded = t.audit("action=access.denied").await;
         assert_eq!(recorded.len(), 1, "{recorded:?}");
         assert_eq!(recorded[0]["actor_type"], "user");

@@ -300,16 +300,22 @@ async fn orgs_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
 
     let mut profile = org.profile.clone();
     profile.tax_id = "SE1".into();
-    s.update_profile(org.id, &org.profile, &profile, note(org.id, "profile"))
-        .await
-        .unwrap();
+    s.update_profile(
+        org.id,
+        &org.profile,
+        &profile,
+        Some((&org.name, "Renamed Org")),
+        note(org.id, "profile"),
+    )
+    .await
+    .unwrap();
     let stale = CompanyProfile {
         company_name: "lost update".into(),
         ..org.profile.clone()
     };
     assert!(
         matches!(
-            s.update_profile(org.id, &org.profile, &stale, note(org.id, "stale"))
+            s.update_profile(org.id, &org.profile, &stale, None, note(org.id, "stale"))
                 .await,
             Err(TenancyError::Conflict(_))
         ),
@@ -338,11 +344,38 @@ async fn orgs_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
     );
     let got = s.get_org(org.id).await.unwrap();
     assert_eq!(got.profile.tax_id, "SE1");
+    assert_eq!(got.name, "Renamed Org");
+    // A rename from a name changed meanwhile is refused, its profile change with it.
+    assert!(matches!(
+        s.update_profile(
+            org.id,
+            &got.profile,
+            &CompanyProfile {
+                tax_id: "SE2".into(),
+                ..got.profile.clone()
+            },
+            Some((&org.name, "Lost Rename")),
+            note(org.id, "stale rename")
+        )
+        .await,
+        Err(TenancyError::Conflict(_))
+    ));
+    let got = s.get_org(org.id).await.unwrap();
+    assert_eq!(
+        (got.name.as_str(), got.profile.tax_id.as_str()),
+        ("Renamed Org", "SE1")
+    );
     assert_eq!(got.access, access);
     assert_eq!(head(s, org.id).await, 3);
     assert!(matches!(
-        s.update_profile(OrgId::new(), &org.profile, &profile, note(org.id, "x"))
-            .await,
+        s.update_profile(
+            OrgId::new(),
+            &org.profile,
+            &profile,
+            None,
+            note(org.id, "x")
+        )
+        .await,
         Err(TenancyError::NotFound(_))
     ));
     assert_eq!(head(s, org.id).await, 3, "a failed change records nothing");

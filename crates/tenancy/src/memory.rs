@@ -617,6 +617,7 @@ impl OrgStore for MemoryTenancyStore {
         org: OrgId,
         expected: &CompanyProfile,
         profile: &CompanyProfile,
+        rename: Option<(&str, &str)>,
         journal: Journal,
     ) -> Result<(), TenancyError> {
         {
@@ -625,12 +626,15 @@ impl OrgStore for MemoryTenancyStore {
                 .orgs
                 .get_mut(&org)
                 .ok_or(TenancyError::NotFound("organization"))?;
-            if &o.profile != expected {
+            if &o.profile != expected || rename.is_some_and(|(was, _)| o.name != was) {
                 return Err(TenancyError::Conflict(
                     "the company profile changed meanwhile; reload and try again".into(),
                 ));
             }
             o.profile = profile.clone();
+            if let Some((_, name)) = rename {
+                name.clone_into(&mut o.name);
+            }
         }
         self.commit(journal).await
     }

@@ -243,6 +243,8 @@ fn redact_billing(caller: &Caller, mut p: CompanyProfile) -> CompanyProfile {
 /// A partial update of the company profile; `None` leaves a field unchanged.
 #[derive(Debug, Clone, Default)]
 pub struct UpdateProfileRequest {
+    /// New name of the organization (what mail, invitations and reports call it).
+    pub name: Option<String>,
     /// New company name.
     pub company_name: Option<String>,
     /// New contact email (`Some(None)` clears it).
@@ -270,6 +272,14 @@ pub async fn update_profile<S: TenancyStore + ?Sized>(
     }
     let mut p = caller.org.profile.clone();
     let mut changed = Vec::new();
+    let mut renamed = None;
+    if let Some(n) = req.name {
+        let n = valid_name("name", &n)?;
+        if n != caller.org.name {
+            renamed = Some(n);
+        }
+        changed.push("name");
+    }
     if let Some(n) = req.company_name {
         p.company_name = valid_name("company_name", &n)?;
         changed.push("company_name");
@@ -296,7 +306,12 @@ pub async fn update_profile<S: TenancyStore + ?Sized>(
                 AuditAction::SettingsUpdated,
                 Target::new("organization", caller.org.id, caller.org.name.clone()),
             )
-            .with_metadata(Metadata::from_value(json!({ "fields": changed }))?),
+            .with_metadata(Metadata::from_value(match &renamed {
+                Some(n) => {
+                    json!({ "fields": changed, "name": { "from": caller.org.name, "to": n } })
+                }
+                None => json!({ "fields": changed }),
+            })?),
     )
     .publish(DomainEvent::new(
         caller.org.id,
@@ -307,7 +322,13 @@ pub async fn update_profile<S: TenancyStore + ?Sized>(
         }),
     ));
     store
-        .update_profile(caller.org.id, &caller.org.profile, &p, journal)
+        .update_profile(
+            caller.org.id,
+            &caller.org.profile,
+            &p,
+            renamed.as_deref().map(|n| (caller.org.name.as_str(), n)),
+            journal,
+        )
         .await?;
     Ok(redact_billing(caller, p))
 }

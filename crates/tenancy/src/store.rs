@@ -103,16 +103,19 @@ pub trait OrgStore: Send + Sync {
     async fn get_org(&self, org: OrgId) -> Result<Organization, TenancyError>;
 
     /// Replaces the company profile if it is still `expected` (compare-and-swap, so two
-    /// concurrent partial updates cannot silently drop each other's fields).
+    /// concurrent partial updates cannot silently drop each other's fields), and with
+    /// `rename = Some((expected, name))` the organization's name if it is still `expected`, in
+    /// one write.
     ///
     /// # Errors
     /// [`TenancyError::NotFound`] when the organization does not exist;
-    /// [`TenancyError::Conflict`] when the profile changed since `expected` was read.
+    /// [`TenancyError::Conflict`] when the profile or the name changed since they were read.
     async fn update_profile(
         &self,
         org: OrgId,
         expected: &CompanyProfile,
         profile: &CompanyProfile,
+        rename: Option<(&str, &str)>,
         journal: Journal,
     ) -> Result<(), TenancyError>;
 

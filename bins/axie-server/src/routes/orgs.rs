@@ -122,6 +122,8 @@ pub async fn get(OrgCaller(caller): OrgCaller) -> HttpResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrgBody {
+    /// The organization's name, as mail, invitations and reports call it.
+    pub name: Option<String>,
     /// Company name.
     pub company_name: Option<String>,
     /// Contact email; `null` clears it.
@@ -155,14 +157,22 @@ pub async fn update(
     body: crate::extract::Json<UpdateOrgBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
+    let renamed = body.name.as_deref().map(|n| n.trim().to_owned());
     let req = UpdateProfileRequest {
+        name: body.name,
         company_name: body.company_name,
         contact_email: body.contact_email,
         billing_address: body.billing_address,
         tax_id: body.tax_id,
     };
     match orgs::update_profile(&*st.store, &caller, req, st.clock.now()).await {
-        Ok(profile) => Ok(HttpResponse::Ok().json(response(&caller, &profile))),
+        Ok(profile) => {
+            let mut shown = response(&caller, &profile);
+            if let Some(n) = renamed {
+                shown.name = n;
+            }
+            Ok(HttpResponse::Ok().json(shown))
+        }
         Err(e) => Err(audited(&st, &caller, "update_company_settings", e).await),
     }
 }

@@ -758,19 +758,23 @@ impl OrgStore for SeaStore {
         org: OrgId,
         expected: &CompanyProfile,
         profile: &CompanyProfile,
+        rename: Option<(&str, &str)>,
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
-        let res = organization::Entity::update_many()
+        let mut update = organization::Entity::update_many()
             .col_expr(
                 organization::Column::Profile,
                 Expr::value(to_json(profile)?),
             )
             .filter(organization::Column::Id.eq(org.to_string()))
-            .filter(organization::Column::Profile.eq(to_json(expected)?))
-            .exec(&txn)
-            .await
-            .map_err(store)?;
+            .filter(organization::Column::Profile.eq(to_json(expected)?));
+        if let Some((was, name)) = rename {
+            update = update
+                .col_expr(organization::Column::Name, Expr::value(name))
+                .filter(organization::Column::Name.eq(was));
+        }
+        let res = update.exec(&txn).await.map_err(store)?;
         if res.rows_affected == 0 {
             txn.rollback().await.map_err(store)?;
             self.get_org(org).await?;
