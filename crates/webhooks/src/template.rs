@@ -9,8 +9,10 @@
 //!
 //! Values are members' input (a chat interface's name), so they are escaped as Slack's message
 //! format requires (`&`, `<`, `>`): a name cannot ping `<!channel>` or hide a link as
-//! `<https://…|text>`. The template's own text is the Owner's or an Admin's, and is sent as
-//! written.
+//! `<https://…|text>`. Microsoft Teams reads the text as Markdown, where a link hides as
+//! `[text](https://…)`: a value's `](` gets a zero-width space between the two, which ends the
+//! link syntax in Markdown and shows nothing in either tool (a backslash would show in Slack).
+//! The template's own text is the Owner's or an Admin's, and is sent as written.
 
 use audit::DomainEvent;
 use serde_json::Value;
@@ -59,7 +61,7 @@ pub fn render(template: &str, event: &DomainEvent) -> String {
     for piece in pieces(template) {
         match piece {
             Piece::Text(t) | Piece::Bad(t) => out.push_str(t),
-            Piece::Key(k) => escape_into(&mut out, &value_of(k, event)),
+            Piece::Key(k) => escape_into(&mut out, &value_of(k, event).replace("](", "]\u{200b}(")),
         }
     }
     out
@@ -189,6 +191,25 @@ mod tests {
         assert_eq!(
             render("<!here> {{user}} made {{name}}", &e),
             "<!here> M&lt;a&gt;x made &lt;!channel&gt; &lt;https://evil.example|Reset password&gt; &amp; co"
+        );
+    }
+
+    /// Teams reads Markdown: a name cannot be a link whose text hides where it goes.
+    #[test]
+    fn values_cannot_hide_a_markdown_link() {
+        let mut e = created();
+        e.data = json!({"name": "[Reset your password](https://evil.example) ![x](https://evil.example/i.png)"});
+        let out = render("New: {{name}}", &e);
+        assert!(!out.contains("]("), "{out}");
+        assert_eq!(
+            out.replace('\u{200b}', ""),
+            "New: [Reset your password](https://evil.example) ![x](https://evil.example/i.png)",
+            "nothing else changes"
+        );
+        // The template's own text is sent as written.
+        assert_eq!(
+            render("[docs](https://docs.example)", &e),
+            "[docs](https://docs.example)"
         );
     }
 
