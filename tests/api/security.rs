@@ -393,7 +393,7 @@ both_backends!(
         assert_eq!(logged[0]["metadata"]["fields"], json!(["ip_allowlist"]));
         assert_eq!(
             logged[0]["metadata"]["changes"]["ip_allowlist"],
-            json!({ "from": ["127.0.0.1/32"], "to": [] })
+            json!({ "added": [], "removed": ["127.0.0.1/32"] })
         );
         // Nothing left to clear: nothing written.
         let said = axie_server::admin::clear_network_rules(&t.store, org)
@@ -1127,6 +1127,34 @@ both_backends!(
             "invalid_input",
         )
         .await;
+        // A list at the limit is saved and edited an entry at a time; its record says what
+        // each edit added and removed (bounded: the lists are not copied into it whole).
+        let mut full: Vec<String> = (0..999)
+            .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256))
+            .collect();
+        full.push("127.0.0.0/8".into());
+        for list in [&full[..], &full[1..]] {
+            let res = t
+                .patch(
+                    &t.org("/security"),
+                    &t.owner_token,
+                    &json!({ "ip_allowlist": list }),
+                )
+                .await;
+            assert_eq!(
+                res.status(),
+                StatusCode::OK,
+                "{}",
+                res.text().await.unwrap()
+            );
+        }
+        let edit = &t.audit("action=security_policy.updated").await[0]["metadata"];
+        assert_eq!(
+            edit["changes"]["ip_allowlist"],
+            json!({ "added": [], "removed": ["10.0.0.0/24"] }),
+            "{edit}"
+        );
+        assert_eq!(edit["ip_allowlist"]["count"], 999, "{edit}");
         let saved = json_of(
             t.patch(
                 &t.org("/security"),
@@ -1310,13 +1338,13 @@ both_backends!(
         assert_eq!(denied[1]["ip"], "0.0.0.0");
         assert_eq!(denied[2]["ip"], "198.51.100.7");
         let changes = t.audit("action=security_policy.updated").await;
-        assert_eq!(changes.len(), 2);
+        assert_eq!(changes.len(), 4);
         assert_eq!(changes[0]["metadata"]["fields"], json!(["ip_allowlist"]));
         // What the list was and became: the log alone tells what was opened.
         let what = &changes[0]["metadata"]["changes"]["ip_allowlist"];
-        assert_eq!(what["to"], json!([]), "{what}");
+        assert_eq!(what["added"], json!([]), "{what}");
         assert!(
-            what["from"].as_array().is_some_and(|l| !l.is_empty()),
+            what["removed"].as_array().is_some_and(|l| !l.is_empty()),
             "{what}"
         );
 

@@ -314,6 +314,11 @@ pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) 
                         // elsewhere, its secrets rotated, its payload erased.
                         drop((ep, secrets));
                         match st.store.still_leased(&d, lease).await {
+                            // The read may have waited (on SQLite, behind the writer): the
+                            // lease must still leave the attempt and its recording time.
+                            Ok(Some(_)) if !leaves_time_to_record(st.clock.now(), timeout, lease) => {
+                                tracing::info!(delivery = %d.id, "webhook worker: too little of the lease left to attempt; claimed again later");
+                            }
                             Ok(Some((d, ep, secrets))) => {
                                 let outcome = attempt(&st, &d, ep, secrets, lease).await;
                                 if outcomes.send((d, outcome)).is_err() {

@@ -302,6 +302,7 @@ async fn orgs_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
     profile.tax_id = "SE1".into();
     s.update_profile(
         org.id,
+        Some(owner.id),
         &org.profile,
         &profile,
         Some((&org.name, "Renamed Org")),
@@ -315,8 +316,15 @@ async fn orgs_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
     };
     assert!(
         matches!(
-            s.update_profile(org.id, &org.profile, &stale, None, note(org.id, "stale"))
-                .await,
+            s.update_profile(
+                org.id,
+                None,
+                &org.profile,
+                &stale,
+                None,
+                note(org.id, "stale")
+            )
+            .await,
             Err(TenancyError::Conflict(_))
         ),
         "an update based on a stale profile is refused"
@@ -349,6 +357,7 @@ async fn orgs_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
     assert!(matches!(
         s.update_profile(
             org.id,
+            None,
             &got.profile,
             &CompanyProfile {
                 tax_id: "SE2".into(),
@@ -370,6 +379,7 @@ async fn orgs_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S) {
     assert!(matches!(
         s.update_profile(
             OrgId::new(),
+            None,
             &org.profile,
             &profile,
             None,
@@ -4955,8 +4965,22 @@ async fn security_settings_are_compare_and_swap<
         .await,
         Err(TenancyError::RoleRule(_))
     ));
+    let now_named = s.get_org(org.id).await.unwrap();
+    assert!(matches!(
+        s.update_profile(
+            org.id,
+            Some(admin.id),
+            &now_named.profile,
+            &now_named.profile,
+            Some((&now_named.name, "Taken Over")),
+            note(org.id, "late rename")
+        )
+        .await,
+        Err(TenancyError::RoleRule(_))
+    ));
     assert_eq!(head(s, org.id).await, h, "nothing recorded");
     assert_eq!(s.get_org(org.id).await.unwrap().security, a);
+    assert_eq!(s.get_org(org.id).await.unwrap().name, now_named.name);
 }
 
 /// A person's rename commits with its records, only from the name read: one renamed meanwhile

@@ -615,6 +615,7 @@ impl OrgStore for MemoryTenancyStore {
     async fn update_profile(
         &self,
         org: OrgId,
+        by: Option<UserId>,
         expected: &CompanyProfile,
         profile: &CompanyProfile,
         rename: Option<(&str, &str)>,
@@ -622,6 +623,7 @@ impl OrgStore for MemoryTenancyStore {
     ) -> Result<(), TenancyError> {
         {
             let mut s = self.lock()?;
+            s.check_acting(org, by)?;
             let o = s
                 .orgs
                 .get_mut(&org)

@@ -324,6 +324,7 @@ pub async fn update_profile<S: TenancyStore + ?Sized>(
     store
         .update_profile(
             caller.org.id,
+            Some(caller.user.id),
             &caller.org.profile,
             &p,
             renamed.as_deref().map(|n| (caller.org.name.as_str(), n)),

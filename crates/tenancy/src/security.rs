@@ -10,7 +10,7 @@ use security_policy::{
     CountryDecision, IpDecision, Located, PasswordHasher, PasswordPolicy, SessionPolicy,
     check_country, check_ip, check_password, context_words, parse_allowlist, parse_countries,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::caller::Caller;
 use crate::error::TenancyError;
@@ -112,9 +112,10 @@ pub async fn update<S: TenancyStore + ?Sized>(
         fields.push("blocked_countries");
     }
     if let Some(required) = change.mfa_required {
-        // Turning it on starts the grace period now; so does confirming a requirement that
-        // has no start (settings written by hand), which `mfa::requirement` holds in force.
-        if required != before.mfa.required || (required && before.mfa.required_since.is_none()) {
+        // Turning it on starts the grace period now. (A requirement without its start, written
+        // by hand, stays as it is: `mfa::requirement` holds it in force since the epoch, and
+        // re-dating it would give every member not enrolled a fresh grace period.)
+        if required != before.mfa.required {
             after.mfa.required = required;
             after.mfa.required_since = required.then_some(now);
         }
@@ -170,9 +171,21 @@ pub async fn update<S: TenancyStore + ?Sized>(
         let pointer = format!("/{}", field.replace('.', "/"));
         let (from, to) = (old.pointer(&pointer), new.pointer(&pointer));
         if from != to {
-            changes.insert((*field).to_owned(), json!({ "from": from, "to": to }));
+            let change = match (from, to) {
+                (Some(Value::Array(from)), Some(Value::Array(to))) => list_change(from, to),
+                _ => json!({ "from": from, "to": to }),
+            };
+            changes.insert((*field).to_owned(), change);
         }
     }
+    let strings = |l: &[security_policy::IpAllowlistEntry]| -> Vec<Value> {
+        l.iter().map(|e| Value::String(e.to_string())).collect()
+    };
+    let countries: Vec<Value> = after
+        .blocked_countries
+        .iter()
+        .map(|c| Value::String(c.to_string()))
+        .collect();
     let journal = Journal::record(
         caller
             .audit(
@@ -183,8 +196,8 @@ pub async fn update<S: TenancyStore + ?Sized>(
             .with_metadata(Metadata::from_value(json!({
                 "fields": fields,
                 "changes": changes,
-                "ip_allowlist": after.ip_allowlist.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "blocked_countries": after.blocked_countries,
+                "ip_allowlist": listed(&strings(&after.ip_allowlist)),
+                "blocked_countries": listed(&countries),
                 "mfa_required": after.mfa.required,
                 "audit_retention_days": after.audit_retention_days,
             }))?),
@@ -205,6 +218,27 @@ pub async fn update<S: TenancyStore + ?Sized>(
         )
         .await?;
     Ok(after)
+}
+
+/// At most this many entries of a list go into an audit record (whose metadata is bounded,
+/// `audit::MAX_METADATA_BYTES`); a longer one is recorded by its count and first entries.
+const LISTED: usize = 20;
+
+/// `items`, or its count and first [`LISTED`] entries when it is longer.
+fn listed(items: &[Value]) -> Value {
+    if items.len() <= LISTED {
+        Value::Array(items.to_vec())
+    } else {
+        json!({ "count": items.len(), "first": &items[..LISTED] })
+    }
+}
+
+/// What a list setting gained and lost (each [`listed`]): an allowlist of hundreds of networks
+/// is edited an entry at a time, and its record says which.
+fn list_change(from: &[Value], to: &[Value]) -> Value {
+    let added: Vec<Value> = to.iter().filter(|x| !from.contains(x)).cloned().collect();
+    let removed: Vec<Value> = from.iter().filter(|x| !to.contains(x)).cloned().collect();
+    json!({ "added": listed(&added), "removed": listed(&removed) })
 }
 
 /// The refusal of a change of the audit retention by someone who is not the Owner (`role`:
@@ -263,17 +297,21 @@ pub async fn clear_network_rules_as_system<S: TenancyStore + ?Sized>(
     let (mut fields, mut changes) = (Vec::new(), serde_json::Map::new());
     if !cleared.ip_allowlist.is_empty() {
         fields.push("ip_allowlist");
-        changes.insert(
-            "ip_allowlist".into(),
-            json!({ "from": cleared.ip_allowlist, "to": [] }),
-        );
+        let was: Vec<Value> = cleared
+            .ip_allowlist
+            .iter()
+            .map(|e| Value::String(e.clone()))
+            .collect();
+        changes.insert("ip_allowlist".into(), list_change(&was, &[]));
     }
     if !cleared.blocked_countries.is_empty() {
         fields.push("blocked_countries");
-        changes.insert(
-            "blocked_countries".into(),
-            json!({ "from": cleared.blocked_countries, "to": [] }),
-        );
+        let was: Vec<Value> = cleared
+            .blocked_countries
+            .iter()
+            .map(|c| Value::String(c.to_string()))
+            .collect();
+        changes.insert("blocked_countries".into(), list_change(&was, &[]));
     }
     let journal = Journal::record(
         audit::NewAuditEvent::new(

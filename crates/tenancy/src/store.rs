@@ -105,14 +105,17 @@ pub trait OrgStore: Send + Sync {
     /// Replaces the company profile if it is still `expected` (compare-and-swap, so two
     /// concurrent partial updates cannot silently drop each other's fields), and with
     /// `rename = Some((expected, name))` the organization's name if it is still `expected`, in
-    /// one write.
+    /// one write, if their author `by` (`None`: the operator) is still an active Owner or
+    /// Admin, checked under the organization's lock.
     ///
     /// # Errors
     /// [`TenancyError::NotFound`] when the organization does not exist;
-    /// [`TenancyError::Conflict`] when the profile or the name changed since they were read.
+    /// [`TenancyError::Conflict`] when the profile or the name changed since they were read;
+    /// [`TenancyError::RoleRule`] (`members::acting_role_changed`) for the author.
     async fn update_profile(
         &self,
         org: OrgId,
+        by: Option<UserId>,
         expected: &CompanyProfile,
         profile: &CompanyProfile,
         rename: Option<(&str, &str)>,

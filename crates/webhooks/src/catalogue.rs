@@ -84,7 +84,7 @@ fn data_of(kind: EventKind) -> (&'static str, bool, Value, &'static [&'static st
         EventKind::SettingsUpdated => (
             "Enterprise settings updated",
             true,
-            json!({"fields": {"type": "array", "items": {"type": "string"}}, "featureAccess": {"type": "object"}, "updatedBy": id("who changed them")}),
+            json!({"fields": {"type": "array", "items": {"type": "string"}}, "featureAccess": {"type": "object"}, "updatedBy": {"type": ["string", "null"], "description": "user id of who changed them (null: the server's operator)"}}),
             &["updatedBy"],
         ),
         EventKind::ApiKeyCreated => (

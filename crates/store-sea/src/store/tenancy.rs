@@ -756,12 +756,17 @@ impl OrgStore for SeaStore {
     async fn update_profile(
         &self,
         org: OrgId,
+        by: Option<UserId>,
         expected: &CompanyProfile,
         profile: &CompanyProfile,
         rename: Option<(&str, &str)>,
         journal: Journal,
     ) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
+        if by.is_some() {
+            lock_org(&txn, org).await?;
+            super::members::check_acting(&txn, org, by).await?;
+        }
         let mut update = organization::Entity::update_many()
             .col_expr(
                 organization::Column::Profile,
