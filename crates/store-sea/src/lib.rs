@@ -274,8 +274,8 @@ impl SeaStore {
     /// started again without a hand repair.) On PostgreSQL the transaction first takes an
     /// advisory lock of this database's, so that instances starting together on one database
     /// take turns: the second waits, then finds them applied (each migration would otherwise be
-    /// tried twice, and the second `CREATE TABLE` fail); on SQLite the file's one writer does
-    /// the same.
+    /// tried twice, and the second `CREATE TABLE` fail). (A SQLite file has one server: two
+    /// processes migrating one file at once are not supported.)
     ///
     /// # Errors
     /// The migration error.
