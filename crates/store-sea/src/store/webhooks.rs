@@ -650,23 +650,28 @@ impl WebhookStore for SeaStore {
         claimed: &Delivery,
         lease: DateTime<Utc>,
     ) -> Result<Option<(Delivery, Endpoint, StoredSecrets)>, WebhookError> {
-        // On the writer's side of SQLite, as the claim was: a reader could start from a
-        // snapshot older than the lease it is asked about.
-        let Some(row) = webhook_delivery::Entity::find_by_id(claimed.id.clone())
-            .filter(webhook_delivery::Column::OrgId.eq(claimed.org.to_string()))
-            .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
-            .filter(webhook_delivery::Column::NextAttemptAt.eq(micros(lease)))
-            .filter(webhook_delivery::Column::Attempts.eq(i64::from(claimed.attempts)))
-            .one(self.db())
+        // On the readers (on a SQLite file, rusqlite on the calling thread): each read is its
+        // own statement, so it sees the committed claim, and the writer, which the claims and
+        // the recorder's batches need, is not asked twice more per delivery.
+        let Some(row) = self
+            .fetch_one(
+                webhook_delivery::Entity::find_by_id(claimed.id.clone())
+                    .filter(webhook_delivery::Column::OrgId.eq(claimed.org.to_string()))
+                    .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+                    .filter(webhook_delivery::Column::NextAttemptAt.eq(micros(lease)))
+                    .filter(webhook_delivery::Column::Attempts.eq(i64::from(claimed.attempts))),
+            )
             .await
             .map_err(store)?
         else {
             return Ok(None);
         };
-        let Some(ep) = webhook_endpoint::Entity::find_by_id(row.endpoint_id.clone())
-            .filter(webhook_endpoint::Column::OrgId.eq(claimed.org.to_string()))
-            .filter(webhook_endpoint::Column::Enabled.eq(true))
-            .one(self.db())
+        let Some(ep) = self
+            .fetch_one(
+                webhook_endpoint::Entity::find_by_id(row.endpoint_id.clone())
+                    .filter(webhook_endpoint::Column::OrgId.eq(claimed.org.to_string()))
+                    .filter(webhook_endpoint::Column::Enabled.eq(true)),
+            )
             .await
             .map_err(store)?
         else {
