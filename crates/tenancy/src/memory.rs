@@ -313,6 +313,16 @@ fn replace_password(
     s.challenges.retain(|_, (u, _)| *u != user);
     // A new password retires every open reset link of theirs.
     retire_links(s, user, now);
+    Ok(end_sessions_but(s, user, keep, now))
+}
+
+/// Ends every live session of `user` but `keep`; returns how many.
+fn end_sessions_but(
+    s: &mut State,
+    user: UserId,
+    keep: Option<SessionId>,
+    now: DateTime<Utc>,
+) -> u64 {
     let mut ended = 0;
     for row in s
         .sessions
@@ -322,7 +332,7 @@ fn replace_password(
         row.2 = Some(now);
         ended += 1;
     }
-    Ok(ended)
+    ended
 }
 
 #[async_trait]
@@ -2617,16 +2627,7 @@ impl MfaStore for MemoryTenancyStore {
             r.record.last_step = Some(step);
             r.record.throttle = None;
             r.recovery = recovery_hashes.to_vec();
-            let mut ended = 0;
-            for row in s
-                .sessions
-                .iter_mut()
-                .filter(|r| r.0.user == user && r.2.is_none() && Some(r.0.id) != keep)
-            {
-                row.2 = Some(now);
-                ended += 1;
-            }
-            ended
+            end_sessions_but(&mut s, user, keep, now)
         };
         self.commit(records(ended)).await?;
         Ok(ended)

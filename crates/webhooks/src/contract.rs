@@ -1082,55 +1082,31 @@ pub async fn claimed_deliveries_are_read_again_before_sending(
     assert_eq!(retaken.iter().filter(|c| c.1.id == ep.id).count(), 3);
     assert!(store.still_leased(first, lease).await.unwrap().is_none());
     let current = later + Duration::seconds(60);
-    assert!(
+    let leased = |d: &Delivery| {
+        let d = d.clone();
+        async move { store.still_leased(&d, current).await.unwrap().is_some() }
+    };
+    let enabled = |on: bool| async move {
+        let change = EndpointChange {
+            enabled: Some(on),
+            ..EndpointChange::default()
+        };
         store
-            .still_leased(&claimed[1], current)
+            .update_endpoint(org, ep.id, &change, note(org))
             .await
-            .unwrap()
-            .is_some()
-    );
+            .unwrap();
+    };
+    assert!(leased(&claimed[1]).await);
 
     // Disabled by hand: nothing goes out.
-    let off = EndpointChange {
-        enabled: Some(false),
-        ..EndpointChange::default()
-    };
-    store
-        .update_endpoint(org, ep.id, &off, note(org))
-        .await
-        .unwrap();
-    assert!(
-        store
-            .still_leased(&claimed[1], current)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    enabled(false).await;
+    assert!(!leased(&claimed[1]).await);
 
     // Deleted: nothing either.
-    let on = EndpointChange {
-        enabled: Some(true),
-        ..EndpointChange::default()
-    };
-    store
-        .update_endpoint(org, ep.id, &on, note(org))
-        .await
-        .unwrap();
-    assert!(
-        store
-            .still_leased(&claimed[2], current)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    enabled(true).await;
+    assert!(leased(&claimed[2]).await);
     store.delete_endpoint(org, ep.id, note(org)).await.unwrap();
-    assert!(
-        store
-            .still_leased(&claimed[2], current)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!leased(&claimed[2]).await);
 }
 
 /// Checks the adapter's fan-out: `commit` must commit a journal the way the adapter's

@@ -234,17 +234,7 @@ impl MfaStore for SeaStore {
         }
         replace_codes(&txn, user, recovery_hashes).await?;
         // The sessions opened with the password alone end, but the one activating.
-        let mut end = crate::entity::session::Entity::update_many()
-            .col_expr(
-                crate::entity::session::Column::EndedAt,
-                Expr::value(micros(now)),
-            )
-            .filter(crate::entity::session::Column::UserId.eq(uid(user)))
-            .filter(crate::entity::session::Column::EndedAt.is_null());
-        if let Some(k) = keep {
-            end = end.filter(crate::entity::session::Column::Id.ne(k.to_string()));
-        }
-        let ended = end.exec(&txn).await.map_err(store)?.rows_affected;
+        let ended = super::tenancy::end_sessions_but(&txn, user, keep, now).await?;
         commit(txn, records(ended)).await?;
         Ok(ended)
     }

@@ -536,6 +536,16 @@ pub(super) async fn replace_password(
         .exec(txn)
         .await
         .map_err(store)?;
+    end_sessions_but(txn, user_id, keep, now).await
+}
+
+/// Ends every live session of `user_id` but `keep`, in `txn`; returns how many.
+pub(crate) async fn end_sessions_but(
+    txn: &DatabaseTransaction,
+    user_id: UserId,
+    keep: Option<SessionId>,
+    now: DateTime<Utc>,
+) -> Result<u64, TenancyError> {
     let mut end = session::Entity::update_many()
         .col_expr(session::Column::EndedAt, Expr::value(micros(now)))
         .filter(session::Column::UserId.eq(user_id.to_string()))
