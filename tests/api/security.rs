@@ -2006,6 +2006,67 @@ both_backends!(stored_secrets_are_bound_to_their_rows, |b| async move {
     assert!(again.done_before && again.rewritten == 0, "{again:?}");
 });
 
+both_backends!(webhook_urls_are_stored_encrypted, |b| async move {
+    let t = spawn_app(b).await;
+    let rx = Receiver::start().await;
+    let ep = json_of(
+        t.post(
+            &t.org("/webhooks"),
+            &t.owner_token,
+            &json!({ "url": format!("{}/T000/B000/secretpart", rx.url), "events": [] }),
+        )
+        .await,
+    )
+    .await;
+    let id = ep["id"].as_str().unwrap().to_owned();
+    // A no-op update counts the rows that match, on both databases.
+    let rows_where = |condition: String| {
+        let store = t.store.clone();
+        async move {
+            store
+                .execute_sql(&format!(
+                    "UPDATE webhook_endpoints SET url = url WHERE {condition}"
+                ))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(rows_where("url LIKE '%secretpart%'".into()).await, 0);
+    assert_eq!(
+        rows_where(format!("id = '{id}' AND url LIKE 'v2:%'")).await,
+        1
+    );
+    // Its organization sees it, and deliveries reach it.
+    let listed = json_of(t.get(&t.org("/webhooks"), &t.owner_token).await).await;
+    assert_eq!(
+        listed["items"][0]["url"],
+        format!("{}/T000/B000/secretpart", rx.url)
+    );
+    let test = t.org(&format!("/webhooks/{id}/test"));
+    let res = t.post(&test, &t.owner_token, &json!({})).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    assert_eq!(rx.wait_for(1, 10).await.len(), 1);
+    // A database from before this release, its URL in clear: the server encrypts it when it
+    // starts, once, and deliveries still reach it.
+    t.store
+        .execute_sql(&format!(
+            "UPDATE webhook_endpoints SET url = '{}/legacy' WHERE id = '{id}'",
+            rx.url
+        ))
+        .await
+        .unwrap();
+    t.store
+        .execute_sql("DELETE FROM store_markers WHERE name = 'webhook_urls_sealed'")
+        .await
+        .unwrap();
+    t.another_instance().await;
+    assert_eq!(rows_where("url LIKE '%legacy%'".into()).await, 0);
+    let res = t.post(&test, &t.owner_token, &json!({})).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let got = rx.wait_for(2, 10).await;
+    assert_eq!(got.len(), 2);
+});
+
 both_backends!(
     keys_rotate_without_losing_a_secret_or_a_checkpoint,
     |b| async move {
@@ -2093,7 +2154,8 @@ both_backends!(
         let report = axie_server::keys::rotate_encryption_key(&t.settings, &t.store, None)
             .await
             .unwrap();
-        assert!(report.starts_with("re-encrypted 3 secrets"), "{report}");
+        // The webhook's signing secret and URL, Lisa's TOTP secret, the waiting invitation.
+        assert!(report.starts_with("re-encrypted 4 secrets"), "{report}");
         assert!(report.contains("and 1 documents"), "{report}");
         assert_ne!(std::fs::read(&blob).unwrap(), sealed, "re-sealed");
         let after = std::fs::read_to_string(dir.join("encryption.key")).unwrap();

@@ -496,8 +496,8 @@ async fn prepare(
     warn_of_short_secrets(&settings);
     let trusted = security_policy::parse_allowlist(&settings.server.trusted_proxies)
         .map_err(|e| StartupError::Security(e.to_string()))?;
-    let store_handle = Arc::new(store);
     let cipher = Arc::new(encryption_key(&settings)?);
+    let store_handle = Arc::new(store.with_cipher(cipher.clone()));
     // Secrets an earlier version stored unbound are bound to their rows, once per database,
     // before anything reads them (`Cipher::decrypt_bound` refuses unbound values).
     let bound = store_handle.bind_secrets(&cipher).await.map_err(|e| {
@@ -514,6 +514,14 @@ async fn prepare(
             secret = %what,
             "a stored secret does not open with the configured key; it stays unusable"
         );
+    }
+    // Webhook URLs an earlier version stored in clear are encrypted, once per database.
+    let sealed = store_handle
+        .seal_webhook_urls(&cipher)
+        .await
+        .map_err(|e| StartupError::Security(format!("encrypting the stored webhook URLs: {e}")))?;
+    if sealed > 0 {
+        tracing::info!(sealed, "stored webhook URLs encrypted");
     }
     let state = AppState {
         checkpoint_key: Arc::new(checkpoint_key(&settings)?),

@@ -152,6 +152,9 @@ pub struct SeaStore {
     checkpoints: Option<std::sync::Arc<checkpoint::Checkpointer>>,
     /// Runs a SQLite file's write transactions on a thread of their own (`writer.rs`).
     writer: Option<std::sync::Arc<writer::WriterThread>>,
+    /// Encrypts what the adapter keeps encrypted at rest itself (webhook URLs); `None` until
+    /// [`SeaStore::with_cipher`], and then those values are neither written nor read.
+    cipher: Option<std::sync::Arc<security_policy::Cipher>>,
 }
 
 impl SeaStore {
@@ -263,7 +266,20 @@ impl SeaStore {
             sqlite_reads,
             checkpoints,
             writer,
+            cipher: None,
         })
+    }
+
+    /// The key this store encrypts webhook URLs with at rest (a Slack or Teams
+    /// incoming-webhook URL is itself a credential), as the domain crates encrypt the secrets
+    /// they hand it. Without one, endpoints can neither be written nor read (deliveries are
+    /// still queued): a store never falls back to keeping URLs in clear. Use the key the
+    /// secrets are encrypted with; [`SeaStore::seal_webhook_urls`] encrypts what an earlier
+    /// version stored in clear.
+    #[must_use]
+    pub fn with_cipher(mut self, cipher: std::sync::Arc<security_policy::Cipher>) -> Self {
+        self.cipher = Some(cipher);
+        self
     }
 
     /// Applies pending migrations, all of them in one transaction: an upgrade stopped part-way
@@ -364,6 +380,15 @@ impl SeaStore {
     }
 
     /// The writer: every transaction, and reads that must see the writer's own state.
+    /// The key of [`SeaStore::with_cipher`].
+    pub(crate) fn cipher(&self) -> Result<&security_policy::Cipher, StoreError> {
+        self.cipher.as_deref().ok_or_else(|| {
+            StoreError::msg(
+                "this store has no encryption key for webhook URLs (SeaStore::with_cipher)",
+            )
+        })
+    }
+
     pub(crate) fn db(&self) -> &DatabaseConnection {
         &self.db
     }

@@ -8,10 +8,16 @@
 use store_sea::testing::{fresh_postgres, postgres_server, say_postgres_skipped};
 use store_sea::{DatabaseUrl, PoolOptions, SeaStore};
 
+/// The key the stores of these tests encrypt webhook URLs with.
+fn cipher() -> std::sync::Arc<security_policy::Cipher> {
+    std::sync::Arc::new(security_policy::Cipher::new(&[7; 32]))
+}
+
 async fn connect(url: &DatabaseUrl) -> SeaStore {
     SeaStore::connect(url, PoolOptions::default())
         .await
         .unwrap()
+        .with_cipher(cipher())
 }
 
 /// A migrated store on a new SQLite file, and its URL (the file lives as long as the directory).
@@ -671,6 +677,111 @@ async fn webhook_contract(store: &SeaStore) {
     })
     .await;
     an_unreadable_filter_means_no_event(store).await;
+    webhook_urls_are_encrypted_at_rest(store).await;
+}
+
+/// Webhook URLs are stored encrypted (a Slack or Teams incoming-webhook URL is a credential),
+/// each bound to its endpoint; URLs in clear are encrypted by the one-time pass, and only by
+/// it.
+async fn webhook_urls_are_encrypted_at_rest(store: &SeaStore) {
+    use webhooks::WebhookStore;
+    let o = org(store).await;
+    let new_endpoint = |url: &str| webhooks::Endpoint {
+        id: rbac_core::EndpointId::new(),
+        org: o,
+        url: webhooks::WebhookUrl::parse(url, true).unwrap(),
+        description: String::new(),
+        events: vec![],
+        enabled: true,
+        disabled_reason: None,
+        consecutive_failures: 0,
+        message: None,
+        created_at: chrono::Utc::now(),
+    };
+    let slack = "https://hooks.slack.example/services/T000/B000/XXXXSECRETXXXX";
+    let (a, b) = (new_endpoint(slack), new_endpoint("https://b.example/hook"));
+    for ep in [&a, &b] {
+        store
+            .create_endpoint(ep, "v2:secret", audit::Journal::default())
+            .await
+            .unwrap();
+    }
+    // A no-op update counts the rows that match, on both databases.
+    let rows_where = |condition: String| async move {
+        store
+            .execute_sql(&format!(
+                "UPDATE webhook_endpoints SET url = url WHERE {condition}"
+            ))
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        rows_where("url LIKE '%SECRET%' OR url LIKE '%example%'".into()).await,
+        0
+    );
+    assert_eq!(
+        rows_where(format!("id = '{}' AND url LIKE 'v2:%'", a.id)).await,
+        1
+    );
+    assert_eq!(
+        store.get_endpoint(o, a.id).await.unwrap().url.as_str(),
+        slack
+    );
+    // A change of URL is stored encrypted too.
+    let change = webhooks::EndpointChange {
+        url: Some(webhooks::WebhookUrl::parse("https://b.example/moved", true).unwrap()),
+        ..Default::default()
+    };
+    store
+        .update_endpoint(o, b.id, &change, audit::Journal::default())
+        .await
+        .unwrap();
+    assert_eq!(rows_where("url LIKE '%moved%'".into()).await, 0);
+    assert_eq!(
+        store.get_endpoint(o, b.id).await.unwrap().url.as_str(),
+        "https://b.example/moved"
+    );
+    // The first endpoint's URL copied onto the second's row does not open there.
+    let copy_a_onto_b = format!(
+        "UPDATE webhook_endpoints SET url = (SELECT w.url FROM webhook_endpoints w WHERE w.id = '{}') WHERE id = '{}'",
+        a.id, b.id
+    );
+    store.execute_sql(&copy_a_onto_b).await.unwrap();
+    assert!(store.get_endpoint(o, b.id).await.is_err());
+    // A URL in clear (as an earlier version stored it) is read by no one until the one-time
+    // pass encrypts it; pasted after that pass, it stays unreadable.
+    let paste = |url: &str| {
+        format!(
+            "UPDATE webhook_endpoints SET url = '{url}' WHERE id = '{}'",
+            b.id
+        )
+    };
+    store
+        .execute_sql(&paste("https://b.example/legacy"))
+        .await
+        .unwrap();
+    assert!(store.get_endpoint(o, b.id).await.is_err());
+    let key = security_policy::Cipher::new(&[7; 32]);
+    assert_eq!(store.seal_webhook_urls(&key).await.unwrap(), 1);
+    assert_eq!(
+        store.get_endpoint(o, b.id).await.unwrap().url.as_str(),
+        "https://b.example/legacy"
+    );
+    store
+        .execute_sql(&paste("https://attacker.example/x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.seal_webhook_urls(&key).await.unwrap(),
+        0,
+        "the pass was made"
+    );
+    assert!(store.get_endpoint(o, b.id).await.is_err());
+    // It can still be deleted.
+    store
+        .delete_endpoint(o, b.id, audit::Journal::default())
+        .await
+        .unwrap();
 }
 
 /// An endpoint whose stored filter names only event types this version does not know (a newer
@@ -726,6 +837,48 @@ async fn an_unreadable_filter_means_no_event(store: &SeaStore) {
     };
     assert_eq!(queued(all.id).await, 1);
     assert_eq!(queued(future.id).await, 0);
+}
+
+/// A store given no key neither writes webhook URLs nor reads them: it never falls back to
+/// keeping them in clear.
+#[tokio::test]
+async fn a_store_without_a_key_keeps_no_webhook_url() {
+    use webhooks::WebhookStore;
+    let (store, url, _dir) = sqlite_with_url().await;
+    let o = org(&store).await;
+    let keyless = SeaStore::connect(&url, PoolOptions::default())
+        .await
+        .unwrap();
+    let ep = webhooks::Endpoint {
+        id: rbac_core::EndpointId::new(),
+        org: o,
+        url: webhooks::WebhookUrl::parse("https://hooks.example.com/a", true).unwrap(),
+        description: String::new(),
+        events: vec![],
+        enabled: true,
+        disabled_reason: None,
+        consecutive_failures: 0,
+        message: None,
+        created_at: chrono::Utc::now(),
+    };
+    let refused = keyless
+        .create_endpoint(&ep, "v2:secret", audit::Journal::default())
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("storage"), "{refused}");
+    assert!(
+        keyless
+            .list_endpoints(o, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .create_endpoint(&ep, "v2:secret", audit::Journal::default())
+        .await
+        .unwrap();
+    assert!(keyless.get_endpoint(o, ep.id).await.is_err());
+    assert_eq!(store.get_endpoint(o, ep.id).await.unwrap().url, ep.url);
 }
 
 #[tokio::test]

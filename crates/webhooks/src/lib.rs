@@ -34,7 +34,7 @@ pub use catalogue::{EventType, event_types};
 pub use error::{StoreError, WebhookError};
 #[cfg(feature = "memory")]
 pub use memory::MemoryWebhookStore;
-pub use model::{Attempt, Delivery, DeliveryStatus, Endpoint, payload};
+pub use model::{Attempt, Delivery, DeliveryStatus, Endpoint, payload, queued_as};
 pub use plan::goes_out;
 pub use policy::{
     AttemptVerdict, MAX_RETRY_DELAY_MS, RetryPolicy, WebhookUrl, destination_allowed, judge,
@@ -42,7 +42,7 @@ pub use policy::{
 };
 pub use service::{
     Acting, EndpointInput, MAX_ENDPOINTS_PER_ORG, USER_AGENT, create, delete, headers, requeue,
-    rotate, secret_context, send_test, signing_secrets, too_many_endpoints, update,
+    rotate, secret_context, send_test, signing_secrets, too_many_endpoints, update, url_context,
 };
 pub use sign::{
     SigningSecret, TOLERANCE_SECS, VerifyError, axie_signature, standard_signature, verify,

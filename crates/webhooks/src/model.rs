@@ -48,15 +48,12 @@ impl Endpoint {
     /// hand.
     #[must_use]
     pub fn queues(&self, kind: EventKind) -> Option<DeliveryStatus> {
-        if !self.subscribes(kind) {
-            None
-        } else if self.enabled {
-            Some(DeliveryStatus::Pending)
-        } else if self.disabled_reason.is_some() {
-            Some(DeliveryStatus::Failed)
-        } else {
-            None
-        }
+        queued_as(
+            &self.events,
+            self.enabled,
+            self.disabled_reason.is_some(),
+            kind,
+        )
     }
 
     fn subscribes(&self, kind: EventKind) -> bool {
@@ -71,6 +68,27 @@ impl Endpoint {
             Some(t) => crate::template::body(t, event),
             None => payload(event),
         }
+    }
+}
+
+/// [`Endpoint::queues`] from the fields that decide it, for a store that queues deliveries
+/// without reading (or decrypting) the rest of the endpoint: its event filter (empty = all),
+/// whether it is enabled, and whether it was disabled automatically.
+#[must_use]
+pub fn queued_as(
+    events: &[EventKind],
+    enabled: bool,
+    disabled_automatically: bool,
+    kind: EventKind,
+) -> Option<DeliveryStatus> {
+    if !(events.is_empty() || events.contains(&kind)) {
+        None
+    } else if enabled {
+        Some(DeliveryStatus::Pending)
+    } else if disabled_automatically {
+        Some(DeliveryStatus::Failed)
+    } else {
+        None
     }
 }
 

@@ -308,6 +308,14 @@ pub fn secret_context(endpoint: EndpointId) -> Vec<u8> {
     format!("axie/webhook-secret/{endpoint}").into_bytes()
 }
 
+/// What an endpoint's URL is bound to where a store encrypts it at rest (a Slack or Teams
+/// incoming-webhook URL is itself a credential): a URL copied onto another endpoint's row does
+/// not open there.
+#[must_use]
+pub fn url_context(endpoint: EndpointId) -> Vec<u8> {
+    format!("axie/webhook-url/{endpoint}").into_bytes()
+}
+
 /// The secrets to sign with now: the current one, and the previous one during its grace period.
 ///
 /// # Errors

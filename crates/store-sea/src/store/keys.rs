@@ -1,5 +1,5 @@
-//! Re-encrypting the secrets stored encrypted (webhook signing secrets, TOTP secrets, the
-//! tokens sealed in queued mail) under a new key, for key rotation. An operator utility of
+//! Re-encrypting the secrets stored encrypted (webhook signing secrets and URLs, TOTP secrets,
+//! the tokens sealed in queued mail) under a new key, for key rotation. An operator utility of
 //! this adapter, not a domain port.
 
 use sea_orm::ActiveValue::Set;
@@ -39,6 +39,22 @@ pub struct BindReport {
 /// The marker of the one-time pass of [`SeaStore::bind_secrets`].
 const SECRETS_BOUND: &str = "secrets_bound";
 
+/// The marker of the one-time pass of [`SeaStore::seal_webhook_urls`].
+const URLS_SEALED: &str = "webhook_urls_sealed";
+
+/// Claims the one-time pass `name` in `txn`: true for the one transaction that records it.
+async fn claim_pass(txn: &sea_orm::DatabaseTransaction, name: &str) -> Result<bool, StoreError> {
+    let claimed = store_marker::Entity::insert(store_marker::ActiveModel {
+        name: Set(name.to_owned()),
+        done_at: Set(chrono::Utc::now().timestamp_micros()),
+    })
+    .on_conflict_do_nothing()
+    .exec_without_returning(txn)
+    .await
+    .map_err(db_err)?;
+    Ok(matches!(claimed, sea_orm::TryInsertResult::Inserted(n) if n > 0))
+}
+
 /// One bound value of the row `what`, bound to `context`: under the old key it is rewritten
 /// under the new key; under the new key it is left (an interrupted rotation being finished);
 /// otherwise the rotation stops, naming the row, since neither key opens it. Unbound values are
@@ -71,8 +87,9 @@ fn rotate(
 impl SeaStore {
     /// Re-encrypts every stored secret from `old` to `new` in one transaction: all of them
     /// move, or none. Safe to run again after an interruption. Values an earlier version
-    /// stored unbound are first bound under `old`, if no server of this release has started
-    /// on the database yet ([`SeaStore::bind_secrets`]).
+    /// stored unbound, or in clear (webhook URLs), are first bound or encrypted under `old`, if
+    /// no server of this release has started on the database yet ([`SeaStore::bind_secrets`],
+    /// [`SeaStore::seal_webhook_urls`]).
     ///
     /// # Errors
     /// [`StoreError`] when a value opens with neither key (naming its row), or on storage
@@ -83,6 +100,7 @@ impl SeaStore {
         new: &Cipher,
     ) -> Result<ReencryptReport, StoreError> {
         self.bind_secrets(old).await?;
+        self.seal_webhook_urls(old).await?;
         let mut report = ReencryptReport::default();
         let txn = self.db().begin().await.map_err(db_err)?;
         // Each row is locked as it is read, in key order (PostgreSQL; SQLite's writes take
@@ -104,8 +122,19 @@ impl SeaStore {
                 Some(p) => rotate(old, new, p, &context, &what, &mut report)?,
                 None => None,
             };
+            let url = rotate(
+                old,
+                new,
+                &ep.url,
+                &webhooks::url_context(id("endpoint id", &ep.id)?),
+                &format!("URL of webhook endpoint {}", ep.id),
+                &mut report,
+            )?;
             let mut update = webhook_endpoint::Entity::update_many()
                 .filter(webhook_endpoint::Column::Id.eq(ep.id.clone()));
+            if let Some(u) = url {
+                update = update.col_expr(webhook_endpoint::Column::Url, Expr::value(u));
+            }
             if let Some(s) = secret {
                 update = update.col_expr(webhook_endpoint::Column::Secret, Expr::value(s));
             }
@@ -166,6 +195,50 @@ impl SeaStore {
         Ok(report)
     }
 
+    /// Once per database: encrypts the webhook URLs earlier versions stored in clear, under
+    /// `cipher` bound to their endpoints, in one transaction that also records that the pass
+    /// was made (`store_markers`); the server runs it at start, before anything reads them.
+    /// Later runs do nothing: a URL in clear written onto a row afterwards (by someone who can
+    /// write the database, to redirect an organization's deliveries) is never encrypted, and
+    /// the endpoint stays unreadable, sent nothing. Returns how many URLs were encrypted.
+    ///
+    /// # Errors
+    /// [`StoreError`] on storage failure.
+    pub async fn seal_webhook_urls(&self, cipher: &Cipher) -> Result<u64, StoreError> {
+        let txn = self.db().begin().await.map_err(db_err)?;
+        if !claim_pass(&txn, URLS_SEALED).await? {
+            txn.commit().await.map_err(db_err)?;
+            return Ok(0);
+        }
+        let mut sealed = 0;
+        for ep in webhook_endpoint::Entity::find()
+            .filter(
+                Condition::any()
+                    .add(webhook_endpoint::Column::Url.starts_with("http://"))
+                    .add(webhook_endpoint::Column::Url.starts_with("https://")),
+            )
+            .order_by_asc(webhook_endpoint::Column::Id)
+            .lock(LockType::NoKeyUpdate)
+            .all(&txn)
+            .await
+            .map_err(db_err)?
+        {
+            let context = webhooks::url_context(id("endpoint id", &ep.id)?);
+            let url = cipher
+                .encrypt_bound(ep.url.as_bytes(), &context)
+                .map_err(StoreError::new)?;
+            webhook_endpoint::Entity::update_many()
+                .col_expr(webhook_endpoint::Column::Url, Expr::value(url))
+                .filter(webhook_endpoint::Column::Id.eq(ep.id))
+                .exec(&txn)
+                .await
+                .map_err(db_err)?;
+            sealed += 1;
+        }
+        txn.commit().await.map_err(db_err)?;
+        Ok(sealed)
+    }
+
     /// Once per database: rewrites the secrets earlier versions stored unbound (`v1:`) bound
     /// to their rows ([`Cipher::rebind`]), in one transaction that also records that the pass
     /// was made (`store_markers`); the server runs it at start. Later runs do nothing: an
@@ -178,16 +251,8 @@ impl SeaStore {
     /// [`StoreError`] on storage failure.
     pub async fn bind_secrets(&self, cipher: &Cipher) -> Result<BindReport, StoreError> {
         let txn = self.db().begin().await.map_err(db_err)?;
-        let claimed = store_marker::Entity::insert(store_marker::ActiveModel {
-            name: Set(SECRETS_BOUND.to_owned()),
-            done_at: Set(chrono::Utc::now().timestamp_micros()),
-        })
-        .on_conflict_do_nothing()
-        .exec_without_returning(&txn)
-        .await
-        .map_err(db_err)?;
         let mut report = BindReport::default();
-        if !matches!(claimed, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
+        if !claim_pass(&txn, SECRETS_BOUND).await? {
             report.done_before = true;
             txn.commit().await.map_err(db_err)?;
             return Ok(report);

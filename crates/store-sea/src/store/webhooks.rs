@@ -25,15 +25,55 @@ fn store(e: DbErr) -> WebhookError {
     WebhookError::Store(db_err(e))
 }
 
-fn endpoint(m: &webhook_endpoint::Model) -> Result<Endpoint, WebhookError> {
-    let events: Vec<String> =
+/// An endpoint's stored event filter: the names this version knows, and whether there were
+/// names it did not know (a newer version stored them).
+fn event_filter(m: &webhook_endpoint::Model) -> Result<(Vec<EventKind>, bool), WebhookError> {
+    let names: Vec<String> =
         serde_json::from_str(&m.events).map_err(|_| corrupt("event filter", &m.events))?;
+    let known: Vec<EventKind> = names.iter().filter_map(|e| EventKind::parse(e)).collect();
+    let unknown = known.len() < names.len();
+    Ok((known, unknown))
+}
+
+impl SeaStore {
+    /// An endpoint's URL as stored: encrypted, bound to the endpoint's id.
+    fn seal_url(&self, endpoint: EndpointId, url: &WebhookUrl) -> Result<String, WebhookError> {
+        self.cipher()?
+            .encrypt_bound(url.as_str().as_bytes(), &webhooks::url_context(endpoint))
+            .map_err(|e| WebhookError::Store(tenancy::StoreError::new(e)))
+    }
+
+    /// The URL of an endpoint's row. A URL in clear (which only the one-time pass of
+    /// [`SeaStore::seal_webhook_urls`] finds, and encrypts) or one sealed for another row does
+    /// not open: the row cannot be read, and nothing is sent to it.
+    fn open_url(&self, m: &webhook_endpoint::Model) -> Result<WebhookUrl, WebhookError> {
+        let endpoint: EndpointId = id("endpoint id", &m.id)?;
+        let plain = self
+            .cipher()?
+            .decrypt_bound(&m.url, &webhooks::url_context(endpoint))
+            .map_err(|_| {
+                corrupt(
+                    "webhook url (it does not open with the configured key)",
+                    &m.id,
+                )
+            })?;
+        let text = String::from_utf8(plain).map_err(|_| corrupt("webhook url", &m.id))?;
+        Ok(WebhookUrl::parse(&text, false).map_err(|_| corrupt("webhook url", &m.id))?)
+    }
+
+    fn endpoint(&self, m: &webhook_endpoint::Model) -> Result<Endpoint, WebhookError> {
+        endpoint_with(m, self.open_url(m)?)
+    }
+}
+
+fn endpoint_with(m: &webhook_endpoint::Model, url: WebhookUrl) -> Result<Endpoint, WebhookError> {
+    let (events, _) = event_filter(m)?;
     Ok(Endpoint {
         id: id("endpoint id", &m.id)?,
         org: id("organization id", &m.org_id)?,
-        url: WebhookUrl::parse(&m.url, false).map_err(|_| corrupt("webhook url", &m.url))?,
+        url,
         description: m.description.clone(),
-        events: events.iter().filter_map(|e| EventKind::parse(e)).collect(),
+        events,
         enabled: m.enabled,
         disabled_reason: m.disabled_reason.clone(),
         consecutive_failures: u32::try_from(m.consecutive_failures).unwrap_or(0),
@@ -79,8 +119,10 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
     events: &[DomainEvent],
     only: Option<EndpointId>,
 ) -> Result<usize, DbErr> {
-    let mut endpoints: std::collections::HashMap<OrgId, Vec<(String, Endpoint, bool)>> =
-        std::collections::HashMap::new();
+    let mut endpoints: std::collections::HashMap<
+        OrgId,
+        Vec<(Vec<EventKind>, bool, webhook_endpoint::Model)>,
+    > = std::collections::HashMap::new();
     let mut plans: std::collections::HashMap<OrgId, Option<String>> =
         std::collections::HashMap::new();
     let (mut rows, mut pending) = (Vec::new(), 0);
@@ -119,29 +161,30 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
             if db.get_database_backend() == DbBackend::Postgres {
                 q = q.lock_with_behavior(LockType::KeyShare, LockBehavior::SkipLocked);
             }
+            // Read without the URL (encrypted, and not needed to queue).
             let found = q
                 .all(db)
                 .await?
                 .into_iter()
                 .filter_map(|m| {
-                    let ep = endpoint(&m)
+                    let (events, unknown) = event_filter(&m)
                         .inspect_err(|err| {
                             tracing::warn!(endpoint = %m.id, error = %err, "webhook endpoint skipped: it cannot be read");
                         })
                         .ok()?;
                     // A filter none of whose names this version knows (a newer one stored
                     // them) reads as empty, which would mean every event: it means none here.
-                    let unknown_filter = ep.events.is_empty()
-                        && serde_json::from_str::<Vec<String>>(&m.events)
-                            .is_ok_and(|names| !names.is_empty());
-                    Some((m.id, ep, unknown_filter))
+                    let unknown_filter = events.is_empty() && unknown;
+                    Some((events, unknown_filter, m))
                 })
                 .collect();
             slot.insert(found);
         }
         let mut document = None;
-        for (id, ep, unknown_filter) in endpoints.get(&e.org).into_iter().flatten() {
-            let status = match (only, ep.queues(e.kind)) {
+        for (events, unknown_filter, ep) in endpoints.get(&e.org).into_iter().flatten() {
+            let queued =
+                webhooks::queued_as(events, ep.enabled, ep.disabled_reason.is_some(), e.kind);
+            let status = match (only, queued) {
                 (Some(_), _) => DeliveryStatus::Pending,
                 (None, Some(status)) if !*unknown_filter => status,
                 _ => continue,
@@ -150,8 +193,8 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
             // The event document is made once for the endpoints that take it; a templated
             // endpoint gets its own message.
             let templated;
-            let body = if ep.message.is_some() {
-                templated = ep.body_for(e);
+            let body = if let Some(t) = &ep.message {
+                templated = webhooks::template::body(t, e);
                 &templated
             } else {
                 &*document.get_or_insert_with(|| webhooks::payload(e))
@@ -159,7 +202,7 @@ pub(crate) async fn fan_out<C: ConnectionTrait>(
             rows.push(webhook_delivery::ActiveModel {
                 id: Set(format!("dlv_{}", uuid::Uuid::now_v7().simple())),
                 org_id: Set(e.org.to_string()),
-                endpoint_id: Set(id.clone()),
+                endpoint_id: Set(ep.id.clone()),
                 event_id: Set(e.id.to_string()),
                 kind: Set(e.kind.as_str().to_owned()),
                 payload: Set(body.clone()),
@@ -607,7 +650,7 @@ impl WebhookStore for SeaStore {
         webhook_endpoint::Entity::insert(webhook_endpoint::ActiveModel {
             id: Set(ep.id.to_string()),
             org_id: Set(ep.org.to_string()),
-            url: Set(ep.url.as_str().to_owned()),
+            url: Set(self.seal_url(ep.id, &ep.url)?),
             description: Set(ep.description.clone()),
             events: Set(events_json(&ep.events)),
             enabled: Set(ep.enabled),
@@ -642,7 +685,7 @@ impl WebhookStore for SeaStore {
             .all(self.db())
             .await
             .map_err(store)?;
-        rows.iter().map(endpoint).collect()
+        rows.iter().map(|m| self.endpoint(m)).collect()
     }
 
     async fn still_leased(
@@ -679,11 +722,11 @@ impl WebhookStore for SeaStore {
         };
         let mut now = delivery(row)?;
         now.next_attempt_at = claimed.next_attempt_at;
-        Ok(Some((now, endpoint(&ep)?, secrets(&ep)?)))
+        Ok(Some((now, self.endpoint(&ep)?, secrets(&ep)?)))
     }
 
     async fn get_endpoint(&self, org: OrgId, id: EndpointId) -> Result<Endpoint, WebhookError> {
-        endpoint(&self.endpoint_row(org, id).await?)
+        self.endpoint(&self.endpoint_row(org, id).await?)
     }
 
     async fn update_endpoint(
@@ -694,13 +737,18 @@ impl WebhookStore for SeaStore {
         journal: Journal,
     ) -> Result<(), WebhookError> {
         use webhook_endpoint::Column;
+        let url = change
+            .url
+            .as_ref()
+            .map(|u| self.seal_url(id, u))
+            .transpose()?;
         let txn = self.db().begin().await.map_err(store)?;
         // Only the fields the change sets: the row keeps what another edit, or the worker,
         // wrote since the change was read.
         let mut update = webhook_endpoint::Entity::update_many();
         let mut set = false;
-        if let Some(u) = &change.url {
-            update = update.col_expr(Column::Url, Expr::value(u.as_str()));
+        if let Some(u) = url {
+            update = update.col_expr(Column::Url, Expr::value(u));
             set = true;
         }
         if let Some(d) = &change.description {
@@ -970,7 +1018,7 @@ impl WebhookStore for SeaStore {
             // A row this version cannot read (an event kind or URL a newer one stored) is left
             // under its lease and logged: the rest of the batch still goes out.
             let id = row.id.clone();
-            match (delivery(row), endpoint(ep), secrets(ep)) {
+            match (delivery(row), self.endpoint(ep), secrets(ep)) {
                 (Ok(d), Ok(e), Ok(s)) => out.push((d, e, s)),
                 (d, e, s) => {
                     let error = [d.err(), e.err(), s.err()]
