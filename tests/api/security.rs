@@ -1244,6 +1244,19 @@ both_backends!(
             "ip_not_allowed",
         )
         .await;
+        // A wrong password gets the same answer there (it got 401, which told the right one
+        // apart), and counts toward no lock of the account.
+        for _ in 0..12 {
+            let wrong = t
+                .client
+                .post(t.url("/api/v1/auth/login"))
+                .header("x-forwarded-for", "198.51.100.8")
+                .json(&json!({ "email": "lisa@example.com", "password": "not her password" }))
+                .send()
+                .await
+                .unwrap();
+            assert_ne!(wrong.status(), StatusCode::UNAUTHORIZED);
+        }
         let refused = t.audit("action=auth.login_failed").await;
         assert!(
             refused
@@ -2059,10 +2072,25 @@ both_backends!(webhook_urls_are_stored_encrypted, |b| async move {
         .execute_sql("DELETE FROM store_markers WHERE name = 'webhook_urls_sealed'")
         .await
         .unwrap();
-    t.another_instance().await;
+    let second = t.another_instance().await;
     assert_eq!(rows_where("url LIKE '%legacy%'".into()).await, 0);
-    let res = t.post(&test, &t.owner_token, &json!({})).await;
-    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let res = t
+        .client
+        .post(format!(
+            "{second}/api/v1/orgs/{}/webhooks/{id}/test",
+            t.org_id
+        ))
+        .bearer_auth(&t.owner_token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::ACCEPTED,
+        "{}",
+        res.text().await.unwrap()
+    );
     let got = rx.wait_for(2, 10).await;
     assert_eq!(got.len(), 2);
 });

@@ -214,7 +214,8 @@ async fn refusal_record(
 /// # Errors
 /// [`TenancyError::BadCredentials`] for a wrong email or password;
 /// [`TenancyError::Throttled`] for a locked account or address;
-/// [`TenancyError::IpNotAllowed`] when none of the person's organizations admits the address.
+/// [`TenancyError::IpNotAllowed`] when none of the person's organizations admits the address
+/// (whatever the password).
 #[allow(
     clippy::too_many_arguments,
     reason = "the login's parts, as they arrive"
@@ -298,6 +299,15 @@ pub async fn login<S: TenancyStore + ?Sized>(
         }
         return Err(TenancyError::Throttled(until));
     }
+    // No organization of theirs admits the address: refused before the password or the
+    // account's lock is looked at, a right password and a wrong one alike, and counted toward
+    // no lock: from outside every allowlist a password cannot be tested (a right one was told
+    // by this refusal coming after it), nor the person locked out. (That the address is refused
+    // tells that the account exists, which an unknown email's 401 does not.)
+    if let Err(e) = admitted(&store.caller_memberships(user.id).await?, &request.ip) {
+        audit_store.append(failed("ip_not_allowed")).await?;
+        return Err(e);
+    }
     // A locked account is refused even with the right password, after the same argon2 work,
     // except from an address the person signed in from recently, within its allowance: someone
     // who locks the account from elsewhere does not lock its owner out.
@@ -355,19 +365,6 @@ pub async fn login<S: TenancyStore + ?Sized>(
             audit_store.append(failed("deactivated")).await?;
         }
         return Err(TenancyError::Deactivated);
-    }
-    // No organization of theirs admits the address: no session, and no second-factor
-    // challenge either. The right password still clears the throttle, in the refusal's
-    // transaction.
-    if let Err(e) = admitted(&store.caller_memberships(user.id).await?, &request.ip) {
-        if clear_throttle {
-            store
-                .set_login_throttle(user.id, None, failed("ip_not_allowed"))
-                .await?;
-        } else {
-            audit_store.append(failed("ip_not_allowed")).await?;
-        }
-        return Err(e);
     }
     if clear_throttle {
         store

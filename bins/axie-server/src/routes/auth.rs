@@ -115,7 +115,12 @@ pub async fn login(
             }))
         }
         Err(e) => {
-            if matches!(e, tenancy::TenancyError::BadCredentials) {
+            // An address refused by every allowlist counts as a failure too: it is answered
+            // without a password being checked, so its guesses would otherwise never stop.
+            if matches!(
+                e,
+                tenancy::TenancyError::BadCredentials | tenancy::TenancyError::IpNotAllowed(_)
+            ) {
                 st.address_throttle.record_failure(ip, now);
             }
             Err(e.into())
