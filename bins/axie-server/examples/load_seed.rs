@@ -228,7 +228,13 @@ async fn seed_org(
             signed_out_of: Vec::new(),
         };
         store
-            .create_session(&session, &token.hash, 100, &|_| Journal::default())
+            .create_session(
+                &session,
+                &token.hash,
+                100,
+                tenancy::SessionProof::Password,
+                &|_| Journal::default(),
+            )
             .await
             .unwrap();
         out.send((

@@ -171,6 +171,10 @@ impl From<TenancyError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", m)
             }
             TenancyError::Archived(m) => ApiError::new(StatusCode::CONFLICT, "archived", m),
+            // The sign-in asks for the second factor instead (`accounts::login`); not answered.
+            e @ TenancyError::SecondFactorEnabled => {
+                ApiError::new(StatusCode::CONFLICT, "second_factor_required", e.to_string())
+            }
             TenancyError::LimitReached {
                 limit: billing_limits::Limit::ApiCallsPerMonth,
                 max,

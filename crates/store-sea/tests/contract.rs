@@ -458,7 +458,13 @@ async fn noted_activity_is_written_soon(store: SeaStore, observer: SeaStore) {
             signed_out_of: Vec::new(),
         };
         store
-            .create_session(&s, &format!("hash-{i}"), 10, &|_| audit::Journal::default())
+            .create_session(
+                &s,
+                &format!("hash-{i}"),
+                10,
+                tenancy::SessionProof::Password,
+                &|_| audit::Journal::default(),
+            )
             .await
             .unwrap();
         sessions.push(s);

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::caller::{Caller, Principal};
 use crate::error::TenancyError;
 use crate::model::{Email, Session, User};
-use crate::store::TenancyStore;
+use crate::store::{SessionProof, TenancyStore};
 
 /// Passwords longer than this are refused before hashing (a denial-of-service guard); none
 /// so long is set (`security_policy::check_password`).
@@ -392,18 +392,27 @@ pub async fn login<S: TenancyStore + ?Sized>(
             return Err(TenancyError::BadCredentials);
         }
     }
-    if let Some(rec) = mfa_store.mfa(user.id).await?
-        && rec.enabled_at.is_some()
-    {
+    let second_factor = || async {
+        let rec = mfa_store.mfa(user.id).await?;
         let challenge = crate::mfa::issue_challenge(mfa_store, user.id, now).await?;
-        return Ok(LoginResult::SecondFactor {
+        Ok(LoginResult::SecondFactor {
             challenge,
-            sms_available: rec.phone.is_some(),
-        });
+            sms_available: rec.is_some_and(|r| r.phone.is_some()),
+        })
+    };
+    if mfa_store
+        .mfa(user.id)
+        .await?
+        .is_some_and(|rec| rec.enabled_at.is_some())
+    {
+        return second_factor().await;
     }
-    Ok(LoginResult::Session(Box::new(
-        open_session(store, &user, request, now).await?,
-    )))
+    // Switched on since it was read just now: the store refuses the password-only session.
+    match open_session(store, &user, SessionProof::Password, request, now).await {
+        Ok(out) => Ok(LoginResult::Session(Box::new(out))),
+        Err(TenancyError::SecondFactorEnabled) => second_factor().await,
+        Err(e) => Err(e),
+    }
 }
 
 /// How long an address the person signed in from stays familiar to their account's lock.
@@ -446,10 +455,12 @@ pub(crate) async fn lock_admits<S: TenancyStore + ?Sized>(
 /// token, the concurrent-session limit applied, the login audited in each organization.
 ///
 /// # Errors
-/// [`TenancyError::Store`].
+/// [`TenancyError::SecondFactorEnabled`] for a [`SessionProof::Password`] session of a person
+/// who has a second factor by the time it is stored; [`TenancyError::Store`].
 pub async fn open_session<S: TenancyStore + ?Sized>(
     store: &S,
     user: &User,
+    proof: SessionProof,
     request: RequestContext,
     now: DateTime<Utc>,
 ) -> Result<LoginOutcome, TenancyError> {
@@ -509,7 +520,13 @@ pub async fn open_session<S: TenancyStore + ?Sized>(
         journal
     };
     let ended = store
-        .create_session(&session, &token.hash, policy.max_concurrent, &records)
+        .create_session(
+            &session,
+            &token.hash,
+            policy.max_concurrent,
+            proof,
+            &records,
+        )
         .await?;
     Ok(LoginOutcome {
         token,

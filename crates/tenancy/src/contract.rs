@@ -569,15 +569,27 @@ async fn an_abandoned_sign_in_leaves_all_or_nothing<S: TenancyStore + AuditStore
     {
         let (org, _, owner) = new_org(s).await;
         let old = format!("abandon-old-{i}");
-        s.create_session(&session(owner.id, 1), &old, 1, &|_| Journal::default())
-            .await
-            .unwrap();
+        s.create_session(
+            &session(owner.id, 1),
+            &old,
+            1,
+            crate::SessionProof::Password,
+            &|_| Journal::default(),
+        )
+        .await
+        .unwrap();
         let new = format!("abandon-new-{i}");
         let before = head(s, org.id).await;
         let records = |_: &[SessionId]| note(org.id, "abandoned sign-in");
         let _ = tokio::time::timeout(
             std::time::Duration::from_micros(wait_us),
-            s.create_session(&session(owner.id, 2), &new, 1, &records),
+            s.create_session(
+                &session(owner.id, 2),
+                &new,
+                1,
+                crate::SessionProof::Password,
+                &records,
+            ),
         )
         .await;
         attempts.push((org.id, before, old, new));
@@ -585,9 +597,13 @@ async fn an_abandoned_sign_in_leaves_all_or_nothing<S: TenancyStore + AuditStore
     let (_, _, owner) = new_org(s).await;
     tokio::time::timeout(
         std::time::Duration::from_secs(10),
-        s.create_session(&session(owner.id, 3), "after-abandoned", 1, &|_| {
-            Journal::default()
-        }),
+        s.create_session(
+            &session(owner.id, 3),
+            "after-abandoned",
+            1,
+            crate::SessionProof::Password,
+            &|_| Journal::default(),
+        ),
     )
     .await
     .expect("the sign-in after them is not held up")
@@ -713,9 +729,13 @@ async fn password_resets_are_capped_used_once_and_end_sessions<
     );
 
     for i in 0..2 {
-        s.create_session(&session(owner.id, 40 + i), &format!("rs-{i}"), 5, &|_| {
-            Journal::default()
-        })
+        s.create_session(
+            &session(owner.id, 40 + i),
+            &format!("rs-{i}"),
+            5,
+            crate::SessionProof::Password,
+            &|_| Journal::default(),
+        )
         .await
         .unwrap();
     }
@@ -817,9 +837,15 @@ async fn password_change_ends_other_sessions_in_its_transaction<
     let (org, _, owner) = new_org(s).await;
     let sessions: Vec<Session> = (0..3).map(|m| session(owner.id, m)).collect();
     for (i, x) in sessions.iter().enumerate() {
-        s.create_session(x, &format!("pw-{i}"), 5, &|_| Journal::default())
-            .await
-            .unwrap();
+        s.create_session(
+            x,
+            &format!("pw-{i}"),
+            5,
+            crate::SessionProof::Password,
+            &|_| Journal::default(),
+        )
+        .await
+        .unwrap();
     }
     let locked = locked_out();
     s.set_login_throttle(owner.id, Some(&locked), Journal::default())
@@ -881,9 +907,13 @@ async fn password_change_ends_other_sessions_in_its_transaction<
     assert!(s.list_sessions(owner.id).await.unwrap().is_empty());
     // Ending every session at once: one transaction with the journal made from the count.
     for i in 10..13 {
-        s.create_session(&session(owner.id, i), &format!("all-{i}"), 10, &|_| {
-            Journal::default()
-        })
+        s.create_session(
+            &session(owner.id, i),
+            &format!("all-{i}"),
+            10,
+            crate::SessionProof::Password,
+            &|_| Journal::default(),
+        )
         .await
         .unwrap();
     }
@@ -936,9 +966,15 @@ async fn signing_out_of_one_organization_keeps_the_others<
     add_user(s, a.id, a_team.id, &pat, Some("h")).await;
     add_user(s, b.id, b_team.id, &pat, None).await;
     let hash = format!("signed-out-{}", pat.id);
-    s.create_session(&session(pat.id, 0), &hash, 10, &|_| Journal::default())
-        .await
-        .unwrap();
+    s.create_session(
+        &session(pat.id, 0),
+        &hash,
+        10,
+        crate::SessionProof::Password,
+        &|_| Journal::default(),
+    )
+    .await
+    .unwrap();
     let h = head(s, a.id).await;
     let records = |n: u64| {
         (0..n).fold(Journal::default(), |j, _| {
@@ -973,9 +1009,15 @@ async fn signing_out_of_one_organization_keeps_the_others<
     // Signed out of B too, the session is good in no organization where pat is active: it
     // ends, while a newer one (not signed out of A) is only refused in B.
     let newer = format!("signed-out-newer-{}", pat.id);
-    s.create_session(&session(pat.id, 1), &newer, 10, &|_| Journal::default())
-        .await
-        .unwrap();
+    s.create_session(
+        &session(pat.id, 1),
+        &newer,
+        10,
+        crate::SessionProof::Password,
+        &|_| Journal::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         s.end_sessions_in(b.id, pat.id, None, now(), &records)
             .await
@@ -1027,6 +1069,7 @@ async fn signing_out_of_one_organization_keeps_the_others<
             &session(pat.id, 2 + i as i64),
             &security_policy::hash_token(secret),
             10,
+            crate::SessionProof::Password,
             &|_| Journal::default(),
         )
         .await
@@ -1129,9 +1172,13 @@ async fn a_sign_out_checks_its_author_in_the_write<
     let pat = user("pat-signed-out");
     add_user(s, org.id, team.id, &pat, Some("h")).await;
     for (u, hash) in [(owner.id, "so-owner"), (pat.id, "so-pat")] {
-        s.create_session(&session(u, 0), &format!("{hash}-{u}"), 10, &|_| {
-            Journal::default()
-        })
+        s.create_session(
+            &session(u, 0),
+            &format!("{hash}-{u}"),
+            10,
+            crate::SessionProof::Password,
+            &|_| Journal::default(),
+        )
         .await
         .unwrap();
     }
@@ -1226,9 +1273,15 @@ async fn a_deactivated_membership_keeps_no_session_alive<
     .unwrap();
     add_user(s, a.id, a_team.id, &dee, None).await;
     let hash = format!("deactivated-{}", dee.id);
-    s.create_session(&session(dee.id, 0), &hash, 10, &|_| Journal::default())
-        .await
-        .unwrap();
+    s.create_session(
+        &session(dee.id, 0),
+        &hash,
+        10,
+        crate::SessionProof::Password,
+        &|_| Journal::default(),
+    )
+    .await
+    .unwrap();
     let off = MemberWrite {
         org: b.id,
         user: dee.id,
@@ -1305,9 +1358,15 @@ async fn a_deactivated_membership_keeps_no_session_alive<
     .unwrap();
     add_user(s, a.id, a_team.id, &eve, None).await;
     let eves = format!("deactivated-{}", eve.id);
-    s.create_session(&session(eve.id, 0), &eves, 10, &|_| Journal::default())
-        .await
-        .unwrap();
+    s.create_session(
+        &session(eve.id, 0),
+        &eves,
+        10,
+        crate::SessionProof::Password,
+        &|_| Journal::default(),
+    )
+    .await
+    .unwrap();
     let off = MemberWrite {
         user: eve.id,
         record: crate::scim::UserRecord {
@@ -1338,9 +1397,13 @@ async fn a_deactivated_membership_keeps_no_session_alive<
     // Someone who is not a member of A is not signed out of it: their sessions stay.
     let (_, _, outsider) = new_org(s).await;
     let theirs = format!("outsider-{}", outsider.id);
-    s.create_session(&session(outsider.id, 0), &theirs, 10, &|_| {
-        Journal::default()
-    })
+    s.create_session(
+        &session(outsider.id, 0),
+        &theirs,
+        10,
+        crate::SessionProof::Password,
+        &|_| Journal::default(),
+    )
     .await
     .unwrap();
     let h = head(s, a.id).await;
@@ -1362,16 +1425,24 @@ async fn live_sessions_come_in_pages<S: TenancyStore + AuditStore + ?Sized>(s: &
         .map(|m| session(owner.id, *m))
         .collect();
     for (i, x) in made.iter().enumerate() {
-        s.create_session(x, &format!("page-{}-{i}", owner.id), 10, &|_| {
-            Journal::default()
-        })
+        s.create_session(
+            x,
+            &format!("page-{}-{i}", owner.id),
+            10,
+            crate::SessionProof::Password,
+            &|_| Journal::default(),
+        )
         .await
         .unwrap();
     }
     let theirs = session(stranger.id, 1);
-    s.create_session(&theirs, &format!("page-{}", stranger.id), 10, &|_| {
-        Journal::default()
-    })
+    s.create_session(
+        &theirs,
+        &format!("page-{}", stranger.id),
+        10,
+        crate::SessionProof::Password,
+        &|_| Journal::default(),
+    )
     .await
     .unwrap();
     let gone = made.remove(3);
@@ -1427,16 +1498,20 @@ async fn sessions_evict_oldest_and_end<S: TenancyStore + AuditStore + ?Sized>(s:
     let s2 = session(owner.id, 1);
     let s3 = session(owner.id, 2);
     assert!(
-        s.create_session(&s1, "h1", 2, &|_| Journal::default())
-            .await
-            .unwrap()
-            .is_empty()
+        s.create_session(&s1, "h1", 2, crate::SessionProof::Password, &|_| {
+            Journal::default()
+        })
+        .await
+        .unwrap()
+        .is_empty()
     );
     assert!(
-        s.create_session(&s2, "h2", 2, &|_| Journal::default())
-            .await
-            .unwrap()
-            .is_empty()
+        s.create_session(&s2, "h2", 2, crate::SessionProof::Password, &|_| {
+            Journal::default()
+        })
+        .await
+        .unwrap()
+        .is_empty()
     );
     let h = head(s, org.id).await;
     let records = |ended: &[SessionId]| {
@@ -1451,7 +1526,9 @@ async fn sessions_evict_oldest_and_end<S: TenancyStore + AuditStore + ?Sized>(s:
         })
     };
     assert_eq!(
-        s.create_session(&s3, "h3", 2, &records).await.unwrap(),
+        s.create_session(&s3, "h3", 2, crate::SessionProof::Password, &records)
+            .await
+            .unwrap(),
         vec![s1.id]
     );
     assert_eq!(
@@ -1771,16 +1848,24 @@ async fn login_throttle_round_trip<S: TenancyStore + AuditStore + ?Sized>(s: &S)
     .into_iter()
     .enumerate()
     {
-        s.create_session(&from(minutes, ip), &format!("familiar-{i}"), 10, &|_| {
-            Journal::default()
-        })
+        s.create_session(
+            &from(minutes, ip),
+            &format!("familiar-{i}"),
+            10,
+            crate::SessionProof::Password,
+            &|_| Journal::default(),
+        )
         .await
         .unwrap();
     }
     let (_, _, stranger) = new_org(s).await;
-    s.create_session(&session(stranger.id, -2), "familiar-stranger", 10, &|_| {
-        Journal::default()
-    })
+    s.create_session(
+        &session(stranger.id, -2),
+        "familiar-stranger",
+        10,
+        crate::SessionProof::Password,
+        &|_| Journal::default(),
+    )
     .await
     .unwrap();
     let since = now() - Duration::minutes(10);
@@ -3112,9 +3197,13 @@ async fn caller_memberships_gather_every_org_and_team<
     // A session read with its person's memberships holds exactly what the two narrower reads
     // give; an ended or unknown session gives nothing.
     let owner_session = session(owner.id, 0);
-    s.create_session(&owner_session, "caller-memberships", 3, &|_| {
-        Journal::default()
-    })
+    s.create_session(
+        &owner_session,
+        "caller-memberships",
+        3,
+        crate::SessionProof::Password,
+        &|_| Journal::default(),
+    )
     .await
     .unwrap();
     let (found, person, memberships) = s
@@ -3243,9 +3332,15 @@ async fn caller_memberships_gather_every_org_and_team<
             .all(|m| m.member.user.id != other.id)
     );
     let other_session = session(other.id, 0);
-    s.create_session(&other_session, "all-teams", 3, &|_| Journal::default())
-        .await
-        .unwrap();
+    s.create_session(
+        &other_session,
+        "all-teams",
+        3,
+        crate::SessionProof::Password,
+        &|_| Journal::default(),
+    )
+    .await
+    .unwrap();
     let (_, _, read) = s.session_caller("all-teams").await.unwrap().unwrap();
     assert_eq!(read, theirs);
     s.set_all_teams_role(
@@ -4790,9 +4885,15 @@ async fn access_reset_is_one_transaction<
     let u = owner.id;
     let sessions: Vec<Session> = (0..3).map(|i| session(u, i)).collect();
     for (i, one) in sessions.iter().enumerate() {
-        s.create_session(one, &format!("reset-{i}"), 5, &|_| Journal::default())
-            .await
-            .unwrap();
+        s.create_session(
+            one,
+            &format!("reset-{i}"),
+            5,
+            crate::SessionProof::Password,
+            &|_| Journal::default(),
+        )
+        .await
+        .unwrap();
     }
     let locked = locked_out();
     s.set_login_throttle(u, Some(&locked), Journal::default())
@@ -4820,9 +4921,32 @@ async fn access_reset_is_one_transaction<
     assert_eq!((ended, counted.lock().unwrap().clone()), (2, vec![2]));
     assert!(s.find_session("reset-0").await.unwrap().is_some());
     assert!(s.find_session("reset-1").await.unwrap().is_none());
-    s.create_session(&session(u, 3), "reset-3", 5, &|_| Journal::default())
-        .await
-        .unwrap();
+    // From now on a session opened with the password alone (a sign-in that read the person
+    // as having no second factor just before it was switched on) is refused, and nothing of
+    // it is stored; one opened with the second factor is.
+    let h = head(s, org.id).await;
+    assert!(matches!(
+        s.create_session(
+            &session(u, 3),
+            "reset-3",
+            5,
+            crate::SessionProof::Password,
+            &|_| note(org.id, "password only"),
+        )
+        .await,
+        Err(TenancyError::SecondFactorEnabled)
+    ));
+    assert!(s.find_session("reset-3").await.unwrap().is_none());
+    assert_eq!(head(s, org.id).await, h, "nothing recorded");
+    s.create_session(
+        &session(u, 3),
+        "reset-3",
+        5,
+        crate::SessionProof::SecondFactor,
+        &|_| Journal::default(),
+    )
+    .await
+    .unwrap();
     let h = head(s, org.id).await;
     let seen = std::sync::Mutex::new(Vec::new());
     let records = |done: AccessReset| {
@@ -5732,9 +5856,15 @@ async fn scim_tokens_records_and_deactivation<
 
     // Deactivation ends sessions and API keys in one write; a stale version is refused.
     let sess = session(jane.id, 0);
-    s.create_session(&sess, "jane-session", 3, &|_| Journal::default())
-        .await
-        .unwrap();
+    s.create_session(
+        &sess,
+        "jane-session",
+        3,
+        crate::SessionProof::Password,
+        &|_| Journal::default(),
+    )
+    .await
+    .unwrap();
     let key = ApiKey {
         id: ApiKeyId::new(),
         org: org.id,
@@ -6024,9 +6154,15 @@ async fn scim_tokens_records_and_deactivation<
     );
     // A new password ends her sessions and retires the reset links sent before it.
     let sess = session(jane.id, 1);
-    s.create_session(&sess, "jane-session-2", 3, &|_| Journal::default())
-        .await
-        .unwrap();
+    s.create_session(
+        &sess,
+        "jane-session-2",
+        3,
+        crate::SessionProof::Password,
+        &|_| Journal::default(),
+    )
+    .await
+    .unwrap();
     let link = crate::password_reset::PasswordReset {
         token_hash: format!("scim-reset-{}", jane.id),
         user: jane.id,
@@ -6053,9 +6189,13 @@ async fn scim_tokens_records_and_deactivation<
     // A sign-in from elsewhere a minute before, and a lock on her account.
     let mut earlier = session(jane.id, -1);
     earlier.ip = "192.0.2.9".into();
-    s.create_session(&earlier, "jane-session-earlier", 10, &|_| {
-        Journal::default()
-    })
+    s.create_session(
+        &earlier,
+        "jane-session-earlier",
+        10,
+        crate::SessionProof::Password,
+        &|_| Journal::default(),
+    )
     .await
     .unwrap();
     let day_ago = now() - Duration::days(1);
@@ -6758,6 +6898,7 @@ async fn consents_and_erasure_keep_the_chain<
         &session(ann.id, -5),
         &format!("erase-{}", ann.id),
         10,
+        crate::SessionProof::Password,
         &|_| Journal::default(),
     )
     .await
@@ -8570,9 +8711,13 @@ async fn housekeeping_removes_stale_sessions_links_challenges_and_mail<
         session(ann.id, -days(2)),
     ];
     for (i, x) in sessions.iter().enumerate() {
-        s.create_session(x, &format!("hk-{}-{i}", org.id), 10, &|_| {
-            Journal::default()
-        })
+        s.create_session(
+            x,
+            &format!("hk-{}-{i}", org.id),
+            10,
+            crate::SessionProof::Password,
+            &|_| Journal::default(),
+        )
         .await
         .unwrap();
     }

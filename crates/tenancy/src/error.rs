@@ -16,6 +16,10 @@ pub enum TenancyError {
     /// where the person is active): valid elsewhere, refused here until they sign in again.
     #[error("you were signed out of this organization; sign in again")]
     SignedOut,
+    /// A session was to be opened with the password alone, but the person switched a second
+    /// factor on meanwhile ([`crate::AccountStore::create_session`]): the sign-in asks for it.
+    #[error("a second factor is now required to sign in")]
+    SecondFactorEnabled,
     /// Wrong email or password (the same for unknown accounts).
     #[error("the email or password is wrong")]
     BadCredentials,

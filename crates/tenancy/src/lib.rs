@@ -48,7 +48,7 @@ pub use model::{
     SecuritySettings, Session, SignOut, Team, User, valid_name,
 };
 pub use store::{
-    AccountStore, ApiKeyStore, BulkStore, InvitationStore, MembershipStore, OrgStore,
+    AccountStore, ApiKeyStore, BulkStore, InvitationStore, MembershipStore, OrgStore, SessionProof,
     SessionsEndedJournal, SessionsEvictedJournal, TeamRoleJournal, TenancyStore, WorkspaceStore,
     each_session,
 };

@@ -988,10 +988,18 @@ impl AccountStore for MemoryTenancyStore {
         session: &Session,
         token_hash: &str,
         max_live: u32,
+        proof: crate::SessionProof,
         records: crate::SessionsEvictedJournal<'_>,
     ) -> Result<Vec<SessionId>, TenancyError> {
         let ended = {
             let mut s = self.lock()?;
+            if proof == crate::SessionProof::Password
+                && s.mfa
+                    .get(&session.user)
+                    .is_some_and(|m| m.record.enabled_at.is_some())
+            {
+                return Err(TenancyError::SecondFactorEnabled);
+            }
             let mut live: Vec<usize> = (0..s.sessions.len())
                 .filter(|&i| s.sessions[i].0.user == session.user && s.sessions[i].2.is_none())
                 .collect();

@@ -826,7 +826,14 @@ pub async fn complete_login<S: TenancyStore + MfaStore + ?Sized>(
     {
         return Err(TenancyError::Unauthenticated);
     }
-    let mut outcome = open_session(store, &user, request.clone(), now).await?;
+    let mut outcome = open_session(
+        store,
+        &user,
+        crate::SessionProof::SecondFactor,
+        request.clone(),
+        now,
+    )
+    .await?;
     if used_recovery {
         outcome.recovery_codes_left = left;
     }

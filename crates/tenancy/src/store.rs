@@ -385,15 +385,21 @@ pub trait AccountStore: Send + Sync {
     /// Stores a new session under `token_hash` and, in the same transaction, ends
     /// the user's oldest live sessions so at most `max_live` remain (including the new one),
     /// with the journal `records` makes from the sessions it ended (the login and each
-    /// eviction are recorded together). Returns the ended sessions.
+    /// eviction are recorded together). Returns the ended sessions. A session opened with
+    /// the password alone ([`SessionProof::Password`]) is refused if the person has a second
+    /// factor switched on by then: taken under the account's lock, which the activation of a
+    /// second factor also takes, so that a sign-in that read the person as having none while
+    /// they switched one on either is ended by the activation or refused here.
     ///
     /// # Errors
-    /// [`TenancyError::Store`] on storage failure; nothing is written then.
+    /// [`TenancyError::SecondFactorEnabled`] as above; [`TenancyError::Store`] on storage
+    /// failure; nothing is written then.
     async fn create_session(
         &self,
         session: &Session,
         token_hash: &str,
         max_live: u32,
+        proof: SessionProof,
         records: SessionsEvictedJournal<'_>,
     ) -> Result<Vec<SessionId>, TenancyError>;
 
@@ -1265,6 +1271,15 @@ pub fn each_session(record: &audit::NewAuditEvent, n: u64) -> Journal {
 /// The journal a team-role change commits, made from the role the person had in the team
 /// before it (`None`: none): see [`WorkspaceStore::set_team_member_recorded`].
 pub type TeamRoleJournal<'a> = &'a (dyn Fn(Option<TeamRole>) -> Journal + Send + Sync);
+
+/// What a new session was opened with ([`AccountStore::create_session`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionProof {
+    /// The password alone: the person had no second factor when the sign-in looked.
+    Password,
+    /// The password and a second factor.
+    SecondFactor,
+}
 
 /// The journal a login commits, made from the older sessions the concurrent-session limit
 /// ended: see [`TenancyStore::create_session`].

@@ -203,6 +203,9 @@ impl MfaStore for SeaStore {
         records: tenancy::SessionsEndedJournal<'_>,
     ) -> Result<u64, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
+        // Under the account's lock, which a new session takes too: one opened with the password
+        // alone is either stored before this (and ended below) or refused after it.
+        super::tenancy::lock_user(&txn, user).await?;
         let res = user_mfa::Entity::update_many()
             .col_expr(user_mfa::Column::EnabledAt, Expr::value(micros(now)))
             .col_expr(user_mfa::Column::LastStep, Expr::value(step))

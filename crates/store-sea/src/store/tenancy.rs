@@ -1422,11 +1422,12 @@ impl AccountStore for SeaStore {
         s: &Session,
         token_hash: &str,
         max_live: u32,
+        proof: tenancy::SessionProof,
         records: tenancy::SessionsEvictedJournal<'_>,
     ) -> Result<Vec<SessionId>, TenancyError> {
         if !self.writes_on_a_thread() {
             return self
-                .create_session_with(s, token_hash, max_live, move |ids| {
+                .create_session_with(s, token_hash, max_live, proof, move |ids| {
                     std::future::ready(Some(records(&ids)))
                 })
                 .await;
@@ -1440,7 +1441,7 @@ impl AccountStore for SeaStore {
         let (journal_tx, journal_rx) = tokio::sync::oneshot::channel::<Journal>();
         let (this, session, hash) = (self.clone(), s.clone(), token_hash.to_owned());
         let work = self.on_writer(async move {
-            this.create_session_with(&session, &hash, max_live, move |ids| async move {
+            this.create_session_with(&session, &hash, max_live, proof, move |ids| async move {
                 if ids.is_empty() {
                     return Some(no_eviction);
                 }
@@ -1846,6 +1847,7 @@ impl SeaStore {
         s: &Session,
         token_hash: &str,
         max_live: u32,
+        proof: tenancy::SessionProof,
         journal_for: F,
     ) -> Result<Vec<SessionId>, TenancyError>
     where
@@ -1853,7 +1855,21 @@ impl SeaStore {
         Fut: std::future::Future<Output = Option<Journal>> + Send,
     {
         let txn = self.db().begin().await.map_err(store)?;
+        // The activation of a second factor takes this lock too: it ends the sessions stored
+        // before it, and those stored after it are checked here.
         lock_user(&txn, s.user).await?;
+        if proof == tenancy::SessionProof::Password {
+            let second_factor = crate::entity::user_mfa::Entity::find()
+                .filter(crate::entity::user_mfa::Column::UserId.eq(s.user.to_string()))
+                .filter(crate::entity::user_mfa::Column::EnabledAt.is_not_null())
+                .count(&txn)
+                .await
+                .map_err(store)?;
+            if second_factor > 0 {
+                txn.rollback().await.map_err(store)?;
+                return Err(TenancyError::SecondFactorEnabled);
+            }
+        }
         let live = session::Entity::find()
             .filter(session::Column::UserId.eq(s.user.to_string()))
             .filter(session::Column::EndedAt.is_null())
