@@ -530,6 +530,11 @@ both_backends!(
         let opened =
             webhooks::signing_secrets(&cipher, endpoint, &stored, chrono::Utc::now()).unwrap();
         assert_eq!(opened[0].to_whsec(), hook["secret"].as_str().unwrap());
+        // And so does its URL.
+        let restored = webhooks::WebhookStore::get_endpoint(&*restored_store, org, endpoint)
+            .await
+            .unwrap();
+        assert_eq!(restored.url.as_str(), hook["url"].as_str().unwrap());
     }
 );
 

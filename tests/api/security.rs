@@ -1245,18 +1245,20 @@ both_backends!(
         )
         .await;
         // A wrong password gets the same answer there (it got 401, which told the right one
-        // apart), and counts toward no lock of the account.
+        // apart), counts toward no lock of the account, and of the refusals from one address
+        // only the first is recorded.
         for _ in 0..12 {
-            let wrong = t
-                .client
-                .post(t.url("/api/v1/auth/login"))
-                .header("x-forwarded-for", "198.51.100.8")
-                .json(&json!({ "email": "lisa@example.com", "password": "not her password" }))
-                .send()
-                .await
-                .unwrap();
-            assert_ne!(wrong.status(), StatusCode::UNAUTHORIZED);
+            let wrong =
+                login_from(&t, "198.51.100.8", "lisa@example.com", "not her password").await;
+            problem(wrong, StatusCode::FORBIDDEN, "ip_not_allowed").await;
         }
+        let from_there = t
+            .audit("action=auth.login_failed&limit=50")
+            .await
+            .into_iter()
+            .filter(|r| r["ip"] == "198.51.100.8")
+            .count();
+        assert_eq!(from_there, 1);
         let refused = t.audit("action=auth.login_failed").await;
         assert!(
             refused
@@ -2018,6 +2020,32 @@ both_backends!(stored_secrets_are_bound_to_their_rows, |b| async move {
     let again = t.store.bind_secrets(&cipher).await.unwrap();
     assert!(again.done_before && again.rewritten == 0, "{again:?}");
 });
+
+both_backends!(
+    sign_ins_from_outside_every_allowlist_lock_the_address,
+    |b| async move {
+        let t = spawn_locking_addresses_after(b, 3).await;
+        let saved = t
+            .patch(
+                &t.org("/security"),
+                &t.owner_token,
+                &json!({ "ip_allowlist": ["127.0.0.0/8"] }),
+            )
+            .await;
+        assert_eq!(saved.status(), StatusCode::OK);
+        // Refused before any password is checked, so each counts against the address: its
+        // guesses stop after three, the right password's included.
+        for _ in 0..3 {
+            let res = login_from(&t, "198.51.100.9", "lisa@example.com", "a guess").await;
+            problem(res, StatusCode::FORBIDDEN, "ip_not_allowed").await;
+        }
+        let res = login_from(&t, "198.51.100.9", "lisa@example.com", DEMO_PASSWORD).await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        // The account is not locked: from inside, the right password signs in.
+        let res = login_from(&t, "127.0.0.1", "lisa@example.com", DEMO_PASSWORD).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+);
 
 both_backends!(webhook_urls_are_stored_encrypted, |b| async move {
     let t = spawn_app(b).await;

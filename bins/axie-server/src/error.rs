@@ -172,9 +172,11 @@ impl From<TenancyError> for ApiError {
             }
             TenancyError::Archived(m) => ApiError::new(StatusCode::CONFLICT, "archived", m),
             // The sign-in asks for the second factor instead (`accounts::login`); not answered.
-            e @ TenancyError::SecondFactorEnabled => {
-                ApiError::new(StatusCode::CONFLICT, "second_factor_required", e.to_string())
-            }
+            e @ TenancyError::SecondFactorEnabled => ApiError::new(
+                StatusCode::CONFLICT,
+                "second_factor_required",
+                e.to_string(),
+            ),
             TenancyError::LimitReached {
                 limit: billing_limits::Limit::ApiCallsPerMonth,
                 max,
@@ -382,6 +384,9 @@ impl From<webhooks::WebhookError> for ApiError {
             }
             webhooks::WebhookError::Disabled => {
                 ApiError::new(StatusCode::CONFLICT, "endpoint_disabled", e.to_string())
+            }
+            webhooks::WebhookError::Unreadable(_) => {
+                ApiError::new(StatusCode::CONFLICT, "endpoint_unreadable", e.to_string())
             }
             webhooks::WebhookError::Store(s) => ApiError::internal(s),
             other => ApiError::internal(std::io::Error::other(other.to_string())),

@@ -782,12 +782,42 @@ async fn webhook_urls_are_encrypted_at_rest(store: &SeaStore) {
         0,
         "the pass was made"
     );
-    assert!(store.get_endpoint(o, b.id).await.is_err());
-    // It can still be deleted.
-    store
-        .delete_endpoint(o, b.id, audit::Journal::default())
+    assert!(matches!(
+        store.get_endpoint(o, b.id).await,
+        Err(webhooks::WebhookError::Unreadable(id)) if id == b.id
+    ));
+    // It is left out of its organization's list (the rest is listed), gets no delivery, and
+    // can still be deleted, through the service.
+    let listed = store.list_endpoints(o, None, 10).await.unwrap();
+    assert_eq!(listed.iter().map(|e| e.id).collect::<Vec<_>>(), [a.id]);
+    let event = audit::DomainEvent::new(
+        o,
+        audit::EventKind::ApiKeyCreated,
+        chrono::Utc::now(),
+        serde_json::json!({}),
+    );
+    audit::AuditStore::append(store, audit::Journal::default().publish(event))
         .await
         .unwrap();
+    let queued = |ep: rbac_core::EndpointId| async move {
+        store
+            .list_deliveries(o, ep, None, None, 10)
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!((queued(a.id).await, queued(b.id).await), (1, 0));
+    let acting = webhooks::Acting {
+        actor: audit::Actor::system(),
+        context: audit::RequestContext::default(),
+    };
+    webhooks::delete(store, &acting, o, b.id, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.get_endpoint(o, b.id).await,
+        Err(webhooks::WebhookError::NotFound(_))
+    ));
 }
 
 /// An endpoint whose stored filter names only event types this version does not know (a newer

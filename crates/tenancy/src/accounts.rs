@@ -301,11 +301,25 @@ pub async fn login<S: TenancyStore + ?Sized>(
     }
     // No organization of theirs admits the address: refused before the password or the
     // account's lock is looked at, a right password and a wrong one alike, and counted toward
-    // no lock: from outside every allowlist a password cannot be tested (a right one was told
-    // by this refusal coming after it), nor the person locked out. (That the address is refused
-    // tells that the account exists, which an unknown email's 401 does not.)
+    // no lock of the account (the server counts it against the address): from outside every
+    // allowlist a password cannot be tested (a right one was told by this refusal coming after
+    // it), nor the person locked out. (That the address is refused tells that the account
+    // exists, which an unknown email's 401 does not: the price of telling a member why they
+    // cannot sign in.)
+    // Of these refusals the first from each address in each quarter hour is recorded: the
+    // guesses that keep coming from outside do not flood the person's organizations' logs.
     if let Err(e) = admitted(&store.caller_memberships(user.id).await?, &request.ip) {
-        audit_store.append(failed("ip_not_allowed")).await?;
+        let quarter = 15 * 60;
+        let until =
+            DateTime::from_timestamp((now.timestamp().div_euclid(quarter) + 1) * quarter, 0)
+                .unwrap_or(now);
+        let mark = format!("{}/network", user.id);
+        if counters.first_refusal(&mark, until)
+            && let Err(err) = audit_store.append(failed("ip_not_allowed")).await
+        {
+            counters.refusal_unrecorded(&mark, until);
+            return Err(err.into());
+        }
         return Err(e);
     }
     // A locked account is refused even with the right password, after the same argon2 work,

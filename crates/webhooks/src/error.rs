@@ -27,6 +27,13 @@ pub enum WebhookError {
     /// otherwise wait until it is enabled again): enable it first.
     #[error("the webhook endpoint is disabled; enable it to send to it")]
     Disabled,
+    /// The endpoint's stored URL does not open with the configured key (a key lost or
+    /// replaced without re-encryption, or a value written onto its row by hand): nothing is
+    /// sent to it, and it can only be deleted.
+    #[error(
+        "webhook endpoint {0}'s stored URL cannot be read with the configured key; delete the endpoint and create it again"
+    )]
+    Unreadable(rbac_core::EndpointId),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -26,12 +26,23 @@ pub struct Acting {
 
 impl Acting {
     fn audit(&self, org: OrgId, now: DateTime<Utc>, what: &str, ep: &Endpoint) -> NewAuditEvent {
+        self.audit_of(org, now, what, ep.id, ep.url.host_label())
+    }
+
+    fn audit_of(
+        &self,
+        org: OrgId,
+        now: DateTime<Utc>,
+        what: &str,
+        id: EndpointId,
+        destination: String,
+    ) -> NewAuditEvent {
         NewAuditEvent::new(
             org,
             now,
             self.actor.clone(),
             AuditAction::WebhookEndpointChanged,
-            Target::new("webhook_endpoint", ep.id, ep.url.host_label()),
+            Target::new("webhook_endpoint", id, destination),
         )
         .with_context(self.context.clone())
         .with_metadata(audit::Metadata::from_value(json!({ "change": what })).unwrap_or_default())
@@ -222,12 +233,17 @@ pub async fn delete(
     id: EndpointId,
     now: DateTime<Utc>,
 ) -> Result<(), WebhookError> {
-    let ep = store.get_endpoint(org, id).await?;
+    // One whose URL cannot be read is deleted too (it is all that can be done with it).
+    let destination = match store.get_endpoint(org, id).await {
+        Ok(ep) => ep.url.host_label(),
+        Err(WebhookError::Unreadable(_)) => "(unreadable)".to_owned(),
+        Err(e) => return Err(e),
+    };
     store
         .delete_endpoint(
             org,
             id,
-            Journal::record(acting.audit(org, now, "deleted", &ep)),
+            Journal::record(acting.audit_of(org, now, "deleted", id, destination)),
         )
         .await
 }
