@@ -828,13 +828,34 @@ both_backends!(
         )
         .await;
         assert_eq!(denied["reason"], "role_lacks_permission");
-        // The organization's own name (what mail and reports call it) changes too.
+        // The organization's own name (what mail and reports call it) changes too, and
+        // `enterprise.updated` tells the endpoints that want it.
+        let rx = Receiver::start().await;
+        let hook = t
+            .post(
+                &t.org("/webhooks"),
+                &t.owner_token,
+                &json!({ "url": rx.url, "events": ["enterprise.updated"] }),
+            )
+            .await;
+        assert_eq!(hook.status(), StatusCode::CREATED);
         let renamed = json_of(
             t.patch(&t.org(""), &mike, &json!({"name": "  Acme Holdings "}))
                 .await,
         )
         .await;
         assert_eq!(renamed["name"], "Acme Holdings");
+        let got = rx.wait_for(1, 10).await;
+        let event: Value = serde_json::from_str(&got[0].body).unwrap();
+        assert_eq!(event["event"], "enterprise.updated");
+        assert_eq!(
+            (&event["data"]["name"], &event["data"]["previousName"]),
+            (&json!("Acme Holdings"), &json!("Acme Corp"))
+        );
+        assert_eq!(
+            event["data"]["updatedBy"],
+            t.member_id("mike@example.com").await
+        );
         let seen = json_of(t.get(&t.org(""), &t.owner_token).await).await;
         assert_eq!(seen["name"], "Acme Holdings");
         problem(

@@ -321,6 +321,18 @@ pub async fn update_profile<S: TenancyStore + ?Sized>(
             "fields": changed, "updatedBy": caller.user.id,
         }),
     ));
+    // A new name changes the enterprise itself, as a transfer or a plan change does.
+    let journal = match &renamed {
+        Some(n) => journal.publish(DomainEvent::new(
+            caller.org.id,
+            EventKind::EnterpriseUpdated,
+            now,
+            json!({
+                "name": n, "previousName": caller.org.name, "updatedBy": caller.user.id,
+            }),
+        )),
+        None => journal,
+    };
     store
         .update_profile(
             caller.org.id,

@@ -64,12 +64,14 @@ fn data_of(kind: EventKind) -> (&'static str, bool, Value, &'static [&'static st
             &["enterpriseId", "name", "plan", "ownerId"],
         ),
         EventKind::EnterpriseUpdated => (
-            "Enterprise changed (ownership or plan)",
+            "Enterprise changed (ownership, plan or name)",
             true,
-            json!({"ownerId": id("the Owner (the new one after a transfer)"), "previousOwnerId": id("the previous Owner"),
+            json!({"ownerId": id("the Owner (the new one after a transfer; not sent for a rename)"), "previousOwnerId": id("the previous Owner"),
                    "plan": string("the plan after a plan change"), "previousPlan": string("the plan before"),
-                   "auditArchived": {"type": "boolean", "description": "whether the audit log is archived (read-only) after the change"}}),
-            &["ownerId"],
+                   "auditArchived": {"type": "boolean", "description": "whether the audit log is archived (read-only) after the change"},
+                   "name": string("the organization's name after a rename"), "previousName": string("its name before"),
+                   "updatedBy": id("who renamed it")}),
+            &[],
         ),
         EventKind::RoleChanged => (
             "Team member role modified",
