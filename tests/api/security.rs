@@ -2047,6 +2047,67 @@ both_backends!(
     }
 );
 
+both_backends!(
+    a_lowered_session_limit_ends_the_sessions_beyond_it,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let tom = t.member_id("tom@example.com").await;
+        let mut toms = Vec::new();
+        for _ in 0..3 {
+            toms.push(t.login("tom@example.com", DEMO_PASSWORD).await);
+            t.clock.advance(Duration::seconds(1));
+        }
+        let owner = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+        let me = t.url("/api/v1/me");
+        let res = t
+            .patch(
+                &t.org("/security"),
+                &owner,
+                &json!({ "sessions": { "absolute_timeout_minutes": 480, "idle_timeout_minutes": 30, "max_concurrent": 1 } }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        // Each member keeps their newest session; the ones before it end now (they stayed
+        // open until the member's next sign-in).
+        for old in [&toms[0], &toms[1], &t.owner_token] {
+            problem(
+                t.get(&me, old).await,
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+            )
+            .await;
+        }
+        assert_eq!(t.get(&me, &toms[2]).await.status(), StatusCode::OK);
+        assert_eq!(t.get(&me, &owner).await.status(), StatusCode::OK);
+        let revoked = json_of(
+            t.get(&t.org("/audit-events?action=auth.session_revoked"), &owner)
+                .await,
+        )
+        .await;
+        let revoked = revoked["items"].as_array().unwrap();
+        assert_eq!(revoked.len(), 3, "{revoked:?}");
+        assert_eq!(
+            revoked
+                .iter()
+                .filter(|r| r["metadata"]["userId"] == tom
+                    && r["metadata"]["reason"] == "session_limit"
+                    && r["metadata"]["limit"] == 1)
+                .count(),
+            2
+        );
+        // Raising it again ends nothing.
+        let res = t
+            .patch(
+                &t.org("/security"),
+                &owner,
+                &json!({ "sessions": { "absolute_timeout_minutes": 480, "idle_timeout_minutes": 30, "max_concurrent": 2 } }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(t.get(&me, &toms[2]).await.status(), StatusCode::OK);
+    }
+);
+
 both_backends!(webhook_urls_are_stored_encrypted, |b| async move {
     let t = spawn_app(b).await;
     let rx = Receiver::start().await;

@@ -217,6 +217,34 @@ pub async fn update<S: TenancyStore + ?Sized>(
             journal,
         )
         .await?;
+    // A lowered concurrent-session limit ends the members' oldest sessions beyond it now (a
+    // session limit exists to bound how many devices hold a way in), each recorded. In a
+    // transaction of its own after the change's: should it fail, the limit still holds at
+    // each member's next sign-in.
+    let max = after.sessions.max_concurrent;
+    if max < before.sessions.max_concurrent {
+        let records = |ended: &[(rbac_core::UserId, rbac_core::SessionId)]| {
+            ended.iter().fold(Journal::default(), |j, (user, session)| {
+                j.and_record(
+                    caller
+                        .audit(
+                            now,
+                            AuditAction::SessionRevoked,
+                            Target::new("session", session, ""),
+                        )
+                        .with_metadata(
+                            Metadata::from_value(
+                                json!({ "reason": "session_limit", "userId": user, "limit": max }),
+                            )
+                            .unwrap_or_default(),
+                        ),
+                )
+            })
+        };
+        store
+            .end_sessions_beyond(caller.org.id, max, now, &records)
+            .await?;
+    }
     Ok(after)
 }
 
