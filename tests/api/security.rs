@@ -703,6 +703,64 @@ both_backends!(blocked_countries_refuse_their_requests, |b| async move {
     );
 });
 
+both_backends!(
+    recovery_codes_are_replaced_with_a_code_and_the_password,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let (uri, old_codes) = enrol_totp(&t, &t.owner_token, OWNER_PASSWORD).await;
+        t.clock.advance(Duration::seconds(30));
+        let code = pyotp_code(&uri, t.clock.now().timestamp());
+        let url = t.url("/api/v1/me/mfa/recovery-codes");
+        problem(
+            t.post(&url, &t.owner_token, &json!({ "code": code })).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        )
+        .await;
+        problem(
+            t.post(
+                &url,
+                &t.owner_token,
+                &json!({ "code": code, "password": "not the password" }),
+            )
+            .await,
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+        )
+        .await;
+        let failed = t.audit("action=auth.recovery_codes_regenerated").await;
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0]["outcome"], "failure", "{failed:?}");
+        let fresh = json_of(
+            t.post(
+                &url,
+                &t.owner_token,
+                &json!({ "code": code, "password": OWNER_PASSWORD }),
+            )
+            .await,
+        )
+        .await;
+        let fresh: Vec<String> = fresh["recovery_codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(fresh.len(), old_codes.len());
+        // The old codes open nothing; a new one signs in.
+        let ch = challenge(&t, OWNER_EMAIL, OWNER_PASSWORD).await;
+        problem(
+            verify(&t, &ch, json!({ "recovery_code": old_codes[0] })).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        )
+        .await;
+        let ch = challenge(&t, OWNER_EMAIL, OWNER_PASSWORD).await;
+        let res = verify(&t, &ch, json!({ "recovery_code": fresh[0] })).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+);
+
 both_backends!(sms_codes_are_a_single_use_backup, |b| async move {
     let t = spawn_app(b).await;
     let (uri, _) = enrol_totp(&t, &t.owner_token, OWNER_PASSWORD).await;
@@ -712,18 +770,32 @@ both_backends!(sms_codes_are_a_single_use_backup, |b| async move {
         t.put(
             &t.url("/api/v1/me/mfa/phone"),
             &t.owner_token,
-            &json!({ "phone": "555-1234", "code": code }),
+            &json!({ "phone": "555-1234", "code": code, "password": OWNER_PASSWORD }),
         )
         .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_input",
     )
     .await;
+    // A session and the authenticator are not enough: the password too.
+    problem(
+        t.put(
+            &t.url("/api/v1/me/mfa/phone"),
+            &t.owner_token,
+            &json!({ "phone": "+1 555 010 6666", "code": code, "password": "not the password" }),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "bad_credentials",
+    )
+    .await;
+    let status = json_of(t.get(&t.url("/api/v1/me/mfa"), &t.owner_token).await).await;
+    assert!(status["phone"].is_null(), "{status}");
     let res = t
         .put(
             &t.url("/api/v1/me/mfa/phone"),
             &t.owner_token,
-            &json!({ "phone": "+1 555 010 9999", "code": code }),
+            &json!({ "phone": "+1 555 010 9999", "code": code, "password": OWNER_PASSWORD }),
         )
         .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);

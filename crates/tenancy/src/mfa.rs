@@ -938,24 +938,54 @@ pub enum Change {
         /// The current password.
         password: String,
     },
-    /// Replace the recovery codes.
-    RegenerateRecoveryCodes,
-    /// Set or clear the SMS backup number.
-    SetPhone(Option<String>),
+    /// Replace the recovery codes, confirmed with the current password (whoever holds a
+    /// session and the authenticator, but not the password, gets no codes to keep).
+    RegenerateRecoveryCodes {
+        /// The current password.
+        password: String,
+    },
+    /// Set or clear the SMS backup number, confirmed with the current password (a session and
+    /// the authenticator alone cannot add a way in of their own).
+    SetPhone {
+        /// The number (`None` clears it).
+        phone: Option<String>,
+        /// The current password.
+        password: String,
+    },
+}
+
+impl Change {
+    /// The current password confirming the change, and the action its refusal is recorded as.
+    fn confirmation(&self) -> (&str, AuditAction) {
+        match self {
+            Change::Disable { password } => (password, AuditAction::MfaDisabled),
+            Change::RegenerateRecoveryCodes { password } => {
+                (password, AuditAction::RecoveryCodesRegenerated)
+            }
+            Change::SetPhone { password, .. } => (password, AuditAction::MfaPhoneChanged),
+        }
+    }
 }
 
 impl std::fmt::Debug for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Change::Disable { .. } => f.write_str("Disable { password: … }"),
-            Change::RegenerateRecoveryCodes => f.write_str("RegenerateRecoveryCodes"),
-            Change::SetPhone(p) => f.debug_tuple("SetPhone").field(p).finish(),
+            Change::RegenerateRecoveryCodes { .. } => {
+                f.write_str("RegenerateRecoveryCodes { password: … }")
+            }
+            Change::SetPhone { phone, .. } => f
+                .debug_struct("SetPhone")
+                .field("phone", phone)
+                .field("password", &"…")
+                .finish(),
         }
     }
 }
 
-/// Changes one's own second factor after proving it with a current code. Turning it off is
-/// refused while an organization of theirs requires it.
+/// Changes one's own second factor after proving it with a current code and the current
+/// password (a wrong one is recorded as a failed attempt of the change and counts toward the
+/// sign-in throttle). Turning it off is refused while an organization of theirs requires it.
 ///
 /// # Errors
 /// [`TenancyError::Invalid`] (wrong code, bad number), [`TenancyError::Conflict`] (required),
@@ -974,7 +1004,7 @@ pub async fn change<S: TenancyStore + MfaStore + audit::AuditStore + ?Sized>(
     request: &RequestContext,
     now: DateTime<Utc>,
 ) -> Result<Option<Vec<String>>, TenancyError> {
-    if let Change::Disable { password } = &what {
+    if let Change::Disable { .. } = &what {
         for m in store.memberships(user.id).await? {
             let org = store.get_org(m.org).await?;
             if org.security.mfa.required {
@@ -984,16 +1014,10 @@ pub async fn change<S: TenancyStore + MfaStore + audit::AuditStore + ?Sized>(
                 )));
             }
         }
-        crate::security::confirm_password(
-            store,
-            hasher,
-            user,
-            password,
-            AuditAction::MfaDisabled,
-            request,
-            now,
-        )
-        .await?;
+    }
+    let (password, action) = what.confirmation();
+    crate::security::confirm_password(store, hasher, user, password, action, request, now).await?;
+    if let Change::Disable { password } = &what {
         // A password allowed only because of the second factor would be left guarding the
         // account alone.
         crate::security::check_against_policies(store, user, password, false)
@@ -1007,7 +1031,7 @@ pub async fn change<S: TenancyStore + MfaStore + audit::AuditStore + ?Sized>(
             })?;
     }
     let phone = match &what {
-        Change::SetPhone(Some(p)) => Some(valid_phone(p)?),
+        Change::SetPhone { phone: Some(p), .. } => Some(valid_phone(p)?),
         _ => None,
     };
     // A wrong or refused proof is a denied attempt, recorded; a recovery code given as proof
@@ -1038,7 +1062,7 @@ pub async fn change<S: TenancyStore + MfaStore + audit::AuditStore + ?Sized>(
             store.disable_mfa(user.id, j).await?;
             Ok(None)
         }
-        Change::RegenerateRecoveryCodes => {
+        Change::RegenerateRecoveryCodes { .. } => {
             let codes = security_policy::new_recovery_codes();
             let hashes: Vec<String> = codes.iter().map(|c| c.1.clone()).collect();
             let j = personal_journal(
@@ -1052,7 +1076,7 @@ pub async fn change<S: TenancyStore + MfaStore + audit::AuditStore + ?Sized>(
             store.replace_recovery_codes(user.id, &hashes, j).await?;
             Ok(Some(codes.into_iter().map(|c| c.0).collect()))
         }
-        Change::SetPhone(_) => {
+        Change::SetPhone { .. } => {
             let j =
                 personal_journal(store, user, AuditAction::MfaPhoneChanged, request, now).await?;
             store.set_phone(user.id, phone.as_deref(), j).await?;

@@ -66,6 +66,18 @@ pub struct PhoneBody {
     pub phone: Option<String>,
     /// A code from the authenticator app.
     pub code: String,
+    /// The current password.
+    pub password: String,
+}
+
+/// A code from the authenticator app and the current password.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegenerateBody {
+    /// Six digits.
+    pub code: String,
+    /// The current password.
+    pub password: String,
 }
 
 /// Recovery codes, shown once.
@@ -98,6 +110,7 @@ redacted_debug!(
     CodeBody,
     ProofBody,
     PhoneBody,
+    RegenerateBody,
     PasswordBody,
     DisableBody,
     ConfirmBody
@@ -276,28 +289,31 @@ pub async fn disable(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Replaces the recovery codes.
-#[utoipa::path(post, path = "/api/v1/me/mfa/recovery-codes", tag = "me", request_body = CodeBody, responses(
+/// Replaces the recovery codes, confirmed with a code and the current password.
+#[utoipa::path(post, path = "/api/v1/me/mfa/recovery-codes", tag = "me", request_body = RegenerateBody, responses(
     (status = 200, description = "New codes; the old ones no longer work", body = RecoveryCodes),
+    (status = 401, description = "Wrong password", content_type = "application/problem+json"),
     (status = 422, description = "Wrong code", content_type = "application/problem+json"),
 ), security(("bearer" = [])))]
 pub async fn regenerate(
     st: web::Data<AppState>,
     auth: Authenticated,
-    body: crate::extract::Json<CodeBody>,
+    body: crate::extract::Json<RegenerateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let proof = tenancy::mfa::SecondFactor::Totp(body.code.clone());
-    let codes = change(&st, &auth, &proof, Change::RegenerateRecoveryCodes)
-        .await?
-        .unwrap_or_default();
+    let what = Change::RegenerateRecoveryCodes {
+        password: body.password.clone(),
+    };
+    let codes = change(&st, &auth, &proof, what).await?.unwrap_or_default();
     Ok(HttpResponse::Ok().json(RecoveryCodes {
         recovery_codes: codes,
     }))
 }
 
-/// Sets or removes the SMS backup number.
+/// Sets or removes the SMS backup number, confirmed with a code and the current password.
 #[utoipa::path(put, path = "/api/v1/me/mfa/phone", tag = "me", request_body = PhoneBody, responses(
     (status = 204, description = "Set"),
+    (status = 401, description = "Wrong password", content_type = "application/problem+json"),
     (status = 422, description = "Wrong code or not a phone number", content_type = "application/problem+json"),
 ), security(("bearer" = [])))]
 pub async fn set_phone(
@@ -306,7 +322,11 @@ pub async fn set_phone(
     body: crate::extract::Json<PhoneBody>,
 ) -> Result<HttpResponse, ApiError> {
     let proof = tenancy::mfa::SecondFactor::Totp(body.code.clone());
-    change(&st, &auth, &proof, Change::SetPhone(body.phone.clone())).await?;
+    let what = Change::SetPhone {
+        phone: body.phone.clone(),
+        password: body.password.clone(),
+    };
+    change(&st, &auth, &proof, what).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
