@@ -371,6 +371,41 @@ both_backends!(
             "invalid_request",
         )
         .await;
+        // The bank transfer for the first arrives: the operator marks it paid, once.
+        assert_eq!(invoices[1]["status"], "open");
+        let org: rbac_core::OrgId = t.org_id.parse().unwrap();
+        let said = axie_server::admin::mark_invoice_paid(
+            &t.store,
+            org,
+            &number,
+            Some("transfer ref 4711"),
+        )
+        .await
+        .unwrap();
+        assert!(said.contains("is marked paid"), "{said}");
+        let page = json_of(t.get(&t.org("/billing/invoices"), &t.owner_token).await).await;
+        let after = page["items"].as_array().unwrap();
+        assert_eq!(
+            (&after[1]["status"], &after[1]["due_at"]),
+            (&json!("paid"), &Value::Null)
+        );
+        assert_eq!(after[0]["status"], "open", "the renewal's is still due");
+        let again = axie_server::admin::mark_invoice_paid(&t.store, org, &number, None)
+            .await
+            .unwrap_err();
+        assert!(again.to_string().contains("paid already"), "{again}");
+        assert!(
+            axie_server::admin::mark_invoice_paid(&t.store, org, "INV-nope", None)
+                .await
+                .is_err()
+        );
+        let paid = t.audit("action=billing.invoice_paid").await;
+        assert_eq!(paid.len(), 1, "{paid:?}");
+        assert_eq!(paid[0]["actor_type"], "system");
+        assert_eq!(
+            paid[0]["metadata"],
+            json!({ "invoice": number, "note": "transfer ref 4711" })
+        );
 
         // Every change is audited, and each went out as a webhook matching its schema.
         let actions: Vec<String> = t

@@ -423,6 +423,30 @@ pub async fn clear_network_rules(store: &SeaStore, org: OrgId) -> Result<String,
     ))
 }
 
+/// Records that an organization's open invoice was paid (the `mark-invoice-paid` command: a
+/// bank transfer for a manual invoice arrived), with an optional note such as the payment's
+/// reference; audited as the system's `billing.invoice_paid`.
+///
+/// # Errors
+/// Unknown organization or invoice, an invoice paid or void already, or a store failure.
+pub async fn mark_invoice_paid(
+    store: &SeaStore,
+    org: OrgId,
+    number: &str,
+    note: Option<&str>,
+) -> Result<String, Failure> {
+    let i =
+        tenancy::billing::mark_paid_as_system(store, org, number, note, chrono::Utc::now()).await?;
+    Ok(format!(
+        "invoice {} of the organization {org} ({}.{:02} {}, {}) is marked paid",
+        i.number,
+        i.amount_cents / 100,
+        i.amount_cents % 100,
+        i.currency,
+        i.description
+    ))
+}
+
 /// Deletes an organization and everything of it (the `delete-org` command), after checking
 /// its name; its Owner and Admins are mailed, and its documents' bytes are removed from
 /// `blob_dir` after the commit. Returns how many documents were deleted.

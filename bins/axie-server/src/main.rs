@@ -108,6 +108,19 @@ enum Command {
         #[arg(long)]
         org: String,
     },
+    /// Record that an organization's open invoice was paid (a bank transfer for a manual
+    /// invoice arrived; recorded in its audit log as the system's)
+    MarkInvoicePaid {
+        /// The organization id (`org_…`).
+        #[arg(long)]
+        org: String,
+        /// The invoice number (`INV-…`), as `GET …/billing/invoices` lists it.
+        #[arg(long)]
+        invoice: String,
+        /// A note for the audit record, such as the payment's reference.
+        #[arg(long)]
+        note: Option<String>,
+    },
     /// Delete an organization and everything of it, its audit log included (export it first);
     /// people's accounts stay, and its Owner and Admins are mailed.
     DeleteOrg {
@@ -425,6 +438,20 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let org: rbac_core::OrgId = org.parse()?;
             let said = axie_server::admin::clear_network_rules(&store, org).await?;
             tracing::warn!(%org, "network rules cleared by the operator");
+            println!("{said}");
+            Ok(())
+        }
+        Some(Command::MarkInvoicePaid { org, invoice, note }) => {
+            let store = store_sea::SeaStore::connect(
+                &settings.database_url()?,
+                store_sea::PoolOptions::default(),
+            )
+            .await?;
+            let org: rbac_core::OrgId = org.parse()?;
+            let said =
+                axie_server::admin::mark_invoice_paid(&store, org, &invoice, note.as_deref())
+                    .await?;
+            tracing::info!(%org, %invoice, "invoice marked paid by the operator");
             println!("{said}");
             Ok(())
         }

@@ -198,6 +198,8 @@ actions! {
     CancellationWithdrawn => "billing.cancellation_withdrawn", "Withdrew the cancellation of the subscription of";
     /// A cancelled paid plan's period ended and Free took over.
     SubscriptionEnded => "billing.ended", "Ended the cancelled subscription of";
+    /// The operator recorded that an open invoice was paid (`mark-invoice-paid`).
+    InvoicePaid => "billing.invoice_paid", "Recorded the payment of an invoice of";
     /// The 14-day Enterprise trial started.
     TrialStarted => "billing.trial_started", "Started the Enterprise trial of";
     /// The Enterprise trial ended and the plan before it returned.

@@ -10,8 +10,9 @@ use crate::model::{OrgRole, Subject};
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RoleRuleError {
-    /// Only Owner and Admins manage members.
-    #[error("only the owner and admins manage members")]
+    /// Only the Owner and Admins manage members, settings and provisioning tokens (also the
+    /// refusal of one whose own role changed while their request was under way).
+    #[error("only the Owner and Admins may do this")]
     NotAnAdmin,
     /// Nobody changes their own role.
     #[error("you cannot change your own role")]

@@ -68,7 +68,7 @@ pub enum LoginResult {
 ///
 /// # Errors
 /// [`TenancyError::IpNotAllowed`].
-async fn policy_for<S: TenancyStore + ?Sized>(
+pub(crate) async fn policy_for<S: TenancyStore + ?Sized>(
     store: &S,
     user: &User,
     ip: Option<&str>,

@@ -163,6 +163,19 @@ pub trait BillingStore: Send + Sync {
         }
     }
 
+    /// Marks the organization's open invoice numbered `number` paid (no longer due), with
+    /// `journal`, in one transaction. Returns `false`, writing nothing, when it is not open
+    /// (paid, void, or no such invoice).
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn mark_invoice_paid(
+        &self,
+        org: OrgId,
+        number: &str,
+        journal: Journal,
+    ) -> Result<bool, TenancyError>;
+
     /// Whether the organization has an invoice numbered `number` ([`Self::invoice`]).
     ///
     /// # Errors
@@ -868,6 +881,66 @@ fn charge_key(org: OrgId, version: u64, change: Change, next: &Subscription, cen
         next.plan.as_str(),
         next.cycle.map_or("none", |c| c.as_str()),
     )
+}
+
+/// Records, as the operator (the `mark-invoice-paid` command), that the organization's open
+/// invoice numbered `number` was paid (a bank transfer arrived for a manual invoice): it is no
+/// longer due. Audited as the system's `billing.invoice_paid`, with the invoice's number and
+/// the operator's `note` (a payment reference), in the same transaction. Returns the invoice as
+/// it now is.
+///
+/// # Errors
+/// [`TenancyError::NotFound`] for an unknown organization or invoice;
+/// [`TenancyError::Conflict`] when it is paid or void already (nothing is changed);
+/// [`TenancyError::Invalid`] for a note over 200 characters.
+pub async fn mark_paid_as_system<S: BillingStore + TenancyStore + ?Sized>(
+    store: &S,
+    org: OrgId,
+    number: &str,
+    note: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Invoice, TenancyError> {
+    let o = store.get_org(org).await?;
+    let note = note.map(str::trim).filter(|n| !n.is_empty());
+    if note.is_some_and(|n| n.chars().count() > 200 || n.chars().any(char::is_control)) {
+        return Err(TenancyError::Invalid(
+            "the note is at most 200 printable characters".into(),
+        ));
+    }
+    let invoice = store
+        .invoice(org, number)
+        .await?
+        .ok_or(TenancyError::NotFound("invoice"))?;
+    if invoice.status != ChargeStatus::Open {
+        return Err(TenancyError::Conflict(format!(
+            "invoice {number} is {} already",
+            invoice.status.as_str()
+        )));
+    }
+    let record = NewAuditEvent::new(
+        org,
+        now,
+        Actor::system(),
+        AuditAction::InvoicePaid,
+        Target::new("organization", org, o.name.clone()),
+    )
+    // The invoice by its number, not its amount: Admins read the log, billing is the Owner's.
+    .with_metadata(Metadata::from_value(json!({
+        "invoice": invoice.number, "note": note,
+    }))?);
+    if !store
+        .mark_invoice_paid(org, number, Journal::record(record))
+        .await?
+    {
+        return Err(TenancyError::Conflict(format!(
+            "invoice {number} is no longer open"
+        )));
+    }
+    Ok(Invoice {
+        status: ChargeStatus::Paid,
+        due_at: None,
+        ..invoice
+    })
 }
 
 /// Up to `limit` of the organization's invoices, newest first, after the one numbered `before`

@@ -169,7 +169,6 @@ pub async fn run<
     api_calls_never_overshoot_the_month(s).await;
     mfa_steps_codes_and_challenges_are_used_once(s).await;
     access_reset_is_one_transaction(s).await;
-    a_lowered_limit_ends_the_oldest_sessions_beyond_it(s).await;
     security_settings_are_compare_and_swap(s).await;
     blocked_countries_are_saved_checked_and_audited(s).await;
     a_joining_account_keeps_the_address_it_was_found_by(s).await;
@@ -4876,91 +4875,6 @@ async fn mfa_steps_codes_and_challenges_are_used_once<
     ));
 }
 
-/// Each member of the organization keeps their newest `max_live` live sessions; the rest end,
-/// recorded together; people of other organizations keep theirs.
-async fn a_lowered_limit_ends_the_oldest_sessions_beyond_it<
-    S: TenancyStore + AuditStore + ?Sized,
->(
-    s: &S,
-) {
-    let (org, team, owner) = new_org(s).await;
-    let (other_org, _, outsider) = new_org(s).await;
-    let b = user("limited-b");
-    s.add_member(
-        org.id,
-        &b,
-        Some("h"),
-        OrgRole::User,
-        team.id,
-        TeamRole::Member,
-        &limits(5),
-        note(org.id, "b"),
-    )
-    .await
-    .unwrap();
-    let open = |u: UserId, minutes: i64, hash: String| {
-        let x = session(u, minutes);
-        async move {
-            s.create_session(&x, &hash, 10, crate::SessionProof::Password, &|_| {
-                Journal::default()
-            })
-            .await
-            .unwrap();
-            x.id
-        }
-    };
-    let mut owners = Vec::new();
-    for i in 0..3 {
-        owners.push(open(owner.id, i, format!("lim-o-{i}")).await);
-    }
-    let bs = open(b.id, 0, "lim-b-0".into()).await;
-    for i in 0..3 {
-        open(outsider.id, i, format!("lim-x-{i}")).await;
-    }
-    let (h, other) = (head(s, org.id).await, head(s, other_org.id).await);
-    let seen = std::sync::Mutex::new(Vec::new());
-    let ended = s
-        .end_sessions_beyond(org.id, 1, now(), &|e| {
-            seen.lock().unwrap().push(e.to_vec());
-            e.iter().fold(Journal::default(), |j, _| {
-                j.and_record(note(org.id, "ended").records[0].clone())
-            })
-        })
-        .await
-        .unwrap();
-    let mut expected = vec![(owner.id, owners[0]), (owner.id, owners[1])];
-    let mut got = ended.clone();
-    got.sort_by_key(|e| e.1);
-    expected.sort_by_key(|e| e.1);
-    assert_eq!(
-        got, expected,
-        "the Owner's two oldest; the member's one stays"
-    );
-    assert_eq!(*seen.lock().unwrap(), std::slice::from_ref(&ended));
-    assert_eq!(head(s, org.id).await, h + 2, "recorded with the change");
-    assert_eq!(head(s, other_org.id).await, other);
-    assert!(s.find_session("lim-o-2").await.unwrap().is_some());
-    assert!(s.find_session("lim-o-0").await.unwrap().is_none());
-    assert!(s.find_session("lim-b-0").await.unwrap().is_some());
-    assert_eq!(bs, s.find_session("lim-b-0").await.unwrap().unwrap().id);
-    for i in 0..3 {
-        assert!(
-            s.find_session(&format!("lim-x-{i}"))
-                .await
-                .unwrap()
-                .is_some(),
-            "another organization's member keeps theirs"
-        );
-    }
-    // Again: nothing beyond the limit is left.
-    assert!(
-        s.end_sessions_beyond(org.id, 1, now(), &|_| Journal::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
-}
-
 async fn access_reset_is_one_transaction<
     S: TenancyStore + AuditStore + crate::mfa::MfaStore + ?Sized,
 >(
@@ -7965,6 +7879,43 @@ async fn a_reversed_purchase_voids_its_open_invoice<
             ("INV-1".to_owned(), ChargeStatus::Open),
             ("INV-9".to_owned(), ChargeStatus::Open),
         ]
+    );
+    // An open invoice is marked paid once, with its record, and is due no more; a void, paid
+    // or unknown one, or one of another organization's numbers, is not, and nothing is
+    // recorded.
+    let (h, other_h) = (head(s, org.id).await, head(s, other.id).await);
+    for number in ["INV-1", "INV-2", "INV-404"] {
+        assert!(
+            !s.mark_invoice_paid(org.id, number, note(org.id, "paid"))
+                .await
+                .unwrap(),
+            "{number}"
+        );
+    }
+    assert_eq!(head(s, org.id).await, h);
+    assert!(
+        s.mark_invoice_paid(other.id, "INV-9", note(other.id, "paid"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.mark_invoice_paid(other.id, "INV-9", note(other.id, "paid"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(head(s, other.id).await, other_h + 1);
+    assert_eq!(
+        statuses(other.id).await,
+        vec![
+            ("INV-1".to_owned(), ChargeStatus::Open),
+            ("INV-9".to_owned(), ChargeStatus::Paid),
+        ]
+    );
+    assert!(
+        s.invoice(other.id, "INV-9")
+            .await
+            .unwrap()
+            .is_some_and(|i| i.due_at.is_none())
     );
 }
 

@@ -49,6 +49,6 @@ pub use model::{
 };
 pub use store::{
     AccountStore, ApiKeyStore, BulkStore, InvitationStore, MembershipStore, OrgStore, SessionProof,
-    SessionsBeyondJournal, SessionsEndedJournal, SessionsEvictedJournal, TeamRoleJournal,
-    TenancyStore, WorkspaceStore, each_session,
+    SessionsEndedJournal, SessionsEvictedJournal, TeamRoleJournal, TenancyStore, WorkspaceStore,
+    each_session,
 };

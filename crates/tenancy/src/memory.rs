@@ -983,45 +983,6 @@ impl AccountStore for MemoryTenancyStore {
         Ok(n)
     }
 
-    async fn end_sessions_beyond(
-        &self,
-        org: OrgId,
-        max_live: u32,
-        now: DateTime<Utc>,
-        records: crate::SessionsBeyondJournal<'_>,
-    ) -> Result<Vec<(UserId, SessionId)>, TenancyError> {
-        let ended = {
-            let mut s = self.lock()?;
-            let members: std::collections::HashSet<UserId> = s
-                .members
-                .iter()
-                .filter(|m| m.0 == org)
-                .map(|m| m.1)
-                .collect();
-            let mut live: Vec<usize> = (0..s.sessions.len())
-                .filter(|&i| s.sessions[i].2.is_none() && members.contains(&s.sessions[i].0.user))
-                .collect();
-            // Newest first within each person's.
-            live.sort_by_key(|&i| {
-                let x = &s.sessions[i].0;
-                (x.user, std::cmp::Reverse((x.created_at, x.id)))
-            });
-            let mut ended = Vec::new();
-            let mut seen: HashMap<UserId, u32> = HashMap::new();
-            for i in live {
-                let n = seen.entry(s.sessions[i].0.user).or_default();
-                *n += 1;
-                if *n > max_live {
-                    s.sessions[i].2 = Some(now);
-                    ended.push((s.sessions[i].0.user, s.sessions[i].0.id));
-                }
-            }
-            ended
-        };
-        self.commit(records(&ended)).await?;
-        Ok(ended)
-    }
-
     async fn create_session(
         &self,
         session: &Session,

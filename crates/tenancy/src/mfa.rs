@@ -1085,6 +1085,75 @@ pub async fn change<S: TenancyStore + MfaStore + audit::AuditStore + ?Sized>(
     }
 }
 
+/// The Owner's or an Admin's reset of a member's lost second factor (a phone lost with its
+/// authenticator and the recovery codes): the factor and its recovery codes are removed, so
+/// that the member signs in with the password and enrols again (at once, where the
+/// organization requires 2FA and their grace period is over). Recorded as `auth.mfa_disabled`
+/// by the caller, about the member, and the member is told by mail, in the same transaction:
+/// a reset they did not ask for does not go unnoticed. The rules are a removal's (an Owner or
+/// Admin, not oneself, not the Owner, whose factor is the operator's to reset:
+/// `reset-owner`), and the member must belong to this organization alone: their account
+/// guards their other organizations too, which this one's admins do not answer for.
+///
+/// # Errors
+/// [`TenancyError::Forbidden`], [`TenancyError::RoleRule`]; [`TenancyError::NotFound`] for a
+/// non-member, or a member with no second factor; [`TenancyError::Conflict`] when they belong
+/// to another organization too.
+pub async fn reset_member_factor<S: TenancyStore + MfaStore + ?Sized>(
+    store: &S,
+    caller: &crate::Caller,
+    member: UserId,
+    now: DateTime<Utc>,
+) -> Result<(), TenancyError> {
+    caller.check_org(rbac_core::Permission::RemoveMembers)?;
+    let m = store
+        .get_member(caller.org.id, member)
+        .await?
+        .ok_or(TenancyError::NotFound("member"))?;
+    rbac_core::check_removal(&caller.subject, member, m.role)?;
+    if store
+        .memberships(member)
+        .await?
+        .iter()
+        .any(|x| x.org != caller.org.id)
+    {
+        return Err(TenancyError::Conflict(
+            "this member belongs to another organization too: their second factor guards that one as well, so they reset it themselves with a recovery code, or the operator does".into(),
+        ));
+    }
+    if !enrolled(store, member).await? {
+        return Err(TenancyError::NotFound("second factor"));
+    }
+    let journal = Journal::record(
+        caller
+            .audit(
+                now,
+                AuditAction::MfaDisabled,
+                Target::new("member", member, m.user.name.clone()),
+            )
+            .with_metadata(audit::Metadata::from_value(
+                serde_json::json!({ "reason": "reset_by_admin" }),
+            )?),
+    )
+    .mail(audit::OutboundMail {
+        org: Some(caller.org.id),
+        to: m.user.email.as_str().to_owned(),
+        subject: format!(
+            "Your two-factor authentication for {} was reset",
+            caller.org.name
+        ),
+        body: format!(
+            "Hello {name},\n\n{by} removed the second factor (authenticator app, recovery codes and backup number) from your {org} account at {at} UTC.\n\nSign in with your password and set up two-factor authentication again. If you did not ask for this, tell your organization's Owner at once.\n",
+            name = m.user.name,
+            by = caller.user.name,
+            org = caller.org.name,
+            at = now.format("%Y-%m-%d %H:%M"),
+        ),
+        kind: "mfa_reset".into(),
+    });
+    store.disable_mfa(member, journal).await
+}
+
 /// Whether `user` has an active second factor.
 ///
 /// # Errors

@@ -218,34 +218,74 @@ pub async fn update<S: TenancyStore + ?Sized>(
         )
         .await?;
     // A lowered concurrent-session limit ends the members' oldest sessions beyond it now (a
-    // session limit exists to bound how many devices hold a way in), each recorded. In a
-    // transaction of its own after the change's: should it fail, the limit still holds at
-    // each member's next sign-in.
-    let max = after.sessions.max_concurrent;
-    if max < before.sessions.max_concurrent {
-        let records = |ended: &[(rbac_core::UserId, rbac_core::SessionId)]| {
-            ended.iter().fold(Journal::default(), |j, (user, session)| {
-                j.and_record(
-                    caller
-                        .audit(
-                            now,
-                            AuditAction::SessionRevoked,
-                            Target::new("session", session, ""),
-                        )
-                        .with_metadata(
-                            Metadata::from_value(
-                                json!({ "reason": "session_limit", "userId": user, "limit": max }),
-                            )
-                            .unwrap_or_default(),
-                        ),
-                )
-            })
-        };
-        store
-            .end_sessions_beyond(caller.org.id, max, now, &records)
-            .await?;
+    // session limit exists to bound how many devices hold a way in), each recorded. After the
+    // change's own transaction: should it fail, the change stands (and is answered as made),
+    // and the limit still holds at each member's next sign-in.
+    if after.sessions.max_concurrent < before.sessions.max_concurrent
+        && let Err(e) = end_sessions_beyond_limit(store, caller, now).await
+    {
+        tracing::warn!(org = %caller.org.id, error = %e, "a lowered session limit could not end the sessions beyond it; it applies at each member's next sign-in");
     }
     Ok(after)
+}
+
+/// Ends, for each member of the caller's organization, their oldest usable sessions beyond the
+/// concurrent-session limit that now applies to them (the strictest of their organizations'),
+/// as a sign-in would: sessions past their timeouts are not counted (they are refused already),
+/// so an expired newer one never costs the member the one in use. Each ending is its own
+/// transaction with its `auth.session_revoked` record (`session_limit`), in this organization.
+/// A sign-in that read the old limit just before the change may still add a session beyond the
+/// new one, until that person's next sign-in.
+async fn end_sessions_beyond_limit<S: TenancyStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    now: DateTime<Utc>,
+) -> Result<u64, TenancyError> {
+    const PAGE: u32 = 200;
+    let mut ended = 0;
+    let mut after = None;
+    loop {
+        let page = store.list_members(caller.org.id, after, PAGE).await?;
+        for m in &page {
+            let sessions = store.list_sessions(m.user.id).await?;
+            let policy = crate::accounts::policy_for(store, &m.user, None).await?;
+            if sessions.len() <= policy.max_concurrent as usize {
+                continue;
+            }
+            let mut usable: Vec<&crate::Session> = sessions
+                .iter()
+                .filter(|s| {
+                    security_policy::check_session(&policy, s.created_at, s.last_seen_at, now)
+                        == security_policy::SessionStatus::Active
+                })
+                .collect();
+            usable.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.id)));
+            for s in usable.iter().skip(policy.max_concurrent as usize) {
+                let record = caller
+                    .audit(
+                        now,
+                        AuditAction::SessionRevoked,
+                        Target::new("session", s.id, ""),
+                    )
+                    .with_metadata(Metadata::from_value(json!({
+                        "reason": "session_limit", "userId": m.user.id,
+                        "limit": policy.max_concurrent,
+                    }))?);
+                match store
+                    .end_session(m.user.id, s.id, now, Journal::record(record))
+                    .await
+                {
+                    Ok(()) => ended += 1,
+                    Err(TenancyError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if page.len() < PAGE as usize {
+            return Ok(ended);
+        }
+        after = page.last().map(|m| m.user.id);
+    }
 }
 
 /// At most this many entries of a list go into an audit record (whose metadata is bounded,

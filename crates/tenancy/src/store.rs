@@ -403,21 +403,6 @@ pub trait AccountStore: Send + Sync {
         records: SessionsEvictedJournal<'_>,
     ) -> Result<Vec<SessionId>, TenancyError>;
 
-    /// Ends, for each member of `org`, their oldest live sessions beyond the newest
-    /// `max_live`, with the journal `records` makes from the sessions ended (each with its
-    /// person), in one transaction: a lowered concurrent-session limit applies to the sessions
-    /// already open, not only at the next sign-in. Returns them.
-    ///
-    /// # Errors
-    /// [`TenancyError::Store`] on storage failure; nothing is written then.
-    async fn end_sessions_beyond(
-        &self,
-        org: OrgId,
-        max_live: u32,
-        now: DateTime<Utc>,
-        records: SessionsBeyondJournal<'_>,
-    ) -> Result<Vec<(UserId, SessionId)>, TenancyError>;
-
     /// A live (not ended) session by token hash.
     ///
     /// # Errors
@@ -1295,10 +1280,6 @@ pub enum SessionProof {
     /// The password and a second factor.
     SecondFactor,
 }
-
-/// The journal of the sessions a lowered limit ended, made from them (each with its person):
-/// see [`AccountStore::end_sessions_beyond`].
-pub type SessionsBeyondJournal<'a> = &'a (dyn Fn(&[(UserId, SessionId)]) -> Journal + Send + Sync);
 
 /// The journal a login commits, made from the older sessions the concurrent-session limit
 /// ended: see [`TenancyStore::create_session`].

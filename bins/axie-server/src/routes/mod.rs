@@ -126,6 +126,7 @@ routes! {
     PATCH "/api/v1/orgs/{org_id}/security" => security::update, Org(P::UpdateSecurityPolicy);
     POST "/api/v1/orgs/{org_id}/security/ip-check" => security::ip_check, Org(P::ViewSecurityPolicy);
     DELETE "/api/v1/orgs/{org_id}/members/{user_id}/sessions" => security::end_member_sessions, Org(P::RemoveMembers);
+    POST "/api/v1/orgs/{org_id}/members/{user_id}/mfa/reset" => security::reset_member_factor, Org(P::RemoveMembers);
     GET "/api/v1/orgs/{org_id}/members" => members::list, Org(P::ViewMembers);
     PATCH "/api/v1/orgs/{org_id}/members/{user_id}" => members::change_role, Org(P::ChangeRoles);
     PUT "/api/v1/orgs/{org_id}/members/{user_id}/all-teams-role" => members::set_all_teams_role, Org(P::ChangeRoles);

@@ -147,6 +147,7 @@ impl Modify for ProblemResponses {
         security::status, security::begin_totp, security::activate_totp, security::disable, security::regenerate,
         security::set_phone, security::change_password, security::get, security::update, security::ip_check,
         security::end_member_sessions,
+        security::reset_member_factor,
         me::me, me::update_profile, me::sessions, me::end_session,
         orgs::create, orgs::get, orgs::update, orgs::delete, orgs::update_access, orgs::explain,
         members::list, members::change_role, members::set_all_teams_role, members::remove, members::leave, members::propose_transfer, members::pending_transfer, members::withdraw_transfer, members::confirm_transfer,

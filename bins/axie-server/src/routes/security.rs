@@ -294,6 +294,7 @@ pub async fn disable(
     (status = 200, description = "New codes; the old ones no longer work", body = RecoveryCodes),
     (status = 401, description = "Wrong password", content_type = "application/problem+json"),
     (status = 422, description = "Wrong code", content_type = "application/problem+json"),
+    (status = 429, description = "Too many wrong passwords or codes", content_type = "application/problem+json"),
 ), security(("bearer" = [])))]
 pub async fn regenerate(
     st: web::Data<AppState>,
@@ -315,6 +316,7 @@ pub async fn regenerate(
     (status = 204, description = "Set"),
     (status = 401, description = "Wrong password", content_type = "application/problem+json"),
     (status = 422, description = "Wrong code or not a phone number", content_type = "application/problem+json"),
+    (status = 429, description = "Too many wrong passwords or codes", content_type = "application/problem+json"),
 ), security(("bearer" = [])))]
 pub async fn set_phone(
     st: web::Data<AppState>,
@@ -606,6 +608,30 @@ pub async fn ip_check(
 pub struct SessionsEnded {
     /// Count.
     pub ended: u64,
+}
+
+/// Resets a member's lost second factor (Owner and Admins): the authenticator, recovery codes
+/// and backup number are removed, the member is mailed, and they sign in with the password and
+/// enrol again. Not the Owner's (the operator's `reset-owner`), not one's own, and only for
+/// someone who belongs to this organization alone.
+#[utoipa::path(post, path = "/api/v1/orgs/{org_id}/members/{user_id}/mfa/reset", tag = "security",
+    params(("org_id" = String, Path, description = "Organization id"), ("user_id" = String, Path, description = "User id")),
+    responses(
+        (status = 204, description = "Reset; the member was mailed"),
+        (status = 403, description = "Not the Owner or an Admin, the Owner's factor, or one's own", content_type = "application/problem+json"),
+        (status = 404, description = "No such member, or no second factor", content_type = "application/problem+json"),
+        (status = 409, description = "The member belongs to another organization too", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn reset_member_factor(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let user: UserId = path.1.parse().map_err(|_| ApiError::not_found("member"))?;
+    match tenancy::mfa::reset_member_factor(&*st.store, &caller, user, st.clock.now()).await {
+        Ok(()) => Ok(HttpResponse::NoContent().finish()),
+        Err(e) => Err(audited(&st, &caller, "reset_member_factor", e).await),
+    }
 }
 
 /// Signs a member out of the organization (Owner and Admins): every session of theirs is

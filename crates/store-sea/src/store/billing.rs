@@ -341,6 +341,33 @@ impl BillingStore for SeaStore {
             .transpose()
     }
 
+    async fn mark_invoice_paid(
+        &self,
+        org: OrgId,
+        number: &str,
+        journal: Journal,
+    ) -> Result<bool, TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        let paid = invoice::Entity::update_many()
+            .col_expr(
+                invoice::Column::Status,
+                Expr::value(ChargeStatus::Paid.as_str()),
+            )
+            .col_expr(invoice::Column::DueAt, Expr::value(Option::<i64>::None))
+            .filter(invoice::Column::OrgId.eq(org.to_string()))
+            .filter(invoice::Column::Number.eq(number))
+            .filter(invoice::Column::Status.eq(ChargeStatus::Open.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if paid.rows_affected != 1 {
+            txn.rollback().await.map_err(store)?;
+            return Ok(false);
+        }
+        commit(txn, journal).await?;
+        Ok(true)
+    }
+
     async fn due_subscriptions(
         &self,
         now: DateTime<Utc>,

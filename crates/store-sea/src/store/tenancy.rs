@@ -1417,62 +1417,6 @@ impl AccountStore for SeaStore {
         Ok(n)
     }
 
-    async fn end_sessions_beyond(
-        &self,
-        org: OrgId,
-        max_live: u32,
-        now: DateTime<Utc>,
-        records: tenancy::SessionsBeyondJournal<'_>,
-    ) -> Result<Vec<(UserId, SessionId)>, TenancyError> {
-        let txn = self.db().begin().await.map_err(store)?;
-        let members = sea_orm::sea_query::Query::select()
-            .column(crate::entity::membership::Column::UserId)
-            .from(crate::entity::membership::Entity)
-            .and_where(crate::entity::membership::Column::OrgId.eq(org.to_string()))
-            .to_owned();
-        // Each member's live sessions, newest first.
-        let live = session::Entity::find()
-            .select_only()
-            .column(session::Column::UserId)
-            .column(session::Column::Id)
-            .filter(session::Column::EndedAt.is_null())
-            .filter(session::Column::UserId.in_subquery(members))
-            .order_by_asc(session::Column::UserId)
-            .order_by_desc(session::Column::CreatedAt)
-            .order_by_desc(session::Column::Id)
-            .into_tuple::<(String, String)>()
-            .all(&txn)
-            .await
-            .map_err(store)?;
-        let mut ended = Vec::new();
-        let mut ids = Vec::new();
-        let (mut person, mut n) = (String::new(), 0u32);
-        for (user, sid) in live {
-            if user != person {
-                (person, n) = (user.clone(), 0);
-            }
-            n += 1;
-            if n > max_live {
-                ended.push((
-                    id("user id", &user).map_err(TenancyError::Store)?,
-                    id("session id", &sid).map_err(TenancyError::Store)?,
-                ));
-                ids.push(sid);
-            }
-        }
-        for chunk in ids.chunks(500) {
-            session::Entity::update_many()
-                .col_expr(session::Column::EndedAt, Expr::value(micros(now)))
-                .filter(session::Column::Id.is_in(chunk.to_vec()))
-                .filter(session::Column::EndedAt.is_null())
-                .exec(&txn)
-                .await
-                .map_err(store)?;
-        }
-        commit(txn, records(&ended)).await?;
-        Ok(ended)
-    }
-
     async fn create_session(
         &self,
         s: &Session,

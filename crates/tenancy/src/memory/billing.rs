@@ -232,6 +232,29 @@ impl BillingStore for MemoryTenancyStore {
             .collect())
     }
 
+    async fn mark_invoice_paid(
+        &self,
+        org: OrgId,
+        number: &str,
+        journal: Journal,
+    ) -> Result<bool, TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let Some(i) = s
+                .billing
+                .invoices
+                .iter_mut()
+                .find(|i| i.org == org && i.number == number && i.status == ChargeStatus::Open)
+            else {
+                return Ok(false);
+            };
+            i.status = ChargeStatus::Paid;
+            i.due_at = None;
+        }
+        self.commit(journal).await?;
+        Ok(true)
+    }
+
     async fn due_subscriptions(
         &self,
         now: DateTime<Utc>,
