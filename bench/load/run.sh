@@ -69,7 +69,7 @@ run_db() {
   "$target/examples/load_seed" "$url" "$ORGS" "$work" 2>"$work/seed.log"
   port=$(free_port)
   AXIE_DATABASE__URL="$url" AXIE_SERVER__PORT=$port AXIE_SERVER__DATA_DIR="$dir" AXIE_LOG__LEVEL=error \
-    AXIE_DATABASE__MAX_CONNECTIONS=16 AXIE_WEBHOOKS__ALLOW_CIDRS='["127.0.0.1/32"]' \
+    AXIE_DATABASE__MAX_CONNECTIONS=16 AXIE_WEBHOOKS__ALLOW_CIDRS='["127.0.0.1/32"]' AXIE_WEBHOOKS__HTTPS_ONLY=false \
     AXIE_BOOTSTRAP__OWNER_PASSWORD="unused because the database is seeded" \
     "$target/axie-server" & pid=$!; pids+=($pid)
   wait_ready "http://127.0.0.1:$port/readyz"

@@ -149,6 +149,8 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
     settings.audit.checkpoint_interval_secs = 0;
     // Webhook tests deliver to a receiver on loopback, which is refused unless allowlisted.
     settings.webhooks.allow_cidrs = vec!["127.0.0.1/32".into()];
+    // The test receivers speak plain HTTP on loopback.
+    settings.webhooks.https_only = false;
     if let Some(port) = opts.smtp_port {
         settings.smtp.host = "127.0.0.1".into();
         settings.smtp.port = port;

@@ -76,6 +76,7 @@ async fn server(postgres: Option<&str>) -> Bench {
     let dir = tempfile::tempdir().unwrap();
     let mut s = support::in_process(dir.path(), postgres).await;
     s.webhooks.allow_cidrs = vec!["127.0.0.1/32".into()];
+    s.webhooks.https_only = false;
     s.webhooks.timeout_secs = 5;
     let app = Application::build(s).await.unwrap();
     let org = app.bootstrap().unwrap().org.id;

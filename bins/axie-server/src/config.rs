@@ -899,6 +899,8 @@ mod tests {
         s.validate().unwrap();
         assert_eq!(s.server.port, 8080);
         assert!(s.database_url().unwrap().is_sqlite());
+        // Secure by default: webhooks go over HTTPS only unless the operator says otherwise.
+        assert!(s.webhooks.https_only);
     }
 
     /// Trusting every address as a proxy would let any client name its own address.

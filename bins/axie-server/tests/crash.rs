@@ -37,6 +37,7 @@ fn start_with(
     let mut command = support::server(dir, port, OWNER);
     command
         .env("AXIE_WEBHOOKS__ALLOW_CIDRS", "[\"127.0.0.1/32\"]")
+        .env("AXIE_WEBHOOKS__HTTPS_ONLY", "false")
         .env("DATABASE_URL", database_url);
     configure(&mut command);
     Server {
@@ -330,6 +331,7 @@ fn start_worker(dir: &std::path::Path, database_url: &str) -> Reaped {
     Reaped::spawn(
         support::binary(dir, &["worker"])
             .env("AXIE_WEBHOOKS__ALLOW_CIDRS", "[\"127.0.0.1/32\"]")
+            .env("AXIE_WEBHOOKS__HTTPS_ONLY", "false")
             .env("DATABASE_URL", database_url),
     )
 }
