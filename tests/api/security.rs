@@ -2207,7 +2207,8 @@ both_backends!(
         let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
         let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
         let reset = |id: &str| t.org(&format!("/members/{id}/mfa/reset"));
-        // A User may not; the Owner's is the operator's to reset; nor one's own.
+        // A User may not; the Owner's is the operator's to reset; nor one's own; nor an API
+        // key, even an Admin's.
         problem(
             t.post(&reset(&lisa_id), &tom, &json!({})).await,
             StatusCode::FORBIDDEN,
@@ -2220,11 +2221,46 @@ both_backends!(
             "role_rule",
         )
         .await;
-        // An Admin resets Lisa's: she is mailed, and signs in with her password alone.
+        let mike_id = t.member_id("mike@example.com").await;
+        problem(
+            t.post(&reset(&mike_id), &mike, &json!({})).await,
+            StatusCode::FORBIDDEN,
+            "role_rule",
+        )
+        .await;
+        let key = json_of(
+            t.post(&t.org("/api-keys"), &mike, &json!({ "name": "automation" }))
+                .await,
+        )
+        .await;
+        let denied = problem(
+            t.post(
+                &reset(&lisa_id),
+                key["secret"].as_str().unwrap(),
+                &json!({}),
+            )
+            .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        assert_eq!(denied["reason"], "interactive_only", "{denied}");
+        // An Admin resets Lisa's: her sessions end and her password is cleared (she sets a new
+        // one through "forgot password", proving her mailbox), and she is mailed.
         let res = t.post(&reset(&lisa_id), &mike, &json!({})).await;
         assert_eq!(res.status(), StatusCode::NO_CONTENT);
-        let res = t.login_response("lisa@example.com", DEMO_PASSWORD).await;
-        assert_eq!(res.status(), StatusCode::OK, "a session, not a challenge");
+        problem(
+            t.get(&t.url("/api/v1/me"), &lisa).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        )
+        .await;
+        problem(
+            t.login_response("lisa@example.com", DEMO_PASSWORD).await,
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+        )
+        .await;
         let outbox = json_of(t.get(&t.org("/outbox"), &t.owner_token).await).await;
         assert!(
             outbox["items"]
@@ -2244,12 +2280,14 @@ both_backends!(
             (
                 &recorded[0]["actor_id"],
                 &recorded[0]["target_id"],
-                &recorded[0]["metadata"]["reason"]
+                &recorded[0]["metadata"]["reason"],
+                &recorded[0]["metadata"]["sessions_ended"]
             ),
             (
-                &json!(t.member_id("mike@example.com").await),
+                &json!(mike_id),
                 &json!(lisa_id),
-                &json!("reset_by_admin")
+                &json!("reset_by_admin"),
+                &json!(1)
             )
         );
         // Nothing left to reset.

@@ -1086,31 +1086,56 @@ pub async fn change<S: TenancyStore + MfaStore + audit::AuditStore + ?Sized>(
 }
 
 /// The Owner's or an Admin's reset of a member's lost second factor (a phone lost with its
-/// authenticator and the recovery codes): the factor and its recovery codes are removed, so
-/// that the member signs in with the password and enrols again (at once, where the
-/// organization requires 2FA and their grace period is over). Recorded as `auth.mfa_disabled`
-/// by the caller, about the member, and the member is told by mail, in the same transaction:
-/// a reset they did not ask for does not go unnoticed. The rules are a removal's (an Owner or
-/// Admin, not oneself, not the Owner, whose factor is the operator's to reset:
-/// `reset-owner`), and the member must belong to this organization alone: their account
-/// guards their other organizations too, which this one's admins do not answer for.
+/// authenticator and the recovery codes). In one transaction, as the operator's access reset
+/// (`MfaStore::reset_access`): the factor, its recovery codes and backup number are removed,
+/// every session of the member's ends (one may be on the lost phone), and their password is
+/// replaced by one nobody knows, so that they set a new one through "forgot password", which
+/// proves their mailbox, and enrol again (a password allowed only with a second factor, the
+/// policy's shorter minimum, never guards the account alone). Recorded as `auth.mfa_disabled`
+/// by the caller (`reset_by_admin`), and the member is told by mail, in the same transaction:
+/// a reset they did not ask for does not go unnoticed.
+///
+/// Who may: a person with a session (not an API key), the Owner or an Admin; not for oneself,
+/// not for the Owner (the operator's `reset-owner`), an Admin's only by the Owner, not for a
+/// deactivated member; and the member must belong to this organization alone (their account
+/// guards their other organizations too, which this one's admins do not answer for). These are
+/// checked when the request is made, not again under a lock.
 ///
 /// # Errors
-/// [`TenancyError::Forbidden`], [`TenancyError::RoleRule`]; [`TenancyError::NotFound`] for a
-/// non-member, or a member with no second factor; [`TenancyError::Conflict`] when they belong
-/// to another organization too.
+/// [`TenancyError::Forbidden`] (an API key, an Admin's factor by an Admin),
+/// [`TenancyError::RoleRule`] (oneself, the Owner); [`TenancyError::NotFound`] for a
+/// non-member, or a member with no second factor; [`TenancyError::Conflict`] for a deactivated
+/// member, or one who belongs to another organization too.
 pub async fn reset_member_factor<S: TenancyStore + MfaStore + ?Sized>(
     store: &S,
+    hasher: &security_policy::PasswordHasher,
     caller: &crate::Caller,
     member: UserId,
     now: DateTime<Utc>,
 ) -> Result<(), TenancyError> {
     caller.check_org(rbac_core::Permission::RemoveMembers)?;
+    if caller.api_key.is_some() || caller.scim_token.is_some() {
+        return Err(TenancyError::Forbidden(
+            rbac_core::DenyReason::InteractiveOnly,
+        ));
+    }
     let m = store
         .get_member(caller.org.id, member)
         .await?
         .ok_or(TenancyError::NotFound("member"))?;
     rbac_core::check_removal(&caller.subject, member, m.role)?;
+    if m.role == rbac_core::OrgRole::Admin && caller.subject.role != rbac_core::OrgRole::Owner {
+        return Err(TenancyError::Forbidden(
+            rbac_core::DenyReason::RoleLacksPermission {
+                role: caller.subject.role,
+            },
+        ));
+    }
+    if m.deactivated_at.is_some() {
+        return Err(TenancyError::Conflict(
+            "this member is deactivated: reactivate them first".into(),
+        ));
+    }
     if store
         .memberships(member)
         .await?
@@ -1124,18 +1149,12 @@ pub async fn reset_member_factor<S: TenancyStore + MfaStore + ?Sized>(
     if !enrolled(store, member).await? {
         return Err(TenancyError::NotFound("second factor"));
     }
-    let journal = Journal::record(
-        caller
-            .audit(
-                now,
-                AuditAction::MfaDisabled,
-                Target::new("member", member, m.user.name.clone()),
-            )
-            .with_metadata(audit::Metadata::from_value(
-                serde_json::json!({ "reason": "reset_by_admin" }),
-            )?),
-    )
-    .mail(audit::OutboundMail {
+    // A password nobody knows: the member sets theirs again through "forgot password".
+    let unknown = hasher
+        .hash_off_thread(&security_policy::mint("reset", 32).secret)
+        .await
+        .map_err(|e| TenancyError::Store(StoreError::msg(e.to_string())))?;
+    let mail = audit::OutboundMail {
         org: Some(caller.org.id),
         to: m.user.email.as_str().to_owned(),
         subject: format!(
@@ -1143,15 +1162,31 @@ pub async fn reset_member_factor<S: TenancyStore + MfaStore + ?Sized>(
             caller.org.name
         ),
         body: format!(
-            "Hello {name},\n\n{by} removed the second factor (authenticator app, recovery codes and backup number) from your {org} account at {at} UTC.\n\nSign in with your password and set up two-factor authentication again. If you did not ask for this, tell your organization's Owner at once.\n",
+            "Hello {name},\n\n{by} reset the sign-in of your {org} account at {at} UTC: your second factor (authenticator app, recovery codes and backup number) was removed, your sessions were ended and your password was cleared.\n\nSet a new password with \"Forgot password\" on the sign-in page, then set up two-factor authentication again. If you did not ask for this, tell your organization's Owner at once.\n",
             name = m.user.name,
             by = caller.user.name,
             org = caller.org.name,
             at = now.format("%Y-%m-%d %H:%M"),
         ),
         kind: "mfa_reset".into(),
-    });
-    store.disable_mfa(member, journal).await
+    };
+    let records = |done: AccessReset| {
+        let record = caller
+            .audit(
+                now,
+                AuditAction::MfaDisabled,
+                Target::new("member", member, m.user.name.clone()),
+            )
+            .with_metadata(
+                audit::Metadata::from_value(serde_json::json!({
+                    "reason": "reset_by_admin", "sessions_ended": done.sessions_ended,
+                }))
+                .unwrap_or_default(),
+            );
+        Journal::record(record).mail(mail.clone())
+    };
+    store.reset_access(member, &unknown, now, &records).await?;
+    Ok(())
 }
 
 /// Whether `user` has an active second factor.

@@ -222,23 +222,26 @@ pub async fn update<S: TenancyStore + ?Sized>(
     // change's own transaction: should it fail, the change stands (and is answered as made),
     // and the limit still holds at each member's next sign-in.
     if after.sessions.max_concurrent < before.sessions.max_concurrent
-        && let Err(e) = end_sessions_beyond_limit(store, caller, now).await
+        && let Err(e) =
+            end_sessions_beyond_limit(store, caller, after.sessions.max_concurrent, now).await
     {
         tracing::warn!(org = %caller.org.id, error = %e, "a lowered session limit could not end the sessions beyond it; it applies at each member's next sign-in");
     }
     Ok(after)
 }
 
-/// Ends, for each member of the caller's organization, their oldest usable sessions beyond the
-/// concurrent-session limit that now applies to them (the strictest of their organizations'),
-/// as a sign-in would: sessions past their timeouts are not counted (they are refused already),
-/// so an expired newer one never costs the member the one in use. Each ending is its own
-/// transaction with its `auth.session_revoked` record (`session_limit`), in this organization.
-/// A sign-in that read the old limit just before the change may still add a session beyond the
-/// new one, until that person's next sign-in.
+/// Ends, for each member of the caller's organization, their oldest usable sessions beyond its
+/// concurrent-session limit, as a sign-in would: sessions past their timeouts (the strictest of
+/// the person's organizations', which refuse them already) are not counted, so an expired newer
+/// one never costs the member the one in use. Each ending is its own transaction with its
+/// `auth.session_revoked` record (`session_limit`), in this organization; a member whose
+/// sessions cannot be read or ended is logged and passed over. A sign-in that read the old
+/// limit just before the change may still add a session beyond the new one, until that
+/// person's next sign-in. Returns how many sessions were ended.
 async fn end_sessions_beyond_limit<S: TenancyStore + ?Sized>(
     store: &S,
     caller: &Caller,
+    max: u32,
     now: DateTime<Utc>,
 ) -> Result<u64, TenancyError> {
     const PAGE: u32 = 200;
@@ -247,37 +250,10 @@ async fn end_sessions_beyond_limit<S: TenancyStore + ?Sized>(
     loop {
         let page = store.list_members(caller.org.id, after, PAGE).await?;
         for m in &page {
-            let sessions = store.list_sessions(m.user.id).await?;
-            let policy = crate::accounts::policy_for(store, &m.user, None).await?;
-            if sessions.len() <= policy.max_concurrent as usize {
-                continue;
-            }
-            let mut usable: Vec<&crate::Session> = sessions
-                .iter()
-                .filter(|s| {
-                    security_policy::check_session(&policy, s.created_at, s.last_seen_at, now)
-                        == security_policy::SessionStatus::Active
-                })
-                .collect();
-            usable.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.id)));
-            for s in usable.iter().skip(policy.max_concurrent as usize) {
-                let record = caller
-                    .audit(
-                        now,
-                        AuditAction::SessionRevoked,
-                        Target::new("session", s.id, ""),
-                    )
-                    .with_metadata(Metadata::from_value(json!({
-                        "reason": "session_limit", "userId": m.user.id,
-                        "limit": policy.max_concurrent,
-                    }))?);
-                match store
-                    .end_session(m.user.id, s.id, now, Journal::record(record))
-                    .await
-                {
-                    Ok(()) => ended += 1,
-                    Err(TenancyError::NotFound(_)) => {}
-                    Err(e) => return Err(e),
+            match end_member_sessions_beyond(store, caller, &m.user, max, now).await {
+                Ok(n) => ended += n,
+                Err(e) => {
+                    tracing::warn!(org = %caller.org.id, user = %m.user.id, error = %e, "a member's sessions beyond a lowered limit could not be ended");
                 }
             }
         }
@@ -286,6 +262,50 @@ async fn end_sessions_beyond_limit<S: TenancyStore + ?Sized>(
         }
         after = page.last().map(|m| m.user.id);
     }
+}
+
+/// [`end_sessions_beyond_limit`] for one member.
+async fn end_member_sessions_beyond<S: TenancyStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    user: &User,
+    max: u32,
+    now: DateTime<Utc>,
+) -> Result<u64, TenancyError> {
+    let sessions = store.list_sessions(user.id).await?;
+    if sessions.len() <= max as usize {
+        return Ok(0);
+    }
+    let policy = crate::accounts::policy_for(store, user, None).await?;
+    let mut usable: Vec<&crate::Session> = sessions
+        .iter()
+        .filter(|s| {
+            security_policy::check_session(&policy, s.created_at, s.last_seen_at, now)
+                == security_policy::SessionStatus::Active
+        })
+        .collect();
+    usable.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.id)));
+    let mut ended = 0;
+    for s in usable.iter().skip(max as usize) {
+        let record = caller
+            .audit(
+                now,
+                AuditAction::SessionRevoked,
+                Target::new("session", s.id, ""),
+            )
+            .with_metadata(Metadata::from_value(json!({
+                "reason": "session_limit", "userId": user.id, "limit": max,
+            }))?);
+        match store
+            .end_session(user.id, s.id, now, Journal::record(record))
+            .await
+        {
+            Ok(()) => ended += 1,
+            Err(TenancyError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(ended)
 }
 
 /// At most this many entries of a list go into an audit record (whose metadata is bounded,

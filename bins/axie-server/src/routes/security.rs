@@ -610,17 +610,18 @@ pub struct SessionsEnded {
     pub ended: u64,
 }
 
-/// Resets a member's lost second factor (Owner and Admins): the authenticator, recovery codes
-/// and backup number are removed, the member is mailed, and they sign in with the password and
-/// enrol again. Not the Owner's (the operator's `reset-owner`), not one's own, and only for
-/// someone who belongs to this organization alone.
+/// Resets a member's lost second factor (the Owner, and Admins for Users; with a session, not an
+/// API key): the authenticator, recovery codes and backup number are removed, their sessions
+/// end, their password is cleared (they set a new one through "forgot password" and enrol
+/// again), and they are mailed. Not the Owner's (the operator's `reset-owner`), not one's own,
+/// and only for an active member who belongs to this organization alone.
 #[utoipa::path(post, path = "/api/v1/orgs/{org_id}/members/{user_id}/mfa/reset", tag = "security",
     params(("org_id" = String, Path, description = "Organization id"), ("user_id" = String, Path, description = "User id")),
     responses(
         (status = 204, description = "Reset; the member was mailed"),
-        (status = 403, description = "Not the Owner or an Admin, the Owner's factor, or one's own", content_type = "application/problem+json"),
+        (status = 403, description = "Not the Owner or an Admin, an API key, the Owner's factor, an Admin's by an Admin, or one's own", content_type = "application/problem+json"),
         (status = 404, description = "No such member, or no second factor", content_type = "application/problem+json"),
-        (status = 409, description = "The member belongs to another organization too", content_type = "application/problem+json"),
+        (status = 409, description = "The member is deactivated, or belongs to another organization too", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn reset_member_factor(
     st: web::Data<AppState>,
@@ -628,7 +629,9 @@ pub async fn reset_member_factor(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let user: UserId = path.1.parse().map_err(|_| ApiError::not_found("member"))?;
-    match tenancy::mfa::reset_member_factor(&*st.store, &caller, user, st.clock.now()).await {
+    match tenancy::mfa::reset_member_factor(&*st.store, &st.hasher, &caller, user, st.clock.now())
+        .await
+    {
         Ok(()) => Ok(HttpResponse::NoContent().finish()),
         Err(e) => Err(audited(&st, &caller, "reset_member_factor", e).await),
     }
