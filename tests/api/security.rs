@@ -2297,6 +2297,22 @@ both_backends!(
             "not_found",
         )
         .await;
+        // An Admin's is the Owner's to reset, not another Admin's.
+        let promoted = t
+            .patch(
+                &t.org(&format!("/members/{lisa_id}")),
+                &t.owner_token,
+                &json!({ "role": "admin" }),
+            )
+            .await;
+        assert!(promoted.status().is_success(), "{}", promoted.status());
+        let denied = problem(
+            t.post(&reset(&lisa_id), &mike, &json!({})).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        assert_eq!(denied["reason"], "role_lacks_permission", "{denied}");
         // Someone who belongs to another organization too is not reset from here.
         let own = t
             .post(

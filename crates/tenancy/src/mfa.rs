@@ -1180,6 +1180,7 @@ pub async fn reset_member_factor<S: TenancyStore + MfaStore + ?Sized>(
             .with_metadata(
                 audit::Metadata::from_value(serde_json::json!({
                     "reason": "reset_by_admin", "sessions_ended": done.sessions_ended,
+                    "second_factor_removed": done.second_factor_removed,
                 }))
                 .unwrap_or_default(),
             );
