@@ -30,7 +30,8 @@ async fn balances(t: &TestApp, token: &str) -> std::collections::BTreeMap<String
         .collect()
 }
 
-async fn schema_of(t: &TestApp, event: &str) -> Value {
+/// The published JSON Schema of webhook event `event` (`GET /api/v1/webhooks/event-types`).
+pub(crate) async fn schema_of(t: &TestApp, event: &str) -> Value {
     let types = json_of(
         t.get(&t.url("/api/v1/webhooks/event-types"), &t.owner_token)
             .await,

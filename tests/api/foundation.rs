@@ -848,18 +848,7 @@ both_backends!(
         let got = rx.wait_for(1, 10).await;
         let event: Value = serde_json::from_str(&got[0].body).unwrap();
         assert_eq!(event["event"], "enterprise.updated");
-        let types = json_of(
-            t.get(&t.url("/api/v1/webhooks/event-types"), &t.owner_token)
-                .await,
-        )
-        .await;
-        let schema = types
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["name"] == "enterprise.updated")
-            .unwrap()["schema"]
-            .clone();
+        let schema = crate::billing::schema_of(&t, "enterprise.updated").await;
         crate::webhooks::assert_valid(&schema, &event);
         assert_eq!(
             (&event["data"]["name"], &event["data"]["previousName"]),
