@@ -22,6 +22,7 @@ test-pg:
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy -p audit --no-default-features --lib -- -D warnings
 
 # License and advisory checks (needs cargo-deny).
 deny:

@@ -1222,6 +1222,177 @@ both_backends!(bulk_csv_refusals_are_clear, |b| async move {
 });
 
 both_backends!(
+    bulk_csv_rows_invite_into_the_team_they_name,
+    |b| async move {
+        // The guide's client onboarding ("Invite client stakeholders as Members" of the
+        // client's team), for a whole sheet at once.
+        let t = spawn_app(b).await;
+        let owner = t.owner_token.clone();
+        let mut ids = Vec::new();
+        for name in ["Client A", "Client B", "Old client"] {
+            let res = t
+                .post(&t.org("/teams"), &owner, &json!({ "name": name }))
+                .await;
+            ids.push(json_of(res).await["id"].as_str().unwrap().to_owned());
+        }
+        let (client_a, client_b, old) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
+        let res = t
+            .patch(
+                &t.org(&format!("/teams/{old}")),
+                &owner,
+                &json!({ "archived": true }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let csv = format!(
+            "email,role,name,team,team_role\n\
+             ann@client-a.example,user,Ann Archer,client a,\n\
+             bob@client-b.example,user,Bob Baker,{client_b},viewer\n\
+             cid@acme.example,admin,Cid,,\n\
+             dee@client-a.example,user,Dee,Client A,boss\n\
+             eve@client-a.example,user,Eve,,admin\n\
+             fay@client-x.example,user,Fay,Client X,\n\
+             gus@old.example,user,Gus,Old client,member\n"
+        );
+        let preview = json_of(upload(&t, csv.as_bytes()).await).await;
+        let rows: Vec<(Value, Value, Value)> = preview["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["reason"].clone(), r["team_id"].clone(), r["team"].clone()))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                (Value::Null, json!(client_a), json!("client a")),
+                (Value::Null, json!(client_b), json!(client_b)),
+                (Value::Null, Value::Null, json!("")),
+                (json!("unknown_team_role"), Value::Null, json!("Client A")),
+                (json!("team_role_without_team"), Value::Null, json!("")),
+                (json!("unknown_team"), Value::Null, json!("Client X")),
+                (json!("archived_team"), Value::Null, json!("Old client")),
+            ]
+        );
+        let id = preview["preview_id"].as_str().unwrap();
+        let done = t
+            .post(
+                &t.org(&format!("/invitations/bulk/{id}/confirm")),
+                &owner,
+                &json!({}),
+            )
+            .await;
+        assert_eq!(done.status(), StatusCode::CREATED);
+        assert_eq!(json_of(done).await["invited"], 3);
+
+        let listed = json_of(t.get(&t.org("/invitations"), &owner).await).await;
+        let team_of = |email: &str| {
+            let i = listed["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["email"] == email)
+                .unwrap_or_else(|| panic!("{email} invited: {listed}"));
+            (i["team_id"].clone(), i["team_role"].clone())
+        };
+        assert_eq!(
+            team_of("ann@client-a.example"),
+            (json!(client_a), json!("member"))
+        );
+        assert_eq!(
+            team_of("bob@client-b.example"),
+            (json!(client_b), json!("viewer"))
+        );
+        assert_eq!(team_of("cid@acme.example"), (Value::Null, Value::Null));
+        let invited = t.audit("action=member.invited").await;
+        let ann = invited
+            .iter()
+            .find(|r| r["target_name"] == "ann@client-a.example")
+            .unwrap();
+        assert_eq!(ann["metadata"]["team"]["name"], "Client A");
+        assert_eq!(ann["metadata"]["team"]["role"], "member");
+
+        // The mail greets Ann by the sheet's name and names her team; her link puts her there.
+        let mails = json_of(t.get(&t.org("/outbox"), &owner).await).await;
+        let body = mails["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["to"] == "ann@client-a.example")
+            .unwrap()["body"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(body.starts_with("Hello Ann Archer,\n"), "{body}");
+        assert!(
+            body.contains("to join Acme Corp as user, in the team Client A as member."),
+            "{body}"
+        );
+        let res = signup(
+            &t,
+            &token_in(&body),
+            "Ann Archer",
+            "a sufficiently long passphrase",
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let ann = t
+            .login("ann@client-a.example", "a sufficiently long passphrase")
+            .await;
+        let teams = json_of(t.get(&t.org("/teams"), &ann).await).await;
+        let names: Vec<&str> = teams["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, vec!["Client A"]);
+
+        // A team archived between the preview and the confirmation: nothing is sent.
+        let csv = "email,role,team\nhal@client-b.example,user,Client B\nivy@acme.example,user,\n";
+        let preview = json_of(upload(&t, csv.as_bytes()).await).await;
+        assert_eq!(preview["valid"], 2);
+        let res = t
+            .patch(
+                &t.org(&format!("/teams/{client_b}")),
+                &owner,
+                &json!({ "archived": true }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let refused = problem(
+            t.post(
+                &t.org(&format!(
+                    "/invitations/bulk/{}/confirm",
+                    preview["preview_id"].as_str().unwrap()
+                )),
+                &owner,
+                &json!({}),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "conflict",
+        )
+        .await;
+        assert!(
+            refused["detail"]
+                .as_str()
+                .unwrap()
+                .contains("upload the file again"),
+            "{refused}"
+        );
+        let listed = json_of(t.get(&t.org("/invitations"), &owner).await).await;
+        assert!(
+            !listed["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["email"] == "ivy@acme.example"),
+            "nothing half-applied: {listed}"
+        );
+    }
+);
+
+both_backends!(
     an_invitation_into_a_client_team_joins_that_team_alone,
     |b| async move {
         // The guide's client separation: "Client Stakeholders | Member (their team only)".

@@ -49,6 +49,7 @@ mod mail;
 #[cfg(feature = "memory")]
 mod memory;
 mod model;
+#[cfg(feature = "pdf")]
 pub mod pdf;
 mod query;
 mod render;

@@ -1,21 +1,24 @@
-//! Bulk invitations from a CSV file `email,role,name`: a side-effect-free preview, then a
-//! single-use confirmation that sends every invitation in one transaction.
+//! Bulk invitations from a CSV file `email,role,name` (and optionally `team,team_role`): a
+//! side-effect-free preview, then a single-use confirmation that sends every invitation in one
+//! transaction.
 
 use std::collections::{HashMap, HashSet};
 
 use audit::{AuditAction, Journal, Metadata, Target};
 use billing_limits::Limit;
 use chrono::{DateTime, Duration, Utc};
-use rbac_core::{InvitationId, OrgId, OrgRole, Permission, UserId, check_invite_role};
+use rbac_core::{
+    InvitationId, OrgId, OrgRole, Permission, Resource, TeamId, TeamRole, UserId, check_invite_role,
+};
 use security_policy::{MintedToken, mint};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::caller::Caller;
 use crate::error::TenancyError;
-use crate::invitations::{INVITATION_PREFIX, Invitation, InvitationSettings};
-use crate::model::Email;
-use crate::store::{BulkStore, InvitationStore, TenancyStore};
+use crate::invitations::{INVITATION_PREFIX, Invitation, InvitationSettings, InvitedTeam};
+use crate::model::{Email, Team};
+use crate::store::{BulkStore, InvitationStore, TenancyStore, WorkspaceStore};
 
 /// Largest file accepted, in bytes.
 pub const MAX_BYTES: usize = 1024 * 1024;
@@ -48,6 +51,29 @@ pub enum RowProblem {
     AlreadyMember,
     /// Already has a pending invitation.
     AlreadyInvited,
+    /// `team_role` is not `admin`, `member` or `viewer`.
+    UnknownTeamRole {
+        /// What was given.
+        team_role: String,
+    },
+    /// A `team_role` without a `team`.
+    TeamRoleWithoutTeam,
+    /// No team of the organization whose members the caller manages has this name or id
+    /// (a team they cannot see answers the same way).
+    UnknownTeam {
+        /// What was given.
+        team: String,
+    },
+    /// The name matches more than one of those teams when case is ignored, and none exactly.
+    AmbiguousTeam {
+        /// What was given.
+        team: String,
+    },
+    /// The team is archived: nobody joins it.
+    ArchivedTeam {
+        /// What was given.
+        team: String,
+    },
 }
 
 /// One parsed row.
@@ -61,12 +87,22 @@ pub struct Row {
     pub role: String,
     /// The name as written.
     pub name: String,
+    /// The team as written (its name or id; empty: the default team).
+    #[serde(default)]
+    pub team: String,
+    /// The role in that team as written (empty: `member`).
+    #[serde(default)]
+    pub team_role: String,
+    /// The team the invitee joins instead of the default team, found by [`preview`].
+    #[serde(default)]
+    pub joins: Option<InvitedTeam>,
     /// `None` when the row is valid.
     pub problem: Option<RowProblem>,
 }
 
 /// Parses the CSV: header in any order and case, optional UTF-8 BOM, extra columns ignored.
-/// Checks each row on its own and against earlier rows; not against the organization.
+/// Checks each row on its own and against earlier rows; not against the organization (so a
+/// row's `team` is not looked up here: [`preview`] does).
 ///
 /// # Errors
 /// [`TenancyError::Invalid`] for a file over [`MAX_BYTES`], more than [`MAX_ROWS`] rows,
@@ -100,10 +136,12 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Row>, TenancyError> {
     let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
     let (Some(ei), Some(ri)) = (col("email"), col("role")) else {
         return Err(TenancyError::Invalid(
-            "the header must name the columns `email` and `role` (and optionally `name`)".into(),
+            "the header must name the columns `email` and `role` (and optionally `name`, `team` \
+             and `team_role`)"
+                .into(),
         ));
     };
-    let ni = col("name");
+    let (ni, ti, tri) = (col("name"), col("team"), col("team_role"));
     let mut rows = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for rec in rd.records() {
@@ -138,10 +176,17 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Row>, TenancyError> {
         }
         let field = |i: Option<usize>| i.and_then(|i| rec.get(i)).unwrap_or("").to_owned();
         let (email, role, name) = (field(Some(ei)), field(Some(ri)), field(ni));
+        let (team, team_role) = (field(ti), field(tri));
         let problem = match (Email::parse(&email), OrgRole::parse(&role)) {
             (Err(_), _) => Some(RowProblem::BadEmail),
             (_, None) => Some(RowProblem::UnknownRole { role: role.clone() }),
             (_, Some(OrgRole::Owner)) => Some(RowProblem::OwnerNotAllowed),
+            _ if !team_role.is_empty() && TeamRole::parse(&team_role).is_none() => {
+                Some(RowProblem::UnknownTeamRole {
+                    team_role: team_role.clone(),
+                })
+            }
+            _ if team.is_empty() && !team_role.is_empty() => Some(RowProblem::TeamRoleWithoutTeam),
             (Ok(e), Some(_)) => match seen.get(e.as_str()) {
                 Some(&first_line) => Some(RowProblem::DuplicateInFile { first_line }),
                 None => {
@@ -155,6 +200,9 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Row>, TenancyError> {
             email,
             role,
             name,
+            team,
+            team_role,
+            joins: None,
             problem,
         });
     }
@@ -206,7 +254,7 @@ impl BulkPreview {
 ///
 /// # Errors
 /// [`TenancyError::Forbidden`] without the invite permission; file errors from [`parse`].
-pub async fn preview<S: TenancyStore + InvitationStore + BulkStore + ?Sized>(
+pub async fn preview<S: TenancyStore + InvitationStore + WorkspaceStore + BulkStore + ?Sized>(
     store: &S,
     caller: &Caller,
     bytes: &[u8],
@@ -217,9 +265,15 @@ pub async fn preview<S: TenancyStore + InvitationStore + BulkStore + ?Sized>(
     let (members, pending) = store.member_and_pending_emails(caller.org.id, now).await?;
     let members: HashSet<String> = members.into_iter().collect();
     let pending: HashSet<String> = pending.into_iter().collect();
+    let teams = if rows.iter().any(|r| !r.team.is_empty()) {
+        joinable_teams(store, caller).await?
+    } else {
+        Vec::new()
+    };
     for r in rows.iter_mut().filter(|r| r.problem.is_none()) {
         let email = Email::parse(&r.email)?.to_string();
         let role = OrgRole::parse(&r.role).unwrap_or(OrgRole::User);
+        let team = (!r.team.is_empty()).then(|| find_team(&teams, &r.team));
         r.problem = if members.contains(&email) {
             Some(RowProblem::AlreadyMember)
         } else if pending.contains(&email) {
@@ -227,7 +281,17 @@ pub async fn preview<S: TenancyStore + InvitationStore + BulkStore + ?Sized>(
         } else if check_invite_role(&caller.subject, role).is_err() {
             Some(RowProblem::RoleNotAllowed)
         } else {
-            None
+            match team {
+                None => None,
+                Some(Err(problem)) => Some(problem),
+                Some(Ok(t)) => {
+                    r.joins = Some(InvitedTeam {
+                        id: t.id,
+                        role: TeamRole::parse(&r.team_role).unwrap_or(TeamRole::Member),
+                    });
+                    None
+                }
+            }
         };
     }
     let limits = caller.org.limits();
@@ -245,6 +309,56 @@ pub async fn preview<S: TenancyStore + InvitationStore + BulkStore + ?Sized>(
     Ok(p)
 }
 
+/// The teams a row may name: the organization's teams whose members the caller manages
+/// (archived ones included, to say so). Others are left out, so that a row naming a team the
+/// caller cannot see reads as naming no team at all.
+async fn joinable_teams<S: WorkspaceStore + ?Sized>(
+    store: &S,
+    caller: &Caller,
+) -> Result<Vec<Team>, TenancyError> {
+    Ok(store
+        .list_teams(caller.org.id)
+        .await?
+        .into_iter()
+        .filter(|t| {
+            caller
+                .decide(Permission::ManageTeamMembers, &Resource::team(t.org, t.id))
+                .is_allowed()
+        })
+        .collect())
+}
+
+/// The team a row names, by id or by name: its exact name, else the one name equal to it when
+/// case is ignored.
+fn find_team<'a>(teams: &'a [Team], given: &str) -> Result<&'a Team, RowProblem> {
+    let by_id = given.parse::<TeamId>().ok();
+    let found = teams
+        .iter()
+        .find(|t| Some(t.id) == by_id || t.name == given)
+        .map_or_else(
+            || {
+                let lower = given.to_lowercase();
+                let mut folded = teams.iter().filter(|t| t.name.to_lowercase() == lower);
+                match (folded.next(), folded.next()) {
+                    (Some(t), None) => Ok(t),
+                    (None, _) => Err(RowProblem::UnknownTeam {
+                        team: given.to_owned(),
+                    }),
+                    (Some(_), Some(_)) => Err(RowProblem::AmbiguousTeam {
+                        team: given.to_owned(),
+                    }),
+                }
+            },
+            Ok,
+        )?;
+    if found.archived_at.is_some() {
+        return Err(RowProblem::ArchivedTeam {
+            team: given.to_owned(),
+        });
+    }
+    Ok(found)
+}
+
 /// Sends every valid row's invitation in one transaction and consumes the preview.
 ///
 /// # Errors
@@ -252,7 +366,12 @@ pub async fn preview<S: TenancyStore + InvitationStore + BulkStore + ?Sized>(
 /// [`TenancyError::LimitReached`] when the batch does not fit; [`TenancyError::Conflict`] when
 /// a row became a member or was invited since the preview (nothing is sent then).
 pub async fn confirm<
-    S: TenancyStore + InvitationStore + BulkStore + crate::metering::MeteringStore + ?Sized,
+    S: TenancyStore
+        + InvitationStore
+        + WorkspaceStore
+        + BulkStore
+        + crate::metering::MeteringStore
+        + ?Sized,
 >(
     store: &S,
     caller: &Caller,
@@ -268,9 +387,26 @@ pub async fn confirm<
         .ok_or(TenancyError::NotFound("preview"))?;
     let mut batch: Vec<(Invitation, MintedToken)> = Vec::new();
     let mut journal = Journal::default();
+    // Each team a row joins, as it is now (a rename since the preview is fine: the mail names
+    // it as it is): deleted, archived or out of the caller's hands since, the whole batch is
+    // refused (the store checks again, in its transaction, that it exists and is not archived).
+    let mut teams: HashMap<TeamId, Team> = HashMap::new();
+    for t in p.rows.iter().filter_map(|r| r.joins) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = teams.entry(t.id) {
+            let team = crate::invitations::invitable_team(store, caller, t.id)
+                .await
+                .map_err(|e| {
+                    TenancyError::Conflict(format!(
+                        "a team the file names changed since the preview ({e}); upload the file again"
+                    ))
+                })?;
+            slot.insert(team);
+        }
+    }
     for r in p.rows.iter().filter(|r| r.problem.is_none()) {
         let role = OrgRole::parse(&r.role).unwrap_or(OrgRole::User);
         check_invite_role(&caller.subject, role)?;
+        let team = r.joins.and_then(|j| teams.get(&j.id));
         let token = mint(INVITATION_PREFIX, 32);
         let inv = Invitation {
             id: InvitationId::new(),
@@ -282,8 +418,12 @@ pub async fn confirm<
             expires_at: now + settings.expiry,
             accepted_at: None,
             revoked_at: None,
-            team: None,
+            team: r.joins,
         };
+        let mut meta = json!({ "role": role.as_str(), "bulk_preview": p.id });
+        if let (Some(t), Some(joins)) = (team, r.joins) {
+            meta["team"] = json!({ "id": t.id, "name": t.name, "role": joins.role.as_str() });
+        }
         journal = journal
             .and_record(
                 caller
@@ -292,12 +432,15 @@ pub async fn confirm<
                         AuditAction::MemberInvited,
                         Target::new("invitation", inv.id, inv.email.to_string()),
                     )
-                    .with_metadata(Metadata::from_value(
-                        json!({ "role": role.as_str(), "bulk_preview": p.id }),
-                    )?),
+                    .with_metadata(Metadata::from_value(meta)?),
             )
             .mail(crate::invitations::invitation_mail(
-                caller, &inv, None, &token, settings,
+                caller,
+                &inv,
+                team.map(|t| t.name.as_str()),
+                Some(&r.name),
+                &token,
+                settings,
             ));
         batch.push((inv, token));
     }
@@ -380,6 +523,89 @@ mod tests {
                 (4, None),
                 (6, Some(RowProblem::DuplicateInFile { first_line: 4 })),
             ]
+        );
+    }
+
+    #[test]
+    fn team_columns_are_checked_on_their_own() {
+        let csv = "email,role,team,team_role\n\
+                   a@b.example,user,Sales,\n\
+                   c@d.example,user,Sales,Viewer\n\
+                   e@f.example,user,Sales,boss\n\
+                   g@h.example,user,,admin\n\
+                   i@j.example,user,,\n";
+        let rows = parse(csv.as_bytes()).unwrap();
+        let got: Vec<_> = rows
+            .iter()
+            .map(|r| (r.team.as_str(), r.team_role.as_str(), r.problem.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("Sales", "", None),
+                ("Sales", "Viewer", None),
+                (
+                    "Sales",
+                    "boss",
+                    Some(RowProblem::UnknownTeamRole {
+                        team_role: "boss".into()
+                    })
+                ),
+                ("", "admin", Some(RowProblem::TeamRoleWithoutTeam)),
+                ("", "", None),
+            ]
+        );
+        assert!(
+            rows.iter().all(|r| r.joins.is_none()),
+            "found by the preview"
+        );
+    }
+
+    #[test]
+    fn a_row_names_a_team_by_id_exact_name_or_its_one_case_insensitive_match() {
+        let org = OrgId::new();
+        let team = |name: &str, archived: bool| Team {
+            id: TeamId::new(),
+            org,
+            name: name.into(),
+            is_default: false,
+            created_at: Utc::now(),
+            archived_at: archived.then(Utc::now),
+        };
+        let teams = vec![
+            team("Sales", false),
+            team("Client A", false),
+            team("client a", false),
+            team("Old", true),
+        ];
+        let found = |given: &str| find_team(&teams, given).map(|t| t.name.clone());
+        assert_eq!(found("Sales"), Ok("Sales".into()));
+        assert_eq!(found("SALES"), Ok("Sales".into()));
+        assert_eq!(found(&teams[2].id.to_string()), Ok("client a".into()));
+        assert_eq!(found("client a"), Ok("client a".into()), "exact first");
+        assert_eq!(
+            found("CLIENT A"),
+            Err(RowProblem::AmbiguousTeam {
+                team: "CLIENT A".into()
+            })
+        );
+        assert_eq!(
+            found("old"),
+            Err(RowProblem::ArchivedTeam { team: "old".into() })
+        );
+        let other = TeamId::new().to_string();
+        assert_eq!(
+            found(&other),
+            Err(RowProblem::UnknownTeam {
+                team: other.clone()
+            }),
+            "another id is no team"
+        );
+        assert_eq!(
+            found("Marketing"),
+            Err(RowProblem::UnknownTeam {
+                team: "Marketing".into()
+            })
         );
     }
 

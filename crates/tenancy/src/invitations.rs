@@ -84,7 +84,7 @@ pub struct Invitation {
 }
 
 /// The team an invitation is for, and the invitee's role in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct InvitedTeam {
     /// The team.
     pub id: TeamId,
@@ -148,14 +148,28 @@ pub fn subject_prefix(inviter: &str) -> String {
     format!("{inviter} invited you to ")
 }
 
-/// The invitation email with its one-time link.
+/// The invitation email with its one-time link; `invitee` is the name a bulk file gave the
+/// person (the greeting uses it: it is kept nowhere else).
 pub(crate) fn invitation_mail(
     caller: &Caller,
     inv: &Invitation,
     team: Option<&str>,
+    invitee: Option<&str>,
     token: &MintedToken,
     settings: &InvitationSettings,
 ) -> OutboundMail {
+    // A name from an uploaded sheet, kept to one printable line.
+    let greeting = invitee
+        .map(|n| {
+            n.chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(100)
+                .collect::<String>()
+                .trim()
+                .to_owned()
+        })
+        .filter(|n| !n.is_empty())
+        .map_or_else(|| "Hello,".to_owned(), |n| format!("Hello {n},"));
     let to = inv.email.to_string();
     // The token as the queued mail keeps it: sealed, when the server has a key.
     let sealed = settings.sealer.token(&to, &token.secret);
@@ -178,7 +192,7 @@ pub(crate) fn invitation_mail(
             caller.org.name
         ),
         body: format!(
-            "Hello,\n\n{inviter} ({inviter_email}) invited you to join {place}.\n\n\
+            "{greeting}\n\n{inviter} ({inviter_email}) invited you to join {place}.\n\n\
              Accept the invitation:\n{link}\n\n\
              Your invitation token: {token}\n\n\
              The link works once and expires on {expires} (UTC).\n\
@@ -248,6 +262,7 @@ pub async fn invite<
         caller,
         &inv,
         team.as_ref().map(|t| t.name.as_str()),
+        None,
         &token,
         settings,
     ));
@@ -260,7 +275,7 @@ pub async fn invite<
 
 /// The team an invitation may name: one of the organization's, not archived, whose members
 /// the caller manages. Another organization's team answers as unknown.
-async fn invitable_team<S: WorkspaceStore + ?Sized>(
+pub(crate) async fn invitable_team<S: WorkspaceStore + ?Sized>(
     store: &S,
     caller: &Caller,
     id: TeamId,
@@ -340,6 +355,7 @@ pub async fn resend<S: TenancyStore + InvitationStore + WorkspaceStore + ?Sized>
         caller,
         &inv,
         team.as_deref(),
+        None,
         &token,
         settings,
     ));

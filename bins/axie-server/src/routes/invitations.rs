@@ -403,12 +403,19 @@ pub struct BulkRowResponse {
     pub email: String,
     /// Role as written.
     pub role: String,
-    /// Name as written.
+    /// Name as written (the invitation mail greets them by it).
     pub name: String,
+    /// Team as written (its name or id); empty: the default team.
+    pub team: String,
+    /// Role in that team as written; empty: `member`.
+    pub team_role: String,
+    /// The team a valid row joins instead of the default team, `null` for the default team.
+    pub team_id: Option<String>,
     /// `valid` or `invalid`.
     pub status: String,
     /// Why it is invalid (`bad_email`, `unknown_role`, `owner_not_allowed`, `role_not_allowed`,
-    /// `duplicate_in_file`, `already_member`, `already_invited`).
+    /// `duplicate_in_file`, `already_member`, `already_invited`, `unknown_team_role`,
+    /// `team_role_without_team`, `unknown_team`, `ambiguous_team`, `archived_team`).
     pub reason: Option<String>,
     /// For duplicates: the earlier line.
     pub first_line: Option<usize>,
@@ -433,10 +440,12 @@ pub struct BulkPreviewResponse {
     pub rows: Vec<BulkRowResponse>,
 }
 
-/// Uploads a CSV (`email,role,name`) and previews it without side effects.
+/// Uploads a CSV (`email,role,name`, and optionally `team,team_role`) and previews it without
+/// side effects. A row with a `team` (its name or id) invites the person into that team alone,
+/// as a single invitation with `team_id` does; the caller must manage that team's members.
 #[utoipa::path(post, path = "/api/v1/orgs/{org_id}/invitations/bulk", tag = "invitations",
     params(("org_id" = String, Path, description = "Organization id")),
-    request_body(content = String, content_type = "text/csv", description = "CSV with header `email,role,name` in any order or case"),
+    request_body(content = String, content_type = "text/csv", description = "CSV with header `email,role,name` (optionally `team,team_role`) in any order or case"),
     responses(
         (status = 200, description = "The preview", body = BulkPreviewResponse),
         (status = 413, description = "Larger than the server's body limit (`server.body_limit_bytes`, 1 MiB by default)", content_type = "application/problem+json"),
@@ -464,12 +473,20 @@ pub async fn bulk_preview(
                 Some(RowProblem::RoleNotAllowed) => (Some("role_not_allowed"), None),
                 Some(RowProblem::AlreadyMember) => (Some("already_member"), None),
                 Some(RowProblem::AlreadyInvited) => (Some("already_invited"), None),
+                Some(RowProblem::UnknownTeamRole { .. }) => (Some("unknown_team_role"), None),
+                Some(RowProblem::TeamRoleWithoutTeam) => (Some("team_role_without_team"), None),
+                Some(RowProblem::UnknownTeam { .. }) => (Some("unknown_team"), None),
+                Some(RowProblem::AmbiguousTeam { .. }) => (Some("ambiguous_team"), None),
+                Some(RowProblem::ArchivedTeam { .. }) => (Some("archived_team"), None),
             };
             BulkRowResponse {
                 line: r.line,
                 email: r.email.clone(),
                 role: r.role.clone(),
                 name: r.name.clone(),
+                team: r.team.clone(),
+                team_role: r.team_role.clone(),
+                team_id: r.joins.map(|t| t.id.to_string()),
                 status: if reason.is_none() { "valid" } else { "invalid" }.to_owned(),
                 reason: reason.map(str::to_owned),
                 first_line,
