@@ -1097,6 +1097,109 @@ both_backends!(
 );
 
 both_backends!(
+    the_owner_alone_is_reminded_of_an_overdue_invoice,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let res = t
+            .put(
+                &t.org("/billing/subscription"),
+                &t.owner_token,
+                &json!({"plan": "enterprise", "cycle": "monthly"}),
+            )
+            .await;
+        assert_eq!(
+            res.status(),
+            StatusCode::OK,
+            "{}",
+            res.text().await.unwrap()
+        );
+        let page = json_of(t.get(&t.org("/billing/invoices"), &t.owner_token).await).await;
+        let invoice = page["items"][0].clone();
+        let number = invoice["number"].as_str().unwrap().to_owned();
+        assert_eq!(invoice["status"], "open");
+        let due: chrono::DateTime<chrono::Utc> =
+            invoice["due_at"].as_str().unwrap().parse().unwrap();
+        let remind = |at: chrono::DateTime<chrono::Utc>| {
+            let t = &t;
+            async move {
+                axie_server::workers::remind_overdue_invoices(&t.store, at)
+                    .await
+                    .unwrap()
+            }
+        };
+        let listed = |at: chrono::DateTime<chrono::Utc>| {
+            let t = &t;
+            async move {
+                axie_server::admin::overdue_invoices(&t.store, None, at)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(
+            remind(due - chrono::Duration::hours(1)).await,
+            0,
+            "not due yet"
+        );
+        assert!(listed(due - chrono::Duration::hours(1)).await.is_empty());
+        let late = due + chrono::Duration::days(2);
+        assert_eq!(remind(late).await, 1);
+        assert_eq!(remind(late).await, 0, "once");
+        let lines = listed(late).await;
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with(&format!("{}\tAcme Corp\t{number}\t", t.org_id))
+                && lines[0].ends_with("\t2 days overdue"),
+            "{lines:?}"
+        );
+
+        // The Owner reads the reminder; an Admin sees that billing mail went to the Owner.
+        let overdue_mail = |token: String| {
+            let t = &t;
+            async move {
+                json_of(t.get(&t.org("/outbox"), &token).await).await["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|m| m["kind"] == "invoice_overdue")
+                    .cloned()
+                    .collect::<Vec<Value>>()
+            }
+        };
+        let owners = overdue_mail(t.owner_token.clone()).await;
+        assert_eq!(owners.len(), 1, "{owners:?}");
+        assert_eq!(owners[0]["to"], OWNER_EMAIL);
+        assert!(
+            owners[0]["subject"].as_str().unwrap().contains(&number)
+                && owners[0]["body"]
+                    .as_str()
+                    .unwrap()
+                    .contains("bank transfer"),
+            "{owners:?}"
+        );
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        let admins = overdue_mail(mike).await;
+        assert_eq!(admins.len(), 1);
+        assert_eq!(
+            (&admins[0]["subject"], &admins[0]["body"]),
+            (&json!("billing mail for the Owner"), &json!(""))
+        );
+        let recorded = t.audit("action=billing.invoice_overdue").await;
+        assert_eq!(recorded.len(), 1, "{recorded:?}");
+        assert_eq!(recorded[0]["actor_type"], "system");
+        assert_eq!(recorded[0]["metadata"]["invoice"], number.as_str());
+        assert_eq!(recorded[0]["metadata"]["reminder"], 1);
+
+        // Paid: no reminder, no line.
+        let org: rbac_core::OrgId = t.org_id.parse().unwrap();
+        axie_server::admin::mark_invoice_paid(&t.store, org, &number, None)
+            .await
+            .unwrap();
+        assert_eq!(remind(due + chrono::Duration::days(8)).await, 0);
+        assert!(listed(due + chrono::Duration::days(8)).await.is_empty());
+    }
+);
+
+both_backends!(
     an_unreadable_subscription_holds_up_no_other_renewal,
     |b| async move {
         let t = spawn_app(b).await;

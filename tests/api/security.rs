@@ -2194,6 +2194,80 @@ both_backends!(
 );
 
 both_backends!(
+    a_security_change_is_carried_through_when_the_client_hangs_up,
+    |b| async move {
+        use sea_orm::{ConnectionTrait as _, TransactionTrait as _};
+        use tokio::io::AsyncWriteExt as _;
+        let t = spawn_app(b).await;
+        let me = t.url("/api/v1/me");
+        let mut toms = Vec::new();
+        for _ in 0..3 {
+            toms.push(t.login("tom@example.com", DEMO_PASSWORD).await);
+            t.clock.advance(Duration::seconds(1));
+        }
+        let owner = t.owner_token.clone();
+        // Another connection holds the organization's row, so the change waits for it; the
+        // client resets the connection meanwhile (as a client that times out and closes with
+        // unread data does), which makes actix drop the request's handler. The change, and
+        // the ending of the sessions beyond the lowered limit after it, still run to the end
+        // once the row is free.
+        let db = sea_orm::Database::connect(t.settings.database_url().unwrap().expose())
+            .await
+            .unwrap();
+        let holding = db.begin().await.unwrap();
+        holding
+            .execute_unprepared(&format!(
+                "UPDATE organizations SET name = name WHERE id = '{}'",
+                t.org_id
+            ))
+            .await
+            .unwrap();
+        let body = json!({ "sessions": { "absolute_timeout_minutes": 480, "idle_timeout_minutes": 30, "max_concurrent": 1 } }).to_string();
+        let host = t.address.trim_start_matches("http://").to_owned();
+        let request = format!(
+            "PATCH /api/v1/orgs/{}/security HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {owner}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            t.org_id,
+            body.len()
+        );
+        let mut socket = tokio::net::TcpStream::connect(&host).await.unwrap();
+        socket.write_all(request.as_bytes()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        socket.set_zero_linger().unwrap();
+        drop(socket);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        holding.rollback().await.unwrap();
+        let mut waited = 0;
+        while t.get(&me, &toms[1]).await.status() == StatusCode::OK {
+            waited += 1;
+            assert!(waited < 100, "the change was not carried through");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        problem(
+            t.get(&me, &toms[0]).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        )
+        .await;
+        assert_eq!(t.get(&me, &toms[2]).await.status(), StatusCode::OK);
+        let settings = json_of(t.get(&t.org("/security"), &owner).await).await;
+        assert_eq!(settings["sessions"]["max_concurrent"], 1);
+        let revoked = json_of(
+            t.get(&t.org("/audit-events?action=auth.session_revoked"), &owner)
+                .await,
+        )
+        .await;
+        let by_limit = revoked["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["metadata"]["reason"] == "session_limit")
+            .count();
+        assert_eq!(by_limit, 2, "{revoked}");
+    }
+);
+
+both_backends!(
     an_admin_resets_a_members_lost_second_factor,
     |b| async move {
         let t = spawn_app(b).await;

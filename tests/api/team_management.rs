@@ -1244,6 +1244,18 @@ both_backends!(
             )
             .await;
         assert_eq!(res.status(), StatusCode::OK);
+        // Another organization's team, by its id, is no team here.
+        let (other, other_email) =
+            crate::api_keys::second_org(&t, billing_limits::Plan::Enterprise).await;
+        let other_token = t.login(&other_email, OWNER_PASSWORD).await;
+        let theirs = json_of(
+            t.get(&t.url(&format!("/api/v1/orgs/{other}/teams")), &other_token)
+                .await,
+        )
+        .await["items"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let csv = format!(
             "email,role,name,team,team_role\n\
              ann@client-a.example,user,Ann Archer,client a,\n\
@@ -1252,25 +1264,70 @@ both_backends!(
              dee@client-a.example,user,Dee,Client A,boss\n\
              eve@client-a.example,user,Eve,,admin\n\
              fay@client-x.example,user,Fay,Client X,\n\
-             gus@old.example,user,Gus,Old client,member\n"
+             gus@old.example,user,Gus,Old client,member\n\
+             hal@globex.example,user,Hal,{theirs},\n"
         );
         let preview = json_of(upload(&t, csv.as_bytes()).await).await;
-        let rows: Vec<(Value, Value, Value)> = preview["rows"]
+        let rows: Vec<(Value, Value, Value, Value)> = preview["rows"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| (r["reason"].clone(), r["team_id"].clone(), r["team"].clone()))
+            .map(|r| {
+                (
+                    r["reason"].clone(),
+                    r["team_id"].clone(),
+                    r["team_name"].clone(),
+                    r["team"].clone(),
+                )
+            })
             .collect();
+        let none = Value::Null;
         assert_eq!(
             rows,
             vec![
-                (Value::Null, json!(client_a), json!("client a")),
-                (Value::Null, json!(client_b), json!(client_b)),
-                (Value::Null, Value::Null, json!("")),
-                (json!("unknown_team_role"), Value::Null, json!("Client A")),
-                (json!("team_role_without_team"), Value::Null, json!("")),
-                (json!("unknown_team"), Value::Null, json!("Client X")),
-                (json!("archived_team"), Value::Null, json!("Old client")),
+                (
+                    none.clone(),
+                    json!(client_a),
+                    json!("Client A"),
+                    json!("client a")
+                ),
+                (
+                    none.clone(),
+                    json!(client_b),
+                    json!("Client B"),
+                    json!(client_b)
+                ),
+                (none.clone(), none.clone(), none.clone(), json!("")),
+                (
+                    json!("unknown_team_role"),
+                    none.clone(),
+                    none.clone(),
+                    json!("Client A")
+                ),
+                (
+                    json!("team_role_without_team"),
+                    none.clone(),
+                    none.clone(),
+                    json!("")
+                ),
+                (
+                    json!("unknown_team"),
+                    none.clone(),
+                    none.clone(),
+                    json!("Client X")
+                ),
+                (
+                    json!("archived_team"),
+                    none.clone(),
+                    none.clone(),
+                    json!("Old client")
+                ),
+                (
+                    json!("unknown_team"),
+                    none.clone(),
+                    none.clone(),
+                    json!(theirs)
+                ),
             ]
         );
         let id = preview["preview_id"].as_str().unwrap();

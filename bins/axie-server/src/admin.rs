@@ -447,6 +447,47 @@ pub async fn mark_invoice_paid(
     ))
 }
 
+/// The open invoices past their due date, of one organization or of all (the
+/// `overdue-invoices` command: what the operator follows up), one line each, oldest due first:
+/// organization id and name, number, amount, due date and days overdue, tab-separated.
+///
+/// # Errors
+/// Unknown organization or a store failure.
+pub async fn overdue_invoices(
+    store: &SeaStore,
+    org: Option<OrgId>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<String>, Failure> {
+    use tenancy::billing::BillingStore as _;
+    let orgs = match org {
+        Some(o) => vec![o],
+        None => store.live_organizations().await?,
+    };
+    let mut found = Vec::new();
+    for id in orgs {
+        let o = tenancy::OrgStore::get_org(store, id).await?;
+        for i in store.overdue_invoices(id, now).await? {
+            let due = i.due_at.unwrap_or(now);
+            found.push((due, o.id, o.name.clone(), i));
+        }
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.3.number.cmp(&b.3.number)));
+    Ok(found
+        .into_iter()
+        .map(|(due, org, name, i)| {
+            format!(
+                "{org}\t{name}\t{}\t{}.{:02} {}\tdue {}\t{} days overdue",
+                i.number,
+                i.amount_cents / 100,
+                i.amount_cents % 100,
+                i.currency,
+                due.format("%Y-%m-%d"),
+                (now - due).num_days(),
+            )
+        })
+        .collect())
+}
+
 /// Deletes an organization and everything of it (the `delete-org` command), after checking
 /// its name; its Owner and Admins are mailed, and its documents' bytes are removed from
 /// `blob_dir` after the commit. Returns how many documents were deleted.

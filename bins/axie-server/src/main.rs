@@ -121,6 +121,14 @@ enum Command {
         #[arg(long)]
         note: Option<String>,
     },
+    /// List open invoices past their due date (of one organization, or of all), oldest due
+    /// first, for the operator to follow up; the Owner is reminded by mail as each falls due,
+    /// a week and two weeks later
+    OverdueInvoices {
+        /// Only this organization (`org_…`).
+        #[arg(long)]
+        org: Option<String>,
+    },
     /// Delete an organization and everything of it, its audit log included (export it first);
     /// people's accounts stay, and its Owner and Admins are mailed.
     DeleteOrg {
@@ -453,6 +461,23 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     .await?;
             tracing::info!(%org, %invoice, "invoice marked paid by the operator");
             println!("{said}");
+            Ok(())
+        }
+        Some(Command::OverdueInvoices { org }) => {
+            let store = store_sea::SeaStore::connect(
+                &settings.database_url()?,
+                store_sea::PoolOptions::default(),
+            )
+            .await?;
+            let org = org.map(|o| o.parse::<rbac_core::OrgId>()).transpose()?;
+            let lines =
+                axie_server::admin::overdue_invoices(&store, org, chrono::Utc::now()).await?;
+            if lines.is_empty() {
+                println!("no invoice is overdue");
+            }
+            for l in lines {
+                println!("{l}");
+            }
             Ok(())
         }
         Some(Command::SetLimits { org, limits }) => {

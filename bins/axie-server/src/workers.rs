@@ -218,8 +218,8 @@ pub async fn run_billing(
     Ok(done.len())
 }
 
-/// Refreshes the planner statistics, sends the weekly usage reports due and the usage alerts
-/// that went missing, applies every organization's audit retention period and removes stale
+/// Refreshes the planner statistics, sends the weekly usage reports due, the reminders of
+/// overdue invoices and the usage alerts that went missing, applies every organization's audit retention period and removes stale
 /// rows (`tenancy::housekeeping`), hourly (the first pass right at start, but for the missing
 /// alerts, which read every organization's usage and wait an hour: a start is busy enough).
 async fn retention(state: AppState, mut stop: watch::Receiver<bool>) {
@@ -240,6 +240,7 @@ async fn retention(state: AppState, mut stop: watch::Receiver<bool>) {
         // The per-organization passes log each failure where it happens (`each_org`); their
         // results (the first error, for callers that want it) are not logged again here.
         let _ = send_weekly_reports(&state.store, state.clock.now()).await;
+        let _ = remind_overdue_invoices(&state.store, state.clock.now()).await;
         if !std::mem::take(&mut first) {
             let _ = send_missed_alerts(&state.store, state.clock.now()).await;
         }
@@ -353,6 +354,24 @@ pub async fn send_missed_alerts(
     })
     .await?;
     Ok(sent.iter().sum())
+}
+
+/// Reminds every organization's Owner of its invoices unpaid past their due date (the hourly
+/// pass; `tenancy::billing::remind_overdue`: as each falls due, a week and two weeks later,
+/// each reminder once however many passes or instances run). Returns how many went out.
+///
+/// # Errors
+/// Storage errors (other organizations are still processed; the first error is returned).
+pub async fn remind_overdue_invoices(
+    store: &store_sea::SeaStore,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, tenancy::TenancyError> {
+    let sent = each_org(store, "overdue invoice reminders", |org| async move {
+        let o = tenancy::OrgStore::get_org(store, org).await?;
+        tenancy::billing::remind_overdue(store, &o, now).await
+    })
+    .await?;
+    Ok(sent.iter().map(|&n| u64::from(n)).sum())
 }
 
 /// Sends last week's usage report of every organization that has not had it yet (the hourly

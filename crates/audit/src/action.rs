@@ -200,6 +200,9 @@ actions! {
     SubscriptionEnded => "billing.ended", "Ended the cancelled subscription of";
     /// The operator recorded that an open invoice was paid (`mark-invoice-paid`).
     InvoicePaid => "billing.invoice_paid", "Recorded the payment of an invoice of";
+    /// An open invoice passed its due date unpaid: the Owner was reminded by mail (when it
+    /// fell due, a week later and two weeks later).
+    InvoiceOverdue => "billing.invoice_overdue", "Reminded the Owner of an overdue invoice of";
     /// The 14-day Enterprise trial started.
     TrialStarted => "billing.trial_started", "Started the Enterprise trial of";
     /// The Enterprise trial ended and the plan before it returned.

@@ -29,8 +29,9 @@ use crate::store::TenancyStore;
 
 /// The kinds of mail about money (invoices, failed renewals, lapsed subscriptions), the
 /// Owner's alone: other readers of the outbox see neither their bodies nor their subjects.
-pub const BILLING_MAIL_KINDS: [&str; 4] = [
+pub const BILLING_MAIL_KINDS: [&str; 5] = [
     "invoice",
+    "invoice_overdue",
     "renewal_failed",
     "subscription_lapsed",
     "subscription_ended",
@@ -59,6 +60,18 @@ pub struct Invoice {
     /// When due, if open.
     pub due_at: Option<DateTime<Utc>>,
 }
+
+impl Invoice {
+    /// Whether it is open and its due date has passed at `now`.
+    #[must_use]
+    pub fn overdue(&self, now: DateTime<Utc>) -> bool {
+        self.status == ChargeStatus::Open && self.due_at.is_some_and(|d| d < now)
+    }
+}
+
+/// When the Owner is reminded of an unpaid invoice, in days after its due date: as it falls
+/// due, a week later and two weeks later ([`remind_overdue`]).
+pub const OVERDUE_REMINDER_DAYS: [i64; 3] = [0, 7, 14];
 
 /// A subscription charge about to be made, recorded before the provider is asked
 /// ([`BillingStore::pending_charge`]), so that a later try of the same change from the same
@@ -175,6 +188,29 @@ pub trait BillingStore: Send + Sync {
         number: &str,
         journal: Journal,
     ) -> Result<bool, TenancyError>;
+
+    /// The organization's open invoices due before `now` (unpaid past their due date), in any
+    /// order. The default pages through [`Self::invoices`]; `SeaStore` asks for them alone.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn overdue_invoices(
+        &self,
+        org: OrgId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Invoice>, TenancyError> {
+        let mut overdue = Vec::new();
+        let mut before: Option<String> = None;
+        loop {
+            let page = self.invoices(org, before.as_deref(), 500).await?;
+            let full = page.len() == 500;
+            before = page.last().map(|l| l.number.clone());
+            overdue.extend(page.into_iter().filter(|i| i.overdue(now)));
+            if !full {
+                return Ok(overdue);
+            }
+        }
+    }
 
     /// Whether the organization has an invoice numbered `number` ([`Self::invoice`]).
     ///
@@ -943,6 +979,90 @@ pub async fn mark_paid_as_system<S: BillingStore + TenancyStore + ?Sized>(
     })
 }
 
+/// Reminds the Owner of the organization's open invoices past their due date: a mail (kind
+/// `invoice_overdue`, the Owner's alone as every billing mail is) and the system's
+/// `billing.invoice_overdue` record, in one transaction, when an invoice falls due unpaid, a
+/// week later and two weeks later ([`OVERDUE_REMINDER_DAYS`]). Each reminder goes out once
+/// however often this runs, on however many instances (the insert-once record of usage alerts,
+/// [`MeteringStore::record_alert`](crate::metering::MeteringStore::record_alert), keyed by the
+/// invoice's number and the reminder); a pass that comes late sends only the latest reminder
+/// due. After the last, following the invoice up is the operator's (`overdue-invoices`).
+/// Nothing else changes: the plan stays. Returns how many reminders went out now.
+///
+/// # Errors
+/// Storage errors (the reminders sent before one failed stay sent).
+pub async fn remind_overdue<
+    S: TenancyStore + BillingStore + crate::metering::MeteringStore + ?Sized,
+>(
+    store: &S,
+    org: &Organization,
+    now: DateTime<Utc>,
+) -> Result<u32, TenancyError> {
+    let overdue = store.overdue_invoices(org.id, now).await?;
+    if overdue.is_empty() {
+        return Ok(0);
+    }
+    let owner = match crate::orgs::owner_of(store, org.id).await {
+        Ok(m) => m.user,
+        Err(TenancyError::NotFound(_)) => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut sent = 0;
+    for i in overdue {
+        let Some(due) = i.due_at else { continue };
+        // The latest reminder due: a pass after a long pause does not send the earlier ones.
+        let Some(n) = OVERDUE_REMINDER_DAYS
+            .iter()
+            .rposition(|d| now > due + chrono::Duration::days(*d))
+        else {
+            continue;
+        };
+        let last = n + 1 == OVERDUE_REMINDER_DAYS.len();
+        let record = NewAuditEvent::new(
+            org.id,
+            now,
+            Actor::system(),
+            AuditAction::InvoiceOverdue,
+            org_target(org),
+        )
+        // The invoice by its number, not its amount: Admins read the log, billing is the Owner's.
+        .with_metadata(Metadata::from_value(json!({
+            "invoice": i.number, "due_at": due, "reminder": n + 1,
+        }))?);
+        let journal = Journal::record(record).mail(OutboundMail {
+            org: Some(org.id),
+            to: owner.email.as_str().to_owned(),
+            subject: format!("{}: invoice {} is overdue", org.name, i.number),
+            body: format!(
+                "Invoice {number} of {org} ({description}) for {units}.{cents:02} {currency} was \
+                 due on {due} and has not been marked paid.\n\n\
+                 Please pay it by bank transfer, quoting the invoice number. If it is paid \
+                 already, the transfer may still be on its way and nothing more is needed.\n{more}",
+                number = i.number,
+                org = org.name,
+                description = i.description,
+                units = i.amount_cents / 100,
+                cents = i.amount_cents % 100,
+                currency = i.currency,
+                due = due.format("%Y-%m-%d"),
+                more = if last {
+                    "\nThis is the last reminder by mail; we will be in touch about it.\n"
+                } else {
+                    ""
+                },
+            ),
+            kind: "invoice_overdue".into(),
+        });
+        if store
+            .record_alert(org.id, "invoice_overdue", &i.number, n as u64, journal)
+            .await?
+        {
+            sent += 1;
+        }
+    }
+    Ok(sent)
+}
+
 /// Up to `limit` of the organization's invoices, newest first, after the one numbered `before`
 /// (billing readers).
 ///
@@ -963,6 +1083,7 @@ pub async fn invoices<S: BillingStore + ?Sized>(
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
+    use crate::store::OrgStore as _;
     use audit::{AuditQuery, AuditStore, MailOutbox};
     use billing_limits::payment::{ManualInvoice, PaymentError};
     use billing_limits::subscription::{BillingCycle, RENEWAL_GRACE_DAYS};
@@ -1116,6 +1237,159 @@ mod tests {
             change(&store, paid, &caller, Change::Lapse, lapses).await,
             Err(TenancyError::Invalid(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn the_owner_is_reminded_of_an_overdue_invoice_three_times_at_most() {
+        let (store, org, owner) = crate::MemoryTenancyStore::with_org("Slowpayer").await;
+        let caller = store.session_caller_in(org.id, owner.clone()).await;
+        let prices = PriceList::default();
+        let manual = ManualInvoice::default();
+        let payments = Payments {
+            provider: &manual,
+            prices: &prices,
+        };
+        let start = Utc.with_ymd_and_hms(2026, 1, 10, 9, 0, 0).unwrap();
+        let (_, invoice) = subscribe_pro(&store, payments, &caller, start).await;
+        let invoice = invoice.unwrap();
+        let due = invoice.due_at.unwrap();
+        assert_eq!(due, start + Duration::days(30));
+        let org = store.get_org(org.id).await.unwrap();
+        let remind = |at: DateTime<Utc>| {
+            let (store, org) = (&store, &org);
+            async move { remind_overdue(store, org, at).await.unwrap() }
+        };
+        // Every hour from issue to three weeks past due: one reminder as it falls due, one a
+        // week later, one two weeks later.
+        let mut at = start;
+        let mut sent = Vec::new();
+        while at < due + Duration::days(21) {
+            if remind(at).await == 1 {
+                sent.push(at);
+            }
+            at += Duration::hours(1);
+        }
+        assert_eq!(
+            sent,
+            [
+                due + Duration::hours(1),
+                due + Duration::days(7) + Duration::hours(1),
+                due + Duration::days(14) + Duration::hours(1),
+            ]
+        );
+        let mails: Vec<_> = store
+            .audit()
+            .list_mails(Some(org.id), None, 50)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.kind == "invoice_overdue")
+            .collect();
+        assert_eq!(mails.len(), 3);
+        assert!(mails.iter().all(|m| m.to == owner.email.as_str()
+            && m.subject.contains(&invoice.number)
+            && m.body.contains(&due.format("%Y-%m-%d").to_string())));
+        assert_eq!(
+            mails
+                .iter()
+                .filter(|m| m.body.contains("last reminder"))
+                .count(),
+            1
+        );
+        let records = store
+            .search(
+                org.id,
+                &AuditQuery {
+                    action: Some(audit::ActionFilter::parse("billing.invoice_overdue")),
+                    limit: 50,
+                    ..AuditQuery::default()
+                },
+            )
+            .await
+            .unwrap();
+        let reminders: Vec<_> = records
+            .iter()
+            .map(|r| r.event.metadata.to_map().get("reminder").cloned())
+            .collect();
+        assert_eq!(reminders, [Some(json!(3)), Some(json!(2)), Some(json!(1))]);
+        assert!(
+            records
+                .iter()
+                .all(|r| r.event.actor.kind == audit::ActorKind::System
+                    && r.event.metadata.to_map().get("invoice") == Some(&json!(invoice.number))
+                    && !r.event.metadata.to_map().contains_key("amount_cents"))
+        );
+
+        // Paid: nothing more, ever.
+        let (_, second) = change(
+            &store,
+            payments,
+            &caller,
+            Change::Subscribe {
+                plan: Plan::Enterprise,
+                cycle: BillingCycle::Monthly,
+            },
+            due + Duration::days(21),
+        )
+        .await
+        .unwrap();
+        let second = second.unwrap();
+        mark_paid_as_system(
+            &store,
+            org.id,
+            &second.number,
+            None,
+            due + Duration::days(22),
+        )
+        .await
+        .unwrap();
+        assert_eq!(remind(second.due_at.unwrap() + Duration::days(8)).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_late_pass_sends_only_the_latest_reminder_due() {
+        let (store, org, owner) = crate::MemoryTenancyStore::with_org("Paused").await;
+        let caller = store.session_caller_in(org.id, owner).await;
+        let prices = PriceList::default();
+        let manual = ManualInvoice::default();
+        let payments = Payments {
+            provider: &manual,
+            prices: &prices,
+        };
+        let start = Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap();
+        let (_, invoice) = subscribe_pro(&store, payments, &caller, start).await;
+        let due = invoice.unwrap().due_at.unwrap();
+        let org = store.get_org(org.id).await.unwrap();
+        // The server was down from before the due date until ten days after it.
+        assert_eq!(
+            remind_overdue(&store, &org, due + Duration::days(10))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            remind_overdue(&store, &org, due + Duration::days(11))
+                .await
+                .unwrap(),
+            0,
+            "the first reminder is not sent late"
+        );
+        let records = store
+            .search(
+                org.id,
+                &AuditQuery {
+                    action: Some(audit::ActionFilter::parse("billing.invoice_overdue")),
+                    limit: 50,
+                    ..AuditQuery::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(
+            records[0].event.metadata.to_map().get("reminder"),
+            Some(&json!(2))
+        );
     }
 
     /// A provider that invoices as [`ManualInvoice`] does, lets other requests run while it

@@ -96,6 +96,9 @@ pub struct Row {
     /// The team the invitee joins instead of the default team, found by [`preview`].
     #[serde(default)]
     pub joins: Option<InvitedTeam>,
+    /// That team's name, as found (the file may have named it in other letters' case, or by id).
+    #[serde(default)]
+    pub team_name: Option<String>,
     /// `None` when the row is valid.
     pub problem: Option<RowProblem>,
 }
@@ -203,6 +206,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Row>, TenancyError> {
             team,
             team_role,
             joins: None,
+            team_name: None,
             problem,
         });
     }
@@ -289,6 +293,7 @@ pub async fn preview<S: TenancyStore + InvitationStore + WorkspaceStore + BulkSt
                         id: t.id,
                         role: TeamRole::parse(&r.team_role).unwrap_or(TeamRole::Member),
                     });
+                    r.team_name = Some(t.name.clone());
                     None
                 }
             }
@@ -395,10 +400,11 @@ pub async fn confirm<
         if let std::collections::hash_map::Entry::Vacant(slot) = teams.entry(t.id) {
             let team = crate::invitations::invitable_team(store, caller, t.id)
                 .await
-                .map_err(|e| {
-                    TenancyError::Conflict(format!(
+                .map_err(|e| match e {
+                    TenancyError::Store(_) => e,
+                    _ => TenancyError::Conflict(format!(
                         "a team the file names changed since the preview ({e}); upload the file again"
-                    ))
+                    )),
                 })?;
             slot.insert(team);
         }

@@ -6916,6 +6916,7 @@ async fn consents_and_erasure_keep_the_chain<
             team: String::new(),
             team_role: String::new(),
             joins: None,
+            team_name: None,
             problem: None,
         }],
         seats_available: None,
@@ -7920,6 +7921,22 @@ async fn a_reversed_purchase_voids_its_open_invoice<
             .unwrap()
             .is_some_and(|i| i.due_at.is_none())
     );
+    // Overdue: open and past its due date (30 days after issue here), this organization's
+    // alone; void and paid ones never are.
+    let overdue = |org: OrgId, days: i64| async move {
+        s.overdue_invoices(org, now() + Duration::days(days))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.org, i.number))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        overdue(other.id, 31).await,
+        [(other.id, "INV-1".to_owned())]
+    );
+    assert!(overdue(other.id, 29).await.is_empty(), "not due yet");
+    assert!(overdue(org.id, 31).await.is_empty(), "void and paid");
 }
 
 /// A debit that takes a team below its low-credit threshold commits the alert (its audit

@@ -148,6 +148,32 @@ pub fn subject_prefix(inviter: &str) -> String {
     format!("{inviter} invited you to ")
 }
 
+/// The first line of an invitation mail: `Hello <name>,` with a name from an uploaded sheet
+/// kept to one line of at most 100 characters that reads in its order (control characters,
+/// line and paragraph separators and bidirectional controls become spaces), else `Hello,`.
+fn greeting(invitee: Option<&str>) -> String {
+    let shown = |c: char| {
+        !(c.is_control()
+            || matches!(
+                c,
+                '\u{2028}' | '\u{2029}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+            )
+            || ('\u{202A}'..='\u{202E}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c))
+    };
+    invitee
+        .map(|n| {
+            n.chars()
+                .map(|c| if shown(c) { c } else { ' ' })
+                .take(100)
+                .collect::<String>()
+                .trim()
+                .to_owned()
+        })
+        .filter(|n| !n.is_empty())
+        .map_or_else(|| "Hello,".to_owned(), |n| format!("Hello {n},"))
+}
+
 /// The invitation email with its one-time link; `invitee` is the name a bulk file gave the
 /// person (the greeting uses it: it is kept nowhere else).
 pub(crate) fn invitation_mail(
@@ -158,18 +184,7 @@ pub(crate) fn invitation_mail(
     token: &MintedToken,
     settings: &InvitationSettings,
 ) -> OutboundMail {
-    // A name from an uploaded sheet, kept to one printable line.
-    let greeting = invitee
-        .map(|n| {
-            n.chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .take(100)
-                .collect::<String>()
-                .trim()
-                .to_owned()
-        })
-        .filter(|n| !n.is_empty())
-        .map_or_else(|| "Hello,".to_owned(), |n| format!("Hello {n},"));
+    let greeting = greeting(invitee);
     let to = inv.email.to_string();
     // The token as the queued mail keeps it: sealed, when the server has a key.
     let sealed = settings.sealer.token(&to, &token.secret);
@@ -679,6 +694,21 @@ pub async fn list<S: TenancyStore + InvitationStore + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sheets_name_greets_on_one_line_in_its_order() {
+        assert_eq!(greeting(Some("Ann Archer")), "Hello Ann Archer,");
+        assert_eq!(greeting(None), "Hello,");
+        assert_eq!(greeting(Some(" \t ")), "Hello,");
+        assert_eq!(
+            greeting(Some("Ann\nBcc: x\u{2028}Lee\u{202E}gnp.exe\u{2066}")),
+            "Hello Ann Bcc: x Lee gnp.exe,"
+        );
+        assert_eq!(
+            greeting(Some(&"é".repeat(300))),
+            format!("Hello {},", "é".repeat(100))
+        );
+    }
 
     fn inv(expires_in: i64) -> (Invitation, DateTime<Utc>) {
         let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();

@@ -411,6 +411,8 @@ pub struct BulkRowResponse {
     pub team_role: String,
     /// The team a valid row joins instead of the default team, `null` for the default team.
     pub team_id: Option<String>,
+    /// That team's name as it is (the file may name it by id or in other letters' case).
+    pub team_name: Option<String>,
     /// `valid` or `invalid`.
     pub status: String,
     /// Why it is invalid (`bad_email`, `unknown_role`, `owner_not_allowed`, `role_not_allowed`,
@@ -487,6 +489,7 @@ pub async fn bulk_preview(
                 team: r.team.clone(),
                 team_role: r.team_role.clone(),
                 team_id: r.joins.map(|t| t.id.to_string()),
+                team_name: r.team_name.clone(),
                 status: if reason.is_none() { "valid" } else { "invalid" }.to_owned(),
                 reason: reason.map(str::to_owned),
                 first_line,
@@ -518,6 +521,7 @@ pub struct BulkConfirmResponse {
         (status = 201, description = "Sent", body = BulkConfirmResponse),
         (status = 403, description = "The batch does not fit the member limit", content_type = "application/problem+json"),
         (status = 404, description = "Unknown, expired or already confirmed preview", content_type = "application/problem+json"),
+        (status = 409, description = "A row's person became a member or was invited, or a team a row names was deleted or archived, since the preview: nothing is sent", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn bulk_confirm(
     st: web::Data<AppState>,

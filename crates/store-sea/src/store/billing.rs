@@ -341,6 +341,24 @@ impl BillingStore for SeaStore {
             .transpose()
     }
 
+    async fn overdue_invoices(
+        &self,
+        org: OrgId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Invoice>, TenancyError> {
+        invoice::Entity::find()
+            .filter(invoice::Column::OrgId.eq(org.to_string()))
+            .filter(invoice::Column::Status.eq(ChargeStatus::Open.as_str()))
+            .filter(invoice::Column::DueAt.lt(micros(now)))
+            .order_by_asc(invoice::Column::DueAt)
+            .all(self.db())
+            .await
+            .map_err(store)?
+            .into_iter()
+            .map(invoice_of)
+            .collect()
+    }
+
     async fn mark_invoice_paid(
         &self,
         org: OrgId,
