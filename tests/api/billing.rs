@@ -1200,6 +1200,74 @@ both_backends!(
 );
 
 both_backends!(
+    an_agreed_enterprise_price_is_what_the_owner_is_charged,
+    |b| async move {
+        // "Enterprise pricing is customized based on your needs": the operator records the
+        // price agreed, and the Owner is charged it.
+        let t = spawn_app(b).await;
+        let org: rbac_core::OrgId = t.org_id.parse().unwrap();
+        let list = t.settings.billing.prices();
+        for bad in [("free", 1), ("gold", 1), ("enterprise", u64::MAX)] {
+            assert!(
+                axie_server::admin::set_price(&t.store, org, Some(bad), &list)
+                    .await
+                    .is_err(),
+                "{bad:?}"
+            );
+        }
+        let said =
+            axie_server::admin::set_price(&t.store, org, Some(("enterprise", 39_900)), &list)
+                .await
+                .unwrap();
+        assert!(
+            said.contains("pays 399.00 EUR a month for enterprise"),
+            "{said}"
+        );
+        let billing = json_of(t.get(&t.org("/billing"), &t.owner_token).await).await;
+        assert_eq!(billing["prices"]["enterprise"]["monthly_cents"], 39_900);
+        assert_eq!(billing["prices"]["negotiated_plan"], "enterprise");
+        assert_eq!(
+            billing["prices"]["pro"]["monthly_cents"],
+            list.pro_monthly_cents
+        );
+        let res = t
+            .put(
+                &t.org("/billing/subscription"),
+                &t.owner_token,
+                &json!({"plan": "enterprise", "cycle": "monthly"}),
+            )
+            .await;
+        assert_eq!(
+            res.status(),
+            StatusCode::OK,
+            "{}",
+            res.text().await.unwrap()
+        );
+        let invoices = json_of(t.get(&t.org("/billing/invoices"), &t.owner_token).await).await;
+        assert_eq!(invoices["items"][0]["amount_cents"], 39_900);
+        let agreed = t.audit("action=billing.price_agreed").await;
+        assert_eq!(agreed.len(), 1, "{agreed:?}");
+        assert_eq!(agreed[0]["actor_type"], "system");
+        assert_eq!(
+            agreed[0]["metadata"],
+            json!({ "plan": "enterprise", "previous_plan": null }),
+            "the plan, not the amount: Admins read the log"
+        );
+        // Taken back: the list's prices again.
+        let said = axie_server::admin::set_price(&t.store, org, None, &list)
+            .await
+            .unwrap();
+        assert!(said.contains("list prices again"), "{said}");
+        let billing = json_of(t.get(&t.org("/billing"), &t.owner_token).await).await;
+        assert_eq!(
+            billing["prices"]["enterprise"]["monthly_cents"],
+            list.enterprise_monthly_cents
+        );
+        assert_eq!(billing["prices"]["negotiated_plan"], Value::Null);
+    }
+);
+
+both_backends!(
     an_unreadable_subscription_holds_up_no_other_renewal,
     |b| async move {
         let t = spawn_app(b).await;

@@ -2208,9 +2208,10 @@ both_backends!(
         let owner = t.owner_token.clone();
         // Another connection holds the organization's row, so the change waits for it; the
         // client resets the connection meanwhile (as a client that times out and closes with
-        // unread data does), which makes actix drop the request's handler. The change, and
-        // the ending of the sessions beyond the lowered limit after it, still run to the end
-        // once the row is free.
+        // unread data does), which makes actix-http drop what serves the connection. The
+        // change, and the ending of the sessions beyond the lowered limit after it, still run
+        // to the end once the row is free (every request that may change something is served
+        // in a task of its own: `middleware::observe`).
         let db = sea_orm::Database::connect(t.settings.database_url().unwrap().expose())
             .await
             .unwrap();
@@ -2237,14 +2238,15 @@ both_backends!(
         drop(socket);
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         holding.rollback().await.unwrap();
+        // The older two end one after the other, the oldest last.
         let mut waited = 0;
-        while t.get(&me, &toms[1]).await.status() == StatusCode::OK {
+        while t.get(&me, &toms[0]).await.status() == StatusCode::OK {
             waited += 1;
             assert!(waited < 100, "the change was not carried through");
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         problem(
-            t.get(&me, &toms[0]).await,
+            t.get(&me, &toms[1]).await,
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
         )

@@ -447,6 +447,42 @@ pub async fn mark_invoice_paid(
     ))
 }
 
+/// Agrees a monthly price for a paid plan with an organization, or takes it back with `None`
+/// (the `set-price` command); audited as the system's `billing.price_agreed`. Says what the
+/// organization now pays for that plan, from the deployment's `list`.
+///
+/// # Errors
+/// Unknown organization or plan, a deal for Free or over the highest price, or a store failure.
+pub async fn set_price(
+    store: &SeaStore,
+    org: OrgId,
+    deal: Option<(&str, u64)>,
+    list: &billing_limits::subscription::PriceList,
+) -> Result<String, Failure> {
+    use billing_limits::subscription::BillingCycle::{Annual, Monthly};
+    let deal = match deal {
+        Some((plan, cents)) => Some((
+            billing_limits::Plan::parse(plan)
+                .ok_or_else(|| format!("unknown plan `{plan}`: use `pro` or `enterprise`"))?,
+            cents,
+        )),
+        None => None,
+    };
+    let made =
+        tenancy::billing::set_price_deal_as_system(store, org, deal, chrono::Utc::now()).await?;
+    let prices = list.with_deal(made.as_ref());
+    let money = |c: u64| format!("{}.{:02} {}", c / 100, c % 100, prices.currency);
+    Ok(match made {
+        Some(d) => format!(
+            "the organization {org} pays {} a month for {} ({} a year on the annual cycle) from its next charge for it",
+            money(prices.price_cents(d.plan, Monthly)),
+            d.plan.as_str(),
+            money(prices.price_cents(d.plan, Annual)),
+        ),
+        None => format!("the organization {org} pays the list prices again"),
+    })
+}
+
 /// The open invoices past their due date, of one organization or of all (the
 /// `overdue-invoices` command: what the operator follows up), one line each, oldest due first:
 /// organization id and name, number, amount, due date and days overdue, tab-separated.

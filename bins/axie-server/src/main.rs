@@ -139,6 +139,24 @@ enum Command {
         #[arg(long)]
         confirm_name: String,
     },
+    /// Agree a monthly price for a paid plan with an organization (a custom Enterprise deal),
+    /// or take it back with `--clear`; its next charge for that plan is priced by it
+    /// (recorded in its audit log as the system's)
+    SetPrice {
+        /// The organization id (`org_…`).
+        #[arg(long)]
+        org: String,
+        /// `pro` or `enterprise`.
+        #[arg(long, required_unless_present = "clear")]
+        plan: Option<String>,
+        /// The price per month on the monthly cycle, in the smallest unit of the deployment's
+        /// currency (annual: twelve months less 20 %).
+        #[arg(long, required_unless_present = "clear")]
+        monthly_cents: Option<u64>,
+        /// Back to the deployment's list prices.
+        #[arg(long, conflicts_with_all = ["plan", "monthly_cents"])]
+        clear: bool,
+    },
     /// Set an organization's negotiated limits (custom enterprise deals) on top of its plan's.
     SetLimits {
         /// The organization id (`org_…`).
@@ -478,6 +496,34 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             for l in lines {
                 println!("{l}");
             }
+            Ok(())
+        }
+        Some(Command::SetPrice {
+            org,
+            plan,
+            monthly_cents,
+            clear,
+        }) => {
+            let store = store_sea::SeaStore::connect(
+                &settings.database_url()?,
+                store_sea::PoolOptions::default(),
+            )
+            .await?;
+            let org: rbac_core::OrgId = org.parse()?;
+            let deal = match (clear, plan, monthly_cents) {
+                (true, _, _) => None,
+                (false, Some(plan), Some(cents)) => Some((plan, cents)),
+                _ => return Err("give --plan and --monthly-cents, or --clear".into()),
+            };
+            let said = axie_server::admin::set_price(
+                &store,
+                org,
+                deal.as_ref().map(|(p, c)| (p.as_str(), *c)),
+                &settings.billing.prices(),
+            )
+            .await?;
+            tracing::info!(%org, "price deal set by the operator");
+            println!("{said}");
             Ok(())
         }
         Some(Command::SetLimits { org, limits }) => {

@@ -112,9 +112,21 @@ pub async fn observe(
     }
     let started = std::time::Instant::now();
     let line = line_of(&method, req.path());
-    let res = REQUEST_LINE
-        .scope(line, next.call(req).instrument(span.clone()))
-        .await?;
+    let serve = REQUEST_LINE.scope(line, next.call(req).instrument(span.clone()));
+    // A request that may change something is served in a task of its own, which runs to its
+    // end even if the client goes away meanwhile: actix-http drops a connection's handler where
+    // it stands when the client resets the connection, which would cut an operation between its
+    // steps (a change committed and the document bytes it deleted left on disk, a lowered
+    // session limit half applied, a recovery code spent and no session opened). Each step
+    // commits on its own; this keeps the sequence whole. Reads are not detached: dropping one
+    // changes nothing.
+    let res = if matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS") {
+        serve.await?
+    } else {
+        actix_web::rt::spawn(serve)
+            .await
+            .map_err(actix_web::error::ErrorInternalServerError)??
+    };
     let route = res
         .request()
         .match_pattern()

@@ -219,9 +219,10 @@ pub async fn run_billing(
 }
 
 /// Refreshes the planner statistics, sends the weekly usage reports due, the reminders of
-/// overdue invoices and the usage alerts that went missing, applies every organization's audit retention period and removes stale
-/// rows (`tenancy::housekeeping`), hourly (the first pass right at start, but for the missing
-/// alerts, which read every organization's usage and wait an hour: a start is busy enough).
+/// overdue invoices and the usage alerts that went missing, applies every organization's audit
+/// retention period and removes stale rows (`tenancy::housekeeping`), hourly (the first pass
+/// right at start, but for the missing alerts, which read every organization's usage and wait
+/// an hour: a start is busy enough).
 async fn retention(state: AppState, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     let mut first = true;

@@ -200,6 +200,9 @@ actions! {
     SubscriptionEnded => "billing.ended", "Ended the cancelled subscription of";
     /// The operator recorded that an open invoice was paid (`mark-invoice-paid`).
     InvoicePaid => "billing.invoice_paid", "Recorded the payment of an invoice of";
+    /// The operator agreed a monthly price for a paid plan with the organization, or took it
+    /// back (`set-price`).
+    PriceAgreed => "billing.price_agreed", "Agreed the price of a plan of";
     /// An open invoice passed its due date unpaid: the Owner was reminded by mail (when it
     /// fell due, a week later and two weeks later).
     InvoiceOverdue => "billing.invoice_overdue", "Reminded the Owner of an overdue invoice of";

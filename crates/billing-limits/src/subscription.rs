@@ -207,11 +207,80 @@ impl PriceList {
         }
     }
 
+    /// This list as one organization pays it: with `deal`'s monthly price for its plan (a
+    /// deal for Free, which [`PriceDeal::new`] refuses, changes nothing).
+    #[must_use]
+    pub fn with_deal(&self, deal: Option<&PriceDeal>) -> PriceList {
+        let mut prices = self.clone();
+        match deal {
+            Some(PriceDeal {
+                plan: Plan::Pro,
+                monthly_cents,
+            }) => prices.pro_monthly_cents = (*monthly_cents).min(MAX_MONTHLY_CENTS),
+            Some(PriceDeal {
+                plan: Plan::Enterprise,
+                monthly_cents,
+            }) => prices.enterprise_monthly_cents = (*monthly_cents).min(MAX_MONTHLY_CENTS),
+            Some(PriceDeal {
+                plan: Plan::Free, ..
+            })
+            | None => {}
+        }
+        prices
+    }
+
     /// What `credits` team credits cost (exact for a validated list and at most
     /// [`crate::credits::MAX_AMOUNT`] credits; beyond, it saturates rather than wraps).
     #[must_use]
     pub fn credits_cents(&self, credits: u64) -> u64 {
         credits.saturating_mul(self.credit_cents)
+    }
+}
+
+/// A monthly price agreed with one organization for one paid plan (the guide's "Enterprise
+/// pricing is customized based on your needs"): it replaces the list's monthly price of that
+/// plan for that organization ([`PriceList::with_deal`]), the annual price following from it
+/// as from the list's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriceDeal {
+    /// The plan it prices (Pro or Enterprise).
+    pub plan: Plan,
+    /// Its price per month on the monthly cycle, in the list's currency's smallest unit.
+    pub monthly_cents: u64,
+}
+
+/// A price deal that cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PriceDealError {
+    /// Free has no price.
+    #[error("the Free plan has no price to agree")]
+    FreePlan,
+    /// Over [`MAX_MONTHLY_CENTS`].
+    #[error(transparent)]
+    TooHigh(#[from] PriceTooHigh),
+}
+
+impl PriceDeal {
+    /// A deal for `plan` at `monthly_cents` a month.
+    ///
+    /// # Errors
+    /// [`PriceDealError`] for Free or a price over [`MAX_MONTHLY_CENTS`].
+    pub fn new(plan: Plan, monthly_cents: u64) -> Result<Self, PriceDealError> {
+        if plan == Plan::Free {
+            return Err(PriceDealError::FreePlan);
+        }
+        if monthly_cents > MAX_MONTHLY_CENTS {
+            return Err(PriceTooHigh {
+                field: "monthly_cents",
+                max: MAX_MONTHLY_CENTS,
+                value: monthly_cents,
+            }
+            .into());
+        }
+        Ok(Self {
+            plan,
+            monthly_cents,
+        })
     }
 }
 
@@ -746,6 +815,38 @@ fn line(plan: Plan, cycle: BillingCycle, from: DateTime<Utc>, to: DateTime<Utc>)
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn a_deal_prices_its_plan_alone() {
+        let list = PriceList::default();
+        let deal = PriceDeal::new(Plan::Enterprise, 39_900).unwrap();
+        let dealt = list.with_deal(Some(&deal));
+        assert_eq!(
+            dealt.price_cents(Plan::Enterprise, BillingCycle::Monthly),
+            39_900
+        );
+        assert_eq!(
+            dealt.price_cents(Plan::Enterprise, BillingCycle::Annual),
+            39_900 * 12 * 8 / 10
+        );
+        assert_eq!(
+            dealt.price_cents(Plan::Pro, BillingCycle::Monthly),
+            list.pro_monthly_cents
+        );
+        assert_eq!(list.with_deal(None), list);
+        let pro = PriceDeal::new(Plan::Pro, 0).unwrap();
+        assert_eq!(
+            list.with_deal(Some(&pro)).pro_monthly_cents,
+            0,
+            "a plan given free"
+        );
+        assert_eq!(PriceDeal::new(Plan::Free, 1), Err(PriceDealError::FreePlan));
+        assert!(matches!(
+            PriceDeal::new(Plan::Pro, MAX_MONTHLY_CENTS + 1),
+            Err(PriceDealError::TooHigh(_))
+        ));
+        assert!(PriceDeal::new(Plan::Pro, MAX_MONTHLY_CENTS).is_ok());
+    }
 
     /// A subscription to `plan` on `cycle` bought at `at` from Free, at the default prices.
     fn subscribed(plan: Plan, cycle: BillingCycle, at: DateTime<Utc>) -> Subscription {

@@ -117,6 +117,7 @@ pub const ORG_TABLES: &[&str] = &[
     "credit_accounts",
     "invoices",
     "pending_charges",
+    "price_deals",
     "subscriptions",
     "usage_alerts",
     "usage_daily",
@@ -623,6 +624,7 @@ pub const TABLES: &[&str] = &[
     "audit_erasures",
     "credential_changes",
     "pending_charges",
+    "price_deals",
     "store_markers",
 ];
 

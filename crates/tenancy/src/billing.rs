@@ -16,7 +16,9 @@ use audit::{
 };
 use billing_limits::Plan;
 use billing_limits::payment::{Charge, ChargeRequest, ChargeStatus, PaymentProvider};
-use billing_limits::subscription::{Change, PriceList, Subscription, Transition, transition};
+use billing_limits::subscription::{
+    Change, PriceDeal, PriceList, Subscription, Transition, transition,
+};
 use chrono::{DateTime, Utc};
 use rbac_core::{OrgId, Permission};
 use serde::Serialize;
@@ -220,6 +222,24 @@ pub trait BillingStore: Send + Sync {
         Ok(self.invoice(org, number).await?.is_some())
     }
 
+    /// The price agreed with the organization ([`PriceDeal`]), if any.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn price_deal(&self, org: OrgId) -> Result<Option<PriceDeal>, TenancyError>;
+
+    /// Replaces the price agreed with the organization (`None`: it pays the list's prices
+    /// again), with `journal`, in one transaction.
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] for an unknown organization; [`TenancyError::Store`].
+    async fn set_price_deal(
+        &self,
+        org: OrgId,
+        deal: Option<&PriceDeal>,
+        journal: Journal,
+    ) -> Result<(), TenancyError>;
+
     /// Up to `limit` organizations whose trial ended or whose paid period renews at or before
     /// `now` (a renewal whose charge failed: once its `renewal_retry_at` has come), by id, after
     /// `after` (a page of all of them): those for which [`Subscription::due`] is some change.
@@ -266,15 +286,70 @@ pub async fn view<S: BillingStore + ?Sized>(
     use billing_limits::subscription::BillingCycle::{Annual, Monthly};
     caller.check_org(Permission::ViewBilling)?;
     let (subscription, _) = store.subscription(caller.org.id).await?;
+    let deal = store.price_deal(caller.org.id).await?;
+    let prices = prices.with_deal(deal.as_ref());
     let p = |plan| json!({"monthly_cents": prices.price_cents(plan, Monthly), "annual_cents": prices.price_cents(plan, Annual)});
     Ok(BillingView {
         subscription,
         prices: json!({
             "currency": prices.currency, "pro": p(Plan::Pro), "enterprise": p(Plan::Enterprise),
             "credit_cents": prices.credit_cents,
+            "negotiated_plan": deal.map(|d| d.plan.as_str()),
         }),
         limits: caller.org.limits(),
     })
+}
+
+/// The prices `org` pays: the deployment's `list` with the price agreed with it, if any
+/// ([`BillingStore::price_deal`]). Every charge for a plan is priced by it.
+///
+/// # Errors
+/// [`TenancyError::Store`].
+pub async fn prices_for<S: BillingStore + ?Sized>(
+    store: &S,
+    org: OrgId,
+    list: &PriceList,
+) -> Result<PriceList, TenancyError> {
+    Ok(list.with_deal(store.price_deal(org).await?.as_ref()))
+}
+
+/// Agrees, as the operator (the `set-price` command), a monthly price for one paid plan with
+/// the organization (`None`: back to the list's prices): its next charge for that plan (a
+/// subscription, a change of cycle, a renewal) is priced by it; what it paid already is not
+/// changed. Audited as the system's `billing.price_agreed`, naming the plan but not the
+/// amount (Admins read the log; billing is the Owner's, who sees the price in the billing
+/// view), in the same transaction.
+///
+/// # Errors
+/// [`TenancyError::NotFound`] for an unknown organization; [`TenancyError::Invalid`] for a
+/// deal for Free or over the highest price.
+pub async fn set_price_deal_as_system<S: BillingStore + TenancyStore + ?Sized>(
+    store: &S,
+    org: OrgId,
+    deal: Option<(Plan, u64)>,
+    now: DateTime<Utc>,
+) -> Result<Option<PriceDeal>, TenancyError> {
+    let o = store.get_org(org).await?;
+    let deal = deal
+        .map(|(plan, cents)| PriceDeal::new(plan, cents))
+        .transpose()
+        .map_err(|e| TenancyError::Invalid(e.to_string()))?;
+    let before = store.price_deal(org).await?;
+    let record = NewAuditEvent::new(
+        org,
+        now,
+        Actor::system(),
+        AuditAction::PriceAgreed,
+        org_target(&o),
+    )
+    .with_metadata(Metadata::from_value(json!({
+        "plan": deal.map(|d| d.plan.as_str()),
+        "previous_plan": before.map(|d| d.plan.as_str()),
+    }))?);
+    store
+        .set_price_deal(org, deal.as_ref(), Journal::record(record))
+        .await?;
+    Ok(deal)
 }
 
 /// Puts the organization on `plan` (`PUT /plan`), in `cycle` when one is named. Naming the
@@ -349,6 +424,11 @@ pub async fn change<S: TenancyStore + BillingStore + ?Sized>(
                 .into(),
         ));
     }
+    let prices = prices_for(store, caller.org.id, payments.prices).await?;
+    let payments = Payments {
+        prices: &prices,
+        ..payments
+    };
     let (current, version) = store.subscription(caller.org.id).await?;
     let t = transition(&current, change, payments.prices, now)?;
     let record = caller.audit(
@@ -421,6 +501,11 @@ async fn run_one<S: TenancyStore + BillingStore + ?Sized>(
     let (current, version) = store.subscription(org_id).await?;
     let Some(change) = current.due(now) else {
         return Ok(None);
+    };
+    let prices = prices_for(store, org_id, payments.prices).await?;
+    let payments = Payments {
+        prices: &prices,
+        ..payments
     };
     let t = match transition(&current, change, payments.prices, now) {
         Ok(t) => t,
@@ -1035,9 +1120,13 @@ pub async fn remind_overdue<
             subject: format!("{}: invoice {} is overdue", org.name, i.number),
             body: format!(
                 "Invoice {number} of {org} ({description}) for {units}.{cents:02} {currency} was \
-                 due on {due} and has not been marked paid.\n\n\
-                 Please pay it by bank transfer, quoting the invoice number. If it is paid \
-                 already, the transfer may still be on its way and nothing more is needed.\n{more}",
+                 due on {due} and has not been marked paid.\n\n{how} If it is paid already, the \
+                 payment may still be on its way and nothing more is needed.\n{more}",
+                how = if i.provider == "manual_invoice" {
+                    "Please pay it by bank transfer, quoting the invoice number."
+                } else {
+                    "Please pay it, or check the payment details, in the billing settings."
+                },
                 number = i.number,
                 org = org.name,
                 description = i.description,
@@ -1344,6 +1433,107 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(remind(second.due_at.unwrap() + Duration::days(8)).await, 0);
+    }
+
+    #[tokio::test]
+    async fn an_agreed_price_is_charged_from_the_next_charge_of_its_plan() {
+        let (store, org, owner) = crate::MemoryTenancyStore::with_org("Dealer").await;
+        let caller = store.session_caller_in(org.id, owner).await;
+        let prices = PriceList::default();
+        let manual = ManualInvoice::default();
+        let payments = Payments {
+            provider: &manual,
+            prices: &prices,
+        };
+        let start = Utc.with_ymd_and_hms(2026, 4, 1, 9, 0, 0).unwrap();
+        // Pro at the list price; then the deal for Enterprise, which Pro's renewal ignores.
+        let (pro, listed) = subscribe_pro(&store, payments, &caller, start).await;
+        assert_eq!(listed.unwrap().amount_cents, prices.pro_monthly_cents);
+        let deal =
+            set_price_deal_as_system(&store, org.id, Some((Plan::Enterprise, 39_900)), start)
+                .await
+                .unwrap();
+        assert_eq!(deal.map(|d| d.monthly_cents), Some(39_900));
+        assert!(matches!(
+            set_price_deal_as_system(&store, org.id, Some((Plan::Free, 1)), start).await,
+            Err(TenancyError::Invalid(_))
+        ));
+        let view = view(&store, &caller, &prices).await.unwrap();
+        assert_eq!(view.prices["enterprise"]["monthly_cents"], 39_900);
+        assert_eq!(
+            view.prices["enterprise"]["annual_cents"],
+            39_900 * 12 * 8 / 10
+        );
+        assert_eq!(
+            view.prices["pro"]["monthly_cents"],
+            prices.pro_monthly_cents
+        );
+        assert_eq!(view.prices["negotiated_plan"], "enterprise");
+        // Enterprise, annual, at once: the deal's year less what is left of Pro's month.
+        let moved = start + Duration::days(10);
+        let (sub, invoice) = change(
+            &store,
+            payments,
+            &caller,
+            Change::Subscribe {
+                plan: Plan::Enterprise,
+                cycle: BillingCycle::Annual,
+            },
+            moved,
+        )
+        .await
+        .unwrap();
+        let pro_left = pro.unused_cents(&prices, moved);
+        assert!(pro_left > 0);
+        assert_eq!(
+            invoice.unwrap().amount_cents,
+            39_900 * 12 * 8 / 10 - pro_left
+        );
+        // Its renewal a year later is at the deal, and at the list once the deal is gone.
+        let renews = sub.period_end.unwrap();
+        assert_eq!(
+            run_due(&store, payments, renews, 10).await.unwrap(),
+            vec![(org.id, Change::Renew)]
+        );
+        let newest = || {
+            let store = &store;
+            async move { store.invoices(org.id, None, 1).await.unwrap()[0].amount_cents }
+        };
+        assert_eq!(newest().await, 39_900 * 12 * 8 / 10);
+        set_price_deal_as_system(&store, org.id, None, renews)
+            .await
+            .unwrap();
+        let (sub, _) = store.subscription(org.id).await.unwrap();
+        run_due(&store, payments, sub.period_end.unwrap(), 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            newest().await,
+            prices.price_cents(Plan::Enterprise, BillingCycle::Annual)
+        );
+        let agreed = store
+            .search(
+                org.id,
+                &AuditQuery {
+                    action: Some(audit::ActionFilter::parse("billing.price_agreed")),
+                    limit: 50,
+                    ..AuditQuery::default()
+                },
+            )
+            .await
+            .unwrap();
+        let plans: Vec<_> = agreed
+            .iter()
+            .map(|r| r.event.metadata.to_map().get("plan").cloned())
+            .collect();
+        assert_eq!(plans, [Some(json!(null)), Some(json!("enterprise"))]);
+        assert!(agreed.iter().all(|r| {
+            !r.event
+                .metadata
+                .to_map()
+                .values()
+                .any(|v| v == &json!(39_900))
+        }));
     }
 
     #[tokio::test]

@@ -160,6 +160,7 @@ pub async fn run<
     a_reversed_purchase_voids_its_open_invoice(s).await;
     subscriptions_are_compare_and_swap(s).await;
     a_deal_applies_on_the_plan_it_was_made_for(s).await;
+    a_price_deal_is_one_per_organization_with_its_record(s).await;
     a_pending_charge_is_asked_for_again_until_its_change_is_stored(s).await;
     consents_and_erasure_keep_the_chain(s).await;
     erasure_takes_them_out_of_scim_groups(s).await;
@@ -7937,6 +7938,49 @@ async fn a_reversed_purchase_voids_its_open_invoice<
     );
     assert!(overdue(other.id, 29).await.is_empty(), "not due yet");
     assert!(overdue(org.id, 31).await.is_empty(), "void and paid");
+}
+
+/// An organization has at most one price deal, replaced or removed with its record in one
+/// transaction; another organization's is its own; an unknown organization is refused and
+/// nothing is recorded.
+async fn a_price_deal_is_one_per_organization_with_its_record<
+    S: TenancyStore + AuditStore + crate::billing::BillingStore + ?Sized,
+>(
+    s: &S,
+) {
+    use billing_limits::Plan;
+    use billing_limits::subscription::PriceDeal;
+    let (org, _, _) = new_org(s).await;
+    let (other, _, _) = new_org(s).await;
+    assert_eq!(s.price_deal(org.id).await.unwrap(), None);
+    let enterprise = PriceDeal::new(Plan::Enterprise, 39_900).unwrap();
+    let pro = PriceDeal::new(Plan::Pro, 1_900).unwrap();
+    let h = head(s, org.id).await;
+    s.set_price_deal(org.id, Some(&enterprise), note(org.id, "deal"))
+        .await
+        .unwrap();
+    s.set_price_deal(other.id, Some(&pro), note(other.id, "deal"))
+        .await
+        .unwrap();
+    assert_eq!(s.price_deal(org.id).await.unwrap(), Some(enterprise));
+    assert_eq!(s.price_deal(other.id).await.unwrap(), Some(pro));
+    s.set_price_deal(org.id, Some(&pro), note(org.id, "replaced"))
+        .await
+        .unwrap();
+    assert_eq!(s.price_deal(org.id).await.unwrap(), Some(pro), "replaced");
+    s.set_price_deal(org.id, None, note(org.id, "cleared"))
+        .await
+        .unwrap();
+    assert_eq!(s.price_deal(org.id).await.unwrap(), None);
+    assert_eq!(s.price_deal(other.id).await.unwrap(), Some(pro), "its own");
+    assert_eq!(head(s, org.id).await, h + 3, "one record each");
+    let unknown = OrgId::new();
+    assert!(matches!(
+        s.set_price_deal(unknown, Some(&pro), note(unknown, "none"))
+            .await,
+        Err(TenancyError::NotFound(_))
+    ));
+    assert_eq!(head(s, unknown).await, 0);
 }
 
 /// A debit that takes a team below its low-credit threshold commits the alert (its audit

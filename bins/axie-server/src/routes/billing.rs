@@ -97,7 +97,9 @@ impl From<&Invoice> for InvoiceResponse {
 pub struct BillingResponse {
     /// The subscription.
     pub subscription: SubscriptionResponse,
-    /// Prices: `currency`, `pro` and `enterprise` with `monthly_cents` and `annual_cents`, `credit_cents`.
+    /// The prices this organization pays: `currency`, `pro` and `enterprise` with
+    /// `monthly_cents` and `annual_cents`, `credit_cents`, and `negotiated_plan`, the plan whose
+    /// price was agreed with it (the operator's `set-price`), or `null` for the list's prices.
     #[schema(value_type = Object)]
     pub prices: serde_json::Value,
     /// The limits in force (`null`: unlimited).

@@ -545,15 +545,7 @@ pub async fn update(
     };
     let ip = crate::auth::client_addr(&caller);
     let at = Located::with(st.geoip.as_deref(), ip);
-    // In a task of its own, which runs to its end even if the client goes away meanwhile: a
-    // lowered session limit ends the sessions beyond it after the change commits, and a
-    // connection closed during that pass would otherwise stop it part-way.
-    let (store, task_caller, now) = (st.store.clone(), caller.clone(), st.clock.now());
-    let work = async move { security::update(&*store, &task_caller, change, ip, at, now).await };
-    let outcome = actix_web::rt::spawn(tracing::Instrument::in_current_span(work))
-        .await
-        .map_err(ApiError::internal)?;
-    match outcome {
+    match security::update(&*st.store, &caller, change, ip, at, st.clock.now()).await {
         Ok(s) => Ok(HttpResponse::Ok().json(SecurityResponse::new(&s, &st))),
         Err(e) => Err(audited(&st, &caller, "update_security_policy", e).await),
     }

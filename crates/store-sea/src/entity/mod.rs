@@ -26,6 +26,7 @@ pub mod outbox_event;
 pub mod ownership_transfer;
 pub mod password_reset;
 pub mod pending_charge;
+pub mod price_deal;
 pub mod recovery_code;
 pub mod scim_group;
 pub mod scim_token;

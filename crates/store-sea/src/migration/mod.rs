@@ -50,6 +50,7 @@ mod m20261205_000039_index_consents_by_id;
 mod m20261205_000040_create_store_markers;
 mod m20261205_000041_add_limit_overrides_plan;
 mod m20261206_000042_index_deliveries_by_org;
+mod m20261206_000043_create_price_deals;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -101,6 +102,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000040_create_store_markers::Migration),
             Box::new(m20261205_000041_add_limit_overrides_plan::Migration),
             Box::new(m20261206_000042_index_deliveries_by_org::Migration),
+            Box::new(m20261206_000043_create_price_deals::Migration),
         ]
     }
 }

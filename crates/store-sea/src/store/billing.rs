@@ -13,7 +13,7 @@ use audit::Journal;
 use billing_limits::Plan;
 use billing_limits::credits::{Account, Allocation, CreditError, EntryKind};
 use billing_limits::payment::ChargeStatus;
-use billing_limits::subscription::{BillingCycle, Subscription, SubscriptionStatus};
+use billing_limits::subscription::{BillingCycle, PriceDeal, Subscription, SubscriptionStatus};
 use chrono::{DateTime, Utc};
 use rbac_core::{CreditOperationId, OrgId};
 use sea_orm::sea_query::{Expr, ExprTrait, LockType};
@@ -32,7 +32,7 @@ use crate::SeaStore;
 use crate::convert::{corrupt, id, micros, time};
 use crate::entity::{
     credit_account, credit_entry, credit_operation, invoice, organization, pending_charge,
-    subscription,
+    price_deal, subscription,
 };
 use crate::error::is_unique_violation;
 
@@ -384,6 +384,50 @@ impl BillingStore for SeaStore {
         }
         commit(txn, journal).await?;
         Ok(true)
+    }
+
+    async fn price_deal(&self, org: OrgId) -> Result<Option<PriceDeal>, TenancyError> {
+        price_deal::Entity::find_by_id(org.to_string())
+            .one(self.db())
+            .await
+            .map_err(store)?
+            .map(|m| {
+                let plan = Plan::parse(&m.plan).ok_or_else(|| corrupt("plan", &m.plan))?;
+                let cents = u64::try_from(m.monthly_cents)
+                    .map_err(|_| corrupt("price", &m.monthly_cents.to_string()))?;
+                PriceDeal::new(plan, cents).map_err(|e| corrupt("price deal", &e.to_string()))
+            })
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    async fn set_price_deal(
+        &self,
+        org: OrgId,
+        deal: Option<&PriceDeal>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        organization::Entity::find_by_id(org.to_string())
+            .one(&txn)
+            .await
+            .map_err(store)?
+            .ok_or(TenancyError::NotFound("organization"))?;
+        price_deal::Entity::delete_by_id(org.to_string())
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if let Some(d) = deal {
+            price_deal::Entity::insert(price_deal::ActiveModel {
+                org_id: Set(org.to_string()),
+                plan: Set(d.plan.as_str().to_owned()),
+                monthly_cents: Set(i64::try_from(d.monthly_cents).unwrap_or(i64::MAX)),
+            })
+            .exec_without_returning(&txn)
+            .await
+            .map_err(store)?;
+        }
+        commit(txn, journal).await
     }
 
     async fn due_subscriptions(

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use audit::Journal;
 use billing_limits::credits::{self, Account, Allocation, CreditError};
 use billing_limits::payment::ChargeStatus;
-use billing_limits::subscription::Subscription;
+use billing_limits::subscription::{PriceDeal, Subscription};
 use chrono::{DateTime, Utc};
 use rbac_core::{CreditOperationId, OrgId, TeamId};
 
@@ -22,6 +22,7 @@ use crate::store::OrgStore;
 pub(super) struct BillingState {
     subscriptions: HashMap<OrgId, (Subscription, u64)>,
     pending_charges: HashMap<OrgId, PendingCharge>,
+    price_deals: HashMap<OrgId, PriceDeal>,
     invoices: Vec<Invoice>,
     accounts: HashMap<(OrgId, Account), CreditAccountState>,
     operations: Vec<Operation>,
@@ -96,6 +97,7 @@ impl BillingState {
     pub(super) fn forget_org(&mut self, org: OrgId) {
         self.subscriptions.remove(&org);
         self.pending_charges.remove(&org);
+        self.price_deals.remove(&org);
         self.invoices.retain(|i| i.org != org);
         self.accounts.retain(|(o, _), _| *o != org);
         self.operations.retain(|o| o.org != org);
@@ -253,6 +255,27 @@ impl BillingStore for MemoryTenancyStore {
         }
         self.commit(journal).await?;
         Ok(true)
+    }
+
+    async fn price_deal(&self, org: OrgId) -> Result<Option<PriceDeal>, TenancyError> {
+        Ok(self.lock()?.billing.price_deals.get(&org).copied())
+    }
+
+    async fn set_price_deal(
+        &self,
+        org: OrgId,
+        deal: Option<&PriceDeal>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        self.get_org(org).await?;
+        {
+            let mut s = self.lock()?;
+            match deal {
+                Some(d) => s.billing.price_deals.insert(org, *d),
+                None => s.billing.price_deals.remove(&org),
+            };
+        }
+        self.commit(journal).await
     }
 
     async fn due_subscriptions(
