@@ -281,6 +281,71 @@ both_backends!(
     }
 );
 
+both_backends!(
+    document_bytes_no_document_refers_to_are_swept_at_start,
+    |b| async move {
+        // What a crash between a commit and its file work leaves: bytes of a document that
+        // was deleted, or never committed. A server started afterwards removes them (older
+        // than an hour only: an upload under way writes its bytes before its row).
+        let t = spawn_app(b).await;
+        let kb = created(
+            t.post(
+                &t.org("/knowledge-bases"),
+                &t.owner_token,
+                &json!({ "name": "Docs" }),
+            )
+            .await,
+        )
+        .await;
+        let doc = created(
+            t.upload(
+                &t.org(&format!("/knowledge-bases/{}/documents?name=a.md", id(&kb))),
+                &t.owner_token,
+                "text/markdown",
+                b"kept".to_vec(),
+            )
+            .await,
+        )
+        .await;
+        let dir = t.settings.workspace.blob_dir(&t.settings.server.data_dir);
+        let hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+        let age = |path: &std::path::Path| {
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(hours_ago)
+                .unwrap();
+        };
+        let kept = dir.join(id(&doc));
+        age(&kept);
+        let orphan = dir.join(rbac_core::ResourceId::new().to_string());
+        std::fs::write(&orphan, b"AXB1 left by a crash").unwrap();
+        age(&orphan);
+        let recent = dir.join(rbac_core::ResourceId::new().to_string());
+        std::fs::write(&recent, b"AXB1 an upload under way").unwrap();
+        let not_a_key = dir.join("notes.txt");
+        std::fs::write(&not_a_key, b"the operator's").unwrap();
+        age(&not_a_key);
+        let _second = t.another_instance().await;
+        let mut waited = 0;
+        while orphan.exists() {
+            waited += 1;
+            assert!(waited < 100, "the unreferenced bytes were not removed");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(kept.exists() && recent.exists() && not_a_key.exists());
+        let content = t
+            .get(
+                &t.org(&format!("/documents/{}/content", id(&doc))),
+                &t.owner_token,
+            )
+            .await;
+        assert_eq!(content.status(), StatusCode::OK);
+        assert_eq!(content.bytes().await.unwrap().as_ref(), b"kept");
+    }
+);
+
 both_backends!(uploads_are_checked_and_limits_apply, |b| async move {
     let t = spawn_app(b).await;
     let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;

@@ -112,21 +112,64 @@ pub async fn observe(
     }
     let started = std::time::Instant::now();
     let line = line_of(&method, req.path());
+    let safe = req_method_is_safe(&method);
     let serve = REQUEST_LINE.scope(line, next.call(req).instrument(span.clone()));
-    // A request that may change something is served in a task of its own, which runs to its
-    // end even if the client goes away meanwhile: actix-http drops a connection's handler where
-    // it stands when the client resets the connection, which would cut an operation between its
-    // steps (a change committed and the document bytes it deleted left on disk, a lowered
-    // session limit half applied, a recovery code spent and no session opened). Each step
-    // commits on its own; this keeps the sequence whole. Reads are not detached: dropping one
-    // changes nothing.
-    let res = if matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS") {
-        serve.await?
-    } else {
-        actix_web::rt::spawn(serve)
-            .await
-            .map_err(actix_web::error::ErrorInternalServerError)??
+    let finish = async move {
+        let res = serve.await?;
+        Ok::<_, Error>(finished(res, &span, &method, started, &id, over_tls))
     };
+    // A request that may change something is served in a task of its own, which runs to its
+    // end (its record and its log line included) even if the client goes away meanwhile:
+    // actix-http drops what serves a connection where it stands when the client resets it,
+    // which would cut an operation between its steps (a change committed and the document
+    // bytes it deleted left on disk, a lowered session limit half applied, a recovery code
+    // spent and no session opened). Each step commits on its own; this keeps the sequence
+    // whole. Reads are not detached: dropping one changes nothing. At most `DETACHED_MAX` run
+    // at once: a request waits for a place before it starts (a client gone while it waits
+    // costs nothing), so clients that send and hang up cannot pile up work, password hashes
+    // say, beyond it.
+    if safe {
+        return finish.await;
+    }
+    let place = DETACHED
+        .acquire()
+        .await
+        .map_err(crate::error::ApiError::internal)?;
+    match actix_web::rt::spawn(async move {
+        let _place = place;
+        finish.await
+    })
+    .await
+    {
+        Ok(res) => res,
+        // A panic in the request's task: answered as any internal error, the panic logged.
+        Err(e) => {
+            tracing::error!(error = %e, "a request's task failed");
+            Err(crate::error::ApiError::internal(e).into())
+        }
+    }
+}
+
+/// How many requests that may change something are served at once in tasks of their own
+/// ([`observe`]); more wait for a place.
+pub const DETACHED_MAX: usize = 512;
+
+static DETACHED: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(DETACHED_MAX);
+
+fn req_method_is_safe(method: &str) -> bool {
+    matches!(method, "GET" | "HEAD" | "OPTIONS")
+}
+
+/// The response as it leaves: a problem document for actix's own errors, the request's span,
+/// metric and log line, the request id and the security headers.
+fn finished<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+    span: &tracing::Span,
+    method: &str,
+    started: std::time::Instant,
+    id: &str,
+    over_tls: bool,
+) -> ServiceResponse<actix_web::body::BoxBody> {
     let route = res
         .request()
         .match_pattern()
@@ -135,7 +178,7 @@ pub async fn observe(
     let status = res.status().as_u16();
     span.record("http.route", route.as_str());
     span.record("http.response.status_code", i64::from(status));
-    crate::prom::request(&route, &method, status, started.elapsed().as_secs_f64());
+    crate::prom::request(&route, method, status, started.elapsed().as_secs_f64());
     span.in_scope(|| {
         tracing::info!(
             status,
@@ -144,7 +187,7 @@ pub async fn observe(
         )
     });
     let h = res.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if let Ok(v) = HeaderValue::from_str(id) {
         h.insert(HeaderName::from_static("x-request-id"), v);
     }
     for (k, v) in [
@@ -165,7 +208,7 @@ pub async fn observe(
             HeaderValue::from_static("max-age=31536000"),
         );
     }
-    Ok(res)
+    res
 }
 
 /// Errors produced by actix itself (payload limits, 405s, …) come as plain text: rewrite them

@@ -226,6 +226,7 @@ pub async fn run_billing(
 async fn retention(state: AppState, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     let mut first = true;
+    let mut passes: u64 = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -234,6 +235,12 @@ async fn retention(state: AppState, mut stop: watch::Receiver<bool>) {
         state
             .health
             .beat("retention", state.clock.now().timestamp());
+        // Document bytes no document refers to (left by a crash between a commit and its
+        // file work): at start, which follows a crash, and once a day.
+        if passes.is_multiple_of(24) {
+            sweep_unreferenced_documents(&state).await;
+        }
+        passes += 1;
         // Fresh planner statistics keep filtered audit searches on their indexes.
         if let Err(e) = state.store.optimize().await {
             tracing::warn!(error = %e, "refreshing planner statistics failed");
@@ -355,6 +362,25 @@ pub async fn send_missed_alerts(
     })
     .await?;
     Ok(sent.iter().sum())
+}
+
+/// Removes document bytes that no document refers to (`tenancy::assets::sweep_unreferenced_blobs`:
+/// older than an hour, so no upload under way is touched), logging what it did. Returns how
+/// many were removed.
+pub async fn sweep_unreferenced_documents(state: &AppState) -> u64 {
+    match tenancy::assets::sweep_unreferenced_blobs(&*state.store, &*state.blobs, state.clock.now())
+        .await
+    {
+        Ok(0) => 0,
+        Ok(n) => {
+            tracing::info!(removed = n, "removed document bytes no document refers to");
+            n
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "sweeping unreferenced document bytes failed; tried again tomorrow");
+            0
+        }
+    }
 }
 
 /// Reminds every organization's Owner of its invoices unpaid past their due date (the hourly

@@ -158,6 +158,33 @@ impl BlobStore for FsBlobStore {
             _ => Ok(()),
         }
     }
+
+    async fn keys_stored_before(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        // Files written (or resealed by a key rotation) before `before`, by their names; a
+        // `.partial` file or anything else that is not a key is left alone.
+        let root = self.root.clone();
+        let before = std::time::SystemTime::from(before);
+        tokio::task::spawn_blocking(move || -> std::io::Result<Vec<String>> {
+            let mut keys = Vec::new();
+            for entry in std::fs::read_dir(&root)? {
+                let entry = entry?;
+                let meta = entry.metadata()?;
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if meta.is_file() && valid_key(&name) && meta.modified()? < before {
+                    keys.push(name);
+                }
+            }
+            Ok(keys)
+        })
+        .await
+        .map_err(StoreError::new)?
+        .map_err(StoreError::new)
+    }
 }
 
 /// TXT lookups through DNS: the system resolver, or the given name servers.

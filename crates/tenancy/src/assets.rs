@@ -304,6 +304,55 @@ pub trait BlobStore: Send + Sync {
     /// # Errors
     /// [`StoreError`] on failure.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// The keys of the bytes stored before `before`, in any order, for
+    /// [`sweep_unreferenced_blobs`]. The default lists none: a store that cannot list its keys
+    /// keeps what it holds.
+    ///
+    /// # Errors
+    /// [`StoreError`] when they cannot be listed.
+    async fn keys_stored_before(&self, before: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        let _ = before;
+        Ok(Vec::new())
+    }
+}
+
+/// How old bytes must be before [`sweep_unreferenced_blobs`] may remove them: an upload or a
+/// copy writes its bytes, then commits its rows, within seconds.
+pub const UNREFERENCED_BLOB_GRACE: chrono::Duration = chrono::Duration::hours(1);
+
+/// Removes the document bytes that no document refers to: those a deletion committed and did
+/// not get to remove, or an upload or a copy wrote and never committed, when the server
+/// stopped in between (a crash, a kill). Only bytes stored more than
+/// [`UNREFERENCED_BLOB_GRACE`] before `now` are looked at, and only those whose key is a
+/// resource id; a key is kept whenever the store cannot say. Returns how many were removed.
+///
+/// # Errors
+/// [`TenancyError::Store`] when the keys cannot be listed or the documents read (nothing more
+/// is removed then).
+pub async fn sweep_unreferenced_blobs<S: WorkspaceStore + ?Sized>(
+    store: &S,
+    blobs: &dyn BlobStore,
+    now: DateTime<Utc>,
+) -> Result<u64, TenancyError> {
+    let keys = blobs
+        .keys_stored_before(now - UNREFERENCED_BLOB_GRACE)
+        .await?;
+    let ids: Vec<ResourceId> = keys.iter().filter_map(|k| k.parse().ok()).collect();
+    let mut removed = 0;
+    for chunk in ids.chunks(500) {
+        let kept: std::collections::HashSet<ResourceId> =
+            store.documents_among(chunk).await?.into_iter().collect();
+        for id in chunk.iter().filter(|id| !kept.contains(id)) {
+            match blobs.delete(&id.to_string()).await {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(error = %e, blob = %id, "could not remove unreferenced document bytes");
+                }
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// Looks up the TXT records that prove a domain's ownership (DNS in production, a table in tests).

@@ -315,8 +315,10 @@ pub async fn prices_for<S: BillingStore + ?Sized>(
 
 /// Agrees, as the operator (the `set-price` command), a monthly price for one paid plan with
 /// the organization (`None`: back to the list's prices): its next charge for that plan (a
-/// subscription, a change of cycle, a renewal) is priced by it; what it paid already is not
-/// changed. Audited as the system's `billing.price_agreed`, naming the plan but not the
+/// subscription, a change of cycle, a renewal) is priced by it; invoices already issued are not
+/// changed, and a change of plan or cycle credits what is left of the current period at the
+/// organization's prices at that moment ([`Subscription::unused_cents`]), as after a change of
+/// the list's prices. Audited as the system's `billing.price_agreed`, naming the plan but not the
 /// amount (Admins read the log; billing is the Owner's, who sees the price in the billing
 /// view), in the same transaction.
 ///

@@ -2093,6 +2093,19 @@ fn insert_asset_checked(
 
 #[async_trait]
 impl WorkspaceStore for MemoryTenancyStore {
+    async fn documents_among(&self, ids: &[ResourceId]) -> Result<Vec<ResourceId>, TenancyError> {
+        let s = self.lock()?;
+        Ok(ids
+            .iter()
+            .filter(|id| {
+                s.assets
+                    .iter()
+                    .any(|a| a.id == **id && a.kind() == crate::assets::AssetKind::Document)
+            })
+            .copied()
+            .collect())
+    }
+
     async fn create_team(&self, team: &Team, journal: Journal) -> Result<(), TenancyError> {
         {
             let mut s = self.lock()?;

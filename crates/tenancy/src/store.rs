@@ -963,6 +963,13 @@ pub trait MembershipStore: Send + Sync {
 /// Teams and workspace resources.
 #[async_trait]
 pub trait WorkspaceStore: Send + Sync {
+    /// Those of `ids` that are documents, of any organization (what
+    /// [`crate::assets::sweep_unreferenced_blobs`] must keep), in any order.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`] on storage failure.
+    async fn documents_among(&self, ids: &[ResourceId]) -> Result<Vec<ResourceId>, TenancyError>;
+
     /// Creates a team.
     ///
     /// # Errors

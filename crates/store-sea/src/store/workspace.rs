@@ -335,6 +335,25 @@ async fn check_team_manager(
 
 #[async_trait]
 impl WorkspaceStore for SeaStore {
+    async fn documents_among(&self, ids: &[ResourceId]) -> Result<Vec<ResourceId>, TenancyError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found: Vec<String> = asset::Entity::find()
+            .select_only()
+            .column(asset::Column::Id)
+            .filter(asset::Column::Id.is_in(ids.iter().map(ToString::to_string)))
+            .filter(asset::Column::Kind.eq(AssetKind::Document.as_str()))
+            .into_tuple()
+            .all(self.db())
+            .await
+            .map_err(store)?;
+        found
+            .iter()
+            .map(|i| id("resource id", i).map_err(TenancyError::from))
+            .collect()
+    }
+
     async fn create_team(&self, t: &Team, journal: Journal) -> Result<(), TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
         lock_org(&txn, t.org).await?;
