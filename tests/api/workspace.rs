@@ -282,11 +282,12 @@ both_backends!(
 );
 
 both_backends!(
-    document_bytes_no_document_refers_to_are_swept_at_start,
+    document_bytes_no_document_refers_to_are_set_aside_at_start,
     |b| async move {
-        // What a crash between a commit and its file work leaves: bytes of a document that
-        // was deleted, or never committed. A server started afterwards removes them (older
-        // than an hour only: an upload under way writes its bytes before its row).
+        // What a crash or a stop between a commit and its file work leaves: bytes of a
+        // document that was deleted, or never committed. A server started afterwards sets them
+        // aside (older than a day only: an upload under way writes its bytes before its row),
+        // and removes what it set aside 30 days before.
         let t = spawn_app(b).await;
         let kb = created(
             t.post(
@@ -308,32 +309,46 @@ both_backends!(
         )
         .await;
         let dir = t.settings.workspace.blob_dir(&t.settings.server.data_dir);
-        let hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
-        let age = |path: &std::path::Path| {
+        let days_ago = |days: u64| {
+            std::time::SystemTime::now() - std::time::Duration::from_secs(days * 24 * 3600)
+        };
+        let age = |path: &std::path::Path, days: u64| {
             std::fs::File::options()
                 .write(true)
                 .open(path)
                 .unwrap()
-                .set_modified(hours_ago)
+                .set_modified(days_ago(days))
                 .unwrap();
         };
         let kept = dir.join(id(&doc));
-        age(&kept);
-        let orphan = dir.join(rbac_core::ResourceId::new().to_string());
+        age(&kept, 2);
+        let orphan_key = rbac_core::ResourceId::new().to_string();
+        let orphan = dir.join(&orphan_key);
         std::fs::write(&orphan, b"AXB1 left by a crash").unwrap();
-        age(&orphan);
+        age(&orphan, 2);
         let recent = dir.join(rbac_core::ResourceId::new().to_string());
         std::fs::write(&recent, b"AXB1 an upload under way").unwrap();
+        age(&recent, 0);
         let not_a_key = dir.join("notes.txt");
         std::fs::write(&not_a_key, b"the operator's").unwrap();
-        age(&not_a_key);
+        age(&not_a_key, 2);
+        let aside = dir.join("unreferenced");
+        std::fs::create_dir_all(&aside).unwrap();
+        let long_aside = aside.join(rbac_core::ResourceId::new().to_string());
+        std::fs::write(&long_aside, b"AXB1 set aside a month ago").unwrap();
+        age(&long_aside, 31);
         let _second = t.another_instance().await;
         let mut waited = 0;
-        while orphan.exists() {
+        while orphan.exists() || long_aside.exists() {
             waited += 1;
-            assert!(waited < 100, "the unreferenced bytes were not removed");
+            assert!(waited < 100, "the unreferenced bytes were not set aside");
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+        assert_eq!(
+            std::fs::read(aside.join(&orphan_key)).unwrap(),
+            b"AXB1 left by a crash",
+            "set aside, to be put back if the server was on the wrong database"
+        );
         assert!(kept.exists() && recent.exists() && not_a_key.exists());
         let content = t
             .get(

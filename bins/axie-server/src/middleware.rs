@@ -125,16 +125,15 @@ pub async fn observe(
     // bytes it deleted left on disk, a lowered session limit half applied, a recovery code
     // spent and no session opened). Each step commits on its own; this keeps the sequence
     // whole. Reads are not detached: dropping one changes nothing. At most `DETACHED_MAX` run
-    // at once: a request waits for a place before it starts (a client gone while it waits
-    // costs nothing), so clients that send and hang up cannot pile up work, password hashes
-    // say, beyond it.
+    // detached at once, so clients that send and hang up cannot pile up work (password hashes,
+    // say) beyond it; past it a request is served as a read is, attached to its connection
+    // (never held back: slow clients holding every place must not stop others' changes).
     if safe {
         return finish.await;
     }
-    let place = DETACHED
-        .acquire()
-        .await
-        .map_err(crate::error::ApiError::internal)?;
+    let Ok(place) = DETACHED.try_acquire() else {
+        return finish.await;
+    };
     match actix_web::rt::spawn(async move {
         let _place = place;
         finish.await
@@ -151,7 +150,7 @@ pub async fn observe(
 }
 
 /// How many requests that may change something are served at once in tasks of their own
-/// ([`observe`]); more wait for a place.
+/// ([`observe`]); more are served attached to their connections.
 pub const DETACHED_MAX: usize = 512;
 
 static DETACHED: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(DETACHED_MAX);

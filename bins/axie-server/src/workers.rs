@@ -235,8 +235,8 @@ async fn retention(state: AppState, mut stop: watch::Receiver<bool>) {
         state
             .health
             .beat("retention", state.clock.now().timestamp());
-        // Document bytes no document refers to (left by a crash between a commit and its
-        // file work): at start, which follows a crash, and once a day.
+        // Document bytes no document refers to (left by a crash or a stop between a commit and
+        // its file work): at start and once a day.
         if passes.is_multiple_of(24) {
             sweep_unreferenced_documents(&state).await;
         }
@@ -364,17 +364,29 @@ pub async fn send_missed_alerts(
     Ok(sent.iter().sum())
 }
 
-/// Removes document bytes that no document refers to (`tenancy::assets::sweep_unreferenced_blobs`:
-/// older than an hour, so no upload under way is touched), logging what it did. Returns how
-/// many were removed.
+/// Sets aside document bytes that no document refers to, and removes those set aside a month
+/// ago (`tenancy::assets::sweep_unreferenced_blobs`: only bytes older than a day, so no upload
+/// under way is touched; by the wall clock, which file times follow), logging what it did.
+/// Returns how many were set aside.
 pub async fn sweep_unreferenced_documents(state: &AppState) -> u64 {
-    match tenancy::assets::sweep_unreferenced_blobs(&*state.store, &*state.blobs, state.clock.now())
-        .await
-    {
-        Ok(0) => 0,
-        Ok(n) => {
-            tracing::info!(removed = n, "removed document bytes no document refers to");
-            n
+    let swept =
+        tenancy::assets::sweep_unreferenced_blobs(&*state.store, &*state.blobs, chrono::Utc::now())
+            .await;
+    match swept {
+        Ok((set_aside, purged)) => {
+            if set_aside > 0 {
+                tracing::warn!(
+                    set_aside,
+                    dir = crate::workspace_io::SET_ASIDE,
+                    "set aside document bytes no document refers to (left by a crash or a stop \
+                     mid-request; if this server uses the wrong database, stop it and move them \
+                     back); removed after 30 days"
+                );
+            }
+            if purged > 0 {
+                tracing::info!(purged, "removed document bytes set aside 30 days ago");
+            }
+            set_aside
         }
         Err(e) => {
             tracing::warn!(error = %e, "sweeping unreferenced document bytes failed; tried again tomorrow");

@@ -60,21 +60,38 @@ impl FsBlobStore {
     }
 
     /// Re-seals every document under `new` (opening each with this store's key, or reading it
-    /// as it is when it predates encryption), each file replaced atomically. Returns how many
-    /// were re-sealed and the names of those that could not be (not opening under either key,
+    /// as it is when it predates encryption), each file replaced atomically, those set aside
+    /// (`SET_ASIDE`) included, so that they can still be put back. Returns how many were
+    /// re-sealed and the names of those that could not be (not opening under either key,
     /// unreadable, not a file), which are left as they are: they did not open before either.
     ///
     /// # Errors
     /// When the directory cannot be listed.
     pub fn reseal_all(&self, new: &Cipher) -> Result<(u64, Vec<String>), StoreError> {
-        let mut n = 0;
-        let mut skipped = Vec::new();
-        for entry in std::fs::read_dir(&self.root).map_err(StoreError::new)? {
+        let mut done = (0, Vec::new());
+        self.reseal_dir(&self.root, new, &mut done)?;
+        let aside = self.root.join(SET_ASIDE);
+        if aside.is_dir() {
+            self.reseal_dir(&aside, new, &mut done)?;
+        }
+        Ok(done)
+    }
+
+    fn reseal_dir(
+        &self,
+        dir: &Path,
+        new: &Cipher,
+        (n, skipped): &mut (u64, Vec<String>),
+    ) -> Result<(), StoreError> {
+        for entry in std::fs::read_dir(dir).map_err(StoreError::new)? {
             let entry = entry.map_err(StoreError::new)?;
             let name = entry.file_name();
             let Some(key) = name.to_str().filter(|k| valid_key(k)) else {
                 continue;
             };
+            if dir == self.root && key == SET_ASIDE {
+                continue;
+            }
             let resealed = std::fs::read(entry.path())
                 .map_err(StoreError::new)
                 .and_then(|stored| {
@@ -88,12 +105,12 @@ impl FsBlobStore {
                     Ok(true)
                 });
             match resealed {
-                Ok(true) => n += 1,
+                Ok(true) => *n += 1,
                 Ok(false) => {}
                 Err(_) => skipped.push(key.to_owned()),
             }
         }
-        Ok((n, skipped))
+        Ok(())
     }
 
     fn unseal(&self, key: &str, stored: Vec<u8>) -> Result<Vec<u8>, StoreError> {
@@ -164,27 +181,92 @@ impl BlobStore for FsBlobStore {
         before: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<String>, StoreError> {
         // Files written (or resealed by a key rotation) before `before`, by their names; a
-        // `.partial` file or anything else that is not a key is left alone.
+        // `.partial` file, the set-aside directory or anything else that is not a key is left
+        // alone, as is a file gone meanwhile.
         let root = self.root.clone();
-        let before = std::time::SystemTime::from(before);
-        tokio::task::spawn_blocking(move || -> std::io::Result<Vec<String>> {
-            let mut keys = Vec::new();
-            for entry in std::fs::read_dir(&root)? {
-                let entry = entry?;
-                let meta = entry.metadata()?;
-                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                    continue;
-                };
-                if meta.is_file() && valid_key(&name) && meta.modified()? < before {
-                    keys.push(name);
+        blocking(move || files_before(&root, std::time::SystemTime::from(before))).await
+    }
+
+    async fn set_aside(&self, key: &str) -> Result<(), StoreError> {
+        let (from, aside) = (self.path(key)?, self.root.join(SET_ASIDE).join(key));
+        blocking(move || {
+            if let Some(dir) = aside.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::rename(&from, &aside)?;
+            // Timed from now: it is removed `SET_ASIDE_KEPT` after it was set aside.
+            std::fs::File::options()
+                .write(true)
+                .open(&aside)?
+                .set_modified(std::time::SystemTime::now())
+        })
+        .await
+    }
+
+    async fn purge_set_aside(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        let dir = self.root.join(SET_ASIDE);
+        blocking(move || {
+            if !dir.exists() {
+                return Ok(0);
+            }
+            let old = files_before(&dir, std::time::SystemTime::from(before))?;
+            for key in &old {
+                match std::fs::remove_file(dir.join(key)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
                 }
             }
-            Ok(keys)
+            Ok(old.len() as u64)
         })
+        .await
+    }
+}
+
+/// The directory under the blob root where unreferenced bytes wait before they are removed
+/// (`tenancy::assets::sweep_unreferenced_blobs`); moving a file back puts it back.
+pub const SET_ASIDE: &str = "unreferenced";
+
+/// `work` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
         .await
         .map_err(StoreError::new)?
         .map_err(StoreError::new)
+}
+
+/// The names of the files in `dir` that are keys, last written before `before`.
+fn files_before(dir: &Path, before: std::time::SystemTime) -> std::io::Result<Vec<String>> {
+    let mut keys = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if !valid_key(&name) {
+            continue;
+        }
+        let modified = match entry.metadata().and_then(|m| {
+            if m.is_file() {
+                m.modified().map(Some)
+            } else {
+                Ok(None)
+            }
+        }) {
+            Ok(Some(t)) => t,
+            Ok(None) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if modified < before {
+            keys.push(name);
+        }
     }
+    Ok(keys)
 }
 
 /// TXT lookups through DNS: the system resolver, or the given name servers.

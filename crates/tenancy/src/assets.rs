@@ -315,44 +315,72 @@ pub trait BlobStore: Send + Sync {
         let _ = before;
         Ok(Vec::new())
     }
+
+    /// Moves the bytes under `key` out of the store's keys, to be removed by
+    /// [`Self::purge_set_aside`] later ([`sweep_unreferenced_blobs`]): kept meanwhile, so that
+    /// bytes set aside by a server started on the wrong database can be put back. The default
+    /// removes them at once (a store that lists no keys is never asked).
+    ///
+    /// # Errors
+    /// [`StoreError`] on failure.
+    async fn set_aside(&self, key: &str) -> Result<(), StoreError> {
+        self.delete(key).await
+    }
+
+    /// Removes the bytes set aside before `before`; returns how many. The default has none.
+    ///
+    /// # Errors
+    /// [`StoreError`] on failure.
+    async fn purge_set_aside(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let _ = before;
+        Ok(0)
+    }
 }
 
-/// How old bytes must be before [`sweep_unreferenced_blobs`] may remove them: an upload or a
-/// copy writes its bytes, then commits its rows, within seconds.
-pub const UNREFERENCED_BLOB_GRACE: chrono::Duration = chrono::Duration::hours(1);
+/// How old bytes must be before [`sweep_unreferenced_blobs`] sets them aside: an upload or a
+/// copy writes its bytes, then commits its rows, in seconds, or minutes for a large copy.
+pub const UNREFERENCED_BLOB_GRACE: chrono::Duration = chrono::Duration::days(1);
 
-/// Removes the document bytes that no document refers to: those a deletion committed and did
-/// not get to remove, or an upload or a copy wrote and never committed, when the server
-/// stopped in between (a crash, a kill). Only bytes stored more than
+/// How long bytes set aside by [`sweep_unreferenced_blobs`] are kept before they are removed.
+pub const SET_ASIDE_KEPT: chrono::Duration = chrono::Duration::days(30);
+
+/// Sets aside the document bytes that no document refers to, and removes those set aside more
+/// than [`SET_ASIDE_KEPT`] before `now`. Unreferenced bytes are those a deletion committed and
+/// did not get to remove, or an upload or a copy wrote and never committed, when the server
+/// stopped in between (a crash, a kill, a stop). Only bytes stored more than
 /// [`UNREFERENCED_BLOB_GRACE`] before `now` are looked at, and only those whose key is a
-/// resource id; a key is kept whenever the store cannot say. Returns how many were removed.
+/// resource id; a key is kept whenever the store cannot say. Bytes are set aside, not removed,
+/// so that a server started on the wrong database (a mistyped URL, a restore not finished, an
+/// older backup) loses nothing that cannot be put back. `now` is the wall clock the store's
+/// times are in. Returns how many were set aside and how many removed.
 ///
 /// # Errors
 /// [`TenancyError::Store`] when the keys cannot be listed or the documents read (nothing more
-/// is removed then).
+/// is set aside then).
 pub async fn sweep_unreferenced_blobs<S: WorkspaceStore + ?Sized>(
     store: &S,
     blobs: &dyn BlobStore,
     now: DateTime<Utc>,
-) -> Result<u64, TenancyError> {
+) -> Result<(u64, u64), TenancyError> {
+    let purged = blobs.purge_set_aside(now - SET_ASIDE_KEPT).await?;
     let keys = blobs
         .keys_stored_before(now - UNREFERENCED_BLOB_GRACE)
         .await?;
     let ids: Vec<ResourceId> = keys.iter().filter_map(|k| k.parse().ok()).collect();
-    let mut removed = 0;
+    let mut set_aside = 0;
     for chunk in ids.chunks(500) {
         let kept: std::collections::HashSet<ResourceId> =
             store.documents_among(chunk).await?.into_iter().collect();
         for id in chunk.iter().filter(|id| !kept.contains(id)) {
-            match blobs.delete(&id.to_string()).await {
-                Ok(()) => removed += 1,
+            match blobs.set_aside(&id.to_string()).await {
+                Ok(()) => set_aside += 1,
                 Err(e) => {
-                    tracing::warn!(error = %e, blob = %id, "could not remove unreferenced document bytes");
+                    tracing::warn!(error = %e, blob = %id, "could not set aside unreferenced document bytes");
                 }
             }
         }
     }
-    Ok(removed)
+    Ok((set_aside, purged))
 }
 
 /// Looks up the TXT records that prove a domain's ownership (DNS in production, a table in tests).

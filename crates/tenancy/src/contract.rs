@@ -161,6 +161,7 @@ pub async fn run<
     subscriptions_are_compare_and_swap(s).await;
     a_deal_applies_on_the_plan_it_was_made_for(s).await;
     a_price_deal_is_one_per_organization_with_its_record(s).await;
+    documents_among_names_documents_of_any_organization(s).await;
     a_pending_charge_is_asked_for_again_until_its_change_is_stored(s).await;
     consents_and_erasure_keep_the_chain(s).await;
     erasure_takes_them_out_of_scim_groups(s).await;
@@ -7938,6 +7939,43 @@ async fn a_reversed_purchase_voids_its_open_invoice<
     );
     assert!(overdue(other.id, 29).await.is_empty(), "not due yet");
     assert!(overdue(org.id, 31).await.is_empty(), "void and paid");
+}
+
+/// `documents_among` answers which ids are documents, whatever their organization; other
+/// kinds and unknown ids are not (what the sweep of unreferenced bytes keeps).
+async fn documents_among_names_documents_of_any_organization<
+    S: TenancyStore + AuditStore + WorkspaceStore + ?Sized,
+>(
+    s: &S,
+) {
+    let mut docs = Vec::new();
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        let (org, team, owner) = new_org(s).await;
+        let bot = chat(org.id, team.id, owner.id, "Bot");
+        let kb = kb_under(&bot, owner.id);
+        let doc = doc_in(&kb, owner.id, 10);
+        for a in [&bot, &kb, &doc] {
+            s.create_asset(a, &enterprise(), note(org.id, "asset"))
+                .await
+                .unwrap();
+        }
+        docs.push(doc.id);
+        others.extend([bot.id, kb.id]);
+    }
+    let unknown = rbac_core::ResourceId::new();
+    let asked: Vec<rbac_core::ResourceId> = docs
+        .iter()
+        .chain(&others)
+        .copied()
+        .chain([unknown])
+        .collect();
+    let mut found = s.documents_among(&asked).await.unwrap();
+    found.sort_by_key(ToString::to_string);
+    let mut want = docs.clone();
+    want.sort_by_key(ToString::to_string);
+    assert_eq!(found, want);
+    assert!(s.documents_among(&[]).await.unwrap().is_empty());
 }
 
 /// An organization has at most one price deal, replaced or removed with its record in one
