@@ -287,7 +287,8 @@ both_backends!(
         // What a crash or a stop between a commit and its file work leaves: bytes of a
         // document that was deleted, or never committed. A server started afterwards sets them
         // aside (older than a day only: an upload under way writes its bytes before its row),
-        // and removes what it set aside 30 days before.
+        // puts back what a document refers to again (what a server on the wrong database set
+        // aside), and removes what it set aside 30 days before and nothing refers to.
         let t = spawn_app(b).await;
         let kb = created(
             t.post(
@@ -298,17 +299,27 @@ both_backends!(
             .await,
         )
         .await;
-        let doc = created(
-            t.upload(
-                &t.org(&format!("/knowledge-bases/{}/documents?name=a.md", id(&kb))),
-                &t.owner_token,
-                "text/markdown",
-                b"kept".to_vec(),
-            )
-            .await,
-        )
-        .await;
+        let mut docs = Vec::new();
+        for (name, text) in [("a.md", "kept"), ("b.md", "put back")] {
+            docs.push(
+                created(
+                    t.upload(
+                        &t.org(&format!(
+                            "/knowledge-bases/{}/documents?name={name}",
+                            id(&kb)
+                        )),
+                        &t.owner_token,
+                        "text/markdown",
+                        text.as_bytes().to_vec(),
+                    )
+                    .await,
+                )
+                .await,
+            );
+        }
         let dir = t.settings.workspace.blob_dir(&t.settings.server.data_dir);
+        let aside = dir.join("unreferenced");
+        std::fs::create_dir_all(&aside).unwrap();
         let days_ago = |days: u64| {
             std::time::SystemTime::now() - std::time::Duration::from_secs(days * 24 * 3600)
         };
@@ -320,44 +331,47 @@ both_backends!(
                 .set_modified(days_ago(days))
                 .unwrap();
         };
-        let kept = dir.join(id(&doc));
+        let kept = dir.join(id(&docs[0]));
         age(&kept, 2);
+        // Set aside a month ago by a server on the wrong database: a document refers to it.
+        let wrongly = dir.join(id(&docs[1]));
+        std::fs::rename(&wrongly, aside.join(id(&docs[1]))).unwrap();
+        age(&aside.join(id(&docs[1])), 31);
         let orphan_key = rbac_core::ResourceId::new().to_string();
         let orphan = dir.join(&orphan_key);
         std::fs::write(&orphan, b"AXB1 left by a crash").unwrap();
         age(&orphan, 2);
         let recent = dir.join(rbac_core::ResourceId::new().to_string());
         std::fs::write(&recent, b"AXB1 an upload under way").unwrap();
-        age(&recent, 0);
         let not_a_key = dir.join("notes.txt");
         std::fs::write(&not_a_key, b"the operator's").unwrap();
         age(&not_a_key, 2);
-        let aside = dir.join("unreferenced");
-        std::fs::create_dir_all(&aside).unwrap();
         let long_aside = aside.join(rbac_core::ResourceId::new().to_string());
         std::fs::write(&long_aside, b"AXB1 set aside a month ago").unwrap();
         age(&long_aside, 31);
         let _second = t.another_instance().await;
         let mut waited = 0;
-        while orphan.exists() || long_aside.exists() {
+        while orphan.exists() || long_aside.exists() || !wrongly.exists() {
             waited += 1;
-            assert!(waited < 100, "the unreferenced bytes were not set aside");
+            assert!(waited < 100, "the sweep did not run");
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         assert_eq!(
             std::fs::read(aside.join(&orphan_key)).unwrap(),
             b"AXB1 left by a crash",
-            "set aside, to be put back if the server was on the wrong database"
+            "set aside, not removed"
         );
         assert!(kept.exists() && recent.exists() && not_a_key.exists());
-        let content = t
-            .get(
-                &t.org(&format!("/documents/{}/content", id(&doc))),
-                &t.owner_token,
-            )
-            .await;
-        assert_eq!(content.status(), StatusCode::OK);
-        assert_eq!(content.bytes().await.unwrap().as_ref(), b"kept");
+        for (doc, text) in [(&docs[0], "kept"), (&docs[1], "put back")] {
+            let content = t
+                .get(
+                    &t.org(&format!("/documents/{}/content", id(doc))),
+                    &t.owner_token,
+                )
+                .await;
+            assert_eq!(content.status(), StatusCode::OK);
+            assert_eq!(content.bytes().await.unwrap().as_ref(), text.as_bytes());
+        }
     }
 );
 

@@ -364,29 +364,38 @@ pub async fn send_missed_alerts(
     Ok(sent.iter().sum())
 }
 
-/// Sets aside document bytes that no document refers to, and removes those set aside a month
-/// ago (`tenancy::assets::sweep_unreferenced_blobs`: only bytes older than a day, so no upload
-/// under way is touched; by the wall clock, which file times follow), logging what it did.
-/// Returns how many were set aside.
+/// Sets aside document bytes that no document refers to, puts back those a document refers
+/// to again and removes those set aside a month ago (`tenancy::assets::sweep_unreferenced_blobs`:
+/// only bytes older than a day are set aside, so no upload under way is touched; by the wall
+/// clock, which file times follow), logging what it did. Returns how many were set aside.
 pub async fn sweep_unreferenced_documents(state: &AppState) -> u64 {
     let swept =
         tenancy::assets::sweep_unreferenced_blobs(&*state.store, &*state.blobs, chrono::Utc::now())
             .await;
     match swept {
-        Ok((set_aside, purged)) => {
-            if set_aside > 0 {
+        Ok(done) => {
+            if done.set_aside > 0 {
                 tracing::warn!(
-                    set_aside,
+                    set_aside = done.set_aside,
                     dir = crate::workspace_io::SET_ASIDE,
                     "set aside document bytes no document refers to (left by a crash or a stop \
-                     mid-request; if this server uses the wrong database, stop it and move them \
-                     back); removed after 30 days"
+                     mid-request; if this server uses the wrong database, stop it and start it \
+                     on the right one: they are put back); removed after 30 days"
                 );
             }
-            if purged > 0 {
-                tracing::info!(purged, "removed document bytes set aside 30 days ago");
+            if done.put_back > 0 {
+                tracing::warn!(
+                    put_back = done.put_back,
+                    "put back document bytes set aside earlier that documents refer to again"
+                );
             }
-            set_aside
+            if done.removed > 0 {
+                tracing::info!(
+                    removed = done.removed,
+                    "removed document bytes set aside 30 days ago"
+                );
+            }
+            done.set_aside
         }
         Err(e) => {
             tracing::warn!(error = %e, "sweeping unreferenced document bytes failed; tried again tomorrow");

@@ -190,36 +190,51 @@ impl BlobStore for FsBlobStore {
     async fn set_aside(&self, key: &str) -> Result<(), StoreError> {
         let (from, aside) = (self.path(key)?, self.root.join(SET_ASIDE).join(key));
         blocking(move || {
+            // Dated first, where it is: a file that cannot be dated is not moved (its old date
+            // would count towards its removal).
+            std::fs::File::options()
+                .write(true)
+                .open(&from)?
+                .set_modified(std::time::SystemTime::now())?;
             if let Some(dir) = aside.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            std::fs::rename(&from, &aside)?;
-            // Timed from now: it is removed `SET_ASIDE_KEPT` after it was set aside.
-            std::fs::File::options()
-                .write(true)
-                .open(&aside)?
-                .set_modified(std::time::SystemTime::now())
+            std::fs::rename(&from, &aside)
         })
         .await
     }
 
-    async fn purge_set_aside(
+    async fn keys_set_aside(
         &self,
-        before: chrono::DateTime<chrono::Utc>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Vec<(String, chrono::DateTime<chrono::Utc>)>, StoreError> {
         let dir = self.root.join(SET_ASIDE);
         blocking(move || {
-            if !dir.exists() {
-                return Ok(0);
+            if !dir.is_dir() {
+                return Ok(Vec::new());
             }
-            let old = files_before(&dir, std::time::SystemTime::from(before))?;
-            for key in &old {
-                match std::fs::remove_file(dir.join(key)) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                    _ => {}
-                }
+            files_with_times(&dir)
+        })
+        .await
+    }
+
+    async fn put_back(&self, key: &str) -> Result<(), StoreError> {
+        let (home, aside) = (self.path(key)?, self.root.join(SET_ASIDE).join(key));
+        blocking(move || {
+            // Bytes under the key already (a restore brought them) are not replaced.
+            if home.exists() {
+                return Ok(());
             }
-            Ok(old.len() as u64)
+            std::fs::rename(&aside, &home)
+        })
+        .await
+    }
+
+    async fn remove_set_aside(&self, key: &str) -> Result<(), StoreError> {
+        self.path(key)?;
+        let aside = self.root.join(SET_ASIDE).join(key);
+        blocking(move || match std::fs::remove_file(&aside) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
         })
         .await
     }
@@ -241,6 +256,16 @@ async fn blocking<T: Send + 'static>(
 
 /// The names of the files in `dir` that are keys, last written before `before`.
 fn files_before(dir: &Path, before: std::time::SystemTime) -> std::io::Result<Vec<String>> {
+    Ok(files_with_times(dir)?
+        .into_iter()
+        .filter(|(_, at)| std::time::SystemTime::from(*at) < before)
+        .map(|(k, _)| k)
+        .collect())
+}
+
+/// The files in `dir` whose names are keys, each with when it was last written; directories,
+/// other names and files gone meanwhile are left out.
+fn files_with_times(dir: &Path) -> std::io::Result<Vec<(String, chrono::DateTime<chrono::Utc>)>> {
     let mut keys = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -262,9 +287,7 @@ fn files_before(dir: &Path, before: std::time::SystemTime) -> std::io::Result<Ve
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        if modified < before {
-            keys.push(name);
-        }
+        keys.push((name, chrono::DateTime::<chrono::Utc>::from(modified)));
     }
     Ok(keys)
 }
@@ -354,6 +377,58 @@ mod tests {
 
     fn cipher() -> Arc<Cipher> {
         Arc::new(Cipher::from_text(&Cipher::generate_key()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn bytes_set_aside_are_kept_resealed_put_back_or_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path(), cipher()).unwrap();
+        let (a, b) = (
+            rbac_core::ResourceId::new().to_string(),
+            rbac_core::ResourceId::new().to_string(),
+        );
+        store.put(&a, b"first").await.unwrap();
+        store.put(&b, b"second").await.unwrap();
+        let later = chrono::Utc::now() + chrono::Duration::hours(1);
+        let mut listed = store.keys_stored_before(later).await.unwrap();
+        listed.sort();
+        let mut both = vec![a.clone(), b.clone()];
+        both.sort();
+        assert_eq!(listed, both);
+        store.set_aside(&a).await.unwrap();
+        assert_eq!(
+            store.get(&a).await.unwrap(),
+            None,
+            "out of the store's keys"
+        );
+        assert_eq!(
+            store.keys_stored_before(later).await.unwrap(),
+            vec![b.clone()]
+        );
+        let aside = store.keys_set_aside().await.unwrap();
+        assert_eq!(aside.len(), 1);
+        assert_eq!(aside[0].0, a);
+        assert!(
+            aside[0].1 > chrono::Utc::now() - chrono::Duration::minutes(1),
+            "dated when set aside"
+        );
+        // A key rotation reseals them too, so that they can still be put back.
+        let new = cipher();
+        let (resealed, skipped) = store.reseal_all(&new).unwrap();
+        assert_eq!((resealed, skipped.len()), (2, 0));
+        let store = FsBlobStore::open(dir.path(), new).unwrap();
+        store.put_back(&a).await.unwrap();
+        assert_eq!(store.get(&a).await.unwrap().as_deref(), Some(&b"first"[..]));
+        assert!(store.keys_set_aside().await.unwrap().is_empty());
+        store.set_aside(&a).await.unwrap();
+        store.remove_set_aside(&a).await.unwrap();
+        assert!(store.keys_set_aside().await.unwrap().is_empty());
+        store.put_back(&a).await.unwrap_err();
+        assert_eq!(store.get(&a).await.unwrap(), None);
+        assert_eq!(
+            store.get(&b).await.unwrap().as_deref(),
+            Some(&b"second"[..])
+        );
     }
 
     #[tokio::test]

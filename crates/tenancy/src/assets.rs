@@ -316,24 +316,42 @@ pub trait BlobStore: Send + Sync {
         Ok(Vec::new())
     }
 
-    /// Moves the bytes under `key` out of the store's keys, to be removed by
-    /// [`Self::purge_set_aside`] later ([`sweep_unreferenced_blobs`]): kept meanwhile, so that
-    /// bytes set aside by a server started on the wrong database can be put back. The default
-    /// removes them at once (a store that lists no keys is never asked).
+    /// Moves the bytes under `key` out of the store's keys, into an area where they wait to
+    /// be removed ([`sweep_unreferenced_blobs`]): kept meanwhile, so that bytes set aside by a
+    /// server started on the wrong database can be put back. The default removes them at once
+    /// (a store that lists no keys is never asked).
     ///
     /// # Errors
-    /// [`StoreError`] on failure.
+    /// [`StoreError`] on failure; the bytes stay where they were then.
     async fn set_aside(&self, key: &str) -> Result<(), StoreError> {
         self.delete(key).await
     }
 
-    /// Removes the bytes set aside before `before`; returns how many. The default has none.
+    /// The keys of the bytes set aside, each with when it was set aside. The default has none.
+    ///
+    /// # Errors
+    /// [`StoreError`] when they cannot be listed.
+    async fn keys_set_aside(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Moves bytes set aside back under their key (a document refers to them again). The
+    /// default does nothing.
     ///
     /// # Errors
     /// [`StoreError`] on failure.
-    async fn purge_set_aside(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let _ = before;
-        Ok(0)
+    async fn put_back(&self, key: &str) -> Result<(), StoreError> {
+        let _ = key;
+        Ok(())
+    }
+
+    /// Removes bytes set aside. The default does nothing.
+    ///
+    /// # Errors
+    /// [`StoreError`] on failure.
+    async fn remove_set_aside(&self, key: &str) -> Result<(), StoreError> {
+        let _ = key;
+        Ok(())
     }
 }
 
@@ -344,43 +362,82 @@ pub const UNREFERENCED_BLOB_GRACE: chrono::Duration = chrono::Duration::days(1);
 /// How long bytes set aside by [`sweep_unreferenced_blobs`] are kept before they are removed.
 pub const SET_ASIDE_KEPT: chrono::Duration = chrono::Duration::days(30);
 
-/// Sets aside the document bytes that no document refers to, and removes those set aside more
-/// than [`SET_ASIDE_KEPT`] before `now`. Unreferenced bytes are those a deletion committed and
-/// did not get to remove, or an upload or a copy wrote and never committed, when the server
-/// stopped in between (a crash, a kill, a stop). Only bytes stored more than
-/// [`UNREFERENCED_BLOB_GRACE`] before `now` are looked at, and only those whose key is a
-/// resource id; a key is kept whenever the store cannot say. Bytes are set aside, not removed,
-/// so that a server started on the wrong database (a mistyped URL, a restore not finished, an
-/// older backup) loses nothing that cannot be put back. `now` is the wall clock the store's
-/// times are in. Returns how many were set aside and how many removed.
+/// What one [`sweep_unreferenced_blobs`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlobSweep {
+    /// Bytes no document refers to, set aside.
+    pub set_aside: u64,
+    /// Bytes set aside earlier that a document refers to again, put back.
+    pub put_back: u64,
+    /// Bytes set aside more than [`SET_ASIDE_KEPT`] ago that no document refers to, removed.
+    pub removed: u64,
+}
+
+/// Sets aside the document bytes that no document refers to; puts back those set aside that a
+/// document refers to again; removes those set aside more than [`SET_ASIDE_KEPT`] before `now`
+/// that no document refers to. Unreferenced bytes are those a deletion committed and did not
+/// get to remove, or an upload or a copy wrote and never committed, when the server stopped in
+/// between (a crash, a kill, a stop). Only bytes stored more than [`UNREFERENCED_BLOB_GRACE`]
+/// before `now` are set aside, and only those whose key is a resource id; a key is kept
+/// whenever the store cannot say. Bytes are set aside, not removed, and put back as soon as a
+/// document refers to them: a server started on the wrong database (a mistyped URL, a restore
+/// not finished, an older backup) sees every document unreferenced, and the right database,
+/// once back, gets its bytes back at the next sweep. `now` is the wall clock the store's times
+/// are in.
 ///
 /// # Errors
 /// [`TenancyError::Store`] when the keys cannot be listed or the documents read (nothing more
-/// is set aside then).
+/// is moved then).
 pub async fn sweep_unreferenced_blobs<S: WorkspaceStore + ?Sized>(
     store: &S,
     blobs: &dyn BlobStore,
     now: DateTime<Utc>,
-) -> Result<(u64, u64), TenancyError> {
-    let purged = blobs.purge_set_aside(now - SET_ASIDE_KEPT).await?;
+) -> Result<BlobSweep, TenancyError> {
+    let mut done = BlobSweep::default();
+    let aside: Vec<(ResourceId, DateTime<Utc>)> = blobs
+        .keys_set_aside()
+        .await?
+        .into_iter()
+        .filter_map(|(k, at)| Some((k.parse().ok()?, at)))
+        .collect();
+    for chunk in aside.chunks(500) {
+        let ids: Vec<ResourceId> = chunk.iter().map(|(id, _)| *id).collect();
+        let referenced: std::collections::HashSet<ResourceId> =
+            store.documents_among(&ids).await?.into_iter().collect();
+        for (id, at) in chunk {
+            let key = id.to_string();
+            let moved = if referenced.contains(id) {
+                blobs.put_back(&key).await.map(|()| done.put_back += 1)
+            } else if *at < now - SET_ASIDE_KEPT {
+                blobs
+                    .remove_set_aside(&key)
+                    .await
+                    .map(|()| done.removed += 1)
+            } else {
+                Ok(())
+            };
+            if let Err(e) = moved {
+                tracing::warn!(error = %e, blob = %id, "could not put back or remove document bytes set aside");
+            }
+        }
+    }
     let keys = blobs
         .keys_stored_before(now - UNREFERENCED_BLOB_GRACE)
         .await?;
     let ids: Vec<ResourceId> = keys.iter().filter_map(|k| k.parse().ok()).collect();
-    let mut set_aside = 0;
     for chunk in ids.chunks(500) {
         let kept: std::collections::HashSet<ResourceId> =
             store.documents_among(chunk).await?.into_iter().collect();
         for id in chunk.iter().filter(|id| !kept.contains(id)) {
             match blobs.set_aside(&id.to_string()).await {
-                Ok(()) => set_aside += 1,
+                Ok(()) => done.set_aside += 1,
                 Err(e) => {
                     tracing::warn!(error = %e, blob = %id, "could not set aside unreferenced document bytes");
                 }
             }
         }
     }
-    Ok((set_aside, purged))
+    Ok(done)
 }
 
 /// Looks up the TXT records that prove a domain's ownership (DNS in production, a table in tests).
