@@ -1201,6 +1201,25 @@ mod tests {
         .unwrap()
     }
 
+    /// The organization's audit records of `action`, newest first.
+    async fn recorded(
+        store: &crate::MemoryTenancyStore,
+        org: OrgId,
+        action: &str,
+    ) -> Vec<audit::AuditEvent> {
+        store
+            .search(
+                org,
+                &AuditQuery {
+                    action: Some(audit::ActionFilter::parse(action)),
+                    limit: 50,
+                    ..AuditQuery::default()
+                },
+            )
+            .await
+            .unwrap()
+    }
+
     /// A provider that declines every charge, and counts them.
     #[derive(Default)]
     struct Declined(std::sync::atomic::AtomicUsize);
@@ -1252,17 +1271,7 @@ mod tests {
             at += Duration::hours(1);
         }
         assert_eq!(charges(), 4, "at the end, then 1, 3 and 7 days after it");
-        let failed = store
-            .search(
-                org.id,
-                &AuditQuery {
-                    action: Some(audit::ActionFilter::parse("billing.renewal_failed")),
-                    limit: 50,
-                    ..AuditQuery::default()
-                },
-            )
-            .await
-            .unwrap();
+        let failed = recorded(&store, org.id, "billing.renewal_failed").await;
         assert_eq!(failed.len(), 4);
         assert_eq!(
             failed[0].event.metadata.to_map().get("retry_at"),
@@ -1387,17 +1396,7 @@ mod tests {
                 .count(),
             1
         );
-        let records = store
-            .search(
-                org.id,
-                &AuditQuery {
-                    action: Some(audit::ActionFilter::parse("billing.invoice_overdue")),
-                    limit: 50,
-                    ..AuditQuery::default()
-                },
-            )
-            .await
-            .unwrap();
+        let records = recorded(&store, org.id, "billing.invoice_overdue").await;
         let reminders: Vec<_> = records
             .iter()
             .map(|r| r.event.metadata.to_map().get("reminder").cloned())
@@ -1513,17 +1512,7 @@ mod tests {
             newest().await,
             prices.price_cents(Plan::Enterprise, BillingCycle::Annual)
         );
-        let agreed = store
-            .search(
-                org.id,
-                &AuditQuery {
-                    action: Some(audit::ActionFilter::parse("billing.price_agreed")),
-                    limit: 50,
-                    ..AuditQuery::default()
-                },
-            )
-            .await
-            .unwrap();
+        let agreed = recorded(&store, org.id, "billing.price_agreed").await;
         let plans: Vec<_> = agreed
             .iter()
             .map(|r| r.event.metadata.to_map().get("plan").cloned())
@@ -1566,17 +1555,7 @@ mod tests {
             0,
             "the first reminder is not sent late"
         );
-        let records = store
-            .search(
-                org.id,
-                &AuditQuery {
-                    action: Some(audit::ActionFilter::parse("billing.invoice_overdue")),
-                    limit: 50,
-                    ..AuditQuery::default()
-                },
-            )
-            .await
-            .unwrap();
+        let records = recorded(&store, org.id, "billing.invoice_overdue").await;
         assert_eq!(records.len(), 1);
         assert_eq!(
             records[0].event.metadata.to_map().get("reminder"),
