@@ -546,7 +546,11 @@ both_backends!(
             sent[0]["body"]
                 .as_str()
                 .unwrap()
-                .contains("api_calls_per_month"),
+                .contains("api_calls_per_month")
+                && sent[0]["body"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Trends (the last 7 complete days"),
             "{}",
             sent[0]
         );
@@ -874,3 +878,158 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    usage_trends_forecast_the_month_and_warn_the_owner_once,
+    |b| async move {
+        let t = spawn_app(b).await;
+        // The 2nd of next month, 09:00 UTC: the days below are all of one month.
+        let start = t.clock.now();
+        let next = tenancy::metering::next_month_start(start);
+        t.clock
+            .advance(next - start + chrono::Duration::days(1) + chrono::Duration::hours(9));
+        let hasher =
+            security_policy::PasswordHasher::new(security_policy::HashParams::default()).unwrap();
+        let email = format!("owner-{}@trend.example", uuid::Uuid::new_v4().simple());
+        let (org, _) = tenancy::orgs::create_with_new_owner(
+            &*t.store,
+            &hasher,
+            tenancy::orgs::CreateOrgRequest {
+                name: "Trendy".into(),
+                plan: billing_limits::Plan::Free,
+                owner_email: email.clone(),
+                owner_name: "Tess".into(),
+                owner_password: OWNER_PASSWORD.into(),
+            },
+            t.clock.now(),
+        )
+        .await
+        .unwrap();
+        let org = org.id.to_string();
+        let owner = t.login(&email, OWNER_PASSWORD).await;
+        let key: Value = json_of(
+            t.post(
+                &t.url(&format!("/api/v1/orgs/{org}/api-keys")),
+                &owner,
+                &json!({ "name": "CI" }),
+            )
+            .await,
+        )
+        .await;
+        let secret = key["secret"].as_str().unwrap().to_owned();
+        let members = t.url(&format!("/api/v1/orgs/{org}/members"));
+        // Twenty calls a day on the organization's first three days.
+        for _ in 0..3 {
+            for _ in 0..20 {
+                assert_eq!(t.get(&members, &secret).await.status(), StatusCode::OK);
+            }
+            t.clock.advance(chrono::Duration::days(1));
+        }
+        // Three days on, the session has ended: sign in again.
+        let owner = t.login(&email, OWNER_PASSWORD).await;
+        let now = t.clock.now();
+        let usage = t.url(&format!("/api/v1/orgs/{org}/usage"));
+        let report = json_of(t.get(&usage, &owner).await).await;
+        let calls = report["trends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["metric"] == "api_calls")
+            .unwrap()
+            .clone();
+        assert_eq!(calls["limit"], "api_calls_per_month");
+        assert_eq!(
+            (&calls["last_7_days"], &calls["previous_7_days"]),
+            (&json!(60), &json!(0))
+        );
+        assert_eq!(
+            calls["change_percent"],
+            Value::Null,
+            "no week before the organization"
+        );
+        assert_eq!(calls["per_day"], 20, "over the three days it lived");
+        let left = (next_reset(&report) - now).num_seconds();
+        // The server's clock read a moment later: at most one call fewer.
+        let projected = calls["projected_month_end"].as_i64().unwrap();
+        let expected = 60 + 60 * left / (3 * 86_400);
+        assert!(
+            (expected - 1..=expected).contains(&projected),
+            "{projected} for {expected}"
+        );
+        assert_eq!(
+            calls["limit_reached_on"],
+            Value::Null,
+            "940 to go at 20 a day"
+        );
+        let team = &report["teams"][0]["api_calls_trend"];
+        assert_eq!(
+            (&team["last_7_days"], &team["limit_reached_on"]),
+            (&json!(60), &Value::Null)
+        );
+        let messages = report["trends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["metric"] == "messages")
+            .unwrap();
+        assert_eq!(
+            (&messages["last_7_days"], &messages["limit"]),
+            (&json!(0), &Value::Null)
+        );
+        // Nothing to forecast yet.
+        assert_eq!(
+            axie_server::workers::send_usage_forecasts(&t.store, now)
+                .await
+                .unwrap(),
+            0
+        );
+
+        // 900 of the 1,000 used: 100 to go at 20 a day is five days.
+        let month = tenancy::metering::month_key(now);
+        t.store
+            .execute_sql(&format!(
+                "UPDATE usage_monthly SET count = 900 WHERE org_id = '{org}' AND month = '{month}' AND metric = 'api_calls'"
+            ))
+            .await
+            .unwrap();
+        let report = json_of(t.get(&usage, &owner).await).await;
+        let on = (now + chrono::Duration::days(5)).date_naive().to_string();
+        assert_eq!(report["trends"][0]["limit_reached_on"], on.as_str());
+        // The Owner is told once, however many passes run at the same time.
+        let passes = futures::future::join_all(
+            (0..3).map(|_| axie_server::workers::send_usage_forecasts(&t.store, now)),
+        )
+        .await;
+        assert_eq!(passes.into_iter().map(Result::unwrap).sum::<u64>(), 1);
+        assert_eq!(
+            axie_server::workers::send_usage_forecasts(&t.store, now + chrono::Duration::hours(1))
+                .await
+                .unwrap(),
+            0
+        );
+        let outbox = json_of(
+            t.get(&t.url(&format!("/api/v1/orgs/{org}/outbox")), &owner)
+                .await,
+        )
+        .await;
+        let forecasts: Vec<&Value> = outbox["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["kind"] == "usage_forecast")
+            .collect();
+        assert_eq!(forecasts.len(), 1, "{outbox}");
+        assert_eq!(forecasts[0]["to"], email.as_str());
+        assert!(
+            forecasts[0]["body"].as_str().unwrap().contains(&on),
+            "{}",
+            forecasts[0]
+        );
+    }
+);
+
+fn next_reset(report: &Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(report["resets_at"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}

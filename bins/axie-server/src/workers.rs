@@ -248,6 +248,7 @@ async fn retention(state: AppState, mut stop: watch::Receiver<bool>) {
         // The per-organization passes log each failure where it happens (`each_org`); their
         // results (the first error, for callers that want it) are not logged again here.
         let _ = send_weekly_reports(&state.store, state.clock.now()).await;
+        let _ = send_usage_forecasts(&state.store, state.clock.now()).await;
         let _ = remind_overdue_invoices(&state.store, state.clock.now()).await;
         if !std::mem::take(&mut first) {
             let _ = send_missed_alerts(&state.store, state.clock.now()).await;
@@ -420,6 +421,23 @@ pub async fn remind_overdue_invoices(
     })
     .await?;
     Ok(sent.iter().map(|&n| u64::from(n)).sum())
+}
+
+/// Tells each Owner whose API calls are on course to reach the plan's limit this month
+/// (`tenancy::metering::forecast_alert`, once per month). Returns how many went out.
+///
+/// # Errors
+/// Storage errors (other organizations are still processed; the first error is returned).
+pub async fn send_usage_forecasts(
+    store: &store_sea::SeaStore,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, tenancy::TenancyError> {
+    let sent = each_org(store, "usage forecast", |org| async move {
+        let o = tenancy::OrgStore::get_org(store, org).await?;
+        tenancy::metering::forecast_alert(store, &o, now).await
+    })
+    .await?;
+    Ok(sent.iter().filter(|&&went| went).count() as u64)
 }
 
 /// Sends last week's usage report of every organization that has not had it yet (the hourly

@@ -65,6 +65,9 @@ actions! {
     OwnerAccessReset => "auth.owner_access_reset", "Reset the Owner's access of";
     /// A usage alert went out (80 % or 100 % of a plan limit).
     UsageAlertSent => "usage.alert_sent", "Sent a usage alert for";
+    /// This month's API calls, at the recent rate, would reach the plan's limit before the
+    /// counters start again: the Owner was told, once a month.
+    UsageForecastSent => "usage.forecast_sent", "Sent a usage forecast for";
     /// The organization was created.
     OrgCreated => "org.created", "Created organization";
     /// The Owner asked to delete the organization (recorded only when the confirmation fails:

@@ -2,7 +2,8 @@
 //!
 //! Plans and their limits (the enterprise guide's "What's Included" table), the pure quota
 //! decision every creation goes through, the subscription lifecycle ([`subscription`]), the
-//! payment port ([`payment`]) and the rules of team credits ([`credits`]).
+//! payment port ([`payment`]), the rules of team credits ([`credits`]) and usage trends
+//! ([`trend`]).
 //!
 //! ```
 //! use billing_limits::{check_quota, Limit, Plan, PlanLimits, QuotaDecision};
@@ -15,6 +16,7 @@
 pub mod credits;
 pub mod payment;
 pub mod subscription;
+pub mod trend;
 
 use rbac_core::PlanFeatures;
 use serde::{Deserialize, Serialize};

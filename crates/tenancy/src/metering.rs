@@ -13,6 +13,8 @@
 //! [`CallMeter::flush`], which the server calls every minute.
 
 use async_trait::async_trait;
+pub use billing_limits::trend::Trend;
+use billing_limits::trend::{Window, trend};
 use billing_limits::{Limit, PlanLimits};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use rbac_core::{OrgId, Permission, TeamId};
@@ -713,6 +715,19 @@ pub struct TeamFigures {
     pub storage: TeamStorage,
     /// API calls this month.
     pub api_calls: u64,
+    /// The trend of its API calls (no limit of its own: the organization's is shared).
+    pub api_calls_trend: Trend,
+}
+
+/// A metric's trend ([`billing_limits::trend`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MetricTrend {
+    /// `api_calls` or `messages`.
+    pub metric: &'static str,
+    /// The limit it counts against (`api_calls_per_month`), if any.
+    pub limit: Option<&'static str>,
+    /// The figures.
+    pub trend: Trend,
 }
 
 /// This month's usage against the plan's limits, daily history and per-team breakdown.
@@ -728,6 +743,9 @@ pub struct UsageReport {
     pub daily: Vec<UsageRecord>,
     /// Per team.
     pub teams: Vec<TeamFigures>,
+    /// API calls and chat interface messages: the last seven complete days against the seven
+    /// before, and where the month is heading at the recent rate.
+    pub trends: Vec<MetricTrend>,
 }
 
 fn figure(limit: Limit, used: u64, limits: &PlanLimits) -> Figure {
@@ -788,7 +806,46 @@ async fn report_of<S: TenancyStore + WorkspaceStore + MeteringStore + Invitation
     let storage = store.storage(org).await?;
     let bytes: u64 = storage.iter().map(|s| s.bytes).sum();
     let keys = store.active_api_key_count(org).await?;
-    let daily = store.usage(org, first, now.date_naive()).await?;
+    let window = Window::new(
+        now,
+        next_month_start(now),
+        Some(organization.created_at.date_naive()),
+    );
+    // This month's days and the two weeks before today, in one read.
+    let mut daily = store
+        .usage(org, first.min(window.previous_start()), now.date_naive())
+        .await?;
+    let days_of = |metric: &str, team: Option<TeamId>| -> Vec<(NaiveDate, u64)> {
+        daily
+            .iter()
+            .filter(|u| u.metric == metric && team.is_none_or(|t| u.team == t))
+            .map(|u| (u.day, u.count))
+            .collect()
+    };
+    let this_month = |days: &[(NaiveDate, u64)]| -> u64 {
+        days.iter()
+            .filter(|(d, _)| *d >= first)
+            .map(|(_, n)| *n)
+            .sum()
+    };
+    let messages = days_of(crate::assets::METRIC_MESSAGES, None);
+    let trends = vec![
+        MetricTrend {
+            metric: METRIC_API_CALLS,
+            limit: Some(Limit::ApiCallsPerMonth.as_str()),
+            trend: trend(
+                &days_of(METRIC_API_CALLS, None),
+                api_calls,
+                limits.get(Limit::ApiCallsPerMonth),
+                window,
+            ),
+        },
+        MetricTrend {
+            metric: crate::assets::METRIC_MESSAGES,
+            limit: None,
+            trend: trend(&messages, this_month(&messages), None, window),
+        },
+    ];
     let count = |k: AssetKind| by_kind.get(&k).copied().unwrap_or(0);
     let figures = vec![
         figure(Limit::ApiCallsPerMonth, api_calls, &limits),
@@ -810,11 +867,8 @@ async fn report_of<S: TenancyStore + WorkspaceStore + MeteringStore + Invitation
     ];
     let mut teams = Vec::new();
     for t in store.list_teams(org).await? {
-        let api: u64 = daily
-            .iter()
-            .filter(|u| u.team == t.id && u.metric == METRIC_API_CALLS)
-            .map(|u| u.count)
-            .sum();
+        let calls = days_of(METRIC_API_CALLS, Some(t.id));
+        let api = this_month(&calls);
         teams.push(TeamFigures {
             team: t.id,
             name: t.name.clone(),
@@ -836,15 +890,132 @@ async fn report_of<S: TenancyStore + WorkspaceStore + MeteringStore + Invitation
                     bytes: 0,
                 }),
             api_calls: api,
+            api_calls_trend: trend(&calls, api, None, window),
         });
     }
+    daily.retain(|u| u.day >= first);
     Ok(UsageReport {
         month,
         resets_at: next_month_start(now),
         figures,
         daily,
         teams,
+        trends,
     })
+}
+
+/// The trends of a report as the weekly mail words them.
+fn trend_lines(report: &UsageReport) -> String {
+    let mut out =
+        String::from("\nTrends (the last 7 complete days, UTC, against the 7 before):\n\n");
+    for m in &report.trends {
+        let t = &m.trend;
+        let change = t.change_percent.map_or_else(
+            || "nothing to compare with".to_owned(),
+            |c| format!("{c:+} %"),
+        );
+        out.push_str(&format!(
+            "  {:<22} {} ({change}), {} a day\n",
+            m.metric, t.last_7_days, t.per_day
+        ));
+        if m.limit.is_some() {
+            let max = report
+                .figures
+                .iter()
+                .find(|f| Some(f.limit) == m.limit)
+                .and_then(|f| f.max);
+            let of = max.map_or_else(|| "unlimited".to_owned(), |m| format!("of {m}"));
+            out.push_str(&format!(
+                "  {:<22} at that rate {} by {} ({of})\n",
+                "",
+                t.projected_month_end,
+                report.resets_at.format("%Y-%m-%d")
+            ));
+            if let Some(on) = t.limit_reached_on {
+                out.push_str(&format!(
+                    "  {:<22} the limit would be reached on {on}\n",
+                    ""
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// When this month's API calls, at the rate of the last seven complete days, would reach the
+/// plan's limit before the counters start again, tells the Owner once per month and value of
+/// the limit (the insert-once record of the usage alerts, under `api_calls_forecast`), with the
+/// system's `usage.forecast_sent` record, in one transaction. Returns whether it went out now.
+/// Nothing is sent for a limit reached already (the 100 % alert said so) or unlimited calls.
+///
+/// # Errors
+/// Storage errors.
+pub async fn forecast_alert<S: TenancyStore + WorkspaceStore + MeteringStore + ?Sized>(
+    store: &S,
+    org: &crate::model::Organization,
+    now: DateTime<Utc>,
+) -> Result<bool, TenancyError> {
+    use audit::{Actor, AuditAction, Journal, Metadata, NewAuditEvent, OutboundMail, Target};
+    let Some(max) = org.limits().get(Limit::ApiCallsPerMonth) else {
+        return Ok(false);
+    };
+    let month = month_key(now);
+    let resets_at = next_month_start(now);
+    let window = Window::new(now, resets_at, Some(org.created_at.date_naive()));
+    let used = store.monthly(org.id, METRIC_API_CALLS, &month).await?;
+    if used >= max {
+        return Ok(false);
+    }
+    let days: Vec<(NaiveDate, u64)> = store
+        .usage(org.id, window.previous_start(), now.date_naive())
+        .await?
+        .into_iter()
+        .filter(|u| u.metric == METRIC_API_CALLS)
+        .map(|u| (u.day, u.count))
+        .collect();
+    let t = trend(&days, used, Some(max), window);
+    let Some(on) = t.limit_reached_on else {
+        return Ok(false);
+    };
+    let owner = match crate::orgs::owner_of(store, org.id).await {
+        Ok(m) => m.user,
+        Err(TenancyError::NotFound(_)) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let period = format!("{month} of {max}");
+    let journal = Journal::record(
+        NewAuditEvent::new(
+            org.id,
+            now,
+            Actor::system(),
+            AuditAction::UsageForecastSent,
+            Target::new(
+                "limit",
+                Limit::ApiCallsPerMonth.as_str(),
+                format!("{} by {on}", Limit::ApiCallsPerMonth.as_str()),
+            ),
+        )
+        .with_metadata(Metadata::from_value(serde_json::json!({
+            "limit": Limit::ApiCallsPerMonth.as_str(), "used": used, "max": max,
+            "per_day": t.per_day, "reached_on": on.to_string(), "period": month,
+        }))?),
+    )
+    .mail(OutboundMail {
+        org: Some(org.id),
+        to: owner.email.as_str().to_owned(),
+        subject: format!("{}: API calls on course to reach the limit by {on}", org.name),
+        body: format!(
+            "{} has used {used} of the {max} API calls its {} plan includes this month.\n\nAt the rate of the last 7 complete days ({} a day), it would reach the limit on {on}, before the counters start again on {}; calls past the limit are refused.\n\nUpgrade, or ask your teams to slow down. This forecast is sent once a month.",
+            org.name,
+            org.plan.as_str(),
+            t.per_day,
+            resets_at.format("%Y-%m-%d"),
+        ),
+        kind: "usage_forecast".into(),
+    });
+    store
+        .record_alert(org.id, "api_calls_forecast", &period, 0, journal)
+        .await
 }
 
 /// The ISO week a time falls in, as `YYYY-Www` (UTC).
@@ -907,6 +1078,7 @@ pub async fn weekly_report<
         "\nMonthly counters start again on {}.\n",
         report.resets_at.format("%Y-%m-%d")
     ));
+    body.push_str(&trend_lines(&report));
     let journal = Journal::record(
         NewAuditEvent::new(
             org.id,
@@ -1413,5 +1585,156 @@ mod tests {
         assert_eq!(figure(Limit::CustomDomains, 0, &l).percent, Some(100));
         let e = PlanLimits::for_plan(billing_limits::Plan::Enterprise);
         assert_eq!(figure(Limit::CustomDomains, 4, &e).percent, None);
+    }
+
+    #[tokio::test]
+    async fn trends_compare_weeks_and_forecast_the_limit_once_a_month() {
+        use crate::store::OrgStore;
+        use audit::{AuditStore, MailOutbox};
+        let (store, org, owner) = crate::MemoryTenancyStore::with_org("Trending").await;
+        let mut org = store.get_org(org.id).await.unwrap();
+        org.created_at = Utc.with_ymd_and_hms(2026, 9, 1, 0, 0, 0).unwrap();
+        let max = org.limits().get(Limit::ApiCallsPerMonth).unwrap();
+        let a = store.default_team(org.id).await.unwrap().id;
+        let b = TeamId::new();
+        let nov = |d: u32| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+        let record = |team: TeamId, metric: &str, day: NaiveDate, count: u64| UsageRecord {
+            team,
+            asset: None,
+            metric: metric.into(),
+            day,
+            count,
+        };
+        let mut rows = vec![record(
+            a,
+            METRIC_API_CALLS,
+            nov(1) - chrono::Duration::days(1),
+            5_000,
+        )];
+        for d in 1..=7 {
+            rows.push(record(a, METRIC_API_CALLS, nov(d), 100));
+        }
+        for d in 8..=14 {
+            rows.push(record(a, METRIC_API_CALLS, nov(d), 200));
+            rows.push(record(b, METRIC_API_CALLS, nov(d), 100));
+            rows.push(record(a, crate::assets::METRIC_MESSAGES, nov(d), 10));
+        }
+        // Today's calls so far: not a complete day, not in the rate.
+        rows.push(record(a, METRIC_API_CALLS, nov(15), 9_999));
+        for r in &rows {
+            store.record_usage(r, org.id).await.unwrap();
+        }
+        // 3,000 calls left of the month's limit; 300 a day in the last week: ten days.
+        store
+            .reserve_within(org.id, METRIC_API_CALLS, "2026-11", max - 3_000, None)
+            .await
+            .unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 11, 15, 12, 0, 0).unwrap();
+        let report = report_of(&store, &org, now).await.unwrap();
+        let calls = &report.trends[0];
+        assert_eq!(
+            (calls.metric, calls.limit),
+            (METRIC_API_CALLS, Some("api_calls_per_month"))
+        );
+        let t = calls.trend;
+        assert_eq!((t.last_7_days, t.previous_7_days), (2_100, 700));
+        assert_eq!((t.change_percent, t.per_day), (Some(200), 300));
+        // 15.5 days left at 300 a day.
+        assert_eq!(t.projected_month_end, max - 3_000 + 4_650);
+        assert_eq!(t.limit_reached_on, Some(nov(25)));
+        let messages = report.trends[1].trend;
+        assert_eq!(report.trends[1].metric, "messages");
+        assert_eq!(
+            (
+                messages.last_7_days,
+                messages.change_percent,
+                messages.projected_month_end
+            ),
+            (70, None, 70 + 155)
+        );
+        // Per team, against no limit of its own; today's calls are in the month's count.
+        let default = report.teams.iter().find(|f| f.team == a).unwrap();
+        let tt = default.api_calls_trend;
+        assert_eq!(default.api_calls, 700 + 1_400 + 9_999);
+        assert_eq!(
+            (tt.last_7_days, tt.previous_7_days, tt.change_percent),
+            (1_400, 700, Some(100))
+        );
+        assert_eq!(
+            (tt.projected_month_end, tt.limit_reached_on),
+            (12_099 + 3_100, None)
+        );
+        let weekly = trend_lines(&report);
+        assert!(weekly.contains("+200 %"), "{weekly}");
+        assert!(
+            weekly.contains("the limit would be reached on 2026-11-25"),
+            "{weekly}"
+        );
+
+        // The Owner is told once this month, however many passes run.
+        assert!(forecast_alert(&store, &org, now).await.unwrap());
+        assert!(
+            !forecast_alert(&store, &org, now + chrono::Duration::hours(1))
+                .await
+                .unwrap()
+        );
+        let mails: Vec<_> = store
+            .audit()
+            .list_mails(Some(org.id), None, 50)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.kind == "usage_forecast")
+            .collect();
+        assert_eq!(mails.len(), 1);
+        assert_eq!(mails[0].to, owner.email.as_str());
+        assert!(
+            mails[0].body.contains("2026-11-25") && mails[0].body.contains("300 a day"),
+            "{}",
+            mails[0].body
+        );
+        let records = store
+            .audit()
+            .search(
+                org.id,
+                &audit::AuditQuery {
+                    action: Some(audit::ActionFilter::parse("usage.forecast_sent")),
+                    limit: 10,
+                    ..audit::AuditQuery::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(records.len(), 1);
+        let meta = records[0].event.metadata.to_map();
+        assert_eq!(records[0].event.actor.kind, audit::ActorKind::System);
+        assert_eq!(
+            (meta.get("reached_on"), meta.get("per_day")),
+            (
+                Some(&serde_json::json!("2026-11-25")),
+                Some(&serde_json::json!(300))
+            )
+        );
+
+        // Next month: this month's count starts again and the same rate reaches no limit; the
+        // report's daily counters are this month's, its trends read last month's days.
+        store
+            .record_usage(&record(b, METRIC_API_CALLS, nov(28), 700), org.id)
+            .await
+            .unwrap();
+        let dec = Utc.with_ymd_and_hms(2026, 12, 3, 0, 0, 0).unwrap();
+        let report = report_of(&store, &org, dec).await.unwrap();
+        assert!(
+            report
+                .daily
+                .iter()
+                .all(|u| u.day >= NaiveDate::from_ymd_opt(2026, 12, 1).unwrap())
+        );
+        assert!(report.daily.is_empty());
+        // The last seven days before the 3rd are 26 Nov to 2 Dec: 100 a day over 29 days.
+        let t = report.trends[0].trend;
+        assert_eq!((t.last_7_days, t.previous_7_days, t.per_day), (700, 0, 100));
+        assert_eq!((t.projected_month_end, t.limit_reached_on), (2_900, None));
+        assert!(!forecast_alert(&store, &org, dec).await.unwrap());
     }
 }

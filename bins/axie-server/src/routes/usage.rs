@@ -55,6 +55,57 @@ pub struct TeamUsageResponse {
     pub storage_bytes: u64,
     /// API calls this month.
     pub api_calls: u64,
+    /// The trend of its API calls (`limit_reached_on` is always absent: the limit is the
+    /// organization's).
+    pub api_calls_trend: TrendResponse,
+}
+
+/// A metric's last seven complete days (UTC) against the seven before, and where this month is
+/// heading at that rate.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrendResponse {
+    /// The count of the last seven complete days before today (UTC; today is not over).
+    pub last_7_days: u64,
+    /// The count of the seven days before those.
+    pub previous_7_days: u64,
+    /// The change from the previous seven days to the last seven, in percent (rounded toward
+    /// zero); absent when there is nothing to compare with (no use in the previous seven days,
+    /// or the organization did not exist for all of them).
+    pub change_percent: Option<i64>,
+    /// The recent daily rate: the last seven days' count per complete day of them the
+    /// organization existed for, rounded down.
+    pub per_day: u64,
+    /// This month's count when the counters start again, if the recent rate holds.
+    pub projected_month_end: u64,
+    /// `YYYY-MM-DD` (UTC): the day the count would reach the limit at the recent rate, when that
+    /// is before the counters start again; absent when unlimited, reached already, without recent
+    /// use or not this month.
+    pub limit_reached_on: Option<String>,
+}
+
+impl From<tenancy::metering::Trend> for TrendResponse {
+    fn from(t: tenancy::metering::Trend) -> Self {
+        Self {
+            last_7_days: t.last_7_days,
+            previous_7_days: t.previous_7_days,
+            change_percent: t.change_percent,
+            per_day: t.per_day,
+            projected_month_end: t.projected_month_end,
+            limit_reached_on: t.limit_reached_on.map(|d| d.to_string()),
+        }
+    }
+}
+
+/// One metric's trend.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MetricTrendResponse {
+    /// `api_calls` or `messages` (chat interface messages).
+    pub metric: String,
+    /// The limit it counts against (`api_calls_per_month`); absent for messages.
+    pub limit: Option<String>,
+    /// The figures.
+    #[serde(flatten)]
+    pub trend: TrendResponse,
 }
 
 /// The usage report.
@@ -70,9 +121,12 @@ pub struct UsageResponse {
     pub daily: Vec<DailyResponse>,
     /// Per team.
     pub teams: Vec<TeamUsageResponse>,
+    /// Trend analysis of API calls and messages.
+    pub trends: Vec<MetricTrendResponse>,
 }
 
-/// This month's usage against the plan's limits, daily history and per-team breakdown (Owner).
+/// This month's usage against the plan's limits, daily history, per-team breakdown and trends
+/// (Owner).
 #[utoipa::path(get, path = "/api/v1/orgs/{org_id}/usage", tag = "usage",
     params(("org_id" = String, Path, description = "Organization id")),
     responses(
@@ -119,6 +173,16 @@ pub async fn usage(
                 documents: t.storage.documents,
                 storage_bytes: t.storage.bytes,
                 api_calls: t.api_calls,
+                api_calls_trend: t.api_calls_trend.into(),
+            })
+            .collect(),
+        trends: r
+            .trends
+            .into_iter()
+            .map(|m| MetricTrendResponse {
+                metric: m.metric.to_owned(),
+                limit: m.limit.map(str::to_owned),
+                trend: m.trend.into(),
             })
             .collect(),
     }))
