@@ -477,4 +477,90 @@ mod tests {
         );
         assert_eq!(origin_of("localhost:8080"), None);
     }
+
+    /// Whether the handler ran in a task of its own: the test's body runs on the runtime's
+    /// thread outside any task, so a handler served attached sees no task id.
+    async fn in_own_task() -> actix_web::HttpResponse {
+        actix_web::HttpResponse::Ok().body(if tokio::task::try_id().is_some() {
+            "detached"
+        } else {
+            "attached"
+        })
+    }
+
+    #[allow(clippy::panic, reason = "the panic under test")]
+    async fn panics() -> actix_web::HttpResponse {
+        panic!("secret detail of a bug")
+    }
+
+    #[actix_web::test]
+    async fn changes_run_detached_up_to_the_cap_then_attached_and_a_panic_is_an_internal_problem() {
+        use actix_web::{App, test, web};
+        let app = test::init_service(
+            App::new()
+                .wrap(actix_web::middleware::from_fn(observe))
+                .route("/w", web::post().to(in_own_task))
+                .route("/w", web::get().to(in_own_task))
+                .route("/panic", web::post().to(panics)),
+        )
+        .await;
+        let served = |method: Method| {
+            let req = test::TestRequest::default()
+                .method(method)
+                .uri("/w")
+                .to_request();
+            let app = &app;
+            async move {
+                let res = test::call_service(app, req).await;
+                assert!(res.status().is_success());
+                assert!(res.headers().contains_key("x-request-id"));
+                String::from_utf8(test::read_body(res).await.to_vec()).unwrap_or_default()
+            }
+        };
+        assert_eq!(served(Method::POST).await, "detached");
+        assert_eq!(
+            served(Method::GET).await,
+            "attached",
+            "reads are not detached"
+        );
+        // Every place taken (other tests' requests give theirs back): served at once, attached.
+        let all = DETACHED
+            .acquire_many(u32::try_from(DETACHED_MAX).unwrap_or(u32::MAX))
+            .await
+            .ok();
+        assert!(all.is_some());
+        assert_eq!(served(Method::POST).await, "attached");
+        drop(all);
+        assert_eq!(served(Method::POST).await, "detached");
+
+        // A panic in a detached request: a problem document, the message not given away.
+        // (The error is turned into its response by the server, as here.)
+        let req = test::TestRequest::post().uri("/panic").to_request();
+        let Err(e) = test::try_call_service(&app, req).await else {
+            panic!("a panic is an error");
+        };
+        let res = e.error_response();
+        assert_eq!(
+            res.status(),
+            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            res.headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("application/problem+json")
+        );
+        let body = actix_web::body::to_bytes(res.into_body())
+            .await
+            .unwrap_or_default();
+        let body = String::from_utf8(body.to_vec()).unwrap_or_default();
+        assert!(body.contains("\"internal\""), "{body}");
+        assert!(!body.contains("secret detail"), "{body}");
+        // No other test of this binary goes through `observe`: every place is free again.
+        assert_eq!(
+            DETACHED.available_permits(),
+            DETACHED_MAX,
+            "its place given back"
+        );
+    }
 }
