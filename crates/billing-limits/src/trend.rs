@@ -30,20 +30,20 @@ pub const WINDOW_DAYS: i64 = 7;
 
 const DAY_SECONDS: u128 = 86_400;
 
-/// When a trend is taken: the time, when the month's counters start again, and since when the
-/// organization exists (days before it are not counted as days without use).
+/// When a trend is taken: the time, when the month's counters start again, and since when what
+/// is counted exists (an organization, a team: time before it is not time without use).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
     now: DateTime<Utc>,
     resets_at: DateTime<Utc>,
-    since: Option<NaiveDate>,
+    since: Option<DateTime<Utc>>,
 }
 
 impl Window {
-    /// A window at `now`, in a month whose counters start again at `resets_at`, for an
-    /// organization created on `since` (`None`: long enough ago).
+    /// A window at `now`, in a month whose counters start again at `resets_at`, for what was
+    /// created at `since` (`None`: long enough ago).
     #[must_use]
-    pub fn new(now: DateTime<Utc>, resets_at: DateTime<Utc>, since: Option<NaiveDate>) -> Self {
+    pub fn new(now: DateTime<Utc>, resets_at: DateTime<Utc>, since: Option<DateTime<Utc>>) -> Self {
         Self {
             now,
             resets_at,
@@ -64,15 +64,24 @@ impl Window {
         self.now.date_naive() - Duration::days(2 * WINDOW_DAYS)
     }
 
-    /// Complete days of the last window the organization existed for: a day it was created on
-    /// counts (its use that day is in it), today does not (it is not over).
-    fn days_lived_of_last(&self) -> i64 {
-        let start = self.last_start();
-        match self.since {
-            Some(s) if s > start => (self.now.date_naive() - s).num_days().clamp(0, WINDOW_DAYS),
-            _ => WINDOW_DAYS,
-        }
+    /// The seconds of the last window (up to today, 00:00 UTC) that what is counted existed
+    /// for: all of it, or from its creation (whose day's use is in the window) on; 0 when it
+    /// was created today.
+    fn seconds_lived_of_last(&self) -> u128 {
+        let (start, end) = (midnight(self.last_start()), midnight(self.now.date_naive()));
+        let from = self.since.map_or(start, |s| s.max(start));
+        u128::try_from((end - from).num_seconds().max(0)).unwrap_or(0)
     }
+
+    /// Whether what is counted existed for the whole of the previous window.
+    fn whole_previous(&self) -> bool {
+        self.since
+            .is_none_or(|s| s <= midnight(self.previous_start()))
+    }
+}
+
+fn midnight(d: NaiveDate) -> DateTime<Utc> {
+    d.and_time(chrono::NaiveTime::MIN).and_utc()
 }
 
 /// A metric's trend.
@@ -86,8 +95,9 @@ pub struct Trend {
     /// zero; `None` when there is nothing to compare with (no use in the previous seven days,
     /// or the organization did not exist for all of them).
     pub change_percent: Option<i64>,
-    /// The recent daily rate: the last seven days' count over the complete days of them the
-    /// organization existed for, rounded down (0 before its first complete day).
+    /// The recent daily rate: the last seven days' count over the time of them (up to today,
+    /// 00:00 UTC) that what is counted existed for, per day, rounded down (0 when it was
+    /// created today).
     pub per_day: u64,
     /// This month's count when the counters start again, if the recent rate holds: the count
     /// so far plus the rate over the time left, rounded down.
@@ -118,16 +128,18 @@ pub fn trend(
     };
     let last = sum(last_start, today);
     let previous = sum(previous_start, last_start);
-    let whole_previous = window.since.is_none_or(|s| s <= previous_start);
-    let change_percent = (whole_previous && previous > 0).then(|| {
+    let change_percent = (window.whole_previous() && previous > 0).then(|| {
         let diff = i128::from(last) - i128::from(previous);
         i64::try_from(diff * 100 / i128::from(previous)).unwrap_or(i64::MAX)
     });
-    // Rates in calls per second of the lived days, kept as a fraction (count / seconds).
-    let lived = u128::try_from(window.days_lived_of_last()).unwrap_or(0);
-    let per_day =
-        u64::try_from(u128::from(last).checked_div(lived).unwrap_or(0)).unwrap_or(u64::MAX);
-    let span = lived * DAY_SECONDS;
+    // The rate is kept as a fraction, the count over the seconds it took (`span`).
+    let span = window.seconds_lived_of_last();
+    let per_day = u64::try_from(
+        (u128::from(last) * DAY_SECONDS)
+            .checked_div(span)
+            .unwrap_or(0),
+    )
+    .unwrap_or(u64::MAX);
     let left = u128::try_from((window.resets_at - window.now).num_seconds().max(0)).unwrap_or(0);
     let coming = (u128::from(last) * left).checked_div(span).unwrap_or(0);
     let projected_month_end = u64::try_from(u128::from(month_to_date) + coming).unwrap_or(u64::MAX);
@@ -220,9 +232,9 @@ mod tests {
     }
 
     #[test]
-    fn a_young_organization_is_rated_over_the_days_it_lived() {
-        // Created on the 12th: the 12th, 13th and 14th are complete; 300 over them, 100 a day.
-        let w = Window::new(at(15, 0), reset(), Some(day(12)));
+    fn a_young_organization_is_rated_over_the_time_it_lived() {
+        // Created on the 12th at 00:00: the 12th, 13th and 14th are complete; 300 over them.
+        let w = Window::new(at(15, 0), reset(), Some(at(12, 0)));
         let t = trend(
             &[(day(12), 100), (day(13), 100), (day(14), 100)],
             300,
@@ -233,20 +245,38 @@ mod tests {
         assert_eq!(t.change_percent, None, "no previous week to compare with");
         assert_eq!(t.projected_month_end, 300 + 1_600);
         assert_eq!(t.limit_reached_on, Some(day(22)));
+        // Created on the 12th at noon: 300 over two and a half days is 120 a day.
+        let w = Window::new(at(15, 0), reset(), Some(at(12, 12)));
+        let t = trend(
+            &[(day(12), 50), (day(13), 125), (day(14), 125)],
+            300,
+            Some(1_000),
+            w,
+        );
+        assert_eq!(t.per_day, 120);
+        assert_eq!(t.projected_month_end, 300 + 1_920);
+        // 700 to go at 120 a day: 5 days and 20 hours, the 20th at 20:00.
+        assert_eq!(t.limit_reached_on, Some(day(20)));
         // Created today: no complete day, no rate.
-        let w = Window::new(at(15, 9), reset(), Some(day(15)));
+        let w = Window::new(at(15, 9), reset(), Some(at(15, 8)));
         let t = trend(&[(day(15), 50)], 50, Some(100), w);
         assert_eq!(
             (t.per_day, t.projected_month_end, t.limit_reached_on),
             (0, 50, None)
         );
         // Created within the previous window: its change is not a week's.
-        let w = Window::new(at(15, 0), reset(), Some(day(5)));
+        let w = Window::new(at(15, 0), reset(), Some(at(5, 0)));
         let t = trend(&[(day(5), 10), (day(9), 70)], 80, None, w);
         assert_eq!(
             (t.previous_7_days, t.change_percent, t.per_day),
             (10, None, 10)
         );
+        // Created as the previous window began: a whole week to compare with; an hour later, not.
+        let days = [(day(5), 10), (day(9), 70)];
+        let w = Window::new(at(15, 0), reset(), Some(at(1, 0)));
+        assert_eq!(trend(&days, 80, None, w).change_percent, Some(600));
+        let w = Window::new(at(15, 0), reset(), Some(at(1, 1)));
+        assert_eq!(trend(&days, 80, None, w).change_percent, None);
     }
 
     #[test]

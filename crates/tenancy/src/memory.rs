@@ -3680,6 +3680,14 @@ impl MemoryTenancyStore {
     /// A store holding one Enterprise organization called `name`, created now through the
     /// service, and its Owner.
     pub(crate) async fn with_org(name: &str) -> (Self, Organization, User) {
+        Self::with_org_created(name, Utc::now()).await
+    }
+
+    /// [`Self::with_org`], created at `at`.
+    pub(crate) async fn with_org_created(
+        name: &str,
+        at: chrono::DateTime<Utc>,
+    ) -> (Self, Organization, User) {
         let store = Self::new();
         let hasher =
             security_policy::PasswordHasher::new(security_policy::HashParams::default()).unwrap();
@@ -3693,7 +3701,7 @@ impl MemoryTenancyStore {
                 owner_name: "Owner".into(),
                 owner_password: "tilted windmill at sunrise".into(),
             },
-            Utc::now(),
+            at,
         )
         .await
         .unwrap();

@@ -806,11 +806,7 @@ async fn report_of<S: TenancyStore + WorkspaceStore + MeteringStore + Invitation
     let storage = store.storage(org).await?;
     let bytes: u64 = storage.iter().map(|s| s.bytes).sum();
     let keys = store.active_api_key_count(org).await?;
-    let window = Window::new(
-        now,
-        next_month_start(now),
-        Some(organization.created_at.date_naive()),
-    );
+    let window = Window::new(now, next_month_start(now), Some(organization.created_at));
     // This month's days and the two weeks before today, in one read.
     let mut daily = store
         .usage(org, first.min(window.previous_start()), now.date_naive())
@@ -890,7 +886,17 @@ async fn report_of<S: TenancyStore + WorkspaceStore + MeteringStore + Invitation
                     bytes: 0,
                 }),
             api_calls: api,
-            api_calls_trend: trend(&calls, api, None, window),
+            // Rated over the time the team existed, not the organization.
+            api_calls_trend: trend(
+                &calls,
+                api,
+                None,
+                Window::new(
+                    now,
+                    next_month_start(now),
+                    Some(t.created_at.max(organization.created_at)),
+                ),
+            ),
         });
     }
     daily.retain(|u| u.day >= first);
@@ -905,9 +911,12 @@ async fn report_of<S: TenancyStore + WorkspaceStore + MeteringStore + Invitation
 }
 
 /// The trends of a report as the weekly mail words them.
-fn trend_lines(report: &UsageReport) -> String {
-    let mut out =
-        String::from("\nTrends (the last 7 complete days, UTC, against the 7 before):\n\n");
+/// `now` is when the report was taken: its trends end the day before.
+fn trend_lines(report: &UsageReport, now: DateTime<Utc>) -> String {
+    let mut out = format!(
+        "\nTrends (the 7 days before {}, UTC, against the 7 before them):\n\n",
+        now.format("%Y-%m-%d")
+    );
     for m in &report.trends {
         let t = &m.trend;
         let change = t.change_percent.map_or_else(
@@ -961,7 +970,7 @@ pub async fn forecast_alert<S: TenancyStore + WorkspaceStore + MeteringStore + ?
     };
     let month = month_key(now);
     let resets_at = next_month_start(now);
-    let window = Window::new(now, resets_at, Some(org.created_at.date_naive()));
+    let window = Window::new(now, resets_at, Some(org.created_at));
     let used = store.monthly(org.id, METRIC_API_CALLS, &month).await?;
     if used >= max {
         return Ok(false);
@@ -1005,7 +1014,7 @@ pub async fn forecast_alert<S: TenancyStore + WorkspaceStore + MeteringStore + ?
         to: owner.email.as_str().to_owned(),
         subject: format!("{}: API calls on course to reach the limit by {on}", org.name),
         body: format!(
-            "{} has used {used} of the {max} API calls its {} plan includes this month.\n\nAt the rate of the last 7 complete days ({} a day), it would reach the limit on {on}, before the counters start again on {}; calls past the limit are refused.\n\nUpgrade, or ask your teams to slow down. This forecast is sent once a month.",
+            "{} has used {used} of the {max} API calls its {} plan includes this month.\n\nAt the rate of the last 7 complete days ({} a day), it would reach the limit on {on}, before the counters start again on {}; calls past the limit are refused.\n\nUpgrade, or ask your teams to slow down. This forecast is sent once a month (again if the limit changes).",
             org.name,
             org.plan.as_str(),
             t.per_day,
@@ -1078,7 +1087,7 @@ pub async fn weekly_report<
         "\nMonthly counters start again on {}.\n",
         report.resets_at.format("%Y-%m-%d")
     ));
-    body.push_str(&trend_lines(&report));
+    body.push_str(&trend_lines(&report, now));
     let journal = Journal::record(
         NewAuditEvent::new(
             org.id,
@@ -1591,12 +1600,29 @@ mod tests {
     async fn trends_compare_weeks_and_forecast_the_limit_once_a_month() {
         use crate::store::OrgStore;
         use audit::{AuditStore, MailOutbox};
-        let (store, org, owner) = crate::MemoryTenancyStore::with_org("Trending").await;
-        let mut org = store.get_org(org.id).await.unwrap();
-        org.created_at = Utc.with_ymd_and_hms(2026, 9, 1, 0, 0, 0).unwrap();
+        let created = Utc.with_ymd_and_hms(2026, 9, 1, 0, 0, 0).unwrap();
+        let (store, org, owner) =
+            crate::MemoryTenancyStore::with_org_created("Trending", created).await;
+        let org = store.get_org(org.id).await.unwrap();
         let max = org.limits().get(Limit::ApiCallsPerMonth).unwrap();
         let a = store.default_team(org.id).await.unwrap().id;
+        // A team made on the 12th at noon (its calls of the 8th to the 11th were another
+        // team's, moved into it: they count, over the time it existed).
         let b = TeamId::new();
+        store
+            .create_team(
+                &crate::model::Team {
+                    id: b,
+                    org: org.id,
+                    name: "Young".into(),
+                    is_default: false,
+                    created_at: Utc.with_ymd_and_hms(2026, 11, 12, 12, 0, 0).unwrap(),
+                    archived_at: None,
+                },
+                audit::Journal::default(),
+            )
+            .await
+            .unwrap();
         let nov = |d: u32| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
         let record = |team: TeamId, metric: &str, day: NaiveDate, count: u64| UsageRecord {
             team,
@@ -1664,7 +1690,19 @@ mod tests {
             (tt.projected_month_end, tt.limit_reached_on),
             (12_099 + 3_100, None)
         );
-        let weekly = trend_lines(&report);
+        // The young team: 700 over the two and a half days it existed, 280 a day, no week
+        // before it to compare with.
+        let young = report
+            .teams
+            .iter()
+            .find(|f| f.team == b)
+            .unwrap()
+            .api_calls_trend;
+        assert_eq!(
+            (young.last_7_days, young.per_day, young.change_percent),
+            (700, 280, None)
+        );
+        let weekly = trend_lines(&report, now);
         assert!(weekly.contains("+200 %"), "{weekly}");
         assert!(
             weekly.contains("the limit would be reached on 2026-11-25"),
@@ -1723,6 +1761,18 @@ mod tests {
             .await
             .unwrap();
         let dec = Utc.with_ymd_and_hms(2026, 12, 3, 0, 0, 0).unwrap();
+        store
+            .record_usage(
+                &record(
+                    b,
+                    METRIC_API_CALLS,
+                    dec.date_naive() - chrono::Duration::days(1),
+                    7,
+                ),
+                org.id,
+            )
+            .await
+            .unwrap();
         let report = report_of(&store, &org, dec).await.unwrap();
         assert!(
             report
@@ -1730,11 +1780,14 @@ mod tests {
                 .iter()
                 .all(|u| u.day >= NaiveDate::from_ymd_opt(2026, 12, 1).unwrap())
         );
-        assert!(report.daily.is_empty());
-        // The last seven days before the 3rd are 26 Nov to 2 Dec: 100 a day over 29 days.
+        assert_eq!(report.daily.len(), 1, "the 2nd's");
+        // The last seven days before the 3rd are 26 Nov to 2 Dec: 707, 101 a day, for 29 days.
         let t = report.trends[0].trend;
-        assert_eq!((t.last_7_days, t.previous_7_days, t.per_day), (700, 0, 100));
-        assert_eq!((t.projected_month_end, t.limit_reached_on), (2_900, None));
+        assert_eq!((t.last_7_days, t.previous_7_days, t.per_day), (707, 0, 101));
+        assert_eq!(
+            (t.projected_month_end, t.limit_reached_on),
+            (707 * 29 / 7, None)
+        );
         assert!(!forecast_alert(&store, &org, dec).await.unwrap());
     }
 }

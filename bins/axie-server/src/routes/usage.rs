@@ -55,8 +55,8 @@ pub struct TeamUsageResponse {
     pub storage_bytes: u64,
     /// API calls this month.
     pub api_calls: u64,
-    /// The trend of its API calls (`limit_reached_on` is always absent: the limit is the
-    /// organization's).
+    /// The trend of its API calls over the time the team existed (`limit_reached_on` is always
+    /// null: the limit is the organization's).
     pub api_calls_trend: TrendResponse,
 }
 
@@ -69,16 +69,16 @@ pub struct TrendResponse {
     /// The count of the seven days before those.
     pub previous_7_days: u64,
     /// The change from the previous seven days to the last seven, in percent (rounded toward
-    /// zero); absent when there is nothing to compare with (no use in the previous seven days,
+    /// zero); null when there is nothing to compare with (no use in the previous seven days,
     /// or the organization did not exist for all of them).
     pub change_percent: Option<i64>,
-    /// The recent daily rate: the last seven days' count per complete day of them the
-    /// organization existed for, rounded down.
+    /// The recent daily rate: the last seven days' count per day of the time of them (up to
+    /// today, 00:00 UTC) the organization (for a team, the team) existed for, rounded down.
     pub per_day: u64,
     /// This month's count when the counters start again, if the recent rate holds.
     pub projected_month_end: u64,
     /// `YYYY-MM-DD` (UTC): the day the count would reach the limit at the recent rate, when that
-    /// is before the counters start again; absent when unlimited, reached already, without recent
+    /// is before the counters start again; null when unlimited, reached already, without recent
     /// use or not this month.
     pub limit_reached_on: Option<String>,
 }
@@ -101,7 +101,7 @@ impl From<tenancy::metering::Trend> for TrendResponse {
 pub struct MetricTrendResponse {
     /// `api_calls` or `messages` (chat interface messages).
     pub metric: String,
-    /// The limit it counts against (`api_calls_per_month`); absent for messages.
+    /// The limit it counts against (`api_calls_per_month`); null for messages.
     pub limit: Option<String>,
     /// The figures.
     #[serde(flatten)]
