@@ -1457,3 +1457,65 @@ both_backends!(
         assert_ne!(annual["invoice"]["number"], up["invoice"]["number"]);
     }
 );
+
+both_backends!(
+    the_plans_are_shown_side_by_side_to_anyone_signed_in,
+    |b| async move {
+        let t = spawn_app(b).await;
+        problem(
+            t.client.get(t.url("/api/v1/plans")).send().await.unwrap(),
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        )
+        .await;
+        // A User, who sees no billing of the organization, weighs the plans.
+        let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
+        let sheet = json_of(t.get(&t.url("/api/v1/plans"), &tom).await).await;
+        let plans = sheet["plans"].as_array().unwrap();
+        let names: Vec<&str> = plans.iter().map(|p| p["plan"].as_str().unwrap()).collect();
+        assert_eq!(names, ["free", "pro", "enterprise"]);
+        // The deployment's list prices, as the Owner's billing shows them.
+        let billing = json_of(t.get(&t.org("/billing"), &t.owner_token).await).await;
+        assert_eq!(sheet["currency"], billing["prices"]["currency"]);
+        assert_eq!(sheet["credit_cents"], billing["prices"]["credit_cents"]);
+        for (i, plan) in [(1, "pro"), (2, "enterprise")] {
+            assert_eq!(
+                plans[i]["monthly_cents"], billing["prices"][plan]["monthly_cents"],
+                "{plan}"
+            );
+            assert_eq!(
+                plans[i]["annual_cents"], billing["prices"][plan]["annual_cents"],
+                "{plan}"
+            );
+        }
+        assert_eq!(plans[0]["monthly_cents"], 0);
+        // The guide's table: limits, features, support and uptime.
+        assert_eq!(plans[0]["limits"]["chat_interfaces"], 1);
+        assert_eq!(plans[1]["limits"]["custom_domains"], 3);
+        assert_eq!(plans[2]["limits"]["members"], 20);
+        assert_eq!(
+            plans[2]["limits"].get("custom_domains"),
+            Some(&Value::Null),
+            "unlimited"
+        );
+        assert_eq!(plans[1]["features"]["audit_logs"], false);
+        assert_eq!(plans[2]["features"]["webhooks"], true);
+        let support: Vec<&str> = plans
+            .iter()
+            .map(|p| p["support"].as_str().unwrap())
+            .collect();
+        assert_eq!(support, ["email", "priority_email", "phone_and_dedicated"]);
+        let sla: Vec<&Value> = plans.iter().map(|p| &p["sla_uptime_per_mille"]).collect();
+        assert_eq!(sla, [&Value::Null, &json!(990), &json!(999)]);
+        assert_eq!(
+            plans[2]["response_times"],
+            json!([
+                {"priority": "critical", "hours": 2, "availability": "24/7"},
+                {"priority": "high", "hours": 4, "availability": "business_hours"},
+                {"priority": "medium", "hours": 8, "availability": "business_hours"},
+                {"priority": "low", "hours": 24, "availability": "business_hours"},
+            ])
+        );
+        assert_eq!(plans[1]["response_times"], json!([]));
+    }
+);

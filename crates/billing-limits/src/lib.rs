@@ -1,7 +1,8 @@
 //! # billing-limits
 //!
 //! Plans and their limits (the enterprise guide's "What's Included" table), the pure quota
-//! decision every creation goes through, the subscription lifecycle ([`subscription`]), the
+//! decision every creation goes through, the plans side by side ([`catalogue`]), the
+//! subscription lifecycle ([`subscription`]), the
 //! payment port ([`payment`]), the rules of team credits ([`credits`]) and usage trends
 //! ([`trend`]).
 //!
@@ -13,6 +14,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod catalogue;
 pub mod credits;
 pub mod payment;
 pub mod subscription;

@@ -164,6 +164,99 @@ pub fn parse_plan(
     Ok((plan, cycle))
 }
 
+/// A first answer promised for a support request's priority.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResponseTimeResponse {
+    /// `critical`, `high`, `medium` or `low`.
+    pub priority: String,
+    /// Hours until the first answer.
+    pub hours: u32,
+    /// `24/7`, or `business_hours`.
+    pub availability: String,
+}
+
+/// One plan as offered.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanResponse {
+    /// `free`, `pro` or `enterprise`.
+    pub plan: String,
+    /// Per month on the monthly cycle, in the smallest currency unit.
+    pub monthly_cents: u64,
+    /// Per year on the annual cycle (twelve months less 20 %).
+    pub annual_cents: u64,
+    /// The limits in this deployment (`null`: unlimited): `members`, `chat_interfaces`,
+    /// `knowledge_bases`, `documents`, `api_keys`, `custom_domains`, `api_calls_per_month`,
+    /// `storage_bytes`.
+    #[schema(value_type = Object)]
+    pub limits: serde_json::Value,
+    /// The features it includes: `audit_logs`, `advanced_rbac`, `webhooks`, `scim`.
+    #[schema(value_type = Object)]
+    pub features: serde_json::Value,
+    /// `email`, `priority_email` or `phone_and_dedicated`.
+    pub support: String,
+    /// Response times by priority (Enterprise's; empty for the others).
+    pub response_times: Vec<ResponseTimeResponse>,
+    /// The uptime committed to, in per mille (990: 99 %; 999: 99.9 %); null: none.
+    pub sla_uptime_per_mille: Option<u32>,
+}
+
+/// The plans side by side.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlansResponse {
+    /// ISO 4217 code of the prices.
+    pub currency: String,
+    /// One team credit, in the smallest currency unit.
+    pub credit_cents: u64,
+    /// Free, Pro and Enterprise, cheapest first.
+    pub plans: Vec<PlanResponse>,
+}
+
+/// The plans side by side (the guide's "What's Included"): each one's list prices, limits in
+/// this deployment, features, support and uptime commitment, for anyone signed in who weighs
+/// an upgrade. An organization's own prices, with a price agreed with it, are in its billing.
+#[utoipa::path(get, path = "/api/v1/plans", tag = "billing",
+    responses((status = 200, description = "The plans", body = PlansResponse)),
+    security(("bearer" = [])))]
+pub async fn plans(
+    st: web::Data<AppState>,
+    _auth: crate::auth::Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let plans = billing_limits::catalogue::catalogue(&st.prices)
+        .into_iter()
+        .map(|p| {
+            Ok(PlanResponse {
+                plan: p.plan.as_str().into(),
+                monthly_cents: p.monthly_cents,
+                annual_cents: p.annual_cents,
+                limits: serde_json::to_value(p.limits)?,
+                features: serde_json::to_value(p.features)?,
+                support: p.support.as_str().into(),
+                response_times: p
+                    .response_times
+                    .iter()
+                    .map(|r| ResponseTimeResponse {
+                        priority: r.priority.as_str().into(),
+                        hours: r.hours,
+                        availability: if r.around_the_clock {
+                            "24/7"
+                        } else {
+                            "business_hours"
+                        }
+                        .into(),
+                    })
+                    .collect(),
+                sla_uptime_per_mille: p.sla_uptime_per_mille,
+            })
+        })
+        .collect::<Result<Vec<_>, serde_json::Error>>()
+        .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(PlansResponse {
+        currency: st.prices.currency.clone(),
+        credit_cents: st.prices.credit_cents,
+        plans,
+    }))
+}
+
 /// The subscription with prices and limits.
 #[utoipa::path(get, path = "/api/v1/orgs/{org_id}/billing", tag = "billing",
     params(("org_id" = String, Path, description = "Organization id")),

@@ -207,6 +207,7 @@ routes! {
     GET "/api/v1/orgs/{org_id}/audit-archive/export" => audit_log::export_archive, Member;
     POST "/api/v1/orgs/{org_id}/audit-archive/verify" => audit_log::verify_archive, Member;
     PUT "/api/v1/orgs/{org_id}/plan" => orgs::change_plan, Org(P::ManageBilling);
+    GET "/api/v1/plans" => billing::plans, Authenticated;
     GET "/api/v1/orgs/{org_id}/billing" => billing::get, Org(P::ViewBilling);
     PUT "/api/v1/orgs/{org_id}/billing/subscription" => billing::subscribe, Org(P::ManageBilling);
     POST "/api/v1/orgs/{org_id}/billing/trial" => billing::start_trial, Org(P::ManageBilling);

@@ -160,7 +160,7 @@ impl Modify for ProblemResponses {
         webhooks::recover, webhooks::deliveries, webhooks::attempts, webhooks::resend, webhooks::event_types,
         audit_log::search, audit_log::export, audit_log::export_archive, audit_log::verify_archive, audit_log::verify, audit_log::checkpoint,
         orgs::change_plan,
-        billing::get, billing::subscribe, billing::start_trial, billing::invoices,
+        billing::plans, billing::get, billing::subscribe, billing::start_trial, billing::invoices,
         credits::list, credits::team, credits::purchase, credits::consume, credits::transfer, credits::reverse,
         credits::set_allocations, credits::configure, credits::entries, credits::chargeback,
         teams::list, teams::create, teams::get, teams::update, teams::delete, teams::members, teams::set_member, teams::remove_member,
