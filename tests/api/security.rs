@@ -3339,3 +3339,116 @@ both_backends!(
         assert!(listed["items"].as_array().unwrap().is_empty(), "{listed}");
     }
 );
+
+both_backends!(allowlist_entries_carry_their_labels, |b| async move {
+    let t = spawn_app(b).await;
+    let url = t.org("/security");
+    let saved = json_of(
+        t.patch(
+            &url,
+            &t.owner_token,
+            &json!({ "ip_allowlist": [
+                { "network": "127.0.0.0/8", "label": "This machine" },
+                { "network": "203.0.113.0/24", "label": "  Office network " },
+                "198.51.100.50",
+                { "network": "2001:db8::/32", "label": "" },
+            ] }),
+        )
+        .await,
+    )
+    .await;
+    let entries = json!([
+        { "network": "127.0.0.0/8", "label": "This machine" },
+        { "network": "203.0.113.0/24", "label": "Office network" },
+        { "network": "198.51.100.50/32", "label": null },
+        { "network": "2001:db8::/32", "label": null },
+    ]);
+    assert_eq!(saved["ip_allowlist_entries"], entries);
+    assert_eq!(
+        saved["ip_allowlist"],
+        json!([
+            "127.0.0.0/8",
+            "203.0.113.0/24",
+            "198.51.100.50/32",
+            "2001:db8::/32"
+        ])
+    );
+    let read = json_of(t.get(&url, &t.owner_token).await).await;
+    assert_eq!(read["ip_allowlist_entries"], entries);
+    let record = &t.audit("action=security_policy.updated").await[0];
+    let meta = &record["metadata"];
+    assert!(
+        meta["fields"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("ip_allowlist_labels")),
+        "{record}"
+    );
+    assert_eq!(
+        meta["changes"]["ip_allowlist_labels"]["to"],
+        json!({ "127.0.0.0/8": "This machine", "203.0.113.0/24": "Office network" }),
+        "{record}"
+    );
+
+    // A bad label refuses the whole change: nothing is half applied.
+    for bad in [json!("x".repeat(65)), json!("VPN\nAdmin"), json!(7)] {
+        let res = t
+            .patch(
+                &url,
+                &t.owner_token,
+                &json!({ "ip_allowlist": [{ "network": "127.0.0.0/8", "label": bad }] }),
+            )
+            .await;
+        assert!(res.status().is_client_error(), "{bad}: {}", res.status());
+    }
+    let unknown = t
+        .patch(
+            &url,
+            &t.owner_token,
+            &json!({ "ip_allowlist": [{ "network": "127.0.0.0/8", "name": "x" }] }),
+        )
+        .await;
+    assert!(unknown.status().is_client_error());
+    let read = json_of(t.get(&url, &t.owner_token).await).await;
+    assert_eq!(read["ip_allowlist_entries"], entries);
+
+    // A list of plain networks replaces the labels too; relabelling alone is recorded.
+    let saved = json_of(
+        t.patch(
+            &url,
+            &t.owner_token,
+            &json!({ "ip_allowlist": ["127.0.0.0/8"] }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        saved["ip_allowlist_entries"],
+        json!([{ "network": "127.0.0.0/8", "label": null }])
+    );
+    json_of(
+        t.patch(
+            &url,
+            &t.owner_token,
+            &json!({ "ip_allowlist": [{ "network": "127.0.0.0/8", "label": "Loopback" }] }),
+        )
+        .await,
+    )
+    .await;
+    let record = &t.audit("action=security_policy.updated").await[0];
+    assert_eq!(
+        record["metadata"]["fields"],
+        json!(["ip_allowlist", "ip_allowlist_labels"])
+    );
+    assert_eq!(
+        record["metadata"]["changes"],
+        json!({ "ip_allowlist_labels": { "from": null, "to": { "127.0.0.0/8": "Loopback" } } })
+    );
+    // Allowing everyone again leaves no label behind.
+    let saved = json_of(
+        t.patch(&url, &t.owner_token, &json!({ "ip_allowlist": [] }))
+            .await,
+    )
+    .await;
+    assert_eq!(saved["ip_allowlist_entries"], json!([]));
+});

@@ -222,9 +222,57 @@ pub fn parse_allowlist(entries: &[String]) -> Result<Vec<IpAllowlistEntry>, Secu
     Ok(out)
 }
 
+/// The longest label of an allowlist entry, in characters.
+pub const MAX_ALLOWLIST_LABEL_CHARS: usize = 64;
+
+/// A person's label for an allowlist entry (the guide's "Office network", "VPN", "Home
+/// office"), trimmed; empty is no label. At most [`MAX_ALLOWLIST_LABEL_CHARS`] characters,
+/// none of them a control character or a bidirectional override (a label is shown next to the
+/// network it names and must not rearrange it).
+///
+/// # Errors
+/// [`SecurityError::Invalid`] for a label too long or with such a character.
+pub fn parse_allowlist_label(label: &str) -> Result<Option<String>, SecurityError> {
+    let label = label.trim();
+    if label.is_empty() {
+        return Ok(None);
+    }
+    if label.chars().count() > MAX_ALLOWLIST_LABEL_CHARS {
+        return Err(SecurityError::Invalid(format!(
+            "an allowlist label is at most {MAX_ALLOWLIST_LABEL_CHARS} characters"
+        )));
+    }
+    let bidi = |c: char| matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if label.chars().any(|c| c.is_control() || bidi(c)) {
+        return Err(SecurityError::Invalid(
+            "an allowlist label holds no control or bidirectional formatting characters".into(),
+        ));
+    }
+    Ok(Some(label.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_are_trimmed_short_and_plain() {
+        assert_eq!(
+            parse_allowlist_label("  Office network ")
+                .unwrap()
+                .as_deref(),
+            Some("Office network")
+        );
+        assert_eq!(parse_allowlist_label("   ").unwrap(), None);
+        assert!(parse_allowlist_label(&"x".repeat(64)).is_ok());
+        assert!(parse_allowlist_label(&"x".repeat(65)).is_err());
+        assert!(
+            parse_allowlist_label(&"é".repeat(64)).is_ok(),
+            "characters, not bytes"
+        );
+        assert!(parse_allowlist_label("VPN\nAdmin").is_err());
+        assert!(parse_allowlist_label("VPN\u{202e}").is_err());
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

@@ -32,8 +32,8 @@ pub use cipher::{Cipher, SEALED_MAGIC};
 pub use error::{PasswordError, SecurityError};
 pub use geo::{Country, CountryDecision, GeoIp, Located, check_country, parse_countries};
 pub use ip::{
-    IpAllowlistEntry, IpDecision, MAX_ALLOWLIST_ENTRIES, admitted_by_any, check_ip, client_ip,
-    normalize, parse_allowlist,
+    IpAllowlistEntry, IpDecision, MAX_ALLOWLIST_ENTRIES, MAX_ALLOWLIST_LABEL_CHARS,
+    admitted_by_any, check_ip, client_ip, normalize, parse_allowlist, parse_allowlist_label,
 };
 pub use mfa::{
     MfaError, MfaRequirement, RECOVERY_CODES, SMS_CODE_MINUTES, SmsChallenge, TOTP_DIGITS,

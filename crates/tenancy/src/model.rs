@@ -115,6 +115,10 @@ pub struct SecuritySettings {
     pub passwords: PasswordPolicy,
     /// Allowed client networks; empty means everyone.
     pub ip_allowlist: Vec<IpAllowlistEntry>,
+    /// People's labels of allowlist entries ("Office network"), by the entry's network as text
+    /// (`203.0.113.0/24`); only entries of the list have one.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub ip_allowlist_labels: std::collections::BTreeMap<String, String>,
     /// Countries whose requests the organization refuses, placed by the server's GeoIP
     /// database (`security_policy::check_country`); empty blocks none.
     #[serde(default)]
@@ -125,6 +129,16 @@ pub struct SecuritySettings {
     /// retention anchor, so the rest of the chain still verifies.
     #[serde(default)]
     pub audit_retention_days: Option<u32>,
+}
+
+impl SecuritySettings {
+    /// The label of an allowlist entry, if it has one.
+    #[must_use]
+    pub fn label_of(&self, entry: &IpAllowlistEntry) -> Option<&str> {
+        self.ip_allowlist_labels
+            .get(&entry.to_string())
+            .map(String::as_str)
+    }
 }
 
 /// An organization (an enterprise account).

@@ -28,8 +28,9 @@ pub struct SecurityUpdate {
     pub sessions: Option<SessionPolicy>,
     /// Password rules.
     pub passwords: Option<PasswordPolicy>,
-    /// The IP allowlist as CIDR text (IPv4 and IPv6); empty allows everyone.
-    pub ip_allowlist: Option<Vec<String>>,
+    /// The IP allowlist as CIDR text (IPv4 and IPv6), each entry with its label if any; empty
+    /// allows everyone. It replaces the list and its labels.
+    pub ip_allowlist: Option<Vec<AllowlistItem>>,
     /// Blocked countries as ISO 3166-1 alpha-2 codes; empty blocks none.
     pub blocked_countries: Option<Vec<String>>,
     /// Require a second factor of every member.
@@ -41,6 +42,34 @@ pub struct SecurityUpdate {
     /// Audit retention in days, [`MIN_RETENTION_DAYS`] to [`MAX_RETENTION_DAYS`]; `0` keeps
     /// records forever. Only the Owner changes it.
     pub audit_retention_days: Option<u32>,
+}
+
+/// One allowlist entry as a person writes it: a network and, if they like, a label
+/// (`security_policy::parse_allowlist_label`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowlistItem {
+    /// `203.0.113.0/24`, `198.51.100.50`, `2001:db8::/32`.
+    pub network: String,
+    /// "Office network".
+    pub label: Option<String>,
+}
+
+impl AllowlistItem {
+    /// An entry without a label.
+    #[must_use]
+    pub fn new(network: impl Into<String>) -> Self {
+        Self {
+            network: network.into(),
+            label: None,
+        }
+    }
+
+    /// The entry with `label`.
+    #[must_use]
+    pub fn labelled(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
 }
 
 /// The shortest audit retention period.
@@ -82,8 +111,18 @@ pub async fn update<S: TenancyStore + ?Sized>(
         after.passwords = p;
         fields.push("passwords");
     }
-    if let Some(list) = &change.ip_allowlist {
-        let parsed = parse_allowlist(list).map_err(invalid)?;
+    if let Some(items) = &change.ip_allowlist {
+        let networks: Vec<String> = items.iter().map(|i| i.network.clone()).collect();
+        let parsed = parse_allowlist(&networks).map_err(invalid)?;
+        let mut labels = std::collections::BTreeMap::new();
+        for (entry, item) in parsed.iter().zip(items) {
+            if let Some(label) = item.label.as_deref()
+                && let Some(label) =
+                    security_policy::parse_allowlist_label(label).map_err(invalid)?
+            {
+                labels.insert(entry.to_string(), label);
+            }
+        }
         if check_ip(&parsed, client_ip) == IpDecision::Denied {
             return Err(TenancyError::Invalid(format!(
                 "this allowlist does not include your own address {client_ip}; saving it would lock you out"
@@ -91,6 +130,10 @@ pub async fn update<S: TenancyStore + ?Sized>(
         }
         after.ip_allowlist = parsed;
         fields.push("ip_allowlist");
+        if labels != before.ip_allowlist_labels {
+            fields.push("ip_allowlist_labels");
+        }
+        after.ip_allowlist_labels = labels;
     }
     if let Some(codes) = &change.blocked_countries {
         let parsed = parse_countries(codes).map_err(invalid)?;
@@ -379,6 +422,7 @@ pub async fn clear_network_rules_as_system<S: TenancyStore + ?Sized>(
     }
     let after = SecuritySettings {
         ip_allowlist: Vec::new(),
+        ip_allowlist_labels: std::collections::BTreeMap::new(),
         blocked_countries: Vec::new(),
         ..before.clone()
     };

@@ -406,6 +406,36 @@ pub struct PasswordSettings {
     pub max_length: usize,
 }
 
+/// An allowlist entry with its label.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AllowlistEntryResponse {
+    /// The network (CIDR).
+    pub network: String,
+    /// What it is ("Office network"); null when it has no label.
+    pub label: Option<String>,
+}
+
+/// An allowlist entry as written: a network (`"203.0.113.0/24"`), or a network with its label
+/// (`{"network": "203.0.113.0/24", "label": "Office network"}`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum AllowlistItemBody {
+    /// A network (CIDR, or an address).
+    Network(String),
+    /// A network and its label.
+    Labelled(LabelledNetwork),
+}
+
+/// A network and its label.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LabelledNetwork {
+    /// The network (CIDR, or an address).
+    pub network: String,
+    /// At most 64 characters, no control characters; empty or null: none.
+    pub label: Option<String>,
+}
+
 /// The security settings.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SecurityResponse {
@@ -415,6 +445,8 @@ pub struct SecurityResponse {
     pub passwords: PasswordSettings,
     /// Allowed networks (CIDR).
     pub ip_allowlist: Vec<String>,
+    /// The same networks, in the same order, each with its label (`null`: none).
+    pub ip_allowlist_entries: Vec<AllowlistEntryResponse>,
     /// `true` when the list is empty: requests from every address are allowed.
     pub ip_allowlist_allows_everyone: bool,
     /// Countries (ISO 3166-1 alpha-2) whose requests are refused; `[]` blocks none.
@@ -443,6 +475,14 @@ impl SecurityResponse {
                 max_length: s.passwords.max_length,
             },
             ip_allowlist: s.ip_allowlist.iter().map(ToString::to_string).collect(),
+            ip_allowlist_entries: s
+                .ip_allowlist
+                .iter()
+                .map(|e| AllowlistEntryResponse {
+                    network: e.to_string(),
+                    label: s.label_of(e).map(str::to_owned),
+                })
+                .collect(),
             ip_allowlist_allows_everyone: s.ip_allowlist.is_empty(),
             blocked_countries: s
                 .blocked_countries
@@ -488,8 +528,9 @@ pub struct SecurityPatch {
     /// `{min_length, min_length_with_2fa, max_length}`.
     #[schema(value_type = Option<Object>)]
     pub passwords: Option<PasswordPolicy>,
-    /// CIDRs (IPv4 and IPv6); `[]` allows everyone. A list that excludes your own address is refused.
-    pub ip_allowlist: Option<Vec<String>>,
+    /// CIDRs (IPv4 and IPv6), each a string or `{"network", "label"}`; `[]` allows everyone. It
+    /// replaces the list and its labels. A list that excludes your own address is refused.
+    pub ip_allowlist: Option<Vec<AllowlistItemBody>>,
     /// Countries to block, as ISO 3166-1 alpha-2 codes (`["RU", "KP"]`); `[]` blocks none.
     /// Needs the server's GeoIP database; a list with your own address's country is refused.
     pub blocked_countries: Option<Vec<String>>,
@@ -511,7 +552,7 @@ pub struct SecurityPatch {
         (status = 200, description = "Saved", body = SecurityResponse),
         (status = 403, description = "Not the Owner or an Admin, or `audit_retention_days` from an Admin (the Owner's)", content_type = "application/problem+json"),
         (status = 409, description = "Changed concurrently", content_type = "application/problem+json"),
-        (status = 422, description = "Invalid (an unknown 2FA method, a bad network, an address with host bits, over 1,000 allowlist entries); the allowlist or the blocked countries would exclude your own address; or countries without a GeoIP database", content_type = "application/problem+json"),
+        (status = 422, description = "Invalid (an unknown 2FA method, a bad network, an address with host bits, over 1,000 allowlist entries, a label over 64 characters or with control characters); the allowlist or the blocked countries would exclude your own address; or countries without a GeoIP database", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn update(
     st: web::Data<AppState>,
@@ -536,7 +577,18 @@ pub async fn update(
     let change = SecurityUpdate {
         sessions: body.sessions,
         passwords: body.passwords,
-        ip_allowlist: body.ip_allowlist,
+        ip_allowlist: body.ip_allowlist.map(|items| {
+            items
+                .into_iter()
+                .map(|i| match i {
+                    AllowlistItemBody::Network(n) => security::AllowlistItem::new(n),
+                    AllowlistItemBody::Labelled(l) => security::AllowlistItem {
+                        network: l.network,
+                        label: l.label,
+                    },
+                })
+                .collect()
+        }),
         blocked_countries: body.blocked_countries,
         mfa_required: body.mfa_required,
         mfa_grace_days: body.mfa_grace_days,
