@@ -518,12 +518,15 @@ both_backends!(
             t.post(
                 &transfer_url,
                 &lisa,
-                &json!({ "team_id": test, "name": "Customer Service Agent - TEST" }),
+                &json!({ "team_id": test, "name": "Customer Service Agent - TEST",
+                         "note": "  Dev sign-off: 12/12 scripted conversations pass.\n\tRun 41.  " }),
             )
             .await,
         )
         .await;
         assert_eq!(moved["asset"]["team_id"], test);
+        let qa_note = "Dev sign-off: 12/12 scripted conversations pass.\n\tRun 41.";
+        assert_eq!(moved["transfer"]["note"], qa_note);
         assert_eq!(moved["asset"]["name"], "Customer Service Agent - TEST");
         // Tom is not in Testing: to him it is no asset at all, of no kind.
         let hidden = problem(
@@ -560,16 +563,41 @@ both_backends!(
             "not_found",
         )
         .await;
+        // A note too long, or with a control character, refuses the move: nothing moves.
+        for bad in ["x".repeat(2_001), "QA passed\u{7}".to_owned()] {
+            problem(
+                t.post(
+                    &transfer_url,
+                    &t.owner_token,
+                    &json!({ "team_id": prod, "note": bad }),
+                )
+                .await,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+            )
+            .await;
+        }
+        let still = json_of(
+            t.get(&t.org(&format!("/chat-interfaces/{}", id(&agent))), &lisa)
+                .await,
+        )
+        .await;
+        assert_eq!(still["team_id"], test);
         let moved = json_of(
             t.post(
                 &transfer_url,
                 &t.owner_token,
-                &json!({ "team_id": prod, "name": "Customer Service Agent - PROD" }),
+                &json!({ "team_id": prod, "name": "Customer Service Agent - PROD", "note": "" }),
             )
             .await,
         )
         .await;
         assert_eq!(moved["asset"]["team_id"], prod);
+        assert_eq!(
+            moved["transfer"].get("note"),
+            Some(&Value::Null),
+            "empty is none"
+        );
 
         // Now Lisa no longer sees it; Tom does, read-only.
         let agent_url = t.org(&format!("/chat-interfaces/{}", id(&agent)));
@@ -670,7 +698,11 @@ both_backends!(
                 (test.as_str(), prod.as_str())
             ]
         );
-        assert_eq!(t.audit("action=asset.transferred").await.len(), 2);
+        assert_eq!(history[0]["note"], qa_note);
+        assert_eq!(history[1].get("note"), Some(&Value::Null));
+        let recorded = t.audit("action=asset.transferred").await;
+        assert_eq!(recorded.len(), 2);
+        assert_eq!(recorded[1]["metadata"]["note"], qa_note, "{}", recorded[1]);
         // Moving to the team it is in, or moving a child on its own, is refused.
         problem(
             t.post(&transfer_url, &t.owner_token, &json!({ "team_id": prod }))

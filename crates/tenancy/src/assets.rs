@@ -246,6 +246,37 @@ pub struct AssetTransfer {
     pub by: UserId,
     /// When.
     pub at: DateTime<Utc>,
+    /// What the mover wrote about it (the guide's "document before transfer": test results,
+    /// what changed), if anything ([`transfer_note`]).
+    pub note: Option<String>,
+}
+
+/// The longest note of a transfer, in characters.
+pub const MAX_TRANSFER_NOTE_CHARS: usize = 2_000;
+
+/// A transfer's note as written: trimmed, empty being none, at most
+/// [`MAX_TRANSFER_NOTE_CHARS`] characters, lines and tabs allowed but no other control
+/// character.
+///
+/// # Errors
+/// [`TenancyError::Invalid`].
+pub fn transfer_note(note: Option<&str>) -> Result<Option<String>, TenancyError> {
+    let Some(n) = note.map(str::trim).filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
+    if n.chars().count() > MAX_TRANSFER_NOTE_CHARS {
+        return Err(TenancyError::Invalid(format!(
+            "`note` is at most {MAX_TRANSFER_NOTE_CHARS} characters"
+        )));
+    }
+    if n.chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(TenancyError::Invalid(
+            "`note` holds no control characters but line breaks and tabs".into(),
+        ));
+    }
+    Ok(Some(n.to_owned()))
 }
 
 /// Usage of one metric on one day.
@@ -1501,19 +1532,22 @@ pub async fn verify_domain<S: TenancyStore + WorkspaceStore + ?Sized>(
 /// renaming it ("Customer Service Agent - PROD"). Needs the right to transfer assets in both
 /// teams, and the asset kind's own rights (editing it where it is, making one where it goes:
 /// for a custom domain, `manage_domains` with its feature-access setting); the move is atomic
-/// and kept in the asset's history.
+/// and kept in the asset's history with the mover's `note` ([`transfer_note`]; in the audit
+/// record and the `asset.transferred` event too).
 ///
 /// # Errors
 /// [`TenancyError::NotFound`], [`TenancyError::Forbidden`], [`TenancyError::Invalid`] (same
-/// team, not a top-level asset), [`TenancyError::Conflict`] (archived target, concurrent move).
+/// team, not a top-level asset, a bad note), [`TenancyError::Conflict`] (archived target, concurrent move).
 pub async fn transfer<S: TenancyStore + WorkspaceStore + ?Sized>(
     store: &S,
     caller: &Caller,
     id: ResourceId,
     to_team: TeamId,
     rename: Option<&str>,
+    note: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(Asset, AssetTransfer), TenancyError> {
+    let note = transfer_note(note)?;
     let a = get_any(store, caller, id).await?;
     caller.check(Permission::TransferAsset, &Resource::team(a.org, a.team))?;
     let to = teams::get(store, caller, to_team).await?;
@@ -1548,6 +1582,7 @@ pub async fn transfer<S: TenancyStore + WorkspaceStore + ?Sized>(
         to_name: to_name.clone(),
         by: caller.user.id,
         at: now,
+        note,
     };
     let mut moved = a.clone();
     moved.team = to.id;
@@ -1559,7 +1594,7 @@ pub async fn transfer<S: TenancyStore + WorkspaceStore + ?Sized>(
             .in_team(to.id)
             .with_metadata(Metadata::from_value(json!({
                 "kind": a.kind().as_str(), "from_team": t.from_team, "to_team": t.to_team,
-                "from_name": t.from_name, "to_name": t.to_name,
+                "from_name": t.from_name, "to_name": t.to_name, "note": t.note,
             }))?),
     )
     .publish(DomainEvent::new(
@@ -1569,6 +1604,7 @@ pub async fn transfer<S: TenancyStore + WorkspaceStore + ?Sized>(
         json!({
             "assetId": a.id, "kind": a.kind().as_str(), "fromTeamId": t.from_team, "toTeamId": t.to_team,
             "name": t.to_name, "previousName": t.from_name, "transferredBy": caller.user.id,
+            "note": t.note,
         }),
     ));
     store.transfer_asset(&t, j).await?;

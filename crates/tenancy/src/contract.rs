@@ -4295,6 +4295,7 @@ async fn asset_transfers_and_removal_dispositions<
         to_name: "Agent - PROD".into(),
         by: owner.id,
         at: now(),
+        note: Some("Passed QA: 48/48 conversations.\nSee run 512.".into()),
     };
     // Read before a rename that committed first: refused, so the rename stands.
     let stale = AssetTransfer {

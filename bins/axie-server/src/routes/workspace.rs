@@ -208,6 +208,9 @@ pub struct TransferBody {
     pub team_id: String,
     /// A new name, for example "Customer Service Agent - PROD".
     pub name: Option<String>,
+    /// What to keep with the move ("Passed QA: 48/48 test conversations"): at most 2,000
+    /// characters, line breaks and tabs but no other control characters.
+    pub note: Option<String>,
 }
 
 /// One recorded transfer.
@@ -227,6 +230,8 @@ pub struct TransferResponse {
     pub by: String,
     /// When (RFC 3339).
     pub at: String,
+    /// The mover's note; null when none.
+    pub note: Option<String>,
 }
 
 impl From<&AssetTransfer> for TransferResponse {
@@ -239,6 +244,7 @@ impl From<&AssetTransfer> for TransferResponse {
             to_name: t.to_name.clone(),
             by: t.by.to_string(),
             at: t.at.to_rfc3339(),
+            note: t.note.clone(),
         }
     }
 }
@@ -807,6 +813,7 @@ pub async fn verify_domain(
         (status = 200, description = "Moved", body = TransferResult),
         (status = 403, description = "Not an admin of both teams", content_type = "application/problem+json"),
         (status = 409, description = "Archived target or moved concurrently", content_type = "application/problem+json"),
+        (status = 422, description = "The same team, not a top-level resource, a bad name or note", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn transfer(
     st: web::Data<AppState>,
@@ -822,6 +829,7 @@ pub async fn transfer(
         id,
         to,
         body.name.as_deref(),
+        body.note.as_deref(),
         st.clock.now(),
     )
     .await

@@ -16,6 +16,7 @@ pub struct Model {
     pub to_name: String,
     pub by_user: String,
     pub at: i64,
+    pub note: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

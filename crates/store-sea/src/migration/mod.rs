@@ -51,6 +51,7 @@ mod m20261205_000040_create_store_markers;
 mod m20261205_000041_add_limit_overrides_plan;
 mod m20261206_000042_index_deliveries_by_org;
 mod m20261206_000043_create_price_deals;
+mod m20261206_000044_add_asset_transfer_notes;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -103,6 +104,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000041_add_limit_overrides_plan::Migration),
             Box::new(m20261206_000042_index_deliveries_by_org::Migration),
             Box::new(m20261206_000043_create_price_deals::Migration),
+            Box::new(m20261206_000044_add_asset_transfer_notes::Migration),
         ]
     }
 }

@@ -66,6 +66,7 @@ impl TryFrom<asset_transfer::Model> for AssetTransfer {
             to_name: m.to_name,
             by: id("user id", &m.by_user)?,
             at: time(m.at)?,
+            note: m.note,
         })
     }
 }
@@ -811,6 +812,7 @@ impl WorkspaceStore for SeaStore {
             to_name: Set(t.to_name.clone()),
             by_user: Set(t.by.to_string()),
             at: Set(micros(t.at)),
+            note: Set(t.note.clone()),
         })
         .exec_without_returning(&txn)
         .await
