@@ -15,7 +15,7 @@ use crate::helpers::*;
 /// Operations left out because they end the caller's own session or lock the organization
 /// (logout, session ends, plan and security changes, erasure, ownership, 2FA, password), which
 /// would turn the rest of the run into 401s and 403s.
-pub const DISRUPTIVE: &str = "(logout|sessions|/plan|/billing/subscription|/billing/trial|/security|erasure|ownership|/mfa|password|/remove|scim-tokens)";
+pub const DISRUPTIVE: &str = "(logout|sessions|/plan$|/billing/subscription|/billing/trial|/security|erasure|ownership|/mfa|password|/remove|scim-tokens)";
 
 /// Creates one resource through the API and returns its id.
 async fn created(t: &TestApp, path: &str, body: Value) -> String {

@@ -373,7 +373,7 @@ both_backends!(
             .patch(
                 &t.org("/security"),
                 &t.owner_token,
-                &json!({ "ip_allowlist": ["127.0.0.1/32"] }),
+                &json!({ "ip_allowlist": [{ "network": "127.0.0.1/32", "label": "Proxy" }] }),
             )
             .await;
         assert_eq!(saved.status(), StatusCode::OK);
@@ -390,11 +390,20 @@ both_backends!(
         // Recorded as the system's change, with what it removed.
         let logged = t.audit("action=security_policy.updated").await;
         assert_eq!(logged[0]["actor_type"], "system", "{:?}", logged[0]);
-        assert_eq!(logged[0]["metadata"]["fields"], json!(["ip_allowlist"]));
+        assert_eq!(
+            logged[0]["metadata"]["fields"],
+            json!(["ip_allowlist", "ip_allowlist_labels"])
+        );
         assert_eq!(
             logged[0]["metadata"]["changes"]["ip_allowlist"],
             json!({ "added": [], "removed": ["127.0.0.1/32"] })
         );
+        assert_eq!(
+            logged[0]["metadata"]["changes"]["ip_allowlist_labels"]["removed_networks"],
+            json!(["127.0.0.1/32"])
+        );
+        let stored = tenancy::OrgStore::get_org(&*t.store, org).await.unwrap();
+        assert!(stored.security.ip_allowlist_labels.is_empty());
         // Nothing left to clear: nothing written.
         let said = axie_server::admin::clear_network_rules(&t.store, org)
             .await
@@ -3384,9 +3393,11 @@ both_backends!(allowlist_entries_carry_their_labels, |b| async move {
             .contains(&json!("ip_allowlist_labels")),
         "{record}"
     );
+    // Which networks' labels changed, not the labels' text: the record stays small.
     assert_eq!(
-        meta["changes"]["ip_allowlist_labels"]["to"],
-        json!({ "127.0.0.0/8": "This machine", "203.0.113.0/24": "Office network" }),
+        meta["changes"]["ip_allowlist_labels"],
+        json!({ "set": 2, "set_networks": ["127.0.0.0/8", "203.0.113.0/24"],
+                "removed": 0, "removed_networks": [] }),
         "{record}"
     );
 
@@ -3442,7 +3453,31 @@ both_backends!(allowlist_entries_carry_their_labels, |b| async move {
     );
     assert_eq!(
         record["metadata"]["changes"],
-        json!({ "ip_allowlist_labels": { "from": null, "to": { "127.0.0.0/8": "Loopback" } } })
+        json!({ "ip_allowlist_labels": { "set": 1, "set_networks": ["127.0.0.0/8"],
+                                         "removed": 0, "removed_networks": [] } })
+    );
+
+    // A thousand labelled networks, relabelled one at a time: every change is recorded.
+    let mut list: Vec<Value> = (0..999)
+        .map(|i| json!({ "network": format!("10.{}.{}.0/24", i / 256, i % 256), "label": "é".repeat(64) }))
+        .collect();
+    list.push(json!({ "network": "127.0.0.0/8", "label": "Loopback" }));
+    json_of(
+        t.patch(&url, &t.owner_token, &json!({ "ip_allowlist": list }))
+            .await,
+    )
+    .await;
+    list[500]["label"] = json!("Branch office");
+    let saved = json_of(
+        t.patch(&url, &t.owner_token, &json!({ "ip_allowlist": list }))
+            .await,
+    )
+    .await;
+    assert_eq!(saved["ip_allowlist_entries"][500]["label"], "Branch office");
+    let record = &t.audit("action=security_policy.updated").await[0];
+    assert_eq!(
+        record["metadata"]["changes"]["ip_allowlist_labels"],
+        json!({ "set": 1, "set_networks": ["10.1.244.0/24"], "removed": 0, "removed_networks": [] })
     );
     // Allowing everyone again leaves no label behind.
     let saved = json_of(
@@ -3451,4 +3486,12 @@ both_backends!(allowlist_entries_carry_their_labels, |b| async move {
     )
     .await;
     assert_eq!(saved["ip_allowlist_entries"], json!([]));
+    let org: rbac_core::OrgId = t.org_id.parse().unwrap();
+    let stored = tenancy::OrgStore::get_org(&*t.store, org).await.unwrap();
+    assert!(stored.security.ip_allowlist_labels.is_empty());
+    let record = &t.audit("action=security_policy.updated").await[0];
+    assert_eq!(
+        record["metadata"]["changes"]["ip_allowlist_labels"]["removed"],
+        1000
+    );
 });

@@ -703,6 +703,7 @@ both_backends!(
         let recorded = t.audit("action=asset.transferred").await;
         assert_eq!(recorded.len(), 2);
         assert_eq!(recorded[1]["metadata"]["note"], qa_note, "{}", recorded[1]);
+        assert_eq!(recorded[1]["metadata"]["note_truncated"], false);
         // Moving to the team it is in, or moving a child on its own, is refused.
         problem(
             t.post(&transfer_url, &t.owner_token, &json!({ "team_id": prod }))
@@ -722,6 +723,22 @@ both_backends!(
             "invalid_input",
         )
         .await;
+        // A bug found in production goes back to Testing with a long report: the longest note,
+        // in letters of two bytes, moves; its record keeps the first 500 characters.
+        let report = "é".repeat(2_000);
+        let back = json_of(
+            t.post(
+                &transfer_url,
+                &t.owner_token,
+                &json!({ "team_id": test, "note": report }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(back["transfer"]["note"], report.as_str());
+        let recorded = &t.audit("action=asset.transferred").await[0];
+        assert_eq!(recorded["metadata"]["note"], "é".repeat(500));
+        assert_eq!(recorded["metadata"]["note_truncated"], true);
     }
 );
 

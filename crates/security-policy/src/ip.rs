@@ -227,8 +227,8 @@ pub const MAX_ALLOWLIST_LABEL_CHARS: usize = 64;
 
 /// A person's label for an allowlist entry (the guide's "Office network", "VPN", "Home
 /// office"), trimmed; empty is no label. At most [`MAX_ALLOWLIST_LABEL_CHARS`] characters,
-/// none of them a control character or a bidirectional override (a label is shown next to the
-/// network it names and must not rearrange it).
+/// none of them a control character, a bidirectional mark or override, or a zero-width
+/// character (a label is shown next to the network it names and must not rearrange it).
 ///
 /// # Errors
 /// [`SecurityError::Invalid`] for a label too long or with such a character.
@@ -242,7 +242,8 @@ pub fn parse_allowlist_label(label: &str) -> Result<Option<String>, SecurityErro
             "an allowlist label is at most {MAX_ALLOWLIST_LABEL_CHARS} characters"
         )));
     }
-    let bidi = |c: char| matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    // Bidirectional marks, embeddings, overrides and isolates, and zero-width characters.
+    let bidi = |c: char| matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}');
     if label.chars().any(|c| c.is_control() || bidi(c)) {
         return Err(SecurityError::Invalid(
             "an allowlist label holds no control or bidirectional formatting characters".into(),
@@ -272,6 +273,8 @@ mod tests {
         );
         assert!(parse_allowlist_label("VPN\nAdmin").is_err());
         assert!(parse_allowlist_label("VPN\u{202e}").is_err());
+        assert!(parse_allowlist_label("V\u{200b}PN").is_err());
+        assert!(parse_allowlist_label("VPN\u{061c}").is_err());
     }
 
     fn ip(s: &str) -> IpAddr {

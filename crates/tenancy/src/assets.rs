@@ -254,6 +254,10 @@ pub struct AssetTransfer {
 /// The longest note of a transfer, in characters.
 pub const MAX_TRANSFER_NOTE_CHARS: usize = 2_000;
 
+/// How much of a transfer's note its audit record keeps, in characters: a record's metadata is
+/// bounded (`audit::MAX_METADATA_BYTES`); the whole note is in the transfer's history and event.
+pub const AUDITED_NOTE_CHARS: usize = 500;
+
 /// A transfer's note as written: trimmed, empty being none, at most
 /// [`MAX_TRANSFER_NOTE_CHARS`] characters, lines and tabs allowed but no other control
 /// character.
@@ -1594,7 +1598,9 @@ pub async fn transfer<S: TenancyStore + WorkspaceStore + ?Sized>(
             .in_team(to.id)
             .with_metadata(Metadata::from_value(json!({
                 "kind": a.kind().as_str(), "from_team": t.from_team, "to_team": t.to_team,
-                "from_name": t.from_name, "to_name": t.to_name, "note": t.note,
+                "from_name": t.from_name, "to_name": t.to_name,
+                "note": t.note.as_deref().map(|n| n.chars().take(AUDITED_NOTE_CHARS).collect::<String>()),
+                "note_truncated": t.note.as_deref().is_some_and(|n| n.chars().count() > AUDITED_NOTE_CHARS),
             }))?),
     )
     .publish(DomainEvent::new(

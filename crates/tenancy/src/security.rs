@@ -211,6 +211,13 @@ pub async fn update<S: TenancyStore + ?Sized>(
         serde_json::to_value(&after).map_err(|e| crate::StoreError::msg(e.to_string()))?,
     );
     for field in &fields {
+        if *field == "ip_allowlist_labels" {
+            changes.insert(
+                (*field).to_owned(),
+                labels_change(&before.ip_allowlist_labels, &after.ip_allowlist_labels),
+            );
+            continue;
+        }
         let pointer = format!("/{}", field.replace('.', "/"));
         let (from, to) = (old.pointer(&pointer), new.pointer(&pointer));
         if from != to {
@@ -364,6 +371,27 @@ fn listed(items: &[Value]) -> Value {
     }
 }
 
+/// How many allowlist labels a change set (new or different) and removed, with the first
+/// few networks of each: the labels' text stays out of the record, which must stay small
+/// whatever the labels (an allowlist of a thousand labelled networks is relabelled an entry at
+/// a time, and the networks it admits are recorded in full beside it).
+fn labels_change(
+    from: &std::collections::BTreeMap<String, String>,
+    to: &std::collections::BTreeMap<String, String>,
+) -> Value {
+    const NAMED: usize = 5;
+    let set: Vec<&String> = to
+        .iter()
+        .filter(|(k, v)| from.get(*k) != Some(*v))
+        .map(|(k, _)| k)
+        .collect();
+    let removed: Vec<&String> = from.keys().filter(|k| !to.contains_key(*k)).collect();
+    json!({
+        "set": set.len(), "set_networks": &set[..set.len().min(NAMED)],
+        "removed": removed.len(), "removed_networks": &removed[..removed.len().min(NAMED)],
+    })
+}
+
 /// What a list setting gained and lost (each [`listed`]): an allowlist of hundreds of networks
 /// is edited an entry at a time, and its record says which.
 fn list_change(from: &[Value], to: &[Value]) -> Value {
@@ -435,6 +463,16 @@ pub async fn clear_network_rules_as_system<S: TenancyStore + ?Sized>(
             .map(|e| Value::String(e.clone()))
             .collect();
         changes.insert("ip_allowlist".into(), list_change(&was, &[]));
+    }
+    if !before.ip_allowlist_labels.is_empty() {
+        fields.push("ip_allowlist_labels");
+        changes.insert(
+            "ip_allowlist_labels".into(),
+            labels_change(
+                &before.ip_allowlist_labels,
+                &std::collections::BTreeMap::new(),
+            ),
+        );
     }
     if !cleared.blocked_countries.is_empty() {
         fields.push("blocked_countries");

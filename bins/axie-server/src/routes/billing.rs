@@ -186,7 +186,7 @@ pub struct PlanResponse {
     pub annual_cents: u64,
     /// The limits in this deployment (`null`: unlimited): `members`, `chat_interfaces`,
     /// `knowledge_bases`, `documents`, `api_keys`, `custom_domains`, `api_calls_per_month`,
-    /// `storage_bytes`.
+    /// `storage_bytes`, and `plan`, the plan they are of (as in the organization's billing).
     #[schema(value_type = Object)]
     pub limits: serde_json::Value,
     /// The features it includes: `audit_logs`, `advanced_rbac`, `webhooks`, `scim`.
