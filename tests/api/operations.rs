@@ -659,3 +659,99 @@ both_backends!(
         assert!(p["detail"].as_str().unwrap().contains("mail"), "{p}");
     }
 );
+
+both_backends!(
+    an_incident_is_told_to_the_people_who_run_enterprise_organizations_once,
+    |b| async move {
+        let t = spawn_app(b).await;
+        // A Pro organization has no uptime guarantee and is not told.
+        let (pro, pro_owner) = crate::api_keys::second_org(&t, billing_limits::Plan::Pro).await;
+        let now = t.clock.now();
+        let notify = |resolved: bool| {
+            axie_server::admin::notify_incident(
+                &t.store,
+                "2026-12-06-api-latency",
+                "Slow API responses",
+                "Responses take seconds.\nWe are on it.",
+                resolved,
+                now,
+            )
+        };
+        let said = notify(false).await.unwrap();
+        assert!(
+            said.contains("1 Enterprise organizations told now, 0 told before"),
+            "{said}"
+        );
+        // Run again after a failure: nobody is told twice.
+        let said = notify(false).await.unwrap();
+        assert!(
+            said.contains("0 Enterprise organizations told now, 1 told before"),
+            "{said}"
+        );
+        let said = notify(true).await.unwrap();
+        assert!(
+            said.contains("1 Enterprise organizations told now"),
+            "{said}"
+        );
+
+        let mails = json_of(t.get(&t.org("/outbox?limit=100"), &t.owner_token).await).await;
+        let notices: Vec<&Value> = mails["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["kind"] == "incident_notice")
+            .collect();
+        let mut to: Vec<(&str, &str)> = notices
+            .iter()
+            .map(|m| (m["to"].as_str().unwrap(), m["subject"].as_str().unwrap()))
+            .collect();
+        to.sort_unstable();
+        // The Owner and the Admin, once for the incident and once for its end; no User.
+        assert_eq!(
+            to,
+            [
+                ("mike@example.com", "[Incident] Slow API responses"),
+                ("mike@example.com", "[Resolved] Slow API responses"),
+                (OWNER_EMAIL, "[Incident] Slow API responses"),
+                (OWNER_EMAIL, "[Resolved] Slow API responses"),
+            ]
+        );
+        let body = notices.iter().find(|m| m["to"] == OWNER_EMAIL).unwrap()["body"]
+            .as_str()
+            .unwrap();
+        assert!(
+            body.contains("We are on it.") && body.contains("2026-12-06-api-latency"),
+            "{body}"
+        );
+        let recorded = t.audit("action=service.incident_notified").await;
+        assert_eq!(recorded.len(), 2);
+        assert_eq!(recorded[0]["actor_type"], "system");
+        assert_eq!(recorded[0]["metadata"]["state"], "resolved");
+        assert_eq!(recorded[1]["metadata"]["state"], "investigating");
+        let pro_token = t.login(&pro_owner, OWNER_PASSWORD).await;
+        let pro_mails = json_of(
+            t.get(&t.url(&format!("/api/v1/orgs/{pro}/outbox")), &pro_token)
+                .await,
+        )
+        .await;
+        assert!(
+            pro_mails["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["kind"] != "incident_notice"),
+            "{pro_mails}"
+        );
+        // A reference that is not one is refused before anything is sent.
+        assert!(
+            axie_server::admin::notify_incident(&t.store, "no spaces", "x", "y", false, now)
+                .await
+                .is_err()
+        );
+        assert!(
+            axie_server::admin::notify_incident(&t.store, "ok", "", "y", false, now)
+                .await
+                .is_err()
+        );
+    }
+);

@@ -849,7 +849,7 @@ both_backends!(
             .post(
                 &t.org(&format!("/assets/{bot_id}/transfer")),
                 &t.owner_token,
-                &json!({"team_id": team["id"], "name": "Agent - PROD"}),
+                &json!({"team_id": team["id"], "name": "Agent - PROD", "note": "QA: 20/20 passed"}),
             )
             .await;
         assert_eq!(moved.status(), StatusCode::OK);
@@ -899,6 +899,7 @@ both_backends!(
             .unwrap();
         assert_eq!(transfer["data"]["toTeamId"], team["id"]);
         assert_eq!(transfer["data"]["previousName"], "Agent - DEV");
+        assert_eq!(transfer["data"]["note"], "QA: 20/20 passed");
     }
 );
 

@@ -483,6 +483,48 @@ pub async fn set_price(
     })
 }
 
+/// Tells the active Owner and Admins of every Enterprise organization of an incident of the
+/// service, or of its end (the `notify-incident` command; `tenancy::notices`): once per
+/// organization, incident and state, so the command can run again after a failure. Returns
+/// what it did, for the operator.
+///
+/// # Errors
+/// Bad input; a store failure after which the organizations not yet told are told by running
+/// the command again.
+pub async fn notify_incident(
+    store: &SeaStore,
+    reference: &str,
+    title: &str,
+    message: &str,
+    resolved: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<String, Failure> {
+    use tenancy::notices::{Incident, IncidentState};
+    let state = if resolved {
+        IncidentState::Resolved
+    } else {
+        IncidentState::Investigating
+    };
+    let incident = Incident::new(reference, title, message, state)?;
+    let (mut told, mut before) = (0u64, 0u64);
+    for id in store.live_organizations().await? {
+        let o = tenancy::OrgStore::get_org(store, id).await?;
+        if o.plan != billing_limits::Plan::Enterprise {
+            continue;
+        }
+        if tenancy::notices::notify_incident_as_system(store, &o, &incident, now).await? {
+            told += 1;
+        } else {
+            before += 1;
+        }
+    }
+    Ok(format!(
+        "incident {} ({}): {told} Enterprise organizations told now, {before} told before",
+        incident.reference,
+        state.as_str()
+    ))
+}
+
 /// The open invoices past their due date, of one organization or of all (the
 /// `overdue-invoices` command: what the operator follows up), one line each, oldest due first:
 /// organization id and name, number, amount, due date and days overdue, tab-separated.

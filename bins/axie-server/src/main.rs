@@ -129,6 +129,23 @@ enum Command {
         #[arg(long)]
         org: Option<String>,
     },
+    /// Tell the Owner and Admins of every Enterprise organization of an incident of the service
+    /// (or, with `--resolved`, of its end) by mail, recorded in each organization's audit log;
+    /// once per organization, reference and state, so it can run again
+    NotifyIncident {
+        /// Your reference for it (`2026-12-06-api-latency`): letters, digits, `-`, `_`, `.`.
+        #[arg(long)]
+        reference: String,
+        /// One line: "Slow API responses".
+        #[arg(long)]
+        title: String,
+        /// What happens, what is affected, what to do.
+        #[arg(long)]
+        message: String,
+        /// The incident is over.
+        #[arg(long)]
+        resolved: bool,
+    },
     /// Delete an organization and everything of it, its audit log included (export it first);
     /// people's accounts stay, and its Owner and Admins are mailed.
     DeleteOrg {
@@ -496,6 +513,30 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             for l in lines {
                 println!("{l}");
             }
+            Ok(())
+        }
+        Some(Command::NotifyIncident {
+            reference,
+            title,
+            message,
+            resolved,
+        }) => {
+            let store = store_sea::SeaStore::connect(
+                &settings.database_url()?,
+                store_sea::PoolOptions::default(),
+            )
+            .await?;
+            let said = axie_server::admin::notify_incident(
+                &store,
+                &reference,
+                &title,
+                &message,
+                resolved,
+                chrono::Utc::now(),
+            )
+            .await?;
+            tracing::info!(%reference, resolved, "incident notice sent by the operator");
+            println!("{said}");
             Ok(())
         }
         Some(Command::SetPrice {

@@ -68,6 +68,9 @@ actions! {
     /// This month's API calls, at the recent rate, would reach the plan's limit before the
     /// counters start again: the Owner was told, once a month.
     UsageForecastSent => "usage.forecast_sent", "Sent a usage forecast for";
+    /// The operator declared an incident of the service, or its end: the Owner and Admins of
+    /// an Enterprise organization were mailed (`notify-incident`).
+    IncidentNotified => "service.incident_notified", "Sent a notice of";
     /// The organization was created.
     OrgCreated => "org.created", "Created organization";
     /// The Owner asked to delete the organization (recorded only when the confirmation fails:

@@ -305,6 +305,42 @@ impl SeaStore {
                 .await
                 .map_err(db_err)?;
         }
+        // A database a newer release migrated (a rollback, or an older instance restarting in
+        // a rolling upgrade) holds migrations this release does not know, which the migrator
+        // refuses. With every migration of this release applied, this release runs on it as
+        // before (the newer tables and columns go unused; docs/deployment.md says what is lost);
+        // a database this release has not fully migrated as well is refused.
+        migration::Migrator::install(&txn).await.map_err(db_err)?;
+        let applied: std::collections::BTreeSet<String> =
+            migration::Migrator::get_migration_models(&txn)
+                .await
+                .map_err(db_err)?
+                .into_iter()
+                .map(|m| m.version)
+                .collect();
+        let known: std::collections::BTreeSet<String> = migration::Migrator::migrations()
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
+        let newer: Vec<&String> = applied.difference(&known).collect();
+        if !newer.is_empty() {
+            let missing = known.difference(&applied).count();
+            if missing > 0 {
+                return Err(StoreError::msg(format!(
+                    "the database holds migrations of a newer release ({}) and lacks {missing} of this one's: it cannot be migrated by this release",
+                    newer
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            tracing::warn!(
+                newer = ?newer,
+                "the database was migrated by a newer release; this one runs on it without its additions"
+            );
+            return txn.commit().await.map_err(db_err);
+        }
         migration::Migrator::up(&txn, None).await.map_err(db_err)?;
         txn.commit().await.map_err(db_err)
     }
@@ -314,10 +350,19 @@ impl SeaStore {
     /// # Errors
     /// When the database cannot be read.
     pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
-        Ok(migration::Migrator::get_pending_migrations(&self.db)
-            .await
-            .map_err(db_err)?
-            .len())
+        // Counted by name, so that a database a newer release migrated further (which the
+        // migrator's own status refuses) reads as up to date for this release.
+        let applied: std::collections::BTreeSet<String> =
+            migration::Migrator::get_migration_models(&self.db)
+                .await
+                .map_err(db_err)?
+                .into_iter()
+                .map(|m| m.version)
+                .collect();
+        Ok(migration::Migrator::migrations()
+            .iter()
+            .filter(|m| !applied.contains(m.name()))
+            .count())
     }
 
     /// A trivial query, for readiness checks.

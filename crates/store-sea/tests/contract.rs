@@ -515,6 +515,45 @@ async fn noted_activity_is_written_soon_on_postgres() {
     }
 }
 
+/// A release rolled back to, or an older instance restarted during a rolling upgrade, runs on a
+/// database a newer release migrated, when it has every migration of its own; one that lacks
+/// some of its own as well is refused, and migrating it again changes nothing.
+async fn a_database_migrated_by_a_newer_release_runs_an_older_one(store: SeaStore) {
+    store
+        .execute_sql(
+            "INSERT INTO seaql_migrations (version, applied_at) VALUES ('m29991231_000999_from_a_newer_release', 0)",
+        )
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(store.pending_migrations().await.unwrap(), 0);
+    // Without one of this release's own, it cannot be migrated by this release.
+    store
+        .execute_sql(
+            "DELETE FROM seaql_migrations WHERE version = 'm20261206_000044_add_asset_transfer_notes'",
+        )
+        .await
+        .unwrap();
+    let refused = store.migrate().await.unwrap_err().0.to_string();
+    assert!(
+        refused.contains("m29991231_000999_from_a_newer_release") && refused.contains("lacks 1"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn a_database_migrated_by_a_newer_release_runs_an_older_one_on_sqlite() {
+    let (store, _dir) = sqlite().await;
+    a_database_migrated_by_a_newer_release_runs_an_older_one(store).await;
+}
+
+#[tokio::test]
+async fn a_database_migrated_by_a_newer_release_runs_an_older_one_on_postgres() {
+    if let Some(store) = postgres().await {
+        a_database_migrated_by_a_newer_release_runs_an_older_one(store).await;
+    }
+}
+
 #[tokio::test]
 async fn migrations_are_idempotent_and_complete() {
     let (store, _dir) = sqlite().await;

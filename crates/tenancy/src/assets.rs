@@ -1536,8 +1536,9 @@ pub async fn verify_domain<S: TenancyStore + WorkspaceStore + ?Sized>(
 /// renaming it ("Customer Service Agent - PROD"). Needs the right to transfer assets in both
 /// teams, and the asset kind's own rights (editing it where it is, making one where it goes:
 /// for a custom domain, `manage_domains` with its feature-access setting); the move is atomic
-/// and kept in the asset's history with the mover's `note` ([`transfer_note`]; in the audit
-/// record and the `asset.transferred` event too).
+/// and kept in the asset's history with the mover's `note` ([`transfer_note`]; in the
+/// `asset.transferred` event too, and its first [`AUDITED_NOTE_CHARS`] characters in the audit
+/// record).
 ///
 /// # Errors
 /// [`TenancyError::NotFound`], [`TenancyError::Forbidden`], [`TenancyError::Invalid`] (same

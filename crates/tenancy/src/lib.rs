@@ -31,6 +31,7 @@ mod memory;
 pub mod metering;
 pub mod mfa;
 mod model;
+pub mod notices;
 pub mod orgs;
 pub mod password_reset;
 pub mod privacy;

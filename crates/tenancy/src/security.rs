@@ -243,14 +243,14 @@ pub async fn update<S: TenancyStore + ?Sized>(
                 AuditAction::SecurityPolicyUpdated,
                 Target::new("organization", caller.org.id, caller.org.name.clone()),
             )
-            .with_metadata(Metadata::from_value(json!({
+            .with_metadata(Metadata::from_value(within_bounds(json!({
                 "fields": fields,
                 "changes": changes,
                 "ip_allowlist": listed(&strings(&after.ip_allowlist)),
                 "blocked_countries": listed(&countries),
                 "mfa_required": after.mfa.required,
                 "audit_retention_days": after.audit_retention_days,
-            }))?),
+            })))?),
     )
     .publish(DomainEvent::new(
         caller.org.id,
@@ -369,6 +369,46 @@ fn listed(items: &[Value]) -> Value {
     } else {
         json!({ "count": items.len(), "first": &items[..LISTED] })
     }
+}
+
+/// A change's record within `audit::MAX_METADATA_BYTES`: each list in it is already cut to its
+/// first entries ([`listed`]), but a change of every setting at once, with long IPv6 networks,
+/// can still pass the bound, and a valid change must not be refused for its record's size. So
+/// the details go, least needed first, until it fits: the settings as they are now (the
+/// allowlist and countries) become counts, then the networks of changed labels, then what the
+/// lists gained and lost; what each field was and became stays.
+fn within_bounds(mut meta: Value) -> Value {
+    let size = |v: &Value| serde_json::to_vec(v).map_or(usize::MAX, |b| b.len());
+    let count = |v: &Value| match v {
+        Value::Array(a) => json!({ "count": a.len() }),
+        Value::Object(o) if o.contains_key("count") => json!({ "count": o["count"] }),
+        other => other.clone(),
+    };
+    for key in ["ip_allowlist", "blocked_countries"] {
+        if size(&meta) <= audit::MAX_METADATA_BYTES {
+            return meta;
+        }
+        if let Some(v) = meta.get_mut(key) {
+            *v = count(v);
+        }
+    }
+    if size(&meta) > audit::MAX_METADATA_BYTES
+        && let Some(Value::Object(labels)) = meta.pointer_mut("/changes/ip_allowlist_labels")
+    {
+        labels.remove("set_networks");
+        labels.remove("removed_networks");
+    }
+    for key in ["ip_allowlist", "blocked_countries"] {
+        for side in ["added", "removed"] {
+            if size(&meta) <= audit::MAX_METADATA_BYTES {
+                return meta;
+            }
+            if let Some(v) = meta.pointer_mut(&format!("/changes/{key}/{side}")) {
+                *v = count(v);
+            }
+        }
+    }
+    meta
 }
 
 /// How many allowlist labels a change set (new or different) and removed, with the first
@@ -852,4 +892,59 @@ pub async fn apply_audit_retention<S: TenancyStore>(
     };
     audit::take_checkpoint(audit_store, org, checkpoint_key, now).await?;
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_of_everything_at_once_is_recorded_within_bounds() {
+        // The longest networks: a thousand IPv6 /128 addresses swapped for a thousand others,
+        // labelled; forty countries swapped too; sessions and passwords changed.
+        let net = |p: u32, i: u32| {
+            Value::String(format!("ffff:ffff:ffff:ffff:ffff:ffff:{p:04x}:{i:04x}/128"))
+        };
+        let old: Vec<Value> = (0..1_000).map(|i| net(1, i)).collect();
+        let new: Vec<Value> = (0..1_000).map(|i| net(2, i)).collect();
+        let countries =
+            |p: &str| -> Vec<Value> { (0..20).map(|i| json!(format!("{p}{i}"))).collect() };
+        let labels_before: std::collections::BTreeMap<String, String> = old
+            .iter()
+            .map(|n| (n.as_str().unwrap().to_owned(), "é".repeat(64)))
+            .collect();
+        let labels_after: std::collections::BTreeMap<String, String> = new
+            .iter()
+            .map(|n| (n.as_str().unwrap().to_owned(), "é".repeat(64)))
+            .collect();
+        let meta = json!({
+            "fields": ["sessions", "passwords", "ip_allowlist", "ip_allowlist_labels", "blocked_countries",
+                       "mfa.required", "mfa.grace_days", "mfa.methods", "audit_retention_days"],
+            "changes": {
+                "sessions": {"from": {"absolute_timeout_minutes": 480, "idle_timeout_minutes": 30, "max_concurrent": 3},
+                             "to": {"absolute_timeout_minutes": 600, "idle_timeout_minutes": 45, "max_concurrent": 5}},
+                "passwords": {"from": {"min_length": 15, "min_length_with_2fa": 8, "max_length": 64},
+                              "to": {"min_length": 16, "min_length_with_2fa": 10, "max_length": 128}},
+                "ip_allowlist": list_change(&old, &new),
+                "ip_allowlist_labels": labels_change(&labels_before, &labels_after),
+                "blocked_countries": list_change(&countries("A"), &countries("B")),
+                "mfa": {"from": true, "to": false},
+            },
+            "ip_allowlist": listed(&new),
+            "blocked_countries": listed(&countries("B")),
+            "mfa_required": false,
+            "audit_retention_days": 90,
+        });
+        assert!(serde_json::to_vec(&meta).unwrap().len() > audit::MAX_METADATA_BYTES);
+        let fitted = within_bounds(meta.clone());
+        assert!(serde_json::to_vec(&fitted).unwrap().len() <= audit::MAX_METADATA_BYTES);
+        assert!(Metadata::from_value(fitted.clone()).is_ok());
+        // What each field was and became stays; the lists' details went first.
+        assert_eq!(fitted["changes"]["sessions"], meta["changes"]["sessions"]);
+        assert_eq!(fitted["ip_allowlist"], json!({ "count": 1_000 }));
+        assert_eq!(fitted["changes"]["ip_allowlist_labels"]["set"], 1_000);
+        // A record that fits is kept as it is.
+        let small = json!({ "fields": ["ip_allowlist"], "ip_allowlist": ["10.0.0.0/8"] });
+        assert_eq!(within_bounds(small.clone()), small);
+    }
 }

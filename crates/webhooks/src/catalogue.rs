@@ -171,7 +171,7 @@ fn data_of(kind: EventKind) -> (&'static str, bool, Value, &'static [&'static st
             json!({"assetId": id("the resource"), "kind": {"type": "string", "enum": ["chat_interface", "knowledge_base", "domain"]},
                 "fromTeamId": id("the team it left"), "toTeamId": id("the team it joined"), "name": string("its name now"),
                 "previousName": string("its name before"), "transferredBy": id("who moved it"),
-                "note": {"type": ["string", "null"], "description": "what the mover wrote about it (test results, what changed); null when nothing"}}),
+                "note": {"type": ["string", "null"], "maxLength": 2000, "description": "what the mover wrote about it (test results, what changed); null when nothing"}}),
             &[
                 "assetId",
                 "kind",

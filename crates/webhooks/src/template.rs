@@ -54,7 +54,12 @@ pub fn check(template: &str) -> Result<(), WebhookError> {
     Ok(())
 }
 
-/// The template filled in from `event`.
+/// The longest message a template renders, in characters (Slack's own limit for a message's
+/// text): a template that repeats a long value (a transfer's note, say) many times is cut there,
+/// ending in `…`, rather than stored and sent at any length.
+pub const MAX_RENDERED_CHARS: usize = 40_000;
+
+/// The template filled in from `event`, at most [`MAX_RENDERED_CHARS`] characters.
 #[must_use]
 pub fn render(template: &str, event: &DomainEvent) -> String {
     let mut out = String::with_capacity(template.len() + 32);
@@ -63,6 +68,14 @@ pub fn render(template: &str, event: &DomainEvent) -> String {
             Piece::Text(t) | Piece::Bad(t) => out.push_str(t),
             Piece::Key(k) => escape_into(&mut out, &value_of(k, event).replace("](", "]\u{200b}(")),
         }
+        if out.len() > MAX_RENDERED_CHARS * 4 {
+            // Far past the limit in bytes, so past it in characters: stop filling in.
+            break;
+        }
+    }
+    if out.chars().count() > MAX_RENDERED_CHARS {
+        out = out.chars().take(MAX_RENDERED_CHARS - 1).collect();
+        out.push('…');
     }
     out
 }
@@ -151,6 +164,22 @@ mod tests {
             json!({"chatInterfaceId": "res_1", "name": "Customer Support", "by": "usr_1",
                 "byName": "Sarah", "teamId": "team_1", "sizeBytes": 12, "nested": {"a": 1}}),
         )
+    }
+
+    #[test]
+    fn a_long_value_repeated_is_cut_at_the_limit() {
+        let event = DomainEvent::new(
+            rbac_core::OrgId::new(),
+            EventKind::AssetTransferred,
+            chrono::DateTime::from_timestamp(1_764_000_000, 0).unwrap_or_default(),
+            json!({"note": "&".repeat(2_000)}),
+        );
+        let t = "{{note}}".repeat(250);
+        let out = render(&t, &event);
+        assert_eq!(out.chars().count(), MAX_RENDERED_CHARS);
+        assert!(out.ends_with('…') && out.starts_with("&amp;&amp;"));
+        // Below the limit, nothing is cut.
+        assert_eq!(render("{{note}}", &event).chars().count(), 10_000);
     }
 
     #[test]
