@@ -146,6 +146,7 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
     settings.bootstrap.owner_name = "Sarah Owner".into();
     settings.bootstrap.owner_password = OWNER_PASSWORD.to_owned().into();
     settings.bootstrap.demo = opts.demo;
+    settings.support.email = "desk@support.example".into();
     settings.audit.checkpoint_interval_secs = 0;
     // Webhook tests deliver to a receiver on loopback, which is refused unless allowlisted.
     settings.webhooks.allow_cidrs = vec!["127.0.0.1/32".into()];

@@ -666,6 +666,23 @@ both_backends!(
         let t = spawn_app(b).await;
         // A Pro organization has no uptime guarantee and is not told.
         let (pro, pro_owner) = crate::api_keys::second_org(&t, billing_limits::Plan::Pro).await;
+        // A deactivated Admin is not told: Lisa, promoted, then deactivated (as SCIM does it,
+        // set here in the database).
+        let lisa = t.member_id("lisa@example.com").await;
+        let res = t
+            .patch(
+                &t.org(&format!("/members/{lisa}")),
+                &t.owner_token,
+                &json!({ "role": "admin" }),
+            )
+            .await;
+        assert!(res.status().is_success(), "{}", res.status());
+        t.store
+            .execute_sql(&format!(
+                "UPDATE memberships SET deactivated_at = 1 WHERE user_id = '{lisa}'"
+            ))
+            .await
+            .unwrap();
         let now = t.clock.now();
         let notify = |resolved: bool| {
             axie_server::admin::notify_incident(
@@ -753,5 +770,157 @@ both_backends!(
                 .await
                 .is_err()
         );
+    }
+);
+
+both_backends!(
+    the_owner_and_admins_write_to_support_with_a_priority,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let url = t.org("/support-requests");
+        let before = t.clock.now();
+        let sent = json_of(
+            t.post(
+                &url,
+                &t.owner_token,
+                &json!({ "priority": "critical", "subject": "Chat interfaces do not answer",
+                         "body": "Since 10:05 every chat interface answers 502.\nProduction is down." }),
+            )
+            .await,
+        )
+        .await;
+        let after = t.clock.now();
+        let reference = sent["reference"].as_str().unwrap().to_owned();
+        assert!(
+            reference.starts_with("SUP-") && reference.len() == 16,
+            "{sent}"
+        );
+        assert_eq!(sent["priority"], "critical");
+        // Critical on Enterprise: two hours, around the clock.
+        let due = |v: &Value| {
+            chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+                .unwrap()
+                .with_timezone(&chrono::Utc)
+        };
+        let two_hours = chrono::Duration::hours(2);
+        let critical = due(&sent["response_due_at"]);
+        assert!(
+            before + two_hours <= critical && critical <= after + two_hours,
+            "{sent}"
+        );
+        // An Admin's request in business hours, as the guide's table has it.
+        let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
+        let before = t.clock.now();
+        let high = json_of(
+            t.post(
+                &url,
+                &mike,
+                &json!({ "priority": "high", "subject": "SSO question", "body": "How?" }),
+            )
+            .await,
+        )
+        .await;
+        let after = t.clock.now();
+        let promised = |at| {
+            billing_limits::catalogue::Priority::High
+                .response_time()
+                .due(at)
+        };
+        let high_due = due(&high["response_due_at"]);
+        assert!(
+            promised(before) <= high_due && high_due <= promised(after),
+            "{high}"
+        );
+        // Users do not; bad requests are refused with nothing sent.
+        let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
+        problem(
+            t.post(
+                &url,
+                &tom,
+                &json!({ "priority": "low", "subject": "x", "body": "y" }),
+            )
+            .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        for bad in [
+            json!({ "priority": "urgent", "subject": "x", "body": "y" }),
+            json!({ "priority": "low", "subject": " ", "body": "y" }),
+            json!({ "priority": "low", "subject": "x", "body": "y".repeat(10_001) }),
+        ] {
+            problem(
+                t.post(&url, &t.owner_token, &bad).await,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+            )
+            .await;
+        }
+
+        // The desk gets the request, the author a copy.
+        let mails = json_of(t.get(&t.org("/outbox?limit=100"), &t.owner_token).await).await;
+        let items = mails["items"].as_array().unwrap();
+        let to_desk: Vec<&Value> = items
+            .iter()
+            .filter(|m| m["kind"] == "support_request")
+            .collect();
+        assert_eq!(to_desk.len(), 2, "{mails}");
+        let first = to_desk
+            .iter()
+            .find(|m| m["subject"].as_str().unwrap().contains(&reference))
+            .unwrap();
+        assert_eq!(first["to"], "desk@support.example");
+        assert_eq!(
+            first["subject"],
+            format!("[ENTERPRISE][CRITICAL] Chat interfaces do not answer ({reference})")
+        );
+        let body = first["body"].as_str().unwrap();
+        assert!(
+            body.contains("Acme Corp")
+                && body.contains(OWNER_EMAIL)
+                && body.contains("Production is down."),
+            "{body}"
+        );
+        let copies: Vec<&str> = items
+            .iter()
+            .filter(|m| m["kind"] == "support_request_copy")
+            .map(|m| m["to"].as_str().unwrap())
+            .collect();
+        assert_eq!(copies.len(), 2);
+        assert!(copies.contains(&OWNER_EMAIL) && copies.contains(&"mike@example.com"));
+        // Audited without the request's text.
+        let recorded = t.audit("action=support.requested").await;
+        assert_eq!(recorded.len(), 2);
+        assert_eq!(recorded[1]["metadata"]["reference"], reference.as_str());
+        assert_eq!(recorded[1]["metadata"]["priority"], "critical");
+        assert!(!recorded[1].to_string().contains("Production is down"));
+
+        // Pro has no response times.
+        let (pro, pro_owner) = crate::api_keys::second_org(&t, billing_limits::Plan::Pro).await;
+        let pro_token = t.login(&pro_owner, OWNER_PASSWORD).await;
+        let pro_sent = json_of(
+            t.post(
+                &t.url(&format!("/api/v1/orgs/{pro}/support-requests")),
+                &pro_token,
+                &json!({ "priority": "low", "subject": "Invoices", "body": "Where?" }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(pro_sent.get("response_due_at"), Some(&Value::Null));
+
+        // A server without a support address takes none.
+        let other = t
+            .another_instance_with(|s| s.support.email = String::new())
+            .await;
+        let res = t
+            .client
+            .post(format!("{other}/api/v1/orgs/{}/support-requests", t.org_id))
+            .bearer_auth(&t.owner_token)
+            .json(&json!({ "priority": "low", "subject": "x", "body": "y" }))
+            .send()
+            .await
+            .unwrap();
+        problem(res, StatusCode::SERVICE_UNAVAILABLE, "support_unavailable").await;
     }
 );

@@ -49,6 +49,16 @@ pub struct Settings {
     pub billing: BillingSettings,
     /// Deployment-wide plan limits and usage alerts.
     pub plans: PlanSettings,
+    /// The support desk.
+    pub support: SupportSettings,
+}
+
+/// The support desk (`POST /orgs/{org}/support-requests`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupportSettings {
+    /// Where support requests are mailed (empty: the server takes none).
+    pub email: String,
 }
 
 /// One limit's value in the configuration: a number, or `"unlimited"`.
@@ -733,6 +743,11 @@ impl Settings {
         {
             return Err(ConfigError(
                 "`server.public_url` must be an http:// or https:// URL (the address people use, for links in mail)".into(),
+            ));
+        }
+        if !self.support.email.is_empty() && tenancy::Email::parse(&self.support.email).is_err() {
+            return Err(ConfigError(
+                "`support.email` must be an email address, or empty".into(),
             ));
         }
         if self.accounts.reset_requests_per_address == 0 {

@@ -71,6 +71,8 @@ actions! {
     /// The operator declared an incident of the service, or its end: the Owner and Admins of
     /// an Enterprise organization were mailed (`notify-incident`).
     IncidentNotified => "service.incident_notified", "Sent a notice of";
+    /// The Owner or an Admin wrote to the support desk (its reference and priority).
+    SupportRequested => "support.requested", "Asked support about";
     /// The organization was created.
     OrgCreated => "org.created", "Created organization";
     /// The Owner asked to delete the organization (recorded only when the confirmation fails:

@@ -18,6 +18,7 @@
 //! assert_eq!(enterprise.response_times.len(), 4);
 //! ```
 
+use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveTime, Utc, Weekday};
 use rbac_core::PlanFeatures;
 use serde::Serialize;
 
@@ -64,6 +65,29 @@ pub enum Priority {
 }
 
 impl Priority {
+    /// Every priority, most urgent first.
+    pub const ALL: [Priority; 4] = [
+        Priority::Critical,
+        Priority::High,
+        Priority::Medium,
+        Priority::Low,
+    ];
+
+    /// Parses the wire name.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// Its promised first answer ([`RESPONSE_TIMES`]).
+    #[must_use]
+    pub fn response_time(self) -> ResponseTime {
+        RESPONSE_TIMES
+            .into_iter()
+            .find(|r| r.priority == self)
+            .unwrap_or(RESPONSE_TIMES[3])
+    }
+
     /// The wire name.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -85,6 +109,48 @@ pub struct ResponseTime {
     pub hours: u32,
     /// Whether the hours run around the clock (`24/7`), or in business hours only.
     pub around_the_clock: bool,
+}
+
+/// The guide's business hours: Monday to Friday, 9:00 to 17:00 CET (UTC+1, all year: the guide
+/// names no summer time; public holidays are not known here).
+pub const BUSINESS_OPEN: u32 = 9;
+/// When business hours end, CET.
+pub const BUSINESS_CLOSE: u32 = 17;
+
+impl ResponseTime {
+    /// When the first answer to a request made at `from` is due: `hours` later around the
+    /// clock, or `hours` of business hours later.
+    #[must_use]
+    pub fn due(self, from: DateTime<Utc>) -> DateTime<Utc> {
+        let hours = Duration::hours(i64::from(self.hours));
+        if self.around_the_clock {
+            return from + hours;
+        }
+        let Some(cet) = FixedOffset::east_opt(3600) else {
+            return from + hours;
+        };
+        let at = |d: chrono::NaiveDate, h: u32| {
+            d.and_time(NaiveTime::from_hms_opt(h, 0, 0).unwrap_or(NaiveTime::MIN))
+                .and_local_timezone(cet)
+                .single()
+                .map_or(from, |t| t.with_timezone(&Utc))
+        };
+        let workday = |d: chrono::NaiveDate| !matches!(d.weekday(), Weekday::Sat | Weekday::Sun);
+        let mut left = hours;
+        let mut now = from;
+        loop {
+            let day = now.with_timezone(&cet).date_naive();
+            let (open, close) = (at(day, BUSINESS_OPEN), at(day, BUSINESS_CLOSE));
+            if workday(day) && now < close {
+                let start = now.max(open);
+                if start + left <= close {
+                    return start + left;
+                }
+                left -= close - start;
+            }
+            now = at(day + Duration::days(1), 0);
+        }
+    }
 }
 
 /// The guide's "Priority Support" table: Enterprise's response times.
@@ -164,6 +230,33 @@ pub fn catalogue(prices: &PriceList) -> Vec<PlanSheet> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn utc(d: u32, h: u32, m: u32) -> DateTime<Utc> {
+        use chrono::TimeZone;
+        // December 2026: the 7th is a Monday.
+        Utc.with_ymd_and_hms(2026, 12, d, h, m, 0).unwrap()
+    }
+
+    #[test]
+    fn answers_are_due_around_the_clock_or_in_business_hours_cet() {
+        let due = |p: Priority, at| p.response_time().due(at);
+        // Critical: two hours, whenever (a Saturday night).
+        assert_eq!(due(Priority::Critical, utc(12, 22, 30)), utc(13, 0, 30));
+        // High, Monday 10:00 CET (09:00 UTC): four business hours, 14:00 CET.
+        assert_eq!(due(Priority::High, utc(7, 9, 0)), utc(7, 13, 0));
+        // High, Monday 15:00 CET: two hours that day, two the next morning, Tuesday 11:00 CET.
+        assert_eq!(due(Priority::High, utc(7, 14, 0)), utc(8, 10, 0));
+        // Medium, Friday 16:00 CET: one hour Friday, seven Monday: Monday 16:00 CET.
+        assert_eq!(due(Priority::Medium, utc(11, 15, 0)), utc(14, 15, 0));
+        // Low, Saturday: three business days from Monday 9:00 CET, Wednesday 17:00 CET.
+        assert_eq!(due(Priority::Low, utc(12, 10, 0)), utc(16, 16, 0));
+        // Before opening: counted from 9:00 CET.
+        assert_eq!(due(Priority::High, utc(8, 5, 0)), utc(8, 12, 0));
+        // Exactly at closing time: the next business morning.
+        assert_eq!(due(Priority::High, utc(8, 16, 0)), utc(9, 12, 0));
+        assert_eq!(Priority::parse("medium"), Some(Priority::Medium));
+        assert_eq!(Priority::parse("urgent"), None);
+    }
 
     #[test]
     fn the_guides_table_cheapest_first() {

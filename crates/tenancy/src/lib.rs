@@ -38,6 +38,7 @@ pub mod privacy;
 pub mod scim;
 pub mod security;
 mod store;
+pub mod support;
 pub mod teams;
 
 pub use caller::{Caller, Principal};

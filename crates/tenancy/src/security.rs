@@ -898,6 +898,81 @@ pub async fn apply_audit_retention<S: TenancyStore>(
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_change_of_everything_at_once_goes_through_with_its_record() {
+        use audit::AuditStore;
+        let (store, org, owner) = crate::MemoryTenancyStore::with_org("Everything").await;
+        let ip: IpAddr = "::1".parse().unwrap();
+        let now = Utc::now();
+        // A thousand of the longest networks, labelled at length, and twenty countries.
+        let list = |p: u32| -> Vec<AllowlistItem> {
+            (0..999)
+                .map(|i| {
+                    // Four digits in every group: nothing for the canonical form to shorten.
+                    AllowlistItem::new(format!(
+                        "ffff:ffff:ffff:ffff:ffff:ffff:{p:04x}:{:04x}/128",
+                        0x1000 + i
+                    ))
+                    .labelled("é".repeat(64))
+                })
+                .chain([AllowlistItem::new("::1/128")])
+                .collect()
+        };
+        let codes = |c: &[&str]| c.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let first = SecurityUpdate {
+            ip_allowlist: Some(list(0x1111)),
+            blocked_countries: Some(codes(&[
+                "AD", "AE", "AF", "AG", "AL", "AM", "AO", "AR", "AT", "AU", "AZ", "BA", "BB", "BD",
+                "BE", "BF", "BG", "BH", "BI", "BJ",
+            ])),
+            ..SecurityUpdate::default()
+        };
+        let caller = store.session_caller_in(org.id, owner.clone()).await;
+        update(&store, &caller, first, ip, Located::Nowhere, now)
+            .await
+            .unwrap();
+        // Then every one of them swapped, with the sessions, passwords and 2FA changed.
+        let second = SecurityUpdate {
+            sessions: Some(security_policy::SessionPolicy {
+                absolute_timeout_minutes: 600,
+                idle_timeout_minutes: 45,
+                max_concurrent: 5,
+            }),
+            passwords: Some(security_policy::PasswordPolicy {
+                min_length: 16,
+                min_length_with_2fa: 10,
+                max_length: 128,
+            }),
+            ip_allowlist: Some(list(0x2222)),
+            blocked_countries: Some(codes(&[
+                "BN", "BO", "BR", "BS", "BT", "BW", "BY", "BZ", "CA", "CD", "CF", "CG", "CH", "CI",
+                "CL", "CM", "CN", "CO", "CR", "CU",
+            ])),
+            mfa_required: Some(true),
+            mfa_grace_days: Some(14),
+            ..SecurityUpdate::default()
+        };
+        let caller = store.session_caller_in(org.id, owner).await;
+        update(&store, &caller, second, ip, Located::Nowhere, now)
+            .await
+            .unwrap();
+        let records = store
+            .audit()
+            .search(
+                org.id,
+                &audit::AuditQuery {
+                    action: Some(audit::ActionFilter::parse("security_policy.updated")),
+                    limit: 1,
+                    ..audit::AuditQuery::default()
+                },
+            )
+            .await
+            .unwrap();
+        let meta = records[0].event.metadata.to_map();
+        assert_eq!(meta.get("ip_allowlist"), Some(&json!({ "count": 1_000 })));
+        assert!(meta.contains_key("changes"));
+    }
+
     #[test]
     fn a_change_of_everything_at_once_is_recorded_within_bounds() {
         // The longest networks: a thousand IPv6 /128 addresses swapped for a thousand others,

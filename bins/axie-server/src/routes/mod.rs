@@ -119,6 +119,7 @@ routes! {
     POST "/api/v1/orgs" => orgs::create, Authenticated;
     GET "/api/v1/orgs/{org_id}" => orgs::get, Org(P::ViewSettings);
     PATCH "/api/v1/orgs/{org_id}" => orgs::update, Org(P::UpdateSettings);
+    POST "/api/v1/orgs/{org_id}/support-requests" => orgs::support_request, Org(P::UpdateSettings);
     POST "/api/v1/orgs/{org_id}/delete" => orgs::delete, Org(P::DeleteOrganization);
     PUT "/api/v1/orgs/{org_id}/feature-access" => orgs::update_access, Org(P::UpdateFeatureAccess);
     GET "/api/v1/orgs/{org_id}/explain" => orgs::explain, Member;

@@ -149,7 +149,7 @@ impl Modify for ProblemResponses {
         security::end_member_sessions,
         security::reset_member_factor,
         me::me, me::update_profile, me::sessions, me::end_session,
-        orgs::create, orgs::get, orgs::update, orgs::delete, orgs::update_access, orgs::explain,
+        orgs::create, orgs::get, orgs::update, orgs::support_request, orgs::delete, orgs::update_access, orgs::explain,
         members::list, members::change_role, members::set_all_teams_role, members::remove, members::leave, members::propose_transfer, members::pending_transfer, members::withdraw_transfer, members::confirm_transfer,
         invitations::create, invitations::list, invitations::bulk_preview, invitations::bulk_confirm, invitations::resend, invitations::revoke, invitations::outbox,
         invitations::lookup, invitations::accept, invitations::signup,

@@ -400,3 +400,82 @@ pub async fn change_plan(
     let profile = after.org.profile.clone();
     Ok(HttpResponse::Ok().json(response(&after, &profile)))
 }
+
+/// A request to the support desk.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SupportRequestBody {
+    /// `critical` (production down), `high`, `medium` or `low`.
+    pub priority: String,
+    /// One line, 1 to 100 printable characters.
+    pub subject: String,
+    /// What happens: 1 to 10,000 characters.
+    pub body: String,
+}
+
+/// A request as sent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SupportTicketResponse {
+    /// Its reference (`SUP-…`), in both mails.
+    pub reference: String,
+    /// `critical`, `high`, `medium` or `low`.
+    pub priority: String,
+    /// When the first answer is due (RFC 3339): on Enterprise, the priority's response time
+    /// (critical: 2 hours around the clock; high, medium, low: 4, 8, 24 business hours, Monday
+    /// to Friday 9:00-17:00 CET); null on the other plans.
+    pub response_due_at: Option<String>,
+}
+
+/// Writes to the support desk (the guide's "Priority Support"; Owner and Admins): the desk
+/// gets the request with the organization, the author and the priority in its subject
+/// (`[ENTERPRISE][CRITICAL] …`), the author a copy; audited as `support.requested`.
+#[utoipa::path(post, path = "/api/v1/orgs/{org_id}/support-requests", tag = "organizations",
+    params(("org_id" = String, Path, description = "Organization id")),
+    request_body = SupportRequestBody,
+    responses(
+        (status = 201, description = "Sent", body = SupportTicketResponse),
+        (status = 403, description = "Not the Owner or an Admin", content_type = "application/problem+json"),
+        (status = 422, description = "An unknown priority, a bad subject or body", content_type = "application/problem+json"),
+        (status = 503, description = "This server takes no support requests (`support.email` is not set)", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn support_request(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    body: crate::extract::Json<SupportRequestBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let priority = billing_limits::catalogue::Priority::parse(&body.priority).ok_or_else(|| {
+        ApiError::invalid_input(format!(
+            "unknown priority `{}`; use critical, high, medium or low",
+            body.priority
+        ))
+    })?;
+    if st.settings.support.email.is_empty() {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "support_unavailable",
+            "this server takes no support requests: its operator has not set `support.email`",
+        ));
+    }
+    let request = tenancy::support::SupportRequest {
+        priority,
+        subject: body.subject,
+        body: body.body,
+    };
+    match tenancy::support::request(
+        &*st.store,
+        &caller,
+        &request,
+        &st.settings.support.email,
+        st.clock.now(),
+    )
+    .await
+    {
+        Ok(t) => Ok(HttpResponse::Created().json(SupportTicketResponse {
+            reference: t.reference,
+            priority: t.priority.as_str().into(),
+            response_due_at: t.response_due_at.map(|d| d.to_rfc3339()),
+        })),
+        Err(e) => Err(audited(&st, &caller, "support_request", e).await),
+    }
+}
