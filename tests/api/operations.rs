@@ -699,7 +699,7 @@ both_backends!(
             said.contains("1 Enterprise organizations told now, 0 told before"),
             "{said}"
         );
-        // Run again after a failure: nobody is told twice.
+        // Run again (as after a failure part-way): nobody is told twice.
         let said = notify(false).await.unwrap();
         assert!(
             said.contains("0 Enterprise organizations told now, 1 told before"),
@@ -847,6 +847,7 @@ both_backends!(
         for bad in [
             json!({ "priority": "urgent", "subject": "x", "body": "y" }),
             json!({ "priority": "low", "subject": " ", "body": "y" }),
+            json!({ "priority": "low", "subject": "x\r\nBcc: all@example.com", "body": "y" }),
             json!({ "priority": "low", "subject": "x", "body": "y".repeat(10_001) }),
         ] {
             problem(
@@ -922,5 +923,37 @@ both_backends!(
             .await
             .unwrap();
         problem(res, StatusCode::SERVICE_UNAVAILABLE, "support_unavailable").await;
+
+        // Twenty requests an hour per organization: two sent above, eighteen more, then 429.
+        for n in 0..18 {
+            let res = t
+                .post(
+                    &url,
+                    &t.owner_token,
+                    &json!({ "priority": "low", "subject": format!("Question {n}"), "body": "?" }),
+                )
+                .await;
+            assert_eq!(res.status(), StatusCode::CREATED);
+        }
+        let res = t
+            .post(
+                &url,
+                &t.owner_token,
+                &json!({ "priority": "low", "subject": "One more", "body": "?" }),
+            )
+            .await;
+        assert!(res.headers().contains_key("retry-after"));
+        problem(res, StatusCode::TOO_MANY_REQUESTS, "support_throttled").await;
+        // An hour after the first, the desk takes requests again.
+        t.clock.advance(chrono::Duration::minutes(61));
+        let owner = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+        let res = t
+            .post(
+                &url,
+                &owner,
+                &json!({ "priority": "low", "subject": "Later", "body": "?" }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
     }
 );

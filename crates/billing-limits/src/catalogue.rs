@@ -117,12 +117,18 @@ pub const BUSINESS_OPEN: u32 = 9;
 /// When business hours end, CET.
 pub const BUSINESS_CLOSE: u32 = 17;
 
+const _: () = assert!(BUSINESS_OPEN < BUSINESS_CLOSE && BUSINESS_CLOSE < 24);
+
+/// The longest response time [`ResponseTime::due`] counts, in hours (about five years of
+/// business hours): a longer one is counted as this.
+pub const MAX_RESPONSE_HOURS: u32 = 10_000;
+
 impl ResponseTime {
     /// When the first answer to a request made at `from` is due: `hours` later around the
-    /// clock, or `hours` of business hours later.
+    /// clock, or `hours` of business hours later (at most [`MAX_RESPONSE_HOURS`]).
     #[must_use]
     pub fn due(self, from: DateTime<Utc>) -> DateTime<Utc> {
-        let hours = Duration::hours(i64::from(self.hours));
+        let hours = Duration::hours(i64::from(self.hours.min(MAX_RESPONSE_HOURS)));
         if self.around_the_clock {
             return from + hours;
         }

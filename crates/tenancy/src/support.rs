@@ -17,6 +17,10 @@ use crate::store::TenancyStore;
 /// The longest request, in characters.
 pub const MAX_BODY_CHARS: usize = 10_000;
 
+/// Requests one organization may send in any hour, at most: enough for an incident with its
+/// follow-ups, few enough that a script or a stolen key cannot flood the desk.
+pub const REQUESTS_PER_HOUR: u32 = 20;
+
 /// A request as its author writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SupportRequest {
@@ -42,11 +46,16 @@ pub struct SupportTicket {
 
 /// Sends `request` to the support desk at `desk`, and a copy to its author, with the
 /// `support.requested` record (its reference and priority, not its text) in one transaction.
-/// The Owner and the Admins may (`update_settings`: they run the organization's account).
+/// The Owner and the Admins may (`update_settings`: they run the organization's account), at
+/// most [`REQUESTS_PER_HOUR`] an hour per organization (counted by those records, so that
+/// requests sent at the same moment may pass it by a few).
 ///
 /// # Errors
-/// [`TenancyError::Forbidden`]; [`TenancyError::Invalid`] for a bad subject or body.
-pub async fn request<S: TenancyStore + crate::store::WorkspaceStore + ?Sized>(
+/// [`TenancyError::Forbidden`]; [`TenancyError::Invalid`] for a bad subject or body;
+/// [`TenancyError::Throttled`] until the hour's oldest request is an hour old.
+pub async fn request<
+    S: TenancyStore + crate::store::WorkspaceStore + audit::AuditStore + ?Sized,
+>(
     store: &S,
     caller: &Caller,
     request: &SupportRequest,
@@ -67,6 +76,25 @@ pub async fn request<S: TenancyStore + crate::store::WorkspaceStore + ?Sized>(
         )));
     }
     let org = &caller.org;
+    let hour = chrono::Duration::hours(1);
+    let recent = store
+        .search(
+            org.id,
+            &audit::AuditQuery {
+                action: Some(audit::ActionFilter::parse(
+                    AuditAction::SupportRequested.as_str(),
+                )),
+                since: Some(now - hour),
+                limit: REQUESTS_PER_HOUR,
+                ..audit::AuditQuery::default()
+            },
+        )
+        .await?;
+    if recent.len() >= REQUESTS_PER_HOUR as usize
+        && let Some(oldest) = recent.last()
+    {
+        return Err(TenancyError::Throttled(oldest.event.occurred_at + hour));
+    }
     let enterprise = org.plan == Plan::Enterprise;
     let response = request.priority.response_time();
     let due = enterprise.then(|| response.due(now));
@@ -97,7 +125,8 @@ pub async fn request<S: TenancyStore + crate::store::WorkspaceStore + ?Sized>(
             .audit(
                 now,
                 AuditAction::SupportRequested,
-                Target::new("support_request", &reference, subject.clone()),
+                // Named by its reference: the subject is the author's text, kept in the mails.
+                Target::new("support_request", &reference, reference.clone()),
             )
             .with_metadata(Metadata::from_value(json!({
                 "reference": reference, "priority": priority,

@@ -436,6 +436,7 @@ pub struct SupportTicketResponse {
         (status = 201, description = "Sent", body = SupportTicketResponse),
         (status = 403, description = "Not the Owner or an Admin", content_type = "application/problem+json"),
         (status = 422, description = "An unknown priority, a bad subject or body", content_type = "application/problem+json"),
+        (status = 429, description = "The organization sent 20 requests within the hour (`Retry-After`)", content_type = "application/problem+json"),
         (status = 503, description = "This server takes no support requests (`support.email` is not set)", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn support_request(
@@ -476,6 +477,16 @@ pub async fn support_request(
             priority: t.priority.as_str().into(),
             response_due_at: t.response_due_at.map(|d| d.to_rfc3339()),
         })),
+        Err(tenancy::TenancyError::Throttled(until)) => Err(ApiError::new(
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+            "support_throttled",
+            format!(
+                "this organization sent {} support requests within the hour; the next may go at {}",
+                tenancy::support::REQUESTS_PER_HOUR,
+                until.to_rfc3339()
+            ),
+        )
+        .with_retry_after((until - st.clock.now()).num_seconds())),
         Err(e) => Err(audited(&st, &caller, "support_request", e).await),
     }
 }
