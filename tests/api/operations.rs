@@ -808,7 +808,7 @@ both_backends!(
             before + two_hours <= critical && critical <= after + two_hours,
             "{sent}"
         );
-        // An Admin's request in business hours, as the guide's table has it.
+        // An Admin's high-priority request: due in business hours, as the guide's table has it.
         let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
         let before = t.clock.now();
         let high = json_of(

@@ -523,7 +523,7 @@ mod tests {
             "attached",
             "reads are not detached"
         );
-        // Every place taken (other tests' requests give theirs back): served at once, attached.
+        // Every place taken: served at once, attached.
         let all = DETACHED
             .acquire_many(u32::try_from(DETACHED_MAX).unwrap_or(u32::MAX))
             .await

@@ -82,10 +82,12 @@ impl Priority {
     /// Its promised first answer ([`RESPONSE_TIMES`]).
     #[must_use]
     pub fn response_time(self) -> ResponseTime {
-        RESPONSE_TIMES
-            .into_iter()
-            .find(|r| r.priority == self)
-            .unwrap_or(RESPONSE_TIMES[3])
+        RESPONSE_TIMES[match self {
+            Priority::Critical => 0,
+            Priority::High => 1,
+            Priority::Medium => 2,
+            Priority::Low => 3,
+        }]
     }
 
     /// The wire name.

@@ -246,7 +246,8 @@ pub fn parse_allowlist_label(label: &str) -> Result<Option<String>, SecurityErro
     let bidi = |c: char| matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}');
     if label.chars().any(|c| c.is_control() || bidi(c)) {
         return Err(SecurityError::Invalid(
-            "an allowlist label holds no control or bidirectional formatting characters".into(),
+            "an allowlist label holds no control, bidirectional formatting or zero-width characters"
+                .into(),
         ));
     }
     Ok(Some(label.to_owned()))

@@ -294,8 +294,13 @@ impl SeaStore {
     /// tried twice, and the second `CREATE TABLE` fail). (A SQLite file has one server: two
     /// processes migrating one file at once are not supported.)
     ///
+    /// A database a newer release migrated further is left as it is when every migration of
+    /// this release is applied to it (a warning names the newer ones), so that a rollback or an
+    /// older instance restarting during a rolling upgrade runs on it.
+    ///
     /// # Errors
-    /// The migration error.
+    /// The migration error; a database holding a newer release's migrations that lacks some of
+    /// this release's.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let txn = sea_orm::TransactionTrait::begin(&self.db)
             .await

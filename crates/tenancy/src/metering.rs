@@ -1606,8 +1606,9 @@ mod tests {
         let org = store.get_org(org.id).await.unwrap();
         let max = org.limits().get(Limit::ApiCallsPerMonth).unwrap();
         let a = store.default_team(org.id).await.unwrap().id;
-        // A team made on the 12th at noon (its calls of the 8th to the 11th were another
-        // team's, moved into it: they count, over the time it existed).
+        // A team made on the 12th at noon. (Its rows from the 8th on are made up for the test:
+        // a team has none before it exists; they show that its rate is taken over the time
+        // it existed, whatever its rows.)
         let b = TeamId::new();
         store
             .create_team(

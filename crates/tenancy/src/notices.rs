@@ -77,7 +77,7 @@ impl Incident {
             || message.chars().count() > 4_000
             || message
                 .chars()
-                .any(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+                .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
         {
             return Err(TenancyError::Invalid(
                 "the incident's message is 1 to 4,000 characters, lines and tabs but no other control characters".into(),

@@ -1256,7 +1256,8 @@ pub trait WorkspaceStore: Send + Sync {
             .collect())
     }
 
-    /// Commits a journal that records a read (viewing analytics, exports).
+    /// Commits a journal that changes no row of its own: a read's record (viewing analytics,
+    /// exports), or a record with its mails (a support request).
     ///
     /// # Errors
     /// [`TenancyError::Store`] on storage failure.

@@ -427,8 +427,9 @@ pub struct SupportTicketResponse {
 }
 
 /// Writes to the support desk (the guide's "Priority Support"; Owner and Admins): the desk
-/// gets the request with the organization, the author and the priority in its subject
-/// (`[ENTERPRISE][CRITICAL] …`), the author a copy; audited as `support.requested`.
+/// gets the request with the plan and priority in its subject (`[ENTERPRISE][CRITICAL] …`)
+/// and the organization and author in its body, the author a copy; audited as
+/// `support.requested`; about 20 an hour per organization.
 #[utoipa::path(post, path = "/api/v1/orgs/{org_id}/support-requests", tag = "organizations",
     params(("org_id" = String, Path, description = "Organization id")),
     request_body = SupportRequestBody,

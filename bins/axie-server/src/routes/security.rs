@@ -432,7 +432,8 @@ pub enum AllowlistItemBody {
 pub struct LabelledNetwork {
     /// The network (CIDR, or an address).
     pub network: String,
-    /// At most 64 characters, no control characters; empty or null: none.
+    /// At most 64 characters, no control, bidirectional formatting or zero-width characters;
+    /// empty or null: none.
     pub label: Option<String>,
 }
 
@@ -552,7 +553,7 @@ pub struct SecurityPatch {
         (status = 200, description = "Saved", body = SecurityResponse),
         (status = 403, description = "Not the Owner or an Admin, or `audit_retention_days` from an Admin (the Owner's)", content_type = "application/problem+json"),
         (status = 409, description = "Changed concurrently", content_type = "application/problem+json"),
-        (status = 422, description = "Invalid (an unknown 2FA method, a bad network, an address with host bits, over 1,000 allowlist entries, a label over 64 characters or with control characters); the allowlist or the blocked countries would exclude your own address; or countries without a GeoIP database", content_type = "application/problem+json"),
+        (status = 422, description = "Invalid (an unknown 2FA method, a bad network, an address with host bits, over 1,000 allowlist entries, a label over 64 characters or with control, bidirectional or zero-width characters); the allowlist or the blocked countries would exclude your own address; or countries without a GeoIP database", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn update(
     st: web::Data<AppState>,
