@@ -694,20 +694,35 @@ both_backends!(
                 now,
             )
         };
+        // Another Enterprise organization; this one's log refuses the notice's record for a
+        // while (as a full disk would): the other is told, this one is not, and the command
+        // says so and fails.
+        crate::api_keys::second_org(&t, billing_limits::Plan::Enterprise).await;
+        t.refuse_audit_records(&format!(
+            "NEW.action = 'service.incident_notified' AND NEW.org_id = '{}'",
+            t.org_id
+        ))
+        .await;
+        let failed = notify(false).await.unwrap_err().to_string();
+        assert!(
+            failed.contains("1 Enterprise organizations told now, 0 told before, 1 not told"),
+            "{failed}"
+        );
+        t.accept_audit_records().await;
+        // Run again after the failure: the one left out is told, nobody twice.
         let said = notify(false).await.unwrap();
         assert!(
-            said.contains("1 Enterprise organizations told now, 0 told before"),
+            said.contains("1 Enterprise organizations told now, 1 told before"),
             "{said}"
         );
-        // Run again (as after a failure part-way): nobody is told twice.
         let said = notify(false).await.unwrap();
         assert!(
-            said.contains("0 Enterprise organizations told now, 1 told before"),
+            said.contains("0 Enterprise organizations told now, 2 told before"),
             "{said}"
         );
         let said = notify(true).await.unwrap();
         assert!(
-            said.contains("1 Enterprise organizations told now"),
+            said.contains("2 Enterprise organizations told now"),
             "{said}"
         );
 
