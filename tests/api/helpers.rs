@@ -809,6 +809,13 @@ impl DnsStub {
 
 /// A TOTP code computed by PyPI's pyotp from an `otpauth://` URI, for the given Unix time:
 /// an authenticator implementation independent of ours.
+/// An RFC 3339 time of an answer, in UTC.
+pub fn utc_of(v: &Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().expect("an RFC 3339 string"))
+        .expect("an RFC 3339 time")
+        .with_timezone(&chrono::Utc)
+}
+
 pub fn pyotp_code(uri: &str, unix_time: i64) -> String {
     let out = std::process::Command::new(ensure_python_checkers())
         .args([

@@ -812,13 +812,8 @@ both_backends!(
         );
         assert_eq!(sent["priority"], "critical");
         // Critical on Enterprise: two hours, around the clock.
-        let due = |v: &Value| {
-            chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
-                .unwrap()
-                .with_timezone(&chrono::Utc)
-        };
         let two_hours = chrono::Duration::hours(2);
-        let critical = due(&sent["response_due_at"]);
+        let critical = utc_of(&sent["response_due_at"]);
         assert!(
             before + two_hours <= critical && critical <= after + two_hours,
             "{sent}"
@@ -841,7 +836,7 @@ both_backends!(
                 .response_time()
                 .due(at)
         };
-        let high_due = due(&high["response_due_at"]);
+        let high_due = utc_of(&high["response_due_at"]);
         assert!(
             promised(before) <= high_due && high_due <= promised(after),
             "{high}"

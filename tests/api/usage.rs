@@ -107,11 +107,9 @@ both_backends!(
         assert_eq!(daily_calls, 6, "the first call and the five that passed");
         assert_eq!(report["teams"][0]["api_calls"], 6);
         // A new month, a new allowance.
-        let reset =
-            chrono::DateTime::parse_from_rfc3339(report["resets_at"].as_str().unwrap()).unwrap();
-        t.clock.advance(
-            reset.with_timezone(&chrono::Utc) - t.clock.now() + chrono::Duration::seconds(1),
-        );
+        let reset = utc_of(&report["resets_at"]);
+        t.clock
+            .advance(reset - t.clock.now() + chrono::Duration::seconds(1));
         assert_eq!(t.get(&members, &secret).await.status(), StatusCode::OK);
         // Billing is the Owner's: Admins cannot read usage.
         let mike = t.login("mike@example.com", DEMO_PASSWORD).await;
@@ -957,7 +955,7 @@ both_backends!(
             Some(60 * 86_400 / lived),
             "22 a day"
         );
-        let left = (next_reset(&report) - now).num_seconds();
+        let left = (utc_of(&report["resets_at"]) - now).num_seconds();
         // The server's clock read a moment later: at most one call fewer.
         let projected = calls["projected_month_end"].as_i64().unwrap();
         let expected = 60 + 60 * left / lived;
@@ -1038,9 +1036,3 @@ both_backends!(
         );
     }
 );
-
-fn next_reset(report: &Value) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::parse_from_rfc3339(report["resets_at"].as_str().unwrap())
-        .unwrap()
-        .with_timezone(&chrono::Utc)
-}

@@ -265,22 +265,9 @@ pub const AUDITED_NOTE_CHARS: usize = 500;
 /// # Errors
 /// [`TenancyError::Invalid`].
 pub fn transfer_note(note: Option<&str>) -> Result<Option<String>, TenancyError> {
-    let Some(n) = note.map(str::trim).filter(|n| !n.is_empty()) else {
-        return Ok(None);
-    };
-    if n.chars().count() > MAX_TRANSFER_NOTE_CHARS {
-        return Err(TenancyError::Invalid(format!(
-            "`note` is at most {MAX_TRANSFER_NOTE_CHARS} characters"
-        )));
-    }
-    if n.chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-    {
-        return Err(TenancyError::Invalid(
-            "`note` holds no control characters but line breaks and tabs".into(),
-        ));
-    }
-    Ok(Some(n.to_owned()))
+    note.filter(|n| !n.trim().is_empty())
+        .map(|n| crate::model::valid_lines("note", n, MAX_TRANSFER_NOTE_CHARS))
+        .transpose()
 }
 
 /// Usage of one metric on one day.

@@ -1278,14 +1278,7 @@ mod tests {
             Some(&json!(lapses)),
             "the newest names the last try"
         );
-        let warned = store
-            .audit()
-            .list_mails(Some(org.id), None, 50)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|m| m.kind == "renewal_failed")
-            .collect::<Vec<_>>();
+        let warned = store.mails_of_kind(org.id, "renewal_failed").await;
         assert_eq!(warned.len(), 4);
         assert!(warned.iter().all(|m| m.to == owner.email.as_str()
             && m.body.contains("card declined")
@@ -1377,14 +1370,7 @@ mod tests {
                 due + Duration::days(14) + Duration::hours(1),
             ]
         );
-        let mails: Vec<_> = store
-            .audit()
-            .list_mails(Some(org.id), None, 50)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|m| m.kind == "invoice_overdue")
-            .collect();
+        let mails = store.mails_of_kind(org.id, "invoice_overdue").await;
         assert_eq!(mails.len(), 3);
         assert!(mails.iter().all(|m| m.to == owner.email.as_str()
             && m.subject.contains(&invoice.number)

@@ -47,7 +47,7 @@ pub use error::{StoreError, TenancyError, enforce_quota};
 pub use memory::MemoryTenancyStore;
 pub use model::{
     ApiKey, CallerMembership, CompanyProfile, Email, KeyScope, Member, Membership, Organization,
-    SecuritySettings, Session, SignOut, Team, User, valid_name,
+    SecuritySettings, Session, SignOut, Team, User, valid_lines, valid_name,
 };
 pub use store::{
     AccountStore, ApiKeyStore, BulkStore, InvitationStore, MembershipStore, OrgStore, SessionProof,

@@ -3708,6 +3708,19 @@ impl MemoryTenancyStore {
         (store, org, owner)
     }
 
+    /// The mails of `org` of one kind (at most the 200 newest), newest first.
+    #[cfg(test)]
+    pub(crate) async fn mails_of_kind(&self, org: OrgId, kind: &str) -> Vec<audit::QueuedMail> {
+        use audit::MailOutbox as _;
+        self.audit()
+            .list_mails(Some(org), None, 200)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.kind == kind)
+            .collect()
+    }
+
     /// `user` signed in to `org` (a session), as the server resolves callers.
     pub(crate) async fn session_caller_in(&self, org: OrgId, user: User) -> crate::Caller {
         crate::Caller::load(

@@ -1599,7 +1599,7 @@ mod tests {
     #[tokio::test]
     async fn trends_compare_weeks_and_forecast_the_limit_once_a_month() {
         use crate::store::OrgStore;
-        use audit::{AuditStore, MailOutbox};
+        use audit::AuditStore;
         let created = Utc.with_ymd_and_hms(2026, 9, 1, 0, 0, 0).unwrap();
         let (store, org, owner) =
             crate::MemoryTenancyStore::with_org_created("Trending", created).await;
@@ -1717,14 +1717,7 @@ mod tests {
                 .await
                 .unwrap()
         );
-        let mails: Vec<_> = store
-            .audit()
-            .list_mails(Some(org.id), None, 50)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|m| m.kind == "usage_forecast")
-            .collect();
+        let mails = store.mails_of_kind(org.id, "usage_forecast").await;
         assert_eq!(mails.len(), 1);
         assert_eq!(mails[0].to, owner.email.as_str());
         assert!(

@@ -414,6 +414,25 @@ pub fn valid_name(field: &str, s: &str) -> Result<String, TenancyError> {
     Ok(t.to_owned())
 }
 
+/// Free text of several lines (a note, a message), trimmed: 1 to `max` characters, line
+/// breaks and tabs allowed but no other control character.
+///
+/// # Errors
+/// [`TenancyError::Invalid`] naming the field.
+pub fn valid_lines(field: &str, s: &str, max: usize) -> Result<String, TenancyError> {
+    let t = s.trim();
+    if t.is_empty()
+        || t.chars().count() > max
+        || t.chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(TenancyError::Invalid(format!(
+            "`{field}` must be 1 to {max} characters, line breaks and tabs but no other control characters"
+        )));
+    }
+    Ok(t.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -72,21 +72,11 @@ impl Incident {
             ));
         }
         let title = crate::model::valid_name("title", title)?;
-        let message = message.trim();
-        if message.is_empty()
-            || message.chars().count() > 4_000
-            || message
-                .chars()
-                .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-        {
-            return Err(TenancyError::Invalid(
-                "the incident's message is 1 to 4,000 characters, lines and tabs but no other control characters".into(),
-            ));
-        }
+        let message = crate::model::valid_lines("message", message, 4_000)?;
         Ok(Self {
             reference: reference.to_owned(),
             title,
-            message: message.to_owned(),
+            message,
             state,
         })
     }

@@ -64,17 +64,7 @@ pub async fn request<
 ) -> Result<SupportTicket, TenancyError> {
     caller.check_org(Permission::UpdateSettings)?;
     let subject = crate::model::valid_name("subject", &request.subject)?;
-    let body = request.body.trim();
-    if body.is_empty()
-        || body.chars().count() > MAX_BODY_CHARS
-        || body
-            .chars()
-            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-    {
-        return Err(TenancyError::Invalid(format!(
-            "`body` must be 1 to {MAX_BODY_CHARS} characters, lines and tabs but no other control characters"
-        )));
-    }
+    let body = crate::model::valid_lines("body", &request.body, MAX_BODY_CHARS)?;
     let org = &caller.org;
     let hour = chrono::Duration::hours(1);
     let recent = store
