@@ -171,6 +171,7 @@ pub async fn run<
     api_calls_never_overshoot_the_month(s).await;
     mfa_steps_codes_and_challenges_are_used_once(s).await;
     access_reset_is_one_transaction(s).await;
+    a_member_reset_is_checked_again_under_lock(s).await;
     security_settings_are_compare_and_swap(s).await;
     blocked_countries_are_saved_checked_and_audited(s).await;
     a_joining_account_keeps_the_address_it_was_found_by(s).await;
@@ -4968,7 +4969,7 @@ async fn access_reset_is_one_transaction<
         }
     };
     let done = s
-        .reset_access(u, "reset-hash", now(), &records)
+        .reset_access(u, "reset-hash", None, now(), &records)
         .await
         .unwrap();
     let expected = AccessReset {
@@ -4997,7 +4998,10 @@ async fn access_reset_is_one_transaction<
         Some("reset-hash")
     );
     // Again, with nothing left to end or remove; an unknown person changes nothing.
-    let again = s.reset_access(u, "again", now(), &records).await.unwrap();
+    let again = s
+        .reset_access(u, "again", None, now(), &records)
+        .await
+        .unwrap();
     assert_eq!(
         again,
         AccessReset {
@@ -5007,10 +5011,140 @@ async fn access_reset_is_one_transaction<
     );
     assert_eq!(head(s, org.id).await, h + 3);
     assert!(matches!(
-        s.reset_access(UserId::new(), "x", now(), &records).await,
+        s.reset_access(UserId::new(), "x", None, now(), &records)
+            .await,
         Err(TenancyError::NotFound(_))
     ));
     assert_eq!(head(s, org.id).await, h + 3);
+}
+
+/// An Owner's or Admin's reset of a member's second factor is decided again by the store, by
+/// what has committed since the service looked: the author's demotion, the member's join of
+/// another organization (and, by the same rule, [`crate::mfa::check_member_reset`], unit-tested
+/// whole, their deactivation). A refused reset changes and records nothing.
+async fn a_member_reset_is_checked_again_under_lock<
+    S: TenancyStore + AuditStore + MembershipStore + crate::mfa::MfaStore + ?Sized,
+>(
+    s: &S,
+) {
+    use crate::mfa::MemberReset;
+    let (org, team, owner) = new_org(s).await;
+    let add = |u: &User, role: OrgRole, org: OrgId, team: TeamId| {
+        let u = u.clone();
+        async move {
+            s.add_member(
+                org,
+                &u,
+                // A new account the first time, the same account when it joins another.
+                (s.get_user(u.id).await.unwrap().is_none()).then_some("old-hash"),
+                role,
+                team,
+                TeamRole::Member,
+                &limits(10),
+                note(org, "joined"),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    let (admin, member) = (user("reset-admin"), user("reset-member"));
+    add(&admin, OrgRole::Admin, org.id, team.id).await;
+    add(&member, OrgRole::User, org.id, team.id).await;
+    s.start_totp(member.id, "enc").await.unwrap();
+    s.activate_totp(
+        member.id,
+        "enc",
+        1,
+        &["c1".to_owned()],
+        None,
+        now(),
+        &|_| Journal::default(),
+    )
+    .await
+    .unwrap();
+    let records = |_| note(org.id, "member reset");
+    let by = |u: &User| {
+        Some(MemberReset {
+            org: org.id,
+            by: u.id,
+        })
+    };
+    let unchanged = |h: i64| {
+        let member = member.clone();
+        async move {
+            assert!(
+                s.mfa(member.id).await.unwrap().is_some(),
+                "the factor stays"
+            );
+            assert_eq!(password_hash(s, &member).await.as_deref(), Some("old-hash"));
+            assert_eq!(head(s, org.id).await, h, "nothing recorded");
+        }
+    };
+    let h = head(s, org.id).await;
+
+    // The Admin was made a User after the service looked.
+    s.set_role(
+        org.id,
+        admin.id,
+        OrgRole::Admin,
+        OrgRole::User,
+        Some(owner.id),
+        note(org.id, "demoted"),
+    )
+    .await
+    .unwrap();
+    let h = h + 1;
+    assert!(matches!(
+        s.reset_access(member.id, "new", by(&admin), now(), &records)
+            .await,
+        Err(TenancyError::RoleRule(rbac_core::RoleRuleError::NotAnAdmin))
+    ));
+    unchanged(h).await;
+
+    // The member joined another organization meanwhile: their factor guards it too.
+    let (other, other_team, _) = new_org(s).await;
+    add(&member, OrgRole::User, other.id, other_team.id).await;
+    assert!(matches!(
+        s.reset_access(member.id, "new", by(&owner), now(), &records)
+            .await,
+        Err(TenancyError::Conflict(_))
+    ));
+    unchanged(h).await;
+
+    // Not oneself; a member of this organization alone, active and enrolled, is reset.
+    let (lone, lone_team, lone_owner) = new_org(s).await;
+    let solo = user("reset-solo");
+    add(&solo, OrgRole::User, lone.id, lone_team.id).await;
+    s.start_totp(solo.id, "enc").await.unwrap();
+    s.activate_totp(solo.id, "enc", 1, &["c1".to_owned()], None, now(), &|_| {
+        Journal::default()
+    })
+    .await
+    .unwrap();
+    let lone_by = Some(MemberReset {
+        org: lone.id,
+        by: lone_owner.id,
+    });
+    let lone_records = |_| note(lone.id, "member reset");
+    assert!(matches!(
+        s.reset_access(lone_owner.id, "new", lone_by, now(), &lone_records)
+            .await,
+        Err(TenancyError::RoleRule(rbac_core::RoleRuleError::RemoveSelf))
+    ));
+    let h = head(s, lone.id).await;
+    s.reset_access(solo.id, "new", lone_by, now(), &lone_records)
+        .await
+        .unwrap();
+    assert_eq!(head(s, lone.id).await, h + 1);
+    assert!(s.mfa(solo.id).await.unwrap().is_none());
+    assert_eq!(password_hash(s, &solo).await.as_deref(), Some("new"));
+    // Nothing left to reset: no second factor any more.
+    assert!(matches!(
+        s.reset_access(solo.id, "again", lone_by, now(), &lone_records)
+            .await,
+        Err(TenancyError::NotFound("second factor"))
+    ));
+    assert_eq!(head(s, lone.id).await, h + 1);
 }
 
 async fn security_settings_are_compare_and_swap<

@@ -2807,11 +2807,28 @@ impl MfaStore for MemoryTenancyStore {
         &self,
         user: UserId,
         hash: &str,
+        by: Option<crate::mfa::MemberReset>,
         now: DateTime<Utc>,
         records: crate::mfa::AccessResetJournal<'_>,
     ) -> Result<crate::mfa::AccessReset, TenancyError> {
         let done = {
             let mut s = self.lock()?;
+            if let Some(reset) = by {
+                let standing = crate::mfa::ResetStanding {
+                    by_role: s.active_role(reset.org, reset.by),
+                    member: s
+                        .members
+                        .iter()
+                        .find(|m| m.0 == reset.org && m.1 == user)
+                        .map(|m| (m.2, !s.deactivated.contains_key(&(m.0, m.1)))),
+                    elsewhere: s.members.iter().any(|m| m.1 == user && m.0 != reset.org),
+                    enrolled: s
+                        .mfa
+                        .get(&user)
+                        .is_some_and(|r| r.record.enabled_at.is_some()),
+                };
+                crate::mfa::check_member_reset(reset, user, &standing)?;
+            }
             crate::mfa::AccessReset {
                 sessions_ended: replace_password(&mut s, user, hash, None, now)?,
                 second_factor_removed: s.mfa.remove(&user).is_some(),

@@ -111,6 +111,82 @@ pub struct AccessReset {
 /// The journal an access reset commits, made from what it did: see [`MfaStore::reset_access`].
 pub type AccessResetJournal<'a> = &'a (dyn Fn(AccessReset) -> Journal + Send + Sync);
 
+/// An Owner's or Admin's reset of a member's second factor ([`reset_member_factor`]): who asks
+/// it in which organization. The store checks it again under the member's account lock and the
+/// organization's ([`MfaStore::reset_access`] with [`check_member_reset`]), so that a join of
+/// another organization, a deactivation, a role change or the author's own demotion committed
+/// after the service looked cannot let the reset through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberReset {
+    /// The organization whose Owner or Admin resets.
+    pub org: OrgId,
+    /// Who resets.
+    pub by: UserId,
+}
+
+/// What decides a [`MemberReset`], as read together (by the service, then by the store under
+/// its locks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResetStanding {
+    /// The author's role in the organization; `None` when they are not an active member.
+    pub by_role: Option<rbac_core::OrgRole>,
+    /// The member's role in the organization and whether they are active; `None` when they
+    /// are not a member.
+    pub member: Option<(rbac_core::OrgRole, bool)>,
+    /// Whether the member belongs to another organization too.
+    pub elsewhere: bool,
+    /// Whether the member has an active second factor.
+    pub enrolled: bool,
+}
+
+/// The rules of an Owner's or Admin's reset of `member`'s second factor: only by the Owner or
+/// an Admin, not of oneself nor of the Owner, an Admin's only by the Owner, not of a
+/// deactivated member, not of one who belongs to another organization too (their account
+/// guards that one as well), and only of an enrolled member.
+///
+/// # Errors
+/// [`TenancyError::RoleRule`] (not an administrator, oneself, the Owner);
+/// [`TenancyError::Forbidden`] (an Admin's factor by an Admin); [`TenancyError::NotFound`]
+/// (not a member, no second factor); [`TenancyError::Conflict`] (deactivated, elsewhere too).
+pub fn check_member_reset(
+    reset: MemberReset,
+    member: UserId,
+    s: &ResetStanding,
+) -> Result<(), TenancyError> {
+    use rbac_core::RoleRuleError;
+    let by_role = s
+        .by_role
+        .filter(|r| r.is_admin())
+        .ok_or(RoleRuleError::NotAnAdmin)?;
+    let (role, active) = s.member.ok_or(TenancyError::NotFound("member"))?;
+    // The rules of a removal ([`rbac_core::check_removal`]): not oneself, not the Owner.
+    if reset.by == member {
+        return Err(RoleRuleError::RemoveSelf.into());
+    }
+    if role == rbac_core::OrgRole::Owner {
+        return Err(RoleRuleError::TargetIsOwner.into());
+    }
+    if role == rbac_core::OrgRole::Admin && by_role != rbac_core::OrgRole::Owner {
+        return Err(TenancyError::Forbidden(
+            rbac_core::DenyReason::RoleLacksPermission { role: by_role },
+        ));
+    }
+    if !active {
+        return Err(TenancyError::Conflict(
+            "this member is deactivated: reactivate them first".into(),
+        ));
+    }
+    if s.elsewhere {
+        return Err(TenancyError::Conflict(
+            "this member belongs to another organization too: their second factor guards that one as well, so they reset it themselves with a recovery code, or the operator does".into(),
+        ));
+    }
+    if !s.enrolled {
+        return Err(TenancyError::NotFound("second factor"));
+    }
+    Ok(())
+}
+
 /// Storage of second factors and login challenges.
 #[async_trait]
 pub trait MfaStore: Send + Sync {
@@ -277,17 +353,21 @@ pub trait MfaStore: Send + Sync {
     /// [`TenancyError::NotFound`] when there is none.
     async fn disable_mfa(&self, user: UserId, journal: Journal) -> Result<(), TenancyError>;
 
-    /// An operator's reset of `user`'s access, in one transaction with the journal `records`
-    /// makes from what was done: the password hash replaced, the login throttle cleared, every
-    /// live session ended, and the second factor with its recovery codes removed if there is
-    /// one. A crash leaves either all of it or none of it.
+    /// A reset of `user`'s access, in one transaction with the journal `records` makes from
+    /// what was done: the password hash replaced, the login throttle cleared, every live
+    /// session ended, and the second factor with its recovery codes removed if there is one. A
+    /// crash leaves either all of it or none of it. With `by` (an Owner's or Admin's reset of a
+    /// member's factor, not the operator's), first, under the account's lock and then the
+    /// organization's, the [`ResetStanding`] as it is now must pass [`check_member_reset`].
     ///
     /// # Errors
-    /// [`TenancyError::NotFound`] for an unknown user; nothing is changed then.
+    /// [`TenancyError::NotFound`] for an unknown user; what [`check_member_reset`] refuses;
+    /// nothing is changed then.
     async fn reset_access(
         &self,
         user: UserId,
         hash: &str,
+        by: Option<MemberReset>,
         now: DateTime<Utc>,
         records: AccessResetJournal<'_>,
     ) -> Result<AccessReset, TenancyError>;
@@ -1098,8 +1178,9 @@ pub async fn change<S: TenancyStore + MfaStore + audit::AuditStore + ?Sized>(
 /// Who may: a person with a session (not an API key), the Owner or an Admin; not for oneself,
 /// not for the Owner (the operator's `reset-owner`), an Admin's only by the Owner, not for a
 /// deactivated member; and the member must belong to this organization alone (their account
-/// guards their other organizations too, which this one's admins do not answer for). These are
-/// checked when the request is made, not again under a lock.
+/// guards their other organizations too, which this one's admins do not answer for)
+/// ([`check_member_reset`], checked when the request is made and again by the store under the
+/// account's and the organization's locks).
 ///
 /// # Errors
 /// [`TenancyError::Forbidden`] (an API key, an Admin's factor by an Admin),
@@ -1123,32 +1204,23 @@ pub async fn reset_member_factor<S: TenancyStore + MfaStore + ?Sized>(
         .get_member(caller.org.id, member)
         .await?
         .ok_or(TenancyError::NotFound("member"))?;
-    rbac_core::check_removal(&caller.subject, member, m.role)?;
-    if m.role == rbac_core::OrgRole::Admin && caller.subject.role != rbac_core::OrgRole::Owner {
-        return Err(TenancyError::Forbidden(
-            rbac_core::DenyReason::RoleLacksPermission {
-                role: caller.subject.role,
-            },
-        ));
-    }
-    if m.deactivated_at.is_some() {
-        return Err(TenancyError::Conflict(
-            "this member is deactivated: reactivate them first".into(),
-        ));
-    }
-    if store
-        .memberships(member)
-        .await?
-        .iter()
-        .any(|x| x.org != caller.org.id)
-    {
-        return Err(TenancyError::Conflict(
-            "this member belongs to another organization too: their second factor guards that one as well, so they reset it themselves with a recovery code, or the operator does".into(),
-        ));
-    }
-    if !enrolled(store, member).await? {
-        return Err(TenancyError::NotFound("second factor"));
-    }
+    let reset = MemberReset {
+        org: caller.org.id,
+        by: caller.user.id,
+    };
+    // Checked now, so that a refused reset hashes nothing, and again by the store under its
+    // locks, so that nothing committed meanwhile lets it through.
+    let standing = ResetStanding {
+        by_role: Some(caller.subject.role),
+        member: Some((m.role, m.deactivated_at.is_none())),
+        elsewhere: store
+            .memberships(member)
+            .await?
+            .iter()
+            .any(|x| x.org != caller.org.id),
+        enrolled: enrolled(store, member).await?,
+    };
+    check_member_reset(reset, member, &standing)?;
     // A password nobody knows: the member sets theirs again through "forgot password".
     let unknown = hasher
         .hash_off_thread(&security_policy::mint("reset", 32).secret)
@@ -1186,7 +1258,9 @@ pub async fn reset_member_factor<S: TenancyStore + MfaStore + ?Sized>(
             );
         Journal::record(record).mail(mail.clone())
     };
-    store.reset_access(member, &unknown, now, &records).await?;
+    store
+        .reset_access(member, &unknown, Some(reset), now, &records)
+        .await?;
     Ok(())
 }
 
@@ -1228,6 +1302,99 @@ mod tests {
     use crate::{CompanyProfile, Organization, SecuritySettings};
     use chrono::{DateTime, Duration, Utc};
     use security_policy::MfaRequirement;
+
+    #[test]
+    fn a_members_factor_is_reset_by_the_owner_or_an_admin_of_theirs_alone() {
+        use super::{MemberReset, ResetStanding, check_member_reset};
+        use crate::TenancyError;
+        use rbac_core::{OrgId, OrgRole, RoleRuleError, UserId};
+        let (by, member) = (UserId::new(), UserId::new());
+        let reset = MemberReset {
+            org: OrgId::new(),
+            by,
+        };
+        let ok = ResetStanding {
+            by_role: Some(OrgRole::Admin),
+            member: Some((OrgRole::User, true)),
+            elsewhere: false,
+            enrolled: true,
+        };
+        let check = |s: ResetStanding| check_member_reset(reset, member, &s);
+        assert!(check(ok).is_ok());
+        assert!(
+            check(ResetStanding {
+                by_role: Some(OrgRole::Owner),
+                member: Some((OrgRole::Admin, true)),
+                ..ok
+            })
+            .is_ok(),
+            "the Owner resets an Admin's"
+        );
+        for (standing, refused) in [
+            (
+                ResetStanding {
+                    by_role: None,
+                    ..ok
+                },
+                "author no longer a member",
+            ),
+            (
+                ResetStanding {
+                    by_role: Some(OrgRole::User),
+                    ..ok
+                },
+                "author a User",
+            ),
+        ] {
+            assert!(
+                matches!(
+                    check(standing),
+                    Err(TenancyError::RoleRule(RoleRuleError::NotAnAdmin))
+                ),
+                "{refused}"
+            );
+        }
+        assert!(matches!(
+            check(ResetStanding {
+                member: Some((OrgRole::Owner, true)),
+                ..ok
+            }),
+            Err(TenancyError::RoleRule(RoleRuleError::TargetIsOwner))
+        ));
+        assert!(matches!(
+            check_member_reset(reset, by, &ok),
+            Err(TenancyError::RoleRule(RoleRuleError::RemoveSelf))
+        ));
+        assert!(
+            matches!(
+                check(ResetStanding {
+                    member: Some((OrgRole::Admin, true)),
+                    ..ok
+                }),
+                Err(TenancyError::Forbidden(_))
+            ),
+            "an Admin's only by the Owner"
+        );
+        assert!(matches!(
+            check(ResetStanding { member: None, ..ok }),
+            Err(TenancyError::NotFound("member"))
+        ));
+        assert!(matches!(
+            check(ResetStanding { member: Some((OrgRole::User, false)), ..ok }),
+            Err(TenancyError::Conflict(m)) if m.contains("deactivated")
+        ));
+        assert!(matches!(
+            check(ResetStanding { elsewhere: true, ..ok }),
+            Err(TenancyError::Conflict(m)) if m.contains("another organization")
+        ));
+        assert!(matches!(
+            check(ResetStanding {
+                enrolled: false,
+                ..ok
+            }),
+            Err(TenancyError::NotFound("second factor"))
+        ));
+    }
 
     fn org(mfa: MfaPolicy, at: DateTime<Utc>) -> Organization {
         Organization {

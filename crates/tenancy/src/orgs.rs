@@ -636,7 +636,7 @@ where
                 j
             }
         };
-        let done = store.reset_access(u.id, &hash, now, &records).await?;
+        let done = store.reset_access(u.id, &hash, None, now, &records).await?;
         return Ok(OwnerReset::AccessReset {
             owner: u,
             sessions_ended: done.sessions_ended,

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use audit::Journal;
 use chrono::{DateTime, Utc};
+use rbac_core::OrgRole;
 use rbac_core::UserId;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
@@ -12,12 +13,15 @@ use sea_orm::{
 };
 use security_policy::{LoginThrottlePolicy, SmsChallenge, ThrottleState};
 use tenancy::TenancyError;
-use tenancy::mfa::{AccessReset, AccessResetJournal, MfaRecord, MfaStore};
+use tenancy::mfa::{
+    AccessReset, AccessResetJournal, MemberReset, MfaRecord, MfaStore, ResetStanding,
+};
 
 use super::tenancy::{commit, replace_password, store};
 use crate::SeaStore;
+use crate::convert::corrupt;
 use crate::convert::{id, micros, time};
-use crate::entity::{login_challenge, recovery_code, sms_outbox, user_mfa};
+use crate::entity::{login_challenge, membership, recovery_code, sms_outbox, user_mfa};
 use crate::error::is_unique_violation;
 
 fn uid(u: UserId) -> String {
@@ -61,6 +65,55 @@ async fn remove_second_factor(
         .await
         .map_err(store)?;
     Ok(res.rows_affected > 0)
+}
+
+/// A [`ResetStanding`] as `txn` reads it.
+async fn reset_standing(
+    txn: &DatabaseTransaction,
+    reset: MemberReset,
+    user: UserId,
+) -> Result<ResetStanding, TenancyError> {
+    let rows = membership::Entity::find()
+        .filter(
+            Condition::any()
+                .add(membership::Column::UserId.eq(uid(user)))
+                .add(
+                    Condition::all()
+                        .add(membership::Column::OrgId.eq(reset.org.to_string()))
+                        .add(membership::Column::UserId.eq(uid(reset.by))),
+                ),
+        )
+        .all(txn)
+        .await
+        .map_err(store)?;
+    let org = reset.org.to_string();
+    let role_of = |m: &membership::Model| {
+        OrgRole::parse(&m.role).ok_or_else(|| TenancyError::Store(corrupt("role", &m.role)))
+    };
+    let mut standing = ResetStanding {
+        by_role: None,
+        member: None,
+        elsewhere: false,
+        enrolled: user_mfa::Entity::find()
+            .filter(active(user))
+            .count(txn)
+            .await
+            .map_err(store)?
+            > 0,
+    };
+    for m in &rows {
+        if m.org_id == org && m.user_id == uid(reset.by) && m.deactivated_at.is_none() {
+            standing.by_role = Some(role_of(m)?);
+        }
+        if m.user_id == uid(user) {
+            if m.org_id == org {
+                standing.member = Some((role_of(m)?, m.deactivated_at.is_none()));
+            } else {
+                standing.elsewhere = true;
+            }
+        }
+    }
+    Ok(standing)
 }
 
 /// The throttling state kept in a second-factor record.
@@ -443,10 +496,20 @@ impl MfaStore for SeaStore {
         &self,
         user: UserId,
         hash: &str,
+        by: Option<MemberReset>,
         now: DateTime<Utc>,
         records: AccessResetJournal<'_>,
     ) -> Result<AccessReset, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
+        if let Some(reset) = by {
+            // The account's lock (joins and removals take it), then the organization's (role
+            // changes, deactivations and the author's own standing): what is read here holds
+            // until the commit.
+            super::tenancy::lock_user(&txn, user).await?;
+            super::tenancy::lock_org(&txn, reset.org).await?;
+            let standing = reset_standing(&txn, reset, user).await?;
+            tenancy::mfa::check_member_reset(reset, user, &standing)?;
+        }
         let sessions_ended = replace_password(&txn, user, hash, None, now).await?;
         let done = AccessReset {
             sessions_ended,
