@@ -1066,9 +1066,43 @@ pub fn scrub_message_json(
     ] {
         if let Some(needle) = needle.filter(|n| !n.is_empty()) {
             out = replace_whole(&out, &needle, &with);
+            out = replace_cut_tail(&out, &needle, &with);
         }
     }
     (out != *text).then(|| json!({ "text": out }).to_string())
+}
+
+/// A message cut at its longest (`webhooks::template::render` ends it in `…`) may end in the
+/// first part of `needle`: that part, starting where a whole match could start, is replaced
+/// by `with` too. A cut message ending in a word that merely begins like the name loses that
+/// word: an erasure takes out too much rather than leave part of a name.
+fn replace_cut_tail(text: &str, needle: &str, with: &str) -> String {
+    const CUT: char = '…';
+    let Some(body) = text.strip_suffix(CUT) else {
+        return text.to_owned();
+    };
+    let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let first = needle.chars().next();
+    // The longest proper prefix first: "Ann Ar" of "Ann Archer", not "A".
+    let cut = needle
+        .char_indices()
+        .rev()
+        .filter(|(i, _)| *i > 0)
+        .map(|(i, _)| &needle[..i])
+        .find(|part| {
+            body.strip_suffix(part).is_some_and(|before| {
+                let prev = before.chars().next_back();
+                if needle.contains('@') {
+                    !(word(prev) || matches!(prev, Some('.' | '_' | '%' | '+' | '-')))
+                } else {
+                    !(word(first) && word(prev))
+                }
+            })
+        });
+    match cut {
+        Some(part) => format!("{}{with}{CUT}", &body[..body.len() - part.len()]),
+        None => text.to_owned(),
+    }
 }
 
 /// Whether `text` names the address `email` whole (not as part of a longer address, see
@@ -1317,6 +1351,38 @@ mod tests {
         assert_eq!(
             scrub_message_json(&body, ivy, Some("ivy@example.org"), None),
             Some(json!({"text": format!("Ivy Quill invited {}", erased_address(ivy))}).to_string())
+        );
+    }
+
+    #[test]
+    fn a_message_cut_inside_the_name_or_address_loses_the_part_it_kept() {
+        let ann = UserId::new();
+        let cut = |text: &str| json!({ "text": format!("{text}…") }).to_string();
+        let scrub = |text: &str| {
+            scrub_message_json(&cut(text), ann, Some("ann@example.org"), Some("Ann Archer"))
+        };
+        assert_eq!(
+            scrub("Note: Ann Archer wrote to Ann Ar"),
+            Some(cut("Note: [erased] wrote to [erased]"))
+        );
+        assert_eq!(
+            scrub("mail ann@exa"),
+            Some(cut(&format!("mail {}", erased_address(ann))))
+        );
+        // Escaped as the template writes it: a name with `&` cut inside its `&amp;`.
+        let body = cut("by Ann &am");
+        assert_eq!(
+            scrub_message_json(&body, ann, None, Some("Ann & Co")),
+            Some(cut("by [erased]"))
+        );
+        // Not the start of a match: a longer word, a longer address.
+        assert_eq!(scrub("JoAnn Ar"), None);
+        assert_eq!(scrub("jo.ann@ex"), None);
+        // Not cut: a message that merely ends in the start of the name keeps it.
+        let whole = json!({ "text": "Greetings from Ann Ar" }).to_string();
+        assert_eq!(
+            scrub_message_json(&whole, ann, None, Some("Ann Archer")),
+            None
         );
     }
 
