@@ -2827,3 +2827,191 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    quality_gates_make_an_agent_pass_every_stage_of_the_pipeline,
+    |b| async move {
+        let t = spawn_app(b).await;
+        let owner = t.owner_token.clone();
+        let lisa = t.login("lisa@example.com", DEMO_PASSWORD).await;
+        let lisa_id = t.member_id("lisa@example.com").await;
+        let dev = new_team(&t, &owner, "Development").await;
+        let test = new_team(&t, &owner, "Testing").await;
+        let prod = new_team(&t, &owner, "Production").await;
+        set_team_role(&t, &dev, &lisa_id, "admin").await;
+        let url = t.org("/pipeline");
+        problem(
+            t.get(&url, &owner).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+
+        // Only the Owner and Admins set it, with 2 to 10 distinct teams of the organization.
+        let stages = json!({ "stages": [dev, test, prod] });
+        problem(
+            t.put(&url, &lisa, &stages).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        for bad in [json!([dev]), json!([dev, test, dev])] {
+            problem(
+                t.put(&url, &owner, &json!({ "stages": bad })).await,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+            )
+            .await;
+        }
+        problem(
+            t.put(
+                &url,
+                &owner,
+                &json!({ "stages": [dev, rbac_core::TeamId::new().to_string()] }),
+            )
+            .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        let set = json_of(t.put(&url, &owner, &stages).await).await;
+        let names: Vec<_> = set["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].clone())
+            .collect();
+        assert_eq!(
+            names,
+            [json!("Development"), json!("Testing"), json!("Production")]
+        );
+        // A User reads it, with the names of the teams they are in alone.
+        let seen = json_of(t.get(&url, &lisa).await).await;
+        assert_eq!(seen["stages"][0]["name"], "Development");
+        assert_eq!(seen["stages"][2]["team_id"], prod.as_str());
+        assert_eq!(seen["stages"][2]["name"], "");
+        let recorded = t.audit("action=team.pipeline_set").await;
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(recorded[0]["metadata"]["stages"][1]["name"], "Testing");
+
+        // Agents are made in Development, not straight into a later stage.
+        let p = problem(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &owner,
+                &json!({ "name": "Shortcut", "team_id": prod }),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "conflict",
+        )
+        .await;
+        assert!(
+            p["detail"].as_str().unwrap().contains("quality gate"),
+            "{p}"
+        );
+        let agent = created(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &lisa,
+                &json!({ "name": "Support agent", "team_id": dev }),
+            )
+            .await,
+        )
+        .await;
+        // Knowledge bases are not gated.
+        created(
+            t.post(
+                &t.org("/knowledge-bases"),
+                &owner,
+                &json!({ "name": "Prod answers", "team_id": prod }),
+            )
+            .await,
+        )
+        .await;
+        let transfer = t.org(&format!("/assets/{}/transfer", id(&agent)));
+        let in_team = |team: String| {
+            let t = &t;
+            let owner = owner.clone();
+            let agent = id(&agent);
+            async move {
+                let a = json_of(
+                    t.get(&t.org(&format!("/chat-interfaces/{agent}")), &owner)
+                        .await,
+                )
+                .await;
+                assert_eq!(a["team_id"], team.as_str(), "{a}");
+            }
+        };
+        // Skipping Testing is refused and moves nothing.
+        let p = problem(
+            t.post(&transfer, &owner, &json!({ "team_id": prod })).await,
+            StatusCode::CONFLICT,
+            "conflict",
+        )
+        .await;
+        assert!(
+            p["detail"].as_str().unwrap().contains(&test),
+            "names the stage before: {p}"
+        );
+        in_team(dev.clone()).await;
+        // Nor is a copy made into Testing.
+        problem(
+            t.post(
+                &t.org(&format!("/assets/{}/copy", id(&agent))),
+                &owner,
+                &json!({ "team_id": test }),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "conflict",
+        )
+        .await;
+        // Dev → Test → Prod, then back to Development for a fix.
+        for team in [&test, &prod, &dev] {
+            json_of(t.post(&transfer, &owner, &json!({ "team_id": team })).await).await;
+            in_team(team.to_string()).await;
+        }
+
+        // A stage is not deleted while the pipeline names it.
+        problem(
+            t.delete(&t.org(&format!("/teams/{test}")), &owner).await,
+            StatusCode::CONFLICT,
+            "conflict",
+        )
+        .await;
+        // Removed: nothing is gated any more.
+        problem(
+            t.delete(&url, &lisa).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        assert_eq!(
+            t.delete(&url, &owner).await.status(),
+            StatusCode::NO_CONTENT
+        );
+        problem(
+            t.get(&url, &owner).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        assert_eq!(t.audit("action=team.pipeline_removed").await.len(), 1);
+        created(
+            t.post(
+                &t.org("/chat-interfaces"),
+                &owner,
+                &json!({ "name": "Direct", "team_id": prod }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(
+            t.delete(&t.org(&format!("/teams/{test}")), &owner)
+                .await
+                .status(),
+            StatusCode::NO_CONTENT
+        );
+    }
+);

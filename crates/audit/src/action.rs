@@ -155,6 +155,10 @@ actions! {
     TeamCreated => "team.created", "Created team";
     /// A team was changed (renamed, archived, its members changed through SCIM).
     TeamUpdated => "team.updated", "Updated team";
+    /// The Owner or an Admin set the organization's pipeline of teams (quality gates).
+    PipelineSet => "team.pipeline_set", "Set the pipeline of";
+    /// The Owner or an Admin removed the organization's pipeline of teams.
+    PipelineRemoved => "team.pipeline_removed", "Removed the pipeline of";
     /// An organization member was given a role in a team.
     TeamMemberAdded => "team.member_added", "Added to a team:";
     /// A member's role in a team changed.

@@ -117,6 +117,7 @@ pub const ORG_TABLES: &[&str] = &[
     "credit_accounts",
     "invoices",
     "pending_charges",
+    "team_pipelines",
     "price_deals",
     "subscriptions",
     "usage_alerts",
@@ -675,6 +676,7 @@ pub const TABLES: &[&str] = &[
     "credential_changes",
     "pending_charges",
     "price_deals",
+    "team_pipelines",
     "store_markers",
 ];
 

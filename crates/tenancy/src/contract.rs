@@ -147,11 +147,13 @@ pub async fn run<
         + crate::credits::CreditStore
         + crate::password_reset::PasswordResetStore
         + crate::housekeeping::HousekeepingStore
+        + crate::pipeline::PipelineStore
         + audit::MailOutbox
         + ?Sized,
 >(
     s: &S,
 ) {
+    a_chat_interface_passes_the_pipeline_one_stage_at_a_time(s).await;
     password_resets_are_capped_used_once_and_end_sessions(s).await;
     credit_ledger_is_exact_under_concurrency(s).await;
     low_credit_alerts_commit_with_their_debit(s).await;
@@ -2784,6 +2786,156 @@ fn chat(org: OrgId, team: TeamId, by: UserId, name: &str) -> Asset {
         },
         archived_at: None,
     }
+}
+
+/// The organization's pipeline as stored gates every creation and transfer of a chat
+/// interface (`crate::pipeline::check_entry`, unit-tested whole): created only in the first
+/// stage, moved forward one stage at a time, back to the first at any time; a change of the
+/// pipeline commits with its record, refuses an archived or foreign team, and its removal
+/// lifts the gate.
+async fn a_chat_interface_passes_the_pipeline_one_stage_at_a_time<
+    S: TenancyStore + AuditStore + WorkspaceStore + crate::pipeline::PipelineStore + ?Sized,
+>(
+    s: &S,
+) {
+    use crate::pipeline::Pipeline;
+    let (org, _, owner) = new_org(s).await;
+    let [dev, test, prod] = ["Development", "Testing", "Production"].map(|n| team_in(org.id, n));
+    for t in [&dev, &test, &prod] {
+        s.create_team(t, note(org.id, "team")).await.unwrap();
+    }
+    let pipeline = |stages: Vec<TeamId>| Pipeline {
+        org: org.id,
+        stages,
+        updated_by: owner.id,
+        updated_at: now(),
+    };
+    assert_eq!(s.pipeline(org.id).await.unwrap(), None);
+    let h = head(s, org.id).await;
+    let set = pipeline(vec![dev.id, test.id, prod.id]);
+    s.set_pipeline(org.id, Some(&set), note(org.id, "pipeline"))
+        .await
+        .unwrap();
+    assert_eq!(s.pipeline(org.id).await.unwrap(), Some(set));
+    assert_eq!(head(s, org.id).await, h + 1, "recorded with the change");
+
+    let agent = chat(org.id, dev.id, owner.id, "Support agent");
+    s.create_asset(&agent, &enterprise(), note(org.id, "agent"))
+        .await
+        .unwrap();
+    // Not created in a later stage, nor together with one made in the first.
+    let h = head(s, org.id).await;
+    assert!(matches!(
+        s.create_asset(&chat(org.id, prod.id, owner.id, "Shortcut"), &enterprise(), note(org.id, "x"))
+            .await,
+        Err(TenancyError::Conflict(m)) if m.contains("quality gate")
+    ));
+    let two = [
+        chat(org.id, dev.id, owner.id, "Fine"),
+        chat(org.id, test.id, owner.id, "Not"),
+    ];
+    assert!(matches!(
+        s.create_assets(&two, &enterprise(), note(org.id, "x"))
+            .await,
+        Err(TenancyError::Conflict(_))
+    ));
+    assert!(
+        s.get_asset(org.id, two[0].id).await.unwrap().is_none(),
+        "none of them"
+    );
+    assert_eq!(head(s, org.id).await, h, "nothing recorded");
+    // Other kinds are not gated.
+    let mut kb = kb_under(&agent, owner.id);
+    kb.parent = None;
+    kb.team = prod.id;
+    s.create_asset(&kb, &enterprise(), note(org.id, "kb"))
+        .await
+        .unwrap();
+
+    let mv = |from: &Team, to: &Team| AssetTransfer {
+        asset: agent.id,
+        org: org.id,
+        from_team: from.id,
+        to_team: to.id,
+        from_name: agent.name.clone(),
+        to_name: agent.name.clone(),
+        by: owner.id,
+        at: now(),
+        note: None,
+    };
+    // Development straight to Production: refused, the agent stays.
+    assert!(matches!(
+        s.transfer_asset(&mv(&dev, &prod), note(org.id, "skip")).await,
+        Err(TenancyError::Conflict(m)) if m.contains("quality gate")
+    ));
+    assert_eq!(
+        s.get_asset(org.id, agent.id).await.unwrap().unwrap().team,
+        dev.id
+    );
+    for (from, to) in [(&dev, &test), (&test, &prod), (&prod, &dev)] {
+        s.transfer_asset(&mv(from, to), note(org.id, "step"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        s.get_asset(org.id, agent.id).await.unwrap().unwrap().team,
+        dev.id
+    );
+
+    // An archived team or one of another organization is no stage; the pipeline stays.
+    let archived = Team {
+        archived_at: Some(now()),
+        ..test.clone()
+    };
+    s.update_team(&test, &archived, note(org.id, "archived"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.set_pipeline(
+            org.id,
+            Some(&pipeline(vec![dev.id, test.id])),
+            note(org.id, "x")
+        )
+        .await,
+        Err(TenancyError::Archived(_))
+    ));
+    let (other, other_team, _) = new_org(s).await;
+    assert!(matches!(
+        s.set_pipeline(
+            org.id,
+            Some(&pipeline(vec![dev.id, other_team.id])),
+            note(org.id, "x")
+        )
+        .await,
+        Err(TenancyError::NotFound(_))
+    ));
+    assert_eq!(
+        s.pipeline(org.id).await.unwrap().unwrap().stages,
+        [dev.id, test.id, prod.id]
+    );
+    assert_eq!(s.pipeline(other.id).await.unwrap(), None);
+
+    // A stage is not deleted; once the pipeline is removed it may be.
+    assert!(matches!(
+        s.delete_team(org.id, prod.id, now(), None, note(org.id, "x")).await,
+        Err(TenancyError::Conflict(m)) if m.contains("pipeline")
+    ));
+    // Removed: nothing is gated; a second removal finds none.
+    s.set_pipeline(org.id, None, note(org.id, "removed"))
+        .await
+        .unwrap();
+    assert_eq!(s.pipeline(org.id).await.unwrap(), None);
+    s.create_asset(
+        &chat(org.id, prod.id, owner.id, "Direct"),
+        &enterprise(),
+        note(org.id, "x"),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        s.set_pipeline(org.id, None, note(org.id, "again")).await,
+        Err(TenancyError::NotFound(_))
+    ));
 }
 
 fn kb_under(parent: &Asset, by: UserId) -> Asset {

@@ -34,6 +34,7 @@ mod model;
 pub mod notices;
 pub mod orgs;
 pub mod password_reset;
+pub mod pipeline;
 pub mod privacy;
 pub mod scim;
 pub mod security;

@@ -70,6 +70,17 @@ struct State {
     /// admin), whose unsent invitation mail goes when the change commits (as `SeaStore` drops
     /// it in the change's transaction).
     revoked_mail: Vec<(OrgId, String)>,
+    pipelines: HashMap<OrgId, crate::pipeline::Pipeline>,
+}
+
+impl State {
+    /// The organization's pipeline stages (empty without one).
+    fn stages(&self, org: OrgId) -> Vec<TeamId> {
+        self.pipelines
+            .get(&org)
+            .map(|p| p.stages.clone())
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -2192,6 +2203,9 @@ impl WorkspaceStore for MemoryTenancyStore {
             else {
                 return Err(TenancyError::NotFound("team"));
             };
+            if s.stages(org).contains(&team) {
+                return Err(crate::pipeline::team_is_a_stage());
+            }
             let assets = s.assets.iter().filter(|a| a.team == team).count();
             let keys = s
                 .keys
@@ -2346,6 +2360,10 @@ impl WorkspaceStore for MemoryTenancyStore {
         }
         {
             let mut s = self.lock()?;
+            let stages = s.stages(assets[0].org);
+            for a in assets {
+                crate::pipeline::check_entry(&stages, a.kind(), None, a.team)?;
+            }
             let before = s.assets.len();
             for a in assets {
                 if let Err(e) = insert_asset_checked(&mut s, a, limits) {
@@ -2481,11 +2499,20 @@ impl WorkspaceStore for MemoryTenancyStore {
                 }
                 Some(_) => {}
             }
-            if !s.assets.iter().any(|a| {
-                a.org == t.org && a.id == t.asset && a.team == t.from_team && a.name == t.from_name
-            }) {
+            let Some(kind) = s
+                .assets
+                .iter()
+                .find(|a| {
+                    a.org == t.org
+                        && a.id == t.asset
+                        && a.team == t.from_team
+                        && a.name == t.from_name
+                })
+                .map(Asset::kind)
+            else {
                 return Err(crate::assets::moved_meanwhile());
-            }
+            };
+            crate::pipeline::check_entry(&s.stages(t.org), kind, Some(t.from_team), t.to_team)?;
             let ids = subtree(&s, t.org, t.asset);
             for a in s.assets.iter_mut().filter(|a| ids.contains(&a.id)) {
                 a.team = t.to_team;
@@ -2582,6 +2609,50 @@ impl State {
             .get_mut(&user)
             .filter(|r| r.record.enabled_at.is_some())
             .ok_or(TenancyError::NotFound("second factor"))
+    }
+}
+
+#[async_trait]
+impl crate::pipeline::PipelineStore for MemoryTenancyStore {
+    async fn pipeline(
+        &self,
+        org: OrgId,
+    ) -> Result<Option<crate::pipeline::Pipeline>, TenancyError> {
+        Ok(self.lock()?.pipelines.get(&org).cloned())
+    }
+
+    async fn set_pipeline(
+        &self,
+        org: OrgId,
+        pipeline: Option<&crate::pipeline::Pipeline>,
+        journal: Journal,
+    ) -> Result<(), TenancyError> {
+        {
+            let mut s = self.lock()?;
+            match pipeline {
+                Some(p) => {
+                    for t in &p.stages {
+                        match s.teams.iter().find(|x| x.org == org && x.id == *t) {
+                            None => return Err(TenancyError::NotFound("team")),
+                            Some(x) if x.archived_at.is_some() => {
+                                return Err(crate::teams::archived(
+                                    &x.name,
+                                    "it cannot be a stage",
+                                ));
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                    s.pipelines.insert(org, p.clone());
+                }
+                None => {
+                    if s.pipelines.remove(&org).is_none() {
+                        return Err(TenancyError::NotFound("pipeline"));
+                    }
+                }
+            }
+        }
+        self.commit(journal).await
     }
 }
 

@@ -1000,7 +1000,9 @@ pub trait WorkspaceStore: Send + Sync {
     ) -> Result<(), TenancyError>;
 
     /// Deletes a non-default team that holds no assets, no active API keys, no credits and no
-    /// share of the organization's credit purchases (stores that keep credits), with its
+    /// share of the organization's credit purchases (stores that keep credits) and is no stage
+    /// of the organization's pipeline (stores that keep one:
+    /// [`crate::pipeline::team_is_a_stage`]), with its
     /// team roles, atomically with those checks; invitations into it still open at `now` are
     /// revoked with it (they would hold seats for a team nobody can join).
     ///
@@ -1100,8 +1102,10 @@ pub trait WorkspaceStore: Send + Sync {
     ) -> Result<(), TenancyError>;
 
     /// Inserts an asset after checking, in the same transaction: its team is in the
-    /// organization and not archived, its parent (if any) is in the same team, and the plan's
-    /// limits for its kind (and, for documents, storage) stay within `limits`.
+    /// organization and not archived, its parent (if any) is in the same team, the plan's
+    /// limits for its kind (and, for documents, storage) stay within `limits`, and a chat
+    /// interface is not made in a later stage of the organization's pipeline
+    /// ([`crate::pipeline::check_entry`] on the pipeline as stored, for stores that keep one).
     ///
     /// # Errors
     /// [`TenancyError::LimitReached`], [`TenancyError::NotFound`], [`TenancyError::Conflict`]
@@ -1180,7 +1184,9 @@ pub trait WorkspaceStore: Send + Sync {
     /// Moves an asset and everything under it from `t.from_team` to `t.to_team` (renaming it
     /// to `t.to_name`) if it is still in `t.from_team` and named `t.from_name` (not renamed
     /// since it was read) and the target team exists, is not archived and is in the same
-    /// organization; keeps `t` in the history.
+    /// organization, and, for a chat interface, the organization's pipeline as stored lets it
+    /// in ([`crate::pipeline::check_entry`], for stores that keep one); keeps `t` in the
+    /// history.
     ///
     /// # Errors
     /// [`TenancyError::Conflict`] when it moved or was renamed meanwhile

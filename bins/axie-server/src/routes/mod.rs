@@ -158,6 +158,9 @@ routes! {
     GET "/api/v1/orgs/{org_id}/scim-tokens" => scim_tokens::list, Org(P::UpdateSettings);
     POST "/api/v1/orgs/{org_id}/scim-tokens" => scim_tokens::create, Org(P::UpdateSettings);
     DELETE "/api/v1/orgs/{org_id}/scim-tokens/{token_id}" => scim_tokens::revoke, Org(P::UpdateSettings);
+    GET "/api/v1/orgs/{org_id}/pipeline" => teams::get_pipeline, Member;
+    PUT "/api/v1/orgs/{org_id}/pipeline" => teams::set_pipeline, Org(P::CreateTeam);
+    DELETE "/api/v1/orgs/{org_id}/pipeline" => teams::remove_pipeline, Org(P::CreateTeam);
     GET "/api/v1/orgs/{org_id}/teams" => teams::list, Member;
     POST "/api/v1/orgs/{org_id}/teams" => teams::create, Org(P::CreateTeam);
     GET "/api/v1/orgs/{org_id}/teams/{team_id}" => teams::get, Member;

@@ -163,6 +163,7 @@ impl Modify for ProblemResponses {
         billing::plans, billing::get, billing::subscribe, billing::start_trial, billing::invoices,
         credits::list, credits::team, credits::purchase, credits::consume, credits::transfer, credits::reverse,
         credits::set_allocations, credits::configure, credits::entries, credits::chargeback,
+        teams::get_pipeline, teams::set_pipeline, teams::remove_pipeline,
         teams::list, teams::create, teams::get, teams::update, teams::delete, teams::members, teams::set_member, teams::remove_member,
         workspace::list_chat_interfaces, workspace::create_chat_interface, workspace::get_chat_interface, workspace::update_chat_interface,
         workspace::delete_chat_interface, workspace::use_chat_interface,

@@ -287,3 +287,128 @@ pub async fn remove_member(
         Err(e) => Err(audited(&st, &caller, "manage_team_members", e).await),
     }
 }
+
+/// One stage of the organization's pipeline.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StageResponse {
+    /// The team's id.
+    pub team_id: String,
+    /// Its name; empty for a team the caller does not see (an organization User sees the
+    /// teams they belong to).
+    pub name: String,
+    /// Whether it is archived (false for a team the caller does not see): nothing moves into
+    /// it until it is restored.
+    pub archived: bool,
+}
+
+/// The organization's pipeline of teams (quality gates).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PipelineResponse {
+    /// The stages, first first: a chat interface is created only in the first (or outside the
+    /// pipeline) and comes into each later stage only from the one before it.
+    pub stages: Vec<StageResponse>,
+    /// Who set it.
+    pub updated_by: String,
+    /// When (RFC 3339).
+    pub updated_at: String,
+}
+
+/// A new pipeline.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineBody {
+    /// 2 to 10 team ids of the organization, in order (for example Development, Testing,
+    /// Production).
+    pub stages: Vec<String>,
+}
+
+async fn pipeline_response(
+    st: &AppState,
+    caller: &tenancy::Caller,
+    p: &tenancy::pipeline::Pipeline,
+) -> Result<PipelineResponse, ApiError> {
+    let teams = teams::list(&*st.store, caller).await?;
+    Ok(PipelineResponse {
+        stages: p
+            .stages
+            .iter()
+            .map(|id| {
+                let t = teams.iter().find(|t| t.id == *id);
+                StageResponse {
+                    team_id: id.to_string(),
+                    name: t.map(|t| t.name.clone()).unwrap_or_default(),
+                    archived: t.is_some_and(|t| t.archived_at.is_some()),
+                }
+            })
+            .collect(),
+        updated_by: p.updated_by.to_string(),
+        updated_at: p.updated_at.to_rfc3339(),
+    })
+}
+
+/// The organization's pipeline of teams (the guide's "Development → Testing → Production":
+/// agents pass through each stage), for any member.
+#[utoipa::path(get, path = "/api/v1/orgs/{org_id}/pipeline", tag = "teams",
+    params(("org_id" = String, Path, description = "Organization id")),
+    responses(
+        (status = 200, description = "The pipeline", body = PipelineResponse),
+        (status = 404, description = "The organization has no pipeline", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn get_pipeline(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+) -> Result<HttpResponse, ApiError> {
+    let p = tenancy::pipeline::get(&*st.store, &caller)
+        .await?
+        .ok_or_else(|| ApiError::not_found("pipeline"))?;
+    Ok(HttpResponse::Ok().json(pipeline_response(&st, &caller, &p).await?))
+}
+
+/// Sets the organization's pipeline (Owner and Admins): from then on a chat interface is
+/// created only in the first stage (or outside the pipeline), moves forward one stage at a
+/// time by transfer, and may go back to the first stage at any time. Recorded as
+/// `team.pipeline_set`.
+#[utoipa::path(put, path = "/api/v1/orgs/{org_id}/pipeline", tag = "teams",
+    params(("org_id" = String, Path, description = "Organization id")),
+    request_body = PipelineBody,
+    responses(
+        (status = 200, description = "Set", body = PipelineResponse),
+        (status = 403, description = "Not the Owner or an Admin", content_type = "application/problem+json"),
+        (status = 404, description = "A team not of this organization", content_type = "application/problem+json"),
+        (status = 409, description = "An archived team", content_type = "application/problem+json"),
+        (status = 422, description = "Fewer than 2 or more than 10 teams, or one twice", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn set_pipeline(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    body: crate::extract::Json<PipelineBody>,
+) -> Result<HttpResponse, ApiError> {
+    let stages = body
+        .stages
+        .iter()
+        .map(|s| team_id(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    match tenancy::pipeline::set(&*st.store, &caller, &stages, st.clock.now()).await {
+        Ok(p) => Ok(HttpResponse::Ok().json(pipeline_response(&st, &caller, &p).await?)),
+        Err(e) => Err(audited(&st, &caller, "set_pipeline", e).await),
+    }
+}
+
+/// Removes the organization's pipeline (Owner and Admins): nothing is gated any more.
+/// Recorded as `team.pipeline_removed`.
+#[utoipa::path(delete, path = "/api/v1/orgs/{org_id}/pipeline", tag = "teams",
+    params(("org_id" = String, Path, description = "Organization id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 403, description = "Not the Owner or an Admin", content_type = "application/problem+json"),
+        (status = 404, description = "The organization has no pipeline", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn remove_pipeline(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+) -> Result<HttpResponse, ApiError> {
+    match tenancy::pipeline::remove(&*st.store, &caller, st.clock.now()).await {
+        Ok(()) => Ok(HttpResponse::NoContent().finish()),
+        Err(e) => Err(audited(&st, &caller, "remove_pipeline", e).await),
+    }
+}

@@ -451,6 +451,7 @@ pub async fn list_chat_interfaces(
     responses(
         (status = 201, description = "Created", body = AssetResponse),
         (status = 403, description = "Not allowed or plan limit reached", content_type = "application/problem+json"),
+        (status = 409, description = "The team is archived, or a later stage of the organization's pipeline (a chat interface comes into it only by a transfer from the stage before)", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn create_chat_interface(
     st: web::Data<AppState>,
@@ -812,7 +813,7 @@ pub async fn verify_domain(
     responses(
         (status = 200, description = "Moved", body = TransferResult),
         (status = 403, description = "Not an admin of both teams", content_type = "application/problem+json"),
-        (status = 409, description = "Archived target or moved concurrently", content_type = "application/problem+json"),
+        (status = 409, description = "Archived target, moved concurrently, or a chat interface's quality gate: a later stage of the organization's pipeline takes it only from the stage before", content_type = "application/problem+json"),
         (status = 422, description = "The same team, not a top-level resource, a bad name or note", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn transfer(
@@ -864,7 +865,7 @@ pub struct CopyBody {
         (status = 201, description = "Copied: the copy of the resource asked for", body = AssetResponse),
         (status = 403, description = "Not allowed to create in the team, or a plan limit reached", content_type = "application/problem+json"),
         (status = 404, description = "No such resource or team", content_type = "application/problem+json"),
-        (status = 409, description = "The team is archived", content_type = "application/problem+json"),
+        (status = 409, description = "The team is archived, or a chat interface copied into a later stage of the organization's pipeline", content_type = "application/problem+json"),
         (status = 422, description = "A document or domain, or a bad name", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn copy(

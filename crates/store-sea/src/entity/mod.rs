@@ -37,6 +37,7 @@ pub mod store_marker;
 pub mod subscription;
 pub mod team;
 pub mod team_member;
+pub mod team_pipeline;
 pub mod usage_alert;
 pub mod usage_daily;
 pub mod usage_monthly;

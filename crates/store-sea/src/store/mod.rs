@@ -10,6 +10,7 @@ mod members;
 mod metering;
 mod mfa;
 mod password_reset;
+mod pipeline;
 mod privacy;
 mod scim;
 mod tenancy;

@@ -458,6 +458,9 @@ impl WorkspaceStore for SeaStore {
         if row.is_none_or(|r| r.is_default) {
             return Err(TenancyError::NotFound("team"));
         }
+        if super::pipeline::stages(&txn, org).await?.contains(&t) {
+            return Err(tenancy::pipeline::team_is_a_stage());
+        }
         let credits = credit_account::Entity::find_by_id((org.to_string(), t.to_string()))
             .one(&txn)
             .await
@@ -652,6 +655,10 @@ impl WorkspaceStore for SeaStore {
         }
         let txn = self.db().begin().await.map_err(store)?;
         lock_org(&txn, first.org).await?;
+        let stages = super::pipeline::stages(&txn, first.org).await?;
+        for a in assets {
+            tenancy::pipeline::check_entry(&stages, a.kind(), None, a.team)?;
+        }
         let limits = limits_in_force(&txn, first.org, limits).await?;
         for a in assets {
             insert_asset_checked(&txn, a, &limits).await?;
@@ -777,6 +784,23 @@ impl WorkspaceStore for SeaStore {
                 )));
             }
             Some(_) => {}
+        }
+        // A chat interface passes the organization's pipeline one stage at a time, as the
+        // pipeline is now (its change takes the organization's lock too).
+        let stages = super::pipeline::stages(&txn, t.org).await?;
+        if !stages.is_empty() {
+            let kind: Option<String> = asset::Entity::find_by_id(t.asset.to_string())
+                .select_only()
+                .column(asset::Column::Kind)
+                .filter(asset::Column::OrgId.eq(t.org.to_string()))
+                .into_tuple()
+                .one(&txn)
+                .await
+                .map_err(store)?;
+            let kind = kind.ok_or(TenancyError::NotFound("asset"))?;
+            let kind = tenancy::assets::AssetKind::parse(&kind)
+                .ok_or_else(|| TenancyError::Store(crate::convert::corrupt("asset kind", &kind)))?;
+            tenancy::pipeline::check_entry(&stages, kind, Some(t.from_team), t.to_team)?;
         }
         let moved = asset::Entity::update_many()
             .col_expr(asset::Column::TeamId, Expr::value(t.to_team.to_string()))
