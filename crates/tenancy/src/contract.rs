@@ -2936,6 +2936,10 @@ async fn a_chat_interface_passes_the_pipeline_one_stage_at_a_time<
         s.set_pipeline(org.id, None, note(org.id, "again")).await,
         Err(TenancyError::NotFound(_))
     ));
+    // No stage any more: the (empty) team is deleted.
+    s.delete_team(org.id, test.id, now(), None, note(org.id, "deleted"))
+        .await
+        .unwrap();
 }
 
 fn kb_under(parent: &Asset, by: UserId) -> Asset {
@@ -5219,6 +5223,7 @@ async fn a_member_reset_is_checked_again_under_lock<
         Some(MemberReset {
             org: org.id,
             by: u.id,
+            email: member.email.as_str().to_owned(),
         })
     };
     let unchanged = |h: i64| {
@@ -5273,18 +5278,42 @@ async fn a_member_reset_is_checked_again_under_lock<
     })
     .await
     .unwrap();
-    let lone_by = Some(MemberReset {
-        org: lone.id,
-        by: lone_owner.id,
-    });
+    let lone_by = |email: &str| {
+        Some(MemberReset {
+            org: lone.id,
+            by: lone_owner.id,
+            email: email.to_owned(),
+        })
+    };
+    let solo_email = solo.email.as_str().to_owned();
     let lone_records = |_| note(lone.id, "member reset");
     assert!(matches!(
-        s.reset_access(lone_owner.id, "new", lone_by, now(), &lone_records)
-            .await,
+        s.reset_access(
+            lone_owner.id,
+            "new",
+            lone_by(lone_owner.email.as_str()),
+            now(),
+            &lone_records
+        )
+        .await,
         Err(TenancyError::RoleRule(rbac_core::RoleRuleError::RemoveSelf))
     ));
     let h = head(s, lone.id).await;
-    s.reset_access(solo.id, "new", lone_by, now(), &lone_records)
+    // The address the notice would go to changed since the service read it: refused.
+    assert!(matches!(
+        s.reset_access(
+            solo.id,
+            "new",
+            lone_by("before@contract.example"),
+            now(),
+            &lone_records
+        )
+        .await,
+        Err(TenancyError::Changed(_))
+    ));
+    assert!(s.mfa(solo.id).await.unwrap().is_some());
+    assert_eq!(head(s, lone.id).await, h, "nothing recorded");
+    s.reset_access(solo.id, "new", lone_by(&solo_email), now(), &lone_records)
         .await
         .unwrap();
     assert_eq!(head(s, lone.id).await, h + 1);
@@ -5292,7 +5321,7 @@ async fn a_member_reset_is_checked_again_under_lock<
     assert_eq!(password_hash(s, &solo).await.as_deref(), Some("new"));
     // Nothing left to reset: no second factor any more.
     assert!(matches!(
-        s.reset_access(solo.id, "again", lone_by, now(), &lone_records)
+        s.reset_access(solo.id, "again", lone_by(&solo_email), now(), &lone_records)
             .await,
         Err(TenancyError::NotFound("second factor"))
     ));

@@ -592,6 +592,7 @@ impl OrgStore for MemoryTenancyStore {
                 .map(|a| a.id)
                 .collect();
             s.orgs.remove(&org);
+            s.pipelines.remove(&org);
             s.members.retain(|m| m.0 != org);
             s.deactivated.retain(|(o, _), _| *o != org);
             s.all_teams.retain(|(o, _), _| *o != org);
@@ -2884,7 +2885,7 @@ impl MfaStore for MemoryTenancyStore {
     ) -> Result<crate::mfa::AccessReset, TenancyError> {
         let done = {
             let mut s = self.lock()?;
-            if let Some(reset) = by {
+            if let Some(reset) = &by {
                 let standing = crate::mfa::ResetStanding {
                     by_role: s.active_role(reset.org, reset.by),
                     member: s
@@ -2897,6 +2898,10 @@ impl MfaStore for MemoryTenancyStore {
                         .mfa
                         .get(&user)
                         .is_some_and(|r| r.record.enabled_at.is_some()),
+                    address_unchanged: s
+                        .users
+                        .get(&user)
+                        .is_some_and(|(u, _)| u.email.as_str() == reset.email),
                 };
                 crate::mfa::check_member_reset(reset, user, &standing)?;
             }

@@ -116,12 +116,15 @@ pub type AccessResetJournal<'a> = &'a (dyn Fn(AccessReset) -> Journal + Send + S
 /// organization's ([`MfaStore::reset_access`] with [`check_member_reset`]), so that a join of
 /// another organization, a deactivation, a role change or the author's own demotion committed
 /// after the service looked cannot let the reset through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberReset {
     /// The organization whose Owner or Admin resets.
     pub org: OrgId,
     /// Who resets.
     pub by: UserId,
+    /// The member's address as the service read it, which the reset's notice is mailed to: a
+    /// change of it committed since (SCIM, the person) refuses the reset.
+    pub email: String,
 }
 
 /// What decides a [`MemberReset`], as read together (by the service, then by the store under
@@ -137,6 +140,8 @@ pub struct ResetStanding {
     pub elsewhere: bool,
     /// Whether the member has an active second factor.
     pub enrolled: bool,
+    /// Whether the member's account still has the address of [`MemberReset::email`].
+    pub address_unchanged: bool,
 }
 
 /// The rules of an Owner's or Admin's reset of `member`'s second factor: only by the Owner or
@@ -147,9 +152,10 @@ pub struct ResetStanding {
 /// # Errors
 /// [`TenancyError::RoleRule`] (not an administrator, oneself, the Owner);
 /// [`TenancyError::Forbidden`] (an Admin's factor by an Admin); [`TenancyError::NotFound`]
-/// (not a member, no second factor); [`TenancyError::Conflict`] (deactivated, elsewhere too).
+/// (not a member, no second factor); [`TenancyError::Conflict`] (deactivated, elsewhere too);
+/// [`TenancyError::Changed`] (the member's address changed since the service read it).
 pub fn check_member_reset(
-    reset: MemberReset,
+    reset: &MemberReset,
     member: UserId,
     s: &ResetStanding,
 ) -> Result<(), TenancyError> {
@@ -183,6 +189,11 @@ pub fn check_member_reset(
     }
     if !s.enrolled {
         return Err(TenancyError::NotFound("second factor"));
+    }
+    if !s.address_unchanged {
+        return Err(TenancyError::Changed(
+            "the member's email address changed meanwhile; try again".into(),
+        ));
     }
     Ok(())
 }
@@ -1207,6 +1218,7 @@ pub async fn reset_member_factor<S: TenancyStore + MfaStore + ?Sized>(
     let reset = MemberReset {
         org: caller.org.id,
         by: caller.user.id,
+        email: m.user.email.as_str().to_owned(),
     };
     // Checked now, so that a refused reset hashes nothing, and again by the store under its
     // locks, so that nothing committed meanwhile lets it through.
@@ -1219,8 +1231,9 @@ pub async fn reset_member_factor<S: TenancyStore + MfaStore + ?Sized>(
             .iter()
             .any(|x| x.org != caller.org.id),
         enrolled: enrolled(store, member).await?,
+        address_unchanged: true,
     };
-    check_member_reset(reset, member, &standing)?;
+    check_member_reset(&reset, member, &standing)?;
     // A password nobody knows: the member sets theirs again through "forgot password".
     let unknown = hasher
         .hash_off_thread(&security_policy::mint("reset", 32).secret)
@@ -1312,14 +1325,16 @@ mod tests {
         let reset = MemberReset {
             org: OrgId::new(),
             by,
+            email: "m@example.org".into(),
         };
         let ok = ResetStanding {
             by_role: Some(OrgRole::Admin),
             member: Some((OrgRole::User, true)),
             elsewhere: false,
             enrolled: true,
+            address_unchanged: true,
         };
-        let check = |s: ResetStanding| check_member_reset(reset, member, &s);
+        let check = |s: ResetStanding| check_member_reset(&reset, member, &s);
         assert!(check(ok).is_ok());
         assert!(
             check(ResetStanding {
@@ -1362,7 +1377,7 @@ mod tests {
             Err(TenancyError::RoleRule(RoleRuleError::TargetIsOwner))
         ));
         assert!(matches!(
-            check_member_reset(reset, by, &ok),
+            check_member_reset(&reset, by, &ok),
             Err(TenancyError::RoleRule(RoleRuleError::RemoveSelf))
         ));
         assert!(
@@ -1393,6 +1408,13 @@ mod tests {
                 ..ok
             }),
             Err(TenancyError::NotFound("second factor"))
+        ));
+        assert!(matches!(
+            check(ResetStanding {
+                address_unchanged: false,
+                ..ok
+            }),
+            Err(TenancyError::Changed(m)) if m.contains("address")
         ));
     }
 

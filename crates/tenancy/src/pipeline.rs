@@ -106,14 +106,15 @@ pub fn check_entry(
     let Some(k) = stages.iter().position(|t| *t == to).filter(|k| *k > 0) else {
         return Ok(());
     };
-    let before = stages[k - 1];
-    if from == Some(before) {
+    if from == Some(stages[k - 1]) {
         return Ok(());
     }
+    // By position, not by id: the caller may not see the stage before (a team they are not in).
     Err(TenancyError::Conflict(format!(
-        "quality gate: team {to} is stage {} of the organization's pipeline; a chat interface \
-         comes into it only by a transfer from team {before}, the stage before it{}",
+        "quality gate: this team is stage {} of the organization's pipeline; a chat interface \
+         comes into it only by a transfer from stage {}, the stage before it{}",
         k + 1,
+        k,
         if from.is_none() {
             " (it is not created or copied there)"
         } else {
@@ -245,8 +246,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            refusal.contains("stage 3") && refusal.contains(&test.to_string()),
+            refusal.contains("stage 3") && refusal.contains("from stage 2"),
             "{refusal}"
+        );
+        assert!(
+            !refusal.contains(&test.to_string()),
+            "no team's id: {refusal}"
         );
     }
 

@@ -1059,6 +1059,8 @@ pub fn scrub_message_json(
             .replace('<', "&lt;")
             .replace('>', "&gt;")
     };
+    // Whether the template cut the message (before anything here changes its length).
+    let cut = text.ends_with('…') && text.chars().count() == CUT_MESSAGE_CHARS;
     let mut out = text.clone();
     for (needle, with) in [
         (email.map(escaped), erased_address(user)),
@@ -1066,16 +1068,25 @@ pub fn scrub_message_json(
     ] {
         if let Some(needle) = needle.filter(|n| !n.is_empty()) {
             out = replace_whole(&out, &needle, &with);
-            out = replace_cut_tail(&out, &needle, &with);
+            if cut {
+                out = replace_cut_tail(&out, &needle, &with);
+            }
         }
     }
     (out != *text).then(|| json!({ "text": out }).to_string())
 }
 
-/// A message cut at its longest (`webhooks::template::render` ends it in `…`) may end in the
-/// first part of `needle`: that part, starting where a whole match could start, is replaced
-/// by `with` too. A cut message ending in a word that merely begins like the name loses that
-/// word: an erasure takes out too much rather than leave part of a name.
+/// The length, in characters, of a templated message that was cut
+/// (`webhooks::template::MAX_RENDERED_CHARS`; `tenancy` does not depend on `webhooks`, and
+/// `store-sea`'s tests check that the two agree).
+pub const CUT_MESSAGE_CHARS: usize = 40_000;
+
+/// A message cut at its longest (`webhooks::template::render` cuts it to
+/// [`CUT_MESSAGE_CHARS`] characters ending in `…`; the caller applies this only to such a
+/// message) may end in the first part of `needle`: that part, starting where a whole match
+/// could start, is replaced by `with` too, and the text before it shortened so the message
+/// stays within [`CUT_MESSAGE_CHARS`]. A cut message ending in a word that merely begins like
+/// the name loses that word: an erasure takes out too much rather than leave part of a name.
 fn replace_cut_tail(text: &str, needle: &str, with: &str) -> String {
     const CUT: char = '…';
     let Some(body) = text.strip_suffix(CUT) else {
@@ -1099,10 +1110,13 @@ fn replace_cut_tail(text: &str, needle: &str, with: &str) -> String {
                 }
             })
         });
-    match cut {
-        Some(part) => format!("{}{with}{CUT}", &body[..body.len() - part.len()]),
-        None => text.to_owned(),
-    }
+    let Some(part) = cut else {
+        return text.to_owned();
+    };
+    let kept = &body[..body.len() - part.len()];
+    let room = CUT_MESSAGE_CHARS.saturating_sub(with.chars().count() + 1);
+    let kept: String = kept.chars().take(room).collect();
+    format!("{kept}{with}{CUT}")
 }
 
 /// Whether `text` names the address `email` whole (not as part of a longer address, see
@@ -1357,33 +1371,52 @@ mod tests {
     #[test]
     fn a_message_cut_inside_the_name_or_address_loses_the_part_it_kept() {
         let ann = UserId::new();
-        let cut = |text: &str| json!({ "text": format!("{text}…") }).to_string();
+        // A cut message: `CUT_MESSAGE_CHARS` characters ending in `…`, what it ends in at its end.
+        let padded = |text: &str| {
+            let pad = CUT_MESSAGE_CHARS - 1 - text.chars().count();
+            format!("{}{text}…", "x".repeat(pad))
+        };
+        let cut = |text: &str| json!({ "text": padded(text) }).to_string();
         let scrub = |text: &str| {
             scrub_message_json(&cut(text), ann, Some("ann@example.org"), Some("Ann Archer"))
         };
-        assert_eq!(
+        // The scrubbed message stays within the length and ends as `end` with `…`.
+        let ends = |out: Option<String>, end: &str| {
+            let out = out.expect("scrubbed");
+            let text = serde_json::from_str::<Value>(&out).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let tail: String = text.chars().skip(CUT_MESSAGE_CHARS - 80).collect();
+            assert!(text.chars().count() <= CUT_MESSAGE_CHARS, "{tail}");
+            assert!(tail.ends_with(&format!("{end}…")), "{tail}");
+        };
+        ends(
             scrub("Note: Ann Archer wrote to Ann Ar"),
-            Some(cut("Note: [erased] wrote to [erased]"))
+            "xNote: [erased] wrote to [erased]",
         );
-        assert_eq!(
-            scrub("mail ann@exa"),
-            Some(cut(&format!("mail {}", erased_address(ann))))
-        );
-        // Escaped as the template writes it: a name with `&` cut inside its `&amp;`.
-        let body = cut("by Ann &am");
-        assert_eq!(
-            scrub_message_json(&body, ann, None, Some("Ann & Co")),
-            Some(cut("by [erased]"))
+        // The erased address is longer than what it replaces by more than "mail ", which the
+        // cut then takes instead.
+        ends(scrub("mail ann@exa"), &format!("xx{}", erased_address(ann)));
+        // Escaped as the template writes it: a name with `&` cut inside its `&amp;`. The
+        // marker is a character longer than what it replaces: the space before it gives way.
+        ends(
+            scrub_message_json(&cut("by Ann &am"), ann, None, Some("Ann & Co")),
+            "xby[erased]",
         );
         // Not the start of a match: a longer word, a longer address.
         assert_eq!(scrub("JoAnn Ar"), None);
         assert_eq!(scrub("jo.ann@ex"), None);
-        // Not cut: a message that merely ends in the start of the name keeps it.
-        let whole = json!({ "text": "Greetings from Ann Ar" }).to_string();
-        assert_eq!(
-            scrub_message_json(&whole, ann, None, Some("Ann Archer")),
-            None
-        );
+        // Not cut: a message that merely ends in the start of the name keeps it, also when
+        // its template ends in `…`.
+        for text in ["Greetings from Ann Ar", "Greetings from Ann Ar…", "and a…"] {
+            let whole = json!({ "text": text }).to_string();
+            assert_eq!(
+                scrub_message_json(&whole, ann, Some("ann@example.org"), Some("Ann Archer")),
+                None,
+                "{text}"
+            );
+        }
     }
 
     #[test]

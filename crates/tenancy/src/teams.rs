@@ -188,7 +188,8 @@ pub async fn update<S: TenancyStore + WorkspaceStore + ?Sized>(
 /// # Errors
 /// [`TenancyError::NotFound`], [`TenancyError::Forbidden`], [`TenancyError::Invalid`]
 /// (default team), [`TenancyError::Conflict`] when it still holds resources, keys or credits
-/// (or a share of credit purchases).
+/// (or a share of credit purchases), or is a stage of the organization's pipeline
+/// ([`crate::pipeline::team_is_a_stage`]).
 pub async fn delete<S: TenancyStore + WorkspaceStore + ?Sized>(
     store: &S,
     caller: &Caller,

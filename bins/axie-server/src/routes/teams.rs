@@ -205,7 +205,7 @@ pub async fn update(
     params(("org_id" = String, Path, description = "Organization id"), ("team_id" = String, Path, description = "Team id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 409, description = "The team still holds resources or API keys", content_type = "application/problem+json"),
+        (status = 409, description = "The team still holds resources or API keys, or is a stage of the organization's pipeline", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn delete(
     st: web::Data<AppState>,
@@ -291,14 +291,14 @@ pub async fn remove_member(
 /// One stage of the organization's pipeline.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StageResponse {
-    /// The team's id.
-    pub team_id: String,
-    /// Its name; empty for a team the caller does not see (an organization User sees the
+    /// The team's id; null for a team the caller does not see (an organization User sees the
     /// teams they belong to).
-    pub name: String,
-    /// Whether it is archived (false for a team the caller does not see): nothing moves into
+    pub team_id: Option<String>,
+    /// Its name; null for a team the caller does not see.
+    pub name: Option<String>,
+    /// Whether it is archived (null for a team the caller does not see): nothing moves into
     /// it until it is restored.
-    pub archived: bool,
+    pub archived: Option<bool>,
 }
 
 /// The organization's pipeline of teams (quality gates).
@@ -335,9 +335,9 @@ async fn pipeline_response(
             .map(|id| {
                 let t = teams.iter().find(|t| t.id == *id);
                 StageResponse {
-                    team_id: id.to_string(),
-                    name: t.map(|t| t.name.clone()).unwrap_or_default(),
-                    archived: t.is_some_and(|t| t.archived_at.is_some()),
+                    team_id: t.map(|t| t.id.to_string()),
+                    name: t.map(|t| t.name.clone()),
+                    archived: t.map(|t| t.archived_at.is_some()),
                 }
             })
             .collect(),

@@ -70,7 +70,7 @@ async fn remove_second_factor(
 /// A [`ResetStanding`] as `txn` reads it.
 async fn reset_standing(
     txn: &DatabaseTransaction,
-    reset: MemberReset,
+    reset: &MemberReset,
     user: UserId,
 ) -> Result<ResetStanding, TenancyError> {
     let rows = membership::Entity::find()
@@ -94,12 +94,17 @@ async fn reset_standing(
         by_role: None,
         member: None,
         elsewhere: false,
-        enrolled: user_mfa::Entity::find()
-            .filter(active(user))
-            .count(txn)
+        enrolled: lock_factor(txn, user)
+            .await?
+            .is_some_and(|m| m.enabled_at.is_some()),
+        address_unchanged: crate::entity::user::Entity::find_by_id(uid(user))
+            .select_only()
+            .column(crate::entity::user::Column::Email)
+            .into_tuple::<String>()
+            .one(txn)
             .await
             .map_err(store)?
-            > 0,
+            .is_some_and(|e| e == reset.email),
     };
     for m in &rows {
         if m.org_id == org && m.user_id == uid(reset.by) && m.deactivated_at.is_none() {
@@ -501,10 +506,10 @@ impl MfaStore for SeaStore {
         records: AccessResetJournal<'_>,
     ) -> Result<AccessReset, TenancyError> {
         let txn = self.db().begin().await.map_err(store)?;
-        if let Some(reset) = by {
-            // The account's lock (joins and removals take it), then the organization's (role
-            // changes, deactivations and the author's own standing): what is read here holds
-            // until the commit.
+        if let Some(reset) = &by {
+            // The account's lock (joins, removals and changes of its address take it), then the
+            // organization's (role changes, deactivations and the author's own standing), then
+            // the second factor's: what is read here holds until the commit.
             super::tenancy::lock_user(&txn, user).await?;
             super::tenancy::lock_org(&txn, reset.org).await?;
             let standing = reset_standing(&txn, reset, user).await?;

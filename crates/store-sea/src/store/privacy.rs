@@ -744,3 +744,16 @@ fn consent_record(org: OrgId, m: consent::Model) -> Result<ConsentRecord, Tenanc
         at: time(m.at)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    /// The erasure scrub knows a cut templated message by its length (`tenancy` does not depend
+    /// on `webhooks`): the two must agree.
+    #[test]
+    fn the_scrub_knows_the_length_templates_cut_messages_at() {
+        assert_eq!(
+            tenancy::privacy::CUT_MESSAGE_CHARS,
+            webhooks::template::MAX_RENDERED_CHARS
+        );
+    }
+}

@@ -797,7 +797,7 @@ impl WorkspaceStore for SeaStore {
                 .one(&txn)
                 .await
                 .map_err(store)?;
-            let kind = kind.ok_or(TenancyError::NotFound("asset"))?;
+            let kind = kind.ok_or_else(tenancy::assets::moved_meanwhile)?;
             let kind = tenancy::assets::AssetKind::parse(&kind)
                 .ok_or_else(|| TenancyError::Store(crate::convert::corrupt("asset kind", &kind)))?;
             tenancy::pipeline::check_entry(&stages, kind, Some(t.from_team), t.to_team)?;
