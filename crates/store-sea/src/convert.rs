@@ -49,7 +49,7 @@ pub(crate) fn all_teams_role(s: Option<&str>) -> Result<Option<rbac_core::TeamRo
 
 /// A stored address in its canonical form, or as stored when it no longer parses (accepted by
 /// an earlier, more lenient check): such a row stays readable.
-fn stored_email(s: &str) -> Email {
+pub(crate) fn stored_email(s: &str) -> Email {
     Email::parse(s).unwrap_or_else(|_| Email::stored(s.to_owned()))
 }
 

@@ -368,8 +368,9 @@ pub trait MfaStore: Send + Sync {
     /// what was done: the password hash replaced, the login throttle cleared, every live
     /// session ended, and the second factor with its recovery codes removed if there is one. A
     /// crash leaves either all of it or none of it. With `by` (an Owner's or Admin's reset of a
-    /// member's factor, not the operator's), first, under the account's lock and then the
-    /// organization's, the [`ResetStanding`] as it is now must pass [`check_member_reset`].
+    /// member's factor, not the operator's), first, under the account's lock, then the
+    /// organization's, then the second factor's, the [`ResetStanding`] as it is now (the
+    /// member's address compared as the account reads back) must pass [`check_member_reset`].
     ///
     /// # Errors
     /// [`TenancyError::NotFound`] for an unknown user; what [`check_member_reset`] refuses;
@@ -1197,7 +1198,8 @@ pub async fn change<S: TenancyStore + MfaStore + audit::AuditStore + ?Sized>(
 /// [`TenancyError::Forbidden`] (an API key, an Admin's factor by an Admin),
 /// [`TenancyError::RoleRule`] (oneself, the Owner); [`TenancyError::NotFound`] for a
 /// non-member, or a member with no second factor; [`TenancyError::Conflict`] for a deactivated
-/// member, or one who belongs to another organization too.
+/// member, or one who belongs to another organization too; [`TenancyError::Changed`] when the
+/// member's address changed meanwhile (the notice would go to the old one).
 pub async fn reset_member_factor<S: TenancyStore + MfaStore + ?Sized>(
     store: &S,
     hasher: &security_policy::PasswordHasher,

@@ -1035,8 +1035,11 @@ pub async fn erase_own<S: TenancyStore + MembershipStore + PrivacyStore + ?Sized
 }
 
 /// A templated webhook body (`{"text": "…"}`, made by `webhooks::template::body` from an
-/// event) with the person's `email` and `name` replaced wherever they occur in the text, as
-/// the template wrote them (with `&`, `<` and `>` escaped). `None` when the body is not such
+/// event) with the person's `emails` and `names` replaced wherever they occur in the text, as
+/// the template wrote them (with `&`, `<` and `>` escaped); in a message the template cut
+/// ([`CUT_MESSAGE_CHARS`]), also what the cut left of one at its end, the message kept within
+/// that length. Pass everything to take out at once: the cut is recognised from the message
+/// as stored. `None` when the body is not such
 /// a message or does not name them. Pass only what the event itself carried of them (what
 /// [`scrub_event_json`] took out of its data): the name is matched as text, so it must be
 /// the name of the event's actor, not a namesake's or a resource's.
@@ -1044,8 +1047,8 @@ pub async fn erase_own<S: TenancyStore + MembershipStore + PrivacyStore + ?Sized
 pub fn scrub_message_json(
     body: &str,
     user: UserId,
-    email: Option<&str>,
-    name: Option<&str>,
+    emails: &[&str],
+    names: &[&str],
 ) -> Option<String> {
     let Value::Object(map) = serde_json::from_str::<Value>(body).ok()? else {
         return None;
@@ -1054,26 +1057,41 @@ pub fn scrub_message_json(
         (1, Some(Value::String(t))) => t,
         _ => return None,
     };
-    let escaped = |s: &str| {
+    let escaped = |s: &&str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
             .replace('>', "&gt;")
     };
-    // Whether the template cut the message (before anything here changes its length).
-    let cut = text.ends_with('…') && text.chars().count() == CUT_MESSAGE_CHARS;
+    let needles: Vec<(String, String)> = emails
+        .iter()
+        .map(|e| (escaped(e), erased_address(user)))
+        .chain(names.iter().map(|n| (escaped(n), audit::ERASED.to_owned())))
+        .filter(|(n, _)| !n.is_empty())
+        .collect();
     let mut out = text.clone();
-    for (needle, with) in [
-        (email.map(escaped), erased_address(user)),
-        (name.map(escaped), audit::ERASED.to_owned()),
-    ] {
-        if let Some(needle) = needle.filter(|n| !n.is_empty()) {
-            out = replace_whole(&out, &needle, &with);
-            if cut {
-                out = replace_cut_tail(&out, &needle, &with);
-            }
+    for (needle, with) in &needles {
+        out = replace_whole(&out, needle, with);
+    }
+    if was_cut(text) {
+        // Back within the length (an erased address is longer than most addresses), then
+        // whatever the cut left of a name or address at the end.
+        if out.chars().count() > CUT_MESSAGE_CHARS {
+            out = out.chars().take(CUT_MESSAGE_CHARS - 1).collect();
+            out.push('…');
+        }
+        for (needle, with) in &needles {
+            out = replace_cut_tail(&out, needle, with);
         }
     }
     (out != *text).then(|| json!({ "text": out }).to_string())
+}
+
+/// Whether `text` is a templated message the template cut: it ends in `…` and has at least
+/// half of [`CUT_MESSAGE_CHARS`] (cut at exactly that length, it may have lost or gained
+/// characters to an earlier erasure since; a template ending in `…` on its own is far
+/// shorter).
+fn was_cut(text: &str) -> bool {
+    text.ends_with('…') && text.chars().count() >= CUT_MESSAGE_CHARS / 2
 }
 
 /// The length, in characters, of a templated message that was cut
@@ -1083,7 +1101,7 @@ pub const CUT_MESSAGE_CHARS: usize = 40_000;
 
 /// A message cut at its longest (`webhooks::template::render` cuts it to
 /// [`CUT_MESSAGE_CHARS`] characters ending in `…`; the caller applies this only to such a
-/// message) may end in the first part of `needle`: that part, starting where a whole match
+/// message, [`was_cut`]) may end in the first part of `needle`: that part, starting where a whole match
 /// could start, is replaced by `with` too, and the text before it shortened so the message
 /// stays within [`CUT_MESSAGE_CHARS`]. A cut message ending in a word that merely begins like
 /// the name loses that word: an erasure takes out too much rather than leave part of a name.
@@ -1342,8 +1360,7 @@ mod tests {
         // The template escapes `<` in what it fills in.
         let body =
             json!({"text": "Ivy &lt;Q&gt; Quill (ivy@example.org) edited Support"}).to_string();
-        let out =
-            scrub_message_json(&body, ivy, Some("ivy@example.org"), Some("Ivy <Q> Quill")).unwrap();
+        let out = scrub_message_json(&body, ivy, &["ivy@example.org"], &["Ivy <Q> Quill"]).unwrap();
         assert_eq!(
             out,
             json!({"text": format!("[erased] ({}) edited Support", erased_address(ivy))})
@@ -1351,19 +1368,14 @@ mod tests {
         );
         // Not a message body: left to `scrub_event_json`.
         assert_eq!(
-            scrub_message_json(
-                r#"{"text":"Ivy Quill","x":1}"#,
-                ivy,
-                None,
-                Some("Ivy Quill")
-            ),
+            scrub_message_json(r#"{"text":"Ivy Quill","x":1}"#, ivy, &[], &["Ivy Quill"]),
             None
         );
         // Only what the event carried of them: an invitation naming her address, acted by
         // someone else, keeps its actor's name.
         let body = json!({"text": "Ivy Quill invited ivy@example.org"}).to_string();
         assert_eq!(
-            scrub_message_json(&body, ivy, Some("ivy@example.org"), None),
+            scrub_message_json(&body, ivy, &["ivy@example.org"], &[]),
             Some(json!({"text": format!("Ivy Quill invited {}", erased_address(ivy))}).to_string())
         );
     }
@@ -1377,9 +1389,8 @@ mod tests {
             format!("{}{text}…", "x".repeat(pad))
         };
         let cut = |text: &str| json!({ "text": padded(text) }).to_string();
-        let scrub = |text: &str| {
-            scrub_message_json(&cut(text), ann, Some("ann@example.org"), Some("Ann Archer"))
-        };
+        let scrub =
+            |text: &str| scrub_message_json(&cut(text), ann, &["ann@example.org"], &["Ann Archer"]);
         // The scrubbed message stays within the length and ends as `end` with `…`.
         let ends = |out: Option<String>, end: &str| {
             let out = out.expect("scrubbed");
@@ -1401,8 +1412,29 @@ mod tests {
         // Escaped as the template writes it: a name with `&` cut inside its `&amp;`. The
         // marker is a character longer than what it replaces: the space before it gives way.
         ends(
-            scrub_message_json(&cut("by Ann &am"), ann, None, Some("Ann & Co")),
+            scrub_message_json(&cut("by Ann &am"), ann, &[], &["Ann & Co"]),
             "xby[erased]",
+        );
+        // A whole address earlier in the message and a name the cut split: both go, and the
+        // message (longer by the erased address) is kept within the length.
+        let head = "ann@example.org wrote ";
+        let tail = " by Ann Ar";
+        let pad = CUT_MESSAGE_CHARS - 1 - head.len() - tail.len();
+        let both = json!({ "text": format!("{head}{}{tail}…", "y".repeat(pad)) }).to_string();
+        let both = scrub_message_json(&both, ann, &["ann@example.org"], &["Ann Archer"]);
+        // (The erased address made it longer: cut again, it loses the split name with the
+        // end of the text.)
+        ends(both.clone(), "yyy");
+        let both = both.unwrap();
+        assert!(both.contains(&format!("{} wrote", erased_address(ann))));
+        assert!(!both.contains("Ann"));
+        // Erased before (a message shortened by an earlier erasure's name) is still cut.
+        let shorter =
+            json!({ "text": format!("{}by Ann Ar…", "x".repeat(CUT_MESSAGE_CHARS - 60)) })
+                .to_string();
+        ends(
+            scrub_message_json(&shorter, ann, &[], &["Ann Archer"]),
+            "xby [erased]",
         );
         // Not the start of a match: a longer word, a longer address.
         assert_eq!(scrub("JoAnn Ar"), None);
@@ -1412,7 +1444,7 @@ mod tests {
         for text in ["Greetings from Ann Ar", "Greetings from Ann Ar…", "and a…"] {
             let whole = json!({ "text": text }).to_string();
             assert_eq!(
-                scrub_message_json(&whole, ann, Some("ann@example.org"), Some("Ann Archer")),
+                scrub_message_json(&whole, ann, &["ann@example.org"], &["Ann Archer"]),
                 None,
                 "{text}"
             );
@@ -1424,7 +1456,7 @@ mod tests {
         let ann = UserId::new();
         let body = json!({"text": "Ann renamed Annual plan for Joann (ann@example.org, joann@example.org). Ann!"})
             .to_string();
-        let out = scrub_message_json(&body, ann, Some("ann@example.org"), Some("Ann")).unwrap();
+        let out = scrub_message_json(&body, ann, &["ann@example.org"], &["Ann"]).unwrap();
         assert_eq!(
             out,
             json!({"text": format!(

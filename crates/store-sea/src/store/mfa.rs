@@ -104,7 +104,9 @@ async fn reset_standing(
             .one(txn)
             .await
             .map_err(store)?
-            .is_some_and(|e| e == reset.email),
+            // As the account reads back (an address stored in an older form is read in its
+            // canonical one, which the service compared with).
+            .is_some_and(|e| crate::convert::stored_email(&e).as_str() == reset.email),
     };
     for m in &rows {
         if m.org_id == org && m.user_id == uid(reset.by) && m.deactivated_at.is_none() {

@@ -562,22 +562,15 @@ async fn scrub_event_bodies(
         {
             let (carried, names) = &naming_events[&d.event_id];
             // What the first pass made of it, if it changed it.
-            let mut current = scrubbed_deliveries.get(&d.id).unwrap_or(&d.payload).clone();
-            let mut scrubbed = false;
-            for (address, name) in carried
-                .iter()
-                .map(|a| (Some(a.as_str()), None))
-                .chain(names.iter().map(|n| (None, Some(n.as_str()))))
+            let current = scrubbed_deliveries.get(&d.id).unwrap_or(&d.payload);
+            // Everything to take out in one call: a message the template cut is recognised by
+            // its length as stored, which each replacement changes.
+            let carried: Vec<&str> = carried.iter().map(String::as_str).collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            if let Some(payload) =
+                tenancy::privacy::scrub_message_json(current, u, &carried, &names)
             {
-                if let Some(payload) =
-                    tenancy::privacy::scrub_message_json(&current, u, address, name)
-                {
-                    current = payload;
-                    scrubbed = true;
-                }
-            }
-            if scrubbed {
-                scrubbed_deliveries.insert(d.id, current);
+                scrubbed_deliveries.insert(d.id, payload);
                 changed += 1;
             }
         }

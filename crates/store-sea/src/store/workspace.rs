@@ -793,6 +793,8 @@ impl WorkspaceStore for SeaStore {
                 .select_only()
                 .column(asset::Column::Kind)
                 .filter(asset::Column::OrgId.eq(t.org.to_string()))
+                .filter(asset::Column::TeamId.eq(t.from_team.to_string()))
+                .filter(asset::Column::Name.eq(t.from_name.clone()))
                 .into_tuple()
                 .one(&txn)
                 .await
