@@ -97,6 +97,8 @@ pub struct Options {
     pub body_timeout_secs: Option<u64>,
     /// `server.workers = false`: the server runs no background workers.
     pub no_workers: bool,
+    /// `uptime.heartbeat_secs`.
+    pub heartbeat_secs: Option<u64>,
 }
 
 /// A server with the demo data that sends its mail to the SMTP server `sink`.
@@ -161,6 +163,9 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
         }
     }
     settings.server.workers = !opts.no_workers;
+    if let Some(secs) = opts.heartbeat_secs {
+        settings.uptime.heartbeat_secs = secs;
+    }
     if let Some(secs) = opts.body_timeout_secs {
         settings.server.body_timeout_secs = secs;
     }
@@ -201,14 +206,19 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
     tokio::spawn(app.run_until_stopped());
     // The periodic workers' first passes run at start, with the clock as it is then: let them
     // finish before a test moves the clock and runs a pass itself, so the two never race.
+    let first_passes_done = || {
+        ["billing", "retention", "uptime"]
+            .iter()
+            .all(|w| health.passes(w) > 0)
+    };
     for _ in 0..600 {
-        if opts.no_workers || (health.passes("billing") > 0 && health.passes("retention") > 0) {
+        if opts.no_workers || first_passes_done() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(
-        opts.no_workers || (health.passes("billing") > 0 && health.passes("retention") > 0),
+        opts.no_workers || first_passes_done(),
         "the periodic workers' first passes did not finish within 30 s"
     );
     let mut builder = Client::builder().redirect(reqwest::redirect::Policy::none());

@@ -477,11 +477,25 @@ both_backends!(
         let addr = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
 
-        assert_eq!(
-            restored_store.row_counts().await.unwrap(),
-            before,
-            "every table has every row"
+        // Every row, and the restored server's own beats (a new instance: a span of its own).
+        let beats = |counts: &[(&str, i64)]| {
+            counts
+                .iter()
+                .find(|(t, _)| *t == "service_uptime")
+                .map(|(_, n)| *n)
+        };
+        let after = restored_store.row_counts().await.unwrap();
+        assert!(
+            beats(&after) > beats(&before) && beats(&before) > Some(0),
+            "{after:?}"
         );
+        let others = |counts: Vec<(&'static str, i64)>| -> Vec<(&'static str, i64)> {
+            counts
+                .into_iter()
+                .filter(|(t, _)| *t != "service_uptime")
+                .collect()
+        };
+        assert_eq!(others(after), others(before), "every table has every row");
         let login: Value = t
             .client
             .post(format!("{addr}/api/v1/auth/login"))
@@ -785,6 +799,181 @@ both_backends!(
                 .await
                 .is_err()
         );
+    }
+);
+
+/// The uptime report of `month`, as the Owner reads it.
+async fn uptime_of(t: &TestApp, month: tenancy::uptime::Month) -> Value {
+    let url = t.org(&format!("/uptime?month={month}"));
+    json_of(t.get(&url, &t.owner_token).await).await
+}
+
+both_backends!(
+    the_monthly_uptime_report_counts_the_gaps_between_beats,
+    |b| async move {
+        use tenancy::uptime::Month;
+        let mut t = spawn_app_with(
+            b,
+            Options {
+                demo: true,
+                // (A beat every 5 s: an outage is a gap of more than 15 s, which no load on
+                // this machine makes of a beat held up.)
+                heartbeat_secs: Some(5),
+                ..Options::default()
+            },
+        )
+        .await;
+        let started = t.clock.now();
+        let this_month = Month::of(started);
+        // This month so far: monitored since the first beat, at start, with no outage.
+        let r = json_of(t.get(&t.org("/uptime"), &t.owner_token).await).await;
+        assert_eq!(r["month"], this_month.to_string(), "{r}");
+        let from = chrono::DateTime::parse_from_rfc3339(r["monitored_from"].as_str().unwrap())
+            .unwrap()
+            .to_utc();
+        assert!(
+            from <= started && started - from < chrono::Duration::seconds(30),
+            "{r}"
+        );
+        assert_eq!(r["outages"], json!([]), "{r}");
+        assert_eq!(r["down_seconds"], 0, "{r}");
+        assert_eq!(r["availability_percent"], "100.000", "{r}");
+        assert_eq!(r["committed_percent"], "99.9", "{r}");
+        assert_eq!(r["met"], true, "{r}");
+        assert_eq!(r["complete"], false, "{r}");
+
+        // No beat for two hours (the clock jumps, as a suspended machine's does): the next
+        // beat, within 5 s, starts a new span, and the gap is an outage, counted whole.
+        t.clock.advance(chrono::Duration::hours(2));
+        // (Signed in again: two hours idle ended the session.)
+        t.owner_token = t.login(OWNER_EMAIL, OWNER_PASSWORD).await;
+        let months: Vec<Month> = {
+            let mut m = vec![this_month, Month::of(t.clock.now())];
+            m.dedup();
+            m
+        };
+        // The next beat ends the outage (until then it is under way).
+        let ended = |r: &Value| {
+            r["outages"]
+                .as_array()
+                .and_then(|o| o.last())
+                .is_some_and(|o| o["ongoing"] == false)
+        };
+        let mut last = Value::Null;
+        for _ in 0..300 {
+            last = uptime_of(&t, *months.last().unwrap()).await;
+            if ended(&last) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(ended(&last), "{last}");
+        let mut down = 0;
+        for m in &months {
+            down += uptime_of(&t, *m).await["down_seconds"].as_i64().unwrap();
+        }
+        assert!((7_200..7_220).contains(&down), "down {down} s");
+        let r = uptime_of(&t, *months.last().unwrap()).await;
+        assert_eq!(
+            r["met"], false,
+            "two hours down misses 99.9 % of any month: {r}"
+        );
+        let percent: f64 = r["availability_percent"].as_str().unwrap().parse().unwrap();
+        assert!(percent < 99.9, "{r}");
+
+        // The operator's command prints it too.
+        let text = axie_server::admin::uptime_report(
+            &t.store,
+            Some(&months.last().unwrap().to_string()),
+            t.settings.uptime.tolerance(),
+            t.clock.now(),
+        )
+        .await
+        .unwrap();
+        assert!(
+            text.contains(&format!("% of {} so far", months.last().unwrap())),
+            "{text}"
+        );
+        assert!(text.contains("Committed: 99.9 %. Not met."), "{text}");
+        assert!(
+            axie_server::admin::uptime_report(
+                &t.store,
+                Some("2026-13"),
+                t.settings.uptime.tolerance(),
+                t.clock.now()
+            )
+            .await
+            .is_err()
+        );
+        // Bad months are refused.
+        for bad in ["2026-13", "26-11", "2999-01"] {
+            let res = t
+                .get(&t.org(&format!("/uptime?month={bad}")), &t.owner_token)
+                .await;
+            assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        }
+
+        // When the month is over, the hourly pass mails its report to the Owner and the Admin of
+        // every Enterprise organization once (a Pro one gets none), as the system.
+        let (pro, pro_owner) = crate::api_keys::second_org(&t, billing_limits::Plan::Pro).await;
+        let over = this_month.end() + chrono::Duration::hours(1);
+        let month = *months.last().unwrap();
+        let over = over.max(month.end() + chrono::Duration::hours(1));
+        let tolerance = t.settings.uptime.tolerance();
+        let sent = axie_server::workers::send_uptime_reports(&t.store, tolerance, over)
+            .await
+            .unwrap();
+        assert_eq!(sent, 1);
+        let again = axie_server::workers::send_uptime_reports(&t.store, tolerance, over)
+            .await
+            .unwrap();
+        assert_eq!(again, 0, "once per organization and month");
+        let mails = json_of(t.get(&t.org("/outbox?limit=100"), &t.owner_token).await).await;
+        let reports: Vec<&Value> = mails["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["kind"] == "uptime_report")
+            .collect();
+        let mut to: Vec<&str> = reports.iter().map(|m| m["to"].as_str().unwrap()).collect();
+        to.sort_unstable();
+        assert_eq!(to, ["mike@example.com", OWNER_EMAIL]);
+        let subject = reports[0]["subject"].as_str().unwrap();
+        assert!(
+            subject.starts_with(&format!("Uptime report {month}: ")),
+            "{subject}"
+        );
+        let body = reports[0]["body"].as_str().unwrap();
+        // The two hours, and the time from the last beat to the month's end (the report was
+        // made an hour after it, with no beat since).
+        assert!(body.contains("Outages (2, "), "{body}");
+        assert!(body.contains("Committed: 99.9 %. Not met."), "{body}");
+        let recorded = t.audit("action=service.uptime_reported").await;
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(recorded[0]["actor_type"], "system");
+        assert_eq!(recorded[0]["metadata"]["month"], month.to_string());
+        assert_eq!(recorded[0]["metadata"]["met"], false);
+        let pro_token = t.login(&pro_owner, OWNER_PASSWORD).await;
+        let pro_mails = json_of(
+            t.get(&t.url(&format!("/api/v1/orgs/{pro}/outbox")), &pro_token)
+                .await,
+        )
+        .await;
+        assert!(
+            pro_mails["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["kind"] != "uptime_report"),
+            "{pro_mails}"
+        );
+        // Pro reads the report against its own commitment, 99 %.
+        let r = json_of(
+            t.get(&t.url(&format!("/api/v1/orgs/{pro}/uptime")), &pro_token)
+                .await,
+        )
+        .await;
+        assert_eq!(r["committed_percent"], "99.0", "{r}");
     }
 );
 

@@ -483,6 +483,29 @@ pub async fn set_price(
     })
 }
 
+/// The service's uptime report of `month` (`YYYY-MM`; this month when `None`) as text, against
+/// Enterprise's commitment (the `uptime-report` command; `tenancy::uptime`).
+///
+/// # Errors
+/// A month that is not one or has not begun; a store failure.
+pub async fn uptime_report(
+    store: &SeaStore,
+    month: Option<&str>,
+    tolerance: chrono::Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<String, Failure> {
+    use tenancy::uptime::{Month, UptimeStore};
+    let month = month
+        .map(Month::parse)
+        .transpose()?
+        .unwrap_or_else(|| Month::of(now));
+    let spans = store.uptime_spans(month.start(), month.end()).await?;
+    let report = tenancy::uptime::report(month, &spans, now, tolerance)?;
+    Ok(report.text(billing_limits::catalogue::sla_uptime_per_mille(
+        billing_limits::Plan::Enterprise,
+    )))
+}
+
 /// Tells the active Owner and Admins of every Enterprise organization of an incident of the
 /// service, or of its end (the `notify-incident` command; `tenancy::notices`): once per
 /// organization, incident and state, so the command can run again after a failure. Returns

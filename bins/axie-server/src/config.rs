@@ -51,6 +51,26 @@ pub struct Settings {
     pub plans: PlanSettings,
     /// The support desk.
     pub support: SupportSettings,
+    /// The service's own uptime monitoring.
+    pub uptime: UptimeSettings,
+}
+
+/// The service's beats, from which the monthly uptime reports are made (`tenancy::uptime`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UptimeSettings {
+    /// Seconds between an instance's beats; a gap of more than three is an outage.
+    pub heartbeat_secs: u64,
+}
+
+impl UptimeSettings {
+    /// The longest gap between beats that is not an outage: three beats.
+    #[must_use]
+    pub fn tolerance(&self) -> chrono::Duration {
+        chrono::Duration::seconds(
+            i64::try_from(self.heartbeat_secs.saturating_mul(3)).unwrap_or(900),
+        )
+    }
 }
 
 /// The support desk (`POST /orgs/{org}/support-requests`).
@@ -743,6 +763,11 @@ impl Settings {
         {
             return Err(ConfigError(
                 "`server.public_url` must be an http:// or https:// URL (the address people use, for links in mail)".into(),
+            ));
+        }
+        if !(1..=300).contains(&self.uptime.heartbeat_secs) {
+            return Err(ConfigError(
+                "`uptime.heartbeat_secs` must be between 1 and 300".into(),
             ));
         }
         if !self.support.email.is_empty() && tenancy::Email::parse(&self.support.email).is_err() {

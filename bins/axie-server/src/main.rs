@@ -146,6 +146,13 @@ enum Command {
         #[arg(long)]
         resolved: bool,
     },
+    /// Print the service's uptime report of a month (this month by default) as its beats show
+    /// it: what Enterprise's Owner and Admins are mailed when a month is over.
+    UptimeReport {
+        /// The month, `YYYY-MM` (UTC).
+        #[arg(long)]
+        month: Option<String>,
+    },
     /// Delete an organization and everything of it, its audit log included (export it first);
     /// people's accounts stay, and its Owner and Admins are mailed.
     DeleteOrg {
@@ -537,6 +544,22 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             .await?;
             tracing::info!(%reference, resolved, "incident notice sent by the operator");
             println!("{said}");
+            Ok(())
+        }
+        Some(Command::UptimeReport { month }) => {
+            let store = store_sea::SeaStore::connect(
+                &settings.database_url()?,
+                store_sea::PoolOptions::default(),
+            )
+            .await?;
+            let text = axie_server::admin::uptime_report(
+                &store,
+                month.as_deref(),
+                settings.uptime.tolerance(),
+                chrono::Utc::now(),
+            )
+            .await?;
+            print!("{text}");
             Ok(())
         }
         Some(Command::SetPrice {

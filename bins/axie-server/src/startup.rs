@@ -316,6 +316,13 @@ impl Application {
         };
         let (stop_meter, meter_stopped) = tokio::sync::oneshot::channel();
         let meter = tokio::spawn(workers::meter_flush(self.state.clone(), meter_stopped));
+        // This server's beats, of which the uptime reports are made.
+        let beat = i64::try_from(self.state.settings.uptime.heartbeat_secs).unwrap_or(300);
+        self.state
+            .health
+            .register("uptime", beat * 3 + 30, self.state.clock.now().timestamp());
+        let (stop_beats, beats_stopped) = tokio::sync::oneshot::channel();
+        let beats = tokio::spawn(workers::uptime_beats(self.state.clone(), beats_stopped));
         let metrics = self.metrics_server.map(|(_, m)| {
             tokio::spawn(async move {
                 if let Err(e) = m.await {
@@ -324,6 +331,9 @@ impl Application {
             })
         });
         let result = self.server.await;
+        // No beat once it no longer serves.
+        let _ = stop_beats.send(());
+        let _ = beats.await;
         // What the workers have under way (webhook attempts, a mail) finishes first.
         if let Some(workers) = workers {
             workers.shutdown().await;

@@ -218,11 +218,67 @@ pub async fn run_billing(
     Ok(done.len())
 }
 
+/// Notes that this server is up (`tenancy::uptime`), every `uptime.heartbeat_secs` from its
+/// start until `stop`: the monthly uptime reports are made of these beats. Every process that
+/// serves the API beats ([`crate::Application::run_until_stopped`], whatever
+/// `server.workers` says); `axie-server worker` does not, as it serves no one.
+pub(crate) async fn uptime_beats(state: AppState, mut stop: tokio::sync::oneshot::Receiver<()>) {
+    let instance = uuid::Uuid::new_v4().to_string();
+    let mut tick = tokio::time::interval(Duration::from_secs(state.settings.uptime.heartbeat_secs));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let tolerance = state.settings.uptime.tolerance();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut stop => return,
+        }
+        let now = state.clock.now();
+        match tenancy::uptime::UptimeStore::note_up(&*state.store, &instance, now, tolerance).await
+        {
+            // A beat that is not stored shows as an outage, as it should: the service cannot
+            // write to its database.
+            Ok(()) => {
+                state.health.beat("uptime", now.timestamp());
+                state.health.finished("uptime");
+            }
+            Err(e) => tracing::warn!(error = %e, "the uptime beat was not stored"),
+        }
+    }
+}
+
+/// Mails the Owner and Admins of every Enterprise organization the uptime report of the month
+/// before `now` (`tenancy::uptime::send_report_as_system`: once per organization and month,
+/// however many passes or instances run; not for a month nothing of which was monitored); the
+/// hourly pass. Returns how many organizations were sent it now.
+///
+/// # Errors
+/// Storage errors (other organizations are still processed; the first error is returned).
+pub async fn send_uptime_reports(
+    store: &store_sea::SeaStore,
+    tolerance: chrono::Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, tenancy::TenancyError> {
+    use tenancy::uptime::{Month, UptimeStore};
+    let month = Month::of(now).previous();
+    let spans = store.uptime_spans(month.start(), month.end()).await?;
+    let report = tenancy::uptime::report(month, &spans, now, tolerance)?;
+    if report.monitored_from.is_none() {
+        return Ok(0);
+    }
+    let report = &report;
+    let sent = each_org(store, "uptime report", |org| async move {
+        let o = tenancy::OrgStore::get_org(store, org).await?;
+        tenancy::uptime::send_report_as_system(store, &o, report, now).await
+    })
+    .await?;
+    Ok(sent.into_iter().filter(|s| *s).count())
+}
+
 /// Refreshes the planner statistics, sends the weekly usage reports due, the reminders of
-/// overdue invoices and the usage alerts that went missing, applies every organization's audit
-/// retention period and removes stale rows (`tenancy::housekeeping`), hourly (the first pass
-/// right at start, but for the missing alerts, which read every organization's usage and wait
-/// an hour: a start is busy enough).
+/// overdue invoices, the uptime reports of the month before and the usage alerts that went
+/// missing, applies every organization's audit retention period and removes stale rows
+/// (`tenancy::housekeeping`), hourly (the first pass right at start, but for the missing
+/// alerts, which read every organization's usage and wait an hour: a start is busy enough).
 async fn retention(state: AppState, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     let mut first = true;
@@ -250,6 +306,12 @@ async fn retention(state: AppState, mut stop: watch::Receiver<bool>) {
         let _ = send_weekly_reports(&state.store, state.clock.now()).await;
         let _ = send_usage_forecasts(&state.store, state.clock.now()).await;
         let _ = remind_overdue_invoices(&state.store, state.clock.now()).await;
+        let _ = send_uptime_reports(
+            &state.store,
+            state.settings.uptime.tolerance(),
+            state.clock.now(),
+        )
+        .await;
         if !std::mem::take(&mut first) {
             let _ = send_missed_alerts(&state.store, state.clock.now()).await;
         }

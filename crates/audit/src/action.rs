@@ -71,6 +71,9 @@ actions! {
     /// The operator declared an incident of the service, or its end: the Owner and Admins of
     /// an Enterprise organization were mailed (`notify-incident`).
     IncidentNotified => "service.incident_notified", "Sent a notice of";
+    /// A month was over: the Owner and Admins of an Enterprise organization were mailed the
+    /// service's uptime report of it (`tenancy::uptime`).
+    UptimeReported => "service.uptime_reported", "Sent the report of";
     /// The Owner or an Admin wrote to the support desk (its reference and priority).
     SupportRequested => "support.requested", "Asked support about";
     /// The organization was created.

@@ -206,16 +206,26 @@ pub struct PlanSheet {
     pub sla_uptime_per_mille: Option<u32>,
 }
 
+/// The uptime `plan` commits to, in per mille (the guide's "SLA": none, 99 %, 99.9 %).
+#[must_use]
+pub const fn sla_uptime_per_mille(plan: Plan) -> Option<u32> {
+    match plan {
+        Plan::Free => None,
+        Plan::Pro => Some(990),
+        Plan::Enterprise => Some(999),
+    }
+}
+
 /// Every plan, cheapest first, at `prices` (the list, or an organization's with its deal).
 #[must_use]
 pub fn catalogue(prices: &PriceList) -> Vec<PlanSheet> {
     [Plan::Free, Plan::Pro, Plan::Enterprise]
         .into_iter()
         .map(|plan| {
-            let (support, sla) = match plan {
-                Plan::Free => (Support::Email, None),
-                Plan::Pro => (Support::PriorityEmail, Some(990)),
-                Plan::Enterprise => (Support::PhoneAndDedicated, Some(999)),
+            let support = match plan {
+                Plan::Free => Support::Email,
+                Plan::Pro => Support::PriorityEmail,
+                Plan::Enterprise => Support::PhoneAndDedicated,
             };
             PlanSheet {
                 plan,
@@ -229,7 +239,7 @@ pub fn catalogue(prices: &PriceList) -> Vec<PlanSheet> {
                 } else {
                     Vec::new()
                 },
-                sla_uptime_per_mille: sla,
+                sla_uptime_per_mille: sla_uptime_per_mille(plan),
             }
         })
         .collect()

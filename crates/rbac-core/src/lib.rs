@@ -60,5 +60,5 @@ pub use model::{
 };
 pub use roles::{
     RoleRuleError, check_invite_role, check_invite_role_of, check_ownership_transfer,
-    check_removal, check_role_change,
+    check_removal, check_removal_by, check_role_change,
 };

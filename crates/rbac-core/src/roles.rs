@@ -113,10 +113,25 @@ pub fn check_invite_role_of(inviter: OrgRole, role: OrgRole) -> Result<(), RoleR
 /// # Errors
 /// Returns the rule the removal breaks.
 pub fn check_removal(actor: &Subject, target: UserId, role: OrgRole) -> Result<(), RoleRuleError> {
-    if !actor.role.is_admin() {
+    check_removal_by(actor.user, actor.role, target, role)
+}
+
+/// [`check_removal`] for an actor known by id and role (`actor_role`) alone, as a store reads
+/// them again under lock; also the rules of what is as grave as a removal (an administrator's
+/// reset of someone's second factor).
+///
+/// # Errors
+/// Returns the rule the removal breaks.
+pub fn check_removal_by(
+    actor: UserId,
+    actor_role: OrgRole,
+    target: UserId,
+    role: OrgRole,
+) -> Result<(), RoleRuleError> {
+    if !actor_role.is_admin() {
         return Err(RoleRuleError::NotAnAdmin);
     }
-    if actor.user == target {
+    if actor == target {
         return Err(RoleRuleError::RemoveSelf);
     }
     if role == OrgRole::Owner {

@@ -677,6 +677,7 @@ pub const TABLES: &[&str] = &[
     "pending_charges",
     "price_deals",
     "team_pipelines",
+    "service_uptime",
     "store_markers",
 ];
 

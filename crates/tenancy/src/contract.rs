@@ -148,11 +148,13 @@ pub async fn run<
         + crate::password_reset::PasswordResetStore
         + crate::housekeeping::HousekeepingStore
         + crate::pipeline::PipelineStore
+        + crate::uptime::UptimeStore
         + audit::MailOutbox
         + ?Sized,
 >(
     s: &S,
 ) {
+    uptime_spans_extend_within_the_tolerance_and_start_anew_after_it(s).await;
     a_chat_interface_passes_the_pipeline_one_stage_at_a_time(s).await;
     password_resets_are_capped_used_once_and_end_sessions(s).await;
     credit_ledger_is_exact_under_concurrency(s).await;
@@ -2786,6 +2788,74 @@ fn chat(org: OrgId, team: TeamId, by: UserId, name: &str) -> Asset {
         },
         archived_at: None,
     }
+}
+
+/// A beat within the tolerance of its instance's latest one extends that span; a later one, or
+/// one before it (a clock set back), starts a new span, which the next beats extend; a
+/// window's spans come with the latest one that ended before it and the first that started
+/// after it.
+async fn uptime_spans_extend_within_the_tolerance_and_start_anew_after_it<
+    S: crate::uptime::UptimeStore + ?Sized,
+>(
+    s: &S,
+) {
+    use crate::uptime::UptimeSpan;
+    use chrono::TimeZone;
+    // A month no other check writes beats in (the beats are the whole service's).
+    let base = Utc.with_ymd_and_hms(2031, 3, 1, 0, 0, 0).unwrap();
+    let at = |m: i64| base + Duration::minutes(m);
+    let tolerance = Duration::seconds(90);
+    let (a, b) = (
+        format!("a-{}", UserId::new()),
+        format!("b-{}", UserId::new()),
+    );
+    let span = |i: &str, from: i64, to: i64| UptimeSpan {
+        instance: i.to_owned(),
+        started_at: at(from),
+        last_seen: at(to),
+    };
+    for m in [0, 1, 2] {
+        s.note_up(&a, at(m), tolerance).await.unwrap();
+    }
+    s.note_up(&b, at(5), tolerance).await.unwrap();
+    s.note_up(&b, at(6), tolerance).await.unwrap();
+    // Eight minutes without a beat: a new span.
+    s.note_up(&a, at(10), tolerance).await.unwrap();
+    // Its clock set back a minute: a new span too, the one it would fall into left as it was,
+    // and the next beat extends the new one.
+    s.note_up(&a, at(9), tolerance).await.unwrap();
+    s.note_up(&a, at(9) + Duration::seconds(30), tolerance)
+        .await
+        .unwrap();
+    let back = UptimeSpan {
+        last_seen: at(9) + Duration::seconds(30),
+        ..span(&a, 9, 9)
+    };
+    assert_eq!(
+        s.uptime_spans(at(0), at(60)).await.unwrap(),
+        vec![
+            span(&a, 0, 2),
+            span(&b, 5, 6),
+            back.clone(),
+            span(&a, 10, 10)
+        ]
+    );
+    // The latest span that ended before the window comes first.
+    assert_eq!(
+        s.uptime_spans(at(7), at(60)).await.unwrap(),
+        vec![span(&b, 5, 6), back.clone(), span(&a, 10, 10)]
+    );
+    // And the first that started after it last.
+    assert_eq!(
+        s.uptime_spans(at(3), at(5)).await.unwrap(),
+        vec![span(&a, 0, 2), span(&b, 5, 6)]
+    );
+    assert_eq!(
+        s.uptime_spans(base - Duration::days(1), base)
+            .await
+            .unwrap(),
+        vec![span(&a, 0, 2)]
+    );
 }
 
 /// The organization's pipeline as stored gates every creation and transfer of a chat

@@ -41,6 +41,7 @@ pub mod security;
 mod store;
 pub mod support;
 pub mod teams;
+pub mod uptime;
 
 pub use caller::{Caller, Principal};
 pub use error::{StoreError, TenancyError, enforce_quota};

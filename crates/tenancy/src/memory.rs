@@ -71,6 +71,7 @@ struct State {
     /// it in the change's transaction).
     revoked_mail: Vec<(OrgId, String)>,
     pipelines: HashMap<OrgId, crate::pipeline::Pipeline>,
+    uptime: Vec<crate::uptime::UptimeSpan>,
 }
 
 impl State {
@@ -2610,6 +2611,63 @@ impl State {
             .get_mut(&user)
             .filter(|r| r.record.enabled_at.is_some())
             .ok_or(TenancyError::NotFound("second factor"))
+    }
+}
+
+#[async_trait]
+impl crate::uptime::UptimeStore for MemoryTenancyStore {
+    async fn note_up(
+        &self,
+        instance: &str,
+        now: DateTime<Utc>,
+        tolerance: chrono::Duration,
+    ) -> Result<(), TenancyError> {
+        let mut s = self.lock()?;
+        let latest = s
+            .uptime
+            .iter_mut()
+            .filter(|x| x.instance == instance && x.started_at <= now)
+            .max_by_key(|x| (x.started_at, x.last_seen));
+        match latest {
+            Some(x) if x.last_seen <= now && now - x.last_seen <= tolerance => x.last_seen = now,
+            _ => s.uptime.push(crate::uptime::UptimeSpan {
+                instance: instance.to_owned(),
+                started_at: now,
+                last_seen: now,
+            }),
+        }
+        Ok(())
+    }
+
+    async fn uptime_spans(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<crate::uptime::UptimeSpan>, TenancyError> {
+        let s = self.lock()?;
+        let key = |x: &&crate::uptime::UptimeSpan| (x.started_at, x.instance.clone(), x.last_seen);
+        let before = s
+            .uptime
+            .iter()
+            .filter(|x| x.last_seen < from)
+            .max_by_key(|x| (x.last_seen, x.started_at, x.instance.clone()));
+        let after = s
+            .uptime
+            .iter()
+            .filter(|x| x.started_at >= to)
+            .min_by_key(key);
+        let mut out: Vec<_> = before
+            .into_iter()
+            .chain(
+                s.uptime
+                    .iter()
+                    .filter(|x| x.last_seen >= from && x.started_at < to),
+            )
+            .chain(after)
+            .cloned()
+            .collect();
+        out.sort_by_key(|x| (x.started_at, x.instance.clone(), x.last_seen));
+        Ok(out)
     }
 }
 

@@ -159,19 +159,13 @@ pub fn check_member_reset(
     member: UserId,
     s: &ResetStanding,
 ) -> Result<(), TenancyError> {
-    use rbac_core::RoleRuleError;
     let by_role = s
         .by_role
         .filter(|r| r.is_admin())
-        .ok_or(RoleRuleError::NotAnAdmin)?;
+        .ok_or(rbac_core::RoleRuleError::NotAnAdmin)?;
     let (role, active) = s.member.ok_or(TenancyError::NotFound("member"))?;
-    // The rules of a removal ([`rbac_core::check_removal`]): not oneself, not the Owner.
-    if reset.by == member {
-        return Err(RoleRuleError::RemoveSelf.into());
-    }
-    if role == rbac_core::OrgRole::Owner {
-        return Err(RoleRuleError::TargetIsOwner.into());
-    }
+    // The rules of a removal: not oneself, not the Owner.
+    rbac_core::check_removal_by(reset.by, by_role, member, role)?;
     if role == rbac_core::OrgRole::Admin && by_role != rbac_core::OrgRole::Owner {
         return Err(TenancyError::Forbidden(
             rbac_core::DenyReason::RoleLacksPermission { role: by_role },

@@ -56,7 +56,7 @@ pub trait PipelineStore: Send + Sync {
     /// archived, as the transaction reads it.
     ///
     /// # Errors
-    /// [`TenancyError::NotFound`] (a team not of the organization); [`TenancyError::Conflict`]
+    /// [`TenancyError::NotFound`] (a team not of the organization); [`TenancyError::Archived`]
     /// (an archived team); [`TenancyError::NotFound`] when removing a pipeline there is none of.
     async fn set_pipeline(
         &self,
@@ -148,7 +148,7 @@ pub async fn get<S: PipelineStore + ?Sized>(
 ///
 /// # Errors
 /// [`TenancyError::Forbidden`]; [`TenancyError::Invalid`] ([`check_stages`]);
-/// [`TenancyError::NotFound`] for a team not of the organization; [`TenancyError::Conflict`]
+/// [`TenancyError::NotFound`] for a team not of the organization; [`TenancyError::Archived`]
 /// for an archived one.
 pub async fn set<S: TenancyStore + WorkspaceStore + PipelineStore + ?Sized>(
     store: &S,

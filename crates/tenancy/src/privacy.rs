@@ -1037,12 +1037,12 @@ pub async fn erase_own<S: TenancyStore + MembershipStore + PrivacyStore + ?Sized
 /// A templated webhook body (`{"text": "…"}`, made by `webhooks::template::body` from an
 /// event) with the person's `emails` and `names` replaced wherever they occur in the text, as
 /// the template wrote them (with `&`, `<` and `>` escaped); in a message the template cut
-/// ([`CUT_MESSAGE_CHARS`]), also what the cut left of one at its end, the message kept within
-/// that length. Pass everything to take out at once: the cut is recognised from the message
-/// as stored. `None` when the body is not such
-/// a message or does not name them. Pass only what the event itself carried of them (what
-/// [`scrub_event_json`] took out of its data): the name is matched as text, so it must be
-/// the name of the event's actor, not a namesake's or a resource's.
+/// ([`CUT_MESSAGE_CHARS`]), also what the cut left of one at its end. The message is kept
+/// within that length, cut with `…` if the erased addresses made it longer. Pass everything
+/// to take out at once: the cut is recognised from the message as stored. `None` when the
+/// body is not such a message or does not name them. Pass only what the event itself carried
+/// of them (what [`scrub_event_json`] took out of its data): the name is matched as text, so
+/// it must be the name of the event's actor, not a namesake's or a resource's.
 #[must_use]
 pub fn scrub_message_json(
     body: &str,
@@ -1072,13 +1072,14 @@ pub fn scrub_message_json(
     for (needle, with) in &needles {
         out = replace_whole(&out, needle, with);
     }
+    // Back within the length (an erased address is longer than most addresses: also a
+    // message the template did not cut may now be longer), then, in a message the template
+    // cut, whatever the cut left of a name or address at its end.
+    if out.chars().count() > CUT_MESSAGE_CHARS {
+        out = out.chars().take(CUT_MESSAGE_CHARS - 1).collect();
+        out.push('…');
+    }
     if was_cut(text) {
-        // Back within the length (an erased address is longer than most addresses), then
-        // whatever the cut left of a name or address at the end.
-        if out.chars().count() > CUT_MESSAGE_CHARS {
-            out = out.chars().take(CUT_MESSAGE_CHARS - 1).collect();
-            out.push('…');
-        }
         for (needle, with) in &needles {
             out = replace_cut_tail(&out, needle, with);
         }
@@ -1101,9 +1102,9 @@ pub const CUT_MESSAGE_CHARS: usize = 40_000;
 
 /// A message cut at its longest (`webhooks::template::render` cuts it to
 /// [`CUT_MESSAGE_CHARS`] characters ending in `…`; the caller applies this only to such a
-/// message, [`was_cut`]) may end in the first part of `needle`: that part, starting where a whole match
-/// could start, is replaced by `with` too, and the text before it shortened so the message
-/// stays within [`CUT_MESSAGE_CHARS`]. A cut message ending in a word that merely begins like
+/// message, [`was_cut`]) may end in the first part of `needle`: that part, starting where a
+/// whole match could start, is replaced by `with` too, and the text before it shortened so
+/// the message stays within [`CUT_MESSAGE_CHARS`]. A cut message ending in a word that merely begins like
 /// the name loses that word: an erasure takes out too much rather than leave part of a name.
 fn replace_cut_tail(text: &str, needle: &str, with: &str) -> String {
     const CUT: char = '…';
@@ -1436,6 +1437,18 @@ mod tests {
             scrub_message_json(&shorter, ann, &[], &["Ann Archer"]),
             "xby [erased]",
         );
+        // Not cut by the template but close to the length: the longer erased address takes
+        // it past, so it is cut now.
+        let near = format!("{} ann@example.org", "z".repeat(CUT_MESSAGE_CHARS - 20));
+        let near = json!({ "text": near }).to_string();
+        let near = scrub_message_json(&near, ann, &["ann@example.org"], &[]);
+        let text =
+            serde_json::from_str::<Value>(near.as_deref().expect("scrubbed")).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+        assert_eq!(text.chars().count(), CUT_MESSAGE_CHARS);
+        assert!(text.ends_with('…') && !text.contains("ann@"));
         // Not the start of a match: a longer word, a longer address.
         assert_eq!(scrub("JoAnn Ar"), None);
         assert_eq!(scrub("jo.ann@ex"), None);

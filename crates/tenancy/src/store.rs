@@ -1109,7 +1109,8 @@ pub trait WorkspaceStore: Send + Sync {
     ///
     /// # Errors
     /// [`TenancyError::LimitReached`], [`TenancyError::NotFound`], [`TenancyError::Conflict`]
-    /// (archived team, a domain's host name already added in the organization).
+    /// (archived team, a domain's host name already added in the organization, a chat
+    /// interface in a later stage of the pipeline: the quality gate).
     async fn create_asset(
         &self,
         asset: &Asset,
@@ -1190,8 +1191,8 @@ pub trait WorkspaceStore: Send + Sync {
     ///
     /// # Errors
     /// [`TenancyError::Conflict`] when it moved or was renamed meanwhile
-    /// ([`crate::assets::moved_meanwhile`]) or the target is archived;
-    /// [`TenancyError::NotFound`].
+    /// ([`crate::assets::moved_meanwhile`]), the target is archived, or the pipeline's quality
+    /// gate refuses it ([`crate::pipeline::check_entry`]); [`TenancyError::NotFound`].
     async fn transfer_asset(&self, t: &AssetTransfer, journal: Journal)
     -> Result<(), TenancyError>;
 

@@ -195,6 +195,7 @@ routes! {
     GET "/api/v1/orgs/{org_id}/assets/{asset_id}/transfers" => workspace::transfers, Member;
     GET "/api/v1/orgs/{org_id}/analytics" => workspace::analytics, Member;
     GET "/api/v1/orgs/{org_id}/usage" => usage::usage, Org(P::ViewBilling);
+    GET "/api/v1/orgs/{org_id}/uptime" => usage::uptime, Org(P::ViewSettings);
     GET "/api/v1/webhooks/event-types" => webhooks::event_types, Authenticated;
     GET "/api/v1/orgs/{org_id}/webhooks" => webhooks::list, Org(P::ManageWebhooks);
     POST "/api/v1/orgs/{org_id}/webhooks" => webhooks::create, Org(P::ManageWebhooks);

@@ -171,7 +171,7 @@ impl Modify for ProblemResponses {
         workspace::delete_knowledge_base, workspace::list_documents, workspace::upload_document,
         workspace::get_document, workspace::delete_document, workspace::document_content,
         workspace::list_domains, workspace::create_domain, workspace::get_domain, workspace::delete_domain, workspace::verify_domain,
-        workspace::transfer, workspace::copy, workspace::transfers, workspace::analytics, usage::usage,
+        workspace::transfer, workspace::copy, workspace::transfers, workspace::analytics, usage::usage, usage::uptime,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth, &UniqueOperationIds, &ProblemResponses),

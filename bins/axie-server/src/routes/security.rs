@@ -674,7 +674,7 @@ pub struct SessionsEnded {
         (status = 204, description = "Reset; the member was mailed"),
         (status = 403, description = "Not the Owner or an Admin, an API key, the Owner's factor, an Admin's by an Admin, or one's own", content_type = "application/problem+json"),
         (status = 404, description = "No such member, or no second factor", content_type = "application/problem+json"),
-        (status = 409, description = "The member is deactivated, or belongs to another organization too", content_type = "application/problem+json"),
+        (status = 409, description = "The member is deactivated, belongs to another organization too, or their email address changed meanwhile (try again)", content_type = "application/problem+json"),
     ), security(("bearer" = [])))]
 pub async fn reset_member_factor(
     st: web::Data<AppState>,

@@ -1,8 +1,8 @@
 //! Usage against the plan's limits (`tenancy::metering`).
 
 use actix_web::{HttpResponse, web};
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::OrgCaller;
 use crate::error::ApiError;
@@ -183,6 +183,107 @@ pub async fn usage(
                 metric: m.metric.to_owned(),
                 limit: m.limit.map(str::to_owned),
                 trend: m.trend.into(),
+            })
+            .collect(),
+    }))
+}
+
+/// Which month's uptime report.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UptimeQuery {
+    /// `YYYY-MM` (UTC); this month when absent.
+    pub month: Option<String>,
+}
+
+/// A time the service was down.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutageResponse {
+    /// The last beat before it, or the start of the month (RFC 3339).
+    pub from: String,
+    /// The first beat after it, the end of the month, or now while it lasts (RFC 3339).
+    pub to: String,
+    /// Its length within the month.
+    pub seconds: i64,
+    /// Whether it is still under way.
+    pub ongoing: bool,
+}
+
+/// A month's uptime report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UptimeResponse {
+    /// `YYYY-MM`, UTC calendar month.
+    pub month: String,
+    /// Whether the month is over (the figures no longer change).
+    pub complete: bool,
+    /// Since when it was monitored: the month's start, or the service's first beat when that
+    /// came later (RFC 3339); null when none of the month was.
+    pub monitored_from: Option<String>,
+    /// Until when: the month's end, or now for this month (RFC 3339).
+    pub monitored_to: String,
+    /// Seconds monitored.
+    pub monitored_seconds: i64,
+    /// Seconds down.
+    pub down_seconds: i64,
+    /// Percent of the monitored time the service was up, three decimals, rounded down
+    /// (`"99.953"`); null when nothing was monitored.
+    pub availability_percent: Option<String>,
+    /// What the organization's plan commits to (`"99.9"` on Enterprise, `"99.0"` on Pro); null on
+    /// Free.
+    pub committed_percent: Option<String>,
+    /// Whether the availability reaches the commitment; null without either.
+    pub met: Option<bool>,
+    /// The outages, oldest first.
+    pub outages: Vec<OutageResponse>,
+}
+
+/// The service's availability in a month, as its own beats show it (`tenancy::uptime`): the
+/// guide's "Monthly uptime reports" (mailed to Enterprise's Owner and Admins when a month is
+/// over), against what the plan commits to. Any member. An outage is a gap of more than three
+/// beats (`uptime.heartbeat_secs`) between the beats of every instance; time before the first
+/// beat is not monitored.
+#[utoipa::path(get, path = "/api/v1/orgs/{org_id}/uptime", tag = "usage",
+    params(("org_id" = String, Path, description = "Organization id"), UptimeQuery),
+    responses(
+        (status = 200, description = "The report", body = UptimeResponse),
+        (status = 422, description = "Not a month such as 2026-11, or one that has not begun", content_type = "application/problem+json"),
+    ), security(("bearer" = [])))]
+pub async fn uptime(
+    st: web::Data<AppState>,
+    OrgCaller(caller): OrgCaller,
+    q: crate::extract::Query<UptimeQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let month = q
+        .month
+        .as_deref()
+        .map(tenancy::uptime::Month::parse)
+        .transpose()?;
+    let (r, committed) = tenancy::uptime::view(
+        &*st.store,
+        &caller,
+        month,
+        st.clock.now(),
+        st.settings.uptime.tolerance(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(UptimeResponse {
+        month: r.month.to_string(),
+        complete: r.complete,
+        monitored_from: r.monitored_from.map(|t| t.to_rfc3339()),
+        monitored_to: r.monitored_to.to_rfc3339(),
+        monitored_seconds: r.monitored.num_seconds(),
+        down_seconds: r.down.num_seconds(),
+        availability_percent: r.percent(),
+        committed_percent: committed.map(|c| format!("{}.{}", c / 10, c % 10)),
+        met: committed.and_then(|c| r.meets(c)),
+        outages: r
+            .outages
+            .iter()
+            .map(|o| OutageResponse {
+                from: o.from.to_rfc3339(),
+                to: o.to.to_rfc3339(),
+                seconds: o.seconds(),
+                ongoing: o.ongoing,
             })
             .collect(),
     }))

@@ -53,6 +53,7 @@ mod m20261206_000042_index_deliveries_by_org;
 mod m20261206_000043_create_price_deals;
 mod m20261206_000044_add_asset_transfer_notes;
 mod m20261206_000045_create_team_pipelines;
+mod m20261206_000046_create_service_uptime;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -107,6 +108,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000043_create_price_deals::Migration),
             Box::new(m20261206_000044_add_asset_transfer_notes::Migration),
             Box::new(m20261206_000045_create_team_pipelines::Migration),
+            Box::new(m20261206_000046_create_service_uptime::Migration),
         ]
     }
 }

@@ -14,6 +14,7 @@ mod pipeline;
 mod privacy;
 mod scim;
 mod tenancy;
+mod uptime;
 mod webhooks;
 mod workspace;
 
