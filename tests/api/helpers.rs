@@ -149,6 +149,11 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
     settings.bootstrap.owner_password = OWNER_PASSWORD.to_owned().into();
     settings.bootstrap.demo = opts.demo;
     settings.support.email = "desk@support.example".into();
+    // The desk is closed this week (so a response due in business hours is due after it).
+    let today = chrono::Utc::now()
+        .with_timezone(&billing_limits::catalogue::BUSINESS_ZONE)
+        .date_naive();
+    settings.support.closed_days = (0..8).map(|d| today + chrono::Duration::days(d)).collect();
     settings.audit.checkpoint_interval_secs = 0;
     // Webhook tests deliver to a receiver on loopback, which is refused unless allowlisted.
     settings.webhooks.allow_cidrs = vec!["127.0.0.1/32".into()];

@@ -1020,16 +1020,20 @@ both_backends!(
         )
         .await;
         let after = t.clock.now();
+        let closed = &t.settings.support.closed_days;
         let promised = |at| {
             billing_limits::catalogue::Priority::High
                 .response_time()
-                .due(at)
+                .due(at, closed)
         };
         let high_due = utc_of(&high["response_due_at"]);
         assert!(
             promised(before) <= high_due && high_due <= promised(after),
             "{high}"
         );
+        // The desk is closed for the eight days from today (the test server's setting): the
+        // four business hours come after them.
+        assert!(high_due > before + chrono::Duration::days(7), "{high}");
         // Users do not; bad requests are refused with nothing sent.
         let tom = t.login("tom@example.com", DEMO_PASSWORD).await;
         problem(

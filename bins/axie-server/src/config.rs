@@ -79,6 +79,9 @@ impl UptimeSettings {
 pub struct SupportSettings {
     /// Where support requests are mailed (empty: the server takes none).
     pub email: String,
+    /// Days the desk is closed (public holidays, a company day off), as dates in Central
+    /// Europe: business hours do not run on them.
+    pub closed_days: Vec<chrono::NaiveDate>,
 }
 
 /// One limit's value in the configuration: a number, or `"unlimited"`.
@@ -763,6 +766,11 @@ impl Settings {
         {
             return Err(ConfigError(
                 "`server.public_url` must be an http:// or https:// URL (the address people use, for links in mail)".into(),
+            ));
+        }
+        if self.support.closed_days.len() > 1_000 {
+            return Err(ConfigError(
+                "`support.closed_days` lists at most 1000 days".into(),
             ));
         }
         if !(1..=300).contains(&self.uptime.heartbeat_secs) {

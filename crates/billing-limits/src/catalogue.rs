@@ -18,7 +18,7 @@
 //! assert_eq!(enterprise.response_times.len(), 4);
 //! ```
 
-use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveTime, Utc, Weekday};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Utc, Weekday};
 use rbac_core::PlanFeatures;
 use serde::Serialize;
 
@@ -113,11 +113,15 @@ pub struct ResponseTime {
     pub around_the_clock: bool,
 }
 
-/// The guide's business hours: Monday to Friday, 9:00 to 17:00 CET (UTC+1, all year: the guide
-/// names no summer time; public holidays are not known here).
+/// The guide's business hours: Monday to Friday, 9:00 to 17:00 CET, as clocks in Central Europe
+/// show it (the tz database's `CET`: UTC+1 in winter, UTC+2 from the last Sunday of March to
+/// the last Sunday of October), but for the support desk's closed days.
 pub const BUSINESS_OPEN: u32 = 9;
 /// When business hours end, CET.
 pub const BUSINESS_CLOSE: u32 = 17;
+
+/// The time zone of business hours.
+pub const BUSINESS_ZONE: chrono_tz::Tz = chrono_tz::Tz::CET;
 
 const _: () = assert!(BUSINESS_OPEN < BUSINESS_CLOSE && BUSINESS_CLOSE < 24);
 
@@ -127,36 +131,41 @@ pub const MAX_RESPONSE_HOURS: u32 = 10_000;
 
 impl ResponseTime {
     /// When the first answer to a request made at `from` is due: `hours` later around the
-    /// clock, or `hours` of business hours later (at most [`MAX_RESPONSE_HOURS`]).
+    /// clock, or `hours` of business hours later (at most [`MAX_RESPONSE_HOURS`]), on weekdays
+    /// that are not among the desk's `closed` days (public holidays, a company day off; dates
+    /// in [`BUSINESS_ZONE`]).
     #[must_use]
-    pub fn due(self, from: DateTime<Utc>) -> DateTime<Utc> {
+    pub fn due(self, from: DateTime<Utc>, closed: &[NaiveDate]) -> DateTime<Utc> {
         let hours = Duration::hours(i64::from(self.hours.min(MAX_RESPONSE_HOURS)));
         if self.around_the_clock {
             return from + hours;
         }
-        let Some(cet) = FixedOffset::east_opt(3600) else {
-            return from + hours;
-        };
-        let at = |d: chrono::NaiveDate, h: u32| {
+        // 0:00, 9:00 and 17:00 exist once on every day in CET (its clocks change at 2:00 and
+        // 3:00); `from` itself stands for a time that would not.
+        let at = |d: NaiveDate, h: u32| {
             d.and_time(NaiveTime::from_hms_opt(h, 0, 0).unwrap_or(NaiveTime::MIN))
-                .and_local_timezone(cet)
-                .single()
+                .and_local_timezone(BUSINESS_ZONE)
+                .earliest()
                 .map_or(from, |t| t.with_timezone(&Utc))
         };
-        let workday = |d: chrono::NaiveDate| !matches!(d.weekday(), Weekday::Sat | Weekday::Sun);
+        let open_day = |d: NaiveDate| {
+            !matches!(d.weekday(), Weekday::Sat | Weekday::Sun) && !closed.contains(&d)
+        };
         let mut left = hours;
         let mut now = from;
         loop {
-            let day = now.with_timezone(&cet).date_naive();
+            let day = now.with_timezone(&BUSINESS_ZONE).date_naive();
             let (open, close) = (at(day, BUSINESS_OPEN), at(day, BUSINESS_CLOSE));
-            if workday(day) && now < close {
+            if open_day(day) && now < close {
                 let start = now.max(open);
                 if start + left <= close {
                     return start + left;
                 }
                 left -= close - start;
             }
-            now = at(day + Duration::days(1), 0);
+            let next = at(day + Duration::days(1), 0);
+            // (Never behind: a day's midnight that did not exist would stand for `from`.)
+            now = next.max(now + Duration::hours(1));
         }
     }
 }
@@ -257,7 +266,7 @@ mod tests {
 
     #[test]
     fn answers_are_due_around_the_clock_or_in_business_hours_cet() {
-        let due = |p: Priority, at| p.response_time().due(at);
+        let due = |p: Priority, at| p.response_time().due(at, &[]);
         // Critical: two hours, whenever (a Saturday night).
         assert_eq!(due(Priority::Critical, utc(12, 22, 30)), utc(13, 0, 30));
         // High, Monday 10:00 CET (09:00 UTC): four business hours, 14:00 CET.
@@ -272,7 +281,48 @@ mod tests {
         assert_eq!(due(Priority::High, utc(8, 5, 0)), utc(8, 12, 0));
         // Exactly at closing time: the next business morning.
         assert_eq!(due(Priority::High, utc(8, 16, 0)), utc(9, 12, 0));
+        // Closed days: Christmas Eve and Christmas Day, a Thursday and a Friday. High on
+        // Wednesday the 23rd at 16:00 CET: one hour that day, three on Monday the 28th.
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 12, d).unwrap();
+        let closed = [day(24), day(25)];
+        assert_eq!(
+            Priority::High.response_time().due(utc(23, 15, 0), &closed),
+            utc(28, 11, 0)
+        );
+        // Critical runs around the clock, closed days included.
+        assert_eq!(
+            Priority::Critical
+                .response_time()
+                .due(utc(24, 10, 0), &closed),
+            utc(24, 12, 0)
+        );
         assert_eq!(Priority::parse("medium"), Some(Priority::Medium));
+    }
+
+    #[test]
+    fn business_hours_follow_central_european_summer_time() {
+        use chrono::TimeZone;
+        let at = |m: u32, d: u32, h: u32| Utc.with_ymd_and_hms(2026, m, d, h, 0, 0).unwrap();
+        let high = Priority::High.response_time();
+        // Summer (CEST, UTC+2): Monday 15 June 2026, 9:00 CEST is 7:00 UTC; four hours later,
+        // 13:00 CEST, 11:00 UTC.
+        assert_eq!(high.due(at(6, 15, 6), &[]), at(6, 15, 11));
+        // Friday 27 March 2026, 16:00 CET (15:00 UTC): one hour, then clocks go forward on
+        // Sunday; Monday 30 March opens at 9:00 CEST (7:00 UTC): three more hours, 10:00 UTC.
+        assert_eq!(high.due(at(3, 27, 15), &[]), at(3, 30, 10));
+        // Friday 23 October 2026, 16:00 CEST (14:00 UTC): one hour, then clocks go back;
+        // Monday 26 October opens at 9:00 CET (8:00 UTC): three more hours, 11:00 UTC.
+        assert_eq!(high.due(at(10, 23, 14), &[]), at(10, 26, 11));
+        // The low priority across a whole closed week and a weekend stays in business hours.
+        let closed: Vec<NaiveDate> = (2..=6)
+            .map(|d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap())
+            .collect();
+        // Friday 30 October 2026, 17:00 CET: Monday 9 November 9:00 CET (8:00 UTC) + 24 hours:
+        // Wednesday 11 November 17:00 CET (16:00 UTC).
+        assert_eq!(
+            Priority::Low.response_time().due(at(10, 30, 16), &closed),
+            at(11, 11, 16)
+        );
         assert_eq!(Priority::parse("urgent"), None);
     }
 

@@ -46,6 +46,8 @@ pub struct SupportTicket {
 
 /// Sends `request` to the support desk at `desk`, and a copy to its author, with the
 /// `support.requested` record (its reference and priority, not its text) in one transaction.
+/// On Enterprise the answer is due within the priority's response time, business hours
+/// counted without the desk's `closed` days.
 /// The Owner and the Admins may (`update_settings`: they run the organization's account), at
 /// most [`REQUESTS_PER_HOUR`] an hour per organization (counted by those records, so that
 /// requests sent at the same moment may pass it by a few).
@@ -60,6 +62,7 @@ pub async fn request<
     caller: &Caller,
     request: &SupportRequest,
     desk: &str,
+    closed: &[chrono::NaiveDate],
     now: DateTime<Utc>,
 ) -> Result<SupportTicket, TenancyError> {
     caller.check_org(Permission::UpdateSettings)?;
@@ -87,7 +90,7 @@ pub async fn request<
     }
     let enterprise = org.plan == Plan::Enterprise;
     let response = request.priority.response_time();
-    let due = enterprise.then(|| response.due(now));
+    let due = enterprise.then(|| response.due(now, closed));
     // The random end of a fresh time-ordered id: twelve hex digits.
     let reference = format!(
         "SUP-{}",
@@ -105,7 +108,7 @@ pub async fn request<
                 if response.around_the_clock {
                     ", around the clock"
                 } else {
-                    " of business hours, Monday to Friday 9:00-17:00 CET"
+                    " of business hours, Monday to Friday 9:00-17:00 CET/CEST, but for the desk's closed days"
                 }
             )
         },

@@ -422,7 +422,8 @@ pub struct SupportTicketResponse {
     pub priority: String,
     /// When the first answer is due (RFC 3339): on Enterprise, the priority's response time
     /// (critical: 2 hours around the clock; high, medium, low: 4, 8, 24 business hours, Monday
-    /// to Friday 9:00-17:00 CET); null on the other plans.
+    /// to Friday 9:00-17:00 CET/CEST, but for the desk's closed days, `support.closed_days`);
+    /// null on the other plans.
     pub response_due_at: Option<String>,
 }
 
@@ -469,6 +470,7 @@ pub async fn support_request(
         &caller,
         &request,
         &st.settings.support.email,
+        &st.settings.support.closed_days,
         st.clock.now(),
     )
     .await
