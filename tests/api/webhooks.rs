@@ -908,18 +908,28 @@ both_backends!(
     |b| async move {
         let t = spawn_app(b).await;
         let rx = Receiver::start().await;
-        // The guide's example, as an endpoint.
+        // The guide's example, as an endpoint, as the guide writes it (`webhook_url`).
         let template = "🎉 New chat interface created by {{user}}: {{name}}";
         let res = t
             .post(
                 &t.org("/webhooks"),
                 &t.owner_token,
-                &json!({"url": rx.url, "events": ["chat_interface.created"], "message": template}),
+                &json!({"webhook_url": rx.url, "events": ["chat_interface.created"], "message": template}),
             )
             .await;
         assert_eq!(res.status(), StatusCode::CREATED);
         let ep: Value = res.json().await.unwrap();
         assert_eq!(ep["message"], template);
+        assert_eq!(ep["url"], rx.url);
+        // Both names at once is one too many.
+        let twice = t
+            .post(
+                &t.org("/webhooks"),
+                &t.owner_token,
+                &json!({"webhook_url": rx.url, "url": rx.url}),
+            )
+            .await;
+        assert_eq!(twice.status(), StatusCode::BAD_REQUEST);
         let secret = ep["secret"].as_str().unwrap().to_owned();
         let id = ep["id"].as_str().unwrap().to_owned();
         t.post(

@@ -191,6 +191,24 @@ pub trait BillingStore: Send + Sync {
         journal: Journal,
     ) -> Result<bool, TenancyError>;
 
+    /// Records that reminder `reminder` (the index in [`OVERDUE_REMINDER_DAYS`]) of the
+    /// organization's invoice `number` went out, and commits `journal` (its record and mail)
+    /// with it, when the invoice is still open and that reminder was not recorded before, as
+    /// the transaction reads them: a payment marked at the same moment
+    /// ([`Self::mark_invoice_paid`]) commits either before, and no reminder goes, or after.
+    /// Otherwise it writes nothing and answers `false`. The record is the one
+    /// [`crate::metering::MeteringStore::record_alert`] keeps, under `invoice_overdue`.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn record_overdue_reminder(
+        &self,
+        org: OrgId,
+        number: &str,
+        reminder: u64,
+        journal: Journal,
+    ) -> Result<bool, TenancyError>;
+
     /// The organization's open invoices due before `now` (unpaid past their due date), in any
     /// order. The default pages through [`Self::invoices`]; `SeaStore` asks for them alone.
     ///
@@ -1145,7 +1163,7 @@ pub async fn remind_overdue<
             kind: "invoice_overdue".into(),
         });
         if store
-            .record_alert(org.id, "invoice_overdue", &i.number, n as u64, journal)
+            .record_overdue_reminder(org.id, &i.number, n as u64, journal)
             .await?
         {
             sent += 1;

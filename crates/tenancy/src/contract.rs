@@ -162,6 +162,7 @@ pub async fn run<
     an_archived_team_takes_no_key_and_uses_no_credits(s).await;
     an_archived_team_takes_no_edit(s).await;
     a_reversed_purchase_voids_its_open_invoice(s).await;
+    an_overdue_reminder_goes_only_while_its_invoice_is_open(s).await;
     subscriptions_are_compare_and_swap(s).await;
     a_deal_applies_on_the_plan_it_was_made_for(s).await;
     a_price_deal_is_one_per_organization_with_its_record(s).await;
@@ -8082,6 +8083,58 @@ async fn balance_of<S: crate::credits::CreditStore + ?Sized>(
 /// A purchase keeps its invoice's number; reversing it voids the invoice while it is open (in
 /// the reversal's transaction) and leaves a paid one, or another organization's invoice of the
 /// same number, as it is.
+/// A reminder of an overdue invoice is recorded, with its record and mail, once, and only while
+/// the invoice is open: after it is marked paid, nothing is written.
+async fn an_overdue_reminder_goes_only_while_its_invoice_is_open<
+    S: TenancyStore + AuditStore + crate::credits::CreditStore + crate::billing::BillingStore + ?Sized,
+>(
+    s: &S,
+) {
+    use billing_limits::credits::{self, Account, EntryKind};
+    use billing_limits::payment::ChargeStatus;
+    let (org, _, _) = new_org(s).await;
+    let (other, _, _) = new_org(s).await;
+    let op = credit_op(
+        org.id,
+        "late",
+        EntryKind::Purchase,
+        credits::purchase(Account::Pool, 100, &[]).unwrap(),
+    );
+    let invoice = crate::billing::Invoice {
+        number: "INV-9".into(),
+        org: org.id,
+        provider: "manual_invoice".into(),
+        description: "credits".into(),
+        amount_cents: 1_000,
+        currency: "EUR".into(),
+        status: ChargeStatus::Open,
+        created_at: now() - Duration::days(40),
+        due_at: Some(now() - Duration::days(10)),
+    };
+    s.post_credits(&op, Some(&invoice), note(org.id, "buy"))
+        .await
+        .unwrap();
+    let remind =
+        |org: OrgId, n: u64| s.record_overdue_reminder(org, "INV-9", n, note(org, "reminder"));
+    let h = head(s, org.id).await;
+    assert!(remind(org.id, 0).await.unwrap());
+    assert_eq!(head(s, org.id).await, h + 1, "recorded with its record");
+    // Once.
+    assert!(!remind(org.id, 0).await.unwrap());
+    // Another organization has no such invoice.
+    assert!(!remind(other.id, 0).await.unwrap());
+    assert_eq!(head(s, org.id).await, h + 1);
+    // Paid: the next reminder writes nothing.
+    assert!(
+        s.mark_invoice_paid(org.id, "INV-9", note(org.id, "paid"))
+            .await
+            .unwrap()
+    );
+    let h = head(s, org.id).await;
+    assert!(!remind(org.id, 1).await.unwrap());
+    assert_eq!(head(s, org.id).await, h, "nothing written");
+}
+
 async fn a_reversed_purchase_voids_its_open_invoice<
     S: TenancyStore
         + AuditStore

@@ -21,7 +21,8 @@ fn acting(caller: &tenancy::Caller) -> Acting {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointBody {
-    /// Destination URL.
+    /// Destination URL (also taken as `webhook_url`, the guide's name for it).
+    #[serde(alias = "webhook_url")]
     pub url: Option<String>,
     /// Free text.
     pub description: Option<String>,

@@ -386,6 +386,38 @@ impl BillingStore for SeaStore {
         Ok(true)
     }
 
+    async fn record_overdue_reminder(
+        &self,
+        org: OrgId,
+        number: &str,
+        reminder: u64,
+        journal: Journal,
+    ) -> Result<bool, TenancyError> {
+        let txn = self.db().begin().await.map_err(store)?;
+        // A write that changes nothing but holds the invoice while it is open (the row's lock on
+        // PostgreSQL, the database's on SQLite), so a payment marked at the same moment waits
+        // for this commit or is seen here.
+        let open = invoice::Entity::update_many()
+            .col_expr(invoice::Column::Status, Expr::col(invoice::Column::Status))
+            .filter(invoice::Column::OrgId.eq(org.to_string()))
+            .filter(invoice::Column::Number.eq(number))
+            .filter(invoice::Column::Status.eq(ChargeStatus::Open.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(store)?;
+        if open.rows_affected != 1
+            || !super::metering::insert_alert(&txn, org, "invoice_overdue", number, reminder)
+                .await?
+        {
+            txn.rollback().await.map_err(store)?;
+            return Ok(false);
+        }
+        commit(txn, journal).await?;
+        metrics::counter!("axie_usage_alerts_sent_total", "limit" => "invoice_overdue")
+            .increment(1);
+        Ok(true)
+    }
+
     async fn price_deal(&self, org: OrgId) -> Result<Option<PriceDeal>, TenancyError> {
         price_deal::Entity::find_by_id(org.to_string())
             .one(self.db())

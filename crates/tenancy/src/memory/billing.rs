@@ -257,6 +257,35 @@ impl BillingStore for MemoryTenancyStore {
         Ok(true)
     }
 
+    async fn record_overdue_reminder(
+        &self,
+        org: OrgId,
+        number: &str,
+        reminder: u64,
+        journal: Journal,
+    ) -> Result<bool, TenancyError> {
+        {
+            let mut s = self.lock()?;
+            let open = s
+                .billing
+                .invoices
+                .iter()
+                .any(|i| i.org == org && i.number == number && i.status == ChargeStatus::Open);
+            if !open
+                || !s.alerts.insert((
+                    org,
+                    "invoice_overdue".to_owned(),
+                    number.to_owned(),
+                    reminder,
+                ))
+            {
+                return Ok(false);
+            }
+        }
+        self.commit(journal).await?;
+        Ok(true)
+    }
+
     async fn price_deal(&self, org: OrgId) -> Result<Option<PriceDeal>, TenancyError> {
         Ok(self.lock()?.billing.price_deals.get(&org).copied())
     }
