@@ -247,7 +247,7 @@ pub(crate) async fn uptime_beats(state: AppState, mut stop: tokio::sync::oneshot
 }
 
 /// Mails the Owner and Admins of every Enterprise organization the uptime report of the month
-/// before `now` (`tenancy::uptime::send_report_as_system`: once per organization and month,
+/// before `now`, once `tolerance` has passed since it ended (`tenancy::uptime::send_report_as_system`: once per organization and month,
 /// however many passes or instances run; not for a month nothing of which was monitored); the
 /// hourly pass. Returns how many organizations were sent it now.
 ///
@@ -260,6 +260,11 @@ pub async fn send_uptime_reports(
 ) -> Result<usize, tenancy::TenancyError> {
     use tenancy::uptime::{Month, UptimeStore};
     let month = Month::of(now).previous();
+    // Not before a gap that began in the month's last moments could be told from a beat on
+    // its way: the report goes out once.
+    if now < month.end() + tolerance {
+        return Ok(0);
+    }
     let spans = store.uptime_spans(month.start(), month.end()).await?;
     let report = tenancy::uptime::report(month, &spans, now, tolerance)?;
     if report.monitored_from.is_none() {
