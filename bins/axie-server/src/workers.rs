@@ -247,9 +247,10 @@ pub(crate) async fn uptime_beats(state: AppState, mut stop: tokio::sync::oneshot
 }
 
 /// Mails the Owner and Admins of every Enterprise organization the uptime report of the month
-/// before `now`, once `tolerance` has passed since it ended (`tenancy::uptime::send_report_as_system`: once per organization and month,
-/// however many passes or instances run; not for a month nothing of which was monitored); the
-/// hourly pass. Returns how many organizations were sent it now.
+/// before `now`, once `tolerance` has passed since it ended
+/// (`tenancy::uptime::send_report_as_system`: once per organization and month, however many
+/// passes or instances run; not for a month nothing of which was monitored); the hourly pass.
+/// Returns how many organizations were sent it now.
 ///
 /// # Errors
 /// Storage errors (other organizations are still processed; the first error is returned).
@@ -265,7 +266,10 @@ pub async fn send_uptime_reports(
     if now < month.end() + tolerance {
         return Ok(0);
     }
-    let spans = store.uptime_spans(month.start(), month.end()).await?;
+    let spans = store
+        .uptime_spans(month.start(), month.end())
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, %month, "uptime report: beats not read"))?;
     let report = tenancy::uptime::report(month, &spans, now, tolerance)?;
     if report.monitored_from.is_none() {
         return Ok(0);

@@ -240,8 +240,8 @@ pub struct UptimeResponse {
 /// The service's availability in a month, as its own beats show it (`tenancy::uptime`): the
 /// guide's "Monthly uptime reports" (mailed to Enterprise's Owner and Admins when a month is
 /// over), against what the plan commits to. Any member. An outage is a gap of more than three
-/// beats (`uptime.heartbeat_secs`) between the beats of every instance; time before the first
-/// beat is not monitored.
+/// beats (`uptime.heartbeat_secs`) between the beats of every server that serves the API; time
+/// before the first beat is not monitored.
 #[utoipa::path(get, path = "/api/v1/orgs/{org_id}/uptime", tag = "usage",
     params(("org_id" = String, Path, description = "Organization id"), UptimeQuery),
     responses(
