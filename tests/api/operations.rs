@@ -713,6 +713,7 @@ both_backends!(
                 "Slow API responses",
                 "Responses take seconds.\nWe are on it.",
                 resolved,
+                false,
                 now,
             )
         };
@@ -798,12 +799,12 @@ both_backends!(
         );
         // A reference that is not one is refused before anything is sent.
         assert!(
-            axie_server::admin::notify_incident(&t.store, "no spaces", "x", "y", false, now)
+            axie_server::admin::notify_incident(&t.store, "no spaces", "x", "y", false, false, now)
                 .await
                 .is_err()
         );
         assert!(
-            axie_server::admin::notify_incident(&t.store, "ok", "", "y", false, now)
+            axie_server::admin::notify_incident(&t.store, "ok", "", "y", false, false, now)
                 .await
                 .is_err()
         );
@@ -889,6 +890,46 @@ both_backends!(
         let percent: f64 = r["availability_percent"].as_str().unwrap().parse().unwrap();
         assert!(percent < 99.9, "{r}");
 
+        // An outage the operator declares within the gap the beats show (half an hour to ten
+        // minutes ago) is counted once, and named in it.
+        let now = t.clock.now();
+        for (resolved, at) in [
+            (false, now - chrono::Duration::minutes(30)),
+            (true, now - chrono::Duration::minutes(10)),
+        ] {
+            axie_server::admin::notify_incident(
+                &t.store,
+                "2026-12-06-api-down",
+                "API unreachable",
+                "Requests time out.",
+                resolved,
+                true,
+                at,
+            )
+            .await
+            .unwrap();
+        }
+        let mut both = 0;
+        let mut named = false;
+        for m in &months {
+            let r = uptime_of(&t, *m).await;
+            both += r["down_seconds"].as_i64().unwrap();
+            named |= r["outages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o["declared"] == json!(["2026-12-06-api-down"]));
+        }
+        assert!(
+            named,
+            "the declared outage is named in the one the beats show"
+        );
+        assert!((7_200..7_220).contains(&both), "counted once: {both} s");
+        // Its resolved notice without its start is refused, and nobody is told.
+        let refused =
+            axie_server::admin::notify_incident(&t.store, "never-begun", "x", "y", true, true, now)
+                .await;
+        assert!(refused.is_err());
         // The operator's command prints it too.
         let text = axie_server::admin::uptime_report(
             &t.store,

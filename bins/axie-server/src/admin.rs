@@ -500,7 +500,8 @@ pub async fn uptime_report(
         .transpose()?
         .unwrap_or_else(|| Month::of(now));
     let spans = store.uptime_spans(month.start(), month.end()).await?;
-    let report = tenancy::uptime::report(month, &spans, now, tolerance)?;
+    let declared = store.declared_outages(month.start(), month.end()).await?;
+    let report = tenancy::uptime::report(month, &spans, &declared, now, tolerance)?;
     Ok(report.text(billing_limits::catalogue::sla_uptime_per_mille(
         billing_limits::Plan::Enterprise,
     )))
@@ -508,18 +509,21 @@ pub async fn uptime_report(
 
 /// Tells the active Owner and Admins of every Enterprise organization of an incident of the
 /// service, or of its end (the `notify-incident` command; `tenancy::notices`): once per
-/// organization, incident and state, so the command can run again after a failure. Returns
-/// what it did, for the operator.
+/// organization, incident and state, so the command can run again after a failure. With
+/// `outage` (the service could not be used, which its own beats may not show), the incident
+/// counts as an outage in the uptime reports from its notice to its resolved notice
+/// (`tenancy::uptime::UptimeStore::declare_outage`). Returns what it did, for the operator.
 ///
 /// # Errors
-/// Bad input; a store failure after which the organizations not yet told are told by running
-/// the command again.
+/// Bad input; the resolved notice of an outage never declared begun; a store failure after
+/// which the organizations not yet told are told by running the command again.
 pub async fn notify_incident(
     store: &SeaStore,
     reference: &str,
     title: &str,
     message: &str,
     resolved: bool,
+    outage: bool,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<String, Failure> {
     use tenancy::notices::{Incident, IncidentState};
@@ -529,6 +533,12 @@ pub async fn notify_incident(
         IncidentState::Investigating
     };
     let incident = Incident::new(reference, title, message, state)?;
+    if outage {
+        // Recorded before anyone is told, so that a notice never announces an outage the
+        // reports do not count.
+        tenancy::uptime::UptimeStore::declare_outage(store, &incident.reference, now, resolved)
+            .await?;
+    }
     let (mut told, mut before, mut failed) = (0u64, 0u64, 0u64);
     // One organization that cannot be told (deleted meanwhile, a log that does not verify)
     // holds back none of the others; it is logged, and a run again tells it.

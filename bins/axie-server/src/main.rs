@@ -145,6 +145,11 @@ enum Command {
         /// The incident is over.
         #[arg(long)]
         resolved: bool,
+        /// The service could not be used (not only slowed): the incident counts as an outage
+        /// in the uptime reports, from this notice to its `--resolved` one (give `--outage`
+        /// with both).
+        #[arg(long)]
+        outage: bool,
     },
     /// Print the service's uptime report of a month (this month by default) as its beats show
     /// it: what Enterprise's Owner and Admins are mailed when a month is over.
@@ -527,6 +532,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             title,
             message,
             resolved,
+            outage,
         }) => {
             let store = store_sea::SeaStore::connect(
                 &settings.database_url()?,
@@ -539,10 +545,11 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 &title,
                 &message,
                 resolved,
+                outage,
                 chrono::Utc::now(),
             )
             .await?;
-            tracing::info!(%reference, resolved, "incident notice sent by the operator");
+            tracing::info!(%reference, resolved, outage, "incident notice sent by the operator");
             println!("{said}");
             Ok(())
         }

@@ -270,7 +270,11 @@ pub async fn send_uptime_reports(
         .uptime_spans(month.start(), month.end())
         .await
         .inspect_err(|e| tracing::warn!(error = %e, %month, "uptime report: beats not read"))?;
-    let report = tenancy::uptime::report(month, &spans, now, tolerance)?;
+    let declared = store
+        .declared_outages(month.start(), month.end())
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, %month, "uptime report: outages not read"))?;
+    let report = tenancy::uptime::report(month, &spans, &declared, now, tolerance)?;
     if report.monitored_from.is_none() {
         return Ok(0);
     }

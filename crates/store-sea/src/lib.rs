@@ -678,6 +678,7 @@ pub const TABLES: &[&str] = &[
     "price_deals",
     "team_pipelines",
     "service_uptime",
+    "service_outages",
     "store_markers",
 ];
 

@@ -2857,6 +2857,38 @@ async fn uptime_spans_extend_within_the_tolerance_and_start_anew_after_it<
             .unwrap(),
         vec![span(&a, 0, 2)]
     );
+
+    // Declared outages: the first start and the first end are kept.
+    use crate::uptime::DeclaredOutage;
+    let reference = format!("outage-{}", UserId::new());
+    let declared = |to: Option<i64>| DeclaredOutage {
+        reference: reference.clone(),
+        started_at: at(20),
+        ended_at: to.map(at),
+    };
+    assert!(matches!(
+        s.declare_outage(&reference, at(25), true).await,
+        Err(TenancyError::NotFound(_))
+    ));
+    s.declare_outage(&reference, at(20), false).await.unwrap();
+    s.declare_outage(&reference, at(21), false).await.unwrap();
+    assert_eq!(
+        s.declared_outages(at(0), at(60)).await.unwrap(),
+        vec![declared(None)]
+    );
+    assert!(matches!(
+        s.declare_outage(&reference, at(19), true).await,
+        Err(TenancyError::Invalid(_))
+    ));
+    s.declare_outage(&reference, at(30), true).await.unwrap();
+    s.declare_outage(&reference, at(35), true).await.unwrap();
+    assert_eq!(
+        s.declared_outages(at(30), at(60)).await.unwrap(),
+        vec![declared(Some(30))]
+    );
+    // Over before the window, or begun after it: not in it.
+    assert_eq!(s.declared_outages(at(31), at(60)).await.unwrap(), vec![]);
+    assert_eq!(s.declared_outages(at(0), at(20)).await.unwrap(), vec![]);
 }
 
 /// The organization's pipeline as stored gates every creation and transfer of a chat

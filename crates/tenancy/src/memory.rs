@@ -72,6 +72,7 @@ struct State {
     revoked_mail: Vec<(OrgId, String)>,
     pipelines: HashMap<OrgId, crate::pipeline::Pipeline>,
     uptime: Vec<crate::uptime::UptimeSpan>,
+    outages: Vec<crate::uptime::DeclaredOutage>,
 }
 
 impl State {
@@ -2637,6 +2638,50 @@ impl crate::uptime::UptimeStore for MemoryTenancyStore {
             }),
         }
         Ok(())
+    }
+
+    async fn declare_outage(
+        &self,
+        reference: &str,
+        at: DateTime<Utc>,
+        ended: bool,
+    ) -> Result<(), TenancyError> {
+        let mut s = self.lock()?;
+        let found = s.outages.iter_mut().find(|o| o.reference == reference);
+        match (found, ended) {
+            (Some(_), false) => {}
+            (None, false) => s.outages.push(crate::uptime::DeclaredOutage {
+                reference: reference.to_owned(),
+                started_at: at,
+                ended_at: None,
+            }),
+            (None, true) => return Err(TenancyError::NotFound("declared outage")),
+            (Some(o), true) => {
+                if o.ended_at.is_none() {
+                    if at < o.started_at {
+                        return Err(crate::uptime::ends_before_it_began(reference));
+                    }
+                    o.ended_at = Some(at);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn declared_outages(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<crate::uptime::DeclaredOutage>, TenancyError> {
+        let mut out: Vec<_> = self
+            .lock()?
+            .outages
+            .iter()
+            .filter(|o| o.started_at < to && o.ended_at.is_none_or(|e| e >= from))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| (a.started_at, &a.reference).cmp(&(b.started_at, &b.reference)));
+        Ok(out)
     }
 
     async fn uptime_spans(

@@ -9,9 +9,11 @@
 //! not). Time before the first beat ever is not monitored and not counted.
 //!
 //! This is the service as it measures itself: it sees a server that is stopped, has crashed, or
-//! cannot write to its database, not one that runs but cannot be reached (a fault in the
-//! network in front of it), which the operator declares as an incident
-//! ([`crate::notices`]).
+//! cannot write to its database, not one that runs but cannot be reached or used (a fault in
+//! the network in front of it, a dependency down). The operator declares such an outage with
+//! its incident notice ([`crate::notices`], `notify-incident --outage`,
+//! [`UptimeStore::declare_outage`]), and it counts from the notice to its resolved notice, as
+//! any other outage (an outage both seen and declared is counted once).
 //!
 //! ```
 //! use chrono::{Duration, TimeZone, Utc};
@@ -23,7 +25,8 @@
 //!     // Down for an hour on the 10th, then up to the end of the month.
 //!     UptimeSpan { instance: "b".into(), started_at: at(10, 13), last_seen: at(30, 23) },
 //! ];
-//! let r = report(Month::parse("2026-11").unwrap(), &spans, at(30, 23), Duration::seconds(90))
+//! let nov = Month::parse("2026-11").unwrap();
+//! let r = report(nov, &spans, &[], at(30, 23), Duration::seconds(90))
 //!     .unwrap();
 //! assert_eq!(r.down.num_seconds(), 3_600);
 //! assert_eq!(r.outages.len(), 1);
@@ -70,6 +73,31 @@ pub trait UptimeStore: Send + Sync {
         now: DateTime<Utc>,
         tolerance: Duration,
     ) -> Result<(), TenancyError>;
+
+    /// Declares the outage of the incident `reference` begun at `at`, or with `ended` over at
+    /// `at`. Declared again, the first start and the first end are kept (the operator's command
+    /// may run again after a failure).
+    ///
+    /// # Errors
+    /// [`TenancyError::NotFound`] for the end of an outage never declared begun;
+    /// [`TenancyError::Invalid`] for an end before its start; [`TenancyError::Store`].
+    async fn declare_outage(
+        &self,
+        reference: &str,
+        at: DateTime<Utc>,
+        ended: bool,
+    ) -> Result<(), TenancyError>;
+
+    /// The declared outages that reach into `from..to` (begun before `to`, not over before
+    /// `from`), by start and reference.
+    ///
+    /// # Errors
+    /// [`TenancyError::Store`].
+    async fn declared_outages(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<DeclaredOutage>, TenancyError>;
 
     /// Every instance's spans that reach into `from..to` (last beat at or after `from`, first
     /// before `to`), the latest span that ended before `from` (where an outage that runs into
@@ -173,15 +201,40 @@ impl fmt::Display for Month {
     }
 }
 
+/// An outage the operator declared with an incident (the service ran but could not be
+/// reached or used), which the beats do not show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredOutage {
+    /// The incident's reference.
+    pub reference: String,
+    /// When it began.
+    pub started_at: DateTime<Utc>,
+    /// When it ended; `None` while it lasts.
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// The refusal of the end of the declared outage `reference` before its start.
+#[must_use]
+pub fn ends_before_it_began(reference: &str) -> TenancyError {
+    TenancyError::Invalid(format!(
+        "the outage of incident {reference} cannot end before it began"
+    ))
+}
+
 /// A time the service was down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outage {
-    /// The last beat before it (or the start of the month, for one that began before).
+    /// The last beat before it, or a declared outage's start (or the start of the month, for
+    /// one that began before).
     pub from: DateTime<Utc>,
-    /// The first beat after it (or the end of the month, or now for one still under way).
+    /// The first beat after it, or a declared outage's end (or the end of the month, or now for
+    /// one still under way).
     pub to: DateTime<Utc>,
     /// Whether it was still under way when the report was made.
     pub ongoing: bool,
+    /// The references of the incidents declared as outages within it (empty: seen by the
+    /// beats alone).
+    pub declared: Vec<String>,
 }
 
 impl Outage {
@@ -251,13 +304,16 @@ impl UptimeReport {
 
 /// The report of `month` as of `now` from `spans` (what [`UptimeStore::uptime_spans`] returns
 /// for the month), where a gap between beats longer than `tolerance` is an outage: to the
-/// first beat after it, or, when none has come yet, to `now` (under way while the month is).
+/// first beat after it, or, when none has come yet, to `now` (under way while the month is);
+/// so is each of the `declared` outages ([`UptimeStore::declared_outages`]), those that
+/// overlap counted once.
 ///
 /// # Errors
 /// [`TenancyError::Invalid`] for a month that has not begun.
 pub fn report(
     month: Month,
     spans: &[UptimeSpan],
+    declared: &[DeclaredOutage],
     now: DateTime<Utc>,
     tolerance: Duration,
 ) -> Result<UptimeReport, TenancyError> {
@@ -304,16 +360,39 @@ pub fn report(
     if let Some(last) = up.last() {
         gaps.push((last.1, now));
     }
-    // A gap is judged whole (one across the month's start too), then counted within the month.
-    let outages: Vec<Outage> = gaps
+    // A gap is judged whole (one across the month's start too); the declared outages join
+    // them, those that overlap merged; then each is counted within the month.
+    let mut down: Vec<(DateTime<Utc>, DateTime<Utc>, Vec<String>)> = gaps
         .into_iter()
         .filter(|(a, b)| *b - *a > tolerance)
-        .filter_map(|(a, b)| {
+        .map(|(a, b)| (a, b, Vec::new()))
+        .chain(declared.iter().filter(|d| d.started_at < now).map(|d| {
+            let to = d.ended_at.map_or(now, |e| e.min(now));
+            (d.started_at, to, vec![d.reference.clone()])
+        }))
+        .collect();
+    down.sort_by_key(|x| (x.0, x.1));
+    let mut merged: Vec<(DateTime<Utc>, DateTime<Utc>, Vec<String>)> = Vec::new();
+    for (a, b, refs) in down {
+        match merged.last_mut() {
+            // Overlapping: one outage. Two gaps on either side of a single beat only touch, and
+            // stay two.
+            Some(last) if a < last.1 => {
+                last.1 = last.1.max(b);
+                last.2.extend(refs);
+            }
+            _ => merged.push((a, b, refs)),
+        }
+    }
+    let outages: Vec<Outage> = merged
+        .into_iter()
+        .filter_map(|(a, b, declared)| {
             let (ca, cb) = (a.max(from), b.min(end));
             (ca < cb).then_some(Outage {
                 from: ca,
                 to: cb,
                 ongoing: !complete && b == now,
+                declared,
             })
         })
         .collect();
@@ -350,8 +429,9 @@ pub async fn view<S: UptimeStore + ?Sized>(
         )));
     }
     let spans = store.uptime_spans(month.start(), month.end()).await?;
+    let declared = store.declared_outages(month.start(), month.end()).await?;
     Ok((
-        report(month, &spans, now, tolerance)?,
+        report(month, &spans, &declared, now, tolerance)?,
         billing_limits::catalogue::sla_uptime_per_mille(caller.org.plan),
     ))
 }
@@ -467,9 +547,14 @@ fn text(r: &UptimeReport, committed: Option<u32>) -> String {
             r.down.num_minutes()
         );
         for o in &r.outages {
+            let declared = if o.declared.is_empty() {
+                String::new()
+            } else {
+                format!(", declared: {}", o.declared.join(", "))
+            };
             let _ = writeln!(
                 out,
-                "- {} to {} ({} minutes)",
+                "- {} to {} ({} minutes{declared})",
                 stamp(o.from),
                 stamp(o.to),
                 (o.to - o.from).num_minutes()
@@ -548,7 +633,7 @@ mod tests {
                 Utc.with_ymd_and_hms(2026, 12, 2, 0, 0, 0).unwrap(),
             ),
         ];
-        let r = report(m, &spans, now, tol()).unwrap();
+        let r = report(m, &spans, &[], now, tol()).unwrap();
         assert!(r.complete);
         assert_eq!(r.outages.len(), 1);
         assert_eq!(
@@ -575,7 +660,7 @@ mod tests {
             span("b", at(2, 0, 0), at(19, 23, 59)),
             span("a", at(11, 0, 0), at(19, 23, 59)),
         ];
-        let r = report(m, &spans, now, tol()).unwrap();
+        let r = report(m, &spans, &[], now, tol()).unwrap();
         assert_eq!(r.outages, vec![]);
         assert_eq!(r.percent().as_deref(), Some("100.000"));
         assert!(!r.complete);
@@ -594,7 +679,7 @@ mod tests {
             ),
             span("a", at(1, 1, 0), at(30, 23, 59)),
         ];
-        let r = report(m, &spans, at(30, 23, 59), tol()).unwrap();
+        let r = report(m, &spans, &[], at(30, 23, 59), tol()).unwrap();
         assert_eq!(r.monitored_from, Some(at(1, 0, 0)));
         assert_eq!(r.outages.len(), 1);
         assert_eq!(
@@ -608,16 +693,16 @@ mod tests {
     fn a_server_down_now_has_an_ongoing_outage_and_one_up_now_has_none() {
         let m = Month::parse(NOV).unwrap();
         let spans = [span("a", at(1, 0, 0), at(10, 0, 0))];
-        let r = report(m, &spans, at(10, 1, 0), tol()).unwrap();
+        let r = report(m, &spans, &[], at(10, 1, 0), tol()).unwrap();
         assert_eq!(r.outages.len(), 1);
         assert!(r.outages[0].ongoing);
         assert_eq!(r.down.num_seconds(), 3_600);
         // Its last beat a minute ago: within the tolerance, up.
-        let r = report(m, &spans, at(10, 0, 1), tol()).unwrap();
+        let r = report(m, &spans, &[], at(10, 0, 1), tol()).unwrap();
         assert_eq!(r.outages, vec![]);
         // The month over and the server down since: the outage runs to the month's end.
         let later = Utc.with_ymd_and_hms(2026, 12, 5, 0, 0, 0).unwrap();
-        let r = report(m, &spans, later, tol()).unwrap();
+        let r = report(m, &spans, &[], later, tol()).unwrap();
         assert_eq!(r.outages.len(), 1);
         assert!(!r.outages[0].ongoing);
         assert_eq!(r.outages[0].to, m.end());
@@ -632,12 +717,12 @@ mod tests {
             // The first span after the month (as the store returns it): 30 s without a beat.
             span("b", dec(20), dec(40)),
         ];
-        let r = report(m, &spans, dec(50) + Duration::days(3), tol()).unwrap();
+        let r = report(m, &spans, &[], dec(50) + Duration::days(3), tol()).unwrap();
         assert_eq!(r.outages, vec![]);
         assert!(r.complete);
         // Without it (no beat since), the rest of the month is an outage, not under way: the
         // month is over.
-        let r = report(m, &spans[..1], dec(50) + Duration::days(3), tol()).unwrap();
+        let r = report(m, &spans[..1], &[], dec(50) + Duration::days(3), tol()).unwrap();
         assert_eq!(r.outages.len(), 1);
         assert_eq!(r.outages[0].to, m.end());
         assert!(!r.outages[0].ongoing);
@@ -647,27 +732,86 @@ mod tests {
     fn time_before_the_first_beat_is_not_monitored() {
         let m = Month::parse(NOV).unwrap();
         let spans = [span("a", at(15, 0, 0), at(30, 0, 0))];
-        let r = report(m, &spans, at(30, 0, 0), tol()).unwrap();
+        let r = report(m, &spans, &[], at(30, 0, 0), tol()).unwrap();
         assert_eq!(r.monitored_from, Some(at(15, 0, 0)));
         assert_eq!(r.monitored.num_seconds(), 15 * 86_400);
         assert_eq!(r.down.num_seconds(), 0);
         // Nothing monitored: no availability, not a 100 %.
-        let r = report(m, &[], at(30, 0, 0), tol()).unwrap();
+        let r = report(m, &[], &[], at(30, 0, 0), tol()).unwrap();
         assert_eq!(r.monitored_from, None);
         assert_eq!(r.availability_per_million(), None);
         assert_eq!(r.meets(999), None);
         // Monitoring began after the month.
         let dec = Utc.with_ymd_and_hms(2026, 12, 2, 0, 0, 0).unwrap();
-        let r = report(m, &[span("a", dec, dec)], dec, tol()).unwrap();
+        let r = report(m, &[span("a", dec, dec)], &[], dec, tol()).unwrap();
         assert_eq!(r.monitored.num_seconds(), 0);
         // A month not begun has no report.
         let r = report(
             Month::parse("2026-12").unwrap(),
             &spans,
+            &[],
             at(30, 0, 0),
             tol(),
         );
         assert!(matches!(r, Err(TenancyError::Invalid(_))));
+    }
+
+    #[test]
+    fn declared_outages_count_once_with_what_the_beats_show() {
+        let m = Month::parse(NOV).unwrap();
+        let spans = [
+            span("a", at(1, 0, 0), at(10, 0, 0)),
+            // A gap the beats show: 10th, 0:00 to 1:00.
+            span("a", at(10, 1, 0), at(30, 0, 0)),
+        ];
+        let declared = |r: &str, a, b| DeclaredOutage {
+            reference: r.into(),
+            started_at: a,
+            ended_at: b,
+        };
+        let outages = [
+            // Overlapping the gap: merged with it, counted once (23:30 to 1:00).
+            declared("dns", at(9, 23, 30), Some(at(10, 0, 30))),
+            // While the server beat: only the declaration shows it (20 minutes).
+            declared("network", at(20, 12, 0), Some(at(20, 12, 20))),
+            // Still under way, from 23:50 to now.
+            declared("provider", at(29, 23, 50), None),
+        ];
+        let r = report(m, &spans, &outages, at(30, 0, 0), tol()).unwrap();
+        let outage = |from, to, ongoing, r: &str| Outage {
+            from,
+            to,
+            ongoing,
+            declared: vec![r.to_owned()],
+        };
+        assert_eq!(
+            r.outages,
+            vec![
+                outage(at(9, 23, 30), at(10, 1, 0), false, "dns"),
+                outage(at(20, 12, 0), at(20, 12, 20), false, "network"),
+                outage(at(29, 23, 50), at(30, 0, 0), true, "provider"),
+            ]
+        );
+        assert_eq!(r.down.num_minutes(), 90 + 20 + 10);
+        // A single beat between two gaps: two outages.
+        let single = [
+            span("a", at(1, 0, 0), at(2, 0, 0)),
+            span("a", at(3, 0, 0), at(3, 0, 0)),
+            span("a", at(4, 0, 0), at(30, 0, 0)),
+        ];
+        let two = report(m, &single, &[], at(30, 0, 0), tol()).unwrap();
+        assert_eq!(two.outages.len(), 2);
+        let text = r.text(Some(999));
+        assert!(text.contains("declared: network"), "{text}");
+        // Declared before the month: counted from its start.
+        let before = [declared(
+            "long",
+            at(1, 0, 0) - Duration::days(1),
+            Some(at(1, 2, 0)),
+        )];
+        let older = [span("a", at(1, 0, 0) - Duration::days(40), at(30, 0, 0))];
+        let r = report(m, &older, &before, at(30, 0, 0), tol()).unwrap();
+        assert_eq!(r.down.num_minutes(), 120);
     }
 
     #[test]
@@ -678,7 +822,7 @@ mod tests {
             span("a", at(1, 0, 0), at(10, 0, 0)),
             span("a", at(10, 0, 0) + Duration::seconds(2_593), m.end()),
         ];
-        let r = report(m, &spans, m.end(), tol()).unwrap();
+        let r = report(m, &spans, &[], m.end(), tol()).unwrap();
         assert_eq!(r.percent().as_deref(), Some("99.899"));
         assert_eq!(r.meets(999), Some(false));
         let body = r.text(Some(999));

@@ -207,6 +207,9 @@ pub struct OutageResponse {
     pub seconds: i64,
     /// Whether it is still under way.
     pub ongoing: bool,
+    /// The references of the incidents the operator declared as outages within it (empty:
+    /// seen by the service's beats alone).
+    pub declared: Vec<String>,
 }
 
 /// A month's uptime report.
@@ -240,8 +243,9 @@ pub struct UptimeResponse {
 /// The service's availability in a month, as its own beats show it (`tenancy::uptime`): the
 /// guide's "Monthly uptime reports" (mailed to Enterprise's Owner and Admins when a month is
 /// over), against what the plan commits to. Any member. An outage is a gap of more than three
-/// beats (`uptime.heartbeat_secs`) between the beats of every server that serves the API; time
-/// before the first beat is not monitored.
+/// beats (`uptime.heartbeat_secs`) between the beats of every server that serves the API, or an
+/// incident the operator declared as one (`notify-incident --outage`); time before the first
+/// beat is not monitored.
 #[utoipa::path(get, path = "/api/v1/orgs/{org_id}/uptime", tag = "usage",
     params(("org_id" = String, Path, description = "Organization id"), UptimeQuery),
     responses(
@@ -284,6 +288,7 @@ pub async fn uptime(
                 to: o.to.to_rfc3339(),
                 seconds: o.seconds(),
                 ongoing: o.ongoing,
+                declared: o.declared.clone(),
             })
             .collect(),
     }))

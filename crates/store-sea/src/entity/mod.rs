@@ -31,6 +31,7 @@ pub mod recovery_code;
 pub mod scim_group;
 pub mod scim_token;
 pub mod scim_user;
+pub mod service_outage;
 pub mod service_uptime;
 pub mod session;
 pub mod sms_outbox;

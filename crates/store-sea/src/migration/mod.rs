@@ -54,6 +54,7 @@ mod m20261206_000043_create_price_deals;
 mod m20261206_000044_add_asset_transfer_notes;
 mod m20261206_000045_create_team_pipelines;
 mod m20261206_000046_create_service_uptime;
+mod m20261206_000047_create_service_outages;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -109,6 +110,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000044_add_asset_transfer_notes::Migration),
             Box::new(m20261206_000045_create_team_pipelines::Migration),
             Box::new(m20261206_000046_create_service_uptime::Migration),
+            Box::new(m20261206_000047_create_service_outages::Migration),
         ]
     }
 }

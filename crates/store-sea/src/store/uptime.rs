@@ -5,12 +5,12 @@ use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use tenancy::TenancyError;
-use tenancy::uptime::{UptimeSpan, UptimeStore};
+use tenancy::uptime::{DeclaredOutage, UptimeSpan, UptimeStore};
 
 use super::tenancy::store;
 use crate::SeaStore;
 use crate::convert::{micros, time};
-use crate::entity::service_uptime;
+use crate::entity::{service_outage, service_uptime};
 
 fn of_row(m: service_uptime::Model) -> Result<UptimeSpan, TenancyError> {
     Ok(UptimeSpan {
@@ -61,6 +61,76 @@ impl UptimeStore for SeaStore {
         .await
         .map_err(store)?;
         Ok(())
+    }
+
+    async fn declare_outage(
+        &self,
+        reference: &str,
+        at: DateTime<Utc>,
+        ended: bool,
+    ) -> Result<(), TenancyError> {
+        // The operator's command, one run at a time: read, then write what is missing.
+        let found = service_outage::Entity::find_by_id(reference.to_owned())
+            .one(self.db())
+            .await
+            .map_err(store)?;
+        match (found, ended) {
+            (Some(_), false) => Ok(()),
+            (None, false) => {
+                service_outage::Entity::insert(service_outage::ActiveModel {
+                    reference: Set(reference.to_owned()),
+                    started_at: Set(micros(at)),
+                    ended_at: Set(None),
+                })
+                .exec_without_returning(self.db())
+                .await
+                .map_err(store)?;
+                Ok(())
+            }
+            (None, true) => Err(TenancyError::NotFound("declared outage")),
+            (Some(row), true) if row.ended_at.is_none() => {
+                if at < time(row.started_at)? {
+                    return Err(tenancy::uptime::ends_before_it_began(reference));
+                }
+                service_outage::Entity::update_many()
+                    .col_expr(service_outage::Column::EndedAt, Expr::value(micros(at)))
+                    .filter(service_outage::Column::Reference.eq(reference))
+                    .filter(service_outage::Column::EndedAt.is_null())
+                    .exec(self.db())
+                    .await
+                    .map_err(store)?;
+                Ok(())
+            }
+            (Some(_), true) => Ok(()),
+        }
+    }
+
+    async fn declared_outages(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<DeclaredOutage>, TenancyError> {
+        service_outage::Entity::find()
+            .filter(service_outage::Column::StartedAt.lt(micros(to)))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(service_outage::Column::EndedAt.is_null())
+                    .add(service_outage::Column::EndedAt.gte(micros(from))),
+            )
+            .order_by_asc(service_outage::Column::StartedAt)
+            .order_by_asc(service_outage::Column::Reference)
+            .all(self.db())
+            .await
+            .map_err(store)?
+            .into_iter()
+            .map(|m| {
+                Ok(DeclaredOutage {
+                    started_at: time(m.started_at)?,
+                    ended_at: m.ended_at.map(time).transpose()?,
+                    reference: m.reference,
+                })
+            })
+            .collect()
     }
 
     async fn uptime_spans(
