@@ -925,6 +925,45 @@ both_backends!(
             "the declared outage is named in the one the beats show"
         );
         assert!((7_200..7_220).contains(&both), "counted once: {both} s");
+        // A resolved notice ends the incident's declared outage also without `--outage`.
+        for (resolved, outage) in [(false, true), (true, false)] {
+            axie_server::admin::notify_incident(
+                &t.store,
+                "2026-12-06-lb",
+                "Load balancer",
+                "Down.",
+                resolved,
+                outage,
+                now - chrono::Duration::minutes(5),
+            )
+            .await
+            .unwrap();
+        }
+        for m in &months {
+            let r = uptime_of(&t, *m).await;
+            assert!(
+                r["outages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|o| o["ongoing"] == false),
+                "{r}"
+            );
+        }
+        // Its reference, over, starts no new outage.
+        assert!(
+            axie_server::admin::notify_incident(
+                &t.store,
+                "2026-12-06-lb",
+                "Load balancer",
+                "Down again.",
+                false,
+                true,
+                now,
+            )
+            .await
+            .is_err()
+        );
         // Its resolved notice without its start is refused, and nobody is told.
         let refused =
             axie_server::admin::notify_incident(&t.store, "never-begun", "x", "y", true, true, now)

@@ -512,7 +512,8 @@ pub async fn uptime_report(
 /// organization, incident and state, so the command can run again after a failure. With
 /// `outage` (the service could not be used, which its own beats may not show), the incident
 /// counts as an outage in the uptime reports from its notice to its resolved notice
-/// (`tenancy::uptime::UptimeStore::declare_outage`). Returns what it did, for the operator.
+/// (`tenancy::uptime::UptimeStore::declare_outage`; any resolved notice ends it). Returns what
+/// it did, for the operator.
 ///
 /// # Errors
 /// Bad input; the resolved notice of an outage never declared begun; a store failure after
@@ -533,11 +534,17 @@ pub async fn notify_incident(
         IncidentState::Investigating
     };
     let incident = Incident::new(reference, title, message, state)?;
-    if outage {
+    if outage || resolved {
         // Recorded before anyone is told, so that a notice never announces an outage the
-        // reports do not count.
-        tenancy::uptime::UptimeStore::declare_outage(store, &incident.reference, now, resolved)
-            .await?;
+        // reports do not count. A resolved notice ends the incident's declared outage, if it
+        // has one, with or without `--outage`.
+        let declared =
+            tenancy::uptime::UptimeStore::declare_outage(store, &incident.reference, now, resolved)
+                .await;
+        match declared {
+            Err(tenancy::TenancyError::NotFound(_)) if !outage => {}
+            done => done?,
+        }
     }
     let (mut told, mut before, mut failed) = (0u64, 0u64, 0u64);
     // One organization that cannot be told (deleted meanwhile, a log that does not verify)

@@ -146,13 +146,14 @@ enum Command {
         #[arg(long)]
         resolved: bool,
         /// The service could not be used (not only slowed): the incident counts as an outage
-        /// in the uptime reports, from this notice to its `--resolved` one (give `--outage`
-        /// with both).
+        /// in the uptime reports, from this notice to its `--resolved` one (which ends it
+        /// with or without `--outage`).
         #[arg(long)]
         outage: bool,
     },
-    /// Print the service's uptime report of a month (this month by default) as its beats show
-    /// it: what Enterprise's Owner and Admins are mailed when a month is over.
+    /// Print the service's uptime report of a month (this month by default) as its beats and
+    /// the declared outages show it: what Enterprise's Owner and Admins are mailed when a month
+    /// is over.
     UptimeReport {
         /// The month, `YYYY-MM` (UTC).
         #[arg(long)]

@@ -2886,6 +2886,11 @@ async fn uptime_spans_extend_within_the_tolerance_and_start_anew_after_it<
         s.declared_outages(at(30), at(60)).await.unwrap(),
         vec![declared(Some(30))]
     );
+    // Over: its reference starts no new outage.
+    assert!(matches!(
+        s.declare_outage(&reference, at(40), false).await,
+        Err(TenancyError::Conflict(_))
+    ));
     // Over before the window, or begun after it: not in it.
     assert_eq!(s.declared_outages(at(31), at(60)).await.unwrap(), vec![]);
     assert_eq!(s.declared_outages(at(0), at(20)).await.unwrap(), vec![]);

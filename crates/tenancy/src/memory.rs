@@ -2649,6 +2649,9 @@ impl crate::uptime::UptimeStore for MemoryTenancyStore {
         let mut s = self.lock()?;
         let found = s.outages.iter_mut().find(|o| o.reference == reference);
         match (found, ended) {
+            (Some(o), false) if o.ended_at.is_some() => {
+                return Err(crate::uptime::over_already(reference));
+            }
             (Some(_), false) => {}
             (None, false) => s.outages.push(crate::uptime::DeclaredOutage {
                 reference: reference.to_owned(),

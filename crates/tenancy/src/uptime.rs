@@ -80,7 +80,9 @@ pub trait UptimeStore: Send + Sync {
     ///
     /// # Errors
     /// [`TenancyError::NotFound`] for the end of an outage never declared begun;
-    /// [`TenancyError::Invalid`] for an end before its start; [`TenancyError::Store`].
+    /// [`TenancyError::Invalid`] for an end before its start; [`TenancyError::Conflict`] for
+    /// the start of an outage under a reference whose outage is over (a new incident takes a
+    /// new reference); [`TenancyError::Store`].
     async fn declare_outage(
         &self,
         reference: &str,
@@ -213,6 +215,14 @@ pub struct DeclaredOutage {
     pub ended_at: Option<DateTime<Utc>>,
 }
 
+/// The refusal of a new start of the declared outage `reference`, which is over.
+#[must_use]
+pub fn over_already(reference: &str) -> TenancyError {
+    TenancyError::Conflict(format!(
+        "the outage of incident {reference} is over: a new incident takes a new reference"
+    ))
+}
+
 /// The refusal of the end of the declared outage `reference` before its start.
 #[must_use]
 pub fn ends_before_it_began(reference: &str) -> TenancyError {
@@ -245,7 +255,7 @@ impl Outage {
     }
 }
 
-/// A month's availability, as the beats show it.
+/// A month's availability, as the beats and the declared outages show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UptimeReport {
     /// The month.
@@ -355,44 +365,59 @@ pub fn report(
             _ => up.push((a, b)),
         }
     }
-    let mut gaps: Vec<(DateTime<Utc>, DateTime<Utc>)> =
-        up.windows(2).map(|w| (w[0].1, w[1].0)).collect();
+    // Each with whether it is still under way: the gap after the last beat, a declared
+    // outage not over.
+    let mut gaps: Vec<(DateTime<Utc>, DateTime<Utc>, bool)> =
+        up.windows(2).map(|w| (w[0].1, w[1].0, false)).collect();
     if let Some(last) = up.last() {
-        gaps.push((last.1, now));
+        gaps.push((last.1, now, true));
     }
     // A gap is judged whole (one across the month's start too); the declared outages join
     // them, those that overlap merged; then each is counted within the month.
-    let mut down: Vec<(DateTime<Utc>, DateTime<Utc>, Vec<String>)> = gaps
+    let mut down: Vec<Down> = gaps
         .into_iter()
-        .filter(|(a, b)| *b - *a > tolerance)
-        .map(|(a, b)| (a, b, Vec::new()))
-        .chain(declared.iter().filter(|d| d.started_at < now).map(|d| {
-            let to = d.ended_at.map_or(now, |e| e.min(now));
-            (d.started_at, to, vec![d.reference.clone()])
-        }))
+        .filter(|(a, b, _)| *b - *a > tolerance)
+        .map(|(from, to, open)| Down {
+            from,
+            to,
+            open,
+            declared: Vec::new(),
+        })
+        .chain(
+            declared
+                .iter()
+                .filter(|d| d.started_at < now)
+                .map(|d| Down {
+                    from: d.started_at,
+                    to: d.ended_at.map_or(now, |e| e.min(now)),
+                    open: d.ended_at.is_none_or(|e| e > now),
+                    declared: vec![d.reference.clone()],
+                }),
+        )
         .collect();
-    down.sort_by_key(|x| (x.0, x.1));
-    let mut merged: Vec<(DateTime<Utc>, DateTime<Utc>, Vec<String>)> = Vec::new();
-    for (a, b, refs) in down {
+    down.sort_by_key(|d| (d.from, d.to));
+    let mut merged: Vec<Down> = Vec::new();
+    for d in down {
         match merged.last_mut() {
             // Overlapping: one outage. Two gaps on either side of a single beat only touch, and
             // stay two.
-            Some(last) if a < last.1 => {
-                last.1 = last.1.max(b);
-                last.2.extend(refs);
+            Some(last) if d.from < last.to => {
+                last.to = last.to.max(d.to);
+                last.open |= d.open;
+                last.declared.extend(d.declared);
             }
-            _ => merged.push((a, b, refs)),
+            _ => merged.push(d),
         }
     }
     let outages: Vec<Outage> = merged
         .into_iter()
-        .filter_map(|(a, b, declared)| {
-            let (ca, cb) = (a.max(from), b.min(end));
+        .filter_map(|d| {
+            let (ca, cb) = (d.from.max(from), d.to.min(end));
             (ca < cb).then_some(Outage {
                 from: ca,
                 to: cb,
-                ongoing: !complete && b == now,
-                declared,
+                ongoing: !complete && d.open,
+                declared: d.declared,
             })
         })
         .collect();
@@ -405,6 +430,15 @@ pub fn report(
         outages,
         complete,
     })
+}
+
+/// A time down before it is counted within the month: a gap between beats or a declared outage,
+/// and whether it is still under way.
+struct Down {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    open: bool,
+    declared: Vec<String>,
 }
 
 /// The report of `month` (this month when `None`) for the caller's organization, with the

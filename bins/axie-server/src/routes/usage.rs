@@ -240,7 +240,8 @@ pub struct UptimeResponse {
     pub outages: Vec<OutageResponse>,
 }
 
-/// The service's availability in a month, as its own beats show it (`tenancy::uptime`): the
+/// The service's availability in a month, as its own beats and the outages the operator
+/// declared show it (`tenancy::uptime`): the
 /// guide's "Monthly uptime reports" (mailed to Enterprise's Owner and Admins when a month is
 /// over), against what the plan commits to. Any member. An outage is a gap of more than three
 /// beats (`uptime.heartbeat_secs`) between the beats of every server that serves the API, or an

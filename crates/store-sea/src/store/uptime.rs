@@ -75,13 +75,22 @@ impl UptimeStore for SeaStore {
             .await
             .map_err(store)?;
         match (found, ended) {
+            (Some(row), false) if row.ended_at.is_some() => {
+                Err(tenancy::uptime::over_already(reference))
+            }
             (Some(_), false) => Ok(()),
             (None, false) => {
+                // (Two runs at once: the first start is kept, neither fails.)
                 service_outage::Entity::insert(service_outage::ActiveModel {
                     reference: Set(reference.to_owned()),
                     started_at: Set(micros(at)),
                     ended_at: Set(None),
                 })
+                .on_conflict(
+                    sea_orm::sea_query::OnConflict::column(service_outage::Column::Reference)
+                        .do_nothing()
+                        .to_owned(),
+                )
                 .exec_without_returning(self.db())
                 .await
                 .map_err(store)?;
