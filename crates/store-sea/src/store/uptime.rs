@@ -69,7 +69,8 @@ impl UptimeStore for SeaStore {
         at: DateTime<Utc>,
         ended: bool,
     ) -> Result<(), TenancyError> {
-        // The operator's command, one run at a time: read, then write what is missing.
+        // The operator's command: read, then write what is missing; both writes are
+        // conditional, so runs at once keep the first start and the first end.
         let found = service_outage::Entity::find_by_id(reference.to_owned())
             .one(self.db())
             .await
@@ -80,7 +81,6 @@ impl UptimeStore for SeaStore {
             }
             (Some(_), false) => Ok(()),
             (None, false) => {
-                // (Two runs at once: the first start is kept, neither fails.)
                 service_outage::Entity::insert(service_outage::ActiveModel {
                     reference: Set(reference.to_owned()),
                     started_at: Set(micros(at)),
