@@ -494,14 +494,12 @@ pub async fn uptime_report(
     tolerance: chrono::Duration,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<String, Failure> {
-    use tenancy::uptime::{Month, UptimeStore};
+    use tenancy::uptime::Month;
     let month = month
         .map(Month::parse)
         .transpose()?
         .unwrap_or_else(|| Month::of(now));
-    let spans = store.uptime_spans(month.start(), month.end()).await?;
-    let declared = store.declared_outages(month.start(), month.end()).await?;
-    let report = tenancy::uptime::report(month, &spans, &declared, now, tolerance)?;
+    let report = tenancy::uptime::month_report(store, month, now, tolerance).await?;
     Ok(report.text(billing_limits::catalogue::sla_uptime_per_mille(
         billing_limits::Plan::Enterprise,
     )))
@@ -534,18 +532,9 @@ pub async fn notify_incident(
         IncidentState::Investigating
     };
     let incident = Incident::new(reference, title, message, state)?;
-    if outage || resolved {
-        // Recorded before anyone is told, so that a notice never announces an outage the
-        // reports do not count. A resolved notice ends the incident's declared outage, if it
-        // has one, with or without `--outage`.
-        let declared =
-            tenancy::uptime::UptimeStore::declare_outage(store, &incident.reference, now, resolved)
-                .await;
-        match declared {
-            Err(tenancy::TenancyError::NotFound(_)) if !outage => {}
-            done => done?,
-        }
-    }
+    // Recorded before anyone is told, so that a notice never announces an outage the reports
+    // do not count.
+    tenancy::uptime::note_incident(store, &incident.reference, now, resolved, outage).await?;
     let (mut told, mut before, mut failed) = (0u64, 0u64, 0u64);
     // One organization that cannot be told (deleted meanwhile, a log that does not verify)
     // holds back none of the others; it is logged, and a run again tells it.

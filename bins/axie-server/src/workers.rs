@@ -259,22 +259,12 @@ pub async fn send_uptime_reports(
     tolerance: chrono::Duration,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<usize, tenancy::TenancyError> {
-    use tenancy::uptime::{Month, UptimeStore};
-    let month = Month::of(now).previous();
-    // Not before a gap that began in the month's last moments could be told from a beat on
-    // its way: the report goes out once.
-    if now < month.end() + tolerance {
+    let Some(month) = tenancy::uptime::month_to_send(now, tolerance) else {
         return Ok(0);
-    }
-    let spans = store
-        .uptime_spans(month.start(), month.end())
+    };
+    let report = tenancy::uptime::month_report(store, month, now, tolerance)
         .await
-        .inspect_err(|e| tracing::warn!(error = %e, %month, "uptime report: beats not read"))?;
-    let declared = store
-        .declared_outages(month.start(), month.end())
-        .await
-        .inspect_err(|e| tracing::warn!(error = %e, %month, "uptime report: outages not read"))?;
-    let report = tenancy::uptime::report(month, &spans, &declared, now, tolerance)?;
+        .inspect_err(|e| tracing::warn!(error = %e, %month, "uptime report not made"))?;
     if report.monitored_from.is_none() {
         return Ok(0);
     }

@@ -300,7 +300,51 @@ impl UptimeReport {
     /// `committed` uptime in per mille.
     #[must_use]
     pub fn text(&self, committed: Option<u32>) -> String {
-        text(self, committed)
+        use fmt::Write as _;
+        let stamp = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+        let Some(percent) = self.percent() else {
+            return format!("Nothing of {} was monitored.\n", self.month);
+        };
+        let mut out = format!(
+            "The service was available {percent} % of {month}{so_far} (monitored from {from} to {to}).\n",
+            month = self.month,
+            so_far = if self.complete { "" } else { " so far" },
+            from = self.monitored_from.map_or_else(|| "-".to_owned(), stamp),
+            to = stamp(self.monitored_to),
+        );
+        if let Some((c, met)) = committed.and_then(|c| self.meets(c).map(|m| (c, m))) {
+            let _ = writeln!(
+                out,
+                "Committed: {} %. {}",
+                per_mille_percent(c),
+                if met { "Met." } else { "Not met." }
+            );
+        }
+        if self.outages.is_empty() {
+            out.push_str("There was no outage.\n");
+        } else {
+            let _ = writeln!(
+                out,
+                "Outages ({}, {} minutes in all):",
+                self.outages.len(),
+                self.down.num_minutes()
+            );
+            for o in &self.outages {
+                let declared = if o.declared.is_empty() {
+                    String::new()
+                } else {
+                    format!(", declared: {}", o.declared.join(", "))
+                };
+                let _ = writeln!(
+                    out,
+                    "- {} to {} ({} minutes{declared})",
+                    stamp(o.from),
+                    stamp(o.to),
+                    (o.to - o.from).num_minutes()
+                );
+            }
+        }
+        out
     }
 
     /// Whether the availability reaches `per_mille` (999: 99.9 %); `None` when nothing was
@@ -441,6 +485,61 @@ struct Down {
     declared: Vec<String>,
 }
 
+/// A commitment in per mille as a percentage: 999 is `"99.9"`, 990 `"99.0"`.
+#[must_use]
+pub fn per_mille_percent(per_mille: u32) -> String {
+    format!("{}.{}", per_mille / 10, per_mille % 10)
+}
+
+/// The report of `month` as of `now`, of what `store` holds: every instance's beats and the
+/// declared outages ([`report`]).
+///
+/// # Errors
+/// [`TenancyError::Invalid`] for a month that has not begun; [`TenancyError::Store`].
+pub async fn month_report<S: UptimeStore + ?Sized>(
+    store: &S,
+    month: Month,
+    now: DateTime<Utc>,
+    tolerance: Duration,
+) -> Result<UptimeReport, TenancyError> {
+    let spans = store.uptime_spans(month.start(), month.end()).await?;
+    let declared = store.declared_outages(month.start(), month.end()).await?;
+    report(month, &spans, &declared, now, tolerance)
+}
+
+/// The month whose report goes out at `now`: the month before, once `tolerance` has passed
+/// since it ended (a gap in its last moments is then told from a beat on its way); `None`
+/// before that. A report goes out once, so not earlier.
+#[must_use]
+pub fn month_to_send(now: DateTime<Utc>, tolerance: Duration) -> Option<Month> {
+    let month = Month::of(now).previous();
+    (now >= month.end() + tolerance).then_some(month)
+}
+
+/// What an incident notice means for the declared outages: with `outage`, its notice starts
+/// (or, `resolved`, ends) the incident's declared outage; any resolved notice ends the
+/// incident's declared outage if it has one, with or without `outage`
+/// ([`UptimeStore::declare_outage`]).
+///
+/// # Errors
+/// As [`UptimeStore::declare_outage`] (a resolved `outage` notice of an outage never begun is
+/// [`TenancyError::NotFound`]).
+pub async fn note_incident<S: UptimeStore + ?Sized>(
+    store: &S,
+    reference: &str,
+    at: DateTime<Utc>,
+    resolved: bool,
+    outage: bool,
+) -> Result<(), TenancyError> {
+    if !outage && !resolved {
+        return Ok(());
+    }
+    match store.declare_outage(reference, at, resolved).await {
+        Err(TenancyError::NotFound(_)) if !outage => Ok(()),
+        done => done,
+    }
+}
+
 /// The report of `month` (this month when `None`) for the caller's organization, with the
 /// uptime its plan commits to (`None` on Free): any member (`view_settings`: the report is of
 /// the service, which every member uses, and tells nothing of the organization).
@@ -457,15 +556,8 @@ pub async fn view<S: UptimeStore + ?Sized>(
 ) -> Result<(UptimeReport, Option<u32>), TenancyError> {
     caller.check_org(rbac_core::Permission::ViewSettings)?;
     let month = month.unwrap_or_else(|| Month::of(now));
-    if month.start() > now {
-        return Err(TenancyError::Invalid(format!(
-            "{month} has not begun: there is no report of it yet"
-        )));
-    }
-    let spans = store.uptime_spans(month.start(), month.end()).await?;
-    let declared = store.declared_outages(month.start(), month.end()).await?;
     Ok((
-        report(month, &spans, &declared, now, tolerance)?,
+        month_report(store, month, now, tolerance).await?,
         billing_limits::catalogue::sla_uptime_per_mille(caller.org.plan),
     ))
 }
@@ -546,56 +638,6 @@ pub async fn send_report_as_system<S: TenancyStore + MeteringStore + ?Sized>(
     store
         .record_alert(org.id, "uptime_report", &month, 0, journal)
         .await
-}
-
-/// [`UptimeReport::text`].
-fn text(r: &UptimeReport, committed: Option<u32>) -> String {
-    use fmt::Write as _;
-    let stamp = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
-    let Some(percent) = r.percent() else {
-        return format!("Nothing of {} was monitored.\n", r.month);
-    };
-    let mut out = format!(
-        "The service was available {percent} % of {month}{so_far} (monitored from {from} to {to}).\n",
-        month = r.month,
-        so_far = if r.complete { "" } else { " so far" },
-        from = r.monitored_from.map_or_else(|| "-".to_owned(), stamp),
-        to = stamp(r.monitored_to),
-    );
-    if let Some((c, met)) = committed.and_then(|c| r.meets(c).map(|m| (c, m))) {
-        let _ = writeln!(
-            out,
-            "Committed: {}.{} %. {}",
-            c / 10,
-            c % 10,
-            if met { "Met." } else { "Not met." }
-        );
-    }
-    if r.outages.is_empty() {
-        out.push_str("There was no outage.\n");
-    } else {
-        let _ = writeln!(
-            out,
-            "Outages ({}, {} minutes in all):",
-            r.outages.len(),
-            r.down.num_minutes()
-        );
-        for o in &r.outages {
-            let declared = if o.declared.is_empty() {
-                String::new()
-            } else {
-                format!(", declared: {}", o.declared.join(", "))
-            };
-            let _ = writeln!(
-                out,
-                "- {} to {} ({} minutes{declared})",
-                stamp(o.from),
-                stamp(o.to),
-                (o.to - o.from).num_minutes()
-            );
-        }
-    }
-    out
 }
 
 #[cfg(test)]

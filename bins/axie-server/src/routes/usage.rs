@@ -279,7 +279,7 @@ pub async fn uptime(
         monitored_seconds: r.monitored.num_seconds(),
         down_seconds: r.down.num_seconds(),
         availability_percent: r.percent(),
-        committed_percent: committed.map(|c| format!("{}.{}", c / 10, c % 10)),
+        committed_percent: committed.map(tenancy::uptime::per_mille_percent),
         met: committed.and_then(|c| r.meets(c)),
         outages: r
             .outages
